@@ -1,0 +1,115 @@
+"""Activations of any node for chosen samples, and weight histograms per layer.
+
+Example::
+
+    >>> acts = capture_activations(model, x[:1], ["conv1", "fc1"])   # doctest: +SKIP
+    >>> acts["conv1"].shape                                           # doctest: +SKIP
+    torch.Size([1, 8, 28, 28])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import ExplainError
+from .explain import eval_mode, layer_nodes, resolve_layer
+
+
+@dataclass(frozen=True)
+class WeightHistogram:
+    """Histogram of one parameter tensor of one node."""
+
+    node: str
+    param: str
+    layer_type: str
+    counts: np.ndarray  # (bins,)
+    edges: np.ndarray  # (bins + 1,)
+    mean: float
+    std: float
+    numel: int
+
+
+def _first_tensor(output: Any) -> Tensor | None:
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        for o in output:
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    return None
+
+
+def capture_activations(model: nn.Module, inputs: Tensor, nodes: Sequence[str] | None = None,
+                        ) -> dict[str, Tensor]:
+    """Run the model once (eval mode, no grad) and return each node's output, detached on CPU.
+
+    Nodes whose module returns a tuple (LSTM, MultiheadAttention) give their first tensor.
+
+    Args:
+        nodes: node ids (default: every node that owns a module).
+    Raises:
+        ExplainError: unknown node id.
+    """
+    nodes = list(layer_nodes(model)) if nodes is None else list(nodes)
+    acts: dict[str, Tensor] = {}
+    handles = []
+
+    def hook_for(node: str):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            t = _first_tensor(output)
+            if t is not None:
+                acts[node] = t.detach().cpu()
+        return hook
+
+    try:
+        for node in nodes:
+            handles.append(resolve_layer(model, node)[1].register_forward_hook(hook_for(node)))
+        with torch.no_grad(), eval_mode(model):
+            model(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: acts[n] for n in nodes if n in acts}
+
+
+def activation_kind(activation: Tensor) -> str:
+    """How to show one sample's activation: ``grid`` (C, H, W), ``sequence`` (T, D) or ``strip`` (F,)."""
+    return {3: "grid", 2: "sequence"}.get(activation.dim(), "strip")
+
+
+def weight_histograms(model: nn.Module, bins: int = 40, nodes: Sequence[str] | None = None,
+                      ) -> list[WeightHistogram]:
+    """One histogram per parameter tensor of each node with weights, in node order.
+
+    Raises:
+        ExplainError: ``bins`` below 1 or an unknown node id.
+    """
+    if not isinstance(bins, int) or bins < 1:
+        raise ExplainError(f"bins must be a positive integer; received {bins!r}")
+    types = layer_nodes(model)
+    nodes = list(types) if nodes is None else list(nodes)
+    out: list[WeightHistogram] = []
+    seen: set[int] = set()
+    for node in nodes:
+        module = resolve_layer(model, node)[1]
+        for pname, p in module.named_parameters():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            v = p.detach().float().cpu().flatten().numpy()
+            if v.size == 0:
+                continue
+            counts, edges = np.histogram(v, bins=bins)
+            out.append(WeightHistogram(node, pname, types.get(node, type(module).__name__), counts, edges,
+                                       float(v.mean()), float(v.std()), int(v.size)))
+    return out
+
+
+__all__ = ["WeightHistogram", "capture_activations", "activation_kind", "weight_histograms"]

@@ -1,0 +1,137 @@
+"""Record attributions on a fixed few validation samples at the end of every epoch.
+
+Off by default: add ``LiveAttributions(...)`` to the trainer's callbacks. The Explain page plays
+``callback.frames`` back with a slider. Example::
+
+    >>> live = LiveAttributions("integrated_gradients", n_samples=4, n_steps=16)   # doctest: +SKIP
+    >>> trainer.fit(callbacks=[live])                                             # doctest: +SKIP
+    >>> [f["epoch"] for f in live.frames], live.frames[0]["attributions"].shape  # doctest: +SKIP
+    ([0, 1, 2], (4, 1, 8, 8))
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import ExplainError
+from .explain import METHODS, explain
+
+try:  # the trainer's protocol; duck-typed until builder.train exists
+    from .train import Callback  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on what has landed
+    Callback = object  # type: ignore[assignment,misc]
+
+
+def _pick_fixed(y: Tensor | None, n: int, total: int) -> list[int]:
+    """First sample of each class, then the next ones in order, up to ``n`` (deterministic)."""
+    if y is None or y.dim() != 1 or y.is_floating_point():
+        return list(range(min(n, total)))
+    chosen: list[int] = []
+    seen: set[int] = set()
+    for i, label in enumerate(y.tolist()):
+        if label not in seen:
+            seen.add(label)
+            chosen.append(i)
+        if len(chosen) >= n:
+            return sorted(chosen)
+    rest = [i for i in range(total) if i not in set(chosen)]
+    return sorted(chosen + rest[: n - len(chosen)])
+
+
+class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
+    """Trainer callback: one attribution map per fixed validation sample per epoch.
+
+    Args:
+        method: an :data:`builder.explain.METHODS` name.
+        n_samples: how many validation samples (first of each class first).
+        every: record every ``every`` epochs (epoch % every == 0).
+        target: ``label`` (the true class; maps stay comparable across epochs) or ``predicted``.
+        options: passed to :func:`builder.explain.explain` (e.g. ``n_steps=16``).
+
+    Attributes:
+        frames: ``[{"epoch": int, "attributions": ndarray (n, ...), "target": ndarray | None}]``.
+        inputs, labels, indices: the fixed samples. seconds: time spent per recorded epoch.
+    """
+
+    def __init__(self, method: str = "integrated_gradients", n_samples: int = 4, every: int = 1,
+                 target: str = "label", **options: Any):
+        if method not in METHODS:
+            raise ExplainError(f"live attributions: unknown method {method!r}; known: {', '.join(METHODS)}")
+        if not isinstance(n_samples, int) or n_samples < 1:
+            raise ExplainError(f"n_samples must be a positive integer; received {n_samples!r}")
+        if not isinstance(every, int) or every < 1:
+            raise ExplainError(f"every must be a positive integer; received {every!r}")
+        if target not in ("label", "predicted"):
+            raise ExplainError(f"target must be 'label' or 'predicted'; received {target!r}")
+        self.method, self.n_samples, self.every, self.target_mode = method, n_samples, every, target
+        self.options = options
+        self.frames: list[dict[str, Any]] = []
+        self.seconds: list[float] = []
+        self.inputs: Tensor | None = None
+        self.labels: Tensor | None = None
+        self.indices: list[int] = []
+
+    def _select(self, trainer: Any) -> None:
+        val = getattr(getattr(trainer, "dataset", None), "val", None)
+        if val is None:
+            raise ExplainError("live attributions need a validation split (trainer.dataset.val)")
+        X, y = val[0], (val[1] if len(val) > 1 else None)
+        self.indices = _pick_fixed(y, self.n_samples, len(X))
+        self.inputs = X[self.indices].detach().clone()
+        self.labels = None if y is None else y[self.indices].detach().clone()
+
+    def on_train_begin(self, trainer: Any) -> None:
+        """Fix the samples; frames from a previous run are dropped."""
+        self.frames, self.seconds = [], []
+        self._select(trainer)
+
+    def record(self, model: torch.nn.Module, epoch: int, device: Any = "cpu") -> dict[str, Any]:
+        """Compute and store one frame; returns the summary put in the epoch's extras."""
+        if self.inputs is None:
+            raise ExplainError("live attributions: on_train_begin was not called")
+        start = time.perf_counter()
+        x = self.inputs.to(device)
+        tgt = None
+        if self.target_mode == "label" and self.labels is not None and not self.labels.is_floating_point() \
+                and self.labels.dim() == 1:
+            tgt = self.labels.to(device)
+        with torch.enable_grad():
+            exp = explain(model, x, self.method, tgt, **self.options)
+        self.frames.append({"epoch": int(epoch), "attributions": exp.attributions.cpu().numpy(),
+                            "target": None if exp.target is None else exp.target.cpu().numpy()})
+        sec = time.perf_counter() - start
+        self.seconds.append(sec)
+        return {"method": self.method, "epoch": int(epoch), "n_samples": len(self.indices),
+                "seconds": round(sec, 4), "frames": len(self.frames)}
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> dict | None:
+        """Record a frame every ``every`` epochs; returns ``{"live_attributions": summary}``."""
+        if epoch % self.every:
+            return None
+        if self.inputs is None:
+            self._select(trainer)
+        summary = self.record(trainer.model, epoch, getattr(trainer, "device", "cpu"))
+        return {"live_attributions": summary}
+
+    def on_train_end(self, trainer: Any, result: Any) -> None:
+        """Nothing to release; frames stay on the callback."""
+        return None
+
+    def stacked(self) -> np.ndarray:
+        """All frames as one array (epochs, n_samples, ...)."""
+        if not self.frames:
+            raise ExplainError("live attributions: no frames recorded yet")
+        return np.stack([f["attributions"] for f in self.frames])
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epoch of each frame."""
+        return [f["epoch"] for f in self.frames]
+
+
+__all__ = ["LiveAttributions"]
