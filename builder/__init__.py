@@ -1,0 +1,37 @@
+"""LayerLab's library: project files, layer registry, validation, shape inference, compile and export.
+
+Public API::
+
+    builder.load_project(path_or_dict) -> Project
+    builder.validate(graph) -> list[Problem]
+    builder.infer_shapes(graph) -> ShapeReport
+    builder.compile_graph(graph) -> torch.fx.GraphModule
+    builder.export_python(graph) -> str
+"""
+
+from .compile import compile_graph, example_inputs, module_names
+from .errors import (
+                     BudgetError,
+                     DatasetError,
+                     ExplainError,
+                     GraphError,
+                     LayerLabError,
+                     Problem,
+                     ProjectFormatError,
+                     RunStoreError,
+                     TrainingError,
+)
+from .export import export_python, load_weights, save_weights
+from .layout import auto_layout
+from .project import Edge, Graph, Node, Project, as_graph, load_project
+from .registry import all_specs, get_spec, palette
+from .shapes import Budget, ShapeReport, infer_shapes, validate
+from .templates import list_templates, load_template
+
+__version__ = "0.1.0"
+
+__all__ = ["compile_graph", "example_inputs", "module_names", "BudgetError", "DatasetError", "ExplainError",
+           "GraphError", "LayerLabError", "Problem", "ProjectFormatError", "RunStoreError", "TrainingError",
+           "export_python", "load_weights", "save_weights", "auto_layout", "Edge", "Graph", "Node", "Project",
+           "as_graph", "load_project", "all_specs", "get_spec", "palette", "Budget", "ShapeReport",
+           "infer_shapes", "validate", "list_templates", "load_template"]

@@ -1,0 +1,236 @@
+"""The project file: a versioned JSON document holding the graph, training settings and canvas state.
+
+The graph is plain data (ids, types, params, positions); no torch objects live here. Example::
+
+    >>> p = load_project({"format": "layerlab", "version": 1,
+    ...                   "graph": {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}}],
+    ...                             "edges": []}})
+    >>> p.graph.nodes[0].type
+    'Input'
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ProjectFormatError
+
+FORMAT = "layerlab"
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+class Position(BaseModel):
+    """Canvas position of a node (pixels)."""
+
+    model_config = ConfigDict(extra="ignore")
+    x: float = 0.0
+    y: float = 0.0
+
+
+class Node(BaseModel):
+    """A layer: ``type`` is the torch.nn class name where one exists; ``params`` its constructor arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(default=None, max_length=200)
+    position: Position | None = None
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _none_params(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+    @property
+    def display_name(self) -> str:
+        """The label if set, else the id."""
+        return self.label or self.id
+
+
+class Edge(BaseModel):
+    """A connection; ports name which output of ``source`` feeds which input of ``target``."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1)
+    target: str = Field(min_length=1)
+    source_port: str | None = None
+    target_port: str | None = None
+    id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable id: the explicit ``id`` or ``source->target`` plus ports where given."""
+        if self.id:
+            return self.id
+        s = self.source + (f".{self.source_port}" if self.source_port else "")
+        t = self.target + (f".{self.target_port}" if self.target_port else "")
+        return f"{s}->{t}"
+
+
+class Graph(BaseModel):
+    """Nodes and edges. The outputs are the nodes without successors (an Output node is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    nodes: list[Node] = Field(default_factory=list)
+    edges: list[Edge] = Field(default_factory=list)
+
+    def node(self, node_id: str) -> Node:
+        """Return the node with this id (first match). Raises KeyError."""
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """A MultiDiGraph with node attributes ``type``, ``params``, ``label``, ``position``."""
+        g = nx.MultiDiGraph()
+        for n in self.nodes:
+            g.add_node(n.id, type=n.type, params=dict(n.params), label=n.label,
+                       position=n.position.model_dump() if n.position else None)
+        for e in self.edges:
+            g.add_edge(e.source, e.target, key=e.key, source_port=e.source_port,
+                       target_port=e.target_port, id=e.id)
+        return g
+
+    @classmethod
+    def from_networkx(cls, g: nx.MultiDiGraph) -> Graph:
+        """Inverse of :meth:`to_networkx`."""
+        nodes = []
+        for nid, a in g.nodes(data=True):
+            nodes.append(Node(id=nid, type=a["type"], params=a.get("params") or {}, label=a.get("label"),
+                              position=a.get("position")))
+        edges = [Edge(source=u, target=v, source_port=a.get("source_port"), target_port=a.get("target_port"),
+                      id=a.get("id")) for u, v, a in g.edges(data=True)]
+        return cls(nodes=nodes, edges=edges)
+
+    def to_node_link(self) -> dict:
+        """networkx ``node_link_data`` form (JSON-serialisable)."""
+        return nx.node_link_data(self.to_networkx(), edges="edges")
+
+    @classmethod
+    def from_node_link(cls, data: dict) -> Graph:
+        """Inverse of :meth:`to_node_link`."""
+        return cls.from_networkx(nx.node_link_graph(data, directed=True, multigraph=True, edges="edges"))
+
+
+class Project(BaseModel):
+    """A whole project file."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["layerlab"] = FORMAT
+    version: int = VERSION
+    name: str = Field(default="untitled", max_length=200)
+    description: str = ""
+    graph: Graph = Field(default_factory=Graph)
+    training: dict[str, Any] | None = None
+    dataset: dict[str, Any] | None = None
+    blocks: list[dict[str, Any]] = Field(default_factory=list)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Serialise to JSON (unset optional fields omitted)."""
+        return self.model_dump_json(indent=indent, exclude_none=True)
+
+    def save(self, path: str | Path) -> None:
+        """Write the project file atomically."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _format_validation_error(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = f" (+{e.error_count() - 5} more)" if e.error_count() > 5 else ""
+    return "; ".join(parts) + more
+
+
+def parse_project(data: Any) -> Project:
+    """Validate a decoded JSON document as a project. Raises ProjectFormatError."""
+    if not isinstance(data, dict):
+        raise ProjectFormatError(f"a project file must be a JSON object, got {type(data).__name__}")
+    fmt = data.get("format", FORMAT)
+    if fmt != FORMAT:
+        raise ProjectFormatError(f"unknown format {fmt!r}; expected \"{FORMAT}\"")
+    version = data.get("version", VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
+        raise ProjectFormatError(
+            f"unsupported project version {version!r}; this LayerLab reads version(s) "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}: upgrade LayerLab or re-save the file")
+    if "graph" not in data and "nodes" in data:
+        # a bare graph is accepted too
+        data = {"format": FORMAT, "version": VERSION, "graph": data}
+    try:
+        return Project.model_validate(data)
+    except ValidationError as e:
+        raise ProjectFormatError("invalid project file: " + _format_validation_error(e)) from None
+
+
+def load_project(source: str | Path | dict | bytes | Project) -> Project:
+    """Load a project from a path, a JSON string or bytes, or an already decoded dict.
+
+    Raises:
+        ProjectFormatError: unreadable file, bad JSON, unknown version, wrong field types.
+    """
+    if isinstance(source, Project):
+        return source
+    if isinstance(source, dict):
+        return parse_project(source)
+    if isinstance(source, bytes):
+        text = _decode(source)
+    elif isinstance(source, str) and source.lstrip().startswith("{"):
+        text = source
+    else:
+        path = Path(source)
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ProjectFormatError(f"{path}: file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+            text = _decode(path.read_bytes())
+        except FileNotFoundError:
+            raise ProjectFormatError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise ProjectFormatError(f"{path}: is a directory, not a project file") from None
+        except PermissionError:
+            raise ProjectFormatError(f"{path}: permission denied") from None
+        except OSError as e:
+            raise ProjectFormatError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProjectFormatError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise ProjectFormatError("not valid JSON: nested too deeply") from None
+    return parse_project(data)
+
+
+def _decode(raw: bytes) -> str:
+    if len(raw) > MAX_FILE_BYTES:
+        raise ProjectFormatError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ProjectFormatError("not a text file: the content is not UTF-8") from None
+
+
+def as_graph(obj: Graph | Project | dict | str | Path) -> Graph:
+    """Accept a Graph, a Project, or anything :func:`load_project` reads, and return the Graph."""
+    if isinstance(obj, Graph):
+        return obj
+    if isinstance(obj, Project):
+        return obj.graph
+    if isinstance(obj, dict) and "nodes" in obj and "graph" not in obj:
+        try:
+            return Graph.model_validate(obj)
+        except ValidationError as e:
+            raise ProjectFormatError("invalid graph: " + _format_validation_error(e)) from None
+    return load_project(obj).graph
