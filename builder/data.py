@@ -1,0 +1,838 @@
+"""Datasets: a registry of offline built-in sets, CSV and image-folder loaders, seeded stratified splits.
+
+Every loader returns a :class:`Dataset` bundle: a :class:`DatasetInfo` describing modality, shapes and
+classes (used for previews and to check a graph against the data) plus train/validation/test tensors.
+Nothing is downloaded and nothing is ever unpickled. Example::
+
+    >>> ds = load_dataset("moons", n_samples=200, seed=0)
+    >>> ds.info.input_shape, ds.info.num_classes, len(ds.train) + len(ds.val) + len(ds.test)
+    ((2,), 2, 200)
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import DatasetError, Problem
+
+TASKS = ("multiclass", "binary", "regression", "reconstruction")
+MODALITIES = ("image", "tabular", "points2d", "tokens")
+
+MAX_CSV_BYTES = 50 * 2**20
+MAX_CSV_ROWS = 500_000
+MAX_CSV_COLUMNS = 1_000
+MAX_CATEGORIES = 100
+MAX_IMAGE_FILES = 20_000
+MAX_IMAGE_BYTES = 200 * 2**20
+MAX_IMAGE_SIDE = 256
+MAX_SAMPLES = 200_000
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+# --------------------------------------------------------------------------------------------- bundle
+@dataclass
+class DatasetInfo:
+    """What a dataset gives a model: modality, input shape and dtype, output size, names.
+
+    ``input_shape`` excludes the batch dimension. ``out_size`` is the width the last layer must have
+    (classes for multiclass, 1 for binary (2 also accepted), targets for regression, the flattened input
+    for reconstruction).
+    """
+
+    name: str
+    task: str
+    modality: str
+    input_shape: tuple[int, ...]
+    input_dtype: str = "float32"
+    num_classes: int | None = None
+    out_size: int = 1
+    class_names: list[str] = field(default_factory=list)
+    feature_names: list[str] = field(default_factory=list)
+    vocab: list[str] = field(default_factory=list)
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    target_mean: list[float] | None = None
+    target_std: list[float] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Number of token ids (tokens modality only)."""
+        return len(self.vocab) if self.vocab else None
+
+    @property
+    def input_modality(self) -> str:
+        """The Input node ``modality`` param matching this dataset: vector, image or tokens."""
+        return {"image": "image", "tokens": "tokens"}.get(self.modality, "vector")
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+@dataclass
+class Split:
+    """One split: inputs ``X`` (N, *input_shape) and targets ``y`` (N,) int64 or (N, k) float."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def to(self, device: torch.device | str) -> Split:
+        """Copy to a device (``y`` stays the same object as ``X`` for reconstruction)."""
+        X = self.X.to(device)
+        y = X if self.y is self.X else self.y.to(device)
+        return Split(X, y)
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: ``info`` plus ``train``, ``val`` and ``test`` splits (test untouched until evaluation)."""
+
+    info: DatasetInfo
+    train: Split
+    val: Split
+    test: Split
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """Copy all splits to a device (small datasets live on the device as whole tensors)."""
+        return Dataset(self.info, self.train.to(device), self.val.to(device), self.test.to(device))
+
+    def class_counts(self, split: str = "train") -> dict[str, int]:
+        """Samples per class name in a split (empty for regression and reconstruction)."""
+        if self.info.task not in ("multiclass", "binary"):
+            return {}
+        y = getattr(self, split).y.detach().cpu().long().reshape(-1)
+        counts = torch.bincount(y, minlength=len(self.info.class_names)).tolist()
+        return {name: int(c) for name, c in zip(self.info.class_names, counts)}
+
+    def preview(self, n: int = 8, split: str = "train") -> list[dict]:
+        """The first ``n`` samples as plain dicts for display: ``x`` (nested lists), ``y``, ``label``."""
+        s = getattr(self, split)
+        out = []
+        for i in range(min(n, len(s))):
+            x = s.X[i].detach().cpu()
+            item: dict[str, Any] = {"x": x.tolist()}
+            if self.info.modality == "tokens" and self.info.vocab:
+                item["tokens"] = [self.info.vocab[int(t)] for t in x.tolist()]
+            if self.info.task in ("multiclass", "binary"):
+                yi = int(s.y[i])
+                item["y"] = yi
+                item["label"] = self.info.class_names[yi] if yi < len(self.info.class_names) else str(yi)
+            elif self.info.task == "regression":
+                item["y"] = s.y[i].detach().cpu().tolist()
+            out.append(item)
+        return out
+
+
+# ------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: loader, description, modality, default task and option defaults."""
+
+    name: str
+    loader: Callable[..., tuple[np.ndarray, np.ndarray, dict]]
+    description: str
+    modality: str
+    task: str
+    options: dict[str, Any]
+    help: dict[str, str] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(name: str, *, description: str, modality: str, task: str,
+                     options: dict[str, Any] | None = None, help: dict[str, str] | None = None):
+    """Decorator registering ``loader(seed, **options) -> (X, y, info_fields)`` under ``name``."""
+    def deco(fn):
+        _REGISTRY[name] = DatasetSpec(name, fn, description, modality, task, dict(options or {}),
+                                      dict(help or {}))
+        return fn
+    return deco
+
+
+def list_datasets() -> list[dict]:
+    """Every registered dataset as ``{name, description, modality, task, options, help}``."""
+    return [{"name": s.name, "description": s.description, "modality": s.modality, "task": s.task,
+             "options": dict(s.options), "help": dict(s.help)} for s in _REGISTRY.values()]
+
+
+def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                 task: str | None = None, **options: Any) -> Dataset:
+    """Load a registered dataset and split it (seeded, stratified for classification).
+
+    Args:
+        name: a name from :func:`list_datasets` (``csv`` and ``image_folder`` take ``path``).
+        seed: seeds generation and the split.
+        val_fraction, test_fraction: split sizes.
+        task: override the task, e.g. ``"reconstruction"`` (target = input) or ``"regression"``.
+        options: dataset options (``n_samples``, ``noise``, ...); unknown ones are an error.
+
+    Raises:
+        DatasetError: unknown name or option, bad values, unreadable user data.
+    """
+    if name == "csv":
+        if "path" not in options or "target" not in options:
+            raise DatasetError("the csv dataset needs options path=... and target=...")
+        return load_csv(options.pop("path"), options.pop("target"), task=task, seed=seed,
+                        val_fraction=val_fraction, test_fraction=test_fraction, **options)
+    if name in ("image_folder", "images"):
+        if "path" not in options:
+            raise DatasetError("the image_folder dataset needs option path=... (a folder or a .zip)")
+        return load_image_folder(options.pop("path"), task=task, seed=seed, val_fraction=val_fraction,
+                                 test_fraction=test_fraction, **options)
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        known = ", ".join(sorted([*_REGISTRY, "csv", "image_folder"]))
+        raise DatasetError(f"unknown dataset {name!r}; known datasets: {known}")
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise DatasetError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; "
+                           f"its options are: {', '.join(spec.options) or 'none'}")
+    opts = {**spec.options, **options}
+    n = opts.get("n_samples")
+    if n is not None and not (isinstance(n, int) and 20 <= n <= MAX_SAMPLES):
+        raise DatasetError(f"n_samples must be an integer between 20 and {MAX_SAMPLES}; got {n!r}")
+    noise = opts.get("noise")
+    if noise is not None and not (isinstance(noise, (int, float)) and 0 <= noise <= 5):
+        raise DatasetError(f"noise must be a number between 0 and 5; got {noise!r}")
+    X, y, fields = spec.loader(seed=seed, **opts)
+    info = DatasetInfo(name=name, task=spec.task, modality=spec.modality, description=spec.description,
+                       input_shape=tuple(X.shape[1:]), options={k: opts[k] for k in opts}, **fields)
+    return _finish(X, y, info, task=task, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                   standardise=spec.modality == "tabular")
+
+
+# ------------------------------------------------------------------------------------------- built-ins
+def _sk():
+    import sklearn.datasets as skd
+    return skd
+
+
+@register_dataset("digits", description="scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 "
+                  "classes) as 1x8x8 images scaled to [0, 1]", modality="image", task="multiclass",
+                  options={"flatten": False}, help={"flatten": "give 64-long vectors instead of 1x8x8 images"})
+def _digits(seed: int, flatten: bool = False):
+    d = _sk().load_digits()
+    X = (d.data / 16.0).astype(np.float32)
+    X = X if flatten else X.reshape(-1, 1, 8, 8)
+    return X, d.target.astype(np.int64), {"class_names": [str(c) for c in d.target_names],
+                                          "feature_names": [f"px{i}" for i in range(64)] if flatten else []}
+
+
+def _sk_tabular(loader_name: str):
+    def load(seed: int):
+        d = getattr(_sk(), loader_name)()
+        fields: dict[str, Any] = {"feature_names": [str(f) for f in d.feature_names]}
+        if hasattr(d, "target_names"):
+            fields["class_names"] = [str(c) for c in d.target_names]
+        y = d.target.astype(np.int64) if "class_names" in fields else d.target.astype(np.float32)
+        return d.data.astype(np.float32), y, fields
+    return load
+
+
+register_dataset("iris", description="Iris flowers: 4 measurements, 3 species (150 rows)",
+                 modality="tabular", task="multiclass")(_sk_tabular("load_iris"))
+register_dataset("wine", description="Wine: 13 chemical measurements, 3 cultivars (178 rows)",
+                 modality="tabular", task="multiclass")(_sk_tabular("load_wine"))
+register_dataset("breast_cancer", description="Breast cancer Wisconsin: 30 features, malignant vs benign "
+                 "(569 rows)", modality="tabular", task="binary")(_sk_tabular("load_breast_cancer"))
+register_dataset("diabetes", description="Diabetes progression: 10 features, one continuous target (442 rows; "
+                 "target standardised)", modality="tabular", task="regression")(_sk_tabular("load_diabetes"))
+
+_TOY_OPTS = {"n_samples": 1000, "noise": 0.1}
+_TOY_HELP = {"n_samples": "number of points", "noise": "standard deviation of Gaussian noise"}
+
+
+def _points(X: np.ndarray, y: np.ndarray, names: list[str]):
+    return X.astype(np.float32), y.astype(np.int64), {"class_names": names, "feature_names": ["x1", "x2"]}
+
+
+@register_dataset("moons", description="Two interleaving half circles (TensorFlow Playground style)",
+                  modality="points2d", task="binary", options=_TOY_OPTS, help=_TOY_HELP)
+def _moons(seed: int, n_samples: int, noise: float):
+    X, y = _sk().make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    return _points(X, y, ["0", "1"])
+
+
+@register_dataset("circles", description="A small circle inside a large one", modality="points2d",
+                  task="binary", options={**_TOY_OPTS, "noise": 0.05}, help=_TOY_HELP)
+def _circles(seed: int, n_samples: int, noise: float):
+    X, y = _sk().make_circles(n_samples=n_samples, noise=noise, factor=0.5, random_state=seed)
+    return _points(X, y, ["outer", "inner"])
+
+
+@register_dataset("spirals", description="Two interleaved spirals", modality="points2d", task="binary",
+                  options={**_TOY_OPTS, "noise": 0.05}, help=_TOY_HELP)
+def _spirals(seed: int, n_samples: int, noise: float):
+    rng = np.random.default_rng(seed)
+    n0 = n_samples // 2
+    X, y = [], []
+    for label, n in ((0, n0), (1, n_samples - n0)):
+        r = np.linspace(0.0, 1.0, n) ** 0.5 if n > 1 else np.zeros(n)
+        t = 1.75 * r * 2 * np.pi + label * np.pi
+        pts = np.stack([r * np.sin(t), r * np.cos(t)], 1) + rng.normal(0, noise, (n, 2))
+        X.append(pts)
+        y.append(np.full(n, label))
+    return _points(np.concatenate(X), np.concatenate(y), ["0", "1"])
+
+
+@register_dataset("xor", description="XOR: the label is whether x1 and x2 have the same sign",
+                  modality="points2d", task="binary", options=_TOY_OPTS, help=_TOY_HELP)
+def _xor(seed: int, n_samples: int, noise: float):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, (n_samples, 2))
+    X += np.sign(X) * 0.05  # a small margin around the axes
+    y = (X[:, 0] * X[:, 1] >= 0).astype(np.int64)
+    return _points(X + rng.normal(0, noise, X.shape), y, ["different sign", "same sign"])
+
+
+@register_dataset("blobs", description="Gaussian blobs, one class per centre", modality="points2d",
+                  task="multiclass", options={**_TOY_OPTS, "noise": 1.0, "centers": 3},
+                  help={**_TOY_HELP, "noise": "cluster standard deviation", "centers": "number of classes"})
+def _blobs(seed: int, n_samples: int, noise: float, centers: int):
+    if not (isinstance(centers, int) and 2 <= centers <= 20):
+        raise DatasetError(f"centers must be an integer between 2 and 20; got {centers!r}")
+    X, y = _sk().make_blobs(n_samples=n_samples, centers=centers, cluster_std=max(noise, 1e-3),
+                            random_state=seed, center_box=(-8, 8))
+    return _points(X / 4.0, y, [str(i) for i in range(centers)])
+
+
+SEQ_FILLERS = ["a", "b", "c", "d", "e", "f", "g", "h"]
+SEQ_MARKERS = ["A", "B", "C", "D"]
+
+
+@register_dataset("first_marker", description="Sequence classification: 16 tokens over a 12-token vocabulary "
+                  "(fillers a-h, markers A-D). One marker sits in the first half and a distractor marker in "
+                  "the second half; the label is the marker in the FIRST half, so a model must use position "
+                  "(attention should focus on that token). Chance is 25%.",
+                  modality="tokens", task="multiclass", options={"n_samples": 4000, "length": 16},
+                  help={"n_samples": "number of sequences", "length": "tokens per sequence (even, 4-64)"})
+def _first_marker(seed: int, n_samples: int, length: int):
+    if not (isinstance(length, int) and 4 <= length <= 64 and length % 2 == 0):
+        raise DatasetError(f"length must be an even integer between 4 and 64; got {length!r}")
+    rng = np.random.default_rng(seed)
+    nf, half = len(SEQ_FILLERS), length // 2
+    X = rng.integers(0, nf, (n_samples, length))
+    y = rng.integers(0, len(SEQ_MARKERS), n_samples)
+    distractor = rng.integers(0, len(SEQ_MARKERS), n_samples)
+    rows = np.arange(n_samples)
+    X[rows, rng.integers(0, half, n_samples)] = nf + y
+    X[rows, rng.integers(half, length, n_samples)] = nf + distractor
+    return X.astype(np.int64), y.astype(np.int64), {
+        "class_names": list(SEQ_MARKERS), "vocab": SEQ_FILLERS + SEQ_MARKERS, "input_dtype": "int64",
+        "notes": ["Input node: modality tokens, shape [length], vocab_size 12"]}
+
+
+# ------------------------------------------------------------------------------------------ splitting
+def split_indices(y: np.ndarray | None, n: int, *, seed: int, val_fraction: float, test_fraction: float,
+                  stratify: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded (optionally stratified) train/val/test index arrays.
+
+    Raises:
+        DatasetError: fractions out of range or too few samples for three non-empty splits.
+    """
+    for nm, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not (isinstance(f, (int, float)) and 0 < f < 1):
+            raise DatasetError(f"{nm} must be between 0 and 1 (exclusive); got {f!r}")
+    if val_fraction + test_fraction >= 0.9:
+        raise DatasetError(f"val_fraction + test_fraction must be below 0.9; got {val_fraction + test_fraction}")
+    if n < 6:
+        raise DatasetError(f"the dataset has {n} rows; at least 6 are needed for train/validation/test splits")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if not stratify or y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
+    tr, va, te = [], [], []
+    for g in groups:
+        g = rng.permutation(g)
+        n_te = int(round(len(g) * test_fraction))
+        n_va = int(round(len(g) * val_fraction))
+        te.append(g[:n_te])
+        va.append(g[n_te:n_te + n_va])
+        tr.append(g[n_te + n_va:])
+    tr, va, te = (np.sort(np.concatenate(a)) for a in (tr, va, te))
+    # tiny classes can leave a split empty; move one sample so every split has something
+    for part in (va, te):
+        if len(part) == 0:
+            raise DatasetError(f"the dataset ({n} rows) is too small for the requested split fractions")
+    return rng.permutation(tr), va, te
+
+
+def _finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None, seed: int,
+            val_fraction: float, test_fraction: float, standardise: bool) -> Dataset:
+    """Apply a task override, split, standardise (train statistics), and wrap as tensors."""
+    if task is not None and task != info.task:
+        if task not in TASKS:
+            raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        if task in ("multiclass", "binary") and info.task not in ("multiclass", "binary"):
+            raise DatasetError(f"dataset {info.name!r} has a continuous target; it cannot be used for {task}")
+        if task == "binary" and info.num_classes not in (None, 2) and len(np.unique(y)) != 2:
+            raise DatasetError(f"task binary needs exactly 2 classes; {info.name!r} has {len(np.unique(y))}")
+        if task == "regression" and info.task in ("multiclass", "binary"):
+            y = y.astype(np.float32)
+            info.class_names = []
+        if task == "reconstruction" and info.input_dtype == "int64":
+            raise DatasetError("reconstruction needs float inputs; token sequences cannot be reconstructed "
+                               "with a regression loss")
+        info.task = task
+    classification = info.task in ("multiclass", "binary")
+    if classification:
+        n_cls = int(y.max()) + 1 if len(y) else 0
+        if not info.class_names:
+            info.class_names = [str(i) for i in range(n_cls)]
+        info.num_classes = len(info.class_names)
+        info.out_size = 1 if info.task == "binary" else info.num_classes
+    tr, va, te = split_indices(y if classification else None, len(X), seed=seed, val_fraction=val_fraction,
+                               test_fraction=test_fraction, stratify=classification)
+    if standardise and info.input_dtype == "float32":
+        mean = X[tr].mean(0, keepdims=True)
+        std = X[tr].std(0, keepdims=True)
+        X = (X - mean) / np.where(std > 1e-8, std, 1.0)
+        info.notes.append("features standardised with training-split mean and standard deviation")
+    X = np.ascontiguousarray(X)
+    Xt = torch.from_numpy(X.astype(np.int64 if info.input_dtype == "int64" else np.float32))
+    if info.task == "regression":
+        y = y.astype(np.float32).reshape(len(y), -1)
+        m, s = y[tr].mean(0), y[tr].std(0)
+        s = np.where(s > 1e-8, s, 1.0)
+        y = (y - m) / s
+        info.target_mean, info.target_std = m.tolist(), s.tolist()
+        info.out_size = y.shape[1]
+        info.class_names = []
+        info.num_classes = None
+        yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+    elif info.task == "reconstruction":
+        info.out_size = int(np.prod(X.shape[1:]))
+        info.num_classes = None
+        info.class_names = []
+        yt = Xt
+    else:
+        yt = torch.from_numpy(y.astype(np.int64))
+    info.input_shape = tuple(int(s) for s in X.shape[1:])
+    info.sizes = {"train": len(tr), "val": len(va), "test": len(te)}
+    info.options = {**info.options, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+
+    def part(idx):
+        xi = Xt[torch.from_numpy(idx)]
+        return Split(xi, xi if yt is Xt else yt[torch.from_numpy(idx)])
+    return Dataset(info, part(tr), part(va), part(te))
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, seed: int = 0,
+             val_fraction: float = 0.15, test_fraction: float = 0.15, name: str | None = None) -> Dataset:
+    """Load a CSV file as a tabular dataset.
+
+    Numeric columns are standardised (missing values filled with the training median), text columns are
+    one-hot encoded (up to 100 categories). The task is inferred from the target column (text or few
+    integer values: classification; otherwise regression) and can be overridden.
+
+    Raises:
+        DatasetError: empty file, missing target, non-numeric junk in a numeric column, a single class,
+            too many rows, columns or categories, a file that is not CSV text.
+    """
+    import pandas as pd
+
+    label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded.csv")
+    raw = _read_limited(path, MAX_CSV_BYTES, "CSV file")
+    if not raw.strip():
+        raise DatasetError(f"{label}: the file is empty; it needs a header row and at least one data row")
+    try:
+        df = pd.read_csv(io.BytesIO(raw), nrows=MAX_CSV_ROWS + 1, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(f"{label}: not a readable CSV file ({str(e).splitlines()[0][:200]})") from None
+    if len(df) == 0:
+        raise DatasetError(f"{label}: the file has a header but no data rows")
+    if len(df) > MAX_CSV_ROWS:
+        raise DatasetError(f"{label}: more than {MAX_CSV_ROWS} rows; sample the file down first")
+    if df.shape[1] > MAX_CSV_COLUMNS:
+        raise DatasetError(f"{label}: {df.shape[1]} columns is more than the limit of {MAX_CSV_COLUMNS}")
+    df.columns = [str(c).strip() for c in df.columns]
+    if target not in df.columns:
+        raise DatasetError(f"{label}: target column {target!r} not found; columns are: "
+                           f"{', '.join(map(repr, df.columns[:30]))}")
+    if df.shape[1] < 2:
+        raise DatasetError(f"{label}: only the target column {target!r}; at least one feature column is needed")
+    df = df.dropna(subset=[target])
+    if len(df) == 0:
+        raise DatasetError(f"{label}: the target column {target!r} is empty in every row")
+    ycol = df[target]
+    features = df.drop(columns=[target])
+
+    # --- target and task
+    y_num = pd.to_numeric(ycol, errors="coerce")
+    y_is_num = bool(y_num.notna().all())
+    if task is None:
+        if not y_is_num:
+            task = "multiclass"
+        else:
+            uniq = np.unique(y_num.to_numpy())
+            integral = bool(np.all(np.isclose(uniq, np.round(uniq))))
+            task = "multiclass" if integral and len(uniq) <= 20 else "regression"
+        if task == "multiclass" and ycol.nunique() == 2:
+            task = "binary"
+    if task not in TASKS:
+        raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    class_names: list[str] = []
+    if task in ("multiclass", "binary"):
+        keys = ycol.astype(str).str.strip()
+        class_names = sorted(keys.unique().tolist(), key=_natural_key)
+        if len(class_names) < 2:
+            raise DatasetError(f"{label}: target {target!r} has a single class ({class_names[0]!r}); "
+                               "classification needs at least two classes; pick another target or task "
+                               "regression")
+        if task == "binary" and len(class_names) != 2:
+            raise DatasetError(f"{label}: task binary needs exactly 2 classes; target {target!r} has "
+                               f"{len(class_names)}: use task multiclass")
+        if len(class_names) > 1000:
+            raise DatasetError(f"{label}: target {target!r} has {len(class_names)} classes (limit 1000); "
+                               "is it an id column? Use task regression or another target")
+        index = {c: i for i, c in enumerate(class_names)}
+        y = keys.map(index).to_numpy(dtype=np.int64)
+    elif task == "regression":
+        if not y_is_num:
+            bad = ycol[y_num.isna()].iloc[0]
+            raise DatasetError(f"{label}: task regression needs a numeric target; column {target!r} has "
+                               f"non-numeric value {bad!r}")
+        y = y_num.to_numpy(dtype=np.float32)
+    else:
+        y = np.zeros(len(df), dtype=np.float32)
+
+    # --- features
+    cols, names, kinds = [], [], []
+    for c in features.columns:
+        s = features[c]
+        if s.isna().all():
+            continue  # an empty column carries nothing
+        num = pd.to_numeric(s, errors="coerce")
+        bad = num.isna() & s.notna()
+        if not bad.any():
+            cols.append(num.to_numpy(dtype=np.float64))
+            names.append(c)
+            kinds.append("num")
+            continue
+        frac_numeric = float((num.notna()).sum()) / max(int(s.notna().sum()), 1)
+        if frac_numeric >= 0.8:
+            rows = [int(i) + 2 for i in np.flatnonzero(bad.to_numpy())[:5]]  # +2: header line, 1-based
+            examples = ", ".join(repr(str(v)) for v in s[bad].iloc[:3])
+            raise DatasetError(f"{label}: column {c!r} is numeric but has non-numeric values ({examples}) "
+                               f"on line(s) {', '.join(map(str, rows))}; fix or remove those values")
+        cats = s.astype(str).str.strip().where(s.notna(), "<missing>")
+        levels = sorted(cats.unique().tolist(), key=_natural_key)
+        if len(levels) > MAX_CATEGORIES:
+            raise DatasetError(f"{label}: text column {c!r} has {len(levels)} distinct values (limit "
+                               f"{MAX_CATEGORIES} for one-hot encoding); drop it or group its values")
+        for lv in levels:
+            cols.append((cats == lv).to_numpy(dtype=np.float64))
+            names.append(f"{c}={lv}")
+            kinds.append("cat")
+    if not cols:
+        raise DatasetError(f"{label}: no usable feature columns besides the target {target!r}")
+    X = np.stack(cols, 1)
+    info = DatasetInfo(name=f"csv:{label}", task=task, modality="tabular", input_shape=(X.shape[1],),
+                       class_names=class_names, feature_names=names,
+                       description=f"{label}: {len(df)} rows, target {target!r}",
+                       options={"path": str(path) if not isinstance(path, bytes) else None, "target": target,
+                                "task": task})
+    # numeric columns: fill missing with the training median, then standardise on train statistics
+    num_idx = [i for i, k in enumerate(kinds) if k == "num"]
+    tr, _, _ = split_indices(y if task in ("multiclass", "binary") else None, len(X), seed=seed,
+                             val_fraction=val_fraction, test_fraction=test_fraction,
+                             stratify=task in ("multiclass", "binary"))
+    for i in num_idx:
+        col = X[:, i]
+        if np.isnan(col).any():
+            med = np.nanmedian(col[tr]) if np.isfinite(col[tr]).any() else 0.0
+            col[np.isnan(col)] = med
+            info.notes.append(f"missing values in {names[i]!r} filled with the training median {med:g}")
+        if not np.isfinite(col).all():
+            raise DatasetError(f"{label}: column {names[i]!r} has infinite values; fix or remove them")
+        m, sd = col[tr].mean(), col[tr].std()
+        X[:, i] = (col - m) / (sd if sd > 1e-12 else 1.0)
+    X = X.astype(np.float32)
+    return _finish(X, y, info, task=None, seed=seed,
+                   val_fraction=val_fraction, test_fraction=test_fraction, standardise=False)
+
+
+def _natural_key(s: str):
+    try:
+        return (0, float(s), "")
+    except ValueError:
+        return (1, 0.0, s)
+
+
+def _read_limited(path: str | Path | bytes, limit: int, what: str) -> bytes:
+    if isinstance(path, bytes):
+        data = path
+    else:
+        p = Path(path)
+        try:
+            size = p.stat().st_size
+        except FileNotFoundError:
+            raise DatasetError(f"{p}: no such file") from None
+        if p.is_dir():
+            raise DatasetError(f"{p}: is a folder, not a {what}")
+        if size > limit:
+            raise DatasetError(f"{p}: {size / 2**20:.1f} MiB is larger than the {what} limit of "
+                               f"{limit // 2**20} MiB")
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise DatasetError(f"{p}: cannot read ({e.strerror})") from None
+    if len(data) > limit:
+        raise DatasetError(f"the {what} is larger than {limit // 2**20} MiB")
+    return data
+
+
+# --------------------------------------------------------------------------------------- image folder
+def load_image_folder(path: str | Path, size: tuple[int, int] = (32, 32), *, channels: int | None = None,
+                      task: str | None = None, seed: int = 0, val_fraction: float = 0.15,
+                      test_fraction: float = 0.15) -> Dataset:
+    """Load images from a folder or a .zip with one sub-folder per class.
+
+    Images are decoded with Pillow (never unpickled), resized to ``size`` (H, W) and scaled to [0, 1].
+    ``channels`` is 1 or 3; by default 3 if any image has colour, else 1.
+
+    Raises:
+        DatasetError: missing path, fewer than two classes, no images, unreadable images, size limits.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or not all(4 <= s <= MAX_IMAGE_SIDE for s in size):
+        raise DatasetError(f"image size must be two sides between 4 and {MAX_IMAGE_SIDE}; got {size!r}")
+    if channels not in (None, 1, 3):
+        raise DatasetError(f"channels must be 1 or 3; got {channels!r}")
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"{p}: no such folder or zip file")
+    files = _zip_members(p) if p.is_file() else _folder_members(p)
+    classes = sorted({c for c, _, _ in files}, key=_natural_key)
+    if len(classes) < 2:
+        found = f"only class {classes[0]!r}" if classes else "no class sub-folders with images"
+        raise DatasetError(f"{p}: {found}; put the images in one sub-folder per class (at least two), e.g. "
+                           "cats/1.png, dogs/2.png")
+    imgs, labels, bad, colour = [], [], [], False
+    Image.MAX_IMAGE_PIXELS = 64_000_000
+    for cls, name, read in files:
+        try:
+            with Image.open(io.BytesIO(read())) as im:
+                im.load()
+                colour = colour or im.mode not in ("L", "1", "LA", "I", "I;16", "F")
+                imgs.append(im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR))
+                labels.append(classes.index(cls))
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            bad.append(name)
+    if bad:
+        raise DatasetError(f"{p}: {len(bad)} file(s) are not readable images, e.g. {', '.join(bad[:3])}; "
+                           "remove them")
+    ch = channels or (3 if colour else 1)
+    arr = np.stack([np.asarray(im.convert("L" if ch == 1 else "RGB"), dtype=np.float32) / 255.0 for im in imgs])
+    arr = arr[:, None] if ch == 1 else arr.transpose(0, 3, 1, 2)
+    info = DatasetInfo(name=f"images:{p.name}", task="multiclass", modality="image",
+                       input_shape=tuple(arr.shape[1:]), class_names=classes,
+                       description=f"{p.name}: {len(arr)} images in {len(classes)} classes, resized to "
+                                   f"{size[0]}x{size[1]}",
+                       options={"path": str(p), "size": list(size), "channels": ch})
+    if len(classes) == 2:
+        info.task = "binary"
+    return _finish(arr, np.asarray(labels, dtype=np.int64), info, task=task, seed=seed,
+                   val_fraction=val_fraction, test_fraction=test_fraction, standardise=False)
+
+
+def _folder_members(root: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    if len(subdirs) == 1 and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in subdirs[0].iterdir()):
+        subdirs = [d for d in sorted(subdirs[0].iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    out, total = [], 0
+    for d in subdirs:
+        for f in sorted(d.iterdir()):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
+                total += f.stat().st_size
+                out.append((d.name, f"{d.name}/{f.name}", f.read_bytes))
+                _check_image_limits(len(out), total, root)
+    return out
+
+
+def _zip_members(path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path}: not a folder or a zip file")
+    zf = zipfile.ZipFile(path)
+    infos = [i for i in zf.infolist() if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
+             and not any(part.startswith((".", "__MACOSX")) for part in Path(i.filename).parts)]
+    parts = [Path(i.filename).parts for i in infos]
+    # strip one common top-level folder (zip of a folder)
+    strip = 1 if parts and all(len(pp) >= 3 for pp in parts) and len({pp[0] for pp in parts}) == 1 else 0
+    out, total = [], 0
+    for i, pp in zip(infos, parts):
+        pp = pp[strip:]
+        if len(pp) != 2:
+            continue  # images must sit exactly one folder deep: class/image
+        total += i.file_size
+        out.append((pp[0], "/".join(pp), (lambda i=i: zf.read(i))))
+        _check_image_limits(len(out), total, path)
+    return out
+
+
+def _check_image_limits(count: int, total: int, where: Path) -> None:
+    if count > MAX_IMAGE_FILES:
+        raise DatasetError(f"{where}: more than {MAX_IMAGE_FILES} images; use a smaller subset")
+    if total > MAX_IMAGE_BYTES:
+        raise DatasetError(f"{where}: images add up to more than {MAX_IMAGE_BYTES // 2**20} MiB "
+                           "(uncompressed); use a smaller subset or smaller images")
+
+
+# ---------------------------------------------------------------------------------- graph vs dataset
+def _successors(graph) -> dict[str, list[str]]:
+    succ: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
+    for e in graph.edges:
+        succ.setdefault(e.source, []).append(e.target)
+    return succ
+
+
+def _predecessors(graph) -> dict[str, list[str]]:
+    pred: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
+    for e in graph.edges:
+        pred.setdefault(e.target, []).append(e.source)
+    return pred
+
+
+def _output_nodes(graph) -> list[str]:
+    succ = _successors(graph)
+    return [n.id for n in graph.nodes if not succ.get(n.id) and n.type != "Input"]
+
+
+def _last_linear(graph, out_id: str) -> str | None:
+    """Walk back from an output node through single-input nodes to the nearest Linear."""
+    pred = _predecessors(graph)
+    seen, cur = set(), out_id
+    while cur is not None and cur not in seen:
+        seen.add(cur)
+        if graph.node(cur).type == "Linear":
+            return cur
+        ps = pred.get(cur, [])
+        cur = ps[0] if len(ps) == 1 else None
+    return None
+
+
+def _output_width(graph, out_id: str) -> int | None:
+    try:
+        from .shapes import infer_shapes
+        rep = infer_shapes(graph)
+        shp = rep.nodes[out_id].shape
+        if shp:
+            return int(np.prod(shp)) if len(shp) > 1 else int(shp[-1])
+    except Exception:  # shape inference not available or failing: fall back to the last Linear
+        pass
+    lin = _last_linear(graph, out_id)
+    if lin is not None and "out_features" in graph.node(lin).params:
+        return int(graph.node(lin).params["out_features"])
+    return None
+
+
+def check_compat(graph, info: DatasetInfo) -> list[Problem]:
+    """Every mismatch between a graph and a dataset, each on the node to change with the fix.
+
+    Checks the Input node's shape, modality and vocabulary size, and the output width against the number
+    of classes (or targets). Returns an empty list when they fit.
+    """
+    from .project import as_graph
+
+    graph = as_graph(graph)
+    problems: list[Problem] = []
+    inputs = [n for n in graph.nodes if n.type == "Input"]
+    want = list(info.input_shape)
+    if len(inputs) != 1:
+        problems.append(Problem("dataset_inputs", f"dataset {info.name!r} feeds exactly one Input node; the "
+                                f"graph has {len(inputs)}: keep one Input with shape {want}"))
+    for n in inputs[:1]:
+        shape = n.params.get("shape")
+        if shape is None or list(shape) != want:
+            problems.append(Problem("input_shape_mismatch", f"Input shape {shape} does not match dataset "
+                                    f"{info.name!r}, which gives samples of shape {want}; set shape to {want}",
+                                    node=n.id))
+        modality = n.params.get("modality", "vector")
+        if info.modality == "tokens":
+            if modality != "tokens":
+                problems.append(Problem("input_modality_mismatch", f"dataset {info.name!r} gives token ids; "
+                                        f"Input modality is {modality!r}: set modality to 'tokens' and "
+                                        f"vocab_size to {info.vocab_size}", node=n.id))
+            elif int(n.params.get("vocab_size") or 0) < (info.vocab_size or 0):
+                problems.append(Problem("vocab_size_mismatch", f"Input vocab_size "
+                                        f"{n.params.get('vocab_size')} is smaller than dataset "
+                                        f"{info.name!r}'s vocabulary of {info.vocab_size} tokens; set "
+                                        f"vocab_size to {info.vocab_size}", node=n.id))
+        elif modality == "tokens":
+            problems.append(Problem("input_modality_mismatch", f"Input modality is 'tokens' but dataset "
+                                    f"{info.name!r} gives float {info.input_modality}s; set modality to "
+                                    f"{info.input_modality!r}", node=n.id))
+    outs = _output_nodes(graph)
+    if len(outs) != 1:
+        problems.append(Problem("dataset_outputs", f"training needs exactly one output; the graph has "
+                                f"{len(outs)} ({', '.join(outs)}): remove the extra ends"))
+        return problems
+    width = _output_width(graph, outs[0])
+    accepted = {info.out_size} | ({1, 2} if info.task == "binary" else set())
+    if width is not None and width not in accepted:
+        lin = _last_linear(graph, outs[0]) or outs[0]
+        what = {"multiclass": f"{info.num_classes} classes", "binary": "2 classes (1 logit or 2)",
+                "regression": f"{info.out_size} target(s)",
+                "reconstruction": f"{info.out_size} values (the flattened input)"}[info.task]
+        problems.append(Problem("output_size_mismatch", f"the model outputs {width} values per sample but "
+                                f"dataset {info.name!r} has {what}; set out_features of {lin!r} to "
+                                f"{info.out_size}", node=lin))
+    return problems
+
+
+def adapt_graph(graph, info: DatasetInfo):
+    """A copy of ``graph`` with the Input shape/modality/vocab_size and the last Linear's width set for ``info``."""
+    from .project import as_graph
+
+    g = as_graph(graph).model_copy(deep=True)
+    inputs = [n for n in g.nodes if n.type == "Input"]
+    if inputs:
+        n = inputs[0]
+        n.params["shape"] = list(info.input_shape)
+        n.params["modality"] = info.input_modality
+        if info.modality == "tokens":
+            n.params["vocab_size"] = info.vocab_size
+        else:
+            n.params.pop("vocab_size", None)
+    outs = _output_nodes(g)
+    if len(outs) == 1:
+        lin = _last_linear(g, outs[0])
+        if lin is not None:
+            params = g.node(lin).params
+            cur = params.get("out_features")
+            if not (info.task == "binary" and cur in (1, 2)):
+                params["out_features"] = info.out_size
+    return g
+
+
+def describe(info: DatasetInfo) -> str:
+    """One line: name, task, shape, classes, split sizes."""
+    cls = f", {info.num_classes} classes" if info.num_classes else ""
+    sz = "/".join(str(info.sizes.get(k, "?")) for k in ("train", "val", "test"))
+    return f"{info.name}: {info.task}, input {list(info.input_shape)} ({info.input_dtype}){cls}, split {sz}"
+
+
+__all__ = ["DatasetInfo", "Split", "Dataset", "DatasetSpec", "register_dataset", "list_datasets",
+           "load_dataset", "load_csv", "load_image_folder", "split_indices", "check_compat", "adapt_graph",
+           "describe", "TASKS", "MODALITIES"]
