@@ -1,0 +1,177 @@
+"""LayerLab graph canvas: a React Flow editor hosted as a Streamlit components v2 component.
+
+This module is the only place in ``builder`` that imports Streamlit. The browser
+bundle lives in ``builder/canvas/assets`` (built from ``frontend/`` with
+``npm --prefix frontend ci && npm --prefix frontend run build``) and is declared
+in ``builder/canvas/pyproject.toml`` as component ``layerlab.graph_canvas``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+__all__ = ["graph_canvas", "latest_canvas_state", "COMPONENT_NAME"]
+
+_PROJECT = "layerlab"
+_COMPONENT = "graph_canvas"
+COMPONENT_NAME = f"{_PROJECT}.{_COMPONENT}"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_ASSET_DIR = "assets"
+_JS_GLOB = "canvas-*.js"
+_CSS_GLOB = "canvas-*.css"
+
+# One mount callable per component manager (i.e. per Streamlit runtime).
+_mounters: dict[int, Any] = {}
+
+
+def _ensure_asset_dir_known(manager: Any) -> None:
+    """Make sure Streamlit knows this component's ``asset_dir``.
+
+    Streamlit finds ``asset_dir`` by scanning installed distributions for a
+    ``pyproject.toml`` with ``[[tool.streamlit.component.components]]``. That
+    works for a regular ``pip install``, but an editable install (``pip install
+    -e .``) of the ``layerlab`` distribution exposes the ``builder`` package
+    through an import hook whose file list does not contain the manifest, so
+    the scan misses it. In that case register the same manifest ourselves.
+    """
+    if manager.get_component_asset_root(COMPONENT_NAME) is not None:
+        return
+    from streamlit.components.v2.manifest_scanner import ComponentConfig, ComponentManifest
+
+    manifest = ComponentManifest(
+        name=_PROJECT,
+        version="0",
+        components=[ComponentConfig(name=_COMPONENT, asset_dir=_ASSET_DIR)],
+    )
+    manager.register_from_manifest(manifest, _PACKAGE_DIR)
+
+
+def _mounter() -> Any:
+    from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
+
+    manager = get_bidi_component_manager()
+    mount = _mounters.get(id(manager))
+    if mount is None:
+        _ensure_asset_dir_known(manager)
+        mount = st.components.v2.component(COMPONENT_NAME, js=_JS_GLOB, css=_CSS_GLOB)
+        _mounters.clear()
+        _mounters[id(manager)] = mount
+    return mount
+
+
+def _noop() -> None:
+    return None
+
+
+def graph_canvas(
+    *,
+    graph: dict,
+    palette: list[dict],
+    annotations: dict,
+    revision: int,
+    selected: str | None = None,
+    height: int = 640,
+    key: str = "canvas",
+) -> dict | None:
+    """Render the drag-and-drop network canvas and return what the user did.
+
+    Parameters
+    ----------
+    graph:
+        ``{"nodes": [{"id", "type", "label", "params", "position": {"x", "y"}}],
+        "edges": [{"id", "source", "target", "source_port", "target_port"}]}``.
+        Used by the browser only on first mount and whenever ``revision``
+        increases; otherwise the browser keeps its live graph and a rerun never
+        overwrites edits in progress. Nodes without a position are laid out.
+    palette:
+        Layer entries ``{"type", "category", "description", "inputs": [{"name",
+        "kind"}], "outputs": [...], "variadic", "params": [{"name", "kind",
+        "default", "min", "max", "choices", "help"}]}``; entries with
+        ``"category": "Blocks"`` carry a ``"block": {"nodes", "edges"}``
+        subgraph that is inserted (with fresh ids) when dropped.
+    annotations:
+        ``{"nodes": {id: {"shape", "params", "errors", "out_kind"}},
+        "edges": {edge_id: {"shape"}}, "summary": {"total_params", "memory",
+        "problems": [{"node", "edge", "message"}]}}``; shown in the same rerun.
+    revision:
+        Bump it to make the browser replace its graph with ``graph`` (loading a
+        file, a template, undo from Python). The browser's undo history is reset.
+    selected:
+        Node id to select from Python (applied when this value changes).
+    height:
+        Height of the whole widget in pixels (palette, toolbar, canvas, summary).
+    key:
+        Streamlit widget key; also keys the browser-side live state.
+
+    Returns
+    -------
+    dict or None
+        ``{"graph": dict | None, "selected": str | None, "event": dict | None,
+        "revision": int}``, or ``None`` before the browser has sent anything and
+        no event fired. ``graph`` is the browser's graph (same format as the
+        ``graph`` argument) after the last committed change (drop, connect, drag
+        stop, delete, paste, undo/redo, layout, rename; also re-sent with a
+        selection change); it is ``None`` while the browser's state still
+        belongs to an older ``revision`` than the one passed now, so a freshly
+        loaded graph is never overwritten by a stale one. ``selected`` is the
+        selected node id (the one last clicked when several are selected).
+        ``event`` is a one-shot action, present only in the rerun it caused:
+        ``{"type": "group", "nodes": [ids], "name": str}`` when the user groups
+        the selected nodes into a block. ``revision`` is the revision the
+        browser's graph is based on.
+    """
+    mount = _mounter()
+    data = {
+        "graph": graph or {"nodes": [], "edges": []},
+        "palette": list(palette or []),
+        "annotations": annotations or {},
+        "revision": int(revision),
+        "selected": selected,
+        "height": int(height),
+        "key": str(key),
+    }
+    result = mount(
+        key=key,
+        data=data,
+        height=int(height),
+        on_value_change=_noop,
+        on_event_change=_noop,
+    )
+    return _present(result.get("value"), result.get("event"), revision, selected)
+
+
+def latest_canvas_state(key: str = "canvas", revision: int | None = None) -> dict | None:
+    """Return what ``graph_canvas(key=key)`` will return in this rerun, before rendering it.
+
+    Call this at the top of the script to read the graph the browser just sent,
+    so that annotations computed from it are shown in the same rerun (one rerun
+    per committed change). Same format as :func:`graph_canvas`; ``None`` on the
+    first run or before the browser has sent anything. With ``revision`` given,
+    ``graph`` is ``None`` while the browser's graph belongs to an older revision.
+    """
+    try:
+        raw = st.session_state[key]
+    except (KeyError, AttributeError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    return _present(raw.get("value"), raw.get("event"), revision, None)
+
+
+def _present(value: Any, event: Any, revision: int | None, selected: str | None) -> dict | None:
+    if not isinstance(value, dict) and not isinstance(event, dict):
+        return None
+    value = value if isinstance(value, dict) else {}
+    state_rev = value.get("revision")
+    state_rev = int(state_rev) if isinstance(state_rev, (int, float)) else -1
+    current = revision is None or state_rev >= int(revision)
+    browser_graph = value.get("graph") if current else None
+    return {
+        "graph": browser_graph if isinstance(browser_graph, dict) else None,
+        "selected": value.get("selected") if current else selected,
+        "event": dict(event) if isinstance(event, dict) else None,
+        "revision": state_rev,
+    }

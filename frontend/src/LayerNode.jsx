@@ -1,0 +1,124 @@
+import { memo, useContext, useEffect, useRef, useState } from 'react';
+import { Handle, Position } from '@xyflow/react';
+import { CanvasContext } from './context.js';
+import { colorFor, formatCount, portsOf, outKind, inKind } from './graph.js';
+
+function RenameInput({ initial, onDone }) {
+  const [value, setValue] = useState(initial);
+  const ref = useRef(null);
+  const done = useRef(false);
+  useEffect(() => {
+    ref.current?.focus();
+    ref.current?.select();
+  }, []);
+  const finish = (v) => {
+    if (done.current) return;
+    done.current = true;
+    onDone(v);
+  };
+  return (
+    <input
+      ref={ref}
+      className="ll-rename nodrag nopan nokey"
+      value={value}
+      maxLength={80}
+      aria-label="Layer name"
+      onChange={(e) => setValue(e.target.value)}
+      onKeyDown={(e) => {
+        e.stopPropagation();
+        if (e.key === 'Enter') finish(value);
+        if (e.key === 'Escape') finish(null);
+      }}
+      onBlur={() => finish(value)}
+      onPointerDown={(e) => e.stopPropagation()}
+    />
+  );
+}
+
+function LayerNode({ id, data, selected }) {
+  const ctx = useContext(CanvasContext);
+  const entry = ctx.paletteMap.get(data.ltype);
+  const ann = ctx.annotations.nodes?.[id] || {};
+  const errors = Array.isArray(ann.errors) ? ann.errors.filter((m) => m != null).map(String) : [];
+  const { inputs, outputs } = portsOf(entry);
+  const category = entry?.category || (data.ltype === 'Input' ? 'Inputs' : null);
+  const color = colorFor(category);
+  const title = data.label || id;
+  const params = formatCount(ann.params);
+  const renaming = ctx.renamingId === id;
+  const rows = Math.max(inputs.length, outputs.length);
+  const variadic = !!entry?.variadic;
+
+  return (
+    <div
+      className={`ll-node${selected ? ' is-selected' : ''}${errors.length ? ' has-error' : ''}${entry ? '' : ' is-unknown'}`}
+      style={{ '--cat': color }}
+      data-node-id={id}
+      data-testid={`node-${id}`}
+    >
+      <div className="ll-node-stripe" />
+      <div className="ll-node-head" onDoubleClick={(e) => { e.stopPropagation(); ctx.startRename(id); }}>
+        {renaming ? (
+          <RenameInput initial={data.label || ''} onDone={(v) => ctx.finishRename(id, v)} />
+        ) : (
+          <span className="ll-node-title" title="Double-click to rename">{title}</span>
+        )}
+        {errors.length > 0 && (
+          <span className="ll-badge" aria-label={`${errors.length} problem(s)`} data-testid={`badge-${id}`}>
+            {errors.length}
+            <span className="ll-tip" role="tooltip">
+              {errors.map((m, i) => (
+                <span key={i} className="ll-tip-line">{m}</span>
+              ))}
+            </span>
+          </span>
+        )}
+      </div>
+      <div className="ll-node-sub">
+        <span className="ll-node-type">{data.ltype}{data.label ? <span className="ll-node-id"> · {id}</span> : null}</span>
+        <span className="ll-node-params">{params != null ? `${params} params` : ''}</span>
+      </div>
+      {rows > 0 && (
+        <div className="ll-ports">
+          {Array.from({ length: rows }).map((_, i) => {
+            const ip = inputs[i];
+            const op = outputs[i];
+            return (
+              <div className="ll-port-row" key={i}>
+                {ip ? (
+                  <>
+                    <Handle
+                      type="target"
+                      position={Position.Left}
+                      id={ip.name}
+                      className={`ll-handle kind-${inKind(entry, ip.name)}${variadic ? ' is-variadic' : ''}`}
+                      title={`${ip.name} (${ip.kind || 'tensor'}${variadic ? ', accepts several' : ''})`}
+                    />
+                    <span className="ll-port-name in">{ip.name}{variadic ? ' ⋯' : ''}</span>
+                  </>
+                ) : <span />}
+                {op ? (
+                  <>
+                    <span className="ll-port-name out">{op.name}</span>
+                    <Handle
+                      type="source"
+                      position={Position.Right}
+                      id={op.name}
+                      className={`ll-handle kind-${outKind({ data }, entry, ann, op.name)}`}
+                      title={`${op.name} (${outKind({ data }, entry, ann, op.name)})`}
+                    />
+                  </>
+                ) : <span />}
+              </div>
+            );
+          })}
+        </div>
+      )}
+      <div className="ll-node-shape" title="Output shape">
+        {ann.shape ? ann.shape : <span className="ll-muted">shape —</span>}
+      </div>
+    </div>
+  );
+}
+
+export default memo(LayerNode);

@@ -1,0 +1,99 @@
+import { memo, useMemo, useState } from 'react';
+import { CATEGORY_ORDER, colorFor } from './graph.js';
+
+function groupPalette(palette, query) {
+  const q = query.trim().toLowerCase();
+  const groups = new Map();
+  for (const entry of palette || []) {
+    if (!entry || typeof entry.type !== 'string') continue;
+    const cat = entry.category || 'Other';
+    if (q) {
+      const hay = `${entry.type} ${cat} ${entry.description || ''}`.toLowerCase();
+      if (!q.split(/\s+/).every((w) => hay.includes(w))) continue;
+    }
+    if (!groups.has(cat)) groups.set(cat, []);
+    groups.get(cat).push(entry);
+  }
+  const order = (c) => {
+    const i = CATEGORY_ORDER.indexOf(c);
+    return i < 0 ? CATEGORY_ORDER.length : i;
+  };
+  return [...groups.entries()].sort((a, b) => order(a[0]) - order(b[0]) || a[0].localeCompare(b[0]));
+}
+
+function Palette({ palette, onPointerDownItem }) {
+  const [query, setQuery] = useState('');
+  const [collapsed, setCollapsed] = useState(() => new Set());
+  const groups = useMemo(() => groupPalette(palette, query), [palette, query]);
+  const searching = query.trim() !== '';
+
+  return (
+    <aside className="ll-palette" aria-label="Layer palette">
+      <div className="ll-palette-head">
+        <div className="ll-palette-title">Layers</div>
+        <input
+          className="ll-search"
+          type="search"
+          placeholder="Search layers…"
+          aria-label="Search layers"
+          value={query}
+          onChange={(e) => setQuery(e.target.value)}
+          onKeyDown={(e) => {
+            if (e.key === 'Escape') setQuery('');
+          }}
+        />
+      </div>
+      <div className="ll-palette-list">
+        {groups.length === 0 && <div className="ll-palette-empty">No layer matches “{query}”.</div>}
+        {groups.map(([cat, entries]) => {
+          const open = searching || !collapsed.has(cat);
+          return (
+            <section key={cat} className="ll-cat" data-category={cat}>
+              <button
+                type="button"
+                className="ll-cat-head"
+                aria-expanded={open}
+                onClick={() =>
+                  setCollapsed((prev) => {
+                    const next = new Set(prev);
+                    if (next.has(cat)) next.delete(cat);
+                    else next.add(cat);
+                    return next;
+                  })
+                }
+              >
+                <span className="ll-cat-dot" style={{ background: colorFor(cat) }} />
+                <span className="ll-cat-name">{cat}</span>
+                <span className="ll-cat-count">{entries.length}</span>
+                <span className={`ll-chevron${open ? ' open' : ''}`} aria-hidden="true">›</span>
+              </button>
+              {open && (
+                <div className="ll-cat-items">
+                  {entries.map((entry) => (
+                    <div
+                      key={entry.type}
+                      className="ll-item"
+                      role="button"
+                      tabIndex={0}
+                      data-type={entry.type}
+                      data-testid={`palette-${entry.type}`}
+                      title={entry.description ? `${entry.type}: ${entry.description}` : entry.type}
+                      style={{ '--cat': colorFor(cat) }}
+                      onPointerDown={(e) => onPointerDownItem(entry, e)}
+                    >
+                      <span className="ll-item-name">{entry.type}</span>
+                      {entry.description ? <span className="ll-item-desc">{entry.description}</span> : null}
+                    </div>
+                  ))}
+                </div>
+              )}
+            </section>
+          );
+        })}
+      </div>
+      <div className="ll-palette-foot">Drag onto the canvas, or click to add</div>
+    </aside>
+  );
+}
+
+export default memo(Palette);

@@ -1,0 +1,249 @@
+// Pure helpers: palette lookup, port kinds, fresh ids, Python <-> React Flow
+// conversion and connection rules. No React in here.
+
+export const CATEGORY_ORDER = [
+  'Inputs', 'Dense', 'Convolution', 'Pooling', 'Normalisation', 'Recurrent',
+  'Attention', 'Activation', 'Merge', 'Reshape', 'Blocks',
+];
+
+export const CATEGORY_COLORS = {
+  Inputs: '#0284c7',
+  Dense: '#4f46e5',
+  Convolution: '#7c3aed',
+  Pooling: '#c026d3',
+  Normalisation: '#0d9488',
+  Recurrent: '#ea580c',
+  Attention: '#db2777',
+  Activation: '#16a34a',
+  Merge: '#ca8a04',
+  Reshape: '#64748b',
+  Blocks: '#0f172a',
+};
+
+export function colorFor(category) {
+  return CATEGORY_COLORS[category] || '#64748b';
+}
+
+const DEFAULT_IN = [{ name: 'in', kind: 'tensor' }];
+const DEFAULT_OUT = [{ name: 'out', kind: 'tensor' }];
+
+export function indexPalette(palette) {
+  const map = new Map();
+  for (const entry of palette || []) {
+    if (entry && typeof entry.type === 'string') map.set(entry.type, entry);
+  }
+  return map;
+}
+
+export function portsOf(entry) {
+  if (!entry) return { inputs: DEFAULT_IN, outputs: DEFAULT_OUT };
+  return {
+    inputs: Array.isArray(entry.inputs) ? entry.inputs : DEFAULT_IN,
+    outputs: Array.isArray(entry.outputs) ? entry.outputs : DEFAULT_OUT,
+  };
+}
+
+// Kind of the tensors leaving `node` through output port `portName`.
+export function outKind(node, entry, ann, portName) {
+  if (ann && (ann.out_kind === 'tensor' || ann.out_kind === 'tokens')) return ann.out_kind;
+  const params = node?.data?.params || {};
+  if (node?.data?.ltype === 'Input') return params.modality === 'tokens' ? 'tokens' : 'tensor';
+  const { outputs } = portsOf(entry);
+  const port = outputs.find((p) => p.name === portName) || outputs[0];
+  return port?.kind || 'tensor';
+}
+
+export function inKind(entry, portName) {
+  const { inputs } = portsOf(entry);
+  const port = inputs.find((p) => p.name === portName) || inputs[0];
+  return port?.kind || 'tensor';
+}
+
+function clone(value) {
+  if (value === undefined) return null;
+  return JSON.parse(JSON.stringify(value));
+}
+
+export function defaultParams(entry) {
+  const params = {};
+  for (const spec of entry?.params || []) {
+    if (spec && typeof spec.name === 'string') params[spec.name] = clone(spec.default);
+  }
+  return params;
+}
+
+export function idBase(type) {
+  const base = String(type || 'node')
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+  return base || 'node';
+}
+
+// Fresh, type-based id ("linear_3"): one above the highest suffix in use, so
+// deleted ids are not reused while their history is still around.
+export function freshId(type, taken) {
+  const base = idBase(type);
+  let n = 1;
+  const prefix = `${base}_`;
+  for (const id of taken) {
+    if (id.startsWith(prefix)) {
+      const rest = id.slice(prefix.length);
+      if (/^\d+$/.test(rest)) n = Math.max(n, Number(rest) + 1);
+    }
+  }
+  while (taken.has(`${base}_${n}`)) n += 1;
+  const id = `${base}_${n}`;
+  taken.add(id);
+  return id;
+}
+
+export function freshEdgeId(source, target, taken) {
+  let id = `${source}->${target}`;
+  let n = 2;
+  while (taken.has(id)) {
+    id = `${source}->${target}#${n}`;
+    n += 1;
+  }
+  taken.add(id);
+  return id;
+}
+
+function num(v, fallback = 0) {
+  const x = Number(v);
+  return Number.isFinite(x) ? x : fallback;
+}
+
+export function makeNode(id, type, label, params, position) {
+  return {
+    id,
+    type: 'layer',
+    position: { x: num(position?.x), y: num(position?.y) },
+    data: { ltype: type, label: label ?? null, params: params || {} },
+  };
+}
+
+export function makeEdge(id, source, sourceHandle, target, targetHandle) {
+  return { id, source, target, sourceHandle, targetHandle, type: 'shape' };
+}
+
+// Python graph -> React Flow nodes/edges. Ports left null are resolved to the
+// first port of the node's type so that every handle id is explicit.
+export function fromPy(graph, paletteMap) {
+  const nodes = [];
+  const byId = new Map();
+  let missingPositions = false;
+  for (const n of graph?.nodes || []) {
+    if (!n || n.id == null || byId.has(String(n.id))) continue;
+    const id = String(n.id);
+    if (!n.position || !Number.isFinite(Number(n.position.x)) || !Number.isFinite(Number(n.position.y))) {
+      missingPositions = true;
+    }
+    const node = makeNode(id, String(n.type), n.label, n.params ? clone(n.params) : {}, n.position);
+    nodes.push(node);
+    byId.set(id, node);
+  }
+  const edges = [];
+  const seen = new Set();
+  for (const e of graph?.edges || []) {
+    if (!e || !byId.has(String(e.source)) || !byId.has(String(e.target))) continue;
+    const src = byId.get(String(e.source));
+    const tgt = byId.get(String(e.target));
+    const sh = e.source_port ?? portsOf(paletteMap.get(src.data.ltype)).outputs[0]?.name ?? null;
+    const th = e.target_port ?? portsOf(paletteMap.get(tgt.data.ltype)).inputs[0]?.name ?? null;
+    let id = e.id != null ? String(e.id) : freshEdgeId(src.id, tgt.id, seen);
+    if (seen.has(id) && e.id != null) id = freshEdgeId(src.id, tgt.id, seen);
+    seen.add(id);
+    edges.push(makeEdge(id, src.id, sh, tgt.id, th));
+  }
+  return { nodes, edges, missingPositions };
+}
+
+const round1 = (v) => Math.round(v * 10) / 10;
+
+export function toPy(nodes, edges) {
+  return {
+    nodes: nodes.map((n) => ({
+      id: n.id,
+      type: n.data.ltype,
+      label: n.data.label ?? null,
+      params: n.data.params || {},
+      position: { x: round1(n.position.x), y: round1(n.position.y) },
+    })),
+    edges: edges.map((e) => ({
+      id: e.id,
+      source: e.source,
+      target: e.target,
+      source_port: e.sourceHandle ?? null,
+      target_port: e.targetHandle ?? null,
+    })),
+  };
+}
+
+function reaches(from, to, edges) {
+  // Is `to` reachable from `from` following edge direction?
+  const out = new Map();
+  for (const e of edges) {
+    if (!out.has(e.source)) out.set(e.source, []);
+    out.get(e.source).push(e.target);
+  }
+  const stack = [from];
+  const seen = new Set([from]);
+  while (stack.length) {
+    const cur = stack.pop();
+    if (cur === to) return true;
+    for (const nxt of out.get(cur) || []) {
+      if (!seen.has(nxt)) {
+        seen.add(nxt);
+        stack.push(nxt);
+      }
+    }
+  }
+  return false;
+}
+
+// Why a connection is refused, or null when it is allowed.
+export function connectionProblem(conn, nodes, edges, paletteMap, annNodes) {
+  const { source, target } = conn;
+  if (!source || !target) return 'Incomplete connection';
+  if (source === target) return 'A layer cannot feed itself';
+  const src = nodes.find((n) => n.id === source);
+  const tgt = nodes.find((n) => n.id === target);
+  if (!src || !tgt) return 'Unknown layer';
+  const srcEntry = paletteMap.get(src.data.ltype);
+  const tgtEntry = paletteMap.get(tgt.data.ltype);
+  const { inputs } = portsOf(tgtEntry);
+  const th = conn.targetHandle ?? inputs[0]?.name ?? null;
+  if (!inputs.some((p) => p.name === th)) return `${tgt.data.ltype} has no input "${th}"`;
+  const sk = outKind(src, srcEntry, annNodes?.[source], conn.sourceHandle);
+  const tk = inKind(tgtEntry, th);
+  if (sk !== tk) {
+    if (sk === 'tokens') return `Token ids can only go into an Embedding, not ${tgt.data.ltype}`;
+    if (tk === 'tokens') return `${tgt.data.ltype} needs token ids (an Input with modality "tokens")`;
+    return `Port kinds differ: ${sk} → ${tk}`;
+  }
+  const sh = conn.sourceHandle ?? null;
+  if (edges.some((e) => e.source === source && e.target === target && (e.sourceHandle ?? null) === sh && e.targetHandle === th)) {
+    return 'These ports are already connected';
+  }
+  if (!tgtEntry?.variadic && edges.some((e) => e.target === target && e.targetHandle === th)) {
+    return `"${th}" of ${tgt.id} already has an input; only merge layers take several`;
+  }
+  if (reaches(target, source, edges)) return 'That connection would create a cycle';
+  return null;
+}
+
+function short(x) {
+  const s = x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0);
+  return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
+}
+
+export function formatCount(n) {
+  if (n == null || !Number.isFinite(Number(n))) return null;
+  const v = Number(n);
+  if (v >= 1e9) return `${short(v / 1e9)}B`;
+  if (v >= 1e6) return `${short(v / 1e6)}M`;
+  if (v >= 1e3) return `${short(v / 1e3)}k`;
+  return String(v);
+}
