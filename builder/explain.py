@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import (
@@ -103,6 +104,20 @@ def infer_modality(inputs: Tensor) -> str:
     return {4: "image", 3: "sequence"}.get(inputs.dim(), "tabular")
 
 
+def model_modality(model: nn.Module) -> str | None:
+    """Modality of a compiled graph's single Input node; None for a plain module or several inputs."""
+    inputs = getattr(model, "layerlab_inputs", None)
+    if not inputs or len(inputs) != 1:
+        return None
+    nid = inputs[0]
+    if getattr(model, "layerlab_input_dtypes", {}).get(nid) == torch.long:
+        return "tokens"
+    shape = getattr(model, "layerlab_input_shapes", {}).get(nid)
+    if shape is None:
+        return None
+    return {3: "image", 2: "sequence"}.get(len(shape), "tabular")
+
+
 def _norm_modality(modality: str | None, inputs: Tensor | None = None) -> str:
     if modality is None:
         if inputs is None:
@@ -171,6 +186,19 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's CPU RNG and numpy's global RNG (Captum draws from both) and restore them after."""
+    state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
 
 
 class _Flat(nn.Module):
@@ -459,6 +487,11 @@ def method_label(method: str) -> str:
 
 
 def _why_not(model: nn.Module, spec: _Spec, modality: str) -> tuple[str, list[str]]:
+    n_in = len(getattr(model, "layerlab_inputs", None) or [None])
+    n_out = len(getattr(model, "layerlab_outputs", None) or [None])
+    if n_in != 1 or n_out != 1:
+        return (f"{spec.name}: this graph has {n_in} Input and {n_out} output nodes; explanations need "
+                "exactly one of each"), []
     if modality not in spec.modalities:
         return f"{spec.name}: {spec.not_modality}", []
     if spec.name == "deep_lift":
@@ -545,11 +578,8 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
         fwd = _Flat(model) if out_dim > 2 else model
         tgt = resolve_target(fwd, inputs, target)
         ctx = _Ctx(fwd, inputs, tgt, base, node, module, dict(options), seed)
-        rng = torch.random.fork_rng(devices=[]) if seed is not None and spec.name in _STOCHASTIC \
-            else contextlib.nullcontext()
+        rng = seeded(seed) if seed is not None and spec.name in _STOCHASTIC else contextlib.nullcontext()
         with rng:
-            if seed is not None and spec.name in _STOCHASTIC:
-                torch.manual_seed(seed)
             try:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=".*(require gradients|non-linear).*")
@@ -626,5 +656,5 @@ def pick_samples(model: nn.Module, inputs: Tensor, labels: Tensor | None = None,
 
 __all__ = ["MethodInfo", "Explanation", "METHODS", "MODALITIES", "BASELINES", "PICKS", "explain",
            "explain_many", "available_methods", "make_baseline", "pick_samples", "predict",
-           "resolve_target", "resolve_layer", "layer_nodes", "infer_modality", "method_label",
-           "default_window", "eval_mode"]
+           "resolve_target", "resolve_layer", "layer_nodes", "infer_modality", "model_modality", "method_label",
+           "default_window", "eval_mode", "seeded"]

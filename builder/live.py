@@ -6,7 +6,7 @@ Off by default: add ``LiveAttributions(...)`` to the trainer's callbacks. The Ex
     >>> live = LiveAttributions("integrated_gradients", n_samples=4, n_steps=16)   # doctest: +SKIP
     >>> trainer.fit(callbacks=[live])                                             # doctest: +SKIP
     >>> [f["epoch"] for f in live.frames], live.frames[0]["attributions"].shape  # doctest: +SKIP
-    ([0, 1, 2], (4, 1, 8, 8))
+    ([1, 2, 3], (4, 1, 8, 8))
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
     Args:
         method: an :data:`builder.explain.METHODS` name.
         n_samples: how many validation samples (first of each class first).
-        every: record every ``every`` epochs (epoch % every == 0).
+        every: record when the (1-based) epoch number is a multiple of ``every``.
         target: ``label`` (the true class; maps stay comparable across epochs) or ``predicted``.
         options: passed to :func:`builder.explain.explain` (e.g. ``n_steps=16``).
 
@@ -110,12 +110,16 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
                 "seconds": round(sec, 4), "frames": len(self.frames)}
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> dict | None:
-        """Record a frame every ``every`` epochs; returns ``{"live_attributions": summary}``."""
-        if epoch % self.every:
+        """Record a frame every ``every`` epochs; returns ``{"live_attributions": summary}``.
+
+        Frames are numbered like the trainer's events: ``logs["epoch"]`` (1-based), else ``epoch + 1``.
+        """
+        number = int(logs.get("epoch", epoch + 1)) if isinstance(logs, dict) else epoch + 1
+        if number % self.every:
             return None
         if self.inputs is None:
             self._select(trainer)
-        summary = self.record(trainer.model, epoch, getattr(trainer, "device", "cpu"))
+        summary = self.record(trainer.model, number, getattr(trainer, "device", "cpu"))
         return {"live_attributions": summary}
 
     def on_train_end(self, trainer: Any, result: Any) -> None:
