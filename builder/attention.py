@@ -62,7 +62,10 @@ def _want_weights(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, 
 
 @contextlib.contextmanager
 def _no_fastpath() -> Iterator[None]:
-    """Disable the fused MHA/encoder fast path, which skips ``self_attn`` and its hooks in eval mode."""
+    """Disable the fused MHA/encoder fast path, which skips ``self_attn`` in eval mode under no_grad.
+
+    Recent torch already leaves the fast path when hooks are attached; this covers versions that don't.
+    """
     mha = getattr(torch.backends, "mha", None)
     if mha is None or not hasattr(mha, "set_fastpath_enabled"):
         yield
