@@ -87,7 +87,7 @@ def weighted_nodes(model: nn.Module) -> list[str]:
 
 
 def forward_order(model: nn.Module, inputs: Tensor) -> list[str]:
-    """:func:`weighted_nodes` in the order one forward pass runs them (nodes not run go last)."""
+    """:func:`weighted_nodes` in the order one forward pass runs them."""
     nodes = weighted_nodes(model)
     order: list[str] = []
 
@@ -104,7 +104,16 @@ def forward_order(model: nn.Module, inputs: Tensor) -> list[str]:
     finally:
         for h in hooks:
             h.remove()
-    return order + [n for n in nodes if n not in order]
+    # nodes whose module is never called (a parameter read directly) keep their place in module order
+    keys: dict[str, float] = {}
+    last = -0.5
+    for n in nodes:
+        if n in order:
+            last = float(order.index(n))
+            keys[n] = last
+        else:
+            keys[n] = last + 0.25
+    return sorted(nodes, key=lambda n: keys[n])
 
 
 def _reinit(module: nn.Module) -> None:
