@@ -80,7 +80,10 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         val = getattr(getattr(trainer, "dataset", None), "val", None)
         if val is None:
             raise ExplainError("live attributions need a validation split (trainer.dataset.val)")
-        X, y = val[0], (val[1] if len(val) > 1 else None)
+        if hasattr(val, "X"):  # builder.data.Split
+            X, y = val.X, getattr(val, "y", None)
+        else:  # an (X, y) pair
+            X, y = val[0], (val[1] if len(val) > 1 else None)
         self.indices = _pick_fixed(y, self.n_samples, len(X))
         self.inputs = X[self.indices].detach().clone()
         self.labels = None if y is None else y[self.indices].detach().clone()

@@ -1,0 +1,98 @@
+"""builder.live: the live-attribution callback, with a fake trainer and with the real one."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from builder.errors import ExplainError
+from builder.explain import explain
+from builder.live import LiveAttributions
+
+
+def _trainer(n: int = 10) -> SimpleNamespace:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)).train()
+    X = torch.randn(n, 4, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([2, 2, 0, 1, 0, 1, 2, 0, 1, 2][:n])
+    return SimpleNamespace(model=model, device="cpu", dataset=SimpleNamespace(val=(X, y)))
+
+
+def test_records_one_frame_per_epoch_on_fixed_samples():
+    tr = _trainer()
+    live = LiveAttributions("integrated_gradients", n_samples=4, n_steps=8)
+    live.on_train_begin(tr)
+    assert live.indices == [0, 1, 2, 3]  # first of each class (0, 2, 3), then the next in order
+    extras = []
+    for epoch in range(3):
+        extras.append(live.on_epoch_end(tr, epoch, {"epoch": epoch + 1}))
+        with torch.no_grad():  # training changes the weights between epochs
+            tr.model[0].weight.add_(0.1)
+    assert live.epochs == [1, 2, 3]
+    assert live.stacked().shape == (3, 4, 4)
+    summary = extras[0]["live_attributions"]
+    assert summary["method"] == "integrated_gradients" and summary["n_samples"] == 4 and summary["frames"] == 1
+    assert summary["seconds"] >= 0 and len(live.seconds) == 3
+    assert not np.allclose(live.frames[0]["attributions"], live.frames[2]["attributions"])
+    assert live.frames[0]["target"].tolist() == [2, 2, 0, 1]  # true labels by default
+    live.on_train_end(tr, None)
+
+
+def test_frame_equals_explain_and_leaves_training_state_alone():
+    tr = _trainer()
+    live = LiveAttributions("saliency", n_samples=3, target="predicted")
+    live.on_train_begin(tr)
+    live.on_epoch_end(tr, 0, {})
+    assert tr.model.training and all(m.training for m in tr.model.modules())
+    assert all(p.grad is None for p in tr.model.parameters())
+    ref = explain(tr.model, tr.dataset.val[0][live.indices], "saliency").attributions.numpy()
+    np.testing.assert_allclose(live.frames[0]["attributions"], ref)
+
+
+def test_every_and_restart():
+    tr = _trainer()
+    live = LiveAttributions("saliency", n_samples=2, every=2)
+    live.on_train_begin(tr)
+    out = [live.on_epoch_end(tr, e, {"epoch": e + 1}) for e in range(5)]
+    assert [o is None for o in out] == [True, False, True, False, True]
+    assert live.epochs == [2, 4]
+    live.on_train_begin(tr)
+    assert live.frames == []
+
+
+def test_bad_arguments():
+    with pytest.raises(ExplainError, match="unknown method"):
+        LiveAttributions("lime")
+    with pytest.raises(ExplainError, match="n_samples"):
+        LiveAttributions(n_samples=0)
+    with pytest.raises(ExplainError, match="every"):
+        LiveAttributions(every=0)
+    with pytest.raises(ExplainError, match="target"):
+        LiveAttributions(target="truth")
+    with pytest.raises(ExplainError, match="no frames"):
+        LiveAttributions().stacked()
+    with pytest.raises(ExplainError, match="validation split"):
+        LiveAttributions().on_train_begin(SimpleNamespace(dataset=None))
+
+
+def test_with_the_real_trainer():
+    train = pytest.importorskip("builder.train")
+    data = pytest.importorskip("builder.data")
+    ds = data.load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    live = LiveAttributions("integrated_gradients", n_samples=4, n_steps=8)
+    assert isinstance(live, train.Callback)
+    events: list[dict] = []
+    trainer = train.Trainer(model, ds, {"epochs": 2, "device": "cpu", "checkpoint_every": 0}, callbacks=[live],
+                            on_event=events.append)
+    result = trainer.fit()
+    assert result.status == "finished"
+    assert live.epochs == [1, 2]
+    assert live.stacked().shape == (2, 4, 1, 8, 8)
+    epochs = [e for e in events if e.get("type") == "epoch"]
+    assert [e["extras"]["live_attributions"]["epoch"] for e in epochs] == [1, 2]
