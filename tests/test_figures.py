@@ -1,0 +1,129 @@
+"""builder.figures: every view builds a serialisable plotly figure; bad shapes give ExplainError."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from builder.activations import WeightHistogram
+from builder.errors import ExplainError
+from builder.figures import (
+    activation_figure,
+    attention_heads_figure,
+    attention_map_figure,
+    completeness_figure,
+    global_importance_figure,
+    image_attribution_figure,
+    live_attribution_figure,
+    sanity_figure,
+    tabular_attribution_figure,
+    token_attribution_figure,
+    weight_histogram_figure,
+)
+from builder.sanity import CompletenessResult, SanityResult
+
+rng = np.random.default_rng(0)
+
+
+def _ok(fig: go.Figure) -> go.Figure:
+    assert isinstance(fig, go.Figure)
+    fig.to_json()  # serialisable for st.plotly_chart
+    return fig
+
+
+def test_image_views():
+    img, attr = torch.rand(1, 8, 8), torch.randn(1, 8, 8)
+    fig = _ok(image_attribution_figure(img, {"saliency": attr, "ig": attr.numpy(), "grad_cam": attr[0]}))
+    # input + 3 heatmaps in row 1, 3 x (image + heatmap) overlays in row 2
+    assert len(fig.data) == 1 + 3 + 6
+    heat = fig.data[1]
+    assert heat.zmid == 0 and heat.zmax == pytest.approx(float(attr.abs().max()))
+    fig = _ok(image_attribution_figure(img, attr, mode="heatmap", show_input=False, signed=False))
+    assert len(fig.data) == 1 and (np.asarray(fig.data[0].z) >= 0).all()
+    rgb = _ok(image_attribution_figure(torch.rand(3, 8, 8), attr, mode="overlay"))
+    assert isinstance(rgb.data[0], go.Image)
+    with pytest.raises(ExplainError, match="mode"):
+        image_attribution_figure(img, attr, mode="side")
+    with pytest.raises(ExplainError, match="image attribution"):
+        image_attribution_figure(img, torch.randn(8))
+
+
+def test_tabular_views():
+    a = rng.normal(size=(3, 5))
+    fig = _ok(tabular_attribution_figure(a[0], list("abcde")))
+    assert len(fig.data) == 1 and list(fig.data[0].y)[-1] == "abcde"[int(np.abs(a[0]).argmax())]
+    assert fig.data[0].marker.color[-1] == ("#d62728" if a[0][np.abs(a[0]).argmax()] >= 0 else "#1f77b4")
+    assert len(_ok(tabular_attribution_figure(a, top_k=2)).data[0].y) == 2
+    fig = _ok(global_importance_figure(rng.normal(size=(20, 5)), list("abcde"), top_k=3))
+    assert len(fig.data[0].x) == 3 and (np.asarray(fig.data[0].x) >= 0).all()
+    assert np.all(np.diff(fig.data[0].x) >= 0)
+    with pytest.raises(ExplainError, match="feature_names"):
+        tabular_attribution_figure(a, ["a"])
+    with pytest.raises(ExplainError, match=r"\(N, F\)"):
+        global_importance_figure(a[0])
+
+
+def test_token_view():
+    fig = _ok(token_attribution_figure(list("abcdefg"), rng.normal(size=7), per_row=3))
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (3, 3) and np.isnan(z[2, 1:]).all()
+    with pytest.raises(ExplainError, match="tokens"):
+        token_attribution_figure(["a"], rng.normal(size=2))
+
+
+def test_attention_views():
+    w = torch.softmax(torch.randn(2, 4, 5, 5), -1)
+    fig = _ok(attention_heads_figure(w, ["a", "b", "a", "c", "d"], sample=1))
+    assert len(fig.data) == 5  # 4 heads + mean
+    torch.testing.assert_close(torch.tensor(np.asarray(fig.data[4].z)), w[1].mean(0).double())
+    assert list(fig.data[0].x) == ["a (0)", "b", "a (2)", "c", "d"]
+    assert len(_ok(attention_heads_figure(w[0], include_mean=False)).data) == 4
+    _ok(attention_map_figure(w[0, 0], list("abcde"), title="rollout"))
+    with pytest.raises(ExplainError, match="sample"):
+        attention_heads_figure(w, sample=2)
+    with pytest.raises(ExplainError, match="labels"):
+        attention_map_figure(w[0, 0], ["a"])
+
+
+def test_activation_and_weight_views():
+    fig = _ok(activation_figure(torch.randn(40, 4, 4), max_maps=16))
+    assert len(fig.data) == 16 and "first 16 of 40" in fig.layout.title.text
+    assert len(_ok(activation_figure(torch.randn(10))).data) == 1
+    assert isinstance(_ok(activation_figure(torch.randn(10), kind="histogram")).data[0], go.Histogram)
+    _ok(activation_figure(torch.randn(5, 6)))
+    with pytest.raises(ExplainError, match="grid"):
+        activation_figure(torch.randn(10), kind="grid")
+    counts, edges = np.histogram(rng.normal(size=100), bins=5)
+    h = WeightHistogram("fc", "weight", "Linear", counts, edges, 0.0, 1.0, 100)
+    fig = _ok(weight_histogram_figure([h, h, h, h]))
+    assert len(fig.data) == 4 and list(fig.data[0].y) == counts.tolist()
+    with pytest.raises(ExplainError):
+        weight_histogram_figure([])
+
+
+def test_trust_views():
+    ok = SanityResult("saliency", ["fc", "conv"], [0.2, 0.1], np.zeros((2, 3)), 0.5, False, "")
+    bad = SanityResult("input_x_gradient", ["fc", "conv"], [0.9, 0.8], np.zeros((2, 3)), 0.5, True, "")
+    fig = _ok(sanity_figure([ok, bad]))
+    assert list(fig.data[0].x) == ["trained", "fc", "+conv"] and list(fig.data[0].y) == [1.0, 0.2, 0.1]
+    assert "barely changes" in fig.data[1].name
+    _ok(sanity_figure(ok))
+    c = CompletenessResult(np.array([1.0, 2.0]), np.array([1.01, 1.98]), np.array([-0.01, 0.02]), None, 0.05)
+    fig = _ok(completeness_figure(c))
+    assert "0.02" in fig.layout.title.text and "within" in fig.layout.title.text
+
+
+def test_live_playback():
+    frames = [{"epoch": e, "attributions": rng.normal(size=(2, 1, 4, 4))} for e in (1, 2, 3)]
+    fig = _ok(live_attribution_figure(frames, sample=1, image=torch.rand(1, 4, 4)))
+    assert [f.name for f in fig.frames] == ["1", "2", "3"]
+    assert len(fig.layout.sliders[0].steps) == 3 and len(fig.data) == 2
+    tab = [{"epoch": e, "attributions": rng.normal(size=(2, 3))} for e in (1, 2)]
+    assert isinstance(_ok(live_attribution_figure(tab, feature_names=list("abc"))).data[0], go.Bar)
+    assert isinstance(_ok(live_attribution_figure(tab, tokens=list("xyz"))).data[0], go.Heatmap)
+    with pytest.raises(ExplainError, match="no frames"):
+        live_attribution_figure([])
+    with pytest.raises(ExplainError, match="sample"):
+        live_attribution_figure(tab, sample=5)
