@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ class DatasetInfo:
     target_mean: list[float] | None = None
     target_std: list[float] | None = None
     notes: list[str] = field(default_factory=list)
+    source: str = ""
 
     @property
     def vocab_size(self) -> int | None:
@@ -73,6 +74,10 @@ class DatasetInfo:
     def input_modality(self) -> str:
         """The Input node ``modality`` param matching this dataset: vector, image or tokens."""
         return {"image": "image", "tokens": "tokens"}.get(self.modality, "vector")
+
+    def reload_args(self) -> tuple[str, dict]:
+        """``(name, options)`` such that ``load_dataset(name, **options)`` loads this dataset again."""
+        return self.source or self.name, dict(self.options)
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
@@ -110,6 +115,19 @@ class Dataset:
     def to(self, device: torch.device | str) -> Dataset:
         """Copy all splits to a device (small datasets live on the device as whole tensors)."""
         return Dataset(self.info, self.train.to(device), self.val.to(device), self.test.to(device))
+
+    def flattened(self) -> Dataset:
+        """A copy whose inputs are flat vectors (N, prod(input_shape)), e.g. digits for an MLP autoencoder."""
+        if self.info.input_dtype != "float32":
+            raise DatasetError("only float inputs can be flattened; token sequences are already flat")
+
+        def flat(s: Split) -> Split:
+            X = s.X.reshape(len(s.X), -1)
+            return Split(X, X if s.y is s.X else s.y)
+        info = replace(self.info, input_shape=(int(np.prod(self.info.input_shape)),),
+                       modality="tabular" if self.info.modality == "image" else self.info.modality,
+                       options={**self.info.options, "flatten": True})
+        return Dataset(info, flat(self.train), flat(self.val), flat(self.test))
 
     def class_counts(self, split: str = "train") -> dict[str, int]:
         """Samples per class name in a split (empty for regression and reconstruction)."""
@@ -185,6 +203,11 @@ def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.15, test_f
     Raises:
         DatasetError: unknown name or option, bad values, unreadable user data.
     """
+    flatten = bool(options.pop("flatten", False))
+    if flatten:
+        ds = load_dataset(name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, task=task,
+                          **options)
+        return ds.flattened()
     if name == "csv":
         if "path" not in options or "target" not in options:
             raise DatasetError("the csv dataset needs options path=... and target=...")
@@ -211,7 +234,7 @@ def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.15, test_f
     if noise is not None and not (isinstance(noise, (int, float)) and 0 <= noise <= 5):
         raise DatasetError(f"noise must be a number between 0 and 5; got {noise!r}")
     X, y, fields = spec.loader(seed=seed, **opts)
-    info = DatasetInfo(name=name, task=spec.task, modality=spec.modality, description=spec.description,
+    info = DatasetInfo(name=name, source=name, task=fields.pop("task", spec.task), modality=spec.modality, description=spec.description,
                        input_shape=tuple(X.shape[1:]), options={k: opts[k] for k in opts}, **fields)
     return _finish(X, y, info, task=task, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                    standardise=spec.modality == "tabular")
@@ -224,14 +247,12 @@ def _sk():
 
 
 @register_dataset("digits", description="scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 "
-                  "classes) as 1x8x8 images scaled to [0, 1]", modality="image", task="multiclass",
-                  options={"flatten": False}, help={"flatten": "give 64-long vectors instead of 1x8x8 images"})
-def _digits(seed: int, flatten: bool = False):
+                  "classes) as 1x8x8 images scaled to [0, 1] (option flatten=True, accepted by every dataset, "
+                  "gives 64-long vectors)", modality="image", task="multiclass")
+def _digits(seed: int):
     d = _sk().load_digits()
-    X = (d.data / 16.0).astype(np.float32)
-    X = X if flatten else X.reshape(-1, 1, 8, 8)
-    return X, d.target.astype(np.int64), {"class_names": [str(c) for c in d.target_names],
-                                          "feature_names": [f"px{i}" for i in range(64)] if flatten else []}
+    X = (d.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    return X, d.target.astype(np.int64), {"class_names": [str(c) for c in d.target_names]}
 
 
 def _sk_tabular(loader_name: str):
@@ -312,30 +333,38 @@ def _blobs(seed: int, n_samples: int, noise: float, centers: int):
     return _points(X / 4.0, y, [str(i) for i in range(centers)])
 
 
-SEQ_FILLERS = ["a", "b", "c", "d", "e", "f", "g", "h"]
+SEQ_VOCAB_SIZE = 12
 SEQ_MARKERS = ["A", "B", "C", "D"]
 
 
-@register_dataset("first_marker", description="Sequence classification: 16 tokens over a 12-token vocabulary "
-                  "(fillers a-h, markers A-D). One marker sits in the first half and a distractor marker in "
-                  "the second half; the label is the marker in the FIRST half, so a model must use position "
-                  "(attention should focus on that token). Chance is 25%.",
-                  modality="tokens", task="multiclass", options={"n_samples": 4000, "length": 16},
-                  help={"n_samples": "number of sequences", "length": "tokens per sequence (even, 4-64)"})
-def _first_marker(seed: int, n_samples: int, length: int):
+@register_dataset("sequence", description="Sequence classification (tokens): 16 tokens over a 12-token "
+                  "vocabulary of fillers (a, b, ...) and marker tokens (A, B, ...). One marker sits in the first "
+                  "half and a distractor marker in the second half; the label is the marker in the FIRST half, "
+                  "so a model must use position, and attention should focus on that token. With 2 markers "
+                  "(default) the task is binary (chance 50%); with 3-4 it is multiclass. Input node: modality "
+                  "tokens, shape [length], vocab_size 12.",
+                  modality="tokens", task="binary", options={"n_samples": 4000, "length": 16, "markers": 2},
+                  help={"n_samples": "number of sequences", "length": "tokens per sequence (even, 4-64)",
+                        "markers": "number of marker tokens = classes (2-4)"})
+def _sequence(seed: int, n_samples: int, length: int, markers: int):
     if not (isinstance(length, int) and 4 <= length <= 64 and length % 2 == 0):
         raise DatasetError(f"length must be an even integer between 4 and 64; got {length!r}")
+    if markers not in (2, 3, 4):
+        raise DatasetError(f"markers must be 2, 3 or 4; got {markers!r}")
     rng = np.random.default_rng(seed)
-    nf, half = len(SEQ_FILLERS), length // 2
+    nf, half = SEQ_VOCAB_SIZE - markers, length // 2
     X = rng.integers(0, nf, (n_samples, length))
-    y = rng.integers(0, len(SEQ_MARKERS), n_samples)
-    distractor = rng.integers(0, len(SEQ_MARKERS), n_samples)
+    y = rng.integers(0, markers, n_samples)
+    distractor = rng.integers(0, markers, n_samples)
     rows = np.arange(n_samples)
     X[rows, rng.integers(0, half, n_samples)] = nf + y
     X[rows, rng.integers(half, length, n_samples)] = nf + distractor
+    fillers = [chr(ord("a") + i) for i in range(nf)]
     return X.astype(np.int64), y.astype(np.int64), {
-        "class_names": list(SEQ_MARKERS), "vocab": SEQ_FILLERS + SEQ_MARKERS, "input_dtype": "int64",
-        "notes": ["Input node: modality tokens, shape [length], vocab_size 12"]}
+        "class_names": SEQ_MARKERS[:markers], "vocab": fillers + SEQ_MARKERS[:markers], "input_dtype": "int64",
+        "task": "binary" if markers == 2 else "multiclass",
+        "notes": [f"Input node: modality tokens, shape [{length}], vocab_size {SEQ_VOCAB_SIZE}; label = the "
+                  "marker token in the first half"]}
 
 
 # ------------------------------------------------------------------------------------------ splitting
@@ -388,6 +417,7 @@ def _finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None
             raise DatasetError("reconstruction needs float inputs; token sequences cannot be reconstructed "
                                "with a regression loss")
         info.task = task
+        info.options["task"] = task
     classification = info.task in ("multiclass", "binary")
     if classification:
         n_cls = int(y.max()) + 1 if len(y) else 0
@@ -544,7 +574,7 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
     if not cols:
         raise DatasetError(f"{label}: no usable feature columns besides the target {target!r}")
     X = np.stack(cols, 1)
-    info = DatasetInfo(name=f"csv:{label}", task=task, modality="tabular", input_shape=(X.shape[1],),
+    info = DatasetInfo(name=f"csv:{label}", source="csv", task=task, modality="tabular", input_shape=(X.shape[1],),
                        class_names=class_names, feature_names=names,
                        description=f"{label}: {len(df)} rows, target {target!r}",
                        options={"path": str(path) if not isinstance(path, bytes) else None, "target": target,
@@ -646,7 +676,7 @@ def load_image_folder(path: str | Path, size: tuple[int, int] = (32, 32), *, cha
     ch = channels or (3 if colour else 1)
     arr = np.stack([np.asarray(im.convert("L" if ch == 1 else "RGB"), dtype=np.float32) / 255.0 for im in imgs])
     arr = arr[:, None] if ch == 1 else arr.transpose(0, 3, 1, 2)
-    info = DatasetInfo(name=f"images:{p.name}", task="multiclass", modality="image",
+    info = DatasetInfo(name=f"images:{p.name}", source="image_folder", task="multiclass", modality="image",
                        input_shape=tuple(arr.shape[1:]), class_names=classes,
                        description=f"{p.name}: {len(arr)} images in {len(classes)} classes, resized to "
                                    f"{size[0]}x{size[1]}",

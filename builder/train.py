@@ -240,10 +240,12 @@ class TrainResult:
     message: str = ""
     wall_s: float = 0.0
     final: dict = field(default_factory=dict)
+    run_id: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
-        return {"status": self.status, "epochs_completed": self.epochs_completed, "test": self.test,
+        return {"run_id": self.run_id, "status": self.status, "epochs_completed": self.epochs_completed,
+                "test": self.test,
                 "best_epoch": self.best_epoch, "message": self.message, "wall_s": self.wall_s,
                 "final": self.final}
 
@@ -323,14 +325,14 @@ def classification_metrics(pred: torch.Tensor, y: torch.Tensor, num_classes: int
 
 
 def regression_metrics(out: torch.Tensor, y: torch.Tensor) -> dict:
-    """MSE, MAE and R² (uniform average over target columns)."""
+    """MSE, MAE and R² (variance-weighted over target columns, as sklearn's ``variance_weighted``)."""
     out, y = out.reshape(y.shape).double().cpu(), y.double().cpu()
     y2 = y.reshape(len(y), -1)
     o2 = out.reshape(len(y), -1)
     ss_res = ((y2 - o2) ** 2).sum(0)
     ss_tot = ((y2 - y2.mean(0)) ** 2).sum(0)
-    r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp(min=1e-12), torch.zeros_like(ss_tot))
-    return {"mse": float(((y2 - o2) ** 2).mean()), "mae": float((y2 - o2).abs().mean()), "r2": float(r2.mean())}
+    r2 = 1 - ss_res.sum() / ss_tot.sum() if ss_tot.sum() > 0 else torch.zeros(())
+    return {"mse": float(((y2 - o2) ** 2).mean()), "mae": float((y2 - o2).abs().mean()), "r2": float(r2)}
 
 
 def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, *,
@@ -379,8 +381,8 @@ def _quick_metric(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str
     t = target.reshape(len(target), -1).to(out.dtype)
     o = out.reshape(len(target), -1)
     ss_res = ((t - o) ** 2).sum(0)
-    ss_tot = ((t - t.mean(0)) ** 2).sum(0).clamp(min=1e-12)
-    return float((1 - ss_res / ss_tot).mean())
+    ss_tot = ((t - t.mean(0)) ** 2).sum(0)
+    return float(1 - ss_res.sum() / ss_tot.sum().clamp(min=1e-12))
 
 
 # --------------------------------------------------------------------------------------- optimisation
@@ -601,6 +603,12 @@ class Trainer:
 
     def _restore(self) -> tuple[int, int, torch.Tensor | None, dict]:
         state, extra = load_checkpoint(self.resume_from, self.model, self.optimizer, self.scheduler)
+        saved_lr = state.get("config", {}).get("lr")
+        if saved_lr is not None and saved_lr != self.config.lr:  # lr changed on resume (e.g. after NaN)
+            for g in self.optimizer.param_groups:
+                g["lr"] = self.config.lr
+                if "initial_lr" in g:
+                    g["initial_lr"] = self.config.lr
         self._gen.set_state(extra["gen_state"])
         self.global_step = int(state.get("global_step", 0))
         self.history.load_state(state.get("history", {}))
@@ -665,9 +673,9 @@ class Trainer:
         self.result = TrainResult(status=status, epochs_completed=len(epochs), history=epochs, test=test,
                                   best_epoch=self._best_epoch, message=message,
                                   wall_s=time.perf_counter() - t0, final=final)
-        self._set_status(status, message)
         if test is not None:
             self._emit({"type": "done", "test": test, "status": status})
+        self._set_status(status, message)
         for cb in self.callbacks:
             cb.on_train_end(self, self.result)
         return self.result

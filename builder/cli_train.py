@@ -1,0 +1,421 @@
+"""Headless training commands: ``layerlab train``, ``layerlab runs list|show|resume|delete``, ``export --run``.
+
+:func:`register` adds them to the main CLI's subparsers; ``python -m builder.cli_train`` runs them alone.
+Under ``torchrun`` the ``train`` command trains with DistributedDataParallel (see ``docs/scale-out.md``).
+Example::
+
+    layerlab train cnn.json --dataset digits --epochs 20
+    layerlab runs list
+    layerlab runs resume 20261121-104000-ab12cd
+    layerlab export --run 20261121-104000-ab12cd -o model.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import GraphError, LayerLabError, TrainingError
+
+_CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
+                "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
+                "init_from")
+
+
+def _kv(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """Training settings shared by ``train`` and ``runs resume``."""
+    g = p.add_argument_group("training settings (default: the project's, else TrainConfig's)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, dest="batch_size")
+    g.add_argument("--lr", type=float, help="learning rate (the peak for --scheduler onecycle)")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"))
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--nesterov", action="store_true", default=None)
+    g.add_argument("--weight-decay", type=float, dest="weight_decay")
+    g.add_argument("--scheduler", choices=("none", "step", "cosine", "onecycle", "plateau"))
+    g.add_argument("--scheduler-param", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   dest="scheduler_param")
+    g.add_argument("--grad-clip", type=float, dest="grad_clip")
+    g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    g.add_argument("--amp", action="store_true", default=None, help="mixed precision (GPU only)")
+    g.add_argument("--loss", choices=("auto", "mse", "l1", "huber"), help="regression loss")
+    g.add_argument("--metric", choices=("auto", "accuracy", "f1", "r2"))
+    g.add_argument("--log-every", type=int, dest="log_every")
+    g.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    p.add_argument("--workspace", help="workspace folder (default $LAYERLAB_WORKSPACE, else ~/.layerlab)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``runs`` to a CLI's subparsers (``export --run`` calls :func:`export_run`)."""
+    p = subparsers.add_parser("train", help="train a project on a dataset headlessly",
+                              description="Train FILE (a project file or a template name) on a dataset. "
+                              "Under torchrun it trains with DistributedDataParallel.")
+    p.add_argument("file", help="project file, or a template name such as cnn")
+    p.add_argument("--dataset", help="dataset name (see --list-datasets), csv or image_folder; default: the "
+                   "project's")
+    p.add_argument("--data-path", dest="data_path", help="file or folder for --dataset csv / image_folder")
+    p.add_argument("--target", help="target column for --dataset csv")
+    p.add_argument("--task", choices=("multiclass", "binary", "regression", "reconstruction"),
+                   help="override the dataset's task")
+    p.add_argument("--dataset-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   dest="dataset_option", help="e.g. n_samples=2000, noise=0.2")
+    p.add_argument("--adapt", action="store_true", help="set the Input shape and last Linear to fit the dataset")
+    p.add_argument("--init-from", dest="init_from", metavar="RUN", help="initialise nodes from a past run")
+    p.add_argument("--init-nodes", dest="init_nodes", help="comma-separated node ids to initialise")
+    p.add_argument("--freeze", help="comma-separated node ids to freeze")
+    p.add_argument("--name", help="run name")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    r = subparsers.add_parser("runs", help="list, show, resume or delete training runs")
+    rs = r.add_subparsers(dest="runs_command", metavar="ACTION")
+    q = rs.add_parser("list", help="runs, newest first")
+    q.add_argument("--status")
+    q.add_argument("--limit", type=int, default=30)
+    q.add_argument("--workspace")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_runs_list)
+    q = rs.add_parser("show", help="one run: settings, curve summary, test metrics")
+    q.add_argument("run_id")
+    q.add_argument("--workspace")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--card", action="store_true", help="print the model card")
+    q.set_defaults(func=cmd_runs_show)
+    q = rs.add_parser("resume", help="continue an interrupted, stopped or failed run from its checkpoint")
+    q.add_argument("run_id")
+    add_train_args(q)
+    q.set_defaults(func=cmd_runs_resume)
+    q = rs.add_parser("delete", help="delete a run and its folder")
+    q.add_argument("run_id")
+    q.add_argument("--workspace")
+    q.set_defaults(func=cmd_runs_delete)
+    r.set_defaults(func=lambda a: (r.print_help(), 2)[1])
+
+
+# ------------------------------------------------------------------------------------------- progress
+class Progress:
+    """A text progress bar fed by trainer events (epoch, loss, metric, ETA) on stderr."""
+
+    def __init__(self, epochs: int, stream=None, enabled: bool = True):
+        self.epochs, self.stream, self.enabled = epochs, stream or sys.stderr, enabled
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last = 0.0
+        self._epoch = 0
+        self._line = ""
+
+    def _bar(self, done: float) -> str:
+        n = 20
+        k = int(round(n * min(max(done, 0.0), 1.0)))
+        return "[" + "#" * k + "-" * (n - k) + "]"
+
+    def __call__(self, ev: dict) -> None:
+        if not self.enabled:
+            return
+        t = ev.get("type")
+        if t == "step" and self.tty and time.monotonic() - self._last > 0.2:
+            self._last = time.monotonic()
+            self._write(f"epoch {ev['epoch'] + 1}/{self.epochs} {self._bar(ev['epoch'] / self.epochs)} "
+                        f"loss {ev['loss']:.4f}", end="")
+        elif t == "epoch":
+            eta = ev.get("eta_s") or 0
+            m = ev.get("metric_name", "metric")
+            self._write(f"epoch {ev['epoch']}/{self.epochs} {self._bar(ev['epoch'] / self.epochs)} "
+                        f"loss {ev['train_loss']:.4f} val_loss {ev['val_loss']:.4f} val_{m} {ev['val_metric']:.3f} "
+                        f"ETA {int(eta) // 60}:{int(eta) % 60:02d}", end="\n")
+        elif t == "status" and ev["status"] in ("paused", "stopped", "failed") and ev.get("message"):
+            self._write(f"{ev['status']}: {ev['message']}", end="\n")
+
+    def _write(self, text: str, end: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text + ("\n" if end == "\n" else ""))
+        elif end == "\n":
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _config_overrides(args: argparse.Namespace) -> dict:
+    cfg = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k, None) is not None}
+    for k in ("nesterov", "amp"):
+        if getattr(args, k, None):
+            cfg[k] = True
+    if getattr(args, "scheduler_param", None):
+        cfg["scheduler_params"] = dict(args.scheduler_param)
+    if getattr(args, "init_nodes", None):
+        cfg["init_nodes"] = [s.strip() for s in args.init_nodes.split(",") if s.strip()]
+    if getattr(args, "freeze", None):
+        cfg["freeze"] = [s.strip() for s in args.freeze.split(",") if s.strip()]
+    return cfg
+
+
+def _load_project_arg(file: str):
+    from .project import load_project
+
+    if not Path(file).exists():
+        from .templates import TEMPLATE_NAMES, load_template
+        name = Path(file).stem if file.endswith(".json") else file
+        if name in TEMPLATE_NAMES and not file.endswith(".json"):
+            return load_template(name)
+    return load_project(file)
+
+
+def _print_result(result, args: argparse.Namespace, out=None) -> None:
+    out = out or sys.stdout
+    if getattr(args, "json", False):
+        print(json.dumps(result.to_dict(), default=str), file=out)
+        return
+    if result.status != "finished":
+        print(f"run {result.status}: {result.message}", file=out)
+    if result.test:
+        for k in ("accuracy", "macro_f1", "r2", "mse", "mae", "loss"):
+            if k in result.test:
+                print(f"test {k} {result.test[k]:.3f}", file=out)
+    if result.run_id:
+        print(f"run id {result.run_id}", file=out)
+
+
+def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
+    """Run a background job with a progress bar; Ctrl-C stops it cleanly (checkpoint kept)."""
+    progress = Progress(epochs, enabled=not args.quiet)
+    job = start(progress)
+    try:
+        while job.running:
+            job.join(0.2)
+    except KeyboardInterrupt:
+        print("\nstopping (a checkpoint is kept; resume with `layerlab runs resume ID`)...", file=sys.stderr)
+        job.stop()
+        while job.running:
+            job._thread.join(0.2)
+    try:
+        result = job.join()
+    except LayerLabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if getattr(job, "run_id", None):
+            print(f"run id {job.run_id}")
+        return 1
+    result.run_id = getattr(job, "run_id", None)
+    _print_result(result, args)
+    return 0 if result.status in ("finished", "stopped") else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``layerlab train FILE --dataset NAME ...``."""
+    from .distributed import env_world_size
+    from .runs import RunStore, run_training
+
+    project = _load_project_arg(args.file)
+    cfg = _config_overrides(args)
+    opts = dict(args.dataset_option or [])
+    if args.data_path:
+        opts["path"] = args.data_path
+    if args.target:
+        opts["target"] = args.target
+    if args.task:
+        opts["task"] = args.task
+    dataset = args.dataset
+    if dataset is None and args.data_path:
+        dataset = "csv" if str(args.data_path).lower().endswith(".csv") else "image_folder"
+    epochs = cfg.get("epochs") or (project.training or {}).get("epochs") or 10
+    if env_world_size() > 1:
+        return _train_distributed(project, dataset, cfg, opts, args, epochs)
+    store = RunStore(args.workspace)
+    return _run_job(lambda progress: run_training(project, dataset, cfg, store, dataset_options=opts,
+                                                  on_event=progress, background=True, adapt=args.adapt,
+                                                  name=args.name), args, epochs)
+
+
+def _train_distributed(project, dataset, cfg, opts, args, epochs) -> int:
+    from .distributed import cleanup, init_distributed
+    from .runs import RunStore, run_training
+
+    ctx = init_distributed(cfg.get("device", "auto"))
+    try:
+        store = RunStore(args.workspace) if ctx.is_main else None
+        progress = Progress(epochs, enabled=ctx.is_main and not args.quiet)
+        result = run_training(project, dataset, cfg, store, dataset_options=opts, on_event=progress,
+                              adapt=args.adapt, dist=ctx, name=args.name)
+        if ctx.is_main:
+            _print_result(result, args)
+        return 0 if result.status == "finished" else 1
+    finally:
+        cleanup(ctx)
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    """``layerlab runs list``."""
+    from .runs import RunStore
+
+    runs = RunStore(args.workspace).list_runs(args.status, args.limit)
+    if args.json:
+        print(json.dumps(runs, default=str, indent=2))
+        return 0
+    if not runs:
+        print("no runs yet; start one with `layerlab train FILE --dataset NAME`")
+        return 0
+    print(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
+    for r in runs:
+        t = r.get("test_metrics") or {}
+        k = "accuracy" if "accuracy" in t else "r2" if "r2" in t else None
+        test = f"{k[:3]} {t[k]:.3f}" if k else "-"
+        print(f"{r['id']:<23} {r['status']:<11} {str(r['dataset_name'])[:14]:<14} {r['epochs_done'] or 0:>6} "
+              f"{test:>14}  {r.get('name') or ''}")
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    """``layerlab runs show ID``."""
+    from .modelcard import model_card
+    from .runs import RunStore
+
+    store = RunStore(args.workspace)
+    run = store.get(args.run_id)
+    curve = store.metrics(run["id"])
+    if args.json:
+        print(json.dumps({**run, "curve": curve}, default=str, indent=2))
+        return 0
+    if args.card:
+        print(model_card(run, curve, store.run_dir(run["id"])))
+        return 0
+    print(f"run {run['id']}  ({run.get('name')})")
+    print(f"status      {run['status']}" + (f"  - {run['message']}" if run.get("message") else ""))
+    print(f"dataset     {run['dataset_name']} {run.get('dataset_options') or {}}")
+    print(f"created     {run['created_at']}   finished {run.get('finished_at') or '-'}")
+    cfg = run.get("config") or {}
+    print("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {})))
+    if curve:
+        last = curve[-1]
+        m = last.get("metric_name", "metric")
+        print(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss {last['val_loss']:.4f}"
+              f" val_{m} {last['val_metric']:.4f}")
+    for k, v in (run.get("test_metrics") or {}).items():
+        if isinstance(v, (int, float)):
+            print(f"test {k} {v:.4f}")
+    print(f"folder      {store.run_dir(run['id'])}")
+    return 0
+
+
+def cmd_runs_resume(args: argparse.Namespace) -> int:
+    """``layerlab runs resume ID``."""
+    from .runs import RunStore, resume_run
+
+    store = RunStore(args.workspace)
+    run = store.get(args.run_id)
+    overrides = _config_overrides(args)
+    epochs = overrides.get("epochs") or (run.get("config") or {}).get("epochs", 10)
+    return _run_job(lambda progress: resume_run(run["id"], store, on_event=progress, background=True,
+                                                overrides=overrides or None), args, epochs)
+
+
+def cmd_runs_delete(args: argparse.Namespace) -> int:
+    """``layerlab runs delete ID``."""
+    from .runs import RunStore
+
+    store = RunStore(args.workspace)
+    run = store.get(args.run_id)
+    store.delete_run(run["id"])
+    print(f"deleted run {run['id']}")
+    return 0
+
+
+def export_run(args: argparse.Namespace) -> int:
+    """``layerlab export --run ID [--format py|safetensors] [-o OUT]``: export a run's trained weights.
+
+    ``safetensors`` writes the weights file; ``py`` writes the model's PyTorch source and the weights next to
+    it (same name, ``.safetensors``). Without ``-o`` files go to the run's ``exports/`` folder.
+    """
+    from .runs import RunStore
+
+    store = RunStore(getattr(args, "workspace", None))
+    run = store.get(args.run)
+    weights = store.weights_path(run["id"])
+    if not weights.is_file():
+        ckpt = store.checkpoint_path(run["id"])
+        if not ckpt.is_file():
+            raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
+        weights = _weights_from_checkpoint(ckpt, store.run_dir(run["id"]) / "exports" / "last_checkpoint.safetensors")
+    fmt = getattr(args, "format", None) or "safetensors"
+    output = getattr(args, "output", None) or getattr(args, "out", None)
+    if output in (None, "-"):
+        output = store.run_dir(run["id"]) / "exports" / ("model.py" if fmt == "py" else f"{run['id']}.safetensors")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "py":
+        from .export import export_python
+        from .project import load_project
+
+        output.write_text(export_python(load_project(run["project"])), encoding="utf-8")
+        wpath = output.with_suffix(".safetensors")
+        shutil.copyfile(weights, wpath)
+        print(f"wrote {output} and {wpath} (trained weights of run {run['id']})")
+    else:
+        shutil.copyfile(weights, output)
+        print(f"wrote {output} (trained weights of run {run['id']}, status {run['status']})")
+    return 0
+
+
+def _weights_from_checkpoint(ckpt: Path, out: Path) -> Path:
+    from safetensors.torch import save_file
+
+    from .checkpoint import read_checkpoint
+
+    tensors, _ = read_checkpoint(ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(out))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only the training commands (for ``python -m builder.cli_train``)."""
+    parser = argparse.ArgumentParser(prog="layerlab", description="LayerLab training commands")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register(sub)
+    p = sub.add_parser("export", help="export a run's trained weights")
+    p.add_argument("--run", required=True)
+    p.add_argument("--format", choices=("py", "safetensors"), default="safetensors")
+    p.add_argument("-o", "--output")
+    p.add_argument("--workspace")
+    p.set_defaults(func=export_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the training commands alone; exit codes as the main CLI (1 graph problems, 2 other errors)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except GraphError as e:
+        for p in e.problems:
+            print(str(p))
+        return 1
+    except LayerLabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Model cards: one Markdown page per run (architecture, data, settings, curves, test metrics, environment).
+
+Example::
+
+    >>> text = model_card(store.get(run_id), store.metrics(run_id))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if v is None:
+        return "-"
+    return str(v)
+
+
+def _architecture(project: dict) -> tuple[list[str], int | None]:
+    graph = (project or {}).get("graph", {})
+    lines = ["| node | type | parameters |", "|---|---|---|"]
+    for n in graph.get("nodes", []):
+        params = ", ".join(f"{k}={v}" for k, v in (n.get("params") or {}).items())
+        lines.append(f"| `{n['id']}` | {n['type']} | {params or '-'} |")
+    total = None
+    try:
+        from .project import as_graph
+        from .shapes import infer_shapes
+
+        rep = infer_shapes(as_graph(graph))
+        total = int(rep.total_params)
+    except Exception:  # shape inference unavailable: count from the weights file instead
+        pass
+    return lines, total
+
+
+def _count_weights(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    from .checkpoint import load_weights
+
+    sd, _ = load_weights(path)
+    return int(sum(v.numel() for k, v in sd.items() if v.is_floating_point() and "running_" not in k))
+
+
+def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None = None) -> str:
+    """The Markdown model card of a run (a dict from :meth:`RunStore.get`) and its epoch curve."""
+    curve = curve or []
+    cfg = run.get("config") or {}
+    info = run.get("dataset_info") or {}
+    env = run.get("environment") or {}
+    out = [f"# Model card: {run.get('name') or 'run'} (`{run['id']}`)", "",
+           f"Status **{run['status']}**; created {run.get('created_at')}, finished {run.get('finished_at') or '-'}.",
+           ""]
+    if run.get("message"):
+        out += [f"> {run['message']}", ""]
+    arch, total = _architecture(run.get("project") or {})
+    if total is None and run_dir is not None:
+        total = _count_weights(run_dir / "model.safetensors")
+    out += ["## Architecture", "", f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown",
+            "", *arch, ""]
+    sizes = info.get("sizes") or {}
+    out += ["## Dataset", "",
+            f"- name: `{run.get('dataset_name')}` ({info.get('name', '-')}); task **{info.get('task', '-')}**, "
+            f"modality {info.get('modality', '-')}",
+            f"- input shape {info.get('input_shape')} ({info.get('input_dtype', 'float32')}), output size "
+            f"{info.get('out_size')}" + (f", classes: {', '.join(info['class_names'])}"
+                                        if info.get("class_names") else ""),
+            f"- split (seeded{', stratified' if info.get('task') in ('multiclass', 'binary') else ''}): "
+            f"train {sizes.get('train', '-')}, validation {sizes.get('val', '-')}, test {sizes.get('test', '-')}; "
+            f"options {run.get('dataset_options') or {}}"]
+    if info.get("description"):
+        out.append(f"- {info['description']}")
+    for note in info.get("notes") or []:
+        out.append(f"- {note}")
+    out += ["", "## Hyper-parameters", "", "| setting | value |", "|---|---|"]
+    out += [f"| {k} | {_fmt(v)} |" for k, v in cfg.items() if v not in (None, [], {})]
+    out += ["", "## Training curve", ""]
+    if curve:
+        metric = curve[-1].get("metric_name", "metric")
+        best = min(curve, key=lambda e: e.get("val_loss", float("inf")))
+        out += [f"- epochs run: {len(curve)}",
+                f"- train loss {_fmt(curve[0].get('train_loss'))} -> {_fmt(curve[-1].get('train_loss'))}; "
+                f"validation loss {_fmt(curve[0].get('val_loss'))} -> {_fmt(curve[-1].get('val_loss'))}",
+                f"- best validation loss {_fmt(best.get('val_loss'))} at epoch {best.get('epoch')} "
+                f"(validation {metric} {_fmt(best.get('val_metric'))})",
+                f"- final validation {metric} {_fmt(curve[-1].get('val_metric'))}, learning rate "
+                f"{_fmt(curve[-1].get('lr'))}", ""]
+        out += ["| epoch | train loss | val loss | val " + metric + " |", "|---|---|---|---|"]
+        step = max(1, len(curve) // 20)
+        for e in curve[::step]:
+            out.append(f"| {e.get('epoch')} | {_fmt(e.get('train_loss'))} | {_fmt(e.get('val_loss'))} | "
+                       f"{_fmt(e.get('val_metric'))} |")
+    else:
+        out.append("No epoch completed.")
+    out += ["", "## Test metrics (held-out test split)", ""]
+    test = run.get("test_metrics")
+    if test:
+        scalars = {k: v for k, v in test.items() if isinstance(v, (int, float))}
+        out += [", ".join(f"{k} **{_fmt(v)}**" for k, v in scalars.items()), ""]
+        if test.get("per_class"):
+            out += ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+            for c, m in test["per_class"].items():
+                out.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+            out += ["", "Confusion matrix (rows true, columns predicted):", "", "```"]
+            out += [" ".join(f"{v:5d}" for v in row) for row in test.get("confusion_matrix", [])]
+            out += ["```"]
+    else:
+        out.append("Not evaluated (the run did not finish).")
+    out += ["", "## Environment", "",
+            f"- torch {env.get('torch', torch.__version__)}, python {env.get('python', '-')}, "
+            f"{env.get('platform', '-')}",
+            f"- device: {cfg.get('device', 'auto')} (resolved: {env.get('device', _resolved(cfg))}), "
+            f"mixed precision {'on' if cfg.get('amp') else 'off'}, seed {cfg.get('seed')}", ""]
+    return "\n".join(out)
+
+
+def _resolved(cfg: dict) -> str:
+    try:
+        from .train import resolve_device
+        return str(resolve_device(cfg.get("device", "auto")))
+    except Exception:
+        return "unknown"
+
+
+def write_model_card(store, run_id: str) -> Path:
+    """Write ``model_card.md`` into the run folder and return its path."""
+    run = store.get(run_id)
+    d = store.run_dir(run["id"])
+    path = d / "model_card.md"
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(model_card(run, store.metrics(run["id"]), d), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+__all__ = ["model_card", "write_model_card"]
