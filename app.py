@@ -1,0 +1,28 @@
+"""LayerLab: the Streamlit app (``streamlit run app.py``).
+
+Pages live in ``pages/``; shared helpers in ``pages/ui.py``. Every browser session has its own project
+and training job in ``st.session_state``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import ui
+
+st.set_page_config(page_title="LayerLab", page_icon=":material/hub:", layout="wide",
+                   initial_sidebar_state="expanded")
+ui.init_state()
+ui.style()
+
+pages = [
+    st.Page("pages/build.py", title="Build", icon=":material/account_tree:", url_path="build", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/dataset:", url_path="data"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/insights:", url_path="explain"),
+]
+nav = st.navigation(pages, position="sidebar")
+ui.sidebar()
+ui.show_flash()
+nav.run()

@@ -1,0 +1,296 @@
+"""Build page: the drag-and-drop canvas, the inspector, templates, blocks and exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+from pydantic import ValidationError
+
+import builder
+from builder.errors import LayerLabError
+from builder.project import Graph
+from pages import ui
+
+CANVAS_KEY = "ll_canvas"
+CANVAS_HEIGHT = 680
+
+
+# ------------------------------------------------------------------------------------ canvas sync
+def _sync_from_browser() -> None:
+    """Take the browser's committed graph (if newer) before anything is drawn, so annotations match it."""
+    raw = st.session_state.get(CANVAS_KEY)
+    if raw is None:
+        return
+    try:
+        value = raw.get("value")
+        event = raw.get("event")
+    except AttributeError:
+        return
+    if isinstance(value, dict):
+        rev = value.get("revision")
+        rev = int(rev) if isinstance(rev, (int, float)) else -1
+        if rev >= st.session_state.ll_revision:
+            g = value.get("graph")
+            if isinstance(g, dict):
+                sig = json.dumps(g, sort_keys=True)
+                if sig != st.session_state.get("ll_canvas_sig"):
+                    st.session_state.ll_canvas_sig = sig
+                    try:
+                        graph = Graph.model_validate(g)
+                    except ValidationError as e:
+                        st.session_state.ll_canvas_error = f"The canvas sent an invalid graph: {e.errors()[0]['msg']}"
+                    else:
+                        st.session_state.ll_canvas_error = None
+                        ui.set_graph(graph, bump=False)
+            sel = value.get("selected")
+            st.session_state.ll_selected = sel if isinstance(sel, str) else None
+    if isinstance(event, dict) and event.get("type") == "group":
+        sig = json.dumps(event, sort_keys=True)
+        if sig != st.session_state.get("ll_group_sig"):
+            st.session_state.ll_group_sig = sig
+            ids = [str(i) for i in event.get("nodes") or []]
+            block = ui.make_block(ui.graph(), ids, str(event.get("name") or "block"))
+            if block["nodes"]:
+                proj = ui.project()
+                blocks = [b for b in proj.blocks if b.get("name") != block["name"]] + [block]
+                st.session_state.ll_project = proj.model_copy(update={"blocks": blocks})
+                ui.flash(f"Block “{block['name']}” added to the palette")
+
+
+def _graph_payload(g: Graph) -> dict:
+    return g.model_dump(mode="json", exclude_none=True)
+
+
+# ------------------------------------------------------------------------------------- inspector
+def _update_param(node_id: str, name: str, widget_key: str, kind: str) -> None:
+    raw = st.session_state.get(widget_key)
+    g = ui.graph()
+    try:
+        node = g.node(node_id)
+    except KeyError:
+        return
+    err_key = f"ll_perr_{node_id}_{name}"
+    st.session_state.pop(err_key, None)
+    if kind in ("int_list", "int_or_pair"):
+        text = str(raw or "").strip().strip("[]()")
+        try:
+            vals = [int(float(x)) for x in text.replace(";", ",").replace("x", ",").replace("×", ",").split(",")
+                    if x.strip()]
+        except ValueError:
+            st.session_state[err_key] = f"`{name}`: enter whole numbers separated by commas, e.g. 3, 3"
+            return
+        if not vals:
+            st.session_state[err_key] = f"`{name}`: enter at least one number"
+            return
+        value = vals if kind == "int_list" or len(vals) > 1 else vals[0]
+    elif kind == "int" and raw is not None:
+        value = int(raw)
+    else:
+        value = raw
+    params = dict(node.params)
+    params[name] = value
+    nodes = [n.model_copy(update={"params": params}) if n.id == node_id else n for n in g.nodes]
+    ui.set_graph(g.model_copy(update={"nodes": nodes}), bump=True)
+
+
+def _rename(node_id: str, widget_key: str) -> None:
+    label = str(st.session_state.get(widget_key) or "").strip()[:200] or None
+    g = ui.graph()
+    nodes = [n.model_copy(update={"label": label}) if n.id == node_id else n for n in g.nodes]
+    ui.set_graph(g.model_copy(update={"nodes": nodes}), bump=True)
+
+
+def _delete_node(node_id: str) -> None:
+    g = ui.graph()
+    nodes = [n for n in g.nodes if n.id != node_id]
+    edges = [e for e in g.edges if node_id not in (e.source, e.target)]
+    ui.set_graph(Graph(nodes=nodes, edges=edges), bump=True)
+    st.session_state.ll_selected = None
+
+
+def _fmt_list(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return "" if v is None else str(v)
+
+
+def inspector(report) -> None:
+    sel = st.session_state.get("ll_selected")
+    g = ui.graph()
+    node = next((n for n in g.nodes if n.id == sel), None)
+    if node is None:
+        st.subheader("Inspector")
+        st.caption("Select a layer on the canvas to edit its parameters. Drag layers from the palette, "
+                   "connect an output port (right) to an input port (left).")
+        _graph_table(report)
+        return
+    try:
+        spec = builder.get_spec(node.type)
+    except LayerLabError as e:
+        st.subheader("Inspector")
+        ui.show_error(e)
+        return
+    info = report.nodes.get(node.id)
+    st.subheader(node.type)
+    st.caption(spec.description)
+    rev = st.session_state.ll_revision
+    # widget keys carry the revision so a replaced graph never shows stale widget values
+    k = f"ll_label_{node.id}_{rev}"
+    st.text_input("Name", value=node.label or "", key=k, max_chars=200, placeholder=node.id,
+                  on_change=_rename, args=(node.id, k), help="A display name for this layer (its id stays "
+                  f"`{node.id}`)")
+    if info is not None:
+        c1, c2 = st.columns(2)
+        c1.metric("Output", info.shape_str if info.shape is not None else "—")
+        c2.metric("Parameters", ui.human_count(info.num_params))
+        for msg in info.errors:
+            st.error(msg, icon=":material/error:")
+    params = dict(node.params)
+    for p in spec.params:
+        wk = f"ll_p_{node.id}_{p.name}_{rev}"
+        cur = params.get(p.name, p.default)
+        label = p.name.replace("_", " ")
+        helptext = p.help or None
+        if p.kind == "bool":
+            st.toggle(label, value=bool(cur), key=wk, help=helptext, on_change=_update_param,
+                      args=(node.id, p.name, wk, p.kind))
+        elif p.kind == "choice":
+            choices = list(p.choices or [])
+            idx = choices.index(cur) if cur in choices else 0
+            st.selectbox(label, choices, index=idx, key=wk, help=helptext, on_change=_update_param,
+                         args=(node.id, p.name, wk, p.kind), format_func=lambda c: str(c))
+        elif p.kind in ("int", "float"):
+            is_int = p.kind == "int"
+            try:
+                val = (int(cur) if is_int else float(cur)) if cur is not None else None
+            except (TypeError, ValueError):
+                val = None
+            lo = None if p.min is None else (int(p.min) if is_int else float(p.min))
+            hi = None if p.max is None else (int(p.max) if is_int else float(p.max))
+            if val is not None and ((lo is not None and val < lo) or (hi is not None and val > hi)):
+                lo = hi = None  # keep an out-of-range value visible (the badge explains it)
+            st.number_input(label, value=val, min_value=lo, max_value=hi, step=1 if is_int else None,
+                            format=None if is_int else "%g", key=wk, help=helptext, on_change=_update_param,
+                            args=(node.id, p.name, wk, p.kind),
+                            placeholder="none" if p.nullable else None)
+        else:
+            st.text_input(label, value=_fmt_list(cur), key=wk, help=helptext, on_change=_update_param,
+                          args=(node.id, p.name, wk, p.kind))
+        err = st.session_state.get(f"ll_perr_{node.id}_{p.name}")
+        if err:
+            st.warning(err)
+    if info is not None and info.inferred:
+        st.markdown("**Inferred from the input**")
+        for name, v in info.inferred.items():
+            st.text_input(name.replace("_", " "), value=_fmt_list(v), disabled=True,
+                          key=f"ll_inf_{node.id}_{name}_{rev}", help="Set automatically from the incoming tensor")
+    if spec.doc_url:
+        st.caption(f"[PyTorch docs for {spec.type}]({spec.doc_url})")
+    st.button("Delete layer", icon=":material/delete:", key=f"ll_del_{node.id}_{rev}", on_click=_delete_node,
+              args=(node.id,))
+
+
+def _graph_table(report) -> None:
+    rows = report.summary_rows()
+    if not rows:
+        return
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    df["params"] = df["params"].map(ui.human_count)
+    st.dataframe(df[["id", "type", "shape", "params"]], hide_index=True, width="stretch", height=min(420, 38 + 35 * len(df)))
+
+
+# ----------------------------------------------------------------------------------------- toolbar
+def _load_template(name: str) -> None:
+    try:
+        proj = builder.load_template(name)
+    except LayerLabError as e:
+        st.session_state.ll_canvas_error = str(e)
+        return
+    ui.set_project(proj, flash=f"Loaded template “{proj.name}”")
+    ds = (proj.training or {}).get("dataset")
+    if isinstance(ds, str):
+        st.session_state.ll_data = {"kind": "builtin", "name": ds, "options": {}}
+
+
+def _auto_layout() -> None:
+    ui.set_graph(builder.auto_layout(ui.graph()), bump=True)
+
+
+def toolbar(report) -> None:
+    g = ui.graph()
+    c_tpl, c_lay, c_py, c_w, c_json, c_sp, c_p, c_m, c_err = st.columns([1.1, 1.1, 1.1, 1.2, 1.1, 0.2, 1, 1, 1],
+                                                                        vertical_alignment="center")
+    with c_tpl.popover("Templates", icon=":material/dashboard:", width="stretch"):
+        st.caption("Replace the canvas with a ready-made network")
+        for t in builder.list_templates():
+            st.button(t["title"], key=f"ll_tpl_{t['name']}", help=t["description"], width="stretch",
+                      on_click=_load_template, args=(t["name"],))
+    c_lay.button("Auto-layout", icon=":material/auto_awesome_mosaic:", width="stretch", on_click=_auto_layout,
+                 disabled=not g.nodes, help="Arrange the layers left to right by depth")
+    ok = report.ok and bool(g.nodes)
+    snapshot = g.model_copy(deep=True)
+    c_py.download_button("PyTorch .py", data=lambda: _export_py(snapshot), file_name="model.py",
+                         mime="text/x-python", icon=":material/code:", width="stretch", disabled=not ok,
+                         help="Standalone PyTorch code for this network" if ok else
+                         "Fix the problems listed below the canvas to export code", on_click="ignore")
+    wpath = _weights_path()
+    c_w.download_button("Weights", data=lambda: wpath.read_bytes() if wpath else b"",
+                        file_name="model.safetensors", mime="application/octet-stream",
+                        icon=":material/deployed_code:", width="stretch", disabled=wpath is None,
+                        help="Trained weights (safetensors) of the last finished run" if wpath else
+                        "Train the model first (Train page)", on_click="ignore")
+    c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),
+                           mime="application/json", icon=":material/data_object:", width="stretch",
+                           help="The project file (JSON)", on_click="ignore")
+    c_p.metric("Parameters", ui.human_count(report.total_params))
+    c_m.metric("Est. memory", ui.human_bytes(report.memory_estimate(64)), help="Weights, gradients, Adam state and "
+               "activations for a batch of 64 (float32)")
+    n_err = sum(1 for p in report.problems if p.severity == "error")
+    c_err.metric("Problems", n_err)
+
+
+def _export_py(g: Graph) -> str:
+    try:
+        return builder.export_python(g)
+    except LayerLabError as e:
+        return f"# LayerLab could not export this graph:\n# {e}\n"
+
+
+def _weights_path() -> Path | None:
+    job = st.session_state.get("ll_job")
+    if job is not None and not job.active:
+        p = ui.store().weights_path(job.run_id)
+        if p.exists():
+            return p
+    return None
+
+
+# ------------------------------------------------------------------------------------------- page
+@st.fragment
+def canvas_area() -> None:
+    if st.session_state.pop("ll_full_rerun", False) and st.context is not None:
+        st.rerun()  # a replaced project also changes the sidebar (name)
+    _sync_from_browser()
+    g = ui.graph()
+    report, ann = ui.analyse(g)
+    toolbar(report)
+    if st.session_state.get("ll_canvas_error"):
+        st.error(st.session_state.ll_canvas_error)
+    left, right = st.columns([3.3, 1], gap="medium")
+    with left:
+        from builder.canvas import graph_canvas
+
+        graph_canvas(graph=_graph_payload(g), palette=ui.palette_with_blocks(), annotations=ann,
+                     revision=st.session_state.ll_revision, selected=st.session_state.get("ll_selected"),
+                     height=CANVAS_HEIGHT, key=CANVAS_KEY)
+    with right, st.container(height=CANVAS_HEIGHT, border=False):
+        inspector(report)
+
+
+ui.page_header("Build", "Drag layers from the palette, connect their ports and watch shapes flow through "
+               "the network. Select a layer to edit it.")
+canvas_area()

@@ -1,0 +1,254 @@
+"""Runs page: every run in the workspace; compare curves and settings; open, resume, download, delete."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import builder
+from builder.errors import LayerLabError
+from pages import ui
+
+ui.page_header("Runs", "Every training run in this workspace. Select runs to overlay their curves and compare "
+               "their settings.")
+
+PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#84cc16", "#f97316"]
+STATUS_ICON = {"finished": "✅ finished", "running": "🟢 running", "paused": "⏸️ paused", "stopped": "⏹️ stopped",
+               "failed": "❌ failed", "interrupted": "⚠️ interrupted", "queued": "⏳ queued"}
+
+
+def _when(ts) -> str:
+    if not ts:
+        return "—"
+    try:
+        return dt.datetime.fromisoformat(str(ts)).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return str(ts)
+
+
+def _best_metric(r: dict) -> float | None:
+    b = r.get("best") or {}
+    v = b.get("val_metric")
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _dataset(r: dict) -> str:
+    name = r.get("dataset_name") or "—"
+    if name in ("csv", "image_folder", "images"):
+        path = (r.get("dataset_options") or {}).get("path")
+        return f"{name}: {Path(str(path)).name}" if path else name
+    return name
+
+
+def _table(runs: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        test = r.get("test_metrics") or {}
+        b = r.get("best") or {}
+        rows.append({
+            "select": False,
+            "run": r["id"],
+            "project": r.get("name", ""),
+            "status": STATUS_ICON.get(r.get("status"), r.get("status")),
+            "dataset": _dataset(r),
+            "params": r.get("params"),
+            "epochs": r.get("epochs_done") or 0,
+            "best val loss": b.get("val_loss"),
+            "best val metric": _best_metric(r),
+            "test acc / R²": test.get("accuracy", test.get("r2")),
+            "duration": ui.fmt_duration(r.get("duration_s")),
+            "started": _when(r.get("created_at")),
+        })
+    return pd.DataFrame(rows)
+
+
+def overlay(runs: list[dict]) -> None:
+    c1, c2 = st.columns(2)
+    figs = {"loss": go.Figure(), "metric": go.Figure()}
+    for i, r in enumerate(runs):
+        color = PALETTE[i % len(PALETTE)]
+        eps = r.get("epochs") or []
+        x = [e.get("epoch") for e in eps]
+        figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("val_loss") for e in eps], name=f"{r['id'][-6:]} val",
+                                          line=dict(color=color, width=2)))
+        figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("train_loss") for e in eps], name=f"{r['id'][-6:]} train",
+                                          line=dict(color=color, width=1, dash="dot")))
+        figs["metric"].add_trace(go.Scatter(x=x, y=[e.get("val_metric") for e in eps], name=f"{r['id'][-6:]} val",
+                                            line=dict(color=color, width=2)))
+    for (name, fig), col in zip(figs.items(), (c1, c2)):
+        fig.update_layout(title=dict(text="Loss (solid: validation, dotted: train)" if name == "loss" else
+                                     "Validation metric", font=dict(size=14)),
+                          height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch")
+        col.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key=f"ll_cmp_{name}")
+    cfgs = {}
+    for r in runs:
+        c = dict(r.get("config") or {})
+        row = {"dataset": _dataset(r), "params": r.get("params")}
+        for k in ("epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping", "seed",
+                  "device"):
+            row[k] = c.get(k)
+        cfgs[r["id"]] = {k: ("—" if v is None else str(v)) for k, v in row.items()}
+    df = pd.DataFrame(cfgs)
+    differs = df.nunique(axis=1) > 1
+    st.markdown("**Settings** (rows that differ are marked ●)")
+    df.index = [f"● {i}" if d else i for i, d in zip(df.index, differs)]
+    st.dataframe(df, width="stretch")
+
+
+def _open_project(run_id: str) -> None:
+    try:
+        rec = ui.store().get(run_id)
+        proj = builder.load_project(rec["project"])
+    except LayerLabError as e:
+        st.session_state.ll_runs_error = str(e)
+        return
+    ui.set_project(proj, flash=f"Opened the project of run {run_id}")
+    name, opts = rec.get("dataset_name"), dict(rec.get("dataset_options") or {})
+    if name == "csv" and opts.get("path"):
+        st.session_state.ll_data = {"kind": "csv", "name": Path(str(opts["path"])).name, "file": opts["path"],
+                                    "target": opts.get("target"), "task": opts.get("task")}
+    elif name in ("image_folder", "images") and opts.get("path"):
+        st.session_state.ll_data = {"kind": "images", "name": Path(str(opts["path"])).name, "file": opts["path"],
+                                    "size": (opts.get("size") or [32])[0] if isinstance(opts.get("size"), list)
+                                    else int(opts.get("size") or 32)}
+    elif name:
+        st.session_state.ll_data = {"kind": "builtin", "name": name,
+                                    "options": {k: v for k, v in opts.items() if k not in ("seed", "task")}}
+    st.session_state.ll_goto = "pages/build.py"
+
+
+def _resume(run_id: str) -> None:
+    try:
+        sess = ui.start_training(ui.project(), {}, {}, resume_run=run_id)
+    except LayerLabError as e:
+        st.session_state.ll_runs_error = f"Cannot resume {run_id}: {e}"
+        return
+    st.session_state.ll_job = sess
+    st.session_state.ll_polling = True
+    st.session_state.ll_goto = "pages/train.py"
+
+
+def _delete(run_id: str) -> None:
+    job = st.session_state.get("ll_job")
+    if job is not None and job.run_id == run_id and job.active:
+        st.session_state.ll_runs_error = "Stop this run before deleting it"
+        return
+    try:
+        ui.store().delete_run(run_id)
+    except LayerLabError as e:
+        st.session_state.ll_runs_error = str(e)
+        return
+    ui.flash(f"Deleted run {run_id}")
+
+
+def model_card(run_id: str) -> str:
+    rs = ui.store()
+    path = rs.run_dir(run_id) / "model_card.md"
+    if path.exists():
+        return path.read_text(encoding="utf-8")
+    from builder.modelcard import model_card as card
+
+    return card(rs.get(run_id), rs.metrics(run_id, "epoch"), rs.run_dir(run_id))
+
+
+def details(rec: dict) -> None:
+    rs = ui.store()
+    rid = rec["id"]
+    st.subheader("Run details")
+    st.caption(f"Run `{rid}`")
+    c = st.columns(4)
+    c[0].metric("Status", rec.get("status", "?"))
+    c[1].metric("Dataset", _dataset(rec))
+    c[2].metric("Parameters", ui.human_count(int(rec.get("params") or 0)))
+    c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
+    if rec.get("message"):
+        st.caption(str(rec["message"]))
+    b = st.columns(6)
+    b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
+                width="stretch", key=f"ll_open_{rid}")
+    can_resume = rec.get("status") in ("stopped", "interrupted", "failed", "paused") and rs.checkpoint_path(rid).exists()
+    job = st.session_state.get("ll_job")
+    busy = job is not None and job.active
+    b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
+                disabled=not can_resume or busy, key=f"ll_resume_{rid}",
+                help="Continue from the last checkpoint" if can_resume else
+                "Only stopped or interrupted runs with a checkpoint can be resumed")
+    b[2].download_button("Model card", data=lambda: model_card(rid), file_name=f"{rid}-model-card.md",
+                         mime="text/markdown", icon=":material/description:", width="stretch",
+                         key=f"ll_card_{rid}", on_click="ignore")
+    wpath = rs.weights_path(rid)
+    b[3].download_button("Weights", data=lambda: wpath.read_bytes() if wpath.exists() else b"",
+                         file_name=f"{rid}.safetensors", mime="application/octet-stream",
+                         icon=":material/deployed_code:", width="stretch", disabled=not wpath.exists(),
+                         key=f"ll_w_{rid}", on_click="ignore",
+                         help=None if wpath.exists() else "Weights are saved when a run finishes")
+
+    def _py() -> str:
+        try:
+            return builder.export_python(builder.load_project(rs.get(rid)["project"]))
+        except LayerLabError as e:
+            return f"# could not export: {e}\n"
+
+    b[4].download_button("PyTorch .py", data=_py, file_name=f"{rid}.py", mime="text/x-python",
+                         icon=":material/code:", width="stretch", key=f"ll_py_{rid}", on_click="ignore")
+    with b[5].popover("Delete", icon=":material/delete:", width="stretch"):
+        st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
+        st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
+    test = rec.get("test_metrics") or {}
+    if test.get("per_class"):
+        with st.expander("Per-class test metrics"):
+            st.dataframe(pd.DataFrame([{"class": k, **v} for k, v in test["per_class"].items()]),
+                         hide_index=True, width="stretch")
+    with st.expander("Settings (JSON)"):
+        st.code(json.dumps(rec.get("config") or {}, indent=2), language="json")
+
+
+if st.session_state.get("ll_goto"):
+    st.switch_page(st.session_state.pop("ll_goto"))
+if st.session_state.get("ll_runs_error"):
+    st.error(st.session_state.pop("ll_runs_error"))
+
+try:
+    rs = ui.store()
+    runs = rs.list_runs(limit=500)
+except LayerLabError as e:
+    ui.show_error(e)
+    st.stop()
+for r in runs:
+    r.update({k: v for k, v in ui.run_summary(rs, r).items() if k not in r or r[k] is None})
+if not runs:
+    st.info("No runs yet — train a model on the Train page.", icon=":material/history:")
+    st.page_link("pages/train.py", label="Go to the Train page", icon=":material/model_training:")
+    st.stop()
+
+df = _table(runs)
+focus = st.session_state.get("ll_run_focus")
+if focus in set(df["run"]):
+    df.loc[df["run"] == focus, "select"] = True
+edited = st.data_editor(
+    df, hide_index=True, width="stretch", key="ll_runs_table", disabled=[c for c in df.columns if c != "select"],
+    column_config={
+        "select": st.column_config.CheckboxColumn("", help="Select runs to compare", width="small"),
+        "params": st.column_config.NumberColumn(format="compact"),
+        "best val loss": st.column_config.NumberColumn(format="%.4f"),
+        "best val metric": st.column_config.NumberColumn(format="%.4f"),
+        "test accuracy": st.column_config.NumberColumn("test acc / R²", format="%.4f"),
+    })
+chosen = [r for r, s in zip(edited["run"], edited["select"]) if s]
+by_id = {r["id"]: r for r in runs}
+if not chosen:
+    st.caption("Tick one run to see its details, or several to compare them.")
+elif len(chosen) == 1:
+    details(by_id[chosen[0]])
+    st.subheader("Curves")
+    overlay([by_id[chosen[0]]])
+else:
+    st.subheader(f"Comparing {len(chosen)} runs")
+    overlay([by_id[c] for c in chosen])
+    st.caption("Tick a single run to open, resume, download or delete it.")

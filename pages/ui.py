@@ -1,0 +1,526 @@
+"""Shared UI helpers for the LayerLab app: per-session state, sidebar, styling, annotations, training.
+
+Everything user-specific lives in ``st.session_state`` (keys prefixed ``ll_``); nothing here keeps user
+data in module globals or ``st.cache_resource``. Pages import this module as ``from pages import ui``.
+
+Session-state keys other pages may read:
+
+* ``ll_project``: the :class:`builder.Project` being edited (graph, training, dataset, blocks).
+* ``ll_revision``: bumped whenever Python replaces the canvas graph.
+* ``ll_selected``: id of the node selected on the canvas (or None).
+* ``ll_data``: the chosen dataset spec (see :func:`dataset_spec`); ``ll_dataset``: the loaded
+  :class:`builder.data.Dataset` for it (cached per spec).
+* ``ll_job``: the current :class:`TrainSession` (training job, run id, drained history) or None.
+* ``ll_model``: the last trained model (``torch.nn.Module``) with ``ll_model_run`` its run id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import re
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import builder
+from builder.errors import LayerLabError
+from builder.project import Graph, Project
+
+APP_NAME = "LayerLab"
+
+CSS = """
+<style>
+.block-container {padding-top: 2.2rem; padding-bottom: 2rem; max-width: 100%;}
+[data-testid="stSidebar"] .block-container {padding-top: 1rem;}
+h1 {font-size: 1.75rem !important; font-weight: 700 !important; letter-spacing: -0.01em; margin-bottom: 0 !important;}
+h2 {font-size: 1.25rem !important; font-weight: 650 !important;}
+h3 {font-size: 1.05rem !important; font-weight: 650 !important;}
+[data-testid="stMetricValue"] {font-size: 1.35rem;}
+[data-testid="stMetricLabel"] p {font-size: 0.8rem; color: #64748b;}
+.ll-sub {color: #64748b; font-size: 0.92rem; margin: 0.1rem 0 0.9rem 0;}
+.ll-brand {font-weight: 750; font-size: 1.2rem; letter-spacing: -0.01em;}
+.ll-brand span {color: #4f46e5;}
+div[data-testid="stExpander"] details summary p {font-weight: 600;}
+</style>
+"""
+
+
+# ----------------------------------------------------------------------------------------- workspace
+def workspace() -> Path:
+    """The folder for runs and uploads: ``$LAYERLAB_WORKSPACE`` or ``~/.layerlab`` (as the CLI)."""
+    from builder.runs import default_workspace
+
+    root = default_workspace()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+# -------------------------------------------------------------------------------------------- state
+def new_project(name: str = "untitled") -> Project:
+    return Project(name=name)
+
+
+def with_edge_ids(graph: Graph) -> Graph:
+    """A copy whose edges all carry explicit ids (so browser and Python agree on edge keys)."""
+    edges = [e if e.id else e.model_copy(update={"id": e.key}) for e in graph.edges]
+    return graph.model_copy(update={"edges": edges})
+
+
+def init_state() -> None:
+    """Create this session's state on first use."""
+    ss = st.session_state
+    if "ll_project" not in ss:
+        proj = builder.load_template("cnn")
+        proj = proj.model_copy(update={"graph": with_edge_ids(proj.graph)})
+        ss.ll_project = proj
+        ss.ll_revision = 1
+        ss.ll_selected = None
+    ss.setdefault("ll_data", None)
+    ss.setdefault("ll_dataset", None)
+    ss.setdefault("ll_job", None)
+    ss.setdefault("ll_model", None)
+    ss.setdefault("ll_model_run", None)
+    ss.setdefault("ll_flash", [])
+    ss.setdefault("ll_ann", None)
+    ss.setdefault("ll_upload_nonce", 0)
+
+
+def project() -> Project:
+    return st.session_state.ll_project
+
+
+def graph() -> Graph:
+    return st.session_state.ll_project.graph
+
+
+def set_project(proj: Project, flash: str | None = None) -> None:
+    """Replace the whole project (template, file) and make the canvas reload it."""
+    g = proj.graph
+    if g.nodes and any(n.position is None for n in g.nodes):
+        g = builder.auto_layout(g, only_missing=True)
+    st.session_state.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
+    st.session_state.ll_revision += 1
+    st.session_state.ll_selected = None
+    st.session_state.ll_full_rerun = True
+    if flash:
+        st.session_state.ll_flash.append(flash)
+
+
+def set_graph(g: Graph, bump: bool = True) -> None:
+    """Replace the graph; ``bump`` makes the canvas show it (Python-side changes)."""
+    st.session_state.ll_project = project().model_copy(update={"graph": with_edge_ids(g)})
+    if bump:
+        st.session_state.ll_revision += 1
+
+
+def flash(msg: str) -> None:
+    st.session_state.ll_flash.append(msg)
+
+
+def show_flash() -> None:
+    for msg in st.session_state.get("ll_flash", []):
+        st.toast(msg)
+    st.session_state.ll_flash = []
+
+
+# ----------------------------------------------------------------------------------------- analysis
+def graph_key(g: Graph) -> str:
+    return hashlib.sha1(g.model_dump_json(exclude={"nodes": {"__all__": {"position"}}}).encode()).hexdigest()
+
+
+def analyse(g: Graph | None = None) -> tuple[Any, dict]:
+    """(ShapeReport, canvas annotations) for a graph; cached per session on the graph's content."""
+    g = g if g is not None else graph()
+    key = graph_key(g)
+    cached = st.session_state.get("ll_ann")
+    if cached and cached[0] == key:
+        return cached[1], cached[2]
+    report = builder.infer_shapes(g)
+    ann = annotations(g, report)
+    st.session_state.ll_ann = (key, report, ann)
+    return report, ann
+
+
+def annotations(g: Graph, report) -> dict:
+    """The canvas annotations dict for a graph and its report."""
+    from builder.shapes import human_bytes, kinds_of
+
+    kinds = kinds_of(report)
+    nodes = {}
+    for nid, info in report.nodes.items():
+        nodes[nid] = {"shape": info.shape_str if info.shape is not None else None, "params": info.num_params,
+                      "errors": list(info.errors) if info.status != "upstream" else [],
+                      "out_kind": kinds.get(nid, "tensor")}
+    edges = {}
+    for e in g.edges:
+        t = report.edges.get(e.key)
+        if t is not None:
+            edges[e.key] = {"shape": str(t)}
+    problems = [{"node": p.node, "edge": p.edge, "message": p.message} for p in report.problems]
+    summary = {"total_params": report.total_params, "memory": human_bytes(report.memory_estimate(64)),
+               "problems": problems}
+    return {"nodes": nodes, "edges": edges, "summary": summary}
+
+
+def human_count(n: int) -> str:
+    from builder.shapes import human_count as hc
+    return hc(int(n))
+
+
+def human_bytes(n: float) -> str:
+    from builder.shapes import human_bytes as hb
+    return hb(n)
+
+
+# ---------------------------------------------------------------------------------------- palette
+def palette_with_blocks() -> list[dict]:
+    """The layer palette plus this project's blocks (category ``Blocks``)."""
+    pal = list(_palette())
+    for b in project().blocks:
+        pal.append({"type": str(b.get("name", "block")), "category": "Blocks",
+                    "description": f"Block of {len(b.get('nodes', []))} layers",
+                    "inputs": [], "outputs": [], "variadic": False, "params": [], "inferred": [],
+                    "block": {"nodes": b.get("nodes", []), "edges": b.get("edges", [])}})
+    return pal
+
+
+def _palette() -> list[dict]:
+    ss = st.session_state
+    if "ll_palette" not in ss:  # static data, but kept per session so nothing lives in globals
+        ss.ll_palette = builder.palette()
+    return ss.ll_palette
+
+
+def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
+    """A reusable block from some nodes of a graph (internal edges kept)."""
+    ids = set(node_ids)
+    nodes = [n.model_dump(exclude_none=True) for n in g.nodes if n.id in ids]
+    edges = [e.model_dump(exclude_none=True) for e in g.edges if e.source in ids and e.target in ids]
+    clean = re.sub(r"\s+", " ", str(name)).strip()[:60] or "block"
+    return {"name": clean, "nodes": nodes, "edges": edges}
+
+
+# ---------------------------------------------------------------------------------------- styling
+def page_header(title: str, subtitle: str) -> None:
+    st.title(title)
+    st.markdown(f"<p class='ll-sub'>{_esc(subtitle)}</p>", unsafe_allow_html=True)
+
+
+def _esc(s: str) -> str:
+    import html
+    return html.escape(str(s))
+
+
+def style() -> None:
+    st.markdown(CSS, unsafe_allow_html=True)
+
+
+def show_error(e: BaseException) -> None:
+    """A LayerLabError as a readable message (never a traceback)."""
+    if isinstance(e, builder.GraphError) and e.problems:
+        lines = "\n".join(f"- {p}" for p in e.problems[:8])
+        st.error(f"The graph has {len(e.problems)} problem(s):\n\n{lines}")
+    else:
+        st.error(str(e))
+
+
+# ----------------------------------------------------------------------------------------- sidebar
+def sidebar() -> None:
+    """Project name and new / open / save, shown on every page."""
+    with st.sidebar:
+        st.markdown("<div class='ll-brand'>Layer<span>Lab</span></div>", unsafe_allow_html=True)
+        st.caption("Visual neural-network builder")
+        proj = project()
+        name = st.text_input("Project name", value=proj.name, max_chars=200, key=f"ll_name_{st.session_state.ll_revision}")
+        if name != proj.name:
+            st.session_state.ll_project = proj.model_copy(update={"name": name or "untitled"})
+        c1, c2 = st.columns(2)
+        if c1.button("New", icon=":material/note_add:", width="stretch", help="Start an empty project"):
+            set_project(new_project(), flash="New empty project")
+            st.rerun()
+        c2.download_button("Save", data=project_json(), file_name=project_filename(), mime="application/json",
+                           icon=":material/download:", width="stretch", help="Download the project file (.json)")
+        up = st.file_uploader("Open project", type=["json"], key=f"ll_open_{st.session_state.ll_upload_nonce}",
+                              help="A LayerLab project file (.json)")
+        if up is not None:
+            try:
+                proj = builder.load_project(up.getvalue())
+            except LayerLabError as e:
+                st.error(f"Cannot open {up.name}: {e}")
+            else:
+                st.session_state.ll_upload_nonce += 1
+                set_project(proj, flash=f"Opened {proj.name}")
+                st.rerun()
+        job = st.session_state.get("ll_job")
+        if job is not None and job.active:
+            st.info(f"Training in progress: {job.status}", icon=":material/model_training:")
+
+
+def project_json() -> str:
+    p = project()
+    if st.session_state.get("ll_data"):
+        spec = st.session_state.ll_data
+        p = p.model_copy(update={"dataset": {k: v for k, v in spec.items() if k in ("kind", "name", "options",
+                                                                                    "target", "file")}})
+    return p.to_json()
+
+
+def project_filename() -> str:
+    base = re.sub(r"[^\w.-]+", "_", project().name).strip("_") or "project"
+    return f"{base}.layerlab.json"
+
+
+# -------------------------------------------------------------------------------------------- data
+def dataset_spec() -> dict:
+    """The chosen dataset: ``{"kind": "builtin", "name", "options"}``, ``{"kind": "csv", "name", "file",
+    "target", "task"}`` or ``{"kind": "images", "name", "file", "size"}``; defaults from the project."""
+    spec = st.session_state.get("ll_data")
+    if spec:
+        return spec
+    proj = project()
+    name = None
+    for src in (proj.dataset or {}, proj.training or {}):
+        if isinstance(src.get("dataset"), str):
+            name = src["dataset"]
+        elif isinstance(src.get("name"), str) and src.get("kind", "builtin") == "builtin":
+            name = src["name"]
+        if name:
+            break
+    from builder.data import list_datasets
+    known = {d["name"] for d in list_datasets()}
+    return {"kind": "builtin", "name": name if name in known else "digits", "options": {}}
+
+
+def spec_key(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True, default=str)
+
+
+def load_spec(spec: dict):
+    """Load (or reuse) the Dataset for a spec. Raises DatasetError."""
+
+    key = spec_key(spec)
+    cached = st.session_state.get("ll_dataset")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    ds = open_spec(spec)
+    st.session_state.ll_dataset = (key, ds)
+    return ds
+
+
+def open_spec(spec: dict):
+    """Load a dataset spec without touching session state (also used from training threads)."""
+    from builder.data import load_csv, load_dataset, load_image_folder
+
+    kind = spec.get("kind", "builtin")
+    if kind == "csv":
+        return load_csv(spec["file"], spec["target"], task=spec.get("task") or None, name=spec.get("name"))
+    if kind == "images":
+        size = int(spec.get("size", 32))
+        return load_image_folder(spec["file"], size=(size, size), task=spec.get("task") or None)
+    return load_dataset(spec["name"], **dict(spec.get("options") or {}))
+
+
+def save_upload(name: str, data: bytes) -> str:
+    """Keep an uploaded file in the workspace (content-addressed) so runs can be resumed later."""
+    suffix = Path(name).suffix.lower()[:8]
+    d = workspace() / "uploads"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / (hashlib.sha1(data).hexdigest()[:16] + suffix)
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------------ run store
+def store():
+    """The workspace's :class:`builder.runs.RunStore` (opened per call; SQLite connections are per call)."""
+    from builder.runs import RunStore
+
+    return RunStore(workspace())
+
+
+def run_summary(rs, run: dict) -> dict:
+    """Extra columns for a run: parameters, best validation epoch, duration (cached per session)."""
+    cache = st.session_state.setdefault("ll_run_extra", {})
+    key = (run["id"], run.get("status"), run.get("epochs_done"))
+    if key in cache:
+        return cache[key]
+    out: dict = {"params": None, "best": {}, "duration_s": None}
+    try:
+        full = rs.get(run["id"])
+        proj = builder.load_project(full["project"])
+        out["params"] = builder.infer_shapes(proj.graph).total_params
+        out["config"] = full.get("config") or {}
+        out["dataset_info"] = full.get("dataset_info") or {}
+        out["dataset_options"] = full.get("dataset_options") or {}
+        start, end = full.get("started_at") or full.get("created_at"), full.get("finished_at") or full.get("updated_at")
+        if start and end:
+            from datetime import datetime
+            out["duration_s"] = max(0.0, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    except (LayerLabError, ValueError, TypeError, KeyError):
+        pass
+    try:
+        eps = rs.metrics(run["id"], "epoch")
+    except LayerLabError:
+        eps = []
+    out["epochs"] = eps
+    vals = [e for e in eps if isinstance(e.get("val_loss"), (int, float)) and math.isfinite(e["val_loss"])]
+    if vals:
+        b = min(vals, key=lambda e: e["val_loss"])
+        out["best"] = {"epoch": b.get("epoch"), "val_loss": b.get("val_loss"), "val_metric": b.get("val_metric"),
+                       "metric_name": b.get("metric_name")}
+    if run.get("status") in ("finished", "stopped", "failed", "interrupted"):
+        cache[key] = out
+    return out
+
+
+def spec_public(spec: dict) -> str:
+    if spec.get("kind", "builtin") == "builtin":
+        return spec.get("name", "?")
+    return f"{spec.get('name', 'upload')} ({spec.get('kind')})"
+
+
+# ------------------------------------------------------------------------------------------- training
+@dataclass
+class TrainSession:
+    """One training job of this browser session plus the events drained from its channel."""
+
+    job: Any
+    run_id: str
+    rec: dict
+    model: Any
+    info: Any
+    steps: list = field(default_factory=list)
+    epochs: list = field(default_factory=list)
+    status: str = "queued"
+    message: str = ""
+    test: dict | None = None
+    started: float = field(default_factory=time.time)
+    first_point_s: float | None = None
+    total_epochs: int = 1
+    steps_per_epoch: int = 1
+
+    @property
+    def active(self) -> bool:
+        return self.job.running
+
+    def drain(self) -> int:
+        """Move new channel events into this session's lists; returns how many arrived."""
+        evs = self.job.channel.drain()
+        for ev in evs:
+            t = ev.get("type")
+            if t == "step":
+                self.steps.append((ev["step"], ev["loss"]))
+                if self.first_point_s is None:
+                    self.first_point_s = time.time() - self.started
+            elif t == "epoch":
+                self.epochs.append({k: v for k, v in ev.items() if k not in ("type", "extras")})
+            elif t == "status":
+                self.status, self.message = ev["status"], ev.get("message", "")
+            elif t == "done":
+                self.test = ev.get("test")
+        if not self.job.running:
+            tr = self.job.trainer
+            self.status = tr.status if tr.status else self.status
+            if self.job.error is not None and self.status not in ("failed",):
+                self.status = "failed"
+            if self.job.error is not None and not self.message:
+                self.message = str(self.job.error)
+        return len(evs)
+
+
+def start_training(proj: Project, spec: dict, config: dict, resume_run: str | None = None) -> TrainSession:
+    """Start a background training job (or resume a run) through :mod:`builder.runs`.
+
+    Raises:
+        LayerLabError: a graph, data or settings problem (message ready for the user).
+    """
+    from builder.runs import resume_run as _resume
+    from builder.runs import run_training
+
+    rs = store()
+    if resume_run:
+        job = _resume(resume_run, rs, background=True)
+        run = rs.get(resume_run)
+        cfg = _train_config(run.get("config") or {})
+        ds = None
+        info_d = run.get("dataset_info") or {}
+        n_train = int((info_d.get("sizes") or {}).get("train") or 1)
+    else:
+        ds = load_spec(spec) if _in_script() else open_spec(spec)
+        cfg = _train_config(config)
+        job = run_training(proj, ds, cfg, store=rs, background=True)
+        n_train = len(ds.train)
+    trainer = job.trainer
+    sess = TrainSession(job=job, run_id=str(getattr(job, "run_id", "") or ""), rec={}, model=trainer.model,
+                        info=trainer.dataset.info, total_epochs=cfg.epochs)
+    bs = min(cfg.batch_size, max(n_train, 1))
+    sess.steps_per_epoch = max(1, getattr(trainer, "steps_per_epoch", 0) or math.ceil(n_train / bs))
+    if resume_run:  # show the curve so far
+        sess.epochs = [e for e in rs.metrics(resume_run, "epoch")]
+    return sess
+
+
+def _in_script() -> bool:
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+        return get_script_run_ctx() is not None
+    except Exception:
+        return False
+
+
+def _train_config(config: dict):
+    from builder.train import TrainConfig
+    return TrainConfig.from_dict({k: v for k, v in config.items() if v is not None})
+
+
+def device_options() -> list[tuple[str, str]]:
+    """(value, label) pairs for the device picker, naming GPUs where present."""
+    import torch
+
+    opts = [("auto", "Auto")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            opts.append((f"cuda:{i}", f"GPU {i}: {torch.cuda.get_device_name(i)}"))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        opts.append(("mps", "Apple GPU (MPS)"))
+    opts.append(("cpu", "CPU"))
+    return opts
+
+
+def zip_dir_bytes(paths: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in paths.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "—"
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+
+
+def fmt_metric(v: Any, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.1%}" if pct else f"{v:.4g}"
+
+
+__all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_project", "set_graph", "project",
+           "graph", "show_error", "store", "run_summary", "start_training", "TrainSession", "dataset_spec",
+           "load_spec", "open_spec"]
