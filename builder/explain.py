@@ -163,13 +163,22 @@ def _candidates(model: nn.Module, spec: _Spec, modality: str) -> list[str]:
     nodes = layer_nodes(model)
     if spec.layer_types is None:
         return []
-    if spec.name == "layer_conductance":
-        return [n for n, t in nodes.items() if t not in _TUPLE_OUTPUT_TYPES | {"Embedding", "Dropout"}
-                and any(True for _ in model.get_submodule(_module_name(model, n)).parameters())]
+    if spec.name == "layer_conductance":  # any node whose output is one tensor
+        return [n for n, t in nodes.items() if t not in _TUPLE_OUTPUT_TYPES | {"Embedding", "Input"}]
     types = spec.layer_types
     if spec.name == "grad_cam" and modality == "image":
         types = frozenset({"Conv2d"})
     return [n for n, t in nodes.items() if t in types]
+
+
+def _default_layer(model: nn.Module, method: str, layers: list[str]) -> str:
+    """The last convolution for grad_cam, else the first candidate that has weights."""
+    if method == "grad_cam":
+        return layers[-1]
+    for n in layers:
+        if any(True for _ in model.get_submodule(_module_name(model, n)).parameters()):
+            return n
+    return layers[0]
 
 
 def _module_name(model: nn.Module, node: str) -> str:
@@ -505,7 +514,7 @@ def _why_not(model: nn.Module, spec: _Spec, modality: str) -> tuple[str, list[st
     if not layers:
         need = {"grad_cam": "a Conv2d node" if modality == "image" else "a Conv1d or Conv2d node",
                 "layer_integrated_gradients": "an Embedding node",
-                "layer_conductance": "a node with weights whose output is a single tensor"}[spec.name]
+                "layer_conductance": "a node whose output is a single tensor"}[spec.name]
         return f"{spec.name}: needs {need}; this graph has none", []
     return "", layers
 
@@ -543,7 +552,7 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
         baselines: ``zeros`` (default; pad tokens for ids), ``mean`` (needs ``baseline_data``), ``blur``,
             ``pad``, a number or a tensor.
         layer: node id for grad_cam, layer_integrated_gradients, layer_conductance (default: the last
-            convolution, the first Embedding, the first layer with weights).
+            convolution, the first Embedding, the first node with weights); see ``MethodInfo.layers``.
         seed: seeds the noise of gradient_shap and noise_tunnel (None: global RNG).
         options: passed to Captum's ``attribute`` (``n_steps``, ``sliding_window_shapes``, ``nt_samples``...).
     Returns:
@@ -561,7 +570,7 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
     node, module = (None, None)
     if spec.layer_types is not None:
         if layer is None:
-            layer = layers[-1] if spec.name == "grad_cam" else layers[0]
+            layer = _default_layer(model, spec.name, layers)
         node, module = resolve_layer(model, layer)
     extra = ("base", "nt_type", "nt_samples", "nt_samples_batch_size", "stdevs",
              "draw_baseline_from_distrib", "abs", "n_steps", "method",

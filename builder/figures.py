@@ -414,6 +414,44 @@ def live_attribution_figure(frames: Sequence[Mapping[str, Any]], *, sample: int 
     return fig
 
 
-__all__ = ["image_attribution_figure", "tabular_attribution_figure", "global_importance_figure",
+def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modality: str | None = None,
+                       tokens: Sequence[str] | None = None, feature_names: Sequence[str] | None = None,
+                       mode: str = "both", signed: bool = True) -> go.Figure:
+    """The default view of one sample of a :class:`builder.explain.Explanation`, chosen by modality.
+
+    Args:
+        explanation: what ``explain`` returned; ``inputs``: the batch it was computed on.
+        modality: ``image``, ``tabular``/``points2d``, ``sequence``, ``tokens`` (default: from ``inputs``).
+        tokens: token strings for the sample (default: the ids).
+    """
+    from .explain import infer_modality, method_label
+
+    attr = explanation.attributions
+    if not 0 <= sample < len(attr):
+        raise ExplainError(f"sample must be in [0, {len(attr) - 1}]; received {sample}")
+    label = method_label(explanation.method)
+    target = None if explanation.target is None else int(explanation.target[sample])
+    title = f"{label}" + (f" for class {target}" if target is not None else "")
+    if explanation.method == "layer_conductance":
+        return activation_figure(attr[sample], title=f"{title}: conductance of node {explanation.layer}")
+    modality = modality or infer_modality(inputs)
+    if modality == "image":
+        return image_attribution_figure(inputs[sample], {label: attr[sample]}, mode=mode, signed=signed,
+                                        title=title)
+    if modality == "tokens":
+        words = list(tokens) if tokens is not None else [str(int(t)) for t in _np(inputs[sample])]
+        return token_attribution_figure(words, attr[sample], title=title)
+    if modality == "sequence":
+        a = _np(attr[sample])
+        m = float(np.abs(a).max()) or 1.0
+        fig = go.Figure(go.Heatmap(z=a.T, y=list(feature_names) if feature_names is not None else None,
+                                   colorscale=SIGNED_SCALE, zmin=-m, zmax=m, zmid=0,
+                                   hovertemplate="t=%{x} %{y}: %{z:.4g}<extra></extra>"))
+        fig.update_layout(title=title, xaxis_title="time step", height=320, margin=dict(l=10, r=10, t=50, b=40))
+        return fig
+    return tabular_attribution_figure(attr[sample], feature_names, title=title)
+
+
+__all__ = ["explanation_figure", "image_attribution_figure", "tabular_attribution_figure", "global_importance_figure",
            "token_attribution_figure", "attention_map_figure", "attention_heads_figure", "activation_figure",
            "weight_histogram_figure", "sanity_figure", "completeness_figure", "live_attribution_figure"]

@@ -51,7 +51,7 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         n_samples: how many validation samples (first of each class first).
         every: record when the (1-based) epoch number is a multiple of ``every``.
         target: ``label`` (the true class; maps stay comparable across epochs) or ``predicted``.
-        options: passed to :func:`builder.explain.explain` (e.g. ``n_steps=16``).
+        options: passed to :func:`builder.explain.explain`; path methods default to ``n_steps=16``.
 
     Attributes:
         frames: ``[{"epoch": int, "attributions": ndarray (n, ...), "target": ndarray | None}]``.
@@ -69,6 +69,8 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         if target not in ("label", "predicted"):
             raise ExplainError(f"target must be 'label' or 'predicted'; received {target!r}")
         self.method, self.n_samples, self.every, self.target_mode = method, n_samples, every, target
+        if method in ("integrated_gradients", "layer_integrated_gradients", "layer_conductance"):
+            options.setdefault("n_steps", 16)  # keeps the cost per epoch small (bench/RESULTS.md)
         self.options = options
         self.frames: list[dict[str, Any]] = []
         self.seconds: list[float] = []

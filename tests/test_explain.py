@@ -255,7 +255,7 @@ def test_available_methods_lists_every_method_with_reasons(mlp, tok, cnn):
     assert not infos["grad_cam"].available
     assert infos["grad_cam"].reason == "grad_cam: needs a Conv1d or Conv2d node; this graph has none"
     assert infos["feature_ablation"].available and not infos["occlusion"].available
-    assert infos["layer_conductance"].layers == ("fc1", "fc2")
+    assert infos["layer_conductance"].layers == ("fc1", "act", "fc2")
     tokens = {m.name: m for m in available_methods(tok, "tokens")}
     assert tokens["saliency"].reason == ("saliency: inputs are token ids; use layer_integrated_gradients on an "
                                          "Embedding node")

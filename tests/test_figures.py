@@ -14,6 +14,7 @@ from builder.figures import (
     attention_heads_figure,
     attention_map_figure,
     completeness_figure,
+    explanation_figure,
     global_importance_figure,
     image_attribution_figure,
     live_attribution_figure,
@@ -127,3 +128,31 @@ def test_live_playback():
         live_attribution_figure([])
     with pytest.raises(ExplainError, match="sample"):
         live_attribution_figure(tab, sample=5)
+
+
+def test_explanation_figure_dispatches_by_modality():
+    from torch import nn
+
+    from builder.explain import explain
+
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
+    x = torch.rand(2, 1, 4, 4)
+    fig = _ok(explanation_figure(explain(cnn, x, "saliency"), x, 1))
+    assert "Saliency for class" in fig.layout.title.text and len(fig.data) == 4
+    fig = _ok(explanation_figure(explain(cnn, x, "layer_conductance", layer="0"), x))
+    assert "conductance of node 0" in fig.layout.title.text
+    mlp = nn.Sequential(nn.Linear(3, 2))
+    rows = torch.randn(2, 3)
+    assert isinstance(_ok(explanation_figure(explain(mlp, rows, "saliency"), rows, modality="points2d")).data[0],
+                      go.Bar)
+    emb = nn.Sequential(nn.Embedding(5, 2), nn.Flatten(), nn.Linear(8, 2))
+    ids = torch.randint(0, 5, (1, 4))
+    fig = _ok(explanation_figure(explain(emb, ids, "layer_integrated_gradients", n_steps=4), ids,
+                                 tokens=list("wxyz")))
+    assert list(np.asarray(fig.data[0].text).ravel()[:4]) == list("wxyz")
+    seq = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))
+    s3 = torch.randn(1, 3, 2)
+    assert np.asarray(_ok(explanation_figure(explain(seq, s3, "saliency"), s3)).data[0].z).shape == (2, 3)
+    with pytest.raises(ExplainError, match="sample"):
+        explanation_figure(explain(seq, s3, "saliency"), s3, 3)

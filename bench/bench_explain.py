@@ -1,0 +1,151 @@
+"""Benchmark of the explainability library (issue 5), CPU.
+
+1. Integrated Gradients, 50 steps, one digits image, CNN template (target < 0.2 s).
+2. Attention maps (per-head capture + rollout), one sample, transformer template (target < 0.1 s).
+3. Live attributions' cost on epoch time: the CNN template trained on digits with and without
+   ``LiveAttributions`` (target < 10 %).
+
+Timings are medians of interleaved repeats (A, B, A, B, ...) after a warm-up. Run::
+
+    .venv/bin/python bench/bench_explain.py [--repeats 15] [--epochs 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from builder.attention import attention_rollout, capture_attention
+from builder.compile import compile_graph, example_inputs
+from builder.data import load_dataset
+from builder.explain import explain
+from builder.live import LiveAttributions
+from builder.templates import load_template
+from builder.train import Trainer
+
+warnings.filterwarnings("ignore", message=".*(require gradients|non-linear).*")
+
+
+def _model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return compile_graph(load_template(name).graph).eval()
+
+
+def _time(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_ig(repeats: int) -> dict:
+    """IG with 50 steps on one digits image through ``explain`` and through Captum directly."""
+    from captum.attr import IntegratedGradients
+
+    model = _model("cnn")
+    x = load_dataset("digits", seed=0).test.X[:1]
+    target = int(model(x).argmax(1))
+    ig = IntegratedGradients(model)
+    runs = {
+        "explain": lambda: explain(model, x, "integrated_gradients", n_steps=50),
+        "captum": lambda: ig.attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=50,
+                                       return_convergence_delta=True),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for k, fn in runs.items():
+            times[k].append(_time(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_attention(repeats: int) -> dict:
+    """Per-head maps of both encoder layers plus rollout, one 16-token sample."""
+    model = _model("transformer")
+    x = example_inputs(model, 1, seed=0)[0]
+    runs = {
+        "capture": lambda: capture_attention(model, x),
+        "capture+rollout": lambda: attention_rollout(capture_attention(model, x)),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in runs.items():
+            times[k].append(_time(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _fit(live: LiveAttributions | None, epochs: int, ds) -> tuple[list[float], list[float]]:
+    """Train the CNN template; returns the seconds between consecutive epoch events and the callback's."""
+    torch.manual_seed(0)
+    model = compile_graph(load_template("cnn").graph)
+    config = {"epochs": epochs, "device": "cpu", "checkpoint_every": 0, "batch_size": 64, "seed": 0}
+    stamps: list[float] = []
+
+    def on_event(ev: dict) -> None:
+        if ev.get("type") == "epoch":
+            stamps.append(time.perf_counter())
+
+    Trainer(model, ds, config, callbacks=[live] if live else [], on_event=on_event).fit()
+    # an epoch = training steps + validation + callbacks; the first one also pays the start-up
+    return [b - a for a, b in zip(stamps, stamps[1:])], list(live.seconds[1:]) if live else []
+
+
+def bench_live(repeats: int, epochs: int, settings: dict[str, dict]) -> dict:
+    """Seconds per epoch without and with each live setting (fits interleaved, medians over epochs)."""
+    ds = load_dataset("digits", seed=0)
+    variants: dict[str, dict | None] = {"off": None, **settings}
+    per_epoch: dict[str, list[float]] = {k: [] for k in variants}
+    callback_s: dict[str, list[float]] = {k: [] for k in variants}
+    _fit(None, 2, ds)  # warm-up
+    for _ in range(repeats):
+        for k, opts in variants.items():
+            live = LiveAttributions(**opts) if opts is not None else None
+            times, secs = _fit(live, epochs, ds)
+            per_epoch[k].extend(times)
+            callback_s[k].extend(secs)
+    base = statistics.median(per_epoch["off"])
+    out: dict = {"off": {"epoch_s": base}}
+    for k in settings:
+        med = statistics.median(per_epoch[k])
+        cb = statistics.median(callback_s[k])
+        out[k] = {"epoch_s": med, "overhead": med / base - 1, "callback_s": cb, "callback_share": cb / base}
+    out["train_samples"] = len(ds.train)
+    out["val_samples"] = len(ds.val)
+    return out
+
+
+LIVE_SETTINGS = {
+    "ig50 x4": {"method": "integrated_gradients", "n_samples": 4, "n_steps": 50},
+    "ig16 x4 (default)": {"method": "integrated_gradients", "n_samples": 4},
+    "saliency x4": {"method": "saliency", "n_samples": 4},
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--live-repeats", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or
+            platform.machine()}
+    res = {"env": info, "ig": bench_ig(args.repeats), "attention": bench_attention(args.repeats),
+           "live": bench_live(args.live_repeats, args.epochs, LIVE_SETTINGS)}
+    print(json.dumps(res, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
