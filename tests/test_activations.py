@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from builder.activations import activation_kind, capture_activations, weight_histograms
+from builder.activations import activation_kind, activation_nodes, capture_activations, weight_histograms
 from builder.errors import ExplainError
 
 
@@ -100,3 +100,21 @@ def test_template_activations():
     assert acts["conv1"].shape[:2] == (1, 16) and activation_kind(acts["conv1"][0]) == "grid"
     assert acts["head"].shape == (1, 10)
     assert {h.node for h in weight_histograms(gm)} == {"conv1", "conv2", "fc", "head"}
+
+
+def test_function_nodes_of_a_compiled_graph():
+    compile_mod = pytest.importorskip("builder.compile")
+    templates = pytest.importorskip("builder.templates")
+    torch.manual_seed(0)
+    project = templates.load_template("resnet")
+    gm = compile_mod.compile_graph(project.graph)
+    x = compile_mod.example_inputs(gm, 1, seed=0)[0]
+    nodes = activation_nodes(gm)
+    assert "b1_add" in nodes and nodes["b1_add"] == "Add" and "stem" in nodes
+    acts = capture_activations(gm, x, ["image", "b1_add", "b1_relu2", "head"])
+    assert set(acts) == {"image", "b1_add", "b1_relu2", "head"}
+    torch.testing.assert_close(acts["image"], x)
+    torch.testing.assert_close(acts["b1_relu2"], acts["b1_add"].clamp(min=0))
+    with torch.no_grad():
+        torch.testing.assert_close(acts["head"], gm.eval()(x))
+    assert capture_activations(gm, x, ["b1_add"], graph=project.graph)["b1_add"].shape == (1, 16, 8, 8)
