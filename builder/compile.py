@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+import warnings
 
 import torch
 import torch.fx as fx
@@ -56,7 +57,9 @@ def module_names(graph) -> dict[str, str]:
 
 def build_module(cls: str, kwargs: dict) -> nn.Module:
     """Instantiate ``torch.nn.<cls>(**kwargs)``."""
-    return getattr(nn, cls)(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. RNN dropout with one layer: reported by validation as a warning
+        return getattr(nn, cls)(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
 
 
 class _Emitter:
@@ -94,9 +97,10 @@ class _Emitter:
 def _check(graph, budget: Budget | None) -> ShapeReport:
     report = infer_shapes(graph, budget)
     if not report.ok:
-        if all(p.code == "budget" for p in report.problems):
-            raise BudgetError(report.problems)
-        raise GraphError(report.problems)
+        errors = [p for p in report.problems if p.severity == "error"]
+        if all(p.code == "budget" for p in errors):
+            raise BudgetError(errors)
+        raise GraphError(errors)
     return report
 
 
@@ -164,17 +168,24 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
 
     results = [next(iter(values[nid].values())) for nid in report.output_nodes]
     g.output(results[0] if len(results) == 1 else tuple(results))
-    g.eliminate_dead_code()
     g.lint()
     gm = fx.GraphModule(root, g, class_name="LayerLabModel")
-    gm.layerlab_names = module_of
-    gm.layerlab_types = types
-    gm.layerlab_inputs = list(report.input_nodes)
-    gm.layerlab_outputs = list(report.output_nodes)
-    gm.layerlab_input_shapes = {nid: report.nodes[nid].shape for nid in report.input_nodes}
-    gm.layerlab_input_dtypes = {nid: (torch.long if report.nodes[nid].type_out.kind == TOKENS else torch.float32)
-                                for nid in report.input_nodes}
-    gm.layerlab_vocab = {nid: report.nodes[nid].type_out.vocab for nid in report.input_nodes}
+    if gm.graph.eliminate_dead_code():  # unused parts of multi-output layers (an LSTM's steps when only h_n is used)
+        gm.recompile()
+    attrs = {
+        "layerlab_names": module_of,
+        "layerlab_types": types,
+        "layerlab_inputs": list(report.input_nodes),
+        "layerlab_outputs": list(report.output_nodes),
+        "layerlab_input_shapes": {nid: report.nodes[nid].shape for nid in report.input_nodes},
+        "layerlab_input_dtypes": {nid: (torch.long if report.nodes[nid].type_out.kind == TOKENS else torch.float32)
+                                  for nid in report.input_nodes},
+        "layerlab_vocab": {nid: report.nodes[nid].type_out.vocab for nid in report.input_nodes},
+        "layerlab_output_shapes": {nid: report.nodes[nid].shape for nid in report.output_nodes},
+    }
+    for k, v in attrs.items():
+        setattr(gm, k, v)
+    gm.meta["_user_preserved_attributes"] = attrs  # torch.fx re-applies these on deepcopy
     return gm
 
 

@@ -501,7 +501,7 @@ register(LayerSpec(
     "Reshape", "Reshape", "Reshapes each sample to `shape` (one size may be -1).",
     params=[Param("shape", "int_list", [-1], "New shape without the batch dimension.", min=-1, max=MAX_SIZE)],
     shape=_reshape_shape,
-    emit=lambda e, attr, p, ins, types: e.method("reshape", ins[0], -1, *types[0].shape)))
+    emit=lambda e, attr, p, ins, types: e.method("reshape", ins[0], -1, *_reshape_shape(p, types).shape)))
 
 
 def _permute_shape(p, ins):
@@ -608,9 +608,16 @@ def _rnn_params(cls: str) -> list[Param]:
     return ps
 
 
+def _rnn_lint(p, ins) -> list[str]:
+    if p["dropout"] > 0 and p["num_layers"] == 1:
+        return [f"dropout only acts between stacked layers; received: dropout={p['dropout']:g} with num_layers=1. "
+                "Fix: set num_layers ≥ 2 or add a Dropout node after this layer"]
+    return []
+
+
 for _cls in ("RNN", "LSTM", "GRU"):
     register(LayerSpec(_cls, "Recurrent", f"{_cls} over a sequence (B, T, F). Ports: out (per output_mode), h_n "
-                       "(final state).", params=_rnn_params(_cls), shape=_rnn_shape, ctor=_rnn_ctor(_cls),
+                       "(final state).", params=_rnn_params(_cls), shape=_rnn_shape, ctor=_rnn_ctor(_cls), lint=_rnn_lint,
                        inferred=("input_size",), outputs=("out", "h_n"), emit=_rnn_emit(_cls)))
 
 # ----------------------------------------------------------------------------------------- Attention

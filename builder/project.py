@@ -95,9 +95,9 @@ class Graph(BaseModel):
         for n in self.nodes:
             g.add_node(n.id, type=n.type, params=dict(n.params), label=n.label,
                        position=n.position.model_dump() if n.position else None)
-        for e in self.edges:
+        for i, e in enumerate(self.edges):  # ``order`` keeps merge inputs (Add, Concat) in file order
             g.add_edge(e.source, e.target, key=e.key, source_port=e.source_port,
-                       target_port=e.target_port, id=e.id)
+                       target_port=e.target_port, id=e.id, order=i)
         return g
 
     @classmethod
@@ -107,8 +107,9 @@ class Graph(BaseModel):
         for nid, a in g.nodes(data=True):
             nodes.append(Node(id=nid, type=a["type"], params=a.get("params") or {}, label=a.get("label"),
                               position=a.get("position")))
+        rows = sorted(g.edges(data=True), key=lambda uva: uva[2].get("order", float("inf")))
         edges = [Edge(source=u, target=v, source_port=a.get("source_port"), target_port=a.get("target_port"),
-                      id=a.get("id")) for u, v, a in g.edges(data=True)]
+                      id=a.get("id")) for u, v, a in rows]
         return cls(nodes=nodes, edges=edges)
 
     def to_node_link(self) -> dict:
@@ -184,7 +185,7 @@ def load_project(source: str | Path | dict | bytes | Project) -> Project:
     """
     if isinstance(source, Project):
         return source
-    if isinstance(source, dict):
+    if isinstance(source, dict | list):
         return parse_project(source)
     if isinstance(source, bytes):
         text = _decode(source)

@@ -194,6 +194,7 @@ class LayerSpec:
         ctor: (params, input types) -> (torch.nn class name, keyword arguments) or None for module-less ops.
         inferred: keyword arguments of ``ctor`` that flow in from the input and are never typed by users.
         emit: adds the layer's call to the fx graph; the default calls the module on the first input.
+        lint: returns warnings (settings that work but probably do not do what the user wants).
         input_kind: the kind of tensor every input port accepts.
     """
 
@@ -212,6 +213,7 @@ class LayerSpec:
     input_kind: str = TENSOR
     emit: Callable | None = None
     export_init: Callable | None = None
+    lint: Callable[[dict, list[TensorType]], list[str]] | None = None  # non-blocking warnings
     doc_url: str | None = None
 
     @property

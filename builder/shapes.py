@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -63,10 +64,12 @@ class NodeInfo:
     params: dict = field(default_factory=dict)
     status: str = "ok"  # ok | error | upstream | unreachable
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     outputs: dict[str, TensorType] = field(default_factory=dict)
     inputs: list[TensorType] = field(default_factory=list)
     num_params: int = 0
     inferred: dict = field(default_factory=dict)
+    cause: str | None = None  # for status "upstream": the broken node to fix first
 
     @property
     def type_out(self) -> TensorType | None:
@@ -85,6 +88,7 @@ class NodeInfo:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "type": self.type, "status": self.status, "errors": list(self.errors),
+                "warnings": list(self.warnings),
                 "shape": list(self.shape) if self.shape is not None else None,
                 "outputs": {k: list(v.shape) for k, v in self.outputs.items()},
                 "params": self.num_params, "inferred": dict(self.inferred)}
@@ -128,7 +132,8 @@ def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: s
 
 @functools.lru_cache(maxsize=4096)
 def _count_params(cls: str, items: tuple) -> int:
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's own warnings are reported as lint problems
         module = getattr(nn, cls)(**dict(items))
     return sum(p.numel() for p in module.parameters())
 
@@ -280,9 +285,13 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
 
     # ---- cycles
     cyclic: set[str] = set()
-    for comp in nx.strongly_connected_components(dag):
+    position = {nid: i for i, nid in enumerate(nodes)}
+    comps = sorted((c for c in nx.strongly_connected_components(dag) if len(c) > 1),
+                   key=lambda c: min(position[n] for n in c))
+    for comp in comps:
         if len(comp) > 1:
-            cyc = [u for u, _ in nx.find_cycle(dag.subgraph(comp))]
+            start = min(comp, key=position.__getitem__)
+            cyc = [u for u, _ in nx.find_cycle(dag.subgraph(comp), source=start)]
             cyclic |= comp
             first = cyc[0]
             msg = (f"the graph must not contain cycles; received: the cycle {' → '.join([*cyc, first])}. Fix: delete "
@@ -322,11 +331,12 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
             src = nodes[e.source]
             t = src.outputs.get(e.source_port or "", None) if e.source_port else src.type_out
             if src.status != "ok" or t is None:
-                upstream = e.source
+                upstream = src.cause or e.source
                 break
             ins.append(t)
         if upstream is not None:
             info.status = "upstream"
+            info.cause = upstream
             info.errors.append(f"upstream error: fix `{upstream}` first")
             continue
         info.inputs = ins
@@ -343,8 +353,10 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
             if port is not None and port.isdigit() and int(port) < len(preds):
                 port = f"{preds[int(port)][1]} (edge from `{preds[int(port)][0].source}`)"
             msg = (f"input `{port}`: " if port else "") + str(ex)
-            if not port and len(ins) == 1:
+            if not port and len(preds) == 1:
                 msg = f"{msg} (input from `{preds[0][0].source}`)"
+            elif not port and preds:
+                msg = f"{msg} (inputs in order: " + ", ".join(f"{i}: `{e.source}`" for i, (e, _) in enumerate(preds)) + ")"
             info.errors.append(msg)
             _err(problems, "shape", msg, node=nid)
             continue
@@ -354,6 +366,9 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
             _err(problems, "bad_param", info.errors[-1], node=nid)
             continue
         info.outputs = out if isinstance(out, dict) else {spec.outputs[0]: out}
+        for msg in spec.lint(info.params, ins) if spec.lint else ():
+            info.warnings.append(msg)
+            problems.append(Problem("warning", msg, node=nid, severity="warning"))
 
     for e in graph.edges:
         key = e.key
@@ -361,7 +376,8 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
             src = nodes[e.source]
             edge_types[key] = src.outputs.get(e.source_port) if e.source_port else src.type_out
 
-    outputs = [n for n in order if acyclic.out_degree(n) == 0 and nodes[n].type != "Input"]
+    outputs = sorted((n for n in order if acyclic.out_degree(n) == 0 and nodes[n].type != "Input"),
+                     key=position.__getitem__)  # file order
     report = ShapeReport(nodes, edge_types, problems, order, inputs, outputs, dict(in_edges))
     report.total_params = sum(i.num_params for i in nodes.values())
     report.activation_bytes = sum(sum(t.numel for t in i.outputs.values()) * 4 for i in nodes.values())
@@ -400,6 +416,8 @@ def _check_budget(report: ShapeReport, budget: Budget) -> None:
 
 def validate(graph, budget: Budget | None = None) -> list[Problem]:
     """Every problem of a graph at once (empty when valid), each tied to a node or an edge.
+
+    Problems with ``severity == "warning"`` do not stop compilation.
 
     Example::
 

@@ -1,0 +1,200 @@
+"""The ``layerlab`` command line (also ``python -m builder``).
+
+Exit codes: 0 success, 1 the graph has problems (one line each: ``node <id>: message``), 2 the file or the
+arguments cannot be used (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import GraphError, LayerLabError, ProjectFormatError
+from .project import load_project
+from .shapes import human_bytes, infer_shapes
+from .templates import TEMPLATE_NAMES, list_templates, template_text
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def _print_problems(problems) -> None:
+    for p in problems:
+        print(f"warning: {p}" if p.severity == "warning" else str(p))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Print every problem; exit 0 when the graph is valid."""
+    project = load_project(args.file)
+    report = infer_shapes(project.graph)
+    if not report.ok:
+        _print_problems(report.problems)
+        return 1
+    _print_problems(report.problems)  # warnings only
+    print(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Per node: type, output shape, parameters."""
+    project = load_project(args.file)
+    report = infer_shapes(project.graph)
+    if args.json:
+        out = {"name": project.name, "valid": report.ok,
+               "nodes": [{"id": nid, "type": report.nodes[nid].type, "status": report.nodes[nid].status,
+                          "shape": report.nodes[nid].shape_str if report.nodes[nid].shape is not None else None,
+                          "output_shape": list(report.nodes[nid].shape) if report.nodes[nid].shape is not None else None,
+                          "params": report.nodes[nid].num_params, "inferred": report.nodes[nid].inferred}
+                         for nid in report.order],
+               "inputs": report.input_nodes, "outputs": report.output_nodes,
+               "total_params": report.total_params,
+               "activation_bytes_per_sample": report.activation_bytes,
+               "problems": [p.to_dict() for p in report.problems]}
+        print(json.dumps(out, indent=2))
+        return 0 if report.ok else 1
+    rows = report.summary_rows()
+    w_id = max([len("node"), *(len(r["id"]) for r in rows)])
+    w_ty = max([len("type"), *(len(r["type"]) for r in rows)])
+    w_sh = max([len("output shape"), *(len(r["shape"]) for r in rows)])
+    print(f"{'node':<{w_id}}  {'type':<{w_ty}}  {'output shape':<{w_sh}}  {'params':>10}")
+    print("-" * (w_id + w_ty + w_sh + 16))
+    for r in rows:
+        print(f"{r['id']:<{w_id}}  {r['type']:<{w_ty}}  {r['shape']:<{w_sh}}  {r['params']:>10,}")
+    print("-" * (w_id + w_ty + w_sh + 16))
+    print(f"total params: {report.total_params:,}   activations per sample: {human_bytes(report.activation_bytes)}")
+    if report.problems:
+        print()
+        _print_problems(report.problems)
+    return 0 if report.ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write PyTorch source or safetensors weights."""
+    if getattr(args, "run", None):
+        try:
+            from .cli_train import export_run
+        except ImportError:
+            return _fail("exporting a run needs the training engine, which is not installed")
+        return export_run(args)
+    if not args.file:
+        return _fail("give a project FILE or --run ID")
+    project = load_project(args.file)
+    if args.format == "py":
+        from .export import export_python
+
+        text = export_python(project)
+        if args.output in (None, "-"):
+            sys.stdout.write(text)
+        else:
+            Path(args.output).write_text(text, encoding="utf-8")
+            print(f"wrote {args.output}")
+        return 0
+    if args.output in (None, "-"):
+        return _fail("--format safetensors needs -o OUT")
+    import torch
+
+    from .compile import compile_graph
+    from .export import save_weights
+
+    torch.manual_seed(args.seed)
+    model = compile_graph(project.graph)
+    save_weights(model, args.output)
+    print(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained weights)")
+    return 0
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    """List templates or write one."""
+    if not args.name:
+        for t in list_templates():
+            print(f"{t['name']:<12} {t['title']}  [{t['dataset'] or '-'}]  {t['description']}")
+        return 0
+    if args.name not in TEMPLATE_NAMES:
+        return _fail(f"unknown template {args.name!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+    text = template_text(args.name)
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    """List the layer palette."""
+    from .registry import all_specs
+
+    for spec in all_specs():
+        params = ", ".join(f"{p.name}={p.default!r}" for p in spec.params)
+        print(f"{spec.category:<14} {spec.type:<24} {params}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="layerlab", description="LayerLab: build, check, train and export "
+                                     "neural networks described as project files.")
+    parser.add_argument("--version", action="version", version="layerlab 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a project file; exit 1 with one line per problem")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("summary", help="per node: type, output shape, parameters")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("export", help="write PyTorch source (.py) or weights (.safetensors)")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--format", choices=("py", "safetensors"), default="py")
+    p.add_argument("-o", "--output", help="output path (default: stdout for py)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed for untrained weights")
+    p.add_argument("--run", help="export a trained run's weights/code instead of a project file")
+    p.add_argument("--workspace", help="workspace folder holding the runs")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("templates", help="list templates, or write one to a file")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_templates)
+
+    p = sub.add_parser("layers", help="list the layer palette with default parameters")
+    p.set_defaults(func=cmd_layers)
+
+    try:
+        from . import cli_train
+    except ImportError:  # training engine not installed
+        cli_train = None
+    if cli_train is not None:
+        cli_train.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``layerlab`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ProjectFormatError as e:
+        return _fail(str(e), 2)
+    except GraphError as e:
+        _print_problems(e.problems)
+        return 1
+    except LayerLabError as e:
+        return _fail(str(e), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        return 0
+
+

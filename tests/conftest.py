@@ -1,0 +1,30 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture
+def example_project() -> dict:
+    """The hand-written example from the project-file documentation."""
+    return {"format": "layerlab", "version": 1,
+            "graph": {
+                "nodes": [{"id": "x", "type": "Input", "params": {"shape": [1, 8, 8]}},
+                          {"id": "c1", "type": "Conv2d", "params": {"out_channels": 16, "kernel_size": 3, "padding": 1}},
+                          {"id": "r1", "type": "ReLU"},
+                          {"id": "sum", "type": "Add"},
+                          {"id": "f", "type": "Flatten"},
+                          {"id": "fc", "type": "Linear", "params": {"out_features": 10}}],
+                "edges": [{"source": "x", "target": "c1"}, {"source": "c1", "target": "r1"},
+                          {"source": "r1", "target": "sum"}, {"source": "c1", "target": "sum"},
+                          {"source": "sum", "target": "f"}, {"source": "f", "target": "fc"}]}}

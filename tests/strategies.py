@@ -1,0 +1,102 @@
+"""Hypothesis strategies shared by the core tests: parameters from a layer's schema, inputs by rank."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from builder.registry import LayerSpec, Param
+
+RANK = {  # input rank (without batch) each layer type expects
+    "Conv1d": (2,), "MaxPool1d": (2,), "AvgPool1d": (2,), "AdaptiveAvgPool1d": (2,), "BatchNorm1d": (1, 2),
+    "Conv2d": (3,), "ConvTranspose2d": (3,), "MaxPool2d": (3,), "AvgPool2d": (3,), "AdaptiveAvgPool2d": (3,),
+    "BatchNorm2d": (3,), "Dropout2d": (3,), "GroupNorm": (2, 3), "RNN": (2,), "LSTM": (2,), "GRU": (2,),
+    "MultiheadAttention": (2,), "TransformerEncoderLayer": (2,), "PositionalEncoding": (2,), "Embedding": (1,),
+    "Unflatten": (1, 2), "Permute": (2, 3), "Mean": (2, 3),
+}
+CAP = {"out_features": 12, "out_channels": 8, "hidden_size": 8, "embedding_dim": 8, "dim_feedforward": 16,
+       "kernel_size": 4, "stride": 3, "padding": 2, "dilation": 2, "output_padding": 1, "num_layers": 2,
+       "output_size": 4, "max_len": 40, "num_groups": 4, "vocab_size": 20}
+
+
+def param_value(p: Param, in_shape: tuple[int, ...]) -> st.SearchStrategy:
+    """A valid value for one parameter, kept small so modules build fast."""
+    if p.kind == "bool":
+        return st.booleans()
+    if p.kind == "choice":
+        return st.sampled_from(p.choices)
+    if p.kind == "float":
+        lo = p.min if p.min is not None else -5.0
+        hi = p.max if p.max is not None else 5.0
+        if p.name in ("p", "dropout"):
+            hi = min(hi, 0.9)
+        return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    if p.kind in ("int", "int_or_pair"):
+        lo = int(p.min) if p.min is not None else -3
+        hi = min(int(p.max) if p.max is not None else 3, max(lo, CAP.get(p.name, 6)))
+        if p.name == "dim":
+            r = len(in_shape)
+            ints = st.integers(1, r) | st.integers(-r, -1)
+        else:
+            ints = st.integers(lo, hi)
+        base = ints if p.kind == "int" else ints | st.lists(ints, min_size=2, max_size=2)
+        return st.none() | base if p.nullable else base
+    raise ValueError(p.kind)
+
+
+@st.composite
+def layer_case(draw, spec: LayerSpec) -> tuple[list[tuple[int, ...]], dict]:
+    """(input shapes, params) for one layer; merge layers get 2-3 inputs."""
+    rank = draw(st.sampled_from(RANK.get(spec.type, (1, 2, 3))))
+    if spec.type in ("MultiheadAttention", "TransformerEncoderLayer"):
+        heads = draw(st.sampled_from([1, 2, 4]))
+        shape = (draw(st.integers(1, 6)), heads * draw(st.integers(1, 4)))
+    elif spec.type == "PositionalEncoding":
+        shape = (draw(st.integers(1, 8)), 2 * draw(st.integers(1, 6)))
+    elif spec.type == "GroupNorm":
+        groups = draw(st.integers(1, 4))
+        shape = (groups * draw(st.integers(1, 3)), *draw(st.lists(st.integers(1, 6), min_size=rank - 1, max_size=rank - 1)))
+    else:
+        lo = 4 if spec.category in ("Convolution", "Pooling") else 1
+        shape = tuple(draw(st.lists(st.integers(lo, 9), min_size=rank, max_size=rank)))
+    params = {}
+    for p in spec.params:
+        if spec.type == "Input":
+            continue
+        if p.kind == "int_list":
+            params[p.name] = draw(_int_list(spec.type, p.name, shape))
+        elif spec.type in ("MultiheadAttention",) and p.name == "num_heads":
+            params[p.name] = draw(st.sampled_from([d for d in (1, 2, 4) if shape[-1] % d == 0]))
+        elif spec.type == "TransformerEncoderLayer" and p.name == "nhead":
+            params[p.name] = draw(st.sampled_from([d for d in (1, 2, 4) if shape[-1] % d == 0]))
+        elif spec.type == "GroupNorm" and p.name == "num_groups":
+            params[p.name] = draw(st.sampled_from([d for d in range(1, 5) if shape[0] % d == 0]))
+        elif spec.type == "PositionalEncoding" and p.name == "max_len":
+            params[p.name] = draw(st.integers(shape[0], 40))
+        elif spec.type == "Embedding" and p.name == "padding_idx":
+            params[p.name] = draw(st.none() | st.integers(0, 4))
+        else:
+            params[p.name] = draw(param_value(p, shape))
+    n_inputs = spec.min_inputs if spec.variadic else 1
+    if spec.variadic:
+        n_inputs = draw(st.integers(spec.min_inputs, 3))
+    shapes = [shape] * n_inputs
+    if spec.type == "Concat":
+        d = params["dim"] - 1 if params["dim"] > 0 else len(shape) + params["dim"]
+        shapes = [tuple(s if i != d else draw(st.integers(1, 5)) for i, s in enumerate(shape)) for _ in shapes]
+    return shapes, params
+
+
+def _int_list(layer: str, name: str, shape: tuple[int, ...]) -> st.SearchStrategy:
+    if layer == "Permute":
+        return st.permutations(list(range(1, len(shape) + 1))).map(lambda p: [0, *p])
+    if layer == "Unflatten":
+        n = shape[0]
+        divs = [d for d in range(1, n + 1) if n % d == 0]
+        return st.sampled_from(divs).map(lambda d: [d, n // d])
+    if layer == "Reshape":
+        total = 1
+        for s in shape:
+            total *= s
+        divs = [d for d in range(1, total + 1) if total % d == 0]
+        return st.sampled_from(divs).flatmap(lambda d: st.sampled_from([[d, total // d], [-1, d], [total]]))
+    raise ValueError(name)

@@ -1,0 +1,90 @@
+import json
+
+import networkx as nx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from builder import Graph, Project, ProjectFormatError, load_project
+from builder.project import as_graph
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                           lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
+                           max_leaves=20)
+
+
+def test_hand_written_example_loads(example_project):
+    p = load_project(example_project)
+    assert [n.id for n in p.graph.nodes] == ["x", "c1", "r1", "sum", "f", "fc"]
+    assert p.graph.node("c1").params == {"out_channels": 16, "kernel_size": 3, "padding": 1}
+    assert p.graph.node("r1").params == {}
+
+
+def test_load_from_path_string_and_bytes(tmp_path, example_project):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(example_project))
+    assert load_project(path) == load_project(str(path)) == load_project(path.read_bytes()) \
+        == load_project(json.dumps(example_project))
+
+
+def test_json_round_trip_is_lossless(example_project):
+    p = load_project(example_project)
+    p.graph.nodes[0].label = "pixels"
+    p.training = {"epochs": 3}
+    again = load_project(p.to_json())
+    assert again == p
+
+
+def test_networkx_node_link_round_trip(example_project):
+    g = load_project(example_project).graph
+    g.edges[0].target_port = None
+    g.edges[2].source_port = None
+    data = g.to_node_link()
+    json.dumps(data)  # serialisable
+    assert Graph.from_node_link(data) == g
+    assert isinstance(g.to_networkx(), nx.MultiDiGraph)
+    assert Graph.from_networkx(g.to_networkx()) == g
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"format": "keras", "version": 1, "graph": {}}, "unknown format"),
+    ({"format": "layerlab", "version": 99, "graph": {}}, "unsupported project version 99"),
+    ({"format": "layerlab", "version": "1", "graph": {}}, "unsupported project version"),
+    ({"format": "layerlab", "version": 1, "graph": {"nodes": "abc"}}, "graph.nodes"),
+    ({"format": "layerlab", "version": 1, "graph": {"nodes": [{"id": 3, "type": "ReLU"}]}}, "graph.nodes.0.id"),
+    ({"format": "layerlab", "version": 1, "graph": {"nodes": [{"type": "ReLU"}]}}, "id"),
+    ([1, 2], "must be a JSON object"),
+])
+def test_clear_errors(bad, words):
+    with pytest.raises(ProjectFormatError, match=words):
+        load_project(bad)
+
+
+@pytest.mark.parametrize("text, words", [("{", "not valid JSON"), ('{"format": "layerlab", "ver', "not valid JSON"),
+                                         ("[" * 100000, "not valid JSON")])
+def test_truncated_json(text, words):
+    with pytest.raises(ProjectFormatError, match=words):
+        load_project(text.encode())
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ProjectFormatError, match="no such file"):
+        load_project(tmp_path / "nope.json")
+    with pytest.raises(ProjectFormatError, match="directory"):
+        load_project(tmp_path)
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(ProjectFormatError, match="UTF-8"):
+        load_project(tmp_path / "bin.json")
+
+
+@given(json_values)
+def test_garbage_never_crashes(value):
+    try:
+        p = load_project({"format": "layerlab", "version": 1, "graph": value})
+    except ProjectFormatError:
+        return
+    assert isinstance(p, Project)
+
+
+def test_bare_graph_accepted(example_project):
+    assert as_graph(example_project["graph"]) == load_project(example_project).graph
