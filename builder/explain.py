@@ -249,7 +249,7 @@ def resolve_target(model: nn.Module, inputs: Tensor, target: Any = None) -> Tens
         return None
     if target is None:
         return out.flatten(1).argmax(1)
-    t = torch.as_tensor(target).long().flatten()
+    t = torch.as_tensor(target).long().flatten().to(out.device)
     if t.numel() == 1:
         t = t.expand(len(inputs)).clone()
     if t.numel() != len(inputs):
