@@ -200,7 +200,11 @@ def _graph_table(report) -> None:
 
     df = pd.DataFrame(rows)
     df["params"] = df["params"].map(ui.human_count)
-    st.dataframe(df[["id", "type", "shape", "params"]], hide_index=True, width="stretch", height=min(420, 38 + 35 * len(df)))
+    df["shape"] = df["shape"].str.replace("(B, ", "(", regex=False)
+    st.markdown("**Layers** (shapes without the batch dimension)")
+    st.dataframe(df[["id", "shape", "params"]], hide_index=True, width="stretch", height=min(460, 38 + 35 * len(df)),
+                 column_config={"id": st.column_config.TextColumn("layer"),
+                                "params": st.column_config.TextColumn("params", width="small")})
 
 
 # ----------------------------------------------------------------------------------------- toolbar
@@ -210,27 +214,20 @@ def _load_template(name: str) -> None:
     except LayerLabError as e:
         st.session_state.ll_canvas_error = str(e)
         return
-    ui.set_project(proj, flash=f"Loaded template “{proj.name}”")
+    ui.set_project(proj, flash=f"Loaded template “{proj.name}”", relayout=True)
     ds = (proj.training or {}).get("dataset")
     if isinstance(ds, str):
         st.session_state.ll_data = {"kind": "builtin", "name": ds, "options": {}}
 
 
-def _auto_layout() -> None:
-    ui.set_graph(builder.auto_layout(ui.graph()), bump=True)
-
-
 def toolbar(report) -> None:
     g = ui.graph()
-    c_tpl, c_lay, c_py, c_w, c_json, c_sp, c_p, c_m, c_err = st.columns([1.1, 1.1, 1.1, 1.2, 1.1, 0.2, 1, 1, 1],
-                                                                        vertical_alignment="center")
+    c_tpl, c_py, c_w, c_json, c_msg = st.columns([1, 1, 1, 1, 3.2], vertical_alignment="center")
     with c_tpl.popover("Templates", icon=":material/dashboard:", width="stretch"):
         st.caption("Replace the canvas with a ready-made network")
         for t in builder.list_templates():
             st.button(t["title"], key=f"ll_tpl_{t['name']}", help=t["description"], width="stretch",
                       on_click=_load_template, args=(t["name"],))
-    c_lay.button("Auto-layout", icon=":material/auto_awesome_mosaic:", width="stretch", on_click=_auto_layout,
-                 disabled=not g.nodes, help="Arrange the layers left to right by depth")
     ok = report.ok and bool(g.nodes)
     snapshot = g.model_copy(deep=True)
     c_py.download_button("PyTorch .py", data=lambda: _export_py(snapshot), file_name="model.py",
@@ -246,11 +243,11 @@ def toolbar(report) -> None:
     c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),
                            mime="application/json", icon=":material/data_object:", width="stretch",
                            help="The project file (JSON)", on_click="ignore")
-    c_p.metric("Parameters", ui.human_count(report.total_params))
-    c_m.metric("Est. memory", ui.human_bytes(report.memory_estimate(64)), help="Weights, gradients, Adam state and "
-               "activations for a batch of 64 (float32)")
     n_err = sum(1 for p in report.problems if p.severity == "error")
-    c_err.metric("Problems", n_err)
+    summary = (f"**{len(g.nodes)}** layers · **{ui.human_count(report.total_params)}** parameters · "
+               f"~**{ui.human_bytes(report.memory_estimate(64))}** to train (batch 64)")
+    c_msg.markdown(summary + (f" · :red[**{n_err} problem{'s' if n_err != 1 else ''}**]" if n_err else
+                              " · :green[no problems]"))
 
 
 def _export_py(g: Graph) -> str:

@@ -153,9 +153,7 @@ def _image_grid(ds, n: int = 16) -> None:
             caps.append(ds.info.class_names[k] if k < len(ds.info.class_names) else str(k))
         else:
             caps.append("")
-    cols = st.columns(8)
-    for i, (im, cap) in enumerate(zip(imgs, caps)):
-        cols[i % 8].image(im, caption=cap, width="stretch")
+    st.image(imgs, caption=caps, width=72)
 
 
 def _table_head(ds) -> None:

@@ -48,6 +48,10 @@ h3 {font-size: 1.05rem !important; font-weight: 650 !important;}
 .ll-brand {font-weight: 750; font-size: 1.2rem; letter-spacing: -0.01em;}
 .ll-brand span {color: #4f46e5;}
 div[data-testid="stExpander"] details summary p {font-weight: 600;}
+[data-testid="stAppDeployButton"] {display: none;}
+button[kind="primary"], button[kind="primaryFormSubmit"] {background: #4f46e5 !important; border-color: #4f46e5 !important;}
+button[kind="primary"]:hover, button[kind="primaryFormSubmit"]:hover {background: #4338ca !important; border-color: #4338ca !important;}
+[data-testid="stProgress"] div[role="progressbar"] > div > div > div {background-color: #4f46e5 !important;}
 </style>
 """
 
@@ -78,7 +82,7 @@ def init_state() -> None:
     ss = st.session_state
     if "ll_project" not in ss:
         proj = builder.load_template("cnn")
-        proj = proj.model_copy(update={"graph": with_edge_ids(proj.graph)})
+        proj = proj.model_copy(update={"graph": with_edge_ids(layout(proj.graph))})
         ss.ll_project = proj
         ss.ll_revision = 1
         ss.ll_selected = None
@@ -100,17 +104,35 @@ def graph() -> Graph:
     return st.session_state.ll_project.graph
 
 
-def set_project(proj: Project, flash: str | None = None) -> None:
+def set_project(proj: Project, flash: str | None = None, relayout: bool = False) -> None:
     """Replace the whole project (template, file) and make the canvas reload it."""
     g = proj.graph
-    if g.nodes and any(n.position is None for n in g.nodes):
-        g = builder.auto_layout(g, only_missing=True)
+    if g.nodes and (relayout or any(n.position is None for n in g.nodes)):
+        g = layout(g)
     st.session_state.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
     st.session_state.ll_revision += 1
     st.session_state.ll_selected = None
     st.session_state.ll_full_rerun = True
     if flash:
         st.session_state.ll_flash.append(flash)
+
+
+def layout(g: Graph, per_row: int = 5) -> Graph:
+    """Left-to-right layers (builder.auto_layout), wrapped into rows of ``per_row`` columns so long chains
+    stay readable on a screen."""
+    g = builder.auto_layout(g, dx=250.0, dy=120.0)
+    xs = sorted({n.position.x for n in g.nodes if n.position})
+    if len(xs) <= per_row + 1:
+        return g
+    col = {x: i for i, x in enumerate(xs)}
+    ys = [n.position.y for n in g.nodes if n.position]
+    band = (max(ys) - min(ys)) + 190.0
+    nodes = []
+    for n in g.nodes:
+        c = col[n.position.x]
+        row, k = divmod(c, per_row)
+        nodes.append(n.model_copy(update={"position": {"x": k * 250.0, "y": n.position.y + row * band}}))
+    return g.model_copy(update={"nodes": nodes})
 
 
 def set_graph(g: Graph, bump: bool = True) -> None:

@@ -1,0 +1,85 @@
+"""Browser helpers for the LayerLab end-to-end tests (Playwright sync API)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def wait_idle(page, timeout: float = 30.0) -> None:
+    """Wait until Streamlit is not running a script (the status widget disappears)."""
+    page.wait_for_timeout(150)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if page.locator("[data-testid=stStatusWidget]").count() == 0:
+            return
+        page.wait_for_timeout(100)
+
+
+def open_app(page, path: str = "") -> None:
+    page.goto(f"{page.base_url}/{path}")
+    page.wait_for_selector("h1", timeout=60_000)
+    wait_idle(page)
+
+
+def goto_page(page, title: str) -> None:
+    """Click a page in the sidebar navigation."""
+    page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
+    page.wait_for_selector(f"h1:has-text('{title}')", timeout=30_000)
+    wait_idle(page)
+
+
+def new_project(page) -> None:
+    page.locator("[data-testid=stSidebar] button", has_text="New").first.click()
+    page.wait_for_selector("text=Start building", timeout=30_000)
+    wait_idle(page)
+
+
+def pane_box(page) -> dict:
+    return page.locator(".react-flow__pane").first.bounding_box()
+
+
+def drag_from_palette(page, layer_type: str, dx: float, dy: float) -> None:
+    """Drag a palette entry onto the canvas at (dx, dy) from the pane's top-left corner."""
+    item = page.locator(f"[data-testid=palette-{layer_type}]").first
+    item.scroll_into_view_if_needed()
+    b = item.bounding_box()
+    pane = pane_box(page)
+    page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+    page.mouse.down()
+    tx, ty = pane["x"] + dx, pane["y"] + dy
+    for i in range(1, 11):
+        page.mouse.move(b["x"] + (tx - b["x"]) * i / 10, b["y"] + (ty - b["y"]) * i / 10)
+    page.mouse.up()
+
+
+def handle(page, node_id: str, kind: str, port: str | None = None):
+    sel = f"[data-testid=node-{node_id}] .react-flow__handle.{kind}"
+    if port:
+        sel += f"[data-handleid='{port}']"
+    return page.locator(sel).first
+
+
+def connect(page, src: str, dst: str, src_port: str | None = None, dst_port: str | None = None) -> None:
+    """Drag from ``src``'s output handle to ``dst``'s input handle."""
+    a = handle(page, src, "source", src_port).bounding_box()
+    b = handle(page, dst, "target", dst_port).bounding_box()
+    ax, ay = a["x"] + a["width"] / 2, a["y"] + a["height"] / 2
+    bx, by = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+    page.mouse.move(ax, ay)
+    page.mouse.down()
+    for i in range(1, 13):
+        page.mouse.move(ax + (bx - ax) * i / 12, ay + (by - ay) * i / 12)
+    page.mouse.up()
+
+
+def shot(page, name: str, readme: str | None = None) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+    if readme:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / readme), full_page=False)

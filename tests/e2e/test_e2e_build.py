@@ -1,0 +1,57 @@
+"""End-to-end: the Build page canvas in headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+from e2e_helpers import connect, drag_from_palette, new_project, open_app, shot, wait_idle
+
+pytestmark = pytest.mark.browser
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def test_drag_connect_shapes_badge_and_rename(page):
+    open_app(page)
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
+    new_project(page)
+
+    drag_from_palette(page, "Input", 120, 200)
+    page.wait_for_selector("[data-testid=node-input_1]", timeout=10_000)
+    wait_idle(page)
+    drag_from_palette(page, "Linear", 420, 200)
+    page.wait_for_selector("[data-testid=node-linear_1]", timeout=10_000)
+    wait_idle(page)
+    connect(page, "input_1", "linear_1")
+    label = page.locator("[data-testid='edge-label-input_1->linear_1']")
+    label.wait_for(timeout=10_000)
+    assert label.inner_text().strip() == "(B, 4)"
+    # the node shows its output shape and parameter count
+    node = page.locator("[data-testid=node-linear_1]")
+    expect(node).to_contain_text("params")
+    expect(node).to_contain_text("(B, 10)")
+
+    # a shape error: Conv2d after a Linear (2-d input) -> badge with the message on hover
+    drag_from_palette(page, "Conv2d", 420, 420)
+    page.wait_for_selector("[data-testid=node-conv2d_1]", timeout=10_000)
+    wait_idle(page)
+    connect(page, "linear_1", "conv2d_1")
+    badge = page.locator("[data-testid=badge-conv2d_1]")
+    badge.wait_for(timeout=10_000)
+    badge.hover()
+    tip = page.locator("[data-testid=node-conv2d_1] [role=tooltip]")
+    assert "input" in tip.inner_text().lower()
+    shot(page, "build-shape-error")
+
+    # rename a node to markup: it is shown as text and nothing executes
+    page.locator("[data-testid=node-linear_1] .ll-node-title").dblclick()
+    box = page.locator(".ll-rename").first
+    box.fill(XSS)
+    box.press("Enter")
+    wait_idle(page)
+    expect(node).to_contain_text(XSS, timeout=10_000)
+    page.wait_for_timeout(800)
+    assert page.dialogs == []
+    assert page.locator("img[src=x]").count() == 0
+    assert node.inner_text().count("<img") == 1
+    shot(page, "build-renamed")
