@@ -11,6 +11,7 @@ Nothing is downloaded and nothing is ever unpickled. Example::
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from collections.abc import Callable
@@ -246,18 +247,24 @@ def _sk():
     return skd
 
 
+@functools.lru_cache(maxsize=8)
+def _bundled(loader_name: str):
+    """scikit-learn's bundled data (read once per process; callers copy)."""
+    return getattr(_sk(), loader_name)()
+
+
 @register_dataset("digits", description="scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 "
                   "classes) as 1x8x8 images scaled to [0, 1] (option flatten=True, accepted by every dataset, "
                   "gives 64-long vectors)", modality="image", task="multiclass")
 def _digits(seed: int):
-    d = _sk().load_digits()
+    d = _bundled("load_digits")
     X = (d.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     return X, d.target.astype(np.int64), {"class_names": [str(c) for c in d.target_names]}
 
 
 def _sk_tabular(loader_name: str):
     def load(seed: int):
-        d = getattr(_sk(), loader_name)()
+        d = _bundled(loader_name)
         fields: dict[str, Any] = {"feature_names": [str(f) for f in d.feature_names]}
         if hasattr(d, "target_names"):
             fields["class_names"] = [str(c) for c in d.target_names]

@@ -66,6 +66,7 @@ class TrainConfig(BaseModel):
     scheduler_params: dict[str, float | int] = Field(default_factory=dict)
     grad_clip: float | None = Field(None, gt=0)
     early_stopping: int | None = Field(None, ge=1)
+    early_stopping_delta: float = Field(0.0, ge=0)
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = "auto"
     amp: bool = False
@@ -825,7 +826,7 @@ class Trainer:
         self._emit(ev)
         if not math.isfinite(val_loss):
             self._nonfinite(epoch, self.steps_per_epoch - 1)
-        improved = val_loss < self._best - 1e-12
+        improved = val_loss < self._best - max(cfg.early_stopping_delta, 1e-12)
         if improved:
             self._best, self._best_epoch, self._bad_epochs = val_loss, epoch + 1, 0
             if cfg.early_stopping:

@@ -1,0 +1,269 @@
+"""Datasets: registry, built-ins, splits, CSV and image loaders with every error case, graph checks."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from builder import data as D
+from builder.data import (adapt_graph, check_compat, list_datasets, load_csv, load_dataset, load_image_folder,
+                          split_indices)
+from builder.errors import DatasetError
+from builder.templates import load_template
+
+BUILTINS = ["digits", "iris", "wine", "breast_cancer", "diabetes", "moons", "circles", "spirals", "xor", "blobs",
+            "sequence"]
+
+
+def test_registry_lists_every_builtin():
+    names = {d["name"] for d in list_datasets()}
+    assert set(BUILTINS) <= names
+    for d in list_datasets():
+        assert d["modality"] in D.MODALITIES and d["task"] in D.TASKS and d["description"]
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtin_shapes_and_split(name):
+    ds = load_dataset(name)
+    info = ds.info
+    n = len(ds.train) + len(ds.val) + len(ds.test)
+    assert info.sizes == {"train": len(ds.train), "val": len(ds.val), "test": len(ds.test)}
+    assert abs(len(ds.test) / n - 0.15) < 0.03 and abs(len(ds.val) / n - 0.15) < 0.03
+    for s in (ds.train, ds.val, ds.test):
+        assert tuple(s.X.shape[1:]) == info.input_shape
+        assert s.X.dtype == (torch.int64 if info.input_dtype == "int64" else torch.float32)
+        assert len(s.X) == len(s.y)
+    if info.task in ("multiclass", "binary"):
+        assert ds.train.y.dtype == torch.int64
+        assert int(ds.train.y.max()) < info.num_classes == len(info.class_names)
+    else:
+        assert ds.train.y.shape[1] == info.out_size
+    assert ds.preview(3) and len(ds.preview(3)) == 3
+    assert info.to_dict()["name"] == name
+
+
+def test_digits_is_1x8x8_in_unit_range():
+    ds = load_dataset("digits")
+    assert ds.info.input_shape == (1, 8, 8) and ds.info.num_classes == 10
+    assert float(ds.train.X.min()) >= 0 and float(ds.train.X.max()) <= 1
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    a, b = load_dataset("iris", seed=3), load_dataset("iris", seed=3)
+    assert torch.equal(a.train.X, b.train.X) and torch.equal(a.test.y, b.test.y)
+    c = load_dataset("iris", seed=4)
+    assert not torch.equal(a.test.X, c.test.X)
+    assert a.class_counts("test") == {"setosa": 8, "versicolor": 8, "virginica": 8}
+    m = load_dataset("moons", seed=1)
+    rows = {tuple(r.tolist()) for r in m.train.X}
+    assert not any(tuple(r.tolist()) in rows for r in m.test.X)
+
+
+def test_split_indices_errors():
+    with pytest.raises(DatasetError, match="at least 6"):
+        split_indices(None, 3, seed=0, val_fraction=0.1, test_fraction=0.1, stratify=False)
+    with pytest.raises(DatasetError, match="between 0 and 1"):
+        split_indices(None, 100, seed=0, val_fraction=1.5, test_fraction=0.1, stratify=False)
+
+
+def test_toy_options_and_errors():
+    ds = load_dataset("moons", n_samples=200, noise=0.3)
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 200
+    assert load_dataset("blobs", centers=5).info.num_classes == 5
+    with pytest.raises(DatasetError, match="unknown dataset 'nope'; known datasets: .*moons"):
+        load_dataset("nope")
+    with pytest.raises(DatasetError, match="no option.*colour"):
+        load_dataset("moons", colour=1)
+    with pytest.raises(DatasetError, match="n_samples"):
+        load_dataset("moons", n_samples=5)
+    with pytest.raises(DatasetError, match="noise"):
+        load_dataset("xor", noise=-1)
+
+
+def test_sequence_rule_holds():
+    ds = load_dataset("sequence", n_samples=500)
+    info = ds.info
+    assert info.modality == "tokens" and info.input_dtype == "int64" and info.vocab_size == 12
+    assert info.task == "binary" and info.class_names == ["A", "B"]
+    X, y = ds.train.X, ds.train.y
+    nf = 12 - 2
+    first_half = X[:, :8]
+    marker = (first_half >= nf).float().argmax(1)
+    assert torch.equal(first_half[torch.arange(len(X)), marker] - nf, y)
+    four = load_dataset("sequence", markers=4)
+    assert four.info.task == "multiclass" and four.info.num_classes == 4
+    assert four.preview(1)[0]["tokens"][0] in four.info.vocab
+
+
+def test_reconstruction_override_and_flatten():
+    ds = load_dataset("digits", task="reconstruction", flatten=True)
+    assert ds.info.task == "reconstruction" and ds.info.input_shape == (64,) and ds.info.out_size == 64
+    assert ds.train.y is ds.train.X
+    name, opts = ds.info.reload_args()
+    again = load_dataset(name, **opts)
+    assert torch.equal(again.train.X, ds.train.X)
+    with pytest.raises(DatasetError, match="continuous target"):
+        load_dataset("diabetes", task="multiclass")
+    with pytest.raises(DatasetError, match="token"):
+        load_dataset("sequence", task="reconstruction")
+
+
+def test_regression_target_standardised():
+    ds = load_dataset("diabetes")
+    assert ds.info.out_size == 1 and ds.info.target_std is not None
+    assert abs(float(ds.train.y.mean())) < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------- CSV
+def _csv(tmp_path, text, name="d.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _table(n=60):
+    rng = np.random.default_rng(0)
+    rows = ["age,colour,income,label"]
+    for i in range(n):
+        age = "" if i == 5 else f"{rng.integers(20, 60)}"
+        rows.append(f"{age},{['red', 'green', 'blue'][i % 3]},{rng.normal(50, 10):.2f},{['yes', 'no'][i % 2]}")
+    return "\n".join(rows) + "\n"
+
+
+def test_csv_encodes_and_infers(tmp_path):
+    ds = load_csv(_csv(tmp_path, _table()), "label")
+    info = ds.info
+    assert info.task == "binary" and info.class_names == ["no", "yes"]
+    assert info.feature_names == ["age", "colour=blue", "colour=green", "colour=red", "income"]
+    assert not torch.isnan(ds.train.X).any()
+    assert abs(float(ds.train.X[:, 0].mean())) < 1e-5  # standardised on train
+    assert any("median" in n for n in info.notes)
+    assert load_csv(_csv(tmp_path, _table()), "income").info.task == "regression"
+    assert load_csv(_csv(tmp_path, _table()), "label", task="multiclass").info.task == "multiclass"
+    name, opts = info.reload_args()
+    assert name == "csv" and torch.equal(load_dataset(name, **opts).train.X, ds.train.X)
+
+
+def test_csv_multiclass_from_small_integers(tmp_path):
+    text = "x,y\n" + "\n".join(f"{i * 0.1},{i % 3}" for i in range(60))
+    assert load_csv(_csv(tmp_path, text), "y").info.task == "multiclass"
+
+
+@pytest.mark.parametrize("text,target,match", [
+    ("", "y", "empty"),
+    ("   \n", "y", "empty"),
+    ("a,y\n", "y", "no data rows"),
+    ("a,b\n1,2\n3,4\n", "y", "target column 'y' not found; columns are: 'a', 'b'"),
+    ("a,y\n" + "\n".join(f"{i},1" for i in range(20)), "y", "single class"),
+    ("a,y\n" + "\n".join(f"{'oops' if i == 7 else i},{i % 2}" for i in range(20)), "y",
+     r"column 'a' is numeric but has non-numeric values \('oops'\) on line\(s\) 9"),
+    ("a,y\n" + "\n".join(f"{i},{i % 3}" for i in range(30)), "y", "exactly 2 classes"),
+    ("a,y\n" + "\n".join(f"{i},{'x' if i % 2 else 'z'}" for i in range(30)), "y", "numeric target"),
+    ("y\n1\n2\n", "y", "at least one feature"),
+    ("a,y\n" + "\n".join(f"v{i},{i % 2}" for i in range(150)), "y", "distinct values"),
+])
+def test_csv_errors(tmp_path, text, target, match):
+    task = {"exactly 2 classes": "binary", "numeric target": "regression"}.get(match)
+    with pytest.raises(DatasetError, match=match):
+        load_csv(_csv(tmp_path, text), target, task=task)
+
+
+def test_csv_missing_file_and_size_limit(tmp_path, monkeypatch):
+    with pytest.raises(DatasetError, match="no such file"):
+        load_csv(tmp_path / "missing.csv", "y")
+    monkeypatch.setattr(D, "MAX_CSV_BYTES", 100)
+    with pytest.raises(DatasetError, match="larger than"):
+        load_csv(_csv(tmp_path, _table()), "label")
+
+
+def test_csv_via_registry_needs_path():
+    with pytest.raises(DatasetError, match="path"):
+        load_dataset("csv")
+
+
+# -------------------------------------------------------------------------------------------- images
+def _png(colour) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 12), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _image_tree(root, classes=("cat", "dog"), n=8):
+    for ci, c in enumerate(classes):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            (root / c / f"{i}.png").write_bytes(_png((ci * 200, i * 20, 50)))
+    return root
+
+
+def test_image_folder_and_zip(tmp_path):
+    root = _image_tree(tmp_path / "pets")
+    ds = load_image_folder(root, size=(8, 8))
+    assert ds.info.input_shape == (3, 8, 8) and ds.info.class_names == ["cat", "dog"]
+    assert ds.info.task == "binary" and float(ds.train.X.max()) <= 1.0
+    z = tmp_path / "pets.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in sorted(root.rglob("*.png")):
+            zf.write(f, f"pets/{f.parent.name}/{f.name}")
+    dz = load_image_folder(z, size=(8, 8))
+    assert dz.info.class_names == ["cat", "dog"] and len(dz.train) == len(ds.train)
+    gray = load_image_folder(root, size=(6, 6), channels=1)
+    assert gray.info.input_shape == (1, 6, 6)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(DatasetError, match="no such folder"):
+        load_image_folder(tmp_path / "none")
+    one = _image_tree(tmp_path / "one", classes=("cat",))
+    with pytest.raises(DatasetError, match="only class 'cat'"):
+        load_image_folder(one)
+    bad = _image_tree(tmp_path / "bad")
+    (bad / "cat" / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match="not readable images.*junk.png"):
+        load_image_folder(bad)
+    with pytest.raises(DatasetError, match="size"):
+        load_image_folder(bad, size=(1, 1))
+
+
+def test_image_limits(tmp_path, monkeypatch):
+    root = _image_tree(tmp_path / "pets")
+    monkeypatch.setattr(D, "MAX_IMAGE_FILES", 5)
+    with pytest.raises(DatasetError, match="more than 5 images"):
+        load_image_folder(root)
+
+
+# ------------------------------------------------------------------------------------ graph vs data
+def test_check_compat_reports_on_nodes_with_fix():
+    mlp = load_template("mlp").graph
+    info = load_dataset("digits").info
+    problems = {p.code: p for p in check_compat(mlp, info)}
+    assert problems["input_shape_mismatch"].node == "input"
+    assert "set shape to [1, 8, 8]" in problems["input_shape_mismatch"].message
+    assert problems["output_size_mismatch"].node == "head"
+    assert "out_features" in problems["output_size_mismatch"].message and "10" in problems["output_size_mismatch"].message
+    fixed = adapt_graph(mlp, info)
+    assert fixed.node("input").params["shape"] == [1, 8, 8] and fixed.node("head").params["out_features"] == 10
+    assert mlp.node("input").params["shape"] == [2]  # the original is untouched
+
+
+def test_check_compat_templates_fit_their_datasets():
+    assert check_compat(load_template("mlp").graph, load_dataset("moons").info) == []
+    assert check_compat(load_template("cnn").graph, load_dataset("digits").info) == []
+    seq = load_dataset("sequence").info
+    assert check_compat(load_template("lstm").graph, seq) == []
+    assert check_compat(load_template("transformer").graph, seq) == []
+    codes = {p.code for p in check_compat(load_template("mlp").graph, seq)}
+    assert "input_modality_mismatch" in codes
+    ae = load_dataset("digits", task="reconstruction", flatten=True).info
+    assert check_compat(load_template("autoencoder").graph, ae) == []
+
+
+def test_adapt_graph_tokens():
+    g = adapt_graph(load_template("lstm").graph, load_dataset("sequence", length=20, markers=4).info)
+    assert g.node("tokens").params == {"shape": [20], "modality": "tokens", "vocab_size": 12}
+    assert g.node("head").params["out_features"] == 4

@@ -1,0 +1,337 @@
+"""Trainer: settings, tasks, events and callbacks, resume equality, NaN guard, jobs, evaluation, templates."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+from builder.data import Dataset, DatasetInfo, Split, load_dataset
+from builder.errors import TrainingError
+from builder.train import (Callback, Channel, History, TrainConfig, Trainer, TrainingJob, classification_metrics,
+                           evaluate, resolve_device)
+
+
+def mlp(d_in=2, d_out=2, hidden=16, seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(d_in, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout),
+                               torch.nn.Linear(hidden, d_out))
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return load_dataset("moons", n_samples=400)
+
+
+# ------------------------------------------------------------------------------------------ settings
+@pytest.mark.parametrize("bad,match", [
+    ({"lr": -1}, "lr"), ({"epochs": 0}, "epochs"), ({"optimizer": "lbfgs"}, "optimizer"),
+    ({"colour": 1}, "colour"), ({"optimizer": "adam", "nesterov": True}, "nesterov"),
+    ({"scheduler": "step", "scheduler_params": {"warmup": 3}}, "no parameter.*warmup"),
+    ({"device": "tpu"}, "device"), ({"device": "cuda:0"} if not torch.cuda.is_available() else {"device": "x"},
+                                   "device"),
+])
+def test_config_errors(bad, match):
+    with pytest.raises(TrainingError, match=match):
+        TrainConfig.from_dict(bad)
+
+
+def test_config_json_round_trip_and_device():
+    cfg = TrainConfig.from_dict({"epochs": 3, "scheduler": "onecycle"}, lr=0.1)
+    assert TrainConfig.from_dict(cfg.model_dump()) == cfg and cfg.lr == 0.1
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    assert resolve_device("cpu").type == "cpu"
+
+
+# ------------------------------------------------------------------------------------ events, tasks
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, trainer):
+        self.calls.append("begin")
+        assert trainer.dataset.val.X.device == trainer.device
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.calls.append(("epoch", epoch, logs["val_loss"]))
+        return {"attribution": [epoch]}
+
+    def on_train_end(self, trainer, result):
+        self.calls.append(("end", result.status))
+
+
+def test_fit_emits_events_and_calls_callbacks(moons):
+    events, rec = [], Recorder()
+    r = Trainer(mlp(), moons, {"epochs": 3, "lr": 0.01, "log_every": 2}, [rec], on_event=events.append).fit()
+    assert r.status == "finished" and r.epochs_completed == 3
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "status" and kinds[-1] == "status" and "done" in kinds
+    ep = [e for e in events if e["type"] == "epoch"]
+    assert [e["epoch"] for e in ep] == [1, 2, 3] and ep[1]["extras"] == {"attribution": [1]}
+    for key in ("train_loss", "val_loss", "train_metric", "val_metric", "metric_name", "lr", "grad_norm",
+                "samples_per_s", "eta_s"):
+        assert key in ep[0]
+    assert ep[-1]["eta_s"] == 0 and ep[0]["metric_name"] == "accuracy"
+    steps = [e for e in events if e["type"] == "step"]
+    assert steps and all(math.isfinite(e["loss"]) for e in steps)
+    assert rec.calls[0] == "begin" and rec.calls[-1] == ("end", "finished")
+    test = r.test
+    assert {"accuracy", "macro_f1", "confusion_matrix", "per_class", "loss"} <= set(test)
+    assert sum(map(sum, test["confusion_matrix"])) == len(moons.test)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+@pytest.mark.parametrize("scheduler", ["none", "step", "cosine", "onecycle", "plateau"])
+def test_every_optimizer_and_schedule_runs(moons, optimizer, scheduler):
+    cfg = {"epochs": 2, "optimizer": optimizer, "scheduler": scheduler, "lr": 0.01, "weight_decay": 1e-4,
+           "grad_clip": 1.0, "nesterov": optimizer == "sgd"}
+    r = Trainer(mlp(), moons, cfg).fit()
+    assert r.status == "finished" and all(math.isfinite(e["train_loss"]) for e in r.history)
+
+
+def test_cosine_and_step_change_lr(moons):
+    r = Trainer(mlp(), moons, {"epochs": 4, "scheduler": "step", "scheduler_params": {"step_size": 2, "gamma": 0.5},
+                               "lr": 0.1, "optimizer": "sgd"}).fit()
+    assert [e["lr"] for e in r.history] == pytest.approx([0.1, 0.1, 0.05, 0.05])
+
+
+def test_binary_with_one_logit_uses_bce():
+    ds = load_dataset("breast_cancer")
+    r = Trainer(mlp(30, 1), ds, {"epochs": 5, "lr": 0.01}).fit()
+    assert r.test["accuracy"] > 0.85 and len(r.test["confusion_matrix"]) == 2
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber"])
+def test_regression_losses(loss):
+    ds = load_dataset("diabetes")
+    r = Trainer(mlp(10, 1), ds, {"epochs": 8, "lr": 0.01, "loss": loss}).fit()
+    assert {"mse", "mae", "r2"} <= set(r.test) and r.test["r2"] > 0.2
+    assert r.history[-1]["metric_name"] == "r2"
+
+
+def test_reconstruction_loss_falls():
+    ds = load_dataset("digits", task="reconstruction", flatten=True)
+    torch.manual_seed(0)
+    ae = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 64))
+    r = Trainer(ae, ds, {"epochs": 4, "lr": 0.01}).fit()
+    assert r.history[-1]["val_loss"] < 0.7 * r.history[0]["val_loss"]
+    assert {"mse", "r2"} <= set(r.test)
+
+
+def test_f1_metric_and_early_stopping(moons):
+    r = Trainer(mlp(), moons, {"epochs": 20, "lr": 1e-4, "early_stopping": 2, "early_stopping_delta": 1.0,
+                                  "metric": "f1"}).fit()
+    assert r.status == "finished" and r.epochs_completed < 20 and "early stopping" in r.message
+    assert r.epochs_completed == 3 and r.best_epoch == 1 and r.history[0]["metric_name"] == "f1"
+
+
+def test_mismatched_model_is_a_clear_error(moons):
+    with pytest.raises(TrainingError, match="3 values but dataset 'moons' has 2 classes"):
+        Trainer(mlp(2, 3), moons, {"epochs": 1}).fit()
+    with pytest.raises(TrainingError, match="cannot process"):
+        Trainer(mlp(5, 2), moons, {"epochs": 1}).fit()
+    frozen = mlp()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(TrainingError, match="no trainable parameters"):
+        Trainer(frozen, moons, {"epochs": 1}).fit()
+
+
+def test_seed_reproducible(moons):
+    a = Trainer(mlp(dropout=0.2), moons, {"epochs": 2, "seed": 5}).fit()
+    b = Trainer(mlp(dropout=0.2), moons, {"epochs": 2, "seed": 5}).fit()
+    assert [e["train_loss"] for e in a.history] == [e["train_loss"] for e in b.history]
+
+
+# ------------------------------------------------------------------------------------------- resume
+def _curve(result):
+    return [v for e in result.history for v in (e["train_loss"], e["val_loss"], e["val_metric"], e["lr"])]
+
+
+@pytest.mark.parametrize("stop_step", [7, 22])  # mid-epoch, and on an epoch boundary (11 steps per epoch)
+def test_stop_and_resume_gives_the_same_curve(tmp_path, moons, stop_step):
+    cfg = {"epochs": 4, "lr": 0.01, "batch_size": 25, "log_every": 3, "scheduler": "onecycle", "optimizer": "adamw",
+           "early_stopping": 10}
+    full = Trainer(mlp(dropout=0.3), moons, cfg, run_dir=tmp_path / "a").fit()
+    first = Trainer(mlp(dropout=0.3), moons, cfg, run_dir=tmp_path / "b")
+    first._stop_at_step = stop_step
+    r1 = first.fit()
+    assert r1.status == "stopped" and first.global_step == stop_step
+    resumed = Trainer(mlp(seed=9, dropout=0.3), moons, cfg, run_dir=tmp_path / "b",
+                      resume_from=tmp_path / "b" / "checkpoints" / "last.safetensors")
+    r2 = resumed.fit()
+    assert r2.status == "finished"
+    assert _curve(r2) == pytest.approx(_curve(full), rel=1e-6, abs=1e-9)
+    for a, b in zip(full_model_state(tmp_path / "a"), full_model_state(tmp_path / "b")):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert r2.test["accuracy"] == pytest.approx(full.test["accuracy"])
+
+
+def full_model_state(run_dir):
+    from builder.checkpoint import load_weights
+    sd, _ = load_weights(run_dir / "model.safetensors")
+    return [sd[k] for k in sorted(sd)]
+
+
+def test_stop_at_epoch_end_from_a_callback(tmp_path, moons):
+    class StopAfterFirst(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop()
+
+    r = Trainer(mlp(), moons, {"epochs": 3}, [StopAfterFirst()], run_dir=tmp_path).fit()
+    assert r.status == "stopped" and r.epochs_completed == 1 and r.test is None
+    assert (tmp_path / "checkpoints" / "last.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------------------------- NaN guard
+class Exploding(torch.nn.Module):
+    """Returns NaN from the sixth training forward on."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+        self.calls = 0
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls >= 6:
+                return out * float("nan")
+        return out
+
+
+def test_nan_loss_stops_within_a_step_and_keeps_last_good_checkpoint(tmp_path, moons):
+    events = []
+    t = Trainer(Exploding(), moons, {"epochs": 3, "batch_size": 100, "lr": 0.5}, run_dir=tmp_path,
+                on_event=events.append)
+    with pytest.raises(TrainingError, match="NaN/Inf.*learning rate \\(0.5\\) is probably too high"):
+        t.fit()
+    assert t.global_step == 5  # the NaN step was not applied
+    assert t.status == "failed" and events[-1]["status"] == "failed" and "learning rate" in events[-1]["message"]
+    from builder.checkpoint import read_checkpoint
+    tensors, meta = read_checkpoint(tmp_path / "checkpoints" / "last.safetensors")
+    assert meta["state"]["epoch"] == 1  # end of the first (good) epoch; 3 steps per epoch
+    assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_diverging_lr_is_caught():
+    ds = load_dataset("diabetes")
+    with pytest.raises(TrainingError, match="learning rate"):
+        Trainer(mlp(10, 1), ds, {"epochs": 20, "lr": 9.0, "optimizer": "sgd", "momentum": 0.99}).fit()
+
+
+# --------------------------------------------------------------------------------------------- jobs
+def test_job_pause_resume_stop(tmp_path):
+    ds = load_dataset("moons", n_samples=4000)
+    job = TrainingJob(Trainer(mlp(hidden=64), ds, {"epochs": 400, "batch_size": 8}, run_dir=tmp_path)).start()
+    deadline = time.time() + 30
+    while job.status != "running" and time.time() < deadline:
+        time.sleep(0.01)
+    job.pause()
+    while job.status != "paused" and time.time() < deadline:
+        time.sleep(0.01)
+    assert job.status == "paused"
+    step = job.trainer.global_step
+    time.sleep(0.2)
+    assert job.trainer.global_step == step
+    assert (tmp_path / "checkpoints" / "last.safetensors").is_file()
+    job.resume()
+    while job.trainer.global_step == step and time.time() < deadline:
+        time.sleep(0.01)
+    job.stop()
+    result = job.join(30)
+    assert result.status == "stopped" and not job.running
+    statuses = [e["status"] for e in job.channel.drain() if e["type"] == "status"]
+    assert statuses[:3] == ["running", "paused", "running"] and statuses[-1] == "stopped"
+    assert job.history["status"] == "stopped"
+
+
+def test_history_downsamples_step_points():
+    h = History(max_points=50)
+    for i in range(10_000):
+        h.add({"type": "step", "step": i, "loss": 1.0})
+    assert 25 <= len(h.steps) <= 50 and h.steps[-1][1] == 1.0
+    ch = Channel(max_points=20)
+    for i in range(1000):
+        ch.put({"type": "step", "step": i, "loss": float(i)})
+    assert len(ch.drain()) == 1000 and ch.drain() == [] and len(ch.history["steps"]) <= 20
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+def test_classification_metrics_match_sklearn():
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    pred = torch.tensor([0, 1, 1, 1, 2, 0, 2])
+    m = classification_metrics(pred, y, 3, ["a", "b", "c"])
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
+    assert m["accuracy"] == pytest.approx(5 / 7)
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    p, r, f, s = precision_recall_fscore_support(y, pred)
+    for i, c in enumerate("abc"):
+        assert m["per_class"][c]["precision"] == pytest.approx(p[i])
+        assert m["per_class"][c]["recall"] == pytest.approx(r[i])
+        assert m["per_class"][c]["f1"] == pytest.approx(f[i])
+        assert m["per_class"][c]["support"] == s[i]
+
+
+def test_evaluate_on_a_hand_checked_model():
+    lin = torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+        lin.bias.zero_()
+    X = torch.tensor([[-2.0], [-1.0], [1.0], [3.0]])
+    y = torch.tensor([0, 1, 1, 1])
+    res = evaluate(lin, X, y, "multiclass", class_names=["neg", "pos"])
+    assert res["accuracy"] == 0.75 and res["confusion_matrix"] == [[1, 0], [1, 2]]
+    reg = evaluate(torch.nn.Identity(), torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[1.0], [2.0], [3.0]]),
+                   "regression")
+    assert reg["r2"] == pytest.approx(1.0) and reg["mse"] == 0
+
+
+def test_tiny_custom_dataset_bundle():
+    X = torch.randn(40, 3)
+    y = (X[:, 0] > 0).long()
+    info = DatasetInfo(name="tiny", task="multiclass", modality="tabular", input_shape=(3,), num_classes=2,
+                       out_size=2, class_names=["n", "p"])
+    ds = Dataset(info, Split(X[:30], y[:30]), Split(X[30:35], y[30:35]), Split(X[35:], y[35:]))
+    r = Trainer(mlp(3, 2), ds, {"epochs": 2, "batch_size": 7}).fit()
+    assert r.status == "finished" and r.test["n"] == 5
+
+
+# ------------------------------------------------------------------------------- templates learn
+def _template_fit(template, dataset, epochs, **opts):
+    from builder.runs import prepare, build_model
+    from builder.templates import load_template
+
+    project, ds, cfg = prepare(load_template(template), dataset, {"epochs": epochs}, dataset_options=opts)
+    return Trainer(build_model(project.graph, cfg.seed), ds, cfg).fit()
+
+
+@pytest.mark.slow
+def test_digits_cnn_reaches_95_percent():
+    r = _template_fit("cnn", "digits", 30)
+    assert r.test["accuracy"] >= 0.95, r.test["accuracy"]
+
+
+@pytest.mark.slow
+def test_moons_mlp_reaches_95_percent():
+    r = _template_fit("mlp", "moons", 60)
+    assert r.test["accuracy"] >= 0.95, r.test["accuracy"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template,epochs", [("lstm", 4), ("transformer", 3)])
+def test_sequence_templates_beat_chance(template, epochs):
+    r = _template_fit(template, "sequence", epochs, n_samples=2000)
+    assert r.test["accuracy"] >= 0.8, r.test["accuracy"]  # chance is 0.5
+
+
+@pytest.mark.slow
+def test_autoencoder_template_loss_falls():
+    r = _template_fit("autoencoder", "digits", 10)
+    losses = [e["val_loss"] for e in r.history]
+    assert losses[-1] < 0.8 * losses[0]
