@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -13,7 +11,8 @@ from torch import nn
 from builder.errors import ExplainError
 from builder.sanity import forward_order, ig_completeness, randomisation_check, spearman, weighted_nodes
 
-warnings.filterwarnings("ignore", message=".*(require gradients|non-linear).*")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*require gradients:UserWarning"),
+              pytest.mark.filterwarnings("ignore:Setting forward, backward hooks:UserWarning")]
 
 
 class CNN(nn.Module):
