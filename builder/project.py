@@ -171,10 +171,26 @@ def parse_project(data: Any) -> Project:
     if "graph" not in data and "nodes" in data:
         # a bare graph is accepted too
         data = {"format": FORMAT, "version": VERSION, "graph": data}
+    _check_size(data.get("graph"))
     try:
         return Project.model_validate(data)
     except ValidationError as e:
         raise ProjectFormatError("invalid project file: " + _format_validation_error(e)) from None
+
+
+MAX_NODES = 5000
+MAX_EDGES = 20000
+
+
+def _check_size(graph: Any) -> None:
+    """Refuse enormous graphs before validating every node (a 10^5-node file is answered at once)."""
+    if not isinstance(graph, dict):
+        return
+    for key, limit in (("nodes", MAX_NODES), ("edges", MAX_EDGES)):
+        items = graph.get(key)
+        if isinstance(items, list) and len(items) > limit:
+            raise ProjectFormatError(f"a graph may have at most {limit} {key}; received: {len(items)} {key}. "
+                                     "Fix: split the model or group repeated parts into blocks")
 
 
 def load_project(source: str | Path | dict | bytes | Project) -> Project:
@@ -230,6 +246,7 @@ def as_graph(obj: Graph | Project | dict | str | Path) -> Graph:
     if isinstance(obj, Project):
         return obj.graph
     if isinstance(obj, dict) and "nodes" in obj and "graph" not in obj:
+        _check_size(obj)
         try:
             return Graph.model_validate(obj)
         except ValidationError as e:

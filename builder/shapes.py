@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import Problem
-from .project import Edge, as_graph
+from .project import Edge, Graph, as_graph
 from .registry import (
     TENSOR,
     TOKENS,
@@ -178,15 +178,21 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
     Returns:
         A ShapeReport; ``report.problems`` is empty when the graph is valid.
     """
-    graph = as_graph(graph)
     budget = budget or DEFAULT_BUDGET
+    raw = graph.get("graph", graph) if isinstance(graph, dict) else None
+    if isinstance(raw, dict) and isinstance(raw.get("nodes"), list) and len(raw["nodes"]) > budget.max_nodes:
+        graph = Graph()  # answer at once, without validating 10^5 node records
+        n_raw = len(raw["nodes"])
+    else:
+        graph = as_graph(graph)
+        n_raw = len(graph.nodes)
     problems: list[Problem] = []
     nodes: dict[str, NodeInfo] = {}
     specs: dict[str, LayerSpec] = {}
 
-    if len(graph.nodes) > budget.max_nodes:
+    if n_raw > budget.max_nodes:
         _err(problems, "too_many_nodes", f"a graph may have at most {budget.max_nodes} nodes; received: "
-             f"{len(graph.nodes)} nodes. Fix: group repeated parts or build a smaller graph")
+             f"{n_raw} nodes. Fix: group repeated parts or build a smaller graph")
         return ShapeReport({}, {}, problems, [], [], [], {})
 
     # ---- nodes: duplicates, types, params

@@ -1,0 +1,36 @@
+# LayerLab: `make app` launches the app, `make test` runs the whole test suite.
+# Both create .venv and install everything on first use (torch pinned by constraints.txt).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.layerlab-installed
+PORT   ?= 8501
+
+.PHONY: app test install lint bench frontend clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+app: $(STAMP)
+	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900
+
+lint: $(STAMP)
+	$(BIN)/ruff check builder pages tests bench app.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_core.py
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_explain.py
+
+frontend:
+	npm --prefix frontend ci && npm --prefix frontend run build
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts
