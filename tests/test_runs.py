@@ -1,0 +1,249 @@
+"""Run store: rows and curves, WAL, concurrency, interrupted-run recovery after a kill, transfer learning."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from builder.checkpoint import load_weights, read_checkpoint
+from builder.errors import GraphError, RunStoreError
+from builder.runs import RunStore, default_workspace, resume_run, run_training
+from builder.templates import load_template
+from builder.train import TrainingJob
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "ws")
+
+
+def test_default_workspace_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("LAYERLAB_WORKSPACE", raising=False)
+    assert default_workspace() == Path.home() / ".layerlab"
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "env"))
+    assert default_workspace() == tmp_path / "env"
+    assert default_workspace(tmp_path / "flag") == tmp_path / "flag"
+
+
+def test_rows_curves_and_delete(store):
+    assert sqlite3.connect(store.db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    rid = store.create_run(load_template("mlp"), "moons", {"n_samples": 100}, {"epochs": 2}, name="first")
+    run = store.get(rid)
+    assert run["status"] == "queued" and run["project"]["graph"]["nodes"] and run["config"]["epochs"] == 2
+    assert store.get(rid[:17])["id"] == rid  # unique prefix
+    store.update_status(rid, "running")
+    store.log_metrics(rid, [{"type": "step", "step": 1, "epoch": 0, "loss": 1.0},
+                            {"type": "epoch", "epoch": 1, "step": 1, "train_loss": 1.0, "val_loss": 0.9}])
+    assert store.metrics(rid) == [{"epoch": 1, "step": 1, "train_loss": 1.0, "val_loss": 0.9}]
+    assert store.metrics(rid, "step") == [{"step": 1, "epoch": 0, "loss": 1.0}]
+    store.finish(rid, "finished", {"val_loss": 0.9}, {"accuracy": 0.5})
+    run = store.get(rid)
+    assert run["status"] == "finished" and run["test_metrics"] == {"accuracy": 0.5} and run["finished_at"]
+    assert (store.run_dir(rid) / "model_card.md").is_file()
+    assert [r["id"] for r in store.list_runs()] == [rid] and store.list_runs(status="failed") == []
+    store.delete_run(rid)
+    assert not store.run_dir(rid).exists()
+    with pytest.raises(RunStoreError, match="no run"):
+        store.get(rid)
+
+
+def test_run_training_records_everything(store):
+    r = run_training(load_template("mlp"), "moons", {"epochs": 3, "log_every": 2}, store,
+                     dataset_options={"n_samples": 300})
+    run = store.get(r.run_id)
+    assert run["status"] == "finished" and run["epochs_done"] == 3
+    assert run["test_metrics"]["accuracy"] == r.test["accuracy"] and run["final_metrics"]["epoch"] == 3
+    assert len(store.metrics(r.run_id)) == 3 and store.metrics(r.run_id, "step")
+    d = store.run_dir(r.run_id)
+    for f in ("model.safetensors", "model_card.md", "project.json", "checkpoints/last.safetensors"):
+        assert (d / f).is_file(), f
+    assert sum(run["dataset_info"]["sizes"].values()) == 300 and run["environment"]["torch"] == torch.__version__
+
+
+def test_graph_mismatch_is_reported_and_adapt_fixes_it(store):
+    with pytest.raises(GraphError) as e:
+        run_training(load_template("mlp"), "digits", {"epochs": 1}, store)
+    assert {p.node for p in e.value.problems} == {"input", "head"}
+    assert store.list_runs() == []  # nothing recorded for a graph that cannot train
+    r = run_training(load_template("mlp"), "iris", {"epochs": 1}, store, adapt=True)
+    assert r.status == "finished"
+    assert store.get(r.run_id)["project"]["graph"]["nodes"][0]["params"]["shape"] == [4]
+
+
+def test_two_runs_at_once_in_threads(store):
+    jobs = [run_training(load_template("mlp"), "moons", {"epochs": 4, "log_every": 1, "seed": s}, store,
+                         dataset_options={"n_samples": 600}, background=True) for s in (1, 2)]
+    results = [j.join(120) for j in jobs]
+    assert all(r.status == "finished" for r in results)
+    for j in jobs:
+        assert store.get(j.run_id)["status"] == "finished" and len(store.metrics(j.run_id)) == 4
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from builder.runs import RunStore
+    store = RunStore(sys.argv[1])
+    rid = store.create_run({"graph": {"nodes": [], "edges": []}}, "moons", {}, {})
+    store.update_status(rid, "running")
+    for i in range(150):
+        store.log_metrics(rid, {"type": "epoch", "epoch": i + 1, "step": i, "train_loss": 1.0 / (i + 1)})
+    store.finish(rid, "finished", {"epoch": 150})
+    print(rid)
+""")
+
+
+def test_two_processes_writing_at_once(store):
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(store.workspace)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    ids = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    for rid in ids:
+        assert store.get(rid)["status"] == "finished" and len(store.metrics(rid)) == 150
+
+
+def test_mark_interrupted_leaves_live_runs_alone(store):
+    rid = store.create_run(load_template("mlp"), "moons", {}, {})
+    store.update_status(rid, "running")  # this process: alive
+    assert RunStore(store.workspace).get(rid)["status"] == "running"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store._write("UPDATE runs SET pid = ? WHERE id = ?", (dead.pid, rid))
+    assert store.mark_interrupted() == [rid]
+    assert store.get(rid)["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_killed_run_is_marked_interrupted_and_resumes(tmp_path):
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "builder.cli_train", "train", "mlp", "--dataset", "moons", "--dataset-option",
+           "n_samples=20000", "--batch-size", "8", "--epochs", "200", "--workspace", str(ws), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 180
+    store = None
+    try:
+        while time.time() < deadline:
+            if (ws / "layerlab.db").exists():
+                store = RunStore(ws, mark_interrupted=False)
+                runs = store.list_runs()
+                if runs and (runs[0]["epochs_done"] or 0) >= 1:
+                    break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the training process did not complete an epoch in time")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    rid = store.list_runs()[0]["id"]
+    assert store.get(rid)["status"] == "running"
+    store = RunStore(ws)  # opening marks it
+    run = store.get(rid)
+    assert run["status"] == "interrupted" and "resume" in run["message"]
+    _, meta = read_checkpoint(store.checkpoint_path(rid))
+    done = meta["state"]["epoch"]
+    assert done >= 1
+    result = resume_run(rid, store, overrides={"epochs": done + 1})
+    assert result.status == "finished" and result.test["accuracy"] > 0.9
+    run = store.get(rid)
+    assert run["status"] == "finished" and run["config"]["epochs"] == done + 1
+    assert [e["epoch"] for e in store.metrics(rid)] == list(range(1, done + 2))
+    with pytest.raises(RunStoreError, match="already finished"):
+        resume_run(rid, store)
+
+
+def test_resume_errors(store):
+    with pytest.raises(RunStoreError, match="no run"):
+        resume_run("nope", store)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {})
+    store.update_status(rid, "stopped")
+    (store.run_dir(rid) / "checkpoints" / "last.safetensors").unlink(missing_ok=True)
+    with pytest.raises(RunStoreError, match="no checkpoint"):
+        resume_run(rid, store)
+
+
+def test_stopped_job_resumes_to_the_same_weights_as_uninterrupted(store):
+    cfg = {"epochs": 3, "batch_size": 16, "seed": 3}
+    full = run_training(load_template("mlp"), "moons", cfg, store, dataset_options={"n_samples": 300})
+
+    class StopAtTwo:
+        def on_train_begin(self, trainer):
+            trainer._stop_at_step = 20
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            return None
+
+        def on_train_end(self, trainer, result):
+            pass
+
+    part = run_training(load_template("mlp"), "moons", cfg, store, [StopAtTwo()], dataset_options={"n_samples": 300})
+    assert part.status == "stopped" and store.get(part.run_id)["status"] == "stopped"
+    done = resume_run(part.run_id, store)
+    assert done.status == "finished" and done.test["accuracy"] == pytest.approx(full.test["accuracy"])
+    assert done.test["confusion_matrix"] == full.test["confusion_matrix"]
+    a, _ = load_weights(store.weights_path(full.run_id))
+    b, _ = load_weights(store.weights_path(part.run_id))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert [e["epoch"] for e in store.metrics(part.run_id)] == [1, 2, 3]
+
+
+def test_transfer_learning_by_node_id_and_freeze(store):
+    src = run_training(load_template("mlp"), "moons", {"epochs": 2}, store)
+    src_w, _ = load_weights(store.weights_path(src.run_id))
+    dst = run_training(load_template("mlp"), "moons", {"epochs": 2, "lr": 0.05, "init_from": src.run_id,
+                                                        "init_nodes": ["fc1", "fc2"], "freeze": ["fc1"]}, store)
+    dst_w, _ = load_weights(store.weights_path(dst.run_id))
+    assert torch.equal(src_w["fc1.weight"], dst_w["fc1.weight"])  # loaded and frozen
+    assert not torch.equal(src_w["fc2.weight"], dst_w["fc2.weight"])  # loaded, then trained
+    # a different input width: fc1 is skipped (shape), the rest loads
+    from builder.runs import build_model, transfer_weights
+    from builder.data import adapt_graph, load_dataset
+    import json
+    g = adapt_graph(load_template("mlp").graph, load_dataset("iris").info)
+    model = build_model(g)
+    _, md = load_weights(store.weights_path(src.run_id))
+    rep = transfer_weights(model, src_w, json.loads(md["layerlab_names"]))
+    assert "fc2" in rep["loaded"] and any(s.startswith("fc1: shapes differ") for s in rep["skipped"])
+
+
+def test_freeze_unknown_node(store):
+    from builder.errors import TrainingError
+    with pytest.raises(TrainingError, match="cannot freeze 'nope'"):
+        run_training(load_template("mlp"), "moons", {"epochs": 1, "freeze": ["nope"]}, store)
+    assert store.list_runs()[0]["status"] == "failed"
+
+
+def test_job_with_store_reports_pause_status(store):
+    job = run_training(load_template("mlp"), "moons", {"epochs": 300, "batch_size": 4}, store,
+                       dataset_options={"n_samples": 2000}, background=True)
+    assert isinstance(job, TrainingJob)
+    deadline = time.time() + 30
+    while job.status != "running" and time.time() < deadline:
+        time.sleep(0.01)
+    job.pause()
+    while store.get(job.run_id)["status"] != "paused" and time.time() < deadline:
+        time.sleep(0.02)
+    assert store.get(job.run_id)["status"] == "paused"
+    job.stop()
+    job.join(30)
+    assert store.get(job.run_id)["status"] == "stopped"
