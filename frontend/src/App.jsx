@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import {
   ReactFlow,
   ReactFlowProvider,
@@ -7,6 +7,7 @@ import {
   Background,
   BackgroundVariant,
   useReactFlow,
+  useNodesInitialized,
   applyNodeChanges,
   applyEdgeChanges,
 } from '@xyflow/react';
@@ -14,6 +15,7 @@ import LayerNode from './LayerNode.jsx';
 import ShapeEdge from './ShapeEdge.jsx';
 import Palette from './Palette.jsx';
 import { CanvasContext } from './context.js';
+import { createAnnotationStore } from './annotations.js';
 import { layeredLayout } from './layout.js';
 import {
   colorFor,
@@ -127,6 +129,13 @@ function Canvas({ data, api, store }) {
   paletteRef.current = paletteMap;
   const annRef = useRef(annotations);
   annRef.current = annotations;
+  const annStore = useMemo(() => {
+    const st = createAnnotationStore();
+    st.set(annotations);
+    return st;
+  }, []); // eslint-disable-line react-hooks/exhaustive-deps
+  // Before paint: only nodes/edges whose annotation changed re-render.
+  useLayoutEffect(() => annStore.set(annotations), [annStore, annotations]);
   const apiRef = useRef(api);
   apiRef.current = api;
   const draggingRef = useRef(false);
@@ -146,6 +155,33 @@ function Canvas({ data, api, store }) {
     store.revision = revRef.current;
     store.history = historyRef.current;
   }, [nodes, edges, store]);
+
+  // Fit the graph; when that would make it unreadably small (long chains),
+  // show its input side at a readable zoom instead.
+  const initialView = useCallback(() => {
+    const nds = nodesRef.current;
+    const el = flowRef.current;
+    if (!nds.length || !el) return;
+    const b = rf.getNodesBounds(nds);
+    const w = el.clientWidth;
+    const hgt = el.clientHeight;
+    const fitZoom = Math.min((w * 0.8) / Math.max(b.width, 1), (hgt * 0.8) / Math.max(b.height, 1));
+    if (fitZoom >= 0.4) {
+      rf.fitView({ padding: 0.2, maxZoom: 1.1 });
+      return;
+    }
+    const zoom = 0.6;
+    const y = b.height * zoom < hgt ? hgt / 2 - (b.y + b.height / 2) * zoom : 40 - b.y * zoom;
+    rf.setViewport({ x: 40 - b.x * zoom, y, zoom });
+  }, [rf]);
+  const nodesInitialized = useNodesInitialized();
+  const viewDone = useRef(false);
+  useEffect(() => {
+    if (nodesInitialized && !viewDone.current) {
+      viewDone.current = true;
+      initialView();
+    }
+  }, [nodesInitialized, initialView]);
 
   const showToast = useCallback((text, kind = 'info') => {
     clearTimeout(toastTimer.current);
@@ -173,6 +209,7 @@ function Canvas({ data, api, store }) {
     if (text === lastSentRef.current) return;
     lastSentRef.current = text;
     store.lastSent = text;
+    performance.mark?.('layerlab:canvas:send');
     apiRef.current.setStateValue?.('value', payload);
   }, [commitSeq, store]);
 
@@ -254,7 +291,7 @@ function Canvas({ data, api, store }) {
     // Python already has this graph; only positions it did not give are news.
     lastSentRef.current = JSON.stringify({ graph: toPy(nds, edgesRef.current), selected: primarySelection(nds), revision: rev });
     if (g.missingPositions) commit();
-    setTimeout(() => rf.fitView({ padding: 0.2, maxZoom: 1.1, duration: 200 }), 60);
+    setTimeout(initialView, 80);
   }, [data.revision]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // ---- Python may select a node (e.g. from its inspector) ----
@@ -476,10 +513,10 @@ function Canvas({ data, api, store }) {
       return { nodes: next, edges: eds };
     });
     setMenu(null);
-    setTimeout(() => rf.fitView({ padding: 0.15, maxZoom: 1.1, duration: 250 }), changed ? 40 : 0);
-  }, [mutate, rf]);
+    setTimeout(initialView, changed ? 40 : 0);
+  }, [mutate, initialView]);
 
-  const fit = useCallback(() => rf.fitView({ padding: 0.15, maxZoom: 1.1, duration: 250 }), [rf]);
+  const fit = useCallback(() => rf.fitView({ padding: 0.15, maxZoom: 1.1, minZoom: 0.03, duration: 250 }), [rf]);
 
   const startRename = useCallback((id) => {
     setMenu(null);
@@ -561,7 +598,7 @@ function Canvas({ data, api, store }) {
       if (!clean || ids.length < 2) return;
       apiRef.current.setTriggerValue?.('event', { type: 'group', nodes: ids, name: clean });
       setGroupForm(null);
-      showToast(`Block “${clean}” created from ${ids.length} layers`);
+      showToast(`Creating block “${clean}” from ${ids.length} layers`);
     },
     [selectedIds, showToast],
   );
@@ -707,10 +744,11 @@ function Canvas({ data, api, store }) {
 
   // ---- derived view data ----
   const problems = Array.isArray(annotations.summary?.problems) ? annotations.summary.problems : [];
-  const problemEdges = useMemo(() => new Set(problems.filter((p) => p && p.edge).map((p) => String(p.edge))), [problems]);
+  const problemEdgeKey = problems.filter((p) => p && p.edge).map((p) => String(p.edge)).sort().join('\n');
+  const problemEdges = useMemo(() => new Set(problemEdgeKey ? problemEdgeKey.split('\n') : []), [problemEdgeKey]);
   const ctx = useMemo(
-    () => ({ paletteMap, annotations, problemEdges, renamingId, startRename, finishRename }),
-    [paletteMap, annotations, problemEdges, renamingId, startRename, finishRename],
+    () => ({ paletteMap, annStore, problemEdges, renamingId, startRename, finishRename }),
+    [paletteMap, annStore, problemEdges, renamingId, startRename, finishRename],
   );
   const selCount = nodes.reduce((a, n) => a + (n.selected ? 1 : 0), 0);
   const selEdgeCount = edges.reduce((a, e) => a + (e.selected ? 1 : 0), 0);
@@ -818,10 +856,8 @@ function Canvas({ data, api, store }) {
               deleteKeyCode={null}
               multiSelectionKeyCode={['Control', 'Meta']}
               selectionKeyCode="Shift"
-              minZoom={0.1}
+              minZoom={0.03}
               maxZoom={2}
-              fitView
-              fitViewOptions={{ padding: 0.2, maxZoom: 1.1 }}
               connectionRadius={24}
               elevateNodesOnSelect
             >

@@ -1,6 +1,7 @@
 import { memo, useContext, useEffect, useRef, useState } from 'react';
 import { Handle, Position } from '@xyflow/react';
 import { CanvasContext } from './context.js';
+import { useAnnotation } from './annotations.js';
 import { colorFor, formatCount, portsOf, outKind, inKind } from './graph.js';
 
 function RenameInput({ initial, onDone }) {
@@ -38,7 +39,7 @@ function RenameInput({ initial, onDone }) {
 function LayerNode({ id, data, selected }) {
   const ctx = useContext(CanvasContext);
   const entry = ctx.paletteMap.get(data.ltype);
-  const ann = ctx.annotations.nodes?.[id] || {};
+  const ann = useAnnotation(ctx.annStore, 'nodes', id);
   const errors = Array.isArray(ann.errors) ? ann.errors.filter((m) => m != null).map(String) : [];
   const { inputs, outputs } = portsOf(entry);
   const category = entry?.category || (data.ltype === 'Input' ? 'Inputs' : null);
@@ -76,7 +77,7 @@ function LayerNode({ id, data, selected }) {
       </div>
       <div className="ll-node-sub">
         <span className="ll-node-type">{data.ltype}{data.label ? <span className="ll-node-id"> · {id}</span> : null}</span>
-        <span className="ll-node-params">{params != null ? `${params} params` : ''}</span>
+        <span className={`ll-node-params${Number(ann.params) === 0 ? ' is-zero' : ''}`}>{params != null ? `${params} params` : ''}</span>
       </div>
       {rows > 0 && (
         <div className="ll-ports">

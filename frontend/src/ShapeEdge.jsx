@@ -1,11 +1,12 @@
 import { memo, useContext } from 'react';
 import { BaseEdge, EdgeLabelRenderer, getBezierPath } from '@xyflow/react';
 import { CanvasContext } from './context.js';
+import { useAnnotation } from './annotations.js';
 
 function ShapeEdge({ id, sourceX, sourceY, targetX, targetY, sourcePosition, targetPosition, selected, markerEnd }) {
   const ctx = useContext(CanvasContext);
   const [path, labelX, labelY] = getBezierPath({ sourceX, sourceY, sourcePosition, targetX, targetY, targetPosition });
-  const shape = ctx.annotations.edges?.[id]?.shape;
+  const shape = useAnnotation(ctx.annStore, 'edges', id).shape;
   const bad = ctx.problemEdges.has(id);
   const cls = `ll-edge${selected ? ' is-selected' : ''}${bad ? ' is-bad' : ''}`;
   return (

@@ -2,7 +2,7 @@ import { createContext } from 'react';
 
 export const CanvasContext = createContext({
   paletteMap: new Map(),
-  annotations: {},
+  annStore: null,
   problemEdges: new Set(),
   renamingId: null,
   startRename: () => {},

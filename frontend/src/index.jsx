@@ -12,6 +12,7 @@ const stores = new Map(); // Python key -> live editing state (survives remounts
 
 export default function mountGraphCanvas(component) {
   const { data, parentElement, setStateValue, setTriggerValue } = component;
+  performance.mark?.('layerlab:canvas:data');
   let entry = mounts.get(parentElement);
   if (!entry) {
     const host = document.createElement('div');

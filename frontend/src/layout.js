@@ -6,7 +6,7 @@ const DEFAULT_H = 96;
 // Layered left-to-right layout. Returns a Map id -> {x, y} (top-left corner).
 export function layeredLayout(nodes, edges) {
   const g = new dagre.graphlib.Graph({ multigraph: true });
-  g.setGraph({ rankdir: 'LR', nodesep: 36, ranksep: 80, edgesep: 16, marginx: 20, marginy: 20 });
+  g.setGraph({ rankdir: 'LR', nodesep: 36, ranksep: 120, edgesep: 16, marginx: 20, marginy: 20 });
   g.setDefaultEdgeLabel(() => ({}));
   for (const n of nodes) {
     const w = n.measured?.width || n.width || DEFAULT_W;

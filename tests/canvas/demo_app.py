@@ -173,5 +173,5 @@ if result and result["event"]:
 with st.container(key="canvas_state"):
     st.code(
         json.dumps({"runs": ss.runs, "revision": ss.revision, "result": result, "events": ss.events}, sort_keys=True),
-        language="json",
+        language=None,
     )

@@ -1,0 +1,409 @@
+"""End-to-end test of the graph canvas in headless Chromium with real mouse moves.
+
+Runs tests/canvas/demo_app.py with `streamlit run` and drives /usr/bin/chromium
+through playwright.sync_api (no `playwright install`). Screenshots go to
+test-artifacts/. Skipped when Chromium or Playwright is missing, unless CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "tests" / "canvas" / "demo_app.py"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("LAYERLAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (required when CI=true)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, env_extra: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        env = dict(os.environ)
+        env.update(env_extra or {})
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+        self.log = open(ARTIFACTS / f"streamlit-{self.port}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamlit", "run", str(APP),
+                "--server.address", "127.0.0.1",
+                "--server.port", str(self.port),
+                "--server.headless", "true",
+                "--server.fileWatcherType", "none",
+                "--browser.gatherUsageStats", "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited early, see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.25)
+        raise RuntimeError("streamlit did not become healthy")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the group we created: streamlit and its children
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+        _missing(f"Chromium not found at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright (python) is not installed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_app(browser, server: Server):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    dialogs: list[str] = []
+    errors: list[str] = []
+
+    def on_dialog(d):
+        dialogs.append(d.message)
+        d.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    page.locator(".react-flow__node").first.wait_for(timeout=30000)
+    wait_state(page, lambda s: s["runs"] >= 1)
+    return page, dialogs, errors
+
+
+def state(page) -> dict:
+    return json.loads(page.locator(".st-key-canvas_state code").inner_text())
+
+
+def wait_state(page, pred, timeout=10.0):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = state(page)
+            if pred(last):
+                return last
+        except Exception:  # the code block is being replaced by a rerun
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"Python state never matched; last: {json.dumps(last)[:800]}")
+
+
+def graph_of(s) -> dict:
+    r = s.get("result") or {}
+    return r.get("graph") or {"nodes": [], "edges": []}
+
+
+def node_ids(s) -> set[str]:
+    return {n["id"] for n in graph_of(s)["nodes"]}
+
+
+def center(locator):
+    box = locator.bounding_box()
+    assert box, "element not visible"
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def drag(page, src, dst, steps=15):
+    page.mouse.move(*src)
+    page.mouse.down()
+    page.mouse.move(*dst, steps=steps)
+    page.mouse.up()
+    return time.time()  # when the change was committed (mouse released)
+
+
+def handle(page, node_id, kind):
+    return page.locator(f'[data-node-id="{node_id}"] .react-flow__handle.{kind}').first
+
+
+TIMER_JS = """
+() => {
+  window.__llUp = 0;
+  window.addEventListener('pointerup', () => { window.__llUp = performance.now(); }, true);
+  window.__llWait = (sel, text) => new Promise((resolve) => {
+    const t0 = performance.now();
+    const tick = () => {
+      const hosts = document.querySelectorAll('[data-testid="stBidiComponentIsolated"]');
+      for (const h of hosts) {
+        const el = h.shadowRoot && h.shadowRoot.querySelector(sel);
+        if (el && (!text || el.textContent.includes(text))) return resolve(performance.now() - window.__llUp);
+      }
+      if (performance.now() - t0 > 10000) return resolve(-1);
+      requestAnimationFrame(tick);
+    };
+    tick();
+  });
+}
+"""
+
+
+def install_timer(page):
+    page.evaluate(TIMER_JS)
+
+
+def ms_until(page, selector, text=None):
+    """Milliseconds from the last mouse release until `selector` (with `text`) is on screen, measured in the page."""
+    ms = page.evaluate("([s, t]) => window.__llWait(s, t)", [selector, text])
+    assert ms >= 0, f"{selector} never showed {text!r}"
+    return ms
+
+
+def settle(page, seconds=0.8):
+    """Wait and make sure no rerun is in flight."""
+    time.sleep(seconds)
+
+
+def test_canvas_editing_end_to_end(browser):
+    server = Server()
+    figures = {}
+    try:
+        page, dialogs, errors = open_app(browser, server)
+        install_timer(page)
+        page.screenshot(path=str(ARTIFACTS / "canvas-01-initial.png"))
+        settle(page)
+        s0 = state(page)
+
+        # 1. drag Linear from the palette onto the canvas
+        flow = page.locator(".ll-flow").bounding_box()
+        target = (flow["x"] + flow["width"] * 0.74, flow["y"] + flow["height"] * 0.55)
+        drag(page, center(page.locator('[data-testid="palette-Linear"]')), target, steps=20)
+        figures["drop_node_visible_ms"] = round(ms_until(page, '[data-testid="node-linear_1"]'))
+        figures["drop_annotation_ms"] = round(ms_until(page, '[data-testid="node-linear_1"] .ll-node-params', "20 params"))
+        s1 = wait_state(page, lambda s: "linear_1" in node_ids(s))
+        settle(page)
+        s1 = state(page)
+        assert s1["runs"] - s0["runs"] == 1, "a palette drop must cause exactly one rerun"
+        lin = next(n for n in graph_of(s1)["nodes"] if n["id"] == "linear_1")
+        assert lin["type"] == "Linear" and lin["params"] == {"out_features": 4, "bias": True}
+        assert s1["result"]["selected"] == "linear_1"
+        # Python's annotations for the new node show in the same rerun
+        assert "(B, 4)" in page.locator('[data-testid="node-linear_1"] .ll-node-shape').inner_text()
+        assert "20 params" in page.locator('[data-testid="node-linear_1"]').inner_text()
+
+        # 2. a wrong connection (tokens -> Linear) is refused in the browser, 0 reruns
+        drag(page, center(handle(page, "input_2", "source")), center(handle(page, "linear_1", "target")))
+        settle(page)
+        s2 = state(page)
+        assert page.locator(".react-flow__edge").count() == 0
+        assert s2["runs"] == s1["runs"], "a refused connection must not rerun"
+        assert graph_of(s2)["edges"] == []
+        assert "Embedding" in page.locator(".ll-toast").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "canvas-02-refused.png"))
+
+        # 3. connect Input -> Linear: edge with its shape label from Python
+        drag(page, center(handle(page, "input_1", "source")), center(handle(page, "linear_1", "target")))
+        figures["connect_to_shape_label_ms"] = round(ms_until(page, '[data-testid="edge-label-input_1->linear_1"]', "(B, 4)"))
+        label = page.locator('[data-testid="edge-label-input_1->linear_1"]')
+        assert label.inner_text() == "(B, 4)"
+        settle(page)
+        s3 = state(page)
+        assert s3["runs"] - s2["runs"] == 1
+        assert graph_of(s3)["edges"] == [
+            {"id": "input_1->linear_1", "source": "input_1", "target": "linear_1", "source_port": "out", "target_port": "in"}
+        ]
+        # a second edge into the single input port is refused too
+        drag(page, center(handle(page, "input_2", "source")), center(handle(page, "linear_1", "target")))
+        settle(page, 0.5)
+        assert page.locator(".react-flow__edge").count() == 1
+
+        # 4. moving a node: many pointer moves, one rerun on drag stop
+        title = page.locator('[data-testid="node-linear_1"] .ll-node-sub')
+        x, y = center(title)
+        s_before = state(page)
+        drag(page, (x, y), (x + 60, y + 90), steps=40)
+        s4 = wait_state(page, lambda s: next(n for n in graph_of(s)["nodes"] if n["id"] == "linear_1")["position"] != lin["position"])
+        settle(page)
+        s4 = state(page)
+        assert s4["runs"] - s_before["runs"] == 1, "a 40-step drag must cause one rerun"
+
+        # 5. rename to an HTML string: shown literally, nothing executes
+        page.locator('[data-testid="node-linear_1"] .ll-node-title').dblclick()
+        box = page.locator('[data-testid="node-linear_1"] input.ll-rename')
+        box.wait_for()
+        box.fill(XSS)
+        box.press("Enter")
+        s5 = wait_state(page, lambda s: any(n.get("label") == XSS for n in graph_of(s)["nodes"]))
+        assert page.locator('[data-testid="node-linear_1"] .ll-node-title').inner_text() == XSS
+        assert page.locator(".ll-root img").count() == 0
+        time.sleep(0.5)
+        assert dialogs == [], f"a dialog fired: {dialogs}"
+        page.screenshot(path=str(ARTIFACTS / "canvas-03-renamed.png"))
+
+        # 6. errors from Python: a node labelled "bad" gets a red ring, a badge and a problem entry
+        page.locator('[data-testid="node-input_1"] .ll-node-title').click(button="right")
+        page.locator('.ll-menu button:has-text("Rename")').click()
+        box = page.locator('[data-testid="node-input_1"] input.ll-rename')
+        box.fill("bad")
+        box.press("Enter")
+        badge = page.locator('[data-testid="badge-input_1"]')
+        badge.wait_for(timeout=5000)
+        assert badge.inner_text().strip().startswith("1")
+        assert "has-error" in page.locator('[data-testid="node-input_1"]').get_attribute("class")
+        badge.hover()
+        assert page.locator('[data-testid="badge-input_1"] .ll-tip').is_visible()
+        page.screenshot(path=str(ARTIFACTS / "canvas-04-error.png"))
+        page.locator(".react-flow__pane").click(position={"x": 30, "y": 30})  # deselect
+        wait_state(page, lambda s: s["result"]["selected"] is None)
+        page.locator(".ll-problems-btn").click()
+        page.locator(".ll-problem").first.click()
+        wait_state(page, lambda s: s["result"]["selected"] == "input_1")
+        page.screenshot(path=str(ARTIFACTS / "canvas-05-problems.png"))
+        page.keyboard.press("Escape")
+
+        # 7. delete with the keyboard
+        page.locator('[data-testid="node-linear_1"] .ll-node-sub').click()
+        wait_state(page, lambda s: s["result"]["selected"] == "linear_1")
+        settle(page, 0.4)
+        before = state(page)
+        page.keyboard.press("Delete")
+        page.locator('[data-testid="node-linear_1"]').wait_for(state="detached", timeout=3000)
+        s7 = wait_state(page, lambda s: "linear_1" not in node_ids(s))
+        assert graph_of(s7)["edges"] == []
+        settle(page)
+        assert state(page)["runs"] - before["runs"] == 1
+
+        # 8. undo restores node, label and edge (toolbar button and Ctrl+Z both work)
+        page.keyboard.press("Control+z")
+        page.locator('[data-testid="node-linear_1"]').wait_for(timeout=3000)
+        s8 = wait_state(page, lambda s: "linear_1" in node_ids(s) and len(graph_of(s)["edges"]) == 1)
+        assert any(n.get("label") == XSS for n in graph_of(s8)["nodes"])
+        page.locator('button[aria-label="Redo"]').click()
+        wait_state(page, lambda s: "linear_1" not in node_ids(s))
+        page.locator('button[aria-label="Undo"]').click()
+        wait_state(page, lambda s: "linear_1" in node_ids(s))
+
+        # 9. copy / paste
+        page.locator('[data-testid="node-linear_1"] .ll-node-sub').click()
+        page.keyboard.press("Control+c")
+        page.keyboard.press("Control+v")
+        page.locator('[data-testid="node-linear_2"]').wait_for(timeout=3000)
+        wait_state(page, lambda s: "linear_2" in node_ids(s))
+
+        # 10. multi-select with Ctrl-click, then group as a block (inline name, one-shot event)
+        page.locator('[data-testid="node-linear_1"] .ll-node-head').click(position={"x": 12, "y": 8})
+        page.keyboard.down("Control")
+        page.locator('[data-testid="node-linear_2"] .ll-node-shape').click()
+        page.keyboard.up("Control")
+        page.locator('button:has-text("Group as block")').click()
+        name = page.locator('input[aria-label="Block name"]')
+        name.fill("My block")
+        create = page.locator('button:has-text("Create block")')
+        assert create.is_enabled(), "typing a name must enable Create block"
+        page.screenshot(path=str(ARTIFACTS / "canvas-06-group.png"))
+        assert page.locator(".ll-counts").inner_text().startswith("2 selected")
+        name.press("Enter")
+        s10 = wait_state(page, lambda s: len(s["events"]) == 1)
+        ev = s10["events"][0]
+        assert ev["type"] == "group" and ev["name"] == "My block"
+        assert sorted(ev["nodes"]) == ["linear_1", "linear_2"]
+
+        # 11. auto-layout and palette search
+        page.locator('button:has-text("Auto-layout")').click()
+        wait_state(page, lambda s: True)
+        page.locator('input[aria-label="Search layers"]').fill("emb")
+        assert page.locator(".ll-item").count() == 1
+        page.screenshot(path=str(ARTIFACTS / "canvas-07-final.png"))
+        assert not errors, f"page errors: {errors}"
+        print("FIGURES", json.dumps(figures))
+        (ARTIFACTS / "canvas-figures.json").write_text(json.dumps(figures, indent=2))
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("n_nodes", [100, 300])
+def test_canvas_large_graphs(browser, n_nodes):
+    server = Server({"LAYERLAB_DEMO_NODES": str(n_nodes)})
+    try:
+        page, _dialogs, errors = open_app(browser, server)
+        deadline = time.time() + 30
+        while time.time() < deadline and page.locator(".react-flow__node").count() < n_nodes:
+            time.sleep(0.2)
+        assert page.locator(".react-flow__node").count() == n_nodes
+        page.screenshot(path=str(ARTIFACTS / f"canvas-large-{n_nodes}.png"))
+        settle(page, 1.0)
+        if n_nodes == 100:
+            install_timer(page)
+            # one committed change on a 100-node graph (a node move): one rerun
+            s0 = state(page)
+            assert page.locator('[data-testid="node-input_1"]').is_visible()
+            x, y = center(page.locator('[data-testid="node-linear_1"] .ll-node-sub'))
+            drag(page, (x, y), (x + 30, y + 40), steps=30)
+            wait_state(page, lambda s: s["runs"] > s0["runs"])
+            settle(page)
+            s1 = state(page)
+            assert s1["runs"] - s0["runs"] == 1
+            # drop a node: time from mouse release until Python's annotation is on screen
+            flow = page.locator(".ll-flow").bounding_box()
+            drag(page, center(page.locator('[data-testid="palette-Linear"]')), (flow["x"] + 250, flow["y"] + 150))
+            new_id = f"linear_{n_nodes}"  # ids 1..n-1 are taken, the next fresh Linear id is n
+            drop_ms = ms_until(page, f'[data-testid="node-{new_id}"] .ll-node-shape', "(B, 4)")
+            settle(page)
+            s2 = state(page)
+            assert s2["runs"] - s1["runs"] == 1
+            assert new_id in node_ids(s2)
+            figures = {"n_nodes": n_nodes, "drop_to_annotation_ms": round(drop_ms)}
+            print("FIGURES", json.dumps(figures))
+            (ARTIFACTS / "canvas-figures-100.json").write_text(json.dumps(figures, indent=2))
+            assert drop_ms < 1000
+        assert not errors, f"page errors: {errors}"
+    finally:
+        server.stop()
