@@ -1,0 +1,104 @@
+"""Headless CLI: train with progress and test metrics, runs list/show/resume/delete, export --run, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from builder import cli, cli_train
+from builder.runs import build_model
+from builder.templates import load_template
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _train(capsys, ws, *extra):
+    rc = cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "3", "--workspace", str(ws), *extra])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_train_prints_progress_test_metrics_and_run_id(tmp_path, capsys):
+    rc, out, err = _train(capsys, tmp_path)
+    assert rc == 0, err
+    assert re.search(r"^test accuracy 0\.\d{3}$", out, re.M)
+    run_id = re.search(r"^run id (\S+)$", out, re.M).group(1)
+    assert "epoch 3/3 [####################] loss" in err and "val_accuracy" in err and "ETA" in err
+    assert (tmp_path / "runs" / run_id / "model.safetensors").is_file()
+
+
+def test_runs_list_show_resume_delete_and_export(tmp_path, capsys):
+    _, out, _ = _train(capsys, tmp_path, "--quiet", "--lr", "0.02", "--optimizer", "sgd", "--seed", "4")
+    rid = re.search(r"^run id (\S+)$", out, re.M).group(1)
+    assert cli.main(["runs", "list", "--workspace", str(tmp_path)]) == 0
+    assert rid in capsys.readouterr().out
+    assert cli.main(["runs", "show", rid, "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "status      finished" in out and "optimizer=sgd" in out and "test accuracy" in out
+    assert cli.main(["runs", "show", rid, "--json", "--workspace", str(tmp_path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["config"]["lr"] == 0.02 and len(data["curve"]) == 3
+    assert cli.main(["runs", "show", rid, "--card", "--workspace", str(tmp_path)]) == 0
+    assert "## Test metrics" in capsys.readouterr().out
+
+    assert cli.main(["runs", "resume", rid, "--workspace", str(tmp_path)]) == 2
+    assert "already finished" in capsys.readouterr().err
+    assert cli.main(["runs", "resume", rid, "--epochs", "5", "--quiet", "--workspace", str(tmp_path)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert cli.main(["runs", "show", rid, "--json", "--workspace", str(tmp_path)]) == 0
+    assert [e["epoch"] for e in json.loads(capsys.readouterr().out)["curve"]] == [1, 2, 3, 4, 5]
+
+    w = tmp_path / "w.safetensors"
+    assert cli.main(["export", "--run", rid, "--format", "safetensors", "-o", str(w), "--workspace", str(tmp_path)]) == 0
+    model = build_model(load_template("mlp").graph)
+    model.load_state_dict(load_file(str(w)))
+    assert cli.main(["export", "--run", rid, "--workspace", str(tmp_path)]) == 0  # default: source + weights
+    exports = tmp_path / "runs" / rid / "exports"
+    assert (exports / "model.py").is_file() and (exports / "model.safetensors").is_file()
+    capsys.readouterr()
+    assert cli.main(["runs", "delete", rid, "--workspace", str(tmp_path)]) == 0
+    assert not (tmp_path / "runs" / rid).exists()
+
+
+def test_errors_have_exit_codes(tmp_path, capsys):
+    assert cli.main(["train", "mlp", "--dataset", "nope", "--workspace", str(tmp_path)]) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
+    assert cli.main(["train", "mlp", "--dataset", "digits", "--workspace", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "node input: Input shape [2]" in out and "node head:" in out
+    assert cli.main(["train", "mlp", "--dataset", "moons", "--lr", "-1", "--workspace", str(tmp_path)]) == 2
+    assert "lr" in capsys.readouterr().err
+    assert cli.main(["runs", "show", "missing", "--workspace", str(tmp_path)]) == 2
+    assert cli.main(["train", str(tmp_path / "none.json"), "--workspace", str(tmp_path)]) == 2
+
+
+def test_csv_adapt_and_standalone_entry(tmp_path, capsys):
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,kind\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{'x' if i % 7 > 3 else 'y'}" for i in range(120)))
+    rc = cli_train.main(["train", "mlp", "--data-path", str(csv), "--target", "kind", "--adapt", "--epochs", "2",
+                         "--quiet", "--workspace", str(tmp_path), "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    res = json.loads(out)
+    assert res["status"] == "finished" and res["test"]["n"] == 18
+    assert cli_train.main(["runs", "list", "--json", "--workspace", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["dataset_name"] == "csv"
+
+
+def test_nan_run_reports_failure(tmp_path, capsys):
+    rc = cli.main(["train", "mlp", "--dataset", "diabetes", "--adapt", "--epochs", "20", "--lr", "9", "--optimizer",
+                   "sgd", "--momentum", "0.99", "--quiet", "--workspace", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "NaN/Inf" in err and "learning rate (9) is probably too high" in err and "run id" in out
+    assert cli.main(["runs", "list", "--workspace", str(tmp_path)]) == 0
+    assert "failed" in capsys.readouterr().out
