@@ -197,13 +197,13 @@ def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
     progress = Progress(epochs, enabled=not args.quiet)
     job = start(progress)
     try:
-        while job.running:
-            job.join(0.2)
+        while not job.wait(0.2):
+            pass
     except KeyboardInterrupt:
         print("\nstopping (a checkpoint is kept; resume with `layerlab runs resume ID`)...", file=sys.stderr)
         job.stop()
-        while job.running:
-            job._thread.join(0.2)
+        while not job.wait(0.2):
+            pass
     try:
         result = job.join()
     except LayerLabError as e:

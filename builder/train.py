@@ -890,6 +890,12 @@ class TrainingJob:
         """Stop at the next step (a checkpoint is written)."""
         self.trainer.stop()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds without raising; True when the worker has ended."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
     def join(self, timeout: float | None = None) -> TrainResult | None:
         """Wait for the worker; returns the result (None while running). Re-raises a training error."""
         if self._thread is not None:
