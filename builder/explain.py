@@ -241,9 +241,16 @@ def resolve_target(model: nn.Module, inputs: Tensor, target: Any = None) -> Tens
     """Target class per sample: the predicted class when ``target`` is None, else ``target`` checked.
 
     Returns None for single-output models (regression), where Captum needs no target.
+
+    Raises:
+        ExplainError: a class out of range, or a count that is neither 1 nor one per sample.
     """
     with torch.no_grad(), eval_mode(model):
         out = model(inputs)
+    return _target_from_output(out, target)
+
+
+def _target_from_output(out: Tensor, target: Any) -> Tensor | None:
     n_out = out[0].numel() if out.dim() > 1 else 1
     if n_out == 1:
         return None
@@ -251,9 +258,9 @@ def resolve_target(model: nn.Module, inputs: Tensor, target: Any = None) -> Tens
         return out.flatten(1).argmax(1)
     t = torch.as_tensor(target).long().flatten().to(out.device)
     if t.numel() == 1:
-        t = t.expand(len(inputs)).clone()
-    if t.numel() != len(inputs):
-        raise ExplainError(f"target: expected one class or {len(inputs)} (one per sample); received {t.numel()}")
+        t = t.expand(len(out)).clone()
+    if t.numel() != len(out):
+        raise ExplainError(f"target: expected one class or {len(out)} (one per sample); received {t.numel()}")
     if int(t.min()) < 0 or int(t.max()) >= n_out:
         raise ExplainError(f"target: class must be in [0, {n_out - 1}]; received {t.tolist()}")
     return t
@@ -583,9 +590,10 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
         base = make_baseline(inputs, "zeros" if baselines is None else baselines, data=baseline_data,
                              pad_token=pad_token, sigma=blur_sigma)
     with eval_mode(model):
-        out_dim = _output_dim(model, inputs)
-        fwd = _Flat(model) if out_dim > 2 else model
-        tgt = resolve_target(fwd, inputs, target)
+        with torch.no_grad():
+            out = model(inputs)  # (B, C) logits, or any shape for reconstruction
+        fwd = _Flat(model) if out.dim() > 2 else model
+        tgt = _target_from_output(out, target)
         ctx = _Ctx(fwd, inputs, tgt, base, node, module, dict(options), seed)
         rng = seeded(seed) if seed is not None and spec.name in _STOCHASTIC else contextlib.nullcontext()
         with rng:
@@ -600,11 +608,6 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
     layer_attr = ctx.options.pop("_layer_attr", None)
     return Explanation(spec.name, attr.detach(), tgt, None if delta is None else delta.detach(), node,
                        None if layer_attr is None else layer_attr.detach(), base, dict(options))
-
-
-def _output_dim(model: nn.Module, inputs: Tensor) -> int:
-    with torch.no_grad():
-        return model(inputs[:1]).dim()
 
 
 def explain_many(model: nn.Module, inputs: Tensor, methods: Sequence[str], target: Any = None,
