@@ -622,6 +622,35 @@ def explain_many(model: nn.Module, inputs: Tensor, methods: Sequence[str], targe
     return out
 
 
+def explain_all(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *, batch_size: int = 128,
+                **options: Any) -> Explanation:
+    """:func:`explain` over many samples in batches (e.g. the test split for a global ranking).
+
+    Per-sample ``target`` values are split with the batches; ``baselines`` given as a tensor must be
+    one row or one per sample. Returns one :class:`Explanation` with everything concatenated.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ExplainError(f"batch_size must be a positive integer; received {batch_size!r}")
+    n = len(inputs)
+    per_sample_t = target is not None and torch.as_tensor(target).numel() == n > 1
+    base = options.pop("baselines", None)
+    per_sample_b = isinstance(base, Tensor) and len(base) == n > 1
+    parts = []
+    for i in range(0, n, batch_size):
+        sl = slice(i, i + batch_size)
+        t = torch.as_tensor(target).reshape(-1)[sl] if per_sample_t else target
+        b = base[sl] if per_sample_b else base
+        parts.append(explain(model, inputs[sl], method, t, baselines=b, **options))
+
+    def cat(name: str) -> Tensor | None:
+        vals = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in vals) else torch.cat(vals)
+
+    first = parts[0]
+    return Explanation(first.method, cat("attributions"), cat("target"), cat("delta"), first.layer,
+                       cat("layer_attributions"), cat("baselines"), first.options)
+
+
 # --------------------------------------------------------------------------------------------- samples
 
 PICKS = ("index", "class", "correct", "incorrect", "confident_mistakes")
@@ -667,6 +696,6 @@ def pick_samples(model: nn.Module, inputs: Tensor, labels: Tensor | None = None,
 
 
 __all__ = ["MethodInfo", "Explanation", "METHODS", "MODALITIES", "BASELINES", "PICKS", "explain",
-           "explain_many", "available_methods", "make_baseline", "pick_samples", "predict",
+           "explain_many", "explain_all", "available_methods", "make_baseline", "pick_samples", "predict",
            "resolve_target", "resolve_layer", "layer_nodes", "infer_modality", "model_modality", "method_label",
            "default_window", "eval_mode", "seeded"]

@@ -27,6 +27,7 @@ from builder.explain import (
     Explanation,
     available_methods,
     explain,
+    explain_all,
     explain_many,
     infer_modality,
     layer_nodes,
@@ -489,3 +490,36 @@ def test_template_modalities_and_reasons():
     gm, _ = _template_model("mlp")
     assert {i.name: i for i in available_methods(gm, "points2d")}["grad_cam"].reason == \
         "grad_cam: needs a Conv1d or Conv2d node; this graph has none"
+
+
+def test_explain_all_in_batches_equals_one_call(mlp, rows):
+    whole = explain(mlp, rows, "integrated_gradients", n_steps=8)
+    batched = explain_all(mlp, rows, "integrated_gradients", batch_size=2, n_steps=8)
+    torch.testing.assert_close(batched.attributions, whole.attributions)
+    torch.testing.assert_close(batched.delta, whole.delta)
+    assert torch.equal(batched.target, whole.target)
+    t = torch.tensor([0, 1, 2, 0, 1])
+    torch.testing.assert_close(explain_all(mlp, rows, "saliency", t, batch_size=3).attributions,
+                               explain(mlp, rows, "saliency", t).attributions)
+    with pytest.raises(ExplainError, match="batch_size"):
+        explain_all(mlp, rows, "saliency", batch_size=0)
+
+
+def test_grad_cam_on_a_token_model_with_conv1d():
+    class ConvText(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.conv = nn.Conv1d(4, 3, 3, stride=2, padding=1)
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.conv(self.emb(x).transpose(1, 2)))  # (B, 3, T/2)
+            return self.fc(h.mean(2))
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 10, (2, 8))
+    info = {m.name: m for m in available_methods(ConvText(), "tokens")}["grad_cam"]
+    assert info.available and info.layers == ("conv",)
+    exp = explain(ConvText(), ids, "grad_cam")
+    assert exp.layer_attributions.shape == (2, 1, 4) and exp.attributions.shape == (2, 8)
