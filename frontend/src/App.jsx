@@ -862,7 +862,17 @@ function Canvas({ data, api, store }) {
               elevateNodesOnSelect
             >
               <Background variant={BackgroundVariant.Dots} gap={18} size={1.2} color="#cbd5e1" />
-              <MiniMap position="top-right" pannable zoomable nodeColor={miniColor} nodeStrokeWidth={0} maskColor="rgba(241,245,249,0.7)" ariaLabel="Mini map" />
+              <MiniMap
+                position="bottom-right"
+                pannable
+                zoomable
+                nodeColor={miniColor}
+                nodeStrokeWidth={0}
+                nodeBorderRadius={3}
+                maskColor="rgba(226,232,240,0.55)"
+                style={{ width: 168, height: 108, marginBottom: 24 }}
+                ariaLabel="Mini map"
+              />
               <Controls position="bottom-left" showInteractive={false} />
             </ReactFlow>
             {nodes.length === 0 && (

@@ -74,7 +74,6 @@ export function defaultParams(entry) {
 
 export function idBase(type) {
   const base = String(type || 'node')
-    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '_')
     .replace(/^_+|_+$/g, '');

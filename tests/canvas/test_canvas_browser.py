@@ -171,6 +171,12 @@ def drag(page, src, dst, steps=15):
     return time.time()  # when the change was committed (mouse released)
 
 
+def palette_item(page, layer_type):
+    item = page.locator(f'[data-testid="palette-{layer_type}"]')
+    item.scroll_into_view_if_needed()
+    return item
+
+
 def handle(page, node_id, kind):
     return page.locator(f'[data-node-id="{node_id}"] .react-flow__handle.{kind}').first
 
@@ -225,7 +231,7 @@ def test_canvas_editing_end_to_end(browser):
         # 1. drag Linear from the palette onto the canvas
         flow = page.locator(".ll-flow").bounding_box()
         target = (flow["x"] + flow["width"] * 0.74, flow["y"] + flow["height"] * 0.55)
-        drag(page, center(page.locator('[data-testid="palette-Linear"]')), target, steps=20)
+        drag(page, center(palette_item(page, "Linear")), target, steps=20)
         figures["drop_node_visible_ms"] = round(ms_until(page, '[data-testid="node-linear_1"]'))
         figures["drop_annotation_ms"] = round(ms_until(page, '[data-testid="node-linear_1"] .ll-node-params', "20 params"))
         s1 = wait_state(page, lambda s: "linear_1" in node_ids(s))
@@ -393,7 +399,7 @@ def test_canvas_large_graphs(browser, n_nodes):
             assert s1["runs"] - s0["runs"] == 1
             # drop a node: time from mouse release until Python's annotation is on screen
             flow = page.locator(".ll-flow").bounding_box()
-            drag(page, center(page.locator('[data-testid="palette-Linear"]')), (flow["x"] + 250, flow["y"] + 150))
+            drag(page, center(palette_item(page, "Linear")), (flow["x"] + 250, flow["y"] + 150))
             new_id = f"linear_{n_nodes}"  # ids 1..n-1 are taken, the next fresh Linear id is n
             drop_ms = ms_until(page, f'[data-testid="node-{new_id}"] .ll-node-shape', "(B, 4)")
             settle(page)
@@ -405,5 +411,104 @@ def test_canvas_large_graphs(browser, n_nodes):
             (ARTIFACTS / "canvas-figures-100.json").write_text(json.dumps(figures, indent=2))
             assert drop_ms < 1000
         assert not errors, f"page errors: {errors}"
+    finally:
+        server.stop()
+
+
+def test_canvas_ports_blocks_menus_and_revision(browser):
+    server = Server()
+    try:
+        page, dialogs, errors = open_app(browser, server)
+        settle(page)
+        flow = page.locator(".ll-flow").bounding_box()
+        fx, fy = flow["x"], flow["y"]
+
+        # a user block from the palette inserts its nodes and internal edge with fresh ids
+        drag(page, center(palette_item(page, "MLP block")), (fx + 430, fy + 60))
+        s = wait_state(page, lambda s: {"linear_1", "relu_1"} <= node_ids(s))
+        assert graph_of(s)["edges"] == [
+            {"id": "linear_1->relu_1", "source": "linear_1", "target": "relu_1", "source_port": "out", "target_port": "in"}
+        ]
+        page.locator('[data-testid="edge-label-linear_1->relu_1"]').wait_for()
+
+        # LSTM shows named outputs "output" and "h_n"
+        drag(page, center(palette_item(page, "LSTM")), (fx + 430, fy + 420))
+        page.locator('[data-testid="node-lstm_1"]').wait_for()
+        assert page.locator('[data-node-id="lstm_1"] .react-flow__handle.source').count() == 2
+        assert "h_n" in page.locator('[data-testid="node-lstm_1"]').inner_text()
+
+        # Add (variadic) accepts several edges into its one input port
+        page.locator('input[aria-label="Search layers"]').fill("add")
+        drag(page, center(palette_item(page, "Add")), (fx + 700, fy + 330))
+        page.locator('input[aria-label="Search layers"]').fill("")
+        page.locator('[data-testid="node-add_1"]').wait_for()
+        settle(page, 0.5)
+        drag(page, center(handle(page, "input_1", "source")), center(handle(page, "add_1", "target")))
+        page.locator('[data-testid="edge-label-input_1->add_1"]').wait_for()
+        drag(page, center(handle(page, "relu_1", "source")), center(handle(page, "add_1", "target")))
+        page.locator('[data-testid="edge-label-relu_1->add_1"]').wait_for()
+        s = wait_state(page, lambda s: len([e for e in graph_of(s)["edges"] if e["target"] == "add_1"]) == 2)
+        page.screenshot(path=str(ARTIFACTS / "canvas-10-ports-blocks.png"))
+
+        # selecting a node: one rerun, Python gets its id
+        settle(page)
+        before = state(page)
+        page.locator('[data-testid="node-lstm_1"] .ll-node-sub').click()
+        wait_state(page, lambda s: s["result"]["selected"] == "lstm_1")
+        settle(page)
+        assert state(page)["runs"] - before["runs"] == 1
+
+        # context menu: Duplicate, then Delete
+        page.locator('[data-testid="node-lstm_1"] .ll-node-sub').click(button="right")
+        page.screenshot(path=str(ARTIFACTS / "canvas-11-menu.png"))
+        page.locator('.ll-menu button:has-text("Duplicate")').click()
+        wait_state(page, lambda s: "lstm_2" in node_ids(s))
+        page.locator('[data-testid="node-lstm_2"] .ll-node-shape').click(button="right")
+        page.locator('.ll-menu button:has-text("Delete")').click()
+        wait_state(page, lambda s: "lstm_2" not in node_ids(s))
+
+        # an edge: click selects it, Backspace deletes it; Ctrl+Shift+Z / Ctrl+Y redo after undo
+        edge = page.locator('.react-flow__edge[data-id="input_1->add_1"] .react-flow__edge-interaction')
+        edge.click(force=True)
+        page.keyboard.press("Backspace")
+        wait_state(page, lambda s: all(e["id"] != "input_1->add_1" for e in graph_of(s)["edges"]))
+        page.keyboard.press("Control+z")
+        wait_state(page, lambda s: any(e["id"] == "input_1->add_1" for e in graph_of(s)["edges"]))
+        page.keyboard.press("Control+Shift+z")
+        wait_state(page, lambda s: all(e["id"] != "input_1->add_1" for e in graph_of(s)["edges"]))
+        page.keyboard.press("Control+z")
+        wait_state(page, lambda s: any(e["id"] == "input_1->add_1" for e in graph_of(s)["edges"]))
+        page.keyboard.press("Control+y")
+        wait_state(page, lambda s: all(e["id"] != "input_1->add_1" for e in graph_of(s)["edges"]))
+
+        # shift-drag box selection selects several nodes (the block's two nodes)
+        page.locator('button:has-text("Fit")').click()
+        time.sleep(0.5)
+        a = page.locator('[data-testid="node-linear_1"]').bounding_box()
+        b = page.locator('[data-testid="node-relu_1"]').bounding_box()
+        top = page.locator(".ll-flow").bounding_box()["y"]
+        x0, y0 = min(a["x"], b["x"]) - 15, max(min(a["y"], b["y"]) - 15, top + 2)
+        x1 = max(a["x"] + a["width"], b["x"] + b["width"]) + 15
+        y1 = max(a["y"] + a["height"], b["y"] + b["height"]) + 15
+        page.keyboard.down("Shift")
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x1, y1, steps=12)
+        page.screenshot(path=str(ARTIFACTS / "canvas-12-box-select.png"))
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        assert page.locator(".react-flow__node.selected").count() == 2
+
+        # Python bumps the revision: the browser's graph is replaced, history reset
+        page.locator('button:has-text("Reset graph")').click()
+        page.locator('[data-testid="node-add_1"]').wait_for(state="detached", timeout=5000)
+        assert page.locator(".react-flow__node").count() == 2
+        s = wait_state(page, lambda s: s["revision"] == 2)
+        assert page.locator('button[aria-label="Undo"]').is_disabled()
+        # the next change is sent with the new revision
+        drag(page, center(palette_item(page, "ReLU")), (fx + 430, fy + 300))
+        s = wait_state(page, lambda s: s["result"] and s["result"]["revision"] == 2 and "relu_1" in node_ids(s))
+        assert node_ids(s) == {"input_1", "input_2", "relu_1"}
+        assert dialogs == [] and not errors, (dialogs, errors)
     finally:
         server.stop()
