@@ -637,10 +637,10 @@ def _read_limited(path: str | Path | bytes, limit: int, what: str) -> bytes:
 
 
 # --------------------------------------------------------------------------------------- image folder
-def load_image_folder(path: str | Path, size: tuple[int, int] = (32, 32), *, channels: int | None = None,
+def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32), *, channels: int | None = None,
                       task: str | None = None, seed: int = 0, val_fraction: float = 0.15,
                       test_fraction: float = 0.15) -> Dataset:
-    """Load images from a folder or a .zip with one sub-folder per class.
+    """Load images from a folder or a .zip (a path, or the zip's bytes) with one sub-folder per class.
 
     Images are decoded with Pillow (never unpickled), resized to ``size`` (H, W) and scaled to [0, 1].
     ``channels`` is 1 or 3; by default 3 if any image has colour, else 1.
@@ -657,10 +657,16 @@ def load_image_folder(path: str | Path, size: tuple[int, int] = (32, 32), *, cha
         raise DatasetError(f"image size must be two sides between 4 and {MAX_IMAGE_SIDE}; got {size!r}")
     if channels not in (None, 1, 3):
         raise DatasetError(f"channels must be 1 or 3; got {channels!r}")
-    p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"{p}: no such folder or zip file")
-    files = _zip_members(p) if p.is_file() else _folder_members(p)
+    if isinstance(path, (bytes, bytearray)):  # an uploaded zip
+        if len(path) > MAX_IMAGE_BYTES:
+            raise DatasetError(f"the zip is larger than {MAX_IMAGE_BYTES // 2**20} MiB")
+        p = Path("upload.zip")
+        files = _zip_members(io.BytesIO(bytes(path)), p)
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise DatasetError(f"{p}: no such folder or zip file")
+        files = _zip_members(p, p) if p.is_file() else _folder_members(p)
     classes = sorted({c for c, _, _ in files}, key=_natural_key)
     if len(classes) < 2:
         found = f"only class {classes[0]!r}" if classes else "no class sub-folders with images"
@@ -687,7 +693,8 @@ def load_image_folder(path: str | Path, size: tuple[int, int] = (32, 32), *, cha
                        input_shape=tuple(arr.shape[1:]), class_names=classes,
                        description=f"{p.name}: {len(arr)} images in {len(classes)} classes, resized to "
                                    f"{size[0]}x{size[1]}",
-                       options={"path": str(p), "size": list(size), "channels": ch})
+                       options={"path": None if isinstance(path, (bytes, bytearray)) else str(p),
+                                "size": list(size), "channels": ch})
     if len(classes) == 2:
         info.task = "binary"
     return _finish(arr, np.asarray(labels, dtype=np.int64), info, task=task, seed=seed,
@@ -708,10 +715,13 @@ def _folder_members(root: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
     return out
 
 
-def _zip_members(path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
-    if not zipfile.is_zipfile(path):
+def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
+    if not zipfile.is_zipfile(src):
         raise DatasetError(f"{path}: not a folder or a zip file")
-    zf = zipfile.ZipFile(path)
+    try:
+        zf = zipfile.ZipFile(src)
+    except zipfile.BadZipFile as e:
+        raise DatasetError(f"{path}: broken zip file ({e})") from None
     infos = [i for i in zf.infolist() if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
              and not any(part.startswith((".", "__MACOSX")) for part in Path(i.filename).parts)]
     parts = [Path(i.filename).parts for i in infos]
@@ -734,6 +744,52 @@ def _check_image_limits(count: int, total: int, where: Path) -> None:
     if total > MAX_IMAGE_BYTES:
         raise DatasetError(f"{where}: images add up to more than {MAX_IMAGE_BYTES // 2**20} MiB "
                            "(uncompressed); use a smaller subset or smaller images")
+
+
+# ------------------------------------------------------------------------------------- snapshots
+def save_dataset(ds: Dataset, path: str | Path) -> Path:
+    """Write a dataset's splits and info as one safetensors file (for uploads that cannot be re-read)."""
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name in ("train", "val", "test"):
+        s = getattr(ds, name)
+        tensors[f"{name}.X"] = s.X.detach().cpu().contiguous()
+        if s.y is not s.X:
+            tensors[f"{name}.y"] = s.y.detach().cpu().contiguous()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={"info": json.dumps(ds.info.to_dict())})
+    os.replace(tmp, path)
+    return path
+
+
+def load_saved_dataset(path: str | Path) -> Dataset:
+    """Inverse of :func:`save_dataset`. Raises DatasetError for a missing or foreign file."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"dataset snapshot {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["info"])
+            t = {k: f.get_tensor(k) for k in f.keys()}
+    except (KeyError, ValueError, OSError) as e:
+        raise DatasetError(f"{path} is not a LayerLab dataset snapshot ({e})") from None
+    meta["input_shape"] = tuple(meta["input_shape"])
+    info = DatasetInfo(**meta)
+
+    def part(name: str) -> Split:
+        X = t[f"{name}.X"]
+        return Split(X, t.get(f"{name}.y", X))
+    return Dataset(info, part("train"), part("val"), part("test"))
 
 
 # ---------------------------------------------------------------------------------- graph vs dataset
@@ -871,5 +927,5 @@ def describe(info: DatasetInfo) -> str:
 
 
 __all__ = ["DatasetInfo", "Split", "Dataset", "DatasetSpec", "register_dataset", "list_datasets",
-           "load_dataset", "load_csv", "load_image_folder", "split_indices", "check_compat", "adapt_graph",
+           "load_dataset", "load_csv", "load_image_folder", "save_dataset", "load_saved_dataset", "split_indices", "check_compat", "adapt_graph",
            "describe", "TASKS", "MODALITIES"]

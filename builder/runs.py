@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_weights
-from .data import Dataset, adapt_graph, check_compat, load_dataset
+from .data import Dataset, adapt_graph, check_compat, load_dataset, load_saved_dataset, save_dataset
 from .errors import GraphError, RunStoreError, TrainingError
 from .project import Project, load_project
 from .train import Callback, TrainConfig, Trainer, TrainingJob, TrainResult
@@ -460,6 +460,16 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     return project, ds, cfg
 
 
+def _reloadable(ds: Dataset) -> bool:
+    """Whether ``load_dataset(*ds.info.reload_args())`` can load this dataset again."""
+    from .data import _REGISTRY
+
+    name, opts = ds.info.reload_args()
+    if name in ("csv", "image_folder"):
+        return bool(opts.get("path"))
+    return name in _REGISTRY
+
+
 def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig) -> dict | None:
     report = None
     if cfg.init_from:
@@ -507,6 +517,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         src_name, src_opts = ds.info.reload_args()
         run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict())
         run_dir = store.run_dir(run_id)
+        if not _reloadable(ds):  # an upload: keep the data so the run can be resumed
+            save_dataset(ds, run_dir / "dataset.safetensors")
         listeners.append(RunLogger(store, run_id))
     if on_event is not None and main:
         listeners.append(on_event)
@@ -554,8 +566,11 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
     cfg = TrainConfig.from_dict(run["config"], **(overrides or {}))
     project = load_project(run["project"])
-    opts = dict(run["dataset_options"] or {})
-    ds = load_dataset(run["dataset_name"], **opts)
+    snapshot = store.run_dir(run_id) / "dataset.safetensors"
+    if snapshot.is_file():
+        ds = load_saved_dataset(snapshot)
+    else:
+        ds = load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
     inp = _input_node(project.graph)
     if inp is not None and list(inp.params.get("shape") or []) != list(ds.info.input_shape) and \
             list(inp.params.get("shape") or []) == [int(math.prod(ds.info.input_shape))]:

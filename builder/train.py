@@ -51,7 +51,9 @@ class TrainConfig(BaseModel):
 
     ``lr`` is the peak learning rate for the one-cycle schedule. ``early_stopping`` is a patience in
     epochs on validation loss (best weights are restored). ``loss`` picks the regression loss. ``metric``
-    ``auto`` means accuracy for classification and R² for regression and reconstruction.
+    ``auto`` means accuracy for classification and R² for regression and reconstruction; the train metric is
+    measured at epoch end (eval mode) on the first 512 training samples, the train loss is the mean of the
+    step losses.
     ``init_from``/``init_nodes``/``freeze`` drive transfer learning in :func:`builder.runs.run_training`.
     """
 
@@ -803,6 +805,7 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, train_loss: float, seen: int, dt: float) -> bool:
         cfg, ds = self.config, self.dataset
+        t_eval = time.perf_counter()
         val_loss, val_metric = self._eval_quick(ds.val)
         k = min(len(ds.train), TRAIN_METRIC_SAMPLES)
         _, train_metric = self._eval_quick(Split(ds.train.X[:k], ds.train.y[:k]), loss=False)
@@ -813,7 +816,7 @@ class Trainer:
             self.scheduler.step(val_loss)
         gn_t = getattr(self, "_last_gn_t", None)
         self._last_gn = float(gn_t) if gn_t is not None else self._last_gn
-        mean_t = sum(self._epoch_times[-5:]) / len(self._epoch_times[-5:])
+        mean_t = sum(self._epoch_times[-5:]) / len(self._epoch_times[-5:]) + (time.perf_counter() - t_eval)
         logs = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                 "train_metric": train_metric, "val_metric": val_metric, "metric_name": self.metric_name,
                 "lr": lr, "grad_norm": self._last_gn, "samples_per_s": seen / max(dt, 1e-9),

@@ -267,3 +267,23 @@ def test_adapt_graph_tokens():
     g = adapt_graph(load_template("lstm").graph, load_dataset("sequence", length=20, markers=4).info)
     assert g.node("tokens").params == {"shape": [20], "modality": "tokens", "vocab_size": 12}
     assert g.node("head").params["out_features"] == 4
+
+
+def test_image_zip_bytes_and_dataset_snapshot(tmp_path):
+    from builder.data import load_saved_dataset, save_dataset
+    root = _image_tree(tmp_path / "pets")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted(root.rglob("*.png")):
+            zf.write(f, f"{f.parent.name}/{f.name}")
+    ds = load_image_folder(buf.getvalue(), size=(8, 8))
+    assert ds.info.class_names == ["cat", "dog"] and ds.info.options["path"] is None
+    back = load_saved_dataset(save_dataset(ds, tmp_path / "snap.safetensors"))
+    assert back.info == ds.info and torch.equal(back.test.X, ds.test.X) and torch.equal(back.train.y, ds.train.y)
+    rec = load_dataset("digits", task="reconstruction", flatten=True)
+    back = load_saved_dataset(save_dataset(rec, tmp_path / "rec.safetensors"))
+    assert back.train.y is back.train.X
+    with pytest.raises(DatasetError, match="not found"):
+        load_saved_dataset(tmp_path / "none.safetensors")
+    with pytest.raises(DatasetError, match="broken zip|not a folder or a zip"):
+        load_image_folder(b"PK\x03\x04junk")

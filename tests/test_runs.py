@@ -247,3 +247,25 @@ def test_job_with_store_reports_pause_status(store):
     job.stop()
     job.join(30)
     assert store.get(job.run_id)["status"] == "stopped"
+
+
+def test_uploaded_csv_run_resumes_from_its_data_snapshot(store):
+    from builder.data import load_csv
+    text = "a,b,kind\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{'x' if i % 7 > 3 else 'y'}" for i in range(120))
+    ds = load_csv(text.encode(), "kind", name="upload.csv")
+    part = run_training(load_template("mlp"), ds, {"epochs": 3}, store, adapt=True,
+                        callbacks=[_StopAfterFirstEpoch()])
+    assert part.status == "stopped" and (store.run_dir(part.run_id) / "dataset.safetensors").is_file()
+    done = resume_run(part.run_id, store)
+    assert done.status == "finished" and done.test["n"] == len(ds.test)
+
+
+class _StopAfterFirstEpoch:
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        trainer.stop()
+
+    def on_train_end(self, trainer, result):
+        pass
