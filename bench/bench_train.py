@@ -118,7 +118,7 @@ def bench_ratios(repeats: int, epochs: int) -> list[dict]:
     rows = []
     for name, make in (("MLP", mlp), ("CNN", cnn)):
         tut, mini, tr_epoch, tr_step = [], [], [], []
-        for r in range(repeats):  # interleaved
+        for _ in range(repeats):  # interleaved
             tut.append(tutorial_loop(make(), ds, epochs, 64, 1e-3))
             mini.append(minimal_loop(make(), ds, epochs, 64, 1e-3))
             e, s = trainer_run(make(), ds, epochs, 64, 1e-3)

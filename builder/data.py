@@ -780,7 +780,7 @@ def load_saved_dataset(path: str | Path) -> Dataset:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {})["info"])
-            t = {k: f.get_tensor(k) for k in f.keys()}
+            t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (KeyError, ValueError, OSError) as e:
         raise DatasetError(f"{path} is not a LayerLab dataset snapshot ({e})") from None
     meta["input_shape"] = tuple(meta["input_shape"])

@@ -193,6 +193,11 @@ class RunStore:
                      _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env)))
         return run_id
 
+    def set_environment(self, run_id: str, **values: Any) -> None:
+        """Merge values (e.g. the resolved device) into a run's environment record."""
+        env = {**(self.get(run_id).get("environment") or {}), **values}
+        self._write("UPDATE runs SET environment = ? WHERE id = ?", (_dumps(env), run_id))
+
     def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
         """Set a run's status (and message); ``running`` records this process's pid and start time."""
         sets, args = ["status = ?", "message = ?", "updated_at = ?"], [status, message, _now()]
@@ -531,6 +536,9 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
             store.finish(run_id, "failed", message=str(e))
         raise
     trainer.run_id = run_id
+    if run_id is not None:
+        store.set_environment(run_id, device=str(trainer.device),
+                              world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
     return _launch(trainer, background, run_id)
 
 

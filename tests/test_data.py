@@ -10,8 +10,15 @@ import pytest
 import torch
 
 from builder import data as D
-from builder.data import (adapt_graph, check_compat, list_datasets, load_csv, load_dataset, load_image_folder,
-                          split_indices)
+from builder.data import (
+    adapt_graph,
+    check_compat,
+    list_datasets,
+    load_csv,
+    load_dataset,
+    load_image_folder,
+    split_indices,
+)
 from builder.errors import DatasetError
 from builder.templates import load_template
 

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -216,9 +215,10 @@ def test_transfer_learning_by_node_id_and_freeze(store):
     assert torch.equal(src_w["fc1.weight"], dst_w["fc1.weight"])  # loaded and frozen
     assert not torch.equal(src_w["fc2.weight"], dst_w["fc2.weight"])  # loaded, then trained
     # a different input width: fc1 is skipped (shape), the rest loads
-    from builder.runs import build_model, transfer_weights
-    from builder.data import adapt_graph, load_dataset
     import json
+
+    from builder.data import adapt_graph, load_dataset
+    from builder.runs import build_model, transfer_weights
     g = adapt_graph(load_template("mlp").graph, load_dataset("iris").info)
     model = build_model(g)
     _, md = load_weights(store.weights_path(src.run_id))

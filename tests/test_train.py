@@ -11,8 +11,17 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from builder.data import Dataset, DatasetInfo, Split, load_dataset
 from builder.errors import TrainingError
-from builder.train import (Callback, Channel, History, TrainConfig, Trainer, TrainingJob, classification_metrics,
-                           evaluate, resolve_device)
+from builder.train import (
+    Callback,
+    Channel,
+    History,
+    TrainConfig,
+    Trainer,
+    TrainingJob,
+    classification_metrics,
+    evaluate,
+    resolve_device,
+)
 
 
 def mlp(d_in=2, d_out=2, hidden=16, seed=0, dropout=0.0):
@@ -313,7 +322,7 @@ def test_tiny_custom_dataset_bundle():
 
 # ------------------------------------------------------------------------------- templates learn
 def _template_fit(template, dataset, epochs, **opts):
-    from builder.runs import prepare, build_model
+    from builder.runs import build_model, prepare
     from builder.templates import load_template
 
     project, ds, cfg = prepare(load_template(template), dataset, {"epochs": epochs}, dataset_options=opts)
