@@ -35,3 +35,24 @@ __all__ = ["compile_graph", "example_inputs", "module_names", "BudgetError", "Da
            "export_python", "load_weights", "save_weights", "auto_layout", "Edge", "Graph", "Node", "Project",
            "as_graph", "load_project", "all_specs", "get_spec", "palette", "Budget", "ShapeReport",
            "infer_shapes", "validate", "list_templates", "load_template"]
+
+
+# Explainability loads Captum, matplotlib and scipy (~2 s), so it is imported on first use (PEP 562).
+_LAZY = {
+    "explain": "explain", "explain_all": "explain", "available_methods": "explain", "make_baseline": "explain",
+    "pick_samples": "explain", "MethodInfo": "explain", "Explanation": "explain", "METHODS": "explain",
+    "capture_attention": "attention", "attention_rollout": "attention", "capture_activations": "activations",
+    "weight_histograms": "activations", "randomisation_check": "sanity", "ig_completeness": "sanity",
+    "LiveAttributions": "live",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        # `builder.explain` is the module, which is callable as the function (see builder/explain.py)
+        return module if name == "explain" else getattr(module, name)
+    raise AttributeError(f"module 'builder' has no attribute {name!r}")

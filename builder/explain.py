@@ -15,6 +15,9 @@ methods on tokens go through an Embedding node (``layer_integrated_gradients``).
 
 from __future__ import annotations
 
+import sys
+import types
+
 import contextlib
 import inspect
 import warnings
@@ -699,3 +702,13 @@ __all__ = ["MethodInfo", "Explanation", "METHODS", "MODALITIES", "BASELINES", "P
            "explain_many", "explain_all", "available_methods", "make_baseline", "pick_samples", "predict",
            "resolve_target", "resolve_layer", "layer_nodes", "infer_modality", "model_modality", "method_label",
            "default_window", "eval_mode", "seeded"]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``builder.explain(model, inputs, method, ...)`` work although ``builder.explain`` is this module."""
+
+    def __call__(self, *args, **kwargs) -> Explanation:
+        return explain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
