@@ -13,6 +13,7 @@ from pages import ui
 st.set_page_config(page_title="LayerLab", page_icon=":material/hub:", layout="wide",
                    initial_sidebar_state="expanded")
 ui.init_state()
+st.session_state.ll_shell = True
 ui.style()
 
 pages = [

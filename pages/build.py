@@ -13,6 +13,8 @@ from builder.errors import LayerLabError
 from builder.project import Graph
 from pages import ui
 
+ui.ensure_shell()
+
 CANVAS_KEY = "ll_canvas"
 CANVAS_HEIGHT = 680
 

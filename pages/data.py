@@ -11,6 +11,8 @@ from builder.data import adapt_graph, check_compat, list_datasets
 from builder.errors import LayerLabError
 from pages import ui
 
+ui.ensure_shell()
+
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
                "balance; mismatches with the graph come with a one-click fix.")
 

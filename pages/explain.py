@@ -1,15 +1,782 @@
-"""Explain page (placeholder: the explainability issue fills this page)."""
+"""Explain page: attributions, attention, activations and weights, trust checks and live playback.
+
+Everything per session lives in ``st.session_state``: the model chosen (the last trained one or a finished run
+from the run store), the dataset it was trained on, and a cache of results for that model
+(``ll_xp_cache``, reset when the model changes). The page collects choices, calls ``builder.explain``,
+``builder.attention``, ``builder.activations``, ``builder.sanity`` and renders ``builder.figures``.
+"""
 
 from __future__ import annotations
 
-import streamlit as st
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+import builder
+from builder import figures as figs
+from builder.errors import LayerLabError
+from builder.explain import (
+    eval_mode,
+    infer_modality,
+    layer_nodes,
+    method_label,
+    model_modality,
+    predict,
+    resolve_layer,
+)
 from pages import ui
 
-ui.page_header("Explain", "See what the trained network looks at: attributions, attention and activations.")
-if st.session_state.get("ll_model") is None:
-    st.info("No trained model yet — train one on the Train page, then come back to explain its predictions.",
-            icon=":material/insights:")
-else:
-    st.info("Explanations for run `{}` are coming soon.".format(st.session_state.get("ll_model_run")),
-            icon=":material/insights:")
+ui.ensure_shell()
+
+ui.page_header("Explain", "See what the trained network looks at: attributions, attention, activations and "
+                          "weights, with checks that the explanations can be trusted.")
+
+CFG = {"displayModeBar": False}
+PICK_LABELS = {"index": "By index", "class": "By true class", "correct": "Correct predictions",
+               "incorrect": "Mistakes", "confident_mistakes": "Most confident mistakes"}
+BASELINE_LABELS = {"zeros": "Zeros", "mean": "Training mean", "blur": "Blurred input", "pad": "Pad token"}
+BASELINES_FOR = {"image": ["zeros", "mean", "blur"], "tabular": ["zeros", "mean"], "sequence": ["zeros", "mean"],
+                 "tokens": ["pad"]}
+DEFAULT_METHODS = {"image": ["saliency", "integrated_gradients", "grad_cam"],
+                   "tabular": ["integrated_gradients", "feature_ablation"],
+                   "sequence": ["integrated_gradients", "occlusion"],
+                   "tokens": ["layer_integrated_gradients", "occlusion"]}
+STEP_METHODS = {"integrated_gradients", "layer_integrated_gradients", "layer_conductance"}
+MAX_RUNS_CACHED = 3
+
+
+# ------------------------------------------------------------------------------------------- context
+@dataclass
+class _Ctx:
+    """The model being explained and its data (one split)."""
+
+    key: str
+    model: torch.nn.Module
+    ds: Any  # builder.data.Dataset
+    modality: str  # image | tabular | sequence | tokens
+    split: str
+    X: torch.Tensor  # (N, ...) on the model's device
+    y: torch.Tensor | None
+    pred: torch.Tensor  # (N,) predicted class (or 0 for regression)
+    conf: torch.Tensor  # (N,) confidence (or the predicted value for regression)
+    run_id: str | None
+
+    @property
+    def info(self):
+        return self.ds.info
+
+    @property
+    def classification(self) -> bool:
+        return self.info.task in ("multiclass", "binary")
+
+    def class_name(self, c: int) -> str:
+        names = self.info.class_names
+        return str(names[c]) if names and 0 <= c < len(names) else str(c)
+
+    def tokens(self, ids: torch.Tensor) -> list[str]:
+        vocab = self.info.vocab
+        return [str(vocab[i]) if vocab and 0 <= i < len(vocab) else str(i) for i in ids.reshape(-1).tolist()]
+
+    def feature_names(self) -> list[str] | None:
+        names = self.info.feature_names
+        n = int(self.X[0].numel())
+        return list(names) if names and len(names) == n else None
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _cache() -> dict:
+    return st.session_state.setdefault("ll_xp_cache", {"key": None, "items": {}})["items"]
+
+
+def _cached(key: tuple, fn: Callable[[], Any]) -> Any:
+    """Compute once per model and key; a LayerLabError is cached too and re-raised."""
+    items = _cache()
+    if key not in items:
+        try:
+            items[key] = fn()
+        except LayerLabError as e:
+            items[key] = e
+    val = items[key]
+    if isinstance(val, LayerLabError):
+        raise val
+    return val
+
+
+def _reset_cache(key: str) -> None:
+    c = st.session_state.setdefault("ll_xp_cache", {"key": None, "items": {}})
+    if c["key"] != key:
+        c["key"], c["items"] = key, {}
+
+
+# ------------------------------------------------------------------------------------- model sources
+def _finished_runs() -> list[dict]:
+    try:
+        return ui.store().list_runs(status="finished", limit=30)
+    except LayerLabError:
+        return []
+
+
+def _run_dataset(rs, run: dict):
+    """The dataset a run was trained on: its snapshot (uploads) or the registered dataset reloaded."""
+    from builder.data import load_dataset, load_saved_dataset
+
+    snap = rs.run_dir(run["id"]) / "dataset.safetensors"
+    if snap.is_file():
+        return load_saved_dataset(snap)
+    return load_dataset(run["dataset_name"], **dict(run.get("dataset_options") or {}))
+
+
+def _load_run(run_id: str) -> tuple[torch.nn.Module, Any]:
+    """Compile a finished run's project snapshot and load its final weights (cached per session).
+
+    Raises:
+        LayerLabError: unknown run, missing or incompatible weights, dataset that cannot be reloaded.
+    """
+    runs = st.session_state.setdefault("ll_xp_runs", {})
+    if run_id in runs:
+        return runs[run_id]
+    rs = ui.store()
+    run = rs.get(run_id)
+    proj = builder.load_project(run["project"])
+    model = builder.compile_graph(proj.graph)
+    path = rs.weights_path(run["id"])
+    if not path.is_file():
+        raise builder.RunStoreError(f"run {run_id} has no final weights ({path.name}); it may not have finished")
+    try:
+        builder.load_weights(model, path)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise builder.RunStoreError(f"the weights of run {run_id} do not fit its project: {e}") from e
+    model.eval()
+    ds = _run_dataset(rs, run)
+    if len(runs) >= MAX_RUNS_CACHED:
+        runs.pop(next(iter(runs)))
+    runs[run_id] = (model, ds)
+    return model, ds
+
+
+def _session_dataset():
+    """The dataset the session's last model was trained on."""
+    ss = st.session_state
+    job = ss.get("ll_job")
+    run_id = ss.get("ll_model_run")
+    if job is not None and run_id and job.run_id == run_id:
+        ds = getattr(getattr(job.job, "trainer", None), "dataset", None)
+        if ds is not None:
+            return ds
+    if run_id:
+        try:
+            rs = ui.store()
+            return _run_dataset(rs, rs.get(run_id))
+        except LayerLabError:
+            pass
+    return ui.load_spec(ui.dataset_spec())
+
+
+def _fit_dataset(model: torch.nn.Module, ds):
+    """The dataset shaped for the model's Input (flattened for a vector Input). Raises DatasetError."""
+    shapes = getattr(model, "layerlab_input_shapes", {}) or {}
+    if len(shapes) != 1:
+        return ds
+    want = tuple(next(iter(shapes.values())))
+    have = tuple(ds.info.input_shape)
+    if want == have:
+        return ds
+    if want == (int(math.prod(have)),) and ds.info.input_dtype == "float32":
+        return ds.flattened()
+    raise builder.DatasetError(f"the dataset {ds.info.name!r} gives inputs of shape {list(have)} but the model's "
+                               f"Input expects {list(want)}; pick the run's own dataset on the Data page")
+
+
+def _predict(model: torch.nn.Module, X: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pred, conf): class and probability for classification (a single logit is P(class 1) > 0.5), the
+    predicted value for regression."""
+    if task in ("multiclass", "binary"):
+        with torch.no_grad(), eval_mode(model):
+            out = model(X[:1])
+        if out.dim() == 2 and out.shape[1] == 1:  # one logit
+            with torch.no_grad(), eval_mode(model):
+                p = torch.sigmoid(torch.cat([model(X[i:i + 256]) for i in range(0, len(X), 256)])[:, 0])
+            return (p > 0.5).long(), torch.where(p > 0.5, p, 1 - p)
+        return predict(model, X)
+    with torch.no_grad(), eval_mode(model):
+        out = torch.cat([model(X[i:i + 256]) for i in range(0, len(X), 256)])
+    return torch.zeros(len(X), dtype=torch.long), out.flatten(1)[:, 0]
+
+
+def _single_logit(ctx: _Ctx) -> bool:
+    with torch.no_grad(), eval_mode(ctx.model):
+        out = ctx.model(ctx.X[:1])
+    return out.dim() == 2 and out.shape[1] == 1
+
+
+def _choose_model() -> _Ctx | None:
+    """Model picker; returns the context or None (empty state shown)."""
+    ss = st.session_state
+    options: dict[str, str] = {}
+    if ss.get("ll_model") is not None:
+        rid = ss.get("ll_model_run")
+        options["session"] = f"Last trained model · run {rid}" if rid else "Last trained model (this session)"
+    for r in _finished_runs():
+        if r["id"] != ss.get("ll_model_run"):
+            options[f"run:{r['id']}"] = f"{r.get('name') or 'run'} · {r.get('dataset_name') or '?'} · run {r['id']}"
+    if not options:
+        with st.container(border=True):
+            st.markdown("#### No trained model yet")
+            st.markdown("Train a network on the **Train** page (the *Small CNN for 8×8 digits* template trains in "
+                        "a few seconds), then come back here to see which pixels, features or tokens drive its "
+                        "predictions. Finished runs from earlier sessions also show up here.")
+            st.page_link("pages/train.py", label="Open the Train page", icon=":material/model_training:")
+        return None
+    c = st.columns([3, 1, 1], vertical_alignment="bottom")
+    choice = c[0].selectbox("Model", list(options), format_func=options.get, key="ll_xp_model",
+                            help="The model trained in this session, or any finished run in the workspace")
+    split = c[1].selectbox("Split", ["test", "val", "train"], key="ll_xp_split",
+                           help="Which split the samples come from")
+    try:
+        if choice == "session":
+            model, run_id = ss.ll_model, ss.get("ll_model_run")
+            ds = _session_dataset()
+            key = f"session:{run_id}:{id(model)}"
+        else:
+            run_id = choice.split(":", 1)[1]
+            model, ds = _load_run(run_id)
+            key = choice
+        ds = _fit_dataset(model, ds)
+        modality = model_modality(model) or infer_modality(ds.test.X)
+    except LayerLabError as e:
+        ui.show_error(e)
+        return None
+    modality = "tabular" if modality == "points2d" else modality
+    c[2].metric("Dataset", ds.info.name, help=f"{ds.info.task} · {modality} · input {list(ds.info.input_shape)}")
+    _reset_cache(key)
+    data = getattr(ds, split)
+    dev = _device(model)
+    X = data.X.to(dev)
+    y = data.y if data.y is not None and data.y is not data.X else None
+    pred, conf = _cached(("pred", split), lambda: _predict(model, X, ds.info.task))
+    return _Ctx(key, model, ds, modality, split, X, y, pred, conf, run_id)
+
+
+# ----------------------------------------------------------------------------------------- samples
+def _pick(ctx: _Ctx) -> int | None:
+    """Sample picker; returns the index in the split."""
+    n = len(ctx.X)
+    picks = list(PICK_LABELS) if ctx.classification and ctx.y is not None and ctx.y.dim() == 1 else ["index"]
+    c = st.columns([1.2, 1.2, 2.6], vertical_alignment="bottom")
+    by = c[0].selectbox("Pick samples", picks, format_func=PICK_LABELS.get, key="ll_xp_by")
+    if by == "index":
+        return int(c[1].number_input(f"Index (0–{n - 1})", 0, n - 1, 0, key="ll_xp_index"))
+    label = None
+    if by == "class":
+        k = len(ctx.info.class_names) or int(ctx.y.max()) + 1
+        label = c[1].selectbox("True class", list(range(k)), format_func=ctx.class_name, key="ll_xp_label")
+    y = ctx.y.cpu()
+    if _single_logit(ctx) and by in ("correct", "incorrect", "confident_mistakes"):
+        ok = ctx.pred.cpu() == y
+        idx = torch.nonzero(ok if by == "correct" else ~ok).flatten()
+        if by == "confident_mistakes":
+            idx = idx[ctx.conf.cpu()[idx].argsort(descending=True, stable=True)]
+        cands = idx[:50].tolist()
+    else:
+        cands = _cached(("pick", ctx.split, by, label),
+                        lambda: builder.pick_samples(ctx.model, ctx.X, y.to(ctx.X.device), by, label=label, k=50))
+    if not cands:
+        what = {"incorrect": "mistakes", "confident_mistakes": "mistakes", "correct": "correct predictions",
+                "class": "samples of this class"}[by]
+        c[2].info(f"No {what} in the {ctx.split} split — pick another way.", icon=":material/info:")
+        return None
+
+    def fmt(i: int) -> str:
+        return f"#{i} · true {ctx.class_name(int(y[i]))} · predicted {ctx.class_name(int(ctx.pred[i]))} " \
+               f"({float(ctx.conf[i]):.0%})"
+    return int(c[2].selectbox(f"Sample ({len(cands)} found)", cands, format_func=fmt, key=f"ll_xp_cand_{by}"))
+
+
+def _preview(ctx: _Ctx, x: torch.Tensor) -> None:
+    """A small view of one sample (x: (1, ...))."""
+    v = x[0].detach().cpu()
+    if ctx.modality == "image":
+        img = v.float().numpy()
+        if img.ndim == 3 and img.shape[0] in (3, 4):
+            rgb = img[:3].transpose(1, 2, 0)
+            lo, hi = rgb.min(), rgb.max()
+            rgb = (rgb - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(rgb)
+            tr = go.Image(z=rgb.astype(np.uint8), hoverinfo="skip")
+        else:
+            tr = go.Heatmap(z=img.reshape(img.shape[-2], img.shape[-1]) if img.ndim == 3 and img.shape[0] == 1
+                            else img.mean(0) if img.ndim == 3 else img, colorscale="gray", showscale=False,
+                            hoverinfo="skip")
+        fig = go.Figure(tr)
+        fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+        fig.update_xaxes(showticklabels=False, constrain="domain")
+        fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0))
+        st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_preview")
+    elif ctx.modality == "tokens":
+        st.markdown("**Tokens**")
+        st.code(" ".join(ctx.tokens(v)), language=None, wrap_lines=True)
+    elif ctx.modality == "tabular":
+        names = ctx.feature_names() or [f"x{i}" for i in range(v.numel())]
+        import pandas as pd
+        st.dataframe(pd.DataFrame({"feature": names, "value": v.reshape(-1).numpy()}), hide_index=True,
+                     height=min(200, 36 + 35 * len(names)), width="stretch")
+    else:
+        fig = go.Figure(go.Heatmap(z=v.float().numpy().T, colorscale="Viridis", showscale=False))
+        fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0), xaxis_title="time step")
+        st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_preview")
+
+
+def _sample_header(ctx: _Ctx) -> tuple[int, torch.Tensor, Any, dict] | None:
+    """Sample picker, preview, label/prediction, target and baseline. Returns (index, x, target, options)."""
+    with st.container(border=True):
+        i = _pick(ctx)
+        if i is None:
+            return None
+        x = ctx.X[i:i + 1]
+        c = st.columns([1, 1, 1, 1.3, 1.3], vertical_alignment="center")
+        with c[0]:
+            _preview(ctx, x)
+        if ctx.classification:
+            true = ctx.class_name(int(ctx.y[i])) if ctx.y is not None and ctx.y.dim() == 1 else "—"
+            pred = ctx.class_name(int(ctx.pred[i]))
+            c[1].metric("True label", true)
+            right = ctx.y is not None and ctx.y.dim() == 1 and int(ctx.y[i]) == int(ctx.pred[i])
+            c[2].metric("Prediction", pred, f"{float(ctx.conf[i]):.1%} confident",
+                        delta_color="normal" if right else "inverse",
+                        help="Correct" if right else "Wrong prediction")
+        else:
+            c[1].metric("Sample", f"#{i}")
+            if ctx.info.task == "regression":
+                true = float(ctx.y[i].reshape(-1)[0]) if ctx.y is not None else None
+                c[1].metric("True value", "—" if true is None else f"{true:.4g}")
+                c[2].metric("Prediction", f"{float(ctx.conf[i]):.4g}")
+        target = None
+        n_out = _n_outputs(ctx)
+        if n_out > 1 and ctx.classification:
+            k = len(ctx.info.class_names) or n_out
+            opts = [None] + list(range(k))
+            target = c[3].selectbox("Explain class", opts, key="ll_xp_target",
+                                    format_func=lambda t: f"Predicted ({ctx.class_name(int(ctx.pred[i]))})"
+                                    if t is None else ctx.class_name(t),
+                                    help="Attributions explain the score of this class")
+        elif n_out == 1:
+            c[3].caption("Single output: attributions explain the model's output "
+                         + ("(the logit of the positive class)." if ctx.classification else "value."))
+        base_opts = BASELINES_FOR.get(ctx.modality, ["zeros"])
+        base = c[4].selectbox("Baseline", base_opts, format_func=BASELINE_LABELS.get, key="ll_xp_base",
+                              help="The reference input that path and perturbation methods compare against")
+        opts: dict[str, Any] = {"baselines": base, "modality": ctx.modality}
+        if base == "mean":
+            opts["baseline_data"] = ctx.ds.train.X.to(ctx.X.device)
+        if base == "pad":
+            vocab = ctx.info.vocab or []
+            opts["pad_token"] = int(c[4].selectbox("Pad token", list(range(max(1, len(vocab)))),
+                                                   format_func=lambda t: vocab[t] if vocab else str(t),
+                                                   key="ll_xp_pad"))
+    return i, x, target, opts
+
+
+def _n_outputs(ctx: _Ctx) -> int:
+    def run() -> int:
+        with torch.no_grad(), eval_mode(ctx.model):
+            out = ctx.model(ctx.X[:1])
+        return int(out[0].numel())
+    return _cached(("n_out",), run)
+
+
+# ------------------------------------------------------------------------------------- attributions
+def _default_layer(ctx: _Ctx, method: str, layers: tuple[str, ...]) -> str:
+    if method == "grad_cam":
+        return layers[-1]
+    for n in layers:
+        module = resolve_layer(ctx.model, n)[1]
+        if any(True for _ in module.parameters()):
+            return n
+    return layers[0]
+
+
+def _explain(ctx: _Ctx, i: int, x: torch.Tensor, method: str, target: Any, opts: dict, layer: str | None,
+             steps: int):
+    extra = {"n_steps": steps} if method in STEP_METHODS else {}
+    base_key = (opts["baselines"], opts.get("pad_token"))
+    key = ("exp", ctx.split, i, method, target, base_key, layer, steps)
+    return _cached(key, lambda: builder.explain(ctx.model, x, method, target, layer=layer, **opts, **extra))
+
+
+def attributions_tab(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict) -> None:
+    infos = builder.available_methods(ctx.model, ctx.modality)
+    avail = {m.name: m for m in infos if m.available}
+    unavailable = [m for m in infos if not m.available]
+    default = [m for m in DEFAULT_METHODS.get(ctx.modality, []) if m in avail] or list(avail)[:1]
+    c = st.columns([3, 1.2, 1], vertical_alignment="bottom")
+    chosen = c[0].multiselect("Methods (side by side)", list(avail), default=default, format_func=method_label,
+                              key="ll_xp_methods", placeholder="Choose one or more attribution methods")
+    mode = "both"
+    if ctx.modality == "image":
+        mode = c[1].segmented_control("View", ["heatmap", "overlay", "both"], default="both", key="ll_xp_mode",
+                                      format_func=str.capitalize) or "both"
+    steps = int(c[2].number_input("Integration steps", 4, 300, 50, step=10, key="ll_xp_steps",
+                                  help="n_steps of Integrated Gradients, Layer IG and conductance"))
+    layers: dict[str, str] = {}
+    with_layers = [m for m in chosen if avail[m].layers]
+    if with_layers:
+        cols = st.columns(max(3, len(with_layers)))
+        for col, m in zip(cols, with_layers):
+            opts_l = list(avail[m].layers)
+            layers[m] = col.selectbox(f"{method_label(m)} node", opts_l,
+                                      index=opts_l.index(_default_layer(ctx, m, avail[m].layers)),
+                                      key=f"ll_xp_layer_{m}",
+                                      help="Grad-CAM: a convolution (upsampled to the input); Layer IG: the "
+                                           "Embedding; conductance: any node")
+    if unavailable:
+        with st.expander(f"Not available for this model ({len(unavailable)})", icon=":material/block:"):
+            for m in unavailable:
+                st.markdown(f"- **{m.label}** — {m.reason.split(': ', 1)[-1]}")
+    if not chosen:
+        st.info("Choose at least one method above to see attributions.", icon=":material/touch_app:")
+        return
+
+    results: dict[str, Any] = {}
+    for m in chosen:
+        try:
+            results[m] = _explain(ctx, i, x, m, target, opts, layers.get(m), steps)
+        except LayerLabError as e:
+            st.warning(f"{method_label(m)}: {e}", icon=":material/warning:")
+    if not results:
+        return
+    _deltas(results)
+    input_space = {m: e for m, e in results.items() if m != "layer_conductance"}
+    feature_names = ctx.feature_names()
+    if input_space:
+        if ctx.modality == "image":
+            maps = {_title(m, e): e.attributions[0] for m, e in input_space.items()}
+            fig = figs.image_attribution_figure(x[0], maps, mode=mode)
+            fig.update_layout(height=(230 if mode != "both" else 420) + 40)
+            st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_image")
+            st.caption("Red pushes the score of the explained class up, blue pushes it down. Grad-CAM is computed "
+                       "at the chosen convolution and upsampled to the input.")
+        elif ctx.modality == "tabular":
+            a = torch.stack([e.attributions[0].reshape(-1).cpu() for e in input_space.values()])
+            fig = figs.tabular_attribution_figure(a, feature_names, top_k=20,
+                                                  sample_names=[method_label(m) for m in input_space],
+                                                  title="Attribution per feature (this sample)")
+            st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_tab")
+        else:
+            for m, e in input_space.items():
+                fig = figs.explanation_figure(e, x, 0, modality=ctx.modality, tokens=ctx.tokens(x[0])
+                                              if ctx.modality == "tokens" else None, feature_names=feature_names)
+                st.plotly_chart(fig, width="stretch", config=CFG, key=f"ll_xp_fig_{m}")
+    if "layer_conductance" in results:
+        e = results["layer_conductance"]
+        fig = figs.explanation_figure(e, x, 0, modality=ctx.modality)
+        st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_cond")
+        st.caption(f"Conductance: how much each unit of node `{e.layer}` carries of the class score.")
+    if ctx.modality == "tabular":
+        _global_ranking(ctx, avail, target, opts)
+
+
+def _title(method: str, e) -> str:
+    name = method_label(method)
+    return f"{name} · {e.layer}" if method == "grad_cam" and e.layer else name
+
+
+def _deltas(results: dict) -> None:
+    with_delta = [(m, e) for m, e in results.items() if e.delta is not None]
+    if not with_delta:
+        return
+    cols = st.columns(min(4, len(with_delta)) + 1)
+    for col, (m, e) in zip(cols, with_delta):
+        col.metric(f"{method_label(m)} delta", f"{float(e.delta.abs().max()):.2g}",
+                   help="Convergence delta: Σ attributions − (f(x) − f(baseline)). Near 0 means the attributions "
+                        "account for the whole change in output; raise the integration steps if it is large.")
+
+
+def _global_ranking(ctx: _Ctx, avail: dict, target: Any, opts: dict) -> None:
+    st.markdown("##### Global feature ranking")
+    names = [m for m in ("integrated_gradients", "feature_ablation", "saliency", "input_x_gradient", "deep_lift",
+                         "gradient_shap") if m in avail]
+    if not names:
+        return
+    c = st.columns([2, 1, 2], vertical_alignment="bottom")
+    m = c[0].selectbox("Method for the ranking", names, format_func=method_label,
+                       key="ll_xp_global_method")
+    key = ("global", ctx.split, m, opts["baselines"])
+    go_ = c[1].button(f"Rank over {len(ctx.X)} {ctx.split} samples", key="ll_xp_global_go", icon=":material/bar_chart:")
+    items = _cache()
+    if go_:
+        with st.spinner("Attributing every sample…"):
+            try:
+                _cached(key, lambda: builder.explain_all(ctx.model, ctx.X, m, None, **opts))
+            except LayerLabError as e:
+                st.warning(str(e), icon=":material/warning:")
+    res = items.get(key)
+    if res is None or isinstance(res, LayerLabError):
+        c[2].caption("Mean |attribution| of each feature over the split, each sample for its predicted class.")
+        return
+    fig = figs.global_importance_figure(res.attributions.reshape(len(res.attributions), -1).cpu(),
+                                        ctx.feature_names(),
+                                        title=f"mean |{method_label(m)}| over "
+                                              f"{len(res.attributions)} {ctx.split} samples")
+    st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_global")
+
+
+# ----------------------------------------------------------------------------------------- attention
+def attention_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
+    from builder.attention import attention_nodes
+
+    nodes = attention_nodes(ctx.model)
+    if not nodes:
+        st.info("This model has no MultiheadAttention or TransformerEncoderLayer node, so there are no attention "
+                "maps to show. Try the *Transformer-encoder classifier* template on the `sequence` dataset.",
+                icon=":material/visibility_off:")
+        return
+    try:
+        maps = _cached(("attn", ctx.split, i), lambda: builder.capture_attention(ctx.model, x))
+    except LayerLabError as e:
+        ui.show_error(e)
+        return
+    tokens = ctx.tokens(x[0]) if ctx.modality == "tokens" else None
+    c = st.columns([2, 1, 1], vertical_alignment="bottom")
+    node = c[0].selectbox("Attention node", list(maps), key="ll_xp_attn_node",
+                          format_func=lambda n: f"{n} ({layer_nodes(ctx.model).get(n, '?')})")
+    w = maps[node]  # (1, heads, T, T)
+    c[1].metric("Heads", int(w.shape[1]))
+    c[2].metric("Tokens", int(w.shape[-1]))
+    fig = figs.attention_heads_figure(w, tokens, sample=0, include_mean=True,
+                                      title=f"{node}: per-head attention (query × key) and the mean over heads")
+    st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_heads")
+    st.markdown("##### Attention rollout")
+    c = st.columns([1, 3])
+    residual = c[0].slider("Residual weight", 0.0, 1.0, 0.5, 0.05, key="ll_xp_residual",
+                           help="How much of each layer's map is the identity (the residual connection)")
+    c[0].caption(f"Rollout multiplies the head-averaged maps of all {len(maps)} attention layers "
+                 "(Abnar & Zuidema, 2020): row *i* says how much output token *i* draws on each input token.")
+    try:
+        roll = builder.attention_rollout(maps, residual=residual)
+    except LayerLabError as e:
+        c[1].warning(str(e))
+        return
+    c[1].plotly_chart(figs.attention_map_figure(roll[0], tokens, title=f"Rollout across {', '.join(maps)}"),
+                      width="stretch", config=CFG, key="ll_xp_fig_rollout")
+
+
+# ---------------------------------------------------------------------------------------- activations
+def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
+    from builder.activations import activation_nodes
+
+    st.markdown("##### Activations of this sample")
+    nodes = activation_nodes(ctx.model, _graph(ctx))
+    if not nodes:
+        st.info("No node outputs to show.")
+    else:
+        names = list(nodes)
+        default = next((n for n, t in nodes.items() if t in ("Conv2d", "Conv1d")), names[min(1, len(names) - 1)])
+        c = st.columns([2, 1.4, 2], vertical_alignment="bottom")
+        node = c[0].selectbox("Node", names, index=names.index(default), key="ll_xp_act_node",
+                              format_func=lambda n: f"{n} ({nodes[n]})")
+        kind = c[1].segmented_control("Show as", ["auto", "strip", "histogram"], default="auto",
+                                      key="ll_xp_act_kind",
+                                      format_func={"auto": "Maps", "strip": "Heat strip",
+                                                   "histogram": "Histogram"}.get) or "auto"
+        try:
+            acts = _cached(("act", ctx.split, i, node),
+                           lambda: builder.capture_activations(ctx.model, x, [node], graph=_graph(ctx)))
+        except LayerLabError as e:
+            ui.show_error(e)
+            acts = {}
+        if node in acts:
+            a = acts[node][0]
+            c[2].caption(f"shape {list(a.shape)} · mean {float(a.float().mean()):.3g} · "
+                         f"{float((a == 0).float().mean()):.0%} zeros")
+            k = kind
+            if kind == "auto":
+                k = "grid" if a.dim() == 3 else "strip"
+            elif kind == "strip" and a.dim() == 3:
+                a = a.reshape(a.shape[0], -1)
+            fig = figs.activation_figure(a, kind=k, title=f"{node} ({nodes[node]})")
+            st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_act")
+        else:
+            st.info(f"Node {node} gave no tensor output for this sample.")
+
+    st.markdown("##### Weight histograms")
+    from builder.sanity import weighted_nodes
+    wn = weighted_nodes(ctx.model)
+    if not wn:
+        st.info("This model has no weights.")
+        return
+    chosen = st.multiselect("Layers", wn, default=wn[:6], key="ll_xp_w_nodes",
+                            placeholder="Choose layers with weights")
+    if not chosen:
+        return
+    try:
+        hists = _cached(("whist", tuple(chosen)), lambda: builder.weight_histograms(ctx.model, nodes=chosen))
+        st.plotly_chart(figs.weight_histogram_figure(hists), width="stretch", config=CFG, key="ll_xp_fig_w")
+    except LayerLabError as e:
+        ui.show_error(e)
+
+
+def _graph(ctx: _Ctx):
+    if ctx.run_id is None or not ctx.key.startswith("run:"):
+        return None
+    try:
+        return builder.load_project(ui.store().get(ctx.run_id)["project"]).graph
+    except LayerLabError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- trust
+def trust_tab(ctx: _Ctx, i: int, target: Any, opts: dict) -> None:
+    infos = builder.available_methods(ctx.model, ctx.modality)
+    avail = [m.name for m in infos if m.available and m.name != "layer_conductance"]
+    n_max = len(ctx.X)
+    st.markdown("##### Sanity check: model-parameter randomisation")
+    st.caption("Layers are re-initialised one by one from the output down; after each step the maps are compared "
+               "with the trained model's by Spearman rank correlation (Adebayo et al., 2018). A method whose maps "
+               "barely change explains the input, not the model, and is flagged.")
+    default = [m for m in ("saliency", "integrated_gradients", "grad_cam", "layer_integrated_gradients")
+               if m in avail][:3] or avail[:1]
+    c = st.columns([3, 1, 1, 1.2], vertical_alignment="bottom")
+    methods = c[0].multiselect("Methods", avail, default=default, format_func=method_label, key="ll_xp_sanity_methods")
+    n = int(c[1].number_input("Samples", 1, min(64, n_max), min(8, n_max), key="ll_xp_sanity_n",
+                              help="The first samples of the split (from the chosen one on)"))
+    thr = float(c[2].number_input("Flag threshold", 0.05, 1.0, 0.5, 0.05, key="ll_xp_sanity_thr"))
+    run = c[3].button("Run sanity check", key="ll_xp_sanity_go", icon=":material/science:", type="primary",
+                      disabled=not methods)
+    start = min(i, n_max - n)
+    xs = ctx.X[start:start + n]
+    key = ("sanity", ctx.split, start, n, tuple(methods), thr, target, opts["baselines"])
+    items = _cache()
+    if run:
+        base = {k: v for k, v in opts.items() if k != "modality"}
+        out, errors = [], []
+        with st.spinner("Randomising layers…"):
+            for m in methods:
+                try:
+                    extra = {"n_steps": 16} if m in STEP_METHODS else {}
+                    out.append(builder.randomisation_check(ctx.model, xs, m, target, threshold=thr,
+                                                           modality=ctx.modality, **base, **extra))
+                except LayerLabError as e:
+                    errors.append(f"{method_label(m)}: {e}")
+        items[key] = (out, errors)
+    res = items.get(key)
+    if res is not None:
+        out, errors = res
+        for msg in errors:
+            st.warning(msg, icon=":material/warning:")
+        if out:
+            st.plotly_chart(figs.sanity_figure(out), width="stretch", config=CFG, key="ll_xp_fig_sanity")
+            for r in out:
+                (st.warning if r.flagged else st.success)(f"**{method_label(r.method)}** — {r.message.split(': ', 1)[-1]}",
+                                                          icon=":material/flag:" if r.flagged else ":material/check:")
+
+    st.markdown("##### Integrated Gradients completeness")
+    st.caption("IG's attributions should sum to f(x) − f(baseline) for the explained class; the difference is the "
+               "convergence delta. Token models use Layer IG on the Embedding.")
+    c = st.columns([1, 1, 3], vertical_alignment="bottom")
+    steps = int(c[0].number_input("Integration steps", 4, 500, 50, step=10, key="ll_xp_ig_steps"))
+    go_ = c[1].button("Check completeness", key="ll_xp_ig_go", icon=":material/functions:")
+    key = ("ig", ctx.split, start, n, steps, target, opts["baselines"], opts.get("pad_token"))
+    if go_:
+        base = opts["baselines"]
+        kw = {"baseline_data": opts["baseline_data"]} if "baseline_data" in opts else {}
+        if "pad_token" in opts:
+            kw["pad_token"] = opts["pad_token"]
+        try:
+            items[key] = builder.ig_completeness(ctx.model, xs, target, baselines=base, n_steps=steps, **kw)
+        except LayerLabError as e:
+            items[key] = e
+    res = items.get(key)
+    if isinstance(res, LayerLabError):
+        st.warning(str(res), icon=":material/warning:")
+    elif res is not None:
+        cc = st.columns([3, 1])
+        cc[0].plotly_chart(figs.completeness_figure(res), width="stretch", config=CFG, key="ll_xp_fig_ig")
+        cc[1].metric("max |delta|", f"{res.max_abs_delta:.2g}")
+        cc[1].metric("Samples", len(res.delta))
+        (cc[1].success if res.ok else cc[1].warning)(
+            "Complete within tolerance" if res.ok else "Outside tolerance: raise the integration steps")
+
+
+# ----------------------------------------------------------------------------------------------- live
+def _live_callback(ctx: _Ctx):
+    """The LiveAttributions callback of this session's training job for the chosen model, if any."""
+    from builder.live import LiveAttributions
+
+    sess = st.session_state.get("ll_job")
+    if sess is None:
+        return None
+    if ctx.run_id and sess.run_id and sess.run_id != ctx.run_id:
+        return None
+    cands = [getattr(sess, "live", None)]
+    cands += list(getattr(getattr(sess.job, "trainer", None), "callbacks", []) or [])
+    for cb in cands:
+        if isinstance(cb, LiveAttributions) and cb.frames:
+            return cb
+    return None
+
+
+def live_tab(ctx: _Ctx) -> None:
+    live = _live_callback(ctx)
+    if live is None:
+        st.info("No attributions were recorded while this model trained. Recording is off by default: on the "
+                "**Train** page tick **Record attributions live** before pressing *Start training*. The trainer "
+                "then attributes a few fixed validation samples at the end of every epoch (Integrated Gradients, "
+                "16 steps: a few milliseconds per epoch for small models) and this tab plays them back with a "
+                "slider, so you can watch the maps sharpen as the network learns.",
+                icon=":material/slow_motion_video:")
+        return
+    frames = list(live.frames)
+    label = method_label(live.method)
+    names = [f"val #{j}" for j in live.indices]
+    if live.labels is not None and live.labels.dim() == 1 and not live.labels.is_floating_point():
+        names = [f"val #{j} · {ctx.class_name(int(t))}" for j, t in zip(live.indices, live.labels.tolist())]
+    c = st.columns([2, 3], vertical_alignment="bottom")
+    s = c[0].selectbox("Sample", list(range(len(names))), format_func=lambda k: names[k], key="ll_xp_live_sample")
+    c[1].caption(f"{label}, {len(frames)} frames (epochs {frames[0]['epoch']}–{frames[-1]['epoch']}), "
+                 f"{1000 * float(np.mean(live.seconds or [0])):.0f} ms per epoch to record. Drag the slider or "
+                 "press ▶ to play.")
+    x = live.inputs[s]
+    is_image = x.dim() == 3
+    tokens = ctx.tokens(x) if not x.is_floating_point() else None
+    fig = figs.live_attribution_figure(frames, sample=s, image=x if is_image else None, tokens=tokens,
+                                       feature_names=ctx.feature_names() if not is_image and tokens is None else None,
+                                       title=f"{label} for {names[s]} during training")
+    if is_image:
+        fig.update_layout(width=520)
+        st.plotly_chart(fig, width="content", config=CFG, key="ll_xp_fig_live")
+    else:
+        st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_live")
+
+
+# ----------------------------------------------------------------------------------------------- page
+def main() -> None:
+    ctx = _choose_model()
+    if ctx is None:
+        return
+    picked = _sample_header(ctx)
+    if picked is None:
+        return
+    i, x, target, opts = picked
+    tabs = st.tabs(["Attributions", "Attention", "Activations & weights", "Trust", "Live"])
+    with tabs[0]:
+        attributions_tab(ctx, i, x, target, opts)
+    with tabs[1]:
+        attention_tab(ctx, i, x)
+    with tabs[2]:
+        activations_tab(ctx, i, x)
+    with tabs[3]:
+        trust_tab(ctx, i, target, opts)
+    with tabs[4]:
+        live_tab(ctx)
+
+
+main()

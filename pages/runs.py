@@ -15,12 +15,14 @@ import builder
 from builder.errors import LayerLabError
 from pages import ui
 
+ui.ensure_shell()
+
 ui.page_header("Runs", "Every training run in this workspace. Select runs to overlay their curves and compare "
                "their settings.")
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#84cc16", "#f97316"]
-STATUS_ICON = {"finished": "✅ finished", "running": "🟢 running", "paused": "⏸️ paused", "stopped": "⏹️ stopped",
-               "failed": "❌ failed", "interrupted": "⚠️ interrupted", "queued": "⏳ queued"}
+STATUS_ICON = {"finished": "✔ finished", "running": "● running", "paused": "‖ paused", "stopped": "■ stopped",
+               "failed": "✖ failed", "interrupted": "⚠ interrupted", "queued": "… queued"}
 
 
 def _when(ts) -> str:
@@ -65,7 +67,10 @@ def _table(runs: list[dict]) -> pd.DataFrame:
             "duration": ui.fmt_duration(r.get("duration_s")),
             "started": _when(r.get("created_at")),
         })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    for c in ("params", "best val loss", "best val metric", "test acc / R²"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
 
 
 def overlay(runs: list[dict]) -> None:
@@ -228,22 +233,28 @@ if not runs:
     st.stop()
 
 df = _table(runs)
+by_id = {r["id"]: r for r in runs}
 focus = st.session_state.get("ll_run_focus")
-if focus in set(df["run"]):
-    df.loc[df["run"] == focus, "select"] = True
-edited = st.data_editor(
-    df, hide_index=True, width="stretch", key="ll_runs_table", disabled=[c for c in df.columns if c != "select"],
+st.dataframe(
+    df.drop(columns=["select"]), hide_index=True, width="stretch", key="ll_runs_table",
     column_config={
-        "select": st.column_config.CheckboxColumn("", help="Select runs to compare", width="small"),
         "params": st.column_config.NumberColumn(format="compact"),
         "best val loss": st.column_config.NumberColumn(format="%.4f"),
         "best val metric": st.column_config.NumberColumn(format="%.4f"),
-        "test accuracy": st.column_config.NumberColumn("test acc / R²", format="%.4f"),
+        "test acc / R²": st.column_config.NumberColumn(format="%.4f"),
     })
-chosen = [r for r, s in zip(edited["run"], edited["select"]) if s]
-by_id = {r["id"]: r for r in runs}
+default = [focus] if focus in by_id else [runs[0]["id"]]
+if focus in by_id and st.session_state.get("ll_runs_focus_seen") != focus:
+    st.session_state.ll_runs_focus_seen = focus
+    st.session_state.ll_runs_pick = [focus]
+elif "ll_runs_pick" in st.session_state:
+    st.session_state.ll_runs_pick = [r for r in st.session_state.ll_runs_pick if r in by_id]
+chosen = st.multiselect("Runs to inspect", list(by_id), default=default, key="ll_runs_pick",
+                        format_func=lambda rid: f"{rid} · {by_id[rid].get('name') or ''} · {by_id[rid].get('status')}",
+                        help="Pick one run to open, resume, download or delete it; several to compare them",
+                        placeholder="Pick runs to inspect or compare")
 if not chosen:
-    st.caption("Tick one run to see its details, or several to compare them.")
+    st.caption("Pick one run to see its details, or several to compare them.")
 elif len(chosen) == 1:
     details(by_id[chosen[0]])
     st.subheader("Curves")
@@ -251,4 +262,4 @@ elif len(chosen) == 1:
 else:
     st.subheader(f"Comparing {len(chosen)} runs")
     overlay([by_id[c] for c in chosen])
-    st.caption("Tick a single run to open, resume, download or delete it.")
+    st.caption("Pick a single run to open, resume, download or delete it.")

@@ -11,6 +11,8 @@ from builder.data import check_compat
 from builder.errors import LayerLabError
 from pages import ui
 
+ui.ensure_shell()
+
 ui.page_header("Train", "Set the hyper-parameters and train in the background. Curves update live; you can "
                "visit other pages and come back.")
 
@@ -104,7 +106,8 @@ def lr_figure(sess: ui.TrainSession) -> go.Figure:
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name="lr",
                                  line=dict(color=COLORS["lr"], width=2)))
     fig = _layout(fig, "Learning rate", "lr")
-    fig.update_layout(showlegend=False)
+    top = max((p[1] for p in pts), default=1e-3)
+    fig.update_layout(showlegend=False, yaxis=dict(range=[0, top * 1.15], tickformat=".1e"))
     return fig
 
 
@@ -141,8 +144,11 @@ def live_view() -> None:
     active = sess.active
     head = st.columns([3, 1, 1, 1], vertical_alignment="center")
     status = sess.status if active or sess.status not in ("queued", "running") else sess.job.status
-    icon = {"running": "🟢", "paused": "⏸️", "finished": "✅", "stopped": "⏹️", "failed": "❌"}.get(status, "⏳")
-    head[0].markdown(f"**{icon} {status.capitalize()}** · run `{sess.run_id}`")
+    icon = {"running": ":green[:material/play_circle:]", "paused": ":orange[:material/pause_circle:]",
+            "pausing": ":orange[:material/pause_circle:]", "finished": ":green[:material/check_circle:]",
+            "stopped": ":gray[:material/stop_circle:]", "stopping": ":gray[:material/stop_circle:]",
+            "failed": ":red[:material/error:]"}.get(status, ":gray[:material/hourglass_top:]")
+    head[0].markdown(f"{icon} **{status.capitalize()}** · run `{sess.run_id}`")
     paused = status in ("paused", "pausing")
     if paused:
         head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=("resume",),

@@ -20,7 +20,9 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ import streamlit as st
 
 import builder
 from builder.errors import LayerLabError
-from builder.project import Graph, Project
+from builder.project import Graph, Position, Project
 
 APP_NAME = "LayerLab"
 
@@ -52,6 +54,7 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
 button[kind="primary"], button[kind="primaryFormSubmit"] {background: #4f46e5 !important; border-color: #4f46e5 !important;}
 button[kind="primary"]:hover, button[kind="primaryFormSubmit"]:hover {background: #4338ca !important; border-color: #4338ca !important;}
 [data-testid="stProgress"] div[role="progressbar"] > div > div > div {background-color: #4f46e5 !important;}
+span[data-baseweb="tag"] {background-color: #4f46e5 !important;}
 </style>
 """
 
@@ -77,8 +80,80 @@ def with_edge_ids(graph: Graph) -> Graph:
     return graph.model_copy(update={"edges": edges})
 
 
+def _no_pages_dir_mode() -> None:
+    """Streamlit treats a ``pages/`` folder as the old multipage layout until ``st.navigation`` runs once in
+    the process; a first visit to a deep link (``/train``) would then run the page without ``app.py``.
+    Turn that mode off as soon as any of our modules is imported."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+    except Exception:  # internal API; the shell check below still recovers
+        pass
+
+
+_no_pages_dir_mode()
+
+
+def ensure_shell() -> None:
+    """Pages call this first: if this run did not come through ``app.py`` (see above), rerun through it."""
+    if not st.session_state.get("ll_shell"):
+        _no_pages_dir_mode()
+        st.rerun()
+
+
+_WARM = threading.Event()  # process-wide: torch kernels initialised (no user data)
+
+
+def torch_threads() -> int:
+    """Intra-op threads for training in the app: ``$LAYERLAB_TORCH_THREADS`` or one core fewer than the
+    machine has (at least 1), leaving a core for the web server and the browser. Spin-waiting OpenMP threads
+    that compete with the UI for cores make small models train several times slower."""
+    env = os.environ.get("LAYERLAB_TORCH_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def _apply_threads() -> None:
+    import torch
+
+    n = torch_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def warm_up() -> None:
+    """Once per process, run a tiny training step in the background so the first real run starts fast
+    (the first backward pass in a fresh process costs seconds on CPU)."""
+    if _WARM.is_set():
+        return
+    _WARM.set()
+
+    def work() -> None:
+        try:
+            import torch
+
+            _apply_threads()
+
+            m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                    torch.nn.Flatten(), torch.nn.Linear(64, 10), torch.nn.Dropout(0.1))
+            opt = torch.optim.Adam(m.parameters())
+            for _ in range(3):
+                loss = torch.nn.functional.cross_entropy(m(torch.randn(8, 1, 8, 8)), torch.zeros(8, dtype=torch.long))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            import sklearn.datasets  # noqa: F401  (the built-in datasets import it)
+        except Exception:  # warming up is an optimisation only
+            pass
+
+    threading.Thread(target=work, name="layerlab-warmup", daemon=True).start()
+
+
 def init_state() -> None:
     """Create this session's state on first use."""
+    warm_up()
     ss = st.session_state
     if "ll_project" not in ss:
         proj = builder.load_template("cnn")
@@ -131,7 +206,7 @@ def layout(g: Graph, per_row: int = 5) -> Graph:
     for n in g.nodes:
         c = col[n.position.x]
         row, k = divmod(c, per_row)
-        nodes.append(n.model_copy(update={"position": {"x": k * 250.0, "y": n.position.y + row * band}}))
+        nodes.append(n.model_copy(update={"position": Position(x=k * 250.0, y=n.position.y + row * band)}))
     return g.model_copy(update={"nodes": nodes})
 
 
@@ -468,6 +543,7 @@ def start_training(proj: Project, spec: dict, config: dict, resume_run: str | No
     from builder.runs import run_training
 
     rs = store()
+    _apply_threads()
     if resume_run:
         job = _resume(resume_run, rs, background=True)
         run = rs.get(resume_run)

@@ -7,6 +7,7 @@ Screenshots go to ``test-artifacts/`` (gitignored).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -51,7 +52,7 @@ def app_server(tmp_path_factory):
     ws = tmp_path_factory.mktemp("workspace")
     port = _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit-server.log", "w")
+    log = open(ARTIFACTS / "streamlit-server.log", "w")  # noqa: SIM115 (closed in finally)
     env = {**os.environ, "LAYERLAB_WORKSPACE": str(ws), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
@@ -108,8 +109,6 @@ def page(browser, app_server, request):
     pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
     pg.base_url = app_server
     yield pg
-    try:
+    with contextlib.suppress(Exception):
         pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}-final.png"), full_page=True)
-    except Exception:
-        pass
     ctx.close()

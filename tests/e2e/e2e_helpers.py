@@ -26,10 +26,16 @@ def open_app(page, path: str = "") -> None:
     wait_idle(page)
 
 
-def goto_page(page, title: str) -> None:
-    """Click a page in the sidebar navigation."""
-    page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
-    page.wait_for_selector(f"h1:has-text('{title}')", timeout=30_000)
+def goto_page(page, title: str, tries: int = 4) -> None:
+    """Click a page in the sidebar navigation (again if a rerun swallowed the click)."""
+    for i in range(tries):
+        page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
+        try:
+            page.wait_for_selector(f"h1:has-text('{title}')", timeout=8_000 if i < tries - 1 else 30_000)
+            break
+        except Exception:
+            if i == tries - 1:
+                raise
     wait_idle(page)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect
 from e2e_helpers import connect, drag_from_palette, new_project, open_app, shot, wait_idle
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 

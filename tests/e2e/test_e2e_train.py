@@ -1,0 +1,120 @@
+"""End-to-end: train the CNN template on digits in the browser, stop, find the run; two sessions at once."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from e2e_helpers import goto_page, open_app, shot, wait_idle
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
+
+
+def load_cnn(page) -> None:
+    page.locator("button", has_text="Templates").first.click()
+    page.locator("button", has_text="Small CNN for 8×8 digits").first.click()
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
+    wait_idle(page)
+
+
+def set_number(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def progress(page) -> tuple[float, str]:
+    bar = page.locator("[data-testid=stProgress] [role=progressbar]").first
+    now = float(bar.get_attribute("aria-valuenow") or 0)
+    text = page.locator("[data-testid=stProgress]").first.inner_text()
+    return now, text
+
+
+def curve_points(page) -> int:
+    """Number of x values in the live loss chart (plotly's data in the DOM)."""
+    return page.evaluate("""() => {
+        const el = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
+        if (!el || !el.data) return 0;
+        return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
+    }""")
+
+
+def start(page, epochs: int) -> float:
+    goto_page(page, "Train")
+    set_number(page, "Epochs", epochs)
+    t0 = time.perf_counter()
+    page.locator("button", has_text="Start training").first.click()
+    return t0
+
+
+def run_id_of(page) -> str:
+    page.wait_for_selector("text=/run \\d{8}-/", timeout=30_000)
+    m = RUN_RE.search(page.locator("[data-testid=stMain]").inner_text())
+    assert m, "the Train page names its run"
+    return m.group(1)
+
+
+def test_train_cnn_on_digits_stop_and_find_run(page):
+    open_app(page)
+    load_cnn(page)
+    shot(page, "build-cnn", readme="build.png")
+    t0 = start(page, 60)
+    # the first curve point arrives quickly
+    deadline = time.time() + 30
+    while curve_points(page) == 0:
+        assert time.time() < deadline, "no curve point within 30 s"
+        page.wait_for_timeout(50)
+    first_point_s = time.perf_counter() - t0
+    run_id = run_id_of(page)
+    p1, _ = progress(page)
+    n1 = curve_points(page)
+    page.wait_for_timeout(3000)
+    p2, text = progress(page)
+    n2 = curve_points(page)
+    assert n2 > n1, "the curve gains points"
+    assert p2 > p1, "the progress bar moves"
+    assert re.search(r"Epoch \d+/60", text) and "samples/s" in text
+    shot(page, "train-live", readme="train.png")
+    page.locator(".st-key-ll_stop button").click()
+    expect(page.locator("[data-testid=stMain]")).to_contain_text("Stopped", timeout=30_000)
+    shot(page, "train-stopped")
+    goto_page(page, "Runs")
+    expect(page.locator("[data-testid=stMain]")).to_contain_text(run_id, timeout=30_000)
+    shot(page, "runs")
+    print(f"first curve point after {first_point_s:.2f} s")
+
+
+def test_two_sessions_train_at_once_and_see_only_their_own(browser, app_server):
+    pages = []
+    try:
+        for _ in range(2):
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+            pg = ctx.new_page()
+            pg.base_url = app_server
+            pages.append(pg)
+            open_app(pg)
+            load_cnn(pg)
+        start(pages[0], 60)
+        start(pages[1], 60)
+        ids = [run_id_of(pg) for pg in pages]
+        assert ids[0] != ids[1]
+        for pg in pages:
+            deadline = time.time() + 30
+            while curve_points(pg) == 0:
+                assert time.time() < deadline
+                pg.wait_for_timeout(100)
+        for pg, mine, other in ((pages[0], ids[0], ids[1]), (pages[1], ids[1], ids[0])):
+            text = pg.locator("[data-testid=stMain]").inner_text()
+            assert mine in text and other not in text
+        for pg in pages:
+            pg.locator(".st-key-ll_stop button").click()
+        for pg in pages:
+            expect(pg.locator("[data-testid=stMain]")).to_contain_text("Stopped", timeout=30_000)
+        shot(pages[1], "two-sessions")
+    finally:
+        for pg in pages:
+            pg.context.close()
