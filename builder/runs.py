@@ -565,8 +565,9 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     store.mark_interrupted()
     run = store.get(run_id)
     run_id = run["id"]
-    if run["status"] in ("running", "queued"):
-        raise RunStoreError(f"run {run_id} is {run['status']} in process {run['pid']}; it cannot be resumed twice")
+    if run["status"] in LIVE_STATUSES:  # mark_interrupted left it: its process is alive
+        raise RunStoreError(f"run {run_id} is {run['status']} in process {run['pid']}; resume or stop it there "
+                            "(it cannot run twice)")
     if run["status"] == "finished" and not (overrides or {}).get("epochs"):
         raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
     ckpt = store.checkpoint_path(run_id)

@@ -569,6 +569,10 @@ class Trainer:
             if out[0].numel() != want:
                 raise TrainingError(f"the model outputs {out[0].numel()} values per sample but the "
                                     f"{self.task} target has {want}; set the last layer's out_features to {want}")
+        classification = self.task in ("multiclass", "binary")
+        if (self.metric_name in ("accuracy", "f1")) != classification:
+            raise TrainingError(f"metric {self.metric_name!r} does not fit task {self.task!r}; use "
+                                f"{'accuracy or f1' if classification else 'r2'} (or auto)")
         self._ytrain = self._prep_y(ds.train)
         self._check_each_step = self.device.type == "cpu"
 
@@ -756,7 +760,7 @@ class Trainer:
                     loss.backward()
                     if clip:
                         self._last_gn_t = torch.nn.utils.clip_grad_norm_(params, clip)
-                    elif self.global_step % log_every == 0 or b == nb - 1:
+                    elif b == nb - 1:  # reported once per epoch
                         self._last_gn_t = grad_norm(params)
                     opt.step()
                 if per_step_sched:

@@ -244,6 +244,8 @@ def test_job_with_store_reports_pause_status(store):
     while store.get(job.run_id)["status"] != "paused" and time.time() < deadline:
         time.sleep(0.02)
     assert store.get(job.run_id)["status"] == "paused"
+    with pytest.raises(RunStoreError, match="cannot run twice"):
+        resume_run(job.run_id, store)
     job.stop()
     job.join(30)
     assert store.get(job.run_id)["status"] == "stopped"

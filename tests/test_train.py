@@ -151,6 +151,8 @@ def test_mismatched_model_is_a_clear_error(moons):
         Trainer(mlp(2, 3), moons, {"epochs": 1}).fit()
     with pytest.raises(TrainingError, match="cannot process"):
         Trainer(mlp(5, 2), moons, {"epochs": 1}).fit()
+    with pytest.raises(TrainingError, match="metric 'r2' does not fit task 'binary'"):
+        Trainer(mlp(), moons, {"epochs": 1, "metric": "r2"}).fit()
     frozen = mlp()
     for p in frozen.parameters():
         p.requires_grad_(False)
