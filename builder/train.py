@@ -424,6 +424,14 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     return None, "none"
 
 
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mixed precision on ``device``: bfloat16 where supported, else float16
+    (with a GradScaler); None on CPU and MPS, where mixed precision is not used."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     """Total L2 norm of the gradients (a device tensor, no host read)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -546,9 +554,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index or 0] if self.device.type == "cuda" else None
             self._fwd = DDP(self.model, device_ids=ids)
-        self._amp = cfg.amp and self.device.type == "cuda"
-        self._amp_dtype = torch.bfloat16 if self._amp and torch.cuda.is_bf16_supported() else torch.float16
-        self._scaler = torch.amp.GradScaler("cuda") if self._amp and self._amp_dtype == torch.float16 else None
+        self._amp_dtype = amp_dtype(self.device) if cfg.amp else None
+        self._amp = self._amp_dtype is not None
+        self._scaler = (torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None)
         # probe the output once: catches shape mismatches early with a clear message
         try:
             out = _first(_forward_all(self.model, ds.train.X[:2]))
@@ -932,4 +940,4 @@ class TrainingJob:
 
 __all__ = ["TrainConfig", "Trainer", "TrainingJob", "TrainResult", "Callback", "Channel", "History",
            "evaluate", "classification_metrics", "regression_metrics", "compute_loss", "resolve_device",
-           "build_optimizer", "build_scheduler", "grad_norm", "STATUSES"]
+           "build_optimizer", "build_scheduler", "grad_norm", "amp_dtype", "STATUSES"]

@@ -355,3 +355,15 @@ def test_autoencoder_template_loss_falls():
     r = _template_fit("autoencoder", "digits", 10)
     losses = [e["val_loss"] for e in r.history]
     assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_path_runs(moons, monkeypatch, dtype):
+    """The autocast (and GradScaler for float16) branch, exercised on the CPU by forcing the dtype."""
+    import builder.train as T
+
+    monkeypatch.setattr(T, "amp_dtype", lambda device: dtype)
+    t = Trainer(mlp(), moons, {"epochs": 2, "amp": True, "lr": 0.01, "grad_clip": 1.0})
+    r = t.fit()
+    assert t._amp and (t._scaler is not None) == (dtype == torch.float16)
+    assert r.status == "finished" and all(math.isfinite(e["train_loss"]) for e in r.history)
