@@ -723,7 +723,7 @@ class Trainer:
         params = self.params
         for epoch in range(start_epoch, cfg.epochs):
             self.epoch = epoch
-            if perm is None or start_batch == 0:
+            if perm is None:  # a checkpoint taken inside an epoch brings that epoch's permutation
                 perm = torch.randperm(n, generator=self._gen)
             perm_dev = perm.to(self.device)
             sum_loss, count = float(acc.get("sum", 0.0)), int(acc.get("count", 0))
@@ -781,7 +781,7 @@ class Trainer:
             if chunk or cbase_n:
                 sum_loss, count = self._flush(chunk, cbase, cbase_n, sum_loss, count, epoch, nb - 1)
             self._epoch_times.append((time.perf_counter() - te) * nb / max(nb - start_batch, 1))
-            start_batch, acc = 0, {}
+            start_batch, acc, perm = 0, {}, None
             train_loss = sum_loss / max(count, 1)
             if world > 1:
                 t = torch.tensor([train_loss], device=self.device, dtype=torch.float64)

@@ -171,7 +171,7 @@ def _curve(result):
     return [v for e in result.history for v in (e["train_loss"], e["val_loss"], e["val_metric"], e["lr"])]
 
 
-@pytest.mark.parametrize("stop_step", [7, 22])  # mid-epoch, and on an epoch boundary (11 steps per epoch)
+@pytest.mark.parametrize("stop_step", [7, 22, 24])  # mid-epoch, and at an epoch start (12 steps per epoch)
 def test_stop_and_resume_gives_the_same_curve(tmp_path, moons, stop_step):
     cfg = {"epochs": 4, "lr": 0.01, "batch_size": 25, "log_every": 3, "scheduler": "onecycle", "optimizer": "adamw",
            "early_stopping": 10}
