@@ -219,8 +219,8 @@ def _single_logit(ctx: _Ctx) -> bool:
     return out.dim() == 2 and out.shape[1] == 1
 
 
-def _choose_model() -> _Ctx | None:
-    """Model picker; returns the context or None (empty state shown)."""
+def _model_options() -> dict[str, str]:
+    """Models to explain: the session's last trained model and the finished runs of the workspace."""
     ss = st.session_state
     options: dict[str, str] = {}
     if ss.get("ll_model") is not None:
@@ -229,15 +229,21 @@ def _choose_model() -> _Ctx | None:
     for r in _finished_runs():
         if r["id"] != ss.get("ll_model_run"):
             options[f"run:{r['id']}"] = f"{r.get('name') or 'run'} · {r.get('dataset_name') or '?'} · run {r['id']}"
-    if not options:
-        with st.container(border=True):
-            st.markdown("#### No trained model yet")
-            st.markdown("Train a network on the **Train** page (the *Small CNN for 8×8 digits* template trains in "
-                        "a few seconds), then come back here to see which pixels, features or tokens drive its "
-                        "predictions. Finished runs from earlier sessions also show up here.")
-            st.page_link("pages/train.py", label="Open the Train page", icon=":material/model_training:")
-        return None
-    c = st.columns([3, 1, 1], vertical_alignment="bottom")
+    return options
+
+
+def _empty_state() -> None:
+    with st.container(border=True):
+        st.markdown("#### No trained model yet")
+        st.markdown("Train a network on the **Train** page (the *Small CNN for 8×8 digits* template trains in "
+                    "a few seconds), then come back here to see which pixels, features or tokens drive its "
+                    "predictions. Finished runs from earlier sessions also show up here.")
+        st.page_link("pages/train.py", label="Open the Train page", icon=":material/model_training:")
+
+
+def _choose_model(options: dict[str, str], c: list) -> _Ctx | None:
+    """Model and split pickers (in the columns ``c``); returns the context or None (error shown)."""
+    ss = st.session_state
     choice = c[0].selectbox("Model", list(options), format_func=options.get, key="ll_xp_model",
                             help="The model trained in this session, or any finished run in the workspace")
     split = c[1].selectbox("Split", ["test", "val", "train"], key="ll_xp_split",
@@ -257,7 +263,6 @@ def _choose_model() -> _Ctx | None:
         ui.show_error(e)
         return None
     modality = "tabular" if modality == "points2d" else modality
-    c[2].metric("Dataset", ds.info.name, help=f"{ds.info.task} · {modality} · input {list(ds.info.input_shape)}")
     _reset_cache(key)
     data = getattr(ds, split)
     dev = _device(model)
@@ -268,14 +273,15 @@ def _choose_model() -> _Ctx | None:
 
 
 # ----------------------------------------------------------------------------------------- samples
-def _pick(ctx: _Ctx) -> int | None:
-    """Sample picker; returns the index in the split."""
+def _pick(ctx: _Ctx, c: list) -> int | None:
+    """Sample picker (in the three columns ``c``); returns the index in the split."""
     n = len(ctx.X)
     picks = list(PICK_LABELS) if ctx.classification and ctx.y is not None and ctx.y.dim() == 1 else ["index"]
-    c = st.columns([1.2, 1.2, 2.6], vertical_alignment="bottom")
     by = c[0].selectbox("Pick samples", picks, format_func=PICK_LABELS.get, key="ll_xp_by")
     if by == "index":
-        return int(c[1].number_input(f"Index (0–{n - 1})", 0, n - 1, 0, key="ll_xp_index"))
+        i = int(c[1].number_input(f"Index (0–{n - 1})", 0, n - 1, 0, key="ll_xp_index"))
+        c[2].caption(_describe(ctx))
+        return i
     label = None
     if by == "class":
         k = len(ctx.info.class_names) or int(ctx.y.max()) + 1
@@ -319,7 +325,7 @@ def _preview(ctx: _Ctx, x: torch.Tensor) -> None:
         fig = go.Figure(tr)
         fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
         fig.update_xaxes(showticklabels=False, constrain="domain")
-        fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0))
+        fig.update_layout(height=120, margin=dict(l=0, r=0, t=0, b=0))
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_preview")
     elif ctx.modality == "tokens":
         st.markdown("**Tokens**")
@@ -335,14 +341,20 @@ def _preview(ctx: _Ctx, x: torch.Tensor) -> None:
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_preview")
 
 
-def _sample_header(ctx: _Ctx) -> tuple[int, torch.Tensor, Any, dict] | None:
+def _describe(ctx: _Ctx) -> str:
+    info = ctx.info
+    return (f"Dataset **{info.name}** · {info.task} · {ctx.modality} input {list(info.input_shape)} · "
+            f"{len(ctx.X)} {ctx.split} samples")
+
+
+def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] | None:
     """Sample picker, preview, label/prediction, target and baseline. Returns (index, x, target, options)."""
-    with st.container(border=True):
-        i = _pick(ctx)
+    with st.container():
+        i = _pick(ctx, row)
         if i is None:
             return None
         x = ctx.X[i:i + 1]
-        c = st.columns([1, 1, 1, 1.3, 1.3], vertical_alignment="center")
+        c = st.columns([0.7, 0.9, 1.1, 1.4, 1.4], vertical_alignment="center")
         with c[0]:
             _preview(ctx, x)
         if ctx.classification:
@@ -350,9 +362,8 @@ def _sample_header(ctx: _Ctx) -> tuple[int, torch.Tensor, Any, dict] | None:
             pred = ctx.class_name(int(ctx.pred[i]))
             c[1].metric("True label", true)
             right = ctx.y is not None and ctx.y.dim() == 1 and int(ctx.y[i]) == int(ctx.pred[i])
-            c[2].metric("Prediction", pred, f"{float(ctx.conf[i]):.1%} confident",
-                        delta_color="normal" if right else "inverse",
-                        help="Correct" if right else "Wrong prediction")
+            c[2].metric("Prediction", pred, f"{'correct' if right else 'wrong'} · {float(ctx.conf[i]):.1%} confident",
+                        delta_color="normal" if right else "inverse", delta_arrow="off")
         else:
             c[1].metric("Sample", f"#{i}")
             if ctx.info.task == "regression":
@@ -417,33 +428,42 @@ def attributions_tab(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict
     avail = {m.name: m for m in infos if m.available}
     unavailable = [m for m in infos if not m.available]
     default = [m for m in DEFAULT_METHODS.get(ctx.modality, []) if m in avail] or list(avail)[:1]
-    c = st.columns([3, 1.2, 1], vertical_alignment="bottom")
+    chosen = st.session_state.get("ll_xp_methods")
+    chosen = default if chosen is None else [m for m in chosen if m in avail]
+    layer_methods = [m for m in chosen if avail[m].layers]
+    c = st.columns([3.2, 1.6, 0.9] + [1.1] * len(layer_methods), vertical_alignment="bottom")
     chosen = c[0].multiselect("Methods (side by side)", list(avail), default=default, format_func=method_label,
                               key="ll_xp_methods", placeholder="Choose one or more attribution methods")
     mode = "both"
     if ctx.modality == "image":
         mode = c[1].segmented_control("View", ["heatmap", "overlay", "both"], default="both", key="ll_xp_mode",
-                                      format_func=str.capitalize) or "both"
+                                      format_func=str.capitalize, required=True) or "both"
     steps = int(c[2].number_input("Integration steps", 4, 300, 50, step=10, key="ll_xp_steps",
                                   help="n_steps of Integrated Gradients, Layer IG and conductance"))
     layers: dict[str, str] = {}
-    with_layers = [m for m in chosen if avail[m].layers]
-    if with_layers:
-        cols = st.columns(max(3, len(with_layers)))
-        for col, m in zip(cols, with_layers):
-            opts_l = list(avail[m].layers)
-            layers[m] = col.selectbox(f"{method_label(m)} node", opts_l,
-                                      index=opts_l.index(_default_layer(ctx, m, avail[m].layers)),
-                                      key=f"ll_xp_layer_{m}",
-                                      help="Grad-CAM: a convolution (upsampled to the input); Layer IG: the "
-                                           "Embedding; conductance: any node")
+    for col, m in zip(c[3:], layer_methods):
+        opts_l = list(avail[m].layers)
+        layers[m] = col.selectbox(f"{method_label(m)} node", opts_l,
+                                  index=opts_l.index(_default_layer(ctx, m, avail[m].layers)),
+                                  key=f"ll_xp_layer_{m}",
+                                  help={"grad_cam": "The convolution whose feature maps Grad-CAM weighs; the map is "
+                                                    "upsampled to the input",
+                                        "layer_integrated_gradients": "The Embedding node the token ids go through",
+                                        }.get(m, "Any node: conductance shows how much each of its units carries"))
+    if not chosen:
+        st.info("Choose at least one method above to see attributions.", icon=":material/touch_app:")
+    else:
+        _attribution_views(ctx, i, x, target, opts, chosen, layers, steps, mode)
     if unavailable:
         with st.expander(f"Not available for this model ({len(unavailable)})", icon=":material/block:"):
             for m in unavailable:
                 st.markdown(f"- **{m.label}** — {m.reason.split(': ', 1)[-1]}")
-    if not chosen:
-        st.info("Choose at least one method above to see attributions.", icon=":material/touch_app:")
-        return
+    if ctx.modality == "tabular":
+        _global_ranking(ctx, avail, target, opts)
+
+
+def _attribution_views(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict, chosen: list[str],
+                       layers: dict[str, str], steps: int, mode: str) -> None:
 
     results: dict[str, Any] = {}
     for m in chosen:
@@ -453,14 +473,13 @@ def attributions_tab(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict
             st.warning(f"{method_label(m)}: {e}", icon=":material/warning:")
     if not results:
         return
-    _deltas(results)
     input_space = {m: e for m, e in results.items() if m != "layer_conductance"}
     feature_names = ctx.feature_names()
     if input_space:
         if ctx.modality == "image":
             maps = {_title(m, e): e.attributions[0] for m, e in input_space.items()}
             fig = figs.image_attribution_figure(x[0], maps, mode=mode)
-            fig.update_layout(height=(230 if mode != "both" else 420) + 40)
+            fig.update_layout(height=250 if mode != "both" else 400)
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_image")
             st.caption("Red pushes the score of the explained class up, blue pushes it down. Grad-CAM is computed "
                        "at the chosen convolution and upsampled to the input.")
@@ -480,8 +499,7 @@ def attributions_tab(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict
         fig = figs.explanation_figure(e, x, 0, modality=ctx.modality)
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_cond")
         st.caption(f"Conductance: how much each unit of node `{e.layer}` carries of the class score.")
-    if ctx.modality == "tabular":
-        _global_ranking(ctx, avail, target, opts)
+    _deltas(results)
 
 
 def _title(method: str, e) -> str:
@@ -493,11 +511,9 @@ def _deltas(results: dict) -> None:
     with_delta = [(m, e) for m, e in results.items() if e.delta is not None]
     if not with_delta:
         return
-    cols = st.columns(min(4, len(with_delta)) + 1)
-    for col, (m, e) in zip(cols, with_delta):
-        col.metric(f"{method_label(m)} delta", f"{float(e.delta.abs().max()):.2g}",
-                   help="Convergence delta: Σ attributions − (f(x) − f(baseline)). Near 0 means the attributions "
-                        "account for the whole change in output; raise the integration steps if it is large.")
+    bits = [f"{method_label(m)} **{float(e.delta.abs().max()):.2g}**" for m, e in with_delta]
+    st.caption("Convergence delta (Σ attributions − (f(x) − f(baseline)); near 0 means the attributions account "
+               "for the whole change in output, otherwise raise the integration steps): " + " · ".join(bits))
 
 
 def _global_ranking(ctx: _Ctx, avail: dict, target: Any, opts: dict) -> None:
@@ -759,10 +775,16 @@ def live_tab(ctx: _Ctx) -> None:
 
 # ----------------------------------------------------------------------------------------------- page
 def main() -> None:
-    ctx = _choose_model()
-    if ctx is None:
+    options = _model_options()
+    if not options:
+        _empty_state()
         return
-    picked = _sample_header(ctx)
+    with st.container(border=True):
+        row = st.columns([2.4, 0.7, 1.3, 1.1, 2.5], vertical_alignment="bottom")
+        ctx = _choose_model(options, row)
+        if ctx is None:
+            return
+        picked = _sample_header(ctx, row[2:])
     if picked is None:
         return
     i, x, target, opts = picked

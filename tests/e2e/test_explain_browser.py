@@ -1,0 +1,95 @@
+"""End-to-end: train the digits CNN in the browser, open Explain, see the attribution heatmaps.
+
+Uses the app server of ``conftest.py`` (its own ``LAYERLAB_WORKSPACE``, killed by PID) and a Chromium
+started here with the flags the project's CI uses. Under ``CI=true`` a missing Chromium is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from e2e_helpers import ARTIFACTS, SCREENSHOTS, goto_page, open_app, shot, wait_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _need(what: str) -> None:
+    if CI:
+        pytest.fail(f"{what} is required for the browser tests under CI=true")
+    pytest.skip(f"{what} not available (set CI=true to make this a failure)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium with the project's flags (overrides the conftest fixture for this module)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("the playwright package")
+    exe = os.environ.get("LAYERLAB_CHROMIUM") or CHROMIUM
+    if not Path(exe).exists() and not shutil.which(exe):
+        _need("Chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=ARGS)
+        yield b
+        b.close()
+
+
+HEATMAPS_JS = """() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))
+    .filter(el => el.offsetParent !== null && el.getBoundingClientRect().height > 100)
+    .map(el => (el.data || []).filter(t => t.type === 'heatmap').length)
+    .reduce((a, b) => a + b, 0)"""
+
+
+def _train_cnn(page, epochs: int = 3) -> None:
+    """The default project is the digits CNN template: train it for a few epochs on the Train page."""
+    goto_page(page, "Train")
+    box = page.get_by_label("Epochs", exact=True)
+    box.fill(str(epochs))
+    box.press("Tab")
+    page.locator("button", has_text="Start training").first.click()
+    page.wait_for_selector("text=Test results", timeout=120_000)
+    wait_idle(page)
+
+
+def test_explain_digits_cnn_heatmap(page):
+    open_app(page)
+    _train_cnn(page)
+    goto_page(page, "Explain")
+    main = page.locator("[data-testid=stMain]")
+    page.wait_for_selector("text=Methods (side by side)", timeout=60_000)
+    wait_idle(page)
+    deadline = time.time() + 60
+    while page.evaluate(HEATMAPS_JS) < 3:  # one heatmap per method, plus the overlays
+        assert time.time() < deadline, "no attribution heatmap rendered on the Explain page"
+        page.wait_for_timeout(200)
+    heat = page.locator("[data-testid=stPlotlyChart] .js-plotly-plot .heatmaplayer, "
+                        "[data-testid=stPlotlyChart] .js-plotly-plot image").first
+    assert heat.count() == 1 and heat.is_visible()
+    text = main.inner_text()
+    for words in ("Saliency", "Integrated Gradients", "Grad-CAM", "Prediction", "True label"):
+        assert words in text, f"{words!r} missing from the Explain page"
+    assert "Traceback" not in text
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(5, 500)  # no hover labels in the screenshot
+    shot(page, "explain", readme="explain.png")
+
+    # every tab renders without an error
+    for tab in ("Attention", "Activations & weights", "Trust", "Live"):
+        page.get_by_role("tab", name=tab).click()
+        wait_idle(page)
+        assert page.locator("[data-testid=stException]").count() == 0, f"exception on the {tab} tab"
+        page.screenshot(path=str(ARTIFACTS / f"explain-tab-{tab.split()[0].lower()}.png"), full_page=True)
+    page.get_by_role("tab", name="Activations & weights").click()
+    wait_idle(page)
+    assert "ch 0" in main.inner_text(), "the feature-map grid of conv1"
+    shot(page, "explain-activations")
