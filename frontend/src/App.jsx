@@ -97,7 +97,10 @@ function initialState(data, store, paletteMap) {
 }
 
 function Canvas({ data, api, store }) {
-  const palette = useMemo(() => (Array.isArray(data.palette) ? data.palette : []), [data.palette]);
+  // Python sends a new palette object on every rerun: key it by content so that
+  // nodes re-render only when the palette really changes.
+  const paletteText = JSON.stringify(Array.isArray(data.palette) ? data.palette : []);
+  const palette = useMemo(() => JSON.parse(paletteText), [paletteText]);
   const paletteMap = useMemo(() => indexPalette(palette), [palette]);
   const annotations = useMemo(() => (data.annotations && typeof data.annotations === 'object' ? data.annotations : {}), [data.annotations]);
   const height = Math.max(320, Number(data.height) || 640);
@@ -212,6 +215,12 @@ function Canvas({ data, api, store }) {
     performance.mark?.('layerlab:canvas:send');
     apiRef.current.setStateValue?.('value', payload);
   }, [commitSeq, store]);
+
+  // Timing marks (visible in the browser's performance timeline): data from
+  // Python rendered on screen.
+  useEffect(() => {
+    performance.mark?.('layerlab:canvas:rendered');
+  }, [data]);
 
   // ---- history ----
   const pushHistory = useCallback((snap) => {
