@@ -33,6 +33,24 @@ def task_defaults(task: str, n_train: int) -> dict:
     return base
 
 
+def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
+    """The hyper-parameter form; starts a run on submit."""
+    config = settings_form(ds.info.task, len(ds.train), disabled=active or bool(problems))
+    if config is None:
+        return
+    proj = ui.project()
+    st.session_state.ll_project = proj.model_copy(
+        update={"training": {**{k: v for k, v in config.items() if v is not None},
+                             **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
+    try:
+        st.session_state.ll_job = ui.start_training(ui.project(), spec, config)
+        st.session_state.ll_polling = True
+    except LayerLabError as e:
+        ui.show_error(e)
+    else:
+        st.rerun()  # show the live view (with polling) at the top
+
+
 def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
     saved = {k: v for k, v in (ui.project().training or {}).items() if k != "dataset"}
     d = {**task_defaults(task, n_train), **saved}
@@ -262,23 +280,16 @@ if problems and not active:
         c1.page_link("pages/build.py", label="Open the Build page", icon=":material/account_tree:")
         c2.page_link("pages/data.py", label="Open the Data page (one-click fix)", icon=":material/dataset:")
 
-if ds is not None:
-    config = settings_form(ds.info.task, len(ds.train), disabled=active or bool(problems))
-    if config is not None:
-        proj = ui.project()
-        st.session_state.ll_project = proj.model_copy(
-            update={"training": {**{k: v for k, v in config.items() if v is not None},
-                                 **({"dataset": spec["name"]} if spec.get("kind") == "builtin" else {})}})
-        try:
-            st.session_state.ll_job = ui.start_training(ui.project(), spec, config)
-            st.session_state.ll_polling = True
-        except LayerLabError as e:
-            ui.show_error(e)
-        else:
-            active = True
-
-st.subheader("Progress")
-running_now = st.session_state.get("ll_job") is not None and st.session_state.ll_job.active
-if running_now:
-    st.session_state.ll_polling = True
-st.fragment(run_every=0.5 if running_now else None)(live_view)()
+running_now = sess is not None and sess.active
+if sess is not None:
+    st.subheader("Progress")
+    if running_now:
+        st.session_state.ll_polling = True
+    st.fragment(run_every=0.5 if running_now else None)(live_view)()
+    if ds is not None:
+        with st.expander("Settings for a new run", expanded=not running_now, icon=":material/tune:"):
+            settings_section(ds, spec, problems, running_now)
+elif ds is not None:
+    settings_section(ds, spec, problems, False)
+    st.info("No training yet — set the hyper-parameters above and press **Start training**.",
+            icon=":material/model_training:")

@@ -335,13 +335,11 @@ def sidebar() -> None:
         st.markdown("<div class='ll-brand'>Layer<span>Lab</span></div>", unsafe_allow_html=True)
         st.caption("Visual neural-network builder")
         proj = project()
-        name = st.text_input("Project name", value=proj.name, max_chars=200, key=f"ll_name_{st.session_state.ll_revision}")
-        if name != proj.name:
-            st.session_state.ll_project = proj.model_copy(update={"name": name or "untitled"})
+        key = f"ll_name_{st.session_state.ll_revision}"
+        st.text_input("Project name", value=proj.name, max_chars=200, key=key, on_change=_rename_project, args=(key,))
         c1, c2 = st.columns(2)
-        if c1.button("New", icon=":material/note_add:", width="stretch", help="Start an empty project"):
-            set_project(new_project(), flash="New empty project")
-            st.rerun()
+        c1.button("New", icon=":material/note_add:", width="stretch", help="Start an empty project", key="ll_new",
+                  on_click=lambda: set_project(new_project(), flash="New empty project"))
         c2.download_button("Save", data=project_json(), file_name=project_filename(), mime="application/json",
                            icon=":material/download:", width="stretch", help="Download the project file (.json)")
         up = st.file_uploader("Open project", type=["json"], key=f"ll_open_{st.session_state.ll_upload_nonce}",
@@ -358,6 +356,11 @@ def sidebar() -> None:
         job = st.session_state.get("ll_job")
         if job is not None and job.active:
             st.info(f"Training in progress: {job.status}", icon=":material/model_training:")
+
+
+def _rename_project(key: str) -> None:
+    name = str(st.session_state.get(key) or "").strip() or "untitled"
+    st.session_state.ll_project = project().model_copy(update={"name": name})
 
 
 def project_json() -> str:

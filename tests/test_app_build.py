@@ -1,0 +1,120 @@
+"""AppTest: the Build page (canvas host, inspector, templates, exports) drives the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import builder
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def at(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def graph(at) -> builder.Graph:
+    return at.session_state["ll_project"].graph
+
+
+def test_loads_with_the_cnn_template_and_annotations(at):
+    g = graph(at)
+    assert any(n.type == "Conv2d" for n in g.nodes)
+    assert all(e.id for e in g.edges), "edges carry explicit ids so the canvas and Python agree"
+    key, report, ann = at.session_state["ll_ann"]
+    assert report.ok
+    assert ann["nodes"]["conv1"]["shape"] == "(B, 16, 8, 8)"
+    assert ann["nodes"]["conv1"]["params"] == 160
+    assert ann["edges"]["image->conv1"]["shape"] == "(B, 1, 8, 8)"
+    assert ann["summary"]["total_params"] == report.total_params
+    assert ann["summary"]["problems"] == []
+    assert at.title[0].value == "Build"
+
+
+def test_template_menu_replaces_the_graph_and_bumps_the_revision(at):
+    rev = at.session_state["ll_revision"]
+    at.button(key="ll_tpl_mlp").click().run()
+    assert not at.exception
+    assert at.session_state["ll_revision"] > rev
+    assert at.session_state["ll_project"].name == builder.load_template("mlp").name
+    assert at.session_state["ll_data"]["name"] == "moons"
+
+
+def test_inspector_edits_params_and_renames_as_text(at):
+    at.session_state["ll_selected"] = "conv1"
+    at.run()
+    assert at.subheader[0].value == "Conv2d"
+    rev = at.session_state["ll_revision"]
+    key = f"ll_p_conv1_out_channels_{rev}"
+    at.number_input(key=key).set_value(8).run()
+    assert graph(at).node("conv1").params["out_channels"] == 8
+    assert at.session_state["ll_revision"] == rev + 1
+    _, report, ann = at.session_state["ll_ann"]
+    assert ann["nodes"]["conv1"]["shape"] == "(B, 8, 8, 8)"
+    rev = at.session_state["ll_revision"]
+    at.text_input(key=f"ll_label_conv1_{rev}").set_value("<b>first</b>").run()
+    assert graph(at).node("conv1").label == "<b>first</b>"
+    assert not any("<b>" in m.value for m in at.markdown), "user text is never rendered as markdown/HTML"
+
+
+def test_kernel_pair_parsing_and_bad_input(at):
+    at.session_state["ll_selected"] = "conv1"
+    at.run()
+    rev = at.session_state["ll_revision"]
+    at.text_input(key=f"ll_p_conv1_kernel_size_{rev}").set_value("3, 5").run()
+    assert graph(at).node("conv1").params["kernel_size"] == [3, 5]
+    rev = at.session_state["ll_revision"]
+    at.text_input(key=f"ll_p_conv1_kernel_size_{rev}").set_value("three").run()
+    assert graph(at).node("conv1").params["kernel_size"] == [3, 5]
+    assert any("whole numbers" in w.value for w in at.warning)
+
+
+def test_shape_error_reaches_the_annotations_and_inspector(at):
+    g = graph(at)
+    nodes = [n.model_copy(update={"params": {**n.params, "in_features": 5}}) if n.id == "fc" else n for n in g.nodes]
+    at.session_state["ll_project"] = at.session_state["ll_project"].model_copy(
+        update={"graph": g.model_copy(update={"nodes": nodes})})
+    at.session_state["ll_selected"] = "fc"
+    at.run()
+    _, report, ann = at.session_state["ll_ann"]
+    assert not report.ok
+    assert ann["nodes"]["fc"]["errors"]
+    assert ann["summary"]["problems"]
+    assert at.error, "the inspector shows the node's problem"
+
+
+def test_delete_layer_from_the_inspector(at):
+    at.session_state["ll_selected"] = "dropout"
+    at.run()
+    rev = at.session_state["ll_revision"]
+    at.button(key=f"ll_del_dropout_{rev}").click().run()
+    assert "dropout" not in {n.id for n in graph(at).nodes}
+    assert not any("dropout" in (e.source, e.target) for e in graph(at).edges)
+
+
+def test_group_event_makes_a_palette_block(at):
+    from pages import ui
+
+    g = graph(at)
+    block = ui.make_block(g, ["conv1", "relu1", "pool1"], "conv block")
+    assert [n["id"] for n in block["nodes"]] == ["conv1", "relu1", "pool1"]
+    assert len(block["edges"]) == 2
+    at.session_state["ll_project"] = at.session_state["ll_project"].model_copy(update={"blocks": [block]})
+    at.run()
+    assert not at.exception
+    assert at.session_state["ll_project"].blocks[0]["name"] == "conv block"
+
+
+def test_empty_project_has_helpful_empty_states(at):
+    at.button(key="ll_new").click()
+    at.run()
+    assert graph(at).nodes == []
+    assert not at.exception

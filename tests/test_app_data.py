@@ -1,0 +1,59 @@
+"""AppTest: the Data page previews datasets and fixes graph/data mismatches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def at(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+    app = AppTest.from_file(APP, default_timeout=90)
+    app.run()
+    app.switch_page("pages/data.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_digits_preview_and_fit(at):
+    assert at.title[0].value == "Data"
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Task"] == "multiclass"
+    assert labels["Input shape"] == "1×8×8"
+    assert any("fit this dataset" in s.value for s in at.success)
+
+
+def test_mismatch_is_shown_and_fixed(at):
+    at.selectbox(key="ll_ds_name").set_value("iris").run()
+    assert not at.exception
+    assert at.session_state["ll_data"]["name"] == "iris"
+    assert any("shape" in w.value.lower() for w in at.warning)
+    at.button[-1].click().run()  # "Fix the graph for this dataset"
+    g = at.session_state["ll_project"].graph
+    assert next(n for n in g.nodes if n.type == "Input").params["shape"] == [4]
+    assert any("fit this dataset" in s.value for s in at.success)
+
+
+def test_csv_dataset_from_a_saved_upload(at, tmp_path):
+    csv = tmp_path / "flowers.csv"
+    csv.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'x' if i % 2 else 'y'}\n" for i in range(60)))
+    at.session_state["ll_data"] = {"kind": "csv", "name": "flowers.csv", "file": str(csv), "target": "label",
+                                   "task": ""}
+    at.segmented_control(key="ll_ds_kind").set_value("csv").run()
+    assert not at.exception
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Task"] == "binary"
+
+
+def test_bad_csv_shows_a_clear_error(at, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("")
+    at.session_state["ll_data"] = {"kind": "csv", "name": "bad.csv", "file": str(bad), "target": "y", "task": ""}
+    at.segmented_control(key="ll_ds_kind").set_value("csv").run()
+    assert not at.exception
+    assert any("empty" in e.value for e in at.error)
