@@ -1,0 +1,247 @@
+"""The Explain page under Streamlit's AppTest: empty state, and a trained model driving the library.
+
+Models are trained once per module (a few epochs, a second or two each) and injected into session state
+as the Train page does (``ll_model``); one test trains through the run store to check the run picker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import builder
+from builder.live import LiveAttributions
+from builder.runs import RunStore, build_model, prepare, run_training
+from builder.train import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+def _train(template: str, dataset: str, epochs: int, *, adapt: bool = False, callbacks=(), **options):
+    proj, ds, cfg = prepare(builder.load_template(template), dataset, {"epochs": epochs, "seed": 0},
+                            dataset_options=options or None, adapt=adapt)
+    torch.manual_seed(0)
+    model = build_model(proj.graph, 0)
+    Trainer(model, ds, cfg, list(callbacks)).fit()
+    return model, ds
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    """The digits CNN after 2 epochs, with live attributions recorded."""
+    live = LiveAttributions("integrated_gradients", n_samples=3)
+    model, ds = _train("cnn", "digits", 2, callbacks=[live])
+    return model, ds, live
+
+
+@pytest.fixture(scope="module")
+def mlp_iris():
+    model, ds = _train("mlp", "iris", 20, adapt=True)
+    return model, ds
+
+
+@pytest.fixture(scope="module")
+def transformer():
+    model, ds = _train("transformer", "sequence", 1, n_samples=600)
+    return model, ds
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    return tmp_path
+
+
+def _page(state: dict | None = None) -> AppTest:
+    """The app, switched to the Explain page, with ``state`` put into session state first."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for k, v in (state or {}).items():
+        at.session_state[k] = v
+    at.run()
+    at.switch_page("pages/explain.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _specs(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _titles(at: AppTest) -> str:
+    """Every figure's title and subplot titles, joined (what a user reads above the charts)."""
+    out = []
+    for s in _specs(at):
+        lay = s.get("layout", {})
+        t = lay.get("title", {})
+        out.append(t.get("text", "") if isinstance(t, dict) else str(t))
+        out += [a.get("text", "") for a in lay.get("annotations", [])]
+    return " | ".join(out)
+
+
+def _trace_types(at: AppTest) -> set[str]:
+    return {t.get("type", "") for s in _specs(at) for t in s.get("data", [])}
+
+
+def _widget(elements, label: str):
+    found = [w for w in elements if w.label == label]
+    assert found, f"no widget {label!r}; have {[w.label for w in elements]}"
+    return found[0]
+
+
+def _text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+    parts += [w.value for w in at.warning] + [e.value for e in at.error] + [s.value for s in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+# --------------------------------------------------------------------------------------------- tests
+def test_empty_state_without_a_model(workspace):
+    at = _page()
+    assert "No trained model yet" in _text(at)
+    assert not at.get("plotly_chart")
+    assert not at.error
+
+
+def test_trained_cnn_shows_default_attributions(workspace, cnn):
+    model, ds, _ = cnn
+    at = _page({"ll_model": model, "ll_model_run": None})
+    methods = _widget(at.multiselect, "Methods (side by side)")
+    assert methods.value == ["saliency", "integrated_gradients", "grad_cam"]
+    titles = _titles(at)
+    for name in ("Saliency (heatmap)", "Integrated Gradients (overlay)", "Grad-CAM · conv2 (heatmap)"):
+        assert name in titles
+    assert "heatmap" in _trace_types(at)
+    assert "Convergence delta" in _text(at)
+    # the prediction is shown with its confidence
+    labels = [m.label for m in at.metric]
+    assert "True label" in labels and "Prediction" in labels
+    assert "confident" in str(_widget(at.metric, "Prediction").proto.delta)
+
+
+def test_unavailable_methods_show_their_reason(workspace, cnn):
+    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    exp = [e for e in at.expander if e.label.startswith("Not available")]
+    assert exp, "unavailable methods are listed"
+    text = "\n".join(m.value for m in exp[0].markdown)
+    assert "Feature ablation" in text and "tabular inputs" in text
+    assert "Layer Integrated Gradients" in text and "Embedding" in text
+    assert "feature_ablation" not in _widget(at.multiselect, "Methods (side by side)").options
+
+
+def test_choosing_a_method_draws_its_figure(workspace, cnn):
+    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    _widget(at.multiselect, "Methods (side by side)").set_value(["occlusion", "deep_lift"]).run()
+    assert not at.exception
+    titles = _titles(at)
+    assert "Occlusion (heatmap)" in titles and "DeepLift (overlay)" in titles
+    assert "Saliency (heatmap)" not in titles
+    _widget(at.multiselect, "Methods (side by side)").set_value(["layer_conductance"]).run()
+    assert "conductance of node conv1" in _titles(at)
+    _widget(at.selectbox, "Layer conductance node").set_value("fc").run()
+    assert not at.exception and "conductance of node fc" in _titles(at)
+
+
+def test_target_class_and_baseline_drive_the_explanation(workspace, cnn):
+    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    _widget(at.selectbox, "Explain class").set_value(7).run()
+    _widget(at.selectbox, "Baseline").set_value("blur").run()
+    assert not at.exception and not at.warning
+    figs = [s for s in _specs(at) if "Saliency" in json.dumps(s.get("layout", {}))]
+    assert figs, "the attribution figure is still there"
+
+
+def test_sample_pickers(workspace, cnn):
+    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    _widget(at.number_input, "Index (0–268)").set_value(5).run()
+    assert not at.exception
+    for by in ("class", "correct", "incorrect", "confident_mistakes"):
+        _widget(at.selectbox, "Pick samples").set_value(by).run()
+        assert not at.exception, by
+        sample = [s for s in at.selectbox if s.label.startswith("Sample (")]
+        assert sample or "No " in _text(at), by
+    _widget(at.selectbox, "Pick samples").set_value("class").run()
+    _widget(at.selectbox, "True class").set_value(4).run()
+    sample = [s for s in at.selectbox if s.label.startswith("Sample (")][0]
+    assert sample.options and all("true 4 " in o for o in sample.options)
+
+
+def test_trust_checks_run_on_demand(workspace, cnn):
+    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    assert "Model-parameter randomisation" not in _titles(at)  # behind a button
+    _widget(at.multiselect, "Methods").set_value(["saliency", "grad_cam"]).run()
+    _widget(at.button, "Run sanity check").click().run()
+    assert not at.exception
+    assert "Model-parameter randomisation" in _titles(at)
+    assert any("Saliency" in m.value or "Grad-CAM" in m.value for m in [*at.success, *at.warning])
+    _widget(at.button, "Check completeness").click().run()
+    assert not at.exception
+    assert "IG completeness" in _titles(at)
+
+
+def test_activations_and_weights(workspace, cnn):
+    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    assert "ch 0" in _titles(at)  # conv1 feature-map grid
+    assert "conv1.weight" in _titles(at)
+    _widget(at.selectbox, "Node").set_value("fc").run()
+    assert not at.exception and "fc (Linear)" in _titles(at)
+
+
+def test_live_attributions_play_back(workspace, cnn):
+    model, _, live = cnn
+    at = _page({"ll_model": model, "ll_model_run": None})
+    assert "Record attributions live" in _text(at)  # how to enable it
+    job = SimpleNamespace(run_id=None, active=False, job=SimpleNamespace(trainer=SimpleNamespace(callbacks=[live])))
+    at = _page({"ll_model": model, "ll_model_run": None, "ll_job": job})
+    live_figs = [s for s in _specs(at) if s.get("frames")]
+    assert live_figs and len(live_figs[0]["frames"]) == len(live.frames) == 2
+    assert live_figs[0]["layout"]["sliders"]
+
+
+def test_tabular_bars_and_global_ranking(workspace, mlp_iris):
+    model, ds = mlp_iris
+    at = _page({"ll_model": model, "ll_model_run": None, "ll_data": {"kind": "builtin", "name": "iris", "options": {}}})
+    assert _widget(at.multiselect, "Methods (side by side)").value == ["integrated_gradients", "feature_ablation"]
+    assert "Attribution per feature" in _titles(at)
+    bars = [t for s in _specs(at) for t in s["data"] if t.get("type") == "bar"]
+    assert {tuple(b["y"]) for b in bars} and set(bars[0]["y"]) == set(ds.info.feature_names)
+    assert "Occlusion" in "\n".join(m.value for e in at.expander for m in e.markdown)
+    _widget(at.button, f"Rank over {len(ds.test)} test samples").click().run()
+    assert not at.exception and f"over {len(ds.test)} test samples" in _titles(at)
+    _widget(at.selectbox, "Baseline").set_value("mean").run()
+    assert not at.exception and not at.warning
+
+
+def test_tokens_attention_and_rollout(workspace, transformer):
+    model, ds = transformer
+    at = _page({"ll_model": model, "ll_model_run": None,
+                "ll_data": {"kind": "builtin", "name": "sequence", "options": {"n_samples": 600}}})
+    assert _widget(at.multiselect, "Methods (side by side)").value == ["layer_integrated_gradients", "occlusion"]
+    titles = _titles(at)
+    assert "Layer Integrated Gradients" in titles and "Occlusion" in titles
+    assert "per-head attention" in titles and "head 0" in titles and "mean over heads" in titles
+    assert "Rollout across encoder1, encoder2" in titles
+    _widget(at.selectbox, "Attention node").set_value("encoder2").run()
+    assert not at.exception and "encoder2: per-head attention" in _titles(at)
+    _widget(at.selectbox, "Baseline").set_value("pad")  # the only one for tokens
+    _widget(at.selectbox, "Pad token").set_value(3).run()
+    assert not at.exception and not at.warning
+
+
+def test_pick_a_finished_run_from_the_store(workspace):
+    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 3}, store=RunStore(workspace))
+    at = _page()
+    model = _widget(at.selectbox, "Model")
+    assert model.value == f"run:{res.run_id}"
+    assert "Attribution per feature" in _titles(at)
+    assert not at.error
