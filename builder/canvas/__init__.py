@@ -49,14 +49,31 @@ def _ensure_asset_dir_known(manager: Any) -> None:
     manager.register_from_manifest(manifest, _PACKAGE_DIR)
 
 
+def _asset(pattern: str) -> Path:
+    matches = sorted((_PACKAGE_DIR / _ASSET_DIR).glob(pattern))
+    if len(matches) != 1:
+        raise RuntimeError(
+            f"builder/canvas/{_ASSET_DIR} must hold exactly one {pattern} (found {len(matches)}); "
+            "rebuild with: npm --prefix frontend ci && npm --prefix frontend run build"
+        )
+    return matches[0]
+
+
 def _mounter() -> Any:
     from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
 
     manager = get_bidi_component_manager()
     mount = _mounters.get(id(manager))
     if mount is None:
-        _ensure_asset_dir_known(manager)
-        mount = st.components.v2.component(COMPONENT_NAME, js=_JS_GLOB, css=_CSS_GLOB)
+        try:
+            _ensure_asset_dir_known(manager)
+            mount = st.components.v2.component(COMPONENT_NAME, js=_JS_GLOB, css=_CSS_GLOB)
+        except Exception:  # Streamlit internals moved: fall back to inline assets (~400 KB per rerun)
+            mount = st.components.v2.component(
+                COMPONENT_NAME,
+                js=_asset(_JS_GLOB).read_text(encoding="utf-8"),
+                css=_asset(_CSS_GLOB).read_text(encoding="utf-8"),
+            )
         _mounters.clear()
         _mounters[id(manager)] = mount
     return mount
@@ -154,7 +171,7 @@ def latest_canvas_state(key: str = "canvas", revision: int | None = None) -> dic
     """
     try:
         raw = st.session_state[key]
-    except (KeyError, AttributeError):
+    except Exception:  # not registered yet (first run) or no script context
         return None
     if not isinstance(raw, dict):
         return None
