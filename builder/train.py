@@ -54,6 +54,7 @@ class TrainConfig(BaseModel):
     ``auto`` means accuracy for classification and R² for regression and reconstruction; the train metric is
     measured at epoch end (eval mode) on the first 512 training samples, the train loss is the mean of the
     step losses.
+    ``memory_format`` ``auto`` uses channels_last for models with Conv2d on image data (CPU, CUDA).
     ``init_from``/``init_nodes``/``freeze`` drive transfer learning in :func:`builder.runs.run_training`.
     """
 
@@ -73,6 +74,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = "auto"
     amp: bool = False
+    memory_format: Literal["auto", "contiguous", "channels_last"] = "auto"
     loss: Literal["auto", "mse", "l1", "huber"] = "auto"
     metric: Literal["auto", "accuracy", "f1", "r2"] = "auto"
     log_every: int = Field(10, ge=1, le=100_000)
@@ -424,6 +426,21 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     return None, "none"
 
 
+def _use_channels_last(setting: str, model: torch.nn.Module, ds: Dataset, device: torch.device) -> bool:
+    if setting == "contiguous" or ds.info.input_dtype != "float32" or len(ds.info.input_shape) != 3:
+        return False
+    if setting == "channels_last":
+        return True
+    return device.type in ("cpu", "cuda") and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _channels_last(ds: Dataset) -> Dataset:
+    def conv(s: Split) -> Split:
+        X = s.X.contiguous(memory_format=torch.channels_last)
+        return Split(X, X if s.y is s.X else s.y)
+    return Dataset(ds.info, conv(ds.train), conv(ds.val), conv(ds.test))
+
+
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype for mixed precision on ``device``: bfloat16 where supported, else float16
     (with a GradScaler); None on CPU and MPS, where mixed precision is not used."""
@@ -472,6 +489,10 @@ class Trainer:
         self.dist = dist
         self.model = model.to(self.device)
         self.dataset = dataset.to(self.device)
+        if _use_channels_last(self.config.memory_format, self.model, self.dataset, self.device):
+            # convolutions on (N, H, W, C) memory run ~15% faster on CPU (oneDNN) and with cuDNN
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.dataset = _channels_last(self.dataset)
         self.task = dataset.info.task
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir else None
