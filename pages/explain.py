@@ -67,6 +67,10 @@ class _Ctx:
     conf: torch.Tensor  # (N,) confidence (or the predicted value for regression)
     run_id: str | None
 
+    def k(self, name: str) -> str:
+        """A widget key for this model: choices made for one model do not leak into another's widgets."""
+        return f"{name}@{self.key}"
+
     @property
     def info(self):
         return self.ds.info
@@ -279,13 +283,13 @@ def _pick(ctx: _Ctx, c: list) -> int | None:
     picks = list(PICK_LABELS) if ctx.classification and ctx.y is not None and ctx.y.dim() == 1 else ["index"]
     by = c[0].selectbox("Pick samples", picks, format_func=PICK_LABELS.get, key="ll_xp_by")
     if by == "index":
-        i = int(c[1].number_input(f"Index (0–{n - 1})", 0, n - 1, 0, key="ll_xp_index"))
+        i = int(c[1].number_input(f"Index (0–{n - 1})", 0, n - 1, 0, key=ctx.k(f"ll_xp_index_{ctx.split}")))
         c[2].caption(_describe(ctx))
         return i
     label = None
     if by == "class":
         k = len(ctx.info.class_names) or int(ctx.y.max()) + 1
-        label = c[1].selectbox("True class", list(range(k)), format_func=ctx.class_name, key="ll_xp_label")
+        label = c[1].selectbox("True class", list(range(k)), format_func=ctx.class_name, key=ctx.k("ll_xp_label"))
     y = ctx.y.cpu()
     if _single_logit(ctx) and by in ("correct", "incorrect", "confident_mistakes"):
         ok = ctx.pred.cpu() == y
@@ -305,7 +309,7 @@ def _pick(ctx: _Ctx, c: list) -> int | None:
     def fmt(i: int) -> str:
         return f"#{i} · true {ctx.class_name(int(y[i]))} · predicted {ctx.class_name(int(ctx.pred[i]))} " \
                f"({float(ctx.conf[i]):.0%})"
-    return int(c[2].selectbox(f"Sample ({len(cands)} found)", cands, format_func=fmt, key=f"ll_xp_cand_{by}"))
+    return int(c[2].selectbox(f"Sample ({len(cands)} found)", cands, format_func=fmt, key=ctx.k(f"ll_xp_cand_{by}_{ctx.split}")))
 
 
 def _preview(ctx: _Ctx, x: torch.Tensor) -> None:
@@ -328,7 +332,6 @@ def _preview(ctx: _Ctx, x: torch.Tensor) -> None:
         fig.update_layout(height=120, margin=dict(l=0, r=0, t=0, b=0))
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_preview")
     elif ctx.modality == "tokens":
-        st.markdown("**Tokens**")
         st.code(" ".join(ctx.tokens(v)), language=None, wrap_lines=True)
     elif ctx.modality == "tabular":
         names = ctx.feature_names() or [f"x{i}" for i in range(v.numel())]
@@ -354,7 +357,7 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
         if i is None:
             return None
         x = ctx.X[i:i + 1]
-        c = st.columns([0.7, 0.9, 1.1, 1.4, 1.4], vertical_alignment="center")
+        c = st.columns([0.7 if ctx.modality == "image" else 1.6, 0.9, 1.1, 1.4, 1.4], vertical_alignment="center")
         with c[0]:
             _preview(ctx, x)
         if ctx.classification:
@@ -374,16 +377,16 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
         n_out = _n_outputs(ctx)
         if n_out > 1 and ctx.classification:
             k = len(ctx.info.class_names) or n_out
-            opts = [None] + list(range(k))
-            target = c[3].selectbox("Explain class", opts, key="ll_xp_target",
+            choice = c[3].selectbox("Explain class", [-1] + list(range(k)), key=ctx.k("ll_xp_target"),
                                     format_func=lambda t: f"Predicted ({ctx.class_name(int(ctx.pred[i]))})"
-                                    if t is None else ctx.class_name(t),
+                                    if t < 0 else ctx.class_name(t),
                                     help="Attributions explain the score of this class")
+            target = None if choice < 0 else int(choice)
         elif n_out == 1:
             c[3].caption("Single output: attributions explain the model's output "
                          + ("(the logit of the positive class)." if ctx.classification else "value."))
         base_opts = BASELINES_FOR.get(ctx.modality, ["zeros"])
-        base = c[4].selectbox("Baseline", base_opts, format_func=BASELINE_LABELS.get, key="ll_xp_base",
+        base = c[4].selectbox("Baseline", base_opts, format_func=BASELINE_LABELS.get, key=ctx.k("ll_xp_base"),
                               help="The reference input that path and perturbation methods compare against")
         opts: dict[str, Any] = {"baselines": base, "modality": ctx.modality}
         if base == "mean":
@@ -392,7 +395,7 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
             vocab = ctx.info.vocab or []
             opts["pad_token"] = int(c[4].selectbox("Pad token", list(range(max(1, len(vocab)))),
                                                    format_func=lambda t: vocab[t] if vocab else str(t),
-                                                   key="ll_xp_pad"))
+                                                   key=ctx.k("ll_xp_pad")))
     return i, x, target, opts
 
 
@@ -428,12 +431,12 @@ def attributions_tab(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict
     avail = {m.name: m for m in infos if m.available}
     unavailable = [m for m in infos if not m.available]
     default = [m for m in DEFAULT_METHODS.get(ctx.modality, []) if m in avail] or list(avail)[:1]
-    chosen = st.session_state.get("ll_xp_methods")
+    chosen = st.session_state.get(ctx.k("ll_xp_methods"))
     chosen = default if chosen is None else [m for m in chosen if m in avail]
     layer_methods = [m for m in chosen if avail[m].layers]
     c = st.columns([3.2, 1.6, 0.9] + [1.1] * len(layer_methods), vertical_alignment="bottom")
     chosen = c[0].multiselect("Methods (side by side)", list(avail), default=default, format_func=method_label,
-                              key="ll_xp_methods", placeholder="Choose one or more attribution methods")
+                              key=ctx.k("ll_xp_methods"), placeholder="Choose one or more attribution methods")
     mode = "both"
     if ctx.modality == "image":
         mode = c[1].segmented_control("View", ["heatmap", "overlay", "both"], default="both", key="ll_xp_mode",
@@ -445,7 +448,7 @@ def attributions_tab(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict
         opts_l = list(avail[m].layers)
         layers[m] = col.selectbox(f"{method_label(m)} node", opts_l,
                                   index=opts_l.index(_default_layer(ctx, m, avail[m].layers)),
-                                  key=f"ll_xp_layer_{m}",
+                                  key=ctx.k(f"ll_xp_layer_{m}"),
                                   help={"grad_cam": "The convolution whose feature maps Grad-CAM weighs; the map is "
                                                     "upsampled to the input",
                                         "layer_integrated_gradients": "The Embedding node the token ids go through",
@@ -475,10 +478,15 @@ def _attribution_views(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: di
         return
     input_space = {m: e for m, e in results.items() if m != "layer_conductance"}
     feature_names = ctx.feature_names()
+    first = next(iter(results.values()))
+    about = "the model's output"
+    if first.target is not None:
+        t = int(first.target[0])
+        about = f"class {ctx.class_name(t)}" + (" (the prediction)" if target is None else "")
     if input_space:
         if ctx.modality == "image":
             maps = {_title(m, e): e.attributions[0] for m, e in input_space.items()}
-            fig = figs.image_attribution_figure(x[0], maps, mode=mode)
+            fig = figs.image_attribution_figure(x[0], maps, mode=mode, title=f"Attributions for {about}")
             fig.update_layout(height=250 if mode != "both" else 400)
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_image")
             st.caption("Red pushes the score of the explained class up, blue pushes it down. Grad-CAM is computed "
@@ -487,12 +495,14 @@ def _attribution_views(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: di
             a = torch.stack([e.attributions[0].reshape(-1).cpu() for e in input_space.values()])
             fig = figs.tabular_attribution_figure(a, feature_names, top_k=20,
                                                   sample_names=[method_label(m) for m in input_space],
-                                                  title="Attribution per feature (this sample)")
+                                                  title=f"Attribution per feature for {about}")
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_tab")
         else:
             for m, e in input_space.items():
                 fig = figs.explanation_figure(e, x, 0, modality=ctx.modality, tokens=ctx.tokens(x[0])
                                               if ctx.modality == "tokens" else None, feature_names=feature_names)
+                fig.update_layout(title=f"{_title(m, e)} for {about}")
+                fig.update_traces(textfont=dict(size=15), selector=dict(type="heatmap"))
                 st.plotly_chart(fig, width="stretch", config=CFG, key=f"ll_xp_fig_{m}")
     if "layer_conductance" in results:
         e = results["layer_conductance"]
@@ -524,7 +534,7 @@ def _global_ranking(ctx: _Ctx, avail: dict, target: Any, opts: dict) -> None:
         return
     c = st.columns([2, 1, 2], vertical_alignment="bottom")
     m = c[0].selectbox("Method for the ranking", names, format_func=method_label,
-                       key="ll_xp_global_method")
+                       key=ctx.k("ll_xp_global_method"))
     key = ("global", ctx.split, m, opts["baselines"])
     go_ = c[1].button(f"Rank over {len(ctx.X)} {ctx.split} samples", key="ll_xp_global_go", icon=":material/bar_chart:")
     items = _cache()
@@ -562,7 +572,7 @@ def attention_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
         return
     tokens = ctx.tokens(x[0]) if ctx.modality == "tokens" else None
     c = st.columns([2, 1, 1], vertical_alignment="bottom")
-    node = c[0].selectbox("Attention node", list(maps), key="ll_xp_attn_node",
+    node = c[0].selectbox("Attention node", list(maps), key=ctx.k("ll_xp_attn_node"),
                           format_func=lambda n: f"{n} ({layer_nodes(ctx.model).get(n, '?')})")
     w = maps[node]  # (1, heads, T, T)
     c[1].metric("Heads", int(w.shape[1]))
@@ -597,7 +607,7 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
         names = list(nodes)
         default = next((n for n, t in nodes.items() if t in ("Conv2d", "Conv1d")), names[min(1, len(names) - 1)])
         c = st.columns([2, 1.4, 2], vertical_alignment="bottom")
-        node = c[0].selectbox("Node", names, index=names.index(default), key="ll_xp_act_node",
+        node = c[0].selectbox("Node", names, index=names.index(default), key=ctx.k("ll_xp_act_node"),
                               format_func=lambda n: f"{n} ({nodes[n]})")
         kind = c[1].segmented_control("Show as", ["auto", "strip", "histogram"], default="auto",
                                       key="ll_xp_act_kind",
@@ -629,7 +639,7 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
     if not wn:
         st.info("This model has no weights.")
         return
-    chosen = st.multiselect("Layers", wn, default=wn[:6], key="ll_xp_w_nodes",
+    chosen = st.multiselect("Layers", wn, default=wn[:6], key=ctx.k("ll_xp_w_nodes"),
                             placeholder="Choose layers with weights")
     if not chosen:
         return
@@ -661,8 +671,8 @@ def trust_tab(ctx: _Ctx, i: int, target: Any, opts: dict) -> None:
     default = [m for m in ("saliency", "integrated_gradients", "grad_cam", "layer_integrated_gradients")
                if m in avail][:3] or avail[:1]
     c = st.columns([3, 1, 1, 1.2], vertical_alignment="bottom")
-    methods = c[0].multiselect("Methods", avail, default=default, format_func=method_label, key="ll_xp_sanity_methods")
-    n = int(c[1].number_input("Samples", 1, min(64, n_max), min(8, n_max), key="ll_xp_sanity_n",
+    methods = c[0].multiselect("Methods", avail, default=default, format_func=method_label, key=ctx.k("ll_xp_sanity_methods"))
+    n = int(c[1].number_input("Samples", 1, min(64, n_max), min(8, n_max), key=ctx.k(f"ll_xp_sanity_n_{ctx.split}"),
                               help="The first samples of the split (from the chosen one on)"))
     thr = float(c[2].number_input("Flag threshold", 0.05, 1.0, 0.5, 0.05, key="ll_xp_sanity_thr"))
     run = c[3].button("Run sanity check", key="ll_xp_sanity_go", icon=":material/science:", type="primary",
@@ -689,7 +699,11 @@ def trust_tab(ctx: _Ctx, i: int, target: Any, opts: dict) -> None:
         for msg in errors:
             st.warning(msg, icon=":material/warning:")
         if out:
-            st.plotly_chart(figs.sanity_figure(out), width="stretch", config=CFG, key="ll_xp_fig_sanity")
+            fig = figs.sanity_figure(out)
+            for r in out:  # Captum names -> the labels used on this page
+                fig.for_each_trace(lambda t, r=r: t.update(name=t.name.replace(r.method, method_label(r.method))),
+                                   selector=dict(name=r.method + (" ⚠ barely changes" if r.flagged else "")))
+            st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_sanity")
             for r in out:
                 (st.warning if r.flagged else st.success)(f"**{method_label(r.method)}** — {r.message.split(': ', 1)[-1]}",
                                                           icon=":material/flag:" if r.flagged else ":material/check:")
@@ -756,7 +770,7 @@ def live_tab(ctx: _Ctx) -> None:
     if live.labels is not None and live.labels.dim() == 1 and not live.labels.is_floating_point():
         names = [f"val #{j} · {ctx.class_name(int(t))}" for j, t in zip(live.indices, live.labels.tolist())]
     c = st.columns([2, 3], vertical_alignment="bottom")
-    s = c[0].selectbox("Sample", list(range(len(names))), format_func=lambda k: names[k], key="ll_xp_live_sample")
+    s = c[0].selectbox("Sample", list(range(len(names))), format_func=lambda k: names[k], key=ctx.k("ll_xp_live_sample"))
     c[1].caption(f"{label}, {len(frames)} frames (epochs {frames[0]['epoch']}–{frames[-1]['epoch']}), "
                  f"{1000 * float(np.mean(live.seconds or [0])):.0f} ms per epoch to record. Drag the slider or "
                  "press ▶ to play.")
@@ -767,7 +781,7 @@ def live_tab(ctx: _Ctx) -> None:
                                        feature_names=ctx.feature_names() if not is_image and tokens is None else None,
                                        title=f"{label} for {names[s]} during training")
     if is_image:
-        fig.update_layout(width=520)
+        fig.update_layout(width=640)
         st.plotly_chart(fig, width="content", config=CFG, key="ll_xp_fig_live")
     else:
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_live")

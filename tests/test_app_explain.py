@@ -155,6 +155,7 @@ def test_choosing_a_method_draws_its_figure(workspace, cnn):
 def test_target_class_and_baseline_drive_the_explanation(workspace, cnn):
     at = _page({"ll_model": cnn[0], "ll_model_run": None})
     _widget(at.selectbox, "Explain class").set_value(7).run()
+    assert "for class 7" in _titles(at)
     _widget(at.selectbox, "Baseline").set_value("blur").run()
     assert not at.exception and not at.warning
     figs = [s for s in _specs(at) if "Saliency" in json.dumps(s.get("layout", {}))]
