@@ -782,10 +782,10 @@ function Canvas({ data, api, store }) {
             </button>
             <span className="ll-sep" />
             <button type="button" className="ll-btn" title="Arrange layers left to right" onClick={autoLayout} disabled={!nodes.length}>
-              <LayoutIcon /> Auto-layout
+              <LayoutIcon /> <span className="ll-btn-label">Auto-layout</span>
             </button>
             <button type="button" className="ll-btn" title="Fit the whole graph in view" onClick={fit} disabled={!nodes.length}>
-              <FitIcon /> Fit
+              <FitIcon /> <span className="ll-btn-label">Fit</span>
             </button>
             <span className="ll-sep" />
             {groupForm ? (
@@ -817,7 +817,7 @@ function Canvas({ data, api, store }) {
               </form>
             ) : (
               <button type="button" className="ll-btn" title="Group the selected layers into a reusable block" onClick={openGroup} disabled={selCount < 2}>
-                <GroupIcon /> Group as block
+                <GroupIcon /> <span className="ll-btn-label">Group as block</span>
               </button>
             )}
             <button
@@ -863,6 +863,7 @@ function Canvas({ data, api, store }) {
               }}
               onPaneClick={onPaneClick}
               deleteKeyCode={null}
+              zoomOnDoubleClick={false}
               multiSelectionKeyCode={['Control', 'Meta']}
               selectionKeyCode="Shift"
               minZoom={0.03}
