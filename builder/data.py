@@ -505,9 +505,11 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
                            f"{', '.join(map(repr, df.columns[:30]))}")
     if df.shape[1] < 2:
         raise DatasetError(f"{label}: only the target column {target!r}; at least one feature column is needed")
+    n_rows = len(df)
     df = df.dropna(subset=[target])
     if len(df) == 0:
         raise DatasetError(f"{label}: the target column {target!r} is empty in every row")
+    dropped = n_rows - len(df)
     ycol = df[target]
     features = df.drop(columns=[target])
 
@@ -586,6 +588,8 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
                        description=f"{label}: {len(df)} rows, target {target!r}",
                        options={"path": str(path) if not isinstance(path, bytes) else None, "target": target,
                                 "task": task})
+    if dropped:
+        info.notes.append(f"{dropped} row(s) without a target value were left out")
     # numeric columns: fill missing with the training median, then standardise on train statistics
     num_idx = [i for i, k in enumerate(kinds) if k == "num"]
     tr, _, _ = split_indices(y if task in ("multiclass", "binary") else None, len(X), seed=seed,

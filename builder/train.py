@@ -4,7 +4,9 @@ The trainer knows nothing of graphs or the UI: it takes an ``nn.Module`` whose f
 tensor, a :class:`~builder.data.Dataset` and a :class:`TrainConfig`, and reports through callbacks and
 plain-dict events. Small datasets live on the device; each epoch draws a seeded ``randperm`` and batches
 are slices of it, so there is no per-sample DataLoader work. Losses stay on the device and are read every
-``log_every`` steps. Example::
+``log_every`` steps. The NaN/Inf guard reads each step's loss on the CPU (no device to wait for there; the
+bad step is never applied) and every ``log_every`` steps on accelerators, so a GPU run never synchronises
+per step; either way the last good checkpoint is kept. Example::
 
     >>> from builder.data import load_dataset
     >>> ds = load_dataset("moons", n_samples=200)
