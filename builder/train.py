@@ -693,9 +693,10 @@ class Trainer:
         except TrainingError as e:
             self._finish("failed", str(e), t0)
             raise
-        except Exception as e:
-            self._finish("failed", f"{type(e).__name__}: {e}", t0)
-            raise
+        except Exception as e:  # a torch error mid-run (e.g. BatchNorm on one sample): report it cleanly
+            msg = f"training failed: {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}"
+            self._finish("failed", msg, t0)
+            raise TrainingError(msg) from e
         return self._finish(status, message, t0)
 
     def _finish(self, status: str, message: str, t0: float) -> TrainResult:
@@ -704,7 +705,7 @@ class Trainer:
             if self._best_state is not None:
                 self.model.load_state_dict(self._best_state)
             info = self.dataset.info
-            test = evaluate(self.model, self.dataset.test.X, self.dataset.test.y, self.task,
+            test = None if len(self.dataset.test) == 0 else evaluate(self.model, self.dataset.test.X, self.dataset.test.y, self.task,
                             class_names=info.class_names or None, num_classes=info.num_classes,
                             loss=self.config.loss)
             if self.run_dir is not None:
@@ -865,7 +866,7 @@ class Trainer:
         if extras:
             ev["extras"] = extras
         self._emit(ev)
-        if not math.isfinite(val_loss):
+        if len(ds.val) and not math.isfinite(val_loss):
             self._nonfinite(epoch, self.steps_per_epoch - 1)
         improved = val_loss < self._best - max(cfg.early_stopping_delta, 1e-12)
         if improved:

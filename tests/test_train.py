@@ -367,3 +367,28 @@ def test_mixed_precision_path_runs(moons, monkeypatch, dtype):
     r = t.fit()
     assert t._amp and (t._scaler is not None) == (dtype == torch.float16)
     assert r.status == "finished" and all(math.isfinite(e["train_loss"]) for e in r.history)
+
+
+def test_empty_validation_and_test_splits_and_torch_errors_are_reported():
+    X = torch.randn(20, 3)
+    y = (X[:, 0] > 0).long()
+    info = DatasetInfo(name="tiny", task="multiclass", modality="tabular", input_shape=(3,), num_classes=2,
+                       out_size=2, class_names=["n", "p"])
+    empty = Split(X[:0], y[:0])
+    r = Trainer(mlp(3, 2), Dataset(info, Split(X, y), empty, empty), {"epochs": 2}).fit()
+    assert r.status == "finished" and r.test is None
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            if self.training:
+                raise ValueError("boom")
+            return self.lin(x)
+
+    events = []
+    with pytest.raises(TrainingError, match="training failed: ValueError: boom"):
+        Trainer(Broken(), Dataset(info, Split(X, y), empty, empty), {"epochs": 1}, on_event=events.append).fit()
+    assert events[-1]["status"] == "failed"
