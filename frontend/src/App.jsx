@@ -31,7 +31,7 @@ import {
   portsOf,
   toPy,
 } from './graph.js';
-import { CheckIcon, FitIcon, GroupIcon, LayoutIcon, RedoIcon, TrashIcon, UndoIcon, WarnIcon } from './icons.jsx';
+import { CheckIcon, FitIcon, PanelIcon, GroupIcon, LayoutIcon, RedoIcon, TrashIcon, UndoIcon, WarnIcon } from './icons.jsx';
 
 const nodeTypes = { layer: LayerNode };
 const edgeTypes = { shape: ShapeEdge };
@@ -118,6 +118,10 @@ function Canvas({ data, api, store }) {
   const [groupForm, setGroupForm] = useState(null);
   const [problemsOpen, setProblemsOpen] = useState(false);
   const [ghost, setGhost] = useState(null);
+  const [paletteOpen, setPaletteOpen] = useState(store.paletteOpen ?? true);
+  useEffect(() => {
+    store.paletteOpen = paletteOpen;
+  }, [paletteOpen, store]);
 
   const rf = useReactFlow();
   const rootRef = useRef(null);
@@ -169,11 +173,11 @@ function Canvas({ data, api, store }) {
     const w = el.clientWidth;
     const hgt = el.clientHeight;
     const fitZoom = Math.min((w * 0.8) / Math.max(b.width, 1), (hgt * 0.8) / Math.max(b.height, 1));
-    if (fitZoom >= 0.4) {
+    if (fitZoom >= 0.25) {
       rf.fitView({ padding: 0.2, maxZoom: 1.1 });
       return;
     }
-    const zoom = 0.6;
+    const zoom = 0.55;
     const y = b.height * zoom < hgt ? hgt / 2 - (b.y + b.height / 2) * zoom : 40 - b.y * zoom;
     rf.setViewport({ x: 40 - b.x * zoom, y, zoom });
   }, [rf]);
@@ -771,9 +775,20 @@ function Canvas({ data, api, store }) {
   return (
     <CanvasContext.Provider value={ctx}>
       <div className="ll-root" ref={rootRef} style={{ height }} onContextMenu={(e) => e.preventDefault()}>
-        <Palette palette={palette} onPointerDownItem={onPaletteDown} />
+        {paletteOpen && <Palette palette={palette} onPointerDownItem={onPaletteDown} />}
         <div className="ll-main">
           <div className="ll-toolbar" role="toolbar" aria-label="Canvas tools">
+            <button
+              type="button"
+              className={`ll-btn icon${paletteOpen ? ' is-on' : ''}`}
+              title={paletteOpen ? 'Hide the layer palette' : 'Show the layer palette'}
+              aria-label={paletteOpen ? 'Hide layer palette' : 'Show layer palette'}
+              aria-pressed={paletteOpen}
+              onClick={() => setPaletteOpen((o) => !o)}
+            >
+              <PanelIcon />
+            </button>
+            <span className="ll-sep" />
             <button type="button" className="ll-btn icon" title="Undo (Ctrl+Z)" aria-label="Undo" disabled={!h.past.length} onClick={undo}>
               <UndoIcon />
             </button>

@@ -35,3 +35,6 @@ export const WarnIcon = () => (
 export const CheckIcon = () => (
   <svg {...base}><path d="M20 6 9 17l-5-5" /></svg>
 );
+export const PanelIcon = () => (
+  <svg {...base}><rect x="3" y="4" width="18" height="16" rx="2" /><path d="M9 4v16" /></svg>
+);
