@@ -382,6 +382,11 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
                                     if t < 0 else ctx.class_name(t),
                                     help="Attributions explain the score of this class")
             target = None if choice < 0 else int(choice)
+        elif n_out > 1:  # reconstruction or several regression targets: pick the output unit
+            choice = c[3].selectbox("Explain output", [-1] + list(range(n_out)), key=ctx.k("ll_xp_target_unit"),
+                                    format_func=lambda t: "Largest output" if t < 0 else f"output {t}",
+                                    help="Attributions explain this output unit")
+            target = None if choice < 0 else int(choice)
         elif n_out == 1:
             c[3].caption("Single output: attributions explain the model's output "
                          + ("(the logit of the positive class)." if ctx.classification else "value."))
@@ -482,7 +487,9 @@ def _attribution_views(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: di
     about = "the model's output"
     if first.target is not None:
         t = int(first.target[0])
-        about = f"class {ctx.class_name(t)}" + (" (the prediction)" if target is None else "")
+        name = ctx.class_name(t) if ctx.classification else f"output {t}"
+        about = (name if name.lower().startswith(("class", "output")) else f"class {name}") \
+            + (" (the prediction)" if target is None and ctx.classification else "")
     if input_space:
         if ctx.modality == "image":
             maps = {_title(m, e): e.attributions[0] for m, e in input_space.items()}

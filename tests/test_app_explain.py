@@ -246,3 +246,25 @@ def test_pick_a_finished_run_from_the_store(workspace):
     assert model.value == f"run:{res.run_id}"
     assert "Attribution per feature" in _titles(at)
     assert not at.error
+
+
+def test_regression_model_explains_its_output(workspace):
+    model, ds = _train("mlp", "diabetes", 2, adapt=True)
+    at = _page({"ll_model": model, "ll_model_run": None,
+                "ll_data": {"kind": "builtin", "name": "diabetes", "options": {}}})
+    assert "Attribution per feature for the model's output" in _titles(at)
+    assert [s.label for s in at.selectbox if s.label in ("Explain class", "Pick samples")] == ["Pick samples"]
+    assert _widget(at.selectbox, "Pick samples").options == ["By index"]  # no classes to pick by
+    assert not at.error and not at.warning
+
+
+def test_switching_models_resets_model_specific_choices(workspace, cnn):
+    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=RunStore(workspace))
+    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    _widget(at.multiselect, "Methods (side by side)").set_value(["occlusion"]).run()
+    _widget(at.selectbox, "Model").set_value(f"run:{res.run_id}").run()
+    assert not at.exception
+    assert _widget(at.multiselect, "Methods (side by side)").value == ["integrated_gradients", "feature_ablation"]
+    _widget(at.selectbox, "Model").set_value("session").run()
+    assert not at.exception
+    assert _widget(at.multiselect, "Methods (side by side)").value == ["saliency", "integrated_gradients", "grad_cam"]
