@@ -102,3 +102,15 @@ def test_nan_run_reports_failure(tmp_path, capsys):
     assert rc == 1 and "NaN/Inf" in err and "learning rate (9) is probably too high" in err and "run id" in out
     assert cli.main(["runs", "list", "--workspace", str(tmp_path)]) == 0
     assert "failed" in capsys.readouterr().out
+
+
+def test_transfer_learning_flags(tmp_path, capsys):
+    _, out, _ = _train(capsys, tmp_path, "--quiet")
+    src = re.search(r"^run id (\S+)$", out, re.M).group(1)
+    rc, out, err = _train(capsys, tmp_path, "--quiet", "--init-from", src, "--init-nodes", "fc1,fc2",
+                          "--freeze", "fc1")
+    assert rc == 0, err
+    dst = re.search(r"^run id (\S+)$", out, re.M).group(1)
+    a = load_file(str(tmp_path / "runs" / src / "model.safetensors"))
+    b = load_file(str(tmp_path / "runs" / dst / "model.safetensors"))
+    assert torch.equal(a["fc1.weight"], b["fc1.weight"]) and not torch.equal(a["head.weight"], b["head.weight"])

@@ -239,6 +239,24 @@ def test_nan_loss_stops_within_a_step_and_keeps_last_good_checkpoint(tmp_path, m
     assert not (tmp_path / "model.safetensors").exists()
 
 
+def test_nan_guard_on_accelerators_reads_at_log_intervals(tmp_path, moons):
+    """Off the CPU the loss is only read every log_every steps: the run still stops within that window."""
+
+    class IntervalTrainer(Trainer):
+        def _setup(self):
+            super()._setup()
+            self._check_each_step = False  # as on CUDA/MPS
+
+    t = IntervalTrainer(Exploding(), moons, {"epochs": 3, "batch_size": 100, "log_every": 2}, run_dir=tmp_path)
+    with pytest.raises(TrainingError, match="NaN/Inf"):
+        t.fit()
+    assert 6 <= t.global_step <= 7  # first NaN at step 6, read at the next log boundary
+    from builder.checkpoint import read_checkpoint
+    tensors, meta = read_checkpoint(tmp_path / "checkpoints" / "last.safetensors")
+    assert meta["state"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
+
+
 def test_diverging_lr_is_caught():
     ds = load_dataset("diabetes")
     with pytest.raises(TrainingError, match="learning rate"):
