@@ -237,6 +237,13 @@ def _model_options() -> dict[str, str]:
 
 
 def _empty_state() -> None:
+    sess, live = _live_job()
+    if sess is not None and getattr(sess, "active", False):
+        st.info("Training is in progress; its model appears here when it finishes.", icon=":material/model_training:")
+        if live is not None:
+            st.markdown("##### Attributions recorded so far")
+            live_tab()
+        return
     with st.container(border=True):
         st.markdown("#### No trained model yet")
         st.markdown("Train a network on the **Train** page (the *Small CNN for 8×8 digits* template trains in "
@@ -744,49 +751,81 @@ def trust_tab(ctx: _Ctx, i: int, target: Any, opts: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- live
-def _live_callback(ctx: _Ctx):
-    """The LiveAttributions callback of this session's training job for the chosen model, if any."""
+def _live_job():
+    """(training session, its LiveAttributions callback) of this browser session, or (None, None).
+
+    The Train page keeps the callback on the session (``ll_job.live``) or passes it to the trainer
+    (``ll_job.job.trainer.callbacks``); both are looked at.
+    """
     from builder.live import LiveAttributions
 
     sess = st.session_state.get("ll_job")
     if sess is None:
-        return None
-    if ctx.run_id and sess.run_id and sess.run_id != ctx.run_id:
-        return None
+        return None, None
     cands = [getattr(sess, "live", None)]
-    cands += list(getattr(getattr(sess.job, "trainer", None), "callbacks", []) or [])
+    cands += list(getattr(getattr(getattr(sess, "job", None), "trainer", None), "callbacks", None) or [])
     for cb in cands:
-        if isinstance(cb, LiveAttributions) and cb.frames:
-            return cb
-    return None
+        if isinstance(cb, LiveAttributions):
+            return sess, cb
+    return sess, None
 
 
-def live_tab(ctx: _Ctx) -> None:
-    live = _live_callback(ctx)
-    if live is None:
-        st.info("No attributions were recorded while this model trained. Recording is off by default: on the "
-                "**Train** page tick **Record attributions live** before pressing *Start training*. The trainer "
-                "then attributes a few fixed validation samples at the end of every epoch (Integrated Gradients, "
-                "16 steps: a few milliseconds per epoch for small models) and this tab plays them back with a "
-                "slider, so you can watch the maps sharpen as the network learns.",
-                icon=":material/slow_motion_video:")
+def _enable_hint(recording: bool) -> None:
+    if recording:
+        st.info("Recording attributions: the first frame arrives at the end of the first epoch.",
+                icon=":material/hourglass_top:")
+        return
+    st.info("No attributions were recorded while this model trained. Recording is off by default: on the "
+            "**Train** page tick **Record attributions live** before pressing *Start training*. The trainer then "
+            "attributes a few fixed validation samples at the end of every epoch (Integrated Gradients with 16 "
+            "steps: a few milliseconds per epoch for small models) and this tab plays them back with a slider, "
+            "so you can watch the maps form as the network learns.", icon=":material/slow_motion_video:")
+
+
+def live_tab() -> None:
+    """Play back the frames recorded by this session's training job (refreshing while it trains)."""
+    sess, live = _live_job()
+    active = bool(sess is not None and getattr(sess, "active", False))
+    st.fragment(run_every=2.0 if active and live is not None else None)(_live_view)()
+
+
+def _live_view() -> None:
+    sess, live = _live_job()
+    if live is None or not live.frames:
+        _enable_hint(live is not None and bool(getattr(sess, "active", False)))
         return
     frames = list(live.frames)
+    info = getattr(sess, "info", None) or getattr(getattr(getattr(sess, "job", None), "trainer", None), "dataset",
+                                                  None)
+    info = getattr(info, "info", info)  # a Dataset or its DatasetInfo
+    classes = list(getattr(info, "class_names", None) or [])
+    vocab = list(getattr(info, "vocab", None) or [])
     label = method_label(live.method)
     names = [f"val #{j}" for j in live.indices]
     if live.labels is not None and live.labels.dim() == 1 and not live.labels.is_floating_point():
-        names = [f"val #{j} · {ctx.class_name(int(t))}" for j, t in zip(live.indices, live.labels.tolist())]
+        names = [f"val #{j} · {classes[t] if 0 <= t < len(classes) else t}"
+                 for j, t in zip(live.indices, live.labels.tolist())]
     c = st.columns([2, 3], vertical_alignment="bottom")
-    s = c[0].selectbox("Sample", list(range(len(names))), format_func=lambda k: names[k], key=ctx.k("ll_xp_live_sample"))
-    c[1].caption(f"{label}, {len(frames)} frames (epochs {frames[0]['epoch']}–{frames[-1]['epoch']}), "
-                 f"{1000 * float(np.mean(live.seconds or [0])):.0f} ms per epoch to record. Drag the slider or "
-                 "press ▶ to play.")
-    x = live.inputs[s]
+    s = c[0].selectbox("Sample", list(range(len(names))), format_func=lambda k: names[k], key="ll_xp_live_sample")
+    run = getattr(sess, "run_id", None)
+    status = "recording" if getattr(sess, "active", False) else "recorded"
+    c[1].caption(f"{label}, {len(frames)} frames {status} (epochs {frames[0]['epoch']}–{frames[-1]['epoch']})"
+                 + (f" while training run `{run}`" if run else "")
+                 + f", {1000 * float(np.mean(live.seconds or [0])):.0f} ms per epoch to record. Drag the slider or "
+                   "press ▶ to play.")
+    x = live.inputs[s].detach().cpu()
     is_image = x.dim() == 3
-    tokens = ctx.tokens(x) if not x.is_floating_point() else None
-    fig = figs.live_attribution_figure(frames, sample=s, image=x if is_image else None, tokens=tokens,
-                                       feature_names=ctx.feature_names() if not is_image and tokens is None else None,
-                                       title=f"{label} for {names[s]} during training")
+    tokens = None
+    if not x.is_floating_point():
+        tokens = [vocab[i] if 0 <= i < len(vocab) else str(i) for i in x.tolist()]
+    feats = list(getattr(info, "feature_names", None) or [])
+    feats = feats if not is_image and tokens is None and len(feats) == x.numel() else None
+    try:
+        fig = figs.live_attribution_figure(frames, sample=s, image=x if is_image else None, tokens=tokens,
+                                           feature_names=feats, title=f"{label} for {names[s]} during training")
+    except LayerLabError as e:
+        st.warning(str(e), icon=":material/warning:")
+        return
     if is_image:
         fig.update_layout(width=640)
         st.plotly_chart(fig, width="content", config=CFG, key="ll_xp_fig_live")
@@ -819,7 +858,7 @@ def main() -> None:
     with tabs[3]:
         trust_tab(ctx, i, target, opts)
     with tabs[4]:
-        live_tab(ctx)
+        live_tab()
 
 
 main()

@@ -268,3 +268,20 @@ def test_switching_models_resets_model_specific_choices(workspace, cnn):
     _widget(at.selectbox, "Model").set_value("session").run()
     assert not at.exception
     assert _widget(at.multiselect, "Methods (side by side)").value == ["saliency", "integrated_gradients", "grad_cam"]
+
+
+def test_live_frames_from_a_real_background_job(workspace):
+    """What the Train page does once it passes a LiveAttributions callback: frames show on the Live tab."""
+    from pages import ui
+
+    live = LiveAttributions("integrated_gradients", n_samples=2)
+    job = run_training(builder.load_template("cnn"), "digits", {"epochs": 2}, store=RunStore(workspace),
+                       callbacks=[live], background=True)
+    job.wait(120)
+    sess = ui.TrainSession(job=job, run_id=job.run_id, rec={}, model=job.trainer.model,
+                           info=job.trainer.dataset.info, total_epochs=2)
+    sess.drain()
+    at = _page({"ll_model": sess.model, "ll_model_run": sess.run_id, "ll_job": sess})
+    live_figs = [s for s in _specs(at) if s.get("frames")]
+    assert live_figs and [f["name"] for f in live_figs[0]["frames"]] == ["1", "2"]
+    assert any(f"while training run `{sess.run_id}`" in c.value for c in at.caption)
