@@ -116,8 +116,15 @@ def torch_threads() -> int:
 
 
 def _apply_threads() -> None:
+    import sys
+
     import torch
 
+    # The UI threads (script runs, the web server) and the training thread share the GIL. Each torch op
+    # releases it; with the default 5 ms switch interval a busy UI thread makes the trainer wait up to 5 ms
+    # per op. A shorter interval hands the GIL back quickly (process-wide, not user data).
+    if sys.getswitchinterval() > 0.0005:
+        sys.setswitchinterval(0.0005)
     n = torch_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

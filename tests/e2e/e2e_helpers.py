@@ -70,10 +70,24 @@ def handle(page, node_id: str, kind: str, port: str | None = None):
     return page.locator(sel).first
 
 
+def stable_box(locator, timeout: float = 5.0) -> dict:
+    """The bounding box once it stops moving (the canvas may animate its viewport after a change)."""
+    prev = None
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        box = locator.bounding_box()
+        if box is not None and box == prev:
+            return box
+        prev = box
+        locator.page.wait_for_timeout(120)
+    return prev
+
+
 def connect(page, src: str, dst: str, src_port: str | None = None, dst_port: str | None = None) -> None:
     """Drag from ``src``'s output handle to ``dst``'s input handle."""
-    a = handle(page, src, "source", src_port).bounding_box()
-    b = handle(page, dst, "target", dst_port).bounding_box()
+    stable_box(handle(page, dst, "target", dst_port))
+    a = stable_box(handle(page, src, "source", src_port))
+    b = stable_box(handle(page, dst, "target", dst_port))
     ax, ay = a["x"] + a["width"] / 2, a["y"] + a["height"] / 2
     bx, by = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
     page.mouse.move(ax, ay)

@@ -118,3 +118,21 @@ def test_two_sessions_train_at_once_and_see_only_their_own(browser, app_server):
     finally:
         for pg in pages:
             pg.context.close()
+
+
+def test_finished_run_shows_test_results_and_explain_page(page):
+    open_app(page)
+    load_cnn(page)
+    start(page, 15)
+    expect(page.locator("[data-testid=stMain]")).to_contain_text("Test results", timeout=120_000)
+    main = page.locator("[data-testid=stMain]")
+    expect(main).to_contain_text("Accuracy")
+    expect(main).to_contain_text("Per class")
+    page.locator("text=Confusion matrix (test)").first.wait_for(timeout=30_000)
+    shot(page, "train-finished")
+    goto_page(page, "Explain")
+    page.wait_for_timeout(3000)
+    wait_idle(page, timeout=120)
+    page.wait_for_timeout(2000)
+    assert page.dialogs == []
+    shot(page, "explain", readme="explain.png")
