@@ -17,12 +17,15 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .errors import DatasetError, Problem
+
+if TYPE_CHECKING:
+    from .project import Graph
 
 TASKS = ("multiclass", "binary", "regression", "reconstruction")
 MODALITIES = ("image", "tabular", "points2d", "tokens")
@@ -898,7 +901,7 @@ def check_compat(graph, info: DatasetInfo) -> list[Problem]:
     return problems
 
 
-def adapt_graph(graph, info: DatasetInfo):
+def adapt_graph(graph, info: DatasetInfo) -> Graph:
     """A copy of ``graph`` with the Input shape/modality/vocab_size and the last Linear's width set for ``info``."""
     from .project import as_graph
 
