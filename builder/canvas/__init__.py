@@ -115,7 +115,11 @@ def graph_canvas(
         "problems": [{"node", "edge", "message"}]}}``; shown in the same rerun.
     revision:
         Bump it to make the browser replace its graph with ``graph`` (loading a
-        file, a template, undo from Python). The browser's undo history is reset.
+        file, a template, an inspector edit, undo from Python). The browser does
+        not send the replaced graph back (no extra rerun). The replacement is
+        undoable in the browser: Ctrl+Z brings back its previous graph and sends
+        it with the new revision. When old and new graphs share node ids the
+        view is kept; otherwise it is fitted to the new graph.
     selected:
         Node id to select from Python (applied when this value changes).
     height:

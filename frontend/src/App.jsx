@@ -287,16 +287,49 @@ function Canvas({ data, api, store }) {
     const g = fromPy(data.graph, paletteRef.current);
     let nds = g.nodes;
     if (g.missingPositions && nds.length) {
-      const pos = layeredLayout(nds, g.edges);
-      nds = nds.map((n) => ({ ...n, position: pos.get(n.id) || n.position }));
+      // Nodes Python gave no position: keep where they were in the browser;
+      // lay out the whole graph only when none of them is known here.
+      const known = new Map(nodesRef.current.map((n) => [n.id, n.position]));
+      if ([...g.unplaced].some((id) => !known.has(id))) {
+        const pos = layeredLayout(nds, g.edges);
+        nds = nds.map((n) => (g.unplaced.has(n.id) || !known.size ? { ...n, position: pos.get(n.id) || n.position } : n));
+      } else {
+        nds = nds.map((n) => (g.unplaced.has(n.id) ? { ...n, position: { ...known.get(n.id) } } : n));
+      }
     }
-    if (data.selected) nds = nds.map((n) => (n.id === data.selected ? { ...n, selected: true } : n));
-    pySelRef.current = data.selected ?? null;
-    primaryRef.current = data.selected ?? null;
-    historyRef.current = { past: [], future: [] };
+    // Every replacement is undoable here (Ctrl+Z brings back the browser's
+    // previous graph and sends it with the new revision). When the graphs share
+    // node ids (an edit from the inspector, Python-side undo) the view and the
+    // unchanged node objects are kept; otherwise (a file, a template) the view
+    // is fitted to the new graph.
+    const prev = nodesRef.current;
+    const prevById = new Map(prev.map((n) => [n.id, n]));
+    const sameProject = nds.some((n) => prevById.has(n.id));
+    const sel = data.selected ?? null;
+    nds = nds.map((n) => {
+      const o = prevById.get(n.id);
+      const selected = sel ? n.id === sel : !!(sameProject && o?.selected);
+      if (o && o.position.x === n.position.x && o.position.y === n.position.y && JSON.stringify(o.data) === JSON.stringify(n.data)) {
+        return o.selected === selected ? o : { ...o, selected };
+      }
+      return selected ? { ...n, selected } : n;
+    });
+    pySelRef.current = sel;
+    primaryRef.current = sel;
+    if (prev.length) {
+      historyRef.current.past.push(snapshotOf(prev, edgesRef.current));
+      if (historyRef.current.past.length > HISTORY_LIMIT) historyRef.current.past.shift();
+    }
+    historyRef.current.future = [];
     setHistoryTick((t) => t + 1);
+    const prevEdges = new Map(edgesRef.current.map((e) => [e.id, e]));
     nodesRef.current = nds;
-    edgesRef.current = g.edges.map(withMarker);
+    edgesRef.current = g.edges.map((e) => {
+      const o = prevEdges.get(e.id);
+      return o && o.source === e.source && o.target === e.target && o.sourceHandle === e.sourceHandle && o.targetHandle === e.targetHandle
+        ? o
+        : withMarker(e);
+    });
     setNodes(nds);
     setEdges(edgesRef.current);
     setRenamingId(null);
@@ -304,7 +337,7 @@ function Canvas({ data, api, store }) {
     // Python already has this graph; only positions it did not give are news.
     lastSentRef.current = JSON.stringify({ graph: toPy(nds, edgesRef.current), selected: primarySelection(nds), revision: rev });
     if (g.missingPositions) commit();
-    setTimeout(initialView, 80);
+    if (!sameProject) setTimeout(initialView, 80);
   }, [data.revision]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // ---- Python may select a node (e.g. from its inspector) ----

@@ -132,12 +132,14 @@ export function makeEdge(id, source, sourceHandle, target, targetHandle) {
 export function fromPy(graph, paletteMap) {
   const nodes = [];
   const byId = new Map();
+  const unplaced = new Set();
   let missingPositions = false;
   for (const n of graph?.nodes || []) {
     if (!n || n.id == null || byId.has(String(n.id))) continue;
     const id = String(n.id);
     if (!n.position || !Number.isFinite(Number(n.position.x)) || !Number.isFinite(Number(n.position.y))) {
       missingPositions = true;
+      unplaced.add(id);
     }
     const node = makeNode(id, String(n.type), n.label, n.params ? clone(n.params) : {}, n.position);
     nodes.push(node);
@@ -156,7 +158,7 @@ export function fromPy(graph, paletteMap) {
     seen.add(id);
     edges.push(makeEdge(id, src.id, sh, tgt.id, th));
   }
-  return { nodes, edges, missingPositions };
+  return { nodes, edges, missingPositions, unplaced };
 }
 
 const round1 = (v) => Math.round(v * 10) / 10;

@@ -525,15 +525,22 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
         page.keyboard.up("Shift")
         assert page.locator(".react-flow__node.selected").count() == 2
 
-        # Python bumps the revision: the browser's graph is replaced, history reset
+        # Python bumps the revision: the browser's graph is replaced (no rerun back),
+        # the replacement is undoable, and later changes carry the new revision
         page.locator('button:has-text("Reset graph")').click()
         page.locator('[data-testid="node-add_1"]').wait_for(state="detached", timeout=5000)
         assert page.locator(".react-flow__node").count() == 2
         s = wait_state(page, lambda s: s["revision"] == 2)
-        assert page.locator('button[aria-label="Undo"]').is_disabled()
-        # the next change is sent with the new revision
+        settle(page)
+        s = state(page)
+        assert s["result"]["graph"] is None, "the browser's pre-reset graph is stale for Python"
+        page.locator('button[aria-label="Undo"]').click()
+        page.locator('[data-testid="node-add_1"]').wait_for(timeout=5000)
+        s = wait_state(page, lambda s: s["result"]["revision"] == 2 and "add_1" in node_ids(s))
+        page.locator('button[aria-label="Redo"]').click()
+        s = wait_state(page, lambda s: node_ids(s) == {"input_1", "input_2"})
         drag(page, center(palette_item(page, "ReLU")), (fx + 430, fy + 300))
-        s = wait_state(page, lambda s: s["result"] and s["result"]["revision"] == 2 and "relu_1" in node_ids(s))
+        s = wait_state(page, lambda s: s["result"]["revision"] == 2 and "relu_1" in node_ids(s))
         assert node_ids(s) == {"input_1", "input_2", "relu_1"}
         assert dialogs == [] and not errors, (dialogs, errors)
     finally:
