@@ -37,13 +37,20 @@ __all__ = ["compile_graph", "example_inputs", "module_names", "BudgetError", "Da
            "infer_shapes", "validate", "list_templates", "load_template"]
 
 
-# Explainability loads Captum, matplotlib and scipy (~2 s), so it is imported on first use (PEP 562).
+# Explainability loads Captum, matplotlib and scipy (~2 s) and datasets scikit-learn, so these parts are
+# imported on first use (PEP 562).
 _LAZY = {
     "explain": "explain", "explain_all": "explain", "available_methods": "explain", "make_baseline": "explain",
     "pick_samples": "explain", "MethodInfo": "explain", "Explanation": "explain", "METHODS": "explain",
     "capture_attention": "attention", "attention_rollout": "attention", "capture_activations": "activations",
     "weight_histograms": "activations", "randomisation_check": "sanity", "ig_completeness": "sanity",
     "LiveAttributions": "live",
+    # training engine (datasets load scikit-learn on first use)
+    "DatasetInfo": "data", "Dataset": "data", "Split": "data", "list_datasets": "data", "load_dataset": "data",
+    "load_csv": "data", "load_image_folder": "data", "check_compat": "data", "adapt_graph": "data",
+    "TrainConfig": "train", "Trainer": "train", "TrainingJob": "train", "TrainResult": "train", "Callback": "train",
+    "Channel": "train", "evaluate": "train", "RunStore": "runs", "run_training": "runs", "resume_run": "runs",
+    "default_workspace": "runs", "model_card": "modelcard",
 }
 __all__ += list(_LAZY)
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import GraphError, LayerLabError, TrainingError
+from .errors import LayerLabError, TrainingError
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
                 "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
@@ -382,39 +382,11 @@ def _weights_from_checkpoint(ckpt: Path, out: Path) -> Path:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with only the training commands (for ``python -m builder.cli_train``)."""
-    parser = argparse.ArgumentParser(prog="layerlab", description="LayerLab training commands")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    p = sub.add_parser("export", help="export a run's trained weights")
-    p.add_argument("--run", required=True)
-    p.add_argument("--format", choices=("py", "safetensors"), default="safetensors")
-    p.add_argument("-o", "--output")
-    p.add_argument("--workspace")
-    p.set_defaults(func=export_run)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the training commands alone; exit codes as the main CLI (1 graph problems, 2 other errors)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except GraphError as e:
-        for p in e.problems:
-            print(str(p))
-        return 1
-    except LayerLabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    """``python -m builder.cli_train`` is the ``layerlab`` command (one parser, one error handling)."""
+    from .cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
