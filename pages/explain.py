@@ -49,6 +49,7 @@ DEFAULT_METHODS = {"image": ["saliency", "integrated_gradients", "grad_cam"],
                    "tokens": ["layer_integrated_gradients", "occlusion"]}
 STEP_METHODS = {"integrated_gradients", "layer_integrated_gradients", "layer_conductance"}
 MAX_RUNS_CACHED = 3
+MAX_CACHED = 300  # results kept per session for the chosen model
 
 
 # ------------------------------------------------------------------------------------------- context
@@ -106,6 +107,8 @@ def _cached(key: tuple, fn: Callable[[], Any]) -> Any:
     """Compute once per model and key; a LayerLabError is cached too and re-raised."""
     items = _cache()
     if key not in items:
+        while len(items) >= MAX_CACHED:  # oldest first (dicts keep insertion order)
+            items.pop(next(iter(items)))
         try:
             items[key] = fn()
         except LayerLabError as e:
@@ -500,8 +503,11 @@ def _attribution_views(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: di
     if input_space:
         if ctx.modality == "image":
             maps = {_title(m, e): e.attributions[0] for m, e in input_space.items()}
-            fig = figs.image_attribution_figure(x[0], maps, mode=mode, title=f"Attributions for {about}")
-            fig.update_layout(height=250 if mode != "both" else 400)
+            def draw() -> go.Figure:
+                f = figs.image_attribution_figure(x[0], maps, mode=mode, title=f"Attributions for {about}")
+                return f.update_layout(height=250 if mode != "both" else 400)
+            # figures with many subplots take tens of ms to build: keep them with the results they show
+            fig = _cached(("fig_img", tuple(id(e) for e in input_space.values()), mode, about), draw)
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_image")
             st.caption("Red pushes the score of the explained class up, blue pushes it down. Grad-CAM is computed "
                        "at the chosen convolution and upsampled to the input.")
@@ -591,8 +597,9 @@ def attention_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
     w = maps[node]  # (1, heads, T, T)
     c[1].metric("Heads", int(w.shape[1]))
     c[2].metric("Tokens", int(w.shape[-1]))
-    fig = figs.attention_heads_figure(w, tokens, sample=0, include_mean=True,
-                                      title=f"{node}: per-head attention (query × key) and the mean over heads")
+    fig = _cached(("fig_heads", ctx.split, i, node), lambda: figs.attention_heads_figure(
+        w, tokens, sample=0, include_mean=True,
+        title=f"{node}: per-head attention (query × key) and the mean over heads"))
     st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_heads")
     st.markdown("##### Attention rollout")
     c = st.columns([1, 3])
@@ -642,7 +649,8 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
                 k = "grid" if a.dim() == 3 else "strip"
             elif kind == "strip" and a.dim() == 3:
                 a = a.reshape(a.shape[0], -1)
-            fig = figs.activation_figure(a, kind=k, title=f"{node} ({nodes[node]})")
+            fig = _cached(("fig_act", ctx.split, i, node, k),
+                          lambda: figs.activation_figure(a, kind=k, title=f"{node} ({nodes[node]})"))
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_act")
         else:
             st.info(f"Node {node} gave no tensor output for this sample.")
@@ -659,16 +667,18 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
         return
     try:
         hists = _cached(("whist", tuple(chosen)), lambda: builder.weight_histograms(ctx.model, nodes=chosen))
-        st.plotly_chart(figs.weight_histogram_figure(hists), width="stretch", config=CFG, key="ll_xp_fig_w")
+        fig = _cached(("fig_w", tuple(chosen)), lambda: figs.weight_histogram_figure(hists))
+        st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_w")
     except LayerLabError as e:
         ui.show_error(e)
 
 
 def _graph(ctx: _Ctx):
+    """The project graph of a run picked from the store (node ids for function nodes), else None."""
     if ctx.run_id is None or not ctx.key.startswith("run:"):
         return None
     try:
-        return builder.load_project(ui.store().get(ctx.run_id)["project"]).graph
+        return _cached(("graph",), lambda: builder.load_project(ui.store().get(ctx.run_id)["project"]).graph)
     except LayerLabError:
         return None
 
@@ -693,6 +703,8 @@ def trust_tab(ctx: _Ctx, i: int, target: Any, opts: dict) -> None:
                       disabled=not methods)
     start = min(i, n_max - n)
     xs = ctx.X[start:start + n]
+    st.caption(f"On {ctx.split} samples #{start}–#{start + n - 1} (from the chosen one on), each for the explained "
+               "class" + (" (its prediction)" if target is None else "") + ", with the chosen baseline.")
     key = ("sanity", ctx.split, start, n, tuple(methods), thr, target, opts["baselines"])
     items = _cache()
     if run:
