@@ -126,10 +126,10 @@ function Canvas({ data, api, store }) {
   const rf = useReactFlow();
   const rootRef = useRef(null);
   const flowRef = useRef(null);
+  // Latest nodes/edges, updated together with every setNodes/setEdges call
+  // (never from render, which could be a stale lane).
   const nodesRef = useRef(nodes);
   const edgesRef = useRef(edges);
-  nodesRef.current = nodes;
-  edgesRef.current = edges;
   const revRef = useRef(init.current.revision);
   const historyRef = useRef(init.current.history);
   const paletteRef = useRef(paletteMap);
