@@ -48,6 +48,7 @@ DEFAULT_METHODS = {"image": ["saliency", "integrated_gradients", "grad_cam"],
                    "sequence": ["integrated_gradients", "occlusion"],
                    "tokens": ["layer_integrated_gradients", "occlusion"]}
 STEP_METHODS = {"integrated_gradients", "layer_integrated_gradients", "layer_conductance"}
+TABS = ["Attributions", "Attention", "Activations & weights", "Trust", "Live"]
 MAX_RUNS_CACHED = 3
 MAX_CACHED = 300  # results kept per session for the chosen model
 
@@ -860,17 +861,14 @@ def main() -> None:
     if picked is None:
         return
     i, x, target, opts = picked
-    tabs = st.tabs(["Attributions", "Attention", "Activations & weights", "Trust", "Live"])
-    with tabs[0]:
-        attributions_tab(ctx, i, x, target, opts)
-    with tabs[1]:
-        attention_tab(ctx, i, x)
-    with tabs[2]:
-        activations_tab(ctx, i, x)
-    with tabs[3]:
-        trust_tab(ctx, i, target, opts)
-    with tabs[4]:
-        live_tab()
+    # lazy tabs: only the open one runs (each has figures that take tens of ms to build)
+    tabs = st.tabs(TABS, key="ll_xp_tab", on_change="rerun")
+    views = [lambda: attributions_tab(ctx, i, x, target, opts), lambda: attention_tab(ctx, i, x),
+             lambda: activations_tab(ctx, i, x), lambda: trust_tab(ctx, i, target, opts), live_tab]
+    for tab, view in zip(tabs, views):
+        if tab.open:
+            with tab:
+                view()
 
 
 main()

@@ -74,6 +74,14 @@ def _page(state: dict | None = None) -> AppTest:
     return at
 
 
+def _tab(at: AppTest, name: str) -> AppTest:
+    """Open a tab of the page (tabs are lazy: only the open one runs)."""
+    at.session_state["ll_xp_tab"] = name
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def _specs(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
@@ -123,6 +131,7 @@ def test_trained_cnn_shows_default_attributions(workspace, cnn):
         assert name in titles
     assert "heatmap" in _trace_types(at)
     assert "Convergence delta" in _text(at)
+    assert "ch 0" not in titles  # tabs are lazy: the activations tab has not run
     # the prediction is shown with its confidence
     labels = [m.label for m in at.metric]
     assert "True label" in labels and "Prediction" in labels
@@ -178,7 +187,7 @@ def test_sample_pickers(workspace, cnn):
 
 
 def test_trust_checks_run_on_demand(workspace, cnn):
-    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    at = _tab(_page({"ll_model": cnn[0], "ll_model_run": None}), "Trust")
     assert "Model-parameter randomisation" not in _titles(at)  # behind a button
     _widget(at.multiselect, "Methods").set_value(["saliency", "grad_cam"]).run()
     _widget(at.button, "Run sanity check").click().run()
@@ -191,19 +200,20 @@ def test_trust_checks_run_on_demand(workspace, cnn):
 
 
 def test_activations_and_weights(workspace, cnn):
-    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    at = _tab(_page({"ll_model": cnn[0], "ll_model_run": None}), "Activations & weights")
     assert "ch 0" in _titles(at)  # conv1 feature-map grid
     assert "conv1.weight" in _titles(at)
     _widget(at.selectbox, "Node").set_value("fc").run()
     assert not at.exception and "fc (Linear)" in _titles(at)
+    assert "no MultiheadAttention" in _text(_tab(at, "Attention"))
 
 
 def test_live_attributions_play_back(workspace, cnn):
     model, _, live = cnn
-    at = _page({"ll_model": model, "ll_model_run": None})
+    at = _tab(_page({"ll_model": model, "ll_model_run": None}), "Live")
     assert "Record attributions live" in _text(at)  # how to enable it
     job = SimpleNamespace(run_id=None, active=False, job=SimpleNamespace(trainer=SimpleNamespace(callbacks=[live])))
-    at = _page({"ll_model": model, "ll_model_run": None, "ll_job": job})
+    at = _tab(_page({"ll_model": model, "ll_model_run": None, "ll_job": job}), "Live")
     live_figs = [s for s in _specs(at) if s.get("frames")]
     assert live_figs and len(live_figs[0]["frames"]) == len(live.frames) == 2
     assert live_figs[0]["layout"]["sliders"]
@@ -230,10 +240,12 @@ def test_tokens_attention_and_rollout(workspace, transformer):
     assert _widget(at.multiselect, "Methods (side by side)").value == ["layer_integrated_gradients", "occlusion"]
     titles = _titles(at)
     assert "Layer Integrated Gradients" in titles and "Occlusion" in titles
+    titles = _titles(_tab(at, "Attention"))
     assert "per-head attention" in titles and "head 0" in titles and "mean over heads" in titles
     assert "Rollout across encoder1, encoder2" in titles
     _widget(at.selectbox, "Attention node").set_value("encoder2").run()
     assert not at.exception and "encoder2: per-head attention" in _titles(at)
+    _tab(at, "Attributions")
     _widget(at.selectbox, "Baseline").set_value("pad")  # the only one for tokens
     _widget(at.selectbox, "Pad token").set_value(3).run()
     assert not at.exception and not at.warning
@@ -281,7 +293,7 @@ def test_live_frames_from_a_real_background_job(workspace):
     sess = ui.TrainSession(job=job, run_id=job.run_id, rec={}, model=job.trainer.model,
                            info=job.trainer.dataset.info, total_epochs=2)
     sess.drain()
-    at = _page({"ll_model": sess.model, "ll_model_run": sess.run_id, "ll_job": sess})
+    at = _tab(_page({"ll_model": sess.model, "ll_model_run": sess.run_id, "ll_job": sess}), "Live")
     live_figs = [s for s in _specs(at) if s.get("frames")]
     assert live_figs and [f["name"] for f in live_figs[0]["frames"]] == ["1", "2"]
     assert any(f"while training run `{sess.run_id}`" in c.value for c in at.caption)

@@ -87,9 +87,11 @@ def test_explain_digits_cnn_heatmap(page):
     for tab in ("Attention", "Activations & weights", "Trust", "Live"):
         page.get_by_role("tab", name=tab).click()
         wait_idle(page)
+        page.wait_for_timeout(500)  # the tab's charts draw after the run
         assert page.locator("[data-testid=stException]").count() == 0, f"exception on the {tab} tab"
         page.screenshot(path=str(ARTIFACTS / f"explain-tab-{tab.split()[0].lower()}.png"), full_page=True)
     page.get_by_role("tab", name="Activations & weights").click()
     wait_idle(page)
-    assert "ch 0" in main.inner_text(), "the feature-map grid of conv1"
+    page.get_by_text("ch 0", exact=True).first.wait_for(timeout=30_000)  # the feature-map grid of conv1
+    page.get_by_text("conv1.weight", exact=False).first.wait_for(timeout=30_000)  # weight histograms
     shot(page, "explain-activations")
