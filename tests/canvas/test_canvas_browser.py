@@ -77,7 +77,6 @@ class Server:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 60
@@ -94,11 +93,11 @@ class Server:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the group we created: streamlit and its children
+            os.kill(self.proc.pid, signal.SIGTERM)  # the streamlit process we started, by its PID
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
         self.log.close()
 
@@ -310,7 +309,7 @@ def test_canvas_editing_end_to_end(browser):
         box.wait_for()
         box.fill(XSS)
         box.press("Enter")
-        s5 = wait_state(page, lambda s: any(n.get("label") == XSS for n in graph_of(s)["nodes"]))
+        wait_state(page, lambda s: any(n.get("label") == XSS for n in graph_of(s)["nodes"]))
         assert page.locator('[data-testid="node-linear_1"] .ll-node-title').inner_text() == XSS
         assert page.locator(".ll-root img").count() == 0
         time.sleep(0.5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ CANVAS = ROOT / "builder" / "canvas"
 
 
 def test_assets_are_built_and_declared():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     manifest = tomllib.loads((CANVAS / "pyproject.toml").read_text())
     assert manifest["project"]["name"] == "layerlab"  # must match the distribution name
     (comp,) = manifest["tool"]["streamlit"]["component"]["components"]
