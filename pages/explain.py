@@ -650,8 +650,12 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
                 k = "grid" if a.dim() == 3 else "strip"
             elif kind == "strip" and a.dim() == 3:
                 a = a.reshape(a.shape[0], -1)
-            fig = _cached(("fig_act", ctx.split, i, node, k),
-                          lambda: figs.activation_figure(a, kind=k, title=f"{node} ({nodes[node]})"))
+            def draw() -> go.Figure:
+                f = figs.activation_figure(a, kind=k, title=f"{node} ({nodes[node]})")
+                if k == "grid":  # room for each row's channel titles
+                    f.update_layout(height=f.layout.height + 40 * math.ceil(min(32, a.shape[0]) / 8))
+                return f
+            fig = _cached(("fig_act", ctx.split, i, node, k), draw)
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_act")
         else:
             st.info(f"Node {node} gave no tensor output for this sample.")
