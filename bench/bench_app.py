@@ -93,15 +93,20 @@ def start_training(page, epochs: int) -> tuple[float, str]:
     box.fill(str(epochs))
     box.press("Tab")
     page.wait_for_timeout(500)
+    old = _run_id(page)
     t0 = time.perf_counter()
     page.locator("button", has_text="Start training").first.click()
-    while curve_points(page) == 0:
+    while _run_id(page) in (old, "") or curve_points(page) == 0:
         if time.perf_counter() - t0 > 60:
             raise RuntimeError("no curve point within 60 s")
         page.wait_for_timeout(20)
     first = time.perf_counter() - t0
+    return first, _run_id(page)
+
+
+def _run_id(page) -> str:
     m = re.search(r"run (\d{8}-\d{6}-[0-9a-f]{6})", page.locator("[data-testid=stMain]").inner_text())
-    return first, m.group(1) if m else ""
+    return m.group(1) if m else ""
 
 
 def wait_finished(page, timeout: float = 600) -> None:

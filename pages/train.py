@@ -287,7 +287,9 @@ if sess is not None:
         st.session_state.ll_polling = True
     st.fragment(run_every=0.5 if running_now else None)(live_view)()
     if ds is not None:
-        with st.expander("Settings for a new run", expanded=not running_now, icon=":material/tune:"):
+        # different labels so the expander opens again when a run ends (Streamlit keeps expander state)
+        label = "Settings for the next run (a run is in progress)" if running_now else "Settings for a new run"
+        with st.expander(label, expanded=not running_now, icon=":material/tune:"):
             settings_section(ds, spec, problems, running_now)
 elif ds is not None:
     settings_section(ds, spec, problems, False)
