@@ -378,6 +378,9 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
             right = ctx.y is not None and ctx.y.dim() == 1 and int(ctx.y[i]) == int(ctx.pred[i])
             c[2].metric("Prediction", pred, f"{'correct' if right else 'wrong'} · {float(ctx.conf[i]):.1%} confident",
                         delta_color="normal" if right else "inverse", delta_arrow="off")
+            runners = _runners_up(ctx, x)
+            if runners:
+                c[2].caption("Runners-up: " + ", ".join(f"{ctx.class_name(k)} ({p:.1%})" for k, p in runners))
         else:
             c[1].metric("Sample", f"#{i}")
             if ctx.info.task == "regression":
@@ -413,6 +416,16 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
                                                    format_func=lambda t: vocab[t] if vocab else str(t),
                                                    key=ctx.k("ll_xp_pad")))
     return i, x, target, opts
+
+
+def _runners_up(ctx: _Ctx, x: torch.Tensor, k: int = 2) -> list[tuple[int, float]]:
+    """The classes after the predicted one, with their softmax probability (multi-logit models only)."""
+    with torch.no_grad(), eval_mode(ctx.model):
+        out = ctx.model(x).flatten(1)
+    if out.shape[1] < 3:
+        return []
+    p, idx = out.softmax(1)[0].topk(min(k + 1, out.shape[1]))
+    return [(int(j), float(q)) for j, q in zip(idx[1:], p[1:])]
 
 
 def _n_outputs(ctx: _Ctx) -> int:
@@ -559,6 +572,7 @@ def _global_ranking(ctx: _Ctx, avail: dict, target: Any, opts: dict) -> None:
     key = ("global", ctx.split, m, opts["baselines"])
     go_ = c[1].button(f"Rank over {len(ctx.X)} {ctx.split} samples", key="ll_xp_global_go", icon=":material/bar_chart:")
     items = _cache()
+    c[2].caption("Mean |attribution| of each feature over the split, each sample for its predicted class.")
     if go_:
         with st.spinner("Attributing every sample…"):
             try:
@@ -567,7 +581,6 @@ def _global_ranking(ctx: _Ctx, avail: dict, target: Any, opts: dict) -> None:
                 st.warning(str(e), icon=":material/warning:")
     res = items.get(key)
     if res is None or isinstance(res, LayerLabError):
-        c[2].caption("Mean |attribution| of each feature over the split, each sample for its predicted class.")
         return
     fig = figs.global_importance_figure(res.attributions.reshape(len(res.attributions), -1).cpu(),
                                         ctx.feature_names(),
