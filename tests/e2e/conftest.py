@@ -86,8 +86,9 @@ def app_server(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Headless Chromium, one per test module (so a module may start its own Playwright)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
