@@ -882,10 +882,21 @@ def main() -> None:
     tabs = st.tabs(TABS, key="ll_xp_tab", on_change="rerun")
     views = [lambda: attributions_tab(ctx, i, x, target, opts), lambda: attention_tab(ctx, i, x),
              lambda: activations_tab(ctx, i, x), lambda: trust_tab(ctx, i, target, opts), live_tab]
-    for tab, view in zip(tabs, views):
+    for tab, name, view in zip(tabs, TABS, views):
         if tab.open:
             with tab:
-                view()
+                _guarded(name, view)
+
+
+def _guarded(name: str, view: Callable[[], None]) -> None:
+    """Run one tab: user errors as messages; anything else as one line naming a bug, never a traceback."""
+    try:
+        view()
+    except LayerLabError as e:
+        ui.show_error(e)
+    except Exception as e:  # noqa: BLE001 - a bug in the page or the library; keep the rest of the page usable
+        st.error(f"The {name} view failed ({type(e).__name__}: {e}). This is a bug in LayerLab; please report it.",
+                 icon=":material/bug_report:")
 
 
 main()

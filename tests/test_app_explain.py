@@ -70,15 +70,21 @@ def _page(state: dict | None = None) -> AppTest:
     at.run()
     at.switch_page("pages/explain.py")
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    _no_bug(at)
     return at
+
+
+def _no_bug(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    bugs = [e.value for e in at.error if "bug in LayerLab" in e.value]
+    assert not bugs, bugs
 
 
 def _tab(at: AppTest, name: str) -> AppTest:
     """Open a tab of the page (tabs are lazy: only the open one runs)."""
     at.session_state["ll_xp_tab"] = name
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    _no_bug(at)
     return at
 
 
@@ -151,14 +157,15 @@ def test_unavailable_methods_show_their_reason(workspace, cnn):
 def test_choosing_a_method_draws_its_figure(workspace, cnn):
     at = _page({"ll_model": cnn[0], "ll_model_run": None})
     _widget(at.multiselect, "Methods (side by side)").set_value(["occlusion", "deep_lift"]).run()
-    assert not at.exception
+    _no_bug(at)
     titles = _titles(at)
     assert "Occlusion (heatmap)" in titles and "DeepLift (overlay)" in titles
     assert "Saliency (heatmap)" not in titles
     _widget(at.multiselect, "Methods (side by side)").set_value(["layer_conductance"]).run()
     assert "conductance of node conv1" in _titles(at)
     _widget(at.selectbox, "Layer conductance node").set_value("fc").run()
-    assert not at.exception and "conductance of node fc" in _titles(at)
+    _no_bug(at)
+    assert "conductance of node fc" in _titles(at)
 
 
 def test_target_class_and_baseline_drive_the_explanation(workspace, cnn):
@@ -166,7 +173,8 @@ def test_target_class_and_baseline_drive_the_explanation(workspace, cnn):
     _widget(at.selectbox, "Explain class").set_value(7).run()
     assert "for class 7" in _titles(at)
     _widget(at.selectbox, "Baseline").set_value("blur").run()
-    assert not at.exception and not at.warning
+    _no_bug(at)
+    assert not at.warning
     figs = [s for s in _specs(at) if "Saliency" in json.dumps(s.get("layout", {}))]
     assert figs, "the attribution figure is still there"
 
@@ -174,10 +182,10 @@ def test_target_class_and_baseline_drive_the_explanation(workspace, cnn):
 def test_sample_pickers(workspace, cnn):
     at = _page({"ll_model": cnn[0], "ll_model_run": None})
     _widget(at.number_input, "Index (0–268)").set_value(5).run()
-    assert not at.exception
+    _no_bug(at)
     for by in ("class", "correct", "incorrect", "confident_mistakes"):
         _widget(at.selectbox, "Pick samples").set_value(by).run()
-        assert not at.exception, by
+        _no_bug(at)
         sample = [s for s in at.selectbox if s.label.startswith("Sample (")]
         assert sample or "No " in _text(at), by
     _widget(at.selectbox, "Pick samples").set_value("class").run()
@@ -191,11 +199,11 @@ def test_trust_checks_run_on_demand(workspace, cnn):
     assert "Model-parameter randomisation" not in _titles(at)  # behind a button
     _widget(at.multiselect, "Methods").set_value(["saliency", "grad_cam"]).run()
     _widget(at.button, "Run sanity check").click().run()
-    assert not at.exception
+    _no_bug(at)
     assert "Model-parameter randomisation" in _titles(at)
     assert any("Saliency" in m.value or "Grad-CAM" in m.value for m in [*at.success, *at.warning])
     _widget(at.button, "Check completeness").click().run()
-    assert not at.exception
+    _no_bug(at)
     assert "IG completeness" in _titles(at)
 
 
@@ -204,7 +212,8 @@ def test_activations_and_weights(workspace, cnn):
     assert "ch 0" in _titles(at)  # conv1 feature-map grid
     assert "conv1.weight" in _titles(at)
     _widget(at.selectbox, "Node").set_value("fc").run()
-    assert not at.exception and "fc (Linear)" in _titles(at)
+    _no_bug(at)
+    assert "fc (Linear)" in _titles(at)
     assert "no MultiheadAttention" in _text(_tab(at, "Attention"))
 
 
@@ -228,9 +237,11 @@ def test_tabular_bars_and_global_ranking(workspace, mlp_iris):
     assert {tuple(b["y"]) for b in bars} and set(bars[0]["y"]) == set(ds.info.feature_names)
     assert "Occlusion" in "\n".join(m.value for e in at.expander for m in e.markdown)
     _widget(at.button, f"Rank over {len(ds.test)} test samples").click().run()
-    assert not at.exception and f"over {len(ds.test)} test samples" in _titles(at)
+    _no_bug(at)
+    assert f"over {len(ds.test)} test samples" in _titles(at)
     _widget(at.selectbox, "Baseline").set_value("mean").run()
-    assert not at.exception and not at.warning
+    _no_bug(at)
+    assert not at.warning
 
 
 def test_tokens_attention_and_rollout(workspace, transformer):
@@ -244,11 +255,13 @@ def test_tokens_attention_and_rollout(workspace, transformer):
     assert "per-head attention" in titles and "head 0" in titles and "mean over heads" in titles
     assert "Rollout across encoder1, encoder2" in titles
     _widget(at.selectbox, "Attention node").set_value("encoder2").run()
-    assert not at.exception and "encoder2: per-head attention" in _titles(at)
+    _no_bug(at)
+    assert "encoder2: per-head attention" in _titles(at)
     _tab(at, "Attributions")
     _widget(at.selectbox, "Baseline").set_value("pad")  # the only one for tokens
     _widget(at.selectbox, "Pad token").set_value(3).run()
-    assert not at.exception and not at.warning
+    _no_bug(at)
+    assert not at.warning
 
 
 def test_pick_a_finished_run_from_the_store(workspace):
@@ -275,10 +288,10 @@ def test_switching_models_resets_model_specific_choices(workspace, cnn):
     at = _page({"ll_model": cnn[0], "ll_model_run": None})
     _widget(at.multiselect, "Methods (side by side)").set_value(["occlusion"]).run()
     _widget(at.selectbox, "Model").set_value(f"run:{res.run_id}").run()
-    assert not at.exception
+    _no_bug(at)
     assert _widget(at.multiselect, "Methods (side by side)").value == ["integrated_gradients", "feature_ablation"]
     _widget(at.selectbox, "Model").set_value("session").run()
-    assert not at.exception
+    _no_bug(at)
     assert _widget(at.multiselect, "Methods (side by side)").value == ["saliency", "integrated_gradients", "grad_cam"]
 
 
@@ -297,3 +310,18 @@ def test_live_frames_from_a_real_background_job(workspace):
     live_figs = [s for s in _specs(at) if s.get("frames")]
     assert live_figs and [f["name"] for f in live_figs[0]["frames"]] == ["1", "2"]
     assert any(f"while training run `{sess.run_id}`" in c.value for c in at.caption)
+
+
+def test_an_unexpected_failure_is_one_message_not_a_traceback(workspace, cnn, monkeypatch):
+    from builder import figures
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(figures, "weight_histogram_figure", broken)
+    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    at.session_state["ll_xp_tab"] = "Activations & weights"
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error if "bug in LayerLab" in e.value and "boom" in e.value]
+    assert "ch 0" in _titles(at)  # what ran before the failure is still shown
