@@ -381,12 +381,12 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
             runners = _runners_up(ctx, x)
             if runners:
                 c[2].caption("Runners-up: " + ", ".join(f"{ctx.class_name(k)} ({p:.1%})" for k, p in runners))
+        elif ctx.info.task == "regression":
+            true = float(ctx.y[i].reshape(-1)[0]) if ctx.y is not None else None
+            c[1].metric("True value", "—" if true is None else f"{true:.4g}")
+            c[2].metric("Prediction", f"{float(ctx.conf[i]):.4g}")
         else:
             c[1].metric("Sample", f"#{i}")
-            if ctx.info.task == "regression":
-                true = float(ctx.y[i].reshape(-1)[0]) if ctx.y is not None else None
-                c[1].metric("True value", "—" if true is None else f"{true:.4g}")
-                c[2].metric("Prediction", f"{float(ctx.conf[i]):.4g}")
         target = None
         n_out = _n_outputs(ctx)
         if n_out > 1 and ctx.classification:
@@ -463,17 +463,18 @@ def attributions_tab(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict
     chosen = st.session_state.get(ctx.k("ll_xp_methods"))
     chosen = default if chosen is None else [m for m in chosen if m in avail]
     layer_methods = [m for m in chosen if avail[m].layers]
-    c = st.columns([3.2, 1.6, 0.9] + [1.1] * len(layer_methods), vertical_alignment="bottom")
-    chosen = c[0].multiselect("Methods (side by side)", list(avail), default=default, format_func=method_label,
+    image = ctx.modality == "image"
+    c = st.columns([3.2] + [1.6] * image + [0.9] + [1.1] * len(layer_methods), vertical_alignment="bottom")
+    chosen = c.pop(0).multiselect("Methods (side by side)", list(avail), default=default, format_func=method_label,
                               key=ctx.k("ll_xp_methods"), placeholder="Choose one or more attribution methods")
     mode = "both"
-    if ctx.modality == "image":
-        mode = c[1].segmented_control("View", ["heatmap", "overlay", "both"], default="both", key="ll_xp_mode",
+    if image:
+        mode = c.pop(0).segmented_control("View", ["heatmap", "overlay", "both"], default="both", key="ll_xp_mode",
                                       format_func=str.capitalize, required=True) or "both"
-    steps = int(c[2].number_input("Integration steps", 4, 300, 50, step=10, key="ll_xp_steps",
+    steps = int(c.pop(0).number_input("Integration steps", 4, 300, 50, step=10, key="ll_xp_steps",
                                   help="n_steps of Integrated Gradients, Layer IG and conductance"))
     layers: dict[str, str] = {}
-    for col, m in zip(c[3:], layer_methods):
+    for col, m in zip(c, layer_methods):
         opts_l = list(avail[m].layers)
         layers[m] = col.selectbox(f"{method_label(m)} node", opts_l,
                                   index=opts_l.index(_default_layer(ctx, m, avail[m].layers)),
@@ -496,7 +497,7 @@ def attributions_tab(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict
 
 def _attribution_views(ctx: _Ctx, i: int, x: torch.Tensor, target: Any, opts: dict, chosen: list[str],
                        layers: dict[str, str], steps: int, mode: str) -> None:
-
+    """Run the chosen methods on the sample (cached) and draw them side by side, by modality."""
     results: dict[str, Any] = {}
     for m in chosen:
         try:
@@ -874,7 +875,11 @@ def main() -> None:
         ctx = _choose_model(options, row)
         if ctx is None:
             return
-        picked = _sample_header(ctx, row[2:])
+        try:
+            picked = _sample_header(ctx, row[2:])
+        except LayerLabError as e:
+            ui.show_error(e)
+            return
     if picked is None:
         return
     i, x, target, opts = picked
