@@ -647,7 +647,7 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
                               format_func=lambda n: f"{n} ({nodes[n]})")
         kind = c[1].segmented_control("Show as", ["auto", "strip", "histogram"], default="auto",
                                       key="ll_xp_act_kind",
-                                      format_func={"auto": "Maps", "strip": "Heat strip",
+                                      format_func={"auto": "Auto", "strip": "Heat strip",
                                                    "histogram": "Histogram"}.get) or "auto"
         try:
             acts = _cached(("act", ctx.split, i, node),
@@ -668,6 +668,9 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
                 f = figs.activation_figure(a, kind=k, title=f"{node} ({nodes[node]})")
                 if k == "grid":  # room for each row's channel titles
                     f.update_layout(height=f.layout.height + 40 * math.ceil(min(32, a.shape[0]) / 8))
+                elif k == "strip" and ctx.modality == "tokens" and a.dim() == 2 and a.shape[0] == x.shape[1]:
+                    f.update_yaxes(tickvals=list(range(a.shape[0])), ticktext=ctx.tokens(x[0]), title="token",
+                                   showticklabels=True)  # (T, D): one row per token
                 return f
             fig = _cached(("fig_act", ctx.split, i, node, k), draw)
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_act")
@@ -693,8 +696,8 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
 
 
 def _graph(ctx: _Ctx):
-    """The project graph of a run picked from the store (node ids for function nodes), else None."""
-    if ctx.run_id is None or not ctx.key.startswith("run:"):
+    """The project graph the model was compiled from (its run's snapshot), for function nodes' ids; else None."""
+    if ctx.run_id is None:
         return None
     try:
         return _cached(("graph",), lambda: builder.load_project(ui.store().get(ctx.run_id)["project"]).graph)
