@@ -139,7 +139,7 @@ def preview(ds) -> None:
 
 
 def _image_grid(ds, n: int = 16) -> None:
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     X = ds.train.X[:n].detach().cpu().numpy()
     y = ds.train.y[:n].detach().cpu().numpy().reshape(len(X), -1)[:, 0] if ds.info.task != "reconstruction" else None
@@ -149,13 +149,14 @@ def _image_grid(ds, n: int = 16) -> None:
         a = (a[0] if a.shape[0] == 1 else np.transpose(a[:3], (1, 2, 0))) * 255
         im = Image.fromarray(a.astype(np.uint8))
         scale = max(1, 72 // max(im.size))
-        imgs.append(im.resize((im.size[0] * scale, im.size[1] * scale), Image.NEAREST))
+        im = im.resize((im.size[0] * scale, im.size[1] * scale), Image.NEAREST)
+        imgs.append(ImageOps.expand(im.convert("RGB"), border=5, fill=(255, 255, 255)))
         if y is not None:
             k = int(y[i])
             caps.append(ds.info.class_names[k] if k < len(ds.info.class_names) else str(k))
         else:
             caps.append("")
-    st.image(imgs, caption=caps, width=72)
+    st.image(imgs, caption=caps, width=82)
 
 
 def _table_head(ds) -> None:

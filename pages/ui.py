@@ -195,10 +195,10 @@ def set_project(proj: Project, flash: str | None = None, relayout: bool = False)
         st.session_state.ll_flash.append(flash)
 
 
-def layout(g: Graph, per_row: int = 5) -> Graph:
+def layout(g: Graph, per_row: int = 3) -> Graph:
     """Left-to-right layers (builder.auto_layout), wrapped into rows of ``per_row`` columns so long chains
     stay readable on a screen."""
-    g = builder.auto_layout(g, dx=250.0, dy=120.0)
+    g = builder.auto_layout(g, dx=280.0, dy=120.0)
     xs = sorted({n.position.x for n in g.nodes if n.position})
     if len(xs) <= per_row + 1:
         return g
@@ -209,7 +209,7 @@ def layout(g: Graph, per_row: int = 5) -> Graph:
     for n in g.nodes:
         c = col[n.position.x]
         row, k = divmod(c, per_row)
-        nodes.append(n.model_copy(update={"position": Position(x=k * 250.0, y=n.position.y + row * band)}))
+        nodes.append(n.model_copy(update={"position": Position(x=k * 280.0, y=n.position.y + row * band)}))
     return g.model_copy(update={"nodes": nodes})
 
 

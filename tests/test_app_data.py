@@ -57,3 +57,26 @@ def test_bad_csv_shows_a_clear_error(at, tmp_path):
     at.segmented_control(key="ll_ds_kind").set_value("csv").run()
     assert not at.exception
     assert any("empty" in e.value for e in at.error)
+
+
+def test_image_zip_dataset(at, tmp_path):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for cls, shade in (("dark", 20), ("light", 230)):
+            for i in range(12):
+                im = Image.new("L", (10, 10), shade + (i % 5))
+                b = io.BytesIO()
+                im.save(b, format="PNG")
+                z.writestr(f"{cls}/{i}.png", b.getvalue())
+    path = tmp_path / "shades.zip"
+    path.write_bytes(buf.getvalue())
+    at.session_state["ll_data"] = {"kind": "images", "name": "shades.zip", "file": str(path), "size": 8}
+    at.segmented_control(key="ll_ds_kind").set_value("images").run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Classes"] == "2" or labels["Classes"] == 2

@@ -68,3 +68,25 @@ def test_graph_problems_block_training_with_a_clear_message(at):
     at.run()
     assert any("shape" in w.value for w in at.warning)
     assert at.button[-1].disabled  # Start is disabled until fixed
+
+
+def test_pause_and_resume(at):
+    at.number_input[0].set_value(500)
+    at.button[-1].click().run()
+    sess = at.session_state["ll_job"]
+    at.button(key="ll_pause").click().run()
+    import time
+    deadline = time.time() + 30
+    while sess.job.status != "paused" and time.time() < deadline:
+        time.sleep(0.05)
+    assert sess.job.status == "paused"
+    at.run()
+    at.button(key="ll_resume").click().run()
+    deadline = time.time() + 30
+    while sess.job.status != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    assert sess.job.status == "running"
+    at.run()
+    at.button(key="ll_stop").click().run()
+    sess.job.join(60)
+    assert sess.job.status == "stopped"

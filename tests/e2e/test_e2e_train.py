@@ -61,6 +61,11 @@ def run_id_of(page) -> str:
 def test_train_cnn_on_digits_stop_and_find_run(page):
     open_app(page)
     load_cnn(page)
+    page.keyboard.press("Escape")  # close the templates menu
+    page.locator("[data-testid=node-conv2] .ll-node-title").click()  # the inspector shows conv2
+    page.locator("h3:has-text('Conv2d')").wait_for(timeout=30_000)
+    wait_idle(page)
+    page.wait_for_timeout(4500)  # let the toast fade
     shot(page, "build-cnn", readme="build.png")
     t0 = start(page, 60)
     # the first curve point arrives quickly
