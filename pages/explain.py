@@ -819,12 +819,16 @@ def _enable_hint(recording: bool) -> None:
 def live_tab() -> None:
     """Play back the frames recorded by this session's training job (refreshing while it trains)."""
     sess, live = _live_job()
-    active = bool(sess is not None and getattr(sess, "active", False))
-    st.fragment(run_every=2.0 if active and live is not None else None)(_live_view)()
+    polling = bool(sess is not None and getattr(sess, "active", False) and live is not None)
+    st.session_state.ll_xp_live_polling = polling
+    st.fragment(run_every=2.0 if polling else None)(_live_view)()
 
 
 def _live_view() -> None:
     sess, live = _live_job()
+    if st.session_state.get("ll_xp_live_polling") and not getattr(sess, "active", False):
+        st.session_state.ll_xp_live_polling = False
+        st.rerun()  # training ended: one full run stops the polling (and shows the new model)
     if live is None or not live.frames:
         _enable_hint(live is not None and bool(getattr(sess, "active", False)))
         return
@@ -868,7 +872,21 @@ def _live_view() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- page
+def _adopt_finished_job() -> None:
+    """A job that finished while the user was on this page becomes the session's model (as the Train page
+    does when it shows the results)."""
+    ss = st.session_state
+    sess = ss.get("ll_job")
+    job = getattr(sess, "job", None)
+    if sess is None or job is None or getattr(sess, "active", True) or not getattr(sess, "run_id", None):
+        return
+    if getattr(job, "error", None) is None and getattr(getattr(job, "trainer", None), "status", "") == "finished" \
+            and ss.get("ll_model_run") != sess.run_id and getattr(sess, "model", None) is not None:
+        ss.ll_model, ss.ll_model_run = sess.model, sess.run_id
+
+
 def main() -> None:
+    _adopt_finished_job()
     options = _model_options()
     if not options:
         _empty_state()

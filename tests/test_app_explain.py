@@ -306,7 +306,9 @@ def test_live_frames_from_a_real_background_job(workspace):
     sess = ui.TrainSession(job=job, run_id=job.run_id, rec={}, model=job.trainer.model,
                            info=job.trainer.dataset.info, total_epochs=2)
     sess.drain()
-    at = _tab(_page({"ll_model": sess.model, "ll_model_run": sess.run_id, "ll_job": sess}), "Live")
+    at = _tab(_page({"ll_job": sess}), "Live")  # finished while away from the Train page: adopted here
+    assert at.session_state["ll_model_run"] == sess.run_id
+    assert _widget(at.selectbox, "Model").value == "session"
     live_figs = [s for s in _specs(at) if s.get("frames")]
     assert live_figs and [f["name"] for f in live_figs[0]["frames"]] == ["1", "2"]
     assert any(f"while training run `{sess.run_id}`" in c.value for c in at.caption)
