@@ -43,6 +43,13 @@ def test_drag_connect_shapes_badge_and_rename(page):
     assert "input" in tip.inner_text().lower()
     shot(page, "build-shape-error")
 
+    # a wrong connection (a second edge into a single input) is refused in the browser
+    edges_before = page.locator(".react-flow__edge").count()
+    connect(page, "input_1", "conv2d_1")
+    page.wait_for_timeout(800)
+    assert page.locator(".react-flow__edge").count() == edges_before
+    assert page.locator("[data-testid='edge-label-input_1->conv2d_1']").count() == 0
+
     # rename a node to markup: it is shown as text and nothing executes
     title = page.locator("[data-testid=node-linear_1] .ll-node-title")
     title.click()  # select first: the selection change reruns the app once
@@ -66,3 +73,29 @@ def test_drag_connect_shapes_badge_and_rename(page):
     assert page.locator("img[src=x]").count() == 0
     assert node.inner_text().count("<img") == 1
     shot(page, "build-renamed")
+
+
+def test_group_block_and_upload_validation(page, tmp_path):
+    open_app(page)
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
+    wait_idle(page)
+    for nid in ("conv1", "relu1", "pool1"):
+        page.locator(f"[data-testid=node-{nid}] .ll-node-title").click(modifiers=["Control"])
+    wait_idle(page)
+    page.locator("button[title='Group the selected layers into a reusable block']").click()
+    page.get_by_placeholder("Block name").fill("ConvBlock")
+    page.locator("button", has_text="Create block").click()
+    item = page.locator("[data-testid=palette-ConvBlock]")
+    item.wait_for(timeout=15_000)
+    n_before = page.locator(".react-flow__node").count()
+    drag_from_palette(page, "ConvBlock", 60, 60)
+    expect(page.locator(".react-flow__node")).to_have_count(n_before + 3, timeout=15_000)
+    wait_idle(page)
+    shot(page, "build-block")
+
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"format": "layerlab", "version": 99}')
+    page.locator("[data-testid=stSidebar] input[type=file]").set_input_files(str(bad))
+    err = page.locator("[data-testid=stSidebar] [data-testid=stAlertContentError]")
+    err.wait_for(timeout=15_000)
+    assert "unsupported project version" in err.inner_text()
