@@ -68,8 +68,10 @@ def _table(runs: list[dict]) -> pd.DataFrame:
             "started": _when(r.get("created_at")),
         })
     df = pd.DataFrame(rows)
-    for c in ("params", "best val loss", "best val metric", "test acc / R²"):
-        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["params"] = pd.to_numeric(df["params"], errors="coerce")
+    for c in ("best val loss", "best val metric", "test acc / R²"):
+        vals = pd.to_numeric(df[c], errors="coerce")
+        df[c] = ["—" if pd.isna(v) else f"{v:.4f}" for v in vals]
     return df
 
 
@@ -239,9 +241,8 @@ st.dataframe(
     df.drop(columns=["select"]), hide_index=True, width="stretch", key="ll_runs_table",
     column_config={
         "params": st.column_config.NumberColumn(format="compact"),
-        "best val loss": st.column_config.NumberColumn(format="%.4f"),
-        "best val metric": st.column_config.NumberColumn(format="%.4f"),
-        "test acc / R²": st.column_config.NumberColumn(format="%.4f"),
+        "best val metric": st.column_config.TextColumn(help="Accuracy (classification) or R² (regression)"),
+        "test acc / R²": st.column_config.TextColumn(help="Measured on the test split when a run finishes"),
     })
 default = [focus] if focus in by_id else [runs[0]["id"]]
 if focus in by_id and st.session_state.get("ll_runs_focus_seen") != focus:
