@@ -162,7 +162,7 @@ def _load_run(run_id: str) -> tuple[torch.nn.Module, Any]:
         raise builder.RunStoreError(f"run {run_id} has no final weights ({path.name}); it may not have finished")
     try:
         builder.load_weights(model, path)
-    except (RuntimeError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - torch's and safetensors' errors for a file that does not fit
         raise builder.RunStoreError(f"the weights of run {run_id} do not fit its project: {e}") from e
     model.eval()
     ds = _run_dataset(rs, run)
@@ -266,8 +266,9 @@ def _choose_model(options: dict[str, str], c: list) -> _Ctx | None:
     try:
         if choice == "session":
             model, run_id = ss.ll_model, ss.get("ll_model_run")
-            ds = _session_dataset()
             key = f"session:{run_id}:{id(model)}"
+            _reset_cache(key)
+            ds = _cached(("dataset",), _session_dataset)
         else:
             run_id = choice.split(":", 1)[1]
             model, ds = _load_run(run_id)

@@ -327,3 +327,12 @@ def test_an_unexpected_failure_is_one_message_not_a_traceback(workspace, cnn, mo
     assert not at.exception
     assert [e.value for e in at.error if "bug in LayerLab" in e.value and "boom" in e.value]
     assert "ch 0" in _titles(at)  # what ran before the failure is still shown
+
+
+def test_a_run_whose_weights_do_not_load_is_an_error_message(workspace):
+    store = RunStore(workspace)
+    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 1}, store=store)
+    store.weights_path(res.run_id).write_bytes(b"not a safetensors file")
+    at = _page()
+    assert any("do not fit its project" in e.value for e in at.error)
+    assert not at.get("plotly_chart")
