@@ -15,11 +15,10 @@ methods on tokens go through an Embedding node (``layer_integrated_gradients``).
 
 from __future__ import annotations
 
-import sys
-import types
-
 import contextlib
 import inspect
+import sys
+import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -227,14 +226,22 @@ class _Flat(nn.Module):
 
 @torch.no_grad()
 def predict(model: nn.Module, inputs: Tensor, batch_size: int = 256) -> tuple[Tensor, Tensor]:
-    """Predicted class and its softmax probability for each sample: ``(pred (N,), confidence (N,))``."""
+    """Predicted class and its probability for each sample: ``(pred (N,), confidence (N,))``.
+
+    Several outputs: argmax of the softmax. One output (binary with BCE): class 1 when sigmoid(logit) > 0.5,
+    the confidence being the probability of the predicted class.
+    """
     preds, confs = [], []
     with eval_mode(model):
         for i in range(0, len(inputs), batch_size):
             out = model(inputs[i:i + batch_size])
             out = out.flatten(1) if out.dim() > 1 else out[:, None]
-            prob = out.softmax(1) if out.shape[1] > 1 else torch.sigmoid(out)
-            c, p = prob.max(1)
+            if out.shape[1] > 1:
+                c, p = out.softmax(1).max(1)
+            else:  # one logit: binary with BCE, class 1 when sigmoid > 0.5
+                p1 = torch.sigmoid(out[:, 0])
+                p = (p1 > 0.5).long()
+                c = torch.where(p.bool(), p1, 1 - p1)
             preds.append(p)
             confs.append(c)
     return torch.cat(preds), torch.cat(confs)

@@ -282,8 +282,9 @@ def activation_figure(activation: Any, *, kind: str = "auto", max_maps: int = 32
     n = min(max_maps, a.shape[0])
     cols = min(8, n)
     rows = math.ceil(n / cols)
+    row_px = 150  # map plus its title
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"ch {i}" for i in range(n)],
-                        horizontal_spacing=0.01, vertical_spacing=0.04)
+                        horizontal_spacing=0.01, vertical_spacing=min(0.2, 26 / (row_px * rows)) if rows > 1 else 0)
     lo, hi = float(a[:n].min()), float(a[:n].max())
     for i in range(n):
         fig.add_trace(go.Heatmap(z=a[i], colorscale="Viridis", zmin=lo, zmax=hi, showscale=i == 0,
@@ -292,7 +293,7 @@ def activation_figure(activation: Any, *, kind: str = "auto", max_maps: int = 32
     _square_axes(fig, rows * cols)
     fig.update_annotations(font_size=10)
     extra = f" (first {n} of {a.shape[0]} channels)" if n < a.shape[0] else ""
-    fig.update_layout(title=(title or "feature maps") + extra, height=110 * rows + 80,
+    fig.update_layout(title=(title or "feature maps") + extra, height=row_px * rows + 80, plot_bgcolor="white",
                       margin=dict(l=10, r=10, t=60, b=10))
     return fig
 

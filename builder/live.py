@@ -43,6 +43,9 @@ def _pick_fixed(y: Tensor | None, n: int, total: int) -> list[int]:
     return sorted(chosen + rest[: n - len(chosen)])
 
 
+_TOKEN_METHODS = ("layer_integrated_gradients", "occlusion", "feature_ablation")
+
+
 class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
     """Trainer callback: one attribution map per fixed validation sample per epoch.
 
@@ -77,6 +80,7 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         self.inputs: Tensor | None = None
         self.labels: Tensor | None = None
         self.indices: list[int] = []
+        self.error: str | None = None  # set when recording failed; later epochs are skipped
 
     def _select(self, trainer: Any) -> None:
         val = getattr(getattr(trainer, "dataset", None), "val", None)
@@ -92,7 +96,7 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
 
     def on_train_begin(self, trainer: Any) -> None:
         """Fix the samples; frames from a previous run are dropped."""
-        self.frames, self.seconds = [], []
+        self.frames, self.seconds, self.error = [], [], None
         self._select(trainer)
 
     def record(self, model: torch.nn.Module, epoch: int, device: Any = "cpu") -> dict[str, Any]:
@@ -105,6 +109,10 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         if self.target_mode == "label" and self.labels is not None and not self.labels.is_floating_point() \
                 and self.labels.dim() == 1:
             tgt = self.labels.to(device)
+        if not x.is_floating_point() and self.method not in _TOKEN_METHODS:
+            # token ids have no input gradient: attribute through the Embedding instead
+            self.method = "layer_integrated_gradients"
+            self.options.setdefault("n_steps", 16)
         with torch.enable_grad():
             exp = explain(model, x, self.method, tgt, **self.options)
         self.frames.append({"epoch": int(epoch), "attributions": exp.attributions.cpu().numpy(),
@@ -122,9 +130,15 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         number = int(logs.get("epoch", epoch + 1)) if isinstance(logs, dict) else epoch + 1
         if number % self.every:
             return None
-        if self.inputs is None:
-            self._select(trainer)
-        summary = self.record(trainer.model, number, getattr(trainer, "device", "cpu"))
+        if self.error is not None:
+            return None
+        try:
+            if self.inputs is None:
+                self._select(trainer)
+            summary = self.record(trainer.model, number, getattr(trainer, "device", "cpu"))
+        except ExplainError as e:  # an optional view must never stop a training run
+            self.error = str(e)
+            return {"live_attributions": {"method": self.method, "epoch": number, "error": self.error}}
         return {"live_attributions": summary}
 
     def on_train_end(self, trainer: Any, result: Any) -> None:

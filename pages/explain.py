@@ -667,9 +667,7 @@ def activations_tab(ctx: _Ctx, i: int, x: torch.Tensor) -> None:
                 a = a.reshape(a.shape[0], -1)
             def draw() -> go.Figure:
                 f = figs.activation_figure(a, kind=k, title=f"{node} ({nodes[node]})")
-                if k == "grid":  # room for each row's channel titles
-                    f.update_layout(height=f.layout.height + 40 * math.ceil(min(32, a.shape[0]) / 8))
-                elif k == "strip" and ctx.modality == "tokens" and a.dim() == 2 and a.shape[0] == x.shape[1]:
+                if k == "strip" and ctx.modality == "tokens" and a.dim() == 2 and a.shape[0] == x.shape[1]:
                     f.update_yaxes(tickvals=list(range(a.shape[0])), ticktext=ctx.tokens(x[0]), title="token",
                                    showticklabels=True)  # (T, D): one row per token
                 return f

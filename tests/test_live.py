@@ -96,3 +96,31 @@ def test_with_the_real_trainer():
     assert live.stacked().shape == (2, 4, 1, 8, 8)
     epochs = [e for e in events if e.get("type") == "epoch"]
     assert [e["extras"]["live_attributions"]["epoch"] for e in epochs] == [1, 2]
+
+
+def test_token_models_switch_to_layer_ig_and_errors_never_stop_training():
+    import builder
+    from builder.data import load_dataset
+    from builder.live import LiveAttributions
+    from builder.runs import run_training
+
+    project = builder.load_template("transformer")
+    ds = load_dataset("sequence", n_samples=300)
+    live = LiveAttributions("integrated_gradients", n_samples=3)
+    result = run_training(project, ds, {"epochs": 2, "batch_size": 64}, callbacks=[live])
+    assert result.status == "finished", result
+    assert live.method == "layer_integrated_gradients" and len(live.frames) == 2 and live.error is None
+
+
+def test_predict_single_logit_binary():
+    import torch
+
+    from builder.explain import predict
+
+    model = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        model.bias.zero_()
+    pred, conf = predict(model, torch.tensor([[-2.0], [3.0]]))
+    assert pred.tolist() == [0, 1]
+    assert torch.allclose(conf, torch.sigmoid(torch.tensor([2.0, 3.0])))
