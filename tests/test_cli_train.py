@@ -5,21 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from builder import cli, cli_train
 from builder.runs import build_model
 from builder.templates import load_template
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _train(capsys, ws, *extra):

@@ -30,14 +30,6 @@ def mlp(d_in=2, d_out=2, hidden=16, seed=0, dropout=0.0):
                                torch.nn.Linear(hidden, d_out))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models train fastest on one thread, and far faster than two when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def moons():
