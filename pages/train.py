@@ -84,6 +84,11 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ figures
+def _mode(sess: ui.TrainSession) -> str:
+    """Markers only for short curves of a finished run: a marker is an SVG node the browser redraws."""
+    return "lines+markers" if not sess.active and len(sess.epochs) <= 40 else "lines"
+
+
 def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=290, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
@@ -94,13 +99,17 @@ def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
 def loss_figure(sess: ui.TrainSession) -> go.Figure:
     fig = go.Figure()
     spe = max(1, sess.steps_per_epoch)
-    if sess.steps:
-        xs = [s / spe for s, _ in sess.steps]
-        fig.add_trace(go.Scatter(x=xs, y=[v for _, v in sess.steps], mode="lines", name="train",
+    steps = sess.steps
+    if len(steps) > 600:  # thin for display: the chart cannot show more than a few hundred points anyway
+        k = len(steps) // 600 + 1
+        steps = steps[::k] + ([steps[-1]] if (len(steps) - 1) % k else [])
+    if steps:
+        xs = [s / spe for s, _ in steps]
+        fig.add_trace(go.Scatter(x=xs, y=[v for _, v in steps], mode="lines", name="train",
                                  line=dict(color=COLORS["train"], width=1.5)))
     ep = [e for e in sess.epochs if e.get("val_loss") is not None]
     if ep:
-        fig.add_trace(go.Scatter(x=[e["epoch"] for e in ep], y=[e["val_loss"] for e in ep], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=[e["epoch"] for e in ep], y=[e["val_loss"] for e in ep], mode=_mode(sess),
                                  name="validation", line=dict(color=COLORS["val"], width=2)))
     return _layout(fig, "Loss", "loss")
 
@@ -111,7 +120,7 @@ def metric_figure(sess: ui.TrainSession) -> go.Figure:
     for split, key in (("train", "train_metric"), ("val", "val_metric")):
         pts = [(e["epoch"], e[key]) for e in sess.epochs if e.get(key) is not None and math.isfinite(e[key])]
         if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess),
                                      name="validation" if split == "val" else "train",
                                      line=dict(color=COLORS[split], width=2)))
     return _layout(fig, name.capitalize() if name else "Metric", name)
@@ -121,7 +130,7 @@ def lr_figure(sess: ui.TrainSession) -> go.Figure:
     fig = go.Figure()
     pts = [(e["epoch"], e["lr"]) for e in sess.epochs if e.get("lr") is not None]
     if pts:
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name="lr",
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess), name="lr",
                                  line=dict(color=COLORS["lr"], width=2)))
     fig = _layout(fig, "Learning rate", "lr")
     top = max((p[1] for p in pts), default=1e-3)
@@ -199,7 +208,8 @@ def live_view() -> None:
         st.caption(sess.message)
 
     c1, c2, c3 = st.columns(3)
-    cfg = {"displayModeBar": False}
+    # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
+    cfg = {"displayModeBar": False, "staticPlot": active}
     c1.plotly_chart(loss_figure(sess), width="stretch", config=cfg, key="ll_fig_loss")
     c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
