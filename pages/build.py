@@ -148,7 +148,7 @@ def inspector(report) -> None:
         c1.metric("Output", info.shape_str if info.shape is not None else "—")
         c2.metric("Parameters", ui.human_count(info.num_params))
         for msg in info.errors:
-            st.error(msg, icon=":material/error:")
+            st.error(ui.md(msg), icon=":material/error:")
     params = dict(node.params)
     for p in spec.params:
         wk = f"ll_p_{node.id}_{p.name}_{rev}"
@@ -278,7 +278,7 @@ def canvas_area() -> None:
     report, ann = ui.analyse(g)
     toolbar(report)
     if st.session_state.get("ll_canvas_error"):
-        st.error(st.session_state.ll_canvas_error)
+        st.error(ui.md(st.session_state.ll_canvas_error))
     left, right = st.columns([3.3, 1], gap="medium")
     with left:
         from builder.canvas import graph_canvas

@@ -57,7 +57,7 @@ def csv_picker(current: dict) -> dict | None:
                           "one-hot encoded.")
     if up is None:
         if current.get("kind") == "csv":
-            st.caption(f"Using {current.get('name')} (target `{current.get('target')}`)")
+            st.caption(f"Using {ui.md(current.get('name'))} (target {ui.md(current.get('target'))})")
             return current
         st.info("Upload a CSV file to train on your own table.", icon=":material/upload_file:")
         return None
@@ -66,10 +66,10 @@ def csv_picker(current: dict) -> dict | None:
         import pandas as pd
         head = pd.read_csv(io.BytesIO(data), nrows=200, skipinitialspace=True)
     except Exception as e:  # pandas raises many types for junk input
-        st.error(f"{up.name}: not a readable CSV file ({str(e).splitlines()[0][:200]})")
+        st.error(ui.md(f"{up.name}: not a readable CSV file ({str(e).splitlines()[0][:200]})"))
         return None
     if head.empty or len(head.columns) < 2:
-        st.error(f"{up.name}: needs a header row, at least two columns and one data row")
+        st.error(f"{ui.md(up.name)}: needs a header row, at least two columns and one data row")
         return None
     cols = [str(c) for c in head.columns]
     c1, c2 = st.columns(2)
@@ -87,7 +87,7 @@ def images_picker(current: dict) -> dict | None:
                             key="ll_img_size", help="Images are resized to size × size pixels")
     if up is None:
         if current.get("kind") == "images":
-            st.caption(f"Using {current.get('name')}")
+            st.caption(f"Using {ui.md(current.get('name'))}")
             return {**current, "size": size}
         st.info("Upload a .zip with one folder of images per class.", icon=":material/folder_zip:")
         return None
@@ -104,7 +104,7 @@ def preview(ds) -> None:
     c[3].metric("Train / val / test", "/".join(str(info.sizes.get(k, len(getattr(ds, k)))) for k in ("train", "val", "test")))
     c[4].metric("Modality", info.modality)
     for note in info.notes:
-        st.caption(note)
+        st.caption(ui.md(note))
     left, right = st.columns([3, 2], gap="large")
     with left:
         if info.modality == "image":
@@ -189,8 +189,8 @@ def compat(info) -> None:
         st.success("The graph's Input and output fit this dataset.", icon=":material/check_circle:")
         return
     for p in probs:
-        where = f"`{p.node}`: " if p.node else ""
-        st.warning(f"{where}{p.message}", icon=":material/warning:")
+        where = f"{p.node}: " if p.node else ""
+        st.warning(ui.md(f"{where}{p.message}"), icon=":material/warning:")
     st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
               args=(info,), help="Sets the Input shape/modality and the last Linear layer's width")
 

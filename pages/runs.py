@@ -171,11 +171,11 @@ def details(rec: dict) -> None:
     st.caption(f"Run `{rid}`")
     c = st.columns(4)
     c[0].metric("Status", rec.get("status", "?"))
-    c[1].metric("Dataset", _dataset(rec))
+    c[1].metric("Dataset", ui.md(_dataset(rec)))
     c[2].metric("Parameters", ui.human_count(int(rec.get("params") or 0)))
     c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
     if rec.get("message"):
-        st.caption(str(rec["message"]))
+        st.caption(ui.md(rec["message"]))
     b = st.columns(6)
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
@@ -219,7 +219,7 @@ def details(rec: dict) -> None:
 if st.session_state.get("ll_goto"):
     st.switch_page(st.session_state.pop("ll_goto"))
 if st.session_state.get("ll_runs_error"):
-    st.error(st.session_state.pop("ll_runs_error"))
+    st.error(ui.md(st.session_state.pop("ll_runs_error")))
 
 try:
     rs = ui.store()

@@ -203,9 +203,9 @@ def live_view() -> None:
         bits.append(f"step {step} · loss {sess.steps[-1][1]:.4f}")
     st.progress(frac, text=" · ".join(bits))
     if status == "failed" or (sess.job.error is not None and not active):
-        st.error(sess.message or str(sess.job.error), icon=":material/error:")
+        st.error(ui.md(sess.message or str(sess.job.error)), icon=":material/error:")
     elif sess.message and status in ("stopped", "finished"):
-        st.caption(sess.message)
+        st.caption(ui.md(sess.message))
 
     c1, c2, c3 = st.columns(3)
     # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
@@ -269,8 +269,8 @@ except LayerLabError as e:
 
 top = st.columns(4)
 report, _ = ui.analyse(g)
-top[0].metric("Project", ui.project().name or "untitled")
-top[1].metric("Dataset", ui.spec_public(spec))
+top[0].metric("Project", ui.md(ui.project().name or "untitled"))
+top[1].metric("Dataset", ui.md(ui.spec_public(spec)))
 top[2].metric("Parameters", ui.human_count(report.total_params))
 top[3].metric("Task", ds.info.task if ds else "—")
 
@@ -285,7 +285,7 @@ if problems and not active:
     with st.container(border=True):
         st.markdown("**Fix these before training**")
         for p in problems:
-            st.warning(p, icon=":material/warning:")
+            st.warning(ui.md(p), icon=":material/warning:")
         c1, c2 = st.columns(2)
         c1.page_link("pages/build.py", label="Open the Build page", icon=":material/account_tree:")
         c2.page_link("pages/data.py", label="Open the Data page (one-click fix)", icon=":material/dataset:")

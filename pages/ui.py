@@ -226,7 +226,7 @@ def flash(msg: str) -> None:
 
 def show_flash() -> None:
     for msg in st.session_state.get("ll_flash", []):
-        st.toast(msg)
+        st.toast(md(msg))
     st.session_state.ll_flash = []
 
 
@@ -318,6 +318,15 @@ def _esc(s: str) -> str:
     return html.escape(str(s))
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def md(text) -> str:
+    """Escape user-controlled text (names, ids, messages that quote them) for Streamlit markdown, so it is
+    shown literally: no links, images, emphasis or HTML."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
 def style() -> None:
     st.markdown(CSS, unsafe_allow_html=True)
 
@@ -325,10 +334,10 @@ def style() -> None:
 def show_error(e: BaseException) -> None:
     """A LayerLabError as a readable message (never a traceback)."""
     if isinstance(e, builder.GraphError) and e.problems:
-        lines = "\n".join(f"- {p}" for p in e.problems[:8])
+        lines = "\n".join(f"- {md(p)}" for p in e.problems[:8])
         st.error(f"The graph has {len(e.problems)} problem(s):\n\n{lines}")
     else:
-        st.error(str(e))
+        st.error(md(e))
 
 
 # ----------------------------------------------------------------------------------------- sidebar
@@ -351,7 +360,7 @@ def sidebar() -> None:
             try:
                 proj = builder.load_project(up.getvalue())
             except LayerLabError as e:
-                st.error(f"Cannot open {up.name}: {e}")
+                st.error(f"Cannot open {md(up.name)}: {md(e)}")
             else:
                 st.session_state.ll_upload_nonce += 1
                 set_project(proj, flash=f"Opened {proj.name}")
@@ -371,7 +380,7 @@ def project_json() -> str:
     if st.session_state.get("ll_data"):
         spec = st.session_state.ll_data
         p = p.model_copy(update={"dataset": {k: v for k, v in spec.items() if k in ("kind", "name", "options",
-                                                                                    "target", "file")}})
+                                                                                    "target", "task")}})
     return p.to_json()
 
 
