@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import connect, drag_from_palette, new_project, open_app, shot, wait_idle
+from e2e_helpers import connect, drag_from_palette, goto_page, new_project, open_app, shot, wait_idle
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -73,6 +73,17 @@ def test_drag_connect_shapes_badge_and_rename(page):
     assert page.locator("img[src=x]").count() == 0
     assert node.inner_text().count("<img") == 1
     shot(page, "build-renamed")
+
+    # the same text as the project name is shown literally on other pages too
+    name = page.locator("[data-testid=stSidebar] input[aria-label='Project name']")
+    name.fill(XSS)
+    name.press("Enter")
+    wait_idle(page)
+    goto_page(page, "Train")
+    expect(page.locator("[data-testid=stMain]")).to_contain_text(XSS, timeout=15_000)
+    page.wait_for_timeout(500)
+    assert page.dialogs == []
+    assert page.locator("img[src=x]").count() == 0
 
 
 def test_group_block_and_upload_validation(page, tmp_path):
