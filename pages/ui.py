@@ -341,11 +341,20 @@ def show_error(e: BaseException) -> None:
 
 
 # ----------------------------------------------------------------------------------------- sidebar
+LOGO = ("<svg xmlns='http://www.w3.org/2000/svg' width='150' height='32' viewBox='0 0 150 32'>"
+        "<rect x='1' y='5' width='9' height='9' rx='2' fill='#4f46e5'/><rect x='1' y='18' width='9' height='9' rx='2'"
+        " fill='#0ea5e9'/><rect x='16' y='11' width='9' height='9' rx='2' fill='#10b981'/><path d='M10 9.5 L16 15.5 M10"
+        " 22.5 L16 15.5' stroke='#94a3b8' stroke-width='1.5'/><text x='32' y='22' font-family='Source Sans Pro, Arial,"
+        " sans-serif' font-size='19' font-weight='700' fill='#0f172a'>Layer<tspan fill='#4f46e5'>Lab</tspan></text>"
+        "</svg>")
+
+
 def sidebar() -> None:
     """Project name and new / open / save, shown on every page."""
+    import base64
+
+    st.logo("data:image/svg+xml;base64," + base64.b64encode(LOGO.encode()).decode(), size="large")
     with st.sidebar:
-        st.markdown("<div class='ll-brand'>Layer<span>Lab</span></div>", unsafe_allow_html=True)
-        st.caption("Visual neural-network builder")
         proj = project()
         key = f"ll_name_{st.session_state.ll_revision}"
         st.text_input("Project name", value=proj.name, max_chars=200, key=key, on_change=_rename_project, args=(key,))
