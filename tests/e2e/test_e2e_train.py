@@ -67,7 +67,7 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
     wait_idle(page)
     page.wait_for_timeout(4500)  # let the toast fade
     shot(page, "build-cnn", readme="build.png")
-    t0 = start(page, 60)
+    t0 = start(page, 400)
     # the first curve point arrives quickly
     deadline = time.time() + 30
     while curve_points(page) == 0:
@@ -82,7 +82,7 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
     n2 = curve_points(page)
     assert n2 > n1, "the curve gains points"
     assert p2 > p1, "the progress bar moves"
-    assert re.search(r"Epoch \d+/60", text) and "samples/s" in text
+    assert re.search(r"Epoch \d+/400", text) and "samples/s" in text
     shot(page, "train-live", readme="train.png")
     page.locator(".st-key-ll_stop button").click()
     expect(page.locator("[data-testid=stMain]")).to_contain_text("Stopped", timeout=30_000)
@@ -103,8 +103,8 @@ def test_two_sessions_train_at_once_and_see_only_their_own(browser, app_server):
             pages.append(pg)
             open_app(pg)
             load_cnn(pg)
-        start(pages[0], 60)
-        start(pages[1], 60)
+        start(pages[0], 400)
+        start(pages[1], 400)
         ids = [run_id_of(pg) for pg in pages]
         assert ids[0] != ids[1]
         for pg in pages:
