@@ -539,6 +539,8 @@ class TrainSession:
             t = ev.get("type")
             if t == "step":
                 self.steps.append((ev["step"], ev["loss"]))
+                if len(self.steps) > 20_000:  # bounded memory for very long runs: keep every other point
+                    self.steps = self.steps[::2]
                 if self.first_point_s is None:
                     self.first_point_s = time.time() - self.started
             elif t == "epoch":
