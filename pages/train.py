@@ -38,12 +38,13 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     config = settings_form(ds.info.task, len(ds.train), disabled=active or bool(problems))
     if config is None:
         return
+    live = bool(config.pop("live_attributions", False))
     proj = ui.project()
     st.session_state.ll_project = proj.model_copy(
         update={"training": {**{k: v for k, v in config.items() if v is not None},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
     try:
-        st.session_state.ll_job = ui.start_training(ui.project(), spec, config)
+        st.session_state.ll_job = ui.start_training(ui.project(), spec, config, live=live)
         st.session_state.ll_polling = True
     except LayerLabError as e:
         ui.show_error(e)
@@ -73,14 +74,19 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
                                help="Stop when validation loss has not improved for this many epochs (0 = off)")
         seed = c[3].number_input("Seed", 0, 2**31 - 1, int(d["seed"]), help="Makes runs reproducible")
         values = [v for v, _ in devices]
-        dev = st.selectbox("Device", values, format_func=dict(devices).get,
-                           index=values.index(d["device"]) if d["device"] in values else 0,
-                           help="Auto picks the GPU when there is one")
+        c = st.columns([2, 2])
+        dev = c[0].selectbox("Device", values, format_func=dict(devices).get,
+                             index=values.index(d["device"]) if d["device"] in values else 0,
+                             help="Auto picks the GPU when there is one")
+        live = c[1].checkbox("Record attributions live", value=False,
+                             help="Attribute 4 fixed validation samples every epoch (Integrated Gradients, 16 steps, "
+                                  "a few ms per epoch) and play them back on Explain › Live")
         go_ = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=disabled)
     if not go_:
         return None
     return {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "optimizer": opt, "scheduler": sched,
-            "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev}
+            "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev,
+            "live_attributions": bool(live)}
 
 
 # ------------------------------------------------------------------------------------------ figures

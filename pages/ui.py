@@ -524,6 +524,7 @@ class TrainSession:
     message: str = ""
     test: dict | None = None
     started: float = field(default_factory=time.time)
+    live: Any = None  # the LiveAttributions callback when attributions are recorded during training
     first_point_s: float | None = None
     total_epochs: int = 1
     steps_per_epoch: int = 1
@@ -559,8 +560,11 @@ class TrainSession:
         return len(evs)
 
 
-def start_training(proj: Project, spec: dict, config: dict, resume_run: str | None = None) -> TrainSession:
+def start_training(proj: Project, spec: dict, config: dict, resume_run: str | None = None,
+                   live: bool = False) -> TrainSession:
     """Start a background training job (or resume a run) through :mod:`builder.runs`.
+
+    ``live`` records attributions of 4 fixed validation samples every epoch (played back on Explain › Live).
 
     Raises:
         LayerLabError: a graph, data or settings problem (message ready for the user).
@@ -570,8 +574,13 @@ def start_training(proj: Project, spec: dict, config: dict, resume_run: str | No
 
     rs = store()
     _apply_threads()
+    callbacks = []
+    if live:
+        from builder.live import LiveAttributions
+
+        callbacks.append(LiveAttributions("integrated_gradients", n_samples=4))  # layer IG for token models
     if resume_run:
-        job = _resume(resume_run, rs, background=True)
+        job = _resume(resume_run, rs, background=True, callbacks=callbacks)
         run = rs.get(resume_run)
         cfg = _train_config(run.get("config") or {})
         ds = None
@@ -580,11 +589,11 @@ def start_training(proj: Project, spec: dict, config: dict, resume_run: str | No
     else:
         ds = load_spec(spec) if _in_script() else open_spec(spec)
         cfg = _train_config(config)
-        job = run_training(proj, ds, cfg, store=rs, background=True)
+        job = run_training(proj, ds, cfg, store=rs, background=True, callbacks=callbacks)
         n_train = len(ds.train)
     trainer = job.trainer
     sess = TrainSession(job=job, run_id=str(getattr(job, "run_id", "") or ""), rec={}, model=trainer.model,
-                        info=trainer.dataset.info, total_epochs=cfg.epochs)
+                        info=trainer.dataset.info, total_epochs=cfg.epochs, live=callbacks[0] if callbacks else None)
     bs = min(cfg.batch_size, max(n_train, 1))
     sess.steps_per_epoch = max(1, getattr(trainer, "steps_per_epoch", 0) or math.ceil(n_train / bs))
     if resume_run:  # show the curve so far

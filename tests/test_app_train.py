@@ -90,3 +90,18 @@ def test_pause_and_resume(at):
     at.button(key="ll_stop").click().run()
     sess.job.join(60)
     assert sess.job.status == "stopped"
+
+
+def test_record_attributions_live(at):
+    at.number_input[0].set_value(3)
+    box = next(c for c in at.checkbox if c.label == "Record attributions live")
+    assert box.value is False  # off by default
+    box.check()
+    at.button[-1].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    sess = at.session_state["ll_job"]
+    sess.job.join(60)
+    at.run()
+    assert sess.status == "finished" and sess.live is not None
+    assert [f["epoch"] for f in sess.live.frames] == [1, 2, 3]
+    assert sess.live.frames[0]["attributions"].shape == (4, 2)  # 4 samples × 2 moons features
