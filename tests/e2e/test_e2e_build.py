@@ -90,7 +90,7 @@ def test_group_block_and_upload_validation(page, tmp_path):
     open_app(page)
     page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
     wait_idle(page)
-    for attempt in range(3):  # a click that lands during a rerun's repaint can be lost: check and retry
+    for _attempt in range(3):  # a click that lands during a rerun's repaint can be lost: check and retry
         page.locator("[data-testid=node-conv1] .ll-node-title").click()
         wait_idle(page)
         for nid in ("relu1", "pool1"):
