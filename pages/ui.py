@@ -376,7 +376,8 @@ def sidebar() -> None:
                 st.rerun()
         job = st.session_state.get("ll_job")
         if job is not None and job.active:
-            st.info(f"Training in progress ({job.job.status}) · run {job.run_id}", icon=":material/model_training:")
+            st.page_link("pages/train.py", label="Training in progress", help="Follow it on the Train page",
+                         icon=":material/model_training:")
 
 
 def _rename_project(key: str) -> None:
