@@ -21,58 +21,28 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
+from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
+
 SECTION = "## App (issue 4)"
 
 
 # ------------------------------------------------------------------------------------------ server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, workspace: Path):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "LAYERLAB_WORKSPACE": str(workspace)}
-        self.log = open(workspace / "server.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-             "--server.port", str(self.port), "--server.headless", "true", "--server.fileWatcherType", "none",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("streamlit did not start")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
+def Server(workspace: Path) -> StreamlitServer:  # noqa: N802
+    """The app on a free port with its own workspace (stopped with ``.close()`` / ``.stop()``)."""
+    server = StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(workspace)}, log_path=workspace / "server.log")
+    server.close = server.stop
+    return server
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -261,7 +231,7 @@ def main() -> None:
     res: dict = {"first_point_s": [], "live": [], "headless": [], "load": []}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            browser = launch_chromium(p)
             ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
             page = ctx.new_page()
             page.base_url = server.url

@@ -9,110 +9,39 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "canvas" / "demo_app.py"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("LAYERLAB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 XSS = "<img src=x onerror=alert(1)>"
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (required when CI=true)")
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, env_extra: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
-        env = dict(os.environ)
-        env.update(env_extra or {})
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
-        self.log = open(ARTIFACTS / f"streamlit-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "streamlit", "run", str(APP),
-                "--server.address", "127.0.0.1",
-                "--server.port", str(self.port),
-                "--server.headless", "true",
-                "--server.fileWatcherType", "none",
-                "--browser.gatherUsageStats", "false",
-                # Streamlit's default gc.collect(2) after every run takes 0.1-0.4 s once torch
-                # is imported and holds the GIL, delaying the rerun's messages; the app should
-                # turn it off too (or gc.freeze() after imports). LL_EXTRA_ARGS adds more flags.
-                "--runner.postScriptGC", os.environ.get("LL_POST_SCRIPT_GC", "false"),
-                *os.environ.get("LL_EXTRA_ARGS", "").split(),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early, see {self.log.name}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.25)
-        raise RuntimeError("streamlit did not become healthy")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)  # the streamlit process we started, by its PID
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self.log.close()
+def Server(env_extra: dict[str, str] | None = None) -> StreamlitServer:  # noqa: N802 (kept as the tests' name)
+    """The canvas demo app. Streamlit's default gc.collect(2) after every run takes 0.1-0.4 s once torch is
+    imported; the app's .streamlit/config.toml turns it off, LL_POST_SCRIPT_GC/LL_EXTRA_ARGS override."""
+    return StreamlitServer(APP, env=env_extra, extra_args=[
+        "--runner.postScriptGC", os.environ.get("LL_POST_SCRIPT_GC", "false"),
+        *os.environ.get("LL_EXTRA_ARGS", "").split()])
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        _missing(f"Chromium not found at {CHROMIUM}")
+    if find_chromium() is None:
+        missing("Chromium (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("playwright (python) is not installed")
+        missing("playwright (python) is not installed")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 

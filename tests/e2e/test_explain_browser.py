@@ -6,43 +6,12 @@ started here with the flags the project's CI uses. Under ``CI=true`` a missing C
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 from e2e_helpers import ARTIFACTS, SCREENSHOTS, goto_page, open_app, shot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _need(what: str) -> None:
-    if CI:
-        pytest.fail(f"{what} is required for the browser tests under CI=true")
-    pytest.skip(f"{what} not available (set CI=true to make this a failure)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium with the project's flags (overrides the conftest fixture for this module)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("the playwright package")
-    exe = os.environ.get("LAYERLAB_CHROMIUM") or CHROMIUM
-    if not Path(exe).exists() and not shutil.which(exe):
-        _need("Chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=ARGS)
-        yield b
-        b.close()
-
 
 HEATMAPS_JS = """() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))
     .filter(el => el.offsetParent !== null && el.getBoundingClientRect().height > 100)

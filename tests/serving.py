@@ -1,0 +1,114 @@
+"""Shared by the browser tests and bench/bench_app.py: headless Chromium and a real ``streamlit run`` server.
+
+Chromium is Debian's (``/usr/bin/chromium``, or ``$LAYERLAB_CHROMIUM``) driven by the Python ``playwright``
+package; ``playwright install`` is never run. Servers listen on 127.0.0.1 only and are stopped by the PID
+(process group) this module started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium binary, or None."""
+    for cand in (os.environ.get("LAYERLAB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                 shutil.which("chromium-browser")):
+        if cand and Path(cand).exists():
+            return cand
+    return None
+
+
+def missing(what: str) -> None:
+    """Skip a browser test for a missing tool, or fail under CI=true (browser tests must run in CI)."""
+    import pytest
+
+    if CI:
+        pytest.fail(f"{what} is required for the browser tests under CI=true")
+    pytest.skip(f"{what} not available (under CI=true this is a failure)")
+
+
+def launch_chromium(playwright):
+    """Launch headless Chromium with the project's flags (no background networking, no sync, ...)."""
+    exe = find_chromium()
+    if exe is None:
+        raise FileNotFoundError("Chromium not found: apt-get install chromium, or set LAYERLAB_CHROMIUM")
+    return playwright.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StreamlitServer:
+    """``streamlit run SCRIPT`` on 127.0.0.1 and a free port; ``.url`` once healthy; ``.stop()`` ends it."""
+
+    def __init__(self, script: str | Path = "app.py", *, env: dict[str, str] | None = None,
+                 extra_args: list[str] | tuple[str, ...] = (), log_path: Path | None = None, timeout: float = 90):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        full_env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **(env or {})}
+        full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self.log_path = log_path or ARTIFACTS / f"streamlit-{self.port}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+             "--server.port", str(self.port), "--server.headless", "true", "--server.fileWatcherType", "none",
+             "--browser.gatherUsageStats", "false", *extra_args],
+            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with code {self.proc.returncode}; see {self.log_path}")
+            if time.time() > deadline:
+                raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s; see {self.log_path}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        """Stop the server this object started (its own process group), then close the log."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if not self.log.closed:
+            self.log.close()
+
+    def __enter__(self) -> StreamlitServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
