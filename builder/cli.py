@@ -124,6 +124,16 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """List the built-in datasets with their task, modality and options."""
+    from .data import list_datasets
+
+    for d in list_datasets():
+        opts = ", ".join(f"{k}={v!r}" for k, v in (d.get("options") or {}).items())
+        print(f"{d['name']:<14} {d['task']:<14} {d['modality']:<9} {d['description']}" + (f"  [{opts}]" if opts else ""))
+    return 0
+
+
 def cmd_layers(args: argparse.Namespace) -> int:
     """List the layer palette."""
     from .registry import all_specs
@@ -163,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_templates)
+
+    p = sub.add_parser("datasets", help="list the built-in datasets (for train --dataset)")
+    p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("layers", help="list the layer palette with default parameters")
     p.set_defaults(func=cmd_layers)

@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Train FILE (a project file or a template name) on a dataset. "
                               "Under torchrun it trains with DistributedDataParallel.")
     p.add_argument("file", help="project file, or a template name such as cnn")
-    p.add_argument("--dataset", help="dataset name (see --list-datasets), csv or image_folder; default: the "
+    p.add_argument("--dataset", help="dataset name (see `layerlab datasets`), csv or image_folder; default: the "
                    "project's")
     p.add_argument("--data-path", dest="data_path", help="file or folder for --dataset csv / image_folder")
     p.add_argument("--target", help="target column for --dataset csv")

@@ -90,3 +90,11 @@ def test_templates(tmp_path, capsys):
     assert main(["templates", "cnn", "-o", str(target)]) == 0
     assert main(["validate", str(target)]) == 0
     assert main(["templates", "nope"]) == 2
+
+
+def test_datasets_listed(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits", "iris", "wine", "breast_cancer", "diabetes", "moons", "circles", "spirals", "xor",
+                 "blobs", "sequence"):
+        assert name in out
