@@ -33,6 +33,9 @@ import {
 } from './graph.js';
 import { CheckIcon, FitIcon, PanelIcon, GroupIcon, LayoutIcon, RedoIcon, TrashIcon, UndoIcon, WarnIcon } from './icons.jsx';
 
+// Fit with room at the bottom for the minimap (bottom-right), so it never hides a node.
+const FIT_PADDING = { top: '24px', left: '24px', right: '24px', bottom: '140px' };
+
 const nodeTypes = { layer: LayerNode };
 const edgeTypes = { shape: ShapeEdge };
 const HISTORY_LIMIT = 100;
@@ -174,7 +177,7 @@ function Canvas({ data, api, store }) {
     const hgt = el.clientHeight;
     const fitZoom = Math.min((w * 0.8) / Math.max(b.width, 1), (hgt * 0.8) / Math.max(b.height, 1));
     if (fitZoom >= 0.25) {
-      rf.fitView({ padding: 0.2, maxZoom: 1.1 });
+      rf.fitView({ padding: FIT_PADDING, maxZoom: 1.1 });
       return;
     }
     const zoom = 0.55;
@@ -562,7 +565,7 @@ function Canvas({ data, api, store }) {
     setTimeout(initialView, changed ? 40 : 0);
   }, [mutate, initialView]);
 
-  const fit = useCallback(() => rf.fitView({ padding: 0.15, maxZoom: 1.1, minZoom: 0.03, duration: 250 }), [rf]);
+  const fit = useCallback(() => rf.fitView({ padding: FIT_PADDING, maxZoom: 1.1, minZoom: 0.03, duration: 250 }), [rf]);
 
   const startRename = useCallback((id) => {
     setMenu(null);
