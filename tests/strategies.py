@@ -64,9 +64,7 @@ def layer_case(draw, spec: LayerSpec) -> tuple[list[tuple[int, ...]], dict]:
             continue
         if p.kind == "int_list":
             params[p.name] = draw(_int_list(spec.type, p.name, shape))
-        elif spec.type in ("MultiheadAttention",) and p.name == "num_heads":
-            params[p.name] = draw(st.sampled_from([d for d in (1, 2, 4) if shape[-1] % d == 0]))
-        elif spec.type == "TransformerEncoderLayer" and p.name == "nhead":
+        elif spec.type in ("MultiheadAttention",) and p.name == "num_heads" or spec.type == "TransformerEncoderLayer" and p.name == "nhead":
             params[p.name] = draw(st.sampled_from([d for d in (1, 2, 4) if shape[-1] % d == 0]))
         elif spec.type == "GroupNorm" and p.name == "num_groups":
             params[p.name] = draw(st.sampled_from([d for d in range(1, 5) if shape[0] % d == 0]))

@@ -52,7 +52,7 @@ def test_inferred_shape_matches_module(spec, data):
         return
     model = compile_graph(graph).eval()
     xs = []
-    for i, shape in enumerate(shapes):
+    for shape in shapes:
         if spec.input_kind == TOKENS:
             xs.append(torch.randint(0, 20, (3, *shape)))
         else:
