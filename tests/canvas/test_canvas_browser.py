@@ -46,6 +46,18 @@ def browser():
         b.close()
 
 
+def settled_boxes(page, *selectors: str, timeout: float = 10.0) -> list[dict]:
+    """Bounding boxes once they stop moving (fit-view animates; under load it may finish late)."""
+    deadline = time.time() + timeout
+    time.sleep(0.4)  # the animation may start a little after the click
+    seen: list = []
+    while True:
+        seen.append([page.locator(sel).bounding_box() for sel in selectors])
+        if (len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]) or time.time() > deadline:
+            return seen[-1]
+        time.sleep(0.25)
+
+
 def open_app(browser, server: Server):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     dialogs: list[str] = []
@@ -437,13 +449,11 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
 
         # shift-drag box selection selects several nodes (the block's two nodes)
         page.locator('button:has-text("Fit")').click()
-        time.sleep(0.5)
-        a = page.locator('[data-testid="node-linear_1"]').bounding_box()
-        b = page.locator('[data-testid="node-relu_1"]').bounding_box()
+        a, b = settled_boxes(page, '.react-flow__node[data-id="linear_1"]', '.react-flow__node[data-id="relu_1"]')
         top = page.locator(".ll-flow").bounding_box()["y"]
         x0, y0 = min(a["x"], b["x"]) - 15, max(min(a["y"], b["y"]) - 15, top + 2)
         x1 = max(a["x"] + a["width"], b["x"] + b["width"]) + 15
-        y1 = max(a["y"] + a["height"], b["y"] + b["height"]) + 15
+        y1 = max(a["y"] + a["height"], b["y"] + b["height"]) + 30
         page.keyboard.down("Shift")
         page.mouse.move(x0, y0)
         page.mouse.down()
