@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
+from e2e_helpers import curve_points  # noqa: E402  (tests/e2e is on sys.path)
+
 from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
 
 SECTION = "## App (issue 4)"
@@ -46,14 +48,6 @@ def Server(workspace: Path) -> StreamlitServer:  # noqa: N802
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def curve_points(page) -> int:
-    return page.evaluate("""() => {
-        const el = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
-        if (!el || !el.data) return 0;
-        return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
-    }""")
-
-
 def start_training(page, epochs: int) -> tuple[float, str]:
     """Click Start on the Train page; returns (seconds to the first curve point, run id)."""
     from e2e_helpers import goto_page

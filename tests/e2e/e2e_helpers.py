@@ -103,3 +103,12 @@ def shot(page, name: str, readme: str | None = None) -> None:
     if readme:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / readme), full_page=False)
+
+
+def curve_points(page) -> int:
+    """Number of x values in the live loss chart (plotly's data in the DOM)."""
+    return page.evaluate("""() => {
+        const el = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
+        if (!el || !el.data) return 0;
+        return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
+    }""")

@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from e2e_helpers import goto_page, open_app, shot, wait_idle
+from e2e_helpers import curve_points, goto_page, open_app, shot, wait_idle
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
@@ -33,15 +33,6 @@ def progress(page) -> tuple[float, str]:
     now = float(bar.get_attribute("aria-valuenow") or 0)
     text = page.locator("[data-testid=stProgress]").first.inner_text()
     return now, text
-
-
-def curve_points(page) -> int:
-    """Number of x values in the live loss chart (plotly's data in the DOM)."""
-    return page.evaluate("""() => {
-        const el = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
-        if (!el || !el.data) return 0;
-        return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
-    }""")
 
 
 def start(page, epochs: int) -> float:
