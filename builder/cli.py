@@ -27,6 +27,16 @@ def _print_problems(problems) -> None:
         print(f"warning: {p}" if p.severity == "warning" else str(p))
 
 
+def _emit_text(text: str, output: str | None) -> int:
+    """Write ``text`` to stdout (no output or ``-``) or to the file ``output``."""
+    if output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        print(f"wrote {output}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Print every problem; exit 0 when the graph is valid."""
     project = load_project(args.file)
@@ -86,13 +96,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "py":
         from .export import export_python
 
-        text = export_python(project)
-        if args.output in (None, "-"):
-            sys.stdout.write(text)
-        else:
-            Path(args.output).write_text(text, encoding="utf-8")
-            print(f"wrote {args.output}")
-        return 0
+        return _emit_text(export_python(project), args.output)
     if args.output in (None, "-"):
         return _fail("--format safetensors needs -o OUT")
     import torch
@@ -115,13 +119,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
         return 0
     if args.name not in TEMPLATE_NAMES:
         return _fail(f"unknown template {args.name!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
-    text = template_text(args.name)
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}")
-    return 0
+    return _emit_text(template_text(args.name), args.output)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -112,35 +112,34 @@ class Param:
         if k == "int_list":
             if not isinstance(value, list | tuple) or not value or len(value) > 8:
                 return None, f"`{self.name}` must be a list of 1 to 8 integers; received: {_short(value)}. Fix: e.g. {self.default!r}"
-            out = []
-            for item in value:
-                v = _as_int(item)
-                if v is None:
-                    return None, f"`{self.name}` must hold integers; received: {_short(value)}"
-                v, err = self._range(v)
-                if err:
-                    return None, err
-                out.append(v)
-            return out, None
+            return self._ints(value, f"`{self.name}` must hold integers; received: {_short(value)}")
         if k == "int_or_pair":
             if isinstance(value, list | tuple):
                 if len(value) != 2:
                     return None, f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
-                out = []
-                for item in value:
-                    v = _as_int(item)
-                    if v is None:
-                        return None, f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
-                    v, err = self._range(v)
-                    if err:
-                        return None, err
-                    out.append(v)
+                out, err = self._ints(value, f"`{self.name}` must be an integer or a pair of integers; received: "
+                                             f"{_short(value)}")
+                if err:
+                    return None, err
                 return (out[0] if out[0] == out[1] else out), None
             v = _as_int(value)
             if v is None:
                 return None, f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
             return self._range(v)
         raise ValueError(f"unknown parameter kind {k}")  # programming error in a spec
+
+    def _ints(self, items, not_int: str) -> tuple[list[int] | None, str | None]:
+        """Each item an integer within the range; ``not_int`` is the message for a non-integer."""
+        out = []
+        for item in items:
+            v = _as_int(item)
+            if v is None:
+                return None, not_int
+            v, err = self._range(v)
+            if err:
+                return None, err
+            out.append(v)
+        return out, None
 
     def _range(self, v: float) -> tuple[Any, str | None]:
         if self.min is not None and v < self.min:
