@@ -130,7 +130,8 @@ sys.path.insert(0, sys.argv[3])
 from pages.ui import torch_threads
 torch.set_num_threads(torch_threads())
 import builder
-from builder.runs import RunStore, run_training
+from builder.pipeline import run_training
+from builder.runs import RunStore
 res = run_training(builder.load_template("cnn"), "digits", {"epochs": int(sys.argv[2])}, store=RunStore(sys.argv[1]))
 eps = RunStore(sys.argv[1]).metrics(res.run_id, "epoch")
 print(json.dumps({"rates": [e["samples_per_s"] for e in eps[1:]], "threads": torch.get_num_threads()}))

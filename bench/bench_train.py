@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from builder.data import load_dataset  # noqa: E402
-from builder.runs import build_model, run_training  # noqa: E402
+from builder.pipeline import build_model, run_training  # noqa: E402
 from builder.templates import load_template  # noqa: E402
 from builder.train import TrainConfig, Trainer, _channels_last, _use_channels_last, build_optimizer  # noqa: E402
 

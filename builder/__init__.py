@@ -47,9 +47,9 @@ _LAZY = {
     "LiveAttributions": "live",
     # training engine (datasets load scikit-learn on first use)
     "DatasetInfo": "data", "Dataset": "data", "Split": "data", "list_datasets": "data", "load_dataset": "data",
-    "load_csv": "data", "load_image_folder": "data", "check_compat": "data", "adapt_graph": "data",
+    "load_csv": "data", "load_image_folder": "data", "check_compat": "compat", "adapt_graph": "compat",
     "TrainConfig": "train", "Trainer": "train", "TrainingJob": "train", "TrainResult": "train", "Callback": "train",
-    "Channel": "train", "evaluate": "train", "RunStore": "runs", "run_training": "runs", "resume_run": "runs",
+    "Channel": "train", "evaluate": "train", "RunStore": "runs", "run_training": "pipeline", "resume_run": "pipeline",
     "default_workspace": "runs", "model_card": "modelcard",
 }
 __all__ += list(_LAZY)

@@ -219,7 +219,8 @@ def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``layerlab train FILE --dataset NAME ...``."""
     from .distributed import env_world_size
-    from .runs import RunStore, run_training
+    from .pipeline import run_training
+    from .runs import RunStore
 
     project = _load_project_arg(args.file)
     cfg = _config_overrides(args)
@@ -244,7 +245,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_distributed(project, dataset, cfg, opts, args, epochs) -> int:
     from .distributed import cleanup, init_distributed
-    from .runs import RunStore, run_training
+    from .pipeline import run_training
+    from .runs import RunStore
 
     ctx = init_distributed(cfg.get("device", "auto"))
     try:
@@ -314,7 +316,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_resume(args: argparse.Namespace) -> int:
     """``layerlab runs resume ID``."""
-    from .runs import RunStore, resume_run
+    from .pipeline import resume_run
+    from .runs import RunStore
 
     store = RunStore(args.workspace)
     run = store.get(args.run_id)

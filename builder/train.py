@@ -57,7 +57,7 @@ class TrainConfig(BaseModel):
     measured at epoch end (eval mode) on the first 512 training samples, the train loss is the mean of the
     step losses.
     ``memory_format`` ``auto`` uses channels_last for models with Conv2d on image data (CPU, CUDA).
-    ``init_from``/``init_nodes``/``freeze`` drive transfer learning in :func:`builder.runs.run_training`.
+    ``init_from``/``init_nodes``/``freeze`` drive transfer learning in :func:`builder.pipeline.run_training`.
     """
 
     model_config = ConfigDict(extra="forbid")

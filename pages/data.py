@@ -7,7 +7,8 @@ import io
 import numpy as np
 import streamlit as st
 
-from builder.data import adapt_graph, check_compat, list_datasets
+from builder.compat import adapt_graph, check_compat
+from builder.data import list_datasets
 from builder.errors import LayerLabError
 from pages import ui
 

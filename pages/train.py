@@ -7,7 +7,7 @@ import math
 import plotly.graph_objects as go
 import streamlit as st
 
-from builder.data import check_compat
+from builder.compat import check_compat
 from builder.errors import LayerLabError
 from pages import ui
 

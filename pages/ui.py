@@ -570,8 +570,8 @@ def start_training(proj: Project, spec: dict, config: dict, resume_run: str | No
     Raises:
         LayerLabError: a graph, data or settings problem (message ready for the user).
     """
-    from builder.runs import resume_run as _resume
-    from builder.runs import run_training
+    from builder.pipeline import resume_run as _resume
+    from builder.pipeline import run_training
 
     rs = store()
     _apply_threads()

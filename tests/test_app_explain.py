@@ -16,7 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 import builder
 from builder.live import LiveAttributions
-from builder.runs import RunStore, build_model, prepare, run_training
+from builder.pipeline import build_model, prepare, run_training
+from builder.runs import RunStore
 from builder.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

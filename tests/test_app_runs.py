@@ -8,7 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
-from builder.runs import RunStore, run_training
+from builder.pipeline import run_training
+from builder.runs import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

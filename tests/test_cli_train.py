@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from builder import cli, cli_train
-from builder.runs import build_model
+from builder.pipeline import build_model
 from builder.templates import load_template
 
 

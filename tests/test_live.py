@@ -102,7 +102,7 @@ def test_token_models_switch_to_layer_ig_and_errors_never_stop_training():
     import builder
     from builder.data import load_dataset
     from builder.live import LiveAttributions
-    from builder.runs import run_training
+    from builder.pipeline import run_training
 
     project = builder.load_template("transformer")
     ds = load_dataset("sequence", n_samples=300)

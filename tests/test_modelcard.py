@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from builder.modelcard import model_card, write_model_card
-from builder.runs import RunStore, run_training
+from builder.pipeline import run_training
+from builder.runs import RunStore
 from builder.templates import load_template
 
 

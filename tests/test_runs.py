@@ -16,7 +16,8 @@ import torch
 
 from builder.checkpoint import load_weights, read_checkpoint
 from builder.errors import GraphError, RunStoreError
-from builder.runs import RunStore, default_workspace, resume_run, run_training
+from builder.pipeline import resume_run, run_training
+from builder.runs import RunStore, default_workspace
 from builder.templates import load_template
 from builder.train import TrainingJob
 
@@ -210,8 +211,9 @@ def test_transfer_learning_by_node_id_and_freeze(store):
     # a different input width: fc1 is skipped (shape), the rest loads
     import json
 
-    from builder.data import adapt_graph, load_dataset
-    from builder.runs import build_model, transfer_weights
+    from builder.compat import adapt_graph
+    from builder.data import load_dataset
+    from builder.pipeline import build_model, transfer_weights
     g = adapt_graph(load_template("mlp").graph, load_dataset("iris").info)
     model = build_model(g)
     _, md = load_weights(store.weights_path(src.run_id))

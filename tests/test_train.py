@@ -334,7 +334,7 @@ def test_tiny_custom_dataset_bundle():
 
 # ------------------------------------------------------------------------------- templates learn
 def _template_fit(template, dataset, epochs, **opts):
-    from builder.runs import build_model, prepare
+    from builder.pipeline import build_model, prepare
     from builder.templates import load_template
 
     project, ds, cfg = prepare(load_template(template), dataset, {"epochs": epochs}, dataset_options=opts)

@@ -1,0 +1,273 @@
+"""The training pipeline: project + dataset + settings -> trained model, and back.
+
+One module serves the CLI, the job processes and the pages: :func:`prepare` resolves and checks the inputs,
+:func:`run_training` and :func:`resume_run` train (recording into a :class:`~builder.runs.RunStore` when one
+is given), :func:`transfer_weights` and :func:`freeze_nodes` do transfer learning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from .checkpoint import load_weights
+from .compat import adapt_graph, check_compat
+from .data import Dataset, load_dataset, load_saved_dataset, save_dataset
+from .errors import GraphError, RunStoreError, TrainingError
+from .project import Project, load_project
+from .runs import LIVE_STATUSES, RunLogger, RunStore
+from .train import Callback, TrainConfig, Trainer, TrainingJob, TrainResult
+
+
+def build_model(graph, seed: int = 0) -> torch.nn.Module:
+    """Compile a graph into a module with seeded initialisation."""
+    from .compile import compile_graph
+
+    torch.manual_seed(seed)
+    return compile_graph(graph)
+
+
+def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source_names: dict[str, str],
+                     nodes: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Copy weights into ``model`` by node id and shape.
+
+    Args:
+        model: a compiled model with ``layerlab_names`` (node id -> module name).
+        weights: a past run's state dict; ``source_names`` its node id -> module name map.
+        nodes: node ids to initialise (default: every node present in both).
+
+    Returns:
+        ``{"loaded": [node ids], "skipped": ["node: reason"]}``.
+    """
+    dst_names = dict(getattr(model, "layerlab_names", {}) or {})
+    sd = model.state_dict()
+    wanted = list(nodes) if nodes is not None else [n for n in dst_names if n in source_names]
+    loaded, skipped = [], []
+    new = {}
+    for nid in wanted:
+        if nid not in dst_names:
+            skipped.append(f"{nid}: not a node with weights in this graph")
+            continue
+        if nid not in source_names:
+            skipped.append(f"{nid}: not in the source run")
+            continue
+        src, dst = source_names[nid] + ".", dst_names[nid] + "."
+        pairs = [(k, dst + k[len(src):]) for k in weights if k.startswith(src)]
+        if not pairs:
+            continue
+        bad = [d for s, d in pairs if d not in sd or sd[d].shape != weights[s].shape]
+        if bad:
+            skipped.append(f"{nid}: shapes differ ({', '.join(b.rsplit('.', 1)[-1] for b in bad)})")
+            continue
+        new.update({d: weights[s] for s, d in pairs})
+        loaded.append(nid)
+    if new:
+        model.load_state_dict({**sd, **new})
+    return {"loaded": loaded, "skipped": skipped}
+
+
+def freeze_nodes(model: torch.nn.Module, nodes: Iterable[str]) -> list[str]:
+    """Set ``requires_grad=False`` on the parameters of these node ids. Raises TrainingError for unknown ids."""
+    names = dict(getattr(model, "layerlab_names", {}) or {})
+    frozen = []
+    for nid in nodes:
+        if nid not in names:
+            raise TrainingError(f"cannot freeze {nid!r}: no such node with weights; nodes are "
+                                f"{', '.join(sorted(names))}")
+        prefix = names[nid] + "."
+        for k, p in model.named_parameters():
+            if k.startswith(prefix):
+                p.requires_grad_(False)
+        frozen.append(nid)
+    return frozen
+
+
+def _input_node(graph):
+    return next((n for n in graph.nodes if n.type == "Input"), None)
+
+
+def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
+            dataset_options: dict | None = None, adapt: bool = False) -> tuple[Project, Dataset, TrainConfig]:
+    """Resolve project, dataset and settings and check that the graph fits the data.
+
+    The project's ``training`` dict supplies defaults (``dataset``, ``task`` and any TrainConfig field);
+    ``config`` overrides them. With ``adapt`` the Input shape and output width are set to fit the dataset.
+
+    Raises:
+        GraphError: the graph does not fit the dataset (each problem names the node and the fix).
+        DatasetError, TrainingError: bad dataset or settings.
+    """
+    project = load_project(project).model_copy(deep=True)
+    tr = dict(project.training or {})
+    fields = set(TrainConfig.model_fields)
+    base = {k: v for k, v in tr.items() if k in fields}
+    cfg = TrainConfig.from_dict({**base, **(config.model_dump(exclude_unset=True) if isinstance(config, TrainConfig)
+                                             else dict(config or {}))})
+    if dataset is None:
+        dataset = tr.get("dataset") or (project.dataset or {}).get("name")
+        if not dataset:
+            raise TrainingError("no dataset given and the project names none; pass a dataset name")
+    if isinstance(dataset, str):
+        opts = dict(dataset_options or {})
+        if "task" in tr and "task" not in opts:
+            opts["task"] = tr["task"]
+        opts.setdefault("seed", cfg.seed)
+        ds = load_dataset(dataset, **opts)
+    else:
+        ds = dataset
+    inp = _input_node(project.graph)
+    numel = int(math.prod(ds.info.input_shape))
+    if (inp is not None and len(ds.info.input_shape) > 1 and list(inp.params.get("shape") or []) == [numel]
+            and ds.info.input_dtype == "float32"):
+        ds = ds.flattened()  # a vector Input of the flattened size (MLP autoencoder on digits)
+    if adapt:
+        project.graph = adapt_graph(project.graph, ds.info)
+    problems = check_compat(project.graph, ds.info)
+    if problems:
+        raise GraphError(problems)
+    return project, ds, cfg
+
+
+def _reloadable(ds: Dataset) -> bool:
+    """Whether ``load_dataset(*ds.info.reload_args())`` can load this dataset again."""
+    from .data import _REGISTRY
+
+    name, opts = ds.info.reload_args()
+    if name in ("csv", "image_folder"):
+        return bool(opts.get("path"))
+    return name in _REGISTRY
+
+
+def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig) -> dict | None:
+    report = None
+    if cfg.init_from:
+        if store is None:
+            raise TrainingError("init_from needs a run store to find the source run")
+        src = store.get(cfg.init_from)
+        weights, md = load_weights(store.weights_path(src["id"]))
+        names = json.loads(md.get("layerlab_names", "{}"))
+        report = transfer_weights(model, weights, names, cfg.init_nodes)
+        if not report["loaded"]:
+            raise TrainingError(f"no weights of run {src['id']} fit this graph: {'; '.join(report['skipped'][:5])}")
+    if cfg.freeze:
+        freeze_nodes(model, cfg.freeze)
+    return report
+
+
+def run_training(project, dataset: str | Dataset | None = None, config: TrainConfig | dict | None = None,
+                 store: RunStore | None = None, callbacks: Iterable[Callback] = (), *,
+                 dataset_options: dict | None = None, on_event: Callable[[dict], None] | None = None,
+                 background: bool = False, adapt: bool = False, dist: Any = None,
+                 name: str | None = None) -> TrainResult | TrainingJob:
+    """Train a project on a dataset: the single entry point of the CLI and the UI.
+
+    Args:
+        project: a Project, a path, JSON or a dict.
+        dataset: a registered dataset name or a loaded :class:`Dataset` (default: the project's).
+        config: TrainConfig or dict overriding the project's ``training`` settings.
+        store: a :class:`RunStore`; when given the run, its curves, checkpoints and model card are kept.
+        callbacks: :class:`Callback` instances.
+        on_event: an extra listener for every event.
+        background: return a started :class:`TrainingJob` instead of training synchronously.
+        adapt: adapt the graph's Input shape and output width to the dataset.
+        dist: a :class:`builder.distributed.DistContext` (torchrun); only rank 0 writes to the store.
+
+    Returns:
+        A :class:`TrainResult` (``run_id`` set when a store is used), or a started TrainingJob.
+
+    Raises:
+        GraphError, DatasetError, TrainingError (a failed run is recorded as ``failed`` first).
+    """
+    project, ds, cfg = prepare(project, dataset, config, dataset_options=dataset_options, adapt=adapt)
+    main = dist is None or getattr(dist, "rank", 0) == 0
+    run_id, run_dir, listeners = None, None, []
+    if store is not None and main:
+        src_name, src_opts = ds.info.reload_args()
+        run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict())
+        run_dir = store.run_dir(run_id)
+        if not _reloadable(ds):  # an upload: keep the data so the run can be resumed
+            save_dataset(ds, run_dir / "dataset.safetensors")
+        listeners.append(RunLogger(store, run_id))
+    if on_event is not None and main:
+        listeners.append(on_event)
+    try:
+        model = build_model(project.graph, cfg.seed)
+        _load_init(store, model, cfg)
+        trainer = Trainer(model, ds, cfg, callbacks, run_dir, on_event=listeners, dist=dist)
+    except Exception as e:
+        if run_id is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
+    trainer.run_id = run_id
+    if run_id is not None:
+        store.set_environment(run_id, device=str(trainer.device),
+                              world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
+    return _launch(trainer, background, run_id)
+
+
+def _launch(trainer: Trainer, background: bool, run_id: str | None):
+    if background:
+        job = TrainingJob(trainer).start()
+        job.run_id = run_id
+        return job
+    result = trainer.fit()
+    result.run_id = run_id
+    return result
+
+
+def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (), *,
+               on_event: Callable[[dict], None] | None = None, background: bool = False,
+               overrides: dict | None = None, dist: Any = None) -> TrainResult | TrainingJob:
+    """Continue an interrupted, stopped, paused or failed run from its last checkpoint.
+
+    ``overrides`` may change settings such as ``epochs`` or ``lr`` (e.g. after a NaN loss).
+
+    Raises:
+        RunStoreError: unknown run, a run still live or finished, or no checkpoint.
+    """
+    store.mark_interrupted()
+    run = store.get(run_id)
+    run_id = run["id"]
+    if run["status"] in LIVE_STATUSES:  # mark_interrupted left it: its process is alive
+        raise RunStoreError(f"run {run_id} is {run['status']} in process {run['pid']}; resume or stop it there "
+                            "(it cannot run twice)")
+    if run["status"] == "finished" and not (overrides or {}).get("epochs"):
+        raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
+    ckpt = store.checkpoint_path(run_id)
+    if not ckpt.is_file():
+        raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
+    cfg = TrainConfig.from_dict(run["config"], **(overrides or {}))
+    project = load_project(run["project"])
+    snapshot = store.run_dir(run_id) / "dataset.safetensors"
+    if snapshot.is_file():
+        ds = load_saved_dataset(snapshot)
+    else:
+        ds = load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
+    inp = _input_node(project.graph)
+    if inp is not None and list(inp.params.get("shape") or []) != list(ds.info.input_shape) and \
+            list(inp.params.get("shape") or []) == [int(math.prod(ds.info.input_shape))]:
+        ds = ds.flattened()
+    main = dist is None or getattr(dist, "rank", 0) == 0
+    listeners: list = [RunLogger(store, run_id)] if main else []
+    if on_event is not None and main:
+        listeners.append(on_event)
+    if overrides and main:
+        store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
+    model = build_model(project.graph, cfg.seed)
+    if cfg.freeze:
+        freeze_nodes(model, cfg.freeze)
+    trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
+                      resume_from=ckpt, dist=dist)
+    from .checkpoint import read_checkpoint
+    _, meta = read_checkpoint(ckpt)
+    if main:
+        store.truncate_metrics(run_id, int(meta.get("state", {}).get("global_step", 0)))
+    trainer.run_id = run_id
+    return _launch(trainer, background, run_id)
+
+
+__all__ = ["run_training", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes"]
