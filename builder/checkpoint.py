@@ -57,6 +57,25 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every optimizer state tensor shaped like its parameter that parameter's strides and device.
+
+    Checkpoints store tensors contiguous; ``Optimizer.load_state_dict`` casts dtype and device but keeps
+    that layout, so the moments of a channels_last parameter would come back contiguous and a fused
+    kernel (which walks both as flat memory) would pair the wrong elements. ``empty_like`` keeps the
+    parameter's exact strides, so the resumed step sees the same memory as an uninterrupted one.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            st = optimizer.state.get(p)
+            if not st:
+                continue
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.dim() > 0 and (
+                        v.stride() != p.stride() or v.device != p.device):
+                    st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
 def _json(obj: Any) -> str:
     def default(o):
         if isinstance(o, torch.Tensor) and o.numel() == 1:
@@ -144,6 +163,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         raise TrainingError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0]}") from None
     if optimizer is not None and "optimizer" in meta:
         optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
+        match_param_layout(optimizer)
     if scheduler is not None and "scheduler" in meta:
         scheduler.load_state_dict(meta["scheduler"])
     if restore_rng:
