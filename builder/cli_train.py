@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -193,17 +195,44 @@ def _print_result(result, args: argparse.Namespace, out=None) -> None:
 
 
 def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
-    """Run a background job with a progress bar; Ctrl-C stops it cleanly (checkpoint kept)."""
+    """Run a background job with a progress bar.
+
+    Ctrl-C (SIGINT) asks the trainer to stop at its next step: it writes a checkpoint, the run is marked
+    ``stopped``, the command prints how to resume and exits with 130. A second Ctrl-C exits at once (the run
+    is then marked ``interrupted`` and resumes from its last checkpoint). SIGINT is handled by a signal
+    handler rather than ``KeyboardInterrupt``: an exception raised inside ``Thread.join`` can leave the
+    worker looking finished while it still runs.
+    """
     progress = Progress(epochs, enabled=not args.quiet)
-    job = start(progress)
+    interrupted = threading.Event()
+    holder: dict = {}
+
+    def on_sigint(signum, frame) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        print("\nstopping at the next step (a checkpoint is written; Ctrl-C again to quit at once)...",
+              file=sys.stderr, flush=True)
+        if "job" in holder:
+            holder["job"].stop()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
     try:
-        while not job.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        print("\nstopping (a checkpoint is kept; resume with `layerlab runs resume ID`)...", file=sys.stderr)
-        job.stop()
-        while not job.wait(0.2):
-            pass
+        try:
+            job = holder["job"] = start(progress)
+            if interrupted.is_set():  # Ctrl-C while the data loaded or the model compiled
+                job.stop()
+            while not job.wait(0.2):
+                pass
+        except KeyboardInterrupt:  # the second Ctrl-C
+            run_id = getattr(holder.get("job"), "run_id", None)
+            print("quit without a final checkpoint" + (f"; resume from the last one with `layerlab runs resume "
+                                                        f"{run_id}`" if run_id else ""), file=sys.stderr)
+            return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
     try:
         result = job.join()
     except LayerLabError as e:
@@ -213,6 +242,10 @@ def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
         return 1
     result.run_id = getattr(job, "run_id", None)
     _print_result(result, args)
+    if interrupted.is_set() and result.status == "stopped":
+        if result.run_id:
+            print(f"stopped by Ctrl-C; resume with `layerlab runs resume {result.run_id}`", file=sys.stderr)
+        return 130
     return 0 if result.status in ("finished", "stopped") else 1
 
 
