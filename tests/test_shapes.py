@@ -180,8 +180,6 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-import torch  # noqa: E402
-
 from builder import compile_graph, load_project  # noqa: E402
 from builder.compile import example_inputs  # noqa: E402
 
