@@ -116,7 +116,8 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             f"- torch {env.get('torch', torch.__version__)}, python {env.get('python', '-')}, "
             f"{env.get('platform', '-')}",
             f"- device: {cfg.get('device', 'auto')} (resolved: {env.get('device', _resolved(cfg))}), "
-            f"mixed precision {'on' if cfg.get('amp') else 'off'}, seed {cfg.get('seed')}", ""]
+            f"precision {env.get('precision') or ('float32' if not cfg.get('amp') else 'not recorded')}, "
+            f"seed {cfg.get('seed')}", ""]
     return "\n".join(out)
 
 
