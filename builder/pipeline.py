@@ -218,7 +218,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         raise
     trainer.run_id = run_id
     if run_id is not None:
-        store.set_environment(run_id, device=str(trainer.device),
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision,
                               world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
     return _launch(trainer, background, run_id)
 
@@ -275,6 +275,8 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     if main and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
         store.truncate_metrics(run_id, step)
     trainer.run_id = run_id
+    if main:
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision)
     return _launch(trainer, background, run_id)
 
 
