@@ -264,7 +264,8 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     if run["status"] == "finished" and not (overrides or {}).get("epochs"):
         raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
     ckpt = store.checkpoint_path(run_id)
-    if not ckpt.is_file():
+    from .checkpoint import previous_path, read_resumable
+    if not ckpt.is_file() and not previous_path(ckpt).is_file():
         raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
     cfg = TrainConfig.from_dict(run["config"], **(overrides or {}))
     project = load_project(run["project"])
@@ -280,10 +281,10 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         freeze_nodes(model, cfg.freeze)
     trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
                       resume_from=ckpt, dist=dist)
-    from .checkpoint import read_checkpoint
-    _, meta = read_checkpoint(ckpt)
-    if main:
-        store.truncate_metrics(run_id, int(meta.get("state", {}).get("global_step", 0)))
+    _, meta, _ = read_resumable(ckpt)
+    step = meta.get("state", {}).get("global_step", 0)
+    if main and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+        store.truncate_metrics(run_id, step)
     trainer.run_id = run_id
     return _launch(trainer, background, run_id)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -63,6 +64,10 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, kind, step);
 """
+RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what _new_id makes, e.g. 20261121-104000-ab12cd
+_PREFIX_RE = re.compile(r"[0-9a-f-]{1,22}")
+_ID_HELP = ("a run id is 8 digits, 6 digits and 6 hex digits joined by dashes (e.g. 20261121-104000-ab12cd). "
+            "Fix: copy one from `layerlab runs list`")
 _JSON_COLS = ("project", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
               "environment", "tags")
 # columns added after the first release: added to an existing database when it is opened
@@ -87,8 +92,19 @@ def _new_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
+def check_run_id(run_id: Any) -> str:
+    """``run_id`` when it has the exact format of an id this store makes; else RunStoreError.
+
+    Every id that becomes part of a path goes through here, whether a user typed it or it was read from
+    the database (a crafted row such as ``../../x`` never reaches the file system).
+    """
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
+        raise RunStoreError(f"invalid run id; received: {str(run_id)[:80]!r}. {_ID_HELP}")
+    return run_id
+
+
 def _pid_alive(pid: int | None) -> bool:
-    if not pid:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     if pid == os.getpid():
         return True
@@ -185,8 +201,21 @@ class RunStore:
             return c.execute(sql, tuple(args)).fetchall()
 
     def run_dir(self, run_id: str) -> Path:
-        """The folder of a run (checkpoints, weights, model card, exports)."""
-        return self.workspace / "runs" / run_id
+        """The folder of a run (checkpoints, weights, model card, exports).
+
+        Raises:
+            RunStoreError: an id of the wrong format, or a folder that resolves outside the workspace
+                (e.g. a symlink).
+        """
+        return self._safe_path(self.workspace / "runs" / check_run_id(run_id))
+
+    def _safe_path(self, path: Path) -> Path:
+        """``path`` after checking that it resolves inside ``<workspace>/runs``. Raises RunStoreError."""
+        root = (self.workspace / "runs").resolve()
+        if not path.resolve().is_relative_to(root):
+            raise RunStoreError(f"path outside the workspace; received: {str(path)[:200]!r} (resolves outside "
+                                f"{root}). Fix: remove the link or the crafted run")
+        return path
 
     # ---- runs
     def create_run(self, project: Project | dict, dataset_name: str, dataset_options: dict | None,
@@ -341,13 +370,16 @@ class RunStore:
 
     def get(self, run_id: str) -> dict:
         """A run as a dict (JSON columns decoded). A unique id prefix works. Raises RunStoreError."""
+        if not isinstance(run_id, str) or not _PREFIX_RE.fullmatch(run_id):
+            raise RunStoreError(f"no run {str(run_id)[:80]!r}: {_ID_HELP}")
         rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if not rows:
-            rows = self._read("SELECT * FROM runs WHERE id LIKE ? ORDER BY id", (run_id.replace("%", "") + "%",))
+        if not rows:  # a unique prefix, matched exactly (substr, not LIKE: no wildcards)
+            rows = self._read("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(run_id), run_id))
             if len(rows) > 1:
                 raise RunStoreError(f"run id prefix {run_id!r} is ambiguous: {', '.join(r['id'] for r in rows[:5])}")
         if not rows:
             raise RunStoreError(f"no run {run_id!r} in {self.workspace}; list them with `layerlab runs list`")
+        check_run_id(rows[0]["id"])  # a crafted database row never reaches a path
         return self._decode(rows[0])
 
     @staticmethod
@@ -400,9 +432,10 @@ class RunStore:
         run = self.get(run_id)
         if run["status"] in LIVE_STATUSES and _pid_alive(run["pid"]) and run["host"] == socket.gethostname():
             raise RunStoreError(f"run {run['id']} is {run['status']} in process {run['pid']}; stop it first")
+        folder = self.run_dir(run["id"])  # checked before anything is deleted
         self._write("DELETE FROM metrics WHERE run_id = ?", (run["id"],))
         self._write("DELETE FROM runs WHERE id = ?", (run["id"],))
-        shutil.rmtree(self.run_dir(run["id"]), ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def mark_interrupted(self) -> list[str]:
         """Mark runs left live by a dead process (same host) as ``interrupted``; returns their ids."""
@@ -499,5 +532,5 @@ class RunLogger:
             self._steps = []
 
 
-__all__ = ["RunStore", "RunLogger", "default_workspace", "graph_hash", "ENV_WORKSPACE", "LIVE_STATUSES",
-           "RESUMABLE", "CONTROL_ACTIONS"]
+__all__ = ["RunStore", "RunLogger", "check_run_id", "RUN_ID_RE", "default_workspace", "graph_hash", "ENV_WORKSPACE",
+           "LIVE_STATUSES", "RESUMABLE", "CONTROL_ACTIONS"]

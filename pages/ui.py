@@ -17,6 +17,7 @@ import streamlit as st
 
 import builder
 from builder.errors import LayerLabError, RunStoreError
+from builder.escape import safe_filename
 from pages.fmt import fmt_duration, fmt_metric, human_bytes, human_count, zip_dir_bytes
 from pages.state import (
     analyse,
@@ -110,7 +111,7 @@ def project_json() -> str:
 
 
 def project_filename() -> str:
-    base = re.sub(r"[^\w.-]+", "_", project().name).strip("_") or "project"
+    base = safe_filename(project().name, "project")
     return f"{base}.layerlab.json"
 
 

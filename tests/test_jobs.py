@@ -203,10 +203,10 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
                 "started_at TEXT, updated_at TEXT, finished_at TEXT, pid INTEGER, host TEXT, project TEXT, "
                 "dataset_name TEXT, dataset_options TEXT, dataset_info TEXT, config TEXT, final_metrics TEXT, "
                 "test_metrics TEXT, message TEXT, parent_id TEXT, epochs_done INTEGER DEFAULT 0, environment TEXT)")
-    con.execute("INSERT INTO runs (id, status, created_at) VALUES ('old-run', 'finished', '2026-01-01')")
+    con.execute("INSERT INTO runs (id, status, created_at) VALUES ('20260101-000000-0a0b0c', 'finished', '2026-01-01')")
     con.commit()
     con.close()
     store = RunStore(ws)
-    assert store.get("old-run")["owner"] == "local" and store.list_runs(owner="local")[0]["id"] == "old-run"
+    assert store.get("20260101-000000-0a0b0c")["owner"] == "local" and store.list_runs(owner="local")[0]["id"] == "20260101-000000-0a0b0c"
     rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="alice")
     assert store.list_runs(owner="alice")[0]["id"] == rid
