@@ -322,14 +322,17 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
     ds = _fit_input(project, load_run_dataset(store, run))
     model = build_model(project.graph, int((run.get("config") or {}).get("seed", 0)))
     wpath, ckpt = store.weights_path(run["id"]), store.checkpoint_path(run["id"])
-    if weights == "final" and wpath.is_file():
-        state, _ = load_weights(wpath)
-    elif ckpt.is_file():
-        tensors, _ = read_checkpoint(ckpt)
-        state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    else:
+    if not (weights == "final" and wpath.is_file()) and not ckpt.is_file():
         raise RunStoreError(f"run {run['id']} ({run['status']}) has no trained weights yet")
-    model.load_state_dict(state)
+    try:
+        if weights == "final" and wpath.is_file():
+            state, _ = load_weights(wpath)
+        else:
+            tensors, _ = read_checkpoint(ckpt)
+            state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        model.load_state_dict(state)
+    except Exception as e:  # a damaged file, or weights of another graph
+        raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from None
     return model.eval(), ds
 
 
