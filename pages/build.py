@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import streamlit as st
 from pydantic import ValidationError
@@ -217,10 +216,9 @@ def _load_template(name: str) -> None:
     except LayerLabError as e:
         st.session_state.ll_canvas_error = str(e)
         return
-    ui.set_project(proj, flash=f"Loaded template “{proj.name}”", relayout=True)
     ds = (proj.training or {}).get("dataset")
-    if isinstance(ds, str):
-        st.session_state.ll_data = {"kind": "builtin", "name": ds, "options": {}}
+    data = {"kind": "builtin", "name": ds, "options": {}} if isinstance(ds, str) else None
+    ui.replace_project(proj, f"Loaded template “{proj.name}”", relayout=True, data=data)
 
 
 def toolbar(report) -> None:
@@ -237,12 +235,15 @@ def toolbar(report) -> None:
                          mime="text/x-python", icon=":material/code:", width="stretch", disabled=not ok,
                          help="Standalone PyTorch code for this network" if ok else
                          "Fix the problems listed below the canvas to export code", on_click="ignore")
-    wpath = _weights_path()
+    run = _weights_run(g)
+    wpath = ui.store().weights_path(run["id"]) if run else None
     c_w.download_button("Weights", data=lambda: wpath.read_bytes() if wpath else b"",
-                        file_name="model.safetensors", mime="application/octet-stream",
-                        icon=":material/deployed_code:", width="stretch", disabled=wpath is None,
-                        help="Trained weights (safetensors) of the last finished run" if wpath else
-                        "Train the model first (Train page)", on_click="ignore")
+                        file_name=f"{run['id']}.safetensors" if run else "model.safetensors",
+                        mime="application/octet-stream", key="ll_build_weights",
+                        icon=":material/deployed_code:", width="stretch", disabled=run is None,
+                        help=f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
+                             "finished run of this graph" if run else
+                        "No finished run of this exact graph yet: train it on the Train page", on_click="ignore")
     c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),
                            mime="application/json", icon=":material/data_object:", width="stretch",
                            help="The project file (JSON)", on_click="ignore")
@@ -260,13 +261,14 @@ def _export_py(g: Graph) -> str:
         return failed_export_source(e)
 
 
-def _weights_path() -> Path | None:
-    job = st.session_state.get("ll_job")
-    if job is not None and not job.active:
-        p = ui.store().weights_path(job.run_id)
-        if p.exists():
-            return p
-    return None
+def _weights_run(g: Graph) -> dict | None:
+    """The newest finished run of this owner whose graph is the canvas graph (what Weights exports)."""
+    from builder.summary import finished_run
+
+    try:
+        return finished_run(ui.store(), g, ui.owner())
+    except LayerLabError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------- page
