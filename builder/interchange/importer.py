@@ -210,8 +210,9 @@ def _verify(result: ImportResult, proto, reference) -> float:
 
 
 def check_pt2_archive(data_or_path: str | os.PathLike | bytes) -> None:
-    """Refuse a .pt2 whose loading could run code: not a zip (e.g. a raw pickle), pickled payloads, custom
-    objects, native libraries, or a zip bomb. Nothing is unpickled here."""
+    """Refuse a .pt2 whose loading could run code: not a zip (e.g. a raw pickle), pickled weights or constants,
+    custom objects, native libraries, or a zip bomb. Nothing is unpickled here (nor later: the sample inputs,
+    the archive's one pickle, are never read by :func:`load_pt2`)."""
     import io
 
     src = io.BytesIO(bytes(data_or_path)) if isinstance(data_or_path, bytes | bytearray) else str(data_or_path)
@@ -235,16 +236,17 @@ def check_pt2_archive(data_or_path: str | os.PathLike | bytes) -> None:
         if len(infos) > MAX_PT2_ENTRIES or sum(i.file_size for i in infos) > 2 * MAX_PT2_BYTES:
             raise ModelImportError("the .pt2 archive is too large once unpacked (entries or bytes)")
         names = [i.filename for i in infos]
-        if not any(re.search(r"models/[^/]*\.json$", n) for n in names):
-            raise ModelImportError("the archive holds no serialized torch.export program (models/*.json); "
+        if not any(re.search(r"(^|/)models/model\.json$", n) for n in names):
+            raise ModelImportError("the archive holds no serialized torch.export program (models/model.json); "
                                    "older or other formats are refused because they are loaded with pickle")
-        bad = [n for n in names if re.search(r"(\.pt|\.pkl|\.pickle|\.so|\.dll|\.dylib|\.cpp|\.py|\.pyc)$", n)
-               or "/custom_objs/" in n or "custom_obj" in n.rsplit("/", 1)[-1] or "opaque" in n.rsplit("/", 1)[-1]]
+        bad = [n for n in names if not re.search(r"/data/sample_inputs/[^/]+\.pt$", n) and (
+            re.search(r"(\.pt|\.pkl|\.pickle|\.so|\.dll|\.dylib|\.cpp|\.py|\.pyc)$", n)
+            or "custom_obj" in n or "opaque" in n or "/aotinductor/" in n)]
         if bad:
             raise ModelImportError(f"the archive holds entries that loading would unpickle or execute; received: "
                                    f"{', '.join(bad[:3])}. Fix: export a plain torch.export program")
         for n in names:
-            if re.search(r"(weights|constants)_config.*\.json$", n) or n.endswith("_config.json"):
+            if n.endswith("_config.json"):
                 try:
                     cfg = json.loads(zf.read(n)[: 50 << 20])
                 except (ValueError, UnicodeDecodeError):
@@ -258,18 +260,32 @@ def check_pt2_archive(data_or_path: str | os.PathLike | bytes) -> None:
 
 
 def load_pt2(source: str | os.PathLike | bytes):
-    """``torch.export.load`` after :func:`check_pt2_archive` (which refuses anything it would unpickle)."""
+    """Load the ``model`` program of a .pt2 after :func:`check_pt2_archive`.
+
+    Mirrors ``torch.export.load`` but never reads the archive's pickled sample inputs (torch falls back to
+    ``torch.load(weights_only=False)`` on them) and loads weights only from raw tensor payloads.
+    """
     import io
     import logging
 
     check_pt2_archive(source)
+    from torch._export.serde import schema
+    from torch._export.serde.serialize import ExportedProgramDeserializer, _bytes_to_dataclass
+    from torch.export.pt2_archive._package import PT2ArchiveReader, _load_constants, _load_state_dict
+
     f = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else str(source)
     prev = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        return torch.export.load(f)
+        with PT2ArchiveReader(f) as reader:
+            program = _bytes_to_dataclass(schema.ExportedProgram, reader.read_bytes("models/model.json"))
+            state_dict = _load_state_dict(reader, "model")
+            constants = _load_constants(reader, "model")
+            return ExportedProgramDeserializer().deserialize(program, state_dict, constants, b"")
+    except ModelImportError:
+        raise
     except Exception as e:
-        raise ModelImportError(f"torch.export.load could not read the archive; received: {type(e).__name__}: "
+        raise ModelImportError(f"the .pt2 archive could not be read; received: {type(e).__name__}: "
                                f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
     finally:
         logging.disable(prev)

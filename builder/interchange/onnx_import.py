@@ -343,6 +343,10 @@ class OnnxImporter:
             start, end = a.get("start", 0), a.get("end", len(full))
             self.vals[n.output[0]] = _arr(full[start:end])
             return True
+        if op == "CastLike" and isinstance(ins[0], Const):
+            like = ins[1].value.dtype if isinstance(ins[1], Const) else np.float32
+            self.vals[n.output[0]] = Const(ins[0].value.astype(like), src=ins[0].src)
+            return True
         if any(v is not None and not isinstance(v, Const | SymArr | Sym) for v in ins):
             return False
         if any(v is None for v, name in zip(ins, n.input) if name):
@@ -506,6 +510,8 @@ class OnnxImporter:
             return None
         W = w.value
         dims = W.ndim - 2
+        if b is not None and b.src is None and not np.any(b.value):
+            b = None  # the exporter's explicit zero bias of a bias=False convolution
         pads = list(a.get("pads", [0] * 2 * dims))
         if pads[:dims] != pads[dims:]:
             self.bad("Conv (asymmetric padding)", n.name or "Conv", "use symmetric padding")
