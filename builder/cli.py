@@ -92,6 +92,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         return export_run(args)
     if not args.file:
         return _fail("give a project FILE or --run ID")
+    if args.format == "onnx":
+        return _export_onnx_file(args)
+    if getattr(args, "quantize", None):
+        return _fail("--quantize needs --format onnx")
     project = load_project(args.file)
     if args.format == "py":
         from .export import export_python
@@ -108,6 +112,44 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = compile_graph(project.graph)
     save_weights(model, args.output)
     print(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained weights)")
+    return 0
+
+
+def _export_onnx_file(args: argparse.Namespace) -> int:
+    """``export FILE --format onnx -o OUT.onnx [--weights W] [--quantize int8]``."""
+    from .interchange.onnx_export import export_onnx, quantize_int8
+
+    if args.output in (None, "-"):
+        return _fail("--format onnx needs -o OUT.onnx")
+    rep = export_onnx(load_project(args.file), args.output, getattr(args, "weights", None))
+    print(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max abs "
+          f"difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})")
+    if getattr(args, "quantize", None) == "int8":
+        out = Path(args.output).with_suffix(".int8.onnx")
+        q = quantize_int8(args.output, out)
+        print(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio {q['ratio']:.2f}; "
+              "use --run ID to measure the test metric)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``layerlab import SOURCE -o OUT.json``: an ONNX / .pt2 / file.py:Class model as a project + weights."""
+    from .interchange.importer import import_model, register_import, save_import
+
+    result = import_model(args.source, name=args.name)
+    if args.output in (None, "-"):
+        return _fail("give -o OUT.json (the weights go to OUT.safetensors)")
+    jpath, wpath = save_import(result, args.output)
+    rep = result.report
+    print(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; outputs match "
+          f"{rep.get('verified_against', '-')} to {rep.get('max_abs_diff', float('nan')):.3g}")
+    for note in rep.get("notes", []):
+        print(f"note: {note}")
+    if args.register:
+        from .runs import RunStore
+
+        rid = register_import(RunStore(args.workspace), result)
+        print(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME --init-from {rid})")
     return 0
 
 
@@ -160,12 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write PyTorch source (.py) or weights (.safetensors)")
     p.add_argument("file", nargs="?")
-    p.add_argument("--format", choices=("py", "safetensors"), default="py")
+    p.add_argument("--format", choices=("py", "safetensors", "onnx"), default="py")
+    p.add_argument("--quantize", choices=("int8",), help="with --format onnx: also write OUT.int8.onnx "
+                   "(dynamic int8; with --run the test metric before/after goes into the model card)")
+    p.add_argument("--weights", help="with FILE --format onnx: a .safetensors file to export with")
     p.add_argument("-o", "--output", help="output path (default: stdout for py)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed for untrained weights")
     p.add_argument("--run", help="export a trained run's weights/code instead of a project file")
     p.add_argument("--workspace", help="workspace folder holding the runs")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import an ONNX, torch.export (.pt2) or file.py:Class model as a project")
+    p.add_argument("source", help="model.onnx, model.pt2 or file.py:ClassName[(args)] (runs that file)")
+    p.add_argument("-o", "--output", help="OUT.json (weights to OUT.safetensors)")
+    p.add_argument("--name", help="project name")
+    p.add_argument("--register", action="store_true", help="also record the weights as a run in the workspace "
+                   "so `train --init-from RUN` starts from them")
+    p.add_argument("--workspace", help="workspace folder for --register")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("templates", help="list templates, or write one to a file")
     p.add_argument("name", nargs="?")
