@@ -191,7 +191,11 @@ def _verify(result: ImportResult, proto, reference) -> float:
     if proto is not None:
         from .onnx_export import ort_session
 
-        sess = ort_session(proto.SerializeToString())
+        try:
+            sess = ort_session(proto.SerializeToString())
+        except Exception as e:
+            raise ModelImportError(f"onnxruntime cannot run the original model to compare; received: "
+                                   f"{str(e).splitlines()[0][:200]}. Fix: pass verify=False to skip the check") from None
         feeds = {}
         for i, x in zip(sess.get_inputs(), xs):
             feeds[i.name] = x.numpy().astype(np.int64 if "int64" in i.type else
