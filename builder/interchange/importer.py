@@ -99,7 +99,7 @@ def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, 
         reference = module
     result = build_from_onnx(proto, label, kind, str(source) if not isinstance(source, bytes | bytearray) else "bytes")
     if verify:
-        diff = _verify(result, proto if reference is None else None, reference)
+        diff = _verify(result, proto, reference)
         result.report["max_abs_diff"] = diff
         result.report["verified_against"] = "onnxruntime" if reference is None else "the original PyTorch module"
         if not diff <= IMPORT_ATOL:
@@ -184,11 +184,13 @@ def _verify(result: ImportResult, proto, reference) -> float:
     model = compile_graph(result.project.graph)
     model.load_state_dict(result.weights)
     model.eval()
-    xs = _random_inputs(model)
+    dims = [d for i in proto.graph.input[:1] for d in i.type.tensor_type.shape.dim[:1]]
+    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 3
+    xs = _random_inputs(model, batch)
     with torch.no_grad():
         got = model(*xs)
     got = list(got) if isinstance(got, tuple) else [got]
-    if proto is not None:
+    if reference is None:
         from .onnx_export import ort_session
 
         try:
