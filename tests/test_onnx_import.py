@@ -4,7 +4,6 @@ malformed or hostile files (clear error, nothing executed, bounded memory)."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
