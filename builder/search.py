@@ -603,15 +603,13 @@ class JobLauncher:
 
     def submit(self, store, spec: dict) -> str:
         """Start a job for one trial; returns its run id."""
-        if isinstance(self.jobs, _ProcessJobs):
-            return self.jobs.submit(store, spec)
-        from .jobs import JobSpec  # type: ignore[import-not-found]
-
-        return self.jobs.submit(store, JobSpec(**spec))
+        job_spec = getattr(self.jobs, "JobSpec", None)  # builder.jobs takes a JobSpec, stand-ins a dict
+        return self.jobs.submit(store, job_spec(**spec) if job_spec else spec)
 
     def stop(self, store, run_id: str) -> None:
-        """Ask a job to stop (it keeps a resumable checkpoint)."""
-        self.jobs.request(store, run_id, "stop")
+        """Ask a job to stop (it keeps a resumable checkpoint); a job that already ended is left alone."""
+        with contextlib.suppress(LayerLabError):
+            self.jobs.request(store, run_id, "stop")
 
     def poll(self) -> None:
         """Housekeeping between polls (reaps stand-in processes)."""
