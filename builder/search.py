@@ -770,6 +770,27 @@ class StudyRunner:
         self.storage_url = self.settings.storage or default_storage(store.workspace)
         self._stop = threading.Event()
         self.study = self._open_study()
+        self._mlflow_parent()
+
+    def _mlflow_parent(self, result: StudyResult | None = None) -> None:
+        """With MLflow tracking on, the study's parent run (trials nest under it); at the end, its best value."""
+        from .tracking import Tracker, TrackingWarning, tracking_uri
+
+        uri = tracking_uri()
+        if not uri:
+            return
+        try:
+            tr = Tracker(uri)
+            rid = tr.study_parent(self.settings.name)
+            if result is not None and result.best_value is not None:
+                tr.log_metrics(rid, {f"best_{self.settings.objective}": result.best_value}, step=result.n_trials)
+                for k, v in result.best_params.items():
+                    tr.client.set_tag(rid, f"best.{k}", str(v))
+                tr.client.set_tag(rid, "best.run_id", str(result.best_run_id))
+        except Exception as e:  # tracking never stops a study
+            import warnings
+
+            warnings.warn(f"MLflow study run not written: {type(e).__name__}: {e}", TrackingWarning, stacklevel=2)
 
     # ---- setup
     def _check_objective(self) -> None:
@@ -855,6 +876,7 @@ class StudyRunner:
         for t in study.get_trials(deepcopy=False):
             states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
         res = self.result(stopped=stopping)
+        self._mlflow_parent(res)
         self._emit({"type": "study_done", **res.to_dict(), "states": states})
         return res
 

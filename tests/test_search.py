@@ -263,7 +263,7 @@ def test_seeded_study_beats_the_defaults_and_prunes(tmp_path, mlp):
 @pytest.mark.slow
 def test_killed_worker_fails_its_trial_and_the_study_goes_on(tmp_path, mlp):
     store = RunStore(tmp_path)
-    runner = StudyRunner(store, mlp, "moons", {"epochs": 60, "batch_size": 16},
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 10, "batch_size": 16},
                          space=["lr=1e-3..1e-1:log"], dataset_options={"n_samples": 1500},
                          settings=StudySettings(name="kill", n_trials=3, workers=1, pruner="none"))
     th = threading.Thread(target=runner.run)
