@@ -837,48 +837,53 @@ class StudyRunner:
 
     # ---- main loop
     def run(self) -> StudyResult:
-        """Run trials until the study holds ``n_trials``, the time budget ends, or a stop is requested."""
-        from optuna.trial import TrialState
+        """Run trials until the study holds ``n_trials``, the time budget ends, or a stop is requested.
 
+        Ctrl-C (KeyboardInterrupt) stops cleanly: running jobs are stopped and their trials told.
+        """
         s = self.settings
-        study = self.study
-        if study.user_attrs.get(_STOP_ATTR):
-            study.set_user_attr(_STOP_ATTR, 0)  # a new run of the study clears an earlier stop request
-        workers = max(1, int(s.workers or self.launcher.slots()))
-        deadline = time.monotonic() + s.timeout if s.timeout else None
+        if self.study.user_attrs.get(_STOP_ATTR):
+            self.study.set_user_attr(_STOP_ATTR, 0)  # a new run of the study clears an earlier stop request
+        self._workers = max(1, int(s.workers or self.launcher.slots()))
+        self._deadline = time.monotonic() + s.timeout if s.timeout else None
+        self._stopping, self._last_check = False, 0.0
         active: dict[int, _Active] = {}
         self._adopt_orphans(active)
-        stopping, last_check = False, 0.0
         while True:
-            now = time.monotonic()
-            if not stopping and now - last_check > 1.0:
-                last_check = now
-                if self._stop_requested():
-                    self._stop.set()
-            if self._stop.is_set() and not stopping:
-                stopping = True
-                for a in active.values():
-                    self.launcher.stop(self.store, a.run_id)
-            if not stopping and (deadline is None or now < deadline):
-                while len(active) < workers and self._remaining() > 0:
-                    a = self._start_trial()
-                    if a is not None:
-                        active[a.trial.number] = a
-            self.launcher.poll()
-            self.store.mark_interrupted()
-            for num in list(active):
-                if self._poll(active[num], stopping):
-                    del active[num]
-            if not active and (stopping or self._remaining() <= 0 or (deadline is not None and now >= deadline)):
-                break
+            try:
+                if self._step(active):
+                    break
+            except KeyboardInterrupt:
+                self._stop.set()
             time.sleep(s.poll_s)
-        states = {st.name.lower(): 0 for st in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        for t in study.get_trials(deepcopy=False):
-            states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-        res = self.result(stopped=stopping)
+        res = self.result(stopped=self._stopping)
         self._mlflow_parent(res)
-        self._emit({"type": "study_done", **res.to_dict(), "states": states})
+        self._emit({"type": "study_done", **res.to_dict()})
         return res
+
+    def _step(self, active: dict[int, _Active]) -> bool:
+        """One poll: stop requests, new trials into free slots, running trials polled. True when over."""
+        now = time.monotonic()
+        if not self._stopping and now - self._last_check > 1.0:
+            self._last_check = now
+            if self._stop_requested():
+                self._stop.set()
+        if self._stop.is_set() and not self._stopping:
+            self._stopping = True
+            for a in active.values():
+                self.launcher.stop(self.store, a.run_id)
+        out_of_time = self._deadline is not None and now >= self._deadline
+        if not self._stopping and not out_of_time:
+            while len(active) < self._workers and self._remaining() > 0:
+                a = self._start_trial()
+                if a is not None:
+                    active[a.trial.number] = a
+        self.launcher.poll()
+        self.store.mark_interrupted()
+        for num in list(active):
+            if self._poll(active[num], self._stopping):
+                del active[num]
+        return not active and (self._stopping or out_of_time or self._remaining() <= 0)
 
     def _stop_requested(self) -> bool:
         import optuna
