@@ -564,6 +564,7 @@ def _trial_main(workspace: str, run_id: str) -> int:
     """Body of a stand-in job process: train an existing queued run row through the pipeline's pieces."""
     from .pipeline import _load_init, build_model, prepare
     from .runs import RunLogger, RunStore
+    from .tracking import attach_tracking
     from .train import Trainer
 
     store = RunStore(workspace, mark_interrupted=False)
@@ -573,7 +574,8 @@ def _trial_main(workspace: str, run_id: str) -> int:
                                    dataset_options=run["dataset_options"])
         model = build_model(project.graph, cfg.seed)
         _load_init(store, model, cfg)
-        trainer = Trainer(model, ds, cfg, (), store.run_dir(run_id), on_event=[RunLogger(store, run_id)])
+        trainer = Trainer(model, ds, cfg, attach_tracking(store, run_id), store.run_dir(run_id),
+                          on_event=[RunLogger(store, run_id)])
     except Exception as e:
         store.finish(run_id, "failed", message=str(e))
         return 1
