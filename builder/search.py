@@ -468,13 +468,19 @@ def open_storage(url: str):
     """
     import optuna
 
-    try:
-        kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kw)
-    except Exception as e:  # SQLAlchemy raises many kinds (bad URL, missing driver, unreachable server)
-        raise LayerLabError(f"cannot open study storage; received: {_redact(url)} ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200] if str(e) else ''}). Fix: give a URL such as "
-                            "sqlite:///studies.db or postgresql://user@host/db") from None
+    kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    err: Exception | None = None
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kw)
+        except Exception as e:  # SQLAlchemy raises many kinds (bad URL, missing driver, unreachable server)
+            err = e
+            if "already exists" not in str(e) and "locked" not in str(e):
+                break
+            time.sleep(0.2 * (attempt + 1))  # another process is creating the same schema right now
+    first = str(err).splitlines()[0][:200] if str(err) else ""
+    raise LayerLabError(f"cannot open study storage; received: {_redact(url)} ({type(err).__name__}: {first}). "
+                        "Fix: give a URL such as sqlite:///studies.db or postgresql://user@host/db")
 
 
 def _redact(url: str) -> str:
