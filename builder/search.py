@@ -34,10 +34,7 @@ import json
 import math
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -527,82 +524,12 @@ def request_stop(storage: str, name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- launcher
-class _ProcessJobs:
-    """Stand-in for :mod:`builder.jobs` until it lands: one detached ``python -m builder.search _trial``
-    process per run, stopped with SIGTERM (the trainer stops at the next step, keeping its checkpoint)."""
-
-    def __init__(self):
-        self._procs: dict[str, subprocess.Popen] = {}
-
-    def max_jobs(self) -> int:
-        env = os.environ.get("LAYERLAB_MAX_JOBS")
-        if env and env.isdigit() and int(env) > 0:
-            return int(env)
-        return max(1, (os.cpu_count() or 2) - 1)
-
-    def submit(self, store, spec: dict) -> str:
-        run_id = store.create_run(spec["project"], spec["dataset"], spec.get("dataset_options") or {},
-                                  spec.get("config") or {}, name=spec.get("name"))
-        (store.run_dir(run_id) / "job.json").write_text(json.dumps({"tags": spec.get("tags") or {}}), "utf-8")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parent.parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        p = subprocess.Popen([sys.executable, "-m", "builder.search", "_trial", "--workspace",
-                              str(store.workspace), run_id], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-        store.update_status(run_id, "queued", "", pid=p.pid)
-        self._procs[run_id] = p
-        return run_id
-
-    def request(self, store, run_id: str, action: str) -> None:
-        p = self._procs.get(run_id)
-        pid = p.pid if p is not None else store.get(run_id).get("pid")
-        if action == "stop" and pid:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(pid), signal.SIGTERM)
-
-    def reap(self) -> None:
-        for rid, p in list(self._procs.items()):
-            if p.poll() is not None:
-                del self._procs[rid]
-
-
-def _trial_main(workspace: str, run_id: str) -> int:
-    """Body of a stand-in job process: train an existing queued run row through the pipeline's pieces."""
-    from .pipeline import _load_init, build_model, prepare
-    from .runs import RunLogger, RunStore
-    from .tracking import attach_tracking
-    from .train import Trainer
-
-    store = RunStore(workspace, mark_interrupted=False)
-    run = store.get(run_id)
-    try:
-        project, ds, cfg = prepare(run["project"], run["dataset_name"], run["config"],
-                                   dataset_options=run["dataset_options"])
-        model = build_model(project.graph, cfg.seed)
-        _load_init(store, model, cfg)
-        trainer = Trainer(model, ds, cfg, attach_tracking(store, run_id), store.run_dir(run_id),
-                          on_event=[RunLogger(store, run_id)])
-    except Exception as e:
-        store.finish(run_id, "failed", message=str(e))
-        return 1
-    signal.signal(signal.SIGTERM, lambda *_: trainer.stop())
-    try:
-        trainer.fit()
-    except LayerLabError:
-        return 1
-    return 0
-
-
 class JobLauncher:
-    """How trials become jobs: the one place that talks to :mod:`builder.jobs` (or its stand-in)."""
+    """How trials become jobs: the one place that talks to :mod:`builder.jobs` (tests pass a stand-in)."""
 
     def __init__(self, jobs: Any = None):
         if jobs is None:
-            try:
-                from . import jobs as _jobs  # type: ignore[attr-defined]
-            except ImportError:
-                _jobs = _ProcessJobs()
-            jobs = _jobs
+            from . import jobs
         self.jobs = jobs
 
     def slots(self) -> int:
@@ -620,7 +547,7 @@ class JobLauncher:
             self.jobs.request(store, run_id, "stop")
 
     def poll(self) -> None:
-        """Housekeeping between polls (reaps stand-in processes)."""
+        """Housekeeping between polls (a launcher may reap finished processes)."""
         if hasattr(self.jobs, "reap"):
             self.jobs.reap()
 
@@ -1116,23 +1043,6 @@ def study_figures(study) -> dict[str, Any]:
         except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for this view yet
             continue
     return figs
-
-
-# ---------------------------------------------------------------------------------------- stand-in CLI
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m builder.search")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("_trial", help="(internal) train one queued trial run")
-    t.add_argument("--workspace", required=True)
-    t.add_argument("run_id")
-    a = ap.parse_args(argv)
-    return _trial_main(a.workspace, a.run_id)
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
 
 
 __all__ = ["Dimension", "SearchSpace", "SearchProblem", "SearchSpaceError", "parse_dimension", "parse_space",
