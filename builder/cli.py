@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         cli_train = None
     if cli_train is not None:
         cli_train.register(sub)
+        from . import cli_search  # tune, runs export-mlflow, --mlflow
+
+        cli_search.register(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ from .errors import BudgetError, GraphError, RunStoreError, TrainingError
 from .project import Project, load_project
 from .runs import LIVE_STATUSES, RunLogger, RunStore
 from .shapes import ShapeReport, infer_shapes
+from .tracking import attach_tracking
 from .train import Callback, TrainConfig, Trainer, TrainingJob, TrainResult
 
 
@@ -219,6 +220,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         listeners.append(RunLogger(store, run_id))
     if on_event is not None and main:
         listeners.append(on_event)
+    callbacks = [*callbacks, *attach_tracking(store, run_id)]  # MLflow, when a tracking URI is set
     try:
         model = build_model(project.graph, cfg.seed, report)
         _load_init(store, model, cfg)
@@ -276,6 +278,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         listeners.append(on_event)
     if overrides and main:
         store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
+    callbacks = [*callbacks, *(attach_tracking(store, run_id) if main else [])]
     model = build_model(project.graph, cfg.seed)
     if cfg.freeze:
         freeze_nodes(model, cfg.freeze)
