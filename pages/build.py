@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import streamlit as st
 from pydantic import ValidationError
@@ -285,9 +286,9 @@ def import_model_box() -> None:
 
 def _onnx_weights() -> Path | None:
     """Weights for the ONNX export: the last finished run, else the imported weights the project starts from."""
-    wpath = _weights_path()
-    if wpath is not None:
-        return wpath
+    run = _weights_run(ui.graph())
+    if run is not None:
+        return ui.store().weights_path(run["id"])
     init = (ui.project().training or {}).get("init_from")
     if isinstance(init, str):
         try:
