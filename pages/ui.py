@@ -271,6 +271,13 @@ def control_job(run_id: str, action: str) -> None:
     request(rs, run["id"], action)  # type: ignore[arg-type]
 
 
+def torch_threads() -> int:
+    """Torch threads a training job uses (:func:`builder.jobs.torch_threads`)."""
+    from builder.jobs import torch_threads as n
+
+    return n()
+
+
 def device_options() -> list[tuple[str, str]]:
     """(value, label) pairs for the device picker (:func:`builder.summary.device_options`)."""
     from builder.summary import device_options as opts
