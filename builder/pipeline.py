@@ -22,6 +22,7 @@ from .errors import BudgetError, GraphError, RunStoreError, TrainingError
 from .project import Project, load_project
 from .runs import LIVE_STATUSES, RunLogger, RunStore
 from .shapes import ShapeReport, infer_shapes
+from .tracking import attach_tracking
 from .train import Callback, TrainConfig, Trainer, TrainingJob, TrainResult
 
 
@@ -219,6 +220,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         listeners.append(RunLogger(store, run_id))
     if on_event is not None and main:
         listeners.append(on_event)
+    callbacks = [*callbacks, *attach_tracking(store, run_id)]  # MLflow, when a tracking URI is set
     try:
         model = build_model(project.graph, cfg.seed, report)
         _load_init(store, model, cfg)
@@ -229,7 +231,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         raise
     trainer.run_id = run_id
     if run_id is not None:
-        store.set_environment(run_id, device=str(trainer.device),
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision,
                               world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
     return _launch(trainer, background, run_id)
 
@@ -276,6 +278,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         listeners.append(on_event)
     if overrides and main:
         store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
+    callbacks = [*callbacks, *(attach_tracking(store, run_id) if main else [])]
     model = build_model(project.graph, cfg.seed)
     if cfg.freeze:
         freeze_nodes(model, cfg.freeze)
@@ -286,6 +289,8 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     if main and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
         store.truncate_metrics(run_id, step)
     trainer.run_id = run_id
+    if main:
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision)
     return _launch(trainer, background, run_id)
 
 

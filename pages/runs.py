@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -218,6 +219,7 @@ def details(rec: dict) -> None:
     with b[5].popover("Delete", icon=":material/delete:", width="stretch", disabled=not mine):
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
+    exchange(rid, wpath.exists())
     test = rec.get("test_metrics") or {}
     if test.get("per_class"):
         with st.expander("Per-class test metrics"):
@@ -225,6 +227,47 @@ def details(rec: dict) -> None:
                          hide_index=True, width="stretch")
     with st.expander("Settings (JSON)"):
         st.code(json.dumps(rec.get("config") or {}, indent=2), language="json")
+
+
+def exchange(rid: str, has_weights: bool) -> None:
+    """Export a run as ONNX and quantize it to int8 (size and test metric before/after go to the model card).
+    Both run in a worker process."""
+    from builder.interchange.worker import export_onnx_bytes, quantize_run_isolated
+
+    rs = ui.store()
+    e = st.columns([1, 1, 4], vertical_alignment="center")
+    why = None if has_weights else "Weights are saved when a run finishes"
+    if e[0].button("Export ONNX", icon=":material/output:", key=f"ll_onnx_{rid}", width="stretch",
+                   disabled=not has_weights, help=why or "ONNX with a dynamic batch axis, verified with onnxruntime"):
+        try:
+            with st.spinner("Exporting and verifying…"):
+                data, rep = export_onnx_bytes(json.dumps(rs.get(rid)["project"]), rs.weights_path(rid))
+        except LayerLabError as err:
+            st.error(ui.md(err))
+        else:
+            st.session_state.ll_run_onnx = {"run": rid, "data": data, "diff": rep["max_abs_diff"]}
+    if e[1].button("Quantize int8", icon=":material/compress:", key=f"ll_int8_{rid}", width="stretch",
+                   disabled=not has_weights,
+                   help=why or "Dynamic int8 ONNX; file size and test metric before/after go to the model card"):
+        try:
+            with st.spinner("Exporting, quantizing and scoring the test split…"):
+                st.session_state.ll_run_int8 = quantize_run_isolated(rs.workspace, rid)
+        except LayerLabError as err:
+            st.error(ui.md(err))
+    got = st.session_state.get("ll_run_onnx")
+    if got and got["run"] == rid:
+        e[2].download_button(f"Download {rid}.onnx ({len(got['data']):,} bytes; onnxruntime Δ ≤ {got['diff']:.1e})",
+                             data=got["data"], file_name=f"{safe_filename(rid, 'run')}.onnx",
+                             mime="application/octet-stream", key=f"ll_onnx_dl_{rid}", on_click="ignore")
+    q = st.session_state.get("ll_run_int8")
+    if q and q.get("run") == rid:
+        st.success(f"int8: {q['bytes_before']:,} → {q['bytes_after']:,} bytes (×{q['ratio']:.2f}); test "
+                   f"{q['metric']} {q['test_before']:.4f} → {q['test_after']:.4f} (Δ {q['delta']:+.4f}). Recorded "
+                   "in the model card.")
+        path = Path(q["int8_path"])
+        if path.is_file():
+            st.download_button("Download int8 .onnx", data=path.read_bytes(), file_name=path.name,
+                               mime="application/octet-stream", key=f"ll_int8_dl_{rid}", on_click="ignore")
 
 
 if st.session_state.get("ll_goto"):

@@ -43,6 +43,9 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
         return
     live = bool(config.pop("live_attributions", False))
     proj = ui.project()
+    # an imported model starts from its weights (init_from); keep transfer-learning settings the form lacks
+    config = {**{k: v for k, v in (proj.training or {}).items() if k in ("init_from", "init_nodes", "freeze")},
+              **config}
     st.session_state.ll_project = proj.model_copy(
         update={"training": {**{k: v for k, v in config.items() if v is not None},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
