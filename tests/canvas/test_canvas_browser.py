@@ -268,7 +268,8 @@ def test_canvas_editing_end_to_end(browser):
         assert badge.inner_text().strip().startswith("1")
         assert "has-error" in page.locator('[data-testid="node-input_1"]').get_attribute("class")
         badge.hover()
-        assert page.locator('[data-testid="badge-input_1"] .ll-tip').is_visible()
+        page.locator('.ll-tip.floating').wait_for(timeout=5000)
+        assert "labelled bad" in page.locator('.ll-tip.floating').inner_text()
         page.screenshot(path=str(ARTIFACTS / "canvas-04-error.png"))
         page.locator(".react-flow__pane").click(position={"x": 30, "y": 30})  # deselect
         wait_state(page, lambda s: s["result"]["selected"] is None)
@@ -405,7 +406,7 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
 
         # Add (variadic) accepts several edges into its one input port
         page.locator('input[aria-label="Search layers"]').fill("add")
-        drag(page, center(palette_item(page, "Add")), (fx + 700, fy + 330))
+        drag(page, center(palette_item(page, "Add")), (fx + 800, fy + 260))
         page.locator('input[aria-label="Search layers"]').fill("")
         page.locator('[data-testid="node-add_1"]').wait_for()
         settle(page, 0.5)
