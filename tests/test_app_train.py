@@ -15,7 +15,7 @@ def at(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
-    app.button(key="ll_tpl_mlp").click().run()  # MLP on moons: trains in a second
+    app.selectbox(key="ll_tpl_pick").set_value("mlp").run()  # MLP on moons: trains in a second
     app.switch_page("pages/train.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app

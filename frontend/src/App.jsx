@@ -29,7 +29,7 @@ import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
 import * as Sel from './selection.js';
 import { BIG_DELETE, createClipboard, copyTo, deleteItems, insertItems as insertPure, itemsOf, pasteOrigin, withMarker } from './clipboard.js';
 import { initialState } from './sync.js';
-import { readableViewport } from './viewport.js';
+import { FIT_PADDING, readableViewport } from './viewport.js';
 import { loadPanels, paletteMode, savePanels } from './panels.js';
 import { useHistory } from './useHistory.js';
 import { usePythonSync } from './usePythonSync.js';
@@ -40,6 +40,7 @@ const nodeTypes = { layer: LayerNode };
 const edgeTypes = { shape: ShapeEdge };
 const NODE_W = 200;
 const NODE_H = 110;
+const PALETTE_OVERLAY_W = 256;
 
 // Shared between all canvases on the page: Ctrl+C in one, Ctrl+V in another.
 let CLIPBOARD = createClipboard();
@@ -84,7 +85,7 @@ function useFillHeight(rootRef, minHeight, fill) {
         }
         scroller = scroller.parentNode;
       }
-      setHeight(Math.max(minHeight, Math.round(window.innerHeight - (top + extra) - 20)));
+      setHeight(Math.max(minHeight, Math.round(window.innerHeight - (top + extra) - 12)));
     };
     measure();
     window.addEventListener('resize', measure);
@@ -137,6 +138,9 @@ function Canvas({ data, api, store }) {
   const width = useWidth(rootRef);
   const mode = paletteMode(panels, width);
   const zoom = useStore((s) => s.transform[2]);
+  // Fit leaves room for a palette floating over the canvas's left side.
+  const leftInsetRef = useRef(0);
+  leftInsetRef.current = mode === 'overlay' ? PALETTE_OVERLAY_W : 0;
 
   // Latest nodes/edges, updated together with every setNodes/setEdges call.
   const nodesRef = useRef(nodes);
@@ -193,7 +197,8 @@ function Canvas({ data, api, store }) {
       const el = flowRef.current;
       if (!nds.length || !el) return;
       const b = rf.getNodesBounds(nds);
-      rf.setViewport(readableViewport(b, el.clientWidth, el.clientHeight), duration ? { duration } : undefined);
+      const padding = { left: FIT_PADDING.left + leftInsetRef.current };
+      rf.setViewport(readableViewport(b, el.clientWidth, el.clientHeight, { padding }), duration ? { duration } : undefined);
     },
     [rf],
   );

@@ -1,4 +1,5 @@
-// Palette panel: open/closed and docked/overlay, remembered per user (localStorage).
+// Palette panel: open/closed and docked/overlay, remembered per user (localStorage). By default it
+// floats over the canvas (so the canvas keeps the width) and can be pinned beside it.
 export const PANEL_KEY = 'layerlab.canvas.panels';
 // Below this canvas width the palette overlays the canvas instead of squeezing it.
 export const NARROW = 980;
@@ -6,9 +7,9 @@ export const NARROW = 980;
 export function loadPanels(storage) {
   try {
     const v = JSON.parse(storage?.getItem(PANEL_KEY) || '{}');
-    return { paletteOpen: v.paletteOpen !== false, paletteDocked: v.paletteDocked !== false };
+    return { paletteOpen: v.paletteOpen !== false, paletteDocked: v.paletteDocked === true };
   } catch {
-    return { paletteOpen: true, paletteDocked: true };
+    return { paletteOpen: true, paletteDocked: false };
   }
 }
 

@@ -7,8 +7,10 @@ const memory = () => {
 };
 
 describe('panels', () => {
-  it('defaults to an open, docked palette and remembers the choice', () => {
+  it('defaults to an open palette floating over the canvas and remembers the choice', () => {
     const s = memory();
+    expect(loadPanels(s)).toEqual({ paletteOpen: true, paletteDocked: false });
+    savePanels(s, { paletteOpen: true, paletteDocked: true });
     expect(loadPanels(s)).toEqual({ paletteOpen: true, paletteDocked: true });
     savePanels(s, { paletteOpen: false, paletteDocked: false });
     expect(loadPanels(s)).toEqual({ paletteOpen: false, paletteDocked: false });

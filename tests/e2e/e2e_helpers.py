@@ -45,6 +45,12 @@ def new_project(page) -> None:
     wait_idle(page)
 
 
+def pick_template(page, title: str) -> None:
+    """Choose a template in the Build page's template picker (a select box that closes after the choice)."""
+    page.locator(".st-key-ll_tpl_pick [data-baseweb=select]").first.click()
+    page.locator("[role=option]", has_text=title).first.click()
+
+
 def pane_box(page) -> dict:
     return page.locator(".react-flow__pane").first.bounding_box()
 

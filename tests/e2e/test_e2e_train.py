@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from e2e_helpers import curve_points, goto_page, open_app, shot, wait_idle
+from e2e_helpers import curve_points, goto_page, open_app, pick_template, shot, wait_idle
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
@@ -16,8 +16,7 @@ RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
 
 
 def load_cnn(page) -> None:
-    page.locator("button", has_text="Templates").first.click()
-    page.locator("button", has_text="Small CNN for 8×8 digits").first.click()
+    pick_template(page, "Small CNN for 8×8 digits")
     page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
     wait_idle(page)
 
