@@ -7,7 +7,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 def wait_idle(page, timeout: float = 30.0) -> None:
@@ -103,12 +102,11 @@ def connect(page, src: str, dst: str, src_port: str | None = None, dst_port: str
     page.mouse.up()
 
 
-def shot(page, name: str, readme: str | None = None) -> None:
+def shot(page, name: str) -> None:
+    """A screenshot into the ignored test-artifacts/ folder. Tests never write tracked files: README
+    screenshots (docs/screenshots) are refreshed by ``make screenshots`` (tests/e2e/screenshots.py)."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
-    if readme:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / readme), full_page=False)
 
 
 def curve_points(page) -> int:

@@ -63,7 +63,7 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
                 raise
     wait_idle(page)
     page.wait_for_timeout(4500)  # let the toast fade
-    shot(page, "build-cnn", readme="build.png")
+    shot(page, "build-cnn")
     t0 = start(page, 400)
     # the first curve point arrives quickly
     deadline = time.time() + 30
@@ -80,7 +80,7 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
     assert n2 > n1, "the curve gains points"
     assert p2 > p1, "the progress bar moves"
     assert re.search(r"Epoch \d+/400", text) and "samples/s" in text
-    shot(page, "train-live", readme="train.png")
+    shot(page, "train-live")
     page.locator(".st-key-ll_stop button").click()
     expect(page.locator("[data-testid=stMain]")).to_contain_text("Stopped", timeout=30_000)
     shot(page, "train-stopped")
@@ -137,4 +137,4 @@ def test_finished_run_shows_test_results_and_explain_page(page):
     wait_idle(page, timeout=120)
     page.wait_for_timeout(2000)
     assert page.dialogs == []
-    shot(page, "explain", readme="explain.png")
+    shot(page, "explain")
