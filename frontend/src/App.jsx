@@ -128,6 +128,8 @@ function Canvas({ data, api, store }) {
   const [problemsOpen, setProblemsOpen] = useState(false);
   const [helpOpen, setHelpOpen] = useState(false);
   const [tip, setTip] = useState(null);
+  // true while the viewport pans/zooms/animates (exposed as data-moving for tests that wait for it)
+  const [moving, setMoving] = useState(false);
   const [panels, setPanels] = useState(() => loadPanels(localStore()));
   useEffect(() => savePanels(localStore(), panels), [panels]);
 
@@ -191,14 +193,25 @@ function Canvas({ data, api, store }) {
   }, [nodes, edges, store, history.ref, history.tick]);
 
   // ---- viewport: fit, but never below a readable zoom ----
+  // data-fitted on the flow element counts finished fits (tests wait for it instead of a margin or a sleep).
+  const [fitted, setFitted] = useState(0);
+  const fitSeqRef = useRef(0);
   const initialView = useCallback(
     (duration = 0) => {
       const nds = nodesRef.current;
       const el = flowRef.current;
-      if (!nds.length || !el) return;
+      const seq = (fitSeqRef.current += 1);
+      if (!nds.length || !el) {
+        setFitted(seq);
+        return;
+      }
       const b = rf.getNodesBounds(nds);
       const padding = { left: FIT_PADDING.left + leftInsetRef.current };
-      rf.setViewport(readableViewport(b, el.clientWidth, el.clientHeight, { padding }), duration ? { duration } : undefined);
+      const v = readableViewport(b, el.clientWidth, el.clientHeight, { padding });
+      const cur = rf.getViewport();
+      const same = Math.abs(cur.x - v.x) < 0.5 && Math.abs(cur.y - v.y) < 0.5 && Math.abs(cur.zoom - v.zoom) < 1e-3;
+      const done = Promise.resolve(rf.setViewport(v, duration && !same ? { duration } : undefined));
+      done.then(() => setTimeout(() => setFitted(seq), 0));
     },
     [rf],
   );
@@ -675,6 +688,8 @@ function Canvas({ data, api, store }) {
             ref={flowRef}
             style={{ '--ll-zoom': zoom || 1 }}
             data-zoom={(zoom || 1).toFixed(3)}
+            data-moving={moving ? 'true' : 'false'}
+            data-fitted={fitted}
           >
             <ReactFlow
               nodes={nodes}
@@ -701,6 +716,8 @@ function Canvas({ data, api, store }) {
                 if (id) openMenu(e, 'node', id);
               }}
               onPaneClick={onPaneClick}
+              onMoveStart={() => setMoving(true)}
+              onMoveEnd={() => setMoving(false)}
               deleteKeyCode={null}
               selectionKeyCode="Shift"
               multiSelectionKeyCode={['Control', 'Meta']}

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
 
@@ -44,18 +45,6 @@ def browser():
         b = launch_chromium(p)
         yield b
         b.close()
-
-
-def settled_boxes(page, *selectors: str, timeout: float = 10.0) -> list[dict]:
-    """Bounding boxes once they stop moving (fit-view animates; under load it may finish late)."""
-    deadline = time.time() + timeout
-    time.sleep(0.4)  # the animation may start a little after the click
-    seen: list = []
-    while True:
-        seen.append([page.locator(sel).bounding_box() for sel in selectors])
-        if (len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]) or time.time() > deadline:
-            return seen[-1]
-        time.sleep(0.25)
 
 
 def open_app(browser, server: Server):
@@ -174,6 +163,32 @@ def phases(page):
         });
       }"""
     )
+
+
+def fit_and_wait(page, timeout=10_000):
+    """Click Fit and wait until that fit has finished (the canvas counts finished fits in data-fitted)."""
+    flow = page.locator(".ll-flow")
+    before = int(flow.get_attribute("data-fitted") or 0)
+    page.locator('button:has-text("Fit")').click()
+    page.wait_for_function(
+        """(n) => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
+             const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow');
+             return f && Number(f.dataset.fitted) > n && f.dataset.moving === 'false'; })""",
+        arg=before, timeout=timeout)
+
+
+PANE_AT_JS = """([x, y]) => {
+  let el = document.elementFromPoint(x, y);
+  while (el && el.shadowRoot && el.shadowRoot.elementFromPoint(x, y) && el.shadowRoot.elementFromPoint(x, y) !== el) {
+    el = el.shadowRoot.elementFromPoint(x, y);
+  }
+  return !!el && el.classList.contains('react-flow__pane');
+}"""
+
+
+def pane_at(page, x, y) -> bool:
+    """Is the point (screen coordinates) on empty canvas (the React Flow pane), not on a node or overlay?"""
+    return page.evaluate(PANE_AT_JS, [x, y])
 
 
 def settle(page, seconds=0.8):
@@ -448,13 +463,16 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
         page.keyboard.press("Control+y")
         wait_state(page, lambda s: all(e["id"] != "input_1->add_1" for e in graph_of(s)["edges"]))
 
-        # shift-drag box selection selects several nodes (the block's two nodes)
-        page.locator('button:has-text("Fit")').click()
-        a, b = settled_boxes(page, '.react-flow__node[data-id="linear_1"]', '.react-flow__node[data-id="relu_1"]')
+        # shift-drag box selection selects several nodes (the block's two nodes). Deterministic: wait until the
+        # fit animation has ended (the canvas says so), start the box on empty pane, wait for the selection.
+        fit_and_wait(page)
+        a = page.locator('.react-flow__node[data-id="linear_1"]').bounding_box()
+        b = page.locator('.react-flow__node[data-id="relu_1"]').bounding_box()
         top = page.locator(".ll-flow").bounding_box()["y"]
         x0, y0 = min(a["x"], b["x"]) - 15, max(min(a["y"], b["y"]) - 15, top + 2)
         x1 = max(a["x"] + a["width"], b["x"] + b["width"]) + 15
         y1 = max(a["y"] + a["height"], b["y"] + b["height"]) + 30
+        assert pane_at(page, x0, y0), "the box must start on empty canvas"
         page.keyboard.down("Shift")
         page.mouse.move(x0, y0)
         page.mouse.down()
@@ -462,7 +480,8 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
         page.screenshot(path=str(ARTIFACTS / "canvas-12-box-select.png"))
         page.mouse.up()
         page.keyboard.up("Shift")
-        assert page.locator(".react-flow__node.selected").count() == 2
+        expect(page.locator(".react-flow__node.selected")).to_have_count(2)
+        assert {n.get_attribute("data-id") for n in page.locator(".react-flow__node.selected").all()} == {"linear_1", "relu_1"}
 
         # Python bumps the revision: the browser's graph is replaced (no rerun back),
         # the replacement is undoable, and later changes carry the new revision
