@@ -536,7 +536,7 @@ function Canvas({ data, api, store }) {
 
   // ---- palette ----
   const addFromPalette = useCallback(
-    (entry, flowPos, dragged) => {
+    (entry, flowPos) => {
       const origin = { x: flowPos.x - NODE_W / 2, y: flowPos.y - NODE_H / 2 };
       if (entry.block && Array.isArray(entry.block.nodes)) {
         insertItems({ nodes: entry.block.nodes, edges: entry.block.edges || [] }, origin);
@@ -552,10 +552,8 @@ function Canvas({ data, api, store }) {
         });
         if (createdId) primaryRef.current = createdId;
       }
-      // An overlaid palette gets out of the way once a layer is placed by a drag.
-      if (dragged && mode === 'overlay') setPanels((p) => ({ ...p, paletteOpen: false }));
     },
-    [insertItems, mutate, mode],
+    [insertItems, mutate],
   );
   const toFlow = useCallback((p) => rf.screenToFlowPosition(p), [rf]);
   const countNodes = useCallback(() => nodesRef.current.length, []);
@@ -607,8 +605,7 @@ function Canvas({ data, api, store }) {
     setMenu(null);
     setProblemsOpen(false);
     setHelpOpen(false);
-    if (mode === 'overlay') setPanels((p) => (p.paletteOpen ? { ...p, paletteOpen: false } : p));
-  }, [mode]);
+  }, []);
 
   // ---- tooltips at screen size (outside the zoomed viewport) ----
   const showTip = useCallback((el, lines) => {

@@ -191,6 +191,12 @@ def pane_at(page, x, y) -> bool:
     return page.evaluate(PANE_AT_JS, [x, y])
 
 
+def click_empty(page):
+    """Click empty canvas near the top-right corner (the palette floats over the left side)."""
+    box = page.locator(".react-flow__pane").bounding_box()
+    page.locator(".react-flow__pane").click(position={"x": box["width"] - 40, "y": 30})
+
+
 def settle(page, seconds=0.8):
     """Wait and make sure no rerun is in flight."""
     time.sleep(seconds)
@@ -286,7 +292,7 @@ def test_canvas_editing_end_to_end(browser):
         page.locator('.ll-tip.floating').wait_for(timeout=5000)
         assert "labelled bad" in page.locator('.ll-tip.floating').inner_text()
         page.screenshot(path=str(ARTIFACTS / "canvas-04-error.png"))
-        page.locator(".react-flow__pane").click(position={"x": 30, "y": 30})  # deselect
+        click_empty(page)  # deselect
         wait_state(page, lambda s: s["result"]["selected"] is None)
         page.locator(".ll-problems-btn").click()
         page.locator(".ll-problem").first.click()
