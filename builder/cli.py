@@ -1,7 +1,8 @@
 """The ``layerlab`` command line (also ``python -m builder``).
 
 Exit codes: 0 success, 1 the graph has problems (one line each: ``node <id>: message``), 2 the file or the
-arguments cannot be used (one line, no traceback).
+arguments cannot be used (one line, no traceback). Every line that quotes user text goes through
+:func:`builder.escape.terminal_line`: no newline, carriage return or ANSI escape from a file reaches the terminal.
 """
 
 from __future__ import annotations
@@ -12,19 +13,52 @@ import sys
 from pathlib import Path
 
 from .errors import GraphError, LayerLabError, ProjectFormatError
+from .escape import terminal_line
 from .project import load_project
 from .shapes import human_bytes, infer_shapes
 from .templates import TEMPLATE_NAMES, list_templates, template_text
 
 
 def _fail(msg: str, code: int = 2) -> int:
-    print(f"error: {msg}", file=sys.stderr)
+    print(f"error: {terminal_line(msg)}", file=sys.stderr)
     return code
 
 
 def _print_problems(problems) -> None:
     for p in problems:
-        print(f"warning: {p}" if p.severity == "warning" else str(p))
+        print(terminal_line(f"warning: {p}" if p.severity == "warning" else str(p)))
+
+
+def check_output_path(output: str) -> Path:
+    """The ``-o`` path as a Path, or LayerLabError (one line) when it cannot be written: empty, a folder, or
+    inside a folder that does not exist."""
+    if not output or not output.strip():
+        raise LayerLabError("-o needs a file name; received: an empty path. Fix: e.g. -o model.py")
+    path = Path(output)
+    if path.is_dir() or output.endswith(("/", "\\")):
+        raise LayerLabError(f"-o must name a file, not a folder; received: {output}. Fix: e.g. -o "
+                            f"{(path / 'model.py').as_posix()}")
+    if not path.parent.is_dir():
+        raise LayerLabError(f"the folder of -o does not exist; received: {output}. Fix: create "
+                            f"{path.parent.as_posix()} first or choose another path")
+    return path
+
+
+def infer_format(fmt: str | None, output: str | None, default: str = "py") -> str:
+    """``--format`` if given, else from the ``-o`` suffix (``.py`` or ``.safetensors``); refuse a mismatch."""
+    suffix = Path(output).suffix.lower() if output not in (None, "-", "") else ""
+    by_suffix = {".py": "py", ".safetensors": "safetensors"}.get(suffix)
+    if fmt is None:
+        if by_suffix:
+            return by_suffix
+        if suffix:
+            raise LayerLabError(f"cannot tell the export format from the suffix {suffix!r}; received: -o {output}. "
+                                "Fix: add --format py or --format safetensors, or name the file .py/.safetensors")
+        return default
+    if by_suffix and by_suffix != fmt:
+        raise LayerLabError(f"--format {fmt} does not match the file name; received: -o {output}. Fix: name it "
+                            f"{Path(output).stem}.{'py' if fmt == 'py' else 'safetensors'} or use --format {by_suffix}")
+    return fmt
 
 
 def _emit_text(text: str, output: str | None) -> int:
@@ -32,8 +66,12 @@ def _emit_text(text: str, output: str | None) -> int:
     if output in (None, "-"):
         sys.stdout.write(text)
     else:
-        Path(output).write_text(text, encoding="utf-8")
-        print(f"wrote {output}")
+        path = check_output_path(output)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise LayerLabError(f"cannot write {output}: {e.strerror or e}") from None
+        print(terminal_line(f"wrote {output}"))
     return 0
 
 
@@ -66,7 +104,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
                "problems": [p.to_dict() for p in report.problems]}
         print(json.dumps(out, indent=2))
         return 0 if report.ok else 1
-    rows = report.summary_rows()
+    rows = [{**r, "id": terminal_line(r["id"], 60), "type": terminal_line(r["type"], 40)} for r in report.summary_rows()]
     w_id = max([len("node"), *(len(r["id"]) for r in rows)])
     w_ty = max([len("type"), *(len(r["type"]) for r in rows)])
     w_sh = max([len("output shape"), *(len(r["shape"]) for r in rows)])
@@ -92,8 +130,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         return export_run(args)
     if not args.file:
         return _fail("give a project FILE or --run ID")
+    fmt = infer_format(args.format, args.output)
+    if args.output not in (None, "-"):
+        check_output_path(args.output)  # before any work
     project = load_project(args.file)
-    if args.format == "py":
+    if fmt == "py":
         from .export import export_python
 
         return _emit_text(export_python(project), args.output)
@@ -105,9 +146,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import save_weights
 
     torch.manual_seed(args.seed)
-    model = compile_graph(project.graph)
-    save_weights(model, args.output)
-    print(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained weights)")
+    model = compile_graph(project.graph)  # checks the budget before allocating
+    try:
+        save_weights(model, args.output)
+    except OSError as e:
+        return _fail(f"cannot write {args.output}: {e.strerror or e}")
+    print(terminal_line(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
+                        "weights)"))
     return 0
 
 
@@ -160,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write PyTorch source (.py) or weights (.safetensors)")
     p.add_argument("file", nargs="?")
-    p.add_argument("--format", choices=("py", "safetensors"), default="py")
+    p.add_argument("--format", choices=("py", "safetensors"), default=None,
+                   help="default: from the -o suffix (.py, .safetensors), else py")
     p.add_argument("-o", "--output", help="output path (default: stdout for py)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed for untrained weights")
     p.add_argument("--run", help="export a trained run's weights/code instead of a project file")

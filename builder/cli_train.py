@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -193,17 +195,44 @@ def _print_result(result, args: argparse.Namespace, out=None) -> None:
 
 
 def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
-    """Run a background job with a progress bar; Ctrl-C stops it cleanly (checkpoint kept)."""
+    """Run a background job with a progress bar.
+
+    Ctrl-C (SIGINT) asks the trainer to stop at its next step: it writes a checkpoint, the run is marked
+    ``stopped``, the command prints how to resume and exits with 130. A second Ctrl-C exits at once (the run
+    is then marked ``interrupted`` and resumes from its last checkpoint). SIGINT is handled by a signal
+    handler rather than ``KeyboardInterrupt``: an exception raised inside ``Thread.join`` can leave the
+    worker looking finished while it still runs.
+    """
     progress = Progress(epochs, enabled=not args.quiet)
-    job = start(progress)
+    interrupted = threading.Event()
+    holder: dict = {}
+
+    def on_sigint(signum, frame) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        print("\nstopping at the next step (a checkpoint is written; Ctrl-C again to quit at once)...",
+              file=sys.stderr, flush=True)
+        if "job" in holder:
+            holder["job"].stop()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
     try:
-        while not job.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        print("\nstopping (a checkpoint is kept; resume with `layerlab runs resume ID`)...", file=sys.stderr)
-        job.stop()
-        while not job.wait(0.2):
-            pass
+        try:
+            job = holder["job"] = start(progress)
+            if interrupted.is_set():  # Ctrl-C while the data loaded or the model compiled
+                job.stop()
+            while not job.wait(0.2):
+                pass
+        except KeyboardInterrupt:  # the second Ctrl-C
+            run_id = getattr(holder.get("job"), "run_id", None)
+            print("quit without a final checkpoint" + (f"; resume from the last one with `layerlab runs resume "
+                                                        f"{run_id}`" if run_id else ""), file=sys.stderr)
+            return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
     try:
         result = job.join()
     except LayerLabError as e:
@@ -213,6 +242,10 @@ def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
         return 1
     result.run_id = getattr(job, "run_id", None)
     _print_result(result, args)
+    if interrupted.is_set() and result.status == "stopped":
+        if result.run_id:
+            print(f"stopped by Ctrl-C; resume with `layerlab runs resume {result.run_id}`", file=sys.stderr)
+        return 130
     return 0 if result.status in ("finished", "stopped") else 1
 
 
@@ -272,13 +305,15 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet; start one with `layerlab train FILE --dataset NAME`")
         return 0
+    from .escape import terminal_line as tl
+
     print(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
     for r in runs:
         t = r.get("test_metrics") or {}
         k = "accuracy" if "accuracy" in t else "r2" if "r2" in t else None
         test = f"{k[:3]} {t[k]:.3f}" if k else "-"
-        print(f"{r['id']:<23} {r['status']:<11} {str(r['dataset_name'])[:14]:<14} {r['epochs_done'] or 0:>6} "
-              f"{test:>14}  {r.get('name') or ''}")
+        print(f"{tl(r['id'], 23):<23} {tl(r['status'], 11):<11} {tl(r['dataset_name'], 14):<14} "
+              f"{tl(r['epochs_done'] or 0):>6} {test:>14}  {tl(r.get('name') or '', 80)}")
     return 0
 
 
@@ -296,21 +331,23 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     if args.card:
         print(model_card(run, curve, store.run_dir(run["id"])))
         return 0
-    print(f"run {run['id']}  ({run.get('name')})")
-    print(f"status      {run['status']}" + (f"  - {run['message']}" if run.get("message") else ""))
-    print(f"dataset     {run['dataset_name']} {run.get('dataset_options') or {}}")
-    print(f"created     {run['created_at']}   finished {run.get('finished_at') or '-'}")
+    from .escape import terminal_line as tl
+
+    print(tl(f"run {run['id']}  ({run.get('name')})"))
+    print(tl(f"status      {run['status']}" + (f"  - {run['message']}" if run.get("message") else "")))
+    print(tl(f"dataset     {run['dataset_name']} {run.get('dataset_options') or {}}"))
+    print(tl(f"created     {run['created_at']}   finished {run.get('finished_at') or '-'}"))
     cfg = run.get("config") or {}
-    print("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {})))
+    print(tl("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {}))))
     if curve:
         last = curve[-1]
         m = last.get("metric_name", "metric")
-        print(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss {last['val_loss']:.4f}"
-              f" val_{m} {last['val_metric']:.4f}")
+        print(tl(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss "
+                 f"{last['val_loss']:.4f} val_{m} {last['val_metric']:.4f}"))
     for k, v in (run.get("test_metrics") or {}).items():
         if isinstance(v, (int, float)):
-            print(f"test {k} {v:.4f}")
-    print(f"folder      {store.run_dir(run['id'])}")
+            print(tl(f"test {k} {v:.4f}"))
+    print(tl(f"folder      {store.run_dir(run['id'])}"))
     return 0
 
 
@@ -344,8 +381,13 @@ def export_run(args: argparse.Namespace) -> int:
     ``safetensors`` writes the weights file; ``py`` writes the model's PyTorch source and the weights next to
     it (same name, ``.safetensors``). Without ``-o`` files go to the run's ``exports/`` folder.
     """
+    from .cli import check_output_path, infer_format
     from .runs import RunStore
 
+    output = getattr(args, "output", None) or getattr(args, "out", None)
+    fmt = infer_format(getattr(args, "format", None), output)  # -o w.safetensors means weights, never code
+    if output not in (None, "-"):
+        check_output_path(output)
     store = RunStore(getattr(args, "workspace", None))
     run = store.get(args.run)
     weights = store.weights_path(run["id"])
@@ -354,8 +396,6 @@ def export_run(args: argparse.Namespace) -> int:
         if not ckpt.is_file():
             raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
         weights = _weights_from_checkpoint(ckpt, store.run_dir(run["id"]) / "exports" / "last_checkpoint.safetensors")
-    fmt = getattr(args, "format", None) or "safetensors"
-    output = getattr(args, "output", None) or getattr(args, "out", None)
     if output in (None, "-"):
         output = store.run_dir(run["id"]) / "exports" / ("model.py" if fmt == "py" else f"{run['id']}.safetensors")
     output = Path(output)
@@ -364,7 +404,8 @@ def export_run(args: argparse.Namespace) -> int:
         from .export import export_python
         from .project import load_project
 
-        output.write_text(export_python(load_project(run["project"])), encoding="utf-8")
+        source = export_python(load_project(run["project"]))  # the exporter the Runs page uses too
+        output.write_text(source, encoding="utf-8")
         wpath = output.with_suffix(".safetensors")
         shutil.copyfile(weights, wpath)
         print(f"wrote {output} and {wpath} (trained weights of run {run['id']})")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import builtins
 import keyword
-import re
 import warnings
 
 import torch
@@ -22,6 +21,7 @@ import torch.fx as fx
 from torch import nn
 
 from .errors import BudgetError, GraphError
+from .escape import py_identifier
 from .layers import sinusoid_table
 from .registry import TOKENS, get_spec
 from .shapes import Budget, ShapeReport, infer_shapes, module_ctor
@@ -40,9 +40,7 @@ def module_names(graph) -> dict[str, str]:
     for n in graph.nodes:
         if n.id in names:
             continue
-        base = re.sub(r"\W", "_", n.id.strip(), flags=re.ASCII) or "node"
-        if base[0].isdigit():
-            base = "n_" + base
+        base = py_identifier(n.id)[:60]
         if base in _RESERVED or base.startswith(("_", "layerlab")):
             base = base.strip("_") + "_" if base.strip("_") else "node"
             if base[0].isdigit():
@@ -94,8 +92,13 @@ class _Emitter:
         return self._add("get_attr", qualname, (), {}, as_)
 
 
-def _check(graph, budget: Budget | None) -> ShapeReport:
-    report = infer_shapes(graph, budget)
+def checked_report(graph, budget: Budget | None = None, report: ShapeReport | None = None) -> ShapeReport:
+    """The graph's ShapeReport (``report`` when given), or raise when it has problems.
+
+    Raises:
+        BudgetError: the only problems are sizes over the budget; GraphError: any other problem.
+    """
+    report = report or infer_shapes(graph, budget)
     if not report.ok:
         errors = [p for p in report.problems if p.severity == "error"]
         if all(p.code == "budget" for p in errors):
@@ -124,7 +127,7 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
     from .project import as_graph
 
     graph = as_graph(graph)
-    report = report or _check(graph, budget)
+    report = checked_report(graph, budget, report)  # the budget is checked before anything is allocated
     names = module_names(graph)
     root = nn.Module()
     g = fx.Graph()

@@ -7,16 +7,19 @@ with their (inferred) sizes written out, ``forward`` is the compiled torch.fx co
 from __future__ import annotations
 
 import inspect
+import keyword
 import re
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .compile import compile_graph, module_names
+from .compile import checked_report, compile_graph, module_names
+from .errors import GraphError, LayerLabError
+from .escape import docstring_text, py_comment, py_string
 from .project import Project, as_graph
 from .registry import format_shape, get_spec
-from .shapes import Budget, infer_shapes, module_ctor
+from .shapes import Budget, module_ctor
 
 
 def _literal(v) -> str:
@@ -69,12 +72,19 @@ def export_python(graph, class_name: str = "Model", budget: Budget | None = None
     """Standalone, runnable PyTorch source for a graph (imports only torch).
 
     The state-dict keys of the exported class equal the compiled module's, so weights saved with
-    :func:`save_weights` load into it with ``load_state_dict``.
+    :func:`save_weights` load into it with ``load_state_dict``. The project name and every other user
+    string are escaped for the place they land (docstring, comment), so the file always compiles.
+
+    Raises:
+        GraphError / BudgetError: the graph has problems or is over the budget (checked before any allocation).
     """
+    if not class_name.isidentifier() or keyword.iskeyword(class_name):
+        raise LayerLabError(f"the class name must be a Python identifier; received: {py_string(class_name)}. "
+                            "Fix: use e.g. 'Model'")
     project = graph if isinstance(graph, Project) else None
     graph = as_graph(graph)
-    model = compile_graph(graph, budget)
-    report = infer_shapes(graph, budget)
+    report = checked_report(graph, budget)
+    model = compile_graph(graph, report=report)
     names = module_names(graph)
     init: list[str] = []
     for nid in report.order:
@@ -96,7 +106,7 @@ def export_python(graph, class_name: str = "Model", budget: Budget | None = None
                        + (" token ids" if report.nodes[n].type_out.kind == "tokens" else "")
                        for n in report.input_nodes)
     outputs = ", ".join(f"{names[n]}: {report.nodes[n].shape_str}" for n in report.output_nodes)
-    title = project.name if project else "LayerLab model"
+    title = docstring_text(project.name, 200) if project else "LayerLab model"
     uses_math = any("math." in line for line in init)
     body_init = "\n".join("        " + line for line in init)
     body_fwd = "\n".join("    " + line for line in fwd.splitlines())
@@ -138,6 +148,21 @@ if __name__ == "__main__":
 '''
 
 
+def failed_export_source(error: BaseException | str) -> str:
+    """A ``.py`` file that says why a graph could not be exported (every line escaped) and exits 1 when run.
+
+    Used where a download must deliver a file even when the graph is broken (the Build and Runs pages).
+    """
+    lines = [str(p) for p in error.problems] if isinstance(error, GraphError) else [str(error)]
+    comments = "\n".join(f"# {py_comment(line)}" for line in lines[:50])
+    summary = f"LayerLab could not export this graph: {lines[0] if lines else 'unknown error'}"
+    return ("# -*- coding: utf-8 -*-\n"  # fixed first line: no comment below can declare another encoding
+            "# LayerLab could not export this graph; the problems:\n"
+            f"{comments}\n"
+            "import sys\n\n"
+            f"sys.exit({py_string(summary[:500])})\n")
+
+
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Write a model's state dict as safetensors (atomically)."""
     path = Path(path)
@@ -153,4 +178,4 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.
     return model
 
 
-__all__ = ["export_python", "save_weights", "load_weights", "render_ctor"]
+__all__ = ["export_python", "failed_export_source", "save_weights", "load_weights", "render_ctor"]

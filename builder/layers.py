@@ -12,7 +12,7 @@ import operator
 
 import torch
 
-from .registry import MAX_SIZE, TOKENS, LayerSpec, Param, ShapeError, TensorType, register
+from .registry import MAX_SIZE, TOKENS, Cost, LayerSpec, Param, ShapeError, TensorType, register
 
 # ----------------------------------------------------------------------------------------- helpers
 
@@ -49,8 +49,22 @@ def _same(p: dict, ins: list[TensorType]) -> TensorType:
 
 def _float(t: TensorType, port: str | None = None) -> None:
     if t.kind == TOKENS:
-        raise ShapeError(f"expects float features but receives token ids {t}. Fix: put an Embedding after the "
-                         "token Input", port)
+        raise ShapeError(f"tokens must go through an Embedding first: this layer needs float features; received: "
+                         f"token ids {t}. Fix: put an Embedding between the token Input and this layer", port)
+
+
+def _same_float(p: dict, ins: list[TensorType]) -> TensorType:
+    """Output = input, for layers that compute on values (activations, dropout): token ids are refused."""
+    _float(ins[0])
+    return ins[0]
+
+
+def _out(outs: dict) -> TensorType:
+    return next(iter(outs.values()))
+
+
+def _mask_cost(p, ins, outs) -> Cost:
+    return Cost(work=_out(outs).numel)  # the dropout mask kept for backward
 
 
 def _int(name, default, help, lo=1, hi=MAX_SIZE, **kw) -> Param:
@@ -172,14 +186,25 @@ def _conv2d_shape(p, ins):
     return TensorType((p["out_channels"], oh, ow))
 
 
+def _conv_cost(p, ins, outs) -> Cost:
+    """im2col columns: in_channels × kernel taps per output position (CPU convolutions unfold the input)."""
+    taps = math.prod(_pair(p["kernel_size"])) if len(ins[0].shape) == 3 else p["kernel_size"]
+    return Cost(work=ins[0].shape[0] * taps * math.prod(_out(outs).shape[1:]))
+
+
+def _convT_cost(p, ins, outs) -> Cost:
+    """col2im columns: out_channels × kernel taps per input position."""
+    return Cost(work=p["out_channels"] * math.prod(_pair(p["kernel_size"])) * math.prod(ins[0].shape[1:]))
+
+
 register(LayerSpec(
     "Conv1d", "Convolution", "1-d convolution over (channels, length).", params=list(_CONV_PARAMS_1D),
-    shape=_conv1d_shape, inferred=("in_channels",),
+    shape=_conv1d_shape, inferred=("in_channels",), cost=_conv_cost,
     ctor=lambda p, ins: ("Conv1d", {"in_channels": ins[0].shape[0], **p})))
 
 register(LayerSpec(
     "Conv2d", "Convolution", "2-d convolution over (channels, height, width).", params=list(_CONV_PARAMS_2D),
-    shape=_conv2d_shape, inferred=("in_channels",),
+    shape=_conv2d_shape, inferred=("in_channels",), cost=_conv_cost,
     ctor=lambda p, ins: ("Conv2d", {"in_channels": ins[0].shape[0], **p}),
     doc_url="https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html"))
 
@@ -206,7 +231,7 @@ register(LayerSpec(
     params=[*_CONV_PARAMS_2D[:4],
             Param("output_padding", "int_or_pair", 0, "Extra size added to one side of the output.", min=0, max=1024),
             *_CONV_PARAMS_2D[4:]],
-    shape=_convT2d_shape, inferred=("in_channels",),
+    shape=_convT2d_shape, inferred=("in_channels",), cost=_convT_cost,
     ctor=lambda p, ins: ("ConvTranspose2d", {"in_channels": ins[0].shape[0], **p})))
 
 # ----------------------------------------------------------------------------------------- Pooling
@@ -249,7 +274,8 @@ def _pool_params(dims: int, dilation: bool) -> list[Param]:
 
 for _dims in (1, 2):
     register(LayerSpec(f"MaxPool{_dims}d", "Pooling", f"{_dims}-d max pooling.", params=_pool_params(_dims, True),
-                       shape=_pool_shape(_dims, True), ctor=_mod(f"MaxPool{_dims}d")))
+                       shape=_pool_shape(_dims, True), ctor=_mod(f"MaxPool{_dims}d"),
+                       cost=lambda p, ins, outs: Cost(work=2 * _out(outs).numel)))  # int64 argmax indices
     register(LayerSpec(f"AvgPool{_dims}d", "Pooling", f"{_dims}-d average pooling.", params=_pool_params(_dims, False),
                        shape=_pool_shape(_dims, False), ctor=_mod(f"AvgPool{_dims}d")))
 
@@ -336,9 +362,9 @@ register(LayerSpec(
 
 _P = Param("p", "float", 0.5, "Probability of zeroing an element during training.", min=0.0, max=1.0)
 register(LayerSpec("Dropout", "Normalisation", "Randomly zeroes elements during training.", params=[_P],
-                   shape=_same, ctor=_mod("Dropout")))
+                   shape=_same_float, ctor=_mod("Dropout"), cost=_mask_cost))
 register(LayerSpec("Dropout2d", "Normalisation", "Randomly zeroes whole channels of an image during training.",
-                   params=[_P], shape=_bn_shape((3,)), ctor=_mod("Dropout2d")))
+                   params=[_P], shape=_bn_shape((3,)), ctor=_mod("Dropout2d"), cost=_mask_cost))
 
 # ----------------------------------------------------------------------------------------- Activations
 
@@ -353,7 +379,7 @@ _ACT = [("ReLU", [], "max(0, x)."),
         ("Sigmoid", [], "1 / (1 + e^-x)."),
         ("Tanh", [], "Hyperbolic tangent.")]
 for _name, _params, _desc in _ACT:
-    register(LayerSpec(_name, "Activation", _desc, params=_params, shape=_same, ctor=_mod(_name)))
+    register(LayerSpec(_name, "Activation", _desc, params=_params, shape=_same_float, ctor=_mod(_name)))
 
 
 def _dim_shape(p, ins):
@@ -386,16 +412,40 @@ for _name, _desc in (("Softmax", "Normalises to probabilities along `dim`."),
 
 
 def _broadcast(p, ins):
+    """Element-wise merge: per-sample shapes of the same rank whose sizes match or are 1.
+
+    The batch dimension never broadcasts: inputs of different ranks are refused (torch would align them from
+    the right and pair one input's batch with the other's features).
+    """
     for i, t in enumerate(ins):
         _float(t, str(i))
-    try:
-        shape = torch.broadcast_shapes(*[(1, *t.shape) for t in ins])[1:]
-    except RuntimeError:
-        listing = ", ".join(f"input {i}: {t}" for i, t in enumerate(ins))
-        raise ShapeError(f"inputs must have the same shape (or broadcast); received: {listing}. "
-                         "Fix: make the branches produce the same shape (e.g. adjust out_channels/out_features "
-                         "or add a 1×1 Conv2d/Linear projection on one branch)") from None
-    return TensorType(tuple(shape))
+    out = list(ins[0].shape)
+    for i, t in enumerate(ins[1:], start=1):
+        if len(t.shape) != len(out):
+            hi, lo = (ins[0], t) if len(ins[0].shape) > len(t.shape) else (t, ins[0])
+            which = i if lo is t else 0
+            raise ShapeError(f"inputs must have the same number of dimensions (the batch dimension never "
+                             f"broadcasts); received: input 0: {ins[0]}, input {i}: {t}. Fix: "
+                             f"{_rank_match_fix(lo, hi, which)}", str(i))
+        for j, (a, b) in enumerate(zip(out, t.shape)):
+            if a != b and a != 1 and b != 1:
+                listing = ", ".join(f"input {k}: {u}" for k, u in enumerate(ins[: i + 1]))
+                raise ShapeError(f"inputs must have the same shape (or sizes of 1 that broadcast); received: "
+                                 f"{listing}, which differ in dim {j + 1} ({a} vs {b}). Fix: make the branches produce "
+                                 "the same shape (e.g. adjust out_channels/out_features or add a 1×1 Conv2d/Linear "
+                                 "projection on one branch)", str(i))
+            out[j] = max(a, b) if 1 in (a, b) else a
+    return TensorType(tuple(out))
+
+
+def _rank_match_fix(lo: TensorType, hi: TensorType, which: int) -> str:
+    """Suggest a Reshape that gives the lower-rank input the other's rank and broadcasts with it."""
+    pad = (1,) * (len(hi.shape) - len(lo.shape))
+    for cand in ((*lo.shape, *pad), (*pad, *lo.shape)):  # channels first (B, C, 1, 1), then features last
+        if all(a == b or 1 in (a, b) for a, b in zip(cand, hi.shape)):
+            return f"add a Reshape with shape {list(cand)} on input {which} so it broadcasts over {hi}"
+    return (f"Reshape/Flatten one branch so both have {len(hi.shape) + 1} dimensions with matching sizes "
+            f"(sizes of 1 broadcast)")
 
 
 def _merge_emit(fn):
@@ -407,10 +457,14 @@ def _merge_emit(fn):
     return emit
 
 
+def _merge_cost(p, ins, outs) -> Cost:
+    return Cost(work=max(0, len(ins) - 2) * _out(outs).numel)  # the partial results of a + b + c ...
+
+
 register(LayerSpec("Add", "Merge", "Element-wise sum of all inputs (residual connections).", shape=_broadcast,
-                   variadic=True, min_inputs=2, emit=_merge_emit(operator.add)))
+                   variadic=True, min_inputs=2, emit=_merge_emit(operator.add), cost=_merge_cost))
 register(LayerSpec("Multiply", "Merge", "Element-wise product of all inputs (gating).", shape=_broadcast,
-                   variadic=True, min_inputs=2, emit=_merge_emit(operator.mul)))
+                   variadic=True, min_inputs=2, emit=_merge_emit(operator.mul), cost=_merge_cost))
 
 
 def _concat_shape(p, ins):
@@ -615,9 +669,20 @@ def _rnn_lint(p, ins) -> list[str]:
     return []
 
 
+def _rnn_cost(cls: str):
+    gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[cls]
+
+    def cost(p, ins, outs) -> Cost:
+        """Per layer and direction: the gate pre-activations and hidden states of every step, kept for backward."""
+        d = 2 if p["bidirectional"] else 1
+        return Cost(work=p["num_layers"] * d * ins[0].shape[0] * p["hidden_size"] * (gates + 2))
+    return cost
+
+
 for _cls in ("RNN", "LSTM", "GRU"):
     register(LayerSpec(_cls, "Recurrent", f"{_cls} over a sequence (B, T, F). Ports: out (per output_mode), h_n "
                        "(final state).", params=_rnn_params(_cls), shape=_rnn_shape, ctor=_rnn_ctor(_cls), lint=_rnn_lint,
+                       cost=_rnn_cost(_cls),
                        inferred=("input_size",), outputs=("out", "h_n"), emit=_rnn_emit(_cls)))
 
 # ----------------------------------------------------------------------------------------- Attention
@@ -655,12 +720,22 @@ def _mha_emit(e, attr, p, ins, types):
     return e.fn(operator.getitem, res, 0)
 
 
+def _mha_cost(p, ins, outs) -> Cost:
+    """Attention weights (heads × T × S) before and after softmax/dropout, plus the q, k, v projections."""
+    q = ins[0]
+    k = ins[1] if len(ins) > 1 else q
+    t, e = q.shape
+    s_len = k.shape[0]
+    return Cost(work=3 * p["num_heads"] * t * s_len + 2 * t * e + 2 * s_len * e)
+
+
 register(LayerSpec(
     "MultiheadAttention", "Attention", "Multi-head attention; with only a query edge it is self-attention.",
     params=[_int("num_heads", 4, "Attention heads (must divide the embedding size).", hi=256),
             Param("dropout", "float", 0.0, "Dropout on attention weights.", min=0.0, max=1.0),
             Param("bias", "bool", True, "Learn biases in the projections.")],
     shape=_mha_shape, inferred=("embed_dim",), inputs=("query", "key", "value"), optional_inputs=("key", "value"),
+    cost=_mha_cost,
     ctor=lambda p, ins: ("MultiheadAttention", {"embed_dim": ins[0].shape[-1], **p, "batch_first": True}),
     emit=_mha_emit))
 
@@ -674,6 +749,13 @@ def _tel_shape(p, ins):
     return t
 
 
+def _tel_cost(p, ins, outs) -> Cost:
+    """Self-attention weights (nhead × T × T), q/k/v, the feed-forward hidden layer and the residual/norm
+    intermediates."""
+    t, e = ins[0].shape
+    return Cost(work=3 * p["nhead"] * t * t + 8 * t * e + 3 * t * p["dim_feedforward"])
+
+
 register(LayerSpec(
     "TransformerEncoderLayer", "Attention", "Self-attention plus a feed-forward block, each with residual + LayerNorm.",
     params=[_int("nhead", 4, "Attention heads (must divide d_model).", hi=256),
@@ -681,7 +763,7 @@ register(LayerSpec(
             Param("dropout", "float", 0.1, "Dropout rate.", min=0.0, max=1.0),
             Param("activation", "choice", "relu", "Feed-forward activation.", choices=("relu", "gelu")),
             Param("norm_first", "bool", False, "Pre-norm (LayerNorm before each block).")],
-    shape=_tel_shape, inferred=("d_model",),
+    shape=_tel_shape, inferred=("d_model",), cost=_tel_cost,
     ctor=lambda p, ins: ("TransformerEncoderLayer", {"d_model": ins[0].shape[-1], **p, "batch_first": True})))
 
 
@@ -722,6 +804,16 @@ def sinusoid_table(max_len: int, dim: int) -> torch.Tensor:
     return table
 
 
+def _pe_cost(p, ins, outs) -> Cost:
+    """The sinusoidal table (max_len × dim) is a buffer; building it needs about as much again in temporaries."""
+    if p["kind"] != "sinusoidal":
+        return Cost(work=ins[0].numel)  # the gathered rows of the learned table
+    n = p["max_len"] * ins[0].shape[-1]
+    return Cost(buffers=n, build=n, work=ins[0].numel,
+                note=f"its fixed position table holds max_len × embedding size = {p['max_len']:,} × "
+                     f"{ins[0].shape[-1]:,} values")
+
+
 def _pe_export(attr, p, ins) -> list[str]:
     if p["kind"] == "learned":
         return []
@@ -739,4 +831,4 @@ register(LayerSpec(
     "PositionalEncoding", "Attention", "Adds position information to a sequence: learned or fixed sinusoidal.",
     params=[Param("kind", "choice", "learned", "Learned table or fixed sinusoids.", choices=("learned", "sinusoidal")),
             _int("max_len", 512, "Longest sequence supported.", hi=100_000)],
-    shape=_pe_shape, ctor=_pe_ctor, emit=_pe_emit, export_init=_pe_export))
+    shape=_pe_shape, ctor=_pe_ctor, emit=_pe_emit, export_init=_pe_export, cost=_pe_cost))

@@ -11,7 +11,9 @@ Off by default: add ``LiveAttributions(...)`` to the trainer's callbacks. The Ex
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,10 +153,51 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
             raise ExplainError("live attributions: no frames recorded yet")
         return np.stack([f["attributions"] for f in self.frames])
 
+    def save(self, path: str | Path) -> Path:
+        """Write the frames and the fixed samples to a safetensors file atomically (a job's run folder)."""
+        from safetensors.torch import save_file
+
+        if self.inputs is None or not self.frames:
+            raise ExplainError("live attributions: nothing recorded yet")
+        path = Path(path)
+        tensors = {"inputs": self.inputs.detach().cpu().contiguous(),
+                   "indices": torch.tensor(self.indices, dtype=torch.int64),
+                   "attributions": torch.from_numpy(np.ascontiguousarray(self.stacked())),
+                   "epochs": torch.tensor(self.epochs, dtype=torch.int64)}
+        if self.labels is not None:
+            tensors["labels"] = self.labels.detach().cpu().contiguous()
+        if all(f["target"] is not None for f in self.frames):
+            tensors["targets"] = torch.from_numpy(np.stack([np.asarray(f["target"]) for f in self.frames]))
+        tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp), metadata={"method": self.method})
+        os.replace(tmp, path)
+        return path
+
     @property
     def epochs(self) -> list[int]:
         """Epoch of each frame."""
         return [f["epoch"] for f in self.frames]
 
 
-__all__ = ["LiveAttributions"]
+def load_frames(path: str | Path) -> dict[str, Any] | None:
+    """Frames written by :meth:`LiveAttributions.save` as numpy arrays (None when there is no file):
+    ``method``, ``epochs`` (E,), ``attributions`` (E, n, ...), ``inputs``, ``labels``, ``indices``, ``targets``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            out: dict[str, Any] = {k: f.get_tensor(k).numpy() for k in f.keys()}  # noqa: SIM118 (not iterable)
+            out["method"] = (f.metadata() or {}).get("method", "")
+    except Exception as e:  # a foreign or truncated file
+        raise ExplainError(f"cannot read live attributions {path.name}: {e}") from None
+    out["epochs"] = [int(e) for e in out["epochs"]]
+    out.setdefault("labels", None)
+    out.setdefault("targets", None)
+    return out
+
+
+__all__ = ["LiveAttributions", "load_frames"]

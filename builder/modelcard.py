@@ -1,5 +1,8 @@
 """Model cards: one Markdown page per run (architecture, data, settings, curves, test metrics, environment).
 
+Every value that comes from the run (names, ids, node types, parameters, class names, messages) is escaped
+with :mod:`builder.escape`, so a crafted name cannot add headings, links, HTML or table cells.
+
 Example::
 
     >>> text = model_card(store.get(run_id), store.metrics(run_id))   # doctest: +SKIP
@@ -12,21 +15,40 @@ from typing import Any
 
 import torch
 
+from .escape import md_code, md_text
+
 
 def _fmt(v: Any) -> str:
+    """A value as Markdown text: numbers formatted, everything else escaped."""
+    if isinstance(v, bool) or v is None:
+        return "-" if v is None else str(v)
     if isinstance(v, float):
         return f"{v:.4g}"
-    if v is None:
-        return "-"
-    return str(v)
+    if isinstance(v, int):
+        return f"{v}" if abs(v) < 10**15 else f"{float(v):.4g}" if v.bit_length() < 1000 else "(huge)"
+    return md_text(v)
+
+
+def _num(v: Any, spec: str) -> str:
+    """``format(v, spec)`` for a number, else the escaped value (crafted records hold anything)."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        try:
+            return format(v, spec)
+        except (ValueError, OverflowError):
+            pass
+    return _fmt(v)
 
 
 def _architecture(project: dict) -> tuple[list[str], int | None]:
-    graph = (project or {}).get("graph", {})
+    graph = (project or {}).get("graph", {}) if isinstance(project, dict) else {}
+    graph = graph if isinstance(graph, dict) else {}
     lines = ["| node | type | parameters |", "|---|---|---|"]
-    for n in graph.get("nodes", []):
-        params = ", ".join(f"{k}={v}" for k, v in (n.get("params") or {}).items())
-        lines.append(f"| `{n['id']}` | {n['type']} | {params or '-'} |")
+    for n in graph.get("nodes", []) if isinstance(graph.get("nodes"), list) else []:
+        if not isinstance(n, dict):
+            continue
+        params = n.get("params") if isinstance(n.get("params"), dict) else {}
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        lines.append(f"| {md_code(n.get('id'), table=True)} | {md_text(n.get('type'))} | {md_text(shown) or '-'} |")
     total = None
     try:
         from .project import as_graph
@@ -54,35 +76,37 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     cfg = run.get("config") or {}
     info = run.get("dataset_info") or {}
     env = run.get("environment") or {}
-    out = [f"# Model card: {run.get('name') or 'run'} (`{run['id']}`)", "",
-           f"Status **{run['status']}**; created {run.get('created_at')}, finished {run.get('finished_at') or '-'}.",
+    out = [f"# Model card: {md_text(run.get('name') or 'run')} ({md_code(run.get('id'))})", "",
+           f"Status **{md_text(run.get('status'))}**; created {_fmt(run.get('created_at'))}, finished "
+           f"{_fmt(run.get('finished_at') or '-')}.",
            ""]
     if run.get("message"):
-        out += [f"> {run['message']}", ""]
+        out += [f"> {md_text(run['message'], 2000, line_start=True)}", ""]
     arch, total = _architecture(run.get("project") or {})
     if total is None and run_dir is not None:
         total = _count_weights(run_dir / "model.safetensors")
     out += ["## Architecture", "", f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown",
             "", *arch, ""]
     sizes = info.get("sizes") or {}
+    classes = info.get("class_names") if isinstance(info.get("class_names"), list) else None
     out += ["## Dataset", "",
-            f"- name: `{run.get('dataset_name')}` ({info.get('name', '-')}); task **{info.get('task', '-')}**, "
-            f"modality {info.get('modality', '-')}",
-            f"- input shape {info.get('input_shape')} ({info.get('input_dtype', 'float32')}), output size "
-            f"{info.get('out_size')}" + (f", classes: {', '.join(info['class_names'])}"
-                                        if info.get("class_names") else ""),
+            f"- name: {md_code(run.get('dataset_name'))} ({_fmt(info.get('name', '-'))}); task "
+            f"**{_fmt(info.get('task', '-'))}**, modality {_fmt(info.get('modality', '-'))}",
+            f"- input shape {_fmt(str(info.get('input_shape')))} ({_fmt(info.get('input_dtype', 'float32'))}), "
+            f"output size {_fmt(info.get('out_size'))}"
+            + (f", classes: {md_text(', '.join(map(str, classes)), 2000)}" if classes else ""),
             f"- split (seeded{', stratified' if info.get('task') in ('multiclass', 'binary') else ''}): "
-            f"train {sizes.get('train', '-')}, validation {sizes.get('val', '-')}, test {sizes.get('test', '-')}; "
-            f"options {run.get('dataset_options') or {}}"]
+            f"train {_fmt(sizes.get('train', '-'))}, validation {_fmt(sizes.get('val', '-'))}, test "
+            f"{_fmt(sizes.get('test', '-'))}; options {_fmt(str(run.get('dataset_options') or {}))}"]
     if info.get("description"):
-        out.append(f"- {info['description']}")
+        out.append(f"- {md_text(info['description'], 2000, line_start=True)}")
     for note in info.get("notes") or []:
-        out.append(f"- {note}")
+        out.append(f"- {md_text(note, 2000, line_start=True)}")
     out += ["", "## Hyper-parameters", "", "| setting | value |", "|---|---|"]
-    out += [f"| {k} | {_fmt(v)} |" for k, v in cfg.items() if v not in (None, [], {})]
+    out += [f"| {md_text(k)} | {_fmt(v)} |" for k, v in cfg.items() if v not in (None, [], {})]
     out += ["", "## Training curve", ""]
     if curve:
-        metric = curve[-1].get("metric_name", "metric")
+        metric = md_text(curve[-1].get("metric_name", "metric"))
         best = min(curve, key=lambda e: e.get("val_loss", float("inf")))
         out += [f"- epochs run: {len(curve)}",
                 f"- train loss {_fmt(curve[0].get('train_loss'))} -> {_fmt(curve[-1].get('train_loss'))}; "
@@ -102,22 +126,29 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     test = run.get("test_metrics")
     if test:
         scalars = {k: v for k, v in test.items() if isinstance(v, (int, float))}
-        out += [", ".join(f"{k} **{_fmt(v)}**" for k, v in scalars.items()), ""]
+        out += [", ".join(f"{md_text(k)} **{_fmt(v)}**" for k, v in scalars.items()), ""]
         if test.get("per_class"):
             out += ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
             for c, m in test["per_class"].items():
-                out.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+                m = m if isinstance(m, dict) else {}
+                out.append(f"| {md_text(c)} | {_num(m.get('precision'), '.3f')} | {_num(m.get('recall'), '.3f')} | "
+                           f"{_num(m.get('f1'), '.3f')} | {_fmt(m.get('support'))} |")
             out += ["", "Confusion matrix (rows true, columns predicted):", "", "```"]
-            out += [" ".join(f"{v:5d}" for v in row) for row in test.get("confusion_matrix", [])]
+            out += [" ".join(_int5(v) for v in row) for row in test.get("confusion_matrix", []) if isinstance(row, list)]
             out += ["```"]
     else:
         out.append("Not evaluated (the run did not finish).")
     out += ["", "## Environment", "",
-            f"- torch {env.get('torch', torch.__version__)}, python {env.get('python', '-')}, "
-            f"{env.get('platform', '-')}",
-            f"- device: {cfg.get('device', 'auto')} (resolved: {env.get('device', _resolved(cfg))}), "
-            f"mixed precision {'on' if cfg.get('amp') else 'off'}, seed {cfg.get('seed')}", ""]
+            f"- torch {_fmt(env.get('torch', torch.__version__))}, python {_fmt(env.get('python', '-'))}, "
+            f"{_fmt(env.get('platform', '-'))}",
+            f"- device: {_fmt(cfg.get('device', 'auto'))} (resolved: {_fmt(env.get('device', _resolved(cfg)))}), "
+            f"mixed precision {'on' if cfg.get('amp') else 'off'}, seed {_fmt(cfg.get('seed'))}", ""]
     return "\n".join(out)
+
+
+def _int5(v: Any) -> str:
+    """A confusion-matrix count, right-aligned; anything else in a crafted record becomes ``?``."""
+    return f"{v:5d}" if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**12 else "    ?"
 
 
 def _resolved(cfg: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -162,7 +163,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
                  store: RunStore | None = None, callbacks: Iterable[Callback] = (), *,
                  dataset_options: dict | None = None, on_event: Callable[[dict], None] | None = None,
                  background: bool = False, adapt: bool = False, dist: Any = None,
-                 name: str | None = None) -> TrainResult | TrainingJob:
+                 name: str | None = None, run_id: str | None = None, owner: str = "local",
+                 tags: dict | None = None) -> TrainResult | TrainingJob:
     """Train a project on a dataset: the single entry point of the CLI and the UI.
 
     Args:
@@ -175,6 +177,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         background: return a started :class:`TrainingJob` instead of training synchronously.
         adapt: adapt the graph's Input shape and output width to the dataset.
         dist: a :class:`builder.distributed.DistContext` (torchrun); only rank 0 writes to the store.
+        run_id: record into this existing (queued) run of ``store`` instead of creating one (job processes).
+        owner, tags: recorded with a new run.
 
     Returns:
         A :class:`TrainResult` (``run_id`` set when a store is used), or a started TrainingJob.
@@ -182,12 +186,22 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     Raises:
         GraphError, DatasetError, TrainingError (a failed run is recorded as ``failed`` first).
     """
-    project, ds, cfg = prepare(project, dataset, config, dataset_options=dataset_options, adapt=adapt)
+    try:
+        project, ds, cfg = prepare(project, dataset, config, dataset_options=dataset_options, adapt=adapt)
+    except Exception as e:
+        if run_id is not None and store is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
     main = dist is None or getattr(dist, "rank", 0) == 0
-    run_id, run_dir, listeners = None, None, []
+    run_dir, listeners = None, []
     if store is not None and main:
         src_name, src_opts = ds.info.reload_args()
-        run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict())
+        if run_id is None:
+            run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict(),
+                                      owner=owner, tags=tags)
+        else:  # a job's run row: record what prepare resolved (adapted graph, dataset reload arguments)
+            store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
+                             dataset_info=ds.info.to_dict(), config=cfg.model_dump())
         run_dir = store.run_dir(run_id)
         if not _reloadable(ds):  # an upload: keep the data so the run can be resumed
             save_dataset(ds, run_dir / "dataset.safetensors")
@@ -221,10 +235,11 @@ def _launch(trainer: Trainer, background: bool, run_id: str | None):
 
 def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (), *,
                on_event: Callable[[dict], None] | None = None, background: bool = False,
-               overrides: dict | None = None, dist: Any = None) -> TrainResult | TrainingJob:
+               overrides: dict | None = None, dist: Any = None, claimed: bool = False) -> TrainResult | TrainingJob:
     """Continue an interrupted, stopped, paused or failed run from its last checkpoint.
 
-    ``overrides`` may change settings such as ``epochs`` or ``lr`` (e.g. after a NaN loss).
+    ``overrides`` may change settings such as ``epochs`` or ``lr`` (e.g. after a NaN loss). ``claimed``: this
+    process holds the run's job slot (:mod:`builder.jobs`), so its live status is its own.
 
     Raises:
         RunStoreError: unknown run, a run still live or finished, or no checkpoint.
@@ -232,25 +247,18 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     store.mark_interrupted()
     run = store.get(run_id)
     run_id = run["id"]
-    if run["status"] in LIVE_STATUSES:  # mark_interrupted left it: its process is alive
+    if run["status"] in LIVE_STATUSES and not (claimed and run["pid"] == os.getpid()):  # its process is alive
         raise RunStoreError(f"run {run_id} is {run['status']} in process {run['pid']}; resume or stop it there "
                             "(it cannot run twice)")
     if run["status"] == "finished" and not (overrides or {}).get("epochs"):
         raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
     ckpt = store.checkpoint_path(run_id)
-    if not ckpt.is_file():
+    from .checkpoint import previous_path, read_resumable
+    if not ckpt.is_file() and not previous_path(ckpt).is_file():
         raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
     cfg = TrainConfig.from_dict(run["config"], **(overrides or {}))
     project = load_project(run["project"])
-    snapshot = store.run_dir(run_id) / "dataset.safetensors"
-    if snapshot.is_file():
-        ds = load_saved_dataset(snapshot)
-    else:
-        ds = load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
-    inp = _input_node(project.graph)
-    if inp is not None and list(inp.params.get("shape") or []) != list(ds.info.input_shape) and \
-            list(inp.params.get("shape") or []) == [int(math.prod(ds.info.input_shape))]:
-        ds = ds.flattened()
+    ds = _fit_input(project, load_run_dataset(store, run))
     main = dist is None or getattr(dist, "rank", 0) == 0
     listeners: list = [RunLogger(store, run_id)] if main else []
     if on_event is not None and main:
@@ -262,12 +270,57 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         freeze_nodes(model, cfg.freeze)
     trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
                       resume_from=ckpt, dist=dist)
-    from .checkpoint import read_checkpoint
-    _, meta = read_checkpoint(ckpt)
-    if main:
-        store.truncate_metrics(run_id, int(meta.get("state", {}).get("global_step", 0)))
+    _, meta, _ = read_resumable(ckpt)
+    step = meta.get("state", {}).get("global_step", 0)
+    if main and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+        store.truncate_metrics(run_id, step)
     trainer.run_id = run_id
     return _launch(trainer, background, run_id)
 
 
-__all__ = ["run_training", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes"]
+def load_run_dataset(store: RunStore, run: dict) -> Dataset:
+    """The dataset a run trained on: its saved snapshot (uploads) or the registered dataset reloaded."""
+    snapshot = store.run_dir(run["id"]) / "dataset.safetensors"
+    if snapshot.is_file():
+        return load_saved_dataset(snapshot)
+    return load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
+
+
+def _fit_input(project: Project, ds: Dataset) -> Dataset:
+    """Flatten image samples for a graph whose Input is a vector of their size (an MLP on digits)."""
+    inp = _input_node(project.graph)
+    shape = list(inp.params.get("shape") or []) if inp is not None else []
+    if shape != list(ds.info.input_shape) and shape == [int(math.prod(ds.info.input_shape))]:
+        return ds.flattened()
+    return ds
+
+
+def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[torch.nn.Module, Dataset]:
+    """A run's trained model (eval mode, on CPU) and the dataset it trained on, for explanations.
+
+    Args:
+        weights: ``final`` (the finished run's weights, else its last checkpoint) or ``checkpoint``.
+
+    Raises:
+        RunStoreError: unknown run, or a run with neither weights nor checkpoint yet.
+    """
+    from .checkpoint import read_checkpoint
+
+    run = store.get(run_id)
+    project = load_project(run["project"])
+    ds = _fit_input(project, load_run_dataset(store, run))
+    model = build_model(project.graph, int((run.get("config") or {}).get("seed", 0)))
+    wpath, ckpt = store.weights_path(run["id"]), store.checkpoint_path(run["id"])
+    if weights == "final" and wpath.is_file():
+        state, _ = load_weights(wpath)
+    elif ckpt.is_file():
+        tensors, _ = read_checkpoint(ckpt)
+        state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    else:
+        raise RunStoreError(f"run {run['id']} ({run['status']}) has no trained weights yet")
+    model.load_state_dict(state)
+    return model.eval(), ds
+
+
+__all__ = ["run_training", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes", "load_run",
+           "load_run_dataset"]

@@ -12,6 +12,7 @@ The graph is plain data (ids, types, params, positions); no torch objects live h
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ProjectFormatError
+from .registry import _short
 
 FORMAT = "layerlab"
 VERSION = 1
@@ -59,11 +61,11 @@ class Edge(BaseModel):
     """A connection; ports name which output of ``source`` feeds which input of ``target``."""
 
     model_config = ConfigDict(extra="forbid")
-    source: str = Field(min_length=1)
-    target: str = Field(min_length=1)
-    source_port: str | None = None
-    target_port: str | None = None
-    id: str | None = None
+    source: str = Field(min_length=1, max_length=200)
+    target: str = Field(min_length=1, max_length=200)
+    source_port: str | None = Field(default=None, max_length=50)
+    target_port: str | None = Field(default=None, max_length=50)
+    id: str | None = Field(default=None, max_length=200)
 
     @property
     def key(self) -> str:
@@ -162,11 +164,11 @@ def parse_project(data: Any) -> Project:
         raise ProjectFormatError(f"a project file must be a JSON object, got {type(data).__name__}")
     fmt = data.get("format", FORMAT)
     if fmt != FORMAT:
-        raise ProjectFormatError(f"unknown format {fmt!r}; expected \"{FORMAT}\"")
+        raise ProjectFormatError(f"unknown format {_short(fmt)}; expected \"{FORMAT}\"")
     version = data.get("version", VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
         raise ProjectFormatError(
-            f"unsupported project version {version!r}; this LayerLab reads version(s) "
+            f"unsupported project version {_short(version)}; this LayerLab reads version(s) "
             f"{', '.join(map(str, SUPPORTED_VERSIONS))}: upgrade LayerLab or re-save the file")
     if "graph" not in data and "nodes" in data:
         # a bare graph is accepted too
@@ -208,26 +210,77 @@ def load_project(source: str | Path | dict | bytes | Project) -> Project:
     elif isinstance(source, str) and source.lstrip().startswith("{"):
         text = source
     else:
-        path = Path(source)
-        try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise ProjectFormatError(f"{path}: file is larger than {MAX_FILE_BYTES // 2**20} MiB")
-            text = _decode(path.read_bytes())
-        except FileNotFoundError:
-            raise ProjectFormatError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ProjectFormatError(f"{path}: is a directory, not a project file") from None
-        except PermissionError:
-            raise ProjectFormatError(f"{path}: permission denied") from None
-        except OSError as e:
-            raise ProjectFormatError(f"{path}: cannot read ({e.strerror})") from None
+        text = _decode(_read_file(Path(source)))
+    return parse_project(parse_json(text))
+
+
+def _read_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES (devices, pipes and folders are refused; the
+    read is bounded even when the size the file reports is wrong)."""
     try:
-        data = json.loads(text)
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ProjectFormatError(f"{path}: is a directory, not a project file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ProjectFormatError(f"{path}: not a regular file (a device, pipe or socket); received: {path}. "
+                                     "Fix: save the project to a file and pass that")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ProjectFormatError(f"{path}: file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ProjectFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ProjectFormatError(f"{path}: is a directory, not a project file") from None
+    except PermissionError:
+        raise ProjectFormatError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise ProjectFormatError(f"{path}: cannot read ({e.strerror or e})") from None
+    except ValueError as e:  # e.g. a NUL character in the path
+        raise ProjectFormatError(f"{path!r}: cannot read ({e})") from None
+    return raw
+
+
+MAX_INT_DIGITS = 30  # longer integer literals are read as floats (1e40, inf): no bignum work, a range error later
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(dup)
+    return out
+
+
+def _parse_int(text: str) -> int | float:
+    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
+
+
+def parse_json(text: str) -> Any:
+    """Decode JSON text strictly enough for a project file: duplicate keys are refused, integers of more
+    than 30 digits become floats (so no quadratic bignum conversion), deep nesting is an error.
+
+    Raises:
+        ProjectFormatError: with the line and column where possible.
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_parse_int)
     except json.JSONDecodeError as e:
         raise ProjectFormatError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise ProjectFormatError("not valid JSON: nested too deeply") from None
-    return parse_project(data)
+    except _DuplicateKey as e:
+        key = str(e.args[0])
+        shown = key if len(key) <= 40 else key[:37] + "..."
+        raise ProjectFormatError(f"a JSON object repeats the key {json.dumps(shown)}; received: the key twice. "
+                                 "Fix: keep one of them") from None
+    except ValueError as e:  # e.g. a float literal too long to convert
+        raise ProjectFormatError(f"not valid JSON: {e}") from None
 
 
 def _decode(raw: bytes) -> str:
@@ -235,8 +288,9 @@ def _decode(raw: bytes) -> str:
         raise ProjectFormatError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
     try:
         return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ProjectFormatError("not a text file: the content is not UTF-8") from None
+    except UnicodeDecodeError as e:
+        raise ProjectFormatError(f"not a text file: the content is not UTF-8 (byte {e.start}). Fix: save it as "
+                                 "UTF-8") from None
 
 
 def as_graph(obj: Graph | Project | dict | str | Path) -> Graph:

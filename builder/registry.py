@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,7 @@ class Param:
 
     def check(self, value: Any) -> tuple[Any, str | None]:
         """Return (normalised value, None) or (None, message worded as rule, value, fix)."""
+        value = _tame(value)
         if value is None:
             if self.nullable:
                 return None, None
@@ -89,7 +91,8 @@ class Param:
         if k == "int":
             v = _as_int(value)
             if v is None:
-                return None, f"`{self.name}` must be an integer; received: {_short(value)}. Fix: use e.g. {self.default!r}"
+                return None, self._out_of_range(value) or \
+                    f"`{self.name}` must be an integer; received: {_short(value)}. Fix: use e.g. {self.default!r}"
             return self._range(v)
         if k == "float":
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -101,7 +104,7 @@ class Param:
             return value, None
         if k == "choice":
             if value not in self.choices:
-                close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+                close = difflib.get_close_matches(str(value)[:100], [str(c) for c in self.choices], n=1)
                 hint = f"did you mean {close[0]!r}?" if close else "use one of " + ", ".join(map(repr, self.choices))
                 return None, f"`{self.name}` must be one of {', '.join(map(repr, self.choices))}; received: {_short(value)}. Fix: {hint}"
             return value, None
@@ -124,7 +127,8 @@ class Param:
                 return (out[0] if out[0] == out[1] else out), None
             v = _as_int(value)
             if v is None:
-                return None, f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
+                return None, self._out_of_range(value) or \
+                    f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
             return self._range(v)
         raise ValueError(f"unknown parameter kind {k}")  # programming error in a spec
 
@@ -134,12 +138,18 @@ class Param:
         for item in items:
             v = _as_int(item)
             if v is None:
-                return None, not_int
+                return None, self._out_of_range(item) or not_int
             v, err = self._range(v)
             if err:
                 return None, err
             out.append(v)
         return out, None
+
+    def _out_of_range(self, v: Any) -> str | None:
+        """The range message for ±inf (also what integers of hundreds of digits become), else None."""
+        if isinstance(v, float) and math.isinf(v):
+            return self._range(v)[1]
+        return None
 
     def _range(self, v: float) -> tuple[Any, str | None]:
         if self.min is not None and v < self.min:
@@ -156,12 +166,35 @@ class Param:
         return f"[{lo}, {hi}]"
 
 
+_HUGE_BITS = 64  # integers beyond ±2**64 are no sizes: treated as ±inf without any bignum arithmetic
+
+
+def _tame(v: Any) -> Any:
+    """An integer of thousands of digits becomes ±inf (rejected by every range), nested lists likewise."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > _HUGE_BITS:
+        return math.inf if v > 0 else -math.inf
+    if isinstance(v, list | tuple) and len(v) <= 16:
+        return [_tame(x) for x in v]
+    return v
+
+
 def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+    v = _tame(v)
+    if isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 1e15):
+        return str(int(v))
+    return f"{v:g}"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 8, 8, 4, 40, 40
 
 
 def _short(v: Any) -> str:
-    s = repr(v)
+    """A repr of at most 40 characters, whatever the value (huge integers, deep nesting, long text)."""
+    try:
+        s = _REPR.repr(_tame(v))
+    except (ValueError, RecursionError):  # e.g. an integer too long to print
+        s = f"<{type(v).__name__} too large to show>"
     return s if len(s) <= 40 else s[:37] + "..."
 
 
@@ -173,6 +206,23 @@ def _as_int(v: Any) -> int | None:
     if isinstance(v, float) and math.isfinite(v) and v.is_integer():
         return int(v)
     return None
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Memory a layer needs beyond its parameters and its outputs, counted in float32 values.
+
+    ``buffers``: allocated once with the model (a fixed table such as sinusoidal positions);
+    ``build``: extra temporaries while constructing the module (freed afterwards);
+    ``work``: per sample, intermediates of one forward pass that stay alive for the backward pass
+    (attention weights, im2col columns, recurrent gates, dropout masks);
+    ``note``: what the buffer is, for budget messages.
+    """
+
+    buffers: int = 0
+    build: int = 0
+    work: int = 0
+    note: str = ""
 
 
 ShapeRule = Callable[[dict, list[TensorType]], "TensorType | dict[str, TensorType]"]
@@ -195,6 +245,8 @@ class LayerSpec:
         emit: adds the layer's call to the fx graph; the default calls the module on the first input.
         lint: returns warnings (settings that work but probably do not do what the user wants).
         input_kind: the kind of tensor every input port accepts.
+        cost: (params, input types, output types) -> :class:`Cost`: buffers and intermediates the layer
+            creates beyond its parameters and outputs; counted by the size budget.
     """
 
     type: str
@@ -213,6 +265,7 @@ class LayerSpec:
     emit: Callable | None = None
     export_init: Callable | None = None
     lint: Callable[[dict, list[TensorType]], list[str]] | None = None  # non-blocking warnings
+    cost: Callable[[dict, list[TensorType], dict], Cost] | None = None
     doc_url: str | None = None
 
     @property
@@ -237,13 +290,14 @@ class LayerSpec:
         names = self.param_names
         for key in params:
             if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1)
+                close = difflib.get_close_matches(str(key), names, n=1) if len(str(key)) <= 100 else []
+                shown = key if isinstance(key, str) and len(key) <= 40 else _short(key)
                 if key in self.inferred:
-                    errors.append(f"`{key}` is inferred from the input and cannot be set; received: {key}={_short(params[key])}. Fix: remove it")
+                    errors.append(f"`{shown}` is inferred from the input and cannot be set; received: {shown}={_short(params[key])}. Fix: remove it")
                 else:
                     hint = f"did you mean `{close[0]}`?" if close else (
                         "known: " + ", ".join(names) if names else f"{self.type} takes no parameters")
-                    errors.append(f"unknown parameter `{key}` for {self.type}; received: {key}={_short(params[key])}. Fix: {hint}")
+                    errors.append(f"unknown parameter `{shown}` for {self.type}; received: {shown}={_short(params[key])}. Fix: {hint}")
         for p in self.params:
             if p.name in params:
                 v, err = p.check(params[p.name])

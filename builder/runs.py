@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -55,15 +56,24 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER, host TEXT,
     project TEXT, dataset_name TEXT, dataset_options TEXT, dataset_info TEXT, config TEXT,
     final_metrics TEXT, test_metrics TEXT, message TEXT, parent_id TEXT,
-    epochs_done INTEGER DEFAULT 0, environment TEXT
+    epochs_done INTEGER DEFAULT 0, environment TEXT,
+    owner TEXT DEFAULT 'local', tags TEXT, control TEXT, queued_at REAL, graph_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER, epoch INTEGER, data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, kind, step);
 """
+RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what _new_id makes, e.g. 20261121-104000-ab12cd
+_PREFIX_RE = re.compile(r"[0-9a-f-]{1,22}")
+_ID_HELP = ("a run id is 8 digits, 6 digits and 6 hex digits joined by dashes (e.g. 20261121-104000-ab12cd). "
+            "Fix: copy one from `layerlab runs list`")
 _JSON_COLS = ("project", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
-              "environment")
+              "environment", "tags")
+# columns added after the first release: added to an existing database when it is opened
+_ADDED_COLUMNS = {"owner": "TEXT DEFAULT 'local'", "tags": "TEXT", "control": "TEXT", "queued_at": "REAL",
+                  "graph_hash": "TEXT"}
+CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
 def default_workspace(flag: str | Path | None = None) -> Path:
@@ -82,8 +92,19 @@ def _new_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
+def check_run_id(run_id: Any) -> str:
+    """``run_id`` when it has the exact format of an id this store makes; else RunStoreError.
+
+    Every id that becomes part of a path goes through here, whether a user typed it or it was read from
+    the database (a crafted row such as ``../../x`` never reaches the file system).
+    """
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
+        raise RunStoreError(f"invalid run id; received: {str(run_id)[:80]!r}. {_ID_HELP}")
+    return run_id
+
+
 def _pid_alive(pid: int | None) -> bool:
-    if not pid:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     if pid == os.getpid():
         return True
@@ -129,8 +150,21 @@ class RunStore:
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(_SCHEMA)
+            self._migrate(c)
         if mark_interrupted:
             self.mark_interrupted()
+
+    @staticmethod
+    def _migrate(c: sqlite3.Connection) -> None:
+        """Add the columns a database created by an older LayerLab lacks (owner, tags, control, ...)."""
+        have = {r["name"] for r in c.execute("PRAGMA table_info(runs)")}
+        for col, decl in _ADDED_COLUMNS.items():
+            if col not in have:
+                try:
+                    c.execute(f"ALTER TABLE runs ADD COLUMN {col} {decl}")
+                except sqlite3.OperationalError as e:  # another process added it first
+                    if "duplicate column" not in str(e):
+                        raise RunStoreError(f"cannot upgrade run database {c}: {e}") from None
 
     # ---- plumbing
     def _conn(self) -> sqlite3.Connection:
@@ -167,14 +201,27 @@ class RunStore:
             return c.execute(sql, tuple(args)).fetchall()
 
     def run_dir(self, run_id: str) -> Path:
-        """The folder of a run (checkpoints, weights, model card, exports)."""
-        return self.workspace / "runs" / run_id
+        """The folder of a run (checkpoints, weights, model card, exports).
+
+        Raises:
+            RunStoreError: an id of the wrong format, or a folder that resolves outside the workspace
+                (e.g. a symlink).
+        """
+        return self._safe_path(self.workspace / "runs" / check_run_id(run_id))
+
+    def _safe_path(self, path: Path) -> Path:
+        """``path`` after checking that it resolves inside ``<workspace>/runs``. Raises RunStoreError."""
+        root = (self.workspace / "runs").resolve()
+        if not path.resolve().is_relative_to(root):
+            raise RunStoreError(f"path outside the workspace; received: {str(path)[:200]!r} (resolves outside "
+                                f"{root}). Fix: remove the link or the crafted run")
+        return path
 
     # ---- runs
     def create_run(self, project: Project | dict, dataset_name: str, dataset_options: dict | None,
                    config: TrainConfig | dict, *, name: str | None = None, dataset_info: dict | None = None,
-                   parent_id: str | None = None) -> str:
-        """Insert a ``queued`` run and create its folder; returns the run id."""
+                   parent_id: str | None = None, owner: str = "local", tags: dict | None = None) -> str:
+        """Insert a ``queued`` run owned by ``owner`` and create its folder; returns the run id."""
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
         run_id = _new_id()
@@ -184,12 +231,95 @@ class RunStore:
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
                "platform": __import__("platform").platform(), "host": socket.gethostname()}
         self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
-                    " dataset_options, dataset_info, config, parent_id, environment) VALUES"
-                    " (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
+                    " graph_hash) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, name or project.name, _now(), _now(), os.getpid(), socket.gethostname(),
                      project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
-                     _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env)))
+                     _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
+                     str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph)))
         return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run (JSON columns encoded); ``project`` also refreshes ``graph_hash``."""
+        if "project" in fields:
+            project = load_project(fields["project"])
+            fields["project"] = project.to_json(indent=None)
+            fields["graph_hash"] = graph_hash(project.graph)
+        if not fields:
+            return
+        unknown = set(fields) - _COLUMNS
+        if unknown:
+            raise RunStoreError(f"no run column(s) {', '.join(sorted(unknown))}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        args = [_dumps(v) if k in _JSON_COLS and k != "project" else v for k, v in fields.items()]
+        if self._write(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?", [*args, _now(), run_id]) == 0:
+            raise RunStoreError(f"no run {run_id!r}")
+
+    # ---- job control and scheduling (see builder.jobs)
+    def set_control(self, run_id: str, action: str | None) -> None:
+        """Request ``pause``, ``resume`` or ``stop`` of a job (None clears); its process polls this column."""
+        if action is not None and action not in CONTROL_ACTIONS:
+            raise RunStoreError(f"unknown control action {action!r}; use one of {', '.join(CONTROL_ACTIONS)}")
+        if self._write("UPDATE runs SET control = ? WHERE id = ?", (action, run_id)) == 0:
+            raise RunStoreError(f"no run {run_id!r}")
+
+    def take_control(self, run_id: str) -> str | None:
+        """The pending control action of a run, cleared atomically (None when there is none)."""
+        for _ in range(20):
+            rows = self._read("SELECT control FROM runs WHERE id = ?", (run_id,))
+            action = rows[0]["control"] if rows else None
+            if action is None:
+                return None
+            if self._write("UPDATE runs SET control = NULL WHERE id = ? AND control = ?", (run_id, action)):
+                return action
+        return None
+
+    def requeue(self, run_id: str, pid: int | None = None) -> None:
+        """Put a run back at the end of the queue (``queued``, control cleared) for a job process ``pid``."""
+        self._write("UPDATE runs SET status = 'queued', message = '', control = NULL, queued_at = ?, pid = ?,"
+                    " host = ?, updated_at = ?, finished_at = NULL WHERE id = ?",
+                    (time.time(), pid or os.getpid(), socket.gethostname(), _now(), run_id))
+
+    def _live_rows(self, c: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+        """(running or paused rows, queued rows in queue order) of this host whose process is alive."""
+        rows = c.execute("SELECT id, pid, status, queued_at FROM runs WHERE host = ? AND status IN "
+                         "('queued', 'running', 'paused') ORDER BY queued_at, id",
+                         (socket.gethostname(),)).fetchall()
+        rows = [r for r in rows if _pid_alive(r["pid"])]
+        return [r for r in rows if r["status"] != "queued"], [r for r in rows if r["status"] == "queued"]
+
+    def claim_slot(self, run_id: str, limit: int) -> bool:
+        """Atomically move a queued run to ``running`` when fewer than ``limit`` jobs of this host run
+        and it is among the first queued; returns whether it got the slot."""
+        for attempt in range(20):
+            try:
+                with self._conn() as c:
+                    c.execute("BEGIN IMMEDIATE")
+                    try:
+                        active, queue = self._live_rows(c)
+                        free = int(limit) - len(active)
+                        ok = free > 0 and run_id in [r["id"] for r in queue[:free]]
+                        if ok:
+                            c.execute("UPDATE runs SET status = 'running', message = '', pid = ?, host = ?, "
+                                      "started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ?",
+                                      (os.getpid(), socket.gethostname(), _now(), _now(), run_id))
+                        c.execute("COMMIT")
+                    except BaseException:
+                        c.execute("ROLLBACK")
+                        raise
+                    return ok
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise RunStoreError(f"run database error: {e}") from None
+                time.sleep(0.05 * (attempt + 1))
+        return False
+
+    def queue_position(self, run_id: str) -> int | None:
+        """1-based place of a queued run among this host's queued jobs (None when it is not queued)."""
+        with self._conn() as c:
+            _, queue = self._live_rows(c)
+        ids = [r["id"] for r in queue]
+        return ids.index(run_id) + 1 if run_id in ids else None
 
     def set_environment(self, run_id: str, **values: Any) -> None:
         """Merge values (e.g. the resolved device) into a run's environment record."""
@@ -241,13 +371,16 @@ class RunStore:
 
     def get(self, run_id: str) -> dict:
         """A run as a dict (JSON columns decoded). A unique id prefix works. Raises RunStoreError."""
+        if not isinstance(run_id, str) or not _PREFIX_RE.fullmatch(run_id):
+            raise RunStoreError(f"no run {str(run_id)[:80]!r}: {_ID_HELP}")
         rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if not rows:
-            rows = self._read("SELECT * FROM runs WHERE id LIKE ? ORDER BY id", (run_id.replace("%", "") + "%",))
+        if not rows:  # a unique prefix, matched exactly (substr, not LIKE: no wildcards)
+            rows = self._read("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(run_id), run_id))
             if len(rows) > 1:
                 raise RunStoreError(f"run id prefix {run_id!r} is ambiguous: {', '.join(r['id'] for r in rows[:5])}")
         if not rows:
             raise RunStoreError(f"no run {run_id!r} in {self.workspace}; list them with `layerlab runs list`")
+        check_run_id(rows[0]["id"])  # a crafted database row never reaches a path
         return self._decode(rows[0])
 
     @staticmethod
@@ -258,17 +391,30 @@ class RunStore:
                 d[k] = json.loads(d[k])
         return d
 
-    def list_runs(self, status: str | None = None, limit: int = 100) -> list[dict]:
-        """Newest first: id, name, status, dataset, timestamps, epochs done, final and test metrics."""
-        sql = ("SELECT id, name, status, created_at, finished_at, dataset_name, epochs_done, final_metrics, "
-               "test_metrics, message, config FROM runs")
-        args: list = []
+    def list_runs(self, status: str | None = None, limit: int = 100, *, owner: str | None = None,
+                  tags: dict | None = None) -> list[dict]:
+        """Newest first: id, name, status, owner, tags, dataset, timestamps, epochs done, settings, final and
+        test metrics. ``owner`` keeps that owner's runs; ``tags`` keeps runs whose tags contain these items."""
+        sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
+               "dataset_name, dataset_options, epochs_done, final_metrics, test_metrics, message, config, "
+               "graph_hash, parent_id FROM runs")
+        where, args = [], []
         if status:
-            sql += " WHERE status = ?"
+            where.append("status = ?")
             args.append(status)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        args.append(int(limit))
-        return [self._decode(r) for r in self._read(sql, args)]
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(str(owner))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if not tags:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        runs = [self._decode(r) for r in self._read(sql, args)]
+        if tags:
+            runs = [r for r in runs if all((r.get("tags") or {}).get(k, _MISSING) == v for k, v in tags.items())]
+        return runs[:int(limit)]
 
     def metrics(self, run_id: str, kind: str = "epoch") -> list[dict]:
         """A run's curve: the logged events of one kind (``epoch`` or ``step``) in order."""
@@ -280,9 +426,10 @@ class RunStore:
         run = self.get(run_id)
         if run["status"] in LIVE_STATUSES and _pid_alive(run["pid"]) and run["host"] == socket.gethostname():
             raise RunStoreError(f"run {run['id']} is {run['status']} in process {run['pid']}; stop it first")
+        folder = self.run_dir(run["id"])  # checked before anything is deleted
         self._write("DELETE FROM metrics WHERE run_id = ?", (run["id"],))
         self._write("DELETE FROM runs WHERE id = ?", (run["id"],))
-        shutil.rmtree(self.run_dir(run["id"]), ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def mark_interrupted(self) -> list[str]:
         """Mark runs left live by a dead process (same host) as ``interrupted``; returns their ids."""
@@ -304,6 +451,28 @@ class RunStore:
     def weights_path(self, run_id: str) -> Path:
         """The run's final weights file (exists once finished)."""
         return self.run_dir(run_id) / "model.safetensors"
+
+
+_MISSING = object()
+_COLUMNS = {"id", "name", "status", "created_at", "started_at", "updated_at", "finished_at", "pid", "host",
+            "project", "dataset_name", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
+            "message", "parent_id", "epochs_done", "environment", *_ADDED_COLUMNS}
+
+
+def graph_hash(graph: Any) -> str:
+    """A short hash of what a graph computes (node ids, types, parameters, edges; not positions or names).
+
+    Two projects with the same hash train the same model, so a run matches the canvas when the hashes agree.
+    """
+    import hashlib
+
+    g = graph.model_dump() if hasattr(graph, "model_dump") else dict(graph or {})
+    nodes = sorted((str(n.get("id")), str(n.get("type")), json.dumps(n.get("params") or {}, sort_keys=True,
+                                                                       default=str))
+                   for n in g.get("nodes") or [])
+    edges = sorted(json.dumps({k: v for k, v in e.items() if k not in ("id",)}, sort_keys=True, default=str)
+                   for e in g.get("edges") or [])
+    return hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()[:16]
 
 
 class _Closing:
@@ -354,4 +523,5 @@ class RunLogger:
             self._steps = []
 
 
-__all__ = ["RunStore", "RunLogger", "default_workspace", "ENV_WORKSPACE", "LIVE_STATUSES", "RESUMABLE"]
+__all__ = ["RunStore", "RunLogger", "check_run_id", "RUN_ID_RE", "default_workspace", "graph_hash", "ENV_WORKSPACE",
+           "LIVE_STATUSES", "RESUMABLE", "CONTROL_ACTIONS"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ from .project import Edge, Graph, as_graph
 from .registry import (
     TENSOR,
     TOKENS,
+    Cost,
     LayerSpec,
     ShapeError,
     TensorType,
+    _short,
     format_shape,
     get_spec,
     has_spec,
@@ -42,8 +45,10 @@ MAX_NODES = 5000
 class Budget:
     """Limits that reject absurd graphs before any tensor is allocated.
 
-    ``max_activation_bytes`` is for one forward+backward pass at ``batch_size`` (float32, activations kept
-    for the backward pass).
+    ``max_params`` bounds the values the model holds: parameters, buffers (running statistics, fixed
+    position tables) and the temporaries needed to build them. ``max_activation_bytes`` is for one
+    forward+backward pass at ``batch_size`` (float32): every layer's outputs plus the intermediates it keeps
+    for the backward pass (attention weights, im2col columns, recurrent gates, dropout masks).
     """
 
     max_params: int = 200_000_000
@@ -68,6 +73,10 @@ class NodeInfo:
     outputs: dict[str, TensorType] = field(default_factory=dict)
     inputs: list[TensorType] = field(default_factory=list)
     num_params: int = 0
+    num_buffers: int = 0  # values in buffers (running statistics, fixed tables)
+    build_values: int = 0  # temporaries while constructing the module
+    work_values: int = 0  # per sample: intermediates kept for backward beyond the outputs
+    cost_note: str = ""
     inferred: dict = field(default_factory=dict)
     cause: str | None = None  # for status "upstream": the broken node to fix first
 
@@ -91,7 +100,7 @@ class NodeInfo:
                 "warnings": list(self.warnings),
                 "shape": list(self.shape) if self.shape is not None else None,
                 "outputs": {k: list(v.shape) for k, v in self.outputs.items()},
-                "params": self.num_params, "inferred": dict(self.inferred)}
+                "params": self.num_params, "buffers": self.num_buffers, "inferred": dict(self.inferred)}
 
 
 @dataclass
@@ -106,7 +115,8 @@ class ShapeReport:
     output_nodes: list[str]
     in_edges: dict[str, list[tuple[Edge, str]]]  # node -> [(edge, resolved target port)] in input order
     total_params: int = 0
-    activation_bytes: int = 0  # per sample, forward outputs in float32
+    total_buffers: int = 0  # buffer values (running statistics, fixed tables)
+    activation_bytes: int = 0  # per sample, float32: forward outputs plus intermediates kept for backward
 
     @property
     def ok(self) -> bool:
@@ -122,8 +132,8 @@ class ShapeReport:
         return rows
 
     def memory_estimate(self, batch_size: int = 64) -> int:
-        """Bytes for weights, gradients, Adam state and activations at ``batch_size``."""
-        return self.total_params * 4 * 4 + self.activation_bytes * batch_size * 2
+        """Bytes for weights, gradients, Adam state, buffers and activations at ``batch_size``."""
+        return self.total_params * 4 * 4 + self.total_buffers * 4 + self.activation_bytes * batch_size * 2
 
 
 def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: str | None = None) -> None:
@@ -131,11 +141,12 @@ def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: s
 
 
 @functools.lru_cache(maxsize=4096)
-def _count_params(cls: str, items: tuple) -> int:
+def _count_params(cls: str, items: tuple) -> tuple[int, int]:
+    """(parameters, buffer values) of ``nn.<cls>(**items)``, built on the meta device (nothing allocated)."""
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's own warnings are reported as lint problems
         module = getattr(nn, cls)(**dict(items))
-    return sum(p.numel() for p in module.parameters())
+    return sum(p.numel() for p in module.parameters()), sum(b.numel() for b in module.buffers())
 
 
 def _freeze(v):
@@ -145,6 +156,14 @@ def _freeze(v):
 def module_ctor(spec: LayerSpec, params: dict, ins: list[TensorType]) -> tuple[str, dict] | None:
     """The torch.nn class name and keyword arguments for a node, or None for module-less layers."""
     return spec.ctor(params, ins) if spec.ctor else None
+
+
+_PORT_INDEX = re.compile(r"[0-9]{1,6}")  # ASCII digits only: '²' or '١' are no port numbers
+
+
+def port_index(port: str | None) -> int | None:
+    """The input index a numeric ``target_port`` names (``"0"``, ``"12"``), else None."""
+    return int(port) if port and _PORT_INDEX.fullmatch(port) else None
 
 
 def _resolve_port(spec: LayerSpec, edge: Edge, taken: Counter) -> tuple[str | None, str | None]:
@@ -159,13 +178,15 @@ def _resolve_port(spec: LayerSpec, edge: Edge, taken: Counter) -> tuple[str | No
             if not taken[name]:
                 return name, None
         return spec.inputs[0], None
-    if spec.variadic and (port.isdigit() or port in spec.inputs):
+    if spec.variadic and (port_index(port) is not None or port in spec.inputs):
         return spec.inputs[0], None
     if port in spec.inputs:
         return port, None
     close = difflib.get_close_matches(port, spec.inputs, n=1)
     hint = f"did you mean `{close[0]}`?" if close else "use one of " + ", ".join(f"`{n}`" for n in spec.inputs)
-    return None, f"unknown target_port for {spec.type}; received: target_port={port!r}. Fix: {hint}"
+    if spec.variadic:
+        hint = f"number the inputs with ASCII digits `0`, `1`, ... (or use `{spec.inputs[0]}`)"
+    return None, f"unknown target_port for {spec.type}; received: target_port={_short(port)}. Fix: {hint}"
 
 
 def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
@@ -348,17 +369,27 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
         info.inputs = ins
         try:
             out = spec.shape(info.params, ins)
+            outs = out if isinstance(out, dict) else {spec.outputs[0]: out}
             ctor = module_ctor(spec, info.params, ins)
             if ctor is not None:
                 cls, kwargs = ctor
                 info.inferred = {k: kwargs[k] for k in spec.inferred if k in kwargs}
-                info.num_params = _count_params(cls, tuple(sorted((k, _freeze(v)) for k, v in kwargs.items())))
+                info.num_params, info.num_buffers = _count_params(
+                    cls, tuple(sorted((k, _freeze(v)) for k, v in kwargs.items())))
+            cost = spec.cost(info.params, ins, outs) if spec.cost else Cost()
+            info.num_buffers += cost.buffers
+            info.build_values, info.work_values, info.cost_note = cost.build, cost.work, cost.note
         except ShapeError as ex:
             info.status = "error"
             port = ex.port
-            if port is not None and port.isdigit() and int(port) < len(preds):
-                port = f"{preds[int(port)][1]} (edge from `{preds[int(port)][0].source}`)"
-            msg = (f"input `{port}`: " if port else "") + str(ex)
+            i = port_index(port)
+            where = f"input `{port}`: " if port else ""
+            if i is not None and i < len(preds):
+                where = f"input {i} (edge from `{preds[i][0].source}`): "
+            elif port:
+                src = next((e.source for e, name in preds if name == port), None)
+                where = f"input `{port}`" + (f" (edge from `{src}`)" if src else "") + ": "
+            msg = where + str(ex)
             if not port and len(preds) == 1:
                 msg = f"{msg} (input from `{preds[0][0].source}`)"
             elif not port and preds:
@@ -371,7 +402,7 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
             info.errors.append(f"invalid parameters: {ex}. Fix: adjust the parameters")
             _err(problems, "bad_param", info.errors[-1], node=nid)
             continue
-        info.outputs = out if isinstance(out, dict) else {spec.outputs[0]: out}
+        info.outputs = outs
         for msg in spec.lint(info.params, ins) if spec.lint else ():
             info.warnings.append(msg)
             problems.append(Problem("warning", msg, node=nid, severity="warning"))
@@ -386,7 +417,8 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
                      key=position.__getitem__)  # file order
     report = ShapeReport(nodes, edge_types, problems, order, inputs, outputs, dict(in_edges))
     report.total_params = sum(i.num_params for i in nodes.values())
-    report.activation_bytes = sum(sum(t.numel for t in i.outputs.values()) * 4 for i in nodes.values())
+    report.total_buffers = sum(i.num_buffers for i in nodes.values())
+    report.activation_bytes = sum(_sample_values(i) * 4 for i in nodes.values())
     _check_budget(report, budget)
     return report
 
@@ -395,27 +427,48 @@ def _ordered_inputs(spec: LayerSpec, preds: list[tuple[Edge, str]]) -> list[tupl
     """Inputs in call order: named ports in spec order; variadic ones by numeric target_port, then edge order."""
     if spec.variadic:
         def key(item):
-            tp = item[0].target_port
-            return (0, int(tp)) if tp and tp.isdigit() else (1, 0)
+            i = port_index(item[0].target_port)
+            return (0, i) if i is not None else (1, 0)
         return sorted(preds, key=key)  # stable: edge order breaks ties
     rank = {p: i for i, p in enumerate(spec.inputs)}
     return sorted(preds, key=lambda item: rank.get(item[1], 99))
 
 
+def _sample_values(info: NodeInfo) -> int:
+    """Values one sample keeps alive at this node: its outputs plus its intermediates."""
+    return sum(t.numel for t in info.outputs.values()) + info.work_values
+
+
+def _model_values(info: NodeInfo) -> int:
+    """Values this node needs when the model is built: parameters, buffers and build temporaries."""
+    return info.num_params + info.num_buffers + info.build_values
+
+
 def _check_budget(report: ShapeReport, budget: Budget) -> None:
-    if report.total_params > budget.max_params:
-        worst = max(report.nodes.values(), key=lambda i: i.num_params)
-        msg = (f"the model would have {report.total_params:,} parameters, above the budget of {budget.max_params:,}; "
-               f"this node alone has {worst.num_params:,}. Fix: reduce its sizes (e.g. out_features/out_channels) or "
-               "add pooling before it")
+    if not report.nodes:
+        return
+    peak_build = max(i.build_values for i in report.nodes.values())
+    held = report.total_params + report.total_buffers + peak_build
+    if held > budget.max_params:
+        worst = max(report.nodes.values(), key=_model_values)
+        what = f"{report.total_params:,} parameters"
+        if report.total_buffers or peak_build:
+            what += f" and {report.total_buffers + peak_build:,} buffer values"
+        note = f" ({worst.cost_note})" if worst.cost_note else ""
+        fix = ("lower max_len to the longest sequence you feed, or use kind 'learned'" if worst.type ==
+               "PositionalEncoding" else "reduce its sizes (e.g. out_features/out_channels) or add pooling before it")
+        msg = (f"the model would hold {what}, above the budget of {budget.max_params:,} values; this node alone "
+               f"needs {_model_values(worst):,}{note}. Fix: {fix}")
         worst.errors.append(msg)
         report.problems.append(Problem("budget", msg, node=worst.id))
     act = report.activation_bytes * budget.batch_size * 2
     if act > budget.max_activation_bytes:
-        worst = max(report.nodes.values(), key=lambda i: sum(t.numel for t in i.outputs.values()))
+        worst = max(report.nodes.values(), key=_sample_values)
+        extra = (f" and keeps {worst.work_values:,} intermediate values per sample (e.g. attention weights, "
+                 "unfolded convolution inputs)") if worst.work_values > sum(t.numel for t in worst.outputs.values()) else ""
         msg = (f"activations for a batch of {budget.batch_size} would need {act / 2**30:.1f} GiB, above the budget of "
-               f"{budget.max_activation_bytes / 2**30:.1f} GiB; this node outputs {worst.shape_str} per sample. Fix: "
-               "shrink the input or add pooling/stride earlier")
+               f"{budget.max_activation_bytes / 2**30:.1f} GiB; this node outputs {worst.shape_str} per sample{extra}. "
+               "Fix: shrink the input or add pooling/stride earlier")
         worst.errors.append(msg)
         report.problems.append(Problem("budget", msg, node=worst.id))
 

@@ -460,6 +460,18 @@ def grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
+def _int_in(v: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"{what} must be an integer in [{lo}, {hi}]; received: {str(v)[:40]!r}")
+    return v
+
+
+def _number(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{what} must be a number; received: {type(v).__name__}")
+    return float(v)
+
+
 # ------------------------------------------------------------------------------------------- trainer
 class _Stop(Exception):
     pass
@@ -517,6 +529,7 @@ class Trainer:
         self._pause_req = False
         self._resume_evt = threading.Event()
         self._stop_at_step: int | None = None  # test hook: behave as if stop() was called at this step
+        self._resume_note = ""
 
     # ---- control (thread-safe)
     def pause(self) -> None:
@@ -645,26 +658,65 @@ class Trainer:
 
     def _restore(self) -> tuple[int, int, torch.Tensor | None, dict]:
         state, extra = load_checkpoint(self.resume_from, self.model, self.optimizer, self.scheduler)
-        saved_lr = state.get("config", {}).get("lr")
+        try:
+            return self._restore_state(state, extra)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError, AttributeError) as e:
+            what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0][:200] if str(e) else ""
+            raise TrainingError(f"checkpoint {self.resume_from} has a malformed loop state ({type(e).__name__}: "
+                                f"{what}); it cannot be resumed. Fix: start a new run") from None
+
+    def _restore_state(self, state: dict, extra: dict[str, torch.Tensor]) -> tuple[int, int, torch.Tensor | None, dict]:
+        """Apply a checkpoint's loop state after checking every type and range (crafted files are refused)."""
+        self._resume_note = state.pop("_fallback", "")
+        cfg_saved = state.get("config", {})
+        if not isinstance(cfg_saved, dict):
+            raise TypeError("config must be a dict")
+        saved_lr = cfg_saved.get("lr")
         if saved_lr is not None and saved_lr != self.config.lr:  # lr changed on resume (e.g. after NaN)
             for g in self.optimizer.param_groups:
                 g["lr"] = self.config.lr
                 if "initial_lr" in g:
                     g["initial_lr"] = self.config.lr
-        self._gen.set_state(extra["gen_state"])
-        self.global_step = int(state.get("global_step", 0))
-        self.history.load_state(state.get("history", {}))
-        self._best = state.get("best", math.inf)
-        self._bad_epochs = int(state.get("bad_epochs", 0))
-        self._best_epoch = state.get("best_epoch")
-        self._epoch_times = list(state.get("epoch_times", []))
-        self._last_gn = state.get("grad_norm")
-        best = {k[5:]: v.to(self.device) for k, v in extra.items() if k.startswith("best.")}
-        self._best_state = best or None
+        epoch = _int_in(state["epoch"], "epoch", 0, 100_000)
+        batch = _int_in(state.get("batch", 0), "batch", 0, self.steps_per_epoch - 1)
+        self.global_step = _int_in(state.get("global_step", 0), "global_step", 0, 10**12)
+        gen = extra["gen_state"]
+        if gen.dtype != torch.uint8 or gen.shape != self._gen.get_state().shape:
+            raise ValueError(f"gen_state must be uint8 {list(self._gen.get_state().shape)}; received: "
+                             f"{gen.dtype} {list(gen.shape)}")
+        self._gen.set_state(gen)
+        hist = state.get("history", {})
+        if not isinstance(hist, dict):
+            raise TypeError("history must be a dict")
+        self.history.load_state(hist)
+        self._best = _number(state.get("best", math.inf), "best")
+        self._bad_epochs = _int_in(state.get("bad_epochs", 0), "bad_epochs", 0, 100_000)
+        be = state.get("best_epoch")
+        self._best_epoch = None if be is None else _int_in(be, "best_epoch", 0, 100_000)
+        self._epoch_times = [_number(t, "epoch_times") for t in list(state.get("epoch_times", []))[-20:]]
+        gn = state.get("grad_norm")
+        self._last_gn = None if gn is None else _number(gn, "grad_norm")
+        sd = self.model.state_dict()
+        best = {k[5:]: v for k, v in extra.items() if k.startswith("best.")}
+        bad = [k for k, v in best.items() if k not in sd or v.shape != sd[k].shape]
+        if bad:
+            raise ValueError(f"best weights {bad[:3]} do not fit the model")
+        self._best_state = {k: v.to(self.device) for k, v in best.items()} or None
         if self._scaler is not None and "scaler" in state:
             self._scaler.load_state_dict(state["scaler"])
         perm = extra.get("perm")
-        return int(state["epoch"]), int(state.get("batch", 0)), perm, dict(state.get("acc", {}))
+        n = len(self.dataset.train)
+        if perm is not None and (perm.dtype != torch.int64 or perm.shape != (n,)
+                                 or not torch.equal(perm.sort().values, torch.arange(n))):
+            raise ValueError(f"perm must be a permutation of the {n} training samples")
+        if perm is None and batch:
+            raise ValueError("a checkpoint inside an epoch needs its permutation")
+        acc = state.get("acc", {})
+        if not isinstance(acc, dict):
+            raise TypeError("acc must be a dict")
+        acc = {k: _number(acc[k], k) for k in ("sum", "chunk_sum") if k in acc} | \
+              {k: _int_in(acc[k], k, 0, 10**12) for k in ("count", "chunk_n") if k in acc}
+        return epoch, batch, perm, acc
 
     # ---- main loop
     def fit(self) -> TrainResult:
@@ -687,7 +739,8 @@ class Trainer:
                 self._save(0, 0, None, {})  # a good checkpoint exists even if the first epoch fails
             for cb in self.callbacks:
                 cb.on_train_begin(self)
-            self._set_status("running", "resumed" if self.resume_from else "")
+            self._set_status("running", ("resumed" + (f" ({self._resume_note})" if self._resume_note else ""))
+                             if self.resume_from else "")
             status, message = self._loop(start_epoch, start_batch, perm, acc)
         except _Stop:
             status, message = "stopped", "stopped by request; resume to continue from the checkpoint"

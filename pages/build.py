@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 import builder
 from builder.errors import LayerLabError
+from builder.export import failed_export_source
 from builder.project import Graph
 from pages import ui
 
@@ -261,7 +262,7 @@ def _export_py(g: Graph) -> str:
     try:
         return builder.export_python(g)
     except LayerLabError as e:
-        return f"# LayerLab could not export this graph:\n# {e}\n"
+        return failed_export_source(e)
 
 
 def _weights_path() -> Path | None:

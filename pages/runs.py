@@ -13,6 +13,8 @@ import streamlit as st
 
 import builder
 from builder.errors import LayerLabError
+from builder.escape import safe_filename
+from builder.export import failed_export_source
 from pages import ui
 
 ui.ensure_shell()
@@ -186,23 +188,23 @@ def details(rec: dict) -> None:
                 disabled=not can_resume or busy, key=f"ll_resume_{rid}",
                 help="Continue from the last checkpoint" if can_resume else
                 "Only stopped or interrupted runs with a checkpoint can be resumed")
-    b[2].download_button("Model card", data=lambda: model_card(rid), file_name=f"{rid}-model-card.md",
+    b[2].download_button("Model card", data=lambda: model_card(rid), file_name=f"{safe_filename(rid, 'run')}-model-card.md",
                          mime="text/markdown", icon=":material/description:", width="stretch",
                          key=f"ll_card_{rid}", on_click="ignore")
     wpath = rs.weights_path(rid)
     b[3].download_button("Weights", data=lambda: wpath.read_bytes() if wpath.exists() else b"",
-                         file_name=f"{rid}.safetensors", mime="application/octet-stream",
+                         file_name=f"{safe_filename(rid, 'run')}.safetensors", mime="application/octet-stream",
                          icon=":material/deployed_code:", width="stretch", disabled=not wpath.exists(),
                          key=f"ll_w_{rid}", on_click="ignore",
                          help=None if wpath.exists() else "Weights are saved when a run finishes")
 
-    def _py() -> str:
+    def _py() -> str:  # the exporter `layerlab export --run` uses; errors become an escaped comment file
         try:
             return builder.export_python(builder.load_project(rs.get(rid)["project"]))
         except LayerLabError as e:
-            return f"# could not export: {e}\n"
+            return failed_export_source(e)
 
-    b[4].download_button("PyTorch .py", data=_py, file_name=f"{rid}.py", mime="text/x-python",
+    b[4].download_button("PyTorch .py", data=_py, file_name=f"{safe_filename(rid, 'run')}.py", mime="text/x-python",
                          icon=":material/code:", width="stretch", key=f"ll_py_{rid}", on_click="ignore")
     with b[5].popover("Delete", icon=":material/delete:", width="stretch"):
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")

@@ -33,6 +33,7 @@ import streamlit as st
 
 import builder
 from builder.errors import LayerLabError
+from builder.escape import safe_filename
 from builder.project import Graph, Position, Project
 
 APP_NAME = "LayerLab"
@@ -412,7 +413,7 @@ def project_json() -> str:
 
 
 def project_filename() -> str:
-    base = re.sub(r"[^\w.-]+", "_", project().name).strip("_") or "project"
+    base = safe_filename(project().name, "project")
     return f"{base}.layerlab.json"
 
 

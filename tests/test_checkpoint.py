@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import pytest
 import torch
 
-from builder.checkpoint import load_checkpoint, load_weights, read_checkpoint, save_checkpoint, save_weights
+from builder.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    previous_path,
+    read_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
 from builder.errors import TrainingError
 from builder.train import TrainConfig, build_optimizer, build_scheduler
 
@@ -104,3 +112,156 @@ def test_weights_carry_node_names(tmp_path):
     m.layerlab_names = {"fc": "0"}
     sd, md = load_weights(save_weights(tmp_path / "w.safetensors", m))
     assert json.loads(md["layerlab_names"]) == {"fc": "0"} and set(sd) == set(m.state_dict())
+
+
+# ------------------------------------------------------------------------------ integrity (issue 9)
+def _flip(path, where=0.6):
+    """Flip one byte inside the tensor data (past the JSON header)."""
+    raw = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", raw[:8])
+    i = 8 + n + int((len(raw) - 8 - n) * where)
+    raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_flipped_bytes_are_detected(tmp_path):
+    path = save_checkpoint(tmp_path / "c.safetensors", _model(), None, None, {"epoch": 1})
+    read_checkpoint(path)
+    _flip(path)
+    with pytest.raises(TrainingError, match="integrity check"):
+        read_checkpoint(path)
+    with pytest.raises(TrainingError, match="integrity check"):
+        load_checkpoint(path, _model())
+    w = save_weights(tmp_path / "w.safetensors", _model())
+    _flip(w, 0.3)
+    with pytest.raises(TrainingError, match="integrity check"):
+        load_weights(w)
+
+
+def test_previous_checkpoint_is_kept_and_used_when_the_last_is_damaged(tmp_path):
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, _model(0), None, None, {"epoch": 1})
+    save_checkpoint(path, _model(1), None, None, {"epoch": 2})
+    assert previous_path(path).is_file() and read_checkpoint(previous_path(path))[1]["state"]["epoch"] == 1
+    _flip(path)
+    m = _model(5)
+    state, _ = load_checkpoint(path, m)
+    assert state["epoch"] == 1 and "integrity check" in state["_fallback"] and "previous" in state["_fallback"]
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), _model(0).state_dict().values()))
+    path.unlink()  # a crash between the two renames leaves only the previous one
+    assert load_checkpoint(path, _model(5))[0]["epoch"] == 1
+    _flip(previous_path(path))
+    with pytest.raises(TrainingError, match="not found"):
+        load_checkpoint(path, _model(5))
+
+
+def test_a_write_that_does_not_verify_leaves_the_last_checkpoint_alone(tmp_path, monkeypatch):
+    import builder.checkpoint as ck
+
+    path = save_checkpoint(tmp_path / "last.safetensors", _model(0), None, None, {"epoch": 1})
+    before = path.read_bytes()
+    real = ck.save_file
+
+    def torn_write(tensors, filename, metadata=None):  # the disk keeps only half of the file
+        real(tensors, filename, metadata=metadata)
+        data = Path(filename).read_bytes()
+        Path(filename).write_bytes(data[: len(data) // 2])
+
+    monkeypatch.setattr(ck, "save_file", torn_write)
+    with pytest.raises(TrainingError):
+        save_checkpoint(path, _model(1), None, None, {"epoch": 2})
+    assert path.read_bytes() == before and not previous_path(path).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _trained_checkpoint(tmp_path):
+    from builder.data import load_dataset
+    from builder.train import Trainer
+
+    ds = load_dataset("moons", n_samples=120)
+    t = Trainer(_mlp(), ds, {"epochs": 2, "batch_size": 16}, run_dir=tmp_path / "run")
+    t._stop_at_step = 9  # mid-epoch: the checkpoint carries a permutation and partial sums
+    t.fit()
+    return ds, tmp_path / "run" / "checkpoints" / "last.safetensors"
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+
+def _rewrite(path, edit_meta=None, edit_tensors=None, raw_meta=None):
+    from safetensors.torch import save_file
+
+    from builder.checkpoint import tensors_sha256
+
+    tensors, meta = read_checkpoint(path)
+    if edit_meta:
+        edit_meta(meta)
+    if edit_tensors:
+        edit_tensors(tensors)
+        meta["sha256"] = tensors_sha256(tensors)  # a consistent file: the check must be on content
+    previous_path(path).unlink(missing_ok=True)  # no fallback: the crafted file itself is judged
+    save_file(tensors, str(path), metadata={"layerlab": raw_meta if raw_meta is not None else json.dumps(meta)})
+
+
+def _set(d, keys, value):
+    for k in keys[:-1]:
+        d = d[k]
+    d[keys[-1]] = value
+
+
+CRAFTED = {
+    "negative epoch": dict(edit_meta=lambda m: _set(m, ["state", "epoch"], -1)),
+    "huge epoch": dict(edit_meta=lambda m: _set(m, ["state", "epoch"], 10**30)),
+    "epoch as text": dict(edit_meta=lambda m: _set(m, ["state", "epoch"], "3")),
+    "epoch as float": dict(edit_meta=lambda m: _set(m, ["state", "epoch"], 2.5)),
+    "batch past the epoch": dict(edit_meta=lambda m: _set(m, ["state", "batch"], 10**6)),
+    "missing epoch": dict(edit_meta=lambda m: m["state"].pop("epoch")),
+    "state is a list": dict(edit_meta=lambda m: _set(m, ["state"], [1, 2])),
+    "history is text": dict(edit_meta=lambda m: _set(m, ["state", "history"], "x")),
+    "acc count negative": dict(edit_meta=lambda m: _set(m, ["state", "acc", "count"], -5)),
+    "optimizer state is text": dict(edit_meta=lambda m: _set(m, ["optimizer", "state"], "x")),
+    "no param groups": dict(edit_meta=lambda m: _set(m, ["optimizer", "param_groups"], [])),
+    "python random garbage": dict(edit_meta=lambda m: _set(m, ["python_random"], [3, "x", None])),
+    "not JSON": dict(raw_meta="{\"format\": "),
+    "JSON list": dict(raw_meta="[1, 2]"),
+    "thousands of digits": dict(raw_meta='{"format": "layerlab-checkpoint-1", "state": {"epoch": ' + "9" * 5000 + "}}"),
+    "weight of the wrong shape": dict(edit_tensors=lambda t: _set(t, ["model.0.weight"], torch.zeros(3, 3))),
+    "moment of the wrong shape": dict(edit_tensors=lambda t: _set(t, [next(k for k in t if k.endswith("exp_avg"))],
+                                                                  torch.zeros(7))),
+    "permutation of the wrong length": dict(edit_tensors=lambda t: _set(t, ["extra.perm"], torch.arange(5))),
+    "permutation with repeats": dict(edit_tensors=lambda t: _set(t, ["extra.perm"],
+                                                                 torch.zeros_like(t["extra.perm"]))),
+    "missing generator state": dict(edit_tensors=lambda t: t.pop("extra.gen_state")),
+    "generator state of the wrong size": dict(edit_tensors=lambda t: _set(t, ["extra.gen_state"],
+                                                                          torch.zeros(3, dtype=torch.uint8))),
+    "missing RNG": dict(edit_tensors=lambda t: t.pop("rng.torch")),
+    "RNG as floats": dict(edit_tensors=lambda t: _set(t, ["rng.torch"], torch.zeros(10))),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_crafted_checkpoint_metadata_is_a_clear_error(tmp_path, case):
+    from builder.train import Trainer
+
+    ds, path = _trained_checkpoint(tmp_path)
+    _rewrite(path, **CRAFTED[case])
+    t = Trainer(_mlp(), ds, {"epochs": 2, "batch_size": 16}, run_dir=tmp_path / "run", resume_from=path)
+    with pytest.raises(TrainingError) as e:
+        t.fit()
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+    assert t.status == "failed"
+
+
+def test_trainer_resumes_from_the_previous_checkpoint_with_a_message(tmp_path):
+    from builder.train import Trainer
+
+    ds, path = _trained_checkpoint(tmp_path)
+    _flip(path)
+    events = []
+    t = Trainer(_mlp(), ds, {"epochs": 2, "batch_size": 16}, run_dir=tmp_path / "run", resume_from=path,
+                on_event=events.append)
+    assert t.fit().status == "finished"
+    msgs = [e["message"] for e in events if e["type"] == "status" and e["status"] == "running"]
+    assert "integrity check" in msgs[0] and "previous checkpoint" in msgs[0]

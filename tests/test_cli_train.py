@@ -105,3 +105,52 @@ def test_transfer_learning_flags(tmp_path, capsys):
     a = load_file(str(tmp_path / "runs" / src / "model.safetensors"))
     b = load_file(str(tmp_path / "runs" / dst / "model.safetensors"))
     assert torch.equal(a["fc1.weight"], b["fc1.weight"]) and not torch.equal(a["head.weight"], b["head.weight"])
+
+
+def test_ctrl_c_stops_cleanly_checkpoints_and_resumes(tmp_path):
+    """SIGINT to a real `layerlab train`: exit 130, run `stopped` with a checkpoint, how to resume printed;
+    `runs resume` then finishes it. Waits for a state (an epoch logged), never a fixed sleep."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from builder.runs import RunStore
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "builder", "train", "mlp", "--dataset", "moons", "--dataset-option",
+           "n_samples=4000", "--batch-size", "8", "--epochs", "500", "--workspace", str(ws), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            if (ws / "layerlab.db").exists():
+                runs = RunStore(ws, mark_interrupted=False).list_runs()
+                if runs and (runs[0]["epochs_done"] or 0) >= 1:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "AttributeError" not in err
+    store = RunStore(ws)
+    run = store.list_runs()[0]
+    rid = run["id"]
+    assert run["status"] == "stopped"
+    assert f"layerlab runs resume {rid}" in err
+    assert store.checkpoint_path(rid).is_file()
+    done = run["epochs_done"]
+    r = subprocess.run([sys.executable, "-m", "builder", "runs", "resume", rid, "--epochs", str(done + 1), "--quiet",
+                        "--workspace", str(ws)], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert store.get(rid)["status"] == "finished"
+    assert [e["epoch"] for e in store.metrics(rid)] == list(range(1, done + 2))

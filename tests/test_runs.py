@@ -266,3 +266,68 @@ class _StopAfterFirstEpoch:
 
     def on_train_end(self, trainer, result):
         pass
+
+
+# --------------------------------------------------------------------------- id and path safety (issue 9)
+CRAFTED_IDS = ["../../x", "../victim", "..", "/tmp/abs", "20261122-000000-abcdef/../../../victim",
+               "20261122-000000-abcde/", "2026%", "_", "x\x00y"]
+
+
+def _victim(tmp_path):
+    """A folder outside the workspace that a crafted id could reach, plus one where each id would point."""
+    for d in (tmp_path / "victim", tmp_path / "x"):
+        d.mkdir(exist_ok=True)
+        (d / "keep.txt").write_text("keep")
+    return [tmp_path / "victim" / "keep.txt", tmp_path / "x" / "keep.txt"]
+
+
+@pytest.mark.parametrize("bad", CRAFTED_IDS)
+def test_crafted_database_ids_never_reach_the_file_system(tmp_path, bad, capsys):
+    from builder import cli
+
+    ws = tmp_path / "a" / "ws"  # ws/runs/../../x is tmp_path/a/x; ../../../victim reaches tmp_path
+    store = RunStore(ws)
+    keep = _victim(tmp_path)
+    (tmp_path / "a" / "x").mkdir()
+    keep.append(tmp_path / "a" / "x" / "keep.txt")
+    keep[-1].write_text("keep")
+    store._write("INSERT INTO runs (id, status, host, pid) VALUES (?, 'stopped', 'elsewhere', 0)", (bad,))
+    for call in (lambda: store.get(bad), lambda: store.delete_run(bad), lambda: store.run_dir(bad),
+                 lambda: store.checkpoint_path(bad), lambda: store.weights_path(bad), lambda: resume_run(bad, store),
+                 lambda: store.get("2026")):
+        with pytest.raises(RunStoreError):
+            call()
+    for argv in (["runs", "delete", bad], ["runs", "resume", bad], ["runs", "show", bad], ["runs", "delete", "2026"]):
+        assert cli.main([*argv, "--workspace", str(ws)]) != 0
+        assert "Traceback" not in capsys.readouterr().err
+    assert all(k.read_text() == "keep" for k in keep)
+    assert [r["id"] for r in store.list_runs()] == [bad]  # still there: nothing was deleted
+
+
+def test_wildcards_do_not_match_runs(store, capsys):
+    from builder import cli
+
+    rid = store.create_run(load_template("mlp"), "moons", {}, {})
+    for pattern in ("_", "%", "2026%", rid[:4] + "_", "*", rid.upper()):
+        with pytest.raises(RunStoreError):
+            store.get(pattern)
+        assert cli.main(["runs", "delete", pattern, "--workspace", str(store.workspace)]) != 0
+    capsys.readouterr()
+    assert store.get(rid)["id"] == rid and store.get(rid[:10])["id"] == rid  # exact and unique-prefix lookups
+    assert store.run_dir(rid).is_dir()
+
+
+def test_a_run_folder_linked_outside_the_workspace_is_refused(store, tmp_path):
+    keep = _victim(tmp_path)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {})
+    store.update_status(rid, "stopped")
+    import shutil
+
+    shutil.rmtree(store.run_dir(rid))
+    (store.workspace / "runs" / rid).symlink_to(tmp_path / "victim", target_is_directory=True)
+    with pytest.raises(RunStoreError, match="outside the workspace"):
+        store.delete_run(rid)
+    with pytest.raises(RunStoreError, match="outside the workspace"):
+        store.weights_path(rid)
+    assert all(k.read_text() == "keep" for k in keep)
+    assert store.get(rid)["status"] == "stopped"  # the refused delete left the row alone

@@ -1,0 +1,155 @@
+r'''Escaping user strings for the place they leave LayerLab: Python source, Markdown, a terminal line, a file name.
+
+Every user string (project name, node id, label, run name, class name, error message quoting any of them)
+goes through one of these functions at the point where it is written out, never earlier. Example::
+
+    >>> print(py_string('a"""b'))
+    'a"""b'
+    >>> print(docstring_text('C:\\Nodes """'))
+    C:\\Nodes \"\"\"
+    >>> print(terminal_line("evil\x1b[31m\nnode x: ok"))
+    evil\x1b[31m\nnode x: ok
+    >>> safe_filename("../../etc/passwd")
+    'etc_passwd'
+'''
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "terminal_line", "md_text",
+           "md_code", "safe_filename"]
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(c: str) -> str:
+    if c in _NAMED:
+        return _NAMED[c]
+    n = ord(c)
+    if n < 0x100:
+        return f"\\x{n:02x}"
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    return f"\\U{n:08x}"
+
+
+def visible(text: object, max_len: int | None = None) -> str:
+    """One line of printable text: control, format (bidi overrides), separator, surrogate and unassigned
+    characters become visible escapes such as ``\\n``, ``\\x1b`` or ``\\u202e``; spaces stay.
+
+    ``max_len`` shortens the result with ``...`` (counted on the escaped text, never cutting an escape).
+    """
+    s = text if isinstance(text, str) else str(text)
+    pieces = [c if c == " " or c.isprintable() else _escape_char(c) for c in s]
+    if max_len is None or sum(map(len, pieces)) <= max_len:
+        return "".join(pieces)
+    out, n = [], 0
+    for piece in pieces:
+        if n + len(piece) > max_len - 3:
+            break
+        out.append(piece)
+        n += len(piece)
+    return "".join(out) + "..."
+
+
+def py_string(text: str) -> str:
+    """A Python string literal (quotes included) whose value is ``text``: one line; letters of any script stay
+    readable, every control, format, separator or surrogate character is an escape."""
+    return "'" + "".join(_py_char(c) for c in text) + "'"
+
+
+def _py_char(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    if c == "'":
+        return "\\'"
+    if c == " " or (c.isprintable() and c.isascii()):
+        return c
+    if c.isprintable() and not unicodedata.category(c).startswith(("C", "Z")):
+        return c  # letters, digits, symbols of any script stay readable
+    return _escape_char(c)
+
+
+def py_comment(text: object, max_len: int | None = 300) -> str:
+    """Text safe after ``#`` in Python source: one line, no control or bidi characters."""
+    return visible(text, max_len)
+
+
+def docstring_text(text: object, max_len: int | None = 300) -> str:
+    """Text safe inside a ``\"\"\"`` docstring: one visible line whose backslashes are doubled and quotes escaped,
+    so the docstring reads exactly as :func:`visible` shows it (no ``\\N``, ``\\U`` or ``\"\"\"`` survives)."""
+    return visible(text, max_len).replace("\\", "\\\\").replace('"', '\\"')
+
+
+_IDENT_BAD = re.compile(r"\W", flags=re.ASCII)
+
+
+def py_identifier(text: str, fallback: str = "node") -> str:
+    """An ASCII Python identifier derived from ``text`` (``"conv 1"`` → ``conv_1``); may still be a keyword."""
+    base = _IDENT_BAD.sub("_", text.strip()) or fallback
+    if base[0].isdigit():
+        base = "n_" + base
+    return base
+
+
+def terminal_line(text: object, max_len: int | None = None) -> str:
+    """One terminal line: no newline, carriage return, ANSI/VT escape or other control character survives."""
+    return visible(text, max_len)
+
+
+_MD_ACTIVE = set("\\`*_[]<>|~&$")  # characters inline Markdown (CommonMark + GFM) can give a meaning to
+_MD_LINE_START = re.compile(r"^([#+=>-]|\d+[.)])")  # headings, list items, quotes, setext lines
+
+
+def md_text(text: object, max_len: int | None = 500, line_start: bool = False) -> str:
+    """Markdown inline text that renders literally: one line; emphasis, code, links, images, HTML tags and
+    entities and table pipes are backslash-escaped; with ``line_start`` (text that opens a line, a list item or
+    a quote) also headings, list markers and quotes.
+
+    An underscore between two letters or digits stays as it is (``out_features``): it cannot start emphasis.
+    """
+    s = visible(text, max_len)
+    out = []
+    for i, c in enumerate(s):
+        if c in _MD_ACTIVE and not (c == "_" and 0 < i < len(s) - 1 and s[i - 1].isalnum() and s[i + 1].isalnum()):
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    s = "".join(out)
+    m = _MD_LINE_START.match(s) if line_start else None
+    if m:
+        s = s[: m.end() - 1] + "\\" + s[m.end() - 1:]
+    return s
+
+
+def md_code(text: object, table: bool = False, max_len: int | None = 200) -> str:
+    """A Markdown code span showing ``text`` literally (a fence longer than any backtick run inside).
+
+    ``table=True`` also escapes ``|`` (GFM splits table cells on pipes even inside code spans).
+    """
+    s = visible(text, max_len)
+    longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    if s.startswith("`") or s.endswith("`") or (s.startswith(" ") and s.endswith(" ") and s.strip()):
+        s = f" {s} "
+    if table:
+        s = s.replace("|", "\\|")
+    return f"{fence}{s}{fence}" if s else "` `"
+
+
+_FILE_BAD = re.compile(r"[^\w.-]+")
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def safe_filename(text: object, fallback: str = "file", max_len: int = 100) -> str:
+    """A file name (no folder part) built from ``text``: letters, digits, ``_``, ``.`` and ``-`` only, no leading
+    dot, not a Windows device name, at most ``max_len`` characters."""
+    s = unicodedata.normalize("NFKC", str(text))
+    s = _FILE_BAD.sub("_", s)
+    s = "".join(c for c in s if c.isprintable()).strip("._-")
+    s = s[:max_len].rstrip("._-")
+    if not s or s.split(".")[0].lower() in _WINDOWS_RESERVED:
+        s = f"{fallback}_{s}" if s else fallback
+    return s

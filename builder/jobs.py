@@ -1,0 +1,350 @@
+"""Training jobs: each run started from the app (and each resume, each search trial) is its own OS process.
+
+:func:`submit` records the run (``queued``, with its owner and tags) and launches
+``python -m builder.jobs run --workspace W RUN_ID`` in a new session, detached from the caller, with its
+output in ``runs/<id>/job.log``. The process waits for a slot (at most :func:`max_jobs` running per
+workspace and host; the claim is one SQLite transaction), then trains through :mod:`builder.pipeline`,
+writing status, curves, checkpoints and live attributions to the run store. Nothing is shared with the
+caller but the store: :func:`request` writes ``pause``/``resume``/``stop`` into the run's ``control``
+column, which the process polls (:class:`StoreControl`). A stopped job writes a checkpoint and ends
+``stopped``; a process that dies (exception outside training, kill -9, out of memory) is marked
+``interrupted`` by the next :meth:`RunStore.mark_interrupted` (any reader calls it; :func:`wait` does every
+poll), and :func:`submit` with ``resume_run`` continues it from its last checkpoint. Example::
+
+    >>> store = RunStore(tmp_path)                                                    # doctest: +SKIP
+    >>> rid = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="moons",
+    ...                             config={"epochs": 5}, owner="alice"))             # doctest: +SKIP
+    >>> wait(store, [rid], timeout=120)                                               # doctest: +SKIP
+    {'20261122-113000-ab12cd': 'finished'}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import RunStoreError, TrainingError
+from .runs import CONTROL_ACTIONS, RunStore
+from .train import Callback
+
+ENV_MAX_JOBS = "LAYERLAB_MAX_JOBS"
+ENV_TORCH_THREADS = "LAYERLAB_TORCH_THREADS"
+FINAL_STATUSES = ("finished", "stopped", "failed", "interrupted")
+SPEC_FILE = "job.json"
+LOG_FILE = "job.log"
+LIVE_FILE = "live_attributions.safetensors"
+POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
+_CALLBACKS = ("live_attributions",)
+_reapers: list[threading.Thread] = []
+
+
+@dataclass
+class JobSpec:
+    """What a job trains: the arguments of :func:`builder.pipeline.run_training`, as plain JSON data.
+
+    ``callbacks`` names callbacks the job process builds: ``live_attributions`` (or
+    ``live_attributions:METHOD``) records attributions each epoch into the run folder
+    (:func:`live_frames` reads them). ``resume_run`` resumes that run instead of creating one; ``config``
+    then holds the overrides.
+    """
+
+    project: dict
+    dataset: str
+    dataset_options: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    owner: str = "local"
+    name: str | None = None
+    tags: dict = field(default_factory=dict)
+    adapt: bool = False
+    resume_run: str | None = None
+    callbacks: list[str] = field(default_factory=list)
+
+
+def max_jobs() -> int:
+    """Concurrent jobs per workspace and host: ``$LAYERLAB_MAX_JOBS``, else one per GPU, else cores − 1 (≥ 1).
+
+    Raises:
+        TrainingError: ``LAYERLAB_MAX_JOBS`` is not a positive integer.
+    """
+    env = os.environ.get(ENV_MAX_JOBS, "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise TrainingError(f"{ENV_MAX_JOBS} must be a positive integer; received: {env!r}. "
+                                "Fix: set it to 1 or more, or unset it")
+        return n
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return torch.cuda.device_count()
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _check_callbacks(names: list[str]) -> None:
+    for n in names:
+        if str(n).split(":", 1)[0] not in _CALLBACKS:
+            raise TrainingError(f"unknown job callback; received: {n!r}. Fix: use one of {', '.join(_CALLBACKS)}")
+
+
+def submit(store: RunStore, spec: JobSpec) -> str:
+    """Record the run (``queued``) and launch its own process; returns the run id.
+
+    A new run is created from ``spec.project``; with ``spec.resume_run`` that run (interrupted, stopped,
+    failed, or finished when ``config`` raises ``epochs``) is queued again under its own id. Nothing heavy
+    happens here: the dataset is loaded and the graph compiled in the job process.
+
+    Raises:
+        RunStoreError: unknown run to resume, a run still live, or another owner's run.
+        TrainingError, ProjectFormatError: bad settings or project (checked before anything is recorded).
+    """
+    from .project import load_project
+    from .train import TrainConfig
+
+    _check_callbacks(list(spec.callbacks))
+    if spec.resume_run:
+        store.mark_interrupted()
+        run = store.get(spec.resume_run)
+        run_id = run["id"]
+        if (run.get("owner") or "local") != spec.owner:
+            raise RunStoreError(f"no run {spec.resume_run!r} of owner {spec.owner!r}")
+        if run["status"] in ("queued", "running", "paused"):
+            raise RunStoreError(f"run {run_id} is {run['status']}; it cannot run twice")
+        if run["status"] == "finished" and not (spec.config or {}).get("epochs"):
+            raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
+        TrainConfig.from_dict(run["config"], **dict(spec.config or {}))
+    else:
+        project = load_project(spec.project)
+        cfg = TrainConfig.from_dict({**{k: v for k, v in (project.training or {}).items()
+                                        if k in TrainConfig.model_fields}, **dict(spec.config or {})})
+        run_id = store.create_run(project, spec.dataset, spec.dataset_options, cfg, name=spec.name,
+                                  owner=spec.owner, tags=spec.tags)
+    d = store.run_dir(run_id)
+    d.mkdir(parents=True, exist_ok=True)
+    data = asdict(spec)
+    if spec.resume_run and (d / SPEC_FILE).is_file():  # keep what the run was first started with
+        old = json.loads((d / SPEC_FILE).read_text(encoding="utf-8"))
+        data["origin"] = old.get("origin") or old
+        if not spec.callbacks:
+            data["callbacks"] = list(data["origin"].get("callbacks") or [])
+    _write_json(d / SPEC_FILE, data)
+    store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
+    proc = _launch(store.workspace, run_id, d / LOG_FILE)
+    store.update_run(run_id, pid=proc.pid)
+    return run_id
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
+    """Start the job process detached (own session), output appended to ``log``; reaped by a thread."""
+    root = str(Path(__file__).resolve().parents[1])  # the job imports this very copy of builder
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "builder.jobs", "run", "--workspace", str(workspace), run_id],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
+                                start_new_session=True, close_fds=True)
+    t = threading.Thread(target=proc.wait, name=f"layerlab-reap-{run_id}", daemon=True)  # no zombies
+    t.start()
+    _reapers[:] = [r for r in _reapers if r.is_alive()] + [t]
+    return proc
+
+
+def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "stop"]) -> None:
+    """Ask a job to pause, resume or stop; its process acts within a step of reading it (~0.2 s).
+
+    Raises:
+        RunStoreError: unknown run or action, or a run that is not queued, running or paused.
+    """
+    if action not in CONTROL_ACTIONS:
+        raise RunStoreError(f"unknown job action; received: {action!r}. Fix: use one of {', '.join(CONTROL_ACTIONS)}")
+    store.mark_interrupted()
+    run = store.get(run_id)
+    if run["status"] not in ("queued", "running", "paused"):
+        raise RunStoreError(f"run {run['id']} is {run['status']}; only a queued, running or paused job can {action}")
+    store.set_control(run["id"], action)
+
+
+def queue_position(store: RunStore, run_id: str) -> int | None:
+    """1-based place of a queued job among this host's waiting jobs; None when it is not queued."""
+    return store.queue_position(run_id)
+
+
+def wait(store: RunStore, run_ids: list[str], timeout: float | None = None) -> dict[str, str]:
+    """Wait until every run has a final status (finished, stopped, failed, interrupted).
+
+    Returns ``{run id: status}``; when ``timeout`` seconds pass first, the statuses as they stand.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        store.mark_interrupted()
+        out = {rid: store.get(rid)["status"] for rid in run_ids}
+        if all(s in FINAL_STATUSES for s in out.values()):
+            return out
+        if deadline is not None and time.monotonic() >= deadline:
+            return out
+        time.sleep(POLL_S)
+
+
+def live_frames(store: RunStore, run_id: str) -> dict | None:
+    """The live attributions a job recorded: ``{"method", "epochs", "attributions" (E, n, ...),
+    "inputs", "labels", "indices"}`` as numpy arrays, or None when none were recorded."""
+    from .live import load_frames
+
+    return load_frames(store.run_dir(run_id) / LIVE_FILE)
+
+
+# ------------------------------------------------------------------------------------------ the process
+class StoreControl(Callback):
+    """Trainer callback polling the run's ``control`` column in a thread and pausing/resuming/stopping."""
+
+    def __init__(self, store: RunStore, run_id: str, poll_s: float = POLL_S):
+        self.store, self.run_id, self.poll_s = store, run_id, poll_s
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.trainer: Any = None
+
+    def apply(self, action: str) -> None:
+        """Forward one action to the trainer."""
+        getattr(self.trainer, action)()
+
+    def _poll(self) -> None:
+        while not self._done.wait(self.poll_s):
+            try:
+                action = self.store.take_control(self.run_id)
+            except RunStoreError:
+                continue
+            if action:
+                self.apply(action)
+
+    def on_train_begin(self, trainer: Any) -> None:
+        """Start polling."""
+        self.trainer = trainer
+        action = self.store.take_control(self.run_id)  # a request made while the job was queued
+        if action in ("pause", "stop"):
+            self.apply(action)
+        self._thread = threading.Thread(target=self._poll, name="layerlab-control", daemon=True)
+        self._thread.start()
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
+        """Nothing per epoch."""
+        return None
+
+    def on_train_end(self, trainer: Any, result: Any) -> None:
+        """Stop polling."""
+        self._done.set()
+
+
+def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
+    from .live import LiveAttributions
+    from .train import Callback
+
+    class _SaveLive(Callback):  # writes the frames to the run folder after every recorded epoch
+        def __init__(self, live: LiveAttributions, path: Path):
+            self.live, self.path, self._n = live, path, 0
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if len(self.live.frames) != self._n:
+                self._n = len(self.live.frames)
+                self.live.save(self.path)
+
+    out: list = [StoreControl(store, run_id)]
+    for n in names:
+        kind, _, method = str(n).partition(":")
+        if kind == "live_attributions":
+            live = LiveAttributions(method or "integrated_gradients")
+            out += [live, _SaveLive(live, store.run_dir(run_id) / LIVE_FILE)]
+    return out
+
+
+def _torch_threads() -> int:
+    env = os.environ.get(ENV_TORCH_THREADS, "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, ((os.cpu_count() or 2) - 1) // max_jobs())
+
+
+def _wait_for_slot(store: RunStore, run_id: str) -> bool:
+    """Claim a slot; False when a stop was requested while queued (the run is then ``stopped``)."""
+    limit, n = max_jobs(), 0
+    while not store.claim_slot(run_id, limit):
+        if store.get(run_id).get("control") == "stop":
+            store.take_control(run_id)
+            store.update_status(run_id, "stopped", "stopped while queued; resume to start it")
+            return False
+        n += 1
+        if n % 5 == 0:  # a dead job's slot is freed by marking it
+            store.mark_interrupted()
+        time.sleep(POLL_S)
+    return True
+
+
+def run_job(workspace: str | Path, run_id: str) -> int:
+    """The job process body: wait for a slot, train, record; returns the exit code."""
+    import torch
+
+    from .pipeline import resume_run, run_training
+
+    store = RunStore(workspace, mark_interrupted=False)
+    data = json.loads((store.run_dir(run_id) / SPEC_FILE).read_text(encoding="utf-8"))
+    origin = data.pop("origin", None)
+    spec = JobSpec(**data)
+    torch.set_num_threads(_torch_threads())
+    if not _wait_for_slot(store, run_id):
+        return 0
+    print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads", flush=True)
+    callbacks = _callbacks(list(spec.callbacks), store, run_id)
+    signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
+    try:
+        if spec.resume_run and store.checkpoint_path(run_id).is_file():
+            result = resume_run(run_id, store, callbacks, overrides=dict(spec.config or {}) or None,
+                                claimed=True)
+        else:  # a new run, or one stopped before its first checkpoint: train from the start
+            first = JobSpec(**origin) if (spec.resume_run and origin) else spec
+            config = {**first.config, **spec.config} if first is not spec else dict(spec.config or {})
+            result = run_training(first.project, first.dataset, config, store, callbacks,
+                                  dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id)
+    except Exception as e:
+        traceback.print_exc()
+        run = store.get(run_id)
+        if run["status"] not in FINAL_STATUSES:  # failed before the trainer could record it
+            store.finish(run_id, "failed", message=str(e) or type(e).__name__)
+        return 1
+    print(f"job {run_id}: {result.status} {result.message}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m builder.jobs run --workspace W RUN_ID``."""
+    p = argparse.ArgumentParser(prog="python -m builder.jobs", description="run one LayerLab training job")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run a queued job (started by builder.jobs.submit)")
+    r.add_argument("--workspace", required=True)
+    r.add_argument("run_id")
+    args = p.parse_args(argv)
+    return run_job(args.workspace, args.run_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "live_frames", "run_job",
+           "StoreControl", "FINAL_STATUSES", "ENV_MAX_JOBS"]

@@ -1,0 +1,212 @@
+"""Training jobs as OS processes: submit, control through the store, death, queueing, owners (real subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from builder import jobs
+from builder.errors import RunStoreError, TrainingError
+from builder.jobs import JobSpec, queue_position, request, submit, wait
+from builder.pipeline import load_run, run_training
+from builder.runs import RunStore
+from builder.templates import load_template
+
+# long enough (~0.25 s an epoch on one core) that a stop or a kill lands mid-run
+LONG = {"epochs": 30, "batch_size": 8, "seed": 3}
+DATA = {"n_samples": 1000}
+TIMEOUT = 180
+
+
+def _until(pred, timeout: float = TIMEOUT, what: str = "condition"):
+    """Poll ``pred`` until it returns something truthy; fail after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture(autouse=True)
+def _job_env(monkeypatch):
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")  # the job trains like the in-process reference
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "ws")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The final epoch of the LONG run trained uninterrupted in this process."""
+    return run_training(load_template("mlp"), "moons", LONG, dataset_options=DATA).final
+
+
+def _spec(**kw) -> JobSpec:
+    base = dict(project=load_template("mlp").model_dump(), dataset="moons", dataset_options=dict(DATA),
+                config={"epochs": 3}, owner="alice")
+    return JobSpec(**{**base, **kw})
+
+
+def _resume(rid: str, owner: str = "alice") -> JobSpec:
+    return JobSpec(project={}, dataset="", owner=owner, resume_run=rid)
+
+
+def _epochs_done(store, rid, n):
+    return lambda: (store.get(rid)["epochs_done"] or 0) >= n
+
+
+def test_submit_runs_in_its_own_process_to_finished(store):
+    rid = submit(store, _spec(name="first", tags={"study": "s1", "trial": 0}, callbacks=["live_attributions"]))
+    run = store.get(rid)
+    assert run["status"] in ("queued", "running") and run["owner"] == "alice" and run["pid"] != os.getpid()
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    run = store.get(rid)
+    assert run["name"] == "first" and run["tags"] == {"study": "s1", "trial": 0} and run["epochs_done"] == 3
+    assert run["test_metrics"]["accuracy"] > 0.5 and len(store.metrics(rid, "epoch")) == 3
+    assert "val_loss" in store.metrics(rid, "epoch")[-1]
+    assert (store.run_dir(rid) / "job.log").read_text().strip()
+    frames = jobs.live_frames(store, rid)
+    assert frames["epochs"] == [1, 2, 3] and frames["attributions"].shape[:2] == (3, 4)
+    model, ds = load_run(store, rid)
+    assert model(ds.test.X[:5]).shape == (5, 2)
+
+
+def test_stop_then_resume_reaches_the_uninterrupted_loss(store, reference):
+    rid = submit(store, _spec(config=LONG))
+    _until(_epochs_done(store, rid, 2), what="two epochs")
+    request(store, rid, "stop")
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+    run = store.get(rid)
+    assert run["epochs_done"] < LONG["epochs"] and store.checkpoint_path(rid).is_file()
+    with pytest.raises(RunStoreError, match="stopped"):
+        request(store, rid, "pause")
+    assert submit(store, _resume(rid)) == rid
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    final = store.get(rid)["final_metrics"]
+    assert final["epoch"] == LONG["epochs"]
+    assert final["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-6)
+    assert final["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-6)
+    assert [e["epoch"] for e in store.metrics(rid)] == list(range(1, LONG["epochs"] + 1))
+
+
+def test_pause_and_resume_through_the_store(store):
+    rid = submit(store, _spec(config=LONG))
+    _until(_epochs_done(store, rid, 1), what="an epoch")
+    request(store, rid, "pause")
+    _until(lambda: store.get(rid)["status"] == "paused", what="paused")
+    done = store.get(rid)["epochs_done"]
+    request(store, rid, "resume")
+    _until(lambda: store.get(rid)["epochs_done"] > done, what="training after resume")
+    request(store, rid, "stop")
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+
+
+def test_kill_9_is_marked_interrupted_and_resumes(store, reference):
+    rid = submit(store, _spec(config=LONG))
+    _until(_epochs_done(store, rid, 2), what="two epochs")
+    os.kill(store.get(rid)["pid"], signal.SIGKILL)
+    assert wait(store, [rid], 30) == {rid: "interrupted"}
+    assert "ended unexpectedly" in store.get(rid)["message"]
+    submit(store, _resume(rid))
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    final = store.get(rid)["final_metrics"]
+    assert final["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-6)
+
+
+def test_an_exception_in_the_job_marks_it_failed_with_the_message(store):
+    # the MLP template's Input (2 features) does not fit digits (64): the job process fails in prepare
+    rid = submit(store, _spec(dataset="digits", dataset_options={}))
+    assert wait(store, [rid], TIMEOUT) == {rid: "failed"}
+    run = store.get(rid)
+    assert "node input" in run["message"] and "does not match dataset 'digits'" in run["message"]
+    _until(lambda: "GraphError" in (store.run_dir(rid) / "job.log").read_text(), what="the traceback in job.log")
+
+
+def test_queue_with_one_slot(store, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "1")
+    first = submit(store, _spec(config=LONG))
+    _until(lambda: store.get(first)["status"] == "running", what="first running")
+    second = submit(store, _spec(config={"epochs": 2}))
+    _until(_epochs_done(store, first, 2), what="first trains while the second waits")
+    assert store.get(second)["status"] == "queued" and queue_position(store, second) == 1
+    assert queue_position(store, first) is None
+    request(store, first, "stop")
+    assert wait(store, [first, second], TIMEOUT) == {first: "stopped", second: "finished"}
+    assert store.get(second)["started_at"] >= store.get(first)["finished_at"]
+
+
+def test_stop_while_queued(store, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "1")
+    first = submit(store, _spec(config=LONG))
+    second = submit(store, _spec(config={"epochs": 2}))
+    _until(lambda: queue_position(store, second) == 1 and store.get(first)["status"] == "running",
+           what="second queued behind the first")
+    request(store, second, "stop")
+    assert wait(store, [second], TIMEOUT) == {second: "stopped"}
+    assert "queued" in store.get(second)["message"]
+    request(store, first, "stop")
+    wait(store, [first], TIMEOUT)
+    submit(store, _resume(second))  # never started: trains from the beginning
+    assert wait(store, [second], TIMEOUT) == {second: "finished"}
+    assert store.get(second)["epochs_done"] == 2
+
+
+def test_owners_and_tags_in_list_runs(store):
+    p = load_template("mlp")
+    a = store.create_run(p, "moons", {}, {"epochs": 1}, owner="alice", tags={"study": "s1", "trial": 1})
+    b = store.create_run(p, "moons", {}, {"epochs": 1}, owner="bob", tags={"study": "s1", "trial": 2})
+    c = store.create_run(p, "moons", {}, {"epochs": 1})
+    assert [r["id"] for r in store.list_runs(owner="alice")] == [a]
+    assert {r["id"] for r in store.list_runs(owner="bob")} == {b}
+    assert {r["id"] for r in store.list_runs()} == {a, b, c} and store.get(c)["owner"] == "local"
+    assert {r["id"] for r in store.list_runs(tags={"study": "s1"})} == {a, b}
+    assert [r["id"] for r in store.list_runs(tags={"study": "s1", "trial": 2})] == [b]
+    assert store.list_runs(owner="alice", tags={"trial": 2}) == []
+    with pytest.raises(RunStoreError, match="owner"):
+        submit(store, _resume(a, owner="bob"))
+
+
+def test_bad_requests_are_refused(store, monkeypatch):
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1})
+    store.finish(rid, "finished")
+    with pytest.raises(RunStoreError, match="unknown job action"):
+        request(store, rid, "explode")  # type: ignore[arg-type]
+    with pytest.raises(RunStoreError, match="finished"):
+        request(store, rid, "stop")
+    with pytest.raises(TrainingError, match="unknown job callback"):
+        submit(store, _spec(callbacks=["nope"]))
+    with pytest.raises(TrainingError, match="invalid training settings"):
+        submit(store, _spec(config={"epochs": 0}))
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "zero")
+    with pytest.raises(TrainingError, match="LAYERLAB_MAX_JOBS"):
+        jobs.max_jobs()
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "3")
+    assert jobs.max_jobs() == 3
+    monkeypatch.delenv("LAYERLAB_MAX_JOBS")
+    assert jobs.max_jobs() >= 1
+
+
+def test_an_old_database_gains_the_new_columns(tmp_path):
+    ws = tmp_path / "old"
+    ws.mkdir()
+    con = sqlite3.connect(ws / "layerlab.db")
+    con.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT, status TEXT NOT NULL, created_at TEXT, "
+                "started_at TEXT, updated_at TEXT, finished_at TEXT, pid INTEGER, host TEXT, project TEXT, "
+                "dataset_name TEXT, dataset_options TEXT, dataset_info TEXT, config TEXT, final_metrics TEXT, "
+                "test_metrics TEXT, message TEXT, parent_id TEXT, epochs_done INTEGER DEFAULT 0, environment TEXT)")
+    con.execute("INSERT INTO runs (id, status, created_at) VALUES ('20260101-000000-0a0b0c', 'finished', '2026-01-01')")
+    con.commit()
+    con.close()
+    store = RunStore(ws)
+    assert store.get("20260101-000000-0a0b0c")["owner"] == "local" and store.list_runs(owner="local")[0]["id"] == "20260101-000000-0a0b0c"
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="alice")
+    assert store.list_runs(owner="alice")[0]["id"] == rid
