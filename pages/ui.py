@@ -326,6 +326,22 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- styling
+def run_from_url(page: str) -> str | None:
+    """The run id of a deep link (``/runs?run=ID``, ``/explain?run=ID``), once per session and page: the
+    first run of the page after the link was opened returns it, later reruns return None (so the user's own
+    choice is not overridden). Ids that are not well-formed run ids are ignored."""
+    from builder.runs import RUN_ID_RE
+
+    rid = st.query_params.get("run")
+    if not isinstance(rid, str) or not RUN_ID_RE.fullmatch(rid):
+        return None
+    seen = f"ll_url_run_{page}"
+    if st.session_state.get(seen) == rid:
+        return None
+    st.session_state[seen] = rid
+    return rid
+
+
 def page_header(title: str, subtitle: str) -> None:
     st.title(title)
     st.markdown(f"<p class='ll-sub'>{_esc(subtitle)}</p>", unsafe_allow_html=True)
@@ -545,6 +561,8 @@ class TrainSession:
     started: float = field(default_factory=time.time)
     live: Any = None  # the LiveAttributions callback when attributions are recorded during training
     first_point_s: float | None = None
+    boundary: dict | None = None  # latest decision-boundary grid (builder.boundary), 2-D toy data only
+    boundary_points: dict | None = None
     total_epochs: int = 1
     steps_per_epoch: int = 1
 
@@ -565,6 +583,10 @@ class TrainSession:
                     self.first_point_s = time.time() - self.started
             elif t == "epoch":
                 self.epochs.append({k: v for k, v in ev.items() if k not in ("type", "extras")})
+                b = (ev.get("extras") or {}).get("boundary")
+                if isinstance(b, dict):
+                    self.boundary = b
+                    self.boundary_points = b.get("points") or self.boundary_points
             elif t == "status":
                 self.status, self.message = ev["status"], ev.get("message", "")
             elif t == "done":
@@ -593,11 +615,15 @@ def start_training(proj: Project, spec: dict, config: dict, resume_run: str | No
 
     rs = store()
     _apply_threads()
-    callbacks = []
+    from builder.boundary import DecisionBoundary
+
+    callbacks: list = [DecisionBoundary()]  # silent unless the data are 2-D points (moons, spirals, ...)
+    live_cb = None
     if live:
         from builder.live import LiveAttributions
 
-        callbacks.append(LiveAttributions("integrated_gradients", n_samples=4))  # layer IG for token models
+        live_cb = LiveAttributions("integrated_gradients", n_samples=4)  # layer IG for token models
+        callbacks.append(live_cb)
     if resume_run:
         job = _resume(resume_run, rs, background=True, callbacks=callbacks)
         run = rs.get(resume_run)
@@ -612,11 +638,15 @@ def start_training(proj: Project, spec: dict, config: dict, resume_run: str | No
         n_train = len(ds.train)
     trainer = job.trainer
     sess = TrainSession(job=job, run_id=str(getattr(job, "run_id", "") or ""), rec={}, model=trainer.model,
-                        info=trainer.dataset.info, total_epochs=cfg.epochs, live=callbacks[0] if callbacks else None)
+                        info=trainer.dataset.info, total_epochs=cfg.epochs, live=live_cb)
     bs = min(cfg.batch_size, max(n_train, 1))
     sess.steps_per_epoch = max(1, getattr(trainer, "steps_per_epoch", 0) or math.ceil(n_train / bs))
-    if resume_run:  # show the curve so far
-        sess.epochs = [e for e in rs.metrics(resume_run, "epoch")]
+    if resume_run:  # show the curve so far (and the last decision boundary)
+        from builder.boundary import latest_boundary
+
+        past = rs.metrics(resume_run, "epoch")
+        sess.boundary, sess.boundary_points = latest_boundary(past)
+        sess.epochs = [{k: v for k, v in e.items() if k != "extras"} for e in past]
     return sess
 
 

@@ -427,10 +427,11 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
 
         # Add (variadic) accepts several edges into its one input port
         page.locator('input[aria-label="Search layers"]').fill("add")
-        drag(page, center(palette_item(page, "Add")), (fx + 800, fy + 260))
+        drag(page, center(palette_item(page, "Add")), (fx + flow["width"] - 200, fy + 330))  # right, clear of the rest
         page.locator('input[aria-label="Search layers"]').fill("")
         page.locator('[data-testid="node-add_1"]').wait_for()
         settle(page, 0.5)
+        page.screenshot(path=str(ARTIFACTS / "canvas-09-before-add-edges.png"))
         drag(page, center(handle(page, "input_1", "source")), center(handle(page, "add_1", "target")))
         page.locator('[data-testid="edge-label-input_1->add_1"]').wait_for()
         drag(page, center(handle(page, "relu_1", "source")), center(handle(page, "add_1", "target")))
