@@ -121,6 +121,7 @@ def ensure_shell() -> None:
 
 
 _WARM = threading.Event()  # process-wide: torch kernels initialised (no user data)
+WARM_DELAY_S = 1.5  # app.py starts the warm-up after the first page ran; it waits this long more
 
 
 def torch_threads() -> int:
@@ -158,6 +159,7 @@ def warm_up() -> None:
 
     def work() -> None:
         try:
+            time.sleep(WARM_DELAY_S)  # off the request path: after the first page has been sent and drawn
             _apply_threads()
             from builder.data import load_dataset
             from builder.train import Trainer
@@ -166,6 +168,8 @@ def warm_up() -> None:
             model = builder.compile_graph(builder.load_template("cnn").graph)
             Trainer(model, ds, {"epochs": 1, "checkpoint_every": 0}).fit()  # first backward, optimizer, fx code
             from builder import runs as _runs  # noqa: F401
+            import builder.explain  # noqa: F401  (Captum: Explain's first open)
+            import builder.figures  # noqa: F401  (plotly figures)
         except Exception:  # warming up is an optimisation only
             pass
 
@@ -174,7 +178,6 @@ def warm_up() -> None:
 
 def init_state() -> None:
     """Create this session's state on first use."""
-    warm_up()
     ss = st.session_state
     if "ll_project" not in ss:
         proj = builder.load_template("cnn")

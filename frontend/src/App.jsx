@@ -736,7 +736,7 @@ function Canvas({ data, api, store }) {
                 style={{ width: 168, height: 108, marginBottom: 24 }}
                 ariaLabel="Mini map"
               />
-              <Controls position="bottom-left" showInteractive={false} />
+              <Controls position="top-right" orientation="horizontal" showInteractive={false} />
             </ReactFlow>
             {mode === 'overlay' && palettePanel}
             {nodes.length === 0 && (
