@@ -38,8 +38,8 @@ import builder
 builder.palette(); builder.infer_shapes(builder.load_template("cnn").graph)
 t_all = time.perf_counter() - t
 print(json.dumps({"import_ui_s": t_ui, "build_ready_s": t_all,
-                  "heavy_loaded": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
+                  "heavy_loaded": [m for m in HEAVY if m in sys.modules]}))
+""".replace("HEAVY", repr(HEAVY))
 
 
 def visit(browser, url: str, width: int = 1440, height: int = 900) -> float:

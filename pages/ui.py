@@ -167,9 +167,9 @@ def warm_up() -> None:
             ds = load_dataset("digits")  # imports scikit-learn's loaders once
             model = builder.compile_graph(builder.load_template("cnn").graph)
             Trainer(model, ds, {"epochs": 1, "checkpoint_every": 0}).fit()  # first backward, optimizer, fx code
+            from builder import explain as _explain  # noqa: F401  (Captum: Explain's first open)
+            from builder import figures as _figures  # noqa: F401  (plotly figures)
             from builder import runs as _runs  # noqa: F401
-            import builder.explain  # noqa: F401  (Captum: Explain's first open)
-            import builder.figures  # noqa: F401  (plotly figures)
         except Exception:  # warming up is an optimisation only
             pass
 

@@ -32,8 +32,9 @@ export function payloadOf(nodes, edges, selected, revision) {
 // Merge a graph Python replaced (new revision) into the browser's state.
 // Nodes Python gave no position keep their browser position (or are laid out
 // when new). When old and new share node ids (an inspector edit, Python-side
-// undo) unchanged node objects and the selection are kept; `sameProject` says
-// so (the caller then keeps the view instead of fitting it).
+// undo: at least half of the ids shared) unchanged node objects and the
+// selection are kept; `sameProject` says so (the caller then keeps the view
+// instead of fitting it).
 export function mergeFromPython(prevNodes, prevEdges, graph, paletteMap, selected) {
   const g = fromPy(graph, paletteMap);
   let nds = g.nodes;
@@ -47,7 +48,9 @@ export function mergeFromPython(prevNodes, prevEdges, graph, paletteMap, selecte
     }
   }
   const prevById = new Map(prevNodes.map((n) => [n.id, n]));
-  const sameProject = nds.some((n) => prevById.has(n.id));
+  // An edit (inspector, Python-side undo) keeps most ids; a template or a file shares few (e.g. "input").
+  const shared = nds.filter((n) => prevById.has(n.id)).length;
+  const sameProject = shared > 0 && shared >= 0.5 * Math.max(prevNodes.length, nds.length);
   const sel = selected ?? null;
   nds = nds.map((n) => {
     const o = prevById.get(n.id);

@@ -41,6 +41,14 @@ describe('python sync', () => {
     expect(m.nodes[0].selected).toBe(true);
   });
 
+  it('a template sharing a few ids with the old graph is a new project', () => {
+    const prev = ['input', 'fc1', 'act1', 'fc2', 'head'].map((id, i) => makeNode(id, 'Linear', null, {}, { x: i * 300, y: 0 }));
+    const next = ['image', 'conv1', 'relu1', 'pool1', 'flatten', 'head'].map((id, i) => pyNode(id, i * 300, 0));
+    expect(mergeFromPython(prev, [], pyGraph(next), palette, null).sameProject).toBe(false);
+    const edited = ['input', 'fc1', 'act1', 'fc2', 'head', 'extra'].map((id, i) => pyNode(id, i * 300, 0));
+    expect(mergeFromPython(prev, [], pyGraph(edited), palette, null).sameProject).toBe(true);
+  });
+
   it('a different project is not the same project (the view is refitted)', () => {
     const m = mergeFromPython([makeNode('a', 'Linear', null, {}, { x: 0, y: 0 })], [], pyGraph([pyNode('q', 5, 5)]), palette, null);
     expect(m.sameProject).toBe(false);

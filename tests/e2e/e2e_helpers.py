@@ -44,9 +44,17 @@ def new_project(page) -> None:
     wait_idle(page)
 
 
+def collapse_sidebar(page) -> None:
+    """Collapse the app sidebar (it floats over the page below 1100 px; Streamlit remembers the choice)."""
+    if page.locator("[data-testid=stSidebar][data-collapsed=false]").count():
+        page.locator("[data-testid=stSidebar]").hover()
+        page.get_by_role("button", name="Collapse sidebar").click()
+        page.locator("[data-testid=stSidebar][data-collapsed=true]").wait_for(state="attached", timeout=10_000)
+
+
 def pick_template(page, title: str) -> None:
     """Choose a template in the Build page's template picker (a select box that closes after the choice)."""
-    page.locator(".st-key-ll_tpl_pick [data-baseweb=select]").first.click()
+    page.locator(".st-key-ll_tpl_pick [data-testid=stSelectbox] input").first.click()
     page.locator("[role=option]", has_text=title).first.click()
 
 
