@@ -6,11 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.layerlab-installed
 PORT   ?= 8501
 
-.PHONY: app test test-frontend install lint bench frontend screenshots clean
+.PHONY: app test test-frontend fuzz install lint bench frontend screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,mlflow]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +29,11 @@ test-frontend:
 # README screenshots (docs/screenshots/*.png) of every page at 1440x900 and 900x900; never run by the tests.
 screenshots: $(STAMP)
 	$(BIN)/python tests/e2e/screenshots.py
+
+# nightly-style: the graph fuzzer and the malformed-file corpus with fresh random examples (profile `fuzz`)
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics \
+		tests/test_fuzz_graphs.py tests/test_escape.py tests/test_malformed_files.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check builder pages tests bench app.py
