@@ -296,6 +296,15 @@ if problems and not active:
         c1.page_link("pages/build.py", label="Open the Build page", icon=":material/account_tree:")
         c2.page_link("pages/data.py", label="Open the Data page (one-click fix)", icon=":material/dataset:")
 
+if "ll_mode_next" in st.session_state:
+    st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")
+if st.segmented_control("Mode", ["Train", "Search"], default="Train", key="ll_train_mode",
+                        label_visibility="collapsed") == "Search":
+    from pages import search_mode
+
+    search_mode.render(ds, spec, problems)
+    st.stop()
+
 running_now = sess is not None and sess.active
 if sess is not None:
     st.subheader("Progress")
