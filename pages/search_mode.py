@@ -226,6 +226,34 @@ def actions(spec: dict) -> None:
             st.rerun()
 
 
+def _apply_tracking() -> None:
+    from builder.tracking import check_uri, set_tracking_uri
+
+    uri = (st.session_state.get("ll_mlflow_uri") or "").strip()
+    try:
+        set_tracking_uri(check_uri(uri, ui.workspace()) if uri else None)
+        st.session_state.ll_mlflow_error = None
+    except LayerLabError as e:
+        st.session_state.ll_mlflow_error = str(e)
+
+
+def tracking_setting() -> None:
+    """The MLflow setting: runs started from now on (training and search trials) are also logged there."""
+    from builder.tracking import tracking_uri
+
+    cur = tracking_uri() or ""
+    with st.expander("Experiment tracking (MLflow)" + (" — on" if cur else ""), icon=":material/monitoring:"):
+        st.text_input("MLflow tracking URI", value=cur, key="ll_mlflow_uri", on_change=_apply_tracking,
+                      placeholder="http://mlflow.example.org:5000 or sqlite:///mlflow.db",
+                      help="Every run started from now on, training and search trials, is also logged to "
+                      "MLflow; empty turns it off. A SQLite database is kept in the workspace. This is a "
+                      "setting of the app server (MLFLOW_TRACKING_URI).")
+        if st.session_state.get("ll_mlflow_error"):
+            st.error(ui.md(st.session_state.ll_mlflow_error))
+        elif cur:
+            st.caption(f"Logging to {ui.md(cur)}")
+
+
 def render(ds, spec: dict, problems: list) -> None:
     """The whole Search mode."""
     if ds is None:

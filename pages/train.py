@@ -9,7 +9,7 @@ import streamlit as st
 
 from builder.compat import check_compat
 from builder.errors import LayerLabError
-from pages import ui
+from pages import search_mode, ui
 
 ui.ensure_shell()
 
@@ -298,10 +298,9 @@ if problems and not active:
 
 if "ll_mode_next" in st.session_state:
     st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")
+search_mode.tracking_setting()
 if st.segmented_control("Mode", ["Train", "Search"], default="Train", key="ll_train_mode",
                         label_visibility="collapsed") == "Search":
-    from pages import search_mode
-
     search_mode.render(ds, spec, problems)
     st.stop()
 

@@ -69,3 +69,24 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at):
     proj = at.session_state["ll_project"]
     assert proj.graph.node("fc1").params["out_features"] == int(best["fc1.out_features"])
     assert proj.training["lr"] == pytest.approx(best["lr"])
+    at.switch_page("pages/train.py").run()
+    at.session_state["ll_train_mode"] = "Search"
+    at.run()
+    at.button(key="ll_s_retrain").click().run()  # retrain the best trial with 3x the epochs
+    assert not at.exception, [e.value for e in at.exception]
+    sess = at.session_state["ll_job"]
+    assert sess.total_epochs == 6
+    sess.job.join(120)
+    assert sess.status == "finished"
+
+
+def test_mlflow_setting_is_checked_and_applies_to_new_runs(at, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-after-test")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    at.text_input(key="ll_mlflow_uri").set_value("sqlite:////etc/x.db").run()
+    assert "inside the workspace" in at.error[0].value and "MLFLOW_TRACKING_URI" not in os.environ
+    at.text_input(key="ll_mlflow_uri").set_value("sqlite:///mlflow.db").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{(tmp_path / 'ws' / 'mlflow.db').resolve()}"
