@@ -349,6 +349,11 @@ def _gn_shape(p, ins):
         divisors = [d for d in range(1, min(c, 64) + 1) if c % d == 0]
         raise ShapeError(f"num_groups must divide the {c} channels; received: num_groups={p['num_groups']}. "
                          f"Fix: use one of {divisors}")
+    if c // p["num_groups"] * math.prod(t.shape[1:]) < 2:  # torch refuses to normalise a single value
+        fewer = [d for d in range(1, c) if c % d == 0]
+        raise ShapeError(f"each group must hold more than one value per sample; received: num_groups="
+                         f"{p['num_groups']} for input {t} (1 value per group). Fix: "
+                         + (f"use fewer groups, e.g. {fewer[-1]}" if fewer else "use a larger input or LayerNorm"))
     return t
 
 

@@ -337,3 +337,14 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
     assert res.returncode == 0, res.stderr + res.stdout
     grown = int(res.stdout.strip().splitlines()[-1])
     assert grown < 64 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MiB"  # the table alone is 1.6 GB
+
+
+def test_group_norm_needs_more_than_one_value_per_group():
+    """Found by the fuzzer: GroupNorm over (B, 4, 1) with 4 groups validated, then torch refused batch 1."""
+    graph = g([{"id": "x", "type": "Input", "params": {"shape": [4, 1]}},
+               {"id": "gn", "type": "GroupNorm", "params": {"num_groups": 4}}], [("x", "gn")])
+    (p,) = validate(graph)
+    assert p.node == "gn" and "more than one value" in p.message and "Fix: use fewer groups, e.g. 2" in p.message
+    graph["nodes"][1]["params"]["num_groups"] = 2
+    model = compile_graph(graph).eval()
+    assert tuple(model(*example_inputs(model, 1)).shape) == (1, 4, 1)
