@@ -328,3 +328,20 @@ else:
     st.subheader(f"Comparing {len(chosen)} runs")
     overlay([by_id[c] for c in chosen])
     st.caption("Pick a single run to open, resume, download or delete it.")
+
+live_sig = tuple((r["id"], r["status"], r.get("epochs_done")) for r in runs if r["status"] in ("queued", "running", "paused"))
+
+
+def _watch() -> None:
+    """While jobs run, re-read their rows every 2 s and refresh the page when one changed."""
+    try:
+        now = tuple((r["id"], r["status"], r.get("epochs_done")) for r in ui.visible_runs(limit=500)
+                    if r["id"] in {s[0] for s in live_sig})
+    except LayerLabError:
+        return
+    if now != live_sig:
+        st.rerun()
+
+
+if live_sig:
+    st.fragment(run_every=2.0)(_watch)()

@@ -11,7 +11,7 @@ import streamlit as st
 from builder.compat import check_compat
 from builder.errors import LayerLabError
 from builder.summary import current_run, run_label
-from pages import ui
+from pages import search_mode, ui
 
 ui.ensure_shell()
 
@@ -391,6 +391,14 @@ if problems and not active:
         c1, c2 = st.columns(2)
         c1.page_link("pages/build.py", label="Open the Build page", icon=":material/account_tree:")
         c2.page_link("pages/data.py", label="Open the Data page (one-click fix)", icon=":material/dataset:")
+
+if "ll_mode_next" in st.session_state:
+    st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")
+search_mode.tracking_setting()
+if st.segmented_control("Mode", ["Train", "Search"], default="Train", key="ll_train_mode",
+                        label_visibility="collapsed") == "Search":
+    search_mode.render(ds, spec, problems)
+    st.stop()
 
 if current is not None:
     st.subheader("Progress")

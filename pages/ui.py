@@ -274,6 +274,13 @@ def control_job(run_id: str, action: str) -> None:
     request(rs, run["id"], action)  # type: ignore[arg-type]
 
 
+def torch_threads() -> int:
+    """Torch threads a training job uses (:func:`builder.jobs.torch_threads`)."""
+    from builder.jobs import torch_threads as n
+
+    return n()
+
+
 def run_from_url(page: str) -> str | None:
     """The run id of a deep link (``/runs?run=ID``, ``/explain?run=ID``), once per session and page: the
     first run of the page after the link was opened returns it, later reruns return None (so the user's own

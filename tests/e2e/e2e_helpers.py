@@ -52,10 +52,14 @@ def collapse_sidebar(page) -> None:
         page.locator("[data-testid=stSidebar][data-collapsed=true]").wait_for(state="attached", timeout=10_000)
 
 
-def pick_template(page, title: str) -> None:
-    """Choose a template in the Build page's template picker (a select box that closes after the choice)."""
+def pick_template(page, title: str, *, confirm: bool = True) -> None:
+    """Choose a template in the Build page's template picker (a select box that closes after the choice).
+
+    With ``confirm`` (the canvas holds a project, so replacing it asks first) press Replace as well."""
     page.locator(".st-key-ll_tpl_pick [data-testid=stSelectbox] input").first.click()
     page.locator("[role=option]", has_text=title).first.click()
+    if confirm:
+        page.locator(".st-key-ll_confirm_replace button").click(timeout=30_000)
 
 
 def pane_box(page) -> dict:
