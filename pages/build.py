@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 import builder
 from builder.errors import LayerLabError
+from builder.escape import safe_filename
 from builder.export import failed_export_source
 from builder.project import Graph
 from pages import ui
@@ -252,7 +253,7 @@ def toolbar(report) -> None:
     run = _weights_run(g)
     wpath = ui.store().weights_path(run["id"]) if run else None
     c_w.download_button("Weights", data=lambda: wpath.read_bytes() if wpath else b"",
-                        file_name=f"{run['id']}.safetensors" if run else "model.safetensors",
+                        file_name=f"{safe_filename(run['id'], 'run')}.safetensors" if run else "model.safetensors",
                         mime="application/octet-stream", key="ll_build_weights",
                         icon=":material/deployed_code:", width="stretch", disabled=run is None,
                         help=f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
