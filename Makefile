@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.layerlab-installed
 PORT   ?= 8501
 
-.PHONY: app test install lint bench frontend clean
+.PHONY: app test fuzz install lint bench frontend clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ app: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900
+
+# nightly-style: the graph fuzzer and the malformed-file corpus with fresh random examples (profile `fuzz`)
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics \
+		tests/test_fuzz_graphs.py tests/test_escape.py tests/test_malformed_files.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check builder pages tests bench app.py

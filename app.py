@@ -1,7 +1,8 @@
 """LayerLab: the Streamlit app (``streamlit run app.py``).
 
-Pages live in ``pages/``; shared helpers in ``pages/ui.py``. Every browser session has its own project
-and training job in ``st.session_state``.
+Pages live in ``pages/``; shared helpers in ``pages/ui.py`` (split into ``state``, ``style``, ``fmt``). Each
+browser is an owner (a cookie, or the signed-in user): its project is autosaved in the workspace and its
+training jobs are processes that outlive the page (``builder.jobs``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ pages = [
     st.Page("pages/explain.py", title="Explain", icon=":material/insights:", url_path="explain"),
 ]
 nav = st.navigation(pages, position="sidebar")
+ui.keep_identity()
 ui.sidebar()
 ui.show_flash()
+ui.autosave()
 nav.run()
+ui.autosave()

@@ -51,6 +51,11 @@ _LAZY = {
     "TrainConfig": "train", "Trainer": "train", "TrainingJob": "train", "TrainResult": "train", "Callback": "train",
     "Channel": "train", "evaluate": "train", "RunStore": "runs", "run_training": "pipeline", "resume_run": "pipeline",
     "default_workspace": "runs", "model_card": "modelcard",
+    # model exchange (onnx, onnxruntime, onnxscript load on first use)
+    "import_model": "interchange.importer", "ImportResult": "interchange.importer",
+    "save_import": "interchange.importer", "export_onnx": "interchange.onnx_export",
+    "quantize_int8": "interchange.onnx_export", "quantize_run": "interchange.onnx_export",
+    "ModelImportError": "interchange.errors", "UnsupportedOpsError": "interchange.errors",
 }
 __all__ += list(_LAZY)
 

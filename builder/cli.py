@@ -47,7 +47,7 @@ def check_output_path(output: str) -> Path:
 def infer_format(fmt: str | None, output: str | None, default: str = "py") -> str:
     """``--format`` if given, else from the ``-o`` suffix (``.py`` or ``.safetensors``); refuse a mismatch."""
     suffix = Path(output).suffix.lower() if output not in (None, "-", "") else ""
-    by_suffix = {".py": "py", ".safetensors": "safetensors"}.get(suffix)
+    by_suffix = {".py": "py", ".safetensors": "safetensors", ".onnx": "onnx"}.get(suffix)
     if fmt is None:
         if by_suffix:
             return by_suffix
@@ -57,7 +57,7 @@ def infer_format(fmt: str | None, output: str | None, default: str = "py") -> st
         return default
     if by_suffix and by_suffix != fmt:
         raise LayerLabError(f"--format {fmt} does not match the file name; received: -o {output}. Fix: name it "
-                            f"{Path(output).stem}.{'py' if fmt == 'py' else 'safetensors'} or use --format {by_suffix}")
+                            f"{Path(output).stem}.{fmt} or use --format {by_suffix}")
     return fmt
 
 
@@ -133,6 +133,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = infer_format(args.format, args.output)
     if args.output not in (None, "-"):
         check_output_path(args.output)  # before any work
+    if fmt == "onnx":
+        return _export_onnx_file(args)
+    if getattr(args, "quantize", None):
+        return _fail("--quantize needs --format onnx")
     project = load_project(args.file)
     if fmt == "py":
         from .export import export_python
@@ -153,6 +157,44 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _fail(f"cannot write {args.output}: {e.strerror or e}")
     print(terminal_line(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
                         "weights)"))
+    return 0
+
+
+def _export_onnx_file(args: argparse.Namespace) -> int:
+    """``export FILE --format onnx -o OUT.onnx [--weights W] [--quantize int8]``."""
+    from .interchange.onnx_export import export_onnx, quantize_int8
+
+    if args.output in (None, "-"):
+        return _fail("--format onnx needs -o OUT.onnx")
+    rep = export_onnx(load_project(args.file), args.output, getattr(args, "weights", None))
+    print(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max abs "
+          f"difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})")
+    if getattr(args, "quantize", None) == "int8":
+        out = Path(args.output).with_suffix(".int8.onnx")
+        q = quantize_int8(args.output, out)
+        print(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio {q['ratio']:.2f}; "
+              "use --run ID to measure the test metric)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``layerlab import SOURCE -o OUT.json``: an ONNX / .pt2 / file.py:Class model as a project + weights."""
+    from .interchange.importer import import_model, register_import, save_import
+
+    result = import_model(args.source, name=args.name)
+    if args.output in (None, "-"):
+        return _fail("give -o OUT.json (the weights go to OUT.safetensors)")
+    jpath, wpath = save_import(result, args.output)
+    rep = result.report
+    print(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; outputs match "
+          f"{rep.get('verified_against', '-')} to {rep.get('max_abs_diff', float('nan')):.3g}")
+    for note in rep.get("notes", []):
+        print(f"note: {note}")
+    if args.register:
+        from .runs import RunStore
+
+        rid = register_import(RunStore(args.workspace), result)
+        print(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME --init-from {rid})")
     return 0
 
 
@@ -205,13 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write PyTorch source (.py) or weights (.safetensors)")
     p.add_argument("file", nargs="?")
-    p.add_argument("--format", choices=("py", "safetensors"), default=None,
-                   help="default: from the -o suffix (.py, .safetensors), else py")
+    p.add_argument("--format", choices=("py", "safetensors", "onnx"), default=None,
+                   help="default: from the -o suffix (.py, .safetensors, .onnx), else py")
+    p.add_argument("--quantize", choices=("int8",), help="with --format onnx: also write OUT.int8.onnx "
+                   "(dynamic int8; with --run the test metric before/after goes into the model card)")
+    p.add_argument("--weights", help="with FILE --format onnx: a .safetensors file to export with")
     p.add_argument("-o", "--output", help="output path (default: stdout for py)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed for untrained weights")
     p.add_argument("--run", help="export a trained run's weights/code instead of a project file")
     p.add_argument("--workspace", help="workspace folder holding the runs")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import an ONNX, torch.export (.pt2) or file.py:Class model as a project")
+    p.add_argument("source", help="model.onnx, model.pt2 or file.py:ClassName[(args)] (runs that file)")
+    p.add_argument("-o", "--output", help="OUT.json (weights to OUT.safetensors)")
+    p.add_argument("--name", help="project name")
+    p.add_argument("--register", action="store_true", help="also record the weights as a run in the workspace "
+                   "so `train --init-from RUN` starts from them")
+    p.add_argument("--workspace", help="workspace folder for --register")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("templates", help="list templates, or write one to a file")
     p.add_argument("name", nargs="?")

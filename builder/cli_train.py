@@ -56,7 +56,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    g.add_argument("--amp", action="store_true", default=None, help="mixed precision (GPU only)")
+    g.add_argument("--amp", action="store_true", default=None,
+                   help="mixed precision: bfloat16 (or float16) autocast on CUDA, bfloat16 on CPUs with native "
+                   "bfloat16; refused elsewhere")
     g.add_argument("--loss", choices=("auto", "mse", "l1", "huber"), help="regression loss")
     g.add_argument("--metric", choices=("auto", "accuracy", "f1", "r2"))
     g.add_argument("--log-every", type=int, dest="log_every")
@@ -396,6 +398,8 @@ def export_run(args: argparse.Namespace) -> int:
         if not ckpt.is_file():
             raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
         weights = _weights_from_checkpoint(ckpt, store.run_dir(run["id"]) / "exports" / "last_checkpoint.safetensors")
+    if fmt == "onnx" or getattr(args, "quantize", None):
+        return _export_run_onnx(store, run, args)
     if output in (None, "-"):
         output = store.run_dir(run["id"]) / "exports" / ("model.py" if fmt == "py" else f"{run['id']}.safetensors")
     output = Path(output)
@@ -412,6 +416,26 @@ def export_run(args: argparse.Namespace) -> int:
     else:
         shutil.copyfile(weights, output)
         print(f"wrote {output} (trained weights of run {run['id']}, status {run['status']})")
+    return 0
+
+
+def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
+    """``export --run ID --format onnx [-o OUT.onnx] [--quantize int8]`` (int8: test metric before/after)."""
+    from .interchange.onnx_export import export_run_onnx, quantize_run
+
+    output = getattr(args, "output", None)
+    output = None if output in (None, "-") else Path(output)
+    if getattr(args, "quantize", None) == "int8":
+        q = quantize_run(store, run["id"], output.with_suffix(".int8.onnx") if output else None)
+        if output is not None:
+            shutil.copyfile(q["fp32_path"], output)
+        print(f"wrote {output or q['fp32_path']} and {q['int8_path']}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
+              f"bytes (ratio {q['ratio']:.2f}); test {q['metric']} {q['test_before']:.4f} -> {q['test_after']:.4f} "
+              f"(delta {q['delta']:+.4f}); recorded in the model card")
+        return 0
+    rep = export_run_onnx(store, run["id"], output)
+    print(f"wrote {rep.path} (trained weights of run {run['id']}; dynamic batch; onnxruntime max abs difference "
+          f"{rep.max_abs_diff:.3g})")
     return 0
 
 

@@ -274,7 +274,8 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
     return out
 
 
-def _torch_threads() -> int:
+def torch_threads() -> int:
+    """Torch threads of a job process: ``$LAYERLAB_TORCH_THREADS``, else the cores left by the job limit."""
     env = os.environ.get(ENV_TORCH_THREADS, "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -306,7 +307,7 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     data = json.loads((store.run_dir(run_id) / SPEC_FILE).read_text(encoding="utf-8"))
     origin = data.pop("origin", None)
     spec = JobSpec(**data)
-    torch.set_num_threads(_torch_threads())
+    torch.set_num_threads(torch_threads())
     if not _wait_for_slot(store, run_id):
         return 0
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads", flush=True)
@@ -347,4 +348,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "live_frames", "run_job",
-           "StoreControl", "FINAL_STATUSES", "ENV_MAX_JOBS"]
+           "StoreControl", "FINAL_STATUSES", "ENV_MAX_JOBS", "torch_threads"]

@@ -138,12 +138,31 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             out += ["```"]
     else:
         out.append("Not evaluated (the run did not finish).")
+    out += _quantization(run_dir)
     out += ["", "## Environment", "",
             f"- torch {_fmt(env.get('torch', torch.__version__))}, python {_fmt(env.get('python', '-'))}, "
             f"{_fmt(env.get('platform', '-'))}",
             f"- device: {_fmt(cfg.get('device', 'auto'))} (resolved: {_fmt(env.get('device', _resolved(cfg)))}), "
-            f"mixed precision {'on' if cfg.get('amp') else 'off'}, seed {_fmt(cfg.get('seed'))}", ""]
+            f"precision {_fmt(env.get('precision') or ('float32' if not cfg.get('amp') else 'not recorded'))}, "
+            f"seed {_fmt(cfg.get('seed'))}", ""]
     return "\n".join(out)
+
+
+def _quantization(run_dir: Path | None) -> list[str]:
+    """The int8 section, when ``layerlab export --run ID --format onnx --quantize int8`` measured one."""
+    path = run_dir / "exports" / "quantization.json" if run_dir is not None else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        import json
+
+        q = json.loads(path.read_text(encoding="utf-8"))
+        return ["", "## Quantization (ONNX, dynamic int8)", "",
+                f"- file size {int(q['bytes_before']):,} -> {int(q['bytes_after']):,} bytes (ratio {float(q['ratio']):.3f})",
+                f"- test {q['metric']} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta {_fmt(q['delta'])}) "
+                f"on {q.get('n_test', '-')} held-out samples, scored with onnxruntime"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return []
 
 
 def _int5(v: Any) -> str:

@@ -217,15 +217,16 @@ def _load_template(name: str) -> None:
     except LayerLabError as e:
         st.session_state.ll_canvas_error = str(e)
         return
-    ui.set_project(proj, flash=f"Loaded template “{proj.name}”", relayout=True)
     ds = (proj.training or {}).get("dataset")
-    if isinstance(ds, str):
-        st.session_state.ll_data = {"kind": "builtin", "name": ds, "options": {}}
+    data = {"kind": "builtin", "name": ds, "options": {}} if isinstance(ds, str) else None
+    ui.replace_project(proj, f"Loaded template “{proj.name}”", relayout=True, data=data)
 
 
 def toolbar(report) -> None:
     g = ui.graph()
-    c_tpl, c_py, c_w, c_json, c_msg = st.columns([1, 1, 1, 1, 3.2], vertical_alignment="center")
+    c_tpl, c_imp, c_py, c_w, c_json, c_onnx, c_msg = st.columns([1, 1, 1, 1, 1, 1, 2.4], vertical_alignment="center")
+    with c_imp.popover("Import", icon=":material/upload_file:", width="stretch"):
+        import_model_box()
     with c_tpl.popover("Templates", icon=":material/dashboard:", width="stretch"):
         st.caption("Replace the canvas with a ready-made network")
         for t in builder.list_templates():
@@ -237,20 +238,98 @@ def toolbar(report) -> None:
                          mime="text/x-python", icon=":material/code:", width="stretch", disabled=not ok,
                          help="Standalone PyTorch code for this network" if ok else
                          "Fix the problems listed below the canvas to export code", on_click="ignore")
-    wpath = _weights_path()
+    run = _weights_run(g)
+    wpath = ui.store().weights_path(run["id"]) if run else None
     c_w.download_button("Weights", data=lambda: wpath.read_bytes() if wpath else b"",
-                        file_name="model.safetensors", mime="application/octet-stream",
-                        icon=":material/deployed_code:", width="stretch", disabled=wpath is None,
-                        help="Trained weights (safetensors) of the last finished run" if wpath else
-                        "Train the model first (Train page)", on_click="ignore")
+                        file_name=f"{run['id']}.safetensors" if run else "model.safetensors",
+                        mime="application/octet-stream", key="ll_build_weights",
+                        icon=":material/deployed_code:", width="stretch", disabled=run is None,
+                        help=f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
+                             "finished run of this graph" if run else
+                        "No finished run of this exact graph yet: train it on the Train page", on_click="ignore")
     c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),
                            mime="application/json", icon=":material/data_object:", width="stretch",
                            help="The project file (JSON)", on_click="ignore")
+    with c_onnx.popover("ONNX", icon=":material/output:", width="stretch", disabled=not ok):
+        export_onnx_box(snapshot)
     n_err = sum(1 for p in report.problems if p.severity == "error")
     summary = (f"**{len(g.nodes)}** layers · **{ui.human_count(report.total_params)}** parameters · "
                f"~**{ui.human_bytes(report.memory_estimate(64))}** to train (batch 64)")
     c_msg.markdown(summary + (f" · :red[**{n_err} problem{'s' if n_err != 1 else ''}**]" if n_err else
                               " · :green[no problems]"))
+
+
+# ---------------------------------------------------------------------------- model exchange (ONNX, .pt2)
+def import_model_box() -> None:
+    """Open an .onnx / .pt2 model: parsed in a worker process (never executed), weights kept as a run."""
+    from builder.interchange.worker import MAX_UPLOAD_BYTES, import_upload
+
+    st.caption(f"Open an ONNX or torch.export (.pt2) model, up to {MAX_UPLOAD_BYTES // 2**20} MiB. It is parsed "
+               "in a separate process and never executed; its weights are kept so training starts from them.")
+    nonce = st.session_state.setdefault("ll_import_nonce", 0)
+    up = st.file_uploader("Model file", type=["onnx", "pt2"], key=f"ll_import_{nonce}")
+    if up is None:
+        return
+    st.session_state.ll_import_nonce = nonce + 1
+    try:
+        with st.spinner("Importing in a worker process…"):
+            proj, rid, rep = import_upload(up.getvalue(), up.name, ui.store())
+    except LayerLabError as e:
+        st.session_state.ll_canvas_error = f"Cannot import {up.name}: {e}"
+        st.rerun()
+    st.session_state.ll_canvas_error = None
+    ui.set_project(proj, flash=f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
+                   f"outputs match the original to {rep.get('max_abs_diff', 0):.1e}. Training starts from the "
+                   f"imported weights (run {rid}); freeze layers on the Train page.")
+    st.rerun()
+
+
+def _onnx_weights() -> Path | None:
+    """Weights for the ONNX export: the last finished run, else the imported weights the project starts from."""
+    run = _weights_run(ui.graph())
+    if run is not None:
+        return ui.store().weights_path(run["id"])
+    init = (ui.project().training or {}).get("init_from")
+    if isinstance(init, str):
+        try:
+            p = ui.store().weights_path(init)
+        except LayerLabError:
+            return None
+        return p if p.exists() else None
+    return None
+
+
+def export_onnx_box(g: Graph) -> None:
+    """Build a verified ONNX file (dynamic batch, checked against onnxruntime) and offer it for download."""
+    from builder.interchange.worker import export_onnx_bytes
+
+    wpath = _onnx_weights()
+    st.caption("ONNX with a dynamic batch axis, checked with onnx.checker and compared with onnxruntime. "
+               + ("Uses the trained/imported weights." if wpath else "Weights: freshly initialised (train first)."))
+    if st.button("Build ONNX file", key="ll_onnx_build", icon=":material/build:"):
+        proj = ui.project().model_copy(update={"graph": g})
+        try:
+            with st.spinner("Exporting and verifying…"):
+                try:
+                    data, rep = export_onnx_bytes(proj.to_json(), wpath)
+                except LayerLabError:
+                    if wpath is None:
+                        raise
+                    data, rep = export_onnx_bytes(proj.to_json(), None)  # the graph changed since training
+                    rep["notes"] = ["the weights no longer fit the edited graph; exported freshly initialised"]
+        except LayerLabError as e:
+            st.session_state.ll_onnx = None
+            st.error(ui.md(e))
+            return
+        st.session_state.ll_onnx = {"data": data, "report": rep}
+    got = st.session_state.get("ll_onnx")
+    if got:
+        rep = got["report"]
+        st.caption(f"{len(got['data']):,} bytes; onnxruntime differs by at most {rep['max_abs_diff']:.1e}."
+                   + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))
+        st.download_button("Download model.onnx", data=got["data"], file_name=f"{ui.project_filename()[:-14]}.onnx",
+                           mime="application/octet-stream", icon=":material/download:", key="ll_onnx_dl",
+                           on_click="ignore")
 
 
 def _export_py(g: Graph) -> str:
@@ -260,13 +339,14 @@ def _export_py(g: Graph) -> str:
         return failed_export_source(e)
 
 
-def _weights_path() -> Path | None:
-    job = st.session_state.get("ll_job")
-    if job is not None and not job.active:
-        p = ui.store().weights_path(job.run_id)
-        if p.exists():
-            return p
-    return None
+def _weights_run(g: Graph) -> dict | None:
+    """The newest finished run of this owner whose graph is the canvas graph (what Weights exports)."""
+    from builder.summary import finished_run
+
+    try:
+        return finished_run(ui.store(), g, ui.owner())
+    except LayerLabError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------- page

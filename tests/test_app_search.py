@@ -46,7 +46,8 @@ def test_bad_spec_is_a_located_error_and_nothing_starts(at):
 
 
 @pytest.mark.slow
-def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at):
+def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
+    ws = tmp_path / "ws"
     at.text_input(key="ll_s_node_fc1.out_features").set_value("{4,24}")
     at.text_input(key="ll_s_tr_lr").set_value("1e-2..1e-1:log")
     at.number_input(key="ll_s_trials").set_value(2)
@@ -74,10 +75,16 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at):
     at.run()
     at.button(key="ll_s_retrain").click().run()  # retrain the best trial with 3x the epochs
     assert not at.exception, [e.value for e in at.exception]
-    sess = at.session_state["ll_job"]
-    assert sess.total_epochs == 6
-    sess.job.join(120)
-    assert sess.status == "finished"
+    from builder.jobs import wait
+    from builder.runs import RunStore
+
+    rid = at.session_state["ll_run"]
+    rs = RunStore(ws)
+    assert wait(rs, [rid], timeout=300)[rid] == "finished"
+    run = rs.get(rid)
+    assert run["config"]["epochs"] == 6 and run["project"]["graph"] == proj.model_dump(mode="json")["graph"]
+    at.run()
+    assert at.session_state["ll_train_mode"] == "Train"
 
 
 def test_mlflow_setting_is_checked_and_applies_to_new_runs(at, monkeypatch, tmp_path):

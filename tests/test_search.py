@@ -170,7 +170,8 @@ class ThreadJobs:
 
     def submit(self, store, spec):
         job = run_training(spec["project"], spec["dataset"], spec["config"], store, background=True,
-                           dataset_options=spec["dataset_options"], name=spec["name"])
+                           dataset_options=spec["dataset_options"], name=spec["name"], owner=spec["owner"],
+                           tags=spec["tags"])
         self.jobs[job.run_id] = job
         return job.run_id
 

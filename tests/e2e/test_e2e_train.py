@@ -18,6 +18,7 @@ RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
 def load_cnn(page) -> None:
     page.locator("button", has_text="Templates").first.click()
     page.locator("button", has_text="Small CNN for 8×8 digits").first.click()
+    page.locator(".st-key-ll_confirm_replace button").click(timeout=30_000)  # the canvas held a project
     page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
     wait_idle(page)
 

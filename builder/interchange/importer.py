@@ -1,0 +1,428 @@
+"""``import_model(source) -> ImportResult``: ONNX, torch.export (.pt2) and Python-defined models onto the canvas.
+
+Sources:
+
+* ``model.onnx``: read with the ``onnx`` package (protobuf; nothing runs). Compared with onnxruntime.
+* ``model.pt2``: a ``torch.export`` archive. Its zip is inspected first and refused when it holds anything
+  that ``torch.export.load`` would unpickle (pickled tensors, custom objects) or executable payloads; the
+  program is then converted to ONNX in memory and mapped like an ONNX file. Compared with the program.
+* ``file.py:ClassName`` or ``file.py:ClassName(args)`` (CLI and Python only: this runs the file's code): the
+  module is instantiated, exported with ``torch.export`` and mapped the same way. Compared with the module.
+
+Example::
+
+    >>> result = import_model("resnet.onnx")                       # doctest: +SKIP
+    >>> result.report["max_abs_diff"] < 1e-5                        # doctest: +SKIP
+    True
+    >>> save_import(result, "resnet.json")                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..project import Project
+from .errors import ModelImportError
+
+IMPORT_ATOL = 1e-5
+MAX_PT2_BYTES = 1 << 30
+MAX_PT2_ENTRIES = 10_000
+_PT2_SAFE_SUFFIXES = (".json", ".txt", "version", ".bin", "/", "archive_format", "byteorder", ".py_version")
+
+
+@dataclass
+class ImportResult:
+    """An imported model: the project, weights keyed like the compiled module, and a report."""
+
+    project: Project
+    weights: dict[str, torch.Tensor]
+    report: dict = field(default_factory=dict)
+
+
+def _kind(source: Any) -> str:
+    if isinstance(source, bytes | bytearray):
+        return "pt2" if bytes(source[:4]) == b"PK\x03\x04" else "onnx"
+    s = str(source)
+    if re.match(r"^.+\.py:[A-Za-z_]\w*(\(.*\))?$", s, flags=re.S):
+        return "python"
+    suffix = Path(s).suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix in (".pt2", ".pt", ".pth", ".zip"):
+        return "pt2"
+    raise ModelImportError(f"unknown model source; received: {s[:80]!r}. Fix: give a .onnx or .pt2 file, or "
+                           "file.py:ClassName")
+
+
+def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, verify: bool = True,
+                 seed: int = 0) -> ImportResult:
+    """Import a model as a LayerLab project with its weights.
+
+    Args:
+        source: a ``.onnx`` or ``.pt2`` path (or the file's bytes), or ``file.py:ClassName[(args)]``.
+        name: project name (default: the file name).
+        verify: run the original (onnxruntime / the torch program / the module) and the imported model on
+            random inputs and record ``max_abs_diff`` in the report; raise if it exceeds 1e-5.
+
+    Returns:
+        :class:`ImportResult` with ``project``, ``weights`` (state dict of ``compile_graph(project.graph)``)
+        and ``report`` (source, mapped operators, notes, parameters, max_abs_diff).
+
+    Raises:
+        UnsupportedOpsError: operators without a LayerLab layer (all listed, per operator, with a fix).
+        ModelImportError: unreadable, hostile or too large files, or outputs that do not match.
+    """
+    kind = _kind(source)
+    label = name or ("model" if isinstance(source, bytes | bytearray) else Path(str(source).split(":")[0]).stem)
+    reference = None
+    if kind == "onnx":
+        from .onnx_read import read_onnx
+
+        proto = read_onnx(source)
+    elif kind == "pt2":
+        ep = load_pt2(source)
+        proto = _ep_to_onnx(ep)
+        reference = ep.module()
+    else:
+        module, example = load_python(str(source))
+        proto = _module_to_onnx(module, example)
+        reference = module
+    result = build_from_onnx(proto, label, kind, str(source) if not isinstance(source, bytes | bytearray) else "bytes")
+    if verify:
+        diff = _verify(result, proto, reference)
+        result.report["max_abs_diff"] = diff
+        result.report["verified_against"] = "onnxruntime" if reference is None else "the original PyTorch module"
+        if not diff <= IMPORT_ATOL:
+            raise ModelImportError(f"the imported model differs from the original by up to {diff:.3g}; received: "
+                                   f"tolerance {IMPORT_ATOL:g}. Fix: report this model (nothing was written)")
+    return result
+
+
+def build_from_onnx(proto, name: str, kind: str = "onnx", source: str = "") -> ImportResult:
+    """Map an ONNX ModelProto to a project and weights (no verification)."""
+    from ..compile import compile_graph
+    from ..layout import auto_layout
+    from ..project import as_graph
+    from ..shapes import infer_shapes
+    from .onnx_import import OnnxImporter
+
+    built = OnnxImporter(proto, name).run()
+    graph = as_graph({"nodes": built.nodes, "edges": built.edges})
+    graph = auto_layout(graph)
+    report = infer_shapes(graph)
+    if not report.ok:
+        from ..errors import GraphError
+
+        errors = [p for p in report.problems if p.severity == "error"]
+        raise ModelImportError("the imported graph does not validate: " + str(GraphError(errors)))
+    torch.manual_seed(0)
+    model = compile_graph(graph, report=report)
+    weights = _assign_weights(model, built.weights)
+    project = Project(name=name[:200], description=f"Imported from {Path(source).name or kind} ({kind}).",
+                      graph=graph)
+    rep = {"source": source, "format": kind, "nodes": len(graph.nodes), "edges": len(graph.edges),
+           "onnx_nodes": len(proto.graph.node), "total_params": int(report.total_params),
+           "mapped": dict(sorted(built.mapped.items())), "notes": list(built.notes),
+           "layer_types": sorted({n.type for n in graph.nodes})}
+    return ImportResult(project, weights, rep)
+
+
+def _assign_weights(model: torch.nn.Module, weights: dict[str, dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Place imported tensors into the compiled model's state dict; every parameter must be covered."""
+    names = model.layerlab_names
+    sd = model.state_dict()
+    out = dict(sd)
+    covered = set()
+    problems = []
+    for nid, tensors in weights.items():
+        attr = names.get(nid)
+        if attr is None and "" in tensors:  # a buffer-only node (sinusoidal positions)
+            attr = nid
+        for suffix, arr in tensors.items():
+            key = f"{attr}.{suffix}" if suffix else str(attr)
+            if key not in sd:
+                key = next((k for k in sd if k == attr or k.endswith("." + suffix) and k.startswith(f"{attr}.")),
+                           key)
+            if key not in sd:
+                problems.append(f"{nid}: no tensor {suffix or '(buffer)'} in the compiled layer")
+                continue
+            t = torch.from_numpy(np.array(arr, copy=True)).to(sd[key].dtype)
+            if tuple(t.shape) != tuple(sd[key].shape):
+                problems.append(f"{nid}: {suffix} has shape {tuple(t.shape)}, the layer wants {tuple(sd[key].shape)}")
+                continue
+            out[key] = t
+            covered.add(key)
+    params = {k for k, _ in model.named_parameters()}
+    missing = sorted(params - covered)
+    if missing:
+        problems.append("parameters without imported values: " + ", ".join(missing[:8]))
+    if problems:
+        raise ModelImportError("the weights do not fit the imported layers; received: " + "; ".join(problems[:6]))
+    with torch.no_grad():  # in place: load_state_dict scans the whole dict per child (quadratic in layers)
+        for key in covered:
+            sd[key].copy_(out[key])
+    return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+
+
+def _random_inputs(model, batch: int = 3, seed: int = 1) -> list[torch.Tensor]:
+    from ..compile import example_inputs
+
+    return example_inputs(model, batch, seed)
+
+
+def _verify(result: ImportResult, proto, reference) -> float:
+    from ..compile import compile_graph
+
+    model = compile_graph(result.project.graph)
+    model.load_state_dict(result.weights)
+    model.eval()
+    dims = [d for i in proto.graph.input[:1] for d in i.type.tensor_type.shape.dim[:1]]
+    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 3
+    xs = _random_inputs(model, batch)
+    with torch.no_grad():
+        got = model(*xs)
+    got = list(got) if isinstance(got, tuple) else [got]
+    if reference is None:
+        from .onnx_export import ort_session
+
+        try:
+            sess = ort_session(proto.SerializeToString())
+        except Exception as e:
+            raise ModelImportError(f"onnxruntime cannot run the original model to compare; received: "
+                                   f"{str(e).splitlines()[0][:200]}. Fix: pass verify=False to skip the check") from None
+        feeds = {}
+        for i, x in zip(sess.get_inputs(), xs):
+            feeds[i.name] = x.numpy().astype(np.int64 if "int64" in i.type else
+                                             np.int32 if "int32" in i.type else np.float32)
+        want = [torch.from_numpy(np.asarray(w)) for w in sess.run(None, feeds)]
+    else:
+        with torch.no_grad():
+            w = reference(*xs)
+        want = list(w) if isinstance(w, tuple | list) else [w]
+    if len(want) != len(got):
+        raise ModelImportError(f"the imported model has {len(got)} output(s), the original {len(want)}")
+    return max(float((g.double() - w.double()).abs().max()) if g.numel() else 0.0 for g, w in zip(got, want))
+
+
+# ----------------------------------------------------------------------------------------- torch sources
+
+
+def check_pt2_archive(data_or_path: str | os.PathLike | bytes) -> None:
+    """Refuse a .pt2 whose loading could run code: not a zip (e.g. a raw pickle), pickled weights or constants,
+    custom objects, native libraries, or a zip bomb. Nothing is unpickled here (nor later: the sample inputs,
+    the archive's one pickle, are never read by :func:`load_pt2`)."""
+    import io
+
+    src = io.BytesIO(bytes(data_or_path)) if isinstance(data_or_path, bytes | bytearray) else str(data_or_path)
+    if not isinstance(src, io.BytesIO):
+        p = Path(src)
+        if not p.is_file():
+            raise ModelImportError(f"{p}: no such file")
+        if p.stat().st_size > MAX_PT2_BYTES:
+            raise ModelImportError(f"{p.name}: the file is larger than {MAX_PT2_BYTES:,} bytes")
+    if not zipfile.is_zipfile(src):
+        raise ModelImportError("not a torch.export archive (.pt2 files are zip archives); received: another "
+                               "format, e.g. a pickle from torch.save, which LayerLab never loads because "
+                               "unpickling can run code. Fix: save with torch.export.save(torch.export.export(model, "
+                               "args), 'model.pt2')")
+    try:
+        zf = zipfile.ZipFile(src)
+    except zipfile.BadZipFile:
+        raise ModelImportError("the .pt2 archive is corrupt") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_PT2_ENTRIES or sum(i.file_size for i in infos) > 2 * MAX_PT2_BYTES:
+            raise ModelImportError("the .pt2 archive is too large once unpacked (entries or bytes)")
+        names = [i.filename for i in infos]
+        if not any(re.search(r"(^|/)models/model\.json$", n) for n in names):
+            raise ModelImportError("the archive holds no serialized torch.export program (models/model.json); "
+                                   "older or other formats are refused because they are loaded with pickle")
+        bad = [n for n in names if not re.search(r"/data/sample_inputs/[^/]+\.pt$", n) and (
+            re.search(r"(\.pt|\.pkl|\.pickle|\.so|\.dll|\.dylib|\.cpp|\.py|\.pyc)$", n)
+            or "custom_obj" in n or "opaque" in n or "/aotinductor/" in n)]
+        if bad:
+            raise ModelImportError(f"the archive holds entries that loading would unpickle or execute; received: "
+                                   f"{', '.join(bad[:3])}. Fix: export a plain torch.export program")
+        for n in names:
+            if n.endswith("_config.json"):
+                try:
+                    cfg = json.loads(zf.read(n)[: 50 << 20])
+                except (ValueError, UnicodeDecodeError):
+                    raise ModelImportError(f"unreadable config {n} in the archive") from None
+                for key, meta in (cfg.get("config") or {}).items():
+                    if not isinstance(meta, dict) or meta.get("use_pickle") or \
+                            not str(meta.get("path_name", "")).startswith(("weight_", "tensor_", "constant_")):
+                        raise ModelImportError(f"the archive stores `{key}` as a pickle or custom object; "
+                                               "received: an entry loading would unpickle. Fix: export plain "
+                                               "tensors")
+
+
+def load_pt2(source: str | os.PathLike | bytes):
+    """Load the ``model`` program of a .pt2 after :func:`check_pt2_archive`.
+
+    Mirrors ``torch.export.load`` but never reads the archive's pickled sample inputs (torch falls back to
+    ``torch.load(weights_only=False)`` on them) and loads weights only from raw tensor payloads.
+    """
+    import io
+    import logging
+
+    check_pt2_archive(source)
+    from torch._export.serde import schema
+    from torch._export.serde.serialize import ExportedProgramDeserializer, _bytes_to_dataclass
+    from torch.export.pt2_archive._package import PT2ArchiveReader, _load_constants, _load_state_dict
+
+    f = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else str(source)
+    prev = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with PT2ArchiveReader(f) as reader:
+            program = _bytes_to_dataclass(schema.ExportedProgram, reader.read_bytes("models/model.json"))
+            state_dict = _load_state_dict(reader, "model")
+            constants = _load_constants(reader, "model")
+            return ExportedProgramDeserializer().deserialize(program, state_dict, constants, b"")
+    except ModelImportError:
+        raise
+    except Exception as e:
+        raise ModelImportError(f"the .pt2 archive could not be read; received: {type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    finally:
+        logging.disable(prev)
+
+
+def _ep_to_onnx(ep):
+    """The exported program as ONNX (dynamo exporter: module scopes recorded for the mapper)."""
+    from .onnx_export import _quiet
+
+    with _quiet():
+        try:
+            prog = torch.onnx.export(ep, dynamo=True, optimize=False, verbose=False)
+        except Exception as e:
+            raise ModelImportError(f"the torch.export program could not be converted for import; received: "
+                                   f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    return prog.model_proto
+
+
+def _module_to_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...]):
+    from .onnx_export import ExportError, to_onnx_proto
+
+    try:
+        return to_onnx_proto(module.eval(), example, [f"input_{i}" for i in range(len(example))])
+    except ExportError as e:
+        raise ModelImportError(str(e)) from None
+
+
+def load_python(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+    """Instantiate ``file.py:ClassName(args)`` (runs the file: for your own code only).
+
+    The class may define ``example_inputs()`` (a method or attribute) returning example tensors; otherwise
+    the inputs are found from the first layer (Linear/Conv/Embedding ...) with a batch of 2.
+    """
+    import importlib.util
+    import sys
+
+    m = re.match(r"^(?P<file>.+\.py):(?P<cls>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?$", spec, flags=re.S)
+    if not m:
+        raise ModelImportError(f"expected file.py:ClassName or file.py:ClassName(args); received: {spec[:80]!r}")
+    path = Path(m["file"])
+    if not path.is_file():
+        raise ModelImportError(f"{path}: no such file")
+    args, kwargs = _parse_args(m["args"] or "")
+    mod_name = f"layerlab_user_{abs(hash(str(path.resolve())))}"
+    loader = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[mod_name] = module
+    try:
+        loader.loader.exec_module(module)
+        cls = getattr(module, m["cls"])
+        inst = cls(*args, **kwargs)
+    except AttributeError:
+        raise ModelImportError(f"{path} defines no class {m['cls']!r}") from None
+    except Exception as e:
+        raise ModelImportError(f"{path}:{m['cls']} could not be built; received: {type(e).__name__}: {e}") from None
+    if not isinstance(inst, torch.nn.Module):
+        raise ModelImportError(f"{m['cls']} is not a torch.nn.Module")
+    ex = getattr(inst, "example_inputs", None)
+    ex = ex() if callable(ex) else ex
+    if ex is None:
+        ex = _guess_inputs(inst)
+    return inst.eval(), tuple(ex) if isinstance(ex, tuple | list) else (ex,)
+
+
+def _parse_args(text: str) -> tuple[list, dict]:
+    """Literal arguments only (numbers, strings, lists, True/None)."""
+    if not text.strip():
+        return [], {}
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        return [ast.literal_eval(a) for a in call.args], {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except (SyntaxError, ValueError):
+        raise ModelImportError(f"constructor arguments must be literals; received: ({text[:80]})") from None
+
+
+def _guess_inputs(module: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+    from torch import nn
+
+    for m in module.modules():
+        if isinstance(m, nn.Embedding):
+            return (torch.randint(0, m.num_embeddings, (2, 16)),)
+        if isinstance(m, nn.Linear):
+            return (torch.randn(2, m.in_features),)
+        if isinstance(m, nn.Conv2d):
+            return (torch.randn(2, m.in_channels, 32, 32),)
+        if isinstance(m, nn.Conv1d):
+            return (torch.randn(2, m.in_channels, 32),)
+        if isinstance(m, nn.LSTM | nn.GRU | nn.RNN):
+            return (torch.randn(2, 16, m.input_size),)
+        if isinstance(m, nn.TransformerEncoderLayer):
+            return (torch.randn(2, 16, m.linear1.in_features),)
+    raise ModelImportError("cannot guess the model's input; define example_inputs() on the class returning a "
+                           "tensor with batch dimension 2")
+
+
+# ----------------------------------------------------------------------------------------- saving
+
+
+def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``OUT.json`` (the project) and ``OUT.safetensors`` (weights, with the node → module map that
+    ``--init-from`` reads)."""
+    from safetensors.torch import save_file
+
+    from ..compile import module_names
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wpath = path.with_suffix(".safetensors")
+    result.project.save(path)
+    names = module_names(result.project.graph)
+    meta = {"layerlab_names": json.dumps({n.id: names[n.id] for n in result.project.graph.nodes
+                                          if any(k.startswith(names[n.id] + ".") for k in result.weights)}),
+            "imported_from": str(result.report.get("source", ""))[:500]}
+    tmp = wpath.with_name(f".{wpath.name}.{os.getpid()}.tmp")
+    save_file({k: v.contiguous() for k, v in result.weights.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, wpath)
+    return path, wpath
+
+
+def register_import(store, result: ImportResult, name: str | None = None) -> str:
+    """Record an imported model as a run (status ``imported``) so ``train --init-from RUN`` starts from its
+    weights and ``--freeze`` can keep chosen nodes fixed. Returns the run id."""
+    rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}")
+    path = store.weights_path(rid)
+    _, wpath = save_import(result, store.run_dir(rid) / "imported.json")
+    os.replace(wpath, path)
+    store.update_status(rid, "imported", f"imported from {Path(str(result.report.get('source', ''))).name}")
+    return rid
+
+
+__all__ = ["ImportResult", "import_model", "build_from_onnx", "save_import", "register_import", "load_pt2",
+           "check_pt2_archive", "load_python"]

@@ -1,0 +1,335 @@
+"""ONNX export with a dynamic batch axis, verified against onnxruntime before the file is written, and
+dynamic int8 quantization (onnxruntime.quantization) with the test metric measured before and after.
+
+Example::
+
+    >>> report = export_onnx(load_template("cnn"), "cnn.onnx")          # doctest: +SKIP
+    >>> report.max_abs_diff < 1e-4                                      # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import LayerLabError, TrainingError
+
+OPSET = 18
+VERIFY_ATOL = 1e-4  # float32 kernels of torch and onnxruntime differ by rounding, not by semantics
+
+
+class ExportError(LayerLabError):
+    """A model cannot be exported to ONNX, or the exported file does not match the PyTorch model."""
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` wrote and how closely onnxruntime reproduces PyTorch."""
+
+    path: str
+    bytes: int
+    max_abs_diff: float
+    inputs: list[str]
+    outputs: list[str]
+    opset: int = OPSET
+    verified_batch: int = 3
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _model_from(source: Any, weights: Any) -> nn.Module:
+    """A compiled model in eval mode, with ``weights`` (path or state dict) loaded when given."""
+    if isinstance(source, nn.Module):
+        model = source
+    else:
+        from ..compile import compile_graph
+        from ..project import as_graph
+
+        torch.manual_seed(0)
+        model = compile_graph(as_graph(source))
+    if weights is not None:
+        if isinstance(weights, str | os.PathLike):
+            from ..checkpoint import load_weights
+
+            weights, _ = load_weights(weights)
+        try:
+            model.load_state_dict(dict(weights))
+        except RuntimeError as e:
+            raise ExportError(f"the weights do not fit this graph; received: {str(e).splitlines()[0]}. "
+                              "Fix: export the project the weights were trained with") from None
+    return model.eval()
+
+
+def _inputs_for(model: nn.Module, batch: int, seed: int = 0) -> list[torch.Tensor]:
+    if hasattr(model, "layerlab_inputs"):
+        from ..compile import example_inputs
+
+        return example_inputs(model, batch, seed)
+    raise ExportError("a plain nn.Module needs example inputs; pass `example=` (a tensor or tuple of tensors)")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter logs and warns a lot (torchvision ops, deprecations); keep the terminal readable."""
+    prev = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            logging.disable(prev)
+
+
+def to_onnx_proto(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],
+                  output_names: list[str] | None = None, opset: int = OPSET):
+    """Export with the torch.export-based exporter (``dynamo=True``): batch axis dynamic, module scopes
+    recorded in node metadata (the importer reads them), BatchNorm kept as its own op (not folded).
+    """
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    dyn = tuple({0: batch} for _ in example)
+    with _quiet():
+        try:
+            prog = torch.onnx.export(model, example, dynamo=True, dynamic_shapes=dyn, opset_version=opset,
+                                     input_names=input_names, output_names=output_names, optimize=False,
+                                     verbose=False)
+        except Exception as e:  # torch raises many types; the user needs the first line
+            raise ExportError(f"torch.onnx.export failed; received: {type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}. "
+                              "Fix: simplify the graph or report the layer that fails") from None
+    return prog.model_proto
+
+
+def ort_session(model_bytes: bytes):
+    """An onnxruntime CPU session (one thread: results are deterministic and the machine stays usable)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def compare_with_ort(model_bytes: bytes, reference: nn.Module, inputs: list[torch.Tensor]) -> float:
+    """Max |torch - onnxruntime| over every output for these inputs."""
+    sess = ort_session(model_bytes)
+    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
+    got = sess.run(None, feeds)
+    with torch.no_grad():
+        want = reference(*inputs)
+    want = list(want) if isinstance(want, tuple | list) else [want]
+    if len(want) != len(got):
+        raise ExportError(f"onnxruntime returned {len(got)} outputs, PyTorch {len(want)}")
+    return max(float(np.max(np.abs(w.detach().numpy().astype(np.float64) - g.astype(np.float64))))
+               if w.numel() else 0.0 for w, g in zip(want, got))
+
+
+def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None, *, opset: int = OPSET,
+                example: tuple[torch.Tensor, ...] | None = None, atol: float = VERIFY_ATOL,
+                seed: int = 0) -> ExportReport:
+    """Export a graph (or compiled model) to ONNX with a dynamic batch axis.
+
+    The file is checked with ``onnx.checker`` and run by onnxruntime on random inputs of a batch size other
+    than the one traced; it is written only if every output matches PyTorch within ``atol``.
+
+    Args:
+        source: a Graph, Project, dict, project path, or an ``nn.Module`` (compiled graphs carry their inputs).
+        path: where to write the ``.onnx`` file (None: verify only).
+        weights: a safetensors path or a state dict to load first (default: the model's current weights).
+        example: example inputs for a plain ``nn.Module``.
+        atol: largest accepted absolute difference.
+
+    Returns:
+        An :class:`ExportReport` (``max_abs_diff`` is what onnxruntime differs from PyTorch).
+
+    Raises:
+        ExportError: export failed, the checker rejected the file, or outputs differ by more than ``atol``.
+        GraphError: the graph has problems.
+    """
+    import onnx
+
+    model = _model_from(source, weights)
+    example_given = example is not None
+    if example is None:
+        example = tuple(_inputs_for(model, 2, seed))
+        from ..compile import module_names
+        from ..project import as_graph
+        names = ([module_names(as_graph(source))[n] for n in model.layerlab_inputs]
+                 if not isinstance(source, nn.Module) else [f"input_{i}" for i in range(len(example))])
+        check_inputs = _inputs_for(model, 3, seed + 1)
+    else:
+        example = tuple(example) if isinstance(example, tuple | list) else (example,)
+        names = [f"input_{i}" for i in range(len(example))]
+        check_inputs = [torch.cat([t, t[:1]]) for t in example]
+    outs = ([module_names(as_graph(source))[n] for n in model.layerlab_outputs]
+            if example_given is False and not isinstance(source, nn.Module) else None)
+    proto = to_onnx_proto(model, example, names, outs, opset=opset)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:
+        raise ExportError(f"onnx.checker rejected the exported model; received: {str(e).splitlines()[0][:300]}") from None
+    data = proto.SerializeToString()
+    diff = compare_with_ort(data, model, check_inputs)
+    if not diff <= atol:
+        raise ExportError(f"onnxruntime differs from PyTorch by up to {diff:.3g}; received: tolerance {atol:g}. "
+                          "Fix: report this graph (an exporter or runtime bug); the file was not written")
+    report = ExportReport(path=str(path) if path else "", bytes=len(data), max_abs_diff=diff,
+                          inputs=[i.name for i in proto.graph.input], outputs=[o.name for o in proto.graph.output],
+                          opset=opset, verified_batch=int(check_inputs[0].shape[0]))
+    if path is not None:
+        _atomic_write(Path(path), data)
+    return report
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------- int8
+
+
+def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
+    """Dynamic int8 quantization of an ONNX file (weights int8, activations quantized at run time).
+
+    MatMul/Gemm, LSTM/GRU and attention weights are quantized; convolutions keep float weights because
+    onnxruntime's CPU ConvInteger kernel needs uint8 weights (a UInt8 variant loses more accuracy).
+
+    Returns:
+        ``{"bytes_before", "bytes_after", "ratio", "ops"}``.
+
+    Raises:
+        ExportError: the quantizer or onnxruntime cannot handle the quantized model.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    ops = ["MatMul", "Gemm", "LSTM", "GRU", "Attention"]
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        # the exporter's intermediate value_info can carry the traced batch size; let the quantizer re-infer
+        proto = onnx.load(str(src), load_external_data=False)
+        try:  # fold weight reshuffles (LSTM gate order, transposed Linear weights) into initializers
+            import onnxscript.optimizer
+
+            proto = onnxscript.optimizer.optimize(proto)
+        except Exception:  # noqa: S110  the quantizer still works, on fewer initializers
+            pass
+        del proto.graph.value_info[:]
+        pre = Path(tmp) / "pre.onnx"
+        pre.write_bytes(proto.SerializeToString())
+        out = Path(tmp) / "q.onnx"
+        try:
+            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=ops)
+            data = out.read_bytes()
+            ort_session(data)  # refuses a model onnxruntime cannot run
+        except Exception as e:
+            raise ExportError(f"int8 quantization failed; received: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+    _atomic_write(dst, data)
+    before = src.stat().st_size
+    return {"bytes_before": before, "bytes_after": len(data), "ratio": len(data) / before if before else None,
+            "ops": ops}
+
+
+class OrtModule(nn.Module):
+    """An onnxruntime session behind ``nn.Module.__call__`` so :func:`builder.train.evaluate` can score it."""
+
+    def __init__(self, model_bytes: bytes):
+        super().__init__()
+        self.sess = ort_session(model_bytes)
+        self.names = [i.name for i in self.sess.get_inputs()]
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = self.sess.run(None, {n: x.detach().cpu().numpy() for n, x in zip(self.names, xs)})
+        return torch.from_numpy(out[0])
+
+
+def _run_dataset(store, run: dict, project):
+    """The run's dataset as it was trained (snapshot for uploads; flattened when the graph wants vectors)."""
+    import math
+
+    from ..data import load_dataset, load_saved_dataset
+
+    snapshot = store.run_dir(run["id"]) / "dataset.safetensors"
+    ds = load_saved_dataset(snapshot) if snapshot.is_file() else \
+        load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
+    inp = next((n for n in project.graph.nodes if n.type == "Input"), None)
+    if inp is not None and list(inp.params.get("shape") or []) == [int(math.prod(ds.info.input_shape))] \
+            and len(ds.info.input_shape) > 1:
+        ds = ds.flattened()
+    return ds
+
+
+def _run_weights(store, run: dict) -> Path:
+    path = store.weights_path(run["id"])
+    if not path.is_file():
+        raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet. Fix: export a "
+                            "finished run")
+    return path
+
+
+def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None) -> ExportReport:
+    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``)."""
+    from ..project import load_project
+
+    run = store.get(run_id)
+    project = load_project(run["project"])
+    path = Path(path) if path else store.run_dir(run["id"]) / "exports" / "model.onnx"
+    return export_onnx(project, path, _run_weights(store, run))
+
+
+def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> dict:
+    """Export a run to ONNX, quantize it to int8 and score both files on the run's test split.
+
+    The figures go to ``exports/quantization.json`` in the run folder, and the model card gains a
+    "Quantization" section. Returns that record: sizes, ratio, test metrics before/after, delta.
+    """
+    from ..modelcard import write_model_card
+    from ..project import load_project
+    from ..train import evaluate
+
+    run = store.get(run_id)
+    rid = run["id"]
+    project = load_project(run["project"])
+    exports = store.run_dir(rid) / "exports"
+    fp32 = exports / "model.onnx"
+    out = Path(path) if path else exports / "model.int8.onnx"
+    rep = export_onnx(project, fp32, _run_weights(store, run))
+    sizes = quantize_int8(fp32, out)
+    ds = _run_dataset(store, run, project)
+    info = ds.info
+    metric = "accuracy" if info.task in ("multiclass", "binary") else "r2"
+    kw = {"class_names": info.class_names} if getattr(info, "class_names", None) else {}
+    before = evaluate(OrtModule(fp32.read_bytes()), ds.test.X, ds.test.y, info.task, **kw)
+    after = evaluate(OrtModule(out.read_bytes()), ds.test.X, ds.test.y, info.task, **kw)
+    record = {"run": rid, "fp32_path": str(fp32), "int8_path": str(out), **sizes, "metric": metric,
+              "test_before": before.get(metric), "test_after": after.get(metric),
+              "delta": (after.get(metric) - before.get(metric)) if before.get(metric) is not None else None,
+              "test_loss_before": before.get("loss"), "test_loss_after": after.get("loss"),
+              "onnx_max_abs_diff": rep.max_abs_diff, "n_test": int(len(ds.test))}
+    exports.mkdir(parents=True, exist_ok=True)
+    (exports / "quantization.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_model_card(store, rid)
+    return record
+
+
+__all__ = ["export_onnx", "ExportReport", "ExportError", "quantize_int8", "quantize_run", "export_run_onnx",
+           "compare_with_ort", "ort_session", "OrtModule", "to_onnx_proto"]

@@ -1,0 +1,1000 @@
+"""ONNX graph → LayerLab graph + weights.
+
+Two levels of mapping:
+
+* operators (any exporter): Conv, Gemm, MatMul(+Add bias), BatchNormalization, LayerNormalization, pooling,
+  activations, Add/Mul/Concat, Flatten/Reshape/Transpose, ReduceMean, Gather on a table (Embedding);
+* modules (files written by ``torch.onnx.export(dynamo=True)``, which records each op's module scope):
+  the ops of one ``nn.LSTM``/``GRU``/``RNN``, ``nn.MultiheadAttention`` or ``nn.TransformerEncoderLayer``
+  become that one layer, with its weights read by their state-dict names.
+
+Shape arithmetic (Shape/Gather/Unsqueeze/Concat/Constant/Cast/Slice chains) is folded with the batch size
+kept symbolic, so a ``Reshape`` to ``[batch, -1]`` becomes a Flatten. Whatever does not map is collected per
+operator and raised at once (:class:`UnsupportedOpsError`).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelImportError, Unsupported, UnsupportedOpsError
+from .onnx_read import to_array
+
+COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer"}
+MAX_FOLD_ELEMENTS = 1 << 20  # constant folding never materialises more than this many values
+
+
+@dataclass(frozen=True)
+class Sym:
+    """``coef`` × batch size: the only unknown in shape arithmetic."""
+
+    coef: int = 1
+
+
+@dataclass
+class Const:
+    value: np.ndarray
+    src: str | None = None       # initializer this constant is (a view of)
+    rows: int | None = None      # Slice of the initializer's first ``rows`` rows
+
+
+@dataclass
+class SymArr:
+    items: list                  # ints and Sym
+
+
+@dataclass(frozen=True)
+class T:
+    """A tensor produced by a LayerLab node (port ``port``)."""
+
+    node: str
+    port: str | None = None
+
+
+@dataclass(frozen=True)
+class RnnState:
+    node: str
+    directions: int
+    layers: int
+    cell: bool = False
+
+
+@dataclass(frozen=True)
+class RnnHalf:
+    node: str
+    which: str  # fwd / bwd
+
+
+@dataclass
+class Built:
+    nodes: list[dict] = field(default_factory=list)
+    edges: list[dict] = field(default_factory=list)
+    weights: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    mapped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+_FIX_DEFAULT = "replace it in the source model with a supported layer (see the README's import matrix), or " \
+               "remove it and rebuild that part on the canvas"
+_FIXES = {
+    "LSTM": "export with torch.onnx.export(..., dynamo=True) so the LSTM's module scope is recorded, or rebuild "
+            "it on the canvas",
+    "GRU": "export with torch.onnx.export(..., dynamo=True) so the GRU's module scope is recorded",
+    "RNN": "export with torch.onnx.export(..., dynamo=True) so the RNN's module scope is recorded",
+    "GridSample": "GridSample has no LayerLab layer; remove the spatial transformer",
+    "Resize": "use ConvTranspose2d for learned upsampling",
+}
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _meta(node) -> tuple[list[str] | None, list[str] | None]:
+    md = {p.key: p.value for p in node.metadata_props}
+    scopes, classes = md.get("pkg.torch.onnx.name_scopes"), md.get("pkg.torch.onnx.class_hierarchy")
+    try:
+        return (ast.literal_eval(scopes) if scopes else None, ast.literal_eval(classes) if classes else None)
+    except (ValueError, SyntaxError):
+        return None, None
+
+
+def _cls(qual: str) -> str:
+    return qual.rsplit(".", 1)[-1]
+
+
+def _ident(text: str) -> str:
+    s = re.sub(r"\W+", "_", text, flags=re.ASCII).strip("_")
+    return (s or "node")[:120]
+
+
+class OnnxImporter:
+    """Map one ONNX ModelProto (already checked by :func:`read_onnx`) to nodes, edges and weights."""
+
+    def __init__(self, model, name: str = "model"):
+        import onnx
+
+        self.name = name
+        try:
+            model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception:  # noqa: S110  shape inference is a help for ranks, not required
+            model = model
+        self.model = model
+        self.g = model.graph
+        self.vals: dict[str, Any] = {}
+        self.inits = {t.name: t for t in self.g.initializer}
+        self.vshape: dict[str, list] = {}
+        for vi in [*self.g.value_info, *self.g.input, *self.g.output]:
+            tt = vi.type.tensor_type
+            if tt.HasField("shape"):
+                self.vshape[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        self.consumers: dict[str, list[int]] = defaultdict(list)
+        for i, n in enumerate(self.g.node):
+            for v in n.input:
+                self.consumers[v].append(i)
+        self.out = Built()
+        self.unsupported: dict[str, list[str]] = defaultdict(list)
+        self.fixes: dict[str, str] = {}
+        self.ids: set[str] = set()
+        self.pending_bias: dict[str, str] = {}  # value -> Linear node id without bias yet
+        self.sigmoid_of: dict[str, tuple[str, str]] = {}  # sigmoid value -> (node id, input value)
+        self.rnn_info: dict[str, dict] = {}
+        self.vocab: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def bad(self, op: str, where: str, fix: str | None = None) -> None:
+        self.unsupported[op].append(where)
+        if fix:
+            self.fixes.setdefault(op, fix)
+
+    def value(self, name: str):
+        if name == "":
+            return None
+        if name in self.vals:
+            return self.vals[name]
+        if name in self.inits:
+            v = Const(to_array(self.inits[name]), src=name)
+            self.vals[name] = v
+            return v
+        return None
+
+    def new_id(self, base: str) -> str:
+        base = _ident(base)
+        nid, i = base, 2
+        while nid in self.ids:
+            nid, i = f"{base}_{i}", i + 1
+        self.ids.add(nid)
+        return nid
+
+    def add(self, base: str, type_: str, params: dict, inputs: list[T], weights: dict | None = None,
+            ports: list[str | None] | None = None) -> str:
+        nid = self.new_id(base)
+        self.out.nodes.append({"id": nid, "type": type_, "params": params})
+        for k, t in enumerate(inputs):
+            e = {"source": t.node, "target": nid}
+            if t.port:
+                e["source_port"] = t.port
+            tp = ports[k] if ports else None
+            if tp:
+                e["target_port"] = tp
+            self.out.edges.append(e)
+        if weights:
+            self.out.weights[nid] = {k: np.ascontiguousarray(v) for k, v in weights.items()}
+        return nid
+
+    def node_name(self, n) -> str:
+        scopes, classes = _meta(n)
+        if scopes and classes and len(scopes) >= 3 and scopes[-2] and classes[-2].startswith("torch.nn."):
+            return scopes[-2]
+        return n.name or (n.output[0] if n.output else n.op_type)
+
+    def rank(self, name: str) -> int | None:
+        s = self.vshape.get(name)
+        return len(s) if s is not None else None
+
+    def shape(self, name: str) -> list | None:
+        return self.vshape.get(name)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> Built:
+        self._inputs()
+        groups, order = self._schedule()
+        for item in order:
+            if isinstance(item, str):
+                self._group(item, groups[item])
+            else:
+                self._node(self.g.node[item])
+        self._outputs()
+        if self.unsupported:
+            raise UnsupportedOpsError([Unsupported(op, tuple(dict.fromkeys(nodes)),
+                                                   self.fixes.get(op) or _FIXES.get(op, _FIX_DEFAULT))
+                                       for op, nodes in self.unsupported.items()])
+        self._prune()
+        return self.out
+
+    def _inputs(self) -> None:
+        token_inputs = set()
+        for i in self.g.input:
+            if i.name in self.inits:
+                continue
+            tt = i.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            if not dims:
+                self.bad("scalar input", i.name, "give the model a batch dimension")
+                continue
+            rest = dims[1:]
+            if any(d is None or d < 1 for d in rest):
+                self.bad("dynamic input size", i.name, "export with fixed sizes for every dimension but the "
+                         "batch (LayerLab checks shapes at build time)")
+                continue
+            nid = self.new_id(i.name)
+            params: dict = {"shape": [int(d) for d in rest]}
+            if tt.elem_type in (6, 7):  # int32 / int64 ids
+                params.update(modality="tokens")
+                token_inputs.add(nid)
+            self.out.nodes.append({"id": nid, "type": "Input", "params": params})
+            self.vals[i.name] = T(nid)
+        self.token_inputs = token_inputs
+
+    def _schedule(self):
+        """Group the ops of complex modules; order groups and single ops topologically."""
+        import networkx as nx
+
+        group_of: dict[int, str] = {}
+        self.group_class: dict[str, str] = {}
+        for i, n in enumerate(self.g.node):
+            scopes, classes = _meta(n)
+            if not scopes or not classes or len(scopes) != len(classes):
+                continue
+            for s, c in zip(scopes, classes):
+                if c.startswith("torch.nn.") and _cls(c) in COMPLEX and s:
+                    group_of[i] = s
+                    self.group_class[s] = _cls(c)
+                    break
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, s in group_of.items():
+            groups[s].append(i)
+        key = {i: group_of.get(i, i) for i in range(len(self.g.node))}
+        producer = {o: i for i, n in enumerate(self.g.node) for o in n.output if o}
+        dg = nx.DiGraph()
+        dg.add_nodes_from(dict.fromkeys(key.values()))
+        for i, n in enumerate(self.g.node):
+            for v in n.input:
+                if v in producer and key[producer[v]] != key[i]:
+                    dg.add_edge(key[producer[v]], key[i])
+        try:
+            order = list(nx.lexicographical_topological_sort(
+                dg, key=lambda k: min(groups[k]) if isinstance(k, str) else k))
+        except nx.NetworkXUnfeasible:
+            raise ModelImportError("the module scopes recorded in the file form a cycle; re-export the model") from None
+        return groups, order
+
+    def _outputs(self) -> None:
+        self.outputs = []
+        for o in self.g.output:
+            v = self.vals.get(o.name)
+            if isinstance(v, T):
+                self.outputs.append(v.node)
+            elif not any(self.unsupported.values()):
+                self.bad("non-tensor output", o.name, "make the model return tensors computed from its inputs")
+
+    def _prune(self) -> None:
+        """Drop nodes that do not lead to an output (e.g. the unused state of an LSTM)."""
+        keep = set(self.outputs)
+        preds = defaultdict(list)
+        for e in self.out.edges:
+            preds[e["target"]].append(e["source"])
+        stack = list(keep)
+        while stack:
+            for p in preds[stack.pop()]:
+                if p not in keep:
+                    keep.add(p)
+                    stack.append(p)
+        keep |= {n["id"] for n in self.out.nodes if n["type"] == "Input"}
+        self.out.nodes = [n for n in self.out.nodes if n["id"] in keep]
+        self.out.edges = [e for e in self.out.edges if e["source"] in keep and e["target"] in keep]
+        self.out.weights = {k: v for k, v in self.out.weights.items() if k in keep}
+        for n in self.out.nodes:
+            if n["type"] == "Input" and n["params"].get("modality") == "tokens":
+                vocab = self.vocab.get(n["id"])
+                if vocab is None:
+                    self.bad("integer input", n["id"], "integer inputs must feed an Embedding (Gather on a table)")
+                    raise UnsupportedOpsError([Unsupported("integer input", (n["id"],),
+                                                           "integer inputs must feed an Embedding")])
+                n["params"]["vocab_size"] = int(vocab)
+
+    # ------------------------------------------------------------------ folding
+    def _fold(self, n) -> bool:
+        """Evaluate ``n`` when every input is known (constants, symbolic shapes); True when folded."""
+        op = n.op_type
+        ins = [self.value(v) for v in n.input]
+        a = _attrs(n)
+        if op == "Constant":
+            if "value" in a:
+                self.vals[n.output[0]] = Const(to_array(a["value"]))
+            elif "value_ints" in a:
+                self.vals[n.output[0]] = Const(np.array(a["value_ints"], dtype=np.int64))
+            elif "value_int" in a:
+                self.vals[n.output[0]] = Const(np.array(a["value_int"], dtype=np.int64))
+            elif "value_float" in a:
+                self.vals[n.output[0]] = Const(np.array(a["value_float"], dtype=np.float32))
+            elif "value_floats" in a:
+                self.vals[n.output[0]] = Const(np.array(a["value_floats"], dtype=np.float32))
+            else:
+                return False
+            return True
+        if op == "Shape" and isinstance(ins[0], T | Const):
+            if isinstance(ins[0], Const):
+                full = list(ins[0].value.shape)
+            else:
+                s = self.shape(n.input[0])
+                if s is None or any(d is None for d in s[1:]):
+                    return False
+                full = [Sym(1), *s[1:]]
+            start, end = a.get("start", 0), a.get("end", len(full))
+            self.vals[n.output[0]] = _arr(full[start:end])
+            return True
+        if op == "CastLike" and isinstance(ins[0], Const):
+            like = ins[1].value.dtype if isinstance(ins[1], Const) else np.float32
+            self.vals[n.output[0]] = Const(ins[0].value.astype(like), src=ins[0].src)
+            return True
+        if any(v is not None and not isinstance(v, Const | SymArr | Sym) for v in ins):
+            return False
+        if any(v is None for v, name in zip(ins, n.input) if name):
+            return False
+        try:
+            res = _fold_op(op, ins, a)
+        except (ValueError, TypeError, IndexError, OverflowError, _NoFold):
+            return False
+        if res is None:
+            return False
+        if isinstance(res, Const) and res.value.size > MAX_FOLD_ELEMENTS:
+            raise ModelImportError(f"node {n.name or op}: a constant would hold {res.value.size:,} values; "
+                                   f"received: op {op}. Fix: import models whose constants stay below "
+                                   f"{MAX_FOLD_ELEMENTS:,} values")
+        if isinstance(res, Const) and isinstance(ins[0], Const) and ins[0].src and op == "Slice":
+            res.src, res.rows = ins[0].src, _slice_rows(ins, ins[0].value, res.value)
+        if isinstance(res, Const) and isinstance(ins[0], Const) and op in ("Identity", "Cast"):
+            res.src = ins[0].src
+        if isinstance(res, Const) and op == "Transpose" and isinstance(ins[0], Const) and ins[0].src:
+            res.src = ins[0].src + ".T"
+        self.vals[n.output[0]] = res
+        return True
+
+    # ------------------------------------------------------------------ single ops
+    def _node(self, n) -> None:
+        if self._fold(n):
+            return
+        op = n.op_type
+        handler = getattr(self, f"_op_{op}", None)
+        where = n.name or (n.output[0] if n.output else op)
+        if handler is None:
+            self.bad(op, where)
+            return
+        ins = [self.value(v) for v in n.input]
+        if any(v is None for v, name in zip(ins, n.input) if name):
+            return  # an input is already unsupported; that op is reported
+        res = handler(n, ins, _attrs(n))
+        if res is False:
+            return
+        if res is None:
+            self.bad(op, where)
+            return
+        self.vals[n.output[0]] = res
+        self.out.mapped[op] += 1
+
+    def _unary(self, type_, params=None):
+        def h(n, ins, a):
+            if not isinstance(ins[0], T):
+                return None
+            return T(self.add(self.node_name(n), type_, params(a) if callable(params) else dict(params or {}),
+                              [ins[0]]))
+        return h
+
+    def __getattr__(self, name: str):
+        simple = {"_op_Relu": ("ReLU", None), "_op_Sigmoid": ("Sigmoid", None), "_op_Tanh": ("Tanh", None),
+                  "_op_LeakyRelu": ("LeakyReLU", lambda a: {"negative_slope": float(a.get("alpha", 0.01))}),
+                  "_op_Elu": ("ELU", lambda a: {"alpha": float(a.get("alpha", 1.0))}),
+                  "_op_Gelu": ("GELU", lambda a: {"approximate": _s(a.get("approximate", "none"))}),
+                  "_op_Softmax": ("Softmax", lambda a: {"dim": int(a.get("axis", -1))}),
+                  "_op_LogSoftmax": ("LogSoftmax", lambda a: {"dim": int(a.get("axis", -1))})}
+        if name in simple:
+            return self._unary(*simple[name])
+        raise AttributeError(name)
+
+    def _op_Sigmoid(self, n, ins, a):
+        res = self._unary("Sigmoid")(n, ins, a)
+        if isinstance(res, T):
+            self.sigmoid_of[n.output[0]] = (res.node, n.input[0])
+        return res
+
+    def _op_Identity(self, n, ins, a):
+        return ins[0] if isinstance(ins[0], T) else None
+
+    _op_Dropout = _op_Identity
+
+    def _op_Gemm(self, n, ins, a):
+        x, w = ins[0], ins[1]
+        b = ins[2] if len(ins) > 2 else None
+        if not (isinstance(x, T) and isinstance(w, Const)) or a.get("transA", 0) or \
+                a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or (b is not None and not isinstance(b, Const)):
+            return None
+        W = w.value if a.get("transB", 0) else w.value.T
+        weights = {"weight": W}
+        if b is not None:
+            weights["bias"] = np.broadcast_to(b.value, (W.shape[0],)).astype(W.dtype)
+        return T(self.add(self.node_name(n), "Linear", {"out_features": int(W.shape[0]), "bias": b is not None},
+                          [x], weights))
+
+    def _op_MatMul(self, n, ins, a):
+        x, w = ins
+        if not (isinstance(x, T) and isinstance(w, Const) and w.value.ndim == 2):
+            return None
+        nid = self.add(self.node_name(n), "Linear", {"out_features": int(w.value.shape[1]), "bias": False}, [x],
+                       {"weight": w.value.T})
+        if len(self.consumers[n.output[0]]) == 1:
+            self.pending_bias[n.output[0]] = nid
+        return T(nid)
+
+    def _op_Add(self, n, ins, a):
+        x, y = ins
+        if isinstance(y, T) and isinstance(x, Const):
+            x, y = y, x
+            src_first = n.input[1]
+        else:
+            src_first = n.input[0]
+        if isinstance(x, T) and isinstance(y, T):
+            return T(self.add(self.node_name(n), "Add", {}, [x, y], ports=["0", "1"]))
+        if isinstance(x, T) and isinstance(y, Const):
+            nid = self.pending_bias.pop(src_first, None)
+            if nid is not None and y.value.ndim == 1:
+                node = next(nd for nd in self.out.nodes if nd["id"] == nid)
+                if y.value.shape[0] == node["params"]["out_features"]:
+                    node["params"]["bias"] = True
+                    self.out.weights[nid]["bias"] = np.ascontiguousarray(y.value)
+                    return x
+            return self._positional(n, x, y)
+        return None
+
+    def _positional(self, n, x: T, table: Const):
+        """``x + table[:T]`` → PositionalEncoding (learned table or fixed sinusoids)."""
+        s = self.shape(n.input[0] if isinstance(self.value(n.input[0]), T) else n.input[1])
+        v = table.value
+        if v.ndim != 2 or s is None or len(s) != 3 or s[1] != v.shape[0] or s[2] != v.shape[1]:
+            return None
+        full, max_len = v, v.shape[0]
+        if table.src and table.src in self.inits:
+            full = to_array(self.inits[table.src])
+            if full.ndim != 2 or full.shape[1] != v.shape[1] or not np.array_equal(full[:v.shape[0]], v):
+                full = v
+            max_len = full.shape[0]
+        from ..layers import sinusoid_table
+
+        base = (table.src or self.node_name(n)).removesuffix(".weight")
+        if v.shape[1] % 2 == 0 and np.allclose(full, sinusoid_table(max_len, v.shape[1]).numpy(), atol=1e-6):
+            return T(self.add(base, "PositionalEncoding", {"kind": "sinusoidal", "max_len": int(max_len)}, [x],
+                              {"": full}))
+        return T(self.add(base, "PositionalEncoding", {"kind": "learned", "max_len": int(max_len)}, [x],
+                          {"weight": full}))
+
+    def _op_Mul(self, n, ins, a):
+        x, y = ins
+        if isinstance(x, T) and isinstance(y, T):
+            for sv, other in ((n.input[1], n.input[0]), (n.input[0], n.input[1])):
+                hit = self.sigmoid_of.get(sv)
+                if hit and hit[1] == other and len(self.consumers[sv]) == 1:
+                    node = next(nd for nd in self.out.nodes if nd["id"] == hit[0])
+                    node["type"] = "SiLU"
+                    return T(hit[0])
+            return T(self.add(self.node_name(n), "Multiply", {}, [x, y], ports=["0", "1"]))
+        return None
+
+    def _op_Conv(self, n, ins, a):
+        x, w = ins[0], ins[1]
+        b = ins[2] if len(ins) > 2 else None
+        if not (isinstance(x, T) and isinstance(w, Const)) or a.get("group", 1) != 1 or \
+                _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+            if a.get("group", 1) != 1:
+                self.bad("Conv (groups > 1)", n.name or "Conv", "grouped/depthwise convolutions have no LayerLab "
+                         "layer; use groups=1")
+                return False
+            return None
+        W = w.value
+        dims = W.ndim - 2
+        if b is not None and b.src is None and not np.any(b.value):
+            b = None  # the exporter's explicit zero bias of a bias=False convolution
+        pads = list(a.get("pads", [0] * 2 * dims))
+        if pads[:dims] != pads[dims:]:
+            self.bad("Conv (asymmetric padding)", n.name or "Conv", "use symmetric padding")
+            return False
+        ks, st, dl = list(W.shape[2:]), list(a.get("strides", [1] * dims)), list(a.get("dilations", [1] * dims))
+        one = (lambda v: int(v[0])) if dims == 1 else (lambda v: int(v[0]) if v[0] == v[1] else [int(i) for i in v])
+        if dims not in (1, 2):
+            self.bad(f"Conv{dims}d", n.name or "Conv", "only 1-d and 2-d convolutions have LayerLab layers")
+            return False
+        weights = {"weight": W}
+        if b is not None:
+            weights["bias"] = b.value
+        return T(self.add(self.node_name(n), f"Conv{dims}d",
+                          {"out_channels": int(W.shape[0]), "kernel_size": one(ks), "stride": one(st),
+                           "padding": one(pads[:dims]), "dilation": one(dl), "bias": b is not None}, [x], weights))
+
+    def _op_ConvTranspose(self, n, ins, a):
+        x, w = ins[0], ins[1]
+        b = ins[2] if len(ins) > 2 else None
+        if not (isinstance(x, T) and isinstance(w, Const)) or w.value.ndim != 4 or a.get("group", 1) != 1 \
+                or "output_shape" in a:
+            return None
+        W = w.value
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        if pads[:2] != pads[2:]:
+            return None
+        p2 = lambda v: int(v[0]) if v[0] == v[1] else [int(i) for i in v]  # noqa: E731
+        weights = {"weight": W, **({"bias": b.value} if b is not None else {})}
+        return T(self.add(self.node_name(n), "ConvTranspose2d",
+                          {"out_channels": int(W.shape[1]), "kernel_size": p2(W.shape[2:]),
+                           "stride": p2(a.get("strides", [1, 1])), "padding": p2(pads[:2]),
+                           "output_padding": p2(a.get("output_padding", [0, 0])),
+                           "dilation": p2(a.get("dilations", [1, 1])), "bias": b is not None}, [x], weights))
+
+    def _op_BatchNormalization(self, n, ins, a):
+        x = ins[0]
+        if not isinstance(x, T) or not all(isinstance(v, Const) for v in ins[1:5]) or a.get("training_mode", 0):
+            return None
+        r = self.rank(n.input[0])
+        if r not in (2, 3, 4):
+            return None
+        mom = 1.0 - float(a.get("momentum", 0.9))
+        return T(self.add(self.node_name(n), "BatchNorm2d" if r == 4 else "BatchNorm1d",
+                          {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(mom, 6), "affine": True}, [x],
+                          {"weight": ins[1].value, "bias": ins[2].value, "running_mean": ins[3].value,
+                           "running_var": ins[4].value}))
+
+    def _op_LayerNormalization(self, n, ins, a):
+        x, scale = ins[0], ins[1]
+        bias = ins[2] if len(ins) > 2 else None
+        r = self.rank(n.input[0])
+        axis = int(a.get("axis", -1))
+        if not isinstance(x, T) or not isinstance(scale, Const) or scale.value.ndim != 1 or \
+                (r is not None and axis not in (-1, r - 1)):
+            return None
+        b = bias.value if isinstance(bias, Const) else np.zeros_like(scale.value)
+        if bias is None:
+            self.out.notes.append(f"{self.node_name(n)}: LayerNorm without bias imported with a zero bias "
+                                  "(one extra trainable vector)")
+        return T(self.add(self.node_name(n), "LayerNorm", {"eps": float(a.get("epsilon", 1e-5)),
+                                                            "elementwise_affine": True}, [x],
+                          {"weight": scale.value, "bias": b}))
+
+    def _pool(self, n, ins, a, kind: str):
+        x = ins[0]
+        if not isinstance(x, T) or a.get("ceil_mode", 0) or _s(a.get("auto_pad", "NOTSET")) != "NOTSET":
+            return None
+        k = list(a["kernel_shape"])
+        dims = len(k)
+        pads = list(a.get("pads", [0] * 2 * dims))
+        if pads[:dims] != pads[dims:] or dims not in (1, 2):
+            return None
+        if kind == "Avg" and any(pads) and not a.get("count_include_pad", 0):
+            self.bad("AveragePool (count_include_pad=0)", n.name or "AveragePool",
+                     "use count_include_pad=True (torch's default) or no padding")
+            return False
+        one = (lambda v: int(v[0])) if dims == 1 else (lambda v: int(v[0]) if v[0] == v[1] else [int(i) for i in v])
+        params = {"kernel_size": one(k), "stride": one(a.get("strides", [1] * dims)), "padding": one(pads[:dims])}
+        if kind == "Max":
+            params["dilation"] = one(a.get("dilations", [1] * dims))
+        return T(self.add(self.node_name(n), f"{kind}Pool{dims}d", params, [x]))
+
+    def _op_MaxPool(self, n, ins, a):
+        if len(n.output) > 1 and n.output[1] and self.consumers[n.output[1]]:
+            return None
+        return self._pool(n, ins, a, "Max")
+
+    def _op_AveragePool(self, n, ins, a):
+        return self._pool(n, ins, a, "Avg")
+
+    def _op_GlobalAveragePool(self, n, ins, a):
+        r = self.rank(n.input[0])
+        if not isinstance(ins[0], T) or r not in (3, 4):
+            return None
+        return T(self.add(self.node_name(n), f"AdaptiveAvgPool{r - 2}d", {"output_size": 1}, [ins[0]]))
+
+    def _op_ReduceMean(self, n, ins, a):
+        x = ins[0]
+        axes = a.get("axes")
+        if len(ins) > 1 and isinstance(ins[1], Const):
+            axes = [int(v) for v in ins[1].value.reshape(-1)]
+        r = self.rank(n.input[0])
+        if not isinstance(x, T) or axes is None or r is None:
+            return None
+        axes = sorted(ax % r for ax in axes)
+        keep = a.get("keepdims", 1)
+        if keep and r in (3, 4) and axes == list(range(2, r)):
+            return T(self.add(self.node_name(n), f"AdaptiveAvgPool{r - 2}d", {"output_size": 1}, [x]))
+        if not keep and len(axes) == 1 and axes[0] > 0:
+            return T(self.add(self.node_name(n), "Mean", {"dim": axes[0]}, [x]))
+        return None
+
+    def _op_Flatten(self, n, ins, a):
+        if not isinstance(ins[0], T) or a.get("axis", 1) != 1:
+            return None
+        return T(self.add(self.node_name(n), "Flatten", {}, [ins[0]]))
+
+    def _op_Reshape(self, n, ins, a):
+        x, shape = ins
+        s_in = self.shape(n.input[0])
+        if not isinstance(x, T) or s_in is None or any(d is None for d in s_in[1:]):
+            return None
+        items = list(shape.items) if isinstance(shape, SymArr) else \
+            [int(v) for v in shape.value.reshape(-1)] if isinstance(shape, Const) else None
+        if not items:
+            return None
+        first, rest = items[0], items[1:]
+        if not (first == Sym(1) or first == 0 or (first == -1 and -1 not in rest)):
+            return None
+        if any(isinstance(v, Sym) for v in rest):
+            return None
+        rest = [int(s_in[i + 1]) if v == 0 and not a.get("allowzero", 0) else int(v) for i, v in enumerate(rest)]
+        numel = math.prod(s_in[1:])
+        if first == -1:
+            rest = [numel // max(1, math.prod(v for v in rest if v != -1))] if -1 in rest else rest
+        if rest in ([-1], [numel]):
+            return T(self.add(self.node_name(n), "Flatten", {}, [x]))
+        if list(s_in[1:]) == rest:
+            return x
+        return T(self.add(self.node_name(n), "Reshape", {"shape": rest}, [x]))
+
+    def _op_Transpose(self, n, ins, a):
+        perm = [int(p) for p in a.get("perm", [])]
+        if not isinstance(ins[0], T) or not perm or perm[0] != 0:
+            return None
+        if perm == list(range(len(perm))):
+            return ins[0]
+        return T(self.add(self.node_name(n), "Permute", {"dims": perm}, [ins[0]]))
+
+    def _op_Concat(self, n, ins, a):
+        axis = int(a.get("axis", 0))
+        if len(ins) == 2 and all(isinstance(v, RnnHalf) for v in ins) and ins[0].node == ins[1].node \
+                and [v.which for v in ins] == ["fwd", "bwd"] and axis in (-1, 1):
+            return T(ins[0].node, "h_n")
+        if not all(isinstance(v, T) for v in ins) or axis == 0:
+            return None
+        if len(ins) == 1:
+            return ins[0]
+        return T(self.add(self.node_name(n), "Concat", {"dim": axis}, list(ins),
+                          ports=[str(i) for i in range(len(ins))]))
+
+    def _op_Gather(self, n, ins, a):
+        data, idx = ins
+        axis = int(a.get("axis", 0))
+        if isinstance(data, Const) and isinstance(idx, T) and axis == 0 and data.value.ndim == 2:
+            if idx.node not in self.token_inputs:
+                self.bad("Gather (lookup on computed ids)", n.name or "Gather",
+                         "an Embedding must read token ids straight from an integer Input")
+                return False
+            self.vocab[idx.node] = max(self.vocab.get(idx.node, 0), int(data.value.shape[0]))
+            base = data.src.removesuffix(".weight") if data.src else self.node_name(n)
+            return T(self.add(base, "Embedding", {"embedding_dim": int(data.value.shape[1]), "padding_idx": None},
+                              [idx], {"weight": data.value}))
+        if not isinstance(idx, Const) or idx.value.ndim != 0:
+            return None
+        k = int(idx.value)
+        if isinstance(data, RnnState) and axis == 0 and not data.cell:
+            total = data.layers * data.directions
+            k = k % total
+            if data.directions == 1 and k == total - 1:
+                return T(data.node, "h_n")
+            if data.directions == 2 and k in (total - 2, total - 1):
+                return RnnHalf(data.node, "fwd" if k == total - 2 else "bwd")
+            self.bad("RNN state of an inner layer", n.name or "Gather", "use the last layer's state (h[-1])")
+            return False
+        if isinstance(data, T) and data.port == "out" and axis == 1 and data.node in self.rnn_info:
+            info = self.rnn_info[data.node]
+            s = self.shape(n.input[0])
+            if info["directions"] == 1 and s is not None and s[1] is not None and k % s[1] == s[1] - 1:
+                return T(data.node, "h_n")
+        return None
+
+    # ------------------------------------------------------------------ module groups
+    def _group(self, scope: str, idxs: list[int]) -> None:
+        cls = self.group_class[scope]
+        nodes = [self.g.node[i] for i in idxs]
+        inside = {o for n in nodes for o in n.output}
+        ext_inputs: list[str] = []
+        for n in nodes:
+            self._fold(n)  # shape arithmetic inside the module (num_heads lives there)
+            for v in n.input:
+                if v and v not in inside and isinstance(self.value(v), T | RnnState | RnnHalf) and v not in ext_inputs:
+                    ext_inputs.append(v)
+        idx_set = set(idxs)
+        graph_outs = {o.name for o in self.g.output}
+        ext_outputs = [o for n in nodes for o in n.output
+                       if o and (o in graph_outs or any(c not in idx_set for c in self.consumers[o]))]
+        ext_outputs = [o for o in ext_outputs if not isinstance(self.vals.get(o), Const | SymArr | Sym)]
+        where = f"{scope} ({cls})"
+        missing = [v for n in nodes for v in n.input if v and v not in inside and self.value(v) is None
+                   and v not in self.inits]
+        if missing:
+            return  # fed by an unsupported op, already reported
+        prefix = scope + "."
+        weights = {k[len(prefix):]: to_array(t) for k, t in self.inits.items() if k.startswith(prefix)}
+        if len(ext_inputs) != 1:
+            self.bad(f"{cls} with {len(ext_inputs)} tensor inputs", where,
+                     "LayerLab imports self-attention / recurrent layers fed by one tensor (no initial state, "
+                     "no separate key/value)")
+            return
+        src = self.value(ext_inputs[0])
+        if not isinstance(src, T):
+            return
+        s_in = self.shape(ext_inputs[0])
+        if s_in is not None and len(s_in) == 3 and s_in[0] is not None and s_in[1] is None:
+            self.bad(f"{cls} (batch_first=False)", where, "construct the module with batch_first=True")
+            return
+        if cls in ("LSTM", "GRU", "RNN"):
+            self._rnn(scope, cls, nodes, src, ext_outputs, weights, where)
+        elif cls == "MultiheadAttention":
+            self._mha(scope, nodes, src, ext_outputs, weights, where)
+        else:
+            self._encoder(scope, nodes, src, ext_outputs, weights, where)
+
+    def _producer_chain(self, value: str, nodes) -> tuple[str, int] | None:
+        """Follow first inputs back to a recurrent op inside the group: (op type, output index)."""
+        prod = {o: n for n in nodes for o in n.output if o}
+        seen = 0
+        while value in prod and seen < 64:
+            n = prod[value]
+            if n.op_type in ("LSTM", "GRU", "RNN"):
+                return n.op_type, list(n.output).index(value)
+            value = next((v for v in n.input if v and v in prod or v and isinstance(self.value(v), T)), None)
+            seen += 1
+        return None
+
+    def _rnn(self, scope, cls, nodes, src, ext_outputs, weights, where) -> None:
+        layers = sum(1 for k in weights if re.fullmatch(r"weight_ih_l\d+", k))
+        directions = 2 if any(k.endswith("_reverse") for k in weights) else 1
+        if not layers or "bias_ih_l0" not in weights:
+            self.bad(f"{cls} without bias" if layers else f"{cls} (weights not named by the module)", where,
+                     "use bias=True and export with torch.onnx.export(dynamo=True)")
+            return
+        hidden = int(weights["weight_hh_l0"].shape[1])
+        roles = {}
+        for o in ext_outputs:
+            hit = self._producer_chain(o, nodes)
+            if hit is None:
+                self.bad(f"{cls} output", where, "use the sequence output or the final hidden state")
+                return
+            roles[o] = {0: "out", 1: "h", 2: "c"}[hit[1]]
+        params: dict = {"hidden_size": hidden, "num_layers": layers}
+        if cls == "RNN":
+            acts = [_s(x).lower() for n in nodes if n.op_type == "RNN" for x in _attrs(n).get("activations", [])]
+            params["nonlinearity"] = "relu" if "relu" in acts else "tanh"
+        params.update(bidirectional=directions == 2, dropout=0.0,
+                      output_mode="all" if "out" in roles.values() else "last")
+        nid = self.add(scope, cls, params, [src], weights)
+        self.rnn_info[nid] = {"directions": directions, "layers": layers}
+        if layers > 1:
+            self.out.notes.append(f"{nid}: dropout between stacked layers is not stored in the file; set to 0")
+        for o, role in roles.items():
+            self.vals[o] = T(nid, "out") if role == "out" else RnnState(nid, directions, layers, cell=role == "c")
+        self.out.mapped[cls] += 1
+
+    def _heads(self, nodes, embed: int) -> int | None:
+        for n in nodes:
+            for o in n.output:
+                v = self.vals.get(o)
+                items = v.items if isinstance(v, SymArr) else [v] if isinstance(v, Sym) else []
+                for it in items:
+                    if isinstance(it, Sym) and it.coef > 1 and embed % it.coef == 0:
+                        return it.coef
+        return None
+
+    def _check_single_output(self, ext_outputs, where, cls) -> str | None:
+        if len(ext_outputs) != 1:
+            self.bad(f"{cls} attention weights", where, "use only the attention output (need_weights is ignored)")
+            return None
+        return ext_outputs[0]
+
+    def _mha(self, scope, nodes, src, ext_outputs, weights, where) -> None:
+        if "in_proj_weight" not in weights:
+            self.bad("MultiheadAttention (separate q/k/v weights)", where, "use kdim = vdim = embed_dim")
+            return
+        if "bias_k" in weights:
+            self.bad("MultiheadAttention (add_bias_kv)", where, "use add_bias_kv=False")
+            return
+        embed = int(weights["in_proj_weight"].shape[1])
+        heads = self._heads(nodes, embed) or 1
+        out = self._check_single_output(ext_outputs, where, "MultiheadAttention")
+        if out is None:
+            return
+        nid = self.add(scope, "MultiheadAttention", {"num_heads": heads, "dropout": 0.0,
+                                                     "bias": "in_proj_bias" in weights}, [src], weights,
+                       ports=["query"])
+        self.vals[out] = T(nid)
+        self.out.mapped["MultiheadAttention"] += 1
+
+    def _encoder(self, scope, nodes, src, ext_outputs, weights, where) -> None:
+        need = ("self_attn.in_proj_weight", "linear1.weight", "linear1.bias", "norm1.weight")
+        if any(k not in weights for k in need):
+            self.bad("TransformerEncoderLayer (bias=False or custom projections)", where, "use bias=True")
+            return
+        embed = int(weights["self_attn.in_proj_weight"].shape[1])
+        heads = self._heads(nodes, embed) or 1
+        ops = {n.op_type for n in nodes}
+        act = "gelu" if ("Gelu" in ops or "Erf" in ops) else "relu"
+        lns = [n for n in nodes if n.op_type == "LayerNormalization"]
+        ext = {v for n in nodes for v in n.input if isinstance(self.value(v), T)}
+        norm_first = bool(lns) and lns[0].input[0] in ext
+        eps = {float(_attrs(n).get("epsilon", 1e-5)) for n in lns}
+        if any(abs(e - 1e-5) > 1e-9 for e in eps):
+            self.bad("TransformerEncoderLayer (layer_norm_eps ≠ 1e-5)", where, "use layer_norm_eps=1e-5")
+            return
+        out = self._check_single_output(ext_outputs, where, "TransformerEncoderLayer")
+        if out is None:
+            return
+        nid = self.add(scope, "TransformerEncoderLayer",
+                       {"nhead": heads, "dim_feedforward": int(weights["linear1.weight"].shape[0]),
+                        "dropout": 0.1, "activation": act, "norm_first": norm_first}, [src], weights)
+        self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
+        self.vals[out] = T(nid)
+        self.out.mapped["TransformerEncoderLayer"] += 1
+
+
+class _NoFold(Exception):
+    pass
+
+
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _arr(items: list):
+    if any(isinstance(v, Sym) for v in items):
+        return SymArr([v if isinstance(v, Sym) else int(v) for v in items])
+    return Const(np.array(items, dtype=np.int64))
+
+
+def _as_list(v) -> list:
+    if isinstance(v, SymArr):
+        return list(v.items)
+    if isinstance(v, Sym):
+        return [v]
+    return [int(x) for x in v.value.reshape(-1)]
+
+
+def _scalar(v):
+    if isinstance(v, Sym):
+        return v
+    if isinstance(v, SymArr) and len(v.items) == 1:
+        return v.items[0]
+    if isinstance(v, Const) and v.value.size == 1:
+        return v.value.reshape(()).item()
+    raise _NoFold
+
+
+def _slice_rows(ins, src: np.ndarray, res: np.ndarray) -> int | None:
+    return int(res.shape[0]) if res.ndim == src.ndim and res.shape[1:] == src.shape[1:] else None
+
+
+def _fold_op(op: str, ins: list, a: dict):
+    """Numpy/symbolic evaluation of shape-arithmetic ops; None when ``op`` is not foldable here."""
+    sym = any(isinstance(v, SymArr | Sym) for v in ins)
+    if op in ("Identity", "Cast"):
+        v = ins[0]
+        if isinstance(v, Const) and op == "Cast":
+            from onnx import helper
+            return Const(v.value.astype(helper.tensor_dtype_to_np_dtype(a["to"])))
+        return v
+    if op == "Unsqueeze":
+        axes = a.get("axes") or _as_list(ins[1])
+        if sym:
+            if isinstance(ins[0], Sym) and axes in ([0], [-1]):
+                return SymArr([ins[0]])
+            raise _NoFold
+        return Const(np.expand_dims(ins[0].value, tuple(int(x) for x in axes)))
+    if op == "Squeeze":
+        if sym:
+            if isinstance(ins[0], SymArr) and len(ins[0].items) == 1:
+                return ins[0].items[0]
+            raise _NoFold
+        axes = a.get("axes") or (_as_list(ins[1]) if len(ins) > 1 and ins[1] is not None else None)
+        return Const(np.squeeze(ins[0].value, axis=tuple(axes) if axes else None))
+    if op == "Concat":
+        if sym or all(v.value.ndim == 1 for v in ins):
+            items = [x for v in ins for x in _as_list(v)]
+            return _arr(items)
+        return Const(np.concatenate([v.value for v in ins], axis=int(a.get("axis", 0))))
+    if op == "Gather":
+        data, idx = ins
+        if isinstance(data, SymArr):
+            if not isinstance(idx, Const):
+                raise _NoFold
+            picked = [data.items[int(i)] for i in idx.value.reshape(-1)]
+            return picked[0] if idx.value.ndim == 0 and isinstance(picked[0], Sym) else \
+                (Const(np.array(picked[0], dtype=np.int64)) if idx.value.ndim == 0 else _arr(picked))
+        if sym:
+            raise _NoFold
+        return Const(np.take(data.value, idx.value, axis=int(a.get("axis", 0))))
+    if op == "Slice":
+        data = ins[0]
+        starts, ends = _as_list(ins[1]), _as_list(ins[2])
+        axes = _as_list(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+        steps = _as_list(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        if any(isinstance(v, Sym) for v in starts + ends):
+            raise _NoFold
+        if isinstance(data, SymArr):
+            if axes != [0]:
+                raise _NoFold
+            return _arr(data.items[slice(starts[0], ends[0], steps[0])])
+        sl = [slice(None)] * data.value.ndim
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            sl[ax] = slice(s, e, st)
+        return Const(data.value[tuple(sl)])
+    if op in ("Mul", "Add", "Sub", "Div"):
+        if sym:
+            x, y = _scalar(ins[0]), _scalar(ins[1])
+            if op == "Mul" and isinstance(x, Sym) and isinstance(y, int | float) and float(y).is_integer():
+                return Sym(x.coef * int(y))
+            if op == "Mul" and isinstance(y, Sym) and isinstance(x, int | float) and float(x).is_integer():
+                return Sym(y.coef * int(x))
+            if op == "Div" and isinstance(x, Sym) and isinstance(y, int) and y and x.coef % y == 0:
+                return Sym(x.coef // y)
+            raise _NoFold
+        x, y = ins[0].value, ins[1].value
+        if x.size * y.size > MAX_FOLD_ELEMENTS:
+            raise _NoFold
+        f = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract}.get(op)
+        if f is not None:
+            return Const(f(x, y).astype(np.result_type(x, y)))
+        return Const((x // y) if np.issubdtype(x.dtype, np.integer) else (x / y))
+    if sym:
+        if op == "Reshape" and isinstance(ins[0], Sym | SymArr):
+            items = _as_list(ins[0])
+            return SymArr(items) if len(items) == 1 else ins[0]
+        raise _NoFold
+    if op == "Reshape":
+        shape = [int(v) for v in ins[1].value.reshape(-1)]
+        shape = [ins[0].value.shape[i] if v == 0 and not a.get("allowzero", 0) else v for i, v in enumerate(shape)]
+        return Const(ins[0].value.reshape(shape))
+    if op == "Transpose":
+        return Const(np.transpose(ins[0].value, a.get("perm")))
+    if op in ("ConstantOfShape", "Expand", "Range", "Equal", "Where", "Neg", "Sqrt", "Pow"):
+        if op == "ConstantOfShape":
+            shape = [int(v) for v in ins[0].value.reshape(-1)]
+            if math.prod(shape) > MAX_FOLD_ELEMENTS:
+                raise ModelImportError(f"ConstantOfShape would allocate {math.prod(shape):,} values; received: "
+                                       f"shape={shape}. Fix: import a smaller model")
+            fill = to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+            return Const(np.full(shape, fill.reshape(-1)[0], dtype=fill.dtype))
+        if op == "Expand":
+            shape = [int(v) for v in ins[1].value.reshape(-1)]
+            if math.prod(shape) > MAX_FOLD_ELEMENTS:
+                raise _NoFold
+            return Const(ins[0].value * np.ones(shape, dtype=ins[0].value.dtype))
+        if op == "Range":
+            s, e, d = (v.value.item() for v in ins)
+            if d == 0 or abs((e - s) / d) > MAX_FOLD_ELEMENTS:
+                raise _NoFold
+            return Const(np.arange(s, e, d, dtype=ins[0].value.dtype))
+        if op == "Equal":
+            return Const(np.equal(ins[0].value, ins[1].value))
+        if op == "Where":
+            return Const(np.where(ins[0].value, ins[1].value, ins[2].value))
+        if op == "Neg":
+            return Const(-ins[0].value)
+        if op == "Sqrt":
+            return Const(np.sqrt(ins[0].value))
+        if op == "Pow":
+            return Const(np.power(ins[0].value, ins[1].value))
+    return None
+
+
+__all__ = ["OnnxImporter", "Built"]

@@ -1,0 +1,158 @@
+"""Read an ONNX file without running anything: protobuf only, sizes bounded before allocation, external data
+refused unless it stays next to the model, cycles refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelImportError
+
+MAX_FILE_BYTES = 1 << 30          # 1 GiB of protobuf (the app's upload limit is lower)
+MAX_TENSOR_BYTES = 1 << 30        # one initializer
+MAX_TOTAL_BYTES = 2 << 30         # all initializers together
+MAX_ONNX_NODES = 200_000
+
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
+
+
+def _tensor_bytes(t) -> int:
+    n = 1
+    for d in t.dims:
+        if d < 0:
+            raise ModelImportError(f"initializer `{t.name}` has a negative dimension; received: dims={list(t.dims)}. "
+                                   "Fix: re-export the model")
+        n *= int(d)
+    return n * _ITEMSIZE.get(t.data_type, 8)
+
+
+def read_onnx(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_BYTES):
+    """Parse an ONNX model. External data is loaded only from files inside the model's folder.
+
+    Raises:
+        ModelImportError: unreadable, truncated, too large, external data outside the folder, huge tensors.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    base: Path | None = None
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source)
+        name = "model"
+    else:
+        path = Path(source)
+        name = path.name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ModelImportError(f"{path}: no such file") from None
+        except OSError as e:
+            raise ModelImportError(f"{path}: cannot read ({e.strerror})") from None
+        if size > max_bytes:
+            raise ModelImportError(f"{name}: the file is larger than the limit; received: {size:,} bytes. "
+                                   f"Fix: import files up to {max_bytes:,} bytes")
+        data = path.read_bytes()
+        base = path.resolve().parent
+    if len(data) > max_bytes:
+        raise ModelImportError(f"{name}: the file is larger than the limit; received: {len(data):,} bytes")
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise ModelImportError(f"{name}: not a readable ONNX file (truncated or corrupt); received: "
+                               f"{type(e).__name__}. Fix: export the model again") from None
+    g = model.graph
+    if not g.node and not g.output:
+        raise ModelImportError(f"{name}: not an ONNX model (no graph); received: {len(data):,} bytes. "
+                               "Fix: choose a .onnx file written by an ONNX exporter")
+    if len(g.node) > MAX_ONNX_NODES:
+        raise ModelImportError(f"{name}: the graph has too many nodes; received: {len(g.node):,}. "
+                               f"Fix: import models with at most {MAX_ONNX_NODES:,} nodes")
+    _check_tensors(model, base, name)
+    _check_acyclic(g, name)
+    return model
+
+
+def _check_tensors(model, base: Path | None, name: str) -> None:
+    """Bound every initializer before any numpy array exists; resolve external data safely."""
+    from onnx import TensorProto
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    total = 0
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.type == 4]
+    for t in tensors:
+        nbytes = _tensor_bytes(t)
+        if nbytes > MAX_TENSOR_BYTES:
+            raise ModelImportError(f"initializer `{t.name}` is too large; received: dims={list(t.dims)} "
+                                   f"({nbytes:,} bytes). Fix: import models whose tensors are below "
+                                   f"{MAX_TENSOR_BYTES:,} bytes")
+        total += nbytes
+        if total > MAX_TOTAL_BYTES:
+            raise ModelImportError(f"the initializers together exceed {MAX_TOTAL_BYTES:,} bytes. Fix: import a "
+                                   "smaller model")
+        if t.data_location == TensorProto.EXTERNAL:
+            info = {e.key: e.value for e in t.external_data}
+            loc = info.get("location", "")
+            if base is None:
+                raise ModelImportError(f"initializer `{t.name}` keeps its data in an external file ({loc!r}), "
+                                       "which an upload cannot carry. Fix: save the model with all tensors inside "
+                                       "(onnx.save(model, path, save_as_external_data=False))")
+            target = (base / loc).resolve()
+            if Path(loc).is_absolute() or not target.is_relative_to(base) or not target.is_file():
+                raise ModelImportError(f"initializer `{t.name}` points to external data outside the model's "
+                                       f"folder; received: location={loc!r}. Fix: keep external data files next "
+                                       "to the model, or save all tensors inside it")
+            length = int(info.get("length", target.stat().st_size))
+            if length > MAX_TENSOR_BYTES or length < nbytes:
+                raise ModelImportError(f"external data of `{t.name}` has the wrong size; received: {length:,} "
+                                       f"bytes for dims {list(t.dims)}")
+            load_external_data_for_tensor(t, str(base))
+        elif t.raw_data and len(t.raw_data) != nbytes:
+            raise ModelImportError(f"initializer `{t.name}` is truncated; received: {len(t.raw_data):,} bytes for "
+                                   f"dims {list(t.dims)} ({nbytes:,} expected). Fix: export the model again")
+
+
+def _check_acyclic(g, name: str) -> None:
+    """Every node input must be a graph input, an initializer or produced by an earlier node (ONNX requires
+    topological order); anything else is a cycle or a dangling reference."""
+    import networkx as nx
+
+    known = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    producer = {}
+    for i, n in enumerate(g.node):
+        for o in n.output:
+            if o:
+                producer[o] = i
+    dg = nx.DiGraph()
+    dg.add_nodes_from(range(len(g.node)))
+    missing = []
+    for i, n in enumerate(g.node):
+        for v in n.input:
+            if v in producer:
+                dg.add_edge(producer[v], i)
+            elif v not in known:
+                missing.append((n.name or n.op_type, v))
+    try:
+        cycle = nx.find_cycle(dg)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        names = [g.node[a].name or g.node[a].op_type for a, _ in cycle]
+        raise ModelImportError(f"{name}: the graph contains a cycle; received: {' → '.join(names[:6])}. "
+                               "Fix: export a feed-forward graph (loops must be unrolled)")
+    if missing:
+        node, v = missing[0]
+        raise ModelImportError(f"{name}: node {node} reads `{v}`, which nothing produces; received: "
+                               f"{len(missing)} dangling input(s). Fix: export the model again")
+
+
+def to_array(t) -> np.ndarray:
+    """A numpy copy of a (bounded, already checked) TensorProto."""
+    from onnx import numpy_helper
+
+    return np.array(numpy_helper.to_array(t))
+
+
+__all__ = ["read_onnx", "to_array", "MAX_FILE_BYTES"]

@@ -1,0 +1,73 @@
+"""AppTest: Build › Import (.onnx / .pt2 parsed in a worker process), Build › ONNX, Runs › Export ONNX / int8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import builder
+from builder.interchange.onnx_export import export_onnx
+from builder.pipeline import run_training
+from builder.runs import RunStore
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    path = tmp_path / "ws"
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(path))
+    return path
+
+
+def open_app(page: str | None = None) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=300)
+    app.run()
+    if page:
+        app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_import_onnx_puts_graph_and_weights_on_the_canvas(ws, tmp_path):
+    src = tmp_path / "lstm.onnx"
+    export_onnx(builder.load_template("lstm"), src)
+    at = open_app()
+    at.file_uploader(key="ll_import_0").upload("lstm.onnx", src.read_bytes()).run()
+    assert not at.exception, [e.value for e in at.exception]
+    proj = at.session_state["ll_project"]
+    assert {n.type for n in proj.graph.nodes} >= {"Input", "Embedding", "LSTM", "Linear"}
+    rid = proj.training["init_from"]
+    run = RunStore(ws).get(rid)
+    assert run["status"] == "imported" and RunStore(ws).weights_path(rid).is_file()
+    assert not at.session_state["ll_canvas_error"]
+    # the imported weights export to ONNX from the Build page
+    at.button(key="ll_onnx_build").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    got = at.session_state["ll_onnx"]
+    assert got["data"][:2] and got["report"]["max_abs_diff"] < 1e-5
+
+
+def test_import_refuses_a_broken_file_with_a_message(ws):
+    at = open_app()
+    at.file_uploader(key="ll_import_0").upload("broken.onnx", b"\x08\x07garbage").run()
+    assert not at.exception
+    assert "Cannot import broken.onnx" in at.session_state["ll_canvas_error"]
+    assert any("Cannot import" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_runs_page_exports_onnx_and_quantizes(ws):
+    store = RunStore(ws)
+    rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=store).run_id
+    at = open_app("pages/runs.py")
+    at.button(key=f"ll_onnx_{rid}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["ll_run_onnx"]["run"] == rid
+    at.button(key=f"ll_int8_{rid}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("int8:" in s.value for s in at.success)
+    card = (store.run_dir(rid) / "model_card.md").read_text()
+    assert "Quantization (ONNX, dynamic int8)" in card

@@ -1,0 +1,117 @@
+"""ONNX export (builder/interchange/onnx_export.py): every template and every registered layer exports with a
+dynamic batch axis and matches onnxruntime; int8 quantization shrinks the file and is scored on a run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from builder import compile_graph, infer_shapes, load_template
+from builder.cli import main as cli_main
+from builder.interchange.onnx_export import ExportError, export_onnx, ort_session, quantize_int8
+from builder.registry import TOKENS, all_specs
+from builder.templates import TEMPLATE_NAMES
+from tests.strategies import layer_case
+from tests.test_layers import _graph
+
+SPECS = [s for s in all_specs() if s.type not in ("Input",)]
+
+
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_every_template_exports_and_matches_onnxruntime(name, tmp_path):
+    out = tmp_path / f"{name}.onnx"
+    rep = export_onnx(load_template(name), out)
+    assert out.is_file() and rep.bytes == out.stat().st_size
+    assert rep.max_abs_diff < 1e-5
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param and not dim0.HasField("dim_value")  # the batch axis is dynamic
+    # any batch size runs: 1 and 7 (the export traced 2, the check used 3)
+    torch.manual_seed(0)
+    m = compile_graph(load_template(name).graph).eval()
+    sess = ort_session(out.read_bytes())
+    for b in (1, 7):
+        from builder import example_inputs
+
+        xs = example_inputs(m, b, seed=b)
+        got = sess.run(None, {i.name: x.numpy() for i, x in zip(sess.get_inputs(), xs)})[0]
+        with torch.no_grad():
+            want = m(*xs)
+        assert got.shape[0] == b
+        assert np.abs(got - want.numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.type)
+@settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(data=st.data())
+def test_every_layer_exports_and_matches_onnxruntime(spec, data):
+    shapes, params = data.draw(layer_case(spec))
+    graph = _graph(spec.type, shapes, params)
+    if not infer_shapes(graph).ok:
+        return  # invalid drawn settings are covered by test_layers
+    rep = export_onnx(graph, None)
+    assert rep.max_abs_diff < 1e-4, (spec.type, params)
+    if spec.input_kind == TOKENS:
+        assert rep.inputs
+
+
+def test_export_writes_nothing_when_weights_do_not_fit(tmp_path):
+    other = compile_graph(load_template("cnn").graph).state_dict()
+    with pytest.raises(ExportError, match="weights do not fit"):
+        export_onnx(load_template("mlp"), tmp_path / "x.onnx", other)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_exported_weights_are_the_given_ones(tmp_path):
+    torch.manual_seed(3)
+    model = compile_graph(load_template("mlp").graph)
+    sd = model.state_dict()
+    export_onnx(load_template("mlp"), tmp_path / "m.onnx", sd)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "m.onnx")).graph.initializer}
+    k = next(iter(k for k in sd if k.endswith("weight")))
+    assert np.array_equal(inits[k], sd[k].numpy())
+
+
+def test_quantize_int8_shrinks_and_runs(tmp_path):
+    src = tmp_path / "t.onnx"
+    export_onnx(load_template("transformer"), src)
+    q = quantize_int8(src, tmp_path / "t.int8.onnx")
+    assert q["bytes_after"] < 0.6 * q["bytes_before"]
+    sess = ort_session((tmp_path / "t.int8.onnx").read_bytes())
+    out = sess.run(None, {sess.get_inputs()[0].name: np.random.default_rng(0).integers(0, 12, (4, 16))})[0]
+    assert out.shape == (4, 2) and np.isfinite(out).all()
+
+
+def test_cli_export_onnx_file_and_quantize(tmp_path, capsys):
+    path = tmp_path / "cnn.json"
+    path.write_text(json.dumps(json.loads(load_template("cnn").to_json())))
+    out = tmp_path / "cnn.onnx"
+    assert cli_main(["export", str(path), "--format", "onnx", "-o", str(out), "--quantize", "int8"]) == 0
+    text = capsys.readouterr().out
+    assert "max abs difference" in text and out.is_file() and (tmp_path / "cnn.int8.onnx").is_file()
+    assert cli_main(["export", str(path), "--format", "onnx"]) == 2
+
+
+@pytest.mark.slow
+def test_cli_export_run_quantize_records_metric_in_model_card(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    assert cli_main(["train", "mlp", "--dataset", "moons", "--epochs", "3", "--workspace", str(ws)]) == 0
+    rid = next((ws / "runs").iterdir()).name
+    capsys.readouterr()
+    out = tmp_path / "run.onnx"
+    assert cli_main(["export", "--run", rid, "--format", "onnx", "--quantize", "int8", "-o", str(out),
+                     "--workspace", str(ws)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert out.is_file() and out.with_suffix(".int8.onnx").is_file()
+    rec = json.loads((ws / "runs" / rid / "exports" / "quantization.json").read_text())
+    assert rec["bytes_after"] < rec["bytes_before"] and 0 <= rec["test_after"] <= 1
+    assert abs(rec["delta"]) < 0.1
+    card = (ws / "runs" / rid / "model_card.md").read_text()
+    assert "## Quantization (ONNX, dynamic int8)" in card and f"{rec['bytes_after']:,}" in card

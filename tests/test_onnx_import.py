@@ -1,0 +1,134 @@
+"""ONNX import (builder/interchange/onnx_import.py, onnx_read.py, importer.py): template round trips and
+malformed or hostile files (clear error, nothing executed, bounded memory)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from builder import infer_shapes, load_template
+from builder.interchange import ModelImportError, UnsupportedOpsError
+from builder.interchange.importer import import_model, save_import
+from builder.interchange.onnx_export import export_onnx
+from builder.templates import TEMPLATE_NAMES
+
+
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_template_round_trip(name, tmp_path):
+    src = tmp_path / f"{name}.onnx"
+    export_onnx(load_template(name), src)
+    res = import_model(src)
+    assert res.report["max_abs_diff"] <= 1e-5
+    assert res.report["total_params"] == infer_shapes(load_template(name).graph).total_params
+    assert all(n.position is not None for n in res.project.graph.nodes)
+    jpath, wpath = save_import(res, tmp_path / "imp.json")
+    assert jpath.is_file() and wpath.is_file()
+    # and back to ONNX from the imported project
+    rep = export_onnx(res.project, tmp_path / "back.onnx", res.weights)
+    assert rep.max_abs_diff < 1e-5
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=18):
+    g = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
+def _raw(name: str, dims: list[int], raw: bytes) -> TensorProto:
+    t = TensorProto(name=name, data_type=TensorProto.FLOAT, raw_data=raw)
+    t.dims.extend(dims)
+    return t
+
+
+def _x(name="x", dims=("batch", 4)):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(dims))
+
+
+def test_truncated_file_is_refused(tmp_path):
+    src = tmp_path / "m.onnx"
+    export_onnx(load_template("mlp"), src)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(ModelImportError, match="truncated|not a readable"):
+        import_model(bad)
+
+
+def test_not_onnx_is_refused(tmp_path):
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"hello, I am text")
+    with pytest.raises(ModelImportError):
+        import_model(bad)
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.ones(16, np.float32).tobytes())
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], vals=np.zeros(16, np.float32))
+    w.ClearField("float_data")
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "../secret.bin"), ("length", "64")):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [_x()], [_x("y")], [w])
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "m.onnx").write_bytes(m.SerializeToString())
+    with pytest.raises(ModelImportError, match="outside the model's folder"):
+        import_model(d / "m.onnx")
+
+
+def test_huge_initializer_is_refused_before_allocation(tmp_path):
+    # the header claims 2^40 floats; the file holds a few bytes: refused from the dims alone
+    w = _raw("w", [1 << 20, 1 << 20], b"\0" * 16)
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [_x()], [_x("y")], [w])
+    (tmp_path / "h.onnx").write_bytes(m.SerializeToString())
+    with pytest.raises(ModelImportError, match="too large"):
+        import_model(tmp_path / "h.onnx")
+
+
+def test_truncated_initializer_is_refused(tmp_path):
+    w = _raw("w", [4, 4], b"\0" * 8)
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [_x()], [_x("y")], [w])
+    (tmp_path / "t.onnx").write_bytes(m.SerializeToString())
+    with pytest.raises(ModelImportError, match="truncated"):
+        import_model(tmp_path / "t.onnx")
+
+
+def test_cycle_is_refused(tmp_path):
+    nodes = [helper.make_node("Add", ["x", "b"], ["a"], name="first"),
+             helper.make_node("Relu", ["a"], ["b"], name="second")]
+    m = _model(nodes, [_x()], [_x("b")])
+    (tmp_path / "c.onnx").write_bytes(m.SerializeToString())
+    with pytest.raises(ModelImportError, match="cycle"):
+        import_model(tmp_path / "c.onnx")
+
+
+def test_unknown_ops_are_all_reported_per_operator(tmp_path):
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], vals=np.eye(4, dtype=np.float32).reshape(-1))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+             helper.make_node("Sin", ["h"], ["s1"], name="sin1"),
+             helper.make_node("Sin", ["s1"], ["s2"], name="sin2"),
+             helper.make_node("Hardmax", ["s2"], ["y"], name="hm")]
+    m = _model(nodes, [_x()], [_x("y")], [w])
+    (tmp_path / "u.onnx").write_bytes(m.SerializeToString())
+    with pytest.raises(UnsupportedOpsError) as info:
+        import_model(tmp_path / "u.onnx")
+    ops = {u.op: u.nodes for u in info.value.unsupported}
+    assert ops["Sin"] == ("sin1", "sin2") and "Hardmax" in ops
+    assert "op `Sin` has no LayerLab layer" in str(info.value) and "Fix:" in str(info.value)
+
+
+def test_constant_shape_arithmetic_is_folded(tmp_path):
+    """Shape → Gather → Unsqueeze → Concat → Reshape (what exporters emit for x.view(x.size(0), -1))."""
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=helper.make_tensor(  # noqa: E731
+        name, TensorProto.INT64, [len(v)] if isinstance(v, list) else [], v if isinstance(v, list) else [v]))
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), c("zero", 0),
+             helper.make_node("Gather", ["s", "zero"], ["b"], axis=0), c("ax", [0]),
+             helper.make_node("Unsqueeze", ["b", "ax"], ["b1"]), c("minus", [-1]),
+             helper.make_node("Concat", ["b1", "minus"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    m = _model(nodes, [_x("x", ("batch", 2, 3, 4))], [_x("y", ("batch", 24))])
+    (tmp_path / "f.onnx").write_bytes(m.SerializeToString())
+    res = import_model(tmp_path / "f.onnx")
+    assert [n.type for n in res.project.graph.nodes] == ["Input", "Flatten"]
+    assert res.report["max_abs_diff"] == 0.0

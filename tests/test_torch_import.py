@@ -1,0 +1,132 @@
+"""PyTorch sources (builder/interchange/importer.py): plain torch.nn models through ONNX and .pt2, the
+file.py:Class path, and .pt2 files that would run code when unpickled (refused; nothing executed)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from builder.cli import main as cli_main
+from builder.interchange import ModelImportError
+from builder.interchange.importer import import_model
+from builder.interchange.onnx_export import export_onnx, to_onnx_proto
+from tests.exchange_models import MODELS, build
+
+MODELS_FILE = Path(__file__).with_name("exchange_models.py")
+
+
+def _params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _compare(res, model) -> float:
+    from builder import compile_graph
+
+    imported = compile_graph(res.project.graph)
+    imported.load_state_dict(res.weights)
+    imported.eval()
+    x = model.example_inputs()[0]
+    x = torch.cat([x, x[:1]])  # a batch size other than the traced one
+    with torch.no_grad():
+        return float((imported(x) - model(x)).abs().max())
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_onnx_round_trip(name, tmp_path):
+    model = build(name)
+    proto = to_onnx_proto(model, model.example_inputs(), ["x"])
+    (tmp_path / "m.onnx").write_bytes(proto.SerializeToString())
+    res = import_model(tmp_path / "m.onnx")
+    assert res.report["max_abs_diff"] <= 1e-5
+    assert res.report["total_params"] == _params(model)
+    assert _compare(res, model) <= 1e-5
+    back = export_onnx(res.project, tmp_path / "back.onnx", res.weights)
+    assert back.max_abs_diff <= 1e-5
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_pt2_round_trip(name, tmp_path):
+    model = build(name)
+    ep = torch.export.export(model, model.example_inputs(), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, tmp_path / "m.pt2")
+    res = import_model(tmp_path / "m.pt2")
+    assert res.report["max_abs_diff"] <= 1e-5
+    assert res.report["total_params"] == _params(model)
+    assert _compare(res, model) <= 1e-5
+
+
+def test_python_source_and_cli(tmp_path, capsys):
+    res = import_model(f"{MODELS_FILE}:SmallResNet(classes=4)")
+    types = {n.type for n in res.project.graph.nodes}
+    assert {"Conv2d", "BatchNorm2d", "Add", "AdaptiveAvgPool2d", "Linear"} <= types
+    assert res.report["max_abs_diff"] <= 1e-5
+    out = tmp_path / "lenet.json"
+    assert cli_main(["import", f"{MODELS_FILE}:LeNet", "-o", str(out)]) == 0
+    assert out.is_file() and out.with_suffix(".safetensors").is_file()
+    assert "outputs match" in capsys.readouterr().out
+
+
+class _Marker:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_pickle_disguised_as_pt2_is_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "model.pt2"
+    bad.write_bytes(pickle.dumps(_Marker(str(marker))))
+    with pytest.raises(ModelImportError, match="pickle"):
+        import_model(bad)
+    assert cli_main(["import", str(bad), "-o", str(tmp_path / "x.json")]) == 2
+    assert not marker.exists()
+
+
+def test_pt2_with_pickled_sample_inputs_is_loaded_without_them(tmp_path):
+    """torch.export.load would unpickle sample inputs (falling back to weights_only=False); we never read them."""
+    model = build("mlp")
+    ep = torch.export.export(model, model.example_inputs())
+    good = tmp_path / "m.pt2"
+    torch.export.save(ep, good)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt2"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(evil, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if "/sample_inputs/" in item.filename:
+                data = pickle.dumps(_Marker(str(marker)))
+            zout.writestr(item, data)
+    res = import_model(evil)
+    assert res.report["max_abs_diff"] <= 1e-5
+    assert not marker.exists()
+
+
+def test_pt2_with_pickled_weights_is_refused(tmp_path):
+    model = build("mlp")
+    torch.export.save(torch.export.export(model, model.example_inputs()), tmp_path / "m.pt2")
+    evil = tmp_path / "evil.pt2"
+    with zipfile.ZipFile(tmp_path / "m.pt2") as zin, zipfile.ZipFile(evil, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("model_weights_config.json"):
+                data = data.replace(b'"use_pickle": false', b'"use_pickle": true', 1)
+            zout.writestr(item, data)
+    with pytest.raises(ModelImportError, match="pickle"):
+        import_model(evil)
+
+
+def test_pt2_bytes_and_not_a_zip(tmp_path):
+    with pytest.raises(ModelImportError):
+        import_model(b"PK\x03\x04" + b"\0" * 100)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", b"x")
+    with pytest.raises(ModelImportError):
+        import_model(buf.getvalue())
