@@ -13,9 +13,11 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 @pytest.fixture
 def at(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
     app.button(key="ll_tpl_mlp").click().run()  # MLP on moons
+    app.button(key="ll_confirm_replace").click().run()
     app.switch_page("pages/train.py").run()
     app.session_state["ll_train_mode"] = "Search"
     app.run()
@@ -82,7 +84,8 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
     rs = RunStore(ws)
     assert wait(rs, [rid], timeout=300)[rid] == "finished"
     run = rs.get(rid)
-    assert run["config"]["epochs"] == 6 and run["project"]["graph"] == proj.model_dump(mode="json")["graph"]
+    fc1 = next(n for n in run["project"]["graph"]["nodes"] if n["id"] == "fc1")
+    assert run["config"]["epochs"] == 6 and fc1["params"]["out_features"] == int(best["fc1.out_features"])
     at.run()
     assert at.session_state["ll_train_mode"] == "Train"
 
