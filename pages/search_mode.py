@@ -156,8 +156,10 @@ def study_view() -> None:
     rows = trials_table(study)
     c = st.columns(4)
     c[0].metric("Study", ui.md(name))
-    c[1].metric("Status", "running" if running else "stopped" if res.states else "starting")
-    c[2].metric("Trials", f"{len(rows)} / {(study.user_attrs.get('layerlab') or {}).get('n_trials', '?')}")
+    target = (study.user_attrs.get("layerlab") or {}).get("n_trials")
+    status = "running" if running else "finished" if target and len(rows) >= target else "stopped"
+    c[1].metric("Status", status)
+    c[2].metric("Trials", f"{len(rows)} / {target or '?'}")
     c[3].metric(f"Best {res.objective or 'value'}", ui.fmt_metric(res.best_value) if res.best_value is not None else "—")
     if res.best_params:
         st.caption("Best so far: " + ui.md(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
