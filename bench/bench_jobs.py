@@ -124,6 +124,8 @@ def main() -> None:
         page = ctx.new_page()
         page.goto(srv.url)
         page.wait_for_selector("h1", timeout=120_000)
+        while not any(c["name"] == "layerlab_owner" for c in ctx.cookies()):  # set by the page's script
+            page.wait_for_timeout(50)
         owner = "anon:" + next(c["value"] for c in ctx.cookies() if c["name"] == "layerlab_owner")
         page_job(page, ws, 2)  # warm: the server has served a run
         for r in range(args.rounds):
