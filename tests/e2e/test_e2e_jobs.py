@@ -47,6 +47,10 @@ def _no_stray_jobs(tmp_path):
     """Jobs this test started are stopped at the end, whatever happened (they are processes of their own)."""
     yield
     ws = tmp_path / "ws"
+    pidfile = ws / "launcher.pid"
+    if pidfile.is_file():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
     if (ws / "layerlab.db").is_file():
         store = RunStore(ws)
         for r in store.list_runs(limit=100):
