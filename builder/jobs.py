@@ -44,7 +44,7 @@ SPEC_FILE = "job.json"
 LOG_FILE = "job.log"
 LIVE_FILE = "live_attributions.safetensors"
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
-_CALLBACKS = ("live_attributions",)
+_CALLBACKS = ("live_attributions", "decision_boundary")
 _reapers: list[threading.Thread] = []
 
 
@@ -54,7 +54,8 @@ class JobSpec:
 
     ``callbacks`` names callbacks the job process builds: ``live_attributions`` (or
     ``live_attributions:METHOD``) records attributions each epoch into the run folder
-    (:func:`live_frames` reads them). ``resume_run`` resumes that run instead of creating one; ``config``
+    (:func:`live_frames` reads them); ``decision_boundary`` stores a prediction grid with every epoch's
+    metrics for 2-D toy datasets (:func:`builder.boundary.latest_boundary` reads it). ``resume_run`` resumes that run instead of creating one; ``config``
     then holds the overrides.
     """
 
@@ -400,6 +401,10 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
         if kind == "live_attributions":
             live = LiveAttributions(method or "integrated_gradients")
             out += [live, _SaveLive(live, store.run_dir(run_id) / LIVE_FILE)]
+        elif kind == "decision_boundary":  # grid per epoch in the epoch metrics (2-D toy data; else silent)
+            from .boundary import DecisionBoundary
+
+            out.append(DecisionBoundary())
     return out
 
 

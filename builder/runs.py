@@ -344,8 +344,9 @@ class RunStore:
     def log_metrics(self, run_id: str, events: dict | list[dict]) -> None:
         """Append step/epoch events (dicts with ``type``) to the metrics table."""
         events = [events] if isinstance(events, dict) else list(events)
+        # epoch extras (e.g. the decision-boundary grid, builder.boundary) are stored with the epoch
         rows = [(run_id, ev.get("type", "epoch"), ev.get("step"), ev.get("epoch"),
-                 _dumps({k: v for k, v in ev.items() if k not in ("type", "extras")})) for ev in events]
+                 _dumps({k: v for k, v in ev.items() if k != "type"})) for ev in events]
         if rows:
             self._write("INSERT INTO metrics (run_id, kind, step, epoch, data) VALUES (?, ?, ?, ?, ?)", rows,
                         many=True)

@@ -35,6 +35,8 @@ import math
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -570,6 +572,7 @@ class StudySettings:
             the end before pruning starts, and no trial is pruned before epoch ``prune_warmup`` + 1.
         workers: trials at once (default: the job limit).
         poll_s: how often the runner reads the run store.
+        owner: the owner recorded on every trial's run (the app's session owner; ``local`` on the CLI).
     """
 
     name: str = "study"
@@ -584,6 +587,7 @@ class StudySettings:
     prune_warmup: int = 1
     workers: int | None = None
     poll_s: float = 0.25
+    owner: str = "local"
 
     def check(self) -> None:
         """Raises LayerLabError for a bad setting."""
@@ -739,7 +743,9 @@ class StudyRunner:
     def _signature(self) -> dict:
         return {"space": self.space.to_specs(), "objective": self.settings.objective, "dataset": self.dataset,
                 "dataset_options": self.dataset_options, "config": self.config,
-                "project": self.project.model_dump(mode="json"), "workspace": str(self.store.workspace)}
+                "project": self.project.model_dump(mode="json"), "workspace": str(self.store.workspace),
+                "n_trials": self.settings.n_trials, "sampler": self.settings.sampler, "pruner": self.settings.pruner,
+                "timeout": self.settings.timeout, "owner": self.settings.owner}
 
     def _open_study(self):
         import optuna
@@ -858,7 +864,8 @@ class StudyRunner:
             return None
         spec = {"project": project.model_dump(mode="json"), "dataset": self.dataset,
                 "dataset_options": dict(self.dataset_options), "config": cfg,
-                "tags": {"study": self.settings.name, "trial": n}, "name": f"{self.settings.name} #{n}"}
+                "tags": {"study": self.settings.name, "trial": n}, "name": f"{self.settings.name} #{n}",
+                "owner": self.settings.owner}
         try:
             run_id = self.launcher.submit(self.store, spec)
         except LayerLabError as e:
@@ -1026,6 +1033,92 @@ def best_project(study) -> tuple[Project, dict]:
     return p, cfg
 
 
+def searchable_params(project: Project | dict) -> list[dict]:
+    """The canvas nodes' parameters that can be searched: numbers (a range) and choices (a list).
+
+    Returns one dict per parameter: ``node``, ``type``, ``param``, ``kind``, ``value`` (current), ``min``,
+    ``max``, ``choices``, ``help``, ``key`` (``node.param``, the spec name). Inferred sizes are left out.
+    """
+    out = []
+    for n in load_project(project).graph.nodes:
+        if n.type == "Input" or not has_spec(n.type):
+            continue
+        spec = get_spec(n.type)
+        for p in spec.params:
+            if p.kind not in ("int", "float", "choice", "bool") or p.name in spec.inferred:
+                continue
+            out.append({"node": n.id, "type": n.type, "param": p.name, "kind": p.kind,
+                        "value": n.params.get(p.name, p.default), "min": p.min, "max": p.max,
+                        "choices": list(p.choices) if p.choices else ([True, False] if p.kind == "bool" else None),
+                        "help": p.help, "key": f"{n.id}.{p.name}"})
+    return out
+
+
+def launch_study(workspace: str | Path, project: Project | dict, dataset: str, specs: Sequence[str],
+                 settings: StudySettings, *, config: dict | None = None,
+                 dataset_options: dict | None = None) -> subprocess.Popen:
+    """Run a study in its own OS process (``python -m builder tune``), detached, so that it outlives the page
+    that started it; its output goes to ``<workspace>/studies/<name>.log``.
+
+    The space and settings are checked here first, so mistakes are reported before anything starts.
+
+    Raises:
+        SearchSpaceError, LayerLabError: a bad space or settings.
+    """
+    project = load_project(project)
+    settings.check()
+    parse_space(specs, project)
+    d = Path(workspace).expanduser() / "studies"
+    d.mkdir(parents=True, exist_ok=True)
+    pfile = d / f"{settings.name}.project.json"
+    pfile.write_text(project.to_json(), encoding="utf-8")
+    cmd = [sys.executable, "-m", "builder", "tune", str(pfile), "--dataset", dataset, "--trials",
+           str(settings.n_trials), "--study", settings.name, "--sampler", settings.sampler, "--pruner",
+           settings.pruner, "--metric", settings.objective, "--workspace", str(workspace), "--json"]
+    for k, v in (dataset_options or {}).items():
+        cmd += ["--dataset-option", f"{k}={json.dumps(v)}"]
+    for sp in specs:
+        cmd += ["--search", sp]
+    if settings.storage:
+        cmd += ["--storage", settings.storage]
+    if settings.timeout:
+        cmd += ["--timeout", str(settings.timeout)]
+    if settings.seed is not None:
+        cmd += ["--sampler-seed", str(settings.seed)]
+    if settings.workers:
+        cmd += ["--workers", str(settings.workers)]
+    if settings.owner != "local":
+        cmd += ["--owner", settings.owner]
+    flags = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
+             "weight_decay": "--weight-decay", "momentum": "--momentum", "seed": "--seed", "device": "--device",
+             "scheduler": "--scheduler"}
+    for k, v in (config or {}).items():
+        if k in flags and v is not None:
+            cmd += [flags[k], str(v)]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    with open(d / f"{settings.name}.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=root, start_new_session=True)
+    threading.Thread(target=proc.wait, daemon=True).start()  # reaped when it ends: no zombie
+    return proc
+
+
+def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int | None = None) -> subprocess.Popen:
+    """Start a study's runner again with the settings it was created with (``n_trials`` may grow it)."""
+    study = load_study(storage, name)
+    sig = study_settings(study)
+    if not sig:
+        raise LayerLabError(f"study {name!r} was not created by LayerLab; received: no settings. Fix: resume it "
+                            "with `layerlab tune`")
+    settings = StudySettings(name=name, storage=storage, n_trials=int(n_trials or sig.get("n_trials") or 20),
+                             objective=sig["objective"], sampler=sig.get("sampler", "tpe"),
+                             pruner=sig.get("pruner", "median"), timeout=sig.get("timeout"),
+                             owner=sig.get("owner", "local"))
+    return launch_study(workspace, sig["project"], sig["dataset"], sig["space"], settings,
+                        config=sig.get("config"), dataset_options=sig.get("dataset_options"))
+
+
 def study_figures(study) -> dict[str, Any]:
     """Optuna's plotly views: ``history``, ``parallel``, ``importances``, ``intermediate`` (those that can be
     drawn yet; importances need two complete trials and a searched value that varies)."""
@@ -1048,4 +1141,4 @@ def study_figures(study) -> dict[str, Any]:
 __all__ = ["Dimension", "SearchSpace", "SearchProblem", "SearchSpaceError", "parse_dimension", "parse_space",
            "StudySettings", "StudyRunner", "StudyResult", "JobLauncher", "objective_direction", "objective_value",
            "default_storage", "open_storage", "load_study", "list_studies", "request_stop", "trials_table",
-           "best_trial", "best_project", "study_figures", "study_result", "study_settings", "TRAINING_DIMS"]
+           "best_trial", "best_project", "study_figures", "searchable_params", "launch_study", "resume_study", "study_result", "study_settings", "TRAINING_DIMS"]

@@ -58,6 +58,30 @@ def set_tracking_uri(uri: str | None) -> None:
         os.environ.pop(ENV_URI, None)
 
 
+def check_uri(uri: str, workspace: str | Path) -> str:
+    """A tracking URI a (possibly shared) app may set: ``http(s)://``, or ``sqlite:///`` with the database
+    inside the workspace (a relative path is taken relative to it). Returns the URI to use.
+
+    Raises:
+        LayerLabError: another scheme, or a database path outside the workspace.
+    """
+    from .errors import LayerLabError
+
+    uri = (uri or "").strip()
+    if re.match(r"^https?://[^\s]+$", uri):
+        return uri
+    if uri.startswith("sqlite:///"):
+        ws = Path(workspace).expanduser().resolve()
+        raw = Path(uri[len("sqlite:///"):])
+        db = (raw if raw.is_absolute() else ws / raw).resolve()
+        if db.is_relative_to(ws) and db.suffix == ".db":
+            return f"sqlite:///{db}"
+        raise LayerLabError(f"an MLflow SQLite database set in the app must be a .db file inside the workspace; "
+                            f"received: {uri[:120]!r}. Fix: e.g. sqlite:///mlflow.db (kept in {ws})")
+    raise LayerLabError(f"the MLflow tracking URI must start with http://, https:// or sqlite:///; received: "
+                        f"{_redact(uri)[:120]!r}. Fix: e.g. http://mlflow.example.org:5000 or sqlite:///mlflow.db")
+
+
 def _warn(key: str, msg: str) -> None:
     if key not in _warned:
         _warned.add(key)
@@ -355,5 +379,5 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     return out
 
 
-__all__ = ["MlflowCallback", "Tracker", "TrackingWarning", "attach_tracking", "export_runs", "tracking_uri",
+__all__ = ["check_uri", "MlflowCallback", "Tracker", "TrackingWarning", "attach_tracking", "export_runs", "tracking_uri",
            "set_tracking_uri", "run_params", "epoch_metrics", "eval_metrics", "run_tags"]

@@ -52,7 +52,8 @@ class TrainConfig(BaseModel):
     """Training settings; JSON-serialisable (``model_dump()``) and stored with every run.
 
     ``lr`` is the peak learning rate for the one-cycle schedule. ``early_stopping`` is a patience in
-    epochs on validation loss (best weights are restored). ``loss`` picks the regression loss. ``metric``
+    epochs on validation loss (best weights are restored); on by default (5), ``None`` turns it off; an
+    epoch counts as an improvement only when the validation loss drops by more than ``early_stopping_delta``. ``loss`` picks the regression loss. ``metric``
     ``auto`` means accuracy for classification and R² for regression and reconstruction; the train metric is
     measured at epoch end (eval mode) on the first 512 training samples, the train loss is the mean of the
     step losses.
@@ -71,8 +72,8 @@ class TrainConfig(BaseModel):
     scheduler: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
     scheduler_params: dict[str, float | int] = Field(default_factory=dict)
     grad_clip: float | None = Field(None, gt=0)
-    early_stopping: int | None = Field(None, ge=1)
-    early_stopping_delta: float = Field(0.0, ge=0)
+    early_stopping: int | None = Field(5, ge=1)  # on by default; None turns it off
+    early_stopping_delta: float = Field(1e-4, ge=0)  # smaller improvements of a converged loss do not count
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = "auto"
     amp: bool = False

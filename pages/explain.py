@@ -264,6 +264,11 @@ def _empty_state() -> None:
 def _choose_model(options: dict[str, str], c: list) -> _Ctx | None:
     """Model and split pickers (in the columns ``c``); returns the context or None (error shown)."""
     ss = st.session_state
+    url_run = ui.run_from_url("explain")  # /explain?run=ID opens that run's model
+    if url_run is not None and f"run:{url_run}" in options:
+        ss.ll_xp_model = f"run:{url_run}"
+    elif url_run is not None and url_run == ss.get("ll_model_run") and "session" in options:
+        ss.ll_xp_model = "session"
     choice = c[0].selectbox("Model", list(options), format_func=options.get, key="ll_xp_model",
                             help="The model trained in this session, or any finished run in the workspace")
     split = c[1].selectbox("Split", ["test", "val", "train"], key="ll_xp_split",

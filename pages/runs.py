@@ -298,6 +298,8 @@ if not runs:
 
 df = _table(runs)
 by_id = {r["id"]: r for r in runs}
+if (url_run := ui.run_from_url("runs")) is not None:
+    st.session_state.ll_run_focus = url_run  # /runs?run=ID opens that run
 focus = st.session_state.get("ll_run_focus")
 st.dataframe(
     df.drop(columns=["select"]), hide_index=True, width="stretch", key="ll_runs_table",

@@ -10,7 +10,14 @@ import builder
 
 CSS = """
 <style>
-.block-container {padding-top: 2.2rem; padding-bottom: 2rem; max-width: 100%;}
+.block-container {padding: 1.6rem 1.5rem 1.5rem 1.5rem !important; max-width: 100%;}
+section[data-testid="stSidebar"][data-collapsed="false"] {width: 248px !important; min-width: 248px !important;}
+/* narrow windows: the sidebar floats over the page instead of squeezing it (collapse it with its « button;
+   Streamlit remembers that per browser) */
+@media (max-width: 1100px) {
+  section[data-testid="stSidebar"][data-collapsed="false"] {position: fixed !important; z-index: 1000; top: 0;
+    height: 100vh !important; box-shadow: 8px 0 30px rgba(15, 23, 42, 0.18);}
+}
 [data-testid="stSidebar"] .block-container {padding-top: 1rem;}
 h1 {font-size: 1.75rem !important; font-weight: 700 !important; letter-spacing: -0.01em; margin-bottom: 0 !important;}
 h2 {font-size: 1.25rem !important; font-weight: 650 !important;}
@@ -22,6 +29,19 @@ h3 {font-size: 1.05rem !important; font-weight: 650 !important;}
 .ll-brand span {color: #4f46e5;}
 div[data-testid="stExpander"] details summary p {font-weight: 600;}
 [data-testid="stAppDeployButton"] {display: none;}
+/* Build page: the inspector floats over the canvas (instead of squeezing it) on narrow windows while a layer
+   is selected, and is hidden otherwise (pages/build.py picks the container key) */
+@media (max-width: 1100px) {
+  [data-testid="stHorizontalBlock"]:has(.st-key-ll_inspector, .st-key-ll_inspector_idle) > [data-testid="stColumn"]:first-child {
+    flex: 1 1 100% !important; width: 100% !important; max-width: 100% !important;}
+  [data-testid="stColumn"]:has(.st-key-ll_inspector_idle) {display: none !important;}
+  .st-key-ll_build_tools button [data-testid="stMarkdownContainer"] {display: none;}
+  .st-key-ll_build_tools button {justify-content: center;}
+  [data-testid="stColumn"]:has(.st-key-ll_inspector) {
+    position: fixed !important; right: 10px; top: 70px; width: min(340px, 86vw) !important; flex: none !important;
+    z-index: 999; background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 8px 12px;
+    box-shadow: 0 12px 36px rgba(15, 23, 42, 0.22);}
+}
 button[kind="primary"], button[kind="primaryFormSubmit"] {background: #4f46e5 !important; border-color: #4f46e5 !important;}
 button[kind="primary"]:hover, button[kind="primaryFormSubmit"]:hover {background: #4338ca !important; border-color: #4338ca !important;}
 [data-testid="stProgress"] div[role="progressbar"] > div > div > div {background-color: #4f46e5 !important;}

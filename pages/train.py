@@ -11,7 +11,7 @@ import streamlit as st
 from builder.compat import check_compat
 from builder.errors import LayerLabError
 from builder.summary import current_run, run_label
-from pages import ui
+from pages import search_mode, ui
 
 ui.ensure_shell()
 
@@ -28,7 +28,7 @@ COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
 def task_defaults(task: str, n_train: int) -> dict:
     """Sensible starting values for the task (overridden by the project's saved settings)."""
     base = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "scheduler": "none",
-            "weight_decay": 0.0, "early_stopping": 0, "seed": 0, "device": "auto"}
+            "weight_decay": 0.0, "early_stopping": 5, "seed": 0, "device": "auto"}
     if task in ("regression", "reconstruction"):
         base.update(epochs=40, lr=1e-3)
     if n_train < 500:
@@ -63,7 +63,8 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
     saved = {k: v for k, v in (ui.project().training or {}).items() if k != "dataset"}
     d = {**task_defaults(task, n_train), **saved}
     devices = ui.device_options()
-    with st.form("ll_hp", border=True):
+    # Enter in a field never starts a run: only the Start button submits.
+    with st.form("ll_hp", border=True, enter_to_submit=False):
         st.markdown("**Hyper-parameters**")
         c = st.columns(4)
         epochs = c[0].number_input("Epochs", 1, 10_000, int(d["epochs"]), help="Passes over the training split")
@@ -78,7 +79,9 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
         wd = c[1].number_input("Weight decay", 0.0, 1.0, float(d["weight_decay"]), format="%g",
                                help="L2 penalty (decoupled for AdamW)")
         es = c[2].number_input("Early stopping patience", 0, 1000, int(d.get("early_stopping") or 0),
-                               help="Stop when validation loss has not improved for this many epochs (0 = off)")
+                               key="ll_hp_patience",
+                               help="On by default: stop when validation loss has not improved for this many "
+                                    "epochs, keeping the best weights (0 = off)")
         seed = c[3].number_input("Seed", 0, 2**31 - 1, int(d["seed"]), help="Makes runs reproducible")
         values = [v for v, _ in devices]
         c = st.columns([2, 2])
@@ -285,12 +288,32 @@ def live_view() -> None:
     c1.plotly_chart(loss_figure(sess), width="stretch", config=cfg, key="ll_fig_loss")
     c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
+    boundary_view(sess, cfg)
 
     if not active:
         if st.session_state.get("ll_polling"):
             st.session_state.ll_polling = False
             st.rerun()  # leave polling mode (full rerun, so the form's Start button comes back)
         results(run)
+
+
+def boundary_view(sess: Curve, cfg: dict) -> None:
+    """2-D toy datasets: the model's decision boundary with the training points, redrawn every epoch (the job
+    stores a grid with each epoch's metrics, see builder.boundary)."""
+    from builder.boundary import latest_boundary
+
+    grid, points = latest_boundary(sess.epochs)
+    if not grid:
+        return
+    from builder.figures import boundary_figure
+
+    left, right = st.columns([3, 2], gap="medium", vertical_alignment="center")
+    left.plotly_chart(boundary_figure(grid, points, height=380), width="stretch", config=cfg,
+                      key="ll_fig_boundary")
+    right.markdown("**Decision boundary**")
+    right.caption("The colour is the model's prediction over the plane (for two classes, the probability of "
+                  "class 1; the dark line is 0.5); dots are training points. It is redrawn after every epoch, "
+                  "as in TensorFlow Playground.")
 
 
 def results(run: dict) -> None:
@@ -340,6 +363,11 @@ try:
 except LayerLabError as e:
     ds = None
     ui.show_error(e)
+    st.page_link("pages/data.py", label="Choose a dataset on the Data page", icon=":material/dataset:")
+if not active and not st.session_state.get("ll_data") and not (ui.project().training or {}).get("dataset"):
+    st.info(f"No dataset chosen yet: training uses **{ui.md(spec['name'])}**. Pick another on the Data page.",
+            icon=":material/dataset:")
+    st.page_link("pages/data.py", label="Open the Data page", icon=":material/dataset:")
 
 top = st.columns(4)
 report, _ = ui.analyse(g)
@@ -363,6 +391,14 @@ if problems and not active:
         c1, c2 = st.columns(2)
         c1.page_link("pages/build.py", label="Open the Build page", icon=":material/account_tree:")
         c2.page_link("pages/data.py", label="Open the Data page (one-click fix)", icon=":material/dataset:")
+
+if "ll_mode_next" in st.session_state:
+    st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")
+search_mode.tracking_setting()
+if st.segmented_control("Mode", ["Train", "Search"], default="Train", key="ll_train_mode",
+                        label_visibility="collapsed") == "Search":
+    search_mode.render(ds, spec, problems)
+    st.stop()
 
 if current is not None:
     st.subheader("Progress")

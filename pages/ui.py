@@ -241,10 +241,13 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
     Raises:
         LayerLabError: bad settings, an unknown run, another owner's run, a run still live.
     """
+    from builder.boundary import supports
     from builder.jobs import JobSpec, submit
 
     rs = store()
     callbacks = ["live_attributions"] if live else []
+    if resume_run or (ds is not None and supports(ds.info)):  # 2-D toy data: a live decision boundary
+        callbacks.append("decision_boundary")
     if resume_run:
         run = get_run(resume_run, rs)
         if not can_control(run):
@@ -278,6 +281,50 @@ def torch_threads() -> int:
     return n()
 
 
+def run_from_url(page: str) -> str | None:
+    """The run id of a deep link (``/runs?run=ID``, ``/explain?run=ID``), once per session and page: the
+    first run of the page after the link was opened returns it, later reruns return None (so the user's own
+    choice is not overridden). Ids that are not well-formed run ids are ignored."""
+    from builder.runs import RUN_ID_RE
+
+    rid = st.query_params.get("run")
+    if not isinstance(rid, str) or not RUN_ID_RE.fullmatch(rid):
+        return None
+    seen = f"ll_url_run_{page}"
+    if st.session_state.get(seen) == rid:
+        return None
+    st.session_state[seen] = rid
+    return rid
+
+
+_WARM: list = []  # process-wide: the warm-up thread, started once
+
+
+def warm_up(delay_s: float = 1.5) -> None:
+    """Once per process, import what the other pages need (scikit-learn loaders, Captum, plotly figures, the
+    jobs module) in a background thread that starts ``delay_s`` after the first page ran: off the request
+    path, so Data/Train/Explain open fast later without slowing the first visit."""
+    import threading
+    import time
+
+    if _WARM:
+        return
+
+    def work() -> None:
+        time.sleep(delay_s)
+        try:
+            from builder import data as _data  # noqa: F401
+            from builder import explain as _explain  # noqa: F401  (Captum)
+            from builder import figures as _figures  # noqa: F401  (plotly figures)
+            from builder import jobs as _jobs  # noqa: F401
+        except Exception:  # warming up is an optimisation only
+            pass
+
+    t = threading.Thread(target=work, name="layerlab-warmup", daemon=True)
+    _WARM.append(t)
+    t.start()
+
+
 def device_options() -> list[tuple[str, str]]:
     """(value, label) pairs for the device picker (:func:`builder.summary.device_options`)."""
     from builder.summary import device_options as opts
@@ -290,4 +337,5 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "open_spec", "visible_runs", "get_run", "live_runs", "owner", "replace_project", "autosave", "md",
            "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes", "layout",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
-           "ensure_shell", "keep_identity", "confirm_replace", "can_control", "can_see", "shared_runs"]
+           "ensure_shell", "keep_identity", "confirm_replace", "can_control", "can_see", "shared_runs",
+           "run_from_url", "warm_up"]

@@ -41,7 +41,7 @@ def test_loads_with_the_cnn_template_and_annotations(at):
 
 def test_template_menu_replaces_the_graph_and_bumps_the_revision(at):
     rev = at.session_state["ll_revision"]
-    at.button(key="ll_tpl_mlp").click().run()
+    at.selectbox(key="ll_tpl_pick").set_value("mlp").run()
     assert not at.exception
     assert at.session_state["ll_revision"] == rev  # the canvas holds a project: confirm first
     at.button(key="ll_confirm_replace").click().run()

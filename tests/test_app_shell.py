@@ -61,7 +61,7 @@ def test_the_project_is_autosaved_per_owner_and_restored():
     mlp = builder.load_template("mlp")
     a = _as("a")
     a.sidebar.text_input(key=f"ll_name_{a.session_state['ll_revision']}").set_value("Alice's net").run()
-    a.button(key="ll_tpl_mlp").click().run()
+    a.selectbox(key="ll_tpl_pick").set_value("mlp").run()
     assert a.session_state["ll_project"].name == "Alice's net"  # replacing a project asks first
     a.button(key="ll_confirm_replace").click().run()
     assert a.session_state["ll_project"].name == mlp.name

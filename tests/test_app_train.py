@@ -37,7 +37,7 @@ def ws(tmp_path, monkeypatch):
 def at(ws):
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
-    app.button(key="ll_tpl_mlp").click().run()  # MLP on moons: trains in a second
+    app.selectbox(key="ll_tpl_pick").set_value("mlp").run()  # MLP on moons: trains in a second
     app.button(key="ll_confirm_replace").click().run()
     app.switch_page("pages/train.py").run()
     assert not app.exception, [e.value for e in app.exception]

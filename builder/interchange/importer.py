@@ -168,8 +168,10 @@ def _assign_weights(model: torch.nn.Module, weights: dict[str, dict[str, np.ndar
         problems.append("parameters without imported values: " + ", ".join(missing[:8]))
     if problems:
         raise ModelImportError("the weights do not fit the imported layers; received: " + "; ".join(problems[:6]))
-    model.load_state_dict(out)
-    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    with torch.no_grad():  # in place: load_state_dict scans the whole dict per child (quadratic in layers)
+        for key in covered:
+            sd[key].copy_(out[key])
+    return {k: v.detach().clone().contiguous() for k, v in sd.items()}
 
 
 def _random_inputs(model, batch: int = 3, seed: int = 1) -> list[torch.Tensor]:
