@@ -91,6 +91,13 @@ def _start(page, epochs: int) -> str:
     box = page.get_by_label("Epochs", exact=True)
     box.fill(str(epochs))
     box.press("Tab")
+    patience = page.get_by_label("Early stopping patience", exact=True)
+    patience.click()
+    patience.press("Control+a")
+    patience.type("0")  # off: these runs must still be training when the test acts on them
+    patience.press("Tab")
+    expect(patience).to_have_value("0")
+    expect(box).to_have_value(str(epochs))
     page.locator("button", has_text="Start training").first.click()
     return _run_id(page)
 
@@ -136,8 +143,15 @@ def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(brows
         goto_page(page, "Build")
         page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)  # the CNN on the canvas
 
+        r = store.get(run_id)
+        assert r["status"] == "running", (r["message"], r["epochs_done"], r["config"])
         goto_page(page, "Runs")
-        page.locator(f".st-key-ll_jstop_{run_id} button").first.click(timeout=30_000)
+        stop = page.locator(f".st-key-ll_jstop_{run_id} button").first
+        try:
+            stop.click(timeout=30_000)
+        except Exception:
+            raise AssertionError(f"no Stop button; status {store.get(run_id)['status']}; page: "
+                                 f"{_main_text(page)[:1500]}") from None
         assert wait(store, [run_id], 60) == {run_id: "stopped"}
         expect(page.locator("[data-testid=stMain]")).to_contain_text("stopped", timeout=30_000)
 
