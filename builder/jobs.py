@@ -175,7 +175,8 @@ def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
 # (``python -m builder.jobs launcher``) keeps torch and the pipeline imported and forks one child per job:
 # the child is a new process in a session of its own, exactly like a launched one, minus the imports. The
 # launcher is started by the first submit (that job is launched the ordinary way), listens on a Unix socket
-# in the workspace, reaps its children, and exits after LAUNCHER_IDLE_S without a request. When it cannot be
+# in the workspace, reaps its children, and exits after LAUNCHER_IDLE_S (or $LAYERLAB_LAUNCHER_IDLE_S)
+# seconds without a request. When it cannot be
 # reached the job is launched the ordinary way.
 LAUNCHER_SOCK = "launcher.sock"
 LAUNCHER_IDLE_S = 600.0
@@ -242,7 +243,7 @@ def launcher(workspace: str | Path) -> int:
         path.unlink(missing_ok=True)
         srv.bind(str(path))
         srv.listen(16)
-        srv.settimeout(LAUNCHER_IDLE_S)
+        srv.settimeout(float(os.environ.get("LAYERLAB_LAUNCHER_IDLE_S") or LAUNCHER_IDLE_S))
         (ws / "launcher.starting").unlink(missing_ok=True)
         (ws / "launcher.pid").write_text(str(os.getpid()))
         print(f"launcher {os.getpid()} ready on {path}", flush=True)

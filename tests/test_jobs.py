@@ -38,6 +38,7 @@ def _until(pred, timeout: float = TIMEOUT, what: str = "condition"):
 def _job_env(monkeypatch):
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")  # the job trains like the in-process reference
     monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
 
 
 @pytest.fixture

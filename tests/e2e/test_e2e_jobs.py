@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 COOKIE = "layerlab_owner"
 RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
-ENV = {"LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_MAX_JOBS": "2"}
+ENV = {"LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_MAX_JOBS": "2", "LAYERLAB_LAUNCHER_IDLE_S": "30"}
 
 
 def _until(pred, what: str, timeout: float = 60.0, page=None):
