@@ -124,6 +124,8 @@ def main() -> None:
         page = ctx.new_page()
         page.goto(srv.url)
         page.wait_for_selector("h1", timeout=120_000)
+        while not any(c["name"] == "layerlab_owner" for c in ctx.cookies()):  # set by the page's script
+            page.wait_for_timeout(50)
         owner = "anon:" + next(c["value"] for c in ctx.cookies() if c["name"] == "layerlab_owner")
         page_job(page, ws, 2)  # warm: the server has served a run
         for r in range(args.rounds):
@@ -143,6 +145,9 @@ def main() -> None:
                   f"ratio {ratios[-1]:.3f}, first point {firsts[-1]:.2f} s", flush=True)
         reloads.append(reload_to_live(page, ws, 400))
         browser.close()
+    pidfile = ws / "launcher.pid"  # the warm launcher the app started for this workspace
+    if pidfile.is_file():
+        os.kill(int(pidfile.read_text()), 15)
     res = {"ratio": statistics.median(ratios), "first": statistics.median(firsts), "reload": reloads[0],
            "page": statistics.median(page_rates), "headless": statistics.median(head_rates),
            "rounds": args.rounds, "epochs": args.epochs, "cores": os.cpu_count(),
@@ -170,8 +175,9 @@ interleaved rounds.
 | Start click → first curve point (warm server) | {res['first']:.2f} s | < 2 s |
 | reload → the same run live on Train | {res['reload']:.2f} s | < 5 s |
 
-The first curve point waits for a new Python process to import torch, load the data and compile the graph,
-then for the first step points to be flushed (every 0.5 s) and read by the page (every 0.5 s).
+A job is forked by the workspace's warm launcher (torch and the pipeline already imported), loads the data,
+compiles the graph and trains; the first step points are flushed to the store after 0.5 s and read by the
+page every 0.5 s. The machine was shared with other test runs, so absolute times are inflated.
 """
     if SECTION in text:
         start = text.index(SECTION)

@@ -142,8 +142,10 @@ def submit(store: RunStore, spec: JobSpec) -> str:
             data["callbacks"] = list(data["origin"].get("callbacks") or [])
     _write_json(d / SPEC_FILE, data)
     store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
-    proc = _launch(store.workspace, run_id, d / LOG_FILE)
-    store.update_run(run_id, pid=proc.pid)
+    pid = _launch_warm(store.workspace, run_id, d / LOG_FILE)
+    if pid is None:
+        pid = _launch(store.workspace, run_id, d / LOG_FILE).pid
+    store.update_run(run_id, pid=pid)
     return run_id
 
 
@@ -166,6 +168,134 @@ def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
     t.start()
     _reapers[:] = [r for r in _reapers if r.is_alive()] + [t]
     return proc
+
+
+# ---------------------------------------------------------------------------------- the warm launcher
+# A fresh Python process spends seconds importing torch before it trains. A launcher process per workspace
+# (``python -m builder.jobs launcher``) keeps torch and the pipeline imported and forks one child per job:
+# the child is a new process in a session of its own, exactly like a launched one, minus the imports. The
+# launcher is started by the first submit (that job is launched the ordinary way), listens on a Unix socket
+# in the workspace, reaps its children, and exits after LAUNCHER_IDLE_S (or $LAYERLAB_LAUNCHER_IDLE_S)
+# seconds without a request. When it cannot be
+# reached the job is launched the ordinary way.
+LAUNCHER_SOCK = "launcher.sock"
+LAUNCHER_IDLE_S = 600.0
+_PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+
+
+def _launcher_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k.startswith(_PASSED_ENV)}
+
+
+def _launch_warm(workspace: Path, run_id: str, log: Path) -> int | None:
+    """Ask the workspace's launcher to fork the job; its pid, or None (then a launcher is started for later)."""
+    import socket as _socket
+
+    path = Path(workspace) / LAUNCHER_SOCK
+    if len(str(path)) < 100 and path.exists():
+        try:
+            with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as c:
+                c.settimeout(5)
+                c.connect(str(path))
+                c.sendall(json.dumps({"run_id": run_id, "log": str(log), "env": _launcher_env()}).encode() + b"\n")
+                reply = json.loads(c.makefile().readline() or "{}")
+            if isinstance(reply.get("pid"), int) and reply["pid"] > 0:
+                return reply["pid"]
+        except (OSError, ValueError):
+            pass
+    if len(str(path)) < 100:
+        _start_launcher(Path(workspace))
+    return None
+
+
+def _start_launcher(workspace: Path) -> None:
+    lock = workspace / "launcher.starting"
+    try:  # one starter at a time; a stale marker (older than a minute) is taken over
+        if lock.exists() and time.time() - lock.stat().st_mtime < 60:
+            return
+        lock.write_text(str(os.getpid()))
+    except OSError:
+        return
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    with open(workspace / "launcher.log", "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "builder.jobs", "launcher", "--workspace", str(workspace)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
+                                start_new_session=True, close_fds=True)
+    t = threading.Thread(target=proc.wait, name="layerlab-reap-launcher", daemon=True)
+    t.start()
+    _reapers.append(t)
+
+
+def launcher(workspace: str | Path) -> int:
+    """The warm launcher's body: import once, then fork a job per request until idle."""
+    import socket as _socket
+
+    import torch  # noqa: F401  - the point of this process: imported once, shared by every fork
+
+    from . import compile, data, live, pipeline  # noqa: F401
+
+    ws = Path(workspace)
+    path = ws / LAUNCHER_SOCK
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as srv:
+        path.unlink(missing_ok=True)
+        srv.bind(str(path))
+        srv.listen(16)
+        srv.settimeout(float(os.environ.get("LAYERLAB_LAUNCHER_IDLE_S") or LAUNCHER_IDLE_S))
+        (ws / "launcher.starting").unlink(missing_ok=True)
+        (ws / "launcher.pid").write_text(str(os.getpid()))
+        print(f"launcher {os.getpid()} ready on {path}", flush=True)
+        try:
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except TimeoutError:
+                    return 0
+                with conn:
+                    try:
+                        req = json.loads(conn.makefile().readline() or "{}")
+                        pid = _fork_job(ws, str(req["run_id"]), Path(req["log"]), dict(req.get("env") or {}),
+                                        (srv.fileno(), conn.fileno()))
+                    except Exception as e:  # a bad request: answer it, keep serving
+                        conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+                        continue
+                    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        finally:
+            path.unlink(missing_ok=True)
+            (ws / "launcher.pid").unlink(missing_ok=True)
+
+
+def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the child: a session of its own, output to the job log, the submitter's LAYERLAB_* settings
+        for fd in close:
+            os.close(fd)
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for k in [k for k in os.environ if k.startswith(_PASSED_ENV)]:
+            del os.environ[k]
+        os.environ.update({k: str(v) for k, v in env.items() if str(k).startswith(_PASSED_ENV)})
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        code = run_job(ws, run_id)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "stop"]) -> None:
@@ -344,7 +474,11 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run a queued job (started by builder.jobs.submit)")
     r.add_argument("--workspace", required=True)
     r.add_argument("run_id")
+    w = sub.add_parser("launcher", help="fork jobs from a process that has torch imported (started by submit)")
+    w.add_argument("--workspace", required=True)
     args = p.parse_args(argv)
+    if args.cmd == "launcher":
+        return launcher(args.workspace)
     return run_job(args.workspace, args.run_id)
 
 

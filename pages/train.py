@@ -47,7 +47,7 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     config = {**{k: v for k, v in (proj.training or {}).items() if k in ("init_from", "init_nodes", "freeze")},
               **config}
     st.session_state.ll_project = proj.model_copy(
-        update={"training": {**{k: v for k, v in config.items() if v is not None},
+        update={"training": {**{k: v for k, v in config.items() if v is not None or k == "early_stopping"},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
     try:
         ui.start_job(ui.project(), ds, config, live=live)

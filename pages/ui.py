@@ -256,7 +256,7 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
     else:
         name, opts = ds.info.reload_args()
         spec = JobSpec(project=proj.model_dump(mode="json"), dataset=name, dataset_options=opts,
-                       config={k: v for k, v in config.items() if v is not None}, owner=owner(),
+                       config=dict(config), owner=owner(),  # None is a setting too (early stopping off)
                        name=proj.name, callbacks=callbacks)
     run_id = submit(rs, spec)
     st.session_state.ll_run = run_id

@@ -60,6 +60,7 @@ def transformer():
 def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")  # the warm launcher does not outlive the test long
     return tmp_path
 
 

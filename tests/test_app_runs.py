@@ -23,6 +23,7 @@ def ws(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(path))
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
     monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")  # the warm launcher does not outlive the test long
     monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
     return path
 

@@ -30,6 +30,7 @@ def ws(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
     monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")  # the warm launcher does not outlive the test long
     return tmp_path / "ws"
 
 

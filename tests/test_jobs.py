@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -37,11 +38,17 @@ def _until(pred, timeout: float = TIMEOUT, what: str = "condition"):
 def _job_env(monkeypatch):
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")  # the job trains like the in-process reference
     monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
 
 
 @pytest.fixture
 def store(tmp_path):
-    return RunStore(tmp_path / "ws")
+    s = RunStore(tmp_path / "ws")
+    yield s
+    pidfile = s.workspace / "launcher.pid"  # the warm launcher this test's submits started
+    if pidfile.is_file():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +165,18 @@ def test_stop_while_queued(store, monkeypatch):
     submit(store, _resume(second))  # never started: trains from the beginning
     assert wait(store, [second], TIMEOUT) == {second: "finished"}
     assert store.get(second)["epochs_done"] == 2
+
+
+def test_later_jobs_fork_from_the_warm_launcher(store):
+    first = submit(store, _spec(config={"epochs": 1}))
+    _until(lambda: (store.workspace / "launcher.pid").is_file(), what="the launcher")
+    launcher = int((store.workspace / "launcher.pid").read_text())
+    second = submit(store, _spec(config={"epochs": 1}))
+    assert wait(store, [first, second], TIMEOUT) == {first: "finished", second: "finished"}
+    pid = store.get(second)["pid"]
+    assert pid not in (os.getpid(), launcher) and f"job {second}: pid {pid}" in (
+        store.run_dir(second) / "job.log").read_text()
+    assert os.getsid(launcher) == launcher  # the launcher is a session of its own, detached from us
 
 
 def test_owners_and_tags_in_list_runs(store):

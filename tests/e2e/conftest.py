@@ -22,7 +22,9 @@ def app_server(tmp_path_factory):
     """Start the app with its own workspace; yields its base URL."""
     ws = tmp_path_factory.mktemp("workspace")
     try:
-        server = StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws)},
+        # two jobs may run at once (two browser sessions train side by side); one torch thread each
+        server = StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_MAX_JOBS": "2",
+                                               "LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_LAUNCHER_IDLE_S": "30"},
                                  log_path=ARTIFACTS / "streamlit-server.log")
     except RuntimeError as e:
         pytest.fail(str(e))

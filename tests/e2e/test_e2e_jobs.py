@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 COOKIE = "layerlab_owner"
 RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
-ENV = {"LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_MAX_JOBS": "2"}
+ENV = {"LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_MAX_JOBS": "2", "LAYERLAB_LAUNCHER_IDLE_S": "30"}
 
 
 def _until(pred, what: str, timeout: float = 60.0, page=None):
@@ -47,6 +47,10 @@ def _no_stray_jobs(tmp_path):
     """Jobs this test started are stopped at the end, whatever happened (they are processes of their own)."""
     yield
     ws = tmp_path / "ws"
+    pidfile = ws / "launcher.pid"
+    if pidfile.is_file():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
     if (ws / "layerlab.db").is_file():
         store = RunStore(ws)
         for r in store.list_runs(limit=100):
@@ -87,6 +91,13 @@ def _start(page, epochs: int) -> str:
     box = page.get_by_label("Epochs", exact=True)
     box.fill(str(epochs))
     box.press("Tab")
+    patience = page.get_by_label("Early stopping patience", exact=True)
+    patience.click()
+    patience.press("Control+a")
+    patience.type("0")  # off: these runs must still be training when the test acts on them
+    patience.press("Tab")
+    expect(patience).to_have_value("0")
+    expect(box).to_have_value(str(epochs))
     page.locator("button", has_text="Start training").first.click()
     return _run_id(page)
 
@@ -132,8 +143,15 @@ def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(brows
         goto_page(page, "Build")
         page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)  # the CNN on the canvas
 
+        r = store.get(run_id)
+        assert r["status"] == "running", (r["message"], r["epochs_done"], r["config"])
         goto_page(page, "Runs")
-        page.locator(f".st-key-ll_jstop_{run_id} button").first.click(timeout=30_000)
+        stop = page.locator(f".st-key-ll_jstop_{run_id} button").first
+        try:
+            stop.click(timeout=30_000)
+        except Exception:
+            raise AssertionError(f"no Stop button; status {store.get(run_id)['status']}; page: "
+                                 f"{_main_text(page)[:1500]}") from None
         assert wait(store, [run_id], 60) == {run_id: "stopped"}
         expect(page.locator("[data-testid=stMain]")).to_contain_text("stopped", timeout=30_000)
 

@@ -37,6 +37,9 @@ def progress(page) -> tuple[float, str]:
 def start(page, epochs: int) -> float:
     goto_page(page, "Train")
     set_number(page, "Epochs", epochs)
+    if epochs > 50:  # a long run the test stops itself: early stopping (the template's default) off
+        set_number(page, "Early stopping patience", 0)
+        expect(page.get_by_label("Early stopping patience", exact=True)).to_have_value("0")
     t0 = time.perf_counter()
     page.locator("button", has_text="Start training").first.click()
     return t0
@@ -105,7 +108,7 @@ def test_two_sessions_train_at_once_and_see_only_their_own(browser, app_server):
         ids = [run_id_of(pg) for pg in pages]
         assert ids[0] != ids[1]
         for pg in pages:
-            deadline = time.time() + 30
+            deadline = time.time() + 90
             while curve_points(pg) == 0:
                 assert time.time() < deadline
                 pg.wait_for_timeout(100)
