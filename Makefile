@@ -6,11 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.layerlab-installed
 PORT   ?= 8501
 
-.PHONY: app test install lint bench frontend clean
+.PHONY: app test test-frontend fuzz install lint bench frontend screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,mlflow]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,8 +18,22 @@ install: $(STAMP)
 app: $(STAMP)
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
-test: $(STAMP)
+test: $(STAMP) test-frontend
 	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900
+
+# Canvas reducers (vitest, a few seconds). Installs the frontend's locked deps on first use.
+test-frontend:
+	test -d frontend/node_modules || npm --prefix frontend ci --no-audit --no-fund
+	cd frontend && npx --no-install vitest run
+
+# README screenshots (docs/screenshots/*.png) of every page at 1440x900 and 900x900; never run by the tests.
+screenshots: $(STAMP)
+	$(BIN)/python tests/e2e/screenshots.py
+
+# nightly-style: the graph fuzzer and the malformed-file corpus with fresh random examples (profile `fuzz`)
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics \
+		tests/test_fuzz_graphs.py tests/test_escape.py tests/test_malformed_files.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check builder pages tests bench app.py

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,14 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     try:
         save_file(out, str(tmp), metadata={"layerlab": _json(meta)})
         read_checkpoint(tmp)  # verify what reached the disk before it replaces anything
-        if path.is_file():
-            os.replace(path, previous_path(path))  # the last good one stays until the new one is in place
+        if path.is_file():  # the last good one becomes the previous (a hard link: `path` never goes missing)
+            prev = previous_path(path)
+            ptmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
+            try:
+                os.link(path, ptmp)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(path, ptmp)
+            os.replace(ptmp, prev)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -56,7 +56,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    g.add_argument("--amp", action="store_true", default=None, help="mixed precision (GPU only)")
+    g.add_argument("--amp", action="store_true", default=None,
+                   help="mixed precision: bfloat16 (or float16) autocast on CUDA, bfloat16 on CPUs with native "
+                   "bfloat16; refused elsewhere")
     g.add_argument("--loss", choices=("auto", "mse", "l1", "huber"), help="regression loss")
     g.add_argument("--metric", choices=("auto", "accuracy", "f1", "r2"))
     g.add_argument("--log-every", type=int, dest="log_every")

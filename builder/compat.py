@@ -11,64 +11,43 @@ import numpy as np
 from .data import DatasetInfo
 from .errors import Problem
 from .project import Graph
+from .shapes import ShapeReport, infer_shapes
 
 
-def _successors(graph) -> dict[str, list[str]]:
-    succ: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
-    for e in graph.edges:
-        succ.setdefault(e.source, []).append(e.target)
-    return succ
-
-
-def _predecessors(graph) -> dict[str, list[str]]:
-    pred: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
-    for e in graph.edges:
-        pred.setdefault(e.target, []).append(e.source)
-    return pred
-
-
-def _output_nodes(graph) -> list[str]:
-    succ = _successors(graph)
-    return [n.id for n in graph.nodes if not succ.get(n.id) and n.type != "Input"]
-
-
-def _last_linear(graph, out_id: str) -> str | None:
-    """Walk back from an output node through single-input nodes to the nearest Linear."""
-    pred = _predecessors(graph)
+def _last_linear(graph, report: ShapeReport, out_id: str) -> str | None:
+    """Walk back from an output node through single-input nodes to the nearest Linear (edges from the report)."""
     seen, cur = set(), out_id
     while cur is not None and cur not in seen:
         seen.add(cur)
         if graph.node(cur).type == "Linear":
             return cur
-        ps = pred.get(cur, [])
-        cur = ps[0] if len(ps) == 1 else None
+        ps = report.in_edges.get(cur, [])
+        cur = ps[0][0].source if len(ps) == 1 else None
     return None
 
 
-def _output_width(graph, out_id: str) -> int | None:
-    try:
-        from .shapes import infer_shapes
-        rep = infer_shapes(graph)
-        shp = rep.nodes[out_id].shape
-        if shp:
-            return int(np.prod(shp)) if len(shp) > 1 else int(shp[-1])
-    except Exception:  # shape inference not available or failing: fall back to the last Linear
-        pass
-    lin = _last_linear(graph, out_id)
+def _output_width(graph, report: ShapeReport, out_id: str) -> int | None:
+    info = report.nodes.get(out_id)
+    shp = info.shape if info is not None else None
+    if shp:
+        return int(np.prod(shp)) if len(shp) > 1 else int(shp[-1])
+    lin = _last_linear(graph, report, out_id)  # shapes unknown upstream of a problem: read the last Linear
     if lin is not None and "out_features" in graph.node(lin).params:
         return int(graph.node(lin).params["out_features"])
     return None
 
 
-def check_compat(graph, info: DatasetInfo) -> list[Problem]:
+def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) -> list[Problem]:
     """Every mismatch between a graph and a dataset, each on the node to change with the fix.
 
     Checks the Input node's shape, modality and vocabulary size, and the output width against the number
-    of classes (or targets). Returns an empty list when they fit.
+    of classes (or targets). ``report`` is the graph's analysis when the caller has it (else it is computed
+    once). Returns an empty list when they fit.
     """
     from .project import as_graph
 
     graph = as_graph(graph)
+    report = report if report is not None else infer_shapes(graph)
     problems: list[Problem] = []
     inputs = [n for n in graph.nodes if n.type == "Input"]
     want = list(info.input_shape)
@@ -96,15 +75,15 @@ def check_compat(graph, info: DatasetInfo) -> list[Problem]:
             problems.append(Problem("input_modality_mismatch", f"Input modality is 'tokens' but dataset "
                                     f"{info.name!r} gives float {info.input_modality}s; set modality to "
                                     f"{info.input_modality!r}", node=n.id))
-    outs = _output_nodes(graph)
+    outs = list(report.output_nodes)
     if len(outs) != 1:
         problems.append(Problem("dataset_outputs", f"training needs exactly one output; the graph has "
                                 f"{len(outs)} ({', '.join(outs)}): remove the extra ends"))
         return problems
-    width = _output_width(graph, outs[0])
+    width = _output_width(graph, report, outs[0])
     accepted = {info.out_size} | ({1, 2} if info.task == "binary" else set())
     if width is not None and width not in accepted:
-        lin = _last_linear(graph, outs[0]) or outs[0]
+        lin = _last_linear(graph, report, outs[0]) or outs[0]
         what = {"multiclass": f"{info.num_classes} classes", "binary": "2 classes (1 logit or 2)",
                 "regression": f"{info.out_size} target(s)",
                 "reconstruction": f"{info.out_size} values (the flattened input)"}[info.task]
@@ -114,11 +93,16 @@ def check_compat(graph, info: DatasetInfo) -> list[Problem]:
     return problems
 
 
-def adapt_graph(graph, info: DatasetInfo) -> Graph:
-    """A copy of ``graph`` with the Input shape/modality/vocab_size and the last Linear's width set for ``info``."""
+def adapt_graph(graph, info: DatasetInfo, report: ShapeReport | None = None) -> Graph:
+    """A copy of ``graph`` with the Input shape/modality/vocab_size and the last Linear's width set for ``info``.
+
+    Only the graph's structure is read from ``report`` (outputs, edges), so the report of the graph before
+    adapting serves.
+    """
     from .project import as_graph
 
     g = as_graph(graph).model_copy(deep=True)
+    report = report if report is not None else infer_shapes(g)
     inputs = [n for n in g.nodes if n.type == "Input"]
     if inputs:
         n = inputs[0]
@@ -128,9 +112,9 @@ def adapt_graph(graph, info: DatasetInfo) -> Graph:
             n.params["vocab_size"] = info.vocab_size
         else:
             n.params.pop("vocab_size", None)
-    outs = _output_nodes(g)
+    outs = list(report.output_nodes)
     if len(outs) == 1:
-        lin = _last_linear(g, outs[0])
+        lin = _last_linear(g, report, outs[0])
         if lin is not None:
             params = g.node(lin).params
             cur = params.get("out_features")

@@ -30,12 +30,20 @@ if TYPE_CHECKING:
 TASKS = ("multiclass", "binary", "regression", "reconstruction")
 MODALITIES = ("image", "tabular", "points2d", "tokens")
 
+# Upload limits (README "Upload limits"). Every size is checked before the memory it implies is allocated.
 MAX_CSV_BYTES = 50 * 2**20
 MAX_CSV_ROWS = 500_000
 MAX_CSV_COLUMNS = 1_000
-MAX_CATEGORIES = 100
+MAX_CSV_CELLS = 20_000_000  # rows x columns parsed (pandas holds each cell as a number or a string)
+MAX_CSV_LINE_BYTES = 2**20
+MAX_CATEGORIES = 100  # distinct values of one text column (one-hot encoded)
+MAX_FEATURES = 2_000  # encoded feature columns in all (numeric + one-hot)
+MAX_FEATURE_CELLS = 20_000_000  # rows x encoded features (built as float64: 160 MB)
 MAX_IMAGE_FILES = 20_000
-MAX_IMAGE_BYTES = 200 * 2**20
+MAX_IMAGE_BYTES = 200 * 2**20  # compressed bytes of all images (zip members as declared and as read)
+MAX_IMAGE_PIXELS = 16_000_000  # one image's width x height (header), checked before it is decoded
+MAX_DECODED_BYTES = 256 * 2**20  # images x channels x height x width x 4 bytes after resizing
+MAX_ZIP_ENTRIES = 50_000
 MAX_IMAGE_SIDE = 256
 MAX_SAMPLES = 200_000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -490,8 +498,11 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
     raw = _read_limited(path, MAX_CSV_BYTES, "CSV file")
     if not raw.strip():
         raise DatasetError(f"{label}: the file is empty; it needs a header row and at least one data row")
+    text, encoding_note = _decode_csv(raw, label)
+    _check_csv_shape(raw if encoding_note != "read as UTF-16" else text.encode("utf-8"), text, label)
+    del raw
     try:
-        df = pd.read_csv(io.BytesIO(raw), nrows=MAX_CSV_ROWS + 1, skipinitialspace=True)
+        df = pd.read_csv(io.StringIO(text), nrows=MAX_CSV_ROWS + 1, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
@@ -555,37 +566,60 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
     else:
         y = np.zeros(len(df), dtype=np.float32)
 
-    # --- features
-    cols, names, kinds = [], [], []
+    # --- features: plan the encoding (and its size) before anything is materialised
+    plan: list[tuple[str, str, Any]] = []  # (column, "num" | "cat", numeric values | (codes, levels))
+    width = 0
     for c in features.columns:
+        if width > MAX_FEATURES or width * len(df) > MAX_FEATURE_CELLS:
+            break  # refused below, before the remaining columns are even looked at
         s = features[c]
         if s.isna().all():
             continue  # an empty column carries nothing
         num = pd.to_numeric(s, errors="coerce")
         bad = num.isna() & s.notna()
         if not bad.any():
-            cols.append(num.to_numpy(dtype=np.float64))
-            names.append(c)
-            kinds.append("num")
+            plan.append((c, "num", num))
+            width += 1
             continue
         frac_numeric = float((num.notna()).sum()) / max(int(s.notna().sum()), 1)
         if frac_numeric >= 0.8:
             rows = [int(i) + 2 for i in np.flatnonzero(bad.to_numpy())[:5]]  # +2: header line, 1-based
-            examples = ", ".join(repr(str(v)) for v in s[bad].iloc[:3])
+            examples = ", ".join(repr(str(v)[:40]) for v in s[bad].iloc[:3])
             raise DatasetError(f"{label}: column {c!r} is numeric but has non-numeric values ({examples}) "
                                f"on line(s) {', '.join(map(str, rows))}; fix or remove those values")
         cats = s.astype(str).str.strip().where(s.notna(), "<missing>")
-        levels = sorted(cats.unique().tolist(), key=_natural_key)
-        if len(levels) > MAX_CATEGORIES:
-            raise DatasetError(f"{label}: text column {c!r} has {len(levels)} distinct values (limit "
+        n_levels = int(cats.nunique())
+        if n_levels > MAX_CATEGORIES:
+            raise DatasetError(f"{label}: text column {c!r} has {n_levels} distinct values (limit "
                                f"{MAX_CATEGORIES} for one-hot encoding); drop it or group its values")
+        levels = sorted(cats.unique().tolist(), key=_natural_key)
+        plan.append((c, "cat", (cats, levels)))
+        width += len(levels)
+    if not plan:
+        raise DatasetError(f"{label}: no usable feature columns besides the target {target!r}")
+    if width > MAX_FEATURES or width * len(df) > MAX_FEATURE_CELLS:
+        wide = sorted(((len(v[1]), c) for c, k, v in plan if k == "cat"), reverse=True)[:3]
+        more = "" if len(plan) == len(features.columns) else " (and more)"
+        raise DatasetError(f"{label}: encoding gives {width}{more} features x {len(df)} rows, over the limits of "
+                           f"{MAX_FEATURES} features and {MAX_FEATURE_CELLS:,} values; the widest text columns: "
+                           + ", ".join(f"{c!r} ({n} values)" for n, c in wide)
+                           + ". Fix: drop or group those text columns, or use fewer rows")
+    X = np.empty((len(df), width), dtype=np.float64)
+    names, kinds, j = [], [], 0
+    for c, kind, v in plan:
+        if kind == "num":
+            X[:, j] = v.to_numpy(dtype=np.float64)
+            names.append(c)
+            kinds.append("num")
+            j += 1
+            continue
+        cats, levels = v
         for lv in levels:
-            cols.append((cats == lv).to_numpy(dtype=np.float64))
+            X[:, j] = (cats == lv).to_numpy(dtype=np.float64)
             names.append(f"{c}={lv}")
             kinds.append("cat")
-    if not cols:
-        raise DatasetError(f"{label}: no usable feature columns besides the target {target!r}")
-    X = np.stack(cols, 1)
+            j += 1
+    del plan
     info = DatasetInfo(name=f"csv:{label}", source="csv", task=task, modality="tabular", input_shape=(X.shape[1],),
                        class_names=class_names, feature_names=names,
                        description=f"{label}: {len(df)} rows, target {target!r}",
@@ -593,6 +627,8 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
                                 "task": task})
     if dropped:
         info.notes.append(f"{dropped} row(s) without a target value were left out")
+    if encoding_note:
+        info.notes.append(encoding_note)
     # numeric columns: fill missing with the training median, then standardise on train statistics
     num_idx = [i for i, k in enumerate(kinds) if k == "num"]
     tr, _, _ = split_indices(y if task in ("multiclass", "binary") else None, len(X), seed=seed,
@@ -613,6 +649,61 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
                    val_fraction=val_fraction, test_fraction=test_fraction, standardise=False)
 
 
+def _decode_csv(raw: bytes, label: str) -> tuple[str, str]:
+    """The CSV's text and a note on its encoding: UTF-8 (with or without BOM), UTF-16 with a BOM, else
+    Windows-1252, else Latin-1 (which reads any byte). Binary files (NUL bytes) are refused."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16"), "read as UTF-16"
+        except UnicodeDecodeError as e:
+            raise DatasetError(f"{label}: broken UTF-16 text at byte {e.start}. Fix: save the file as UTF-8") from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise DatasetError(f"{label}: a binary file, not CSV text (NUL byte on line {line}); received: binary "
+                           "data. Fix: export the table as CSV (UTF-8)")
+    try:
+        return raw.decode("utf-8-sig"), ""
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+    for enc in ("cp1252", "latin-1"):
+        try:
+            text = raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        return text, (f"not UTF-8 (first non-UTF-8 byte on line {line}); read as {enc}. If characters look "
+                      "wrong, save the file as UTF-8")
+    raise DatasetError(f"{label}: line {line} is not UTF-8 text. Fix: save the file as UTF-8")  # unreachable
+
+
+def _check_csv_shape(raw: bytes, text: str, label: str) -> None:
+    """Refuse a CSV whose longest line, header width or cell count would blow up parsing. Raises DatasetError.
+
+    ``raw`` is the file in an ASCII-compatible encoding (newlines are byte 10): measured without a copy.
+    """
+    import csv
+
+    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+    lengths = np.diff(np.concatenate([[-1], ends, [len(raw)]])) - 1
+    longest = int(lengths.argmax())
+    if lengths[longest] > MAX_CSV_LINE_BYTES:
+        raise DatasetError(f"{label}: line {longest + 1} has {int(lengths[longest]):,} bytes, over the limit of "
+                           f"{MAX_CSV_LINE_BYTES:,}. Fix: check the file is a CSV table (one sample per line)")
+    nl = text.find("\n")
+    first = text if nl < 0 else text[:nl]
+    try:
+        header = next(csv.reader([first]), [])
+    except csv.Error:
+        header = first.split(",")
+    if len(header) > MAX_CSV_COLUMNS:
+        raise DatasetError(f"{label}: the header has {len(header)} columns, over the limit of {MAX_CSV_COLUMNS}. "
+                           "Fix: keep the columns the model needs")
+    lines = len(ends) + 1
+    if lines * max(len(header), 1) > MAX_CSV_CELLS:
+        raise DatasetError(f"{label}: {lines:,} lines x {len(header)} columns is over the limit of "
+                           f"{MAX_CSV_CELLS:,} cells. Fix: sample rows or drop columns")
+
+
 def _natural_key(s: str):
     try:
         return (0, float(s), "")
@@ -621,25 +712,27 @@ def _natural_key(s: str):
 
 
 def _read_limited(path: str | Path | bytes, limit: int, what: str) -> bytes:
-    if isinstance(path, bytes):
-        data = path
+    """The bytes of a regular file, read with a hard cap (a file's reported size is never trusted: /proc files
+    report 0 and stream more; devices and pipes are refused). Raises DatasetError."""
+    if isinstance(path, (bytes, bytearray)):
+        data = bytes(path)
     else:
         p = Path(path)
-        try:
-            size = p.stat().st_size
-        except FileNotFoundError:
-            raise DatasetError(f"{p}: no such file") from None
+        if not p.exists():
+            raise DatasetError(f"{p}: no such file")
         if p.is_dir():
             raise DatasetError(f"{p}: is a folder, not a {what}")
-        if size > limit:
-            raise DatasetError(f"{p}: {size / 2**20:.1f} MiB is larger than the {what} limit of "
-                               f"{limit // 2**20} MiB")
+        if not p.is_file():
+            raise DatasetError(f"{p}: not a regular file (a device, pipe or socket); received: a special file. "
+                               f"Fix: save the {what} to a file and pass that")
         try:
-            data = p.read_bytes()
+            with p.open("rb") as f:
+                data = f.read(limit + 1)
         except OSError as e:
             raise DatasetError(f"{p}: cannot read ({e.strerror})") from None
     if len(data) > limit:
-        raise DatasetError(f"the {what} is larger than {limit // 2**20} MiB")
+        raise DatasetError(f"the {what} is larger than the limit of {limit // 2**20} MiB; received: more than "
+                           f"{limit} bytes. Fix: sample it down or split it")
     return data
 
 
@@ -655,8 +748,6 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
     Raises:
         DatasetError: missing path, fewer than two classes, no images, unreadable images, size limits.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if isinstance(size, int):
         size = (size, size)
     size = tuple(int(s) for s in size)
@@ -673,29 +764,52 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
         p = Path(path)
         if not p.exists():
             raise DatasetError(f"{p}: no such folder or zip file")
-        files = _zip_members(p, p) if p.is_file() else _folder_members(p)
+        if p.is_file():
+            files = _zip_members(p, p)
+        elif p.is_dir():
+            files = _folder_members(p)
+        else:
+            raise DatasetError(f"{p}: not a folder or a zip file; received: a special file (device, pipe or "
+                               "socket). Fix: pass a folder with one sub-folder per class, or a .zip")
     classes = sorted({c for c, _, _ in files}, key=_natural_key)
     if len(classes) < 2:
         found = f"only class {classes[0]!r}" if classes else "no class sub-folders with images"
         raise DatasetError(f"{p}: {found}; put the images in one sub-folder per class (at least two), e.g. "
                            "cats/1.png, dogs/2.png")
-    imgs, labels, bad, colour = [], [], [], False
-    Image.MAX_IMAGE_PIXELS = 64_000_000
-    for cls, name, read in files:
+    labels = [classes.index(c) for c, _, _ in files]
+    heads, bad = [], []
+    for _, name, read in files:  # pass 1: headers only (size, mode); nothing is decoded yet
         try:
-            with Image.open(io.BytesIO(read())) as im:
-                im.load()
-                colour = colour or im.mode not in ("L", "1", "LA", "I", "I;16", "F")
-                imgs.append(im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR))
-                labels.append(classes.index(cls))
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            heads.append(_image_header(read(), name))
+        except _BadImage:
             bad.append(name)
     if bad:
         raise DatasetError(f"{p}: {len(bad)} file(s) are not readable images, e.g. {', '.join(bad[:3])}; "
                            "remove them")
-    ch = channels or (3 if colour else 1)
-    arr = np.stack([np.asarray(im.convert("L" if ch == 1 else "RGB"), dtype=np.float32) / 255.0 for im in imgs])
-    arr = arr[:, None] if ch == 1 else arr.transpose(0, 3, 1, 2)
+    huge = [(name, w, h) for (_, name, _), (w, h, _) in zip(files, heads) if w * h > MAX_IMAGE_PIXELS]
+    if huge:
+        name, w, h = huge[0]
+        raise DatasetError(f"{p}: image {name} is {w}x{h} ({w * h / 1e6:.0f} megapixels), over the limit of "
+                           f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per image ({len(huge)} such file(s)). Fix: "
+                           "shrink the images before uploading")
+    ch = channels or (3 if any(mode not in _GREY_MODES for _, _, mode in heads) else 1)
+    decoded = len(files) * ch * size[0] * size[1] * 4
+    if decoded > MAX_DECODED_BYTES:
+        side = max(4, int((MAX_DECODED_BYTES / (len(files) * ch * 4)) ** 0.5))
+        raise DatasetError(f"{p}: {len(files)} images x {ch} channel(s) x {size[0]}x{size[1]} would take "
+                           f"{decoded / 2**20:.0f} MiB decoded, over the limit of {MAX_DECODED_BYTES // 2**20} MiB. "
+                           f"Fix: a smaller size (at most {side}x{side} for this many images), channels=1, or "
+                           "fewer images")
+    arr = np.empty((len(files), size[0], size[1], ch), dtype=np.uint8)  # pass 2: decode into one buffer
+    for k, (_, name, read) in enumerate(files):
+        try:
+            arr[k] = _decode(read(), size, ch)
+        except _BadImage:
+            bad.append(name)
+    if bad:
+        raise DatasetError(f"{p}: {len(bad)} file(s) are not readable images, e.g. {', '.join(bad[:3])}; "
+                           "remove them")
+    arr = arr.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)  # (N, C, H, W) in [0, 1]
     info = DatasetInfo(name=f"images:{p.name}", source="image_folder", task="multiclass", modality="image",
                        input_shape=tuple(arr.shape[1:]), class_names=classes,
                        description=f"{p.name}: {len(arr)} images in {len(classes)} classes, resized to "
@@ -708,28 +822,113 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
                    val_fraction=val_fraction, test_fraction=test_fraction, standardise=False)
 
 
+_GREY_MODES = ("L", "1", "LA", "I", "I;16", "F")
+
+
+class _BadImage(Exception):
+    pass
+
+
+def _image_header(data: bytes, name: str) -> tuple[int, int, str]:
+    """``(width, height, mode)`` from an image's header, without decoding its pixels."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                return int(w), int(h), str(im.mode)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise DatasetError(f"image {name} is over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per image "
+                           f"({str(e).split('(')[-1].split(')')[0][:40]}). Fix: shrink the images before "
+                           "uploading") from None
+    except Exception:  # Pillow raises many kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
+        raise _BadImage(name) from None
+
+
+def _decode(data: bytes, size: tuple[int, int], ch: int) -> np.ndarray:
+    """Decode one image (its size was checked from the header) and resize it: (H, W, ch) uint8."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:  # a header that changed between passes
+                    raise _BadImage("too large")
+                out = im.convert("L" if ch == 1 else "RGB").resize((size[1], size[0]), Image.BILINEAR)
+        a = np.asarray(out, dtype=np.uint8)
+        return a[:, :, None] if ch == 1 else a
+    except _BadImage:
+        raise
+    except Exception:
+        raise _BadImage("unreadable") from None
+
+
 def _folder_members(root: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
     subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     if len(subdirs) == 1 and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in subdirs[0].iterdir()):
         subdirs = [d for d in sorted(subdirs[0].iterdir()) if d.is_dir() and not d.name.startswith(".")]
     out, total = [], 0
     for d in subdirs:
+        if d.is_symlink():
+            raise DatasetError(f"{root}: {d.name} is a symbolic link; received: a link. Fix: copy the images "
+                               "into the folder (links are not followed)")
         for f in sorted(d.iterdir()):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
-                total += f.stat().st_size
-                out.append((d.name, f"{d.name}/{f.name}", f.read_bytes))
-                _check_image_limits(len(out), total, root)
+            if f.suffix.lower() not in IMAGE_SUFFIXES or f.name.startswith("."):
+                continue
+            if f.is_symlink():
+                raise DatasetError(f"{root}: {d.name}/{f.name} is a symbolic link; received: a link. Fix: copy "
+                                   "the image itself (links are not followed)")
+            if not f.is_file():
+                continue
+            size = f.stat().st_size
+            total += size
+            out.append((d.name, f"{d.name}/{f.name}", functools.partial(_read_capped, f)))
+            _check_image_limits(len(out), total, root)
     return out
 
 
-def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
-    if not zipfile.is_zipfile(src):
-        raise DatasetError(f"{path}: not a folder or a zip file")
+def _read_capped(f: Path) -> bytes:
+    """One image file, read with a hard cap (its reported size may be wrong)."""
     try:
+        with f.open("rb") as fh:
+            data = fh.read(MAX_IMAGE_BYTES + 1)
+    except OSError as e:
+        raise DatasetError(f"{f}: cannot read ({e.strerror})") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise DatasetError(f"{f}: larger than {MAX_IMAGE_BYTES // 2**20} MiB")
+    return data
+
+
+def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
+    """Image members of a zip as ``(class, name, read)``; unsafe or damaged archives are a DatasetError.
+
+    Nothing is extracted to disk. Names that climb out (``..``), absolute names, symbolic links and encrypted
+    members are refused; declared sizes are bounded before reading and every read is capped at the declared
+    size (a member that inflates past it, or fails its CRC, is a damaged zip).
+    """
+    try:
+        if not zipfile.is_zipfile(src):
+            raise DatasetError(f"{path}: not a folder or a zip file")
+        entries = _zip_entry_count(src)
+        if entries > MAX_ZIP_ENTRIES:
+            raise DatasetError(f"{path}: the zip lists {entries} entries, over the limit of {MAX_ZIP_ENTRIES}. "
+                               "Fix: upload a smaller subset")
         zf = zipfile.ZipFile(src)
-    except zipfile.BadZipFile as e:
-        raise DatasetError(f"{path}: broken zip file ({e})") from None
-    infos = [i for i in zf.infolist() if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
+        infos = zf.infolist()
+    except DatasetError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise DatasetError(f"{path}: broken zip file ({str(e)[:200]}). Fix: re-create the zip") from None
+    for i in infos:
+        _check_zip_name(i, path)
+    infos = [i for i in infos if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
              and not any(part.startswith((".", "__MACOSX")) for part in Path(i.filename).parts)]
     parts = [Path(i.filename).parts for i in infos]
     # strip one common top-level folder (zip of a folder)
@@ -740,9 +939,53 @@ def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
         if len(pp) != 2:
             continue  # images must sit exactly one folder deep: class/image
         total += i.file_size
-        out.append((pp[0], "/".join(pp), (lambda i=i: zf.read(i))))
+        out.append((pp[0], "/".join(pp), functools.partial(_read_member, zf, i, path)))
         _check_image_limits(len(out), total, path)
     return out
+
+
+def _zip_entry_count(src) -> int:
+    """Entries the zip's end record declares, read before ``ZipFile`` builds one object per entry."""
+    try:
+        if isinstance(src, (str, Path)):
+            with open(src, "rb") as f:
+                end = zipfile._EndRecData(f)
+        else:
+            end = zipfile._EndRecData(src)
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(end[zipfile._ECD_ENTRIES_TOTAL]) if end else 0
+
+
+def _check_zip_name(i: zipfile.ZipInfo, path: Path) -> None:
+    import stat
+
+    name = i.filename
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise DatasetError(f"{path}: member {name[:120]!r} points outside the archive (absolute or '..'); "
+                           "received: an unsafe name. Fix: zip the class folders themselves")
+    if stat.S_ISLNK(i.external_attr >> 16):
+        raise DatasetError(f"{path}: member {name[:120]!r} is a symbolic link; received: a link. Fix: zip the "
+                           "image files themselves")
+    if i.flag_bits & 0x1:
+        raise DatasetError(f"{path}: member {name[:120]!r} is encrypted. Fix: zip without a password")
+
+
+def _read_member(zf: zipfile.ZipFile, i: zipfile.ZipInfo, path: Path) -> bytes:
+    import zlib
+
+    try:
+        with zf.open(i) as f:
+            data = f.read(i.file_size + 1)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as e:
+        raise DatasetError(f"{path}: member {i.filename[:120]!r} is damaged ({str(e)[:120]}). Fix: re-create "
+                           "the zip") from None
+    if len(data) != i.file_size:
+        raise DatasetError(f"{path}: member {i.filename[:120]!r} inflates to a different size than it declares "
+                           f"({i.file_size} bytes). Fix: re-create the zip")
+    return data
 
 
 def _check_image_limits(count: int, total: int, where: Path) -> None:

@@ -456,3 +456,50 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
 __all__ = ["explanation_figure", "image_attribution_figure", "tabular_attribution_figure", "global_importance_figure",
            "token_attribution_figure", "attention_map_figure", "attention_heads_figure", "activation_figure",
            "weight_histogram_figure", "sanity_figure", "completeness_figure", "live_attribution_figure"]
+
+
+_BOUNDARY_COLORS = ["#f59e0b", "#3b82f6", "#10b981", "#ef4444", "#8b5cf6", "#ec4899", "#14b8a6", "#84cc16"]
+
+
+def boundary_figure(grid: Mapping[str, Any], points: Mapping[str, Any] | None = None,
+                    class_names: Sequence[str] | None = None, *, height: int = 360) -> go.Figure:
+    """Decision-boundary heatmap with the training points (TensorFlow Playground style).
+
+    Args:
+        grid: a :class:`builder.boundary.DecisionBoundary` grid (``xs``, ``ys``, ``kind``, ``z``, ``epoch``).
+        points: ``{"x", "y", "label"}`` training points drawn on top (optional).
+        class_names: legend names per class index.
+    """
+    xs, ys, z = list(grid["xs"]), list(grid["ys"]), grid["z"]
+    names = list(class_names or [])
+    fig = go.Figure()
+    if grid.get("kind") == "class":
+        k = int(grid.get("classes") or 2)
+        cols = [_BOUNDARY_COLORS[i % len(_BOUNDARY_COLORS)] for i in range(k)]
+        scale = [[i / max(k - 1, 1), c] for i, c in enumerate(cols)]
+        fig.add_trace(go.Heatmap(x=xs, y=ys, z=z, zmin=0, zmax=k - 1, colorscale=scale, opacity=0.45,
+                                 showscale=False, hovertemplate="x %{x:.2f}, y %{y:.2f}<br>class %{z}<extra></extra>"))
+    else:
+        scale = [[0, _BOUNDARY_COLORS[0]], [0.5, "#f8fafc"], [1, _BOUNDARY_COLORS[1]]]
+        fig.add_trace(go.Heatmap(x=xs, y=ys, z=z, zmin=0, zmax=1, colorscale=scale, opacity=0.75,
+                                 colorbar=dict(title="P(1)", thickness=10, len=0.8),
+                                 hovertemplate="x %{x:.2f}, y %{y:.2f}<br>P(class 1) %{z:.2f}<extra></extra>"))
+        fig.add_trace(go.Contour(x=xs, y=ys, z=z, contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
+                                 line=dict(color="#0f172a", width=1.5), showscale=False, hoverinfo="skip",
+                                 showlegend=False))
+    if points:
+        labels = list(points.get("label") or [])
+        for c in sorted(set(labels)):
+            sel = [i for i, v in enumerate(labels) if v == c]
+            fig.add_trace(go.Scattergl(
+                x=[points["x"][i] for i in sel], y=[points["y"][i] for i in sel], mode="markers",
+                name=str(names[c]) if c < len(names) else f"class {c}",
+                marker=dict(size=6, color=_BOUNDARY_COLORS[c % len(_BOUNDARY_COLORS)],
+                            line=dict(color="#ffffff", width=1))))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      title=dict(text=f"Decision boundary · epoch {grid.get('epoch', '—')}", font=dict(size=14)),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+                      xaxis=dict(range=[xs[0], xs[-1]], title="x₁", zeroline=False),
+                      yaxis=dict(range=[ys[0], ys[-1]], title="x₂", zeroline=False, scaleanchor="x", scaleratio=1),
+                      uirevision="boundary")
+    return fig

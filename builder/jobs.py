@@ -44,7 +44,7 @@ SPEC_FILE = "job.json"
 LOG_FILE = "job.log"
 LIVE_FILE = "live_attributions.safetensors"
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
-_CALLBACKS = ("live_attributions",)
+_CALLBACKS = ("live_attributions", "decision_boundary")
 _reapers: list[threading.Thread] = []
 
 
@@ -54,7 +54,8 @@ class JobSpec:
 
     ``callbacks`` names callbacks the job process builds: ``live_attributions`` (or
     ``live_attributions:METHOD``) records attributions each epoch into the run folder
-    (:func:`live_frames` reads them). ``resume_run`` resumes that run instead of creating one; ``config``
+    (:func:`live_frames` reads them); ``decision_boundary`` stores a prediction grid with every epoch's
+    metrics for 2-D toy datasets (:func:`builder.boundary.latest_boundary` reads it). ``resume_run`` resumes that run instead of creating one; ``config``
     then holds the overrides.
     """
 
@@ -271,10 +272,15 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
         if kind == "live_attributions":
             live = LiveAttributions(method or "integrated_gradients")
             out += [live, _SaveLive(live, store.run_dir(run_id) / LIVE_FILE)]
+        elif kind == "decision_boundary":  # grid per epoch in the epoch metrics (2-D toy data; else silent)
+            from .boundary import DecisionBoundary
+
+            out.append(DecisionBoundary())
     return out
 
 
-def _torch_threads() -> int:
+def torch_threads() -> int:
+    """Torch threads of a job process: ``$LAYERLAB_TORCH_THREADS``, else the cores left by the job limit."""
     env = os.environ.get(ENV_TORCH_THREADS, "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -306,7 +312,7 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     data = json.loads((store.run_dir(run_id) / SPEC_FILE).read_text(encoding="utf-8"))
     origin = data.pop("origin", None)
     spec = JobSpec(**data)
-    torch.set_num_threads(_torch_threads())
+    torch.set_num_threads(torch_threads())
     if not _wait_for_slot(store, run_id):
         return 0
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads", flush=True)
@@ -347,4 +353,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "live_frames", "run_job",
-           "StoreControl", "FINAL_STATUSES", "ENV_MAX_JOBS"]
+           "StoreControl", "FINAL_STATUSES", "ENV_MAX_JOBS", "torch_threads"]

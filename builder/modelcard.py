@@ -143,7 +143,8 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             f"- torch {_fmt(env.get('torch', torch.__version__))}, python {_fmt(env.get('python', '-'))}, "
             f"{_fmt(env.get('platform', '-'))}",
             f"- device: {_fmt(cfg.get('device', 'auto'))} (resolved: {_fmt(env.get('device', _resolved(cfg)))}), "
-            f"mixed precision {'on' if cfg.get('amp') else 'off'}, seed {_fmt(cfg.get('seed'))}", ""]
+            f"precision {_fmt(env.get('precision') or ('float32' if not cfg.get('amp') else 'not recorded'))}, "
+            f"seed {_fmt(cfg.get('seed'))}", ""]
     return "\n".join(out)
 
 

@@ -18,18 +18,20 @@ import torch
 from .checkpoint import load_weights
 from .compat import adapt_graph, check_compat
 from .data import Dataset, load_dataset, load_saved_dataset, save_dataset
-from .errors import GraphError, RunStoreError, TrainingError
+from .errors import BudgetError, GraphError, RunStoreError, TrainingError
 from .project import Project, load_project
 from .runs import LIVE_STATUSES, RunLogger, RunStore
+from .shapes import ShapeReport, infer_shapes
+from .tracking import attach_tracking
 from .train import Callback, TrainConfig, Trainer, TrainingJob, TrainResult
 
 
-def build_model(graph, seed: int = 0) -> torch.nn.Module:
-    """Compile a graph into a module with seeded initialisation."""
+def build_model(graph, seed: int = 0, report: ShapeReport | None = None) -> torch.nn.Module:
+    """Compile a graph into a module with seeded initialisation (``report``: its analysis, when known)."""
     from .compile import compile_graph
 
     torch.manual_seed(seed)
-    return compile_graph(graph)
+    return compile_graph(graph, report=report)
 
 
 def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source_names: dict[str, str],
@@ -92,8 +94,12 @@ def _input_node(graph):
 
 
 def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
-            dataset_options: dict | None = None, adapt: bool = False) -> tuple[Project, Dataset, TrainConfig]:
+            dataset_options: dict | None = None, adapt: bool = False,
+            with_report: bool = False) -> tuple[Project, Dataset, TrainConfig]:
     """Resolve project, dataset and settings and check that the graph fits the data.
+
+    The graph is analysed once (:func:`~builder.shapes.infer_shapes`); with ``with_report`` that
+    :class:`ShapeReport` is returned as a fourth item so compiling reuses it.
 
     The project's ``training`` dict supplies defaults (``dataset``, ``task`` and any TrainConfig field);
     ``config`` overrides them. With ``adapt`` the Input shape and output width are set to fit the dataset.
@@ -125,12 +131,17 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     if (inp is not None and len(ds.info.input_shape) > 1 and list(inp.params.get("shape") or []) == [numel]
             and ds.info.input_dtype == "float32"):
         ds = ds.flattened()  # a vector Input of the flattened size (MLP autoencoder on digits)
-    if adapt:
-        project.graph = adapt_graph(project.graph, ds.info)
-    problems = check_compat(project.graph, ds.info)
+    report = infer_shapes(project.graph)
+    if adapt:  # adapting reads the structure only; the adapted graph's shapes need their own analysis
+        project.graph = adapt_graph(project.graph, ds.info, report)
+        report = infer_shapes(project.graph)
+    if not report.ok:  # the graph's own problems first (compiling with this report would skip them)
+        errors = [p for p in report.problems if p.severity == "error"]
+        raise (BudgetError if all(p.code == "budget" for p in errors) else GraphError)(errors)
+    problems = check_compat(project.graph, ds.info, report)
     if problems:
         raise GraphError(problems)
-    return project, ds, cfg
+    return (project, ds, cfg, report) if with_report else (project, ds, cfg)
 
 
 def _reloadable(ds: Dataset) -> bool:
@@ -187,7 +198,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         GraphError, DatasetError, TrainingError (a failed run is recorded as ``failed`` first).
     """
     try:
-        project, ds, cfg = prepare(project, dataset, config, dataset_options=dataset_options, adapt=adapt)
+        project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options, adapt=adapt,
+                                           with_report=True)
     except Exception as e:
         if run_id is not None and store is not None:
             store.finish(run_id, "failed", message=str(e))
@@ -208,8 +220,9 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         listeners.append(RunLogger(store, run_id))
     if on_event is not None and main:
         listeners.append(on_event)
+    callbacks = [*callbacks, *attach_tracking(store, run_id)]  # MLflow, when a tracking URI is set
     try:
-        model = build_model(project.graph, cfg.seed)
+        model = build_model(project.graph, cfg.seed, report)
         _load_init(store, model, cfg)
         trainer = Trainer(model, ds, cfg, callbacks, run_dir, on_event=listeners, dist=dist)
     except Exception as e:
@@ -218,7 +231,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         raise
     trainer.run_id = run_id
     if run_id is not None:
-        store.set_environment(run_id, device=str(trainer.device),
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision,
                               world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
     return _launch(trainer, background, run_id)
 
@@ -265,6 +278,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         listeners.append(on_event)
     if overrides and main:
         store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
+    callbacks = [*callbacks, *(attach_tracking(store, run_id) if main else [])]
     model = build_model(project.graph, cfg.seed)
     if cfg.freeze:
         freeze_nodes(model, cfg.freeze)
@@ -275,6 +289,8 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     if main and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
         store.truncate_metrics(run_id, step)
     trainer.run_id = run_id
+    if main:
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision)
     return _launch(trainer, background, run_id)
 
 
@@ -311,14 +327,17 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
     ds = _fit_input(project, load_run_dataset(store, run))
     model = build_model(project.graph, int((run.get("config") or {}).get("seed", 0)))
     wpath, ckpt = store.weights_path(run["id"]), store.checkpoint_path(run["id"])
-    if weights == "final" and wpath.is_file():
-        state, _ = load_weights(wpath)
-    elif ckpt.is_file():
-        tensors, _ = read_checkpoint(ckpt)
-        state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    else:
+    if not (weights == "final" and wpath.is_file()) and not ckpt.is_file():
         raise RunStoreError(f"run {run['id']} ({run['status']}) has no trained weights yet")
-    model.load_state_dict(state)
+    try:
+        if weights == "final" and wpath.is_file():
+            state, _ = load_weights(wpath)
+        else:
+            tensors, _ = read_checkpoint(ckpt)
+            state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        model.load_state_dict(state)
+    except Exception as e:  # a damaged file, or weights of another graph
+        raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from None
     return model.eval(), ds
 
 

@@ -169,12 +169,13 @@ class Param:
 _HUGE_BITS = 64  # integers beyond ±2**64 are no sizes: treated as ±inf without any bignum arithmetic
 
 
-def _tame(v: Any) -> Any:
-    """An integer of thousands of digits becomes ±inf (rejected by every range), nested lists likewise."""
+def _tame(v: Any, depth: int = 1) -> Any:
+    """An integer of thousands of digits becomes ±inf (rejected by every range); one level of a short list
+    likewise (deeper nesting is left alone: it is no valid value anyway)."""
     if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > _HUGE_BITS:
         return math.inf if v > 0 else -math.inf
-    if isinstance(v, list | tuple) and len(v) <= 16:
-        return [_tame(x) for x in v]
+    if depth and isinstance(v, list | tuple) and len(v) <= 16:
+        return [_tame(x, depth - 1) for x in v]
     return v
 
 

@@ -344,8 +344,9 @@ class RunStore:
     def log_metrics(self, run_id: str, events: dict | list[dict]) -> None:
         """Append step/epoch events (dicts with ``type``) to the metrics table."""
         events = [events] if isinstance(events, dict) else list(events)
+        # epoch extras (e.g. the decision-boundary grid, builder.boundary) are stored with the epoch
         rows = [(run_id, ev.get("type", "epoch"), ev.get("step"), ev.get("epoch"),
-                 _dumps({k: v for k, v in ev.items() if k not in ("type", "extras")})) for ev in events]
+                 _dumps({k: v for k, v in ev.items() if k != "type"})) for ev in events]
         if rows:
             self._write("INSERT INTO metrics (run_id, kind, step, epoch, data) VALUES (?, ?, ?, ?, ?)", rows,
                         many=True)
@@ -420,6 +421,13 @@ class RunStore:
         rows = self._read("SELECT data FROM metrics WHERE run_id = ? AND kind = ? ORDER BY rowid", (run_id, kind))
         return [json.loads(r["data"]) for r in rows]
 
+    def metrics_after(self, run_id: str, kind: str = "epoch", after: int = 0) -> tuple[list[dict], int]:
+        """The events of one kind logged after row ``after`` and the last row number (for incremental reads:
+        pass it back as ``after`` next time)."""
+        rows = self._read("SELECT rowid, data FROM metrics WHERE run_id = ? AND kind = ? AND rowid > ? ORDER BY rowid",
+                          (run_id, kind, int(after)))
+        return [json.loads(r["data"]) for r in rows], (rows[-1]["rowid"] if rows else int(after))
+
     def delete_run(self, run_id: str) -> None:
         """Delete a run's rows and folder. Raises RunStoreError for a run that is still live."""
         run = self.get(run_id)
@@ -488,10 +496,12 @@ class _Closing:
 
 
 class RunLogger:
-    """A trainer listener writing a run's events to the store (step points batched per epoch)."""
+    """A trainer listener writing a run's events to the store (step points batched: written every
+    ``flush_s`` seconds, 200 points or epoch, so a page reading the store sees a live curve)."""
 
-    def __init__(self, store: RunStore, run_id: str):
-        self.store, self.run_id = store, run_id
+    def __init__(self, store: RunStore, run_id: str, flush_s: float = 0.5):
+        self.store, self.run_id, self.flush_s = store, run_id, flush_s
+        self._last_flush = time.monotonic()
         self._steps: list[dict] = []
         self._test: dict | None = None
         self._last_epoch: dict = {}
@@ -500,7 +510,7 @@ class RunLogger:
         t = ev.get("type")
         if t == "step":
             self._steps.append(ev)
-            if len(self._steps) >= 200:
+            if len(self._steps) >= 200 or time.monotonic() - self._last_flush >= self.flush_s:
                 self._flush()
         elif t == "epoch":
             self._flush()
@@ -517,6 +527,7 @@ class RunLogger:
                 self.store.update_status(self.run_id, st, ev.get("message", ""))
 
     def _flush(self) -> None:
+        self._last_flush = time.monotonic()
         if self._steps:
             self.store.log_metrics(self.run_id, self._steps)
             self._steps = []

@@ -52,7 +52,8 @@ class TrainConfig(BaseModel):
     """Training settings; JSON-serialisable (``model_dump()``) and stored with every run.
 
     ``lr`` is the peak learning rate for the one-cycle schedule. ``early_stopping`` is a patience in
-    epochs on validation loss (best weights are restored). ``loss`` picks the regression loss. ``metric``
+    epochs on validation loss (best weights are restored); on by default (5), ``None`` turns it off; an
+    epoch counts as an improvement only when the validation loss drops by more than ``early_stopping_delta``. ``loss`` picks the regression loss. ``metric``
     ``auto`` means accuracy for classification and R² for regression and reconstruction; the train metric is
     measured at epoch end (eval mode) on the first 512 training samples, the train loss is the mean of the
     step losses.
@@ -71,8 +72,8 @@ class TrainConfig(BaseModel):
     scheduler: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
     scheduler_params: dict[str, float | int] = Field(default_factory=dict)
     grad_clip: float | None = Field(None, gt=0)
-    early_stopping: int | None = Field(None, ge=1)
-    early_stopping_delta: float = Field(0.0, ge=0)
+    early_stopping: int | None = Field(5, ge=1)  # on by default; None turns it off
+    early_stopping_delta: float = Field(1e-4, ge=0)  # smaller improvements of a converged loss do not count
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = "auto"
     amp: bool = False
@@ -444,11 +445,31 @@ def _channels_last(ds: Dataset) -> Dataset:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for mixed precision on ``device``: bfloat16 where supported, else float16
-    (with a GradScaler); None on CPU and MPS, where mixed precision is not used."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """The autocast dtype for mixed precision on ``device``, or None where it is not used.
+
+    CUDA: bfloat16 where supported, else float16 (with a GradScaler). CPU: bfloat16 where the processor
+    computes it natively (AVX512-BF16 / AMX, through oneDNN), where it speeds matrix products up; None on
+    other CPUs and on MPS. :class:`Trainer` refuses ``amp=True`` when this is None.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and _cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def precision_label(dtype: torch.dtype | None) -> str:
+    """What ran, in words, for the run record and the model card: ``float32`` or ``bfloat16 autocast``."""
+    if dtype is None:
+        return "float32"
+    return f"{str(dtype).removeprefix('torch.')} autocast" + (" + GradScaler" if dtype == torch.float16 else "")
 
 
 def grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
@@ -529,6 +550,12 @@ class Trainer:
         self._resume_evt = threading.Event()
         self._stop_at_step: int | None = None  # test hook: behave as if stop() was called at this step
         self._resume_note = ""
+        self._amp_dtype = amp_dtype(self.device) if self.config.amp else None
+        if self.config.amp and self._amp_dtype is None:
+            raise TrainingError(f"mixed precision (amp) is not available on device {self.device.type!r}"
+                                + (" (this processor has no native bfloat16)" if self.device.type == "cpu" else "")
+                                + "; received: amp=True. Fix: train without --amp (float32), or on a GPU")
+        self.precision = precision_label(self._amp_dtype)  # what actually runs, recorded with the run
 
     # ---- control (thread-safe)
     def pause(self) -> None:
@@ -590,7 +617,6 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index or 0] if self.device.type == "cuda" else None
             self._fwd = DDP(self.model, device_ids=ids)
-        self._amp_dtype = amp_dtype(self.device) if cfg.amp else None
         self._amp = self._amp_dtype is not None
         self._scaler = (torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None)
         # probe the output once: catches shape mismatches early with a clear message
@@ -1017,4 +1043,4 @@ class TrainingJob:
 
 __all__ = ["TrainConfig", "Trainer", "TrainingJob", "TrainResult", "Callback", "Channel", "History",
            "evaluate", "classification_metrics", "regression_metrics", "compute_loss", "resolve_device",
-           "build_optimizer", "build_scheduler", "grad_norm", "amp_dtype", "STATUSES"]
+           "build_optimizer", "build_scheduler", "grad_norm", "amp_dtype", "precision_label", "STATUSES"]

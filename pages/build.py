@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 import builder
 from builder.errors import LayerLabError
+from builder.escape import safe_filename
 from builder.export import failed_export_source
 from builder.project import Graph
 from pages import ui
@@ -17,7 +18,7 @@ from pages import ui
 ui.ensure_shell()
 
 CANVAS_KEY = "ll_canvas"
-CANVAS_HEIGHT = 680
+CANVAS_HEIGHT = 690  # minimum; the canvas grows to the bottom of the window
 
 
 # ------------------------------------------------------------------------------------ canvas sync
@@ -217,44 +218,55 @@ def _load_template(name: str) -> None:
     except LayerLabError as e:
         st.session_state.ll_canvas_error = str(e)
         return
-    ui.set_project(proj, flash=f"Loaded template “{proj.name}”", relayout=True)
     ds = (proj.training or {}).get("dataset")
-    if isinstance(ds, str):
-        st.session_state.ll_data = {"kind": "builtin", "name": ds, "options": {}}
+    data = {"kind": "builtin", "name": ds, "options": {}} if isinstance(ds, str) else None
+    ui.replace_project(proj, f"Loaded template “{proj.name}”", relayout=True, data=data)
+
+
+def _pick_template(key: str) -> None:
+    name = st.session_state.get(key)
+    st.session_state[key] = None  # the picker closes and shows its placeholder again
+    if name:
+        _load_template(name)
 
 
 def toolbar(report) -> None:
     g = ui.graph()
-    c_tpl, c_imp, c_py, c_w, c_json, c_onnx, c_msg = st.columns([1, 1, 1, 1, 1, 1, 2.4], vertical_alignment="center")
-    with c_imp.popover("Import", icon=":material/upload_file:", width="stretch"):
+    # below 1100 px the buttons show their icons only (pages/style.py); each keeps its tooltip
+    bar = st.container(key="ll_build_tools")
+    c_tpl, c_imp, c_py, c_w, c_json, c_onnx, _gap, c_insp = bar.columns([1.6, 0.85, 1, 0.9, 0.9, 0.85, 0.15, 1.05],
+                                                                     vertical_alignment="center")
+    # A select box, not a popover: it closes as soon as a template is chosen.
+    templates = {t["name"]: t for t in builder.list_templates()}
+    c_tpl.selectbox("Templates", list(templates), index=None, key="ll_tpl_pick", placeholder="Templates…",
+                    format_func=lambda n: templates[n]["title"], label_visibility="collapsed",
+                    on_change=_pick_template, args=("ll_tpl_pick",),
+                    help="Replace the canvas with a ready-made network")
+    with c_imp.popover("Import", icon=":material/upload_file:", width="stretch", help="Open an ONNX or .pt2 model"):
         import_model_box()
-    with c_tpl.popover("Templates", icon=":material/dashboard:", width="stretch"):
-        st.caption("Replace the canvas with a ready-made network")
-        for t in builder.list_templates():
-            st.button(t["title"], key=f"ll_tpl_{t['name']}", help=t["description"], width="stretch",
-                      on_click=_load_template, args=(t["name"],))
     ok = report.ok and bool(g.nodes)
     snapshot = g.model_copy(deep=True)
     c_py.download_button("PyTorch .py", data=lambda: _export_py(snapshot), file_name="model.py",
                          mime="text/x-python", icon=":material/code:", width="stretch", disabled=not ok,
                          help="Standalone PyTorch code for this network" if ok else
                          "Fix the problems listed below the canvas to export code", on_click="ignore")
-    wpath = _weights_path()
+    run = _weights_run(g)
+    wpath = ui.store().weights_path(run["id"]) if run else None
     c_w.download_button("Weights", data=lambda: wpath.read_bytes() if wpath else b"",
-                        file_name="model.safetensors", mime="application/octet-stream",
-                        icon=":material/deployed_code:", width="stretch", disabled=wpath is None,
-                        help="Trained weights (safetensors) of the last finished run" if wpath else
-                        "Train the model first (Train page)", on_click="ignore")
+                        file_name=f"{safe_filename(run['id'], 'run')}.safetensors" if run else "model.safetensors",
+                        mime="application/octet-stream", key="ll_build_weights",
+                        icon=":material/deployed_code:", width="stretch", disabled=run is None,
+                        help=f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
+                             "finished run of this graph" if run else
+                        "No finished run of this exact graph yet: train it on the Train page", on_click="ignore")
     c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),
                            mime="application/json", icon=":material/data_object:", width="stretch",
-                           help="The project file (JSON)", on_click="ignore")
-    with c_onnx.popover("ONNX", icon=":material/output:", width="stretch", disabled=not ok):
+                           help="Download the project file (JSON)", on_click="ignore")
+    with c_onnx.popover("ONNX", icon=":material/output:", width="stretch", disabled=not ok,
+                        help="Export a verified ONNX file"):
         export_onnx_box(snapshot)
-    n_err = sum(1 for p in report.problems if p.severity == "error")
-    summary = (f"**{len(g.nodes)}** layers · **{ui.human_count(report.total_params)}** parameters · "
-               f"~**{ui.human_bytes(report.memory_estimate(64))}** to train (batch 64)")
-    c_msg.markdown(summary + (f" · :red[**{n_err} problem{'s' if n_err != 1 else ''}**]" if n_err else
-                              " · :green[no problems]"))
+    # layers, parameters, memory and problems are shown in the canvas's own summary bar
+    c_insp.toggle("Inspector", key="ll_show_inspector")  # hidden: the canvas gets the whole width
 
 
 # ---------------------------------------------------------------------------- model exchange (ONNX, .pt2)
@@ -284,9 +296,9 @@ def import_model_box() -> None:
 
 def _onnx_weights() -> Path | None:
     """Weights for the ONNX export: the last finished run, else the imported weights the project starts from."""
-    wpath = _weights_path()
-    if wpath is not None:
-        return wpath
+    run = _weights_run(ui.graph())
+    if run is not None:
+        return ui.store().weights_path(run["id"])
     init = (ui.project().training or {}).get("init_from")
     if isinstance(init, str):
         try:
@@ -337,13 +349,14 @@ def _export_py(g: Graph) -> str:
         return failed_export_source(e)
 
 
-def _weights_path() -> Path | None:
-    job = st.session_state.get("ll_job")
-    if job is not None and not job.active:
-        p = ui.store().weights_path(job.run_id)
-        if p.exists():
-            return p
-    return None
+def _weights_run(g: Graph) -> dict | None:
+    """The newest finished run of this owner whose graph is the canvas graph (what Weights exports)."""
+    from builder.summary import finished_run
+
+    try:
+        return finished_run(ui.store(), g, ui.owner())
+    except LayerLabError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------- page
@@ -357,17 +370,27 @@ def canvas_area() -> None:
     toolbar(report)
     if st.session_state.get("ll_canvas_error"):
         st.error(ui.md(st.session_state.ll_canvas_error))
-    left, right = st.columns([3.3, 1], gap="medium")
-    with left:
-        from builder.canvas import graph_canvas
+    from builder.canvas import graph_canvas
 
+    def _canvas() -> None:
         graph_canvas(graph=_graph_payload(g), palette=ui.palette_with_blocks(), annotations=ann,
                      revision=st.session_state.ll_revision, selected=st.session_state.get("ll_selected"),
                      height=CANVAS_HEIGHT, key=CANVAS_KEY)
-    with right, st.container(height=CANVAS_HEIGHT, border=False):
+
+    if not st.session_state.ll_show_inspector:
+        _canvas()
+        return
+    # Docked beside the canvas on wide windows; below 1100 px the CSS in ui.CSS floats it over the canvas while
+    # a layer is selected and hides it otherwise (its key says which).
+    left, right = st.columns([3.6, 1], gap="small")
+    with left:
+        _canvas()
+    key = "ll_inspector" if st.session_state.get("ll_selected") else "ll_inspector_idle"
+    with right, st.container(height=CANVAS_HEIGHT, border=False, key=key):
         inspector(report)
 
 
+st.session_state.setdefault("ll_show_inspector", True)
 ui.page_header("Build", "Drag layers from the palette, connect their ports and watch shapes flow through "
-               "the network. Select a layer to edit it.")
+               "the network. Select a layer to edit it; press ? on the canvas for shortcuts.")
 canvas_area()

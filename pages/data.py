@@ -184,6 +184,7 @@ def compat(info) -> None:
     g = ui.graph()
     if not g.nodes:
         st.info("The canvas is empty: build a network or load a template on the Build page.", icon=":material/info:")
+        st.page_link("pages/build.py", label="Open the Build page", icon=":material/account_tree:")
         return
     probs = check_compat(g, info)
     if not probs:

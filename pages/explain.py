@@ -8,7 +8,6 @@ from the run store), the dataset it was trained on, and a cache of results for t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,6 @@ from builder.explain import (
     layer_nodes,
     method_label,
     model_modality,
-    predict,
     resolve_layer,
 )
 from pages import ui
@@ -129,43 +127,35 @@ def _reset_cache(key: str) -> None:
 # ------------------------------------------------------------------------------------- model sources
 def _finished_runs() -> list[dict]:
     try:
-        return ui.store().list_runs(status="finished", limit=30)
+        return ui.visible_runs(status="finished", limit=30)
     except LayerLabError:
         return []
 
 
-def _run_dataset(rs, run: dict):
-    """The dataset a run was trained on: its snapshot (uploads) or the registered dataset reloaded."""
-    from builder.data import load_dataset, load_saved_dataset
-
-    snap = rs.run_dir(run["id"]) / "dataset.safetensors"
-    if snap.is_file():
-        return load_saved_dataset(snap)
-    return load_dataset(run["dataset_name"], **dict(run.get("dataset_options") or {}))
-
-
 def _load_run(run_id: str) -> tuple[torch.nn.Module, Any]:
-    """Compile a finished run's project snapshot and load its final weights (cached per session).
+    """A finished run's model and dataset (:func:`builder.pipeline.load_run`), cached per session.
+
+    The graph is checked against the memory budget before it is compiled in the server.
 
     Raises:
-        LayerLabError: unknown run, missing or incompatible weights, dataset that cannot be reloaded.
+        LayerLabError: unknown or another owner's run, missing or incompatible weights, a graph over the budget.
     """
+    from builder.pipeline import load_run
+
     runs = st.session_state.setdefault("ll_xp_runs", {})
     if run_id in runs:
         return runs[run_id]
     rs = ui.store()
-    run = rs.get(run_id)
-    proj = builder.load_project(run["project"])
-    model = builder.compile_graph(proj.graph)
-    path = rs.weights_path(run["id"])
-    if not path.is_file():
-        raise builder.RunStoreError(f"run {run_id} has no final weights ({path.name}); it may not have finished")
+    run = ui.get_run(run_id, rs)
+    report = builder.infer_shapes(builder.load_project(run["project"]).graph)  # raises nothing; budget in report
+    if not report.ok and any(p.code == "budget" for p in report.problems):
+        raise builder.BudgetError([p for p in report.problems if p.code == "budget"])
     try:
-        builder.load_weights(model, path)
+        model, ds = load_run(rs, run["id"])
+    except LayerLabError:
+        raise
     except Exception as e:  # noqa: BLE001 - torch's and safetensors' errors for a file that does not fit
         raise builder.RunStoreError(f"the weights of run {run_id} do not fit its project: {e}") from e
-    model.eval()
-    ds = _run_dataset(rs, run)
     if len(runs) >= MAX_RUNS_CACHED:
         runs.pop(next(iter(runs)))
     runs[run_id] = (model, ds)
@@ -173,52 +163,31 @@ def _load_run(run_id: str) -> tuple[torch.nn.Module, Any]:
 
 
 def _session_dataset():
-    """The dataset the session's last model was trained on."""
-    ss = st.session_state
-    job = ss.get("ll_job")
-    run_id = ss.get("ll_model_run")
-    if job is not None and run_id and job.run_id == run_id:
-        ds = getattr(getattr(job.job, "trainer", None), "dataset", None)
-        if ds is not None:
-            return ds
+    """The dataset the session's model was trained on (its run's), else the Data page's choice."""
+    run_id = st.session_state.get("ll_model_run")
     if run_id:
         try:
+            from builder.pipeline import load_run_dataset
+
             rs = ui.store()
-            return _run_dataset(rs, rs.get(run_id))
+            return load_run_dataset(rs, ui.get_run(run_id, rs))
         except LayerLabError:
             pass
     return ui.load_spec(ui.dataset_spec())
 
 
 def _fit_dataset(model: torch.nn.Module, ds):
-    """The dataset shaped for the model's Input (flattened for a vector Input). Raises DatasetError."""
-    shapes = getattr(model, "layerlab_input_shapes", {}) or {}
-    if len(shapes) != 1:
-        return ds
-    want = tuple(next(iter(shapes.values())))
-    have = tuple(ds.info.input_shape)
-    if want == have:
-        return ds
-    if want == (int(math.prod(have)),) and ds.info.input_dtype == "float32":
-        return ds.flattened()
-    raise builder.DatasetError(f"the dataset {ds.info.name!r} gives inputs of shape {list(have)} but the model's "
-                               f"Input expects {list(want)}; pick the run's own dataset on the Data page")
+    """The dataset shaped for the model's Input (:func:`builder.summary.fit_dataset`)."""
+    from builder.summary import fit_dataset
+
+    return fit_dataset(model, ds)
 
 
 def _predict(model: torch.nn.Module, X: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pred, conf): class and probability for classification (a single logit is P(class 1) > 0.5), the
-    predicted value for regression."""
-    if task in ("multiclass", "binary"):
-        with torch.no_grad(), eval_mode(model):
-            out = model(X[:1])
-        if out.dim() == 2 and out.shape[1] == 1:  # one logit
-            with torch.no_grad(), eval_mode(model):
-                p = torch.sigmoid(torch.cat([model(X[i:i + 256]) for i in range(0, len(X), 256)])[:, 0])
-            return (p > 0.5).long(), torch.where(p > 0.5, p, 1 - p)
-        return predict(model, X)
-    with torch.no_grad(), eval_mode(model):
-        out = torch.cat([model(X[i:i + 256]) for i in range(0, len(X), 256)])
-    return torch.zeros(len(X), dtype=torch.long), out.flatten(1)[:, 0]
+    """(pred, conf) per sample (:func:`builder.summary.predictions`)."""
+    from builder.summary import predictions
+
+    return predictions(model, X, task)
 
 
 def _single_logit(ctx: _Ctx) -> bool:
@@ -228,37 +197,78 @@ def _single_logit(ctx: _Ctx) -> bool:
 
 
 def _model_options() -> dict[str, str]:
-    """Models to explain: the session's last trained model and the finished runs of the workspace."""
+    """Models to explain: a model handed over in this session (``ll_model``) and the finished runs this
+    session may see, each labelled so runs are told apart (name, dataset, lr, epochs, batch, best metric)."""
+    from builder.summary import best_epoch, run_label
+
     ss = st.session_state
     options: dict[str, str] = {}
     if ss.get("ll_model") is not None:
         rid = ss.get("ll_model_run")
         options["session"] = f"Last trained model · run {rid}" if rid else "Last trained model (this session)"
+    rs = ui.store()
     for r in _finished_runs():
         if r["id"] != ss.get("ll_model_run"):
-            options[f"run:{r['id']}"] = f"{r.get('name') or 'run'} · {r.get('dataset_name') or '?'} · run {r['id']}"
+            best = best_epoch(ui.run_summary(rs, r).get("epochs") or [])
+            options[f"run:{r['id']}"] = run_label(r, best)
+    asked = st.query_params.get("run")
+    key = f"run:{asked}" if asked else None
+    if key in options and ss.get("ll_xp_asked") != asked:
+        ss.ll_xp_asked = asked
+        ss.ll_xp_model = key
+    elif asked and key not in options and ss.get("ll_xp_asked") != asked:
+        ss.ll_xp_asked = asked
+        st.error(f"No finished run {ui.md(asked)} of yours in this workspace.")
     return options
 
 
+def _live_run() -> dict | None:
+    """This owner's run in progress that records attributions (the newest), or None."""
+    from builder.jobs import live_frames
+
+    rs = ui.store()
+    for r in ui.live_runs():
+        if live_frames(rs, r["id"]) is not None or _records_live(rs, r["id"]):
+            return r
+    return None
+
+
+def _records_live(rs, run_id: str) -> bool:
+    import json
+
+    path = rs.run_dir(run_id) / "job.json"
+    try:
+        return any(str(c).startswith("live_attributions") for c in json.loads(path.read_text())["callbacks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _empty_state() -> None:
-    sess, live = _live_job()
-    if sess is not None and getattr(sess, "active", False):
+    live = _live_run()
+    if live is not None:
         st.info("Training is in progress; its model appears here when it finishes.", icon=":material/model_training:")
-        if live is not None:
-            st.markdown("##### Attributions recorded so far")
-            live_tab()
+        st.markdown("##### Attributions recorded so far")
+        live_tab(live["id"])
+        return
+    if ui.live_runs():
+        st.info("Training is in progress; its model appears here when it finishes.", icon=":material/model_training:")
         return
     with st.container(border=True):
         st.markdown("#### No trained model yet")
         st.markdown("Train a network on the **Train** page (the *Small CNN for 8×8 digits* template trains in "
                     "a few seconds), then come back here to see which pixels, features or tokens drive its "
-                    "predictions. Finished runs from earlier sessions also show up here.")
+                    "predictions. Your finished runs also show up here after a restart.")
         st.page_link("pages/train.py", label="Open the Train page", icon=":material/model_training:")
 
 
 def _choose_model(options: dict[str, str], c: list) -> _Ctx | None:
     """Model and split pickers (in the columns ``c``); returns the context or None (error shown)."""
     ss = st.session_state
+    url_run = ui.run_from_url("explain")  # /explain?run=ID opens that run's model
+    if url_run is not None and f"run:{url_run}" in options:
+        ss.ll_xp_model = f"run:{url_run}"
+    elif url_run is not None and url_run == ss.get("ll_model_run") and "session" in options:
+        ss.ll_xp_model = "session"
     choice = c[0].selectbox("Model", list(options), format_func=options.get, key="ll_xp_model",
                             help="The model trained in this session, or any finished run in the workspace")
     split = c[1].selectbox("Split", ["test", "val", "train"], key="ll_xp_split",
@@ -784,25 +794,6 @@ def trust_tab(ctx: _Ctx, i: int, target: Any, opts: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- live
-def _live_job():
-    """(training session, its LiveAttributions callback) of this browser session, or (None, None).
-
-    The Train page keeps the callback on the session (``ll_job.live``) or passes it to the trainer
-    (``ll_job.job.trainer.callbacks``); both are looked at.
-    """
-    from builder.live import LiveAttributions
-
-    sess = st.session_state.get("ll_job")
-    if sess is None:
-        return None, None
-    cands = [getattr(sess, "live", None)]
-    cands += list(getattr(getattr(getattr(sess, "job", None), "trainer", None), "callbacks", None) or [])
-    for cb in cands:
-        if isinstance(cb, LiveAttributions):
-            return sess, cb
-    return sess, None
-
-
 def _enable_hint(recording: bool) -> None:
     if recording:
         st.info("Recording attributions: the first frame arrives at the end of the first epoch.",
@@ -815,47 +806,58 @@ def _enable_hint(recording: bool) -> None:
             "so you can watch the maps form as the network learns.", icon=":material/slow_motion_video:")
 
 
-def live_tab() -> None:
-    """Play back the frames recorded by this session's training job (refreshing while it trains)."""
-    sess, live = _live_job()
-    polling = bool(sess is not None and getattr(sess, "active", False) and live is not None)
+def live_tab(run_id: str | None) -> None:
+    """Play back the frames recorded with the picked model's run (refreshing while that run trains)."""
+    status = None
+    if run_id:
+        try:
+            status = ui.get_run(run_id)["status"]
+        except LayerLabError:
+            status = None
+    polling = status in ("queued", "running", "paused")
     st.session_state.ll_xp_live_polling = polling
-    st.fragment(run_every=2.0 if polling else None)(_live_view)()
+    st.fragment(run_every=2.0 if polling else None)(_live_view)(run_id)
 
 
-def _live_view() -> None:
-    sess, live = _live_job()
-    if st.session_state.get("ll_xp_live_polling") and not getattr(sess, "active", False):
+def _live_view(run_id: str | None) -> None:
+    from builder.jobs import live_frames
+
+    if not run_id:
+        _enable_hint(False)
+        return
+    rs = ui.store()
+    run = ui.get_run(run_id, rs)
+    active = run["status"] in ("queued", "running", "paused")
+    if st.session_state.get("ll_xp_live_polling") and not active:
         st.session_state.ll_xp_live_polling = False
         st.rerun()  # training ended: one full run stops the polling (and shows the new model)
-    if live is None or not live.frames:
-        _enable_hint(live is not None and bool(getattr(sess, "active", False)))
+    rec = live_frames(rs, run_id)
+    if rec is None or not rec["epochs"]:
+        _enable_hint(active and _records_live(rs, run_id))
         return
-    frames = list(live.frames)
-    info = getattr(sess, "info", None) or getattr(getattr(getattr(sess, "job", None), "trainer", None), "dataset",
-                                                  None)
-    info = getattr(info, "info", info)  # a Dataset or its DatasetInfo
-    classes = list(getattr(info, "class_names", None) or [])
-    vocab = list(getattr(info, "vocab", None) or [])
-    label = method_label(live.method)
-    names = [f"val #{j}" for j in live.indices]
-    if live.labels is not None and live.labels.dim() == 1 and not live.labels.is_floating_point():
-        names = [f"val #{j} · {classes[t] if 0 <= t < len(classes) else t}"
-                 for j, t in zip(live.indices, live.labels.tolist())]
+    info = run.get("dataset_info") or {}
+    classes = list(info.get("class_names") or [])
+    vocab = list(info.get("vocab") or [])
+    label = method_label(rec["method"])
+    indices = [int(i) for i in rec["indices"]]
+    names = [f"val #{j}" for j in indices]
+    labels = rec.get("labels")
+    if labels is not None and labels.ndim == 1 and not np.issubdtype(labels.dtype, np.floating):
+        names = [f"val #{j} · {classes[t] if 0 <= t < len(classes) else t}" for j, t in zip(indices, labels.tolist())]
+    frames = [{"epoch": e, "attributions": rec["attributions"][k],
+               "target": None if rec.get("targets") is None else rec["targets"][k]}
+              for k, e in enumerate(rec["epochs"])]
     c = st.columns([2, 3], vertical_alignment="bottom")
     s = c[0].selectbox("Sample", list(range(len(names))), format_func=lambda k: names[k], key="ll_xp_live_sample")
-    run = getattr(sess, "run_id", None)
-    status = "recording" if getattr(sess, "active", False) else "recorded"
-    c[1].caption(f"{label}, {len(frames)} frames {status} (epochs {frames[0]['epoch']}–{frames[-1]['epoch']})"
-                 + (f" while training run `{run}`" if run else "")
-                 + f", {1000 * float(np.mean(live.seconds or [0])):.0f} ms per epoch to record. Drag the slider or "
-                   "press ▶ to play.")
-    x = live.inputs[s].detach().cpu()
+    c[1].caption(f"{label}, {len(frames)} frames {'recording' if active else 'recorded'} (epochs "
+                 f"{frames[0]['epoch']}–{frames[-1]['epoch']}) while training run `{run_id}`. Drag the slider or "
+                 "press ▶ to play.")
+    x = torch.from_numpy(np.asarray(rec["inputs"][s]))
     is_image = x.dim() == 3
     tokens = None
     if not x.is_floating_point():
         tokens = [vocab[i] if 0 <= i < len(vocab) else str(i) for i in x.tolist()]
-    feats = list(getattr(info, "feature_names", None) or [])
+    feats = list(info.get("feature_names") or [])
     feats = feats if not is_image and tokens is None and len(feats) == x.numel() else None
     try:
         fig = figs.live_attribution_figure(frames, sample=s, image=x if is_image else None, tokens=tokens,
@@ -871,21 +873,7 @@ def _live_view() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- page
-def _adopt_finished_job() -> None:
-    """A job that finished while the user was on this page becomes the session's model (as the Train page
-    does when it shows the results)."""
-    ss = st.session_state
-    sess = ss.get("ll_job")
-    job = getattr(sess, "job", None)
-    if sess is None or job is None or getattr(sess, "active", True) or not getattr(sess, "run_id", None):
-        return
-    if getattr(job, "error", None) is None and getattr(getattr(job, "trainer", None), "status", "") == "finished" \
-            and ss.get("ll_model_run") != sess.run_id and getattr(sess, "model", None) is not None:
-        ss.ll_model, ss.ll_model_run = sess.model, sess.run_id
-
-
 def main() -> None:
-    _adopt_finished_job()
     options = _model_options()
     if not options:
         _empty_state()
@@ -906,7 +894,8 @@ def main() -> None:
     # lazy tabs: only the open one runs (each has figures that take tens of ms to build)
     tabs = st.tabs(TABS, key="ll_xp_tab", on_change="rerun")
     views = [lambda: attributions_tab(ctx, i, x, target, opts), lambda: attention_tab(ctx, i, x),
-             lambda: activations_tab(ctx, i, x), lambda: trust_tab(ctx, i, target, opts), live_tab]
+             lambda: activations_tab(ctx, i, x), lambda: trust_tab(ctx, i, target, opts),
+             lambda: live_tab(ctx.run_id)]
     for tab, name, view in zip(tabs, TABS, views):
         if tab.open:
             with tab:

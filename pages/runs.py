@@ -15,12 +15,13 @@ import builder
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.export import failed_export_source
+from builder.summary import dataset_label, dataset_spec_of_run, run_label
 from pages import ui
 
 ui.ensure_shell()
 
-ui.page_header("Runs", "Every training run in this workspace. Select runs to overlay their curves and compare "
-               "their settings.")
+ui.page_header("Runs", "Your training runs. Select runs to overlay their curves and compare their settings; "
+               "pause, resume or stop the ones in progress.")
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#84cc16", "#f97316"]
 STATUS_ICON = {"finished": "✔ finished", "running": "● running", "paused": "‖ paused", "stopped": "■ stopped",
@@ -43,11 +44,7 @@ def _best_metric(r: dict) -> float | None:
 
 
 def _dataset(r: dict) -> str:
-    name = r.get("dataset_name") or "—"
-    if name in ("csv", "image_folder", "images"):
-        path = (r.get("dataset_options") or {}).get("path")
-        return f"{name}: {Path(str(path)).name}" if path else name
-    return name
+    return dataset_label(r)
 
 
 def _table(runs: list[dict]) -> pd.DataFrame:
@@ -61,8 +58,10 @@ def _table(runs: list[dict]) -> pd.DataFrame:
             "project": r.get("name", ""),
             "status": STATUS_ICON.get(r.get("status"), r.get("status")),
             "dataset": _dataset(r),
+            "lr": (r.get("config") or {}).get("lr"),
+            "batch": (r.get("config") or {}).get("batch_size"),
             "params": r.get("params"),
-            "epochs": r.get("epochs_done") or 0,
+            "epochs": f"{r.get('epochs_done') or 0}/{(r.get('config') or {}).get('epochs', '?')}",
             "best val loss": b.get("val_loss"),
             "best val metric": _best_metric(r),
             "test acc / R²": test.get("accuracy", test.get("r2")),
@@ -112,43 +111,40 @@ def overlay(runs: list[dict]) -> None:
 
 def _open_project(run_id: str) -> None:
     try:
-        rec = ui.store().get(run_id)
+        rec = ui.get_run(run_id)
         proj = builder.load_project(rec["project"])
     except LayerLabError as e:
         st.session_state.ll_runs_error = str(e)
         return
-    ui.set_project(proj, flash=f"Opened the project of run {run_id}")
-    name, opts = rec.get("dataset_name"), dict(rec.get("dataset_options") or {})
-    if name == "csv" and opts.get("path"):
-        st.session_state.ll_data = {"kind": "csv", "name": Path(str(opts["path"])).name, "file": opts["path"],
-                                    "target": opts.get("target"), "task": opts.get("task")}
-    elif name in ("image_folder", "images") and opts.get("path"):
-        st.session_state.ll_data = {"kind": "images", "name": Path(str(opts["path"])).name, "file": opts["path"],
-                                    "size": (opts.get("size") or [32])[0] if isinstance(opts.get("size"), list)
-                                    else int(opts.get("size") or 32)}
-    elif name:
-        st.session_state.ll_data = {"kind": "builtin", "name": name,
-                                    "options": {k: v for k, v in opts.items() if k not in ("seed", "task")}}
-    st.session_state.ll_goto = "pages/build.py"
+    ui.replace_project(proj, f"Opened the project of run {run_id}", data=dataset_spec_of_run(rec),
+                       goto="pages/build.py")
+    if not st.session_state.get("ll_pending"):
+        st.session_state.ll_goto = "pages/build.py"
 
 
 def _resume(run_id: str) -> None:
     try:
-        sess = ui.start_training(ui.project(), {}, {}, resume_run=run_id)
+        ui.start_job(None, None, {}, resume_run=run_id)
     except LayerLabError as e:
         st.session_state.ll_runs_error = f"Cannot resume {run_id}: {e}"
         return
-    st.session_state.ll_job = sess
-    st.session_state.ll_polling = True
-    st.session_state.ll_goto = "pages/train.py"
+    ui.flash(f"Resuming run {run_id}")
+
+
+def _control(run_id: str, action: str) -> None:
+    try:
+        ui.control_job(run_id, action)
+    except LayerLabError as e:
+        st.session_state.ll_runs_error = str(e)
+        return
+    ui.flash(f"{action.capitalize()} requested for run {run_id}")
 
 
 def _delete(run_id: str) -> None:
-    job = st.session_state.get("ll_job")
-    if job is not None and job.run_id == run_id and job.active:
-        st.session_state.ll_runs_error = "Stop this run before deleting it"
-        return
     try:
+        run = ui.get_run(run_id)
+        if not ui.can_control(run):
+            raise builder.RunStoreError(f"run {run_id} belongs to someone else; it is shown read-only")
         ui.store().delete_run(run_id)
     except LayerLabError as e:
         st.session_state.ll_runs_error = str(e)
@@ -178,17 +174,31 @@ def details(rec: dict) -> None:
     c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
     if rec.get("message"):
         st.caption(ui.md(rec["message"]))
+    mine = ui.can_control(rec)
+    if not mine:
+        st.caption("This run belongs to someone else: shown read-only (shared mode).")
+    status = rec.get("status")
+    if status in ("queued", "running", "paused"):
+        j = st.columns(4)
+        j[0].button("Pause", icon=":material/pause:", on_click=_control, args=(rid, "pause"), width="stretch",
+                    disabled=not mine or status != "running", key=f"ll_jpause_{rid}")
+        j[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(rid, "resume"),
+                    width="stretch", disabled=not mine or status != "paused", key=f"ll_jresume_{rid}")
+        j[2].button("Stop", icon=":material/stop:", on_click=_control, args=(rid, "stop"), width="stretch",
+                    disabled=not mine, key=f"ll_jstop_{rid}",
+                    help="Stop at the next step; a checkpoint is kept so the run can be resumed")
+        j[3].page_link("pages/train.py", label="Follow on Train", icon=":material/model_training:")
     b = st.columns(6)
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
-    can_resume = rec.get("status") in ("stopped", "interrupted", "failed", "paused") and rs.checkpoint_path(rid).exists()
-    job = st.session_state.get("ll_job")
-    busy = job is not None and job.active
+    can_resume = mine and (status in ("stopped", "interrupted", "failed") and (
+        rs.checkpoint_path(rid).exists() or not rec.get("epochs_done")))
     b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
-                disabled=not can_resume or busy, key=f"ll_resume_{rid}",
-                help="Continue from the last checkpoint" if can_resume else
-                "Only stopped or interrupted runs with a checkpoint can be resumed")
-    b[2].download_button("Model card", data=lambda: model_card(rid), file_name=f"{safe_filename(rid, 'run')}-model-card.md",
+                disabled=not can_resume, key=f"ll_resume_{rid}",
+                help="Continue from the last checkpoint, in a job of its own" if can_resume else
+                "Only your stopped or interrupted runs with a checkpoint can be resumed")
+    b[2].download_button("Model card", data=lambda: model_card(rid),
+                         file_name=f"{safe_filename(rid, 'run')}-model-card.md",
                          mime="text/markdown", icon=":material/description:", width="stretch",
                          key=f"ll_card_{rid}", on_click="ignore")
     wpath = rs.weights_path(rid)
@@ -206,7 +216,7 @@ def details(rec: dict) -> None:
 
     b[4].download_button("PyTorch .py", data=_py, file_name=f"{safe_filename(rid, 'run')}.py", mime="text/x-python",
                          icon=":material/code:", width="stretch", key=f"ll_py_{rid}", on_click="ignore")
-    with b[5].popover("Delete", icon=":material/delete:", width="stretch"):
+    with b[5].popover("Delete", icon=":material/delete:", width="stretch", disabled=not mine):
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
     exchange(rid, wpath.exists())
@@ -267,10 +277,18 @@ if st.session_state.get("ll_runs_error"):
 
 try:
     rs = ui.store()
-    runs = rs.list_runs(limit=500)
+    rs.mark_interrupted()
+    runs = ui.visible_runs(rs)
 except LayerLabError as e:
     ui.show_error(e)
     st.stop()
+asked = st.query_params.get("run")
+if asked:
+    match = [r["id"] for r in runs if r["id"] == asked or r["id"].startswith(str(asked))]
+    if len(match) == 1:
+        st.session_state.ll_run_focus = match[0]
+    else:
+        st.error(f"No run {ui.md(asked)} in this workspace.")
 for r in runs:
     r.update({k: v for k, v in ui.run_summary(rs, r).items() if k not in r or r[k] is None})
 if not runs:
@@ -280,6 +298,8 @@ if not runs:
 
 df = _table(runs)
 by_id = {r["id"]: r for r in runs}
+if (url_run := ui.run_from_url("runs")) is not None:
+    st.session_state.ll_run_focus = url_run  # /runs?run=ID opens that run
 focus = st.session_state.get("ll_run_focus")
 st.dataframe(
     df.drop(columns=["select"]), hide_index=True, width="stretch", key="ll_runs_table",
@@ -295,7 +315,7 @@ if focus in by_id and st.session_state.get("ll_runs_focus_seen") != focus:
 elif "ll_runs_pick" in st.session_state:
     st.session_state.ll_runs_pick = [r for r in st.session_state.ll_runs_pick if r in by_id]
 chosen = st.multiselect("Runs to inspect", list(by_id), default=default, key="ll_runs_pick",
-                        format_func=lambda rid: f"{rid} · {by_id[rid].get('name') or ''} · {by_id[rid].get('status')}",
+                        format_func=lambda rid: f"{run_label(by_id[rid])} · {by_id[rid].get('status')}",
                         help="Pick one run to open, resume, download or delete it; several to compare them",
                         placeholder="Pick runs to inspect or compare")
 if not chosen:
@@ -308,3 +328,20 @@ else:
     st.subheader(f"Comparing {len(chosen)} runs")
     overlay([by_id[c] for c in chosen])
     st.caption("Pick a single run to open, resume, download or delete it.")
+
+live_sig = tuple((r["id"], r["status"], r.get("epochs_done")) for r in runs if r["status"] in ("queued", "running", "paused"))
+
+
+def _watch() -> None:
+    """While jobs run, re-read their rows every 2 s and refresh the page when one changed."""
+    try:
+        now = tuple((r["id"], r["status"], r.get("epochs_done")) for r in ui.visible_runs(limit=500)
+                    if r["id"] in {s[0] for s in live_sig})
+    except LayerLabError:
+        return
+    if now != live_sig:
+        st.rerun()
+
+
+if live_sig:
+    st.fragment(run_every=2.0)(_watch)()

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from builder.compat import check_compat
 from builder.errors import LayerLabError
-from pages import ui
+from builder.summary import current_run, run_label
+from pages import search_mode, ui
 
 ui.ensure_shell()
 
-ui.page_header("Train", "Set the hyper-parameters and train in the background. Curves update live; you can "
-               "visit other pages and come back.")
+ui.page_header("Train", "Set the hyper-parameters and train in the background. Training runs in its own "
+               "process: curves update live, and it keeps going when you leave the page, close the tab or "
+               "the server restarts.")
 
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 SCHEDULERS = {"none": "Constant", "onecycle": "One-cycle", "cosine": "Cosine", "step": "Step decay",
@@ -25,7 +28,7 @@ COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
 def task_defaults(task: str, n_train: int) -> dict:
     """Sensible starting values for the task (overridden by the project's saved settings)."""
     base = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "scheduler": "none",
-            "weight_decay": 0.0, "early_stopping": 0, "seed": 0, "device": "auto"}
+            "weight_decay": 0.0, "early_stopping": 5, "seed": 0, "device": "auto"}
     if task in ("regression", "reconstruction"):
         base.update(epochs=40, lr=1e-3)
     if n_train < 500:
@@ -47,11 +50,12 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
         update={"training": {**{k: v for k, v in config.items() if v is not None},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
     try:
-        st.session_state.ll_job = ui.start_training(ui.project(), spec, config, live=live)
+        ui.start_job(ui.project(), ds, config, live=live)
         st.session_state.ll_polling = True
     except LayerLabError as e:
         ui.show_error(e)
     else:
+        ui.autosave()
         st.rerun()  # show the live view (with polling) at the top
 
 
@@ -59,7 +63,8 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
     saved = {k: v for k, v in (ui.project().training or {}).items() if k != "dataset"}
     d = {**task_defaults(task, n_train), **saved}
     devices = ui.device_options()
-    with st.form("ll_hp", border=True):
+    # Enter in a field never starts a run: only the Start button submits.
+    with st.form("ll_hp", border=True, enter_to_submit=False):
         st.markdown("**Hyper-parameters**")
         c = st.columns(4)
         epochs = c[0].number_input("Epochs", 1, 10_000, int(d["epochs"]), help="Passes over the training split")
@@ -74,7 +79,9 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
         wd = c[1].number_input("Weight decay", 0.0, 1.0, float(d["weight_decay"]), format="%g",
                                help="L2 penalty (decoupled for AdamW)")
         es = c[2].number_input("Early stopping patience", 0, 1000, int(d.get("early_stopping") or 0),
-                               help="Stop when validation loss has not improved for this many epochs (0 = off)")
+                               key="ll_hp_patience",
+                               help="On by default: stop when validation loss has not improved for this many "
+                                    "epochs, keeping the best weights (0 = off)")
         seed = c[3].number_input("Seed", 0, 2**31 - 1, int(d["seed"]), help="Makes runs reproducible")
         values = [v for v, _ in devices]
         c = st.columns([2, 2])
@@ -93,7 +100,48 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ figures
-def _mode(sess: ui.TrainSession) -> str:
+@dataclass
+class Curve:
+    """What the Train page draws for one run, read from the store incrementally."""
+
+    run_id: str
+    key: tuple
+    steps: list = field(default_factory=list)  # (step, loss)
+    epochs: list = field(default_factory=list)  # epoch events
+    after_step: int = 0
+    after_epoch: int = 0
+    active: bool = False
+    first_point_s: float | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        last = next((e for e in reversed(self.epochs) if e.get("step") and e.get("epoch")), None)
+        return max(1, int(last["step"] / last["epoch"])) if last else self._estimate
+
+    _estimate: int = 1
+
+
+def read_curve(rs, run: dict) -> Curve:
+    """The run's curve so far: new points are appended to the session's copy (one small query each)."""
+    key = (run["id"], run.get("queued_at"))
+    cur = st.session_state.get("ll_curve")
+    if cur is None or cur.key != key:
+        cur = Curve(run["id"], key)
+        cfg, info = run.get("config") or {}, run.get("dataset_info") or {}
+        n = int((info.get("sizes") or {}).get("train") or 1)
+        cur._estimate = max(1, -(-n // max(1, min(int(cfg.get("batch_size") or 64), n))))
+        st.session_state.ll_curve = cur
+    steps, cur.after_step = rs.metrics_after(run["id"], "step", cur.after_step)
+    epochs, cur.after_epoch = rs.metrics_after(run["id"], "epoch", cur.after_epoch)
+    cur.steps += [(e["step"], e["loss"]) for e in steps if e.get("loss") is not None]
+    if len(cur.steps) > 20_000:  # bounded memory for very long runs: keep every other point
+        cur.steps = cur.steps[::2]
+    cur.epochs += epochs
+    cur.active = run["status"] in ("queued", "running", "paused")
+    return cur
+
+
+def _mode(sess: Curve) -> str:
     """Markers only for short curves of a finished run: a marker is an SVG node the browser redraws."""
     return "lines+markers" if not sess.active and len(sess.epochs) <= 40 else "lines"
 
@@ -105,7 +153,7 @@ def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
     return fig
 
 
-def loss_figure(sess: ui.TrainSession) -> go.Figure:
+def loss_figure(sess: Curve) -> go.Figure:
     fig = go.Figure()
     spe = max(1, sess.steps_per_epoch)
     steps = sess.steps
@@ -123,7 +171,7 @@ def loss_figure(sess: ui.TrainSession) -> go.Figure:
     return _layout(fig, "Loss", "loss")
 
 
-def metric_figure(sess: ui.TrainSession) -> go.Figure:
+def metric_figure(sess: Curve) -> go.Figure:
     fig = go.Figure()
     name = next((e.get("metric_name") for e in sess.epochs if e.get("metric_name")), "metric")
     for split, key in (("train", "train_metric"), ("val", "val_metric")):
@@ -135,7 +183,7 @@ def metric_figure(sess: ui.TrainSession) -> go.Figure:
     return _layout(fig, name.capitalize() if name else "Metric", name)
 
 
-def lr_figure(sess: ui.TrainSession) -> go.Figure:
+def lr_figure(sess: Curve) -> go.Figure:
     fig = go.Figure()
     pts = [(e["epoch"], e["lr"]) for e in sess.epochs if e.get("lr") is not None]
     if pts:
@@ -159,51 +207,69 @@ def confusion_figure(test: dict) -> go.Figure:
 
 
 # --------------------------------------------------------------------------------------------- live
-def _control(action: str) -> None:
-    sess = st.session_state.get("ll_job")
-    if sess is None:
-        return
-    getattr(sess.job, action)()
-    if action == "pause":
-        sess.status = "pausing"
-    elif action == "stop":
-        sess.status = "stopping"
+def _control(run_id: str, action: str) -> None:
+    try:
+        ui.control_job(run_id, action)
+    except LayerLabError as e:
+        ui.flash(str(e))
+    else:
+        st.session_state.ll_requested = (run_id, action)
+
+
+ICONS = {"running": ":green[:material/play_circle:]", "paused": ":orange[:material/pause_circle:]",
+         "finished": ":green[:material/check_circle:]", "stopped": ":gray[:material/stop_circle:]",
+         "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]",
+         "queued": ":gray[:material/hourglass_top:]"}
 
 
 def live_view() -> None:
-    sess: ui.TrainSession | None = st.session_state.get("ll_job")
-    if sess is None:
-        st.info("No training yet — set the hyper-parameters above and press **Start training**.",
-                icon=":material/model_training:")
+    """The canvas's run: status, controls, progress and curves, read from the run store."""
+    from builder.jobs import queue_position
+
+    rs = ui.store()
+    run_id = st.session_state.get("ll_train_run")
+    if not run_id:
         return
-    sess.drain()
-    active = sess.active
+    try:
+        run = ui.get_run(run_id, rs)
+    except LayerLabError as e:
+        ui.show_error(e)
+        return
+    rs.mark_interrupted()
+    sess = read_curve(rs, run)
+    active, status = sess.active, run["status"]
+    mine = ui.can_control(run)
+    req = st.session_state.get("ll_requested")
+    shown = status
+    if req and req[0] == run_id and active:
+        shown = {"pause": "pausing" if status == "running" else status, "stop": "stopping",
+                 "resume": "resuming" if status == "paused" else status}[req[1]]
     head = st.columns([3, 1, 1, 1], vertical_alignment="center")
-    status = sess.status if active or sess.status not in ("queued", "running") else sess.job.status
-    icon = {"running": ":green[:material/play_circle:]", "paused": ":orange[:material/pause_circle:]",
-            "pausing": ":orange[:material/pause_circle:]", "finished": ":green[:material/check_circle:]",
-            "stopped": ":gray[:material/stop_circle:]", "stopping": ":gray[:material/stop_circle:]",
-            "failed": ":red[:material/error:]"}.get(status, ":gray[:material/hourglass_top:]")
-    head[0].markdown(f"{icon} **{status.capitalize()}** · run `{sess.run_id}`")
-    paused = status in ("paused", "pausing")
-    if paused:
-        head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=("resume",),
-                       disabled=not active, width="stretch", key="ll_resume")
+    where = ""
+    if status == "queued":
+        pos = queue_position(rs, run_id)
+        where = f" · place {pos} in the queue" if pos else ""
+    head[0].markdown(f"{ICONS.get(status, ICONS['queued'])} **{shown.capitalize()}**{where} · run `{run_id}`",
+                     help=ui.md(run_label(run)))
+    if status == "paused":
+        head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(run_id, "resume"),
+                       disabled=not mine, width="stretch", key="ll_resume")
     else:
-        head[1].button("Pause", icon=":material/pause:", on_click=_control, args=("pause",),
-                       disabled=not active, width="stretch", key="ll_pause")
-    head[2].button("Stop", icon=":material/stop:", on_click=_control, args=("stop",), disabled=not active,
-                   width="stretch", key="ll_stop")
+        head[1].button("Pause", icon=":material/pause:", on_click=_control, args=(run_id, "pause"),
+                       disabled=not (active and mine), width="stretch", key="ll_pause")
+    head[2].button("Stop", icon=":material/stop:", on_click=_control, args=(run_id, "stop"),
+                   disabled=not (active and mine), width="stretch", key="ll_stop")
     head[3].page_link("pages/runs.py", label="Runs", icon=":material/history:")
 
-    total = max(1, sess.total_epochs * sess.steps_per_epoch)
+    total_epochs = int((run.get("config") or {}).get("epochs") or 1)
+    total = max(1, total_epochs * sess.steps_per_epoch)
     step = sess.steps[-1][0] if sess.steps else 0
     last = sess.epochs[-1] if sess.epochs else {}
     frac = 1.0 if status == "finished" else min(1.0, step / total)
     ep_done = int(last.get("epoch", 0))
     eta = last.get("eta_s")
     sps = last.get("samples_per_s")
-    bits = [f"Epoch {min(ep_done + (1 if active else 0), sess.total_epochs)}/{sess.total_epochs}"]
+    bits = [f"Epoch {min(ep_done + (1 if status == 'running' else 0), total_epochs)}/{total_epochs}"]
     if active and eta is not None:
         bits.append(f"ETA {ui.fmt_duration(eta)}")
     if sps:
@@ -211,10 +277,10 @@ def live_view() -> None:
     if sess.steps:
         bits.append(f"step {step} · loss {sess.steps[-1][1]:.4f}")
     st.progress(frac, text=" · ".join(bits))
-    if status == "failed" or (sess.job.error is not None and not active):
-        st.error(ui.md(sess.message or str(sess.job.error)), icon=":material/error:")
-    elif sess.message and status in ("stopped", "finished"):
-        st.caption(ui.md(sess.message))
+    if status in ("failed", "interrupted"):
+        st.error(ui.md(run.get("message") or status), icon=":material/error:")
+    elif run.get("message") and status in ("stopped", "finished"):
+        st.caption(ui.md(run["message"]))
 
     c1, c2, c3 = st.columns(3)
     # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
@@ -222,21 +288,38 @@ def live_view() -> None:
     c1.plotly_chart(loss_figure(sess), width="stretch", config=cfg, key="ll_fig_loss")
     c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
+    boundary_view(sess, cfg)
 
     if not active:
         if st.session_state.get("ll_polling"):
             st.session_state.ll_polling = False
             st.rerun()  # leave polling mode (full rerun, so the form's Start button comes back)
-        results(sess)
+        results(run)
 
 
-def results(sess: ui.TrainSession) -> None:
-    if sess.status == "finished" and sess.job.error is None:
-        st.session_state.ll_model = sess.model
-        st.session_state.ll_model_run = sess.run_id
-    test = sess.test
+def boundary_view(sess: Curve, cfg: dict) -> None:
+    """2-D toy datasets: the model's decision boundary with the training points, redrawn every epoch (the job
+    stores a grid with each epoch's metrics, see builder.boundary)."""
+    from builder.boundary import latest_boundary
+
+    grid, points = latest_boundary(sess.epochs)
+    if not grid:
+        return
+    from builder.figures import boundary_figure
+
+    left, right = st.columns([3, 2], gap="medium", vertical_alignment="center")
+    left.plotly_chart(boundary_figure(grid, points, height=380), width="stretch", config=cfg,
+                      key="ll_fig_boundary")
+    right.markdown("**Decision boundary**")
+    right.caption("The colour is the model's prediction over the plane (for two classes, the probability of "
+                  "class 1; the dark line is 0.5); dots are training points. It is redrawn after every epoch, "
+                  "as in TensorFlow Playground.")
+
+
+def results(run: dict) -> None:
+    test = run.get("test_metrics")
     if not test:
-        if sess.status in ("stopped", "interrupted"):
+        if run["status"] in ("stopped", "interrupted"):
             st.info("Training was stopped. Resume it from the Runs page, or start a new run.",
                     icon=":material/pause_circle:")
         return
@@ -260,21 +343,31 @@ def results(sess: ui.TrainSession) -> None:
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                          column_config={k: st.column_config.NumberColumn(format="%.3f")
                                         for k in ("precision", "recall", "f1")})
-    st.session_state.ll_run_focus = sess.run_id
-    st.page_link("pages/runs.py", label=f"Open run {sess.run_id} on the Runs page", icon=":material/open_in_new:")
+    st.session_state.ll_run_focus = run["id"]
+    st.page_link("pages/runs.py", label=f"Open run {run['id']} on the Runs page", icon=":material/open_in_new:")
 
 
 # --------------------------------------------------------------------------------------------- page
-sess = st.session_state.get("ll_job")
-active = sess is not None and sess.active
 spec = ui.dataset_spec()
 g = ui.graph()
+try:
+    current = current_run(ui.store(), g, ui.runs_owner())
+except LayerLabError as e:
+    current = None
+    ui.show_error(e)
+st.session_state.ll_train_run = current["id"] if current else None
+active = current is not None and current["status"] in ("queued", "running", "paused")
 
 try:
     ds = ui.load_spec(spec)
 except LayerLabError as e:
     ds = None
     ui.show_error(e)
+    st.page_link("pages/data.py", label="Choose a dataset on the Data page", icon=":material/dataset:")
+if not active and not st.session_state.get("ll_data") and not (ui.project().training or {}).get("dataset"):
+    st.info(f"No dataset chosen yet: training uses **{ui.md(spec['name'])}**. Pick another on the Data page.",
+            icon=":material/dataset:")
+    st.page_link("pages/data.py", label="Open the Data page", icon=":material/dataset:")
 
 top = st.columns(4)
 report, _ = ui.analyse(g)
@@ -289,7 +382,7 @@ if not g.nodes:
 elif not report.ok:
     problems += [str(p) for p in report.problems[:6]]
 elif ds is not None:
-    problems += [p.message for p in check_compat(g, ds.info)]
+    problems += [p.message for p in check_compat(g, ds.info, report)]
 if problems and not active:
     with st.container(border=True):
         st.markdown("**Fix these before training**")
@@ -299,18 +392,26 @@ if problems and not active:
         c1.page_link("pages/build.py", label="Open the Build page", icon=":material/account_tree:")
         c2.page_link("pages/data.py", label="Open the Data page (one-click fix)", icon=":material/dataset:")
 
-running_now = sess is not None and sess.active
-if sess is not None:
+if "ll_mode_next" in st.session_state:
+    st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")
+search_mode.tracking_setting()
+if st.segmented_control("Mode", ["Train", "Search"], default="Train", key="ll_train_mode",
+                        label_visibility="collapsed") == "Search":
+    search_mode.render(ds, spec, problems)
+    st.stop()
+
+if current is not None:
     st.subheader("Progress")
-    if running_now:
+    st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current))}")
+    if active:
         st.session_state.ll_polling = True
-    st.fragment(run_every=0.5 if running_now else None)(live_view)()
+    st.fragment(run_every=0.5 if active else None)(live_view)()
     if ds is not None:
         # different labels so the expander opens again when a run ends (Streamlit keeps expander state)
-        label = "Settings for the next run (a run is in progress)" if running_now else "Settings for a new run"
-        with st.expander(label, expanded=not running_now, icon=":material/tune:"):
-            settings_section(ds, spec, problems, running_now)
+        label = "Settings for the next run (a run is in progress)" if active else "Settings for a new run"
+        with st.expander(label, expanded=not active, icon=":material/tune:"):
+            settings_section(ds, spec, problems, active)
 elif ds is not None:
     settings_section(ds, spec, problems, False)
-    st.info("No training yet — set the hyper-parameters above and press **Start training**.",
-            icon=":material/model_training:")
+    st.info("No training yet for the network on the canvas — set the hyper-parameters above and press "
+            "**Start training**.", icon=":material/model_training:")

@@ -9,8 +9,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
-settings.register_profile("dev", deadline=None)
+# Hypothesis profiles. Tests that are slow per example set their own max_examples; the others (the graph
+# fuzzer in tests/test_fuzz_graphs.py above all) take it from the profile:
+#   ci   (selected under CI=true): 2,000 examples, derandomised so a CI failure reproduces;
+#   fuzz (`make fuzz`, or --hypothesis-profile fuzz): 50,000 fresh random examples, nightly-style;
+#   dev  (default): 200 examples.
+settings.register_profile("ci", max_examples=2000, deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("fuzz", max_examples=50_000, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 

@@ -41,8 +41,10 @@ def test_loads_with_the_cnn_template_and_annotations(at):
 
 def test_template_menu_replaces_the_graph_and_bumps_the_revision(at):
     rev = at.session_state["ll_revision"]
-    at.button(key="ll_tpl_mlp").click().run()
+    at.selectbox(key="ll_tpl_pick").set_value("mlp").run()
     assert not at.exception
+    assert at.session_state["ll_revision"] == rev  # the canvas holds a project: confirm first
+    at.button(key="ll_confirm_replace").click().run()
     assert at.session_state["ll_revision"] > rev
     assert at.session_state["ll_project"].name == builder.load_template("mlp").name
     assert at.session_state["ll_data"]["name"] == "moons"
@@ -116,5 +118,6 @@ def test_group_event_makes_a_palette_block(at):
 def test_empty_project_has_helpful_empty_states(at):
     at.button(key="ll_new").click()
     at.run()
+    at.button(key="ll_confirm_replace").click().run()
     assert graph(at).nodes == []
     assert not at.exception

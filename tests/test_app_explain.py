@@ -1,14 +1,14 @@
 """The Explain page under Streamlit's AppTest: empty state, and a trained model driving the library.
 
 Models are trained once per module (a few epochs, a second or two each) and injected into session state
-as the Train page does (``ll_model``); one test trains through the run store to check the run picker.
+(``ll_model``); other tests train runs into the store (owner ``local``, this session's owner) or as job
+processes, and pick them on the page.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -66,6 +66,7 @@ def workspace(tmp_path, monkeypatch):
 def _page(state: dict | None = None) -> AppTest:
     """The app, switched to the Explain page, with ``state`` put into session state first."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["ll_owner"] = "local"  # the owner of runs recorded without one (CLI, run_training)
     for k, v in (state or {}).items():
         at.session_state[k] = v
     at.run()
@@ -219,11 +220,16 @@ def test_activations_and_weights(workspace, cnn):
 
 
 def test_live_attributions_play_back(workspace, cnn):
+    from builder.jobs import LIVE_FILE
+
     model, _, live = cnn
     at = _tab(_page({"ll_model": model, "ll_model_run": None}), "Live")
     assert "Record attributions live" in _text(at)  # how to enable it
-    job = SimpleNamespace(run_id=None, active=False, job=SimpleNamespace(trainer=SimpleNamespace(callbacks=[live])))
-    at = _tab(_page({"ll_model": model, "ll_model_run": None, "ll_job": job}), "Live")
+    store = RunStore(workspace)  # the frames saved with the model's run play back (after a restart too)
+    rid = store.create_run(builder.load_template("cnn"), "digits", {}, {"epochs": 2})
+    store.finish(rid, "finished")
+    live.save(store.run_dir(rid) / LIVE_FILE)
+    at = _tab(_page({"ll_model": model, "ll_model_run": rid}), "Live")
     live_figs = [s for s in _specs(at) if s.get("frames")]
     assert live_figs and len(live_figs[0]["frames"]) == len(live.frames) == 2
     assert live_figs[0]["layout"]["sliders"]
@@ -296,23 +302,24 @@ def test_switching_models_resets_model_specific_choices(workspace, cnn):
     assert _widget(at.multiselect, "Methods (side by side)").value == ["saliency", "integrated_gradients", "grad_cam"]
 
 
-def test_live_frames_from_a_real_background_job(workspace):
-    """What the Train page does once it passes a LiveAttributions callback: frames show on the Live tab."""
-    from pages import ui
+def test_live_frames_of_a_job_follow_the_picked_model(workspace):
+    """A job recording attributions saves them with its run; the Live tab shows the picked run's frames."""
+    from builder.jobs import JobSpec, submit, wait
 
-    live = LiveAttributions("integrated_gradients", n_samples=2)
-    job = run_training(builder.load_template("cnn"), "digits", {"epochs": 2}, store=RunStore(workspace),
-                       callbacks=[live], background=True)
-    job.wait(120)
-    sess = ui.TrainSession(job=job, run_id=job.run_id, rec={}, model=job.trainer.model,
-                           info=job.trainer.dataset.info, total_epochs=2)
-    sess.drain()
-    at = _tab(_page({"ll_job": sess}), "Live")  # finished while away from the Train page: adopted here
-    assert at.session_state["ll_model_run"] == sess.run_id
-    assert _widget(at.selectbox, "Model").value == "session"
+    store = RunStore(workspace)
+    spec = dict(project=builder.load_template("cnn").model_dump(), dataset="digits", owner="local")
+    rec = submit(store, JobSpec(**spec, config={"epochs": 2}, callbacks=["live_attributions"]))
+    plain = submit(store, JobSpec(**spec, config={"epochs": 1}))
+    assert wait(store, [rec, plain], 180) == {rec: "finished", plain: "finished"}
+    at = _page()
+    _widget(at.selectbox, "Model").set_value(f"run:{rec}").run()
+    at = _tab(at, "Live")
     live_figs = [s for s in _specs(at) if s.get("frames")]
     assert live_figs and [f["name"] for f in live_figs[0]["frames"]] == ["1", "2"]
-    assert any(f"while training run `{sess.run_id}`" in c.value for c in at.caption)
+    assert any(f"while training run `{rec}`" in c.value for c in at.caption)
+    _widget(at.selectbox, "Model").set_value(f"run:{plain}").run()  # another model: not the same recording
+    _no_bug(at)
+    assert not [s for s in _specs(at) if s.get("frames")] and "Record attributions live" in _text(at)
 
 
 def test_an_unexpected_failure_is_one_message_not_a_traceback(workspace, cnn, monkeypatch):

@@ -1,4 +1,4 @@
-"""AppTest: the Runs page lists, compares, resumes, opens and deletes runs from the store."""
+"""AppTest: the Runs page lists the owner's runs, compares them, controls jobs, resumes, opens and deletes."""
 
 from __future__ import annotations
 
@@ -8,25 +8,38 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
+from builder.jobs import JobSpec, submit, wait
 from builder.pipeline import run_training
 from builder.runs import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ME, OTHER = "anon:" + "a" * 32, "anon:" + "b" * 32
+TIMEOUT = 180
 
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
     path = tmp_path / "ws"
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(path))
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
     return path
 
 
-def open_runs(timeout: int = 90) -> AppTest:
+def open_runs(owner: str = ME, query: dict | None = None, timeout: int = 90) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=timeout)
+    app.session_state["ll_owner"] = owner  # what this browser's cookie would give
+    for k, v in (query or {}).items():
+        app.query_params[k] = v
     app.run()
     app.switch_page("pages/runs.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
+
+
+def _train(store, owner=ME, **cfg):
+    return run_training(builder.load_template("mlp"), "moons", {"epochs": 2, **cfg}, store=store, owner=owner).run_id
 
 
 def test_empty_state(ws):
@@ -36,45 +49,83 @@ def test_empty_state(ws):
 
 def test_lists_compares_and_deletes(ws):
     store = RunStore(ws)
-    a = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=store).run_id
-    b = run_training(builder.load_template("mlp"), "moons", {"epochs": 3, "lr": 0.01}, store=store).run_id
+    a = _train(store, lr=0.003)
+    b = _train(store, epochs=3, lr=0.01)
     at = open_runs()
-    assert at.dataframe, "the runs table is shown"
     df = at.dataframe[0].value
     assert set(df["run"]) == {a, b}
     assert set(df["status"]) == {"✔ finished"}
-    assert df["params"].notna().all()
+    assert df["params"].notna().all() and set(df["lr"]) == {0.003, 0.01} and set(df["epochs"]) == {"2/2", "3/3"}
     pick = at.multiselect(key="ll_runs_pick")
+    assert "lr 0.01" in pick.format_func(b) and "moons" in pick.format_func(b)  # told apart at a glance
     pick.set_value([a, b]).run()
     assert any("Comparing 2 runs" in s.value for s in at.subheader)
-    pick = at.multiselect(key="ll_runs_pick")
-    pick.set_value([a]).run()
+    at.multiselect(key="ll_runs_pick").set_value([a]).run()
     at.button(key=f"ll_delc_{a}").click().run()
     assert not at.exception
-    ids = {r["id"] for r in RunStore(ws).list_runs()}
-    assert ids == {b}
+    assert {r["id"] for r in RunStore(ws).list_runs()} == {b}
+
+
+def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):
+    store = RunStore(ws)
+    mine, theirs = _train(store), _train(store, owner=OTHER)
+    at = open_runs()
+    assert set(at.dataframe[0].value["run"]) == {mine}
+    at = open_runs(query={"run": theirs})
+    assert any("No run" in e.value for e in at.error) and theirs not in set(at.dataframe[0].value["run"])
+    at = open_runs(query={"run": mine})
+    assert at.multiselect(key="ll_runs_pick").value == [mine]
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")  # classroom demo: everyone's runs, others' read-only
+    at = open_runs()
+    assert set(at.dataframe[0].value["run"]) == {mine, theirs}
+    at.multiselect(key="ll_runs_pick").set_value([theirs]).run()
+    assert at.button(key=f"ll_resume_{theirs}").disabled and any("read-only" in c.value for c in at.caption)
+
+
+def test_pause_resume_stop_a_job_from_the_runs_page(ws):
+    store = RunStore(ws)
+    rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
+                                config={"epochs": 500}, owner=ME))
+    import time
+    end = time.monotonic() + TIMEOUT
+    while store.get(rid)["status"] != "running" and time.monotonic() < end:
+        time.sleep(0.05)
+    at = open_runs()
+    at.multiselect(key="ll_runs_pick").set_value([rid]).run()
+    at.button(key=f"ll_jpause_{rid}").click().run()
+    while store.get(rid)["status"] != "paused" and time.monotonic() < end:
+        time.sleep(0.05)
+    assert store.get(rid)["status"] == "paused"
+    at.run()
+    at.button(key=f"ll_jstop_{rid}").click().run()
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
 
 
 def test_resume_a_stopped_run_and_open_its_project(ws):
     store = RunStore(ws)
-    job = run_training(builder.load_template("mlp"), "moons", {"epochs": 400}, store=store, background=True)
-    job.stop()
-    job.join(60)
-    rid = job.run_id
-    assert store.get(rid)["status"] == "stopped"
+    rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
+                                config={"epochs": 400}, owner=ME))
+    import time
+    end = time.monotonic() + TIMEOUT
+    while (store.get(rid)["epochs_done"] or 0) < 1 and time.monotonic() < end:
+        time.sleep(0.05)
+    from builder.jobs import request
+    request(store, rid, "stop")
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     at = open_runs()
     at.multiselect(key="ll_runs_pick").set_value([rid]).run()
     resume = at.button(key=f"ll_resume_{rid}")
     assert not resume.disabled
     resume.click().run()
     assert not at.exception, [e.value for e in at.exception]
-    sess = at.session_state["ll_job"]
-    assert sess.run_id == rid
-    sess.job.stop()
-    sess.job.join(60)
-    at.switch_page("pages/runs.py").run()
+    while store.get(rid)["status"] not in ("running", "paused") and time.monotonic() < end:
+        time.sleep(0.05)
+    request(store, rid, "stop")
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+    at.run()
     at.multiselect(key="ll_runs_pick").set_value([rid]).run()
     at.button(key=f"ll_open_{rid}").click().run()
+    at.button(key="ll_confirm_replace").click().run()  # the canvas holds the default project: confirm first
     assert not at.exception
     assert at.session_state["ll_project"].name == builder.load_template("mlp").name
     assert at.session_state["ll_data"]["name"] == "moons"

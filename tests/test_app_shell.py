@@ -32,8 +32,11 @@ def test_sessions_are_independent():
     a.run()
     b.run()
     a.button(key="ll_new").click().run()
+    assert a.session_state["ll_project"].graph.nodes  # replacing a project asks first
+    a.button(key="ll_confirm_replace").click().run()
     assert a.session_state["ll_project"].graph.nodes == []
     assert b.session_state["ll_project"].graph.nodes
+    assert a.session_state["ll_owner"] != b.session_state["ll_owner"]  # no cookie: two people
 
 
 def test_rename_project_in_the_sidebar():
@@ -42,3 +45,40 @@ def test_rename_project_in_the_sidebar():
     at.sidebar.text_input(key=f"ll_name_{at.session_state['ll_revision']}").set_value("My net").run()
     assert at.session_state["ll_project"].name == "My net"
     from pages import ui  # noqa: F401  (helpers are importable without a running app)
+
+
+def _as(owner_id: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.session_state["ll_owner"] = "anon:" + owner_id * 32  # what the browser's cookie would give
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_project_is_autosaved_per_owner_and_restored():
+    import builder
+
+    mlp = builder.load_template("mlp")
+    a = _as("a")
+    a.sidebar.text_input(key=f"ll_name_{a.session_state['ll_revision']}").set_value("Alice's net").run()
+    a.selectbox(key="ll_tpl_pick").set_value("mlp").run()
+    assert a.session_state["ll_project"].name == "Alice's net"  # replacing a project asks first
+    a.button(key="ll_confirm_replace").click().run()
+    assert a.session_state["ll_project"].name == mlp.name
+    again = _as("a")  # a reload, a new tab or the next day: the same owner gets the project back
+    assert again.session_state["ll_project"].name == mlp.name
+    assert [n.id for n in again.session_state["ll_project"].graph.nodes] == [n.id for n in mlp.graph.nodes]
+    assert again.session_state["ll_data"]["name"] == "moons"
+    other = _as("b")  # another person: the default project, not Alice's
+    assert other.session_state["ll_project"].name == builder.load_template("cnn").name
+    again.button(key="ll_undo_replace").click().run()  # the replaced project comes back
+    assert again.session_state["ll_project"].name == "Alice's net"
+    assert _as("a").session_state["ll_project"].name == "Alice's net"
+
+
+def test_cancel_keeps_the_project():
+    a = _as("c")
+    before = a.session_state["ll_project"]
+    a.button(key="ll_new").click().run()
+    a.button(key="ll_cancel_replace").click().run()
+    assert a.session_state["ll_project"] == before and "ll_pending" not in a.session_state

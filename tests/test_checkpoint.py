@@ -148,7 +148,7 @@ def test_previous_checkpoint_is_kept_and_used_when_the_last_is_damaged(tmp_path)
     state, _ = load_checkpoint(path, m)
     assert state["epoch"] == 1 and "integrity check" in state["_fallback"] and "previous" in state["_fallback"]
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), _model(0).state_dict().values()))
-    path.unlink()  # a crash between the two renames leaves only the previous one
+    path.unlink()  # a last checkpoint lost (deleted by hand) leaves only the previous one
     assert load_checkpoint(path, _model(5))[0]["epoch"] == 1
     _flip(previous_path(path))
     with pytest.raises(TrainingError, match="not found"):

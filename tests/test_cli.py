@@ -98,3 +98,97 @@ def test_datasets_listed(capsys):
     for name in ("digits", "iris", "wine", "breast_cancer", "diabetes", "moons", "circles", "spirals", "xor",
                  "blobs", "sequence"):
         assert name in out
+
+
+# ------------------------------------------------------------------------------------------- issue 9 regressions
+HOSTILE = 'evil\n"""\x1b[31m\u202e\\N{x}'
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line]
+
+
+def test_problem_lines_are_escaped_for_the_terminal(tmp_path, capsys):
+    """Regression: node ids with newlines or ANSI escapes printed raw (forged lines, recoloured terminal)."""
+    bad_id = "c\nnode x: ok\x1b[2J"
+    proj = {"name": HOSTILE, "graph": {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+                                                 {"id": bad_id, "type": "Linear", "params": {"out_features": 0}},
+                                                 {"id": "a\rb", "type": "Conv2D"}],
+                                       "edges": [{"source": "x", "target": bad_id}, {"source": bad_id, "target": "a\rb"}]}}
+    p = tmp_path / "hostile.json"
+    p.write_text(json.dumps(proj))
+    for cmd in (["validate", str(p)], ["summary", str(p)], ["export", str(p)]):
+        assert main(cmd) == 1
+        out = capsys.readouterr()
+        text = out.out + out.err
+        assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
+        problem_lines = [line for line in _lines(out.out) if line.startswith(("node ", "edge ")) and ": " in line]
+        assert len(problem_lines) == 2, out.out  # one line per problem, nothing forged
+        assert any("c\\nnode x: ok\\x1b[2J" in line for line in problem_lines)
+
+
+@pytest.mark.parametrize("target", ["", "missing/dir/model.py", "FOLDER", "FOLDER/"])
+@pytest.mark.parametrize("cmd", ["py", "safetensors", "templates"])
+def test_bad_output_paths_exit_2_with_one_line(tmp_path, ex_file, capsys, monkeypatch, target, cmd):
+    """Regression: -o '' / a folder / a missing folder raised IsADirectoryError or FileNotFoundError."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FOLDER").mkdir()
+    argv = {"py": ["export", str(ex_file), "--format", "py", "-o", target],
+            "safetensors": ["export", str(ex_file), "--format", "safetensors", "-o", target],
+            "templates": ["templates", "cnn", "-o", target]}[cmd]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(_lines(err)) == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FOLDER", "ex.json"]  # nothing written
+    assert not any((tmp_path / "FOLDER").iterdir())
+
+
+@pytest.mark.parametrize("name, fmt", [("m.py", "py"), ("w.safetensors", "safetensors")])
+def test_export_infers_the_format_from_the_suffix(ex_file, tmp_path, name, fmt):
+    out = tmp_path / name
+    assert main(["export", str(ex_file), "-o", str(out)]) == 0
+    head = out.read_bytes()[:200]
+    assert head.startswith(b'"""') if fmt == "py" else not head.startswith(b'"""')
+
+
+@pytest.mark.parametrize("argv", [["-o", "w.bin"], ["--format", "py", "-o", "w.safetensors"],
+                                  ["--format", "safetensors", "-o", "m.py"]])
+def test_export_refuses_an_unclear_or_contradicting_format(ex_file, tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(ex_file), *argv]) == 2
+    assert len(_lines(capsys.readouterr().err)) == 1 and not any(tmp_path.glob("[mw].*"))
+
+
+def test_run_export_listing_and_card_with_hostile_names(tmp_path, capsys):
+    """export --run -o w.safetensors without --format wrote code, then overwrote it with the weights; runs
+    list/show printed names raw; the Runs page and export --run use the same (escaping) exporter."""
+    import torch
+    from safetensors.torch import load_file
+
+    from builder.pipeline import run_training
+    from builder.runs import RunStore
+    from builder.templates import load_template
+
+    torch.set_num_threads(1)
+    project = load_template("mlp")
+    project.name = HOSTILE
+    store = RunStore(tmp_path)
+    r = run_training(project, "moons", {"epochs": 1}, store, name=HOSTILE)
+    ws = ["--workspace", str(tmp_path)]
+
+    w = tmp_path / "w.safetensors"
+    assert main(["export", "--run", r.run_id, "-o", str(w), *ws]) == 0
+    assert "fc1.weight" in load_file(str(w))  # weights, not Python source
+    assert not (tmp_path / "w.py").exists()
+    code = tmp_path / "model.py"
+    assert main(["export", "--run", r.run_id, "-o", str(code), *ws]) == 0
+    compile(code.read_text(encoding="utf-8"), str(code), "exec")  # the hostile project name cannot break it
+    assert (tmp_path / "model.safetensors").is_file()
+    assert main(["export", "--run", r.run_id, "--format", "py", "-o", str(w), *ws]) == 2  # would overwrite
+    capsys.readouterr()
+
+    assert main(["runs", "list", *ws]) == 0
+    assert main(["runs", "show", r.run_id, *ws]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and "evil\\n" in out
+    assert all(not line.startswith('"""') for line in out.splitlines())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +260,75 @@ def test_image_zip_bytes_and_dataset_snapshot(tmp_path):
         load_saved_dataset(tmp_path / "none.safetensors")
     with pytest.raises(DatasetError, match="broken zip|not a folder or a zip"):
         load_image_folder(b"PK\x03\x04junk")
+
+
+# ------------------------------------------------------------------------- upload limits (issue 9)
+def test_latin1_and_cp1252_csv_are_read_with_a_note(tmp_path):
+    text = "name,city,y\n" + "".join(f"{i},{['Zürich', 'Málaga', 'Köln'][i % 3]},{i % 2}\n" for i in range(30))
+    for enc in ("latin-1", "cp1252"):
+        p = tmp_path / f"{enc}.csv"
+        p.write_bytes((text + "40,Besançon – €,1\n").encode("cp1252") if enc == "cp1252" else text.encode(enc))
+        ds = load_csv(p, "y")
+        assert "city=Zürich" in ds.info.feature_names
+        assert any("not UTF-8" in n and "line 2" in n for n in ds.info.notes)
+    p = tmp_path / "utf16.csv"
+    p.write_bytes(text.encode("utf-16"))
+    assert "city=Köln" in load_csv(p, "y").info.feature_names
+    p = tmp_path / "bom.csv"
+    p.write_bytes(text.encode("utf-8-sig"))
+    ds = load_csv(p, "y")
+    assert ds.info.feature_names[0] == "name" and not any("UTF-8" in n for n in ds.info.notes)
+
+
+def test_stat_size_is_not_trusted(tmp_path, monkeypatch):
+    """A /proc file reports size 0 and streams more; a device streams forever: both are bounded."""
+    proc = Path("/proc/self/maps")
+    assert proc.stat().st_size == 0 and len(proc.read_bytes()) > 200
+    monkeypatch.setattr(D, "MAX_CSV_BYTES", 200)
+    with pytest.raises(DatasetError, match="larger than the limit"):
+        load_csv(proc, "y")
+    with pytest.raises(DatasetError, match="not a regular file"):
+        load_csv("/dev/zero", "y")
+    with pytest.raises(DatasetError, match="not a folder or a zip"):
+        load_image_folder("/dev/zero")
+
+
+def test_one_hot_total_is_capped(tmp_path, monkeypatch):
+    rows = ["y," + ",".join(f"t{k}" for k in range(30))]
+    rows += [f"{r % 2}," + ",".join(f"v{(r + k) % 50}" for k in range(30)) for r in range(100)]
+    p = _csv(tmp_path, "\n".join(rows) + "\n")
+    monkeypatch.setattr(D, "MAX_FEATURES", 500)
+    with pytest.raises(DatasetError, match=r"features x 100 rows, over the limits of 500 features.*Fix: drop"):
+        load_csv(p, "y")
+    monkeypatch.setattr(D, "MAX_FEATURES", 5000)
+    assert load_csv(p, "y").info.input_shape == (1500,)
+
+
+def test_decoded_image_budget_and_megapixels(tmp_path, monkeypatch):
+    root = _image_tree(tmp_path / "pets")  # 16 RGB images of 10x12
+    monkeypatch.setattr(D, "MAX_DECODED_BYTES", 16 * 3 * 32 * 32 * 4 - 1)
+    with pytest.raises(DatasetError, match=r"16 images x 3 channel\(s\) x 32x32 would take .* MiB decoded.*Fix: a "
+                                           r"smaller size \(at most 31x31"):
+        load_image_folder(root, size=(32, 32))
+    assert load_image_folder(root, size=(31, 31)).info.input_shape == (3, 31, 31)
+    monkeypatch.setattr(D, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(DatasetError, match=r"is 10x12 \(0 megapixels\), over the limit"):
+        load_image_folder(root, size=(8, 8))
+
+
+@pytest.mark.parametrize("damage", ["crc", "header", "truncated"])
+def test_corrupt_zips_are_dataset_errors(tmp_path, damage):
+    root = _image_tree(tmp_path / "pets")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for f in sorted(root.rglob("*.png")):
+            zf.write(f, f"{f.parent.name}/{f.name}")
+    raw = bytearray(buf.getvalue())
+    if damage == "crc":
+        raw[60] ^= 0xFF  # inside the first member's data
+    elif damage == "header":
+        raw[30:40] = b"\x00" * 10  # the first local header's name
+    else:
+        raw = raw[: len(raw) // 2]
+    with pytest.raises(DatasetError, match="damaged|broken zip|not a folder or a zip"):
+        load_image_folder(bytes(raw), size=(8, 8))

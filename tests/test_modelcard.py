@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from builder.modelcard import model_card, write_model_card
@@ -32,3 +34,30 @@ def test_card_of_an_unfinished_run():
            "config": {"epochs": 1}}
     text = model_card(run, [])
     assert "No epoch completed." in text and "Not evaluated" in text and "> loss became NaN" in text
+
+
+def test_card_escapes_every_run_string():
+    """Regression: names, ids, class names and messages went raw into Markdown (headings, HTML, table cells)."""
+    evil = "x |\n# Owned\n<img src=x onerror=alert(1)> [link](http://e) **b** `c`"
+    run = {"id": "r`1", "status": "finished", "name": evil, "message": "# not a heading\n- nor a list",
+           "project": {"graph": {"nodes": [{"id": "a|b`c", "type": "<b>Linear</b>", "params": {"k": evil}}]}},
+           "config": {evil: evil, "lr": 0.01}, "dataset_name": evil,
+           "dataset_info": {"class_names": [evil, "ok"], "description": evil, "notes": ["# n"], "task": "multiclass"},
+           "test_metrics": {"accuracy": 0.5, "per_class": {evil: {"precision": "x", "recall": 1, "f1": None,
+                                                                  "support": 3}},
+                            "confusion_matrix": [[1, "```"], [2, 3]]}}
+    text = model_card(run, [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_metric": 0.5, "metric_name": evil}])
+    lines = text.splitlines()
+    assert not any(line.startswith(("# Owned", "# not", "# n", "- nor")) for line in lines)
+    outside_code = re.sub(r"(?<![`\\])(`+)(?!`).*?(?<!`)\1(?!`)", "", text)  # code spans show text literally
+    for raw in (r"<img", r"<b>", r"\]\(http", r"\*\*b", r"`c`"):
+        assert not re.search(r"(?<!\\)" + raw, outside_code), raw  # only escaped forms remain
+    assert sum(line.startswith("```") for line in lines) == 2  # the confusion matrix block only
+    tables, current = [], []
+    for line in [*lines, ""]:
+        if line.startswith("|"):
+            current.append(len(re.split(r"(?<!\\)\|", line)) - 2)  # cells between the outer pipes
+        elif current:
+            tables.append(current)
+            current = []
+    assert len(tables) == 4 and all(len(set(t)) == 1 for t in tables), tables  # no row gained a cell

@@ -1,8 +1,9 @@
 import json
+import os
 
 import networkx as nx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builder import Graph, Project, ProjectFormatError, load_project
@@ -77,6 +78,7 @@ def test_missing_file_and_directory(tmp_path):
         load_project(tmp_path / "bin.json")
 
 
+@settings(max_examples=300)
 @given(json_values)
 def test_garbage_never_crashes(value):
     try:
@@ -88,3 +90,35 @@ def test_garbage_never_crashes(value):
 
 def test_bare_graph_accepted(example_project):
     assert as_graph(example_project["graph"]) == load_project(example_project).graph
+
+
+# ------------------------------------------------------------------------------------------- issue 9 regressions
+
+def test_devices_and_pipes_are_refused_without_reading(tmp_path):
+    """Regression: /dev/zero reports size 0, passed the size cap and was read until memory ran out."""
+    with pytest.raises(ProjectFormatError, match="not a regular file"):
+        load_project("/dev/zero")
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ProjectFormatError, match="not a regular file"):
+        load_project(fifo)  # would block forever on open()
+
+
+def test_duplicate_keys_are_refused():
+    with pytest.raises(ProjectFormatError, match='repeats the key "id"'):
+        load_project('{"graph": {"nodes": [{"id": "a", "id": "b", "type": "Input"}], "edges": []}}')
+
+
+def test_huge_integer_literals_cost_nothing():
+    """A 20,000-digit literal is read as inf (no bignum conversion, no ValueError from int())."""
+    p = load_project('{"version": 1, "graph": {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [%s]}}], '
+                     '"edges": []}}' % ("9" * 20000))
+    assert p.graph.nodes[0].params["shape"] == [float("inf")]
+    with pytest.raises(ProjectFormatError, match="unsupported project version inf"):
+        load_project('{"version": %s}' % ("1" * 5000))
+
+
+def test_bom_and_edge_lengths():
+    assert load_project(b'\xef\xbb\xbf{"graph": {"nodes": [], "edges": []}}').graph.nodes == []
+    with pytest.raises(ProjectFormatError, match="target_port"):
+        load_project({"graph": {"nodes": [], "edges": [{"source": "a", "target": "b", "target_port": "1" * 100}]}})

@@ -139,8 +139,10 @@ def test_killed_run_is_marked_interrupted_and_resumes(tmp_path):
             if (ws / "layerlab.db").exists():
                 store = RunStore(ws, mark_interrupted=False)
                 runs = store.list_runs()
-                if runs and (runs[0]["epochs_done"] or 0) >= 1:
-                    break
+                ckpt = store.checkpoint_path(runs[0]["id"]) if runs else None
+                # the epoch is logged before its checkpoint is written: wait for the checkpoint itself
+                if ckpt is not None and ckpt.is_file() and read_checkpoint(ckpt)[1]["state"]["epoch"] >= 1:
+                    break  # (checkpoints are replaced atomically: the file is never missing or partial)
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.2)
         else:

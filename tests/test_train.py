@@ -402,3 +402,42 @@ def test_empty_validation_and_test_splits_and_torch_errors_are_reported():
     with pytest.raises(TrainingError, match="training failed: ValueError: boom"):
         Trainer(Broken(), Dataset(info, Split(X, y), empty, empty), {"epochs": 1}, on_event=events.append).fit()
     assert events[-1]["status"] == "failed"
+
+
+# ------------------------------------------------------------------------------- AMP honesty (issue 9)
+def test_amp_on_cpu_runs_bfloat16_or_is_refused(moons, monkeypatch):
+    """--amp never silently trains float32: bf16 autocast where the CPU has native bf16, else a TrainingError."""
+    import builder.train as T
+
+    cfg = {"epochs": 1, "amp": True, "device": "cpu"}
+    monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: True)
+    t = Trainer(mlp(), moons, cfg)
+    assert t.precision == "bfloat16 autocast"
+    seen = []
+    t.model.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    assert t.fit().status == "finished"
+    assert torch.bfloat16 in seen  # the forward really ran under bf16 autocast
+    monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: False)
+    with pytest.raises(TrainingError, match="mixed precision.*not available.*without --amp"):
+        Trainer(mlp(), moons, cfg)
+    assert Trainer(mlp(), moons, {"epochs": 1}).precision == "float32"
+
+
+def test_run_record_and_model_card_state_what_ran(tmp_path, monkeypatch):
+    import builder.train as T
+    from builder.modelcard import model_card
+    from builder.pipeline import run_training
+    from builder.runs import RunStore
+    from builder.templates import load_template
+
+    monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: True)
+    store = RunStore(tmp_path)
+    r = run_training(load_template("mlp"), "moons", {"epochs": 1, "amp": True, "device": "cpu"}, store,
+                     dataset_options={"n_samples": 100})
+    run = store.get(r.run_id)
+    assert run["environment"]["precision"] == "bfloat16 autocast"
+    assert "precision bfloat16 autocast" in model_card(run, store.metrics(r.run_id))
+    r = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, dataset_options={"n_samples": 100})
+    run = store.get(r.run_id)
+    card = model_card(run, store.metrics(r.run_id))
+    assert "precision float32" in card and "mixed precision on" not in card

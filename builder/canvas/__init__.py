@@ -92,6 +92,7 @@ def graph_canvas(
     selected: str | None = None,
     height: int = 640,
     key: str = "canvas",
+    fill: bool = True,
 ) -> dict | None:
     """Render the drag-and-drop network canvas and return what the user did.
 
@@ -123,7 +124,11 @@ def graph_canvas(
     selected:
         Node id to select from Python (applied when this value changes).
     height:
-        Height of the whole widget in pixels (palette, toolbar, canvas, summary).
+        Height of the whole widget in pixels (palette, toolbar, canvas, summary); with ``fill`` the
+        minimum height.
+    fill:
+        Grow the widget down to the bottom of the browser window (the canvas takes the page); the
+        browser measures the window, so the height follows resizes without a rerun.
     key:
         Streamlit widget key; also keys the browser-side live state.
 
@@ -153,11 +158,12 @@ def graph_canvas(
         "selected": selected,
         "height": int(height),
         "key": str(key),
+        "fill": bool(fill),
     }
     result = mount(
         key=key,
         data=data,
-        height=int(height),
+        height="content" if fill else int(height),
         on_value_change=_noop,
         on_event_change=_noop,
     )

@@ -1,3 +1,7 @@
+// The canvas component: wires React Flow to the hooks (history, Python sync,
+// keyboard, palette drag) and the pure reducers (selection, clipboard,
+// viewport). Logic lives in the .js modules next to this file; this file only
+// connects them and renders.
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import {
   ReactFlow,
@@ -8,67 +12,46 @@ import {
   BackgroundVariant,
   useReactFlow,
   useNodesInitialized,
+  useStore,
   applyNodeChanges,
   applyEdgeChanges,
 } from '@xyflow/react';
 import LayerNode from './LayerNode.jsx';
 import ShapeEdge from './ShapeEdge.jsx';
 import Palette from './Palette.jsx';
+import Toolbar from './Toolbar.jsx';
+import { ContextMenu, HelpPanel, ProblemsBar } from './Overlays.jsx';
 import { CanvasContext } from './context.js';
 import { createAnnotationStore } from './annotations.js';
 import { layeredLayout } from './layout.js';
-import {
-  colorFor,
-  connectionProblem,
-  defaultParams,
-  formatCount,
-  freshEdgeId,
-  freshId,
-  fromPy,
-  indexPalette,
-  makeEdge,
-  makeNode,
-  portsOf,
-  toPy,
-} from './graph.js';
-import { CheckIcon, FitIcon, PanelIcon, GroupIcon, LayoutIcon, RedoIcon, TrashIcon, UndoIcon, WarnIcon } from './icons.jsx';
-
-// Fit with room at the bottom for the minimap (bottom-right), so it never hides a node.
-const FIT_PADDING = { top: '24px', left: '24px', right: '24px', bottom: '140px' };
+import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, indexPalette, makeEdge, makeNode } from './graph.js';
+import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
+import * as Sel from './selection.js';
+import { BIG_DELETE, createClipboard, copyTo, deleteItems, insertItems as insertPure, itemsOf, pasteOrigin, withMarker } from './clipboard.js';
+import { initialState } from './sync.js';
+import { FIT_PADDING, readableViewport } from './viewport.js';
+import { loadPanels, paletteMode, savePanels } from './panels.js';
+import { useHistory } from './useHistory.js';
+import { usePythonSync } from './usePythonSync.js';
+import { useKeyboard } from './useKeyboard.js';
+import { usePaletteDrag } from './usePaletteDrag.js';
 
 const nodeTypes = { layer: LayerNode };
 const edgeTypes = { shape: ShapeEdge };
-const HISTORY_LIMIT = 100;
-const NODE_W = 190;
-const NODE_H = 96;
-const MARKER = { type: 'arrowclosed', width: 14, height: 14, color: '#94a3b8' };
+const NODE_W = 200;
+const NODE_H = 110;
+const PALETTE_OVERLAY_W = 256;
 
 // Shared between all canvases on the page: Ctrl+C in one, Ctrl+V in another.
-const CLIPBOARD = { nodes: [], edges: [], pastes: 0 };
+let CLIPBOARD = createClipboard();
 
-const withMarker = (e) => ({ ...e, markerEnd: MARKER });
-
-function snapshotOf(nodes, edges) {
-  return {
-    nodes: nodes.map((n) => ({ id: n.id, type: n.type, position: { ...n.position }, data: n.data })),
-    edges: edges.map((e) => ({ ...e, selected: false })),
-  };
-}
-
-function sameGeometry(a, b) {
-  if (a.length !== b.length) return false;
-  const pos = new Map(a.map((n) => [n.id, n.position]));
-  return b.every((n) => {
-    const p = pos.get(n.id);
-    return p && p.x === n.position.x && p.y === n.position.y;
-  });
-}
-
-function isTextInput(event) {
-  const t = event.composedPath?.()[0] || event.target;
-  if (!t || t.nodeType !== 1) return false;
-  return ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.nodeName) || t.isContentEditable;
-}
+const localStore = () => {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+};
 
 export default function App(props) {
   return (
@@ -78,25 +61,50 @@ export default function App(props) {
   );
 }
 
-function initialState(data, store, paletteMap) {
-  const revision = Number(data.revision) || 0;
-  if (store.nodes && store.revision >= revision) {
-    return { nodes: store.nodes, edges: store.edges, revision: store.revision, history: store.history, layout: false };
-  }
-  const g = fromPy(data.graph, paletteMap);
-  let nodes = g.nodes;
-  if (g.missingPositions && nodes.length) {
-    const pos = layeredLayout(nodes, g.edges);
-    nodes = nodes.map((n) => ({ ...n, position: pos.get(n.id) || n.position }));
-  }
-  if (data.selected) nodes = nodes.map((n) => (n.id === data.selected ? { ...n, selected: true } : n));
-  return {
-    nodes,
-    edges: g.edges.map(withMarker),
-    revision,
-    history: { past: [], future: [] },
-    layout: g.missingPositions,
-  };
+// Height of the widget: `data.height` at least; with `data.fill`, down to the
+// bottom of the window (the canvas takes the page).
+function useFillHeight(rootRef, minHeight, fill) {
+  const [height, setHeight] = useState(minHeight);
+  useLayoutEffect(() => {
+    if (!fill) {
+      setHeight(minHeight);
+      return undefined;
+    }
+    const measure = () => {
+      const el = rootRef.current;
+      if (!el) return;
+      const top = el.getBoundingClientRect().top + (document.scrollingElement?.scrollTop || 0);
+      let scroller = el.parentNode;
+      let extra = 0;
+      while (scroller) {
+        if (scroller.nodeType === 11) scroller = scroller.host; // out of the shadow root
+        if (!scroller || scroller.nodeType !== 1) break;
+        if (scroller.scrollHeight > scroller.clientHeight && /(auto|scroll)/.test(getComputedStyle(scroller).overflowY)) {
+          extra = scroller.scrollTop;
+          break;
+        }
+        scroller = scroller.parentNode;
+      }
+      setHeight(Math.max(minHeight, Math.round(window.innerHeight - (top + extra) - 12)));
+    };
+    measure();
+    window.addEventListener('resize', measure);
+    return () => window.removeEventListener('resize', measure);
+  }, [rootRef, minHeight, fill]);
+  return height;
+}
+
+function useWidth(ref) {
+  const [w, setW] = useState(1200);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return undefined;
+    setW(el.clientWidth || 1200);
+    const ro = new ResizeObserver(() => setW(el.clientWidth || 1200));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, [ref]);
+  return w;
 }
 
 function Canvas({ data, api, store }) {
@@ -106,7 +114,6 @@ function Canvas({ data, api, store }) {
   const palette = useMemo(() => JSON.parse(paletteText), [paletteText]);
   const paletteMap = useMemo(() => indexPalette(palette), [palette]);
   const annotations = useMemo(() => (data.annotations && typeof data.annotations === 'object' ? data.annotations : {}), [data.annotations]);
-  const height = Math.max(320, Number(data.height) || 640);
 
   const init = useRef(null);
   if (init.current === null) init.current = initialState(data, store, paletteMap);
@@ -114,27 +121,33 @@ function Canvas({ data, api, store }) {
   const [nodes, setNodes] = useState(init.current.nodes);
   const [edges, setEdges] = useState(init.current.edges);
   const [commitSeq, setCommitSeq] = useState(init.current.layout ? 1 : 0);
-  const [historyTick, setHistoryTick] = useState(0);
   const [menu, setMenu] = useState(null);
   const [toast, setToast] = useState(null);
   const [renamingId, setRenamingId] = useState(null);
   const [groupForm, setGroupForm] = useState(null);
   const [problemsOpen, setProblemsOpen] = useState(false);
-  const [ghost, setGhost] = useState(null);
-  const [paletteOpen, setPaletteOpen] = useState(store.paletteOpen ?? true);
-  useEffect(() => {
-    store.paletteOpen = paletteOpen;
-  }, [paletteOpen, store]);
+  const [helpOpen, setHelpOpen] = useState(false);
+  const [tip, setTip] = useState(null);
+  // true while the viewport pans/zooms/animates (exposed as data-moving for tests that wait for it)
+  const [moving, setMoving] = useState(false);
+  const [panels, setPanels] = useState(() => loadPanels(localStore()));
+  useEffect(() => savePanels(localStore(), panels), [panels]);
 
   const rf = useReactFlow();
   const rootRef = useRef(null);
   const flowRef = useRef(null);
-  // Latest nodes/edges, updated together with every setNodes/setEdges call
-  // (never from render, which could be a stale lane).
+  const height = useFillHeight(rootRef, Math.max(320, Number(data.height) || 640), data.fill !== false);
+  const width = useWidth(rootRef);
+  const mode = paletteMode(panels, width);
+  const zoom = useStore((s) => s.transform[2]);
+  // Fit leaves room for a palette floating over the canvas's left side.
+  const leftInsetRef = useRef(0);
+  leftInsetRef.current = mode === 'overlay' ? PALETTE_OVERLAY_W : 0;
+
+  // Latest nodes/edges, updated together with every setNodes/setEdges call.
   const nodesRef = useRef(nodes);
   const edgesRef = useRef(edges);
   const revRef = useRef(init.current.revision);
-  const historyRef = useRef(init.current.history);
   const paletteRef = useRef(paletteMap);
   paletteRef.current = paletteMap;
   const annRef = useRef(annotations);
@@ -144,18 +157,31 @@ function Canvas({ data, api, store }) {
     st.set(annotations);
     return st;
   }, []); // eslint-disable-line react-hooks/exhaustive-deps
-  // Before paint: only nodes/edges whose annotation changed re-render.
   useLayoutEffect(() => annStore.set(annotations), [annStore, annotations]);
   const apiRef = useRef(api);
   apiRef.current = api;
   const draggingRef = useRef(false);
   const dragSnapRef = useRef(null);
   const boxRef = useRef(false);
-  const lastSentRef = useRef(store.lastSent ?? null);
   const primaryRef = useRef(null);
-  const activeRef = useRef(false);
-  const pySelRef = useRef(data.selected ?? null);
+  const selBeforeRef = useRef(new Set());
   const toastTimer = useRef(null);
+
+  const commit = useCallback(() => setCommitSeq((s) => s + 1), []);
+  const setGraph = useCallback(
+    (nds, eds, doCommit = false) => {
+      nodesRef.current = nds;
+      edgesRef.current = eds;
+      setNodes(nds);
+      setEdges(eds);
+      if (doCommit) commit();
+    },
+    [commit],
+  );
+
+  const getCurrent = useCallback(() => ({ nodes: nodesRef.current, edges: edgesRef.current }), []);
+  const restore = useCallback((snap) => setGraph(restoredNodes(snap), snap.edges, true), [setGraph]);
+  const history = useHistory(init.current.history, getCurrent, restore);
 
   // Keep the live state in the page-level store so a remount of the host
   // element (Streamlit re-running the effect) does not lose edits.
@@ -163,27 +189,32 @@ function Canvas({ data, api, store }) {
     store.nodes = nodes;
     store.edges = edges;
     store.revision = revRef.current;
-    store.history = historyRef.current;
-  }, [nodes, edges, store]);
+    store.history = history.ref.current;
+  }, [nodes, edges, store, history.ref, history.tick]);
 
-  // Fit the graph; when that would make it unreadably small (long chains),
-  // show its input side at a readable zoom instead.
-  const initialView = useCallback(() => {
-    const nds = nodesRef.current;
-    const el = flowRef.current;
-    if (!nds.length || !el) return;
-    const b = rf.getNodesBounds(nds);
-    const w = el.clientWidth;
-    const hgt = el.clientHeight;
-    const fitZoom = Math.min((w * 0.8) / Math.max(b.width, 1), (hgt * 0.8) / Math.max(b.height, 1));
-    if (fitZoom >= 0.25) {
-      rf.fitView({ padding: FIT_PADDING, maxZoom: 1.1 });
-      return;
-    }
-    const zoom = 0.55;
-    const y = b.height * zoom < hgt ? hgt / 2 - (b.y + b.height / 2) * zoom : 40 - b.y * zoom;
-    rf.setViewport({ x: 40 - b.x * zoom, y, zoom });
-  }, [rf]);
+  // ---- viewport: fit, but never below a readable zoom ----
+  // data-fitted on the flow element counts finished fits (tests wait for it instead of a margin or a sleep).
+  const [fitted, setFitted] = useState(0);
+  const fitSeqRef = useRef(0);
+  const initialView = useCallback(
+    (duration = 0) => {
+      const nds = nodesRef.current;
+      const el = flowRef.current;
+      const seq = (fitSeqRef.current += 1);
+      if (!nds.length || !el) {
+        setFitted(seq);
+        return;
+      }
+      const b = rf.getNodesBounds(nds);
+      const padding = { left: FIT_PADDING.left + leftInsetRef.current };
+      const v = readableViewport(b, el.clientWidth, el.clientHeight, { padding });
+      const cur = rf.getViewport();
+      const same = Math.abs(cur.x - v.x) < 0.5 && Math.abs(cur.y - v.y) < 0.5 && Math.abs(cur.zoom - v.zoom) < 1e-3;
+      const done = Promise.resolve(rf.setViewport(v, duration && !same ? { duration } : undefined));
+      done.then(() => setTimeout(() => setFitted(seq), 0));
+    },
+    [rf],
+  );
   const nodesInitialized = useNodesInitialized();
   const viewDone = useRef(false);
   useEffect(() => {
@@ -192,170 +223,46 @@ function Canvas({ data, api, store }) {
       initialView();
     }
   }, [nodesInitialized, initialView]);
+  const fit = useCallback(() => {
+    initialView(250);
+    setMenu(null);
+  }, [initialView]);
 
-  const showToast = useCallback((text, kind = 'info') => {
+  const showToast = useCallback((text, kind = 'info', action = null) => {
     clearTimeout(toastTimer.current);
-    setToast({ text, kind, at: Date.now() });
-    toastTimer.current = setTimeout(() => setToast(null), kind === 'error' ? 3200 : 2200);
+    setToast({ text, kind, action, at: Date.now() });
+    toastTimer.current = setTimeout(() => setToast(null), action ? 7000 : kind === 'error' ? 3200 : 2200);
   }, []);
 
-  const commit = useCallback(() => setCommitSeq((s) => s + 1), []);
+  const primarySelection = (nds) => Sel.primarySelection(nds, primaryRef.current);
 
-  // ---- sending to Python: once per committed change, never per frame ----
-  const primarySelection = (nds) => {
-    const sel = nds.filter((n) => n.selected).map((n) => n.id);
-    if (sel.length === 0) return null;
-    if (sel.length === 1) return sel[0];
-    return sel.includes(primaryRef.current) ? primaryRef.current : sel[0];
-  };
-
-  useEffect(() => {
-    if (commitSeq === 0) return;
-    if (draggingRef.current || boxRef.current) return; // flushed on drag/box end
-    const selected = primarySelection(nodesRef.current);
-    primaryRef.current = selected;
-    const payload = { graph: toPy(nodesRef.current, edgesRef.current), selected, revision: revRef.current };
-    const text = JSON.stringify(payload);
-    if (text === lastSentRef.current) return;
-    lastSentRef.current = text;
-    store.lastSent = text;
-    performance.mark?.('layerlab:canvas:send');
-    apiRef.current.setStateValue?.('value', payload);
-  }, [commitSeq, store]);
-
-  // Timing marks (visible in the browser's performance timeline): data from
-  // Python rendered on screen.
-  useEffect(() => {
-    performance.mark?.('layerlab:canvas:rendered');
-  }, [data]);
-
-  // ---- history ----
-  const pushHistory = useCallback((snap) => {
-    const h = historyRef.current;
-    h.past.push(snap || snapshotOf(nodesRef.current, edgesRef.current));
-    if (h.past.length > HISTORY_LIMIT) h.past.shift();
-    h.future = [];
-    setHistoryTick((t) => t + 1);
-  }, []);
+  usePythonSync({
+    data,
+    store,
+    api,
+    commitSeq,
+    refs: { nodesRef, edgesRef, revRef, primaryRef, paletteRef, busyRef: { current: () => draggingRef.current || boxRef.current } },
+    setGraph,
+    history,
+    onReplaced: (m) => {
+      setRenamingId(null);
+      setMenu(null);
+      if (m.missingPositions) commit();
+      if (!m.sameProject) setTimeout(() => initialView(), 80);
+    },
+  });
 
   // Apply a committed change: record history, set state, send to Python.
   const mutate = useCallback(
     (fn) => {
       const res = fn(nodesRef.current, edgesRef.current);
-      if (!res) return false;
-      pushHistory();
-      nodesRef.current = res.nodes;
-      edgesRef.current = res.edges;
-      setNodes(res.nodes);
-      setEdges(res.edges);
-      commit();
-      return true;
+      if (!res) return null;
+      history.push();
+      setGraph(res.nodes, res.edges, true);
+      return res;
     },
-    [pushHistory, commit],
+    [history, setGraph],
   );
-
-  const restore = useCallback(
-    (snap) => {
-      const nds = snap.nodes.map((n) => ({ ...n, selected: false }));
-      nodesRef.current = nds;
-      edgesRef.current = snap.edges;
-      setNodes(nds);
-      setEdges(snap.edges);
-      commit();
-    },
-    [commit],
-  );
-
-  const undo = useCallback(() => {
-    const h = historyRef.current;
-    if (!h.past.length) return;
-    h.future.push(snapshotOf(nodesRef.current, edgesRef.current));
-    restore(h.past.pop());
-    setHistoryTick((t) => t + 1);
-  }, [restore]);
-
-  const redo = useCallback(() => {
-    const h = historyRef.current;
-    if (!h.future.length) return;
-    h.past.push(snapshotOf(nodesRef.current, edgesRef.current));
-    restore(h.future.pop());
-    setHistoryTick((t) => t + 1);
-  }, [restore]);
-
-  // ---- Python replaces the graph only when the revision increases ----
-  useEffect(() => {
-    const rev = Number(data.revision) || 0;
-    if (rev <= revRef.current) return;
-    revRef.current = rev;
-    const g = fromPy(data.graph, paletteRef.current);
-    let nds = g.nodes;
-    if (g.missingPositions && nds.length) {
-      // Nodes Python gave no position: keep where they were in the browser;
-      // lay out the whole graph only when none of them is known here.
-      const known = new Map(nodesRef.current.map((n) => [n.id, n.position]));
-      if ([...g.unplaced].some((id) => !known.has(id))) {
-        const pos = layeredLayout(nds, g.edges);
-        nds = nds.map((n) => (g.unplaced.has(n.id) || !known.size ? { ...n, position: pos.get(n.id) || n.position } : n));
-      } else {
-        nds = nds.map((n) => (g.unplaced.has(n.id) ? { ...n, position: { ...known.get(n.id) } } : n));
-      }
-    }
-    // Every replacement is undoable here (Ctrl+Z brings back the browser's
-    // previous graph and sends it with the new revision). When the graphs share
-    // node ids (an edit from the inspector, Python-side undo) the view and the
-    // unchanged node objects are kept; otherwise (a file, a template) the view
-    // is fitted to the new graph.
-    const prev = nodesRef.current;
-    const prevById = new Map(prev.map((n) => [n.id, n]));
-    const sameProject = nds.some((n) => prevById.has(n.id));
-    const sel = data.selected ?? null;
-    nds = nds.map((n) => {
-      const o = prevById.get(n.id);
-      const selected = sel ? n.id === sel : !!(sameProject && o?.selected);
-      if (o && o.position.x === n.position.x && o.position.y === n.position.y && JSON.stringify(o.data) === JSON.stringify(n.data)) {
-        return o.selected === selected ? o : { ...o, selected };
-      }
-      return selected ? { ...n, selected } : n;
-    });
-    pySelRef.current = sel;
-    primaryRef.current = sel;
-    if (prev.length) {
-      historyRef.current.past.push(snapshotOf(prev, edgesRef.current));
-      if (historyRef.current.past.length > HISTORY_LIMIT) historyRef.current.past.shift();
-    }
-    historyRef.current.future = [];
-    setHistoryTick((t) => t + 1);
-    const prevEdges = new Map(edgesRef.current.map((e) => [e.id, e]));
-    nodesRef.current = nds;
-    edgesRef.current = g.edges.map((e) => {
-      const o = prevEdges.get(e.id);
-      return o && o.source === e.source && o.target === e.target && o.sourceHandle === e.sourceHandle && o.targetHandle === e.targetHandle
-        ? o
-        : withMarker(e);
-    });
-    setNodes(nds);
-    setEdges(edgesRef.current);
-    setRenamingId(null);
-    setMenu(null);
-    // Python already has this graph; only positions it did not give are news.
-    lastSentRef.current = JSON.stringify({ graph: toPy(nds, edgesRef.current), selected: primarySelection(nds), revision: rev });
-    if (g.missingPositions) commit();
-    if (!sameProject) setTimeout(initialView, 80);
-  }, [data.revision]); // eslint-disable-line react-hooks/exhaustive-deps
-
-  // ---- Python may select a node (e.g. from its inspector) ----
-  useEffect(() => {
-    const sel = data.selected ?? null;
-    if (sel === pySelRef.current) return;
-    pySelRef.current = sel;
-    if (sel === primarySelection(nodesRef.current)) return;
-    if (sel && !nodesRef.current.some((n) => n.id === sel)) return;
-    primaryRef.current = sel;
-    const nds = nodesRef.current.map((n) => (n.selected === (n.id === sel) ? n : { ...n, selected: n.id === sel }));
-    nodesRef.current = nds;
-    setNodes(nds);
-    commit();
-  }, [data.selected]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // ---- React Flow change handlers (live, not committed) ----
   const onNodesChange = useCallback(
@@ -378,6 +285,30 @@ function Canvas({ data, api, store }) {
     setEdges(eds);
   }, []);
 
+  // A click decides the selection itself (React Flow keeps a multi-selection
+  // when an already selected node is clicked): plain click = only this node,
+  // Shift/Ctrl/Cmd-click = toggle it, based on the selection before the click.
+  const onNodeClick = useCallback(
+    (event, node) => {
+      const additive = event.shiftKey || event.ctrlKey || event.metaKey;
+      let nds;
+      let eds = edgesRef.current;
+      if (additive) {
+        const before = selBeforeRef.current;
+        const on = !before.has(node.id);
+        nds = nodesRef.current.map((n) => {
+          const want = n.id === node.id ? on : before.has(n.id);
+          return !!n.selected === want ? n : { ...n, selected: want };
+        });
+      } else {
+        ({ nodes: nds, edges: eds } = Sel.selectOnly(nodesRef.current, edgesRef.current, node.id));
+      }
+      primaryRef.current = nds.find((n) => n.id === node.id)?.selected ? node.id : null;
+      setGraph(nds, eds, true);
+    },
+    [setGraph],
+  );
+
   const onDragStart = useCallback(() => {
     draggingRef.current = true;
     dragSnapRef.current = snapshotOf(nodesRef.current, edgesRef.current);
@@ -388,9 +319,9 @@ function Canvas({ data, api, store }) {
     draggingRef.current = false;
     const snap = dragSnapRef.current;
     dragSnapRef.current = null;
-    if (snap && !sameGeometry(snap.nodes, nodesRef.current)) pushHistory(snap);
+    if (snap && !sameGeometry(snap.nodes, nodesRef.current)) history.push(snap);
     commit();
-  }, [pushHistory, commit]);
+  }, [history, commit]);
 
   const onSelectionStart = useCallback(() => {
     boxRef.current = true;
@@ -405,7 +336,6 @@ function Canvas({ data, api, store }) {
     (conn) => connectionProblem(conn, nodesRef.current, edgesRef.current, paletteRef.current, annRef.current.nodes),
     [],
   );
-
   const isValidConnection = useCallback((conn) => problemFor(conn) === null, [problemFor]);
 
   const onConnect = useCallback(
@@ -416,8 +346,7 @@ function Canvas({ data, api, store }) {
         return;
       }
       mutate((nds, eds) => {
-        const taken = new Set(eds.map((e) => e.id));
-        const id = freshEdgeId(conn.source, conn.target, taken);
+        const id = freshEdgeId(conn.source, conn.target, new Set(eds.map((e) => e.id)));
         return { nodes: nds, edges: [...eds, withMarker(makeEdge(id, conn.source, conn.sourceHandle, conn.target, conn.targetHandle))] };
       });
     },
@@ -443,111 +372,54 @@ function Canvas({ data, api, store }) {
   );
 
   // ---- editing operations ----
-  const selectedIds = useCallback(() => nodesRef.current.filter((n) => n.selected).map((n) => n.id), []);
+  const selectedIds = useCallback(() => Sel.selectedIds(nodesRef.current), []);
 
   const deleteSelection = useCallback(
     (extraNodeIds = [], extraEdgeIds = []) => {
-      const dn = new Set([...nodesRef.current.filter((n) => n.selected).map((n) => n.id), ...extraNodeIds]);
-      const de = new Set([...edgesRef.current.filter((e) => e.selected).map((e) => e.id), ...extraEdgeIds]);
-      if (!dn.size && !de.size) return;
-      mutate((nds, eds) => ({
-        nodes: nds.filter((n) => !dn.has(n.id)),
-        edges: eds.filter((e) => !de.has(e.id) && !dn.has(e.source) && !dn.has(e.target)),
-      }));
+      const res = mutate((nds, eds) => deleteItems(nds, eds, extraNodeIds, extraEdgeIds));
       setMenu(null);
+      if (res && res.removedNodes > BIG_DELETE) {
+        showToast(`Deleted ${res.removedNodes} layers`, 'info', { label: 'Undo', run: () => history.undo() });
+      }
+      return true;
     },
-    [mutate],
+    [mutate, showToast, history],
   );
 
-  // Insert copies of `items` ({nodes, edges} in Python format) with fresh ids,
-  // placed so that their top-left corner lands at `origin` (flow coordinates).
+  // Insert copies of `items` ({nodes, edges} in Python format) with fresh ids at `origin`.
   const insertItems = useCallback(
     (items, origin, select = true) => {
       if (!items.nodes.length) return [];
-      let created = [];
-      mutate((nds, eds) => {
-        const takenN = new Set(nds.map((n) => n.id));
-        const takenE = new Set(eds.map((e) => e.id));
-        const hasPos = items.nodes.every((n) => n.position && Number.isFinite(Number(n.position.x)) && Number.isFinite(Number(n.position.y)));
-        let positions;
-        if (hasPos) positions = items.nodes.map((n) => ({ x: Number(n.position.x), y: Number(n.position.y) }));
-        else {
-          const tmp = items.nodes.map((n, i) => makeNode(`__${i}`, n.type, null, {}, { x: 0, y: 0 }));
-          const idx = new Map(items.nodes.map((n, i) => [String(n.id), `__${i}`]));
-          const tmpEdges = (items.edges || []).filter((e) => idx.has(String(e.source)) && idx.has(String(e.target)))
-            .map((e, i) => ({ id: `t${i}`, source: idx.get(String(e.source)), target: idx.get(String(e.target)) }));
-          const lay = layeredLayout(tmp, tmpEdges);
-          positions = tmp.map((n) => lay.get(n.id) || { x: 0, y: 0 });
-        }
-        const minX = Math.min(...positions.map((p) => p.x));
-        const minY = Math.min(...positions.map((p) => p.y));
-        const idMap = new Map();
-        const newNodes = items.nodes.map((n, i) => {
-          const id = freshId(n.type, takenN);
-          idMap.set(String(n.id), id);
-          const pos = { x: origin.x + positions[i].x - minX, y: origin.y + positions[i].y - minY };
-          return { ...makeNode(id, String(n.type), n.label ?? null, JSON.parse(JSON.stringify(n.params || {})), pos), selected: select };
-        });
-        const pm = paletteRef.current;
-        const newEdges = [];
-        for (const e of items.edges || []) {
-          const s = idMap.get(String(e.source));
-          const t = idMap.get(String(e.target));
-          if (!s || !t) continue;
-          const sn = newNodes.find((n) => n.id === s);
-          const tn = newNodes.find((n) => n.id === t);
-          const sh = e.source_port ?? portsOf(pm.get(sn.data.ltype)).outputs[0]?.name ?? null;
-          const th = e.target_port ?? portsOf(pm.get(tn.data.ltype)).inputs[0]?.name ?? null;
-          newEdges.push(withMarker(makeEdge(freshEdgeId(s, t, takenE), s, sh, t, th)));
-        }
-        created = newNodes.map((n) => n.id);
-        const base = select ? nds.map((n) => (n.selected ? { ...n, selected: false } : n)) : nds;
-        const baseEdges = select ? eds.map((e) => (e.selected ? { ...e, selected: false } : e)) : eds;
-        return { nodes: [...base, ...newNodes], edges: [...baseEdges, ...newEdges] };
-      });
+      const res = mutate((nds, eds) => insertPure(nds, eds, items, origin, paletteRef.current, select));
+      const created = res?.created || [];
       if (select && created.length) primaryRef.current = created[0];
       return created;
     },
     [mutate],
   );
 
-  const itemsFromSelection = useCallback((ids) => {
-    const set = new Set(ids);
-    const nds = nodesRef.current.filter((n) => set.has(n.id));
-    const eds = edgesRef.current.filter((e) => set.has(e.source) && set.has(e.target));
-    return toPy(nds, eds);
-  }, []);
-
   const copySelection = useCallback(() => {
     const ids = selectedIds();
     if (!ids.length) return false;
-    const items = itemsFromSelection(ids);
-    CLIPBOARD.nodes = items.nodes;
-    CLIPBOARD.edges = items.edges;
-    CLIPBOARD.pastes = 0;
+    CLIPBOARD = copyTo(CLIPBOARD, itemsOf(nodesRef.current, edgesRef.current, ids));
     showToast(`Copied ${ids.length} layer${ids.length > 1 ? 's' : ''}`);
     return true;
-  }, [selectedIds, itemsFromSelection, showToast]);
+  }, [selectedIds, showToast]);
 
   const paste = useCallback(() => {
     if (!CLIPBOARD.nodes.length) return;
-    CLIPBOARD.pastes += 1;
-    const minX = Math.min(...CLIPBOARD.nodes.map((n) => n.position.x));
-    const minY = Math.min(...CLIPBOARD.nodes.map((n) => n.position.y));
-    const off = 40 * CLIPBOARD.pastes;
-    insertItems({ nodes: CLIPBOARD.nodes, edges: CLIPBOARD.edges }, { x: minX + off, y: minY + off });
+    CLIPBOARD = { ...CLIPBOARD, pastes: CLIPBOARD.pastes + 1 };
+    insertItems({ nodes: CLIPBOARD.nodes, edges: CLIPBOARD.edges }, pasteOrigin(CLIPBOARD, CLIPBOARD.pastes));
   }, [insertItems]);
 
   const duplicate = useCallback(
     (ids) => {
       if (!ids.length) return;
-      const items = itemsFromSelection(ids);
-      const minX = Math.min(...items.nodes.map((n) => n.position.x));
-      const minY = Math.min(...items.nodes.map((n) => n.position.y));
-      insertItems(items, { x: minX + 40, y: minY + 40 });
+      const items = itemsOf(nodesRef.current, edgesRef.current, ids);
+      insertItems(items, pasteOrigin(items, 1));
       setMenu(null);
     },
-    [itemsFromSelection, insertItems],
+    [insertItems],
   );
 
   const autoLayout = useCallback(() => {
@@ -562,10 +434,8 @@ function Canvas({ data, api, store }) {
       return { nodes: next, edges: eds };
     });
     setMenu(null);
-    setTimeout(initialView, changed ? 40 : 0);
+    setTimeout(() => initialView(), changed ? 40 : 0);
   }, [mutate, initialView]);
-
-  const fit = useCallback(() => rf.fitView({ padding: FIT_PADDING, maxZoom: 1.1, minZoom: 0.03, duration: 250 }), [rf]);
 
   const startRename = useCallback((id) => {
     setMenu(null);
@@ -589,16 +459,28 @@ function Canvas({ data, api, store }) {
   const selectOnly = useCallback(
     (id, edgeId = null) => {
       primaryRef.current = id;
-      const nds = nodesRef.current.map((n) => (n.selected === (n.id === id) ? n : { ...n, selected: n.id === id }));
-      const eds = edgesRef.current.map((e) => (!!e.selected === (e.id === edgeId) ? e : { ...e, selected: e.id === edgeId }));
-      nodesRef.current = nds;
-      edgesRef.current = eds;
-      setNodes(nds);
-      setEdges(eds);
-      commit();
+      const r = Sel.selectOnly(nodesRef.current, edgesRef.current, id, edgeId);
+      setGraph(r.nodes, r.edges, true);
     },
-    [commit],
+    [setGraph],
   );
+
+  const clearSelection = useCallback(() => {
+    setMenu(null);
+    setGroupForm(null);
+    setProblemsOpen(false);
+    setHelpOpen(false);
+    setTip(null);
+    if (!nodesRef.current.some((n) => n.selected) && !edgesRef.current.some((e) => e.selected)) return true;
+    primaryRef.current = null;
+    const r = Sel.clear(nodesRef.current, edgesRef.current);
+    setGraph(r.nodes, r.edges, true);
+    return true;
+  }, [setGraph]);
+
+  const selectAll = useCallback(() => {
+    setGraph(Sel.selectAll(nodesRef.current), edgesRef.current, true);
+  }, [setGraph]);
 
   const focusProblem = useCallback(
     (p) => {
@@ -652,117 +534,51 @@ function Canvas({ data, api, store }) {
     [selectedIds, showToast],
   );
 
-  // ---- palette: pointer-event drag (HTML5 DnD is unreliable in a shadow root) ----
+  // ---- palette ----
   const addFromPalette = useCallback(
     (entry, flowPos) => {
+      const origin = { x: flowPos.x - NODE_W / 2, y: flowPos.y - NODE_H / 2 };
       if (entry.block && Array.isArray(entry.block.nodes)) {
-        insertItems({ nodes: entry.block.nodes, edges: entry.block.edges || [] }, { x: flowPos.x - NODE_W / 2, y: flowPos.y - NODE_H / 2 });
-        return;
+        insertItems({ nodes: entry.block.nodes, edges: entry.block.edges || [] }, origin);
+      } else {
+        let createdId = null;
+        mutate((nds, eds) => {
+          createdId = freshId(entry.type, new Set(nds.map((n) => n.id)));
+          const node = { ...makeNode(createdId, entry.type, null, defaultParams(entry), origin), selected: true };
+          return {
+            nodes: [...nds.map((n) => (n.selected ? { ...n, selected: false } : n)), node],
+            edges: eds.map((e) => (e.selected ? { ...e, selected: false } : e)),
+          };
+        });
+        if (createdId) primaryRef.current = createdId;
       }
-      let createdId = null;
-      mutate((nds, eds) => {
-        const id = freshId(entry.type, new Set(nds.map((n) => n.id)));
-        createdId = id;
-        const node = { ...makeNode(id, entry.type, null, defaultParams(entry), { x: flowPos.x - NODE_W / 2, y: flowPos.y - NODE_H / 2 }), selected: true };
-        return {
-          nodes: [...nds.map((n) => (n.selected ? { ...n, selected: false } : n)), node],
-          edges: eds.map((e) => (e.selected ? { ...e, selected: false } : e)),
-        };
-      });
-      if (createdId) primaryRef.current = createdId;
     },
     [insertItems, mutate],
   );
+  const toFlow = useCallback((p) => rf.screenToFlowPosition(p), [rf]);
+  const countNodes = useCallback(() => nodesRef.current.length, []);
+  const closeMenus = useCallback(() => setMenu(null), []);
+  const { ghost, onPointerDown: onPaletteDown } = usePaletteDrag({ flowRef, rootRef, onDrop: addFromPalette, onStart: closeMenus, countNodes, toFlow });
 
-  const onPaletteDown = useCallback(
-    (entry, e) => {
-      if (e.button !== 0) return;
-      e.preventDefault();
-      activeRef.current = true;
-      setMenu(null);
-      const start = { x: e.clientX, y: e.clientY };
-      let moved = false;
-      const overFlow = (x, y) => {
-        const r = flowRef.current?.getBoundingClientRect();
-        return !!r && x >= r.left && x <= r.right && y >= r.top && y <= r.bottom;
-      };
-      const rootRect = () => rootRef.current.getBoundingClientRect();
-      const move = (ev) => {
-        if (!moved && Math.hypot(ev.clientX - start.x, ev.clientY - start.y) < 4) return;
-        moved = true;
-        const rr = rootRect();
-        setGhost({ entry, x: ev.clientX - rr.left, y: ev.clientY - rr.top, over: overFlow(ev.clientX, ev.clientY) });
-      };
-      const end = (ev) => {
-        window.removeEventListener('pointermove', move, true);
-        window.removeEventListener('pointerup', end, true);
-        window.removeEventListener('pointercancel', cancel, true);
-        setGhost(null);
-        if (moved) {
-          if (overFlow(ev.clientX, ev.clientY)) addFromPalette(entry, rf.screenToFlowPosition({ x: ev.clientX, y: ev.clientY }));
-        } else {
-          const r = flowRef.current.getBoundingClientRect();
-          const jitter = (nodesRef.current.length % 5) * 24;
-          addFromPalette(entry, rf.screenToFlowPosition({ x: r.left + r.width / 2 + jitter, y: r.top + r.height / 2 + jitter }));
-        }
-      };
-      const cancel = () => {
-        window.removeEventListener('pointermove', move, true);
-        window.removeEventListener('pointerup', end, true);
-        window.removeEventListener('pointercancel', cancel, true);
-        setGhost(null);
-      };
-      window.addEventListener('pointermove', move, true);
-      window.addEventListener('pointerup', end, true);
-      window.addEventListener('pointercancel', cancel, true);
+  // ---- keyboard: active as soon as the canvas is visible ----
+  useKeyboard(rootRef, {
+    undo: () => history.undo(),
+    redo: () => history.redo(),
+    copy: () => copySelection(),
+    cut: () => {
+      if (copySelection()) deleteSelection();
     },
-    [addFromPalette, rf],
-  );
-
-  // ---- keyboard (only while the canvas is the active area of the page) ----
-  const handlers = useRef({});
-  handlers.current = { undo, redo, copySelection, paste, deleteSelection, duplicate, selectedIds };
-  useEffect(() => {
-    const onPointer = (e) => {
-      activeRef.current = !!rootRef.current && e.composedPath().includes(rootRef.current);
-    };
-    const onKey = (e) => {
-      if (!activeRef.current || isTextInput(e)) return;
-      const h = handlers.current;
-      const mod = e.ctrlKey || e.metaKey;
-      const k = e.key.toLowerCase();
-      let handled = true;
-      if (e.key === 'Delete' || e.key === 'Backspace') h.deleteSelection();
-      else if (mod && k === 'z' && !e.shiftKey) h.undo();
-      else if (mod && ((k === 'z' && e.shiftKey) || k === 'y')) h.redo();
-      else if (mod && k === 'c') handled = h.copySelection();
-      else if (mod && k === 'x') {
-        if (h.copySelection()) h.deleteSelection();
-      } else if (mod && k === 'v') h.paste();
-      else if (mod && k === 'd') h.duplicate(h.selectedIds());
-      else if (mod && k === 'a') {
-        const nds = nodesRef.current.map((n) => (n.selected ? n : { ...n, selected: true }));
-        nodesRef.current = nds;
-        setNodes(nds);
-        commit();
-      } else if (e.key === 'Escape') {
-        setMenu(null);
-        setGroupForm(null);
-        setProblemsOpen(false);
-        handled = false;
-      } else handled = false;
-      if (handled) {
-        e.preventDefault();
-        e.stopPropagation();
-      }
-    };
-    document.addEventListener('pointerdown', onPointer, true);
-    document.addEventListener('keydown', onKey, true);
-    return () => {
-      document.removeEventListener('pointerdown', onPointer, true);
-      document.removeEventListener('keydown', onKey, true);
-    };
-  }, [commit]);
+    paste: () => paste(),
+    duplicate: () => duplicate(selectedIds()),
+    delete: () => {
+      if (!selectedIds().length && !edgesRef.current.some((e) => e.selected)) return false;
+      return deleteSelection();
+    },
+    selectAll: () => selectAll(),
+    clear: () => clearSelection(),
+    fit: () => fit(),
+    help: () => setHelpOpen((o) => !o),
+  });
 
   // ---- context menu ----
   const openMenu = useCallback((event, kind, id) => {
@@ -770,7 +586,6 @@ function Canvas({ data, api, store }) {
     const r = flowRef.current.getBoundingClientRect();
     setMenu({ kind, id, x: event.clientX - r.left, y: event.clientY - r.top, fx: event.clientX, fy: event.clientY });
   }, []);
-
   const onNodeContextMenu = useCallback(
     (event, node) => {
       if (!node.selected) selectOnly(node.id);
@@ -789,106 +604,90 @@ function Canvas({ data, api, store }) {
   const onPaneClick = useCallback(() => {
     setMenu(null);
     setProblemsOpen(false);
+    setHelpOpen(false);
   }, []);
+
+  // ---- tooltips at screen size (outside the zoomed viewport) ----
+  const showTip = useCallback((el, lines) => {
+    const fr = flowRef.current?.getBoundingClientRect();
+    const r = el.getBoundingClientRect();
+    if (!fr) return;
+    setTip({ lines, right: fr.right - r.right - 6, bottom: fr.bottom - r.top + 8, top: r.bottom - fr.top + 8, below: r.top - fr.top < 90 });
+  }, []);
+  const hideTip = useCallback(() => setTip(null), []);
 
   // ---- derived view data ----
   const problems = Array.isArray(annotations.summary?.problems) ? annotations.summary.problems : [];
   const problemEdgeKey = problems.filter((p) => p && p.edge).map((p) => String(p.edge)).sort().join('\n');
   const problemEdges = useMemo(() => new Set(problemEdgeKey ? problemEdgeKey.split('\n') : []), [problemEdgeKey]);
   const ctx = useMemo(
-    () => ({ paletteMap, annStore, problemEdges, renamingId, startRename, finishRename }),
-    [paletteMap, annStore, problemEdges, renamingId, startRename, finishRename],
+    () => ({ paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip }),
+    [paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip],
   );
   const selCount = nodes.reduce((a, n) => a + (n.selected ? 1 : 0), 0);
   const selEdgeCount = edges.reduce((a, e) => a + (e.selected ? 1 : 0), 0);
-  const h = historyRef.current;
-  void historyTick;
-  const totalParams = formatCount(annotations.summary?.total_params);
-  const memory = annotations.summary?.memory;
   const miniColor = useCallback((n) => colorFor(paletteRef.current.get(n.data?.ltype)?.category), []);
-  const menuNode = menu?.kind === 'node' ? nodes.find((n) => n.id === menu.id) : null;
+  const pasteHere = useCallback(() => {
+    if (!menu) return;
+    insertItems({ nodes: CLIPBOARD.nodes, edges: CLIPBOARD.edges }, rf.screenToFlowPosition({ x: menu.fx, y: menu.fy }));
+    setMenu(null);
+  }, [menu, insertItems, rf]);
+
+  const palettePanel = mode !== 'closed' && (
+    <Palette
+      palette={palette}
+      onPointerDownItem={onPaletteDown}
+      overlay={mode === 'overlay'}
+      docked={panels.paletteDocked}
+      onToggleDock={() => setPanels((p) => ({ ...p, paletteDocked: !p.paletteDocked }))}
+      onClose={() => setPanels((p) => ({ ...p, paletteOpen: false }))}
+    />
+  );
 
   return (
     <CanvasContext.Provider value={ctx}>
-      <div className="ll-root" ref={rootRef} style={{ height }} onContextMenu={(e) => e.preventDefault()}>
-        {paletteOpen && <Palette palette={palette} onPointerDownItem={onPaletteDown} />}
+      <div
+        className={`ll-root palette-${mode}`}
+        ref={rootRef}
+        style={{ height }}
+        onContextMenu={(e) => e.preventDefault()}
+        onPointerDownCapture={() => {
+          selBeforeRef.current = new Set(Sel.selectedIds(nodesRef.current));
+        }}
+        data-testid="ll-canvas-root"
+      >
+        {mode === 'docked' && palettePanel}
         <div className="ll-main">
-          <div className="ll-toolbar" role="toolbar" aria-label="Canvas tools">
-            <button
-              type="button"
-              className={`ll-btn icon${paletteOpen ? ' is-on' : ''}`}
-              title={paletteOpen ? 'Hide the layer palette' : 'Show the layer palette'}
-              aria-label={paletteOpen ? 'Hide layer palette' : 'Show layer palette'}
-              aria-pressed={paletteOpen}
-              onClick={() => setPaletteOpen((o) => !o)}
-            >
-              <PanelIcon />
-            </button>
-            <span className="ll-sep" />
-            <button type="button" className="ll-btn icon" title="Undo (Ctrl+Z)" aria-label="Undo" disabled={!h.past.length} onClick={undo}>
-              <UndoIcon />
-            </button>
-            <button type="button" className="ll-btn icon" title="Redo (Ctrl+Shift+Z / Ctrl+Y)" aria-label="Redo" disabled={!h.future.length} onClick={redo}>
-              <RedoIcon />
-            </button>
-            <span className="ll-sep" />
-            <button type="button" className="ll-btn" title="Arrange layers left to right" onClick={autoLayout} disabled={!nodes.length}>
-              <LayoutIcon /> <span className="ll-btn-label">Auto-layout</span>
-            </button>
-            <button type="button" className="ll-btn" title="Fit the whole graph in view" onClick={fit} disabled={!nodes.length}>
-              <FitIcon /> <span className="ll-btn-label">Fit</span>
-            </button>
-            <span className="ll-sep" />
-            {groupForm ? (
-              <form
-                className="ll-group-form"
-                onSubmit={(e) => {
-                  e.preventDefault();
-                  submitGroup(groupForm.name);
-                }}
-              >
-                <input
-                  autoFocus
-                  className="ll-input"
-                  placeholder="Block name"
-                  aria-label="Block name"
-                  maxLength={60}
-                  value={groupForm.name}
-                  onChange={(e) => setGroupForm({ name: e.target.value })}
-                  onKeyDown={(e) => {
-                    if (e.key === 'Escape') setGroupForm(null);
-                  }}
-                />
-                <button type="submit" className="ll-btn primary" disabled={!groupForm.name.trim()}>
-                  Create block
-                </button>
-                <button type="button" className="ll-btn" onClick={() => setGroupForm(null)}>
-                  Cancel
-                </button>
-              </form>
-            ) : (
-              <button type="button" className="ll-btn" title="Group the selected layers into a reusable block" onClick={openGroup} disabled={selCount < 2}>
-                <GroupIcon /> <span className="ll-btn-label">Group as block</span>
-              </button>
-            )}
-            <button
-              type="button"
-              className="ll-btn icon"
-              title="Delete selection (Delete)"
-              aria-label="Delete selection"
-              disabled={!selCount && !selEdgeCount}
-              onClick={() => deleteSelection()}
-            >
-              <TrashIcon />
-            </button>
-            <span className="ll-spacer" />
-            <span className="ll-counts">
-              {selCount > 1 ? `${selCount} selected · ` : ''}
-              {nodes.length} layer{nodes.length === 1 ? '' : 's'} · {edges.length} connection{edges.length === 1 ? '' : 's'}
-            </span>
-          </div>
-
-          <div className={`ll-flow${ghost?.over ? ' is-drop-target' : ''}`} ref={flowRef}>
+          <Toolbar
+            paletteOpen={mode !== 'closed'}
+            onTogglePalette={() => setPanels((p) => ({ ...p, paletteOpen: !(mode !== 'closed') }))}
+            canUndo={history.canUndo}
+            canRedo={history.canRedo}
+            onUndo={history.undo}
+            onRedo={history.redo}
+            onLayout={autoLayout}
+            onFit={fit}
+            hasNodes={nodes.length > 0}
+            groupForm={groupForm}
+            setGroupForm={setGroupForm}
+            onOpenGroup={openGroup}
+            onSubmitGroup={submitGroup}
+            selCount={selCount}
+            selEdgeCount={selEdgeCount}
+            onDelete={() => deleteSelection()}
+            nodeCount={nodes.length}
+            edgeCount={edges.length}
+            helpOpen={helpOpen}
+            onToggleHelp={() => setHelpOpen((o) => !o)}
+          />
+          <div
+            className={`ll-flow${ghost?.over ? ' is-drop-target' : ''}`}
+            ref={flowRef}
+            style={{ '--ll-zoom': zoom || 1 }}
+            data-zoom={(zoom || 1).toFixed(3)}
+            data-moving={moving ? 'true' : 'false'}
+            data-fitted={fitted}
+          >
             <ReactFlow
               nodes={nodes}
               edges={edges}
@@ -896,6 +695,7 @@ function Canvas({ data, api, store }) {
               edgeTypes={edgeTypes}
               onNodesChange={onNodesChange}
               onEdgesChange={onEdgesChange}
+              onNodeClick={onNodeClick}
               onConnect={onConnect}
               onConnectEnd={onConnectEnd}
               isValidConnection={isValidConnection}
@@ -913,13 +713,15 @@ function Canvas({ data, api, store }) {
                 if (id) openMenu(e, 'node', id);
               }}
               onPaneClick={onPaneClick}
+              onMoveStart={() => setMoving(true)}
+              onMoveEnd={() => setMoving(false)}
               deleteKeyCode={null}
-              zoomOnDoubleClick={false}
-              multiSelectionKeyCode={['Control', 'Meta']}
               selectionKeyCode="Shift"
-              minZoom={0.03}
+              multiSelectionKeyCode={['Control', 'Meta']}
+              zoomOnDoubleClick={false}
+              minZoom={0.05}
               maxZoom={2}
-              connectionRadius={24}
+              connectionRadius={28}
               elevateNodesOnSelect
             >
               <Background variant={BackgroundVariant.Dots} gap={18} size={1.2} color="#cbd5e1" />
@@ -934,88 +736,58 @@ function Canvas({ data, api, store }) {
                 style={{ width: 168, height: 108, marginBottom: 24 }}
                 ariaLabel="Mini map"
               />
-              <Controls position="bottom-left" showInteractive={false} />
+              <Controls position="top-right" orientation="horizontal" showInteractive={false} />
             </ReactFlow>
+            {mode === 'overlay' && palettePanel}
             {nodes.length === 0 && (
               <div className="ll-empty">
                 <div className="ll-empty-title">Start building</div>
-                <div>Drag a layer from the palette onto the canvas.</div>
+                <div>Drag a layer from the palette onto the canvas, or pick a template.</div>
               </div>
             )}
             {menu && (
-              <div className="ll-menu" role="menu" style={{ left: menu.x, top: menu.y }} onPointerDown={(e) => e.stopPropagation()}>
-                {menu.kind === 'node' && menuNode && (
-                  <>
-                    <div className="ll-menu-title">{selCount > 1 ? `${selCount} layers` : menuNode.data.label || menuNode.id}</div>
-                    {selCount <= 1 && (
-                      <button type="button" role="menuitem" onClick={() => startRename(menuNode.id)}>Rename</button>
-                    )}
-                    <button type="button" role="menuitem" onClick={() => duplicate(selCount > 1 ? selectedIds() : [menuNode.id])}>
-                      Duplicate<span className="ll-kbd">Ctrl+D</span>
-                    </button>
-                    {selCount > 1 && (
-                      <button type="button" role="menuitem" onClick={openGroup}>Group as block…</button>
-                    )}
-                    <button type="button" role="menuitem" className="danger" onClick={() => deleteSelection([menuNode.id])}>
-                      Delete<span className="ll-kbd">Del</span>
-                    </button>
-                  </>
-                )}
-                {menu.kind === 'edge' && (
-                  <button type="button" role="menuitem" className="danger" onClick={() => deleteSelection([], [menu.id])}>
-                    Delete connection<span className="ll-kbd">Del</span>
-                  </button>
-                )}
-                {menu.kind === 'pane' && (
-                  <>
-                    <button
-                      type="button"
-                      role="menuitem"
-                      disabled={!CLIPBOARD.nodes.length}
-                      onClick={() => {
-                        const p = rf.screenToFlowPosition({ x: menu.fx, y: menu.fy });
-                        insertItems({ nodes: CLIPBOARD.nodes, edges: CLIPBOARD.edges }, p);
-                        setMenu(null);
-                      }}
-                    >
-                      Paste here<span className="ll-kbd">Ctrl+V</span>
-                    </button>
-                    <button type="button" role="menuitem" onClick={autoLayout} disabled={!nodes.length}>Auto-layout</button>
-                    <button type="button" role="menuitem" onClick={() => { fit(); setMenu(null); }} disabled={!nodes.length}>Fit view</button>
-                  </>
-                )}
-              </div>
+              <ContextMenu
+                menu={menu}
+                nodes={nodes}
+                selCount={selCount}
+                clipboardEmpty={!CLIPBOARD.nodes.length}
+                onRename={startRename}
+                onDuplicate={(id) => duplicate(selCount > 1 ? selectedIds() : [id])}
+                onGroup={openGroup}
+                onDeleteNode={(id) => deleteSelection([id])}
+                onDeleteEdge={(id) => deleteSelection([], [id])}
+                onPaste={pasteHere}
+                onLayout={autoLayout}
+                onFit={fit}
+              />
             )}
-            {toast && (
-              <div className={`ll-toast ${toast.kind}`} role="status" key={toast.at}>
-                {toast.text}
-              </div>
-            )}
-          </div>
-
-          <div className="ll-summary">
-            <span className="ll-stat"><span className="ll-stat-k">Parameters</span><span className="ll-stat-v" data-testid="total-params">{totalParams ?? '—'}</span></span>
-            <span className="ll-stat"><span className="ll-stat-k">Memory</span><span className="ll-stat-v">{memory ? String(memory) : '—'}</span></span>
-            <span className="ll-spacer" />
-            {problems.length ? (
-              <button type="button" className={`ll-problems-btn${problemsOpen ? ' open' : ''}`} onClick={() => setProblemsOpen((o) => !o)} aria-expanded={problemsOpen}>
-                <WarnIcon /> {problems.length} problem{problems.length === 1 ? '' : 's'}
-                <span className={`ll-chevron up${problemsOpen ? ' open' : ''}`} aria-hidden="true">›</span>
-              </button>
-            ) : (
-              <span className="ll-ok"><CheckIcon /> No problems</span>
-            )}
-            {problemsOpen && problems.length > 0 && (
-              <div className="ll-problems" role="list">
-                {problems.map((p, i) => (
-                  <button type="button" role="listitem" key={i} className="ll-problem" onClick={() => focusProblem(p || {})}>
-                    {p?.node ? <span className="ll-chip">{String(p.node)}</span> : p?.edge ? <span className="ll-chip edge">{String(p.edge)}</span> : null}
-                    <span className="ll-problem-msg">{String(p?.message ?? '')}</span>
-                  </button>
+            {helpOpen && <HelpPanel onClose={() => setHelpOpen(false)} />}
+            {tip && (
+              <div className={`ll-tip floating${tip.below ? ' below' : ''}`} role="tooltip" style={tip.below ? { right: tip.right, top: tip.top } : { right: tip.right, bottom: tip.bottom }}>
+                {tip.lines.map((m, i) => (
+                  <span key={i} className="ll-tip-line">{m}</span>
                 ))}
               </div>
             )}
+            {toast && (
+              <div className={`ll-toast ${toast.kind}${toast.action ? ' has-action' : ''}`} role="status" key={toast.at}>
+                <span>{toast.text}</span>
+                {toast.action && (
+                  <button
+                    type="button"
+                    className="ll-toast-btn"
+                    onClick={() => {
+                      toast.action.run();
+                      setToast(null);
+                    }}
+                  >
+                    {toast.action.label}
+                  </button>
+                )}
+              </div>
+            )}
           </div>
+          <ProblemsBar annotations={annotations} problems={problems} open={problemsOpen} setOpen={setProblemsOpen} onFocus={focusProblem} />
         </div>
         {ghost && (
           <div className={`ll-ghost${ghost.over ? ' over' : ''}`} style={{ left: ghost.x, top: ghost.y, '--cat': colorFor(ghost.entry.category) }}>
@@ -1026,3 +798,4 @@ function Canvas({ data, api, store }) {
     </CanvasContext.Provider>
   );
 }
+

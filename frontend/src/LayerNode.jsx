@@ -65,13 +65,14 @@ function LayerNode({ id, data, selected }) {
           <span className="ll-node-title" title="Double-click to rename">{title}</span>
         )}
         {errors.length > 0 && (
-          <span className="ll-badge" aria-label={`${errors.length} problem(s)`} data-testid={`badge-${id}`}>
+          <span
+            className="ll-badge"
+            aria-label={`${errors.length} problem(s): ${errors.join(' ')}`}
+            data-testid={`badge-${id}`}
+            onPointerEnter={(e) => ctx.showTip(e.currentTarget, errors)}
+            onPointerLeave={ctx.hideTip}
+          >
             {errors.length}
-            <span className="ll-tip" role="tooltip">
-              {errors.map((m, i) => (
-                <span key={i} className="ll-tip-line">{m}</span>
-              ))}
-            </span>
           </span>
         )}
       </div>

@@ -1,5 +1,6 @@
 import { memo, useMemo, useState } from 'react';
 import { CATEGORY_ORDER, colorFor } from './graph.js';
+import { CloseIcon, PinIcon } from './icons.jsx';
 
 function groupPalette(palette, query) {
   const q = query.trim().toLowerCase();
@@ -21,16 +22,32 @@ function groupPalette(palette, query) {
   return [...groups.entries()].sort((a, b) => order(a[0]) - order(b[0]) || a[0].localeCompare(b[0]));
 }
 
-function Palette({ palette, onPointerDownItem }) {
+function Palette({ palette, onPointerDownItem, overlay, docked, onToggleDock, onClose }) {
   const [query, setQuery] = useState('');
   const [collapsed, setCollapsed] = useState(() => new Set());
   const groups = useMemo(() => groupPalette(palette, query), [palette, query]);
   const searching = query.trim() !== '';
 
   return (
-    <aside className="ll-palette" aria-label="Layer palette">
+    <aside className={`ll-palette${overlay ? ' is-overlay' : ''}`} aria-label="Layer palette" onPointerDown={(e) => e.stopPropagation()}>
       <div className="ll-palette-head">
-        <div className="ll-palette-title">Layers</div>
+        <div className="ll-palette-title">
+          <span>Layers</span>
+          <span className="ll-spacer" />
+          <button
+            type="button"
+            className={`ll-btn icon small${docked ? ' is-on' : ''}`}
+            title={docked ? 'Float the palette over the canvas' : 'Dock the palette beside the canvas (wide windows)'}
+            aria-label={docked ? 'Float palette' : 'Dock palette'}
+            aria-pressed={!!docked}
+            onClick={onToggleDock}
+          >
+            <PinIcon />
+          </button>
+          <button type="button" className="ll-btn icon small" title="Hide the palette" aria-label="Hide palette" onClick={onClose}>
+            <CloseIcon />
+          </button>
+        </div>
         <input
           className="ll-search"
           type="search"

@@ -38,3 +38,12 @@ export const CheckIcon = () => (
 export const PanelIcon = () => (
   <svg {...base}><rect x="3" y="4" width="18" height="16" rx="2" /><path d="M9 4v16" /></svg>
 );
+export const HelpIcon = () => (
+  <svg {...base}><circle cx="12" cy="12" r="9" /><path d="M9.5 9a2.5 2.5 0 1 1 3.5 2.3c-.6.3-1 .9-1 1.6v.6M12 17h.01" /></svg>
+);
+export const PinIcon = () => (
+  <svg {...base}><path d="M12 17v5M9 3h6l-1 6 3 3v2H7v-2l3-3-1-6Z" /></svg>
+);
+export const CloseIcon = () => (
+  <svg {...base}><path d="M18 6 6 18M6 6l12 12" /></svg>
+);

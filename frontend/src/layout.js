@@ -1,7 +1,7 @@
 import dagre from '@dagrejs/dagre';
 
-const DEFAULT_W = 190;
-const DEFAULT_H = 96;
+const DEFAULT_W = 200;
+const DEFAULT_H = 110;
 
 // Layered left-to-right layout. Returns a Map id -> {x, y} (top-left corner).
 export function layeredLayout(nodes, edges) {

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
 
@@ -44,18 +45,6 @@ def browser():
         b = launch_chromium(p)
         yield b
         b.close()
-
-
-def settled_boxes(page, *selectors: str, timeout: float = 10.0) -> list[dict]:
-    """Bounding boxes once they stop moving (fit-view animates; under load it may finish late)."""
-    deadline = time.time() + timeout
-    time.sleep(0.4)  # the animation may start a little after the click
-    seen: list = []
-    while True:
-        seen.append([page.locator(sel).bounding_box() for sel in selectors])
-        if (len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]) or time.time() > deadline:
-            return seen[-1]
-        time.sleep(0.25)
 
 
 def open_app(browser, server: Server):
@@ -176,6 +165,38 @@ def phases(page):
     )
 
 
+def fit_and_wait(page, timeout=10_000):
+    """Click Fit and wait until that fit has finished (the canvas counts finished fits in data-fitted)."""
+    flow = page.locator(".ll-flow")
+    before = int(flow.get_attribute("data-fitted") or 0)
+    page.locator('button:has-text("Fit")').click()
+    page.wait_for_function(
+        """(n) => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
+             const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow');
+             return f && Number(f.dataset.fitted) > n && f.dataset.moving === 'false'; })""",
+        arg=before, timeout=timeout)
+
+
+PANE_AT_JS = """([x, y]) => {
+  let el = document.elementFromPoint(x, y);
+  while (el && el.shadowRoot && el.shadowRoot.elementFromPoint(x, y) && el.shadowRoot.elementFromPoint(x, y) !== el) {
+    el = el.shadowRoot.elementFromPoint(x, y);
+  }
+  return !!el && el.classList.contains('react-flow__pane');
+}"""
+
+
+def pane_at(page, x, y) -> bool:
+    """Is the point (screen coordinates) on empty canvas (the React Flow pane), not on a node or overlay?"""
+    return page.evaluate(PANE_AT_JS, [x, y])
+
+
+def click_empty(page):
+    """Click empty canvas near the top-right corner (the palette floats over the left side)."""
+    box = page.locator(".react-flow__pane").bounding_box()
+    page.locator(".react-flow__pane").click(position={"x": box["width"] - 40, "y": 30})
+
+
 def settle(page, seconds=0.8):
     """Wait and make sure no rerun is in flight."""
     time.sleep(seconds)
@@ -268,9 +289,10 @@ def test_canvas_editing_end_to_end(browser):
         assert badge.inner_text().strip().startswith("1")
         assert "has-error" in page.locator('[data-testid="node-input_1"]').get_attribute("class")
         badge.hover()
-        assert page.locator('[data-testid="badge-input_1"] .ll-tip').is_visible()
+        page.locator('.ll-tip.floating').wait_for(timeout=5000)
+        assert "labelled bad" in page.locator('.ll-tip.floating').inner_text()
         page.screenshot(path=str(ARTIFACTS / "canvas-04-error.png"))
-        page.locator(".react-flow__pane").click(position={"x": 30, "y": 30})  # deselect
+        click_empty(page)  # deselect
         wait_state(page, lambda s: s["result"]["selected"] is None)
         page.locator(".ll-problems-btn").click()
         page.locator(".ll-problem").first.click()
@@ -405,10 +427,11 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
 
         # Add (variadic) accepts several edges into its one input port
         page.locator('input[aria-label="Search layers"]').fill("add")
-        drag(page, center(palette_item(page, "Add")), (fx + 700, fy + 330))
+        drag(page, center(palette_item(page, "Add")), (fx + flow["width"] - 200, fy + 330))  # right, clear of the rest
         page.locator('input[aria-label="Search layers"]').fill("")
         page.locator('[data-testid="node-add_1"]').wait_for()
         settle(page, 0.5)
+        page.screenshot(path=str(ARTIFACTS / "canvas-09-before-add-edges.png"))
         drag(page, center(handle(page, "input_1", "source")), center(handle(page, "add_1", "target")))
         page.locator('[data-testid="edge-label-input_1->add_1"]').wait_for()
         drag(page, center(handle(page, "relu_1", "source")), center(handle(page, "add_1", "target")))
@@ -447,13 +470,16 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
         page.keyboard.press("Control+y")
         wait_state(page, lambda s: all(e["id"] != "input_1->add_1" for e in graph_of(s)["edges"]))
 
-        # shift-drag box selection selects several nodes (the block's two nodes)
-        page.locator('button:has-text("Fit")').click()
-        a, b = settled_boxes(page, '.react-flow__node[data-id="linear_1"]', '.react-flow__node[data-id="relu_1"]')
+        # shift-drag box selection selects several nodes (the block's two nodes). Deterministic: wait until the
+        # fit animation has ended (the canvas says so), start the box on empty pane, wait for the selection.
+        fit_and_wait(page)
+        a = page.locator('.react-flow__node[data-id="linear_1"]').bounding_box()
+        b = page.locator('.react-flow__node[data-id="relu_1"]').bounding_box()
         top = page.locator(".ll-flow").bounding_box()["y"]
         x0, y0 = min(a["x"], b["x"]) - 15, max(min(a["y"], b["y"]) - 15, top + 2)
         x1 = max(a["x"] + a["width"], b["x"] + b["width"]) + 15
         y1 = max(a["y"] + a["height"], b["y"] + b["height"]) + 30
+        assert pane_at(page, x0, y0), "the box must start on empty canvas"
         page.keyboard.down("Shift")
         page.mouse.move(x0, y0)
         page.mouse.down()
@@ -461,7 +487,8 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
         page.screenshot(path=str(ARTIFACTS / "canvas-12-box-select.png"))
         page.mouse.up()
         page.keyboard.up("Shift")
-        assert page.locator(".react-flow__node.selected").count() == 2
+        expect(page.locator(".react-flow__node.selected")).to_have_count(2)
+        assert {n.get_attribute("data-id") for n in page.locator(".react-flow__node.selected").all()} == {"linear_1", "relu_1"}
 
         # Python bumps the revision: the browser's graph is replaced (no rerun back),
         # the replacement is undoable, and later changes carry the new revision

@@ -15,7 +15,6 @@ import pytest
 from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 def wait_idle(page, timeout: float = 30.0) -> None:
@@ -43,6 +42,24 @@ def new_project(page) -> None:
     page.locator("[data-testid=stSidebar] button", has_text="New").first.click()
     page.wait_for_selector("text=Start building", timeout=30_000)
     wait_idle(page)
+
+
+def collapse_sidebar(page) -> None:
+    """Collapse the app sidebar (it floats over the page below 1100 px; Streamlit remembers the choice)."""
+    if page.locator("[data-testid=stSidebar][data-collapsed=false]").count():
+        page.locator("[data-testid=stSidebar]").hover()
+        page.get_by_role("button", name="Collapse sidebar").click()
+        page.locator("[data-testid=stSidebar][data-collapsed=true]").wait_for(state="attached", timeout=10_000)
+
+
+def pick_template(page, title: str, *, confirm: bool = True) -> None:
+    """Choose a template in the Build page's template picker (a select box that closes after the choice).
+
+    With ``confirm`` (the canvas holds a project, so replacing it asks first) press Replace as well."""
+    page.locator(".st-key-ll_tpl_pick [data-testid=stSelectbox] input").first.click()
+    page.locator("[role=option]", has_text=title).first.click()
+    if confirm:
+        page.locator(".st-key-ll_confirm_replace button").click(timeout=30_000)
 
 
 def pane_box(page) -> dict:
@@ -97,12 +114,11 @@ def connect(page, src: str, dst: str, src_port: str | None = None, dst_port: str
     page.mouse.up()
 
 
-def shot(page, name: str, readme: str | None = None) -> None:
+def shot(page, name: str) -> None:
+    """A screenshot into the ignored test-artifacts/ folder. Tests never write tracked files: README
+    screenshots (docs/screenshots) are refreshed by ``make screenshots`` (tests/e2e/screenshots.py)."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
-    if readme:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / readme), full_page=False)
 
 
 def curve_points(page) -> int:

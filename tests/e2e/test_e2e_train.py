@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from e2e_helpers import curve_points, goto_page, open_app, shot, wait_idle
+from e2e_helpers import curve_points, goto_page, open_app, pick_template, shot, wait_idle
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
@@ -16,8 +16,7 @@ RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
 
 
 def load_cnn(page) -> None:
-    page.locator("button", has_text="Templates").first.click()
-    page.locator("button", has_text="Small CNN for 8×8 digits").first.click()
+    pick_template(page, "Small CNN for 8×8 digits")
     page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
     wait_idle(page)
 
@@ -64,7 +63,7 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
                 raise
     wait_idle(page)
     page.wait_for_timeout(4500)  # let the toast fade
-    shot(page, "build-cnn", readme="build.png")
+    shot(page, "build-cnn")
     t0 = start(page, 400)
     # the first curve point arrives quickly
     deadline = time.time() + 30
@@ -81,7 +80,7 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
     assert n2 > n1, "the curve gains points"
     assert p2 > p1, "the progress bar moves"
     assert re.search(r"Epoch \d+/400", text) and "samples/s" in text
-    shot(page, "train-live", readme="train.png")
+    shot(page, "train-live")
     page.locator(".st-key-ll_stop button").click()
     expect(page.locator("[data-testid=stMain]")).to_contain_text("Stopped", timeout=30_000)
     shot(page, "train-stopped")
@@ -138,4 +137,4 @@ def test_finished_run_shows_test_results_and_explain_page(page):
     wait_idle(page, timeout=120)
     page.wait_for_timeout(2000)
     assert page.dialogs == []
-    shot(page, "explain", readme="explain.png")
+    shot(page, "explain")

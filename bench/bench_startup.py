@@ -1,0 +1,88 @@
+"""Time to a visible canvas: cold (a fresh ``streamlit run app.py`` process, first visit) and warm (a new
+browser session on the same server), measured side by side.
+
+Each round starts a new server (cold), opens ``/build`` in a new headless Chromium page and waits for the
+first React Flow node on screen, then opens a second page (warm, new session, same process). The figure is
+from ``page.goto`` to the node being visible (the browser's own navigation included). Medians over rounds.
+
+    python bench/bench_startup.py [--rounds 3]
+
+Also prints the import time of the modules the Build page needs (``pages.ui``) in a fresh interpreter, and
+whether the heavy modules no Build visit needs (Captum, scikit-learn, plotly, pandas) were imported by it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
+
+HEAVY = ("captum", "sklearn", "plotly", "pandas", "scipy")
+PROBE = """
+import sys, time, json
+t = time.perf_counter()
+c = time.process_time()
+import pages.ui  # what app.py imports before the first page
+t_ui = time.perf_counter() - t
+import builder
+builder.palette(); builder.infer_shapes(builder.load_template("cnn").graph)
+t_all = time.perf_counter() - t
+print(json.dumps({"import_ui_s": t_ui, "build_ready_s": t_all, "build_ready_cpu_s": time.process_time() - c,
+                  "heavy_loaded": [m for m in HEAVY if m in sys.modules]}))
+""".replace("HEAVY", repr(HEAVY))
+
+
+def visit(browser, url: str, width: int = 1440, height: int = 900) -> float:
+    page = browser.new_page(viewport={"width": width, "height": height})
+    t0 = time.perf_counter()
+    page.goto(url + "/build")
+    page.locator(".react-flow__node").first.wait_for(timeout=120_000)
+    dt = time.perf_counter() - t0
+    page.close()
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    probe = json.loads(subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True,
+                                      text=True, check=True).stdout)
+    print(f"fresh interpreter: import pages.ui {probe['import_ui_s']:.2f} s, build page ready "
+          f"{probe['build_ready_s']:.2f} s (CPU {probe['build_ready_cpu_s']:.2f} s: the wall time on an idle core); "
+          f"heavy modules loaded: {probe['heavy_loaded'] or 'none'}")
+    cold, warm, server_up = [], [], []
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        for r in range(args.rounds):
+            ws = tempfile.mkdtemp(prefix="ll-bench-")
+            t0 = time.perf_counter()
+            with StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": ws}) as srv:
+                server_up.append(time.perf_counter() - t0)
+                cold.append(visit(browser, srv.url))
+                warm.append(visit(browser, srv.url))
+            print(f"round {r + 1}: server healthy {server_up[-1]:.2f} s, cold visit {cold[-1]:.2f} s, "
+                  f"warm visit {warm[-1]:.2f} s")
+        browser.close()
+    med = statistics.median
+    print(f"median over {args.rounds} rounds: server healthy {med(server_up):.2f} s · cold first visit to a "
+          f"visible canvas {med(cold):.2f} s · warm (new session) {med(warm):.2f} s · cold/warm "
+          f"{med(c / w for c, w in zip(cold, warm)):.1f}x · machine load {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

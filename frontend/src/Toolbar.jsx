@@ -1,0 +1,93 @@
+import { memo } from 'react';
+import { FitIcon, GroupIcon, HelpIcon, LayoutIcon, PanelIcon, RedoIcon, TrashIcon, UndoIcon } from './icons.jsx';
+
+function Toolbar(p) {
+  return (
+    <div className="ll-toolbar" role="toolbar" aria-label="Canvas tools">
+      <button
+        type="button"
+        className={`ll-btn${p.paletteOpen ? ' is-on' : ''}`}
+        title={p.paletteOpen ? 'Hide the layer palette' : 'Show the layer palette'}
+        aria-label={p.paletteOpen ? 'Hide layer palette' : 'Show layer palette'}
+        aria-pressed={p.paletteOpen}
+        onClick={p.onTogglePalette}
+      >
+        <PanelIcon /> <span className="ll-btn-label">Layers</span>
+      </button>
+      <span className="ll-sep" />
+      <button type="button" className="ll-btn icon" title="Undo (Ctrl+Z)" aria-label="Undo" disabled={!p.canUndo} onClick={p.onUndo}>
+        <UndoIcon />
+      </button>
+      <button type="button" className="ll-btn icon" title="Redo (Ctrl+Shift+Z / Ctrl+Y)" aria-label="Redo" disabled={!p.canRedo} onClick={p.onRedo}>
+        <RedoIcon />
+      </button>
+      <span className="ll-sep" />
+      <button type="button" className="ll-btn" title="Arrange layers left to right" onClick={p.onLayout} disabled={!p.hasNodes}>
+        <LayoutIcon /> <span className="ll-btn-label">Auto-layout</span>
+      </button>
+      <button type="button" className="ll-btn" title="Fit the graph at a readable zoom (F)" onClick={p.onFit} disabled={!p.hasNodes}>
+        <FitIcon /> <span className="ll-btn-label">Fit</span>
+      </button>
+      <span className="ll-sep" />
+      {p.groupForm ? (
+        <form
+          className="ll-group-form"
+          onSubmit={(e) => {
+            e.preventDefault();
+            p.onSubmitGroup(p.groupForm.name);
+          }}
+        >
+          <input
+            autoFocus
+            className="ll-input"
+            placeholder="Block name"
+            aria-label="Block name"
+            maxLength={60}
+            value={p.groupForm.name}
+            onChange={(e) => p.setGroupForm({ name: e.target.value })}
+            onKeyDown={(e) => {
+              if (e.key === 'Escape') p.setGroupForm(null);
+            }}
+          />
+          <button type="submit" className="ll-btn primary" disabled={!p.groupForm.name.trim()}>
+            Create block
+          </button>
+          <button type="button" className="ll-btn" onClick={() => p.setGroupForm(null)}>
+            Cancel
+          </button>
+        </form>
+      ) : (
+        <button type="button" className="ll-btn" title="Group the selected layers into a reusable block" onClick={p.onOpenGroup} disabled={p.selCount < 2}>
+          <GroupIcon /> <span className="ll-btn-label">Group as block</span>
+        </button>
+      )}
+      <button
+        type="button"
+        className="ll-btn icon"
+        title="Delete selection (Delete)"
+        aria-label="Delete selection"
+        disabled={!p.selCount && !p.selEdgeCount}
+        onClick={p.onDelete}
+      >
+        <TrashIcon />
+      </button>
+      <span className="ll-spacer" />
+      <span className="ll-counts">
+        {p.selCount > 1 ? `${p.selCount} selected · ` : ''}
+        {p.nodeCount} layer{p.nodeCount === 1 ? '' : 's'} · {p.edgeCount} connection{p.edgeCount === 1 ? '' : 's'}
+      </span>
+      <button
+        type="button"
+        className={`ll-btn icon${p.helpOpen ? ' is-on' : ''}`}
+        title="Keyboard shortcuts (?)"
+        aria-label="Keyboard shortcuts"
+        aria-expanded={p.helpOpen}
+        onClick={p.onToggleHelp}
+      >
+        <HelpIcon />
+      </button>
+    </div>
+  );
+}
+
+export default memo(Toolbar);

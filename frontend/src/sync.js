@@ -1,0 +1,71 @@
+// Python sync as pure functions: the first state, the payload sent on a
+// committed change, and merging a graph Python replaced (revision bump).
+import { fromPy, toPy } from './graph.js';
+import { layeredLayout } from './layout.js';
+import { emptyHistory } from './history.js';
+import { withMarker } from './clipboard.js';
+import { primarySelection } from './selection.js';
+
+// What the canvas starts with: the page-level store's live state when it is at
+// least as new as Python's revision (a remount), else Python's graph.
+export function initialState(data, store, paletteMap) {
+  const revision = Number(data.revision) || 0;
+  if (store.nodes && store.revision >= revision) {
+    return { nodes: store.nodes, edges: store.edges, revision: store.revision, history: store.history || emptyHistory(), layout: false };
+  }
+  const g = fromPy(data.graph, paletteMap);
+  let nodes = g.nodes;
+  if (g.missingPositions && nodes.length) {
+    const pos = layeredLayout(nodes, g.edges);
+    nodes = nodes.map((n) => ({ ...n, position: pos.get(n.id) || n.position }));
+  }
+  if (data.selected) nodes = nodes.map((n) => (n.id === data.selected ? { ...n, selected: true } : n));
+  return { nodes, edges: g.edges.map(withMarker), revision, history: emptyHistory(), layout: g.missingPositions };
+}
+
+// The JSON text sent to Python (compared with the last one sent, so an
+// unchanged graph is never sent twice).
+export function payloadOf(nodes, edges, selected, revision) {
+  return { graph: toPy(nodes, edges), selected, revision };
+}
+
+// Merge a graph Python replaced (new revision) into the browser's state.
+// Nodes Python gave no position keep their browser position (or are laid out
+// when new). When old and new share node ids (an inspector edit, Python-side
+// undo: at least half of the ids shared) unchanged node objects and the
+// selection are kept; `sameProject` says so (the caller then keeps the view
+// instead of fitting it).
+export function mergeFromPython(prevNodes, prevEdges, graph, paletteMap, selected) {
+  const g = fromPy(graph, paletteMap);
+  let nds = g.nodes;
+  if (g.missingPositions && nds.length) {
+    const known = new Map(prevNodes.map((n) => [n.id, n.position]));
+    if ([...g.unplaced].some((id) => !known.has(id))) {
+      const pos = layeredLayout(nds, g.edges);
+      nds = nds.map((n) => (g.unplaced.has(n.id) || !known.size ? { ...n, position: pos.get(n.id) || n.position } : n));
+    } else {
+      nds = nds.map((n) => (g.unplaced.has(n.id) ? { ...n, position: { ...known.get(n.id) } } : n));
+    }
+  }
+  const prevById = new Map(prevNodes.map((n) => [n.id, n]));
+  // An edit (inspector, Python-side undo) keeps most ids; a template or a file shares few (e.g. "input").
+  const shared = nds.filter((n) => prevById.has(n.id)).length;
+  const sameProject = shared > 0 && shared >= 0.5 * Math.max(prevNodes.length, nds.length);
+  const sel = selected ?? null;
+  nds = nds.map((n) => {
+    const o = prevById.get(n.id);
+    const isSel = sel ? n.id === sel : !!(sameProject && o?.selected);
+    if (o && o.position.x === n.position.x && o.position.y === n.position.y && JSON.stringify(o.data) === JSON.stringify(n.data)) {
+      return !!o.selected === isSel ? o : { ...o, selected: isSel };
+    }
+    return isSel ? { ...n, selected: true } : n;
+  });
+  const prevE = new Map(prevEdges.map((e) => [e.id, e]));
+  const edges = g.edges.map((e) => {
+    const o = prevE.get(e.id);
+    return o && o.source === e.source && o.target === e.target && o.sourceHandle === e.sourceHandle && o.targetHandle === e.targetHandle
+      ? o
+      : withMarker(e);
+  });
+  return { nodes: nds, edges, sameProject, missingPositions: g.missingPositions, primary: primarySelection(nds, sel) };
+}

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { initialState, mergeFromPython, payloadOf } from './sync.js';
+import { indexPalette, makeNode } from './graph.js';
+
+const palette = indexPalette([{ type: 'Linear', inputs: [{ name: 'in' }], outputs: [{ name: 'out' }], params: [] }]);
+const pyGraph = (nodes, edges = []) => ({ nodes, edges });
+const pyNode = (id, x, y, params = {}) => ({ id, type: 'Linear', label: null, params, position: x == null ? null : { x, y } });
+
+describe('python sync', () => {
+  it('the first state comes from Python unless the live store is at least as new', () => {
+    const data = { revision: 2, graph: pyGraph([pyNode('a', 0, 0)]), selected: 'a' };
+    const s = initialState(data, {}, palette);
+    expect(s.nodes.map((n) => [n.id, !!n.selected])).toEqual([['a', true]]);
+    const live = { nodes: [makeNode('z', 'Linear', null, {}, { x: 1, y: 1 })], edges: [], revision: 2, history: { past: [1], future: [] } };
+    expect(initialState(data, live, palette).nodes[0].id).toBe('z');
+    expect(initialState({ ...data, revision: 3 }, live, palette).nodes[0].id).toBe('a');
+  });
+
+  it('lays out a graph without positions', () => {
+    const s = initialState({ revision: 1, graph: pyGraph([pyNode('a'), pyNode('b')], [{ source: 'a', target: 'b' }]) }, {}, palette);
+    expect(s.layout).toBe(true);
+    const [a, b] = s.nodes;
+    expect(b.position.x).toBeGreaterThan(a.position.x);
+    expect(s.edges[0]).toMatchObject({ sourceHandle: 'out', targetHandle: 'in' });
+  });
+
+  it('a replacement sharing ids keeps unchanged node objects and the selection', () => {
+    const prev = [{ ...makeNode('a', 'Linear', null, {}, { x: 0, y: 0 }), selected: true }, makeNode('b', 'Linear', null, {}, { x: 300, y: 0 })];
+    const m = mergeFromPython(prev, [], pyGraph([pyNode('a', 0, 0), pyNode('b', 300, 0, { out_features: 8 })]), palette, null);
+    expect(m.sameProject).toBe(true);
+    expect(m.nodes[0]).toBe(prev[0]);
+    expect(m.nodes[1]).not.toBe(prev[1]);
+    expect(m.nodes[1].data.params).toEqual({ out_features: 8 });
+    expect(m.primary).toBe('a');
+  });
+
+  it('nodes Python gave no position keep their browser position', () => {
+    const prev = [makeNode('a', 'Linear', null, {}, { x: 42, y: 7 })];
+    const m = mergeFromPython(prev, [], pyGraph([pyNode('a')]), palette, 'a');
+    expect(m.nodes[0].position).toEqual({ x: 42, y: 7 });
+    expect(m.nodes[0].selected).toBe(true);
+  });
+
+  it('a template sharing a few ids with the old graph is a new project', () => {
+    const prev = ['input', 'fc1', 'act1', 'fc2', 'head'].map((id, i) => makeNode(id, 'Linear', null, {}, { x: i * 300, y: 0 }));
+    const next = ['image', 'conv1', 'relu1', 'pool1', 'flatten', 'head'].map((id, i) => pyNode(id, i * 300, 0));
+    expect(mergeFromPython(prev, [], pyGraph(next), palette, null).sameProject).toBe(false);
+    const edited = ['input', 'fc1', 'act1', 'fc2', 'head', 'extra'].map((id, i) => pyNode(id, i * 300, 0));
+    expect(mergeFromPython(prev, [], pyGraph(edited), palette, null).sameProject).toBe(true);
+  });
+
+  it('a different project is not the same project (the view is refitted)', () => {
+    const m = mergeFromPython([makeNode('a', 'Linear', null, {}, { x: 0, y: 0 })], [], pyGraph([pyNode('q', 5, 5)]), palette, null);
+    expect(m.sameProject).toBe(false);
+  });
+
+  it('payload is Python format with the revision', () => {
+    const p = payloadOf([makeNode('a', 'Linear', 'x', { k: 1 }, { x: 1.234, y: 5.678 })], [], 'a', 4);
+    expect(p).toEqual({ graph: { nodes: [{ id: 'a', type: 'Linear', label: 'x', params: { k: 1 }, position: { x: 1.2, y: 5.7 } }], edges: [] }, selected: 'a', revision: 4 });
+  });
+});

@@ -1,0 +1,60 @@
+// Python sync: send the graph once per committed change (never per frame), and
+// take Python's graph only when it bumps the revision. Pure parts in sync.js.
+import { useEffect, useRef } from 'react';
+import { toPy } from './graph.js';
+import { mergeFromPython, payloadOf } from './sync.js';
+import { primarySelection } from './selection.js';
+
+export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, history, onReplaced }) {
+  const { nodesRef, edgesRef, revRef, primaryRef, busyRef, paletteRef } = refs;
+  const lastSentRef = useRef(store.lastSent ?? null);
+  const pySelRef = useRef(data.selected ?? null);
+  const apiRef = useRef(api);
+  apiRef.current = api;
+
+  // ---- sending ----
+  useEffect(() => {
+    if (commitSeq === 0) return;
+    if (busyRef.current()) return; // flushed on drag / box-select end
+    const selected = primarySelection(nodesRef.current, primaryRef.current);
+    primaryRef.current = selected;
+    const text = JSON.stringify(payloadOf(nodesRef.current, edgesRef.current, selected, revRef.current));
+    if (text === lastSentRef.current) return;
+    lastSentRef.current = text;
+    store.lastSent = text;
+    performance.mark?.('layerlab:canvas:send');
+    apiRef.current.setStateValue?.('value', JSON.parse(text));
+  }, [commitSeq, store]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  useEffect(() => {
+    performance.mark?.('layerlab:canvas:rendered');
+  }, [data]);
+
+  // ---- Python replaces the graph only when the revision increases ----
+  useEffect(() => {
+    const rev = Number(data.revision) || 0;
+    if (rev <= revRef.current) return;
+    revRef.current = rev;
+    const prev = nodesRef.current;
+    const m = mergeFromPython(prev, edgesRef.current, data.graph, paletteRef.current, data.selected);
+    pySelRef.current = data.selected ?? null;
+    primaryRef.current = data.selected ?? null;
+    // Every replacement is undoable in the browser (Ctrl+Z sends the previous graph with the new revision).
+    if (prev.length) history.push();
+    setGraph(m.nodes, m.edges);
+    // Python already has this graph; only positions it did not give are news.
+    lastSentRef.current = JSON.stringify({ graph: toPy(m.nodes, m.edges), selected: primarySelection(m.nodes, primaryRef.current), revision: rev });
+    onReplaced(m);
+  }, [data.revision]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // ---- Python may select a node (e.g. from its inspector) ----
+  useEffect(() => {
+    const sel = data.selected ?? null;
+    if (sel === pySelRef.current) return;
+    pySelRef.current = sel;
+    if (sel === primarySelection(nodesRef.current, primaryRef.current)) return;
+    if (sel && !nodesRef.current.some((n) => n.id === sel)) return;
+    primaryRef.current = sel;
+    setGraph(nodesRef.current.map((n) => (!!n.selected === (n.id === sel) ? n : { ...n, selected: n.id === sel })), edgesRef.current, true);
+  }, [data.selected]); // eslint-disable-line react-hooks/exhaustive-deps
+}

@@ -1,0 +1,102 @@
+"""AppTest: the Train page's Search mode (node parameters marked searchable, live trials, best onto the canvas)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def at(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    app.button(key="ll_tpl_mlp").click().run()  # MLP on moons
+    app.button(key="ll_confirm_replace").click().run()
+    app.switch_page("pages/train.py").run()
+    app.session_state["ll_train_mode"] = "Search"
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _submit(at):
+    next(b for b in at.button if b.label == "Start search").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_search_form_lists_the_canvas_nodes_numeric_params(at):
+    assert at.text_input(key="ll_s_tr_lr").value == "1e-4..1e-1:log"
+    keys = {t.key for t in at.text_input}
+    assert {"ll_s_node_fc1.out_features", "ll_s_node_fc2.out_features", "ll_s_node_head.out_features"} <= keys
+    assert at.selectbox(key="ll_s_objective").options[:2] == ["Validation loss (minimise)",
+                                                              "Validation accuracy (maximise)"]
+
+
+def test_bad_spec_is_a_located_error_and_nothing_starts(at):
+    at.text_input(key="ll_s_node_fc1.out_features").set_value("64..8")
+    at.text_input(key="ll_s_tr_lr").set_value("0..1:log")
+    _submit(at)
+    err = at.error[0].value
+    assert "search space has 2 problem(s)" in err and "node fc1" in err and "search lr" in err
+    assert "ll_study" not in at.session_state
+
+
+@pytest.mark.slow
+def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
+    ws = tmp_path / "ws"
+    at.text_input(key="ll_s_node_fc1.out_features").set_value("{4,24}")
+    at.text_input(key="ll_s_tr_lr").set_value("1e-2..1e-1:log")
+    at.number_input(key="ll_s_trials").set_value(2)
+    at.number_input(key="ll_s_epochs").set_value(2)
+    at.text_input(key="ll_s_name").set_value("app-study")
+    _submit(at)
+    study = at.session_state["ll_study"]
+    assert study["name"] == "app-study"
+    assert study["proc"].wait(timeout=600) == 0  # the study process, with its trial jobs, ends
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert len(table) == 2 and set(table["state"]) <= {"complete", "pruned"}
+    assert set(table["fc1.out_features"]) <= {4, 24}
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Study"].replace("\\", "") == "app-study" and labels["Trials"] == "2 / 2"
+    best = table.sort_values("value").iloc[0]
+    at.button(key="ll_s_canvas").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    proj = at.session_state["ll_project"]
+    assert proj.graph.node("fc1").params["out_features"] == int(best["fc1.out_features"])
+    assert proj.training["lr"] == pytest.approx(best["lr"])
+    at.switch_page("pages/train.py").run()
+    at.session_state["ll_train_mode"] = "Search"
+    at.run()
+    at.button(key="ll_s_retrain").click().run()  # retrain the best trial with 3x the epochs
+    assert not at.exception, [e.value for e in at.exception]
+    from builder.jobs import wait
+    from builder.runs import RunStore
+
+    rid = at.session_state["ll_run"]
+    rs = RunStore(ws)
+    assert wait(rs, [rid], timeout=300)[rid] == "finished"
+    run = rs.get(rid)
+    fc1 = next(n for n in run["project"]["graph"]["nodes"] if n["id"] == "fc1")
+    assert run["config"]["epochs"] == 6 and fc1["params"]["out_features"] == int(best["fc1.out_features"])
+    at.run()
+    assert at.session_state["ll_train_mode"] == "Train"
+
+
+def test_mlflow_setting_is_checked_and_applies_to_new_runs(at, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-after-test")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    at.text_input(key="ll_mlflow_uri").set_value("sqlite:////etc/x.db").run()
+    assert "inside the workspace" in at.error[0].value and "MLFLOW_TRACKING_URI" not in os.environ
+    at.text_input(key="ll_mlflow_uri").set_value("sqlite:///mlflow.db").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{(tmp_path / 'ws' / 'mlflow.db').resolve()}"

@@ -1,0 +1,75 @@
+"""builder/cli_search.py: `layerlab tune` (JSON output, located errors, two processes sharing one study)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builder import cli
+from builder.runs import RunStore
+from builder.search import default_storage, load_study, trials_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bad_search_specs_are_located_errors_before_any_trial(tmp_path, capsys):
+    rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "3", "--workspace", str(tmp_path),
+                   "--search", "lr=1e-1..1e-4:log", "--search", "fc9.out_features=8..64", "--search", "fc1.units=1..2"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 1
+    assert out[0].startswith("search lr: a range must run from low to high; received: lr=0.1..0.0001:log. Fix:")
+    assert out[1].startswith("search fc9.out_features: a searched parameter must belong to a node")
+    assert out[2].startswith("node fc1: unknown parameter `units` for Linear")
+    assert RunStore(tmp_path).list_runs() == []  # nothing started
+
+
+def test_tune_needs_a_search_and_a_valid_metric(tmp_path, capsys):
+    assert cli.main(["tune", "mlp", "--dataset", "moons", "--workspace", str(tmp_path)]) == 2
+    assert "--search" in capsys.readouterr().err
+    assert cli.main(["tune", "mlp", "--dataset", "moons", "--workspace", str(tmp_path), "--metric", "r2",
+                     "--search", "lr=1e-3..1e-1"]) == 2
+    assert "objective must suit" in capsys.readouterr().err
+
+
+def test_tune_json_holds_best_value_params_and_run_id(tmp_path, capsys):
+    rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "2", "--epochs", "2", "--workspace", str(tmp_path),
+                   "--search", "lr=1e-3..1e-1:log", "--search", "fc1.out_features={8,16}", "--study", "j",
+                   "--metric", "accuracy", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["study"] == "j" and res["n_trials"] == 2 and res["direction"] == "maximize"
+    assert set(res["best_params"]) == {"lr", "fc1.out_features"}
+    run = RunStore(tmp_path).get(res["best_run_id"])
+    assert run["status"] == "finished" and run["name"] == f"j #{res['best_trial']}"
+    assert run["final_metrics"]["val_metric"] == pytest.approx(res["best_value"])
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study_without_duplicates(tmp_path):
+    storage = default_storage(tmp_path)
+    cmd = [sys.executable, "-m", "builder", "tune", "mlp", "--dataset", "moons", "--trials", "4", "--epochs", "2",
+           "--search", "lr=1e-3..1e-1:log", "--study", "shared", "--storage", storage, "--workers", "1", "--pruner", "none",
+           "--workspace", str(tmp_path), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    study = load_study(storage, "shared")
+    rows = trials_table(study)
+    ran = [r for r in rows if r["run_id"]]
+    assert sorted(r["trial"] for r in ran) == [0, 1, 2, 3]  # every requested trial ran once
+    assert len({r["run_id"] for r in ran}) == 4
+    assert all(r["state"] == "complete" for r in ran)
+    extra = [r for r in rows if not r["run_id"]]  # a surplus ask, if both processes asked at once
+    assert all("already holds 4 trials" in r["message"] for r in extra)
+    assert len(RunStore(tmp_path).list_runs()) == 4
+    owners = {t.user_attrs["runner"] for t in study.trials if t.user_attrs.get("run_id")}
+    assert len(owners) == 2  # both processes ran trials
+    for out, _ in outs:
+        assert json.loads(out)["study"] == "shared"

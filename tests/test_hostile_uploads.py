@@ -1,0 +1,235 @@
+"""Hostile uploads, generated here: every one is a clear DatasetError, writes nothing, and stays in memory bounds.
+
+The corpus: zip slip (``..`` names), absolute names, symbolic links in zips and folders, zip bombs (huge
+declared sizes, a member that lies about its size, too many entries), a decompression-bomb PNG, many tiny
+images blown up to 256x256, pickles disguised as images and CSV, corrupt zips (bad CRC, bad header), CSV
+bombs (a huge line, a huge header, thousands of one-hot categories), device files. Peak memory is measured
+in this process (tracemalloc, per file) and in a fresh process (``ru_maxrss`` growth over the whole corpus,
+which also sees Pillow's and pandas' C allocations).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import stat
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from builder.data import load_csv, load_image_folder
+from builder.errors import DatasetError
+
+ROOT = Path(__file__).resolve().parents[1]
+PEAK_LIMIT = 300 * 2**20
+
+
+def _png(w=2, h=2, mode="RGB") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, (w, h)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class _Marker:
+    """Unpickling this creates a file: a pickle that runs code."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _zip(path: Path, members: list[tuple[str | zipfile.ZipInfo, bytes]], compression=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def _ok_members() -> list[tuple[str, bytes]]:
+    return [(f"{c}/{i}.png", _png()) for c in ("cat", "dog") for i in range(3)]
+
+
+def build_corpus(d: Path, marker: Path) -> dict[str, tuple[str, Path, dict, str]]:
+    """``{name: (kind, path, options, message regex)}``; kind is ``images`` or ``csv``."""
+    d.mkdir(parents=True, exist_ok=True)
+    c: dict[str, tuple[str, Path, dict, str]] = {}
+    png = _png()
+
+    c["zip slip"] = ("images", _zip(d / "slip.zip", [*_ok_members(), ("../../evil.png", png)]), {}, "outside the archive")
+    c["nested zip slip"] = ("images", _zip(d / "slip2.zip", [*_ok_members(), ("cat/../../../evil.png", png)]), {},
+                            "outside the archive")
+    c["absolute name"] = ("images", _zip(d / "abs.zip", [*_ok_members(), ("/tmp/layerlab_abs_evil.png", png)]), {},
+                          "outside the archive")
+    c["windows drive"] = ("images", _zip(d / "drive.zip", [*_ok_members(), ("C:/evil.png", png)]), {},
+                          "outside the archive")
+    link = zipfile.ZipInfo("cat/link.png")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    c["symlink in zip"] = ("images", _zip(d / "link.zip", [*_ok_members(), (link, b"/etc/passwd")]), {},
+                           "symbolic link")
+
+    bomb = d / "bomb.zip"  # 2 x 120 MB of zeros: 240 MB declared, a few hundred KB on disk
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k in range(2):
+            with zf.open(f"cat/{k}.png", "w", force_zip64=True) as f:
+                chunk = bytes(2**20)
+                for _ in range(120):
+                    f.write(chunk)
+        zf.writestr("dog/0.png", png)
+    c["zip bomb (declared sizes)"] = ("images", bomb, {}, "MiB")
+
+    liar = bytearray(_zip(d / "liar_src.zip", [("cat/big.png", bytes(8 * 2**20)), *_ok_members()]).read_bytes())
+    real = (8 * 2**20).to_bytes(4, "little")
+    liar = liar.replace(real, (100).to_bytes(4, "little"))  # local and central headers now declare 100 bytes
+    (d / "liar.zip").write_bytes(bytes(liar))
+    c["member lying about its size"] = ("images", d / "liar.zip", {}, "not readable images|damaged|different size")
+
+    many = d / "entries.zip"
+    with zipfile.ZipFile(many, "w", zipfile.ZIP_STORED) as zf:
+        for k in range(50_500):
+            zf.writestr(f"cat/{k}.txt", b"")
+    c["too many entries"] = ("images", many, {}, "entries")
+
+    c["many tiny images at 256x256"] = ("images", _zip(d / "tiny.zip", [(f"{'ab'[i % 2]}/{i}.png", _png(1, 1, "L"))
+                                                                        for i in range(2000)]),
+                                        {"size": (256, 256)}, "decoded.*limit.*Fix")
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (12_000, 12_000)).save(buf, "PNG")  # 144 megapixels, a few KB
+    c["decompression bomb PNG"] = ("images", _zip(d / "mega.zip", [*_ok_members(), ("cat/mega.png", buf.getvalue())]),
+                                   {}, "megapixels")
+    evil = pickle.dumps(_Marker(str(marker)))
+    c["pickle as image"] = ("images", _zip(d / "pickle.zip", [*_ok_members(), ("cat/evil.png", evil)]), {},
+                            "not readable images")
+
+    stored = _zip(d / "crc_src.zip", _ok_members(), zipfile.ZIP_STORED).read_bytes()
+    i = stored.index(png[20:40])  # inside the first member's data
+    bad = bytearray(stored)
+    bad[i] ^= 0xFF
+    (d / "crc.zip").write_bytes(bytes(bad))
+    c["bad CRC"] = ("images", d / "crc.zip", {}, "damaged")
+    (d / "header.zip").write_bytes(stored[:30] + b"\x00" * 40 + stored[70:])
+    c["bad local header"] = ("images", d / "header.zip", {}, "damaged|broken zip|not readable")
+    (d / "truncated.zip").write_bytes(stored[: len(stored) // 2])
+    c["truncated zip"] = ("images", d / "truncated.zip", {}, "not a folder or a zip|broken zip")
+
+    folder = d / "linked"
+    for cls in ("cat", "dog"):
+        (folder / cls).mkdir(parents=True)
+        (folder / cls / "0.png").write_bytes(png)
+        (folder / cls / "1.png").write_bytes(png)
+    (folder / "cat" / "passwd.png").symlink_to("/etc/passwd")
+    c["symlink in folder"] = ("images", folder, {}, "symbolic link")
+    folder2 = d / "linked_class"
+    (folder2 / "cat").mkdir(parents=True)
+    (folder2 / "cat" / "0.png").write_bytes(png)
+    (d / "outside_class").mkdir()
+    (d / "outside_class" / "0.png").write_bytes(png)
+    (folder2 / "dog").symlink_to(d / "outside_class", target_is_directory=True)
+    c["symlinked class folder"] = ("images", folder2, {}, "symbolic link")
+
+    (d / "line.csv").write_text("a,b,y\n" + "1," + "x" * (3 * 2**20) + ",0\n" + "2,3,1\n" * 10)
+    c["CSV huge line"] = ("csv", d / "line.csv", {"target": "y"}, "line 2.*limit")
+    (d / "wide.csv").write_text(",".join("c" * 150_000) + "\n" + ",".join("1" * 150_000) + "\n")
+    c["CSV huge header"] = ("csv", d / "wide.csv", {"target": "c0"}, "columns, over the limit")
+    rows = ["y," + ",".join(f"t{k}" for k in range(999))]
+    rows += [f"{r % 2}," + ",".join(f"v{(r + k) % 100}" for k in range(999)) for r in range(600)]
+    (d / "cats.csv").write_text("\n".join(rows) + "\n")
+    c["CSV one-hot bomb"] = ("csv", d / "cats.csv", {"target": "y"}, "features.*Fix")
+    (d / "ids.csv").write_text("id,y\n" + "".join(f"user{k},{k % 2}\n" for k in range(5000)))
+    c["CSV id column"] = ("csv", d / "ids.csv", {"target": "y"}, "distinct values")
+    (d / "pickle.csv").write_bytes(evil)
+    c["pickle as CSV"] = ("csv", d / "pickle.csv", {"target": "y"}, "binary")
+    c["device file as CSV"] = ("csv", Path("/dev/zero"), {"target": "y"}, "not a regular file")
+    c["device file as image folder"] = ("images", Path("/dev/zero"), {}, "not a folder or a zip|not a regular")
+    return c
+
+
+def _load(kind: str, path: Path, opts: dict):
+    if kind == "csv":
+        return load_csv(path, **opts)
+    return load_image_folder(path, **opts)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hostile")
+    marker = base / "unpickled.txt"
+    return base, marker, build_corpus(base / "corpus", marker)
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_every_hostile_upload_is_a_clear_error_within_memory_bounds(corpus, monkeypatch):
+    base, marker, items = corpus
+    cwd = base / "cwd"
+    cwd.mkdir(exist_ok=True)
+    monkeypatch.chdir(cwd)  # a relative zip-slip target would land here
+    before = _tree(base)
+    abs_target = Path("/tmp/layerlab_abs_evil.png")
+    abs_existed = abs_target.exists()
+    problems = []
+    for name, (kind, path, opts, match) in items.items():
+        tracemalloc.start()
+        try:
+            _load(kind, path, opts)
+            problems.append(f"{name}: accepted")
+        except DatasetError as e:
+            msg = str(e)
+            import re
+
+            if not re.search(match, msg) or "\n" in msg:
+                problems.append(f"{name}: unclear message {msg!r}")
+        except Exception as e:  # noqa: BLE001 - anything else is the defect under test
+            problems.append(f"{name}: {type(e).__name__}: {e}")
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        if peak > PEAK_LIMIT:
+            problems.append(f"{name}: peak {peak / 2**20:.0f} MiB traced")
+    assert problems == []
+    assert _tree(base) == before  # nothing extracted, nothing written
+    assert abs_target.exists() == abs_existed
+    assert not marker.exists()  # no pickle was ever loaded
+
+
+def test_peak_resident_memory_of_a_fresh_process_stays_bounded(corpus):
+    """``ru_maxrss`` growth while loading the whole corpus in a new process (C allocations included)."""
+    base, _, items = corpus
+    spec = [(kind, str(path), {k: list(v) if isinstance(v, tuple) else v for k, v in opts.items()})
+            for kind, path, opts, _ in items.values()]
+    script = (
+        "import json, resource, sys\n"
+        "import numpy, pandas, PIL.Image, torch\n"
+        "from builder.data import load_csv, load_image_folder\n"
+        "from builder.errors import DatasetError\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for kind, path, opts in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        (load_csv if kind == 'csv' else load_image_folder)(path, **opts)\n"
+        "    except DatasetError:\n"
+        "        pass\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n")
+    r = subprocess.run([sys.executable, "-c", script, json.dumps(spec)], cwd=base, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    grew = int(r.stdout.strip().splitlines()[-1])
+    assert grew < PEAK_LIMIT, f"peak RSS grew by {grew / 2**20:.0f} MiB"
+
+
+def test_a_legitimate_upload_still_loads(tmp_path):
+    members = [(f"{c}/{i}.png", _png()) for c in ("cat", "dog") for i in range(10)]
+    ds = load_image_folder(_zip(tmp_path / "ok.zip", members), size=(8, 8))
+    assert ds.info.class_names == ["cat", "dog"] and ds.info.input_shape == (3, 8, 8)

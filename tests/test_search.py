@@ -1,0 +1,315 @@
+"""builder/search.py: search-space parsing and checks, applying a trial, and studies whose trials are jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from builder.errors import LayerLabError
+from builder.pipeline import run_training
+from builder.runs import RunStore
+from builder.search import (
+    Dimension,
+    JobLauncher,
+    SearchSpaceError,
+    StudyRunner,
+    StudySettings,
+    best_project,
+    load_study,
+    objective_direction,
+    objective_value,
+    parse_dimension,
+    parse_space,
+    request_stop,
+    study_figures,
+    trials_table,
+)
+from builder.templates import load_template
+
+
+@pytest.fixture
+def mlp():
+    return load_template("mlp")
+
+
+def _problems(specs, project):
+    with pytest.raises(SearchSpaceError) as e:
+        parse_space(specs, project)
+    return e.value.problems
+
+
+# ----------------------------------------------------------------------------------------- parsing
+def test_parse_ranges_and_choices(mlp):
+    space = parse_space(["lr=1e-4..1e-1:log", "fc1.out_features=16..256:log", "optimizer={adam,sgd}",
+                         "batch_size={16,32,64}", "weight_decay=0..0.01", "epochs=2..5"], mlp)
+    d = {x.key: x for x in space.dims}
+    assert d["lr"] == Dimension("lr", "float", 1e-4, 0.1, log=True)
+    assert d["fc1.out_features"] == Dimension("fc1.out_features", "int", 16, 256, log=True)
+    assert d["fc1.out_features"].node == "fc1" and d["fc1.out_features"].param == "out_features"
+    assert d["optimizer"].choices == ("adam", "sgd")
+    assert d["epochs"].kind == "int" and d["weight_decay"].kind == "float"
+    again = parse_space(space.to_specs(), mlp)  # specs round-trip
+    assert again.dims == space.dims
+
+
+def test_float_parameter_range_from_integers_is_float():
+    p = load_template("mlp")
+    p.graph.nodes.append(p.graph.nodes[0].model_copy(update={"id": "drop", "type": "Dropout", "params": {}}))
+    d = parse_space(["drop.p=0..1"], p).dims[0]
+    assert d.kind == "float" and isinstance(d.low, float)
+
+
+def test_every_bad_spec_is_a_located_problem(mlp):
+    probs = _problems(["lr=1e-1..1e-4:log", "fc9.out_features=1..4", "fc1.out_feat=3..4",
+                       "fc2.out_features=0..8", "fc1.out_features=8..8", "lr=1..2", "bogus=1..2", "x",
+                       "optimizer={adam,sgdd}", "dropout=0.1..0.5", "weight_decay=0..1:log",
+                       "head.out_features=1.5..4", "act1.inplace=1..2"], mlp)
+    by = {(p.node, p.key): p for p in probs[1:]}
+    assert len(probs) == 13
+    assert "low to high" in probs[0].message and "Fix: lr=0.0001..0.1:log" in probs[0].message
+    assert "no node 'fc9'" in by[(None, "fc9.out_features")].message
+    assert by[("fc1", "fc1.out_feat")].where == "node fc1" and "did you mean `out_features`" in \
+        by[("fc1", "fc1.out_feat")].message
+    assert "≥ 1" in by[("fc2", "fc2.out_features")].message
+    assert "more than one value" in by[("fc1", "fc1.out_features")].message
+    assert "searched once" in by[(None, "lr")].message
+    assert "unknown search setting" in by[(None, "bogus")].message
+    assert "NAME=LOW..HIGH" in by[(None, "")].message
+    assert "did you mean 'sgd'" in by[(None, "optimizer")].message
+    assert "Dropout" in by[(None, "dropout")].message
+    assert "bounds > 0" in by[(None, "weight_decay")].message
+    assert "integer bounds" in by[("head", "head.out_features")].message
+    assert by[("act1", "act1.inplace")].code in ("search_unknown_param", "search_kind")
+    for p in probs:
+        assert "received:" in p.message and "Fix:" in p.message, p.message
+
+
+def test_inferred_and_choice_kind_errors(mlp):
+    p = load_template("lstm")
+    ids = {n.type: n.id for n in p.graph.nodes}
+    rnn = ids["LSTM"]
+    probs = _problems([f"{rnn}.input_size=2..4", f"{rnn}.num_layers={{1,2,99999}}", f"{rnn}.bidirectional=0..1"], p)
+    assert [q.code for q in probs] == ["search_inferred", "search_choice", "search_kind"]
+    assert all(q.node == rnn for q in probs)
+    space = parse_space([f"{rnn}.num_layers={{1,2,3}}", f"{rnn}.bidirectional={{true,false}}"], p)
+    assert space.dims[1].choices == (True, False)
+
+
+def test_empty_space_and_empty_choices(mlp):
+    assert _problems([], mlp)[0].code == "search_empty"
+    assert _problems(["optimizer={}"], mlp)[0].code == "search_empty"
+
+
+@given(lo=st.floats(1e-6, 1e3), hi=st.floats(1e-6, 1e3), log=st.booleans())
+def test_ranges_property(lo, hi, log):
+    """Any float range parses; it is accepted exactly when low < high and inside lr's bounds."""
+    p = load_template("mlp")
+    spec = f"lr={lo!r}..{hi!r}" + (":log" if log else "")
+    ok = lo < hi and hi <= 10.0
+    if ok:
+        d = parse_space([spec], p).dims[0]
+        assert (d.low, d.high, d.log) == (lo, hi, log)
+        assert parse_dimension(d.to_text()) == d
+    else:
+        probs = _problems([spec], p)
+        assert len(probs) == 1 and probs[0].key == "lr" and "Fix:" in probs[0].message
+
+
+@given(a=st.integers(-5, 300), b=st.integers(-5, 300))
+def test_int_node_ranges_property(a, b):
+    p = load_template("mlp")
+    spec = f"fc1.out_features={a}..{b}"
+    if 1 <= a < b:
+        assert parse_space([spec], p).dims[0] == Dimension("fc1.out_features", "int", a, b)
+    else:
+        assert _problems([spec], p)[0].node == "fc1"
+
+
+def test_apply_sets_nodes_settings_and_dropout():
+    p = load_template("mlp")
+    p.graph.nodes.append(p.graph.nodes[0].model_copy(update={"id": "drop", "type": "Dropout", "params": {}}))
+    space = parse_space(["fc1.out_features=4..64", "lr=1e-3..1e-1", "dropout=0..0.5"], p)
+    q, cfg = space.apply(p, {"epochs": 3}, {"fc1.out_features": 7, "lr": 0.01, "dropout": 0.25})
+    assert q.graph.node("fc1").params["out_features"] == 7 and q.graph.node("drop").params["p"] == 0.25
+    assert cfg == {"epochs": 3, "lr": 0.01}
+    assert p.graph.node("fc1").params["out_features"] == 32  # the base project is untouched
+
+
+def test_objective_helpers():
+    ev = {"val_loss": 0.3, "val_metric": 0.9, "metric_name": "accuracy"}
+    assert objective_value(ev, "val_loss") == 0.3 and objective_value(ev, "val_accuracy") == 0.9
+    assert objective_value(ev, "val_r2") is None and objective_value({"val_loss": float("nan")}, "val_loss") is None
+    assert objective_direction("val_loss") == "minimize" and objective_direction("val_f1") == "maximize"
+
+
+def test_settings_and_objective_task_are_checked(tmp_path, mlp):
+    store = RunStore(tmp_path)
+    with pytest.raises(LayerLabError, match="number of trials"):
+        StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"], settings=StudySettings(n_trials=0))
+    with pytest.raises(LayerLabError, match="objective must suit"):
+        StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"], settings=StudySettings(objective="val_r2"))
+    with pytest.raises(LayerLabError, match="study name"):
+        StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"], settings=StudySettings(name="a b"))
+
+
+# ------------------------------------------------------------------------- runner, fast (in-process)
+class ThreadJobs:
+    """Trials as in-process background jobs (fast); the real job processes are used further down."""
+
+    def __init__(self, slots: int = 2):
+        self.n, self.jobs = slots, {}
+
+    def max_jobs(self):
+        return self.n
+
+    def submit(self, store, spec):
+        job = run_training(spec["project"], spec["dataset"], spec["config"], store, background=True,
+                           dataset_options=spec["dataset_options"], name=spec["name"], owner=spec["owner"],
+                           tags=spec["tags"])
+        self.jobs[job.run_id] = job
+        return job.run_id
+
+    def request(self, store, run_id, action):
+        self.jobs[run_id].stop()
+
+
+def _thread_launcher(slots=2):
+    return JobLauncher(ThreadJobs(slots))
+
+
+def test_invalid_graph_trials_fail_with_problems_and_study_goes_on(tmp_path, mlp):
+    store = RunStore(tmp_path)
+    events = []
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 2}, space=["head.out_features={2,5}", "lr=1e-3..1e-1:log"],
+                         settings=StudySettings(name="bad", n_trials=6, sampler="random", seed=3, pruner="none"),
+                         launcher=_thread_launcher(), on_update=events.append)
+    res = runner.run()
+    rows = trials_table(runner.study)
+    assert len(rows) == 6 and res.n_trials == 6
+    bad = [r for r in rows if r["head.out_features"] == 5]
+    good = [r for r in rows if r["head.out_features"] == 2]
+    assert bad and good
+    assert all(r["state"] == "fail" and "node head" in r["message"] and r["run_id"] is None for r in bad)
+    assert all(r["state"] == "complete" and r["run_id"] for r in good)
+    assert res.best_params["head.out_features"] == 2
+    assert store.get(res.best_run_id)["status"] == "finished"
+    assert events[-1]["type"] == "study_done"
+
+
+def test_resume_runs_until_the_study_holds_n_trials(tmp_path, mlp):
+    store = RunStore(tmp_path)
+
+    def runner(n):
+        return StudyRunner(store, mlp, "moons", {"epochs": 1}, space=["lr=1e-3..1e-1:log"],
+                           settings=StudySettings(name="r", n_trials=n, seed=1), launcher=_thread_launcher())
+
+    assert runner(2).run().n_trials == 2
+    res = runner(4).run()  # resumed (load_if_exists): two more
+    assert res.n_trials == 4 and res.states == {"complete": 4}
+    with pytest.raises(LayerLabError, match="another space"):
+        StudyRunner(store, mlp, "moons", space=["lr=1e-4..1e-1:log"], settings=StudySettings(name="r"),
+                    launcher=_thread_launcher())
+    project, cfg = best_project(load_study(res.storage, "r"))
+    assert cfg["lr"] == pytest.approx(res.best_params["lr"]) and project.training["lr"] == cfg["lr"]
+    figs = study_figures(load_study(res.storage, "r"))
+    assert {"history", "parallel", "intermediate"} <= set(figs)
+
+
+def test_stop_request_ends_the_study(tmp_path, mlp):
+    store = RunStore(tmp_path)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 200}, space=["lr=1e-3..1e-1:log"],
+                         settings=StudySettings(name="stopme", n_trials=50, pruner="none"),
+                         launcher=_thread_launcher(1))
+    th = threading.Thread(target=runner.run)
+    th.start()
+    deadline = time.monotonic() + 60
+    while not trials_table(runner.study) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    request_stop(runner.storage_url, "stopme")  # from anywhere that reaches the storage
+    th.join(60)
+    assert not th.is_alive()
+    rows = trials_table(runner.study)
+    assert len(rows) < 50 and rows[0]["state"] == "fail" and "stopped with the study" in rows[0]["message"]
+    assert store.get(rows[0]["run_id"])["status"] == "stopped"
+
+
+# ------------------------------------------------------------------------- runner with job processes
+@pytest.mark.slow
+def test_seeded_study_beats_the_defaults_and_prunes(tmp_path, mlp):
+    """moons/mlp with a deliberately poor learning rate: the study finds a better validation accuracy."""
+    store = RunStore(tmp_path)
+    base = {"epochs": 6, "lr": 1e-5, "optimizer": "sgd", "momentum": 0.0}
+    default = run_training(mlp, "moons", base, store)
+    default_acc = default.history[-1]["val_metric"]
+    runner = StudyRunner(store, mlp, "moons", base, space=["lr=1e-4..1.0:log"],
+                         settings=StudySettings(name="moons", n_trials=6, objective="val_accuracy", seed=0,
+                                                workers=1, prune_startup=2, prune_warmup=1))
+    res = runner.run()
+    assert res.best_value > default_acc + 0.1
+    assert res.states.get("pruned", 0) >= 1
+    rows = trials_table(runner.study)
+    ran = [r for r in rows if r["run_id"]]
+    assert len({r["run_id"] for r in ran}) == len(ran) == 6
+    for r in ran:  # every trial is a normal run in the store
+        assert store.get(r["run_id"])["name"] == f"moons #{r['trial']}"
+    assert store.get(res.best_run_id)["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_killed_worker_fails_its_trial_and_the_study_goes_on(tmp_path, mlp):
+    store = RunStore(tmp_path)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 10, "batch_size": 16},
+                         space=["lr=1e-3..1e-1:log"], dataset_options={"n_samples": 1500},
+                         settings=StudySettings(name="kill", n_trials=3, workers=1, pruner="none"))
+    th = threading.Thread(target=runner.run)
+    th.start()
+    victim, deadline = None, time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline:
+        for r in trials_table(runner.study):
+            if r["run_id"] and store.metrics(r["run_id"]) and store.get(r["run_id"])["status"] == "running":
+                victim = r
+                os.kill(int(store.get(r["run_id"])["pid"]), signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    assert victim is not None
+    th.join(300)
+    assert not th.is_alive()
+    rows = {r["trial"]: r for r in trials_table(runner.study)}
+    assert len(rows) == 3
+    assert rows[victim["trial"]]["state"] == "fail" and "ended unexpectedly" in rows[victim["trial"]]["message"]
+    assert store.get(victim["run_id"])["status"] == "interrupted"
+    assert sum(r["state"] == "complete" for r in rows.values()) == 2
+
+
+def test_time_budget_stops_new_trials(tmp_path, mlp):
+    store = RunStore(tmp_path)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 30}, space=["lr=1e-3..1e-1:log"],
+                         settings=StudySettings(name="budget", n_trials=500, timeout=0.5, pruner="none"),
+                         launcher=_thread_launcher(1))
+    res = runner.run()
+    assert 1 <= res.n_trials < 500 and not res.stopped
+    assert all(r["state"] == "complete" for r in trials_table(runner.study))
+
+
+def test_a_dead_runners_trial_is_adopted_on_resume(tmp_path, mlp):
+    """A runner killed mid-trial leaves the trial RUNNING; the next runner on the host picks up its job's result."""
+    import socket
+
+    store = RunStore(tmp_path)
+    settings = StudySettings(name="orphan", n_trials=1, pruner="none")
+    first = StudyRunner(store, mlp, "moons", {"epochs": 2}, space=["lr=1e-3..1e-1:log"], settings=settings,
+                        launcher=_thread_launcher())
+    trial = first.study.ask(first.space.distributions())
+    done = run_training(mlp, "moons", {"epochs": 2, "lr": trial.params["lr"]}, store)
+    trial.set_user_attr("runner", f"{socket.gethostname()}:999999999")  # a pid that is not alive
+    trial.set_user_attr("run_id", done.run_id)
+    res = StudyRunner(store, mlp, "moons", {"epochs": 2}, space=["lr=1e-3..1e-1:log"], settings=settings,
+                      launcher=_thread_launcher()).run()
+    assert res.n_trials == 1 and res.states == {"complete": 1} and res.best_run_id == done.run_id
+    assert res.best_value == pytest.approx(store.metrics(done.run_id)[-1]["val_loss"])
