@@ -132,3 +132,40 @@ def test_constant_shape_arithmetic_is_folded(tmp_path):
     res = import_model(tmp_path / "f.onnx")
     assert [n.type for n in res.project.graph.nodes] == ["Input", "Flatten"]
     assert res.report["max_abs_diff"] == 0.0
+
+
+# ------------------------------------------------------------------- every registered layer, export → import
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from builder.registry import all_specs  # noqa: E402
+from tests.strategies import layer_case  # noqa: E402
+from tests.test_layers import _graph  # noqa: E402
+
+# layers whose ONNX form (torch's dynamo exporter) is decomposed into ops without a LayerLab counterpart
+NOT_IMPORTED = {"GroupNorm", "ELU", "GELU", "RNN", "AdaptiveAvgPool1d"}
+
+
+@pytest.mark.parametrize("spec", [s for s in all_specs() if s.type != "Input"], ids=lambda s: s.type)
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(data=st.data())
+def test_every_layer_round_trips_or_is_reported(spec, data, tmp_path_factory):
+    shapes, params = data.draw(layer_case(spec))
+    graph = _graph(spec.type, shapes, params)
+    report = infer_shapes(graph)
+    if not report.ok:
+        return
+    path = tmp_path_factory.mktemp("layer") / "m.onnx"
+    export_onnx(graph, path)
+    adaptive_many = spec.type == "AdaptiveAvgPool2d" and params.get("output_size") not in (1, [1, 1])
+    if spec.type in NOT_IMPORTED or adaptive_many:
+        try:
+            res = import_model(path)
+        except UnsupportedOpsError as e:  # all listed at once, each with a fix
+            assert e.unsupported and all(u.fix for u in e.unsupported)
+            return
+        assert res.report["max_abs_diff"] <= 1e-5  # an exporter version may keep the op whole
+        return
+    res = import_model(path)
+    assert res.report["max_abs_diff"] <= 1e-5, (spec.type, params)
+    assert res.report["total_params"] == report.total_params, (spec.type, params)

@@ -179,6 +179,9 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
         check_inputs = [torch.cat([t, t[:1]]) for t in example]
     outs = ([module_names(as_graph(source))[n] for n in model.layerlab_outputs]
             if example_given is False and not isinstance(source, nn.Module) else None)
+    if outs:  # an output named like a buffer (a sinusoidal position table) would break single assignment
+        taken = set(model.state_dict()) | set(names)
+        outs = [f"{o}_out" if o in taken else o for o in outs]
     proto = to_onnx_proto(model, example, names, outs, opset=opset)
     try:
         onnx.checker.check_model(proto, full_check=True)

@@ -282,6 +282,9 @@ class OnnxImporter:
         self.outputs = []
         for o in self.g.output:
             v = self.vals.get(o.name)
+            if isinstance(v, T) and v.node in self.token_inputs | {n["id"] for n in self.out.nodes
+                                                                     if n["type"] == "Input"}:
+                v = T(self.add(o.name, "Identity", {}, [v]))  # a pass-through model keeps an output node
             if isinstance(v, T):
                 self.outputs.append(v.node)
             elif not any(self.unsupported.values()):
@@ -554,10 +557,14 @@ class OnnxImporter:
         if r not in (2, 3, 4):
             return None
         mom = 1.0 - float(a.get("momentum", 0.9))
+        affine = not (ins[1].src is None and ins[2].src is None and np.all(ins[1].value == 1)
+                      and not np.any(ins[2].value))  # the exporter's constant ones/zeros: affine=False
+        weights = {"running_mean": ins[3].value, "running_var": ins[4].value}
+        if affine:
+            weights.update(weight=ins[1].value, bias=ins[2].value)
         return T(self.add(self.node_name(n), "BatchNorm2d" if r == 4 else "BatchNorm1d",
-                          {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(mom, 6), "affine": True}, [x],
-                          {"weight": ins[1].value, "bias": ins[2].value, "running_mean": ins[3].value,
-                           "running_var": ins[4].value}))
+                          {"eps": _f32(a.get("epsilon", 1e-5)), "momentum": round(mom, 6), "affine": affine}, [x],
+                          weights))
 
     def _op_LayerNormalization(self, n, ins, a):
         x, scale = ins[0], ins[1]
@@ -568,12 +575,14 @@ class OnnxImporter:
                 (r is not None and axis not in (-1, r - 1)):
             return None
         b = bias.value if isinstance(bias, Const) else np.zeros_like(scale.value)
-        if bias is None:
+        affine = not (scale.src is None and (bias is None or bias.src is None) and np.all(scale.value == 1)
+                      and not np.any(b))
+        if bias is None and affine:
             self.out.notes.append(f"{self.node_name(n)}: LayerNorm without bias imported with a zero bias "
                                   "(one extra trainable vector)")
-        return T(self.add(self.node_name(n), "LayerNorm", {"eps": float(a.get("epsilon", 1e-5)),
-                                                            "elementwise_affine": True}, [x],
-                          {"weight": scale.value, "bias": b}))
+        return T(self.add(self.node_name(n), "LayerNorm", {"eps": _f32(a.get("epsilon", 1e-5)),
+                                                            "elementwise_affine": affine}, [x],
+                          {"weight": scale.value, "bias": b} if affine else None))
 
     def _pool(self, n, ins, a, kind: str):
         x = ins[0]
@@ -788,13 +797,15 @@ class OnnxImporter:
         self.out.mapped[cls] += 1
 
     def _heads(self, nodes, embed: int) -> int | None:
+        """num_heads from torch's ``q.view(T, batch * heads, head_dim)``: a shape [T, Sym(heads), E/heads]."""
         for n in nodes:
-            for o in n.output:
-                v = self.vals.get(o)
-                items = v.items if isinstance(v, SymArr) else [v] if isinstance(v, Sym) else []
-                for it in items:
-                    if isinstance(it, Sym) and it.coef > 1 and embed % it.coef == 0:
-                        return it.coef
+            if n.op_type != "Reshape" or len(n.input) < 2:
+                continue
+            v = self.vals.get(n.input[1])
+            items = v.items if isinstance(v, SymArr) else []
+            if len(items) == 3 and isinstance(items[1], Sym) and isinstance(items[2], int) \
+                    and items[1].coef * items[2] == embed:
+                return items[1].coef
         return None
 
     def _check_single_output(self, ext_outputs, where, cls) -> str | None:
@@ -850,6 +861,11 @@ class OnnxImporter:
 
 class _NoFold(Exception):
     pass
+
+
+def _f32(v) -> float:
+    """A float32 attribute as the decimal it was written as (1e-12 stays 1e-12, not 9.99999996e-13)."""
+    return float(f"{float(v):.7g}")
 
 
 def _s(v) -> str:
