@@ -39,8 +39,14 @@ def goto_page(page, title: str, tries: int = 4) -> None:
 
 
 def new_project(page) -> None:
+    """Sidebar › New; confirms the replacement when the canvas holds a project."""
     page.locator("[data-testid=stSidebar] button", has_text="New").first.click()
-    page.wait_for_selector("text=Start building", timeout=30_000)
+    confirm = page.locator(".st-key-ll_confirm_replace button")
+    empty = page.get_by_text("Start building")
+    empty.or_(confirm).first.wait_for(timeout=30_000)
+    if confirm.count():
+        confirm.click()
+    empty.wait_for(timeout=30_000)
     wait_idle(page)
 
 
