@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the objective on the validation split (loss is minimised, metrics maximised)")
     p.add_argument("--workers", type=int, help="trials at once (default: the job limit, LAYERLAB_MAX_JOBS)")
     p.add_argument("--mlflow", metavar="URI", help="also log every trial to this MLflow tracker")
+    p.add_argument("--owner", default="local", help=argparse.SUPPRESS)  # the app's session owner
     p.set_defaults(func=_with_mlflow(cmd_tune))
 
     for name in ("train",):
@@ -114,7 +115,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     objective = args.metric if args.metric.startswith("val_") else f"val_{args.metric}"
     settings = StudySettings(name=args.study or _default_study(project), storage=args.storage, n_trials=args.trials,
                              timeout=args.timeout, objective=objective, sampler=args.sampler,
-                             seed=args.sampler_seed, pruner=args.pruner, workers=args.workers)
+                             seed=args.sampler_seed, pruner=args.pruner, workers=args.workers,
+                             owner=args.owner)
     quiet = args.quiet or args.json
 
     def show(ev: dict) -> None:

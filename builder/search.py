@@ -572,6 +572,7 @@ class StudySettings:
             the end before pruning starts, and no trial is pruned before epoch ``prune_warmup`` + 1.
         workers: trials at once (default: the job limit).
         poll_s: how often the runner reads the run store.
+        owner: the owner recorded on every trial's run (the app's session owner; ``local`` on the CLI).
     """
 
     name: str = "study"
@@ -586,6 +587,7 @@ class StudySettings:
     prune_warmup: int = 1
     workers: int | None = None
     poll_s: float = 0.25
+    owner: str = "local"
 
     def check(self) -> None:
         """Raises LayerLabError for a bad setting."""
@@ -743,7 +745,7 @@ class StudyRunner:
                 "dataset_options": self.dataset_options, "config": self.config,
                 "project": self.project.model_dump(mode="json"), "workspace": str(self.store.workspace),
                 "n_trials": self.settings.n_trials, "sampler": self.settings.sampler, "pruner": self.settings.pruner,
-                "timeout": self.settings.timeout}
+                "timeout": self.settings.timeout, "owner": self.settings.owner}
 
     def _open_study(self):
         import optuna
@@ -862,7 +864,8 @@ class StudyRunner:
             return None
         spec = {"project": project.model_dump(mode="json"), "dataset": self.dataset,
                 "dataset_options": dict(self.dataset_options), "config": cfg,
-                "tags": {"study": self.settings.name, "trial": n}, "name": f"{self.settings.name} #{n}"}
+                "tags": {"study": self.settings.name, "trial": n}, "name": f"{self.settings.name} #{n}",
+                "owner": self.settings.owner}
         try:
             run_id = self.launcher.submit(self.store, spec)
         except LayerLabError as e:
@@ -1084,6 +1087,8 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
         cmd += ["--sampler-seed", str(settings.seed)]
     if settings.workers:
         cmd += ["--workers", str(settings.workers)]
+    if settings.owner != "local":
+        cmd += ["--owner", settings.owner]
     flags = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
              "weight_decay": "--weight-decay", "momentum": "--momentum", "seed": "--seed", "device": "--device",
              "scheduler": "--scheduler"}
@@ -1108,7 +1113,8 @@ def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int |
                             "with `layerlab tune`")
     settings = StudySettings(name=name, storage=storage, n_trials=int(n_trials or sig.get("n_trials") or 20),
                              objective=sig["objective"], sampler=sig.get("sampler", "tpe"),
-                             pruner=sig.get("pruner", "median"), timeout=sig.get("timeout"))
+                             pruner=sig.get("pruner", "median"), timeout=sig.get("timeout"),
+                             owner=sig.get("owner", "local"))
     return launch_study(workspace, sig["project"], sig["dataset"], sig["space"], settings,
                         config=sig.get("config"), dataset_options=sig.get("dataset_options"))
 

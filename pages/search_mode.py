@@ -113,7 +113,8 @@ def start(req: dict, spec: dict) -> None:
     else:
         dataset, options = "image_folder", {"path": spec["file"], "size": [int(spec.get("size", 32))] * 2}
     settings = StudySettings(name=req["name"], storage=_storage(), n_trials=req["trials"], timeout=req["timeout"],
-                             objective=req["objective"], sampler=req["sampler"], pruner=req["pruner"], seed=req["seed"])
+                             objective=req["objective"], sampler=req["sampler"], pruner=req["pruner"], seed=req["seed"],
+                             owner=ui.owner())
     training = {k: v for k, v in (ui.project().training or {}).items() if k in ("lr", "batch_size", "optimizer",
                                                                                "weight_decay", "seed", "device")}
     try:
@@ -155,8 +156,10 @@ def study_view() -> None:
     rows = trials_table(study)
     c = st.columns(4)
     c[0].metric("Study", ui.md(name))
-    c[1].metric("Status", "running" if running else "stopped" if res.states else "starting")
-    c[2].metric("Trials", f"{len(rows)} / {(study.user_attrs.get('layerlab') or {}).get('n_trials', '?')}")
+    target = (study.user_attrs.get("layerlab") or {}).get("n_trials")
+    status = "running" if running else "finished" if target and len(rows) >= target else "stopped"
+    c[1].metric("Status", status)
+    c[2].metric("Trials", f"{len(rows)} / {target or '?'}")
     c[3].metric(f"Best {res.objective or 'value'}", ui.fmt_metric(res.best_value) if res.best_value is not None else "—")
     if res.best_params:
         st.caption("Best so far: " + ui.md(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -180,7 +183,7 @@ def study_view() -> None:
     st.session_state.ll_s_was_running = running
 
 
-def actions(spec: dict) -> None:
+def actions(ds) -> None:
     """Stop / resume the study; the best trial onto the canvas or retrained with more epochs."""
     from builder.search import best_project, load_study, request_stop, resume_study
 
@@ -214,10 +217,10 @@ def actions(spec: dict) -> None:
         st.switch_page("pages/build.py")
     ep = int((cfg or {}).get("epochs") or 10) * 3 if best is not None else 30
     if c[3].button(f"Retrain best for {ep} epochs", key="ll_s_retrain", icon=":material/model_training:",
-                   disabled=best is None):
+                   disabled=best is None or ds is None):
         try:
             ui.set_project(best)
-            st.session_state.ll_job = ui.start_training(best, spec, {**cfg, "epochs": ep})
+            ui.start_job(best, ds, {**cfg, "epochs": ep})
             st.session_state.ll_polling = True
             st.session_state.ll_mode_next = "Train"  # the mode switch is already drawn this run
         except LayerLabError as e:
@@ -261,7 +264,7 @@ def render(ds, spec: dict, problems: list) -> None:
     if st.session_state.get("ll_study"):
         st.subheader("Study")
         st.fragment(run_every=1.0 if _alive() else None)(study_view)()
-        actions(spec)
+        actions(ds)
     with st.expander("New search", expanded=not st.session_state.get("ll_study"), icon=":material/tune:"):
         if problems:
             st.warning("Fix the problems above first: every trial starts from this graph.", icon=":material/warning:")

@@ -13,9 +13,11 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 @pytest.fixture
 def at(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
     app.button(key="ll_tpl_mlp").click().run()  # MLP on moons
+    app.button(key="ll_confirm_replace").click().run()
     app.switch_page("pages/train.py").run()
     app.session_state["ll_train_mode"] = "Search"
     app.run()
@@ -46,7 +48,8 @@ def test_bad_spec_is_a_located_error_and_nothing_starts(at):
 
 
 @pytest.mark.slow
-def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at):
+def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
+    ws = tmp_path / "ws"
     at.text_input(key="ll_s_node_fc1.out_features").set_value("{4,24}")
     at.text_input(key="ll_s_tr_lr").set_value("1e-2..1e-1:log")
     at.number_input(key="ll_s_trials").set_value(2)
@@ -74,10 +77,17 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at):
     at.run()
     at.button(key="ll_s_retrain").click().run()  # retrain the best trial with 3x the epochs
     assert not at.exception, [e.value for e in at.exception]
-    sess = at.session_state["ll_job"]
-    assert sess.total_epochs == 6
-    sess.job.join(120)
-    assert sess.status == "finished"
+    from builder.jobs import wait
+    from builder.runs import RunStore
+
+    rid = at.session_state["ll_run"]
+    rs = RunStore(ws)
+    assert wait(rs, [rid], timeout=300)[rid] == "finished"
+    run = rs.get(rid)
+    fc1 = next(n for n in run["project"]["graph"]["nodes"] if n["id"] == "fc1")
+    assert run["config"]["epochs"] == 6 and fc1["params"]["out_features"] == int(best["fc1.out_features"])
+    at.run()
+    assert at.session_state["ll_train_mode"] == "Train"
 
 
 def test_mlflow_setting_is_checked_and_applies_to_new_runs(at, monkeypatch, tmp_path):

@@ -170,7 +170,8 @@ class ThreadJobs:
 
     def submit(self, store, spec):
         job = run_training(spec["project"], spec["dataset"], spec["config"], store, background=True,
-                           dataset_options=spec["dataset_options"], name=spec["name"])
+                           dataset_options=spec["dataset_options"], name=spec["name"], owner=spec["owner"],
+                           tags=spec["tags"])
         self.jobs[job.run_id] = job
         return job.run_id
 
@@ -284,3 +285,31 @@ def test_killed_worker_fails_its_trial_and_the_study_goes_on(tmp_path, mlp):
     assert rows[victim["trial"]]["state"] == "fail" and "ended unexpectedly" in rows[victim["trial"]]["message"]
     assert store.get(victim["run_id"])["status"] == "interrupted"
     assert sum(r["state"] == "complete" for r in rows.values()) == 2
+
+
+def test_time_budget_stops_new_trials(tmp_path, mlp):
+    store = RunStore(tmp_path)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 30}, space=["lr=1e-3..1e-1:log"],
+                         settings=StudySettings(name="budget", n_trials=500, timeout=0.5, pruner="none"),
+                         launcher=_thread_launcher(1))
+    res = runner.run()
+    assert 1 <= res.n_trials < 500 and not res.stopped
+    assert all(r["state"] == "complete" for r in trials_table(runner.study))
+
+
+def test_a_dead_runners_trial_is_adopted_on_resume(tmp_path, mlp):
+    """A runner killed mid-trial leaves the trial RUNNING; the next runner on the host picks up its job's result."""
+    import socket
+
+    store = RunStore(tmp_path)
+    settings = StudySettings(name="orphan", n_trials=1, pruner="none")
+    first = StudyRunner(store, mlp, "moons", {"epochs": 2}, space=["lr=1e-3..1e-1:log"], settings=settings,
+                        launcher=_thread_launcher())
+    trial = first.study.ask(first.space.distributions())
+    done = run_training(mlp, "moons", {"epochs": 2, "lr": trial.params["lr"]}, store)
+    trial.set_user_attr("runner", f"{socket.gethostname()}:999999999")  # a pid that is not alive
+    trial.set_user_attr("run_id", done.run_id)
+    res = StudyRunner(store, mlp, "moons", {"epochs": 2}, space=["lr=1e-3..1e-1:log"], settings=settings,
+                      launcher=_thread_launcher()).run()
+    assert res.n_trials == 1 and res.states == {"complete": 1} and res.best_run_id == done.run_id
+    assert res.best_value == pytest.approx(store.metrics(done.run_id)[-1]["val_loss"])

@@ -136,3 +136,14 @@ def test_app_uri_check_keeps_sqlite_inside_the_workspace(tmp_path):
     for bad in ("sqlite:////etc/passwd.db", "sqlite:///../x.db", "sqlite:///mlflow.txt", "file:///tmp/x", "ftp://h"):
         with pytest.raises(LayerLabError, match="Fix:"):
             check_uri(bad, tmp_path)
+
+
+def test_train_mlflow_flag(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "restored-after-test")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    uri = f"sqlite:///{tmp_path / 'flag.db'}"
+    ws = tmp_path / "ws"
+    assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "2", "--quiet", "--workspace", str(ws),
+                     "--mlflow", uri]) == 0
+    rid = capsys.readouterr().out.split("run id ")[1].split()[0]
+    _check_mirrored(uri, RunStore(ws), rid, 2)
