@@ -194,13 +194,15 @@ function Canvas({ data, api, store }) {
 
   // ---- viewport: fit, but never below a readable zoom ----
   // data-fitted on the flow element counts finished fits (tests wait for it instead of a margin or a sleep).
-  const [fitted, setFitted] = useState(0);
-  const fitSeqRef = useRef(0);
+  // The count lives in the page-level store so it keeps rising across remounts of the host element.
+  const [fitted, setFitted] = useState(store.fitSeq || 0);
+  const fitSeqRef = useRef(store.fitSeq || 0);
   const initialView = useCallback(
     (duration = 0) => {
       const nds = nodesRef.current;
       const el = flowRef.current;
-      const seq = (fitSeqRef.current += 1);
+      const seq = (fitSeqRef.current = Math.max(fitSeqRef.current, store.fitSeq || 0) + 1);
+      store.fitSeq = seq;
       if (!nds.length || !el) {
         setFitted(seq);
         return;
@@ -213,7 +215,7 @@ function Canvas({ data, api, store }) {
       const done = Promise.resolve(rf.setViewport(v, duration && !same ? { duration } : undefined));
       done.then(() => setTimeout(() => setFitted(seq), 0));
     },
-    [rf],
+    [rf, store],
   );
   const nodesInitialized = useNodesInitialized();
   const viewDone = useRef(false);

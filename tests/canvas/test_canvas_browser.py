@@ -192,9 +192,14 @@ def pane_at(page, x, y) -> bool:
 
 
 def click_empty(page):
-    """Click empty canvas near the top-right corner (the palette floats over the left side)."""
+    """Click a point of empty canvas (checked with elementFromPoint: no node, palette, control or minimap)."""
     box = page.locator(".react-flow__pane").bounding_box()
-    page.locator(".react-flow__pane").click(position={"x": box["width"] - 40, "y": 30})
+    for fx, fy in ((0.95, 0.2), (0.95, 0.5), (0.6, 0.9), (0.8, 0.08), (0.5, 0.5)):
+        x, y = box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+        if pane_at(page, x, y):
+            page.mouse.click(x, y)
+            return
+    raise AssertionError("no empty canvas point to click")
 
 
 def settle(page, seconds=0.8):

@@ -39,8 +39,14 @@ def goto_page(page, title: str, tries: int = 4) -> None:
 
 
 def new_project(page) -> None:
+    """Sidebar › New; confirms the replacement when the canvas holds a project."""
     page.locator("[data-testid=stSidebar] button", has_text="New").first.click()
-    page.wait_for_selector("text=Start building", timeout=30_000)
+    confirm = page.locator(".st-key-ll_confirm_replace button")
+    empty = page.get_by_text("Start building")
+    empty.or_(confirm).first.wait_for(timeout=30_000)
+    if confirm.count():
+        confirm.click()
+    empty.wait_for(timeout=30_000)
     wait_idle(page)
 
 
@@ -67,14 +73,20 @@ def pane_box(page) -> dict:
 
 
 def drag_from_palette(page, layer_type: str, dx: float, dy: float) -> None:
-    """Drag a palette entry onto the canvas at (dx, dy) from the pane's top-left corner."""
+    """Drag a palette entry onto the canvas at (dx, dy) from the top-left corner of the free canvas (right of
+    the palette when it floats over the canvas)."""
     item = page.locator(f"[data-testid=palette-{layer_type}]").first
     item.scroll_into_view_if_needed()
     b = item.bounding_box()
     pane = pane_box(page)
+    left = pane["x"]
+    floating = page.locator(".ll-palette.is-overlay")
+    if floating.count():
+        pb = floating.first.bounding_box()
+        left = pb["x"] + pb["width"]
     page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
     page.mouse.down()
-    tx, ty = pane["x"] + dx, pane["y"] + dy
+    tx, ty = left + dx, pane["y"] + dy
     for i in range(1, 11):
         page.mouse.move(b["x"] + (tx - b["x"]) * i / 10, b["y"] + (ty - b["y"]) * i / 10)
     page.mouse.up()
