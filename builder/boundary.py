@@ -97,7 +97,8 @@ def predict_grid(model: torch.nn.Module, points: torch.Tensor, resolution: int) 
 
 
 def _rows(v: torch.Tensor, r: int, digits: int = 3) -> list[list[float]]:
-    return [[round(float(x), digits) for x in row] for row in v.reshape(r, r).cpu().tolist()]
+    scale = 10.0 ** digits
+    return (torch.round(v.detach().float().reshape(r, r).cpu() * scale) / scale).tolist()
 
 
 def sample_points(X: torch.Tensor, y: torch.Tensor, n: int = 400, seed: int = 0) -> dict:
@@ -117,18 +118,24 @@ class DecisionBoundary(Callback):  # type: ignore[misc,valid-type]
         resolution: grid cells per axis (2-200).
         every: record when the (1-based) epoch number is a multiple of ``every``.
         n_points: training points included once, with the first grid (``extras["boundary"]["points"]``).
+        budget: at most this share of the training time goes to grids: an epoch is skipped while the grids so
+            far cost more (tiny datasets train an epoch in ~30 ms, so the grid then follows every few epochs;
+            the first epoch always has one). ``None``: every ``every``-th epoch.
 
     Attributes:
         last: the latest grid dict (``epoch``, ``xs``, ``ys``, ``kind``, ``z``, ...), or None.
         seconds: wall time spent predicting grids (for the cost per epoch).
     """
 
-    def __init__(self, resolution: int = 40, every: int = 1, n_points: int = 400):
+    def __init__(self, resolution: int = 40, every: int = 1, n_points: int = 400, budget: float | None = 0.05):
         if not isinstance(every, int) or every < 1:
             raise TrainingError(f"boundary `every` must be a positive integer; received: {every!r}. Fix: use 1")
         self.resolution = resolution
         self.every = every
         self.n_points = n_points
+        self.budget = budget
+        self.skipped = 0
+        self._t0 = 0.0
         self.last: dict | None = None
         self.seconds = 0.0
         self._grid: torch.Tensor | None = None
@@ -148,6 +155,9 @@ class DecisionBoundary(Callback):  # type: ignore[misc,valid-type]
         self._axes = (xs, ys)
         self._points = sample_points(X, ds.train.y, self.n_points)
         self._sent_points = False
+        import time
+
+        self._t0 = time.perf_counter()
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> dict | None:
         """Predict the grid; returned as the epoch event's ``extras["boundary"]``."""
@@ -156,6 +166,9 @@ class DecisionBoundary(Callback):  # type: ignore[misc,valid-type]
         import time
 
         t0 = time.perf_counter()
+        if self.budget is not None and self.last is not None and self.seconds > self.budget * (t0 - self._t0):
+            self.skipped += 1  # over budget: the last grid stays on screen a little longer
+            return None
         pred = predict_grid(trainer.model, self._grid, self.resolution)
         self.seconds += time.perf_counter() - t0
         grid = {"epoch": epoch + 1, "xs": self._axes[0], "ys": self._axes[1], **pred}

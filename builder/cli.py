@@ -167,13 +167,13 @@ def _export_onnx_file(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         return _fail("--format onnx needs -o OUT.onnx")
     rep = export_onnx(load_project(args.file), args.output, getattr(args, "weights", None))
-    print(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max abs "
-          f"difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})")
+    print(terminal_line(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max "
+                        f"abs difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})"))
     if getattr(args, "quantize", None) == "int8":
         out = Path(args.output).with_suffix(".int8.onnx")
         q = quantize_int8(args.output, out)
-        print(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio {q['ratio']:.2f}; "
-              "use --run ID to measure the test metric)")
+        print(terminal_line(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio "
+                            f"{q['ratio']:.2f}; use --run ID to measure the test metric)"))
     return 0
 
 
@@ -181,20 +181,23 @@ def cmd_import(args: argparse.Namespace) -> int:
     """``layerlab import SOURCE -o OUT.json``: an ONNX / .pt2 / file.py:Class model as a project + weights."""
     from .interchange.importer import import_model, register_import, save_import
 
-    result = import_model(args.source, name=args.name)
     if args.output in (None, "-"):
         return _fail("give -o OUT.json (the weights go to OUT.safetensors)")
+    check_output_path(args.output)
+    result = import_model(args.source, name=args.name)
     jpath, wpath = save_import(result, args.output)
     rep = result.report
-    print(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; outputs match "
-          f"{rep.get('verified_against', '-')} to {rep.get('max_abs_diff', float('nan')):.3g}")
+    print(terminal_line(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
+                        f"outputs match {rep.get('verified_against', '-')} to "
+                        f"{rep.get('max_abs_diff', float('nan')):.3g}"))
     for note in rep.get("notes", []):
-        print(f"note: {note}")
+        print(terminal_line(f"note: {note}"))
     if args.register:
         from .runs import RunStore
 
         rid = register_import(RunStore(args.workspace), result)
-        print(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME --init-from {rid})")
+        print(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
+                            f"--init-from {rid})"))
     return 0
 
 

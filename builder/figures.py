@@ -485,7 +485,8 @@ def boundary_figure(grid: Mapping[str, Any], points: Mapping[str, Any] | None = 
                                  colorbar=dict(title="P(1)", thickness=10, len=0.8),
                                  hovertemplate="x %{x:.2f}, y %{y:.2f}<br>P(class 1) %{z:.2f}<extra></extra>"))
         fig.add_trace(go.Contour(x=xs, y=ys, z=z, contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
-                                 line=dict(color="#0f172a", width=1.5), showscale=False, hoverinfo="skip"))
+                                 line=dict(color="#0f172a", width=1.5), showscale=False, hoverinfo="skip",
+                                 showlegend=False))
     if points:
         labels = list(points.get("label") or [])
         for c in sorted(set(labels)):

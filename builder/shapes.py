@@ -453,10 +453,13 @@ def _check_budget(report: ShapeReport, budget: Budget) -> None:
         worst = max(report.nodes.values(), key=_model_values)
         what = f"{report.total_params:,} parameters"
         if report.total_buffers or peak_build:
-            what += f" and {report.total_buffers + peak_build:,} buffer values"
+            what += f" and {report.total_buffers + peak_build:,} values in buffers and the temporaries that build them"
         note = f" ({worst.cost_note})" if worst.cost_note else ""
-        fix = ("lower max_len to the longest sequence you feed, or use kind 'learned'" if worst.type ==
-               "PositionalEncoding" else "reduce its sizes (e.g. out_features/out_channels) or add pooling before it")
+        if worst.type == "PositionalEncoding" and worst.inputs:
+            fix = (f"lower max_len to the longest sequence you feed (this graph feeds {worst.inputs[0].shape[0]} "
+                   "steps) or shrink the embedding size")
+        else:
+            fix = "reduce its sizes (e.g. out_features/out_channels) or add pooling before it"
         msg = (f"the model would hold {what}, above the budget of {budget.max_params:,} values; this node alone "
                f"needs {_model_values(worst):,}{note}. Fix: {fix}")
         worst.errors.append(msg)

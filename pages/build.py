@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 import builder
 from builder.errors import LayerLabError
+from builder.escape import safe_filename
 from builder.export import failed_export_source
 from builder.project import Graph
 from pages import ui
@@ -231,15 +232,17 @@ def _pick_template(key: str) -> None:
 
 def toolbar(report) -> None:
     g = ui.graph()
-    c_tpl, c_imp, c_py, c_w, c_json, c_onnx, _gap, c_insp = st.columns([1.3, 1, 1, 1, 1, 1, 0.4, 1.1],
-                                                                    vertical_alignment="center")
+    # below 1100 px the buttons show their icons only (pages/style.py); each keeps its tooltip
+    bar = st.container(key="ll_build_tools")
+    c_tpl, c_imp, c_py, c_w, c_json, c_onnx, _gap, c_insp = bar.columns([1.6, 0.85, 1, 0.9, 0.9, 0.85, 0.15, 1.05],
+                                                                     vertical_alignment="center")
     # A select box, not a popover: it closes as soon as a template is chosen.
     templates = {t["name"]: t for t in builder.list_templates()}
     c_tpl.selectbox("Templates", list(templates), index=None, key="ll_tpl_pick", placeholder="Templates…",
                     format_func=lambda n: templates[n]["title"], label_visibility="collapsed",
                     on_change=_pick_template, args=("ll_tpl_pick",),
                     help="Replace the canvas with a ready-made network")
-    with c_imp.popover("Import", icon=":material/upload_file:", width="stretch"):
+    with c_imp.popover("Import", icon=":material/upload_file:", width="stretch", help="Open an ONNX or .pt2 model"):
         import_model_box()
     ok = report.ok and bool(g.nodes)
     snapshot = g.model_copy(deep=True)
@@ -250,7 +253,7 @@ def toolbar(report) -> None:
     run = _weights_run(g)
     wpath = ui.store().weights_path(run["id"]) if run else None
     c_w.download_button("Weights", data=lambda: wpath.read_bytes() if wpath else b"",
-                        file_name=f"{run['id']}.safetensors" if run else "model.safetensors",
+                        file_name=f"{safe_filename(run['id'], 'run')}.safetensors" if run else "model.safetensors",
                         mime="application/octet-stream", key="ll_build_weights",
                         icon=":material/deployed_code:", width="stretch", disabled=run is None,
                         help=f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
@@ -258,8 +261,9 @@ def toolbar(report) -> None:
                         "No finished run of this exact graph yet: train it on the Train page", on_click="ignore")
     c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),
                            mime="application/json", icon=":material/data_object:", width="stretch",
-                           help="The project file (JSON)", on_click="ignore")
-    with c_onnx.popover("ONNX", icon=":material/output:", width="stretch", disabled=not ok):
+                           help="Download the project file (JSON)", on_click="ignore")
+    with c_onnx.popover("ONNX", icon=":material/output:", width="stretch", disabled=not ok,
+                        help="Export a verified ONNX file"):
         export_onnx_box(snapshot)
     # layers, parameters, memory and problems are shown in the canvas's own summary bar
     c_insp.toggle("Inspector", key="ll_show_inspector")  # hidden: the canvas gets the whole width

@@ -35,6 +35,8 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
   [data-testid="stHorizontalBlock"]:has(.st-key-ll_inspector, .st-key-ll_inspector_idle) > [data-testid="stColumn"]:first-child {
     flex: 1 1 100% !important; width: 100% !important; max-width: 100% !important;}
   [data-testid="stColumn"]:has(.st-key-ll_inspector_idle) {display: none !important;}
+  .st-key-ll_build_tools button [data-testid="stMarkdownContainer"] {display: none;}
+  .st-key-ll_build_tools button {justify-content: center;}
   [data-testid="stColumn"]:has(.st-key-ll_inspector) {
     position: fixed !important; right: 10px; top: 70px; width: min(340px, 86vw) !important; flex: none !important;
     z-index: 999; background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 8px 12px;

@@ -24,6 +24,7 @@ def ws(tmp_path, monkeypatch):
 
 def open_app(page: str | None = None) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=300)
+    app.session_state["ll_owner"] = "local"  # the owner of runs recorded by run_training without one
     app.run()
     if page:
         app.switch_page(page).run()

@@ -4,6 +4,7 @@ live decision boundary on the Train page."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 @pytest.fixture
 def at(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
@@ -104,54 +106,55 @@ def test_build_page_empty_canvas_says_what_to_do(at):
     assert at.selectbox(key="ll_tpl_pick").placeholder.startswith("Templates")
 
 
-def test_moons_training_draws_a_live_decision_boundary(at):
-    at.selectbox(key="ll_tpl_pick").set_value("mlp").run()  # MLP on moons
-    assert at.selectbox(key="ll_tpl_pick").value is None  # the picker closed after the choice
-    at.switch_page("pages/train.py").run()
-    at.number_input[0].set_value(2)  # epochs
-    at.button[-1].click().run()
-    sess = at.session_state["ll_job"]
-    sess.job.join(60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert sess.boundary is not None and sess.boundary["epoch"] == 2
-    assert sess.boundary_points and len(sess.boundary_points["x"]) > 50
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 4  # loss, metric, lr and the boundary
-    # the run store keeps the grid with the epoch metrics (a job in another process produces the same)
-    from builder.boundary import latest_boundary
-
-    grid, points = latest_boundary(_store_metrics(sess.run_id))
-    assert grid["epoch"] == 2 and points is not None
-
-
-def _store_metrics(run_id):
-    import os
-
+def _train_mlp(at, epochs: int) -> str:
+    """Load the MLP-on-moons template, train it as a job (its own process) and wait for the end."""
+    from builder.jobs import wait
     from builder.runs import RunStore
 
-    return RunStore(os.environ["LAYERLAB_WORKSPACE"]).metrics(run_id, "epoch")
+    at.selectbox(key="ll_tpl_pick").set_value("mlp").run()
+    assert at.selectbox(key="ll_tpl_pick").value is None  # the picker closed after the choice
+    if at.session_state["ll_project"].name != builder_template_name("mlp"):
+        at.button(key="ll_confirm_replace").click().run()
+    at.switch_page("pages/train.py").run()
+    at.number_input[0].set_value(epochs)
+    at.button[-1].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    rid = at.session_state["ll_run"]
+    assert wait(RunStore(os.environ["LAYERLAB_WORKSPACE"]), [rid], 180) == {rid: "finished"}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return rid
+
+
+def builder_template_name(name: str) -> str:
+    import builder
+
+    return builder.load_template(name).name
+
+
+def test_moons_training_draws_a_live_decision_boundary(at):
+    rid = _train_mlp(at, 2)
+    from builder.boundary import latest_boundary
+    from builder.runs import RunStore
+
+    # the job stored a grid with each epoch's metrics; the Train page draws the latest one
+    grid, points = latest_boundary(RunStore(os.environ["LAYERLAB_WORKSPACE"]).metrics(rid, "epoch"))
+    assert grid is not None and grid["epoch"] == 2 and len(grid["z"]) == 40
+    assert points is not None and len(points["x"]) > 50
+    assert len(at.get("plotly_chart")) >= 4  # loss, metric, lr and the decision boundary
+    assert any("Decision boundary" in m.value for m in at.markdown)
 
 
 def test_deep_link_selects_the_run_on_runs_and_explain(at):
-    at.selectbox(key="ll_tpl_pick").set_value("mlp").run()
-    at.switch_page("pages/train.py").run()
-    at.number_input[0].set_value(1)
-    at.button[-1].click().run()
-    sess = at.session_state["ll_job"]
-    sess.job.join(60)
-    at.run()
-    rid = sess.run_id
-    other = AppTest.from_file(APP, default_timeout=120)
-    other.query_params["run"] = rid
-    other.switch_page("pages/runs.py").run()
-    assert not other.exception, [e.value for e in other.exception]
-    assert other.multiselect(key="ll_runs_pick").value == [rid]
-    other2 = AppTest.from_file(APP, default_timeout=120)
-    other2.query_params["run"] = rid
-    other2.switch_page("pages/explain.py").run()
-    assert not other2.exception, [e.value for e in other2.exception]
-    assert other2.selectbox(key="ll_xp_model").value == f"run:{rid}"
+    rid = _train_mlp(at, 1)
+    at.query_params["run"] = rid
+    at.session_state["ll_run_focus"] = None
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="ll_runs_pick").value == [rid]
+    at.switch_page("pages/explain.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="ll_xp_model").value == f"run:{rid}"
     bad = AppTest.from_file(APP, default_timeout=120)
     bad.query_params["run"] = "../../etc"
     bad.switch_page("pages/runs.py").run()

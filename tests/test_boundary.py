@@ -100,7 +100,7 @@ def test_callback_emits_a_grid_per_epoch_in_the_event_extras():
     ds = load_dataset("moons", n_samples=120, seed=0)
     model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     events: list[dict] = []
-    cb = DecisionBoundary(resolution=12)
+    cb = DecisionBoundary(resolution=12, budget=None)
     Trainer(model, ds, {"epochs": 3, "early_stopping": None}, callbacks=[cb], on_event=events.append).fit()
     epochs = [e for e in events if e.get("type") == "epoch"]
     grids = [e["extras"]["boundary"] for e in epochs]
@@ -110,6 +110,16 @@ def test_callback_emits_a_grid_per_epoch_in_the_event_extras():
     grid, points = latest_boundary(epochs)
     assert grid["epoch"] == 3 and len(points["x"]) == len(ds.train) < 400  # all training points (n < 400)
     assert cb.seconds > 0 and cb.last is grid
+
+
+def test_budget_skips_epochs_once_grids_cost_too_much():
+    ds = load_dataset("moons", n_samples=120, seed=0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    events: list[dict] = []
+    cb = DecisionBoundary(resolution=12, budget=0.0)  # any grid is over a zero budget after the first
+    Trainer(model, ds, {"epochs": 4, "early_stopping": None}, callbacks=[cb], on_event=events.append).fit()
+    grids = [e["extras"]["boundary"]["epoch"] for e in events if e.get("type") == "epoch" and e.get("extras")]
+    assert grids == [1] and cb.skipped == 3
 
 
 def test_callback_is_silent_for_other_datasets():

@@ -3,7 +3,7 @@ import os
 
 import networkx as nx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builder import Graph, Project, ProjectFormatError, load_project
@@ -78,6 +78,7 @@ def test_missing_file_and_directory(tmp_path):
         load_project(tmp_path / "bin.json")
 
 
+@settings(max_examples=300)
 @given(json_values)
 def test_garbage_never_crashes(value):
     try:

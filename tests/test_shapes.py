@@ -318,6 +318,8 @@ import json, resource, sys
 import builder
 from builder.errors import BudgetError
 graph = json.loads({json.dumps(json.dumps(_pe_graph(100_000, 4096)))})
+small = json.loads({json.dumps(json.dumps(_pe_graph(64, 4096)))})
+builder.export_python(small)  # warm up: lazy imports and first-use caches are not what we measure
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if not any(p.code == "budget" and p.node == "pos" for p in builder.validate(graph)):
     sys.exit("validate accepted the graph")  # stop before compile would allocate gigabytes
@@ -334,4 +336,4 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
                          env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path.cwd())})
     assert res.returncode == 0, res.stderr + res.stdout
     grown = int(res.stdout.strip().splitlines()[-1])
-    assert grown < 100 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MiB"
+    assert grown < 64 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MiB"  # the table alone is 1.6 GB

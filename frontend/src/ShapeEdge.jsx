@@ -8,6 +8,8 @@ function ShapeEdge({ id, sourceX, sourceY, targetX, targetY, sourcePosition, tar
   const [path, labelX, labelY] = getBezierPath({ sourceX, sourceY, sourcePosition, targetX, targetY, targetPosition });
   const shape = useAnnotation(ctx.annStore, 'edges', id).shape;
   const bad = ctx.problemEdges.has(id);
+  // a short, flat edge has no room for its label between the ports: lift it above the line
+  const lift = Math.abs(targetX - sourceX) < 30 + 7 * String(shape || '').length && Math.abs(targetY - sourceY) < 40;
   const cls = `ll-edge${selected ? ' is-selected' : ''}${bad ? ' is-bad' : ''}`;
   return (
     <>
@@ -17,7 +19,7 @@ function ShapeEdge({ id, sourceX, sourceY, targetX, targetY, sourcePosition, tar
           <div
             className={`ll-edge-label${selected ? ' is-selected' : ''}${bad ? ' is-bad' : ''}`}
             data-testid={`edge-label-${id}`}
-            style={{ transform: `translate(-50%, -50%) translate(${labelX}px, ${labelY}px)` }}
+            style={{ transform: `translate(-50%, ${lift ? '-100%' : '-50%'}) translate(${labelX}px, ${labelY - (lift ? 8 : 0)}px)` }}
           >
             {String(shape)}
           </div>

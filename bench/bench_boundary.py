@@ -1,0 +1,69 @@
+"""Decision-boundary cost per epoch: training epochs with and without the DecisionBoundary callback, side by
+side (interleaved repeats, medians), on the 2-D toy datasets with the MLP template.
+
+    python bench/bench_boundary.py [--rounds 5] [--epochs 20]
+
+Prints, per dataset, the median epoch time without the callback, the median grid time per epoch (the
+callback's own clock), their ratio (target < 5 % of an epoch) and how many epochs got a grid: the callback
+keeps within its 5 % budget by skipping epochs when a grid costs more than that (tiny datasets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import builder  # noqa: E402
+from builder.boundary import DecisionBoundary  # noqa: E402
+from builder.compat import adapt_graph  # noqa: E402
+from builder.data import load_dataset  # noqa: E402
+from builder.train import Trainer  # noqa: E402
+
+
+def epoch_time(graph, ds, epochs: int, cb: DecisionBoundary | None) -> tuple[float, float]:
+    torch.manual_seed(0)
+    model = builder.compile_graph(graph)
+    cfg = {"epochs": epochs, "early_stopping": None, "checkpoint_every": 0, "lr": 0.01}
+    t0 = time.perf_counter()
+    Trainer(model, ds, cfg, callbacks=[cb] if cb else []).fit()
+    total = (time.perf_counter() - t0) / epochs
+    return total, (cb.seconds / epochs if cb else 0.0), (epochs - cb.skipped if cb else 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--resolution", type=int, default=40)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, int(os.environ.get("LAYERLAB_TORCH_THREADS", "1"))))
+    proj = builder.load_template("mlp")
+    print(f"MLP template, {args.epochs} epochs per fit, grid {args.resolution}x{args.resolution}, "
+          f"torch threads {torch.get_num_threads()}, {args.rounds} interleaved rounds (medians)")
+    for name in ("moons", "circles", "spirals", "xor", "blobs"):
+        ds = load_dataset(name)
+        graph = adapt_graph(proj.graph, ds.info)  # blobs has 3 classes
+        plain, with_cb, grid, drawn = [], [], [], []
+        for _ in range(args.rounds):
+            plain.append(epoch_time(graph, ds, args.epochs, None)[0])
+            t, g, n = epoch_time(graph, ds, args.epochs, DecisionBoundary(resolution=args.resolution))
+            with_cb.append(t)
+            grid.append(g)
+            drawn.append(n)
+        med = statistics.median
+        print(f"{name:8s} train {len(ds.train):5d} · epoch {med(plain) * 1e3:7.1f} ms without, "
+              f"{med(with_cb) * 1e3:7.1f} ms with the boundary · grid {med(grid) * 1e3:5.2f} ms/epoch = "
+              f"{med(g / p for g, p in zip(grid, plain)):.1%} of an epoch · grids drawn {med(drawn):.0f}/{args.epochs} · "
+              f"paired ratio with/without {med(w / p for w, p in zip(with_cb, plain)):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""What the pages show about runs: labels, the canvas's run, best epochs, the dataset to reopen, predictions."""
+
+from __future__ import annotations
+
+import torch
+
+from builder import summary
+from builder.runs import RunStore, graph_hash
+from builder.templates import load_template
+
+
+def test_best_epoch_and_label():
+    eps = [{"epoch": 1, "val_loss": 0.5, "val_metric": 0.8, "metric_name": "accuracy"},
+           {"epoch": 2, "val_loss": float("nan")}, {"epoch": 3, "val_loss": 0.3, "val_metric": 0.9,
+                                                    "metric_name": "accuracy"}]
+    best = summary.best_epoch(eps)
+    assert best["epoch"] == 3 and summary.best_epoch([]) == {}
+    run = {"id": "20261122-000000-abcdef", "name": "net", "dataset_name": "csv",
+           "dataset_options": {"path": "/w/owners/x/uploads/f.csv"}, "config": {"lr": 0.01, "epochs": 5,
+                                                                              "batch_size": 32}}
+    assert summary.run_label(run, best) == "net · csv: f.csv · lr 0.01 · 5 ep · bs 32 · best accuracy 0.900 · …abcdef"
+    assert summary.dataset_spec_of_run(run)["kind"] == "csv"
+    assert summary.dataset_spec_of_run({"dataset_name": "moons", "dataset_options": {"seed": 0, "noise": 0.1}}) == \
+        {"kind": "builtin", "name": "moons", "options": {"noise": 0.1}}
+
+
+def test_the_canvas_run_is_matched_by_graph_and_owner(tmp_path):
+    store = RunStore(tmp_path)
+    mlp = load_template("mlp")
+    moved = mlp.model_copy(deep=True)
+    moved.graph.nodes[0].position = None  # positions do not count
+    assert graph_hash(moved.graph) == graph_hash(mlp.graph)
+    a = store.create_run(mlp, "moons", {}, {"epochs": 1}, owner="alice")
+    store.finish(a, "finished")
+    b = store.create_run(mlp, "moons", {}, {"epochs": 1}, owner="alice")
+    store.create_run(mlp, "moons", {}, {"epochs": 1}, owner="bob")
+    store.create_run(load_template("cnn"), "digits", {}, {"epochs": 1}, owner="alice")
+    assert summary.current_run(store, moved.graph, "alice")["id"] == b  # the live (queued) one first
+    assert summary.finished_run(store, mlp.graph, "alice") is None  # no weights on disk
+    store.weights_path(a).write_bytes(b"x")
+    assert summary.finished_run(store, mlp.graph, "alice")["id"] == a
+    assert summary.current_run(store, load_template("resnet").graph, "alice") is None
+
+
+def test_predictions_for_one_logit_and_regression():
+    X = torch.randn(10, 3)
+    one = torch.nn.Linear(3, 1)
+    pred, conf = summary.predictions(one, X, "binary")
+    assert pred.shape == (10,) and bool(((conf >= 0.5) & (conf <= 1)).all())
+    pred, value = summary.predictions(one, X, "regression")
+    assert (pred == 0).all() and torch.allclose(value, one(X)[:, 0].detach())
+    pred, conf = summary.predictions(torch.nn.Linear(3, 4), X, "multiclass")
+    assert pred.max() < 4 and conf.shape == (10,)
