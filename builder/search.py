@@ -471,15 +471,38 @@ def open_storage(url: str):
     err: Exception | None = None
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kw)
+            with _schema_lock(url):
+                return optuna.storages.RDBStorage(url, engine_kwargs=kw)
         except Exception as e:  # SQLAlchemy raises many kinds (bad URL, missing driver, unreachable server)
             err = e
-            if "already exists" not in str(e) and "locked" not in str(e):
+            racing = ("already exists", "locked", "UNIQUE constraint", "duplicate key", "IntegrityError")
+            if not any(r in f"{type(e).__name__} {e}" for r in racing):
                 break
             time.sleep(0.2 * (attempt + 1))  # another process is creating the same schema right now
     first = str(err).splitlines()[0][:200] if str(err) else ""
     raise LayerLabError(f"cannot open study storage; received: {_redact(url)} ({type(err).__name__}: {first}). "
                         "Fix: give a URL such as sqlite:///studies.db or postgresql://user@host/db")
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """For a local SQLite file, one process at a time creates or upgrades the schema (a lock file beside it)."""
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the retries in open_storage cover the race
+        fcntl = None
+    if not path or path == ":memory:" or fcntl is None:
+        yield
+        return
+    lock = Path(path).expanduser().with_name(Path(path).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _redact(url: str) -> str:

@@ -101,17 +101,11 @@ def search_form(task: str) -> dict | None:
             "seed": int(seed)}
 
 
-def start(req: dict, spec: dict) -> None:
+def start(req: dict, ds) -> None:
     """Check the request and start the study process; problems are shown located, nothing starts."""
     from builder.search import SearchSpaceError, StudySettings, launch_study
 
-    if spec.get("kind", "builtin") == "builtin":
-        dataset, options = spec["name"], dict(spec.get("options") or {})
-    elif spec.get("kind") == "csv":
-        dataset, options = "csv", {"path": spec["file"], "target": spec["target"], **({"task": spec["task"]}
-                                                                                  if spec.get("task") else {})}
-    else:
-        dataset, options = "image_folder", {"path": spec["file"], "size": [int(spec.get("size", 32))] * 2}
+    dataset, options = ds.info.reload_args()  # as the Train mode's jobs: the job process reloads the data
     settings = StudySettings(name=req["name"], storage=_storage(), n_trials=req["trials"], timeout=req["timeout"],
                              objective=req["objective"], sampler=req["sampler"], pruner=req["pruner"], seed=req["seed"],
                              owner=ui.owner())
@@ -270,4 +264,4 @@ def render(ds, spec: dict, problems: list) -> None:
             st.warning("Fix the problems above first: every trial starts from this graph.", icon=":material/warning:")
         req = search_form(ds.info.task)
         if req is not None and not problems:
-            start(req, spec)
+            start(req, ds)

@@ -16,7 +16,7 @@ def at(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
-    app.button(key="ll_tpl_mlp").click().run()  # MLP on moons
+    app.selectbox(key="ll_tpl_pick").set_value("mlp").run()  # MLP on moons
     app.button(key="ll_confirm_replace").click().run()
     app.switch_page("pages/train.py").run()
     app.session_state["ll_train_mode"] = "Search"
