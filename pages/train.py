@@ -44,8 +44,7 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     live = bool(config.pop("live_attributions", False))
     proj = ui.project()
     # an imported model starts from its weights (init_from); keep transfer-learning settings the form lacks
-    config = {**{k: v for k, v in (proj.training or {}).items() if k in ("init_from", "init_nodes", "freeze")},
-              **config}
+    config = {**{k: v for k, v in (proj.training or {}).items() if k in ("init_from", "init_nodes")}, **config}
     st.session_state.ll_project = proj.model_copy(
         update={"training": {**{k: v for k, v in config.items() if v is not None or k == "early_stopping"},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
@@ -91,12 +90,19 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
         live = c[1].checkbox("Record attributions live", value=False,
                              help="Attribute 4 fixed validation samples every epoch (Integrated Gradients, 16 steps, "
                                   "a few ms per epoch) and play them back on Explain › Live")
+        report, _ = ui.analyse()
+        weighted = [nid for nid, n in report.nodes.items() if (n.num_params or 0) > 0]
+        frozen = st.multiselect(
+            "Freeze layers", weighted, default=[n for n in (d.get("freeze") or []) if n in weighted],
+            key="ll_hp_freeze", placeholder="none: every layer trains",
+            help="Keep these layers' weights fixed (transfer learning: train only the new head of an imported or "
+                 "pretrained model). Same as `layerlab train --freeze`.")
         go_ = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=disabled)
     if not go_:
         return None
     return {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "optimizer": opt, "scheduler": sched,
             "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev,
-            "live_attributions": bool(live)}
+            "freeze": list(frozen), "live_attributions": bool(live)}
 
 
 # ------------------------------------------------------------------------------------------ figures

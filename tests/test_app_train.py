@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from builder.jobs import wait
@@ -140,3 +141,26 @@ def test_train_shows_only_the_run_of_the_canvas(at, ws):
     at.run()
     assert at.session_state["ll_train_run"] is None
     assert any("No training yet for the network on the canvas" in i.value for i in at.info)
+
+
+def test_freeze_layers_keeps_their_weights(at, ws):
+    """The form's 'Freeze layers' reaches the job (transfer learning from imported or pretrained weights)."""
+    from builder.checkpoint import load_weights
+    from builder.pipeline import build_model
+
+    freeze = at.multiselect(key="ll_hp_freeze")
+    assert "fc1" in freeze.options and "act1" not in freeze.options  # only layers with weights
+    freeze.set_value(["fc1"])  # a form widget: committed with the submit below
+    rid = _start(at, 2)
+    store = RunStore(ws)
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    run = store.get(rid)
+    assert run["config"]["freeze"] == ["fc1"]
+    assert at.session_state["ll_project"].training["freeze"] == ["fc1"]  # kept for the next run
+    trained, _ = load_weights(store.weights_path(rid))
+    start = build_model(at.session_state["ll_project"].graph, run["config"]["seed"]).state_dict()
+    fc1 = [k for k in start if k.startswith("fc1.")]
+    head = [k for k in start if k.startswith("head.")]
+    assert fc1 and head
+    assert all(torch.equal(trained[k], start[k]) for k in fc1)  # frozen: the initial weights
+    assert not all(torch.equal(trained[k], start[k]) for k in head)  # the rest trained
