@@ -31,9 +31,9 @@ def ws(tmp_path, monkeypatch):
 def open_runs(owner: str = ME, query: dict | None = None, timeout: int = 90) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=timeout)
     app.session_state["ll_owner"] = owner  # what this browser's cookie would give
+    app.run()  # `/` redirects to /build (and drops its query): the deep link below is /runs?run=ID itself
     for k, v in (query or {}).items():
         app.query_params[k] = v
-    app.run()
     app.switch_page("pages/runs.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
