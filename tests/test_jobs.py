@@ -18,7 +18,7 @@ from builder.runs import RunStore
 from builder.templates import load_template
 
 # long enough (~0.25 s an epoch on one core) that a stop or a kill lands mid-run
-LONG = {"epochs": 30, "batch_size": 8, "seed": 3}
+LONG = {"epochs": 30, "batch_size": 8, "seed": 3, "early_stopping": None}  # all 30 epochs: resume is compared whole
 DATA = {"n_samples": 1000}
 TIMEOUT = 180
 
