@@ -69,3 +69,13 @@ export function mergeFromPython(prevNodes, prevEdges, graph, paletteMap, selecte
   });
   return { nodes: nds, edges, sameProject, missingPositions: g.missingPositions, primary: primarySelection(nds, sel) };
 }
+
+// Python echoes back every selection the browser sent (it re-renders with what
+// it received). An echo is news only when Python chose the node itself (its
+// inspector); a late echo of an older browser selection must not undo a newer
+// click. `sent` lists the selections sent and not yet echoed, oldest first.
+// Returns whether `sel` is an echo and the list left after it.
+export function takeEcho(sent, sel) {
+  const i = sent.indexOf(sel ?? null);
+  return i < 0 ? { echo: false, sent } : { echo: true, sent: sent.slice(i + 1) };
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { initialState, mergeFromPython, payloadOf } from './sync.js';
+import { initialState, mergeFromPython, payloadOf, takeEcho } from './sync.js';
 import { indexPalette, makeNode } from './graph.js';
 
 const palette = indexPalette([{ type: 'Linear', inputs: [{ name: 'in' }], outputs: [{ name: 'out' }], params: [] }]);
@@ -57,5 +57,22 @@ describe('python sync', () => {
   it('payload is Python format with the revision', () => {
     const p = payloadOf([makeNode('a', 'Linear', 'x', { k: 1 }, { x: 1.234, y: 5.678 })], [], 'a', 4);
     expect(p).toEqual({ graph: { nodes: [{ id: 'a', type: 'Linear', label: 'x', params: { k: 1 }, position: { x: 1.2, y: 5.7 } }], edges: [] }, selected: 'a', revision: 4 });
+  });
+});
+
+describe('selection echoes', () => {
+  it('a late echo of an older browser selection is not a command', () => {
+    // the browser sent: null (Esc), then "a" (Ctrl+A), then "b" (click)
+    let sent = [null, 'a', 'b'];
+    let r = takeEcho(sent, null);
+    expect(r).toEqual({ echo: true, sent: ['a', 'b'] });
+    r = takeEcho(r.sent, 'a');
+    expect(r).toEqual({ echo: true, sent: ['b'] });
+    r = takeEcho(r.sent, 'b');
+    expect(r).toEqual({ echo: true, sent: [] });
+    sent = r.sent;
+    // then Python's inspector picks "a": not sent by the browser, so it is applied
+    expect(takeEcho(sent, 'a')).toEqual({ echo: false, sent: [] });
+    expect(takeEcho(['x'], undefined)).toEqual({ echo: false, sent: ['x'] });
   });
 });

@@ -2,13 +2,14 @@
 // take Python's graph only when it bumps the revision. Pure parts in sync.js.
 import { useEffect, useRef } from 'react';
 import { toPy } from './graph.js';
-import { mergeFromPython, payloadOf } from './sync.js';
+import { mergeFromPython, payloadOf, takeEcho } from './sync.js';
 import { primarySelection } from './selection.js';
 
 export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, history, onReplaced }) {
   const { nodesRef, edgesRef, revRef, primaryRef, busyRef, paletteRef } = refs;
   const lastSentRef = useRef(store.lastSent ?? null);
   const pySelRef = useRef(data.selected ?? null);
+  const sentSelRef = useRef([]); // selections sent to Python and not yet echoed back (oldest first)
   const apiRef = useRef(api);
   apiRef.current = api;
 
@@ -20,8 +21,10 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
     primaryRef.current = selected;
     const text = JSON.stringify(payloadOf(nodesRef.current, edgesRef.current, selected, revRef.current));
     if (text === lastSentRef.current) return;
+    const prevSel = lastSentRef.current ? (JSON.parse(lastSentRef.current).selected ?? null) : undefined;
     lastSentRef.current = text;
     store.lastSent = text;
+    if ((selected ?? null) !== prevSel) sentSelRef.current = [...sentSelRef.current, selected ?? null].slice(-20);
     performance.mark?.('layerlab:canvas:send');
     apiRef.current.setStateValue?.('value', JSON.parse(text));
   }, [commitSeq, store]); // eslint-disable-line react-hooks/exhaustive-deps
@@ -50,8 +53,11 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
   // ---- Python may select a node (e.g. from its inspector) ----
   useEffect(() => {
     const sel = data.selected ?? null;
+    const echo = takeEcho(sentSelRef.current, sel);
+    sentSelRef.current = echo.sent;
     if (sel === pySelRef.current) return;
     pySelRef.current = sel;
+    if (echo.echo) return; // what the browser itself sent earlier: never undo a newer selection with it
     if (sel === primarySelection(nodesRef.current, primaryRef.current)) return;
     if (sel && !nodesRef.current.some((n) => n.id === sel)) return;
     primaryRef.current = sel;

@@ -18,6 +18,12 @@ SIZES = [(1440, 900), (900, 900)]
 FITTED_JS = """(n) => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
   const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow');
   return f && Number(f.dataset.fitted) > n && f.dataset.moving === 'false'; })"""
+# every node of the picked template, and no other, is on the canvas (the fit can settle before the last
+# nodes of a new graph are rendered)
+NODES_ARE_JS = """(ids) => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
+  const r = h.shadowRoot && h.shadowRoot.querySelector('.ll-root'); if (!r) return false;
+  const got = [...r.querySelectorAll('.ll-node')].map((n) => n.dataset.nodeId);
+  return got.length === ids.length && ids.every((i) => got.includes(i)); })"""
 FITTED_NOW_JS = """() => { for (const h of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
   const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow'); if (f) return Number(f.dataset.fitted); }
   return -1; }"""
@@ -57,9 +63,11 @@ def test_canvas_takes_the_page_and_every_template_is_legible(browser, app_server
             first = builder.load_template(t["name"]).graph.nodes[0].id
             page.locator(f"[data-testid=node-{first}]").wait_for(timeout=30_000)
             page.wait_for_function(FITTED_JS, arg=before, timeout=30_000)
+            ids = [nd.id for nd in builder.load_template(t["name"]).graph.nodes]
+            page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
             wait_idle(page)
             m = measure(page)
-            n = len(builder.load_template(t["name"]).graph.nodes)
+            n = len(ids)
             assert len(m["nodes"]) == n, (t["name"], len(m["nodes"]), n)
             font = min(x["minFont"] for x in m["nodes"])
             port = min(x["minPort"] for x in m["nodes"] if x["minPort"] is not None)
