@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results import write_section  # noqa: E402  (bench/results.py)
+
 from builder import jobs  # noqa: E402
 from builder.runs import RunStore  # noqa: E402
 from builder.search import StudyRunner, StudySettings  # noqa: E402
@@ -66,18 +68,6 @@ def throughput(store: RunStore, config: dict, trials: int, workers: int, name: s
     res = runner.run()
     assert res.states.get("complete") == trials, res.states
     return trials / ((time.perf_counter() - t0) / 60)
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-    if SECTION in old:
-        start = old.index(SECTION)
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1:] if nxt != -1 else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new, encoding="utf-8")
 
 
 def main() -> None:
@@ -127,7 +117,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if a.write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":
