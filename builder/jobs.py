@@ -236,6 +236,8 @@ def launcher(workspace: str | Path) -> int:
 
     from . import compile, data, live, pipeline  # noqa: F401
 
+    data._sk()  # scikit-learn's dataset loaders (~1.1 s to import): imported once here, not by every forked job
+
     ws = Path(workspace)
     path = ws / LAUNCHER_SOCK
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
