@@ -53,7 +53,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler-param", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    dest="scheduler_param")
     g.add_argument("--grad-clip", type=float, dest="grad_clip")
-    g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE")
+    g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation loss (on by default; 0 = off)")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     g.add_argument("--amp", action="store_true", default=None,
@@ -158,6 +159,8 @@ class Progress:
 
 def _config_overrides(args: argparse.Namespace) -> dict:
     cfg = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k, None) is not None}
+    if cfg.get("early_stopping") == 0:  # 0 turns early stopping off, as on the Train page
+        cfg["early_stopping"] = None
     for k in ("nesterov", "amp"):
         if getattr(args, k, None):
             cfg[k] = True

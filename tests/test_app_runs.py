@@ -86,7 +86,7 @@ def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):
 def test_pause_resume_stop_a_job_from_the_runs_page(ws):
     store = RunStore(ws)
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
-                                config={"epochs": 500}, owner=ME))
+                                config={"epochs": 500, "early_stopping": None}, owner=ME))
     import time
     end = time.monotonic() + TIMEOUT
     while store.get(rid)["status"] != "running" and time.monotonic() < end:
@@ -105,7 +105,7 @@ def test_pause_resume_stop_a_job_from_the_runs_page(ws):
 def test_resume_a_stopped_run_and_open_its_project(ws):
     store = RunStore(ws)
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
-                                config={"epochs": 400}, owner=ME))
+                                config={"epochs": 400, "early_stopping": None}, owner=ME))
     import time
     end = time.monotonic() + TIMEOUT
     while (store.get(rid)["epochs_done"] or 0) < 1 and time.monotonic() < end:

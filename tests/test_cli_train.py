@@ -28,6 +28,18 @@ def test_train_prints_progress_test_metrics_and_run_id(tmp_path, capsys):
     assert (tmp_path / "runs" / run_id / "model.safetensors").is_file()
 
 
+def test_early_stopping_is_on_by_default_and_zero_turns_it_off(tmp_path, capsys):
+    from builder.runs import RunStore
+
+    default = load_template("mlp").training["early_stopping"]  # templates carry their patience
+    assert default
+    for flag, want in (((), default), (("--early-stopping", "0"), None), (("--early-stopping", "2"), 2)):
+        rc, out, err = _train(capsys, tmp_path, *flag)
+        assert rc == 0, err
+        run_id = re.search(r"^run id (\S+)$", out, re.M).group(1)
+        assert RunStore(tmp_path).get(run_id)["config"]["early_stopping"] == want
+
+
 def test_runs_list_show_resume_delete_and_export(tmp_path, capsys):
     _, out, _ = _train(capsys, tmp_path, "--quiet", "--lr", "0.02", "--optimizer", "sgd", "--seed", "4")
     rid = re.search(r"^run id (\S+)$", out, re.M).group(1)
@@ -123,7 +135,7 @@ def test_ctrl_c_stops_cleanly_checkpoints_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     ws = tmp_path / "ws"
     cmd = [sys.executable, "-m", "builder", "train", "mlp", "--dataset", "moons", "--dataset-option",
-           "n_samples=4000", "--batch-size", "8", "--epochs", "500", "--workspace", str(ws), "--quiet"]
+           "n_samples=4000", "--batch-size", "8", "--epochs", "500", "--early-stopping", "0", "--workspace", str(ws), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

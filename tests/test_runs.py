@@ -129,7 +129,7 @@ def test_mark_interrupted_leaves_live_runs_alone(store):
 def test_killed_run_is_marked_interrupted_and_resumes(tmp_path):
     ws = tmp_path / "ws"
     cmd = [sys.executable, "-m", "builder.cli_train", "train", "mlp", "--dataset", "moons", "--dataset-option",
-           "n_samples=20000", "--batch-size", "8", "--epochs", "200", "--workspace", str(ws), "--quiet"]
+           "n_samples=20000", "--batch-size", "8", "--epochs", "200", "--early-stopping", "0", "--workspace", str(ws), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 180
@@ -231,7 +231,7 @@ def test_freeze_unknown_node(store):
 
 
 def test_job_with_store_reports_pause_status(store):
-    job = run_training(load_template("mlp"), "moons", {"epochs": 300, "batch_size": 4}, store,
+    job = run_training(load_template("mlp"), "moons", {"epochs": 300, "batch_size": 4, "early_stopping": None}, store,
                        dataset_options={"n_samples": 2000}, background=True)
     assert isinstance(job, TrainingJob)
     deadline = time.time() + 30

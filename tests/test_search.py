@@ -223,7 +223,7 @@ def test_resume_runs_until_the_study_holds_n_trials(tmp_path, mlp):
 
 def test_stop_request_ends_the_study(tmp_path, mlp):
     store = RunStore(tmp_path)
-    runner = StudyRunner(store, mlp, "moons", {"epochs": 200}, space=["lr=1e-3..1e-1:log"],
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 200, "early_stopping": None}, space=["lr=1e-3..1e-1:log"],
                          settings=StudySettings(name="stopme", n_trials=50, pruner="none"),
                          launcher=_thread_launcher(1))
     th = threading.Thread(target=runner.run)

@@ -258,7 +258,7 @@ def test_diverging_lr_is_caught():
 # --------------------------------------------------------------------------------------------- jobs
 def test_job_pause_resume_stop(tmp_path):
     ds = load_dataset("moons", n_samples=4000)
-    job = TrainingJob(Trainer(mlp(hidden=64), ds, {"epochs": 400, "batch_size": 8}, run_dir=tmp_path)).start()
+    job = TrainingJob(Trainer(mlp(hidden=64), ds, {"epochs": 400, "batch_size": 8, "early_stopping": None}, run_dir=tmp_path)).start()
     deadline = time.time() + 30
     while job.status != "running" and time.time() < deadline:
         time.sleep(0.01)
