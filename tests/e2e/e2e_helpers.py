@@ -62,8 +62,20 @@ def pick_template(page, title: str, *, confirm: bool = True) -> None:
     """Choose a template in the Build page's template picker (a select box that closes after the choice).
 
     With ``confirm`` (the canvas holds a project, so replacing it asks first) press Replace as well."""
-    page.locator(".st-key-ll_tpl_pick [data-testid=stSelectbox] input").first.click()
-    page.locator("[role=option]", has_text=title).first.click()
+    import time
+
+    option = page.locator("[role=option]", has_text=title).first
+    deadline = time.monotonic() + 30
+    while True:  # a click that lands during a rerun leaves the list closed: open it until the option shows
+        page.locator(".st-key-ll_tpl_pick [data-testid=stSelectbox] input").first.click()
+        try:
+            option.wait_for(state="visible", timeout=3_000)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
+    option.click()
     if confirm:
         page.locator(".st-key-ll_confirm_replace button").click(timeout=30_000)
 
