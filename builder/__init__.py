@@ -9,7 +9,6 @@ Public API::
     builder.export_python(graph) -> str
 """
 
-from .compile import compile_graph, example_inputs, module_names
 from .errors import (
                      BudgetError,
                      DatasetError,
@@ -21,7 +20,6 @@ from .errors import (
                      RunStoreError,
                      TrainingError,
 )
-from .export import export_python, load_weights, save_weights
 from .layout import auto_layout
 from .project import Edge, Graph, Node, Project, as_graph, load_project
 from .registry import all_specs, get_spec, palette
@@ -30,16 +28,20 @@ from .templates import list_templates, load_template
 
 __version__ = "0.1.0"
 
-__all__ = ["compile_graph", "example_inputs", "module_names", "BudgetError", "DatasetError", "ExplainError",
+__all__ = ["BudgetError", "DatasetError", "ExplainError",
            "GraphError", "LayerLabError", "Problem", "ProjectFormatError", "RunStoreError", "TrainingError",
-           "export_python", "load_weights", "save_weights", "auto_layout", "Edge", "Graph", "Node", "Project",
+           "auto_layout", "Edge", "Graph", "Node", "Project",
            "as_graph", "load_project", "all_specs", "get_spec", "palette", "Budget", "ShapeReport",
            "infer_shapes", "validate", "list_templates", "load_template"]
 
 
+# torch is not imported by the names above: the Build page validates and infers shapes without it (a cold
+# first visit does not wait ~1.3 s for torch). Compile, export, training and explainability import it.
 # Explainability loads Captum, matplotlib and scipy (~2 s) and datasets scikit-learn, so these parts are
 # imported on first use (PEP 562).
 _LAZY = {
+    "compile_graph": "compile", "example_inputs": "compile", "module_names": "compile",
+    "export_python": "export", "load_weights": "export", "save_weights": "export",
     "explain": "explain", "explain_all": "explain", "available_methods": "explain", "make_baseline": "explain",
     "pick_samples": "explain", "MethodInfo": "explain", "Explanation": "explain", "METHODS": "explain",
     "capture_attention": "attention", "attention_rollout": "attention", "capture_activations": "activations",

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a module is built: validating a graph does not need it
+    import torch
 
 from .registry import MAX_SIZE, TOKENS, Cost, LayerSpec, Param, ShapeError, TensorType, register
+
+
+def _torch():
+    """torch, imported when a graph is compiled (not when one is validated)."""
+    import torch
+
+    return torch
 
 # ----------------------------------------------------------------------------------------- helpers
 
@@ -497,7 +506,7 @@ register(LayerSpec(
     params=[Param("dim", "int", 1, "Dimension to join (torch numbering: 0 is the batch, 1 the channels/features).",
                   min=-8, max=8)],
     shape=_concat_shape, variadic=True, min_inputs=2,
-    emit=lambda e, attr, p, ins, types: e.fn(torch.cat, list(ins), dim=p["dim"])))
+    emit=lambda e, attr, p, ins, types: e.fn(_torch().cat, list(ins), dim=p["dim"])))
 
 # ----------------------------------------------------------------------------------------- Reshape
 
@@ -647,7 +656,7 @@ def _rnn_emit(cls: str):
         if cls == "LSTM":
             h = e.fn(operator.getitem, h, 0, as_="hidden")  # (layers*D, B, H)
         if p["bidirectional"]:
-            last = e.fn(torch.cat, [e.fn(operator.getitem, h, -2, as_="fwd"),
+            last = e.fn(_torch().cat, [e.fn(operator.getitem, h, -2, as_="fwd"),
                                     e.fn(operator.getitem, h, -1, as_="bwd")], dim=-1)
         else:
             last = e.fn(operator.getitem, h, -1)  # (B, H)
@@ -801,6 +810,8 @@ def _pe_emit(e, attr, p, ins, types):
 
 def sinusoid_table(max_len: int, dim: int) -> torch.Tensor:
     """The fixed sinusoidal position table of "Attention is all you need": (max_len, dim)."""
+    import torch
+
     pos = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
     freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(max_len, dim)

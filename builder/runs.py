@@ -34,13 +34,13 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import RunStoreError
 from .project import Project, load_project
-from .train import TrainConfig
+
+if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
+    from .train import TrainConfig
 
 ENV_WORKSPACE = "LAYERLAB_WORKSPACE"
 DB_NAME = "layerlab.db"
@@ -123,11 +123,9 @@ def _pid_alive(pid: int | None) -> bool:
 
 def _dumps(obj: Any) -> str:
     def default(o):
-        if isinstance(o, torch.Tensor):
-            return o.tolist()
         if isinstance(o, Path):
             return str(o)
-        if hasattr(o, "tolist"):
+        if hasattr(o, "tolist"):  # torch tensors, numpy arrays and scalars
             return o.tolist()
         return str(o)
     return json.dumps(obj, default=default, allow_nan=True)
@@ -222,6 +220,10 @@ class RunStore:
                    config: TrainConfig | dict, *, name: str | None = None, dataset_info: dict | None = None,
                    parent_id: str | None = None, owner: str = "local", tags: dict | None = None) -> str:
         """Insert a ``queued`` run owned by ``owner`` and create its folder; returns the run id."""
+        import torch
+
+        from .train import TrainConfig
+
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
         run_id = _new_id()

@@ -14,14 +14,12 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import networkx as nx
-import torch
-from torch import nn
 
+from .counts import module_counts
 from .errors import Problem
 from .project import Edge, Graph, as_graph
 from .registry import (
@@ -142,11 +140,9 @@ def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: s
 
 @functools.lru_cache(maxsize=4096)
 def _count_params(cls: str, items: tuple) -> tuple[int, int]:
-    """(parameters, buffer values) of ``nn.<cls>(**items)``, built on the meta device (nothing allocated)."""
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's own warnings are reported as lint problems
-        module = getattr(nn, cls)(**dict(items))
-    return sum(p.numel() for p in module.parameters()), sum(b.numel() for b in module.buffers())
+    """(parameters, buffer values) of ``nn.<cls>(**items)`` (:func:`builder.counts.module_counts`: computed from
+    the arguments, without importing torch)."""
+    return module_counts(cls, dict(items))
 
 
 def _freeze(v):

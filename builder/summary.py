@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # the Build page reads runs through this module without importing torch
+    import torch
 
 from .errors import DatasetError, LayerLabError
 from .runs import LIVE_STATUSES, RunStore, graph_hash
@@ -132,6 +133,8 @@ def dataset_spec_of_run(run: dict) -> dict | None:
 
 def device_options() -> list[tuple[str, str]]:
     """(value, label) pairs for a device picker, naming GPUs where present."""
+    import torch
+
     opts = [("auto", "Auto")]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -162,6 +165,8 @@ def predictions(model: torch.nn.Module, X: torch.Tensor, task: str,
                 batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """(pred, conf) per sample: class and probability for classification (a single logit is P(class 1) >
     0.5), zeros and the predicted value for regression."""
+    import torch
+
     from .explain import eval_mode, predict
 
     with torch.no_grad(), eval_mode(model):
