@@ -11,7 +11,7 @@ import streamlit as st
 
 from pages import ui
 
-st.set_page_config(page_title="LayerLab", page_icon=":material/hub:", layout="wide",
+st.set_page_config(page_title="LayerLab", page_icon="🧩", layout="wide",
                    initial_sidebar_state="expanded")
 ui.init_state()
 st.session_state.ll_shell = True

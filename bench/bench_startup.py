@@ -8,7 +8,8 @@ from ``page.goto`` to the node being visible (the browser's own navigation inclu
     python bench/bench_startup.py [--rounds 3]
 
 Also prints the import time of the modules the Build page needs (``pages.ui``) in a fresh interpreter, and
-whether the heavy modules no Build visit needs (Captum, scikit-learn, plotly, pandas) were imported by it.
+whether the heavy modules no Build visit needs (torch, Captum, scikit-learn, plotly, pandas) were imported by it
+(beyond what ``import streamlit`` loads, which the server has done before any visit).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
 
-HEAVY = ("captum", "sklearn", "plotly", "pandas", "scipy")
+HEAVY = ("torch", "captum", "sklearn", "plotly", "pandas", "scipy")
 PROBE = """
 import sys, time, json
+import streamlit  # the server has imported it (and the plotly it loads) before any visit
+before = set(sys.modules)
 t = time.perf_counter()
 c = time.process_time()
 import pages.ui  # what app.py imports before the first page
@@ -39,7 +42,7 @@ import builder
 builder.palette(); builder.infer_shapes(builder.load_template("cnn").graph)
 t_all = time.perf_counter() - t
 print(json.dumps({"import_ui_s": t_ui, "build_ready_s": t_all, "build_ready_cpu_s": time.process_time() - c,
-                  "heavy_loaded": [m for m in HEAVY if m in sys.modules]}))
+                  "heavy_loaded": [m for m in HEAVY if m in sys.modules and m not in before]}))
 """.replace("HEAVY", repr(HEAVY))
 
 

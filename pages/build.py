@@ -10,8 +10,7 @@ from pydantic import ValidationError
 
 import builder
 from builder.errors import LayerLabError
-from builder.escape import safe_filename
-from builder.export import failed_export_source
+from builder.escape import md_code, md_text, safe_filename
 from builder.project import Graph
 from pages import ui
 
@@ -196,19 +195,25 @@ def inspector(report) -> None:
               args=(node.id,))
 
 
+TABLE_ROWS = 400  # the inspector's layer table lists at most this many layers (graphs may hold 5,000)
+
+
 def _graph_table(report) -> None:
+    """The layers, their output shapes and parameter counts, as a Markdown table: no pandas or Arrow, which
+    a first visit would otherwise wait for (~0.9 s on the server and ~1.3 MB of table code in the browser)."""
     rows = report.summary_rows()
     if not rows:
         return
-    import pandas as pd
-
-    df = pd.DataFrame(rows)
-    df["params"] = df["params"].map(ui.human_count)
-    df["shape"] = df["shape"].str.replace("(B, ", "(", regex=False)
+    lines = ["| layer | shape | params |", "|---|---|---:|"]
+    for r in rows[:TABLE_ROWS]:
+        shape = (r["shape"] or "—").replace("(B, ", "(")
+        lines.append(f"| {md_code(r['id'], table=True, max_len=60)} | {md_text(shape, 120)} | "
+                     f"{ui.human_count(r['params'])} |")
     st.markdown("**Layers** (shapes without the batch dimension)")
-    st.dataframe(df[["id", "shape", "params"]], hide_index=True, width="stretch", height=min(460, 38 + 35 * len(df)),
-                 column_config={"id": st.column_config.TextColumn("layer"),
-                                "params": st.column_config.TextColumn("params", width="small")})
+    box = st.container(height=min(460, 44 + 35 * min(len(rows), TABLE_ROWS)), border=False, key="ll_layer_table")
+    box.markdown("\n".join(lines))
+    if len(rows) > TABLE_ROWS:
+        st.caption(f"… and {len(rows) - TABLE_ROWS:,} more layers")
 
 
 # ----------------------------------------------------------------------------------------- toolbar
@@ -343,6 +348,8 @@ def export_onnx_box(g: Graph) -> None:
 
 
 def _export_py(g: Graph) -> str:
+    from builder.export import failed_export_source  # torch: imported when the code is downloaded
+
     try:
         return builder.export_python(g)
     except LayerLabError as e:

@@ -169,8 +169,8 @@ def init_state() -> None:
         if proj is None:
             proj = builder.load_template("cnn")
         g = proj.graph
-        if g.nodes and any(n.position is None for n in g.nodes):
-            g = layout(g)
+        if g.nodes and (not restored or any(n.position is None for n in g.nodes)):
+            g = layout(g)  # the starting template wrapped into rows, as when picked from the list
         ss.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
         ss.ll_revision = 1
         ss.ll_selected = None

@@ -29,6 +29,9 @@ h3 {font-size: 1.05rem !important; font-weight: 650 !important;}
 .ll-brand span {color: #4f46e5;}
 div[data-testid="stExpander"] details summary p {font-weight: 600;}
 [data-testid="stAppDeployButton"] {display: none;}
+/* Build page: the inspector's layer table, compact and one line per layer */
+.st-key-ll_layer_table table {font-size: 0.82rem; width: 100%;}
+.st-key-ll_layer_table th, .st-key-ll_layer_table td {padding: 0.2rem 0.45rem; white-space: nowrap;}
 /* Build page: the inspector floats over the canvas (instead of squeezing it) on narrow windows while a layer
    is selected, and is hidden otherwise (pages/build.py picks the container key) */
 @media (max-width: 1100px) {
@@ -78,7 +81,10 @@ def md(text) -> str:
 
 
 def style() -> None:
-    st.markdown(CSS, unsafe_allow_html=True)
+    """The app's CSS, plus a preload of the canvas bundle (fetched while the first page script runs)."""
+    from builder.canvas import preload_html
+
+    st.markdown(CSS + preload_html(), unsafe_allow_html=True)
 
 
 def show_error(e: BaseException) -> None:

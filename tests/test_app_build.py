@@ -121,3 +121,25 @@ def test_empty_project_has_helpful_empty_states(at):
     at.button(key="ll_confirm_replace").click().run()
     assert graph(at).nodes == []
     assert not at.exception
+
+
+def test_first_build_run_imports_neither_torch_nor_pandas(tmp_path):
+    """The cold first visit does not wait for torch (~1.3 s) or pandas (~0.4 s): the Build page validates,
+    infers shapes, lists layers and hosts the canvas without them (the warm-up imports them later)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, os\n"
+            "from streamlit.testing.v1 import AppTest\n"
+            "before = set(sys.modules)  # what Streamlit itself loads (plotly, numpy) is the server's, not ours\n"
+            f"at = AppTest.from_file({APP!r}, default_timeout=60)\n"
+            "at.run()\n"
+            "assert not at.exception, [e.value for e in at.exception]\n"
+            "assert at.title[0].value == 'Build'\n"
+            "heavy = ('torch', 'pandas', 'plotly', 'sklearn', 'captum', 'safetensors')\n"
+            "print(sorted(m for m in heavy if m in sys.modules and m not in before))")
+    env = {**__import__("os").environ, "LAYERLAB_WORKSPACE": str(tmp_path / "ws")}  # the warm-up waits 1.5 s: we look first
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

@@ -8,12 +8,14 @@ in ``builder/canvas/pyproject.toml`` as component ``layerlab.graph_canvas``.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-__all__ = ["graph_canvas", "latest_canvas_state", "COMPONENT_NAME"]
+__all__ = ["graph_canvas", "latest_canvas_state", "preload_html", "COMPONENT_NAME"]
 
 _PROJECT = "layerlab"
 _COMPONENT = "graph_canvas"
@@ -79,8 +81,43 @@ def _mounter() -> Any:
     return mount
 
 
+def preload_html() -> str:
+    """``<link>`` tags that make the browser fetch and compile the canvas bundle as soon as the page shell
+    arrives, in parallel with the script run, instead of after the canvas element (the first visit to a
+    visible canvas is ~0.3-0.5 s shorter). Empty when the assets are missing."""
+    from html import escape
+
+    try:
+        js, css = _asset(_JS_GLOB).name, _asset(_CSS_GLOB).name
+        _mounter()  # registers the asset folder: the server answers the preload instead of a 404
+    except Exception:  # no assets, or no Streamlit runtime (AppTest): nothing to preload
+        return ""
+    base = "/" + str(st.get_option("server.baseUrlPath") or "").strip("/")
+    root = f"{base.rstrip('/')}/_stcore/bidi-components/{COMPONENT_NAME}/"
+    return (f'<link rel="modulepreload" href="{escape(root + js)}">'
+            f'<link rel="preload" as="style" href="{escape(root + css)}">')
+
+
 def _noop() -> None:
     return None
+
+
+def _json(value: Any) -> str:
+    """Compact JSON the browser's ``JSON.parse`` accepts (NaN and infinities become null)."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+    except ValueError:
+        return _json(_finite(value))
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def graph_canvas(
@@ -150,10 +187,12 @@ def graph_canvas(
         browser's graph is based on.
     """
     mount = _mounter()
+    # Containers go as JSON text: Streamlit probes every dict/list value of `data` for a dataframe, which
+    # imports pandas (~0.4 s on a cold first visit); the browser decodes them (frontend/src/sync.js).
     data = {
-        "graph": graph or {"nodes": [], "edges": []},
-        "palette": list(palette or []),
-        "annotations": annotations or {},
+        "graph": _json(graph or {"nodes": [], "edges": []}),
+        "palette": _json(list(palette or [])),
+        "annotations": _json(annotations or {}),
         "revision": int(revision),
         "selected": selected,
         "height": int(height),

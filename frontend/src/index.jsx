@@ -6,6 +6,7 @@ import { createRoot } from 'react-dom/client';
 import '@xyflow/react/dist/style.css';
 import './styles.css';
 import App from './App.jsx';
+import { decodeData } from './sync.js';
 
 const mounts = new WeakMap(); // parentElement -> { root, host, api, unmountTimer }
 const stores = new Map(); // Python key -> live editing state (survives remounts)
@@ -26,7 +27,7 @@ export default function mountGraphCanvas(component) {
   entry.api.setStateValue = setStateValue;
   entry.api.setTriggerValue = setTriggerValue;
 
-  const d = data && typeof data === 'object' ? data : {};
+  const d = decodeData(data, entry.decoded || (entry.decoded = new Map()));
   const key = String(d.key ?? 'canvas');
   if (!stores.has(key)) stores.set(key, {});
   entry.root.render(<App data={d} api={entry.api} store={stores.get(key)} />);

@@ -79,3 +79,30 @@ export function takeEcho(sent, sel) {
   const i = sent.indexOf(sel ?? null);
   return i < 0 ? { echo: false, sent } : { echo: true, sent: sent.slice(i + 1) };
 }
+
+// Python sends the graph, palette and annotations as JSON text (Streamlit would otherwise probe every dict or
+// list value for a dataframe and import pandas for it on the first visit). Decode them, reusing the last
+// decoded value while the text is unchanged so memoised consumers keep their identity.
+export const JSON_KEYS = ['graph', 'palette', 'annotations'];
+
+export function decodeData(data, cache = new Map()) {
+  const d = data && typeof data === 'object' ? { ...data } : {};
+  for (const k of JSON_KEYS) {
+    const v = d[k];
+    if (typeof v !== 'string') continue;
+    const hit = cache.get(k);
+    if (hit && hit.text === v) {
+      d[k] = hit.value;
+      continue;
+    }
+    let value = null;
+    try {
+      value = JSON.parse(v);
+    } catch {
+      value = null; // a broken payload renders as empty, never throws inside the page
+    }
+    cache.set(k, { text: v, value });
+    d[k] = value;
+  }
+  return d;
+}

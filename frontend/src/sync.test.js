@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { initialState, mergeFromPython, payloadOf, takeEcho } from './sync.js';
+import { decodeData, initialState, mergeFromPython, payloadOf, takeEcho } from './sync.js';
 import { indexPalette, makeNode } from './graph.js';
 
 const palette = indexPalette([{ type: 'Linear', inputs: [{ name: 'in' }], outputs: [{ name: 'out' }], params: [] }]);
@@ -74,5 +74,28 @@ describe('selection echoes', () => {
     // then Python's inspector picks "a": not sent by the browser, so it is applied
     expect(takeEcho(sent, 'a')).toEqual({ echo: false, sent: [] });
     expect(takeEcho(['x'], undefined)).toEqual({ echo: false, sent: ['x'] });
+  });
+});
+
+describe('decodeData', () => {
+  it('parses the JSON text Python sends and keeps other keys', () => {
+    const d = decodeData({ graph: '{"nodes":[],"edges":[]}', palette: '[{"type":"Linear"}]', annotations: '{}', revision: 3 });
+    expect(d).toEqual({ graph: { nodes: [], edges: [] }, palette: [{ type: 'Linear' }], annotations: {}, revision: 3 });
+  });
+
+  it('reuses the decoded object while the text is unchanged', () => {
+    const cache = new Map();
+    const a = decodeData({ annotations: '{"nodes":{}}' }, cache);
+    const b = decodeData({ annotations: '{"nodes":{}}' }, cache);
+    const c = decodeData({ annotations: '{"nodes":{"x":{}}}' }, cache);
+    expect(b.annotations).toBe(a.annotations);
+    expect(c.annotations).not.toBe(a.annotations);
+  });
+
+  it('passes objects through and turns broken text into null', () => {
+    const g = { nodes: [], edges: [] };
+    expect(decodeData({ graph: g }).graph).toBe(g);
+    expect(decodeData({ graph: '{oops' }).graph).toBeNull();
+    expect(decodeData(null)).toEqual({});
   });
 });
