@@ -54,8 +54,8 @@ class JobSpec:
 
     ``callbacks`` names callbacks the job process builds: ``live_attributions`` (or
     ``live_attributions:METHOD``) records attributions each epoch into the run folder
-    (:func:`live_frames` reads them); ``decision_boundary`` stores a prediction grid with every epoch's
-    metrics for 2-D toy datasets (:func:`builder.boundary.latest_boundary` reads it). ``resume_run`` resumes that run instead of creating one; ``config``
+    (:func:`live_frames` reads them); ``decision_boundary`` stores a prediction grid with an epoch's
+    metrics for 2-D toy datasets (the first and last epoch and, within 3.5 % of the training time, those between) (:func:`builder.boundary.latest_boundary` reads it). ``resume_run`` resumes that run instead of creating one; ``config``
     then holds the overrides.
     """
 
