@@ -81,10 +81,7 @@ def md(text) -> str:
 
 
 def style() -> None:
-    """The app's CSS, plus a preload of the canvas bundle (fetched while the first page script runs)."""
-    from builder.canvas import preload_html
-
-    st.markdown(CSS + preload_html(), unsafe_allow_html=True)
+    st.markdown(CSS, unsafe_allow_html=True)
 
 
 def show_error(e: BaseException) -> None:

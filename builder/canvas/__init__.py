@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-__all__ = ["graph_canvas", "latest_canvas_state", "preload_html", "COMPONENT_NAME"]
+__all__ = ["graph_canvas", "latest_canvas_state", "COMPONENT_NAME"]
 
 _PROJECT = "layerlab"
 _COMPONENT = "graph_canvas"
@@ -79,23 +79,6 @@ def _mounter() -> Any:
         _mounters.clear()
         _mounters[id(manager)] = mount
     return mount
-
-
-def preload_html() -> str:
-    """``<link>`` tags that make the browser fetch and compile the canvas bundle as soon as the page shell
-    arrives, in parallel with the script run, instead of after the canvas element (the first visit to a
-    visible canvas is ~0.3-0.5 s shorter). Empty when the assets are missing."""
-    from html import escape
-
-    try:
-        js, css = _asset(_JS_GLOB).name, _asset(_CSS_GLOB).name
-        _mounter()  # registers the asset folder: the server answers the preload instead of a 404
-    except Exception:  # no assets, or no Streamlit runtime (AppTest): nothing to preload
-        return ""
-    base = "/" + str(st.get_option("server.baseUrlPath") or "").strip("/")
-    root = f"{base.rstrip('/')}/_stcore/bidi-components/{COMPONENT_NAME}/"
-    return (f'<link rel="modulepreload" href="{escape(root + js)}">'
-            f'<link rel="preload" as="style" href="{escape(root + css)}">')
 
 
 def _noop() -> None:
