@@ -49,9 +49,17 @@ def headless_job(ws: Path, epochs: int, owner: str) -> str:
 
     store = RunStore(ws)
     rid = submit(store, JobSpec(project=load_template("cnn").model_dump(), dataset="digits",
-                                config={"epochs": epochs}, owner=owner))
+                                config={"epochs": epochs, "early_stopping": None}, owner=owner))
     assert wait(store, [rid], 900)[rid] == "finished"
     return rid
+
+
+def set_epochs(page, epochs: int) -> None:
+    """Epochs in the Train form, early stopping off (0): every job runs all its epochs, as the headless one."""
+    for label, value in (("Epochs", epochs), ("Early stopping patience", 0)):
+        box = page.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Tab")
 
 
 def page_job(page, ws: Path, epochs: int) -> tuple[str, float]:
@@ -62,9 +70,7 @@ def page_job(page, ws: Path, epochs: int) -> tuple[str, float]:
     from builder.runs import RunStore
 
     goto_page(page, "Train")
-    box = page.get_by_label("Epochs", exact=True)
-    box.fill(str(epochs))
-    box.press("Tab")
+    set_epochs(page, epochs)
     page.wait_for_selector("button:has-text('Start training'):not([disabled])", timeout=60_000)
     before = set(r["id"] for r in RunStore(ws).list_runs())
     t0 = time.perf_counter()
@@ -90,9 +96,7 @@ def reload_to_live(page, ws: Path, epochs: int) -> float:
     from builder.runs import RunStore
 
     goto_page(page, "Train")
-    box = page.get_by_label("Epochs", exact=True)
-    box.fill(str(epochs))
-    box.press("Tab")
+    set_epochs(page, epochs)
     page.locator("button", has_text="Start training").first.click()
     page.wait_for_selector("text=/Running/", timeout=120_000)
     rid = re.search(r"run (\d{8}-\d{6}-[0-9a-f]{6})", page.locator("[data-testid=stMain]").inner_text()).group(1)

@@ -131,6 +131,16 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=default, allow_nan=True)
 
 
+_READY: set[tuple[str, int | None]] = set()  # databases this process has created or migrated (path, inode)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
 class RunStore:
     """Runs and their curves in ``<workspace>/layerlab.db``; marks dead runs interrupted on open.
 
@@ -145,10 +155,13 @@ class RunStore:
         except OSError as e:
             raise RunStoreError(f"cannot create workspace {self.workspace}: {e.strerror}") from None
         self.db_path = self.workspace / DB_NAME
-        with self._conn() as c:
-            c.execute("PRAGMA journal_mode=WAL")
-            c.executescript(_SCHEMA)
-            self._migrate(c)
+        key = (str(self.db_path), _inode(self.db_path))
+        if key not in _READY:  # schema and migration once per database and process (pages open a store per call)
+            with self._conn() as c:
+                c.execute("PRAGMA journal_mode=WAL")
+                c.executescript(_SCHEMA)
+                self._migrate(c)
+            _READY.add((str(self.db_path), _inode(self.db_path)))
         if mark_interrupted:
             self.mark_interrupted()
 

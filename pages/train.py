@@ -222,6 +222,26 @@ def _control(run_id: str, action: str) -> None:
         st.session_state.ll_requested = (run_id, action)
 
 
+# The live view refreshes every FAST_POLL_S until the first curve point of a run is on screen (a Start click
+# shows a curve within ~1 s), then every SLOW_POLL_S: redrawing three charts twice a second took the browser
+# and the server enough CPU to slow a job on a 2-core machine by 10-30 % (bench/bench_jobs.py).
+FAST_POLL_S, SLOW_POLL_S, FAST_WINDOW_S = 0.5, 2.0, 15.0
+
+
+def poll_every(run_id: str, shown: bool = False) -> float:
+    """Refresh interval of the live view for ``run_id`` in this session: fast until its first curve point was
+    ``shown`` (at most ``FAST_WINDOW_S``), then slow."""
+    import time
+
+    now = time.monotonic()
+    since = st.session_state.get("ll_fast_poll")
+    if not since or since[0] != run_id:
+        since = st.session_state.ll_fast_poll = (run_id, now + FAST_WINDOW_S)
+    if shown and now < since[1]:
+        since = st.session_state.ll_fast_poll = (run_id, now)
+    return FAST_POLL_S if now < since[1] else SLOW_POLL_S
+
+
 ICONS = {"running": ":green[:material/play_circle:]", "paused": ":orange[:material/pause_circle:]",
          "finished": ":green[:material/check_circle:]", "stopped": ":gray[:material/stop_circle:]",
          "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]",
@@ -244,6 +264,9 @@ def live_view() -> None:
     rs.mark_interrupted()
     sess = read_curve(rs, run)
     active, status = sess.active, run["status"]
+    if (active and st.session_state.get("ll_poll_every") == FAST_POLL_S
+            and poll_every(run_id, shown=st.session_state.get("ll_curve_shown") == run_id) != FAST_POLL_S):
+        st.rerun()  # the whole page once, to follow the run at the slower interval
     mine = ui.can_control(run)
     req = st.session_state.get("ll_requested")
     shown = status
@@ -295,6 +318,8 @@ def live_view() -> None:
     c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
     boundary_view(sess, cfg)
+    if sess.steps:
+        st.session_state.ll_curve_shown = run_id  # the next refresh slows down (poll_every)
 
     if not active:
         if st.session_state.get("ll_polling"):
@@ -411,7 +436,8 @@ if current is not None:
     st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current))}")
     if active:
         st.session_state.ll_polling = True
-    st.fragment(run_every=0.5 if active else None)(live_view)()
+    every = st.session_state.ll_poll_every = poll_every(current["id"]) if active else None
+    st.fragment(run_every=every)(live_view)()
     if ds is not None:
         # different labels so the expander opens again when a run ends (Streamlit keeps expander state)
         label = "Settings for the next run (a run is in progress)" if active else "Settings for a new run"

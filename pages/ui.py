@@ -301,9 +301,10 @@ _WARM: list = []  # process-wide: the warm-up thread, started once
 
 
 def warm_up(delay_s: float = 1.5) -> None:
-    """Once per process, import what the other pages need (scikit-learn loaders, Captum, plotly figures, the
-    jobs module) in a background thread that starts ``delay_s`` after the first page ran: off the request
-    path, so Data/Train/Explain open fast later without slowing the first visit."""
+    """Once per process, import what the other pages need (torch, scikit-learn loaders, Captum, plotly
+    figures, the jobs module) in a background thread that starts ``delay_s`` after the first page ran, and
+    start the workspace's job launcher (:func:`builder.jobs.warm_launcher`): off the request path, so
+    Data/Train/Explain open fast and the first training job starts warm, without slowing the first visit."""
     import threading
     import time
 
@@ -313,6 +314,12 @@ def warm_up(delay_s: float = 1.5) -> None:
     def work() -> None:
         time.sleep(delay_s)
         try:
+            from streamlit import runtime
+
+            if runtime.exists():  # a real server (not AppTest): the first Start then forks a warm job process
+                from builder.jobs import warm_launcher
+
+                warm_launcher(workspace())
             from builder import data as _data  # noqa: F401
             from builder import explain as _explain  # noqa: F401  (Captum)
             from builder import figures as _figures  # noqa: F401  (plotly figures)

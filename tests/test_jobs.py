@@ -179,6 +179,24 @@ def test_later_jobs_fork_from_the_warm_launcher(store):
     assert os.getsid(launcher) == launcher  # the launcher is a session of its own, detached from us
 
 
+def test_warm_launcher_makes_the_first_job_a_fork(store):
+    """The app starts the launcher in its warm-up: the very first job is then forked from it (no cold start),
+    and asking again while it runs starts no second one."""
+    assert jobs.warm_launcher(store.workspace) is True
+    assert jobs.warm_launcher(store.workspace) is False  # being started
+    _until(lambda: (store.workspace / "launcher.pid").is_file() and (store.workspace / jobs.LAUNCHER_SOCK).exists(),
+           what="the launcher")
+    assert jobs.warm_launcher(store.workspace) is False  # up
+    launcher = int((store.workspace / "launcher.pid").read_text())
+    rid = submit(store, _spec(config={"epochs": 500, "early_stopping": None}))
+    _until(lambda: store.get(rid)["status"] == "running", what="the job running")
+    pid = store.get(rid)["pid"]
+    ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    request(store, rid, "stop")
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+    assert ppid == launcher
+
+
 def test_owners_and_tags_in_list_runs(store):
     p = load_template("mlp")
     a = store.create_run(p, "moons", {}, {"epochs": 1}, owner="alice", tags={"study": "s1", "trial": 1})
