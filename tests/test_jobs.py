@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -191,7 +192,7 @@ def test_warm_launcher_makes_the_first_job_a_fork(store):
     rid = submit(store, _spec(config={"epochs": 500, "early_stopping": None}))
     _until(lambda: store.get(rid)["status"] == "running", what="the job running")
     pid = store.get(rid)["pid"]
-    ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     request(store, rid, "stop")
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     assert ppid == launcher
