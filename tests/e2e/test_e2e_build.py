@@ -46,15 +46,16 @@ def test_drag_connect_shapes_badge_and_rename(page):
     # a wrong connection (a second edge into a single input) is refused in the browser
     edges_before = page.locator(".react-flow__edge").count()
     connect(page, "input_1", "conv2d_1")
-    page.wait_for_timeout(800)
+    page.locator(".ll-toast.error").wait_for(timeout=10_000)  # the canvas says why it refused the edge
+    wait_idle(page)
     assert page.locator(".react-flow__edge").count() == edges_before
     assert page.locator("[data-testid='edge-label-input_1->conv2d_1']").count() == 0
 
     # rename a node to markup: it is shown as text and nothing executes
     title = page.locator("[data-testid=node-linear_1] .ll-node-title")
     title.click()  # select first: the selection change reruns the app once
+    page.locator("[data-testid=node-linear_1].is-selected").wait_for(timeout=10_000)
     wait_idle(page)
-    page.wait_for_timeout(500)
     for attempt in range(3):
         page.locator("[data-testid=node-linear_1] .ll-node-title").dblclick()
         box = page.locator("[data-testid=node-linear_1] .ll-rename")
@@ -68,7 +69,7 @@ def test_drag_connect_shapes_badge_and_rename(page):
         except AssertionError:
             if attempt == 2:
                 raise
-    page.wait_for_timeout(800)
+    wait_idle(page)  # the rename's rerun has ended: anything the text could run would have run
     assert page.dialogs == []
     assert page.locator("img[src=x]").count() == 0
     assert node.inner_text().count("<img") == 1
@@ -81,7 +82,7 @@ def test_drag_connect_shapes_badge_and_rename(page):
     wait_idle(page)
     goto_page(page, "Train")
     expect(page.locator("[data-testid=stMain]")).to_contain_text(XSS, timeout=15_000)
-    page.wait_for_timeout(500)
+    wait_idle(page)
     assert page.dialogs == []
     assert page.locator("img[src=x]").count() == 0
 
@@ -96,9 +97,11 @@ def test_group_block_and_upload_validation(page, tmp_path):
         for nid in ("relu1", "pool1"):
             page.locator(f"[data-testid=node-{nid}] .ll-node-title").click(modifiers=["Control"])
             wait_idle(page)
-        page.wait_for_timeout(300)
-        if "3 selected" in page.locator(".ll-counts").first.inner_text():
+        try:
+            expect(page.locator(".ll-counts").first).to_contain_text("3 selected", timeout=5_000)
             break
+        except AssertionError:
+            continue
     page.locator("button[title='Group the selected layers into a reusable block']").click()
     page.get_by_placeholder("Block name").fill("ConvBlock")
     page.locator("button", has_text="Create block").click()

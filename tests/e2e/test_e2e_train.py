@@ -65,7 +65,7 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
             if attempt == 3:
                 raise
     wait_idle(page)
-    page.wait_for_timeout(4500)  # let the toast fade
+    expect(page.locator("[data-testid=stToast]")).to_have_count(0, timeout=15_000)  # the toast has faded
     shot(page, "build-cnn")
     t0 = start(page, 400)
     # the first curve point arrives quickly
@@ -77,9 +77,13 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
     run_id = run_id_of(page)
     p1, _ = progress(page)
     n1 = curve_points(page)
-    page.wait_for_timeout(3000)
-    p2, text = progress(page)
-    n2 = curve_points(page)
+    deadline = time.time() + 60  # the page refreshes every 2 s once the first point is shown
+    while True:
+        p2, text = progress(page)
+        n2 = curve_points(page)
+        if (n2 > n1 and p2 > p1) or time.time() > deadline:
+            break
+        page.wait_for_timeout(100)
     assert n2 > n1, "the curve gains points"
     assert p2 > p1, "the progress bar moves"
     assert re.search(r"Epoch \d+/400", text) and "samples/s" in text
@@ -136,8 +140,9 @@ def test_finished_run_shows_test_results_and_explain_page(page):
     page.locator("text=Confusion matrix (test)").first.wait_for(timeout=30_000)
     shot(page, "train-finished")
     goto_page(page, "Explain")
-    page.wait_for_timeout(3000)
     wait_idle(page, timeout=120)
-    page.wait_for_timeout(2000)
+    page.wait_for_selector("text=Methods (side by side)", timeout=60_000)  # the finished run is explained
+    wait_idle(page)
+    assert page.locator("[data-testid=stException]").count() == 0
     assert page.dialogs == []
     shot(page, "explain")

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from e2e_helpers import ARTIFACTS, goto_page, open_app, shot, wait_idle
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -55,7 +56,8 @@ def test_explain_digits_cnn_heatmap(page):
     for tab in ("Attention", "Activations & weights", "Trust", "Live"):
         page.get_by_role("tab", name=tab).click()
         wait_idle(page)
-        page.wait_for_timeout(500)  # the tab's charts draw after the run
+        expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true", timeout=30_000)
+        wait_idle(page)  # the tab is shown and the run that draws it has ended
         assert page.locator("[data-testid=stException]").count() == 0, f"exception on the {tab} tab"
         page.screenshot(path=str(ARTIFACTS / f"explain-tab-{tab.split()[0].lower()}.png"), full_page=True)
     page.get_by_role("tab", name="Activations & weights").click()
