@@ -211,14 +211,6 @@ def _model_options() -> dict[str, str]:
         if r["id"] != ss.get("ll_model_run"):
             best = best_epoch(ui.run_summary(rs, r).get("epochs") or [])
             options[f"run:{r['id']}"] = run_label(r, best)
-    asked = st.query_params.get("run")
-    key = f"run:{asked}" if asked else None
-    if key in options and ss.get("ll_xp_asked") != asked:
-        ss.ll_xp_asked = asked
-        ss.ll_xp_model = key
-    elif asked and key not in options and ss.get("ll_xp_asked") != asked:
-        ss.ll_xp_asked = asked
-        st.error(f"No finished run {ui.md(asked)} of yours in this workspace.")
     return options
 
 
@@ -261,10 +253,17 @@ def _empty_state() -> None:
         st.page_link("pages/train.py", label="Open the Train page", icon=":material/model_training:")
 
 
+MISSING_RUN = "No finished run {run} of yours in this workspace."
+
+
 def _choose_model(options: dict[str, str], c: list) -> _Ctx | None:
     """Model and split pickers (in the columns ``c``); returns the context or None (error shown)."""
     ss = st.session_state
-    url_run = ui.run_from_url("explain")  # /explain?run=ID opens that run's model
+    ids = [k.split(":", 1)[1] for k in options if k.startswith("run:")]
+    if "session" in options and ss.get("ll_model_run"):
+        ids.append(ss.ll_model_run)
+    # /explain?run=ID opens that run's model
+    url_run = ui.run_from_url("explain", ids, MISSING_RUN)
     if url_run is not None and f"run:{url_run}" in options:
         ss.ll_xp_model = f"run:{url_run}"
     elif url_run is not None and url_run == ss.get("ll_model_run") and "session" in options:
@@ -876,6 +875,7 @@ def _live_view(run_id: str | None) -> None:
 def main() -> None:
     options = _model_options()
     if not options:
+        ui.run_from_url("explain", [], MISSING_RUN)  # a deep link to a run this owner cannot explain: say so
         _empty_state()
         return
     with st.container(border=True):

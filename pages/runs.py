@@ -282,13 +282,8 @@ try:
 except LayerLabError as e:
     ui.show_error(e)
     st.stop()
-asked = st.query_params.get("run")
-if asked:
-    match = [r["id"] for r in runs if r["id"] == asked or r["id"].startswith(str(asked))]
-    if len(match) == 1:
-        st.session_state.ll_run_focus = match[0]
-    else:
-        st.error(f"No run {ui.md(asked)} in this workspace.")
+if (url_run := ui.run_from_url("runs", [r["id"] for r in runs])) is not None:
+    st.session_state.ll_run_focus = url_run  # /runs?run=ID (or a unique prefix) opens that run
 for r in runs:
     r.update({k: v for k, v in ui.run_summary(rs, r).items() if k not in r or r[k] is None})
 if not runs:
@@ -298,8 +293,6 @@ if not runs:
 
 df = _table(runs)
 by_id = {r["id"]: r for r in runs}
-if (url_run := ui.run_from_url("runs")) is not None:
-    st.session_state.ll_run_focus = url_run  # /runs?run=ID opens that run
 focus = st.session_state.get("ll_run_focus")
 st.dataframe(
     df.drop(columns=["select"]), hide_index=True, width="stretch", key="ll_runs_table",

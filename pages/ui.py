@@ -281,20 +281,23 @@ def torch_threads() -> int:
     return n()
 
 
-def run_from_url(page: str) -> str | None:
-    """The run id of a deep link (``/runs?run=ID``, ``/explain?run=ID``), once per session and page: the
-    first run of the page after the link was opened returns it, later reruns return None (so the user's own
-    choice is not overridden). Ids that are not well-formed run ids are ignored."""
-    from builder.runs import RUN_ID_RE
-
-    rid = st.query_params.get("run")
-    if not isinstance(rid, str) or not RUN_ID_RE.fullmatch(rid):
-        return None
+def run_from_url(page: str, ids: list[str], missing: str = "No run {run} of yours in this workspace.") -> str | None:
+    """The run a deep link asks for (``/runs?run=ID``, ``/explain?run=ID``) among ``ids``, the runs this page can
+    show to this owner (a unique prefix of an id is enough). Answered once per session, page and link: later
+    reruns return None, so the user's own choice is not overridden. When no run or several match, the
+    ``missing`` message is shown (once) with the link's text escaped."""
+    asked = st.query_params.get("run")
     seen = f"ll_url_run_{page}"
-    if st.session_state.get(seen) == rid:
+    if not isinstance(asked, str) or not asked or st.session_state.get(seen) == asked:
         return None
-    st.session_state[seen] = rid
-    return rid
+    st.session_state[seen] = asked
+    if asked in ids:
+        return asked
+    match = [i for i in ids if i.startswith(asked)]
+    if len(match) == 1:
+        return match[0]
+    st.error(missing.format(run=md(asked[:80])))
+    return None
 
 
 _WARM: list = []  # process-wide: the warm-up thread, started once

@@ -130,3 +130,14 @@ def test_resume_a_stopped_run_and_open_its_project(ws):
     assert not at.exception
     assert at.session_state["ll_project"].name == builder.load_template("mlp").name
     assert at.session_state["ll_data"]["name"] == "moons"
+
+
+def test_deep_link_by_unique_prefix_and_a_hostile_link(ws):
+    """``/runs?run=`` takes a unique prefix of one of this owner's runs; anything else is an escaped error."""
+    store = RunStore(ws)
+    mine = _train(store)
+    at = open_runs(query={"run": mine[:18]})
+    assert at.multiselect(key="ll_runs_pick").value == [mine]
+    at = open_runs(query={"run": "[x](javascript:alert(1)) **b**"})
+    err = next(e.value for e in at.error if "No run" in e.value)
+    assert "\\[x\\]" in err and "\\*\\*b\\*\\*" in err  # shown literally, never as a link or bold
