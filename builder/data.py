@@ -725,11 +725,7 @@ def _read_limited(path: str | Path | bytes, limit: int, what: str) -> bytes:
         if not p.is_file():
             raise DatasetError(f"{p}: not a regular file (a device, pipe or socket); received: a special file. "
                                f"Fix: save the {what} to a file and pass that")
-        try:
-            with p.open("rb") as f:
-                data = f.read(limit + 1)
-        except OSError as e:
-            raise DatasetError(f"{p}: cannot read ({e.strerror})") from None
+        data = _read_at_most(p, limit)
     if len(data) > limit:
         raise DatasetError(f"the {what} is larger than the limit of {limit // 2**20} MiB; received: more than "
                            f"{limit} bytes. Fix: sample it down or split it")
@@ -894,13 +890,19 @@ def _folder_members(root: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
     return out
 
 
-def _read_capped(f: Path) -> bytes:
-    """One image file, read with a hard cap (its reported size may be wrong)."""
+def _read_at_most(f: Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a file (more than ``limit`` means too large: its reported size may be
+    wrong); a read error is a DatasetError."""
     try:
         with f.open("rb") as fh:
-            data = fh.read(MAX_IMAGE_BYTES + 1)
+            return fh.read(limit + 1)
     except OSError as e:
         raise DatasetError(f"{f}: cannot read ({e.strerror})") from None
+
+
+def _read_capped(f: Path) -> bytes:
+    """One image file, read with a hard cap (its reported size may be wrong)."""
+    data = _read_at_most(f, MAX_IMAGE_BYTES)
     if len(data) > MAX_IMAGE_BYTES:
         raise DatasetError(f"{f}: larger than {MAX_IMAGE_BYTES // 2**20} MiB")
     return data
