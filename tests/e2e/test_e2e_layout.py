@@ -4,6 +4,8 @@ in a hyper-parameter field starts no run. Waits are for states (DOM, Streamlit i
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from e2e_helpers import collapse_sidebar, pick_template, wait_idle
 from playwright.sync_api import expect
@@ -35,6 +37,19 @@ def new_page(browser, size):
     page.errors = []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
     return page
+
+
+@contextlib.contextmanager
+def visit(browser, url: str, title: str, size=SIZES[0]):
+    """A fresh browser context (a first visit) on ``url``, once its page ``title`` is up and idle."""
+    page = new_page(browser, size)
+    try:
+        page.goto(url)
+        page.wait_for_selector(f"h1:has-text('{title}')", timeout=90_000)
+        wait_idle(page)
+        yield page
+    finally:
+        page.context.close()
 
 
 def open_build(page, base_url: str) -> None:
@@ -86,34 +101,18 @@ def test_canvas_takes_the_page_and_every_template_is_legible(browser, app_server
 @pytest.mark.parametrize("path,title", [("build", "Build"), ("train", "Train"), ("runs", "Runs"),
                                         ("explain", "Explain"), ("data", "Data")])
 def test_deep_links_open_their_page_on_a_first_visit(browser, app_server, path, title):
-    page = new_page(browser, SIZES[0])
-    try:
-        page.goto(f"{app_server}/{path}")
-        page.wait_for_selector(f"h1:has-text('{title}')", timeout=90_000)
-        wait_idle(page)
+    with visit(browser, f"{app_server}/{path}", title) as page:
         assert page.get_by_text("Page not found").count() == 0
         assert page.url.rstrip("/").endswith(f"/{path}")
-    finally:
-        page.context.close()
 
 
 def test_runs_deep_link_with_an_unknown_run_is_harmless(browser, app_server):
-    page = new_page(browser, SIZES[0])
-    try:
-        page.goto(f"{app_server}/runs?run=20990101-000000-abcdef")
-        page.wait_for_selector("h1:has-text('Runs')", timeout=90_000)
-        wait_idle(page)
+    with visit(browser, f"{app_server}/runs?run=20990101-000000-abcdef", "Runs") as page:
         assert page.locator("[data-testid=stException]").count() == 0
-    finally:
-        page.context.close()
 
 
 def test_enter_in_a_hyper_parameter_field_starts_no_run(browser, app_server):
-    page = new_page(browser, SIZES[0])
-    try:
-        page.goto(f"{app_server}/train")
-        page.wait_for_selector("h1:has-text('Train')", timeout=90_000)
-        wait_idle(page)
+    with visit(browser, f"{app_server}/train", "Train") as page:
         box = page.get_by_label("Epochs", exact=True)
         box.fill("2")
         box.press("Enter")
@@ -124,5 +123,3 @@ def test_enter_in_a_hyper_parameter_field_starts_no_run(browser, app_server):
         assert page.get_by_text("No training yet").count() >= 1
         assert page.locator("[data-testid=stProgress]").count() == 0
         expect(page.get_by_role("button", name="Start training")).to_be_visible()
-    finally:
-        page.context.close()
