@@ -26,6 +26,12 @@ NODES_ARE_JS = """(ids) => [...document.querySelectorAll('[data-testid="stBidiCo
   const r = h.shadowRoot && h.shadowRoot.querySelector('.ll-root'); if (!r) return false;
   const got = [...r.querySelectorAll('.ll-node')].map((n) => n.dataset.nodeId);
   return got.length === ids.length && ids.every((i) => got.includes(i)); })"""
+# every port of every node has been laid out (a node re-rendered by the rerun that annotates a new graph can
+# be measured for a frame with 0 x 0 handles)
+PORTS_LAID_OUT_JS = """() => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
+  const r = h.shadowRoot && h.shadowRoot.querySelector('.ll-root'); if (!r) return false;
+  const hs = [...r.querySelectorAll('.react-flow__node .react-flow__handle')];
+  return hs.length > 0 && hs.every((e) => { const b = e.getBoundingClientRect(); return b.width > 0 && b.height > 0; }); })"""
 FITTED_NOW_JS = """() => { for (const h of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
   const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow'); if (f) return Number(f.dataset.fitted); }
   return -1; }"""
@@ -81,6 +87,7 @@ def test_canvas_takes_the_page_and_every_template_is_legible(browser, app_server
             ids = [nd.id for nd in builder.load_template(t["name"]).graph.nodes]
             page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
             wait_idle(page)
+            page.wait_for_function(PORTS_LAID_OUT_JS, timeout=30_000)
             m = measure(page)
             n = len(ids)
             assert len(m["nodes"]) == n, (t["name"], len(m["nodes"]), n)
