@@ -5,7 +5,7 @@ over the training points and returns the grid as the epoch event's ``extras["bou
 keeps it with the epoch's metrics, so a page (or a job in another process) reads the latest grid with
 :func:`latest_boundary` and draws it with :func:`builder.figures.boundary_figure`. One grid is ``resolution``
 squared numbers rounded to 3 decimals (40 x 40: ~11 KB of JSON). The callback keeps its grids within a share
-of the training time (5 % by default) by skipping epochs: see :class:`DecisionBoundary`.
+of the training time (3.5 % by default) by skipping epochs: see :class:`DecisionBoundary`.
 
 Example::
 
@@ -143,22 +143,16 @@ class DecisionBoundary(Callback):  # type: ignore[misc,valid-type]
         every: consider a grid when the (1-based) epoch number is a multiple of ``every``.
         n_points: training points included once, with the first grid (``extras["boundary"]["points"]``).
         budget: the grids may cost at most this share of the training time without them (default
-            :data:`BUDGET`, 3.5 %: a grid also slows the next epoch a little, by up to 0.4 x its own cost
-            in bench/bench_boundary.py, which no clock in the callback sees; with it the cost stays < 5 %). The first
-            considered epoch always gets a grid (it is what the page shows first), and so does the last
-            planned epoch (``trainer.config.epochs``: what the page shows when training ends; an early stop
-            ends on an older grid). In between, a grid is drawn only when ``seconds + predicted + reserve <=
-            budget * training seconds so far``, where ``seconds`` is the grid time so far (setup included),
-            the training seconds are the time since :meth:`on_train_begin` less that grid time,
-            ``predicted`` is the dearer of the last grid and the median of the last five, and ``reserve``
-            is ``predicted`` again, kept for the last epoch's grid (0 when the trainer plans no end). So the
-            second grid waits until the first one is paid back, and at every epoch end the share is within
-            the budget up to a grid's misprediction, except while the first grid (and the setup), or at the
-            end the first and the last grid, alone are over it: a run shorter than ``2 x grid / (budget x
-            epoch)`` epochs (40 when a grid costs as much as an epoch, at 5 %; half that when the trainer
-            plans no end) ends over the budget. The toy
-            datasets train an epoch in 3-20 ms and a 40 x 40 grid costs ~0.15-0.5 ms, so a grid follows
-            every second or third epoch there. ``None``: every ``every``-th epoch and the last.
+            :data:`BUDGET`, 3.5 %: a grid also slows the next epoch a little, up to 0.4 x its own cost in
+            bench/bench_boundary.py, which no clock here sees; all in, the cost stays < 5 %). The first
+            considered epoch always gets a grid (what the page shows first), and so does the last planned
+            epoch (``trainer.config.epochs``, what it shows at the end; an early stop ends on an older grid).
+            In between, a grid is drawn only when ``seconds + predicted + reserve <= budget x training
+            seconds``: ``seconds`` is the grid time so far (setup included), the training seconds are the time
+            since :meth:`on_train_begin` less that, ``predicted`` is the dearer of the last grid and the median
+            of the last five, and ``reserve`` is ``predicted`` again, kept for the last epoch's grid (0 when
+            the trainer plans no end). Only runs too short to pay back the first and last grid end over the
+            budget. ``None``: every ``every``-th epoch and the last.
         clock: the time source in seconds (tests pass a fake one).
 
     Attributes:
