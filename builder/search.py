@@ -529,6 +529,26 @@ def list_studies(storage: str) -> list[dict]:
     return out
 
 
+def study_owner(storage: str, name: str) -> str | None:
+    """The owner recorded with the study ``name`` (``local`` when none was), or None when there is no such
+    study in ``storage``."""
+
+    _quiet_optuna()
+    st = open_storage(storage)
+    try:
+        sid = st.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return (st.get_study_user_attrs(sid).get(_ATTR) or {}).get("owner") or "local"
+
+
+def _check_owner(name: str, owner: str, asking: str) -> None:
+    """A study belongs to whoever created it: nobody else resumes it, adds trials to it or reads it by name."""
+    if owner != asking:
+        raise LayerLabError(f"the study name {name!r} is taken by another person's study; received: study name "
+                            f"{name!r}. Fix: pick another study name")
+
+
 def load_study(storage: str, name: str):
     """Load an existing study. Raises LayerLabError naming the studies present."""
     import optuna
@@ -783,6 +803,7 @@ class StudyRunner:
         if old is None:
             study.set_user_attr(_ATTR, sig)
         else:
+            _check_owner(s.name, old.get("owner") or "local", s.owner)
             diff = [k for k in ("space", "objective", "dataset") if old.get(k) != sig[k]]
             if diff:
                 k = diff[0]
@@ -1091,6 +1112,9 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     project = load_project(project)
     settings.check()
     parse_space(specs, project)
+    owner = study_owner(settings.storage or default_storage(workspace), settings.name)
+    if owner is not None:  # resuming: only the study's own owner may (checked before anything starts)
+        _check_owner(settings.name, owner, settings.owner)
     d = Path(workspace).expanduser() / "studies"
     d.mkdir(parents=True, exist_ok=True)
     pfile = d / f"{settings.name}.project.json"
@@ -1164,4 +1188,4 @@ def study_figures(study) -> dict[str, Any]:
 __all__ = ["Dimension", "SearchSpace", "SearchProblem", "SearchSpaceError", "parse_dimension", "parse_space",
            "StudySettings", "StudyRunner", "StudyResult", "JobLauncher", "objective_direction", "objective_value",
            "default_storage", "open_storage", "load_study", "list_studies", "request_stop", "trials_table",
-           "best_trial", "best_project", "study_figures", "searchable_params", "launch_study", "resume_study", "study_result", "study_settings", "TRAINING_DIMS"]
+           "best_trial", "best_project", "study_figures", "searchable_params", "launch_study", "resume_study", "study_result", "study_settings", "TRAINING_DIMS", "study_owner"]

@@ -91,7 +91,7 @@ def search_form(task: str) -> dict | None:
                               help="Stop trials whose per-epoch validation value falls below the median")
         epochs = c[1].number_input("Epochs per trial", 1, 10_000, int(saved.get("epochs") or 20), key="ll_s_epochs")
         name = c[2].text_input("Study name", value=st.session_state.get("ll_s_default_name") or _default_name(),
-                               key="ll_s_name", help="An existing study of this name is resumed")
+                               key="ll_s_name", help="Your existing study of this name is resumed (a name taken by someone else is refused)")
         seed = c[3].number_input("Sampler seed", 0, 2**31 - 1, 0, key="ll_s_seed")
         go_ = st.form_submit_button("Start search", type="primary", icon=":material/travel_explore:")
     if not go_:

@@ -21,6 +21,7 @@ from builder.search import (
     StudyRunner,
     StudySettings,
     best_project,
+    launch_study,
     load_study,
     objective_direction,
     objective_value,
@@ -28,6 +29,7 @@ from builder.search import (
     parse_space,
     request_stop,
     study_figures,
+    study_owner,
     trials_table,
 )
 from builder.templates import load_template
@@ -156,6 +158,26 @@ def test_settings_and_objective_task_are_checked(tmp_path, mlp):
         StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"], settings=StudySettings(objective="val_r2"))
     with pytest.raises(LayerLabError, match="study name"):
         StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"], settings=StudySettings(name="a b"))
+
+
+def test_a_study_belongs_to_its_owner(tmp_path, mlp):
+    """Another person cannot resume, extend or read a study by typing its name (app or CLI)."""
+    store = RunStore(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert study_owner(storage, "shared") is None
+    StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"],
+                settings=StudySettings(name="shared", storage=storage, owner="anon:alice"))
+    assert study_owner(storage, "shared") == "anon:alice"
+    StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"],  # its owner may resume it
+                settings=StudySettings(name="shared", storage=storage, owner="anon:alice"))
+    with pytest.raises(LayerLabError, match="taken by another person's study") as e:
+        StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"],
+                    settings=StudySettings(name="shared", storage=storage, owner="anon:bob"))
+    assert "alice" not in str(e.value)  # the other owner is not named
+    with pytest.raises(LayerLabError, match="taken by another person's study"):  # refused before any process
+        launch_study(tmp_path, mlp, "moons", ["lr=1e-3..1e-1"],
+                     StudySettings(name="shared", storage=storage, owner="anon:bob"))
+    assert not (tmp_path / "studies" / "shared.log").exists()
 
 
 # ------------------------------------------------------------------------- runner, fast (in-process)
