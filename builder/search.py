@@ -1151,13 +1151,17 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     return proc
 
 
-def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int | None = None) -> subprocess.Popen:
-    """Start a study's runner again with the settings it was created with (``n_trials`` may grow it)."""
+def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int | None = None, *,
+                 owner: str | None = None) -> subprocess.Popen:
+    """Start a study's runner again with the settings it was created with (``n_trials`` may grow it); with
+    ``owner``, only when the study is that owner's."""
     study = load_study(storage, name)
     sig = study_settings(study)
     if not sig:
         raise LayerLabError(f"study {name!r} was not created by LayerLab; received: no settings. Fix: resume it "
                             "with `layerlab tune`")
+    if owner is not None:
+        _check_owner(name, sig.get("owner") or "local", owner)
     settings = StudySettings(name=name, storage=storage, n_trials=int(n_trials or sig.get("n_trials") or 20),
                              objective=sig["objective"], sampler=sig.get("sampler", "tpe"),
                              pruner=sig.get("pruner", "median"), timeout=sig.get("timeout"),

@@ -195,7 +195,7 @@ def actions(ds) -> None:
                              label_visibility="collapsed", help="Resume with this many trials in all")
     if c[1].button("Resume search", key="ll_s_resume", icon=":material/play_arrow:", disabled=running):
         try:
-            proc = resume_study(ui.workspace(), _storage(), name, n_trials=more)
+            proc = resume_study(ui.workspace(), _storage(), name, n_trials=more, owner=ui.owner())
         except LayerLabError as e:
             ui.show_error(e)
         else:

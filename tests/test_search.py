@@ -28,6 +28,7 @@ from builder.search import (
     parse_dimension,
     parse_space,
     request_stop,
+    resume_study,
     study_figures,
     study_owner,
     trials_table,
@@ -178,6 +179,8 @@ def test_a_study_belongs_to_its_owner(tmp_path, mlp):
         launch_study(tmp_path, mlp, "moons", ["lr=1e-3..1e-1"],
                      StudySettings(name="shared", storage=storage, owner="anon:bob"))
     assert not (tmp_path / "studies" / "shared.log").exists()
+    with pytest.raises(LayerLabError, match="taken by another person's study"):
+        resume_study(tmp_path, storage, "shared", owner="anon:bob")
 
 
 # ------------------------------------------------------------------------- runner, fast (in-process)
