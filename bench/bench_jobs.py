@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from e2e_helpers import curve_points, goto_page  # noqa: E402
+from e2e_helpers import curve_points, fill_field, goto_page  # noqa: E402
 
 from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
 
@@ -56,10 +56,8 @@ def headless_job(ws: Path, epochs: int, owner: str) -> str:
 
 def set_epochs(page, epochs: int) -> None:
     """Epochs in the Train form, early stopping off (0): every job runs all its epochs, as the headless one."""
-    for label, value in (("Epochs", epochs), ("Early stopping patience", 0)):
-        box = page.get_by_label(label, exact=True)
-        box.fill(str(value))
-        box.press("Tab")
+    fill_field(page, "Epochs", epochs)
+    fill_field(page, "Early stopping patience", 0)
 
 
 def page_job(page, ws: Path, epochs: int) -> tuple[str, float]:

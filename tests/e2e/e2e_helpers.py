@@ -38,6 +38,17 @@ def goto_page(page, title: str, tries: int = 4) -> None:
     wait_idle(page)
 
 
+def fill_field(page, label: str, value) -> None:
+    """Type ``value`` into the form field labelled ``label`` and leave it (Tab), as a user does; waits until
+    the field shows it."""
+    from playwright.sync_api import expect
+
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+    expect(box).to_have_value(str(value))
+
+
 def new_project(page) -> None:
     """Sidebar › New; confirms the replacement when the canvas holds a project."""
     page.locator("[data-testid=stSidebar] button", has_text="New").first.click()

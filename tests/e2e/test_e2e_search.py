@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from e2e_helpers import goto_page, open_app, pick_template, wait_idle
+from e2e_helpers import fill_field, goto_page, open_app, pick_template, wait_idle
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -14,13 +14,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 def metric(page, label: str):
     return page.locator("[data-testid=stMetric]", has_text=label).first
-
-
-def fill(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Tab")
-    expect(box).to_have_value(value)
 
 
 def test_search_runs_live_and_puts_the_best_on_the_canvas(page):
@@ -34,10 +27,10 @@ def test_search_runs_live_and_puts_the_best_on_the_canvas(page):
 
     # the canvas nodes' parameters are searchable: fc1's width from a choice list
     page.locator("[data-testid=stExpander] summary", has_text="Searchable node parameters").click()
-    fill(page, "fc1.out_features", "{4,24}")
-    fill(page, "Trials", "2")
-    fill(page, "Epochs per trial", "2")
-    fill(page, "Study name", "e2e-study")
+    fill_field(page, "fc1.out_features", "{4,24}")
+    fill_field(page, "Trials", "2")
+    fill_field(page, "Epochs per trial", "2")
+    fill_field(page, "Study name", "e2e-study")
     start.click()
 
     # the study shows up running, then both trials finish (each trial is a job; the page polls the study)

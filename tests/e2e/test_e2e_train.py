@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from e2e_helpers import curve_points, goto_page, open_app, pick_template, shot, wait_idle
+from e2e_helpers import curve_points, fill_field, goto_page, open_app, pick_template, shot, wait_idle
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
@@ -21,12 +21,6 @@ def load_cnn(page) -> None:
     wait_idle(page)
 
 
-def set_number(page, label: str, value: int) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Tab")
-
-
 def progress(page) -> tuple[float, str]:
     bar = page.locator("[data-testid=stProgress] [role=progressbar]").first
     now = float(bar.get_attribute("aria-valuenow") or 0)
@@ -36,10 +30,9 @@ def progress(page) -> tuple[float, str]:
 
 def start(page, epochs: int) -> float:
     goto_page(page, "Train")
-    set_number(page, "Epochs", epochs)
+    fill_field(page, "Epochs", epochs)
     if epochs > 50:  # a long run the test stops itself: early stopping (the template's default) off
-        set_number(page, "Early stopping patience", 0)
-        expect(page.get_by_label("Early stopping patience", exact=True)).to_have_value("0")
+        fill_field(page, "Early stopping patience", 0)
     t0 = time.perf_counter()
     page.locator("button", has_text="Start training").first.click()
     return t0
