@@ -264,8 +264,7 @@ def live_view() -> None:
     rs.mark_interrupted()
     sess = read_curve(rs, run)
     active, status = sess.active, run["status"]
-    if (active and st.session_state.get("ll_poll_every") == FAST_POLL_S
-            and poll_every(run_id, shown=st.session_state.get("ll_curve_shown") == run_id) != FAST_POLL_S):
+    if active and st.session_state.get("ll_poll_every") == FAST_POLL_S and poll_every(run_id) != FAST_POLL_S:
         st.rerun()  # the whole page once, to follow the run at the slower interval
     mine = ui.can_control(run)
     req = st.session_state.get("ll_requested")
@@ -319,7 +318,7 @@ def live_view() -> None:
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
     boundary_view(sess, cfg)
     if sess.steps:
-        st.session_state.ll_curve_shown = run_id  # the next refresh slows down (poll_every)
+        poll_every(run_id, shown=True)  # a point is on screen: the next refresh switches to the slow interval
 
     if not active:
         if st.session_state.get("ll_polling"):
