@@ -209,13 +209,21 @@ def _launch_warm(workspace: Path, run_id: str, log: Path) -> int | None:
     return None
 
 
+def _launcher_starting(workspace: Path) -> bool:
+    """Whether a launcher is being started (its marker is younger than a minute; an older one is stale)."""
+    lock = workspace / "launcher.starting"
+    try:
+        return lock.exists() and time.time() - lock.stat().st_mtime < 60
+    except OSError:
+        return False
+
+
 def _launcher_up(workspace: Path) -> bool:
     """Whether the workspace's launcher is being started, or runs (its pid file names a live process and its
     socket exists)."""
-    lock = workspace / "launcher.starting"
+    if _launcher_starting(workspace):
+        return True
     try:
-        if lock.exists() and time.time() - lock.stat().st_mtime < 60:
-            return True
         pid = int((workspace / "launcher.pid").read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
@@ -235,11 +243,10 @@ def warm_launcher(workspace: str | Path) -> bool:
 
 
 def _start_launcher(workspace: Path) -> None:
-    lock = workspace / "launcher.starting"
-    try:  # one starter at a time; a stale marker (older than a minute) is taken over
-        if lock.exists() and time.time() - lock.stat().st_mtime < 60:
-            return
-        lock.write_text(str(os.getpid()))
+    if _launcher_starting(workspace):  # one starter at a time; a stale marker is taken over
+        return
+    try:
+        (workspace / "launcher.starting").write_text(str(os.getpid()))
     except OSError:
         return
     root = str(Path(__file__).resolve().parents[1])
