@@ -1,0 +1,106 @@
+"""Architecture figures for LayerLab: import layers, long files, page imports (issue 16's measures).
+
+Usage: ``python tools/archmap.py [--root .]`` prints the import layers of ``builder/`` (longest chain of
+module-level imports between our own modules), the modules of each layer, import cycles, files over
+500 lines, and what page modules import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+import networkx as nx
+
+
+def module_name(path: Path, root: Path) -> str:
+    """Dotted module name of a file under ``root`` (``builder/runs/store.py`` -> ``builder.runs.store``)."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _resolve(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_graph(root: Path, package: str = "builder", top_level_only: bool = True) -> nx.DiGraph:
+    """Directed graph module -> our modules it imports (module level only unless ``top_level_only=False``)."""
+    files = {module_name(p, root): p for p in (root / package).rglob("*.py") if "assets" not in p.parts}
+    g = nx.DiGraph()
+    g.add_nodes_from(files)
+    for mod, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        body = tree.body if top_level_only else list(ast.walk(tree))
+        for node in body:
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(mod, path.name == "__init__.py", node)
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            for t in targets:
+                while t and t not in files:
+                    t = t.rpartition(".")[0]
+                if t and t != mod and t.startswith(package):
+                    # importing a package's submodule also runs the package's __init__; count the submodule only
+                    g.add_edge(mod, t)
+    return g
+
+
+def layers(g: nx.DiGraph) -> dict[str, int]:
+    """Layer of each module: 0 imports none of ours, else 1 + the highest layer it imports (cycles condensed)."""
+    c = nx.condensation(g)
+    depth: dict[int, int] = {}
+    for n in reversed(list(nx.topological_sort(c))):
+        depth[n] = 1 + max((depth[s] for s in c.successors(n)), default=-1)
+    return {m: depth[c.graph["mapping"][m]] for m in g}
+
+
+def long_files(root: Path, limit: int = 500) -> list[tuple[str, int]]:
+    """Python files of builder/, the app and its pages with more than ``limit`` lines, longest first."""
+    out = []
+    for p in root.rglob("*.py"):
+        rel = p.relative_to(root)
+        if rel.parts[0] in {"builder", "app_pages", "pages", "app.py"} and "assets" not in rel.parts:
+            n = len(p.read_text(encoding="utf-8").splitlines())
+            if n > limit:
+                out.append((str(rel), n))
+    return sorted(out, key=lambda t: -t[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", default=str(Path(__file__).resolve().parents[1]))
+    ap.add_argument("--list", action="store_true", help="list the modules of every layer")
+    a = ap.parse_args(argv)
+    root = Path(a.root)
+    g = import_graph(root)
+    lay = layers(g)
+    n_layers = 1 + max(lay.values())
+    print(f"modules: {g.number_of_nodes()}   import layers: {n_layers}")
+    cycles = [sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1]
+    print(f"import cycles (module level): {len(cycles)} {cycles if cycles else ''}")
+    full = import_graph(root, top_level_only=False)
+    fcycles = [sorted(c) for c in nx.strongly_connected_components(full) if len(c) > 1]
+    print(f"import cycles (any import, also inside functions): {len(fcycles)}")
+    for c in fcycles:
+        print("   ", " <-> ".join(c))
+    if a.list:
+        for d in range(n_layers):
+            print(f"  layer {d:2d}: " + " ".join(sorted(m for m, v in lay.items() if v == d)))
+    print("files over 500 lines:")
+    for f, n in long_files(root):
+        print(f"  {n:5d}  {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
