@@ -36,7 +36,7 @@ fuzz: $(STAMP)
 		tests/test_fuzz_graphs.py tests/test_escape.py tests/test_malformed_files.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check builder pages tests bench app.py
+	$(BIN)/ruff check builder app_pages tests bench tools app.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_core.py

@@ -118,7 +118,7 @@ def wait_finished(page, timeout: float = 600, pid: int | None = None) -> dict[st
 
 
 def epoch_rates(workspace: Path, run_id: str) -> list[float]:
-    from builder.runs import RunStore
+    from builder.runs.store import RunStore
 
     eps = RunStore(workspace).metrics(run_id, "epoch")
     return [e["samples_per_s"] for e in eps[1:] if e.get("samples_per_s")]
@@ -127,11 +127,11 @@ def epoch_rates(workspace: Path, run_id: str) -> list[float]:
 HEADLESS = r"""
 import json, sys, torch
 sys.path.insert(0, sys.argv[3])
-from pages.ui import torch_threads
+from app_pages.ui import torch_threads
 torch.set_num_threads(torch_threads())
 import builder
-from builder.pipeline import run_training
-from builder.runs import RunStore
+from builder.training.pipeline import run_training
+from builder.runs.store import RunStore
 res = run_training(builder.load_template("cnn"), "digits", {"epochs": int(sys.argv[2])}, store=RunStore(sys.argv[1]))
 eps = RunStore(sys.argv[1]).metrics(res.run_id, "epoch")
 print(json.dumps({"rates": [e["samples_per_s"] for e in eps[1:]], "threads": torch.get_num_threads()}))
@@ -147,8 +147,8 @@ def headless_rates(workspace: Path, epochs: int) -> tuple[list[float], int]:
 
 def hundred_node_project(path: Path) -> None:
     import builder
-    from builder.project import Edge, Graph, Node, Project
-    from pages.ui import layout
+    from app_pages.ui import layout
+    from builder.graph.project import Edge, Graph, Node, Project
 
     nodes = [Node(id="x", type="Input", params={"shape": [64]})]
     edges = []
@@ -168,7 +168,7 @@ def hundred_node_project(path: Path) -> None:
 def analysis_cost(repeats: int = 20) -> float:
     """Median seconds of shape inference + annotations for the 100-node graph after a one-param change."""
     import builder
-    from pages.ui import annotations
+    from app_pages.ui import annotations
 
     tmp = Path(tempfile.mkdtemp()) / "h.json"
     hundred_node_project(tmp)
@@ -217,7 +217,7 @@ def main() -> None:
     import torch
     from playwright.sync_api import sync_playwright
 
-    from pages.ui import torch_threads
+    from app_pages.ui import torch_threads
 
     ws = Path(tempfile.mkdtemp(prefix="layerlab-bench-"))
     proj = ws / "hundred.json"
@@ -297,7 +297,7 @@ of the Streamlit server together {other:.3f}, Chromium (all its processes) {chro
 overhead is about {other * 100:.0f} % of a core; what is lost here is mostly the browser drawing the charts on
 the same {res['cpus']} cores as the trainer (in a real deployment the browser runs on the user's machine). Without
 the app's GIL switch interval of 0.5 ms and its torch thread cap, the same page slowed training 5–20× on this
-machine (see `pages/ui.py`, `_apply_threads`).
+machine (see `app_pages/ui.py`, `_apply_threads`).
 """
     path = ROOT / "bench" / "RESULTS.md"
     old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from builder import compile_graph, infer_shapes, load_template, validate
-from builder.shapes import _count_params
+from builder.graph.shapes import _count_params
 
 
 class HandMLP(nn.Module):

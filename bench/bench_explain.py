@@ -23,13 +23,13 @@ from collections.abc import Callable
 
 import torch
 
-from builder.attention import attention_rollout, capture_attention
-from builder.compile import compile_graph, example_inputs
-from builder.data import load_dataset
-from builder.explain import explain
-from builder.live import LiveAttributions
-from builder.templates import load_template
-from builder.train import Trainer
+from builder.data.datasets import load_dataset
+from builder.graph.compile import compile_graph, example_inputs
+from builder.graph.templates import load_template
+from builder.interpret.attention import attention_rollout, capture_attention
+from builder.interpret.attributions import explain
+from builder.interpret.live import LiveAttributions
+from builder.training.trainer import Trainer
 
 warnings.filterwarnings("ignore", message=".*(require gradients|non-linear).*")
 

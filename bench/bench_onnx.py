@@ -67,8 +67,8 @@ def bench_import(repeats: int) -> None:
 def bench_int8() -> None:
     import builder
     from builder.interchange.onnx_export import quantize_run
-    from builder.pipeline import run_training
-    from builder.runs import RunStore
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import run_training
 
     cases = [("mlp", "moons", 30), ("cnn", "digits", 10), ("lstm", "sequence", 8)]
     print("Dynamic int8 (onnxruntime.quantization), test split scored with onnxruntime")

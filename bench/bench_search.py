@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from results import write_section  # noqa: E402  (bench/results.py)
 
-from builder import jobs  # noqa: E402
-from builder.runs import RunStore  # noqa: E402
-from builder.search import StudyRunner, StudySettings  # noqa: E402
-from builder.templates import load_template  # noqa: E402
+from builder.graph.templates import load_template  # noqa: E402
+from builder.runs import jobs  # noqa: E402
+from builder.runs.store import RunStore  # noqa: E402
+from builder.search.study import StudyRunner, StudySettings  # noqa: E402
 
 SECTION = "## Search (issue 12)"
 DATA = {"n_samples": 2000}

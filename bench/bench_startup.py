@@ -39,7 +39,7 @@ import streamlit  # the server has imported it (and the plotly it loads) before 
 before = set(sys.modules)
 t = time.perf_counter()
 c = time.process_time()
-import pages.ui  # what app.py imports before the first page
+import app_pages.ui  # what app.py imports before the first page
 t_ui = time.perf_counter() - t
 import builder
 builder.palette(); builder.infer_shapes(builder.load_template("cnn").graph)
@@ -72,7 +72,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     probe = json.loads(subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True,
                                       text=True, check=True).stdout)
-    print(f"fresh interpreter: import pages.ui {probe['import_ui_s']:.2f} s, build page ready "
+    print(f"fresh interpreter: import app_pages.ui {probe['import_ui_s']:.2f} s, build page ready "
           f"{probe['build_ready_s']:.2f} s (CPU {probe['build_ready_cpu_s']:.2f} s: the wall time on an idle core); "
           f"heavy modules loaded: {probe['heavy_loaded'] or 'none'}")
     cold, warm, settled, server_up = [], [], [], []

@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from results import write_section  # noqa: E402  (bench/results.py)
 
-from builder.data import load_dataset  # noqa: E402
-from builder.pipeline import build_model, run_training  # noqa: E402
-from builder.templates import load_template  # noqa: E402
-from builder.train import TrainConfig, Trainer, _channels_last, _use_channels_last, build_optimizer  # noqa: E402
+from builder.data.datasets import load_dataset  # noqa: E402
+from builder.graph.templates import load_template  # noqa: E402
+from builder.training.pipeline import build_model, run_training  # noqa: E402
+from builder.training.trainer import TrainConfig, Trainer, _channels_last, _use_channels_last, build_optimizer  # noqa: E402
 
 SECTION = "## Training (issue 3)"
 LOAD = os.getloadavg()
@@ -50,7 +50,7 @@ def use_clock(kind: str) -> None:
     The trainer measures its own loop time for ``samples_per_s``; its clock is switched too.
     """
     global CLOCK
-    import builder.train as T
+    import builder.training.trainer as T
 
     CLOCK = time.process_time if kind == "cpu" else time.perf_counter
     T.time = types.SimpleNamespace(perf_counter=CLOCK, time=time.time, sleep=time.sleep)
@@ -128,7 +128,7 @@ def trainer_run(model, ds, epochs: int, batch_size: int, lr: float) -> tuple[flo
 
 def _test_eval_time(tr) -> float:
     """The final test evaluation is not part of an epoch; time it to subtract it."""
-    from builder.train import evaluate
+    from builder.training.trainer import evaluate
     t = CLOCK()
     evaluate(tr.model, tr.dataset.test.X, tr.dataset.test.y, "multiclass", num_classes=10)
     return CLOCK() - t

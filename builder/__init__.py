@@ -9,24 +9,26 @@ Public API::
     builder.export_python(graph) -> str
 """
 
-from .errors import (
-                     BudgetError,
-                     DatasetError,
-                     ExplainError,
-                     GraphError,
-                     LayerLabError,
-                     Problem,
-                     ProjectFormatError,
-                     RunStoreError,
-                     TrainingError,
+from builder._moved import install as _install_moved
+from builder.errors import (
+    BudgetError,
+    DatasetError,
+    ExplainError,
+    GraphError,
+    LayerLabError,
+    Problem,
+    ProjectFormatError,
+    RunStoreError,
+    TrainingError,
 )
-from .layout import auto_layout
-from .project import Edge, Graph, Node, Project, as_graph, load_project
-from .registry import all_specs, get_spec, palette
-from .shapes import Budget, ShapeReport, infer_shapes, validate
-from .templates import list_templates, load_template
+from builder.graph.layout import auto_layout
+from builder.graph.project import Edge, Graph, Node, Project, as_graph, load_project
+from builder.graph.registry import all_specs, get_spec, palette
+from builder.graph.shapes import Budget, ShapeReport, infer_shapes, validate
+from builder.graph.templates import list_templates, load_template
 
 __version__ = "0.1.0"
+_install_moved()
 
 __all__ = ["BudgetError", "DatasetError", "ExplainError",
            "GraphError", "LayerLabError", "Problem", "ProjectFormatError", "RunStoreError", "TrainingError",
@@ -40,19 +42,25 @@ __all__ = ["BudgetError", "DatasetError", "ExplainError",
 # Explainability loads Captum, matplotlib and scipy (~2 s) and datasets scikit-learn, so these parts are
 # imported on first use (PEP 562).
 _LAZY = {
-    "compile_graph": "compile", "example_inputs": "compile", "module_names": "compile",
-    "export_python": "export", "load_weights": "export", "save_weights": "export",
-    "explain": "explain", "explain_all": "explain", "available_methods": "explain", "make_baseline": "explain",
-    "pick_samples": "explain", "MethodInfo": "explain", "Explanation": "explain", "METHODS": "explain",
-    "capture_attention": "attention", "attention_rollout": "attention", "capture_activations": "activations",
-    "weight_histograms": "activations", "randomisation_check": "sanity", "ig_completeness": "sanity",
-    "LiveAttributions": "live",
+    "compile_graph": "graph.compile", "example_inputs": "graph.compile", "module_names": "graph.compile",
+    "export_python": "interchange.python_export", "load_weights": "interchange.python_export",
+    "save_weights": "interchange.python_export",
+    "explain": "interpret.attributions", "explain_all": "interpret.attributions",
+    "available_methods": "interpret.attributions", "make_baseline": "interpret.attributions",
+    "pick_samples": "interpret.attributions", "MethodInfo": "interpret.attributions",
+    "Explanation": "interpret.attributions", "METHODS": "interpret.attributions",
+    "capture_attention": "interpret.attention", "attention_rollout": "interpret.attention",
+    "capture_activations": "interpret.activations", "weight_histograms": "interpret.activations",
+    "randomisation_check": "interpret.sanity", "ig_completeness": "interpret.sanity",
+    "LiveAttributions": "interpret.live",
     # training engine (datasets load scikit-learn on first use)
-    "DatasetInfo": "data", "Dataset": "data", "Split": "data", "list_datasets": "data", "load_dataset": "data",
-    "load_csv": "data", "load_image_folder": "data", "check_compat": "compat", "adapt_graph": "compat",
-    "TrainConfig": "train", "Trainer": "train", "TrainingJob": "train", "TrainResult": "train", "Callback": "train",
-    "Channel": "train", "evaluate": "train", "RunStore": "runs", "run_training": "pipeline", "resume_run": "pipeline",
-    "default_workspace": "runs", "model_card": "modelcard",
+    "DatasetInfo": "data.datasets", "Dataset": "data.datasets", "Split": "data.datasets",
+    "list_datasets": "data.datasets", "load_dataset": "data.datasets", "load_csv": "data.datasets",
+    "load_image_folder": "data.datasets", "check_compat": "data.compat", "adapt_graph": "data.compat",
+    "TrainConfig": "training.trainer", "Trainer": "training.trainer", "TrainingJob": "training.trainer",
+    "TrainResult": "training.trainer", "Callback": "training.trainer", "Channel": "training.trainer",
+    "evaluate": "training.trainer", "run_training": "training.pipeline", "resume_run": "training.pipeline",
+    "RunStore": "runs.store", "default_workspace": "runs.store", "model_card": "runs.modelcard",
     # model exchange (onnx, onnxruntime, onnxscript load on first use)
     "import_model": "interchange.importer", "ImportResult": "interchange.importer",
     "save_import": "interchange.importer", "export_onnx": "interchange.onnx_export",
@@ -67,6 +75,6 @@ def __getattr__(name: str):
         import importlib
 
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        # `builder.explain` is the module, which is callable as the function (see builder/explain.py)
+        # `builder.explain` is the module builder.interpret.attributions, which is callable as the function
         return module if name == "explain" else getattr(module, name)
     raise AttributeError(f"module 'builder' has no attribute {name!r}")

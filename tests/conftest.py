@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# Warm job launchers started by tests (builder.jobs) exit 20 s after their last job, not 10 minutes later.
+# Warm job launchers started by tests (builder.runs.jobs) exit 20 s after their last job, not 10 minutes later.
 os.environ.setdefault("LAYERLAB_LAUNCHER_IDLE_S", "20")
 
 # Hypothesis profiles. Tests that are slow per example set their own max_examples; the others (the graph

@@ -18,7 +18,7 @@ import math
 from hypothesis import strategies as st
 
 from builder.errors import LayerLabError
-from builder.registry import TOKENS, LayerSpec, TensorType, all_specs
+from builder.graph.registry import TOKENS, LayerSpec, TensorType, all_specs
 from tests.strategies import CAP, param_value
 
 SPECS: dict[str, LayerSpec] = {s.type: s for s in all_specs()}

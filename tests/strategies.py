@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from builder.registry import LayerSpec, Param
+from builder.graph.registry import LayerSpec, Param
 
 RANK = {  # input rank (without batch) each layer type expects
     "Conv1d": (2,), "MaxPool1d": (2,), "AvgPool1d": (2,), "AdaptiveAvgPool1d": (2,), "BatchNorm1d": (1, 2),

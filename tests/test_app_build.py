@@ -103,7 +103,7 @@ def test_delete_layer_from_the_inspector(at):
 
 
 def test_group_event_makes_a_palette_block(at):
-    from pages import ui
+    from app_pages import ui
 
     g = graph(at)
     block = ui.make_block(g, ["conv1", "relu1", "pool1"], "conv block")

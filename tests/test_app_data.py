@@ -15,7 +15,7 @@ def at(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
     app = AppTest.from_file(APP, default_timeout=90)
     app.run()
-    app.switch_page("pages/data.py").run()
+    app.switch_page("app_pages/data.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
 

@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 import builder
 from builder.interchange.onnx_export import export_onnx
-from builder.pipeline import run_training
-from builder.runs import RunStore
+from builder.runs.store import RunStore
+from builder.training.pipeline import run_training
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -63,7 +63,7 @@ def test_import_refuses_a_broken_file_with_a_message(ws):
 def test_runs_page_exports_onnx_and_quantizes(ws):
     store = RunStore(ws)
     rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=store).run_id
-    at = open_app("pages/runs.py")
+    at = open_app("app_pages/runs.py")
     at.button(key=f"ll_onnx_{rid}").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["ll_run_onnx"]["run"] == rid

@@ -15,10 +15,10 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import builder
-from builder.live import LiveAttributions
-from builder.pipeline import build_model, prepare, run_training
-from builder.runs import RunStore
-from builder.train import Trainer
+from builder.interpret.live import LiveAttributions
+from builder.runs.store import RunStore
+from builder.training.pipeline import build_model, prepare, run_training
+from builder.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def _page(state: dict | None = None) -> AppTest:
     for k, v in (state or {}).items():
         at.session_state[k] = v
     at.run()
-    at.switch_page("pages/explain.py")
+    at.switch_page("app_pages/explain.py")
     at.run()
     _no_bug(at)
     return at
@@ -221,7 +221,7 @@ def test_activations_and_weights(workspace, cnn):
 
 
 def test_live_attributions_play_back(workspace, cnn):
-    from builder.jobs import LIVE_FILE
+    from builder.runs.jobs import LIVE_FILE
 
     model, _, live = cnn
     at = _tab(_page({"ll_model": model, "ll_model_run": None}), "Live")
@@ -305,7 +305,7 @@ def test_switching_models_resets_model_specific_choices(workspace, cnn):
 
 def test_live_frames_of_a_job_follow_the_picked_model(workspace):
     """A job recording attributions saves them with its run; the Live tab shows the picked run's frames."""
-    from builder.jobs import JobSpec, submit, wait
+    from builder.runs.jobs import JobSpec, submit, wait
 
     store = RunStore(workspace)
     spec = dict(project=builder.load_template("cnn").model_dump(), dataset="digits", owner="local")
@@ -324,7 +324,7 @@ def test_live_frames_of_a_job_follow_the_picked_model(workspace):
 
 
 def test_an_unexpected_failure_is_one_message_not_a_traceback(workspace, cnn, monkeypatch):
-    from builder import figures
+    from builder.interpret import figures
 
     def broken(*a, **k):
         raise RuntimeError("boom")

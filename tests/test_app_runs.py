@@ -8,9 +8,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
-from builder.jobs import JobSpec, submit, wait
-from builder.pipeline import run_training
-from builder.runs import RunStore
+from builder.runs.jobs import JobSpec, submit, wait
+from builder.runs.store import RunStore
+from builder.training.pipeline import run_training
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 ME, OTHER = "anon:" + "a" * 32, "anon:" + "b" * 32
@@ -34,7 +34,7 @@ def open_runs(owner: str = ME, query: dict | None = None, timeout: int = 90) -> 
     app.run()  # `/` redirects to /build (and drops its query): the deep link below is /runs?run=ID itself
     for k, v in (query or {}).items():
         app.query_params[k] = v
-    app.switch_page("pages/runs.py").run()
+    app.switch_page("app_pages/runs.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
 
@@ -110,7 +110,7 @@ def test_resume_a_stopped_run_and_open_its_project(ws):
     end = time.monotonic() + TIMEOUT
     while (store.get(rid)["epochs_done"] or 0) < 1 and time.monotonic() < end:
         time.sleep(0.05)
-    from builder.jobs import request
+    from builder.runs.jobs import request
     request(store, rid, "stop")
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     at = open_runs()

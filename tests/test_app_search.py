@@ -18,7 +18,7 @@ def at(tmp_path, monkeypatch):
     app.run()
     app.selectbox(key="ll_tpl_pick").set_value("mlp").run()  # MLP on moons
     app.button(key="ll_confirm_replace").click().run()
-    app.switch_page("pages/train.py").run()
+    app.switch_page("app_pages/train.py").run()
     app.session_state["ll_train_mode"] = "Search"
     app.run()
     assert not app.exception, [e.value for e in app.exception]
@@ -72,13 +72,13 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
     proj = at.session_state["ll_project"]
     assert proj.graph.node("fc1").params["out_features"] == int(best["fc1.out_features"])
     assert proj.training["lr"] == pytest.approx(best["lr"])
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     at.session_state["ll_train_mode"] = "Search"
     at.run()
     at.button(key="ll_s_retrain").click().run()  # retrain the best trial with 3x the epochs
     assert not at.exception, [e.value for e in at.exception]
-    from builder.jobs import wait
-    from builder.runs import RunStore
+    from builder.runs.jobs import wait
+    from builder.runs.store import RunStore
 
     rid = at.session_state["ll_run"]
     rs = RunStore(ws)

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_pages import nav
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/build.py", "pages/data.py", "pages/train.py", "pages/runs.py", "pages/explain.py"]
+PAGES = [p.path for p in nav.PAGES]
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +46,7 @@ def test_rename_project_in_the_sidebar():
     at.run()
     at.sidebar.text_input(key=f"ll_name_{at.session_state['ll_revision']}").set_value("My net").run()
     assert at.session_state["ll_project"].name == "My net"
-    from pages import ui  # noqa: F401  (helpers are importable without a running app)
+    from app_pages import ui  # noqa: F401  (helpers are importable without a running app)
 
 
 def _as(owner_id: str) -> AppTest:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from builder.jobs import wait
-from builder.runs import RunStore
+from builder.runs.jobs import wait
+from builder.runs.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 180
@@ -41,7 +41,7 @@ def at(ws):
     app.run()
     app.selectbox(key="ll_tpl_pick").set_value("mlp").run()  # MLP on moons: trains in a second
     app.button(key="ll_confirm_replace").click().run()
-    app.switch_page("pages/train.py").run()
+    app.switch_page("app_pages/train.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
 
@@ -118,7 +118,7 @@ def test_pause_and_resume(at, ws):
 
 
 def test_record_attributions_live(at, ws):
-    from builder.jobs import live_frames
+    from builder.runs.jobs import live_frames
 
     rid = _start(at, 3, live=True)
     store = RunStore(ws)
@@ -145,8 +145,8 @@ def test_train_shows_only_the_run_of_the_canvas(at, ws):
 
 def test_freeze_layers_keeps_their_weights(at, ws):
     """The form's 'Freeze layers' reaches the job (transfer learning from imported or pretrained weights)."""
-    from builder.checkpoint import load_weights
-    from builder.pipeline import build_model
+    from builder.training.checkpoint import load_weights
+    from builder.training.pipeline import build_model
 
     freeze = at.multiselect(key="ll_hp_freeze")
     assert "fc1" in freeze.options and "act1" not in freeze.options  # only layers with weights

@@ -31,26 +31,26 @@ def _forms(node):
 
 
 def _empty_project(at):
-    from pages.ui import new_project
+    from app_pages.ui import new_project
 
     at.session_state["ll_project"] = new_project()
     at.session_state["ll_revision"] = at.session_state["ll_revision"] + 1
 
 
 def test_hyper_parameter_form_never_submits_on_enter(at):
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     forms = list(_forms(at.main))
     assert forms, "the Train page has its hyper-parameter form"
     assert all(f.proto.form.enter_to_submit is False for f in forms)
 
 
 def test_early_stopping_is_on_by_default_and_editable(at):
-    from builder.train import TrainConfig
+    from builder.training.trainer import TrainConfig
 
     assert TrainConfig().early_stopping == 5 and TrainConfig().early_stopping_delta > 0
     proj = at.session_state["ll_project"]
     at.session_state["ll_project"] = proj.model_copy(update={"training": {}})  # no template settings
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     patience = at.number_input(key="ll_hp_patience")
     assert patience.value == 5 and "On by default" in patience.help
     assert not patience.disabled  # shown and editable (0 turns it off)
@@ -67,7 +67,7 @@ def test_templates_carry_epochs_and_patience():
 
 def test_train_page_empty_canvas_points_to_build_and_data(at):
     _empty_project(at)
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert any("canvas is empty" in w.value for w in at.warning)
     links = [p.proto.page for p in at.get("page_link")]
     assert any(p == "build" for p in links) and any(p == "data" for p in links)
@@ -77,23 +77,23 @@ def test_train_page_without_a_chosen_dataset_offers_the_data_page(at):
     proj = at.session_state["ll_project"]
     at.session_state["ll_project"] = proj.model_copy(update={"training": {}, "dataset": None})
     at.session_state["ll_data"] = None
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert any("No dataset chosen yet" in i.value for i in at.info)
     assert any(p.proto.page == "data" for p in at.get("page_link"))
 
 
 def test_data_page_empty_canvas_links_to_build(at):
     _empty_project(at)
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     assert any("canvas is empty" in i.value for i in at.info)
     assert any(p.proto.page == "build" for p in at.get("page_link"))
 
 
 def test_runs_and_explain_empty_states(at):
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert any("No runs yet" in i.value for i in at.info)
     assert any(p.proto.page == "train" for p in at.get("page_link"))
-    at.switch_page("pages/explain.py").run()
+    at.switch_page("app_pages/explain.py").run()
     assert any("No trained model yet" in m.value for m in at.markdown)
     assert any(p.proto.page == "train" for p in at.get("page_link"))
 
@@ -108,14 +108,14 @@ def test_build_page_empty_canvas_says_what_to_do(at):
 
 def _train_mlp(at, epochs: int) -> str:
     """Load the MLP-on-moons template, train it as a job (its own process) and wait for the end."""
-    from builder.jobs import wait
-    from builder.runs import RunStore
+    from builder.runs.jobs import wait
+    from builder.runs.store import RunStore
 
     at.selectbox(key="ll_tpl_pick").set_value("mlp").run()
     assert at.selectbox(key="ll_tpl_pick").value is None  # the picker closed after the choice
     if at.session_state["ll_project"].name != builder_template_name("mlp"):
         at.button(key="ll_confirm_replace").click().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     at.number_input[0].set_value(epochs)
     at.button[-1].click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -134,8 +134,8 @@ def builder_template_name(name: str) -> str:
 
 def test_moons_training_draws_a_live_decision_boundary(at):
     rid = _train_mlp(at, 2)
-    from builder.boundary import latest_boundary
-    from builder.runs import RunStore
+    from builder.interpret.boundary import latest_boundary
+    from builder.runs.store import RunStore
 
     # the job stored a grid with each epoch's metrics; the Train page draws the latest one
     grid, points = latest_boundary(RunStore(os.environ["LAYERLAB_WORKSPACE"]).metrics(rid, "epoch"))
@@ -149,13 +149,13 @@ def test_deep_link_selects_the_run_on_runs_and_explain(at):
     rid = _train_mlp(at, 1)
     at.query_params["run"] = rid
     at.session_state["ll_run_focus"] = None
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.multiselect(key="ll_runs_pick").value == [rid]
-    at.switch_page("pages/explain.py").run()
+    at.switch_page("app_pages/explain.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="ll_xp_model").value == f"run:{rid}"
     bad = AppTest.from_file(APP, default_timeout=120)
     bad.query_params["run"] = "../../etc"
-    bad.switch_page("pages/runs.py").run()
+    bad.switch_page("app_pages/runs.py").run()
     assert not bad.exception

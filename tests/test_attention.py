@@ -1,13 +1,15 @@
-"""builder.attention: per-head weights from MultiheadAttention / TransformerEncoderLayer nodes, rollout."""
+"""builder.interpret.attention: per-head weights from MultiheadAttention / TransformerEncoderLayer nodes, rollout."""
 
 from __future__ import annotations
+
+import importlib
 
 import pytest
 import torch
 from torch import nn
 
-from builder.attention import attention_nodes, attention_rollout, capture_attention, mean_over_heads
 from builder.errors import ExplainError
+from builder.interpret.attention import attention_nodes, attention_rollout, capture_attention, mean_over_heads
 
 
 class Encoder(nn.Module):
@@ -126,8 +128,8 @@ def test_rollout_errors():
 
 
 def test_transformer_template_maps():
-    compile_mod = pytest.importorskip("builder.compile")
-    templates = pytest.importorskip("builder.templates")
+    compile_mod = importlib.import_module("builder.graph.compile")
+    templates = importlib.import_module("builder.graph.templates")
     torch.manual_seed(0)
     gm = compile_mod.compile_graph(templates.load_template("transformer").graph)
     x = compile_mod.example_inputs(gm, 2, seed=0)[0]

@@ -1,4 +1,4 @@
-"""builder.boundary: the decision-boundary grid, its callback and the figure."""
+"""builder.interpret.boundary: the decision-boundary grid, its callback and the figure."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.boundary import (
+from builder.data.datasets import load_dataset
+from builder.errors import TrainingError
+from builder.interpret.boundary import (
     TOY_DATASETS,
     DecisionBoundary,
     boundary_grid,
@@ -18,9 +20,7 @@ from builder.boundary import (
     sample_points,
     supports,
 )
-from builder.data import load_dataset
-from builder.errors import TrainingError
-from builder.train import Trainer
+from builder.training.trainer import Trainer
 
 
 class Linear2(torch.nn.Module):
@@ -304,7 +304,7 @@ def test_latest_boundary_without_grids():
 
 
 def test_boundary_figure_draws_heatmap_and_points():
-    from builder.figures import boundary_figure
+    from builder.interpret.figures import boundary_figure
 
     pts, _, _ = boundary_grid(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), resolution=5)
     grid = {"epoch": 2, "xs": [0, 1, 2, 3, 4], "ys": [0, 1, 2, 3, 4], **predict_grid(Linear2(), pts, 5)}

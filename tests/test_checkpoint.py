@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.checkpoint import (
+from builder.errors import TrainingError
+from builder.training.checkpoint import (
     load_checkpoint,
     load_weights,
     previous_path,
@@ -17,8 +18,7 @@ from builder.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from builder.errors import TrainingError
-from builder.train import TrainConfig, build_optimizer, build_scheduler
+from builder.training.trainer import TrainConfig, build_optimizer, build_scheduler
 
 
 def _model(seed=0):
@@ -156,7 +156,7 @@ def test_previous_checkpoint_is_kept_and_used_when_the_last_is_damaged(tmp_path)
 
 
 def test_a_write_that_does_not_verify_leaves_the_last_checkpoint_alone(tmp_path, monkeypatch):
-    import builder.checkpoint as ck
+    import builder.training.checkpoint as ck
 
     path = save_checkpoint(tmp_path / "last.safetensors", _model(0), None, None, {"epoch": 1})
     before = path.read_bytes()
@@ -175,8 +175,8 @@ def test_a_write_that_does_not_verify_leaves_the_last_checkpoint_alone(tmp_path,
 
 
 def _trained_checkpoint(tmp_path):
-    from builder.data import load_dataset
-    from builder.train import Trainer
+    from builder.data.datasets import load_dataset
+    from builder.training.trainer import Trainer
 
     ds = load_dataset("moons", n_samples=120)
     t = Trainer(_mlp(), ds, {"epochs": 2, "batch_size": 16}, run_dir=tmp_path / "run")
@@ -193,7 +193,7 @@ def _mlp():
 def _rewrite(path, edit_meta=None, edit_tensors=None, raw_meta=None):
     from safetensors.torch import save_file
 
-    from builder.checkpoint import tensors_sha256
+    from builder.training.checkpoint import tensors_sha256
 
     tensors, meta = read_checkpoint(path)
     if edit_meta:
@@ -243,7 +243,7 @@ CRAFTED = {
 
 @pytest.mark.parametrize("case", list(CRAFTED))
 def test_crafted_checkpoint_metadata_is_a_clear_error(tmp_path, case):
-    from builder.train import Trainer
+    from builder.training.trainer import Trainer
 
     ds, path = _trained_checkpoint(tmp_path)
     _rewrite(path, **CRAFTED[case])
@@ -255,7 +255,7 @@ def test_crafted_checkpoint_metadata_is_a_clear_error(tmp_path, case):
 
 
 def test_trainer_resumes_from_the_previous_checkpoint_with_a_message(tmp_path):
-    from builder.train import Trainer
+    from builder.training.trainer import Trainer
 
     ds, path = _trained_checkpoint(tmp_path)
     _flip(path)

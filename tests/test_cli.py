@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from builder.cli import main
+from builder.cli.main import main
 
 
 def run(*args):
@@ -165,9 +165,9 @@ def test_run_export_listing_and_card_with_hostile_names(tmp_path, capsys):
     import torch
     from safetensors.torch import load_file
 
-    from builder.pipeline import run_training
-    from builder.runs import RunStore
-    from builder.templates import load_template
+    from builder.graph.templates import load_template
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import run_training
 
     torch.set_num_threads(1)
     project = load_template("mlp")

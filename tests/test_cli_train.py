@@ -8,9 +8,10 @@ import re
 import torch
 from safetensors.torch import load_file
 
-from builder import cli, cli_train
-from builder.pipeline import build_model
-from builder.templates import load_template
+from builder.cli import main as cli
+from builder.cli import train as cli_train
+from builder.graph.templates import load_template
+from builder.training.pipeline import build_model
 
 
 def _train(capsys, ws, *extra):
@@ -29,7 +30,7 @@ def test_train_prints_progress_test_metrics_and_run_id(tmp_path, capsys):
 
 
 def test_early_stopping_is_on_by_default_and_zero_turns_it_off(tmp_path, capsys):
-    from builder.runs import RunStore
+    from builder.runs.store import RunStore
 
     default = load_template("mlp").training["early_stopping"]  # templates carry their patience
     assert default
@@ -129,7 +130,7 @@ def test_ctrl_c_stops_cleanly_checkpoints_and_resumes(tmp_path):
     import time
     from pathlib import Path
 
-    from builder.runs import RunStore
+    from builder.runs.store import RunStore
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}

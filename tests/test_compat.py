@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from builder.compat import adapt_graph, check_compat
-from builder.data import load_dataset
-from builder.templates import load_template
+from builder.data.compat import adapt_graph, check_compat
+from builder.data.datasets import load_dataset
+from builder.graph.templates import load_template
 
 
 def test_check_compat_reports_on_nodes_with_fix():

@@ -6,7 +6,7 @@ import torch.fx as fx
 
 from builder import GraphError, compile_graph, example_inputs, load_template, module_names
 from builder.errors import BudgetError
-from builder.project import Graph
+from builder.graph.project import Graph
 
 
 def test_compiles_to_graph_module_with_readable_code(example_project):

@@ -1,4 +1,4 @@
-"""builder.counts: parameter and buffer counts without torch equal the real modules' counts."""
+"""builder.graph.counts: parameter and buffer counts without torch equal the real modules' counts."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from builder.counts import COUNTED, module_counts
-from builder.registry import all_specs
-from builder.shapes import infer_shapes
+from builder.graph.counts import COUNTED, module_counts
+from builder.graph.registry import all_specs
+from builder.graph.shapes import infer_shapes
 from tests.strategies import layer_case
 from tests.test_layers import _graph
 
@@ -45,7 +45,7 @@ def test_counts_match_the_module(spec, data):
     if ctor is None:
         return
     cls, kwargs = ctor
-    assert cls in COUNTED, f"{spec.type} builds nn.{cls}, which builder.counts does not compute"
+    assert cls in COUNTED, f"{spec.type} builds nn.{cls}, which builder.graph.counts does not compute"
     want = _torch_counts(cls, kwargs)
     assert module_counts(cls, kwargs) == want, (cls, kwargs)
     outside = spec.cost(info.params, ins, info.outputs).buffers if spec.cost else 0  # e.g. a position table

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from builder import data as D
-from builder.data import (
+from builder.data.datasets import (
     list_datasets,
     load_csv,
     load_dataset,
@@ -243,7 +243,7 @@ def test_image_limits(tmp_path, monkeypatch):
 
 
 def test_image_zip_bytes_and_dataset_snapshot(tmp_path):
-    from builder.data import load_saved_dataset, save_dataset
+    from builder.data.datasets import load_saved_dataset, save_dataset
     root = _image_tree(tmp_path / "pets")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.checkpoint import load_weights
-from builder.distributed import env_world_size, init_distributed
-from builder.runs import RunStore
+from builder.runs.store import RunStore
+from builder.training.checkpoint import load_weights
+from builder.training.distributed import env_world_size, init_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["train", "mlp", "--dataset", "moons", "--epochs", "3", "--optimizer", "sgd", "--lr", "0.05",

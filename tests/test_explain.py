@@ -1,6 +1,8 @@
-"""builder.explain: same numbers as Captum, availability with reasons, targets, baselines, sample picker."""
+"""builder.interpret.attributions: same numbers as Captum, availability with reasons, targets, baselines, sample picker."""
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from captum.attr import (
 from torch import nn
 
 from builder.errors import ExplainError, LayerLabError
-from builder.explain import (
+from builder.interpret.attributions import (
     METHODS,
     Explanation,
     available_methods,
@@ -447,8 +449,8 @@ TEMPLATES = ("mlp", "cnn", "resnet", "lstm", "transformer", "autoencoder")
 
 
 def _template_model(name: str):
-    compile_mod = pytest.importorskip("builder.compile")
-    templates = pytest.importorskip("builder.templates")
+    compile_mod = importlib.import_module("builder.graph.compile")
+    templates = importlib.import_module("builder.graph.templates")
     torch.manual_seed(0)
     gm = compile_mod.compile_graph(templates.load_template(name).graph)
     x = compile_mod.example_inputs(gm, 2, seed=0)[0]

@@ -61,7 +61,7 @@ from hypothesis import strategies as st  # noqa: E402
 from builder import load_project  # noqa: E402
 from builder.errors import LayerLabError, ProjectFormatError  # noqa: E402
 from builder.escape import visible  # noqa: E402
-from builder.export import failed_export_source  # noqa: E402
+from builder.interchange.python_export import failed_export_source  # noqa: E402
 from tests.fuzz_graphs import hostile_text  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""builder.figures: every view builds a serialisable plotly figure; bad shapes give ExplainError."""
+"""builder.interpret.figures: every view builds a serialisable plotly figure; bad shapes give ExplainError."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from builder.activations import WeightHistogram
 from builder.errors import ExplainError
-from builder.figures import (
+from builder.interpret.activations import WeightHistogram
+from builder.interpret.figures import (
     activation_figure,
     attention_heads_figure,
     attention_map_figure,
@@ -23,7 +23,7 @@ from builder.figures import (
     token_attribution_figure,
     weight_histogram_figure,
 )
-from builder.sanity import CompletenessResult, SanityResult
+from builder.interpret.sanity import CompletenessResult, SanityResult
 
 rng = np.random.default_rng(0)
 
@@ -133,7 +133,7 @@ def test_live_playback():
 def test_explanation_figure_dispatches_by_modality():
     from torch import nn
 
-    from builder.explain import explain
+    from builder.interpret.attributions import explain
 
     torch.manual_seed(0)
     cnn = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))

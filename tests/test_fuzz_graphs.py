@@ -17,10 +17,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from builder import compile_graph, export_python, infer_shapes, load_project
-from builder.compile import example_inputs
 from builder.errors import GraphError, LayerLabError
 from builder.escape import terminal_line
-from builder.shapes import Budget
+from builder.graph.compile import example_inputs
+from builder.graph.shapes import Budget
 from tests.fuzz_graphs import project_text
 
 # small enough that every accepted graph builds and runs in milliseconds; larger ones must be refused

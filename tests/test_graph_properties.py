@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder import compile_graph, example_inputs, infer_shapes
-from builder.registry import all_specs
+from builder.graph.registry import all_specs
 
 TYPES = [s.type for s in all_specs()]
 GRAPH_LEVEL = {"no_input", "too_many_nodes"}

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from builder import jobs
 from builder.errors import RunStoreError, TrainingError
-from builder.jobs import JobSpec, queue_position, request, submit, wait
-from builder.pipeline import load_run, run_training
-from builder.runs import RunStore
-from builder.templates import load_template
+from builder.graph.templates import load_template
+from builder.runs import jobs
+from builder.runs.jobs import JobSpec, queue_position, request, submit, wait
+from builder.runs.store import RunStore
+from builder.training.pipeline import load_run, run_training
 
 # long enough (~0.25 s an epoch on one core) that a stop or a kill lands mid-run
 LONG = {"epochs": 30, "batch_size": 8, "seed": 3, "early_stopping": None}  # all 30 epochs: resume is compared whole

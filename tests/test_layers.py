@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder import Project, compile_graph, infer_shapes, load_project
-from builder.registry import TOKENS, all_specs, get_spec
+from builder.graph.registry import TOKENS, all_specs, get_spec
 from tests.strategies import layer_case
 
 SPECS = [s for s in all_specs() if s.type != "Input"]

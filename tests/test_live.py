@@ -1,7 +1,8 @@
-"""builder.live: the live-attribution callback, with a fake trainer and with the real one."""
+"""builder.interpret.live: the live-attribution callback, with a fake trainer and with the real one."""
 
 from __future__ import annotations
 
+import importlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,8 +11,8 @@ import torch
 from torch import nn
 
 from builder.errors import ExplainError
-from builder.explain import explain
-from builder.live import LiveAttributions
+from builder.interpret.attributions import explain
+from builder.interpret.live import LiveAttributions
 
 
 def _trainer(n: int = 10) -> SimpleNamespace:
@@ -80,8 +81,8 @@ def test_bad_arguments():
 
 
 def test_with_the_real_trainer():
-    train = pytest.importorskip("builder.train")
-    data = pytest.importorskip("builder.data")
+    train = importlib.import_module("builder.training.trainer")
+    data = importlib.import_module("builder.data.datasets")
     ds = data.load_dataset("digits", seed=0)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
@@ -100,9 +101,9 @@ def test_with_the_real_trainer():
 
 def test_token_models_switch_to_layer_ig_and_errors_never_stop_training():
     import builder
-    from builder.data import load_dataset
-    from builder.live import LiveAttributions
-    from builder.pipeline import run_training
+    from builder.data.datasets import load_dataset
+    from builder.interpret.live import LiveAttributions
+    from builder.training.pipeline import run_training
 
     project = builder.load_template("transformer")
     ds = load_dataset("sequence", n_samples=300)
@@ -115,7 +116,7 @@ def test_token_models_switch_to_layer_ig_and_errors_never_stop_training():
 def test_predict_single_logit_binary():
     import torch
 
-    from builder.explain import predict
+    from builder.interpret.attributions import predict
 
     model = torch.nn.Linear(1, 1)
     with torch.no_grad():

@@ -2,7 +2,7 @@
 
 Every file must give exit code 1 (problems: exactly one line per problem) or 2 (unusable: exactly one line
 on stderr), never a traceback, with bounded memory (tracemalloc peak, measured per run). Most runs use the
-CLI in-process (builder.cli.main); a handful go through a real process. The time each run takes is
+CLI in-process (builder.cli.main.main); a handful go through a real process. The time each run takes is
 printed, never asserted (house rule); the subprocess runs have a hang guard.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.cli import main
-from builder.project import MAX_FILE_BYTES, load_project
-from builder.shapes import infer_shapes
+from builder.cli.main import main
+from builder.graph.project import MAX_FILE_BYTES, load_project
+from builder.graph.shapes import infer_shapes
 
 VALID = {"format": "layerlab", "version": 1, "name": "ok",
          "graph": {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [1, 8, 8]}},

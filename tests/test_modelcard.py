@@ -6,10 +6,10 @@ import re
 
 import torch
 
-from builder.modelcard import model_card, write_model_card
-from builder.pipeline import run_training
-from builder.runs import RunStore
-from builder.templates import load_template
+from builder.graph.templates import load_template
+from builder.runs.modelcard import model_card, write_model_card
+from builder.runs.store import RunStore
+from builder.training.pipeline import run_training
 
 
 def test_card_of_a_finished_run(tmp_path):

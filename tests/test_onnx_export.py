@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder import compile_graph, infer_shapes, load_template
-from builder.cli import main as cli_main
+from builder.cli.main import main as cli_main
+from builder.graph.registry import TOKENS, all_specs
+from builder.graph.templates import TEMPLATE_NAMES
 from builder.interchange.onnx_export import ExportError, export_onnx, ort_session, quantize_int8
-from builder.registry import TOKENS, all_specs
-from builder.templates import TEMPLATE_NAMES
 from tests.strategies import layer_case
 from tests.test_layers import _graph
 

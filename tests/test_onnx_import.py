@@ -8,10 +8,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from builder import infer_shapes, load_template
+from builder.graph.templates import TEMPLATE_NAMES
 from builder.interchange import ModelImportError, UnsupportedOpsError
 from builder.interchange.importer import import_model, save_import
 from builder.interchange.onnx_export import export_onnx
-from builder.templates import TEMPLATE_NAMES
 
 
 @pytest.mark.parametrize("name", TEMPLATE_NAMES)
@@ -138,7 +138,7 @@ def test_constant_shape_arithmetic_is_folded(tmp_path):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from builder.registry import all_specs  # noqa: E402
+from builder.graph.registry import all_specs  # noqa: E402
 from tests.strategies import layer_case  # noqa: E402
 from tests.test_layers import _graph  # noqa: E402
 

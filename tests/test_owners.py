@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from builder import owners
 from builder.errors import LayerLabError
-from builder.templates import load_template
+from builder.graph.templates import load_template
+from builder.runs import owners
 
 
 def test_anonymous_ids_are_validated():

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.checkpoint import load_weights
-from builder.data import Dataset, Split
-from builder.pipeline import build_model, prepare
-from builder.runs import RunStore
-from builder.templates import load_template
-from builder.train import Trainer
+from builder.data.datasets import Dataset, Split
+from builder.graph.templates import load_template
+from builder.runs.store import RunStore
+from builder.training.checkpoint import load_weights
+from builder.training.pipeline import build_model, prepare
+from builder.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = {"mlp": "moons", "cnn": "digits", "resnet": "digits", "lstm": "sequence", "transformer": "sequence",

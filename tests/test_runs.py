@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.checkpoint import load_weights, read_checkpoint
 from builder.errors import GraphError, RunStoreError
-from builder.pipeline import resume_run, run_training
-from builder.runs import RunStore, default_workspace
-from builder.templates import load_template
-from builder.train import TrainingJob
+from builder.graph.templates import load_template
+from builder.runs.store import RunStore, default_workspace
+from builder.training.checkpoint import load_weights, read_checkpoint
+from builder.training.pipeline import resume_run, run_training
+from builder.training.trainer import TrainingJob
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_two_runs_at_once_in_threads(store):
 
 _WRITER = textwrap.dedent("""
     import sys
-    from builder.runs import RunStore
+    from builder.runs.store import RunStore
     store = RunStore(sys.argv[1])
     rid = store.create_run({"graph": {"nodes": [], "edges": []}}, "moons", {}, {})
     store.update_status(rid, "running")
@@ -128,7 +128,7 @@ def test_mark_interrupted_leaves_live_runs_alone(store):
 @pytest.mark.slow
 def test_killed_run_is_marked_interrupted_and_resumes(tmp_path):
     ws = tmp_path / "ws"
-    cmd = [sys.executable, "-m", "builder.cli_train", "train", "mlp", "--dataset", "moons", "--dataset-option",
+    cmd = [sys.executable, "-m", "builder.cli.train", "train", "mlp", "--dataset", "moons", "--dataset-option",
            "n_samples=20000", "--batch-size", "8", "--epochs", "200", "--early-stopping", "0", "--workspace", str(ws), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -213,9 +213,9 @@ def test_transfer_learning_by_node_id_and_freeze(store):
     # a different input width: fc1 is skipped (shape), the rest loads
     import json
 
-    from builder.compat import adapt_graph
-    from builder.data import load_dataset
-    from builder.pipeline import build_model, transfer_weights
+    from builder.data.compat import adapt_graph
+    from builder.data.datasets import load_dataset
+    from builder.training.pipeline import build_model, transfer_weights
     g = adapt_graph(load_template("mlp").graph, load_dataset("iris").info)
     model = build_model(g)
     _, md = load_weights(store.weights_path(src.run_id))
@@ -249,7 +249,7 @@ def test_job_with_store_reports_pause_status(store):
 
 
 def test_uploaded_csv_run_resumes_from_its_data_snapshot(store):
-    from builder.data import load_csv
+    from builder.data.datasets import load_csv
     text = "a,b,kind\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{'x' if i % 7 > 3 else 'y'}" for i in range(120))
     ds = load_csv(text.encode(), "kind", name="upload.csv")
     part = run_training(load_template("mlp"), ds, {"epochs": 3}, store, adapt=True,

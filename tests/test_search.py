@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builder.errors import LayerLabError
-from builder.pipeline import run_training
-from builder.runs import RunStore
-from builder.search import (
+from builder.graph.templates import load_template
+from builder.runs.store import RunStore
+from builder.search.study import (
     Dimension,
     JobLauncher,
     SearchSpaceError,
@@ -33,7 +33,7 @@ from builder.search import (
     study_owner,
     trials_table,
 )
-from builder.templates import load_template
+from builder.training.pipeline import run_training
 
 
 @pytest.fixture

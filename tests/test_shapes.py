@@ -181,7 +181,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 from builder import compile_graph, load_project  # noqa: E402
-from builder.compile import example_inputs  # noqa: E402
+from builder.graph.compile import example_inputs  # noqa: E402
 
 
 @pytest.mark.parametrize("merge", ["Add", "Multiply"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from builder import summary
-from builder.runs import RunStore, graph_hash
-from builder.templates import load_template
+from builder.graph.templates import load_template
+from builder.runs import summary
+from builder.runs.store import RunStore, graph_hash
 
 
 def test_best_epoch_and_label():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.cli import main as cli_main
+from builder.cli.main import main as cli_main
 from builder.interchange import ModelImportError
 from builder.interchange.importer import import_model
 from builder.interchange.onnx_export import export_onnx, to_onnx_proto

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import warnings
 
+import mlflow  # the layerlab[mlflow] extra; `make test` installs it (a plain import: CI must not skip these)
 import pytest
 
-mlflow = pytest.importorskip("mlflow")  # the layerlab[mlflow] extra; `make test` installs it
-
 from builder import cli  # noqa: E402
-from builder.pipeline import resume_run, run_training  # noqa: E402
-from builder.runs import RunStore  # noqa: E402
-from builder.search import StudyRunner, StudySettings, trials_table  # noqa: E402
-from builder.templates import load_template  # noqa: E402
-from builder.tracking import TrackingWarning, run_params  # noqa: E402
+from builder.graph.templates import load_template  # noqa: E402
+from builder.runs.store import RunStore  # noqa: E402
+from builder.runs.tracking import TrackingWarning, run_params  # noqa: E402
+from builder.search.study import StudyRunner, StudySettings, trials_table  # noqa: E402
+from builder.training.pipeline import resume_run, run_training  # noqa: E402
 
 
 @pytest.fixture
@@ -129,7 +128,7 @@ def test_search_trials_are_nested_under_the_study(tmp_path, uri):
 
 def test_app_uri_check_keeps_sqlite_inside_the_workspace(tmp_path):
     from builder.errors import LayerLabError
-    from builder.tracking import check_uri
+    from builder.runs.tracking import check_uri
 
     assert check_uri("http://mlflow:5000", tmp_path) == "http://mlflow:5000"
     assert check_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"

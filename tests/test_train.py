@@ -9,9 +9,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from builder.data import Dataset, DatasetInfo, Split, load_dataset
+from builder.data.datasets import Dataset, DatasetInfo, Split, load_dataset
 from builder.errors import TrainingError
-from builder.train import (
+from builder.training.trainer import (
     Callback,
     Channel,
     History,
@@ -183,7 +183,7 @@ def test_stop_and_resume_gives_the_same_curve(tmp_path, moons, stop_step):
 
 
 def full_model_state(run_dir):
-    from builder.checkpoint import load_weights
+    from builder.training.checkpoint import load_weights
     sd, _ = load_weights(run_dir / "model.safetensors")
     return [sd[k] for k in sorted(sd)]
 
@@ -224,7 +224,7 @@ def test_nan_loss_stops_within_a_step_and_keeps_last_good_checkpoint(tmp_path, m
         t.fit()
     assert t.global_step == 5  # the NaN step was not applied
     assert t.status == "failed" and events[-1]["status"] == "failed" and "learning rate" in events[-1]["message"]
-    from builder.checkpoint import read_checkpoint
+    from builder.training.checkpoint import read_checkpoint
     tensors, meta = read_checkpoint(tmp_path / "checkpoints" / "last.safetensors")
     assert meta["state"]["epoch"] == 1  # end of the first (good) epoch; 3 steps per epoch
     assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
@@ -243,7 +243,7 @@ def test_nan_guard_on_accelerators_reads_at_log_intervals(tmp_path, moons):
     with pytest.raises(TrainingError, match="NaN/Inf"):
         t.fit()
     assert 6 <= t.global_step <= 7  # first NaN at step 6, read at the next log boundary
-    from builder.checkpoint import read_checkpoint
+    from builder.training.checkpoint import read_checkpoint
     tensors, meta = read_checkpoint(tmp_path / "checkpoints" / "last.safetensors")
     assert meta["state"]["epoch"] == 1
     assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
@@ -334,8 +334,8 @@ def test_tiny_custom_dataset_bundle():
 
 # ------------------------------------------------------------------------------- templates learn
 def _template_fit(template, dataset, epochs, **opts):
-    from builder.pipeline import build_model, prepare
-    from builder.templates import load_template
+    from builder.graph.templates import load_template
+    from builder.training.pipeline import build_model, prepare
 
     project, ds, cfg = prepare(load_template(template), dataset, {"epochs": epochs}, dataset_options=opts)
     return Trainer(build_model(project.graph, cfg.seed), ds, cfg).fit()
@@ -370,7 +370,7 @@ def test_autoencoder_template_loss_falls():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_mixed_precision_path_runs(moons, monkeypatch, dtype):
     """The autocast (and GradScaler for float16) branch, exercised on the CPU by forcing the dtype."""
-    import builder.train as T
+    import builder.training.trainer as T
 
     monkeypatch.setattr(T, "amp_dtype", lambda device: dtype)
     t = Trainer(mlp(), moons, {"epochs": 2, "amp": True, "lr": 0.01, "grad_clip": 1.0})
@@ -407,7 +407,7 @@ def test_empty_validation_and_test_splits_and_torch_errors_are_reported():
 # ------------------------------------------------------------------------------- AMP honesty (issue 9)
 def test_amp_on_cpu_runs_bfloat16_or_is_refused(moons, monkeypatch):
     """--amp never silently trains float32: bf16 autocast where the CPU has native bf16, else a TrainingError."""
-    import builder.train as T
+    import builder.training.trainer as T
 
     cfg = {"epochs": 1, "amp": True, "device": "cpu"}
     monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: True)
@@ -424,11 +424,11 @@ def test_amp_on_cpu_runs_bfloat16_or_is_refused(moons, monkeypatch):
 
 
 def test_run_record_and_model_card_state_what_ran(tmp_path, monkeypatch):
-    import builder.train as T
-    from builder.modelcard import model_card
-    from builder.pipeline import run_training
-    from builder.runs import RunStore
-    from builder.templates import load_template
+    import builder.training.trainer as T
+    from builder.graph.templates import load_template
+    from builder.runs.modelcard import model_card
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import run_training
 
     monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: True)
     store = RunStore(tmp_path)

@@ -6,7 +6,7 @@ onnx, onnxruntime and onnxscript are imported on first use (~1 s).
 
 from __future__ import annotations
 
-from .errors import ModelImportError, UnsupportedOpsError
+from builder.interchange.errors import ModelImportError, UnsupportedOpsError
 
 __all__ = ["ModelImportError", "UnsupportedOpsError", "export_onnx", "ExportReport", "quantize_int8",
            "quantize_run", "export_run_onnx", "import_model", "ImportResult", "save_import"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import LayerLabError
+from builder.errors import LayerLabError
 
 
 class ModelImportError(LayerLabError):

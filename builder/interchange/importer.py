@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..project import Project
-from .errors import ModelImportError
+from builder.graph.project import Project
+from builder.interchange.errors import ModelImportError
 
 IMPORT_ATOL = 1e-5
 MAX_PT2_BYTES = 1 << 30
@@ -86,7 +86,7 @@ def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, 
     label = name or ("model" if isinstance(source, bytes | bytearray) else Path(str(source).split(":")[0]).stem)
     reference = None
     if kind == "onnx":
-        from .onnx_read import read_onnx
+        from builder.interchange.onnx_read import read_onnx
 
         proto = read_onnx(source)
     elif kind == "pt2":
@@ -110,18 +110,18 @@ def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, 
 
 def build_from_onnx(proto, name: str, kind: str = "onnx", source: str = "") -> ImportResult:
     """Map an ONNX ModelProto to a project and weights (no verification)."""
-    from ..compile import compile_graph
-    from ..layout import auto_layout
-    from ..project import as_graph
-    from ..shapes import infer_shapes
-    from .onnx_import import OnnxImporter
+    from builder.graph.compile import compile_graph
+    from builder.graph.layout import auto_layout
+    from builder.graph.project import as_graph
+    from builder.graph.shapes import infer_shapes
+    from builder.interchange.onnx_import import OnnxImporter
 
     built = OnnxImporter(proto, name).run()
     graph = as_graph({"nodes": built.nodes, "edges": built.edges})
     graph = auto_layout(graph)
     report = infer_shapes(graph)
     if not report.ok:
-        from ..errors import GraphError
+        from builder.errors import GraphError
 
         errors = [p for p in report.problems if p.severity == "error"]
         raise ModelImportError("the imported graph does not validate: " + str(GraphError(errors)))
@@ -175,13 +175,13 @@ def _assign_weights(model: torch.nn.Module, weights: dict[str, dict[str, np.ndar
 
 
 def _random_inputs(model, batch: int = 3, seed: int = 1) -> list[torch.Tensor]:
-    from ..compile import example_inputs
+    from builder.graph.compile import example_inputs
 
     return example_inputs(model, batch, seed)
 
 
 def _verify(result: ImportResult, proto, reference) -> float:
-    from ..compile import compile_graph
+    from builder.graph.compile import compile_graph
 
     model = compile_graph(result.project.graph)
     model.load_state_dict(result.weights)
@@ -193,7 +193,7 @@ def _verify(result: ImportResult, proto, reference) -> float:
         got = model(*xs)
     got = list(got) if isinstance(got, tuple) else [got]
     if reference is None:
-        from .onnx_export import ort_session
+        from builder.interchange.onnx_export import ort_session
 
         try:
             sess = ort_session(proto.SerializeToString())
@@ -301,7 +301,7 @@ def load_pt2(source: str | os.PathLike | bytes):
 
 def _ep_to_onnx(ep):
     """The exported program as ONNX (dynamo exporter: module scopes recorded for the mapper)."""
-    from .onnx_export import _quiet
+    from builder.interchange.onnx_export import _quiet
 
     with _quiet():
         try:
@@ -313,7 +313,7 @@ def _ep_to_onnx(ep):
 
 
 def _module_to_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...]):
-    from .onnx_export import ExportError, to_onnx_proto
+    from builder.interchange.onnx_export import ExportError, to_onnx_proto
 
     try:
         return to_onnx_proto(module.eval(), example, [f"input_{i}" for i in range(len(example))])
@@ -397,7 +397,7 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
     ``--init-from`` reads)."""
     from safetensors.torch import save_file
 
-    from ..compile import module_names
+    from builder.graph.compile import module_names
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

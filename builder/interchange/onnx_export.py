@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import LayerLabError, TrainingError
+from builder.errors import LayerLabError, TrainingError
 
 OPSET = 18
 VERIFY_ATOL = 1e-4  # float32 kernels of torch and onnxruntime differ by rounding, not by semantics
@@ -57,14 +57,14 @@ def _model_from(source: Any, weights: Any) -> nn.Module:
     if isinstance(source, nn.Module):
         model = source
     else:
-        from ..compile import compile_graph
-        from ..project import as_graph
+        from builder.graph.compile import compile_graph
+        from builder.graph.project import as_graph
 
         torch.manual_seed(0)
         model = compile_graph(as_graph(source))
     if weights is not None:
         if isinstance(weights, str | os.PathLike):
-            from ..checkpoint import load_weights
+            from builder.training.checkpoint import load_weights
 
             weights, _ = load_weights(weights)
         try:
@@ -77,7 +77,7 @@ def _model_from(source: Any, weights: Any) -> nn.Module:
 
 def _inputs_for(model: nn.Module, batch: int, seed: int = 0) -> list[torch.Tensor]:
     if hasattr(model, "layerlab_inputs"):
-        from ..compile import example_inputs
+        from builder.graph.compile import example_inputs
 
         return example_inputs(model, batch, seed)
     raise ExportError("a plain nn.Module needs example inputs; pass `example=` (a tensor or tuple of tensors)")
@@ -168,8 +168,8 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
     example_given = example is not None
     if example is None:
         example = tuple(_inputs_for(model, 2, seed))
-        from ..compile import module_names
-        from ..project import as_graph
+        from builder.graph.compile import module_names
+        from builder.graph.project import as_graph
         names = ([module_names(as_graph(source))[n] for n in model.layerlab_inputs]
                  if not isinstance(source, nn.Module) else [f"input_{i}" for i in range(len(example))])
         check_inputs = _inputs_for(model, 3, seed + 1)
@@ -253,7 +253,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
 
 
 class OrtModule(nn.Module):
-    """An onnxruntime session behind ``nn.Module.__call__`` so :func:`builder.train.evaluate` can score it."""
+    """An onnxruntime session behind ``nn.Module.__call__`` so :func:`builder.training.trainer.evaluate` can score it."""
 
     def __init__(self, model_bytes: bytes):
         super().__init__()
@@ -269,7 +269,7 @@ def _run_dataset(store, run: dict, project):
     """The run's dataset as it was trained (snapshot for uploads; flattened when the graph wants vectors)."""
     import math
 
-    from ..data import load_dataset, load_saved_dataset
+    from builder.data.datasets import load_dataset, load_saved_dataset
 
     snapshot = store.run_dir(run["id"]) / "dataset.safetensors"
     ds = load_saved_dataset(snapshot) if snapshot.is_file() else \
@@ -291,7 +291,7 @@ def _run_weights(store, run: dict) -> Path:
 
 def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None) -> ExportReport:
     """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``)."""
-    from ..project import load_project
+    from builder.graph.project import load_project
 
     run = store.get(run_id)
     project = load_project(run["project"])
@@ -305,9 +305,9 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     The figures go to ``exports/quantization.json`` in the run folder, and the model card gains a
     "Quantization" section. Returns that record: sizes, ratio, test metrics before/after, delta.
     """
-    from ..modelcard import write_model_card
-    from ..project import load_project
-    from ..train import evaluate
+    from builder.graph.project import load_project
+    from builder.runs.modelcard import write_model_card
+    from builder.training.trainer import evaluate
 
     run = store.get(run_id)
     rid = run["id"]

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelImportError, Unsupported, UnsupportedOpsError
-from .onnx_read import to_array
+from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
+from builder.interchange.onnx_read import to_array
 
 COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer"}
 MAX_FOLD_ELEMENTS = 1 << 20  # constant folding never materialises more than this many values
@@ -480,7 +480,7 @@ class OnnxImporter:
             if full.ndim != 2 or full.shape[1] != v.shape[1] or not np.array_equal(full[:v.shape[0]], v):
                 full = v
             max_len = full.shape[0]
-        from ..layers import sinusoid_table
+        from builder.graph.layers import sinusoid_table
 
         base = (table.src or self.node_name(n)).removesuffix(".weight")
         if v.shape[1] % 2 == 0 and np.allclose(full, sinusoid_table(max_len, v.shape[1]).numpy(), atol=1e-6):

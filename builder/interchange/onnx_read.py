@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelImportError
+from builder.interchange.errors import ModelImportError
 
 MAX_FILE_BYTES = 1 << 30          # 1 GiB of protobuf (the app's upload limit is lower)
 MAX_TENSOR_BYTES = 1 << 30        # one initializer

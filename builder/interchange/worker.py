@@ -18,8 +18,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..errors import LayerLabError
-from .errors import ModelImportError
+from builder.errors import LayerLabError
+from builder.interchange.errors import ModelImportError
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 IMPORT_TIMEOUT_S = 300.0
@@ -73,7 +73,7 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
 
 
 def _child_import(path: str, out: str) -> dict:
-    from .importer import import_model, save_import
+    from builder.interchange.importer import import_model, save_import
 
     res = import_model(path, name=Path(path).stem)
     save_import(res, out)
@@ -81,15 +81,15 @@ def _child_import(path: str, out: str) -> dict:
 
 
 def _child_export(project_json: str, weights: str | None, out: str) -> dict:
-    from ..project import load_project
-    from .onnx_export import export_onnx
+    from builder.graph.project import load_project
+    from builder.interchange.onnx_export import export_onnx
 
     return export_onnx(load_project(project_json), out, weights).to_dict()
 
 
 def _child_quantize(workspace: str, run_id: str) -> dict:
-    from ..runs import RunStore
-    from .onnx_export import quantize_run
+    from builder.interchange.onnx_export import quantize_run
+    from builder.runs.store import RunStore
 
     return quantize_run(RunStore(workspace), run_id)
 
@@ -110,8 +110,8 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     """
     from safetensors.torch import load_file
 
-    from ..project import load_project
-    from .importer import ImportResult, register_import
+    from builder.graph.project import load_project
+    from builder.interchange.importer import ImportResult, register_import
 
     suffix = Path(filename).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:

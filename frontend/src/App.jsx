@@ -1,7 +1,7 @@
 // The canvas component: wires React Flow to the hooks (history, Python sync,
-// keyboard, palette drag) and the pure reducers (selection, clipboard,
-// viewport). Logic lives in the .js modules next to this file; this file only
-// connects them and renders.
+// selection, clipboard, context menu, keyboard, palette drag) and the pure
+// reducers (viewport, connection rules). Logic lives in the .js modules next to
+// this file; this file only connects them and renders.
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import {
   ReactFlow,
@@ -26,8 +26,7 @@ import { createAnnotationStore } from './annotations.js';
 import { layeredLayout } from './layout.js';
 import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, indexPalette, makeEdge, makeNode } from './graph.js';
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
-import * as Sel from './selection.js';
-import { BIG_DELETE, createClipboard, copyTo, deleteItems, insertItems as insertPure, itemsOf, pasteOrigin, withMarker } from './clipboard.js';
+import { withMarker } from './clipboard.js';
 import { initialState } from './sync.js';
 import { FIT_PADDING, readableViewport } from './viewport.js';
 import { loadPanels, paletteMode, savePanels } from './panels.js';
@@ -35,15 +34,16 @@ import { useHistory } from './useHistory.js';
 import { usePythonSync } from './usePythonSync.js';
 import { useKeyboard } from './useKeyboard.js';
 import { usePaletteDrag } from './usePaletteDrag.js';
+import { useSelection } from './useSelection.js';
+import { useClipboard } from './useClipboard.js';
+import { useContextMenu } from './useContextMenu.js';
+import { useFillHeight, useWidth } from './useSize.js';
 
 const nodeTypes = { layer: LayerNode };
 const edgeTypes = { shape: ShapeEdge };
 const NODE_W = 200;
 const NODE_H = 110;
 const PALETTE_OVERLAY_W = 256;
-
-// Shared between all canvases on the page: Ctrl+C in one, Ctrl+V in another.
-let CLIPBOARD = createClipboard();
 
 const localStore = () => {
   try {
@@ -61,52 +61,6 @@ export default function App(props) {
   );
 }
 
-// Height of the widget: `data.height` at least; with `data.fill`, down to the
-// bottom of the window (the canvas takes the page).
-function useFillHeight(rootRef, minHeight, fill) {
-  const [height, setHeight] = useState(minHeight);
-  useLayoutEffect(() => {
-    if (!fill) {
-      setHeight(minHeight);
-      return undefined;
-    }
-    const measure = () => {
-      const el = rootRef.current;
-      if (!el) return;
-      const top = el.getBoundingClientRect().top + (document.scrollingElement?.scrollTop || 0);
-      let scroller = el.parentNode;
-      let extra = 0;
-      while (scroller) {
-        if (scroller.nodeType === 11) scroller = scroller.host; // out of the shadow root
-        if (!scroller || scroller.nodeType !== 1) break;
-        if (scroller.scrollHeight > scroller.clientHeight && /(auto|scroll)/.test(getComputedStyle(scroller).overflowY)) {
-          extra = scroller.scrollTop;
-          break;
-        }
-        scroller = scroller.parentNode;
-      }
-      setHeight(Math.max(minHeight, Math.round(window.innerHeight - (top + extra) - 12)));
-    };
-    measure();
-    window.addEventListener('resize', measure);
-    return () => window.removeEventListener('resize', measure);
-  }, [rootRef, minHeight, fill]);
-  return height;
-}
-
-function useWidth(ref) {
-  const [w, setW] = useState(1200);
-  useLayoutEffect(() => {
-    const el = ref.current;
-    if (!el) return undefined;
-    setW(el.clientWidth || 1200);
-    const ro = new ResizeObserver(() => setW(el.clientWidth || 1200));
-    ro.observe(el);
-    return () => ro.disconnect();
-  }, [ref]);
-  return w;
-}
-
 function Canvas({ data, api, store }) {
   // Python sends a new palette object on every rerun: key it by content so that
   // nodes re-render only when the palette really changes.
@@ -121,7 +75,6 @@ function Canvas({ data, api, store }) {
   const [nodes, setNodes] = useState(init.current.nodes);
   const [edges, setEdges] = useState(init.current.edges);
   const [commitSeq, setCommitSeq] = useState(init.current.layout ? 1 : 0);
-  const [menu, setMenu] = useState(null);
   const [toast, setToast] = useState(null);
   const [renamingId, setRenamingId] = useState(null);
   const [groupForm, setGroupForm] = useState(null);
@@ -162,9 +115,6 @@ function Canvas({ data, api, store }) {
   apiRef.current = api;
   const draggingRef = useRef(false);
   const dragSnapRef = useRef(null);
-  const boxRef = useRef(false);
-  const primaryRef = useRef(null);
-  const selBeforeRef = useRef(new Set());
   const toastTimer = useRef(null);
 
   const commit = useCallback(() => setCommitSeq((s) => s + 1), []);
@@ -182,6 +132,10 @@ function Canvas({ data, api, store }) {
   const getCurrent = useCallback(() => ({ nodes: nodesRef.current, edges: edgesRef.current }), []);
   const restore = useCallback((snap) => setGraph(restoredNodes(snap), snap.edges, true), [setGraph]);
   const history = useHistory(init.current.history, getCurrent, restore);
+  const selection = useSelection({ nodesRef, edgesRef, setGraph, commit });
+  const { primaryRef, boxRef, selectOnly, selectedIds, clear: clearSelection } = selection;
+  const ctxMenu = useContextMenu({ flowRef, selection });
+  const { menu, close: closeMenu } = ctxMenu;
 
   // Keep the live state in the page-level store so a remount of the host
   // element (Streamlit re-running the effect) does not lose edits.
@@ -228,16 +182,14 @@ function Canvas({ data, api, store }) {
   }, [nodesInitialized, initialView]);
   const fit = useCallback(() => {
     initialView(250);
-    setMenu(null);
-  }, [initialView]);
+    closeMenu();
+  }, [initialView, closeMenu]);
 
   const showToast = useCallback((text, kind = 'info', action = null) => {
     clearTimeout(toastTimer.current);
     setToast({ text, kind, action, at: Date.now() });
     toastTimer.current = setTimeout(() => setToast(null), action ? 7000 : kind === 'error' ? 3200 : 2200);
   }, []);
-
-  const primarySelection = (nds) => Sel.primarySelection(nds, primaryRef.current);
 
   usePythonSync({
     data,
@@ -249,7 +201,7 @@ function Canvas({ data, api, store }) {
     history,
     onReplaced: (m) => {
       setRenamingId(null);
-      setMenu(null);
+      closeMenu();
       if (m.missingPositions) commit();
       if (!m.sameProject) setTimeout(() => initialView(), 80);
     },
@@ -268,18 +220,15 @@ function Canvas({ data, api, store }) {
   );
 
   // ---- React Flow change handlers (live, not committed) ----
+  const { noteChanges } = selection;
   const onNodesChange = useCallback(
     (changes) => {
       const nds = applyNodeChanges(changes, nodesRef.current);
       nodesRef.current = nds;
       setNodes(nds);
-      if (changes.some((c) => c.type === 'select')) {
-        const clicked = changes.find((c) => c.type === 'select' && c.selected);
-        if (clicked) primaryRef.current = clicked.id;
-        commit();
-      }
+      noteChanges(changes);
     },
-    [commit],
+    [noteChanges],
   );
 
   const onEdgesChange = useCallback((changes) => {
@@ -288,35 +237,11 @@ function Canvas({ data, api, store }) {
     setEdges(eds);
   }, []);
 
-  // A click decides the selection itself (React Flow keeps a multi-selection
-  // when an already selected node is clicked): plain click = only this node,
-  // Shift/Ctrl/Cmd-click = toggle it, based on the selection before the click.
-  const onNodeClick = useCallback(
-    (event, node) => {
-      const additive = event.shiftKey || event.ctrlKey || event.metaKey;
-      let nds;
-      let eds = edgesRef.current;
-      if (additive) {
-        const before = selBeforeRef.current;
-        const on = !before.has(node.id);
-        nds = nodesRef.current.map((n) => {
-          const want = n.id === node.id ? on : before.has(n.id);
-          return !!n.selected === want ? n : { ...n, selected: want };
-        });
-      } else {
-        ({ nodes: nds, edges: eds } = Sel.selectOnly(nodesRef.current, edgesRef.current, node.id));
-      }
-      primaryRef.current = nds.find((n) => n.id === node.id)?.selected ? node.id : null;
-      setGraph(nds, eds, true);
-    },
-    [setGraph],
-  );
-
   const onDragStart = useCallback(() => {
     draggingRef.current = true;
     dragSnapRef.current = snapshotOf(nodesRef.current, edgesRef.current);
-    setMenu(null);
-  }, []);
+    closeMenu();
+  }, [closeMenu]);
 
   const onDragStop = useCallback(() => {
     draggingRef.current = false;
@@ -325,14 +250,6 @@ function Canvas({ data, api, store }) {
     if (snap && !sameGeometry(snap.nodes, nodesRef.current)) history.push(snap);
     commit();
   }, [history, commit]);
-
-  const onSelectionStart = useCallback(() => {
-    boxRef.current = true;
-  }, []);
-  const onSelectionEnd = useCallback(() => {
-    boxRef.current = false;
-    commit();
-  }, [commit]);
 
   // ---- connections ----
   const problemFor = useCallback(
@@ -375,55 +292,8 @@ function Canvas({ data, api, store }) {
   );
 
   // ---- editing operations ----
-  const selectedIds = useCallback(() => Sel.selectedIds(nodesRef.current), []);
-
-  const deleteSelection = useCallback(
-    (extraNodeIds = [], extraEdgeIds = []) => {
-      const res = mutate((nds, eds) => deleteItems(nds, eds, extraNodeIds, extraEdgeIds));
-      setMenu(null);
-      if (res && res.removedNodes > BIG_DELETE) {
-        showToast(`Deleted ${res.removedNodes} layers`, 'info', { label: 'Undo', run: () => history.undo() });
-      }
-      return true;
-    },
-    [mutate, showToast, history],
-  );
-
-  // Insert copies of `items` ({nodes, edges} in Python format) with fresh ids at `origin`.
-  const insertItems = useCallback(
-    (items, origin, select = true) => {
-      if (!items.nodes.length) return [];
-      const res = mutate((nds, eds) => insertPure(nds, eds, items, origin, paletteRef.current, select));
-      const created = res?.created || [];
-      if (select && created.length) primaryRef.current = created[0];
-      return created;
-    },
-    [mutate],
-  );
-
-  const copySelection = useCallback(() => {
-    const ids = selectedIds();
-    if (!ids.length) return false;
-    CLIPBOARD = copyTo(CLIPBOARD, itemsOf(nodesRef.current, edgesRef.current, ids));
-    showToast(`Copied ${ids.length} layer${ids.length > 1 ? 's' : ''}`);
-    return true;
-  }, [selectedIds, showToast]);
-
-  const paste = useCallback(() => {
-    if (!CLIPBOARD.nodes.length) return;
-    CLIPBOARD = { ...CLIPBOARD, pastes: CLIPBOARD.pastes + 1 };
-    insertItems({ nodes: CLIPBOARD.nodes, edges: CLIPBOARD.edges }, pasteOrigin(CLIPBOARD, CLIPBOARD.pastes));
-  }, [insertItems]);
-
-  const duplicate = useCallback(
-    (ids) => {
-      if (!ids.length) return;
-      const items = itemsOf(nodesRef.current, edgesRef.current, ids);
-      insertItems(items, pasteOrigin(items, 1));
-      setMenu(null);
-    },
-    [insertItems],
-  );
+  const clip = useClipboard({ nodesRef, edgesRef, paletteRef, selection, mutate, history, showToast, closeMenu });
+  const { insertItems, deleteSelection, duplicate } = clip;
 
   const autoLayout = useCallback(() => {
     if (!nodesRef.current.length) return;
@@ -436,14 +306,17 @@ function Canvas({ data, api, store }) {
       if (sameGeometry(nds, next)) return null;
       return { nodes: next, edges: eds };
     });
-    setMenu(null);
+    closeMenu();
     setTimeout(() => initialView(), changed ? 40 : 0);
-  }, [mutate, initialView]);
+  }, [mutate, initialView, closeMenu]);
 
-  const startRename = useCallback((id) => {
-    setMenu(null);
-    setRenamingId(id);
-  }, []);
+  const startRename = useCallback(
+    (id) => {
+      closeMenu();
+      setRenamingId(id);
+    },
+    [closeMenu],
+  );
 
   const finishRename = useCallback(
     (id, value) => {
@@ -459,31 +332,16 @@ function Canvas({ data, api, store }) {
     [mutate],
   );
 
-  const selectOnly = useCallback(
-    (id, edgeId = null) => {
-      primaryRef.current = id;
-      const r = Sel.selectOnly(nodesRef.current, edgesRef.current, id, edgeId);
-      setGraph(r.nodes, r.edges, true);
-    },
-    [setGraph],
-  );
-
-  const clearSelection = useCallback(() => {
-    setMenu(null);
+  // Esc: close every overlay, then clear the selection.
+  const clearAll = useCallback(() => {
+    closeMenu();
     setGroupForm(null);
     setProblemsOpen(false);
     setHelpOpen(false);
     setTip(null);
-    if (!nodesRef.current.some((n) => n.selected) && !edgesRef.current.some((e) => e.selected)) return true;
-    primaryRef.current = null;
-    const r = Sel.clear(nodesRef.current, edgesRef.current);
-    setGraph(r.nodes, r.edges, true);
+    clearSelection();
     return true;
-  }, [setGraph]);
-
-  const selectAll = useCallback(() => {
-    setGraph(Sel.selectAll(nodesRef.current), edgesRef.current, true);
-  }, [setGraph]);
+  }, [closeMenu, clearSelection]);
 
   const focusProblem = useCallback(
     (p) => {
@@ -521,9 +379,9 @@ function Canvas({ data, api, store }) {
       showToast('Select two or more layers to group them (Shift-drag or Ctrl-click)');
       return;
     }
-    setMenu(null);
+    closeMenu();
     setGroupForm({ name: '' });
-  }, [selectedIds, showToast]);
+  }, [selectedIds, showToast, closeMenu]);
 
   const submitGroup = useCallback(
     (name) => {
@@ -560,55 +418,28 @@ function Canvas({ data, api, store }) {
   );
   const toFlow = useCallback((p) => rf.screenToFlowPosition(p), [rf]);
   const countNodes = useCallback(() => nodesRef.current.length, []);
-  const closeMenus = useCallback(() => setMenu(null), []);
-  const { ghost, onPointerDown: onPaletteDown } = usePaletteDrag({ flowRef, rootRef, onDrop: addFromPalette, onStart: closeMenus, countNodes, toFlow });
+  const { ghost, onPointerDown: onPaletteDown } = usePaletteDrag({ flowRef, rootRef, onDrop: addFromPalette, onStart: closeMenu, countNodes, toFlow });
 
   // ---- keyboard: active as soon as the canvas is visible ----
   useKeyboard(rootRef, {
     undo: () => history.undo(),
     redo: () => history.redo(),
-    copy: () => copySelection(),
-    cut: () => {
-      if (copySelection()) deleteSelection();
-    },
-    paste: () => paste(),
+    copy: () => clip.copySelection(),
+    cut: () => clip.cut(),
+    paste: () => clip.paste(),
     duplicate: () => duplicate(selectedIds()),
-    delete: () => {
-      if (!selectedIds().length && !edgesRef.current.some((e) => e.selected)) return false;
-      return deleteSelection();
-    },
-    selectAll: () => selectAll(),
-    clear: () => clearSelection(),
+    delete: () => clip.deleteKey(),
+    selectAll: () => selection.selectAll(),
+    clear: () => clearAll(),
     fit: () => fit(),
     help: () => setHelpOpen((o) => !o),
   });
 
-  // ---- context menu ----
-  const openMenu = useCallback((event, kind, id) => {
-    event.preventDefault();
-    const r = flowRef.current.getBoundingClientRect();
-    setMenu({ kind, id, x: event.clientX - r.left, y: event.clientY - r.top, fx: event.clientX, fy: event.clientY });
-  }, []);
-  const onNodeContextMenu = useCallback(
-    (event, node) => {
-      if (!node.selected) selectOnly(node.id);
-      openMenu(event, 'node', node.id);
-    },
-    [openMenu, selectOnly],
-  );
-  const onEdgeContextMenu = useCallback(
-    (event, edge) => {
-      selectOnly(null, edge.id);
-      openMenu(event, 'edge', edge.id);
-    },
-    [openMenu, selectOnly],
-  );
-  const onPaneContextMenu = useCallback((event) => openMenu(event, 'pane', null), [openMenu]);
   const onPaneClick = useCallback(() => {
-    setMenu(null);
+    closeMenu();
     setProblemsOpen(false);
     setHelpOpen(false);
-  }, []);
+  }, [closeMenu]);
 
   // ---- tooltips at screen size (outside the zoomed viewport) ----
   const showTip = useCallback((el, lines) => {
@@ -630,11 +461,16 @@ function Canvas({ data, api, store }) {
   const selCount = nodes.reduce((a, n) => a + (n.selected ? 1 : 0), 0);
   const selEdgeCount = edges.reduce((a, e) => a + (e.selected ? 1 : 0), 0);
   const miniColor = useCallback((n) => colorFor(paletteRef.current.get(n.data?.ltype)?.category), []);
-  const pasteHere = useCallback(() => {
-    if (!menu) return;
-    insertItems({ nodes: CLIPBOARD.nodes, edges: CLIPBOARD.edges }, rf.screenToFlowPosition({ x: menu.fx, y: menu.fy }));
-    setMenu(null);
-  }, [menu, insertItems, rf]);
+  const menuActions = {
+    rename: startRename,
+    duplicate: (id) => duplicate(selCount > 1 ? selectedIds() : [id]),
+    group: openGroup,
+    deleteNode: (id) => deleteSelection([id]),
+    deleteEdge: (id) => deleteSelection([], [id]),
+    paste: () => menu && clip.pasteAt(rf.screenToFlowPosition({ x: menu.fx, y: menu.fy })),
+    layout: autoLayout,
+    fit,
+  };
 
   const palettePanel = mode !== 'closed' && (
     <Palette
@@ -654,9 +490,7 @@ function Canvas({ data, api, store }) {
         ref={rootRef}
         style={{ height }}
         onContextMenu={(e) => e.preventDefault()}
-        onPointerDownCapture={() => {
-          selBeforeRef.current = new Set(Sel.selectedIds(nodesRef.current));
-        }}
+        onPointerDownCapture={selection.onPointerDownCapture}
         data-testid="ll-canvas-root"
       >
         {mode === 'docked' && palettePanel}
@@ -698,7 +532,7 @@ function Canvas({ data, api, store }) {
               edgeTypes={edgeTypes}
               onNodesChange={onNodesChange}
               onEdgesChange={onEdgesChange}
-              onNodeClick={onNodeClick}
+              onNodeClick={selection.onNodeClick}
               onConnect={onConnect}
               onConnectEnd={onConnectEnd}
               isValidConnection={isValidConnection}
@@ -706,15 +540,9 @@ function Canvas({ data, api, store }) {
               onNodeDragStop={onDragStop}
               onSelectionDragStart={onDragStart}
               onSelectionDragStop={onDragStop}
-              onSelectionStart={onSelectionStart}
-              onSelectionEnd={onSelectionEnd}
-              onNodeContextMenu={onNodeContextMenu}
-              onEdgeContextMenu={onEdgeContextMenu}
-              onPaneContextMenu={onPaneContextMenu}
-              onSelectionContextMenu={(e) => {
-                const id = primarySelection(nodesRef.current);
-                if (id) openMenu(e, 'node', id);
-              }}
+              onSelectionStart={selection.onSelectionStart}
+              onSelectionEnd={selection.onSelectionEnd}
+              {...ctxMenu.handlers}
               onPaneClick={onPaneClick}
               onMoveStart={() => setMoving(true)}
               onMoveEnd={() => setMoving(false)}
@@ -749,20 +577,7 @@ function Canvas({ data, api, store }) {
               </div>
             )}
             {menu && (
-              <ContextMenu
-                menu={menu}
-                nodes={nodes}
-                selCount={selCount}
-                clipboardEmpty={!CLIPBOARD.nodes.length}
-                onRename={startRename}
-                onDuplicate={(id) => duplicate(selCount > 1 ? selectedIds() : [id])}
-                onGroup={openGroup}
-                onDeleteNode={(id) => deleteSelection([id])}
-                onDeleteEdge={(id) => deleteSelection([], [id])}
-                onPaste={pasteHere}
-                onLayout={autoLayout}
-                onFit={fit}
-              />
+              <ContextMenu menu={menu} nodes={nodes} selCount={selCount} clipboardEmpty={clip.isEmpty()} actions={menuActions} />
             )}
             {helpOpen && <HelpPanel onClose={() => setHelpOpen(false)} />}
             {tip && (

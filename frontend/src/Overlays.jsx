@@ -1,43 +1,29 @@
 // Context menu, keyboard-help popover and the problems bar under the canvas.
 import { CheckIcon, CloseIcon, WarnIcon } from './icons.jsx';
 import { formatCount } from './graph.js';
+import { menuItems } from './contextMenu.js';
 import { GESTURES, SHORTCUTS } from './keyboard.js';
 
-export function ContextMenu({ menu, nodes, selCount, clipboardEmpty, onRename, onDuplicate, onGroup, onDeleteNode, onDeleteEdge, onPaste, onLayout, onFit }) {
-  const menuNode = menu.kind === 'node' ? nodes.find((n) => n.id === menu.id) : null;
+// Renders the entries of contextMenu.js's menuItems; `actions` maps each entry's
+// action name to the function it runs.
+export function ContextMenu({ menu, nodes, selCount, clipboardEmpty, actions }) {
+  const { title, items } = menuItems(menu, nodes, selCount, clipboardEmpty);
   return (
     <div className="ll-menu" role="menu" style={{ left: menu.x, top: menu.y }} onPointerDown={(e) => e.stopPropagation()}>
-      {menu.kind === 'node' && menuNode && (
-        <>
-          <div className="ll-menu-title">{selCount > 1 ? `${selCount} layers` : menuNode.data.label || menuNode.id}</div>
-          {selCount <= 1 && (
-            <button type="button" role="menuitem" onClick={() => onRename(menuNode.id)}>Rename</button>
-          )}
-          <button type="button" role="menuitem" onClick={() => onDuplicate(menuNode.id)}>
-            Duplicate<span className="ll-kbd">Ctrl+D</span>
-          </button>
-          {selCount > 1 && (
-            <button type="button" role="menuitem" onClick={onGroup}>Group as block…</button>
-          )}
-          <button type="button" role="menuitem" className="danger" onClick={() => onDeleteNode(menuNode.id)}>
-            Delete<span className="ll-kbd">Del</span>
-          </button>
-        </>
-      )}
-      {menu.kind === 'edge' && (
-        <button type="button" role="menuitem" className="danger" onClick={() => onDeleteEdge(menu.id)}>
-          Delete connection<span className="ll-kbd">Del</span>
+      {title !== null && <div className="ll-menu-title">{title}</div>}
+      {items.map((it) => (
+        <button
+          key={it.action}
+          type="button"
+          role="menuitem"
+          className={it.danger ? 'danger' : undefined}
+          disabled={it.disabled}
+          onClick={() => actions[it.action](it.arg)}
+        >
+          {it.label}
+          {it.kbd && <span className="ll-kbd">{it.kbd}</span>}
         </button>
-      )}
-      {menu.kind === 'pane' && (
-        <>
-          <button type="button" role="menuitem" disabled={clipboardEmpty} onClick={onPaste}>
-            Paste here<span className="ll-kbd">Ctrl+V</span>
-          </button>
-          <button type="button" role="menuitem" onClick={onLayout} disabled={!nodes.length}>Auto-layout</button>
-          <button type="button" role="menuitem" onClick={onFit} disabled={!nodes.length}>Fit view<span className="ll-kbd">F</span></button>
-        </>
-      )}
+      ))}
     </div>
   );
 }

@@ -98,3 +98,22 @@ export function createClipboard() {
 export function copyTo(clipboard, items) {
   return { nodes: items.nodes, edges: items.edges, pastes: 0 };
 }
+
+// The next Ctrl+V: the items to insert and where (one more PASTE_OFFSET step than
+// the last paste of the same copy), with the clipboard counting this paste.
+// Returns null when the clipboard is empty.
+export function nextPaste(clipboard) {
+  if (!clipboard.nodes.length) return null;
+  const next = { ...clipboard, pastes: clipboard.pastes + 1 };
+  return { clipboard: next, items: { nodes: next.nodes, edges: next.edges }, origin: pasteOrigin(next, next.pastes) };
+}
+
+// What the toast says after a copy.
+export function copiedMessage(count) {
+  return `Copied ${count} layer${count > 1 ? 's' : ''}`;
+}
+
+// Does a delete (deleteItems' result) remove enough layers to offer Undo in a toast?
+export function offersUndo(res) {
+  return !!res && res.removedNodes > BIG_DELETE;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BIG_DELETE, deleteItems, insertItems, itemsOf, pasteOrigin, PASTE_OFFSET } from './clipboard.js';
+import { BIG_DELETE, copiedMessage, copyTo, createClipboard, deleteItems, insertItems, itemsOf, nextPaste, offersUndo, pasteOrigin, PASTE_OFFSET } from './clipboard.js';
 import { indexPalette, makeEdge, makeNode } from './graph.js';
 
 const palette = indexPalette([
@@ -68,5 +68,29 @@ describe('clipboard', () => {
     expect(r.nodes).toHaveLength(3);
     expect(r.edges.map((e) => e.id)).toEqual(['linear_1->linear_2']);
     expect(r.removedNodes).toBe(0);
+  });
+
+  it('each Ctrl+V of the same copy lands one step further; a new copy starts again', () => {
+    const { nodes, edges } = graph();
+    expect(nextPaste(createClipboard())).toBeNull();
+    let clip = copyTo(createClipboard(), itemsOf(nodes, edges, ['linear_1', 'linear_2']));
+    const first = nextPaste(clip);
+    expect(first.origin).toEqual({ x: 100 + PASTE_OFFSET, y: 50 + PASTE_OFFSET });
+    expect(first.items.nodes.map((n) => n.id)).toEqual(['linear_1', 'linear_2']);
+    expect(first.items.edges).toHaveLength(1);
+    expect(clip.pastes).toBe(0); // pure: the old clipboard is unchanged
+    clip = first.clipboard;
+    const second = nextPaste(clip);
+    expect(second.origin).toEqual({ x: 100 + 2 * PASTE_OFFSET, y: 50 + 2 * PASTE_OFFSET });
+    expect(second.clipboard.pastes).toBe(2);
+    expect(copyTo(second.clipboard, itemsOf(nodes, edges, ['linear_3'])).pastes).toBe(0);
+  });
+
+  it('says what was copied and offers Undo only for a big delete', () => {
+    expect(copiedMessage(1)).toBe('Copied 1 layer');
+    expect(copiedMessage(3)).toBe('Copied 3 layers');
+    expect(offersUndo(null)).toBe(false);
+    expect(offersUndo({ removedNodes: BIG_DELETE })).toBe(false);
+    expect(offersUndo({ removedNodes: BIG_DELETE + 1 })).toBe(true);
   });
 });

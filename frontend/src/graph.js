@@ -204,35 +204,67 @@ function reaches(from, to, edges) {
   return false;
 }
 
-// Why a connection is refused, or null when it is allowed.
-export function connectionProblem(conn, nodes, edges, paletteMap, annNodes) {
+// Layer types whose input takes token ids as well as float tensors and passes
+// the kind on (Python: Output, Identity and the shape ops keep `t.kind` in
+// builder/graph/layers.py; every other layer refuses token ids). Python's
+// palette declares their port as "tensor"; a palette port of kind "any" says
+// the same and needs no entry here. tests/canvas/connection_cases.json checks
+// both sides give the same answers (frontend/src/connection.test.js and
+// tests/test_connection_rules.py).
+export const ANY = 'any';
+const KIND_AGNOSTIC = new Set(['Output', 'Identity', 'Flatten', 'Unflatten', 'Reshape', 'Permute']);
+
+// Does input port `portName` of a layer of `entry` take tensors of `kind`?
+export function accepts(entry, portName, kind) {
+  const pk = inKind(entry, portName);
+  return pk === ANY || pk === kind || (!!entry && KIND_AGNOSTIC.has(entry.type));
+}
+
+// Variadic layers (Add, Concat) also take inputs numbered "0", "1", ... (ASCII digits, as Python).
+const NUMBERED_PORT = /^[0-9]{1,6}$/;
+
+// Why a connection is refused, or null when it is allowed: {code, message}.
+// The codes are Python's problem codes for the same edge (builder.validate),
+// plus "port_kind" (Python: a shape error on the target about token ids) and
+// "incomplete" (no Python counterpart: React Flow gave no node).
+export function connectionCheck(conn, nodes, edges, paletteMap, annNodes) {
+  const no = (code, message) => ({ code, message });
   const { source, target } = conn;
-  if (!source || !target) return 'Incomplete connection';
-  if (source === target) return 'A layer cannot feed itself';
+  if (!source || !target) return no('incomplete', 'Incomplete connection');
+  if (source === target) return no('self_loop', 'A layer cannot feed itself');
   const src = nodes.find((n) => n.id === source);
   const tgt = nodes.find((n) => n.id === target);
-  if (!src || !tgt) return 'Unknown layer';
+  if (!src || !tgt) return no('dangling_edge', 'Unknown layer');
   const srcEntry = paletteMap.get(src.data.ltype);
   const tgtEntry = paletteMap.get(tgt.data.ltype);
   const { inputs } = portsOf(tgtEntry);
-  const th = conn.targetHandle ?? inputs[0]?.name ?? null;
-  if (!inputs.some((p) => p.name === th)) return `${tgt.data.ltype} has no input "${th}"`;
-  const sk = outKind(src, srcEntry, annNodes?.[source], conn.sourceHandle);
-  const tk = inKind(tgtEntry, th);
-  if (sk !== tk) {
-    if (sk === 'tokens') return `Token ids can only go into an Embedding, not ${tgt.data.ltype}`;
-    if (tk === 'tokens') return `${tgt.data.ltype} needs token ids (an Input with modality "tokens")`;
-    return `Port kinds differ: ${sk} → ${tk}`;
-  }
+  const { outputs } = portsOf(srcEntry);
   const sh = conn.sourceHandle ?? null;
+  if (srcEntry && sh !== null && !outputs.some((p) => p.name === sh)) return no('bad_port', `${src.data.ltype} has no output "${sh}"`);
+  if (!inputs.length) return no('bad_port', `${tgt.data.ltype} takes no inputs`);
+  const th = conn.targetHandle ?? inputs[0]?.name ?? null;
+  const numbered = !!tgtEntry?.variadic && NUMBERED_PORT.test(String(th));
+  if (!numbered && !inputs.some((p) => p.name === th)) return no('bad_port', `${tgt.data.ltype} has no input "${th}"`);
+  const sk = outKind(src, srcEntry, annNodes?.[source], conn.sourceHandle);
+  if (!accepts(tgtEntry, numbered ? inputs[0].name : th, sk)) {
+    const tk = inKind(tgtEntry, th);
+    if (sk === 'tokens') return no('port_kind', `Token ids must go through an Embedding first; ${tgt.data.ltype} needs float features`);
+    if (tk === 'tokens') return no('port_kind', `${tgt.data.ltype} needs token ids (an Input with modality "tokens")`);
+    return no('port_kind', `Port kinds differ: ${sk} → ${tk}`);
+  }
   if (edges.some((e) => e.source === source && e.target === target && (e.sourceHandle ?? null) === sh && e.targetHandle === th)) {
-    return 'These ports are already connected';
+    return no('duplicate_edge', 'These ports are already connected');
   }
   if (!tgtEntry?.variadic && edges.some((e) => e.target === target && e.targetHandle === th)) {
-    return `"${th}" of ${tgt.id} already has an input; only merge layers take several`;
+    return no('extra_input', `"${th}" of ${tgt.id} already has an input; only merge layers take several`);
   }
-  if (reaches(target, source, edges)) return 'That connection would create a cycle';
+  if (reaches(target, source, edges)) return no('cycle', 'That connection would create a cycle');
   return null;
+}
+
+// The message of connectionCheck, or null when the connection is allowed.
+export function connectionProblem(conn, nodes, edges, paletteMap, annNodes) {
+  return connectionCheck(conn, nodes, edges, paletteMap, annNodes)?.message ?? null;
 }
 
 function short(x) {

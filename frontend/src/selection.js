@@ -41,3 +41,33 @@ export function clickNode(nodes, edges, nodeId, additive) {
   if (additive) return { nodes: toggle(nodes, nodeId), edges };
   return selectOnly(nodes, edges, nodeId);
 }
+
+// Is anything (node or edge) selected?
+export function hasSelection(nodes, edges) {
+  return nodes.some((n) => n.selected) || edges.some((e) => e.selected);
+}
+
+// A click decided against the selection as it was when the pointer went down
+// (`before`, a Set of node ids): React Flow has already changed the selection by
+// the time the click arrives, and it keeps a multi-selection when an already
+// selected node is clicked. Plain click = only this node; a modifier click
+// toggles this node and keeps the others of `before`. Returns {nodes, edges,
+// primary}: primary is the clicked node when it ends up selected, else null.
+export function clickFrom(nodes, edges, nodeId, additive, before) {
+  let r;
+  if (additive) {
+    const on = !before.has(nodeId);
+    r = { nodes: nodes.map((n) => setSel(n, n.id === nodeId ? on : before.has(n.id))), edges };
+  } else {
+    r = selectOnly(nodes, edges, nodeId);
+  }
+  return { ...r, primary: r.nodes.find((n) => n.id === nodeId)?.selected ? nodeId : null };
+}
+
+// React Flow's node changes: does any of them change the selection, and which
+// node is primary afterwards (the one just selected, else `primary` unchanged)?
+export function selectChanges(changes, primary) {
+  const sel = changes.filter((c) => c.type === 'select');
+  const clicked = sel.find((c) => c.selected);
+  return { changed: sel.length > 0, primary: clicked ? clicked.id : primary };
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clear, clickNode, primarySelection, selectAll, selectOnly, selectedIds, toggle } from './selection.js';
+import { clear, clickFrom, clickNode, hasSelection, primarySelection, selectAll, selectChanges, selectOnly, selectedIds, toggle } from './selection.js';
 
 const nodes = (sel = []) => ['a', 'b', 'c'].map((id) => ({ id, selected: sel.includes(id) }));
 const edges = (sel = []) => ['e1', 'e2'].map((id) => ({ id, selected: sel.includes(id) }));
@@ -46,5 +46,37 @@ describe('selection', () => {
     expect(primarySelection(nodes(['b']), 'a')).toBe('b');
     expect(primarySelection(nodes(['a', 'c']), 'c')).toBe('c');
     expect(primarySelection(nodes(['a', 'c']), 'b')).toBe('a');
+  });
+
+  it('a click is decided against the selection before the pointer went down', () => {
+    // React Flow already reduced {a, b} to {b} when the click arrives; a Ctrl-click on b
+    // must toggle b off the selection as it was ({a, b}) and keep a.
+    const r = clickFrom(nodes(['b']), edges(), 'b', true, new Set(['a', 'b']));
+    expect(selectedIds(r.nodes)).toEqual(['a']);
+    expect(r.primary).toBeNull();
+    const add = clickFrom(nodes([]), edges(['e1']), 'c', true, new Set(['a']));
+    expect(selectedIds(add.nodes)).toEqual(['a', 'c']);
+    expect(add.primary).toBe('c');
+    expect(add.edges.map((e) => !!e.selected)).toEqual([true, false]); // a modifier click keeps edges
+  });
+
+  it('a plain click selects only the node and makes it primary, whatever was selected before', () => {
+    const r = clickFrom(nodes(['a', 'b']), edges(['e2']), 'b', false, new Set(['a', 'b']));
+    expect(selectedIds(r.nodes)).toEqual(['b']);
+    expect(r.edges.every((e) => !e.selected)).toBe(true);
+    expect(r.primary).toBe('b');
+  });
+
+  it('select changes: the node just selected becomes primary; other changes leave it', () => {
+    expect(selectChanges([{ type: 'position', id: 'a' }], 'b')).toEqual({ changed: false, primary: 'b' });
+    expect(selectChanges([{ type: 'select', id: 'a', selected: false }], 'b')).toEqual({ changed: true, primary: 'b' });
+    expect(selectChanges([{ type: 'select', id: 'a', selected: false }, { type: 'select', id: 'c', selected: true }], 'a'))
+      .toEqual({ changed: true, primary: 'c' });
+  });
+
+  it('hasSelection sees nodes and edges', () => {
+    expect(hasSelection(nodes(), edges())).toBe(false);
+    expect(hasSelection(nodes(['c']), edges())).toBe(true);
+    expect(hasSelection(nodes(), edges(['e1']))).toBe(true);
   });
 });

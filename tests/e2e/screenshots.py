@@ -41,8 +41,8 @@ def shoot(page, out: Path, name: str, full: bool = False) -> None:
 
 def train_mlp(page, ws: Path, epochs: int) -> str:
     """Load the MLP-on-moons template, train it, wait for the job; returns the run id."""
-    from builder.jobs import wait
-    from builder.runs import RunStore
+    from builder.runs.jobs import wait
+    from builder.runs.store import RunStore
 
     goto_page(page, "Build")
     pick_template(page, "MLP for tabular data")

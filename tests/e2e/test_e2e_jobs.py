@@ -17,9 +17,9 @@ import pytest
 from e2e_helpers import curve_points, goto_page, open_app, wait_idle
 from playwright.sync_api import expect
 
-from builder.jobs import JobSpec, submit, wait
-from builder.runs import RunStore
-from builder.templates import load_template
+from builder.graph.templates import load_template
+from builder.runs.jobs import JobSpec, submit, wait
+from builder.runs.store import RunStore
 from tests.serving import ARTIFACTS, StreamlitServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -1,0 +1,403 @@
+"""Build page: the drag-and-drop canvas, the inspector, templates, blocks and exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+from pydantic import ValidationError
+
+import builder
+from app_pages import ui
+from builder.errors import LayerLabError
+from builder.escape import md_code, md_text, safe_filename
+from builder.graph.project import Graph
+
+CANVAS_KEY = "ll_canvas"
+CANVAS_HEIGHT = 690  # minimum; the canvas grows to the bottom of the window
+
+
+# ------------------------------------------------------------------------------------ canvas sync
+def _sync_from_browser() -> None:
+    """Take the browser's committed graph (if newer) before anything is drawn, so annotations match it."""
+    raw = st.session_state.get(CANVAS_KEY)
+    if raw is None:
+        return
+    try:
+        value = raw.get("value")
+        event = raw.get("event")
+    except AttributeError:
+        return
+    if isinstance(value, dict):
+        rev = value.get("revision")
+        rev = int(rev) if isinstance(rev, (int, float)) else -1
+        if rev >= st.session_state.ll_revision:
+            g = value.get("graph")
+            if isinstance(g, dict):
+                sig = json.dumps(g, sort_keys=True)
+                if sig != st.session_state.get("ll_canvas_sig"):
+                    st.session_state.ll_canvas_sig = sig
+                    try:
+                        graph = Graph.model_validate(g)
+                    except ValidationError as e:
+                        st.session_state.ll_canvas_error = f"The canvas sent an invalid graph: {e.errors()[0]['msg']}"
+                    else:
+                        st.session_state.ll_canvas_error = None
+                        ui.set_graph(graph, bump=False)
+            sel = value.get("selected")
+            st.session_state.ll_selected = sel if isinstance(sel, str) else None
+    if isinstance(event, dict) and event.get("type") == "group":
+        sig = json.dumps(event, sort_keys=True)
+        if sig != st.session_state.get("ll_group_sig"):
+            st.session_state.ll_group_sig = sig
+            ids = [str(i) for i in event.get("nodes") or []]
+            block = ui.make_block(ui.graph(), ids, str(event.get("name") or "block"))
+            if block["nodes"]:
+                proj = ui.project()
+                blocks = [b for b in proj.blocks if b.get("name") != block["name"]] + [block]
+                st.session_state.ll_project = proj.model_copy(update={"blocks": blocks})
+                ui.flash(f"Block “{block['name']}” added to the palette")
+
+
+def _graph_payload(g: Graph) -> dict:
+    return g.model_dump(mode="json", exclude_none=True)
+
+
+# ------------------------------------------------------------------------------------- inspector
+def _update_param(node_id: str, name: str, widget_key: str, kind: str) -> None:
+    raw = st.session_state.get(widget_key)
+    g = ui.graph()
+    try:
+        node = g.node(node_id)
+    except KeyError:
+        return
+    err_key = f"ll_perr_{node_id}_{name}"
+    st.session_state.pop(err_key, None)
+    if kind in ("int_list", "int_or_pair"):
+        text = str(raw or "").strip().strip("[]()")
+        try:
+            vals = [int(float(x)) for x in text.replace(";", ",").replace("x", ",").replace("×", ",").split(",")
+                    if x.strip()]
+        except ValueError:
+            st.session_state[err_key] = f"`{name}`: enter whole numbers separated by commas, e.g. 3, 3"
+            return
+        if not vals:
+            st.session_state[err_key] = f"`{name}`: enter at least one number"
+            return
+        value = vals if kind == "int_list" or len(vals) > 1 else vals[0]
+    elif kind == "int" and raw is not None:
+        value = int(raw)
+    else:
+        value = raw
+    params = dict(node.params)
+    params[name] = value
+    nodes = [n.model_copy(update={"params": params}) if n.id == node_id else n for n in g.nodes]
+    ui.set_graph(g.model_copy(update={"nodes": nodes}), bump=True)
+
+
+def _rename(node_id: str, widget_key: str) -> None:
+    label = str(st.session_state.get(widget_key) or "").strip()[:200] or None
+    g = ui.graph()
+    nodes = [n.model_copy(update={"label": label}) if n.id == node_id else n for n in g.nodes]
+    ui.set_graph(g.model_copy(update={"nodes": nodes}), bump=True)
+
+
+def _delete_node(node_id: str) -> None:
+    g = ui.graph()
+    nodes = [n for n in g.nodes if n.id != node_id]
+    edges = [e for e in g.edges if node_id not in (e.source, e.target)]
+    ui.set_graph(Graph(nodes=nodes, edges=edges), bump=True)
+    st.session_state.ll_selected = None
+
+
+def _fmt_list(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return "" if v is None else str(v)
+
+
+def inspector(report) -> None:
+    sel = st.session_state.get("ll_selected")
+    g = ui.graph()
+    node = next((n for n in g.nodes if n.id == sel), None)
+    if node is None:
+        st.subheader("Inspector")
+        st.caption("Select a layer on the canvas to edit its parameters. Drag layers from the palette, "
+                   "connect an output port (right) to an input port (left).")
+        _graph_table(report)
+        return
+    try:
+        spec = builder.get_spec(node.type)
+    except LayerLabError as e:
+        st.subheader("Inspector")
+        ui.show_error(e)
+        return
+    info = report.nodes.get(node.id)
+    st.subheader(node.type)
+    st.caption(spec.description)
+    rev = st.session_state.ll_revision
+    # widget keys carry the revision so a replaced graph never shows stale widget values
+    k = f"ll_label_{node.id}_{rev}"
+    st.text_input("Name", value=node.label or "", key=k, max_chars=200, placeholder=node.id,
+                  on_change=_rename, args=(node.id, k), help="A display name for this layer (its id stays "
+                  f"`{node.id}`)")
+    if info is not None:
+        c1, c2 = st.columns(2)
+        c1.metric("Output", info.shape_str if info.shape is not None else "—")
+        c2.metric("Parameters", ui.human_count(info.num_params))
+        for msg in info.errors:
+            st.error(ui.md(msg), icon=":material/error:")
+    params = dict(node.params)
+    for p in spec.params:
+        wk = f"ll_p_{node.id}_{p.name}_{rev}"
+        cur = params.get(p.name, p.default)
+        label = p.name.replace("_", " ")
+        helptext = p.help or None
+        if p.kind == "bool":
+            st.toggle(label, value=bool(cur), key=wk, help=helptext, on_change=_update_param,
+                      args=(node.id, p.name, wk, p.kind))
+        elif p.kind == "choice":
+            choices = list(p.choices or [])
+            idx = choices.index(cur) if cur in choices else 0
+            st.selectbox(label, choices, index=idx, key=wk, help=helptext, on_change=_update_param,
+                         args=(node.id, p.name, wk, p.kind), format_func=lambda c: str(c))
+        elif p.kind in ("int", "float"):
+            is_int = p.kind == "int"
+            try:
+                val = (int(cur) if is_int else float(cur)) if cur is not None else None
+            except (TypeError, ValueError):
+                val = None
+            lo = None if p.min is None else (int(p.min) if is_int else float(p.min))
+            hi = None if p.max is None else (int(p.max) if is_int else float(p.max))
+            if val is not None and ((lo is not None and val < lo) or (hi is not None and val > hi)):
+                lo = hi = None  # keep an out-of-range value visible (the badge explains it)
+            st.number_input(label, value=val, min_value=lo, max_value=hi, step=1 if is_int else None,
+                            format=None if is_int else "%g", key=wk, help=helptext, on_change=_update_param,
+                            args=(node.id, p.name, wk, p.kind),
+                            placeholder="none" if p.nullable else None)
+        else:
+            st.text_input(label, value=_fmt_list(cur), key=wk, help=helptext, on_change=_update_param,
+                          args=(node.id, p.name, wk, p.kind))
+        err = st.session_state.get(f"ll_perr_{node.id}_{p.name}")
+        if err:
+            st.warning(err)
+    if info is not None and info.inferred:
+        st.markdown("**Inferred from the input**")
+        for name, v in info.inferred.items():
+            st.text_input(name.replace("_", " "), value=_fmt_list(v), disabled=True,
+                          key=f"ll_inf_{node.id}_{name}_{rev}", help="Set automatically from the incoming tensor")
+    if spec.doc_url:
+        st.caption(f"[PyTorch docs for {spec.type}]({spec.doc_url})")
+    st.button("Delete layer", icon=":material/delete:", key=f"ll_del_{node.id}_{rev}", on_click=_delete_node,
+              args=(node.id,))
+
+
+TABLE_ROWS = 400  # the inspector's layer table lists at most this many layers (graphs may hold 5,000)
+
+
+def _graph_table(report) -> None:
+    """The layers, their output shapes and parameter counts, as a Markdown table: no pandas or Arrow, which
+    a first visit would otherwise wait for (~0.9 s on the server and ~1.3 MB of table code in the browser)."""
+    rows = report.summary_rows()
+    if not rows:
+        return
+    lines = ["| layer | shape | params |", "|---|---|---:|"]
+    for r in rows[:TABLE_ROWS]:
+        shape = (r["shape"] or "—").replace("(B, ", "(")
+        lines.append(f"| {md_code(r['id'], table=True, max_len=60)} | {md_text(shape, 120)} | "
+                     f"{ui.human_count(r['params'])} |")
+    st.markdown("**Layers** (shapes without the batch dimension)")
+    box = st.container(height=min(460, 44 + 35 * min(len(rows), TABLE_ROWS)), border=False, key="ll_layer_table")
+    box.markdown("\n".join(lines))
+    if len(rows) > TABLE_ROWS:
+        st.caption(f"… and {len(rows) - TABLE_ROWS:,} more layers")
+
+
+# ----------------------------------------------------------------------------------------- toolbar
+def _load_template(name: str) -> None:
+    try:
+        proj = builder.load_template(name)
+    except LayerLabError as e:
+        st.session_state.ll_canvas_error = str(e)
+        return
+    ds = (proj.training or {}).get("dataset")
+    data = {"kind": "builtin", "name": ds, "options": {}} if isinstance(ds, str) else None
+    ui.replace_project(proj, f"Loaded template “{proj.name}”", relayout=True, data=data)
+
+
+def _pick_template(key: str) -> None:
+    name = st.session_state.get(key)
+    st.session_state[key] = None  # the picker closes and shows its placeholder again
+    if name:
+        _load_template(name)
+
+
+def toolbar(report) -> None:
+    g = ui.graph()
+    # below 1100 px the buttons show their icons only (app_pages/style.py); each keeps its tooltip
+    bar = st.container(key="ll_build_tools")
+    c_tpl, c_imp, c_py, c_w, c_json, c_onnx, _gap, c_insp = bar.columns([1.6, 0.85, 1, 0.9, 0.9, 0.85, 0.15, 1.05],
+                                                                     vertical_alignment="center")
+    # A select box, not a popover: it closes as soon as a template is chosen.
+    templates = {t["name"]: t for t in builder.list_templates()}
+    c_tpl.selectbox("Templates", list(templates), index=None, key="ll_tpl_pick", placeholder="Templates…",
+                    format_func=lambda n: templates[n]["title"], label_visibility="collapsed",
+                    on_change=_pick_template, args=("ll_tpl_pick",),
+                    help="Replace the canvas with a ready-made network")
+    with c_imp.popover("Import", icon=":material/upload_file:", width="stretch", help="Open an ONNX or .pt2 model"):
+        import_model_box()
+    ok = report.ok and bool(g.nodes)
+    snapshot = g.model_copy(deep=True)
+    c_py.download_button("PyTorch .py", data=lambda: _export_py(snapshot), file_name="model.py",
+                         mime="text/x-python", icon=":material/code:", width="stretch", disabled=not ok,
+                         help="Standalone PyTorch code for this network" if ok else
+                         "Fix the problems listed below the canvas to export code", on_click="ignore")
+    run = _weights_run(g)
+    wpath = ui.store().weights_path(run["id"]) if run else None
+    c_w.download_button("Weights", data=lambda: wpath.read_bytes() if wpath else b"",
+                        file_name=f"{safe_filename(run['id'], 'run')}.safetensors" if run else "model.safetensors",
+                        mime="application/octet-stream", key="ll_build_weights",
+                        icon=":material/deployed_code:", width="stretch", disabled=run is None,
+                        help=f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
+                             "finished run of this graph" if run else
+                        "No finished run of this exact graph yet: train it on the Train page", on_click="ignore")
+    c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),
+                           mime="application/json", icon=":material/data_object:", width="stretch",
+                           help="Download the project file (JSON)", on_click="ignore")
+    with c_onnx.popover("ONNX", icon=":material/output:", width="stretch", disabled=not ok,
+                        help="Export a verified ONNX file"):
+        export_onnx_box(snapshot)
+    # layers, parameters, memory and problems are shown in the canvas's own summary bar
+    c_insp.toggle("Inspector", key="ll_show_inspector")  # hidden: the canvas gets the whole width
+
+
+# ---------------------------------------------------------------------------- model exchange (ONNX, .pt2)
+def import_model_box() -> None:
+    """Open an .onnx / .pt2 model: parsed in a worker process (never executed), weights kept as a run."""
+    from builder.interchange.worker import MAX_UPLOAD_BYTES, import_upload
+
+    st.caption(f"Open an ONNX or torch.export (.pt2) model, up to {MAX_UPLOAD_BYTES // 2**20} MiB. It is parsed "
+               "in a separate process and never executed; its weights are kept so training starts from them.")
+    nonce = st.session_state.setdefault("ll_import_nonce", 0)
+    up = st.file_uploader("Model file", type=["onnx", "pt2"], key=f"ll_import_{nonce}")
+    if up is None:
+        return
+    st.session_state.ll_import_nonce = nonce + 1
+    try:
+        with st.spinner("Importing in a worker process…"):
+            proj, rid, rep = import_upload(up.getvalue(), up.name, ui.store())
+    except LayerLabError as e:
+        st.session_state.ll_canvas_error = f"Cannot import {up.name}: {e}"
+        st.rerun()
+    st.session_state.ll_canvas_error = None
+    ui.set_project(proj, flash=f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
+                   f"outputs match the original to {rep.get('max_abs_diff', 0):.1e}. Training starts from the "
+                   f"imported weights (run {rid}); freeze layers on the Train page.")
+    st.rerun()
+
+
+def _onnx_weights() -> Path | None:
+    """Weights for the ONNX export: the last finished run, else the imported weights the project starts from."""
+    run = _weights_run(ui.graph())
+    if run is not None:
+        return ui.store().weights_path(run["id"])
+    init = (ui.project().training or {}).get("init_from")
+    if isinstance(init, str):
+        try:
+            p = ui.store().weights_path(init)
+        except LayerLabError:
+            return None
+        return p if p.exists() else None
+    return None
+
+
+def export_onnx_box(g: Graph) -> None:
+    """Build a verified ONNX file (dynamic batch, checked against onnxruntime) and offer it for download."""
+    from builder.interchange.worker import export_onnx_bytes
+
+    wpath = _onnx_weights()
+    st.caption("ONNX with a dynamic batch axis, checked with onnx.checker and compared with onnxruntime. "
+               + ("Uses the trained/imported weights." if wpath else "Weights: freshly initialised (train first)."))
+    if st.button("Build ONNX file", key="ll_onnx_build", icon=":material/build:"):
+        proj = ui.project().model_copy(update={"graph": g})
+        try:
+            with st.spinner("Exporting and verifying…"):
+                try:
+                    data, rep = export_onnx_bytes(proj.to_json(), wpath)
+                except LayerLabError:
+                    if wpath is None:
+                        raise
+                    data, rep = export_onnx_bytes(proj.to_json(), None)  # the graph changed since training
+                    rep["notes"] = ["the weights no longer fit the edited graph; exported freshly initialised"]
+        except LayerLabError as e:
+            st.session_state.ll_onnx = None
+            st.error(ui.md(e))
+            return
+        st.session_state.ll_onnx = {"data": data, "report": rep}
+    got = st.session_state.get("ll_onnx")
+    if got:
+        rep = got["report"]
+        st.caption(f"{len(got['data']):,} bytes; onnxruntime differs by at most {rep['max_abs_diff']:.1e}."
+                   + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))
+        st.download_button("Download model.onnx", data=got["data"], file_name=f"{ui.project_filename()[:-14]}.onnx",
+                           mime="application/octet-stream", icon=":material/download:", key="ll_onnx_dl",
+                           on_click="ignore")
+
+
+def _export_py(g: Graph) -> str:
+    from builder.interchange.python_export import (
+        failed_export_source,  # torch: imported when the code is downloaded
+    )
+
+    try:
+        return builder.export_python(g)
+    except LayerLabError as e:
+        return failed_export_source(e)
+
+
+def _weights_run(g: Graph) -> dict | None:
+    """The newest finished run of this owner whose graph is the canvas graph (what Weights exports)."""
+    from builder.runs.summary import finished_run
+
+    try:
+        return finished_run(ui.store(), g, ui.owner())
+    except LayerLabError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------- page
+@st.fragment
+def canvas_area() -> None:
+    if st.session_state.pop("ll_full_rerun", False) and st.context is not None:
+        st.rerun()  # a replaced project also changes the sidebar (name)
+    _sync_from_browser()
+    g = ui.graph()
+    report, ann = ui.analyse(g)
+    toolbar(report)
+    if st.session_state.get("ll_canvas_error"):
+        st.error(ui.md(st.session_state.ll_canvas_error))
+    from builder.canvas import graph_canvas
+
+    def _canvas() -> None:
+        graph_canvas(graph=_graph_payload(g), palette=ui.palette_with_blocks(), annotations=ann,
+                     revision=st.session_state.ll_revision, selected=st.session_state.get("ll_selected"),
+                     height=CANVAS_HEIGHT, key=CANVAS_KEY)
+
+    if not st.session_state.ll_show_inspector:
+        _canvas()
+        return
+    # Docked beside the canvas on wide windows; below 1100 px the CSS in ui.CSS floats it over the canvas while
+    # a layer is selected and hides it otherwise (its key says which).
+    left, right = st.columns([3.6, 1], gap="small")
+    with left:
+        _canvas()
+    key = "ll_inspector" if st.session_state.get("ll_selected") else "ll_inspector_idle"
+    with right, st.container(height=CANVAS_HEIGHT, border=False, key=key):
+        inspector(report)
+
+
+st.session_state.setdefault("ll_show_inspector", True)
+ui.page_header("Build", "Drag layers from the palette, connect their ports and watch shapes flow through "
+               "the network. Select a layer to edit it; press ? on the canvas for shortcuts.")
+canvas_area()

@@ -1,0 +1,51 @@
+"""Formatting numbers, durations and sizes for display (pure functions; no Streamlit)."""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from typing import Any
+
+
+def human_count(n: int) -> str:
+    """``1.2M``-style parameter counts."""
+    from builder.graph.shapes import human_count as hc
+    return hc(int(n))
+
+
+def human_bytes(n: float) -> str:
+    """``3.1 MB``-style sizes."""
+    from builder.graph.shapes import human_bytes as hb
+    return hb(n)
+
+
+def fmt_duration(s: float | None) -> str:
+    """``42s``, ``3m 05s`` or ``1h 02m``; ``—`` when unknown."""
+    if s is None or not math.isfinite(s):
+        return "—"
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+
+
+def fmt_metric(v: Any, pct: bool = False) -> str:
+    """A metric with 4 significant digits (or a percentage); ``—`` when missing or not finite."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.1%}" if pct else f"{v:.4g}"
+
+
+def zip_dir_bytes(paths: dict[str, bytes]) -> bytes:
+    """A zip archive of ``{name: bytes}`` in memory."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in paths.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+__all__ = ["human_count", "human_bytes", "fmt_duration", "fmt_metric", "zip_dir_bytes"]

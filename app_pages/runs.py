@@ -1,0 +1,338 @@
+"""Runs page: every run in the workspace; compare curves and settings; open, resume, download, delete."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import builder
+from app_pages import nav, ui
+from builder.errors import LayerLabError
+from builder.escape import safe_filename
+from builder.interchange.python_export import failed_export_source
+from builder.runs.summary import dataset_label, dataset_spec_of_run, run_label
+
+ui.page_header("Runs", "Your training runs. Select runs to overlay their curves and compare their settings; "
+               "pause, resume or stop the ones in progress.")
+
+PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#84cc16", "#f97316"]
+STATUS_ICON = {"finished": "✔ finished", "running": "● running", "paused": "‖ paused", "stopped": "■ stopped",
+               "failed": "✖ failed", "interrupted": "⚠ interrupted", "queued": "… queued"}
+
+
+def _when(ts) -> str:
+    if not ts:
+        return "—"
+    try:
+        return dt.datetime.fromisoformat(str(ts)).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return str(ts)
+
+
+def _best_metric(r: dict) -> float | None:
+    b = r.get("best") or {}
+    v = b.get("val_metric")
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _dataset(r: dict) -> str:
+    return dataset_label(r)
+
+
+def _table(runs: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        test = r.get("test_metrics") or {}
+        b = r.get("best") or {}
+        rows.append({
+            "select": False,
+            "run": r["id"],
+            "project": r.get("name", ""),
+            "status": STATUS_ICON.get(r.get("status"), r.get("status")),
+            "dataset": _dataset(r),
+            "lr": (r.get("config") or {}).get("lr"),
+            "batch": (r.get("config") or {}).get("batch_size"),
+            "params": r.get("params"),
+            "epochs": f"{r.get('epochs_done') or 0}/{(r.get('config') or {}).get('epochs', '?')}",
+            "best val loss": b.get("val_loss"),
+            "best val metric": _best_metric(r),
+            "test acc / R²": test.get("accuracy", test.get("r2")),
+            "duration": ui.fmt_duration(r.get("duration_s")),
+            "started": _when(r.get("created_at")),
+        })
+    df = pd.DataFrame(rows)
+    df["params"] = pd.to_numeric(df["params"], errors="coerce")
+    for c in ("best val loss", "best val metric", "test acc / R²"):
+        vals = pd.to_numeric(df[c], errors="coerce")
+        df[c] = ["—" if pd.isna(v) else f"{v:.4f}" for v in vals]
+    return df
+
+
+def overlay(runs: list[dict]) -> None:
+    c1, c2 = st.columns(2)
+    figs = {"loss": go.Figure(), "metric": go.Figure()}
+    for i, r in enumerate(runs):
+        color = PALETTE[i % len(PALETTE)]
+        eps = r.get("epochs") or []
+        x = [e.get("epoch") for e in eps]
+        figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("val_loss") for e in eps], name=f"{r['id'][-6:]} val",
+                                          line=dict(color=color, width=2)))
+        figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("train_loss") for e in eps], name=f"{r['id'][-6:]} train",
+                                          line=dict(color=color, width=1, dash="dot")))
+        figs["metric"].add_trace(go.Scatter(x=x, y=[e.get("val_metric") for e in eps], name=f"{r['id'][-6:]} val",
+                                            line=dict(color=color, width=2)))
+    for (name, fig), col in zip(figs.items(), (c1, c2)):
+        fig.update_layout(title=dict(text="Loss (solid: validation, dotted: train)" if name == "loss" else
+                                     "Validation metric", font=dict(size=14)),
+                          height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch")
+        col.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key=f"ll_cmp_{name}")
+    cfgs = {}
+    for r in runs:
+        c = dict(r.get("config") or {})
+        row = {"dataset": _dataset(r), "params": r.get("params")}
+        for k in ("epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping", "seed",
+                  "device"):
+            row[k] = c.get(k)
+        cfgs[r["id"]] = {k: ("—" if v is None else str(v)) for k, v in row.items()}
+    df = pd.DataFrame(cfgs)
+    differs = df.nunique(axis=1) > 1
+    st.markdown("**Settings** (rows that differ are marked ●)")
+    df.index = [f"● {i}" if d else i for i, d in zip(df.index, differs)]
+    st.dataframe(df, width="stretch")
+
+
+def _open_project(run_id: str) -> None:
+    try:
+        rec = ui.get_run(run_id)
+        proj = builder.load_project(rec["project"])
+    except LayerLabError as e:
+        st.session_state.ll_runs_error = str(e)
+        return
+    ui.replace_project(proj, f"Opened the project of run {run_id}", data=dataset_spec_of_run(rec),
+                       goto=nav.BUILD)
+    if not st.session_state.get("ll_pending"):
+        st.session_state.ll_goto = nav.BUILD
+
+
+def _resume(run_id: str) -> None:
+    try:
+        ui.start_job(None, None, {}, resume_run=run_id)
+    except LayerLabError as e:
+        st.session_state.ll_runs_error = f"Cannot resume {run_id}: {e}"
+        return
+    ui.flash(f"Resuming run {run_id}")
+
+
+def _control(run_id: str, action: str) -> None:
+    try:
+        ui.control_job(run_id, action)
+    except LayerLabError as e:
+        st.session_state.ll_runs_error = str(e)
+        return
+    ui.flash(f"{action.capitalize()} requested for run {run_id}")
+
+
+def _delete(run_id: str) -> None:
+    try:
+        run = ui.get_run(run_id)
+        if not ui.can_control(run):
+            raise builder.RunStoreError(f"run {run_id} belongs to someone else; it is shown read-only")
+        ui.store().delete_run(run_id)
+    except LayerLabError as e:
+        st.session_state.ll_runs_error = str(e)
+        return
+    ui.flash(f"Deleted run {run_id}")
+
+
+def model_card(run_id: str) -> str:
+    rs = ui.store()
+    path = rs.run_dir(run_id) / "model_card.md"
+    if path.exists():
+        return path.read_text(encoding="utf-8")
+    from builder.runs.modelcard import model_card as card
+
+    return card(rs.get(run_id), rs.metrics(run_id, "epoch"), rs.run_dir(run_id))
+
+
+def details(rec: dict) -> None:
+    rs = ui.store()
+    rid = rec["id"]
+    st.subheader("Run details")
+    st.caption(f"Run `{rid}`")
+    c = st.columns(4)
+    c[0].metric("Status", rec.get("status", "?"))
+    c[1].metric("Dataset", ui.md(_dataset(rec)))
+    c[2].metric("Parameters", ui.human_count(int(rec.get("params") or 0)))
+    c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
+    if rec.get("message"):
+        st.caption(ui.md(rec["message"]))
+    mine = ui.can_control(rec)
+    if not mine:
+        st.caption("This run belongs to someone else: shown read-only (shared mode).")
+    status = rec.get("status")
+    if status in ("queued", "running", "paused"):
+        j = st.columns(4)
+        j[0].button("Pause", icon=":material/pause:", on_click=_control, args=(rid, "pause"), width="stretch",
+                    disabled=not mine or status != "running", key=f"ll_jpause_{rid}")
+        j[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(rid, "resume"),
+                    width="stretch", disabled=not mine or status != "paused", key=f"ll_jresume_{rid}")
+        j[2].button("Stop", icon=":material/stop:", on_click=_control, args=(rid, "stop"), width="stretch",
+                    disabled=not mine, key=f"ll_jstop_{rid}",
+                    help="Stop at the next step; a checkpoint is kept so the run can be resumed")
+        j[3].page_link(nav.TRAIN, label="Follow on Train", icon=":material/model_training:")
+    b = st.columns(6)
+    b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
+                width="stretch", key=f"ll_open_{rid}")
+    can_resume = mine and (status in ("stopped", "interrupted", "failed") and (
+        rs.checkpoint_path(rid).exists() or not rec.get("epochs_done")))
+    b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
+                disabled=not can_resume, key=f"ll_resume_{rid}",
+                help="Continue from the last checkpoint, in a job of its own" if can_resume else
+                "Only your stopped or interrupted runs with a checkpoint can be resumed")
+    b[2].download_button("Model card", data=lambda: model_card(rid),
+                         file_name=f"{safe_filename(rid, 'run')}-model-card.md",
+                         mime="text/markdown", icon=":material/description:", width="stretch",
+                         key=f"ll_card_{rid}", on_click="ignore")
+    wpath = rs.weights_path(rid)
+    b[3].download_button("Weights", data=lambda: wpath.read_bytes() if wpath.exists() else b"",
+                         file_name=f"{safe_filename(rid, 'run')}.safetensors", mime="application/octet-stream",
+                         icon=":material/deployed_code:", width="stretch", disabled=not wpath.exists(),
+                         key=f"ll_w_{rid}", on_click="ignore",
+                         help=None if wpath.exists() else "Weights are saved when a run finishes")
+
+    def _py() -> str:  # the exporter `layerlab export --run` uses; errors become an escaped comment file
+        try:
+            return builder.export_python(builder.load_project(rs.get(rid)["project"]))
+        except LayerLabError as e:
+            return failed_export_source(e)
+
+    b[4].download_button("PyTorch .py", data=_py, file_name=f"{safe_filename(rid, 'run')}.py", mime="text/x-python",
+                         icon=":material/code:", width="stretch", key=f"ll_py_{rid}", on_click="ignore")
+    with b[5].popover("Delete", icon=":material/delete:", width="stretch", disabled=not mine):
+        st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
+        st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
+    exchange(rid, wpath.exists())
+    test = rec.get("test_metrics") or {}
+    if test.get("per_class"):
+        with st.expander("Per-class test metrics"):
+            st.dataframe(pd.DataFrame([{"class": k, **v} for k, v in test["per_class"].items()]),
+                         hide_index=True, width="stretch")
+    with st.expander("Settings (JSON)"):
+        st.code(json.dumps(rec.get("config") or {}, indent=2), language="json")
+
+
+def exchange(rid: str, has_weights: bool) -> None:
+    """Export a run as ONNX and quantize it to int8 (size and test metric before/after go to the model card).
+    Both run in a worker process."""
+    from builder.interchange.worker import export_onnx_bytes, quantize_run_isolated
+
+    rs = ui.store()
+    e = st.columns([1, 1, 4], vertical_alignment="center")
+    why = None if has_weights else "Weights are saved when a run finishes"
+    if e[0].button("Export ONNX", icon=":material/output:", key=f"ll_onnx_{rid}", width="stretch",
+                   disabled=not has_weights, help=why or "ONNX with a dynamic batch axis, verified with onnxruntime"):
+        try:
+            with st.spinner("Exporting and verifying…"):
+                data, rep = export_onnx_bytes(json.dumps(rs.get(rid)["project"]), rs.weights_path(rid))
+        except LayerLabError as err:
+            st.error(ui.md(err))
+        else:
+            st.session_state.ll_run_onnx = {"run": rid, "data": data, "diff": rep["max_abs_diff"]}
+    if e[1].button("Quantize int8", icon=":material/compress:", key=f"ll_int8_{rid}", width="stretch",
+                   disabled=not has_weights,
+                   help=why or "Dynamic int8 ONNX; file size and test metric before/after go to the model card"):
+        try:
+            with st.spinner("Exporting, quantizing and scoring the test split…"):
+                st.session_state.ll_run_int8 = quantize_run_isolated(rs.workspace, rid)
+        except LayerLabError as err:
+            st.error(ui.md(err))
+    got = st.session_state.get("ll_run_onnx")
+    if got and got["run"] == rid:
+        e[2].download_button(f"Download {rid}.onnx ({len(got['data']):,} bytes; onnxruntime Δ ≤ {got['diff']:.1e})",
+                             data=got["data"], file_name=f"{safe_filename(rid, 'run')}.onnx",
+                             mime="application/octet-stream", key=f"ll_onnx_dl_{rid}", on_click="ignore")
+    q = st.session_state.get("ll_run_int8")
+    if q and q.get("run") == rid:
+        st.success(f"int8: {q['bytes_before']:,} → {q['bytes_after']:,} bytes (×{q['ratio']:.2f}); test "
+                   f"{q['metric']} {q['test_before']:.4f} → {q['test_after']:.4f} (Δ {q['delta']:+.4f}). Recorded "
+                   "in the model card.")
+        path = Path(q["int8_path"])
+        if path.is_file():
+            st.download_button("Download int8 .onnx", data=path.read_bytes(), file_name=path.name,
+                               mime="application/octet-stream", key=f"ll_int8_dl_{rid}", on_click="ignore")
+
+
+if st.session_state.get("ll_goto"):
+    st.switch_page(st.session_state.pop("ll_goto"))
+if st.session_state.get("ll_runs_error"):
+    st.error(ui.md(st.session_state.pop("ll_runs_error")))
+
+try:
+    rs = ui.store()
+    rs.mark_interrupted()
+    runs = ui.visible_runs(rs)
+except LayerLabError as e:
+    ui.show_error(e)
+    st.stop()
+if (url_run := ui.run_from_url("runs", [r["id"] for r in runs])) is not None:
+    st.session_state.ll_run_focus = url_run  # /runs?run=ID (or a unique prefix) opens that run
+for r in runs:
+    r.update({k: v for k, v in ui.run_summary(rs, r).items() if k not in r or r[k] is None})
+if not runs:
+    st.info("No runs yet — train a model on the Train page.", icon=":material/history:")
+    st.page_link(nav.TRAIN, label="Go to the Train page", icon=":material/model_training:")
+    st.stop()
+
+df = _table(runs)
+by_id = {r["id"]: r for r in runs}
+focus = st.session_state.get("ll_run_focus")
+st.dataframe(
+    df.drop(columns=["select"]), hide_index=True, width="stretch", key="ll_runs_table",
+    column_config={
+        "params": st.column_config.NumberColumn(format="compact"),
+        "best val metric": st.column_config.TextColumn(help="Accuracy (classification) or R² (regression)"),
+        "test acc / R²": st.column_config.TextColumn(help="Measured on the test split when a run finishes"),
+    })
+default = [focus] if focus in by_id else [runs[0]["id"]]
+if focus in by_id and st.session_state.get("ll_runs_focus_seen") != focus:
+    st.session_state.ll_runs_focus_seen = focus
+    st.session_state.ll_runs_pick = [focus]
+elif "ll_runs_pick" in st.session_state:
+    st.session_state.ll_runs_pick = [r for r in st.session_state.ll_runs_pick if r in by_id]
+chosen = st.multiselect("Runs to inspect", list(by_id), default=default, key="ll_runs_pick",
+                        format_func=lambda rid: f"{run_label(by_id[rid])} · {by_id[rid].get('status')}",
+                        help="Pick one run to open, resume, download or delete it; several to compare them",
+                        placeholder="Pick runs to inspect or compare")
+if not chosen:
+    st.caption("Pick one run to see its details, or several to compare them.")
+elif len(chosen) == 1:
+    details(by_id[chosen[0]])
+    st.subheader("Curves")
+    overlay([by_id[chosen[0]]])
+else:
+    st.subheader(f"Comparing {len(chosen)} runs")
+    overlay([by_id[c] for c in chosen])
+    st.caption("Pick a single run to open, resume, download or delete it.")
+
+live_sig = tuple((r["id"], r["status"], r.get("epochs_done")) for r in runs if r["status"] in ("queued", "running", "paused"))
+
+
+def _watch() -> None:
+    """While jobs run, re-read their rows every 2 s and refresh the page when one changed."""
+    try:
+        now = tuple((r["id"], r["status"], r.get("epochs_done")) for r in ui.visible_runs(limit=500)
+                    if r["id"] in {s[0] for s in live_sig})
+    except LayerLabError:
+        return
+    if now != live_sig:
+        st.rerun()
+
+
+if live_sig:
+    st.fragment(run_every=2.0)(_watch)()

@@ -1,0 +1,267 @@
+"""Train page, Search mode: searched settings and node parameters in, a study process out, its trials shown live.
+
+Widgets collect spec strings (the same ``NAME=LOW..HIGH[:log]`` / ``NAME={A,B}`` syntax as
+``layerlab tune --search``); :mod:`builder.search.study` checks them, runs the study in its own process and reads
+it back (trial table, best trial, Optuna's plotly views).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import nav, ui
+from builder.errors import LayerLabError
+
+OBJECTIVES = {"val_loss": "Validation loss (minimise)", "val_accuracy": "Validation accuracy (maximise)",
+              "val_f1": "Validation macro F1 (maximise)", "val_r2": "Validation R² (maximise)"}
+TRAINING = [  # (setting, label, default spec body, help)
+    ("lr", "Learning rate", "1e-4..1e-1:log", "a range, e.g. 1e-4..1e-1:log"),
+    ("batch_size", "Batch size", "", "choices, e.g. {16,32,64}"),
+    ("optimizer", "Optimizer", "", "choices, e.g. {adam,sgd,adamw}"),
+    ("weight_decay", "Weight decay", "", "e.g. 1e-6..1e-2:log"),
+    ("epochs", "Epochs", "", "e.g. 5..30 (fixed by the Epochs field when empty)"),
+    ("dropout", "Dropout", "", "every Dropout node's p, e.g. 0..0.5"),
+]
+FIGURES = {"history": "Optimization history", "parallel": "Parallel coordinates", "importances": "Importances",
+           "intermediate": "Intermediate values"}
+
+
+def _storage() -> str:
+    from builder.search.study import default_storage
+
+    return default_storage(ui.workspace())
+
+
+def _objectives(task: str) -> list[str]:
+    if task in ("multiclass", "binary"):
+        return ["val_loss", "val_accuracy", "val_f1"]
+    return ["val_loss", "val_r2"]
+
+
+def _default_name() -> str:
+    base = "".join(c if c.isalnum() or c in "-_." else "-" for c in (ui.project().name or "study").lower())[:30]
+    return f"{base.strip('-') or 'study'}-{time.strftime('%m%d-%H%M%S')}"
+
+
+def node_params_expander() -> list[str]:
+    """One text field per numeric or choice parameter of the canvas nodes; filled fields are searched."""
+    from builder.search.study import searchable_params
+
+    specs = []
+    params = searchable_params(ui.project())
+    with st.expander(f"Searchable node parameters ({len(params)})", icon=":material/account_tree:"):
+        st.caption("Give a range (`16..256:log`) or a choice list (`{1,2,3}`) to search a parameter; leave it "
+                   "empty to keep the canvas value.")
+        for p in params:
+            rng = f"[{p['min'] if p['min'] is not None else '-∞'}, {p['max'] if p['max'] is not None else '∞'}]" \
+                if p["kind"] in ("int", "float") else "{" + ", ".join(map(str, p["choices"] or [])) + "}"
+            body = st.text_input(f"{p['node']}.{p['param']}", key=f"ll_s_node_{p['key']}",
+                                 placeholder=f"now {p['value']!r}; allowed {rng}",
+                                 help=f"{p['type']} · {p['help']}")
+            if body.strip():
+                specs.append(f"{p['key']}={body.strip()}")
+    return specs
+
+
+def search_form(task: str) -> dict | None:
+    """The Search form; returns the study request on submit."""
+    saved = ui.project().training or {}
+    with st.form("ll_search", border=True):
+        st.markdown("**Search space** — ranges `LOW..HIGH` (add `:log` for a log scale) or choices `{A,B}`")
+        specs = []
+        cols = st.columns(3)
+        for i, (key, label, default, hint) in enumerate(TRAINING):
+            body = cols[i % 3].text_input(label, value=default, key=f"ll_s_tr_{key}", help=hint)
+            if body.strip():
+                specs.append(f"{key}={body.strip()}")
+        specs += node_params_expander()
+        st.markdown("**Study**")
+        c = st.columns(4)
+        objs = _objectives(task)
+        objective = c[0].selectbox("Objective", objs, format_func=OBJECTIVES.get, key="ll_s_objective")
+        trials = c[1].number_input("Trials", 1, 10_000, 20, key="ll_s_trials")
+        minutes = c[2].number_input("Time budget (minutes, 0 = none)", 0, 100_000, 0, key="ll_s_minutes")
+        sampler = c[3].selectbox("Sampler", ["tpe", "random"], format_func={"tpe": "TPE", "random": "Random"}.get,
+                                 key="ll_s_sampler")
+        c = st.columns(4)
+        prune = c[0].checkbox("Median pruning", value=True, key="ll_s_prune",
+                              help="Stop trials whose per-epoch validation value falls below the median")
+        epochs = c[1].number_input("Epochs per trial", 1, 10_000, int(saved.get("epochs") or 20), key="ll_s_epochs")
+        name = c[2].text_input("Study name", value=st.session_state.get("ll_s_default_name") or _default_name(),
+                               key="ll_s_name", help="Your existing study of this name is resumed (a name taken by someone else is refused)")
+        seed = c[3].number_input("Sampler seed", 0, 2**31 - 1, 0, key="ll_s_seed")
+        go_ = st.form_submit_button("Start search", type="primary", icon=":material/travel_explore:")
+    if not go_:
+        return None
+    return {"specs": specs, "objective": objective, "trials": int(trials), "timeout": float(minutes) * 60 or None,
+            "sampler": sampler, "pruner": "median" if prune else "none", "epochs": int(epochs), "name": name.strip(),
+            "seed": int(seed)}
+
+
+def start(req: dict, ds) -> None:
+    """Check the request and start the study process; problems are shown located, nothing starts."""
+    from builder.search.study import SearchSpaceError, StudySettings, launch_study
+
+    dataset, options = ds.info.reload_args()  # as the Train mode's jobs: the job process reloads the data
+    settings = StudySettings(name=req["name"], storage=_storage(), n_trials=req["trials"], timeout=req["timeout"],
+                             objective=req["objective"], sampler=req["sampler"], pruner=req["pruner"], seed=req["seed"],
+                             owner=ui.owner())
+    training = {k: v for k, v in (ui.project().training or {}).items() if k in ("lr", "batch_size", "optimizer",
+                                                                               "weight_decay", "seed", "device")}
+    try:
+        proc = launch_study(ui.workspace(), ui.project(), dataset, req["specs"], settings,
+                            config={**training, "epochs": req["epochs"]}, dataset_options=options)
+    except SearchSpaceError as e:
+        lines = "\n".join(f"- {ui.md(p)}" for p in e.problems[:12])
+        st.error(f"The search space has {len(e.problems)} problem(s); nothing was started:\n\n{lines}")
+        return
+    except LayerLabError as e:
+        ui.show_error(e)
+        return
+    st.session_state.ll_study = {"name": req["name"], "pid": proc.pid, "proc": proc}
+    st.session_state.ll_s_default_name = None
+    st.rerun()
+
+
+def _alive() -> bool:
+    cur = st.session_state.get("ll_study") or {}
+    proc = cur.get("proc")
+    return proc is not None and proc.poll() is None
+
+
+def study_view() -> None:
+    """Live trial table, best so far, Optuna's views and the study's buttons (a fragment while it runs)."""
+    from builder.search.study import load_study, study_figures, study_result, trials_table
+
+    cur = st.session_state.get("ll_study") or {}
+    name = cur.get("name")
+    if not name:
+        return
+    try:
+        study = load_study(_storage(), name)
+    except LayerLabError:
+        st.info("The study is starting…", icon=":material/hourglass_top:")
+        return
+    running = _alive()
+    res = study_result(study, _storage())
+    rows = trials_table(study)
+    c = st.columns(4)
+    c[0].metric("Study", ui.md(name))
+    target = (study.user_attrs.get("layerlab") or {}).get("n_trials")
+    status = "running" if running else "finished" if target and len(rows) >= target else "stopped"
+    c[1].metric("Status", status)
+    c[2].metric("Trials", f"{len(rows)} / {target or '?'}")
+    c[3].metric(f"Best {res.objective or 'value'}", ui.fmt_metric(res.best_value) if res.best_value is not None else "—")
+    if res.best_params:
+        st.caption("Best so far: " + ui.md(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                     for k, v in res.best_params.items()))
+                   + f" — run {ui.md(res.best_run_id)}")
+    if rows:
+        df = pd.DataFrame(rows)
+        st.dataframe(df, hide_index=True, width="stretch", key="ll_s_table",
+                     column_config={"value": st.column_config.NumberColumn(format="%.4f"),
+                                    "duration_s": st.column_config.NumberColumn("seconds", format="%.1f")})
+    figs = study_figures(study) if rows else {}
+    if figs:
+        tabs = st.tabs([FIGURES[k] for k in FIGURES if k in figs])
+        for tab, k in zip(tabs, [k for k in FIGURES if k in figs]):
+            with tab:
+                figs[k].update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10))
+                st.plotly_chart(figs[k], width="stretch", key=f"ll_s_fig_{k}")
+    if running != st.session_state.get("ll_s_was_running", running):
+        st.session_state.ll_s_was_running = running
+        st.rerun(scope="app")  # buttons follow the study's state
+    st.session_state.ll_s_was_running = running
+
+
+def actions(ds) -> None:
+    """Stop / resume the study; the best trial onto the canvas or retrained with more epochs."""
+    from builder.search.study import best_project, load_study, request_stop, resume_study
+
+    cur = st.session_state.get("ll_study") or {}
+    name = cur.get("name")
+    if not name:
+        return
+    running = _alive()
+    c = st.columns(4)
+    if c[0].button("Stop search", key="ll_s_stop", icon=":material/stop:", disabled=not running):
+        request_stop(_storage(), name)
+        ui.flash(f"Stopping study {name}: running trials are stopped")
+        st.rerun()
+    more = c[1].number_input("Trials in all", 1, 100_000, value=None, key="ll_s_more", placeholder="same",
+                             label_visibility="collapsed", help="Resume with this many trials in all")
+    if c[1].button("Resume search", key="ll_s_resume", icon=":material/play_arrow:", disabled=running):
+        try:
+            proc = resume_study(ui.workspace(), _storage(), name, n_trials=more, owner=ui.owner())
+        except LayerLabError as e:
+            ui.show_error(e)
+        else:
+            st.session_state.ll_study = {"name": name, "pid": proc.pid, "proc": proc}
+            st.rerun()
+    try:
+        best, cfg = best_project(load_study(_storage(), name))
+    except LayerLabError:
+        best = None
+    if c[2].button("Best trial onto the canvas", key="ll_s_canvas", icon=":material/account_tree:",
+                   disabled=best is None):
+        ui.set_project(best, flash="The best trial's parameters are on the canvas")
+        st.switch_page(nav.BUILD)
+    ep = int((cfg or {}).get("epochs") or 10) * 3 if best is not None else 30
+    if c[3].button(f"Retrain best for {ep} epochs", key="ll_s_retrain", icon=":material/model_training:",
+                   disabled=best is None or ds is None):
+        try:
+            ui.set_project(best)
+            ui.start_job(best, ds, {**cfg, "epochs": ep})
+            st.session_state.ll_polling = True
+            st.session_state.ll_mode_next = "Train"  # the mode switch is already drawn this run
+        except LayerLabError as e:
+            ui.show_error(e)
+        else:
+            st.rerun()
+
+
+def _apply_tracking() -> None:
+    from builder.runs.tracking import check_uri, set_tracking_uri
+
+    uri = (st.session_state.get("ll_mlflow_uri") or "").strip()
+    try:
+        set_tracking_uri(check_uri(uri, ui.workspace()) if uri else None)
+        st.session_state.ll_mlflow_error = None
+    except LayerLabError as e:
+        st.session_state.ll_mlflow_error = str(e)
+
+
+def tracking_setting() -> None:
+    """The MLflow setting: runs started from now on (training and search trials) are also logged there."""
+    from builder.runs.tracking import tracking_uri
+
+    cur = tracking_uri() or ""
+    with st.expander("Experiment tracking (MLflow)" + (" — on" if cur else ""), icon=":material/monitoring:"):
+        st.text_input("MLflow tracking URI", value=cur, key="ll_mlflow_uri", on_change=_apply_tracking,
+                      placeholder="http://mlflow.example.org:5000 or sqlite:///mlflow.db",
+                      help="Every run started from now on, training and search trials, is also logged to "
+                      "MLflow; empty turns it off. A SQLite database is kept in the workspace. This is a "
+                      "setting of the app server (MLFLOW_TRACKING_URI).")
+        if st.session_state.get("ll_mlflow_error"):
+            st.error(ui.md(st.session_state.ll_mlflow_error))
+        elif cur:
+            st.caption(f"Logging to {ui.md(cur)}")
+
+
+def render(ds, spec: dict, problems: list) -> None:
+    """The whole Search mode."""
+    if ds is None:
+        return
+    if st.session_state.get("ll_study"):
+        st.subheader("Study")
+        st.fragment(run_every=1.0 if _alive() else None)(study_view)()
+        actions(ds)
+    with st.expander("New search", expanded=not st.session_state.get("ll_study"), icon=":material/tune:"):
+        if problems:
+            st.warning("Fix the problems above first: every trial starts from this graph.", icon=":material/warning:")
+        req = search_form(ds.info.task)
+        if req is not None and not problems:
+            start(req, ds)

@@ -1,0 +1,383 @@
+"""Per-session state of the app: the owner, the project on the canvas (autosaved per owner, replaced only
+after a confirmation and undoable), its analysis, and the palette.
+
+Everything user-specific lives in ``st.session_state`` (keys prefixed ``ll_``) or in the owner's folder of
+the workspace (:mod:`builder.runs.owners`); nothing here keeps user data in module globals.
+
+Session-state keys other pages may read:
+
+* ``ll_owner``: who owns this session's work (``anon:<id>`` from a browser cookie, or ``user:<email>``).
+* ``ll_project``: the :class:`builder.Project` being edited (graph, training, dataset, blocks).
+* ``ll_revision``: bumped whenever Python replaces the canvas graph.
+* ``ll_selected``: id of the node selected on the canvas (or None).
+* ``ll_data``: the chosen dataset spec; ``ll_dataset``: the loaded dataset for it (cached per spec).
+* ``ll_run``: id of the run this session started last (the Train page follows the canvas's run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import builder
+from app_pages.style import md
+from builder.graph.project import Graph, Position, Project
+from builder.runs import owners
+
+OWNER_COOKIE = "layerlab_owner"
+ENV_SHARED = "LAYERLAB_SHARED_RUNS"
+
+
+# ----------------------------------------------------------------------------------------- workspace
+def workspace() -> Path:
+    """The folder for runs and uploads: ``$LAYERLAB_WORKSPACE`` or ``~/.layerlab`` (as the CLI)."""
+    from builder.runs.store import default_workspace
+
+    root = default_workspace()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+
+# -------------------------------------------------------------------------------------------- state
+def new_project(name: str = "untitled") -> Project:
+    return Project(name=name)
+
+
+def with_edge_ids(graph: Graph) -> Graph:
+    """A copy whose edges all carry explicit ids (so browser and Python agree on edge keys)."""
+    edges = [e if e.id else e.model_copy(update={"id": e.key}) for e in graph.edges]
+    return graph.model_copy(update={"edges": edges})
+
+
+# -------------------------------------------------------------------------------------------- owner
+def _signed_in_user() -> str | None:
+    """The signed-in user's email (or subject) when Streamlit authentication is configured and used."""
+    try:
+        if st.user.is_logged_in:
+            return str(st.user.get("email") or st.user.get("sub") or "") or None
+    except Exception:  # authentication not configured
+        return None
+    return None
+
+
+def _cookie_id() -> str | None:
+    try:
+        value = (st.context.cookies or {}).get(OWNER_COOKIE)
+    except Exception:  # no browser context (AppTest, bare mode)
+        return None
+    return value if owners.valid_anonymous_id(value) else None
+
+
+def owner() -> str:
+    """Who owns this session's work: the signed-in user, else the browser's anonymous id (a cookie, so a
+    reload or another tab of the same browser is the same person), else a fresh id that
+    :func:`keep_identity` stores in the browser."""
+    ss = st.session_state
+    user = _signed_in_user()
+    if user:
+        ss.ll_owner = owners.user_owner(user)
+        return ss.ll_owner
+    cookie = _cookie_id()
+    if cookie:
+        ss.ll_owner = owners.anonymous_owner(cookie)
+        ss.pop("ll_owner_new", None)
+    elif "ll_owner" not in ss:
+        ss.ll_owner_new = owners.new_anonymous_id()
+        ss.ll_owner = owners.anonymous_owner(ss.ll_owner_new)
+    return ss.ll_owner
+
+
+_COOKIE_JS = """
+export default function (component) {
+  const data = component.data || {};
+  if (data.name && /^[0-9a-f]{32}$/.test(data.id || "")) {
+    document.cookie = data.name + "=" + data.id + "; path=/; max-age=31536000; SameSite=Lax";
+  }
+}
+"""
+
+
+def keep_identity() -> None:
+    """Store a new anonymous id in the browser (a one-year cookie set by a tiny script; no data leaves)."""
+    new = st.session_state.get("ll_owner_new")
+    if not new or _signed_in_user():
+        return
+    try:
+        mount = st.components.v2.component("layerlab_identity", js=_COOKIE_JS)
+        mount(data={"name": OWNER_COOKIE, "id": new}, key="ll_identity", height=0, width="content")
+    except Exception:  # no frontend (AppTest): the id lives for this session only
+        pass
+
+
+def shared_runs() -> bool:
+    """``LAYERLAB_SHARED_RUNS=1``: everyone sees every run, read-only for runs of others."""
+    import os
+
+    return os.environ.get(ENV_SHARED, "").strip().lower() in ("1", "true", "yes")
+
+
+def runs_owner() -> str | None:
+    """The owner filter for listing runs: this owner, or None (all) in shared mode."""
+    return None if shared_runs() else owner()
+
+
+def can_see(run: dict) -> bool:
+    """Whether this session may see a run (its own, or any in shared mode)."""
+    return shared_runs() or (run.get("owner") or "local") == owner()
+
+
+def can_control(run: dict) -> bool:
+    """Whether this session may pause, resume, stop or delete a run: only its owner."""
+    return (run.get("owner") or "local") == owner()
+
+
+# -------------------------------------------------------------------------------------------- state
+def init_state() -> None:
+    """Create this session's state on first use: the owner's autosaved project, else the CNN template."""
+    ss = st.session_state
+    who = owner()
+    if "ll_project" not in ss:
+        proj = owners.load_autosave(workspace(), who)
+        restored = proj is not None
+        if proj is None:
+            proj = builder.load_template("cnn")
+        g = proj.graph
+        if g.nodes and (not restored or any(n.position is None for n in g.nodes)):
+            g = layout(g)  # the starting template wrapped into rows, as when picked from the list
+        ss.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
+        ss.ll_revision = 1
+        ss.ll_selected = None
+        ss.ll_saved_sig = _sig(ss.ll_project) if restored else None
+        data = (proj.dataset or {}) if restored else {}
+        ss.setdefault("ll_data", dict(data) if data.get("kind") else None)
+    ss.setdefault("ll_data", None)
+    ss.setdefault("ll_dataset", None)
+    ss.setdefault("ll_run", None)
+    ss.setdefault("ll_model", None)
+    ss.setdefault("ll_model_run", None)
+    ss.setdefault("ll_flash", [])
+    ss.setdefault("ll_ann", None)
+    ss.setdefault("ll_upload_nonce", 0)
+
+
+def _sig(proj: Project) -> str:
+    return hashlib.sha1(proj.to_json(indent=None).encode()).hexdigest()
+
+
+def project_with_data() -> Project:
+    """The project as saved: with the chosen dataset recorded in ``dataset``."""
+    p = project()
+    spec = st.session_state.get("ll_data")
+    if spec:
+        p = p.model_copy(update={"dataset": {k: v for k, v in spec.items()
+                                             if k in ("kind", "name", "options", "file", "target", "task", "size")}})
+    return p
+
+
+def autosave() -> None:
+    """Write the project to the owner's folder when it changed since the last save (cheap otherwise)."""
+    ss = st.session_state
+    if "ll_project" not in ss:
+        return
+    proj = project_with_data()
+    sig = _sig(proj)
+    if sig != ss.get("ll_saved_sig"):
+        try:
+            owners.save_project(workspace(), owner(), proj)
+            ss.ll_saved_sig = sig
+        except OSError as e:
+            flash(f"Could not autosave the project: {e.strerror}")
+
+
+def replace_project(proj: Project, flash_msg: str, *, relayout: bool = False, data: dict | None = None,
+                    goto: str | None = None) -> None:
+    """Replace the canvas project: at once when the canvas is empty, else after a confirmation
+    (:func:`confirm_replace`). The replaced project is kept so the replacement can be undone."""
+    ss = st.session_state
+    pending = {"project": proj, "flash": flash_msg, "relayout": relayout, "data": data, "goto": goto}
+    if not graph().nodes:
+        _apply_replace(pending)
+    else:
+        ss.ll_pending = pending
+        ss.ll_full_rerun = True
+
+
+def _apply_replace(pending: dict) -> None:
+    ss = st.session_state
+    owners.push_history(workspace(), owner(), project_with_data())
+    set_project(pending["project"], flash=pending["flash"], relayout=pending["relayout"])
+    if pending.get("data") is not None:
+        ss.ll_data = pending["data"]
+    if pending.get("goto"):
+        ss.ll_goto = pending["goto"]
+    ss.pop("ll_pending", None)
+    autosave()
+
+
+def confirm_replace() -> None:
+    """The confirmation of a pending replacement, at the top of the page (Replace / Cancel)."""
+    pending = st.session_state.get("ll_pending")
+    if not pending:
+        return
+    with st.container(border=True, key="ll_confirm_box"):
+        st.warning(f"Replace **{md(project().name or 'untitled')}** on the canvas with "
+                   f"**{md(pending['project'].name or 'untitled')}**? You can undo this from the sidebar.",
+                   icon=":material/swap_horiz:")
+        c1, c2, _ = st.columns([1, 1, 4])
+        c1.button("Replace", type="primary", key="ll_confirm_replace", on_click=_apply_replace, args=(pending,))
+        c2.button("Cancel", key="ll_cancel_replace", on_click=lambda: st.session_state.pop("ll_pending", None))
+
+
+def can_undo_replace() -> bool:
+    """Whether a replaced project can be brought back."""
+    return bool(owners.history(workspace(), owner()))
+
+
+def undo_replace() -> None:
+    """Bring back the project replaced last (the current one is dropped, as an undo does)."""
+    proj = owners.pop_history(workspace(), owner())
+    if proj is None:
+        flash("Nothing to undo")
+        return
+    set_project(proj, flash=f"Restored {proj.name}")
+    data = proj.dataset or {}
+    st.session_state.ll_data = dict(data) if data.get("kind") else None
+    autosave()
+
+
+def project() -> Project:
+    return st.session_state.ll_project
+
+
+def graph() -> Graph:
+    return st.session_state.ll_project.graph
+
+
+def set_project(proj: Project, flash: str | None = None, relayout: bool = False) -> None:
+    """Replace the whole project (template, file) and make the canvas reload it."""
+    g = proj.graph
+    if g.nodes and (relayout or any(n.position is None for n in g.nodes)):
+        g = layout(g)
+    st.session_state.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
+    st.session_state.ll_revision += 1
+    st.session_state.ll_selected = None
+    st.session_state.ll_full_rerun = True
+    if flash:
+        st.session_state.ll_flash.append(flash)
+
+
+def layout(g: Graph, per_row: int = 3) -> Graph:
+    """Left-to-right layers (builder.auto_layout), wrapped into rows of ``per_row`` columns so long chains
+    stay readable on a screen."""
+    g = builder.auto_layout(g, dx=280.0, dy=120.0)
+    xs = sorted({n.position.x for n in g.nodes if n.position})
+    if len(xs) <= per_row + 1:
+        return g
+    col = {x: i for i, x in enumerate(xs)}
+    ys = [n.position.y for n in g.nodes if n.position]
+    band = (max(ys) - min(ys)) + 190.0
+    nodes = []
+    for n in g.nodes:
+        c = col[n.position.x]
+        row, k = divmod(c, per_row)
+        nodes.append(n.model_copy(update={"position": Position(x=k * 280.0, y=n.position.y + row * band)}))
+    return g.model_copy(update={"nodes": nodes})
+
+
+def set_graph(g: Graph, bump: bool = True) -> None:
+    """Replace the graph (autosaved); ``bump`` makes the canvas show it (Python-side changes)."""
+    st.session_state.ll_project = project().model_copy(update={"graph": with_edge_ids(g)})
+    if bump:
+        st.session_state.ll_revision += 1
+    autosave()
+
+
+def flash(msg: str) -> None:
+    st.session_state.ll_flash.append(msg)
+
+
+def show_flash() -> None:
+    """Show queued messages as toasts."""
+    for msg in st.session_state.get("ll_flash", []):
+        st.toast(md(msg))
+    st.session_state.ll_flash = []
+
+
+
+# ----------------------------------------------------------------------------------------- analysis
+def graph_key(g: Graph) -> str:
+    return hashlib.sha1(g.model_dump_json(exclude={"nodes": {"__all__": {"position"}}}).encode()).hexdigest()
+
+
+def analyse(g: Graph | None = None) -> tuple[Any, dict]:
+    """(ShapeReport, canvas annotations) for a graph; cached per session on the graph's content."""
+    g = g if g is not None else graph()
+    key = graph_key(g)
+    cached = st.session_state.get("ll_ann")
+    if cached and cached[0] == key:
+        return cached[1], cached[2]
+    report = builder.infer_shapes(g)
+    ann = annotations(g, report)
+    st.session_state.ll_ann = (key, report, ann)
+    return report, ann
+
+
+def annotations(g: Graph, report) -> dict:
+    """The canvas annotations dict for a graph and its report."""
+    from builder.graph.shapes import human_bytes, kinds_of
+
+    kinds = kinds_of(report)
+    nodes = {}
+    for nid, info in report.nodes.items():
+        nodes[nid] = {"shape": info.shape_str if info.shape is not None else None, "params": info.num_params,
+                      "errors": list(info.errors) if info.status != "upstream" else [],
+                      "out_kind": kinds.get(nid, "tensor")}
+    edges = {}
+    for e in g.edges:
+        t = report.edges.get(e.key)
+        if t is not None:
+            edges[e.key] = {"shape": str(t)}
+    problems = [{"node": p.node, "edge": p.edge, "message": p.message} for p in report.problems]
+    summary = {"total_params": report.total_params, "memory": human_bytes(report.memory_estimate(64)),
+               "problems": problems}
+    return {"nodes": nodes, "edges": edges, "summary": summary}
+
+
+# ---------------------------------------------------------------------------------------- palette
+def palette_with_blocks() -> list[dict]:
+    """The layer palette plus this project's blocks (category ``Blocks``)."""
+    pal = list(_palette())
+    for b in project().blocks:
+        pal.append({"type": str(b.get("name", "block")), "category": "Blocks",
+                    "description": f"Block of {len(b.get('nodes', []))} layers",
+                    "inputs": [], "outputs": [], "variadic": False, "params": [], "inferred": [],
+                    "block": {"nodes": b.get("nodes", []), "edges": b.get("edges", [])}})
+    return pal
+
+
+def _palette() -> list[dict]:
+    ss = st.session_state
+    if "ll_palette" not in ss:  # static data, but kept per session so nothing lives in globals
+        ss.ll_palette = builder.palette()
+    return ss.ll_palette
+
+
+def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
+    """A reusable block from some nodes of a graph (internal edges kept)."""
+    ids = set(node_ids)
+    nodes = [n.model_dump(exclude_none=True) for n in g.nodes if n.id in ids]
+    edges = [e.model_dump(exclude_none=True) for e in g.edges if e.source in ids and e.target in ids]
+    clean = re.sub(r"\s+", " ", str(name)).strip()[:60] or "block"
+    return {"name": clean, "nodes": nodes, "edges": edges}
+
+
+
+__all__ = ["owner", "keep_identity", "shared_runs", "runs_owner", "can_see", "can_control", "init_state", "autosave",
+           "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
+           "set_project", "set_graph", "layout", "with_edge_ids", "new_project", "project_with_data", "flash",
+           "show_flash", "analyse", "annotations", "graph_key", "palette_with_blocks", "make_block", "workspace"]

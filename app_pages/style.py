@@ -1,0 +1,97 @@
+"""Look of the app: the stylesheet, the logo, page headers, escaping user text for Markdown, errors."""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+import builder
+
+CSS = """
+<style>
+.block-container {padding: 1.6rem 1.5rem 1.5rem 1.5rem !important; max-width: 100%;}
+section[data-testid="stSidebar"][data-collapsed="false"] {width: 248px !important; min-width: 248px !important;}
+/* narrow windows: the sidebar floats over the page instead of squeezing it (collapse it with its « button;
+   Streamlit remembers that per browser) */
+@media (max-width: 1100px) {
+  section[data-testid="stSidebar"][data-collapsed="false"] {position: fixed !important; z-index: 1000; top: 0;
+    height: 100vh !important; box-shadow: 8px 0 30px rgba(15, 23, 42, 0.18);}
+}
+[data-testid="stSidebar"] .block-container {padding-top: 1rem;}
+h1 {font-size: 1.75rem !important; font-weight: 700 !important; letter-spacing: -0.01em; margin-bottom: 0 !important;}
+h2 {font-size: 1.25rem !important; font-weight: 650 !important;}
+h3 {font-size: 1.05rem !important; font-weight: 650 !important;}
+[data-testid="stMetricValue"] {font-size: 1.35rem;}
+[data-testid="stMetricLabel"] p {font-size: 0.8rem; color: #64748b;}
+.ll-sub {color: #64748b; font-size: 0.92rem; margin: 0.1rem 0 0.9rem 0;}
+.ll-brand {font-weight: 750; font-size: 1.2rem; letter-spacing: -0.01em;}
+.ll-brand span {color: #4f46e5;}
+div[data-testid="stExpander"] details summary p {font-weight: 600;}
+[data-testid="stAppDeployButton"] {display: none;}
+/* Build page: the inspector's layer table, compact and one line per layer */
+.st-key-ll_layer_table table {font-size: 0.82rem; width: 100%;}
+.st-key-ll_layer_table th, .st-key-ll_layer_table td {padding: 0.2rem 0.45rem; white-space: nowrap;}
+/* Build page: the inspector floats over the canvas (instead of squeezing it) on narrow windows while a layer
+   is selected, and is hidden otherwise (app_pages/build.py picks the container key) */
+@media (max-width: 1100px) {
+  [data-testid="stHorizontalBlock"]:has(.st-key-ll_inspector, .st-key-ll_inspector_idle) > [data-testid="stColumn"]:first-child {
+    flex: 1 1 100% !important; width: 100% !important; max-width: 100% !important;}
+  [data-testid="stColumn"]:has(.st-key-ll_inspector_idle) {display: none !important;}
+  .st-key-ll_build_tools button [data-testid="stMarkdownContainer"] {display: none;}
+  .st-key-ll_build_tools button {justify-content: center;}
+  [data-testid="stColumn"]:has(.st-key-ll_inspector) {
+    position: fixed !important; right: 10px; top: 70px; width: min(340px, 86vw) !important; flex: none !important;
+    z-index: 999; background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 8px 12px;
+    box-shadow: 0 12px 36px rgba(15, 23, 42, 0.22);}
+}
+button[kind="primary"], button[kind="primaryFormSubmit"] {background: #4f46e5 !important; border-color: #4f46e5 !important;}
+button[kind="primary"]:hover, button[kind="primaryFormSubmit"]:hover {background: #4338ca !important; border-color: #4338ca !important;}
+[data-testid="stProgress"] div[role="progressbar"] > div > div > div {background-color: #4f46e5 !important;}
+span[data-baseweb="tag"] {background-color: #4f46e5 !important;}
+</style>
+"""
+
+
+LOGO = ("<svg xmlns='http://www.w3.org/2000/svg' width='150' height='32' viewBox='0 0 150 32'>"
+        "<rect x='1' y='5' width='9' height='9' rx='2' fill='#4f46e5'/><rect x='1' y='18' width='9' height='9' rx='2'"
+        " fill='#0ea5e9'/><rect x='16' y='11' width='9' height='9' rx='2' fill='#10b981'/><path d='M10 9.5 L16 15.5 M10"
+        " 22.5 L16 15.5' stroke='#94a3b8' stroke-width='1.5'/><text x='32' y='22' font-family='Source Sans Pro, Arial,"
+        " sans-serif' font-size='19' font-weight='700' fill='#0f172a'>Layer<tspan fill='#4f46e5'>Lab</tspan></text>"
+        "</svg>")
+
+
+def page_header(title: str, subtitle: str) -> None:
+    st.title(title)
+    st.markdown(f"<p class='ll-sub'>{_esc(subtitle)}</p>", unsafe_allow_html=True)
+
+
+def _esc(s: str) -> str:
+    import html
+    return html.escape(str(s))
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def md(text) -> str:
+    """Escape user-controlled text (names, ids, messages that quote them) for Streamlit markdown, so it is
+    shown literally: no links, images, emphasis or HTML."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def style() -> None:
+    st.markdown(CSS, unsafe_allow_html=True)
+
+
+def show_error(e: BaseException) -> None:
+    """A LayerLabError as a readable message (never a traceback)."""
+    if isinstance(e, builder.GraphError) and e.problems:
+        lines = "\n".join(f"- {md(p)}" for p in e.problems[:8])
+        st.error(f"The graph has {len(e.problems)} problem(s):\n\n{lines}")
+    else:
+        st.error(md(e))
+
+
+
+__all__ = ["CSS", "LOGO", "page_header", "md", "style", "show_error"]

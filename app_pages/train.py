@@ -1,0 +1,446 @@
+"""Train page: hyper-parameters, Start/Pause/Resume/Stop, live curves and the final evaluation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages import nav, search_mode, ui
+from builder.data.compat import check_compat
+from builder.errors import LayerLabError
+from builder.runs.summary import current_run, run_label
+
+ui.page_header("Train", "Set the hyper-parameters and train in the background. Training runs in its own "
+               "process: curves update live, and it keeps going when you leave the page, close the tab or "
+               "the server restarts.")
+
+OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
+SCHEDULERS = {"none": "Constant", "onecycle": "One-cycle", "cosine": "Cosine", "step": "Step decay",
+              "plateau": "Reduce on plateau"}
+COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
+
+
+def task_defaults(task: str, n_train: int) -> dict:
+    """Sensible starting values for the task (overridden by the project's saved settings)."""
+    base = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "scheduler": "none",
+            "weight_decay": 0.0, "early_stopping": 5, "seed": 0, "device": "auto"}
+    if task in ("regression", "reconstruction"):
+        base.update(epochs=40, lr=1e-3)
+    if n_train < 500:
+        base.update(batch_size=32, epochs=max(base["epochs"], 50))
+    return base
+
+
+def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
+    """The hyper-parameter form; starts a run on submit."""
+    config = settings_form(ds.info.task, len(ds.train), disabled=active or bool(problems))
+    if config is None:
+        return
+    live = bool(config.pop("live_attributions", False))
+    proj = ui.project()
+    # an imported model starts from its weights (init_from); keep transfer-learning settings the form lacks
+    config = {**{k: v for k, v in (proj.training or {}).items() if k in ("init_from", "init_nodes")}, **config}
+    st.session_state.ll_project = proj.model_copy(
+        update={"training": {**{k: v for k, v in config.items() if v is not None or k == "early_stopping"},
+                             **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
+    try:
+        ui.start_job(ui.project(), ds, config, live=live)
+        st.session_state.ll_polling = True
+    except LayerLabError as e:
+        ui.show_error(e)
+    else:
+        ui.autosave()
+        st.rerun()  # show the live view (with polling) at the top
+
+
+def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
+    saved = {k: v for k, v in (ui.project().training or {}).items() if k != "dataset"}
+    d = {**task_defaults(task, n_train), **saved}
+    devices = ui.device_options()
+    # Enter in a field never starts a run: only the Start button submits.
+    with st.form("ll_hp", border=True, enter_to_submit=False):
+        st.markdown("**Hyper-parameters**")
+        c = st.columns(4)
+        epochs = c[0].number_input("Epochs", 1, 10_000, int(d["epochs"]), help="Passes over the training split")
+        batch = c[1].number_input("Batch size", 1, 65_536, int(d["batch_size"]), help="Samples per step")
+        lr = c[2].number_input("Learning rate", 1e-6, 10.0, float(d["lr"]), format="%g",
+                               help="Step size of the optimizer (peak rate for one-cycle)")
+        opt = c[3].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(d["optimizer"])
+                             if d["optimizer"] in OPTIMIZERS else 0)
+        c = st.columns(4)
+        sched = c[0].selectbox("LR schedule", list(SCHEDULERS), format_func=SCHEDULERS.get,
+                               index=list(SCHEDULERS).index(d["scheduler"]) if d["scheduler"] in SCHEDULERS else 0)
+        wd = c[1].number_input("Weight decay", 0.0, 1.0, float(d["weight_decay"]), format="%g",
+                               help="L2 penalty (decoupled for AdamW)")
+        es = c[2].number_input("Early stopping patience", 0, 1000, int(d.get("early_stopping") or 0),
+                               key="ll_hp_patience",
+                               help="On by default: stop when validation loss has not improved for this many "
+                                    "epochs, keeping the best weights (0 = off)")
+        seed = c[3].number_input("Seed", 0, 2**31 - 1, int(d["seed"]), help="Makes runs reproducible")
+        values = [v for v, _ in devices]
+        c = st.columns([2, 2])
+        dev = c[0].selectbox("Device", values, format_func=dict(devices).get,
+                             index=values.index(d["device"]) if d["device"] in values else 0,
+                             help="Auto picks the GPU when there is one")
+        live = c[1].checkbox("Record attributions live", value=False,
+                             help="Attribute 4 fixed validation samples every epoch (Integrated Gradients, 16 steps, "
+                                  "a few ms per epoch) and play them back on Explain › Live")
+        report, _ = ui.analyse()
+        weighted = [nid for nid, n in report.nodes.items() if (n.num_params or 0) > 0]
+        frozen = st.multiselect(
+            "Freeze layers", weighted, default=[n for n in (d.get("freeze") or []) if n in weighted],
+            key="ll_hp_freeze", placeholder="none: every layer trains",
+            help="Keep these layers' weights fixed (transfer learning: train only the new head of an imported or "
+                 "pretrained model). Same as `layerlab train --freeze`.")
+        go_ = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=disabled)
+    if not go_:
+        return None
+    return {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "optimizer": opt, "scheduler": sched,
+            "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev,
+            "freeze": list(frozen), "live_attributions": bool(live)}
+
+
+# ------------------------------------------------------------------------------------------ figures
+@dataclass
+class Curve:
+    """What the Train page draws for one run, read from the store incrementally."""
+
+    run_id: str
+    key: tuple
+    steps: list = field(default_factory=list)  # (step, loss)
+    epochs: list = field(default_factory=list)  # epoch events
+    after_step: int = 0
+    after_epoch: int = 0
+    active: bool = False
+    first_point_s: float | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        last = next((e for e in reversed(self.epochs) if e.get("step") and e.get("epoch")), None)
+        return max(1, int(last["step"] / last["epoch"])) if last else self._estimate
+
+    _estimate: int = 1
+
+
+def read_curve(rs, run: dict) -> Curve:
+    """The run's curve so far: new points are appended to the session's copy (one small query each)."""
+    key = (run["id"], run.get("queued_at"))
+    cur = st.session_state.get("ll_curve")
+    if cur is None or cur.key != key:
+        cur = Curve(run["id"], key)
+        cfg, info = run.get("config") or {}, run.get("dataset_info") or {}
+        n = int((info.get("sizes") or {}).get("train") or 1)
+        cur._estimate = max(1, -(-n // max(1, min(int(cfg.get("batch_size") or 64), n))))
+        st.session_state.ll_curve = cur
+    steps, cur.after_step = rs.metrics_after(run["id"], "step", cur.after_step)
+    epochs, cur.after_epoch = rs.metrics_after(run["id"], "epoch", cur.after_epoch)
+    cur.steps += [(e["step"], e["loss"]) for e in steps if e.get("loss") is not None]
+    if len(cur.steps) > 20_000:  # bounded memory for very long runs: keep every other point
+        cur.steps = cur.steps[::2]
+    cur.epochs += epochs
+    cur.active = run["status"] in ("queued", "running", "paused")
+    return cur
+
+
+def _mode(sess: Curve) -> str:
+    """Markers only for short curves of a finished run: a marker is an SVG node the browser redraws."""
+    return "lines+markers" if not sess.active and len(sess.epochs) <= 40 else "lines"
+
+
+def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=290, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+                      xaxis_title="epoch", yaxis_title=ytitle, uirevision="keep")
+    return fig
+
+
+def loss_figure(sess: Curve) -> go.Figure:
+    fig = go.Figure()
+    spe = max(1, sess.steps_per_epoch)
+    steps = sess.steps
+    if len(steps) > 600:  # thin for display: the chart cannot show more than a few hundred points anyway
+        k = len(steps) // 600 + 1
+        steps = steps[::k] + ([steps[-1]] if (len(steps) - 1) % k else [])
+    if steps:
+        xs = [s / spe for s, _ in steps]
+        fig.add_trace(go.Scatter(x=xs, y=[v for _, v in steps], mode="lines", name="train",
+                                 line=dict(color=COLORS["train"], width=1.5)))
+    ep = [e for e in sess.epochs if e.get("val_loss") is not None]
+    if ep:
+        fig.add_trace(go.Scatter(x=[e["epoch"] for e in ep], y=[e["val_loss"] for e in ep], mode=_mode(sess),
+                                 name="validation", line=dict(color=COLORS["val"], width=2)))
+    return _layout(fig, "Loss", "loss")
+
+
+def metric_figure(sess: Curve) -> go.Figure:
+    fig = go.Figure()
+    name = next((e.get("metric_name") for e in sess.epochs if e.get("metric_name")), "metric")
+    for split, key in (("train", "train_metric"), ("val", "val_metric")):
+        pts = [(e["epoch"], e[key]) for e in sess.epochs if e.get(key) is not None and math.isfinite(e[key])]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess),
+                                     name="validation" if split == "val" else "train",
+                                     line=dict(color=COLORS[split], width=2)))
+    return _layout(fig, name.capitalize() if name else "Metric", name)
+
+
+def lr_figure(sess: Curve) -> go.Figure:
+    fig = go.Figure()
+    pts = [(e["epoch"], e["lr"]) for e in sess.epochs if e.get("lr") is not None]
+    if pts:
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess), name="lr",
+                                 line=dict(color=COLORS["lr"], width=2)))
+    fig = _layout(fig, "Learning rate", "lr")
+    top = max((p[1] for p in pts), default=1e-3)
+    fig.update_layout(showlegend=False, yaxis=dict(range=[0, top * 1.15], tickformat=".1e"))
+    return fig
+
+
+def confusion_figure(test: dict) -> go.Figure:
+    cm = test["confusion_matrix"]
+    names = [str(n) for n in test.get("class_names") or range(len(cm))]
+    fig = go.Figure(go.Heatmap(z=cm, x=names, y=names, colorscale="Blues", showscale=False,
+                               text=cm, texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>"))
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), title=dict(text="Confusion matrix (test)", font=dict(size=14)),
+                      xaxis=dict(title="predicted", type="category"),
+                      yaxis=dict(title="true", type="category", autorange="reversed"))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- live
+def _control(run_id: str, action: str) -> None:
+    try:
+        ui.control_job(run_id, action)
+    except LayerLabError as e:
+        ui.flash(str(e))
+    else:
+        st.session_state.ll_requested = (run_id, action)
+
+
+# The live view refreshes every FAST_POLL_S until the first curve point of a run is on screen (a Start click
+# shows a curve within ~1 s), then every SLOW_POLL_S: redrawing three charts twice a second took the browser
+# and the server enough CPU to slow a job on a 2-core machine by 10-30 % (bench/bench_jobs.py).
+FAST_POLL_S, SLOW_POLL_S, FAST_WINDOW_S = 0.5, 2.0, 15.0
+
+
+def poll_every(run_id: str, shown: bool = False) -> float:
+    """Refresh interval of the live view for ``run_id`` in this session: fast until its first curve point was
+    ``shown`` (at most ``FAST_WINDOW_S``), then slow."""
+    import time
+
+    now = time.monotonic()
+    since = st.session_state.get("ll_fast_poll")
+    if not since or since[0] != run_id:
+        since = st.session_state.ll_fast_poll = (run_id, now + FAST_WINDOW_S)
+    if shown and now < since[1]:
+        since = st.session_state.ll_fast_poll = (run_id, now)
+    return FAST_POLL_S if now < since[1] else SLOW_POLL_S
+
+
+ICONS = {"running": ":green[:material/play_circle:]", "paused": ":orange[:material/pause_circle:]",
+         "finished": ":green[:material/check_circle:]", "stopped": ":gray[:material/stop_circle:]",
+         "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]",
+         "queued": ":gray[:material/hourglass_top:]"}
+
+
+def live_view() -> None:
+    """The canvas's run: status, controls, progress and curves, read from the run store."""
+    from builder.runs.jobs import queue_position
+
+    rs = ui.store()
+    run_id = st.session_state.get("ll_train_run")
+    if not run_id:
+        return
+    try:
+        run = ui.get_run(run_id, rs)
+    except LayerLabError as e:
+        ui.show_error(e)
+        return
+    rs.mark_interrupted()
+    sess = read_curve(rs, run)
+    active, status = sess.active, run["status"]
+    if active and st.session_state.get("ll_poll_every") == FAST_POLL_S and poll_every(run_id) != FAST_POLL_S:
+        st.rerun()  # the whole page once, to follow the run at the slower interval
+    mine = ui.can_control(run)
+    req = st.session_state.get("ll_requested")
+    shown = status
+    if req and req[0] == run_id and active:
+        shown = {"pause": "pausing" if status == "running" else status, "stop": "stopping",
+                 "resume": "resuming" if status == "paused" else status}[req[1]]
+    head = st.columns([3, 1, 1, 1], vertical_alignment="center")
+    where = ""
+    if status == "queued":
+        pos = queue_position(rs, run_id)
+        where = f" · place {pos} in the queue" if pos else ""
+    head[0].markdown(f"{ICONS.get(status, ICONS['queued'])} **{shown.capitalize()}**{where} · run `{run_id}`",
+                     help=ui.md(run_label(run)))
+    if status == "paused":
+        head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(run_id, "resume"),
+                       disabled=not mine, width="stretch", key="ll_resume")
+    else:
+        head[1].button("Pause", icon=":material/pause:", on_click=_control, args=(run_id, "pause"),
+                       disabled=not (active and mine), width="stretch", key="ll_pause")
+    head[2].button("Stop", icon=":material/stop:", on_click=_control, args=(run_id, "stop"),
+                   disabled=not (active and mine), width="stretch", key="ll_stop")
+    head[3].page_link(nav.RUNS, label="Runs", icon=":material/history:")
+
+    total_epochs = int((run.get("config") or {}).get("epochs") or 1)
+    total = max(1, total_epochs * sess.steps_per_epoch)
+    step = sess.steps[-1][0] if sess.steps else 0
+    last = sess.epochs[-1] if sess.epochs else {}
+    frac = 1.0 if status == "finished" else min(1.0, step / total)
+    ep_done = int(last.get("epoch", 0))
+    eta = last.get("eta_s")
+    sps = last.get("samples_per_s")
+    bits = [f"Epoch {min(ep_done + (1 if status == 'running' else 0), total_epochs)}/{total_epochs}"]
+    if active and eta is not None:
+        bits.append(f"ETA {ui.fmt_duration(eta)}")
+    if sps:
+        bits.append(f"{sps:,.0f} samples/s")
+    if sess.steps:
+        bits.append(f"step {step} · loss {sess.steps[-1][1]:.4f}")
+    st.progress(frac, text=" · ".join(bits))
+    if status in ("failed", "interrupted"):
+        st.error(ui.md(run.get("message") or status), icon=":material/error:")
+    elif run.get("message") and status in ("stopped", "finished"):
+        st.caption(ui.md(run["message"]))
+
+    c1, c2, c3 = st.columns(3)
+    # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
+    cfg = {"displayModeBar": False, "staticPlot": active}
+    c1.plotly_chart(loss_figure(sess), width="stretch", config=cfg, key="ll_fig_loss")
+    c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
+    c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
+    boundary_view(sess, cfg)
+    if sess.steps:
+        poll_every(run_id, shown=True)  # a point is on screen: the next refresh switches to the slow interval
+
+    if not active:
+        if st.session_state.get("ll_polling"):
+            st.session_state.ll_polling = False
+            st.rerun()  # leave polling mode (full rerun, so the form's Start button comes back)
+        results(run)
+
+
+def boundary_view(sess: Curve, cfg: dict) -> None:
+    """2-D toy datasets: the model's decision boundary with the training points, redrawn every epoch (the job
+    stores a grid with each epoch's metrics, see builder.interpret.boundary)."""
+    from builder.interpret.boundary import latest_boundary
+
+    grid, points = latest_boundary(sess.epochs)
+    if not grid:
+        return
+    from builder.interpret.figures import boundary_figure
+
+    left, right = st.columns([3, 2], gap="medium", vertical_alignment="center")
+    left.plotly_chart(boundary_figure(grid, points, height=380), width="stretch", config=cfg,
+                      key="ll_fig_boundary")
+    right.markdown("**Decision boundary**")
+    right.caption("The colour is the model's prediction over the plane (for two classes, the probability of "
+                  "class 1; the dark line is 0.5); dots are training points. It is redrawn after every epoch, "
+                  "as in TensorFlow Playground.")
+
+
+def results(run: dict) -> None:
+    test = run.get("test_metrics")
+    if not test:
+        if run["status"] in ("stopped", "interrupted"):
+            st.info("Training was stopped. Resume it from the Runs page, or start a new run.",
+                    icon=":material/pause_circle:")
+        return
+    st.subheader("Test results")
+    keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("r2", "R²", False),
+            ("mse", "MSE", False), ("mae", "MAE", False), ("loss", "Loss", False)]
+    shown = [(k, lab, pct) for k, lab, pct in keys if test.get(k) is not None]
+    cols = st.columns(len(shown) + 1)
+    for col, (k, lab, pct) in zip(cols, shown):
+        col.metric(lab, ui.fmt_metric(test[k], pct))
+    cols[-1].metric("Test samples", test.get("n", "—"))
+    if test.get("confusion_matrix"):
+        left, right = st.columns([1, 1], gap="large")
+        left.plotly_chart(confusion_figure(test), width="stretch", config={"displayModeBar": False},
+                          key="ll_fig_cm")
+        import pandas as pd
+        rows = [{"class": name, "precision": v["precision"], "recall": v["recall"], "f1": v["f1"],
+                 "support": v["support"]} for name, v in (test.get("per_class") or {}).items()]
+        with right:
+            st.markdown("**Per class**")
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                         column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                        for k in ("precision", "recall", "f1")})
+    st.session_state.ll_run_focus = run["id"]
+    st.page_link(nav.RUNS, label=f"Open run {run['id']} on the Runs page", icon=":material/open_in_new:")
+
+
+# --------------------------------------------------------------------------------------------- page
+spec = ui.dataset_spec()
+g = ui.graph()
+try:
+    current = current_run(ui.store(), g, ui.runs_owner())
+except LayerLabError as e:
+    current = None
+    ui.show_error(e)
+st.session_state.ll_train_run = current["id"] if current else None
+active = current is not None and current["status"] in ("queued", "running", "paused")
+
+try:
+    ds = ui.load_spec(spec)
+except LayerLabError as e:
+    ds = None
+    ui.show_error(e)
+    st.page_link(nav.DATA, label="Choose a dataset on the Data page", icon=":material/dataset:")
+if not active and not st.session_state.get("ll_data") and not (ui.project().training or {}).get("dataset"):
+    st.info(f"No dataset chosen yet: training uses **{ui.md(spec['name'])}**. Pick another on the Data page.",
+            icon=":material/dataset:")
+    st.page_link(nav.DATA, label="Open the Data page", icon=":material/dataset:")
+
+top = st.columns(4)
+report, _ = ui.analyse(g)
+top[0].metric("Project", ui.md(ui.project().name or "untitled"))
+top[1].metric("Dataset", ui.md(ui.spec_public(spec)))
+top[2].metric("Parameters", ui.human_count(report.total_params))
+top[3].metric("Task", ds.info.task if ds else "—")
+
+problems = []
+if not g.nodes:
+    problems.append("The canvas is empty — build a network or load a template on the Build page.")
+elif not report.ok:
+    problems += [str(p) for p in report.problems[:6]]
+elif ds is not None:
+    problems += [p.message for p in check_compat(g, ds.info, report)]
+if problems and not active:
+    with st.container(border=True):
+        st.markdown("**Fix these before training**")
+        for p in problems:
+            st.warning(ui.md(p), icon=":material/warning:")
+        c1, c2 = st.columns(2)
+        c1.page_link(nav.BUILD, label="Open the Build page", icon=":material/account_tree:")
+        c2.page_link(nav.DATA, label="Open the Data page (one-click fix)", icon=":material/dataset:")
+
+if "ll_mode_next" in st.session_state:
+    st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")
+search_mode.tracking_setting()
+if st.segmented_control("Mode", ["Train", "Search"], default="Train", key="ll_train_mode",
+                        label_visibility="collapsed") == "Search":
+    search_mode.render(ds, spec, problems)
+    st.stop()
+
+if current is not None:
+    st.subheader("Progress")
+    st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current))}")
+    if active:
+        st.session_state.ll_polling = True
+    every = st.session_state.ll_poll_every = poll_every(current["id"]) if active else None
+    st.fragment(run_every=every)(live_view)()
+    if ds is not None:
+        # different labels so the expander opens again when a run ends (Streamlit keeps expander state)
+        label = "Settings for the next run (a run is in progress)" if active else "Settings for a new run"
+        with st.expander(label, expanded=not active, icon=":material/tune:"):
+            settings_section(ds, spec, problems, active)
+elif ds is not None:
+    settings_section(ds, spec, problems, False)
+    st.info("No training yet for the network on the canvas — set the hyper-parameters above and press "
+            "**Start training**.", icon=":material/model_training:")

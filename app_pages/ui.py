@@ -1,0 +1,351 @@
+"""Shared UI helpers for the LayerLab app: the sidebar, dataset choice, the run store and training jobs.
+
+The helpers are split by concern: :mod:`app_pages.state` (owner, project, autosave, analysis), :mod:`app_pages.style`
+(stylesheet, headers, escaping), :mod:`app_pages.fmt` (numbers and durations). This module re-exports them so
+pages write ``ui.project()``, ``ui.md(...)``, ``ui.fmt_duration(...)``. Training runs as jobs in their own
+processes (:mod:`builder.runs.jobs`); pages read the run store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import streamlit as st
+
+import builder
+from app_pages import nav
+from app_pages.fmt import fmt_duration, fmt_metric, human_bytes, human_count, zip_dir_bytes
+from app_pages.state import (
+    analyse,
+    annotations,
+    autosave,
+    can_control,
+    can_see,
+    can_undo_replace,
+    confirm_replace,
+    flash,
+    graph,
+    graph_key,
+    init_state,
+    keep_identity,
+    layout,
+    make_block,
+    new_project,
+    owner,
+    palette_with_blocks,
+    project,
+    project_with_data,
+    replace_project,
+    runs_owner,
+    set_graph,
+    set_project,
+    shared_runs,
+    show_flash,
+    undo_replace,
+    with_edge_ids,
+    workspace,
+)
+from app_pages.style import LOGO, md, show_error, style
+from app_pages.style import page_header as _header
+from builder.errors import LayerLabError, RunStoreError
+from builder.escape import safe_filename
+
+APP_NAME = "LayerLab"
+
+
+def page_header(title: str, subtitle: str) -> None:
+    """The page's title and subtitle, then a pending project replacement to confirm (on every page)."""
+    _header(title, subtitle)
+    confirm_replace()
+
+
+# ----------------------------------------------------------------------------------------- sidebar
+def sidebar() -> None:
+    """Project name and new / open / save / undo, shown on every page."""
+    import base64
+
+    st.logo("data:image/svg+xml;base64," + base64.b64encode(LOGO.encode()).decode(), size="large")
+    with st.sidebar:
+        proj = project()
+        key = f"ll_name_{st.session_state.ll_revision}"
+        st.text_input("Project name", value=proj.name, max_chars=200, key=key, on_change=_rename_project, args=(key,))
+        c1, c2 = st.columns(2)
+        c1.button("New", icon=":material/note_add:", width="stretch", help="Start an empty project", key="ll_new",
+                  on_click=lambda: replace_project(new_project(), "New empty project"))
+        c2.download_button("Save", data=project_json(), file_name=project_filename(), mime="application/json",
+                           icon=":material/download:", width="stretch", help="Download the project file (.json)")
+        up = st.file_uploader("Open project", type=["json"], key=f"ll_open_{st.session_state.ll_upload_nonce}",
+                              help="A LayerLab project file (.json)")
+        if up is not None:
+            try:
+                opened = builder.load_project(up.getvalue())
+            except LayerLabError as e:
+                st.error(f"Cannot open {md(up.name)}: {md(e)}")
+            else:
+                st.session_state.ll_upload_nonce += 1
+                replace_project(opened, f"Opened {opened.name}")
+                st.rerun()
+        if can_undo_replace():
+            st.button("Undo replace", icon=":material/undo:", key="ll_undo_replace", width="stretch",
+                      on_click=undo_replace, help="Bring back the project that New, a template or opening replaced")
+        live = live_runs()
+        if live:
+            st.page_link(nav.TRAIN, label=f"{len(live)} training job{'s' if len(live) > 1 else ''} running",
+                         help="Follow them on the Train and Runs pages", icon=":material/model_training:")
+        st.caption("Runs of everyone are shown (shared mode)" if shared_runs() else
+                   "Your projects and runs are kept for this browser")
+
+
+def _rename_project(key: str) -> None:
+    name = str(st.session_state.get(key) or "").strip() or "untitled"
+    st.session_state.ll_project = project().model_copy(update={"name": name})
+    autosave()
+
+
+def project_json() -> str:
+    """The project file (with the chosen dataset) as JSON."""
+    return project_with_data().to_json()
+
+
+def project_filename() -> str:
+    base = safe_filename(project().name, "project")
+    return f"{base}.layerlab.json"
+
+
+# -------------------------------------------------------------------------------------------- data
+def dataset_spec() -> dict:
+    """The chosen dataset: ``{"kind": "builtin", "name", "options"}``, ``{"kind": "csv", "name", "file",
+    "target", "task"}`` or ``{"kind": "images", "name", "file", "size"}``; defaults from the project."""
+    spec = st.session_state.get("ll_data")
+    if spec:
+        return spec
+    proj = project()
+    name = None
+    for src in (proj.dataset or {}, proj.training or {}):
+        if isinstance(src.get("dataset"), str):
+            name = src["dataset"]
+        elif isinstance(src.get("name"), str) and src.get("kind", "builtin") == "builtin":
+            name = src["name"]
+        if name:
+            break
+    from builder.data.datasets import list_datasets
+    known = {d["name"] for d in list_datasets()}
+    return {"kind": "builtin", "name": name if name in known else "digits", "options": {}}
+
+
+def spec_key(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True, default=str)
+
+
+def load_spec(spec: dict):
+    """Load (or reuse) the Dataset for a spec. Raises DatasetError."""
+
+    key = spec_key(spec)
+    cached = st.session_state.get("ll_dataset")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    ds = open_spec(spec)
+    st.session_state.ll_dataset = (key, ds)
+    return ds
+
+
+def open_spec(spec: dict):
+    """Load a dataset spec without touching session state (also used from training threads)."""
+    from builder.data.datasets import load_csv, load_dataset, load_image_folder
+
+    kind = spec.get("kind", "builtin")
+    if kind == "csv":
+        return load_csv(spec["file"], spec["target"], task=spec.get("task") or None, name=spec.get("name"))
+    if kind == "images":
+        size = int(spec.get("size", 32))
+        return load_image_folder(spec["file"], size=(size, size), task=spec.get("task") or None)
+    return load_dataset(spec["name"], **dict(spec.get("options") or {}))
+
+
+def save_upload(name: str, data: bytes) -> str:
+    """Keep an uploaded file in the owner's folder (content-addressed) so runs can be resumed later."""
+    from builder.runs.owners import upload_dir
+
+    suffix = re.sub(r"[^a-z0-9.]", "", Path(name).suffix.lower())[:8]
+    path = upload_dir(workspace(), owner()) / (hashlib.sha1(data).hexdigest()[:16] + suffix)
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------------ run store
+def store():
+    """The workspace's :class:`builder.runs.store.RunStore` (opened per call; SQLite connections are per call)."""
+    from builder.runs.store import RunStore
+
+    return RunStore(workspace())
+
+
+def visible_runs(rs=None, **kw) -> list[dict]:
+    """The runs this session may see: its owner's (everyone's in shared mode), newest first."""
+    rs = rs or store()
+    return rs.list_runs(owner=runs_owner(), **{"limit": 500, **kw})
+
+
+def get_run(run_id: str, rs=None) -> dict:
+    """A run this session may see. Raises RunStoreError for another owner's run, as for an unknown one."""
+    rs = rs or store()
+    run = rs.get(run_id)
+    if not can_see(run):
+        raise RunStoreError(f"no run {run_id!r} in this workspace")
+    return run
+
+
+def live_runs() -> list[dict]:
+    """This owner's queued, running or paused runs."""
+    try:
+        rs = store()
+        return [r for r in rs.list_runs(owner=owner(), limit=50) if r["status"] in ("queued", "running", "paused")]
+    except LayerLabError:
+        return []
+
+
+def run_summary(rs, run: dict) -> dict:
+    """Extra columns for a run (:func:`builder.runs.summary.run_overview`), cached per session once it ended."""
+    from builder.runs.summary import FINAL, run_overview
+
+    cache = st.session_state.setdefault("ll_run_extra", {})
+    key = (run["id"], run.get("status"), run.get("epochs_done"))
+    if key in cache:
+        return cache[key]
+    out = run_overview(rs, run)
+    if run.get("status") in FINAL:
+        if len(cache) > 500:
+            cache.clear()
+        cache[key] = out
+    return out
+
+
+def spec_public(spec: dict) -> str:
+    if spec.get("kind", "builtin") == "builtin":
+        return spec.get("name", "?")
+    return f"{spec.get('name', 'upload')} ({spec.get('kind')})"
+
+
+
+# ------------------------------------------------------------------------------------------- training
+def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None = None) -> str:
+    """Start a training job for this owner (or resume one of its runs); returns the run id.
+
+    The job is its own process (:func:`builder.runs.jobs.submit`): it outlives this page, the tab and the server.
+    ``ds`` is the loaded dataset the page showed (its reload arguments go to the job).
+
+    Raises:
+        LayerLabError: bad settings, an unknown run, another owner's run, a run still live.
+    """
+    from builder.interpret.boundary import supports
+    from builder.runs.jobs import JobSpec, submit
+
+    rs = store()
+    callbacks = ["live_attributions"] if live else []
+    if resume_run or (ds is not None and supports(ds.info)):  # 2-D toy data: a live decision boundary
+        callbacks.append("decision_boundary")
+    if resume_run:
+        run = get_run(resume_run, rs)
+        if not can_control(run):
+            raise RunStoreError(f"run {run['id']} belongs to someone else; it is shown read-only")
+        spec = JobSpec(project={}, dataset="", owner=owner(), resume_run=run["id"], callbacks=callbacks)
+    else:
+        name, opts = ds.info.reload_args()
+        spec = JobSpec(project=proj.model_dump(mode="json"), dataset=name, dataset_options=opts,
+                       config=dict(config), owner=owner(),  # None is a setting too (early stopping off)
+                       name=proj.name, callbacks=callbacks)
+    run_id = submit(rs, spec)
+    st.session_state.ll_run = run_id
+    return run_id
+
+
+def control_job(run_id: str, action: str) -> None:
+    """Pause, resume or stop one of this owner's jobs (through the store). Raises RunStoreError."""
+    from builder.runs.jobs import request
+
+    rs = store()
+    run = get_run(run_id, rs)
+    if not can_control(run):
+        raise RunStoreError(f"run {run['id']} belongs to someone else; it is shown read-only")
+    request(rs, run["id"], action)  # type: ignore[arg-type]
+
+
+def torch_threads() -> int:
+    """Torch threads a training job uses (:func:`builder.runs.jobs.torch_threads`)."""
+    from builder.runs.jobs import torch_threads as n
+
+    return n()
+
+
+def run_from_url(page: str, ids: list[str], missing: str = "No run {run} of yours in this workspace.") -> str | None:
+    """The run a deep link asks for (``/runs?run=ID``, ``/explain?run=ID``) among ``ids``, the runs this page can
+    show to this owner (a unique prefix of an id is enough). Answered once per session, page and link: later
+    reruns return None, so the user's own choice is not overridden. When no run or several match, the
+    ``missing`` message is shown (once) with the link's text escaped."""
+    asked = st.query_params.get("run")
+    seen = f"ll_url_run_{page}"
+    if not isinstance(asked, str) or not asked or st.session_state.get(seen) == asked:
+        return None
+    st.session_state[seen] = asked
+    if asked in ids:
+        return asked
+    match = [i for i in ids if i.startswith(asked)]
+    if len(match) == 1:
+        return match[0]
+    st.error(missing.format(run=md(asked[:80])))
+    return None
+
+
+_WARM: list = []  # process-wide: the warm-up thread, started once
+
+
+def warm_up(delay_s: float = 1.5) -> None:
+    """Once per process, import what the other pages need (torch, scikit-learn loaders, Captum, plotly
+    figures, the jobs module) in a background thread that starts ``delay_s`` after the first page ran, and
+    start the workspace's job launcher (:func:`builder.runs.jobs.warm_launcher`): off the request path, so
+    Data/Train/Explain open fast and the first training job starts warm, without slowing the first visit."""
+    import threading
+    import time
+
+    if _WARM:
+        return
+
+    def work() -> None:
+        time.sleep(delay_s)
+        try:
+            from streamlit import runtime
+
+            if runtime.exists():  # a real server (not AppTest): the first Start then forks a warm job process
+                from builder.runs.jobs import warm_launcher
+
+                warm_launcher(workspace())
+            from builder import data as _data  # noqa: F401
+            from builder.interpret import attributions as _explain  # noqa: F401  (Captum)
+            from builder.interpret import figures as _figures  # noqa: F401  (plotly figures)
+            from builder.runs import jobs as _jobs  # noqa: F401
+        except Exception:  # warming up is an optimisation only
+            pass
+
+    t = threading.Thread(target=work, name="layerlab-warmup", daemon=True)
+    _WARM.append(t)
+    t.start()
+
+
+def device_options() -> list[tuple[str, str]]:
+    """(value, label) pairs for the device picker (:func:`builder.runs.summary.device_options`)."""
+    from builder.runs.summary import device_options as opts
+
+    return opts()
+
+
+__all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_project", "set_graph", "project",
+           "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
+           "open_spec", "visible_runs", "get_run", "live_runs", "owner", "replace_project", "autosave", "md",
+           "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes", "layout",
+           "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
+           "keep_identity", "confirm_replace", "can_control", "can_see", "shared_runs",
+           "run_from_url", "warm_up"]

@@ -1,0 +1,317 @@
+"""The ``layerlab`` command line (also ``python -m builder``).
+
+Exit codes: 0 success, 1 the graph has problems (one line each: ``node <id>: message``), 2 the file or the
+arguments cannot be used (one line, no traceback). Every line that quotes user text goes through
+:func:`builder.escape.terminal_line`: no newline, carriage return or ANSI escape from a file reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from builder.errors import GraphError, LayerLabError, ProjectFormatError
+from builder.escape import terminal_line
+from builder.graph.project import load_project
+from builder.graph.shapes import human_bytes, infer_shapes
+from builder.graph.templates import TEMPLATE_NAMES, list_templates, template_text
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"error: {terminal_line(msg)}", file=sys.stderr)
+    return code
+
+
+def _print_problems(problems) -> None:
+    for p in problems:
+        print(terminal_line(f"warning: {p}" if p.severity == "warning" else str(p)))
+
+
+def check_output_path(output: str) -> Path:
+    """The ``-o`` path as a Path, or LayerLabError (one line) when it cannot be written: empty, a folder, or
+    inside a folder that does not exist."""
+    if not output or not output.strip():
+        raise LayerLabError("-o needs a file name; received: an empty path. Fix: e.g. -o model.py")
+    path = Path(output)
+    if path.is_dir() or output.endswith(("/", "\\")):
+        raise LayerLabError(f"-o must name a file, not a folder; received: {output}. Fix: e.g. -o "
+                            f"{(path / 'model.py').as_posix()}")
+    if not path.parent.is_dir():
+        raise LayerLabError(f"the folder of -o does not exist; received: {output}. Fix: create "
+                            f"{path.parent.as_posix()} first or choose another path")
+    return path
+
+
+def infer_format(fmt: str | None, output: str | None, default: str = "py") -> str:
+    """``--format`` if given, else from the ``-o`` suffix (``.py`` or ``.safetensors``); refuse a mismatch."""
+    suffix = Path(output).suffix.lower() if output not in (None, "-", "") else ""
+    by_suffix = {".py": "py", ".safetensors": "safetensors", ".onnx": "onnx"}.get(suffix)
+    if fmt is None:
+        if by_suffix:
+            return by_suffix
+        if suffix:
+            raise LayerLabError(f"cannot tell the export format from the suffix {suffix!r}; received: -o {output}. "
+                                "Fix: add --format py or --format safetensors, or name the file .py/.safetensors")
+        return default
+    if by_suffix and by_suffix != fmt:
+        raise LayerLabError(f"--format {fmt} does not match the file name; received: -o {output}. Fix: name it "
+                            f"{Path(output).stem}.{fmt} or use --format {by_suffix}")
+    return fmt
+
+
+def _emit_text(text: str, output: str | None) -> int:
+    """Write ``text`` to stdout (no output or ``-``) or to the file ``output``."""
+    if output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        path = check_output_path(output)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise LayerLabError(f"cannot write {output}: {e.strerror or e}") from None
+        print(terminal_line(f"wrote {output}"))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Print every problem; exit 0 when the graph is valid."""
+    project = load_project(args.file)
+    report = infer_shapes(project.graph)
+    if not report.ok:
+        _print_problems(report.problems)
+        return 1
+    _print_problems(report.problems)  # warnings only
+    print(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Per node: type, output shape, parameters."""
+    project = load_project(args.file)
+    report = infer_shapes(project.graph)
+    if args.json:
+        out = {"name": project.name, "valid": report.ok,
+               "nodes": [{"id": nid, "type": report.nodes[nid].type, "status": report.nodes[nid].status,
+                          "shape": report.nodes[nid].shape_str if report.nodes[nid].shape is not None else None,
+                          "output_shape": list(report.nodes[nid].shape) if report.nodes[nid].shape is not None else None,
+                          "params": report.nodes[nid].num_params, "inferred": report.nodes[nid].inferred}
+                         for nid in report.order],
+               "inputs": report.input_nodes, "outputs": report.output_nodes,
+               "total_params": report.total_params,
+               "activation_bytes_per_sample": report.activation_bytes,
+               "problems": [p.to_dict() for p in report.problems]}
+        print(json.dumps(out, indent=2))
+        return 0 if report.ok else 1
+    rows = [{**r, "id": terminal_line(r["id"], 60), "type": terminal_line(r["type"], 40)} for r in report.summary_rows()]
+    w_id = max([len("node"), *(len(r["id"]) for r in rows)])
+    w_ty = max([len("type"), *(len(r["type"]) for r in rows)])
+    w_sh = max([len("output shape"), *(len(r["shape"]) for r in rows)])
+    print(f"{'node':<{w_id}}  {'type':<{w_ty}}  {'output shape':<{w_sh}}  {'params':>10}")
+    print("-" * (w_id + w_ty + w_sh + 16))
+    for r in rows:
+        print(f"{r['id']:<{w_id}}  {r['type']:<{w_ty}}  {r['shape']:<{w_sh}}  {r['params']:>10,}")
+    print("-" * (w_id + w_ty + w_sh + 16))
+    print(f"total params: {report.total_params:,}   activations per sample: {human_bytes(report.activation_bytes)}")
+    if report.problems:
+        print()
+        _print_problems(report.problems)
+    return 0 if report.ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write PyTorch source or safetensors weights."""
+    if getattr(args, "run", None):
+        try:
+            from builder.cli.train import export_run
+        except ImportError:
+            return _fail("exporting a run needs the training engine, which is not installed")
+        return export_run(args)
+    if not args.file:
+        return _fail("give a project FILE or --run ID")
+    fmt = infer_format(args.format, args.output)
+    if args.output not in (None, "-"):
+        check_output_path(args.output)  # before any work
+    if fmt == "onnx":
+        return _export_onnx_file(args)
+    if getattr(args, "quantize", None):
+        return _fail("--quantize needs --format onnx")
+    project = load_project(args.file)
+    if fmt == "py":
+        from builder.interchange.python_export import export_python
+
+        return _emit_text(export_python(project), args.output)
+    if args.output in (None, "-"):
+        return _fail("--format safetensors needs -o OUT")
+    import torch
+
+    from builder.graph.compile import compile_graph
+    from builder.interchange.python_export import save_weights
+
+    torch.manual_seed(args.seed)
+    model = compile_graph(project.graph)  # checks the budget before allocating
+    try:
+        save_weights(model, args.output)
+    except OSError as e:
+        return _fail(f"cannot write {args.output}: {e.strerror or e}")
+    print(terminal_line(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
+                        "weights)"))
+    return 0
+
+
+def _export_onnx_file(args: argparse.Namespace) -> int:
+    """``export FILE --format onnx -o OUT.onnx [--weights W] [--quantize int8]``."""
+    from builder.interchange.onnx_export import export_onnx, quantize_int8
+
+    if args.output in (None, "-"):
+        return _fail("--format onnx needs -o OUT.onnx")
+    rep = export_onnx(load_project(args.file), args.output, getattr(args, "weights", None))
+    print(terminal_line(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max "
+                        f"abs difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})"))
+    if getattr(args, "quantize", None) == "int8":
+        out = Path(args.output).with_suffix(".int8.onnx")
+        q = quantize_int8(args.output, out)
+        print(terminal_line(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio "
+                            f"{q['ratio']:.2f}; use --run ID to measure the test metric)"))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``layerlab import SOURCE -o OUT.json``: an ONNX / .pt2 / file.py:Class model as a project + weights."""
+    from builder.interchange.importer import import_model, register_import, save_import
+
+    if args.output in (None, "-"):
+        return _fail("give -o OUT.json (the weights go to OUT.safetensors)")
+    check_output_path(args.output)
+    result = import_model(args.source, name=args.name)
+    jpath, wpath = save_import(result, args.output)
+    rep = result.report
+    print(terminal_line(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
+                        f"outputs match {rep.get('verified_against', '-')} to "
+                        f"{rep.get('max_abs_diff', float('nan')):.3g}"))
+    for note in rep.get("notes", []):
+        print(terminal_line(f"note: {note}"))
+    if args.register:
+        from builder.runs.store import RunStore
+
+        rid = register_import(RunStore(args.workspace), result)
+        print(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
+                            f"--init-from {rid})"))
+    return 0
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    """List templates or write one."""
+    if not args.name:
+        for t in list_templates():
+            print(f"{t['name']:<12} {t['title']}  [{t['dataset'] or '-'}]  {t['description']}")
+        return 0
+    if args.name not in TEMPLATE_NAMES:
+        return _fail(f"unknown template {args.name!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+    return _emit_text(template_text(args.name), args.output)
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """List the built-in datasets with their task, modality and options."""
+    from builder.data.datasets import list_datasets
+
+    for d in list_datasets():
+        opts = ", ".join(f"{k}={v!r}" for k, v in (d.get("options") or {}).items())
+        print(f"{d['name']:<14} {d['task']:<14} {d['modality']:<9} {d['description']}" + (f"  [{opts}]" if opts else ""))
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    """List the layer palette."""
+    from builder.graph.registry import all_specs
+
+    for spec in all_specs():
+        params = ", ".join(f"{p.name}={p.default!r}" for p in spec.params)
+        print(f"{spec.category:<14} {spec.type:<24} {params}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="layerlab", description="LayerLab: build, check, train and export "
+                                     "neural networks described as project files.")
+    parser.add_argument("--version", action="version", version="layerlab 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a project file; exit 1 with one line per problem")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("summary", help="per node: type, output shape, parameters")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("export", help="write PyTorch source (.py) or weights (.safetensors)")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--format", choices=("py", "safetensors", "onnx"), default=None,
+                   help="default: from the -o suffix (.py, .safetensors, .onnx), else py")
+    p.add_argument("--quantize", choices=("int8",), help="with --format onnx: also write OUT.int8.onnx "
+                   "(dynamic int8; with --run the test metric before/after goes into the model card)")
+    p.add_argument("--weights", help="with FILE --format onnx: a .safetensors file to export with")
+    p.add_argument("-o", "--output", help="output path (default: stdout for py)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed for untrained weights")
+    p.add_argument("--run", help="export a trained run's weights/code instead of a project file")
+    p.add_argument("--workspace", help="workspace folder holding the runs")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import an ONNX, torch.export (.pt2) or file.py:Class model as a project")
+    p.add_argument("source", help="model.onnx, model.pt2 or file.py:ClassName[(args)] (runs that file)")
+    p.add_argument("-o", "--output", help="OUT.json (weights to OUT.safetensors)")
+    p.add_argument("--name", help="project name")
+    p.add_argument("--register", action="store_true", help="also record the weights as a run in the workspace "
+                   "so `train --init-from RUN` starts from them")
+    p.add_argument("--workspace", help="workspace folder for --register")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("templates", help="list templates, or write one to a file")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_templates)
+
+    p = sub.add_parser("datasets", help="list the built-in datasets (for train --dataset)")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("layers", help="list the layer palette with default parameters")
+    p.set_defaults(func=cmd_layers)
+
+    try:
+        from builder.cli import train as cli_train
+    except ImportError:  # training engine not installed
+        cli_train = None
+    if cli_train is not None:
+        cli_train.register(sub)
+        from builder.cli import search as cli_search  # tune, runs export-mlflow, --mlflow
+
+        cli_search.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``layerlab`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ProjectFormatError as e:
+        return _fail(str(e), 2)
+    except GraphError as e:
+        _print_problems(e.problems)
+        return 1
+    except LayerLabError as e:
+        return _fail(str(e), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        return 0
+
+

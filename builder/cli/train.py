@@ -1,0 +1,464 @@
+"""Headless training commands: ``layerlab train``, ``layerlab runs list|show|resume|delete``, ``export --run``.
+
+:func:`register` adds them to the main CLI's subparsers; ``python -m builder.cli.train`` runs them alone.
+Under ``torchrun`` the ``train`` command trains with DistributedDataParallel (see ``docs/scale-out.md``).
+Example::
+
+    layerlab train cnn.json --dataset digits --epochs 20
+    layerlab runs list
+    layerlab runs resume 20261121-104000-ab12cd
+    layerlab export --run 20261121-104000-ab12cd -o model.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from builder.errors import LayerLabError, TrainingError
+
+_CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
+                "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
+                "init_from")
+
+
+def _kv(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """Training settings shared by ``train`` and ``runs resume``."""
+    g = p.add_argument_group("training settings (default: the project's, else TrainConfig's)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, dest="batch_size")
+    g.add_argument("--lr", type=float, help="learning rate (the peak for --scheduler onecycle)")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"))
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--nesterov", action="store_true", default=None)
+    g.add_argument("--weight-decay", type=float, dest="weight_decay")
+    g.add_argument("--scheduler", choices=("none", "step", "cosine", "onecycle", "plateau"))
+    g.add_argument("--scheduler-param", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   dest="scheduler_param")
+    g.add_argument("--grad-clip", type=float, dest="grad_clip")
+    g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation loss (on by default; 0 = off)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    g.add_argument("--amp", action="store_true", default=None,
+                   help="mixed precision: bfloat16 (or float16) autocast on CUDA, bfloat16 on CPUs with native "
+                   "bfloat16; refused elsewhere")
+    g.add_argument("--loss", choices=("auto", "mse", "l1", "huber"), help="regression loss")
+    g.add_argument("--metric", choices=("auto", "accuracy", "f1", "r2"))
+    g.add_argument("--log-every", type=int, dest="log_every")
+    g.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    p.add_argument("--workspace", help="workspace folder (default $LAYERLAB_WORKSPACE, else ~/.layerlab)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``runs`` to a CLI's subparsers (``export --run`` calls :func:`export_run`)."""
+    p = subparsers.add_parser("train", help="train a project on a dataset headlessly",
+                              description="Train FILE (a project file or a template name) on a dataset. "
+                              "Under torchrun it trains with DistributedDataParallel.")
+    p.add_argument("file", help="project file, or a template name such as cnn")
+    p.add_argument("--dataset", help="dataset name (see `layerlab datasets`), csv or image_folder; default: the "
+                   "project's")
+    p.add_argument("--data-path", dest="data_path", help="file or folder for --dataset csv / image_folder")
+    p.add_argument("--target", help="target column for --dataset csv")
+    p.add_argument("--task", choices=("multiclass", "binary", "regression", "reconstruction"),
+                   help="override the dataset's task")
+    p.add_argument("--dataset-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   dest="dataset_option", help="e.g. n_samples=2000, noise=0.2")
+    p.add_argument("--adapt", action="store_true", help="set the Input shape and last Linear to fit the dataset")
+    p.add_argument("--init-from", dest="init_from", metavar="RUN", help="initialise nodes from a past run")
+    p.add_argument("--init-nodes", dest="init_nodes", help="comma-separated node ids to initialise")
+    p.add_argument("--freeze", help="comma-separated node ids to freeze")
+    p.add_argument("--name", help="run name")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    r = subparsers.add_parser("runs", help="list, show, resume or delete training runs")
+    rs = r.add_subparsers(dest="runs_command", metavar="ACTION")
+    q = rs.add_parser("list", help="runs, newest first")
+    q.add_argument("--status")
+    q.add_argument("--limit", type=int, default=30)
+    q.add_argument("--workspace")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_runs_list)
+    q = rs.add_parser("show", help="one run: settings, curve summary, test metrics")
+    q.add_argument("run_id")
+    q.add_argument("--workspace")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--card", action="store_true", help="print the model card")
+    q.set_defaults(func=cmd_runs_show)
+    q = rs.add_parser("resume", help="continue an interrupted, stopped or failed run from its checkpoint")
+    q.add_argument("run_id")
+    add_train_args(q)
+    q.set_defaults(func=cmd_runs_resume)
+    q = rs.add_parser("delete", help="delete a run and its folder")
+    q.add_argument("run_id")
+    q.add_argument("--workspace")
+    q.set_defaults(func=cmd_runs_delete)
+    r.set_defaults(func=lambda a: (r.print_help(), 2)[1])
+
+
+# ------------------------------------------------------------------------------------------- progress
+class Progress:
+    """A text progress bar fed by trainer events (epoch, loss, metric, ETA) on stderr."""
+
+    def __init__(self, epochs: int, stream=None, enabled: bool = True):
+        self.epochs, self.stream, self.enabled = epochs, stream or sys.stderr, enabled
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last = 0.0
+        self._epoch = 0
+        self._line = ""
+
+    def _bar(self, done: float) -> str:
+        n = 20
+        k = int(round(n * min(max(done, 0.0), 1.0)))
+        return "[" + "#" * k + "-" * (n - k) + "]"
+
+    def __call__(self, ev: dict) -> None:
+        if not self.enabled:
+            return
+        t = ev.get("type")
+        if t == "step" and self.tty and time.monotonic() - self._last > 0.2:
+            self._last = time.monotonic()
+            self._write(f"epoch {ev['epoch'] + 1}/{self.epochs} {self._bar(ev['epoch'] / self.epochs)} "
+                        f"loss {ev['loss']:.4f}", end="")
+        elif t == "epoch":
+            eta = ev.get("eta_s") or 0
+            m = ev.get("metric_name", "metric")
+            self._write(f"epoch {ev['epoch']}/{self.epochs} {self._bar(ev['epoch'] / self.epochs)} "
+                        f"loss {ev['train_loss']:.4f} val_loss {ev['val_loss']:.4f} val_{m} {ev['val_metric']:.3f} "
+                        f"ETA {int(eta) // 60}:{int(eta) % 60:02d}", end="\n")
+        elif t == "status" and ev["status"] in ("paused", "stopped", "failed") and ev.get("message"):
+            self._write(f"{ev['status']}: {ev['message']}", end="\n")
+
+    def _write(self, text: str, end: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text + ("\n" if end == "\n" else ""))
+        elif end == "\n":
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _config_overrides(args: argparse.Namespace) -> dict:
+    cfg = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k, None) is not None}
+    if cfg.get("early_stopping") == 0:  # 0 turns early stopping off, as on the Train page
+        cfg["early_stopping"] = None
+    for k in ("nesterov", "amp"):
+        if getattr(args, k, None):
+            cfg[k] = True
+    if getattr(args, "scheduler_param", None):
+        cfg["scheduler_params"] = dict(args.scheduler_param)
+    if getattr(args, "init_nodes", None):
+        cfg["init_nodes"] = [s.strip() for s in args.init_nodes.split(",") if s.strip()]
+    if getattr(args, "freeze", None):
+        cfg["freeze"] = [s.strip() for s in args.freeze.split(",") if s.strip()]
+    return cfg
+
+
+def _load_project_arg(file: str):
+    from builder.graph.project import load_project
+
+    if not Path(file).exists():
+        from builder.graph.templates import TEMPLATE_NAMES, load_template
+        name = Path(file).stem if file.endswith(".json") else file
+        if name in TEMPLATE_NAMES and not file.endswith(".json"):
+            return load_template(name)
+    return load_project(file)
+
+
+def _print_result(result, args: argparse.Namespace, out=None) -> None:
+    out = out or sys.stdout
+    if getattr(args, "json", False):
+        print(json.dumps(result.to_dict(), default=str), file=out)
+        return
+    if result.status != "finished":
+        print(f"run {result.status}: {result.message}", file=out)
+    if result.test:
+        for k in ("accuracy", "macro_f1", "r2", "mse", "mae", "loss"):
+            if k in result.test:
+                print(f"test {k} {result.test[k]:.3f}", file=out)
+    if result.run_id:
+        print(f"run id {result.run_id}", file=out)
+
+
+def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
+    """Run a background job with a progress bar.
+
+    Ctrl-C (SIGINT) asks the trainer to stop at its next step: it writes a checkpoint, the run is marked
+    ``stopped``, the command prints how to resume and exits with 130. A second Ctrl-C exits at once (the run
+    is then marked ``interrupted`` and resumes from its last checkpoint). SIGINT is handled by a signal
+    handler rather than ``KeyboardInterrupt``: an exception raised inside ``Thread.join`` can leave the
+    worker looking finished while it still runs.
+    """
+    progress = Progress(epochs, enabled=not args.quiet)
+    interrupted = threading.Event()
+    holder: dict = {}
+
+    def on_sigint(signum, frame) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        print("\nstopping at the next step (a checkpoint is written; Ctrl-C again to quit at once)...",
+              file=sys.stderr, flush=True)
+        if "job" in holder:
+            holder["job"].stop()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    try:
+        try:
+            job = holder["job"] = start(progress)
+            if interrupted.is_set():  # Ctrl-C while the data loaded or the model compiled
+                job.stop()
+            while not job.wait(0.2):
+                pass
+        except KeyboardInterrupt:  # the second Ctrl-C
+            run_id = getattr(holder.get("job"), "run_id", None)
+            print("quit without a final checkpoint" + (f"; resume from the last one with `layerlab runs resume "
+                                                        f"{run_id}`" if run_id else ""), file=sys.stderr)
+            return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        result = job.join()
+    except LayerLabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if getattr(job, "run_id", None):
+            print(f"run id {job.run_id}")
+        return 1
+    result.run_id = getattr(job, "run_id", None)
+    _print_result(result, args)
+    if interrupted.is_set() and result.status == "stopped":
+        if result.run_id:
+            print(f"stopped by Ctrl-C; resume with `layerlab runs resume {result.run_id}`", file=sys.stderr)
+        return 130
+    return 0 if result.status in ("finished", "stopped") else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``layerlab train FILE --dataset NAME ...``."""
+    from builder.runs.store import RunStore
+    from builder.training.distributed import env_world_size
+    from builder.training.pipeline import run_training
+
+    project = _load_project_arg(args.file)
+    cfg = _config_overrides(args)
+    opts = dict(args.dataset_option or [])
+    if args.data_path:
+        opts["path"] = args.data_path
+    if args.target:
+        opts["target"] = args.target
+    if args.task:
+        opts["task"] = args.task
+    dataset = args.dataset
+    if dataset is None and args.data_path:
+        dataset = "csv" if str(args.data_path).lower().endswith(".csv") else "image_folder"
+    epochs = cfg.get("epochs") or (project.training or {}).get("epochs") or 10
+    if env_world_size() > 1:
+        return _train_distributed(project, dataset, cfg, opts, args, epochs)
+    store = RunStore(args.workspace)
+    return _run_job(lambda progress: run_training(project, dataset, cfg, store, dataset_options=opts,
+                                                  on_event=progress, background=True, adapt=args.adapt,
+                                                  name=args.name), args, epochs)
+
+
+def _train_distributed(project, dataset, cfg, opts, args, epochs) -> int:
+    from builder.runs.store import RunStore
+    from builder.training.distributed import cleanup, init_distributed
+    from builder.training.pipeline import run_training
+
+    ctx = init_distributed(cfg.get("device", "auto"))
+    try:
+        store = RunStore(args.workspace) if ctx.is_main else None
+        progress = Progress(epochs, enabled=ctx.is_main and not args.quiet)
+        result = run_training(project, dataset, cfg, store, dataset_options=opts, on_event=progress,
+                              adapt=args.adapt, dist=ctx, name=args.name)
+        if ctx.is_main:
+            _print_result(result, args)
+        return 0 if result.status == "finished" else 1
+    finally:
+        cleanup(ctx)
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    """``layerlab runs list``."""
+    from builder.runs.store import RunStore
+
+    runs = RunStore(args.workspace).list_runs(args.status, args.limit)
+    if args.json:
+        print(json.dumps(runs, default=str, indent=2))
+        return 0
+    if not runs:
+        print("no runs yet; start one with `layerlab train FILE --dataset NAME`")
+        return 0
+    from builder.escape import terminal_line as tl
+
+    print(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
+    for r in runs:
+        t = r.get("test_metrics") or {}
+        k = "accuracy" if "accuracy" in t else "r2" if "r2" in t else None
+        test = f"{k[:3]} {t[k]:.3f}" if k else "-"
+        print(f"{tl(r['id'], 23):<23} {tl(r['status'], 11):<11} {tl(r['dataset_name'], 14):<14} "
+              f"{tl(r['epochs_done'] or 0):>6} {test:>14}  {tl(r.get('name') or '', 80)}")
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    """``layerlab runs show ID``."""
+    from builder.runs.modelcard import model_card
+    from builder.runs.store import RunStore
+
+    store = RunStore(args.workspace)
+    run = store.get(args.run_id)
+    curve = store.metrics(run["id"])
+    if args.json:
+        print(json.dumps({**run, "curve": curve}, default=str, indent=2))
+        return 0
+    if args.card:
+        print(model_card(run, curve, store.run_dir(run["id"])))
+        return 0
+    from builder.escape import terminal_line as tl
+
+    print(tl(f"run {run['id']}  ({run.get('name')})"))
+    print(tl(f"status      {run['status']}" + (f"  - {run['message']}" if run.get("message") else "")))
+    print(tl(f"dataset     {run['dataset_name']} {run.get('dataset_options') or {}}"))
+    print(tl(f"created     {run['created_at']}   finished {run.get('finished_at') or '-'}"))
+    cfg = run.get("config") or {}
+    print(tl("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {}))))
+    if curve:
+        last = curve[-1]
+        m = last.get("metric_name", "metric")
+        print(tl(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss "
+                 f"{last['val_loss']:.4f} val_{m} {last['val_metric']:.4f}"))
+    for k, v in (run.get("test_metrics") or {}).items():
+        if isinstance(v, (int, float)):
+            print(tl(f"test {k} {v:.4f}"))
+    print(tl(f"folder      {store.run_dir(run['id'])}"))
+    return 0
+
+
+def cmd_runs_resume(args: argparse.Namespace) -> int:
+    """``layerlab runs resume ID``."""
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import resume_run
+
+    store = RunStore(args.workspace)
+    run = store.get(args.run_id)
+    overrides = _config_overrides(args)
+    epochs = overrides.get("epochs") or (run.get("config") or {}).get("epochs", 10)
+    return _run_job(lambda progress: resume_run(run["id"], store, on_event=progress, background=True,
+                                                overrides=overrides or None), args, epochs)
+
+
+def cmd_runs_delete(args: argparse.Namespace) -> int:
+    """``layerlab runs delete ID``."""
+    from builder.runs.store import RunStore
+
+    store = RunStore(args.workspace)
+    run = store.get(args.run_id)
+    store.delete_run(run["id"])
+    print(f"deleted run {run['id']}")
+    return 0
+
+
+def export_run(args: argparse.Namespace) -> int:
+    """``layerlab export --run ID [--format py|safetensors] [-o OUT]``: export a run's trained weights.
+
+    ``safetensors`` writes the weights file; ``py`` writes the model's PyTorch source and the weights next to
+    it (same name, ``.safetensors``). Without ``-o`` files go to the run's ``exports/`` folder.
+    """
+    from builder.cli.main import check_output_path, infer_format
+    from builder.runs.store import RunStore
+
+    output = getattr(args, "output", None) or getattr(args, "out", None)
+    fmt = infer_format(getattr(args, "format", None), output)  # -o w.safetensors means weights, never code
+    if output not in (None, "-"):
+        check_output_path(output)
+    store = RunStore(getattr(args, "workspace", None))
+    run = store.get(args.run)
+    weights = store.weights_path(run["id"])
+    if not weights.is_file():
+        ckpt = store.checkpoint_path(run["id"])
+        if not ckpt.is_file():
+            raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
+        weights = _weights_from_checkpoint(ckpt, store.run_dir(run["id"]) / "exports" / "last_checkpoint.safetensors")
+    if fmt == "onnx" or getattr(args, "quantize", None):
+        return _export_run_onnx(store, run, args)
+    if output in (None, "-"):
+        output = store.run_dir(run["id"]) / "exports" / ("model.py" if fmt == "py" else f"{run['id']}.safetensors")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "py":
+        from builder.graph.project import load_project
+        from builder.interchange.python_export import export_python
+
+        source = export_python(load_project(run["project"]))  # the exporter the Runs page uses too
+        output.write_text(source, encoding="utf-8")
+        wpath = output.with_suffix(".safetensors")
+        shutil.copyfile(weights, wpath)
+        print(f"wrote {output} and {wpath} (trained weights of run {run['id']})")
+    else:
+        shutil.copyfile(weights, output)
+        print(f"wrote {output} (trained weights of run {run['id']}, status {run['status']})")
+    return 0
+
+
+def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
+    """``export --run ID --format onnx [-o OUT.onnx] [--quantize int8]`` (int8: test metric before/after)."""
+    from builder.interchange.onnx_export import export_run_onnx, quantize_run
+
+    output = getattr(args, "output", None)
+    output = None if output in (None, "-") else Path(output)
+    if getattr(args, "quantize", None) == "int8":
+        q = quantize_run(store, run["id"], output.with_suffix(".int8.onnx") if output else None)
+        if output is not None:
+            shutil.copyfile(q["fp32_path"], output)
+        print(f"wrote {output or q['fp32_path']} and {q['int8_path']}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
+              f"bytes (ratio {q['ratio']:.2f}); test {q['metric']} {q['test_before']:.4f} -> {q['test_after']:.4f} "
+              f"(delta {q['delta']:+.4f}); recorded in the model card")
+        return 0
+    rep = export_run_onnx(store, run["id"], output)
+    print(f"wrote {rep.path} (trained weights of run {run['id']}; dynamic batch; onnxruntime max abs difference "
+          f"{rep.max_abs_diff:.3g})")
+    return 0
+
+
+def _weights_from_checkpoint(ckpt: Path, out: Path) -> Path:
+    from safetensors.torch import save_file
+
+    from builder.training.checkpoint import read_checkpoint
+
+    tensors, _ = read_checkpoint(ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(out))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m builder.cli.train`` is the ``layerlab`` command (one parser, one error handling)."""
+    from builder.cli.main import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Compile a validated graph into a ``torch.fx.GraphModule``.
+
+The forward is generated Python (no per-node interpreter): one line per layer, calling submodules whose
+names are derived from node ids. Example::
+
+    >>> import torch
+    >>> from builder import load_template
+    >>> model = compile_graph(load_template("mlp").graph)
+    >>> model(torch.randn(3, 2)).shape
+    torch.Size([3, 2])
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import warnings
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from builder.errors import BudgetError, GraphError
+from builder.escape import py_identifier
+from builder.graph.layers import sinusoid_table
+from builder.graph.registry import TOKENS, get_spec
+from builder.graph.shapes import Budget, ShapeReport, infer_shapes, module_ctor
+
+_RESERVED = set(keyword.kwlist) | set(dir(builtins)) | set(dir(nn.Module)) | set(dir(fx.GraphModule)) | {
+    "torch", "nn", "self", "math", "operator", "inf", "nan", "device", "fx", "model", "Model"}
+
+
+def module_names(graph) -> dict[str, str]:
+    """Deterministic Python identifiers for node ids: ``"conv 1"`` → ``conv_1``; clashes get ``_2``, ``_3``.
+
+    Identifiers that torch or Python reserve (``forward``, ``eval``, ``class``, ``torch`` ...) get a trailing ``_``.
+    """
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for n in graph.nodes:
+        if n.id in names:
+            continue
+        base = py_identifier(n.id)[:60]
+        if base in _RESERVED or base.startswith(("_", "layerlab")):
+            base = base.strip("_") + "_" if base.strip("_") else "node"
+            if base[0].isdigit():
+                base = "n_" + base
+        name, i = base, 2
+        while name in used or name in _RESERVED:
+            name, i = f"{base}_{i}", i + 1
+        used.add(name)
+        names[n.id] = name
+    return names
+
+
+def build_module(cls: str, kwargs: dict) -> nn.Module:
+    """Instantiate ``torch.nn.<cls>(**kwargs)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. RNN dropout with one layer: reported by validation as a warning
+        return getattr(nn, cls)(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+
+
+class _Emitter:
+    """Thin helper that the layer specs' ``emit`` functions use to add fx nodes."""
+
+    def __init__(self, graph: fx.Graph):
+        self.graph = graph
+        self.created: set[fx.Node] = set()
+        self.prefix = ""
+
+    def _add(self, op: str, target, args, kwargs, as_: str | None) -> fx.Node:
+        # explicit names keep the node id itself free for the layer's final output
+        name = f"{self.prefix}_{as_ or 'tmp'}"
+        node = self.graph.create_node(op, target, tuple(args), dict(kwargs), name=name)
+        self.created.add(node)
+        return node
+
+    def module(self, attr: str, *args, as_: str | None = None, **kwargs) -> fx.Node:
+        """``self.<attr>(*args, **kwargs)``; ``as_`` names the result ``<node>_<as_>``."""
+        return self._add("call_module", attr, args, kwargs, as_)
+
+    def fn(self, f, *args, as_: str | None = None, **kwargs) -> fx.Node:
+        """``f(*args, **kwargs)`` (operators render as ``a + b``, ``a[i]``)."""
+        return self._add("call_function", f, args, kwargs, as_)
+
+    def method(self, name: str, *args, as_: str | None = None, **kwargs) -> fx.Node:
+        """``args[0].<name>(*args[1:], **kwargs)``."""
+        return self._add("call_method", name, args, kwargs, as_)
+
+    def attr(self, qualname: str, as_: str | None = None) -> fx.Node:
+        """``self.<qualname>``."""
+        return self._add("get_attr", qualname, (), {}, as_)
+
+
+def checked_report(graph, budget: Budget | None = None, report: ShapeReport | None = None) -> ShapeReport:
+    """The graph's ShapeReport (``report`` when given), or raise when it has problems.
+
+    Raises:
+        BudgetError: the only problems are sizes over the budget; GraphError: any other problem.
+    """
+    report = report or infer_shapes(graph, budget)
+    if not report.ok:
+        errors = [p for p in report.problems if p.severity == "error"]
+        if all(p.code == "budget" for p in errors):
+            raise BudgetError(errors)
+        raise GraphError(errors)
+    return report
+
+
+def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | None = None) -> fx.GraphModule:
+    """Build the PyTorch model of a graph.
+
+    Args:
+        graph: a Graph, Project, dict or path.
+        budget: size limits checked before anything is allocated.
+        report: a report from :func:`infer_shapes` for this very graph, to skip re-analysis.
+
+    Returns:
+        A ``torch.fx.GraphModule``; ``forward`` takes one tensor per Input node (graph order) and returns the
+        output tensor (or a tuple when the graph has several outputs). Attributes: ``layerlab_names`` (node id
+        → submodule name), ``layerlab_types`` (node id → layer type), ``layerlab_inputs`` / ``layerlab_outputs``
+        (node ids), ``layerlab_input_shapes`` (node id → shape without batch), ``layerlab_input_dtypes``.
+
+    Raises:
+        GraphError: the graph has problems (``.problems`` lists them all); BudgetError when it is too large.
+    """
+    from builder.graph.project import as_graph
+
+    graph = as_graph(graph)
+    report = checked_report(graph, budget, report)  # the budget is checked before anything is allocated
+    names = module_names(graph)
+    root = nn.Module()
+    g = fx.Graph()
+    emit = _Emitter(g)
+    values: dict[str, dict[str, fx.Node]] = {}
+    module_of: dict[str, str] = {}
+    types: dict[str, str] = {}
+
+    for nid in report.input_nodes:
+        ph = g.placeholder(names[nid])
+        values[nid] = {"out": ph}
+        types[nid] = "Input"
+
+    for nid in report.order:
+        info = report.nodes[nid]
+        if info.type == "Input":
+            continue
+        spec = get_spec(info.type)
+        types[nid] = info.type
+        ins = info.inputs
+        attr = names[nid]
+        ctor = module_ctor(spec, info.params, ins)
+        if ctor is not None:
+            root.add_module(attr, build_module(*ctor))
+            module_of[nid] = attr
+        elif info.type == "PositionalEncoding":
+            root.register_buffer(attr, sinusoid_table(info.params["max_len"], ins[0].shape[-1]))
+        args = [_port_value(values, e) for e, _ in report.in_edges.get(nid, [])]
+        emit.created = set()
+        emit.prefix = attr
+        if spec.emit is None:
+            out = emit.module(attr, *args)
+        else:
+            out = spec.emit(emit, attr, info.params, args, ins)
+        outs = out if isinstance(out, dict) else {spec.outputs[0]: out}
+        for port, node in outs.items():
+            if node in emit.created:
+                node._rename(attr if port == spec.outputs[0] else f"{attr}_{port}")
+                emit.created.discard(node)
+        values[nid] = outs
+
+    results = [next(iter(values[nid].values())) for nid in report.output_nodes]
+    g.output(results[0] if len(results) == 1 else tuple(results))
+    g.lint()
+    gm = fx.GraphModule(root, g, class_name="LayerLabModel")
+    if gm.graph.eliminate_dead_code():  # unused parts of multi-output layers (an LSTM's steps when only h_n is used)
+        gm.recompile()
+    # fx wraps each call in a try/except that only decorates error messages (~2 µs per call); the generated
+    # forward stays in linecache for tracebacks, so call it exactly as a hand-written nn.Module is called.
+    type(gm).__call__ = nn.Module.__call__
+    attrs = {
+        "layerlab_names": module_of,
+        "layerlab_types": types,
+        "layerlab_inputs": list(report.input_nodes),
+        "layerlab_outputs": list(report.output_nodes),
+        "layerlab_input_shapes": {nid: report.nodes[nid].shape for nid in report.input_nodes},
+        "layerlab_input_dtypes": {nid: (torch.long if report.nodes[nid].type_out.kind == TOKENS else torch.float32)
+                                  for nid in report.input_nodes},
+        "layerlab_vocab": {nid: report.nodes[nid].type_out.vocab for nid in report.input_nodes},
+        "layerlab_output_shapes": {nid: report.nodes[nid].shape for nid in report.output_nodes},
+    }
+    for k, v in attrs.items():
+        setattr(gm, k, v)
+    gm.meta["_user_preserved_attributes"] = attrs  # torch.fx re-applies these on deepcopy
+    return gm
+
+
+def _port_value(values: dict[str, dict[str, fx.Node]], edge) -> fx.Node:
+    outs = values[edge.source]
+    if edge.source_port:
+        return outs[edge.source_port]
+    return next(iter(outs.values()))
+
+
+def example_inputs(model: fx.GraphModule, batch_size: int = 2, seed: int = 0) -> list[torch.Tensor]:
+    """Random inputs matching a compiled model's Input nodes (token ids for token inputs)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for nid in model.layerlab_inputs:
+        shape = (batch_size, *model.layerlab_input_shapes[nid])
+        if model.layerlab_input_dtypes[nid] == torch.long:
+            out.append(torch.randint(0, model.layerlab_vocab[nid] or 2, shape, generator=gen))
+        else:
+            out.append(torch.randn(shape, generator=gen))
+    return out

@@ -1,0 +1,514 @@
+"""Graph analysis: structure checks (networkx), parameter checks, shape inference and the size budget.
+
+One pass produces a :class:`ShapeReport`; :func:`builder.validate` returns its problems and
+:func:`infer_shapes` the whole report. Example::
+
+    >>> from builder import load_template
+    >>> rep = infer_shapes(load_template("cnn").graph)
+    >>> rep.ok, rep.total_params > 0
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from builder.errors import Problem
+from builder.graph.counts import module_counts
+from builder.graph.project import Edge, Graph, as_graph
+from builder.graph.registry import (
+    TENSOR,
+    TOKENS,
+    Cost,
+    LayerSpec,
+    ShapeError,
+    TensorType,
+    _short,
+    format_shape,
+    get_spec,
+    has_spec,
+    unknown_type_message,
+)
+
+MAX_NODES = 5000
+
+
+@dataclass
+class Budget:
+    """Limits that reject absurd graphs before any tensor is allocated.
+
+    ``max_params`` bounds the values the model holds: parameters, buffers (running statistics, fixed
+    position tables) and the temporaries needed to build them. ``max_activation_bytes`` is for one
+    forward+backward pass at ``batch_size`` (float32): every layer's outputs plus the intermediates it keeps
+    for the backward pass (attention weights, im2col columns, recurrent gates, dropout masks).
+    """
+
+    max_params: int = 200_000_000
+    max_activation_bytes: int = 8 * 2**30
+    batch_size: int = 64
+    max_nodes: int = MAX_NODES
+
+
+DEFAULT_BUDGET = Budget()
+
+
+@dataclass
+class NodeInfo:
+    """What analysis found for one node."""
+
+    id: str
+    type: str
+    params: dict = field(default_factory=dict)
+    status: str = "ok"  # ok | error | upstream | unreachable
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    outputs: dict[str, TensorType] = field(default_factory=dict)
+    inputs: list[TensorType] = field(default_factory=list)
+    num_params: int = 0
+    num_buffers: int = 0  # values in buffers (running statistics, fixed tables)
+    build_values: int = 0  # temporaries while constructing the module
+    work_values: int = 0  # per sample: intermediates kept for backward beyond the outputs
+    cost_note: str = ""
+    inferred: dict = field(default_factory=dict)
+    cause: str | None = None  # for status "upstream": the broken node to fix first
+
+    @property
+    def type_out(self) -> TensorType | None:
+        """The output on the first port."""
+        return next(iter(self.outputs.values()), None)
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Output shape without the batch dimension (first port), or None when unknown."""
+        t = self.type_out
+        return t.shape if t is not None else None
+
+    @property
+    def shape_str(self) -> str:
+        return format_shape(self.shape)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "type": self.type, "status": self.status, "errors": list(self.errors),
+                "warnings": list(self.warnings),
+                "shape": list(self.shape) if self.shape is not None else None,
+                "outputs": {k: list(v.shape) for k, v in self.outputs.items()},
+                "params": self.num_params, "buffers": self.num_buffers, "inferred": dict(self.inferred)}
+
+
+@dataclass
+class ShapeReport:
+    """The result of analysing a graph."""
+
+    nodes: dict[str, NodeInfo]
+    edges: dict[str, TensorType | None]
+    problems: list[Problem]
+    order: list[str]
+    input_nodes: list[str]
+    output_nodes: list[str]
+    in_edges: dict[str, list[tuple[Edge, str]]]  # node -> [(edge, resolved target port)] in input order
+    total_params: int = 0
+    total_buffers: int = 0  # buffer values (running statistics, fixed tables)
+    activation_bytes: int = 0  # per sample, float32: forward outputs plus intermediates kept for backward
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def summary_rows(self) -> list[dict]:
+        """One row per node in topological order: id, type, output shape, parameters."""
+        rows = []
+        for nid in self.order:
+            info = self.nodes[nid]
+            rows.append({"id": nid, "type": info.type, "shape": info.shape_str, "params": info.num_params,
+                         "status": info.status})
+        return rows
+
+    def memory_estimate(self, batch_size: int = 64) -> int:
+        """Bytes for weights, gradients, Adam state, buffers and activations at ``batch_size``."""
+        return self.total_params * 4 * 4 + self.total_buffers * 4 + self.activation_bytes * batch_size * 2
+
+
+def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: str | None = None) -> None:
+    p.append(Problem(code, msg, node=node, edge=edge))
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_params(cls: str, items: tuple) -> tuple[int, int]:
+    """(parameters, buffer values) of ``nn.<cls>(**items)`` (:func:`builder.graph.counts.module_counts`: computed from
+    the arguments, without importing torch)."""
+    return module_counts(cls, dict(items))
+
+
+def _freeze(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def module_ctor(spec: LayerSpec, params: dict, ins: list[TensorType]) -> tuple[str, dict] | None:
+    """The torch.nn class name and keyword arguments for a node, or None for module-less layers."""
+    return spec.ctor(params, ins) if spec.ctor else None
+
+
+_PORT_INDEX = re.compile(r"[0-9]{1,6}")  # ASCII digits only: '²' or '١' are no port numbers
+
+
+def port_index(port: str | None) -> int | None:
+    """The input index a numeric ``target_port`` names (``"0"``, ``"12"``), else None."""
+    return int(port) if port and _PORT_INDEX.fullmatch(port) else None
+
+
+def _resolve_port(spec: LayerSpec, edge: Edge, taken: Counter) -> tuple[str | None, str | None]:
+    """Map an edge's target_port to a port name; returns (port, error)."""
+    port = edge.target_port
+    if not spec.inputs:
+        return None, f"{spec.type} takes no inputs"
+    if port is None or port == "":
+        if spec.variadic:
+            return spec.inputs[0], None
+        for name in spec.inputs:
+            if not taken[name]:
+                return name, None
+        return spec.inputs[0], None
+    if spec.variadic and (port_index(port) is not None or port in spec.inputs):
+        return spec.inputs[0], None
+    if port in spec.inputs:
+        return port, None
+    close = difflib.get_close_matches(port, spec.inputs, n=1)
+    hint = f"did you mean `{close[0]}`?" if close else "use one of " + ", ".join(f"`{n}`" for n in spec.inputs)
+    if spec.variadic:
+        hint = f"number the inputs with ASCII digits `0`, `1`, ... (or use `{spec.inputs[0]}`)"
+    return None, f"unknown target_port for {spec.type}; received: target_port={_short(port)}. Fix: {hint}"
+
+
+def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
+    """Analyse a graph: every problem, every node's output shape and parameter count.
+
+    Args:
+        graph: a Graph, Project, dict or path.
+        budget: size limits; :data:`DEFAULT_BUDGET` when omitted.
+
+    Returns:
+        A ShapeReport; ``report.problems`` is empty when the graph is valid.
+    """
+    budget = budget or DEFAULT_BUDGET
+    raw = graph.get("graph", graph) if isinstance(graph, dict) else None
+    if isinstance(raw, dict) and isinstance(raw.get("nodes"), list) and len(raw["nodes"]) > budget.max_nodes:
+        graph = Graph()  # answer at once, without validating 10^5 node records
+        n_raw = len(raw["nodes"])
+    else:
+        graph = as_graph(graph)
+        n_raw = len(graph.nodes)
+    problems: list[Problem] = []
+    nodes: dict[str, NodeInfo] = {}
+    specs: dict[str, LayerSpec] = {}
+
+    if n_raw > budget.max_nodes:
+        _err(problems, "too_many_nodes", f"a graph may have at most {budget.max_nodes} nodes; received: "
+             f"{n_raw} nodes. Fix: group repeated parts or build a smaller graph")
+        return ShapeReport({}, {}, problems, [], [], [], {})
+
+    # ---- nodes: duplicates, types, params
+    for n in graph.nodes:
+        if n.id in nodes:
+            _err(problems, "duplicate_id", f"node ids must be unique; received: a second node with id {n.id!r} "
+                 f"(type {n.type}). Fix: rename one of them", node=n.id)
+            continue
+        info = NodeInfo(n.id, n.type)
+        nodes[n.id] = info
+        if not has_spec(n.type):
+            info.status = "error"
+            info.errors.append(unknown_type_message(n.type))
+            _err(problems, "unknown_type", info.errors[-1], node=n.id)
+            continue
+        spec = get_spec(n.type)
+        specs[n.id] = spec
+        info.params, errs = spec.resolve_params(n.params)
+        for msg in errs:
+            info.status = "error"
+            info.errors.append(msg)
+            _err(problems, "bad_param", msg, node=n.id)
+
+    if not any(n.type == "Input" for n in graph.nodes):
+        _err(problems, "no_input", "a graph needs at least one Input node; received: none. Fix: drag an Input "
+             "from the palette and connect it to the first layer")
+
+    # ---- edges: dangling, ports, arity
+    dag = nx.DiGraph()
+    dag.add_nodes_from(nodes)
+    in_edges: dict[str, list[tuple[Edge, str]]] = defaultdict(list)
+    taken: dict[str, Counter] = defaultdict(Counter)
+    edge_types: dict[str, TensorType | None] = {}
+    seen_keys: set[str] = set()
+    for e in graph.edges:
+        key = e.key
+        if key in seen_keys:
+            _err(problems, "duplicate_edge", f"each connection may appear once; received: a second edge {key}. "
+                 "Fix: delete the duplicate", edge=key)
+            continue
+        seen_keys.add(key)
+        missing = [end for end in (e.source, e.target) if end not in nodes]
+        if missing:
+            _err(problems, "dangling_edge", f"an edge must connect two existing nodes; received: {key} but no node "
+                 f"{' or '.join(map(repr, missing))}. Fix: delete the edge or add the node", edge=key)
+            continue
+        if e.source == e.target:
+            _err(problems, "self_loop", f"a node cannot feed itself; received: edge {key}. Fix: delete it",
+                 node=e.source, edge=key)
+            continue
+        src_spec, dst_spec = specs.get(e.source), specs.get(e.target)
+        if src_spec is not None and e.source_port and e.source_port not in src_spec.outputs:
+            _err(problems, "bad_port", f"unknown source_port for {src_spec.type}; received: source_port="
+                 f"{e.source_port!r}. Fix: use one of {', '.join(map(repr, src_spec.outputs))}", node=e.source,
+                 edge=key)
+            continue
+        port = "in"
+        if dst_spec is not None:
+            port, err = _resolve_port(dst_spec, e, taken[e.target])
+            if err:
+                _err(problems, "bad_port", err, node=e.target, edge=key)
+                nodes[e.target].status = "error"
+                continue
+        taken[e.target][port] += 1
+        in_edges[e.target].append((e, port))
+        dag.add_edge(e.source, e.target)
+        edge_types[key] = None
+
+    for nid, spec in specs.items():
+        info = nodes[nid]
+        count = taken[nid]
+        n_in = sum(count.values())
+        if spec.variadic:
+            if n_in < spec.min_inputs:
+                info.status = "error"
+                info.errors.append(f"{spec.type} needs at least {spec.min_inputs} inputs; received: {n_in}. Fix: "
+                                   f"connect {spec.min_inputs - n_in} more")
+                _err(problems, "missing_input", info.errors[-1], node=nid)
+            continue
+        for port in spec.inputs:
+            if count[port] == 0 and port not in spec.optional_inputs:
+                info.status = "error"
+                what = f"input `{port}`" if len(spec.inputs) > 1 else "an input"
+                info.errors.append(f"{spec.type} needs {what}; received: nothing connected. Fix: connect a layer "
+                                   "into it (or delete this node)")
+                _err(problems, "missing_input", info.errors[-1], node=nid)
+            elif count[port] > 1:
+                info.status = "error"
+                info.errors.append(f"{spec.type} takes one edge into `{port}`; received: {count[port]}. Fix: delete "
+                                   "the extra edges or merge them first with Add or Concat")
+                _err(problems, "extra_input", info.errors[-1], node=nid)
+        if not spec.inputs and n_in:
+            info.status = "error"
+            info.errors.append(f"{spec.type} takes no inputs; received: {n_in}. Fix: delete the incoming edges")
+            _err(problems, "extra_input", info.errors[-1], node=nid)
+
+    # ---- cycles
+    cyclic: set[str] = set()
+    position = {nid: i for i, nid in enumerate(nodes)}
+    comps = sorted((c for c in nx.strongly_connected_components(dag) if len(c) > 1),
+                   key=lambda c: min(position[n] for n in c))
+    for comp in comps:
+        if len(comp) > 1:
+            start = min(comp, key=position.__getitem__)
+            cyc = [u for u, _ in nx.find_cycle(dag.subgraph(comp), source=start)]
+            cyclic |= comp
+            first = cyc[0]
+            msg = (f"the graph must not contain cycles; received: the cycle {' → '.join([*cyc, first])}. Fix: delete "
+                   "one of its edges (feedback loops are not supported; use an RNN/LSTM/GRU layer for recurrence)")
+            for nid in cyc:
+                nodes[nid].status = "error"
+                nodes[nid].errors.append(msg)
+            _err(problems, "cycle", msg, node=first)
+
+    # ---- reachability
+    inputs = [n for n, i in nodes.items() if i.type == "Input"]
+    reach = set(inputs)
+    acyclic = dag.subgraph([n for n in nodes if n not in cyclic])
+    for s in inputs:
+        if s in acyclic:
+            reach |= nx.descendants(acyclic, s)
+    for nid, info in nodes.items():
+        if nid not in reach and nid not in cyclic and info.status == "ok" and inputs:
+            info.status = "unreachable"
+            info.errors.append("every layer must be fed from an Input; received: no path from any Input to this "
+                               "node. Fix: connect it to the network or delete it")
+            _err(problems, "unreachable", info.errors[-1], node=nid)
+
+    # ---- shapes in topological order
+    order = list(nx.topological_sort(acyclic))
+    for nid in order:
+        info = nodes[nid]
+        spec = specs.get(nid)
+        if spec is None or info.status != "ok":
+            continue
+        preds = in_edges.get(nid, [])
+        preds = _ordered_inputs(spec, preds)
+        in_edges[nid] = preds
+        ins: list[TensorType] = []
+        upstream = None
+        for e, _port in preds:
+            src = nodes[e.source]
+            t = src.outputs.get(e.source_port or "", None) if e.source_port else src.type_out
+            if src.status != "ok" or t is None:
+                upstream = src.cause or e.source
+                break
+            ins.append(t)
+        if upstream is not None:
+            info.status = "upstream"
+            info.cause = upstream
+            info.errors.append(f"upstream error: fix `{upstream}` first")
+            continue
+        info.inputs = ins
+        try:
+            out = spec.shape(info.params, ins)
+            outs = out if isinstance(out, dict) else {spec.outputs[0]: out}
+            ctor = module_ctor(spec, info.params, ins)
+            if ctor is not None:
+                cls, kwargs = ctor
+                info.inferred = {k: kwargs[k] for k in spec.inferred if k in kwargs}
+                info.num_params, info.num_buffers = _count_params(
+                    cls, tuple(sorted((k, _freeze(v)) for k, v in kwargs.items())))
+            cost = spec.cost(info.params, ins, outs) if spec.cost else Cost()
+            info.num_buffers += cost.buffers
+            info.build_values, info.work_values, info.cost_note = cost.build, cost.work, cost.note
+        except ShapeError as ex:
+            info.status = "error"
+            port = ex.port
+            i = port_index(port)
+            where = f"input `{port}`: " if port else ""
+            if i is not None and i < len(preds):
+                where = f"input {i} (edge from `{preds[i][0].source}`): "
+            elif port:
+                src = next((e.source for e, name in preds if name == port), None)
+                where = f"input `{port}`" + (f" (edge from `{src}`)" if src else "") + ": "
+            msg = where + str(ex)
+            if not port and len(preds) == 1:
+                msg = f"{msg} (input from `{preds[0][0].source}`)"
+            elif not port and preds:
+                msg = f"{msg} (inputs in order: " + ", ".join(f"{i}: `{e.source}`" for i, (e, _) in enumerate(preds)) + ")"
+            info.errors.append(msg)
+            _err(problems, "shape", msg, node=nid)
+            continue
+        except (TypeError, ValueError, RuntimeError) as ex:  # torch rejected the constructor arguments
+            info.status = "error"
+            info.errors.append(f"invalid parameters: {ex}. Fix: adjust the parameters")
+            _err(problems, "bad_param", info.errors[-1], node=nid)
+            continue
+        info.outputs = outs
+        for msg in spec.lint(info.params, ins) if spec.lint else ():
+            info.warnings.append(msg)
+            problems.append(Problem("warning", msg, node=nid, severity="warning"))
+
+    for e in graph.edges:
+        key = e.key
+        if key in edge_types and e.source in nodes:
+            src = nodes[e.source]
+            edge_types[key] = src.outputs.get(e.source_port) if e.source_port else src.type_out
+
+    outputs = sorted((n for n in order if acyclic.out_degree(n) == 0 and nodes[n].type != "Input"),
+                     key=position.__getitem__)  # file order
+    report = ShapeReport(nodes, edge_types, problems, order, inputs, outputs, dict(in_edges))
+    report.total_params = sum(i.num_params for i in nodes.values())
+    report.total_buffers = sum(i.num_buffers for i in nodes.values())
+    report.activation_bytes = sum(_sample_values(i) * 4 for i in nodes.values())
+    _check_budget(report, budget)
+    return report
+
+
+def _ordered_inputs(spec: LayerSpec, preds: list[tuple[Edge, str]]) -> list[tuple[Edge, str]]:
+    """Inputs in call order: named ports in spec order; variadic ones by numeric target_port, then edge order."""
+    if spec.variadic:
+        def key(item):
+            i = port_index(item[0].target_port)
+            return (0, i) if i is not None else (1, 0)
+        return sorted(preds, key=key)  # stable: edge order breaks ties
+    rank = {p: i for i, p in enumerate(spec.inputs)}
+    return sorted(preds, key=lambda item: rank.get(item[1], 99))
+
+
+def _sample_values(info: NodeInfo) -> int:
+    """Values one sample keeps alive at this node: its outputs plus its intermediates."""
+    return sum(t.numel for t in info.outputs.values()) + info.work_values
+
+
+def _model_values(info: NodeInfo) -> int:
+    """Values this node needs when the model is built: parameters, buffers and build temporaries."""
+    return info.num_params + info.num_buffers + info.build_values
+
+
+def _check_budget(report: ShapeReport, budget: Budget) -> None:
+    if not report.nodes:
+        return
+    peak_build = max(i.build_values for i in report.nodes.values())
+    held = report.total_params + report.total_buffers + peak_build
+    if held > budget.max_params:
+        worst = max(report.nodes.values(), key=_model_values)
+        what = f"{report.total_params:,} parameters"
+        if report.total_buffers or peak_build:
+            what += f" and {report.total_buffers + peak_build:,} values in buffers and the temporaries that build them"
+        note = f" ({worst.cost_note})" if worst.cost_note else ""
+        if worst.type == "PositionalEncoding" and worst.inputs:
+            fix = (f"lower max_len to the longest sequence you feed (this graph feeds {worst.inputs[0].shape[0]} "
+                   "steps) or shrink the embedding size")
+        else:
+            fix = "reduce its sizes (e.g. out_features/out_channels) or add pooling before it"
+        msg = (f"the model would hold {what}, above the budget of {budget.max_params:,} values; this node alone "
+               f"needs {_model_values(worst):,}{note}. Fix: {fix}")
+        worst.errors.append(msg)
+        report.problems.append(Problem("budget", msg, node=worst.id))
+    act = report.activation_bytes * budget.batch_size * 2
+    if act > budget.max_activation_bytes:
+        worst = max(report.nodes.values(), key=_sample_values)
+        extra = (f" and keeps {worst.work_values:,} intermediate values per sample (e.g. attention weights, "
+                 "unfolded convolution inputs)") if worst.work_values > sum(t.numel for t in worst.outputs.values()) else ""
+        msg = (f"activations for a batch of {budget.batch_size} would need {act / 2**30:.1f} GiB, above the budget of "
+               f"{budget.max_activation_bytes / 2**30:.1f} GiB; this node outputs {worst.shape_str} per sample{extra}. "
+               "Fix: shrink the input or add pooling/stride earlier")
+        worst.errors.append(msg)
+        report.problems.append(Problem("budget", msg, node=worst.id))
+
+
+def validate(graph, budget: Budget | None = None) -> list[Problem]:
+    """Every problem of a graph at once (empty when valid), each tied to a node or an edge.
+
+    Problems with ``severity == "warning"`` do not stop compilation.
+
+    Example::
+
+        >>> validate({"nodes": [{"id": "fc", "type": "Linear"}], "edges": []})[0].code
+        'bad_param'
+    """
+    return infer_shapes(graph, budget).problems
+
+
+def kinds_of(report: ShapeReport) -> dict[str, str]:
+    """Output kind per node (``tensor`` or ``tokens``) for the canvas' typed ports."""
+    out = {}
+    for nid, info in report.nodes.items():
+        t = info.type_out
+        out[nid] = t.kind if t is not None else (TOKENS if info.params.get("modality") == "tokens" else TENSOR)
+    return out
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KB'."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def human_count(n: int) -> str:
+    """12345 -> '12.3k'."""
+    if n < 1000:
+        return str(n)
+    for unit, div in (("k", 1e3), ("M", 1e6), ("B", 1e9)):
+        if n < div * 1000 or unit == "B":
+            return f"{n / div:.1f}{unit}"
+    return str(n)
+

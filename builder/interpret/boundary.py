@@ -1,0 +1,253 @@
+"""Live decision boundary for 2-D toy datasets (TensorFlow Playground style).
+
+:class:`DecisionBoundary` is a trainer callback: at the end of an epoch it predicts the model on a small grid
+over the training points and returns the grid as the epoch event's ``extras["boundary"]``. The run store
+keeps it with the epoch's metrics, so a page (or a job in another process) reads the latest grid with
+:func:`latest_boundary` and draws it with :func:`builder.interpret.figures.boundary_figure`. One grid is ``resolution``
+squared numbers rounded to 3 decimals (40 x 40: ~11 KB of JSON). The callback keeps its grids within a share
+of the training time (3.5 % by default) by skipping epochs: see :class:`DecisionBoundary`.
+
+Example::
+
+    >>> from builder.data.datasets import load_dataset
+    >>> ds = load_dataset("moons", n_samples=200, seed=0)
+    >>> supports(ds.info)  # 2-D points, classification
+    True
+    >>> cb = DecisionBoundary(resolution=20)  # Trainer(model, ds, cfg, callbacks=[cb])
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from builder.errors import TrainingError
+
+try:
+    from builder.training.trainer import Callback
+except ImportError:  # pragma: no cover - builder.training.trainer always exists in this package
+    Callback = object  # type: ignore[assignment,misc]
+
+__all__ = ["TOY_DATASETS", "DecisionBoundary", "boundary_grid", "predict_grid", "latest_boundary",
+           "sample_points", "supports"]
+
+TOY_DATASETS = ("moons", "circles", "spirals", "xor", "blobs")
+MAX_RESOLUTION = 200
+
+
+def supports(info: Any) -> bool:
+    """Whether a dataset (its :class:`~builder.data.datasets.DatasetInfo`) gets a boundary: 2-D float inputs and a
+    classification task."""
+    shape = tuple(getattr(info, "input_shape", ()) or ())
+    return (shape == (2,) and getattr(info, "input_dtype", "float32") == "float32"
+            and getattr(info, "task", "") in ("binary", "multiclass"))
+
+
+def boundary_grid(X: torch.Tensor, resolution: int = 40, margin: float = 0.15) -> tuple[torch.Tensor, list, list]:
+    """A ``resolution`` x ``resolution`` grid covering the points ``X`` (N, 2) plus a margin.
+
+    Returns:
+        ``(points, xs, ys)``: grid points (resolution², 2) row-major over ``ys`` then ``xs``, and the axes.
+
+    Raises:
+        TrainingError: ``X`` is not (N, 2) or the resolution is out of range.
+    """
+    if not isinstance(resolution, int) or not 2 <= resolution <= MAX_RESOLUTION:
+        raise TrainingError(f"boundary resolution must be an integer in [2, {MAX_RESOLUTION}]; "
+                            f"received: {resolution!r}. Fix: use e.g. 40")
+    if X.dim() != 2 or X.shape[1] != 2 or X.shape[0] == 0:
+        raise TrainingError(f"a decision boundary needs 2-D points (N, 2); received: shape {tuple(X.shape)}. "
+                            "Fix: use a 2-D toy dataset (moons, circles, spirals, xor, blobs)")
+    lo = X.min(0).values.float()
+    hi = X.max(0).values.float()
+    pad = (hi - lo).clamp_min(1e-3) * margin
+    lo, hi = lo - pad, hi + pad
+    xs = torch.linspace(float(lo[0]), float(hi[0]), resolution)
+    ys = torch.linspace(float(lo[1]), float(hi[1]), resolution)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")  # (R, R) each
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)  # (R², 2)
+    return pts, _rounded(xs, 4), _rounded(ys, 4)
+
+
+@torch.no_grad()
+def predict_grid(model: torch.nn.Module, points: torch.Tensor, resolution: int) -> dict:
+    """The model's prediction on grid ``points`` (R², 2) as a JSON-ready dict.
+
+    Binary models (one logit, or two classes) give ``z`` = P(class 1) per cell; models with more classes
+    give ``z`` = predicted class and ``conf`` = its probability. Rows follow the y axis. Probabilities are
+    rounded to 3 decimals in float64 (``0.522``, not the float32 ``0.5220000147819519``: up to a third of
+    the JSON).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(points)
+    finally:
+        model.train(was_training)
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    out = out.float().reshape(points.shape[0], -1)  # (R², C)
+    r = resolution
+    # softmax over a handful of classes is slow on the CPU (~70 µs for 1,600 x 2, a third of a grid): the
+    # same probabilities from the logits directly
+    if out.shape[1] == 1:
+        return {"kind": "prob", "z": _rows(torch.sigmoid(out[:, 0]), r)}
+    if out.shape[1] == 2:  # softmax(l)[1] = sigmoid(l1 - l0)
+        return {"kind": "prob", "z": _rows(torch.sigmoid(out[:, 1] - out[:, 0]), r)}
+    top, cls = out.max(1)  # max softmax probability = 1 / sum(exp(l - max l))
+    conf = torch.exp(out - top[:, None]).sum(1).reciprocal()
+    return {"kind": "class", "z": _rows(cls, r, None), "conf": _rows(conf, r), "classes": int(out.shape[1])}
+
+
+def _rows(v: torch.Tensor, r: int, digits: int | None = 3) -> list[list[float]]:
+    """``v`` (r², ) as r rows of Python floats rounded to ``digits`` (None: already whole numbers).
+
+    The rounding is done in float64 so that each number is the double nearest to ``k / 10**digits`` and
+    prints short in JSON."""
+    m = v.detach().reshape(r, r).to(device="cpu", dtype=torch.float64)
+    if digits is not None:
+        scale = 10.0 ** digits
+        m = m.mul_(scale).round_().div_(scale)
+    return m.tolist()
+
+
+def sample_points(X: torch.Tensor, y: torch.Tensor, n: int = 400, seed: int = 0) -> dict:
+    """At most ``n`` training points (a fixed random subset) for the scatter on top of the boundary."""
+    k = min(int(n), int(X.shape[0]))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(int(X.shape[0]), generator=g)[:k].sort().values
+    Xs, ys = X[idx].detach(), y[idx].detach().reshape(-1)
+    return {"x": _rounded(Xs[:, 0], 4), "y": _rounded(Xs[:, 1], 4), "label": ys.round().long().cpu().tolist()}
+
+
+def _rounded(v: torch.Tensor, digits: int) -> list[float]:
+    """A 1-D tensor as a list of floats rounded to ``digits`` decimals (in float64: short in JSON; one
+    vectorised call instead of a Python ``round(float(x))`` per element, ~1.5 µs each)."""
+    scale = 10.0 ** digits
+    return v.detach().to(device="cpu", dtype=torch.float64).reshape(-1).mul(scale).round_().div_(scale).tolist()
+
+
+BUDGET = 0.035  # share of training time the grids may take (issue target: < 5 % of epoch time, all costs in)
+
+
+class DecisionBoundary(Callback):  # type: ignore[misc,valid-type]
+    """Trainer callback: the decision boundary on a grid at the end of an epoch, within a time budget.
+
+    Args:
+        resolution: grid cells per axis (2-200).
+        every: consider a grid when the (1-based) epoch number is a multiple of ``every``.
+        n_points: training points included once, with the first grid (``extras["boundary"]["points"]``).
+        budget: the grids may cost at most this share of the training time without them (default
+            :data:`BUDGET`, 3.5 %: a grid also slows the next epoch a little, up to 0.4 x its own cost in
+            bench/bench_boundary.py, which no clock here sees; all in, the cost stays < 5 %). The first
+            considered epoch always gets a grid (what the page shows first), and so does the last planned
+            epoch (``trainer.config.epochs``, what it shows at the end; an early stop ends on an older grid).
+            In between, a grid is drawn only when ``seconds + predicted + reserve <= budget x training
+            seconds``: ``seconds`` is the grid time so far (setup included), the training seconds are the time
+            since :meth:`on_train_begin` less that, ``predicted`` is the dearer of the last grid and the median
+            of the last five, and ``reserve`` is ``predicted`` again, kept for the last epoch's grid (0 when
+            the trainer plans no end). Only runs too short to pay back the first and last grid end over the
+            budget. ``None``: every ``every``-th epoch and the last.
+        clock: the time source in seconds (tests pass a fake one).
+
+    Attributes:
+        last: the latest grid dict (``epoch``, ``xs``, ``ys``, ``kind``, ``z``, ...), or None.
+        seconds: wall time spent on grids since the training began, their setup in :meth:`on_train_begin`
+            (the grid and the sampled points: ~0.2 ms warm, 1-2 ms in a fresh process) included.
+        drawn: grids drawn since then; ``skipped``: epochs skipped to keep within the budget.
+    """
+
+    def __init__(self, resolution: int = 40, every: int = 1, n_points: int = 400, budget: float | None = BUDGET,
+                 clock: Callable[[], float] | None = None):
+        if not isinstance(every, int) or every < 1:
+            raise TrainingError(f"boundary `every` must be a positive integer; received: {every!r}. Fix: use 1")
+        if budget is not None and not budget >= 0:
+            raise TrainingError(f"boundary `budget` must be a share >= 0 or None; received: {budget!r}. "
+                                "Fix: use 0.05")
+        self.resolution = resolution
+        self.every = every
+        self.n_points = n_points
+        self.budget = budget
+        self.clock = clock or time.perf_counter
+        self.last: dict | None = None
+        self._grid: torch.Tensor | None = None
+        self._axes: tuple[list, list] = ([], [])
+        self._points: dict | None = None
+        self._reset(0.0)
+
+    def _reset(self, t0: float) -> None:
+        self._t0 = t0
+        self.seconds = 0.0
+        self.drawn = 0
+        self.skipped = 0
+        self._costs: deque[float] = deque(maxlen=5)
+        self._sent_points = False
+
+    def on_train_begin(self, trainer: Any) -> None:
+        """Place the grid over the training points (once; again after a resume) and start the budget (the
+        time spent here counts as grid time)."""
+        ds = trainer.dataset
+        if not supports(ds.info):
+            self._grid = None
+            return
+        t0 = self.clock()
+        X = ds.train.X
+        grid, xs, ys = boundary_grid(X, self.resolution)
+        self._grid = grid.to(device=X.device, dtype=X.dtype)
+        self._axes = (xs, ys)
+        self._points = sample_points(X, ds.train.y, self.n_points)
+        self._reset(t0)  # the training time is measured from here, less the grid time (this setup included)
+        self.seconds = self.clock() - t0
+
+    def predicted(self) -> float:
+        """The expected cost of the next grid in seconds: the dearer of the last grid and the median of the
+        last five (0 before the first)."""
+        if not self._costs:
+            return 0.0
+        return max(self._costs[-1], statistics.median(self._costs))
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> dict | None:
+        """Predict the grid when the budget allows; returned as the epoch event's ``extras["boundary"]``."""
+        if self._grid is None:
+            return None
+        planned = getattr(getattr(trainer, "config", None), "epochs", None)
+        last = isinstance(planned, int) and epoch + 1 >= planned
+        if (epoch + 1) % self.every and not last:
+            return None
+        t0 = self.clock()
+        if self.budget is not None and self.drawn and not last:
+            training = t0 - self._t0 - self.seconds  # time since on_train_begin without the grids
+            predicted = self.predicted()
+            reserve = predicted if isinstance(planned, int) else 0.0  # for the last epoch's grid
+            if self.seconds + predicted + reserve > self.budget * training:
+                self.skipped += 1  # over budget: the last grid stays on screen a little longer
+                return None
+        pred = predict_grid(trainer.model, self._grid, self.resolution)
+        grid = {"epoch": epoch + 1, "xs": self._axes[0], "ys": self._axes[1], **pred}
+        if not self._sent_points and self._points is not None:
+            grid["points"] = self._points
+            self._sent_points = True
+        cost = self.clock() - t0
+        self.seconds += cost
+        self._costs.append(cost)
+        self.drawn += 1
+        self.last = grid
+        return {"boundary": grid}
+
+
+def latest_boundary(epochs: list[dict]) -> tuple[dict | None, dict | None]:
+    """The newest grid and the training points from a run's epoch records (as stored by the run store or
+    kept by a page), each ``None`` when absent."""
+    grid = points = None
+    for ev in epochs:
+        b = (ev.get("extras") or {}).get("boundary") if isinstance(ev, dict) else None
+        if isinstance(b, dict):
+            grid = b
+            if isinstance(b.get("points"), dict):
+                points = b["points"]
+    return grid, points

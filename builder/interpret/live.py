@@ -1,0 +1,203 @@
+"""Record attributions on a fixed few validation samples at the end of every epoch.
+
+Off by default: add ``LiveAttributions(...)`` to the trainer's callbacks. The Explain page plays
+``callback.frames`` back with a slider. Example::
+
+    >>> live = LiveAttributions("integrated_gradients", n_samples=4, n_steps=16)   # doctest: +SKIP
+    >>> trainer.fit(callbacks=[live])                                             # doctest: +SKIP
+    >>> [f["epoch"] for f in live.frames], live.frames[0]["attributions"].shape  # doctest: +SKIP
+    ([1, 2, 3], (4, 1, 8, 8))
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from builder.errors import ExplainError
+from builder.interpret.attributions import METHODS, explain
+
+try:  # the trainer's protocol; duck-typed until builder.training.trainer exists
+    from builder.training.trainer import Callback  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on what has landed
+    Callback = object  # type: ignore[assignment,misc]
+
+
+def _pick_fixed(y: Tensor | None, n: int, total: int) -> list[int]:
+    """First sample of each class, then the next ones in order, up to ``n`` (deterministic)."""
+    if y is None or y.dim() != 1 or y.is_floating_point():
+        return list(range(min(n, total)))
+    chosen: list[int] = []
+    seen: set[int] = set()
+    for i, label in enumerate(y.tolist()):
+        if label not in seen:
+            seen.add(label)
+            chosen.append(i)
+        if len(chosen) >= n:
+            return sorted(chosen)
+    rest = [i for i in range(total) if i not in set(chosen)]
+    return sorted(chosen + rest[: n - len(chosen)])
+
+
+_TOKEN_METHODS = ("layer_integrated_gradients", "occlusion", "feature_ablation")
+
+
+class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
+    """Trainer callback: one attribution map per fixed validation sample per epoch.
+
+    Args:
+        method: an :data:`builder.interpret.attributions.METHODS` name.
+        n_samples: how many validation samples (first of each class first).
+        every: record when the (1-based) epoch number is a multiple of ``every``.
+        target: ``label`` (the true class; maps stay comparable across epochs) or ``predicted``.
+        options: passed to :func:`builder.interpret.attributions.explain`; path methods default to ``n_steps=16``.
+
+    Attributes:
+        frames: ``[{"epoch": int, "attributions": ndarray (n, ...), "target": ndarray | None}]``.
+        inputs, labels, indices: the fixed samples. seconds: time spent per recorded epoch.
+    """
+
+    def __init__(self, method: str = "integrated_gradients", n_samples: int = 4, every: int = 1,
+                 target: str = "label", **options: Any):
+        if method not in METHODS:
+            raise ExplainError(f"live attributions: unknown method {method!r}; known: {', '.join(METHODS)}")
+        if not isinstance(n_samples, int) or n_samples < 1:
+            raise ExplainError(f"n_samples must be a positive integer; received {n_samples!r}")
+        if not isinstance(every, int) or every < 1:
+            raise ExplainError(f"every must be a positive integer; received {every!r}")
+        if target not in ("label", "predicted"):
+            raise ExplainError(f"target must be 'label' or 'predicted'; received {target!r}")
+        self.method, self.n_samples, self.every, self.target_mode = method, n_samples, every, target
+        if method in ("integrated_gradients", "layer_integrated_gradients", "layer_conductance"):
+            options.setdefault("n_steps", 16)  # keeps the cost per epoch small (bench/RESULTS.md)
+        self.options = options
+        self.frames: list[dict[str, Any]] = []
+        self.seconds: list[float] = []
+        self.inputs: Tensor | None = None
+        self.labels: Tensor | None = None
+        self.indices: list[int] = []
+        self.error: str | None = None  # set when recording failed; later epochs are skipped
+
+    def _select(self, trainer: Any) -> None:
+        val = getattr(getattr(trainer, "dataset", None), "val", None)
+        if val is None:
+            raise ExplainError("live attributions need a validation split (trainer.dataset.val)")
+        if hasattr(val, "X"):  # builder.data.datasets.Split
+            X, y = val.X, getattr(val, "y", None)
+        else:  # an (X, y) pair
+            X, y = val[0], (val[1] if len(val) > 1 else None)
+        self.indices = _pick_fixed(y, self.n_samples, len(X))
+        self.inputs = X[self.indices].detach().clone()
+        self.labels = None if y is None else y[self.indices].detach().clone()
+
+    def on_train_begin(self, trainer: Any) -> None:
+        """Fix the samples; frames from a previous run are dropped."""
+        self.frames, self.seconds, self.error = [], [], None
+        self._select(trainer)
+
+    def record(self, model: torch.nn.Module, epoch: int, device: Any = "cpu") -> dict[str, Any]:
+        """Compute and store one frame; returns the summary put in the epoch's extras."""
+        if self.inputs is None:
+            raise ExplainError("live attributions: on_train_begin was not called")
+        start = time.perf_counter()
+        x = self.inputs.to(device)
+        tgt = None
+        if self.target_mode == "label" and self.labels is not None and not self.labels.is_floating_point() \
+                and self.labels.dim() == 1:
+            tgt = self.labels.to(device)
+        if not x.is_floating_point() and self.method not in _TOKEN_METHODS:
+            # token ids have no input gradient: attribute through the Embedding instead
+            self.method = "layer_integrated_gradients"
+            self.options.setdefault("n_steps", 16)
+        with torch.enable_grad():
+            exp = explain(model, x, self.method, tgt, **self.options)
+        self.frames.append({"epoch": int(epoch), "attributions": exp.attributions.cpu().numpy(),
+                            "target": None if exp.target is None else exp.target.cpu().numpy()})
+        sec = time.perf_counter() - start
+        self.seconds.append(sec)
+        return {"method": self.method, "epoch": int(epoch), "n_samples": len(self.indices),
+                "seconds": round(sec, 4), "frames": len(self.frames)}
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> dict | None:
+        """Record a frame every ``every`` epochs; returns ``{"live_attributions": summary}``.
+
+        Frames are numbered like the trainer's events: ``logs["epoch"]`` (1-based), else ``epoch + 1``.
+        """
+        number = int(logs.get("epoch", epoch + 1)) if isinstance(logs, dict) else epoch + 1
+        if number % self.every:
+            return None
+        if self.error is not None:
+            return None
+        try:
+            if self.inputs is None:
+                self._select(trainer)
+            summary = self.record(trainer.model, number, getattr(trainer, "device", "cpu"))
+        except ExplainError as e:  # an optional view must never stop a training run
+            self.error = str(e)
+            return {"live_attributions": {"method": self.method, "epoch": number, "error": self.error}}
+        return {"live_attributions": summary}
+
+    def on_train_end(self, trainer: Any, result: Any) -> None:
+        """Nothing to release; frames stay on the callback."""
+        return None
+
+    def stacked(self) -> np.ndarray:
+        """All frames as one array (epochs, n_samples, ...)."""
+        if not self.frames:
+            raise ExplainError("live attributions: no frames recorded yet")
+        return np.stack([f["attributions"] for f in self.frames])
+
+    def save(self, path: str | Path) -> Path:
+        """Write the frames and the fixed samples to a safetensors file atomically (a job's run folder)."""
+        from safetensors.torch import save_file
+
+        if self.inputs is None or not self.frames:
+            raise ExplainError("live attributions: nothing recorded yet")
+        path = Path(path)
+        tensors = {"inputs": self.inputs.detach().cpu().contiguous(),
+                   "indices": torch.tensor(self.indices, dtype=torch.int64),
+                   "attributions": torch.from_numpy(np.ascontiguousarray(self.stacked())),
+                   "epochs": torch.tensor(self.epochs, dtype=torch.int64)}
+        if self.labels is not None:
+            tensors["labels"] = self.labels.detach().cpu().contiguous()
+        if all(f["target"] is not None for f in self.frames):
+            tensors["targets"] = torch.from_numpy(np.stack([np.asarray(f["target"]) for f in self.frames]))
+        tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp), metadata={"method": self.method})
+        os.replace(tmp, path)
+        return path
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epoch of each frame."""
+        return [f["epoch"] for f in self.frames]
+
+
+def load_frames(path: str | Path) -> dict[str, Any] | None:
+    """Frames written by :meth:`LiveAttributions.save` as numpy arrays (None when there is no file):
+    ``method``, ``epochs`` (E,), ``attributions`` (E, n, ...), ``inputs``, ``labels``, ``indices``, ``targets``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            out: dict[str, Any] = {k: f.get_tensor(k).numpy() for k in f.keys()}  # noqa: SIM118 (not iterable)
+            out["method"] = (f.metadata() or {}).get("method", "")
+    except Exception as e:  # a foreign or truncated file
+        raise ExplainError(f"cannot read live attributions {path.name}: {e}") from None
+    out["epochs"] = [int(e) for e in out["epochs"]]
+    out.setdefault("labels", None)
+    out.setdefault("targets", None)
+    return out
+
+
+__all__ = ["LiveAttributions", "load_frames"]

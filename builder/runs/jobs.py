@@ -1,0 +1,530 @@
+"""Training jobs: each run started from the app (and each resume, each search trial) is its own OS process.
+
+:func:`submit` records the run (``queued``, with its owner and tags) and launches
+``python -m builder.runs.jobs run --workspace W RUN_ID`` in a new session, detached from the caller, with its
+output in ``runs/<id>/job.log``. The process waits for a slot (at most :func:`max_jobs` running per
+workspace and host; the claim is one SQLite transaction), then trains through :mod:`builder.training.pipeline`,
+writing status, curves, checkpoints and live attributions to the run store. Nothing is shared with the
+caller but the store: :func:`request` writes ``pause``/``resume``/``stop`` into the run's ``control``
+column, which the process polls (:class:`StoreControl`). A stopped job writes a checkpoint and ends
+``stopped``; a process that dies (exception outside training, kill -9, out of memory) is marked
+``interrupted`` by the next :meth:`RunStore.mark_interrupted` (any reader calls it; :func:`wait` does every
+poll), and :func:`submit` with ``resume_run`` continues it from its last checkpoint. Example::
+
+    >>> store = RunStore(tmp_path)                                                    # doctest: +SKIP
+    >>> rid = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="moons",
+    ...                             config={"epochs": 5}, owner="alice"))             # doctest: +SKIP
+    >>> wait(store, [rid], timeout=120)                                               # doctest: +SKIP
+    {'20261122-113000-ab12cd': 'finished'}
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from builder.errors import RunStoreError, TrainingError
+from builder.runs.store import CONTROL_ACTIONS, RunStore
+from builder.training.trainer import Callback
+
+ENV_MAX_JOBS = "LAYERLAB_MAX_JOBS"
+ENV_TORCH_THREADS = "LAYERLAB_TORCH_THREADS"
+FINAL_STATUSES = ("finished", "stopped", "failed", "interrupted")
+SPEC_FILE = "job.json"
+LOG_FILE = "job.log"
+LIVE_FILE = "live_attributions.safetensors"
+POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
+_CALLBACKS = ("live_attributions", "decision_boundary")
+_reapers: list[threading.Thread] = []
+
+
+@dataclass
+class JobSpec:
+    """What a job trains: the arguments of :func:`builder.training.pipeline.run_training`, as plain JSON data.
+
+    ``callbacks`` names callbacks the job process builds: ``live_attributions`` (or
+    ``live_attributions:METHOD``) records attributions each epoch into the run folder
+    (:func:`live_frames` reads them); ``decision_boundary`` stores a prediction grid with an epoch's
+    metrics for 2-D toy datasets (the first and last epoch and, within 3.5 % of the training time, those between) (:func:`builder.interpret.boundary.latest_boundary` reads it). ``resume_run`` resumes that run instead of creating one; ``config``
+    then holds the overrides.
+    """
+
+    project: dict
+    dataset: str
+    dataset_options: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    owner: str = "local"
+    name: str | None = None
+    tags: dict = field(default_factory=dict)
+    adapt: bool = False
+    resume_run: str | None = None
+    callbacks: list[str] = field(default_factory=list)
+
+
+def max_jobs() -> int:
+    """Concurrent jobs per workspace and host: ``$LAYERLAB_MAX_JOBS``, else one per GPU, else cores − 1 (≥ 1).
+
+    Raises:
+        TrainingError: ``LAYERLAB_MAX_JOBS`` is not a positive integer.
+    """
+    env = os.environ.get(ENV_MAX_JOBS, "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise TrainingError(f"{ENV_MAX_JOBS} must be a positive integer; received: {env!r}. "
+                                "Fix: set it to 1 or more, or unset it")
+        return n
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return torch.cuda.device_count()
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _check_callbacks(names: list[str]) -> None:
+    for n in names:
+        if str(n).split(":", 1)[0] not in _CALLBACKS:
+            raise TrainingError(f"unknown job callback; received: {n!r}. Fix: use one of {', '.join(_CALLBACKS)}")
+
+
+def submit(store: RunStore, spec: JobSpec) -> str:
+    """Record the run (``queued``) and launch its own process; returns the run id.
+
+    A new run is created from ``spec.project``; with ``spec.resume_run`` that run (interrupted, stopped,
+    failed, or finished when ``config`` raises ``epochs``) is queued again under its own id. Nothing heavy
+    happens here: the dataset is loaded and the graph compiled in the job process.
+
+    Raises:
+        RunStoreError: unknown run to resume, a run still live, or another owner's run.
+        TrainingError, ProjectFormatError: bad settings or project (checked before anything is recorded).
+    """
+    from builder.graph.project import load_project
+    from builder.training.trainer import TrainConfig
+
+    _check_callbacks(list(spec.callbacks))
+    if spec.resume_run:
+        store.mark_interrupted()
+        run = store.get(spec.resume_run)
+        run_id = run["id"]
+        if (run.get("owner") or "local") != spec.owner:
+            raise RunStoreError(f"no run {spec.resume_run!r} of owner {spec.owner!r}")
+        if run["status"] in ("queued", "running", "paused"):
+            raise RunStoreError(f"run {run_id} is {run['status']}; it cannot run twice")
+        if run["status"] == "finished" and not (spec.config or {}).get("epochs"):
+            raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
+        TrainConfig.from_dict(run["config"], **dict(spec.config or {}))
+    else:
+        project = load_project(spec.project)
+        cfg = TrainConfig.from_dict({**{k: v for k, v in (project.training or {}).items()
+                                        if k in TrainConfig.model_fields}, **dict(spec.config or {})})
+        run_id = store.create_run(project, spec.dataset, spec.dataset_options, cfg, name=spec.name,
+                                  owner=spec.owner, tags=spec.tags)
+    d = store.run_dir(run_id)
+    d.mkdir(parents=True, exist_ok=True)
+    data = asdict(spec)
+    if spec.resume_run and (d / SPEC_FILE).is_file():  # keep what the run was first started with
+        old = json.loads((d / SPEC_FILE).read_text(encoding="utf-8"))
+        data["origin"] = old.get("origin") or old
+        if not spec.callbacks:
+            data["callbacks"] = list(data["origin"].get("callbacks") or [])
+    _write_json(d / SPEC_FILE, data)
+    store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
+    pid = _launch_warm(store.workspace, run_id, d / LOG_FILE)
+    if pid is None:
+        pid = _launch(store.workspace, run_id, d / LOG_FILE).pid
+    store.update_run(run_id, pid=pid)
+    return run_id
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
+    """Start the job process detached (own session), output appended to ``log``; reaped by a thread."""
+    root = str(Path(__file__).resolve().parents[1])  # the job imports this very copy of builder
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "builder.runs.jobs", "run", "--workspace", str(workspace), run_id],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
+                                start_new_session=True, close_fds=True)
+    t = threading.Thread(target=proc.wait, name=f"layerlab-reap-{run_id}", daemon=True)  # no zombies
+    t.start()
+    _reapers[:] = [r for r in _reapers if r.is_alive()] + [t]
+    return proc
+
+
+# ---------------------------------------------------------------------------------- the warm launcher
+# A fresh Python process spends seconds importing torch before it trains. A launcher process per workspace
+# (``python -m builder.runs.jobs launcher``) keeps torch and the pipeline imported and forks one child per job:
+# the child is a new process in a session of its own, exactly like a launched one, minus the imports. The
+# launcher is started by the first submit (that job is launched the ordinary way), listens on a Unix socket
+# in the workspace, reaps its children, and exits after LAUNCHER_IDLE_S (or $LAYERLAB_LAUNCHER_IDLE_S)
+# seconds without a request. When it cannot be
+# reached the job is launched the ordinary way.
+LAUNCHER_SOCK = "launcher.sock"
+LAUNCHER_IDLE_S = 600.0
+_PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+
+
+def _launcher_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k.startswith(_PASSED_ENV)}
+
+
+def _launch_warm(workspace: Path, run_id: str, log: Path) -> int | None:
+    """Ask the workspace's launcher to fork the job; its pid, or None (then a launcher is started for later)."""
+    import socket as _socket
+
+    path = Path(workspace) / LAUNCHER_SOCK
+    if len(str(path)) < 100 and path.exists():
+        try:
+            with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as c:
+                c.settimeout(5)
+                c.connect(str(path))
+                c.sendall(json.dumps({"run_id": run_id, "log": str(log), "env": _launcher_env()}).encode() + b"\n")
+                reply = json.loads(c.makefile().readline() or "{}")
+            if isinstance(reply.get("pid"), int) and reply["pid"] > 0:
+                return reply["pid"]
+        except (OSError, ValueError):
+            pass
+    if len(str(path)) < 100:
+        _start_launcher(Path(workspace))
+    return None
+
+
+def _launcher_starting(workspace: Path) -> bool:
+    """Whether a launcher is being started (its marker is younger than a minute; an older one is stale)."""
+    lock = workspace / "launcher.starting"
+    try:
+        return lock.exists() and time.time() - lock.stat().st_mtime < 60
+    except OSError:
+        return False
+
+
+def _launcher_up(workspace: Path) -> bool:
+    """Whether the workspace's launcher is being started, or runs (its pid file names a live process and its
+    socket exists)."""
+    if _launcher_starting(workspace):
+        return True
+    try:
+        pid = int((workspace / "launcher.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return (workspace / LAUNCHER_SOCK).exists()
+
+
+def warm_launcher(workspace: str | Path) -> bool:
+    """Start the workspace's launcher ahead of the first job (the app does this in its warm-up), so that the
+    first Start forks a warm process instead of launching a cold one (first curve point ~0.8 s instead of
+    ~10 s on 2 cores). Returns False when one is already up or starting, or the socket path is too long."""
+    ws = Path(workspace)
+    if len(str(ws / LAUNCHER_SOCK)) >= 100 or _launcher_up(ws):
+        return False
+    _start_launcher(ws)
+    return True
+
+
+def _start_launcher(workspace: Path) -> None:
+    if _launcher_starting(workspace):  # one starter at a time; a stale marker is taken over
+        return
+    try:
+        (workspace / "launcher.starting").write_text(str(os.getpid()))
+    except OSError:
+        return
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    with open(workspace / "launcher.log", "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "builder.runs.jobs", "launcher", "--workspace", str(workspace)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
+                                start_new_session=True, close_fds=True)
+    t = threading.Thread(target=proc.wait, name="layerlab-reap-launcher", daemon=True)
+    t.start()
+    _reapers.append(t)
+
+
+def launcher(workspace: str | Path) -> int:
+    """The warm launcher's body: import once, then fork a job per request until idle."""
+    import socket as _socket
+
+    import torch  # noqa: F401  - the point of this process: imported once, shared by every fork
+
+    from builder.data import datasets as data
+    from builder.training import pipeline  # noqa: F401
+
+    data._sk()  # scikit-learn's dataset loaders (~1.1 s to import): imported once here, not by every forked job
+    # torch's first optimizer imports torch._dynamo, sympy and mpmath (~1 s, 800 modules): once here too
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+    ws = Path(workspace)
+    path = ws / LAUNCHER_SOCK
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as srv:
+        path.unlink(missing_ok=True)
+        srv.bind(str(path))
+        srv.listen(16)
+        srv.settimeout(float(os.environ.get("LAYERLAB_LAUNCHER_IDLE_S") or LAUNCHER_IDLE_S))
+        (ws / "launcher.starting").unlink(missing_ok=True)
+        (ws / "launcher.pid").write_text(str(os.getpid()))
+        print(f"launcher {os.getpid()} ready on {path}", flush=True)
+        try:
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except TimeoutError:
+                    return 0
+                with conn:
+                    try:
+                        req = json.loads(conn.makefile().readline() or "{}")
+                        pid = _fork_job(ws, str(req["run_id"]), Path(req["log"]), dict(req.get("env") or {}),
+                                        (srv.fileno(), conn.fileno()))
+                    except Exception as e:  # a bad request: answer it, keep serving
+                        with contextlib.suppress(OSError):  # the asker may be gone
+                            conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+                        continue
+                    with contextlib.suppress(OSError):
+                        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        finally:
+            path.unlink(missing_ok=True)
+            (ws / "launcher.pid").unlink(missing_ok=True)
+
+
+def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the child: a session of its own, output to the job log, the submitter's LAYERLAB_* settings
+        for fd in close:
+            os.close(fd)
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for k in [k for k in os.environ if k.startswith(_PASSED_ENV)]:
+            del os.environ[k]
+        os.environ.update({k: str(v) for k, v in env.items() if str(k).startswith(_PASSED_ENV)})
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        code = run_job(ws, run_id)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "stop"]) -> None:
+    """Ask a job to pause, resume or stop; its process acts within a step of reading it (~0.2 s).
+
+    Raises:
+        RunStoreError: unknown run or action, or a run that is not queued, running or paused.
+    """
+    if action not in CONTROL_ACTIONS:
+        raise RunStoreError(f"unknown job action; received: {action!r}. Fix: use one of {', '.join(CONTROL_ACTIONS)}")
+    store.mark_interrupted()
+    run = store.get(run_id)
+    if run["status"] not in ("queued", "running", "paused"):
+        raise RunStoreError(f"run {run['id']} is {run['status']}; only a queued, running or paused job can {action}")
+    store.set_control(run["id"], action)
+
+
+def queue_position(store: RunStore, run_id: str) -> int | None:
+    """1-based place of a queued job among this host's waiting jobs; None when it is not queued."""
+    return store.queue_position(run_id)
+
+
+def wait(store: RunStore, run_ids: list[str], timeout: float | None = None) -> dict[str, str]:
+    """Wait until every run has a final status (finished, stopped, failed, interrupted).
+
+    Returns ``{run id: status}``; when ``timeout`` seconds pass first, the statuses as they stand.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        store.mark_interrupted()
+        out = {rid: store.get(rid)["status"] for rid in run_ids}
+        if all(s in FINAL_STATUSES for s in out.values()):
+            return out
+        if deadline is not None and time.monotonic() >= deadline:
+            return out
+        time.sleep(POLL_S)
+
+
+def live_frames(store: RunStore, run_id: str) -> dict | None:
+    """The live attributions a job recorded: ``{"method", "epochs", "attributions" (E, n, ...),
+    "inputs", "labels", "indices"}`` as numpy arrays, or None when none were recorded."""
+    from builder.interpret.live import load_frames
+
+    return load_frames(store.run_dir(run_id) / LIVE_FILE)
+
+
+# ------------------------------------------------------------------------------------------ the process
+class StoreControl(Callback):
+    """Trainer callback polling the run's ``control`` column in a thread and pausing/resuming/stopping."""
+
+    def __init__(self, store: RunStore, run_id: str, poll_s: float = POLL_S):
+        self.store, self.run_id, self.poll_s = store, run_id, poll_s
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.trainer: Any = None
+
+    def apply(self, action: str) -> None:
+        """Forward one action to the trainer."""
+        getattr(self.trainer, action)()
+
+    def _poll(self) -> None:
+        while not self._done.wait(self.poll_s):
+            try:
+                action = self.store.take_control(self.run_id)
+            except RunStoreError:
+                continue
+            if action:
+                self.apply(action)
+
+    def on_train_begin(self, trainer: Any) -> None:
+        """Start polling."""
+        self.trainer = trainer
+        action = self.store.take_control(self.run_id)  # a request made while the job was queued
+        if action in ("pause", "stop"):
+            self.apply(action)
+        self._thread = threading.Thread(target=self._poll, name="layerlab-control", daemon=True)
+        self._thread.start()
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
+        """Nothing per epoch."""
+        return None
+
+    def on_train_end(self, trainer: Any, result: Any) -> None:
+        """Stop polling."""
+        self._done.set()
+
+
+def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
+    from builder.interpret.live import LiveAttributions
+    from builder.training.trainer import Callback
+
+    class _SaveLive(Callback):  # writes the frames to the run folder after every recorded epoch
+        def __init__(self, live: LiveAttributions, path: Path):
+            self.live, self.path, self._n = live, path, 0
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if len(self.live.frames) != self._n:
+                self._n = len(self.live.frames)
+                self.live.save(self.path)
+
+    out: list = [StoreControl(store, run_id)]
+    for n in names:
+        kind, _, method = str(n).partition(":")
+        if kind == "live_attributions":
+            live = LiveAttributions(method or "integrated_gradients")
+            out += [live, _SaveLive(live, store.run_dir(run_id) / LIVE_FILE)]
+        elif kind == "decision_boundary":  # grid per epoch in the epoch metrics (2-D toy data; else silent)
+            from builder.interpret.boundary import DecisionBoundary
+
+            out.append(DecisionBoundary())
+    return out
+
+
+def torch_threads() -> int:
+    """Torch threads of a job process: ``$LAYERLAB_TORCH_THREADS``, else the cores left by the job limit."""
+    env = os.environ.get(ENV_TORCH_THREADS, "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, ((os.cpu_count() or 2) - 1) // max_jobs())
+
+
+def _wait_for_slot(store: RunStore, run_id: str) -> bool:
+    """Claim a slot; False when a stop was requested while queued (the run is then ``stopped``)."""
+    limit, n = max_jobs(), 0
+    while not store.claim_slot(run_id, limit):
+        if store.get(run_id).get("control") == "stop":
+            store.take_control(run_id)
+            store.update_status(run_id, "stopped", "stopped while queued; resume to start it")
+            return False
+        n += 1
+        if n % 5 == 0:  # a dead job's slot is freed by marking it
+            store.mark_interrupted()
+        time.sleep(POLL_S)
+    return True
+
+
+def run_job(workspace: str | Path, run_id: str) -> int:
+    """The job process body: wait for a slot, train, record; returns the exit code."""
+    import torch
+
+    from builder.training.pipeline import resume_run, run_training
+
+    store = RunStore(workspace, mark_interrupted=False)
+    data = json.loads((store.run_dir(run_id) / SPEC_FILE).read_text(encoding="utf-8"))
+    origin = data.pop("origin", None)
+    spec = JobSpec(**data)
+    torch.set_num_threads(torch_threads())
+    if not _wait_for_slot(store, run_id):
+        return 0
+    print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads", flush=True)
+    callbacks = _callbacks(list(spec.callbacks), store, run_id)
+    signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
+    try:
+        if spec.resume_run and store.checkpoint_path(run_id).is_file():
+            result = resume_run(run_id, store, callbacks, overrides=dict(spec.config or {}) or None,
+                                claimed=True)
+        else:  # a new run, or one stopped before its first checkpoint: train from the start
+            first = JobSpec(**origin) if (spec.resume_run and origin) else spec
+            config = {**first.config, **spec.config} if first is not spec else dict(spec.config or {})
+            result = run_training(first.project, first.dataset, config, store, callbacks,
+                                  dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id)
+    except Exception as e:
+        traceback.print_exc()
+        run = store.get(run_id)
+        if run["status"] not in FINAL_STATUSES:  # failed before the trainer could record it
+            store.finish(run_id, "failed", message=str(e) or type(e).__name__)
+        return 1
+    print(f"job {run_id}: {result.status} {result.message}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m builder.runs.jobs run --workspace W RUN_ID``."""
+    p = argparse.ArgumentParser(prog="python -m builder.runs.jobs", description="run one LayerLab training job")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run a queued job (started by builder.runs.jobs.submit)")
+    r.add_argument("--workspace", required=True)
+    r.add_argument("run_id")
+    w = sub.add_parser("launcher", help="fork jobs from a process that has torch imported (started by submit)")
+    w.add_argument("--workspace", required=True)
+    args = p.parse_args(argv)
+    if args.cmd == "launcher":
+        return launcher(args.workspace)
+    return run_job(args.workspace, args.run_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "live_frames", "run_job",
+           "StoreControl", "FINAL_STATUSES", "ENV_MAX_JOBS", "torch_threads"]

@@ -1,0 +1,193 @@
+"""Model cards: one Markdown page per run (architecture, data, settings, curves, test metrics, environment).
+
+Every value that comes from the run (names, ids, node types, parameters, class names, messages) is escaped
+with :mod:`builder.escape`, so a crafted name cannot add headings, links, HTML or table cells.
+
+Example::
+
+    >>> text = model_card(store.get(run_id), store.metrics(run_id))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from builder.escape import md_code, md_text
+
+
+def _fmt(v: Any) -> str:
+    """A value as Markdown text: numbers formatted, everything else escaped."""
+    if isinstance(v, bool) or v is None:
+        return "-" if v is None else str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int):
+        return f"{v}" if abs(v) < 10**15 else f"{float(v):.4g}" if v.bit_length() < 1000 else "(huge)"
+    return md_text(v)
+
+
+def _num(v: Any, spec: str) -> str:
+    """``format(v, spec)`` for a number, else the escaped value (crafted records hold anything)."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        try:
+            return format(v, spec)
+        except (ValueError, OverflowError):
+            pass
+    return _fmt(v)
+
+
+def _architecture(project: dict) -> tuple[list[str], int | None]:
+    graph = (project or {}).get("graph", {}) if isinstance(project, dict) else {}
+    graph = graph if isinstance(graph, dict) else {}
+    lines = ["| node | type | parameters |", "|---|---|---|"]
+    for n in graph.get("nodes", []) if isinstance(graph.get("nodes"), list) else []:
+        if not isinstance(n, dict):
+            continue
+        params = n.get("params") if isinstance(n.get("params"), dict) else {}
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        lines.append(f"| {md_code(n.get('id'), table=True)} | {md_text(n.get('type'))} | {md_text(shown) or '-'} |")
+    total = None
+    try:
+        from builder.graph.project import as_graph
+        from builder.graph.shapes import infer_shapes
+
+        rep = infer_shapes(as_graph(graph))
+        total = int(rep.total_params)
+    except Exception:  # shape inference unavailable: count from the weights file instead
+        pass
+    return lines, total
+
+
+def _count_weights(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    from builder.training.checkpoint import load_weights
+
+    sd, _ = load_weights(path)
+    return int(sum(v.numel() for k, v in sd.items() if v.is_floating_point() and "running_" not in k))
+
+
+def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None = None) -> str:
+    """The Markdown model card of a run (a dict from :meth:`RunStore.get`) and its epoch curve."""
+    curve = curve or []
+    cfg = run.get("config") or {}
+    info = run.get("dataset_info") or {}
+    env = run.get("environment") or {}
+    out = [f"# Model card: {md_text(run.get('name') or 'run')} ({md_code(run.get('id'))})", "",
+           f"Status **{md_text(run.get('status'))}**; created {_fmt(run.get('created_at'))}, finished "
+           f"{_fmt(run.get('finished_at') or '-')}.",
+           ""]
+    if run.get("message"):
+        out += [f"> {md_text(run['message'], 2000, line_start=True)}", ""]
+    arch, total = _architecture(run.get("project") or {})
+    if total is None and run_dir is not None:
+        total = _count_weights(run_dir / "model.safetensors")
+    out += ["## Architecture", "", f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown",
+            "", *arch, ""]
+    sizes = info.get("sizes") or {}
+    classes = info.get("class_names") if isinstance(info.get("class_names"), list) else None
+    out += ["## Dataset", "",
+            f"- name: {md_code(run.get('dataset_name'))} ({_fmt(info.get('name', '-'))}); task "
+            f"**{_fmt(info.get('task', '-'))}**, modality {_fmt(info.get('modality', '-'))}",
+            f"- input shape {_fmt(str(info.get('input_shape')))} ({_fmt(info.get('input_dtype', 'float32'))}), "
+            f"output size {_fmt(info.get('out_size'))}"
+            + (f", classes: {md_text(', '.join(map(str, classes)), 2000)}" if classes else ""),
+            f"- split (seeded{', stratified' if info.get('task') in ('multiclass', 'binary') else ''}): "
+            f"train {_fmt(sizes.get('train', '-'))}, validation {_fmt(sizes.get('val', '-'))}, test "
+            f"{_fmt(sizes.get('test', '-'))}; options {_fmt(str(run.get('dataset_options') or {}))}"]
+    if info.get("description"):
+        out.append(f"- {md_text(info['description'], 2000, line_start=True)}")
+    for note in info.get("notes") or []:
+        out.append(f"- {md_text(note, 2000, line_start=True)}")
+    out += ["", "## Hyper-parameters", "", "| setting | value |", "|---|---|"]
+    out += [f"| {md_text(k)} | {_fmt(v)} |" for k, v in cfg.items() if v not in (None, [], {})]
+    out += ["", "## Training curve", ""]
+    if curve:
+        metric = md_text(curve[-1].get("metric_name", "metric"))
+        best = min(curve, key=lambda e: e.get("val_loss", float("inf")))
+        out += [f"- epochs run: {len(curve)}",
+                f"- train loss {_fmt(curve[0].get('train_loss'))} -> {_fmt(curve[-1].get('train_loss'))}; "
+                f"validation loss {_fmt(curve[0].get('val_loss'))} -> {_fmt(curve[-1].get('val_loss'))}",
+                f"- best validation loss {_fmt(best.get('val_loss'))} at epoch {best.get('epoch')} "
+                f"(validation {metric} {_fmt(best.get('val_metric'))})",
+                f"- final validation {metric} {_fmt(curve[-1].get('val_metric'))}, learning rate "
+                f"{_fmt(curve[-1].get('lr'))}", ""]
+        out += ["| epoch | train loss | val loss | val " + metric + " |", "|---|---|---|---|"]
+        step = max(1, len(curve) // 20)
+        for e in curve[::step]:
+            out.append(f"| {e.get('epoch')} | {_fmt(e.get('train_loss'))} | {_fmt(e.get('val_loss'))} | "
+                       f"{_fmt(e.get('val_metric'))} |")
+    else:
+        out.append("No epoch completed.")
+    out += ["", "## Test metrics (held-out test split)", ""]
+    test = run.get("test_metrics")
+    if test:
+        scalars = {k: v for k, v in test.items() if isinstance(v, (int, float))}
+        out += [", ".join(f"{md_text(k)} **{_fmt(v)}**" for k, v in scalars.items()), ""]
+        if test.get("per_class"):
+            out += ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+            for c, m in test["per_class"].items():
+                m = m if isinstance(m, dict) else {}
+                out.append(f"| {md_text(c)} | {_num(m.get('precision'), '.3f')} | {_num(m.get('recall'), '.3f')} | "
+                           f"{_num(m.get('f1'), '.3f')} | {_fmt(m.get('support'))} |")
+            out += ["", "Confusion matrix (rows true, columns predicted):", "", "```"]
+            out += [" ".join(_int5(v) for v in row) for row in test.get("confusion_matrix", []) if isinstance(row, list)]
+            out += ["```"]
+    else:
+        out.append("Not evaluated (the run did not finish).")
+    out += _quantization(run_dir)
+    out += ["", "## Environment", "",
+            f"- torch {_fmt(env.get('torch', torch.__version__))}, python {_fmt(env.get('python', '-'))}, "
+            f"{_fmt(env.get('platform', '-'))}",
+            f"- device: {_fmt(cfg.get('device', 'auto'))} (resolved: {_fmt(env.get('device', _resolved(cfg)))}), "
+            f"precision {_fmt(env.get('precision') or ('float32' if not cfg.get('amp') else 'not recorded'))}, "
+            f"seed {_fmt(cfg.get('seed'))}", ""]
+    return "\n".join(out)
+
+
+def _quantization(run_dir: Path | None) -> list[str]:
+    """The int8 section, when ``layerlab export --run ID --format onnx --quantize int8`` measured one."""
+    path = run_dir / "exports" / "quantization.json" if run_dir is not None else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        import json
+
+        q = json.loads(path.read_text(encoding="utf-8"))
+        return ["", "## Quantization (ONNX, dynamic int8)", "",
+                f"- file size {int(q['bytes_before']):,} -> {int(q['bytes_after']):,} bytes (ratio {float(q['ratio']):.3f})",
+                f"- test {q['metric']} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta {_fmt(q['delta'])}) "
+                f"on {q.get('n_test', '-')} held-out samples, scored with onnxruntime"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return []
+
+
+def _int5(v: Any) -> str:
+    """A confusion-matrix count, right-aligned; anything else in a crafted record becomes ``?``."""
+    return f"{v:5d}" if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**12 else "    ?"
+
+
+def _resolved(cfg: dict) -> str:
+    try:
+        from builder.training.trainer import resolve_device
+        return str(resolve_device(cfg.get("device", "auto")))
+    except Exception:
+        return "unknown"
+
+
+def write_model_card(store, run_id: str) -> Path:
+    """Write ``model_card.md`` into the run folder and return its path."""
+    run = store.get(run_id)
+    d = store.run_dir(run["id"])
+    path = d / "model_card.md"
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(model_card(run, store.metrics(run["id"]), d), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+__all__ = ["model_card", "write_model_card"]

@@ -1,0 +1,552 @@
+"""The run store: one SQLite database (WAL mode) plus one folder per run. It stores; training lives in
+:mod:`builder.training.pipeline`.
+
+Layout of a workspace (default ``~/.layerlab``; ``LAYERLAB_WORKSPACE`` or the CLI's ``--workspace``
+override it)::
+
+    layerlab.db                      runs and metrics tables
+    runs/<run id>/project.json       the project snapshot trained
+    runs/<run id>/checkpoints/last.safetensors
+    runs/<run id>/model.safetensors  final weights (best epoch when early stopping)
+    runs/<run id>/model_card.md
+    runs/<run id>/exports/
+
+Every call opens its own connection, so threads and processes can write at once (SQLite serialises the
+writers; WAL lets readers continue). A run left ``running`` by a killed process is marked ``interrupted``
+when a store is opened, and :func:`resume_run` continues it from its last checkpoint. Example::
+
+    >>> store = RunStore(tmp_path)                                              # doctest: +SKIP
+    >>> result = run_training(load_template("mlp"), "moons", {"epochs": 5}, store=store)  # doctest: +SKIP
+    >>> store.get(result.run_id)["status"]                                      # doctest: +SKIP
+    'finished'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from builder.errors import RunStoreError
+from builder.graph.project import Project, load_project
+
+if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
+    from builder.training.trainer import TrainConfig
+
+ENV_WORKSPACE = "LAYERLAB_WORKSPACE"
+DB_NAME = "layerlab.db"
+LIVE_STATUSES = ("queued", "running", "paused")
+RESUMABLE = ("interrupted", "stopped", "failed", "paused")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    status TEXT NOT NULL,
+    created_at TEXT, started_at TEXT, updated_at TEXT, finished_at TEXT,
+    pid INTEGER, host TEXT,
+    project TEXT, dataset_name TEXT, dataset_options TEXT, dataset_info TEXT, config TEXT,
+    final_metrics TEXT, test_metrics TEXT, message TEXT, parent_id TEXT,
+    epochs_done INTEGER DEFAULT 0, environment TEXT,
+    owner TEXT DEFAULT 'local', tags TEXT, control TEXT, queued_at REAL, graph_hash TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER, epoch INTEGER, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, kind, step);
+"""
+RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what _new_id makes, e.g. 20261121-104000-ab12cd
+_PREFIX_RE = re.compile(r"[0-9a-f-]{1,22}")
+_ID_HELP = ("a run id is 8 digits, 6 digits and 6 hex digits joined by dashes (e.g. 20261121-104000-ab12cd). "
+            "Fix: copy one from `layerlab runs list`")
+_JSON_COLS = ("project", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
+              "environment", "tags")
+# columns added after the first release: added to an existing database when it is opened
+_ADDED_COLUMNS = {"owner": "TEXT DEFAULT 'local'", "tags": "TEXT", "control": "TEXT", "queued_at": "REAL",
+                  "graph_hash": "TEXT"}
+CONTROL_ACTIONS = ("pause", "resume", "stop")
+
+
+def default_workspace(flag: str | Path | None = None) -> Path:
+    """The workspace folder: ``flag`` if given, else ``$LAYERLAB_WORKSPACE``, else ``~/.layerlab``."""
+    if flag:
+        return Path(flag).expanduser()
+    env = os.environ.get(ENV_WORKSPACE)
+    return Path(env).expanduser() if env else Path.home() / ".layerlab"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _new_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def check_run_id(run_id: Any) -> str:
+    """``run_id`` when it has the exact format of an id this store makes; else RunStoreError.
+
+    Every id that becomes part of a path goes through here, whether a user typed it or it was read from
+    the database (a crafted row such as ``../../x`` never reaches the file system).
+    """
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
+        raise RunStoreError(f"invalid run id; received: {str(run_id)[:80]!r}. {_ID_HELP}")
+    return run_id
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child that was not reaped yet is a zombie: dead for our purpose
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _dumps(obj: Any) -> str:
+    def default(o):
+        if isinstance(o, Path):
+            return str(o)
+        if hasattr(o, "tolist"):  # torch tensors, numpy arrays and scalars
+            return o.tolist()
+        return str(o)
+    return json.dumps(obj, default=default, allow_nan=True)
+
+
+_READY: set[tuple[str, int | None]] = set()  # databases this process has created or migrated (path, inode)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
+class RunStore:
+    """Runs and their curves in ``<workspace>/layerlab.db``; marks dead runs interrupted on open.
+
+    Raises:
+        RunStoreError: the workspace cannot be created or the database cannot be opened.
+    """
+
+    def __init__(self, workspace: str | Path | None = None, *, mark_interrupted: bool = True):
+        self.workspace = default_workspace(workspace)
+        try:
+            (self.workspace / "runs").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunStoreError(f"cannot create workspace {self.workspace}: {e.strerror}") from None
+        self.db_path = self.workspace / DB_NAME
+        key = (str(self.db_path), _inode(self.db_path))
+        if key not in _READY:  # schema and migration once per database and process (pages open a store per call)
+            with self._conn() as c:
+                c.execute("PRAGMA journal_mode=WAL")
+                c.executescript(_SCHEMA)
+                self._migrate(c)
+            _READY.add((str(self.db_path), _inode(self.db_path)))
+        if mark_interrupted:
+            self.mark_interrupted()
+
+    @staticmethod
+    def _migrate(c: sqlite3.Connection) -> None:
+        """Add the columns a database created by an older LayerLab lacks (owner, tags, control, ...)."""
+        have = {r["name"] for r in c.execute("PRAGMA table_info(runs)")}
+        for col, decl in _ADDED_COLUMNS.items():
+            if col not in have:
+                try:
+                    c.execute(f"ALTER TABLE runs ADD COLUMN {col} {decl}")
+                except sqlite3.OperationalError as e:  # another process added it first
+                    if "duplicate column" not in str(e):
+                        raise RunStoreError(f"cannot upgrade run database {c}: {e}") from None
+
+    # ---- plumbing
+    def _conn(self) -> sqlite3.Connection:
+        try:
+            c = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise RunStoreError(f"cannot open run database {self.db_path}: {e}") from None
+        c.row_factory = sqlite3.Row
+        c.execute("PRAGMA busy_timeout=30000")
+        return _Closing(c)
+
+    def _write(self, sql: str, args: Iterable = (), many: bool = False) -> int:
+        last: Exception | None = None
+        for attempt in range(20):
+            try:
+                with self._conn() as c:
+                    c.execute("BEGIN IMMEDIATE")
+                    try:
+                        cur = c.executemany(sql, args) if many else c.execute(sql, tuple(args))
+                        c.execute("COMMIT")
+                    except BaseException:
+                        c.execute("ROLLBACK")
+                        raise
+                    return cur.rowcount
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise RunStoreError(f"run database error: {e}") from None
+                last = e
+                time.sleep(0.05 * (attempt + 1))
+        raise RunStoreError(f"run database stayed locked: {last}")
+
+    def _read(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
+        with self._conn() as c:
+            return c.execute(sql, tuple(args)).fetchall()
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of a run (checkpoints, weights, model card, exports).
+
+        Raises:
+            RunStoreError: an id of the wrong format, or a folder that resolves outside the workspace
+                (e.g. a symlink).
+        """
+        return self._safe_path(self.workspace / "runs" / check_run_id(run_id))
+
+    def _safe_path(self, path: Path) -> Path:
+        """``path`` after checking that it resolves inside ``<workspace>/runs``. Raises RunStoreError."""
+        root = (self.workspace / "runs").resolve()
+        if not path.resolve().is_relative_to(root):
+            raise RunStoreError(f"path outside the workspace; received: {str(path)[:200]!r} (resolves outside "
+                                f"{root}). Fix: remove the link or the crafted run")
+        return path
+
+    # ---- runs
+    def create_run(self, project: Project | dict, dataset_name: str, dataset_options: dict | None,
+                   config: TrainConfig | dict, *, name: str | None = None, dataset_info: dict | None = None,
+                   parent_id: str | None = None, owner: str = "local", tags: dict | None = None) -> str:
+        """Insert a ``queued`` run owned by ``owner`` and create its folder; returns the run id."""
+        import torch
+
+        from builder.training.trainer import TrainConfig
+
+        project = load_project(project)
+        cfg = TrainConfig.from_dict(config)
+        run_id = _new_id()
+        d = self.run_dir(run_id)
+        (d / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (d / "project.json").write_text(project.to_json(), encoding="utf-8")
+        env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
+               "platform": __import__("platform").platform(), "host": socket.gethostname()}
+        self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
+                    " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
+                    " graph_hash) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, name or project.name, _now(), _now(), os.getpid(), socket.gethostname(),
+                     project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
+                     _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
+                     str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph)))
+        return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run (JSON columns encoded); ``project`` also refreshes ``graph_hash``."""
+        if "project" in fields:
+            project = load_project(fields["project"])
+            fields["project"] = project.to_json(indent=None)
+            fields["graph_hash"] = graph_hash(project.graph)
+        if not fields:
+            return
+        unknown = set(fields) - _COLUMNS
+        if unknown:
+            raise RunStoreError(f"no run column(s) {', '.join(sorted(unknown))}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        args = [_dumps(v) if k in _JSON_COLS and k != "project" else v for k, v in fields.items()]
+        if self._write(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?", [*args, _now(), run_id]) == 0:
+            raise RunStoreError(f"no run {run_id!r}")
+
+    # ---- job control and scheduling (see builder.runs.jobs)
+    def set_control(self, run_id: str, action: str | None) -> None:
+        """Request ``pause``, ``resume`` or ``stop`` of a job (None clears); its process polls this column."""
+        if action is not None and action not in CONTROL_ACTIONS:
+            raise RunStoreError(f"unknown control action {action!r}; use one of {', '.join(CONTROL_ACTIONS)}")
+        if self._write("UPDATE runs SET control = ? WHERE id = ?", (action, run_id)) == 0:
+            raise RunStoreError(f"no run {run_id!r}")
+
+    def take_control(self, run_id: str) -> str | None:
+        """The pending control action of a run, cleared atomically (None when there is none)."""
+        for _ in range(20):
+            rows = self._read("SELECT control FROM runs WHERE id = ?", (run_id,))
+            action = rows[0]["control"] if rows else None
+            if action is None:
+                return None
+            if self._write("UPDATE runs SET control = NULL WHERE id = ? AND control = ?", (run_id, action)):
+                return action
+        return None
+
+    def requeue(self, run_id: str, pid: int | None = None) -> None:
+        """Put a run back at the end of the queue (``queued``, control cleared) for a job process ``pid``."""
+        self._write("UPDATE runs SET status = 'queued', message = '', control = NULL, queued_at = ?, pid = ?,"
+                    " host = ?, updated_at = ?, finished_at = NULL WHERE id = ?",
+                    (time.time(), pid or os.getpid(), socket.gethostname(), _now(), run_id))
+
+    def _live_rows(self, c: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+        """(running or paused rows, queued rows in queue order) of this host whose process is alive."""
+        rows = c.execute("SELECT id, pid, status, queued_at FROM runs WHERE host = ? AND status IN "
+                         "('queued', 'running', 'paused') ORDER BY queued_at, id",
+                         (socket.gethostname(),)).fetchall()
+        rows = [r for r in rows if _pid_alive(r["pid"])]
+        return [r for r in rows if r["status"] != "queued"], [r for r in rows if r["status"] == "queued"]
+
+    def claim_slot(self, run_id: str, limit: int) -> bool:
+        """Atomically move a queued run to ``running`` when fewer than ``limit`` jobs of this host run
+        and it is among the first queued; returns whether it got the slot."""
+        for attempt in range(20):
+            try:
+                with self._conn() as c:
+                    c.execute("BEGIN IMMEDIATE")
+                    try:
+                        active, queue = self._live_rows(c)
+                        free = int(limit) - len(active)
+                        ok = free > 0 and run_id in [r["id"] for r in queue[:free]]
+                        if ok:
+                            c.execute("UPDATE runs SET status = 'running', message = '', pid = ?, host = ?, "
+                                      "started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ?",
+                                      (os.getpid(), socket.gethostname(), _now(), _now(), run_id))
+                        c.execute("COMMIT")
+                    except BaseException:
+                        c.execute("ROLLBACK")
+                        raise
+                    return ok
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise RunStoreError(f"run database error: {e}") from None
+                time.sleep(0.05 * (attempt + 1))
+        return False
+
+    def queue_position(self, run_id: str) -> int | None:
+        """1-based place of a queued run among this host's queued jobs (None when it is not queued)."""
+        with self._conn() as c:
+            _, queue = self._live_rows(c)
+        ids = [r["id"] for r in queue]
+        return ids.index(run_id) + 1 if run_id in ids else None
+
+    def set_environment(self, run_id: str, **values: Any) -> None:
+        """Merge values (e.g. the resolved device) into a run's environment record."""
+        env = {**(self.get(run_id).get("environment") or {}), **values}
+        self._write("UPDATE runs SET environment = ? WHERE id = ?", (_dumps(env), run_id))
+
+    def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
+        """Set a run's status (and message); ``running`` records this process's pid and start time."""
+        sets, args = ["status = ?", "message = ?", "updated_at = ?"], [status, message, _now()]
+        if status == "running":
+            sets += ["pid = ?", "host = ?", "started_at = COALESCE(started_at, ?)"]
+            args += [os.getpid(), socket.gethostname(), _now()]
+        if status in ("finished", "stopped", "failed", "interrupted"):
+            sets.append("finished_at = ?")
+            args.append(_now())
+        for k, v in fields.items():
+            sets.append(f"{k} = ?")
+            args.append(_dumps(v) if k in _JSON_COLS else v)
+        if self._write(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*args, run_id]) == 0:
+            raise RunStoreError(f"no run {run_id!r}")
+
+    def log_metrics(self, run_id: str, events: dict | list[dict]) -> None:
+        """Append step/epoch events (dicts with ``type``) to the metrics table."""
+        events = [events] if isinstance(events, dict) else list(events)
+        # epoch extras (e.g. the decision-boundary grid, builder.interpret.boundary) are stored with the epoch
+        rows = [(run_id, ev.get("type", "epoch"), ev.get("step"), ev.get("epoch"),
+                 _dumps({k: v for k, v in ev.items() if k != "type"})) for ev in events]
+        if rows:
+            self._write("INSERT INTO metrics (run_id, kind, step, epoch, data) VALUES (?, ?, ?, ?, ?)", rows,
+                        many=True)
+        epochs = [ev["epoch"] for ev in events if ev.get("type") == "epoch"]
+        if epochs:
+            self._write("UPDATE runs SET epochs_done = ?, updated_at = ? WHERE id = ?", (max(epochs), _now(), run_id))
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> None:
+        """Drop curve points logged after ``after_step`` (used when resuming from an older checkpoint)."""
+        self._write("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, after_step))
+
+    def finish(self, run_id: str, status: str, final: dict | None = None, test: dict | None = None,
+               message: str = "") -> None:
+        """Record the end of a run (final epoch metrics, test metrics) and write its model card."""
+        self.update_status(run_id, status, message, final_metrics=final or {}, test_metrics=test)
+        try:
+            from builder.runs.modelcard import write_model_card
+            write_model_card(self, run_id)
+        except Exception as e:  # a model card is a convenience; never fail a run for it
+            self._write("UPDATE runs SET message = ? WHERE id = ?",
+                        ((message + f" (model card not written: {e})").strip(), run_id))
+
+    def get(self, run_id: str) -> dict:
+        """A run as a dict (JSON columns decoded). A unique id prefix works. Raises RunStoreError."""
+        if not isinstance(run_id, str) or not _PREFIX_RE.fullmatch(run_id):
+            raise RunStoreError(f"no run {str(run_id)[:80]!r}: {_ID_HELP}")
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:  # a unique prefix, matched exactly (substr, not LIKE: no wildcards)
+            rows = self._read("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(run_id), run_id))
+            if len(rows) > 1:
+                raise RunStoreError(f"run id prefix {run_id!r} is ambiguous: {', '.join(r['id'] for r in rows[:5])}")
+        if not rows:
+            raise RunStoreError(f"no run {run_id!r} in {self.workspace}; list them with `layerlab runs list`")
+        check_run_id(rows[0]["id"])  # a crafted database row never reaches a path
+        return self._decode(rows[0])
+
+    @staticmethod
+    def _decode(row: sqlite3.Row) -> dict:
+        d = dict(row)
+        for k in _JSON_COLS:
+            if d.get(k) is not None:
+                d[k] = json.loads(d[k])
+        return d
+
+    def list_runs(self, status: str | None = None, limit: int = 100, *, owner: str | None = None,
+                  tags: dict | None = None) -> list[dict]:
+        """Newest first: id, name, status, owner, tags, dataset, timestamps, epochs done, settings, final and
+        test metrics. ``owner`` keeps that owner's runs; ``tags`` keeps runs whose tags contain these items."""
+        sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
+               "dataset_name, dataset_options, epochs_done, final_metrics, test_metrics, message, config, "
+               "graph_hash, parent_id FROM runs")
+        where, args = [], []
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(str(owner))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if not tags:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        runs = [self._decode(r) for r in self._read(sql, args)]
+        if tags:
+            runs = [r for r in runs if all((r.get("tags") or {}).get(k, _MISSING) == v for k, v in tags.items())]
+        return runs[:int(limit)]
+
+    def metrics(self, run_id: str, kind: str = "epoch") -> list[dict]:
+        """A run's curve: the logged events of one kind (``epoch`` or ``step``) in order."""
+        rows = self._read("SELECT data FROM metrics WHERE run_id = ? AND kind = ? ORDER BY rowid", (run_id, kind))
+        return [json.loads(r["data"]) for r in rows]
+
+    def metrics_after(self, run_id: str, kind: str = "epoch", after: int = 0) -> tuple[list[dict], int]:
+        """The events of one kind logged after row ``after`` and the last row number (for incremental reads:
+        pass it back as ``after`` next time)."""
+        rows = self._read("SELECT rowid, data FROM metrics WHERE run_id = ? AND kind = ? AND rowid > ? ORDER BY rowid",
+                          (run_id, kind, int(after)))
+        return [json.loads(r["data"]) for r in rows], (rows[-1]["rowid"] if rows else int(after))
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run's rows and folder. Raises RunStoreError for a run that is still live."""
+        run = self.get(run_id)
+        if run["status"] in LIVE_STATUSES and _pid_alive(run["pid"]) and run["host"] == socket.gethostname():
+            raise RunStoreError(f"run {run['id']} is {run['status']} in process {run['pid']}; stop it first")
+        folder = self.run_dir(run["id"])  # checked before anything is deleted
+        self._write("DELETE FROM metrics WHERE run_id = ?", (run["id"],))
+        self._write("DELETE FROM runs WHERE id = ?", (run["id"],))
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def mark_interrupted(self) -> list[str]:
+        """Mark runs left live by a dead process (same host) as ``interrupted``; returns their ids."""
+        host = socket.gethostname()
+        rows = self._read(f"SELECT id, pid, host, status FROM runs WHERE status IN ({','.join('?' * 3)})",
+                          LIVE_STATUSES)
+        dead = [r["id"] for r in rows if r["host"] == host and not _pid_alive(r["pid"])]
+        for rid in dead:
+            self._write("UPDATE runs SET status = 'interrupted', message = ?, updated_at = ? WHERE id = ? AND "
+                        "status IN ('queued', 'running', 'paused')",
+                        ("the training process ended unexpectedly; resume with `layerlab runs resume "
+                         f"{rid}`", _now(), rid))
+        return dead
+
+    def checkpoint_path(self, run_id: str) -> Path:
+        """The run's last checkpoint file (may not exist)."""
+        return self.run_dir(run_id) / "checkpoints" / "last.safetensors"
+
+    def weights_path(self, run_id: str) -> Path:
+        """The run's final weights file (exists once finished)."""
+        return self.run_dir(run_id) / "model.safetensors"
+
+
+_MISSING = object()
+_COLUMNS = {"id", "name", "status", "created_at", "started_at", "updated_at", "finished_at", "pid", "host",
+            "project", "dataset_name", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
+            "message", "parent_id", "epochs_done", "environment", *_ADDED_COLUMNS}
+
+
+def graph_hash(graph: Any) -> str:
+    """A short hash of what a graph computes (node ids, types, parameters, edges; not positions or names).
+
+    Two projects with the same hash train the same model, so a run matches the canvas when the hashes agree.
+    """
+    import hashlib
+
+    g = graph.model_dump() if hasattr(graph, "model_dump") else dict(graph or {})
+    nodes = sorted((str(n.get("id")), str(n.get("type")), json.dumps(n.get("params") or {}, sort_keys=True,
+                                                                       default=str))
+                   for n in g.get("nodes") or [])
+    edges = sorted(json.dumps({k: v for k, v in e.items() if k not in ("id",)}, sort_keys=True, default=str)
+                   for e in g.get("edges") or [])
+    return hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()[:16]
+
+
+class _Closing:
+    """sqlite3 connection as a context manager that closes (the stdlib one only commits)."""
+
+    def __init__(self, c: sqlite3.Connection):
+        self.c = c
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.c
+
+    def __exit__(self, *exc) -> None:
+        self.c.close()
+
+
+class RunLogger:
+    """A trainer listener writing a run's events to the store (step points batched: written every
+    ``flush_s`` seconds, 200 points or epoch, so a page reading the store sees a live curve)."""
+
+    def __init__(self, store: RunStore, run_id: str, flush_s: float = 0.5):
+        self.store, self.run_id, self.flush_s = store, run_id, flush_s
+        self._last_flush = time.monotonic()
+        self._steps: list[dict] = []
+        self._test: dict | None = None
+        self._last_epoch: dict = {}
+
+    def __call__(self, ev: dict) -> None:
+        t = ev.get("type")
+        if t == "step":
+            self._steps.append(ev)
+            if len(self._steps) >= 200 or time.monotonic() - self._last_flush >= self.flush_s:
+                self._flush()
+        elif t == "epoch":
+            self._flush()
+            self._last_epoch = {k: v for k, v in ev.items() if k not in ("type", "extras")}
+            self.store.log_metrics(self.run_id, ev)
+        elif t == "done":
+            self._test = ev.get("test")
+        elif t == "status":
+            self._flush()
+            st = ev["status"]
+            if st in ("finished", "stopped", "failed"):
+                self.store.finish(self.run_id, st, self._last_epoch, self._test, ev.get("message", ""))
+            else:
+                self.store.update_status(self.run_id, st, ev.get("message", ""))
+
+    def _flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self._steps:
+            self.store.log_metrics(self.run_id, self._steps)
+            self._steps = []
+
+
+__all__ = ["RunStore", "RunLogger", "check_run_id", "RUN_ID_RE", "default_workspace", "graph_hash", "ENV_WORKSPACE",
+           "LIVE_STATUSES", "RESUMABLE", "CONTROL_ACTIONS"]

@@ -1,0 +1,345 @@
+"""The training pipeline: project + dataset + settings -> trained model, and back.
+
+One module serves the CLI, the job processes and the pages: :func:`prepare` resolves and checks the inputs,
+:func:`run_training` and :func:`resume_run` train (recording into a :class:`~builder.runs.store.RunStore` when one
+is given), :func:`transfer_weights` and :func:`freeze_nodes` do transfer learning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from builder.data.compat import adapt_graph, check_compat
+from builder.data.datasets import Dataset, load_dataset, load_saved_dataset, save_dataset
+from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
+from builder.graph.project import Project, load_project
+from builder.graph.shapes import ShapeReport, infer_shapes
+from builder.runs.store import LIVE_STATUSES, RunLogger, RunStore
+from builder.runs.tracking import attach_tracking
+from builder.training.checkpoint import load_weights
+from builder.training.trainer import Callback, TrainConfig, Trainer, TrainingJob, TrainResult
+
+
+def build_model(graph, seed: int = 0, report: ShapeReport | None = None) -> torch.nn.Module:
+    """Compile a graph into a module with seeded initialisation (``report``: its analysis, when known)."""
+    from builder.graph.compile import compile_graph
+
+    torch.manual_seed(seed)
+    return compile_graph(graph, report=report)
+
+
+def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source_names: dict[str, str],
+                     nodes: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Copy weights into ``model`` by node id and shape.
+
+    Args:
+        model: a compiled model with ``layerlab_names`` (node id -> module name).
+        weights: a past run's state dict; ``source_names`` its node id -> module name map.
+        nodes: node ids to initialise (default: every node present in both).
+
+    Returns:
+        ``{"loaded": [node ids], "skipped": ["node: reason"]}``.
+    """
+    dst_names = dict(getattr(model, "layerlab_names", {}) or {})
+    sd = model.state_dict()
+    wanted = list(nodes) if nodes is not None else [n for n in dst_names if n in source_names]
+    loaded, skipped = [], []
+    new = {}
+    for nid in wanted:
+        if nid not in dst_names:
+            skipped.append(f"{nid}: not a node with weights in this graph")
+            continue
+        if nid not in source_names:
+            skipped.append(f"{nid}: not in the source run")
+            continue
+        src, dst = source_names[nid] + ".", dst_names[nid] + "."
+        pairs = [(k, dst + k[len(src):]) for k in weights if k.startswith(src)]
+        if not pairs:
+            continue
+        bad = [d for s, d in pairs if d not in sd or sd[d].shape != weights[s].shape]
+        if bad:
+            skipped.append(f"{nid}: shapes differ ({', '.join(b.rsplit('.', 1)[-1] for b in bad)})")
+            continue
+        new.update({d: weights[s] for s, d in pairs})
+        loaded.append(nid)
+    if new:
+        model.load_state_dict({**sd, **new})
+    return {"loaded": loaded, "skipped": skipped}
+
+
+def freeze_nodes(model: torch.nn.Module, nodes: Iterable[str]) -> list[str]:
+    """Set ``requires_grad=False`` on the parameters of these node ids. Raises TrainingError for unknown ids."""
+    names = dict(getattr(model, "layerlab_names", {}) or {})
+    frozen = []
+    for nid in nodes:
+        if nid not in names:
+            raise TrainingError(f"cannot freeze {nid!r}: no such node with weights; nodes are "
+                                f"{', '.join(sorted(names))}")
+        prefix = names[nid] + "."
+        for k, p in model.named_parameters():
+            if k.startswith(prefix):
+                p.requires_grad_(False)
+        frozen.append(nid)
+    return frozen
+
+
+def _input_node(graph):
+    return next((n for n in graph.nodes if n.type == "Input"), None)
+
+
+def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
+            dataset_options: dict | None = None, adapt: bool = False,
+            with_report: bool = False) -> tuple[Project, Dataset, TrainConfig]:
+    """Resolve project, dataset and settings and check that the graph fits the data.
+
+    The graph is analysed once (:func:`~builder.graph.shapes.infer_shapes`); with ``with_report`` that
+    :class:`ShapeReport` is returned as a fourth item so compiling reuses it.
+
+    The project's ``training`` dict supplies defaults (``dataset``, ``task`` and any TrainConfig field);
+    ``config`` overrides them. With ``adapt`` the Input shape and output width are set to fit the dataset.
+
+    Raises:
+        GraphError: the graph does not fit the dataset (each problem names the node and the fix).
+        DatasetError, TrainingError: bad dataset or settings.
+    """
+    project = load_project(project).model_copy(deep=True)
+    tr = dict(project.training or {})
+    fields = set(TrainConfig.model_fields)
+    base = {k: v for k, v in tr.items() if k in fields}
+    cfg = TrainConfig.from_dict({**base, **(config.model_dump(exclude_unset=True) if isinstance(config, TrainConfig)
+                                             else dict(config or {}))})
+    if dataset is None:
+        dataset = tr.get("dataset") or (project.dataset or {}).get("name")
+        if not dataset:
+            raise TrainingError("no dataset given and the project names none; pass a dataset name")
+    if isinstance(dataset, str):
+        opts = dict(dataset_options or {})
+        if "task" in tr and "task" not in opts:
+            opts["task"] = tr["task"]
+        opts.setdefault("seed", cfg.seed)
+        ds = load_dataset(dataset, **opts)
+    else:
+        ds = dataset
+    inp = _input_node(project.graph)
+    numel = int(math.prod(ds.info.input_shape))
+    if (inp is not None and len(ds.info.input_shape) > 1 and list(inp.params.get("shape") or []) == [numel]
+            and ds.info.input_dtype == "float32"):
+        ds = ds.flattened()  # a vector Input of the flattened size (MLP autoencoder on digits)
+    report = infer_shapes(project.graph)
+    if adapt:  # adapting reads the structure only; the adapted graph's shapes need their own analysis
+        project.graph = adapt_graph(project.graph, ds.info, report)
+        report = infer_shapes(project.graph)
+    if not report.ok:  # the graph's own problems first (compiling with this report would skip them)
+        errors = [p for p in report.problems if p.severity == "error"]
+        raise (BudgetError if all(p.code == "budget" for p in errors) else GraphError)(errors)
+    problems = check_compat(project.graph, ds.info, report)
+    if problems:
+        raise GraphError(problems)
+    return (project, ds, cfg, report) if with_report else (project, ds, cfg)
+
+
+def _reloadable(ds: Dataset) -> bool:
+    """Whether ``load_dataset(*ds.info.reload_args())`` can load this dataset again."""
+    from builder.data.datasets import _REGISTRY
+
+    name, opts = ds.info.reload_args()
+    if name in ("csv", "image_folder"):
+        return bool(opts.get("path"))
+    return name in _REGISTRY
+
+
+def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig) -> dict | None:
+    report = None
+    if cfg.init_from:
+        if store is None:
+            raise TrainingError("init_from needs a run store to find the source run")
+        src = store.get(cfg.init_from)
+        weights, md = load_weights(store.weights_path(src["id"]))
+        names = json.loads(md.get("layerlab_names", "{}"))
+        report = transfer_weights(model, weights, names, cfg.init_nodes)
+        if not report["loaded"]:
+            raise TrainingError(f"no weights of run {src['id']} fit this graph: {'; '.join(report['skipped'][:5])}")
+    if cfg.freeze:
+        freeze_nodes(model, cfg.freeze)
+    return report
+
+
+def run_training(project, dataset: str | Dataset | None = None, config: TrainConfig | dict | None = None,
+                 store: RunStore | None = None, callbacks: Iterable[Callback] = (), *,
+                 dataset_options: dict | None = None, on_event: Callable[[dict], None] | None = None,
+                 background: bool = False, adapt: bool = False, dist: Any = None,
+                 name: str | None = None, run_id: str | None = None, owner: str = "local",
+                 tags: dict | None = None) -> TrainResult | TrainingJob:
+    """Train a project on a dataset: the single entry point of the CLI and the UI.
+
+    Args:
+        project: a Project, a path, JSON or a dict.
+        dataset: a registered dataset name or a loaded :class:`Dataset` (default: the project's).
+        config: TrainConfig or dict overriding the project's ``training`` settings.
+        store: a :class:`RunStore`; when given the run, its curves, checkpoints and model card are kept.
+        callbacks: :class:`Callback` instances.
+        on_event: an extra listener for every event.
+        background: return a started :class:`TrainingJob` instead of training synchronously.
+        adapt: adapt the graph's Input shape and output width to the dataset.
+        dist: a :class:`builder.training.distributed.DistContext` (torchrun); only rank 0 writes to the store.
+        run_id: record into this existing (queued) run of ``store`` instead of creating one (job processes).
+        owner, tags: recorded with a new run.
+
+    Returns:
+        A :class:`TrainResult` (``run_id`` set when a store is used), or a started TrainingJob.
+
+    Raises:
+        GraphError, DatasetError, TrainingError (a failed run is recorded as ``failed`` first).
+    """
+    try:
+        project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options, adapt=adapt,
+                                           with_report=True)
+    except Exception as e:
+        if run_id is not None and store is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
+    main = dist is None or getattr(dist, "rank", 0) == 0
+    run_dir, listeners = None, []
+    if store is not None and main:
+        src_name, src_opts = ds.info.reload_args()
+        if run_id is None:
+            run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict(),
+                                      owner=owner, tags=tags)
+        else:  # a job's run row: record what prepare resolved (adapted graph, dataset reload arguments)
+            store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
+                             dataset_info=ds.info.to_dict(), config=cfg.model_dump())
+        run_dir = store.run_dir(run_id)
+        if not _reloadable(ds):  # an upload: keep the data so the run can be resumed
+            save_dataset(ds, run_dir / "dataset.safetensors")
+        listeners.append(RunLogger(store, run_id))
+    if on_event is not None and main:
+        listeners.append(on_event)
+    callbacks = [*callbacks, *attach_tracking(store, run_id)]  # MLflow, when a tracking URI is set
+    try:
+        model = build_model(project.graph, cfg.seed, report)
+        _load_init(store, model, cfg)
+        trainer = Trainer(model, ds, cfg, callbacks, run_dir, on_event=listeners, dist=dist)
+    except Exception as e:
+        if run_id is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
+    trainer.run_id = run_id
+    if run_id is not None:
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision,
+                              world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
+    return _launch(trainer, background, run_id)
+
+
+def _launch(trainer: Trainer, background: bool, run_id: str | None):
+    if background:
+        job = TrainingJob(trainer).start()
+        job.run_id = run_id
+        return job
+    result = trainer.fit()
+    result.run_id = run_id
+    return result
+
+
+def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (), *,
+               on_event: Callable[[dict], None] | None = None, background: bool = False,
+               overrides: dict | None = None, dist: Any = None, claimed: bool = False) -> TrainResult | TrainingJob:
+    """Continue an interrupted, stopped, paused or failed run from its last checkpoint.
+
+    ``overrides`` may change settings such as ``epochs`` or ``lr`` (e.g. after a NaN loss). ``claimed``: this
+    process holds the run's job slot (:mod:`builder.runs.jobs`), so its live status is its own.
+
+    Raises:
+        RunStoreError: unknown run, a run still live or finished, or no checkpoint.
+    """
+    store.mark_interrupted()
+    run = store.get(run_id)
+    run_id = run["id"]
+    if run["status"] in LIVE_STATUSES and not (claimed and run["pid"] == os.getpid()):  # its process is alive
+        raise RunStoreError(f"run {run_id} is {run['status']} in process {run['pid']}; resume or stop it there "
+                            "(it cannot run twice)")
+    if run["status"] == "finished" and not (overrides or {}).get("epochs"):
+        raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
+    ckpt = store.checkpoint_path(run_id)
+    from builder.training.checkpoint import previous_path, read_resumable
+    if not ckpt.is_file() and not previous_path(ckpt).is_file():
+        raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
+    cfg = TrainConfig.from_dict(run["config"], **(overrides or {}))
+    project = load_project(run["project"])
+    ds = _fit_input(project, load_run_dataset(store, run))
+    main = dist is None or getattr(dist, "rank", 0) == 0
+    listeners: list = [RunLogger(store, run_id)] if main else []
+    if on_event is not None and main:
+        listeners.append(on_event)
+    if overrides and main:
+        store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
+    callbacks = [*callbacks, *(attach_tracking(store, run_id) if main else [])]
+    model = build_model(project.graph, cfg.seed)
+    if cfg.freeze:
+        freeze_nodes(model, cfg.freeze)
+    trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
+                      resume_from=ckpt, dist=dist)
+    _, meta, _ = read_resumable(ckpt)
+    step = meta.get("state", {}).get("global_step", 0)
+    if main and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+        store.truncate_metrics(run_id, step)
+    trainer.run_id = run_id
+    if main:
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision)
+    return _launch(trainer, background, run_id)
+
+
+def load_run_dataset(store: RunStore, run: dict) -> Dataset:
+    """The dataset a run trained on: its saved snapshot (uploads) or the registered dataset reloaded."""
+    snapshot = store.run_dir(run["id"]) / "dataset.safetensors"
+    if snapshot.is_file():
+        return load_saved_dataset(snapshot)
+    return load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
+
+
+def _fit_input(project: Project, ds: Dataset) -> Dataset:
+    """Flatten image samples for a graph whose Input is a vector of their size (an MLP on digits)."""
+    inp = _input_node(project.graph)
+    shape = list(inp.params.get("shape") or []) if inp is not None else []
+    if shape != list(ds.info.input_shape) and shape == [int(math.prod(ds.info.input_shape))]:
+        return ds.flattened()
+    return ds
+
+
+def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[torch.nn.Module, Dataset]:
+    """A run's trained model (eval mode, on CPU) and the dataset it trained on, for explanations.
+
+    Args:
+        weights: ``final`` (the finished run's weights, else its last checkpoint) or ``checkpoint``.
+
+    Raises:
+        RunStoreError: unknown run, or a run with neither weights nor checkpoint yet.
+    """
+    from builder.training.checkpoint import read_checkpoint
+
+    run = store.get(run_id)
+    project = load_project(run["project"])
+    ds = _fit_input(project, load_run_dataset(store, run))
+    model = build_model(project.graph, int((run.get("config") or {}).get("seed", 0)))
+    wpath, ckpt = store.weights_path(run["id"]), store.checkpoint_path(run["id"])
+    if not (weights == "final" and wpath.is_file()) and not ckpt.is_file():
+        raise RunStoreError(f"run {run['id']} ({run['status']}) has no trained weights yet")
+    try:
+        if weights == "final" and wpath.is_file():
+            state, _ = load_weights(wpath)
+        else:
+            tensors, _ = read_checkpoint(ckpt)
+            state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        model.load_state_dict(state)
+    except Exception as e:  # a damaged file, or weights of another graph
+        raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from None
+    return model.eval(), ds
+
+
+__all__ = ["run_training", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes", "load_run",
+           "load_run_dataset"]

@@ -1,0 +1,201 @@
+"""Write tests/canvas/connection_cases.json: shared cases for the canvas's connection rules.
+
+    .venv/bin/python tests/canvas/make_connection_cases.py
+
+One case = a small graph, one edge to add (source layer/port -> target layer/port) and the expected answer
+(allowed, or refused with a reason code). The answers come from the rules written out below, not from
+either implementation: frontend/src/connection.test.js checks the browser's rule (frontend/src/graph.js)
+against them and tests/test_connection_rules.py checks Python's (builder.validate / infer_shapes).
+The layer types and their ports are read from the registry (``builder.palette()``); the Python test fails
+when they change, so a new layer gets cases (and a place in the rules) before it ships.
+
+Reason codes are Python's problem codes (self_loop, dangling_edge, bad_port, duplicate_edge, extra_input,
+cycle) plus ``port_kind``: the source's kind (tensor / token ids) is one the target's input refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import builder
+
+OUT = Path(__file__).with_name("connection_cases.json")
+
+# ---- the rules ------------------------------------------------------------------------------------------
+TENSOR, TOKENS = "tensor", "tokens"
+# Layers whose input takes either kind and passes it on (shape ops, Identity, Output). Every other input
+# takes only the kind its palette port declares: "tokens" for Embedding, "tensor" for the rest.
+KIND_AGNOSTIC = {"Output", "Identity", "Flatten", "Unflatten", "Reshape", "Permute"}
+
+# ---- shapes each layer takes (so that an allowed edge gives a valid graph) --------------------------------
+SEQ, IMAGE = [6, 8], [4, 8, 8]
+SHAPE = {
+    **dict.fromkeys(["Conv1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "RNN", "LSTM", "GRU",
+                     "MultiheadAttention", "TransformerEncoderLayer", "PositionalEncoding", "Permute"], SEQ),
+    **dict.fromkeys(["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d",
+                     "GroupNorm", "Dropout2d"], IMAGE),
+    "Unflatten": [64],  # its default unflattened_size is [1, 8, 8]
+}
+DEFAULT_SHAPE = [8]
+
+
+def accepted_kinds(entry: dict, port: dict) -> set[str]:
+    return {TENSOR, TOKENS} if entry["type"] in KIND_AGNOSTIC else {port["kind"]}
+
+
+def port_label(entry: dict, port: dict) -> str:
+    return "any" if entry["type"] in KIND_AGNOSTIC else port["kind"]
+
+
+# ---- graph helpers --------------------------------------------------------------------------------------
+def node(nid, ltype, **params):
+    return {"id": nid, "type": ltype, "params": params}
+
+
+def edge(source, target, source_port="out", target_port="in"):
+    return {"source": source, "source_port": source_port, "target": target, "target_port": target_port}
+
+
+def feed(prefix: str, kind: str, shape: list[int]):
+    """An Input of `kind` whose output has `shape` (an Input then a Reshape when it has several dims).
+    Returns (nodes, edges, id of the last node)."""
+    n = math.prod(shape)
+    params = {"shape": [n], "modality": "tokens", "vocab_size": 50} if kind == TOKENS else {"shape": [n]}
+    nodes, edges = [node(prefix, "Input", **params)], []
+    if len(shape) > 1:
+        nodes.append(node(f"{prefix}_r", "Reshape", shape=list(shape)))
+        edges.append(edge(prefix, f"{prefix}_r"))
+    return nodes, edges, nodes[-1]["id"]
+
+
+def case(cid, nodes, edges, connect, out_kinds, allowed, code=None, **extra):
+    c = {"id": cid, "graph": {"nodes": nodes, "edges": edges}, "connect": connect, "out_kinds": out_kinds,
+         "expect": {"allowed": allowed, **({} if allowed else {"code": code})}}
+    c.update(extra)
+    return c
+
+
+# ---- cases ----------------------------------------------------------------------------------------------
+def kind_cases(palette: list[dict]) -> list[dict]:
+    """Every input port of every layer, fed once with float tensors and once with token ids. The two cases
+    of a port differ only in the Input's modality, so a refusal (port_kind) names its allowed twin."""
+    out = []
+    for entry in palette:
+        t = entry["type"]
+        shape = SHAPE.get(t, DEFAULT_SHAPE)
+        for port in entry["inputs"]:
+            pair = {}
+            for kind in (TENSOR, TOKENS):
+                nodes, edges, src = feed("src", kind, shape)
+                nodes.append(node("t", t))
+                if entry["variadic"]:  # merges need two inputs: a second one of float tensors
+                    n2, e2, other = feed("other", TENSOR, shape)
+                    nodes, edges = nodes + n2, edges + e2 + [edge(other, "t", target_port=port["name"])]
+                elif port["name"] != entry["inputs"][0]["name"]:  # an optional port: the first one is fed
+                    n2, e2, other = feed("other", TENSOR, shape)
+                    nodes, edges = nodes + n2, edges + e2 + [edge(other, "t", target_port=entry["inputs"][0]["name"])]
+                ok = kind in accepted_kinds(entry, port)
+                pair[kind] = case(f"kind/{kind}->{t}.{port['name']}", nodes, edges, edge(src, "t", target_port=port["name"]),
+                                  {src: kind}, ok, None if ok else "port_kind",
+                                  kinds={"source": kind, "target": port_label(entry, port)})
+            for kind, other in ((TENSOR, TOKENS), (TOKENS, TENSOR)):
+                if not pair[kind]["expect"]["allowed"]:
+                    pair[kind]["twin"] = pair[other]["id"]
+            out += [pair[TENSOR], pair[TOKENS]]
+    return out
+
+
+def pass_through_cases() -> list[dict]:
+    """A layer that takes either kind passes it on: tokens through it still go only into an Embedding."""
+    out = []
+    for t in sorted(KIND_AGNOSTIC - {"Output"}):
+        shape = SHAPE.get(t, DEFAULT_SHAPE)
+        for target, target_kind in (("Embedding", TOKENS), ("Linear", TENSOR)):
+            pair = {}
+            for kind in (TENSOR, TOKENS):
+                nodes, edges, src = feed("src", kind, shape)
+                nodes += [node("p", t), node("t", target)]
+                edges = edges + [edge(src, "p")]
+                ok = kind == target_kind
+                pair[kind] = case(f"through/{kind}->{t}->{target}", nodes, edges, edge("p", "t"), {"p": kind}, ok,
+                                  None if ok else "port_kind", kinds={"source": kind, "target": target_kind})
+            for kind, other in ((TENSOR, TOKENS), (TOKENS, TENSOR)):
+                if not pair[kind]["expect"]["allowed"]:
+                    pair[kind]["twin"] = pair[other]["id"]
+            out += [pair[TENSOR], pair[TOKENS]]
+    return out
+
+
+def output_port_cases(palette: list[dict]) -> list[dict]:
+    """Every output port of layers with several (RNN h_n ...) feeds a float input."""
+    out = []
+    for entry in palette:
+        if len(entry["outputs"]) < 2:
+            continue
+        t = entry["type"]
+        for port in entry["outputs"]:
+            nodes, edges, src = feed("src", TENSOR, SHAPE.get(t, DEFAULT_SHAPE))
+            nodes += [node("m", t), node("t", "Linear")]
+            edges = edges + [edge(src, "m")]
+            out.append(case(f"port/{t}.{port['name']}->Linear.in", nodes, edges, edge("m", "t", source_port=port["name"]),
+                            {"m": TENSOR}, True, kinds={"source": TENSOR, "target": TENSOR}))
+    return out
+
+
+def structure_cases() -> list[dict]:
+    x = node("x", "Input", shape=[8])
+    y = node("y", "Input", shape=[8])
+    q, k, v = (node(n, "Input", shape=[6, 8]) for n in ("q", "k", "v"))
+    lin, relu, add = node("lin", "Linear"), node("r", "ReLU"), node("add", "Add")
+    mha = node("mha", "MultiheadAttention")
+    return [
+        case("self_loop", [x, relu], [edge("x", "r")], edge("r", "r"), {"r": TENSOR}, False, "self_loop"),
+        case("dangling/unknown target", [x], [], edge("x", "ghost"), {"x": TENSOR}, False, "dangling_edge"),
+        case("bad_port/unknown input", [x, lin], [], edge("x", "lin", target_port="bias"), {"x": TENSOR}, False, "bad_port"),
+        case("bad_port/unknown output", [x, lin], [], edge("x", "lin", source_port="h_n"), {"x": TENSOR}, False, "bad_port"),
+        case("bad_port/into an Input", [x, y], [], edge("x", "y"), {"x": TENSOR}, False, "bad_port"),
+        case("duplicate_edge/single input", [x, lin], [edge("x", "lin")], edge("x", "lin"), {"x": TENSOR}, False,
+             "duplicate_edge"),
+        case("duplicate_edge/merge", [x, y, add], [edge("x", "add"), edge("y", "add")], edge("x", "add"), {"x": TENSOR},
+             False, "duplicate_edge"),
+        case("extra_input/single input", [x, y, lin], [edge("x", "lin")], edge("y", "lin"), {"y": TENSOR}, False,
+             "extra_input"),
+        case("extra_input/optional port taken", [q, k, v, mha], [edge("q", "mha", target_port="query"),
+             edge("k", "mha", target_port="key")], edge("v", "mha", target_port="key"), {"v": TENSOR}, False,
+             "extra_input"),
+        case("merge/second input", [x, y, add], [edge("x", "add")], edge("y", "add"), {"y": TENSOR}, True),
+        case("merge/numbered input", [x, y, add], [edge("x", "add", target_port="0")], edge("y", "add", target_port="1"),
+             {"y": TENSOR}, True),
+        case("bad_port/non-ASCII number", [x, y, add], [edge("x", "add")], edge("y", "add", target_port="١"),
+             {"y": TENSOR}, False, "bad_port"),
+        case("attention/all three ports", [q, k, v, mha], [edge("q", "mha", target_port="query"),
+             edge("k", "mha", target_port="key")], edge("v", "mha", target_port="value"), {"v": TENSOR}, True),
+        case("cycle/through a merge", [x, add, relu, node("r2", "ReLU")],
+             [edge("x", "add"), edge("add", "r"), edge("r", "r2")], edge("r2", "add"), {"r2": TENSOR}, False, "cycle"),
+        case("cycle/into an optional port", [q, mha, node("n", "LayerNorm")],
+             [edge("q", "mha", target_port="query"), edge("mha", "n")], edge("n", "mha", target_port="key"),
+             {"n": TENSOR}, False, "cycle"),
+    ]
+
+
+def palette_ports() -> list[dict]:
+    """The registry's ports as the canvas reads them (what the Python test compares)."""
+    return [{"type": e["type"], "variadic": e["variadic"],
+             "inputs": [{"name": p["name"], "kind": p["kind"]} for p in e["inputs"]],
+             "outputs": [{"name": p["name"], "kind": p["kind"]} for p in e["outputs"]]} for e in builder.palette()]
+
+
+def build() -> dict:
+    palette = palette_ports()
+    cases = kind_cases(palette) + pass_through_cases() + output_port_cases(palette) + structure_cases()
+    ids = [c["id"] for c in cases]
+    assert len(ids) == len(set(ids)), "case ids must be unique"
+    return {"about": "Shared connection-rule cases; written by tests/canvas/make_connection_cases.py (do not edit).",
+            "palette": palette, "cases": cases}
+
+
+if __name__ == "__main__":
+    OUT.write_text(json.dumps(build(), indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {OUT} ({len(build()['cases'])} cases)")
