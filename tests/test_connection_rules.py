@@ -24,6 +24,12 @@ import builder
 DATA = json.loads((Path(__file__).parent / "canvas" / "connection_cases.json").read_text())
 CASES = {c["id"]: c for c in DATA["cases"]}
 
+# Cases where Python gives the wrong answer today (the browser's is right). Strict: the test fails as soon as
+# Python is fixed, so the entry is removed then.
+_MHA = ("MultiheadAttention checks only its query for token ids (_mha_shape in builder/graph/layers.py); token ids "
+        "into key/value pass validation and the compiled model fails at run time (long != float)")
+PYTHON_WRONG = {"kind/tokens->MultiheadAttention.key": _MHA, "kind/tokens->MultiheadAttention.value": _MHA}
+
 
 def _with_edge(case: dict) -> dict:
     g = case["graph"]
@@ -70,7 +76,8 @@ def test_every_input_port_is_fed_both_kinds_and_every_kind_pair_is_covered():
     assert codes >= {"port_kind", "self_loop", "dangling_edge", "bad_port", "duplicate_edge", "extra_input", "cycle"}
 
 
-@pytest.mark.parametrize("cid", list(CASES))
+@pytest.mark.parametrize("cid", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=PYTHON_WRONG[c]))
+                                 if c in PYTHON_WRONG else c for c in CASES])
 def test_python_gives_the_expected_answer(cid):
     case = CASES[cid]
     before = builder.infer_shapes(case["graph"])

@@ -1,6 +1,6 @@
 // Copy, paste, duplicate, insert and delete as pure functions. Items are in
 // Python's graph format ({nodes, edges} as produced by toPy).
-import { freshEdgeId, freshId, makeEdge, makeNode, portsOf, toPy } from './graph.js';
+import { freshEdgeId, freshId, makeEdge, makeNode, portResolver, toPy } from './graph.js';
 import { layeredLayout } from './layout.js';
 
 export const PASTE_OFFSET = 40;
@@ -63,12 +63,12 @@ export function insertItems(nodes, edges, items, origin, paletteMap, select = tr
   });
   const byId = new Map(newNodes.map((n) => [n.id, n]));
   const newEdges = [];
+  const resolve = portResolver(paletteMap);
   for (const e of items.edges || []) {
     const s = idMap.get(String(e.source));
     const t = idMap.get(String(e.target));
     if (!s || !t) continue;
-    const sh = e.source_port ?? portsOf(paletteMap.get(byId.get(s).data.ltype)).outputs[0]?.name ?? null;
-    const th = e.target_port ?? portsOf(paletteMap.get(byId.get(t).data.ltype)).inputs[0]?.name ?? null;
+    const { sh, th } = resolve(byId.get(s), byId.get(t), e.source_port, e.target_port);
     newEdges.push(withMarker(makeEdge(freshEdgeId(s, t, takenE), s, sh, t, th)));
   }
   const base = select ? nodes.map((n) => (n.selected ? { ...n, selected: false } : n)) : nodes;

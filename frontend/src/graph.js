@@ -127,8 +127,29 @@ export function makeEdge(id, source, sourceHandle, target, targetHandle) {
   return { id, source, target, sourceHandle, targetHandle, type: 'shape' };
 }
 
-// Python graph -> React Flow nodes/edges. Ports left null are resolved to the
-// first port of the node's type so that every handle id is explicit.
+// Ports an edge leaves unnamed (null or ""), resolved as Python does
+// (_resolve_port in builder/graph/shapes.py): the first output; for a merge its
+// one input; else the first input no earlier edge into that node took (query,
+// then key, then value of an attention layer), else the first input.
+// `resolver()` remembers the ports taken, per target node, in edge order.
+export function portResolver(paletteMap) {
+  const taken = new Map(); // target id -> Set of its input ports already fed
+  const named = (p) => (p === null || p === undefined || p === '' ? null : p);
+  return (src, tgt, sourcePort, targetPort) => {
+    const outs = portsOf(paletteMap.get(src.data.ltype)).outputs;
+    const tEntry = paletteMap.get(tgt.data.ltype);
+    const ins = portsOf(tEntry).inputs;
+    if (!taken.has(tgt.id)) taken.set(tgt.id, new Set());
+    const fed = taken.get(tgt.id);
+    let th = named(targetPort);
+    if (th === null) th = (tEntry?.variadic ? null : ins.find((p) => !fed.has(p.name))?.name) ?? ins[0]?.name ?? null;
+    fed.add(th);
+    return { sh: named(sourcePort) ?? outs[0]?.name ?? null, th };
+  };
+}
+
+// Python graph -> React Flow nodes/edges. Unnamed ports are resolved (portResolver)
+// so that every handle id is explicit.
 export function fromPy(graph, paletteMap) {
   const nodes = [];
   const byId = new Map();
@@ -147,12 +168,12 @@ export function fromPy(graph, paletteMap) {
   }
   const edges = [];
   const seen = new Set();
+  const resolve = portResolver(paletteMap);
   for (const e of graph?.edges || []) {
     if (!e || !byId.has(String(e.source)) || !byId.has(String(e.target))) continue;
     const src = byId.get(String(e.source));
     const tgt = byId.get(String(e.target));
-    const sh = e.source_port ?? portsOf(paletteMap.get(src.data.ltype)).outputs[0]?.name ?? null;
-    const th = e.target_port ?? portsOf(paletteMap.get(tgt.data.ltype)).inputs[0]?.name ?? null;
+    const { sh, th } = resolve(src, tgt, e.source_port, e.target_port);
     let id = e.id != null ? String(e.id) : freshEdgeId(src.id, tgt.id, seen);
     if (seen.has(id) && e.id != null) id = freshEdgeId(src.id, tgt.id, seen);
     seen.add(id);
