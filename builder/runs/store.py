@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.errors import RunStoreError
 from builder.graph.project import Project, load_project
+from builder.runs.launcher import pid_alive
 
 if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
     from builder.training.trainer import TrainConfig
@@ -101,24 +102,6 @@ def check_run_id(run_id: Any) -> str:
     if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
         raise RunStoreError(f"invalid run id; received: {str(run_id)[:80]!r}. {_ID_HELP}")
     return run_id
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child that was not reaped yet is a zombie: dead for our purpose
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _dumps(obj: Any) -> str:
@@ -300,7 +283,7 @@ class RunStore:
         rows = c.execute("SELECT id, pid, status, queued_at FROM runs WHERE host = ? AND status IN "
                          "('queued', 'running', 'paused') ORDER BY queued_at, id",
                          (socket.gethostname(),)).fetchall()
-        rows = [r for r in rows if _pid_alive(r["pid"])]
+        rows = [r for r in rows if pid_alive(r["pid"])]
         return [r for r in rows if r["status"] != "queued"], [r for r in rows if r["status"] == "queued"]
 
     def claim_slot(self, run_id: str, limit: int) -> bool:
@@ -446,7 +429,7 @@ class RunStore:
     def delete_run(self, run_id: str) -> None:
         """Delete a run's rows and folder. Raises RunStoreError for a run that is still live."""
         run = self.get(run_id)
-        if run["status"] in LIVE_STATUSES and _pid_alive(run["pid"]) and run["host"] == socket.gethostname():
+        if run["status"] in LIVE_STATUSES and pid_alive(run["pid"]) and run["host"] == socket.gethostname():
             raise RunStoreError(f"run {run['id']} is {run['status']} in process {run['pid']}; stop it first")
         folder = self.run_dir(run["id"])  # checked before anything is deleted
         self._write("DELETE FROM metrics WHERE run_id = ?", (run["id"],))
@@ -458,7 +441,7 @@ class RunStore:
         host = socket.gethostname()
         rows = self._read(f"SELECT id, pid, host, status FROM runs WHERE status IN ({','.join('?' * 3)})",
                           LIVE_STATUSES)
-        dead = [r["id"] for r in rows if r["host"] == host and not _pid_alive(r["pid"])]
+        dead = [r["id"] for r in rows if r["host"] == host and not pid_alive(r["pid"])]
         for rid in dead:
             self._write("UPDATE runs SET status = 'interrupted', message = ?, updated_at = ? WHERE id = ? AND "
                         "status IN ('queued', 'running', 'paused')",
