@@ -3,6 +3,8 @@
 Runs tests/canvas/demo_app.py with `streamlit run` and drives /usr/bin/chromium
 through playwright.sync_api (no `playwright install`). Screenshots go to
 test-artifacts/. Skipped when Chromium or Playwright is missing, unless CI=true.
+Every wait is for a state (what Python shows, a DOM condition, Streamlit's run state, the canvas's own
+marks), never a fixed sleep; every helper raises when its state does not come in time.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
@@ -61,25 +64,95 @@ def open_app(browser, server: Server):
     page.goto(server.url)
     page.locator(".react-flow__node").first.wait_for(timeout=30000)
     wait_state(page, lambda s: s["runs"] >= 1)
+    wait_fitted(page)
     return page, dialogs, errors
 
 
+STATE_TEXT_JS = "() => document.querySelector('.st-key-canvas_state code')?.textContent ?? null"
+STATE_CHANGED_JS = "(prev) => (document.querySelector('.st-key-canvas_state code')?.textContent ?? null) !== prev"
+IDLE_JS = """() => document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState === 'notRunning'"""
+
+
 def state(page) -> dict:
+    """What Python shows: runs, revision, the canvas result it received and the events (demo_app.py)."""
     return json.loads(page.locator(".st-key-canvas_state code").inner_text())
 
 
-def wait_state(page, pred, timeout=10.0):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
+def _parse(text):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:  # the code block is being replaced by a rerun
+        return None
+
+
+def _holds(pred, s) -> tuple[bool, str]:
+    """Does `pred` hold for state `s`? A predicate that cannot read the state yet (``s["result"]`` still None,
+    a node not there yet) does not hold; the error is kept for the timeout message."""
+    if s is None:
+        return False, ""
+    try:
+        return bool(pred(s)), ""
+    except (KeyError, IndexError, TypeError, StopIteration) as e:
+        return False, f" (predicate: {type(e).__name__}: {e})"
+
+
+def wait_state(page, pred, timeout=10.0) -> dict:
+    """Python's state once `pred` holds for it. Checks each text the state block shows, waiting in the page
+    for the next one (no polling interval); raises AssertionError with the last state on timeout."""
+    deadline = time.monotonic() + timeout
+    text = page.evaluate(STATE_TEXT_JS)
+    while True:
+        last = _parse(text)
+        ok, why = _holds(pred, last)
+        if ok:
+            return last
+        left = deadline - time.monotonic()
         try:
-            last = state(page)
-            if pred(last):
-                return last
-        except Exception:  # the code block is being replaced by a rerun
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"Python state never matched; last: {json.dumps(last)[:800]}")
+            if left <= 0:
+                raise PlaywrightTimeout("deadline")
+            page.wait_for_function(STATE_CHANGED_JS, arg=text, timeout=left * 1000)
+        except PlaywrightTimeout:
+            raise AssertionError(f"Python state never matched in {timeout} s{why}; last: {(text or '')[:800]}") from None
+        text = page.evaluate(STATE_TEXT_JS)
+
+
+def wait_idle(page, timeout=10_000) -> None:
+    """Wait until no script run is in flight (Streamlit's run state on the app element); raises on timeout."""
+    page.wait_for_function(IDLE_JS, timeout=timeout)
+
+
+def settled(page, pred=lambda s: True, timeout=10.0) -> dict:
+    """Python's state once `pred` holds and no run is in flight (read again after the run ended)."""
+    wait_state(page, pred, timeout)
+    wait_idle(page, int(timeout * 1000))
+    return wait_state(page, pred, timeout)
+
+
+def sends(page) -> int:
+    """How many times the canvas sent its graph to Python (it marks every send: layerlab:canvas:send)."""
+    return page.evaluate("() => performance.getEntriesByName('layerlab:canvas:send').length")
+
+
+def one_rerun(page, before: dict, sent_before: int, pred=lambda s: True, what="the change") -> dict:
+    """After one committed change: wait for Python's run of it (and `pred`), then check it was exactly one
+    send and one run. A send of the canvas is marked in the page at once, so a second one cannot hide."""
+    s = settled(page, lambda s: s["runs"] > before["runs"] and pred(s))
+    assert sends(page) - sent_before == 1, f"{what} must be sent to Python once; sent {sends(page) - sent_before}"
+    assert s["runs"] - before["runs"] == 1, f"{what} must cause exactly one rerun; ran {s['runs'] - before['runs']}"
+    return s
+
+
+TOAST_JS = """() => { for (const h of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+  const t = h.shadowRoot && h.shadowRoot.querySelector('.ll-toast'); if (t) return t; } return null; }"""
+
+
+def refused(page, text: str, act) -> None:
+    """Run `act` (a connection attempt) and wait for a new toast containing `text`. The canvas keys each toast,
+    so a new one is a new element: an earlier toast still on screen does not count. Raises on timeout."""
+    old = page.evaluate_handle(TOAST_JS)
+    act()
+    page.wait_for_function(f"([old, text]) => {{ const t = ({TOAST_JS})(); return !!t && t !== old && t.textContent.includes(text); }}",
+                           arg=[old, text], timeout=5000)
 
 
 def graph_of(s) -> dict:
@@ -177,6 +250,14 @@ def fit_and_wait(page, timeout=10_000):
         arg=before, timeout=timeout)
 
 
+def wait_fitted(page, timeout=10_000):
+    """Wait until the canvas has fitted its first view and stopped moving (data-fitted, data-moving)."""
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
+             const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow');
+             return f && Number(f.dataset.fitted) > 0 && f.dataset.moving === 'false'; })""", timeout=timeout)
+
+
 PANE_AT_JS = """([x, y]) => {
   let el = document.elementFromPoint(x, y);
   while (el && el.shadowRoot && el.shadowRoot.elementFromPoint(x, y) && el.shadowRoot.elementFromPoint(x, y) !== el) {
@@ -202,11 +283,6 @@ def click_empty(page):
     raise AssertionError("no empty canvas point to click")
 
 
-def settle(page, seconds=0.8):
-    """Wait and make sure no rerun is in flight."""
-    time.sleep(seconds)
-
-
 def test_canvas_editing_end_to_end(browser):
     server = Server()
     figures = {}
@@ -214,8 +290,8 @@ def test_canvas_editing_end_to_end(browser):
         page, dialogs, errors = open_app(browser, server)
         install_timer(page)
         page.screenshot(path=str(ARTIFACTS / "canvas-01-initial.png"))
-        settle(page)
-        s0 = state(page)
+        s0 = settled(page)
+        n0 = sends(page)
 
         # 1. drag Linear from the palette onto the canvas
         flow = page.locator(".ll-flow").bounding_box()
@@ -223,10 +299,7 @@ def test_canvas_editing_end_to_end(browser):
         drag(page, center(palette_item(page, "Linear")), target, steps=20)
         figures["drop_node_visible_ms"] = round(ms_until(page, '[data-testid="node-linear_1"]'))
         figures["drop_annotation_ms"] = round(ms_until(page, '[data-testid="node-linear_1"] .ll-node-params', "20 params"))
-        s1 = wait_state(page, lambda s: "linear_1" in node_ids(s))
-        settle(page)
-        s1 = state(page)
-        assert s1["runs"] - s0["runs"] == 1, "a palette drop must cause exactly one rerun"
+        s1 = one_rerun(page, s0, n0, lambda s: "linear_1" in node_ids(s), "a palette drop")
         lin = next(n for n in graph_of(s1)["nodes"] if n["id"] == "linear_1")
         assert lin["type"] == "Linear" and lin["params"] == {"out_features": 4, "bias": True}
         assert s1["result"]["selected"] == "linear_1"
@@ -235,40 +308,41 @@ def test_canvas_editing_end_to_end(browser):
         assert "20 params" in page.locator('[data-testid="node-linear_1"]').inner_text()
 
         # 2. a wrong connection (tokens -> Linear) is refused in the browser, 0 reruns
-        drag(page, center(handle(page, "input_2", "source")), center(handle(page, "linear_1", "target")))
-        settle(page)
+        n1 = sends(page)
+        refused(page, "Embedding", lambda: drag(page, center(handle(page, "input_2", "source")), center(handle(page, "linear_1", "target"))))
         s2 = state(page)
         assert page.locator(".react-flow__edge").count() == 0
+        assert sends(page) == n1, "a refused connection must not be sent to Python"
         assert s2["runs"] == s1["runs"], "a refused connection must not rerun"
         assert graph_of(s2)["edges"] == []
         assert "Embedding" in page.locator(".ll-toast").inner_text()
         page.screenshot(path=str(ARTIFACTS / "canvas-02-refused.png"))
 
         # 3. connect Input -> Linear: edge with its shape label from Python
+        n2 = sends(page)
         drag(page, center(handle(page, "input_1", "source")), center(handle(page, "linear_1", "target")))
         figures["connect_to_shape_label_ms"] = round(ms_until(page, '[data-testid="edge-label-input_1->linear_1"]', "(B, 4)"))
         label = page.locator('[data-testid="edge-label-input_1->linear_1"]')
         assert label.inner_text() == "(B, 4)"
-        settle(page)
-        s3 = state(page)
-        assert s3["runs"] - s2["runs"] == 1
+        s3 = one_rerun(page, s2, n2, lambda s: graph_of(s)["edges"], "a connection")
         assert graph_of(s3)["edges"] == [
             {"id": "input_1->linear_1", "source": "input_1", "target": "linear_1", "source_port": "out", "target_port": "in"}
         ]
-        # a second edge into the single input port is refused too
-        drag(page, center(handle(page, "input_2", "source")), center(handle(page, "linear_1", "target")))
-        settle(page, 0.5)
+        # the same connection again is refused too (and the token Input still is)
+        n3 = sends(page)
+        refused(page, "already connected", lambda: drag(page, center(handle(page, "input_1", "source")), center(handle(page, "linear_1", "target"))))
+        refused(page, "Embedding", lambda: drag(page, center(handle(page, "input_2", "source")), center(handle(page, "linear_1", "target"))))
         assert page.locator(".react-flow__edge").count() == 1
+        assert sends(page) == n3
 
         # 4. moving a node: many pointer moves, one rerun on drag stop
         title = page.locator('[data-testid="node-linear_1"] .ll-node-sub')
         x, y = center(title)
-        s_before = state(page)
+        s_before, n_before = settled(page), sends(page)
         drag(page, (x, y), (x + 60, y + 90), steps=40)
-        s4 = wait_state(page, lambda s: next(n for n in graph_of(s)["nodes"] if n["id"] == "linear_1")["position"] != lin["position"])
-        settle(page)
-        s4 = state(page)
-        assert s4["runs"] - s_before["runs"] == 1, "a 40-step drag must cause one rerun"
+        one_rerun(page, s_before, n_before,
+                  lambda s: next(n for n in graph_of(s)["nodes"] if n["id"] == "linear_1")["position"] != lin["position"],
+                  "a 40-step drag")
 
         # 5. rename to an HTML string: shown literally, nothing executes
         page.locator('[data-testid="node-linear_1"] .ll-node-title').dblclick()
@@ -278,8 +352,7 @@ def test_canvas_editing_end_to_end(browser):
         box.press("Enter")
         wait_state(page, lambda s: any(n.get("label") == XSS for n in graph_of(s)["nodes"]))
         assert page.locator('[data-testid="node-linear_1"] .ll-node-title').inner_text() == XSS
-        assert page.locator(".ll-root img").count() == 0
-        time.sleep(0.5)
+        assert page.locator(".ll-root img").count() == 0  # no element that could run onerror (checked again at the end)
         assert dialogs == [], f"a dialog fired: {dialogs}"
         page.screenshot(path=str(ARTIFACTS / "canvas-03-renamed.png"))
 
@@ -307,15 +380,12 @@ def test_canvas_editing_end_to_end(browser):
 
         # 7. delete with the keyboard
         page.locator('[data-testid="node-linear_1"] .ll-node-sub').click()
-        wait_state(page, lambda s: s["result"]["selected"] == "linear_1")
-        settle(page, 0.4)
-        before = state(page)
+        before = settled(page, lambda s: s["result"]["selected"] == "linear_1")
+        n_before = sends(page)
         page.keyboard.press("Delete")
         page.locator('[data-testid="node-linear_1"]').wait_for(state="detached", timeout=3000)
-        s7 = wait_state(page, lambda s: "linear_1" not in node_ids(s))
+        s7 = one_rerun(page, before, n_before, lambda s: "linear_1" not in node_ids(s), "a delete")
         assert graph_of(s7)["edges"] == []
-        settle(page)
-        assert state(page)["runs"] - before["runs"] == 1
 
         # 8. undo restores node, label and edge (toolbar button and Ctrl+Z both work)
         page.keyboard.press("Control+z")
@@ -359,6 +429,7 @@ def test_canvas_editing_end_to_end(browser):
         assert page.locator(".ll-item").count() == 1
         page.screenshot(path=str(ARTIFACTS / "canvas-07-final.png"))
         assert not errors, f"page errors: {errors}"
+        assert dialogs == [], f"a dialog fired: {dialogs}"
         print("FIGURES", json.dumps(figures))
         (ARTIFACTS / "canvas-figures.json").write_text(json.dumps(figures, indent=2))
     finally:
@@ -370,35 +441,27 @@ def test_canvas_large_graphs(browser, n_nodes):
     server = Server({"LAYERLAB_DEMO_NODES": str(n_nodes)})
     try:
         page, _dialogs, errors = open_app(browser, server)
-        deadline = time.time() + 30
-        while time.time() < deadline and page.locator(".react-flow__node").count() < n_nodes:
-            time.sleep(0.2)
-        assert page.locator(".react-flow__node").count() == n_nodes
+        expect(page.locator(".react-flow__node")).to_have_count(n_nodes, timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / f"canvas-large-{n_nodes}.png"))
-        settle(page, 1.0)
         if n_nodes == 100:
             install_timer(page)
-            # one committed change on a 100-node graph (a node move): one rerun
-            s0 = state(page)
+            # one committed change on a 100-node graph (a node move): one rerun. The graph came without
+            # positions, so the canvas laid it out and sent it once on mount: start after Python has it.
+            assert sends(page) == 1
+            s0, n0 = settled(page, lambda s: s["result"] is not None and s["result"]["graph"] is not None), sends(page)
             assert page.locator('[data-testid="node-input_1"]').is_visible()
             x, y = center(page.locator('[data-testid="node-linear_1"] .ll-node-sub'))
             drag(page, (x, y), (x + 30, y + 40), steps=30)
-            wait_state(page, lambda s: s["runs"] > s0["runs"])
-            settle(page)
-            s1 = state(page)
-            assert s1["runs"] - s0["runs"] == 1
+            s1 = one_rerun(page, s0, n0, what="a node move")
             # drop nodes: time from mouse release until Python's annotation is on screen
             flow = page.locator(".ll-flow").bounding_box()
             samples = []
             for k in range(3):
+                n1 = sends(page)
                 drag(page, center(palette_item(page, "Linear")), (flow["x"] + 250 + 60 * k, flow["y"] + 150 + 70 * k))
                 new_id = f"linear_{n_nodes + k}"  # ids 1..n-1 are taken; fresh Linear ids continue from n
                 samples.append(ms_until(page, f'[data-testid="node-{new_id}"] .ll-node-shape', "(B, 4)"))
-                settle(page)
-                s2 = state(page)
-                assert s2["runs"] - s1["runs"] == 1, "one rerun per drop"
-                assert new_id in node_ids(s2)
-                s1 = s2
+                s1 = one_rerun(page, s1, n1, lambda s, i=new_id: i in node_ids(s), "a drop")
             figures = {"n_nodes": n_nodes, "drop_to_annotation_ms": [round(v) for v in samples], "phases_ms": phases(page)[-3:]}
             print("FIGURES", json.dumps(figures))
             (ARTIFACTS / "canvas-figures-100.json").write_text(json.dumps(figures, indent=2))
@@ -412,7 +475,7 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
     server = Server()
     try:
         page, dialogs, errors = open_app(browser, server)
-        settle(page)
+        settled(page)
         flow = page.locator(".ll-flow").bounding_box()
         fx, fy = flow["x"], flow["y"]
 
@@ -435,7 +498,7 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
         drag(page, center(palette_item(page, "Add")), (fx + flow["width"] - 200, fy + 330))  # right, clear of the rest
         page.locator('input[aria-label="Search layers"]').fill("")
         page.locator('[data-testid="node-add_1"]').wait_for()
-        settle(page, 0.5)
+        settled(page, lambda s: "add_1" in node_ids(s))
         page.screenshot(path=str(ARTIFACTS / "canvas-09-before-add-edges.png"))
         drag(page, center(handle(page, "input_1", "source")), center(handle(page, "add_1", "target")))
         page.locator('[data-testid="edge-label-input_1->add_1"]').wait_for()
@@ -445,12 +508,9 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
         page.screenshot(path=str(ARTIFACTS / "canvas-10-ports-blocks.png"))
 
         # selecting a node: one rerun, Python gets its id
-        settle(page)
-        before = state(page)
+        before, n_before = settled(page), sends(page)
         page.locator('[data-testid="node-lstm_1"] .ll-node-sub').click()
-        wait_state(page, lambda s: s["result"]["selected"] == "lstm_1")
-        settle(page)
-        assert state(page)["runs"] - before["runs"] == 1
+        one_rerun(page, before, n_before, lambda s: s["result"]["selected"] == "lstm_1", "a selection")
 
         # context menu: Duplicate, then Delete
         page.locator('[data-testid="node-lstm_1"] .ll-node-sub').click(button="right")
@@ -500,9 +560,7 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
         page.locator('button:has-text("Reset graph")').click()
         page.locator('[data-testid="node-add_1"]').wait_for(state="detached", timeout=5000)
         assert page.locator(".react-flow__node").count() == 2
-        s = wait_state(page, lambda s: s["revision"] == 2)
-        settle(page)
-        s = state(page)
+        s = settled(page, lambda s: s["revision"] == 2)
         assert s["result"]["graph"] is None, "the browser's pre-reset graph is stale for Python"
         page.locator('button[aria-label="Undo"]').click()
         page.locator('[data-testid="node-add_1"]').wait_for(timeout=5000)
