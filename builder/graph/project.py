@@ -20,7 +20,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from builder.errors import ProjectFormatError
-from builder.graph.registry import _short
+from builder.graph.spec import _short
 
 FORMAT = "layerlab"
 VERSION = 1

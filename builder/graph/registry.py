@@ -1,341 +1,37 @@
-"""The layer registry: one :class:`LayerSpec` per layer type.
+"""The layer registry's lookups: :func:`get_spec`, :func:`has_spec`, :func:`all_specs`, :func:`palette`.
 
 A spec holds the parameter schema (default, range, choices, help), the ports, the shape rule, how to
-construct the torch module and how to call it inside the compiled forward. The inspector widgets, the
-validator, shape inference, the compiler and the code exporter all read the same spec, so adding a
-layer type means adding one spec in :mod:`builder.graph.layers`.
+construct the torch module and how to call it inside the compiled forward (:mod:`builder.graph.spec`). The
+inspector widgets, the validator, shape inference, the compiler and the code exporter all read the same spec,
+so adding a layer type means adding one spec in a family module of :mod:`builder.graph.layers`. Importing
+this module imports those families, which fill the registry; they import only :mod:`builder.graph.spec`.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
-import reprlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
+import builder.graph.layers  # noqa: F401  (registers the built-in specs)
 from builder.errors import LayerLabError
-
-TENSOR = "tensor"
-TOKENS = "tokens"
-
-CATEGORIES = ("Inputs", "Dense", "Convolution", "Pooling", "Normalisation", "Recurrent", "Attention",
-              "Activation", "Merge", "Reshape")
-
-MAX_SIZE = 1_000_000  # largest single size (features, channels, vocabulary) a parameter may take
-
-
-class ShapeError(LayerLabError):
-    """Raised by a shape rule: ``message`` says what is wrong and how to fix it; ``port`` where."""
-
-    def __init__(self, message: str, port: str | None = None):
-        super().__init__(message)
-        self.port = port
-
-
-@dataclass(frozen=True)
-class TensorType:
-    """What flows along an edge: the shape without the batch dimension, and the kind (tensor or tokens)."""
-
-    shape: tuple[int, ...]
-    kind: str = TENSOR
-    vocab: int | None = None  # number of token ids, for kind == TOKENS
-
-    def __str__(self) -> str:
-        return format_shape(self.shape)
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
-def format_shape(shape: Sequence[int] | None) -> str:
-    """``(B, 16, 8, 8)`` for a shape without its batch dimension; ``?`` when unknown."""
-    if shape is None:
-        return "?"
-    return "(" + ", ".join(["B", *(str(int(s)) for s in shape)]) + ")"
-
-
-@dataclass(frozen=True)
-class Param:
-    """One constructor argument of a layer, as shown in the inspector and checked by the validator.
-
-    kind: ``int``, ``float``, ``bool``, ``choice``, ``str``, ``int_list`` or ``int_or_pair``
-    (an int or a list of two ints, as torch's 2-d kernel sizes).
-    """
-
-    name: str
-    kind: str
-    default: Any
-    help: str = ""
-    min: float | None = None
-    max: float | None = None
-    choices: tuple | None = None
-    nullable: bool = False
-    required: bool = False
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "default": self.default, "help": self.help,
-                "min": self.min, "max": self.max, "choices": list(self.choices) if self.choices else None,
-                "nullable": self.nullable, "required": self.required}
-
-    def check(self, value: Any) -> tuple[Any, str | None]:
-        """Return (normalised value, None) or (None, message worded as rule, value, fix)."""
-        value = _tame(value)
-        if value is None:
-            if self.nullable:
-                return None, None
-            return None, f"`{self.name}` must be set ({self._expect()}); received: null. Fix: set it, e.g. {self.default!r}"
-        k = self.kind
-        if k == "int":
-            v = _as_int(value)
-            if v is None:
-                return None, self._out_of_range(value) or \
-                    f"`{self.name}` must be an integer; received: {_short(value)}. Fix: use e.g. {self.default!r}"
-            return self._range(v)
-        if k == "float":
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                return None, f"`{self.name}` must be a finite number; received: {_short(value)}. Fix: use e.g. {self.default!r}"
-            return self._range(float(value))
-        if k == "bool":
-            if not isinstance(value, bool):
-                return None, f"`{self.name}` must be true or false; received: {_short(value)}"
-            return value, None
-        if k == "choice":
-            if value not in self.choices:
-                close = difflib.get_close_matches(str(value)[:100], [str(c) for c in self.choices], n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "use one of " + ", ".join(map(repr, self.choices))
-                return None, f"`{self.name}` must be one of {', '.join(map(repr, self.choices))}; received: {_short(value)}. Fix: {hint}"
-            return value, None
-        if k == "str":
-            if not isinstance(value, str):
-                return None, f"`{self.name}` must be text; received: {_short(value)}"
-            return value, None
-        if k == "int_list":
-            if not isinstance(value, list | tuple) or not value or len(value) > 8:
-                return None, f"`{self.name}` must be a list of 1 to 8 integers; received: {_short(value)}. Fix: e.g. {self.default!r}"
-            return self._ints(value, f"`{self.name}` must hold integers; received: {_short(value)}")
-        if k == "int_or_pair":
-            if isinstance(value, list | tuple):
-                if len(value) != 2:
-                    return None, f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
-                out, err = self._ints(value, f"`{self.name}` must be an integer or a pair of integers; received: "
-                                             f"{_short(value)}")
-                if err:
-                    return None, err
-                return (out[0] if out[0] == out[1] else out), None
-            v = _as_int(value)
-            if v is None:
-                return None, self._out_of_range(value) or \
-                    f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
-            return self._range(v)
-        raise ValueError(f"unknown parameter kind {k}")  # programming error in a spec
-
-    def _ints(self, items, not_int: str) -> tuple[list[int] | None, str | None]:
-        """Each item an integer within the range; ``not_int`` is the message for a non-integer."""
-        out = []
-        for item in items:
-            v = _as_int(item)
-            if v is None:
-                return None, self._out_of_range(item) or not_int
-            v, err = self._range(v)
-            if err:
-                return None, err
-            out.append(v)
-        return out, None
-
-    def _out_of_range(self, v: Any) -> str | None:
-        """The range message for ±inf (also what integers of hundreds of digits become), else None."""
-        if isinstance(v, float) and math.isinf(v):
-            return self._range(v)[1]
-        return None
-
-    def _range(self, v: float) -> tuple[Any, str | None]:
-        if self.min is not None and v < self.min:
-            return None, f"`{self.name}` must be ≥ {_num(self.min)}; received: {self.name}={_num(v)}. Fix: use a value from {self._expect()}"
-        if self.max is not None and v > self.max:
-            return None, f"`{self.name}` must be ≤ {_num(self.max)}; received: {self.name}={_num(v)}. Fix: use a value from {self._expect()}"
-        return v, None
-
-    def _expect(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(map(repr, self.choices))
-        lo = "-∞" if self.min is None else _num(self.min)
-        hi = "∞" if self.max is None else _num(self.max)
-        return f"[{lo}, {hi}]"
-
-
-_HUGE_BITS = 64  # integers beyond ±2**64 are no sizes: treated as ±inf without any bignum arithmetic
-
-
-def _tame(v: Any, depth: int = 1) -> Any:
-    """An integer of thousands of digits becomes ±inf (rejected by every range); one level of a short list
-    likewise (deeper nesting is left alone: it is no valid value anyway)."""
-    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > _HUGE_BITS:
-        return math.inf if v > 0 else -math.inf
-    if depth and isinstance(v, list | tuple) and len(v) <= 16:
-        return [_tame(x, depth - 1) for x in v]
-    return v
-
-
-def _num(v: float) -> str:
-    v = _tame(v)
-    if isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 1e15):
-        return str(int(v))
-    return f"{v:g}"
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 8, 8, 4, 40, 40
-
-
-def _short(v: Any) -> str:
-    """A repr of at most 40 characters, whatever the value (huge integers, deep nesting, long text)."""
-    try:
-        s = _REPR.repr(_tame(v))
-    except (ValueError, RecursionError):  # e.g. an integer too long to print
-        s = f"<{type(v).__name__} too large to show>"
-    return s if len(s) <= 40 else s[:37] + "..."
-
-
-def _as_int(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
-        return int(v)
-    return None
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Memory a layer needs beyond its parameters and its outputs, counted in float32 values.
-
-    ``buffers``: allocated once with the model (a fixed table such as sinusoidal positions);
-    ``build``: extra temporaries while constructing the module (freed afterwards);
-    ``work``: per sample, intermediates of one forward pass that stay alive for the backward pass
-    (attention weights, im2col columns, recurrent gates, dropout masks);
-    ``note``: what the buffer is, for budget messages.
-    """
-
-    buffers: int = 0
-    build: int = 0
-    work: int = 0
-    note: str = ""
-
-
-ShapeRule = Callable[[dict, list[TensorType]], "TensorType | dict[str, TensorType]"]
-Ctor = Callable[[dict, list[TensorType]], "tuple[str, dict] | None"]
-
-
-@dataclass
-class LayerSpec:
-    """Everything LayerLab knows about one layer type.
-
-    Attributes:
-        type: the torch.nn class name where one exists (``Conv2d``), else a LayerLab name (``Add``).
-        category: palette group.
-        params: the user-set constructor arguments.
-        inputs / outputs: port names; ``variadic`` means any number (≥ ``min_inputs``) of edges into the
-            first input port (Add, Concat); optional ports are listed in ``optional_inputs``.
-        shape: rule mapping (params, input types) to the output type (or a dict port -> type).
-        ctor: (params, input types) -> (torch.nn class name, keyword arguments) or None for module-less ops.
-        inferred: keyword arguments of ``ctor`` that flow in from the input and are never typed by users.
-        emit: adds the layer's call to the fx graph; the default calls the module on the first input.
-        lint: returns warnings (settings that work but probably do not do what the user wants).
-        input_kind: the kind of tensor every input port accepts.
-        cost: (params, input types, output types) -> :class:`Cost`: buffers and intermediates the layer
-            creates beyond its parameters and outputs; counted by the size budget.
-    """
-
-    type: str
-    category: str
-    description: str
-    params: list[Param] = field(default_factory=list)
-    shape: ShapeRule | None = None
-    ctor: Ctor | None = None
-    inferred: tuple[str, ...] = ()
-    inputs: tuple[str, ...] = ("in",)
-    optional_inputs: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ("out",)
-    variadic: bool = False
-    min_inputs: int = 1
-    input_kind: str = TENSOR
-    emit: Callable | None = None
-    export_init: Callable | None = None
-    lint: Callable[[dict, list[TensorType]], list[str]] | None = None  # non-blocking warnings
-    cost: Callable[[dict, list[TensorType], dict], Cost] | None = None
-    doc_url: str | None = None
-
-    @property
-    def param_names(self) -> list[str]:
-        return [p.name for p in self.params]
-
-    def param(self, name: str) -> Param:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
-
-    def defaults(self) -> dict:
-        """Default parameters, as a dropped node gets them."""
-        return {p.name: p.default for p in self.params}
-
-    def resolve_params(self, params: dict | None) -> tuple[dict, list[str]]:
-        """Fill defaults and check every value. Returns (normalised params, messages)."""
-        params = params or {}
-        out: dict = {}
-        errors: list[str] = []
-        names = self.param_names
-        for key in params:
-            if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1) if len(str(key)) <= 100 else []
-                shown = key if isinstance(key, str) and len(key) <= 40 else _short(key)
-                if key in self.inferred:
-                    errors.append(f"`{shown}` is inferred from the input and cannot be set; received: {shown}={_short(params[key])}. Fix: remove it")
-                else:
-                    hint = f"did you mean `{close[0]}`?" if close else (
-                        "known: " + ", ".join(names) if names else f"{self.type} takes no parameters")
-                    errors.append(f"unknown parameter `{shown}` for {self.type}; received: {shown}={_short(params[key])}. Fix: {hint}")
-        for p in self.params:
-            if p.name in params:
-                v, err = p.check(params[p.name])
-                if err:
-                    errors.append(err)
-                    v = p.default
-            else:
-                if p.required:
-                    errors.append(f"`{p.name}` is required for {self.type}. Fix: set it, e.g. {p.default!r}")
-                v = p.default
-            out[p.name] = list(v) if isinstance(v, tuple) else v
-        return out, errors
-
-    def port_info(self) -> dict:
-        """Ports and schema as the canvas palette wants them."""
-        ins = [{"name": n, "kind": self.input_kind, "optional": n in self.optional_inputs} for n in self.inputs]
-        outs = [{"name": n, "kind": TENSOR} for n in self.outputs]
-        return {"type": self.type, "category": self.category, "description": self.description,
-                "inputs": ins, "outputs": outs, "variadic": self.variadic,
-                "params": [p.to_dict() for p in self.params], "inferred": list(self.inferred),
-                "doc_url": self.doc_url}
-
-
-_REGISTRY: dict[str, LayerSpec] = {}
-
-
-def register(spec: LayerSpec) -> LayerSpec:
-    """Add a spec to the registry (its type must be new)."""
-    if spec.type in _REGISTRY:
-        raise ValueError(f"layer type {spec.type} is already registered")
-    _REGISTRY[spec.type] = spec
-    return spec
+from builder.graph.spec import (  # noqa: F401  (re-exported: the spec types are looked up here too)
+    _REGISTRY,
+    CATEGORIES,
+    MAX_SIZE,
+    TENSOR,
+    TOKENS,
+    Cost,
+    LayerSpec,
+    Param,
+    ShapeError,
+    TensorType,
+    _short,
+    format_shape,
+    register,
+)
 
 
 def get_spec(layer_type: str) -> LayerSpec:
     """The spec for a type. Raises LayerLabError naming close matches for an unknown type."""
-    _ensure_loaded()
     try:
         return _REGISTRY[layer_type]
     except KeyError:
@@ -343,13 +39,12 @@ def get_spec(layer_type: str) -> LayerSpec:
 
 
 def has_spec(layer_type: str) -> bool:
-    _ensure_loaded()
+    """Whether ``layer_type`` is a registered layer type."""
     return layer_type in _REGISTRY
 
 
 def unknown_type_message(layer_type: str) -> str:
     """Message for an unknown layer type, with close matches."""
-    _ensure_loaded()
     known = list(_REGISTRY)
     lower = {k.lower(): k for k in known}
     close = difflib.get_close_matches(str(layer_type), known, n=3, cutoff=0.6)
@@ -362,7 +57,6 @@ def unknown_type_message(layer_type: str) -> str:
 
 def all_specs() -> list[LayerSpec]:
     """Every registered spec in palette order."""
-    _ensure_loaded()
     order = {c: i for i, c in enumerate(CATEGORIES)}
     return sorted(_REGISTRY.values(), key=lambda s: order.get(s.category, len(order)))
 
@@ -370,8 +64,3 @@ def all_specs() -> list[LayerSpec]:
 def palette() -> list[dict]:
     """The palette as plain dicts (for the canvas and docs)."""
     return [s.port_info() for s in all_specs()]
-
-
-def _ensure_loaded() -> None:
-    if not _REGISTRY:
-        from builder.graph import layers  # noqa: F401  (registers the built-in specs)

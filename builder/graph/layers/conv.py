@@ -1,0 +1,173 @@
+"""Layer specs of the palette groups Convolution (Conv1d, Conv2d, ConvTranspose2d) and Pooling."""
+
+from __future__ import annotations
+
+import math
+
+from builder.graph.layers._common import (
+    _conv_len,
+    _float,
+    _int,
+    _mod,
+    _out,
+    _pair,
+    _rank,
+)
+from builder.graph.spec import Cost, LayerSpec, Param, ShapeError, TensorType, register
+
+# ----------------------------------------------------------------------------------------- Convolution
+
+_CONV_PARAMS_1D = [
+    _int("out_channels", 16, "Number of filters (output channels)."),
+    _int("kernel_size", 3, "Width of each filter.", hi=1024),
+    _int("stride", 1, "Step between filter positions.", hi=1024),
+    _int("padding", 0, "Zeros added on both sides.", lo=0, hi=1024),
+    _int("dilation", 1, "Spacing between filter taps.", hi=1024),
+    Param("bias", "bool", True, "Learn an additive bias."),
+]
+_CONV_PARAMS_2D = [
+    _int("out_channels", 16, "Number of filters (output channels)."),
+    Param("kernel_size", "int_or_pair", 3, "Filter size: k or [kh, kw].", min=1, max=1024),
+    Param("stride", "int_or_pair", 1, "Step between filter positions.", min=1, max=1024),
+    Param("padding", "int_or_pair", 0, "Zeros added on each border.", min=0, max=1024),
+    Param("dilation", "int_or_pair", 1, "Spacing between filter taps.", min=1, max=1024),
+    Param("bias", "bool", True, "Learn an additive bias."),
+]
+
+
+def _conv1d_shape(p, ins):
+    (t,) = ins
+    _float(t)
+    _rank(t, (2,), "sequence")
+    c, n = t.shape
+    out = _conv_len(n, p["kernel_size"], p["stride"], p["padding"], p["dilation"])
+    if out < 1:
+        raise ShapeError(f"the effective kernel ({p['dilation'] * (p['kernel_size'] - 1) + 1}) is longer than the "
+                         f"padded input ({n + 2 * p['padding']}); received: input {t}. Fix: reduce kernel_size or add padding")
+    return TensorType((p["out_channels"], out))
+
+
+def _conv2d_shape(p, ins):
+    (t,) = ins
+    _float(t)
+    _rank(t, (3,), "image")
+    c, h, w = t.shape
+    k, s, pad, d = (_pair(p[n]) for n in ("kernel_size", "stride", "padding", "dilation"))
+    oh = _conv_len(h, k[0], s[0], pad[0], d[0])
+    ow = _conv_len(w, k[1], s[1], pad[1], d[1])
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"the kernel {list(k)} (dilation {list(d)}) does not fit the padded input "
+                         f"{h + 2 * pad[0]}×{w + 2 * pad[1]}; received: input {t}. Fix: reduce kernel_size or add padding")
+    return TensorType((p["out_channels"], oh, ow))
+
+
+def _conv_cost(p, ins, outs) -> Cost:
+    """im2col columns: in_channels × kernel taps per output position (CPU convolutions unfold the input)."""
+    taps = math.prod(_pair(p["kernel_size"])) if len(ins[0].shape) == 3 else p["kernel_size"]
+    return Cost(work=ins[0].shape[0] * taps * math.prod(_out(outs).shape[1:]))
+
+
+def _convT_cost(p, ins, outs) -> Cost:
+    """col2im columns: out_channels × kernel taps per input position."""
+    return Cost(work=p["out_channels"] * math.prod(_pair(p["kernel_size"])) * math.prod(ins[0].shape[1:]))
+
+
+register(LayerSpec(
+    "Conv1d", "Convolution", "1-d convolution over (channels, length).", params=list(_CONV_PARAMS_1D),
+    shape=_conv1d_shape, inferred=("in_channels",), cost=_conv_cost,
+    ctor=lambda p, ins: ("Conv1d", {"in_channels": ins[0].shape[0], **p})))
+
+register(LayerSpec(
+    "Conv2d", "Convolution", "2-d convolution over (channels, height, width).", params=list(_CONV_PARAMS_2D),
+    shape=_conv2d_shape, inferred=("in_channels",), cost=_conv_cost,
+    ctor=lambda p, ins: ("Conv2d", {"in_channels": ins[0].shape[0], **p}),
+    doc_url="https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html"))
+
+
+def _convT2d_shape(p, ins):
+    (t,) = ins
+    _float(t)
+    _rank(t, (3,), "image")
+    c, h, w = t.shape
+    k, s, pad, d, op = (_pair(p[n]) for n in ("kernel_size", "stride", "padding", "dilation", "output_padding"))
+    for i in range(2):
+        if op[i] >= max(s[i], d[i]):
+            raise ShapeError(f"output_padding must be smaller than stride or dilation; received: output_padding={p['output_padding']}, "
+                             f"stride={p['stride']}. Fix: lower output_padding")
+    oh = (h - 1) * s[0] - 2 * pad[0] + d[0] * (k[0] - 1) + op[0] + 1
+    ow = (w - 1) * s[1] - 2 * pad[1] + d[1] * (k[1] - 1) + op[1] + 1
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"padding {p['padding']} leaves no output for input {t}. Fix: reduce padding")
+    return TensorType((p["out_channels"], oh, ow))
+
+
+register(LayerSpec(
+    "ConvTranspose2d", "Convolution", "Transposed 2-d convolution (learned upsampling).",
+    params=[*_CONV_PARAMS_2D[:4],
+            Param("output_padding", "int_or_pair", 0, "Extra size added to one side of the output.", min=0, max=1024),
+            *_CONV_PARAMS_2D[4:]],
+    shape=_convT2d_shape, inferred=("in_channels",), cost=_convT_cost,
+    ctor=lambda p, ins: ("ConvTranspose2d", {"in_channels": ins[0].shape[0], **p})))
+
+# ----------------------------------------------------------------------------------------- Pooling
+
+
+def _pool_shape(dims: int, dilation: bool):
+    def rule(p, ins):
+        (t,) = ins
+        _float(t)
+        _rank(t, (dims + 1,), "")
+        spatial = t.shape[1:]
+        k = _pair(p["kernel_size"]) if dims == 2 else (p["kernel_size"],)
+        s = p["stride"] if p["stride"] is not None else p["kernel_size"]
+        s = _pair(s) if dims == 2 else (s,)
+        pad = _pair(p["padding"]) if dims == 2 else (p["padding"],)
+        d = (_pair(p["dilation"]) if dims == 2 else (p["dilation"],)) if dilation else (1,) * dims
+        out = []
+        for i in range(dims):
+            if pad[i] * 2 > k[i]:
+                raise ShapeError(f"padding must be at most half the kernel; received: padding={p['padding']}, "
+                                 f"kernel_size={p['kernel_size']}. Fix: lower padding")
+            n = _conv_len(spatial[i], k[i], s[i], pad[i], d[i])
+            if n < 1:
+                raise ShapeError(f"the pooling window {p['kernel_size']} is larger than the input {t}. "
+                                 "Fix: reduce kernel_size or remove a pooling layer")
+            out.append(n)
+        return TensorType((t.shape[0], *out))
+    return rule
+
+
+def _pool_params(dims: int, dilation: bool) -> list[Param]:
+    kind = "int_or_pair" if dims == 2 else "int"
+    ps = [Param("kernel_size", kind, 2, "Window size.", min=1, max=1024),
+          Param("stride", kind, None, "Step between windows (default: kernel_size).", min=1, max=1024, nullable=True),
+          Param("padding", kind, 0, "Implicit padding on each border (at most half the window).", min=0, max=512)]
+    if dilation:
+        ps.append(Param("dilation", kind, 1, "Spacing between window taps.", min=1, max=1024))
+    return ps
+
+
+for _dims in (1, 2):
+    register(LayerSpec(f"MaxPool{_dims}d", "Pooling", f"{_dims}-d max pooling.", params=_pool_params(_dims, True),
+                       shape=_pool_shape(_dims, True), ctor=_mod(f"MaxPool{_dims}d"),
+                       cost=lambda p, ins, outs: Cost(work=2 * _out(outs).numel)))  # int64 argmax indices
+    register(LayerSpec(f"AvgPool{_dims}d", "Pooling", f"{_dims}-d average pooling.", params=_pool_params(_dims, False),
+                       shape=_pool_shape(_dims, False), ctor=_mod(f"AvgPool{_dims}d")))
+
+
+def _adaptive_shape(dims: int):
+    def rule(p, ins):
+        (t,) = ins
+        _float(t)
+        _rank(t, (dims + 1,), "")
+        o = _pair(p["output_size"]) if dims == 2 else (p["output_size"],)
+        return TensorType((t.shape[0], *o))
+    return rule
+
+
+register(LayerSpec("AdaptiveAvgPool1d", "Pooling", "Average pooling to a fixed length.",
+                   params=[_int("output_size", 1, "Output length.", hi=65536)],
+                   shape=_adaptive_shape(1), ctor=_mod("AdaptiveAvgPool1d")))
+register(LayerSpec("AdaptiveAvgPool2d", "Pooling", "Average pooling to a fixed height×width (1 = global pooling).",
+                   params=[Param("output_size", "int_or_pair", 1, "Output size: n or [h, w].", min=1, max=65536)],
+                   shape=_adaptive_shape(2), ctor=_mod("AdaptiveAvgPool2d")))

@@ -1,0 +1,107 @@
+"""Layer specs of the palette group Reshape: Flatten, Unflatten, Reshape, Permute, Mean."""
+
+from __future__ import annotations
+
+import math
+
+from builder.graph.layers._common import (
+    _check_dim,
+    _float,
+    _mod,
+)
+from builder.graph.spec import MAX_SIZE, LayerSpec, Param, ShapeError, TensorType, register
+
+# ----------------------------------------------------------------------------------------- Reshape
+
+
+def _flatten_shape(p, ins):
+    (t,) = ins
+    r = len(t.shape)
+    s = _check_dim(p["start_dim"], r, "start_dim")
+    end = _check_dim(p["end_dim"], r, "end_dim")
+    if end < s:
+        raise ShapeError(f"end_dim must not come before start_dim; received: start_dim={p['start_dim']}, "
+                         f"end_dim={p['end_dim']}. Fix: swap them")
+    return TensorType((*t.shape[:s], math.prod(t.shape[s:end + 1]), *t.shape[end + 1:]), t.kind, t.vocab)
+
+
+register(LayerSpec(
+    "Flatten", "Reshape", "Flattens dimensions start_dim..end_dim into one (default: all but the batch).",
+    params=[Param("start_dim", "int", 1, "First dimension to flatten (0 is the batch).", min=-8, max=8),
+            Param("end_dim", "int", -1, "Last dimension to flatten.", min=-8, max=8)],
+    shape=_flatten_shape, ctor=_mod("Flatten")))
+
+
+def _unflatten_shape(p, ins):
+    (t,) = ins
+    d = _check_dim(p["dim"], len(t.shape))
+    sizes = p["unflattened_size"]
+    if math.prod(sizes) != t.shape[d]:
+        raise ShapeError(f"unflattened_size must multiply to the size of dim {p['dim']} ({t.shape[d]}); received: "
+                         f"unflattened_size={sizes} (product {math.prod(sizes)}) for input {t}. Fix: choose sizes whose "
+                         f"product is {t.shape[d]}")
+    return TensorType((*t.shape[:d], *sizes, *t.shape[d + 1:]), t.kind, t.vocab)
+
+
+register(LayerSpec(
+    "Unflatten", "Reshape", "Splits one dimension into several, e.g. 64 → [1, 8, 8].",
+    params=[Param("dim", "int", 1, "Dimension to split (0 is the batch).", min=-8, max=8),
+            Param("unflattened_size", "int_list", [1, 8, 8], "Sizes to split it into.", min=1, max=MAX_SIZE)],
+    shape=_unflatten_shape, ctor=lambda p, ins: ("Unflatten", {"dim": p["dim"],
+                                                               "unflattened_size": tuple(p["unflattened_size"])})))
+
+
+def _reshape_shape(p, ins):
+    (t,) = ins
+    target = list(p["shape"])
+    total = t.numel
+    if target.count(-1) > 1:
+        raise ShapeError(f"at most one size may be -1; received: shape={target}. Fix: give all sizes but one")
+    known = math.prod(s for s in target if s != -1)
+    if -1 in target:
+        if known == 0 or total % known:
+            raise ShapeError(f"cannot reshape {t} ({total} values) to {target}. Fix: choose sizes that divide {total}")
+        target[target.index(-1)] = total // known
+    elif known != total:
+        raise ShapeError(f"the new shape must hold the same {total} values as the input {t}; received: shape={target} "
+                         f"({known} values). Fix: use sizes whose product is {total}, or -1 for one of them")
+    return TensorType(tuple(target), t.kind, t.vocab)
+
+
+register(LayerSpec(
+    "Reshape", "Reshape", "Reshapes each sample to `shape` (one size may be -1).",
+    params=[Param("shape", "int_list", [-1], "New shape without the batch dimension.", min=-1, max=MAX_SIZE)],
+    shape=_reshape_shape,
+    emit=lambda e, attr, p, ins, types: e.method("reshape", ins[0], -1, *_reshape_shape(p, types).shape)))
+
+
+def _permute_shape(p, ins):
+    (t,) = ins
+    dims = p["dims"]
+    full = len(t.shape) + 1
+    if sorted(dims) != list(range(full)):
+        raise ShapeError(f"`dims` must be a permutation of 0..{full - 1} for a {full}-d input {t}; received: "
+                         f"dims={dims}. Fix: e.g. {[0, *range(full - 1, 0, -1)]}")
+    if dims[0] != 0:
+        raise ShapeError(f"the batch dimension must stay first; received: dims={dims}. Fix: start with 0")
+    return TensorType(tuple(t.shape[d - 1] for d in dims[1:]), t.kind, t.vocab)
+
+
+register(LayerSpec(
+    "Permute", "Reshape", "Reorders dimensions (torch numbering; 0, the batch, stays first), e.g. [0, 2, 1].",
+    params=[Param("dims", "int_list", [0, 2, 1], "New order of the dimensions.", min=0, max=8)],
+    shape=_permute_shape,
+    emit=lambda e, attr, p, ins, types: e.method("permute", ins[0], *p["dims"])))
+
+
+def _mean_shape(p, ins):
+    (t,) = ins
+    _float(t)
+    d = _check_dim(p["dim"], len(t.shape))
+    return TensorType(tuple(s for i, s in enumerate(t.shape) if i != d))
+
+
+register(LayerSpec(
+    "Mean", "Reshape", "Averages over one dimension, e.g. over time steps (dim 1) of a sequence.",
+    params=[Param("dim", "int", 1, "Dimension to average over (0 is the batch).", min=-8, max=8)],
+    shape=_mean_shape, emit=lambda e, attr, p, ins, types: e.method("mean", ins[0], p["dim"])))
