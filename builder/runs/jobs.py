@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.errors import RunStoreError, TrainingError
+from builder.runs.launcher import pid_alive, spawn_detached
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.training.trainer import Callback
 
@@ -46,7 +47,6 @@ LOG_FILE = "job.log"
 LIVE_FILE = "live_attributions.safetensors"
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
 _CALLBACKS = ("live_attributions", "decision_boundary")
-_reapers: list[threading.Thread] = []
 
 
 @dataclass
@@ -158,17 +158,8 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
     """Start the job process detached (own session), output appended to ``log``; reaped by a thread."""
-    root = str(Path(__file__).resolve().parents[1])  # the job imports this very copy of builder
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "builder.runs.jobs", "run", "--workspace", str(workspace), run_id],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
-                                start_new_session=True, close_fds=True)
-    t = threading.Thread(target=proc.wait, name=f"layerlab-reap-{run_id}", daemon=True)  # no zombies
-    t.start()
-    _reapers[:] = [r for r in _reapers if r.is_alive()] + [t]
-    return proc
+    return spawn_detached(["-m", "builder.runs.jobs", "run", "--workspace", str(workspace), run_id], log,
+                          name=f"layerlab-reap-{run_id}")
 
 
 # ---------------------------------------------------------------------------------- the warm launcher
@@ -179,8 +170,16 @@ def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
 # in the workspace, reaps its children, and exits after LAUNCHER_IDLE_S (or $LAYERLAB_LAUNCHER_IDLE_S)
 # seconds without a request. When it cannot be
 # reached the job is launched the ordinary way.
+#
+# The handshake is versioned (LAUNCHER_PROTOCOL): a request is one JSON line ``{"protocol": N, "job": {"run_id",
+# "log", "env"}}`` and the reply ``{"protocol": N, "pid": PID}`` (or ``{"protocol": N, "error": ...}``). Both sides
+# check N, so a launcher left running by another LayerLab version never forks a job with its code: a launcher
+# that speaks an older protocol (version 1, the unversioned ``{"run_id", ...}`` line, fails on the "job" key
+# without forking) is retired (SIGTERM to the socket's peer) and a new one started; a newer one is left alone.
+# Either way that job is launched the ordinary way.
 LAUNCHER_SOCK = "launcher.sock"
 LAUNCHER_IDLE_S = 600.0
+LAUNCHER_PROTOCOL = 2
 _PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
 
 
@@ -188,25 +187,60 @@ def _launcher_env() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith(_PASSED_ENV)}
 
 
-def _launch_warm(workspace: Path, run_id: str, log: Path) -> int | None:
-    """Ask the workspace's launcher to fork the job; its pid, or None (then a launcher is started for later)."""
+def _ask_launcher(path: Path, message: dict) -> tuple[dict, int | None]:
+    """Send one request line to the launcher at ``path``; its reply (``{}`` when none) and its pid (None when
+    the OS does not tell). Raises OSError or ValueError when it cannot be reached or answers no JSON object."""
     import socket as _socket
+    import struct
 
+    with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as c:
+        c.settimeout(5)
+        c.connect(str(path))
+        peer = None
+        with contextlib.suppress(AttributeError, OSError):  # Linux: the pid of the process that listens
+            peer = struct.unpack("3i", c.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED,
+                                                    struct.calcsize("3i")))[0]
+        c.sendall(json.dumps(message).encode() + b"\n")
+        reply = json.loads(c.makefile().readline() or "{}")
+    if not isinstance(reply, dict):
+        raise ValueError(f"launcher reply is not an object: {reply!r}")
+    return reply, peer
+
+
+def _reply_protocol(reply: dict) -> int:
+    """The protocol a reply speaks: 1 for the unversioned launcher of earlier versions."""
+    v = reply.get("protocol", 1)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 1
+
+
+def _launch_warm(workspace: Path, run_id: str, log: Path) -> int | None:
+    """Ask the workspace's launcher to fork the job; its pid, or None (then a launcher is started for later,
+    unless one of a newer protocol holds the socket)."""
     path = Path(workspace) / LAUNCHER_SOCK
-    if len(str(path)) < 100 and path.exists():
+    if len(str(path)) >= 100:  # longer than a Unix socket address may be
+        return None
+    if path.exists():
         try:
-            with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as c:
-                c.settimeout(5)
-                c.connect(str(path))
-                c.sendall(json.dumps({"run_id": run_id, "log": str(log), "env": _launcher_env()}).encode() + b"\n")
-                reply = json.loads(c.makefile().readline() or "{}")
-            if isinstance(reply.get("pid"), int) and reply["pid"] > 0:
-                return reply["pid"]
+            reply, peer = _ask_launcher(path, {"protocol": LAUNCHER_PROTOCOL,
+                                               "job": {"run_id": run_id, "log": str(log), "env": _launcher_env()}})
         except (OSError, ValueError):
-            pass
-    if len(str(path)) < 100:
-        _start_launcher(Path(workspace))
+            reply, peer = {}, None
+        version = _reply_protocol(reply)
+        if version == LAUNCHER_PROTOCOL and isinstance(reply.get("pid"), int) and reply["pid"] > 0:
+            return reply["pid"]
+        if reply and version > LAUNCHER_PROTOCOL:
+            return None  # a newer LayerLab's launcher: not ours to replace
+        if reply and version < LAUNCHER_PROTOCOL:
+            _retire(peer)
+    _start_launcher(Path(workspace))
     return None
+
+
+def _retire(pid: int | None) -> None:
+    """Ask an older version's launcher to end (SIGTERM; its forked jobs live in sessions of their own)."""
+    if isinstance(pid, int) and pid > 1 and pid != os.getpid() and pid_alive(pid):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _launcher_starting(workspace: Path) -> bool:
@@ -225,10 +259,9 @@ def _launcher_up(workspace: Path) -> bool:
         return True
     try:
         pid = int((workspace / "launcher.pid").read_text().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return False
-    return (workspace / LAUNCHER_SOCK).exists()
+    return pid_alive(pid) and (workspace / LAUNCHER_SOCK).exists()
 
 
 def warm_launcher(workspace: str | Path) -> bool:
@@ -249,16 +282,8 @@ def _start_launcher(workspace: Path) -> None:
         (workspace / "launcher.starting").write_text(str(os.getpid()))
     except OSError:
         return
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    with open(workspace / "launcher.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "builder.runs.jobs", "launcher", "--workspace", str(workspace)],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
-                                start_new_session=True, close_fds=True)
-    t = threading.Thread(target=proc.wait, name="layerlab-reap-launcher", daemon=True)
-    t.start()
-    _reapers.append(t)
+    spawn_detached(["-m", "builder.runs.jobs", "launcher", "--workspace", str(workspace)],
+                   workspace / "launcher.log", name="layerlab-reap-launcher")
 
 
 def launcher(workspace: str | Path) -> int:
@@ -267,19 +292,21 @@ def launcher(workspace: str | Path) -> int:
 
     import torch  # noqa: F401  - the point of this process: imported once, shared by every fork
 
-    from builder.data import datasets as data
+    from builder.data import builtin
     from builder.training import pipeline  # noqa: F401
 
-    data._sk()  # scikit-learn's dataset loaders (~1.1 s to import): imported once here, not by every forked job
+    builtin.preload()  # scikit-learn's dataset loaders (~1.1 s to import): imported once here, not by every forked job
     # torch's first optimizer imports torch._dynamo, sympy and mpmath (~1 s, 800 modules): once here too
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     ws = Path(workspace)
     path = ws / LAUNCHER_SOCK
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # retired or killed: clean up (finally below)
     with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as srv:
         path.unlink(missing_ok=True)
         srv.bind(str(path))
+        bound = path.stat().st_ino
         srv.listen(16)
         srv.settimeout(float(os.environ.get("LAYERLAB_LAUNCHER_IDLE_S") or LAUNCHER_IDLE_S))
         (ws / "launcher.starting").unlink(missing_ok=True)
@@ -293,18 +320,29 @@ def launcher(workspace: str | Path) -> int:
                     return 0
                 with conn:
                     try:
-                        req = json.loads(conn.makefile().readline() or "{}")
-                        pid = _fork_job(ws, str(req["run_id"]), Path(req["log"]), dict(req.get("env") or {}),
-                                        (srv.fileno(), conn.fileno()))
-                    except Exception as e:  # a bad request: answer it, keep serving
-                        with contextlib.suppress(OSError):  # the asker may be gone
-                            conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
-                        continue
-                    with contextlib.suppress(OSError):
-                        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        finally:
-            path.unlink(missing_ok=True)
-            (ws / "launcher.pid").unlink(missing_ok=True)
+                        job = _job_request(json.loads(conn.makefile().readline() or "{}"))
+                        reply = {"pid": _fork_job(ws, str(job["run_id"]), Path(job["log"]),
+                                                  dict(job.get("env") or {}), (srv.fileno(), conn.fileno()))}
+                    except Exception as e:  # a bad request or another protocol: answer it, fork nothing, keep serving
+                        reply = {"error": str(e)}
+                    with contextlib.suppress(OSError):  # the asker may be gone
+                        conn.sendall(json.dumps({"protocol": LAUNCHER_PROTOCOL, **reply}).encode() + b"\n")
+        finally:  # a newer launcher may have taken the socket and pid file over: remove only our own
+            with contextlib.suppress(OSError):
+                if path.stat().st_ino == bound:
+                    path.unlink()
+            with contextlib.suppress(OSError, ValueError):
+                if int((ws / "launcher.pid").read_text().strip()) == os.getpid():
+                    (ws / "launcher.pid").unlink()
+
+
+def _job_request(req: Any) -> dict:
+    """The job of a launcher request; ValueError for a request of another protocol (nothing is forked)."""
+    version = req.get("protocol") if isinstance(req, dict) else None
+    if version != LAUNCHER_PROTOCOL or not isinstance(req.get("job"), dict):
+        raise ValueError(f"this launcher speaks protocol {LAUNCHER_PROTOCOL}; received: protocol {version!r}. "
+                         "Fix: launch the job the ordinary way")
+    return req["job"]
 
 
 def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...]) -> int:
@@ -317,6 +355,7 @@ def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...
             os.close(fd)
         os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for k in [k for k in os.environ if k.startswith(_PASSED_ENV)]:
             del os.environ[k]
         os.environ.update({k: str(v) for k, v in env.items() if str(k).startswith(_PASSED_ENV)})
