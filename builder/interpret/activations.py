@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from builder.errors import ExplainError
-from builder.interpret.attributions import eval_mode, layer_nodes, resolve_layer
+from builder.interpret.model import eval_mode, layer_nodes, resolve_layer
 
 
 @dataclass(frozen=True)

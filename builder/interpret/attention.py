@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from builder.errors import ExplainError
-from builder.interpret.attributions import eval_mode, layer_nodes, resolve_layer
+from builder.interpret.model import eval_mode, layer_nodes, resolve_layer
 
 ATTENTION_TYPES = ("MultiheadAttention", "TransformerEncoderLayer")
 # nn.MultiheadAttention.forward(query, key, value, key_padding_mask, need_weights, attn_mask,

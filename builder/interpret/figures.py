@@ -425,16 +425,18 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
         modality: ``image``, ``tabular``/``points2d``, ``sequence``, ``tokens`` (default: from ``inputs``).
         tokens: token strings for the sample (default: the ids).
     """
-    from builder.interpret.attributions import infer_modality, method_label
+    from builder.interpret.methods import get_spec
+    from builder.interpret.model import infer_modality
 
     attr = explanation.attributions
     if not 0 <= sample < len(attr):
         raise ExplainError(f"sample must be in [0, {len(attr) - 1}]; received {sample}")
-    label = method_label(explanation.method)
+    spec = get_spec(explanation.method)
+    label = spec.label
     target = None if explanation.target is None else int(explanation.target[sample])
     title = f"{label}" + (f" for class {target}" if target is not None else "")
-    if explanation.method == "layer_conductance":
-        return activation_figure(attr[sample], title=f"{title}: conductance of node {explanation.layer}")
+    if spec.space == "layer":
+        return activation_figure(attr[sample], title=f"{title}: {spec.layer_measure} of node {explanation.layer}")
     modality = modality or infer_modality(inputs)
     if modality == "image":
         return image_attribution_figure(inputs[sample], {label: attr[sample]}, mode=mode, signed=signed,

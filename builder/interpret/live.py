@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from builder.errors import ExplainError
-from builder.interpret.attributions import METHODS, explain
+from builder.interpret.attributions import explain
+from builder.interpret.methods import get_spec
 
 try:  # the trainer's protocol; duck-typed until builder.training.trainer exists
     from builder.training.trainer import Callback  # type: ignore[attr-defined]
@@ -45,8 +46,6 @@ def _pick_fixed(y: Tensor | None, n: int, total: int) -> list[int]:
     return sorted(chosen + rest[: n - len(chosen)])
 
 
-_TOKEN_METHODS = ("layer_integrated_gradients", "occlusion", "feature_ablation")
-
 
 class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
     """Trainer callback: one attribution map per fixed validation sample per epoch.
@@ -65,16 +64,18 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
 
     def __init__(self, method: str = "integrated_gradients", n_samples: int = 4, every: int = 1,
                  target: str = "label", **options: Any):
-        if method not in METHODS:
-            raise ExplainError(f"live attributions: unknown method {method!r}; known: {', '.join(METHODS)}")
+        try:
+            spec = get_spec(method)
+        except ExplainError as e:
+            raise ExplainError(f"live attributions: {e}") from None
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ExplainError(f"n_samples must be a positive integer; received {n_samples!r}")
         if not isinstance(every, int) or every < 1:
             raise ExplainError(f"every must be a positive integer; received {every!r}")
         if target not in ("label", "predicted"):
             raise ExplainError(f"target must be 'label' or 'predicted'; received {target!r}")
-        self.method, self.n_samples, self.every, self.target_mode = method, n_samples, every, target
-        if method in ("integrated_gradients", "layer_integrated_gradients", "layer_conductance"):
+        self.method, self.n_samples, self.every, self.target_mode = spec.name, n_samples, every, target
+        if spec.uses_steps:
             options.setdefault("n_steps", 16)  # keeps the cost per epoch small (bench/RESULTS.md)
         self.options = options
         self.frames: list[dict[str, Any]] = []
@@ -88,7 +89,7 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         val = getattr(getattr(trainer, "dataset", None), "val", None)
         if val is None:
             raise ExplainError("live attributions need a validation split (trainer.dataset.val)")
-        if hasattr(val, "X"):  # builder.data.datasets.Split
+        if hasattr(val, "X"):  # builder.data.Split
             X, y = val.X, getattr(val, "y", None)
         else:  # an (X, y) pair
             X, y = val[0], (val[1] if len(val) > 1 else None)
@@ -111,10 +112,11 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         if self.target_mode == "label" and self.labels is not None and not self.labels.is_floating_point() \
                 and self.labels.dim() == 1:
             tgt = self.labels.to(device)
-        if not x.is_floating_point() and self.method not in _TOKEN_METHODS:
+        if not x.is_floating_point() and self.method != get_spec(self.method).token_method():
             # token ids have no input gradient: attribute through the Embedding instead
-            self.method = "layer_integrated_gradients"
-            self.options.setdefault("n_steps", 16)
+            self.method = get_spec(self.method).token_method()
+            if get_spec(self.method).uses_steps:
+                self.options.setdefault("n_steps", 16)
         with torch.enable_grad():
             exp = explain(model, x, self.method, tgt, **self.options)
         self.frames.append({"epoch": int(epoch), "attributions": exp.attributions.cpu().numpy(),

@@ -26,10 +26,11 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from builder.errors import ExplainError
-from builder.interpret.attributions import (
-    _Flat,
+from builder.interpret.attributions import explain
+from builder.interpret.methods import get_spec
+from builder.interpret.model import (
+    Flat,
     eval_mode,
-    explain,
     infer_modality,
     layer_nodes,
     resolve_layer,
@@ -158,7 +159,7 @@ def randomisation_check(model: nn.Module, inputs: Tensor, method: str, target: A
         raise ExplainError(f"threshold must be in (0, 1]; received {threshold}")
     modality = options.pop("modality", None) or infer_modality(inputs)
     with eval_mode(model):
-        fwd = _Flat(model) if model(inputs[:1]).dim() > 2 else model
+        fwd = Flat(model) if model(inputs[:1]).dim() > 2 else model
         tgt = resolve_target(fwd, inputs, target)
     ref = explain(model, inputs, method, tgt, modality=modality, **options).attributions
     order = forward_order(model, inputs)[::-1]
@@ -198,7 +199,7 @@ def ig_completeness(model: nn.Module, inputs: Tensor, target: Any = None, *,
         ExplainError: as :func:`builder.interpret.attributions.explain`.
     """
     tokens = not inputs.is_floating_point()
-    method = "layer_integrated_gradients" if tokens else "integrated_gradients"
+    method = get_spec("integrated_gradients").token_method() if tokens else "integrated_gradients"
     exp = explain(model, inputs, method, target, baselines=baselines, n_steps=n_steps, **options)
     attr = exp.layer_attributions if tokens else exp.attributions
     sums = attr.flatten(1).sum(1)
