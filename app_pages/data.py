@@ -8,8 +8,8 @@ import numpy as np
 import streamlit as st
 
 from app_pages import nav, ui
+from builder.data import list_datasets, source_kinds
 from builder.data.compat import adapt_graph, check_compat
-from builder.data.datasets import list_datasets
 from builder.errors import LayerLabError
 
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
@@ -196,16 +196,12 @@ def compat(info) -> None:
 
 
 current = ui.dataset_spec()
-kinds = {"builtin": "Built-in", "csv": "CSV file", "images": "Image folder (.zip)"}
+kinds = source_kinds()  # {"builtin": "Built-in", "csv": "CSV file", "images": "Image folder (.zip)"}
+PICKERS = {"builtin": builtin_picker, "csv": csv_picker, "images": images_picker}  # one picker per source kind
 kind = st.segmented_control("Source", list(kinds), format_func=kinds.get, default=current.get("kind", "builtin"),
                             key="ll_ds_kind") or "builtin"
 with st.container(border=True):
-    if kind == "builtin":
-        spec = builtin_picker(current)
-    elif kind == "csv":
-        spec = csv_picker(current)
-    else:
-        spec = images_picker(current)
+    spec = PICKERS[kind](current)
 
 if spec is not None:
     if ui.spec_key(spec) != ui.spec_key(current) or st.session_state.get("ll_data") is None:

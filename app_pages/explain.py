@@ -19,10 +19,10 @@ import torch
 
 import builder
 from app_pages import nav, ui
+from builder.data import Prediction, fit_dataset, predict
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
 from builder.interpret.attributions import (
-    eval_mode,
     infer_modality,
     layer_nodes,
     method_label,
@@ -56,7 +56,7 @@ class _Ctx:
 
     key: str
     model: torch.nn.Module
-    ds: Any  # builder.data.datasets.Dataset
+    ds: Any  # builder.data.Dataset
     modality: str  # image | tabular | sequence | tokens
     split: str
     X: torch.Tensor  # (N, ...) on the model's device
@@ -64,6 +64,7 @@ class _Ctx:
     pred: torch.Tensor  # (N,) predicted class (or 0 for regression)
     conf: torch.Tensor  # (N,) confidence (or the predicted value for regression)
     run_id: str | None
+    prediction: Prediction  # the model's outputs on the split, read for the task
 
     def k(self, name: str) -> str:
         """A widget key for this model: choices made for one model do not leak into another's widgets."""
@@ -174,24 +175,8 @@ def _session_dataset():
     return ui.load_spec(ui.dataset_spec())
 
 
-def _fit_dataset(model: torch.nn.Module, ds):
-    """The dataset shaped for the model's Input (:func:`builder.runs.summary.fit_dataset`)."""
-    from builder.runs.summary import fit_dataset
-
-    return fit_dataset(model, ds)
-
-
-def _predict(model: torch.nn.Module, X: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pred, conf) per sample (:func:`builder.runs.summary.predictions`)."""
-    from builder.runs.summary import predictions
-
-    return predictions(model, X, task)
-
-
 def _single_logit(ctx: _Ctx) -> bool:
-    with torch.no_grad(), eval_mode(ctx.model):
-        out = ctx.model(ctx.X[:1])
-    return out.dim() == 2 and out.shape[1] == 1
+    return ctx.prediction.single_logit
 
 
 def _model_options() -> dict[str, str]:
@@ -280,7 +265,7 @@ def _choose_model(options: dict[str, str], c: list) -> _Ctx | None:
             run_id = choice.split(":", 1)[1]
             model, ds = _load_run(run_id)
             key = choice
-        ds = _fit_dataset(model, ds)
+        ds = fit_dataset(model, ds, strict=True)
         modality = model_modality(model) or infer_modality(ds.test.X)
     except LayerLabError as e:
         ui.show_error(e)
@@ -291,8 +276,9 @@ def _choose_model(options: dict[str, str], c: list) -> _Ctx | None:
     dev = _device(model)
     X = data.X.to(dev)
     y = data.y if data.y is not None and data.y is not data.X else None
-    pred, conf = _cached(("pred", split), lambda: _predict(model, X, ds.info.task))
-    return _Ctx(key, model, ds, modality, split, X, y, pred, conf, run_id)
+    prediction = _cached(("pred", split), lambda: predict(model, X, ds.info.task))
+    pred, conf = prediction.pair()
+    return _Ctx(key, model, ds, modality, split, X, y, pred, conf, run_id, prediction)
 
 
 # ----------------------------------------------------------------------------------------- samples
@@ -386,7 +372,7 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
             right = ctx.y is not None and ctx.y.dim() == 1 and int(ctx.y[i]) == int(ctx.pred[i])
             c[2].metric("Prediction", pred, f"{'correct' if right else 'wrong'} · {float(ctx.conf[i]):.1%} confident",
                         delta_color="normal" if right else "inverse", delta_arrow="off")
-            runners = _runners_up(ctx, x)
+            runners = ctx.prediction.runners_up(i)
             if runners:
                 c[2].caption("Runners-up: " + ", ".join(f"{ctx.class_name(k)} ({p:.1%})" for k, p in runners))
         elif ctx.info.task == "regression":
@@ -426,22 +412,8 @@ def _sample_header(ctx: _Ctx, row: list) -> tuple[int, torch.Tensor, Any, dict] 
     return i, x, target, opts
 
 
-def _runners_up(ctx: _Ctx, x: torch.Tensor, k: int = 2) -> list[tuple[int, float]]:
-    """The classes after the predicted one, with their softmax probability (multi-logit models only)."""
-    with torch.no_grad(), eval_mode(ctx.model):
-        out = ctx.model(x).flatten(1)
-    if out.shape[1] < 3:
-        return []
-    p, idx = out.softmax(1)[0].topk(min(k + 1, out.shape[1]))
-    return [(int(j), float(q)) for j, q in zip(idx[1:], p[1:])]
-
-
 def _n_outputs(ctx: _Ctx) -> int:
-    def run() -> int:
-        with torch.no_grad(), eval_mode(ctx.model):
-            out = ctx.model(ctx.X[:1])
-        return int(out[0].numel())
-    return _cached(("n_out",), run)
+    return int(ctx.prediction.outputs.shape[1])
 
 
 # ------------------------------------------------------------------------------------- attributions

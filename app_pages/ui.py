@@ -131,7 +131,7 @@ def dataset_spec() -> dict:
             name = src["name"]
         if name:
             break
-    from builder.data.datasets import list_datasets
+    from builder.data import list_datasets
     known = {d["name"] for d in list_datasets()}
     return {"kind": "builtin", "name": name if name in known else "digits", "options": {}}
 
@@ -154,15 +154,9 @@ def load_spec(spec: dict):
 
 def open_spec(spec: dict):
     """Load a dataset spec without touching session state (also used from training threads)."""
-    from builder.data.datasets import load_csv, load_dataset, load_image_folder
+    from builder.data import DatasetSource, load_dataset
 
-    kind = spec.get("kind", "builtin")
-    if kind == "csv":
-        return load_csv(spec["file"], spec["target"], task=spec.get("task") or None, name=spec.get("name"))
-    if kind == "images":
-        size = int(spec.get("size", 32))
-        return load_image_folder(spec["file"], size=(size, size), task=spec.get("task") or None)
-    return load_dataset(spec["name"], **dict(spec.get("options") or {}))
+    return load_dataset(DatasetSource.from_spec(spec))
 
 
 def save_upload(name: str, data: bytes) -> str:

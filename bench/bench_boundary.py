@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import builder  # noqa: E402
+from builder.data import load_dataset  # noqa: E402
 from builder.data.compat import adapt_graph  # noqa: E402
-from builder.data.datasets import load_dataset  # noqa: E402
 from builder.interpret.boundary import DecisionBoundary  # noqa: E402
 from builder.training.trainer import Trainer  # noqa: E402
 

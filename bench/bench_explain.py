@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from builder.data.datasets import load_dataset
+from builder.data import load_dataset
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.templates import load_template
 from builder.interpret.attention import attention_rollout, capture_attention

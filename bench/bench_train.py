@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from results import write_section  # noqa: E402  (bench/results.py)
 
-from builder.data.datasets import load_dataset  # noqa: E402
+from builder.data import load_dataset  # noqa: E402
 from builder.graph.templates import load_template  # noqa: E402
 from builder.training.pipeline import build_model, run_training  # noqa: E402
 from builder.training.trainer import TrainConfig, Trainer, _channels_last, _use_channels_last, build_optimizer  # noqa: E402

@@ -43,8 +43,8 @@ __all__ = ["BudgetError", "DatasetError", "ExplainError",
 # imported on first use (PEP 562).
 _LAZY = {
     "compile_graph": "graph.compile", "example_inputs": "graph.compile", "module_names": "graph.compile",
-    "export_python": "interchange.python_export", "load_weights": "interchange.python_export",
-    "save_weights": "interchange.python_export",
+    "export_python": "interchange.python_export", "load_weights": "training.weights",
+    "save_weights": "training.weights", "read_weights": "training.weights",
     "explain": "interpret.attributions", "explain_all": "interpret.attributions",
     "available_methods": "interpret.attributions", "make_baseline": "interpret.attributions",
     "pick_samples": "interpret.attributions", "MethodInfo": "interpret.attributions",
@@ -54,9 +54,9 @@ _LAZY = {
     "randomisation_check": "interpret.sanity", "ig_completeness": "interpret.sanity",
     "LiveAttributions": "interpret.live",
     # training engine (datasets load scikit-learn on first use)
-    "DatasetInfo": "data.datasets", "Dataset": "data.datasets", "Split": "data.datasets",
-    "list_datasets": "data.datasets", "load_dataset": "data.datasets", "load_csv": "data.datasets",
-    "load_image_folder": "data.datasets", "check_compat": "data.compat", "adapt_graph": "data.compat",
+    "DatasetInfo": "data", "Dataset": "data", "Split": "data",
+    "list_datasets": "data", "load_dataset": "data", "load_csv": "data",
+    "load_image_folder": "data", "check_compat": "data.compat", "adapt_graph": "data.compat",
     "TrainConfig": "training.trainer", "Trainer": "training.trainer", "TrainingJob": "training.trainer",
     "TrainResult": "training.trainer", "Callback": "training.trainer", "Channel": "training.trainer",
     "evaluate": "training.trainer", "run_training": "training.pipeline", "resume_run": "training.pipeline",

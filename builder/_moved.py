@@ -27,6 +27,7 @@ MOVED: dict[str, str] = {
     "builder.templates": "builder.graph.templates",
     "builder.export": "builder.interchange.python_export",
     "builder.compat": "builder.data.compat",
+    "builder.data.datasets": "builder.data",  # split by concept into builder/data/{sources,builtin,tabular,...}.py
     "builder.train": "builder.training.trainer",
     "builder.checkpoint": "builder.training.checkpoint",
     "builder.distributed": "builder.training.distributed",

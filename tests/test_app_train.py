@@ -145,8 +145,8 @@ def test_train_shows_only_the_run_of_the_canvas(at, ws):
 
 def test_freeze_layers_keeps_their_weights(at, ws):
     """The form's 'Freeze layers' reaches the job (transfer learning from imported or pretrained weights)."""
-    from builder.training.checkpoint import load_weights
     from builder.training.pipeline import build_model
+    from builder.training.weights import read_weights
 
     freeze = at.multiselect(key="ll_hp_freeze")
     assert "fc1" in freeze.options and "act1" not in freeze.options  # only layers with weights
@@ -157,7 +157,7 @@ def test_freeze_layers_keeps_their_weights(at, ws):
     run = store.get(rid)
     assert run["config"]["freeze"] == ["fc1"]
     assert at.session_state["ll_project"].training["freeze"] == ["fc1"]  # kept for the next run
-    trained, _ = load_weights(store.weights_path(rid))
+    trained, _ = read_weights(store.weights_path(rid))
     start = build_model(at.session_state["ll_project"].graph, run["config"]["seed"]).state_dict()
     fc1 = [k for k in start if k.startswith("fc1.")]
     head = [k for k in start if k.startswith("head.")]

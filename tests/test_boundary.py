@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.data.datasets import load_dataset
+from builder.data import load_dataset
 from builder.errors import TrainingError
 from builder.interpret.boundary import (
     TOY_DATASETS,

@@ -12,13 +12,12 @@ import torch
 from builder.errors import TrainingError
 from builder.training.checkpoint import (
     load_checkpoint,
-    load_weights,
     previous_path,
     read_checkpoint,
     save_checkpoint,
-    save_weights,
 )
 from builder.training.trainer import TrainConfig, build_optimizer, build_scheduler
+from builder.training.weights import read_weights, save_weights
 
 
 def _model(seed=0):
@@ -99,7 +98,7 @@ def test_errors(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(TrainingError, match="unreadable"):
         read_checkpoint(bad)
-    w = save_weights(tmp_path / "w.safetensors", _model())
+    w = save_weights(_model(), tmp_path / "w.safetensors")
     with pytest.raises(TrainingError, match="not a LayerLab checkpoint"):
         read_checkpoint(w)
     path = save_checkpoint(tmp_path / "c.safetensors", _model())
@@ -110,7 +109,7 @@ def test_errors(tmp_path):
 def test_weights_carry_node_names(tmp_path):
     m = _model()
     m.layerlab_names = {"fc": "0"}
-    sd, md = load_weights(save_weights(tmp_path / "w.safetensors", m))
+    sd, md = read_weights(save_weights(m, tmp_path / "w.safetensors"))
     assert json.loads(md["layerlab_names"]) == {"fc": "0"} and set(sd) == set(m.state_dict())
 
 
@@ -132,10 +131,10 @@ def test_flipped_bytes_are_detected(tmp_path):
         read_checkpoint(path)
     with pytest.raises(TrainingError, match="integrity check"):
         load_checkpoint(path, _model())
-    w = save_weights(tmp_path / "w.safetensors", _model())
+    w = save_weights(_model(), tmp_path / "w.safetensors")
     _flip(w, 0.3)
     with pytest.raises(TrainingError, match="integrity check"):
-        load_weights(w)
+        read_weights(w)
 
 
 def test_previous_checkpoint_is_kept_and_used_when_the_last_is_damaged(tmp_path):
@@ -175,7 +174,7 @@ def test_a_write_that_does_not_verify_leaves_the_last_checkpoint_alone(tmp_path,
 
 
 def _trained_checkpoint(tmp_path):
-    from builder.data.datasets import load_dataset
+    from builder.data import load_dataset
     from builder.training.trainer import Trainer
 
     ds = load_dataset("moons", n_samples=120)

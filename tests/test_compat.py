@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from builder.data import load_dataset
 from builder.data.compat import adapt_graph, check_compat
-from builder.data.datasets import load_dataset
 from builder.graph.templates import load_template
 
 

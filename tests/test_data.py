@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from builder import data as D
-from builder.data.datasets import (
+from builder.data import (
+    limits,
     list_datasets,
     load_csv,
     load_dataset,
@@ -180,7 +181,7 @@ def test_csv_errors(tmp_path, text, target, match):
 def test_csv_missing_file_and_size_limit(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="no such file"):
         load_csv(tmp_path / "missing.csv", "y")
-    monkeypatch.setattr(D, "MAX_CSV_BYTES", 100)
+    monkeypatch.setattr(limits, "MAX_CSV_BYTES", 100)
     with pytest.raises(DatasetError, match="larger than"):
         load_csv(_csv(tmp_path, _table()), "label")
 
@@ -237,13 +238,13 @@ def test_image_folder_errors(tmp_path):
 
 def test_image_limits(tmp_path, monkeypatch):
     root = _image_tree(tmp_path / "pets")
-    monkeypatch.setattr(D, "MAX_IMAGE_FILES", 5)
+    monkeypatch.setattr(limits, "MAX_IMAGE_FILES", 5)
     with pytest.raises(DatasetError, match="more than 5 images"):
         load_image_folder(root)
 
 
 def test_image_zip_bytes_and_dataset_snapshot(tmp_path):
-    from builder.data.datasets import load_saved_dataset, save_dataset
+    from builder.data import load_saved_dataset, save_dataset
     root = _image_tree(tmp_path / "pets")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -284,7 +285,7 @@ def test_stat_size_is_not_trusted(tmp_path, monkeypatch):
     """A /proc file reports size 0 and streams more; a device streams forever: both are bounded."""
     proc = Path("/proc/self/maps")
     assert proc.stat().st_size == 0 and len(proc.read_bytes()) > 200
-    monkeypatch.setattr(D, "MAX_CSV_BYTES", 200)
+    monkeypatch.setattr(limits, "MAX_CSV_BYTES", 200)
     with pytest.raises(DatasetError, match="larger than the limit"):
         load_csv(proc, "y")
     with pytest.raises(DatasetError, match="not a regular file"):
@@ -297,21 +298,21 @@ def test_one_hot_total_is_capped(tmp_path, monkeypatch):
     rows = ["y," + ",".join(f"t{k}" for k in range(30))]
     rows += [f"{r % 2}," + ",".join(f"v{(r + k) % 50}" for k in range(30)) for r in range(100)]
     p = _csv(tmp_path, "\n".join(rows) + "\n")
-    monkeypatch.setattr(D, "MAX_FEATURES", 500)
+    monkeypatch.setattr(limits, "MAX_FEATURES", 500)
     with pytest.raises(DatasetError, match=r"features x 100 rows, over the limits of 500 features.*Fix: drop"):
         load_csv(p, "y")
-    monkeypatch.setattr(D, "MAX_FEATURES", 5000)
+    monkeypatch.setattr(limits, "MAX_FEATURES", 5000)
     assert load_csv(p, "y").info.input_shape == (1500,)
 
 
 def test_decoded_image_budget_and_megapixels(tmp_path, monkeypatch):
     root = _image_tree(tmp_path / "pets")  # 16 RGB images of 10x12
-    monkeypatch.setattr(D, "MAX_DECODED_BYTES", 16 * 3 * 32 * 32 * 4 - 1)
+    monkeypatch.setattr(limits, "MAX_DECODED_BYTES", 16 * 3 * 32 * 32 * 4 - 1)
     with pytest.raises(DatasetError, match=r"16 images x 3 channel\(s\) x 32x32 would take .* MiB decoded.*Fix: a "
                                            r"smaller size \(at most 31x31"):
         load_image_folder(root, size=(32, 32))
     assert load_image_folder(root, size=(31, 31)).info.input_shape == (3, 31, 31)
-    monkeypatch.setattr(D, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(DatasetError, match=r"is 10x12 \(0 megapixels\), over the limit"):
         load_image_folder(root, size=(8, 8))
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from builder.runs.store import RunStore
-from builder.training.checkpoint import load_weights
 from builder.training.distributed import env_world_size, init_distributed
+from builder.training.weights import read_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["train", "mlp", "--dataset", "moons", "--epochs", "3", "--optimizer", "sgd", "--lr", "0.05",
@@ -42,8 +42,8 @@ def test_two_cpu_processes_match_one(tmp_path):
     assert ddp_out.count("run id") == 1  # rank 0 alone reports and writes
     store = RunStore(ws)
     assert len(store.list_runs()) == 2
-    a, _ = load_weights(store.weights_path(ddp_id))
-    b, _ = load_weights(store.weights_path(one_id))
+    a, _ = read_weights(store.weights_path(ddp_id))
+    b, _ = read_weights(store.weights_path(one_id))
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
     ca, cb = store.metrics(ddp_id), store.metrics(one_id)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.data.datasets import load_csv, load_image_folder
+from builder.data import load_csv, load_image_folder
 from builder.errors import DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,7 +213,7 @@ def test_peak_resident_memory_of_a_fresh_process_stays_bounded(corpus):
     script = (
         "import json, resource, sys\n"
         "import numpy, pandas, PIL.Image, torch\n"
-        "from builder.data.datasets import load_csv, load_image_folder\n"
+        "from builder.data import load_csv, load_image_folder\n"
         "from builder.errors import DatasetError\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for kind, path, opts in json.loads(sys.argv[1]):\n"

@@ -82,7 +82,7 @@ def test_bad_arguments():
 
 def test_with_the_real_trainer():
     train = importlib.import_module("builder.training.trainer")
-    data = importlib.import_module("builder.data.datasets")
+    data = importlib.import_module("builder.data")
     ds = data.load_dataset("digits", seed=0)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
@@ -101,7 +101,7 @@ def test_with_the_real_trainer():
 
 def test_token_models_switch_to_layer_ig_and_errors_never_stop_training():
     import builder
-    from builder.data.datasets import load_dataset
+    from builder.data import load_dataset
     from builder.interpret.live import LiveAttributions
     from builder.training.pipeline import run_training
 

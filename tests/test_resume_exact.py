@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.data.datasets import Dataset, Split
+from builder.data.splits import Dataset, Split
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
-from builder.training.checkpoint import load_weights
 from builder.training.pipeline import build_model, prepare
 from builder.training.trainer import Trainer
+from builder.training.weights import read_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = {"mlp": "moons", "cnn": "digits", "resnet": "digits", "lstm": "sequence", "transformer": "sequence",
@@ -149,8 +149,8 @@ def test_kill_9_and_resume_matches_the_uninterrupted_run(tmp_path):
     assert r.returncode == 0, r.stderr
     full_store = RunStore(full_ws)
     fid = full_store.list_runs()[0]["id"]
-    a, _ = load_weights(full_store.weights_path(fid))
-    b, _ = load_weights(store.weights_path(rid))
+    a, _ = read_weights(full_store.weights_path(fid))
+    b, _ = read_weights(store.weights_path(rid))
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     keys = ("epoch", "train_loss", "val_loss", "val_metric", "lr")
     assert [[e[k] for k in keys] for e in store.metrics(rid)] == [[e[k] for k in keys] for e in full_store.metrics(fid)]

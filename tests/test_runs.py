@@ -17,9 +17,10 @@ import torch
 from builder.errors import GraphError, RunStoreError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore, default_workspace
-from builder.training.checkpoint import load_weights, read_checkpoint
+from builder.training.checkpoint import read_checkpoint
 from builder.training.pipeline import resume_run, run_training
 from builder.training.trainer import TrainingJob
+from builder.training.weights import read_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,29 +197,29 @@ def test_stopped_job_resumes_to_the_same_weights_as_uninterrupted(store):
     done = resume_run(part.run_id, store)
     assert done.status == "finished" and done.test["accuracy"] == pytest.approx(full.test["accuracy"])
     assert done.test["confusion_matrix"] == full.test["confusion_matrix"]
-    a, _ = load_weights(store.weights_path(full.run_id))
-    b, _ = load_weights(store.weights_path(part.run_id))
+    a, _ = read_weights(store.weights_path(full.run_id))
+    b, _ = read_weights(store.weights_path(part.run_id))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert [e["epoch"] for e in store.metrics(part.run_id)] == [1, 2, 3]
 
 
 def test_transfer_learning_by_node_id_and_freeze(store):
     src = run_training(load_template("mlp"), "moons", {"epochs": 2}, store)
-    src_w, _ = load_weights(store.weights_path(src.run_id))
+    src_w, _ = read_weights(store.weights_path(src.run_id))
     dst = run_training(load_template("mlp"), "moons", {"epochs": 2, "lr": 0.05, "init_from": src.run_id,
                                                         "init_nodes": ["fc1", "fc2"], "freeze": ["fc1"]}, store)
-    dst_w, _ = load_weights(store.weights_path(dst.run_id))
+    dst_w, _ = read_weights(store.weights_path(dst.run_id))
     assert torch.equal(src_w["fc1.weight"], dst_w["fc1.weight"])  # loaded and frozen
     assert not torch.equal(src_w["fc2.weight"], dst_w["fc2.weight"])  # loaded, then trained
     # a different input width: fc1 is skipped (shape), the rest loads
     import json
 
+    from builder.data import load_dataset
     from builder.data.compat import adapt_graph
-    from builder.data.datasets import load_dataset
     from builder.training.pipeline import build_model, transfer_weights
     g = adapt_graph(load_template("mlp").graph, load_dataset("iris").info)
     model = build_model(g)
-    _, md = load_weights(store.weights_path(src.run_id))
+    _, md = read_weights(store.weights_path(src.run_id))
     rep = transfer_weights(model, src_w, json.loads(md["layerlab_names"]))
     assert "fc2" in rep["loaded"] and any(s.startswith("fc1: shapes differ") for s in rep["skipped"])
 
@@ -249,7 +250,7 @@ def test_job_with_store_reports_pause_status(store):
 
 
 def test_uploaded_csv_run_resumes_from_its_data_snapshot(store):
-    from builder.data.datasets import load_csv
+    from builder.data import load_csv
     text = "a,b,kind\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{'x' if i % 7 > 3 else 'y'}" for i in range(120))
     ds = load_csv(text.encode(), "kind", name="upload.csv")
     part = run_training(load_template("mlp"), ds, {"epochs": 3}, store, adapt=True,

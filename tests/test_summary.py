@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from builder.data import predict
 from builder.graph.templates import load_template
 from builder.runs import summary
 from builder.runs.store import RunStore, graph_hash
@@ -45,9 +46,9 @@ def test_the_canvas_run_is_matched_by_graph_and_owner(tmp_path):
 def test_predictions_for_one_logit_and_regression():
     X = torch.randn(10, 3)
     one = torch.nn.Linear(3, 1)
-    pred, conf = summary.predictions(one, X, "binary")
+    pred, conf = predict(one, X, "binary").pair()
     assert pred.shape == (10,) and bool(((conf >= 0.5) & (conf <= 1)).all())
-    pred, value = summary.predictions(one, X, "regression")
+    pred, value = predict(one, X, "regression").pair()
     assert (pred == 0).all() and torch.allclose(value, one(X)[:, 0].detach())
-    pred, conf = summary.predictions(torch.nn.Linear(3, 4), X, "multiclass")
+    pred, conf = predict(torch.nn.Linear(3, 4), X, "multiclass").pair()
     assert pred.max() < 4 and conf.shape == (10,)

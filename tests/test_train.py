@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from builder.data.datasets import Dataset, DatasetInfo, Split, load_dataset
+from builder.data import Dataset, DatasetInfo, Split, load_dataset
 from builder.errors import TrainingError
 from builder.training.trainer import (
     Callback,
@@ -183,8 +183,8 @@ def test_stop_and_resume_gives_the_same_curve(tmp_path, moons, stop_step):
 
 
 def full_model_state(run_dir):
-    from builder.training.checkpoint import load_weights
-    sd, _ = load_weights(run_dir / "model.safetensors")
+    from builder.training.weights import read_weights
+    sd, _ = read_weights(run_dir / "model.safetensors")
     return [sd[k] for k in sorted(sd)]
 
 

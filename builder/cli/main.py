@@ -147,7 +147,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from builder.graph.compile import compile_graph
-    from builder.interchange.python_export import save_weights
+    from builder.training.weights import save_weights
 
     torch.manual_seed(args.seed)
     model = compile_graph(project.graph)  # checks the budget before allocating
@@ -214,7 +214,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     """List the built-in datasets with their task, modality and options."""
-    from builder.data.datasets import list_datasets
+    from builder.data import list_datasets
 
     for d in list_datasets():
         opts = ", ".join(f"{k}={v!r}" for k, v in (d.get("options") or {}).items())

@@ -271,7 +271,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         opts["task"] = args.task
     dataset = args.dataset
     if dataset is None and args.data_path:
-        dataset = "csv" if str(args.data_path).lower().endswith(".csv") else "image_folder"
+        from builder.data.sources import kind_for_path
+
+        dataset = kind_for_path(args.data_path)
     epochs = cfg.get("epochs") or (project.training or {}).get("epochs") or 10
     if env_world_size() > 1:
         return _train_distributed(project, dataset, cfg, opts, args, epochs)

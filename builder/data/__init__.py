@@ -1,8 +1,25 @@
-"""The data stage: dataset sources, loaders, splits, and whether a graph fits a dataset.
+"""The data stage: dataset sources, loaders, splits, fitting data to a graph, and reading predictions.
 
-:mod:`.datasets` holds the registry of built-in sets, the CSV / image-folder / text loaders and seeded splits;
-:mod:`.compat` checks a graph's Input and output against a dataset and adapts them.
+In data-flow order: :mod:`.sources` (one :class:`DatasetSource` description and :func:`load_dataset`),
+:mod:`.builtin` (the registry of offline built-in sets), :mod:`.tabular` (CSV), :mod:`.images` (image
+folders and zips), :mod:`.limits` (upload limits), :mod:`.splits` (``Dataset``/``Split``/``DatasetInfo`` and
+seeded stratified splits), :mod:`.snapshot` (one-file dataset snapshots), :mod:`.compat` (does a graph's Input
+and output fit a dataset), :mod:`.fit` (the dataset shaped for the graph's Input) and :mod:`.predict` (a
+model's outputs read for the task).
 """
 
-from builder.data.datasets import *  # noqa: F403  (the public names of builder.data stay importable here)
-from builder.data.datasets import __all__  # noqa: F401
+from builder.data.builtin import DatasetSpec, list_datasets, register_dataset
+from builder.data.compat import adapt_graph, check_compat
+from builder.data.fit import fit_dataset
+from builder.data.images import load_image_folder
+from builder.data.predict import Prediction, predict
+from builder.data.snapshot import describe, load_saved_dataset, save_dataset
+from builder.data.sources import SOURCE_KINDS, DatasetSource, load_dataset, source_kinds
+from builder.data.splits import MODALITIES, TASKS, Dataset, DatasetInfo, Split, split_indices
+from builder.data.tabular import load_csv
+
+__all__ = ["DatasetInfo", "Split", "Dataset", "DatasetSpec", "register_dataset", "list_datasets",
+           "load_dataset", "load_csv", "load_image_folder", "save_dataset", "load_saved_dataset", "split_indices",
+           "describe", "TASKS", "MODALITIES",
+           "DatasetSource", "SOURCE_KINDS", "source_kinds", "check_compat", "adapt_graph", "fit_dataset",
+           "Prediction", "predict"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from builder.data.datasets import DatasetInfo
+from builder.data.splits import DatasetInfo
 from builder.errors import Problem
 from builder.graph.project import Graph
 from builder.graph.shapes import ShapeReport, infer_shapes

@@ -64,9 +64,9 @@ def _model_from(source: Any, weights: Any) -> nn.Module:
         model = compile_graph(as_graph(source))
     if weights is not None:
         if isinstance(weights, str | os.PathLike):
-            from builder.training.checkpoint import load_weights
+            from builder.training.weights import read_weights
 
-            weights, _ = load_weights(weights)
+            weights, _ = read_weights(weights)
         try:
             model.load_state_dict(dict(weights))
         except RuntimeError as e:
@@ -267,18 +267,10 @@ class OrtModule(nn.Module):
 
 def _run_dataset(store, run: dict, project):
     """The run's dataset as it was trained (snapshot for uploads; flattened when the graph wants vectors)."""
-    import math
+    from builder.data import fit_dataset
+    from builder.training.pipeline import load_run_dataset
 
-    from builder.data.datasets import load_dataset, load_saved_dataset
-
-    snapshot = store.run_dir(run["id"]) / "dataset.safetensors"
-    ds = load_saved_dataset(snapshot) if snapshot.is_file() else \
-        load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
-    inp = next((n for n in project.graph.nodes if n.type == "Input"), None)
-    if inp is not None and list(inp.params.get("shape") or []) == [int(math.prod(ds.info.input_shape))] \
-            and len(ds.info.input_shape) > 1:
-        ds = ds.flattened()
-    return ds
+    return fit_dataset(project.graph, load_run_dataset(store, run))
 
 
 def _run_weights(store, run: dict) -> Path:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import inspect
 import keyword
 import re
-from pathlib import Path
 
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from builder.errors import GraphError, LayerLabError
@@ -20,6 +18,7 @@ from builder.graph.compile import checked_report, compile_graph, module_names
 from builder.graph.project import Project, as_graph
 from builder.graph.registry import format_shape, get_spec
 from builder.graph.shapes import Budget, module_ctor
+from builder.training.weights import load_weights, save_weights  # re-exported: the .py file's weights
 
 
 def _literal(v) -> str:
@@ -72,7 +71,7 @@ def export_python(graph, class_name: str = "Model", budget: Budget | None = None
     """Standalone, runnable PyTorch source for a graph (imports only torch).
 
     The state-dict keys of the exported class equal the compiled module's, so weights saved with
-    :func:`save_weights` load into it with ``load_state_dict``. The project name and every other user
+    :func:`~builder.training.weights.save_weights` load into it with ``load_state_dict``. The project name and every other user
     string are escaped for the place they land (docstring, comment), so the file always compiles.
 
     Raises:
@@ -161,21 +160,6 @@ def failed_export_source(error: BaseException | str) -> str:
             f"{comments}\n"
             "import sys\n\n"
             f"sys.exit({py_string(summary[:500])})\n")
-
-
-def save_weights(model: nn.Module, path: str | Path) -> None:
-    """Write a model's state dict as safetensors (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp))
-    tmp.replace(path)
-
-
-def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
-    """Load safetensors weights into a model."""
-    model.load_state_dict(load_file(str(path)), strict=strict)
-    return model
 
 
 __all__ = ["export_python", "failed_export_source", "save_weights", "load_weights", "render_ctor"]

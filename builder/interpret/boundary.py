@@ -9,7 +9,7 @@ of the training time (3.5 % by default) by skipping epochs: see :class:`Decision
 
 Example::
 
-    >>> from builder.data.datasets import load_dataset
+    >>> from builder.data import load_dataset
     >>> ds = load_dataset("moons", n_samples=200, seed=0)
     >>> supports(ds.info)  # 2-D points, classification
     True
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from builder.data.predict import predict
 from builder.errors import TrainingError
 
 try:
@@ -41,7 +42,7 @@ MAX_RESOLUTION = 200
 
 
 def supports(info: Any) -> bool:
-    """Whether a dataset (its :class:`~builder.data.datasets.DatasetInfo`) gets a boundary: 2-D float inputs and a
+    """Whether a dataset (its :class:`~builder.data.DatasetInfo`) gets a boundary: 2-D float inputs and a
     classification task."""
     shape = tuple(getattr(info, "input_shape", ()) or ())
     return (shape == (2,) and getattr(info, "input_dtype", "float32") == "float32"
@@ -83,25 +84,13 @@ def predict_grid(model: torch.nn.Module, points: torch.Tensor, resolution: int) 
     rounded to 3 decimals in float64 (``0.522``, not the float32 ``0.5220000147819519``: up to a third of
     the JSON).
     """
-    was_training = model.training
-    model.eval()
-    try:
-        out = model(points)
-    finally:
-        model.train(was_training)
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    out = out.float().reshape(points.shape[0], -1)  # (R², C)
-    r = resolution
-    # softmax over a handful of classes is slow on the CPU (~70 µs for 1,600 x 2, a third of a grid): the
-    # same probabilities from the logits directly
-    if out.shape[1] == 1:
-        return {"kind": "prob", "z": _rows(torch.sigmoid(out[:, 0]), r)}
-    if out.shape[1] == 2:  # softmax(l)[1] = sigmoid(l1 - l0)
-        return {"kind": "prob", "z": _rows(torch.sigmoid(out[:, 1] - out[:, 0]), r)}
-    top, cls = out.max(1)  # max softmax probability = 1 / sum(exp(l - max l))
-    conf = torch.exp(out - top[:, None]).sum(1).reciprocal()
-    return {"kind": "class", "z": _rows(cls, r, None), "conf": _rows(conf, r), "classes": int(out.shape[1])}
+    pred = predict(model, points, "multiclass", batch_size=None)  # one pass over the grid; outputs (R², C)
+    r, classes = resolution, int(pred.outputs.shape[1])
+    # softmax over two classes is slow on the CPU (~70 µs for 1,600 x 2, a third of a grid): P(class 1) comes
+    # from the logits directly (Prediction.positive)
+    if classes <= 2:
+        return {"kind": "prob", "z": _rows(pred.positive(), r)}
+    return {"kind": "class", "z": _rows(pred.labels, r, None), "conf": _rows(pred.confidence, r), "classes": classes}
 
 
 def _rows(v: torch.Tensor, r: int, digits: int | None = 3) -> list[list[float]]:

@@ -64,9 +64,9 @@ def _architecture(project: dict) -> tuple[list[str], int | None]:
 def _count_weights(path: Path) -> int | None:
     if not path.is_file():
         return None
-    from builder.training.checkpoint import load_weights
+    from builder.training.weights import read_weights
 
-    sd, _ = load_weights(path)
+    sd, _ = read_weights(path)
     return int(sum(v.numel() for k, v in sd.items() if v.is_floating_point() and "running_" not in k))
 
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # the Build page reads runs through this module without importing torch
-    import torch
-
-from builder.errors import DatasetError, LayerLabError
+from builder.errors import LayerLabError
 from builder.runs.store import LIVE_STATUSES, RunStore, graph_hash
 
 FINAL = ("finished", "stopped", "failed", "interrupted")
@@ -70,11 +66,10 @@ def run_overview(store: RunStore, run: dict) -> dict:
 
 def dataset_label(run: dict) -> str:
     """The dataset of a run as shown to people: the name, or ``csv: file.csv`` for an upload."""
-    name = run.get("dataset_name") or "—"
-    if name in ("csv", "image_folder", "images"):
-        path = (run.get("dataset_options") or {}).get("path")
-        return f"{name}: {Path(str(path)).name}" if path else name
-    return str(name)
+    from builder.data.sources import DatasetSource
+
+    src = DatasetSource.from_run(run)
+    return src.display() if src is not None else "—"
 
 
 def run_label(run: dict, best: dict | None = None) -> str:
@@ -118,17 +113,10 @@ def finished_run(store: RunStore, graph: Any, owner: str | None) -> dict | None:
 
 def dataset_spec_of_run(run: dict) -> dict | None:
     """The Data page's dataset choice that reproduces a run's dataset (None when the run names none)."""
-    name, opts = run.get("dataset_name"), dict(run.get("dataset_options") or {})
-    if name == "csv" and opts.get("path"):
-        return {"kind": "csv", "name": Path(str(opts["path"])).name, "file": opts["path"],
-                "target": opts.get("target"), "task": opts.get("task")}
-    if name in ("image_folder", "images") and opts.get("path"):
-        size = opts.get("size")
-        size = (size or [32])[0] if isinstance(size, list) else int(size or 32)
-        return {"kind": "images", "name": Path(str(opts["path"])).name, "file": opts["path"], "size": size}
-    if name:
-        return {"kind": "builtin", "name": name, "options": {k: v for k, v in opts.items() if k not in ("seed", "task")}}
-    return None
+    from builder.data.sources import DatasetSource
+
+    src = DatasetSource.from_run(run)
+    return src.to_spec() if src is not None else None
 
 
 def device_options() -> list[tuple[str, str]]:
@@ -146,40 +134,5 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-def fit_dataset(model: torch.nn.Module, ds: Any) -> Any:
-    """The dataset shaped for the model's Input (flattened for a vector Input). Raises DatasetError."""
-    shapes = getattr(model, "layerlab_input_shapes", {}) or {}
-    if len(shapes) != 1:
-        return ds
-    want = tuple(next(iter(shapes.values())))
-    have = tuple(ds.info.input_shape)
-    if want == have:
-        return ds
-    if want == (int(math.prod(have)),) and ds.info.input_dtype == "float32":
-        return ds.flattened()
-    raise DatasetError(f"the dataset {ds.info.name!r} gives inputs of shape {list(have)} but the model's "
-                       f"Input expects {list(want)}; pick the run's own dataset on the Data page")
-
-
-def predictions(model: torch.nn.Module, X: torch.Tensor, task: str,
-                batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pred, conf) per sample: class and probability for classification (a single logit is P(class 1) >
-    0.5), zeros and the predicted value for regression."""
-    import torch
-
-    from builder.interpret.attributions import eval_mode, predict
-
-    with torch.no_grad(), eval_mode(model):
-        if task in ("multiclass", "binary"):
-            out = model(X[:1])
-            if out.dim() == 2 and out.shape[1] == 1:  # one logit
-                p = torch.sigmoid(torch.cat([model(X[i:i + batch]) for i in range(0, len(X), batch)])[:, 0])
-                return (p > 0.5).long(), torch.where(p > 0.5, p, 1 - p)
-        else:
-            out = torch.cat([model(X[i:i + batch]) for i in range(0, len(X), batch)])
-            return torch.zeros(len(X), dtype=torch.long), out.flatten(1)[:, 0]
-    return predict(model, X)
-
-
 __all__ = ["best_epoch", "duration_s", "run_overview", "dataset_label", "run_label", "runs_of_graph", "current_run",
-           "finished_run", "dataset_spec_of_run", "device_options", "fit_dataset", "predictions"]
+           "finished_run", "dataset_spec_of_run", "device_options"]

@@ -722,7 +722,7 @@ class StudyRunner:
                  space: SearchSpace | Sequence[str], settings: StudySettings | None = None,
                  dataset_options: dict | None = None, on_update: Callable[[dict], None] | None = None,
                  launcher: JobLauncher | None = None):
-        from builder.data.datasets import load_dataset
+        from builder.data import load_dataset
         from builder.training.trainer import TrainConfig
 
         self.store = store
@@ -923,18 +923,14 @@ class StudyRunner:
 
     def _check_trial(self, project: Project, cfg: dict) -> list[Problem]:
         """The graph's and the settings' problems for one trial (empty when it can train)."""
+        from builder.data import fit_dataset
         from builder.data.compat import check_compat
         from builder.graph.shapes import infer_shapes
         from builder.training.trainer import TrainConfig
 
         problems = [p for p in infer_shapes(project.graph).problems if p.severity == "error"]
         if not problems:
-            ds = self._ds
-            inp = next((n for n in project.graph.nodes if n.type == "Input"), None)
-            if inp is not None and len(ds.info.input_shape) > 1 and \
-                    list(inp.params.get("shape") or []) == [math.prod(ds.info.input_shape)]:
-                ds = ds.flattened()
-            problems = check_compat(project.graph, ds.info)
+            problems = check_compat(project.graph, fit_dataset(project.graph, self._ds).info)
         try:
             TrainConfig.from_dict(cfg)
         except TrainingError as e:

@@ -29,7 +29,6 @@ from safetensors.torch import load_file, safe_open, save_file
 from builder.errors import TrainingError
 
 FORMAT = "layerlab-checkpoint-1"
-WEIGHTS_SHA_KEY = "layerlab_sha256"
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
@@ -285,46 +284,5 @@ def _check_optimizer_shapes(optimizer: torch.optim.Optimizer) -> None:
                                      f"{list(p.shape)}")
 
 
-def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> Path:
-    """Write only the model weights as safetensors (atomically), with string metadata and a SHA-256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    md = dict(metadata or {})
-    names = getattr(model, "layerlab_names", None)
-    if names and "layerlab_names" not in md:
-        md["layerlab_names"] = json.dumps(dict(names))
-    tensors = model_tensors(model)
-    md[WEIGHTS_SHA_KEY] = tensors_sha256(tensors)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=md)
-        load_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a weights file: ``(state_dict, metadata)``; the SHA-256 is verified when the file carries one.
-
-    Raises:
-        TrainingError: missing, unreadable or damaged (checksum mismatch) file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"weights file {path} not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            md = dict(f.metadata() or {})
-        sd = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise TrainingError(f"weights file {path} is unreadable ({str(e)[:200]})") from None
-    if WEIGHTS_SHA_KEY in md and tensors_sha256(sd) != md[WEIGHTS_SHA_KEY]:
-        raise TrainingError(f"weights file {path} failed its integrity check (SHA-256 differs from the one "
-                            "stored); the file was damaged after it was written")
-    return sd, md
-
-
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "save_weights", "load_weights",
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint",
            "model_tensors", "match_param_layout", "tensors_sha256", "previous_path", "read_resumable"]

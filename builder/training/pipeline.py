@@ -8,22 +8,21 @@ is given), :func:`transfer_weights` and :func:`freeze_nodes` do transfer learnin
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
 from builder.data.compat import adapt_graph, check_compat
-from builder.data.datasets import Dataset, load_dataset, load_saved_dataset, save_dataset
 from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.store import LIVE_STATUSES, RunLogger, RunStore
 from builder.runs.tracking import attach_tracking
-from builder.training.checkpoint import load_weights
 from builder.training.trainer import Callback, TrainConfig, Trainer, TrainingJob, TrainResult
+from builder.training.weights import read_weights
 
 
 def build_model(graph, seed: int = 0, report: ShapeReport | None = None) -> torch.nn.Module:
@@ -89,10 +88,6 @@ def freeze_nodes(model: torch.nn.Module, nodes: Iterable[str]) -> list[str]:
     return frozen
 
 
-def _input_node(graph):
-    return next((n for n in graph.nodes if n.type == "Input"), None)
-
-
 def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
             dataset_options: dict | None = None, adapt: bool = False,
             with_report: bool = False) -> tuple[Project, Dataset, TrainConfig]:
@@ -126,11 +121,7 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
         ds = load_dataset(dataset, **opts)
     else:
         ds = dataset
-    inp = _input_node(project.graph)
-    numel = int(math.prod(ds.info.input_shape))
-    if (inp is not None and len(ds.info.input_shape) > 1 and list(inp.params.get("shape") or []) == [numel]
-            and ds.info.input_dtype == "float32"):
-        ds = ds.flattened()  # a vector Input of the flattened size (MLP autoencoder on digits)
+    ds = fit_dataset(project.graph, ds)  # a vector Input of the flattened size (MLP autoencoder on digits)
     report = infer_shapes(project.graph)
     if adapt:  # adapting reads the structure only; the adapted graph's shapes need their own analysis
         project.graph = adapt_graph(project.graph, ds.info, report)
@@ -146,12 +137,7 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
 
 def _reloadable(ds: Dataset) -> bool:
     """Whether ``load_dataset(*ds.info.reload_args())`` can load this dataset again."""
-    from builder.data.datasets import _REGISTRY
-
-    name, opts = ds.info.reload_args()
-    if name in ("csv", "image_folder"):
-        return bool(opts.get("path"))
-    return name in _REGISTRY
+    return DatasetSource.of(ds.info).reloadable()
 
 
 def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig) -> dict | None:
@@ -160,7 +146,7 @@ def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig)
         if store is None:
             raise TrainingError("init_from needs a run store to find the source run")
         src = store.get(cfg.init_from)
-        weights, md = load_weights(store.weights_path(src["id"]))
+        weights, md = read_weights(store.weights_path(src["id"]))
         names = json.loads(md.get("layerlab_names", "{}"))
         report = transfer_weights(model, weights, names, cfg.init_nodes)
         if not report["loaded"]:
@@ -271,7 +257,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
     cfg = TrainConfig.from_dict(run["config"], **(overrides or {}))
     project = load_project(run["project"])
-    ds = _fit_input(project, load_run_dataset(store, run))
+    ds = fit_dataset(project.graph, load_run_dataset(store, run))
     main = dist is None or getattr(dist, "rank", 0) == 0
     listeners: list = [RunLogger(store, run_id)] if main else []
     if on_event is not None and main:
@@ -302,15 +288,6 @@ def load_run_dataset(store: RunStore, run: dict) -> Dataset:
     return load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
 
 
-def _fit_input(project: Project, ds: Dataset) -> Dataset:
-    """Flatten image samples for a graph whose Input is a vector of their size (an MLP on digits)."""
-    inp = _input_node(project.graph)
-    shape = list(inp.params.get("shape") or []) if inp is not None else []
-    if shape != list(ds.info.input_shape) and shape == [int(math.prod(ds.info.input_shape))]:
-        return ds.flattened()
-    return ds
-
-
 def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[torch.nn.Module, Dataset]:
     """A run's trained model (eval mode, on CPU) and the dataset it trained on, for explanations.
 
@@ -324,14 +301,14 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
 
     run = store.get(run_id)
     project = load_project(run["project"])
-    ds = _fit_input(project, load_run_dataset(store, run))
+    ds = fit_dataset(project.graph, load_run_dataset(store, run))
     model = build_model(project.graph, int((run.get("config") or {}).get("seed", 0)))
     wpath, ckpt = store.weights_path(run["id"]), store.checkpoint_path(run["id"])
     if not (weights == "final" and wpath.is_file()) and not ckpt.is_file():
         raise RunStoreError(f"run {run['id']} ({run['status']}) has no trained weights yet")
     try:
         if weights == "final" and wpath.is_file():
-            state, _ = load_weights(wpath)
+            state, _ = read_weights(wpath)
         else:
             tensors, _ = read_checkpoint(ckpt)
             state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -1,14 +1,14 @@
 """The trainer: a step loop over device-resident tensors, callbacks and events out, checkpoints and resume.
 
 The trainer knows nothing of graphs or the UI: it takes an ``nn.Module`` whose forward takes one input
-tensor, a :class:`~builder.data.datasets.Dataset` and a :class:`TrainConfig`, and reports through callbacks and
+tensor, a :class:`~builder.data.Dataset` and a :class:`TrainConfig`, and reports through callbacks and
 plain-dict events. Small datasets live on the device; each epoch draws a seeded ``randperm`` and batches
 are slices of it, so there is no per-sample DataLoader work. Losses stay on the device and are read every
 ``log_every`` steps. The NaN/Inf guard reads each step's loss on the CPU (no device to wait for there; the
 bad step is never applied) and every ``log_every`` steps on accelerators, so a GPU run never synchronises
 per step; either way the last good checkpoint is kept. Example::
 
-    >>> from builder.data.datasets import load_dataset
+    >>> from builder.data import load_dataset
     >>> ds = load_dataset("moons", n_samples=200)
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     >>> result = Trainer(model, ds, TrainConfig(epochs=2)).fit()
@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from builder.data.datasets import Dataset, Split
+from builder.data.splits import Dataset, Split
 from builder.errors import TrainingError
-from builder.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from builder.training.checkpoint import load_checkpoint, save_checkpoint
+from builder.training.weights import save_weights
 
 TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples
 STATUSES = ("queued", "running", "paused", "finished", "stopped", "failed", "interrupted")
@@ -503,7 +504,7 @@ class Trainer:
     Args:
         model: an ``nn.Module`` taking one input batch and returning one tensor (or a tuple; the first
             element is used).
-        dataset: a :class:`~builder.data.datasets.Dataset`; it is moved to the device whole.
+        dataset: a :class:`~builder.data.Dataset`; it is moved to the device whole.
         config: a :class:`TrainConfig` or a dict of its fields.
         callbacks: :class:`Callback` instances.
         run_dir: folder for ``checkpoints/last.safetensors`` and ``model.safetensors``; nothing is
@@ -788,7 +789,8 @@ class Trainer:
                             class_names=info.class_names or None, num_classes=info.num_classes,
                             loss=self.config.loss)
             if self.run_dir is not None:
-                save_weights(self.run_dir / "model.safetensors", self.model)
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_weights(self.model, self.run_dir / "model.safetensors")
         epochs = list(self.history.epochs)
         final = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k != "type"}
         self.result = TrainResult(status=status, epochs_completed=len(epochs), history=epochs, test=test,

@@ -1,0 +1,282 @@
+"""Image folders and zips (one sub-folder per class) as image datasets, decoded with Pillow under hard limits.
+
+Nothing is extracted to disk and nothing is unpickled: members are read with caps, headers are checked before
+any pixel is decoded, unsafe zip names, links and encrypted members are refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from builder.data import limits
+from builder.data.files import natural_key, read_at_most
+from builder.data.splits import Dataset, DatasetInfo, finish
+from builder.errors import DatasetError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32), *, channels: int | None = None,
+                      task: str | None = None, seed: int = 0, val_fraction: float = 0.15,
+                      test_fraction: float = 0.15) -> Dataset:
+    """Load images from a folder or a .zip (a path, or the zip's bytes) with one sub-folder per class.
+
+    Images are decoded with Pillow (never unpickled), resized to ``size`` (H, W) and scaled to [0, 1].
+    ``channels`` is 1 or 3; by default 3 if any image has colour, else 1.
+
+    Raises:
+        DatasetError: missing path, fewer than two classes, no images, unreadable images, size limits.
+    """
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or not all(4 <= s <= limits.MAX_IMAGE_SIDE for s in size):
+        raise DatasetError(f"image size must be two sides between 4 and {limits.MAX_IMAGE_SIDE}; got {size!r}")
+    if channels not in (None, 1, 3):
+        raise DatasetError(f"channels must be 1 or 3; got {channels!r}")
+    if isinstance(path, (bytes, bytearray)):  # an uploaded zip
+        if len(path) > limits.MAX_IMAGE_BYTES:
+            raise DatasetError(f"the zip is larger than {limits.MAX_IMAGE_BYTES // 2**20} MiB")
+        p = Path("upload.zip")
+        files = _zip_members(io.BytesIO(bytes(path)), p)
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise DatasetError(f"{p}: no such folder or zip file")
+        if p.is_file():
+            files = _zip_members(p, p)
+        elif p.is_dir():
+            files = _folder_members(p)
+        else:
+            raise DatasetError(f"{p}: not a folder or a zip file; received: a special file (device, pipe or "
+                               "socket). Fix: pass a folder with one sub-folder per class, or a .zip")
+    classes = sorted({c for c, _, _ in files}, key=natural_key)
+    if len(classes) < 2:
+        found = f"only class {classes[0]!r}" if classes else "no class sub-folders with images"
+        raise DatasetError(f"{p}: {found}; put the images in one sub-folder per class (at least two), e.g. "
+                           "cats/1.png, dogs/2.png")
+    labels = [classes.index(c) for c, _, _ in files]
+    heads, bad = [], []
+    for _, name, read in files:  # pass 1: headers only (size, mode); nothing is decoded yet
+        try:
+            heads.append(_image_header(read(), name))
+        except _BadImage:
+            bad.append(name)
+    if bad:
+        raise DatasetError(f"{p}: {len(bad)} file(s) are not readable images, e.g. {', '.join(bad[:3])}; "
+                           "remove them")
+    huge = [(name, w, h) for (_, name, _), (w, h, _) in zip(files, heads) if w * h > limits.MAX_IMAGE_PIXELS]
+    if huge:
+        name, w, h = huge[0]
+        raise DatasetError(f"{p}: image {name} is {w}x{h} ({w * h / 1e6:.0f} megapixels), over the limit of "
+                           f"{limits.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per image ({len(huge)} such file(s)). Fix: "
+                           "shrink the images before uploading")
+    ch = channels or (3 if any(mode not in _GREY_MODES for _, _, mode in heads) else 1)
+    decoded = len(files) * ch * size[0] * size[1] * 4
+    if decoded > limits.MAX_DECODED_BYTES:
+        side = max(4, int((limits.MAX_DECODED_BYTES / (len(files) * ch * 4)) ** 0.5))
+        raise DatasetError(f"{p}: {len(files)} images x {ch} channel(s) x {size[0]}x{size[1]} would take "
+                           f"{decoded / 2**20:.0f} MiB decoded, over the limit of {limits.MAX_DECODED_BYTES // 2**20} MiB. "
+                           f"Fix: a smaller size (at most {side}x{side} for this many images), channels=1, or "
+                           "fewer images")
+    arr = np.empty((len(files), size[0], size[1], ch), dtype=np.uint8)  # pass 2: decode into one buffer
+    for k, (_, name, read) in enumerate(files):
+        try:
+            arr[k] = _decode(read(), size, ch)
+        except _BadImage:
+            bad.append(name)
+    if bad:
+        raise DatasetError(f"{p}: {len(bad)} file(s) are not readable images, e.g. {', '.join(bad[:3])}; "
+                           "remove them")
+    arr = arr.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)  # (N, C, H, W) in [0, 1]
+    info = DatasetInfo(name=f"images:{p.name}", source="image_folder", task="multiclass", modality="image",
+                       input_shape=tuple(arr.shape[1:]), class_names=classes,
+                       description=f"{p.name}: {len(arr)} images in {len(classes)} classes, resized to "
+                                   f"{size[0]}x{size[1]}",
+                       options={"path": None if isinstance(path, (bytes, bytearray)) else str(p),
+                                "size": list(size), "channels": ch})
+    if len(classes) == 2:
+        info.task = "binary"
+    return finish(arr, np.asarray(labels, dtype=np.int64), info, task=task, seed=seed,
+                   val_fraction=val_fraction, test_fraction=test_fraction, standardise=False)
+
+
+_GREY_MODES = ("L", "1", "LA", "I", "I;16", "F")
+
+
+class _BadImage(Exception):
+    pass
+
+
+def _image_header(data: bytes, name: str) -> tuple[int, int, str]:
+    """``(width, height, mode)`` from an image's header, without decoding its pixels."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                return int(w), int(h), str(im.mode)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise DatasetError(f"image {name} is over the limit of {limits.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per image "
+                           f"({str(e).split('(')[-1].split(')')[0][:40]}). Fix: shrink the images before "
+                           "uploading") from None
+    except Exception:  # Pillow raises many kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
+        raise _BadImage(name) from None
+
+
+def _decode(data: bytes, size: tuple[int, int], ch: int) -> np.ndarray:
+    """Decode one image (its size was checked from the header) and resize it: (H, W, ch) uint8."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if im.size[0] * im.size[1] > limits.MAX_IMAGE_PIXELS:  # a header that changed between passes
+                    raise _BadImage("too large")
+                out = im.convert("L" if ch == 1 else "RGB").resize((size[1], size[0]), Image.BILINEAR)
+        a = np.asarray(out, dtype=np.uint8)
+        return a[:, :, None] if ch == 1 else a
+    except _BadImage:
+        raise
+    except Exception:
+        raise _BadImage("unreadable") from None
+
+
+def _folder_members(root: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    if len(subdirs) == 1 and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in subdirs[0].iterdir()):
+        subdirs = [d for d in sorted(subdirs[0].iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    out, total = [], 0
+    for d in subdirs:
+        if d.is_symlink():
+            raise DatasetError(f"{root}: {d.name} is a symbolic link; received: a link. Fix: copy the images "
+                               "into the folder (links are not followed)")
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES or f.name.startswith("."):
+                continue
+            if f.is_symlink():
+                raise DatasetError(f"{root}: {d.name}/{f.name} is a symbolic link; received: a link. Fix: copy "
+                                   "the image itself (links are not followed)")
+            if not f.is_file():
+                continue
+            size = f.stat().st_size
+            total += size
+            out.append((d.name, f"{d.name}/{f.name}", functools.partial(_read_capped, f)))
+            _check_image_limits(len(out), total, root)
+    return out
+
+
+
+def _read_capped(f: Path) -> bytes:
+    """One image file, read with a hard cap (its reported size may be wrong)."""
+    data = read_at_most(f, limits.MAX_IMAGE_BYTES)
+    if len(data) > limits.MAX_IMAGE_BYTES:
+        raise DatasetError(f"{f}: larger than {limits.MAX_IMAGE_BYTES // 2**20} MiB")
+    return data
+
+
+def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
+    """Image members of a zip as ``(class, name, read)``; unsafe or damaged archives are a DatasetError.
+
+    Nothing is extracted to disk. Names that climb out (``..``), absolute names, symbolic links and encrypted
+    members are refused; declared sizes are bounded before reading and every read is capped at the declared
+    size (a member that inflates past it, or fails its CRC, is a damaged zip).
+    """
+    try:
+        if not zipfile.is_zipfile(src):
+            raise DatasetError(f"{path}: not a folder or a zip file")
+        entries = _zip_entry_count(src)
+        if entries > limits.MAX_ZIP_ENTRIES:
+            raise DatasetError(f"{path}: the zip lists {entries} entries, over the limit of {limits.MAX_ZIP_ENTRIES}. "
+                               "Fix: upload a smaller subset")
+        zf = zipfile.ZipFile(src)
+        infos = zf.infolist()
+    except DatasetError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise DatasetError(f"{path}: broken zip file ({str(e)[:200]}). Fix: re-create the zip") from None
+    for i in infos:
+        _check_zip_name(i, path)
+    infos = [i for i in infos if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
+             and not any(part.startswith((".", "__MACOSX")) for part in Path(i.filename).parts)]
+    parts = [Path(i.filename).parts for i in infos]
+    # strip one common top-level folder (zip of a folder)
+    strip = 1 if parts and all(len(pp) >= 3 for pp in parts) and len({pp[0] for pp in parts}) == 1 else 0
+    out, total = [], 0
+    for i, pp in zip(infos, parts):
+        pp = pp[strip:]
+        if len(pp) != 2:
+            continue  # images must sit exactly one folder deep: class/image
+        total += i.file_size
+        out.append((pp[0], "/".join(pp), functools.partial(_read_member, zf, i, path)))
+        _check_image_limits(len(out), total, path)
+    return out
+
+
+def _zip_entry_count(src) -> int:
+    """Entries the zip's end record declares, read before ``ZipFile`` builds one object per entry."""
+    try:
+        if isinstance(src, (str, Path)):
+            with open(src, "rb") as f:
+                end = zipfile._EndRecData(f)
+        else:
+            end = zipfile._EndRecData(src)
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(end[zipfile._ECD_ENTRIES_TOTAL]) if end else 0
+
+
+def _check_zip_name(i: zipfile.ZipInfo, path: Path) -> None:
+    import stat
+
+    name = i.filename
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise DatasetError(f"{path}: member {name[:120]!r} points outside the archive (absolute or '..'); "
+                           "received: an unsafe name. Fix: zip the class folders themselves")
+    if stat.S_ISLNK(i.external_attr >> 16):
+        raise DatasetError(f"{path}: member {name[:120]!r} is a symbolic link; received: a link. Fix: zip the "
+                           "image files themselves")
+    if i.flag_bits & 0x1:
+        raise DatasetError(f"{path}: member {name[:120]!r} is encrypted. Fix: zip without a password")
+
+
+def _read_member(zf: zipfile.ZipFile, i: zipfile.ZipInfo, path: Path) -> bytes:
+    import zlib
+
+    try:
+        with zf.open(i) as f:
+            data = f.read(i.file_size + 1)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as e:
+        raise DatasetError(f"{path}: member {i.filename[:120]!r} is damaged ({str(e)[:120]}). Fix: re-create "
+                           "the zip") from None
+    if len(data) != i.file_size:
+        raise DatasetError(f"{path}: member {i.filename[:120]!r} inflates to a different size than it declares "
+                           f"({i.file_size} bytes). Fix: re-create the zip")
+    return data
+
+
+def _check_image_limits(count: int, total: int, where: Path) -> None:
+    if count > limits.MAX_IMAGE_FILES:
+        raise DatasetError(f"{where}: more than {limits.MAX_IMAGE_FILES} images; use a smaller subset")
+    if total > limits.MAX_IMAGE_BYTES:
+        raise DatasetError(f"{where}: images add up to more than {limits.MAX_IMAGE_BYTES // 2**20} MiB "
+                           "(uncompressed); use a smaller subset or smaller images")
+
+
+
+__all__ = ["load_image_folder", "IMAGE_SUFFIXES"]

@@ -1,0 +1,143 @@
+"""A model's predictions read in a dataset's target space: classes with their probability, or values.
+
+This lives in the data stage because the data stage defines what a task's targets are (:class:`DatasetInfo`
+``task`` and ``out_size``: classes for multiclass, one logit (or two) for binary, values for regression and
+reconstruction); a prediction is the inverse mapping, from a model's outputs back to those targets. It needs
+torch and the task, nothing of training, so every later stage (the run summaries, attributions, the decision
+boundary, the Explain page) reads predictions through :func:`predict`. Example::
+
+    >>> import torch
+    >>> p = predict(torch.nn.Linear(3, 1), torch.zeros(4, 3), "binary")
+    >>> p.labels.shape, bool(((p.confidence >= 0.5) & (p.confidence <= 1)).all())
+    (torch.Size([4]), True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+CLASSIFICATION = ("multiclass", "binary")
+
+
+@dataclass
+class Prediction:
+    """The outputs of a model on N samples, read for a task.
+
+    ``outputs`` (N, K) are the raw outputs per sample (flattened). For classification, one output is a binary
+    logit (class 1 when sigmoid > 0.5) and several are class logits (softmax); for regression and
+    reconstruction ``labels`` are zeros and ``confidence`` is the first predicted value.
+    """
+
+    task: str
+    outputs: Tensor  # (N, K)
+
+    @property
+    def classification(self) -> bool:
+        """Whether the task predicts classes."""
+        return self.task in CLASSIFICATION
+
+    @property
+    def single_logit(self) -> bool:
+        """Whether the model gives one output per sample (a binary logit, or one value)."""
+        return self.outputs.shape[1] == 1
+
+    @property
+    def values(self) -> Tensor:
+        """The predicted values (N, K) (regression and reconstruction: the outputs)."""
+        return self.outputs
+
+    @cached_property
+    def _label_conf(self) -> tuple[Tensor, Tensor]:
+        out = self.outputs
+        if not self.classification:
+            return torch.zeros(len(out), dtype=torch.long, device=out.device), out[:, 0]
+        if out.shape[1] > 1:
+            conf, label = out.softmax(1).max(1)
+            return label, conf
+        p1 = torch.sigmoid(out[:, 0])  # one logit: binary with BCE, class 1 when sigmoid > 0.5
+        label = (p1 > 0.5).long()
+        return label, torch.where(label.bool(), p1, 1 - p1)
+
+    @property
+    def labels(self) -> Tensor:
+        """The predicted class per sample (N,) int64; zeros for regression and reconstruction."""
+        return self._label_conf[0]
+
+    @property
+    def confidence(self) -> Tensor:
+        """The probability of the predicted class (N,); the first predicted value for regression."""
+        return self._label_conf[1]
+
+    def probabilities(self) -> Tensor:
+        """Class probabilities (N, C): softmax of the logits, or ``[1 - p, p]`` for one logit."""
+        out = self.outputs
+        if out.shape[1] == 1:
+            p = torch.sigmoid(out[:, 0])
+            return torch.stack([1 - p, p], 1)
+        return out.softmax(1)
+
+    def positive(self) -> Tensor:
+        """P(class 1) per sample (N,) for a binary model (one logit, or two: softmax(l)[1] = sigmoid(l1 - l0)).
+
+        Raises:
+            ValueError: a model with more than two outputs.
+        """
+        out = self.outputs
+        if out.shape[1] == 1:
+            return torch.sigmoid(out[:, 0])
+        if out.shape[1] == 2:
+            return torch.sigmoid(out[:, 1] - out[:, 0])
+        raise ValueError(f"P(class 1) needs one or two outputs per sample; received {out.shape[1]}")
+
+    def runners_up(self, i: int, k: int = 2) -> list[tuple[int, float]]:
+        """The ``k`` classes after the predicted one for sample ``i``, with their softmax probability.
+
+        Empty for models with fewer than three outputs (a binary model has no runner-up worth showing).
+        """
+        out = self.outputs[i]
+        if out.numel() < 3:
+            return []
+        p, idx = out.softmax(0).topk(min(k + 1, out.numel()))
+        return [(int(j), float(q)) for j, q in zip(idx[1:], p[1:])]
+
+    def pair(self) -> tuple[Tensor, Tensor]:
+        """``(labels, confidence)``: the (pred, conf) pair the run summaries and sample pickers use."""
+        return self.labels, self.confidence
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, X: Tensor, task: str = "multiclass", *,
+            batch_size: int | None = 256) -> Prediction:
+    """Run ``model`` (in eval mode, restored after) on ``X`` and read its outputs for ``task``.
+
+    Args:
+        model: any module returning (N, ...) outputs (or a tuple whose first item is).
+        X: inputs (N, ...), on the model's device.
+        task: ``multiclass``, ``binary``, ``regression`` or ``reconstruction``.
+        batch_size: samples per forward pass; None for one pass over all of ``X``.
+
+    Returns:
+        A :class:`Prediction` (outputs on the model's device, float).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        step = len(X) if batch_size is None else batch_size
+        outs = [_flat(model(X[i:i + step])) for i in range(0, len(X), max(step, 1))]
+    finally:
+        model.train(was_training)
+    out = torch.cat(outs) if outs else torch.zeros(0, 1)
+    return Prediction(task, out)
+
+
+def _flat(out) -> Tensor:
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return out.float().reshape(len(out), -1)  # (B, K)
+
+
+__all__ = ["Prediction", "predict", "CLASSIFICATION"]

@@ -1,0 +1,64 @@
+"""Dataset snapshots (one safetensors file, for uploads that cannot be re-read) and one-line descriptions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from builder.data.splits import Dataset, DatasetInfo, Split
+from builder.errors import DatasetError
+
+
+def save_dataset(ds: Dataset, path: str | Path) -> Path:
+    """Write a dataset's splits and info as one safetensors file (for uploads that cannot be re-read)."""
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name in ("train", "val", "test"):
+        s = getattr(ds, name)
+        tensors[f"{name}.X"] = s.X.detach().cpu().contiguous()
+        if s.y is not s.X:
+            tensors[f"{name}.y"] = s.y.detach().cpu().contiguous()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={"info": json.dumps(ds.info.to_dict())})
+    os.replace(tmp, path)
+    return path
+
+
+def load_saved_dataset(path: str | Path) -> Dataset:
+    """Inverse of :func:`save_dataset`. Raises DatasetError for a missing or foreign file."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"dataset snapshot {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["info"])
+            t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (KeyError, ValueError, OSError) as e:
+        raise DatasetError(f"{path} is not a LayerLab dataset snapshot ({e})") from None
+    meta["input_shape"] = tuple(meta["input_shape"])
+    info = DatasetInfo(**meta)
+
+    def part(name: str) -> Split:
+        X = t[f"{name}.X"]
+        return Split(X, t.get(f"{name}.y", X))
+    return Dataset(info, part("train"), part("val"), part("test"))
+
+
+def describe(info: DatasetInfo) -> str:
+    """One line: name, task, shape, classes, split sizes."""
+    cls = f", {info.num_classes} classes" if info.num_classes else ""
+    sz = "/".join(str(info.sizes.get(k, "?")) for k in ("train", "val", "test"))
+    return f"{info.name}: {info.task}, input {list(info.input_shape)} ({info.input_dtype}){cls}, split {sz}"
+
+
+
+__all__ = ["save_dataset", "load_saved_dataset", "describe"]

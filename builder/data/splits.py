@@ -1,0 +1,236 @@
+"""Dataset bundles and seeded splits: ``DatasetInfo``, ``Split``, ``Dataset``, stratified train/val/test indices.
+
+Every loader ends in :func:`finish`: task override, seeded (stratified) split, train-statistics standardisation,
+and the tensors wrapped as a :class:`Dataset`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from builder.errors import DatasetError
+
+TASKS = ("multiclass", "binary", "regression", "reconstruction")
+MODALITIES = ("image", "tabular", "points2d", "tokens")
+
+
+# --------------------------------------------------------------------------------------------- bundle
+@dataclass
+class DatasetInfo:
+    """What a dataset gives a model: modality, input shape and dtype, output size, names.
+
+    ``input_shape`` excludes the batch dimension. ``out_size`` is the width the last layer must have
+    (classes for multiclass, 1 for binary (2 also accepted), targets for regression, the flattened input
+    for reconstruction).
+    """
+
+    name: str
+    task: str
+    modality: str
+    input_shape: tuple[int, ...]
+    input_dtype: str = "float32"
+    num_classes: int | None = None
+    out_size: int = 1
+    class_names: list[str] = field(default_factory=list)
+    feature_names: list[str] = field(default_factory=list)
+    vocab: list[str] = field(default_factory=list)
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    target_mean: list[float] | None = None
+    target_std: list[float] | None = None
+    notes: list[str] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Number of token ids (tokens modality only)."""
+        return len(self.vocab) if self.vocab else None
+
+    @property
+    def input_modality(self) -> str:
+        """The Input node ``modality`` param matching this dataset: vector, image or tokens."""
+        return {"image": "image", "tokens": "tokens"}.get(self.modality, "vector")
+
+    def reload_args(self) -> tuple[str, dict]:
+        """``(name, options)`` such that ``load_dataset(name, **options)`` loads this dataset again."""
+        return self.source or self.name, dict(self.options)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+@dataclass
+class Split:
+    """One split: inputs ``X`` (N, *input_shape) and targets ``y`` (N,) int64 or (N, k) float."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def to(self, device: torch.device | str) -> Split:
+        """Copy to a device (``y`` stays the same object as ``X`` for reconstruction)."""
+        X = self.X.to(device)
+        y = X if self.y is self.X else self.y.to(device)
+        return Split(X, y)
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: ``info`` plus ``train``, ``val`` and ``test`` splits (test untouched until evaluation)."""
+
+    info: DatasetInfo
+    train: Split
+    val: Split
+    test: Split
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """Copy all splits to a device (small datasets live on the device as whole tensors)."""
+        return Dataset(self.info, self.train.to(device), self.val.to(device), self.test.to(device))
+
+    def flattened(self) -> Dataset:
+        """A copy whose inputs are flat vectors (N, prod(input_shape)), e.g. digits for an MLP autoencoder."""
+        if self.info.input_dtype != "float32":
+            raise DatasetError("only float inputs can be flattened; token sequences are already flat")
+
+        def flat(s: Split) -> Split:
+            X = s.X.reshape(len(s.X), -1)
+            return Split(X, X if s.y is s.X else s.y)
+        info = replace(self.info, input_shape=(int(np.prod(self.info.input_shape)),),
+                       modality="tabular" if self.info.modality == "image" else self.info.modality,
+                       options={**self.info.options, "flatten": True})
+        return Dataset(info, flat(self.train), flat(self.val), flat(self.test))
+
+    def class_counts(self, split: str = "train") -> dict[str, int]:
+        """Samples per class name in a split (empty for regression and reconstruction)."""
+        if self.info.task not in ("multiclass", "binary"):
+            return {}
+        y = getattr(self, split).y.detach().cpu().long().reshape(-1)
+        counts = torch.bincount(y, minlength=len(self.info.class_names)).tolist()
+        return {name: int(c) for name, c in zip(self.info.class_names, counts)}
+
+    def preview(self, n: int = 8, split: str = "train") -> list[dict]:
+        """The first ``n`` samples as plain dicts for display: ``x`` (nested lists), ``y``, ``label``."""
+        s = getattr(self, split)
+        out = []
+        for i in range(min(n, len(s))):
+            x = s.X[i].detach().cpu()
+            item: dict[str, Any] = {"x": x.tolist()}
+            if self.info.modality == "tokens" and self.info.vocab:
+                item["tokens"] = [self.info.vocab[int(t)] for t in x.tolist()]
+            if self.info.task in ("multiclass", "binary"):
+                yi = int(s.y[i])
+                item["y"] = yi
+                item["label"] = self.info.class_names[yi] if yi < len(self.info.class_names) else str(yi)
+            elif self.info.task == "regression":
+                item["y"] = s.y[i].detach().cpu().tolist()
+            out.append(item)
+        return out
+
+
+
+# ------------------------------------------------------------------------------------------ splitting
+def split_indices(y: np.ndarray | None, n: int, *, seed: int, val_fraction: float, test_fraction: float,
+                  stratify: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded (optionally stratified) train/val/test index arrays.
+
+    Raises:
+        DatasetError: fractions out of range or too few samples for three non-empty splits.
+    """
+    for nm, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not (isinstance(f, (int, float)) and 0 < f < 1):
+            raise DatasetError(f"{nm} must be between 0 and 1 (exclusive); got {f!r}")
+    if val_fraction + test_fraction >= 0.9:
+        raise DatasetError(f"val_fraction + test_fraction must be below 0.9; got {val_fraction + test_fraction}")
+    if n < 6:
+        raise DatasetError(f"the dataset has {n} rows; at least 6 are needed for train/validation/test splits")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if not stratify or y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
+    tr, va, te = [], [], []
+    for g in groups:
+        g = rng.permutation(g)
+        n_te = int(round(len(g) * test_fraction))
+        n_va = int(round(len(g) * val_fraction))
+        te.append(g[:n_te])
+        va.append(g[n_te:n_te + n_va])
+        tr.append(g[n_te + n_va:])
+    tr, va, te = (np.sort(np.concatenate(a)) for a in (tr, va, te))
+    # tiny classes can leave a split empty; move one sample so every split has something
+    for part in (va, te):
+        if len(part) == 0:
+            raise DatasetError(f"the dataset ({n} rows) is too small for the requested split fractions")
+    return rng.permutation(tr), va, te
+
+
+def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None, seed: int,
+            val_fraction: float, test_fraction: float, standardise: bool) -> Dataset:
+    """Apply a task override, split, standardise (train statistics), and wrap as tensors."""
+    if task is not None and task != info.task:
+        if task not in TASKS:
+            raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        if task in ("multiclass", "binary") and info.task not in ("multiclass", "binary"):
+            raise DatasetError(f"dataset {info.name!r} has a continuous target; it cannot be used for {task}")
+        if task == "binary" and info.num_classes not in (None, 2) and len(np.unique(y)) != 2:
+            raise DatasetError(f"task binary needs exactly 2 classes; {info.name!r} has {len(np.unique(y))}")
+        if task == "regression" and info.task in ("multiclass", "binary"):
+            y = y.astype(np.float32)
+            info.class_names = []
+        if task == "reconstruction" and info.input_dtype == "int64":
+            raise DatasetError("reconstruction needs float inputs; token sequences cannot be reconstructed "
+                               "with a regression loss")
+        info.task = task
+        info.options["task"] = task
+    classification = info.task in ("multiclass", "binary")
+    if classification:
+        n_cls = int(y.max()) + 1 if len(y) else 0
+        if not info.class_names:
+            info.class_names = [str(i) for i in range(n_cls)]
+        info.num_classes = len(info.class_names)
+        info.out_size = 1 if info.task == "binary" else info.num_classes
+    tr, va, te = split_indices(y if classification else None, len(X), seed=seed, val_fraction=val_fraction,
+                               test_fraction=test_fraction, stratify=classification)
+    if standardise and info.input_dtype == "float32":
+        mean = X[tr].mean(0, keepdims=True)
+        std = X[tr].std(0, keepdims=True)
+        X = (X - mean) / np.where(std > 1e-8, std, 1.0)
+        info.notes.append("features standardised with training-split mean and standard deviation")
+    X = np.ascontiguousarray(X)
+    Xt = torch.from_numpy(X.astype(np.int64 if info.input_dtype == "int64" else np.float32))
+    if info.task == "regression":
+        y = y.astype(np.float32).reshape(len(y), -1)
+        m, s = y[tr].mean(0), y[tr].std(0)
+        s = np.where(s > 1e-8, s, 1.0)
+        y = (y - m) / s
+        info.target_mean, info.target_std = m.tolist(), s.tolist()
+        info.out_size = y.shape[1]
+        info.class_names = []
+        info.num_classes = None
+        yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+    elif info.task == "reconstruction":
+        info.out_size = int(np.prod(X.shape[1:]))
+        info.num_classes = None
+        info.class_names = []
+        yt = Xt
+    else:
+        yt = torch.from_numpy(y.astype(np.int64))
+    info.input_shape = tuple(int(s) for s in X.shape[1:])
+    info.sizes = {"train": len(tr), "val": len(va), "test": len(te)}
+    info.options = {**info.options, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+
+    def part(idx):
+        xi = Xt[torch.from_numpy(idx)]
+        return Split(xi, xi if yt is Xt else yt[torch.from_numpy(idx)])
+    return Dataset(info, part(tr), part(va), part(te))
+
+
+
+__all__ = ["DatasetInfo", "Split", "Dataset", "split_indices", "finish", "TASKS", "MODALITIES"]
