@@ -3,9 +3,13 @@
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builder import Budget, infer_shapes, validate
 from builder.errors import Problem
+from builder.graph.project import as_graph
+from builder.graph.shapes import PHASES, Analysis, analyse
 
 
 def g(nodes, edges):
@@ -348,3 +352,70 @@ def test_group_norm_needs_more_than_one_value_per_group():
     graph["nodes"][1]["params"]["num_groups"] = 2
     model = compile_graph(graph).eval()
     assert tuple(model(*example_inputs(model, 1)).shape) == (1, 4, 1)
+
+
+# ---- the analysis phases (builder.graph.shapes.PHASES over one Analysis)
+
+#: the problem codes each phase may add, by phase name
+PHASE_CODES = {
+    "check_nodes": {"duplicate_id", "unknown_type", "bad_param", "no_input"},
+    "check_edges": {"duplicate_edge", "dangling_edge", "self_loop", "bad_port"},
+    "check_arity": {"missing_input", "extra_input"},
+    "check_cycles": {"cycle"},
+    "check_reachability": {"unreachable"},
+    "propagate_shapes": {"shape", "bad_param", "warning"},
+    "build_report": set(),
+    "check_budget": {"budget"},
+}
+
+
+@st.composite
+def small_graph(draw) -> dict:
+    """A few nodes (some types misspelt, some ids repeated) and edges between them, ghosts and loops included."""
+    types = st.sampled_from(["Input", "Linear", "ReLU", "Add", "Conv2d", "Flatten", "Lineer"])
+    ids = draw(st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=7))
+    nodes = [{"id": i, "type": draw(types)} for i in ids]
+    for n in nodes:
+        if n["type"] == "Input":
+            n["params"] = {"shape": draw(st.sampled_from([[4], [1, 8, 8]]))}
+        elif n["type"] == "Linear" and draw(st.booleans()):
+            n["params"] = {"out_features": draw(st.integers(-2, 6))}
+    ends = st.sampled_from([*ids, "ghost"])
+    edges = draw(st.lists(st.tuples(ends, ends), max_size=9))
+    return g(nodes, edges)
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_graph())
+def test_phases_add_only_their_own_problems_and_make_the_report(graph):
+    a = Analysis(as_graph(graph), Budget())
+    for phase in PHASES:
+        before = len(a.problems)
+        phase(a)
+        added = {p.code for p in a.problems[before:]}
+        assert added <= PHASE_CODES[phase.__name__], (phase.__name__, added)
+    want = infer_shapes(graph)
+    assert [(p.code, p.message, p.node, p.edge) for p in a.report.problems] == \
+        [(p.code, p.message, p.node, p.edge) for p in want.problems]
+    assert a.report.order == want.order and a.report.output_nodes == want.output_nodes
+    assert {k: v.to_dict() for k, v in a.report.nodes.items()} == {k: v.to_dict() for k, v in want.nodes.items()}
+
+
+def test_phases_leave_their_results_on_the_analysis():
+    graph = as_graph(g([INP, {"id": "f", "type": "Flatten"}, {"id": "fc", "type": "Linear", "params": {"out_features": 3}},
+                        {"id": "r", "type": "ReLU"}, {"id": "s", "type": "ReLU"}],
+                       [("x", "f"), ("f", "fc"), ("r", "s"), ("s", "r")]))
+    a = Analysis(graph, Budget())
+    PHASES[0](a)
+    assert list(a.specs) == ["x", "f", "fc", "r", "s"] and a.problems == []
+    PHASES[1](a)
+    assert sorted(a.dag.edges) == [("f", "fc"), ("r", "s"), ("s", "r"), ("x", "f")]
+    for phase in PHASES[2:5]:
+        phase(a)
+    assert a.cyclic == {"r", "s"} and a.inputs == ["x"] and [p.code for p in a.problems] == ["cycle"]
+    PHASES[5](a)
+    assert a.order == ["x", "f", "fc"] and a.nodes["fc"].shape == (3,) and a.nodes["fc"].num_params == 64 * 3 + 3
+    assert str(a.edge_types["f->fc"]) == "(B, 64)"
+    rep = analyse(graph).report
+    assert rep.output_nodes == ["fc"] and rep.total_params == 64 * 3 + 3
+    assert analyse(graph, Budget(max_params=10)).report.problems[-1].code == "budget"

@@ -1,7 +1,8 @@
 """Graph analysis: structure checks (networkx), parameter checks, shape inference and the size budget.
 
-One pass produces a :class:`ShapeReport`; :func:`builder.validate` returns its problems and
-:func:`infer_shapes` the whole report. Example::
+One pass runs the phases of :data:`PHASES` over one :class:`Analysis` (node checks, edges, arity, cycles,
+reachability, shape propagation, the report, the size budget) and produces a :class:`ShapeReport`;
+:func:`builder.validate` returns its problems and :func:`infer_shapes` the whole report. Example::
 
     >>> from builder import load_template
     >>> rep = infer_shapes(load_template("cnn").graph)
@@ -22,19 +23,8 @@ import networkx as nx
 from builder.errors import Problem
 from builder.graph.counts import module_counts
 from builder.graph.project import Edge, Graph, as_graph
-from builder.graph.registry import (
-    TENSOR,
-    TOKENS,
-    Cost,
-    LayerSpec,
-    ShapeError,
-    TensorType,
-    _short,
-    format_shape,
-    get_spec,
-    has_spec,
-    unknown_type_message,
-)
+from builder.graph.registry import get_spec, has_spec, unknown_type_message
+from builder.graph.spec import TENSOR, TOKENS, Cost, LayerSpec, ShapeError, TensorType, _short, format_shape
 
 MAX_NODES = 5000
 
@@ -185,238 +175,254 @@ def _resolve_port(spec: LayerSpec, edge: Edge, taken: Counter) -> tuple[str | No
     return None, f"unknown target_port for {spec.type}; received: target_port={_short(port)}. Fix: {hint}"
 
 
-def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
-    """Analyse a graph: every problem, every node's output shape and parameter count.
+@dataclass
+class Analysis:
+    """The state one analysis pass shares between its phases (as torch.fx's ShapeProp writes ``node.meta``).
 
-    Args:
-        graph: a Graph, Project, dict or path.
-        budget: size limits; :data:`DEFAULT_BUDGET` when omitted.
-
-    Returns:
-        A ShapeReport; ``report.problems`` is empty when the graph is valid.
+    Each phase reads what the earlier ones left and adds its own: :func:`check_nodes` fills ``nodes`` and
+    ``specs``, :func:`check_edges` the ``dag``, ``in_edges`` and port counts, :func:`check_cycles` ``cyclic``,
+    :func:`check_reachability` ``inputs``, :func:`propagate_shapes` ``order`` and every node's outputs,
+    :func:`build_report` ``report``, :func:`check_budget` the size problems. ``problems`` collects every
+    problem in the order the phases find them.
     """
-    budget = budget or DEFAULT_BUDGET
-    raw = graph.get("graph", graph) if isinstance(graph, dict) else None
-    if isinstance(raw, dict) and isinstance(raw.get("nodes"), list) and len(raw["nodes"]) > budget.max_nodes:
-        graph = Graph()  # answer at once, without validating 10^5 node records
-        n_raw = len(raw["nodes"])
-    else:
-        graph = as_graph(graph)
-        n_raw = len(graph.nodes)
-    problems: list[Problem] = []
-    nodes: dict[str, NodeInfo] = {}
-    specs: dict[str, LayerSpec] = {}
 
-    if n_raw > budget.max_nodes:
-        _err(problems, "too_many_nodes", f"a graph may have at most {budget.max_nodes} nodes; received: "
-             f"{n_raw} nodes. Fix: group repeated parts or build a smaller graph")
-        return ShapeReport({}, {}, problems, [], [], [], {})
+    graph: Graph
+    budget: Budget = field(default_factory=Budget)
+    problems: list[Problem] = field(default_factory=list)
+    nodes: dict[str, NodeInfo] = field(default_factory=dict)
+    specs: dict[str, LayerSpec] = field(default_factory=dict)
+    dag: nx.DiGraph = field(default_factory=nx.DiGraph)
+    in_edges: dict[str, list[tuple[Edge, str]]] = field(default_factory=lambda: defaultdict(list))
+    taken: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # node -> port -> edges in
+    edge_types: dict[str, TensorType | None] = field(default_factory=dict)
+    cyclic: set[str] = field(default_factory=set)
+    inputs: list[str] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    report: ShapeReport | None = None
 
-    # ---- nodes: duplicates, types, params
-    for n in graph.nodes:
-        if n.id in nodes:
-            _err(problems, "duplicate_id", f"node ids must be unique; received: a second node with id {n.id!r} "
+    @property
+    def position(self) -> dict[str, int]:
+        """Node id -> its index in file order (first occurrence)."""
+        return {nid: i for i, nid in enumerate(self.nodes)}
+
+    @property
+    def acyclic(self) -> nx.DiGraph:
+        """The dag without the nodes on cycles."""
+        return self.dag.subgraph([n for n in self.nodes if n not in self.cyclic])
+
+    def error(self, nid: str, code: str, msg: str) -> None:
+        """Mark node ``nid`` broken with ``msg`` and record the problem."""
+        info = self.nodes[nid]
+        info.status = "error"
+        info.errors.append(msg)
+        _err(self.problems, code, msg, node=nid)
+
+
+def check_nodes(a: Analysis) -> None:
+    """Duplicate ids, unknown types, parameters (every value checked against the spec), a missing Input."""
+    for n in a.graph.nodes:
+        if n.id in a.nodes:
+            _err(a.problems, "duplicate_id", f"node ids must be unique; received: a second node with id {n.id!r} "
                  f"(type {n.type}). Fix: rename one of them", node=n.id)
             continue
         info = NodeInfo(n.id, n.type)
-        nodes[n.id] = info
+        a.nodes[n.id] = info
         if not has_spec(n.type):
-            info.status = "error"
-            info.errors.append(unknown_type_message(n.type))
-            _err(problems, "unknown_type", info.errors[-1], node=n.id)
+            a.error(n.id, "unknown_type", unknown_type_message(n.type))
             continue
-        spec = get_spec(n.type)
-        specs[n.id] = spec
+        spec = a.specs[n.id] = get_spec(n.type)
         info.params, errs = spec.resolve_params(n.params)
         for msg in errs:
-            info.status = "error"
-            info.errors.append(msg)
-            _err(problems, "bad_param", msg, node=n.id)
-
-    if not any(n.type == "Input" for n in graph.nodes):
-        _err(problems, "no_input", "a graph needs at least one Input node; received: none. Fix: drag an Input "
+            a.error(n.id, "bad_param", msg)
+    if not any(n.type == "Input" for n in a.graph.nodes):
+        _err(a.problems, "no_input", "a graph needs at least one Input node; received: none. Fix: drag an Input "
              "from the palette and connect it to the first layer")
 
-    # ---- edges: dangling, ports, arity
-    dag = nx.DiGraph()
-    dag.add_nodes_from(nodes)
-    in_edges: dict[str, list[tuple[Edge, str]]] = defaultdict(list)
-    taken: dict[str, Counter] = defaultdict(Counter)
-    edge_types: dict[str, TensorType | None] = {}
+
+def check_edges(a: Analysis) -> None:
+    """Duplicate, dangling and self edges, unknown ports; fills ``dag``, ``in_edges`` and the port counts."""
+    a.dag.add_nodes_from(a.nodes)
     seen_keys: set[str] = set()
-    for e in graph.edges:
+    for e in a.graph.edges:
         key = e.key
         if key in seen_keys:
-            _err(problems, "duplicate_edge", f"each connection may appear once; received: a second edge {key}. "
+            _err(a.problems, "duplicate_edge", f"each connection may appear once; received: a second edge {key}. "
                  "Fix: delete the duplicate", edge=key)
             continue
         seen_keys.add(key)
-        missing = [end for end in (e.source, e.target) if end not in nodes]
+        missing = [end for end in (e.source, e.target) if end not in a.nodes]
         if missing:
-            _err(problems, "dangling_edge", f"an edge must connect two existing nodes; received: {key} but no node "
+            _err(a.problems, "dangling_edge", f"an edge must connect two existing nodes; received: {key} but no node "
                  f"{' or '.join(map(repr, missing))}. Fix: delete the edge or add the node", edge=key)
             continue
         if e.source == e.target:
-            _err(problems, "self_loop", f"a node cannot feed itself; received: edge {key}. Fix: delete it",
+            _err(a.problems, "self_loop", f"a node cannot feed itself; received: edge {key}. Fix: delete it",
                  node=e.source, edge=key)
             continue
-        src_spec, dst_spec = specs.get(e.source), specs.get(e.target)
+        src_spec, dst_spec = a.specs.get(e.source), a.specs.get(e.target)
         if src_spec is not None and e.source_port and e.source_port not in src_spec.outputs:
-            _err(problems, "bad_port", f"unknown source_port for {src_spec.type}; received: source_port="
+            _err(a.problems, "bad_port", f"unknown source_port for {src_spec.type}; received: source_port="
                  f"{e.source_port!r}. Fix: use one of {', '.join(map(repr, src_spec.outputs))}", node=e.source,
                  edge=key)
             continue
         port = "in"
         if dst_spec is not None:
-            port, err = _resolve_port(dst_spec, e, taken[e.target])
+            port, err = _resolve_port(dst_spec, e, a.taken[e.target])
             if err:
-                _err(problems, "bad_port", err, node=e.target, edge=key)
-                nodes[e.target].status = "error"
+                _err(a.problems, "bad_port", err, node=e.target, edge=key)
+                a.nodes[e.target].status = "error"
                 continue
-        taken[e.target][port] += 1
-        in_edges[e.target].append((e, port))
-        dag.add_edge(e.source, e.target)
-        edge_types[key] = None
+        a.taken[e.target][port] += 1
+        a.in_edges[e.target].append((e, port))
+        a.dag.add_edge(e.source, e.target)
+        a.edge_types[key] = None
 
-    for nid, spec in specs.items():
-        info = nodes[nid]
-        count = taken[nid]
+
+def check_arity(a: Analysis) -> None:
+    """Every required input port fed once; variadic merges fed at least ``min_inputs`` times."""
+    for nid, spec in a.specs.items():
+        count = a.taken[nid]
         n_in = sum(count.values())
         if spec.variadic:
             if n_in < spec.min_inputs:
-                info.status = "error"
-                info.errors.append(f"{spec.type} needs at least {spec.min_inputs} inputs; received: {n_in}. Fix: "
-                                   f"connect {spec.min_inputs - n_in} more")
-                _err(problems, "missing_input", info.errors[-1], node=nid)
+                a.error(nid, "missing_input", f"{spec.type} needs at least {spec.min_inputs} inputs; received: "
+                        f"{n_in}. Fix: connect {spec.min_inputs - n_in} more")
             continue
         for port in spec.inputs:
             if count[port] == 0 and port not in spec.optional_inputs:
-                info.status = "error"
                 what = f"input `{port}`" if len(spec.inputs) > 1 else "an input"
-                info.errors.append(f"{spec.type} needs {what}; received: nothing connected. Fix: connect a layer "
-                                   "into it (or delete this node)")
-                _err(problems, "missing_input", info.errors[-1], node=nid)
+                a.error(nid, "missing_input", f"{spec.type} needs {what}; received: nothing connected. Fix: connect "
+                        "a layer into it (or delete this node)")
             elif count[port] > 1:
-                info.status = "error"
-                info.errors.append(f"{spec.type} takes one edge into `{port}`; received: {count[port]}. Fix: delete "
-                                   "the extra edges or merge them first with Add or Concat")
-                _err(problems, "extra_input", info.errors[-1], node=nid)
+                a.error(nid, "extra_input", f"{spec.type} takes one edge into `{port}`; received: {count[port]}. Fix: "
+                        "delete the extra edges or merge them first with Add or Concat")
         if not spec.inputs and n_in:
-            info.status = "error"
-            info.errors.append(f"{spec.type} takes no inputs; received: {n_in}. Fix: delete the incoming edges")
-            _err(problems, "extra_input", info.errors[-1], node=nid)
+            a.error(nid, "extra_input", f"{spec.type} takes no inputs; received: {n_in}. Fix: delete the incoming edges")
 
-    # ---- cycles
-    cyclic: set[str] = set()
-    position = {nid: i for i, nid in enumerate(nodes)}
-    comps = sorted((c for c in nx.strongly_connected_components(dag) if len(c) > 1),
+
+def check_cycles(a: Analysis) -> None:
+    """One problem per cycle (on its first node in file order); every node on it is marked."""
+    position = a.position
+    comps = sorted((c for c in nx.strongly_connected_components(a.dag) if len(c) > 1),
                    key=lambda c: min(position[n] for n in c))
     for comp in comps:
-        if len(comp) > 1:
-            start = min(comp, key=position.__getitem__)
-            cyc = [u for u, _ in nx.find_cycle(dag.subgraph(comp), source=start)]
-            cyclic |= comp
-            first = cyc[0]
-            msg = (f"the graph must not contain cycles; received: the cycle {' → '.join([*cyc, first])}. Fix: delete "
-                   "one of its edges (feedback loops are not supported; use an RNN/LSTM/GRU layer for recurrence)")
-            for nid in cyc:
-                nodes[nid].status = "error"
-                nodes[nid].errors.append(msg)
-            _err(problems, "cycle", msg, node=first)
+        start = min(comp, key=position.__getitem__)
+        cyc = [u for u, _ in nx.find_cycle(a.dag.subgraph(comp), source=start)]
+        a.cyclic |= comp
+        first = cyc[0]
+        msg = (f"the graph must not contain cycles; received: the cycle {' → '.join([*cyc, first])}. Fix: delete "
+               "one of its edges (feedback loops are not supported; use an RNN/LSTM/GRU layer for recurrence)")
+        for nid in cyc:
+            a.nodes[nid].status = "error"
+            a.nodes[nid].errors.append(msg)
+        _err(a.problems, "cycle", msg, node=first)
 
-    # ---- reachability
-    inputs = [n for n, i in nodes.items() if i.type == "Input"]
-    reach = set(inputs)
-    acyclic = dag.subgraph([n for n in nodes if n not in cyclic])
-    for s in inputs:
+
+def check_reachability(a: Analysis) -> None:
+    """Every healthy node is fed from an Input (when the graph has one)."""
+    a.inputs = [n for n, i in a.nodes.items() if i.type == "Input"]
+    reach = set(a.inputs)
+    acyclic = a.acyclic
+    for s in a.inputs:
         if s in acyclic:
             reach |= nx.descendants(acyclic, s)
-    for nid, info in nodes.items():
-        if nid not in reach and nid not in cyclic and info.status == "ok" and inputs:
+    for nid, info in a.nodes.items():
+        if nid not in reach and nid not in a.cyclic and info.status == "ok" and a.inputs:
             info.status = "unreachable"
             info.errors.append("every layer must be fed from an Input; received: no path from any Input to this "
                                "node. Fix: connect it to the network or delete it")
-            _err(problems, "unreachable", info.errors[-1], node=nid)
+            _err(a.problems, "unreachable", info.errors[-1], node=nid)
 
-    # ---- shapes in topological order
-    order = list(nx.topological_sort(acyclic))
-    for nid in order:
-        info = nodes[nid]
-        spec = specs.get(nid)
+
+def propagate_shapes(a: Analysis) -> None:
+    """In topological order: each healthy node's input types, output types, parameter count, cost and lint."""
+    a.order = list(nx.topological_sort(a.acyclic))
+    for nid in a.order:
+        info, spec = a.nodes[nid], a.specs.get(nid)
         if spec is None or info.status != "ok":
             continue
-        preds = in_edges.get(nid, [])
-        preds = _ordered_inputs(spec, preds)
-        in_edges[nid] = preds
-        ins: list[TensorType] = []
-        upstream = None
-        for e, _port in preds:
-            src = nodes[e.source]
-            t = src.outputs.get(e.source_port or "", None) if e.source_port else src.type_out
-            if src.status != "ok" or t is None:
-                upstream = src.cause or e.source
-                break
-            ins.append(t)
-        if upstream is not None:
-            info.status = "upstream"
-            info.cause = upstream
-            info.errors.append(f"upstream error: fix `{upstream}` first")
-            continue
-        info.inputs = ins
-        try:
-            out = spec.shape(info.params, ins)
-            outs = out if isinstance(out, dict) else {spec.outputs[0]: out}
-            ctor = module_ctor(spec, info.params, ins)
-            if ctor is not None:
-                cls, kwargs = ctor
-                info.inferred = {k: kwargs[k] for k in spec.inferred if k in kwargs}
-                info.num_params, info.num_buffers = _count_params(
-                    cls, tuple(sorted((k, _freeze(v)) for k, v in kwargs.items())))
-            cost = spec.cost(info.params, ins, outs) if spec.cost else Cost()
-            info.num_buffers += cost.buffers
-            info.build_values, info.work_values, info.cost_note = cost.build, cost.work, cost.note
-        except ShapeError as ex:
-            info.status = "error"
-            port = ex.port
-            i = port_index(port)
-            where = f"input `{port}`: " if port else ""
-            if i is not None and i < len(preds):
-                where = f"input {i} (edge from `{preds[i][0].source}`): "
-            elif port:
-                src = next((e.source for e, name in preds if name == port), None)
-                where = f"input `{port}`" + (f" (edge from `{src}`)" if src else "") + ": "
-            msg = where + str(ex)
-            if not port and len(preds) == 1:
-                msg = f"{msg} (input from `{preds[0][0].source}`)"
-            elif not port and preds:
-                msg = f"{msg} (inputs in order: " + ", ".join(f"{i}: `{e.source}`" for i, (e, _) in enumerate(preds)) + ")"
-            info.errors.append(msg)
-            _err(problems, "shape", msg, node=nid)
-            continue
-        except (TypeError, ValueError, RuntimeError) as ex:  # torch rejected the constructor arguments
-            info.status = "error"
-            info.errors.append(f"invalid parameters: {ex}. Fix: adjust the parameters")
-            _err(problems, "bad_param", info.errors[-1], node=nid)
-            continue
-        info.outputs = outs
-        for msg in spec.lint(info.params, ins) if spec.lint else ():
-            info.warnings.append(msg)
-            problems.append(Problem("warning", msg, node=nid, severity="warning"))
+        preds = a.in_edges[nid] = _ordered_inputs(spec, a.in_edges.get(nid, []))
+        ins = _input_types(a, nid, preds)
+        if ins is not None:
+            _apply_rule(a, nid, spec, ins, preds)
+    for e in a.graph.edges:
+        if e.key in a.edge_types and e.source in a.nodes:
+            src = a.nodes[e.source]
+            a.edge_types[e.key] = src.outputs.get(e.source_port) if e.source_port else src.type_out
 
-    for e in graph.edges:
-        key = e.key
-        if key in edge_types and e.source in nodes:
-            src = nodes[e.source]
-            edge_types[key] = src.outputs.get(e.source_port) if e.source_port else src.type_out
 
-    outputs = sorted((n for n in order if acyclic.out_degree(n) == 0 and nodes[n].type != "Input"),
+def _input_types(a: Analysis, nid: str, preds: list[tuple[Edge, str]]) -> list[TensorType] | None:
+    """The types flowing into ``nid`` in call order, or None (node marked ``upstream``) when a source is broken."""
+    ins: list[TensorType] = []
+    for e, _port in preds:
+        src = a.nodes[e.source]
+        t = src.outputs.get(e.source_port or "", None) if e.source_port else src.type_out
+        if src.status != "ok" or t is None:
+            info = a.nodes[nid]
+            info.status, info.cause = "upstream", src.cause or e.source
+            info.errors.append(f"upstream error: fix `{info.cause}` first")
+            return None
+        ins.append(t)
+    return ins
+
+
+def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], preds: list[tuple[Edge, str]]) -> None:
+    """Run the spec's shape rule, constructor arguments, cost and lint for one node; record what they say."""
+    info = a.nodes[nid]
+    info.inputs = ins
+    try:
+        out = spec.shape(info.params, ins)
+        outs = out if isinstance(out, dict) else {spec.outputs[0]: out}
+        ctor = module_ctor(spec, info.params, ins)
+        if ctor is not None:
+            cls, kwargs = ctor
+            info.inferred = {k: kwargs[k] for k in spec.inferred if k in kwargs}
+            info.num_params, info.num_buffers = _count_params(
+                cls, tuple(sorted((k, _freeze(v)) for k, v in kwargs.items())))
+        cost = spec.cost(info.params, ins, outs) if spec.cost else Cost()
+        info.num_buffers += cost.buffers
+        info.build_values, info.work_values, info.cost_note = cost.build, cost.work, cost.note
+    except ShapeError as ex:
+        a.error(nid, "shape", _located(ex, preds))
+        return
+    except (TypeError, ValueError, RuntimeError) as ex:  # torch rejected the constructor arguments
+        a.error(nid, "bad_param", f"invalid parameters: {ex}. Fix: adjust the parameters")
+        return
+    info.outputs = outs
+    for msg in spec.lint(info.params, ins) if spec.lint else ():
+        info.warnings.append(msg)
+        a.problems.append(Problem("warning", msg, node=nid, severity="warning"))
+
+
+def _located(ex: ShapeError, preds: list[tuple[Edge, str]]) -> str:
+    """A shape rule's message prefixed with the input it is about (port, index, or the edges in order)."""
+    port = ex.port
+    i = port_index(port)
+    where = f"input `{port}`: " if port else ""
+    if i is not None and i < len(preds):
+        where = f"input {i} (edge from `{preds[i][0].source}`): "
+    elif port:
+        src = next((e.source for e, name in preds if name == port), None)
+        where = f"input `{port}`" + (f" (edge from `{src}`)" if src else "") + ": "
+    msg = where + str(ex)
+    if not port and len(preds) == 1:
+        msg = f"{msg} (input from `{preds[0][0].source}`)"
+    elif not port and preds:
+        msg = f"{msg} (inputs in order: " + ", ".join(f"{i}: `{e.source}`" for i, (e, _) in enumerate(preds)) + ")"
+    return msg
+
+
+def build_report(a: Analysis) -> None:
+    """The :class:`ShapeReport` of what the phases found: outputs in file order, totals."""
+    position = a.position
+    acyclic = a.acyclic
+    outputs = sorted((n for n in a.order if acyclic.out_degree(n) == 0 and a.nodes[n].type != "Input"),
                      key=position.__getitem__)  # file order
-    report = ShapeReport(nodes, edge_types, problems, order, inputs, outputs, dict(in_edges))
-    report.total_params = sum(i.num_params for i in nodes.values())
-    report.total_buffers = sum(i.num_buffers for i in nodes.values())
-    report.activation_bytes = sum(_sample_values(i) * 4 for i in nodes.values())
-    _check_budget(report, budget)
-    return report
+    report = ShapeReport(a.nodes, a.edge_types, a.problems, a.order, a.inputs, outputs, dict(a.in_edges))
+    report.total_params = sum(i.num_params for i in a.nodes.values())
+    report.total_buffers = sum(i.num_buffers for i in a.nodes.values())
+    report.activation_bytes = sum(_sample_values(i) * 4 for i in a.nodes.values())
+    a.report = report
 
 
 def _ordered_inputs(spec: LayerSpec, preds: list[tuple[Edge, str]]) -> list[tuple[Edge, str]]:
@@ -440,7 +446,9 @@ def _model_values(info: NodeInfo) -> int:
     return info.num_params + info.num_buffers + info.build_values
 
 
-def _check_budget(report: ShapeReport, budget: Budget) -> None:
+def check_budget(a: Analysis) -> None:
+    """Refuse models whose values or activations exceed ``a.budget``; the problem goes on the costliest node."""
+    report, budget = a.report, a.budget
     if not report.nodes:
         return
     peak_build = max(i.build_values for i in report.nodes.values())
@@ -472,6 +480,44 @@ def _check_budget(report: ShapeReport, budget: Budget) -> None:
         report.problems.append(Problem("budget", msg, node=worst.id))
 
 
+#: The phases of one analysis pass, in order; each reads what the earlier ones left on the :class:`Analysis`.
+PHASES = (check_nodes, check_edges, check_arity, check_cycles, check_reachability, propagate_shapes, build_report,
+          check_budget)
+
+
+def analyse(graph: Graph, budget: Budget | None = None) -> Analysis:
+    """Run every phase of :data:`PHASES` over a :class:`Graph` and return the analysis (its ``report`` set)."""
+    a = Analysis(graph, budget or DEFAULT_BUDGET)
+    for phase in PHASES:
+        phase(a)
+    return a
+
+
+def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
+    """Analyse a graph: every problem, every node's output shape and parameter count.
+
+    Args:
+        graph: a Graph, Project, dict or path (coerced here: this is a public entry point).
+        budget: size limits; :data:`DEFAULT_BUDGET` when omitted.
+
+    Returns:
+        A ShapeReport; ``report.problems`` is empty when the graph is valid.
+    """
+    budget = budget or DEFAULT_BUDGET
+    raw = graph.get("graph", graph) if isinstance(graph, dict) else None
+    if isinstance(raw, dict) and isinstance(raw.get("nodes"), list) and len(raw["nodes"]) > budget.max_nodes:
+        n_raw = len(raw["nodes"])  # answer at once, without validating 10^5 node records
+    else:
+        graph = as_graph(graph)
+        n_raw = len(graph.nodes)
+    if n_raw > budget.max_nodes:
+        problems: list[Problem] = []
+        _err(problems, "too_many_nodes", f"a graph may have at most {budget.max_nodes} nodes; received: "
+             f"{n_raw} nodes. Fix: group repeated parts or build a smaller graph")
+        return ShapeReport({}, {}, problems, [], [], [], {})
+    return analyse(graph, budget).report
+
+
 def validate(graph, budget: Budget | None = None) -> list[Problem]:
     """Every problem of a graph at once (empty when valid), each tied to a node or an edge.
 
@@ -479,8 +525,9 @@ def validate(graph, budget: Budget | None = None) -> list[Problem]:
 
     Example::
 
-        >>> validate({"nodes": [{"id": "fc", "type": "Linear"}], "edges": []})[0].code
-        'bad_param'
+        >>> graph = {"nodes": [{"id": "fc", "type": "Linear", "params": {"out_features": 0}}], "edges": []}
+        >>> [p.code for p in validate(graph)]  # all at once: the parameter, no Input, nothing feeds fc
+        ['bad_param', 'no_input', 'missing_input']
     """
     return infer_shapes(graph, budget).problems
 
