@@ -1,7 +1,7 @@
 """Train page, Search mode: searched settings and node parameters in, a study process out, its trials shown live.
 
 Widgets collect spec strings (the same ``NAME=LOW..HIGH[:log]`` / ``NAME={A,B}`` syntax as
-``layerlab tune --search``); :mod:`builder.search.study` checks them, runs the study in its own process and reads
+``layerlab tune --search``); :mod:`builder.search` checks them, runs the study in its own process and reads
 it back (trial table, best trial, Optuna's plotly views).
 """
 
@@ -30,7 +30,7 @@ FIGURES = {"history": "Optimization history", "parallel": "Parallel coordinates"
 
 
 def _storage() -> str:
-    from builder.search.study import default_storage
+    from builder.search import default_storage
 
     return default_storage(ui.workspace())
 
@@ -48,7 +48,7 @@ def _default_name() -> str:
 
 def node_params_expander() -> list[str]:
     """One text field per numeric or choice parameter of the canvas nodes; filled fields are searched."""
-    from builder.search.study import searchable_params
+    from builder.search import searchable_params
 
     specs = []
     params = searchable_params(ui.project())
@@ -103,7 +103,7 @@ def search_form(task: str) -> dict | None:
 
 def start(req: dict, ds) -> None:
     """Check the request and start the study process; problems are shown located, nothing starts."""
-    from builder.search.study import SearchSpaceError, StudySettings, launch_study
+    from builder.search import SearchSpaceError, StudySettings, launch_study
 
     dataset, options = ds.info.reload_args()  # as the Train mode's jobs: the job process reloads the data
     settings = StudySettings(name=req["name"], storage=_storage(), n_trials=req["trials"], timeout=req["timeout"],
@@ -134,7 +134,7 @@ def _alive() -> bool:
 
 def study_view() -> None:
     """Live trial table, best so far, Optuna's views and the study's buttons (a fragment while it runs)."""
-    from builder.search.study import load_study, study_figures, study_result, trials_table
+    from builder.search import load_study, study_figures, study_result, trials_table
 
     cur = st.session_state.get("ll_study") or {}
     name = cur.get("name")
@@ -179,7 +179,7 @@ def study_view() -> None:
 
 def actions(ds) -> None:
     """Stop / resume the study; the best trial onto the canvas or retrained with more epochs."""
-    from builder.search.study import best_project, load_study, request_stop, resume_study
+    from builder.search import best_project, load_study, request_stop, resume_study
 
     cur = st.session_state.get("ll_study") or {}
     name = cur.get("name")

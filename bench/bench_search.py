@@ -29,7 +29,7 @@ from results import write_section  # noqa: E402  (bench/results.py)
 from builder.graph.templates import load_template  # noqa: E402
 from builder.runs import jobs  # noqa: E402
 from builder.runs.store import RunStore  # noqa: E402
-from builder.search.study import StudyRunner, StudySettings  # noqa: E402
+from builder.search import StudyRunner, StudySettings  # noqa: E402
 
 SECTION = "## Search (issue 12)"
 DATA = {"n_samples": 2000}

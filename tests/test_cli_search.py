@@ -12,7 +12,7 @@ import pytest
 
 from builder import cli
 from builder.runs.store import RunStore
-from builder.search.study import default_storage, load_study, trials_table
+from builder.search import default_storage, load_study, trials_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

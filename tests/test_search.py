@@ -1,4 +1,4 @@
-"""builder/search.py: search-space parsing and checks, applying a trial, and studies whose trials are jobs."""
+"""builder/search/: search-space parsing and checks, applying a trial, and studies whose trials are jobs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from builder.errors import LayerLabError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
-from builder.search.study import (
+from builder.search import (
     Dimension,
     JobLauncher,
     SearchSpaceError,

@@ -11,7 +11,7 @@ from builder import cli  # noqa: E402
 from builder.graph.templates import load_template  # noqa: E402
 from builder.runs.store import RunStore  # noqa: E402
 from builder.runs.tracking import TrackingWarning, run_params  # noqa: E402
-from builder.search.study import StudyRunner, StudySettings, trials_table  # noqa: E402
+from builder.search import StudyRunner, StudySettings, trials_table  # noqa: E402
 from builder.training.pipeline import resume_run, run_training  # noqa: E402
 
 

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from builder.search.study import OBJECTIVES, PRUNERS, SAMPLERS
+from builder.search import OBJECTIVES, PRUNERS, SAMPLERS
 
 
 def _with_mlflow(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -100,7 +100,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """``layerlab tune FILE --dataset NAME --trials N --search SPEC ...``."""
     from builder.cli.train import _config_overrides, _kv, _load_project_arg
     from builder.runs.store import RunStore
-    from builder.search.study import StudyRunner, StudySettings
+    from builder.search import StudyRunner, StudySettings
 
     project = _load_project_arg(args.file)
     cfg = _config_overrides(args)

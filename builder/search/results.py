@@ -1,0 +1,114 @@
+"""Reading a study: its result, best trial and project, trial table, settings and Optuna's figures.
+
+The readers of the app and the CLI; none of them changes a study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from builder.errors import LayerLabError
+from builder.graph.project import Project, load_project
+from builder.search.space import parse_space
+from builder.search.storage import _ATTR, _redact
+
+
+@dataclass
+class StudyResult:
+    """What :meth:`StudyRunner.run` returns (also the ``layerlab tune --json`` output)."""
+
+    study: str
+    storage: str
+    direction: str
+    objective: str
+    best_value: float | None
+    best_params: dict
+    best_run_id: str | None
+    best_trial: int | None
+    n_trials: int
+    states: dict[str, int]
+    stopped: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def study_result(study, storage: str, stopped: bool = False) -> StudyResult:
+    """Best value, params and run id of a study plus trial counts."""
+    states: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    bt = best_trial(study)
+    sig = study.user_attrs.get(_ATTR) or {}
+    return StudyResult(study=study.study_name, storage=_redact(storage), direction=study.direction.name.lower(),
+                       objective=sig.get("objective", ""), best_value=bt.value if bt else None,
+                       best_params=dict(bt.params) if bt else {}, best_run_id=bt.user_attrs.get("run_id") if bt else None,
+                       best_trial=bt.number if bt else None, n_trials=len(study.trials), states=states, stopped=stopped)
+
+
+def best_trial(study):
+    """The best complete trial, or None when none completed yet."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def trials_table(study) -> list[dict]:
+    """One row per trial: number, state, value, params, run id, last epoch reported, message, duration."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
+            else None
+        rows.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value,
+                     "epochs": max(t.intermediate_values) if t.intermediate_values else 0,
+                     **{k: (list(v) if isinstance(v, tuple) else v) for k, v in t.params.items()},
+                     "run_id": t.user_attrs.get("run_id"), "duration_s": dur,
+                     "message": t.user_attrs.get("message", "")})
+    return rows
+
+
+def study_settings(study) -> dict:
+    """The LayerLab settings a study was created with (space, objective, dataset, config, project)."""
+    return dict(study.user_attrs.get(_ATTR) or {})
+
+
+def best_project(study) -> tuple[Project, dict]:
+    """The study's project with the best trial's parameters applied, and its training settings.
+
+    Raises:
+        LayerLabError: no trial completed yet.
+    """
+    bt = best_trial(study)
+    if bt is None:
+        raise LayerLabError(f"study {study.study_name!r} has no complete trial yet. Fix: wait for one, or run more trials")
+    sig = study_settings(study)
+    project = load_project(sig["project"])
+    space = parse_space(sig["space"], project)
+    p, cfg = space.apply(project, sig.get("config"), bt.params)
+    p.training = {**(p.training or {}), **cfg, "dataset": sig.get("dataset")}
+    return p, cfg
+
+
+def study_figures(study) -> dict[str, Any]:
+    """Optuna's plotly views: ``history``, ``parallel``, ``importances``, ``intermediate`` (those that can be
+    drawn yet; importances need two complete trials and a searched value that varies)."""
+    import optuna.visualization as vis
+
+    figs: dict[str, Any] = {}
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    makers = {"history": vis.plot_optimization_history, "parallel": vis.plot_parallel_coordinate,
+              "intermediate": vis.plot_intermediate_values}
+    if len(complete) >= 2:
+        makers["importances"] = vis.plot_param_importances
+    for k, f in makers.items():
+        try:
+            figs[k] = f(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for this view yet
+            continue
+    return figs
+
+
+__all__ = ["StudyResult", "study_result", "best_trial", "trials_table", "study_settings", "best_project",
+           "study_figures"]

@@ -1,0 +1,102 @@
+"""How a study runs: its settings (trials, time budget, sampler, pruner) and its objective.
+
+:class:`StudySettings` is checked before anything starts; :func:`objective_direction`, :func:`objective_metric`
+and :func:`objective_value` say which way an objective goes, which training metric it needs and what it reads
+in one epoch's metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from builder.errors import LayerLabError
+
+MAX_TRIALS = 100_000
+OBJECTIVES = ("val_loss", "val_metric", "val_accuracy", "val_f1", "val_r2")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "none")
+
+
+def objective_direction(objective: str) -> Literal["minimize", "maximize"]:
+    """``minimize`` for ``val_loss``, ``maximize`` for a validation metric."""
+    return "minimize" if objective == "val_loss" else "maximize"
+
+
+def objective_metric(objective: str) -> str | None:
+    """The TrainConfig ``metric`` an objective needs (``val_f1`` -> ``f1``), or None."""
+    return {"val_accuracy": "accuracy", "val_f1": "f1", "val_r2": "r2"}.get(objective)
+
+
+def objective_value(event: dict, objective: str) -> float | None:
+    """The objective's value in one epoch event (``val_loss`` or ``val_metric`` / ``val_<metric>``)."""
+    if objective in event and isinstance(event[objective], int | float):
+        v = float(event[objective])
+    elif objective in ("val_metric", f"val_{event.get('metric_name')}") and event.get("val_metric") is not None:
+        v = float(event["val_metric"])
+    else:
+        return None
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class StudySettings:
+    """How a study runs.
+
+    Attributes:
+        name: the study name (shared by every process that works on it).
+        storage: an Optuna storage URL; default ``sqlite:///<workspace>/studies.db``.
+        n_trials: the number of trials the study should hold in all (a resumed or shared study runs until
+            it holds this many, counting complete, pruned and failed trials).
+        timeout: seconds after which no new trial starts (running ones finish).
+        objective: ``val_loss`` (minimised) or a validation metric (maximised): ``val_metric`` (the task's
+            default metric), ``val_accuracy``, ``val_f1``, ``val_r2``. The last epoch's value is the result.
+        sampler: ``tpe`` (default) or ``random``; ``seed`` seeds it.
+        pruner: ``median`` (fed by per-epoch validation values) or ``none``; ``prune_startup`` trials run to
+            the end before pruning starts, and no trial is pruned before epoch ``prune_warmup`` + 1.
+        workers: trials at once (default: the job limit).
+        poll_s: how often the runner reads the run store.
+        owner: the owner recorded on every trial's run (the app's session owner; ``local`` on the CLI).
+    """
+
+    name: str = "study"
+    storage: str | None = None
+    n_trials: int = 20
+    timeout: float | None = None
+    objective: str = "val_loss"
+    sampler: str = "tpe"
+    seed: int | None = 0
+    pruner: str = "median"
+    prune_startup: int = 3
+    prune_warmup: int = 1
+    workers: int | None = None
+    poll_s: float = 0.25
+    owner: str = "local"
+
+    def check(self) -> None:
+        """Raises LayerLabError for a bad setting."""
+        bad = []
+        if not re.fullmatch(r"[\w.\-]{1,100}", self.name or ""):
+            bad.append(f"a study name uses letters, digits, '.', '_' or '-' (at most 100); received: {self.name!r}. "
+                       "Fix: e.g. mlp-moons-1")
+        if not (1 <= int(self.n_trials) <= MAX_TRIALS):
+            bad.append(f"the number of trials must be from 1 to {MAX_TRIALS}; received: {self.n_trials}. Fix: e.g. 20")
+        if self.timeout is not None and not (self.timeout > 0):
+            bad.append(f"the time budget must be > 0 seconds; received: {self.timeout}. Fix: omit it or give e.g. 600")
+        if self.objective not in OBJECTIVES:
+            bad.append(f"the objective must be one of {', '.join(OBJECTIVES)}; received: {self.objective!r}. Fix: "
+                       "e.g. val_loss")
+        if self.sampler not in SAMPLERS:
+            bad.append(f"the sampler must be one of {', '.join(SAMPLERS)}; received: {self.sampler!r}. Fix: tpe")
+        if self.pruner not in PRUNERS:
+            bad.append(f"the pruner must be one of {', '.join(PRUNERS)}; received: {self.pruner!r}. Fix: median")
+        if self.workers is not None and not (1 <= int(self.workers) <= 1024):
+            bad.append(f"workers must be from 1 to 1024; received: {self.workers}")
+        if bad:
+            raise LayerLabError("; ".join(bad))
+
+
+__all__ = ["StudySettings", "objective_direction", "objective_metric", "objective_value", "OBJECTIVES", "SAMPLERS",
+           "PRUNERS", "MAX_TRIALS"]
