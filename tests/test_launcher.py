@@ -1,0 +1,90 @@
+"""builder/runs/launcher.py: detached processes (own session, log, environment, no stdin) and pid liveness."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from builder.runs.launcher import child_env, package_root, pid_alive, spawn_detached
+
+# the child reports what a detached process sees: its session, stdin, working folder, import path
+_REPORT = ("import builder, json, os, sys; print(json.dumps({'pid': os.getpid(), 'sid': os.getsid(0), "
+           "'stdin': sys.stdin.read(), 'cwd': os.getcwd(), 'builder': builder.__file__, "
+           "'path': os.environ.get('PYTHONPATH'), 'x': os.environ.get('LAYERLAB_X')}))")
+
+
+def _until(pred, timeout: float = 60, what: str = "condition"):
+    """Poll ``pred`` until it returns something truthy; fail after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_package_root_holds_this_builder():
+    import builder
+
+    assert (package_root() / "builder" / "__init__.py").samefile(builder.__file__)
+
+
+def test_spawn_detached_runs_in_its_own_session_with_its_log(tmp_path):
+    log = tmp_path / "child.log"
+    log.write_text("earlier output\n")
+    proc = spawn_detached(["-c", _REPORT], log, env={**os.environ, "LAYERLAB_X": "1"})
+    assert proc.wait(60) == 0
+    earlier, line = log.read_text().splitlines()
+    seen = json.loads(line)
+    assert earlier == "earlier output"  # appended, not truncated
+    assert seen["pid"] == proc.pid and seen["sid"] == proc.pid  # a session of its own
+    assert seen["stdin"] == ""  # /dev/null: never waits on the caller's terminal
+    assert os.path.samefile(seen["cwd"], package_root())
+    assert os.path.samefile(seen["builder"], package_root() / "builder" / "__init__.py")  # this very copy
+    assert seen["path"].split(os.pathsep)[0] == str(package_root()) and seen["x"] == "1"
+
+
+def test_spawn_detached_output_and_errors_share_the_log(tmp_path):
+    log = tmp_path / "err.log"
+    proc = spawn_detached(["-c", "import sys; print('out', flush=True); sys.exit('boom')"], log, cwd=tmp_path)
+    assert proc.wait(60) == 1
+    assert log.read_text().splitlines() == ["out", "boom"]
+
+
+def test_spawn_detached_missing_log_folder_raises(tmp_path):
+    with pytest.raises(OSError):
+        spawn_detached(["-c", "pass"], tmp_path / "no" / "such" / "x.log")
+
+
+@given(st.lists(st.text(alphabet="abc/._", max_size=6), max_size=4))
+def test_child_env_puts_the_package_root_first(parts):
+    env = child_env({"PYTHONPATH": os.pathsep.join(parts), "A": "b"})
+    assert env["A"] == "b"
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(package_root()), *[p for p in parts if p]]
+
+
+def test_pid_alive_for_live_ended_and_zombie_processes():
+    assert pid_alive(os.getpid())
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        _until(lambda: not pid_alive(proc.pid), what="the killed child to read as dead (a zombie until reaped)")
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert not pid_alive(proc.pid)
+
+
+@given(st.one_of(st.integers(max_value=0), st.none(), st.booleans(), st.text(max_size=3), st.floats()))
+def test_pid_alive_refuses_what_is_not_a_pid(pid):
+    assert pid_alive(pid) is False
