@@ -24,7 +24,8 @@ from builder.errors import BudgetError, GraphError
 from builder.escape import py_identifier
 from builder.graph.layers import sinusoid_table
 from builder.graph.registry import TOKENS, get_spec
-from builder.graph.shapes import Budget, ShapeReport, infer_shapes, module_ctor
+from builder.graph.report import Budget, ShapeReport
+from builder.graph.shapes import infer_shapes, module_ctor
 
 _RESERVED = set(keyword.kwlist) | set(dir(builtins)) | set(dir(nn.Module)) | set(dir(fx.GraphModule)) | {
     "torch", "nn", "self", "math", "operator", "inf", "nan", "device", "fx", "model", "Model"}

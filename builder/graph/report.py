@@ -1,0 +1,136 @@
+"""What an analysis pass finds: :class:`ShapeReport` with one :class:`NodeInfo` per node, the size
+:class:`Budget` it checks against, and readers of a report (:func:`kinds_of`, :func:`human_bytes`,
+:func:`human_count`). The pass itself is :mod:`builder.graph.shapes`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from builder.errors import Problem
+from builder.graph.project import Edge
+from builder.graph.spec import TENSOR, TOKENS, TensorType, format_shape
+
+MAX_NODES = 5000
+
+
+@dataclass
+class Budget:
+    """Limits that reject absurd graphs before any tensor is allocated.
+
+    ``max_params`` bounds the values the model holds: parameters, buffers (running statistics, fixed
+    position tables) and the temporaries needed to build them. ``max_activation_bytes`` is for one
+    forward+backward pass at ``batch_size`` (float32): every layer's outputs plus the intermediates it keeps
+    for the backward pass (attention weights, im2col columns, recurrent gates, dropout masks).
+    """
+
+    max_params: int = 200_000_000
+    max_activation_bytes: int = 8 * 2**30
+    batch_size: int = 64
+    max_nodes: int = MAX_NODES
+
+
+DEFAULT_BUDGET = Budget()
+
+
+@dataclass
+class NodeInfo:
+    """What analysis found for one node."""
+
+    id: str
+    type: str
+    params: dict = field(default_factory=dict)
+    status: str = "ok"  # ok | error | upstream | unreachable
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    outputs: dict[str, TensorType] = field(default_factory=dict)
+    inputs: list[TensorType] = field(default_factory=list)
+    num_params: int = 0
+    num_buffers: int = 0  # values in buffers (running statistics, fixed tables)
+    build_values: int = 0  # temporaries while constructing the module
+    work_values: int = 0  # per sample: intermediates kept for backward beyond the outputs
+    cost_note: str = ""
+    inferred: dict = field(default_factory=dict)
+    cause: str | None = None  # for status "upstream": the broken node to fix first
+
+    @property
+    def type_out(self) -> TensorType | None:
+        """The output on the first port."""
+        return next(iter(self.outputs.values()), None)
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Output shape without the batch dimension (first port), or None when unknown."""
+        t = self.type_out
+        return t.shape if t is not None else None
+
+    @property
+    def shape_str(self) -> str:
+        return format_shape(self.shape)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "type": self.type, "status": self.status, "errors": list(self.errors),
+                "warnings": list(self.warnings),
+                "shape": list(self.shape) if self.shape is not None else None,
+                "outputs": {k: list(v.shape) for k, v in self.outputs.items()},
+                "params": self.num_params, "buffers": self.num_buffers, "inferred": dict(self.inferred)}
+
+
+@dataclass
+class ShapeReport:
+    """The result of analysing a graph."""
+
+    nodes: dict[str, NodeInfo]
+    edges: dict[str, TensorType | None]
+    problems: list[Problem]
+    order: list[str]
+    input_nodes: list[str]
+    output_nodes: list[str]
+    in_edges: dict[str, list[tuple[Edge, str]]]  # node -> [(edge, resolved target port)] in input order
+    total_params: int = 0
+    total_buffers: int = 0  # buffer values (running statistics, fixed tables)
+    activation_bytes: int = 0  # per sample, float32: forward outputs plus intermediates kept for backward
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def summary_rows(self) -> list[dict]:
+        """One row per node in topological order: id, type, output shape, parameters."""
+        rows = []
+        for nid in self.order:
+            info = self.nodes[nid]
+            rows.append({"id": nid, "type": info.type, "shape": info.shape_str, "params": info.num_params,
+                         "status": info.status})
+        return rows
+
+    def memory_estimate(self, batch_size: int = 64) -> int:
+        """Bytes for weights, gradients, Adam state, buffers and activations at ``batch_size``."""
+        return self.total_params * 4 * 4 + self.total_buffers * 4 + self.activation_bytes * batch_size * 2
+
+
+def kinds_of(report: ShapeReport) -> dict[str, str]:
+    """Output kind per node (``tensor`` or ``tokens``) for the canvas' typed ports."""
+    out = {}
+    for nid, info in report.nodes.items():
+        t = info.type_out
+        out[nid] = t.kind if t is not None else (TOKENS if info.params.get("modality") == "tokens" else TENSOR)
+    return out
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KB'."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def human_count(n: int) -> str:
+    """12345 -> '12.3k'."""
+    if n < 1000:
+        return str(n)
+    for unit, div in (("k", 1e3), ("M", 1e6), ("B", 1e9)):
+        if n < div * 1000 or unit == "B":
+            return f"{n / div:.1f}{unit}"
+    return str(n)
