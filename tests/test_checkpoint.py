@@ -264,3 +264,22 @@ def test_trainer_resumes_from_the_previous_checkpoint_with_a_message(tmp_path):
     assert t.fit().status == "finished"
     msgs = [e["message"] for e in events if e["type"] == "status" and e["status"] == "running"]
     assert "integrity check" in msgs[0] and "previous checkpoint" in msgs[0]
+
+
+def test_one_weights_file_api(tmp_path):
+    """builder.save_weights(model, path) / builder.load_weights(model, path) are the training weights writer."""
+    import builder
+    from builder.graph.compile import compile_graph
+    from builder.graph.templates import load_template
+
+    torch.manual_seed(0)
+    model = compile_graph(load_template("mlp").graph)
+    path = builder.save_weights(model, tmp_path / "w.safetensors")
+    sd, md = read_weights(path)
+    assert "layerlab_sha256" in md and "layerlab_names" in md
+    torch.manual_seed(1)
+    other = builder.load_weights(compile_graph(load_template("mlp").graph), path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    with pytest.raises(OSError):  # a missing folder: nothing is written
+        builder.save_weights(model, tmp_path / "missing" / "w.safetensors")
+    assert not (tmp_path / "missing").exists()

@@ -39,6 +39,8 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, s
         OSError: the folder is missing or not writable.
     """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: no folder {path.parent}")
     md = dict(metadata or {})
     names = getattr(model, "layerlab_names", None)
     if names and "layerlab_names" not in md:

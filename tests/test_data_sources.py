@@ -1,0 +1,81 @@
+"""builder.data.sources: one DatasetSource for the project file, CLI, Data page and run store; one load_dataset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from builder.data import DatasetSource, load_csv, load_dataset, source_kinds
+from builder.data.sources import SPEC_KEYS, kind_for_path
+from builder.errors import DatasetError
+from builder.runs.summary import dataset_label, dataset_spec_of_run
+
+
+def _csv(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    return p
+
+
+def test_every_description_reads_as_one_source():
+    want = DatasetSource("moons", {"noise": 0.2})
+    assert DatasetSource.of("moons", {"noise": 0.2}) == want
+    assert DatasetSource.of(("moons", {"noise": 0.2})) == want
+    assert DatasetSource.of({"kind": "builtin", "name": "moons", "options": {"noise": 0.2}}) == want
+    assert DatasetSource.of({"dataset_name": "moons", "dataset_options": {"noise": 0.2}}) == want
+    assert DatasetSource.of({"name": "moons", "options": {"noise": 0.2}}) == want
+    assert DatasetSource.of(want) == want
+    with pytest.raises(DatasetError, match="names a dataset"):
+        DatasetSource.of({"options": {}})
+    with pytest.raises(DatasetError, match="DatasetSource"):
+        DatasetSource.of(3)
+
+
+def test_a_loaded_dataset_reloads_from_its_info():
+    ds = load_dataset("moons", n_samples=100, noise=0.2, seed=3)
+    again = load_dataset(DatasetSource.of(ds.info))
+    assert torch.equal(ds.train.X, again.train.X) and DatasetSource.of(ds.info).reloadable()
+
+
+def test_the_page_spec_of_a_csv_upload_loads_like_load_csv(tmp_path):
+    p = _csv(tmp_path)
+    spec = {"kind": "csv", "name": "t.csv", "file": str(p), "target": "y", "task": ""}
+    ds = load_dataset(spec)
+    ref = load_csv(p, "y", name="t.csv")
+    assert ds.info.name == ref.info.name and torch.equal(ds.train.X, ref.train.X)
+    src = DatasetSource.from_spec(spec)
+    assert src.kind == "csv" and src.to_spec() == {**spec, "task": None}
+    assert set(src.to_spec()) <= set(SPEC_KEYS)
+
+
+@pytest.mark.parametrize("run, spec", [
+    ({"dataset_name": "moons", "dataset_options": {"seed": 0, "noise": 0.1, "task": "binary"}},
+     {"kind": "builtin", "name": "moons", "options": {"noise": 0.1}}),
+    ({"dataset_name": "csv", "dataset_options": {"path": "/w/u/f.csv", "target": "y", "task": "binary"}},
+     {"kind": "csv", "name": "f.csv", "file": "/w/u/f.csv", "target": "y", "task": "binary"}),
+    ({"dataset_name": "image_folder", "dataset_options": {"path": "/w/u/p.zip", "size": [16, 16]}},
+     {"kind": "images", "name": "p.zip", "file": "/w/u/p.zip", "size": 16}),
+    ({"dataset_name": "images", "dataset_options": {"path": "/w/u/p.zip"}},
+     {"kind": "images", "name": "p.zip", "file": "/w/u/p.zip", "size": 32}),
+])
+def test_a_run_reopens_as_the_page_spec_it_came_from(run, spec):
+    assert dataset_spec_of_run(run) == spec
+    assert DatasetSource.from_spec(spec).kind == spec["kind"]
+    assert dataset_spec_of_run({}) is None
+
+
+def test_labels_kinds_and_paths():
+    assert dataset_label({"dataset_name": "csv", "dataset_options": {"path": "/a/b/f.csv"}}) == "csv: f.csv"
+    assert dataset_label({"dataset_name": "digits"}) == "digits" and dataset_label({}) == "—"
+    assert source_kinds() == {"builtin": "Built-in", "csv": "CSV file", "images": "Image folder (.zip)"}
+    assert kind_for_path("DATA.CSV") == "csv" and kind_for_path("pets.zip") == "image_folder"
+    assert not DatasetSource("csv", {}).reloadable() and not DatasetSource("nope").reloadable()
+
+
+def test_unknown_and_incomplete_sources_are_refused():
+    with pytest.raises(DatasetError, match="known datasets: .*csv.*image_folder"):
+        load_dataset("nope")
+    with pytest.raises(DatasetError, match="needs options path=... and target"):
+        load_dataset("csv", path="x.csv")
+    with pytest.raises(DatasetError, match="needs option path"):
+        load_dataset({"kind": "images", "name": "p.zip", "size": 16})
