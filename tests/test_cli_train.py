@@ -8,8 +8,7 @@ import re
 import torch
 from safetensors.torch import load_file
 
-from builder.cli import main as cli
-from builder.cli import train as cli_train
+from builder import cli
 from builder.graph.templates import load_template
 from builder.training.pipeline import build_model
 
@@ -89,13 +88,13 @@ def test_errors_have_exit_codes(tmp_path, capsys):
 def test_csv_adapt_and_standalone_entry(tmp_path, capsys):
     csv = tmp_path / "t.csv"
     csv.write_text("a,b,kind\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{'x' if i % 7 > 3 else 'y'}" for i in range(120)))
-    rc = cli_train.main(["train", "mlp", "--data-path", str(csv), "--target", "kind", "--adapt", "--epochs", "2",
+    rc = cli.main(["train", "mlp", "--data-path", str(csv), "--target", "kind", "--adapt", "--epochs", "2",
                          "--quiet", "--workspace", str(tmp_path), "--json"])
     out = capsys.readouterr().out
     assert rc == 0
     res = json.loads(out)
     assert res["status"] == "finished" and res["test"]["n"] == 18
-    assert cli_train.main(["runs", "list", "--json", "--workspace", str(tmp_path)]) == 0
+    assert cli.main(["runs", "list", "--json", "--workspace", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)[0]["dataset_name"] == "csv"
 
 

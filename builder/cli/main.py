@@ -9,70 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from builder.errors import GraphError, LayerLabError, ProjectFormatError
+from builder.cli.common import check_output_path, dispatch, emit_text, fail, infer_format, print_problems
 from builder.escape import terminal_line
 from builder.graph.project import load_project
-from builder.graph.shapes import human_bytes, infer_shapes
+from builder.graph.report import human_bytes
+from builder.graph.shapes import infer_shapes
 from builder.graph.templates import TEMPLATE_NAMES, list_templates, template_text
-
-
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"error: {terminal_line(msg)}", file=sys.stderr)
-    return code
-
-
-def _print_problems(problems) -> None:
-    for p in problems:
-        print(terminal_line(f"warning: {p}" if p.severity == "warning" else str(p)))
-
-
-def check_output_path(output: str) -> Path:
-    """The ``-o`` path as a Path, or LayerLabError (one line) when it cannot be written: empty, a folder, or
-    inside a folder that does not exist."""
-    if not output or not output.strip():
-        raise LayerLabError("-o needs a file name; received: an empty path. Fix: e.g. -o model.py")
-    path = Path(output)
-    if path.is_dir() or output.endswith(("/", "\\")):
-        raise LayerLabError(f"-o must name a file, not a folder; received: {output}. Fix: e.g. -o "
-                            f"{(path / 'model.py').as_posix()}")
-    if not path.parent.is_dir():
-        raise LayerLabError(f"the folder of -o does not exist; received: {output}. Fix: create "
-                            f"{path.parent.as_posix()} first or choose another path")
-    return path
-
-
-def infer_format(fmt: str | None, output: str | None, default: str = "py") -> str:
-    """``--format`` if given, else from the ``-o`` suffix (``.py`` or ``.safetensors``); refuse a mismatch."""
-    suffix = Path(output).suffix.lower() if output not in (None, "-", "") else ""
-    by_suffix = {".py": "py", ".safetensors": "safetensors", ".onnx": "onnx"}.get(suffix)
-    if fmt is None:
-        if by_suffix:
-            return by_suffix
-        if suffix:
-            raise LayerLabError(f"cannot tell the export format from the suffix {suffix!r}; received: -o {output}. "
-                                "Fix: add --format py or --format safetensors, or name the file .py/.safetensors")
-        return default
-    if by_suffix and by_suffix != fmt:
-        raise LayerLabError(f"--format {fmt} does not match the file name; received: -o {output}. Fix: name it "
-                            f"{Path(output).stem}.{fmt} or use --format {by_suffix}")
-    return fmt
-
-
-def _emit_text(text: str, output: str | None) -> int:
-    """Write ``text`` to stdout (no output or ``-``) or to the file ``output``."""
-    if output in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        path = check_output_path(output)
-        try:
-            path.write_text(text, encoding="utf-8")
-        except OSError as e:
-            raise LayerLabError(f"cannot write {output}: {e.strerror or e}") from None
-        print(terminal_line(f"wrote {output}"))
-    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -80,9 +24,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     project = load_project(args.file)
     report = infer_shapes(project.graph)
     if not report.ok:
-        _print_problems(report.problems)
+        print_problems(report.problems)
         return 1
-    _print_problems(report.problems)  # warnings only
+    print_problems(report.problems)  # warnings only
     print(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters")
     return 0
 
@@ -116,34 +60,32 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print(f"total params: {report.total_params:,}   activations per sample: {human_bytes(report.activation_bytes)}")
     if report.problems:
         print()
-        _print_problems(report.problems)
+        print_problems(report.problems)
     return 0 if report.ok else 1
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write PyTorch source or safetensors weights."""
     if getattr(args, "run", None):
-        try:
-            from builder.cli.train import export_run
-        except ImportError:
-            return _fail("exporting a run needs the training engine, which is not installed")
+        from builder.cli.train import export_run
+
         return export_run(args)
     if not args.file:
-        return _fail("give a project FILE or --run ID")
+        return fail("give a project FILE or --run ID")
     fmt = infer_format(args.format, args.output)
     if args.output not in (None, "-"):
         check_output_path(args.output)  # before any work
     if fmt == "onnx":
         return _export_onnx_file(args)
     if getattr(args, "quantize", None):
-        return _fail("--quantize needs --format onnx")
+        return fail("--quantize needs --format onnx")
     project = load_project(args.file)
     if fmt == "py":
         from builder.interchange.python_export import export_python
 
-        return _emit_text(export_python(project), args.output)
+        return emit_text(export_python(project), args.output)
     if args.output in (None, "-"):
-        return _fail("--format safetensors needs -o OUT")
+        return fail("--format safetensors needs -o OUT")
     import torch
 
     from builder.graph.compile import compile_graph
@@ -154,7 +96,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         save_weights(model, args.output)
     except OSError as e:
-        return _fail(f"cannot write {args.output}: {e.strerror or e}")
+        return fail(f"cannot write {args.output}: {e.strerror or e}")
     print(terminal_line(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
                         "weights)"))
     return 0
@@ -165,7 +107,7 @@ def _export_onnx_file(args: argparse.Namespace) -> int:
     from builder.interchange.onnx_export import export_onnx, quantize_int8
 
     if args.output in (None, "-"):
-        return _fail("--format onnx needs -o OUT.onnx")
+        return fail("--format onnx needs -o OUT.onnx")
     rep = export_onnx(load_project(args.file), args.output, getattr(args, "weights", None))
     print(terminal_line(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max "
                         f"abs difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})"))
@@ -182,7 +124,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from builder.interchange.importer import import_model, register_import, save_import
 
     if args.output in (None, "-"):
-        return _fail("give -o OUT.json (the weights go to OUT.safetensors)")
+        return fail("give -o OUT.json (the weights go to OUT.safetensors)")
     check_output_path(args.output)
     result = import_model(args.source, name=args.name)
     jpath, wpath = save_import(result, args.output)
@@ -208,8 +150,8 @@ def cmd_templates(args: argparse.Namespace) -> int:
             print(f"{t['name']:<12} {t['title']}  [{t['dataset'] or '-'}]  {t['description']}")
         return 0
     if args.name not in TEMPLATE_NAMES:
-        return _fail(f"unknown template {args.name!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
-    return _emit_text(template_text(args.name), args.output)
+        return fail(f"unknown template {args.name!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+    return emit_text(template_text(args.name), args.output)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -281,37 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="list the layer palette with default parameters")
     p.set_defaults(func=cmd_layers)
 
-    try:
-        from builder.cli import train as cli_train
-    except ImportError:  # training engine not installed
-        cli_train = None
-    if cli_train is not None:
-        cli_train.register(sub)
-        from builder.cli import search as cli_search  # tune, runs export-mlflow, --mlflow
-
-        cli_search.register(sub)
+    for command_module in _command_modules():
+        command_module.register(sub)
     return parser
+
+
+def _command_modules() -> tuple:
+    """The modules adding sub-commands (``register(subparsers)``), in order: ``search`` extends ``train`` and
+    ``runs``. They import :mod:`builder.cli.common`, never this module. Imported here, not at the top, so that
+    ``python -m builder.cli.train`` finds its module not yet imported."""
+    import builder.cli.search
+    import builder.cli.train
+
+    return (builder.cli.train, builder.cli.search)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``layerlab`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except ProjectFormatError as e:
-        return _fail(str(e), 2)
-    except GraphError as e:
-        _print_problems(e.problems)
-        return 1
-    except LayerLabError as e:
-        return _fail(str(e), 2)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except BrokenPipeError:
-        return 0
-
-
+    return dispatch(build_parser(), argv)

@@ -98,11 +98,12 @@ def _default_study(project) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """``layerlab tune FILE --dataset NAME --trials N --search SPEC ...``."""
-    from builder.cli.train import _config_overrides, _kv, _load_project_arg
+    from builder.cli.common import load_project_arg
+    from builder.cli.train import _config_overrides, _kv
     from builder.runs.store import RunStore
     from builder.search import StudyRunner, StudySettings
 
-    project = _load_project_arg(args.file)
+    project = load_project_arg(args.file)
     cfg = _config_overrides(args)
     cfg.pop("metric", None)  # --metric is the objective here; the trainer's metric follows from it
     opts = dict(_kv(o) for o in args.dataset_option)

@@ -1,6 +1,7 @@
 """Headless training commands: ``layerlab train``, ``layerlab runs list|show|resume|delete``, ``export --run``.
 
-:func:`register` adds them to the main CLI's subparsers; ``python -m builder.cli.train`` runs them alone.
+:func:`register` adds them to the main CLI's subparsers; ``python -m builder.cli.train`` runs the whole CLI
+(as ``python -m builder``).
 Under ``torchrun`` the ``train`` command trains with DistributedDataParallel (see ``docs/scale-out.md``).
 Example::
 
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from builder.cli.common import check_output_path, infer_format, load_project_arg
 from builder.errors import LayerLabError, TrainingError
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
@@ -173,17 +175,6 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def _load_project_arg(file: str):
-    from builder.graph.project import load_project
-
-    if not Path(file).exists():
-        from builder.graph.templates import TEMPLATE_NAMES, load_template
-        name = Path(file).stem if file.endswith(".json") else file
-        if name in TEMPLATE_NAMES and not file.endswith(".json"):
-            return load_template(name)
-    return load_project(file)
-
-
 def _print_result(result, args: argparse.Namespace, out=None) -> None:
     out = out or sys.stdout
     if getattr(args, "json", False):
@@ -260,7 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from builder.training.distributed import env_world_size
     from builder.training.pipeline import run_training
 
-    project = _load_project_arg(args.file)
+    project = load_project_arg(args.file)
     cfg = _config_overrides(args)
     opts = dict(args.dataset_option or [])
     if args.data_path:
@@ -388,7 +379,6 @@ def export_run(args: argparse.Namespace) -> int:
     ``safetensors`` writes the weights file; ``py`` writes the model's PyTorch source and the weights next to
     it (same name, ``.safetensors``). Without ``-o`` files go to the run's ``exports/`` folder.
     """
-    from builder.cli.main import check_output_path, infer_format
     from builder.runs.store import RunStore
 
     output = getattr(args, "output", None) or getattr(args, "out", None)
@@ -455,12 +445,7 @@ def _weights_from_checkpoint(ckpt: Path, out: Path) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m builder.cli.train`` is the ``layerlab`` command (one parser, one error handling)."""
-    from builder.cli.main import main as cli_main
+if __name__ == "__main__":  # ``python -m builder.cli.train`` (and the old ``builder.cli_train``) is ``layerlab``
+    import runpy
 
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("builder", run_name="__main__", alter_sys=True)

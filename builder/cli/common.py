@@ -1,0 +1,103 @@
+"""What every ``layerlab`` command shares: one-line errors, problem lines, the ``-o`` checks, loading the
+project argument, and :func:`dispatch` (the exit codes). Sub-command modules import this, never
+:mod:`builder.cli.main`, so the CLI has no import cycle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from builder.errors import GraphError, LayerLabError, ProjectFormatError
+from builder.escape import terminal_line
+from builder.graph.project import Project, load_project
+from builder.graph.templates import TEMPLATE_NAMES, load_template
+
+
+def fail(msg: str, code: int = 2) -> int:
+    """Print ``error: msg`` (one escaped line) to stderr and return the exit code."""
+    print(f"error: {terminal_line(msg)}", file=sys.stderr)
+    return code
+
+
+def print_problems(problems) -> None:
+    """One escaped line per problem (warnings prefixed ``warning:``)."""
+    for p in problems:
+        print(terminal_line(f"warning: {p}" if p.severity == "warning" else str(p)))
+
+
+def check_output_path(output: str) -> Path:
+    """The ``-o`` path as a Path, or LayerLabError (one line) when it cannot be written: empty, a folder, or
+    inside a folder that does not exist."""
+    if not output or not output.strip():
+        raise LayerLabError("-o needs a file name; received: an empty path. Fix: e.g. -o model.py")
+    path = Path(output)
+    if path.is_dir() or output.endswith(("/", "\\")):
+        raise LayerLabError(f"-o must name a file, not a folder; received: {output}. Fix: e.g. -o "
+                            f"{(path / 'model.py').as_posix()}")
+    if not path.parent.is_dir():
+        raise LayerLabError(f"the folder of -o does not exist; received: {output}. Fix: create "
+                            f"{path.parent.as_posix()} first or choose another path")
+    return path
+
+
+def infer_format(fmt: str | None, output: str | None, default: str = "py") -> str:
+    """``--format`` if given, else from the ``-o`` suffix (``.py`` or ``.safetensors``); refuse a mismatch."""
+    suffix = Path(output).suffix.lower() if output not in (None, "-", "") else ""
+    by_suffix = {".py": "py", ".safetensors": "safetensors", ".onnx": "onnx"}.get(suffix)
+    if fmt is None:
+        if by_suffix:
+            return by_suffix
+        if suffix:
+            raise LayerLabError(f"cannot tell the export format from the suffix {suffix!r}; received: -o {output}. "
+                                "Fix: add --format py or --format safetensors, or name the file .py/.safetensors")
+        return default
+    if by_suffix and by_suffix != fmt:
+        raise LayerLabError(f"--format {fmt} does not match the file name; received: -o {output}. Fix: name it "
+                            f"{Path(output).stem}.{fmt} or use --format {by_suffix}")
+    return fmt
+
+
+def emit_text(text: str, output: str | None) -> int:
+    """Write ``text`` to stdout (no output or ``-``) or to the file ``output``."""
+    if output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        path = check_output_path(output)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise LayerLabError(f"cannot write {output}: {e.strerror or e}") from None
+        print(terminal_line(f"wrote {output}"))
+    return 0
+
+
+def load_project_arg(file: str) -> Project:
+    """The FILE argument of ``train`` and ``tune``: a project file, or a template name such as ``mlp``."""
+    if not Path(file).exists():
+        name = Path(file).stem if file.endswith(".json") else file
+        if name in TEMPLATE_NAMES and not file.endswith(".json"):
+            return load_template(name)
+    return load_project(file)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command with the CLI's exit codes: 0 done, 1 the graph has problems
+    (one line each), 2 an unusable file or argument (one line, no traceback), 130 interrupted."""
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ProjectFormatError as e:
+        return fail(str(e), 2)
+    except GraphError as e:
+        print_problems(e.problems)
+        return 1
+    except LayerLabError as e:
+        return fail(str(e), 2)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except BrokenPipeError:
+        return 0
