@@ -192,3 +192,71 @@ def test_run_export_listing_and_card_with_hostile_names(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\u202e" not in out and "evil\\n" in out
     assert all(not line.startswith('"""') for line in out.splitlines())
+
+
+# ---- builder/cli/common.py: the exit codes, the project argument; no import cycles in cli/ and graph/
+
+def _archmap():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "archmap.py"
+    spec = importlib.util.spec_from_file_location("archmap", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, path.parents[1]
+
+
+def test_cli_and_graph_packages_import_without_cycles():
+    import networkx as nx
+
+    archmap, root = _archmap()
+    g = archmap.import_graph(root, top_level_only=False)  # imports inside functions count too
+    ours = g.subgraph([m for m in g if m.startswith(("builder.cli", "builder.graph"))])
+    assert nx.is_directed_acyclic_graph(ours), list(nx.simple_cycles(ours))[:3]
+    for sub in ("builder.cli.train", "builder.cli.search", "builder.cli.common"):
+        assert "builder.cli.main" not in g.successors(sub)
+    layers = [m for m in g if m.startswith("builder.graph.layers.")]
+    assert layers and not any(m in g.successors(layer) for layer in layers
+                              for m in ("builder.graph.registry", "builder.graph.layers"))
+
+
+@pytest.mark.parametrize(("exc", "code"), [("format", 2), ("graph", 1), ("layerlab", 2), ("interrupt", 130),
+                                          ("pipe", 0), ("none", 0)])
+def test_dispatch_maps_errors_to_exit_codes(exc, code, capsys):
+    import argparse
+
+    from builder.cli.common import dispatch
+    from builder.errors import GraphError, LayerLabError, Problem, ProjectFormatError
+
+    raised = {"format": ProjectFormatError("bad\nfile"), "graph": GraphError([Problem("shape", "too small", node="fc")]),
+              "layerlab": LayerLabError("no such run"), "interrupt": KeyboardInterrupt(), "pipe": BrokenPipeError(),
+              "none": None}[exc]
+
+    def cmd(args):
+        if raised is not None:
+            raise raised
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.add_subparsers().add_parser("go").set_defaults(func=cmd)
+    assert dispatch(parser, ["go"]) == code
+    out, err = capsys.readouterr()
+    if exc == "graph":
+        assert "fc" in out and "too small" in out and not err
+    elif exc in ("format", "layerlab"):
+        assert err.startswith("error: ") and err.count("\n") == 1  # one escaped line
+    assert dispatch(parser, []) == 2  # no command: the help
+
+
+def test_load_project_arg_takes_a_file_or_a_template_name(tmp_path, example_project):
+    from builder.cli.common import load_project_arg
+    from builder.errors import ProjectFormatError
+    from builder.graph.templates import load_template
+
+    assert load_project_arg("mlp") == load_template("mlp")
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(example_project), encoding="utf-8")
+    assert len(load_project_arg(str(f)).graph.nodes) == len(example_project["graph"]["nodes"])
+    with pytest.raises(ProjectFormatError):
+        load_project_arg(str(tmp_path / "mlp.json"))  # a missing .json file is no template name
