@@ -1,0 +1,371 @@
+"""The layering rules, checked on the source (AST, nothing imported):
+
+(a) a page module (app_pages/) imports no torch, neither itself nor through a builder module it imports at
+    module level; runs no model; opens no run file (it asks the library);
+(b) builder/ imports streamlit only in builder/canvas/;
+(c) tests never ``pytest.importorskip`` our own modules;
+(d) builder/ has no ``assert`` statements (``python -O`` strips them; user input gets a LayerLabError);
+(e) no module of builder/ or app_pages/ is over 800 lines.
+
+Known violations are listed in allow-lists, each entry naming the file and why. The lists must shrink: a new
+violation fails, and so does an entry that is no longer a violation (delete it from the list).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILDER = ROOT / "builder"
+PAGES = ROOT / "app_pages"
+MAX_LINES = 800
+
+#: imports that bring in torch (~1.3 s): a page must not pay for them at module level
+TORCH_MODULES = ("torch", "captum", "torchvision", "safetensors.torch")
+#: a path into a run folder comes from these (the store's named paths; a run record's ``*_path`` fields)
+RUN_PATH_ATTRS = ("run_dir",)
+#: reading calls on a path
+READ_METHODS = {"read_text", "read_bytes", "open"}
+#: calls that load tensors/weights from a file
+LOAD_CALLS = {"safe_open", "load_file", "load_weights", "load_checkpoint"}
+
+# ---------------------------------------------------------------------------------------------------------
+# Allow-lists of known violations: each entry is (file, kind) -> why it is still there. Shrink only.
+# ---------------------------------------------------------------------------------------------------------
+
+#: (a) pages: file -> {violation kind: reason}
+PAGE_ALLOWED: dict[str, dict[str, str]] = {
+    "app_pages/build.py": {
+        "opens a run file": "reads a run's weights (store.weights_path) for the Weights download itself",
+    },
+    "app_pages/data.py": {
+        "imports torch": "builder.data and builder.data.compat import torch at module level (data.predict, "
+                         "data.splits): the Data page's dataset list and compat check need no torch",
+    },
+    "app_pages/explain.py": {
+        "imports torch": "imports builder.interpret.{baselines,methods,samples,session} at module level, which "
+                         "import torch/captum: import them inside the functions that run an explanation",
+    },
+    "app_pages/runs.py": {
+        "imports torch": "imports builder.interchange.python_export (torch at module level) for "
+                         "failed_export_source",
+        "opens a run file": "reads runs/<id>/model_card.md, the weights and the int8 .onnx for downloads "
+                            "itself instead of asking the store",
+    },
+    "app_pages/train.py": {
+        "imports torch": "builder.data.compat imports torch at module level (through builder.data.splits)",
+    },
+}
+
+#: (e) modules over MAX_LINES lines -> reason
+LONG_ALLOWED: dict[str, str] = {
+    "builder/interchange/onnx_import.py": "ONNX reader and op table in one file",
+    "builder/training/trainer.py": "trainer, config and callbacks in one file; callbacks to their own modules",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# source helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def _py_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "assets" not in p.relative_to(folder).parts)
+
+
+@cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
+def _toplevel_imports(tree: ast.Module, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """(line, module) imported when ``module`` is imported: statements outside functions and TYPE_CHECKING
+    blocks; ``from pkg import name`` gives ``pkg`` and ``pkg.name`` (which may be a submodule)."""
+    out: list[tuple[int, str]] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                out.extend((node.lineno, a.name) for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = module.split(".") if is_package else module.split(".")[:-1]
+                    base = base[: len(base) - (node.level - 1)]
+                    prefix = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    prefix = node.module or ""
+                out.append((node.lineno, prefix))
+                out.extend((node.lineno, f"{prefix}.{a.name}") for a in node.names)
+            elif isinstance(node, ast.If):
+                if not _is_type_checking(node):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for h in node.handlers:
+                    visit(h.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+            elif isinstance(node, ast.With):
+                visit(node.body)
+
+    visit(tree.body)
+    return out
+
+
+def _builder_file(module: str) -> Path | None:
+    """The file of a builder module (``builder.a.b``), or None for a name that is no module (a function)."""
+    base = ROOT.joinpath(*module.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def _with_parents(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+@cache
+def _builder_imports(module: str) -> tuple[str, ...]:
+    """What importing builder ``module`` imports at module level (parent packages included)."""
+    path = _builder_file(module)
+    if path is None:
+        return ()
+    out: list[str] = []
+    for _, imported in _toplevel_imports(_tree(path), module, path.name == "__init__.py"):
+        out += _with_parents(imported) if imported.split(".")[0] == "builder" else [imported]
+    return tuple(m for m in out if m != module)
+
+
+@cache
+def _torch_chain(module: str) -> tuple[str, ...] | None:
+    """The chain of module-level imports by which importing builder ``module`` imports torch, or None."""
+    torch_roots = {m.split(".")[0] for m in TORCH_MODULES}
+    parent: dict[str, str | None] = {module: None}
+    queue = [module]
+    while queue:  # breadth first: the shortest chain
+        current = queue.pop(0)
+        for imported in _builder_imports(current):
+            if imported.split(".")[0] in torch_roots and imported.startswith(TORCH_MODULES):
+                chain = [imported, current]
+                while parent[chain[-1]] is not None:
+                    chain.append(parent[chain[-1]])
+                return tuple(reversed(chain))
+            if imported.split(".")[0] == "builder" and imported not in parent:
+                parent[imported] = current
+                queue.append(imported)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (a) pages
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _mentions(node: ast.AST, names: set[str]) -> bool:
+    """Whether ``node`` refers to a run path: a run_dir / *_path attribute or string, or a tainted name."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Attribute) and (n.attr in RUN_PATH_ATTRS or n.attr.endswith("_path")):
+            return True
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.endswith("_path"):
+            return True
+        if isinstance(n, ast.Name) and n.id in names:
+            return True
+    return False
+
+
+def _run_path_names(tree: ast.AST) -> set[str]:
+    """Names bound (to a fixed point) to a run path: variables assigned from an expression that mentions one,
+    and functions of the module that return one."""
+    assigns = [(t, n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets]
+    assigns += [(n.target, n.value) for n in ast.walk(tree)
+                if isinstance(n, (ast.AnnAssign, ast.NamedExpr)) and n.value is not None]
+    funcs = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    names: set[str] = set()
+    while True:
+        found = {t.id for t, value in assigns if isinstance(t, ast.Name) and _mentions(value, names)}
+        found |= {f.name for f in funcs if any(isinstance(r, ast.Return) and r.value is not None
+                                               and _mentions(r.value, names) for r in ast.walk(f))}
+        if found <= names:
+            return names
+        names |= found
+
+
+def _call_name(call: ast.Call) -> str:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    line: int
+    what: str
+
+
+def page_violations(path: Path) -> list[Violation]:
+    """Every breach of "a page imports no torch, runs no model, opens no run file" in one page module."""
+    tree = _tree(path)
+    module = _module_name(path) if path.is_relative_to(ROOT) else path.stem
+    out: list[Violation] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] in {"torch", "captum", "torchvision"}:
+                    out.append(Violation("imports torch", node.lineno, f"import {a.name}"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {"torch", "captum",
+                                                                                       "torchvision"}:
+            out.append(Violation("imports torch", node.lineno, f"from {node.module} import ..."))
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "torch":
+            out.append(Violation("torch use", node.lineno, f"torch.{node.attr}"))
+    for line, imported in _toplevel_imports(tree, module, False):
+        chain = _torch_chain(imported) if imported.split(".")[0] == "builder" else None
+        if chain:
+            out.append(Violation("imports torch", line, " -> ".join(chain)))
+    tainted = _run_path_names(tree)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _call_name(node)
+        f = node.func
+        if name == "eval" and isinstance(f, ast.Attribute) and not node.args:
+            out.append(Violation("runs a model", node.lineno, ".eval()"))
+        elif name == "eval_mode" or (isinstance(f, ast.Name) and f.id == "model") or (
+                isinstance(f, ast.Attribute) and f.attr == "model"):
+            out.append(Violation("runs a model", node.lineno, f"{ast.unparse(f)}(...)"))
+        else:
+            opens = (name == "open" and isinstance(f, ast.Name) and node.args and _mentions(node.args[0], tainted))
+            reads = name in READ_METHODS and isinstance(f, ast.Attribute) and _mentions(f.value, tainted)
+            if opens or reads or name in LOAD_CALLS:
+                out.append(Violation("opens a run file", node.lineno, ast.unparse(node)[:80]))
+    return out
+
+
+def _page_report() -> dict[str, dict[str, list[Violation]]]:
+    report: dict[str, dict[str, list[Violation]]] = {}
+    for path in _py_files(PAGES):
+        for v in page_violations(path):
+            report.setdefault(_rel(path), {}).setdefault(v.kind, []).append(v)
+    return report
+
+
+def test_pages_import_no_torch_run_no_model_open_no_run_file():
+    report = _page_report()
+    new = {f"{file}: {kind}: " + "; ".join(f"line {v.line} {v.what}" for v in vs[:5])
+           for file, kinds in report.items() for kind, vs in kinds.items()
+           if kind not in PAGE_ALLOWED.get(file, {})}
+    assert not new, ("a page module must ask the library (builder) instead:\n" + "\n".join(sorted(new)))
+    stale = {f"{file}: {kind}" for file, kinds in PAGE_ALLOWED.items() for kind in kinds
+             if kind not in report.get(file, {})}
+    assert not stale, ("fixed, delete from PAGE_ALLOWED in tests/test_architecture.py:\n" + "\n".join(sorted(stale)))
+
+
+def test_page_checks_catch_each_kind(tmp_path: Path):
+    """The page checker itself: each kind of breach in a small page is found, and clean code is not flagged."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "import json\nimport torch\nimport builder.interpret.attributions\n"
+        "def f(rs, rid, ctx):\n"
+        "    p = rs.run_dir(rid) / 'job.json'\n"
+        "    a = json.loads(p.read_text())\n"
+        "    w = rs.weights_path(rid)\n"
+        "    data = w.read_bytes()\n"
+        "    with open(rs.run_dir(rid) / 'x') as fh:\n"
+        "        pass\n"
+        "    ctx.model.eval()\n"
+        "    return ctx.model(torch.zeros(1))\n")
+    kinds = {(v.kind, v.line) for v in page_violations(bad)}
+    assert ("imports torch", 2) in kinds
+    assert ("torch use", 12) in kinds
+    assert {("opens a run file", 6), ("opens a run file", 8), ("opens a run file", 9)} <= kinds
+    assert {("runs a model", 11), ("runs a model", 12)} <= kinds
+    good = tmp_path / "good.py"
+    good.write_text("import json\nfrom pathlib import Path\n"
+                    "def f(up):\n    p = Path(up.name)\n    return json.loads(p.read_text())\n")
+    assert page_violations(good) == []
+
+
+def test_torch_chain_follows_module_level_imports_only():
+    """builder/__init__ imports torch lazily (PEP 562): `import builder` is torch-free; the compiler is not."""
+    assert _torch_chain("builder") is None
+    assert _torch_chain("builder.graph.shapes") is None
+    chain = _torch_chain("builder.graph.compile")
+    assert chain and chain[0] == "builder.graph.compile" and chain[-1].startswith("torch")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (b)-(e)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _imports_anywhere(tree: ast.AST) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            out.append((node.lineno, node.module or ""))
+        elif isinstance(node, ast.Call) and _call_name(node) in {"import_module", "__import__"} and node.args \
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            out.append((node.lineno, node.args[0].value))
+    return out
+
+
+def test_builder_imports_streamlit_only_in_canvas():
+    bad = [f"{_rel(p)}:{line} imports {name}" for p in _py_files(BUILDER)
+           if "canvas" not in p.relative_to(BUILDER).parts
+           for line, name in _imports_anywhere(_tree(p)) if name.split(".")[0] == "streamlit"]
+    assert not bad, "Streamlit lives only in builder/canvas/:\n" + "\n".join(bad)
+
+
+def test_tests_never_importorskip_our_modules():
+    bad = []
+    for p in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(_tree(p)):
+            if isinstance(node, ast.Call) and _call_name(node) == "importorskip" and node.args:
+                arg = node.args[0]
+                name = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else ""
+                if name.split(".")[0] in {"builder", "app_pages", "app"} or not name:
+                    bad.append(f"{_rel(p)}:{node.lineno} {ast.unparse(node)}")
+    assert not bad, "import our own modules plainly (a broken import must fail, not skip):\n" + "\n".join(bad)
+
+
+def test_builder_has_no_assert_statements():
+    bad = [f"{_rel(p)}:{n.lineno} assert {ast.unparse(n.test)[:60]}" for p in _py_files(BUILDER)
+           for n in ast.walk(_tree(p)) if isinstance(n, ast.Assert)]
+    assert not bad, "raise a LayerLabError (builder/errors.py) instead of assert:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("folder", [BUILDER, PAGES], ids=["builder", "app_pages"])
+def test_no_module_over_800_lines(folder: Path):
+    lengths = {_rel(p): len(p.read_text(encoding="utf-8").splitlines()) for p in _py_files(folder)}
+    long = {f: n for f, n in lengths.items() if n > MAX_LINES}
+    new = [f"{f}: {n} lines" for f, n in sorted(long.items()) if f not in LONG_ALLOWED]
+    assert not new, f"split along the module's own sections (at most {MAX_LINES} lines):\n" + "\n".join(new)
+    stale = [f for f in LONG_ALLOWED if f.startswith(_rel(folder) + "/") and f not in long]
+    assert not stale, "now short enough, delete from LONG_ALLOWED in tests/test_architecture.py: " + ", ".join(stale)
