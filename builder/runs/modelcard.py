@@ -51,10 +51,9 @@ def _architecture(project: dict) -> tuple[list[str], int | None]:
         lines.append(f"| {md_code(n.get('id'), table=True)} | {md_text(n.get('type'))} | {md_text(shown) or '-'} |")
     total = None
     try:
-        from builder.graph.project import as_graph
         from builder.graph.shapes import infer_shapes
 
-        rep = infer_shapes(as_graph(graph))
+        rep = infer_shapes(graph)  # coerces the stored dict itself
         total = int(rep.total_params)
     except Exception:  # shape inference unavailable: count from the weights file instead
         pass
