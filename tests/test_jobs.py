@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from builder.errors import RunStoreError, TrainingError
 from builder.graph.templates import load_template
@@ -248,3 +250,136 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
     assert store.get("20260101-000000-0a0b0c")["owner"] == "local" and store.list_runs(owner="local")[0]["id"] == "20260101-000000-0a0b0c"
     rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="alice")
     assert store.list_runs(owner="alice")[0]["id"] == rid
+
+
+# ------------------------------------------------------------------------- the warm launcher's protocol
+# A stand-in for a launcher left running by another LayerLab version: it answers every request line with
+# REPLY (plus its own pid as the "pid" it claims to have forked), forks nothing, and logs what it was sent.
+_FAKE_LAUNCHER = r"""
+import json, os, socket, sys
+path, reply, log = sys.argv[1], json.loads(sys.argv[2]), open(sys.argv[3], "a")
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
+    srv.bind(path)
+    srv.listen(16)
+    with open(os.path.join(os.path.dirname(path), "launcher.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    while True:
+        conn, _ = srv.accept()
+        with conn:
+            log.write(conn.makefile().readline())
+            log.flush()
+            conn.sendall((json.dumps({**reply, "pid": os.getpid()}) + "\n").encode())
+"""
+
+
+@pytest.fixture
+def fake_launcher(store):
+    """Start a stand-in launcher on the store's socket answering ``reply``; yields its Popen."""
+    import json
+    import subprocess
+    import sys
+
+    procs = []
+
+    def start(reply: dict):
+        sock = store.workspace / jobs.LAUNCHER_SOCK
+        p = subprocess.Popen([sys.executable, "-c", _FAKE_LAUNCHER, str(sock), json.dumps(reply),
+                              str(store.workspace / "fake.log")], start_new_session=True)
+        procs.append(p)
+        _until(lambda: sock.exists() and (store.workspace / "launcher.pid").is_file(), 30, "the fake launcher")
+        return p
+
+    yield start
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+        p.wait(10)
+
+
+def _real_launcher_up(store) -> int:
+    """The pid of a launcher of this version once it answers on the socket (fails loudly on timeout)."""
+    def up():
+        try:
+            reply, peer = jobs._ask_launcher(store.workspace / jobs.LAUNCHER_SOCK, {"protocol": 0})
+        except (OSError, ValueError):
+            return None
+        return peer if reply.get("protocol") == jobs.LAUNCHER_PROTOCOL else None
+    return _until(up, what="a launcher of this version")
+
+
+@pytest.mark.parametrize("reply", [{}, {"protocol": 1}, {"error": "'run_id'"}], ids=["unversioned", "v1", "v1-error"])
+def test_an_older_launcher_is_not_handed_the_job_and_is_retired(store, fake_launcher, reply):
+    """A launcher of an older version (no or a lower protocol) gets no job even when it claims to have forked one:
+    the job is launched the ordinary way, the old launcher is told to end and one of this version takes over."""
+    old = fake_launcher(reply)
+    rid = submit(store, _spec(config={"epochs": 1}))
+    assert store.get(rid)["pid"] != old.pid
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    assert f"job {rid}: pid" in (store.run_dir(rid) / "job.log").read_text()
+    assert old.wait(30) == -signal.SIGTERM  # retired
+    sent = (store.workspace / "fake.log").read_text()
+    assert f'"protocol": {jobs.LAUNCHER_PROTOCOL}' in sent and rid in sent
+    new = _real_launcher_up(store)
+    assert new != old.pid and int((store.workspace / "launcher.pid").read_text()) == new
+
+
+def test_a_newer_launcher_is_not_handed_the_job_nor_replaced(store, fake_launcher):
+    newer = fake_launcher({"protocol": jobs.LAUNCHER_PROTOCOL + 1})
+    rid = submit(store, _spec(config={"epochs": 1}))
+    assert store.get(rid)["pid"] != newer.pid
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    assert newer.poll() is None  # still serving its own version's clients
+    assert not (store.workspace / "launcher.starting").exists()  # no launcher of ours started beside it
+    assert int((store.workspace / "launcher.pid").read_text()) == newer.pid
+
+
+def test_the_launcher_forks_nothing_for_a_request_of_another_protocol(store):
+    assert jobs.warm_launcher(store.workspace) is True
+    pid = _real_launcher_up(store)
+    sock = store.workspace / jobs.LAUNCHER_SOCK
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1})
+    log = store.workspace / "never.log"  # a forked job would open it first thing
+    job = {"run_id": rid, "log": str(log), "env": {}}
+    for req in [job, {"protocol": 1, "job": job}, {"protocol": jobs.LAUNCHER_PROTOCOL + 1, "job": job},
+                {"protocol": jobs.LAUNCHER_PROTOCOL}, [1, 2]]:
+        reply, peer = jobs._ask_launcher(sock, req)
+        assert peer == pid and "pid" not in reply and "protocol" in reply["error"], req
+        assert reply["protocol"] == jobs.LAUNCHER_PROTOCOL
+    assert not log.exists()
+    assert jobs._launcher_up(store.workspace)  # still serving
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                     max_leaves=8)
+
+
+@given(req=_json | st.fixed_dictionaries({"protocol": _json, "job": _json}))
+def test_job_request_accepts_only_this_protocol_with_a_job(req):
+    ok = isinstance(req, dict) and req.get("protocol") == jobs.LAUNCHER_PROTOCOL and isinstance(req.get("job"), dict)
+    if ok:
+        assert jobs._job_request(req) is req["job"]
+    else:
+        with pytest.raises(ValueError, match="protocol"):
+            jobs._job_request(req)
+
+
+@given(reply=st.dictionaries(st.sampled_from(["protocol", "pid", "error"]), _json, max_size=3))
+def test_reply_protocol_is_1_unless_an_int_is_given(reply):
+    v = reply.get("protocol", 1)
+    want = v if type(v) is int else 1
+    assert jobs._reply_protocol(reply) == want
+
+
+@pytest.mark.parametrize("module", ["builder.runs.jobs", "builder.jobs"])
+def test_the_job_command_line_answers_help(module):
+    """``python -m builder.runs.jobs --help`` and the old ``python -m builder.jobs --help`` both keep working."""
+    import subprocess
+    import sys
+
+    from builder.runs.launcher import child_env
+
+    out = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-m", module, "--help"],
+                         capture_output=True, text=True, timeout=120, env=child_env())
+    assert out.returncode == 0, out.stderr
+    assert "{run,launcher}" in out.stdout and "run one LayerLab training job" in out.stdout
