@@ -12,6 +12,7 @@ import builder
 from app_pages import ui
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text, safe_filename
+from builder.graph.edit import relabel_node, remove_nodes, set_param
 from builder.graph.project import Graph
 
 CANVAS_KEY = "ll_canvas"
@@ -68,9 +69,7 @@ def _graph_payload(g: Graph) -> dict:
 def _update_param(node_id: str, name: str, widget_key: str, kind: str) -> None:
     raw = st.session_state.get(widget_key)
     g = ui.graph()
-    try:
-        node = g.node(node_id)
-    except KeyError:
+    if node_id not in {n.id for n in g.nodes}:  # a stale widget of a node removed in the browser
         return
     err_key = f"ll_perr_{node_id}_{name}"
     st.session_state.pop(err_key, None)
@@ -90,24 +89,15 @@ def _update_param(node_id: str, name: str, widget_key: str, kind: str) -> None:
         value = int(raw)
     else:
         value = raw
-    params = dict(node.params)
-    params[name] = value
-    nodes = [n.model_copy(update={"params": params}) if n.id == node_id else n for n in g.nodes]
-    ui.set_graph(g.model_copy(update={"nodes": nodes}), bump=True)
+    ui.set_graph(set_param(g, node_id, name, value), bump=True)
 
 
 def _rename(node_id: str, widget_key: str) -> None:
-    label = str(st.session_state.get(widget_key) or "").strip()[:200] or None
-    g = ui.graph()
-    nodes = [n.model_copy(update={"label": label}) if n.id == node_id else n for n in g.nodes]
-    ui.set_graph(g.model_copy(update={"nodes": nodes}), bump=True)
+    ui.set_graph(relabel_node(ui.graph(), node_id, st.session_state.get(widget_key)), bump=True)
 
 
 def _delete_node(node_id: str) -> None:
-    g = ui.graph()
-    nodes = [n for n in g.nodes if n.id != node_id]
-    edges = [e for e in g.edges if node_id not in (e.source, e.target)]
-    ui.set_graph(Graph(nodes=nodes, edges=edges), bump=True)
+    ui.set_graph(remove_nodes(ui.graph(), [node_id]), bump=True)
     st.session_state.ll_selected = None
 
 

@@ -25,11 +25,13 @@ import streamlit as st
 
 import builder
 from app_pages.style import md
-from builder.graph.project import Graph, Position, Project
+from builder.graph.edit import with_edge_ids
+from builder.graph.layout import row_layout
+from builder.graph.project import Graph, Project
 from builder.runs import owners
 
 OWNER_COOKIE = "layerlab_owner"
-ENV_SHARED = "LAYERLAB_SHARED_RUNS"
+ENV_SHARED = owners.ENV_SHARED
 
 
 # ----------------------------------------------------------------------------------------- workspace
@@ -46,12 +48,6 @@ def workspace() -> Path:
 # -------------------------------------------------------------------------------------------- state
 def new_project(name: str = "untitled") -> Project:
     return Project(name=name)
-
-
-def with_edge_ids(graph: Graph) -> Graph:
-    """A copy whose edges all carry explicit ids (so browser and Python agree on edge keys)."""
-    edges = [e if e.id else e.model_copy(update={"id": e.key}) for e in graph.edges]
-    return graph.model_copy(update={"edges": edges})
 
 
 # -------------------------------------------------------------------------------------------- owner
@@ -116,24 +112,22 @@ def keep_identity() -> None:
 
 def shared_runs() -> bool:
     """``LAYERLAB_SHARED_RUNS=1``: everyone sees every run, read-only for runs of others."""
-    import os
-
-    return os.environ.get(ENV_SHARED, "").strip().lower() in ("1", "true", "yes")
+    return owners.shared_runs()
 
 
 def runs_owner() -> str | None:
     """The owner filter for listing runs: this owner, or None (all) in shared mode."""
-    return None if shared_runs() else owner()
+    return owners.runs_filter(owner(), owners.shared_runs())
 
 
 def can_see(run: dict) -> bool:
-    """Whether this session may see a run (its own, or any in shared mode)."""
-    return shared_runs() or (run.get("owner") or "local") == owner()
+    """Whether this session may see a run (:func:`builder.runs.owners.can_see`)."""
+    return owners.can_see(run, owner(), owners.shared_runs())
 
 
 def can_control(run: dict) -> bool:
-    """Whether this session may pause, resume, stop or delete a run: only its owner."""
-    return (run.get("owner") or "local") == owner()
+    """Whether this session may pause, resume, stop or delete a run (:func:`builder.runs.owners.can_control`)."""
+    return owners.can_control(run, owner())
 
 
 # -------------------------------------------------------------------------------------------- state
@@ -148,7 +142,7 @@ def init_state() -> None:
             proj = builder.load_template("cnn")
         g = proj.graph
         if g.nodes and (not restored or any(n.position is None for n in g.nodes)):
-            g = layout(g)  # the starting template wrapped into rows, as when picked from the list
+            g = row_layout(g)  # the starting template wrapped into rows, as when picked from the list
         ss.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
         ss.ll_revision = 1
         ss.ll_selected = None
@@ -262,31 +256,13 @@ def set_project(proj: Project, flash: str | None = None, relayout: bool = False)
     """Replace the whole project (template, file) and make the canvas reload it."""
     g = proj.graph
     if g.nodes and (relayout or any(n.position is None for n in g.nodes)):
-        g = layout(g)
+        g = row_layout(g)
     st.session_state.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
     st.session_state.ll_revision += 1
     st.session_state.ll_selected = None
     st.session_state.ll_full_rerun = True
     if flash:
         st.session_state.ll_flash.append(flash)
-
-
-def layout(g: Graph, per_row: int = 3) -> Graph:
-    """Left-to-right layers (builder.auto_layout), wrapped into rows of ``per_row`` columns so long chains
-    stay readable on a screen."""
-    g = builder.auto_layout(g, dx=280.0, dy=120.0)
-    xs = sorted({n.position.x for n in g.nodes if n.position})
-    if len(xs) <= per_row + 1:
-        return g
-    col = {x: i for i, x in enumerate(xs)}
-    ys = [n.position.y for n in g.nodes if n.position]
-    band = (max(ys) - min(ys)) + 190.0
-    nodes = []
-    for n in g.nodes:
-        c = col[n.position.x]
-        row, k = divmod(c, per_row)
-        nodes.append(n.model_copy(update={"position": Position(x=k * 280.0, y=n.position.y + row * band)}))
-    return g.model_copy(update={"nodes": nodes})
 
 
 def set_graph(g: Graph, bump: bool = True) -> None:
@@ -379,5 +355,5 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 
 __all__ = ["owner", "keep_identity", "shared_runs", "runs_owner", "can_see", "can_control", "init_state", "autosave",
            "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
-           "set_project", "set_graph", "layout", "with_edge_ids", "new_project", "project_with_data", "flash",
+           "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "flash",
            "show_flash", "analyse", "annotations", "graph_key", "palette_with_blocks", "make_block", "workspace"]

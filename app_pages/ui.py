@@ -31,7 +31,6 @@ from app_pages.state import (
     graph_key,
     init_state,
     keep_identity,
-    layout,
     make_block,
     new_project,
     owner,
@@ -52,6 +51,7 @@ from app_pages.style import LOGO, md, show_error, style
 from app_pages.style import page_header as _header
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
+from builder.runs.status import is_final, is_live
 
 APP_NAME = "LayerLab"
 
@@ -197,21 +197,21 @@ def live_runs() -> list[dict]:
     """This owner's queued, running or paused runs."""
     try:
         rs = store()
-        return [r for r in rs.list_runs(owner=owner(), limit=50) if r["status"] in ("queued", "running", "paused")]
+        return [r for r in rs.list_runs(owner=owner(), limit=50) if is_live(r["status"])]
     except LayerLabError:
         return []
 
 
 def run_summary(rs, run: dict) -> dict:
     """Extra columns for a run (:func:`builder.runs.summary.run_overview`), cached per session once it ended."""
-    from builder.runs.summary import FINAL, run_overview
+    from builder.runs.summary import run_overview
 
     cache = st.session_state.setdefault("ll_run_extra", {})
     key = (run["id"], run.get("status"), run.get("epochs_done"))
     if key in cache:
         return cache[key]
     out = run_overview(rs, run)
-    if run.get("status") in FINAL:
+    if is_final(run.get("status")):
         if len(cache) > 500:
             cache.clear()
         cache[key] = out
@@ -339,7 +339,7 @@ def device_options() -> list[tuple[str, str]]:
 __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_project", "set_graph", "project",
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
            "open_spec", "visible_runs", "get_run", "live_runs", "owner", "replace_project", "autosave", "md",
-           "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes", "layout",
+           "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_identity", "confirm_replace", "can_control", "can_see", "shared_runs",
            "run_from_url", "warm_up"]

@@ -1,4 +1,5 @@
-"""Layered left-to-right layout for graphs without canvas positions (templates, imported files)."""
+"""Where nodes go on the canvas: layered left-to-right placement (:func:`auto_layout`) and the same wrapped
+into rows (:func:`row_layout`), for graphs without positions (templates, imported files)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,33 @@ def auto_layout(graph: Graph, dx: float = 260.0, dy: float = 130.0, only_missing
     nodes = [n.model_copy(update={"position": pos[n.id]}) if not (only_missing and n.position) else n
              for n in graph.nodes]
     return graph.model_copy(update={"nodes": nodes})
+
+
+def row_layout(graph: Graph, per_row: int = 3, dx: float = 280.0, dy: float = 120.0, gap: float = 190.0) -> Graph:
+    """:func:`auto_layout`'s columns wrapped into rows of ``per_row`` columns, so long chains fit a screen.
+
+    A graph of at most ``per_row + 1`` columns stays one row. Each further row starts at x = 0 and sits one
+    band lower (the height of the tallest column plus ``gap``). This is how a template or an imported file
+    is placed when it is loaded onto the canvas.
+
+    Args:
+        graph: the graph to place (its positions are replaced).
+        per_row: columns per row.
+        dx, dy: column and row spacing in pixels.
+        gap: vertical space between two rows of columns.
+
+    Returns:
+        A copy of ``graph`` with every node positioned.
+    """
+    g = auto_layout(graph, dx=dx, dy=dy)
+    xs = sorted({n.position.x for n in g.nodes})
+    if len(xs) <= per_row + 1:
+        return g
+    col = {x: i for i, x in enumerate(xs)}
+    ys = [n.position.y for n in g.nodes]
+    band = (max(ys) - min(ys)) + gap
+    nodes = []
+    for n in g.nodes:
+        row, k = divmod(col[n.position.x], per_row)
+        nodes.append(n.model_copy(update={"position": Position(x=k * dx, y=n.position.y + row * band)}))
+    return g.model_copy(update={"nodes": nodes})

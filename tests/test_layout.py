@@ -1,0 +1,64 @@
+"""builder/graph/layout.py: columns by longest path from the inputs, and the same wrapped into rows."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builder.graph.layout import auto_layout, row_layout
+from builder.graph.project import Graph
+from builder.graph.templates import TEMPLATE_NAMES, load_template
+
+
+@st.composite
+def dags(draw) -> Graph:
+    """Up to 12 nodes with unique ids; edges only from a lower to a higher index (acyclic)."""
+    n = draw(st.integers(1, 12))
+    nodes = [{"id": f"n{i}", "type": "Linear"} for i in range(n)]
+    pairs = st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda p: p[0] < p[1])
+    edges = [{"source": f"n{a}", "target": f"n{b}"} for a, b in draw(st.lists(pairs, max_size=15))] if n > 1 else []
+    return Graph(nodes=nodes, edges=edges)
+
+
+@settings(max_examples=100, deadline=None)
+@given(dags())
+def test_auto_layout_puts_every_edge_left_to_right(g):
+    out = auto_layout(g)
+    pos = {n.id: n.position for n in out.nodes}
+    assert all(p is not None for p in pos.values())
+    assert all(pos[e.target].x > pos[e.source].x for e in out.edges)
+    assert len({(p.x, p.y) for p in pos.values()}) == len(pos)  # no two nodes on one spot
+
+
+@settings(max_examples=100, deadline=None)
+@given(dags(), st.integers(1, 5))
+def test_row_layout_wraps_columns_into_rows(g, per_row):
+    cols = auto_layout(g, dx=280.0, dy=120.0)
+    out = row_layout(g, per_row=per_row)
+    assert [n.id for n in out.nodes] == [n.id for n in g.nodes] and out.edges == g.edges
+    pos = {n.id: n.position for n in out.nodes}
+    assert len({(p.x, p.y) for p in pos.values()}) == len(pos)
+    xs = sorted({n.position.x for n in cols.nodes})
+    if len(xs) <= per_row + 1:
+        assert out == cols  # short graphs stay one row
+        return
+    assert {p.x for p in pos.values()} <= {k * 280.0 for k in range(per_row)}
+    for a in cols.nodes:  # nodes of one column stay together, in the same order
+        for b in cols.nodes:
+            if a.position.x == b.position.x:
+                assert pos[a.id].x == pos[b.id].x
+                assert (pos[a.id].y < pos[b.id].y) == (a.position.y < b.position.y)
+
+
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_templates_fit_three_columns(name):
+    g = row_layout(load_template(name).graph)
+    assert {n.position.x for n in g.nodes} <= {0.0, 280.0, 560.0, 840.0}
+
+
+def test_row_layout_by_hand():
+    chain = Graph(nodes=[{"id": f"n{i}", "type": "Linear"} for i in range(5)],
+                  edges=[{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(4)])
+    out = row_layout(chain, per_row=2)
+    assert [(n.position.x, n.position.y) for n in out.nodes] == [(0, 0), (280, 0), (0, 190), (280, 190), (0, 380)]
