@@ -407,7 +407,7 @@ def test_empty_validation_and_test_splits_and_torch_errors_are_reported():
 # ------------------------------------------------------------------------------- AMP honesty (issue 9)
 def test_amp_on_cpu_runs_bfloat16_or_is_refused(moons, monkeypatch):
     """--amp never silently trains float32: bf16 autocast where the CPU has native bf16, else a TrainingError."""
-    import builder.training.trainer as T
+    import builder.training.config as T
 
     cfg = {"epochs": 1, "amp": True, "device": "cpu"}
     monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: True)
@@ -424,7 +424,7 @@ def test_amp_on_cpu_runs_bfloat16_or_is_refused(moons, monkeypatch):
 
 
 def test_run_record_and_model_card_state_what_ran(tmp_path, monkeypatch):
-    import builder.training.trainer as T
+    import builder.training.config as T
     from builder.graph.templates import load_template
     from builder.runs.modelcard import model_card
     from builder.runs.store import RunStore

@@ -6,7 +6,9 @@ plain-dict events. Small datasets live on the device; each epoch draws a seeded 
 are slices of it, so there is no per-sample DataLoader work. Losses stay on the device and are read every
 ``log_every`` steps. The NaN/Inf guard reads each step's loss on the CPU (no device to wait for there; the
 bad step is never applied) and every ``log_every`` steps on accelerators, so a GPU run never synchronises
-per step; either way the last good checkpoint is kept. Example::
+per step; either way the last good checkpoint is kept. Features with state (early stopping, best weights,
+memory format, freezing) are callbacks (:mod:`builder.training.callbacks`) whose state goes into the
+checkpoint; settings are :mod:`builder.training.config`, metrics :mod:`builder.training.metrics`. Example::
 
     >>> from builder.data import load_dataset
     >>> ds = load_dataset("moons", n_samples=200)
@@ -22,220 +24,36 @@ import math
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from builder.data.splits import Dataset, Split
 from builder.errors import TrainingError
+from builder.runs.folder import RunFolder
+from builder.training.callbacks import Callback, EarlyStopping, builtin_callbacks, call_hook, int_in, number
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
+from builder.training.config import SCHEDULER_PARAMS, TrainConfig, amp_dtype, precision_label, resolve_device
+from builder.training.events import Channel, History
+from builder.training.metrics import (
+    TRAIN_METRIC_SAMPLES,
+    classification_metrics,
+    compute_loss,
+    evaluate,
+    first_output,
+    forward_all,
+    loss_kind,
+    make_loss,
+    metric_name,
+    quick_metric,
+    regression_metrics,
+)
 from builder.training.weights import save_weights
 
-TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples
-STATUSES = ("queued", "running", "paused", "finished", "stopped", "failed", "interrupted")
-_SCHEDULER_PARAMS = {
-    "none": {},
-    "step": {"step_size": None, "gamma": 0.1},
-    "cosine": {"eta_min": 0.0},
-    "onecycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4},
-    "plateau": {"factor": 0.5, "patience": 2, "min_lr": 0.0},
-}
-
-
-# ---------------------------------------------------------------------------------------------- config
-class TrainConfig(BaseModel):
-    """Training settings; JSON-serialisable (``model_dump()``) and stored with every run.
-
-    ``lr`` is the peak learning rate for the one-cycle schedule. ``early_stopping`` is a patience in
-    epochs on validation loss (best weights are restored); on by default (5), ``None`` turns it off; an
-    epoch counts as an improvement only when the validation loss drops by more than ``early_stopping_delta``. ``loss`` picks the regression loss. ``metric``
-    ``auto`` means accuracy for classification and R² for regression and reconstruction; the train metric is
-    measured at epoch end (eval mode) on the first 512 training samples, the train loss is the mean of the
-    step losses.
-    ``memory_format`` ``auto`` uses channels_last for models with Conv2d on image data (CPU, CUDA).
-    ``init_from``/``init_nodes``/``freeze`` drive transfer learning in :func:`builder.training.pipeline.run_training`.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    epochs: int = Field(10, ge=1, le=100_000)
-    batch_size: int = Field(64, ge=1, le=1_000_000)
-    lr: float = Field(1e-3, gt=0, le=10)
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    scheduler: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
-    scheduler_params: dict[str, float | int] = Field(default_factory=dict)
-    grad_clip: float | None = Field(None, gt=0)
-    early_stopping: int | None = Field(5, ge=1)  # on by default; None turns it off
-    early_stopping_delta: float = Field(1e-4, ge=0)  # smaller improvements of a converged loss do not count
-    seed: int = Field(0, ge=0, lt=2**63)
-    device: str = "auto"
-    amp: bool = False
-    memory_format: Literal["auto", "contiguous", "channels_last"] = "auto"
-    loss: Literal["auto", "mse", "l1", "huber"] = "auto"
-    metric: Literal["auto", "accuracy", "f1", "r2"] = "auto"
-    log_every: int = Field(10, ge=1, le=100_000)
-    checkpoint_every: int = Field(1, ge=0, le=100_000)
-    max_step_points: int = Field(2000, ge=10, le=1_000_000)
-    init_from: str | None = None
-    init_nodes: list[str] | None = None
-    freeze: list[str] = Field(default_factory=list)
-
-    @classmethod
-    def from_dict(cls, data: dict | TrainConfig | None = None, **overrides: Any) -> TrainConfig:
-        """Validate settings; unknown keys and bad values raise TrainingError with every problem."""
-        if isinstance(data, TrainConfig):
-            data = data.model_dump()
-        merged = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
-        try:
-            cfg = cls.model_validate(merged)
-        except ValidationError as e:
-            msgs = [f"{'.'.join(map(str, er['loc'])) or 'config'}: {er['msg']}" for er in e.errors()[:6]]
-            raise TrainingError("invalid training settings: " + "; ".join(msgs)) from None
-        cfg.check()
-        return cfg
-
-    def check(self) -> None:
-        """Cross-field rules. Raises TrainingError."""
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
-            raise TrainingError("nesterov needs optimizer 'sgd' with momentum > 0; got "
-                                f"optimizer={self.optimizer!r}, momentum={self.momentum}")
-        allowed = _SCHEDULER_PARAMS[self.scheduler]
-        unknown = sorted(set(self.scheduler_params) - set(allowed))
-        if unknown:
-            raise TrainingError(f"scheduler {self.scheduler!r} has no parameter(s) {', '.join(unknown)}; "
-                                f"it takes: {', '.join(allowed) or 'none'}")
-        resolve_device(self.device)
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist. Raises TrainingError."""
-    spec = (spec or "auto").lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {spec!r} requested but CUDA is not available; use device 'auto' or 'cpu'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise TrainingError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TrainingError("device 'mps' requested but not available; use device 'auto' or 'cpu'")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise TrainingError(f"unsupported device {spec!r}; use auto, cpu, cuda or mps")
-    return dev
-
-
-# ------------------------------------------------------------------------------------------- callbacks
-class Callback:
-    """Base class for training callbacks; override any of the no-op methods.
-
-    ``on_epoch_end`` may return a dict: it is merged into that epoch's event under ``"extras"``.
-    """
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        """Called once before the first step (also after a resume)."""
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> dict | None:
-        """Called after validation of each epoch with that epoch's logs."""
-        return None
-
-    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
-        """Called once when training ends (finished, stopped or failed)."""
-
-
-class History:
-    """Bounded record of events: step losses are downsampled (pairs averaged) beyond ``max_points``."""
-
-    def __init__(self, max_points: int = 2000):
-        self.max_points = max(10, int(max_points))
-        self.steps: list[tuple[int, float]] = []
-        self.epochs: list[dict] = []
-        self.status: str = "queued"
-        self.message: str = ""
-        self.test: dict | None = None
-        self._stride = 1
-        self._pending: list[tuple[int, float]] = []
-
-    def add(self, ev: dict) -> None:
-        """Record one event."""
-        t = ev.get("type")
-        if t == "step":
-            self._pending.append((int(ev["step"]), float(ev["loss"])))
-            if len(self._pending) >= self._stride:
-                s = self._pending[-1][0]
-                v = sum(p[1] for p in self._pending) / len(self._pending)
-                self._pending.clear()
-                self.steps.append((s, v))
-                if len(self.steps) > self.max_points:
-                    self.steps = [(b[0], (a[1] + b[1]) / 2) for a, b in zip(self.steps[::2], self.steps[1::2])]
-                    self._stride *= 2
-        elif t == "epoch":
-            self.epochs.append({k: v for k, v in ev.items() if k != "extras"})
-        elif t == "status":
-            self.status, self.message = ev["status"], ev.get("message", "")
-        elif t == "done":
-            self.test = ev.get("test")
-
-    def snapshot(self) -> dict:
-        """A copy: ``{"steps": [(step, loss)], "epochs": [...], "status", "message", "test"}``."""
-        return {"steps": list(self.steps), "epochs": [dict(e) for e in self.epochs], "status": self.status,
-                "message": self.message, "test": self.test}
-
-    def to_state(self) -> dict:
-        """JSON state for checkpoints."""
-        return {"steps": self.steps, "epochs": self.epochs, "stride": self._stride, "pending": self._pending}
-
-    def load_state(self, st: dict) -> None:
-        """Inverse of :meth:`to_state`."""
-        self.steps = [tuple(s) for s in st.get("steps", [])]
-        self.epochs = list(st.get("epochs", []))
-        self._stride = int(st.get("stride", 1))
-        self._pending = [tuple(p) for p in st.get("pending", [])]
-
-
-class Channel:
-    """Thread-safe event queue the UI drains, plus a bounded :class:`History` snapshot."""
-
-    def __init__(self, max_points: int = 2000, max_pending: int = 10_000):
-        self._lock = threading.Lock()
-        self._q: deque[dict] = deque(maxlen=max_pending)
-        self._history = History(max_points)
-
-    def put(self, event: dict) -> None:
-        """Add an event (also the signature of a trainer listener)."""
-        with self._lock:
-            self._q.append(event)
-            self._history.add(event)
-
-    __call__ = put
-
-    def drain(self) -> list[dict]:
-        """All events since the last drain, oldest first."""
-        with self._lock:
-            out = list(self._q)
-            self._q.clear()
-        return out
-
-    @property
-    def history(self) -> dict:
-        """A snapshot of the bounded history."""
-        with self._lock:
-            return self._history.snapshot()
+_CB_PREFIX = "callbacks."  # checkpoint tensors of callback states: callbacks.<state_key>.<name>
 
 
 @dataclass
@@ -260,141 +78,6 @@ class TrainResult:
                 "final": self.final}
 
 
-# ------------------------------------------------------------------------------------------ evaluation
-def _forward_all(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            outs = [_first(model(X[i:i + batch_size])) for i in range(0, len(X), batch_size)]
-    finally:
-        model.train(was)
-    return torch.cat(outs) if outs else torch.empty(0)
-
-
-def _first(out: Any) -> torch.Tensor:
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if not isinstance(out, torch.Tensor):
-        raise TrainingError(f"the model returned {type(out).__name__}; training needs one tensor output")
-    return out
-
-
-def _loss_kind(task: str, out_width: int) -> str:
-    if task == "multiclass":
-        return "ce"
-    if task == "binary":
-        return "bce" if out_width == 1 else "ce"
-    return "reg"
-
-
-def _regression_loss(name: str) -> Callable:
-    return {"auto": F.mse_loss, "mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[name]
-
-
-def compute_loss(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str, loss: str = "auto"):
-    """The training loss for one batch (mean over the batch)."""
-    kind = _loss_kind(task, out.shape[-1] if out.dim() > 1 else 1)
-    if kind == "ce":
-        return F.cross_entropy(out, y)
-    if kind == "bce":
-        return F.binary_cross_entropy_with_logits(out.reshape(-1), y.reshape(-1).to(out.dtype))
-    if task == "reconstruction":
-        return _regression_loss(loss)(out.reshape(len(x), -1), x.reshape(len(x), -1).to(out.dtype))
-    return _regression_loss(loss)(out.reshape(y.shape), y)
-
-
-def _predict(out: torch.Tensor, task: str) -> torch.Tensor:
-    if out.dim() == 1 or out.shape[-1] == 1:
-        return (out.reshape(-1) > 0).long()
-    return out.argmax(-1)
-
-
-def classification_metrics(pred: torch.Tensor, y: torch.Tensor, num_classes: int,
-                           class_names: list[str] | None = None) -> dict:
-    """Accuracy, macro F1, confusion matrix (rows true, columns predicted), per-class P/R/F1/support."""
-    pred, y = pred.reshape(-1).long().cpu(), y.reshape(-1).long().cpu()
-    c = num_classes
-    cm = torch.bincount(y * c + pred, minlength=c * c).reshape(c, c).double()
-    tp = cm.diag()
-    support, predicted = cm.sum(1), cm.sum(0)
-    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
-    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
-                     torch.zeros_like(tp))
-    present = (support > 0) | (predicted > 0)
-    names = class_names or [str(i) for i in range(c)]
-    return {
-        "accuracy": float(tp.sum() / max(len(y), 1)),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "confusion_matrix": cm.long().tolist(),
-        "class_names": list(names),
-        "per_class": {names[i]: {"precision": float(precision[i]), "recall": float(recall[i]),
-                                 "f1": float(f1[i]), "support": int(support[i])} for i in range(c)},
-    }
-
-
-def regression_metrics(out: torch.Tensor, y: torch.Tensor) -> dict:
-    """MSE, MAE and R² (variance-weighted over target columns, as sklearn's ``variance_weighted``)."""
-    out, y = out.reshape(y.shape).double().cpu(), y.double().cpu()
-    y2 = y.reshape(len(y), -1)
-    o2 = out.reshape(len(y), -1)
-    ss_res = ((y2 - o2) ** 2).sum(0)
-    ss_tot = ((y2 - y2.mean(0)) ** 2).sum(0)
-    r2 = 1 - ss_res.sum() / ss_tot.sum() if ss_tot.sum() > 0 else torch.zeros(())
-    return {"mse": float(((y2 - o2) ** 2).mean()), "mae": float((y2 - o2).abs().mean()), "r2": float(r2)}
-
-
-def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, *,
-             class_names: list[str] | None = None, num_classes: int | None = None, loss: str = "auto",
-             batch_size: int = 1024) -> dict:
-    """Evaluate a model on one split.
-
-    Returns:
-        Classification: ``loss, accuracy, macro_f1, confusion_matrix, per_class, class_names``.
-        Regression: ``loss, mse, mae, r2``. Reconstruction: ``loss, mse, mae, r2`` against the input.
-    """
-    out = _forward_all(model, X, batch_size).float()
-    if len(out) == 0:
-        raise TrainingError("cannot evaluate on an empty split")
-    target = X if task == "reconstruction" else y
-    res = {"loss": float(compute_loss(out, X, target, task, loss)), "n": int(len(X))}
-    if task in ("multiclass", "binary"):
-        nc = num_classes or (len(class_names) if class_names else max(int(y.max()) + 1, out.shape[-1], 2))
-        res.update(classification_metrics(_predict(out, task), y, nc, class_names))
-    elif task == "reconstruction":
-        res.update(regression_metrics(out.reshape(len(X), -1), X.reshape(len(X), -1).float()))
-    else:
-        res.update(regression_metrics(out, y))
-    return res
-
-
-def _metric_name(task: str, metric: str) -> str:
-    if metric != "auto":
-        return metric
-    return "accuracy" if task in ("multiclass", "binary") else "r2"
-
-
-def _quick_metric(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str, name: str,
-                  num_classes: int) -> float:
-    """One scalar metric on the device (one host read)."""
-    if name in ("accuracy", "f1"):
-        if task not in ("multiclass", "binary"):
-            raise TrainingError(f"metric {name!r} needs a classification task; task is {task!r}")
-        pred = _predict(out, task)
-        if name == "accuracy":
-            return float((pred == y.reshape(-1)).float().mean())
-        return classification_metrics(pred, y, num_classes)["macro_f1"]
-    if task in ("multiclass", "binary"):
-        raise TrainingError(f"metric {name!r} needs a regression task; task is {task!r}")
-    target = x if task == "reconstruction" else y
-    t = target.reshape(len(target), -1).to(out.dtype)
-    o = out.reshape(len(target), -1)
-    ss_res = ((t - o) ** 2).sum(0)
-    ss_tot = ((t - t.mean(0)) ** 2).sum(0)
-    return float(1 - ss_res.sum() / ss_tot.sum().clamp(min=1e-12))
-
-
 # --------------------------------------------------------------------------------------- optimisation
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named in ``cfg``; SGD, Adam and AdamW use torch's fused kernels where available."""
@@ -413,7 +96,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> t
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> tuple[Any, str]:
     """``(scheduler or None, when)`` where ``when`` is ``step``, ``epoch`` or ``plateau``."""
-    p = {**_SCHEDULER_PARAMS[cfg.scheduler], **cfg.scheduler_params}
+    p = {**SCHEDULER_PARAMS[cfg.scheduler], **cfg.scheduler_params}
     s = torch.optim.lr_scheduler
     if cfg.scheduler == "step":
         return s.StepLR(opt, step_size=int(p["step_size"] or max(1, cfg.epochs // 3)), gamma=p["gamma"]), "epoch"
@@ -430,67 +113,12 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     return None, "none"
 
 
-def _use_channels_last(setting: str, model: torch.nn.Module, ds: Dataset, device: torch.device) -> bool:
-    if setting == "contiguous" or ds.info.input_dtype != "float32" or len(ds.info.input_shape) != 3:
-        return False
-    if setting == "channels_last":
-        return True
-    return device.type in ("cpu", "cuda") and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-
-
-def _channels_last(ds: Dataset) -> Dataset:
-    def conv(s: Split) -> Split:
-        X = s.X.contiguous(memory_format=torch.channels_last)
-        return Split(X, X if s.y is s.X else s.y)
-    return Dataset(ds.info, conv(ds.train), conv(ds.val), conv(ds.test))
-
-
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for mixed precision on ``device``, or None where it is not used.
-
-    CUDA: bfloat16 where supported, else float16 (with a GradScaler). CPU: bfloat16 where the processor
-    computes it natively (AVX512-BF16 / AMX, through oneDNN), where it speeds matrix products up; None on
-    other CPUs and on MPS. :class:`Trainer` refuses ``amp=True`` when this is None.
-    """
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and _cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def precision_label(dtype: torch.dtype | None) -> str:
-    """What ran, in words, for the run record and the model card: ``float32`` or ``bfloat16 autocast``."""
-    if dtype is None:
-        return "float32"
-    return f"{str(dtype).removeprefix('torch.')} autocast" + (" + GradScaler" if dtype == torch.float16 else "")
-
-
 def grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     """Total L2 norm of the gradients (a device tensor, no host read)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-
-
-def _int_in(v: Any, what: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"{what} must be an integer in [{lo}, {hi}]; received: {str(v)[:40]!r}")
-    return v
-
-
-def _number(v: Any, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{what} must be a number; received: {type(v).__name__}")
-    return float(v)
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -506,7 +134,8 @@ class Trainer:
             element is used).
         dataset: a :class:`~builder.data.Dataset`; it is moved to the device whole.
         config: a :class:`TrainConfig` or a dict of its fields.
-        callbacks: :class:`Callback` instances.
+        callbacks: :class:`Callback` instances; the config's own (:func:`~builder.training.callbacks.builtin_callbacks`:
+            channels_last, freezing, early stopping, best weights) run first.
         run_dir: folder for ``checkpoints/last.safetensors`` and ``model.safetensors``; nothing is
             written without it.
         on_event: listeners called with every event dict (a :class:`Channel`, a run-store logger).
@@ -525,12 +154,8 @@ class Trainer:
         self.dist = dist
         self.model = model.to(self.device)
         self.dataset = dataset.to(self.device)
-        if _use_channels_last(self.config.memory_format, self.model, self.dataset, self.device):
-            # convolutions on (N, H, W, C) memory run ~15% faster on CPU (oneDNN) and with cuDNN
-            self.model = self.model.to(memory_format=torch.channels_last)
-            self.dataset = _channels_last(self.dataset)
         self.task = dataset.info.task
-        self.callbacks = list(callbacks)
+        self.callbacks: list[Any] = [*builtin_callbacks(self.config), *callbacks]
         self.run_dir = Path(run_dir) if run_dir else None
         if on_event is None:
             self.listeners: list[Callable[[dict], None]] = []
@@ -544,7 +169,8 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.result: TrainResult | None = None
-        self.metric_name = _metric_name(self.task, self.config.metric)
+        self.metric_name = metric_name(self.task, self.config.metric)
+        self._stop_message: str | None = None  # set by stop_after_epoch (early stopping)
         self._flag = False
         self._stop_req = False
         self._pause_req = False
@@ -578,10 +204,19 @@ class Trainer:
 
     request_stop = stop
 
+    def stop_after_epoch(self, message: str = "") -> None:
+        """End the run as ``finished`` after the current epoch (called by callbacks, e.g. early stopping)."""
+        self._stop_message = message
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch (1-based) with the best validation loss so far, or None."""
+        return next((cb.best_epoch for cb in self.callbacks if isinstance(cb, EarlyStopping)), None)
+
     @property
     def checkpoint_path(self) -> Path | None:
-        """``run_dir/checkpoints/last.safetensors`` or None."""
-        return self.run_dir / "checkpoints" / "last.safetensors" if self.run_dir else None
+        """The run folder's checkpoint (``checkpoints/last.safetensors``) or None."""
+        return RunFolder(self.run_dir).checkpoint if self.run_dir else None
 
     # ---- events
     def _emit(self, ev: dict) -> None:
@@ -595,6 +230,7 @@ class Trainer:
 
     # ---- setup
     def _setup(self) -> None:
+        call_hook(self.callbacks, "setup", self)  # memory format, freezing: before the optimizer sees the model
         cfg, ds = self.config, self.dataset
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -622,14 +258,14 @@ class Trainer:
         self._scaler = (torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None)
         # probe the output once: catches shape mismatches early with a clear message
         try:
-            out = _first(_forward_all(self.model, ds.train.X[:2]))
+            out = first_output(forward_all(self.model, ds.train.X[:2]))
         except TrainingError:
             raise
         except Exception as e:  # a model/data mismatch surfaces here as a torch error
             raise TrainingError(f"the model cannot process dataset {ds.info.name!r} samples of shape "
                                 f"{list(ds.info.input_shape)}: {str(e).splitlines()[0][:300]}") from None
         width = out.shape[-1] if out.dim() > 1 else 1
-        self._kind = _loss_kind(self.task, width)
+        self._kind = loss_kind(self.task, width)
         self._num_classes = ds.info.num_classes or width
         if self._kind == "ce" and width != (ds.info.num_classes or width):
             raise TrainingError(f"the model outputs {width} values but dataset {ds.info.name!r} has "
@@ -655,29 +291,24 @@ class Trainer:
         return s.y
 
     def _make_loss(self) -> Callable:
-        kind, task = self._kind, self.task
-        if kind == "ce":
-            return lambda out, xb, yb: F.cross_entropy(out, yb)
-        if kind == "bce":
-            return lambda out, xb, yb: F.binary_cross_entropy_with_logits(out.reshape(-1), yb)
-        fn = _regression_loss(self.config.loss)
-        if task == "reconstruction":
-            return lambda out, xb, yb: fn(out.reshape(len(xb), -1), xb.reshape(len(xb), -1))
-        return lambda out, xb, yb: fn(out.reshape(yb.shape), yb)
+        return make_loss(self._kind, self.task, self.config.loss)
 
     # ---- checkpoint
     def _save(self, epoch: int, batch: int, perm: torch.Tensor | None, acc: dict) -> None:
         if self.checkpoint_path is None:
             return
         state = {"epoch": epoch, "batch": batch, "global_step": self.global_step, "acc": acc,
-                 "history": self.history.to_state(), "best": self._best, "bad_epochs": self._bad_epochs,
-                 "best_epoch": self._best_epoch, "config": self.config.model_dump(),
-                 "epoch_times": self._epoch_times[-20:], "grad_norm": self._last_gn}
+                 "history": self.history.to_state(), "config": self.config.model_dump(),
+                 "epoch_times": self._epoch_times[-20:], "grad_norm": self._last_gn, "callbacks": {}}
         tensors = {"gen_state": self._gen.get_state()}
         if perm is not None:
             tensors["perm"] = perm
-        if self._best_state is not None:
-            tensors.update({f"best.{k}": v for k, v in self._best_state.items()})
+        for cb in self.callbacks:  # each stateful callback under its own key; its tensors as checkpoint tensors
+            cb_state = dict(cb.state_dict()) if callable(getattr(cb, "state_dict", None)) else {}
+            cb_tensors = cb_state.pop("tensors", None) or {}
+            if cb_state or cb_tensors:
+                state["callbacks"][cb.state_key] = cb_state
+                tensors.update({f"{_CB_PREFIX}{cb.state_key}.{k}": v for k, v in cb_tensors.items()})
         if self._scaler is not None:
             state["scaler"] = self._scaler.state_dict()
         save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.scheduler, state, tensors)
@@ -703,9 +334,9 @@ class Trainer:
                 g["lr"] = self.config.lr
                 if "initial_lr" in g:
                     g["initial_lr"] = self.config.lr
-        epoch = _int_in(state["epoch"], "epoch", 0, 100_000)
-        batch = _int_in(state.get("batch", 0), "batch", 0, self.steps_per_epoch - 1)
-        self.global_step = _int_in(state.get("global_step", 0), "global_step", 0, 10**12)
+        epoch = int_in(state["epoch"], "epoch", 0, 100_000)
+        batch = int_in(state.get("batch", 0), "batch", 0, self.steps_per_epoch - 1)
+        self.global_step = int_in(state.get("global_step", 0), "global_step", 0, 10**12)
         gen = extra["gen_state"]
         if gen.dtype != torch.uint8 or gen.shape != self._gen.get_state().shape:
             raise ValueError(f"gen_state must be uint8 {list(self._gen.get_state().shape)}; received: "
@@ -715,19 +346,10 @@ class Trainer:
         if not isinstance(hist, dict):
             raise TypeError("history must be a dict")
         self.history.load_state(hist)
-        self._best = _number(state.get("best", math.inf), "best")
-        self._bad_epochs = _int_in(state.get("bad_epochs", 0), "bad_epochs", 0, 100_000)
-        be = state.get("best_epoch")
-        self._best_epoch = None if be is None else _int_in(be, "best_epoch", 0, 100_000)
-        self._epoch_times = [_number(t, "epoch_times") for t in list(state.get("epoch_times", []))[-20:]]
+        self._epoch_times = [number(t, "epoch_times") for t in list(state.get("epoch_times", []))[-20:]]
         gn = state.get("grad_norm")
-        self._last_gn = None if gn is None else _number(gn, "grad_norm")
-        sd = self.model.state_dict()
-        best = {k[5:]: v for k, v in extra.items() if k.startswith("best.")}
-        bad = [k for k, v in best.items() if k not in sd or v.shape != sd[k].shape]
-        if bad:
-            raise ValueError(f"best weights {bad[:3]} do not fit the model")
-        self._best_state = {k: v.to(self.device) for k, v in best.items()} or None
+        self._last_gn = None if gn is None else number(gn, "grad_norm")
+        self._restore_callbacks(state, extra)
         if self._scaler is not None and "scaler" in state:
             self._scaler.load_state_dict(state["scaler"])
         perm = extra.get("perm")
@@ -740,9 +362,29 @@ class Trainer:
         acc = state.get("acc", {})
         if not isinstance(acc, dict):
             raise TypeError("acc must be a dict")
-        acc = {k: _number(acc[k], k) for k in ("sum", "chunk_sum") if k in acc} | \
-              {k: _int_in(acc[k], k, 0, 10**12) for k in ("count", "chunk_n") if k in acc}
+        acc = {k: number(acc[k], k) for k in ("sum", "chunk_sum") if k in acc} | \
+              {k: int_in(acc[k], k, 0, 10**12) for k in ("count", "chunk_n") if k in acc}
         return epoch, batch, perm, acc
+
+    def _restore_callbacks(self, state: dict, extra: dict[str, torch.Tensor]) -> None:
+        """Give each stateful callback its state back (checkpoints before callbacks had state: their keys)."""
+        saved = state.get("callbacks")
+        if saved is None:  # an older checkpoint: early stopping and best weights were loop fields
+            best = {k[5:]: v for k, v in extra.items() if k.startswith("best.")}
+            common = {"best": state.get("best", math.inf), "best_epoch": state.get("best_epoch")}
+            saved = {"EarlyStopping": {**common, "wait": state.get("bad_epochs", 0)}, "BestWeights": common}
+            extra = {**extra, **{f"{_CB_PREFIX}BestWeights.{k}": v for k, v in best.items()}}
+        if not isinstance(saved, dict):
+            raise TypeError("callbacks must be a dict")
+        for cb in self.callbacks:
+            key = getattr(cb, "state_key", None)
+            if key not in saved or not callable(getattr(cb, "load_state_dict", None)):
+                continue  # a callback added on resume starts fresh
+            if not isinstance(saved[key], dict):
+                raise TypeError(f"callback state {key} must be a dict")
+            prefix = f"{_CB_PREFIX}{key}."
+            cb.load_state_dict({**saved[key], "tensors": {k[len(prefix):]: v for k, v in extra.items()
+                                                          if k.startswith(prefix)}})
 
     # ---- main loop
     def fit(self) -> TrainResult:
@@ -753,7 +395,7 @@ class Trainer:
                 ``failed`` status event; the last good checkpoint is kept).
         """
         t0 = time.perf_counter()
-        self._best, self._bad_epochs, self._best_epoch, self._best_state = math.inf, 0, None, None
+        self._stop_message = None
         self._epoch_times: list[float] = []
         self._last_gn: float | None = None
         try:
@@ -763,8 +405,7 @@ class Trainer:
                 start_epoch, start_batch, perm, acc = self._restore()
             elif self.config.checkpoint_every:
                 self._save(0, 0, None, {})  # a good checkpoint exists even if the first epoch fails
-            for cb in self.callbacks:
-                cb.on_train_begin(self)
+            call_hook(self.callbacks, "on_train_begin", self)
             self._set_status("running", ("resumed" + (f" ({self._resume_note})" if self._resume_note else ""))
                              if self.resume_from else "")
             status, message = self._loop(start_epoch, start_batch, perm, acc)
@@ -782,25 +423,23 @@ class Trainer:
     def _finish(self, status: str, message: str, t0: float) -> TrainResult:
         test = None
         if status == "finished":
-            if self._best_state is not None:
-                self.model.load_state_dict(self._best_state)
+            call_hook(self.callbacks, "on_before_test", self)  # best weights
             info = self.dataset.info
             test = None if len(self.dataset.test) == 0 else evaluate(self.model, self.dataset.test.X, self.dataset.test.y, self.task,
                             class_names=info.class_names or None, num_classes=info.num_classes,
                             loss=self.config.loss)
             if self.run_dir is not None:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                save_weights(self.model, self.run_dir / "model.safetensors")
+                save_weights(self.model, RunFolder(self.run_dir).weights)
         epochs = list(self.history.epochs)
         final = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k != "type"}
         self.result = TrainResult(status=status, epochs_completed=len(epochs), history=epochs, test=test,
-                                  best_epoch=self._best_epoch, message=message,
+                                  best_epoch=self.best_epoch, message=message,
                                   wall_s=time.perf_counter() - t0, final=final)
         if test is not None:
             self._emit({"type": "done", "test": test, "status": status})
         self._set_status(status, message)
-        for cb in self.callbacks:
-            cb.on_train_end(self, self.result)
+        call_hook(self.callbacks, "on_train_end", self, self.result)
         return self.result
 
     def _handle_flag(self, epoch: int, b: int, perm: torch.Tensor, acc: dict) -> None:
@@ -853,11 +492,11 @@ class Trainer:
                 if self._amp:
                     with torch.autocast(self.device.type, dtype=self._amp_dtype):
                         out = fwd(xb)
-                        loss = lossf(_first(out) if not isinstance(out, torch.Tensor) else out, xb, yb)
+                        loss = lossf(first_output(out) if not isinstance(out, torch.Tensor) else out, xb, yb)
                     loss = loss.float()
                 else:
                     out = fwd(xb)
-                    loss = lossf(out if isinstance(out, torch.Tensor) else _first(out), xb, yb)
+                    loss = lossf(out if isinstance(out, torch.Tensor) else first_output(out), xb, yb)
                 if self._check_each_step and not math.isfinite(loss.item()):
                     self._nonfinite(epoch, b)
                 opt.zero_grad(set_to_none=True)
@@ -892,13 +531,13 @@ class Trainer:
                 t = torch.tensor([train_loss], device=self.device, dtype=torch.float64)
                 torch.distributed.all_reduce(t)
                 train_loss = float(t) / world
-            stop_early = self._end_epoch(epoch, train_loss, seen * world, time.perf_counter() - te)
+            self._end_epoch(epoch, train_loss, seen * world, time.perf_counter() - te)
+            stop_early = self._stop_message is not None  # a callback ended the run (early stopping)
             if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
                                          or stop_early):
                 self._save(epoch + 1, 0, None, {})
             if stop_early:
-                return "finished", (f"early stopping: validation loss did not improve for "
-                                    f"{cfg.early_stopping} epochs; best epoch {self._best_epoch}")
+                return "finished", self._stop_message
         return "finished", ""
 
     def _flush(self, chunk: list[torch.Tensor], cbase: float, cbase_n: int, sum_loss: float, count: int,
@@ -920,7 +559,7 @@ class Trainer:
         raise TrainingError(f"loss became NaN/Inf at epoch {epoch + 1}, step {self.global_step}: {hint}. "
                             "Training stopped; the last good checkpoint is kept.")
 
-    def _end_epoch(self, epoch: int, train_loss: float, seen: int, dt: float) -> bool:
+    def _end_epoch(self, epoch: int, train_loss: float, seen: int, dt: float) -> None:
         cfg, ds = self.config, self.dataset
         t_eval = time.perf_counter()
         val_loss, val_metric = self._eval_quick(ds.val)
@@ -939,8 +578,7 @@ class Trainer:
                 "lr": lr, "grad_norm": self._last_gn, "samples_per_s": seen / max(dt, 1e-9),
                 "eta_s": mean_t * (cfg.epochs - epoch - 1), "step": self.global_step}
         extras: dict = {}
-        for cb in self.callbacks:
-            r = cb.on_epoch_end(self, epoch, logs)
+        for r in call_hook(self.callbacks, "on_epoch_end", self, epoch, logs):
             if isinstance(r, dict):
                 extras.update(r)
         ev = {"type": "epoch", **logs}
@@ -949,22 +587,14 @@ class Trainer:
         self._emit(ev)
         if len(ds.val) and not math.isfinite(val_loss):
             self._nonfinite(epoch, self.steps_per_epoch - 1)
-        improved = val_loss < self._best - max(cfg.early_stopping_delta, 1e-12)
-        if improved:
-            self._best, self._best_epoch, self._bad_epochs = val_loss, epoch + 1, 0
-            if cfg.early_stopping:
-                self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        else:
-            self._bad_epochs += 1
-        return bool(cfg.early_stopping and self._bad_epochs >= cfg.early_stopping)
 
     def _eval_quick(self, s: Split, loss: bool = True) -> tuple[float, float]:
         if len(s) == 0:
             return float("nan"), float("nan")
-        out = _forward_all(self.model, s.X).float()
+        out = forward_all(self.model, s.X).float()
         y = self._prep_y(s)
         lv = float(self._make_loss()(out, s.X, y)) if loss else float("nan")
-        return lv, _quick_metric(out, s.X, s.y, self.task, self.metric_name, self._num_classes)
+        return lv, quick_metric(out, s.X, s.y, self.task, self.metric_name, self._num_classes)
 
 
 # -------------------------------------------------------------------------------------------- the job
@@ -1043,6 +673,8 @@ class TrainingJob:
         return self.channel.history
 
 
+# TrainConfig, Callback, Channel, History, evaluate and the metrics live in config, callbacks, events and metrics;
+# they are re-exported here for `from builder.training.trainer import ...` (builder/__init__.py's lazy names)
 __all__ = ["TrainConfig", "Trainer", "TrainingJob", "TrainResult", "Callback", "Channel", "History",
            "evaluate", "classification_metrics", "regression_metrics", "compute_loss", "resolve_device",
-           "build_optimizer", "build_scheduler", "grad_norm", "amp_dtype", "precision_label", "STATUSES"]
+           "build_optimizer", "build_scheduler", "grad_norm", "amp_dtype", "precision_label"]

@@ -1,0 +1,208 @@
+"""Training settings: :class:`TrainConfig`, its defaults per task, its checks, and device/precision resolution.
+
+One home for the numbers a run starts from. Precedence, lowest first: the field defaults adjusted for the task
+and the size of the training split (:meth:`TrainConfig.defaults`) < the project's own ``training`` settings
+(a template's epochs, lr, patience) < explicit overrides (CLI flags, the Train page's form, a job's or search
+trial's config). :meth:`TrainConfig.resolve` applies that order; the pipeline, the CLI, jobs, search and the
+Train page all go through it, so the same project resolves to the same settings everywhere.
+
+torch is imported inside the functions that need it: a page reads the defaults without paying for torch.
+Example::
+
+    >>> TrainConfig.defaults("multiclass", n_train=1000)["epochs"]
+    20
+    >>> TrainConfig.resolve("binary", 300, {"lr": 0.01}, {"epochs": 3}).model_dump(include={"epochs", "lr", "batch_size"})
+    {'epochs': 3, 'batch_size': 32, 'lr': 0.01}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from builder.errors import TrainingError
+
+if TYPE_CHECKING:
+    import torch
+
+SCHEDULER_PARAMS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "step": {"step_size": None, "gamma": 0.1},
+    "cosine": {"eta_min": 0.0},
+    "onecycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4},
+    "plateau": {"factor": 0.5, "patience": 2, "min_lr": 0.0},
+}
+SMALL_TRAIN = 500  # a training split smaller than this starts with smaller batches and more epochs
+
+
+class TrainConfig(BaseModel):
+    """Training settings; JSON-serialisable (``model_dump()``) and stored with every run.
+
+    ``lr`` is the peak learning rate for the one-cycle schedule. ``early_stopping`` is a patience in
+    epochs on validation loss (best weights are restored); on by default (5), ``None`` turns it off; an
+    epoch counts as an improvement only when the validation loss drops by more than ``early_stopping_delta``.
+    ``loss`` picks the regression loss. ``metric`` ``auto`` means accuracy for classification and R² for
+    regression and reconstruction; the train metric is measured at epoch end (eval mode) on the first 512
+    training samples, the train loss is the mean of the step losses.
+    ``memory_format`` ``auto`` uses channels_last for models with Conv2d on image data (CPU, CUDA).
+    ``init_from``/``init_nodes`` drive transfer learning in :func:`builder.training.pipeline.run_training`;
+    ``freeze`` lists node ids whose weights stay fixed (:class:`builder.training.callbacks.Freeze`).
+    The field defaults are the defaults when the task is not known; :meth:`defaults` adjusts them per task.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(20, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1, le=1_000_000)
+    lr: float = Field(1e-3, gt=0, le=10)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    scheduler: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
+    scheduler_params: dict[str, float | int] = Field(default_factory=dict)
+    grad_clip: float | None = Field(None, gt=0)
+    early_stopping: int | None = Field(5, ge=1)  # on by default; None turns it off
+    early_stopping_delta: float = Field(1e-4, ge=0)  # smaller improvements of a converged loss do not count
+    seed: int = Field(0, ge=0, lt=2**63)
+    device: str = "auto"
+    amp: bool = False
+    memory_format: Literal["auto", "contiguous", "channels_last"] = "auto"
+    loss: Literal["auto", "mse", "l1", "huber"] = "auto"
+    metric: Literal["auto", "accuracy", "f1", "r2"] = "auto"
+    log_every: int = Field(10, ge=1, le=100_000)
+    checkpoint_every: int = Field(1, ge=0, le=100_000)
+    max_step_points: int = Field(2000, ge=10, le=1_000_000)
+    init_from: str | None = None
+    init_nodes: list[str] | None = None
+    freeze: list[str] = Field(default_factory=list)
+
+    # ---- defaults and precedence
+    @staticmethod
+    def task_adjustments(task: str | None, n_train: int | None = None) -> dict[str, int]:
+        """The fields whose starting value depends on the task and the training split's size.
+
+        Regression and reconstruction start with 40 epochs; a training split under 500 samples with batches
+        of 32 and at least 50 epochs. Everything else keeps its field default.
+        """
+        out: dict[str, int] = {}
+        if task in ("regression", "reconstruction"):
+            out["epochs"] = 40
+        if n_train is not None and n_train < SMALL_TRAIN:
+            out.update(batch_size=32, epochs=max(out.get("epochs", 20), 50))
+        return out
+
+    @classmethod
+    def defaults(cls, task: str | None = None, n_train: int | None = None) -> dict[str, Any]:
+        """Every setting's starting value for this task (field defaults with :meth:`task_adjustments`)."""
+        return cls.model_validate(cls.task_adjustments(task, n_train)).model_dump()
+
+    @classmethod
+    def starting_values(cls, task: str | None, n_train: int | None = None,
+                        project: dict | None = None) -> dict[str, Any]:
+        """Task defaults overlaid with a project's ``training`` settings (keys that are not fields ignored);
+        not validated (the Train page fills its form with it)."""
+        own = {k: v for k, v in (project or {}).items() if k in cls.model_fields}
+        return {**cls.defaults(task, n_train), **own}
+
+    @classmethod
+    def resolve(cls, task: str | None, n_train: int | None = None, project: dict | None = None,
+                overrides: dict | TrainConfig | None = None) -> TrainConfig:
+        """The settings of a run: task defaults < ``project`` (its ``training`` dict) < ``overrides``.
+
+        ``overrides`` as a TrainConfig counts only its explicitly set fields. Raises TrainingError.
+        """
+        over = (overrides.model_dump(exclude_unset=True) if isinstance(overrides, TrainConfig)
+                else dict(overrides or {}))
+        return cls.from_dict({**cls.starting_values(task, n_train, project), **over})
+
+    # ---- validation
+    @classmethod
+    def from_dict(cls, data: dict | TrainConfig | None = None, **overrides: Any) -> TrainConfig:
+        """Validate settings; unknown keys and bad values raise TrainingError with every problem."""
+        if isinstance(data, TrainConfig):
+            data = data.model_dump()
+        merged = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            cfg = cls.model_validate(merged)
+        except ValidationError as e:
+            msgs = [f"{'.'.join(map(str, er['loc'])) or 'config'}: {er['msg']}" for er in e.errors()[:6]]
+            raise TrainingError("invalid training settings: " + "; ".join(msgs)) from None
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Cross-field rules. Raises TrainingError."""
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise TrainingError("nesterov needs optimizer 'sgd' with momentum > 0; got "
+                                f"optimizer={self.optimizer!r}, momentum={self.momentum}")
+        allowed = SCHEDULER_PARAMS[self.scheduler]
+        unknown = sorted(set(self.scheduler_params) - set(allowed))
+        if unknown:
+            raise TrainingError(f"scheduler {self.scheduler!r} has no parameter(s) {', '.join(unknown)}; "
+                                f"it takes: {', '.join(allowed) or 'none'}")
+        resolve_device(self.device)
+
+
+# ----------------------------------------------------------------------------------- device, precision
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist. Raises TrainingError."""
+    import torch
+
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {spec!r} requested but CUDA is not available; use device 'auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise TrainingError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TrainingError("device 'mps' requested but not available; use device 'auto' or 'cpu'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise TrainingError(f"unsupported device {spec!r}; use auto, cpu, cuda or mps")
+    return dev
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mixed precision on ``device``, or None where it is not used.
+
+    CUDA: bfloat16 where supported, else float16 (with a GradScaler). CPU: bfloat16 where the processor
+    computes it natively (AVX512-BF16 / AMX, through oneDNN), where it speeds matrix products up; None on
+    other CPUs and on MPS. :class:`~builder.training.trainer.Trainer` refuses ``amp=True`` when this is None.
+    """
+    import torch
+
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and _cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def _cpu_has_native_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def precision_label(dtype: torch.dtype | None) -> str:
+    """What ran, in words, for the run record and the model card: ``float32`` or ``bfloat16 autocast``."""
+    if dtype is None:
+        return "float32"
+    name = str(dtype).removeprefix("torch.")
+    return f"{name} autocast" + (" + GradScaler" if name == "float16" else "")
+
+
+__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "resolve_device", "amp_dtype", "precision_label"]
