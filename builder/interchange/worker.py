@@ -6,7 +6,8 @@ eats memory takes that process down, not the app. Nothing in an upload is execut
 
 Example::
 
-    >>> project, run_id, report = import_upload(data, "resnet.onnx", store)     # doctest: +SKIP
+    # not a doctest (needs files or training): run by tests/test_worker.py::test_import_upload_records_the_weights_as_a_run
+    project, run_id, report = import_upload(data, "resnet.onnx", store)
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Example::
 
-    >>> acts = capture_activations(model, x[:1], ["conv1", "fc1"])   # doctest: +SKIP
-    >>> acts["conv1"].shape                                           # doctest: +SKIP
-    torch.Size([1, 8, 28, 28])
+    >>> import builder, torch
+    >>> model = builder.compile_graph(builder.load_template("cnn").graph)
+    >>> acts = capture_activations(model, torch.rand(1, 1, 8, 8), ["conv1", "head"])
+    >>> {name: tuple(a.shape) for name, a in acts.items()}
+    {'conv1': (1, 16, 8, 8), 'head': (1, 10)}
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 Graph nodes call attention with ``need_weights=False``; :func:`capture_attention` flips that with
 forward pre-hooks for one forward pass and reads the weights from the output. Example::
 
-    >>> maps = capture_attention(model, tokens)          # doctest: +SKIP
-    >>> {k: tuple(v.shape) for k, v in maps.items()}      # doctest: +SKIP
-    {'enc1': (1, 2, 6, 6), 'enc2': (1, 2, 6, 6)}
-    >>> attention_rollout(maps).shape                     # doctest: +SKIP
-    torch.Size([1, 6, 6])
+    >>> import builder, torch
+    >>> model = builder.compile_graph(builder.load_template("transformer").graph)  # 4 heads, 16 tokens
+    >>> maps = capture_attention(model, torch.randint(0, 12, (1, 16)))
+    >>> {k: tuple(v.shape) for k, v in maps.items()}  # (B, heads, T, T)
+    {'encoder1': (1, 4, 16, 16), 'encoder2': (1, 4, 16, 16)}
+    >>> attention_rollout(maps).shape
+    torch.Size([1, 16, 16])
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Method names are Captum's class names in snake_case (``saliency``, ``integrated_
 ``deep_lift``, ...). ``available_methods`` says which apply to a model and a modality and, for the
 others, why not. Example::
 
-    >>> exp = explain(model, x, "integrated_gradients", n_steps=50)   # doctest: +SKIP
-    >>> exp.attributions.shape == x.shape, exp.delta.shape             # doctest: +SKIP
+    >>> import builder, torch
+    >>> model, x = builder.compile_graph(builder.load_template("cnn").graph), torch.rand(1, 1, 8, 8)
+    >>> exp = explain(model, x, "integrated_gradients", target=0, n_steps=16)
+    >>> exp.attributions.shape == x.shape, exp.delta.shape
     (True, torch.Size([1]))
 
 Modalities: ``image`` (B, C, H, W), ``tabular`` (B, F) (``points2d`` is tabular), ``sequence``
@@ -123,7 +125,9 @@ def available_methods(model: nn.Module, modality: str) -> list[MethodInfo]:
 
     Example::
 
-        >>> [m.reason for m in available_methods(mlp, "tabular") if not m.available][0]  # doctest: +SKIP
+        >>> import builder
+        >>> mlp = builder.compile_graph(builder.load_template("mlp").graph)
+        >>> [m.reason for m in available_methods(mlp, "tabular") if not m.available][0]
         'occlusion: occlusion is for images and sequences; use feature_ablation for tabular inputs'
     """
     mod = norm_modality(modality)

@@ -3,8 +3,13 @@ sample unless said otherwise and returns a ``plotly.graph_objects.Figure``; noth
 
 Example::
 
-    >>> exp = explain(model, x[:1], "integrated_gradients")                    # doctest: +SKIP
-    >>> fig = image_attribution_figure(x[0], {"IG": exp.attributions[0]})      # doctest: +SKIP
+    >>> import builder, torch
+    >>> from builder.interpret.attributions import explain
+    >>> model, x = builder.compile_graph(builder.load_template("cnn").graph), torch.rand(1, 1, 8, 8)
+    >>> exp = explain(model, x, "integrated_gradients", target=0, n_steps=8)
+    >>> fig = image_attribution_figure(x[0], {"IG": exp.attributions[0]})
+    >>> type(fig).__name__
+    'Figure'
 """
 
 from __future__ import annotations

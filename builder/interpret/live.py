@@ -3,10 +3,11 @@
 Off by default: add ``LiveAttributions(...)`` to the trainer's callbacks. The Explain page plays
 ``callback.frames`` back with a slider. Example::
 
-    >>> live = LiveAttributions("integrated_gradients", n_samples=4, n_steps=16)   # doctest: +SKIP
-    >>> trainer.fit(callbacks=[live])                                             # doctest: +SKIP
-    >>> [f["epoch"] for f in live.frames], live.frames[0]["attributions"].shape  # doctest: +SKIP
-    ([1, 2, 3], (4, 1, 8, 8))
+    # not a doctest (needs files or training): run by tests/test_live.py::test_records_one_frame_per_epoch_on_fixed_samples
+    live = LiveAttributions("integrated_gradients", n_samples=4, n_steps=16)
+    trainer.fit(callbacks=[live])
+    [f["epoch"] for f in live.frames], live.frames[0]["attributions"].shape
+    # -> ([1, 2, 3], (4, 1, 8, 8))
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@
 
 Example::
 
-    >>> r = randomisation_check(model, x, "saliency")     # doctest: +SKIP
-    >>> r.layers[0], round(r.correlations[-1], 2), r.flagged  # doctest: +SKIP
-    ('fc', 0.08, False)
+    >>> import builder, torch
+    >>> model = builder.compile_graph(builder.load_template("mlp").graph)
+    >>> r = randomisation_check(model, torch.rand(4, 2), "saliency")
+    >>> r.layers, len(r.correlations)  # top layer first, one correlation per randomised layer
+    (['head', 'fc2', 'fc1'], 3)
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ column, which the process polls (:class:`StoreControl`). A stopped job writes a 
 ``interrupted`` by the next :meth:`RunStore.mark_interrupted` (any reader calls it; :func:`wait` does every
 poll), and :func:`submit` with ``resume_run`` continues it from its last checkpoint. Example::
 
-    >>> store = RunStore(tmp_path)                                                    # doctest: +SKIP
-    >>> rid = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="moons",
-    ...                             config={"epochs": 5}, owner="alice"))             # doctest: +SKIP
-    >>> wait(store, [rid], timeout=120)                                               # doctest: +SKIP
-    {'20261122-113000-ab12cd': 'finished'}
+    # not a doctest (needs files or training): run by tests/test_jobs.py::test_submit_runs_in_its_own_process_to_finished
+    store = RunStore(tmp_path)
+    rid = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="moons",
+                                config={"epochs": 5}, owner="alice"))
+    wait(store, [rid], timeout=120)
+    # -> {'20261122-113000-ab12cd': 'finished'}
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ with :mod:`builder.escape`, so a crafted name cannot add headings, links, HTML o
 
 Example::
 
-    >>> text = model_card(store.get(run_id), store.metrics(run_id))   # doctest: +SKIP
+    # not a doctest (needs files or training): run by tests/test_modelcard.py::test_card_of_a_finished_run
+    text = model_card(store.get(run_id), store.metrics(run_id))
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives i
 ``project.json`` (the canvas, autosaved) and ``history/`` (projects replaced by New, a template or "open
 on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store. Example::
 
-    >>> save_project(ws, "anon:" + "a" * 32, project)              # doctest: +SKIP
-    >>> load_autosave(ws, "anon:" + "a" * 32).name                   # doctest: +SKIP
-    'my net'
+    # not a doctest (needs files or training): run by tests/test_owners.py::test_autosave_and_undo_history
+    save_project(ws, "anon:" + "a" * 32, project)
+    load_autosave(ws, "anon:" + "a" * 32).name
+    # -> 'my net'
 """
 
 from __future__ import annotations

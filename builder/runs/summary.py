@@ -4,8 +4,10 @@ The pages call these and render what comes back: a run's overview row (parameter
 key settings), a one-line label that tells runs apart, the run of the project on the canvas, the devices to
 train on, and a model's predictions with their confidence. Example::
 
-    >>> run_label(store.get(run_id))                                          # doctest: +SKIP
-    'my cnn · digits · lr 0.001 · 20 ep · bs 64 · best accuracy 0.981 · …2ecbfd'
+    >>> run = {"id": "20261122-000000-abcdef", "name": "net", "dataset_name": "moons",
+    ...        "config": {"lr": 0.01, "epochs": 5, "batch_size": 32}}  # a row of store.get(run_id)
+    >>> run_label(run, {"epoch": 3, "val_metric": 0.9, "metric_name": "accuracy"})
+    'net · moons · lr 0.01 · 5 ep · bs 32 · best accuracy 0.900 · …abcdef'
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ then the run goes on in LayerLab's store only. Needs the ``layerlab[mlflow]`` ex
 with SQLAlchemy is enough for ``sqlite:///`` and ``http(s)://`` trackers; the full ``mlflow`` works too).
 Example::
 
-    >>> set_tracking_uri("sqlite:///mlflow.db")                                   # doctest: +SKIP
-    >>> run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store)   # doctest: +SKIP
-    >>> export_runs(store, None)                                                  # doctest: +SKIP
+    # not a doctest (needs files or training): run by tests/test_tracking.py
+    set_tracking_uri("sqlite:///mlflow.db")
+    run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store)
+    export_runs(store, None)
 """
 
 from __future__ import annotations

@@ -8,12 +8,13 @@ and tells Optuna the result. A trial whose graph is invalid fails with the graph
 whose process dies fails its trial; the study goes on either way. Trials left running by a dead runner on
 this host are adopted. Example::
 
-    >>> store = RunStore(tmp_path)                                                      # doctest: +SKIP
-    >>> space = parse_space(["lr=1e-3..1e-1:log", "fc1.out_features={8,32}"], project)   # doctest: +SKIP
-    >>> runner = StudyRunner(store, project, "moons", space=space,
-    ...                      settings=StudySettings(name="s1", n_trials=8))               # doctest: +SKIP
-    >>> runner.run().best_params                                                        # doctest: +SKIP
-    {'lr': 0.031, 'fc1.out_features': 32}
+    # not a doctest (needs files or training): run by tests/test_search.py
+    store = RunStore(tmp_path)
+    space = parse_space(["lr=1e-3..1e-1:log", "fc1.out_features={8,32}"], project)
+    runner = StudyRunner(store, project, "moons", space=space,
+                         settings=StudySettings(name="s1", n_trials=8))
+    runner.run().best_params
+    # -> {'lr': 0.031, 'fc1.out_features': 32}
 """
 
 from __future__ import annotations
