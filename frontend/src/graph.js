@@ -227,7 +227,7 @@ function reaches(from, to, edges) {
 
 // Layer types whose input takes token ids as well as float tensors and passes
 // the kind on (Python: Output, Identity and the shape ops keep `t.kind` in
-// builder/graph/layers.py; every other layer refuses token ids). Python's
+// builder/graph/layers/; every other layer refuses token ids). Python's
 // palette declares their port as "tensor"; a palette port of kind "any" says
 // the same and needs no entry here. tests/canvas/connection_cases.json checks
 // both sides give the same answers (frontend/src/connection.test.js and
