@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from builder.escape import md_code, md_text
+from builder.runs.folder import RunFolder
 
 
 def _fmt(v: Any) -> str:
@@ -40,7 +41,8 @@ def _num(v: Any, spec: str) -> str:
     return _fmt(v)
 
 
-def _architecture(project: dict) -> tuple[list[str], int | None]:
+def _architecture(project: dict) -> list[str]:
+    """The node table (id, type, parameters) of a run's project record."""
     graph = (project or {}).get("graph", {}) if isinstance(project, dict) else {}
     graph = graph if isinstance(graph, dict) else {}
     lines = ["| node | type | parameters |", "|---|---|---|"]
@@ -50,15 +52,7 @@ def _architecture(project: dict) -> tuple[list[str], int | None]:
         params = n.get("params") if isinstance(n.get("params"), dict) else {}
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         lines.append(f"| {md_code(n.get('id'), table=True)} | {md_text(n.get('type'))} | {md_text(shown) or '-'} |")
-    total = None
-    try:
-        from builder.graph.shapes import infer_shapes
-
-        rep = infer_shapes(graph)  # coerces the stored dict itself
-        total = int(rep.total_params)
-    except Exception:  # shape inference unavailable: count from the weights file instead
-        pass
-    return lines, total
+    return lines
 
 
 def _count_weights(path: Path) -> int | None:
@@ -82,9 +76,11 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
            ""]
     if run.get("message"):
         out += [f"> {md_text(run['message'], 2000, line_start=True)}", ""]
-    arch, total = _architecture(run.get("project") or {})
+    arch = _architecture(run.get("project") or {})
+    params = env.get("params")  # recorded by the pipeline from its graph analysis; older runs: the weights file
+    total = params if isinstance(params, int) and not isinstance(params, bool) else None
     if total is None and run_dir is not None:
-        total = _count_weights(run_dir / "model.safetensors")
+        total = _count_weights(RunFolder(run_dir).weights)
     out += ["## Architecture", "", f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown",
             "", *arch, ""]
     sizes = info.get("sizes") or {}
@@ -142,7 +138,7 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     out += ["", "## Environment", "",
             f"- torch {_fmt(env.get('torch', torch.__version__))}, python {_fmt(env.get('python', '-'))}, "
             f"{_fmt(env.get('platform', '-'))}",
-            f"- device: {_fmt(cfg.get('device', 'auto'))} (resolved: {_fmt(env.get('device', _resolved(cfg)))}), "
+            f"- device: {_fmt(cfg.get('device', 'auto'))} (resolved: {_fmt(env.get('device') or 'not recorded')}), "
             f"precision {_fmt(env.get('precision') or ('float32' if not cfg.get('amp') else 'not recorded'))}, "
             f"seed {_fmt(cfg.get('seed'))}", ""]
     return "\n".join(out)
@@ -150,7 +146,7 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
 
 def _quantization(run_dir: Path | None) -> list[str]:
     """The int8 section, when ``layerlab export --run ID --format onnx --quantize int8`` measured one."""
-    path = run_dir / "exports" / "quantization.json" if run_dir is not None else None
+    path = RunFolder(run_dir).quantization if run_dir is not None else None
     if path is None or not path.is_file():
         return []
     try:
@@ -170,24 +166,34 @@ def _int5(v: Any) -> str:
     return f"{v:5d}" if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**12 else "    ?"
 
 
-def _resolved(cfg: dict) -> str:
-    try:
-        from builder.training.trainer import resolve_device
-        return str(resolve_device(cfg.get("device", "auto")))
-    except Exception:
-        return "unknown"
-
-
-def write_model_card(store, run_id: str) -> Path:
-    """Write ``model_card.md`` into the run folder and return its path."""
-    run = store.get(run_id)
-    d = store.run_dir(run["id"])
-    path = d / "model_card.md"
-    d.mkdir(parents=True, exist_ok=True)
+def write_card(run: dict, curve: list[dict], run_dir: Path) -> Path:
+    """Write the card of ``run`` (a :meth:`RunStore.get` dict and its epoch curve) as ``run_dir/model_card.md``."""
+    path = RunFolder(run_dir).model_card
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(model_card(run, store.metrics(run["id"]), d), encoding="utf-8")
+    tmp.write_text(model_card(run, curve, run_dir), encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-__all__ = ["model_card", "write_model_card"]
+def write_model_card(store, run_id: str) -> Path:
+    """Write ``model_card.md`` into the run folder of ``store`` and return its path."""
+    run = store.get(run_id)
+    return write_card(run, store.metrics(run["id"]), store.run_dir(run["id"]))
+
+
+def read_model_card(store, run_id: str) -> str:
+    """A run's model card: the one written when it ended, else one made now from the store (a live run).
+
+    Raises:
+        RunStoreError: unknown run.
+    """
+    run = store.get(run_id)
+    folder = store.folder(run["id"])
+    written = folder.read_model_card()
+    if written is not None:
+        return written
+    return model_card(run, store.metrics(run["id"], "epoch"), folder.path)
+
+
+__all__ = ["model_card", "write_card", "write_model_card", "read_model_card"]

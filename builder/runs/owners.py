@@ -1,9 +1,11 @@
-"""Who owns what in a workspace: owner ids, their folders, the autosaved canvas project and its undo history.
+"""Who owns what in a workspace: owner ids, who may see or control a run, owner folders, the autosaved canvas
+project and its undo history.
 
 An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives in a cookie) or
 ``user:<name>`` for a signed-in user. Each owner has a folder ``<workspace>/owners/<safe id>/`` holding
 ``project.json`` (the canvas, autosaved) and ``history/`` (projects replaced by New, a template or "open
-on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store. Example::
+on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; only the
+owner sees a run (everyone, read-only, with ``LAYERLAB_SHARED_RUNS=1``) and only the owner controls it. Example::
 
     # not a doctest (needs files or training): run by tests/test_owners.py::test_autosave_and_undo_history
     save_project(ws, "anon:" + "a" * 32, project)
@@ -18,15 +20,47 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 
 ANON_PREFIX = "anon:"
 USER_PREFIX = "user:"
+LOCAL_OWNER = "local"  # the owner of runs and studies recorded by the CLI (and of rows older than owners)
+ENV_SHARED = "LAYERLAB_SHARED_RUNS"
 HISTORY_KEEP = 10
 _ANON_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+# ------------------------------------------------------------------------------ who may see or control a run
+def owner_of(record: Mapping[str, Any] | None) -> str:
+    """The owner of a run (or a study's settings): its ``owner``, :data:`LOCAL_OWNER` when none is recorded."""
+    return str((record or {}).get("owner") or LOCAL_OWNER)
+
+
+def shared_runs() -> bool:
+    """``LAYERLAB_SHARED_RUNS=1`` (or true/yes): everyone sees every run, read-only for runs of others."""
+    return os.environ.get(ENV_SHARED, "").strip().lower() in ("1", "true", "yes")
+
+
+def runs_filter(owner: str, shared: bool = False) -> str | None:
+    """The owner to list runs of: ``owner``, or None (everyone's) in shared mode."""
+    return None if shared else owner
+
+
+def can_see(run: Mapping[str, Any], owner: str, shared: bool = False) -> bool:
+    """Whether ``owner`` may see a run: its own, or anyone's in shared mode (another person's run is not
+    reachable by id otherwise)."""
+    return shared or owner_of(run) == owner
+
+
+def can_control(run: Mapping[str, Any], owner: str) -> bool:
+    """Whether ``owner`` may pause, resume, stop, delete or continue a run: only its own owner, in every mode
+    (a study follows the same rule: only its owner resumes it or adds trials)."""
+    return owner_of(run) == owner
 
 
 def new_anonymous_id() -> str:
@@ -132,5 +166,6 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
     return d
 
 
-__all__ = ["new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "safe_id", "owner_dir",
+__all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "runs_filter", "can_see", "can_control",
+           "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "safe_id", "owner_dir",
            "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

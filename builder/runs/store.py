@@ -5,11 +5,7 @@ Layout of a workspace (default ``~/.layerlab``; ``LAYERLAB_WORKSPACE`` or the CL
 override it)::
 
     layerlab.db                      runs and metrics tables
-    runs/<run id>/project.json       the project snapshot trained
-    runs/<run id>/checkpoints/last.safetensors
-    runs/<run id>/model.safetensors  final weights (best epoch when early stopping)
-    runs/<run id>/model_card.md
-    runs/<run id>/exports/
+    runs/<run id>/                   one folder per run; its files are named by builder.runs.folder.RunFolder
 
 Every call opens its own connection, so threads and processes can write at once (SQLite serialises the
 writers; WAL lets readers continue). A run left ``running`` by a killed process is marked ``interrupted``
@@ -39,15 +35,16 @@ from typing import TYPE_CHECKING, Any
 
 from builder.errors import RunStoreError
 from builder.graph.project import Project, load_project
+from builder.runs.folder import RunFolder
 from builder.runs.launcher import pid_alive
+from builder.runs.status import LIVE, RunStatus, is_final, is_live
 
 if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
-    from builder.training.trainer import TrainConfig
+    from builder.training.config import TrainConfig
 
 ENV_WORKSPACE = "LAYERLAB_WORKSPACE"
 DB_NAME = "layerlab.db"
-LIVE_STATUSES = ("queued", "running", "paused")
-RESUMABLE = ("interrupted", "stopped", "failed", "paused")
+_LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE))  # for "status IN (...)" in SQL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -196,13 +193,25 @@ class RunStore:
             return c.execute(sql, tuple(args)).fetchall()
 
     def run_dir(self, run_id: str) -> Path:
-        """The folder of a run (checkpoints, weights, model card, exports).
+        """The folder of a run as a path (its files are named by :meth:`folder`).
 
         Raises:
             RunStoreError: an id of the wrong format, or a folder that resolves outside the workspace
                 (e.g. a symlink).
         """
         return self._safe_path(self.workspace / "runs" / check_run_id(run_id))
+
+    def folder(self, run_id: str) -> RunFolder:
+        """The folder of a run with its named files (checkpoint, weights, job spec, model card, exports, ...).
+
+        Raises:
+            RunStoreError: as :meth:`run_dir`.
+        """
+        return RunFolder(self.run_dir(run_id))
+
+    def job_spec(self, run_id: str) -> dict | None:
+        """The job spec a run was started with (``job.json``), or None for a run without one (a CLI run)."""
+        return self.folder(run_id).read_job_spec()
 
     def _safe_path(self, path: Path) -> Path:
         """``path`` after checking that it resolves inside ``<workspace>/runs``. Raises RunStoreError."""
@@ -219,14 +228,13 @@ class RunStore:
         """Insert a ``queued`` run owned by ``owner`` and create its folder; returns the run id."""
         import torch
 
-        from builder.training.trainer import TrainConfig
+        from builder.training.config import TrainConfig
 
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
         run_id = _new_id()
-        d = self.run_dir(run_id)
-        (d / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (d / "project.json").write_text(project.to_json(), encoding="utf-8")
+        folder = self.folder(run_id).create()
+        folder.project.write_text(project.to_json(), encoding="utf-8")
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
                "platform": __import__("platform").platform(), "host": socket.gethostname()}
         self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
@@ -281,11 +289,11 @@ class RunStore:
 
     def _live_rows(self, c: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
         """(running or paused rows, queued rows in queue order) of this host whose process is alive."""
-        rows = c.execute("SELECT id, pid, status, queued_at FROM runs WHERE host = ? AND status IN "
-                         "('queued', 'running', 'paused') ORDER BY queued_at, id",
-                         (socket.gethostname(),)).fetchall()
+        rows = c.execute(f"SELECT id, pid, status, queued_at FROM runs WHERE host = ? AND status IN ({_LIVE_SQL}) "
+                         "ORDER BY queued_at, id", (socket.gethostname(),)).fetchall()
         rows = [r for r in rows if pid_alive(r["pid"])]
-        return [r for r in rows if r["status"] != "queued"], [r for r in rows if r["status"] == "queued"]
+        queued = [r for r in rows if r["status"] == RunStatus.QUEUED]
+        return [r for r in rows if r["status"] != RunStatus.QUEUED], queued
 
     def claim_slot(self, run_id: str, limit: int) -> bool:
         """Atomically move a queued run to ``running`` when fewer than ``limit`` jobs of this host run
@@ -327,11 +335,12 @@ class RunStore:
 
     def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
         """Set a run's status (and message); ``running`` records this process's pid and start time."""
+        status = _checked_status(status)
         sets, args = ["status = ?", "message = ?", "updated_at = ?"], [status, message, _now()]
-        if status == "running":
+        if status == RunStatus.RUNNING:
             sets += ["pid = ?", "host = ?", "started_at = COALESCE(started_at, ?)"]
             args += [os.getpid(), socket.gethostname(), _now()]
-        if status in ("finished", "stopped", "failed", "interrupted"):
+        if is_final(status):
             sets.append("finished_at = ?")
             args.append(_now())
         for k, v in fields.items():
@@ -362,8 +371,9 @@ class RunStore:
         """Record the end of a run (final epoch metrics, test metrics) and write its model card."""
         self.update_status(run_id, status, message, final_metrics=final or {}, test_metrics=test)
         try:
-            from builder.runs.modelcard import write_model_card
-            write_model_card(self, run_id)
+            from builder.runs.modelcard import write_card
+            run = self.get(run_id)
+            write_card(run, self.metrics(run["id"]), self.run_dir(run["id"]))
         except Exception as e:  # a model card is a convenience; never fail a run for it
             self._write("UPDATE runs SET message = ? WHERE id = ?",
                         ((message + f" (model card not written: {e})").strip(), run_id))
@@ -430,7 +440,7 @@ class RunStore:
     def delete_run(self, run_id: str) -> None:
         """Delete a run's rows and folder. Raises RunStoreError for a run that is still live."""
         run = self.get(run_id)
-        if run["status"] in LIVE_STATUSES and pid_alive(run["pid"]) and run["host"] == socket.gethostname():
+        if is_live(run["status"]) and pid_alive(run["pid"]) and run["host"] == socket.gethostname():
             raise RunStoreError(f"run {run['id']} is {run['status']} in process {run['pid']}; stop it first")
         folder = self.run_dir(run["id"])  # checked before anything is deleted
         self._write("DELETE FROM metrics WHERE run_id = ?", (run["id"],))
@@ -440,29 +450,36 @@ class RunStore:
     def mark_interrupted(self) -> list[str]:
         """Mark runs left live by a dead process (same host) as ``interrupted``; returns their ids."""
         host = socket.gethostname()
-        rows = self._read(f"SELECT id, pid, host, status FROM runs WHERE status IN ({','.join('?' * 3)})",
-                          LIVE_STATUSES)
+        rows = self._read(f"SELECT id, pid, host, status FROM runs WHERE status IN ({_LIVE_SQL})")
         dead = [r["id"] for r in rows if r["host"] == host and not pid_alive(r["pid"])]
         for rid in dead:
-            self._write("UPDATE runs SET status = 'interrupted', message = ?, updated_at = ? WHERE id = ? AND "
-                        "status IN ('queued', 'running', 'paused')",
-                        ("the training process ended unexpectedly; resume with `layerlab runs resume "
-                         f"{rid}`", _now(), rid))
+            self._write(f"UPDATE runs SET status = ?, message = ?, updated_at = ? WHERE id = ? AND status IN ({_LIVE_SQL})",
+                        (RunStatus.INTERRUPTED.value, "the training process ended unexpectedly; resume with "
+                         f"`layerlab runs resume {rid}`", _now(), rid))
         return dead
 
     def checkpoint_path(self, run_id: str) -> Path:
-        """The run's last checkpoint file (may not exist)."""
-        return self.run_dir(run_id) / "checkpoints" / "last.safetensors"
+        """The run's last checkpoint file (may not exist); ``folder(run_id).checkpoint``."""
+        return self.folder(run_id).checkpoint
 
     def weights_path(self, run_id: str) -> Path:
-        """The run's final weights file (exists once finished)."""
-        return self.run_dir(run_id) / "model.safetensors"
+        """The run's final weights file (exists once finished); ``folder(run_id).weights``."""
+        return self.folder(run_id).weights
 
 
 _MISSING = object()
 _COLUMNS = {"id", "name", "status", "created_at", "started_at", "updated_at", "finished_at", "pid", "host",
             "project", "dataset_name", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
             "message", "parent_id", "epochs_done", "environment", *_ADDED_COLUMNS}
+
+
+def _checked_status(status: Any) -> str:
+    """The stored string of a status; RunStoreError for one that is not a :class:`RunStatus`."""
+    try:
+        return RunStatus(status).value
+    except ValueError:
+        raise RunStoreError(f"unknown run status; received: {str(status)[:40]!r}. Fix: use one of "
+                            f"{', '.join(s.value for s in RunStatus)}") from None
 
 
 def graph_hash(graph: Any) -> str:
@@ -520,7 +537,7 @@ class RunLogger:
         elif t == "status":
             self._flush()
             st = ev["status"]
-            if st in ("finished", "stopped", "failed"):
+            if is_final(st):
                 self.store.finish(self.run_id, st, self._last_epoch, self._test, ev.get("message", ""))
             else:
                 self.store.update_status(self.run_id, st, ev.get("message", ""))
@@ -532,5 +549,5 @@ class RunLogger:
             self._steps = []
 
 
-__all__ = ["RunStore", "RunLogger", "check_run_id", "RUN_ID_RE", "default_workspace", "graph_hash", "ENV_WORKSPACE",
-           "LIVE_STATUSES", "RESUMABLE", "CONTROL_ACTIONS"]
+__all__ = ["RunStore", "RunLogger", "RunFolder", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
+           "graph_hash", "ENV_WORKSPACE", "CONTROL_ACTIONS"]

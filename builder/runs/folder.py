@@ -1,0 +1,183 @@
+"""A run's folder: the one place that names the files of ``<workspace>/runs/<run id>/``.
+
+Nobody else joins a file name onto a run folder: every reader and writer asks a :class:`RunFolder` for the
+path (MLflow's ``file_store`` with its ``_get_*_path`` helpers is the model). The names are those older
+workspaces hold, so they keep working::
+
+    project.json                     the project snapshot trained
+    checkpoints/last.safetensors     the last checkpoint (``last.previous.safetensors`` before it)
+    model.safetensors                final weights (the best epoch with early stopping; an import's weights)
+    dataset.safetensors              the data of an upload, kept so the run can be resumed
+    job.json / job.log               the job's spec and its process output (builder.runs.jobs)
+    live_attributions.safetensors    attributions recorded during training (builder.interpret.live)
+    model_card.md                    the Markdown model card (builder.runs.modelcard)
+    imported.json                    the project of an imported model (builder.interchange.importer)
+    exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
+
+Example::
+
+    >>> folder = RunFolder("/ws/runs/20261121-104000-ab12cd")
+    >>> folder.checkpoint.relative_to(folder.path).as_posix()
+    'checkpoints/last.safetensors'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class RunFolder:
+    """Named paths into one run folder (nothing is created or read until asked)."""
+
+    PROJECT = "project.json"
+    CHECKPOINTS = "checkpoints"
+    CHECKPOINT = "last.safetensors"
+    WEIGHTS = "model.safetensors"
+    DATASET = "dataset.safetensors"
+    JOB_SPEC = "job.json"
+    JOB_LOG = "job.log"
+    LIVE_ATTRIBUTIONS = "live_attributions.safetensors"
+    MODEL_CARD = "model_card.md"
+    IMPORTED = "imported.json"
+    EXPORTS = "exports"
+    ONNX = "model.onnx"
+    ONNX_INT8 = "model.int8.onnx"
+    QUANTIZATION = "quantization.json"
+    PYTHON = "model.py"
+    CHECKPOINT_WEIGHTS = "last_checkpoint.safetensors"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunFolder) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def run_id(self) -> str:
+        """The run id (the folder's name)."""
+        return self.path.name
+
+    # ---- files written when the run is created and while it trains
+    @property
+    def project(self) -> Path:
+        """The project snapshot the run trained."""
+        return self.path / self.PROJECT
+
+    @property
+    def checkpoints(self) -> Path:
+        """The checkpoints folder."""
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def checkpoint(self) -> Path:
+        """The last checkpoint (may not exist; see :func:`builder.training.checkpoint.previous_path`)."""
+        return self.checkpoints / self.CHECKPOINT
+
+    @property
+    def weights(self) -> Path:
+        """The final weights (exist once the run finished, or for an imported model)."""
+        return self.path / self.WEIGHTS
+
+    @property
+    def dataset(self) -> Path:
+        """The dataset snapshot of an upload (absent for a built-in dataset, which is reloaded)."""
+        return self.path / self.DATASET
+
+    @property
+    def job_spec(self) -> Path:
+        """The job spec a job process reads (``builder.runs.jobs.JobSpec`` as JSON)."""
+        return self.path / self.JOB_SPEC
+
+    @property
+    def job_log(self) -> Path:
+        """The job process's output."""
+        return self.path / self.JOB_LOG
+
+    @property
+    def live_attributions(self) -> Path:
+        """Attribution frames recorded during training."""
+        return self.path / self.LIVE_ATTRIBUTIONS
+
+    @property
+    def model_card(self) -> Path:
+        """The Markdown model card."""
+        return self.path / self.MODEL_CARD
+
+    @property
+    def imported(self) -> Path:
+        """The project file of an imported model."""
+        return self.path / self.IMPORTED
+
+    # ---- exports
+    @property
+    def exports(self) -> Path:
+        """The exports folder (created by whoever writes into it)."""
+        return self.path / self.EXPORTS
+
+    def export(self, name: str) -> Path:
+        """A file of the exports folder; ``name`` is a plain file name (no folders). Raises ValueError."""
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"an export is a plain file name; received: {name!r}. Fix: drop the folders")
+        return self.exports / name
+
+    @property
+    def onnx(self) -> Path:
+        """The exported ONNX model."""
+        return self.exports / self.ONNX
+
+    @property
+    def onnx_int8(self) -> Path:
+        """The int8-quantized ONNX model."""
+        return self.exports / self.ONNX_INT8
+
+    @property
+    def quantization(self) -> Path:
+        """Size and test metric before/after int8 quantization (shown in the model card)."""
+        return self.exports / self.QUANTIZATION
+
+    # ---- questions and readers
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether the last checkpoint is on disk (reading it may still fall back to the one before it,
+        :func:`builder.training.checkpoint.read_resumable`)."""
+        return self.checkpoint.is_file()
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether final weights are on disk."""
+        return self.weights.is_file()
+
+    def create(self) -> RunFolder:
+        """Create the folder and its checkpoints folder; returns self."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def read_job_spec(self) -> dict[str, Any] | None:
+        """The job spec as a dict, or None when the run has none (a CLI run) or it cannot be read."""
+        try:
+            data = json.loads(self.job_spec.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def read_model_card(self) -> str | None:
+        """The written model card, or None when there is none yet."""
+        try:
+            return self.model_card.read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+
+__all__ = ["RunFolder"]
