@@ -221,15 +221,13 @@ def test_activations_and_weights(workspace, cnn):
 
 
 def test_live_attributions_play_back(workspace, cnn):
-    from builder.runs.jobs import LIVE_FILE
-
     model, _, live = cnn
     at = _tab(_page({"ll_model": model, "ll_model_run": None}), "Live")
     assert "Record attributions live" in _text(at)  # how to enable it
     store = RunStore(workspace)  # the frames saved with the model's run play back (after a restart too)
     rid = store.create_run(builder.load_template("cnn"), "digits", {}, {"epochs": 2})
     store.finish(rid, "finished")
-    live.save(store.run_dir(rid) / LIVE_FILE)
+    live.save(store.folder(rid).live_attributions)
     at = _tab(_page({"ll_model": model, "ll_model_run": rid}), "Live")
     live_figs = [s for s in _specs(at) if s.get("frames")]
     assert live_figs and len(live_figs[0]["frames"]) == len(live.frames) == 2
@@ -321,6 +319,42 @@ def test_live_frames_of_a_job_follow_the_picked_model(workspace):
     _widget(at.selectbox, "Model").set_value(f"run:{plain}").run()  # another model: not the same recording
     _no_bug(at)
     assert not [s for s in _specs(at) if s.get("frames")] and "Record attributions live" in _text(at)
+
+
+def test_the_page_only_draws():
+    """The page imports no torch or numpy, opens no file and names no explanation method (the specs do)."""
+    import ast
+
+    from builder.interpret.methods import method_names
+
+    source = (ROOT / "app_pages" / "explain.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open":
+            raise AssertionError("the page opens a file")
+    assert not imported & {"torch", "numpy", "json", "pathlib", "captum"}, imported
+    assert "run_dir" not in source
+    assert [m for m in method_names() if f'"{m}"' in source] == []
+
+
+def test_a_registered_method_is_offered_and_drawn(workspace, cnn):
+    """A method added with one spec (builder/interpret/methods.py) shows up in the page's options and draws."""
+    from builder.interpret.methods import Attribution, MethodSpec, registered
+
+    spec = MethodSpec("input_sign", "Input sign", None, lambda c: Attribution(c.inputs.sign()),
+                      frozenset({"image"}), "input_sign is for images")
+    with registered(spec):
+        at = _page({"ll_model": cnn[0], "ll_model_run": None})
+        methods = _widget(at.multiselect, "Methods (side by side)")
+        assert "Input sign" in methods.options  # options as shown: the spec's label
+        methods.set_value(["input_sign"]).run()
+        _no_bug(at)
+        assert "Input sign (heatmap)" in _titles(at)
+        assert "Input sign" in _widget(_tab(at, "Trust").multiselect, "Methods").options
 
 
 def test_an_unexpected_failure_is_one_message_not_a_traceback(workspace, cnn, monkeypatch):

@@ -173,7 +173,7 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
     node, module = (None, None)
     if spec.is_layer_method:
         node, module = resolve_layer(model, spec.default_layer(model, layers) if layer is None else layer)
-    _check_options(spec.name, spec.captum_cls.attribute, options, spec.extra_options)
+    _check_options(spec.name, spec.options_signature(), options, spec.extra_options)
     base = None
     if spec.wants_baselines(options):
         base = make_baseline(inputs, "zeros" if baselines is None else baselines, data=baseline_data,

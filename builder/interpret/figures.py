@@ -256,13 +256,14 @@ def attention_heads_figure(weights: Any, tokens: Sequence[str] | None = None, *,
 
 
 def activation_figure(activation: Any, *, kind: str = "auto", max_maps: int = 32, bins: int = 40,
-                      title: str | None = None) -> go.Figure:
+                      title: str | None = None, row_labels: Sequence[str] | None = None) -> go.Figure:
     """One sample's activations at a node.
 
     Args:
         activation: (C, H, W) feature maps, (T, D) sequence or (F,) features (batch dim removed).
         kind: ``auto``, ``grid`` (feature maps), ``strip`` (heat strip), ``histogram``.
         max_maps: at most this many feature maps in the grid.
+        row_labels: names of a strip's rows (the tokens of a (T, D) sequence), used when there is one per row.
     """
     a = _np(activation)
     if kind == "auto":
@@ -279,6 +280,9 @@ def activation_figure(activation: Any, *, kind: str = "auto", max_maps: int = 32
         fig.update_yaxes(autorange="reversed", showticklabels=z.shape[0] > 1)
         fig.update_layout(title=title, height=120 + min(400, 12 * z.shape[0]), margin=dict(l=10, r=10, t=50, b=30),
                           xaxis_title="unit")
+        if row_labels is not None and a.ndim == 2 and len(row_labels) == z.shape[0]:  # (T, D): one row per token
+            fig.update_yaxes(tickvals=list(range(z.shape[0])), ticktext=list(row_labels), title="token",
+                             showticklabels=True)
         return fig
     if kind != "grid":
         raise ExplainError(f"kind must be auto, grid, strip or histogram; received {kind!r}")
@@ -322,11 +326,12 @@ def weight_histogram_figure(histograms: Sequence[Any], *, max_cols: int = 3, tit
     return fig
 
 
-def sanity_figure(results: Any | Sequence[Any]) -> go.Figure:
+def sanity_figure(results: Any | Sequence[Any], labels: Mapping[str, str] | None = None) -> go.Figure:
     """Rank correlation with the trained model's maps as layers are randomised from the top.
 
     Args:
         results: one or several ``builder.interpret.sanity.SanityResult``; flagged methods are marked.
+        labels: method name -> the name shown in the legend (default: the method name).
     """
     results = [results] if hasattr(results, "correlations") else list(results)
     if not results:
@@ -334,7 +339,7 @@ def sanity_figure(results: Any | Sequence[Any]) -> go.Figure:
     fig = go.Figure()
     for r in results:
         x = ["trained"] + [("+" if i else "") + n for i, n in enumerate(r.layers)]
-        name = r.method + (" ⚠ barely changes" if r.flagged else "")
+        name = (labels or {}).get(r.method, r.method) + (" ⚠ barely changes" if r.flagged else "")
         fig.add_scatter(x=x, y=[1.0] + list(r.correlations), mode="lines+markers", name=name,
                         line=dict(dash="dot" if r.flagged else "solid"),
                         hovertemplate="%{x}: %{y:.3f}<extra>" + r.method + "</extra>")
@@ -420,6 +425,23 @@ def live_attribution_figure(frames: Sequence[Mapping[str, Any]], *, sample: int 
     return fig
 
 
+def sample_figure(sample: Any, modality: str) -> go.Figure:
+    """A small preview of one input sample: an image (C, H, W) or (H, W), or a sequence (T, F) as a heatmap.
+
+    Raises:
+        ExplainError: another modality (tokens and tabular rows are shown as text and tables).
+    """
+    if modality == "image":
+        fig = go.Figure(_image_trace(sample))
+        fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+        fig.update_xaxes(showticklabels=False, constrain="domain")
+        return fig.update_layout(height=120, margin=dict(l=0, r=0, t=0, b=0))
+    if modality == "sequence":
+        fig = go.Figure(go.Heatmap(z=_np(sample).T, colorscale="Viridis", showscale=False))
+        return fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0), xaxis_title="time step")
+    raise ExplainError(f"sample preview: for image and sequence inputs; received {modality!r}")
+
+
 def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modality: str | None = None,
                        tokens: Sequence[str] | None = None, feature_names: Sequence[str] | None = None,
                        mode: str = "both", signed: bool = True) -> go.Figure:
@@ -462,7 +484,8 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
 
 __all__ = ["explanation_figure", "image_attribution_figure", "tabular_attribution_figure", "global_importance_figure",
            "token_attribution_figure", "attention_map_figure", "attention_heads_figure", "activation_figure",
-           "weight_histogram_figure", "sanity_figure", "completeness_figure", "live_attribution_figure"]
+           "weight_histogram_figure", "sanity_figure", "completeness_figure", "live_attribution_figure",
+           "sample_figure"]
 
 
 _BOUNDARY_COLORS = ["#f59e0b", "#3b82f6", "#10b981", "#ef4444", "#8b5cf6", "#ec4899", "#14b8a6", "#84cc16"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from builder.errors import ExplainError
+from builder.errors import ExplainError, LayerLabError
 from builder.interpret.attributions import explain
 from builder.interpret.methods import get_spec
 
 try:  # the trainer's protocol; duck-typed until builder.training.trainer exists
-    from builder.training.trainer import Callback  # type: ignore[attr-defined]
+    from builder.training.callbacks import Callback  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on what has landed
     Callback = object  # type: ignore[assignment,misc]
 
@@ -203,4 +204,77 @@ def load_frames(path: str | Path) -> dict[str, Any] | None:
     return out
 
 
-__all__ = ["LiveAttributions", "load_frames"]
+def records_live(store: Any, run_id: str) -> bool:
+    """Whether a run's job records live attributions (its spec names the ``live_attributions`` callback)."""
+    try:
+        spec = store.job_spec(run_id) or {}
+    except (LayerLabError, OSError, ValueError):
+        return False
+    callbacks = spec.get("callbacks") if isinstance(spec, dict) else None
+    return isinstance(callbacks, list) and any(str(c).startswith("live_attributions") for c in callbacks)
+
+
+def recording_run(store: Any, runs: list[dict]) -> dict | None:
+    """The first of ``runs`` (live runs, newest first) that records attributions or has frames, or None."""
+    for r in runs:
+        if records_live(store, r["id"]) or live_playback(store, r) is not None:
+            return r
+    return None
+
+
+@dataclass(frozen=True)
+class LivePlayback:
+    """The frames a run recorded, ready to play: the method's label, one name per sample, the frames."""
+
+    method: str
+    label: str
+    names: list[str]  # ``val #j · class``
+    frames: list[dict[str, Any]]  # {"epoch", "attributions" (n, ...), "target"}
+    inputs: np.ndarray  # (n, ...)
+    vocab: list[str]
+    feature_names: list[str]
+
+    def sample_view(self, s: int) -> dict[str, Any]:
+        """Keywords of :func:`~builder.interpret.figures.live_attribution_figure` for sample ``s``: the image
+        (C, H, W), the tokens or the feature names, whichever fits the input."""
+        x = np.asarray(self.inputs[s])
+        if x.ndim == 3:
+            return {"image": x, "tokens": None, "feature_names": None}
+        if not np.issubdtype(x.dtype, np.floating):
+            words = [self.vocab[i] if 0 <= i < len(self.vocab) else str(i) for i in x.reshape(-1).tolist()]
+            return {"image": None, "tokens": words, "feature_names": None}
+        feats = self.feature_names if len(self.feature_names) == x.size else None
+        return {"image": None, "tokens": None, "feature_names": feats}
+
+
+def live_playback(store: Any, run: dict) -> LivePlayback | None:
+    """The live attributions recorded with ``run`` (its row), or None when it recorded none (yet).
+
+    Raises:
+        ExplainError: a file that cannot be read.
+    """
+    from builder.interpret.methods import method_label
+    from builder.runs.jobs import live_frames
+
+    rec = live_frames(store, run["id"])
+    if rec is None or not rec["epochs"]:
+        return None
+    info = run.get("dataset_info") or {}
+    classes = list(info.get("class_names") or [])
+    indices = [int(i) for i in rec["indices"]]
+    names = [f"val #{j}" for j in indices]
+    labels = rec.get("labels")
+    if labels is not None and labels.ndim == 1 and not np.issubdtype(labels.dtype, np.floating):
+        names = [f"val #{j} · {classes[t] if 0 <= t < len(classes) else t}" for j, t in zip(indices, labels.tolist())]
+    frames = [{"epoch": e, "attributions": rec["attributions"][k],
+               "target": None if rec.get("targets") is None else rec["targets"][k]}
+              for k, e in enumerate(rec["epochs"])]
+    try:
+        label = method_label(rec["method"])
+    except ExplainError:  # a method no longer registered: its name
+        label = str(rec["method"])
+    return LivePlayback(rec["method"], label, names, frames, rec["inputs"], list(info.get("vocab") or []),
+                        list(info.get("feature_names") or []))
+
+
+__all__ = ["LiveAttributions", "LivePlayback", "load_frames", "live_playback", "records_live", "recording_run"]

@@ -68,7 +68,8 @@ class MethodSpec:
     Args:
         name: the method's name in ``explain(..., method=name)`` (Captum's class name in snake_case).
         label: shown to people (``Integrated Gradients``).
-        captum_cls: the Captum class; its ``attribute`` signature checks the options.
+        captum_cls: the Captum class; its ``attribute`` signature checks the options (None: ``run``'s own
+            keyword arguments do, with ``extra_options``).
         run: ``run(MethodInput) -> Attribution``.
         modalities: the input modalities it fits (``image``, ``tabular``, ``sequence``, ``tokens``).
         not_modality: why not, for the other modalities (with the method to use instead).
@@ -94,7 +95,7 @@ class MethodSpec:
 
     name: str
     label: str
-    captum_cls: type
+    captum_cls: type | None
     run: Callable[[MethodInput], Attribution]
     modalities: frozenset[str]
     not_modality: str = ""
@@ -129,6 +130,10 @@ class MethodSpec:
     def token_method(self) -> str:
         """The method to run on token ids: this one when it takes them, else :attr:`for_tokens`."""
         return self.name if "tokens" in self.modalities else self.for_tokens
+
+    def options_signature(self) -> Callable[..., Any]:
+        """The function whose parameters are the method's options (Captum's ``attribute``, else ``run``)."""
+        return self.captum_cls.attribute if self.captum_cls is not None else self.run
 
     def wants_baselines(self, options: Mapping[str, Any]) -> bool:
         """Whether a call with these options needs a baseline tensor."""

@@ -1,0 +1,444 @@
+"""One model and one split explained for the Explain page: every question the page asks, answered as plain data.
+
+:func:`open_run` loads a finished run's model and dataset (checked against the memory budget);
+:class:`ExplainSession` wraps a model, its dataset and a split, with its predictions, and answers the page:
+samples to pick, what to show about one, the methods that apply (from the method specs), explanations, global
+rankings, attention, activations, weights and the trust checks. The page keeps no rule of its own. Example::
+
+    >>> import builder
+    >>> model = builder.compile_graph(builder.load_template("cnn").graph)
+    >>> xs = ExplainSession(model, builder.load_dataset("digits", seed=0), "test")
+    >>> xs.methods().default, tuple(xs.explain(0, "saliency").attributions.shape)
+    (['saliency', 'integrated_gradients', 'grad_cam'], (1, 1, 8, 8))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from builder.errors import BudgetError, LayerLabError, RunStoreError
+from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
+from builder.interpret.baselines import baselines_for
+from builder.interpret.methods import get_spec, method_label
+from builder.interpret.model import infer_modality, layer_nodes, model_modality
+from builder.interpret.samples import NONE_FOUND, PICKS, pick_from_predictions
+
+MAX_CANDIDATES = 50  # samples offered by a picker
+SANITY_STEPS = 16  # n_steps of path methods in the randomisation check (one explanation per layer)
+
+
+def open_run(store: Any, run: dict) -> tuple[nn.Module, Any]:
+    """A finished run's model and dataset (:func:`builder.training.pipeline.load_run`), the graph first checked
+    against the memory budget.
+
+    Args:
+        store: the :class:`~builder.runs.store.RunStore`; ``run``: its row (owner already checked).
+    Raises:
+        LayerLabError: missing or incompatible weights (``RunStoreError``), a graph over the budget (``BudgetError``).
+    """
+    from builder.graph.project import load_project
+    from builder.graph.shapes import infer_shapes
+    from builder.training.pipeline import load_run
+
+    report = infer_shapes(load_project(run["project"]).graph)  # raises nothing; the budget is in the report
+    if not report.ok and any(p.code == "budget" for p in report.problems):
+        raise BudgetError([p for p in report.problems if p.code == "budget"])
+    try:
+        return load_run(store, run["id"])
+    except LayerLabError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch's and safetensors' errors for a file that does not fit
+        raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from e
+
+
+def run_graph(store: Any, run_id: str | None) -> Any:
+    """The project graph a run's model was compiled from (function nodes' ids), or None (no run, unreadable)."""
+    if run_id is None:
+        return None
+    from builder.graph.project import load_project
+
+    try:
+        return load_project(store.get(run_id)["project"]).graph
+    except LayerLabError:
+        return None
+
+
+@dataclass(frozen=True)
+class MethodChoices:
+    """The methods for one model: those that apply (with their candidate nodes), the others with the reason,
+    the default selection, and the choices of the global ranking and the sanity check."""
+
+    available: dict[str, MethodInfo]
+    unavailable: list[MethodInfo]
+    default: list[str]
+    ranking: list[str]
+    sanity: list[str]
+    sanity_default: list[str]
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    """What the page shows about one sample: ``kind`` ``class`` (true/predicted class names, whether right,
+    confidence, runners-up), ``value`` (regression: true and predicted value) or ``other``."""
+
+    kind: str
+    true: str = "—"
+    predicted: str = ""
+    correct: bool = False
+    confidence: float = 0.0
+    runners_up: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SanityReport:
+    """The randomisation check on samples ``start``..``stop - 1``: results and per-method error messages."""
+
+    start: int
+    stop: int
+    results: list[Any]
+    errors: list[str]
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+class ExplainSession:
+    """A model, the dataset it was trained on (shaped for its Input) and one split, with the split's predictions.
+
+    Args:
+        model: the trained model; ``ds``: its :class:`~builder.data.Dataset`; ``split``: test, val or train.
+        run_id: the run the model comes from (None for an unsaved model); ``graph``: its project graph.
+    Raises:
+        DatasetError: the dataset does not fit the model's Input.
+    """
+
+    def __init__(self, model: nn.Module, ds: Any, split: str = "test", run_id: str | None = None,
+                 graph: Any = None):
+        from builder.data import fit_dataset, predict
+
+        self.model, self.run_id, self.graph, self.split = model, run_id, graph, split
+        compiled = getattr(model, "layerlab_input_shapes", None) is not None  # a plain module: ds as it is
+        self.ds = fit_dataset(model, ds, strict=True) if compiled else ds
+        modality = model_modality(model) or infer_modality(self.ds.test.X)
+        self.modality = "tabular" if modality == "points2d" else modality
+        data = getattr(self.ds, split)
+        self.device = _device(model)
+        self.X: Tensor = data.X.to(self.device)  # (N, ...)
+        self.y: Tensor | None = data.y if data.y is not None and data.y is not data.X else None
+        self.prediction = predict(model, self.X, self.info.task)
+        self.pred, self.conf = self.prediction.pair()  # (N,) class (0 for regression), (N,) confidence or value
+
+    # ------------------------------------------------------------------------------------------ the data
+    @property
+    def info(self) -> Any:
+        """The dataset's :class:`~builder.data.DatasetInfo`."""
+        return self.ds.info
+
+    @property
+    def classification(self) -> bool:
+        """Whether the model predicts classes."""
+        return self.info.task in ("multiclass", "binary")
+
+    @property
+    def n_samples(self) -> int:
+        """Samples in the split."""
+        return len(self.X)
+
+    @property
+    def has_class_labels(self) -> bool:
+        """Whether the split has one true class per sample."""
+        return self.classification and self.y is not None and self.y.dim() == 1
+
+    def class_name(self, c: int) -> str:
+        """A class index's name (the index itself when the dataset names none)."""
+        names = self.info.class_names
+        return str(names[c]) if names and 0 <= c < len(names) else str(c)
+
+    @property
+    def n_classes(self) -> int:
+        """Classes to pick from: the named ones, else one more than the largest label."""
+        return len(self.info.class_names) or (int(self.y.max()) + 1 if self.y is not None else 0)
+
+    def sample(self, i: int) -> Tensor:
+        """Sample ``i`` as a batch of one (1, ...) on the model's device."""
+        return self.X[i:i + 1]
+
+    def tokens(self, i: int) -> list[str]:
+        """Sample ``i``'s token ids as vocabulary words (the ids when there is no vocabulary)."""
+        vocab = self.info.vocab
+        ids = self.X[i].reshape(-1).tolist()
+        return [str(vocab[t]) if vocab and 0 <= t < len(vocab) else str(t) for t in ids]
+
+    def feature_names(self) -> list[str] | None:
+        """The dataset's feature names when there is one per input value, else None."""
+        names = self.info.feature_names
+        return list(names) if names and len(names) == int(self.X[0].numel()) else None
+
+    def feature_values(self, i: int) -> tuple[list[str], list[float]]:
+        """Sample ``i`` as (feature names, values) for a table (names ``x0``, ``x1``... when there are none)."""
+        values = self.X[i].reshape(-1).float().cpu().tolist()
+        return self.feature_names() or [f"x{k}" for k in range(len(values))], values
+
+    def sample_array(self, i: int) -> np.ndarray:
+        """Sample ``i`` as a float numpy array (for previews)."""
+        return self.X[i].detach().float().cpu().numpy()
+
+    def describe(self) -> str:
+        """One line about the dataset and the split (markdown)."""
+        info = self.info
+        return (f"Dataset **{info.name}** · {info.task} · {self.modality} input {list(info.input_shape)} · "
+                f"{self.n_samples} {self.split} samples")
+
+    # ------------------------------------------------------------------------------------------ samples
+    def pick_modes(self) -> list[str]:
+        """The ways to pick samples: by index, and by class and prediction when there are class labels."""
+        return list(PICKS) if self.has_class_labels else ["index"]
+
+    def pick(self, by: str, label: int | None = None, k: int = MAX_CANDIDATES) -> list[int]:
+        """Indices of up to ``k`` samples picked ``by`` (see :func:`~builder.interpret.samples.pick_from_predictions`),
+        from the split's predictions."""
+        if self.y is None:
+            return []
+        return pick_from_predictions(self.pred, self.conf, self.y, by, label=label, k=k)
+
+    @staticmethod
+    def none_found(by: str) -> str:
+        """What a picker found none of (``mistakes``)."""
+        return NONE_FOUND.get(by, "samples")
+
+    def candidate_label(self, i: int) -> str:
+        """``#i · true A · predicted B (93%)``."""
+        y = self.y.cpu() if self.y is not None else None
+        true = self.class_name(int(y[i])) if y is not None else "—"
+        return f"#{i} · true {true} · predicted {self.class_name(int(self.pred[i]))} ({float(self.conf[i]):.0%})"
+
+    def summary(self, i: int, runners_up: int = 2) -> SampleSummary:
+        """True label, prediction, confidence and runners-up of sample ``i``."""
+        if self.classification:
+            labelled = self.has_class_labels
+            true = self.class_name(int(self.y[i])) if labelled else "—"
+            right = labelled and int(self.y[i]) == int(self.pred[i])
+            runners = [(self.class_name(c), p) for c, p in self.prediction.runners_up(i, runners_up)]
+            return SampleSummary("class", true, self.class_name(int(self.pred[i])), right, float(self.conf[i]),
+                                 runners)
+        if self.info.task == "regression":
+            true = "—" if self.y is None else f"{float(self.y[i].reshape(-1)[0]):.4g}"
+            return SampleSummary("value", true, f"{float(self.conf[i]):.4g}")
+        return SampleSummary("other")
+
+    # ------------------------------------------------------------------------------------------ targets
+    @cached_property
+    def n_outputs(self) -> int:
+        """Outputs per sample (logits, or values)."""
+        return int(self.prediction.outputs.shape[1])
+
+    def target_kind(self) -> str:
+        """``class`` (pick the explained class), ``unit`` (pick an output unit) or ``single`` (one output)."""
+        if self.n_outputs > 1:
+            return "class" if self.classification else "unit"
+        return "single"
+
+    def target_choices(self) -> list[int]:
+        """The explained class or unit to choose: -1 (the prediction, or the largest output) then each one."""
+        k = (len(self.info.class_names) or self.n_outputs) if self.classification else self.n_outputs
+        return [-1] + list(range(k))
+
+    def target_label(self, t: int, i: int) -> str:
+        """How a target choice reads for sample ``i``."""
+        if self.target_kind() == "class":
+            return f"Predicted ({self.class_name(int(self.pred[i]))})" if t < 0 else self.class_name(t)
+        return "Largest output" if t < 0 else f"output {t}"
+
+    def about(self, exp: Explanation, target: int | None) -> str:
+        """What an explanation explains, for titles: ``class 7 (the prediction)``, ``output 2``, ``the model's output``."""
+        if exp.target is None:
+            return "the model's output"
+        t = int(exp.target[0])
+        name = self.class_name(t) if self.classification else f"output {t}"
+        name = name if name.lower().startswith(("class", "output")) else f"class {name}"
+        return name + (" (the prediction)" if target is None and self.classification else "")
+
+    # ----------------------------------------------------------------------------------------- baselines
+    def baselines(self) -> tuple[str, ...]:
+        """The baseline kinds for this modality, the default first."""
+        return baselines_for(self.modality)
+
+    def pad_tokens(self) -> list[str]:
+        """The vocabulary to pick a pad token from (ids as text when there is none)."""
+        vocab = list(self.info.vocab or [])
+        return vocab or ["0"]
+
+    def options(self, baseline: str, pad_token: int | None = None) -> dict[str, Any]:
+        """The :func:`explain` keywords for a baseline choice (the training mean, the pad token)."""
+        opts: dict[str, Any] = {"baselines": baseline, "modality": self.modality}
+        if baseline == "mean":
+            opts["baseline_data"] = self.ds.train.X.to(self.device)
+        if baseline == "pad":
+            opts["pad_token"] = int(pad_token or 0)
+        return opts
+
+    # ------------------------------------------------------------------------------------------- methods
+    def methods(self) -> MethodChoices:
+        """The methods for this model and modality, read from the method specs."""
+        infos = available_methods(self.model, self.modality)
+        avail = {m.name: m for m in infos if m.available}
+        specs = {n: get_spec(n) for n in avail}
+        default = sorted((n for n in avail if self.modality in specs[n].default_for),
+                         key=lambda n: specs[n].default_for[self.modality]) or list(avail)[:1]
+        ranking = sorted((n for n in avail if specs[n].global_rank is not None and specs[n].space == "input"),
+                         key=lambda n: specs[n].global_rank)
+        sanity = [n for n in avail if specs[n].sanity_check]
+        sanity_default = [n for n in sanity if specs[n].sanity_default][:3] or sanity[:1]
+        return MethodChoices(avail, [m for m in infos if not m.available], default, ranking, sanity, sanity_default)
+
+    def default_layer(self, method: str, layers: tuple[str, ...] | list[str]) -> str:
+        """The node a layer method uses unless another is chosen (the last convolution for Grad-CAM...)."""
+        return get_spec(method).default_layer(self.model, layers)
+
+    @staticmethod
+    def title(exp: Explanation) -> str:
+        """A method's name in figure titles, with the node for methods that name it (``Grad-CAM · conv2``)."""
+        spec = get_spec(exp.method)
+        return f"{spec.label} · {exp.layer}" if spec.title_shows_layer and exp.layer else spec.label
+
+    def explain(self, i: int, method: str, target: int | None = None, *, baseline: str = "zeros",
+                pad_token: int | None = None, layer: str | None = None, steps: int = 50) -> Explanation:
+        """Attribute sample ``i`` with one method (``steps``: ``n_steps`` of path methods)."""
+        extra = {"n_steps": steps} if get_spec(method).uses_steps else {}
+        return explain(self.model, self.sample(i), method, target, layer=layer, **self.options(baseline, pad_token),
+                       **extra)
+
+    @staticmethod
+    def in_input_space(results: dict[str, Explanation]) -> dict[str, Explanation]:
+        """The explanations whose maps have the input's layout (drawn over the input)."""
+        return {m: e for m, e in results.items() if get_spec(m).space == "input"}
+
+    @staticmethod
+    def in_layer_space(results: dict[str, Explanation]) -> dict[str, Explanation]:
+        """The explanations of a layer's units (drawn as activations)."""
+        return {m: e for m, e in results.items() if get_spec(m).space != "input"}
+
+    @staticmethod
+    def caption(exp: Explanation) -> str:
+        """The method's caption under its layer-space figure ("" for none)."""
+        return get_spec(exp.method).caption.format(layer=exp.layer)
+
+    @staticmethod
+    def rows(results: dict[str, Explanation]) -> np.ndarray:
+        """The first sample's attributions of each explanation, one flat row each (M, F)."""
+        return np.stack([e.attributions[0].reshape(-1).float().cpu().numpy() for e in results.values()])
+
+    @staticmethod
+    def deltas(results: dict[str, Explanation]) -> list[tuple[str, float]]:
+        """(label, max |convergence delta|) of the explanations that have one."""
+        return [(method_label(m), float(e.delta.abs().max())) for m, e in results.items() if e.delta is not None]
+
+    def global_ranking(self, method: str, baseline: str, pad_token: int | None = None) -> np.ndarray:
+        """Attributions of every sample of the split for its predicted class, one flat row each (N, F)."""
+        res = explain_all(self.model, self.X, method, None, **self.options(baseline, pad_token))
+        return res.attributions.reshape(len(res.attributions), -1).float().cpu().numpy()
+
+    # ------------------------------------------------------------------------- attention, activations
+    def node_types(self) -> dict[str, str]:
+        """Node id -> layer type."""
+        return layer_nodes(self.model)
+
+    def attention_nodes(self) -> Any:
+        """The attention nodes of the model (empty when it has none)."""
+        from builder.interpret.attention import attention_nodes
+
+        return attention_nodes(self.model)
+
+    def attention(self, i: int) -> dict[str, Tensor]:
+        """Attention maps of sample ``i`` per node: (1, heads, T, T)."""
+        from builder.interpret.attention import capture_attention
+
+        return capture_attention(self.model, self.sample(i))
+
+    def activation_nodes(self) -> dict[str, str]:
+        """Nodes whose output can be shown, with their type."""
+        from builder.interpret.activations import activation_nodes
+
+        return activation_nodes(self.model, self.graph)
+
+    @staticmethod
+    def default_activation_node(nodes: dict[str, str]) -> str:
+        """The first convolution, else the second node (the first after the Input)."""
+        names = list(nodes)
+        return next((n for n, t in nodes.items() if t in ("Conv2d", "Conv1d")), names[min(1, len(names) - 1)])
+
+    def activation(self, i: int, node: str, kind: str = "auto") -> tuple[Tensor, str, str] | None:
+        """Node ``node``'s output for sample ``i`` as ``(array, figure kind, stats line)``; None without one.
+
+        ``kind``: ``auto`` (a feature-map grid for (C, H, W), else a strip), ``strip`` or ``histogram``.
+        """
+        from builder.interpret.activations import capture_activations
+
+        acts = capture_activations(self.model, self.sample(i), [node], graph=self.graph)
+        if node not in acts:
+            return None
+        a = acts[node][0]
+        stats = (f"shape {list(a.shape)} · mean {float(a.float().mean()):.3g} · "
+                 f"{float((a == 0).float().mean()):.0%} zeros")
+        if kind == "auto":
+            kind = "grid" if a.dim() == 3 else "strip"
+        elif kind == "strip" and a.dim() == 3:
+            a = a.reshape(a.shape[0], -1)
+        return a, kind, stats
+
+    def weighted_nodes(self) -> list[str]:
+        """Nodes with weights."""
+        from builder.interpret.sanity import weighted_nodes
+
+        return weighted_nodes(self.model)
+
+    def weight_histograms(self, nodes: list[str]) -> Any:
+        """Weight histograms of ``nodes``."""
+        from builder.interpret.activations import weight_histograms
+
+        return weight_histograms(self.model, nodes=nodes)
+
+    # ----------------------------------------------------------------------------------------- trust
+    def window(self, i: int, n: int) -> tuple[int, int]:
+        """``n`` samples from sample ``i`` on, moved back to fit the split: ``(start, stop)``."""
+        start = max(0, min(i, self.n_samples - n))
+        return start, start + n
+
+    def sanity(self, i: int, n: int, methods: list[str], target: int | None, *, threshold: float = 0.5,
+               baseline: str = "zeros", pad_token: int | None = None) -> SanityReport:
+        """The randomisation check of each method on ``n`` samples from ``i`` on (errors per method, not raised)."""
+        from builder.interpret.sanity import randomisation_check
+
+        start, stop = self.window(i, n)
+        opts = {k: v for k, v in self.options(baseline, pad_token).items() if k != "modality"}
+        out, errors = [], []
+        for m in methods:
+            extra = {"n_steps": SANITY_STEPS} if get_spec(m).uses_steps else {}
+            try:
+                out.append(randomisation_check(self.model, self.X[start:stop], m, target, threshold=threshold,
+                                               modality=self.modality, **opts, **extra))
+            except LayerLabError as e:
+                errors.append(f"{method_label(m)}: {e}")
+        return SanityReport(start, stop, out, errors)
+
+    def completeness(self, i: int, n: int, target: int | None, *, steps: int = 50, baseline: str = "zeros",
+                     pad_token: int | None = None) -> Any:
+        """Integrated Gradients completeness on ``n`` samples from ``i`` on (a ``CompletenessResult``)."""
+        from builder.interpret.sanity import ig_completeness
+
+        start, stop = self.window(i, n)
+        opts = self.options(baseline, pad_token)
+        kw = {k: opts[k] for k in ("baseline_data", "pad_token") if k in opts}
+        return ig_completeness(self.model, self.X[start:stop], target, baselines=baseline, n_steps=steps, **kw)
+
+
+__all__ = ["ExplainSession", "MethodChoices", "SampleSummary", "SanityReport", "open_run", "run_graph",
+           "MAX_CANDIDATES"]
