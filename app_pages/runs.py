@@ -16,14 +16,16 @@ from app_pages import nav, ui
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.interchange.python_export import failed_export_source
+from builder.runs.status import RunStatus, can_resume, is_live
 from builder.runs.summary import dataset_label, dataset_spec_of_run, run_label
 
 ui.page_header("Runs", "Your training runs. Select runs to overlay their curves and compare their settings; "
                "pause, resume or stop the ones in progress.")
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#84cc16", "#f97316"]
-STATUS_ICON = {"finished": "✔ finished", "running": "● running", "paused": "‖ paused", "stopped": "■ stopped",
-               "failed": "✖ failed", "interrupted": "⚠ interrupted", "queued": "… queued"}
+STATUS_ICON = {RunStatus.FINISHED: "✔ finished", RunStatus.RUNNING: "● running", RunStatus.PAUSED: "‖ paused",
+               RunStatus.STOPPED: "■ stopped", RunStatus.FAILED: "✖ failed", RunStatus.INTERRUPTED: "⚠ interrupted",
+               RunStatus.QUEUED: "… queued"}  # an imported model shows its plain status
 
 
 def _when(ts) -> str:
@@ -151,13 +153,9 @@ def _delete(run_id: str) -> None:
 
 
 def model_card(run_id: str) -> str:
-    rs = ui.store()
-    path = rs.run_dir(run_id) / "model_card.md"
-    if path.exists():
-        return path.read_text(encoding="utf-8")
-    from builder.runs.modelcard import model_card as card
+    from builder.runs.modelcard import read_model_card
 
-    return card(rs.get(run_id), rs.metrics(run_id, "epoch"), rs.run_dir(run_id))
+    return read_model_card(ui.store(), run_id)
 
 
 def details(rec: dict) -> None:
@@ -176,12 +174,12 @@ def details(rec: dict) -> None:
     if not mine:
         st.caption("This run belongs to someone else: shown read-only (shared mode).")
     status = rec.get("status")
-    if status in ("queued", "running", "paused"):
+    if is_live(status):
         j = st.columns(4)
         j[0].button("Pause", icon=":material/pause:", on_click=_control, args=(rid, "pause"), width="stretch",
-                    disabled=not mine or status != "running", key=f"ll_jpause_{rid}")
+                    disabled=not mine or status != RunStatus.RUNNING, key=f"ll_jpause_{rid}")
         j[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(rid, "resume"),
-                    width="stretch", disabled=not mine or status != "paused", key=f"ll_jresume_{rid}")
+                    width="stretch", disabled=not mine or status != RunStatus.PAUSED, key=f"ll_jresume_{rid}")
         j[2].button("Stop", icon=":material/stop:", on_click=_control, args=(rid, "stop"), width="stretch",
                     disabled=not mine, key=f"ll_jstop_{rid}",
                     help="Stop at the next step; a checkpoint is kept so the run can be resumed")
@@ -189,11 +187,10 @@ def details(rec: dict) -> None:
     b = st.columns(6)
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
-    can_resume = mine and (status in ("stopped", "interrupted", "failed") and (
-        rs.checkpoint_path(rid).exists() or not rec.get("epochs_done")))
+    resumable = mine and can_resume(rec, has_checkpoint=rs.folder(rid).has_checkpoint)
     b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
-                disabled=not can_resume, key=f"ll_resume_{rid}",
-                help="Continue from the last checkpoint, in a job of its own" if can_resume else
+                disabled=not resumable, key=f"ll_resume_{rid}",
+                help="Continue from the last checkpoint, in a job of its own" if resumable else
                 "Only your stopped or interrupted runs with a checkpoint can be resumed")
     b[2].download_button("Model card", data=lambda: model_card(rid),
                          file_name=f"{safe_filename(rid, 'run')}-model-card.md",
@@ -320,7 +317,7 @@ else:
     overlay([by_id[c] for c in chosen])
     st.caption("Pick a single run to open, resume, download or delete it.")
 
-live_sig = tuple((r["id"], r["status"], r.get("epochs_done")) for r in runs if r["status"] in ("queued", "running", "paused"))
+live_sig = tuple((r["id"], r["status"], r.get("epochs_done")) for r in runs if is_live(r["status"]))
 
 
 def _watch() -> None:

@@ -11,7 +11,9 @@ import streamlit as st
 from app_pages import nav, search_mode, ui
 from builder.data.compat import check_compat
 from builder.errors import LayerLabError
+from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
 from builder.runs.summary import current_run, run_label
+from builder.training.config import TrainConfig
 
 ui.page_header("Train", "Set the hyper-parameters and train in the background. Training runs in its own "
                "process: curves update live, and it keeps going when you leave the page, close the tab or "
@@ -21,17 +23,6 @@ OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 SCHEDULERS = {"none": "Constant", "onecycle": "One-cycle", "cosine": "Cosine", "step": "Step decay",
               "plateau": "Reduce on plateau"}
 COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
-
-
-def task_defaults(task: str, n_train: int) -> dict:
-    """Sensible starting values for the task (overridden by the project's saved settings)."""
-    base = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "scheduler": "none",
-            "weight_decay": 0.0, "early_stopping": 5, "seed": 0, "device": "auto"}
-    if task in ("regression", "reconstruction"):
-        base.update(epochs=40, lr=1e-3)
-    if n_train < 500:
-        base.update(batch_size=32, epochs=max(base["epochs"], 50))
-    return base
 
 
 def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
@@ -57,8 +48,8 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
 
 
 def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
-    saved = {k: v for k, v in (ui.project().training or {}).items() if k != "dataset"}
-    d = {**task_defaults(task, n_train), **saved}
+    # the form starts where a run would: TrainConfig's defaults for the task < the project's saved settings
+    d = TrainConfig.starting_values(task, n_train, ui.project().training)
     devices = ui.device_options()
     # Enter in a field never starts a run: only the Start button submits.
     with st.form("ll_hp", border=True, enter_to_submit=False):
@@ -141,7 +132,7 @@ def read_curve(rs, run: dict) -> Curve:
     if len(cur.steps) > 20_000:  # bounded memory for very long runs: keep every other point
         cur.steps = cur.steps[::2]
     cur.epochs += epochs
-    cur.active = run["status"] in ("queued", "running", "paused")
+    cur.active = is_live(run["status"])
     return cur
 
 
@@ -240,10 +231,10 @@ def poll_every(run_id: str, shown: bool = False) -> float:
     return FAST_POLL_S if now < since[1] else SLOW_POLL_S
 
 
-ICONS = {"running": ":green[:material/play_circle:]", "paused": ":orange[:material/pause_circle:]",
-         "finished": ":green[:material/check_circle:]", "stopped": ":gray[:material/stop_circle:]",
-         "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]",
-         "queued": ":gray[:material/hourglass_top:]"}
+ICONS = {RunStatus.RUNNING: ":green[:material/play_circle:]", RunStatus.PAUSED: ":orange[:material/pause_circle:]",
+         RunStatus.FINISHED: ":green[:material/check_circle:]", RunStatus.STOPPED: ":gray[:material/stop_circle:]",
+         RunStatus.FAILED: ":red[:material/error:]", RunStatus.INTERRUPTED: ":orange[:material/warning:]",
+         RunStatus.QUEUED: ":gray[:material/hourglass_top:]"}
 
 
 def live_view() -> None:
@@ -268,16 +259,16 @@ def live_view() -> None:
     req = st.session_state.get("ll_requested")
     shown = status
     if req and req[0] == run_id and active:
-        shown = {"pause": "pausing" if status == "running" else status, "stop": "stopping",
-                 "resume": "resuming" if status == "paused" else status}[req[1]]
+        shown = {"pause": "pausing" if status == RunStatus.RUNNING else status, "stop": "stopping",
+                 "resume": "resuming" if status == RunStatus.PAUSED else status}[req[1]]
     head = st.columns([3, 1, 1, 1], vertical_alignment="center")
     where = ""
-    if status == "queued":
+    if status == RunStatus.QUEUED:
         pos = queue_position(rs, run_id)
         where = f" · place {pos} in the queue" if pos else ""
-    head[0].markdown(f"{ICONS.get(status, ICONS['queued'])} **{shown.capitalize()}**{where} · run `{run_id}`",
+    head[0].markdown(f"{ICONS.get(status, ICONS[RunStatus.QUEUED])} **{shown.capitalize()}**{where} · run `{run_id}`",
                      help=ui.md(run_label(run)))
-    if status == "paused":
+    if status == RunStatus.PAUSED:
         head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(run_id, "resume"),
                        disabled=not mine, width="stretch", key="ll_resume")
     else:
@@ -291,11 +282,11 @@ def live_view() -> None:
     total = max(1, total_epochs * sess.steps_per_epoch)
     step = sess.steps[-1][0] if sess.steps else 0
     last = sess.epochs[-1] if sess.epochs else {}
-    frac = 1.0 if status == "finished" else min(1.0, step / total)
+    frac = 1.0 if status == RunStatus.FINISHED else min(1.0, step / total)
     ep_done = int(last.get("epoch", 0))
     eta = last.get("eta_s")
     sps = last.get("samples_per_s")
-    bits = [f"Epoch {min(ep_done + (1 if status == 'running' else 0), total_epochs)}/{total_epochs}"]
+    bits = [f"Epoch {min(ep_done + (1 if status == RunStatus.RUNNING else 0), total_epochs)}/{total_epochs}"]
     if active and eta is not None:
         bits.append(f"ETA {ui.fmt_duration(eta)}")
     if sps:
@@ -303,9 +294,9 @@ def live_view() -> None:
     if sess.steps:
         bits.append(f"step {step} · loss {sess.steps[-1][1]:.4f}")
     st.progress(frac, text=" · ".join(bits))
-    if status in ("failed", "interrupted"):
+    if status in ENDED_BY_ERROR:
         st.error(ui.md(run.get("message") or status), icon=":material/error:")
-    elif run.get("message") and status in ("stopped", "finished"):
+    elif run.get("message") and status in ENDED_CLEANLY:
         st.caption(ui.md(run["message"]))
 
     c1, c2, c3 = st.columns(3)
@@ -347,7 +338,7 @@ def boundary_view(sess: Curve, cfg: dict) -> None:
 def results(run: dict) -> None:
     test = run.get("test_metrics")
     if not test:
-        if run["status"] in ("stopped", "interrupted"):
+        if run["status"] in CUT_SHORT:
             st.info("Training was stopped. Resume it from the Runs page, or start a new run.",
                     icon=":material/pause_circle:")
         return
@@ -384,7 +375,7 @@ except LayerLabError as e:
     current = None
     ui.show_error(e)
 st.session_state.ll_train_run = current["id"] if current else None
-active = current is not None and current["status"] in ("queued", "running", "paused")
+active = current is not None and is_live(current["status"])
 
 try:
     ds = ui.load_spec(spec)

@@ -25,6 +25,7 @@ from typing import Any
 
 from builder.cli.common import check_output_path, infer_format, load_project_arg
 from builder.errors import LayerLabError, TrainingError
+from builder.runs.status import ENDED_CLEANLY, HALTED, RunStatus
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
                 "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
@@ -120,14 +121,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------------- progress
 class Progress:
-    """A text progress bar fed by trainer events (epoch, loss, metric, ETA) on stderr."""
+    """A text progress bar fed by trainer events (epoch, loss, metric, ETA) on stderr.
 
-    def __init__(self, epochs: int, stream=None, enabled: bool = True):
+    Also a training callback: the trainer tells it the resolved number of epochs when training begins
+    (``TrainConfig.resolve``: task defaults < project settings < flags), so the bar needs no guess.
+    """
+
+    def __init__(self, epochs: int | None = None, stream=None, enabled: bool = True):
         self.epochs, self.stream, self.enabled = epochs, stream or sys.stderr, enabled
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last = 0.0
         self._epoch = 0
         self._line = ""
+
+    def on_train_begin(self, trainer) -> None:
+        """Take the number of epochs from the trainer's resolved settings."""
+        self.epochs = trainer.config.epochs
 
     def _bar(self, done: float) -> str:
         n = 20
@@ -148,7 +157,7 @@ class Progress:
             self._write(f"epoch {ev['epoch']}/{self.epochs} {self._bar(ev['epoch'] / self.epochs)} "
                         f"loss {ev['train_loss']:.4f} val_loss {ev['val_loss']:.4f} val_{m} {ev['val_metric']:.3f} "
                         f"ETA {int(eta) // 60}:{int(eta) % 60:02d}", end="\n")
-        elif t == "status" and ev["status"] in ("paused", "stopped", "failed") and ev.get("message"):
+        elif t == "status" and ev["status"] in HALTED and ev.get("message"):
             self._write(f"{ev['status']}: {ev['message']}", end="\n")
 
     def _write(self, text: str, end: str) -> None:
@@ -180,7 +189,7 @@ def _print_result(result, args: argparse.Namespace, out=None) -> None:
     if getattr(args, "json", False):
         print(json.dumps(result.to_dict(), default=str), file=out)
         return
-    if result.status != "finished":
+    if result.status != RunStatus.FINISHED:
         print(f"run {result.status}: {result.message}", file=out)
     if result.test:
         for k in ("accuracy", "macro_f1", "r2", "mse", "mae", "loss"):
@@ -190,7 +199,7 @@ def _print_result(result, args: argparse.Namespace, out=None) -> None:
         print(f"run id {result.run_id}", file=out)
 
 
-def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
+def _run_job(start, args: argparse.Namespace) -> int:
     """Run a background job with a progress bar.
 
     Ctrl-C (SIGINT) asks the trainer to stop at its next step: it writes a checkpoint, the run is marked
@@ -199,7 +208,7 @@ def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
     handler rather than ``KeyboardInterrupt``: an exception raised inside ``Thread.join`` can leave the
     worker looking finished while it still runs.
     """
-    progress = Progress(epochs, enabled=not args.quiet)
+    progress = Progress(enabled=not args.quiet)
     interrupted = threading.Event()
     holder: dict = {}
 
@@ -238,11 +247,11 @@ def _run_job(start, args: argparse.Namespace, epochs: int) -> int:
         return 1
     result.run_id = getattr(job, "run_id", None)
     _print_result(result, args)
-    if interrupted.is_set() and result.status == "stopped":
+    if interrupted.is_set() and result.status == RunStatus.STOPPED:
         if result.run_id:
             print(f"stopped by Ctrl-C; resume with `layerlab runs resume {result.run_id}`", file=sys.stderr)
         return 130
-    return 0 if result.status in ("finished", "stopped") else 1
+    return 0 if result.status in ENDED_CLEANLY else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -265,16 +274,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from builder.data.sources import kind_for_path
 
         dataset = kind_for_path(args.data_path)
-    epochs = cfg.get("epochs") or (project.training or {}).get("epochs") or 10
     if env_world_size() > 1:
-        return _train_distributed(project, dataset, cfg, opts, args, epochs)
+        return _train_distributed(project, dataset, cfg, opts, args)
     store = RunStore(args.workspace)
-    return _run_job(lambda progress: run_training(project, dataset, cfg, store, dataset_options=opts,
+    return _run_job(lambda progress: run_training(project, dataset, cfg, store, [progress], dataset_options=opts,
                                                   on_event=progress, background=True, adapt=args.adapt,
-                                                  name=args.name), args, epochs)
+                                                  name=args.name), args)
 
 
-def _train_distributed(project, dataset, cfg, opts, args, epochs) -> int:
+def _train_distributed(project, dataset, cfg, opts, args) -> int:
     from builder.runs.store import RunStore
     from builder.training.distributed import cleanup, init_distributed
     from builder.training.pipeline import run_training
@@ -282,12 +290,12 @@ def _train_distributed(project, dataset, cfg, opts, args, epochs) -> int:
     ctx = init_distributed(cfg.get("device", "auto"))
     try:
         store = RunStore(args.workspace) if ctx.is_main else None
-        progress = Progress(epochs, enabled=ctx.is_main and not args.quiet)
-        result = run_training(project, dataset, cfg, store, dataset_options=opts, on_event=progress,
+        progress = Progress(enabled=ctx.is_main and not args.quiet)
+        result = run_training(project, dataset, cfg, store, [progress], dataset_options=opts, on_event=progress,
                               adapt=args.adapt, dist=ctx, name=args.name)
         if ctx.is_main:
             _print_result(result, args)
-        return 0 if result.status == "finished" else 1
+        return 0 if result.status == RunStatus.FINISHED else 1
     finally:
         cleanup(ctx)
 
@@ -357,9 +365,8 @@ def cmd_runs_resume(args: argparse.Namespace) -> int:
     store = RunStore(args.workspace)
     run = store.get(args.run_id)
     overrides = _config_overrides(args)
-    epochs = overrides.get("epochs") or (run.get("config") or {}).get("epochs", 10)
-    return _run_job(lambda progress: resume_run(run["id"], store, on_event=progress, background=True,
-                                                overrides=overrides or None), args, epochs)
+    return _run_job(lambda progress: resume_run(run["id"], store, [progress], on_event=progress, background=True,
+                                                overrides=overrides or None), args)
 
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:
@@ -387,16 +394,17 @@ def export_run(args: argparse.Namespace) -> int:
         check_output_path(output)
     store = RunStore(getattr(args, "workspace", None))
     run = store.get(args.run)
-    weights = store.weights_path(run["id"])
+    folder = store.folder(run["id"])
+    weights = folder.weights
     if not weights.is_file():
-        ckpt = store.checkpoint_path(run["id"])
+        ckpt = folder.checkpoint
         if not ckpt.is_file():
             raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
-        weights = _weights_from_checkpoint(ckpt, store.run_dir(run["id"]) / "exports" / "last_checkpoint.safetensors")
+        weights = _weights_from_checkpoint(ckpt, folder.export(folder.CHECKPOINT_WEIGHTS))
     if fmt == "onnx" or getattr(args, "quantize", None):
         return _export_run_onnx(store, run, args)
     if output in (None, "-"):
-        output = store.run_dir(run["id"]) / "exports" / ("model.py" if fmt == "py" else f"{run['id']}.safetensors")
+        output = folder.export(folder.PYTHON if fmt == "py" else f"{run['id']}.safetensors")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "py":

@@ -34,6 +34,7 @@ import torch
 
 from builder.graph.project import Project
 from builder.interchange.errors import ModelImportError
+from builder.runs.status import RunStatus
 
 IMPORT_ATOL = 1e-5
 MAX_PT2_BYTES = 1 << 30
@@ -418,10 +419,10 @@ def register_import(store, result: ImportResult, name: str | None = None) -> str
     """Record an imported model as a run (status ``imported``) so ``train --init-from RUN`` starts from its
     weights and ``--freeze`` can keep chosen nodes fixed. Returns the run id."""
     rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}")
-    path = store.weights_path(rid)
-    _, wpath = save_import(result, store.run_dir(rid) / "imported.json")
-    os.replace(wpath, path)
-    store.update_status(rid, "imported", f"imported from {Path(str(result.report.get('source', ''))).name}")
+    folder = store.folder(rid)
+    _, wpath = save_import(result, folder.imported)
+    os.replace(wpath, folder.weights)
+    store.update_status(rid, RunStatus.IMPORTED, f"imported from {Path(str(result.report.get('source', ''))).name}")
     return rid
 
 

@@ -288,7 +288,7 @@ def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None) -
 
     run = store.get(run_id)
     project = load_project(run["project"])
-    path = Path(path) if path else store.run_dir(run["id"]) / "exports" / "model.onnx"
+    path = Path(path) if path else store.folder(run["id"]).onnx
     return export_onnx(project, path, _run_weights(store, run))
 
 
@@ -300,14 +300,14 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     """
     from builder.graph.project import load_project
     from builder.runs.modelcard import write_model_card
-    from builder.training.trainer import evaluate
+    from builder.training.metrics import evaluate
 
     run = store.get(run_id)
     rid = run["id"]
     project = load_project(run["project"])
-    exports = store.run_dir(rid) / "exports"
-    fp32 = exports / "model.onnx"
-    out = Path(path) if path else exports / "model.int8.onnx"
+    folder = store.folder(rid)
+    fp32 = folder.onnx
+    out = Path(path) if path else folder.onnx_int8
     rep = export_onnx(project, fp32, _run_weights(store, run))
     sizes = quantize_int8(fp32, out)
     ds = _run_dataset(store, run, project)
@@ -321,8 +321,8 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
               "delta": (after.get(metric) - before.get(metric)) if before.get(metric) is not None else None,
               "test_loss_before": before.get("loss"), "test_loss_after": after.get("loss"),
               "onnx_max_abs_diff": rep.max_abs_diff, "n_test": int(len(ds.test))}
-    exports.mkdir(parents=True, exist_ok=True)
-    (exports / "quantization.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    folder.exports.mkdir(parents=True, exist_ok=True)
+    folder.quantization.write_text(json.dumps(record, indent=2), encoding="utf-8")
     write_model_card(store, rid)
     return record
 

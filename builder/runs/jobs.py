@@ -37,15 +37,13 @@ from typing import Any, Literal
 
 from builder.errors import RunStoreError, TrainingError
 from builder.runs.launcher import pid_alive, spawn_detached
+from builder.runs.owners import can_control
+from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
 from builder.runs.store import CONTROL_ACTIONS, RunStore
-from builder.training.trainer import Callback
+from builder.training.callbacks import Callback
 
 ENV_MAX_JOBS = "LAYERLAB_MAX_JOBS"
 ENV_TORCH_THREADS = "LAYERLAB_TORCH_THREADS"
-FINAL_STATUSES = ("finished", "stopped", "failed", "interrupted")
-SPEC_FILE = "job.json"
-LOG_FILE = "job.log"
-LIVE_FILE = "live_attributions.safetensors"
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
 _CALLBACKS = ("live_attributions", "decision_boundary")
 
@@ -114,39 +112,37 @@ def submit(store: RunStore, spec: JobSpec) -> str:
         TrainingError, ProjectFormatError: bad settings or project (checked before anything is recorded).
     """
     from builder.graph.project import load_project
-    from builder.training.trainer import TrainConfig
+    from builder.training.config import TrainConfig
 
     _check_callbacks(list(spec.callbacks))
     if spec.resume_run:
         store.mark_interrupted()
         run = store.get(spec.resume_run)
         run_id = run["id"]
-        if (run.get("owner") or "local") != spec.owner:
+        if not can_control(run, spec.owner):
             raise RunStoreError(f"no run {spec.resume_run!r} of owner {spec.owner!r}")
-        if run["status"] in ("queued", "running", "paused"):
-            raise RunStoreError(f"run {run_id} is {run['status']}; it cannot run twice")
-        if run["status"] == "finished" and not (spec.config or {}).get("epochs"):
-            raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
+        if why := resume_refusal(run, more_epochs=bool((spec.config or {}).get("epochs"))):
+            raise RunStoreError(why)
         TrainConfig.from_dict(run["config"], **dict(spec.config or {}))
     else:
         project = load_project(spec.project)
-        cfg = TrainConfig.from_dict({**{k: v for k, v in (project.training or {}).items()
-                                        if k in TrainConfig.model_fields}, **dict(spec.config or {})})
+        # resolved again in the job once its dataset is loaded (task and training-split size known)
+        cfg = TrainConfig.resolve((project.training or {}).get("task"), None, project.training, spec.config)
         run_id = store.create_run(project, spec.dataset, spec.dataset_options, cfg, name=spec.name,
                                   owner=spec.owner, tags=spec.tags)
-    d = store.run_dir(run_id)
-    d.mkdir(parents=True, exist_ok=True)
+    folder = store.folder(run_id)
+    folder.path.mkdir(parents=True, exist_ok=True)
     data = asdict(spec)
-    if spec.resume_run and (d / SPEC_FILE).is_file():  # keep what the run was first started with
-        old = json.loads((d / SPEC_FILE).read_text(encoding="utf-8"))
+    if spec.resume_run and folder.job_spec.is_file():  # keep what the run was first started with
+        old = json.loads(folder.job_spec.read_text(encoding="utf-8"))
         data["origin"] = old.get("origin") or old
         if not spec.callbacks:
             data["callbacks"] = list(data["origin"].get("callbacks") or [])
-    _write_json(d / SPEC_FILE, data)
+    _write_json(folder.job_spec, data)
     store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
-    pid = _launch_warm(store.workspace, run_id, d / LOG_FILE)
+    pid = _launch_warm(store.workspace, run_id, folder.job_log)
     if pid is None:
-        pid = _launch(store.workspace, run_id, d / LOG_FILE).pid
+        pid = _launch(store.workspace, run_id, folder.job_log).pid
     store.update_run(run_id, pid=pid)
     return run_id
 
@@ -388,7 +384,7 @@ def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "st
         raise RunStoreError(f"unknown job action; received: {action!r}. Fix: use one of {', '.join(CONTROL_ACTIONS)}")
     store.mark_interrupted()
     run = store.get(run_id)
-    if run["status"] not in ("queued", "running", "paused"):
+    if not is_live(run["status"]):
         raise RunStoreError(f"run {run['id']} is {run['status']}; only a queued, running or paused job can {action}")
     store.set_control(run["id"], action)
 
@@ -407,7 +403,7 @@ def wait(store: RunStore, run_ids: list[str], timeout: float | None = None) -> d
     while True:
         store.mark_interrupted()
         out = {rid: store.get(rid)["status"] for rid in run_ids}
-        if all(s in FINAL_STATUSES for s in out.values()):
+        if all(is_final(s) for s in out.values()):
             return out
         if deadline is not None and time.monotonic() >= deadline:
             return out
@@ -419,7 +415,7 @@ def live_frames(store: RunStore, run_id: str) -> dict | None:
     "inputs", "labels", "indices"}`` as numpy arrays, or None when none were recorded."""
     from builder.interpret.live import load_frames
 
-    return load_frames(store.run_dir(run_id) / LIVE_FILE)
+    return load_frames(store.folder(run_id).live_attributions)
 
 
 # ------------------------------------------------------------------------------------------ the process
@@ -465,7 +461,7 @@ class StoreControl(Callback):
 
 def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
     from builder.interpret.live import LiveAttributions
-    from builder.training.trainer import Callback
+    from builder.training.callbacks import Callback
 
     class _SaveLive(Callback):  # writes the frames to the run folder after every recorded epoch
         def __init__(self, live: LiveAttributions, path: Path):
@@ -481,7 +477,7 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
         kind, _, method = str(n).partition(":")
         if kind == "live_attributions":
             live = LiveAttributions(method or "integrated_gradients")
-            out += [live, _SaveLive(live, store.run_dir(run_id) / LIVE_FILE)]
+            out += [live, _SaveLive(live, store.folder(run_id).live_attributions)]
         elif kind == "decision_boundary":  # grid per epoch in the epoch metrics (2-D toy data; else silent)
             from builder.interpret.boundary import DecisionBoundary
 
@@ -503,7 +499,7 @@ def _wait_for_slot(store: RunStore, run_id: str) -> bool:
     while not store.claim_slot(run_id, limit):
         if store.get(run_id).get("control") == "stop":
             store.take_control(run_id)
-            store.update_status(run_id, "stopped", "stopped while queued; resume to start it")
+            store.update_status(run_id, RunStatus.STOPPED, "stopped while queued; resume to start it")
             return False
         n += 1
         if n % 5 == 0:  # a dead job's slot is freed by marking it
@@ -519,7 +515,7 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     from builder.training.pipeline import resume_run, run_training
 
     store = RunStore(workspace, mark_interrupted=False)
-    data = json.loads((store.run_dir(run_id) / SPEC_FILE).read_text(encoding="utf-8"))
+    data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
     origin = data.pop("origin", None)
     spec = JobSpec(**data)
     torch.set_num_threads(torch_threads())
@@ -529,7 +525,7 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     callbacks = _callbacks(list(spec.callbacks), store, run_id)
     signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
     try:
-        if spec.resume_run and store.checkpoint_path(run_id).is_file():
+        if spec.resume_run and store.folder(run_id).has_checkpoint:
             result = resume_run(run_id, store, callbacks, overrides=dict(spec.config or {}) or None,
                                 claimed=True)
         else:  # a new run, or one stopped before its first checkpoint: train from the start
@@ -540,8 +536,8 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     except Exception as e:
         traceback.print_exc()
         run = store.get(run_id)
-        if run["status"] not in FINAL_STATUSES:  # failed before the trainer could record it
-            store.finish(run_id, "failed", message=str(e) or type(e).__name__)
+        if not is_final(run["status"]):  # failed before the trainer could record it
+            store.finish(run_id, RunStatus.FAILED, message=str(e) or type(e).__name__)
         return 1
     print(f"job {run_id}: {result.status} {result.message}", flush=True)
     return 0
@@ -567,4 +563,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "live_frames", "run_job",
-           "StoreControl", "FINAL_STATUSES", "ENV_MAX_JOBS", "torch_threads"]
+           "StoreControl", "ENV_MAX_JOBS", "torch_threads"]

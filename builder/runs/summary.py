@@ -17,9 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from builder.errors import LayerLabError
-from builder.runs.store import LIVE_STATUSES, RunStore, graph_hash
-
-FINAL = ("finished", "stopped", "failed", "interrupted")
+from builder.runs.status import RunStatus, is_live
+from builder.runs.store import RunStore, graph_hash
 
 
 def best_epoch(epochs: list[dict]) -> dict:
@@ -101,14 +100,14 @@ def runs_of_graph(store: RunStore, graph: Any, owner: str | None, limit: int = 2
 def current_run(store: RunStore, graph: Any, owner: str | None) -> dict | None:
     """The run the Train page shows for the canvas: the owner's live run of this graph, else the newest one."""
     runs = runs_of_graph(store, graph, owner)
-    live = [r for r in runs if r["status"] in LIVE_STATUSES]
+    live = [r for r in runs if is_live(r["status"])]
     return (live or runs or [None])[0]
 
 
 def finished_run(store: RunStore, graph: Any, owner: str | None) -> dict | None:
     """The newest finished run of this graph with weights on disk (what Build › Weights exports), or None."""
     for r in runs_of_graph(store, graph, owner):
-        if r["status"] == "finished" and store.weights_path(r["id"]).is_file():
+        if r["status"] == RunStatus.FINISHED and store.folder(r["id"]).has_weights:
             return r
     return None
 

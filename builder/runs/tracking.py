@@ -30,7 +30,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from builder.training.trainer import Callback
+from builder.runs.status import RunStatus, is_live
+from builder.training.callbacks import Callback
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 ENV_EXPERIMENT = "LAYERLAB_MLFLOW_EXPERIMENT"
@@ -179,8 +180,10 @@ class Tracker:
                 self.client.log_artifact(mlflow_id, str(f))
 
     def end(self, mlflow_id: str, status: str) -> None:
-        self.client.set_terminated(mlflow_id, status={"finished": "FINISHED", "stopped": "KILLED",
-                                                      "interrupted": "KILLED"}.get(status, "FAILED"))
+        self.client.set_terminated(mlflow_id, status=_MLFLOW_STATUS.get(status, "FAILED"))
+
+
+_MLFLOW_STATUS = {RunStatus.FINISHED: "FINISHED", RunStatus.STOPPED: "KILLED", RunStatus.INTERRUPTED: "KILLED"}
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -244,20 +247,15 @@ def run_tags(store, run: dict) -> dict:
         except json.JSONDecodeError:
             tags = None
     if not tags:
-        spec = store.run_dir(run["id"]) / "job.json"
-        if spec.is_file():
-            try:
-                tags = json.loads(spec.read_text(encoding="utf-8")).get("tags")
-            except (OSError, json.JSONDecodeError):
-                tags = None
+        tags = (store.job_spec(run["id"]) or {}).get("tags")
     return dict(tags or {})
 
 
 def _log_end(tracker: Tracker, mlflow_id: str, store, run_id: str) -> None:
     run = store.get(run_id)
     tracker.log_metrics(mlflow_id, eval_metrics(run.get("test_metrics")), step=int(run.get("epochs_done") or 0))
-    d = store.run_dir(run_id)
-    files = [d / "project.json", d / "model_card.md", d / "model.safetensors"]
+    folder = store.folder(run_id)
+    files = [folder.project, folder.model_card, folder.weights]
     with tempfile.TemporaryDirectory(prefix="layerlab-mlflow-") as tmp:
         try:
             from builder.graph.project import load_project
@@ -362,7 +360,7 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     out = []
     for rid in ids:
         run = store.get(rid)
-        if run["status"] in ("queued", "running", "paused"):
+        if is_live(run["status"]):
             out.append({"run_id": run["id"], "mlflow_run_id": None, "status": "live"})
             continue
         existing = tracker.find(TAG_RUN, run["id"])

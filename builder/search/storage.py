@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from builder.errors import LayerLabError
+from builder.runs.owners import can_control, owner_of
 
 STUDY_DB = "studies.db"
 _ATTR = "layerlab"  # the study's user attribute holding its LayerLab settings
@@ -104,12 +105,13 @@ def study_owner(storage: str, name: str) -> str | None:
         sid = st.get_study_id_from_name(name)
     except KeyError:
         return None
-    return (st.get_study_user_attrs(sid).get(_ATTR) or {}).get("owner") or "local"
+    return owner_of(st.get_study_user_attrs(sid).get(_ATTR))  # the rule of runs: none recorded is "local"
 
 
 def _check_owner(name: str, owner: str, asking: str) -> None:
-    """A study belongs to whoever created it: nobody else resumes it, adds trials to it or reads it by name."""
-    if owner != asking:
+    """A study belongs to whoever created it: nobody else resumes it, adds trials to it or reads it by name
+    (:func:`builder.runs.owners.can_control`, as for runs)."""
+    if not can_control({"owner": owner}, asking):
         raise LayerLabError(f"the study name {name!r} is taken by another person's study; received: study name "
                             f"{name!r}. Fix: pick another study name")
 

@@ -31,6 +31,7 @@ from typing import Any
 from builder.errors import LayerLabError, Problem, TrainingError
 from builder.graph.project import Project, load_project
 from builder.runs.launcher import pid_alive
+from builder.runs.status import RunStatus, is_final
 from builder.search.results import StudyResult, study_result
 from builder.search.settings import StudySettings, objective_direction, objective_metric, objective_value
 from builder.search.space import SearchSpace, parse_space
@@ -42,8 +43,6 @@ from builder.search.storage import (
     default_storage,
     open_storage,
 )
-
-TERMINAL = ("finished", "stopped", "failed", "interrupted")
 
 
 class JobLauncher:
@@ -122,7 +121,7 @@ class StudyRunner:
                  dataset_options: dict | None = None, on_update: Callable[[dict], None] | None = None,
                  launcher: JobLauncher | None = None):
         from builder.data import load_dataset
-        from builder.training.trainer import TrainConfig
+        from builder.training.config import TrainConfig
 
         self.store = store
         self.settings = settings or StudySettings()
@@ -325,7 +324,7 @@ class StudyRunner:
         from builder.data import fit_dataset
         from builder.data.compat import check_compat
         from builder.graph.shapes import infer_shapes
-        from builder.training.trainer import TrainConfig
+        from builder.training.config import TrainConfig
 
         problems = [p for p in infer_shapes(project.graph).problems if p.severity == "error"]
         if not problems:
@@ -356,7 +355,7 @@ class StudyRunner:
                 self.launcher.stop(self.store, a.run_id)
         run = self.store.get(a.run_id)
         status = run["status"]
-        if status not in TERMINAL:
+        if not is_final(status):
             return False
         if a.reported < len(self.store.metrics(a.run_id, "epoch")):
             return self._poll(a, stopping)  # epochs written just before the end: report them first
@@ -364,12 +363,12 @@ class StudyRunner:
         if a.pruned_at is not None:
             study.tell(a.trial, state=TrialState.PRUNED)
             state = "pruned"
-        elif status == "finished" and a.last is not None:
+        elif status == RunStatus.FINISHED and a.last is not None:
             study.tell(a.trial, a.last)
             state = "complete"
         else:
-            why = {"stopped": "stopped with the study" if stopping else "its job was stopped",
-                   "interrupted": "its job process ended unexpectedly"}.get(status, "training failed")
+            why = {RunStatus.STOPPED: "stopped with the study" if stopping else "its job was stopped",
+                   RunStatus.INTERRUPTED: "its job process ended unexpectedly"}.get(status, "training failed")
             msg = f"{why}: {run.get('message') or ''}".rstrip(": ")
             a.trial.set_user_attr("message", msg[:1000])
             study.tell(a.trial, state=TrialState.FAIL)

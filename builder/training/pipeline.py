@@ -19,9 +19,12 @@ from builder.data.compat import adapt_graph, check_compat
 from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
-from builder.runs.store import LIVE_STATUSES, RunLogger, RunStore
+from builder.runs.status import resume_refusal
+from builder.runs.store import RunLogger, RunStore
 from builder.runs.tracking import attach_tracking
-from builder.training.trainer import Callback, TrainConfig, Trainer, TrainingJob, TrainResult
+from builder.training.callbacks import Callback, freeze_nodes
+from builder.training.config import TrainConfig
+from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
 
 
@@ -72,22 +75,6 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
     return {"loaded": loaded, "skipped": skipped}
 
 
-def freeze_nodes(model: torch.nn.Module, nodes: Iterable[str]) -> list[str]:
-    """Set ``requires_grad=False`` on the parameters of these node ids. Raises TrainingError for unknown ids."""
-    names = dict(getattr(model, "layerlab_names", {}) or {})
-    frozen = []
-    for nid in nodes:
-        if nid not in names:
-            raise TrainingError(f"cannot freeze {nid!r}: no such node with weights; nodes are "
-                                f"{', '.join(sorted(names))}")
-        prefix = names[nid] + "."
-        for k, p in model.named_parameters():
-            if k.startswith(prefix):
-                p.requires_grad_(False)
-        frozen.append(nid)
-    return frozen
-
-
 def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
             dataset_options: dict | None = None, adapt: bool = False,
             with_report: bool = False) -> tuple[Project, Dataset, TrainConfig]:
@@ -96,8 +83,8 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     The graph is analysed once (:func:`~builder.graph.shapes.infer_shapes`); with ``with_report`` that
     :class:`ShapeReport` is returned as a fourth item so compiling reuses it.
 
-    The project's ``training`` dict supplies defaults (``dataset``, ``task`` and any TrainConfig field);
-    ``config`` overrides them. With ``adapt`` the Input shape and output width are set to fit the dataset.
+    Settings resolve as :meth:`TrainConfig.resolve` does, lowest first: the defaults for the dataset's task and
+    training-split size < the project's ``training`` dict (also ``dataset`` and ``task``) < ``config``. With ``adapt`` the Input shape and output width are set to fit the dataset.
 
     Raises:
         GraphError: the graph does not fit the dataset (each problem names the node and the fix).
@@ -105,10 +92,7 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     """
     project = load_project(project).model_copy(deep=True)
     tr = dict(project.training or {})
-    fields = set(TrainConfig.model_fields)
-    base = {k: v for k, v in tr.items() if k in fields}
-    cfg = TrainConfig.from_dict({**base, **(config.model_dump(exclude_unset=True) if isinstance(config, TrainConfig)
-                                             else dict(config or {}))})
+    cfg = TrainConfig.resolve(tr.get("task"), None, tr, config)  # bad settings fail before the data loads
     if dataset is None:
         dataset = tr.get("dataset") or (project.dataset or {}).get("name")
         if not dataset:
@@ -121,11 +105,13 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
         ds = load_dataset(dataset, **opts)
     else:
         ds = dataset
+    cfg = TrainConfig.resolve(ds.info.task, len(ds.train), tr, config)
     ds = fit_dataset(project.graph, ds)  # a vector Input of the flattened size (MLP autoencoder on digits)
     report = infer_shapes(project.graph)
-    if adapt:  # adapting reads the structure only; the adapted graph's shapes need their own analysis
-        project.graph = adapt_graph(project.graph, ds.info, report)
-        report = infer_shapes(project.graph)
+    if adapt:  # adapting reads the structure only; a changed graph's shapes need their own analysis
+        adapted = adapt_graph(project.graph, ds.info, report)
+        if adapted.model_dump() != project.graph.model_dump():
+            project.graph, report = adapted, infer_shapes(adapted)
     if not report.ok:  # the graph's own problems first (compiling with this report would skip them)
         errors = [p for p in report.problems if p.severity == "error"]
         raise (BudgetError if all(p.code == "budget" for p in errors) else GraphError)(errors)
@@ -151,9 +137,7 @@ def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig)
         report = transfer_weights(model, weights, names, cfg.init_nodes)
         if not report["loaded"]:
             raise TrainingError(f"no weights of run {src['id']} fit this graph: {'; '.join(report['skipped'][:5])}")
-    if cfg.freeze:
-        freeze_nodes(model, cfg.freeze)
-    return report
+    return report  # cfg.freeze is applied by the trainer (builder.training.callbacks.Freeze)
 
 
 def run_training(project, dataset: str | Dataset | None = None, config: TrainConfig | dict | None = None,
@@ -202,7 +186,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
                              dataset_info=ds.info.to_dict(), config=cfg.model_dump())
         run_dir = store.run_dir(run_id)
         if not _reloadable(ds):  # an upload: keep the data so the run can be resumed
-            save_dataset(ds, run_dir / "dataset.safetensors")
+            save_dataset(ds, store.folder(run_id).dataset)
         listeners.append(RunLogger(store, run_id))
     if on_event is not None and main:
         listeners.append(on_event)
@@ -218,7 +202,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     trainer.run_id = run_id
     if run_id is not None:
         store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision,
-                              world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
+                              world_size=getattr(dist, "world_size", 1) if dist is not None else 1,
+                              params=int(report.total_params))  # the model card reads these, analyses nothing
     return _launch(trainer, background, run_id)
 
 
@@ -246,11 +231,9 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     store.mark_interrupted()
     run = store.get(run_id)
     run_id = run["id"]
-    if run["status"] in LIVE_STATUSES and not (claimed and run["pid"] == os.getpid()):  # its process is alive
-        raise RunStoreError(f"run {run_id} is {run['status']} in process {run['pid']}; resume or stop it there "
-                            "(it cannot run twice)")
-    if run["status"] == "finished" and not (overrides or {}).get("epochs"):
-        raise RunStoreError(f"run {run_id} already finished; pass a larger epochs to train further")
+    own = claimed and run["pid"] == os.getpid()  # this process holds the run's job slot: its live status is its own
+    if why := resume_refusal(run, more_epochs=bool((overrides or {}).get("epochs")), own_process=own):
+        raise RunStoreError(why)
     ckpt = store.checkpoint_path(run_id)
     from builder.training.checkpoint import previous_path, read_resumable
     if not ckpt.is_file() and not previous_path(ckpt).is_file():
@@ -266,8 +249,6 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
     callbacks = [*callbacks, *(attach_tracking(store, run_id) if main else [])]
     model = build_model(project.graph, cfg.seed)
-    if cfg.freeze:
-        freeze_nodes(model, cfg.freeze)
     trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
                       resume_from=ckpt, dist=dist)
     _, meta, _ = read_resumable(ckpt)
@@ -282,7 +263,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
 
 def load_run_dataset(store: RunStore, run: dict) -> Dataset:
     """The dataset a run trained on: its saved snapshot (uploads) or the registered dataset reloaded."""
-    snapshot = store.run_dir(run["id"]) / "dataset.safetensors"
+    snapshot = store.folder(run["id"]).dataset
     if snapshot.is_file():
         return load_saved_dataset(snapshot)
     return load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
