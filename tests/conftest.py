@@ -48,3 +48,22 @@ def example_project() -> dict:
                 "edges": [{"source": "x", "target": "c1"}, {"source": "c1", "target": "r1"},
                           {"source": "r1", "target": "sum"}, {"source": "c1", "target": "sum"},
                           {"source": "sum", "target": "f"}, {"source": "f", "target": "fc"}]}}
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """A fresh LayerLab workspace (``LAYERLAB_WORKSPACE``) for the app and the CLI; runs of others hidden."""
+    path = tmp_path / "ws"
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(path))
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
+    return path
+
+
+@pytest.fixture
+def job_workspace(workspace, monkeypatch) -> Path:
+    """A workspace for tests that start training jobs: one torch thread per job, two jobs at once, and a warm
+    launcher that does not outlive the test long."""
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
+    return workspace

@@ -81,19 +81,22 @@ class StreamlitServer:
             raise
 
     def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout
+        last: object = "no answer yet"
         while True:
             try:
                 with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
                     if r.status == 200:
                         return
-            except OSError:
-                pass
+                    last = f"HTTP {r.status}"
+            except OSError as e:
+                last = e
             if self.proc.poll() is not None:
                 raise RuntimeError(f"streamlit exited with code {self.proc.returncode}; see {self.log_path}")
-            if time.time() > deadline:
-                raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s; see {self.log_path}")
-            time.sleep(0.3)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s (last answer from "
+                                   f"/_stcore/health: {last}); see {self.log_path}")
+            time.sleep(0.3)  # a poll of another process's port: nothing to wait on but time
 
     def stop(self) -> None:
         """Stop the server this object started (its own process group), then close the log."""

@@ -5,20 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 import builder
+from tests.helpers import open_app
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+def at(workspace):
+    return open_app(timeout=60)
 
 
 def graph(at) -> builder.Graph:

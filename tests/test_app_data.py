@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+from tests.helpers import open_app
 
 
 @pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
-    app = AppTest.from_file(APP, default_timeout=90)
-    app.run()
-    app.switch_page("app_pages/data.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+def at(workspace):
+    return open_app("app_pages/data.py", timeout=90)
 
 
 def test_digits_preview_and_fit(at):

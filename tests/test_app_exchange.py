@@ -11,31 +11,25 @@ import builder
 from builder.interchange.onnx_export import export_onnx
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
+from tests.helpers import open_app
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(path))
-    return path
+def ws(workspace):
+    return workspace
 
 
-def open_app(page: str | None = None) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=300)
-    app.session_state["ll_owner"] = "local"  # the owner of runs recorded by run_training without one
-    app.run()
-    if page:
-        app.switch_page(page).run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+def open_local(page: str | None = None) -> AppTest:
+    """The app as the owner of runs recorded by run_training without one."""
+    return open_app(page, owner="local", timeout=300)
 
 
 def test_import_onnx_puts_graph_and_weights_on_the_canvas(ws, tmp_path):
     src = tmp_path / "lstm.onnx"
     export_onnx(builder.load_template("lstm"), src)
-    at = open_app()
+    at = open_local()
     at.file_uploader(key="ll_import_0").upload("lstm.onnx", src.read_bytes()).run()
     assert not at.exception, [e.value for e in at.exception]
     proj = at.session_state["ll_project"]
@@ -52,7 +46,7 @@ def test_import_onnx_puts_graph_and_weights_on_the_canvas(ws, tmp_path):
 
 
 def test_import_refuses_a_broken_file_with_a_message(ws):
-    at = open_app()
+    at = open_local()
     at.file_uploader(key="ll_import_0").upload("broken.onnx", b"\x08\x07garbage").run()
     assert not at.exception
     assert "Cannot import broken.onnx" in at.session_state["ll_canvas_error"]
@@ -63,7 +57,7 @@ def test_import_refuses_a_broken_file_with_a_message(ws):
 def test_runs_page_exports_onnx_and_quantizes(ws):
     store = RunStore(ws)
     rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=store).run_id
-    at = open_app("app_pages/runs.py")
+    at = open_local("app_pages/runs.py")
     at.button(key=f"ll_onnx_{rid}").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["ll_run_onnx"]["run"] == rid

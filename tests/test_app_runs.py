@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -11,32 +9,18 @@ import builder
 from builder.runs.jobs import JobSpec, submit, wait
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
+from tests.helpers import ME, OTHER, open_app, wait_for_epochs, wait_for_status
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-ME, OTHER = "anon:" + "a" * 32, "anon:" + "b" * 32
 TIMEOUT = 180
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(path))
-    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
-    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
-    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")  # the warm launcher does not outlive the test long
-    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
-    return path
+def ws(job_workspace):
+    return job_workspace
 
 
 def open_runs(owner: str = ME, query: dict | None = None, timeout: int = 90) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=timeout)
-    app.session_state["ll_owner"] = owner  # what this browser's cookie would give
-    app.run()  # `/` redirects to /build (and drops its query): the deep link below is /runs?run=ID itself
-    for k, v in (query or {}).items():
-        app.query_params[k] = v
-    app.switch_page("app_pages/runs.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_app("app_pages/runs.py", owner=owner, query=query, timeout=timeout)
 
 
 def _train(store, owner=ME, **cfg):
@@ -87,15 +71,11 @@ def test_pause_resume_stop_a_job_from_the_runs_page(ws):
     store = RunStore(ws)
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
                                 config={"epochs": 500, "early_stopping": None}, owner=ME))
-    import time
-    end = time.monotonic() + TIMEOUT
-    while store.get(rid)["status"] != "running" and time.monotonic() < end:
-        time.sleep(0.05)
+    wait_for_status(store, rid, {"running"}, TIMEOUT)
     at = open_runs()
     at.multiselect(key="ll_runs_pick").set_value([rid]).run()
     at.button(key=f"ll_jpause_{rid}").click().run()
-    while store.get(rid)["status"] != "paused" and time.monotonic() < end:
-        time.sleep(0.05)
+    wait_for_status(store, rid, {"paused"}, TIMEOUT)
     assert store.get(rid)["status"] == "paused"
     at.run()
     at.button(key=f"ll_jstop_{rid}").click().run()
@@ -106,10 +86,7 @@ def test_resume_a_stopped_run_and_open_its_project(ws):
     store = RunStore(ws)
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
                                 config={"epochs": 400, "early_stopping": None}, owner=ME))
-    import time
-    end = time.monotonic() + TIMEOUT
-    while (store.get(rid)["epochs_done"] or 0) < 1 and time.monotonic() < end:
-        time.sleep(0.05)
+    wait_for_epochs(store, rid, 1, TIMEOUT)
     from builder.runs.jobs import request
     request(store, rid, "stop")
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
@@ -119,8 +96,7 @@ def test_resume_a_stopped_run_and_open_its_project(ws):
     assert not resume.disabled
     resume.click().run()
     assert not at.exception, [e.value for e in at.exception]
-    while store.get(rid)["status"] not in ("running", "paused") and time.monotonic() < end:
-        time.sleep(0.05)
+    wait_for_status(store, rid, {"running", "paused"}, TIMEOUT)
     request(store, rid, "stop")
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     at.run()

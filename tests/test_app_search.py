@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+from tests.helpers import open_app
 
 
 @pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+def at(workspace, monkeypatch):
     monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
-    app = AppTest.from_file(APP, default_timeout=120)
-    app.run()
-    app.selectbox(key="ll_tpl_pick").set_value("mlp").run()  # MLP on moons
-    app.button(key="ll_confirm_replace").click().run()
-    app.switch_page("app_pages/train.py").run()
+    app = open_app("app_pages/train.py", template="mlp")  # MLP on moons
     app.session_state["ll_train_mode"] = "Search"
     app.run()
     assert not app.exception, [e.value for e in app.exception]

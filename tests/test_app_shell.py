@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages import nav
+from tests.helpers import open_app
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = [p.path for p in nav.PAGES]
 
 
 @pytest.fixture(autouse=True)
-def ws(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+def ws(workspace):
+    return workspace
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_loads(page):
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
+    at = open_app(timeout=90)
     assert at.sidebar.text_input(key=f"ll_name_{at.session_state['ll_revision']}").value
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -29,10 +26,8 @@ def test_every_page_loads(page):
 
 
 def test_sessions_are_independent():
-    a = AppTest.from_file(APP, default_timeout=90)
-    b = AppTest.from_file(APP, default_timeout=90)
-    a.run()
-    b.run()
+    a = open_app(timeout=90)
+    b = open_app(timeout=90)
     a.button(key="ll_new").click().run()
     assert a.session_state["ll_project"].graph.nodes  # replacing a project asks first
     a.button(key="ll_confirm_replace").click().run()
@@ -42,19 +37,14 @@ def test_sessions_are_independent():
 
 
 def test_rename_project_in_the_sidebar():
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
+    at = open_app(timeout=90)
     at.sidebar.text_input(key=f"ll_name_{at.session_state['ll_revision']}").set_value("My net").run()
     assert at.session_state["ll_project"].name == "My net"
     from app_pages import ui  # noqa: F401  (helpers are importable without a running app)
 
 
 def _as(owner_id: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.session_state["ll_owner"] = "anon:" + owner_id * 32  # what the browser's cookie would give
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(owner="anon:" + owner_id * 32, timeout=90)  # what the browser's cookie would give
 
 
 def test_the_project_is_autosaved_per_owner_and_restored():

@@ -3,47 +3,24 @@ the final evaluation; pause, resume and stop reach the job through the store."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from builder.runs.jobs import wait
 from builder.runs.store import RunStore
+from tests.helpers import open_app, wait_for_status
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 180
 
 
-def _until(pred, what: str, timeout: float = TIMEOUT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 @pytest.fixture
-def ws(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
-    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
-    monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
-    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")  # the warm launcher does not outlive the test long
-    return tmp_path / "ws"
+def ws(job_workspace):
+    return job_workspace
 
 
 @pytest.fixture
 def at(ws):
-    app = AppTest.from_file(APP, default_timeout=120)
-    app.run()
-    app.selectbox(key="ll_tpl_pick").set_value("mlp").run()  # MLP on moons: trains in a second
-    app.button(key="ll_confirm_replace").click().run()
-    app.switch_page("app_pages/train.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_app("app_pages/train.py", template="mlp")  # MLP on moons: trains in a second
 
 
 def _start(at, epochs: int, live: bool = False) -> str:
@@ -83,7 +60,7 @@ def test_start_runs_a_job_process_and_shows_results(at, ws):
 def test_stop_keeps_a_resumable_run(at, ws):
     rid = _start(at, 500)
     store = RunStore(ws)
-    _until(lambda: store.get(rid)["status"] == "running", "the job to run")
+    wait_for_status(store, rid, {"running"}, TIMEOUT)
     at.run()
     at.button(key="ll_stop").click().run()
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
@@ -105,13 +82,13 @@ def test_graph_problems_block_training_with_a_clear_message(at):
 def test_pause_and_resume(at, ws):
     rid = _start(at, 500)
     store = RunStore(ws)
-    _until(lambda: store.get(rid)["status"] == "running", "the job to run")
+    wait_for_status(store, rid, {"running"}, TIMEOUT)
     at.run()
     at.button(key="ll_pause").click().run()
-    _until(lambda: store.get(rid)["status"] == "paused", "paused")
+    wait_for_status(store, rid, {"paused"}, TIMEOUT)
     at.run()
     at.button(key="ll_resume").click().run()
-    _until(lambda: store.get(rid)["status"] == "running", "running again")
+    wait_for_status(store, rid, {"running"}, TIMEOUT)
     at.run()
     at.button(key="ll_stop").click().run()
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}

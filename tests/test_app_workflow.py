@@ -5,22 +5,17 @@ live decision boundary on the Train page."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+from tests.helpers import APP, open_app
 
 
 @pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+def at(workspace, monkeypatch):
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
-    app = AppTest.from_file(APP, default_timeout=120)
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_app()
 
 
 def _forms(node):
@@ -45,7 +40,7 @@ def test_hyper_parameter_form_never_submits_on_enter(at):
 
 
 def test_early_stopping_is_on_by_default_and_editable(at):
-    from builder.training.trainer import TrainConfig
+    from builder.training.config import TrainConfig
 
     assert TrainConfig().early_stopping == 5 and TrainConfig().early_stopping_delta > 0
     proj = at.session_state["ll_project"]

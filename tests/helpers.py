@@ -1,0 +1,90 @@
+"""Shared test helpers: the AppTest opener, and waits that fail loudly (what was waited for, the last state seen).
+
+Fixtures (the workspace environment) are in tests/conftest.py; browser helpers in tests/e2e/e2e_helpers.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+#: an anonymous owner, as the browser's cookie gives one
+ME, OTHER = "anon:" + "a" * 32, "anon:" + "b" * 32
+
+T = TypeVar("T")
+
+
+def until(pred: Callable[[], T], what: str, timeout: float = 60.0, *, poll: float = 0.05,
+          state: Callable[[], Any] | None = None) -> T:
+    """Poll ``pred`` until it returns something truthy and return that.
+
+    Raises (pytest.fail) after ``timeout`` seconds, naming ``what`` and the last state seen: ``state()`` when
+    given, else the last value of ``pred``.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() >= end:
+            last = state() if state is not None else value
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
+        time.sleep(poll)
+
+
+def wait_for_status(store, run_id: str, statuses: Collection[str], timeout: float = 180.0) -> dict:
+    """The run's row once its status is one of ``statuses`` (a job polled through the run store).
+
+    Raises (pytest.fail) after ``timeout`` seconds with the run's last status, epochs done and message.
+    """
+    def row() -> dict:
+        return store.get(run_id)
+
+    def seen() -> dict:
+        r = row()
+        return {k: r.get(k) for k in ("status", "epochs_done", "message")}
+
+    return until(lambda: (r := row())["status"] in statuses and r, f"run {run_id} to be {'/'.join(statuses)}",
+                 timeout, state=seen)
+
+
+def wait_for_epochs(store, run_id: str, epochs: int = 1, timeout: float = 180.0) -> dict:
+    """The run's row once it has recorded at least ``epochs`` epochs (pytest.fail after ``timeout``)."""
+    return until(lambda: ((r := store.get(run_id))["epochs_done"] or 0) >= epochs and r,
+                 f"run {run_id} to record {epochs} epoch(s)", timeout,
+                 state=lambda: {k: store.get(run_id).get(k) for k in ("status", "epochs_done", "message")})
+
+
+def assert_no_exception(app) -> None:
+    """An AppTest run raised nothing (the exceptions' messages otherwise)."""
+    assert not app.exception, [e.value for e in app.exception]
+
+
+def open_app(page: str | None = None, *, owner: str | None = None, template: str | None = None,
+             query: Mapping[str, str] | None = None, timeout: float = 120) -> Any:
+    """The app in an AppTest, run once, optionally as ``owner``, with ``template`` on the canvas (the
+    replacement confirmed) and then on ``page`` (``app_pages/<name>.py``) with ``query`` parameters.
+
+    The workspace comes from ``LAYERLAB_WORKSPACE`` (the ``workspace`` fixture sets it).
+    """
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(APP, default_timeout=timeout)
+    if owner is not None:
+        app.session_state["ll_owner"] = owner  # what this browser's cookie would give
+    app.run()  # `/` redirects to /build (and drops its query): a deep link is the page's own query below
+    if template is not None:
+        app.selectbox(key="ll_tpl_pick").set_value(template).run()
+        app.button(key="ll_confirm_replace").click().run()
+    for k, v in (query or {}).items():
+        app.query_params[k] = v
+    if page is not None:
+        app.switch_page(page).run()
+    assert_no_exception(app)
+    return app
