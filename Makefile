@@ -18,6 +18,7 @@ install: $(STAMP)
 app: $(STAMP)
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
+# pytest's testpaths are tests/ and builder/ (the docstring examples run as doctests, see pyproject.toml)
 test: $(STAMP) test-frontend
 	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900
 
