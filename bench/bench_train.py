@@ -36,8 +36,10 @@ from results import write_section  # noqa: E402  (bench/results.py)
 
 from builder.data import load_dataset  # noqa: E402
 from builder.graph.templates import load_template  # noqa: E402
+from builder.training.callbacks import ChannelsLast  # noqa: E402
+from builder.training.config import TrainConfig  # noqa: E402
 from builder.training.pipeline import build_model, run_training  # noqa: E402
-from builder.training.trainer import TrainConfig, Trainer, _channels_last, _use_channels_last, build_optimizer  # noqa: E402
+from builder.training.trainer import Trainer, build_optimizer  # noqa: E402
 
 SECTION = "## Training (issue 3)"
 LOAD = os.getloadavg()
@@ -94,9 +96,9 @@ def tutorial_loop(model, ds, epochs: int, batch_size: int, lr: float) -> float:
 
 def minimal_loop(model, ds, epochs: int, batch_size: int, lr: float) -> float:
     """The leanest loop over device tensors with the trainer's optimizer implementation; seconds per step."""
-    if _use_channels_last("auto", model, ds, torch.device("cpu")):  # the trainer's tensors and layout
+    if ChannelsLast.applies("auto", model, ds, torch.device("cpu")):  # the trainer's tensors and layout
         model = model.to(memory_format=torch.channels_last)
-        ds = _channels_last(ds)
+        ds = ChannelsLast.convert(ds)
     opt = build_optimizer(model.parameters(), TrainConfig(lr=lr))  # fused Adam, as the trainer uses
     X, Y = ds.train.X, ds.train.y
     n = len(X)
@@ -128,7 +130,7 @@ def trainer_run(model, ds, epochs: int, batch_size: int, lr: float) -> tuple[flo
 
 def _test_eval_time(tr) -> float:
     """The final test evaluation is not part of an epoch; time it to subtract it."""
-    from builder.training.trainer import evaluate
+    from builder.training.metrics import evaluate
     t = CLOCK()
     evaluate(tr.model, tr.dataset.test.X, tr.dataset.test.y, "multiclass", num_classes=10)
     return CLOCK() - t

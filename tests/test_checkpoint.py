@@ -16,7 +16,8 @@ from builder.training.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from builder.training.trainer import TrainConfig, build_optimizer, build_scheduler
+from builder.training.config import TrainConfig
+from builder.training.trainer import build_optimizer, build_scheduler
 from builder.training.weights import read_weights, save_weights
 
 

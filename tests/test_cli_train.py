@@ -166,3 +166,43 @@ def test_ctrl_c_stops_cleanly_checkpoints_and_resumes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert store.get(rid)["status"] == "finished"
     assert [e["epoch"] for e in store.metrics(rid)] == list(range(1, done + 2))
+
+
+def test_cli_and_jobs_resolve_the_same_settings(tmp_path, capsys, monkeypatch):
+    """One project without epochs or batch size: the CLI and a job start from TrainConfig's defaults for its task
+    and training-split size, under the project's own settings; the Train page's form is checked against the same
+    resolution in tests/test_app_train.py."""
+    import contextlib
+    import os
+    import signal
+
+    from builder.data import load_dataset
+    from builder.runs.jobs import JobSpec, submit, wait
+    from builder.runs.store import RunStore
+    from builder.training.config import TrainConfig
+
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
+    project = load_template("mlp")
+    project.training = {"dataset": "moons", "lr": 0.02, "early_stopping": 2}
+    path = tmp_path / "p.json"
+    path.write_text(project.model_dump_json())
+    ws = tmp_path / "ws"
+    rc = cli.main(["train", str(path), "--dataset-option", "n_samples=300", "--workspace", str(ws), "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    store = RunStore(ws)
+    by_cli = store.get(re.search(r"^run id (\S+)$", out, re.M).group(1))["config"]
+    rid = submit(store, JobSpec(project=project.model_dump(), dataset="moons", dataset_options={"n_samples": 300}))
+    try:
+        assert wait(store, [rid], 180) == {rid: "finished"}
+    finally:
+        pidfile = store.workspace / "launcher.pid"
+        if pidfile.is_file():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    by_job = store.get(rid)["config"]
+    n_train = len(load_dataset("moons", n_samples=300).train)
+    expected = TrainConfig.resolve("binary", n_train, project.training).model_dump()
+    assert by_cli == by_job == expected
+    assert (expected["epochs"], expected["batch_size"], expected["lr"]) == (50, 32, 0.02)

@@ -7,21 +7,17 @@ import time
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from builder.data import Dataset, DatasetInfo, Split, load_dataset
 from builder.errors import TrainingError
-from builder.training.trainer import (
-    Callback,
-    Channel,
-    History,
-    TrainConfig,
-    Trainer,
-    TrainingJob,
-    classification_metrics,
-    evaluate,
-    resolve_device,
-)
+from builder.training.callbacks import Callback
+from builder.training.config import TrainConfig, resolve_device
+from builder.training.events import Channel, History
+from builder.training.metrics import classification_metrics, evaluate
+from builder.training.trainer import Trainer, TrainingJob
 
 
 def mlp(d_in=2, d_out=2, hidden=16, seed=0, dropout=0.0):
@@ -54,6 +50,42 @@ def test_config_json_round_trip_and_device():
     assert TrainConfig.from_dict(cfg.model_dump()) == cfg and cfg.lr == 0.1
     assert resolve_device("auto").type in ("cuda", "mps", "cpu")
     assert resolve_device("cpu").type == "cpu"
+
+
+TASKS = ("multiclass", "binary", "regression", "reconstruction")
+
+
+@settings(max_examples=60, deadline=None)
+@given(task=st.sampled_from((*TASKS, None)), n_train=st.one_of(st.none(), st.integers(0, 10**6)),
+       own=st.integers(1, 500), flag=st.integers(1, 500))
+def test_defaults_per_task_and_their_precedence(task, n_train, own, flag):
+    """TrainConfig is the one home of the starting values: task defaults < project settings < overrides."""
+    d = TrainConfig.defaults(task, n_train)
+    small = n_train is not None and n_train < 500
+    assert TrainConfig.from_dict(d).model_dump() == d  # every default is a valid setting
+    assert d["batch_size"] == (32 if small else 64)
+    assert d["epochs"] == max(40 if task in ("regression", "reconstruction") else 20, 50 if small else 0)
+    assert TrainConfig.defaults() == TrainConfig().model_dump()  # no task known: the field defaults
+    project = {"dataset": "moons", "task": task, "epochs": own}  # non-field keys are ignored
+    assert TrainConfig.resolve(task, n_train, project).epochs == own
+    cfg = TrainConfig.resolve(task, n_train, project, {"epochs": flag, "early_stopping": None})
+    assert cfg.epochs == flag and cfg.early_stopping is None and cfg.batch_size == d["batch_size"]
+    assert TrainConfig.resolve(task, n_train, project, TrainConfig(lr=0.5)).epochs == own  # only set fields win
+
+
+def test_prepare_resolves_defaults_for_the_dataset():
+    """The pipeline resolves with the loaded dataset's task and training-split size."""
+    from builder.graph.templates import load_template
+    from builder.training.pipeline import prepare
+
+    project = load_template("mlp")
+    project.training = {"dataset": "moons", "lr": 0.02}
+    _, ds, cfg = prepare(project, None, None, dataset_options={"n_samples": 300})
+    assert len(ds.train) < 500
+    assert cfg == TrainConfig.resolve(ds.info.task, len(ds.train), project.training)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr) == (50, 32, 0.02)
+    _, _, cfg = prepare(project, None, {"epochs": 3}, dataset_options={"n_samples": 300})
+    assert cfg.epochs == 3
 
 
 # ------------------------------------------------------------------------------------ events, tasks
@@ -186,6 +218,82 @@ def full_model_state(run_dir):
     from builder.training.weights import read_weights
     sd, _ = read_weights(run_dir / "model.safetensors")
     return [sd[k] for k in sorted(sd)]
+
+
+# ------------------------------------------------------------------------------- stateful callbacks
+ES = {"epochs": 40, "lr": 0.05, "batch_size": 32, "early_stopping": 2, "log_every": 3}
+
+
+class LegacyCheckpoint(Trainer):
+    """Writes checkpoints as before callbacks had state (early stopping and best weights as loop fields)."""
+
+    def _save(self, epoch, batch, perm, acc):
+        from builder.training.callbacks import BestWeights, EarlyStopping
+        from builder.training.checkpoint import save_checkpoint
+
+        es = next(c for c in self.callbacks if isinstance(c, EarlyStopping))
+        bw = next(c for c in self.callbacks if isinstance(c, BestWeights))
+        state = {"epoch": epoch, "batch": batch, "global_step": self.global_step, "acc": acc,
+                 "history": self.history.to_state(), "best": es.best, "bad_epochs": es.wait,
+                 "best_epoch": es.best_epoch, "config": self.config.model_dump(),
+                 "epoch_times": self._epoch_times[-20:], "grad_norm": self._last_gn}
+        tensors = {"gen_state": self._gen.get_state(), **({"perm": perm} if perm is not None else {}),
+                   **{f"best.{k}": v for k, v in (bw.weights or {}).items()}}
+        save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.scheduler, state, tensors)
+
+
+@pytest.mark.parametrize("writer", [Trainer, LegacyCheckpoint], ids=["callback-state", "legacy-checkpoint"])
+def test_early_stopping_and_best_weights_resume_exactly(tmp_path, moons, writer):
+    """Patience used so far and the best weights come back from the checkpoint: a run stopped after a
+    non-improving epoch and resumed stops at the same epoch with the same weights as the uninterrupted one."""
+    from builder.training.checkpoint import read_checkpoint
+
+    full = Trainer(mlp(), moons, ES, run_dir=tmp_path / "full")
+    r = full.fit()
+    assert r.message.startswith("early stopping") and r.epochs_completed < ES["epochs"]
+    waited = [e for e in range(2, r.epochs_completed)
+              if full.history.epochs[e - 1]["val_loss"] >= min(x["val_loss"] for x in full.history.epochs[:e - 1])]
+    stop = waited[0] * full.steps_per_epoch + 2  # inside the epoch after a non-improving one
+    part = writer(mlp(), moons, ES, run_dir=tmp_path / "part")
+    part._stop_at_step = stop
+    assert part.fit().status == "stopped"
+    _, meta = read_checkpoint(tmp_path / "part" / "checkpoints" / "last.safetensors")
+    if writer is Trainer:
+        assert meta["state"]["callbacks"]["EarlyStopping"]["wait"] >= 1
+    resumed = Trainer(mlp(seed=5), moons, ES, run_dir=tmp_path / "part",
+                      resume_from=tmp_path / "part" / "checkpoints" / "last.safetensors")
+    r2 = resumed.fit()
+    assert (r2.status, r2.epochs_completed, r2.best_epoch, r2.message) == (r.status, r.epochs_completed,
+                                                                          r.best_epoch, r.message)
+    assert r2.test == r.test  # the restored best weights are the ones evaluated
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_builtin_callbacks_follow_the_config():
+    from builder.training.callbacks import BestWeights, ChannelsLast, EarlyStopping, Freeze, builtin_callbacks
+
+    kinds = [type(c) for c in builtin_callbacks(TrainConfig(freeze=["fc1"]))]
+    assert kinds == [ChannelsLast, Freeze, EarlyStopping, BestWeights]
+    assert [type(c) for c in builtin_callbacks(TrainConfig(early_stopping=None))] == [ChannelsLast, EarlyStopping]
+    es = EarlyStopping(3)
+    es.load_state_dict({"best": 0.5, "best_epoch": 2, "wait": 1})
+    assert es.state_dict() == {"best": 0.5, "best_epoch": 2, "wait": 1}
+    with pytest.raises(ValueError):
+        es.load_state_dict({"wait": -1})
+    with pytest.raises(TypeError):
+        es.load_state_dict({"best": "x"})
+
+
+def test_freeze_is_a_callback_of_the_trainer(moons):
+    model = mlp()
+    model.layerlab_names = {"fc1": "0"}
+    before = model[0].weight.detach().clone()
+    t = Trainer(model, moons, {"epochs": 2, "lr": 0.05, "freeze": ["fc1"]})
+    t.fit()
+    assert torch.equal(t.model[0].weight, before) and not torch.equal(t.model[3].weight, mlp()[3].weight)
+    with pytest.raises(TrainingError, match="cannot freeze 'nope'"):
+        Trainer(mlp(), moons, {"epochs": 1, "freeze": ["nope"]}).fit()
 
 
 def test_stop_at_epoch_end_from_a_callback(tmp_path, moons):

@@ -30,7 +30,7 @@ from builder.data.predict import predict
 from builder.errors import TrainingError
 
 try:
-    from builder.training.trainer import Callback
+    from builder.training.callbacks import Callback
 except ImportError:  # pragma: no cover - builder.training.trainer always exists in this package
     Callback = object  # type: ignore[assignment,misc]
 
