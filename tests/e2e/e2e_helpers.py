@@ -9,14 +9,30 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+_IDLE_JS = """() => {
+    const app = document.querySelector('[data-testid=stApp]');
+    return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'
+        && document.querySelector('[data-testid=stStatusWidget]') === null;
+}"""
+
+
 def wait_idle(page, timeout: float = 30.0) -> None:
-    """Wait until Streamlit is not running a script (the status widget disappears)."""
-    page.wait_for_timeout(150)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if page.locator("[data-testid=stStatusWidget]").count() == 0:
-            return
-        page.wait_for_timeout(100)
+    """Wait until Streamlit is not running a script: the app reports the script state ``notRunning`` (a click
+    that asks for a rerun sets ``rerunRequested`` at once) and the status widget is gone.
+
+    Raises:
+        TimeoutError: after ``timeout`` seconds, with the last script state and status text seen.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    try:
+        page.wait_for_function(_IDLE_JS, timeout=timeout * 1000, polling=100)
+    except PlaywrightTimeoutError:
+        state = page.evaluate("""() => [document.querySelector('[data-testid=stApp]')
+                                            ?.getAttribute('data-test-script-state'),
+                                        document.querySelector('[data-testid=stStatusWidget]')?.innerText]""")
+        raise TimeoutError(f"Streamlit still busy after {timeout:.0f} s: script state {state[0]!r}, "
+                           f"status widget {state[1]!r}") from None
 
 
 def open_app(page, path: str = "") -> None:
@@ -123,16 +139,21 @@ def handle(page, node_id: str, kind: str, port: str | None = None):
 
 
 def stable_box(locator, timeout: float = 5.0) -> dict:
-    """The bounding box once it stops moving (the canvas may animate its viewport after a change)."""
+    """The bounding box once it is the same in two animation frames in a row (the canvas may animate its
+    viewport after a change).
+
+    Raises:
+        TimeoutError: when it is still moving (or not shown) after ``timeout`` seconds, with the last box seen.
+    """
     prev = None
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         box = locator.bounding_box()
         if box is not None and box == prev:
             return box
         prev = box
-        locator.page.wait_for_timeout(120)
-    return prev
+        locator.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    raise TimeoutError(f"{locator} did not settle within {timeout:.0f} s; last box seen: {prev}")
 
 
 def connect(page, src: str, dst: str, src_port: str | None = None, dst_port: str | None = None) -> None:
@@ -156,10 +177,35 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
+CURVE_POINTS_JS = """() => {
+    const el = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
+    if (!el || !el.data) return 0;
+    return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
+}"""
+
+
 def curve_points(page) -> int:
     """Number of x values in the live loss chart (plotly's data in the DOM)."""
-    return page.evaluate("""() => {
-        const el = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
-        if (!el || !el.data) return 0;
-        return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
-    }""")
+    return page.evaluate(CURVE_POINTS_JS)
+
+
+def wait_for_value(page, js: str, at_least: float, what: str, timeout: float = 60.0) -> float:
+    """Wait until the page function ``js`` (``() => number``) returns at least ``at_least``; return it.
+
+    Raises:
+        TimeoutError: after ``timeout`` seconds, naming ``what`` and the last value seen.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    try:
+        page.wait_for_function(f"() => ({js})() >= {at_least}", timeout=timeout * 1000, polling=100)
+    except PlaywrightTimeoutError:
+        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; last value "
+                           f"{page.evaluate(js)!r}, wanted at least {at_least}") from None
+    return page.evaluate(js)
+
+
+def wait_for_curve_points(page, more_than: int = 0, timeout: float = 60.0) -> int:
+    """Wait until the live loss chart has more than ``more_than`` points; return how many."""
+    return int(wait_for_value(page, CURVE_POINTS_JS, more_than + 1, f"more than {more_than} curve point(s)",
+                              timeout))

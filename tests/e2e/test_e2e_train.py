@@ -6,7 +6,16 @@ import re
 import time
 
 import pytest
-from e2e_helpers import curve_points, fill_field, goto_page, open_app, pick_template, shot, wait_idle
+from e2e_helpers import (
+    curve_points,
+    fill_field,
+    goto_page,
+    open_app,
+    pick_template,
+    shot,
+    wait_for_curve_points,
+    wait_idle,
+)
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
@@ -62,10 +71,7 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
     shot(page, "build-cnn")
     t0 = start(page, 400)
     # the first curve point arrives quickly
-    deadline = time.time() + 30
-    while curve_points(page) == 0:
-        assert time.time() < deadline, "no curve point within 30 s"
-        page.wait_for_timeout(50)
+    wait_for_curve_points(page, 0, timeout=30)
     first_point_s = time.perf_counter() - t0
     run_id = run_id_of(page)
     p1, _ = progress(page)
@@ -105,10 +111,7 @@ def test_two_sessions_train_at_once_and_see_only_their_own(browser, app_server):
         ids = [run_id_of(pg) for pg in pages]
         assert ids[0] != ids[1]
         for pg in pages:
-            deadline = time.time() + 90
-            while curve_points(pg) == 0:
-                assert time.time() < deadline
-                pg.wait_for_timeout(100)
+            wait_for_curve_points(pg, 0, timeout=90)
         for pg, mine, other in ((pages[0], ids[0], ids[1]), (pages[1], ids[1], ids[0])):
             text = pg.locator("[data-testid=stMain]").inner_text()
             assert mine in text and other not in text

@@ -6,10 +6,8 @@ started here with the flags the project's CI uses. Under ``CI=true`` a missing C
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from e2e_helpers import ARTIFACTS, goto_page, open_app, shot, wait_idle
+from e2e_helpers import ARTIFACTS, goto_page, open_app, shot, wait_for_value, wait_idle
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -38,10 +36,8 @@ def test_explain_digits_cnn_heatmap(page):
     main = page.locator("[data-testid=stMain]")
     page.wait_for_selector("text=Methods (side by side)", timeout=60_000)
     wait_idle(page)
-    deadline = time.time() + 60
-    while page.evaluate(HEATMAPS_JS) < 3:  # one heatmap per method, plus the overlays
-        assert time.time() < deadline, "no attribution heatmap rendered on the Explain page"
-        page.wait_for_timeout(200)
+    # one heatmap per method, plus the overlays
+    wait_for_value(page, HEATMAPS_JS, 3, "attribution heatmaps on the Explain page", timeout=60)
     heat = page.locator("[data-testid=stPlotlyChart] .js-plotly-plot .heatmaplayer, "
                         "[data-testid=stPlotlyChart] .js-plotly-plot image").first
     assert heat.count() == 1 and heat.is_visible()
