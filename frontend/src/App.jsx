@@ -146,6 +146,8 @@ function Canvas({ data, api, store }) {
     store.history = history.ref.current;
   }, [nodes, edges, store, history.ref, history.tick]);
 
+  // data-revision on the flow element: the revision of Python's graph the canvas shows (tests wait for it
+  // after Python replaced the graph; a replacement re-renders, so the attribute follows revRef).
   // ---- viewport: fit, but never below a readable zoom ----
   // data-fitted on the flow element counts finished fits (tests wait for it instead of a margin or a sleep).
   // The count lives in the page-level store so it keeps rising across remounts of the host element.
@@ -524,6 +526,7 @@ function Canvas({ data, api, store }) {
             data-zoom={(zoom || 1).toFixed(3)}
             data-moving={moving ? 'true' : 'false'}
             data-fitted={fitted}
+            data-revision={revRef.current}
           >
             <ReactFlow
               nodes={nodes}

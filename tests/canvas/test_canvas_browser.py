@@ -258,6 +258,19 @@ def wait_fitted(page, timeout=10_000):
              return f && Number(f.dataset.fitted) > 0 && f.dataset.moving === 'false'; })""", timeout=timeout)
 
 
+def reset_graph(page) -> dict:
+    """Click the demo's "Reset graph" (Python replaces the graph and bumps the revision); wait until Python has
+    run it and the canvas shows that revision (data-revision), so no later click races the replacement."""
+    rev = state(page)["revision"]
+    page.locator('button:has-text("Reset graph")').click()
+    s = settled(page, lambda s: s["revision"] > rev)
+    page.wait_for_function(
+        """(r) => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
+             const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow');
+             return f && Number(f.dataset.revision) >= r; })""", arg=s["revision"], timeout=10_000)
+    return s
+
+
 PANE_AT_JS = """([x, y]) => {
   let el = document.elementFromPoint(x, y);
   while (el && el.shadowRoot && el.shadowRoot.elementFromPoint(x, y) && el.shadowRoot.elementFromPoint(x, y) !== el) {
@@ -557,10 +570,10 @@ def test_canvas_ports_blocks_menus_and_revision(browser):
 
         # Python bumps the revision: the browser's graph is replaced (no rerun back),
         # the replacement is undoable, and later changes carry the new revision
-        page.locator('button:has-text("Reset graph")').click()
+        s = reset_graph(page)
         page.locator('[data-testid="node-add_1"]').wait_for(state="detached", timeout=5000)
         assert page.locator(".react-flow__node").count() == 2
-        s = settled(page, lambda s: s["revision"] == 2)
+        assert s["revision"] == 2
         assert s["result"]["graph"] is None, "the browser's pre-reset graph is stale for Python"
         page.locator('button[aria-label="Undo"]').click()
         page.locator('[data-testid="node-add_1"]').wait_for(timeout=5000)

@@ -9,7 +9,15 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.canvas.test_canvas_browser import Server, browser, graph_of, node_ids, state, wait_state  # noqa: F401
+from tests.canvas.test_canvas_browser import (  # noqa: F401 (browser is a fixture)
+    Server,
+    browser,
+    graph_of,
+    node_ids,
+    reset_graph,
+    state,
+    wait_state,
+)
 from tests.serving import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -82,8 +90,7 @@ def test_select_all_escape_click_leaves_one_node_selected(browser, server, size)
 def test_paste_is_offset_and_selected_and_a_big_delete_offers_undo(browser, server, size):  # noqa: F811
     page = open_page(browser, server, size)
     try:
-        page.locator('button:has-text("Reset graph")').click()  # the module's server is shared: known graph
-        s0 = wait_state(page, lambda s: node_ids(s) in ({"input_1", "input_2"}, set()) and s["revision"] >= 1)
+        reset_graph(page)  # the module's server is shared: known graph
         page.locator('[data-testid="node-input_1"]').wait_for()
         node(page, "input_1").click()
         s0 = wait_state(page, lambda s: s["result"]["selected"] == "input_1")
@@ -140,7 +147,7 @@ def test_help_popover_lists_the_shortcuts(browser, server):  # noqa: F811
 def test_badges_and_tooltips_stay_at_screen_size_when_zoomed_out(browser, server):  # noqa: F811
     page = open_page(browser, server, SIZES[0])
     try:
-        page.locator('button:has-text("Reset graph")').click()
+        reset_graph(page)
         page.locator('[data-testid="node-input_1"]').wait_for()
         page.locator('[data-testid="node-input_1"] .ll-node-title').dblclick()
         box = page.locator('[data-testid="node-input_1"] input.ll-rename')
