@@ -56,8 +56,8 @@ PAGE_ALLOWED: dict[str, dict[str, str]] = {
     "app_pages/runs.py": {
         "imports torch": "imports builder.interchange.python_export (torch at module level) for "
                          "failed_export_source",
-        "opens a run file": "reads runs/<id>/model_card.md, the weights and the int8 .onnx for downloads "
-                            "itself instead of asking the store",
+        "opens a run file": "reads the run's weights (store.weights_path) and the int8 .onnx (the run's "
+                            "int8_path) for downloads itself instead of asking the store",
     },
     "app_pages/train.py": {
         "imports torch": "builder.data.compat imports torch at module level (through builder.data.splits)",
