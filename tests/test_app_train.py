@@ -23,11 +23,16 @@ def at(ws):
     return open_app("app_pages/train.py", template="mlp")  # MLP on moons: trains in a second
 
 
+def _start_button(at):
+    """The form's "Start training" button (the sidebar has buttons of its own)."""
+    return next(b for b in at.button if b.label == "Start training")
+
+
 def _start(at, epochs: int, live: bool = False) -> str:
     at.number_input[0].set_value(epochs)
     if live:
         next(c for c in at.checkbox if c.label == "Record attributions live").check()
-    at.button[-1].click().run()  # "Start training" (form submit)
+    _start_button(at).click().run()  # the form's submit
     assert not at.exception, [e.value for e in at.exception]
     rid = at.session_state["ll_run"]
     assert rid
@@ -42,6 +47,21 @@ def test_form_has_task_aware_defaults_and_devices(at):
     dev = at.selectbox[-1]
     assert dev.label == "Device" and "CPU" in dev.options and dev.value == "auto"
     assert any("No training yet" in i.value for i in at.info)
+
+
+def test_form_starts_from_the_settings_a_run_resolves(at):
+    """The form's starting values are TrainConfig's resolution (task defaults < project settings), the same the
+    CLI and jobs train with (tests/test_cli_train.py)."""
+    from builder.training.pipeline import prepare
+
+    proj = at.session_state["ll_project"]
+    at.session_state["ll_project"] = proj.model_copy(update={"training": {"dataset": "moons", "lr": 0.02}})
+    at.run()
+    values = {n.label: n.value for n in at.number_input}
+    _, ds, cfg = prepare(at.session_state["ll_project"], None)
+    assert (values["Epochs"], values["Batch size"], values["Learning rate"]) == (cfg.epochs, cfg.batch_size, cfg.lr)
+    assert values["Seed"] == cfg.seed  # (the patience widget is keyed: it keeps the template's value in the session)
+    assert cfg.lr == 0.02 and cfg.epochs == (50 if len(ds.train) < 500 else 20)
 
 
 def test_start_runs_a_job_process_and_shows_results(at, ws):
@@ -76,7 +96,7 @@ def test_graph_problems_block_training_with_a_clear_message(at):
         update={"graph": g.model_copy(update={"nodes": nodes})})
     at.run()
     assert any("shape" in w.value for w in at.warning)
-    assert at.button[-1].disabled  # Start is disabled until fixed
+    assert _start_button(at).disabled  # Start is disabled until fixed
 
 
 def test_pause_and_resume(at, ws):
