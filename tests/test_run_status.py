@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 
 from builder.errors import RunStoreError
 from builder.runs import status as rs
-from builder.runs.status import FINAL, LIVE, RESUMABLE, RunStatus, can_resume, is_final, is_live, resume_refusal
+from builder.runs.status import (
+    FINAL,
+    LIVE,
+    RESUMABLE,
+    RunStatus,
+    can_resume,
+    is_final,
+    is_live,
+    resume_refusal,
+)
 from builder.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,12 +39,12 @@ def test_the_stored_strings_never_change():
 
 
 def test_the_sets_partition_the_statuses():
-    assert LIVE == {"queued", "running", "paused"}
-    assert FINAL == set(RunStatus) - LIVE and not LIVE & FINAL
-    assert RESUMABLE == {"stopped", "failed", "interrupted"} and RESUMABLE <= FINAL
+    assert {"queued", "running", "paused"} == LIVE
+    assert set(RunStatus) - LIVE == FINAL and not LIVE & FINAL
+    assert {"stopped", "failed", "interrupted"} == RESUMABLE and RESUMABLE <= FINAL
     for group in (rs.TRAINER_END, rs.ENDED_BY_ERROR, rs.ENDED_CLEANLY, rs.CUT_SHORT):
         assert group <= FINAL
-    assert rs.HALTED <= set(RunStatus) and RunStatus.RUNNING not in rs.HALTED
+    assert set(RunStatus) >= rs.HALTED and RunStatus.RUNNING not in rs.HALTED
     assert rs.ENDED_BY_ERROR.isdisjoint(rs.ENDED_CLEANLY)
 
 
