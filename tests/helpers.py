@@ -88,3 +88,10 @@ def open_app(page: str | None = None, *, owner: str | None = None, template: str
         app.switch_page(page).run()
     assert_no_exception(app)
     return app
+
+
+def button(app, label: str) -> Any:
+    """The button labelled ``label`` (never ``button[-1]``: the sidebar has buttons of its own)."""
+    found = [b for b in app.button if b.label == label]
+    assert found, f"no button {label!r}; there are {[b.label for b in app.button]}"
+    return found[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import open_app
+from tests.helpers import button, open_app
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_mismatch_is_shown_and_fixed(at):
     assert not at.exception
     assert at.session_state["ll_data"]["name"] == "iris"
     assert any("shape" in w.value.lower() for w in at.warning)
-    at.button[-1].click().run()  # "Fix the graph for this dataset"
+    button(at, "Fix the graph for this dataset").click().run()
     g = at.session_state["ll_project"].graph
     assert next(n for n in g.nodes if n.type == "Input").params["shape"] == [4]
     assert any("fit this dataset" in s.value for s in at.success)

@@ -8,7 +8,7 @@ import torch
 
 from builder.runs.jobs import wait
 from builder.runs.store import RunStore
-from tests.helpers import open_app, wait_for_status
+from tests.helpers import button, open_app, wait_for_status
 
 TIMEOUT = 180
 
@@ -23,16 +23,11 @@ def at(ws):
     return open_app("app_pages/train.py", template="mlp")  # MLP on moons: trains in a second
 
 
-def _start_button(at):
-    """The form's "Start training" button (the sidebar has buttons of its own)."""
-    return next(b for b in at.button if b.label == "Start training")
-
-
 def _start(at, epochs: int, live: bool = False) -> str:
     at.number_input[0].set_value(epochs)
     if live:
         next(c for c in at.checkbox if c.label == "Record attributions live").check()
-    _start_button(at).click().run()  # the form's submit
+    button(at, "Start training").click().run()  # the form's submit
     assert not at.exception, [e.value for e in at.exception]
     rid = at.session_state["ll_run"]
     assert rid
@@ -96,7 +91,7 @@ def test_graph_problems_block_training_with_a_clear_message(at):
         update={"graph": g.model_copy(update={"nodes": nodes})})
     at.run()
     assert any("shape" in w.value for w in at.warning)
-    assert _start_button(at).disabled  # Start is disabled until fixed
+    assert button(at, "Start training").disabled  # Start is disabled until fixed
 
 
 def test_pause_and_resume(at, ws):

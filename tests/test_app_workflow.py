@@ -9,7 +9,7 @@ import os
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import APP, open_app
+from tests.helpers import APP, button, open_app
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def _train_mlp(at, epochs: int) -> str:
         at.button(key="ll_confirm_replace").click().run()
     at.switch_page("app_pages/train.py").run()
     at.number_input[0].set_value(epochs)
-    at.button[-1].click().run()
+    button(at, "Start training").click().run()
     assert not at.exception, [e.value for e in at.exception]
     rid = at.session_state["ll_run"]
     assert wait(RunStore(os.environ["LAYERLAB_WORKSPACE"]), [rid], 180) == {rid: "finished"}
