@@ -34,7 +34,7 @@ screenshots: $(STAMP)
 # nightly-style: the graph fuzzer and the malformed-file corpus with fresh random examples (profile `fuzz`)
 fuzz: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics \
-		tests/test_fuzz_graphs.py tests/test_escape.py tests/test_malformed_files.py
+		tests/graph/test_fuzz_graphs.py tests/test_escape.py tests/interchange/test_malformed_files.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check builder app_pages tests bench tools app.py

@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("LAYERLAB_LAUNCHER_IDLE_S", "20")
 
 # Hypothesis profiles. Tests that are slow per example set their own max_examples; the others (the graph
-# fuzzer in tests/test_fuzz_graphs.py above all) take it from the profile:
+# fuzzer in tests/graph/test_fuzz_graphs.py above all) take it from the profile:
 #   ci   (selected under CI=true): 2,000 examples, derandomised so a CI failure reproduces;
 #   fuzz (`make fuzz`, or --hypothesis-profile fuzz): 50,000 fresh random examples, nightly-style;
 #   dev  (default): 200 examples.

@@ -386,3 +386,18 @@ def test_builder_doctests_are_not_skipped():
                      "builder/runs/jobs.py):\n" + "\n".join(new))
     stale = sorted(set(SKIP_ALLOWED) - skipped)
     assert not stale, "no longer skipped, delete from SKIP_ALLOWED in tests/test_architecture.py: " + ", ".join(stale)
+
+
+# tests/ mirrors builder/: one folder per package (plus the pages' AppTests, the canvas and the browser
+# tests); only checks of the whole repository stay at the top
+TOP_LEVEL_TESTS = {"test_architecture", "test_escape", "test_public_api", "test_readme_layout"}
+TEST_FOLDERS_BESIDE_PACKAGES = {"app", "canvas", "e2e"}
+
+
+def test_tests_mirror_the_library_packages():
+    packages = {p.parent.name for p in BUILDER.glob("*/__init__.py")}
+    stray = sorted(p.stem for p in (ROOT / "tests").glob("test_*.py") if p.stem not in TOP_LEVEL_TESTS)
+    assert not stray, "move into tests/<package>/ (the package the test exercises): " + ", ".join(stray)
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    unknown = sorted(folders - packages - TEST_FOLDERS_BESIDE_PACKAGES)
+    assert not unknown, "test folders are named after builder's packages: " + ", ".join(unknown)

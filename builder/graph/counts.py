@@ -3,7 +3,7 @@
 Validating a graph and inferring its shapes (the Build page on every edit) needs each node's parameter count
 but no tensors; importing torch for it cost a cold first visit ~1.3 s. :func:`module_counts` computes the
 counts from the constructor arguments for every class a registered layer builds, with torch's defaults, and
-falls back to building the module on torch's meta device for any other class. ``tests/test_counts.py`` checks
+falls back to building the module on torch's meta device for any other class. ``tests/graph/test_counts.py`` checks
 every registered layer against the real module.
 
 Example::

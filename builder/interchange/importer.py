@@ -11,7 +11,7 @@ Sources:
 
 Example::
 
-    # not a doctest (needs files or training): run by tests/test_onnx_import.py::test_template_round_trip
+    # not a doctest (needs files or training): run by tests/interchange/test_onnx_import.py::test_template_round_trip
     result = import_model("resnet.onnx")
     result.report["max_abs_diff"] < 1e-5
     # -> True

@@ -3,7 +3,7 @@ dynamic int8 quantization (onnxruntime.quantization) with the test metric measur
 
 Example::
 
-    # not a doctest (needs files or training): run by tests/test_onnx_export.py::test_every_template_exports_and_matches_onnxruntime
+    # not a doctest (needs files or training): run by tests/interchange/test_onnx_export.py::test_every_template_exports_and_matches_onnxruntime
     report = export_onnx(load_template("cnn"), "cnn.onnx")
     report.max_abs_diff < 1e-4
     # -> True

@@ -6,7 +6,7 @@ eats memory takes that process down, not the app. Nothing in an upload is execut
 
 Example::
 
-    # not a doctest (needs files or training): run by tests/test_worker.py::test_import_upload_records_the_weights_as_a_run
+    # not a doctest (needs files or training): run by tests/interchange/test_worker.py::test_import_upload_records_the_weights_as_a_run
     project, run_id, report = import_upload(data, "resnet.onnx", store)
 """
 

@@ -3,7 +3,7 @@
 Off by default: add ``LiveAttributions(...)`` to the trainer's callbacks. The Explain page plays
 ``callback.frames`` back with a slider. Example::
 
-    # not a doctest (needs files or training): run by tests/test_live.py::test_records_one_frame_per_epoch_on_fixed_samples
+    # not a doctest (needs files or training): run by tests/interpret/test_live.py::test_records_one_frame_per_epoch_on_fixed_samples
     live = LiveAttributions("integrated_gradients", n_samples=4, n_steps=16)
     trainer.fit(callbacks=[live])
     [f["epoch"] for f in live.frames], live.frames[0]["attributions"].shape

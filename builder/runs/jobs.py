@@ -11,7 +11,7 @@ column, which the process polls (:class:`StoreControl`). A stopped job writes a 
 ``interrupted`` by the next :meth:`RunStore.mark_interrupted` (any reader calls it; :func:`wait` does every
 poll), and :func:`submit` with ``resume_run`` continues it from its last checkpoint. Example::
 
-    # not a doctest (needs files or training): run by tests/test_jobs.py::test_submit_runs_in_its_own_process_to_finished
+    # not a doctest (needs files or training): run by tests/runs/test_jobs.py::test_submit_runs_in_its_own_process_to_finished
     store = RunStore(tmp_path)
     rid = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="moons",
                                 config={"epochs": 5}, owner="alice"))

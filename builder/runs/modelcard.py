@@ -5,7 +5,7 @@ with :mod:`builder.escape`, so a crafted name cannot add headings, links, HTML o
 
 Example::
 
-    # not a doctest (needs files or training): run by tests/test_modelcard.py::test_card_of_a_finished_run
+    # not a doctest (needs files or training): run by tests/runs/test_modelcard.py::test_card_of_a_finished_run
     text = model_card(store.get(run_id), store.metrics(run_id))
 """
 

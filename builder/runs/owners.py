@@ -7,7 +7,7 @@ An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives i
 on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; only the
 owner sees a run (everyone, read-only, with ``LAYERLAB_SHARED_RUNS=1``) and only the owner controls it. Example::
 
-    # not a doctest (needs files or training): run by tests/test_owners.py::test_autosave_and_undo_history
+    # not a doctest (needs files or training): run by tests/runs/test_owners.py::test_autosave_and_undo_history
     save_project(ws, "anon:" + "a" * 32, project)
     load_autosave(ws, "anon:" + "a" * 32).name
     # -> 'my net'

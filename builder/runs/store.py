@@ -11,7 +11,7 @@ Every call opens its own connection, so threads and processes can write at once 
 writers; WAL lets readers continue). A run left ``running`` by a killed process is marked ``interrupted``
 when a store is opened, and :func:`resume_run` continues it from its last checkpoint. Example::
 
-    # not a doctest (needs files or training): run by tests/test_runs.py::test_run_training_records_everything
+    # not a doctest (needs files or training): run by tests/runs/test_runs.py::test_run_training_records_everything
     store = RunStore(tmp_path)
     result = run_training(load_template("mlp"), "moons", {"epochs": 5}, store=store)
     store.get(result.run_id)["status"]

@@ -13,7 +13,7 @@ then the run goes on in LayerLab's store only. Needs the ``layerlab[mlflow]`` ex
 with SQLAlchemy is enough for ``sqlite:///`` and ``http(s)://`` trackers; the full ``mlflow`` works too).
 Example::
 
-    # not a doctest (needs files or training): run by tests/test_tracking.py
+    # not a doctest (needs files or training): run by tests/runs/test_tracking.py
     set_tracking_uri("sqlite:///mlflow.db")
     run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store)
     export_runs(store, None)

@@ -8,7 +8,7 @@ and tells Optuna the result. A trial whose graph is invalid fails with the graph
 whose process dies fails its trial; the study goes on either way. Trials left running by a dead runner on
 this host are adopted. Example::
 
-    # not a doctest (needs files or training): run by tests/test_search.py
+    # not a doctest (needs files or training): run by tests/search/test_search.py
     store = RunStore(tmp_path)
     space = parse_space(["lr=1e-3..1e-1:log", "fc1.out_features={8,32}"], project)
     runner = StudyRunner(store, project, "moons", space=space,

@@ -8,7 +8,7 @@ only then renamed over the last checkpoint, whose predecessor is kept as ``<name
 Loading verifies the checksum and the metadata's types and ranges; a damaged checkpoint falls back to the
 previous one with a message, so flipped bytes are never trained on. Example::
 
-    # not a doctest (needs files or training): run by tests/test_checkpoint.py::test_round_trip_restores_everything
+    # not a doctest (needs files or training): run by tests/training/test_checkpoint.py::test_round_trip_restores_everything
     save_checkpoint(path, model, optimizer, scheduler, {"epoch": 3})
     state = load_checkpoint(path, model, optimizer, scheduler)
 """

@@ -1,5 +1,5 @@
 // The browser's connection rule (graph.js connectionCheck) on the cases shared with
-// Python (tests/canvas/connection_cases.json, checked there by tests/test_connection_rules.py).
+// Python (tests/canvas/connection_cases.json, checked there by tests/graph/test_connection_rules.py).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { accepts, connectionCheck, connectionProblem, fromPy, indexPalette, makeNode } from './graph.js';

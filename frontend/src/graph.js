@@ -231,7 +231,7 @@ function reaches(from, to, edges) {
 // palette declares their port as "tensor"; a palette port of kind "any" says
 // the same and needs no entry here. tests/canvas/connection_cases.json checks
 // both sides give the same answers (frontend/src/connection.test.js and
-// tests/test_connection_rules.py).
+// tests/graph/test_connection_rules.py).
 export const ANY = 'any';
 const KIND_AGNOSTIC = new Set(['Output', 'Identity', 'Flatten', 'Unflatten', 'Reshape', 'Permute']);
 

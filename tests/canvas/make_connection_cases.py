@@ -5,7 +5,7 @@
 One case = a small graph, one edge to add (source layer/port -> target layer/port) and the expected answer
 (allowed, or refused with a reason code). The answers come from the rules written out below, not from
 either implementation: frontend/src/connection.test.js checks the browser's rule (frontend/src/graph.js)
-against them and tests/test_connection_rules.py checks Python's (builder.validate / infer_shapes).
+against them and tests/graph/test_connection_rules.py checks Python's (builder.validate / infer_shapes).
 The layer types and their ports are read from the registry (``builder.palette()``); the Python test fails
 when they change, so a new layer gets cases (and a place in the rules) before it ships.
 

@@ -21,7 +21,7 @@ import pytest
 
 import builder
 
-DATA = json.loads((Path(__file__).parent / "canvas" / "connection_cases.json").read_text())
+DATA = json.loads((Path(__file__).resolve().parents[1] / "canvas" / "connection_cases.json").read_text())
 CASES = {c["id"]: c for c in DATA["cases"]}
 
 # Cases where Python gives the wrong answer today (the browser's is right). Strict: the test fails as soon as

@@ -15,7 +15,7 @@ from builder.runs.store import RunStore
 from builder.training.distributed import env_world_size, init_distributed
 from builder.training.weights import read_weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["train", "mlp", "--dataset", "moons", "--epochs", "3", "--optimizer", "sgd", "--lr", "0.05",
         "--batch-size", "64", "--quiet"]
 

@@ -22,7 +22,7 @@ from builder.training.pipeline import resume_run, run_training
 from builder.training.trainer import TrainingJob
 from builder.training.weights import read_weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 

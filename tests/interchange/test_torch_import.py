@@ -17,7 +17,7 @@ from builder.interchange.importer import import_model
 from builder.interchange.onnx_export import export_onnx, to_onnx_proto
 from tests.exchange_models import MODELS, build
 
-MODELS_FILE = Path(__file__).with_name("exchange_models.py")
+MODELS_FILE = Path(__file__).resolve().parents[1] / "exchange_models.py"
 
 
 def _params(m: torch.nn.Module) -> int:

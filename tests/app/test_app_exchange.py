@@ -13,7 +13,7 @@ from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
 from tests.helpers import open_app
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture

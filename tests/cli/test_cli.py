@@ -200,7 +200,7 @@ def _archmap():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "archmap.py"
+    path = Path(__file__).resolve().parents[2] / "tools" / "archmap.py"
     spec = importlib.util.spec_from_file_location("archmap", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -46,7 +46,7 @@ def test_form_has_task_aware_defaults_and_devices(at):
 
 def test_form_starts_from_the_settings_a_run_resolves(at):
     """The form's starting values are TrainConfig's resolution (task defaults < project settings), the same the
-    CLI and jobs train with (tests/test_cli_train.py)."""
+    CLI and jobs train with (tests/cli/test_cli_train.py)."""
     from builder.training.pipeline import prepare
 
     proj = at.session_state["ll_project"]

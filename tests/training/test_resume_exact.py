@@ -25,7 +25,7 @@ from builder.training.pipeline import build_model, prepare
 from builder.training.trainer import Trainer
 from builder.training.weights import read_weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = {"mlp": "moons", "cnn": "digits", "resnet": "digits", "lstm": "sequence", "transformer": "sequence",
              "autoencoder": "digits"}
 IMAGE = ("cnn", "resnet")

@@ -131,7 +131,7 @@ def test_ctrl_c_stops_cleanly_checkpoints_and_resumes(tmp_path):
 
     from builder.runs.store import RunStore
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     ws = tmp_path / "ws"
     cmd = [sys.executable, "-m", "builder", "train", "mlp", "--dataset", "moons", "--dataset-option",
@@ -171,7 +171,7 @@ def test_ctrl_c_stops_cleanly_checkpoints_and_resumes(tmp_path):
 def test_cli_and_jobs_resolve_the_same_settings(tmp_path, capsys, monkeypatch):
     """One project without epochs or batch size: the CLI and a job start from TrainConfig's defaults for its task
     and training-split size, under the project's own settings; the Train page's form is checked against the same
-    resolution in tests/test_app_train.py."""
+    resolution in tests/app/test_app_train.py."""
     import contextlib
     import os
     import signal

@@ -14,7 +14,7 @@ from builder import cli
 from builder.runs.store import RunStore
 from builder.search import default_storage, load_study, trials_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bad_search_specs_are_located_errors_before_any_trial(tmp_path, capsys):

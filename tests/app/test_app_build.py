@@ -9,7 +9,7 @@ import pytest
 import builder
 from tests.helpers import open_app
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from builder.runs.status import (
 )
 from builder.runs.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STORED = ["queued", "running", "paused", "finished", "stopped", "failed", "interrupted", "imported"]
 STATUSES = st.sampled_from(list(RunStatus))
 RUNS = st.fixed_dictionaries({"id": st.just("20261121-104000-ab12cd"), "pid": st.just(1),

@@ -18,7 +18,7 @@ from builder.graph.registry import TOKENS, all_specs
 from builder.graph.templates import TEMPLATE_NAMES
 from builder.interchange.onnx_export import ExportError, export_onnx, ort_session, quantize_int8
 from tests.strategies import layer_case
-from tests.test_layers import _graph
+from tests.graph.test_layers import _graph
 
 SPECS = [s for s in all_specs() if s.type not in ("Input",)]
 

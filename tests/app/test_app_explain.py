@@ -20,7 +20,7 @@ from builder.runs.store import RunStore
 from builder.training.pipeline import build_model, prepare, run_training
 from builder.training.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::UserWarning"),

@@ -26,7 +26,7 @@ import pytest
 from builder.data import load_csv, load_image_folder
 from builder.errors import DatasetError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PEAK_LIMIT = 300 * 2**20
 
 

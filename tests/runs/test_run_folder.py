@@ -16,7 +16,7 @@ from builder.runs.folder import RunFolder
 from builder.runs.modelcard import read_model_card
 from builder.runs.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_file_names_are_those_of_existing_workspaces(tmp_path):

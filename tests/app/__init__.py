@@ -1,0 +1,1 @@
+"""AppTests of the pages (app_pages/)."""
