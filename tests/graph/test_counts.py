@@ -16,8 +16,8 @@ from torch import nn
 from builder.graph.counts import COUNTED, module_counts
 from builder.graph.registry import all_specs
 from builder.graph.shapes import infer_shapes
-from tests.strategies import layer_case
 from tests.graph.test_layers import _graph
+from tests.strategies import layer_case
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILT = [s for s in all_specs() if s.ctor is not None]

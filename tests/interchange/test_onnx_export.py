@@ -17,8 +17,8 @@ from builder.cli.main import main as cli_main
 from builder.graph.registry import TOKENS, all_specs
 from builder.graph.templates import TEMPLATE_NAMES
 from builder.interchange.onnx_export import ExportError, export_onnx, ort_session, quantize_int8
-from tests.strategies import layer_case
 from tests.graph.test_layers import _graph
+from tests.strategies import layer_case
 
 SPECS = [s for s in all_specs() if s.type not in ("Input",)]
 

@@ -139,8 +139,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from builder.graph.registry import all_specs  # noqa: E402
-from tests.strategies import layer_case  # noqa: E402
 from tests.graph.test_layers import _graph  # noqa: E402
+from tests.strategies import layer_case  # noqa: E402
 
 # layers whose ONNX form (torch's dynamo exporter) is decomposed into ops without a LayerLab counterpart
 NOT_IMPORTED = {"GroupNorm", "ELU", "GELU", "RNN", "AdaptiveAvgPool1d"}
