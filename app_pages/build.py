@@ -244,8 +244,8 @@ def toolbar(report) -> None:
                          help="Standalone PyTorch code for this network" if ok else
                          "Fix the problems listed below the canvas to export code", on_click="ignore")
     run = _weights_run(g)
-    wpath = ui.store().weights_path(run["id"]) if run else None
-    c_w.download_button("Weights", data=lambda: wpath.read_bytes() if wpath else b"",
+    folder = ui.store().folder(run["id"]) if run else None
+    c_w.download_button("Weights", data=lambda: (folder.read_weights() if folder else None) or b"",
                         file_name=f"{safe_filename(run['id'], 'run')}.safetensors" if run else "model.safetensors",
                         mime="application/octet-stream", key="ll_build_weights",
                         icon=":material/deployed_code:", width="stretch", disabled=run is None,
@@ -336,14 +336,9 @@ def export_onnx_box(g: Graph) -> None:
 
 
 def _export_py(g: Graph) -> str:
-    from builder.interchange.python_export import (
-        failed_export_source,  # torch: imported when the code is downloaded
-    )
+    from builder.interchange import python_source  # torch: imported when the code is downloaded
 
-    try:
-        return builder.export_python(g)
-    except LayerLabError as e:
-        return failed_export_source(e)
+    return python_source(g)
 
 
 def _weights_run(g: Graph) -> dict | None:

@@ -9,17 +9,16 @@ split) and draws :mod:`builder.interpret.figures`. Per session it keeps, in ``st
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from app_pages import nav, ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
-from builder.interpret.baselines import BASELINE_LABELS
-from builder.interpret.methods import get_spec, method_label
-from builder.interpret.samples import PICK_LABELS
-from builder.interpret.session import MAX_CANDIDATES, ExplainSession, open_run, run_graph
+
+if TYPE_CHECKING:  # the session module imports torch and Captum: loaded once a model is chosen
+    from builder.interpret.session import ExplainSession
 
 ui.page_header("Explain", "See what the trained network looks at: attributions, attention, activations and "
                           "weights, with checks that the explanations can be trusted.")
@@ -68,6 +67,8 @@ def _load_run(run_id: str) -> tuple[Any, Any]:
     """A finished run's model and dataset (:func:`builder.interpret.session.open_run`), cached per session."""
     runs = st.session_state.setdefault("ll_xp_runs", {})
     if run_id not in runs:
+        from builder.interpret.session import open_run
+
         rs = ui.store()
         model_ds = open_run(rs, ui.get_run(run_id, rs))
         if len(runs) >= MAX_RUNS_CACHED:
@@ -131,6 +132,8 @@ def _empty_state() -> None:
 
 def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
     """Model and split pickers (in the columns ``c``); returns the session or None (error shown)."""
+    from builder.interpret.session import ExplainSession, run_graph
+
     ss = st.session_state
     ids = [k.split(":", 1)[1] for k in options if k.startswith("run:")]
     if "session" in options and ss.get("ll_model_run"):
@@ -164,7 +167,7 @@ def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
 def _pick(xs: ExplainSession, c: list) -> int | None:
     """Sample picker (in the three columns ``c``); returns the index in the split."""
     n = xs.n_samples
-    by = c[0].selectbox("Pick samples", xs.pick_modes(), format_func=PICK_LABELS.get, key="ll_xp_by")
+    by = c[0].selectbox("Pick samples", xs.pick_modes(), format_func=xs.pick_label, key="ll_xp_by")
     if by == "index":
         i = int(c[1].number_input(f"Index (0–{n - 1})", 0, n - 1, 0, key=_k(f"ll_xp_index_{xs.split}")))
         c[2].caption(xs.describe())
@@ -173,7 +176,7 @@ def _pick(xs: ExplainSession, c: list) -> int | None:
     if by == "class":
         label = c[1].selectbox("True class", list(range(xs.n_classes)), format_func=xs.class_name,
                                key=_k("ll_xp_label"))
-    cands = _cached(("pick", xs.split, by, label), lambda: xs.pick(by, label, MAX_CANDIDATES))
+    cands = _cached(("pick", xs.split, by, label), lambda: xs.pick(by, label))
     if not cands:
         c[2].info(f"No {xs.none_found(by)} in the {xs.split} split — pick another way.", icon=":material/info:")
         return None
@@ -226,7 +229,7 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         else:
             c[3].caption("Single output: attributions explain the model's output "
                          + ("(the logit of the positive class)." if xs.classification else "value."))
-        base = c[4].selectbox("Baseline", list(xs.baselines()), format_func=BASELINE_LABELS.get, key=_k("ll_xp_base"),
+        base = c[4].selectbox("Baseline", list(xs.baselines()), format_func=xs.baseline_label, key=_k("ll_xp_base"),
                               help="The reference input that path and perturbation methods compare against")
         choice = {"baseline": base, "pad_token": None}
         if base == "pad":
@@ -245,7 +248,7 @@ def attributions_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> Non
     layer_methods = [m for m in chosen if avail[m].layers]
     image = xs.modality == "image"
     c = st.columns([3.2] + [1.6] * image + [0.9] + [1.1] * len(layer_methods), vertical_alignment="bottom")
-    chosen = c.pop(0).multiselect("Methods (side by side)", list(avail), default=ms.default, format_func=method_label,
+    chosen = c.pop(0).multiselect("Methods (side by side)", list(avail), default=ms.default, format_func=xs.method_label,
                                   key=_k("ll_xp_methods"), placeholder="Choose one or more attribution methods")
     mode = "both"
     if image:
@@ -256,8 +259,8 @@ def attributions_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> Non
     layers: dict[str, str] = {}
     for col, m in zip(c, layer_methods):
         opts_l = list(avail[m].layers)
-        layers[m] = col.selectbox(f"{method_label(m)} node", opts_l, index=opts_l.index(xs.default_layer(m, opts_l)),
-                                  key=_k(f"ll_xp_layer_{m}"), help=get_spec(m).layer_help or None)
+        layers[m] = col.selectbox(f"{xs.method_label(m)} node", opts_l, index=opts_l.index(xs.default_layer(m, opts_l)),
+                                  key=_k(f"ll_xp_layer_{m}"), help=xs.layer_help(m))
     if not chosen:
         st.info("Choose at least one method above to see attributions.", icon=":material/touch_app:")
     else:
@@ -279,7 +282,7 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
         try:
             results[m] = _cached(key, lambda m=m: xs.explain(i, m, target, layer=layers.get(m), steps=steps, **base))
         except LayerLabError as e:
-            st.warning(f"{method_label(m)}: {e}", icon=":material/warning:")
+            st.warning(f"{xs.method_label(m)}: {e}", icon=":material/warning:")
     if not results:
         return
     about = xs.about(next(iter(results.values())), target)
@@ -296,7 +299,7 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
                    "at the chosen convolution and upsampled to the input.")
     elif input_space and xs.modality == "tabular":
         fig = figs.tabular_attribution_figure(xs.rows(input_space), xs.feature_names(), top_k=20,
-                                              sample_names=[method_label(m) for m in input_space],
+                                              sample_names=[xs.method_label(m) for m in input_space],
                                               title=f"Attribution per feature for {about}")
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_tab")
     else:
@@ -323,7 +326,7 @@ def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
     if not names:
         return
     c = st.columns([2, 1, 2], vertical_alignment="bottom")
-    m = c[0].selectbox("Method for the ranking", names, format_func=method_label, key=_k("ll_xp_global_method"))
+    m = c[0].selectbox("Method for the ranking", names, format_func=xs.method_label, key=_k("ll_xp_global_method"))
     key = ("global", xs.split, m, base["baseline"])
     go_ = c[1].button(f"Rank over {xs.n_samples} {xs.split} samples", key="ll_xp_global_go",
                       icon=":material/bar_chart:")
@@ -338,7 +341,7 @@ def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
     if res is None or isinstance(res, LayerLabError):
         return
     fig = figs.global_importance_figure(res, xs.feature_names(),
-                                        title=f"mean |{method_label(m)}| over {len(res)} {xs.split} samples")
+                                        title=f"mean |{xs.method_label(m)}| over {len(res)} {xs.split} samples")
     st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_global")
 
 
@@ -439,7 +442,7 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
                "with the trained model's by Spearman rank correlation (Adebayo et al., 2018). A method whose maps "
                "barely change explains the input, not the model, and is flagged.")
     c = st.columns([3, 1, 1, 1.2], vertical_alignment="bottom")
-    methods = c[0].multiselect("Methods", ms.sanity, default=ms.sanity_default, format_func=method_label,
+    methods = c[0].multiselect("Methods", ms.sanity, default=ms.sanity_default, format_func=xs.method_label,
                                key=_k("ll_xp_sanity_methods"))
     n = int(c[1].number_input("Samples", 1, min(64, n_max), min(8, n_max), key=_k(f"ll_xp_sanity_n_{xs.split}"),
                               help="The first samples of the split (from the chosen one on)"))
@@ -459,10 +462,10 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
         for msg in rep.errors:
             st.warning(msg, icon=":material/warning:")
         if rep.results:
-            fig = figs.sanity_figure(rep.results, labels={r.method: method_label(r.method) for r in rep.results})
+            fig = figs.sanity_figure(rep.results, labels={r.method: xs.method_label(r.method) for r in rep.results})
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_sanity")
             for r in rep.results:
-                (st.warning if r.flagged else st.success)(f"**{method_label(r.method)}** — {r.message.split(': ', 1)[-1]}",
+                (st.warning if r.flagged else st.success)(f"**{xs.method_label(r.method)}** — {r.message.split(': ', 1)[-1]}",
                                                           icon=":material/flag:" if r.flagged else ":material/check:")
 
     st.markdown("##### Integrated Gradients completeness")

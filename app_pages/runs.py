@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,7 +14,6 @@ import builder
 from app_pages import nav, ui
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
-from builder.interchange.python_export import failed_export_source
 from builder.runs.status import RunStatus, can_resume, is_live
 from builder.runs.summary import dataset_label, dataset_spec_of_run, run_label
 
@@ -196,25 +194,25 @@ def details(rec: dict) -> None:
                          file_name=f"{safe_filename(rid, 'run')}-model-card.md",
                          mime="text/markdown", icon=":material/description:", width="stretch",
                          key=f"ll_card_{rid}", on_click="ignore")
-    wpath = rs.weights_path(rid)
-    b[3].download_button("Weights", data=lambda: wpath.read_bytes() if wpath.exists() else b"",
+    folder = rs.folder(rid)
+    has_weights = folder.has_weights
+    b[3].download_button("Weights", data=lambda: folder.read_weights() or b"",
                          file_name=f"{safe_filename(rid, 'run')}.safetensors", mime="application/octet-stream",
-                         icon=":material/deployed_code:", width="stretch", disabled=not wpath.exists(),
+                         icon=":material/deployed_code:", width="stretch", disabled=not has_weights,
                          key=f"ll_w_{rid}", on_click="ignore",
-                         help=None if wpath.exists() else "Weights are saved when a run finishes")
+                         help=None if has_weights else "Weights are saved when a run finishes")
 
     def _py() -> str:  # the exporter `layerlab export --run` uses; errors become an escaped comment file
-        try:
-            return builder.export_python(builder.load_project(rs.get(rid)["project"]))
-        except LayerLabError as e:
-            return failed_export_source(e)
+        from builder.interchange import python_source
+
+        return python_source(rs.get(rid)["project"])
 
     b[4].download_button("PyTorch .py", data=_py, file_name=f"{safe_filename(rid, 'run')}.py", mime="text/x-python",
                          icon=":material/code:", width="stretch", key=f"ll_py_{rid}", on_click="ignore")
     with b[5].popover("Delete", icon=":material/delete:", width="stretch", disabled=not mine):
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
-    exchange(rid, wpath.exists())
+    exchange(rid, has_weights)
     test = rec.get("test_metrics") or {}
     if test.get("per_class"):
         with st.expander("Per-class test metrics"):
@@ -259,9 +257,9 @@ def exchange(rid: str, has_weights: bool) -> None:
         st.success(f"int8: {q['bytes_before']:,} → {q['bytes_after']:,} bytes (×{q['ratio']:.2f}); test "
                    f"{q['metric']} {q['test_before']:.4f} → {q['test_after']:.4f} (Δ {q['delta']:+.4f}). Recorded "
                    "in the model card.")
-        path = Path(q["int8_path"])
-        if path.is_file():
-            st.download_button("Download int8 .onnx", data=path.read_bytes(), file_name=path.name,
+        data = rs.folder(rid).read_onnx_int8()
+        if data is not None:
+            st.download_button("Download int8 .onnx", data=data, file_name=f"{safe_filename(rid, 'run')}-int8.onnx",
                                mime="application/octet-stream", key=f"ll_int8_dl_{rid}", on_click="ignore")
 
 

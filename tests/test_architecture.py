@@ -41,28 +41,7 @@ LOAD_CALLS = {"safe_open", "load_file", "load_weights", "load_checkpoint"}
 # ---------------------------------------------------------------------------------------------------------
 
 #: (a) pages: file -> {violation kind: reason}
-PAGE_ALLOWED: dict[str, dict[str, str]] = {
-    "app_pages/build.py": {
-        "opens a run file": "reads a run's weights (store.weights_path) for the Weights download itself",
-    },
-    "app_pages/data.py": {
-        "imports torch": "builder.data and builder.data.compat import torch at module level (data.predict, "
-                         "data.splits): the Data page's dataset list and compat check need no torch",
-    },
-    "app_pages/explain.py": {
-        "imports torch": "imports builder.interpret.{baselines,methods,samples,session} at module level, which "
-                         "import torch/captum: import them inside the functions that run an explanation",
-    },
-    "app_pages/runs.py": {
-        "imports torch": "imports builder.interchange.python_export (torch at module level) for "
-                         "failed_export_source",
-        "opens a run file": "reads the run's weights (store.weights_path) and the int8 .onnx (the run's "
-                            "int8_path) for downloads itself instead of asking the store",
-    },
-    "app_pages/train.py": {
-        "imports torch": "builder.data.compat imports torch at module level (through builder.data.splits)",
-    },
-}
+PAGE_ALLOWED: dict[str, dict[str, str]] = {}
 
 #: (e) modules over MAX_LINES lines -> reason
 LONG_ALLOWED: dict[str, str] = {

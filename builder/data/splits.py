@@ -7,12 +7,14 @@ and the tensors wrapped as a :class:`Dataset`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from builder.errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
 
 TASKS = ("multiclass", "binary", "regression", "reconstruction")
 MODALITIES = ("image", "tabular", "points2d", "tokens")
@@ -115,6 +117,8 @@ class Dataset:
         if self.info.task not in ("multiclass", "binary"):
             return {}
         y = getattr(self, split).y.detach().cpu().long().reshape(-1)
+        import torch
+
         counts = torch.bincount(y, minlength=len(self.info.class_names)).tolist()
         return {name: int(c) for name, c in zip(self.info.class_names, counts)}
 
@@ -174,6 +178,8 @@ def split_indices(y: np.ndarray | None, n: int, *, seed: int, val_fraction: floa
 def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None, seed: int,
             val_fraction: float, test_fraction: float, standardise: bool) -> Dataset:
     """Apply a task override, split, standardise (train statistics), and wrap as tensors."""
+    import torch
+
     if task is not None and task != info.task:
         if task not in TASKS:
             raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")

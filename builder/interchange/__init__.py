@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from builder.interchange.errors import ModelImportError, UnsupportedOpsError
 
-__all__ = ["ModelImportError", "UnsupportedOpsError", "export_onnx", "ExportReport", "quantize_int8",
+__all__ = ["ModelImportError", "UnsupportedOpsError", "python_source", "export_onnx", "ExportReport", "quantize_int8",
            "quantize_run", "export_run_onnx", "import_model", "ImportResult", "save_import"]
 
-_LAZY = {"export_onnx": "onnx_export", "ExportReport": "onnx_export", "quantize_int8": "onnx_export",
+_LAZY = {"python_source": "python_export", "export_onnx": "onnx_export", "ExportReport": "onnx_export", "quantize_int8": "onnx_export",
          "quantize_run": "onnx_export", "export_run_onnx": "onnx_export",
          "import_model": "importer", "ImportResult": "importer", "save_import": "importer"}
 

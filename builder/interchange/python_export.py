@@ -162,4 +162,18 @@ def failed_export_source(error: BaseException | str) -> str:
             f"sys.exit({py_string(summary[:500])})\n")
 
 
-__all__ = ["export_python", "failed_export_source", "save_weights", "load_weights", "render_ctor"]
+def python_source(project) -> str:
+    """What a ``.py`` download delivers: :func:`export_python`'s code for a project (a Project, a graph, or a
+    stored run's project dict), or, when it cannot be exported, :func:`failed_export_source` naming every
+    problem (the Build and Runs pages' downloads)."""
+    from builder.graph.project import Graph, load_project
+
+    try:
+        if not isinstance(project, Project | Graph):
+            project = load_project(project)
+        return export_python(project)
+    except LayerLabError as e:
+        return failed_export_source(e)
+
+
+__all__ = ["export_python", "python_source", "failed_export_source", "save_weights", "load_weights", "render_ctor"]

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from builder.data.predict import predict
+from builder.data.predictions import predict
 from builder.errors import TrainingError
 
 try:

@@ -138,7 +138,7 @@ def predict(model: nn.Module, inputs: Tensor, batch_size: int = 256) -> tuple[Te
     :func:`builder.data.predict` read for classification: several outputs give the argmax of the softmax, one
     output (binary with BCE) class 1 when sigmoid(logit) > 0.5.
     """
-    from builder.data.predict import predict as predict_outputs
+    from builder.data.predictions import predict as predict_outputs
 
     return predict_outputs(model, inputs, "multiclass", batch_size=batch_size).pair()
 

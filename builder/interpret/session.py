@@ -24,10 +24,10 @@ from torch import Tensor, nn
 
 from builder.errors import BudgetError, LayerLabError, RunStoreError
 from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
-from builder.interpret.baselines import baselines_for
+from builder.interpret.baselines import BASELINE_LABELS, baselines_for
 from builder.interpret.methods import get_spec, method_label
 from builder.interpret.model import infer_modality, layer_nodes, model_modality
-from builder.interpret.samples import NONE_FOUND, PICKS, pick_from_predictions
+from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
 
 MAX_CANDIDATES = 50  # samples offered by a picker
 SANITY_STEPS = 16  # n_steps of path methods in the randomisation check (one explanation per layer)
@@ -210,6 +210,11 @@ class ExplainSession:
         return pick_from_predictions(self.pred, self.conf, self.y, by, label=label, k=k)
 
     @staticmethod
+    def pick_label(by: str) -> str:
+        """How a picker mode reads in a menu (``mistakes`` -> "Mistakes")."""
+        return PICK_LABELS.get(by, by)
+
+    @staticmethod
     def none_found(by: str) -> str:
         """What a picker found none of (``mistakes``)."""
         return NONE_FOUND.get(by, "samples")
@@ -271,6 +276,11 @@ class ExplainSession:
         """The baseline kinds for this modality, the default first."""
         return baselines_for(self.modality)
 
+    @staticmethod
+    def baseline_label(kind: str) -> str:
+        """How a baseline kind reads in a menu."""
+        return BASELINE_LABELS.get(kind, kind)
+
     def pad_tokens(self) -> list[str]:
         """The vocabulary to pick a pad token from (ids as text when there is none)."""
         vocab = list(self.info.vocab or [])
@@ -298,6 +308,16 @@ class ExplainSession:
         sanity = [n for n in avail if specs[n].sanity_check]
         sanity_default = [n for n in sanity if specs[n].sanity_default][:3] or sanity[:1]
         return MethodChoices(avail, [m for m in infos if not m.available], default, ranking, sanity, sanity_default)
+
+    @staticmethod
+    def method_label(method: str) -> str:
+        """A method's name as people read it (its spec's label)."""
+        return method_label(method)
+
+    @staticmethod
+    def layer_help(method: str) -> str | None:
+        """What a layer method's node choice means (its spec's help), or None."""
+        return get_spec(method).layer_help or None
 
     def default_layer(self, method: str, layers: tuple[str, ...] | list[str]) -> str:
         """The node a layer method uses unless another is chosen (the last convolution for Grad-CAM...)."""

@@ -172,12 +172,27 @@ class RunFolder:
             return None
         return data if isinstance(data, dict) else None
 
+    def read_weights(self) -> bytes | None:
+        """The final weights file's bytes (what a Weights download delivers), or None before the run finished."""
+        return _read_bytes(self.weights)
+
+    def read_onnx_int8(self) -> bytes | None:
+        """The int8 ONNX file's bytes (written by ``quantize_run``), or None when the run was not quantized."""
+        return _read_bytes(self.onnx_int8)
+
     def read_model_card(self) -> str | None:
         """The written model card, or None when there is none yet."""
         try:
             return self.model_card.read_text(encoding="utf-8")
         except OSError:
             return None
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 __all__ = ["RunFolder"]

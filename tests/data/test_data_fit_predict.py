@@ -1,4 +1,4 @@
-"""builder.data.fit and builder.data.predict: one rule for fitting data to a graph's Input, one prediction type."""
+"""builder.data.fit and builder.data.predictions: one rule for fitting data to a graph's Input, one prediction type."""
 
 from __future__ import annotations
 
