@@ -4,6 +4,8 @@ Runs a one-epoch training of a template on a built-in dataset into a temporary r
 hook records every call between functions of ``builder/``. It prints:
 
 - files entered: the distinct ``builder/`` files whose functions run during the walk;
+- rooms entered: the packages (``builder.graph``, ``builder.data``, ...) and top-level modules those files
+  belong to, in the order the walk first enters them;
 - climbs back: calls from a module into a module of a *higher* import layer (see ``tools/archmap.py``),
   i.e. a lower stage reaching back up the pipeline (callbacks, late imports, passed-in functions);
   counted once per distinct (caller file, callee file) pair and once per distinct pair of functions.
@@ -77,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"files entered: {len(files)}")
     for f in files:
         print("   ", f)
+    rooms: list[str] = []
+    for f in files:  # the stage a file belongs to: builder.<package>, or a top-level module of builder/
+        room = ".".join(f.split(".")[:2])
+        if room not in rooms:
+            rooms.append(room)
+    print(f"rooms entered (packages and top-level modules of builder/, in the order entered): {len(rooms)}")
+    print("    " + " -> ".join(rooms))
     print(f"climbs back (distinct caller -> callee pairs into a higher import layer): {len(climbs)}")
     for c, d in sorted(climbs):
         print(f"    {c} -> {d}")
