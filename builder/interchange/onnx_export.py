@@ -59,10 +59,9 @@ def _model_from(source: Any, weights: Any) -> nn.Module:
         model = source
     else:
         from builder.graph.compile import compile_graph
-        from builder.graph.project import as_graph
 
         torch.manual_seed(0)
-        model = compile_graph(as_graph(source))
+        model = compile_graph(source)
     if weights is not None:
         if isinstance(weights, str | os.PathLike):
             from builder.training.weights import read_weights
@@ -165,20 +164,24 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
     """
     import onnx
 
+    from builder.graph.compile import module_names
+    from builder.graph.project import as_graph
+
+    if not isinstance(source, nn.Module):
+        source = as_graph(source)  # once, here at the entry point
     model = _model_from(source, weights)
+    mod_names = module_names(source) if not isinstance(source, nn.Module) else {}
     example_given = example is not None
     if example is None:
         example = tuple(_inputs_for(model, 2, seed))
-        from builder.graph.compile import module_names
-        from builder.graph.project import as_graph
-        names = ([module_names(as_graph(source))[n] for n in model.layerlab_inputs]
+        names = ([mod_names[n] for n in model.layerlab_inputs]
                  if not isinstance(source, nn.Module) else [f"input_{i}" for i in range(len(example))])
         check_inputs = _inputs_for(model, 3, seed + 1)
     else:
         example = tuple(example) if isinstance(example, tuple | list) else (example,)
         names = [f"input_{i}" for i in range(len(example))]
         check_inputs = [torch.cat([t, t[:1]]) for t in example]
-    outs = ([module_names(as_graph(source))[n] for n in model.layerlab_outputs]
+    outs = ([mod_names[n] for n in model.layerlab_outputs]
             if example_given is False and not isinstance(source, nn.Module) else None)
     if outs:  # an output named like a buffer (a sinusoidal position table) would break single assignment
         taken = set(model.state_dict()) | set(names)
