@@ -174,7 +174,9 @@ def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
 # that speaks an older protocol (version 1, the unversioned ``{"run_id", ...}`` line, fails on the "job" key
 # without forking) is retired (SIGTERM to the socket's peer) and a new one started; a newer one is left alone.
 # Either way that job is launched the ordinary way.
-LAUNCHER_SOCK = "launcher.sock"
+LAUNCHER_SOCK = "launcher.sock"  # the warm launcher's files, in the workspace folder
+LAUNCHER_PID = "launcher.pid"
+LAUNCHER_LOG = "launcher.log"
 LAUNCHER_IDLE_S = 600.0
 LAUNCHER_PROTOCOL = 2
 _PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
@@ -255,7 +257,7 @@ def _launcher_up(workspace: Path) -> bool:
     if _launcher_starting(workspace):
         return True
     try:
-        pid = int((workspace / "launcher.pid").read_text().strip())
+        pid = int((workspace / LAUNCHER_PID).read_text().strip())
     except (OSError, ValueError):
         return False
     return pid_alive(pid) and (workspace / LAUNCHER_SOCK).exists()
@@ -280,7 +282,7 @@ def _start_launcher(workspace: Path) -> None:
     except OSError:
         return
     spawn_detached(["-m", "builder.runs.jobs", "launcher", "--workspace", str(workspace)],
-                   workspace / "launcher.log", name="layerlab-reap-launcher")
+                   workspace / LAUNCHER_LOG, name="layerlab-reap-launcher")
 
 
 def launcher(workspace: str | Path) -> int:
@@ -307,7 +309,7 @@ def launcher(workspace: str | Path) -> int:
         srv.listen(16)
         srv.settimeout(float(os.environ.get("LAYERLAB_LAUNCHER_IDLE_S") or LAUNCHER_IDLE_S))
         (ws / "launcher.starting").unlink(missing_ok=True)
-        (ws / "launcher.pid").write_text(str(os.getpid()))
+        (ws / LAUNCHER_PID).write_text(str(os.getpid()))
         print(f"launcher {os.getpid()} ready on {path}", flush=True)
         try:
             while True:
@@ -329,8 +331,8 @@ def launcher(workspace: str | Path) -> int:
                 if path.stat().st_ino == bound:
                     path.unlink()
             with contextlib.suppress(OSError, ValueError):
-                if int((ws / "launcher.pid").read_text().strip()) == os.getpid():
-                    (ws / "launcher.pid").unlink()
+                if int((ws / LAUNCHER_PID).read_text().strip()) == os.getpid():
+                    (ws / LAUNCHER_PID).unlink()
 
 
 def _job_request(req: Any) -> dict:

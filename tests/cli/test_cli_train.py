@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from builder import cli
 from builder.graph.templates import load_template
+from builder.runs import jobs
 from builder.training.pipeline import build_model
 
 
@@ -197,7 +198,7 @@ def test_cli_and_jobs_resolve_the_same_settings(tmp_path, capsys, monkeypatch):
     try:
         assert wait(store, [rid], 180) == {rid: "finished"}
     finally:
-        pidfile = store.workspace / "launcher.pid"
+        pidfile = store.workspace / jobs.LAUNCHER_PID
         if pidfile.is_file():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)

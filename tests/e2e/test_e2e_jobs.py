@@ -18,6 +18,7 @@ from e2e_helpers import curve_points, goto_page, open_app, wait_idle
 from playwright.sync_api import expect
 
 from builder.graph.templates import load_template
+from builder.runs import jobs
 from builder.runs.jobs import JobSpec, submit, wait
 from builder.runs.store import RunStore
 from tests.serving import ARTIFACTS, StreamlitServer
@@ -47,7 +48,7 @@ def _no_stray_jobs(tmp_path):
     """Jobs this test started are stopped at the end, whatever happened (they are processes of their own)."""
     yield
     ws = tmp_path / "ws"
-    pidfile = ws / "launcher.pid"
+    pidfile = ws / jobs.LAUNCHER_PID
     if pidfile.is_file():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)

@@ -48,7 +48,7 @@ def _job_env(monkeypatch):
 def store(tmp_path):
     s = RunStore(tmp_path / "ws")
     yield s
-    pidfile = s.workspace / "launcher.pid"  # the warm launcher this test's submits started
+    pidfile = s.workspace / jobs.LAUNCHER_PID  # the warm launcher this test's submits started
     if pidfile.is_file():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
@@ -172,8 +172,8 @@ def test_stop_while_queued(store, monkeypatch):
 
 def test_later_jobs_fork_from_the_warm_launcher(store):
     first = submit(store, _spec(config={"epochs": 1}))
-    _until(lambda: (store.workspace / "launcher.pid").is_file(), what="the launcher")
-    launcher = int((store.workspace / "launcher.pid").read_text())
+    _until(lambda: (store.workspace / jobs.LAUNCHER_PID).is_file(), what="the launcher")
+    launcher = int((store.workspace / jobs.LAUNCHER_PID).read_text())
     second = submit(store, _spec(config={"epochs": 1}))
     assert wait(store, [first, second], TIMEOUT) == {first: "finished", second: "finished"}
     pid = store.get(second)["pid"]
@@ -187,10 +187,10 @@ def test_warm_launcher_makes_the_first_job_a_fork(store):
     and asking again while it runs starts no second one."""
     assert jobs.warm_launcher(store.workspace) is True
     assert jobs.warm_launcher(store.workspace) is False  # being started
-    _until(lambda: (store.workspace / "launcher.pid").is_file() and (store.workspace / jobs.LAUNCHER_SOCK).exists(),
+    _until(lambda: (store.workspace / jobs.LAUNCHER_PID).is_file() and (store.workspace / jobs.LAUNCHER_SOCK).exists(),
            what="the launcher")
     assert jobs.warm_launcher(store.workspace) is False  # up
-    launcher = int((store.workspace / "launcher.pid").read_text())
+    launcher = int((store.workspace / jobs.LAUNCHER_PID).read_text())
     rid = submit(store, _spec(config={"epochs": 500, "early_stopping": None}))
     _until(lambda: store.get(rid)["status"] == "running", what="the job running")
     pid = store.get(rid)["pid"]
@@ -261,7 +261,7 @@ path, reply, log = sys.argv[1], json.loads(sys.argv[2]), open(sys.argv[3], "a")
 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
     srv.bind(path)
     srv.listen(16)
-    with open(os.path.join(os.path.dirname(path), "launcher.pid"), "w") as f:
+    with open(os.path.join(os.path.dirname(path), jobs.LAUNCHER_PID), "w") as f:
         f.write(str(os.getpid()))
     while True:
         conn, _ = srv.accept()
@@ -286,7 +286,7 @@ def fake_launcher(store):
         p = subprocess.Popen([sys.executable, "-c", _FAKE_LAUNCHER, str(sock), json.dumps(reply),
                               str(store.workspace / "fake.log")], start_new_session=True)
         procs.append(p)
-        _until(lambda: sock.exists() and (store.workspace / "launcher.pid").is_file(), 30, "the fake launcher")
+        _until(lambda: sock.exists() and (store.workspace / jobs.LAUNCHER_PID).is_file(), 30, "the fake launcher")
         return p
 
     yield start
@@ -320,7 +320,7 @@ def test_an_older_launcher_is_not_handed_the_job_and_is_retired(store, fake_laun
     sent = (store.workspace / "fake.log").read_text()
     assert f'"protocol": {jobs.LAUNCHER_PROTOCOL}' in sent and rid in sent
     new = _real_launcher_up(store)
-    assert new != old.pid and int((store.workspace / "launcher.pid").read_text()) == new
+    assert new != old.pid and int((store.workspace / jobs.LAUNCHER_PID).read_text()) == new
 
 
 def test_a_newer_launcher_is_not_handed_the_job_nor_replaced(store, fake_launcher):
@@ -330,7 +330,7 @@ def test_a_newer_launcher_is_not_handed_the_job_nor_replaced(store, fake_launche
     assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
     assert newer.poll() is None  # still serving its own version's clients
     assert not (store.workspace / "launcher.starting").exists()  # no launcher of ours started beside it
-    assert int((store.workspace / "launcher.pid").read_text()) == newer.pid
+    assert int((store.workspace / jobs.LAUNCHER_PID).read_text()) == newer.pid
 
 
 def test_the_launcher_forks_nothing_for_a_request_of_another_protocol(store):
