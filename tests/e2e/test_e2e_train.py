@@ -70,8 +70,8 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
     expect(page.locator("[data-testid=stToast]")).to_have_count(0, timeout=15_000)  # the toast has faded
     shot(page, "build-cnn")
     t0 = start(page, 400)
-    # the first curve point arrives quickly
-    wait_for_curve_points(page, 0, timeout=30)
+    # the first curve point arrives (first_point_s is recorded, never asserted: a loaded machine is slow)
+    wait_for_curve_points(page, 0, timeout=90)
     first_point_s = time.perf_counter() - t0
     run_id = run_id_of(page)
     p1, _ = progress(page)
