@@ -31,15 +31,29 @@ def _resolve(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for annotations, not run."""
+    if not isinstance(node, ast.If):
+        return False
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
 def import_graph(root: Path, package: str = "builder", top_level_only: bool = True) -> nx.DiGraph:
-    """Directed graph module -> our modules it imports (module level only unless ``top_level_only=False``)."""
+    """Directed graph module -> our modules it imports (module level only unless ``top_level_only=False``;
+    imports under ``if TYPE_CHECKING:`` are left out: they serve annotations and never run)."""
     files = {module_name(p, root): p for p in (root / package).rglob("*.py") if "assets" not in p.parts}
     g = nx.DiGraph()
     g.add_nodes_from(files)
     for mod, path in files.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block)
+                       for stmt in block.body for n in ast.walk(stmt)}  # annotations only, never run
         body = tree.body if top_level_only else list(ast.walk(tree))
         for node in body:
+            if id(node) in typing_only:
+                continue
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from builder.data import limits
+import builder.data.limits as limits
 from builder.data.splits import Dataset, DatasetInfo, finish
 from builder.errors import DatasetError
 

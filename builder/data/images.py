@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from builder.data import limits
+import builder.data.limits as limits
 from builder.data.files import natural_key, read_at_most
 from builder.data.splits import Dataset, DatasetInfo, finish
 from builder.errors import DatasetError

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from builder.data import limits
+import builder.data.limits as limits
 from builder.data.files import natural_key, read_limited
 from builder.data.splits import TASKS, Dataset, DatasetInfo, finish, split_indices
 from builder.errors import DatasetError

@@ -247,6 +247,12 @@ class LivePlayback:
         return {"image": None, "tokens": None, "feature_names": feats}
 
 
+def live_frames(store: Any, run_id: str) -> dict | None:
+    """The live attributions a job recorded for ``run_id`` (:func:`load_frames` of its run folder's file), or
+    None when none were recorded."""
+    return load_frames(store.folder(run_id).live_attributions)
+
+
 def live_playback(store: Any, run: dict) -> LivePlayback | None:
     """The live attributions recorded with ``run`` (its row), or None when it recorded none (yet).
 
@@ -254,7 +260,6 @@ def live_playback(store: Any, run: dict) -> LivePlayback | None:
         ExplainError: a file that cannot be read.
     """
     from builder.interpret.methods import method_label
-    from builder.runs.jobs import live_frames
 
     rec = live_frames(store, run["id"])
     if rec is None or not rec["epochs"]:
@@ -277,4 +282,4 @@ def live_playback(store: Any, run: dict) -> LivePlayback | None:
                         list(info.get("feature_names") or []))
 
 
-__all__ = ["LiveAttributions", "LivePlayback", "load_frames", "live_playback", "records_live", "recording_run"]
+__all__ = ["LiveAttributions", "LivePlayback", "load_frames", "live_frames", "live_playback", "records_live", "recording_run"]

@@ -54,7 +54,7 @@ class JobSpec:
 
     ``callbacks`` names callbacks the job process builds: ``live_attributions`` (or
     ``live_attributions:METHOD``) records attributions each epoch into the run folder
-    (:func:`live_frames` reads them); ``decision_boundary`` stores a prediction grid with an epoch's
+    (:func:`builder.interpret.live.live_frames` reads them); ``decision_boundary`` stores a prediction grid with an epoch's
     metrics for 2-D toy datasets (the first and last epoch and, within 3.5 % of the training time, those between) (:func:`builder.interpret.boundary.latest_boundary` reads it). ``resume_run`` resumes that run instead of creating one; ``config``
     then holds the overrides.
     """
@@ -412,14 +412,6 @@ def wait(store: RunStore, run_ids: list[str], timeout: float | None = None) -> d
         time.sleep(POLL_S)
 
 
-def live_frames(store: RunStore, run_id: str) -> dict | None:
-    """The live attributions a job recorded: ``{"method", "epochs", "attributions" (E, n, ...),
-    "inputs", "labels", "indices"}`` as numpy arrays, or None when none were recorded."""
-    from builder.interpret.live import load_frames
-
-    return load_frames(store.folder(run_id).live_attributions)
-
-
 # ------------------------------------------------------------------------------------------ the process
 class StoreControl(Callback):
     """Trainer callback polling the run's ``control`` column in a thread and pausing/resuming/stopping."""
@@ -564,5 +556,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "live_frames", "run_job",
+__all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "run_job",
            "StoreControl", "ENV_MAX_JOBS", "torch_threads"]

@@ -110,7 +110,7 @@ def test_pause_and_resume(at, ws):
 
 
 def test_record_attributions_live(at, ws):
-    from builder.runs.jobs import live_frames
+    from builder.interpret.live import live_frames
 
     rid = _start(at, 3, live=True)
     store = RunStore(ws)

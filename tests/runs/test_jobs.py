@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from builder.errors import RunStoreError, TrainingError
 from builder.graph.templates import load_template
+from builder.interpret.live import live_frames
 from builder.runs import jobs
 from builder.runs.jobs import JobSpec, queue_position, request, submit, wait
 from builder.runs.store import RunStore
@@ -84,7 +85,7 @@ def test_submit_runs_in_its_own_process_to_finished(store):
     assert run["test_metrics"]["accuracy"] > 0.5 and len(store.metrics(rid, "epoch")) == 3
     assert "val_loss" in store.metrics(rid, "epoch")[-1]
     assert (store.run_dir(rid) / "job.log").read_text().strip()
-    frames = jobs.live_frames(store, rid)
+    frames = live_frames(store, rid)
     assert frames["epochs"] == [1, 2, 3] and frames["attributions"].shape[:2] == (3, 4)
     model, ds = load_run(store, rid)
     assert model(ds.test.X[:5]).shape == (5, 2)
