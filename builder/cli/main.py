@@ -13,6 +13,7 @@ from pathlib import Path
 
 from builder.cli.common import check_output_path, dispatch, emit_text, fail, infer_format, print_problems
 from builder.escape import terminal_line
+from builder.graph.cost import node_costs
 from builder.graph.project import load_project
 from builder.graph.report import human_bytes
 from builder.graph.shapes import infer_shapes
@@ -35,15 +36,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
     """Per node: type, output shape, parameters."""
     project = load_project(args.file)
     report = infer_shapes(project.graph)
+    macs = {c.node: c.macs for c in node_costs(report)}  # the same analysis: the graph is analysed once
     if args.json:
         out = {"name": project.name, "valid": report.ok,
                "nodes": [{"id": nid, "type": report.nodes[nid].type, "status": report.nodes[nid].status,
                           "shape": report.nodes[nid].shape_str if report.nodes[nid].shape is not None else None,
                           "output_shape": list(report.nodes[nid].shape) if report.nodes[nid].shape is not None else None,
-                          "params": report.nodes[nid].num_params, "inferred": report.nodes[nid].inferred}
+                          "params": report.nodes[nid].num_params, "macs": macs.get(nid),
+                          "inferred": report.nodes[nid].inferred}
                          for nid in report.order],
                "inputs": report.input_nodes, "outputs": report.output_nodes,
-               "total_params": report.total_params,
+               "total_params": report.total_params, "total_macs": sum(macs.values()),
                "activation_bytes_per_sample": report.activation_bytes,
                "problems": [p.to_dict() for p in report.problems]}
         print(json.dumps(out, indent=2))
@@ -52,12 +55,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     w_id = max([len("node"), *(len(r["id"]) for r in rows)])
     w_ty = max([len("type"), *(len(r["type"]) for r in rows)])
     w_sh = max([len("output shape"), *(len(r["shape"]) for r in rows)])
-    print(f"{'node':<{w_id}}  {'type':<{w_ty}}  {'output shape':<{w_sh}}  {'params':>10}")
-    print("-" * (w_id + w_ty + w_sh + 16))
-    for r in rows:
-        print(f"{r['id']:<{w_id}}  {r['type']:<{w_ty}}  {r['shape']:<{w_sh}}  {r['params']:>10,}")
-    print("-" * (w_id + w_ty + w_sh + 16))
-    print(f"total params: {report.total_params:,}   activations per sample: {human_bytes(report.activation_bytes)}")
+    print(f"{'node':<{w_id}}  {'type':<{w_ty}}  {'output shape':<{w_sh}}  {'params':>10}  {'MACs':>13}")
+    print("-" * (w_id + w_ty + w_sh + 31))
+    for r, nid in zip(rows, report.order):
+        m = macs.get(nid)
+        print(f"{r['id']:<{w_id}}  {r['type']:<{w_ty}}  {r['shape']:<{w_sh}}  {r['params']:>10,}  "
+              f"{'' if m is None else format(m, ','):>13}")
+    print("-" * (w_id + w_ty + w_sh + 31))
+    print(f"total params: {report.total_params:,}   multiply-adds per sample: {sum(macs.values()):,}   "
+          f"activations per sample: {human_bytes(report.activation_bytes)}")
     if report.problems:
         print()
         print_problems(report.problems)

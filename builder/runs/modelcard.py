@@ -81,7 +81,10 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     total = params if isinstance(params, int) and not isinstance(params, bool) else None
     if total is None and run_dir is not None:
         total = _count_weights(RunFolder(run_dir).weights)
-    out += ["## Architecture", "", f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown",
+    macs = env.get("macs")
+    cost = (f"; multiply-adds per sample: **{macs:,}**" if isinstance(macs, int) and not isinstance(macs, bool)
+            else "")
+    out += ["## Architecture", "", (f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown") + cost,
             "", *arch, ""]
     sizes = info.get("sizes") or {}
     classes = info.get("class_names") if isinstance(info.get("class_names"), list) else None

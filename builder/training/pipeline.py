@@ -17,6 +17,7 @@ import torch
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
 from builder.data.compat import adapt_graph, check_compat
 from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
+from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.status import resume_refusal
@@ -203,7 +204,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     if run_id is not None:
         store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision,
                               world_size=getattr(dist, "world_size", 1) if dist is not None else 1,
-                              params=int(report.total_params))  # the model card reads these, analyses nothing
+                              params=int(report.total_params),  # the model card reads these, analyses nothing
+                              macs=total_macs(node_costs(report)))
     return _launch(trainer, background, run_id)
 
 

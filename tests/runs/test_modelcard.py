@@ -21,6 +21,7 @@ def test_card_of_a_finished_run(tmp_path):
                     "## Test metrics", "## Environment"):
         assert section in text
     assert "Parameters: **1,218**" in text  # (2*32+32) + (32*32+32) + (32*2+2)
+    assert "multiply-adds per sample: **1,152**" in text  # 2*32 + 32*32 + 32*2
     assert "| `fc1` | Linear | out_features=32 |" in text
     assert f"torch {torch.__version__}" in text and "resolved: cpu" in text
     assert f"accuracy **{r.test['accuracy']:.4g}**" in text

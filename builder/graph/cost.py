@@ -1,0 +1,138 @@
+"""Cost per node: parameters, multiply-adds and activation memory, read off one analysis pass without torch.
+
+Multiply-adds (MACs) count the products of matrix multiplications and convolutions per sample, the work
+that dominates a forward pass and the one torch's own ``torch.utils.flop_counter.FlopCounterMode`` counts
+(its FLOPs are 2 × MACs). Element-wise layers (activations, norms, pooling, dropout, adds) count 0 here,
+as in that counter. Formulas are keyed by the torch.nn class a node builds, so any node that builds one of
+these classes is counted; ``tests/graph/test_cost.py`` checks every template against FlopCounterMode.
+
+Example::
+
+    >>> from builder.graph.templates import load_template
+    >>> costs = node_costs(load_template("mlp").graph)
+    >>> [(c.node, c.macs) for c in costs if c.macs]
+    [('fc1', 64), ('fc2', 1024), ('head', 64)]
+    >>> total_macs(costs)
+    1152
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from builder.graph.registry import get_spec, has_spec
+from builder.graph.report import ShapeReport
+from builder.graph.shapes import infer_shapes, module_ctor
+
+__all__ = ["NodeCost", "module_macs", "node_costs", "total_macs", "MAC_COUNTED"]
+
+Shape = Sequence[int]
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """One node's cost per sample: parameters, multiply-adds, and float32 bytes of its outputs."""
+
+    node: str
+    type: str
+    params: int
+    macs: int
+    activation_bytes: int
+
+
+def _taps(k: Any, dims: int) -> int:
+    return math.prod(k) if isinstance(k, list | tuple) else int(k) ** dims
+
+
+def _linear(kw: dict, ins: list[Shape], out: Shape) -> int:
+    return kw["in_features"] * kw["out_features"] * math.prod(ins[0][:-1])
+
+
+def _conv(dims: int, transposed: bool = False) -> Callable[[dict, list[Shape], Shape], int]:
+    def macs(kw: dict, ins: list[Shape], out: Shape) -> int:
+        i, o, g = kw["in_channels"], kw["out_channels"], kw.get("groups", 1)
+        taps = _taps(kw["kernel_size"], dims)
+        if transposed:  # every input position scatters into a kernel-sized patch of each output channel
+            return i * (o // g) * taps * math.prod(ins[0][1:])
+        return o * (i // g) * taps * math.prod(out[1:])
+    return macs
+
+
+def _rnn(gates: int) -> Callable[[dict, list[Shape], Shape], int]:
+    def macs(kw: dict, ins: list[Shape], out: Shape) -> int:
+        steps = ins[0][0] if len(ins[0]) > 1 else 1  # (T, features) with batch_first
+        h, layers = kw["hidden_size"], kw.get("num_layers", 1)
+        dirs = 2 if kw.get("bidirectional", False) else 1
+        total = 0
+        for layer in range(layers):
+            i = kw["input_size"] if layer == 0 else h * dirs
+            total += dirs * gates * h * (i + h) * steps
+        return total
+    return macs
+
+
+def _attention(e: int, lq: int, lk: int) -> int:
+    """Projections of query (lq rows), key and value (lk rows), scores, weighted sum, output projection."""
+    return lq * e * e + 2 * lk * e * e + 2 * lq * lk * e + lq * e * e
+
+
+def _mha(kw: dict, ins: list[Shape], out: Shape) -> int:
+    q = ins[0]
+    k = ins[1] if len(ins) > 1 else q
+    return _attention(kw["embed_dim"], q[0] if len(q) > 1 else 1, k[0] if len(k) > 1 else 1)
+
+
+def _encoder_layer(kw: dict, ins: list[Shape], out: Shape) -> int:
+    e, f = kw["d_model"], kw.get("dim_feedforward", 2048)
+    n = ins[0][0] if len(ins[0]) > 1 else 1
+    return _attention(e, n, n) + 2 * n * e * f
+
+
+_MACS: dict[str, Callable[[dict, list[Shape], Shape], int]] = {
+    "Linear": _linear, "Conv1d": _conv(1), "Conv2d": _conv(2), "ConvTranspose2d": _conv(2, transposed=True),
+    "RNN": _rnn(1), "LSTM": _rnn(4), "GRU": _rnn(3), "MultiheadAttention": _mha,
+    "TransformerEncoderLayer": _encoder_layer,
+}
+MAC_COUNTED = frozenset(_MACS)
+
+
+def module_macs(cls: str, kwargs: dict, ins: list[Shape], out: Shape) -> int:
+    """Multiply-adds per sample of ``torch.nn.<cls>(**kwargs)`` on inputs of shapes ``ins`` (batch left out)
+    giving ``out``; 0 for classes without matrix products (element-wise layers).
+
+    >>> module_macs("Conv2d", {"in_channels": 1, "out_channels": 8, "kernel_size": 3}, [(1, 8, 8)], (8, 6, 6))
+    2592
+    """
+    rule = _MACS.get(cls)
+    return rule(kwargs, [tuple(s) for s in ins], tuple(out)) if rule else 0
+
+
+def node_costs(graph_or_report: Any) -> list[NodeCost]:
+    """The cost of every analysed node in topological order (nodes with problems are left out).
+
+    Takes a graph (analysed here) or the :class:`~builder.graph.report.ShapeReport` of one, so a caller that
+    has already analysed the graph does not analyse it twice.
+    """
+    report = graph_or_report if isinstance(graph_or_report, ShapeReport) else infer_shapes(graph_or_report)
+    out: list[NodeCost] = []
+    for nid in report.order:
+        info = report.nodes[nid]
+        if info.status != "ok" or not info.outputs or not has_spec(info.type):
+            continue
+        macs = 0
+        ctor = module_ctor(get_spec(info.type), info.params, info.inputs)
+        if ctor is not None:
+            cls, kwargs = ctor
+            first = next(iter(info.outputs.values()))
+            macs = module_macs(cls, kwargs, [t.shape for t in info.inputs], first.shape)
+        act = sum(t.numel for t in info.outputs.values()) * 4
+        out.append(NodeCost(nid, info.type, info.num_params, macs, act))
+    return out
+
+
+def total_macs(costs: list[NodeCost]) -> int:
+    """Multiply-adds per sample of a whole graph."""
+    return sum(c.macs for c in costs)

@@ -1,0 +1,104 @@
+"""builder.graph.cost: multiply-adds per node against torch's own FlopCounterMode (FLOPs = 2 x MACs).
+
+FlopCounterMode sees the matrix products torch dispatches; two CPU kernels hide theirs from it, so the
+reference runs the model the way that exposes them: attention with the math backend of
+scaled_dot_product_attention (bmm), and recurrent layers unrolled into their per-step F.linear calls.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import builder
+from builder.cli.main import main as cli_main
+from builder.graph.compile import compile_graph, example_inputs
+from builder.graph.cost import module_macs, node_costs, total_macs
+
+
+def _counted_macs(fn) -> int:
+    fc = FlopCounterMode(display=False)
+    with fc, sdpa_kernel(SDPBackend.MATH):
+        fn()
+    return fc.get_total_flops() // 2
+
+
+def _unrolled_rnn_macs(m: nn.RNNBase, x: torch.Tensor) -> int:
+    """An RNN/LSTM/GRU's matrix products, step by step with its own weights (batch_first input)."""
+    dirs = 2 if m.bidirectional else 1
+
+    def run() -> None:
+        seq = x
+        for layer in range(m.num_layers):
+            outs = []
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                w_ih, w_hh = getattr(m, f"weight_ih{sfx}"), getattr(m, f"weight_hh{sfx}")
+                h = seq.new_zeros(seq.shape[0], m.hidden_size)
+                steps = []
+                for t in range(seq.shape[1]):
+                    g = F.linear(seq[:, t], w_ih) + F.linear(h, w_hh)
+                    h = g[:, : m.hidden_size].tanh()  # the values do not matter, only the products
+                    steps.append(h)
+                outs.append(torch.stack(steps, 1))
+            seq = torch.cat(outs, -1)
+
+    return _counted_macs(run)
+
+
+@pytest.mark.parametrize("name", [t["name"] for t in builder.list_templates()])
+def test_every_template_matches_torchs_flop_counter(name: str):
+    graph = builder.load_template(name).graph
+    model = compile_graph(graph).train()  # train mode: no fused inference fast path hides the products
+    xs = example_inputs(model, batch_size=1)
+    rnns = {n: m for n, m in model.named_modules() if isinstance(m, nn.RNNBase)}
+    rnn_inputs: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, args, out, n=n: rnn_inputs.__setitem__(n, args[0]))
+             for n, m in rnns.items()]
+    counted = _counted_macs(lambda: model(*xs))
+    for h in hooks:
+        h.remove()
+    counted += sum(_unrolled_rnn_macs(m, rnn_inputs[n]) for n, m in rnns.items())  # hidden inside aten.lstm
+    assert total_macs(node_costs(graph)) == counted
+
+
+def test_costs_come_from_one_analysis_and_list_analysed_nodes():
+    graph = builder.load_template("cnn").graph
+    report = builder.infer_shapes(graph)
+    costs = node_costs(report)
+    assert [c.node for c in costs] == report.order
+    assert {c.node: c.params for c in costs} == {n: report.nodes[n].num_params for n in report.order}
+    assert all(c.activation_bytes > 0 for c in costs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cin=st.integers(1, 6), cout_mult=st.integers(1, 3), groups=st.sampled_from([1, 2]), k=st.integers(1, 3),
+       stride=st.integers(1, 2), pad=st.integers(0, 1), size=st.integers(3, 9), transposed=st.booleans())
+def test_convolutions_match_the_counter(cin, cout_mult, groups, k, stride, pad, size, transposed):
+    cin, cout = cin * groups, cout_mult * groups
+    kw = {"in_channels": cin, "out_channels": cout, "kernel_size": k, "stride": stride, "padding": pad,
+          "groups": groups}
+    mod = (nn.ConvTranspose2d if transposed else nn.Conv2d)(**kw)
+    x = torch.randn(1, cin, size, size)
+    with torch.no_grad():
+        out = mod(x)
+    cls = "ConvTranspose2d" if transposed else "Conv2d"
+    assert module_macs(cls, kw, [x.shape[1:]], out.shape[1:]) == _counted_macs(lambda: mod(x))
+
+
+def test_summary_prints_and_reports_multiply_adds(tmp_path, capsys):
+    path = tmp_path / "cnn.json"
+    path.write_text(builder.load_template("cnn").model_dump_json())
+    assert cli_main(["summary", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total_macs"] == sum(n["macs"] for n in out["nodes"]) == 91_776
+    assert cli_main(["summary", str(path)]) == 0
+    assert "multiply-adds per sample: 91,776" in capsys.readouterr().out
