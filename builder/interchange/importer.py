@@ -3,8 +3,8 @@
 Sources:
 
 * ``model.onnx``: read with the ``onnx`` package (protobuf; nothing runs). Compared with onnxruntime.
-* ``model.pt2``: a ``torch.export`` archive. Its zip is inspected first and refused when it holds anything
-  that ``torch.export.load`` would unpickle (pickled tensors, custom objects) or executable payloads; the
+* ``model.pt2``: a ``torch.export`` archive, read as data by :mod:`builder.interchange.pt2_read` (never
+  ``torch.export.load``: no pickle, no evaluated size expressions, call targets from an allow-list); the
   program is then converted to ONNX in memory and mapped like an ONNX file. Compared with the program.
 * ``file.py:ClassName`` or ``file.py:ClassName(args)`` (CLI and Python only: this runs the file's code): the
   module is instantiated, exported with ``torch.export`` and mapped the same way. Compared with the module.
@@ -24,7 +24,6 @@ import ast
 import json
 import os
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,6 @@ from builder.interchange.errors import ModelImportError
 from builder.runs.status import RunStatus
 
 IMPORT_ATOL = 1e-5
-MAX_PT2_BYTES = 1 << 30
-MAX_PT2_ENTRIES = 10_000
-_PT2_SAFE_SUFFIXES = (".json", ".txt", "version", ".bin", "/", "archive_format", "byteorder", ".py_version")
 
 
 @dataclass
@@ -94,7 +90,7 @@ def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, 
     elif kind == "pt2":
         ep = load_pt2(source)
         proto = _ep_to_onnx(ep)
-        reference = ep.module()
+        reference = ep.module(check_guards=False)  # no generated guard code to exec
     else:
         module, example = load_python(str(source))
         proto = _module_to_onnx(module, example)
@@ -220,85 +216,20 @@ def _verify(result: ImportResult, proto, reference) -> float:
 
 
 def check_pt2_archive(data_or_path: str | os.PathLike | bytes) -> None:
-    """Refuse a .pt2 whose loading could run code: not a zip (e.g. a raw pickle), pickled weights or constants,
-    custom objects, native libraries, or a zip bomb. Nothing is unpickled here (nor later: the sample inputs,
-    the archive's one pickle, are never read by :func:`load_pt2`)."""
-    import io
+    """Refuse a .pt2 whose zip is not a plain torch.export archive (not a zip, e.g. a raw pickle; pickled
+    members, native libraries, hostile member names, a zip bomb), from its central directory only."""
+    from builder.interchange.pt2_read import _open_zip, check_members
 
-    src = io.BytesIO(bytes(data_or_path)) if isinstance(data_or_path, bytes | bytearray) else str(data_or_path)
-    if not isinstance(src, io.BytesIO):
-        p = Path(src)
-        if not p.is_file():
-            raise ModelImportError(f"{p}: no such file")
-        if p.stat().st_size > MAX_PT2_BYTES:
-            raise ModelImportError(f"{p.name}: the file is larger than {MAX_PT2_BYTES:,} bytes")
-    if not zipfile.is_zipfile(src):
-        raise ModelImportError("not a torch.export archive (.pt2 files are zip archives); received: another "
-                               "format, e.g. a pickle from torch.save, which LayerLab never loads because "
-                               "unpickling can run code. Fix: save with torch.export.save(torch.export.export(model, "
-                               "args), 'model.pt2')")
-    try:
-        zf = zipfile.ZipFile(src)
-    except zipfile.BadZipFile:
-        raise ModelImportError("the .pt2 archive is corrupt") from None
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > MAX_PT2_ENTRIES or sum(i.file_size for i in infos) > 2 * MAX_PT2_BYTES:
-            raise ModelImportError("the .pt2 archive is too large once unpacked (entries or bytes)")
-        names = [i.filename for i in infos]
-        if not any(re.search(r"(^|/)models/model\.json$", n) for n in names):
-            raise ModelImportError("the archive holds no serialized torch.export program (models/model.json); "
-                                   "older or other formats are refused because they are loaded with pickle")
-        bad = [n for n in names if not re.search(r"/data/sample_inputs/[^/]+\.pt$", n) and (
-            re.search(r"(\.pt|\.pkl|\.pickle|\.so|\.dll|\.dylib|\.cpp|\.py|\.pyc)$", n)
-            or "custom_obj" in n or "opaque" in n or "/aotinductor/" in n)]
-        if bad:
-            raise ModelImportError(f"the archive holds entries that loading would unpickle or execute; received: "
-                                   f"{', '.join(bad[:3])}. Fix: export a plain torch.export program")
-        for n in names:
-            if n.endswith("_config.json"):
-                try:
-                    cfg = json.loads(zf.read(n)[: 50 << 20])
-                except (ValueError, UnicodeDecodeError):
-                    raise ModelImportError(f"unreadable config {n} in the archive") from None
-                for key, meta in (cfg.get("config") or {}).items():
-                    if not isinstance(meta, dict) or meta.get("use_pickle") or \
-                            not str(meta.get("path_name", "")).startswith(("weight_", "tensor_", "constant_")):
-                        raise ModelImportError(f"the archive stores `{key}` as a pickle or custom object; "
-                                               "received: an entry loading would unpickle. Fix: export plain "
-                                               "tensors")
+    with _open_zip(data_or_path) as zf:
+        check_members(zf)
 
 
 def load_pt2(source: str | os.PathLike | bytes):
-    """Load the ``model`` program of a .pt2 after :func:`check_pt2_archive`.
+    """Load the ``model`` program of a .pt2 as data (:mod:`builder.interchange.pt2_read`): no pickle, no
+    ``torch.export.load``, size expressions parsed by a safe grammar, call targets from an allow-list."""
+    from builder.interchange.pt2_read import load_program
 
-    Mirrors ``torch.export.load`` but never reads the archive's pickled sample inputs (torch falls back to
-    ``torch.load(weights_only=False)`` on them) and loads weights only from raw tensor payloads.
-    """
-    import io
-    import logging
-
-    check_pt2_archive(source)
-    from torch._export.serde import schema
-    from torch._export.serde.serialize import ExportedProgramDeserializer, _bytes_to_dataclass
-    from torch.export.pt2_archive._package import PT2ArchiveReader, _load_constants, _load_state_dict
-
-    f = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else str(source)
-    prev = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with PT2ArchiveReader(f) as reader:
-            program = _bytes_to_dataclass(schema.ExportedProgram, reader.read_bytes("models/model.json"))
-            state_dict = _load_state_dict(reader, "model")
-            constants = _load_constants(reader, "model")
-            return ExportedProgramDeserializer().deserialize(program, state_dict, constants, b"")
-    except ModelImportError:
-        raise
-    except Exception as e:
-        raise ModelImportError(f"the .pt2 archive could not be read; received: {type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
-    finally:
-        logging.disable(prev)
+    return load_program(source)
 
 
 def _ep_to_onnx(ep):

@@ -1,0 +1,671 @@
+"""Read an uploaded torch.export archive (``.pt2``) as data: nothing in it is run, unpickled, evaluated or imported.
+
+What an uploaded .pt2 can do: describe one program (``models/model.json``) made of allow-listed operators
+(:data:`ALLOWED_OPS`: ATen ops of ordinary models, a few ``prims``, ``_operator`` and ``torch.sym_*``
+arithmetic) over tensors whose weights are raw little-endian bytes, with symbolic sizes written as plain size
+formulas (integers, size symbols such as ``s0``/``u3``, ``+ - * // %``, ``Min``/``Max``/``FloorDiv``/``Mod``/
+``CeilDiv`` and comparisons). LayerLab converts that program for import; nothing else is read.
+
+What it cannot do (each is a one-line :class:`ModelImportError` before torch sees the program):
+
+* run code through pickles (weights, constants, custom/opaque objects; the sample-inputs pickle is never
+  read), native libraries, Python files, AOTInductor payloads;
+* name a call target outside the allow-list (torch resolves targets by attribute lookup), higher-order ops,
+  subgraphs, operators passed as values, script/custom objects or effect tokens;
+* carry guard code (torch would ``exec`` it), size expressions that are not plain formulas (torch hands them
+  to ``sympy.sympify``, which evaluates Python), pytree specs that name enums (torch imports their module)
+  or types outside tuple/list/dict, names that are not identifiers (torch.fx writes them into Python source);
+* exceed the limits below: zip members, unpacked bytes and compression ratio (read from the central
+  directory first), the program's JSON size and nesting (checked before it is parsed), string lengths,
+  integers, tensor ranks, member names (no absolute paths, ``..`` or backslashes).
+
+Free-text node metadata (stack traces, source functions, custom JSON) is dropped. Torch's deserialiser then
+runs with its module's ``sympy.sympify`` replaced by a lookup of the expressions parsed here: any string not
+parsed here is refused, so no string from the file reaches sympy's parser.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import threading
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from builder.escape import visible
+from builder.interchange.errors import ModelImportError
+
+MAX_PT2_BYTES = 1 << 30            # the archive file
+MAX_ENTRIES = 10_000               # zip members
+MAX_UNPACKED = 2 << 30             # all members unpacked
+MAX_RATIO = 100                    # unpacked / packed bytes of a compressed member
+MAX_PROGRAM_BYTES = 32 << 20       # models/model.json
+MAX_CONFIG_BYTES = 16 << 20        # weights / constants configs
+MAX_JSON_DEPTH = 64                # nesting of any JSON read from the archive
+MAX_STRING = 4096                  # any string kept from the program
+MAX_EXPR_CHARS = 2000              # one size expression
+MAX_EXPR_DEPTH = 32                # its nesting
+MAX_RANK = 32
+MAX_INT = 1 << 62
+
+_ATEN = """linear conv1d conv2d conv3d convolution _convolution conv_transpose1d conv_transpose2d conv_transpose3d
+batch_norm _native_batch_norm_legit _native_batch_norm_legit_no_training _native_batch_norm_legit_functional
+native_batch_norm instance_norm layer_norm native_layer_norm group_norm native_group_norm rms_norm
+relu relu_ relu6 leaky_relu gelu silu sigmoid tanh hardtanh hardtanh_ hardswish hardsigmoid elu selu celu
+softplus mish prelu _prelu_kernel glu threshold log_sigmoid_forward
+view _unsafe_view reshape permute flatten unflatten transpose t unsqueeze squeeze select slice narrow cat stack
+split split_with_sizes chunk unbind expand expand_as repeat contiguous clone alias detach to _to_copy type_as
+flip roll pad constant_pad_nd reflection_pad1d reflection_pad2d replication_pad1d replication_pad2d
+index_select gather index embedding one_hot
+mean sum amax amin max min var std var_mean argmax argmin prod logsumexp cumsum norm linalg_vector_norm
+add sub rsub mul div pow sqrt rsqrt exp log log1p erf abs neg reciprocal clamp clamp_min clamp_max maximum
+minimum where sign floor ceil round square sin cos
+eq ne lt le gt ge logical_not logical_and logical_or bitwise_not masked_fill
+softmax _softmax log_softmax _log_softmax
+dropout native_dropout feature_dropout alpha_dropout feature_alpha_dropout
+max_pool1d max_pool2d max_pool3d max_pool2d_with_indices avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d
+adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d adaptive_max_pool1d adaptive_max_pool2d
+matmul bmm mm addmm baddbmm einsum lstm gru rnn_tanh rnn_relu
+scaled_dot_product_attention _scaled_dot_product_flash_attention_for_cpu _native_multi_head_attention
+zeros ones full zeros_like ones_like full_like empty arange new_zeros new_ones new_full scalar_tensor
+lift_fresh_copy upsample_nearest2d upsample_bilinear2d pixel_shuffle
+sym_size sym_numel sym_stride sym_storage_offset _assert_scalar sym_constrain_range_for_size
+_assert_tensor_metadata"""
+_PRIMS = "convert_element_type broadcast_in_dim squeeze"
+_OPERATOR = "getitem add sub mul floordiv mod neg truediv eq ne lt le gt ge"
+_TORCH_SYM = "sym_max sym_min sym_not sym_float sym_int sym_ite"
+ALLOWED_OPS: frozenset[str] = frozenset(
+    [f"aten.{n}" for n in _ATEN.split()] + [f"prims.{n}" for n in _PRIMS.split()]
+    + [f"_operator.{n}" for n in _OPERATOR.split()] + [f"torch.{n}" for n in _TORCH_SYM.split()])
+"""Operators an uploaded program may call (``namespace.name``; any overload of an ATen/prims op)."""
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
+_FQN = re.compile(r"[A-Za-z0-9_]{1,255}(\.[A-Za-z0-9_]{1,255}){0,63}\Z")
+_SYMBOL = re.compile(r"(s|u|zf|zuf)[0-9]{1,9}\Z")
+_MEMBER = re.compile(r"[^/\\:\x00-\x1f\x7f]{1,255}(/[^/\\:\x00-\x1f\x7f]{1,255}){0,15}/?\Z")
+_EXECUTABLE = re.compile(r"(\.pt|\.pkl|\.pickle|\.so|\.dll|\.dylib|\.cpp|\.py|\.pyc)\Z")
+_MODULE_STACK = re.compile(r"[A-Za-z0-9_.,;:'\[\]()<> -]{0,4096}\Z")
+_TREESPEC_TYPES = {None, "builtins.tuple", "builtins.list", "builtins.dict", "collections.OrderedDict",
+                   "torch.fx.immutable_collections.immutable_list", "torch.fx.immutable_collections.immutable_dict"}
+_NUMBER_KEYS = {"as_int", "as_float", "as_bool", "min_val", "max_val", "dtype", "layout", "kind", "index",
+                "as_scalar_type", "as_memory_format", "as_layout", "major", "minor"}
+_FQN_KEYS = {"parameter_name", "buffer_name", "tensor_constant_name", "user_input_name"}
+_REFUSED = {"as_custom_obj": "a custom (script) object", "custom_obj": "a custom (script) object",
+            "class_fqn": "a custom (script) object", "as_graph": "a subgraph (higher-order operator)",
+            "as_operator": "an operator passed as a value", "token": "an effect token",
+            "as_string_to_argument": "a dictionary argument"}
+_FIX = "Fix: save a plain model again with torch.export.save(torch.export.export(model, args), 'model.pt2')"
+
+
+def _fail(what: str, received: Any, fix: str = _FIX) -> ModelImportError:
+    return ModelImportError(f"{what}; received: {visible(received, 80)}. {fix}")
+
+
+# ----------------------------------------------------------------------------------------- zip and JSON
+
+
+def _open_zip(source: str | os.PathLike | bytes) -> zipfile.ZipFile:
+    if isinstance(source, bytes | bytearray):
+        if len(source) > MAX_PT2_BYTES:
+            raise _fail("the .pt2 archive is larger than the limit", f"{len(source):,} bytes")
+        src: Any = io.BytesIO(bytes(source))
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise ModelImportError(f"{visible(str(p), 200)}: no such file")
+        if p.stat().st_size > MAX_PT2_BYTES:
+            raise _fail(f"{visible(p.name, 80)}: the file is larger than {MAX_PT2_BYTES:,} bytes",
+                        f"{p.stat().st_size:,} bytes")
+        src = str(p)
+    try:
+        return zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ModelImportError("not a torch.export archive (.pt2 files are zip archives); received: another "
+                               "format, e.g. a pickle from torch.save, which LayerLab never loads because "
+                               "unpickling can run code. Fix: save with torch.export.save(torch.export.export("
+                               "model, args), 'model.pt2')") from None
+
+
+def check_members(zf: zipfile.ZipFile) -> str:
+    """Check the central directory (before any member is read); return the archive's folder prefix."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ENTRIES:
+        raise _fail(f"the .pt2 archive has more than {MAX_ENTRIES:,} members", f"{len(infos):,} members")
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise _fail("the .pt2 archive repeats a member name", next(n for n in names if names.count(n) > 1))
+    total = 0
+    for i in infos:
+        n = i.filename
+        if not _MEMBER.match(n) or n.startswith("/") or any(part in (".", "..") for part in n.split("/")):
+            raise _fail("the .pt2 archive has a member name that is not a plain relative path", n)
+        if i.flag_bits & 0x1 or i.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _fail("the .pt2 archive has an encrypted or unusually compressed member", n)
+        if i.file_size > MAX_PT2_BYTES or (i.compress_type != zipfile.ZIP_STORED and i.file_size > 1 << 20
+                                           and i.file_size > MAX_RATIO * max(i.compress_size, 1)):
+            raise _fail("the .pt2 archive is too large once unpacked (a member's size or compression ratio)",
+                        f"{n}: {i.file_size:,} bytes from {i.compress_size:,}")
+        total += i.file_size
+    if total > MAX_UNPACKED:
+        raise _fail("the .pt2 archive is too large once unpacked", f"{total:,} bytes")
+    programs = [n for n in names if re.fullmatch(r"[^/]+/models/model\.json", n)]
+    if len(programs) != 1:
+        raise ModelImportError("the archive holds no serialized torch.export program (models/model.json); "
+                               "older or other formats are refused because they are loaded with pickle")
+    prefix = programs[0][: -len("models/model.json")]
+    bad = [n for n in names if not n.startswith(prefix) or (
+        not re.search(r"/data/sample_inputs/[^/]+\.pt\Z", n) and (
+            _EXECUTABLE.search(n) or "custom_obj" in n or "opaque" in n or "/aotinductor/" in n))]
+    if bad:
+        raise ModelImportError(f"the archive holds entries that loading would unpickle or execute; received: "
+                               f"{visible(', '.join(bad[:3]), 200)}. Fix: export a plain torch.export program")
+    if prefix + "byteorder" in names and _read(zf, prefix + "byteorder", 16).strip() not in (b"little", b""):
+        raise _fail("the archive stores big-endian tensors, which LayerLab does not read", "byteorder")
+    return prefix
+
+
+def _read(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise _fail(f"the archive member {visible(name, 80)} is larger than {limit:,} bytes",
+                    f"{info.file_size:,} bytes")
+    with zf.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise _fail(f"the archive member {visible(name, 80)} is larger than {limit:,} bytes", "more")
+    return data
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of ``[`` / ``{`` in JSON text, counted without parsing it (strings removed)."""
+    br = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = peak = 0
+    for start in range(0, len(br), 1 << 20):
+        a = np.frombuffer(br, np.uint8, count=min(1 << 20, len(br) - start), offset=start)
+        c = np.cumsum(np.where((a == 0x5B) | (a == 0x7B), 1, -1), dtype=np.int64) + depth
+        peak, depth = max(peak, int(c.max())), int(c[-1])
+    return peak
+
+
+def _int_or_refuse(text: str) -> int:
+    if len(text.lstrip("-")) > 19:
+        raise _fail("the archive holds an integer too large for a tensor program", text)
+    return int(text)
+
+
+def load_json(raw: bytes | str, what: str) -> Any:
+    """Parse JSON from the archive after checking its nesting; integers above 19 digits are refused."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise _fail(f"the archive's {what} is nested too deeply (limit {MAX_JSON_DEPTH})", "deeper nesting")
+    try:
+        return json.loads(data, parse_int=_int_or_refuse)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise _fail(f"the archive's {what} is not valid JSON", str(e)) from None
+
+
+# ----------------------------------------------------------------------------------------- size expressions
+
+_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|'([A-Za-z0-9_]*)'|(//|[-+*%(),=]))")
+_ASSUMPTIONS = {"integer", "positive", "nonnegative", "negative", "nonpositive", "real", "finite", "nonzero",
+                "zero", "commutative"}
+
+
+def _functions() -> dict[str, tuple[Any, int, int]]:
+    import sympy
+    from torch.utils._sympy import functions as f
+
+    return {"Add": (sympy.Add, 2, 64), "Mul": (sympy.Mul, 2, 64), "Max": (sympy.Max, 1, 64),
+            "Min": (sympy.Min, 1, 64), "FloorDiv": (f.FloorDiv, 2, 2), "Mod": (f.Mod, 2, 2),
+            "PythonMod": (f.PythonMod, 2, 2), "CeilDiv": (f.CeilDiv, 2, 2), "CleanDiv": (f.CleanDiv, 2, 2),
+            "Eq": (sympy.Eq, 2, 2), "Ne": (sympy.Ne, 2, 2), "StrictLessThan": (sympy.StrictLessThan, 2, 2),
+            "LessThan": (sympy.LessThan, 2, 2), "StrictGreaterThan": (sympy.StrictGreaterThan, 2, 2),
+            "GreaterThan": (sympy.GreaterThan, 2, 2), "And": (sympy.And, 2, 64), "Or": (sympy.Or, 2, 64),
+            "Not": (sympy.Not, 1, 1)}
+
+
+class _ExprParser:
+    """Recursive descent over tokens; builds sympy objects directly (never sympify, parse_expr or eval)."""
+
+    def __init__(self, text: str, funcs: dict):
+        self.text, self.funcs, self.toks, pos = text, funcs, [], 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                if text[pos:].strip() == "":
+                    break
+                self.refuse(f"unexpected character {text[pos]!r}")
+            kind = next(i for i in range(1, 5) if m.group(i) is not None)
+            self.toks.append((kind, m.group(kind)))
+            pos = m.end()
+        self.i = 0
+        self.depth = 0
+
+    def refuse(self, why: str):
+        raise ModelImportError(f"the archive's size expression is not a plain size formula ({why}); received: "
+                               f"{visible(self.text, 80)}. Fix: export the model again with torch.export; size "
+                               "expressions may only use integers, size symbols (s0, u0), + - * // % and "
+                               "Min/Max/FloorDiv/Mod/CeilDiv")
+
+    def peek(self, value: str | None = None):
+        t = self.toks[self.i] if self.i < len(self.toks) else (0, "")
+        return t if value is None else t == (4, value)
+
+    def take(self, value: str | None = None, kind: int | None = None):
+        t = self.peek()
+        if (value is not None and t != (4, value)) or (kind is not None and t[0] != kind) or t[0] == 0:
+            self.refuse(f"expected {value or 'a term'} at token {self.i + 1}")
+        self.i += 1
+        return t[1]
+
+    def parse(self):
+        e = self.expr()
+        if self.i != len(self.toks):
+            self.refuse(f"unexpected {self.peek()[1]!r}")
+        return e
+
+    def expr(self):
+        self.depth += 1
+        if self.depth > MAX_EXPR_DEPTH:
+            self.refuse("nested too deeply")
+        e = self.term()
+        while self.peek("+") or self.peek("-"):
+            e = e + self.term() if self.take() == "+" else e - self.term()
+        self.depth -= 1
+        return e
+
+    def term(self):
+        e = self.unary()
+        while self.peek("*") or self.peek("//") or self.peek("%"):
+            op = self.take()
+            rhs = self.unary()
+            e = e * rhs if op == "*" else e // rhs if op == "//" else e % rhs
+        return e
+
+    def unary(self):
+        if self.peek("-"):
+            self.take()
+            self.depth += 1
+            if self.depth > MAX_EXPR_DEPTH:
+                self.refuse("nested too deeply")
+            e = -self.unary()
+            self.depth -= 1
+            return e
+        return self.atom()
+
+    def integer(self):
+        import sympy
+
+        neg = self.peek("-") and self.take() == "-"
+        digits = self.take(kind=1)
+        if len(digits) > 19:
+            self.refuse("an integer of more than 19 digits")
+        return sympy.Integer(-int(digits) if neg else int(digits))
+
+    def atom(self):
+        import sympy
+
+        kind, tok = self.peek()
+        if kind == 1:
+            return self.integer()
+        if (kind, tok) == (4, "("):
+            self.take("(")
+            e = self.expr()
+            self.take(")")
+            return e
+        name = self.take(kind=2)
+        if not self.peek("("):
+            if _SYMBOL.match(name):
+                return sympy.Symbol(name)
+            if name in ("true", "false", "True", "False"):
+                return sympy.true if name.lower() == "true" else sympy.false
+            self.refuse(f"`{name}` is not a size symbol")
+        self.take("(")
+        if name == "Integer":
+            e = self.integer()
+        elif name == "Symbol":
+            sym = self.take(kind=3)
+            if not _SYMBOL.match(sym):
+                self.refuse(f"`{sym}` is not a size symbol name")
+            kw = {}
+            while self.peek(","):
+                self.take(",")
+                key = self.take(kind=2)
+                self.take("=")
+                val = self.take(kind=2)
+                if key not in _ASSUMPTIONS or val not in ("True", "False") or key in kw:
+                    self.refuse(f"`{key}={val}` is not a size assumption")
+                kw[key] = val == "True"
+            e = sympy.Symbol(sym, **kw)
+        elif name == "Pow":
+            base = self.expr()
+            self.take(",")
+            exp = self.integer()
+            if not isinstance(base, sympy.Symbol) or not 0 <= int(exp) <= 4:
+                self.refuse("a power other than a size symbol to the 0..4th")
+            e = sympy.Pow(base, exp)
+        elif name in self.funcs:
+            fn, lo, hi = self.funcs[name]
+            args = [self.expr()]
+            while self.peek(","):
+                self.take(",")
+                args.append(self.expr())
+            if not lo <= len(args) <= hi:
+                self.refuse(f"`{name}` with {len(args)} argument(s)")
+            e = fn(*args)
+        else:
+            self.refuse(f"the function `{name}` is not allowed")
+        self.take(")")
+        return e
+
+
+def parse_size_expr(text: Any, funcs: dict | None = None):
+    """A sympy expression for a torch size expression (``Mul(Integer(2), Symbol('s0', integer=True))`` or
+    ``2*s0 + 1``), or a one-line ModelImportError for anything else."""
+    if not isinstance(text, str) or len(text) > MAX_EXPR_CHARS:
+        raise ModelImportError(f"the archive's size expression is not a plain size formula (not a string or "
+                               f"longer than {MAX_EXPR_CHARS} characters); received: {visible(text, 80)}. {_FIX}")
+    try:
+        return _ExprParser(text, funcs or _functions()).parse()
+    except ModelImportError:
+        raise
+    except Exception as e:  # sympy's own refusals (division by zero, inconsistent assumptions, ...)
+        raise ModelImportError(f"the archive's size expression cannot be built ({type(e).__name__}); received: "
+                               f"{visible(text, 80)}. {_FIX}") from None
+
+
+# ----------------------------------------------------------------------------------------- the program
+
+
+def resolve_target(target: Any):
+    """The operator object for an allow-listed target string (``torch.ops.aten.linear.default``,
+    ``_operator.getitem``, ``torch.sym_max``); a one-line ModelImportError for anything else."""
+    import operator
+
+    import torch
+
+    refuse = _fail(f"the archive calls `{visible(target, 80)}`, which LayerLab does not import",
+                   target, "Fix: export a model made of standard layers (torch.nn modules and tensor math)")
+    if not isinstance(target, str) or len(target) > 200:
+        raise refuse
+    parts = target.split(".")
+    if parts[:2] == ["torch", "ops"] and len(parts) == 5 and parts[2] in ("aten", "prims"):
+        ns, name, overload = parts[2:]
+        if f"{ns}.{name}" not in ALLOWED_OPS or not _IDENT.match(overload) or overload.startswith("_"):
+            raise refuse
+        packet = getattr(getattr(torch.ops, ns), name, None)  # allow-listed names only
+        if packet is None or overload not in packet.overloads():
+            raise refuse
+        return getattr(packet, overload)
+    if len(parts) == 2 and ".".join(parts) in ALLOWED_OPS:
+        return getattr(operator if parts[0] == "_operator" else torch, parts[1])
+    raise refuse
+
+
+def _check_treespec(text: Any) -> None:
+    if not isinstance(text, str) or len(text) > 1 << 20:
+        raise _fail("the archive's input/output structure (pytree spec) is not readable", text)
+    spec = load_json(text, "input/output structure")
+    stack = [spec[1] if isinstance(spec, list) and len(spec) == 2 and spec[0] == 1 else None]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict) or node.get("type") not in _TREESPEC_TYPES:
+            raise _fail("the archive's inputs or outputs use a structure other than tuples, lists and dicts",
+                        node.get("type") if isinstance(node, dict) else node)
+        ctx = node.get("context")
+        if ctx is not None:
+            inner = [load_json(ctx, "pytree context")] if isinstance(ctx, str) else [None, None]
+            while inner:  # torch imports the module named by any {"__enum__": ...} here
+                v = inner.pop()
+                if isinstance(v, dict) and "__enum__" in v or not isinstance(v, dict | list | str | int | float
+                                                                               | bool | type(None)):
+                    raise _fail("the archive's pytree context names a Python type to import", ctx)
+                inner.extend(v.values() if isinstance(v, dict) else v if isinstance(v, list) else [])
+        children = node.get("children_spec")
+        if not isinstance(children, list):
+            raise _fail("the archive's pytree spec is malformed", text)
+        stack.extend(children)
+
+
+def _sanitize_node_metadata(meta: Any) -> dict:
+    """Keep only ``nn_module_stack`` (module scopes for the import), validated; drop free text."""
+    if not isinstance(meta, dict):
+        raise _fail("the archive's node metadata is malformed", meta)
+    stack = meta.get("nn_module_stack")
+    if isinstance(stack, str) and _MODULE_STACK.match(stack):
+        return {"nn_module_stack": stack}
+    return {}
+
+
+class _Checker:
+    """Walks the whole program once: refuses what torch would run or look up, collects size expressions."""
+
+    def __init__(self):
+        self.exprs: dict[str, Any] = {}
+        self.funcs = _functions()
+
+    def check(self, obj: Any, key: str = "", depth: int = 0) -> None:
+        if depth > MAX_JSON_DEPTH:
+            raise _fail("the archive's program is nested too deeply", key)
+        if key in _REFUSED and obj not in (None, [], {}):
+            raise _fail(f"the archive uses {_REFUSED[key]}, which LayerLab does not import", key)
+        if key in _NUMBER_KEYS and not isinstance(obj, int | float | bool | type(None)):
+            raise _fail(f"the archive's `{key}` is not a number", obj)
+        if isinstance(obj, str):
+            self.check_string(obj, key)
+        elif isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) > MAX_INT:
+            raise _fail("the archive holds an integer too large for a tensor program", obj)
+        elif isinstance(obj, list):
+            if key in ("sizes", "strides") and len(obj) > MAX_RANK:
+                raise _fail(f"the archive has a tensor of rank above {MAX_RANK}", len(obj))
+            for v in obj:
+                self.check(v, key if key in ("as_strings", "forward_arg_names", "verifiers") else "", depth + 1)
+        elif isinstance(obj, dict):
+            self.check_dict(obj, key, depth)
+
+    def check_string(self, s: str, key: str) -> None:
+        if len(s) > MAX_STRING and key not in ("in_spec", "out_spec"):
+            raise _fail(f"the archive's `{key or 'string'}` is longer than {MAX_STRING} characters", s)
+        if key in ("name", "as_name", "forward_arg_names") and not _IDENT.match(s):
+            raise _fail(f"the archive has a name that is not an identifier (`{key}`)", s)
+        if key in _FQN_KEYS and not _FQN.match(s) or key == "fqn" and s and not _FQN.match(s):
+            raise _fail(f"the archive has a module path that is not dotted identifiers (`{key}`)", s)
+        if key == "target":
+            resolve_target(s)
+        elif key == "expr_str":
+            if s not in self.exprs:
+                self.exprs[s] = parse_size_expr(s, self.funcs)
+        elif key in ("in_spec", "out_spec"):
+            _check_treespec(s)
+        elif key == "verifiers" and s not in ("", "ATEN", "TRAINING"):
+            raise _fail("the archive names an unknown verifier", s)
+        elif key == "type" and s not in ("cpu", "cuda", "meta"):
+            raise _fail("the archive places tensors on an unknown device", s)
+
+    def check_dict(self, d: dict, key: str, depth: int) -> None:
+        if key in ("tensor_values", "sym_int_values", "sym_bool_values", "sym_float_values"):
+            for name in d:
+                self.check_string(name, "name")
+        if key == "range_constraints":
+            for name, rng in d.items():
+                if not _SYMBOL.match(name) or not isinstance(rng, dict):
+                    raise _fail("the archive constrains something that is not a size symbol", name)
+        if "as_expr" in d and not (isinstance(d["as_expr"], dict) and isinstance(d["as_expr"].get("expr_str"), str)):
+            raise _fail("the archive has a symbolic size without an expression", d["as_expr"])
+        if "target" in d and "metadata" in d:  # a graph node
+            d["metadata"] = _sanitize_node_metadata(d["metadata"])
+        for k, v in d.items():
+            if not isinstance(k, str) or len(k) > 1024:
+                raise _fail("the archive has an overlong key", k)
+            self.check(v, k, depth + 1)
+
+
+def check_program(program: Any) -> dict[str, Any]:
+    """Validate (and strip free-text metadata from) a parsed ``models/model.json``; return the parsed size
+    expressions keyed by their exact text."""
+    if not isinstance(program, dict) or not isinstance(program.get("graph_module"), dict):
+        raise _fail("the archive's program is not a torch.export program", type(program).__name__)
+    if program.get("guards_code"):
+        raise _fail("the archive carries guard code, which torch would run and LayerLab never does",
+                    program["guards_code"])
+    gm = program["graph_module"]
+    if gm.get("treespec_namedtuple_fields"):
+        raise _fail("the archive's inputs or outputs use named tuples, which LayerLab does not import",
+                    list(gm["treespec_namedtuple_fields"])[:1])
+    gm["metadata"] = {}
+    checker = _Checker()
+    checker.check(program)
+    return checker.exprs
+
+
+# ----------------------------------------------------------------------------------------- weights
+
+
+def _read_payloads(zf: zipfile.ZipFile, prefix: str, kind: str) -> dict:
+    """``data/weights`` or ``data/constants``: raw tensor bytes laid out by their tensor metadata."""
+    import torch
+    from torch._export.serde.schema import ScalarType
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+
+    folder = f"{prefix}data/{kind}/"
+    cfg_name = f"{folder}model_{kind}_config.json"
+    if cfg_name not in zf.namelist():
+        raise _fail(f"the archive has no {kind} description", cfg_name)
+    cfg = load_json(_read(zf, cfg_name, MAX_CONFIG_BYTES), f"{kind} description")
+    entries = cfg.get("config") if isinstance(cfg, dict) else None
+    if not isinstance(entries, dict):
+        raise _fail(f"the archive's {kind} description is malformed", cfg_name)
+    files: dict[str, Any] = {}
+    out = {}
+    for fqn, meta in entries.items():
+        if not isinstance(meta, dict) or meta.get("use_pickle") or \
+                not re.fullmatch(r"(weight|tensor|constant)_[0-9]{1,9}", str(meta.get("path_name", ""))):
+            raise _fail(f"the archive stores `{visible(fqn, 60)}` as a pickle or custom object", "an entry "
+                        "loading would unpickle", "Fix: export plain tensors")
+        if not isinstance(fqn, str) or not _FQN.match(fqn):
+            raise _fail("the archive names a tensor with something other than a module path", fqn)
+        tm = meta.get("tensor_meta")
+        _Checker().check(tm, "tensor_meta")
+        try:
+            dtype = _SERIALIZE_TO_TORCH_DTYPE[ScalarType(tm["dtype"])]
+            sizes, strides = [s["as_int"] for s in tm["sizes"]], [s["as_int"] for s in tm["strides"]]
+            offset = tm["storage_offset"]["as_int"]
+            if not all(isinstance(v, int) and v >= 0 for v in [*sizes, *strides, offset]) or \
+                    len(sizes) != len(strides):
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise _fail(f"the archive's tensor `{visible(fqn, 60)}` has no plain shape", tm) from None
+        path = folder + meta["path_name"]
+        if path not in files:
+            info = zf.getinfo(path) if path in zf.namelist() else None
+            if info is None:
+                raise _fail(f"the archive lacks the data of `{visible(fqn, 60)}`", path)
+            esize = torch.empty((), dtype=dtype).element_size()
+            if info.file_size % esize:
+                raise _fail(f"the data of `{visible(fqn, 60)}` is not a whole number of elements", path)
+            buf = bytearray(info.file_size)
+            with zf.open(info) as f:
+                if f.readinto(buf) != info.file_size:
+                    raise _fail(f"the data of `{visible(fqn, 60)}` is truncated", path)
+            files[path] = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
+        flat = files[path]
+        if flat.dtype != dtype:
+            raise _fail(f"the archive reads one data file as two dtypes (`{visible(fqn, 60)}`)", path)
+        need = offset + sum((n - 1) * s for n, s in zip(sizes, strides)) + 1 if all(sizes) else 0
+        if need > flat.numel():
+            raise _fail(f"the shape of `{visible(fqn, 60)}` needs more data than the archive holds",
+                        f"{need:,} elements, {flat.numel():,} stored")
+        t = torch.as_strided(flat, sizes, strides, offset) if all(sizes) else torch.empty(sizes, dtype=dtype)
+        out[fqn] = torch.nn.Parameter(t, requires_grad=bool(tm.get("requires_grad"))) if meta.get("is_param") \
+            else t
+    return out
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+_PATCH_LOCK = threading.Lock()
+
+
+class _SympyView:
+    """Stands in for the ``sympy`` module inside torch's serializer: ``sympify`` only returns expressions
+    parsed by :func:`parse_size_expr` (or sympy objects torch passes back); everything else is refused."""
+
+    def __init__(self, exprs: dict[str, Any]):
+        import sympy
+
+        self._sympy, self._exprs = sympy, exprs
+
+    def __getattr__(self, name: str):
+        return getattr(self._sympy, name)
+
+    def sympify(self, a, *args, **kwargs):
+        if isinstance(a, self._sympy.Basic):
+            return a
+        if isinstance(a, str) and a in self._exprs:
+            return self._exprs[a]
+        raise _fail("the archive's size expression was not checked before loading", a)
+
+
+@contextmanager
+def safe_sympify(exprs: dict[str, Any]):
+    """Within the block, torch's serializer module sees :class:`_SympyView` as ``sympy`` (its one
+    ``sympy.sympify`` call, in ``GraphModuleDeserializer._parse_sym_expr``, goes through it)."""
+    from torch._export.serde import serialize
+
+    with _PATCH_LOCK:
+        real = serialize.sympy
+        serialize.sympy = _SympyView(exprs)
+        try:
+            yield
+        finally:
+            serialize.sympy = real
+
+
+def read_pt2(source: str | os.PathLike | bytes) -> tuple[dict, dict, dict, dict]:
+    """The archive's checked program (JSON), its size expressions, weights and constants."""
+    with _open_zip(source) as zf:
+        prefix = check_members(zf)
+        program = load_json(_read(zf, prefix + "models/model.json", MAX_PROGRAM_BYTES), "program")
+        exprs = check_program(program)
+        weights = _read_payloads(zf, prefix, "weights")
+        constants = _read_payloads(zf, prefix, "constants")
+    return program, exprs, weights, constants
+
+
+def load_program(source: str | os.PathLike | bytes):
+    """A ``torch.export.ExportedProgram`` from an uploaded .pt2, read as data (see the module docstring)."""
+    import logging
+
+    from torch._export.serde import schema
+    from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+
+    program, exprs, weights, constants = read_pt2(source)
+    prev = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with safe_sympify(exprs):
+            prog = _dict_to_dataclass(schema.ExportedProgram, program)
+            return ExportedProgramDeserializer().deserialize(prog, weights, constants, b"")
+    except ModelImportError:
+        raise
+    except Exception as e:  # torch's own refusals of a malformed program
+        cause = e.__cause__ if isinstance(e.__cause__, ModelImportError) else None
+        if cause is not None:
+            raise cause from None
+        raise _fail("the .pt2 archive could not be read", f"{type(e).__name__}: {str(e)[:200]}") from None
+    finally:
+        logging.disable(prev)
+
+
+__all__ = ["ALLOWED_OPS", "load_program", "read_pt2", "check_members", "check_program", "parse_size_expr",
+           "resolve_target", "safe_sympify", "json_depth", "load_json", "MAX_PT2_BYTES"]
