@@ -25,6 +25,7 @@ import streamlit as st
 
 import builder
 from app_pages.style import md
+from builder.graph.cost import canvas_annotations
 from builder.graph.edit import with_edge_ids
 from builder.graph.layout import row_layout
 from builder.graph.project import Graph, Project
@@ -298,30 +299,9 @@ def analyse(g: Graph | None = None) -> tuple[Any, dict]:
     if cached and cached[0] == key:
         return cached[1], cached[2]
     report = builder.infer_shapes(g)
-    ann = annotations(g, report)
+    ann = canvas_annotations(g, report)
     st.session_state.ll_ann = (key, report, ann)
     return report, ann
-
-
-def annotations(g: Graph, report) -> dict:
-    """The canvas annotations dict for a graph and its report."""
-    from builder.graph.shapes import human_bytes, kinds_of
-
-    kinds = kinds_of(report)
-    nodes = {}
-    for nid, info in report.nodes.items():
-        nodes[nid] = {"shape": info.shape_str if info.shape is not None else None, "params": info.num_params,
-                      "errors": list(info.errors) if info.status != "upstream" else [],
-                      "out_kind": kinds.get(nid, "tensor")}
-    edges = {}
-    for e in g.edges:
-        t = report.edges.get(e.key)
-        if t is not None:
-            edges[e.key] = {"shape": str(t)}
-    problems = [{"node": p.node, "edge": p.edge, "message": p.message} for p in report.problems]
-    summary = {"total_params": report.total_params, "memory": human_bytes(report.memory_estimate(64)),
-               "problems": problems}
-    return {"nodes": nodes, "edges": edges, "summary": summary}
 
 
 # ---------------------------------------------------------------------------------------- palette

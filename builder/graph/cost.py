@@ -1,4 +1,5 @@
-"""Cost per node: parameters, multiply-adds and activation memory, read off one analysis pass without torch.
+"""Cost per node: parameters, multiply-adds and activation memory, read off one analysis pass without torch;
+and the canvas annotations that show them (:func:`canvas_annotations`).
 
 Multiply-adds (MACs) count the products of matrix multiplications and convolutions per sample, the work
 that dominates a forward pass and the one torch's own ``torch.utils.flop_counter.FlopCounterMode`` counts
@@ -27,7 +28,7 @@ from builder.graph.registry import get_spec, has_spec
 from builder.graph.report import ShapeReport
 from builder.graph.shapes import infer_shapes, module_ctor
 
-__all__ = ["NodeCost", "module_macs", "node_costs", "total_macs", "MAC_COUNTED"]
+__all__ = ["NodeCost", "module_macs", "node_costs", "total_macs", "MAC_COUNTED", "canvas_annotations"]
 
 Shape = Sequence[int]
 
@@ -136,3 +137,27 @@ def node_costs(graph_or_report: Any) -> list[NodeCost]:
 def total_macs(costs: list[NodeCost]) -> int:
     """Multiply-adds per sample of a whole graph."""
     return sum(c.macs for c in costs)
+
+
+def canvas_annotations(graph: Any, report: ShapeReport) -> dict:
+    """What the canvas shows for a graph and its analysis (one pass): per node its output shape, parameters,
+    multiply-adds, errors and output kind; per edge its shape; the totals and every problem (the format of
+    :func:`builder.canvas.graph_canvas`'s ``annotations``)."""
+    from builder.graph.report import human_bytes, human_count, kinds_of
+
+    kinds = kinds_of(report)
+    macs = {c.node: c.macs for c in node_costs(report)}
+    nodes = {}
+    for nid, info in report.nodes.items():
+        nodes[nid] = {"shape": info.shape_str if info.shape is not None else None, "params": info.num_params,
+                      "macs": macs.get(nid), "errors": list(info.errors) if info.status != "upstream" else [],
+                      "out_kind": kinds.get(nid, "tensor")}
+    edges = {}
+    for e in graph.edges:
+        t = report.edges.get(e.key)
+        if t is not None:
+            edges[e.key] = {"shape": str(t)}
+    problems = [{"node": p.node, "edge": p.edge, "message": p.message} for p in report.problems]
+    summary = {"total_params": report.total_params, "memory": human_bytes(report.memory_estimate(64)),
+               "macs": human_count(sum(m for m in macs.values() if m)), "problems": problems}
+    return {"nodes": nodes, "edges": edges, "summary": summary}

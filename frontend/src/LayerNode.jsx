@@ -46,6 +46,7 @@ function LayerNode({ id, data, selected }) {
   const color = colorFor(category);
   const title = data.label || id;
   const params = formatCount(ann.params);
+  const macs = Number(ann.macs) > 0 ? formatCount(ann.macs) : null;
   const renaming = ctx.renamingId === id;
   const rows = Math.max(inputs.length, outputs.length);
   const variadic = !!entry?.variadic;
@@ -78,7 +79,8 @@ function LayerNode({ id, data, selected }) {
       </div>
       <div className="ll-node-sub">
         <span className="ll-node-type">{data.ltype}{data.label ? <span className="ll-node-id"> · {id}</span> : null}</span>
-        <span className={`ll-node-params${Number(ann.params) === 0 ? ' is-zero' : ''}`}>{params != null ? `${params} params` : ''}</span>
+        <span className={`ll-node-params${Number(ann.params) === 0 ? ' is-zero' : ''}`}
+          title={macs ? `${params} parameters · ${macs} multiply-adds per sample` : undefined}>{params != null ? `${params} params` : ''}</span>
       </div>
       {rows > 0 && (
         <div className="ll-ports">

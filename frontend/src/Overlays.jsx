@@ -55,6 +55,7 @@ export function ProblemsBar({ annotations, problems, open, setOpen, onFocus }) {
   return (
     <div className="ll-summary">
       <span className="ll-stat"><span className="ll-stat-k">Parameters</span><span className="ll-stat-v" data-testid="total-params">{totalParams ?? '—'}</span></span>
+      <span className="ll-stat" title="Multiply-adds per sample (matrix products and convolutions)"><span className="ll-stat-k">MACs</span><span className="ll-stat-v" data-testid="total-macs">{annotations.summary?.macs ?? '—'}</span></span>
       <span className="ll-stat"><span className="ll-stat-k">Memory</span><span className="ll-stat-v">{memory ? String(memory) : '—'}</span></span>
       <span className="ll-spacer" />
       {problems.length ? (

@@ -14,6 +14,8 @@ XSS = "<img src=x onerror=alert(1)>"
 def test_drag_connect_shapes_badge_and_rename(page):
     open_app(page)
     page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
+    # the summary bar sums the multiply-adds of the starting CNN (builder.graph.cost: 91,776 per sample)
+    expect(page.locator("[data-testid=total-macs]")).to_have_text("91.8k", timeout=15_000)
     new_project(page)
 
     drag_from_palette(page, "Input", 120, 200)

@@ -102,3 +102,13 @@ def test_summary_prints_and_reports_multiply_adds(tmp_path, capsys):
     assert out["total_macs"] == sum(n["macs"] for n in out["nodes"]) == 91_776
     assert cli_main(["summary", str(path)]) == 0
     assert "multiply-adds per sample: 91,776" in capsys.readouterr().out
+
+
+def test_canvas_annotations_carry_multiply_adds():
+    from builder.graph.cost import canvas_annotations
+
+    graph = builder.load_template("cnn").graph
+    ann = canvas_annotations(graph, builder.infer_shapes(graph))
+    assert ann["nodes"]["conv1"]["macs"] == 9_216 and ann["nodes"]["relu1"]["macs"] == 0
+    assert ann["summary"]["macs"] == "91.8k" and ann["summary"]["total_params"] == 13_706
+    assert set(ann["edges"]) == {e.key for e in graph.edges}
