@@ -9,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from builder.escape import visible
 from builder.interchange.errors import ModelImportError
 
 MAX_FILE_BYTES = 1 << 30          # 1 GiB of protobuf (the app's upload limit is lower)
 MAX_TENSOR_BYTES = 1 << 30        # one initializer
 MAX_TOTAL_BYTES = 2 << 30         # all initializers together
 MAX_ONNX_NODES = 200_000
+MAX_DIM = 1 << 24                 # one declared input/output dimension
+MAX_IO_ELEMENTS = 1 << 26         # one declared input/output (the import verifies with inputs of this shape)
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 
 _ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 
@@ -23,8 +27,8 @@ def _tensor_bytes(t) -> int:
     n = 1
     for d in t.dims:
         if d < 0:
-            raise ModelImportError(f"initializer `{t.name}` has a negative dimension; received: dims={list(t.dims)}. "
-                                   "Fix: re-export the model")
+            raise ModelImportError(f"initializer `{visible(t.name, 60)}` has a negative dimension; received: "
+                                   f"dims={list(t.dims)}. Fix: re-export the model")
         n *= int(d)
     return n * _ITEMSIZE.get(t.data_type, 8)
 
@@ -44,7 +48,7 @@ def read_onnx(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_BY
         name = "model"
     else:
         path = Path(source)
-        name = path.name
+        name = visible(path.name, 80)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -70,9 +74,34 @@ def read_onnx(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_BY
     if len(g.node) > MAX_ONNX_NODES:
         raise ModelImportError(f"{name}: the graph has too many nodes; received: {len(g.node):,}. "
                                f"Fix: import models with at most {MAX_ONNX_NODES:,} nodes")
+    _check_domains(model, name)
+    _check_io_shapes(g, name)
     _check_tensors(model, base, name)
     _check_acyclic(g, name)
     return model
+
+
+def _check_domains(model, name: str) -> None:
+    """Only standard ONNX operators: a custom domain names code (a runtime plugin) LayerLab does not have."""
+    nodes = list(model.graph.node) + [n for f in model.functions for n in f.node]
+    bad = next((n for n in nodes if n.domain not in STANDARD_DOMAINS), None)
+    if bad is not None:
+        raise ModelImportError(f"{name}: node {visible(bad.name or bad.op_type, 60)} uses the custom operator "
+                               f"domain {visible(bad.domain, 60)!s}; received: op {visible(bad.op_type, 60)}. "
+                               "Fix: export with standard ONNX operators only (no custom ops or plugins)")
+
+
+def _check_io_shapes(g, name: str) -> None:
+    """Declared input/output sizes are bounded before anything is allocated from them."""
+    for v in list(g.input) + list(g.output):
+        dims = [d.dim_value for d in v.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        n = 1
+        for d in dims:
+            n *= max(int(d), 1)
+        if any(d < 0 or d > MAX_DIM for d in dims) or n > MAX_IO_ELEMENTS:
+            raise ModelImportError(f"{name}: `{visible(v.name, 60)}` declares a shape too large to import; "
+                                   f"received: dims={dims[:8]}. Fix: export with dimensions up to {MAX_DIM:,} "
+                                   f"and at most {MAX_IO_ELEMENTS:,} elements per input (a dynamic batch)")
 
 
 def _check_tensors(model, base: Path | None, name: str) -> None:
@@ -85,9 +114,9 @@ def _check_tensors(model, base: Path | None, name: str) -> None:
     for t in tensors:
         nbytes = _tensor_bytes(t)
         if nbytes > MAX_TENSOR_BYTES:
-            raise ModelImportError(f"initializer `{t.name}` is too large; received: dims={list(t.dims)} "
-                                   f"({nbytes:,} bytes). Fix: import models whose tensors are below "
-                                   f"{MAX_TENSOR_BYTES:,} bytes")
+            raise ModelImportError(f"initializer `{visible(t.name, 60)}` is too large; received: "
+                                   f"dims={list(t.dims)} ({nbytes:,} bytes). Fix: import models whose tensors are "
+                                   f"below {MAX_TENSOR_BYTES:,} bytes")
         total += nbytes
         if total > MAX_TOTAL_BYTES:
             raise ModelImportError(f"the initializers together exceed {MAX_TOTAL_BYTES:,} bytes. Fix: import a "
@@ -96,22 +125,42 @@ def _check_tensors(model, base: Path | None, name: str) -> None:
             info = {e.key: e.value for e in t.external_data}
             loc = info.get("location", "")
             if base is None:
-                raise ModelImportError(f"initializer `{t.name}` keeps its data in an external file ({loc!r}), "
-                                       "which an upload cannot carry. Fix: save the model with all tensors inside "
-                                       "(onnx.save(model, path, save_as_external_data=False))")
-            target = (base / loc).resolve()
-            if Path(loc).is_absolute() or not target.is_relative_to(base) or not target.is_file():
-                raise ModelImportError(f"initializer `{t.name}` points to external data outside the model's "
-                                       f"folder; received: location={loc!r}. Fix: keep external data files next "
-                                       "to the model, or save all tensors inside it")
-            length = int(info.get("length", target.stat().st_size))
+                raise ModelImportError(f"initializer `{visible(t.name, 60)}` keeps its data in an external file "
+                                       f"({visible(loc, 80)!r}), which an upload cannot carry. Fix: save the "
+                                       "model with all tensors inside (onnx.save(model, path, "
+                                       "save_as_external_data=False))")
+            try:
+                target = (base / loc).resolve()
+            except (ValueError, OSError):  # a NUL or an unresolvable link in the location
+                target = Path("/")
+            if Path(loc).is_absolute() or ".." in Path(loc).parts or not target.is_relative_to(base) or \
+                    not target.is_file():
+                raise ModelImportError(f"initializer `{visible(t.name, 60)}` points to external data outside the "
+                                       f"model's folder; received: location={visible(loc, 80)!r}. Fix: keep external "
+                                       "data files next to the model, or save all tensors inside it")
+            try:
+                length = int(info.get("length", target.stat().st_size))
+                offset = int(info.get("offset", 0))
+            except ValueError:
+                length = offset = -1
+            if offset < 0:
+                raise ModelImportError(f"external data of `{visible(t.name, 60)}` has an unreadable offset or "
+                                       "length; received: not a number. Fix: save the model again")
             if length > MAX_TENSOR_BYTES or length < nbytes:
-                raise ModelImportError(f"external data of `{t.name}` has the wrong size; received: {length:,} "
-                                       f"bytes for dims {list(t.dims)}")
-            load_external_data_for_tensor(t, str(base))
+                raise ModelImportError(f"external data of `{visible(t.name, 60)}` has the wrong size; received: "
+                                       f"{length:,} bytes for dims {list(t.dims)}")
+            try:
+                load_external_data_for_tensor(t, str(base))
+            except (ValueError, OSError) as e:
+                raise ModelImportError(f"external data of `{visible(t.name, 60)}` cannot be read; received: "
+                                       f"{type(e).__name__}. Fix: keep the data file next to the model") from None
+            if len(t.raw_data) != nbytes:
+                raise ModelImportError(f"external data of `{visible(t.name, 60)}` has the wrong size; received: "
+                                       f"{len(t.raw_data):,} bytes for dims {list(t.dims)}")
         elif t.raw_data and len(t.raw_data) != nbytes:
-            raise ModelImportError(f"initializer `{t.name}` is truncated; received: {len(t.raw_data):,} bytes for "
-                                   f"dims {list(t.dims)} ({nbytes:,} expected). Fix: export the model again")
+            raise ModelImportError(f"initializer `{visible(t.name, 60)}` is truncated; received: "
+                                   f"{len(t.raw_data):,} bytes for dims {list(t.dims)} ({nbytes:,} expected). "
+                                   "Fix: export the model again")
 
 
 def _check_acyclic(g, name: str) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 
 from builder.escape import visible
 from builder.interchange.errors import ModelImportError
+from builder.interchange.pt2_expr import SYMBOL, functions, parse_size_expr
 
 MAX_PT2_BYTES = 1 << 30            # the archive file
 MAX_ENTRIES = 10_000               # zip members
@@ -49,8 +50,6 @@ MAX_PROGRAM_BYTES = 32 << 20       # models/model.json
 MAX_CONFIG_BYTES = 16 << 20        # weights / constants configs
 MAX_JSON_DEPTH = 64                # nesting of any JSON read from the archive
 MAX_STRING = 4096                  # any string kept from the program
-MAX_EXPR_CHARS = 2000              # one size expression
-MAX_EXPR_DEPTH = 32                # its nesting
 MAX_RANK = 32
 MAX_INT = 1 << 62
 
@@ -87,19 +86,20 @@ ALLOWED_OPS: frozenset[str] = frozenset(
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 _FQN = re.compile(r"[A-Za-z0-9_]{1,255}(\.[A-Za-z0-9_]{1,255}){0,63}\Z")
-_SYMBOL = re.compile(r"(s|u|zf|zuf)[0-9]{1,9}\Z")
 _MEMBER = re.compile(r"[^/\\:\x00-\x1f\x7f]{1,255}(/[^/\\:\x00-\x1f\x7f]{1,255}){0,15}/?\Z")
 _EXECUTABLE = re.compile(r"(\.pt|\.pkl|\.pickle|\.so|\.dll|\.dylib|\.cpp|\.py|\.pyc)\Z")
 _MODULE_STACK = re.compile(r"[A-Za-z0-9_.,;:'\[\]()<> -]{0,4096}\Z")
 _TREESPEC_TYPES = {None, "builtins.tuple", "builtins.list", "builtins.dict", "collections.OrderedDict",
                    "torch.fx.immutable_collections.immutable_list", "torch.fx.immutable_collections.immutable_dict"}
 _NUMBER_KEYS = {"as_int", "as_float", "as_bool", "min_val", "max_val", "dtype", "layout", "kind", "index",
-                "as_scalar_type", "as_memory_format", "as_layout", "major", "minor"}
+                "as_scalar_type", "as_memory_format", "as_layout", "major", "minor", "real", "imag", "as_ints",
+                "as_floats", "as_bools", "as_int_lists", "as_float_lists"}
+_LIST_KEYS = _NUMBER_KEYS | {"as_strings", "forward_arg_names", "verifiers"}  # their items are checked as the key
 _FQN_KEYS = {"parameter_name", "buffer_name", "tensor_constant_name", "user_input_name"}
 _REFUSED = {"as_custom_obj": "a custom (script) object", "custom_obj": "a custom (script) object",
             "class_fqn": "a custom (script) object", "as_graph": "a subgraph (higher-order operator)",
             "as_operator": "an operator passed as a value", "token": "an effect token",
-            "as_string_to_argument": "a dictionary argument"}
+            "as_string_to_argument": "a dictionary argument", "custom_obj_values": "a custom (script) object"}
 _FIX = "Fix: save a plain model again with torch.export.save(torch.export.export(model, args), 'model.pt2')"
 
 
@@ -214,176 +214,6 @@ def load_json(raw: bytes | str, what: str) -> Any:
         raise _fail(f"the archive's {what} is not valid JSON", str(e)) from None
 
 
-# ----------------------------------------------------------------------------------------- size expressions
-
-_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|'([A-Za-z0-9_]*)'|(//|[-+*%(),=]))")
-_ASSUMPTIONS = {"integer", "positive", "nonnegative", "negative", "nonpositive", "real", "finite", "nonzero",
-                "zero", "commutative"}
-
-
-def _functions() -> dict[str, tuple[Any, int, int]]:
-    import sympy
-    from torch.utils._sympy import functions as f
-
-    return {"Add": (sympy.Add, 2, 64), "Mul": (sympy.Mul, 2, 64), "Max": (sympy.Max, 1, 64),
-            "Min": (sympy.Min, 1, 64), "FloorDiv": (f.FloorDiv, 2, 2), "Mod": (f.Mod, 2, 2),
-            "PythonMod": (f.PythonMod, 2, 2), "CeilDiv": (f.CeilDiv, 2, 2), "CleanDiv": (f.CleanDiv, 2, 2),
-            "Eq": (sympy.Eq, 2, 2), "Ne": (sympy.Ne, 2, 2), "StrictLessThan": (sympy.StrictLessThan, 2, 2),
-            "LessThan": (sympy.LessThan, 2, 2), "StrictGreaterThan": (sympy.StrictGreaterThan, 2, 2),
-            "GreaterThan": (sympy.GreaterThan, 2, 2), "And": (sympy.And, 2, 64), "Or": (sympy.Or, 2, 64),
-            "Not": (sympy.Not, 1, 1)}
-
-
-class _ExprParser:
-    """Recursive descent over tokens; builds sympy objects directly (never sympify, parse_expr or eval)."""
-
-    def __init__(self, text: str, funcs: dict):
-        self.text, self.funcs, self.toks, pos = text, funcs, [], 0
-        while pos < len(text):
-            m = _TOKEN.match(text, pos)
-            if not m or m.end() == pos:
-                if text[pos:].strip() == "":
-                    break
-                self.refuse(f"unexpected character {text[pos]!r}")
-            kind = next(i for i in range(1, 5) if m.group(i) is not None)
-            self.toks.append((kind, m.group(kind)))
-            pos = m.end()
-        self.i = 0
-        self.depth = 0
-
-    def refuse(self, why: str):
-        raise ModelImportError(f"the archive's size expression is not a plain size formula ({why}); received: "
-                               f"{visible(self.text, 80)}. Fix: export the model again with torch.export; size "
-                               "expressions may only use integers, size symbols (s0, u0), + - * // % and "
-                               "Min/Max/FloorDiv/Mod/CeilDiv")
-
-    def peek(self, value: str | None = None):
-        t = self.toks[self.i] if self.i < len(self.toks) else (0, "")
-        return t if value is None else t == (4, value)
-
-    def take(self, value: str | None = None, kind: int | None = None):
-        t = self.peek()
-        if (value is not None and t != (4, value)) or (kind is not None and t[0] != kind) or t[0] == 0:
-            self.refuse(f"expected {value or 'a term'} at token {self.i + 1}")
-        self.i += 1
-        return t[1]
-
-    def parse(self):
-        e = self.expr()
-        if self.i != len(self.toks):
-            self.refuse(f"unexpected {self.peek()[1]!r}")
-        return e
-
-    def expr(self):
-        self.depth += 1
-        if self.depth > MAX_EXPR_DEPTH:
-            self.refuse("nested too deeply")
-        e = self.term()
-        while self.peek("+") or self.peek("-"):
-            e = e + self.term() if self.take() == "+" else e - self.term()
-        self.depth -= 1
-        return e
-
-    def term(self):
-        e = self.unary()
-        while self.peek("*") or self.peek("//") or self.peek("%"):
-            op = self.take()
-            rhs = self.unary()
-            e = e * rhs if op == "*" else e // rhs if op == "//" else e % rhs
-        return e
-
-    def unary(self):
-        if self.peek("-"):
-            self.take()
-            self.depth += 1
-            if self.depth > MAX_EXPR_DEPTH:
-                self.refuse("nested too deeply")
-            e = -self.unary()
-            self.depth -= 1
-            return e
-        return self.atom()
-
-    def integer(self):
-        import sympy
-
-        neg = self.peek("-") and self.take() == "-"
-        digits = self.take(kind=1)
-        if len(digits) > 19:
-            self.refuse("an integer of more than 19 digits")
-        return sympy.Integer(-int(digits) if neg else int(digits))
-
-    def atom(self):
-        import sympy
-
-        kind, tok = self.peek()
-        if kind == 1:
-            return self.integer()
-        if (kind, tok) == (4, "("):
-            self.take("(")
-            e = self.expr()
-            self.take(")")
-            return e
-        name = self.take(kind=2)
-        if not self.peek("("):
-            if _SYMBOL.match(name):
-                return sympy.Symbol(name)
-            if name in ("true", "false", "True", "False"):
-                return sympy.true if name.lower() == "true" else sympy.false
-            self.refuse(f"`{name}` is not a size symbol")
-        self.take("(")
-        if name == "Integer":
-            e = self.integer()
-        elif name == "Symbol":
-            sym = self.take(kind=3)
-            if not _SYMBOL.match(sym):
-                self.refuse(f"`{sym}` is not a size symbol name")
-            kw = {}
-            while self.peek(","):
-                self.take(",")
-                key = self.take(kind=2)
-                self.take("=")
-                val = self.take(kind=2)
-                if key not in _ASSUMPTIONS or val not in ("True", "False") or key in kw:
-                    self.refuse(f"`{key}={val}` is not a size assumption")
-                kw[key] = val == "True"
-            e = sympy.Symbol(sym, **kw)
-        elif name == "Pow":
-            base = self.expr()
-            self.take(",")
-            exp = self.integer()
-            if not isinstance(base, sympy.Symbol) or not 0 <= int(exp) <= 4:
-                self.refuse("a power other than a size symbol to the 0..4th")
-            e = sympy.Pow(base, exp)
-        elif name in self.funcs:
-            fn, lo, hi = self.funcs[name]
-            args = [self.expr()]
-            while self.peek(","):
-                self.take(",")
-                args.append(self.expr())
-            if not lo <= len(args) <= hi:
-                self.refuse(f"`{name}` with {len(args)} argument(s)")
-            e = fn(*args)
-        else:
-            self.refuse(f"the function `{name}` is not allowed")
-        self.take(")")
-        return e
-
-
-def parse_size_expr(text: Any, funcs: dict | None = None):
-    """A sympy expression for a torch size expression (``Mul(Integer(2), Symbol('s0', integer=True))`` or
-    ``2*s0 + 1``), or a one-line ModelImportError for anything else."""
-    if not isinstance(text, str) or len(text) > MAX_EXPR_CHARS:
-        raise ModelImportError(f"the archive's size expression is not a plain size formula (not a string or "
-                               f"longer than {MAX_EXPR_CHARS} characters); received: {visible(text, 80)}. {_FIX}")
-    try:
-        return _ExprParser(text, funcs or _functions()).parse()
-    except ModelImportError:
-        raise
-    except Exception as e:  # sympy's own refusals (division by zero, inconsistent assumptions, ...)
-        raise ModelImportError(f"the archive's size expression cannot be built ({type(e).__name__}); received: "
-                               f"{visible(text, 80)}. {_FIX}") from None
-
-
 # ----------------------------------------------------------------------------------------- the program
 
 
@@ -424,11 +254,12 @@ def _check_treespec(text: Any) -> None:
                         node.get("type") if isinstance(node, dict) else node)
         ctx = node.get("context")
         if ctx is not None:
-            inner = [load_json(ctx, "pytree context")] if isinstance(ctx, str) else [None, None]
+            if not isinstance(ctx, str):
+                raise _fail("the archive's pytree spec is malformed", ctx)
+            inner = [load_json(ctx, "pytree context")]
             while inner:  # torch imports the module named by any {"__enum__": ...} here
                 v = inner.pop()
-                if isinstance(v, dict) and "__enum__" in v or not isinstance(v, dict | list | str | int | float
-                                                                               | bool | type(None)):
+                if isinstance(v, dict) and "__enum__" in v:
                     raise _fail("the archive's pytree context names a Python type to import", ctx)
                 inner.extend(v.values() if isinstance(v, dict) else v if isinstance(v, list) else [])
         children = node.get("children_spec")
@@ -452,14 +283,14 @@ class _Checker:
 
     def __init__(self):
         self.exprs: dict[str, Any] = {}
-        self.funcs = _functions()
+        self.funcs = functions()
 
     def check(self, obj: Any, key: str = "", depth: int = 0) -> None:
         if depth > MAX_JSON_DEPTH:
             raise _fail("the archive's program is nested too deeply", key)
         if key in _REFUSED and obj not in (None, [], {}):
             raise _fail(f"the archive uses {_REFUSED[key]}, which LayerLab does not import", key)
-        if key in _NUMBER_KEYS and not isinstance(obj, int | float | bool | type(None)):
+        if key in _NUMBER_KEYS and not isinstance(obj, int | float | bool | list | type(None)):
             raise _fail(f"the archive's `{key}` is not a number", obj)
         if isinstance(obj, str):
             self.check_string(obj, key)
@@ -469,7 +300,7 @@ class _Checker:
             if key in ("sizes", "strides") and len(obj) > MAX_RANK:
                 raise _fail(f"the archive has a tensor of rank above {MAX_RANK}", len(obj))
             for v in obj:
-                self.check(v, key if key in ("as_strings", "forward_arg_names", "verifiers") else "", depth + 1)
+                self.check(v, key if key in _LIST_KEYS else "", depth + 1)
         elif isinstance(obj, dict):
             self.check_dict(obj, key, depth)
 
@@ -498,7 +329,7 @@ class _Checker:
                 self.check_string(name, "name")
         if key == "range_constraints":
             for name, rng in d.items():
-                if not _SYMBOL.match(name) or not isinstance(rng, dict):
+                if not SYMBOL.match(name) or not isinstance(rng, dict):
                     raise _fail("the archive constrains something that is not a size symbol", name)
         if "as_expr" in d and not (isinstance(d["as_expr"], dict) and isinstance(d["as_expr"].get("expr_str"), str)):
             raise _fail("the archive has a symbolic size without an expression", d["as_expr"])
