@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import streamlit as st
 
 from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
 from builder.data.compat import adapt_graph, check_compat
+from builder.data.tabular import preview_csv
 from builder.errors import LayerLabError
 
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
@@ -61,11 +60,10 @@ def csv_picker(current: dict) -> dict | None:
         st.info("Upload a CSV file to train on your own table.", icon=":material/upload_file:")
         return None
     data = up.getvalue()
-    try:
-        import pandas as pd
-        head = pd.read_csv(io.BytesIO(data), nrows=200, skipinitialspace=True)
-    except Exception as e:  # pandas raises many types for junk input
-        st.error(ui.md(f"{up.name}: not a readable CSV file ({str(e).splitlines()[0][:200]})"))
+    try:  # every size limit is checked before pandas parses anything
+        head = preview_csv(data, 200, name=up.name)
+    except LayerLabError as e:
+        st.error(ui.md(str(e)))
         return None
     if head.empty or len(head.columns) < 2:
         st.error(f"{ui.md(up.name)}: needs a header row, at least two columns and one data row")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -63,9 +64,12 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
                            "cats/1.png, dogs/2.png")
     labels = [classes.index(c) for c, _, _ in files]
     heads, bad = [], []
-    for _, name, read in files:  # pass 1: headers only (size, mode); nothing is decoded yet
+    for _, name, read in files:  # pass 1: headers only (size, mode) from each file's start; nothing is decoded
         try:
-            heads.append(_image_header(read(), name))
+            try:
+                heads.append(_image_header(read(_HEADER_BYTES), name))
+            except _BadImage:  # a header past the first bytes (large metadata): read the whole file
+                heads.append(_image_header(read(None), name))
         except _BadImage:
             bad.append(name)
     if bad:
@@ -88,7 +92,7 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
     arr = np.empty((len(files), size[0], size[1], ch), dtype=np.uint8)  # pass 2: decode into one buffer
     for k, (_, name, read) in enumerate(files):
         try:
-            arr[k] = _decode(read(), size, ch)
+            arr[k] = _decode(read(None), size, ch)
         except _BadImage:
             bad.append(name)
     if bad:
@@ -108,6 +112,7 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
 
 
 _GREY_MODES = ("L", "1", "LA", "I", "I;16", "F")
+_HEADER_BYTES = 2**16  # read first for an image's header (size, mode)
 
 
 class _BadImage(Exception):
@@ -155,16 +160,32 @@ def _decode(data: bytes, size: tuple[int, int], ch: int) -> np.ndarray:
         raise _BadImage("unreadable") from None
 
 
-def _folder_members(root: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
-    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    if len(subdirs) == 1 and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in subdirs[0].iterdir()):
-        subdirs = [d for d in sorted(subdirs[0].iterdir()) if d.is_dir() and not d.name.startswith(".")]
+def _listing(d: Path, root: Path) -> list[Path]:
+    """The entries of folder ``d``, counted while they are listed (a folder of millions of files is refused
+    before the list is built or sorted)."""
+    out = []
+    try:
+        with os.scandir(d) as it:
+            for e in it:
+                out.append(d / e.name)
+                if len(out) > limits.MAX_ZIP_ENTRIES:
+                    raise DatasetError(f"{root}: {d.name} holds more than {limits.MAX_ZIP_ENTRIES} entries, over the "
+                                       "limit. Fix: use a smaller subset")
+    except OSError as e:
+        raise DatasetError(f"{d}: cannot list the folder ({e.strerror})") from None
+    return sorted(out)
+
+
+def _folder_members(root: Path) -> list[tuple[str, str, Callable[[int | None], bytes]]]:
+    subdirs = [d for d in _listing(root, root) if d.is_dir() and not d.name.startswith(".")]
+    if len(subdirs) == 1 and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in _listing(subdirs[0], root)):
+        subdirs = [d for d in _listing(subdirs[0], root) if d.is_dir() and not d.name.startswith(".")]
     out, total = [], 0
     for d in subdirs:
         if d.is_symlink():
             raise DatasetError(f"{root}: {d.name} is a symbolic link; received: a link. Fix: copy the images "
                                "into the folder (links are not followed)")
-        for f in sorted(d.iterdir()):
+        for f in _listing(d, root):
             if f.suffix.lower() not in IMAGE_SUFFIXES or f.name.startswith("."):
                 continue
             if f.is_symlink():
@@ -173,6 +194,7 @@ def _folder_members(root: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
             if not f.is_file():
                 continue
             size = f.stat().st_size
+            _check_image_file_size(size, f"{d.name}/{f.name}", root)
             total += size
             out.append((d.name, f"{d.name}/{f.name}", functools.partial(_read_capped, f)))
             _check_image_limits(len(out), total, root)
@@ -180,15 +202,18 @@ def _folder_members(root: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
 
 
 
-def _read_capped(f: Path) -> bytes:
-    """One image file, read with a hard cap (its reported size may be wrong)."""
-    data = read_at_most(f, limits.MAX_IMAGE_BYTES)
-    if len(data) > limits.MAX_IMAGE_BYTES:
-        raise DatasetError(f"{f}: larger than {limits.MAX_IMAGE_BYTES // 2**20} MiB")
+def _read_capped(f: Path, n: int | None = None) -> bytes:
+    """One image file (or its first ``n`` bytes), read with a hard cap (its reported size may be wrong)."""
+    if n is not None:
+        return read_at_most(f, n - 1)
+    data = read_at_most(f, limits.MAX_IMAGE_FILE_BYTES)
+    if len(data) > limits.MAX_IMAGE_FILE_BYTES:
+        raise DatasetError(f"{f}: larger than the limit of {limits.MAX_IMAGE_FILE_BYTES // 2**20} MiB per image. Fix: "
+                           "shrink the image")
     return data
 
 
-def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
+def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[int | None], bytes]]]:
     """Image members of a zip as ``(class, name, read)``; unsafe or damaged archives are a DatasetError.
 
     Nothing is extracted to disk. Names that climb out (``..``), absolute names, symbolic links and encrypted
@@ -198,10 +223,7 @@ def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
     try:
         if not zipfile.is_zipfile(src):
             raise DatasetError(f"{path}: not a folder or a zip file")
-        entries = _zip_entry_count(src)
-        if entries > limits.MAX_ZIP_ENTRIES:
-            raise DatasetError(f"{path}: the zip lists {entries} entries, over the limit of {limits.MAX_ZIP_ENTRIES}. "
-                               "Fix: upload a smaller subset")
+        _check_zip_directory(src, path)
         zf = zipfile.ZipFile(src)
         infos = zf.infolist()
     except DatasetError:
@@ -220,23 +242,55 @@ def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
         pp = pp[strip:]
         if len(pp) != 2:
             continue  # images must sit exactly one folder deep: class/image
+        _check_image_file_size(i.file_size, i.filename, path)
+        if i.file_size > max(limits.MAX_ZIP_RATIO * i.compress_size, 2**20):
+            raise DatasetError(f"{path}: member {i.filename[:120]!r} declares {i.file_size:,} bytes from "
+                               f"{i.compress_size:,} compressed (over {limits.MAX_ZIP_RATIO}:1): a zip bomb? Fix: zip "
+                               "the image files themselves (already compressed formats such as PNG or JPEG)")
         total += i.file_size
         out.append((pp[0], "/".join(pp), functools.partial(_read_member, zf, i, path)))
         _check_image_limits(len(out), total, path)
     return out
 
 
-def _zip_entry_count(src) -> int:
-    """Entries the zip's end record declares, read before ``ZipFile`` builds one object per entry."""
+def _check_zip_directory(src, path: Path) -> None:
+    """Refuse a zip whose central directory is too large or lists too many entries, before ``ZipFile`` reads
+    it and builds one object per entry: the end record's byte size and count are checked, then the records
+    themselves are counted (the end record's count may lie; ``ZipFile`` parses every record there is)."""
+    import struct
+
     try:
         if isinstance(src, (str, Path)):
             with open(src, "rb") as f:
-                end = zipfile._EndRecData(f)
-        else:
-            end = zipfile._EndRecData(src)
-    except (AttributeError, OSError, ValueError):
-        return 0
-    return int(end[zipfile._ECD_ENTRIES_TOTAL]) if end else 0
+                return _check_zip_directory(f, path)
+        end = zipfile._EndRecData(src)
+        if not end:
+            return  # ZipFile reports the broken archive
+        declared, size, offset = (int(end[k]) for k in (zipfile._ECD_ENTRIES_TOTAL, zipfile._ECD_SIZE,
+                                                         zipfile._ECD_OFFSET))
+        if declared > limits.MAX_ZIP_ENTRIES:
+            raise DatasetError(f"{path}: the zip lists {declared} entries, over the limit of {limits.MAX_ZIP_ENTRIES}. "
+                               "Fix: upload a smaller subset")
+        if size > limits.MAX_ZIP_DIRECTORY_BYTES:
+            raise DatasetError(f"{path}: the zip's directory takes {size:,} bytes, over the limit of "
+                               f"{limits.MAX_ZIP_DIRECTORY_BYTES:,} (too many or too long entries). Fix: upload a "
+                               "smaller subset")
+        start = int(end[zipfile._ECD_LOCATION]) - size  # as ZipFile finds it (zip64 records sit in between)
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+            start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+        if start < 0:
+            return
+        src.seek(start)
+        data = src.read(size)
+    except (AttributeError, OSError, ValueError, struct.error):
+        return  # ZipFile reports the broken archive
+    pos, count = 0, 0
+    while pos + 46 <= len(data) and data[pos:pos + 4] == b"PK\x01\x02":
+        count += 1
+        if count > limits.MAX_ZIP_ENTRIES:
+            raise DatasetError(f"{path}: the zip holds more than {limits.MAX_ZIP_ENTRIES} entries (its end record "
+                               f"declares {declared}), over the limit. Fix: upload a smaller subset")
+        pos += 46 + sum(struct.unpack_from("<HHH", data, pos + 28))
 
 
 def _check_zip_name(i: zipfile.ZipInfo, path: Path) -> None:
@@ -254,11 +308,15 @@ def _check_zip_name(i: zipfile.ZipInfo, path: Path) -> None:
         raise DatasetError(f"{path}: member {name[:120]!r} is encrypted. Fix: zip without a password")
 
 
-def _read_member(zf: zipfile.ZipFile, i: zipfile.ZipInfo, path: Path) -> bytes:
+def _read_member(zf: zipfile.ZipFile, i: zipfile.ZipInfo, path: Path, n: int | None = None) -> bytes:
+    """A member's bytes (or its first ``n``), never more than it declares plus one (the CRC is checked when
+    the whole member is read)."""
     import zlib
 
     try:
         with zf.open(i) as f:
+            if n is not None:
+                return f.read(min(n, i.file_size))
             data = f.read(i.file_size + 1)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
             RuntimeError) as e:
@@ -268,6 +326,12 @@ def _read_member(zf: zipfile.ZipFile, i: zipfile.ZipInfo, path: Path) -> bytes:
         raise DatasetError(f"{path}: member {i.filename[:120]!r} inflates to a different size than it declares "
                            f"({i.file_size} bytes). Fix: re-create the zip")
     return data
+
+
+def _check_image_file_size(size: int, name: str, where: Path) -> None:
+    if size > limits.MAX_IMAGE_FILE_BYTES:
+        raise DatasetError(f"{where}: image {name[:120]} takes {size:,} bytes, over the limit of "
+                           f"{limits.MAX_IMAGE_FILE_BYTES // 2**20} MiB per image. Fix: shrink the image")
 
 
 def _check_image_limits(count: int, total: int, where: Path) -> None:

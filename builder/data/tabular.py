@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 import builder.data.limits as limits
-from builder.data.files import natural_key, read_limited
+from builder.data.files import natural_key, read_head, read_limited
 from builder.data.splits import TASKS, Dataset, DatasetInfo, finish, split_indices
 from builder.errors import DatasetError
 
@@ -29,18 +29,14 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
     import pandas as pd
 
     label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded.csv")
-    raw = read_limited(path, limits.MAX_CSV_BYTES, "CSV file")
-    if not raw.strip():
-        raise DatasetError(f"{label}: the file is empty; it needs a header row and at least one data row")
-    text, encoding_note = _decode_csv(raw, label)
-    _check_csv_shape(raw if encoding_note != "read as UTF-16" else text.encode("utf-8"), text, label)
-    del raw
+    text, encoding_note = _read_checked_csv(path, label)
     try:
         df = pd.read_csv(io.StringIO(text), nrows=limits.MAX_CSV_ROWS + 1, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise DatasetError(f"{label}: not a readable CSV file ({str(e).splitlines()[0][:200]})") from None
+    del text
     if len(df) == 0:
         raise DatasetError(f"{label}: the file has a header but no data rows")
     if len(df) > limits.MAX_CSV_ROWS:
@@ -210,33 +206,112 @@ def _decode_csv(raw: bytes, label: str) -> tuple[str, str]:
     raise DatasetError(f"{label}: line {line} is not UTF-8 text. Fix: save the file as UTF-8")  # unreachable
 
 
-def _check_csv_shape(raw: bytes, text: str, label: str) -> None:
-    """Refuse a CSV whose longest line, header width or cell count would blow up parsing. Raises DatasetError.
+def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None = None):
+    """The first ``rows`` rows of a CSV as pandas reads them (no encoding), for a preview.
 
-    ``raw`` is the file in an ASCII-compatible encoding (newlines are byte 10): measured without a copy.
+    The file passes the same checks as :func:`load_csv` first (bytes, header length and columns, lines x
+    columns, longest line), all before pandas parses anything: a file ``load_csv`` refuses for its size is
+    refused here, quickly and in bounded memory.
+
+    Raises:
+        DatasetError: an empty, binary, unreadable or over-limit file.
     """
-    import csv
+    import pandas as pd
 
-    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
-    lengths = np.diff(np.concatenate([[-1], ends, [len(raw)]])) - 1
-    longest = int(lengths.argmax())
-    if lengths[longest] > limits.MAX_CSV_LINE_BYTES:
-        raise DatasetError(f"{label}: line {longest + 1} has {int(lengths[longest]):,} bytes, over the limit of "
-                           f"{limits.MAX_CSV_LINE_BYTES:,}. Fix: check the file is a CSV table (one sample per line)")
-    nl = text.find("\n")
-    first = text if nl < 0 else text[:nl]
+    label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded.csv")
+    text, _ = _read_checked_csv(path, label)
     try:
-        header = next(csv.reader([first]), [])
-    except csv.Error:
-        header = first.split(",")
-    if len(header) > limits.MAX_CSV_COLUMNS:
-        raise DatasetError(f"{label}: the header has {len(header)} columns, over the limit of {limits.MAX_CSV_COLUMNS}. "
+        return pd.read_csv(io.StringIO(text), nrows=max(1, int(rows)), skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(f"{label}: not a readable CSV file ({str(e).splitlines()[0][:200]})") from None
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _read_checked_csv(path: str | Path | bytes, label: str) -> tuple[str, str]:
+    """The CSV's text and a note on its encoding, every size limit checked before anything is parsed.
+
+    In order, each in bounded memory: the header line from a bounded read of the file's start (its length
+    and its number of columns: delimiters outside quotes are counted, nothing is split), the file's size
+    (reported, then as read with a cap), then over the bytes: lines x columns, data lines (when no cell is
+    quoted, lines are rows) and the longest line, streaming. Raises DatasetError.
+    """
+    head = read_head(path, limits.MAX_CSV_LINE_BYTES, "CSV file")
+    if not head.startswith(_UTF16_BOMS):  # UTF-16 is checked once transcoded, below
+        _check_header(head, label)
+    raw = read_limited(path, limits.MAX_CSV_BYTES, "CSV file")
+    if not raw or raw.isspace():
+        raise DatasetError(f"{label}: the file is empty; it needs a header row and at least one data row")
+    if raw.startswith(_UTF16_BOMS):
+        text, note = _decode_csv(raw, label)
+        _check_csv_shape(text.encode("utf-8"), label)
+        return text, note
+    _check_csv_shape(raw, label)  # before the text is decoded (a copy)
+    return _decode_csv(raw, label)
+
+
+def _check_header(head: bytes, label: str) -> int:
+    """The header's number of columns, from the file's first ``MAX_CSV_LINE_BYTES + 1`` bytes (or fewer): an
+    over-long first line or too many columns is refused without splitting anything. Raises DatasetError."""
+    nl = head.find(b"\n")
+    first = head if nl < 0 else head[:nl]
+    if len(first) > limits.MAX_CSV_LINE_BYTES:
+        raise DatasetError(f"{label}: line 1 (the header) has more than {limits.MAX_CSV_LINE_BYTES:,} bytes, over the "
+                           "limit. Fix: check the file is a CSV table (one sample per line)")
+    columns = _count_fields(first)
+    if columns > limits.MAX_CSV_COLUMNS:
+        raise DatasetError(f"{label}: the header has {columns} columns, over the limit of {limits.MAX_CSV_COLUMNS}. "
                            "Fix: keep the columns the model needs")
-    lines = len(ends) + 1
-    if lines * max(len(header), 1) > limits.MAX_CSV_CELLS:
-        raise DatasetError(f"{label}: {lines:,} lines x {len(header)} columns is over the limit of "
+    return columns
+
+
+def _count_fields(line: bytes) -> int:
+    """Fields of one CSV line: commas outside double quotes, plus one (``""`` inside quotes toggles twice)."""
+    a = np.frombuffer(line, dtype=np.uint8)
+    quoted = np.cumsum(a == 34, dtype=np.int64) & 1
+    return int(np.count_nonzero((a == 44) & (quoted == 0))) + 1
+
+
+def _check_csv_shape(raw: bytes, label: str) -> None:
+    """Refuse a CSV whose header, lines x columns, rows or longest line would blow up parsing, streaming over
+    ``raw`` (the file in an ASCII-compatible encoding: newlines are byte 10) in bounded memory. Raises
+    DatasetError."""
+    columns = _check_header(raw[: limits.MAX_CSV_LINE_BYTES + 1], label)
+    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
+    if lines * columns > limits.MAX_CSV_CELLS:
+        raise DatasetError(f"{label}: {lines:,} lines x {columns} columns is over the limit of "
                            f"{limits.MAX_CSV_CELLS:,} cells. Fix: sample rows or drop columns")
+    if lines - 1 > limits.MAX_CSV_ROWS and b'"' not in raw:  # no quoted cell: every line is a row
+        raise DatasetError(f"{label}: {lines - 1:,} rows, more than the limit of {limits.MAX_CSV_ROWS:,}. Fix: sample "
+                           "the file down first")
+    line, length = _longest_line(raw)
+    if length > limits.MAX_CSV_LINE_BYTES:
+        raise DatasetError(f"{label}: line {line} has {length:,} bytes, over the limit of "
+                           f"{limits.MAX_CSV_LINE_BYTES:,}. Fix: check the file is a CSV table (one sample per line)")
 
 
+def _longest_line(raw: bytes, chunk: int = 2**20) -> tuple[int, int]:
+    """``(line number, bytes)`` of the longest line, scanned ``chunk`` bytes at a time (at most ``9 x chunk``
+    bytes of scratch, however many lines the file has)."""
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    best_len, best_line, start, line = -1, 0, 0, 0
+    for off in range(0, len(buf), chunk):
+        ends = np.flatnonzero(buf[off:off + chunk] == 10)
+        if len(ends) == 0:
+            continue
+        ends += off
+        lengths = np.diff(ends, prepend=start - 1) - 1
+        k = int(lengths.argmax())
+        if lengths[k] > best_len:
+            best_len, best_line = int(lengths[k]), line + k
+        line += len(ends)
+        start = int(ends[-1]) + 1
+    if len(buf) - start > best_len:
+        best_len, best_line = len(buf) - start, line
+    return best_line + 1, best_len
 
-__all__ = ["load_csv"]
+
+__all__ = ["load_csv", "preview_csv"]

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from builder.data import load_csv, load_image_folder
+from builder.data.tabular import preview_csv
 from builder.errors import DatasetError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,38 @@ class _Marker:
         return (open, (self.path, "w"))
 
 
+def _png_claiming(w: int, h: int) -> bytes:
+    """A PNG whose header claims ``w x h`` pixels (8-bit grey), with a few bytes of pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
+
+
+def _raw_zip(path: Path, n: int, declared: int | None = None) -> Path:
+    """A zip of ``n`` empty stored members, written directly (fast); its end record declares ``declared``
+    entries (default ``n``, capped at 65535 as in a zip without zip64 records)."""
+    import struct
+
+    local, central, offset = [], [], 0
+    for k in range(n):
+        name = b"cat/%d.png" % k
+        head = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
+        central.append(struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0,
+                                   0, offset) + name)
+        local.append(head)
+        offset += len(head)
+    cd = b"".join(central)
+    count = min(n if declared is None else declared, 0xFFFF)
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, count, count, len(cd), offset, 0)
+    path.write_bytes(b"".join(local) + cd + end)
+    return path
+
+
 def _zip(path: Path, members: list[tuple[str | zipfile.ZipInfo, bytes]], compression=zipfile.ZIP_DEFLATED) -> Path:
     with zipfile.ZipFile(path, "w", compression) as zf:
         for name, data in members:
@@ -60,7 +93,7 @@ def _ok_members() -> list[tuple[str, bytes]]:
 
 
 def build_corpus(d: Path, marker: Path) -> dict[str, tuple[str, Path, dict, str]]:
-    """``{name: (kind, path, options, message regex)}``; kind is ``images`` or ``csv``."""
+    """``{name: (kind, path, options, message regex)}``; kind is ``images``, ``csv`` or ``csv-preview``."""
     d.mkdir(parents=True, exist_ok=True)
     c: dict[str, tuple[str, Path, dict, str]] = {}
     png = _png()
@@ -99,6 +132,17 @@ def build_corpus(d: Path, marker: Path) -> dict[str, tuple[str, Path, dict, str]
             zf.writestr(f"cat/{k}.txt", b"")
     c["too many entries"] = ("images", many, {}, "entries")
 
+    c["zip with 100,000 members"] = ("images", _raw_zip(d / "members.zip", 100_000), {}, "65535 entries, over")
+    c["zip with 100,000 members, end record says 10"] = ("images", _raw_zip(d / "members10.zip", 100_000, 10), {},
+                                                         "more than 50000 entries .*declares 10")
+    c["image header claiming 100,000 x 100,000 pixels"] = (
+        "images", _zip(d / "claim.zip", [*_ok_members(), ("cat/claim.png", _png_claiming(100_000, 100_000))]), {},
+        "megapixels")
+    c["image header claiming 5,000 x 5,000 pixels"] = (
+        "images", _zip(d / "claim5k.zip", [*_ok_members(), ("dog/claim.png", _png_claiming(5_000, 5_000))]), {},
+        "5000x5000 .*over the limit")
+    c["zip bomb member (ratio)"] = ("images", _zip(d / "ratio.zip", [*_ok_members(), ("cat/z.bmp", bytes(8 * 2**20))]),
+                                    {}, "over 100:1.*zip bomb")
     c["many tiny images at 256x256"] = ("images", _zip(d / "tiny.zip", [(f"{'ab'[i % 2]}/{i}.png", _png(1, 1, "L"))
                                                                         for i in range(2000)]),
                                         {"size": (256, 256)}, "decoded.*limit.*Fix")
@@ -150,6 +194,22 @@ def build_corpus(d: Path, marker: Path) -> dict[str, tuple[str, Path, dict, str]
     c["CSV id column"] = ("csv", d / "ids.csv", {"target": "y"}, "distinct values")
     (d / "pickle.csv").write_bytes(evil)
     c["pickle as CSV"] = ("csv", d / "pickle.csv", {"target": "y"}, "binary")
+    (d / "million.csv").write_bytes(b"y" + b"," * 999_999 + b"\n1" + b"," * 999_999 + b"\n")
+    c["CSV 1,000,000-column header"] = ("csv", d / "million.csv", {"target": "y"}, "1000000 columns, over the limit")
+    c["CSV 1,000,000-column header, previewed"] = ("csv-preview", d / "million.csv", {}, "1000000 columns, over")
+    (d / "named.csv").write_bytes(b",".join(b"c%d" % k for k in range(1_000_000)) + b"\n")
+    c["CSV 1,000,000 named columns"] = ("csv", d / "named.csv", {"target": "c0"}, "line 1 .*header.* over the limit")
+    c["CSV 1,000,000 named columns, previewed"] = ("csv-preview", d / "named.csv", {}, "line 1 .*header")
+    with open(d / "single.csv", "wb") as f:  # 100 MB, one line
+        chunk = b"x" * 2**20
+        for _ in range(100):
+            f.write(chunk)
+    c["CSV 100 MB single line"] = ("csv", d / "single.csv", {"target": "y"}, "line 1 .*header.* over the limit")
+    c["CSV 100 MB single line, previewed"] = ("csv-preview", d / "single.csv", {}, "line 1 .*header")
+    (d / "newlines.csv").write_bytes(b"a,y\n" + b"\n" * (40 * 2**20))
+    c["CSV 40 MB of newlines"] = ("csv", d / "newlines.csv", {"target": "y"}, "lines x 2 columns.*cells")
+    (d / "rows.csv").write_bytes(b"a,y\n" + b"1,0\n" * 600_000)
+    c["CSV 600,000 rows"] = ("csv", d / "rows.csv", {"target": "y"}, "600,000 rows, more than the limit")
     c["device file as CSV"] = ("csv", Path("/dev/zero"), {"target": "y"}, "not a regular file")
     c["device file as image folder"] = ("images", Path("/dev/zero"), {}, "not a folder or a zip|not a regular")
     return c
@@ -158,6 +218,8 @@ def build_corpus(d: Path, marker: Path) -> dict[str, tuple[str, Path, dict, str]
 def _load(kind: str, path: Path, opts: dict):
     if kind == "csv":
         return load_csv(path, **opts)
+    if kind == "csv-preview":
+        return preview_csv(path, **opts)
     return load_image_folder(path, **opts)
 
 
@@ -214,11 +276,12 @@ def test_peak_resident_memory_of_a_fresh_process_stays_bounded(corpus):
         "import json, resource, sys\n"
         "import numpy, pandas, PIL.Image, torch\n"
         "from builder.data import load_csv, load_image_folder\n"
+        "from builder.data.tabular import preview_csv\n"
         "from builder.errors import DatasetError\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for kind, path, opts in json.loads(sys.argv[1]):\n"
         "    try:\n"
-        "        (load_csv if kind == 'csv' else load_image_folder)(path, **opts)\n"
+        "        {'csv': load_csv, 'csv-preview': preview_csv}.get(kind, load_image_folder)(path, **opts)\n"
         "    except DatasetError:\n"
         "        pass\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n")
