@@ -26,7 +26,7 @@ TRAINING = [  # (setting, label, default spec body, help)
     ("dropout", "Dropout", "", "every Dropout node's p, e.g. 0..0.5"),
 ]
 FIGURES = {"history": "Optimization history", "parallel": "Parallel coordinates", "importances": "Importances",
-           "intermediate": "Intermediate values"}
+           "intermediate": "Intermediate values", "pareto": "Objective vs cost"}
 
 
 def _storage() -> str:
@@ -93,12 +93,21 @@ def search_form(task: str) -> dict | None:
         name = c[2].text_input("Study name", value=st.session_state.get("ll_s_default_name") or _default_name(),
                                key="ll_s_name", help="Your existing study of this name is resumed (a name taken by someone else is refused)")
         seed = c[3].number_input("Sampler seed", 0, 2**31 - 1, 0, key="ll_s_seed")
+        c = st.columns(4)
+        max_params = c[0].number_input("Max parameters", 1, None, None, key="ll_s_max_params", placeholder="no limit",
+                                       help="Trials whose graph has more parameters fail before training")
+        max_macs = c[1].number_input("Max multiply-adds per sample", 1, None, None, key="ll_s_max_macs",
+                                     placeholder="no limit",
+                                     help="Trials whose graph needs more multiply-adds fail before training; every "
+                                          "trial's cost is recorded and the Objective vs cost view shows the "
+                                          "Pareto front")
         go_ = st.form_submit_button("Start search", type="primary", icon=":material/travel_explore:")
     if not go_:
         return None
     return {"specs": specs, "objective": objective, "trials": int(trials), "timeout": float(minutes) * 60 or None,
             "sampler": sampler, "pruner": "median" if prune else "none", "epochs": int(epochs), "name": name.strip(),
-            "seed": int(seed)}
+            "seed": int(seed), "max_params": int(max_params) if max_params else None,
+            "max_macs": int(max_macs) if max_macs else None}
 
 
 def start(req: dict, ds) -> None:
@@ -108,7 +117,7 @@ def start(req: dict, ds) -> None:
     dataset, options = ds.info.reload_args()  # as the Train mode's jobs: the job process reloads the data
     settings = StudySettings(name=req["name"], storage=_storage(), n_trials=req["trials"], timeout=req["timeout"],
                              objective=req["objective"], sampler=req["sampler"], pruner=req["pruner"], seed=req["seed"],
-                             owner=ui.owner())
+                             owner=ui.owner(), max_params=req.get("max_params"), max_macs=req.get("max_macs"))
     training = {k: v for k, v in (ui.project().training or {}).items() if k in ("lr", "batch_size", "optimizer",
                                                                                "weight_decay", "seed", "device")}
     try:

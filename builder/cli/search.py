@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", choices=[*OBJECTIVES, *(o[4:] for o in OBJECTIVES)], default="val_loss",
                    help="the objective on the validation split (loss is minimised, metrics maximised)")
     p.add_argument("--workers", type=int, help="trials at once (default: the job limit, LAYERLAB_MAX_JOBS)")
+    p.add_argument("--max-params", type=int, dest="max_params",
+                   help="trials whose graph has more parameters fail before training")
+    p.add_argument("--max-macs", type=int, dest="max_macs",
+                   help="trials whose graph needs more multiply-adds per sample fail before training")
     p.add_argument("--mlflow", metavar="URI", help="also log every trial to this MLflow tracker")
     p.add_argument("--owner", default="local", help=argparse.SUPPRESS)  # the app's session owner
     p.set_defaults(func=_with_mlflow(cmd_tune))
@@ -117,7 +121,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     settings = StudySettings(name=args.study or _default_study(project), storage=args.storage, n_trials=args.trials,
                              timeout=args.timeout, objective=objective, sampler=args.sampler,
                              seed=args.sampler_seed, pruner=args.pruner, workers=args.workers,
-                             owner=args.owner)
+                             owner=args.owner, max_params=args.max_params, max_macs=args.max_macs)
     quiet = args.quiet or args.json
 
     def show(ev: dict) -> None:
@@ -146,6 +150,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"best {res.objective} {res.best_value:.4g} (trial {res.best_trial}, run id {res.best_run_id})")
     print("best params " + ", ".join(f"{k}={_short(v)}" for k, v in res.best_params.items()))
     print(f"trials {res.n_trials}: " + ", ".join(f"{k} {v}" for k, v in sorted(res.states.items())))
+    if len(res.pareto) > 1:
+        print(f"{objective} vs multiply-adds, the trials no other beats on both (Pareto front):")
+        for t in res.pareto:
+            print(f"  trial {t['trial']}: {objective} {t['value']:.4g}, {t['macs']:,} MACs, {t['params']:,} params "
+                  f"(run id {t['run_id']})")
     return 0
 
 

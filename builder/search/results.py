@@ -5,7 +5,7 @@ The readers of the app and the CLI; none of them changes a study.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from builder.errors import LayerLabError
@@ -29,6 +29,7 @@ class StudyResult:
     n_trials: int
     states: dict[str, int]
     stopped: bool = False
+    pareto: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -44,7 +45,8 @@ def study_result(study, storage: str, stopped: bool = False) -> StudyResult:
     return StudyResult(study=study.study_name, storage=_redact(storage), direction=study.direction.name.lower(),
                        objective=sig.get("objective", ""), best_value=bt.value if bt else None,
                        best_params=dict(bt.params) if bt else {}, best_run_id=bt.user_attrs.get("run_id") if bt else None,
-                       best_trial=bt.number if bt else None, n_trials=len(study.trials), states=states, stopped=stopped)
+                       best_trial=bt.number if bt else None, n_trials=len(study.trials), states=states, stopped=stopped,
+                       pareto=pareto_front(study))
 
 
 def best_trial(study):
@@ -64,9 +66,35 @@ def trials_table(study) -> list[dict]:
         rows.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value,
                      "epochs": max(t.intermediate_values) if t.intermediate_values else 0,
                      **{k: (list(v) if isinstance(v, tuple) else v) for k, v in t.params.items()},
+                     "parameters": t.user_attrs.get("params"), "macs": t.user_attrs.get("macs"),
                      "run_id": t.user_attrs.get("run_id"), "duration_s": dur,
                      "message": t.user_attrs.get("message", "")})
     return rows
+
+
+def pareto_front(study, cost: str = "macs") -> list[dict]:
+    """The complete trials no other complete trial beats on both the objective and ``cost`` (``macs`` or
+    ``params``, recorded per trial), cheapest first: ``{"trial", "value", "macs", "params", "run_id"}``.
+
+    >>> import optuna
+    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+    >>> st = optuna.create_study(direction="maximize")
+    >>> for value, macs in [(0.90, 100), (0.95, 400), (0.93, 500), (0.97, 900)]:
+    ...     t = st.ask(); t.set_user_attr("macs", macs); t.set_user_attr("params", macs); _ = st.tell(t, value)
+    >>> [(p["value"], p["macs"]) for p in pareto_front(st)]
+    [(0.9, 100), (0.95, 400), (0.97, 900)]
+    """
+    sign = 1.0 if study.direction.name.lower() == "maximize" else -1.0
+    rows = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None
+            and isinstance(t.user_attrs.get(cost), int)]
+    rows.sort(key=lambda t: (t.user_attrs[cost], -sign * t.value))
+    front, best = [], None
+    for t in rows:  # cheapest first: keep a trial only when it is better than every cheaper one
+        if best is None or sign * t.value > best:
+            best = sign * t.value
+            front.append({"trial": t.number, "value": t.value, "macs": t.user_attrs.get("macs"),
+                          "params": t.user_attrs.get("params"), "run_id": t.user_attrs.get("run_id")})
+    return front
 
 
 def study_settings(study) -> dict:
@@ -107,8 +135,29 @@ def study_figures(study) -> dict[str, Any]:
             figs[k] = f(study)
         except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for this view yet
             continue
+    front = pareto_front(study)
+    if len(front) > 1:
+        figs["pareto"] = pareto_figure(study, front)
     return figs
 
 
-__all__ = ["StudyResult", "study_result", "best_trial", "trials_table", "study_settings", "best_project",
+def pareto_figure(study, front: list[dict]):
+    """Every complete trial's objective against its multiply-adds, the Pareto front drawn as a step line."""
+    import plotly.graph_objects as go
+
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
+            and isinstance(t.user_attrs.get("macs"), int)]
+    objective = (study.user_attrs.get(_ATTR) or {}).get("objective", "value")
+    fig = go.Figure()
+    fig.add_scatter(x=[t.user_attrs["macs"] for t in done], y=[t.value for t in done], mode="markers",
+                    name="trials", text=[f"trial {t.number}" for t in done], marker=dict(color="#94a3b8", size=8))
+    fig.add_scatter(x=[p["macs"] for p in front], y=[p["value"] for p in front], mode="lines+markers",
+                    line_shape="hv", name="Pareto front", text=[f"trial {p['trial']}" for p in front],
+                    marker=dict(color="#4f46e5", size=10))
+    fig.update_layout(xaxis_title="multiply-adds per sample", yaxis_title=objective, xaxis_type="log",
+                      title="Objective against cost: no trial beats a front trial on both")
+    return fig
+
+
+__all__ = ["StudyResult", "study_result", "best_trial", "trials_table", "pareto_front", "pareto_figure", "study_settings", "best_project",
            "study_figures"]

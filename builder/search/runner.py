@@ -57,6 +57,10 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
         cmd += ["--sampler-seed", str(settings.seed)]
     if settings.workers:
         cmd += ["--workers", str(settings.workers)]
+    if settings.max_params:
+        cmd += ["--max-params", str(settings.max_params)]
+    if settings.max_macs:
+        cmd += ["--max-macs", str(settings.max_macs)]
     if settings.owner != "local":
         cmd += ["--owner", settings.owner]
     flags = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",

@@ -59,6 +59,10 @@ class StudySettings:
         workers: trials at once (default: the job limit).
         poll_s: how often the runner reads the run store.
         owner: the owner recorded on every trial's run (the app's session owner; ``local`` on the CLI).
+        max_params: trials whose graph has more parameters fail before training (``None``: no limit).
+        max_macs: trials whose graph needs more multiply-adds per sample fail before training (``None``: no
+            limit). Every trial records both figures, and :func:`builder.search.results.pareto_front` reads the
+            trade-off between the objective and either of them.
     """
 
     name: str = "study"
@@ -74,6 +78,8 @@ class StudySettings:
     workers: int | None = None
     poll_s: float = 0.25
     owner: str = "local"
+    max_params: int | None = None
+    max_macs: int | None = None
 
     def check(self) -> None:
         """Raises LayerLabError for a bad setting."""
@@ -94,6 +100,10 @@ class StudySettings:
             bad.append(f"the pruner must be one of {', '.join(PRUNERS)}; received: {self.pruner!r}. Fix: median")
         if self.workers is not None and not (1 <= int(self.workers) <= 1024):
             bad.append(f"workers must be from 1 to 1024; received: {self.workers}")
+        for name in ("max_params", "max_macs"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                bad.append(f"{name} must be a whole number ≥ 1; received: {v!r}. Fix: omit it for no limit")
         if bad:
             raise LayerLabError("; ".join(bad))
 

@@ -186,7 +186,8 @@ class StudyRunner:
                 "dataset_options": self.dataset_options, "config": self.config,
                 "project": self.project.model_dump(mode="json"), "workspace": str(self.store.workspace),
                 "n_trials": self.settings.n_trials, "sampler": self.settings.sampler, "pruner": self.settings.pruner,
-                "timeout": self.settings.timeout, "owner": self.settings.owner}
+                "timeout": self.settings.timeout, "owner": self.settings.owner,
+                "max_params": self.settings.max_params, "max_macs": self.settings.max_macs}
 
     def _open_study(self):
         import optuna
@@ -296,7 +297,7 @@ class StudyRunner:
             return None
         trial.set_user_attr("runner", self._owner())
         project, cfg = self.space.apply(self.project, self.config, trial.params)
-        problems = self._check_trial(project, cfg)
+        problems = self._check_trial(project, cfg, trial)
         if problems:
             trial.set_user_attr("problems", [str(p) for p in problems])
             trial.set_user_attr("message", "invalid graph or settings: " + "; ".join(str(p) for p in problems[:3]))
@@ -319,21 +320,40 @@ class StudyRunner:
         self._emit({"type": "trial_started", "trial": n, "run_id": run_id, "params": trial.params})
         return _Active(trial, run_id)
 
-    def _check_trial(self, project: Project, cfg: dict) -> list[Problem]:
-        """The graph's and the settings' problems for one trial (empty when it can train)."""
+    def _check_trial(self, project: Project, cfg: dict, trial: Any = None) -> list[Problem]:
+        """The graph's, the cost limits' and the settings' problems for one trial (empty when it can train);
+        the trial records its graph's parameters and multiply-adds."""
         from builder.data import fit_dataset
         from builder.data.compat import check_compat
         from builder.graph.shapes import infer_shapes
         from builder.training.config import TrainConfig
 
-        problems = [p for p in infer_shapes(project.graph).problems if p.severity == "error"]
+        report = infer_shapes(project.graph)
+        problems = [p for p in report.problems if p.severity == "error"]
         if not problems:
             problems = check_compat(project.graph, fit_dataset(project.graph, self._ds).info)
+        if not problems:
+            problems = self._check_cost(report, trial)
         try:
             TrainConfig.from_dict(cfg)
         except TrainingError as e:
             problems.append(Problem("bad_settings", str(e)))
         return problems
+
+    def _check_cost(self, report: Any, trial: Any) -> list[Problem]:
+        """Record the trial's parameters and multiply-adds; a problem for each cost limit it exceeds."""
+        from builder.graph.cost import node_costs, total_macs
+
+        params, macs = int(report.total_params), total_macs(node_costs(report))
+        if trial is not None:
+            trial.set_user_attr("params", params)
+            trial.set_user_attr("macs", macs)
+        s, out = self.settings, []
+        for name, value, limit in (("parameters", params, s.max_params), ("multiply-adds", macs, s.max_macs)):
+            if limit is not None and value > limit:
+                out.append(Problem("cost_limit", f"the graph's {name} must be at most {limit:,}; received: "
+                                                 f"{value:,}. Fix: narrow the searched ranges or raise the limit"))
+        return out
 
     def _poll(self, a: _Active, stopping: bool) -> bool:
         """Report new epochs of one trial, prune it if due, tell Optuna when its job ends. True when done."""

@@ -36,6 +36,14 @@ def test_tune_needs_a_search_and_a_valid_metric(tmp_path, capsys):
     assert "objective must suit" in capsys.readouterr().err
 
 
+def test_tune_cost_limits_fail_trials_before_any_run(tmp_path, capsys):
+    rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "2", "--workspace", str(tmp_path),
+                   "--search", "lr=1e-3..1e-1:log", "--max-macs", "100", "--max-params", "10", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["states"] == {"fail": 2} and res["pareto"] == []
+    assert RunStore(tmp_path).list_runs() == []  # nothing trained: the MLP needs 1,152 MACs and 1,218 params
+
+
 def test_tune_json_holds_best_value_params_and_run_id(tmp_path, capsys):
     rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "2", "--epochs", "2", "--workspace", str(tmp_path),
                    "--search", "lr=1e-3..1e-1:log", "--search", "fc1.out_features={8,16}", "--study", "j",

@@ -227,6 +227,31 @@ def test_invalid_graph_trials_fail_with_problems_and_study_goes_on(tmp_path, mlp
     assert events[-1]["type"] == "study_done"
 
 
+def test_cost_limit_fails_trials_before_training_and_the_front_trades_cost(tmp_path, mlp):
+    from builder.search.results import pareto_front, study_figures
+
+    store = RunStore(tmp_path)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 1}, space=["fc2.out_features={4,16,64}"],
+                         settings=StudySettings(name="cost", n_trials=6, sampler="random", seed=1, pruner="none",
+                                                max_macs=1_500),
+                         launcher=_thread_launcher())
+    res = runner.run()
+    rows = trials_table(runner.study)
+    # MACs of the MLP on moons: 2*32 + 32*h + h*2 (h = fc2.out_features): 200, 608 and 2,240
+    assert {r["fc2.out_features"]: r["macs"] for r in rows} == {h: 64 + 34 * h for h in {r["fc2.out_features"]
+                                                                                           for r in rows}}
+    over = [r for r in rows if r["fc2.out_features"] == 64]
+    assert over and all(r["state"] == "fail" and r["run_id"] is None and "multiply-adds must be at most 1,500"
+                        in r["message"] for r in over)
+    assert all(r["state"] == "complete" for r in rows if r["fc2.out_features"] != 64)
+    front = pareto_front(runner.study)
+    assert front == res.pareto and front and [p["macs"] for p in front] == sorted(p["macs"] for p in front)
+    done = [r for r in rows if r["state"] == "complete"]
+    for p in front:  # no complete trial is at least as cheap and strictly better
+        assert not any(r["macs"] <= p["macs"] and r["value"] < p["value"] and r["trial"] != p["trial"] for r in done)
+    assert ("pareto" in study_figures(runner.study)) == (len(front) > 1)
+
+
 def test_resume_runs_until_the_study_holds_n_trials(tmp_path, mlp):
     store = RunStore(tmp_path)
 
