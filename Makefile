@@ -20,7 +20,7 @@ app: $(STAMP)
 
 # pytest's testpaths are tests/ and builder/ (the docstring examples run as doctests, see pyproject.toml)
 test: $(STAMP) test-frontend
-	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900
+	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900 --durations=30
 
 # Canvas reducers (vitest, a few seconds). Installs the frontend's locked deps on first use.
 test-frontend:
