@@ -107,9 +107,6 @@ def _fail(what: str, received: Any, fix: str = _FIX) -> ModelImportError:
     return ModelImportError(f"{what}; received: {visible(received, 80)}. {fix}")
 
 
-# ----------------------------------------------------------------------------------------- zip and JSON
-
-
 def _open_zip(source: str | os.PathLike | bytes) -> zipfile.ZipFile:
     if isinstance(source, bytes | bytearray):
         if len(source) > MAX_PT2_BYTES:
@@ -270,12 +267,8 @@ def _check_treespec(text: Any) -> None:
 
 def _sanitize_node_metadata(meta: Any) -> dict:
     """Keep only ``nn_module_stack`` (module scopes for the import), validated; drop free text."""
-    if not isinstance(meta, dict):
-        raise _fail("the archive's node metadata is malformed", meta)
-    stack = meta.get("nn_module_stack")
-    if isinstance(stack, str) and _MODULE_STACK.match(stack):
-        return {"nn_module_stack": stack}
-    return {}
+    stack = meta.get("nn_module_stack") if isinstance(meta, dict) else None
+    return {"nn_module_stack": stack} if isinstance(stack, str) and _MODULE_STACK.match(stack) else {}
 
 
 class _Checker:
@@ -322,9 +315,11 @@ class _Checker:
             raise _fail("the archive names an unknown verifier", s)
         elif key == "type" and s not in ("cpu", "cuda", "meta"):
             raise _fail("the archive places tensors on an unknown device", s)
+        elif key == "torch_version" and not re.fullmatch(r"[0-9A-Za-z.+_<=-]{0,64}", s):
+            raise _fail("the archive's torch version is not a version number", s)
 
     def check_dict(self, d: dict, key: str, depth: int) -> None:
-        if key in ("tensor_values", "sym_int_values", "sym_bool_values", "sym_float_values"):
+        if key in ("tensor_values", "sym_int_values", "sym_bool_values", "sym_float_values", "opset_version"):
             for name in d:
                 self.check_string(name, "name")
         if key == "range_constraints":
@@ -359,9 +354,6 @@ def check_program(program: Any) -> dict[str, Any]:
     return checker.exprs
 
 
-# ----------------------------------------------------------------------------------------- weights
-
-
 def _read_payloads(zf: zipfile.ZipFile, prefix: str, kind: str) -> dict:
     """``data/weights`` or ``data/constants``: raw tensor bytes laid out by their tensor metadata."""
     import torch
@@ -370,7 +362,8 @@ def _read_payloads(zf: zipfile.ZipFile, prefix: str, kind: str) -> dict:
 
     folder = f"{prefix}data/{kind}/"
     cfg_name = f"{folder}model_{kind}_config.json"
-    if cfg_name not in zf.namelist():
+    names = set(zf.namelist())
+    if cfg_name not in names:
         raise _fail(f"the archive has no {kind} description", cfg_name)
     cfg = load_json(_read(zf, cfg_name, MAX_CONFIG_BYTES), f"{kind} description")
     entries = cfg.get("config") if isinstance(cfg, dict) else None
@@ -398,9 +391,9 @@ def _read_payloads(zf: zipfile.ZipFile, prefix: str, kind: str) -> dict:
             raise _fail(f"the archive's tensor `{visible(fqn, 60)}` has no plain shape", tm) from None
         path = folder + meta["path_name"]
         if path not in files:
-            info = zf.getinfo(path) if path in zf.namelist() else None
-            if info is None:
+            if path not in names:
                 raise _fail(f"the archive lacks the data of `{visible(fqn, 60)}`", path)
+            info = zf.getinfo(path)
             esize = torch.empty((), dtype=dtype).element_size()
             if info.file_size % esize:
                 raise _fail(f"the data of `{visible(fqn, 60)}` is not a whole number of elements", path)
@@ -464,13 +457,16 @@ def safe_sympify(exprs: dict[str, Any]):
 
 def read_pt2(source: str | os.PathLike | bytes) -> tuple[dict, dict, dict, dict]:
     """The archive's checked program (JSON), its size expressions, weights and constants."""
+    import zlib
+
     with _open_zip(source) as zf:
-        prefix = check_members(zf)
-        program = load_json(_read(zf, prefix + "models/model.json", MAX_PROGRAM_BYTES), "program")
-        exprs = check_program(program)
-        weights = _read_payloads(zf, prefix, "weights")
-        constants = _read_payloads(zf, prefix, "constants")
-    return program, exprs, weights, constants
+        try:
+            prefix = check_members(zf)
+            program = load_json(_read(zf, prefix + "models/model.json", MAX_PROGRAM_BYTES), "program")
+            exprs = check_program(program)
+            return program, exprs, _read_payloads(zf, prefix, "weights"), _read_payloads(zf, prefix, "constants")
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
+            raise _fail("the .pt2 archive is corrupt", f"{type(e).__name__}: {e}") from None
 
 
 def load_program(source: str | os.PathLike | bytes):
@@ -498,5 +494,5 @@ def load_program(source: str | os.PathLike | bytes):
         logging.disable(prev)
 
 
-__all__ = ["ALLOWED_OPS", "load_program", "read_pt2", "check_members", "check_program", "parse_size_expr",
-           "resolve_target", "safe_sympify", "json_depth", "load_json", "MAX_PT2_BYTES"]
+__all__ = ["ALLOWED_OPS", "load_program", "read_pt2", "check_members", "check_program", "resolve_target",
+           "safe_sympify", "json_depth", "load_json", "MAX_PT2_BYTES"]
