@@ -344,3 +344,20 @@ def _check_image_limits(count: int, total: int, where: Path) -> None:
 
 
 __all__ = ["load_image_folder", "IMAGE_SUFFIXES"]
+
+
+def decode_image(data: bytes, size: tuple[int, int], channels: int, name: str = "image") -> np.ndarray:
+    """One uploaded image as a dataset would hold it: header checked, decoded, resized to ``size`` (H, W),
+    ``channels`` 1 or 3, scaled to [0, 1]; float32 (C, H, W). Raises DatasetError."""
+    if len(data) > limits.MAX_IMAGE_FILE_BYTES:
+        raise DatasetError(f"image {name} is larger than {limits.MAX_IMAGE_FILE_BYTES:,} bytes; received: "
+                           f"{len(data):,} bytes. Fix: shrink it first")
+    try:
+        w, h, _ = _image_header(data, name)
+        if w * h > limits.MAX_IMAGE_PIXELS:
+            raise _BadImage("too large")
+        a = _decode(data, size, channels)
+    except _BadImage:
+        raise DatasetError(f"{name} is not an image LayerLab can read (PNG, JPEG, BMP, GIF, WebP, TIFF). "
+                           "Fix: save it as a PNG") from None
+    return (a.astype(np.float32) / 255.0).transpose(2, 0, 1).copy()

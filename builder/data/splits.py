@@ -6,6 +6,9 @@ and the tensors wrapped as a :class:`Dataset`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +48,8 @@ class DatasetInfo:
     sizes: dict[str, int] = field(default_factory=dict)
     target_mean: list[float] | None = None
     target_std: list[float] | None = None
+    input_mean: list[float] | None = None  # per feature, when the inputs were standardised (raw units back)
+    input_std: list[float] | None = None
     notes: list[str] = field(default_factory=list)
     source: str = ""
 
@@ -143,9 +148,69 @@ class Dataset:
 
 
 # ------------------------------------------------------------------------------------------ splitting
+#: the cross-validation fold ``(k, K)`` the loaders' splits use (set by :func:`fold_split`; None: plain split)
+_FOLD: ContextVar[tuple[int, int] | None] = ContextVar("layerlab_fold", default=None)
+
+
+@contextmanager
+def fold_split(fold: int | None, folds: int | None) -> Iterator[None]:
+    """Within the block, every split (:func:`split_indices`, :func:`finish`) tests on fold ``fold`` of
+    ``folds``: the loaders need no argument of their own, and a CSV loader's train-only statistics see the
+    same split. ``folds`` None leaves the plain split. Raises DatasetError for a fold out of range."""
+    if folds is None:
+        yield
+        return
+    _check_fold(fold, folds)
+    token = _FOLD.set((int(fold), int(folds)))
+    try:
+        yield
+    finally:
+        _FOLD.reset(token)
+
+
+def _check_fold(fold: Any, folds: Any) -> None:
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (fold, folds))
+    if not ok or not (2 <= folds <= 50 and 0 <= fold < folds):
+        raise DatasetError(f"folds must be an integer from 2 to 50 and fold one from 0 to folds - 1; received: "
+                           f"fold={fold!r}, folds={folds!r}. Fix: e.g. --folds 5")
+
+
+def fold_indices(y: np.ndarray | None, n: int, *, seed: int, fold: int, folds: int, val_fraction: float,
+                 stratify: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train/val/test indices of cross-validation fold ``fold`` of ``folds``: test is that fold (folds are
+    disjoint and cover ``range(n)``; stratified, each class is dealt round-robin over the folds), validation
+    ``val_fraction`` of each class taken from the other folds, train the rest.
+
+    >>> y = np.array([0] * 10 + [1] * 5)
+    >>> tests = [fold_indices(y, 15, seed=0, fold=k, folds=5, val_fraction=0.15, stratify=True)[2] for k in range(5)]
+    >>> sorted(np.concatenate(tests).tolist()) == list(range(15)), [int((y[t] == 1).sum()) for t in tests]
+    (True, [1, 1, 1, 1, 1])
+    """
+    _check_fold(fold, folds)
+    if n < 2 * folds:
+        raise DatasetError(f"the dataset has {n} rows; {folds} folds need at least {2 * folds}. Fix: fewer folds")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if not stratify or y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
+    order = np.concatenate([rng.permutation(g) for g in groups])
+    which = np.empty(n, dtype=np.int64)
+    which[order] = np.arange(n) % folds  # round-robin over the class-sorted order: balanced, stratified
+    te = np.flatnonzero(which == fold)
+    tr, va = [], []
+    for g in groups:
+        rest = rng.permutation(g[which[g] != fold])
+        n_va = min(int(round(len(g) * val_fraction)), max(len(rest) - 1, 0))
+        va.append(rest[:n_va])
+        tr.append(rest[n_va:])
+    tr, va = np.concatenate(tr), np.sort(np.concatenate(va))
+    if len(va) == 0 or len(tr) == 0:
+        raise DatasetError(f"the dataset ({n} rows) is too small for {folds} folds with val_fraction {val_fraction}")
+    return rng.permutation(tr), va, te
+
+
 def split_indices(y: np.ndarray | None, n: int, *, seed: int, val_fraction: float, test_fraction: float,
                   stratify: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded (optionally stratified) train/val/test index arrays.
+    """Seeded (optionally stratified) train/val/test index arrays (inside :func:`fold_split`: that fold's,
+    :func:`fold_indices`; ``test_fraction`` is then unused).
 
     Raises:
         DatasetError: fractions out of range or too few samples for three non-empty splits.
@@ -153,6 +218,9 @@ def split_indices(y: np.ndarray | None, n: int, *, seed: int, val_fraction: floa
     for nm, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not (isinstance(f, (int, float)) and 0 < f < 1):
             raise DatasetError(f"{nm} must be between 0 and 1 (exclusive); got {f!r}")
+    if (fold := _FOLD.get()) is not None:
+        return fold_indices(y, n, seed=seed, fold=fold[0], folds=fold[1], val_fraction=val_fraction,
+                            stratify=stratify)
     if val_fraction + test_fraction >= 0.9:
         raise DatasetError(f"val_fraction + test_fraction must be below 0.9; got {val_fraction + test_fraction}")
     if n < 6:
@@ -208,6 +276,8 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
         mean = X[tr].mean(0, keepdims=True)
         std = X[tr].std(0, keepdims=True)
         X = (X - mean) / np.where(std > 1e-8, std, 1.0)
+        info.input_mean = mean.reshape(-1).astype(float).tolist()
+        info.input_std = np.where(std > 1e-8, std, 1.0).reshape(-1).astype(float).tolist()
         info.notes.append("features standardised with training-split mean and standard deviation")
     X = np.ascontiguousarray(X)
     Xt = torch.from_numpy(X.astype(np.int64 if info.input_dtype == "int64" else np.float32))
@@ -231,6 +301,8 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
     info.input_shape = tuple(int(s) for s in X.shape[1:])
     info.sizes = {"train": len(tr), "val": len(va), "test": len(te)}
     info.options = {**info.options, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    if (fold := _FOLD.get()) is not None:  # reloading with these options gives the same fold
+        info.options.update(fold=fold[0], folds=fold[1])
 
     def part(idx):
         xi = Xt[torch.from_numpy(idx)]
@@ -239,4 +311,5 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
 
 
 
-__all__ = ["DatasetInfo", "Split", "Dataset", "split_indices", "finish", "TASKS", "MODALITIES"]
+__all__ = ["DatasetInfo", "Split", "Dataset", "split_indices", "fold_indices", "fold_split", "finish", "TASKS",
+           "MODALITIES"]

@@ -250,6 +250,24 @@ def test_tabular_bars_and_global_ranking(workspace, mlp_iris):
     assert not at.warning
 
 
+def test_try_it_predicts_and_explains_your_own_input(workspace, mlp_iris, transformer):
+    model, ds = mlp_iris
+    at = _tab(_page({"ll_model": model, "ll_model_run": None,
+                     "ll_data": {"kind": "builtin", "name": "iris", "options": {}}}), "Try it")
+    pred = _widget(at.metric, "Your input's prediction")
+    assert pred.value in ds.info.class_names and "confident" in pred.delta
+    assert "for " + pred.value in _titles(at)  # the attribution of the predicted class is drawn
+    tab = next(t for t in at.tabs if t.label == "Try it")
+    assert tab.dataframe, "the row editor is shown"  # AppTest reads a data editor as a dataframe
+    model, ds = transformer
+    at = _tab(_page({"ll_model": model, "ll_model_run": None,
+                     "ll_data": {"kind": "builtin", "name": "sequence", "options": {"n_samples": 600}}}), "Try it")
+    box = _widget(at.text_input, "Your sequence (words of the vocabulary, separated by spaces)")
+    assert _widget(at.metric, "Your input's prediction").value in ds.info.class_names
+    box.set_value("zebra " + box.value).run()
+    assert any("vocabulary; received\\: 'zebra'" in w.value for w in at.warning)  # Markdown-escaped
+
+
 def test_tokens_attention_and_rollout(workspace, transformer):
     model, ds = transformer
     at = _page({"ll_model": model, "ll_model_run": None,

@@ -1,0 +1,171 @@
+"""Try it: the user's own input through a trained model, with its prediction and an attribution at once.
+
+The input is shaped and preprocessed the way the run's dataset was (:class:`TryForm` says how it is asked
+for): an image is decoded, resized and scaled like the dataset's images; a table row is given in the data's
+own units and standardised with the training split's statistics; a 2-D point likewise; a sequence is typed as
+words of the dataset's vocabulary. A mismatch (an unknown word, a wrong number of values, an unreadable
+image) is a :class:`~builder.errors.ExplainError` that says what to give instead.
+
+Example::
+
+    # not a doctest (needs a trained run): run by tests/interpret/test_tryit.py
+    xs = ExplainSession(model, ds, "test")
+    form = try_form(xs)                  # kind "features": names and a starting row in raw units
+    x = encode_row(xs, form.start)       # the row as the model sees it
+    res = try_input(xs, x, "integrated_gradients")
+    res.predicted, res.confidence, res.explanation.attributions.shape
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from builder.errors import DatasetError, ExplainError
+from builder.interpret.attributions import Explanation, explain
+
+__all__ = ["TryForm", "TryResult", "try_form", "encode_row", "encode_image", "encode_tokens", "try_input"]
+
+MAX_TRY_IMAGE_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class TryForm:
+    """How the Try-it panel asks for an input: ``kind`` (``image``, ``features``, ``tokens``), the input
+    shape, and for features their names and a starting row (a test sample, in the data's own units)."""
+
+    kind: str
+    shape: tuple[int, ...]
+    names: list[str] = field(default_factory=list)
+    start: list[float] = field(default_factory=list)
+    vocab: list[str] = field(default_factory=list)
+    start_text: str = ""
+
+
+@dataclass(frozen=True)
+class TryResult:
+    """The model's answer for one input: the predicted class (or value), its confidence, the runners-up
+    and the attribution for the predicted class."""
+
+    predicted: str
+    confidence: float
+    runners_up: list[tuple[str, float]]
+    explanation: Explanation | None
+    error: str = ""
+
+
+def _stats(xs: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    info = xs.info
+    mean, std = getattr(info, "input_mean", None), getattr(info, "input_std", None)
+    if mean is None or std is None:
+        return None
+    return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+
+
+def try_form(xs: Any, sample: int = 0) -> TryForm:
+    """What to ask for, starting from sample ``sample`` of the session's split."""
+    info, shape = xs.info, tuple(xs.info.input_shape)
+    if xs.modality == "image":
+        return TryForm("image", shape)
+    if xs.modality == "tokens":
+        ids = xs.sample(sample).reshape(-1).tolist()
+        vocab = list(info.vocab or [])
+        text = " ".join(vocab[i] if 0 <= i < len(vocab) else str(i) for i in ids)
+        return TryForm("tokens", shape, vocab=vocab, start_text=text)
+    row = xs.sample(sample).reshape(-1).double().cpu().numpy()
+    stats = _stats(xs)
+    if stats is not None and len(stats[0]) == row.size:
+        row = row * stats[1] + stats[0]
+    names = list(xs.feature_names() or [f"x{i + 1}" for i in range(row.size)])
+    return TryForm("features", shape, names=names, start=[float(v) for v in row])
+
+
+def _on_device(xs: Any, x: torch.Tensor) -> torch.Tensor:
+    return x.to(xs.device)
+
+
+def encode_row(xs: Any, values: list[float]) -> torch.Tensor:
+    """A table row (or 2-D point) in the data's own units as the model's (1, ...) input."""
+    shape = tuple(xs.info.input_shape)
+    n = int(np.prod(shape))
+    try:
+        row = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ExplainError("every value of the row must be a number; received: a value that is not. Fix: type "
+                           "numbers only") from None
+    if row.size != n:
+        raise ExplainError(f"the model reads {n} values per sample; received: {row.size}. Fix: give one value per "
+                           "feature")
+    if not np.isfinite(row).all():
+        raise ExplainError("the row holds a value that is not finite (NaN or infinity). Fix: type a number")
+    stats = _stats(xs)
+    if stats is not None and len(stats[0]) == n:
+        row = (row - stats[0]) / stats[1]
+    return _on_device(xs, torch.tensor(row, dtype=torch.float32).reshape(1, *shape))
+
+
+def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "image") -> torch.Tensor:
+    """An uploaded image resized, converted and scaled like the dataset's images, as a (1, C, H, W) input.
+
+    ``invert`` turns dark-on-light drawings into the light-on-dark digits of the built-in set.
+    """
+    from builder.data.images import decode_image
+
+    shape = tuple(xs.info.input_shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ExplainError(f"this model reads inputs of shape {list(shape)}, not images. Fix: use the row editor")
+    if len(data) > MAX_TRY_IMAGE_BYTES:
+        raise ExplainError(f"the image is larger than {MAX_TRY_IMAGE_BYTES // 2**20} MiB; received: {len(data):,} "
+                           "bytes. Fix: shrink it first")
+    try:
+        a = decode_image(data, (shape[1], shape[2]), shape[0], name)
+    except DatasetError as e:
+        raise ExplainError(str(e)) from None
+    if invert:
+        a = 1.0 - a
+    return _on_device(xs, torch.from_numpy(a).unsqueeze(0))
+
+
+def encode_tokens(xs: Any, text: str) -> torch.Tensor:
+    """Words of the dataset's vocabulary (separated by spaces) as a (1, T) id sequence, padded with id 0
+    or cut to the model's length T."""
+    vocab = list(xs.info.vocab or [])
+    steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
+    words = str(text).split()
+    if not words:
+        raise ExplainError("the sequence is empty. Fix: type words of the vocabulary, separated by spaces")
+    index = {w: i for i, w in enumerate(vocab)}
+    unknown = sorted({w for w in words if w not in index})
+    if unknown:
+        shown = ", ".join(repr(w[:20]) for w in unknown[:5])
+        raise ExplainError(f"every word must be in the dataset's vocabulary; received: {shown}. Fix: use "
+                           f"{', '.join(vocab[:12])}{' ...' if len(vocab) > 12 else ''}")
+    ids = [index[w] for w in words][:steps] + [0] * max(0, steps - len(words))
+    return _on_device(xs, torch.tensor([ids], dtype=torch.long))
+
+
+def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: str = "zeros") -> TryResult:
+    """Predict ``x`` (1, ...) with the session's model and attribute the prediction with ``method``.
+
+    An attribution that fails comes back as ``error`` with the prediction still given.
+    """
+    from builder.data import predict
+
+    pred = predict(xs.model, x, xs.info.task, batch_size=None)
+    if pred.classification:
+        label = int(pred.labels[0])
+        name, conf = xs.class_name(label), float(pred.confidence[0])
+        runners = [(xs.class_name(c), p) for c, p in pred.runners_up(0, 2)]
+        target: int | None = None if pred.single_logit else label
+    else:
+        name, conf, runners, target = f"{float(pred.values[0].reshape(-1)[0]):.4g}", float("nan"), [], None
+    exp, err = None, ""
+    if method:
+        try:
+            exp = explain(xs.model, x, method, target, **xs.options(baseline))
+        except ExplainError as e:
+            err = str(e)
+    return TryResult(name, conf, runners, exp, err)
