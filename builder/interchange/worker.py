@@ -1,8 +1,20 @@
-"""Model exchange in a separate OS process (spawned, with a timeout), for the app.
+"""Model exchange in a sandboxed OS process (a fresh interpreter with limits and a timeout), for the app.
 
 An uploaded file is parsed in a fresh process: a malformed or hostile file that crashes a parser, loops or
 eats memory takes that process down, not the app. Nothing in an upload is executed (ONNX is protobuf; a
-.pt2 is checked for pickles before loading, see :func:`builder.interchange.importer.check_pt2_archive`).
+.pt2 is read as data, see :mod:`builder.interchange.importer`); the sandbox is defence in depth for the
+case where a parser has a bug:
+
+- a clean environment (``PATH``, ``LANG``, ``PYTHONPATH`` to this package; ``HOME`` and ``TMPDIR`` point at a
+  private temporary folder, removed afterwards; no other variable of the server, so no secret, reaches it);
+- resource limits set in the child (:func:`worker_limits`): address space (the start-up footprint of torch,
+  onnx and onnxruntime plus ``LAYERLAB_WORKER_MEMORY_MB``), CPU seconds, the size of any file it writes, no
+  core files;
+- no new processes once started: ``fork``/``vfork``/``execve``/process ``clone`` are refused by a seccomp
+  filter (Linux x86-64 and aarch64) and every ``subprocess``/``os.system``/``os.exec*``/``os.fork``/
+  ``os.posix_spawn`` by an audit hook;
+- a crash (signal), timeout, memory error or limit comes back as a one-line :class:`ModelImportError`; the
+  answer is JSON read with a cap, never a pickle, so the server never unpickles what the child wrote.
 
 Example::
 
@@ -12,10 +24,15 @@ Example::
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import contextlib
+import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
-import traceback
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,51 +43,291 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 IMPORT_TIMEOUT_S = 300.0
 UPLOAD_SUFFIXES = (".onnx", ".pt2")
 
+MEMORY_ENV = "LAYERLAB_WORKER_MEMORY_MB"  # address space over the start-up footprint (default 4096)
+CPU_ENV = "LAYERLAB_WORKER_CPU_S"  # CPU seconds of all its threads (default: 4 x the timeout, at least 60)
+FILE_ENV = "LAYERLAB_WORKER_FILE_MB"  # the largest file it may write (default 2048)
+DEFAULT_MEMORY_MB = 4096
+DEFAULT_FILE_MB = 2048
+MAX_ANSWER_BYTES = 16 * 2**20
 
-def _entry(fn: str, kwargs: dict, queue) -> None:
+# the tasks a worker runs, by name: function name in this module, modules imported before the limits are set
+_TASKS = {"_child_import": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
+          "_child_export": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
+          "_child_quantize": ("torch", "onnx", "onnxruntime", "safetensors.torch")}
+TEST_TASKS: dict[str, str] = {}
+"""Test hook: ``{name: "module:function"}`` tasks a test registers (``monkeypatch.setitem``); empty in the
+app, so a worker runs nothing but the functions of this module named in ``_TASKS``."""
+
+_BLOCKED_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+                             "os.forkpty", "pty.spawn", "os.startfile"})
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """Limits of one worker process (see the module docstring); sizes in MiB, time in seconds."""
+
+    memory_mb: int
+    cpu_s: int
+    file_mb: int
+
+
+def _env_int(name: str, default: int) -> int:
     try:
-        res = globals()[fn](**kwargs)
-        queue.put(("ok", res))
-    except LayerLabError as e:
-        queue.put(("user", f"{type(e).__name__}: {e}" if not isinstance(e, ModelImportError) else str(e)))
-    except BaseException as e:  # noqa: BLE001  reported to the parent as one line
-        queue.put(("crash", f"{type(e).__name__}: {str(e)[:300]}", traceback.format_exc(limit=3)))
+        v = int(os.environ.get(name, ""))
+        return v if v > 0 else default
+    except ValueError:
+        return default
+
+
+def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:
+    """The limits a worker gets: defaults, or the ``LAYERLAB_WORKER_*`` variables of the server's environment."""
+    return WorkerLimits(memory_mb=_env_int(MEMORY_ENV, DEFAULT_MEMORY_MB),
+                        cpu_s=_env_int(CPU_ENV, max(60, int(4 * timeout))),
+                        file_mb=_env_int(FILE_ENV, DEFAULT_FILE_MB))
+
+
+def worker_env(private: str | os.PathLike) -> dict[str, str]:
+    """The worker's whole environment: nothing of the server's but ``PATH`` and the locale; ``HOME`` and the
+    temporary folder are ``private``; this package (and the user site, when the server uses it) importable."""
+    from builder.runs.launcher import package_root
+
+    paths = [str(package_root())]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    try:
+        import site
+
+        user_site = site.getusersitepackages()
+        if user_site in sys.path:
+            paths.append(user_site)
+    except (AttributeError, ValueError):
+        pass
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(private), "TMPDIR": str(private),
+           "TMP": str(private), "TEMP": str(private), "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "CUDA_VISIBLE_DEVICES": "",
+           "MALLOC_ARENA_MAX": "2", "LANG": os.environ.get("LANG", "C.UTF-8")}
+    for k in ("LC_ALL", "LC_CTYPE"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return env
 
 
 def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> Any:
-    """Run ``fn(**kwargs)`` (a function of this module) in a spawned process; its result comes back pickled
-    from our own child, never from the file. Raises ModelImportError on failure or timeout."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_entry, args=(fn, kwargs, queue), daemon=True)
-    proc.start()
-    import queue as queue_mod
-    import time
+    """Run ``fn(**kwargs)`` (a task of this module: ``_child_import``, ``_child_export``, ``_child_quantize``)
+    in a sandboxed interpreter (see the module docstring). Arguments and the answer are JSON.
 
-    deadline = time.monotonic() + timeout
+    Raises:
+        ModelImportError: the task's own error, or one line naming a crash (signal), a timeout, running out of
+            memory, CPU time or file size, or an attempt to start a process.
+    """
+    if fn not in _TASKS and fn not in TEST_TASKS:
+        raise ModelImportError(f"no worker task {fn!r}")
+    lim = worker_limits(timeout)
+    private = tempfile.mkdtemp(prefix="layerlab-worker-")
+    answer = Path(private) / "answer.json"
+    request = json.dumps({"task": fn, "test": TEST_TASKS.get(fn), "kwargs": kwargs, "limits": asdict(lim),
+                          "answer": str(answer)})
+    try:
+        with open(Path(private) / "worker.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-c", "from builder.interchange.worker import _child_main; "
+                                     "_child_main()"], stdin=subprocess.PIPE, stdout=log, stderr=log,
+                                    env=worker_env(private), cwd=private, start_new_session=True, close_fds=True)
+            try:
+                proc.communicate(request.encode(), timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                raise ModelImportError(f"the worker did not answer within {timeout:.0f} s and was stopped. Fix: try "
+                                       "a smaller model") from None
+            finally:
+                _kill_group(proc)  # anything it left behind in its session
+        return _answer(answer, proc.returncode, lim)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+def _answer(path: Path, code: int | None, lim: WorkerLimits) -> Any:
+    """The task's result from the worker's answer file, or a one-line ModelImportError."""
     msg = None
     try:
-        while msg is None:
-            try:
-                msg = queue.get(timeout=0.2)
-            except queue_mod.Empty:
-                if not proc.is_alive() and queue.empty():
-                    raise ModelImportError(f"the worker process ended without an answer (exit code {proc.exitcode}; "
-                                           "out of memory or a crashing parser). Fix: try a smaller model") from None
-                if time.monotonic() > deadline:
-                    raise ModelImportError(f"the worker did not answer within {timeout:.0f} s. Fix: try a smaller "
-                                           "model") from None
-    finally:
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-    if msg[0] == "ok":
-        return msg[1]
-    raise ModelImportError(msg[1])
+        with open(path, "rb") as f:
+            raw = f.read(MAX_ANSWER_BYTES + 1)
+        if len(raw) <= MAX_ANSWER_BYTES:
+            msg = json.loads(raw)
+    except (OSError, ValueError):
+        msg = None
+    if isinstance(msg, dict) and msg.get("status") == "ok" and code == 0:
+        return msg.get("result")
+    if isinstance(msg, dict) and msg.get("status") in ("user", "crash") and isinstance(msg.get("message"), str):
+        text = " ".join(msg["message"].split())[:500]
+        if msg.get("kind") == "memory":
+            text = (f"the worker ran out of memory (limit {lim.memory_mb} MiB over its start-up footprint; "
+                    f"{text[:200]}). Fix: try a smaller model, or raise {MEMORY_ENV}")
+        raise ModelImportError(text)
+    raise ModelImportError(_death(code, lim))
 
 
-# ----------------------------------------------------------------------------------------- child functions
+def _death(code: int | None, lim: WorkerLimits) -> str:
+    """One line for a worker that ended without an answer."""
+    if code is not None and code < 0:
+        sig = -code
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        why = {signal.SIGSEGV: "a crash in native code (segmentation fault)",
+               signal.SIGBUS: "a crash in native code (bus error)",
+               signal.SIGABRT: "an abort in native code",
+               signal.SIGILL: "a crash in native code (illegal instruction)",
+               signal.SIGFPE: "a crash in native code (arithmetic fault)",
+               signal.SIGXCPU: f"its CPU time ran out (limit {lim.cpu_s} s; raise {CPU_ENV})",
+               signal.SIGXFSZ: f"it wrote a file over the size limit ({lim.file_mb} MiB; raise {FILE_ENV})",
+               signal.SIGKILL: "it was killed (out of memory, or stopped)"}.get(sig, "a signal")
+        return (f"the worker process died from {name}: {why}. Nothing was imported; the app is unaffected. Fix: "
+                "check the file, or try a smaller model")
+    return (f"the worker process ended without an answer (exit code {code}). Nothing was imported. Fix: check "
+            "the file, or try a smaller model")
+
+
+# ----------------------------------------------------------------------------------------- inside the worker
+
+
+def _child_main() -> None:
+    """The worker's entry point: read the request from stdin, set the limits, lock down, run, answer."""
+    req = json.loads(sys.stdin.buffer.read(MAX_ANSWER_BYTES))
+    answer = req["answer"]
+    lim = WorkerLimits(**req["limits"])
+    try:
+        fn = _resolve(req["task"], req.get("test"))
+        _preload(_TASKS.get(req["task"], ()))
+        _set_limits(lim)
+        _no_new_processes()
+        out = {"status": "ok", "result": fn(**req["kwargs"])}
+    except LayerLabError as e:
+        out = {"status": "user", "message": f"{type(e).__name__}: {e}" if not isinstance(e, ModelImportError) else str(e)}
+    except MemoryError as e:
+        out = {"status": "crash", "kind": "memory", "message": f"MemoryError: {str(e)[:200]}"}
+    except BaseException as e:  # noqa: BLE001  reported to the parent as one line
+        text = f"{type(e).__name__}: {str(e)[:300]}"
+        kind = "memory" if "can't allocate memory" in text or "out of memory" in text.lower() else "crash"
+        out = {"status": "crash", "kind": kind, "message": text}
+    try:
+        data = json.dumps(out)
+    except (TypeError, ValueError) as e:
+        data = json.dumps({"status": "crash", "message": f"the worker's answer is not JSON ({str(e)[:200]})"})
+    with open(answer, "w", encoding="utf-8") as f:
+        f.write(data)
+
+
+def _resolve(task: str, test: str | None):
+    if task in _TASKS:
+        return globals()[task]
+    if not test:
+        raise ModelImportError(f"no worker task {task!r}")
+    import importlib
+
+    module, _, name = test.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    """Import the libraries a task needs before the address-space limit is measured and set."""
+    import importlib
+
+    for m in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(m)
+
+
+def _vm_size() -> int:
+    """This process's mapped address space in bytes (0 where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _set_limits(lim: WorkerLimits) -> None:
+    import resource
+
+    def cap(which: int, value: int) -> None:
+        _, hard = resource.getrlimit(which)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(which, (value, hard))
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-large write is an OSError (EFBIG), not a kill
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_FSIZE, lim.file_mb * 2**20)
+    cap(resource.RLIMIT_CPU, lim.cpu_s)
+    cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
+
+
+def _no_new_processes() -> None:
+    """From here on this process starts no process: a seccomp filter (where the kernel and architecture
+    allow) refuses fork, vfork, execve and process clones in native code too; an audit hook refuses
+    Python's ways with a clear message."""
+    _seccomp_no_processes()
+
+    def hook(event: str, _args) -> None:
+        if event in _BLOCKED_EVENTS:
+            raise PermissionError(f"the import worker may not start processes (it tried {event})")
+
+    sys.addaudithook(hook)
+
+
+def _seccomp_no_processes() -> bool:
+    """Install a seccomp filter on every thread: ``fork``/``vfork``/``execve``/``execveat`` and ``clone``
+    without ``CLONE_THREAD`` fail with EPERM, ``clone3`` with ENOSYS (its flags cannot be inspected; libc
+    falls back to ``clone``). Returns whether it was installed (Linux on x86-64 or aarch64 only)."""
+    import ctypes
+    import platform
+    import struct
+
+    arch = platform.machine()
+    if sys.platform != "linux" or arch not in ("x86_64", "aarch64"):
+        return False
+    if arch == "x86_64":
+        audit_arch, sys_seccomp = 0xC000003E, 317
+        deny = {57: 1, 58: 1, 59: 1, 322: 1, 435: 38}  # fork, vfork, execve, execveat: EPERM; clone3: ENOSYS
+        clone = 56
+    else:
+        audit_arch, sys_seccomp = 0xC00000B7, 277
+        deny = {221: 1, 281: 1, 435: 38}  # execve, execveat: EPERM; clone3: ENOSYS
+        clone = 220
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, errno = 0x7FFF0000, 0x00050000
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, allow), (ld, 0, 0, 0)]
+    for nr, err in deny.items():
+        prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]
+    prog += [(jeq, 1, 0, clone), (ret, 0, 0, allow),
+             (ld, 0, 0, 16), (jset, 1, 0, 0x00010000), (ret, 0, 0, errno | 1), (ret, 0, 0, allow)]
+    raw = b"".join(struct.pack("<HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(raw, len(raw))
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = Prog(len(prog), ctypes.addressof(buf))
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+            return False
+        # SECCOMP_SET_MODE_FILTER with SECCOMP_FILTER_FLAG_TSYNC: every thread of the process
+        return libc.syscall(sys_seccomp, 1, 1, ctypes.byref(fprog)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+# ----------------------------------------------------------------------------------------- tasks
 
 
 def _child_import(path: str, out: str) -> dict:
@@ -151,4 +408,5 @@ def quantize_run_isolated(workspace: str | os.PathLike, run_id: str, timeout: fl
     return run_isolated("_child_quantize", timeout, workspace=str(workspace), run_id=run_id)
 
 
-__all__ = ["import_upload", "export_onnx_bytes", "quantize_run_isolated", "run_isolated", "MAX_UPLOAD_BYTES"]
+__all__ = ["import_upload", "export_onnx_bytes", "quantize_run_isolated", "run_isolated", "worker_limits", "worker_env",
+           "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS"]

@@ -1,7 +1,14 @@
 """builder.interchange.worker: an uploaded model is parsed in a worker process and recorded as a run (the
-example in the module's docstring, which needs files and processes, run as a test)."""
+example in the module's docstring, which needs files and processes, run as a test); the worker's sandbox holds
+against tasks that crash, allocate, loop, start processes, write large files or read the environment."""
 
 from __future__ import annotations
+
+import errno
+import json
+import platform
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +32,135 @@ def test_import_upload_records_the_weights_as_a_run(tmp_path):
 def test_import_upload_refuses_before_parsing(tmp_path, name: str, size: int, match: str):
     with pytest.raises(ModelImportError, match=match):
         import_upload(b"x" * size, name, RunStore(tmp_path), max_bytes=10)
+
+
+# ------------------------------------------------------------------ the sandbox (issue 21): hostile worker tasks
+# Tasks run inside the worker through the explicit test hook ``worker.TEST_TASKS`` (the child imports this
+# module to find them); the app registers none, so its workers run only the module's own tasks.
+
+
+def _task_segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+def _task_allocate(mb: int) -> int:
+    return len(bytearray(mb * 2**20))
+
+
+def _task_loop() -> None:
+    while True:
+        pass
+
+
+def _task_spawn() -> str:
+    import subprocess
+
+    return subprocess.run(["true"], check=False).returncode
+
+
+def _task_system() -> int:
+    import os
+
+    return os.system("true")
+
+
+def _task_native_fork() -> dict:
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = libc.fork()
+    if pid == 0:  # only if the filter failed: the copy leaves at once
+        os._exit(0)
+    return {"pid": pid, "errno": ctypes.get_errno()}
+
+
+def _task_write(path: str, mb: int) -> int:
+    with open(path, "wb") as f:
+        f.write(bytes(mb * 2**20))
+    return mb
+
+
+def _task_environment() -> dict:
+    import os
+    import tempfile
+
+    return {"env": dict(os.environ), "cwd": os.getcwd(), "tmp": tempfile.gettempdir()}
+
+
+@pytest.fixture
+def hostile(monkeypatch):
+    """Register this module's tasks with the worker's test hook; returns ``run(name, **kw)``."""
+    from builder.interchange import worker
+
+    for name in ("segfault", "allocate", "loop", "spawn", "system", "native_fork", "write", "environment"):
+        monkeypatch.setitem(worker.TEST_TASKS, name, f"{__name__}:_task_{name}")
+    return worker.run_isolated
+
+
+def _one_line_error(run, *args, **kwargs) -> str:
+    with pytest.raises(ModelImportError) as e:
+        run(*args, **kwargs)
+    msg = str(e.value)
+    assert "\n" not in msg and "Traceback" not in msg, msg
+    return msg
+
+
+def test_a_crashing_worker_is_an_error_message_and_the_caller_lives(hostile):
+    msg = _one_line_error(hostile, "segfault", 60)
+    assert "SIGSEGV" in msg and "segmentation fault" in msg
+
+
+def test_a_worker_that_allocates_too_much_runs_out_of_its_own_memory(hostile, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKER_MEMORY_MB", "256")
+    msg = _one_line_error(hostile, "allocate", 60, mb=4096)
+    assert "ran out of memory (limit 256 MiB" in msg and "LAYERLAB_WORKER_MEMORY_MB" in msg
+    assert hostile("allocate", 60, mb=64) == 64 * 2**20  # within the limit: fine
+
+
+def test_a_worker_that_loops_is_stopped_at_the_timeout(hostile):
+    assert "did not answer within 2 s" in _one_line_error(hostile, "loop", 2)
+
+
+def test_a_worker_that_loops_runs_out_of_cpu_time(hostile, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKER_CPU_S", "1")
+    assert "CPU time ran out (limit 1 s" in _one_line_error(hostile, "loop", 120)
+
+
+@pytest.mark.parametrize("task", ["spawn", "system"])
+def test_a_worker_may_not_start_processes(hostile, task):
+    assert "may not start processes" in _one_line_error(hostile, task, 60)
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"),
+                    reason="the seccomp filter is installed on Linux x86-64 and aarch64")
+def test_a_worker_may_not_fork_from_native_code(hostile):
+    assert hostile("native_fork", 60) == {"pid": -1, "errno": errno.EPERM}
+
+
+def test_a_worker_writes_no_file_over_the_size_limit(hostile, monkeypatch, tmp_path):
+    monkeypatch.setenv("LAYERLAB_WORKER_FILE_MB", "1")
+    assert "File too large" in _one_line_error(hostile, "write", 60, path=str(tmp_path / "big"), mb=2)
+    assert hostile("write", 60, path=str(tmp_path / "small"), mb=0) == 0
+
+
+def test_a_worker_sees_a_clean_environment_and_a_private_folder(hostile, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    seen = hostile("environment", 60)
+    env = seen["env"]
+    assert "hunter2" not in json.dumps(env)
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "TMP", "TEMP", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE",
+                        "PYTHONNOUSERSITE", "CUDA_VISIBLE_DEVICES", "MALLOC_ARENA_MAX", "LANG", "LC_ALL", "LC_CTYPE"}
+    private = Path(seen["cwd"])
+    assert env["HOME"] == env["TMPDIR"] == seen["tmp"] == str(private)
+    assert private.name.startswith("layerlab-worker-") and not private.exists()  # removed afterwards
+
+
+def test_only_registered_tasks_run_in_a_worker():
+    from builder.interchange.worker import run_isolated
+
+    for name in ("os.system", "_entry", "segfault", "__import__"):
+        assert "no worker task" in _one_line_error(run_isolated, name, 10)
