@@ -327,7 +327,7 @@ def try_it_tab(xs: ExplainSession, i: int) -> None:
 
     form = tryit.try_form(xs, i)
     methods = xs.methods()
-    method = st.selectbox("Attribution", [*methods.default, *(m for m in methods.available
+    method = st.columns([1, 2])[0].selectbox("Attribution", [*methods.default, *(m for m in methods.available
                                                              if m not in methods.default), None],
                           format_func=lambda m: "none" if m is None else xs.method_label(m), key=_k("ll_try_method"),
                           help="Computed for the predicted class of your input")
@@ -361,7 +361,7 @@ def try_it_tab(xs: ExplainSession, i: int) -> None:
         return
     c = st.columns([1, 3])
     conf = f"{res.confidence:.1%} confident" if res.confidence == res.confidence else None  # NaN: a value
-    c[0].metric("Your input's prediction", ui.md(res.predicted), delta=conf, delta_color="off")
+    c[0].metric("Your input's prediction", ui.md(res.predicted), delta=conf, delta_color="off", delta_arrow="off")
     if res.runners_up:
         c[0].caption("Next: " + ", ".join(f"{ui.md(n)} {p:.0%}" for n, p in res.runners_up))
     if res.error:

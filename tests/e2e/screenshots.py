@@ -101,6 +101,10 @@ def main() -> None:
         page.wait_for_selector("h1:has-text('Explain')", timeout=60_000)
         page.locator("[data-testid=stPlotlyChart]").first.wait_for(timeout=120_000)
         shoot(page, args.out, "explain-1440")
+        page.get_by_role("tab", name="Try it").click()
+        page.get_by_text("Your input's prediction").first.wait_for(timeout=60_000)
+        page.locator("[data-testid=stPlotlyChart]").last.wait_for(timeout=60_000)
+        shoot(page, args.out, "explain-try-it-1440")
 
         page.set_viewport_size({"width": 900, "height": 900})
         for name, path in (("build", "build"), ("data", "data"), ("train", "train"), ("runs", f"runs?run={rid}"),
