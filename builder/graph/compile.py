@@ -27,15 +27,32 @@ from builder.graph.registry import TOKENS, get_spec
 from builder.graph.report import Budget, ShapeReport
 from builder.graph.shapes import infer_shapes, module_ctor
 
-_RESERVED = set(keyword.kwlist) | set(dir(builtins)) | set(dir(nn.Module)) | set(dir(fx.GraphModule)) | {
-    "torch", "nn", "self", "math", "operator", "inf", "nan", "device", "fx", "model", "Model"}
+
+def _reserved_names() -> frozenset[str]:
+    """Names a node's module attribute must not take: Python keywords and builtins, every attribute of an
+    ``nn.Module`` and an ``fx.GraphModule`` (class and instance: ``training``, ``meta``, ``shape_env``,
+    ``_modules``...), what the generated and exported code imports, and LayerLab's own attributes."""
+    instances = set(dir(nn.Module())) | set(dir(fx.GraphModule(nn.Module(), fx.Graph())))
+    return frozenset(set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | set(dir(nn.Module))
+                     | set(dir(fx.GraphModule)) | set(dir(fx.Graph)) | instances | {
+                         "torch", "nn", "self", "math", "operator", "inf", "nan", "device", "fx", "model", "Model",
+                         "fx_pytree", "pytree", "NoneType", "meta", "shape_env", "graph", "code", "training"})
+
+
+_RESERVED = _reserved_names()
 
 
 def module_names(graph) -> dict[str, str]:
     """Deterministic Python identifiers for node ids: ``"conv 1"`` → ``conv_1``; clashes get ``_2``, ``_3``.
 
-    Identifiers that torch or Python reserve (``forward``, ``eval``, ``class``, ``torch`` ...) get a trailing ``_``.
+    Identifiers that torch or Python reserve (``forward``, ``eval``, ``training``, ``meta``, ``class``, ``torch``
+    ...: :data:`_RESERVED`) get a trailing ``_``. The one mapping from node ids to module attributes, state-dict
+    prefixes, placeholder and export names: compile, the ``.py`` and ONNX exports use it, and every reader of a
+    compiled model goes through ``model.layerlab_names``. ``graph``: a Graph, Project, dict or path.
     """
+    from builder.graph.project import as_graph
+
+    graph = as_graph(graph)
     names: dict[str, str] = {}
     used: set[str] = set()
     for n in graph.nodes:
