@@ -6,6 +6,7 @@ Under ``torchrun`` the ``train`` command trains with DistributedDataParallel (se
 Example::
 
     layerlab train cnn.json --dataset digits --epochs 20
+    layerlab train mlp --dataset iris --adapt --folds 5
     layerlab runs list
     layerlab runs resume 20261121-104000-ab12cd
     layerlab export --run 20261121-104000-ab12cd -o model.safetensors
@@ -91,6 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-nodes", dest="init_nodes", help="comma-separated node ids to initialise")
     p.add_argument("--freeze", help="comma-separated node ids to freeze")
     p.add_argument("--name", help="run name")
+    p.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: K runs, run k tested on fold k "
+                   "(stratified for classification), grouped; prints mean ± std of every test metric")
     add_train_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -274,12 +277,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         from builder.data.sources import kind_for_path
 
         dataset = kind_for_path(args.data_path)
+    if getattr(args, "folds", None) is not None:
+        if env_world_size() > 1:
+            raise TrainingError("--folds does not run under torchrun; run it as a plain command")
+        return _train_folds(project, dataset, cfg, opts, args)
     if env_world_size() > 1:
         return _train_distributed(project, dataset, cfg, opts, args)
     store = RunStore(args.workspace)
     return _run_job(lambda progress: run_training(project, dataset, cfg, store, [progress], dataset_options=opts,
                                                   on_event=progress, background=True, adapt=args.adapt,
                                                   name=args.name), args)
+
+
+def _train_folds(project, dataset, cfg, opts, args) -> int:
+    """``train ... --folds K``: K runs (builder.training.crossval), then mean ± std of the test metrics."""
+    from builder.runs.store import RunStore
+    from builder.training.crossval import cross_validate, format_summary
+
+    progress = Progress(enabled=not args.quiet)
+
+    def on_fold(k: int, result) -> None:
+        if not args.json:
+            test = ", ".join(f"{m} {v:.4f}" for m, v in (result.test or {}).items()
+                             if m != "n" and isinstance(v, (int, float)))
+            print(f"fold {k + 1}/{args.folds}: run {result.run_id} {result.status}" + (f"; test {test}" if test else ""))
+
+    res = cross_validate(project, dataset, cfg, RunStore(args.workspace), folds=args.folds, dataset_options=opts,
+                         callbacks=[progress], adapt=args.adapt, name=args.name, on_fold=on_fold,
+                         on_event=progress)
+    if args.json:
+        print(json.dumps(res.to_dict(), default=str))
+    else:
+        print(f"cross-validation group {res.group} ({res.folds} folds; list with tag crossval={res.group})")
+        for line in format_summary(res.summary):
+            print(f"test {line}")
+    return 0 if res.ok else 1
 
 
 def _train_distributed(project, dataset, cfg, opts, args) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 from builder.data.builtin import is_builtin, list_names, load_builtin
 from builder.data.images import load_image_folder
-from builder.data.splits import Dataset, DatasetInfo
+from builder.data.splits import Dataset, DatasetInfo, fold_split
 from builder.data.tabular import load_csv
 from builder.errors import DatasetError
 
@@ -215,7 +215,8 @@ def load_dataset(source: Any, **options: Any) -> Dataset:
             ``image_folder`` (option ``path``: a folder or a .zip), or anything :meth:`DatasetSource.of` reads.
         options: dataset options (``n_samples``, ``noise``, ...; unknown ones are an error), and for every
             dataset ``seed`` (generation and split), ``val_fraction``, ``test_fraction``, ``task`` (an override,
-            e.g. ``"reconstruction"``) and ``flatten`` (images as flat vectors).
+            e.g. ``"reconstruction"``), ``flatten`` (images as flat vectors) and ``folds`` with ``fold``
+            (cross-validation: the test split is fold ``fold`` of ``folds``, :func:`~builder.data.splits.fold_split`).
 
     Raises:
         DatasetError: unknown name or option, bad values, unreadable user data.
@@ -224,16 +225,18 @@ def load_dataset(source: Any, **options: Any) -> Dataset:
     opts = dict(src.options)
     flatten = bool(opts.pop("flatten", False))
     split = {k: opts.pop(k, default) for k, default in _SPLIT_ARGS.items()}
+    fold, folds = opts.pop("fold", 0), opts.pop("folds", None)
     kind = src.upload
-    if kind is None:
-        if not is_builtin(src.name):
-            known = ", ".join(sorted([*list_names(), *SOURCE_KINDS]))
-            raise DatasetError(f"unknown dataset {src.name!r}; known datasets: {known}")
-        ds = load_builtin(src.name, **split, **opts)
-    else:
-        if any(o not in opts for o in kind.required):
-            raise DatasetError(kind.missing)
-        ds = kind.load(opts.pop("path"), opts, split, src.label)
+    with fold_split(fold, folds):  # cross-validation: test on fold ``fold`` of ``folds``
+        if kind is None:
+            if not is_builtin(src.name):
+                known = ", ".join(sorted([*list_names(), *SOURCE_KINDS]))
+                raise DatasetError(f"unknown dataset {src.name!r}; known datasets: {known}")
+            ds = load_builtin(src.name, **split, **opts)
+        else:
+            if any(o not in opts for o in kind.required):
+                raise DatasetError(kind.missing)
+            ds = kind.load(opts.pop("path"), opts, split, src.label)
     return ds.flattened() if flatten else ds
 
 
