@@ -257,12 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> tuple:
     """The modules adding sub-commands (``register(subparsers)``), in order: ``search`` extends ``train`` and
-    ``runs``. They import :mod:`builder.cli.common`, never this module. Imported here, not at the top, so that
-    ``python -m builder.cli.train`` finds its module not yet imported."""
+    ``runs``; ``checks`` adds ``calibrate`` and ``drift``. They import :mod:`builder.cli.common`, never this module.
+    Imported here, not at the top, so that ``python -m builder.cli.train`` finds its module not yet imported."""
+    import builder.cli.checks
     import builder.cli.search
     import builder.cli.train
 
-    return (builder.cli.train, builder.cli.search)
+    return (builder.cli.train, builder.cli.search, builder.cli.checks)
 
 
 def main(argv: list[str] | None = None) -> int:

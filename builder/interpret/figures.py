@@ -533,3 +533,26 @@ def boundary_figure(grid: Mapping[str, Any], points: Mapping[str, Any] | None = 
                       yaxis=dict(range=[ys[0], ys[-1]], title="x₂", zeroline=False, scaleanchor="x", scaleratio=1),
                       uirevision="boundary")
     return fig
+
+
+def reliability_figure(before: Mapping[str, Any], after: Mapping[str, Any] | None = None, *,
+                       height: int = 360) -> go.Figure:
+    """Reliability diagram: accuracy against mean confidence per bin, the diagonal is perfect calibration.
+
+    ``before`` / ``after``: :class:`builder.interpret.calibration.Reliability` dicts (``to_dict()``; a run's
+    ``calibration.json`` holds both), drawn as "before" and "after temperature scaling"; empty bins are left out.
+    """
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", hoverinfo="skip",
+                               line=dict(color="#94a3b8", dash="dash")))
+    for rel, label, color in ((before, "before", _BOUNDARY_COLORS[1]), (after, "after scaling", _BOUNDARY_COLORS[0])):
+        if not rel:
+            continue
+        pts = [(c, a, n) for c, a, n in zip(rel["confidence"], rel["accuracy"], rel["counts"]) if n]
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                 name=f"{label} (ECE {rel['ece']:.3f})", customdata=[p[2] for p in pts],
+                                 marker=dict(color=color), line=dict(color=color),
+                                 hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} samples"
+                                               "<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), title="Reliability",
+                      xaxis=dict(range=[0, 1], title="confidence"), yaxis=dict(range=[0, 1.02], title="accuracy"))
+    return fig

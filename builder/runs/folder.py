@@ -12,6 +12,7 @@ workspaces hold, so they keep working::
     live_attributions.safetensors    attributions recorded during training (builder.interpret.live)
     model_card.md                    the Markdown model card (builder.runs.modelcard)
     imported.json                    the project of an imported model (builder.interchange.importer)
+    calibration.json                 temperature, ECE and coverage of a classifier (builder.interpret.calibration)
     exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
 
 Example::
@@ -42,6 +43,7 @@ class RunFolder:
     LIVE_ATTRIBUTIONS = "live_attributions.safetensors"
     MODEL_CARD = "model_card.md"
     IMPORTED = "imported.json"
+    CALIBRATION = "calibration.json"
     EXPORTS = "exports"
     ONNX = "model.onnx"
     ONNX_INT8 = "model.int8.onnx"
@@ -120,6 +122,11 @@ class RunFolder:
         """The project file of an imported model."""
         return self.path / self.IMPORTED
 
+    @property
+    def calibration(self) -> Path:
+        """The calibration report (temperature, ECE before/after, coverage; builder.interpret.calibration)."""
+        return self.path / self.CALIBRATION
+
     # ---- exports
     @property
     def exports(self) -> Path:
@@ -179,6 +186,15 @@ class RunFolder:
     def read_onnx_int8(self) -> bytes | None:
         """The int8 ONNX file's bytes (written by ``quantize_run``), or None when the run was not quantized."""
         return _read_bytes(self.onnx_int8)
+
+    def read_calibration(self) -> dict[str, Any] | None:
+        """The calibration report as a dict (``temperature``, ``ece_before``, ``ece_after``, ...), or None when
+        the run was not calibrated or the file cannot be read."""
+        try:
+            data = json.loads(self.calibration.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def read_model_card(self) -> str | None:
         """The written model card, or None when there is none yet."""
