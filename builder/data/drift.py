@@ -1,0 +1,362 @@
+"""Data drift: has new data moved away from what a model was trained on? (tables; images and sequences: not yet)
+
+The reference is the training split of the run's dataset in the data's own units: a built-in table with its
+standardisation undone (:attr:`DatasetInfo.input_mean` / ``input_std``), a CSV re-read from its file with the
+run's split reproduced (text columns stay text). Each feature of the new table is compared with it:
+
+* numeric features: the two-sample Kolmogorov-Smirnov test;
+* categorical features (text columns; integer columns with at most :data:`MAX_LEVELS` values): the χ² test of
+  homogeneity on the level counts;
+* every feature: the population stability index, ``PSI = sum (q - p) ln(q / p)`` over ten reference-quantile
+  bins (or the levels); 0.1-0.25 is commonly read as a moderate shift, above 0.25 a large one.
+
+A feature *moved* when its p-value is below ``alpha / features`` (Bonferroni: at most an ``alpha`` chance that
+any feature of an unchanged source is flagged). With a model, the report adds the shift of its prediction
+confidence (KS) and predicted class mix (χ²) between the held-out test split and the new data. Example::
+
+    >>> import pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> ref = pd.DataFrame({"a": rng.normal(size=300), "b": rng.integers(0, 3, 300)})
+    >>> new = pd.DataFrame({"a": rng.normal(size=300) * 3, "b": rng.integers(0, 3, 300)})
+    >>> [(f.name, f.test, f.moved) for f in compare_tables(ref, new, categorical={"b"})]
+    [('a', 'ks', True), ('b', 'chi2', False)]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from builder.data.splits import Dataset, fold_split, split_indices
+from builder.errors import DatasetError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+MAX_LEVELS = 10  # an integer column with at most this many distinct values is treated as categorical
+PSI_BINS = 10
+_EPS = 1e-4  # floor of a bin's share in the PSI (an empty bin would give log 0)
+_TABLES = ("tabular", "points2d")
+
+
+@dataclass
+class FeatureDrift:
+    """One feature compared: the test (``ks`` or ``chi2``), its statistic and p-value, the PSI, whether it
+    moved at the corrected level, and a summary of each side (mean, or the most common level)."""
+
+    name: str
+    test: str
+    statistic: float
+    p_value: float
+    psi: float
+    moved: bool
+    reference: str
+    new: str
+
+
+@dataclass
+class DriftReport:
+    """Every feature compared, the corrected threshold, the features that moved, and the prediction shift."""
+
+    features: list[FeatureDrift]
+    alpha: float
+    threshold: float
+    n_reference: int
+    n_new: int
+    prediction: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def moved(self) -> list[str]:
+        """The features that moved, the smallest p-value first."""
+        return [f.name for f in sorted(self.features, key=lambda f: f.p_value) if f.moved]
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return {"alpha": self.alpha, "threshold": self.threshold, "n_reference": self.n_reference,
+                "n_new": self.n_new, "moved": self.moved, "features": [asdict(f) for f in self.features],
+                "prediction": self.prediction, "notes": self.notes}
+
+    def lines(self) -> list[str]:
+        """The report as text lines: the summary, a table of the features, the prediction shift."""
+        moved = self.moved
+        out = [f"{len(moved)} of {len(self.features)} features moved (p < {self.alpha:g} / {len(self.features)} = "
+               f"{self.threshold:.2g}, Bonferroni); reference {self.n_reference} training rows, new {self.n_new} rows"
+               + (f": {', '.join(moved)}" if moved else "")]
+        w = max([len("feature"), *(len(f.name) for f in self.features)])
+        out.append(f"{'feature':<{w}}  test  {'statistic':>9}  {'p-value':>9}  {'PSI':>6}  moved  reference -> new")
+        for f in sorted(self.features, key=lambda f: f.p_value):
+            out.append(f"{f.name:<{w}}  {f.test:<4}  {f.statistic:>9.4f}  {f.p_value:>9.2e}  {f.psi:>6.3f}  "
+                       f"{'yes' if f.moved else 'no':<5}  {f.reference} -> {f.new}")
+        p = self.prediction
+        if p:
+            out.append(f"prediction confidence: mean {p['confidence_reference']:.3f} -> {p['confidence_new']:.3f} "
+                       f"(KS p {p['confidence_p_value']:.2e})")
+            if p.get("class_mix_new"):
+                mix = ", ".join(f"{k} {p['class_mix_reference'][k]:.0%} -> {v:.0%}" for k, v in p["class_mix_new"].items())
+                out.append(f"predicted class mix: {mix} (χ² p {p['class_mix_p_value']:.2e})")
+        out += [f"note: {n}" for n in self.notes]
+        return out
+
+
+# ------------------------------------------------------------------------------------------- the tests
+def _psi(p: np.ndarray, q: np.ndarray) -> float:
+    p = np.maximum(p / max(p.sum(), 1), _EPS)
+    q = np.maximum(q / max(q.sum(), 1), _EPS)
+    return float(((q - p) * np.log(q / p)).sum())
+
+
+def _chi2(ref_counts: np.ndarray, new_counts: np.ndarray) -> tuple[float, float]:
+    from scipy.stats import chi2_contingency
+
+    table = np.stack([ref_counts, new_counts]).astype(float)
+    table = table[:, table.sum(0) > 0]
+    if table.shape[1] < 2 or (table.sum(1) == 0).any():
+        return 0.0, 1.0
+    stat, p, _, _ = chi2_contingency(table, correction=False)
+    return float(stat), float(p)
+
+
+def _numeric(name: str, ref: np.ndarray, new: np.ndarray) -> tuple[str, float, float, float, str, str]:
+    from scipy.stats import ks_2samp
+
+    ref, new = ref[np.isfinite(ref)], new[np.isfinite(new)]
+    if len(ref) == 0 or len(new) == 0:
+        raise DatasetError(f"feature {name!r} has no numeric values on one side; received {len(ref)} reference "
+                           f"and {len(new)} new values. Fix: check the column")
+    res = ks_2samp(ref, new)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, PSI_BINS + 1)[1:-1]))
+    p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1)
+    q = np.bincount(np.searchsorted(edges, new, side="right"), minlength=len(edges) + 1)
+    return "ks", float(res.statistic), float(res.pvalue), _psi(p, q), f"mean {ref.mean():.4g}", f"mean {new.mean():.4g}"
+
+
+def _categorical(ref: Any, new: Any) -> tuple[str, float, float, float, str, str]:
+    ref, new = [str(v) for v in ref], [str(v) for v in new]
+    levels = sorted(set(ref) | set(new))
+    index = {lv: i for i, lv in enumerate(levels)}
+    p = np.bincount([index[v] for v in ref], minlength=len(levels))
+    q = np.bincount([index[v] for v in new], minlength=len(levels))
+    stat, pv = _chi2(p, q)
+
+    def top(c: np.ndarray) -> str:
+        i = int(c.argmax())
+        return f"{levels[i]!s:.20} {c[i] / max(c.sum(), 1):.0%}"
+    return "chi2", stat, pv, _psi(p, q), top(p), top(q)
+
+
+def compare_tables(reference: pd.DataFrame, new: pd.DataFrame, *, categorical: set[str] | None = None,
+                   alpha: float = 0.05) -> list[FeatureDrift]:
+    """Compare every column of ``reference`` with the same column of ``new`` (KS or χ², PSI, Bonferroni).
+
+    Raises:
+        DatasetError: a column missing from ``new``, or an ``alpha`` outside (0, 1).
+    """
+    if not (0 < float(alpha) < 1):
+        raise DatasetError(f"alpha is a significance level in (0, 1); received {alpha!r}. Fix: e.g. 0.05")
+    missing = [c for c in reference.columns if c not in new.columns]
+    if missing:
+        raise DatasetError(f"the new data lacks column(s) {', '.join(map(repr, missing[:10]))} of the training data; "
+                           f"received columns {', '.join(map(repr, list(new.columns)[:20]))}. Fix: give the same "
+                           "feature columns (the target may be left out)")
+    cat = set(categorical or ())
+    threshold = float(alpha) / max(len(reference.columns), 1)
+    out = []
+    for c in reference.columns:
+        if c in cat:
+            test = _categorical(reference[c].where(reference[c].notna(), "<missing>"),
+                                new[c].where(new[c].notna(), "<missing>"))
+        else:
+            import pandas as pd
+
+            vals = pd.to_numeric(new[c], errors="coerce")
+            if (vals.isna() & new[c].notna()).any():
+                raise DatasetError(f"column {c!r} of the new data has non-numeric values (e.g. "
+                                   f"{new[c][vals.isna() & new[c].notna()].iloc[0]!r}); it is numeric in the training "
+                                   "data. Fix: correct those values")
+            test = _numeric(c, reference[c].to_numpy(dtype=float), vals.to_numpy(dtype=float))
+        name_, stat, p, psi, r, n = test
+        out.append(FeatureDrift(str(c), name_, stat, p, psi, bool(p < threshold), r, n))
+    return out
+
+
+# ------------------------------------------------------------------------------------- reference data
+def _low_cardinality_integers(df: pd.DataFrame) -> set[str]:
+    out = set()
+    for c in df.columns:
+        v = df[c].to_numpy()
+        if v.dtype.kind in "iuf":
+            v = v[np.isfinite(v.astype(float))]
+            if len(v) and np.all(v == np.round(v)) and len(np.unique(v)) <= MAX_LEVELS:
+                out.add(c)
+    return out
+
+
+def _check_table(ds: Dataset) -> None:
+    if ds.info.modality not in _TABLES:
+        raise DatasetError(f"drift checks for {ds.info.modality} data are not available yet (tables only in this "
+                           "version; images and sequences will compare the model's penultimate activations). Fix: "
+                           "check a run trained on a table")
+
+
+def reference_table(ds: Dataset) -> tuple[pd.DataFrame, set[str]]:
+    """The training split of a table dataset in the data's units, and its categorical columns.
+
+    Raises:
+        DatasetError: images or sequences (not yet), or a CSV whose file can no longer be read.
+    """
+    import pandas as pd
+
+    _check_table(ds)
+    if ds.info.source == "csv":
+        return _csv_reference(ds)
+    X = ds.train.X.detach().cpu().numpy().reshape(len(ds.train), -1).astype(np.float64)
+    if ds.info.input_mean is not None and ds.info.input_std is not None:
+        X = X * np.asarray(ds.info.input_std) + np.asarray(ds.info.input_mean)
+    names = list(ds.info.feature_names) or [f"x{i + 1}" for i in range(X.shape[1])]
+    if len(names) != X.shape[1]:
+        names = [f"x{i + 1}" for i in range(X.shape[1])]
+    df = pd.DataFrame(X, columns=names)
+    return df, _low_cardinality_integers(df)
+
+
+def _read_table(path: str | Path) -> pd.DataFrame:
+    from builder.data import limits
+    from builder.data.tabular import preview_csv
+
+    df = preview_csv(path, rows=limits.MAX_CSV_ROWS)  # every size check of load_csv, before pandas parses
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _csv_reference(ds: Dataset) -> tuple[pd.DataFrame, set[str]]:
+    """A CSV run's training rows re-read from its file, the split reproduced as :func:`load_csv` makes it."""
+    import pandas as pd
+
+    from builder.data.files import natural_key
+
+    opts = ds.info.options
+    path, target = opts.get("path"), opts.get("target")
+    if not path or not Path(str(path)).is_file():
+        raise DatasetError(f"the training file of this run is gone; received: {path!r}. Fix: put the CSV back at "
+                           "that path to compare new data with it")
+    df = _read_table(path).dropna(subset=[target])
+    classification = ds.info.task in ("multiclass", "binary")
+    y = None
+    if classification:
+        keys = df[target].astype(str).str.strip()
+        index = {c: i for i, c in enumerate(sorted(keys.unique().tolist(), key=natural_key))}
+        y = keys.map(index).to_numpy(dtype=np.int64)
+    with fold_split(opts.get("fold", 0), opts.get("folds")):
+        tr, _, _ = split_indices(y, len(df), seed=int(opts.get("seed", 0)), stratify=classification,
+                                 val_fraction=float(opts.get("val_fraction", 0.15)),
+                                 test_fraction=float(opts.get("test_fraction", 0.15)))
+    features = df.drop(columns=[target]).iloc[np.sort(tr)].reset_index(drop=True)
+    features = features[[c for c in features.columns if not features[c].isna().all()]]
+    text = {c for c in features.columns
+            if (pd.to_numeric(features[c], errors="coerce").isna() & features[c].notna()).any()}
+    return features, text | _low_cardinality_integers(features.drop(columns=list(text)))
+
+
+# ------------------------------------------------------------------------------------- model inputs
+def encode_table(ds: Dataset, table: pd.DataFrame, reference: pd.DataFrame | None = None) -> torch.Tensor:
+    """The rows of ``table`` as the model's inputs, encoded like the run's dataset (standardised with the
+    training statistics; a CSV's text columns one-hot over the training levels, unseen levels all zero).
+
+    Raises:
+        DatasetError: a column the model needs is missing.
+    """
+    import pandas as pd
+    import torch
+
+    if ds.info.source == "csv":
+        ref = reference if reference is not None else _csv_reference(ds)[0]
+        cols = []
+        for name in ds.info.feature_names:
+            if name in ref.columns and name in table.columns and name not in _text_columns(ref):
+                r = pd.to_numeric(ref[name], errors="coerce").to_numpy(dtype=float)
+                med = np.nanmedian(r) if np.isfinite(r).any() else 0.0
+                r = np.where(np.isnan(r), med, r)
+                v = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float)
+                sd = r.std()
+                cols.append((np.where(np.isnan(v), med, v) - r.mean()) / (sd if sd > 1e-12 else 1.0))
+                continue
+            col, _, level = name.partition("=")
+            if col not in table.columns:
+                raise DatasetError(f"the new data lacks column {col!r} the model reads. Fix: add it")
+            cats = table[col].astype(str).str.strip().where(table[col].notna(), "<missing>")
+            cols.append((cats == level).to_numpy(dtype=float))
+        X = np.stack(cols, 1)
+    else:
+        names = list(reference.columns) if reference is not None else reference_table(ds)[0].columns.tolist()
+        X = table[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        if ds.info.input_mean is not None and ds.info.input_std is not None:
+            X = (X - np.asarray(ds.info.input_mean)) / np.asarray(ds.info.input_std)
+    return torch.from_numpy(np.nan_to_num(X).astype(np.float32)).reshape(len(X), *ds.info.input_shape)
+
+
+def _text_columns(ref: pd.DataFrame) -> set[str]:
+    import pandas as pd
+
+    return {c for c in ref.columns if (pd.to_numeric(ref[c], errors="coerce").isna() & ref[c].notna()).any()}
+
+
+def prediction_shift(model: Any, ds: Dataset, X_new: torch.Tensor) -> dict[str, Any]:
+    """The model's confidence and predicted class mix on the test split (reference) and on ``X_new``."""
+    from scipy.stats import ks_2samp
+
+    from builder.data.predictions import predict
+
+    device = next((p.device for p in model.parameters()), None)
+    ref = predict(model, ds.test.X.to(device) if device is not None else ds.test.X, ds.info.task)
+    new = predict(model, X_new.to(device) if device is not None else X_new, ds.info.task)
+    cr, cn = ref.confidence.cpu().numpy(), new.confidence.cpu().numpy()
+    out: dict[str, Any] = {"confidence_reference": float(cr.mean()), "confidence_new": float(cn.mean()),
+                           "confidence_ks": float(ks_2samp(cr, cn).statistic),
+                           "confidence_p_value": float(ks_2samp(cr, cn).pvalue)}
+    if ref.classification:
+        names = ds.info.class_names or [str(i) for i in range(int(ref.outputs.shape[1]) if ref.outputs.shape[1] > 1 else 2)]
+        p = np.bincount(ref.labels.cpu().numpy(), minlength=len(names))[:len(names)]
+        q = np.bincount(new.labels.cpu().numpy(), minlength=len(names))[:len(names)]
+        _, pv = _chi2(p, q)
+        out.update(class_mix_reference={n: float(c / max(p.sum(), 1)) for n, c in zip(names, p)},
+                   class_mix_new={n: float(c / max(q.sum(), 1)) for n, c in zip(names, q)},
+                   class_mix_p_value=pv, class_mix_psi=_psi(p, q))
+    return out
+
+
+def check_drift(ds: Dataset, new: str | Path | pd.DataFrame, *, model: Any = None,
+                alpha: float = 0.05) -> DriftReport:
+    """Compare new data (a CSV path or a DataFrame) with the training split of ``ds`` (a run's dataset, from
+    :func:`builder.interpret.session.open_run`), and with ``model`` its prediction shift.
+
+    Raises:
+        DatasetError: images or sequences (not yet), an unreadable file, missing or non-numeric columns.
+    """
+    _check_table(ds)
+    reference, categorical = reference_table(ds)
+    table = _read_table(new) if isinstance(new, (str, Path)) else new
+    table = table.rename(columns=lambda c: str(c).strip())
+    if len(table) == 0:
+        raise DatasetError("the new data has no rows. Fix: give a CSV with a header and data rows")
+    features = compare_tables(reference, table, categorical=categorical, alpha=alpha)
+    report = DriftReport(features, float(alpha), float(alpha) / max(len(features), 1), len(reference), len(table))
+    extra = [c for c in table.columns if c not in reference.columns]
+    if extra:
+        report.notes.append(f"column(s) not in the training features, left out: {', '.join(map(str, extra[:10]))}")
+    if len(table) < 30:
+        report.notes.append(f"only {len(table)} new rows: the tests have little power to see a shift")
+    if model is not None:
+        report.prediction = prediction_shift(model, ds, encode_table(ds, table, reference))
+    if any(math.isnan(f.p_value) for f in features):
+        report.notes.append("some tests had constant data on both sides (p-value nan)")
+    return report
+
+
+__all__ = ["FeatureDrift", "DriftReport", "compare_tables", "reference_table", "encode_table", "prediction_shift",
+           "check_drift", "MAX_LEVELS"]
