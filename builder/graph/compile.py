@@ -153,6 +153,7 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
     values: dict[str, dict[str, fx.Node]] = {}
     module_of: dict[str, str] = {}
     types: dict[str, str] = {}
+    strided: set[str] = set()  # nodes whose output may be non-contiguous (LayerSpec.strides)
 
     for nid in report.input_nodes:
         ph = g.placeholder(names[nid])
@@ -173,9 +174,16 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
             module_of[nid] = attr
         elif info.type == "PositionalEncoding":
             root.register_buffer(attr, sinusoid_table(info.params["max_len"], ins[0].shape[-1]))
-        args = [_port_value(values, e) for e, _ in report.in_edges.get(nid, [])]
+        in_edges = report.in_edges.get(nid, [])
+        args = [_port_value(values, e) for e, _ in in_edges]
         emit.created = set()
         emit.prefix = attr
+        if spec.contiguous_inputs:  # kernels with non-contiguous-input bugs get contiguous tensors
+            args = [emit.method("contiguous", a, as_="contiguous") if e.source in strided else a
+                    for a, (e, _) in zip(args, in_edges, strict=True)]
+        if spec.strides == "any" or (spec.strides == "follow" and not spec.contiguous_inputs
+                                     and any(e.source in strided for e, _ in in_edges)):
+            strided.add(nid)
         if spec.emit is None:
             out = emit.module(attr, *args)
         else:

@@ -246,6 +246,14 @@ class LayerSpec:
         input_kind: the kind of tensor every input port accepts.
         cost: (params, input types, output types) -> :class:`Cost`: buffers and intermediates the layer
             creates beyond its parameters and outputs; counted by the size budget.
+        contiguous_inputs: torch's kernel mishandles non-contiguous inputs (GroupNorm's backward crashes on a
+            permuted input in torch 2.13, BatchNorm2d's returns wrong gradients for channels-last-like strides):
+            the compiled forward (and so the exported ``.py``) calls ``.contiguous()`` on every input that may be
+            non-contiguous.
+        strides: what the output's memory layout is: ``"follow"`` (contiguous when every input is: elementwise
+            ops, convolutions, pooling), ``"fresh"`` (always contiguous, whatever the inputs) or ``"any"``
+            (may be non-contiguous even for contiguous inputs: Permute, batch-first RNN and attention outputs).
+            ``tests/graph/test_contiguity.py`` checks every spec's claim against torch.
     """
 
     type: str
@@ -266,6 +274,8 @@ class LayerSpec:
     lint: Callable[[dict, list[TensorType]], list[str]] | None = None  # non-blocking warnings
     cost: Callable[[dict, list[TensorType], dict], Cost] | None = None
     doc_url: str | None = None
+    contiguous_inputs: bool = False
+    strides: str = "follow"
 
     @property
     def param_names(self) -> list[str]:

@@ -67,7 +67,7 @@ register(LayerSpec(
     shape=_mha_shape, inferred=("embed_dim",), inputs=("query", "key", "value"), optional_inputs=("key", "value"),
     cost=_mha_cost,
     ctor=lambda p, ins: ("MultiheadAttention", {"embed_dim": ins[0].shape[-1], **p, "batch_first": True}),
-    emit=_mha_emit))
+    emit=_mha_emit, strides="any"))  # batch_first: the output is a transpose
 
 
 def _tel_shape(p, ins):
@@ -94,7 +94,8 @@ register(LayerSpec(
             Param("activation", "choice", "relu", "Feed-forward activation.", choices=("relu", "gelu")),
             Param("norm_first", "bool", False, "Pre-norm (LayerNorm before each block).")],
     shape=_tel_shape, inferred=("d_model",), cost=_tel_cost,
-    ctor=lambda p, ins: ("TransformerEncoderLayer", {"d_model": ins[0].shape[-1], **p, "batch_first": True})))
+    ctor=lambda p, ins: ("TransformerEncoderLayer", {"d_model": ins[0].shape[-1], **p, "batch_first": True}),
+    strides="any"))
 
 
 def _pe_shape(p, ins):

@@ -1,4 +1,8 @@
-"""Layer specs of the palette group Normalisation: batch, layer and group norm, dropout."""
+"""Layer specs of the palette group Normalisation: batch, layer and group norm, dropout.
+
+Batch and group norm take contiguous inputs (``contiguous_inputs``): torch 2.13's GroupNorm backward can crash
+on a permuted input, BatchNorm2d's returns wrong input gradients for channels-last-like strides.
+"""
 
 from __future__ import annotations
 
@@ -32,13 +36,13 @@ register(LayerSpec(
     "BatchNorm1d", "Normalisation", "Batch normalisation over features (B, F) or channels (B, C, L).",
     params=[_EPS, Param("momentum", "float", 0.1, "Running-statistics update rate.", min=0.0, max=1.0),
             Param("affine", "bool", True, "Learn scale and shift.")],
-    shape=_bn_shape((1, 2)), inferred=("num_features",),
+    shape=_bn_shape((1, 2)), inferred=("num_features",), contiguous_inputs=True,
     ctor=lambda p, ins: ("BatchNorm1d", {"num_features": ins[0].shape[0], **p})))
 register(LayerSpec(
     "BatchNorm2d", "Normalisation", "Batch normalisation over image channels.",
     params=[_EPS, Param("momentum", "float", 0.1, "Running-statistics update rate.", min=0.0, max=1.0),
             Param("affine", "bool", True, "Learn scale and shift.")],
-    shape=_bn_shape((3,)), inferred=("num_features",),
+    shape=_bn_shape((3,)), inferred=("num_features",), contiguous_inputs=True,
     ctor=lambda p, ins: ("BatchNorm2d", {"num_features": ins[0].shape[0], **p})))
 
 
@@ -78,7 +82,7 @@ register(LayerSpec(
     "GroupNorm", "Normalisation", "Group normalisation over channel groups.",
     params=[_int("num_groups", 4, "Number of channel groups (must divide the channels).", hi=65536), _EPS,
             Param("affine", "bool", True, "Learn scale and shift.")],
-    shape=_gn_shape, inferred=("num_channels",),
+    shape=_gn_shape, inferred=("num_channels",), contiguous_inputs=True,
     ctor=lambda p, ins: ("GroupNorm", {"num_groups": p["num_groups"], "num_channels": ins[0].shape[0],
                                        "eps": p["eps"], "affine": p["affine"]})))
 

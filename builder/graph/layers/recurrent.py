@@ -105,4 +105,5 @@ for _cls in ("RNN", "LSTM", "GRU"):
     register(LayerSpec(_cls, "Recurrent", f"{_cls} over a sequence (B, T, F). Ports: out (per output_mode), h_n "
                        "(final state).", params=_rnn_params(_cls), shape=_rnn_shape, ctor=_rnn_ctor(_cls), lint=_rnn_lint,
                        cost=_rnn_cost(_cls),
-                       inferred=("input_size",), outputs=("out", "h_n"), emit=_rnn_emit(_cls)))
+                       inferred=("input_size",), outputs=("out", "h_n"), emit=_rnn_emit(_cls),
+                       strides="any"))  # batch_first outputs are transposes

@@ -91,7 +91,7 @@ register(LayerSpec(
     "Permute", "Reshape", "Reorders dimensions (torch numbering; 0, the batch, stays first), e.g. [0, 2, 1].",
     params=[Param("dims", "int_list", [0, 2, 1], "New order of the dimensions.", min=0, max=8)],
     shape=_permute_shape,
-    emit=lambda e, attr, p, ins, types: e.method("permute", ins[0], *p["dims"])))
+    emit=lambda e, attr, p, ins, types: e.method("permute", ins[0], *p["dims"]), strides="any"))
 
 
 def _mean_shape(p, ins):
