@@ -299,12 +299,24 @@ def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], p
         a.error(nid, "shape", _located(ex, preds))
         return
     except (TypeError, ValueError, RuntimeError) as ex:  # torch rejected the constructor arguments
-        a.error(nid, "bad_param", f"invalid parameters: {ex}. Fix: adjust the parameters")
+        a.error(nid, "bad_param", f"invalid parameters: {_short_error(ex)}. Fix: adjust the parameters")
+        return
+    except Exception as ex:  # noqa: BLE001 - a rule that is not total is a bug, but validation still only locates
+        a.error(nid, "shape", _located(ShapeError(
+            f"{spec.type} cannot take these inputs; received: {', '.join(map(str, ins)) or 'none'} (the shape rule "
+            f"failed with {_short_error(ex)}). Fix: feed the input {spec.type} expects (see its description)"),
+            preds))
         return
     info.outputs = outs
     for msg in spec.lint(info.params, ins) if spec.lint else ():
         info.warnings.append(msg)
         a.problems.append(Problem("warning", msg, node=nid, severity="warning"))
+
+
+def _short_error(ex: BaseException) -> str:
+    """``Type: message`` of an exception on one line, at most 200 characters."""
+    text = " ".join(f"{type(ex).__name__}: {ex}".split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _located(ex: ShapeError, preds: list[tuple[Edge, str]]) -> str:

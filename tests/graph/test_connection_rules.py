@@ -26,9 +26,7 @@ CASES = {c["id"]: c for c in DATA["cases"]}
 
 # Cases where Python gives the wrong answer today (the browser's is right). Strict: the test fails as soon as
 # Python is fixed, so the entry is removed then.
-_MHA = ("MultiheadAttention checks only its query for token ids (_mha_shape in builder/graph/layers/attention.py); token ids "
-        "into key/value pass validation and the compiled model fails at run time (long != float)")
-PYTHON_WRONG = {"kind/tokens->MultiheadAttention.key": _MHA, "kind/tokens->MultiheadAttention.value": _MHA}
+PYTHON_WRONG: dict[str, str] = {}
 
 
 def _with_edge(case: dict) -> dict:

@@ -34,11 +34,15 @@ def _mha_shape(p, ins):
     _heads_check(e, p["num_heads"])
     k = ins[1] if len(ins) > 1 else q
     v = ins[2] if len(ins) > 2 else k
-    if k.shape[-1] != e or len(k.shape) != 2:
-        raise ShapeError(f"key must be (B, S, {e}) like the query {q}; received: key {k}. Fix: project it with a "
-                         f"Linear to {e} features", "key")
+    _float(k, "key")
+    _float(v, "value")
+    if len(k.shape) != 2 or k.shape[-1] != e:  # the rank first: a rank-0 key has no last dimension
+        fix = (f"project it with a Linear to {e} features" if len(k.shape) == 2 else
+               f"feed a sequence (Reshape/Unflatten it to (S, {e}), or use an Embedding)")
+        raise ShapeError(f"key must be (B, S, {e}) like the query {q}; received: key {k}. Fix: {fix}", "key")
     if v.shape != k.shape:
-        raise ShapeError(f"value must match key {k}; received: value {v}", "value")
+        raise ShapeError(f"value must match key {k}; received: value {v}. Fix: feed the value from a node with "
+                         "the key's shape", "value")
     return q
 
 
