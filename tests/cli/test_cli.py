@@ -67,7 +67,7 @@ def test_summary(ex_file, capsys):
     assert data["total_params"] == 10410
     assert [n["id"] for n in data["nodes"]] == ["x", "c1", "r1", "sum", "f", "fc"]
     assert data["nodes"][1] == {"id": "c1", "type": "Conv2d", "status": "ok", "shape": "(B, 16, 8, 8)",
-                                "output_shape": [16, 8, 8], "params": 160, "inferred": {"in_channels": 1}}
+                                "output_shape": [16, 8, 8], "params": 160, "macs": 9_216, "inferred": {"in_channels": 1}}
 
 
 def test_export_py_and_safetensors(ex_file, tmp_path):
