@@ -7,6 +7,13 @@ shape rule, parameters drawn from the schema and kept small); a fraction of node
 extra edges (cycles, self loops, dangling ends, duplicate edges, unknown and Unicode ports). Node ids, labels
 and the project name are drawn from hostile text (``\"\"\"``, ``\\N``, backslashes, NUL, ANSI escapes, bidi
 overrides, surrogates, newlines, reserved Python names).
+
+Running them: :func:`check_graph` takes one project file through load, analysis, compile, forward (eval, batch 1
+and 3), forward and backward (train, batch 3, inputs requiring gradients) and the ``.py`` export, and classifies
+what went wrong; :func:`run_in_children` runs a list of project files in child processes (one child per batch;
+before each graph the child records its index, so a signal or a hang is attributed to the graph that was
+running, and a fresh child goes on with the next one) and counts the failures of :data:`FAILURES`.
+``python -m tests.fuzz_graphs N [SEED]`` runs N drawn graphs and prints the counts.
 """
 
 from __future__ import annotations
@@ -14,6 +21,14 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from hypothesis import strategies as st
 
@@ -287,4 +302,279 @@ def project_text(draw) -> str:
     return text.replace(json.dumps(HUGE_DIGITS), "9" * 5000)
 
 
-__all__ = ["CAP", "graph_dict", "project_text", "hostile_text", "HOSTILE_TEXT", "EDGE_VALUES", "SPECS"]
+# ------------------------------------------------------------------------------------------- running
+
+ROOT = Path(__file__).resolve().parents[1]
+#: What must never happen (each counted and required to be zero): an exception other than a LayerLabError
+#: from loading or analysis; a rejected graph whose problems are unlocated/multi-line or that compile accepts;
+#: an accepted graph that fails to compile, run forward/backward or export; an output whose shape differs from
+#: the inferred one; a child killed by a signal (a segfault) or hanging.
+FAILURES = ("unhandled", "contract", "accepted_fails", "shape_mismatch", "crash")
+GRAPH_LEVEL = {"no_input", "too_many_nodes"}
+
+
+def _budget():
+    from builder.graph.shapes import Budget
+
+    # small enough that every accepted graph builds and runs in milliseconds; larger ones must be refused
+    return Budget(max_params=2_000_000, max_activation_bytes=64 * 2**20, batch_size=3)
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _err(e: BaseException) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())[:300]
+
+
+def check_graph(text: str) -> tuple[str, str | None, str]:
+    """One project file through every stage: ``(outcome, failure or None, detail)``; never raises.
+
+    outcome: ``unreadable``, ``rejected``, ``budget`` or ``accepted``; failure: one of :data:`FAILURES`.
+    """
+    from builder import compile_graph, infer_shapes, load_project
+    from builder.errors import GraphError, LayerLabError
+    from builder.escape import terminal_line
+
+    try:
+        project = load_project(text)
+    except LayerLabError as e:
+        return "unreadable", ("contract" if "\n" in terminal_line(str(e)) else None), "multi-line load error"
+    except Exception as e:  # noqa: BLE001 - counted
+        return "unreadable", "unhandled", "load_project: " + _err(e)
+    try:
+        report = infer_shapes(project.graph, _budget())
+    except Exception as e:  # noqa: BLE001 - counted
+        return "rejected", "unhandled", "infer_shapes: " + _err(e)
+    if not report.ok:
+        outcome = "budget" if all(p.code == "budget" for p in report.problems if p.severity == "error") else "rejected"
+        for p in report.problems:
+            if not (p.node is not None or p.edge is not None or p.code in GRAPH_LEVEL):
+                return outcome, "contract", f"unlocated problem: {terminal_line(str(p))[:200]}"
+            if not p.message or "\n" in terminal_line(str(p)):
+                return outcome, "contract", f"empty or multi-line problem: {p.code}"
+        try:
+            compile_graph(project.graph, _budget())
+        except GraphError as e:
+            return (outcome, None, "") if e.problems else (outcome, "contract", "GraphError without problems")
+        except Exception as e:  # noqa: BLE001 - counted
+            return outcome, "unhandled", "compile_graph of a rejected graph: " + _err(e)
+        return outcome, "contract", "compile_graph accepted a graph that validation rejects"
+    stage = ["compile"]  # where _run_accepted is, for the failure's detail
+    try:
+        _run_accepted(project, report, stage)
+    except _Mismatch as e:
+        return "accepted", "shape_mismatch", str(e)[:300]
+    except Exception as e:  # noqa: BLE001 - counted
+        return "accepted", "accepted_fails", f"{stage[0]}: {_err(e)}"
+    return "accepted", None, ""
+
+
+def _run_accepted(project, report, stage: list[str]) -> None:
+    """Compile, forward (eval: batch 1 and 3), forward + backward (train, batch 3), export and compare."""
+    import torch
+
+    from builder import compile_graph, export_python
+    from builder.graph.compile import example_inputs
+
+    def outputs(out) -> tuple:
+        return out if isinstance(out, tuple) else (out,)
+
+    def expect(outs, batch: int) -> None:
+        got = [tuple(o.shape) for o in outs]
+        want = [(batch, *report.nodes[n].shape) for n in report.output_nodes]
+        if got != want:
+            raise _Mismatch(f"batch {batch}: inferred {want}, real {got}")
+
+    model = compile_graph(project.graph, report=report)
+    model.eval()
+    with torch.no_grad():
+        for batch in (1, 3):
+            stage[0] = f"forward (eval, batch {batch})"
+            expect(outputs(model(*example_inputs(model, batch_size=batch))), batch)
+    stage[0] = "forward (train, batch 3)"
+    model.train()
+    xs = [x.requires_grad_() if x.is_floating_point() else x for x in example_inputs(model, batch_size=3, seed=2)]
+    outs = outputs(model(*xs))
+    expect(outs, 3)
+    stage[0] = "backward"
+    gen = torch.Generator().manual_seed(3)
+    loss = sum((o * torch.randn(o.shape, generator=gen)).sum() for o in outs if o.is_floating_point())
+    if isinstance(loss, torch.Tensor) and loss.requires_grad:
+        loss.backward()
+    stage[0] = "export .py"
+    model.eval()
+    namespace: dict = {"__name__": "exported_by_layerlab"}
+    exec(compile(export_python(project, budget=_budget()), "<exported>", "exec"), namespace)  # noqa: S102
+    exported = namespace["Model"]()
+    exported.load_state_dict(model.state_dict())
+    exported.eval()
+    xs = example_inputs(model, batch_size=3, seed=1)
+    with torch.no_grad():
+        for a, b in zip(outputs(exported(*xs)), outputs(model(*xs)), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def draw_projects(n: int, seed: int) -> list[str]:
+    """``n`` project files drawn by :func:`project_text`, the same ones for the same ``(n, seed)``."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    out: list[str] = []
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=n, database=None, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(project_text())
+    def collect(text):
+        out.append(text)
+
+    collect()
+    return out
+
+
+@dataclass
+class FuzzResult:
+    """What :func:`run_in_children` found: ``counts`` (outcomes and failures), ``failures`` (index, failure,
+    detail, project text), ``seconds``, ``children`` (processes started)."""
+
+    counts: Counter = field(default_factory=Counter)
+    failures: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    children: int = 0
+
+    def line(self) -> str:
+        c = self.counts
+        total = sum(c[k] for k in ("unreadable", "rejected", "budget", "accepted"))
+        return (f"{total} graphs in {self.seconds:.1f} s ({self.children} child processes): "
+                + ", ".join(f"{k} {c[k]}" for k in FAILURES)
+                + " | outcomes: " + ", ".join(f"{k} {c[k]}" for k in ("accepted", "rejected", "budget", "unreadable")))
+
+
+def _child_main(batch_path: str, start: int, log_path: str) -> None:
+    """Run the graphs of a batch file from index ``start``; before each, append ``S i`` to the log, after it
+    ``R {json}`` (unbuffered writes: what is written survives a segfault)."""
+    import faulthandler
+    import warnings
+
+    import torch
+
+    faulthandler.enable()  # a native crash prints the Python stack to stderr
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    texts = json.loads(Path(batch_path).read_text())
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    crash_on = os.environ.get("LAYERLAB_FUZZ_CRASH_ON")  # tests of the runner: crash on graphs holding this text
+    for i in range(start, len(texts)):
+        os.write(fd, f"S {i}\n".encode())
+        if crash_on and crash_on in texts[i]:
+            import ctypes
+
+            ctypes.string_at(0)  # SIGSEGV
+        outcome, failure, detail = check_graph(texts[i])
+        os.write(fd, ("R " + json.dumps({"i": i, "outcome": outcome, "failure": failure, "detail": detail})
+                      + "\n").encode())
+    os.close(fd)
+
+
+def _read_log(path: Path) -> tuple[list[dict], int | None]:
+    """(results, index started but not finished)."""
+    results, running = [], None
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("S "):
+            running = int(line[2:])
+        elif line.startswith("R "):
+            results.append(json.loads(line[2:]))
+            running = None
+    return results, running
+
+
+def run_in_children(texts: list[str], jobs: int = 1, timeout_per_graph: float = 60.0) -> FuzzResult:
+    """Run project files in ``jobs`` child processes at a time and count outcomes and failures."""
+    t0 = time.perf_counter()
+    res = FuzzResult()
+    jobs = max(1, min(jobs, len(texts)))
+    with tempfile.TemporaryDirectory(prefix="layerlab-fuzz-") as tmp:
+        chunks = [texts[k::jobs] for k in range(jobs)]  # interleaved: slow graphs spread over the children
+        state = []
+        for k, chunk in enumerate(chunks):
+            batch = Path(tmp, f"batch{k}.json")
+            batch.write_text(json.dumps(chunk))
+            state.append({"k": k, "jobs": jobs, "batch": batch, "chunk": chunk, "next": 0, "proc": None, "log": None})
+        while True:
+            for st_ in state:
+                if st_["proc"] is None and st_["next"] < len(st_["chunk"]):
+                    st_["log"] = Path(tmp, f"log{st_['k']}-{st_['next']}.txt")
+                    st_["log"].touch()
+                    st_["err"] = open(Path(tmp, f"err{st_['k']}-{st_['next']}.txt"), "w+b")  # noqa: SIM115
+                    code = (f"from tests.fuzz_graphs import _child_main; _child_main({str(st_['batch'])!r}, "
+                            f"{st_['next']}, {str(st_['log'])!r})")
+                    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
+                    st_["proc"] = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
+                                                   stdout=subprocess.DEVNULL, stderr=st_["err"])
+                    st_["started"] = st_["progress_t"] = time.monotonic()
+                    st_["seen"] = 0
+                    res.children += 1
+            live = [s for s in state if s["proc"] is not None]
+            if not live:
+                break
+            time.sleep(0.05)
+            for st_ in live:
+                _poll(st_, res, timeout_per_graph)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _poll(st_: dict, res: FuzzResult, timeout_per_graph: float) -> None:
+    proc = st_["proc"]
+    rc = proc.poll()
+    size = st_["log"].stat().st_size
+    if size != st_["seen"]:
+        st_["seen"], st_["progress_t"] = size, time.monotonic()
+    hung = rc is None and time.monotonic() - st_["progress_t"] > timeout_per_graph
+    if rc is None and not hung:
+        return
+    if hung:
+        proc.kill()
+        proc.wait()
+        rc = proc.returncode
+    results, running = _read_log(st_["log"])
+    for r in results:
+        res.counts[r["outcome"]] += 1
+        if r["failure"]:
+            res.counts[r["failure"]] += 1
+            res.failures.append({**r, "i": st_["k"] + r["i"] * st_["jobs"], "text": st_["chunk"][r["i"]]})
+    st_["next"] = results[-1]["i"] + 1 if results else st_["next"]
+    if rc != 0 or running is not None:
+        st_["err"].seek(0)
+        tail = st_["err"].read().decode(errors="replace").strip().splitlines()[-6:]
+        i = running if running is not None else st_["next"]
+        why = f"hung > {timeout_per_graph:.0f} s" if hung else (f"signal {-rc}" if rc < 0 else f"exit {rc}")
+        res.counts["crash"] += 1
+        res.failures.append({"i": st_["k"] + i * st_["jobs"], "outcome": "crash", "failure": "crash", "detail": why + ": " + " | ".join(tail),
+                             "text": st_["chunk"][i] if i < len(st_["chunk"]) else ""})
+        st_["next"] = i + 1
+    st_["err"].close()
+    st_["proc"] = None
+
+
+def main(argv: list[str]) -> int:
+    n = int(argv[0]) if argv else 1000
+    seed = int(argv[1]) if len(argv) > 1 else int.from_bytes(os.urandom(4), "little")
+    jobs = int(os.environ.get("LAYERLAB_FUZZ_JOBS", os.cpu_count() or 1))
+    t0 = time.perf_counter()
+    texts = draw_projects(n, seed)
+    print(f"seed {seed}: drew {len(texts)} graphs in {time.perf_counter() - t0:.1f} s")
+    res = run_in_children(texts, jobs=jobs)
+    print(res.line())
+    for f in res.failures[:20]:
+        print(f"  graph {f['i']}: {f['failure']}: {f['detail']}")
+    return 1 if any(res.counts[k] for k in FAILURES) else 0
+
+
+__all__ = ["CAP", "graph_dict", "project_text", "hostile_text", "HOSTILE_TEXT", "EDGE_VALUES", "SPECS",
+           "check_graph", "draw_projects", "run_in_children", "FuzzResult", "FAILURES"]
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,91 +1,105 @@
-"""The graph fuzzer: drawn projects (tests/fuzz_graphs.py) through load, analysis, compile, forward and export.
+"""The graph fuzzer: drawn projects (tests/fuzz_graphs.py) through load, analysis, compile, forward, backward
+and export.
 
-For every drawn project file:
-- nothing but the LayerLabError hierarchy is ever raised;
-- a rejected graph has every problem located (node or edge), on one printable line, and compile refuses it;
-- an accepted graph compiles, runs forward on batch 1 and 3 (eval) and 3 (train) with exactly the inferred
-  output shapes, batch preserved, and exports to a ``.py`` that compiles and gives the same output.
+- In process (hypothesis, shrinks a failure to a small graph): loading and analysis raise nothing but the
+  LayerLabError hierarchy; a rejected graph has every problem located (node or edge) on one printable line,
+  and compile refuses it.
+- In child processes (:func:`tests.fuzz_graphs.run_in_children`): every drawn graph again, and each accepted
+  one compiled and run forward (eval, batch 1 and 3) and forward + backward (train, batch 3), with the
+  inferred output shapes, and exported to a ``.py`` that gives the same outputs. A segfault or a hang is
+  caught as the child's death and attributed to the graph it was running. Counted and required to be zero:
+  unhandled exceptions, broken contracts, accepted-but-fails, shape mismatches, crashes.
 
-Examples per run come from the hypothesis profile: ``ci`` (CI=true, ≥ 2,000, derandomised), ``fuzz``
-(``make fuzz``), ``dev`` otherwise (tests/conftest.py).
+How many: the in-process test takes its examples from the hypothesis profile (tests/conftest.py); the
+child-process run takes a fixed sample of 300 graphs (seed 21) under ``dev``/``ci`` and 10,000 fresh ones under
+``fuzz`` (``make fuzz``; the seed is printed). ``LAYERLAB_FUZZ_GRAPHS`` / ``LAYERLAB_FUZZ_SEED`` /
+``LAYERLAB_FUZZ_JOBS`` override. Failing project files are written to ``test-artifacts/fuzz-failures.jsonl``.
 """
 
 from __future__ import annotations
 
-import pytest
-import torch
-from hypothesis import HealthCheck, given, settings
+import json
+import os
+from pathlib import Path
 
-from builder import compile_graph, export_python, infer_shapes, load_project
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+
+from builder import compile_graph, infer_shapes, load_project
 from builder.errors import GraphError, LayerLabError
 from builder.escape import terminal_line
-from builder.graph.compile import example_inputs
-from builder.graph.shapes import Budget
-from tests.fuzz_graphs import project_text
+from tests.fuzz_graphs import FAILURES, GRAPH_LEVEL, _budget, draw_projects, project_text, run_in_children
 
-# small enough that every accepted graph builds and runs in milliseconds; larger ones must be refused
-BUDGET = Budget(max_params=2_000_000, max_activation_bytes=64 * 2**20, batch_size=3)
-GRAPH_LEVEL = {"no_input", "too_many_nodes"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _outputs(out) -> tuple:
-    return out if isinstance(out, tuple) else (out,)
-
-
-def _exported_model(source: str):
-    code = compile(source, "<exported>", "exec")  # must always compile, whatever the names
-    namespace: dict = {"__name__": "exported_by_layerlab"}
-    exec(code, namespace)  # noqa: S102 - the generated module, to compare it with the compiled one
-    return namespace["Model"]()
-
-
-def check_project(text: str) -> str:
-    """Run one project file through every stage; returns what happened (for hypothesis.event)."""
+def check_rejections(text: str) -> str:
+    """Load and analyse one project file (in process); returns what happened (for hypothesis.event)."""
     try:
         project = load_project(text)
     except LayerLabError as e:
         assert "\n" not in terminal_line(str(e))
         return "unreadable"
-    report = infer_shapes(project.graph, BUDGET)  # must never raise
-    if not report.ok:
-        for p in report.problems:
-            assert p.node is not None or p.edge is not None or p.code in GRAPH_LEVEL, p
-            assert p.message and "\n" not in terminal_line(str(p))
-        try:
-            compile_graph(project.graph, BUDGET)
-        except GraphError as e:
-            assert e.problems
-        else:
-            raise AssertionError("compile_graph accepted a graph that validation rejects")
-        return "budget" if all(p.code == "budget" for p in report.problems if p.severity == "error") else "rejected"
-
-    model = compile_graph(project.graph, report=report)
-    model.eval()
-    with torch.no_grad():
-        for batch in (1, 3):
-            outs = _outputs(model(*example_inputs(model, batch_size=batch)))
-            assert len(outs) == len(report.output_nodes)
-            for o, nid in zip(outs, report.output_nodes, strict=True):
-                assert tuple(o.shape) == (batch, *report.nodes[nid].shape), (nid, tuple(o.shape), report.nodes[nid].shape)
-        model.train()
-        outs = _outputs(model(*example_inputs(model, batch_size=3)))
-        assert [tuple(o.shape) for o in outs] == [(3, *report.nodes[n].shape) for n in report.output_nodes]
-        model.eval()
-
-        exported = _exported_model(export_python(project, budget=BUDGET))
-        exported.load_state_dict(model.state_dict())
-        exported.eval()
-        xs = example_inputs(model, batch_size=3, seed=1)
-        for a, b in zip(_outputs(exported(*xs)), _outputs(model(*xs)), strict=True):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    return "accepted"
+    report = infer_shapes(project.graph, _budget())  # must never raise
+    if report.ok:
+        return "accepted"  # compiled and run in a child process by the test below
+    for p in report.problems:
+        assert p.node is not None or p.edge is not None or p.code in GRAPH_LEVEL, p
+        assert p.message and "\n" not in terminal_line(str(p))
+    try:
+        compile_graph(project.graph, _budget())
+    except GraphError as e:
+        assert e.problems
+    else:
+        raise AssertionError("compile_graph accepted a graph that validation rejects")
+    return "budget" if all(p.code == "budget" for p in report.problems if p.severity == "error") else "rejected"
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # torch: RNN dropout with one layer (validation warns too)
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                 HealthCheck.filter_too_much])
 @given(project_text())
-def test_drawn_projects_load_validate_compile_run_and_export(text):
-    from hypothesis import event
+def test_drawn_projects_load_and_validate_with_located_problems(text):
+    event(check_rejections(text))
 
-    event(check_project(text))
+
+def _sample(request) -> tuple[int, int, int]:
+    """(graphs, seed, jobs) for the profile in use."""
+    nightly = request.config.getoption("hypothesis_profile", None) == "fuzz"
+    n = int(os.environ.get("LAYERLAB_FUZZ_GRAPHS", 10_000 if nightly else 300))
+    seed = int(os.environ.get("LAYERLAB_FUZZ_SEED", int.from_bytes(os.urandom(4), "little") if nightly else 21))
+    jobs = int(os.environ.get("LAYERLAB_FUZZ_JOBS", (os.cpu_count() or 1) if nightly else 1))
+    return n, seed, jobs
+
+
+def _say(capsys, line: str) -> None:
+    with capsys.disabled():  # shown by `make fuzz` and `make test` alike (lost in pytest-xdist workers)
+        print(line)
+
+
+CRASH = "PLANTED-CRASH"  # the child segfaults on the graph holding this (LAYERLAB_FUZZ_CRASH_ON)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_accepted_graphs_compile_run_forward_backward_and_export_in_child_processes(request, monkeypatch, capsys):
+    n, seed, jobs = _sample(request)
+    texts = draw_projects(n, seed)
+    # one planted segfault proves that a crash is caught, attributed to its graph, and the rest still runs
+    planted = len(texts) // 2
+    texts.insert(planted, json.dumps({"format": "layerlab", "version": 1, "name": CRASH,
+                                      "graph": {"nodes": [], "edges": []}}))
+    monkeypatch.setenv("LAYERLAB_FUZZ_CRASH_ON", CRASH)
+    res = run_in_children(texts, jobs=jobs)
+    crashes = [f for f in res.failures if f["failure"] == "crash"]
+    assert [f["i"] for f in crashes if CRASH in f["text"]] == [planted], crashes
+    assert "signal 11" in next(f["detail"] for f in crashes if CRASH in f["text"])
+    res.counts["crash"] -= 1
+    res.failures = [f for f in res.failures if CRASH not in f["text"]]
+    assert sum(res.counts[k] for k in ("unreadable", "rejected", "budget", "accepted")) == len(texts) - 1
+    _say(capsys, f"\ngraph fuzzer (seed {seed}): {res.line()}")
+    if res.failures:
+        out = ROOT / "test-artifacts" / "fuzz-failures.jsonl"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text("".join(json.dumps({**f, "seed": seed}) + "\n" for f in res.failures))
+    shown = "\n".join(f"  graph {f['i']}: {f['failure']}: {f['detail']}" for f in res.failures[:10])
+    assert not any(res.counts[k] for k in FAILURES), f"{res.line()} (seed {seed}; files in test-artifacts)\n{shown}"
+    assert res.counts["accepted"] > n // 5  # the generator still produces mostly runnable graphs
