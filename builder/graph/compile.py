@@ -31,12 +31,14 @@ from builder.graph.shapes import infer_shapes, module_ctor
 def _reserved_names() -> frozenset[str]:
     """Names a node's module attribute must not take: Python keywords and builtins, every attribute of an
     ``nn.Module`` and an ``fx.GraphModule`` (class and instance: ``training``, ``meta``, ``shape_env``,
-    ``_modules``...), what the generated and exported code imports, and LayerLab's own attributes."""
+    ``_modules``...), what the generated and exported code imports, and LayerLab's own attributes.
+
+    Only names that cannot work are here: a name added later renames that node's weights in the state dict
+    (``output`` or ``nodes``, attributes of ``fx.Graph`` but not of the module, stay as they are)."""
     instances = set(dir(nn.Module())) | set(dir(fx.GraphModule(nn.Module(), fx.Graph())))
-    return frozenset(set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | set(dir(nn.Module))
-                     | set(dir(fx.GraphModule)) | set(dir(fx.Graph)) | instances | {
-                         "torch", "nn", "self", "math", "operator", "inf", "nan", "device", "fx", "model", "Model",
-                         "fx_pytree", "pytree", "NoneType", "meta", "shape_env", "graph", "code", "training"})
+    return frozenset(set(keyword.kwlist) | set(dir(builtins)) | set(dir(nn.Module)) | set(dir(fx.GraphModule))
+                     | instances | {"torch", "nn", "self", "math", "operator", "inf", "nan", "device", "fx", "model",
+                                    "Model", "fx_pytree", "pytree", "NoneType", "meta", "shape_env", "training"})
 
 
 _RESERVED = _reserved_names()
