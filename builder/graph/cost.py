@@ -139,10 +139,12 @@ def total_macs(costs: list[NodeCost]) -> int:
     return sum(c.macs for c in costs)
 
 
-def canvas_annotations(graph: Any, report: ShapeReport) -> dict:
+def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] | None = None) -> dict:
     """What the canvas shows for a graph and its analysis (one pass): per node its output shape, parameters,
     multiply-adds, errors and output kind; per edge its shape; the totals and every problem (the format of
-    :func:`builder.canvas.graph_canvas`'s ``annotations``)."""
+    :func:`builder.canvas.graph_canvas`'s ``annotations``). ``health``: per node ``{"level": "ok" | "warn" | "bad",
+    "message"}`` of a training run (:func:`builder.interpret.doctor.health_annotations`), shown as the node's tint
+    and badge; nodes it does not name get none."""
     from builder.graph.report import human_bytes, human_count, kinds_of
 
     kinds = kinds_of(report)
@@ -152,6 +154,9 @@ def canvas_annotations(graph: Any, report: ShapeReport) -> dict:
         nodes[nid] = {"shape": info.shape_str if info.shape is not None else None, "params": info.num_params,
                       "macs": macs.get(nid), "errors": list(info.errors) if info.status != "upstream" else [],
                       "out_kind": kinds.get(nid, "tensor")}
+        if health and isinstance(health.get(nid), dict):
+            nodes[nid]["health"] = {"level": str(health[nid].get("level", "ok")),
+                                    "message": str(health[nid].get("message", ""))}
     edges = {}
     for e in graph.edges:
         t = report.edges.get(e.key)

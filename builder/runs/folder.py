@@ -13,6 +13,7 @@ workspaces hold, so they keep working::
     model_card.md                    the Markdown model card (builder.runs.modelcard)
     imported.json                    the project of an imported model (builder.interchange.importer)
     calibration.json                 temperature, ECE and coverage of a classifier (builder.interpret.calibration)
+    health.json                      per-node gradient/activation samples while training (builder.training.health)
     exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
 
 Example::
@@ -44,6 +45,7 @@ class RunFolder:
     MODEL_CARD = "model_card.md"
     IMPORTED = "imported.json"
     CALIBRATION = "calibration.json"
+    HEALTH = "health.json"
     EXPORTS = "exports"
     ONNX = "model.onnx"
     ONNX_INT8 = "model.int8.onnx"
@@ -126,6 +128,11 @@ class RunFolder:
     def calibration(self) -> Path:
         """The calibration report (temperature, ECE before/after, coverage; builder.interpret.calibration)."""
         return self.path / self.CALIBRATION
+
+    @property
+    def health(self) -> Path:
+        """The training-health log (per-node samples; builder.training.health, read by builder.interpret.doctor)."""
+        return self.path / self.HEALTH
 
     # ---- exports
     @property

@@ -272,13 +272,18 @@ class Freeze(Callback):
 
 def builtin_callbacks(cfg: TrainConfig) -> list[Callback]:
     """The callbacks a config asks for: channels_last and freezing (setup order), early stopping (always:
-    it reports the best epoch) and, with early stopping on, best weights."""
+    it reports the best epoch), with early stopping on, best weights and, with ``health_every`` > 0, the
+    training-health recording (:class:`builder.training.health.HealthMonitor`)."""
     out: list[Callback] = [ChannelsLast(cfg.memory_format)]
     if cfg.freeze:
         out.append(Freeze(cfg.freeze))
     out.append(EarlyStopping(cfg.early_stopping, cfg.early_stopping_delta))
     if cfg.early_stopping:
         out.append(BestWeights(cfg.early_stopping_delta))
+    if cfg.health_every:
+        from builder.training.health import HealthMonitor  # imports this module
+
+        out.append(HealthMonitor(cfg.health_every))
     return out
 
 

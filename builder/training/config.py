@@ -34,6 +34,7 @@ SCHEDULER_PARAMS: dict[str, dict[str, Any]] = {
     "plateau": {"factor": 0.5, "patience": 2, "min_lr": 0.0},
 }
 SMALL_TRAIN = 500  # a training split smaller than this starts with smaller batches and more epochs
+HEALTH_EVERY = 25  # steps between training-health samples (builder.training.health; bench/bench_health.py: overhead)
 
 
 class TrainConfig(BaseModel):
@@ -48,6 +49,8 @@ class TrainConfig(BaseModel):
     ``memory_format`` ``auto`` uses channels_last for models with Conv2d on image data (CPU, CUDA).
     ``init_from``/``init_nodes`` drive transfer learning in :func:`builder.training.pipeline.run_training`;
     ``freeze`` lists node ids whose weights stay fixed (:class:`builder.training.callbacks.Freeze`).
+    ``health_every``: steps between samples of per-node training health (:mod:`builder.training.health`, kept as
+    the run's ``health.json``); 0 turns the recording off.
     The field defaults are the defaults when the task is not known; :meth:`defaults` adjusts them per task.
     """
 
@@ -76,6 +79,7 @@ class TrainConfig(BaseModel):
     init_from: str | None = None
     init_nodes: list[str] | None = None
     freeze: list[str] = Field(default_factory=list)
+    health_every: int = Field(HEALTH_EVERY, ge=0, le=1_000_000)
 
     # ---- defaults and precedence
     @staticmethod
@@ -205,4 +209,4 @@ def precision_label(dtype: torch.dtype | None) -> str:
     return f"{name} autocast" + (" + GradScaler" if name == "float16" else "")
 
 
-__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "resolve_device", "amp_dtype", "precision_label"]
+__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "HEALTH_EVERY", "resolve_device", "amp_dtype", "precision_label"]

@@ -272,10 +272,12 @@ def test_early_stopping_and_best_weights_resume_exactly(tmp_path, moons, writer)
 
 def test_builtin_callbacks_follow_the_config():
     from builder.training.callbacks import BestWeights, ChannelsLast, EarlyStopping, Freeze, builtin_callbacks
+    from builder.training.health import HealthMonitor
 
     kinds = [type(c) for c in builtin_callbacks(TrainConfig(freeze=["fc1"]))]
-    assert kinds == [ChannelsLast, Freeze, EarlyStopping, BestWeights]
-    assert [type(c) for c in builtin_callbacks(TrainConfig(early_stopping=None))] == [ChannelsLast, EarlyStopping]
+    assert kinds == [ChannelsLast, Freeze, EarlyStopping, BestWeights, HealthMonitor]
+    assert [type(c) for c in builtin_callbacks(TrainConfig(early_stopping=None, health_every=0))] == [
+        ChannelsLast, EarlyStopping]
     es = EarlyStopping(3)
     es.load_state_dict({"best": 0.5, "best_epoch": 2, "wait": 1})
     assert es.state_dict() == {"best": 0.5, "best_epoch": 2, "wait": 1}

@@ -1,0 +1,375 @@
+"""The training doctor: findings from a run's health samples, anomalies of its curves, and the fixes to apply.
+
+:func:`diagnose` reads a :class:`~builder.training.health.HealthLog` (the run's ``health.json``) and returns one
+:class:`Finding` per rule broken at a node: vanishing or exploding gradients, dead ReLU units, saturated
+Sigmoid/Tanh outputs, an activation spread that drifted, a weight-update ratio far from ~1e-3. Each finding is
+worded like the validation messages ("rule; received: value. Fix: ...") and may carry a machine-readable fix
+action that :func:`apply_fix` applies to a project (a new project is returned, so the Build page's undo covers it).
+:func:`curve_anomalies` finds a loss plateau, a divergence or an overfitting gap in the epoch metrics and points
+at the findings' nodes; :func:`health_annotations` is what the canvas tints nodes with; :func:`run_findings`
+answers all of it for one run of a store. Statistics are medians over the last :data:`RECENT` samples, so one
+noisy batch flags nothing. Example::
+
+    >>> from builder.training.health import HealthLog
+    >>> log = HealthLog(10, [{"id": "act", "type": "ReLU", "kind": "relu"}],
+    ...                 [{"step": 0, "epoch": 1, "nodes": {"act": {"dead": 0.8}}}])
+    >>> [f.message for f in diagnose(log)]
+    ['dead ReLU: over 50% of its units output 0 for every sample of a batch; received: 80% dead. Fix: replace it with LeakyReLU, lower the learning rate, or check the bias of the layer before it (a large negative bias kills units)']
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from builder.errors import LayerLabError
+from builder.graph.edit import insert_after, set_param, set_type
+from builder.graph.project import Project, load_project
+from builder.training.health import HealthLog, read_health
+
+if TYPE_CHECKING:
+    from builder.runs.store import RunStore
+
+RECENT = 4  # samples whose median a rule reads (the first sample, at the initial weights, only while alone)
+VANISHING_RATIO = 1e-3  # first / last parameterised node's gradient norm below this: vanishing
+TINY_GRAD = 1e-8  # a gradient norm below this is no gradient at all
+EXPLODING_NORM = 1e3  # a node's gradient norm above this: exploding
+GRAD_GROWTH = 100.0  # a node's gradient norm grown this many times since the first samples: exploding
+DEAD_FRACTION = 0.5  # dead ReLU units above this fraction: warn (BAD_DEAD: bad)
+BAD_DEAD = 0.9
+SATURATED_FRACTION = 0.5  # saturated Sigmoid/Tanh outputs above this fraction: warn (BAD_SATURATED: bad)
+BAD_SATURATED = 0.9
+STD_DRIFT = 50.0  # activation std grown or shrunk this many times since the first samples: drifting (not at the
+# graph's outputs: logits grow as a classifier grows confident; healthy hidden layers grew up to ~20x in the templates)
+UPDATE_HIGH = 0.1  # |Δw|/|w| per step above this: the weights are rewritten in a few steps (target ~1e-3)
+UPDATE_LOW = 1e-6  # |Δw|/|w| per step below this while gradients flow: the node barely learns
+PLATEAU_EPOCHS = 3  # epochs of a flat training loss that count as a plateau
+PLATEAU_CHANGE = 0.01  # relative change of the training loss over PLATEAU_EPOCHS below this: flat
+PLATEAU_LEARNED = 0.1  # ... when the loss fell by less than this fraction since the first epoch (still untrained)
+DIVERGE_FACTOR = 1.5  # training loss this many times its best: diverging
+OVERFIT_GAP = 0.2  # validation loss this fraction above its best while the training loss still falls
+OVERFIT_EPOCHS = 3  # ... for at least this many epochs after the best
+
+LEVELS = ("ok", "warn", "bad")
+
+
+@dataclass
+class Finding:
+    """One rule broken at one node: ``rule`` (a key of :data:`RULES`), ``level`` (warn or bad), ``value`` (the
+    statistic received), ``message`` ("rule; received: value. Fix: ...") and ``action`` (a fix
+    :func:`apply_fix` can apply, or None)."""
+
+    node: str
+    rule: str
+    level: str
+    value: float | str
+    message: str
+    action: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+
+@dataclass
+class Anomaly:
+    """A pattern in the epoch curves: ``kind`` (plateau, divergence, overfitting), the 1-based ``epoch`` it shows at,
+    a ``message`` and the ``nodes`` of the findings that likely cause it."""
+
+    kind: str
+    epoch: int
+    message: str
+    nodes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+
+RULES = {
+    "nonfinite": "non-finite values: a gradient or activation became NaN/Inf",
+    "exploding": "exploding gradients",
+    "vanishing": "vanishing gradients",
+    "dead_relu": f"dead ReLU: over {DEAD_FRACTION:.0%} of its units output 0 for every sample of a batch",
+    "saturated": f"saturated activation: over {SATURATED_FRACTION:.0%} of its outputs sit at an asymptote",
+    "std_drift": f"activation spread drifting: its std changed over {STD_DRIFT:g}x since the start",
+    "update_high": f"weight updates too large: |Δw|/|w| per step above {UPDATE_HIGH:g} (aim for ~1e-3)",
+    "update_low": f"weight updates too small: |Δw|/|w| per step below {UPDATE_LOW:g} (aim for ~1e-3)",
+}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def _series(log: HealthLog, node: str, stat: str) -> list[float]:
+    return [x for x in (_num(s["nodes"].get(node, {}).get(stat)) for s in log.samples) if x is not None]
+
+
+def _recent(values: list[float]) -> float | None:
+    """The median of the last RECENT values, leaving out the first (the initial weights) once there are more."""
+    finite = [v for v in values[1:][-RECENT:] or values if math.isfinite(v)]
+    return statistics.median(finite) if finite else None
+
+
+def _first(values: list[float]) -> float | None:
+    """The first value (at the initial weights), the baseline of growth and drift."""
+    return values[0] if values and math.isfinite(values[0]) else None
+
+
+def _lr_action(lr: float | None, factor: float = 0.1) -> dict[str, Any] | None:
+    return {"action": "set_training", "key": "lr", "value": float(f"{lr * factor:.3g}")} if lr else None
+
+
+def _finding(node: str, rule: str, level: str, value: float | str, received: str, fix: str,
+             action: dict[str, Any] | None = None) -> Finding:
+    return Finding(node, rule, level, value, f"{RULES[rule]}; received: {received}. Fix: {fix}", action)
+
+
+def _norm_layer(ndim: int | None) -> str | None:
+    return {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d"}.get(ndim or 0)
+
+
+# -------------------------------------------------------------------------------------------------- rules
+def diagnose(log: HealthLog | dict, config: dict | None = None) -> list[Finding]:
+    """The findings of a health log, most severe first (in graph order within a level).
+
+    Args:
+        log: a :class:`HealthLog` or its dict (``health.json``).
+        config: the run's training settings (``lr``, ``grad_clip``), so fix actions can name values.
+
+    Returns:
+        :class:`Finding` objects; an empty list for a healthy run or a log without samples.
+    """
+    log = log if isinstance(log, HealthLog) else HealthLog.from_dict(log)
+    if not log.samples:
+        return []
+    cfg = dict(config or {})
+    lr = _num(cfg.get("lr"))
+    found: list[Finding] = []
+    found += _nonfinite(log, lr, cfg)
+    bad_nodes = {f.node for f in found}
+    found += _gradients(log, lr, cfg, bad_nodes)
+    vanishing = {f.node for f in found if f.rule == "vanishing"}
+    for n in log.nodes:
+        nid = n["id"]
+        if nid in bad_nodes:
+            continue
+        found += _activations(log, n, lr)
+        found += _updates(log, nid, lr, vanishing)
+    order = {n["id"]: i for i, n in enumerate(log.nodes)}
+    found.sort(key=lambda f: (-LEVELS.index(f.level), order.get(f.node, 0)))
+    return found
+
+
+def _nonfinite(log: HealthLog, lr: float | None, cfg: dict) -> list[Finding]:
+    for s in log.samples:
+        for n in log.nodes:
+            bad = [k for k, v in s["nodes"].get(n["id"], {}).items() if (x := _num(v)) is not None
+                   and not math.isfinite(x)]
+            if bad:
+                fix = ("lower the learning rate" + (f" to {lr / 10:g}" if lr else "")
+                       + ("" if cfg.get("grad_clip") else ", and set grad_clip (e.g. 1.0)"))
+                return [_finding(n["id"], "nonfinite", "bad", "nan", f"{bad[0]} = {s['nodes'][n['id']][bad[0]]} "
+                                 f"at step {s['step']}", fix, _lr_action(lr))]
+    return []
+
+
+def _gradients(log: HealthLog, lr: float | None, cfg: dict, skip: set[str]) -> list[Finding]:
+    out: list[Finding] = []
+    with_params = [n["id"] for n in log.nodes if _series(log, n["id"], "grad_norm")]
+    clip = {"action": "set_training", "key": "grad_clip", "value": 1.0}
+    for nid in with_params:
+        g = _series(log, nid, "grad_norm")
+        now, start = _recent(g), _first(g)
+        if now is None or nid in skip:
+            continue
+        if now > EXPLODING_NORM or (start and len(g) > RECENT and now > GRAD_GROWTH * start > 0):
+            received = f"gradient norm {now:.3g}" + (f" (was {start:.3g})" if start else "")
+            fix = ("set grad_clip (e.g. 1.0)" if not cfg.get("grad_clip") else "lower the learning rate") \
+                + (f"; or lower the learning rate to {lr / 10:g}" if lr and not cfg.get("grad_clip") else "")
+            out.append(_finding(nid, "exploding", "bad", now, received, fix,
+                                clip if not cfg.get("grad_clip") else _lr_action(lr)))
+    if len(with_params) >= 2:
+        first, last = with_params[0], with_params[-1]
+        gf, gl = _recent(_series(log, first, "grad_norm")), _recent(_series(log, last, "grad_norm"))
+        if gf is not None and gl and gl > TINY_GRAD and gf / gl < VANISHING_RATIO and first not in skip:
+            out.append(_finding(
+                first, "vanishing", "bad", gf / gl,
+                f"gradient norm {gf:.2g} at {first!r} vs {gl:.2g} at {last!r} (ratio {gf / gl:.1e})",
+                "use ReLU-like activations instead of Sigmoid/Tanh in deep stacks, add normalisation "
+                "(BatchNorm/LayerNorm) between layers, or add residual connections"))
+    return out
+
+
+def _activations(log: HealthLog, n: dict[str, Any], lr: float | None) -> list[Finding]:
+    nid, out = n["id"], []
+    dead = _recent(_series(log, nid, "dead"))
+    if dead is not None and dead > DEAD_FRACTION:
+        out.append(_finding(nid, "dead_relu", "bad" if dead >= BAD_DEAD else "warn", dead, f"{dead:.0%} dead",
+                            "replace it with LeakyReLU, lower the learning rate, or check the bias of the layer "
+                            "before it (a large negative bias kills units)",
+                            {"action": "set_type", "node": nid, "type": "LeakyReLU"}))
+    sat = _recent(_series(log, nid, "saturated"))
+    if sat is not None and sat > SATURATED_FRACTION:
+        out.append(_finding(nid, "saturated", "bad" if sat >= BAD_SATURATED else "warn", sat,
+                            f"{sat:.0%} of {n.get('type', 'its')} outputs saturated",
+                            "lower the learning rate" + (f" to {lr / 10:g}" if lr else "")
+                            + ", add normalisation before it, or replace it with ReLU",
+                            _lr_action(lr) or {"action": "set_type", "node": nid, "type": "ReLU"}))
+    std = _series(log, nid, "act_std")
+    now, start = _recent(std), _first(std)
+    if now is not None and start and start > TINY_GRAD and len(std) > 1 and not dead and not sat \
+            and not n.get("output"):
+        ratio = now / start
+        if ratio > STD_DRIFT or ratio < 1 / STD_DRIFT:
+            norm = _norm_layer(n.get("ndim"))
+            out.append(_finding(nid, "std_drift", "warn", ratio, f"std {start:.3g} -> {now:.3g}",
+                                f"add normalisation after it ({norm or 'BatchNorm/LayerNorm'}) or lower the "
+                                "learning rate",
+                                {"action": "insert_after", "node": nid, "type": norm} if norm else _lr_action(lr)))
+    return out
+
+
+def _updates(log: HealthLog, nid: str, lr: float | None, vanishing: set[str]) -> list[Finding]:
+    ratio = _recent(_series(log, nid, "update_ratio"))
+    if ratio is None:
+        return []
+    if ratio > UPDATE_HIGH:
+        return [_finding(nid, "update_high", "warn", ratio, f"{ratio:.2g}",
+                         "lower the learning rate" + (f" to {lr / 10:g}" if lr else ""), _lr_action(lr))]
+    grad = _recent(_series(log, nid, "grad_norm")) or 0.0
+    if ratio < UPDATE_LOW and grad > TINY_GRAD and nid not in vanishing:
+        return [_finding(nid, "update_low", "warn", ratio, f"{ratio:.2g}",
+                         "raise the learning rate" + (f" to {lr * 10:g}" if lr else ""), _lr_action(lr, 10.0))]
+    return []
+
+
+# ------------------------------------------------------------------------------------------------- curves
+def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] = ()) -> list[Anomaly]:
+    """A loss plateau, a divergence or an overfitting gap in a run's epoch metrics (``train_loss``,
+    ``val_loss`` per epoch, oldest first), each pointing at the nodes of the findings that likely cause it.
+
+    >>> curve_anomalies([{"train_loss": 0.69}, {"train_loss": 0.69}, {"train_loss": 0.692}, {"train_loss": 0.69}])[0].kind
+    'plateau'
+    """
+    epochs = [e for e in epoch_metrics if isinstance(e, dict)]
+    found = list(findings)
+    by_rule = lambda *rules: list(dict.fromkeys(f.node for f in found if f.rule in rules))  # noqa: E731
+    train = [_num(e.get("train_loss")) for e in epochs]
+    val = [_num(e.get("val_loss")) for e in epochs]
+    out: list[Anomaly] = []
+    finite = [t for t in train if t is not None and math.isfinite(t)]
+    last = train[-1] if train else None
+    if last is not None and (not math.isfinite(last) or (finite and last > DIVERGE_FACTOR * min(finite)
+                                                        and len(finite) > 1 and finite[-1] > finite[-2])):
+        out.append(Anomaly("divergence", len(epochs), f"divergence: the training loss rose to {last:.3g} (best "
+                           f"{min(finite) if finite else float('nan'):.3g}); lower the learning rate or clip gradients",
+                           by_rule("nonfinite", "exploding", "update_high", "saturated")))
+    elif len(finite) > PLATEAU_EPOCHS and finite[0] > 0:
+        window = finite[-PLATEAU_EPOCHS - 1:]
+        flat = (max(window) - min(window)) / max(abs(window[-1]), 1e-12) < PLATEAU_CHANGE
+        if flat and (finite[0] - finite[-1]) / finite[0] < PLATEAU_LEARNED:
+            out.append(Anomaly("plateau", len(epochs), f"loss plateau: the training loss stayed at {finite[-1]:.3g} "
+                               f"for {PLATEAU_EPOCHS} epochs and fell {max(0.0, 1 - finite[-1] / finite[0]):.0%} since "
+                               "the first; the model is not learning",
+                               by_rule("vanishing", "dead_relu", "saturated", "update_low")))
+    vf = [(i, v) for i, v in enumerate(val) if v is not None and math.isfinite(v)]
+    if len(vf) > OVERFIT_EPOCHS:
+        best_i, best = min(vf, key=lambda p: p[1])
+        i_last, v_last = vf[-1]
+        t_best, t_last = train[best_i], train[i_last]
+        if (i_last - best_i >= OVERFIT_EPOCHS and best > 0 and v_last > (1 + OVERFIT_GAP) * best
+                and t_best is not None and t_last is not None and t_last < t_best):
+            out.append(Anomaly("overfitting", i_last + 1, f"overfitting gap: validation loss {v_last:.3g} is "
+                               f"{v_last / best - 1:.0%} above its best ({best:.3g}, epoch {best_i + 1}) while the "
+                               "training loss still falls; add Dropout or weight decay, or use more data",
+                               by_rule("std_drift")))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the canvas
+def health_annotations(log: HealthLog | dict | None, findings: Iterable[Finding]) -> dict[str, dict[str, str]]:
+    """Per node ``{"level": "ok" | "warn" | "bad", "message"}`` for the canvas: the worst finding's level and every
+    finding's message; recorded nodes without findings are ``ok`` with their latest statistics.
+
+    >>> health_annotations(None, [Finding("fc", "vanishing", "bad", 1e-5, "vanishing gradients; ...")])
+    {'fc': {'level': 'bad', 'message': 'vanishing gradients; ...'}}
+    """
+    out: dict[str, dict[str, str]] = {}
+    if log is not None:
+        log = log if isinstance(log, HealthLog) else HealthLog.from_dict(log)
+        for n in log.nodes:
+            stats = {k: _recent(_series(log, n["id"], k)) for k in ("grad_norm", "update_ratio", "dead", "saturated")}
+            text = [f"{k.replace('_', ' ')} {v:.2g}" for k, v in stats.items() if v is not None]
+            if text:
+                out[n["id"]] = {"level": "ok", "message": "healthy: " + ", ".join(text)}
+    for f in findings:
+        cur = out.get(f.node)
+        if cur is None or cur["level"] == "ok":
+            out[f.node] = {"level": f.level, "message": f.message}
+        else:
+            level = max(cur["level"], f.level, key=LEVELS.index)
+            out[f.node] = {"level": level, "message": cur["message"] + "\n" + f.message}
+    return out
+
+
+def run_findings(store: RunStore, run_id: str) -> dict[str, Any]:
+    """What the doctor says about one run (live or finished): ``findings`` and ``anomalies`` (dicts),
+    ``health`` (:func:`health_annotations`), ``samples`` (how many were taken) and ``recorded`` (False when the
+    run has no health log: recording off, or nothing sampled yet). Raises RunStoreError for an unknown run."""
+    run = store.get(run_id)
+    log = read_health(store.folder(run["id"]).path)
+    findings = diagnose(log, run.get("config")) if log is not None else []
+    anomalies = curve_anomalies(store.metrics(run["id"], "epoch"), findings)
+    return {"recorded": log is not None, "samples": len(log.samples) if log else 0,
+            "findings": [f.to_dict() for f in findings], "anomalies": [a.to_dict() for a in anomalies],
+            "health": health_annotations(log, findings)}
+
+
+# ---------------------------------------------------------------------------------------------- the fixes
+def apply_fix(project: Any, action: dict[str, Any]) -> Project:
+    """A new project with a finding's fix ``action`` applied (the argument is not changed, so an undo history
+    keeps the old one). Actions: ``set_training`` (``key``, ``value``), ``set_param`` (``node``, ``param``,
+    ``value``), ``set_type`` (``node``, ``type``) and ``insert_after`` (``node``, ``type``).
+
+    >>> from builder import load_template
+    >>> p = apply_fix(load_template("mlp"), {"action": "set_training", "key": "lr", "value": 0.001})
+    >>> p.training["lr"]
+    0.001
+
+    Raises:
+        LayerLabError: an unknown action or one without its fields.
+    """
+    project = load_project(project).model_copy(deep=True)
+    kind = action.get("action") if isinstance(action, dict) else None
+    try:
+        if kind == "set_training":
+            project.training = {**(project.training or {}), str(action["key"]): action["value"]}
+        elif kind == "set_param":
+            project.graph = set_param(project.graph, action["node"], action["param"], action["value"])
+        elif kind == "set_type":
+            project.graph = set_type(project.graph, action["node"], action["type"])
+        elif kind == "insert_after":
+            project.graph = insert_after(project.graph, action["node"], action["type"])
+        else:
+            raise LayerLabError(f"unknown fix action; received: {kind!r}. Fix: use set_training, set_param, "
+                                "set_type or insert_after")
+    except KeyError as e:
+        raise LayerLabError(f"fix action {kind!r} needs the field {e.args[0]!r}; received: {action!r}. "
+                            "Fix: pass the action of a Finding unchanged") from None
+    return project
+
+
+__all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "health_annotations", "run_findings",
+           "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH", "DEAD_FRACTION",
+           "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]

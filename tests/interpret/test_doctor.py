@@ -1,0 +1,99 @@
+"""The training doctor's rules, curve anomalies, canvas annotations and fixes on hand-made health logs."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder import load_template
+from builder.errors import LayerLabError
+from builder.graph.cost import canvas_annotations
+from builder.graph.shapes import infer_shapes
+from builder.interpret.doctor import Finding, apply_fix, curve_anomalies, diagnose, health_annotations
+from builder.training.health import HealthLog
+
+NODES = [{"id": "fc1", "type": "Linear", "kind": "other", "params": True},
+         {"id": "act1", "type": "ReLU", "kind": "relu"},
+         {"id": "head", "type": "Linear", "kind": "other", "params": True, "output": True}]
+
+
+def log_of(*samples: dict) -> HealthLog:
+    return HealthLog(5, NODES, [{"step": 5 * i, "epoch": 1, "nodes": s} for i, s in enumerate(samples)])
+
+
+def healthy(**over: float) -> dict:
+    s = {"fc1": {"grad_norm": 0.1, "update_ratio": 1e-3, "act_std": 1.0},
+         "act1": {"dead": 0.1, "act_std": 0.5}, "head": {"grad_norm": 0.2, "update_ratio": 1e-3}}
+    for key, v in over.items():
+        node, stat = key.split("__")
+        s[node] = {**s[node], stat: v}
+    return s
+
+
+def rules(log: HealthLog, config: dict | None = None) -> set[tuple[str, str]]:
+    return {(f.node, f.rule) for f in diagnose(log, config)}
+
+
+def test_a_healthy_log_has_no_findings():
+    assert diagnose(log_of(healthy(), healthy(), healthy())) == []
+    assert diagnose(HealthLog()) == []
+
+
+def test_each_rule_on_its_node():
+    assert rules(log_of(healthy(), healthy(fc1__grad_norm="nan"))) == {("fc1", "nonfinite")}
+    assert ("head", "exploding") in rules(log_of(healthy(), healthy(head__grad_norm=5e3)))
+    assert ("fc1", "vanishing") in rules(log_of(healthy(), healthy(fc1__grad_norm=1e-6)))
+    assert rules(log_of(healthy(), healthy(fc1__update_ratio=0.5))) == {("fc1", "update_high")}
+    assert rules(log_of(healthy(), healthy(fc1__update_ratio=1e-8))) == {("fc1", "update_low")}
+    assert rules(log_of(healthy(), healthy(fc1__act_std=100.0))) == {("fc1", "std_drift")}
+    assert rules(log_of(healthy(), healthy(act1__dead=0.7))) == {("act1", "dead_relu")}
+
+
+def test_fix_wording_and_actions_name_the_run_settings():
+    (f,) = diagnose(log_of(healthy(), healthy(fc1__grad_norm="inf")), {"lr": 0.1})
+    assert f.level == "bad" and f.message.startswith("non-finite values") and "; received: grad_norm = inf" in f.message
+    assert "Fix: lower the learning rate to 0.01, and set grad_clip" in f.message
+    assert f.action == {"action": "set_training", "key": "lr", "value": 0.01}
+    (e,) = [f for f in diagnose(log_of(healthy(), healthy(head__grad_norm=5e3))) if f.rule == "exploding"]
+    assert e.action == {"action": "set_training", "key": "grad_clip", "value": 1.0}
+
+
+def test_curve_anomalies_point_at_the_findings_nodes():
+    dead = [Finding("act1", "dead_relu", "bad", 1.0, "dead ReLU; ...")]
+    flat = [{"train_loss": 0.69, "val_loss": 0.69}] * 5
+    (a,) = curve_anomalies(flat, dead)
+    assert a.kind == "plateau" and a.nodes == ["act1"] and a.epoch == 5
+    learned = [{"train_loss": v} for v in (1.0, 0.5, 0.3, 0.3, 0.3, 0.3)]
+    assert curve_anomalies(learned) == []  # converged, not stuck
+    rising = [{"train_loss": v} for v in (1.0, 0.5, 0.6, 0.9)]
+    assert [a.kind for a in curve_anomalies(rising)] == ["divergence"]
+    assert [a.kind for a in curve_anomalies([{"train_loss": 1.0}, {"train_loss": float("nan")}])] == ["divergence"]
+    over = [{"train_loss": t, "val_loss": v} for t, v in ((1, 1), (0.5, 0.5), (0.3, 0.6), (0.2, 0.7), (0.1, 0.8))]
+    assert [a.kind for a in curve_anomalies(over)] == ["overfitting"]
+
+
+def test_health_annotations_reach_the_canvas_annotations():
+    log = log_of(healthy(), healthy(act1__dead=0.95))
+    health = health_annotations(log, diagnose(log))
+    assert health["act1"]["level"] == "bad" and health["fc1"]["level"] == "ok"
+    assert health["fc1"]["message"].startswith("healthy: grad norm 0.1")
+    graph = load_template("mlp").graph
+    ann = canvas_annotations(graph, infer_shapes(graph), health)
+    assert ann["nodes"]["act1"]["health"]["level"] == "bad" and "health" not in ann["nodes"]["input"]
+    assert "health" not in canvas_annotations(graph, infer_shapes(graph))["nodes"]["act1"]
+
+
+def test_apply_fix_returns_a_new_project():
+    p = load_template("mlp")
+    lr = apply_fix(p, {"action": "set_training", "key": "lr", "value": 0.001})
+    assert lr.training["lr"] == 0.001 and p.training["lr"] == 0.01
+    assert apply_fix(p, {"action": "set_param", "node": "fc1", "param": "out_features", "value": 8}
+                     ).graph.node("fc1").params == {"out_features": 8}
+    leaky = apply_fix(p, {"action": "set_type", "node": "act1", "type": "LeakyReLU"})
+    assert leaky.graph.node("act1").type == "LeakyReLU" and infer_shapes(leaky.graph).ok
+    bn = apply_fix(p, {"action": "insert_after", "node": "fc1", "type": "BatchNorm1d"})
+    assert [n.id for n in bn.graph.nodes][:3] == ["input", "fc1", "batchnorm1d_1"] and infer_shapes(bn.graph).ok
+    assert {(e.source, e.target) for e in bn.graph.edges} >= {("fc1", "batchnorm1d_1"), ("batchnorm1d_1", "act1")}
+    with pytest.raises(LayerLabError, match="unknown fix action; received: 'explode'"):
+        apply_fix(p, {"action": "explode"})
+    with pytest.raises(LayerLabError, match="needs the field 'value'"):
+        apply_fix(p, {"action": "set_training", "key": "lr"})
