@@ -336,6 +336,16 @@ def run_findings(store: RunStore, run_id: str) -> dict[str, Any]:
             "health": health_annotations(log, findings)}
 
 
+def graph_health(store: RunStore, graph: Any, owner: str | None) -> dict[str, dict[str, str]]:
+    """The canvas health of a graph: :func:`health_annotations` of the run the Train page shows for it (the owner's
+    live run of this graph, else the newest; :func:`builder.runs.summary.current_run`); ``{}`` without one.
+    Pass it to :func:`builder.graph.cost.canvas_annotations` as ``health``."""
+    from builder.runs.summary import current_run
+
+    run = current_run(store, graph, owner)
+    return run_findings(store, run["id"])["health"] if run else {}
+
+
 # ---------------------------------------------------------------------------------------------- the fixes
 def apply_fix(project: Any, action: dict[str, Any]) -> Project:
     """A new project with a finding's fix ``action`` applied (the argument is not changed, so an undo history
@@ -371,5 +381,5 @@ def apply_fix(project: Any, action: dict[str, Any]) -> Project:
 
 
 __all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "health_annotations", "run_findings",
-           "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH", "DEAD_FRACTION",
+           "graph_health", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH", "DEAD_FRACTION",
            "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]

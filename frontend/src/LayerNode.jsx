@@ -3,6 +3,7 @@ import { Handle, Position } from '@xyflow/react';
 import { CanvasContext } from './context.js';
 import { useAnnotation } from './annotations.js';
 import { colorFor, formatCount, portsOf, outKind, inKind } from './graph.js';
+import { healthClass, healthOf } from './health.js';
 
 function RenameInput({ initial, onDone }) {
   const [value, setValue] = useState(initial);
@@ -41,6 +42,7 @@ function LayerNode({ id, data, selected }) {
   const entry = ctx.paletteMap.get(data.ltype);
   const ann = useAnnotation(ctx.annStore, 'nodes', id);
   const errors = Array.isArray(ann.errors) ? ann.errors.filter((m) => m != null).map(String) : [];
+  const health = healthOf(ann);
   const { inputs, outputs } = portsOf(entry);
   const category = entry?.category || (data.ltype === 'Input' ? 'Inputs' : null);
   const color = colorFor(category);
@@ -53,7 +55,7 @@ function LayerNode({ id, data, selected }) {
 
   return (
     <div
-      className={`ll-node${selected ? ' is-selected' : ''}${errors.length ? ' has-error' : ''}${entry ? '' : ' is-unknown'}`}
+      className={`ll-node${selected ? ' is-selected' : ''}${errors.length ? ' has-error' : ''}${entry ? '' : ' is-unknown'}${healthClass(health)}`}
       style={{ '--cat': color }}
       data-node-id={id}
       data-testid={`node-${id}`}
@@ -74,6 +76,17 @@ function LayerNode({ id, data, selected }) {
             onPointerLeave={ctx.hideTip}
           >
             {errors.length}
+          </span>
+        )}
+        {health && health.lines.length > 0 && (
+          <span
+            className={`ll-health-badge is-${health.level}`}
+            aria-label={`training health ${health.level}: ${health.lines.join(' ')}`}
+            data-testid={`health-${id}`}
+            onPointerEnter={(e) => ctx.showTip(e.currentTarget, health.lines)}
+            onPointerLeave={ctx.hideTip}
+          >
+            {health.level === 'ok' ? '✓' : '!'}
           </span>
         )}
       </div>

@@ -10,7 +10,7 @@ import torch
 
 from builder import load_template
 from builder.graph.project import Graph, Project
-from builder.interpret.doctor import diagnose, run_findings
+from builder.interpret.doctor import diagnose, graph_health, run_findings
 from builder.runs.store import RunStore
 from builder.training.health import HealthMonitor, read_health
 from builder.training.pipeline import build_model, prepare, run_training
@@ -47,6 +47,8 @@ def test_deep_sigmoid_stack_with_a_high_learning_rate_is_flagged_in_two_epochs(t
     assert {"act6", "act7", "act8"} <= saturated and not {n for n in saturated if n.startswith("fc")}
     report = run_findings(store, result.run_id)
     assert report["health"]["fc1"]["level"] == "bad" and report["health"]["head"]["level"] == "ok"
+    assert graph_health(store, stack("Sigmoid", 8).graph, None) == report["health"]  # what the canvas tints
+    assert graph_health(store, load_template("mlp").graph, None) == {}
     lr_fix = next(f["action"] for f in report["findings"] if f["rule"] == "saturated")
     assert lr_fix == {"action": "set_training", "key": "lr", "value": 0.05}
 
