@@ -46,7 +46,10 @@ HOSTILE_TEXT = ['"""', "'''", "\\N", "\\U", "\\x", "\\", "C:\\Users\\N\\", 'a"""
                 "a\r\nb", "\x1b[31mred\x1b[0m", "\u202eevil", "\u2028", "²", "١٢", "class", "forward", "torch", "self",
                 "nn", "math", "__init__", "_", "__", "1abc", "a b", "a-b", "a.b", "ü", "日本", "\ud800", "\udfff",
                 "# coding: latin-1", "-*- coding: rot13 -*-", "${x}", "<script>alert(1)</script>", "|", "`", "**b**",
-                "con", "../..", "x" * 150]
+                "con", "../..", "x" * 150,
+                # attributes of nn.Module / fx.GraphModule and LayerLab's own (compile maps them to safe names)
+                "meta", "training", "shape_env", "_modules", "graph", "code", "state_dict", "layerlab_names",
+                "getattr", "output", "T_destination", "call_super_init", "dump_patches"]
 
 
 def hostile_text(min_size: int = 1, max_size: int = 12) -> st.SearchStrategy[str]:
@@ -169,7 +172,12 @@ _RANKS = {"Conv1d": (2,), "MaxPool1d": (2,), "AvgPool1d": (2,), "AdaptiveAvgPool
           "Conv2d": (3,), "ConvTranspose2d": (3,), "MaxPool2d": (3,), "AvgPool2d": (3,), "AdaptiveAvgPool2d": (3,),
           "BatchNorm2d": (3,), "Dropout2d": (3,), "GroupNorm": (2, 3), "RNN": (2,), "LSTM": (2,), "GRU": (2,),
           "MultiheadAttention": (2,), "TransformerEncoderLayer": (2,), "PositionalEncoding": (2,),
-          "Unflatten": (1, 2), "Permute": (2, 3), "Mean": (2, 3)}
+          "Unflatten": (1, 2), "Permute": (2, 3), "Mean": (1, 2, 3)}  # Mean of a vector: rank 0
+
+
+# layers drawn after a Permute (a non-contiguous tensor) more often than by chance
+AFTER_PERMUTE = ["GroupNorm", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Conv1d", "Conv2d", "MaxPool1d", "LSTM",
+                 "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "Linear", "Flatten", "ReLU"]
 
 
 def _out_type(spec: LayerSpec, params: dict, ins: list[TensorType | None], source_port: str | None) -> TensorType | None:
@@ -231,11 +239,16 @@ def graph_dict(draw) -> dict:
         kind.setdefault(node["id"], "Input")
     for i in range(len(nodes), len(nodes) + _roll(draw, 8)):
         known = [nid for nid, t in types.items() if t is not None]
-        src = _pick(draw, known) if known and _roll(draw, 10) else _pick(draw, types)
+        last = nodes[-1]["id"]
+        after_permute = kind.get(last) == "Permute" and types.get(last) is not None and _roll(draw, 3)
+        src = last if after_permute else _pick(draw, known) if known and _roll(draw, 10) else _pick(draw, types)
         t = types[src]
         roll = _roll(draw, 20)
-        typ = (_pick(draw, BOGUS_TYPES) if roll == 0 and hostile else
-               _pick(draw, LAYERS) if roll < (4 if hostile else 1) else _pick(draw, _compatible(t)))
+        if after_permute and (fits := [x for x in AFTER_PERMUTE if x in _compatible(t)]):
+            typ = _pick(draw, fits)  # non-contiguous inputs: where torch kernels had layout bugs
+        else:
+            typ = (_pick(draw, BOGUS_TYPES) if roll == 0 and hostile else
+                   _pick(draw, LAYERS) if roll < (4 if hostile else 1) else _pick(draw, _compatible(t)))
         spec = SPECS.get(typ)
         nid = new_id(i)
         srcs = [src]
@@ -244,7 +257,8 @@ def graph_dict(draw) -> dict:
             pool = same if same and _roll(draw, 4) else list(types)
             srcs += [_pick(draw, pool) for _ in range(1 + _roll(draw, 2))]
         elif spec is not None and spec.type == "MultiheadAttention" and _roll(draw, 3) == 0:
-            srcs.append(_pick(draw, types))
+            odd = [n for n, u in types.items() if u is None or len(u.shape) != 2 or u.kind == TOKENS]
+            srcs.append(_pick(draw, odd) if odd and draw(BOOL) else _pick(draw, types))  # key of another rank/kind
         in_types = [types[s] for s in srcs]
         if spec is None:
             params = _hostile_params(draw, SPECS["Linear"])
@@ -559,6 +573,14 @@ def _poll(st_: dict, res: FuzzResult, timeout_per_graph: float) -> None:
     st_["proc"] = None
 
 
+def save_failures(res: FuzzResult, seed: int) -> Path:
+    """Write the failing project files (with index, failure, detail, seed) to test-artifacts/fuzz-failures.jsonl."""
+    out = ROOT / "test-artifacts" / "fuzz-failures.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("".join(json.dumps({**f, "seed": seed}) + "\n" for f in res.failures))
+    return out
+
+
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 1000
     seed = int(argv[1]) if len(argv) > 1 else int.from_bytes(os.urandom(4), "little")
@@ -570,11 +592,13 @@ def main(argv: list[str]) -> int:
     print(res.line())
     for f in res.failures[:20]:
         print(f"  graph {f['i']}: {f['failure']}: {f['detail']}")
+    if res.failures:
+        save_failures(res, seed)
     return 1 if any(res.counts[k] for k in FAILURES) else 0
 
 
 __all__ = ["CAP", "graph_dict", "project_text", "hostile_text", "HOSTILE_TEXT", "EDGE_VALUES", "SPECS",
-           "check_graph", "draw_projects", "run_in_children", "FuzzResult", "FAILURES"]
+           "check_graph", "draw_projects", "run_in_children", "save_failures", "FuzzResult", "FAILURES"]
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -28,9 +27,15 @@ from hypothesis import HealthCheck, event, given, settings
 from builder import compile_graph, infer_shapes, load_project
 from builder.errors import GraphError, LayerLabError
 from builder.escape import terminal_line
-from tests.fuzz_graphs import FAILURES, GRAPH_LEVEL, _budget, draw_projects, project_text, run_in_children
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fuzz_graphs import (
+    FAILURES,
+    GRAPH_LEVEL,
+    _budget,
+    draw_projects,
+    project_text,
+    run_in_children,
+    save_failures,
+)
 
 
 def check_rejections(text: str) -> str:
@@ -97,9 +102,7 @@ def test_accepted_graphs_compile_run_forward_backward_and_export_in_child_proces
     assert sum(res.counts[k] for k in ("unreadable", "rejected", "budget", "accepted")) == len(texts) - 1
     _say(capsys, f"\ngraph fuzzer (seed {seed}): {res.line()}")
     if res.failures:
-        out = ROOT / "test-artifacts" / "fuzz-failures.jsonl"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text("".join(json.dumps({**f, "seed": seed}) + "\n" for f in res.failures))
+        save_failures(res, seed)
     shown = "\n".join(f"  graph {f['i']}: {f['failure']}: {f['detail']}" for f in res.failures[:10])
     assert not any(res.counts[k] for k in FAILURES), f"{res.line()} (seed {seed}; files in test-artifacts)\n{shown}"
     assert res.counts["accepted"] > n // 5  # the generator still produces mostly runnable graphs

@@ -132,9 +132,29 @@ def _pool_shape(dims: int, dilation: bool):
             if n < 1:
                 raise ShapeError(f"the pooling window {p['kernel_size']} is larger than the input {t}. "
                                  "Fix: reduce kernel_size or remove a pooling layer")
+            empty = _padding_only_window(spatial[i], k[i], s[i], pad[i], d[i], n)
+            if empty is not None:
+                raise ShapeError(
+                    f"every pooling window must cover at least one input position; received: dilation="
+                    f"{p['dilation']}, padding={p['padding']} on an input {t}: window {empty} of dimension {i + 2} "
+                    f"covers only padding (torch 2.13 then writes out of bounds in backward). Fix: use a dilation "
+                    f"≤ {spatial[i]} or padding 0")
             out.append(n)
         return TensorType((t.shape[0], *out))
     return rule
+
+
+def _padding_only_window(size: int, k: int, s: int, pad: int, d: int, n: int) -> int | None:
+    """The first of ``n`` windows whose taps all fall in the padding, else None. With padding ≤ half the kernel
+    that needs a dilation larger than the input (taps stepping over it), so only then are windows checked."""
+    if d <= size:
+        return None
+    for o in range(n):
+        start = o * s - pad
+        j = 0 if start >= 0 else (-start + d - 1) // d  # the first tap at or after position 0
+        if j >= k or start + j * d >= size:
+            return o
+    return None
 
 
 def _pool_params(dims: int, dilation: bool) -> list[Param]:
