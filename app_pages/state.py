@@ -17,6 +17,7 @@ Session-state keys other pages may read:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import streamlit as st
 
 import builder
 from app_pages.style import md
+from builder.errors import LayerLabError
 from builder.graph.cost import canvas_annotations
 from builder.graph.edit import with_edge_ids
 from builder.graph.layout import row_layout
@@ -291,15 +293,33 @@ def graph_key(g: Graph) -> str:
     return hashlib.sha1(g.model_dump_json(exclude={"nodes": {"__all__": {"position"}}}).encode()).hexdigest()
 
 
+def _health(g: Graph) -> dict:
+    """The training doctor's verdict per node for the run the Train page shows for this graph ({} without one)."""
+    from builder.runs.store import RunStore
+    from builder.runs.summary import current_run
+
+    try:
+        store = RunStore(workspace())
+        if current_run(store, g, owner()) is None:
+            return {}  # no run of this graph: the doctor (torch) is not even imported
+        from builder.interpret.doctor import graph_health
+
+        return graph_health(store, g, owner())
+    except LayerLabError:
+        return {}
+
+
 def analyse(g: Graph | None = None) -> tuple[Any, dict]:
-    """(ShapeReport, canvas annotations) for a graph; cached per session on the graph's content."""
+    """(ShapeReport, canvas annotations) for a graph; cached per session on the graph's content and on the
+    health of its current run (the canvas tint follows a run while it trains)."""
     g = g if g is not None else graph()
-    key = graph_key(g)
+    health = _health(g)
+    key = (graph_key(g), json.dumps(health, sort_keys=True, default=str))
     cached = st.session_state.get("ll_ann")
     if cached and cached[0] == key:
         return cached[1], cached[2]
     report = builder.infer_shapes(g)
-    ann = canvas_annotations(g, report)
+    ann = canvas_annotations(g, report, health=health or None)
     st.session_state.ll_ann = (key, report, ann)
     return report, ann
 

@@ -139,3 +139,16 @@ def test_first_build_run_imports_neither_torch_nor_pandas(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_a_trained_run_tints_the_canvas_with_its_health(workspace):
+    """After a run of the canvas graph, every recorded node carries the doctor's verdict in the annotations."""
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import run_training
+
+    run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, RunStore(workspace))  # owner local
+    at = open_app(owner="local", template="mlp")
+    _, _, ann = at.session_state["ll_ann"]
+    health = {nid: a["health"] for nid, a in ann["nodes"].items() if a.get("health")}
+    assert {"fc1", "fc2", "head"} <= set(health)
+    assert all(h["level"] == "ok" for h in health.values())  # a healthy template raises no flag
