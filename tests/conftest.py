@@ -15,7 +15,8 @@ os.environ.setdefault("LAYERLAB_LAUNCHER_IDLE_S", "20")
 # Hypothesis profiles. Tests that are slow per example set their own max_examples; the others (the graph
 # fuzzer in tests/graph/test_fuzz_graphs.py above all) take it from the profile:
 #   ci   (selected under CI=true): 2,000 examples, derandomised so a CI failure reproduces;
-#   fuzz (`make fuzz`, or --hypothesis-profile fuzz): 50,000 fresh random examples, nightly-style;
+#   fuzz (`make fuzz`, or --hypothesis-profile fuzz): 50,000 fresh random examples for the hypothesis
+#   tests (validation-only fuzz, escaping, malformed files); the child-process graph fuzzer runs 10,000;
 #   dev  (default): 200 examples.
 settings.register_profile("ci", max_examples=2000, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("fuzz", max_examples=50_000, deadline=None, print_blob=True)
