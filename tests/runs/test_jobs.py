@@ -256,13 +256,14 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
 # ------------------------------------------------------------------------- the warm launcher's protocol
 # A stand-in for a launcher left running by another LayerLab version: it answers every request line with
 # REPLY (plus its own pid as the "pid" it claims to have forked), forks nothing, and logs what it was sent.
+# (a script of its own: the pid file name, jobs.LAUNCHER_PID, is written out)
 _FAKE_LAUNCHER = r"""
 import json, os, socket, sys
 path, reply, log = sys.argv[1], json.loads(sys.argv[2]), open(sys.argv[3], "a")
 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
     srv.bind(path)
     srv.listen(16)
-    with open(os.path.join(os.path.dirname(path), jobs.LAUNCHER_PID), "w") as f:
+    with open(os.path.join(os.path.dirname(path), "launcher.pid"), "w") as f:
         f.write(str(os.getpid()))
     while True:
         conn, _ = srv.accept()
