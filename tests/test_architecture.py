@@ -50,10 +50,7 @@ LONG_ALLOWED: dict[str, str] = {
 
 
 #: (f) modules whose docstring examples are still skipped -> reason
-SKIP_ALLOWED: dict[str, str] = {
-    "builder/search/space.py": "parse_space example needs a project: load_template('mlp') makes it runnable",
-    "builder/runs/launcher.py": "spawn_detached starts a process and writes a log file: a test in tests/",
-}
+SKIP_ALLOWED: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -7,9 +7,13 @@ terminal that started it), stdin from ``/dev/null``, stdout and stderr appended 
 file descriptors, the folder holding this copy of ``builder`` first on ``PYTHONPATH`` (the child imports the
 very code that started it), and a daemon thread that waits for it (no zombies). Example::
 
-    >>> proc = spawn_detached(["-m", "builder.runs.jobs", "--help"], tmp_path / "help.log")  # doctest: +SKIP
-    >>> pid_alive(proc.pid)                                                                  # doctest: +SKIP
-    True
+    >>> import tempfile, time
+    >>> from pathlib import Path
+    >>> log = Path(tempfile.mkdtemp()) / "help.log"
+    >>> proc = spawn_detached(["-c", "print('hello from a detached child')"], log)
+    >>> _ = proc.wait(60)
+    >>> log.read_text().strip(), pid_alive(proc.pid)
+    ('hello from a detached child', False)
 """
 
 from __future__ import annotations

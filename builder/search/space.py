@@ -6,9 +6,12 @@ layer spec's parameter schema and ranges) before any trial starts; every problem
 "rule; received: value. Fix: ...". :meth:`SearchSpace.apply` turns one trial's parameters into a project and
 training settings; :func:`searchable_params` lists what a project offers to search. Example::
 
-    >>> space = parse_space(["lr=1e-3..1e-1:log", "fc1.out_features={8,32}"], project)   # doctest: +SKIP
-    >>> space.apply(project, {}, {"lr": 0.01, "fc1.out_features": 32})[1]                # doctest: +SKIP
-    {'lr': 0.01}
+    >>> from builder.graph.templates import load_template
+    >>> project = load_template("mlp")
+    >>> space = parse_space(["lr=1e-3..1e-1:log", "fc1.out_features={8,32}"], project)
+    >>> p, cfg = space.apply(project, {}, {"lr": 0.01, "fc1.out_features": 32})
+    >>> cfg, next(n.params["out_features"] for n in p.graph.nodes if n.id == "fc1")
+    ({'lr': 0.01}, 32)
 """
 
 from __future__ import annotations
