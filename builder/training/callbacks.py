@@ -72,11 +72,6 @@ class Callback:
         """Inverse of :meth:`state_dict`; raises ValueError/TypeError for a malformed state."""
 
 
-def call_hook(callbacks: Iterable[Any], name: str, *args: Any) -> list[Any]:
-    """Call hook ``name`` on every callback that has it; returns their return values."""
-    return [getattr(cb, name)(*args) for cb in callbacks if callable(getattr(cb, name, None))]
-
-
 # ------------------------------------------------------------------------------------------ checks
 def int_in(v: Any, what: str, lo: int, hi: int) -> int:
     """``v`` when it is an int (not a bool) in ``[lo, hi]``; else ValueError (crafted checkpoints)."""
@@ -272,20 +267,16 @@ class Freeze(Callback):
 
 def builtin_callbacks(cfg: TrainConfig) -> list[Callback]:
     """The callbacks a config asks for: channels_last and freezing (setup order), early stopping (always:
-    it reports the best epoch), with early stopping on, best weights and, with ``health_every`` > 0, the
-    training-health recording (:class:`builder.training.health.HealthMonitor`)."""
+    it reports the best epoch) and, with early stopping on, best weights. The trainer adds the training-health
+    recording (:class:`builder.training.health.HealthMonitor`) when ``health_every`` > 0."""
     out: list[Callback] = [ChannelsLast(cfg.memory_format)]
     if cfg.freeze:
         out.append(Freeze(cfg.freeze))
     out.append(EarlyStopping(cfg.early_stopping, cfg.early_stopping_delta))
     if cfg.early_stopping:
         out.append(BestWeights(cfg.early_stopping_delta))
-    if cfg.health_every:
-        from builder.training.health import HealthMonitor  # imports this module
-
-        out.append(HealthMonitor(cfg.health_every))
     return out
 
 
 __all__ = ["Callback", "EarlyStopping", "BestWeights", "ChannelsLast", "Freeze", "freeze_nodes",
-           "builtin_callbacks", "call_hook", "improves"]
+           "builtin_callbacks", "improves"]

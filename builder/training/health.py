@@ -146,7 +146,7 @@ class HealthMonitor(Callback):
     """Samples per-node health statistics every ``every`` steps (and at the first step of every epoch when an
     epoch is shorter); see the module docstring. ``log`` holds what was read so far.
 
-    The trainer adds one when ``TrainConfig.health_every`` > 0 (:func:`builder.training.callbacks.builtin_callbacks`);
+    The trainer adds one when ``TrainConfig.health_every`` > 0 (:class:`builder.training.trainer.Trainer`);
     with a run folder the log is written to ``health.json``. A resumed run keeps the samples taken before its
     checkpoint.
     """

@@ -34,10 +34,11 @@ import torch
 from builder.data.splits import Dataset, Split
 from builder.errors import TrainingError
 from builder.runs.folder import RunFolder
-from builder.training.callbacks import Callback, EarlyStopping, builtin_callbacks, call_hook, int_in, number
+from builder.training.callbacks import Callback, EarlyStopping, builtin_callbacks, int_in, number
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
 from builder.training.config import SCHEDULER_PARAMS, TrainConfig, amp_dtype, precision_label, resolve_device
 from builder.training.events import Channel, History
+from builder.training.health import HealthMonitor
 from builder.training.metrics import (
     TRAIN_METRIC_SAMPLES,
     classification_metrics,
@@ -54,6 +55,12 @@ from builder.training.metrics import (
 from builder.training.weights import save_weights
 
 _CB_PREFIX = "callbacks."  # checkpoint tensors of callback states: callbacks.<state_key>.<name>
+
+
+def call_hook(callbacks: Iterable[Any], name: str, *args: Any) -> list[Any]:
+    """Call hook ``name`` on every callback that has it; returns their return values (the dispatch lives with
+    the trainer that drives the callbacks, so a callback defined anywhere is called from here)."""
+    return [getattr(cb, name)(*args) for cb in callbacks if callable(getattr(cb, name, None))]
 
 
 @dataclass
@@ -155,7 +162,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.dataset = dataset.to(self.device)
         self.task = dataset.info.task
-        self.callbacks: list[Any] = [*builtin_callbacks(self.config), *callbacks]
+        health = [HealthMonitor(self.config.health_every)] if self.config.health_every else []
+        self.callbacks: list[Any] = [*builtin_callbacks(self.config), *health, *callbacks]
         self.run_dir = Path(run_dir) if run_dir else None
         if on_event is None:
             self.listeners: list[Callable[[dict], None]] = []

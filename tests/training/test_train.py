@@ -275,7 +275,12 @@ def test_builtin_callbacks_follow_the_config():
     from builder.training.health import HealthMonitor
 
     kinds = [type(c) for c in builtin_callbacks(TrainConfig(freeze=["fc1"]))]
-    assert kinds == [ChannelsLast, Freeze, EarlyStopping, BestWeights, HealthMonitor]
+    assert kinds == [ChannelsLast, Freeze, EarlyStopping, BestWeights]
+    ds = load_dataset("moons")
+    trainer_kinds = [type(c) for c in Trainer(mlp(), ds, TrainConfig(device="cpu")).callbacks]
+    assert trainer_kinds == [ChannelsLast, EarlyStopping, BestWeights, HealthMonitor]  # the trainer adds it
+    no_health = Trainer(mlp(), ds, TrainConfig(health_every=0, device="cpu"))
+    assert HealthMonitor not in [type(c) for c in no_health.callbacks]
     assert [type(c) for c in builtin_callbacks(TrainConfig(early_stopping=None, health_every=0))] == [
         ChannelsLast, EarlyStopping]
     es = EarlyStopping(3)
