@@ -45,7 +45,6 @@ PAGE_ALLOWED: dict[str, dict[str, str]] = {}
 
 #: (e) modules over MAX_LINES lines -> reason
 LONG_ALLOWED: dict[str, str] = {
-    "builder/interchange/onnx_import.py": "ONNX reader and op table in one file",
 }
 
 

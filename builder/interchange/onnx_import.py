@@ -18,67 +18,18 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
+from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows
+from builder.interchange.onnx_read import node_attributes as _attrs
+from builder.interchange.onnx_read import node_scopes as _meta
 from builder.interchange.onnx_read import to_array
+from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Built, Const, RnnHalf, RnnState, Sym, SymArr, T
 
 COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer"}
-MAX_FOLD_ELEMENTS = 1 << 20  # constant folding never materialises more than this many values
-
-
-@dataclass(frozen=True)
-class Sym:
-    """``coef`` × batch size: the only unknown in shape arithmetic."""
-
-    coef: int = 1
-
-
-@dataclass
-class Const:
-    value: np.ndarray
-    src: str | None = None       # initializer this constant is (a view of)
-    rows: int | None = None      # Slice of the initializer's first ``rows`` rows
-
-
-@dataclass
-class SymArr:
-    items: list                  # ints and Sym
-
-
-@dataclass(frozen=True)
-class T:
-    """A tensor produced by a LayerLab node (port ``port``)."""
-
-    node: str
-    port: str | None = None
-
-
-@dataclass(frozen=True)
-class RnnState:
-    node: str
-    directions: int
-    layers: int
-    cell: bool = False
-
-
-@dataclass(frozen=True)
-class RnnHalf:
-    node: str
-    which: str  # fwd / bwd
-
-
-@dataclass
-class Built:
-    nodes: list[dict] = field(default_factory=list)
-    edges: list[dict] = field(default_factory=list)
-    weights: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    mapped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
 
 _FIX_DEFAULT = "replace it in the source model with a supported layer (see the README's import matrix), or " \
                "remove it and rebuild that part on the canvas"
@@ -90,41 +41,6 @@ _FIXES = {
     "GridSample": "GridSample has no LayerLab layer; remove the spatial transformer",
     "Resize": "use ConvTranspose2d for learned upsampling",
 }
-
-
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _meta(node) -> tuple[list[str] | None, list[str] | None]:
-    md = {p.key: p.value for p in node.metadata_props}
-    return _str_list(md.get("pkg.torch.onnx.name_scopes")), _str_list(md.get("pkg.torch.onnx.class_hierarchy"))
-
-
-_QUOTED = re.compile(r"""\s*('(?:[^'\\\n]|\\.){0,1000}'|"(?:[^"\\\n]|\\.){0,1000}")\s*([,\]])""")
-_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.S)
-_NAMED_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
-
-
-def _str_list(text: str | None) -> list[str] | None:
-    """A flat list of quoted strings as torch writes it (``"['', 'conv1']"``), read by a regular expression:
-    file metadata never reaches a Python parser (``ast.literal_eval`` compiles its input). Anything else, or
-    more than 64 KiB, is ignored (None)."""
-    if not text or len(text) > 65536 or not text.startswith("["):
-        return None
-    if text[1:].strip() == "]":
-        return []
-    out, pos = [], 1
-    while (m := _QUOTED.match(text, pos)) is not None:
-        body = m.group(1)[1:-1]
-        out.append(_ESCAPE.sub(lambda e: chr(int(e[1][1:], 16)) if len(e[1]) > 1 else _NAMED_ESCAPES.get(e[1], e[1]),
-                               body))
-        pos = m.end()
-        if m.group(2) == "]":
-            return out if not text[pos:].strip() else None
-    return None
 
 
 def _cls(qual: str) -> str:
@@ -876,160 +792,6 @@ class OnnxImporter:
         self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
         self.vals[out] = T(nid)
         self.out.mapped["TransformerEncoderLayer"] += 1
-
-
-class _NoFold(Exception):
-    pass
-
-
-def _f32(v) -> float:
-    """A float32 attribute as the decimal it was written as (1e-12 stays 1e-12, not 9.99999996e-13)."""
-    return float(f"{float(v):.7g}")
-
-
-def _s(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _arr(items: list):
-    if any(isinstance(v, Sym) for v in items):
-        return SymArr([v if isinstance(v, Sym) else int(v) for v in items])
-    return Const(np.array(items, dtype=np.int64))
-
-
-def _as_list(v) -> list:
-    if isinstance(v, SymArr):
-        return list(v.items)
-    if isinstance(v, Sym):
-        return [v]
-    return [int(x) for x in v.value.reshape(-1)]
-
-
-def _scalar(v):
-    if isinstance(v, Sym):
-        return v
-    if isinstance(v, SymArr) and len(v.items) == 1:
-        return v.items[0]
-    if isinstance(v, Const) and v.value.size == 1:
-        return v.value.reshape(()).item()
-    raise _NoFold
-
-
-def _slice_rows(ins, src: np.ndarray, res: np.ndarray) -> int | None:
-    return int(res.shape[0]) if res.ndim == src.ndim and res.shape[1:] == src.shape[1:] else None
-
-
-def _fold_op(op: str, ins: list, a: dict):
-    """Numpy/symbolic evaluation of shape-arithmetic ops; None when ``op`` is not foldable here."""
-    sym = any(isinstance(v, SymArr | Sym) for v in ins)
-    if op in ("Identity", "Cast"):
-        v = ins[0]
-        if isinstance(v, Const) and op == "Cast":
-            from onnx import helper
-            return Const(v.value.astype(helper.tensor_dtype_to_np_dtype(a["to"])))
-        return v
-    if op == "Unsqueeze":
-        axes = a.get("axes") or _as_list(ins[1])
-        if sym:
-            if isinstance(ins[0], Sym) and axes in ([0], [-1]):
-                return SymArr([ins[0]])
-            raise _NoFold
-        return Const(np.expand_dims(ins[0].value, tuple(int(x) for x in axes)))
-    if op == "Squeeze":
-        if sym:
-            if isinstance(ins[0], SymArr) and len(ins[0].items) == 1:
-                return ins[0].items[0]
-            raise _NoFold
-        axes = a.get("axes") or (_as_list(ins[1]) if len(ins) > 1 and ins[1] is not None else None)
-        return Const(np.squeeze(ins[0].value, axis=tuple(axes) if axes else None))
-    if op == "Concat":
-        if sym or all(v.value.ndim == 1 for v in ins):
-            items = [x for v in ins for x in _as_list(v)]
-            return _arr(items)
-        return Const(np.concatenate([v.value for v in ins], axis=int(a.get("axis", 0))))
-    if op == "Gather":
-        data, idx = ins
-        if isinstance(data, SymArr):
-            if not isinstance(idx, Const):
-                raise _NoFold
-            picked = [data.items[int(i)] for i in idx.value.reshape(-1)]
-            return picked[0] if idx.value.ndim == 0 and isinstance(picked[0], Sym) else \
-                (Const(np.array(picked[0], dtype=np.int64)) if idx.value.ndim == 0 else _arr(picked))
-        if sym:
-            raise _NoFold
-        return Const(np.take(data.value, idx.value, axis=int(a.get("axis", 0))))
-    if op == "Slice":
-        data = ins[0]
-        starts, ends = _as_list(ins[1]), _as_list(ins[2])
-        axes = _as_list(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
-        steps = _as_list(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
-        if any(isinstance(v, Sym) for v in starts + ends):
-            raise _NoFold
-        if isinstance(data, SymArr):
-            if axes != [0]:
-                raise _NoFold
-            return _arr(data.items[slice(starts[0], ends[0], steps[0])])
-        sl = [slice(None)] * data.value.ndim
-        for s, e, ax, st in zip(starts, ends, axes, steps):
-            sl[ax] = slice(s, e, st)
-        return Const(data.value[tuple(sl)])
-    if op in ("Mul", "Add", "Sub", "Div"):
-        if sym:
-            x, y = _scalar(ins[0]), _scalar(ins[1])
-            if op == "Mul" and isinstance(x, Sym) and isinstance(y, int | float) and float(y).is_integer():
-                return Sym(x.coef * int(y))
-            if op == "Mul" and isinstance(y, Sym) and isinstance(x, int | float) and float(x).is_integer():
-                return Sym(y.coef * int(x))
-            if op == "Div" and isinstance(x, Sym) and isinstance(y, int) and y and x.coef % y == 0:
-                return Sym(x.coef // y)
-            raise _NoFold
-        x, y = ins[0].value, ins[1].value
-        if x.size * y.size > MAX_FOLD_ELEMENTS:
-            raise _NoFold
-        f = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract}.get(op)
-        if f is not None:
-            return Const(f(x, y).astype(np.result_type(x, y)))
-        return Const((x // y) if np.issubdtype(x.dtype, np.integer) else (x / y))
-    if sym:
-        if op == "Reshape" and isinstance(ins[0], Sym | SymArr):
-            items = _as_list(ins[0])
-            return SymArr(items) if len(items) == 1 else ins[0]
-        raise _NoFold
-    if op == "Reshape":
-        shape = [int(v) for v in ins[1].value.reshape(-1)]
-        shape = [ins[0].value.shape[i] if v == 0 and not a.get("allowzero", 0) else v for i, v in enumerate(shape)]
-        return Const(ins[0].value.reshape(shape))
-    if op == "Transpose":
-        return Const(np.transpose(ins[0].value, a.get("perm")))
-    if op in ("ConstantOfShape", "Expand", "Range", "Equal", "Where", "Neg", "Sqrt", "Pow"):
-        if op == "ConstantOfShape":
-            shape = [int(v) for v in ins[0].value.reshape(-1)]
-            if math.prod(shape) > MAX_FOLD_ELEMENTS:
-                raise ModelImportError(f"ConstantOfShape would allocate {math.prod(shape):,} values; received: "
-                                       f"shape={shape}. Fix: import a smaller model")
-            fill = to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
-            return Const(np.full(shape, fill.reshape(-1)[0], dtype=fill.dtype))
-        if op == "Expand":
-            shape = [int(v) for v in ins[1].value.reshape(-1)]
-            if math.prod(shape) > MAX_FOLD_ELEMENTS:
-                raise _NoFold
-            return Const(ins[0].value * np.ones(shape, dtype=ins[0].value.dtype))
-        if op == "Range":
-            s, e, d = (v.value.item() for v in ins)
-            if d == 0 or abs((e - s) / d) > MAX_FOLD_ELEMENTS:
-                raise _NoFold
-            return Const(np.arange(s, e, d, dtype=ins[0].value.dtype))
-        if op == "Equal":
-            return Const(np.equal(ins[0].value, ins[1].value))
-        if op == "Where":
-            return Const(np.where(ins[0].value, ins[1].value, ins[2].value))
-        if op == "Neg":
-            return Const(-ins[0].value)
-        if op == "Sqrt":
-            return Const(np.sqrt(ins[0].value))
-        if op == "Pow":
-            return Const(np.power(ins[0].value, ins[1].value))
-    return None
 
 
 __all__ = ["OnnxImporter", "Built"]

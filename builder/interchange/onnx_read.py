@@ -5,6 +5,7 @@ refused unless it stays next to the model, cycles refused.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -204,4 +205,41 @@ def to_array(t) -> np.ndarray:
     return np.array(numpy_helper.to_array(t))
 
 
-__all__ = ["read_onnx", "to_array", "MAX_FILE_BYTES"]
+def node_attributes(node) -> dict:
+    """A node's attributes as Python values (``helper.get_attribute_value``)."""
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def node_scopes(node) -> tuple[list[str] | None, list[str] | None]:
+    """The module scopes and classes torch's dynamo exporter records on a node (None when absent or odd)."""
+    md = {p.key: p.value for p in node.metadata_props}
+    return _str_list(md.get("pkg.torch.onnx.name_scopes")), _str_list(md.get("pkg.torch.onnx.class_hierarchy"))
+
+
+_QUOTED = re.compile(r"""\s*('(?:[^'\\\n]|\\.){0,1000}'|"(?:[^"\\\n]|\\.){0,1000}")\s*([,\]])""")
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.S)
+_NAMED_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
+
+
+def _str_list(text: str | None) -> list[str] | None:
+    """A flat list of quoted strings as torch writes it (``"['', 'conv1']"``), read by a regular expression:
+    file metadata never reaches a Python parser (``ast.literal_eval`` compiles its input). Anything else, or
+    more than 64 KiB, is ignored (None)."""
+    if not text or len(text) > 65536 or not text.startswith("["):
+        return None
+    if text[1:].strip() == "]":
+        return []
+    out, pos = [], 1
+    while (m := _QUOTED.match(text, pos)) is not None:
+        body = m.group(1)[1:-1]
+        out.append(_ESCAPE.sub(lambda e: chr(int(e[1][1:], 16)) if len(e[1]) > 1 else _NAMED_ESCAPES.get(e[1], e[1]),
+                               body))
+        pos = m.end()
+        if m.group(2) == "]":
+            return out if not text[pos:].strip() else None
+    return None
+
+
+__all__ = ["node_attributes", "node_scopes", "read_onnx", "to_array", "MAX_FILE_BYTES"]

@@ -1,0 +1,170 @@
+"""Constant folding for the ONNX importer: shape arithmetic (Shape/Gather/Unsqueeze/Concat/Constant/Cast/Slice
+chains) evaluated on :class:`~builder.interchange.onnx_values.Const` and symbolic batch sizes, never
+materialising more than ``MAX_FOLD_ELEMENTS`` values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from builder.interchange.errors import ModelImportError
+from builder.interchange.onnx_read import to_array
+from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Const, Sym, SymArr
+
+
+class _NoFold(Exception):
+    pass
+
+
+def _f32(v) -> float:
+    """A float32 attribute as the decimal it was written as (1e-12 stays 1e-12, not 9.99999996e-13)."""
+    return float(f"{float(v):.7g}")
+
+
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _arr(items: list):
+    if any(isinstance(v, Sym) for v in items):
+        return SymArr([v if isinstance(v, Sym) else int(v) for v in items])
+    return Const(np.array(items, dtype=np.int64))
+
+
+def _as_list(v) -> list:
+    if isinstance(v, SymArr):
+        return list(v.items)
+    if isinstance(v, Sym):
+        return [v]
+    return [int(x) for x in v.value.reshape(-1)]
+
+
+def _scalar(v):
+    if isinstance(v, Sym):
+        return v
+    if isinstance(v, SymArr) and len(v.items) == 1:
+        return v.items[0]
+    if isinstance(v, Const) and v.value.size == 1:
+        return v.value.reshape(()).item()
+    raise _NoFold
+
+
+def _slice_rows(ins, src: np.ndarray, res: np.ndarray) -> int | None:
+    return int(res.shape[0]) if res.ndim == src.ndim and res.shape[1:] == src.shape[1:] else None
+
+
+def _fold_op(op: str, ins: list, a: dict):
+    """Numpy/symbolic evaluation of shape-arithmetic ops; None when ``op`` is not foldable here."""
+    sym = any(isinstance(v, SymArr | Sym) for v in ins)
+    if op in ("Identity", "Cast"):
+        v = ins[0]
+        if isinstance(v, Const) and op == "Cast":
+            from onnx import helper
+            return Const(v.value.astype(helper.tensor_dtype_to_np_dtype(a["to"])))
+        return v
+    if op == "Unsqueeze":
+        axes = a.get("axes") or _as_list(ins[1])
+        if sym:
+            if isinstance(ins[0], Sym) and axes in ([0], [-1]):
+                return SymArr([ins[0]])
+            raise _NoFold
+        return Const(np.expand_dims(ins[0].value, tuple(int(x) for x in axes)))
+    if op == "Squeeze":
+        if sym:
+            if isinstance(ins[0], SymArr) and len(ins[0].items) == 1:
+                return ins[0].items[0]
+            raise _NoFold
+        axes = a.get("axes") or (_as_list(ins[1]) if len(ins) > 1 and ins[1] is not None else None)
+        return Const(np.squeeze(ins[0].value, axis=tuple(axes) if axes else None))
+    if op == "Concat":
+        if sym or all(v.value.ndim == 1 for v in ins):
+            items = [x for v in ins for x in _as_list(v)]
+            return _arr(items)
+        return Const(np.concatenate([v.value for v in ins], axis=int(a.get("axis", 0))))
+    if op == "Gather":
+        data, idx = ins
+        if isinstance(data, SymArr):
+            if not isinstance(idx, Const):
+                raise _NoFold
+            picked = [data.items[int(i)] for i in idx.value.reshape(-1)]
+            return picked[0] if idx.value.ndim == 0 and isinstance(picked[0], Sym) else \
+                (Const(np.array(picked[0], dtype=np.int64)) if idx.value.ndim == 0 else _arr(picked))
+        if sym:
+            raise _NoFold
+        return Const(np.take(data.value, idx.value, axis=int(a.get("axis", 0))))
+    if op == "Slice":
+        data = ins[0]
+        starts, ends = _as_list(ins[1]), _as_list(ins[2])
+        axes = _as_list(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+        steps = _as_list(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        if any(isinstance(v, Sym) for v in starts + ends):
+            raise _NoFold
+        if isinstance(data, SymArr):
+            if axes != [0]:
+                raise _NoFold
+            return _arr(data.items[slice(starts[0], ends[0], steps[0])])
+        sl = [slice(None)] * data.value.ndim
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            sl[ax] = slice(s, e, st)
+        return Const(data.value[tuple(sl)])
+    if op in ("Mul", "Add", "Sub", "Div"):
+        if sym:
+            x, y = _scalar(ins[0]), _scalar(ins[1])
+            if op == "Mul" and isinstance(x, Sym) and isinstance(y, int | float) and float(y).is_integer():
+                return Sym(x.coef * int(y))
+            if op == "Mul" and isinstance(y, Sym) and isinstance(x, int | float) and float(x).is_integer():
+                return Sym(y.coef * int(x))
+            if op == "Div" and isinstance(x, Sym) and isinstance(y, int) and y and x.coef % y == 0:
+                return Sym(x.coef // y)
+            raise _NoFold
+        x, y = ins[0].value, ins[1].value
+        if x.size * y.size > MAX_FOLD_ELEMENTS:
+            raise _NoFold
+        f = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract}.get(op)
+        if f is not None:
+            return Const(f(x, y).astype(np.result_type(x, y)))
+        return Const((x // y) if np.issubdtype(x.dtype, np.integer) else (x / y))
+    if sym:
+        if op == "Reshape" and isinstance(ins[0], Sym | SymArr):
+            items = _as_list(ins[0])
+            return SymArr(items) if len(items) == 1 else ins[0]
+        raise _NoFold
+    if op == "Reshape":
+        shape = [int(v) for v in ins[1].value.reshape(-1)]
+        shape = [ins[0].value.shape[i] if v == 0 and not a.get("allowzero", 0) else v for i, v in enumerate(shape)]
+        return Const(ins[0].value.reshape(shape))
+    if op == "Transpose":
+        return Const(np.transpose(ins[0].value, a.get("perm")))
+    if op in ("ConstantOfShape", "Expand", "Range", "Equal", "Where", "Neg", "Sqrt", "Pow"):
+        if op == "ConstantOfShape":
+            shape = [int(v) for v in ins[0].value.reshape(-1)]
+            if math.prod(shape) > MAX_FOLD_ELEMENTS:
+                raise ModelImportError(f"ConstantOfShape would allocate {math.prod(shape):,} values; received: "
+                                       f"shape={shape}. Fix: import a smaller model")
+            fill = to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+            return Const(np.full(shape, fill.reshape(-1)[0], dtype=fill.dtype))
+        if op == "Expand":
+            shape = [int(v) for v in ins[1].value.reshape(-1)]
+            if math.prod(shape) > MAX_FOLD_ELEMENTS:
+                raise _NoFold
+            return Const(ins[0].value * np.ones(shape, dtype=ins[0].value.dtype))
+        if op == "Range":
+            s, e, d = (v.value.item() for v in ins)
+            if d == 0 or abs((e - s) / d) > MAX_FOLD_ELEMENTS:
+                raise _NoFold
+            return Const(np.arange(s, e, d, dtype=ins[0].value.dtype))
+        if op == "Equal":
+            return Const(np.equal(ins[0].value, ins[1].value))
+        if op == "Where":
+            return Const(np.where(ins[0].value, ins[1].value, ins[2].value))
+        if op == "Neg":
+            return Const(-ins[0].value)
+        if op == "Sqrt":
+            return Const(np.sqrt(ins[0].value))
+        if op == "Pow":
+            return Const(np.power(ins[0].value, ins[1].value))
+    return None
+
+
+__all__: list[str] = []  # used by builder.interchange.onnx_import only

@@ -1,0 +1,64 @@
+"""The values the ONNX importer tracks per tensor name: folded constants, the symbolic batch size, tensors made
+by LayerLab nodes, recurrent states, and what the import builds (:class:`Built`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_FOLD_ELEMENTS = 1 << 20  # constant folding never materialises more than this many values
+
+
+@dataclass(frozen=True)
+class Sym:
+    """``coef`` × batch size: the only unknown in shape arithmetic."""
+
+    coef: int = 1
+
+
+@dataclass
+class Const:
+    value: np.ndarray
+    src: str | None = None       # initializer this constant is (a view of)
+    rows: int | None = None      # Slice of the initializer's first ``rows`` rows
+
+
+@dataclass
+class SymArr:
+    items: list                  # ints and Sym
+
+
+@dataclass(frozen=True)
+class T:
+    """A tensor produced by a LayerLab node (port ``port``)."""
+
+    node: str
+    port: str | None = None
+
+
+@dataclass(frozen=True)
+class RnnState:
+    node: str
+    directions: int
+    layers: int
+    cell: bool = False
+
+
+@dataclass(frozen=True)
+class RnnHalf:
+    node: str
+    which: str  # fwd / bwd
+
+
+@dataclass
+class Built:
+    nodes: list[dict] = field(default_factory=list)
+    edges: list[dict] = field(default_factory=list)
+    weights: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    mapped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+__all__ = ["MAX_FOLD_ELEMENTS", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "Built"]
