@@ -17,7 +17,7 @@ import numpy as np
 
 import builder.data.limits as limits
 from builder.data.files import natural_key, read_at_most
-from builder.data.splits import Dataset, DatasetInfo, finish
+from builder.data.splits import Dataset, DatasetInfo, finish_pixels
 from builder.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -25,15 +25,22 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32), *, channels: int | None = None,
                       task: str | None = None, seed: int = 0, val_fraction: float = 0.15,
-                      test_fraction: float = 0.15) -> Dataset:
+                      test_fraction: float = 0.15, normalize: bool = False, cache: bool | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> Dataset:
     """Load images from a folder or a .zip (a path, or the zip's bytes) with one sub-folder per class.
 
-    Images are decoded with Pillow (never unpickled), resized to ``size`` (H, W) and scaled to [0, 1].
-    ``channels`` is 1 or 3; by default 3 if any image has colour, else 1.
+    Images are decoded with Pillow (never unpickled) and resized to ``size`` (H, W), kept as uint8 and scaled
+    to [0, 1] per batch (:class:`~builder.data.splits.PixelSplit`); ``normalize`` also subtracts the training
+    split's per-channel mean and divides by its standard deviation. ``channels`` is 1 or 3; by default 3 if any
+    image has colour, else 1. ``cache``: decode once into the workspace's uint8 cache (:mod:`builder.data.cache`,
+    in parallel, resumable) and memory-map it; by default for ``limits.CACHE_MIN_IMAGES`` images or more.
+    ``progress(done, total)`` is called while images are decoded into the cache.
 
     Raises:
         DatasetError: missing path, fewer than two classes, no images, unreadable images, size limits.
     """
+    from builder.data import cache as cache_mod
+
     if isinstance(size, int):
         size = (size, size)
     size = tuple(int(s) for s in size)
@@ -42,8 +49,10 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
     if channels not in (None, 1, 3):
         raise DatasetError(f"channels must be 1 or 3; got {channels!r}")
     if isinstance(path, (bytes, bytearray)):  # an uploaded zip
-        if len(path) > limits.MAX_IMAGE_BYTES:
-            raise DatasetError(f"the zip is larger than {limits.MAX_IMAGE_BYTES // 2**20} MiB")
+        if len(path) > limits.MAX_IMAGE_UPLOAD_BYTES:
+            raise DatasetError(f"the zip is larger than {limits.MAX_IMAGE_UPLOAD_BYTES // 2**20} MiB "
+                               "(limits.MAX_IMAGE_UPLOAD_BYTES); received: "
+                               f"{len(path):,} bytes. Fix: pass the zip's path instead of its bytes")
         p = Path("upload.zip")
         files = _zip_members(io.BytesIO(bytes(path)), p)
     else:
@@ -57,14 +66,50 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
         else:
             raise DatasetError(f"{p}: not a folder or a zip file; received: a special file (device, pipe or "
                                "socket). Fix: pass a folder with one sub-folder per class, or a .zip")
-    classes = sorted({c for c, _, _ in files}, key=natural_key)
+    classes = sorted({c for c, _, _, _ in files}, key=natural_key)
     if len(classes) < 2:
         found = f"only class {classes[0]!r}" if classes else "no class sub-folders with images"
         raise DatasetError(f"{p}: {found}; put the images in one sub-folder per class (at least two), e.g. "
                            "cats/1.png, dogs/2.png")
-    labels = [classes.index(c) for c, _, _ in files]
+    index = {c: k for k, c in enumerate(classes)}
+    labels = [index[c] for c, _, _, _ in files]
+    use_cache = cache if cache is not None else len(files) >= limits.CACHE_MIN_IMAGES
+    key = cache_mod.fingerprint("images", size, channels, [(c, n, st) for c, n, _, st in files]) if use_cache \
+        else None
+    shape = cache_mod.cached_shape(key) if key is not None else None
+    if shape is not None:  # decoded before: no header is read, nothing is decoded
+        pixels, _ = cache_mod.build_pixel_cache(key, labels, shape, None)
+        ch = shape[2]
+    else:
+        ch = _channels(files, p, channels)
+        nbytes = len(files) * size[0] * size[1] * ch
+        cache_mod.check_cache_bytes(nbytes, len(files), (size[0], size[1], ch))
+        if key is not None:
+            def one(k: int) -> np.ndarray:
+                try:
+                    return _decode(files[k][2](None), size, ch)
+                except _BadImage:
+                    raise DatasetError(f"{p}: 1 file(s) are not readable images, e.g. {files[k][1]}; remove "
+                                       "them") from None
+            pixels, _ = cache_mod.build_pixel_cache(key, labels, (size[0], size[1], ch), one, progress=progress)
+        else:
+            pixels = _decode_all(files, p, size, ch)
+    info = DatasetInfo(name=f"images:{p.name}", source="image_folder", task="multiclass", modality="image",
+                       input_shape=(ch, size[0], size[1]), class_names=classes,
+                       description=f"{p.name}: {len(files)} images in {len(classes)} classes, resized to "
+                                   f"{size[0]}x{size[1]}",
+                       options={"path": None if isinstance(path, (bytes, bytearray)) else str(p),
+                                "size": list(size), "channels": ch})
+    if len(classes) == 2:
+        info.task = "binary"
+    return finish_pixels(pixels, np.asarray(labels, dtype=np.int64), info, task=task, seed=seed,
+                         val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize)
+
+
+def _channels(files: list, p: Path, channels: int | None) -> int:
+    """Pass 1: every image's header (size, mode) from its first bytes, nothing decoded; the channels to use."""
     heads, bad = [], []
-    for _, name, read in files:  # pass 1: headers only (size, mode) from each file's start; nothing is decoded
+    for _, name, read, _ in files:
         try:
             try:
                 heads.append(_image_header(read(_HEADER_BYTES), name))
@@ -75,22 +120,20 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
     if bad:
         raise DatasetError(f"{p}: {len(bad)} file(s) are not readable images, e.g. {', '.join(bad[:3])}; "
                            "remove them")
-    huge = [(name, w, h) for (_, name, _), (w, h, _) in zip(files, heads) if w * h > limits.MAX_IMAGE_PIXELS]
+    huge = [(f[1], w, h) for f, (w, h, _) in zip(files, heads) if w * h > limits.MAX_IMAGE_PIXELS]
     if huge:
         name, w, h = huge[0]
         raise DatasetError(f"{p}: image {name} is {w}x{h} ({w * h / 1e6:.0f} megapixels), over the limit of "
                            f"{limits.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per image ({len(huge)} such file(s)). Fix: "
                            "shrink the images before uploading")
-    ch = channels or (3 if any(mode not in _GREY_MODES for _, _, mode in heads) else 1)
-    decoded = len(files) * ch * size[0] * size[1] * 4
-    if decoded > limits.MAX_DECODED_BYTES:
-        side = max(4, int((limits.MAX_DECODED_BYTES / (len(files) * ch * 4)) ** 0.5))
-        raise DatasetError(f"{p}: {len(files)} images x {ch} channel(s) x {size[0]}x{size[1]} would take "
-                           f"{decoded / 2**20:.0f} MiB decoded, over the limit of {limits.MAX_DECODED_BYTES // 2**20} MiB. "
-                           f"Fix: a smaller size (at most {side}x{side} for this many images), channels=1, or "
-                           "fewer images")
-    arr = np.empty((len(files), size[0], size[1], ch), dtype=np.uint8)  # pass 2: decode into one buffer
-    for k, (_, name, read) in enumerate(files):
+    return channels or (3 if any(mode not in _GREY_MODES for _, _, mode in heads) else 1)
+
+
+def _decode_all(files: list, p: Path, size: tuple[int, int], ch: int) -> np.ndarray:
+    """Pass 2 in memory (sets under ``limits.CACHE_MIN_IMAGES``): (N, H, W, C) uint8."""
+    arr = np.empty((len(files), size[0], size[1], ch), dtype=np.uint8)
+    bad = []
+    for k, (_, name, read, _) in enumerate(files):
         try:
             arr[k] = _decode(read(None), size, ch)
         except _BadImage:
@@ -98,17 +141,7 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
     if bad:
         raise DatasetError(f"{p}: {len(bad)} file(s) are not readable images, e.g. {', '.join(bad[:3])}; "
                            "remove them")
-    arr = arr.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)  # (N, C, H, W) in [0, 1]
-    info = DatasetInfo(name=f"images:{p.name}", source="image_folder", task="multiclass", modality="image",
-                       input_shape=tuple(arr.shape[1:]), class_names=classes,
-                       description=f"{p.name}: {len(arr)} images in {len(classes)} classes, resized to "
-                                   f"{size[0]}x{size[1]}",
-                       options={"path": None if isinstance(path, (bytes, bytearray)) else str(p),
-                                "size": list(size), "channels": ch})
-    if len(classes) == 2:
-        info.task = "binary"
-    return finish(arr, np.asarray(labels, dtype=np.int64), info, task=task, seed=seed,
-                   val_fraction=val_fraction, test_fraction=test_fraction, standardise=False)
+    return arr
 
 
 _GREY_MODES = ("L", "1", "LA", "I", "I;16", "F")
@@ -176,7 +209,8 @@ def _listing(d: Path, root: Path) -> list[Path]:
     return sorted(out)
 
 
-def _folder_members(root: Path) -> list[tuple[str, str, Callable[[int | None], bytes]]]:
+def _folder_members(root: Path) -> list[tuple[str, str, Callable[[int | None], bytes], tuple]]:
+    """Image files of a folder as ``(class, name, read, stamp)``; the stamp (size, mtime) keys the cache."""
     subdirs = [d for d in _listing(root, root) if d.is_dir() and not d.name.startswith(".")]
     if len(subdirs) == 1 and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in _listing(subdirs[0], root)):
         subdirs = [d for d in _listing(subdirs[0], root) if d.is_dir() and not d.name.startswith(".")]
@@ -193,10 +227,11 @@ def _folder_members(root: Path) -> list[tuple[str, str, Callable[[int | None], b
                                    "the image itself (links are not followed)")
             if not f.is_file():
                 continue
-            size = f.stat().st_size
+            st = f.stat()
+            size = st.st_size
             _check_image_file_size(size, f"{d.name}/{f.name}", root)
             total += size
-            out.append((d.name, f"{d.name}/{f.name}", functools.partial(_read_capped, f)))
+            out.append((d.name, f"{d.name}/{f.name}", functools.partial(_read_capped, f), (size, st.st_mtime_ns)))
             _check_image_limits(len(out), total, root)
     return out
 
@@ -213,8 +248,8 @@ def _read_capped(f: Path, n: int | None = None) -> bytes:
     return data
 
 
-def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[int | None], bytes]]]:
-    """Image members of a zip as ``(class, name, read)``; unsafe or damaged archives are a DatasetError.
+def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[int | None], bytes], tuple]]:
+    """Image members of a zip as ``(class, name, read, stamp)`` (stamp: size and CRC-32, keying the cache); unsafe or damaged archives are a DatasetError.
 
     Nothing is extracted to disk. Names that climb out (``..``), absolute names, symbolic links and encrypted
     members are refused; declared sizes are bounded before reading and every read is capped at the declared
@@ -248,7 +283,7 @@ def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[int | None],
                                f"{i.compress_size:,} compressed (over {limits.MAX_ZIP_RATIO}:1): a zip bomb? Fix: zip "
                                "the image files themselves (already compressed formats such as PNG or JPEG)")
         total += i.file_size
-        out.append((pp[0], "/".join(pp), functools.partial(_read_member, zf, i, path)))
+        out.append((pp[0], "/".join(pp), functools.partial(_read_member, zf, i, path), (i.file_size, i.CRC)))
         _check_image_limits(len(out), total, path)
     return out
 
@@ -336,10 +371,11 @@ def _check_image_file_size(size: int, name: str, where: Path) -> None:
 
 def _check_image_limits(count: int, total: int, where: Path) -> None:
     if count > limits.MAX_IMAGE_FILES:
-        raise DatasetError(f"{where}: more than {limits.MAX_IMAGE_FILES} images; use a smaller subset")
+        raise DatasetError(f"{where}: more than {limits.MAX_IMAGE_FILES} images, over the limit "
+                           "(limits.MAX_IMAGE_FILES); use a smaller subset")
     if total > limits.MAX_IMAGE_BYTES:
-        raise DatasetError(f"{where}: images add up to more than {limits.MAX_IMAGE_BYTES // 2**20} MiB "
-                           "(uncompressed); use a smaller subset or smaller images")
+        raise DatasetError(f"{where}: image files add up to more than {limits.MAX_IMAGE_BYTES // 2**20} MiB "
+                           "(limits.MAX_IMAGE_BYTES); use a smaller subset or smaller images")
 
 
 

@@ -6,7 +6,7 @@ and the tensors wrapped as a :class:`Dataset`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
@@ -91,6 +91,101 @@ class Split:
         return Split(X, y)
 
 
+    def batch(self, idx: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The inputs of rows ``idx`` (a tensor on the split's device), ``augment`` applied when given."""
+        x = self.X[idx]
+        return x if augment is None else augment(x)
+
+    def head(self, k: int) -> Split:
+        """The first ``k`` samples (the trainer's train-metric sample)."""
+        return Split(self.X[:k], self.y[:k])
+
+
+class PixelSplit(Split):
+    """An image split held as uint8 rows of one shared array (the memory-mapped cache, :mod:`builder.data.cache`):
+    ``pixels`` N_all x H x W x C uint8 shared by the three splits, ``index`` this split's rows (int64).
+
+    :meth:`batch` converts rows to float on the pixels' device: (B, C, H, W), /255, then the per-channel
+    ``mean``/``std`` when given, flattened when ``flat``; ``augment`` runs on the [0, 1] images before the
+    normalisation. ``X`` (every consumer but the trainer's batches) is the whole split converted once, refused
+    over ``limits.MAX_FLOAT_BYTES``; ``y`` None means the inputs (reconstruction).
+    """
+
+    def __init__(self, pixels: torch.Tensor, index: torch.Tensor, y: torch.Tensor | None, *,
+                 mean: list[float] | None = None, std: list[float] | None = None, flat: bool = False):
+        self.pixels, self.index, self._y = pixels, index, y
+        self.mean, self.std, self.flat = mean, std, flat
+        self._X: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def __repr__(self) -> str:
+        return f"PixelSplit({len(self)} of {tuple(self.pixels.shape)} uint8, flat={self.flat})"
+
+    def batch(self, idx: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Rows ``idx`` of this split as float32 (B, C, H, W) (or flat), on the pixels' device."""
+        rows = self.index[idx.to(self.index.device)]
+        x = self.pixels[rows.to(self.pixels.device)].permute(0, 3, 1, 2).float().div_(255.0)
+        if augment is not None:
+            x = augment(x)
+        if self.mean is not None:
+            import torch
+
+            m = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            s = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            x = (x - m) / s
+        x = x.contiguous()
+        return x.reshape(len(x), -1) if self.flat else x
+
+    @property
+    def X(self) -> torch.Tensor:  # noqa: N802 - Split's field name
+        """The whole split as float32 (converted once, in chunks; refused over ``limits.MAX_FLOAT_BYTES``)."""
+        if self._X is None:
+            import torch
+
+            import builder.data.limits as limits
+
+            n = len(self)
+            need = n * int(np.prod(self.pixels.shape[1:])) * 4
+            if need > limits.MAX_FLOAT_BYTES:
+                raise DatasetError(f"this split of {n} images would take {need / 2**20:.0f} MiB as float32, over the "
+                                   f"limit of {limits.MAX_FLOAT_BYTES / 2**20:.0f} MiB (limits.MAX_FLOAT_BYTES); "
+                                   "training streams batches, this use needs the whole split. Fix: a smaller "
+                                   "image size or a subset")
+            ar = torch.arange(n, device=self.index.device)
+            self._X = torch.cat([self.batch(ar[i:i + 4096]) for i in range(0, n, 4096)]) if n else \
+                self.batch(ar)
+        return self._X
+
+    @property
+    def y(self) -> torch.Tensor:
+        """Targets (the inputs for reconstruction)."""
+        return self.X if self._y is None else self._y
+
+    def head(self, k: int) -> PixelSplit:
+        """The first ``k`` samples, still uint8 rows."""
+        return self._with(self.index[:k], None if self._y is None else self._y[:k])
+
+    def flattened(self) -> PixelSplit:
+        """The same rows, batches as flat vectors."""
+        out = self._with(self.index, self._y)
+        out.flat = True
+        return out
+
+    def _with(self, index: torch.Tensor, y: torch.Tensor | None, pixels: torch.Tensor | None = None) -> PixelSplit:
+        return PixelSplit(self.pixels if pixels is None else pixels, index, y, mean=self.mean, std=self.std,
+                          flat=self.flat)
+
+    def to(self, device: torch.device | str, moved: dict | None = None) -> PixelSplit:
+        """On ``device`` (the shared pixels moved once per ``moved`` memo; a no-op on the CPU)."""
+        moved = {} if moved is None else moved
+        key = id(self.pixels)
+        if key not in moved:
+            moved[key] = self.pixels.to(device)
+        return self._with(self.index.to(device), None if self._y is None else self._y.to(device), moved[key])
+
+
 @dataclass
 class Dataset:
     """A loaded dataset: ``info`` plus ``train``, ``val`` and ``test`` splits (test untouched until evaluation)."""
@@ -102,7 +197,9 @@ class Dataset:
 
     def to(self, device: torch.device | str) -> Dataset:
         """Copy all splits to a device (small datasets live on the device as whole tensors)."""
-        return Dataset(self.info, self.train.to(device), self.val.to(device), self.test.to(device))
+        moved: dict = {}  # pixel splits share one array: move it once
+        return Dataset(self.info, *(s.to(device, moved) if isinstance(s, PixelSplit) else s.to(device)
+                                    for s in (self.train, self.val, self.test)))
 
     def flattened(self) -> Dataset:
         """A copy whose inputs are flat vectors (N, prod(input_shape)), e.g. digits for an MLP autoencoder."""
@@ -110,6 +207,8 @@ class Dataset:
             raise DatasetError("only float inputs can be flattened; token sequences are already flat")
 
         def flat(s: Split) -> Split:
+            if isinstance(s, PixelSplit):
+                return s.flattened()
             X = s.X.reshape(len(s.X), -1)
             return Split(X, X if s.y is s.X else s.y)
         info = replace(self.info, input_shape=(int(np.prod(self.info.input_shape)),),
@@ -243,11 +342,8 @@ def split_indices(y: np.ndarray | None, n: int, *, seed: int, val_fraction: floa
     return rng.permutation(tr), va, te
 
 
-def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None, seed: int,
-            val_fraction: float, test_fraction: float, standardise: bool) -> Dataset:
-    """Apply a task override, split, standardise (train statistics), and wrap as tensors."""
-    import torch
-
+def _apply_task(y: np.ndarray, info: DatasetInfo, task: str | None) -> np.ndarray:
+    """Apply a task override to ``info`` (checked against the data); the targets it implies."""
     if task is not None and task != info.task:
         if task not in TASKS:
             raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -270,6 +366,16 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
             info.class_names = [str(i) for i in range(n_cls)]
         info.num_classes = len(info.class_names)
         info.out_size = 1 if info.task == "binary" else info.num_classes
+    return y
+
+
+def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None, seed: int,
+            val_fraction: float, test_fraction: float, standardise: bool) -> Dataset:
+    """Apply a task override, split, standardise (train statistics), and wrap as tensors."""
+    import torch
+
+    y = _apply_task(y, info, task)
+    classification = info.task in ("multiclass", "binary")
     tr, va, te = split_indices(y if classification else None, len(X), seed=seed, val_fraction=val_fraction,
                                test_fraction=test_fraction, stratify=classification)
     if standardise and info.input_dtype == "float32":
@@ -281,6 +387,20 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
         info.notes.append("features standardised with training-split mean and standard deviation")
     X = np.ascontiguousarray(X)
     Xt = torch.from_numpy(X.astype(np.int64 if info.input_dtype == "int64" else np.float32))
+    yt = _targets(y, tr, info, tuple(int(s) for s in X.shape[1:]))
+    yt = Xt if yt is None else yt
+    _record(info, tuple(int(s) for s in X.shape[1:]), (tr, va, te), seed, val_fraction, test_fraction)
+
+    def part(idx):
+        xi = Xt[torch.from_numpy(idx)]
+        return Split(xi, xi if yt is Xt else yt[torch.from_numpy(idx)])
+    return Dataset(info, part(tr), part(va), part(te))
+
+
+def _targets(y: np.ndarray, tr: np.ndarray, info: DatasetInfo, input_shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The target tensor for ``info.task`` (regression standardised on ``tr``); None: the inputs (reconstruction)."""
+    import torch
+
     if info.task == "regression":
         y = y.astype(np.float32).reshape(len(y), -1)
         m, s = y[tr].mean(0), y[tr].std(0)
@@ -290,26 +410,62 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
         info.out_size = y.shape[1]
         info.class_names = []
         info.num_classes = None
-        yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
-    elif info.task == "reconstruction":
-        info.out_size = int(np.prod(X.shape[1:]))
+        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+    if info.task == "reconstruction":
+        info.out_size = int(np.prod(input_shape))
         info.num_classes = None
         info.class_names = []
-        yt = Xt
-    else:
-        yt = torch.from_numpy(y.astype(np.int64))
-    info.input_shape = tuple(int(s) for s in X.shape[1:])
-    info.sizes = {"train": len(tr), "val": len(va), "test": len(te)}
+        return None
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def _record(info: DatasetInfo, input_shape: tuple[int, ...], parts: tuple, seed: int, val_fraction: float,
+            test_fraction: float) -> None:
+    info.input_shape = input_shape
+    info.sizes = {k: len(p) for k, p in zip(("train", "val", "test"), parts)}
     info.options = {**info.options, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     if (fold := _FOLD.get()) is not None:  # reloading with these options gives the same fold
         info.options.update(fold=fold[0], folds=fold[1])
 
+
+def finish_pixels(pixels: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None, seed: int,
+                  val_fraction: float, test_fraction: float, normalize: bool = False) -> Dataset:
+    """:func:`finish` for images kept as uint8 ``pixels`` (N, H, W, C), e.g. a memory-mapped cache: the splits
+    are :class:`PixelSplit` row indices into it (nothing is copied); batches become float on the device.
+    ``normalize``: per-channel mean and standard deviation of the training split (in [0, 1] units)."""
+    import warnings
+
+    import torch
+
+    y = _apply_task(y, info, task)
+    classification = info.task in ("multiclass", "binary")
+    n, h, w, c = (int(s) for s in pixels.shape)
+    tr, va, te = split_indices(y if classification else None, n, seed=seed, val_fraction=val_fraction,
+                               test_fraction=test_fraction, stratify=classification)
+    with warnings.catch_warnings():  # a read-only mapping: nothing writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        pt = torch.from_numpy(pixels)
+    mean = std = None
+    if normalize:
+        rows = np.sort(tr)
+        acc = np.zeros((2, c))
+        for i in range(0, len(rows), 4096):
+            a = np.asarray(pixels[rows[i:i + 4096]], dtype=np.float64).reshape(-1, c) / 255.0
+            acc += [a.sum(0), (a * a).sum(0)]
+        cnt = max(len(rows) * h * w, 1)
+        mean = (acc[0] / cnt).tolist()
+        std = np.sqrt(np.maximum(acc[1] / cnt - (acc[0] / cnt) ** 2, 0)).clip(1e-3).tolist()
+        info.options["normalize"] = True
+        info.notes.append("pixels normalised per channel with the training split's mean and standard deviation")
+    yt = _targets(y, tr, info, (c, h, w))
+    _record(info, (c, h, w), (tr, va, te), seed, val_fraction, test_fraction)
+
     def part(idx):
-        xi = Xt[torch.from_numpy(idx)]
-        return Split(xi, xi if yt is Xt else yt[torch.from_numpy(idx)])
+        ix = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
+        return PixelSplit(pt, ix, None if yt is None else yt[ix], mean=mean, std=std)
     return Dataset(info, part(tr), part(va), part(te))
 
 
 
-__all__ = ["DatasetInfo", "Split", "Dataset", "split_indices", "fold_indices", "fold_split", "finish", "TASKS",
+__all__ = ["DatasetInfo", "Split", "PixelSplit", "Dataset", "split_indices", "fold_indices", "fold_split", "finish", "finish_pixels", "TASKS",
            "MODALITIES"]

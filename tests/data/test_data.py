@@ -307,7 +307,7 @@ def test_one_hot_total_is_capped(tmp_path, monkeypatch):
 
 def test_decoded_image_budget_and_megapixels(tmp_path, monkeypatch):
     root = _image_tree(tmp_path / "pets")  # 16 RGB images of 10x12
-    monkeypatch.setattr(limits, "MAX_DECODED_BYTES", 16 * 3 * 32 * 32 * 4 - 1)
+    monkeypatch.setattr(limits, "MAX_DECODED_BYTES", 16 * 3 * 32 * 32 - 1)  # uint8 bytes of the compact form
     with pytest.raises(DatasetError, match=r"16 images x 3 channel\(s\) x 32x32 would take .* MiB decoded.*Fix: a "
                                            r"smaller size \(at most 31x31"):
         load_image_folder(root, size=(32, 32))

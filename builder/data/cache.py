@@ -1,0 +1,234 @@
+"""The decoded-image cache: a dataset's images decoded once into a uint8 array on disk, memory-mapped after that.
+
+One entry per source content (:func:`fingerprint`: the files' names, sizes and modification times for a
+folder, the members' names, sizes and CRC-32 for a zip, the SHA-256 of uploaded bytes, plus the decode size and
+channels) under ``<workspace>/cache/images/<key>/``::
+
+    pixels.u8       N x H x W x C uint8, written in place (numpy memmap)
+    labels.npy      N int64 class indices
+    progress.json   the chunks already decoded and flushed (a killed decode continues from here)
+    meta.json       written last (temp name + atomic rename): only an entry with it is ever read
+
+Chunks of images are decoded by a thread pool (Pillow releases the GIL while it decodes), each written into
+its rows of the memmap and flushed before ``progress.json`` names it, so a half-written entry is completed,
+never trusted. The workspace is ``$LAYERLAB_WORKSPACE`` (else ``~/.layerlab``) unless the pipeline names its
+store's with :func:`use_cache_dir`. Example::
+
+    >>> import numpy as np, tempfile
+    >>> with tempfile.TemporaryDirectory() as d, use_cache_dir(d):
+    ...     px, _ = build_pixel_cache("k1", [0, 1, 0], (2, 2, 1), lambda i: np.full((2, 2, 1), i, np.uint8))
+    ...     px2, labels = build_pixel_cache("k1", [0, 1, 0], (2, 2, 1), None)  # cached: nothing decoded
+    ...     int(px2[2, 0, 0, 0]), labels.tolist()
+    (2, [0, 1, 0])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
+import numpy as np
+
+import builder.data.limits as limits
+from builder.errors import DatasetError
+
+CACHE_VERSION = 1  # bump when the layout or the decoding changes: old entries are then never read
+CHUNK = 512  # images per decode task (and per progress record)
+ENV_WORKSPACE = "LAYERLAB_WORKSPACE"  # the same variable as builder.runs.store's (data sits below runs)
+_DIR: ContextVar[Path | None] = ContextVar("layerlab_cache_dir", default=None)
+
+Progress = Callable[[int, int], None]
+
+
+@contextmanager
+def use_cache_dir(workspace: str | Path | None) -> Iterator[None]:
+    """Within the block, caches live in ``<workspace>/cache`` (None: leave the default)."""
+    if workspace is None:
+        yield
+        return
+    token = _DIR.set(Path(workspace).expanduser() / "cache")
+    try:
+        yield
+    finally:
+        _DIR.reset(token)
+
+
+def cache_dir() -> Path:
+    """The cache folder: the workspace named by :func:`use_cache_dir`, else ``$LAYERLAB_WORKSPACE``, else
+    ``~/.layerlab``, plus ``/cache``."""
+    d = _DIR.get()
+    if d is not None:
+        return d
+    env = os.environ.get(ENV_WORKSPACE)
+    return (Path(env).expanduser() if env else Path.home() / ".layerlab") / "cache"
+
+
+def fingerprint(*parts: object) -> str:
+    """A 24-hex-digit key of ``parts`` (JSON-encoded; stamps of the source's files, decode settings)."""
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, *parts], default=str, separators=(",", ":")).encode())
+    return h.hexdigest()[:24]
+
+
+def entry_dir(key: str) -> Path:
+    """The folder of one cache entry (the key is a hex fingerprint: it cannot climb out of the cache)."""
+    if not (isinstance(key, str) and key.isalnum() and len(key) <= 64):
+        raise DatasetError(f"a cache key is up to 64 letters and digits; received: {str(key)[:80]!r}. Fix: use "
+                           "fingerprint(...)")
+    return cache_dir() / "images" / key
+
+
+def cached(key: str) -> bool:
+    """Whether a complete entry exists for ``key``."""
+    return (entry_dir(key) / "meta.json").is_file()
+
+
+def cached_shape(key: str) -> tuple[int, int, int] | None:
+    """The (H, W, C) of a complete entry for ``key``, or None (no entry, or one from another version)."""
+    try:
+        meta = json.loads((entry_dir(key) / "meta.json").read_text())
+        if meta.get("version") == CACHE_VERSION:
+            h, w, c = (int(v) for v in meta["shape"])
+            return h, w, c
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    return None
+
+
+def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, int],
+                      decode: Callable[[int], np.ndarray] | None, *, progress: Progress | None = None,
+                      workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The cached ``(pixels, labels)`` of entry ``key``: pixels a read-only-on-disk memmap N x H x W x C uint8
+    (copy-on-write in memory), labels int64. A complete entry is opened without calling ``decode``; otherwise
+    image ``i`` is ``decode(i)`` (H, W, C uint8), decoded in parallel chunks, continuing a partial entry.
+
+    Raises:
+        DatasetError: the compact form over ``limits.MAX_DECODED_BYTES`` or the free disk, decoding over
+            ``limits.MAX_DECODE_SECONDS`` (the decoded chunks are kept: run again to continue), or a decode
+            error (``decode`` raising DatasetError).
+    """
+    d = entry_dir(key)
+    n = len(labels)
+    h, w, c = (int(s) for s in shape)
+    if (d / "meta.json").is_file():
+        opened = _open(d, n, (h, w, c))
+        if opened is not None:
+            return opened
+    if decode is None:
+        raise DatasetError(f"the image cache entry {key} is missing or incomplete; received: no decoder. Fix: load "
+                           "the dataset from its folder or zip")
+    nbytes = n * h * w * c
+    check_cache_bytes(nbytes, n, (h, w, c))
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "pixels.u8"
+    done = _progress(d, n, (h, w, c))
+    if not path.is_file() or path.stat().st_size != nbytes:
+        done = set()
+        free = shutil.disk_usage(d).free
+        if nbytes + 2**28 > free:
+            raise DatasetError(f"the decoded images need {nbytes / 2**30:.2f} GiB in the cache at {d.parent} but "
+                               f"only {free / 2**30:.2f} GiB of disk is free (256 MiB kept spare). Fix: free disk "
+                               f"space, set {ENV_WORKSPACE} to a larger disk, or a smaller image size")
+        with open(path, "wb") as f:
+            f.truncate(nbytes)  # sparse: the chunks fill it
+    mm = np.memmap(path, dtype=np.uint8, mode="r+", shape=(n, h, w, c))
+    chunks = [k for k in range((n + CHUNK - 1) // CHUNK) if k not in done]
+    total_done = n - sum(min(CHUNK, n - k * CHUNK) for k in chunks)
+    if progress is not None:
+        progress(total_done, n)
+    deadline = time.monotonic() + limits.MAX_DECODE_SECONDS
+
+    def work(k: int) -> int:
+        lo, hi = k * CHUNK, min(n, (k + 1) * CHUNK)
+        for i in range(lo, hi):
+            mm[i] = decode(i)
+        return k
+
+    nw = workers or min(8, os.cpu_count() or 1)
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=nw, thread_name_prefix="layerlab-decode") as pool:
+        futures = [pool.submit(work, k) for k in chunks]
+        for fut in as_completed(futures):
+            try:
+                k = fut.result()
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after the other chunks are recorded
+                errors.append(e)
+                continue
+            mm.flush()
+            done.add(k)
+            total_done += min(CHUNK, n - k * CHUNK)
+            _write_json(d / "progress.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c],
+                                              "done": sorted(done)})
+            if progress is not None:
+                progress(total_done, n)
+            if time.monotonic() > deadline and not errors:
+                for f in futures:
+                    f.cancel()
+                errors.append(DatasetError(
+                    f"decoding the images took longer than the limit of {limits.MAX_DECODE_SECONDS:.0f} s; received: "
+                    f"{total_done} of {n} images decoded (kept in the cache). Fix: run again to continue where it "
+                    "stopped, or use a smaller image size"))
+    mm.flush()
+    if errors:
+        raise errors[0] if isinstance(errors[0], DatasetError) else DatasetError(
+            f"decoding the images failed: {type(errors[0]).__name__}: {str(errors[0])[:200]}") from errors[0]
+    np.save(d / "labels.npy", np.asarray(labels, dtype=np.int64))
+    _write_json(d / "meta.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c]})
+    opened = _open(d, n, (h, w, c))
+    if opened is None:
+        raise DatasetError(f"the image cache entry {d} could not be read back after writing it. Fix: delete the "
+                           "folder and load again")
+    return opened
+
+
+def check_cache_bytes(nbytes: int, n: int, shape: tuple[int, int, int]) -> None:
+    """Refuse a compact form (``n`` images of ``shape`` H, W, C as uint8) over ``limits.MAX_DECODED_BYTES``."""
+    if nbytes > limits.MAX_DECODED_BYTES:
+        h, w, c = shape
+        side = max(4, int((limits.MAX_DECODED_BYTES / (n * c)) ** 0.5))
+        raise DatasetError(f"{n} images x {c} channel(s) x {h}x{w} would take {nbytes / 2**20:.0f} MiB decoded "
+                           f"(uint8), over the limit of {limits.MAX_DECODED_BYTES / 2**20:.0f} MiB "
+                           f"(limits.MAX_DECODED_BYTES). Fix: a smaller size (at most {side}x{side} for this many "
+                           "images), channels=1, or fewer images")
+
+
+def _open(d: Path, n: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+        if meta.get("version") != CACHE_VERSION or meta.get("n") != n or list(meta.get("shape", [])) != list(shape):
+            return None
+        if (d / "pixels.u8").stat().st_size != n * int(np.prod(shape)):
+            return None
+        labels = np.load(d / "labels.npy", allow_pickle=False)
+        if labels.shape != (n,) or labels.dtype != np.int64:
+            return None
+        return np.memmap(d / "pixels.u8", dtype=np.uint8, mode="c", shape=(n, *shape)), labels
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _progress(d: Path, n: int, shape: tuple[int, int, int]) -> set[int]:
+    try:
+        p = json.loads((d / "progress.json").read_text())
+        if p.get("version") == CACHE_VERSION and p.get("n") == n and list(p.get("shape", [])) == list(shape):
+            return {int(k) for k in p.get("done", []) if 0 <= int(k) < (n + CHUNK - 1) // CHUNK}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return set()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+__all__ = ["build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "entry_dir", "fingerprint",
+           "use_cache_dir", "CHUNK"]
