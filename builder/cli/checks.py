@@ -1,13 +1,17 @@
-"""Checks of a trained run: ``layerlab calibrate RUN`` and ``layerlab drift RUN --data-path NEW.csv``.
+"""Checks and changes of a trained run: ``layerlab calibrate``, ``drift``, ``prune`` and ``robustness``.
 
 ``calibrate`` fits a temperature on the run's validation split and prints the expected calibration error on
 its test split before and after, the temperature, and the share of test decisions that can be automated at a
 target accuracy (:mod:`builder.interpret.calibration`; stored as the run's ``calibration.json``). ``drift``
 compares a new table with the run's training data, feature by feature, and the model's confidence and class
-mix on it (:mod:`builder.data.drift`). Example::
+mix on it (:mod:`builder.data.drift`). ``prune`` removes channels (or zeroes weights) and fine-tunes the result
+as a new run (:mod:`builder.training.prune`); ``robustness`` measures accuracy under FGSM/PGD attacks of size ε
+(:mod:`builder.interpret.robustness`). Example::
 
     layerlab calibrate 20261121-104000-ab12cd --target-accuracy 0.95
     layerlab drift 20261121-104000-ab12cd --data-path new.csv --json
+    layerlab prune 20261121-104000-ab12cd --amount 0.5 --structured --nodes conv1,conv2 --finetune-epochs 5
+    layerlab robustness 20261121-104000-ab12cd --attack pgd --eps 0,0.05,0.1 --steps 10
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from builder.escape import terminal_line as tl
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``calibrate`` and ``drift`` to a CLI's subparsers."""
+    """Add ``calibrate``, ``drift``, ``prune`` and ``robustness`` to a CLI's subparsers."""
     p = subparsers.add_parser("calibrate", help="calibration of a classifier run: ECE before/after temperature "
                               "scaling, and coverage at a target accuracy")
     p.add_argument("run_id", metavar="RUN")
@@ -39,6 +43,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workspace", help="workspace folder holding the runs")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.set_defaults(func=cmd_drift)
+
+    p = subparsers.add_parser("prune", help="prune a run (remove channels, or zero small weights) and fine-tune "
+                              "the result as a new run; parameters, size, CPU latency and test metric before/after")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--amount", type=float, default=0.5, help="share of channels (structured) or weights "
+                   "(unstructured) removed (default 0.5)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--structured", dest="structured", action="store_true", default=True,
+                      help="remove output channels/units from the graph (default)")
+    kind.add_argument("--unstructured", dest="structured", action="store_false",
+                      help="global magnitude pruning: zero the smallest weights, mask kept while fine-tuning")
+    p.add_argument("--criterion", choices=("l1", "taylor"), default="l1", help="channel importance: L1 of each "
+                   "output filter, or Taylor |weight x grad| over a few training batches (default l1)")
+    p.add_argument("--finetune-epochs", type=int, default=5, dest="finetune_epochs",
+                   help="fine-tune epochs of the new run (default 5; 0 records the pruned weights as they are)")
+    p.add_argument("--nodes", help="comma-separated Conv/Linear node ids (default: every one whose channels can go)")
+    p.add_argument("--workspace", help="workspace folder holding the runs")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=cmd_prune)
+
+    p = subparsers.add_parser("robustness", help="accuracy of a classifier run under adversarial attacks "
+                              "(FGSM/PGD, Captum) of size eps, and the test samples that flip")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--attack", choices=("fgsm", "pgd"), default="fgsm")
+    p.add_argument("--eps", default="0,0.05,0.1,0.2", help="comma-separated L-inf sizes in input units "
+                   "(default 0,0.05,0.1,0.2)")
+    p.add_argument("--steps", type=int, default=10, help="PGD steps (default 10; step size 2.5 eps / steps)")
+    p.add_argument("--workspace", help="workspace folder holding the runs")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=cmd_robustness)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -81,4 +115,42 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register", "cmd_calibrate", "cmd_drift"]
+def cmd_prune(args: argparse.Namespace) -> int:
+    """``layerlab prune RUN --amount 0.5 [--structured | --unstructured]``."""
+    from builder.runs.store import RunStore
+    from builder.training.prune import prune_run
+
+    store = RunStore(args.workspace)
+    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
+    rep = prune_run(store, args.run_id, args.amount, structured=args.structured, criterion=args.criterion,
+                    finetune_epochs=args.finetune_epochs, nodes=nodes)
+    if args.json:
+        print(json.dumps(rep.to_dict()))
+        return 0
+    for line in rep.lines():
+        print(tl(line, 300))
+    print(tl(f"wrote {store.folder(rep.run_id).prune}"))
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """``layerlab robustness RUN --attack fgsm|pgd --eps 0,0.05,0.1``."""
+    from builder.interpret.robustness import robustness_run
+    from builder.runs.store import RunStore
+
+    store = RunStore(args.workspace)
+    rep = robustness_run(store, args.run_id, args.eps, method=args.attack, steps=args.steps)
+    if args.json:
+        print(json.dumps(rep.to_dict()))
+        return 0
+    for line in rep.lines():
+        print(tl(line, 300))
+    for f in rep.flips:
+        shown = ", ".join(f"#{x['index']} {x['original']}->{x['adversarial']}" for x in f["examples"][:5])
+        if shown:
+            print(tl(f"  eps {f['eps']:g} flips: {shown}", 300))
+    print(tl(f"wrote {store.folder(rep.run_id).robustness}"))
+    return 0
+
+
+__all__ = ["register", "cmd_calibrate", "cmd_drift", "cmd_prune", "cmd_robustness"]

@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> tuple:
     """The modules adding sub-commands (``register(subparsers)``), in order: ``search`` extends ``train`` and
-    ``runs``; ``checks`` adds ``calibrate`` and ``drift``. They import :mod:`builder.cli.common`, never this module.
+    ``runs``; ``checks`` adds ``calibrate``, ``drift``, ``prune`` and ``robustness``. They import :mod:`builder.cli.common`, never this module.
     Imported here, not at the top, so that ``python -m builder.cli.train`` finds its module not yet imported."""
     import builder.cli.checks
     import builder.cli.search

@@ -14,6 +14,8 @@ workspaces hold, so they keep working::
     imported.json                    the project of an imported model (builder.interchange.importer)
     calibration.json                 temperature, ECE and coverage of a classifier (builder.interpret.calibration)
     health.json                      per-node gradient/activation samples while training (builder.training.health)
+    prune.json                       a pruned run: what was removed, size, latency, test before/after (builder.training.prune)
+    robustness.json                  accuracy vs ε under an adversarial attack, flipped examples (builder.interpret.robustness)
     exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
 
 Example::
@@ -46,6 +48,8 @@ class RunFolder:
     IMPORTED = "imported.json"
     CALIBRATION = "calibration.json"
     HEALTH = "health.json"
+    PRUNE = "prune.json"
+    ROBUSTNESS = "robustness.json"
     EXPORTS = "exports"
     ONNX = "model.onnx"
     ONNX_INT8 = "model.int8.onnx"
@@ -134,6 +138,16 @@ class RunFolder:
         """The training-health log (per-node samples; builder.training.health, read by builder.interpret.doctor)."""
         return self.path / self.HEALTH
 
+    @property
+    def prune(self) -> Path:
+        """The pruning report of a pruned run (parent, groups or sparsity, before/after; builder.training.prune)."""
+        return self.path / self.PRUNE
+
+    @property
+    def robustness(self) -> Path:
+        """The adversarial robustness report (accuracy per ε, flipped examples; builder.interpret.robustness)."""
+        return self.path / self.ROBUSTNESS
+
     # ---- exports
     @property
     def exports(self) -> Path:
@@ -203,12 +217,28 @@ class RunFolder:
             return None
         return data if isinstance(data, dict) else None
 
+    def read_prune(self) -> dict[str, Any] | None:
+        """The pruning report as a dict, or None when the run is not a pruned one or the file cannot be read."""
+        return _read_json(self.prune)
+
+    def read_robustness(self) -> dict[str, Any] | None:
+        """The robustness report as a dict, or None when none was measured or the file cannot be read."""
+        return _read_json(self.robustness)
+
     def read_model_card(self) -> str | None:
         """The written model card, or None when there is none yet."""
         try:
             return self.model_card.read_text(encoding="utf-8")
         except OSError:
             return None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _read_bytes(path: Path) -> bytes | None:

@@ -138,6 +138,7 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     else:
         out.append("Not evaluated (the run did not finish).")
     out += _quantization(run_dir)
+    out += _pruning(run_dir)
     out += ["", "## Environment", "",
             f"- torch {_fmt(env.get('torch', torch.__version__))}, python {_fmt(env.get('python', '-'))}, "
             f"{_fmt(env.get('platform', '-'))}",
@@ -161,6 +162,33 @@ def _quantization(run_dir: Path | None) -> list[str]:
                 f"- test {q['metric']} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta {_fmt(q['delta'])}) "
                 f"on {q.get('n_test', '-')} held-out samples, scored with onnxruntime"]
     except (ValueError, KeyError, TypeError, OSError):
+        return []
+
+
+def _pruning(run_dir: Path | None) -> list[str]:
+    """The pruning section of a run made by ``layerlab prune`` (its ``prune.json``)."""
+    p = RunFolder(run_dir).read_prune() if run_dir is not None else None
+    if not p:
+        return []
+    try:
+        b, a, metric = p["before"], p["after"], str(p["metric"])
+        out = ["", "## Pruning", "",
+               f"- {md_text(p['method'])} pruning of run {md_code(p['parent_id'])}, amount {_fmt(p['amount'])}, "
+               f"{_fmt(p['finetune_epochs'])} fine-tune epochs"]
+        out += [f"- {md_text('+'.join(map(str, g['members'])))}: {_fmt(g['before'])} -> {_fmt(g['after'])} channels"
+                for g in p.get("groups") or []]
+        out += [f"- left alone {md_text('+'.join(map(str, g['members'])))}: {md_text('; '.join(map(str, g['reasons'])))}"
+                for g in p.get("left_alone") or []]
+        out += [f"- {md_text(n)}: {_num(s, '.1%')} of its weights zero" for n, s in (p.get("sparsity") or {}).items()]
+        out += ["", "| | before | after |", "|---|---|---|",
+                f"| parameters | {_fmt(b['params'])} | {_fmt(a['params'])} |",
+                f"| nonzero parameters | {_fmt(b['nonzero'])} | {_fmt(a['nonzero'])} |",
+                f"| weights file (bytes) | {_fmt(b['weights_bytes'])} | {_fmt(a['weights_bytes'])} |",
+                f"| CPU latency (ms, batch {_fmt(b.get('latency_batch'))}) | {_num(b['latency_ms'], '.3f')} | "
+                f"{_num(a['latency_ms'], '.3f')} |",
+                f"| test {md_text(metric)} | {_fmt(b['test'].get(metric))} | {_fmt(a['test'].get(metric))} |"]
+        return out
+    except (KeyError, TypeError, AttributeError):
         return []
 
 

@@ -1,0 +1,231 @@
+"""Adversarial robustness: a classifier's test accuracy under FGSM / PGD perturbations of size ε (Captum).
+
+:func:`attack` perturbs inputs with Captum's ``captum.robust.FGSM`` (one signed-gradient step of size ε) or
+``PGD`` (``steps`` steps of ``step_size``, default ``2.5 ε / steps``, projected to the L∞ ball of radius ε),
+the loss being the cross-entropy of the true class (per sample, so tiny gradients of one sample are not
+scaled away by a batch mean); the perturbed inputs are clamped to the input's valid range: the training
+split's minimum and maximum after the dataset's normalisation (``[0, 1]`` for the built-in images, the
+standardised range for tables; :func:`input_bounds`). A binary classifier with one logit ``z`` is attacked as
+the two logits ``[0, z]``, the same loss. Token-id inputs are refused: a perturbation of size ε of an integer
+id is not defined (attack the embeddings in your own code instead).
+
+:func:`robustness_curve` gives accuracy against ε on a split and the examples whose prediction flips;
+:func:`robustness_run` does it for a finished run and keeps ``robustness.json`` in its folder
+(:attr:`RunFolder.robustness`); :func:`robustness_figure` draws the curve. Example::
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> x, y = torch.tensor([[0.5, 0.5]]), torch.tensor([0])
+    >>> adv = attack(model, x, y, 0.1, bounds=(0.0, 1.0))
+    >>> bool((adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1)
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from builder.errors import ExplainError
+
+__all__ = ["ATTACKS", "RobustnessReport", "input_bounds", "attack", "robustness_curve", "robustness_run",
+           "robustness_figure", "parse_eps"]
+
+ATTACKS = ("fgsm", "pgd")
+CLASSIFICATION = ("multiclass", "binary")
+
+
+@dataclass
+class RobustnessReport:
+    """Accuracy at each ε (``eps[i]`` -> ``accuracy[i]``) under ``attack``, and per ε the count of test samples
+    whose prediction flipped with a few of them (index, label, original and adversarial prediction)."""
+
+    run_id: str | None
+    attack: str
+    split: str
+    n: int
+    bounds: list[float]
+    steps: int | None
+    eps: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    flips: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The curve as terminal lines."""
+        out = [f"{self.attack.upper()} on the {self.split} split of run {self.run_id} ({self.n} samples; inputs "
+               f"clamped to [{self.bounds[0]:.4g}, {self.bounds[1]:.4g}]"
+               + (f"; {self.steps} steps" if self.attack == "pgd" else "") + ")"]
+        out += [f"eps {e:<8g} accuracy {a:.4f}   flipped {f['count']}" for e, a, f in zip(self.eps, self.accuracy,
+                                                                                      self.flips)]
+        return out
+
+
+def parse_eps(text: str | list) -> list[float]:
+    """``"0,0.05,0.1"`` -> ``[0.0, 0.05, 0.1]``. Raises ExplainError for a value that is not a number >= 0."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        eps = [float(str(v).strip()) for v in items if str(v).strip()]
+    except ValueError:
+        eps = []
+    if not eps or any(not (e >= 0) or e == float("inf") for e in eps):
+        raise ExplainError(f"ε is a list of finite numbers >= 0; received: {str(text)[:80]!r}. Fix: e.g. 0,0.05,0.1")
+    return eps
+
+
+def input_bounds(X: torch.Tensor) -> tuple[float, float]:
+    """The valid input range: the minimum and maximum of ``X`` (pass the training split's inputs)."""
+    return float(X.min()), float(X.max())
+
+
+def _forward(model: torch.nn.Module, task: str):
+    from builder.training.metrics import first_output
+
+    def fwd(x: torch.Tensor) -> torch.Tensor:
+        out = first_output(model(x))
+        out = out.reshape(len(x), -1)
+        if task == "binary" and out.shape[1] == 1:  # one logit z: the two logits [0, z] (same loss as BCE)
+            out = torch.cat([torch.zeros_like(out), out], 1)
+        return out
+    return fwd
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y, reduction="none")  # per sample
+
+
+def attack(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, eps: float, *, method: str = "fgsm",
+           steps: int = 10, step_size: float | None = None, bounds: tuple[float, float] = (-float("inf"), float("inf")),
+           task: str = "multiclass", batch_size: int = 256) -> torch.Tensor:
+    """Adversarial versions of ``X`` (labels ``y``) at L∞ size ``eps``, clamped to ``bounds``.
+
+    Raises:
+        ExplainError: an unknown method, integer inputs, ε < 0 or steps < 1.
+    """
+    from captum.robust import FGSM, PGD
+
+    if method not in ATTACKS:
+        raise ExplainError(f"the attack is one of {', '.join(ATTACKS)}; received: {method!r}. Fix: use fgsm or pgd")
+    if not X.is_floating_point():
+        raise ExplainError(f"adversarial attacks perturb float inputs; received: {X.dtype} token ids. Fix: attack "
+                           "a run on images or tables (integer ids have no ε-neighbourhood)")
+    if not eps >= 0 or int(steps) < 1:
+        raise ExplainError(f"ε >= 0 and steps >= 1; received: eps={eps!r}, steps={steps!r}. Fix: e.g. eps 0.1, 10 steps")
+    y = y.reshape(-1).long()
+    if eps == 0:
+        return X.clone()
+    was = model.training
+    model.eval()
+    fwd = _forward(model, task)
+    lo, hi = bounds
+    outs = []
+    try:
+        for i in range(0, len(X), batch_size):
+            xb, yb = X[i:i + batch_size].detach().clone().requires_grad_(True), y[i:i + batch_size]
+            with warnings.catch_warnings():  # PGD's inner FGSM steps: "did not already require gradients"
+                warnings.filterwarnings("ignore", message="Input Tensor", category=UserWarning)
+                if method == "fgsm":
+                    adv = FGSM(fwd, _loss, lower_bound=lo, upper_bound=hi).perturb(xb, float(eps), yb)
+                else:
+                    size = float(step_size) if step_size is not None else 2.5 * float(eps) / int(steps)
+                    adv = PGD(fwd, _loss, lower_bound=lo, upper_bound=hi).perturb(xb, float(eps), size, int(steps), yb)
+            outs.append(adv.detach())
+    finally:
+        model.train(was)
+    return torch.cat(outs)
+
+
+def _predict(model: torch.nn.Module, X: torch.Tensor, task: str) -> torch.Tensor:
+    fwd = _forward(model, task)
+    with torch.no_grad():
+        return torch.cat([fwd(X[i:i + 1024]).argmax(1) for i in range(0, len(X), 1024)])
+
+
+def robustness_curve(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, eps: list[float], *,
+                     method: str = "fgsm", steps: int = 10, bounds: tuple[float, float] = (-float("inf"), float("inf")),
+                     task: str = "multiclass", class_names: list[str] | None = None, examples: int = 8,
+                     run_id: str | None = None, split: str = "test") -> RobustnessReport:
+    """Accuracy on (``X``, ``y``) at every ε, and the samples whose prediction flips (``examples`` of them kept).
+
+    Raises:
+        ExplainError: not a classification task, integer inputs, bad ε or method.
+    """
+    if task not in CLASSIFICATION:
+        raise ExplainError(f"robustness is measured as accuracy, so it needs a classification run; received task "
+                           f"{task!r}. Fix: pick a multiclass or binary run")
+    if len(X) == 0:
+        raise ExplainError("robustness needs samples; received an empty split. Fix: a run with a test split")
+    eps = parse_eps(list(eps))
+    y = y.reshape(-1).long()
+    model.eval()
+    orig = _predict(model, X, task)
+    names = list(class_names or [])
+
+    def label(i: int) -> str:
+        return names[i] if 0 <= i < len(names) else str(i)
+
+    rep = RobustnessReport(run_id, method, split, len(X), [float(bounds[0]), float(bounds[1])],
+                           int(steps) if method == "pgd" else None)
+    for e in eps:
+        adv = attack(model, X, y, e, method=method, steps=steps, bounds=bounds, task=task)
+        pred = _predict(model, adv, task)
+        flipped = torch.nonzero(pred != orig).reshape(-1)
+        rep.eps.append(float(e))
+        rep.accuracy.append(float((pred == y).float().mean()))
+        rep.flips.append({"eps": float(e), "count": len(flipped),
+                          "examples": [{"index": int(i), "label": label(int(y[i])), "original": label(int(orig[i])),
+                                        "adversarial": label(int(pred[i])),
+                                        "max_change": float((adv[i] - X[i]).abs().max())}
+                                       for i in flipped[:examples].tolist()]})
+    return rep
+
+
+def robustness_run(store: Any, run_id: str, eps: list[float] | str = (0, 0.05, 0.1, 0.2), *, method: str = "fgsm",
+                   steps: int = 10, examples: int = 8, save: bool = True) -> RobustnessReport:
+    """The accuracy-vs-ε curve of a finished run on its test split, kept as ``robustness.json``. Example::
+
+        # not a doctest (needs a trained run): run by tests/interpret/test_robustness.py
+        rep = robustness_run(store, run_id, [0, 0.05, 0.1, 0.2], method="fgsm")
+        rep.accuracy  # one value per ε
+
+    Raises:
+        RunStoreError, BudgetError: as open_run. ExplainError: token inputs, regression, bad ε or method.
+    """
+    from builder.interpret.session import open_run
+
+    run = store.get(run_id)
+    eps = parse_eps(eps)
+    info = run.get("dataset_info") or {}
+    if info.get("input_dtype") == "int64":
+        raise ExplainError(f"adversarial attacks perturb float inputs; run {run['id']} reads integer token ids. "
+                           "Fix: pick a run on images or tables (token ids have no ε-neighbourhood)")
+    model, ds = open_run(store, run)
+    rep = robustness_curve(model, ds.test.X, ds.test.y, eps, method=method, steps=steps,
+                           bounds=input_bounds(ds.train.X), task=ds.info.task, class_names=ds.info.class_names,
+                           examples=examples, run_id=run["id"])
+    if save:
+        store.folder(run["id"]).robustness.write_text(json.dumps(rep.to_dict(), indent=1), encoding="utf-8")
+    return rep
+
+
+def robustness_figure(report: RobustnessReport | dict):
+    """Accuracy against ε (a line with markers; the flip count in the hover)."""
+    import plotly.graph_objects as go
+
+    r = report.to_dict() if isinstance(report, RobustnessReport) else dict(report)
+    counts = [f.get("count", 0) for f in r.get("flips", [])]
+    fig = go.Figure(go.Scatter(x=r["eps"], y=r["accuracy"], mode="lines+markers", name=str(r["attack"]).upper(),
+                               customdata=counts, hovertemplate="ε %{x}<br>accuracy %{y:.3f}<br>flipped "
+                               "%{customdata}<extra></extra>"))
+    fig.update_layout(xaxis_title="ε (L∞, input units)", yaxis_title=f"{r.get('split', 'test')} accuracy",
+                      yaxis_range=[0, 1.02], height=320, margin=dict(l=40, r=20, t=30, b=40),
+                      title=f"{str(r['attack']).upper()} robustness")
+    return fig

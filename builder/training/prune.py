@@ -1,0 +1,431 @@
+"""Pruning a trained run: remove channels from the drawn network (structured) or zero its smallest weights
+(unstructured), fine-tune the result as a new run, and measure what it cost and saved.
+
+* Structured: the channel groups of :func:`builder.graph.shrink.channel_plan` (producers, their followers and
+  consumers, residual Adds pruned identically); each chosen free group keeps the ``1 - amount`` share of its
+  output channels with the largest importance: ``l1`` (the L1 norm of each output filter, summed over the
+  group's producers) or ``taylor`` (``|weight * grad|`` summed per output filter over a few training batches).
+  The project graph changes (smaller ``out_channels`` / ``out_features``) and the surviving weights are copied
+  (:func:`slice_state`), so the model before fine-tuning computes exactly what the old one computes when the
+  removed channels are cut off at their consumers.
+* Unstructured: global magnitude pruning over the weights of the chosen Conv/Linear nodes (the ``amount``
+  smallest ``|w|`` become 0), the mask kept fixed while fine-tuning (the pruned weights get no gradient, and
+  are re-zeroed before the test), sparsity per layer reported.
+
+:func:`prune_run` fine-tunes through :func:`builder.training.pipeline.run_training` as a new run whose
+``parent_id`` is the pruned run, and writes ``prune.json`` (:attr:`RunFolder.prune`): parameters, weights-file
+size, CPU latency (:func:`builder.graph.latency.node_latency`) and the test metrics before/after; the new
+run's model card shows it. Example (L1 importance of a hand-made layer)::
+
+    >>> import torch
+    >>> w = torch.tensor([[1.0, -1.0], [0.1, 0.2], [3.0, 0.0]])
+    >>> keep_channels(w.abs().sum(1), 0.5).tolist()  # 3 channels, keep round(1.5) = 2: the largest
+    [0, 2]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from builder.errors import LayerLabError
+from builder.graph.compile import compile_graph, module_names
+from builder.graph.project import Project, load_project
+from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, channel_plan, shrink_graph
+from builder.training.callbacks import Callback
+from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
+
+__all__ = ["PruneReport", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune",
+           "magnitude_masks", "prune_run", "CRITERIA"]
+
+CRITERIA = ("l1", "taylor")
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+
+
+@dataclass
+class PruneReport:
+    """What :func:`prune_run` did and measured (stored as the new run's ``prune.json``)."""
+
+    parent_id: str
+    run_id: str | None
+    method: str  # structured | unstructured
+    criterion: str
+    amount: float
+    finetune_epochs: int
+    metric: str
+    groups: list[dict] = field(default_factory=list)  # structured: members, before, after
+    left_alone: list[dict] = field(default_factory=list)  # structured: members, reasons
+    sparsity: dict[str, float] = field(default_factory=dict)  # unstructured: node -> share of zero weights
+    before: dict = field(default_factory=dict)  # params, nonzero, weights_bytes, latency_ms, test
+    after: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The report as terminal lines."""
+        b, a = self.before, self.after
+        out = [f"{self.method} pruning ({self.criterion if self.method == 'structured' else 'magnitude'}, amount "
+               f"{self.amount:g}) of run {self.parent_id} -> run {self.run_id} ({self.finetune_epochs} fine-tune "
+               "epochs)"]
+        for g in self.groups:
+            out.append(f"  {'+'.join(g['members'])}: {g['before']} -> {g['after']} channels")
+        for g in self.left_alone:
+            out.append(f"  left alone {'+'.join(g['members'])}: {'; '.join(g['reasons'])}")
+        for node, s in self.sparsity.items():
+            out.append(f"  {node}: {s:.1%} zero")
+        ratio = a["params"] / b["params"] if b.get("params") else float("nan")
+        out += [f"parameters       {b['params']:,} -> {a['params']:,} ({ratio:.3f}x; nonzero {b['nonzero']:,} -> "
+                f"{a['nonzero']:,})",
+                f"weights file     {b['weights_bytes']:,} -> {a['weights_bytes']:,} bytes",
+                f"CPU latency      {b['latency_ms']:.3f} -> {a['latency_ms']:.3f} ms per batch of "
+                f"{b.get('latency_batch', '-')}",
+                f"test {self.metric:<11} {_num(b['test'].get(self.metric))} -> {_num(a['test'].get(self.metric))}"]
+        return out
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+
+# ------------------------------------------------------------------------------------------ structured
+def keep_channels(importance: torch.Tensor, amount: float) -> torch.Tensor:
+    """Sorted indices of the ``round(n * (1 - amount))`` (at least 1) most important channels."""
+    n = len(importance)
+    k = max(1, int(round(n * (1 - float(amount)))))
+    return torch.topk(importance.detach().float(), k).indices.sort().values
+
+
+def _filter_scores(w: torch.Tensor) -> torch.Tensor:
+    return w.abs().reshape(len(w), -1).sum(1)  # per output filter / unit
+
+
+def channel_importance(model: torch.nn.Module, plan: ChannelPlan, groups: Iterable[str], criterion: str = "l1",
+                       batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = (), task: str = "multiclass",
+                       ) -> dict[str, torch.Tensor]:
+    """Per group, the importance of each output channel summed over its producers.
+
+    ``l1``: the L1 norm of each output filter. ``taylor``: ``|w * dL/dw|`` (weights and bias) summed per output
+    filter over ``batches`` of ``(x, y)`` (eval mode, so dropout is off and BatchNorm uses its statistics).
+
+    Raises:
+        LayerLabError: an unknown criterion, or ``taylor`` without batches.
+    """
+    if criterion not in CRITERIA:
+        raise LayerLabError(f"the criterion is one of {', '.join(CRITERIA)}; received: {criterion!r}. Fix: use l1")
+    groups = list(groups)
+    mods = dict(model.named_children())
+    names = module_names_of(model)
+    members = {g: plan.groups[g].members for g in groups}
+    if criterion == "l1":
+        return {g: sum(_filter_scores(mods[names[m]].weight.detach()) for m in ms) for g, ms in members.items()}
+    scores = {m: torch.zeros(plan.groups[g].size) for g, ms in members.items() for m in ms}
+    was = model.training
+    model.eval()
+    seen = 0
+    try:
+        for x, y in batches:
+            model.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                compute_loss(first_output(model(x)), x, y, task).backward()
+            for m in scores:
+                mod = mods[names[m]]
+                s = _filter_scores(mod.weight.detach() * mod.weight.grad)
+                if getattr(mod, "bias", None) is not None:
+                    s = s + (mod.bias.detach() * mod.bias.grad).abs()
+                scores[m] += s.cpu()
+            seen += 1
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was)
+    if not seen:
+        raise LayerLabError("the taylor criterion needs training batches; received none. Fix: pass batches or "
+                            "use criterion='l1'")
+    return {g: sum(scores[m] for m in ms) for g, ms in members.items()}
+
+
+def module_names_of(model: torch.nn.Module) -> dict[str, str]:
+    """Node id -> module attribute of a compiled model (``layerlab_names``)."""
+    return dict(getattr(model, "layerlab_names", {}) or {})
+
+
+def layout_index(layout: Layout, keep: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The positions along ``layout``'s dimension that survive (None when nothing in it is pruned)."""
+    if not any(g in keep for g in layout.groups):
+        return None
+    parts, offset = [], 0
+    for g, n in layout.segs:
+        idx = keep[g] if g in keep else torch.arange(n)
+        parts.append(idx + offset)
+        offset += n
+    ch = torch.cat(parts)
+    if layout.mult == 1:
+        return ch
+    return (ch[:, None] * layout.mult + torch.arange(layout.mult)[None, :]).reshape(-1)
+
+
+def slice_state(state: dict[str, torch.Tensor], names: dict[str, str], plan: ChannelPlan, types: dict[str, str],
+                keep: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of the shrunk model: producers keep their ``keep[group]`` output channels, consumers the
+    matching input channels (column blocks after a Flatten), BatchNorm the matching statistics."""
+    out = dict(state)
+
+    def take(key: str, dim: int, idx: torch.Tensor) -> None:
+        if key in out:
+            out[key] = out[key].index_select(dim, idx.to(out[key].device)).contiguous()
+
+    for node, gid in plan.producers.items():
+        if gid in keep:
+            for k in ("weight", "bias"):
+                take(f"{names[node]}.{k}", 0, keep[gid])
+    for node, lay in plan.consumers.items():
+        idx = layout_index(lay, keep)
+        if idx is not None:
+            take(f"{names[node]}.weight", CONSUMER_DIM[types[node]], idx)
+    for node, lay in plan.followers.items():
+        idx = layout_index(lay, keep)
+        if idx is not None:
+            for k in _BN_KEYS:
+                take(f"{names[node]}.{k}", 0, idx)
+    return out
+
+
+def structured_prune(project: Project, model: torch.nn.Module, amount: float, *, criterion: str = "l1",
+                     nodes: Iterable[str] | None = None, batches: Iterable = (), task: str = "multiclass",
+                     ) -> tuple[Project, dict[str, torch.Tensor], list[dict], list[dict]]:
+    """Remove the least important ``amount`` of output channels of the chosen producers' groups.
+
+    Args:
+        project: the trained project; ``model`` its compiled, trained model.
+        nodes: producer node ids (default: every Conv/Linear whose channels can go). A group sharing channels
+            through an Add is pruned when all its producers are chosen, else left alone (and reported).
+
+    Returns:
+        ``(new project, its state dict, pruned groups, groups left alone)``.
+
+    Raises:
+        LayerLabError: an amount outside [0, 1), a node that is not a producer, nothing left to prune.
+        GraphError: the graph has problems.
+    """
+    if not 0 <= float(amount) < 1:
+        raise LayerLabError(f"the amount is the share of channels removed, in [0, 1); received: {amount!r}. "
+                            "Fix: e.g. 0.5")
+    plan = channel_plan(project.graph)
+    chosen = set(plan.producers) if nodes is None else set(nodes)
+    for n in chosen:
+        plan.group_of(n)  # raises for a node that is not a producer
+    pruned, alone = [], []
+    for gid, g in plan.groups.items():
+        if not chosen & set(g.members):
+            continue
+        reasons = list(g.blocked)
+        if not reasons and not set(g.members) <= chosen:
+            reasons.append(f"shares its channels (Add/Multiply) with {', '.join(sorted(set(g.members) - chosen))}, "
+                           "not chosen")
+        if reasons:
+            alone.append({"members": g.members, "reasons": reasons})
+        else:
+            pruned.append(gid)
+    if not pruned:
+        why = "; ".join(r for a in alone for r in a["reasons"]) or "no Conv/Linear node chosen"
+        raise LayerLabError(f"structured pruning needs a Conv/Linear node whose channels can be removed; received "
+                            f"none ({why}). Fix: choose other nodes, or prune --unstructured")
+    imp = channel_importance(model, plan, pruned, criterion, batches, task)
+    keep = {g: keep_channels(imp[g], amount) for g in pruned}
+    graph = shrink_graph(project.graph, plan, {g: len(k) for g, k in keep.items()})
+    types = {n.id: n.type for n in project.graph.nodes}
+    state = slice_state(model.state_dict(), module_names_of(model) or module_names(project.graph), plan, types, keep)
+    new = project.model_copy(deep=True)
+    new.graph = graph
+    groups = [{"members": plan.groups[g].members, "before": plan.groups[g].size, "after": len(keep[g]),
+               "kept": keep[g].tolist()} for g in pruned]
+    return new, state, groups, alone
+
+
+# ------------------------------------------------------------------------------------------ unstructured
+def magnitude_masks(model: torch.nn.Module, amount: float, nodes: Iterable[str] | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """Global magnitude pruning: masks (1 keep, 0 pruned) for the weights of the chosen Conv/Linear nodes, the
+    ``amount`` share with the smallest ``|w|`` over all of them set to 0 (keyed by state-dict name).
+
+    Raises:
+        LayerLabError: an amount outside [0, 1], or no Conv/Linear weights.
+    """
+    if not 0 <= float(amount) <= 1:
+        raise LayerLabError(f"the amount is the share of weights zeroed, in [0, 1]; received: {amount!r}. Fix: e.g. 0.5")
+    names = module_names_of(model)
+    mods = dict(model.named_children())
+    wanted = list(nodes) if nodes is not None else list(names)
+    weights = {}
+    for n in wanted:
+        mod = mods.get(names.get(n, ""))
+        if mod is None or type(mod).__name__ not in (*PRODUCERS, "ConvTranspose2d"):
+            if nodes is not None:
+                raise LayerLabError(f"unstructured pruning zeroes Conv/Linear weights; received: {n!r}. Fix: name "
+                                    "Conv/Linear nodes")
+            continue
+        weights[f"{names[n]}.weight"] = mod.weight.detach()
+    if not weights:
+        raise LayerLabError("unstructured pruning needs Conv/Linear weights; received a model without any. "
+                            "Fix: prune another run")
+    flat = torch.cat([w.abs().reshape(-1).float().cpu() for w in weights.values()])
+    k = int(round(float(amount) * len(flat)))
+    if k == 0:
+        return {key: torch.ones_like(w) for key, w in weights.items()}
+    order = torch.argsort(flat, stable=True)  # exactly k zeros, ties broken by position
+    keep = torch.ones(len(flat))
+    keep[order[:k]] = 0
+    out, offset = {}, 0
+    for key, w in weights.items():
+        out[key] = keep[offset:offset + w.numel()].reshape(w.shape).to(w.dtype)
+        offset += w.numel()
+    return out
+
+
+class StartFrom(Callback):
+    """Start training from ``state`` (loaded before the optimizer is built) and keep ``masks`` fixed: masked
+    weights get zero gradients (so no optimizer moves them) and are zeroed again before the test."""
+
+    def __init__(self, state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None):
+        self.state, self.masks = state, dict(masks or {})
+        self._handles: list = []
+
+    def setup(self, trainer: Any) -> None:
+        """Load the state and hook the masks into the gradients."""
+        trainer.model.load_state_dict(self.state)
+        params = dict(trainer.model.named_parameters())
+        for key, m in self.masks.items():
+            mask = m.to(params[key].device)
+            self._handles.append(params[key].register_hook(lambda g, mask=mask: g * mask))
+        self._apply(trainer.model)
+
+    def _apply(self, model: torch.nn.Module) -> None:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for key, m in self.masks.items():
+                params[key].mul_(m.to(params[key].device))
+
+    def on_before_test(self, trainer: Any) -> None:
+        """Zero the masked weights again (exactly) before the test and the saved weights."""
+        self._apply(trainer.model)
+
+    def on_train_end(self, trainer: Any, result: Any) -> None:
+        """Remove the gradient hooks."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+# ------------------------------------------------------------------------------------------ measures
+def _measure(model: torch.nn.Module, graph: Any, ds: Any, weights_path: Any, latency_repeats: int,
+             latency_batch: int) -> dict:
+    from builder.graph.latency import node_latency
+
+    info = ds.info
+    test = evaluate(model, ds.test.X, ds.test.y, info.task, class_names=info.class_names or None,
+                    num_classes=info.num_classes) if len(ds.test) else {}
+    params = [p for p in model.parameters()]
+    lat = node_latency(graph, batch_size=latency_batch, repeats=latency_repeats, warmup=2)
+    return {"params": int(sum(p.numel() for p in params)), "nonzero": int(sum(int((p != 0).sum()) for p in params)),
+            "weights_bytes": int(weights_path.stat().st_size) if weights_path.is_file() else 0,
+            "latency_ms": lat.total_s * 1e3, "latency_batch": latency_batch,
+            "test": {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+
+
+def _batches(ds: Any, n: int, size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(ds.train), generator=g)[: n * size]
+    return [(ds.train.X[perm[i:i + size]], ds.train.y[perm[i:i + size]]) for i in range(0, len(perm), size)]
+
+
+def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool = True, criterion: str = "l1",
+              finetune_epochs: int = 5, nodes: Iterable[str] | None = None, config: dict | None = None,
+              taylor_batches: int = 4, latency_repeats: int = 20, latency_batch: int = 32,
+              on_event: Callable[[dict], None] | None = None, name: str | None = None) -> PruneReport:
+    """Prune a finished run and fine-tune the result as a new run (``parent_id`` = ``run_id``).
+
+    The fine-tune keeps the parent's settings (``config`` overrides them) with ``epochs = finetune_epochs``;
+    ``finetune_epochs = 0`` records the pruned weights as a finished run without training. Example::
+
+        # not a doctest (needs a trained run): run by tests/training/test_prune.py
+        rep = prune_run(store, run_id, 0.5, finetune_epochs=5, nodes=["conv1", "conv2"])
+        rep.before["params"], rep.after["params"], rep.after["test"]["accuracy"]
+
+    Raises:
+        RunStoreError: unknown run or no weights. LayerLabError: bad amount, criterion or nodes.
+    """
+    from builder.training.config import TrainConfig
+    from builder.training.pipeline import load_run, run_training
+    from builder.training.weights import save_weights
+
+    if int(finetune_epochs) < 0:
+        raise LayerLabError(f"fine-tune epochs are 0 or more; received: {finetune_epochs}. Fix: e.g. 5")
+    run = store.get(run_id)
+    parent = run["id"]
+    project = load_project(run["project"])
+    model, ds = load_run(store, parent)
+    task = ds.info.task
+    cfg = TrainConfig.from_dict(run.get("config") or {})
+    rep = PruneReport(parent, None, "structured" if structured else "unstructured", criterion, float(amount),
+                      int(finetune_epochs), metric_name(task, cfg.metric))
+    rep.before = _measure(model, project.graph, ds, store.weights_path(parent), latency_repeats, latency_batch)
+    masks: dict[str, torch.Tensor] = {}
+    if structured:
+        batches = _batches(ds, taylor_batches) if criterion == "taylor" else ()
+        new, state, rep.groups, rep.left_alone = structured_prune(project, model, amount, criterion=criterion,
+                                                                  nodes=nodes, batches=batches, task=task)
+    else:
+        masks = magnitude_masks(model, amount, nodes)
+        new = project.model_copy(deep=True)
+        state = {k: (v * masks[k] if k in masks else v) for k, v in model.state_dict().items()}
+    label = name or f"{run.get('name') or project.name} pruned {float(amount):.0%} ({rep.method})"
+    tags = {"pruned_from": parent}
+    if finetune_epochs:
+        over = {**cfg.model_dump(), "init_from": None, "init_nodes": None, **(config or {}),
+                "epochs": int(finetune_epochs)}
+        result = run_training(new, ds, over, store, [StartFrom(state, masks)], on_event=on_event, name=label,
+                              tags=tags)
+        new_id = result.run_id
+    else:
+        from builder.data import DatasetSource, save_dataset
+
+        new_id = store.create_run(new, *ds.info.reload_args(), cfg, name=label, dataset_info=ds.info.to_dict(),
+                                  parent_id=parent, tags=tags)
+        if not DatasetSource.of(ds.info).reloadable():  # an upload: keep the data, as the pipeline does
+            save_dataset(ds, store.folder(new_id).dataset)
+        pruned_model = compile_graph(new.graph)
+        pruned_model.load_state_dict(state)
+        save_weights(pruned_model, store.weights_path(new_id))
+    store.update_run(new_id, parent_id=parent)
+    rep.run_id = new_id
+    after, _ = load_run(store, new_id)
+    if masks:
+        rep.sparsity = _sparsity(after, masks)
+    rep.after = _measure(after, new.graph, ds, store.weights_path(new_id), latency_repeats, latency_batch)
+    folder = store.folder(new_id)
+    folder.prune.write_text(json.dumps(rep.to_dict(), indent=1), encoding="utf-8")
+    if not finetune_epochs:
+        store.finish(new_id, "finished", test=after_test(after, ds))
+    else:
+        from builder.runs.modelcard import write_model_card
+
+        write_model_card(store, new_id)  # now with the pruning section
+    return rep
+
+
+def after_test(model: torch.nn.Module, ds: Any) -> dict:
+    """The test metrics of ``model`` on ``ds`` (as a run records them)."""
+    info = ds.info
+    return evaluate(model, ds.test.X, ds.test.y, info.task, class_names=info.class_names or None,
+                    num_classes=info.num_classes)
+
+
+def _sparsity(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, float]:
+    by_attr = {v: k for k, v in module_names_of(model).items()}
+    sd = model.state_dict()
+    return {by_attr.get(key.rsplit(".", 1)[0], key): float((sd[key] == 0).float().mean()) for key in masks}
