@@ -115,6 +115,7 @@ class PixelSplit(Split):
                  mean: list[float] | None = None, std: list[float] | None = None, flat: bool = False):
         self.pixels, self.index, self._y = pixels, index, y
         self.mean, self.std, self.flat = mean, std, flat
+        self.channels_last = False  # batches in channels_last memory (builder.training.callbacks.MemoryFormat)
         self._X: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -135,8 +136,13 @@ class PixelSplit(Split):
             m = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
             s = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
             x = (x - m) / s
-        x = x.contiguous()
-        return x.reshape(len(x), -1) if self.flat else x
+        if self.flat:
+            return x.reshape(len(x), -1)
+        if self.channels_last:  # NHWC rows permuted to NCHW are channels_last already
+            import torch
+
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
 
     @property
     def X(self) -> torch.Tensor:  # noqa: N802 - Split's field name
@@ -173,9 +179,17 @@ class PixelSplit(Split):
         out.flat = True
         return out
 
+    def with_channels_last(self) -> PixelSplit:
+        """The same rows, batches in channels_last memory."""
+        out = self._with(self.index, self._y)
+        out.channels_last = True
+        return out
+
     def _with(self, index: torch.Tensor, y: torch.Tensor | None, pixels: torch.Tensor | None = None) -> PixelSplit:
-        return PixelSplit(self.pixels if pixels is None else pixels, index, y, mean=self.mean, std=self.std,
-                          flat=self.flat)
+        out = PixelSplit(self.pixels if pixels is None else pixels, index, y, mean=self.mean, std=self.std,
+                         flat=self.flat)
+        out.channels_last = self.channels_last
+        return out
 
     def to(self, device: torch.device | str, moved: dict | None = None) -> PixelSplit:
         """On ``device`` (the shared pixels moved once per ``moved`` memo; a no-op on the CPU)."""
