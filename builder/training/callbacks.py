@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from builder.data.splits import Dataset, Split
+from builder.data.splits import Dataset, PixelSplit, Split
 from builder.errors import TrainingError
 
 if TYPE_CHECKING:
@@ -201,6 +201,8 @@ class ChannelsLast(Callback):
     def convert(ds: Dataset) -> Dataset:
         """``ds`` with its samples in channels_last memory (reconstruction targets stay the inputs)."""
         def conv(s: Split) -> Split:
+            if isinstance(s, PixelSplit):  # uint8 rows: each batch is made channels_last (never the whole split)
+                return s.with_channels_last()
             X = s.X.contiguous(memory_format=torch.channels_last)
             return Split(X, X if s.y is s.X else s.y)
         return Dataset(ds.info, conv(ds.train), conv(ds.val), conv(ds.test))

@@ -51,6 +51,8 @@ class TrainConfig(BaseModel):
     ``freeze`` lists node ids whose weights stay fixed (:class:`builder.training.callbacks.Freeze`).
     ``health_every``: steps between samples of per-node training health (:mod:`builder.training.health`, kept as
     the run's ``health.json``); 0 turns the recording off.
+    ``augment``: image augmentation drawn per batch on the device, e.g. ``{"flip": 1, "crop": 4}`` (empty: off;
+    :mod:`builder.data.augment`), reproducible from the seed, the epoch and the batch (exact on resume).
     The field defaults are the defaults when the task is not known; :meth:`defaults` adjusts them per task.
     """
 
@@ -80,6 +82,7 @@ class TrainConfig(BaseModel):
     init_nodes: list[str] | None = None
     freeze: list[str] = Field(default_factory=list)
     health_every: int = Field(HEALTH_EVERY, ge=0, le=1_000_000)
+    augment: dict[str, float] = Field(default_factory=dict)  # image augmentation per batch (builder.data.augment)
 
     # ---- defaults and precedence
     @staticmethod
@@ -146,6 +149,14 @@ class TrainConfig(BaseModel):
             raise TrainingError(f"scheduler {self.scheduler!r} has no parameter(s) {', '.join(unknown)}; "
                                 f"it takes: {', '.join(allowed) or 'none'}")
         resolve_device(self.device)
+        if self.augment:
+            from builder.data.augment import parse_augment
+            from builder.errors import DatasetError
+
+            try:
+                self.augment = parse_augment(self.augment)
+            except DatasetError as e:
+                raise TrainingError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------------- device, precision

@@ -31,8 +31,9 @@ from typing import Any
 
 import torch
 
-from builder.data.splits import Dataset, Split
-from builder.errors import TrainingError
+from builder.data.augment import Augment, check_augment_input
+from builder.data.splits import Dataset, PixelSplit, Split
+from builder.errors import DatasetError, TrainingError
 from builder.runs.folder import RunFolder
 from builder.training.callbacks import Callback, EarlyStopping, builtin_callbacks, int_in, number
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
@@ -266,7 +267,7 @@ class Trainer:
         self._scaler = (torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None)
         # probe the output once: catches shape mismatches early with a clear message
         try:
-            out = first_output(forward_all(self.model, ds.train.X[:2]))
+            out = first_output(forward_all(self.model, ds.train.head(2).X))
         except TrainingError:
             raise
         except Exception as e:  # a model/data mismatch surfaces here as a torch error
@@ -290,6 +291,13 @@ class Trainer:
                                 f"{'accuracy or f1' if classification else 'r2'} (or auto)")
         self._ytrain = self._prep_y(ds.train)
         self._check_each_step = self.device.type == "cpu"
+        self._augment = None  # image augmentation per batch (builder.data.augment), drawn from (seed, epoch, batch)
+        if cfg.augment:
+            try:
+                check_augment_input(cfg.augment, tuple(ds.info.input_shape), ds.info.modality)
+            except DatasetError as e:
+                raise TrainingError(str(e)) from None
+            self._augment = Augment(cfg.augment, cfg.seed, clamp=isinstance(ds.train, PixelSplit))
 
     def _prep_y(self, s: Split) -> torch.Tensor | None:
         if self.task == "reconstruction":
@@ -465,7 +473,7 @@ class Trainer:
 
     def _loop(self, start_epoch: int, start_batch: int, perm: torch.Tensor | None, acc: dict):
         cfg, ds = self.config, self.dataset
-        X, Y = ds.train.X, self._ytrain
+        take, Y, aug = ds.train.batch, self._ytrain, self._augment  # uint8 image rows become float per batch
         n, B, nb = len(ds.train), self.batch_size, self.steps_per_epoch
         fwd, opt, sched = self._fwd, self.optimizer, self.scheduler
         lossf = self._make_loss()
@@ -495,7 +503,7 @@ class Trainer:
                 idx = perm_dev[b * B:(b + 1) * B]
                 if world > 1:
                     idx = idx[rank::world]
-                xb = X[idx]
+                xb = take(idx, None if aug is None else aug.at(epoch, b))
                 yb = xb if Y is None else Y[idx]
                 if self._amp:
                     with torch.autocast(self.device.type, dtype=self._amp_dtype):
@@ -572,7 +580,7 @@ class Trainer:
         t_eval = time.perf_counter()
         val_loss, val_metric = self._eval_quick(ds.val)
         k = min(len(ds.train), TRAIN_METRIC_SAMPLES)
-        _, train_metric = self._eval_quick(Split(ds.train.X[:k], ds.train.y[:k]), loss=False)
+        _, train_metric = self._eval_quick(ds.train.head(k), loss=False)
         lr = float(self.optimizer.param_groups[0]["lr"])
         if self._sched_when == "epoch":
             self.scheduler.step()
