@@ -68,6 +68,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--metric", choices=("auto", "accuracy", "f1", "r2"))
     g.add_argument("--log-every", type=int, dest="log_every")
     g.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    g.add_argument("--augment", metavar="LIST", help="image augmentation per batch, e.g. flip,crop=4 (of flip, crop, "
+                   "affine, brightness, contrast; a name alone takes its default); 'none' turns it off")
     p.add_argument("--workspace", help="workspace folder (default $LAYERLAB_WORKSPACE, else ~/.layerlab)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -184,6 +186,10 @@ def _config_overrides(args: argparse.Namespace) -> dict:
         cfg["init_nodes"] = [s.strip() for s in args.init_nodes.split(",") if s.strip()]
     if getattr(args, "freeze", None):
         cfg["freeze"] = [s.strip() for s in args.freeze.split(",") if s.strip()]
+    if getattr(args, "augment", None):
+        from builder.data.augment import parse_augment
+
+        cfg["augment"] = {} if args.augment.strip().lower() == "none" else parse_augment(args.augment)
     return cfg
 
 

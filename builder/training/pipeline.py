@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
+from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
 from builder.graph.cost import node_costs, total_macs
@@ -169,8 +170,9 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         GraphError, DatasetError, TrainingError (a failed run is recorded as ``failed`` first).
     """
     try:
-        project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options, adapt=adapt,
-                                           with_report=True)
+        with use_cache_dir(store.workspace if store is not None else None):  # decoded images: the store's cache
+            project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options,
+                                               adapt=adapt, with_report=True)
     except Exception as e:
         if run_id is not None and store is not None:
             store.finish(run_id, "failed", message=str(e))
@@ -268,7 +270,8 @@ def load_run_dataset(store: RunStore, run: dict) -> Dataset:
     snapshot = store.folder(run["id"]).dataset
     if snapshot.is_file():
         return load_saved_dataset(snapshot)
-    return load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
+    with use_cache_dir(store.workspace):
+        return load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
 
 
 def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[torch.nn.Module, Dataset]:

@@ -195,3 +195,18 @@ def test_augmented_training_resumes_exactly(tmp_path):
     flat = ds.flattened()
     with pytest.raises(TrainingError, match="augmentation works on images"):
         Trainer(torch.nn.Linear(192, 3), flat, cfg).fit()
+
+
+def test_cli_augment_flag_is_recorded_with_the_run_and_the_cache_follows_the_workspace(tmp_path):
+    from builder.cli.main import main
+    from builder.runs.store import RunStore
+
+    root = _tree(tmp_path / "pets", n=6)
+    ws = tmp_path / "other-ws"
+    rc = main(["train", "cnn", "--dataset", "image_folder", "--data-path", str(root), "--adapt", "--epochs", "1",
+               "--augment", "flip,crop=2", "--workspace", str(ws), "--quiet", "--dataset-option", "cache=true",
+               "--dataset-option", "size=[8, 8]"])
+    assert rc in (0, None)
+    run = RunStore(ws).list_runs()[0]
+    assert run["config"]["augment"] == {"flip": 1.0, "crop": 2.0}
+    assert list((ws / "cache" / "images").glob("*/meta.json"))  # the store's workspace, not $LAYERLAB_WORKSPACE
