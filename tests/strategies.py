@@ -11,8 +11,13 @@ RANK = {  # input rank (without batch) each layer type expects
     "Conv2d": (3,), "ConvTranspose2d": (3,), "MaxPool2d": (3,), "AvgPool2d": (3,), "AdaptiveAvgPool2d": (3,),
     "BatchNorm2d": (3,), "Dropout2d": (3,), "GroupNorm": (2, 3), "RNN": (2,), "LSTM": (2,), "GRU": (2,),
     "MultiheadAttention": (2,), "TransformerEncoderLayer": (2,), "PositionalEncoding": (2,), "Embedding": (1,),
-    "Unflatten": (1, 2), "Permute": (2, 3), "Mean": (2, 3),
+    "Unflatten": (1, 2), "Permute": (2, 3), "Mean": (2, 3), "Sum": (2, 3), "Max": (2, 3), "Min": (2, 3),
+    "Transpose": (2, 3), "InstanceNorm1d": (2,), "InstanceNorm2d": (3,), "LocalResponseNorm": (2, 3),
+    "PixelShuffle": (3,), "PixelUnshuffle": (3,), "Upsample": (2, 3), "MatMul": (2, 3), "ConvTranspose1d": (2,),
 }
+# drawn values where the schema's range is mostly invalid for small inputs
+_SMALL = {"Arithmetic.constant": (-2.0, -0.5, 0.5, 2.0, 3.0), "Upsample.scale_factor": (None, 0.5, 1.5, 2.0, 3.0),
+          "Pad.value": (0.0, -1.0, 2.5), "Clamp.min": (None, -1.0, 0.0), "Clamp.max": (None, 0.5, 2.0)}
 CAP = {"out_features": 12, "out_channels": 8, "hidden_size": 8, "embedding_dim": 8, "dim_feedforward": 16,
        "kernel_size": 4, "stride": 3, "padding": 2, "dilation": 2, "output_padding": 1, "num_layers": 2,
        "output_size": 4, "max_len": 40, "num_groups": 4, "vocab_size": 20}
@@ -33,7 +38,7 @@ def param_value(p: Param, in_shape: tuple[int, ...]) -> st.SearchStrategy:
     if p.kind in ("int", "int_or_pair"):
         lo = int(p.min) if p.min is not None else -3
         hi = min(int(p.max) if p.max is not None else 3, max(lo, CAP.get(p.name, 6)))
-        if p.name == "dim":
+        if p.name in ("dim", "dim0", "dim1"):
             r = len(in_shape)
             ints = st.integers(1, r) | st.integers(-r, -1)
         else:
@@ -62,7 +67,10 @@ def layer_case(draw, spec: LayerSpec) -> tuple[list[tuple[int, ...]], dict]:
     for p in spec.params:
         if spec.type == "Input":
             continue
-        if p.kind == "int_list":
+        key = f"{spec.type}.{p.name}"
+        if key in _SMALL:
+            params[p.name] = draw(st.sampled_from(_SMALL[key]))
+        elif p.kind == "int_list":
             params[p.name] = draw(_int_list(spec.type, p.name, shape))
         elif spec.type in ("MultiheadAttention",) and p.name == "num_heads" or spec.type == "TransformerEncoderLayer" and p.name == "nhead":
             params[p.name] = draw(st.sampled_from([d for d in (1, 2, 4) if shape[-1] % d == 0]))
@@ -74,14 +82,61 @@ def layer_case(draw, spec: LayerSpec) -> tuple[list[tuple[int, ...]], dict]:
             params[p.name] = draw(st.none() | st.integers(0, 4))
         else:
             params[p.name] = draw(param_value(p, shape))
-    n_inputs = spec.min_inputs if spec.variadic else 1
+    shape, params = _fit(draw, spec.type, shape, params)
+    n_inputs = spec.min_inputs if spec.variadic else len(spec.inputs) - len(spec.optional_inputs)
     if spec.variadic:
         n_inputs = draw(st.integers(spec.min_inputs, 3))
     shapes = [shape] * n_inputs
     if spec.type == "Concat":
         d = params["dim"] - 1 if params["dim"] > 0 else len(shape) + params["dim"]
         shapes = [tuple(s if i != d else draw(st.integers(1, 5)) for i, s in enumerate(shape)) for _ in shapes]
+    if spec.type == "MatMul":  # (…, n, k) @ (…, k, m)
+        shapes = [shape, (*shape[:-2], shape[-1], draw(st.integers(1, 5)))]
+    if spec.type == "Arithmetic" and params["op"] == "pow":
+        params["constant"] = draw(st.sampled_from([2.0, 3.0]))  # fractional powers of negatives are NaN
     return shapes, params
+
+
+def _fit(draw, layer: str, shape: tuple[int, ...], params: dict) -> tuple[tuple[int, ...], dict]:
+    """Make drawn sizes and parameters fit each other for layers whose rule refuses most random pairs."""
+    n = len(shape)
+    if layer == "Squeeze":
+        d = params["dim"] - 1 if params["dim"] > 0 else n + params["dim"]
+        shape = tuple(1 if i == d else s for i, s in enumerate(shape))
+    elif layer == "Select":
+        d = params["dim"] - 1 if params["dim"] > 0 else n + params["dim"]
+        params["index"] = draw(st.integers(-shape[d], shape[d] - 1))
+    elif layer == "Slice":
+        d = params["dim"] - 1 if params["dim"] > 0 else n + params["dim"]
+        params["start"] = draw(st.integers(-shape[d], shape[d] - 1))
+        params["end"] = draw(st.none() | st.integers(-shape[d], shape[d]))
+        params["step"] = draw(st.integers(1, 3))
+    elif layer == "Chunk":
+        d = params["dim"] - 1 if params["dim"] > 0 else n + params["dim"]
+        params["chunks"] = draw(st.integers(1, 4))
+        params["index"] = draw(st.integers(0, max(0, min(params["chunks"], shape[d]) - 1)))
+    elif layer == "PixelShuffle":
+        r = params["upscale_factor"] = draw(st.integers(1, 3))
+        shape = (r * r * draw(st.integers(1, 2)), *shape[1:])
+    elif layer == "PixelUnshuffle":
+        r = params["downscale_factor"] = draw(st.integers(1, 3))
+        shape = (shape[0], r * draw(st.integers(1, 3)), r * draw(st.integers(1, 3)))
+    elif layer == "Upsample":
+        params["mode"] = draw(st.sampled_from(["nearest", "linear" if n == 2 else "bilinear"]))
+        if params["scale_factor"] is None:
+            params["size"] = draw(st.integers(1, 12)) if n == 2 else draw(st.integers(1, 12) | st.lists(
+                st.integers(1, 12), min_size=2, max_size=2))
+        else:
+            params["size"] = None
+    elif layer == "LayerNorm":
+        params["normalized_dims"] = draw(st.integers(1, max(1, n)))
+    elif layer == "Hardtanh":
+        params["min_val"], params["max_val"] = draw(st.sampled_from([(-1.0, 1.0), (0.0, 6.0), (-2.5, 0.5)]))
+    elif layer in ("Constant", "Parameter"):
+        params["shape"] = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+    elif layer == "MatMul" and n < 2:
+        shape = (*shape, draw(st.integers(1, 5)))
+    return shape, params
 
 
 def _int_list(layer: str, name: str, shape: tuple[int, ...]) -> st.SearchStrategy:
@@ -97,4 +152,15 @@ def _int_list(layer: str, name: str, shape: tuple[int, ...]) -> st.SearchStrateg
             total *= s
         divs = [d for d in range(1, total + 1) if total % d == 0]
         return st.sampled_from(divs).flatmap(lambda d: st.sampled_from([[d, total // d], [-1, d], [total]]))
+    if layer in ("Mean", "Sum", "Max", "Min"):
+        dims = list(range(1, len(shape) + 1))
+        one = st.sampled_from(dims) | st.sampled_from([-d for d in dims])
+        return one | st.lists(st.sampled_from(dims), min_size=1, max_size=len(dims), unique=True)
+    if layer == "Expand":
+        return st.tuples(*(st.sampled_from([-1, 1, 3]) if s == 1 else st.sampled_from([-1, s]) for s in shape)).map(list)
+    if layer == "Pad":
+        return st.integers(1, min(3, len(shape))).flatmap(
+            lambda k: st.lists(st.integers(0, 2), min_size=2 * k, max_size=2 * k))
+    if layer in ("Constant", "Parameter"):
+        return st.lists(st.integers(1, 5), min_size=1, max_size=3)
     raise ValueError(name)

@@ -124,11 +124,14 @@ def node_costs(graph_or_report: Any) -> list[NodeCost]:
         if info.status != "ok" or not info.outputs or not has_spec(info.type):
             continue
         macs = 0
-        ctor = module_ctor(get_spec(info.type), info.params, info.inputs)
+        spec = get_spec(info.type)
+        ctor = module_ctor(spec, info.params, info.inputs)
         if ctor is not None:
             cls, kwargs = ctor
             first = next(iter(info.outputs.values()))
             macs = module_macs(cls, kwargs, [t.shape for t in info.inputs], first.shape)
+        elif spec.macs is not None:  # module-less matrix products (MatMul)
+            macs = spec.macs(info.params, info.inputs, info.outputs)
         act = sum(t.numel for t in info.outputs.values()) * 4
         out.append(NodeCost(nid, info.type, info.num_params, macs, act))
     return out

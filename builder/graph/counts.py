@@ -57,6 +57,15 @@ def _groupnorm(kw: dict) -> Counts:
     return (2 * kw["num_channels"] if kw.get("affine", True) else 0), 0
 
 
+def _instancenorm(kw: dict) -> Counts:
+    c = kw["num_features"]
+    return (2 * c if kw.get("affine", False) else 0), (2 * c + 1 if kw.get("track_running_stats", False) else 0)
+
+
+def _prelu(kw: dict) -> Counts:
+    return kw.get("num_parameters", 1), 0
+
+
 def _embedding(kw: dict) -> Counts:
     return kw["num_embeddings"] * kw["embedding_dim"], 0
 
@@ -99,7 +108,10 @@ _COUNTERS: dict[str, Callable[[dict], Counts]] = {
     "Linear": _linear, "Conv1d": _conv(1), "Conv2d": _conv(2), "ConvTranspose2d": _conv(2, transposed=True),
     "BatchNorm1d": _batchnorm, "BatchNorm2d": _batchnorm, "LayerNorm": _layernorm, "GroupNorm": _groupnorm,
     "Embedding": _embedding, "RNN": _rnn(1), "LSTM": _rnn(4), "GRU": _rnn(3), "MultiheadAttention": _mha,
-    "TransformerEncoderLayer": _encoder_layer,
+    "TransformerEncoderLayer": _encoder_layer, "InstanceNorm1d": _instancenorm, "InstanceNorm2d": _instancenorm,
+    "PReLU": _prelu,
+    **dict.fromkeys(("ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish", "SELU", "CELU", "Softplus", "Softsign",
+                     "Tanhshrink", "LocalResponseNorm", "PixelShuffle", "PixelUnshuffle", "Upsample"), _none),
     **dict.fromkeys(("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
                      "Dropout", "Dropout2d", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Sigmoid", "Tanh",
                      "Softmax", "LogSoftmax", "Flatten", "Unflatten", "Identity"), _none),

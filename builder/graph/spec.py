@@ -19,7 +19,7 @@ TENSOR = "tensor"
 TOKENS = "tokens"
 
 CATEGORIES = ("Inputs", "Dense", "Convolution", "Pooling", "Normalisation", "Recurrent", "Attention",
-              "Activation", "Merge", "Reshape")
+              "Activation", "Merge", "Reshape", "Math")
 
 MAX_SIZE = 1_000_000  # largest single size (features, channels, vocabulary) a parameter may take
 
@@ -61,6 +61,8 @@ class Param:
 
     kind: ``int``, ``float``, ``bool``, ``choice``, ``str``, ``int_list`` or ``int_or_pair``
     (an int or a list of two ints, as torch's 2-d kernel sizes).
+    scalar: for ``int_list``, a single integer is accepted too and read as a list of one (torch's
+    ``dim=1`` or ``dim=(2, 3)``; a parameter that was an ``int`` can become a list and old files still load).
     """
 
     name: str
@@ -72,6 +74,7 @@ class Param:
     choices: tuple | None = None
     nullable: bool = False
     required: bool = False
+    scalar: bool = False
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "default": self.default, "help": self.help,
@@ -111,6 +114,8 @@ class Param:
                 return None, f"`{self.name}` must be text; received: {_short(value)}"
             return value, None
         if k == "int_list":
+            if self.scalar and (_as_int(value) is not None or isinstance(value, float) and math.isinf(value)):
+                value = [value]
             if not isinstance(value, list | tuple) or not value or len(value) > 8:
                 return None, f"`{self.name}` must be a list of 1 to 8 integers; received: {_short(value)}. Fix: e.g. {self.default!r}"
             return self._ints(value, f"`{self.name}` must hold integers; received: {_short(value)}")
@@ -207,14 +212,19 @@ def _as_int(v: Any) -> int | None:
     return None
 
 
+#: What a layer's backward keeps (:attr:`LayerSpec.saves`).
+SAVES = ("input", "output", "both", "none")
+
+
 @dataclass(frozen=True)
 class Cost:
     """Memory a layer needs beyond its parameters and its outputs, counted in float32 values.
 
     ``buffers``: allocated once with the model (a fixed table such as sinusoidal positions);
     ``build``: extra temporaries while constructing the module (freed afterwards);
-    ``work``: per sample, intermediates of one forward pass that stay alive for the backward pass
-    (attention weights, im2col columns, recurrent gates, dropout masks);
+    ``work``: per sample, intermediates of one forward pass that stay alive for the backward pass beyond the
+    input or output the layer saves (:attr:`LayerSpec.saves`): attention weights, pooling indices, recurrent
+    gates, dropout masks;
     ``note``: what the buffer is, for budget messages.
     """
 
@@ -254,6 +264,14 @@ class LayerSpec:
             ops, convolutions, pooling), ``"fresh"`` (always contiguous, whatever the inputs) or ``"any"``
             (may be non-contiguous even for contiguous inputs: Permute, batch-first RNN and attention outputs).
             ``tests/graph/test_contiguity.py`` checks every spec's claim against torch.
+        macs: (params, input types, output types) -> multiply-adds per sample, for layers without a torch.nn
+            module that do matrix products (MatMul); layers that build a module are counted by its class in
+            :mod:`builder.graph.cost`.
+        saves: which of its tensors the layer's backward needs and autograd therefore keeps alive until the
+            backward pass: ``"input"`` (convolutions, Linear, norms, GELU: the default), ``"output"`` (ReLU,
+            Sigmoid, Tanh, Softmax compute their gradient from their result), ``"both"`` or ``"none"`` (views,
+            sums, concatenation). Anything else they keep (pooling indices, dropout masks, attention weights,
+            recurrent gates) is the ``work`` of their :class:`Cost`. Read by :mod:`builder.graph.memory`.
     """
 
     type: str
@@ -276,6 +294,12 @@ class LayerSpec:
     doc_url: str | None = None
     contiguous_inputs: bool = False
     strides: str = "follow"
+    macs: Callable[[dict, list[TensorType], dict], int] | None = None
+    saves: str = "input"
+
+    def __post_init__(self) -> None:
+        if self.saves not in SAVES:
+            raise ValueError(f"saves must be one of {SAVES}; received: {self.saves!r}")
 
     @property
     def param_names(self) -> list[str]:

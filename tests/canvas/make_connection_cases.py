@@ -37,12 +37,16 @@ SHAPE = {
     **dict.fromkeys(["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d",
                      "GroupNorm", "Dropout2d"], IMAGE),
     "Unflatten": [64],  # its default unflattened_size is [1, 8, 8]
+    **dict.fromkeys(["Transpose", "Upsample", "InstanceNorm1d", "LocalResponseNorm"], SEQ),
+    **dict.fromkeys(["PixelShuffle", "PixelUnshuffle", "InstanceNorm2d"], IMAGE),
+    "Squeeze": [1, 8],  # its default dim 1 must have size 1
+    "MatMul": [8, 8],  # (n, k) @ (k, m) with both inputs the same shape
 }
 DEFAULT_SHAPE = [8]
 
 
 def accepted_kinds(entry: dict, port: dict) -> set[str]:
-    return {TENSOR, TOKENS} if entry["type"] in KIND_AGNOSTIC else {port["kind"]}
+    return {TENSOR, TOKENS} if entry["type"] in KIND_AGNOSTIC or port["kind"] == "any" else {port["kind"]}
 
 
 def port_label(entry: dict, port: dict) -> str:
@@ -93,9 +97,12 @@ def kind_cases(palette: list[dict]) -> list[dict]:
                 if entry["variadic"]:  # merges need two inputs: a second one of float tensors
                     n2, e2, other = feed("other", TENSOR, shape)
                     nodes, edges = nodes + n2, edges + e2 + [edge(other, "t", target_port=port["name"])]
-                elif port["name"] != entry["inputs"][0]["name"]:  # an optional port: the first one is fed
-                    n2, e2, other = feed("other", TENSOR, shape)
-                    nodes, edges = nodes + n2, edges + e2 + [edge(other, "t", target_port=entry["inputs"][0]["name"])]
+                else:  # every other required port (the first one when this one is optional) gets float tensors
+                    need = [q["name"] for i, q in enumerate(entry["inputs"]) if q["name"] != port["name"]
+                            and (i == 0 or not q.get("optional"))]
+                    for j, name in enumerate(need):
+                        n2, e2, other = feed(f"other{j}" if j else "other", TENSOR, shape)
+                        nodes, edges = nodes + n2, edges + e2 + [edge(other, "t", target_port=name)]
                 ok = kind in accepted_kinds(entry, port)
                 pair[kind] = case(f"kind/{kind}->{t}.{port['name']}", nodes, edges, edge(src, "t", target_port=port["name"]),
                                   {src: kind}, ok, None if ok else "port_kind",

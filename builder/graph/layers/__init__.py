@@ -8,6 +8,7 @@ listed in ``inferred``. :func:`builder.graph.registry.all_specs` orders them by 
 
 from builder.graph.layers import (  # noqa: F401  (each module registers its specs)
     activation,
+    arith,
     attention,
     conv,
     core,
@@ -15,6 +16,7 @@ from builder.graph.layers import (  # noqa: F401  (each module registers its spe
     norm,
     recurrent,
     reshape,
+    tensor,
 )
 from builder.graph.layers.attention import sinusoid_table
 

@@ -1,4 +1,5 @@
-"""Layer specs of the palette group Activation: element-wise activations, Softmax and LogSoftmax."""
+"""Layer specs of the palette group Activation: element-wise activations (PReLU learns its slope), Softmax and
+LogSoftmax."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from builder.graph.layers._common import (
     _mod,
     _same_float,
 )
-from builder.graph.spec import LayerSpec, Param, register
+from builder.graph.spec import LayerSpec, Param, ShapeError, register
 
 # ----------------------------------------------------------------------------------------- Activations
 
@@ -21,9 +22,52 @@ _ACT = [("ReLU", [], "max(0, x)."),
          "Gaussian error linear unit."),
         ("SiLU", [], "x·sigmoid(x) (swish)."),
         ("Sigmoid", [], "1 / (1 + e^-x)."),
-        ("Tanh", [], "Hyperbolic tangent.")]
+        ("Tanh", [], "Hyperbolic tangent."),
+        ("ReLU6", [], "min(max(0, x), 6)."),
+        ("Hardtanh", [Param("min_val", "float", -1.0, "Lower bound.", min=-1e6, max=1e6),
+                      Param("max_val", "float", 1.0, "Upper bound (above min_val).", min=-1e6, max=1e6)],
+         "x clipped to [min_val, max_val]."),
+        ("Hardsigmoid", [], "Piecewise-linear sigmoid: clip(x/6 + 1/2, 0, 1)."),
+        ("Hardswish", [], "x·hardsigmoid(x) (MobileNetV3)."),
+        ("Mish", [], "x·tanh(softplus(x))."),
+        ("SELU", [], "Scaled ELU with fixed constants (self-normalising networks)."),
+        ("CELU", [Param("alpha", "float", 1.0, "Saturation value for negative inputs (> 0).", min=1e-3, max=100.0)],
+         "Continuously differentiable ELU."),
+        ("Softplus", [Param("beta", "float", 1.0, "Sharpness: log(1 + e^(beta·x)) / beta.", min=1e-3, max=100.0),
+                      Param("threshold", "float", 20.0, "Above beta·x > threshold the output is x.", min=0.0,
+                            max=1000.0)],
+         "Smooth ReLU: log(1 + e^(beta·x)) / beta."),
+        ("Softsign", [], "x / (1 + |x|)."),
+        ("Tanhshrink", [], "x − tanh(x).")]
+
+
+def _hardtanh_shape(p, ins):
+    t = _same_float(p, ins)
+    if p["min_val"] >= p["max_val"]:
+        raise ShapeError(f"min_val must be below max_val; received: min_val={p['min_val']}, max_val={p['max_val']}. "
+                         "Fix: swap them")
+    return t
+
+
 for _name, _params, _desc in _ACT:
-    register(LayerSpec(_name, "Activation", _desc, params=_params, shape=_same_float, ctor=_mod(_name)))
+    register(LayerSpec(_name, "Activation", _desc, params=_params, ctor=_mod(_name),
+                       shape=_hardtanh_shape if _name == "Hardtanh" else _same_float))
+
+
+def _prelu_shape(p, ins):
+    (t,) = ins
+    _float(t)
+    if p["per_channel"] and not t.shape:
+        raise ShapeError(f"one slope per channel needs a channel dimension; received: {t}. Fix: turn per_channel off")
+    return t
+
+
+register(LayerSpec(
+    "PReLU", "Activation", "Leaky ReLU with a learned slope: one shared, or one per channel (dim 1).",
+    params=[Param("per_channel", "bool", False, "Learn one slope per channel (dim 1) instead of one in all."),
+            Param("init", "float", 0.25, "Initial slope.", min=0.0, max=10.0)],
+    shape=_prelu_shape, inferred=("num_parameters",),
+    ctor=lambda p, ins: ("PReLU", {"num_parameters": ins[0].shape[0] if p["per_channel"] else 1, "init": p["init"]})))
 
 
 def _dim_shape(p, ins):

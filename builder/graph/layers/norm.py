@@ -1,6 +1,6 @@
-"""Layer specs of the palette group Normalisation: batch, layer and group norm, dropout.
+"""Layer specs of the palette group Normalisation: batch, layer, group, instance and local response norm, dropout.
 
-Batch and group norm take contiguous inputs (``contiguous_inputs``): torch 2.13's GroupNorm backward can crash
+Batch, group and instance norm take contiguous inputs (``contiguous_inputs``): torch 2.13's GroupNorm backward can crash
 on a permuted input, BatchNorm2d's returns wrong input gradients for channels-last-like strides.
 """
 
@@ -49,16 +49,67 @@ register(LayerSpec(
 def _ln_shape(p, ins):
     (t,) = ins
     _float(t)
-    if not t.shape:
-        raise ShapeError("expects at least one feature dimension")
+    k = p["normalized_dims"]
+    if len(t.shape) < k:
+        raise ShapeError(f"normalized_dims counts trailing dimensions of the input; received: normalized_dims={k} for "
+                         f"{t} ({len(t.shape)} besides the batch). Fix: use 1..{len(t.shape)}" if t.shape else
+                         f"expects at least one feature dimension; received: {t}. Fix: Unsqueeze or Reshape it")
+    return t
+
+
+def _ln_ctor(p, ins):
+    k = p["normalized_dims"]
+    shape = ins[0].shape[-1] if k == 1 else list(ins[0].shape[-k:])  # an int for 1: as before the parameter existed
+    return "LayerNorm", {"normalized_shape": shape, "eps": p["eps"], "elementwise_affine": p["elementwise_affine"]}
+
+
+register(LayerSpec(
+    "LayerNorm", "Normalisation", "Layer normalisation over the last dimension (or the last few: 3 normalises "
+    "each image over C, H, W).",
+    params=[_EPS, Param("elementwise_affine", "bool", True, "Learn scale and shift."),
+            Param("normalized_dims", "int", 1, "How many trailing dimensions to normalise over (their sizes are "
+                  "read from the input).", min=1, max=8)],
+    shape=_ln_shape, inferred=("normalized_shape",), ctor=_ln_ctor))
+
+
+def _in_shape(ranks):
+    def rule(p, ins):
+        (t,) = ins
+        _float(t)
+        _rank(t, ranks, "")
+        if math.prod(t.shape[1:]) < 2:
+            raise ShapeError(f"instance norm needs more than one value per channel; received: {t}. Fix: use a larger "
+                             "input, or BatchNorm/LayerNorm")
+        return t
+    return rule
+
+
+for _dims in (1, 2):
+    register(LayerSpec(
+        f"InstanceNorm{_dims}d", "Normalisation", "Instance normalisation: each channel of each sample over its "
+        + ("length." if _dims == 1 else "height and width (style transfer, GANs)."),
+        params=[_EPS, Param("momentum", "float", 0.1, "Running-statistics update rate.", min=0.0, max=1.0),
+                Param("affine", "bool", False, "Learn scale and shift per channel."),
+                Param("track_running_stats", "bool", False, "Keep running statistics for evaluation (else each "
+                      "input's own statistics are used).")],
+        shape=_in_shape((_dims + 1,)), inferred=("num_features",), contiguous_inputs=True,
+        ctor=lambda p, ins, _d=_dims: (f"InstanceNorm{_d}d", {"num_features": ins[0].shape[0], **p})))
+
+
+def _lrn_shape(p, ins):
+    (t,) = ins
+    _float(t)
+    _rank(t, (2, 3), "")
     return t
 
 
 register(LayerSpec(
-    "LayerNorm", "Normalisation", "Layer normalisation over the last dimension.",
-    params=[_EPS, Param("elementwise_affine", "bool", True, "Learn scale and shift.")],
-    shape=_ln_shape, inferred=("normalized_shape",),
-    ctor=lambda p, ins: ("LayerNorm", {"normalized_shape": ins[0].shape[-1], **p})))
+    "LocalResponseNorm", "Normalisation", "Normalises each value by its neighbours across channels (AlexNet).",
+    params=[_int("size", 5, "Number of neighbouring channels.", hi=1024),
+            Param("alpha", "float", 1e-4, "Multiplicative factor.", min=0.0, max=10.0),
+            Param("beta", "float", 0.75, "Exponent.", min=0.0, max=10.0),
+            Param("k", "float", 1.0, "Additive factor.", min=0.0, max=100.0)],
+    shape=_lrn_shape, ctor=_mod("LocalResponseNorm")))
 
 
 def _gn_shape(p, ins):

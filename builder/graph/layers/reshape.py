@@ -1,4 +1,5 @@
-"""Layer specs of the palette group Reshape: Flatten, Unflatten, Reshape, Permute, Mean."""
+"""Layer specs of the palette group Reshape: Flatten, Unflatten, Reshape, Permute and the reductions Mean, Sum,
+Max, Min."""
 
 from __future__ import annotations
 
@@ -94,14 +95,44 @@ register(LayerSpec(
     emit=lambda e, attr, p, ins, types: e.method("permute", ins[0], *p["dims"]), strides="any"))
 
 
-def _mean_shape(p, ins):
+def _dim_list(p) -> list[int]:
+    return list(p["dim"]) if isinstance(p["dim"], list | tuple) else [p["dim"]]
+
+
+def _reduce_dims(p, t: TensorType) -> list[int]:
+    """The non-batch indices of a reduction's ``dim`` list; repeated dims are refused."""
+    dims = [_check_dim(d, len(t.shape)) for d in _dim_list(p)]
+    if len(set(dims)) != len(dims):
+        raise ShapeError(f"each dimension may be reduced once; received: dim={_dim_list(p)} for input {t}. "
+                         "Fix: list every dimension once")
+    return dims
+
+
+def _reduce_shape(p, ins):
     (t,) = ins
     _float(t)
-    d = _check_dim(p["dim"], len(t.shape))
-    return TensorType(tuple(s for i, s in enumerate(t.shape) if i != d))
+    dims = _reduce_dims(p, t)
+    if p["keepdim"]:
+        return TensorType(tuple(1 if i in dims else s for i, s in enumerate(t.shape)))
+    return TensorType(tuple(s for i, s in enumerate(t.shape) if i not in dims))
 
 
-register(LayerSpec(
-    "Mean", "Reshape", "Averages over one dimension, e.g. over time steps (dim 1) of a sequence.",
-    params=[Param("dim", "int", 1, "Dimension to average over (0 is the batch).", min=-8, max=8)],
-    shape=_mean_shape, emit=lambda e, attr, p, ins, types: e.method("mean", ins[0], p["dim"])))
+def _reduce_emit(method: str):
+    def emit(e, attr, p, ins, types):
+        dims = _dim_list(p)
+        dim = dims[0] if len(dims) == 1 else tuple(dims)
+        kw = {"keepdim": True} if p["keepdim"] else {}
+        return e.method(method, ins[0], dim, **kw)
+    return emit
+
+
+for _name, _method, _what, _default in (
+        ("Mean", "mean", "Averages", [1]), ("Sum", "sum", "Sums", [1]),
+        ("Max", "amax", "Takes the maximum", [-1]), ("Min", "amin", "Takes the minimum", [-1])):
+    register(LayerSpec(
+        _name, "Reshape", f"{_what} over one or more dimensions, e.g. over time steps (dim 1) of a sequence or "
+        "over height and width (dim [2, 3]) of an image.",
+        params=[Param("dim", "int_list", _default, "Dimension(s) to reduce (0 is the batch): 1, or a list such as "
+                      "2, 3.", min=-8, max=8, scalar=True),
+                Param("keepdim", "bool", False, "Keep each reduced dimension with size 1 (e.g. to broadcast back).")],
+        shape=_reduce_shape, emit=_reduce_emit(_method)))
