@@ -134,6 +134,10 @@ def _fit(draw, layer: str, shape: tuple[int, ...], params: dict) -> tuple[tuple[
         params["min_val"], params["max_val"] = draw(st.sampled_from([(-1.0, 1.0), (0.0, 6.0), (-2.5, 0.5)]))
     elif layer in ("Constant", "Parameter"):
         params["shape"] = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+    elif "groups" in params:  # a common divisor of the input and output channels (depthwise now and then)
+        common = [d for d in range(1, min(shape[0], params["out_channels"]) + 1)
+                  if shape[0] % d == 0 and params["out_channels"] % d == 0]
+        params["groups"] = draw(st.sampled_from(common))
     elif layer == "MatMul" and n < 2:
         shape = (*shape, draw(st.integers(1, 5)))
     return shape, params

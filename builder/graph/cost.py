@@ -94,7 +94,7 @@ def _encoder_layer(kw: dict, ins: list[Shape], out: Shape) -> int:
 
 _MACS: dict[str, Callable[[dict, list[Shape], Shape], int]] = {
     "Linear": _linear, "Conv1d": _conv(1), "Conv2d": _conv(2), "ConvTranspose2d": _conv(2, transposed=True),
-    "RNN": _rnn(1), "LSTM": _rnn(4), "GRU": _rnn(3), "MultiheadAttention": _mha,
+    "ConvTranspose1d": _conv(1, transposed=True), "RNN": _rnn(1), "LSTM": _rnn(4), "GRU": _rnn(3), "MultiheadAttention": _mha,
     "TransformerEncoderLayer": _encoder_layer,
 }
 MAC_COUNTED = frozenset(_MACS)

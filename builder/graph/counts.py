@@ -106,7 +106,7 @@ def _none(kw: dict) -> Counts:
 
 _COUNTERS: dict[str, Callable[[dict], Counts]] = {
     "Linear": _linear, "Conv1d": _conv(1), "Conv2d": _conv(2), "ConvTranspose2d": _conv(2, transposed=True),
-    "BatchNorm1d": _batchnorm, "BatchNorm2d": _batchnorm, "LayerNorm": _layernorm, "GroupNorm": _groupnorm,
+    "ConvTranspose1d": _conv(1, transposed=True), "BatchNorm1d": _batchnorm, "BatchNorm2d": _batchnorm, "LayerNorm": _layernorm, "GroupNorm": _groupnorm,
     "Embedding": _embedding, "RNN": _rnn(1), "LSTM": _rnn(4), "GRU": _rnn(3), "MultiheadAttention": _mha,
     "TransformerEncoderLayer": _encoder_layer, "InstanceNorm1d": _instancenorm, "InstanceNorm2d": _instancenorm,
     "PReLU": _prelu,

@@ -37,7 +37,7 @@ SHAPE = {
     **dict.fromkeys(["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d",
                      "GroupNorm", "Dropout2d"], IMAGE),
     "Unflatten": [64],  # its default unflattened_size is [1, 8, 8]
-    **dict.fromkeys(["Transpose", "Upsample", "InstanceNorm1d", "LocalResponseNorm"], SEQ),
+    **dict.fromkeys(["Transpose", "Upsample", "InstanceNorm1d", "LocalResponseNorm", "ConvTranspose1d"], SEQ),
     **dict.fromkeys(["PixelShuffle", "PixelUnshuffle", "InstanceNorm2d"], IMAGE),
     "Squeeze": [1, 8],  # its default dim 1 must have size 1
     "MatMul": [8, 8],  # (n, k) @ (k, m) with both inputs the same shape

@@ -153,3 +153,30 @@ def test_pad_and_upsample_refusals_are_worded():
     assert "smaller than the size it pads" in msg and "Fix:" in msg
     msg = infer_shapes(_chain([2, 4], ("u", "Upsample", {"mode": "bilinear"}))).problems[0].message
     assert "mode 'bilinear'" in msg and "Fix: use mode 'nearest' or 'linear'" in msg
+
+
+def test_grouped_and_depthwise_convolution():
+    graph = _chain([8, 6, 6], ("dw", "Conv2d", {"out_channels": 16, "kernel_size": 3, "groups": 8, "padding": 1}))
+    rep = infer_shapes(graph)
+    assert rep.ok and rep.nodes["dw"].num_params == 16 * 1 * 9 + 16
+    model = compile_graph(graph)
+    assert model.dw.groups == 8 and "groups=8" in export_python(graph)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        model(torch.randn(1, 8, 6, 6))
+    assert fc.get_total_flops() == 2 * {c.node: c.macs for c in node_costs(rep)}["dw"]
+    old = _chain([8, 6, 6], ("c", "Conv2d", {"out_channels": 4}))  # a file from before `groups`
+    assert "nn.Conv2d(8, 4, 3)" in export_python(old)
+    msg = infer_shapes(_chain([6, 10], ("c", "Conv1d", {"out_channels": 8, "groups": 4}))).problems[0].message
+    assert "groups must divide both the 6 input channels and out_channels=8" in msg and "Fix: use one of [1, 2]" in msg
+
+
+def test_conv_transpose_1d_with_output_padding():
+    graph = _chain([4, 5], ("up", "ConvTranspose1d", {"out_channels": 2, "kernel_size": 3, "stride": 2,
+                                                       "padding": 1, "output_padding": 1}))
+    x = torch.randn(2, 4, 5)
+    model, out = _run(graph, x)
+    want = torch.nn.functional.conv_transpose1d(x, model.up.weight, model.up.bias, 2, 1, 1)
+    assert out.shape == (2, 2, 10) and torch.allclose(out, want)
+    assert infer_shapes(graph).nodes["up"].shape == (2, 10)

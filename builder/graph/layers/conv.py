@@ -1,4 +1,5 @@
-"""Layer specs of the palette groups Convolution (Conv1d, Conv2d, ConvTranspose2d) and Pooling."""
+"""Layer specs of the palette groups Convolution (Conv1d, Conv2d, ConvTranspose1d/2d, all with ``groups``) and
+Pooling."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ _CONV_PARAMS_1D = [
     _int("stride", 1, "Step between filter positions.", hi=1024),
     _int("padding", 0, "Zeros added on both sides.", lo=0, hi=1024),
     _int("dilation", 1, "Spacing between filter taps.", hi=1024),
+    _int("groups", 1, "Channel groups convolved separately (must divide in and out channels); depthwise: "
+         "groups = input channels.", hi=65536),
     Param("bias", "bool", True, "Learn an additive bias."),
 ]
 _CONV_PARAMS_2D = [
@@ -31,14 +34,28 @@ _CONV_PARAMS_2D = [
     Param("stride", "int_or_pair", 1, "Step between filter positions.", min=1, max=1024),
     Param("padding", "int_or_pair", 0, "Zeros added on each border.", min=0, max=1024),
     Param("dilation", "int_or_pair", 1, "Spacing between filter taps.", min=1, max=1024),
+    _int("groups", 1, "Channel groups convolved separately (must divide in and out channels); depthwise: "
+         "groups = input channels.", hi=65536),
     Param("bias", "bool", True, "Learn an additive bias."),
 ]
+
+
+def _groups_check(p, t: TensorType) -> None:
+    """``groups`` divides the input channels and out_channels (torch's rule), with the divisors that fit."""
+    c, o, g = t.shape[0], p["out_channels"], p["groups"]
+    if c % g or o % g:
+        fits = [d for d in range(1, min(c, o) + 1) if c % d == 0 and o % d == 0][-6:]
+        raise ShapeError(f"groups must divide both the {c} input channels and out_channels={o}; received: groups={g} "
+                         f"for input {t}. Fix: use one of {fits}" + (f" (depthwise: groups={c} with out_channels a "
+                                                                     f"multiple of {c})" if g == c else ""))
+
 
 
 def _conv1d_shape(p, ins):
     (t,) = ins
     _float(t)
     _rank(t, (2,), "sequence")
+    _groups_check(p, t)
     c, n = t.shape
     out = _conv_len(n, p["kernel_size"], p["stride"], p["padding"], p["dilation"])
     if out < 1:
@@ -51,6 +68,7 @@ def _conv2d_shape(p, ins):
     (t,) = ins
     _float(t)
     _rank(t, (3,), "image")
+    _groups_check(p, t)
     c, h, w = t.shape
     k, s, pad, d = (_pair(p[n]) for n in ("kernel_size", "stride", "padding", "dilation"))
     oh = _conv_len(h, k[0], s[0], pad[0], d[0])
@@ -88,6 +106,7 @@ def _convT2d_shape(p, ins):
     (t,) = ins
     _float(t)
     _rank(t, (3,), "image")
+    _groups_check(p, t)
     c, h, w = t.shape
     k, s, pad, d, op = (_pair(p[n]) for n in ("kernel_size", "stride", "padding", "dilation", "output_padding"))
     for i in range(2):
@@ -108,6 +127,32 @@ register(LayerSpec(
             *_CONV_PARAMS_2D[4:]],
     shape=_convT2d_shape, inferred=("in_channels",), cost=_convT_cost,
     ctor=lambda p, ins: ("ConvTranspose2d", {"in_channels": ins[0].shape[0], **p})))
+
+
+
+def _convT1d_shape(p, ins):
+    (t,) = ins
+    _float(t)
+    _rank(t, (2,), "sequence")
+    _groups_check(p, t)
+    c, n = t.shape
+    k, s, pad, d, op = (p[n_] for n_ in ("kernel_size", "stride", "padding", "dilation", "output_padding"))
+    if op >= max(s, d):
+        raise ShapeError(f"output_padding must be smaller than stride or dilation; received: output_padding={op}, "
+                         f"stride={s}, dilation={d}. Fix: use output_padding ≤ {max(s, d) - 1}")
+    out = (n - 1) * s - 2 * pad + d * (k - 1) + op + 1
+    if out < 1:
+        raise ShapeError(f"padding {pad} leaves no output for input {t}; received: padding={pad}. Fix: reduce padding")
+    return TensorType((p["out_channels"], out))
+
+
+register(LayerSpec(
+    "ConvTranspose1d", "Convolution", "Transposed 1-d convolution (learned upsampling of a sequence).",
+    params=[*_CONV_PARAMS_1D[:4],
+            _int("output_padding", 0, "Extra length added to one side of the output.", lo=0, hi=1024),
+            *_CONV_PARAMS_1D[4:]],
+    shape=_convT1d_shape, inferred=("in_channels",),
+    ctor=lambda p, ins: ("ConvTranspose1d", {"in_channels": ins[0].shape[0], **p})))
 
 # ----------------------------------------------------------------------------------------- Pooling
 
