@@ -42,7 +42,8 @@ for _name, _fn, _desc, _ports in (
         ("Div", operator.truediv, "Element-wise quotient input / other (sizes of 1 broadcast).", ("input", "other")),
         ("Pow", operator.pow, "Element-wise power input ** exponent (sizes of 1 broadcast; negative bases give "
                               "NaN for fractional exponents).", ("input", "exponent"))):
-    register(LayerSpec(_name, "Merge", _desc, shape=_binary_shape, inputs=_ports, emit=_binary(_fn)))
+    register(LayerSpec(_name, "Merge", _desc, shape=_binary_shape, inputs=_ports, emit=_binary(_fn),
+                       saves="none" if _name == "Sub" else "both"))
 
 
 def _torch_fn(name: str):
@@ -62,6 +63,8 @@ register(LayerSpec("Minimum", "Merge", "Element-wise minimum of all inputs (size
 
 
 def _matmul_shape(p, ins):
+    if len(ins) != 2:
+        raise ShapeError(f"MatMul multiplies two inputs; received: {len(ins)}. Fix: connect `input` and `other`")
     a, b = ins
     _float(a, "input")
     _float(b, "other")
@@ -97,6 +100,8 @@ register(LayerSpec(
 
 
 def _stack_shape(p, ins):
+    if not ins:
+        raise ShapeError("Stack needs inputs; received: none. Fix: connect at least two")
     for i, t in enumerate(ins):
         _float(t, str(i))
         if t.shape != ins[0].shape:
@@ -112,7 +117,7 @@ register(LayerSpec(
     "Stack", "Merge", "Stacks inputs of one shape along a new dimension (ordered by the edges' target_port 0, 1, ...).",
     params=[Param("dim", "int", 1, "Position of the new dimension in the output (0 is the batch).", min=-8, max=8)],
     shape=_stack_shape, variadic=True, min_inputs=2,
-    emit=lambda e, attr, p, ins, types: e.fn(_torch().stack, list(ins), dim=p["dim"])))
+    emit=lambda e, attr, p, ins, types: e.fn(_torch().stack, list(ins), dim=p["dim"]), saves="none"))
 
 # ----------------------------------------------------------------------------------------- with a constant
 
@@ -160,7 +165,8 @@ def _method(name: str):
 
 
 for _name, _m, _desc in _UNARY:
-    register(LayerSpec(_name, "Math", _desc, shape=_same_float, emit=_method(_m)))
+    register(LayerSpec(_name, "Math", _desc, shape=_same_float, emit=_method(_m),
+                       saves="output" if _m in ("sqrt", "exp", "reciprocal") else "none" if _m == "neg" else "input"))
 
 
 def _clamp_shape(p, ins):
@@ -206,7 +212,7 @@ register(LayerSpec(
     "Constant", "Inputs", "A fixed tensor of `shape` filled with `value`, repeated over the batch of its input "
     "(the input only gives the batch size).",
     params=[_SOURCE_SHAPE, Param("value", "float", 0.0, "The value of every element.", min=-1e6, max=1e6)],
-    shape=_source_shape, inputs=("like",), input_kind=ANY, emit=_constant_emit))
+    shape=_source_shape, inputs=("like",), input_kind=ANY, emit=_constant_emit, saves="none"))
 
 
 def _param_ctor(p, ins):
@@ -229,4 +235,4 @@ register(LayerSpec(
     "sample of the batch of its input (the input only gives the batch size). Counted as model parameters.",
     params=[_SOURCE_SHAPE, Param("init", "choice", "normal", "Initial values: standard normal or zeros.",
                                  choices=("normal", "zeros"))],
-    shape=_source_shape, inputs=("like",), input_kind=ANY, ctor=_param_ctor, emit=_param_emit, strides="any"))
+    shape=_source_shape, inputs=("like",), input_kind=ANY, ctor=_param_ctor, emit=_param_emit, strides="any", saves="none"))
