@@ -479,12 +479,49 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
     return out
 
 
-def torch_threads() -> int:
-    """Torch threads of a job process: ``$LAYERLAB_TORCH_THREADS``, else the cores left by the job limit."""
-    env = os.environ.get(ENV_TORCH_THREADS, "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, ((os.cpu_count() or 2) - 1) // max_jobs())
+# Forward multiply-adds per batch that keep one more core busy: below this a step is too short for a second
+# thread to pay for its hand-offs (bench/cpu_speed.py --threads-rule; bench/RESULTS.md "Threads per job").
+THREADS_MACS_PER_CORE = 200_000_000
+_THREAD_SETTINGS = (ENV_TORCH_THREADS, "OMP_NUM_THREADS")
+
+
+def explicit_threads() -> int | None:
+    """The thread count the user set: ``$LAYERLAB_TORCH_THREADS``, else ``$OMP_NUM_THREADS`` (torch's own
+    setting; a value that is not a positive integer is ignored there, as torch does); None when unset.
+
+    Raises:
+        TrainingError: ``LAYERLAB_TORCH_THREADS`` set to something other than a positive integer.
+    """
+    for name in _THREAD_SETTINGS:
+        env = os.environ.get(name, "").strip()
+        if env.isdigit() and int(env) > 0:
+            return int(env)
+        if env and name == ENV_TORCH_THREADS:
+            raise TrainingError(f"{name} must be a positive integer; received: {env!r}. Fix: set it to 1 or more, "
+                                "or unset it")
+    return None
+
+
+def torch_threads(macs_per_batch: int | None = None, cap: int | None = None) -> int:
+    """Intra-op torch threads for training: the user's setting (:func:`explicit_threads`), else one thread per
+    :data:`THREADS_MACS_PER_CORE` forward multiply-adds of a batch (at least 1), at most ``cap``.
+
+    ``cap`` defaults to a job's share of the cores: cores − 1 over the job limit (at least 1). Without
+    ``macs_per_batch`` (the model is not known yet) the share itself. The trainer calls this with the model's
+    measured multiply-adds and the threads the process was given as ``cap``, so a small model trains on one
+    thread (a 2-core CPU: the cnn template 30 epochs 4.3 s on 2 threads, 2.6 s on 1) and a big conv on all.
+
+    Raises:
+        TrainingError: a thread setting or ``LAYERLAB_MAX_JOBS`` that is not a positive integer.
+    """
+    n = explicit_threads()
+    if n is not None:
+        return n
+    if cap is None:
+        cap = max(1, ((os.cpu_count() or 2) - 1) // max_jobs())
+    if macs_per_batch is None:
+        return max(1, cap)
+    return max(1, min(cap, -(-int(macs_per_batch) // THREADS_MACS_PER_CORE)))
 
 
 def _wait_for_slot(store: RunStore, run_id: str) -> bool:
@@ -557,4 +594,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "run_job",
-           "StoreControl", "ENV_MAX_JOBS", "torch_threads"]
+           "StoreControl", "ENV_MAX_JOBS", "torch_threads", "explicit_threads", "THREADS_MACS_PER_CORE"]

@@ -34,6 +34,7 @@ SCHEDULER_PARAMS: dict[str, dict[str, Any]] = {
     "plateau": {"factor": 0.5, "patience": 2, "min_lr": 0.0},
 }
 SMALL_TRAIN = 500  # a training split smaller than this starts with smaller batches and more epochs
+CHECKPOINT_INTERVAL_S = 60.0  # seconds between checkpoints when checkpoint_every is not set (bench/cpu_speed.py)
 HEALTH_EVERY = 25  # steps between training-health samples (builder.training.health; bench/bench_health.py: overhead)
 
 
@@ -53,6 +54,11 @@ class TrainConfig(BaseModel):
     the run's ``health.json``); 0 turns the recording off.
     ``augment``: image augmentation drawn per batch on the device, e.g. ``{"flip": 1, "crop": 4}`` (empty: off;
     :mod:`builder.data.augment`), reproducible from the seed, the epoch and the batch (exact on resume).
+    Checkpoints (``checkpoints/last.safetensors``): with ``checkpoint_every`` unset, one when
+    ``checkpoint_interval_s`` seconds have passed since the last (checked every ``log_every`` steps and at epoch
+    ends; 0: at every check), and always at the start, at pause, stop, the end, early stopping and a torch error
+    before the step was applied; ``checkpoint_every`` N: every N epochs instead of the interval (0: none
+    but pause and stop).
     The field defaults are the defaults when the task is not known; :meth:`defaults` adjusts them per task.
     """
 
@@ -76,7 +82,8 @@ class TrainConfig(BaseModel):
     loss: Literal["auto", "mse", "l1", "huber"] = "auto"
     metric: Literal["auto", "accuracy", "f1", "r2"] = "auto"
     log_every: int = Field(10, ge=1, le=100_000)
-    checkpoint_every: int = Field(1, ge=0, le=100_000)
+    checkpoint_every: int | None = Field(None, ge=0, le=100_000)  # None: on a time interval (checkpoint_interval_s)
+    checkpoint_interval_s: float = Field(CHECKPOINT_INTERVAL_S, ge=0, le=86_400)
     max_step_points: int = Field(2000, ge=10, le=1_000_000)
     init_from: str | None = None
     init_nodes: list[str] | None = None
@@ -220,4 +227,4 @@ def precision_label(dtype: torch.dtype | None) -> str:
     return f"{name} autocast" + (" + GradScaler" if name == "float16" else "")
 
 
-__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "HEALTH_EVERY", "resolve_device", "amp_dtype", "precision_label"]
+__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "HEALTH_EVERY", "CHECKPOINT_INTERVAL_S", "resolve_device", "amp_dtype", "precision_label"]

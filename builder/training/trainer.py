@@ -129,6 +129,13 @@ def grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
+def _flop_counter() -> Any:
+    """torch's FLOP counter (matrix products and convolutions: the multiply-adds of builder.graph.cost × 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return FlopCounterMode(display=False)
+
+
 # ------------------------------------------------------------------------------------------- trainer
 class _Stop(Exception):
     pass
@@ -267,7 +274,9 @@ class Trainer:
         self._scaler = (torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None)
         # probe the output once: catches shape mismatches early with a clear message
         try:
-            out = first_output(forward_all(self.model, ds.train.head(2).X))
+            probe = ds.train.head(2).X
+            with _flop_counter() as flops:
+                out = first_output(forward_all(self.model, probe))
         except TrainingError:
             raise
         except Exception as e:  # a model/data mismatch surfaces here as a torch error
@@ -291,6 +300,8 @@ class Trainer:
                                 f"{'accuracy or f1' if classification else 'r2'} (or auto)")
         self._ytrain = self._prep_y(ds.train)
         self._check_each_step = self.device.type == "cpu"
+        self.macs_per_batch = flops.get_total_flops() // 2 * self.batch_size // max(len(probe), 1)
+        self._set_threads()
         self._augment = None  # image augmentation per batch (builder.data.augment), drawn from (seed, epoch, batch)
         if cfg.augment:
             try:
@@ -308,6 +319,17 @@ class Trainer:
 
     def _make_loss(self) -> Callable:
         return make_loss(self._kind, self.task, self.config.loss)
+
+    def _set_threads(self) -> None:
+        """Intra-op threads on a CPU from the model's multiply-adds per batch (:func:`builder.runs.jobs.torch_threads`;
+        the threads this process has are the cap); restored when :meth:`fit` returns. Torchrun sets its own."""
+        from builder.runs.jobs import torch_threads
+
+        self.threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.world == 1:
+            self._threads_before = self.threads
+            self.threads = torch_threads(self.macs_per_batch, cap=self.threads)
+            torch.set_num_threads(self.threads)
 
     # ---- checkpoint
     def _save(self, epoch: int, batch: int, perm: torch.Tensor | None, acc: dict) -> None:
@@ -328,6 +350,23 @@ class Trainer:
         if self._scaler is not None:
             state["scaler"] = self._scaler.state_dict()
         save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.scheduler, state, tensors)
+        self._ckpt_t, self._ckpt_due = time.perf_counter(), False
+
+    def _save_quietly(self, epoch: int, b: int, perm: torch.Tensor, sum_loss: float, count: int, cbase: float,
+                      cbase_n: int, chunk: list[torch.Tensor]) -> None:
+        """The checkpoint at a torch error (before batch ``b``); a failure to write it hides nothing."""
+        try:
+            csum = cbase + (float(torch.stack(chunk).double().sum()) if chunk else 0.0)
+            self._save(epoch, b, perm, {"sum": sum_loss, "count": count, "chunk_sum": csum,
+                                        "chunk_n": cbase_n + len(chunk)})
+        except Exception:  # noqa: BLE001 - the training error is the one to report
+            pass
+
+    def _checkpoint_due(self) -> bool:
+        """Whether the time-interval checkpoint is due (``checkpoint_every`` unset)."""
+        cfg = self.config
+        return (cfg.checkpoint_every is None and self.checkpoint_path is not None
+                and time.perf_counter() - self._ckpt_t >= cfg.checkpoint_interval_s)
 
     def _restore(self) -> tuple[int, int, torch.Tensor | None, dict]:
         state, extra = load_checkpoint(self.resume_from, self.model, self.optimizer, self.scheduler)
@@ -414,12 +453,13 @@ class Trainer:
         self._stop_message = None
         self._epoch_times: list[float] = []
         self._last_gn: float | None = None
+        self._ckpt_t, self._ckpt_due, self._threads_before = time.perf_counter(), False, None
         try:
             self._setup()
             start_epoch, start_batch, perm, acc = 0, 0, None, {}
             if self.resume_from is not None:
                 start_epoch, start_batch, perm, acc = self._restore()
-            elif self.config.checkpoint_every:
+            elif self.config.checkpoint_every != 0:
                 self._save(0, 0, None, {})  # a good checkpoint exists even if the first epoch fails
             call_hook(self.callbacks, "on_train_begin", self)
             self._set_status("running", ("resumed" + (f" ({self._resume_note})" if self._resume_note else ""))
@@ -434,6 +474,9 @@ class Trainer:
             msg = f"training failed: {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}"
             self._finish("failed", msg, t0)
             raise TrainingError(msg) from e
+        finally:
+            if self._threads_before is not None:
+                torch.set_num_threads(self._threads_before)
         return self._finish(status, message, t0)
 
     def _finish(self, status: str, message: str, t0: float) -> TrainResult:
@@ -469,6 +512,8 @@ class Trainer:
         if self._stop_req:
             self._save(epoch, b, perm, acc)
             raise _Stop
+        if self._ckpt_due:  # the time-interval checkpoint, inside a long epoch
+            self._save(epoch, b, perm, acc)
         self._flag = False
 
     def _loop(self, start_epoch: int, start_batch: int, perm: torch.Tensor | None, acc: dict):
@@ -493,51 +538,64 @@ class Trainer:
             te = time.perf_counter()
             seen = 0
             self._fwd.train()
-            for b in range(start_batch, nb):
-                if self._flag or self.global_step == self._stop_at_step:
-                    if self.global_step == self._stop_at_step:
-                        self._stop_req = True
-                    csum = cbase + (float(torch.stack(chunk).double().sum()) if chunk else 0.0)
-                    self._handle_flag(epoch, b, perm, {"sum": sum_loss, "count": count,
-                                                        "chunk_sum": csum, "chunk_n": cbase_n + len(chunk)})
-                idx = perm_dev[b * B:(b + 1) * B]
-                if world > 1:
-                    idx = idx[rank::world]
-                xb = take(idx, None if aug is None else aug.at(epoch, b))
-                yb = xb if Y is None else Y[idx]
-                if self._amp:
-                    with torch.autocast(self.device.type, dtype=self._amp_dtype):
+            phase, b = 0, start_batch  # 0: before the step, 1: global_step counted, 2: weights (being) updated
+            try:
+                for b in range(start_batch, nb):
+                    phase = 0
+                    if self._flag or self.global_step == self._stop_at_step:
+                        if self.global_step == self._stop_at_step:
+                            self._stop_req = True
+                        csum = cbase + (float(torch.stack(chunk).double().sum()) if chunk else 0.0)
+                        self._handle_flag(epoch, b, perm, {"sum": sum_loss, "count": count,
+                                                            "chunk_sum": csum, "chunk_n": cbase_n + len(chunk)})
+                    idx = perm_dev[b * B:(b + 1) * B]
+                    if world > 1:
+                        idx = idx[rank::world]
+                    xb = take(idx, None if aug is None else aug.at(epoch, b))
+                    yb = xb if Y is None else Y[idx]
+                    if self._amp:
+                        with torch.autocast(self.device.type, dtype=self._amp_dtype):
+                            out = fwd(xb)
+                            loss = lossf(first_output(out) if not isinstance(out, torch.Tensor) else out, xb, yb)
+                        loss = loss.float()
+                    else:
                         out = fwd(xb)
-                        loss = lossf(first_output(out) if not isinstance(out, torch.Tensor) else out, xb, yb)
-                    loss = loss.float()
-                else:
-                    out = fwd(xb)
-                    loss = lossf(out if isinstance(out, torch.Tensor) else first_output(out), xb, yb)
-                if self._check_each_step and not math.isfinite(loss.item()):
-                    self._nonfinite(epoch, b)
-                opt.zero_grad(set_to_none=True)
-                self.global_step += 1
-                if self._scaler is not None:
-                    self._scaler.scale(loss).backward()
-                    if clip:
-                        self._scaler.unscale_(opt)
-                        self._last_gn_t = torch.nn.utils.clip_grad_norm_(params, clip)
-                    self._scaler.step(opt)
-                    self._scaler.update()
-                else:
-                    loss.backward()
-                    if clip:
-                        self._last_gn_t = torch.nn.utils.clip_grad_norm_(params, clip)
-                    elif b == nb - 1:  # reported once per epoch
-                        self._last_gn_t = grad_norm(params)
-                    opt.step()
-                if per_step_sched:
-                    sched.step()
-                seen += len(idx)
-                chunk.append(loss.detach())
-                if len(chunk) + cbase_n >= log_every:
-                    sum_loss, count = self._flush(chunk, cbase, cbase_n, sum_loss, count, epoch, b)
-                    chunk, cbase, cbase_n = [], 0.0, 0
+                        loss = lossf(out if isinstance(out, torch.Tensor) else first_output(out), xb, yb)
+                    if self._check_each_step and not math.isfinite(loss.item()):
+                        self._nonfinite(epoch, b)
+                    opt.zero_grad(set_to_none=True)
+                    self.global_step += 1
+                    phase = 1
+                    if self._scaler is not None:
+                        self._scaler.scale(loss).backward()
+                        if clip:
+                            self._scaler.unscale_(opt)
+                            self._last_gn_t = torch.nn.utils.clip_grad_norm_(params, clip)
+                        phase = 2
+                        self._scaler.step(opt)
+                        self._scaler.update()
+                    else:
+                        loss.backward()
+                        if clip:
+                            self._last_gn_t = torch.nn.utils.clip_grad_norm_(params, clip)
+                        elif b == nb - 1:  # reported once per epoch
+                            self._last_gn_t = grad_norm(params)
+                        phase = 2
+                        opt.step()
+                    if per_step_sched:
+                        sched.step()
+                    seen += len(idx)
+                    chunk.append(loss.detach())
+                    if len(chunk) + cbase_n >= log_every:
+                        sum_loss, count = self._flush(chunk, cbase, cbase_n, sum_loss, count, epoch, b)
+                        chunk, cbase, cbase_n = [], 0.0, 0
+            except (TrainingError, _Stop):
+                raise
+            except Exception:  # a torch error before the update (forward, backward): keep this exact position
+                if phase < 2:
+                    self.global_step -= phase
+                    self._save_quietly(epoch, b, perm, sum_loss, count, cbase, cbase_n, chunk)
+                raise
             if chunk or cbase_n:
                 sum_loss, count = self._flush(chunk, cbase, cbase_n, sum_loss, count, epoch, nb - 1)
             self._epoch_times.append((time.perf_counter() - te) * nb / max(nb - start_batch, 1))
@@ -549,8 +607,9 @@ class Trainer:
                 train_loss = float(t) / world
             self._end_epoch(epoch, train_loss, seen * world, time.perf_counter() - te)
             stop_early = self._stop_message is not None  # a callback ended the run (early stopping)
-            if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
-                                         or stop_early):
+            every = cfg.checkpoint_every
+            if (every != 0 and (epoch + 1 == cfg.epochs or stop_early)) or (every and (epoch + 1) % every == 0) \
+                    or self._ckpt_due or self._checkpoint_due():
                 self._save(epoch + 1, 0, None, {})
             if stop_early:
                 return "finished", self._stop_message
@@ -563,6 +622,8 @@ class Trainer:
         k = cbase_n + len(chunk)
         if not math.isfinite(s):
             self._nonfinite(epoch, b)
+        if self._checkpoint_due():  # saved at the next step (or the epoch's end)
+            self._ckpt_due = self._flag = True
         self._emit({"type": "step", "step": self.global_step, "epoch": epoch, "loss": s / max(k, 1)})
         return sum_loss + s, count + k
 

@@ -333,8 +333,8 @@ class Exploding(torch.nn.Module):
 
 def test_nan_loss_stops_within_a_step_and_keeps_last_good_checkpoint(tmp_path, moons):
     events = []
-    t = Trainer(Exploding(), moons, {"epochs": 3, "batch_size": 100, "lr": 0.5}, run_dir=tmp_path,
-                on_event=events.append)
+    t = Trainer(Exploding(), moons, {"epochs": 3, "batch_size": 100, "lr": 0.5, "checkpoint_every": 1},
+                run_dir=tmp_path, on_event=events.append)  # every epoch (the default is a time interval)
     with pytest.raises(TrainingError, match="NaN/Inf.*learning rate \\(0.5\\) is probably too high"):
         t.fit()
     assert t.global_step == 5  # the NaN step was not applied
@@ -354,7 +354,8 @@ def test_nan_guard_on_accelerators_reads_at_log_intervals(tmp_path, moons):
             super()._setup()
             self._check_each_step = False  # as on CUDA/MPS
 
-    t = IntervalTrainer(Exploding(), moons, {"epochs": 3, "batch_size": 100, "log_every": 2}, run_dir=tmp_path)
+    t = IntervalTrainer(Exploding(), moons, {"epochs": 3, "batch_size": 100, "log_every": 2, "checkpoint_every": 1},
+                        run_dir=tmp_path)
     with pytest.raises(TrainingError, match="NaN/Inf"):
         t.fit()
     assert 6 <= t.global_step <= 7  # first NaN at step 6, read at the next log boundary
