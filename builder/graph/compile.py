@@ -174,6 +174,11 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         if ctor is not None:
             root.add_module(attr, build_module(*ctor))
             module_of[nid] = attr
+        elif getattr(spec, "make_module", None) is not None:  # a node storing its own constants (Op)
+            held = spec.make_module(info.params, ins)
+            if held is not None:
+                root.add_module(attr, held)
+                module_of[nid] = attr
         elif info.type == "PositionalEncoding":
             root.register_buffer(attr, sinusoid_table(info.params["max_len"], ins[0].shape[-1]))
         in_edges = report.in_edges.get(nid, [])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 
 import builder.graph.layers  # noqa: F401  (registers the built-in specs)
+import builder.graph.layers.op  # noqa: F401  (the generic operator node of imported models)
 from builder.errors import LayerLabError
 from builder.graph.spec import (  # noqa: F401  (re-exported: the spec types are looked up here too)
     _REGISTRY,

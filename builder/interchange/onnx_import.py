@@ -24,6 +24,7 @@ import numpy as np
 
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
 from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows
+from builder.interchange.onnx_ops import NO_TORCH, generic
 from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import node_scopes as _meta
 from builder.interchange.onnx_read import to_array
@@ -38,8 +39,6 @@ _FIXES = {
             "it on the canvas",
     "GRU": "export with torch.onnx.export(..., dynamo=True) so the GRU's module scope is recorded",
     "RNN": "export with torch.onnx.export(..., dynamo=True) so the RNN's module scope is recorded",
-    "GridSample": "GridSample has no LayerLab layer; remove the spatial transformer",
-    "Resize": "use ConvTranspose2d for learned upsampling",
 }
 
 
@@ -167,6 +166,7 @@ class OnnxImporter:
                 self.bad("scalar input", i.name, "give the model a batch dimension")
                 continue
             rest = dims[1:]
+            self.static_batch = dims[0] if dims[0] and dims[0] > 1 else None  # Reshape([2, -1]) at batch 2
             if any(d is None or d < 1 for d in rest):
                 self.bad("dynamic input size", i.name, "export with fixed sizes for every dimension but the "
                          "batch (LayerLab checks shapes at build time)")
@@ -315,17 +315,20 @@ class OnnxImporter:
         op = n.op_type
         handler = getattr(self, f"_op_{op}", None)
         where = n.name or (n.output[0] if n.output else op)
-        if handler is None:
-            self.bad(op, where)
-            return
         ins = [self.value(v) for v in n.input]
         if any(v is None for v, name in zip(ins, n.input) if name):
             return  # an input is already unsupported; that op is reported
-        res = handler(n, ins, _attrs(n))
-        if res is False:
+        res = handler(n, ins, _attrs(n)) if handler is not None else None
+        if res is None:  # no layer fits: a generic Op node (onnx_ops), or a refusal naming the node
+            res = generic(self, n, ins, _attrs(n))
+            if res is None:
+                self.bad(op, where, _FIXES.get(op, NO_TORCH))
+            if res is None or res is False:
+                return
+            for o, r in zip(n.output, res if isinstance(res, list) else [res]):
+                self.vals[o] = r
             return
-        if res is None:
-            self.bad(op, where)
+        if res is False:
             return
         self.vals[n.output[0]] = res
         self.out.mapped[op] += 1
@@ -441,24 +444,16 @@ class OnnxImporter:
         b = ins[2] if len(ins) > 2 else None
         if not (isinstance(x, T) and isinstance(w, Const)) or a.get("group", 1) != 1 or \
                 _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
-            if a.get("group", 1) != 1:
-                self.bad("Conv (groups > 1)", n.name or "Conv", "grouped/depthwise convolutions have no LayerLab "
-                         "layer; use groups=1")
-                return False
-            return None
+            return None  # grouped convolutions: a generic Op node
         W = w.value
         dims = W.ndim - 2
         if b is not None and b.src is None and not np.any(b.value):
             b = None  # the exporter's explicit zero bias of a bias=False convolution
         pads = list(a.get("pads", [0] * 2 * dims))
-        if pads[:dims] != pads[dims:]:
-            self.bad("Conv (asymmetric padding)", n.name or "Conv", "use symmetric padding")
-            return False
+        if pads[:dims] != pads[dims:] or dims not in (1, 2):
+            return None  # a generic Op node
         ks, st, dl = list(W.shape[2:]), list(a.get("strides", [1] * dims)), list(a.get("dilations", [1] * dims))
         one = (lambda v: int(v[0])) if dims == 1 else (lambda v: int(v[0]) if v[0] == v[1] else [int(i) for i in v])
-        if dims not in (1, 2):
-            self.bad(f"Conv{dims}d", n.name or "Conv", "only 1-d and 2-d convolutions have LayerLab layers")
-            return False
         weights = {"weight": W}
         if b is not None:
             weights["bias"] = b.value

@@ -114,8 +114,31 @@ def test_unknown_ops_are_all_reported_per_operator(tmp_path):
     with pytest.raises(UnsupportedOpsError) as info:
         import_model(tmp_path / "u.onnx")
     ops = {u.op: u.nodes for u in info.value.unsupported}
-    assert ops["Sin"] == ("sin1", "sin2") and "Hardmax" in ops
-    assert "op `Sin` has no LayerLab layer" in str(info.value) and "Fix:" in str(info.value)
+    assert ops == {"Hardmax": ("hm",)}  # Sin becomes a generic Op node; Hardmax has no torch equivalent
+    assert "op `Hardmax` has no LayerLab layer" in str(info.value) and "Fix:" in str(info.value)
+
+
+def test_operators_without_a_layer_become_op_nodes(tmp_path):
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], vals=np.eye(4, dtype=np.float32).reshape(-1))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+             helper.make_node("Sin", ["h"], ["s1"], name="sin1"),
+             helper.make_node("Erf", ["s1"], ["y"], name="erf")]
+    m = _model(nodes, [_x()], [_x("y")], [w])
+    (tmp_path / "o.onnx").write_bytes(m.SerializeToString())
+    res = import_model(tmp_path / "o.onnx")
+    ops = {n.label: n.params["op"] for n in res.project.graph.nodes if n.type == "Op"}
+    assert ops == {"Sin": "aten.sin", "Erf": "aten.erf"} and res.report["max_abs_diff"] <= 1e-6
+
+
+def test_control_flow_is_refused_by_name(tmp_path):
+    then = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [], [_x("t")])
+    nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             helper.make_node("Cast", ["s"], ["c"], to=TensorProto.BOOL),
+             helper.make_node("If", ["c"], ["y"], name="branch", then_branch=then, else_branch=then)]
+    m = _model(nodes, [_x()], [_x("y")])
+    (tmp_path / "if.onnx").write_bytes(m.SerializeToString())
+    with pytest.raises(ModelImportError, match="If"):
+        import_model(tmp_path / "if.onnx")
 
 
 def test_constant_shape_arithmetic_is_folded(tmp_path):
@@ -144,6 +167,9 @@ from tests.strategies import layer_case  # noqa: E402
 
 # layers whose ONNX form (torch's dynamo exporter) is decomposed into ops without a LayerLab counterpart
 NOT_IMPORTED = {"GroupNorm", "ELU", "GELU", "RNN", "AdaptiveAvgPool1d"}
+# new layer specs (issue 17) that the importer does not recognise yet: they import as generic Op nodes (same
+# outputs; a learned tensor may come back as an inline constant) or are refused with a one-line error
+NOT_YET_RECOGNISED = {"Parameter", "Upsample"}
 
 
 @pytest.mark.parametrize("spec", [s for s in all_specs() if s.type != "Input"], ids=lambda s: s.type)
@@ -165,6 +191,14 @@ def test_every_layer_round_trips_or_is_reported(spec, data, tmp_path_factory):
             assert e.unsupported and all(u.fix for u in e.unsupported)
             return
         assert res.report["max_abs_diff"] <= 1e-5  # an exporter version may keep the op whole
+        return
+    if spec.type in NOT_YET_RECOGNISED:
+        try:
+            res = import_model(path)
+        except ModelImportError as e:
+            assert "\n" not in str(e)
+            return
+        assert res.report["max_abs_diff"] <= 1e-5, (spec.type, params)
         return
     res = import_model(path)
     assert res.report["max_abs_diff"] <= 1e-5, (spec.type, params)
