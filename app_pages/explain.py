@@ -1,4 +1,4 @@
-"""Explain page: attributions, attention, activations and weights, trust checks and live playback.
+"""Explain page: attributions, attention, activations and weights, trust checks, robustness, calibration, live playback.
 
 The page collects choices, asks :class:`builder.interpret.session.ExplainSession` (the model, its dataset and one
 split) and draws :mod:`builder.interpret.figures`. Per session it keeps, in ``st.session_state``, the model chosen
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from app_pages import nav, ui
+from app_pages import explain_checks, nav, ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
 
@@ -24,7 +24,7 @@ ui.page_header("Explain", "See what the trained network looks at: attributions, 
                           "weights, with checks that the explanations can be trusted.")
 
 CFG = {"displayModeBar": False}
-TABS = ["Attributions", "Try it", "Attention", "Activations & weights", "Trust", "Live"]
+TABS = ["Attributions", "Try it", "Attention", "Activations & weights", "Trust", "Robustness", "Calibration", "Live"]
 MAX_RUNS_CACHED = 3
 MAX_CACHED = 300  # results kept per session for the chosen model
 MISSING_RUN = "No finished run {run} of yours in this workspace."
@@ -637,7 +637,9 @@ def main() -> None:
     # lazy tabs: only the open one runs (each has figures that take tens of ms to build)
     tabs = st.tabs(TABS, key="ll_xp_tab", on_change="rerun")
     views = [lambda: attributions_tab(xs, i, target, base), lambda: try_it_tab(xs, i), lambda: attention_tab(xs, i),
-             lambda: activations_tab(xs, i), lambda: trust_tab(xs, i, target, base), lambda: live_tab(xs.run_id)]
+             lambda: activations_tab(xs, i), lambda: trust_tab(xs, i, target, base),
+             lambda: explain_checks.robustness_tab(xs, _cached, _cache()),
+             lambda: explain_checks.calibration_tab(xs, _cached), lambda: live_tab(xs.run_id)]
     for tab, name, view in zip(tabs, TABS, views):
         if tab.open:
             with tab:

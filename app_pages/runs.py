@@ -1,4 +1,5 @@
-"""Runs page: every run in the workspace; compare curves and settings; open, resume, download, delete."""
+"""Runs page: every run in the workspace; compare curves and settings; open, resume, download, delete, prune,
+check new data."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import builder
-from app_pages import nav, ui
+from app_pages import nav, run_checks, ui
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.runs.status import RunStatus, can_resume, is_live
@@ -213,6 +214,8 @@ def details(rec: dict) -> None:
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
     exchange(rid, has_weights)
+    run_checks.prune_section(rec, _open_project)
+    run_checks.drift_section(rec)
     test = rec.get("test_metrics") or {}
     if test.get("per_class"):
         with st.expander("Per-class test metrics"):

@@ -1,4 +1,4 @@
-"""Data drift: has new data moved away from what a model was trained on? (tables; images and sequences: not yet)
+"""Data drift: has new data moved away from what a model was trained on? (tables, images and sequences)
 
 The reference is the training split of the run's dataset in the data's own units: a built-in table with its
 standardisation undone (:attr:`DatasetInfo.input_mean` / ``input_std``), a CSV re-read from its file with the
@@ -12,7 +12,13 @@ run's split reproduced (text columns stay text). Each feature of the new table i
 
 A feature *moved* when its p-value is below ``alpha / features`` (Bonferroni: at most an ``alpha`` chance that
 any feature of an unchanged source is flagged). With a model, the report adds the shift of its prediction
-confidence (KS) and predicted class mix (χ²) between the held-out test split and the new data. Example::
+confidence (KS) and predicted class mix (χ²) between the held-out test split and the new data.
+
+Images and sequences have no features to compare one by one: :func:`activation_drift` compares the model's
+penultimate activations (the input of its last Linear, :func:`penultimate_activations`) on the training split
+and on the new data by the maximum mean discrepancy (Gaussian kernel, median-distance bandwidth) with a
+permutation test (:func:`mmd_test`); the shift passes when its p-value is below ``alpha``. New images come
+from a folder or .zip laid out like the run's own (:func:`load_new_inputs`). Example::
 
     >>> import pandas as pd
     >>> rng = np.random.default_rng(0)
@@ -199,9 +205,9 @@ def _low_cardinality_integers(df: pd.DataFrame) -> set[str]:
 
 def _check_table(ds: Dataset) -> None:
     if ds.info.modality not in _TABLES:
-        raise DatasetError(f"drift checks for {ds.info.modality} data are not available yet (tables only in this "
-                           "version; images and sequences will compare the model's penultimate activations). Fix: "
-                           "check a run trained on a table")
+        raise DatasetError(f"feature-by-feature drift checks are for tables; received {ds.info.modality} data. Fix: "
+                           "compare images and sequences through the model (activation_drift, or check_drift with "
+                           "the model)")
 
 
 def reference_table(ds: Dataset) -> tuple[pd.DataFrame, set[str]]:
@@ -335,10 +341,18 @@ def check_drift(ds: Dataset, new: str | Path | pd.DataFrame, *, model: Any = Non
     """Compare new data (a CSV path or a DataFrame) with the training split of ``ds`` (a run's dataset, from
     :func:`builder.interpret.session.open_run`), and with ``model`` its prediction shift.
 
+    Images and sequences (``new`` a folder/.zip path or an input tensor) are compared through ``model``'s
+    penultimate activations (:func:`activation_drift`).
+
     Raises:
-        DatasetError: images or sequences (not yet), an unreadable file, missing or non-numeric columns.
+        DatasetError: an unreadable file, missing or non-numeric columns; images or sequences without a model.
     """
-    _check_table(ds)
+    if ds.info.modality not in _TABLES:
+        if model is None:
+            raise DatasetError(f"drift of {ds.info.modality} data is measured on the model's activations; received "
+                               "no model. Fix: pass the run's model")
+        X_new = new if not isinstance(new, (str, Path)) else load_new_inputs(ds, new)
+        return activation_drift(model, ds, X_new, alpha=alpha)
     reference, categorical = reference_table(ds)
     table = _read_table(new) if isinstance(new, (str, Path)) else new
     table = table.rename(columns=lambda c: str(c).strip())
@@ -358,5 +372,135 @@ def check_drift(ds: Dataset, new: str | Path | pd.DataFrame, *, model: Any = Non
     return report
 
 
+# ------------------------------------------------------------------------------ images and sequences
+MMD_SAMPLES = 500  # at most this many rows per side enter the MMD (a random subset; O(n²) kernel)
+MMD_PERMUTATIONS = 200
+
+
+def penultimate_activations(model: Any, X: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """(N, D): the input of the model's last ``nn.Linear`` (its penultimate features, flattened) for ``X``.
+
+    Raises:
+        DatasetError: the model has no Linear layer.
+    """
+    import torch
+
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not last:
+        raise DatasetError("drift on activations reads the input of the model's last Linear layer; received a model "
+                           "without one. Fix: check a classifier or regressor that ends in a Linear")
+    got: list[torch.Tensor] = []
+    hook = last[-1].register_forward_pre_hook(lambda _m, args: got.append(args[0].detach().reshape(len(args[0]), -1)))
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(X), batch_size):
+                model(X[i:i + batch_size].to(device))
+    finally:
+        hook.remove()
+        model.train(was)
+    return torch.cat(got).float().cpu()
+
+
+def mmd_test(a: torch.Tensor, b: torch.Tensor, *, permutations: int = MMD_PERMUTATIONS, seed: int = 0
+             ) -> tuple[float, float]:
+    """``(MMD², p-value)`` of two samples (rows) with a Gaussian kernel whose bandwidth is the median pairwise
+    distance; the p-value from ``permutations`` random relabellings of the pooled rows.
+
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x, y = torch.randn(100, 3, generator=g), torch.randn(100, 3, generator=g)
+    >>> mmd_test(x, y)[1] > 0.05, mmd_test(x, y + 1.0)[1] < 0.01
+    (True, True)
+    """
+    import torch
+
+    z = torch.cat([a, b]).double()
+    d2 = torch.cdist(z, z).pow(2)
+    med = d2[d2 > 0].median() if (d2 > 0).any() else torch.tensor(1.0, dtype=d2.dtype)
+    k = torch.exp(-d2 / med)
+    n, m = len(a), len(b)
+    g = torch.Generator().manual_seed(seed)
+    # MMD² (biased) of a labelling = w^T K w with w = 1/n on one side, -1/m on the other; column 0 is the real one
+    idx = torch.stack([torch.arange(n + m)] + [torch.randperm(n + m, generator=g) for _ in range(int(permutations))], 1)
+    w = torch.where(idx < n, 1.0 / n, -1.0 / m).to(k.dtype)  # (n + m, 1 + permutations)
+    stats = (w * (k @ w)).sum(0)
+    observed = float(stats[0])
+    hits = int((stats[1:] >= stats[0] - 1e-12).sum())
+    return observed, (hits + 1) / (int(permutations) + 1)
+
+
+def _subset(X: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    import torch
+
+    if len(X) <= n:
+        return X
+    return X[torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:n]]
+
+
+def activation_drift(model: Any, ds: Dataset, X_new: torch.Tensor, *, alpha: float = 0.05,
+                     samples: int = MMD_SAMPLES, permutations: int = MMD_PERMUTATIONS, seed: int = 0) -> DriftReport:
+    """Compare ``X_new`` with the training split of ``ds`` on ``model``'s penultimate activations (MMD with a
+    permutation test, one row of the report), and the prediction shift against the test split.
+
+    Raises:
+        DatasetError: no new rows, inputs that do not fit the model, an ``alpha`` outside (0, 1).
+    """
+    if not (0 < float(alpha) < 1):
+        raise DatasetError(f"alpha is a significance level in (0, 1); received {alpha!r}. Fix: e.g. 0.05")
+    if len(X_new) == 0:
+        raise DatasetError("the new data has no samples. Fix: give at least a few dozen")
+    if tuple(X_new.shape[1:]) != tuple(ds.train.X.shape[1:]):
+        raise DatasetError(f"the new inputs must have the training inputs' shape {tuple(ds.train.X.shape[1:])}; "
+                           f"received {tuple(X_new.shape[1:])}. Fix: give data prepared like the run's")
+    ref = penultimate_activations(model, _subset(ds.train.X, samples, seed))
+    new = penultimate_activations(model, _subset(X_new, samples, seed + 1))
+    stat, p = mmd_test(ref, new, permutations=permutations, seed=seed)
+    feature = FeatureDrift(f"penultimate activations ({ref.shape[1]} dims)", "mmd", stat, p, 0.0, bool(p < alpha),
+                           f"norm {float(ref.norm(dim=1).mean()):.4g}", f"norm {float(new.norm(dim=1).mean()):.4g}")
+    report = DriftReport([feature], float(alpha), float(alpha), len(ds.train), len(X_new))
+    report.notes.append(f"{ds.info.modality} data compared on the model's penultimate activations (MMD², Gaussian "
+                        f"kernel, {permutations} permutations; up to {samples} samples a side; PSI not defined)")
+    if len(X_new) < 30:
+        report.notes.append(f"only {len(X_new)} new samples: the test has little power to see a shift")
+    report.prediction = prediction_shift(model, ds, X_new)
+    return report
+
+
+def load_new_inputs(ds: Dataset, path: str | Path) -> torch.Tensor:
+    """The inputs of new data for a run trained on an image folder: a folder or .zip with the run's layout
+    (one sub-folder per class), decoded at the run's size and channels; every split's images together.
+
+    Raises:
+        DatasetError: a run that was not trained on an image folder, or the new data cannot be loaded.
+    """
+    import torch
+
+    from builder.data.sources import DatasetSource, load_dataset
+
+    src = DatasetSource.of(ds.info)
+    if src.name != "image_folder":
+        raise DatasetError(f"new data from a file needs a run trained on an image folder or a table; received a run "
+                           f"on {src.name!r}. Fix: pass the new inputs as a tensor (activation_drift)")
+    opts = {k: v for k, v in src.options.items() if k not in ("path", "fold", "folds")}
+    new = load_dataset(DatasetSource(src.name, {**opts, "path": str(path)}))
+    return torch.cat([s.X for s in (new.train, new.val, new.test) if len(s)])
+
+
+def drift_run(store: Any, run_id: str, new: str | Path, *, alpha: float = 0.05) -> DriftReport:
+    """:func:`check_drift` of new data (a CSV, or an image folder/.zip) against a finished run, with its model.
+
+    Raises:
+        RunStoreError, BudgetError: as open_run. DatasetError: as check_drift.
+    """
+    from builder.interpret.session import open_run
+
+    model, ds = open_run(store, store.get(run_id))
+    return check_drift(ds, new, model=model, alpha=alpha)
+
+
 __all__ = ["FeatureDrift", "DriftReport", "compare_tables", "reference_table", "encode_table", "prediction_shift",
-           "check_drift", "MAX_LEVELS"]
+           "check_drift", "penultimate_activations", "mmd_test", "activation_drift", "load_new_inputs", "drift_run",
+           "MAX_LEVELS"]

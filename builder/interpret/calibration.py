@@ -214,13 +214,34 @@ def calibration_report(logits_fit: Tensor, y_fit: Tensor, logits: Tensor, y: Ten
                              reliability_after=rel_a.to_dict(), coverage_curve=curve.to_dict())
 
 
+def calibrate_model(model: Any, ds: Any, *, target_accuracy: float = 0.95, bins: int = 15,
+                    run_id: str | None = None) -> CalibrationReport:
+    """Calibrate ``model`` on its dataset ``ds``: temperature on the validation split, ECE and coverage on test.
+
+    Raises:
+        ExplainError: not a classification dataset, or a bad target accuracy.
+    """
+    from builder.data import predict
+
+    task = ds.info.task
+    if task not in CLASSIFICATION:
+        raise ExplainError(f"calibration needs a classification model; received task {task!r}. Fix: pick a "
+                           "multiclass or binary run")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    val = predict(model, ds.val.X.to(device), task).outputs
+    test = predict(model, ds.test.X.to(device), task).outputs
+    return calibration_report(val, ds.val.y, test, ds.test.y, task, bins=bins, target_accuracy=target_accuracy,
+                              run_id=run_id)
+
+
 def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bins: int = 15,
                   save: bool = True) -> CalibrationReport:
     """Calibrate a finished run: temperature on its validation split, ECE and coverage on its test split.
 
     The model and dataset come from :func:`builder.interpret.session.open_run`; predictions from
     :func:`builder.data.predict`. With ``save`` the report is written to the run folder's ``calibration.json``
-    (read back with :meth:`RunFolder.read_calibration`). Example (a run trained first)::
+    (read back with :meth:`RunFolder.read_calibration`; exports may then divide the logits by its temperature,
+    :func:`stored_temperature`). Example (a run trained first)::
 
         # not a doctest (needs a trained run): run by tests/interpret/test_calibration.py
         rep = calibrate_run(store, run_id, target_accuracy=0.95)
@@ -229,24 +250,68 @@ def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bin
     Raises:
         RunStoreError, BudgetError: as open_run. ExplainError: not a classification run.
     """
-    from builder.data import predict
     from builder.interpret.session import open_run
 
     run = store.get(run_id)
     model, ds = open_run(store, run)
-    task = ds.info.task
-    if task not in CLASSIFICATION:
-        raise ExplainError(f"calibration needs a classification run; run {run['id']} is {task}. Fix: pick a "
-                           "multiclass or binary run")
-    val = predict(model, ds.val.X, task).outputs
-    test = predict(model, ds.test.X, task).outputs
-    rep = calibration_report(val, ds.val.y, test, ds.test.y, task, bins=bins, target_accuracy=target_accuracy,
-                             run_id=run["id"])
+    rep = calibrate_model(model, ds, target_accuracy=target_accuracy, bins=bins, run_id=run["id"])
     if save:
-        path = store.folder(run["id"]).calibration
-        path.write_text(json.dumps(rep.to_dict(), indent=1), encoding="utf-8")
+        save_calibration(store, rep)
     return rep
 
 
+def save_calibration(store: Any, report: CalibrationReport) -> None:
+    """Keep ``report`` as its run's ``calibration.json`` (the temperature exports may use).
+
+    Raises:
+        ExplainError: the report belongs to no run (a model trained in the session only).
+    """
+    if not report.run_id:
+        raise ExplainError("only a run's calibration can be kept; received a report of a model without a run. "
+                           "Fix: pick a finished run")
+    store.folder(report.run_id).calibration.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+
+
+def stored_temperature(store: Any, run_id: str) -> float:
+    """The temperature kept with a run by :func:`calibrate_run` (``calibration.json``).
+
+    Raises:
+        ExplainError: the run was never calibrated (or its file cannot be read).
+    """
+    rep = store.folder(store.get(run_id)["id"]).read_calibration()
+    t = (rep or {}).get("temperature")
+    if not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+        raise ExplainError(f"exporting with the stored temperature needs a calibrated run; run {run_id} has no "
+                           "calibration.json. Fix: run `layerlab calibrate RUN` first (or Explain › Calibration)")
+    return float(t)
+
+
+def coverage_figure(curve: CoverageCurve | dict, target: float | None = None, *, height: int = 320):
+    """Accuracy against coverage (share of samples kept by a confidence threshold); with ``target``, the
+    target accuracy as a dashed line and the largest coverage reaching it as a marker."""
+    import plotly.graph_objects as go
+
+    c = curve if isinstance(curve, CoverageCurve) else CoverageCurve(**{k: list(curve[k]) for k in
+                                                                        ("thresholds", "coverage", "accuracy")})
+    fig = go.Figure(go.Scatter(x=c.coverage, y=c.accuracy, mode="lines", name="accuracy", customdata=c.thresholds,
+                               line=dict(color="#6366f1"),
+                               hovertemplate="coverage %{x:.1%}<br>accuracy %{y:.3f}<br>confidence >= "
+                                             "%{customdata:.3f}<extra></extra>"))
+    if target is not None:
+        cov, thr = coverage_at(c, target)
+        fig.add_hline(y=target, line=dict(color="#94a3b8", dash="dash"))
+        if thr is not None:
+            fig.add_trace(go.Scatter(x=[cov], y=[target], mode="markers", name="automated",
+                                     marker=dict(size=11, color="#10b981"),
+                                     hovertemplate=f"{cov:.1%} automated at confidence >= {thr:.3f}<extra></extra>"))
+    lo = min(c.accuracy + ([target] if target is not None else [])) if c.accuracy else 0.0
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
+                      title="Accuracy vs coverage", xaxis=dict(range=[0, 1.02], title="coverage (share kept)",
+                                                              tickformat=".0%"),
+                      yaxis=dict(range=[max(0.0, lo - 0.05), 1.01], title="accuracy of the kept"))
+    return fig
+
+
 __all__ = ["Reliability", "CoverageCurve", "CalibrationReport", "reliability", "fit_temperature", "coverage_curve",
-           "coverage_at", "calibration_report", "calibrate_run"]
+           "coverage_at", "calibration_report", "calibrate_model", "calibrate_run", "save_calibration",
+           "stored_temperature", "coverage_figure"]

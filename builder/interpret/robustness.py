@@ -9,9 +9,10 @@ standardised range for tables; :func:`input_bounds`). A binary classifier with o
 the two logits ``[0, z]``, the same loss. Token-id inputs are refused: a perturbation of size ε of an integer
 id is not defined (attack the embeddings in your own code instead).
 
-:func:`robustness_curve` gives accuracy against ε on a split and the examples whose prediction flips;
-:func:`robustness_run` does it for a finished run and keeps ``robustness.json`` in its folder
-(:attr:`RunFolder.robustness`); :func:`robustness_figure` draws the curve. Example::
+:func:`robustness_curve` gives accuracy against ε on a split and the examples whose prediction flips
+(:func:`model_robustness` on a model's dataset); :func:`flip_view` shows one sample beside its adversarial
+version with an attribution of each; :func:`robustness_run` does the curve for a finished run and keeps
+``robustness.json`` in its folder (:attr:`RunFolder.robustness`); :func:`robustness_figure` draws the curve. Example::
 
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
@@ -33,8 +34,8 @@ import torch.nn.functional as F
 
 from builder.errors import ExplainError
 
-__all__ = ["ATTACKS", "RobustnessReport", "input_bounds", "attack", "robustness_curve", "robustness_run",
-           "robustness_figure", "parse_eps"]
+__all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",
+           "model_robustness", "robustness_run", "save_robustness", "flip_view", "robustness_figure", "parse_eps"]
 
 ATTACKS = ("fgsm", "pgd")
 CLASSIFICATION = ("multiclass", "binary")
@@ -188,6 +189,24 @@ def robustness_curve(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, e
     return rep
 
 
+def model_robustness(model: torch.nn.Module, ds: Any, eps: list[float] | str = (0, 0.05, 0.1, 0.2), *,
+                     method: str = "fgsm", steps: int = 10, examples: int = 8, split: str = "test",
+                     run_id: str | None = None) -> RobustnessReport:
+    """:func:`robustness_curve` of ``model`` on a split of its dataset ``ds``, inputs clamped to the training
+    split's range (:func:`input_bounds`).
+
+    Raises:
+        ExplainError: token inputs, regression, an empty split, bad ε or method.
+    """
+    data = getattr(ds, split)
+    if not data.X.is_floating_point():
+        raise ExplainError("adversarial attacks perturb float inputs; this model reads integer token ids. Fix: "
+                           "pick a model on images or tables (token ids have no ε-neighbourhood)")
+    return robustness_curve(model, data.X, data.y, parse_eps(eps), method=method, steps=steps,
+                            bounds=input_bounds(ds.train.X), task=ds.info.task, class_names=ds.info.class_names,
+                            examples=examples, run_id=run_id, split=split)
+
+
 def robustness_run(store: Any, run_id: str, eps: list[float] | str = (0, 0.05, 0.1, 0.2), *, method: str = "fgsm",
                    steps: int = 10, examples: int = 8, save: bool = True) -> RobustnessReport:
     """The accuracy-vs-ε curve of a finished run on its test split, kept as ``robustness.json``. Example::
@@ -208,12 +227,89 @@ def robustness_run(store: Any, run_id: str, eps: list[float] | str = (0, 0.05, 0
         raise ExplainError(f"adversarial attacks perturb float inputs; run {run['id']} reads integer token ids. "
                            "Fix: pick a run on images or tables (token ids have no ε-neighbourhood)")
     model, ds = open_run(store, run)
-    rep = robustness_curve(model, ds.test.X, ds.test.y, eps, method=method, steps=steps,
-                           bounds=input_bounds(ds.train.X), task=ds.info.task, class_names=ds.info.class_names,
-                           examples=examples, run_id=run["id"])
+    rep = model_robustness(model, ds, eps, method=method, steps=steps, examples=examples, run_id=run["id"])
     if save:
-        store.folder(run["id"]).robustness.write_text(json.dumps(rep.to_dict(), indent=1), encoding="utf-8")
+        save_robustness(store, rep)
     return rep
+
+
+def save_robustness(store: Any, report: RobustnessReport) -> None:
+    """Keep ``report`` as its run's ``robustness.json`` (:attr:`RunFolder.robustness`).
+
+    Raises:
+        ExplainError: the report belongs to no run (a model trained in the session only).
+    """
+    if not report.run_id:
+        raise ExplainError("only a run's robustness can be kept; received a report of a model without a run. "
+                           "Fix: pick a finished run")
+    store.folder(report.run_id).robustness.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+
+
+@dataclass
+class FlipView:
+    """One sample beside its adversarial version: both inputs (the sample's shape, no batch axis), the
+    predictions (class names and confidences), and an attribution of each for its own predicted class."""
+
+    index: int
+    eps: float
+    label: str
+    original: str
+    adversarial: str
+    confidence: tuple[float, float]
+    x: torch.Tensor
+    x_adv: torch.Tensor
+    attribution: torch.Tensor
+    attribution_adv: torch.Tensor
+    method: str
+
+    @property
+    def flipped(self) -> bool:
+        """Whether the attack changed the prediction."""
+        return self.original != self.adversarial
+
+    @property
+    def max_change(self) -> float:
+        """The largest change of any input value (at most ε)."""
+        return float((self.x_adv - self.x).abs().max())
+
+    def rows(self) -> tuple[Any, Any]:
+        """``(inputs, attributions)``: each a (2, F) numpy array, the original first (flattened; for tables)."""
+        return (torch.stack([self.x.reshape(-1), self.x_adv.reshape(-1)]).cpu().numpy(),
+                torch.stack([self.attribution.reshape(-1), self.attribution_adv.reshape(-1)]).cpu().numpy())
+
+
+def flip_view(model: torch.nn.Module, ds: Any, index: int, eps: float, *, method: str = "fgsm", steps: int = 10,
+              split: str = "test", attribution: str = "integrated_gradients", **options: Any) -> FlipView:
+    """Attack sample ``index`` of a split at ``eps`` (as :func:`model_robustness` does) and attribute both the
+    original and the adversarial input (:func:`builder.interpret.attributions.explain`, each for its predicted
+    class; ``options`` go to ``explain``, e.g. ``n_steps``).
+
+    Raises:
+        ExplainError: an index outside the split, token inputs, bad ε or method.
+    """
+    from builder.interpret.attributions import explain
+
+    data = getattr(ds, split)
+    if not 0 <= int(index) < len(data):
+        raise ExplainError(f"the sample index is in [0, {len(data) - 1}]; received {index}. Fix: pick a listed one")
+    task = ds.info.task
+    x, y = data.X[int(index):int(index) + 1], data.y[int(index):int(index) + 1]
+    adv = attack(model, x, y, float(eps), method=method, steps=steps, bounds=input_bounds(ds.train.X), task=task)
+    pair = torch.cat([x, adv])  # (2, ...)
+    fwd = _forward(model, task)
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(fwd(pair), 1)
+    pred = probs.argmax(1)
+    exp = explain(model, pair, attribution, target=None, **options)
+    names = list(ds.info.class_names or [])
+
+    def label(i: int) -> str:
+        return names[i] if 0 <= i < len(names) else str(i)
+
+    return FlipView(int(index), float(eps), label(int(y.reshape(-1)[0])), label(int(pred[0])), label(int(pred[1])),
+                    (float(probs[0, pred[0]]), float(probs[1, pred[1]])), x[0].detach(), adv[0].detach(),
+                    exp.attributions[0].detach(), exp.attributions[1].detach(), attribution)
 
 
 def robustness_figure(report: RobustnessReport | dict):

@@ -39,10 +39,16 @@ from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, c
 from builder.training.callbacks import Callback
 from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
 
-__all__ = ["PruneReport", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune",
+__all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune",
            "magnitude_masks", "prune_run", "CRITERIA"]
 
 CRITERIA = ("l1", "taylor")
+# The fine-tune's settings unless the caller overrides them: the parent's, with a cosine schedule from 3x the
+# parent's learning rate and no early stopping (5 epochs are short). Over 12 seeds of the CNN on digits (50 %
+# of both convolutions, L1) the median test-accuracy change was -0.37 points (the parent's settings: -0.74);
+# see bench/RESULTS.md.
+FINETUNE = {"scheduler": "cosine", "early_stopping": None}
+FINETUNE_LR_FACTOR = 3.0
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
 
@@ -87,6 +93,25 @@ class PruneReport:
                 f"{b.get('latency_batch', '-')}",
                 f"test {self.metric:<11} {_num(b['test'].get(self.metric))} -> {_num(a['test'].get(self.metric))}"]
         return out
+
+
+def prune_table(report: PruneReport | dict) -> list[dict]:
+    """The before/after rows of a pruning report (parameters, nonzero, weights bytes, latency, test metric)."""
+    r = report.to_dict() if isinstance(report, PruneReport) else dict(report)
+    b, a, m = r.get("before") or {}, r.get("after") or {}, r.get("metric", "accuracy")
+
+    def ratio(k: str) -> str:
+        return f"{a[k] / b[k]:.3f}×" if b.get(k) and a.get(k) is not None else "—"
+    rows = [("parameters", f"{b.get('params', 0):,}", f"{a.get('params', 0):,}", ratio("params")),
+            ("nonzero weights", f"{b.get('nonzero', 0):,}", f"{a.get('nonzero', 0):,}", ratio("nonzero")),
+            ("weights file (bytes)", f"{b.get('weights_bytes', 0):,}", f"{a.get('weights_bytes', 0):,}",
+             ratio("weights_bytes")),
+            (f"CPU latency (ms, batch {b.get('latency_batch', '-')})", f"{b.get('latency_ms', 0):.3f}",
+             f"{a.get('latency_ms', 0):.3f}", ratio("latency_ms"))]
+    tb, ta = (b.get("test") or {}).get(m), (a.get("test") or {}).get(m)
+    delta = f"{(ta - tb) * 100:+.2f} points" if isinstance(tb, (int, float)) and isinstance(ta, (int, float)) else "—"
+    rows.append((f"test {m}", _num(tb), _num(ta), delta))
+    return [{"": n, "before": x, "after": y, "change": c} for n, x, y, c in rows]
 
 
 def _num(v: Any) -> str:
@@ -349,7 +374,8 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
               on_event: Callable[[dict], None] | None = None, name: str | None = None) -> PruneReport:
     """Prune a finished run and fine-tune the result as a new run (``parent_id`` = ``run_id``).
 
-    The fine-tune keeps the parent's settings (``config`` overrides them) with ``epochs = finetune_epochs``;
+    The fine-tune keeps the parent's settings with :data:`FINETUNE` (cosine schedule, no early stopping) and
+    :data:`FINETUNE_LR_FACTOR` times its learning rate (``config`` overrides any) and ``epochs = finetune_epochs``;
     ``finetune_epochs = 0`` records the pruned weights as a finished run without training. Example::
 
         # not a doctest (needs a trained run): run by tests/training/test_prune.py
@@ -383,19 +409,20 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
         masks = magnitude_masks(model, amount, nodes)
         new = project.model_copy(deep=True)
         state = {k: (v * masks[k] if k in masks else v) for k, v in model.state_dict().items()}
+    owner = run.get("owner") or "local"  # the pruned run belongs to whoever owns the parent
     label = name or f"{run.get('name') or project.name} pruned {float(amount):.0%} ({rep.method})"
     tags = {"pruned_from": parent}
     if finetune_epochs:
-        over = {**cfg.model_dump(), "init_from": None, "init_nodes": None, **(config or {}),
-                "epochs": int(finetune_epochs)}
+        over = {**cfg.model_dump(), "init_from": None, "init_nodes": None, **FINETUNE,
+                "lr": min(cfg.lr * FINETUNE_LR_FACTOR, 10.0), **(config or {}), "epochs": int(finetune_epochs)}
         result = run_training(new, ds, over, store, [StartFrom(state, masks)], on_event=on_event, name=label,
-                              tags=tags)
+                              tags=tags, owner=owner)
         new_id = result.run_id
     else:
         from builder.data import DatasetSource, save_dataset
 
         new_id = store.create_run(new, *ds.info.reload_args(), cfg, name=label, dataset_info=ds.info.to_dict(),
-                                  parent_id=parent, tags=tags)
+                                  parent_id=parent, tags=tags, owner=owner)
         if not DatasetSource.of(ds.info).reloadable():  # an upload: keep the data, as the pipeline does
             save_dataset(ds, store.folder(new_id).dataset)
         pruned_model = compile_graph(new.graph)

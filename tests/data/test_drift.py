@@ -61,8 +61,8 @@ def test_categorical_columns_use_chi2_and_missing_columns_are_named():
         compare_tables(ref, ref[["x"]])
 
 
-def test_images_are_not_yet_supported():
-    with pytest.raises(DatasetError, match="not available yet"):
+def test_images_without_a_model_are_refused():
+    with pytest.raises(DatasetError, match="model's activations"):
         check_drift(load_dataset("digits"), pd.DataFrame({"a": [1.0]}))
 
 

@@ -1,0 +1,82 @@
+"""AppTest: Explain › Robustness and Calibration, Runs › Prune and Check new data, on small finished runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.data import load_dataset
+from builder.data.drift import reference_table
+from tests.helpers import ME, open_app
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+def _no_bug(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e.value for e in at.error if "bug in LayerLab" in e.value]
+
+
+def _text(at) -> str:
+    return " ".join(str(getattr(e, "value", "")) for coll in (at.markdown, at.caption, at.info, at.success,
+                                                               at.warning, at.error) for e in coll)
+
+
+def _tab(at, name: str):
+    at.session_state["ll_xp_tab"] = name
+    at.run()
+    _no_bug(at)
+    return at
+
+
+def test_explain_robustness_and_calibration(checks_ws):
+    _, cnn, _ = checks_ws
+    at = _tab(open_app("app_pages/explain.py", owner=ME, query={"run": cnn}), "Robustness")
+    assert "Run attack" in [b.label for b in at.button]
+    at.text_input(key="ll_rb_eps").set_value("0, 0.1").run()
+    at.button(key="ll_rb_go").click().run()
+    _no_bug(at)
+    labels = {m.label: m for m in at.metric}
+    assert {"ε = 0", "ε = 0.1"} <= set(labels)
+    assert float(labels["ε = 0.1"].value.rstrip("%")) < float(labels["ε = 0"].value.rstrip("%"))
+    assert "Flipped samples" in _text(at)
+    charts = {c.proto.id for c in at.get("plotly_chart")}
+    assert any("ll_rb_flip_o" in i for i in charts) and any("ll_rb_flip_a" in i for i in charts)
+
+    at = _tab(at, "Calibration")
+    labels = {m.label: m.value for m in at.metric}
+    assert {"ECE before", "ECE after scaling", "Temperature", "Automated"} <= set(labels)
+    before = labels["Automated"]
+    at.slider(key="ll_cal_target").set_value(0.6).run()
+    _no_bug(at)
+    after = {m.label: m.value for m in at.metric}["Automated"]
+    assert float(after.rstrip("%")) >= float(before.rstrip("%"))
+    at.button(key="ll_cal_save").click().run()
+    _no_bug(at)
+
+
+def test_runs_prune_shows_the_report_and_drift_flags_the_moved_feature(checks_ws, tmp_path):
+    ws, cnn, iris = checks_ws
+    at = open_app("app_pages/runs.py", owner=ME, query={"run": cnn})
+    at.number_input(key=f"ll_prune_epochs_{cnn}").set_value(1).run()
+    at.button(key=f"ll_prune_go_{cnn}").click().run()
+    _no_bug(at)
+    assert "Pruned from run" in _text(at)  # the new run is picked and shows its prune.json
+    rows = [df.value for df in at.dataframe if "before" in getattr(df.value, "columns", [])]
+    assert rows and "parameters" in rows[0][""].tolist()
+    assert any(b.label == "Open pruned graph on canvas" for b in at.button)
+
+    ref, _ = reference_table(load_dataset("iris"))
+    new = ref.sample(frac=1.0, random_state=0).copy()
+    moved = ref.columns[2]
+    new[moved] = new[moved] * 1.6 + 1.0
+    path = tmp_path / "new.csv"
+    new.to_csv(path, index=False)
+    at = open_app("app_pages/runs.py", owner=ME, query={"run": iris})
+    at.session_state["ll_drift_file"] = {"run": iris, "name": "new.csv", "path": str(path)}
+    at.run()
+    at.button(key=f"ll_drift_go_{iris}").click().run()
+    _no_bug(at)
+    warn = " ".join(w.value for w in at.warning)
+    assert "1 of 4 features moved" in warn and moved.split(" (")[0] in warn
+    assert "Mean confidence" in [m.label for m in at.metric]
