@@ -73,7 +73,7 @@ adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d adaptive_max_pool1d
 matmul bmm mm addmm baddbmm einsum lstm gru rnn_tanh rnn_relu
 scaled_dot_product_attention _scaled_dot_product_flash_attention_for_cpu _native_multi_head_attention
 zeros ones full zeros_like ones_like full_like empty arange new_zeros new_ones new_full scalar_tensor
-lift_fresh_copy upsample_nearest2d upsample_bilinear2d pixel_shuffle
+lift_fresh_copy upsample_nearest2d upsample_bilinear2d pixel_shuffle pixel_unshuffle upsample_nearest1d upsample_linear1d tan
 sym_size sym_numel sym_stride sym_storage_offset _assert_scalar sym_constrain_range_for_size
 _assert_tensor_metadata"""
 _PRIMS = "convert_element_type broadcast_in_dim squeeze"
