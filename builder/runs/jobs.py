@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.errors import RunStoreError, TrainingError
+from builder.runs import gpus as _gpus
 from builder.runs.launcher import pid_alive, spawn_detached
 from builder.runs.owners import can_control
 from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
@@ -45,6 +46,9 @@ from builder.training.callbacks import Callback
 ENV_MAX_JOBS = "LAYERLAB_MAX_JOBS"
 ENV_TORCH_THREADS = "LAYERLAB_TORCH_THREADS"
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
+GPU_QUERY: _gpus.GpuQuery = _gpus.query_gpus  # what the GPUs have free (tests fake it: builder.runs.gpus.Gpu lists)
+GPU_USED = _gpus.query_used  # GPU bytes per process id (jobs placed but not allocated yet count at their estimate)
+GPU_LOCK = "gpu.lock"  # in the workspace: one job at a time decides its GPU and claims its slot
 _CALLBACKS = ("live_attributions", "decision_boundary")
 
 
@@ -71,11 +75,13 @@ class JobSpec:
     callbacks: list[str] = field(default_factory=list)
 
 
-def max_jobs() -> int:
-    """Concurrent jobs per workspace and host: ``$LAYERLAB_MAX_JOBS``, else one per GPU, else cores − 1 (≥ 1).
+def max_jobs(gpus: int | None = None) -> int:
+    """Concurrent jobs per workspace and host: ``$LAYERLAB_MAX_JOBS``, else ``$LAYERLAB_JOBS_PER_GPU`` (default 8)
+    per GPU (which GPU, and whether one fits at all, is decided by memory: :mod:`builder.runs.gpus`), else
+    cores − 1 (≥ 1). ``gpus``: the number of GPUs (default: torch's count).
 
     Raises:
-        TrainingError: ``LAYERLAB_MAX_JOBS`` is not a positive integer.
+        TrainingError: ``LAYERLAB_MAX_JOBS`` or ``LAYERLAB_JOBS_PER_GPU`` is not a positive integer.
     """
     env = os.environ.get(ENV_MAX_JOBS, "").strip()
     if env:
@@ -87,10 +93,12 @@ def max_jobs() -> int:
             raise TrainingError(f"{ENV_MAX_JOBS} must be a positive integer; received: {env!r}. "
                                 "Fix: set it to 1 or more, or unset it")
         return n
-    import torch
+    if gpus is None:
+        import torch
 
-    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-        return torch.cuda.device_count()
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > 0:
+        return gpus * _gpus.jobs_per_gpu()
     return max(1, (os.cpu_count() or 2) - 1)
 
 
@@ -524,19 +532,82 @@ def torch_threads(macs_per_batch: int | None = None, cap: int | None = None) -> 
     return max(1, min(cap, -(-int(macs_per_batch) // THREADS_MACS_PER_CORE)))
 
 
-def _wait_for_slot(store: RunStore, run_id: str) -> bool:
-    """Claim a slot; False when a stop was requested while queued (the run is then ``stopped``)."""
-    limit, n = max_jobs(), 0
-    while not store.claim_slot(run_id, limit):
+def job_need(spec: JobSpec) -> int:
+    """GPU bytes a job is estimated to need: its graph's training memory at its batch size
+    (:meth:`~builder.graph.report.ShapeReport.memory_estimate`) plus a CUDA context."""
+    from builder.graph.project import load_project
+    from builder.graph.shapes import infer_shapes
+
+    project = load_project(spec.project)
+    batch = (spec.config or {}).get("batch_size") or (project.training or {}).get("batch_size") or 64
+    return infer_shapes(project.graph).memory_estimate(int(batch)) + _gpus.CUDA_CONTEXT_BYTES
+
+
+def _placements(store: RunStore) -> list[_gpus.Placed]:
+    """The GPUs of this host's running jobs (recorded in their environment when they claimed their slot)."""
+    import socket
+
+    out, used = [], None
+    for r in store.list_runs(status=RunStatus.RUNNING, limit=10_000):
+        run = store.get(r["id"])
+        env = run.get("environment") or {}
+        if run.get("host") in (None, socket.gethostname()) and isinstance(env.get("gpu"), int):
+            used = GPU_USED() if used is None else used
+            out.append(_gpus.Placed(run["id"], env["gpu"], int(env.get("gpu_need") or 0), used.get(run.get("pid"), 0)))
+    return out
+
+
+def claim_gpu(store: RunStore, run_id: str, need: int, gpus: list[_gpus.Gpu], limit: int,
+              per_gpu: int | None = None) -> int | None:
+    """Claim a slot on the GPU where the job fits (:func:`builder.runs.gpus.place`); its index, or None when it
+    must wait. One job of the workspace decides at a time (a lock file), and its GPU and estimate are recorded
+    in its run's environment, where the next job reads them."""
+    import fcntl
+
+    per_gpu = per_gpu or _gpus.jobs_per_gpu()
+    with open(store.workspace / GPU_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            gpu = _gpus.place(need, gpus, _placements(store), per_gpu)
+            if gpu is None or not store.claim_slot(run_id, limit):
+                return None
+            store.set_environment(run_id, gpu=gpu, gpu_need=need)
+            return gpu
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_for_slot(store: RunStore, run_id: str, need: int = 0,
+                   gpus: list[_gpus.Gpu] | None = None) -> tuple[bool, int | None]:
+    """Claim a slot (with ``gpus``: on one where the job's ``need`` bytes fit); ``(False, None)`` when a stop was
+    requested while queued (the run is then ``stopped``), else ``(True, GPU index or None)``."""
+    limit, n = max_jobs(len(gpus) if gpus else None), 0
+    while True:
+        if gpus:
+            gpu = claim_gpu(store, run_id, need, gpus, limit)
+            if gpu is not None:
+                return True, gpu
+        elif store.claim_slot(run_id, limit):
+            return True, None
         if store.get(run_id).get("control") == "stop":
             store.take_control(run_id)
             store.update_status(run_id, RunStatus.STOPPED, "stopped while queued; resume to start it")
-            return False
+            return False, None
         n += 1
-        if n % 5 == 0:  # a dead job's slot is freed by marking it
+        if n % 5 == 0:  # a dead job's slot is freed by marking it; the GPUs are asked again
             store.mark_interrupted()
+            if gpus:
+                gpus = GPU_QUERY() or gpus
         time.sleep(POLL_S)
-    return True
+
+
+def _gpu_device(spec: JobSpec, origin: dict | None) -> str | None:
+    """The device setting of a job when it may go to a GPU (``auto`` or ``cuda``), else None (CPU, MPS, or a
+    numbered GPU the user chose)."""
+    first = origin or {}
+    dev = str({**(first.get("config") or {}), **(spec.config or {})}.get("device")
+              or ((first.get("project") or spec.project or {}).get("training") or {}).get("device") or "auto")
+    return dev if dev in ("auto", "cuda") else None
 
 
 def run_job(workspace: str | Path, run_id: str) -> int:
@@ -550,9 +621,15 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     origin = data.pop("origin", None)
     spec = JobSpec(**data)
     torch.set_num_threads(torch_threads())
-    if not _wait_for_slot(store, run_id):
+    gpus = GPU_QUERY() if _gpu_device(spec, origin) else []
+    need = job_need(JobSpec(**origin) if origin else spec) if gpus else 0
+    ok, gpu = _wait_for_slot(store, run_id, need, gpus)
+    if not ok:
         return 0
-    print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads", flush=True)
+    if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
+        spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
+    print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
+          + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else ""), flush=True)
     callbacks = _callbacks(list(spec.callbacks), store, run_id)
     signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
     try:
@@ -594,4 +671,5 @@ if __name__ == "__main__":
 
 
 __all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "run_job",
-           "StoreControl", "ENV_MAX_JOBS", "torch_threads", "explicit_threads", "THREADS_MACS_PER_CORE"]
+           "StoreControl", "ENV_MAX_JOBS", "torch_threads", "explicit_threads", "THREADS_MACS_PER_CORE", "claim_gpu",
+           "job_need", "GPU_QUERY"]
