@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -140,9 +141,34 @@ def compare_with_ort(model_bytes: bytes, reference: nn.Module, inputs: list[torc
                if w.numel() else 0.0 for w, g in zip(want, got))
 
 
+class Tempered(nn.Module):
+    """``model``'s single output (the logits) divided by a temperature (:mod:`builder.interpret.calibration`)."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits / T (one input: the exporter's dynamic shapes follow this signature)."""
+        out = self.model(x)
+        if not isinstance(out, torch.Tensor):
+            raise ExportError("a temperature divides one output (the logits); received a model with several "
+                              "outputs. Fix: export without the temperature")
+        return out / self.temperature
+
+
+def check_temperature(temperature: float) -> float:
+    """``temperature`` as a float; raises ExportError unless it is finite and > 0."""
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise ExportError(f"the temperature is a finite number > 0; received: {temperature!r}. Fix: use the one "
+                          "`layerlab calibrate` fitted")
+    return t
+
+
 def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None, *, opset: int = OPSET,
                 example: tuple[torch.Tensor, ...] | None = None, atol: float = VERIFY_ATOL,
-                seed: int = 0) -> ExportReport:
+                seed: int = 0, temperature: float | None = None) -> ExportReport:
     """Export a graph (or compiled model) to ONNX with a dynamic batch axis.
 
     The file is checked with ``onnx.checker`` and run by onnxruntime on random inputs of a batch size other
@@ -154,6 +180,7 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
         weights: a safetensors path or a state dict to load first (default: the model's current weights).
         example: example inputs for a plain ``nn.Module``.
         atol: largest accepted absolute difference.
+        temperature: divide the (single) output by it, as a calibrated classifier's logits (:class:`Tempered`).
 
     Returns:
         An :class:`ExportReport` (``max_abs_diff`` is what onnxruntime differs from PyTorch).
@@ -186,6 +213,11 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
     if outs:  # an output named like a buffer (a sinusoidal position table) would break single assignment
         taken = set(model.state_dict()) | set(names)
         outs = [f"{o}_out" if o in taken else o for o in outs]
+    if temperature is not None:
+        if len(example) != 1:
+            raise ExportError(f"a temperature is applied to a one-input classifier; received {len(example)} inputs. "
+                              "Fix: export without the temperature")
+        model = Tempered(model, check_temperature(temperature)).eval()
     proto = to_onnx_proto(model, example, names, outs, opset=opset)
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -285,14 +317,25 @@ def _run_weights(store, run: dict) -> Path:
     return path
 
 
-def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None) -> ExportReport:
-    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``)."""
+def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None, *,
+                    temperature: bool = False) -> ExportReport:
+    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``); with
+    ``temperature`` its logits are divided by the temperature kept by ``layerlab calibrate``.
+
+    Raises:
+        ExplainError: ``temperature`` for a run never calibrated. ExportError, TrainingError: as export_onnx.
+    """
     from builder.graph.project import load_project
 
     run = store.get(run_id)
     project = load_project(run["project"])
     path = Path(path) if path else store.folder(run["id"]).onnx
-    return export_onnx(project, path, _run_weights(store, run))
+    t = None
+    if temperature:
+        from builder.interpret.calibration import stored_temperature
+
+        t = stored_temperature(store, run["id"])
+    return export_onnx(project, path, _run_weights(store, run), temperature=t)
 
 
 def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> dict:

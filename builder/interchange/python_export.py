@@ -67,8 +67,12 @@ def _clean_forward(code: str) -> str:
     return "\n".join(lines)
 
 
-def export_python(graph, class_name: str = "Model", budget: Budget | None = None) -> str:
+def export_python(graph, class_name: str = "Model", budget: Budget | None = None, *,
+                  temperature: float | None = None) -> str:
     """Standalone, runnable PyTorch source for a graph (imports only torch).
+
+    With ``temperature`` (a calibrated classifier's, :mod:`builder.interpret.calibration`) ``forward`` returns
+    the single output divided by it; the generated graph code becomes ``logits`` (state-dict keys unchanged).
 
     The state-dict keys of the exported class equal the compiled module's, so weights saved with
     :func:`~builder.training.weights.save_weights` load into it with ``load_state_dict``. The project name and every other user
@@ -101,6 +105,16 @@ def export_python(graph, class_name: str = "Model", budget: Budget | None = None
         init.append("pass")
     fwd = _clean_forward(model.code)
     fwd = re.sub(r"^def forward\(self, ", "def forward(self, ", fwd)
+    if temperature is not None:
+        from builder.interchange.onnx_export import check_temperature
+
+        if len(report.output_nodes) != 1:
+            raise LayerLabError(f"a temperature divides one output (the logits); received a graph with "
+                                f"{len(report.output_nodes)} outputs. Fix: export without the temperature")
+        init.append(f"self.temperature = {check_temperature(temperature)!r}  # logits / T (LayerLab calibration)")
+        fwd = re.sub(r"^def forward\(self, ", "def logits(self, ", fwd)
+        fwd += ("\n\ndef forward(self, *inputs):\n"
+                "    return self.logits(*inputs) / self.temperature  # calibrated logits\n")
     inputs = ", ".join(f"{names[n]}: {format_shape(report.nodes[n].shape)}"
                        + (" token ids" if report.nodes[n].type_out.kind == "tokens" else "")
                        for n in report.input_nodes)
