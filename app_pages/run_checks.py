@@ -79,6 +79,24 @@ def _prune_report(rid: str, report: dict, open_project: Callable[[str], None]) -
         c[1].caption(f"Left alone {'+'.join(g['members'])}: {'; '.join(g['reasons'])}")
 
 
+def resume_in_process(run_id: str) -> bool:
+    """Resume an unstructured pruned run here (its zeroed weights must stay zero: the job launcher would resume
+    it without the mask); False for every other run (a job resumes those).
+
+    Raises:
+        LayerLabError: as :func:`builder.training.prune.resume_pruned`.
+    """
+    rec = ui.get_run(run_id)
+    if (rec.get("tags") or {}).get("prune") != "unstructured":
+        return False
+    if not ui.can_control(rec):
+        raise LayerLabError(f"run {rec['id']} belongs to someone else; it is shown read-only")
+    from builder.training.prune import resume_pruned
+
+    resume_pruned(ui.store(), rec["id"])
+    return True
+
+
 # ------------------------------------------------------------------------------------------ drift
 def drift_section(rec: dict) -> None:
     """Upload new data, compare it with the run's training data, show what moved."""

@@ -10,7 +10,8 @@
   removed channels are cut off at their consumers.
 * Unstructured: global magnitude pruning over the weights of the chosen Conv/Linear nodes (the ``amount``
   smallest ``|w|`` become 0), the mask kept fixed while fine-tuning (the pruned weights get no gradient, and
-  are re-zeroed before the test), sparsity per layer reported.
+  are re-zeroed before the test), sparsity per layer reported. An interrupted fine-tune resumes with
+  :func:`resume_pruned`, which re-installs the mask (:class:`KeepMasks`).
 
 :func:`prune_run` fine-tunes through :func:`builder.training.pipeline.run_training` as a new run whose
 ``parent_id`` is the pruned run, and writes ``prune.json`` (:attr:`RunFolder.prune`): parameters, weights-file
@@ -40,7 +41,7 @@ from builder.training.callbacks import Callback
 from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
 
 __all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune",
-           "magnitude_masks", "prune_run", "CRITERIA"]
+           "magnitude_masks", "prune_run", "resume_pruned", "KeepMasks", "StartFrom", "CRITERIA"]
 
 CRITERIA = ("l1", "taylor")
 # The fine-tune's settings unless the caller overrides them: the parent's, with a cosine schedule from 3x the
@@ -312,17 +313,16 @@ def magnitude_masks(model: torch.nn.Module, amount: float, nodes: Iterable[str] 
     return out
 
 
-class StartFrom(Callback):
-    """Start training from ``state`` (loaded before the optimizer is built) and keep ``masks`` fixed: masked
-    weights get zero gradients (so no optimizer moves them) and are zeroed again before the test."""
+class KeepMasks(Callback):
+    """Keep ``masks`` (state-dict key -> 0/1 tensor) fixed while training: masked weights get zero gradients (so
+    no optimizer moves them) and are zeroed at the start (after a checkpoint is restored) and before the test."""
 
-    def __init__(self, state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None):
-        self.state, self.masks = state, dict(masks or {})
+    def __init__(self, masks: dict[str, torch.Tensor] | None = None):
+        self.masks = dict(masks or {})
         self._handles: list = []
 
     def setup(self, trainer: Any) -> None:
-        """Load the state and hook the masks into the gradients."""
-        trainer.model.load_state_dict(self.state)
+        """Hook the masks into the gradients."""
         params = dict(trainer.model.named_parameters())
         for key, m in self.masks.items():
             mask = m.to(params[key].device)
@@ -335,6 +335,10 @@ class StartFrom(Callback):
             for key, m in self.masks.items():
                 params[key].mul_(m.to(params[key].device))
 
+    def on_train_begin(self, trainer: Any) -> None:
+        """Zero the masked weights after a resumed run's checkpoint was loaded."""
+        self._apply(trainer.model)
+
     def on_before_test(self, trainer: Any) -> None:
         """Zero the masked weights again (exactly) before the test and the saved weights."""
         self._apply(trainer.model)
@@ -344,6 +348,42 @@ class StartFrom(Callback):
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+
+class StartFrom(KeepMasks):
+    """Start training from ``state`` (loaded before the optimizer is built) and keep ``masks`` fixed."""
+
+    def __init__(self, state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None):
+        super().__init__(masks)
+        self.state = state
+
+    def setup(self, trainer: Any) -> None:
+        """Load the state, then hook the masks."""
+        trainer.model.load_state_dict(self.state)
+        super().setup(trainer)
+
+
+def resume_pruned(store: Any, run_id: str, **kwargs: Any) -> Any:
+    """Resume a pruned run's fine-tune (:func:`builder.training.pipeline.resume_run`; ``kwargs`` go to it).
+
+    A structured run needs nothing more: its graph is the smaller one and its checkpoint holds the surviving
+    weights. An unstructured run re-installs its mask: recomputed from the parent's weights with the amount and
+    nodes recorded in its tags (global magnitude pruning is deterministic), kept by :class:`KeepMasks`, so the
+    zeroed weights stay zero after the resume (a plain resume would let them grow back).
+
+    Raises:
+        RunStoreError: as resume_run, or the parent run is gone.
+    """
+    from builder.training.pipeline import load_run, resume_run
+
+    run = store.get(run_id)
+    tags = run.get("tags") or {}
+    callbacks = list(kwargs.pop("callbacks", ()))
+    if tags.get("prune") == "unstructured":
+        parent, _ = load_run(store, str(tags["pruned_from"]))
+        nodes = [n for n in str(tags.get("prune_nodes") or "").split(",") if n] or None
+        callbacks.append(KeepMasks(magnitude_masks(parent, float(tags["prune_amount"]), nodes)))
+    return resume_run(run["id"], store, callbacks, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------ measures
@@ -411,7 +451,9 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
         state = {k: (v * masks[k] if k in masks else v) for k, v in model.state_dict().items()}
     owner = run.get("owner") or "local"  # the pruned run belongs to whoever owns the parent
     label = name or f"{run.get('name') or project.name} pruned {float(amount):.0%} ({rep.method})"
-    tags = {"pruned_from": parent}
+    tags: dict[str, Any] = {"pruned_from": parent, "prune": rep.method}
+    if not structured:  # what resume_pruned needs to rebuild the mask
+        tags.update(prune_amount=float(amount), prune_nodes=",".join(nodes or ()))
     if finetune_epochs:
         over = {**cfg.model_dump(), "init_from": None, "init_nodes": None, **FINETUNE,
                 "lr": min(cfg.lr * FINETUNE_LR_FACTOR, 10.0), **(config or {}), "epochs": int(finetune_epochs)}

@@ -187,3 +187,25 @@ def test_layerlab_prune_makes_new_runs_with_reports(tmp_path, capsys):
 
     assert main(["prune", parent, "--criterion", "taylor", "--finetune-epochs", "0", "--nodes", "fc1", *ws]) == 0
     assert "fc1: 32 -> 16 channels" in capsys.readouterr().out
+
+
+def test_a_resumed_unstructured_run_keeps_its_mask(tmp_path):
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import load_run, resume_run, run_training
+    from builder.training.prune import prune_run, resume_pruned
+
+    store = RunStore(tmp_path)
+    parent = run_training(load_template("mlp"), "iris", {"epochs": 3, "seed": 0}, store, adapt=True).run_id
+    rep = prune_run(store, parent, 0.6, structured=False, finetune_epochs=1, latency_repeats=1)
+    assert store.get(rep.run_id)["tags"]["prune"] == "unstructured"
+
+    def zeros(run_id: str) -> int:
+        model, _ = load_run(store, run_id)
+        return sum(int((p == 0).sum()) for n, p in model.named_parameters() if n.endswith("weight"))
+
+    pruned = zeros(rep.run_id)
+    assert pruned >= rep.before["params"] * 0.5  # most of the 60 % of Conv/Linear weights
+    resume_pruned(store, rep.run_id, overrides={"epochs": 2})  # one more epoch, mask re-installed
+    assert zeros(rep.run_id) == pruned
+    resume_run(rep.run_id, store, overrides={"epochs": 3})  # a plain resume lets the zeros grow back
+    assert zeros(rep.run_id) < pruned
