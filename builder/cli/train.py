@@ -63,7 +63,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     g.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision: bfloat16 (or float16) autocast on CUDA, bfloat16 on CPUs with native "
-                   "bfloat16; refused elsewhere")
+                   "bfloat16; refused elsewhere (default: on for CUDA)")
+    g.add_argument("--no-amp", action="store_true", dest="no_amp", help="float32 also on CUDA")
     g.add_argument("--loss", choices=("auto", "mse", "l1", "huber"), help="regression loss")
     g.add_argument("--metric", choices=("auto", "accuracy", "f1", "r2"))
     g.add_argument("--log-every", type=int, dest="log_every")
@@ -180,6 +181,8 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     for k in ("nesterov", "amp"):
         if getattr(args, k, None):
             cfg[k] = True
+    if getattr(args, "no_amp", False):
+        cfg["amp"] = False
     if getattr(args, "scheduler_param", None):
         cfg["scheduler_params"] = dict(args.scheduler_param)
     if getattr(args, "init_nodes", None):

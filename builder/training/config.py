@@ -77,7 +77,7 @@ class TrainConfig(BaseModel):
     early_stopping_delta: float = Field(1e-4, ge=0)  # smaller improvements of a converged loss do not count
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = "auto"
-    amp: bool = False
+    amp: bool | None = None  # None: on for CUDA (bfloat16 where supported), off elsewhere
     memory_format: Literal["auto", "contiguous", "channels_last"] = "auto"
     loss: Literal["auto", "mse", "l1", "huber"] = "auto"
     metric: Literal["auto", "accuracy", "f1", "r2"] = "auto"

@@ -193,7 +193,8 @@ class Trainer:
         self._resume_evt = threading.Event()
         self._stop_at_step: int | None = None  # test hook: behave as if stop() was called at this step
         self._resume_note = ""
-        self._amp_dtype = amp_dtype(self.device) if self.config.amp else None
+        amp = self.config.amp if self.config.amp is not None else self.device.type == "cuda"  # on by default on CUDA
+        self._amp_dtype = amp_dtype(self.device) if amp else None
         if self.config.amp and self._amp_dtype is None:
             raise TrainingError(f"mixed precision (amp) is not available on device {self.device.type!r}"
                                 + (" (this processor has no native bfloat16)" if self.device.type == "cpu" else "")
@@ -530,7 +531,8 @@ class Trainer:
             self.epoch = epoch
             if perm is None:  # a checkpoint taken inside an epoch brings that epoch's permutation
                 perm = torch.randperm(n, generator=self._gen)
-            perm_dev = perm.to(self.device)
+            perm_dev = perm.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" \
+                else perm.to(self.device)  # no host synchronisation on CUDA
             sum_loss, count = float(acc.get("sum", 0.0)), int(acc.get("count", 0))
             chunk: list[torch.Tensor] = []
             # a chunk interrupted by a checkpoint continues from its saved partial sum
