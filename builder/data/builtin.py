@@ -98,9 +98,24 @@ def _bundled(loader_name: str):
                   "classes) as 1x8x8 images scaled to [0, 1] (option flatten=True, accepted by every dataset, "
                   "gives 64-long vectors)", modality="image", task="multiclass")
 def _digits(seed: int):
-    d = _bundled("load_digits")
-    X = (d.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    return X, d.target.astype(np.int64), {"class_names": [str(c) for c in d.target_names]}
+    data = _digits_table()
+    X = (data[:, :-1] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    return X, data[:, -1].astype(np.int64), {"class_names": [str(c) for c in range(10)]}
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_table() -> np.ndarray:
+    """scikit-learn's bundled digits file (64 pixel columns, then the label) read as its ``load_digits`` reads it,
+    without importing scikit-learn and pandas (~1 s of a `layerlab train` start); the loader where the file moved."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        d = _bundled("load_digits")
+        return np.column_stack([d.data, d.target])
+    return np.loadtxt(path, delimiter=",")
 
 
 def _sk_tabular(loader_name: str):
