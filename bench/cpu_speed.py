@@ -1,0 +1,240 @@
+"""CPU speed of `layerlab train` against the plain PyTorch tutorial script (issue 20), side by side.
+
+The tutorial is what a user writes instead: scikit-learn's digits, a TensorDataset + DataLoader (shuffle,
+batch 64), the cnn template's architecture written by hand, Adam 3e-3, 30 epochs, test accuracy at the end
+(:func:`tutorial`; ``python bench/cpu_speed.py --tutorial`` runs it alone as a whole process). Measured:
+
+* ``whole``: the CLI ``layerlab train cnn --dataset digits --epochs 30 --early-stopping 0 --quiet`` (a fresh
+  workspace per run) ÷ ``python bench/cpu_speed.py --tutorial``, both whole processes, interleaved;
+* ``loop``: in one process, the trainer's 30 epochs (``Trainer.fit`` on the prepared dataset, a run folder as a
+  real run has) ÷ the tutorial's 30-epoch loop, interleaved, with the thread count each would use
+  (the trainer: :func:`builder.runs.jobs.torch_threads`; the tutorial: torch's default);
+* ``--threads-rule``: seconds per training step of the templates (and a wider conv) at 1 and at every core,
+  next to their multiply-adds per batch, the measurements behind :data:`builder.runs.jobs.THREADS_MACS_PER_CORE`.
+
+Medians of ``--repeats`` interleaved pairs after a warm-up; the machine's load average is printed (other
+processes share the CPU: the figures are noisy then). Never asserts a time.
+
+    python bench/cpu_speed.py [--repeats 5] [--skip-whole] [--skip-loop] [--threads-rule]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 30
+
+
+def tutorial(epochs: int = EPOCHS, verbose: bool = True) -> float:
+    """The plain PyTorch tutorial script's body; returns the seconds of its training loop."""
+    import torch
+    from sklearn.datasets import load_digits
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    d = load_digits()
+    X = torch.tensor(d.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    y = torch.tensor(d.target, dtype=torch.long)
+    perm = torch.randperm(len(X))
+    n_train = int(0.7 * len(X))
+    tr, te = perm[:n_train], perm[n_train:]
+    loader = DataLoader(TensorDataset(X[tr], y[tr]), batch_size=64, shuffle=True)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.2), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        total = 0.0
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        if verbose:
+            print(f"epoch {epoch + 1}: loss {total / len(loader):.4f}")
+    dt = time.perf_counter() - t0
+    model.eval()
+    with torch.no_grad():
+        acc = (model(X[te]).argmax(1) == y[te]).float().mean().item()
+    if verbose:
+        print(f"test accuracy {acc:.3f}")
+    return dt
+
+
+def _timed(cmd: list[str], env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def whole(repeats: int) -> tuple[float, float]:
+    """Median whole-process seconds of the CLI and of the tutorial script, interleaved."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "builder", "train", "cnn", "--dataset", "digits", "--epochs", str(EPOCHS),
+           "--early-stopping", "0", "--quiet"]
+    tut = [sys.executable, str(Path(__file__).resolve()), "--tutorial"]
+    a, b = [], []
+    with tempfile.TemporaryDirectory() as d:
+        for r in range(repeats + 1):  # the first pair warms the file cache
+            pair = [("cli", cli), ("tut", tut)] if r % 2 == 0 else [("tut", tut), ("cli", cli)]
+            for kind, cmd in pair:
+                t = _timed(cmd, {**env, "LAYERLAB_WORKSPACE": f"{d}/ws{r}"})
+                if r:
+                    (a if kind == "cli" else b).append(t)
+    return statistics.median(a), statistics.median(b)
+
+
+def trainer_seconds(epochs: int = EPOCHS, **extra) -> float:
+    """Seconds of ``Trainer.fit`` over the cnn template on digits (30 epochs, early stopping off), with a run
+    folder as a real run has; the trainer picks its threads (:func:`builder.runs.jobs.torch_threads`)."""
+    import builder
+    from builder.training.pipeline import build_model, prepare
+    from builder.training.trainer import Trainer
+
+    project, ds, cfg, report = prepare(builder.load_template("cnn"), "digits",
+                                       {"epochs": epochs, "early_stopping": None, **extra}, with_report=True)
+    model = build_model(project.graph, cfg.seed, report)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        Trainer(model, ds, cfg, run_dir=d).fit()
+        return time.perf_counter() - t0
+
+
+def loop(repeats: int) -> tuple[float, float, float]:
+    """Median in-process seconds of the trainer's 30 epochs, the tutorial loop's with torch's default threads and
+    with one thread (the hand-written loop at its best on a small model), interleaved."""
+    import torch
+
+    default = torch.get_num_threads()
+    trainer_seconds(2)
+    tutorial(2, verbose=False)
+    runs: dict[str, list[float]] = {"trainer": [], "tutorial": [], "tutorial1": []}
+    kinds = list(runs)
+    for r in range(repeats):
+        for kind in (kinds if r % 2 == 0 else kinds[::-1]):
+            torch.set_num_threads(1 if kind == "tutorial1" else default)
+            runs[kind].append(trainer_seconds() if kind == "trainer" else tutorial(verbose=False))
+    torch.set_num_threads(default)
+    return tuple(statistics.median(v) for v in runs.values())  # type: ignore[return-value]
+
+
+def _conv_net(width: int, size: int):
+    """A plain conv stack (3 convs of ``width`` channels on ``size``×``size``, 10 classes) for the wide cases."""
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+
+
+def _step_ms(model, x, y, threads: list[int], repeats: int) -> dict[int, float]:
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def step() -> None:
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        opt.zero_grad()
+        (lossf(out, y) if out.dim() == 2 and y is not None else out.float().pow(2).mean()).backward()
+        opt.step()
+
+    for n in threads:
+        torch.set_num_threads(n)
+        for _ in range(3):
+            step()
+    times: dict[int, list[float]] = {n: [] for n in threads}
+    k = 10
+    for r in range(repeats):
+        for n in (threads if r % 2 == 0 else threads[::-1]):
+            torch.set_num_threads(n)
+            t0 = time.perf_counter()
+            for _ in range(k):
+                step()
+            times[n].append((time.perf_counter() - t0) / k * 1e3)
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+def threads_rule(repeats: int) -> None:
+    """Milliseconds per training step at 1 thread and at every core, per model, with its forward multiply-adds
+    per batch (:mod:`builder.graph.cost` for the templates, torch's FLOP counter ÷ 2 for the plain conv stacks)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import builder
+    from builder.graph.cost import node_costs, total_macs
+    from builder.training.pipeline import build_model, prepare
+
+    cores = os.cpu_count() or 1
+    threads = [1, cores]
+    print(f"{'model':<16} {'batch':>5} {'MACs/batch':>14} {'1 thread ms':>11} {f'{cores} threads ms':>12} "
+          f"{'ratio':>6}")
+
+    def show(name: str, batch: int, macs: int, ms: dict[int, float]) -> None:
+        print(f"{name:<16} {batch:>5} {macs:>14,} {ms[1]:>11.2f} {ms[cores]:>12.2f} {ms[cores] / ms[1]:>6.2f}",
+              flush=True)
+
+    for name, batch in [("mlp", 64), ("autoencoder", 64), ("cnn", 64), ("lstm", 64), ("transformer", 64),
+                        ("resnet", 64), ("cnn", 512), ("resnet", 256)]:
+        project, ds, cfg, report = prepare(builder.load_template(name), None, {}, with_report=True)
+        idx = torch.arange(batch) % len(ds.train)
+        x = ds.train.X[idx]
+        y = ds.train.y[idx] if ds.info.task == "multiclass" else None
+        model = build_model(project.graph, 0, report)
+        show(name, batch, total_macs(node_costs(report)) * batch, _step_ms(model, x, y, threads, repeats))
+    for width, size, batch in [(32, 16, 64), (32, 32, 64), (64, 32, 64), (128, 32, 64)]:
+        model = _conv_net(width, size)
+        x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        with FlopCounterMode(display=False) as fc:
+            model(x)
+        show(f"conv{width}@{size}", batch, fc.get_total_flops() // 2, _step_ms(model, x, y, threads, repeats))
+
+
+def main() -> int:
+    """Run the comparisons named by the flags; print ratios."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tutorial", action="store_true", help="run the tutorial script alone (whole process)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--skip-whole", action="store_true")
+    p.add_argument("--skip-loop", action="store_true")
+    p.add_argument("--threads-rule", action="store_true")
+    a = p.parse_args()
+    if a.tutorial:
+        tutorial()
+        return 0
+    sys.path.insert(0, str(ROOT))
+    import platform
+
+    import torch
+
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"load average before {os.getloadavg()[0]:.2f}")
+    if a.threads_rule:
+        threads_rule(a.repeats)
+    if not a.skip_loop:
+        t, u, u1 = loop(a.repeats)
+        print(f"in process, 30 epochs: trainer {t:.2f} s, tutorial loop {u:.2f} s (torch's threads), ratio {t / u:.2f}; "
+              f"tutorial loop on 1 thread {u1:.2f} s, ratio {t / u1:.2f}", flush=True)
+    if not a.skip_whole:
+        c, u = whole(a.repeats)
+        print(f"whole process: layerlab train {c:.2f} s, tutorial script {u:.2f} s, ratio {c / u:.2f}", flush=True)
+    print(f"load average after {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
