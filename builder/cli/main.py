@@ -13,23 +13,66 @@ from pathlib import Path
 
 from builder.cli.common import check_output_path, dispatch, emit_text, fail, infer_format, print_problems
 from builder.escape import terminal_line
+from builder.graph.architectures import ARCHITECTURES
+from builder.graph.architectures import build as build_architecture
 from builder.graph.cost import node_costs
+from builder.graph.memory import training_memory
 from builder.graph.project import load_project
-from builder.graph.report import human_bytes
+from builder.graph.report import Budget, human_bytes
 from builder.graph.shapes import infer_shapes
 from builder.graph.templates import TEMPLATE_NAMES, list_templates, template_text
+
+
+def _budget(args: argparse.Namespace, project) -> Budget:
+    """The size budget of the run the project would make: its batch size, optimizer and device (or the flags')."""
+    tr = project.training or {}
+    batch = args.batch_size or tr.get("batch_size") or 64
+    device = args.device or tr.get("device") or "cpu"
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Budget(batch_size=int(batch), device=str(device), optimizer=str(tr.get("optimizer") or "adam"))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Print every problem; exit 0 when the graph is valid."""
     project = load_project(args.file)
-    report = infer_shapes(project.graph)
+    budget = _budget(args, project)
+    report = infer_shapes(project.graph, budget)
     if not report.ok:
         print_problems(report.problems)
         return 1
     print_problems(report.problems)  # warnings only
-    print(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters")
+    est = training_memory(report, budget.batch_size, budget.optimizer, budget.device)
+    print(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters; training on {budget.device} "
+          f"needs about {est.describe()}")
     return 0
+
+
+def cmd_arch(args: argparse.Namespace) -> int:
+    """List the full-size architectures, or write one as a project file."""
+    if not args.name:
+        for name, (title, fn) in ARCHITECTURES.items():
+            print(f"{name:<10} {title:<30} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.name not in ARCHITECTURES:
+        return fail(f"unknown architecture {args.name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    kwargs: dict = {}
+    if args.input:
+        try:
+            kwargs["input_shape"] = tuple(int(v) for v in args.input.split(","))
+        except ValueError:
+            return fail(f"--input must be sizes separated by commas, e.g. 3,224,224; received: {args.input!r}")
+        if args.name == "lstm":
+            return fail("--input applies to image architectures; the LSTM reads token ids")
+    if args.classes:
+        kwargs["classes"] = args.classes
+    try:
+        project = build_architecture(args.name, **kwargs)
+    except (TypeError, ValueError) as e:
+        return fail(f"cannot build {args.name} with these sizes: {e}")
+    return emit_text(project.to_json(), args.output)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -205,7 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a project file; exit 1 with one line per problem")
     p.add_argument("file")
+    p.add_argument("--batch-size", type=int, default=0, help="batch size of the training memory check "
+                   "(default: the project's, else 64)")
+    p.add_argument("--device", default="", help="device the run will use: cpu, cuda, cuda:1 (default: the "
+                   "project's, else cpu); its free memory is the budget")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("arch", help="list full-size architectures (ResNet-18, VGG-11, ViT-tiny, LSTM) or write one")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--input", help="image size C,H,W (default 3,224,224)")
+    p.add_argument("--classes", type=int, default=0, help="outputs of the classifier head (default 1000)")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_arch)
 
     p = sub.add_parser("summary", help="per node: type, output shape, parameters, multiply-adds")
     p.add_argument("file")

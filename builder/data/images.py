@@ -41,9 +41,12 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
     """
     from builder.data import cache as cache_mod
 
-    if isinstance(size, int):
+    if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
-    size = tuple(int(s) for s in size)
+    if not isinstance(size, list | tuple) or not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
+        raise DatasetError(f"image size must be one side or [height, width] in pixels; received: size={size!r:.60}. "
+                           "Fix: e.g. size=64 or size=[64, 96]")
+    size = tuple(size)
     if len(size) != 2 or not all(4 <= s <= limits.MAX_IMAGE_SIDE for s in size):
         raise DatasetError(f"image size must be two sides between 4 and {limits.MAX_IMAGE_SIDE}; got {size!r}")
     if channels not in (None, 1, 3):

@@ -16,6 +16,8 @@ Example::
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from builder.data.images import load_image_folder
 from builder.data.splits import Dataset, DatasetInfo, fold_split
 from builder.data.tabular import load_csv
 from builder.errors import DatasetError
+from builder.escape import terminal_line
 
 #: the keys of a source as the Data page and the project file store it (``Project.dataset``)
 SPEC_KEYS = ("kind", "name", "options", "file", "target", "task", "size")
@@ -33,13 +36,27 @@ SPEC_KEYS = ("kind", "name", "options", "file", "target", "task", "size")
 _SPLIT_ARGS: dict[str, Any] = {"seed": 0, "val_fraction": 0.15, "test_fraction": 0.15, "task": None}
 
 
+def _known_options(loader: Callable, opts: dict, fixed: tuple[str, ...] = ()) -> None:
+    """Refuse options the loader does not take, naming the ones it does (before any file is read)."""
+    known = [n for n, p in inspect.signature(loader).parameters.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in (*_SPLIT_ARGS, "path", *fixed)]
+    unknown = sorted(str(k) for k in opts if k not in known)
+    if unknown:
+        close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+        hint = "; ".join(f"{u}: did you mean {c[0]}?" for u, c in close.items() if c)
+        raise DatasetError(f"unknown dataset option; received: {', '.join(terminal_line(u, 40) for u in unknown)}. "
+                           f"Fix: use {', '.join(known)}" + (f" ({hint})" if hint else ""))
+
+
 def _load_csv(path: Any, opts: dict, split: dict, label: str | None) -> Dataset:
     if label and "name" not in opts:
         opts["name"] = label
+    _known_options(load_csv, {k: v for k, v in opts.items() if k != "target"})
     return load_csv(path, opts.pop("target"), **split, **opts)
 
 
 def _load_images(path: Any, opts: dict, split: dict, label: str | None) -> Dataset:  # noqa: ARG001
+    _known_options(load_image_folder, opts)
     return load_image_folder(path, **split, **opts)
 
 

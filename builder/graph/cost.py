@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from builder.graph.memory import training_memory
 from builder.graph.registry import get_spec, has_spec
 from builder.graph.report import ShapeReport
 from builder.graph.shapes import infer_shapes, module_ctor
@@ -166,6 +167,6 @@ def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] 
         if t is not None:
             edges[e.key] = {"shape": str(t)}
     problems = [{"node": p.node, "edge": p.edge, "message": p.message} for p in report.problems]
-    summary = {"total_params": report.total_params, "memory": human_bytes(report.memory_estimate(64)),
+    summary = {"total_params": report.total_params, "memory": human_bytes(training_memory(report, 64).peak),
                "macs": human_count(sum(m for m in macs.values() if m)), "problems": problems}
     return {"nodes": nodes, "edges": edges, "summary": summary}

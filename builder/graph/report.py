@@ -18,15 +18,20 @@ class Budget:
     """Limits that reject absurd graphs before any tensor is allocated.
 
     ``max_params`` bounds the values the model holds: parameters, buffers (running statistics, fixed
-    position tables) and the temporaries needed to build them. ``max_activation_bytes`` is for one
-    forward+backward pass at ``batch_size`` (float32): every layer's outputs plus the intermediates it keeps
-    for the backward pass (attention weights, im2col columns, recurrent gates, dropout masks).
+    position tables) and the temporaries needed to build them. ``max_activation_bytes`` bounds the peak of one
+    float32 training step at ``batch_size`` with ``optimizer`` on ``device`` (:mod:`builder.graph.memory`: weights,
+    gradients, optimizer state and what autograd keeps); None means the memory the device has for it
+    (:func:`builder.graph.memory.device_memory`: the free memory of a GPU, half the RAM of the host). Over it,
+    validation suggests the batch size that fits (a warning); only a graph that cannot train even one sample is
+    refused.
     """
 
     max_params: int = 200_000_000
-    max_activation_bytes: int = 8 * 2**30
+    max_activation_bytes: int | None = None
     batch_size: int = 64
     max_nodes: int = MAX_NODES
+    device: str = "cpu"
+    optimizer: str = "adam"
 
 
 DEFAULT_BUDGET = Budget()
@@ -48,6 +53,7 @@ class NodeInfo:
     num_buffers: int = 0  # values in buffers (running statistics, fixed tables)
     build_values: int = 0  # temporaries while constructing the module
     work_values: int = 0  # per sample: intermediates kept for backward beyond the outputs
+    cuda_work_values: int | None = None  # the same on CUDA where its kernels keep another amount
     cost_note: str = ""
     inferred: dict = field(default_factory=dict)
     cause: str | None = None  # for status "upstream": the broken node to fix first
@@ -88,7 +94,7 @@ class ShapeReport:
     in_edges: dict[str, list[tuple[Edge, str]]]  # node -> [(edge, resolved target port)] in input order
     total_params: int = 0
     total_buffers: int = 0  # buffer values (running statistics, fixed tables)
-    activation_bytes: int = 0  # per sample, float32: forward outputs plus intermediates kept for backward
+    activation_bytes: int = 0  # per sample on CPU, float32: what autograd keeps plus the backward's transients
 
     @property
     def ok(self) -> bool:
@@ -102,10 +108,6 @@ class ShapeReport:
             rows.append({"id": nid, "type": info.type, "shape": info.shape_str, "params": info.num_params,
                          "status": info.status})
         return rows
-
-    def memory_estimate(self, batch_size: int = 64) -> int:
-        """Bytes for weights, gradients, Adam state, buffers and activations at ``batch_size``."""
-        return self.total_params * 4 * 4 + self.total_buffers * 4 + self.activation_bytes * batch_size * 2
 
 
 def kinds_of(report: ShapeReport) -> dict[str, str]:

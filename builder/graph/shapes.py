@@ -22,6 +22,7 @@ import networkx as nx
 
 from builder.errors import Problem
 from builder.graph.counts import module_counts
+from builder.graph.memory import device_memory, training_memory
 from builder.graph.project import Edge, Graph, as_graph
 from builder.graph.registry import get_spec, has_spec, unknown_type_message
 from builder.graph.report import (  # noqa: F401  (re-exported: the report types are imported from here too)
@@ -297,6 +298,7 @@ def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], p
         cost = spec.cost(info.params, ins, outs) if spec.cost else Cost()
         info.num_buffers += cost.buffers
         info.build_values, info.work_values, info.cost_note = cost.build, cost.work, cost.note
+        info.cuda_work_values = cost.cuda_work
     except ShapeError as ex:
         a.error(nid, "shape", _located(ex, preds))
         return
@@ -348,7 +350,7 @@ def build_report(a: Analysis) -> None:
     report = ShapeReport(a.nodes, a.edge_types, a.problems, a.order, a.inputs, outputs, dict(a.in_edges))
     report.total_params = sum(i.num_params for i in a.nodes.values())
     report.total_buffers = sum(i.num_buffers for i in a.nodes.values())
-    report.activation_bytes = sum(_sample_values(i) * 4 for i in a.nodes.values())
+    report.activation_bytes = training_memory(report, 1).per_sample
     a.report = report
 
 
@@ -395,16 +397,27 @@ def check_budget(a: Analysis) -> None:
                f"needs {_model_values(worst):,}{note}. Fix: {fix}")
         worst.errors.append(msg)
         report.problems.append(Problem("budget", msg, node=worst.id))
-    act = report.activation_bytes * budget.batch_size * 2
-    if act > budget.max_activation_bytes:
+        return  # its training memory would only restate the parameter count
+    est = training_memory(report, budget.batch_size, budget.optimizer, budget.device)
+    limit = budget.max_activation_bytes if budget.max_activation_bytes is not None else device_memory(budget.device)
+    if est.peak > limit:
         worst = max(report.nodes.values(), key=_sample_values)
         extra = (f" and keeps {worst.work_values:,} intermediate values per sample (e.g. attention weights, "
-                 "unfolded convolution inputs)") if worst.work_values > sum(t.numel for t in worst.outputs.values()) else ""
-        msg = (f"activations for a batch of {budget.batch_size} would need {act / 2**30:.1f} GiB, above the budget of "
-               f"{budget.max_activation_bytes / 2**30:.1f} GiB; this node outputs {worst.shape_str} per sample{extra}. "
-               "Fix: shrink the input or add pooling/stride earlier")
-        worst.errors.append(msg)
-        report.problems.append(Problem("budget", msg, node=worst.id))
+                 "recurrent gates)") if worst.work_values > sum(t.numel for t in worst.outputs.values()) else ""
+        fits = est.fitting_batch(limit)
+        where = (f"{human_bytes(limit)} available on {budget.device}" if budget.max_activation_bytes is None
+                 else f"the budget of {human_bytes(limit)}")
+        need = (f"one training step would need about {est.describe()}, above {where}; "
+                f"this node outputs {worst.shape_str} per sample{extra}")
+        if fits >= 1:  # it trains, at a smaller batch: a suggestion, not a refusal
+            msg = f"{need}. Fix: use a batch size of at most {fits}, or shrink the input or add pooling/stride earlier"
+            worst.warnings.append(msg)
+            report.problems.append(Problem("budget", msg, node=worst.id, severity="warning"))
+        else:
+            msg = (f"{need}; not even one sample fits. Fix: shrink the input or add pooling/stride earlier, or "
+                   "train on a device with more memory")
+            worst.errors.append(msg)
+            report.problems.append(Problem("budget", msg, node=worst.id))
 
 
 #: The phases of one analysis pass, in order; each reads what the earlier ones left on the :class:`Analysis`.

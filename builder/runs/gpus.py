@@ -7,7 +7,7 @@ what the jobs placed on it are still expected to allocate (estimate − what the
 job that just started has allocated nothing yet), at most its total less their estimates (or their use, when
 larger), less :data:`RESERVE_BYTES`; at most ``per_gpu`` jobs share one GPU
 (``$LAYERLAB_JOBS_PER_GPU``, default :data:`JOBS_PER_GPU`). A job that fits nowhere waits. The estimate of a job
-is :meth:`builder.graph.report.ShapeReport.memory_estimate` at its batch size plus :data:`CUDA_CONTEXT_BYTES`.
+is :func:`builder.graph.memory.training_memory` at its batch size plus :data:`CUDA_CONTEXT_BYTES`.
 
 The GPU query is injectable: :func:`query_gpus` asks ``nvidia-smi`` (no CUDA context in the asking process) and
 falls back to ``torch.cuda.mem_get_info``; tests pass their own list of :class:`Gpu`. Example::

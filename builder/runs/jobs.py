@@ -534,13 +534,14 @@ def torch_threads(macs_per_batch: int | None = None, cap: int | None = None) -> 
 
 def job_need(spec: JobSpec) -> int:
     """GPU bytes a job is estimated to need: its graph's training memory at its batch size
-    (:meth:`~builder.graph.report.ShapeReport.memory_estimate`) plus a CUDA context."""
+    (:func:`builder.graph.memory.training_memory` on CUDA) plus a CUDA context."""
+    from builder.graph.memory import training_memory
     from builder.graph.project import load_project
     from builder.graph.shapes import infer_shapes
 
     project = load_project(spec.project)
     batch = (spec.config or {}).get("batch_size") or (project.training or {}).get("batch_size") or 64
-    return infer_shapes(project.graph).memory_estimate(int(batch)) + _gpus.CUDA_CONTEXT_BYTES
+    return training_memory(infer_shapes(project.graph), int(batch), device="cuda").peak + _gpus.CUDA_CONTEXT_BYTES
 
 
 def _placements(store: RunStore) -> list[_gpus.Placed]:

@@ -121,10 +121,16 @@ def test_budget_rejects_absurd_graphs_before_allocating():
 
 
 def test_activation_budget():
+    """Over the memory a device has, validation suggests the batch size that fits; a graph that cannot train
+    even one sample is refused."""
     nodes = [{"id": "x", "type": "Input", "params": {"shape": [3, 1024, 1024]}},
              {"id": "c", "type": "Conv2d", "params": {"out_channels": 512, "kernel_size": 1}}]
-    probs = validate(g(nodes, [("x", "c")]))
-    assert probs[0].code == "budget" and "GiB" in probs[0].message and probs[0].node == "c"
+    graph = g(nodes, [("x", "c")])  # 2 GiB of output per sample
+    (p,) = validate(graph, Budget(max_activation_bytes=16 * 2**30))
+    assert (p.code, p.severity, p.node) == ("budget", "warning", "c")
+    assert "batch size of at most 7" in p.message and "GB" in p.message
+    (p,) = validate(graph, Budget(max_activation_bytes=2**30))
+    assert (p.code, p.severity, p.node) == ("budget", "error", "c") and "not even one sample" in p.message
 
 
 @pytest.mark.parametrize("params, words", [
@@ -306,11 +312,14 @@ def test_buffers_and_intermediates_are_counted():
     bn = infer_shapes(g([INP, {"id": "bn", "type": "BatchNorm2d"}], [("x", "bn")]))
     assert bn.nodes["bn"].num_buffers == 2 + 1  # running mean, running var (1 channel), num_batches_tracked
     seq = g([{"id": "s", "type": "Input", "params": {"shape": [2048, 64]}},
-             {"id": "att", "type": "MultiheadAttention", "params": {"num_heads": 8}}], [("s", "att")])
-    rep = infer_shapes(seq)
-    assert rep.nodes["att"].work_values >= 8 * 2048 * 2048  # the attention weights, (heads, T, T) per sample
+             {"id": "att", "type": "MultiheadAttention", "params": {"num_heads": 8, "dropout": 0.1}}], [("s", "att")])
+    rep = infer_shapes(seq, Budget(max_activation_bytes=4 * 2**30))
+    assert rep.nodes["att"].work_values >= 8 * 2048 * 2048  # with dropout the attention weights, (heads, T, T)
     (p,) = [p for p in rep.problems if p.code == "budget"]
     assert p.node == "att" and "intermediate values per sample" in p.message
+    fused = infer_shapes(g([{"id": "s", "type": "Input", "params": {"shape": [2048, 64]}},
+                            {"id": "att", "type": "MultiheadAttention", "params": {"num_heads": 8}}], [("s", "att")]))
+    assert fused.nodes["att"].work_values < 2048 * 64 * 8  # fused attention keeps no (T, T) weights
 
 
 def test_budget_is_checked_before_any_allocation(tmp_path):

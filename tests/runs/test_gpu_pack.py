@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builder.graph.memory import training_memory
+from builder.graph.shapes import infer_shapes
 from builder.graph.templates import load_template
 from builder.runs import gpus as G
 from builder.runs import jobs
@@ -84,7 +86,5 @@ def test_claim_records_the_gpu_and_the_next_job_sees_it(tmp_path, monkeypatch):
 
 def test_job_need_is_the_graph_estimate_plus_a_context():
     spec = jobs.JobSpec(project=load_template("cnn").model_dump(), dataset="digits", config={"batch_size": 32})
-    from builder.graph.shapes import infer_shapes
-
-    est = infer_shapes(load_template("cnn").graph).memory_estimate(32)
+    est = training_memory(infer_shapes(load_template("cnn").graph), 32, device="cuda").peak
     assert jobs.job_need(spec) == est + G.CUDA_CONTEXT_BYTES

@@ -41,6 +41,9 @@ _ACT = [("ReLU", [], "max(0, x)."),
         ("Tanhshrink", [], "x − tanh(x).")]
 
 
+_FROM_RESULT = ("ReLU", "Sigmoid", "Tanh")  # their gradients are computed from the output, not the input
+
+
 def _hardtanh_shape(p, ins):
     t = _same_float(p, ins)
     if p["min_val"] >= p["max_val"]:
@@ -51,7 +54,8 @@ def _hardtanh_shape(p, ins):
 
 for _name, _params, _desc in _ACT:
     register(LayerSpec(_name, "Activation", _desc, params=_params, ctor=_mod(_name),
-                       shape=_hardtanh_shape if _name == "Hardtanh" else _same_float))
+                       shape=_hardtanh_shape if _name == "Hardtanh" else _same_float,
+                       saves="output" if _name in _FROM_RESULT else "input"))
 
 
 def _prelu_shape(p, ins):
@@ -82,4 +86,4 @@ for _name, _desc in (("Softmax", "Normalises to probabilities along `dim`."),
     register(LayerSpec(_name, "Activation", _desc,
                        params=[Param("dim", "int", -1, "Dimension to normalise over (torch numbering: 0 is the batch).",
                                      min=-8, max=8)],
-                       shape=_dim_shape, ctor=_mod(_name)))
+                       shape=_dim_shape, ctor=_mod(_name), saves="output"))

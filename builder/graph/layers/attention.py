@@ -55,12 +55,14 @@ def _mha_emit(e, attr, p, ins, types):
 
 
 def _mha_cost(p, ins, outs) -> Cost:
-    """Attention weights (heads × T × S) before and after softmax/dropout, plus the q, k, v projections."""
+    """The q, k, v projections and the attention output; with dropout the attention weights (heads × T × S)
+    too, since fused attention kernels without dropout never materialise them (measured: builder.graph.memory)."""
     q = ins[0]
     k = ins[1] if len(ins) > 1 else q
     t, e = q.shape
     s_len = k.shape[0]
-    return Cost(work=3 * p["num_heads"] * t * s_len + 2 * t * e + 2 * s_len * e)
+    weights = 4 * p["num_heads"] * t * s_len if p["dropout"] > 0 else 0
+    return Cost(work=2 * t * e + 3 * s_len * e + weights)
 
 
 register(LayerSpec(
@@ -84,10 +86,13 @@ def _tel_shape(p, ins):
 
 
 def _tel_cost(p, ins, outs) -> Cost:
-    """Self-attention weights (nhead × T × T), q/k/v, the feed-forward hidden layer and the residual/norm
-    intermediates."""
+    """q/k/v, the norms' and residuals' intermediates and the feed-forward hidden layer before and after its
+    activation; with dropout also the self-attention weights (nhead × T × T) and the dropout masks (fused
+    attention without dropout never materialises the weights; measured: builder.graph.memory)."""
     t, e = ins[0].shape
-    return Cost(work=3 * p["nhead"] * t * t + 8 * t * e + 3 * t * p["dim_feedforward"])
+    ff = p["dim_feedforward"]
+    extra = 4 * p["nhead"] * t * t + t * ff + 2 * t * e if p["dropout"] > 0 else 0
+    return Cost(work=6 * t * e + 2 * t * ff + extra)
 
 
 register(LayerSpec(

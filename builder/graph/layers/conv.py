@@ -3,8 +3,6 @@ Pooling."""
 
 from __future__ import annotations
 
-import math
-
 from builder.graph.layers._common import (
     _conv_len,
     _float,
@@ -79,25 +77,18 @@ def _conv2d_shape(p, ins):
     return TensorType((p["out_channels"], oh, ow))
 
 
-def _conv_cost(p, ins, outs) -> Cost:
-    """im2col columns: in_channels × kernel taps per output position (CPU convolutions unfold the input)."""
-    taps = math.prod(_pair(p["kernel_size"])) if len(ins[0].shape) == 3 else p["kernel_size"]
-    return Cost(work=ins[0].shape[0] * taps * math.prod(_out(outs).shape[1:]))
-
-
-def _convT_cost(p, ins, outs) -> Cost:
-    """col2im columns: out_channels × kernel taps per input position."""
-    return Cost(work=p["out_channels"] * math.prod(_pair(p["kernel_size"])) * math.prod(ins[0].shape[1:]))
+# Convolutions keep only their input for the backward pass (the spec default ``saves="input"``): cuDNN and oneDNN
+# do not materialise unfolded (im2col) inputs, so no ``cost`` is declared (builder.graph.memory, measured).
 
 
 register(LayerSpec(
     "Conv1d", "Convolution", "1-d convolution over (channels, length).", params=list(_CONV_PARAMS_1D),
-    shape=_conv1d_shape, inferred=("in_channels",), cost=_conv_cost,
+    shape=_conv1d_shape, inferred=("in_channels",),
     ctor=lambda p, ins: ("Conv1d", {"in_channels": ins[0].shape[0], **p})))
 
 register(LayerSpec(
     "Conv2d", "Convolution", "2-d convolution over (channels, height, width).", params=list(_CONV_PARAMS_2D),
-    shape=_conv2d_shape, inferred=("in_channels",), cost=_conv_cost,
+    shape=_conv2d_shape, inferred=("in_channels",),
     ctor=lambda p, ins: ("Conv2d", {"in_channels": ins[0].shape[0], **p}),
     doc_url="https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html"))
 
@@ -125,7 +116,7 @@ register(LayerSpec(
     params=[*_CONV_PARAMS_2D[:4],
             Param("output_padding", "int_or_pair", 0, "Extra size added to one side of the output.", min=0, max=1024),
             *_CONV_PARAMS_2D[4:]],
-    shape=_convT2d_shape, inferred=("in_channels",), cost=_convT_cost,
+    shape=_convT2d_shape, inferred=("in_channels",),
     ctor=lambda p, ins: ("ConvTranspose2d", {"in_channels": ins[0].shape[0], **p})))
 
 

@@ -40,11 +40,11 @@ register(LayerSpec(
               choices=("auto", "vector", "image", "sequence", "tokens")),
         _int("vocab_size", 100, "Number of distinct token ids (tokens only); ids run from 0 to vocab_size-1.", lo=2),
     ],
-    shape=_input_shape, inputs=(), min_inputs=0))
+    shape=_input_shape, inputs=(), min_inputs=0, saves="none"))
 
 register(LayerSpec(
     "Output", "Inputs", "Marks a model output (optional: nodes without successors are outputs anyway).",
-    shape=_same, emit=lambda e, attr, p, ins, types: ins[0]))
+    shape=_same, emit=lambda e, attr, p, ins, types: ins[0], saves="none"))
 
 # ----------------------------------------------------------------------------------------- Dense
 
@@ -67,4 +67,4 @@ register(LayerSpec(
 
 register(LayerSpec(
     "Identity", "Dense", "Passes its input through unchanged.", shape=_same,
-    emit=lambda e, attr, p, ins, types: ins[0]))
+    emit=lambda e, attr, p, ins, types: ins[0], saves="none"))

@@ -66,7 +66,7 @@ def _merge_cost(p, ins, outs) -> Cost:
 
 
 register(LayerSpec("Add", "Merge", "Element-wise sum of all inputs (residual connections).", shape=_broadcast,
-                   variadic=True, min_inputs=2, emit=_merge_emit(operator.add), cost=_merge_cost))
+                   variadic=True, min_inputs=2, emit=_merge_emit(operator.add), saves="none"))
 register(LayerSpec("Multiply", "Merge", "Element-wise product of all inputs (gating).", shape=_broadcast,
                    variadic=True, min_inputs=2, emit=_merge_emit(operator.mul), cost=_merge_cost))
 
@@ -96,4 +96,4 @@ register(LayerSpec(
     params=[Param("dim", "int", 1, "Dimension to join (torch numbering: 0 is the batch, 1 the channels/features).",
                   min=-8, max=8)],
     shape=_concat_shape, variadic=True, min_inputs=2,
-    emit=lambda e, attr, p, ins, types: e.fn(_torch().cat, list(ins), dim=p["dim"])))
+    emit=lambda e, attr, p, ins, types: e.fn(_torch().cat, list(ins), dim=p["dim"]), saves="none"))

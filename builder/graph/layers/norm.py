@@ -139,6 +139,6 @@ register(LayerSpec(
 
 _P = Param("p", "float", 0.5, "Probability of zeroing an element during training.", min=0.0, max=1.0)
 register(LayerSpec("Dropout", "Normalisation", "Randomly zeroes elements during training.", params=[_P],
-                   shape=_same_float, ctor=_mod("Dropout"), cost=_mask_cost))
+                   shape=_same_float, ctor=_mod("Dropout"), cost=_mask_cost, saves="none"))
 register(LayerSpec("Dropout2d", "Normalisation", "Randomly zeroes whole channels of an image during training.",
-                   params=[_P], shape=_bn_shape((3,)), ctor=_mod("Dropout2d"), cost=_mask_cost))
+                   params=[_P], shape=_bn_shape((3,)), ctor=_mod("Dropout2d"), cost=_mask_cost, saves="none"))

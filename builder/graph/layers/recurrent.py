@@ -92,12 +92,17 @@ def _rnn_lint(p, ins) -> list[str]:
 
 
 def _rnn_cost(cls: str):
-    gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[cls]
+    # values kept per layer, direction, step and hidden unit: gate pre-activations, states and the kernels'
+    # workspace (measured with saved-tensor hooks on torch's CPU kernels: 1.5-1.8, 7.5-7.8, 17-20.5)
+    # and on CUDA by cuDNN's reserve space (2, 6 and 7 after the forward pass on an H100) plus its backward workspace
+    # (the LSTM's measured training peak needs 10; RNN and GRU scaled alike)
+    kept = {"RNN": 2, "LSTM": 20, "GRU": 8}[cls]
+    kept_cuda = {"RNN": 3, "LSTM": 10, "GRU": 11}[cls]
 
     def cost(p, ins, outs) -> Cost:
         """Per layer and direction: the gate pre-activations and hidden states of every step, kept for backward."""
-        d = 2 if p["bidirectional"] else 1
-        return Cost(work=p["num_layers"] * d * ins[0].shape[0] * p["hidden_size"] * (gates + 2))
+        steps = p["num_layers"] * (2 if p["bidirectional"] else 1) * ins[0].shape[0] * p["hidden_size"]
+        return Cost(work=steps * kept, cuda_work=steps * kept_cuda)
     return cost
 
 

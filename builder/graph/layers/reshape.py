@@ -30,7 +30,7 @@ register(LayerSpec(
     "Flatten", "Reshape", "Flattens dimensions start_dim..end_dim into one (default: all but the batch).",
     params=[Param("start_dim", "int", 1, "First dimension to flatten (0 is the batch).", min=-8, max=8),
             Param("end_dim", "int", -1, "Last dimension to flatten.", min=-8, max=8)],
-    shape=_flatten_shape, ctor=_mod("Flatten")))
+    shape=_flatten_shape, ctor=_mod("Flatten"), saves="none"))
 
 
 def _unflatten_shape(p, ins):
@@ -49,7 +49,7 @@ register(LayerSpec(
     params=[Param("dim", "int", 1, "Dimension to split (0 is the batch).", min=-8, max=8),
             Param("unflattened_size", "int_list", [1, 8, 8], "Sizes to split it into.", min=1, max=MAX_SIZE)],
     shape=_unflatten_shape, ctor=lambda p, ins: ("Unflatten", {"dim": p["dim"],
-                                                               "unflattened_size": tuple(p["unflattened_size"])})))
+                                                               "unflattened_size": tuple(p["unflattened_size"])}), saves="none"))
 
 
 def _reshape_shape(p, ins):
@@ -73,7 +73,7 @@ register(LayerSpec(
     "Reshape", "Reshape", "Reshapes each sample to `shape` (one size may be -1).",
     params=[Param("shape", "int_list", [-1], "New shape without the batch dimension.", min=-1, max=MAX_SIZE)],
     shape=_reshape_shape,
-    emit=lambda e, attr, p, ins, types: e.method("reshape", ins[0], -1, *_reshape_shape(p, types).shape)))
+    emit=lambda e, attr, p, ins, types: e.method("reshape", ins[0], -1, *_reshape_shape(p, types).shape), saves="none"))
 
 
 def _permute_shape(p, ins):
@@ -92,7 +92,7 @@ register(LayerSpec(
     "Permute", "Reshape", "Reorders dimensions (torch numbering; 0, the batch, stays first), e.g. [0, 2, 1].",
     params=[Param("dims", "int_list", [0, 2, 1], "New order of the dimensions.", min=0, max=8)],
     shape=_permute_shape,
-    emit=lambda e, attr, p, ins, types: e.method("permute", ins[0], *p["dims"]), strides="any"))
+    emit=lambda e, attr, p, ins, types: e.method("permute", ins[0], *p["dims"]), strides="any", saves="none"))
 
 
 def _dim_list(p) -> list[int]:
@@ -135,4 +135,4 @@ for _name, _method, _what, _default in (
         params=[Param("dim", "int_list", _default, "Dimension(s) to reduce (0 is the batch): 1, or a list such as "
                       "2, 3.", min=-8, max=8, scalar=True),
                 Param("keepdim", "bool", False, "Keep each reduced dimension with size 1 (e.g. to broadcast back).")],
-        shape=_reduce_shape, emit=_reduce_emit(_method)))
+        shape=_reduce_shape, emit=_reduce_emit(_method), saves="both" if _name in ("Max", "Min") else "none"))

@@ -48,7 +48,7 @@ register(LayerSpec(
     params=[_dim("dim0", 1, "First dimension to swap (torch numbering: 0 is the batch)."),
             _dim("dim1", 2, "Second dimension to swap.")],
     shape=_transpose_shape, input_kind=ANY, strides="any",
-    emit=lambda e, attr, p, ins, types: e.method("transpose", ins[0], p["dim0"], p["dim1"])))
+    emit=lambda e, attr, p, ins, types: e.method("transpose", ins[0], p["dim0"], p["dim1"]), saves="none"))
 
 
 def _squeeze_shape(p, ins):
@@ -66,7 +66,7 @@ register(LayerSpec(
     "Squeeze", "Reshape", "Removes a dimension of size 1, e.g. (B, 1, F) → (B, F).",
     params=[_dim("dim", 1, "Dimension of size 1 to remove (0 is the batch).")],
     shape=_squeeze_shape, input_kind=ANY,
-    emit=lambda e, attr, p, ins, types: e.method("squeeze", ins[0], p["dim"])))
+    emit=lambda e, attr, p, ins, types: e.method("squeeze", ins[0], p["dim"]), saves="none"))
 
 
 def _unsqueeze_shape(p, ins):
@@ -79,7 +79,7 @@ register(LayerSpec(
     "Unsqueeze", "Reshape", "Inserts a dimension of size 1, e.g. (B, F) → (B, 1, F) with dim 1.",
     params=[_dim("dim", 1, "Position of the new dimension in the output (0 is the batch; -1 appends).")],
     shape=_unsqueeze_shape, input_kind=ANY,
-    emit=lambda e, attr, p, ins, types: e.method("unsqueeze", ins[0], p["dim"])))
+    emit=lambda e, attr, p, ins, types: e.method("unsqueeze", ins[0], p["dim"]), saves="none"))
 
 # ----------------------------------------------------------------------------------------- Select, Slice
 
@@ -101,7 +101,7 @@ register(LayerSpec(
             Param("index", "int", -1, "Entry to keep; negative counts from the end (-1: the last).",
                   min=-MAX_SIZE, max=MAX_SIZE)],
     shape=_select_shape, input_kind=ANY, strides="any",
-    emit=lambda e, attr, p, ins, types: e.method("select", ins[0], p["dim"], p["index"])))
+    emit=lambda e, attr, p, ins, types: e.method("select", ins[0], p["dim"], p["index"]), saves="none"))
 
 
 def _slice_range(p, t: TensorType) -> tuple[int, range]:
@@ -134,7 +134,7 @@ register(LayerSpec(
             Param("end", "int", None, "Entry after the last one kept (empty: to the end); negative counts from the end.",
                   min=-MAX_SIZE, max=MAX_SIZE, nullable=True),
             _int("step", 1, "Keep every step-th entry.", hi=MAX_SIZE)],
-    shape=_slice_shape, input_kind=ANY, strides="any", emit=_slice_emit))
+    shape=_slice_shape, input_kind=ANY, strides="any", emit=_slice_emit, saves="none"))
 
 # ----------------------------------------------------------------------------------------- Expand, Chunk, Cast
 
@@ -162,7 +162,7 @@ register(LayerSpec(
     params=[Param("sizes", "int_list", [-1], "New size per dimension (batch left out); -1 keeps a size.",
                   min=-1, max=MAX_SIZE)],
     shape=_expand_shape, input_kind=ANY, strides="any",
-    emit=lambda e, attr, p, ins, types: e.method("expand", ins[0], -1, *p["sizes"])))
+    emit=lambda e, attr, p, ins, types: e.method("expand", ins[0], -1, *p["sizes"]), saves="none"))
 
 
 def _chunk_sizes(n: int, chunks: int) -> list[int]:
@@ -191,7 +191,7 @@ register(LayerSpec(
             _int("index", 0, "Which piece to output (0 is the first).", lo=0, hi=4095)],
     shape=_chunk_shape, input_kind=ANY, strides="any",
     emit=lambda e, attr, p, ins, types: e.fn(
-        operator.getitem, e.method("chunk", ins[0], p["chunks"], p["dim"], as_="pieces"), p["index"])))
+        operator.getitem, e.method("chunk", ins[0], p["chunks"], p["dim"], as_="pieces"), p["index"]), saves="none"))
 
 
 def _cast_shape(p, ins):
@@ -209,7 +209,7 @@ register(LayerSpec(
             _int("vocab_size", 100, "For int64 from floats: how many ids the next Embedding takes (0..vocab_size-1).",
                  lo=2)],
     shape=_cast_shape, input_kind=ANY,
-    emit=lambda e, attr, p, ins, types: e.method("to", ins[0], getattr(_torch(), p["dtype"]))))
+    emit=lambda e, attr, p, ins, types: e.method("to", ins[0], getattr(_torch(), p["dtype"])), saves="none"))
 
 # ----------------------------------------------------------------------------------------- Pad
 
@@ -258,7 +258,7 @@ register(LayerSpec(
             Param("mode", "choice", "constant", "Fill with `value`, mirror the border (reflect), repeat the edge "
                   "(replicate) or wrap around (circular).", choices=("constant", "reflect", "replicate", "circular")),
             Param("value", "float", 0.0, "Fill value for mode 'constant'.", min=-1e6, max=1e6)],
-    shape=_pad_shape, emit=_pad_emit))
+    shape=_pad_shape, emit=_pad_emit, saves="none"))
 
 # ----------------------------------------------------------------------------------------- PixelShuffle
 
@@ -280,7 +280,7 @@ def _pixel_shuffle_shape(p, ins):
 register(LayerSpec(
     "PixelShuffle", "Reshape", "Moves channels into space: (C·r², H, W) → (C, H·r, W·r) (sub-pixel upsampling).",
     params=[_int("upscale_factor", 2, "Upscaling factor r.", hi=64)],
-    shape=_pixel_shuffle_shape, ctor=lambda p, ins: ("PixelShuffle", dict(p))))
+    shape=_pixel_shuffle_shape, ctor=lambda p, ins: ("PixelShuffle", dict(p)), saves="none"))
 
 
 def _pixel_unshuffle_shape(p, ins):
@@ -300,7 +300,7 @@ def _pixel_unshuffle_shape(p, ins):
 register(LayerSpec(
     "PixelUnshuffle", "Reshape", "Moves space into channels: (C, H·r, W·r) → (C·r², H, W).",
     params=[_int("downscale_factor", 2, "Downscaling factor r.", hi=64)],
-    shape=_pixel_unshuffle_shape, ctor=lambda p, ins: ("PixelUnshuffle", dict(p))))
+    shape=_pixel_unshuffle_shape, ctor=lambda p, ins: ("PixelUnshuffle", dict(p)), saves="none"))
 
 # ----------------------------------------------------------------------------------------- Upsample
 
@@ -350,4 +350,4 @@ register(LayerSpec(
             Param("mode", "choice", "nearest", "Interpolation: nearest, linear (sequences), bilinear or bicubic "
                   "(images).", choices=tuple(_MODE_RANK)),
             Param("align_corners", "bool", False, "Linear modes: align the corner pixels of input and output.")],
-    shape=_upsample_shape, ctor=_upsample_ctor))
+    shape=_upsample_shape, ctor=_upsample_ctor, saves="none"))
