@@ -16,6 +16,7 @@ workspaces hold, so they keep working::
     health.json                      per-node gradient/activation samples while training (builder.training.health)
     prune.json                       a pruned run: what was removed, size, latency, test before/after (builder.training.prune)
     robustness.json                  accuracy vs ε under an adversarial attack, flipped examples (builder.interpret.robustness)
+    samples.npz                      a generator's samples on fixed noise, one array per epoch (builder.training.multi)
     exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
 
 Example::
@@ -50,6 +51,7 @@ class RunFolder:
     HEALTH = "health.json"
     PRUNE = "prune.json"
     ROBUSTNESS = "robustness.json"
+    SAMPLES = "samples.npz"
     EXPORTS = "exports"
     ONNX = "model.onnx"
     ONNX_INT8 = "model.int8.onnx"
@@ -137,6 +139,11 @@ class RunFolder:
     def health(self) -> Path:
         """The training-health log (per-node samples; builder.training.health, read by builder.interpret.doctor)."""
         return self.path / self.HEALTH
+
+    @property
+    def samples(self) -> Path:
+        """A generator's samples on fixed noise per epoch (``epoch_<k>`` arrays; builder.training.multi)."""
+        return self.path / self.SAMPLES
 
     @property
     def prune(self) -> Path:

@@ -26,6 +26,7 @@ from builder.runs.store import RunLogger, RunStore
 from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, freeze_nodes
 from builder.training.config import TrainConfig
+from builder.training.objectives import has_objective
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
 
@@ -169,6 +170,13 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     Raises:
         GraphError, DatasetError, TrainingError (a failed run is recorded as ``failed`` first).
     """
+    if has_objective(load_project(project)):  # drawn losses (GAN, VAE, distillation): builder.training.multi
+        from builder.training.multi import run_objective
+
+        with use_cache_dir(store.workspace if store is not None else None):
+            return run_objective(project, dataset, config, store, callbacks, dataset_options=dataset_options,
+                                 on_event=on_event, background=background, name=name, run_id=run_id, owner=owner,
+                                 tags=tags)
     try:
         with use_cache_dir(store.workspace if store is not None else None):  # decoded images: the store's cache
             project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options,
@@ -252,6 +260,10 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     if overrides and main:
         store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
     callbacks = [*callbacks, *(attach_tracking(store, run_id) if main else [])]
+    if has_objective(project):  # a drawn objective trains in builder.training.multi
+        from builder.training.multi import resume_objective
+
+        return resume_objective(run, store, project, ds, cfg, callbacks, listeners, ckpt, background)
     model = build_model(project.graph, cfg.seed)
     trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
                       resume_from=ckpt, dist=dist)

@@ -14,6 +14,7 @@ from builder.graph.layers import (  # noqa: F401  (each module registers its spe
     core,
     merge,
     norm,
+    objective,
     recurrent,
     reshape,
     tensor,

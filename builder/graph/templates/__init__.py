@@ -8,6 +8,9 @@ from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 
 TEMPLATE_NAMES = ("mlp", "cnn", "resnet", "lstm", "transformer", "autoencoder")
+#: Templates with a drawn objective (several loss outputs): loadable by name, not yet in TEMPLATE_NAMES (the
+#: exports and the app's template list expect one output per template).
+OBJECTIVE_TEMPLATES = ("gan", "vae")
 
 
 def list_templates() -> list[dict]:
@@ -22,7 +25,7 @@ def list_templates() -> list[dict]:
 
 def template_text(name: str) -> str:
     """The JSON text of a template."""
-    if name not in TEMPLATE_NAMES:
+    if name not in TEMPLATE_NAMES + OBJECTIVE_TEMPLATES:
         raise LayerLabError(f"unknown template; received: {name!r}. Fix: use one of {', '.join(TEMPLATE_NAMES)}")
     return resources.files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8")
 

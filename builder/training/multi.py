@@ -1,0 +1,668 @@
+"""Training a drawn objective: several loss terms, several networks and optimizers, an update schedule.
+
+Projects whose graph holds a loss node come here from :func:`builder.training.pipeline.run_training` (every
+other project keeps :class:`~builder.training.trainer.Trainer`). :class:`ObjectiveTrainer` compiles the
+*training graph* (:func:`~builder.training.objectives.training_graph`), feeds it per batch (samples, labels,
+the input, a teacher's outputs, noise from a generator seeded by (seed, epoch, batch)) and at each step
+updates the network the schedule names with the terms that train it; the other networks' weights take no
+gradient in that step. It speaks the Trainer's protocol (``fit``, ``pause``/``resume``/``stop``, ``status``,
+``listeners``, events), so :class:`~builder.training.trainer.TrainingJob`, the run store and the pages work
+unchanged. Step and epoch events carry ``terms`` (each loss term's mean) beside ``loss`` (their weighted sum).
+
+Checkpoints use :func:`~builder.training.checkpoint.save_checkpoint` with every optimizer stored under
+``opt.<network>.`` (tensors) and ``state["optimizers"]`` (hyper-parameters); the schedule position is the
+global step, the noise is a function of (seed, epoch, batch), so a run killed and resumed from its last
+checkpoint ends with the same weights as one never interrupted. A generator's samples on fixed noise are kept
+per epoch in the run's ``samples.npz`` (:attr:`~builder.runs.folder.RunFolder.samples`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from builder.data.splits import Dataset, Split
+from builder.errors import TrainingError
+from builder.graph.compile import compile_graph
+from builder.graph.layers.objective import LOSS_TYPES
+from builder.graph.project import Edge, Node, Project
+from builder.runs.folder import RunFolder
+from builder.training.checkpoint import (
+    _check_optimizer_shapes,
+    _join_optimizer,
+    _split_optimizer,
+    load_checkpoint,
+    match_param_layout,
+    save_checkpoint,
+)
+from builder.training.config import TrainConfig, resolve_device
+from builder.training.events import History
+from builder.training.objectives import Objective, output_node, resolve_objective, training_graph
+from builder.training.trainer import TrainResult, build_optimizer, call_hook
+from builder.training.weights import save_weights
+
+EVAL_CHUNK = 512
+SAMPLE_COUNT = 64  # generator samples kept per epoch (fixed noise, so the grid is comparable over epochs)
+_OUT = "layerlab_out_"  # Output nodes added to the training graph for the prediction and the samples
+
+
+class _Stop(Exception):
+    pass
+
+
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from integers (the per-batch noise seed)."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+def sample_node(project: Project, objective: Objective) -> str | None:
+    """The node whose output is a generator's sample: the last node of the network a Noise feeds."""
+    g = project.graph
+    noise = [n.id for n in g.nodes if n.type == "Noise"]
+    if not noise:
+        return None
+    member = {nid: name for name, ids in objective.networks.items() for nid in ids}
+    first = next((e.target for e in g.edges if e.source in noise and e.target in member), None)
+    if first is None:
+        return None
+    types = {n.id: n.type for n in g.nodes}
+    group = {nid for nid in objective.networks[member[first]] if types.get(nid) not in LOSS_TYPES}
+    ends = [nid for nid in objective.networks[member[first]] if nid in group
+            and not any(e.source == nid and e.target in group for e in g.edges)]
+    return ends[-1] if ends else None
+
+
+class ObjectiveTrainer:
+    """Trains a project's drawn objective on ``dataset`` (see the module docstring).
+
+    Args:
+        project: the project (its graph holds loss nodes; ``training`` may name networks, optimizers, schedule).
+        dataset: fitted to the graph's Input.
+        config: the run's TrainConfig (per-network settings override its optimisation fields).
+        teacher: a frozen model whose outputs feed ``Target(source="teacher")`` (distillation).
+    """
+
+    def __init__(self, project: Project, dataset: Dataset, config: TrainConfig | dict | None = None,
+                 callbacks: Iterable[Any] = (), run_dir: str | Path | None = None, *,
+                 on_event: Callable[[dict], None] | Iterable[Callable[[dict], None]] | None = None,
+                 resume_from: str | Path | None = None, teacher: torch.nn.Module | None = None):
+        self.config = cfg = TrainConfig.from_dict(config)
+        if cfg.amp:
+            raise TrainingError("mixed precision is not available for drawn objectives yet; received: amp=True. "
+                                "Fix: train without --amp")
+        if cfg.scheduler != "none":
+            raise TrainingError(f"learning-rate schedulers are not available for drawn objectives yet; received: "
+                                f"scheduler={cfg.scheduler!r}. Fix: use scheduler 'none'")
+        self.project = project
+        self.objective = resolve_objective(project)
+        if "teacher" in self.objective.feeds.values() and teacher is None:
+            raise TrainingError("the objective reads a teacher's outputs (Target source 'teacher') but no teacher "
+                                "was given; received: none. Fix: pass --teacher RUN_ID (a finished run)")
+        self.device = resolve_device(cfg.device)
+        self.prediction = output_node(project)
+        self.sample_id = sample_node(project, self.objective)
+        graph = training_graph(project.graph)
+        for nid in dict.fromkeys([*(t.id for t in self.objective.terms), self.prediction, self.sample_id]):
+            if nid is not None:  # every value read becomes an output of its own
+                graph.nodes.append(Node(id=_OUT + nid, type="Output"))
+                graph.edges.append(Edge(source=nid, target=_OUT + nid))
+        torch.manual_seed(cfg.seed)
+        self.model = compile_graph(graph).to(self.device)
+        self.dataset = dataset.to(self.device)
+        self.task = dataset.info.task
+        self.teacher = None
+        if teacher is not None:
+            self.teacher = teacher.to(self.device).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        self.callbacks = list(callbacks)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.listeners = ([] if on_event is None else [on_event] if callable(on_event) else list(on_event))
+        self.resume_from = Path(resume_from) if resume_from else None
+        self.history = History(cfg.max_step_points)
+        self.status, self.epoch, self.global_step = "queued", 0, 0
+        self.result: TrainResult | None = None
+        self.metric_name = "accuracy" if self.prediction and self.objective.uses_labels else "loss"
+        self.precision, self.run_id = "float32", None
+        self._flag = self._stop_req = self._pause_req = False
+        self._resume_evt = threading.Event()
+        self._stop_at_step: int | None = None  # test hook, as Trainer's
+        self._stop_message = None
+        self._setup_networks()
+
+    # ---- control (the Trainer's protocol)
+    def pause(self) -> None:
+        """Pause at the next step (a checkpoint is written while paused)."""
+        self._pause_req, self._flag = True, True
+        self._resume_evt.clear()
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        self._pause_req = False
+        self._resume_evt.set()
+
+    def stop(self) -> None:
+        """Stop at the next step; a checkpoint is written so the run can be resumed."""
+        self._stop_req, self._flag = True, True
+        self._resume_evt.set()
+
+    request_stop = stop
+
+    def stop_after_epoch(self, message: str = "") -> None:
+        """End the run as ``finished`` after the current epoch."""
+        self._stop_message = message
+
+    best_epoch = None
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return RunFolder(self.run_dir).checkpoint if self.run_dir else None
+
+    def _emit(self, ev: dict) -> None:
+        self.history.add(ev)
+        for listener in self.listeners:
+            listener(ev)
+
+    def _set_status(self, status: str, message: str = "") -> None:
+        self.status = status
+        self._emit({"type": "status", "status": status, "message": message})
+
+    # ---- networks and optimizers
+    def _setup_networks(self) -> None:
+        cfg, obj, names = self.config, self.objective, self.model.layerlab_names
+        frozen = set(cfg.freeze)
+        self.params: dict[str, list[torch.nn.Parameter]] = {}
+        owned: set[str] = set()
+        for name, members in obj.networks.items():
+            ps = []
+            for nid in members:
+                if nid in names:
+                    owned.add(nid)
+                    for p in getattr(self.model, names[nid]).parameters():
+                        p.requires_grad_(nid not in frozen)
+                        if nid not in frozen:
+                            ps.append(p)
+            self.params[name] = ps
+        orphans = [nid for nid in names if nid not in owned and any(True for _ in getattr(self.model, names[nid])
+                                                                      .parameters())]
+        if orphans:
+            raise TrainingError(f"every node with weights must belong to a network; received: {', '.join(orphans[:5])} "
+                                "in none. Fix: add them to one of training.networks")
+        for name, _ in obj.schedule:
+            if not self.params[name]:
+                raise TrainingError(f"network {name!r} has no trainable weights; received: its nodes "
+                                    f"{obj.networks[name][:5]}. Fix: add layers with weights or unfreeze them")
+        self.net_configs = {name: TrainConfig.from_dict(cfg.model_dump(), **obj.settings.get(name, {}))
+                            for name in obj.networks}
+        self.optimizers = {name: build_optimizer(self.params[name], self.net_configs[name])
+                           for name, _ in obj.schedule if self.params[name]}
+        self._all_params = [p for ps in self.params.values() for p in ps]
+
+    def _only(self, network: str) -> None:
+        """Let gradients reach ``network``'s weights only (the others are constants this step)."""
+        for name, ps in self.params.items():
+            flag = name == network
+            for p in ps:
+                p.requires_grad_(flag)
+
+    # ---- feeds
+    def _feeds(self, split: Split, idx: torch.Tensor, xb: torch.Tensor, seed: tuple[int, ...]) -> list[torch.Tensor]:
+        """One tensor per placeholder of the training graph, in its order."""
+        out, B = [], xb.shape[0]
+        for k, nid in enumerate(self.model.layerlab_inputs):
+            kind = self.objective.feeds.get(nid, "data")
+            if kind == "data":
+                out.append(xb)
+            elif kind == "labels":
+                out.append(split.y[idx].reshape(B, -1))
+            elif kind == "input":
+                out.append(xb.reshape(B, -1))
+            elif kind == "teacher":
+                out.append(self._teacher(xb))
+            else:  # noise:<distribution>, drawn on the CPU from a seed of (seed, epoch, batch, node)
+                gen = torch.Generator().manual_seed(_mix(self.config.seed, *seed, k))
+                shape = (B, *self.model.layerlab_input_shapes[nid])
+                v = torch.rand(shape, generator=gen) if kind == "noise:uniform" else torch.randn(shape, generator=gen)
+                out.append(v.to(self.device))
+        return out
+
+    def _teacher(self, xb: torch.Tensor) -> torch.Tensor:
+        t = self.teacher
+        shape = getattr(t, "layerlab_input_shapes", {}).get(next(iter(getattr(t, "layerlab_inputs", [])), None))
+        x = xb.reshape(xb.shape[0], *shape) if shape else xb
+        with torch.no_grad():
+            y = t(x)
+        return (y if isinstance(y, torch.Tensor) else y[0]).float()
+
+    def _outputs(self, feeds: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.model(*feeds)
+        out = (out,) if isinstance(out, torch.Tensor) else out
+        return {k.removeprefix(_OUT): v for k, v in zip(self.model.layerlab_outputs, out, strict=True)}
+
+    def _terms(self, outs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {t.id: outs[t.id].float().mean() for t in self.objective.terms}
+
+    def _total(self, terms: dict[str, torch.Tensor], network: str | None = None) -> torch.Tensor:
+        chosen = self.objective.terms if network is None else self.objective.terms_for(network)
+        return sum((t.weight * terms[t.id] for t in chosen), torch.zeros((), device=self.device))
+
+    # ---- loop
+    def fit(self) -> TrainResult:
+        """Train synchronously; returns a :class:`TrainResult`. Raises TrainingError (after the ``failed`` event)."""
+        t0 = time.perf_counter()
+        try:
+            self._setup()
+            start_epoch, start_batch, perm, acc = 0, 0, None, {}
+            if self.resume_from is not None:
+                start_epoch, start_batch, perm, acc = self._restore()
+            elif self.config.checkpoint_every != 0:
+                self._save(0, 0, None, {})
+            call_hook(self.callbacks, "on_train_begin", self)
+            self._set_status("running", "resumed" if self.resume_from else "")
+            status, message = self._loop(start_epoch, start_batch, perm, acc)
+        except _Stop:
+            status, message = "stopped", "stopped by request; resume to continue from the checkpoint"
+        except TrainingError as e:
+            self._finish("failed", str(e), t0)
+            raise
+        except Exception as e:  # a torch error mid-run: reported cleanly
+            msg = f"training failed: {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}"
+            self._finish("failed", msg, t0)
+            raise TrainingError(msg) from e
+        return self._finish(status, message, t0)
+
+    def _setup(self) -> None:
+        cfg, n = self.config, len(self.dataset.train)
+        if n < 2:
+            raise TrainingError(f"the training split needs at least 2 samples; received: {n}. Fix: more data")
+        torch.manual_seed(cfg.seed)
+        self._gen = torch.Generator().manual_seed(cfg.seed)
+        self.batch_size = min(cfg.batch_size, n)
+        nb, rem = divmod(n, self.batch_size)
+        self.steps_per_epoch = nb + (1 if rem >= 2 else 0)
+        self._epoch_times: list[float] = []
+        self._ckpt_t = time.perf_counter()
+        try:  # probe once: a model that does not fit the data fails here with a clear message
+            split = self.dataset.train.head(2)
+            idx = torch.arange(2, device=self.device)
+            with torch.no_grad():
+                self._outputs(self._feeds(split, idx, split.batch(idx), (0, 0)))
+        except Exception as e:
+            raise TrainingError(f"the graph cannot process dataset {self.dataset.info.name!r} samples: "
+                                f"{str(e).splitlines()[0][:300] if str(e) else type(e).__name__}") from None
+
+    def _handle_flag(self, epoch: int, b: int, perm: torch.Tensor, acc: dict) -> None:
+        if self._pause_req and not self._stop_req:
+            self._save(epoch, b, perm, acc)
+            self._set_status("paused", "")
+            while self._pause_req and not self._stop_req:
+                self._resume_evt.wait(0.2)
+            if not self._stop_req:
+                self._set_status("running", "resumed")
+        if self._stop_req:
+            self._save(epoch, b, perm, acc)
+            raise _Stop
+        self._flag = False
+
+    def _loop(self, start_epoch: int, start_batch: int, perm: torch.Tensor | None, acc: dict):
+        cfg, ds, obj = self.config, self.dataset, self.objective
+        n, B, nb = len(ds.train), self.batch_size, self.steps_per_epoch
+        ids = [t.id for t in obj.terms]
+        for epoch in range(start_epoch, cfg.epochs):
+            self.epoch = epoch
+            if perm is None:
+                perm = torch.randperm(n, generator=self._gen)
+            perm_dev = perm.to(self.device)
+            sums = {k: float(acc.get("sums", {}).get(k, 0.0)) for k in [*ids, "total"]}
+            count = int(acc.get("count", 0))
+            chunk: list[torch.Tensor] = []  # per step: the terms and the total, stacked (read every log_every)
+            te, seen = time.perf_counter(), 0
+            self.model.train()
+            for b in range(start_batch, nb):
+                if self._flag or self.global_step == self._stop_at_step:
+                    if self.global_step == self._stop_at_step:
+                        self._stop_req = True
+                    sums, count, chunk = self._fold(chunk, sums, count, ids)
+                    self._handle_flag(epoch, b, perm, {"sums": sums, "count": count})
+                idx = perm_dev[b * B:(b + 1) * B]
+                xb = ds.train.batch(idx)
+                network = obj.network_at(self.global_step)
+                self._only(network)
+                terms = self._terms(self._outputs(self._feeds(ds.train, idx, xb, (epoch, b))))
+                loss = self._total(terms, network)
+                if self.device.type == "cpu" and not math.isfinite(loss.item()):
+                    self._nonfinite(epoch, network)
+                opt = self.optimizers[network]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                clip = self.net_configs[network].grad_clip
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(self.params[network], clip)
+                opt.step()
+                self.global_step += 1
+                seen += len(idx)
+                chunk.append(torch.stack([*(terms[k].detach() for k in ids), self._total(terms).detach()]))
+                if len(chunk) >= cfg.log_every:
+                    sums, count, chunk = self._fold(chunk, sums, count, ids, epoch)
+                    if self._interval_due() and b + 1 < nb:  # a timed checkpoint inside the epoch
+                        self._save(epoch, b + 1, perm, {"sums": sums, "count": count})
+            if chunk:
+                sums, count, chunk = self._fold(chunk, sums, count, ids, epoch)
+            self._epoch_times.append((time.perf_counter() - te) * nb / max(nb - start_batch, 1))
+            start_batch, acc, perm = 0, {}, None
+            train = {k: sums[k] / max(count, 1) for k in sums}
+            self._end_epoch(epoch, train, seen, time.perf_counter() - te)
+            stop_early = self._stop_message is not None
+            every = cfg.checkpoint_every
+            last = epoch + 1 == cfg.epochs or stop_early
+            if (every is None and (last or self._interval_due())) or \
+                    (every and ((epoch + 1) % every == 0 or last)):
+                self._save(epoch + 1, 0, None, {})
+            if stop_early:
+                return "finished", self._stop_message
+        return "finished", ""
+
+    def _fold(self, chunk: list[torch.Tensor], sums: dict, count: int, ids: list[str],
+              epoch: int | None = None) -> tuple[dict, int, list]:
+        """Add the pending steps' values to the epoch sums; with ``epoch``, emit a step event of their mean."""
+        if not chunk:
+            return sums, count, []
+        vals = torch.stack(chunk).double().sum(0).tolist()
+        k = len(chunk)
+        if not math.isfinite(vals[-1]):
+            self._nonfinite(epoch or 0, "")
+        keys = [*ids, "total"]
+        sums = {key: sums[key] + v for key, v in zip(keys, vals, strict=True)}
+        if epoch is not None:
+            self._emit({"type": "step", "step": self.global_step, "epoch": epoch, "loss": vals[-1] / k,
+                        "terms": {key: v / k for key, v in zip(ids, vals, strict=False)}})
+        return sums, count + k, []
+
+    def _nonfinite(self, epoch: int, network: str) -> None:
+        raise TrainingError(f"loss became NaN/Inf at epoch {epoch + 1}, step {self.global_step}"
+                            + (f" (network {network!r})" if network else "")
+                            + f": the learning rate ({self.config.lr:g}) is probably too high; lower it or set "
+                            "grad_clip. Training stopped; the last good checkpoint is kept.")
+
+    @torch.no_grad()
+    def evaluate(self, split: Split, tag: int = -1) -> dict[str, float]:
+        """Mean of every term, the weighted total (``loss``) and the accuracy of the prediction (when labels are
+        fed) on a split; noise drawn from fixed seeds, so the numbers are comparable across epochs."""
+        n = len(split)
+        if n == 0:
+            return {"loss": float("nan")}
+        was = self.model.training
+        self.model.eval()
+        self._only("")
+        ids = [t.id for t in self.objective.terms]
+        sums = dict.fromkeys(ids, 0.0)
+        correct = 0
+        for c, start in enumerate(range(0, n, EVAL_CHUNK)):
+            idx = torch.arange(start, min(n, start + EVAL_CHUNK), device=self.device)
+            outs = self._outputs(self._feeds(split, idx, split.batch(idx), (tag, c)))
+            for k in ids:
+                sums[k] += float(outs[k].double().sum())
+            if self.metric_name == "accuracy":
+                pred = outs[self.prediction]
+                correct += int((pred.argmax(-1) == split.y[idx].reshape(-1)).sum())
+        self.model.train(was)
+        res = {f"loss/{k}": v / n for k, v in sums.items()}
+        res["loss"] = sum(t.weight * res[f"loss/{t.id}"] for t in self.objective.terms)
+        if self.metric_name == "accuracy":
+            res["accuracy"] = correct / n
+        return res
+
+    def _end_epoch(self, epoch: int, train: dict, seen: int, dt: float) -> None:
+        ds = self.dataset
+        val = self.evaluate(ds.val)
+        metric_of = (lambda r: r.get("accuracy", float("nan"))) if self.metric_name == "accuracy" \
+            else (lambda r: r.get("loss", float("nan")))
+        train_metric = metric_of(self.evaluate(ds.train.head(min(len(ds.train), 512)), tag=-2))
+        first = next(iter(self.optimizers.values()))
+        mean_t = sum(self._epoch_times[-5:]) / len(self._epoch_times[-5:])
+        ids = [t.id for t in self.objective.terms]
+        logs = {"epoch": epoch + 1, "train_loss": train["total"], "val_loss": val["loss"],
+                "train_metric": train_metric, "val_metric": metric_of(val), "metric_name": self.metric_name,
+                "lr": float(first.param_groups[0]["lr"]), "grad_norm": None, "samples_per_s": seen / max(dt, 1e-9),
+                "eta_s": mean_t * (self.config.epochs - epoch - 1), "step": self.global_step,
+                "terms": {k: train[k] for k in ids}, "val_terms": {k: val.get(f"loss/{k}") for k in ids}}
+        extras: dict = {}
+        for r in call_hook(self.callbacks, "on_epoch_end", self, epoch, logs):
+            if isinstance(r, dict):
+                extras.update(r)
+        self._emit({"type": "epoch", **logs, **({"extras": extras} if extras else {})})
+        self._save_samples(epoch)
+        if len(ds.val) and not math.isfinite(val["loss"]):
+            self._nonfinite(epoch, "")
+
+    # ---- samples
+    @torch.no_grad()
+    def samples(self, count: int = SAMPLE_COUNT, seed: int = 12345) -> torch.Tensor | None:
+        """A generator's outputs on fixed noise (seed ``seed``), shaped like the dataset's samples; None when the
+        project has no Noise-fed network."""
+        if self.sample_id is None:
+            return None
+        split = self.dataset.val if len(self.dataset.val) >= 2 else self.dataset.train
+        done, parts = 0, []
+        was = self.model.training
+        self.model.eval()
+        while done < count:
+            k = min(count - done, len(split))
+            idx = torch.arange(k, device=self.device)
+            parts.append(self._outputs(self._feeds(split, idx, split.batch(idx), (seed, done)))[self.sample_id])
+            done += k
+        self.model.train(was)
+        out = torch.cat(parts).float().cpu()
+        shape = tuple(self.dataset.info.input_shape)
+        return out.reshape(count, *shape) if out[0].numel() == math.prod(shape) else out
+
+    def _save_samples(self, epoch: int) -> None:
+        if self.run_dir is None or self.sample_id is None:
+            return
+        path = RunFolder(self.run_dir).samples
+        arrays = {}
+        if path.is_file():
+            with np.load(path) as old:
+                arrays = {k: old[k] for k in old.files if int(k.split("_")[1]) <= epoch}
+        arrays[f"epoch_{epoch + 1}"] = self.samples().numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+
+    # ---- checkpoint
+    def _interval_due(self) -> bool:
+        """With ``checkpoint_every`` unset: whether ``checkpoint_interval_s`` passed since the last checkpoint."""
+        return (self.config.checkpoint_every is None
+                and time.perf_counter() - self._ckpt_t >= self.config.checkpoint_interval_s)
+
+    def _save(self, epoch: int, batch: int, perm: torch.Tensor | None, acc: dict) -> None:
+        if self.checkpoint_path is None:
+            return
+        state: dict[str, Any] = {"epoch": epoch, "batch": batch, "global_step": self.global_step, "acc": acc,
+                                 "history": self.history.to_state(), "config": self.config.model_dump(),
+                                 "epoch_times": self._epoch_times[-20:], "optimizers": {}}
+        tensors = {"gen_state": self._gen.get_state()}
+        if perm is not None:
+            tensors["perm"] = perm
+        for name, opt in self.optimizers.items():
+            t, m = _split_optimizer(opt.state_dict())
+            state["optimizers"][name] = m
+            tensors.update({f"opt.{name}.{k}": v for k, v in t.items()})
+        save_checkpoint(self.checkpoint_path, self.model, None, None, state, tensors)
+        self._ckpt_t = time.perf_counter()
+
+    def _restore(self) -> tuple[int, int, torch.Tensor | None, dict]:
+        state, extra = load_checkpoint(self.resume_from, self.model)
+        try:
+            saved = state["optimizers"]
+            for name, opt in self.optimizers.items():
+                prefix = f"opt.{name}."
+                opt.load_state_dict(_join_optimizer({k[len(prefix):]: v for k, v in extra.items()
+                                                     if k.startswith(prefix)}, saved[name]))
+                _check_optimizer_shapes(opt)
+                match_param_layout(opt)
+            epoch, batch = int(state["epoch"]), int(state.get("batch", 0))
+            if not (0 <= epoch <= 100_000 and 0 <= batch < self.steps_per_epoch):
+                raise ValueError(f"epoch {epoch} / batch {batch} out of range")
+            self.global_step = int(state.get("global_step", 0))
+            self._gen.set_state(extra["gen_state"])
+            self.history.load_state(state.get("history", {}))
+            self._epoch_times = [float(t) for t in state.get("epoch_times", [])][-20:]
+            perm = extra.get("perm")
+            n = len(self.dataset.train)
+            if perm is not None and (perm.dtype != torch.int64 or perm.shape != (n,)):
+                raise ValueError(f"perm must be a permutation of the {n} training samples")
+            acc = state.get("acc", {})
+            if not isinstance(acc, dict):
+                raise TypeError("acc must be a dict")
+            return epoch, batch, perm, acc
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise TrainingError(f"checkpoint {self.resume_from} cannot be resumed as a multi-network run "
+                                f"({type(e).__name__}: {str(e)[:200]}). Fix: start a new run") from None
+
+    # ---- the end
+    def _finish(self, status: str, message: str, t0: float) -> TrainResult:
+        test = None
+        if status == "finished":
+            if len(self.dataset.test):
+                test = self.evaluate(self.dataset.test, tag=-3)
+            if self.run_dir is not None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_weights(self.model, RunFolder(self.run_dir).weights)
+        epochs = list(self.history.epochs)
+        final = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k != "type"}
+        self.result = TrainResult(status=status, epochs_completed=len(epochs), history=epochs, test=test,
+                                  message=message, wall_s=time.perf_counter() - t0, final=final)
+        if test is not None:
+            self._emit({"type": "done", "test": test, "status": status})
+        self._set_status(status, message)
+        call_hook(self.callbacks, "on_train_end", self, self.result)
+        return self.result
+
+
+__all__ = ["ObjectiveTrainer", "sample_node", "SAMPLE_COUNT"]
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+_INPUT_CODES = ("dataset_inputs", "input_shape_mismatch", "input_modality_mismatch", "vocab_size_mismatch")
+
+
+def _teacher_model(store: Any, run_id: str | None) -> torch.nn.Module | None:
+    """The frozen model of a finished run (``training.teacher``), or None."""
+    if not run_id:
+        return None
+    from builder.errors import RunStoreError
+    from builder.training.pipeline import load_run
+
+    if store is None:
+        raise TrainingError(f"a teacher run needs the run store to load it from; received: teacher={run_id!r} and "
+                            "no store. Fix: train through the CLI or the app (they pass the workspace's store)")
+    try:
+        model, _ = load_run(store, run_id)
+    except RunStoreError as e:
+        raise TrainingError(f"the teacher run cannot be loaded; received: teacher={run_id!r} ({e}). Fix: pass the "
+                            "id of a finished run") from None
+    return model
+
+
+def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict | None = None, store: Any = None,
+                  callbacks: Iterable[Any] = (), *, dataset_options: dict | None = None,
+                  on_event: Callable[[dict], None] | None = None, background: bool = False,
+                  name: str | None = None, run_id: str | None = None, owner: str = "local",
+                  tags: dict | None = None) -> Any:
+    """:func:`~builder.training.pipeline.run_training` for a project with a drawn objective (same arguments and
+    result; the graph's Input must fit the dataset, its outputs are the loss nodes). ``training.teacher`` names
+    the finished run whose model feeds ``Target(source="teacher")``."""
+    from builder.data import DatasetSource, load_dataset, save_dataset
+    from builder.data.compat import check_compat
+    from builder.data.fit import fit_dataset
+    from builder.errors import GraphError
+    from builder.graph.cost import node_costs, total_macs
+    from builder.graph.project import load_project
+    from builder.graph.shapes import infer_shapes
+    from builder.runs.store import RunLogger
+    from builder.training.pipeline import _launch
+
+    try:
+        project = load_project(project).model_copy(deep=True)
+        tr = dict(project.training or {})
+        cfg = TrainConfig.resolve(tr.get("task"), None, tr, config)
+        if dataset is None:
+            dataset = tr.get("dataset") or (project.dataset or {}).get("name")
+            if not dataset:
+                raise TrainingError("no dataset given and the project names none; received: none. Fix: pass a "
+                                    "dataset name")
+        if isinstance(dataset, str):
+            opts = {**({"task": tr["task"]} if "task" in tr else {}), **dict(dataset_options or {})}
+            opts.setdefault("seed", cfg.seed)
+            dataset = load_dataset(dataset, **opts)
+        cfg = TrainConfig.resolve(dataset.info.task, len(dataset.train), tr, config)
+        ds = fit_dataset(project.graph, dataset)
+        report = infer_shapes(project.graph)
+        problems = [p for p in report.problems if p.severity == "error"]
+        problems += [p for p in check_compat(project.graph, ds.info, report) if p.code in _INPUT_CODES]
+        if problems:
+            raise GraphError(problems)
+        teacher = _teacher_model(store, tr.get("teacher"))
+    except Exception as e:
+        if run_id is not None and store is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
+    run_dir, listeners = None, []
+    if store is not None:
+        src_name, src_opts = ds.info.reload_args()
+        if run_id is None:
+            run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict(),
+                                      owner=owner, tags=tags)
+        else:
+            store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
+                             dataset_info=ds.info.to_dict(), config=cfg.model_dump())
+        run_dir = store.run_dir(run_id)
+        if not DatasetSource.of(ds.info).reloadable():
+            save_dataset(ds, store.folder(run_id).dataset)
+        listeners.append(RunLogger(store, run_id))
+    if on_event is not None:
+        listeners.append(on_event)
+    try:
+        trainer = ObjectiveTrainer(project, ds, cfg, callbacks, run_dir, on_event=listeners, teacher=teacher)
+    except Exception as e:
+        if run_id is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
+    trainer.run_id = run_id
+    if run_id is not None:
+        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision, world_size=1,
+                              params=int(report.total_params), macs=total_macs(node_costs(report)))
+    return _launch(trainer, background, run_id)
+
+
+def resume_objective(run: dict, store: Any, project: Project, ds: Dataset, cfg: TrainConfig,
+                     callbacks: Iterable[Any], listeners: list, ckpt: Path, background: bool = False) -> Any:
+    """:func:`~builder.training.pipeline.resume_run`'s second half for a project with a drawn objective."""
+    from builder.training.checkpoint import read_resumable
+    from builder.training.pipeline import _launch
+
+    teacher = _teacher_model(store, (project.training or {}).get("teacher"))
+    trainer = ObjectiveTrainer(project, ds, cfg, callbacks, store.run_dir(run["id"]), on_event=listeners,
+                               resume_from=ckpt, teacher=teacher)
+    _, meta, _ = read_resumable(ckpt)
+    step = meta.get("state", {}).get("global_step", 0)
+    if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+        store.truncate_metrics(run["id"], step)
+    trainer.run_id = run["id"]
+    store.set_environment(run["id"], device=str(trainer.device), precision=trainer.precision)
+    return _launch(trainer, background, run["id"])
+
+
+__all__ += ["run_objective", "resume_objective"]

@@ -1,0 +1,239 @@
+"""The objective of a project, read from its graph: loss terms, their weights, what the trainer feeds, networks.
+
+A project trains on its drawn objective when its graph holds a loss node (:data:`~builder.graph.layers.objective.
+LOSS_TYPES`); otherwise the task's built-in loss applies and nothing here is used. The objective is:
+
+- **terms**: each loss node (per-sample values, averaged over the batch) times its ``weight``; the total is
+  their sum. Every term and the total are logged (step and epoch events carry ``terms``).
+- **feeds**: the placeholders of the *training graph* (:func:`training_graph`: the project's graph with each
+  ``Noise`` and each fed ``Target`` turned into an Input of its shape): the dataset's samples, its labels, the
+  input itself, a teacher's outputs, and noise drawn per batch from a generator seeded by (seed, epoch, batch).
+- **networks**: groups of nodes trained by their own optimizer. The project's ``training`` section may name
+  them, ``"networks": {"generator": [node ids], "discriminator": [...]}``, with per-network settings
+  ``"optimizers": {"generator": {"lr": 2e-4, "optimizer": "adam"}}`` (any TrainConfig optimisation field) and an
+  update ``"schedule": [["discriminator", k], ["generator", 1]]`` (k discriminator steps per generator step;
+  each step is one batch). Without ``networks`` every node with weights forms one network, ``model``. A loss
+  node listed in a network trains that network; one listed in none trains every network.
+
+Example::
+
+    >>> from builder import load_template
+    >>> obj = resolve_objective(load_template("gan"))
+    >>> sorted(obj.networks), [t.id for t in obj.terms if t.network == "generator"]
+    (['discriminator', 'generator'], ['g_loss'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder.errors import TrainingError
+from builder.graph.layers.objective import FED_SOURCES, LOSS_TYPES
+from builder.graph.project import Edge, Graph, Node, Project, as_graph, load_project
+
+DEFAULT_NETWORK = "model"
+#: Per-network settings a project's ``optimizers`` entry may change.
+NETWORK_SETTINGS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "grad_clip")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One loss term: the loss node's id and type, its weight and the network it trains ("" = all)."""
+
+    id: str
+    type: str
+    weight: float
+    network: str
+
+
+@dataclass
+class Objective:
+    """What a project trains on (see the module docstring)."""
+
+    terms: list[Term]
+    networks: dict[str, list[str]]
+    schedule: list[tuple[str, int]]
+    settings: dict[str, dict[str, Any]]
+    feeds: dict[str, str] = field(default_factory=dict)  # training-graph Input id -> data|labels|input|teacher|noise:<dist>
+    noise_shapes: dict[str, list[int]] = field(default_factory=dict)
+    teacher_width: int | None = None
+
+    def terms_for(self, network: str) -> list[Term]:
+        """The terms whose gradient updates ``network``."""
+        return [t for t in self.terms if t.network in ("", network)]
+
+    def network_at(self, step: int) -> str:
+        """The network the schedule updates at global step ``step`` (0-based)."""
+        cycle = [name for name, k in self.schedule for _ in range(k)]
+        return cycle[step % len(cycle)]
+
+    @property
+    def uses_labels(self) -> bool:
+        return "labels" in self.feeds.values()
+
+
+def has_objective(project: Any) -> bool:
+    """Whether a project (or graph) draws its own objective (holds a loss node)."""
+    graph = as_graph(project if not isinstance(project, Project) else project.graph)
+    return any(n.type in LOSS_TYPES for n in graph.nodes)
+
+
+def training_graph(graph: Any) -> Graph:
+    """The graph the trainer compiles: every ``Noise`` and every fed ``Target`` (labels, input, teacher) becomes an
+    Input of its shape, their ``like`` edges dropped; everything else (and every node id) unchanged."""
+    graph = as_graph(graph)
+    fed = {n.id for n in graph.nodes if n.type == "Noise"
+           or (n.type == "Target" and n.params.get("source", "labels") in FED_SOURCES)}
+    nodes = []
+    for n in graph.nodes:
+        if n.id in fed:
+            size = int(n.params.get("size") or (16 if n.type == "Noise" else 1))
+            nodes.append(Node(id=n.id, type="Input", params={"shape": [size], "modality": "vector"},
+                              label=n.label, position=n.position))
+        else:
+            nodes.append(n)
+    edges = [e for e in graph.edges if e.target not in fed]
+    return Graph(nodes=nodes, edges=[Edge(**e.model_dump()) for e in edges])
+
+
+def resolve_objective(project: Any) -> Objective:
+    """Read the objective of a project (see the module docstring). Raises TrainingError naming the fix."""
+    project = load_project(project) if not isinstance(project, Project) else project
+    graph = project.graph
+    tr = dict(project.training or {})
+    ids = {n.id for n in graph.nodes}
+    nets_raw = tr.get("networks")
+    if nets_raw is None:
+        networks = {DEFAULT_NETWORK: [n.id for n in graph.nodes]}
+    else:
+        if not isinstance(nets_raw, dict) or not nets_raw or not all(
+                isinstance(k, str) and isinstance(v, list) and all(isinstance(i, str) for i in v)
+                for k, v in nets_raw.items()):
+            raise TrainingError(f"training.networks must map network names to lists of node ids; received: "
+                                f"{str(nets_raw)[:80]}. Fix: e.g. {{\"generator\": [\"g1\"], \"discriminator\": [\"d1\"]}}")
+        networks = {k: list(v) for k, v in nets_raw.items()}
+        seen: dict[str, str] = {}
+        for name, members in networks.items():
+            for nid in members:
+                if nid not in ids:
+                    raise TrainingError(f"network {name!r} names a node that is not in the graph; received: "
+                                        f"{nid!r}. Fix: use the ids of the canvas nodes")
+                if nid in seen:
+                    raise TrainingError(f"a node belongs to one network only; received: {nid!r} in {seen[nid]!r} "
+                                        f"and {name!r}. Fix: remove it from one of them")
+                seen[nid] = name
+    terms = []
+    for n in graph.nodes:
+        if n.type not in LOSS_TYPES:
+            continue
+        net = "" if nets_raw is None else next((k for k, v in networks.items() if n.id in v), "")
+        terms.append(Term(n.id, n.type, float(n.params.get("weight", 1.0)), net))
+    if not terms:
+        raise TrainingError("the graph has no loss node; received: none. Fix: add a loss node (e.g. CrossEntropyLoss)")
+    schedule = _schedule(tr.get("schedule"), networks)
+    for name, _ in schedule:
+        if not any(t.network in ("", name) for t in terms):
+            raise TrainingError(f"network {name!r} is updated by the schedule but no loss term trains it; received: "
+                                "no loss node with that network. Fix: set a loss node's network to it")
+    settings = _settings(tr.get("optimizers"), networks)
+    feeds, noise = {}, {}
+    for n in graph.nodes:
+        if n.type == "Input":
+            feeds[n.id] = "data"
+        elif n.type == "Noise":
+            feeds[n.id] = "noise:" + str(n.params.get("distribution", "gaussian"))
+            noise[n.id] = [int(n.params.get("size") or 16)]
+        elif n.type == "Target" and n.params.get("source", "labels") in FED_SOURCES:
+            feeds[n.id] = n.params.get("source", "labels")
+    width = next((int(n.params.get("size", 1)) for n in graph.nodes
+                  if n.type == "Target" and n.params.get("source") == "teacher"), None)
+    return Objective(terms, networks, schedule, settings, feeds, noise, width)
+
+
+def _schedule(raw: Any, networks: dict[str, list[str]]) -> list[tuple[str, int]]:
+    if raw is None:
+        return [(name, 1) for name in networks]
+    bad = TrainingError(f"training.schedule must be a list of [network, steps] pairs; received: {str(raw)[:80]}. "
+                        "Fix: e.g. [[\"discriminator\", 2], [\"generator\", 1]]")
+    if not isinstance(raw, list) or not raw:
+        raise bad
+    out = []
+    for item in raw:
+        if not isinstance(item, list | tuple) or len(item) != 2 or not isinstance(item[1], int) \
+                or isinstance(item[1], bool) or not 1 <= item[1] <= 1000:
+            raise bad
+        if item[0] not in networks:
+            raise TrainingError(f"the schedule names an unknown network; received: {str(item[0])[:40]!r}. Fix: use "
+                                f"one of {', '.join(map(repr, networks))}")
+        out.append((item[0], item[1]))
+    return out
+
+
+def _settings(raw: Any, networks: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TrainingError(f"training.optimizers must map network names to settings; received: {str(raw)[:80]}. "
+                            "Fix: e.g. {\"generator\": {\"lr\": 0.0002}}")
+    out = {}
+    for name, st in raw.items():
+        if name not in networks:
+            raise TrainingError(f"training.optimizers names an unknown network; received: {str(name)[:40]!r}. "
+                                f"Fix: use one of {', '.join(map(repr, networks))}")
+        if not isinstance(st, dict) or set(st) - set(NETWORK_SETTINGS):
+            raise TrainingError(f"per-network settings may set {', '.join(NETWORK_SETTINGS)}; received: "
+                                f"{str(st)[:80]}. Fix: remove the other keys")
+        out[name] = dict(st)
+    return out
+
+
+def add_distillation(project: Any, temperature: float = 4.0, alpha: float = 0.5) -> Project:
+    """A copy of a classifier project with a distillation objective: ``alpha`` · DistillationLoss(student, teacher
+    logits at ``temperature``) + (1 − ``alpha``) · CrossEntropyLoss(student, labels).
+
+    The student's output is the graph's one output; the teacher's logits are fed per batch by the trainer
+    (``--teacher RUN_ID``). Raises TrainingError for a graph with several outputs or one that has an objective.
+    """
+    from builder.graph.shapes import infer_shapes
+
+    project = load_project(project).model_copy(deep=True)
+    if has_objective(project):
+        raise TrainingError("the project already draws its objective; received: a graph with loss nodes. Fix: add "
+                            "a DistillationLoss with a Target(source='teacher') yourself, or remove the loss nodes")
+    report = infer_shapes(project.graph)
+    if len(report.output_nodes) != 1 or not report.ok:
+        raise TrainingError(f"distillation needs a valid student with one output; received: outputs "
+                            f"{report.output_nodes}. Fix: keep a single classifier output")
+    out = report.output_nodes[0]
+    width = int(report.nodes[out].shape[-1])
+    inp = report.input_nodes[0]
+    g = project.graph
+    g.nodes += [Node(id="teacher_logits", type="Target", params={"source": "teacher", "size": width}),
+                Node(id="labels", type="Target", params={"source": "labels", "size": 1}),
+                Node(id="distill_loss", type="DistillationLoss", params={"temperature": temperature,
+                                                                         "weight": alpha}),
+                Node(id="ce_loss", type="CrossEntropyLoss", params={"weight": 1.0 - alpha})]
+    g.edges += [Edge(source=inp, target="teacher_logits", target_port="like"),
+                Edge(source=inp, target="labels", target_port="like"),
+                Edge(source=out, target="distill_loss", target_port="input"),
+                Edge(source="teacher_logits", target="distill_loss", target_port="target"),
+                Edge(source=out, target="ce_loss", target_port="input"),
+                Edge(source="labels", target="ce_loss", target_port="target")]
+    return project
+
+
+def output_node(project: Any) -> str | None:
+    """The node whose output is the model's prediction in a project with an objective: the input of its
+    cross-entropy term (accuracy is measured on it), else None."""
+    graph = as_graph(project if not isinstance(project, Project) else project.graph)
+    for n in graph.nodes:
+        if n.type == "CrossEntropyLoss":
+            e = next((e for e in graph.edges if e.target == n.id and e.target_port in ("input", None)), None)
+            if e is not None:
+                return e.source
+    return None
+
+
+__all__ = ["Objective", "Term", "has_objective", "training_graph", "resolve_objective", "add_distillation",
+           "output_node", "DEFAULT_NETWORK", "NETWORK_SETTINGS"]

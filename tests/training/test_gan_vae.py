@@ -1,0 +1,149 @@
+"""Training drawn objectives (builder.training.multi): a tiny GAN (two networks, two optimizers, alternating
+schedule), a VAE, distillation from a finished run; exact resume, stop, pause, samples kept with the run."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from builder import load_template
+from builder.data import fit_dataset, load_dataset
+from builder.data.splits import Dataset, Split
+from builder.errors import TrainingError
+from builder.runs.folder import RunFolder
+from builder.runs.store import RunStore
+from builder.training.checkpoint import previous_path
+from builder.training.multi import ObjectiveTrainer
+from builder.training.objectives import add_distillation
+from builder.training.pipeline import resume_run, run_training
+
+CFG = {"epochs": 2, "batch_size": 16, "lr": 0.002, "log_every": 2, "seed": 3, "checkpoint_every": 1}
+
+
+def _small(ds: Dataset, n: int = 64) -> Dataset:
+    def cut(s: Split, k: int) -> Split:
+        return Split(s.X[:k].clone(), s.y[:k].clone())
+    return Dataset(ds.info, cut(ds.train, n), cut(ds.val, 32), cut(ds.test, 32))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _gan(digits, tmp=None, **cfg):
+    p = load_template("gan")
+    return ObjectiveTrainer(p, _small(fit_dataset(p.graph, digits)), {**CFG, **cfg}, run_dir=tmp)
+
+
+def _weights(t: ObjectiveTrainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in t.model.state_dict().items()}
+
+
+def test_gan_trains_both_networks_and_logs_each_term(digits, tmp_path):
+    t = _gan(digits, tmp_path)
+    before = _weights(t)
+    events = []
+    t.listeners.append(events.append)
+    r = t.fit()
+    assert r.status == "finished" and r.epochs_completed == 2
+    after = _weights(t)
+    assert not torch.equal(before["g_fc1.weight"], after["g_fc1.weight"])
+    assert not torch.equal(before["d_fc1.weight"], after["d_fc1.weight"])
+    ep = [e for e in events if e["type"] == "epoch"][-1]
+    assert set(ep["terms"]) == {"d_loss_real", "d_loss_fake", "g_loss"}
+    assert ep["train_loss"] == pytest.approx(sum(ep["terms"].values()))
+    assert all("terms" in e for e in events if e["type"] == "step")
+    assert set(r.test) >= {"loss", "loss/g_loss"}
+    with np.load(RunFolder(tmp_path).samples) as s:
+        assert s.files == ["epoch_1", "epoch_2"] and s["epoch_2"].shape == (64, 64)  # shaped like the fitted samples
+    assert set(t.optimizers) == {"discriminator", "generator"}
+
+
+def test_schedule_updates_only_the_named_network(digits):
+    t = _gan(digits, epochs=1)
+    t.objective.schedule = [("discriminator", 4)]
+    g0 = _weights(t)["g_fc1.weight"]
+    t.fit()
+    assert torch.equal(g0, _weights(t)["g_fc1.weight"])
+
+
+def test_resume_after_kill_from_the_last_checkpoint_is_exact(digits, tmp_path):
+    full = _gan(digits, tmp_path / "full", epochs=3)
+    full.fit()
+    # a process killed during epoch 3 leaves the checkpoint of epoch 2: the previous of the final one
+    ckpt = previous_path(RunFolder(tmp_path / "full").checkpoint)
+    again = ObjectiveTrainer(load_template("gan"), full.dataset, {**CFG, "epochs": 3}, run_dir=tmp_path / "again",
+                             resume_from=ckpt)
+    again.fit()
+    a, b = _weights(full), _weights(again)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert [e["train_loss"] for e in full.history.epochs] == [e["train_loss"] for e in again.history.epochs]
+
+
+def test_stop_mid_epoch_and_resume_is_exact(digits, tmp_path):
+    full = _gan(digits, None)
+    full.fit()
+    part = _gan(digits, tmp_path)
+    part._stop_at_step = 5  # mid epoch 2 of 4 steps each, on a D step
+    assert part.fit().status == "stopped"
+    rest = ObjectiveTrainer(load_template("gan"), part.dataset, CFG, run_dir=tmp_path,
+                            resume_from=RunFolder(tmp_path).checkpoint)
+    assert rest.fit().status == "finished"
+    a, b = _weights(full), _weights(rest)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_pause_and_resume_through_the_control_flags(digits, tmp_path):
+    t = _gan(digits, tmp_path, epochs=1)
+    statuses = []
+    seen = threading.Event()
+
+    def listen(ev):
+        if ev["type"] == "status":
+            statuses.append(ev["status"])
+            if ev["status"] == "paused":
+                seen.set()
+    t.listeners.append(listen)
+    t.pause()
+    th = threading.Thread(target=t.fit)
+    th.start()
+    assert seen.wait(60)
+    t.resume()
+    th.join(60)
+    assert statuses == ["running", "paused", "running", "finished"]
+
+
+def test_vae_through_the_pipeline_with_a_store_and_resume(digits, tmp_path):
+    store = RunStore(tmp_path)
+    p = load_template("vae")
+    ds = _small(fit_dataset(p.graph, digits), 96)
+    r = run_training(p, ds, {**CFG, "epochs": 1}, store)
+    assert r.status == "finished" and set(r.test) == {"loss", "loss/recon_loss", "loss/kl_loss"}
+    run = store.get(r.run_id)
+    assert run["status"] == "finished" and store.weights_path(r.run_id).is_file()
+    assert any("terms" in m for m in store.metrics(r.run_id))
+    r2 = resume_run(r.run_id, store, overrides={"epochs": 2})
+    assert r2.status == "finished" and r2.epochs_completed == 2
+
+
+def test_distillation_from_a_finished_run(tmp_path):
+    store = RunStore(tmp_path)
+    moons = load_dataset("moons", n_samples=200)
+    teacher = run_training(load_template("mlp"), moons, {**CFG, "epochs": 1}, store)
+    student = add_distillation(load_template("mlp"))
+    student.training = {**(student.training or {}), "teacher": teacher.run_id}
+    r = run_training(student, moons, {**CFG, "epochs": 1}, store)
+    assert r.status == "finished" and 0 <= r.test["accuracy"] <= 1
+    assert {"loss/distill_loss", "loss/ce_loss"} <= set(r.test)
+    student.training = {k: v for k, v in student.training.items() if k != "teacher"}
+    with pytest.raises(TrainingError, match="teacher"):
+        run_training(student, moons, {**CFG, "epochs": 1})
+
+
+def test_projects_without_loss_nodes_keep_the_task_trainer(digits):
+    r = run_training(load_template("mlp"), load_dataset("moons", n_samples=100), {**CFG, "epochs": 1})
+    assert "accuracy" in r.test and not any(k.startswith("loss/") for k in r.test)

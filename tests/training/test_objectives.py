@@ -1,0 +1,117 @@
+"""Loss nodes, targets, noise and the objective read from a graph (builder.graph.layers.objective,
+builder.training.objectives): per-sample values against torch's losses, shape rules, the training graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builder import load_template
+from builder.errors import TrainingError
+from builder.graph.compile import compile_graph
+from builder.graph.layers import objective as ob
+from builder.graph.shapes import infer_shapes
+from builder.training.objectives import (
+    add_distillation,
+    has_objective,
+    output_node,
+    resolve_objective,
+    training_graph,
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(b=st.integers(1, 6), c=st.integers(2, 7), seed=st.integers(0, 10_000))
+def test_loss_values_match_torch(b, c, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, t = torch.randn(b, c, generator=g), torch.randn(b, c, generator=g)
+    ids = torch.randint(0, c, (b,), generator=g)
+    p = torch.rand(b, c, generator=g)
+    close = torch.testing.assert_close
+    close(ob.cross_entropy(x, ids.reshape(b, 1)), F.cross_entropy(x, ids, reduction="none"))
+    close(ob.cross_entropy(x, p.softmax(-1)), F.cross_entropy(x, p.softmax(-1), reduction="none"))
+    close(ob.bce_logits(x, p), F.binary_cross_entropy_with_logits(x, p, reduction="none").mean(1))
+    close(ob.mse(x, t, "sum"), F.mse_loss(x, t, reduction="none").sum(1))
+    close(ob.l1(x, t), F.l1_loss(x, t, reduction="none").mean(1))
+    close(ob.huber(x, t, delta=0.7), F.huber_loss(x, t, reduction="none", delta=0.7).mean(1))
+    want = F.kl_div(F.log_softmax(x / 2, -1), F.log_softmax(t / 2, -1), reduction="none", log_target=True).sum(1)
+    close(ob.distillation(x, t, 2.0), want * 4)
+    mu, lv = x, t
+    close(ob.gaussian_kl(mu, lv), (-0.5 * (1 + lv - mu ** 2 - lv.exp())).sum(1))
+
+
+def _graph(nodes, edges):
+    return {"nodes": [{"id": i, "type": ty, "params": p} for i, ty, p in nodes],
+            "edges": [dict(zip(("source", "target", "target_port"), e, strict=False)) for e in edges]}
+
+
+def test_shape_rules_refuse_mismatched_targets_with_the_fix():
+    g = _graph([("x", "Input", {"shape": [4]}), ("fc", "Linear", {"out_features": 3}),
+                ("t", "Target", {"source": "labels", "size": 2}), ("ce", "CrossEntropyLoss", {}),
+                ("m", "MSELoss", {})],
+               [("x", "fc"), ("x", "t", "like"), ("fc", "ce", "input"), ("t", "ce", "target"),
+                ("fc", "m", "input"), ("x", "m", "target")])
+    rep = infer_shapes(g)
+    msgs = {p.node: p.message for p in rep.problems if p.severity == "error"}
+    assert "one class id per sample" in msgs["ce"] and "Fix:" in msgs["ce"]
+    assert "as many values per sample" in msgs["m"]
+
+
+def test_templates_validate_and_compile_with_per_sample_losses():
+    for name in ("gan", "vae"):
+        p = load_template(name)
+        rep = infer_shapes(p.graph)
+        assert rep.ok, rep.problems
+        assert has_objective(p) and all(rep.nodes[o].shape == () for o in rep.output_nodes)
+        out = compile_graph(p.graph).eval()(torch.rand(3, 64))
+        assert all(v.shape == (3,) and torch.isfinite(v).all() for v in out)
+    assert not has_objective(load_template("mlp"))
+
+
+def test_training_graph_turns_fed_nodes_into_inputs():
+    p = load_template("gan")
+    g = training_graph(p.graph)
+    types = {n.id: n.type for n in g.nodes}
+    assert types["z"] == "Input" and types["ones_real"] == "Target"  # constants stay computed
+    assert not any(e.target == "z" for e in g.edges)
+    m = compile_graph(g)
+    assert m.layerlab_inputs == ["image", "z"]
+
+
+def test_resolve_objective_reads_networks_schedule_and_settings():
+    obj = resolve_objective(load_template("gan"))
+    assert obj.schedule == [("discriminator", 1), ("generator", 1)]
+    assert [obj.network_at(s) for s in range(4)] == ["discriminator", "generator"] * 2
+    assert {t.id for t in obj.terms_for("discriminator")} == {"d_loss_real", "d_loss_fake"}
+    assert obj.feeds == {"image": "data", "z": "noise:gaussian"}
+    vae = resolve_objective(load_template("vae"))
+    assert list(vae.networks) == ["model"] and len(vae.terms) == 2
+
+
+@pytest.mark.parametrize("training, fragment", [
+    ({"networks": {"g": ["nope"]}}, "not in the graph"),
+    ({"networks": {"a": ["g_fc1"], "b": ["g_fc1"]}}, "one network only"),
+    ({"schedule": [["discriminator", 0]]}, "[network, steps]"),
+    ({"schedule": [["critic", 1]]}, "unknown network"),
+    ({"optimizers": {"generator": {"epochs": 3}}}, "per-network settings"),
+])
+def test_bad_objective_settings_name_the_fix(training, fragment):
+    p = load_template("gan")
+    p.training = {**p.training, **training}
+    with pytest.raises(TrainingError, match="Fix:") as e:
+        resolve_objective(p)
+    assert fragment in str(e.value)
+
+
+def test_add_distillation_wires_teacher_and_labels():
+    p = add_distillation(load_template("mlp"), temperature=3.0, alpha=0.7)
+    obj = resolve_objective(p)
+    assert {t.id: t.weight for t in obj.terms} == {"distill_loss": 0.7, "ce_loss": pytest.approx(0.3)}
+    assert set(obj.feeds.values()) == {"data", "teacher", "labels"}
+    assert output_node(p) == "out" or output_node(p) in {n.id for n in p.graph.nodes}
+    assert infer_shapes(p.graph).ok
+    with pytest.raises(TrainingError, match="already draws"):
+        add_distillation(p)
