@@ -148,12 +148,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--json", default="", help="also write the rows to this file")
     ap.add_argument("--write", action="store_true", help="put the table in bench/RESULTS.md")
+    ap.add_argument("--peaks", default="", help="a --json file measured earlier (e.g. on a lent GPU): recompute "
+                    "its estimates with the current code instead of measuring")
+    ap.add_argument("--title", default="", help="with --peaks: the device and settings the peaks were measured on")
     a = ap.parse_args(argv)
     AMP["on"] = a.amp
     if a.child:
         print(json.dumps(measure(a.child, a.batch_size, a.device)))
         return 0
     todo = cases()
+    if a.peaks:
+        rows = [r for r in json.loads(Path(a.peaks).read_text()) if r["name"] in todo]
+        for r in rows:
+            report = infer_shapes(todo[r["name"]][0], BIG)
+            r["estimate"] = training_memory(report, r["batch"], device=r["device"]).peak
+        text = table(rows, a.title or f"Measured earlier on {rows[0]['device']}; estimates from the current code.")
+        print(text)
+        if a.write:
+            from results import write_section
+            write_section(f"### {a.title or 'peaks'}", f"### {a.title or 'peaks'}\n\n" + text)
+        return 0
     names = [n for n in a.only.split(",") if n] or list(todo)
     rows = []
     for name in names:
