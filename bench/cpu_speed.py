@@ -6,9 +6,10 @@ batch 64), the cnn template's architecture written by hand, Adam 3e-3, 30 epochs
 
 * ``whole``: the CLI ``layerlab train cnn --dataset digits --epochs 30 --early-stopping 0 --quiet`` (a fresh
   workspace per run) ÷ ``python bench/cpu_speed.py --tutorial``, both whole processes, interleaved;
-* ``loop``: in one process, the trainer's 30 epochs (``Trainer.fit`` on the prepared dataset, a run folder as a
-  real run has) ÷ the tutorial's 30-epoch loop, interleaved, with the thread count each would use
-  (the trainer: :func:`builder.runs.jobs.torch_threads`; the tutorial: torch's default);
+* ``loop``: in process, the trainer's 30 epochs (``Trainer.fit`` on the prepared dataset, a run folder as a
+  real run has) ÷ the tutorial's 30-epoch loop, with the thread count each would use (the trainer:
+  :func:`builder.runs.jobs.torch_threads`; the tutorial: torch's default, and also one thread), each measured in
+  a fresh process after a 2-epoch warm-up (``--one KIND``), interleaved;
 * ``--threads-rule``: seconds per training step of the templates (and a wider conv) at 1 and at every core,
   next to their multiply-adds per batch, the measurements behind :data:`builder.runs.jobs.THREADS_MACS_PER_CORE`.
 
@@ -113,21 +114,33 @@ def trainer_seconds(epochs: int = EPOCHS, **extra) -> float:
         return time.perf_counter() - t0
 
 
-def loop(repeats: int) -> tuple[float, float, float]:
-    """Median in-process seconds of the trainer's 30 epochs, the tutorial loop's with torch's default threads and
-    with one thread (the hand-written loop at its best on a small model), interleaved."""
+def one_loop(kind: str) -> float:
+    """Seconds of one in-process measurement in this (fresh) process after a 2-epoch warm-up: ``trainer``, ``tutorial``
+    (torch's threads) or ``tutorial1`` (one thread)."""
     import torch
 
-    default = torch.get_num_threads()
-    trainer_seconds(2)
+    if kind == "tutorial1":
+        torch.set_num_threads(1)
+    if kind == "trainer":
+        trainer_seconds(2)
+        return trainer_seconds()
     tutorial(2, verbose=False)
+    return tutorial(verbose=False)
+
+
+def loop(repeats: int) -> tuple[float, float, float]:
+    """Median in-process seconds of the trainer's 30 epochs, the tutorial loop's with torch's default threads and
+    with one thread (the hand-written loop at its best on a small model), interleaved, each in a fresh process:
+    changing torch's thread count inside one process makes the next calls on more threads several times slower
+    for a while (torch 2.13, OpenMP/oneDNN), which would favour whichever ran on one thread."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs: dict[str, list[float]] = {"trainer": [], "tutorial": [], "tutorial1": []}
     kinds = list(runs)
     for r in range(repeats):
         for kind in (kinds if r % 2 == 0 else kinds[::-1]):
-            torch.set_num_threads(1 if kind == "tutorial1" else default)
-            runs[kind].append(trainer_seconds() if kind == "trainer" else tutorial(verbose=False))
-    torch.set_num_threads(default)
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", kind], check=True,
+                                 capture_output=True, text=True, env=env, cwd=ROOT).stdout
+            runs[kind].append(float(out.strip().splitlines()[-1]))
     return tuple(statistics.median(v) for v in runs.values())  # type: ignore[return-value]
 
 
@@ -208,6 +221,7 @@ def main() -> int:
     """Run the comparisons named by the flags; print ratios."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tutorial", action="store_true", help="run the tutorial script alone (whole process)")
+    p.add_argument("--one", choices=("trainer", "tutorial", "tutorial1"), help="one in-process measurement (seconds)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-whole", action="store_true")
     p.add_argument("--skip-loop", action="store_true")
@@ -215,6 +229,10 @@ def main() -> int:
     a = p.parse_args()
     if a.tutorial:
         tutorial()
+        return 0
+    if a.one:
+        sys.path.insert(0, str(ROOT))
+        print(f"{one_loop(a.one):.4f}")
         return 0
     sys.path.insert(0, str(ROOT))
     import platform

@@ -323,14 +323,16 @@ class Trainer:
 
     def _set_threads(self) -> None:
         """Intra-op threads on a CPU from the model's multiply-adds per batch (:func:`builder.runs.jobs.torch_threads`;
-        the threads this process has are the cap); restored when :meth:`fit` returns. Torchrun sets its own."""
+        the threads this process has are the cap). The process keeps the count after :meth:`fit`: raising it again
+        makes the next calls on more threads 4-25x slower for a while on torch 2.13 (OpenMP/oneDNN; bench/RESULTS.md
+        "CPU runs"). Torchrun sets its own."""
         from builder.runs.jobs import torch_threads
 
         self.threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.world == 1:
-            self._threads_before = self.threads
             self.threads = torch_threads(self.macs_per_batch, cap=self.threads)
-            torch.set_num_threads(self.threads)
+            if self.threads != torch.get_num_threads():
+                torch.set_num_threads(self.threads)
 
     # ---- checkpoint
     def _save(self, epoch: int, batch: int, perm: torch.Tensor | None, acc: dict) -> None:
@@ -454,7 +456,7 @@ class Trainer:
         self._stop_message = None
         self._epoch_times: list[float] = []
         self._last_gn: float | None = None
-        self._ckpt_t, self._ckpt_due, self._threads_before = time.perf_counter(), False, None
+        self._ckpt_t, self._ckpt_due = time.perf_counter(), False
         try:
             self._setup()
             start_epoch, start_batch, perm, acc = 0, 0, None, {}
@@ -475,9 +477,6 @@ class Trainer:
             msg = f"training failed: {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}"
             self._finish("failed", msg, t0)
             raise TrainingError(msg) from e
-        finally:
-            if self._threads_before is not None:
-                torch.set_num_threads(self._threads_before)
         return self._finish(status, message, t0)
 
     def _finish(self, status: str, message: str, t0: float) -> TrainResult:
