@@ -5,7 +5,8 @@ batch 64), the cnn template's architecture written by hand, Adam 3e-3, 30 epochs
 (:func:`tutorial`; ``python bench/cpu_speed.py --tutorial`` runs it alone as a whole process). Measured:
 
 * ``whole``: the CLI ``layerlab train cnn --dataset digits --epochs 30 --early-stopping 0 --quiet`` (a fresh
-  workspace per run) ÷ ``python bench/cpu_speed.py --tutorial``, both whole processes, interleaved;
+  workspace per run) ÷ ``python bench/cpu_speed.py --tutorial`` (with torch's threads, and with
+  ``OMP_NUM_THREADS=1``), whole processes, interleaved;
 * ``loop``: in process, the trainer's 30 epochs (``Trainer.fit`` on the prepared dataset, a run folder as a
   real run has) ÷ the tutorial's 30-epoch loop, with the thread count each would use (the trainer:
   :func:`builder.runs.jobs.torch_threads`; the tutorial: torch's default, and also one thread), each measured in
@@ -81,21 +82,24 @@ def _timed(cmd: list[str], env: dict) -> float:
     return time.perf_counter() - t0
 
 
-def whole(repeats: int) -> tuple[float, float]:
-    """Median whole-process seconds of the CLI and of the tutorial script, interleaved."""
+def whole(repeats: int) -> tuple[float, float, float]:
+    """Median whole-process seconds of the CLI, the tutorial script (torch's threads) and the tutorial script on one
+    thread (``OMP_NUM_THREADS=1``), interleaved."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OMP_NUM_THREADS", None)
     cli = [sys.executable, "-m", "builder", "train", "cnn", "--dataset", "digits", "--epochs", str(EPOCHS),
            "--early-stopping", "0", "--quiet"]
     tut = [sys.executable, str(Path(__file__).resolve()), "--tutorial"]
-    a, b = [], []
+    runs: dict[str, list[float]] = {"cli": [], "tut": [], "tut1": []}
+    kinds = list(runs)
     with tempfile.TemporaryDirectory() as d:
-        for r in range(repeats + 1):  # the first pair warms the file cache
-            pair = [("cli", cli), ("tut", tut)] if r % 2 == 0 else [("tut", tut), ("cli", cli)]
-            for kind, cmd in pair:
-                t = _timed(cmd, {**env, "LAYERLAB_WORKSPACE": f"{d}/ws{r}"})
+        for r in range(repeats + 1):  # the first round warms the file cache
+            for kind in (kinds if r % 2 == 0 else kinds[::-1]):
+                e = {**env, "LAYERLAB_WORKSPACE": f"{d}/ws{r}", **({"OMP_NUM_THREADS": "1"} if kind == "tut1" else {})}
+                t = _timed(cli if kind == "cli" else tut, e)
                 if r:
-                    (a if kind == "cli" else b).append(t)
-    return statistics.median(a), statistics.median(b)
+                    runs[kind].append(t)
+    return tuple(statistics.median(v) for v in runs.values())  # type: ignore[return-value]
 
 
 def trainer_seconds(epochs: int = EPOCHS, **extra) -> float:
@@ -248,8 +252,9 @@ def main() -> int:
         print(f"in process, 30 epochs: trainer {t:.2f} s, tutorial loop {u:.2f} s (torch's threads), ratio {t / u:.2f}; "
               f"tutorial loop on 1 thread {u1:.2f} s, ratio {t / u1:.2f}", flush=True)
     if not a.skip_whole:
-        c, u = whole(a.repeats)
-        print(f"whole process: layerlab train {c:.2f} s, tutorial script {u:.2f} s, ratio {c / u:.2f}", flush=True)
+        c, u, u1 = whole(a.repeats)
+        print(f"whole process: layerlab train {c:.2f} s, tutorial script {u:.2f} s (torch's threads), ratio {c / u:.2f}; "
+              f"tutorial script on 1 thread {u1:.2f} s, ratio {c / u1:.2f}", flush=True)
     print(f"load average after {os.getloadavg()[0]:.2f}")
     return 0
 
