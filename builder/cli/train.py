@@ -71,6 +71,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
     g.add_argument("--augment", metavar="LIST", help="image augmentation per batch, e.g. flip,crop=4 (of flip, crop, "
                    "affine, brightness, contrast; a name alone takes its default); 'none' turns it off")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads on a CPU (default: from the model's "
+                   "multiply-adds per batch, 1 for small models; sets LAYERLAB_TORCH_THREADS)")
     p.add_argument("--workspace", help="workspace folder (default $LAYERLAB_WORKSPACE, else ~/.layerlab)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -175,6 +177,14 @@ class Progress:
 
 
 def _config_overrides(args: argparse.Namespace) -> dict:
+    if getattr(args, "threads", None) is not None:  # read by builder.runs.jobs.torch_threads (also in job processes)
+        import os
+
+        from builder.runs.jobs import ENV_TORCH_THREADS
+
+        if args.threads < 1:
+            raise TrainingError(f"--threads must be 1 or more; received: {args.threads}. Fix: pass a positive count")
+        os.environ[ENV_TORCH_THREADS] = str(args.threads)
     cfg = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k, None) is not None}
     if cfg.get("early_stopping") == 0:  # 0 turns early stopping off, as on the Train page
         cfg["early_stopping"] = None
