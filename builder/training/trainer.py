@@ -356,9 +356,14 @@ class Trainer:
         self._ckpt_t, self._ckpt_due = time.perf_counter(), False
 
     def _save_quietly(self, epoch: int, b: int, perm: torch.Tensor, sum_loss: float, count: int, cbase: float,
-                      cbase_n: int, chunk: list[torch.Tensor]) -> None:
-        """The checkpoint at a torch error (before batch ``b``); a failure to write it hides nothing."""
+                      cbase_n: int, chunk: list[torch.Tensor], rng: tuple | None) -> None:
+        """The checkpoint at a torch error (before batch ``b``, with the random state the step started from, so
+        that its dropout draws repeat on resume); a failure to write it hides nothing."""
         try:
+            if rng is not None:
+                torch.set_rng_state(rng[0])
+                if rng[1] is not None:
+                    torch.cuda.set_rng_state(rng[1], self.device)
             csum = cbase + (float(torch.stack(chunk).double().sum()) if chunk else 0.0)
             self._save(epoch, b, perm, {"sum": sum_loss, "count": count, "chunk_sum": csum,
                                         "chunk_n": cbase_n + len(chunk)})
@@ -539,10 +544,12 @@ class Trainer:
             te = time.perf_counter()
             seen = 0
             self._fwd.train()
-            phase, b = 0, start_batch  # 0: before the step, 1: global_step counted, 2: weights (being) updated
+            phase, b, rng = 0, start_batch, None  # 0: before the step, 1: global_step counted, 2: weights (being) updated
+            cuda = self.device.type == "cuda"
             try:
                 for b in range(start_batch, nb):
                     phase = 0
+                    rng = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)  # ~1 µs
                     if self._flag or self.global_step == self._stop_at_step:
                         if self.global_step == self._stop_at_step:
                             self._stop_req = True
@@ -595,7 +602,7 @@ class Trainer:
             except Exception:  # a torch error before the update (forward, backward): keep this exact position
                 if phase < 2:
                     self.global_step -= phase
-                    self._save_quietly(epoch, b, perm, sum_loss, count, cbase, cbase_n, chunk)
+                    self._save_quietly(epoch, b, perm, sum_loss, count, cbase, cbase_n, chunk, rng)
                 raise
             if chunk or cbase_n:
                 sum_loss, count = self._flush(chunk, cbase, cbase_n, sum_loss, count, epoch, nb - 1)

@@ -37,13 +37,15 @@ class Boom(torch.nn.Module):
     def __init__(self, boom_at: int | None = None):
         super().__init__()
         torch.manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                       torch.nn.Linear(16, 2))  # dropout: the resumed step must draw the same mask
         self.boom_at, self.calls = boom_at, 0
 
     def forward(self, x):
         if self.training:
             self.calls += 1
             if self.calls == self.boom_at:
+                torch.rand(3)  # the failing step had drawn random numbers already
                 raise RuntimeError("simulated out of memory")
         return self.net(x)
 
