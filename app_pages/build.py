@@ -227,8 +227,8 @@ def toolbar(report) -> None:
     g = ui.graph()
     # below 1100 px the buttons show their icons only (app_pages/style.py); each keeps its tooltip
     bar = st.container(key="ll_build_tools")
-    c_tpl, c_imp, c_py, c_w, c_json, c_onnx, _gap, c_insp = bar.columns([1.6, 0.85, 1, 0.9, 0.9, 0.85, 0.15, 1.05],
-                                                                     vertical_alignment="center")
+    c_tpl, c_imp, c_py, c_w, c_json, c_link, c_onnx, _gap, c_insp = bar.columns(
+        [1.6, 0.85, 1, 0.9, 0.9, 0.75, 0.85, 0.15, 1.05], vertical_alignment="center")
     # A select box, not a popover: it closes as soon as a template is chosen.
     templates = {t["name"]: t for t in builder.list_templates()}
     c_tpl.selectbox("Templates", list(templates), index=None, key="ll_tpl_pick", placeholder="Templates…",
@@ -255,11 +255,76 @@ def toolbar(report) -> None:
     c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),
                            mime="application/json", icon=":material/data_object:", width="stretch",
                            help="Download the project file (JSON)", on_click="ignore")
+    with c_link.popover("Link", icon=":material/link:", width="stretch",
+                        help="A link that opens this network (no weights) on another browser"):
+        share_link_box()
     with c_onnx.popover("ONNX", icon=":material/output:", width="stretch", disabled=not ok,
                         help="Export a verified ONNX file"):
         export_onnx_box(snapshot)
     # layers, parameters, memory and problems are shown in the canvas's own summary bar
     c_insp.toggle("Inspector", key="ll_show_inspector")  # hidden: the canvas gets the whole width
+
+
+# ------------------------------------------------------------------------------------- shareable links
+def _page_url() -> str:
+    """This page's address without its query (``/build`` when the browser's address is unknown)."""
+    try:
+        url = str(st.context.url or "")
+    except Exception:  # no browser (AppTest)
+        url = ""
+    return url.split("?", 1)[0].split("#", 1)[0] or "/build"
+
+
+def share_link_box() -> None:
+    """Copy link: the project (graph, parameters, dataset and training settings) in the address itself."""
+    from builder.graph.share import LinkTooLongError, share_url, shareable
+
+    proj = ui.project_with_data()
+    try:
+        url = share_url(_page_url(), proj)
+    except LinkTooLongError as e:
+        st.warning(ui.md(e), icon=":material/link_off:")
+        st.download_button("Download the project file", data=ui.project_json(), file_name=ui.project_filename(),
+                           mime="application/json", icon=":material/download:", key="ll_link_file",
+                           on_click="ignore")
+        return
+    st.caption("Copy this link (the icon at its right). Whoever opens it gets this network, its settings and its "
+               "built-in dataset as their own copy; trained weights are not included.")
+    st.code(url, language=None, wrap_lines=True)
+    st.session_state.ll_share_url = url
+    left = shareable(proj)[1]
+    if left:
+        st.caption("Not in the link: " + ", ".join(left) + ".")
+
+
+def open_shared_link() -> None:
+    """``/build?p=...``: open the linked project on the canvas as this visitor's copy (validated as an uploaded
+    file; a confirmation first when it would replace work on the canvas; undoable)."""
+    from builder.graph.share import QUERY_KEY, decode_project
+    from builder.runs import owners
+
+    value = st.query_params.get(QUERY_KEY)
+    if not isinstance(value, str) or not value or st.session_state.get("ll_url_p") == value:
+        return
+    st.session_state.ll_url_p = value
+    try:
+        proj = decode_project(value)
+    except LayerLabError as e:
+        st.error(f"Cannot open the shared link: {ui.md(e)}", icon=":material/link_off:")
+        return
+    data = dict(proj.dataset) if (proj.dataset or {}).get("kind") == "builtin" else None
+    if ui.graph_key(proj.graph) == ui.graph_key(ui.graph()):
+        return  # already on the canvas (a reload of the link)
+    flash = f"Opened the shared network “{proj.name}” as your own copy"
+    pristine = ui.graph_key(ui.graph()) == ui.graph_key(ui.with_edge_ids(builder.load_template("cnn").graph))
+    if pristine:  # the first visit's starting template: nothing of the visitor's to confirm
+        owners.push_history(ui.workspace(), ui.owner(), ui.project_with_data())
+        ui.set_project(proj, flash=flash)
+        if data is not None:
+            st.session_state.ll_data = data
+        ui.autosave()
+    else:
+        ui.replace_project(proj, flash, data=data)
 
 
 # ---------------------------------------------------------------------------- model exchange (ONNX, .pt2)
@@ -383,6 +448,7 @@ def canvas_area() -> None:
 
 
 st.session_state.setdefault("ll_show_inspector", True)
+open_shared_link()
 ui.page_header("Build", "Drag layers from the palette, connect their ports and watch shapes flow through "
                "the network. Select a layer to edit it; press ? on the canvas for shortcuts.")
 canvas_area()
