@@ -39,6 +39,7 @@ from builder.errors import RunStoreError, TrainingError
 from builder.runs import gpus as _gpus
 from builder.runs.launcher import pid_alive, spawn_detached
 from builder.runs.owners import can_control
+from builder.runs.quotas import check_quota
 from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.training.callbacks import Callback
@@ -123,6 +124,7 @@ def submit(store: RunStore, spec: JobSpec) -> str:
     from builder.training.config import TrainConfig
 
     _check_callbacks(list(spec.callbacks))
+    check_quota(store, spec.owner)  # per-owner jobs and storage (builder.runs.quotas); QuotaError over a limit
     if spec.resume_run:
         store.mark_interrupted()
         run = store.get(spec.resume_run)

@@ -5,7 +5,9 @@ An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives i
 ``user:<name>`` for a signed-in user. Each owner has a folder ``<workspace>/owners/<safe id>/`` holding
 ``project.json`` (the canvas, autosaved) and ``history/`` (projects replaced by New, a template or "open
 on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; only the
-owner sees a run (everyone, read-only, with ``LAYERLAB_SHARED_RUNS=1``) and only the owner controls it. Example::
+owner sees a run (everyone, read-only, with ``LAYERLAB_SHARED_RUNS=1``) and only the owner controls it, except
+that a teacher (listed by ``LAYERLAB_TEACHERS`` or the server config, :func:`teachers`) sees the runs of the
+members of their classes read-only and may stop their jobs. Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_owners.py::test_autosave_and_undo_history
     save_project(ws, "anon:" + "a" * 32, project)
@@ -16,11 +18,12 @@ owner sees a run (everyone, read-only, with ``LAYERLAB_SHARED_RUNS=1``) and only
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +60,72 @@ def can_see(run: Mapping[str, Any], owner: str, shared: bool = False) -> bool:
     return shared or owner_of(run) == owner
 
 
-def can_control(run: Mapping[str, Any], owner: str) -> bool:
-    """Whether ``owner`` may pause, resume, stop, delete or continue a run: only its own owner, in every mode
-    (a study follows the same rule: only its owner resumes it or adds trials)."""
-    return owner_of(run) == owner
+TEACHER_ACTIONS = ("stop",)  # what a teacher may do to a student's job (the student keeps every other control)
+
+
+def can_control(run: Mapping[str, Any], owner: str, *, students: Collection[str] = (),
+                action: str | None = None) -> bool:
+    """Whether ``owner`` may pause, resume, stop, delete or continue a run: its own owner, in every mode (a study
+    follows the same rule: only its owner resumes it or adds trials); and a teacher may ``stop`` (only) a job
+    of one of ``students``, the members of the teacher's classes (:func:`builder.runs.classes.students_of`)."""
+    if owner_of(run) == owner:
+        return True
+    return action in TEACHER_ACTIONS and owner_of(run) in students
+
+
+def can_see_as_teacher(run: Mapping[str, Any], students: Collection[str]) -> bool:
+    """Whether a teacher sees a run read-only: it belongs to one of the teacher's students."""
+    return owner_of(run) in students
+
+
+# ------------------------------------------------------------------------------------ the server's config
+ENV_TEACHERS = "LAYERLAB_TEACHERS"
+ENV_SERVER_CONFIG = "LAYERLAB_SERVER_CONFIG"
+SERVER_CONFIG = "server.json"  # in the workspace unless LAYERLAB_SERVER_CONFIG names another file
+MAX_CONFIG_BYTES = 256 * 1024
+
+
+def server_config(workspace: str | Path) -> dict:
+    """The server's configuration file (``$LAYERLAB_SERVER_CONFIG`` or ``<workspace>/server.json``), ``{}`` when
+    there is none. It holds ``teachers`` (a list of owner ids or e-mails) and ``quotas``
+    (:mod:`builder.runs.quotas`). Raises LayerLabError for a file that is not a JSON object."""
+    env = os.environ.get(ENV_SERVER_CONFIG, "").strip()
+    path = Path(env).expanduser() if env else Path(workspace) / SERVER_CONFIG
+    if not path.is_file():
+        if env:
+            raise LayerLabError(f"{ENV_SERVER_CONFIG} names the server's config file; received: {env!r}, which is "
+                                "not a file. Fix: create it or unset the variable")
+        return {}
+    raw = path.read_bytes()[:MAX_CONFIG_BYTES + 1]
+    try:
+        data = json.loads(raw) if len(raw) <= MAX_CONFIG_BYTES else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise LayerLabError(f"the server config is a JSON object of at most {MAX_CONFIG_BYTES // 1024} KiB; "
+                            f"received: {path}. Fix: write it as {{\"teachers\": [...], \"quotas\": {{...}}}}")
+    return data
+
+
+def _identity(entry: str) -> str:
+    entry = entry.strip()
+    return entry if ":" in entry else USER_PREFIX + entry  # a bare e-mail is a signed-in user
+
+
+def teachers(workspace: str | Path) -> frozenset[str]:
+    """The owners marked as teachers: ``$LAYERLAB_TEACHERS`` (comma-separated) and the config's ``teachers``.
+    An entry is an owner id (``user:ann@school.org``, ``anon:<32 hex>``) or a bare e-mail (a signed-in user)."""
+    names = [x for x in os.environ.get(ENV_TEACHERS, "").split(",") if x.strip()]
+    listed = server_config(workspace).get("teachers") or []
+    if not isinstance(listed, list):
+        raise LayerLabError(f"the server config's teachers is a list of identities; received: "
+                            f"{type(listed).__name__}. Fix: write \"teachers\": [\"ann@school.org\"]")
+    return frozenset(_identity(str(x)) for x in [*names, *listed] if str(x).strip())
+
+
+def is_teacher(workspace: str | Path, owner: str) -> bool:
+    """Whether the server's configuration lists ``owner`` as a teacher."""
+    return owner in teachers(workspace)
 
 
 def new_anonymous_id() -> str:
@@ -167,5 +232,7 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
 
 
 __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "runs_filter", "can_see", "can_control",
+           "TEACHER_ACTIONS", "can_see_as_teacher", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "teachers",
+           "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "safe_id", "owner_dir",
            "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

@@ -1,0 +1,261 @@
+"""Classes on one server: a teacher's class with a join code, its members, the starter project they get, the
+members' runs side by side and a leaderboard.
+
+A class is a JSON file ``<workspace>/classes/<id>.json``: ``id``, ``name``, ``code`` (what students type to
+join), ``teacher`` (an owner the server's configuration marks as teacher: :func:`builder.runs.owners.teachers`),
+``members``, ``starter`` (a project with its built-in dataset), ``metric`` (the test metric of the leaderboard),
+``quotas`` (overrides of :mod:`builder.runs.quotas` for members) and timestamps. Writes happen under one lock
+file, so thirty students joining at once are all kept. Students see only their own work; the teacher sees
+every member's runs read-only and may stop their jobs (:func:`builder.runs.owners.can_control`). Example::
+
+    # not a doctest (needs a workspace): run by tests/runs/test_classes.py::test_teacher_creates_students_join
+    c = create_class(ws, "user:t@school.org", "ML 101", builder.load_template("mlp"))
+    join_class(ws, c["code"], "anon:" + "a" * 32)["starter"]["name"]
+    # -> 'MLP on two moons'
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from builder.errors import LayerLabError
+from builder.graph.project import Project, load_project
+from builder.runs.owners import is_teacher, owner_of
+from builder.runs.store import RunStore
+from builder.runs.summary import run_overview
+
+CLASSES_DIR = "classes"
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read aloud or from a slide
+CODE_LEN = 6
+MAX_MEMBERS = 500
+LOWER_IS_BETTER = ("loss", "mse", "mae")
+_ID_RE = re.compile(r"^c-[0-9a-f]{12}$")
+
+
+class ClassError(LayerLabError):
+    """A class cannot be created, joined or changed (not a teacher, unknown code, not the class's teacher)."""
+
+
+def _dir(workspace: str | Path) -> Path:
+    d = Path(workspace) / CLASSES_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@contextmanager
+def _locked(workspace: str | Path) -> Iterator[None]:
+    with open(_dir(workspace) / ".lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _save(workspace: str | Path, cls: dict) -> None:
+    path = _dir(workspace) / f"{cls['id']}.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(cls, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def list_classes(workspace: str | Path, *, teacher: str | None = None, member: str | None = None) -> list[dict]:
+    """Every class, newest first; ``teacher`` keeps the classes that owner teaches, ``member`` those it joined."""
+    out = []
+    for path in _dir(workspace).glob("c-*.json"):
+        try:
+            cls = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if teacher is not None and cls.get("teacher") != teacher:
+            continue
+        if member is not None and member not in cls.get("members", []):
+            continue
+        out.append(cls)
+    return sorted(out, key=lambda c: c.get("created", 0), reverse=True)
+
+
+def get_class(workspace: str | Path, class_id: str) -> dict:
+    """One class by id. Raises ClassError for an unknown or malformed id."""
+    if not isinstance(class_id, str) or not _ID_RE.match(class_id):
+        raise ClassError(f"a class id is c- and 12 hexadecimal characters; received: {str(class_id)[:40]!r}. "
+                         "Fix: pick the class from the list")
+    path = _dir(workspace) / f"{class_id}.json"
+    if not path.is_file():
+        raise ClassError(f"no class {class_id} on this server; received: {class_id}. Fix: pick one from the list")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _starter(project: Project | dict) -> dict:
+    proj = load_project(project)  # validated as an uploaded file is
+    ds = proj.dataset or {}
+    if ds and ds.get("kind", "builtin") != "builtin":
+        raise ClassError(f"a class's starter uses a built-in dataset (every student can load it); received: a "
+                         f"{str(ds.get('kind'))[:20]} file. Fix: pick a built-in dataset on the Data page")
+    return json.loads(proj.to_json(indent=None))
+
+
+def create_class(workspace: str | Path, teacher: str, name: str, starter: Project | dict, *,
+                 metric: str = "accuracy", quotas: dict | None = None) -> dict:
+    """Create a class taught by ``teacher`` with a fresh join code and ``starter`` as its starting project.
+
+    Raises:
+        ClassError: ``teacher`` is not listed as a teacher by the server's configuration.
+        ProjectFormatError: the starter is not a valid project.
+    """
+    if not is_teacher(workspace, teacher):
+        raise ClassError(f"only a teacher creates a class; received: {teacher}. Fix: list this identity in "
+                         "LAYERLAB_TEACHERS or the server config's \"teachers\"")
+    name = re.sub(r"\s+", " ", str(name)).strip()[:100] or "class"
+    with _locked(workspace):
+        codes = {c.get("code") for c in list_classes(workspace)}
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN))
+        while code in codes:
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN))
+        cls = {"id": "c-" + secrets.token_hex(6), "name": name, "code": code, "teacher": teacher, "members": [],
+               "starter": _starter(starter), "metric": str(metric), "quotas": dict(quotas or {}),
+               "created": time.time(), "updated": time.time()}
+        _save(workspace, cls)
+    return cls
+
+
+def normal_code(code: str) -> str:
+    """A join code as typed (spaces, dashes, lower case) in its canonical form."""
+    return re.sub(r"[^A-Z0-9]", "", str(code).upper())
+
+
+def join_class(workspace: str | Path, code: str, owner: str) -> dict:
+    """Add ``owner`` to the class with this join code (joining twice changes nothing) and return the class,
+    whose ``starter`` the student opens. Raises ClassError for an unknown code or a full class."""
+    want = normal_code(code)
+    with _locked(workspace):
+        cls = next((c for c in list_classes(workspace) if c.get("code") == want), None)
+        if cls is None or not want:
+            raise ClassError(f"a join code is the {CODE_LEN} characters your teacher shows; received: "
+                             f"{str(code)[:20]!r}, which no class on this server has. Fix: check it with your teacher")
+        if owner == cls["teacher"]:
+            return cls
+        if owner not in cls["members"]:
+            if len(cls["members"]) >= MAX_MEMBERS:
+                raise ClassError(f"a class has at most {MAX_MEMBERS} members; received: a join to a full class. "
+                                 "Fix: ask the teacher to open a second class")
+            cls["members"].append(owner)
+            cls["updated"] = time.time()
+            _save(workspace, cls)
+    return cls
+
+
+def _own(workspace: str | Path, class_id: str, teacher: str) -> dict:
+    cls = get_class(workspace, class_id)
+    if cls["teacher"] != teacher:
+        raise ClassError(f"only the class's teacher changes it; received: {teacher}. Fix: sign in as its teacher")
+    return cls
+
+
+def post_starter(workspace: str | Path, class_id: str, teacher: str, starter: Project | dict) -> dict:
+    """Replace the class's starter project (members open it from the Class page). Raises ClassError."""
+    with _locked(workspace):
+        cls = _own(workspace, class_id, teacher)
+        cls["starter"] = _starter(starter)
+        cls["updated"] = time.time()
+        _save(workspace, cls)
+    return cls
+
+
+def update_class(workspace: str | Path, class_id: str, teacher: str, *, metric: str | None = None,
+                 quotas: dict | None = None) -> dict:
+    """Change the leaderboard's metric or the members' quota overrides. Raises ClassError."""
+    with _locked(workspace):
+        cls = _own(workspace, class_id, teacher)
+        if metric is not None:
+            cls["metric"] = str(metric)
+        if quotas is not None:
+            cls["quotas"] = dict(quotas)
+        cls["updated"] = time.time()
+        _save(workspace, cls)
+    return cls
+
+
+def delete_class(workspace: str | Path, class_id: str, teacher: str) -> None:
+    """Delete the class (members keep their own runs and projects). Raises ClassError."""
+    with _locked(workspace):
+        cls = _own(workspace, class_id, teacher)
+        (_dir(workspace) / f"{cls['id']}.json").unlink(missing_ok=True)
+
+
+def starter_project(cls: dict) -> Project:
+    """The class's starter as a project (its dataset in ``dataset``)."""
+    return load_project(cls["starter"])
+
+
+def students_of(workspace: str | Path, teacher: str) -> frozenset[str]:
+    """Every member of the classes ``teacher`` teaches (whose jobs the teacher may stop)."""
+    return frozenset(m for c in list_classes(workspace, teacher=teacher) for m in c.get("members", []))
+
+
+def class_quotas(workspace: str | Path, owner: str) -> dict:
+    """Quota overrides for ``owner`` from the newest class it belongs to ({} when none)."""
+    for cls in list_classes(workspace, member=owner):
+        if cls.get("quotas"):
+            return dict(cls["quotas"])
+    return {}
+
+
+def _metric(run: dict, name: str) -> float | None:
+    v = (run.get("test_metrics") or {}).get(name)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def class_runs(store: RunStore, cls: dict, limit: int = 200) -> list[dict]:
+    """Every member's runs, newest first: ``owner``, ``member`` (its number in the class), ``id``, ``name``,
+    ``status``, ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the test split),
+    ``params`` and ``time_s``."""
+    members = {m: i + 1 for i, m in enumerate(cls.get("members", []))}
+    rows = []
+    for owner in members:
+        for run in store.list_runs(owner=owner, limit=limit):
+            ov = run_overview(store, run)
+            best = ov.get("best") or {}
+            rows.append({"owner": owner, "member": members[owner], "id": run["id"], "name": run.get("name"),
+                         "status": run["status"], "epochs": run.get("epochs_done"),
+                         "best": best.get("val_metric"), "metric_name": best.get("metric_name"),
+                         "test": _metric(run, cls.get("metric", "accuracy")), "params": ov.get("params"),
+                         "time_s": ov.get("duration_s"), "created_at": run.get("created_at")})
+    return sorted(rows, key=lambda r: str(r.get("created_at") or ""), reverse=True)
+
+
+def leaderboard(store: RunStore, cls: dict) -> list[dict]:
+    """Each member's best finished run by the class metric on the held-out test split (one row per member,
+    best first; lower is better for loss, mse and mae), with its ``rank``."""
+    name = cls.get("metric", "accuracy")
+    sign = 1.0 if name in LOWER_IS_BETTER else -1.0
+    best: dict[str, dict] = {}
+    for row in class_runs(store, cls):
+        if row["status"] != "finished" or row["test"] is None:
+            continue
+        cur = best.get(row["owner"])
+        if cur is None or sign * row["test"] < sign * cur["test"]:
+            best[row["owner"]] = row
+    ranked = sorted(best.values(), key=lambda r: sign * r["test"])
+    return [{**r, "rank": i + 1} for i, r in enumerate(ranked)]
+
+
+def member_label(cls: dict, owner: str) -> str:
+    """How the teacher's page names a member: a signed-in user's name, else ``student N``."""
+    if owner.startswith("user:"):
+        return owner.split(":", 1)[1]
+    members = cls.get("members", [])
+    return f"student {members.index(owner) + 1}" if owner in members else owner_of({"owner": owner})
+
+
+__all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
+           "update_class", "delete_class", "starter_project", "students_of", "class_quotas", "class_runs",
+           "leaderboard", "member_label"]

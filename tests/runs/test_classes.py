@@ -1,0 +1,106 @@
+"""Classes: teachers from the server's configuration, join codes, starters, members' runs, leaderboard and the
+teacher's permission to stop (only) a student's job."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from builder.errors import LayerLabError
+from builder.graph.templates import load_template
+from builder.runs import classes, owners
+from builder.runs.classes import ClassError
+from builder.runs.jobs import request
+from builder.runs.store import RunStore
+
+TEACHER = "user:t@school.org"
+STUDENTS = ["anon:" + c * 32 for c in "abc"]
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAYERLAB_SERVER_CONFIG", raising=False)
+    monkeypatch.setenv("LAYERLAB_TEACHERS", "t@school.org")
+    return tmp_path
+
+
+def test_teachers_come_from_env_and_config(ws, monkeypatch):
+    assert owners.teachers(ws) == {TEACHER}
+    (ws / "server.json").write_text(json.dumps({"teachers": ["user:x@y.org", "anon:" + "d" * 32]}))
+    assert owners.teachers(ws) == {TEACHER, "user:x@y.org", "anon:" + "d" * 32}
+    (ws / "server.json").write_text("[1, 2]")
+    with pytest.raises(LayerLabError, match="JSON object"):
+        owners.teachers(ws)
+    monkeypatch.setenv("LAYERLAB_SERVER_CONFIG", str(ws / "missing.json"))
+    with pytest.raises(LayerLabError, match="not a file. Fix"):
+        owners.teachers(ws)
+
+
+def test_teacher_creates_students_join(ws):
+    with pytest.raises(ClassError, match="only a teacher creates a class"):
+        classes.create_class(ws, STUDENTS[0], "x", load_template("mlp"))
+    c = classes.create_class(ws, TEACHER, "  ML   101 ", load_template("mlp"))
+    assert c["name"] == "ML 101" and len(c["code"]) == 6
+    got = classes.join_class(ws, c["code"].lower()[:3] + "-" + c["code"][3:], STUDENTS[0])
+    assert got["members"] == [STUDENTS[0]]
+    assert classes.starter_project(got).graph == load_template("mlp").graph
+    classes.join_class(ws, c["code"], STUDENTS[0])  # twice: once a member
+    assert classes.get_class(ws, c["id"])["members"] == [STUDENTS[0]]
+    with pytest.raises(ClassError, match="no class on this server has"):
+        classes.join_class(ws, "ZZZZZZ", STUDENTS[1])
+    with pytest.raises(ClassError, match="only the class's teacher"):
+        classes.post_starter(ws, c["id"], STUDENTS[0], load_template("cnn"))
+    classes.post_starter(ws, c["id"], TEACHER, load_template("cnn"))
+    assert classes.starter_project(classes.get_class(ws, c["id"])).name == load_template("cnn").name
+    with pytest.raises(ClassError, match="class id"):
+        classes.get_class(ws, "../../etc/passwd")
+    assert [x["id"] for x in classes.list_classes(ws, member=STUDENTS[0])] == [c["id"]]
+    assert classes.list_classes(ws, member=STUDENTS[1]) == []
+
+
+def test_thirty_students_joining_at_once_are_all_kept(ws):
+    c = classes.create_class(ws, TEACHER, "big", load_template("mlp"))
+    people = [f"anon:{i:032x}" for i in range(30)]
+    threads = [threading.Thread(target=classes.join_class, args=(ws, c["code"], p)) for p in people]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(classes.get_class(ws, c["id"])["members"]) == sorted(people)
+
+
+def test_class_runs_leaderboard_and_teacher_stop(ws):
+    store = RunStore(ws)
+    c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"))
+    for s in STUDENTS:
+        c = classes.join_class(ws, c["code"], s)
+    ids = {}
+    for s, acc in zip(STUDENTS, (0.8, 0.9, None), strict=True):
+        rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=s)
+        if acc is not None:
+            store.finish(rid, "finished", test={"accuracy": acc, "loss": 1 - acc})
+        else:
+            store.update_status(rid, "running")
+        ids[s] = rid
+    outsider = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="anon:" + "e" * 32)
+    rows = classes.class_runs(store, c)
+    assert {r["id"] for r in rows} == set(ids.values()) and outsider not in {r["id"] for r in rows}
+    assert all(r["params"] for r in rows)
+    board = classes.leaderboard(store, c)
+    assert [(r["owner"], r["rank"]) for r in board] == [(STUDENTS[1], 1), (STUDENTS[0], 2)]
+    assert [r["owner"] for r in classes.leaderboard(store, {**c, "metric": "loss"})] == [STUDENTS[1], STUDENTS[0]]
+    assert classes.member_label(c, STUDENTS[2]) == "student 3"
+    # the teacher may stop a student's job, nothing else; students control only their own runs
+    students = classes.students_of(ws, TEACHER)
+    running = store.get(ids[STUDENTS[2]])
+    assert owners.can_control(running, TEACHER, students=students, action="stop")
+    assert not owners.can_control(running, TEACHER, students=students, action="pause")
+    assert not owners.can_control(running, TEACHER, students=students)
+    assert not owners.can_control(running, STUDENTS[0], students=classes.students_of(ws, STUDENTS[0]), action="stop")
+    assert not owners.can_control(store.get(outsider), TEACHER, students=students, action="stop")
+    request(store, running["id"], "stop")
+    assert store.take_control(running["id"]) == "stop"
+    classes.delete_class(ws, c["id"], TEACHER)
+    assert classes.list_classes(ws) == [] and store.get(ids[STUDENTS[0]])["owner"] == STUDENTS[0]
