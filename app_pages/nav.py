@@ -24,6 +24,7 @@ DATA = "app_pages/data.py"
 TRAIN = "app_pages/train.py"
 RUNS = "app_pages/runs.py"
 EXPLAIN = "app_pages/explain.py"
+CLASSES = "app_pages/classes.py"
 
 PAGES: tuple[PageInfo, ...] = (
     PageInfo(BUILD, "Build", ":material/account_tree:", "build"),
@@ -31,4 +32,5 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo(TRAIN, "Train", ":material/model_training:", "train"),
     PageInfo(RUNS, "Runs", ":material/history:", "runs"),
     PageInfo(EXPLAIN, "Explain", ":material/insights:", "explain"),
+    PageInfo(CLASSES, "Classes", ":material/school:", "classes"),
 )

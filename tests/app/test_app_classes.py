@@ -36,3 +36,44 @@ def test_a_link_asks_before_replacing_work_and_refuses_a_broken_one(workspace):
     assert {n.id for n in _graph(at).nodes} == {n.id for n in builder.load_template("lstm").graph.nodes}
     bad = open_app("app_pages/build.py", owner=OTHER, query={"p": link[: len(link) // 2]})
     assert any("Cannot open the shared link" in e.value for e in bad.error)
+
+
+TEACHER = "user:t@school.org"
+
+
+def test_class_page_teacher_and_students(workspace, monkeypatch):
+    from builder.runs import classes
+    from builder.runs.store import RunStore
+
+    monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
+    teacher = open_app("app_pages/classes.py", owner=TEACHER, template="mlp")
+    teacher.text_input(key="ll_class_name").set_value("ML 101")
+    teacher.button(key="ll_class_create").click().run()
+    assert_no_exception(teacher)
+    (cls,) = classes.list_classes(workspace, teacher=TEACHER)
+    assert any(m.value == cls["code"] for m in teacher.metric)
+    # a student joins through the link and gets the starter (after confirming it replaces the canvas)
+    student = open_app("app_pages/classes.py", owner=ME, query={"join": cls["code"].lower()})
+    student.button(key="FormSubmitter:ll_join_form-Join class").click().run()
+    student.button(key="ll_confirm_replace").click().run()
+    assert_no_exception(student)
+    assert classes.get_class(workspace, cls["id"])["members"] == [ME]
+    assert [n.id for n in _graph(student).nodes] == [n.id for n in builder.load_template("mlp").graph.nodes]
+    # a bad code is a worded error; a student sees no teacher controls
+    other = open_app("app_pages/classes.py", owner=OTHER)
+    other.text_input(key="ll_join_code").set_value("nope")
+    other.button(key="FormSubmitter:ll_join_form-Join class").click().run()
+    assert any("no class on this server has" in e.value for e in other.error)
+    assert "ll_class_create" not in [b.key for b in other.button]
+    # the teacher sees the student's runs, the leaderboard, and stops a live job
+    store = RunStore(workspace)
+    done = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="mine")
+    store.finish(done, "finished", test={"accuracy": 0.875})
+    live = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="runaway")
+    store.update_status(live, "running")
+    teacher.run()
+    assert any("0.875" in m.value for m in teacher.markdown)
+    teacher.button(key=f"ll_class_stop_{live}").click().run()
+    assert_no_exception(teacher)
+    assert store.take_control(live) == "stop"
+    assert f"ll_class_stop_{done}" not in [b.key for b in teacher.button]

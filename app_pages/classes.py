@@ -1,0 +1,171 @@
+"""Class page: students join a class with its code and get the starter; a teacher creates classes, posts
+starters, follows every member's runs, reads the leaderboard and stops runaway jobs (builder.runs.classes)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import ui
+from builder.errors import LayerLabError
+from builder.runs import classes, owners
+from builder.runs.status import is_live
+
+METRICS = ["accuracy", "macro_f1", "loss", "r2", "mse", "mae"]
+
+ui.page_header("Classes", "Join your class with the code your teacher shows, and start from the class's network. "
+               "Teachers create classes and follow every student's runs here.")
+
+
+def _open_starter(cls: dict) -> None:
+    proj = classes.starter_project(cls)
+    ds = proj.dataset or {}
+    ui.replace_project(proj, f"Opened the starter of {cls['name']}",
+                       data=dict(ds) if ds.get("kind") == "builtin" else None)
+
+
+def _join(key: str) -> None:
+    code = str(st.session_state.get(key) or "")
+    try:
+        cls = classes.join_class(ui.workspace(), code, ui.owner())
+    except LayerLabError as e:
+        st.session_state.ll_class_error = str(e)
+        return
+    st.session_state.ll_class_error = None
+    _open_starter(cls)
+
+
+def student_view() -> None:
+    """Join with a code (or a ``?join=CODE`` link) and open a joined class's starter."""
+    asked = st.query_params.get("join")
+    if isinstance(asked, str) and asked and st.session_state.get("ll_join_seen") != asked:
+        st.session_state.ll_join_seen = asked
+        st.session_state.ll_join_code = asked
+    with st.form("ll_join_form", border=True, enter_to_submit=True):
+        st.text_input("Join code", key="ll_join_code", max_chars=20, placeholder="e.g. K7QX2M",
+                      help="The six characters your teacher shows")
+        st.form_submit_button("Join class", icon=":material/group_add:", on_click=_join, args=("ll_join_code",))
+    if st.session_state.get("ll_class_error"):
+        st.error(ui.md(st.session_state.ll_class_error))
+    mine = classes.list_classes(ui.workspace(), member=ui.owner())
+    for cls in mine:
+        with st.container(border=True):
+            st.markdown(f"**{ui.md(cls['name'])}** · starter: {ui.md(cls['starter'].get('name', 'untitled'))}")
+            st.button("Open the starter", key=f"ll_class_open_{cls['id']}", on_click=_open_starter, args=(cls,),
+                      help="Put the class's network and dataset on your canvas (your current work can be undone)")
+    if mine:
+        st.caption("Your runs stay yours: other students do not see them; your teacher sees them read-only and "
+                   "may stop a job that runs away.")
+
+
+def _create() -> None:
+    try:
+        cls = classes.create_class(ui.workspace(), ui.owner(), st.session_state.get("ll_class_name") or "class",
+                                   ui.project_with_data(), metric=st.session_state.get("ll_class_metric") or "accuracy")
+    except LayerLabError as e:
+        st.session_state.ll_class_error = str(e)
+        return
+    st.session_state.ll_class_error = None
+    st.session_state.ll_class_pick = cls["id"]
+    ui.flash(f"Class {cls['name']} created: join code {cls['code']}")
+
+
+def _post(class_id: str) -> None:
+    try:
+        classes.post_starter(ui.workspace(), class_id, ui.owner(), ui.project_with_data())
+        ui.flash("The canvas is the class's new starter")
+    except LayerLabError as e:
+        st.session_state.ll_class_error = str(e)
+
+
+def _stop(run_id: str) -> None:
+    from builder.runs.jobs import request
+
+    store = ui.store()
+    try:
+        run = store.get(run_id)
+        if not owners.can_control(run, ui.owner(), students=classes.students_of(ui.workspace(), ui.owner()),
+                                  action="stop"):
+            raise LayerLabError(f"a teacher stops only the jobs of their students; received: run {run_id}. "
+                                "Fix: pick a run of your class")
+        request(store, run_id, "stop")
+        ui.flash(f"Asked run {run_id} to stop")
+    except LayerLabError as e:
+        st.session_state.ll_class_error = str(e)
+
+
+def _delete(class_id: str) -> None:
+    try:
+        classes.delete_class(ui.workspace(), class_id, ui.owner())
+        st.session_state.pop("ll_class_pick", None)
+    except LayerLabError as e:
+        st.session_state.ll_class_error = str(e)
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def teacher_view() -> None:
+    """Create classes; for the chosen one: code, starter, members' runs, leaderboard, stop."""
+    with st.expander("Create a class", expanded=not classes.list_classes(ui.workspace(), teacher=ui.owner())):
+        c1, c2 = st.columns([2, 1])
+        c1.text_input("Class name", key="ll_class_name", max_chars=100, placeholder="ML 101, group B")
+        c2.selectbox("Leaderboard metric", METRICS, key="ll_class_metric",
+                     help="Measured on the test split each run holds out")
+        st.button("Create class from the canvas", icon=":material/school:", key="ll_class_create", on_click=_create,
+                  help="The project on the canvas (network, settings, built-in dataset) becomes the starter")
+    if st.session_state.get("ll_class_error"):
+        st.error(ui.md(st.session_state.ll_class_error))
+    mine = classes.list_classes(ui.workspace(), teacher=ui.owner())
+    if not mine:
+        return
+    by_id = {c["id"]: c for c in mine}
+    if st.session_state.get("ll_class_pick") not in by_id:
+        st.session_state.ll_class_pick = mine[0]["id"]
+    cid = st.selectbox("Class", list(by_id), key="ll_class_pick", format_func=lambda i: by_id[i]["name"])
+    cls = by_id[cid]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Join code", cls["code"])
+    c2.metric("Students", len(cls["members"]))
+    c3.metric("Starter", cls["starter"].get("name", "untitled"))
+    st.caption(f"Students open **Classes** and type the code, or follow `/classes?join={cls['code']}`.")
+    b1, b2, _ = st.columns([1.4, 1, 3])
+    b1.button("Post the canvas as starter", key="ll_class_post", on_click=_post, args=(cid,),
+              icon=":material/publish:")
+    b2.button("Delete class", key="ll_class_delete", on_click=_delete, args=(cid,), icon=":material/delete:",
+              help="Students keep their own runs and projects")
+    store = ui.store()
+    rows = classes.class_runs(store, cls)
+    st.subheader("Leaderboard")
+    board = classes.leaderboard(store, cls)
+    if board:
+        lines = [f"| # | student | run | test {ui.md(cls['metric'])} | params |", "|---:|---|---|---:|---:|"]
+        for r in board:
+            lines.append(f"| {r['rank']} | {ui.md(classes.member_label(cls, r['owner']))} | {ui.md(r['name'] or '')} "
+                         f"| {_fmt(r['test'])} | {ui.human_count(r['params'] or 0)} |")
+        st.markdown("\n".join(lines))
+    else:
+        st.caption("No finished run yet.")
+    st.subheader("Students' runs")
+    if not rows:
+        st.caption("No runs yet: students join, open the starter and press Train.")
+    for r in rows:
+        with st.container(border=True, key=f"ll_class_run_{r['id']}"):
+            c = st.columns([1.4, 2, 1, 1, 1, 1, 1])
+            c[0].markdown(f"**{ui.md(classes.member_label(cls, r['owner']))}**")
+            c[1].markdown(f"{ui.md(r['name'] or '')}  \n`{r['id']}`")
+            c[2].markdown(f"{r['status']}  \n{r['epochs'] or 0} ep")
+            c[3].markdown(f"best {_fmt(r['best'])}")
+            c[4].markdown(f"test {_fmt(r['test'])}")
+            c[5].markdown(f"{ui.human_count(r['params'] or 0)} params  \n{ui.fmt_duration(r['time_s'])}")
+            if is_live(r["status"]):
+                c[6].button("Stop", key=f"ll_class_stop_{r['id']}", on_click=_stop, args=(r["id"],),
+                            icon=":material/stop:")
+
+
+if owners.is_teacher(ui.workspace(), ui.owner()):
+    teacher_view()
+    with st.expander("Join a class as a student"):
+        student_view()
+else:
+    student_view()
