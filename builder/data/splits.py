@@ -117,9 +117,21 @@ class PixelSplit(Split):
         self.mean, self.std, self.flat = mean, std, flat
         self.channels_last = False  # batches in channels_last memory (builder.training.callbacks.MemoryFormat)
         self._X: torch.Tensor | None = None
+        self._norms: dict = {}
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
+
+    def _norm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std as (1, C, 1, 1) tensors on ``x``'s device, made once per device (a copy to a GPU
+        every batch would make the host wait for it every step)."""
+        import torch
+
+        key = (x.device, x.dtype)
+        if key not in self._norms:
+            self._norms[key] = tuple(torch.tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+                                     for v in (self.mean, self.std))
+        return self._norms[key]
 
     def __repr__(self) -> str:
         return f"PixelSplit({len(self)} of {tuple(self.pixels.shape)} uint8, flat={self.flat})"
@@ -131,10 +143,7 @@ class PixelSplit(Split):
         if augment is not None:
             x = augment(x)
         if self.mean is not None:
-            import torch
-
-            m = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-            s = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            m, s = self._norm(x)
             x = (x - m) / s
         if self.flat:
             return x.reshape(len(x), -1)
