@@ -9,7 +9,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 import builder
-from app_pages import ui
+from app_pages import nav, ui
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text, safe_filename
 from builder.graph.edit import relabel_node, remove_nodes, set_param
@@ -327,6 +327,70 @@ def open_shared_link() -> None:
         ui.replace_project(proj, flash, data=data)
 
 
+# ------------------------------------------------------------------------------------------ first visit
+GUIDE_NOTES = {
+    "The loss curve": "how wrong the network is on the training samples (and on held-out validation samples), "
+                      "epoch by epoch. Both should fall.",
+    "Overfitting": "the training loss keeps falling while the validation loss turns up: the network memorises "
+                   "its samples instead of learning the pattern. Early stopping keeps the best epoch.",
+    "An attribution": "how much each input pixel or feature pushed the network towards its answer for one "
+                      "sample (Explain page): a check that it looks at the right things.",
+}
+
+
+def _train_this() -> str | None:
+    """Start a job for the canvas with the default settings on its dataset; an error message, or None."""
+    from builder.data.compat import check_compat
+
+    g = ui.graph()
+    report, _ = ui.analyse(g)
+    if not g.nodes or not report.ok:
+        return "Fix the network first: the bar under the canvas lists its problems."
+    try:
+        ds = ui.load_spec(ui.dataset_spec())
+        problems = [p.message for p in check_compat(g, ds.info, report)]
+        if problems:
+            return "The dataset does not fit the network: " + problems[0] + " (the Data page offers a fix)."
+        ui.start_job(ui.project(), ds, {})
+    except LayerLabError as e:
+        return str(e)
+    st.session_state.ll_polling = True
+    ui.flash("Training started: the curves update live. Stop it on this page if you change your mind.")
+    return None
+
+
+def first_visit_guide() -> None:
+    """The empty state of a first visit (no run yet): pick a template → Train this network → Explain, with short
+    explanations a student can hide."""
+    if st.session_state.get("ll_guide_hidden"):
+        return
+    try:
+        if ui.store().list_runs(owner=ui.owner(), limit=1):
+            return
+    except LayerLabError:
+        return
+    with st.container(border=True, key="ll_first_visit"):
+        c1, c2, c3, c4 = st.columns([1, 1, 1, 0.35], vertical_alignment="top")
+        c1.markdown("**1 · Pick a network**  \nThe CNN on handwritten digits is on the canvas; *Templates…* holds "
+                    "others (an MLP on two moons, an LSTM, a Transformer).")
+        c2.markdown("**2 · Train it**  \nOne click trains it in the background with sensible settings and shows "
+                    "the live curves.")
+        go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this")
+        c3.markdown("**3 · Explain it**  \nWhen it has learned, the Explain page shows what it looks at.")
+        c3.page_link(nav.EXPLAIN, label="Open Explain", icon=":material/insights:")
+        c4.button("Hide", key="ll_guide_hide", icon=":material/close:",
+                  on_click=lambda: st.session_state.update(ll_guide_hidden=True), help="Hide this guide")
+        with st.expander("What will I see?", icon=":material/school:"):
+            for title, text in GUIDE_NOTES.items():
+                st.markdown(f"**{title}**: {text}")
+    if go:
+        err = _train_this()
+        if err:
+            st.error(ui.md(err))
+        else:
+            st.switch_page(nav.TRAIN)
+
+
 # ---------------------------------------------------------------------------- model exchange (ONNX, .pt2)
 def import_model_box() -> None:
     """Open an .onnx / .pt2 model: parsed in a worker process (never executed), weights kept as a run."""
@@ -451,4 +515,5 @@ st.session_state.setdefault("ll_show_inspector", True)
 open_shared_link()
 ui.page_header("Build", "Drag layers from the palette, connect their ports and watch shapes flow through "
                "the network. Select a layer to edit it; press ? on the canvas for shortcuts.")
+first_visit_guide()
 canvas_area()

@@ -77,3 +77,25 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     assert_no_exception(teacher)
     assert store.take_control(live) == "stop"
     assert f"ll_class_stop_{done}" not in [b.key for b in teacher.button]
+
+
+def test_first_visit_guide_trains_this_network_and_hides(job_workspace):
+    from builder.runs.jobs import request
+    from builder.runs.store import RunStore
+    from tests.helpers import wait_for_status
+
+    at = open_app("app_pages/build.py", owner=ME, template="mlp")
+    assert "ll_train_this" in [b.key for b in at.button]
+    at.button(key="ll_train_this").click().run()
+    assert_no_exception(at)
+    store = RunStore(job_workspace)
+    (run,) = store.list_runs(owner=ME)
+    assert at.session_state["ll_run"] == run["id"] and run["dataset_name"] == "moons"
+    assert at.title[0].value == "Train"  # landed on the live curves
+    request(store, run["id"], "stop")
+    wait_for_status(store, run["id"], ("stopped", "finished", "failed", "interrupted"))
+    at.switch_page("app_pages/build.py").run()
+    assert "ll_train_this" not in [b.key for b in at.button]  # not a first visit any more
+    fresh = open_app("app_pages/build.py", owner=OTHER)
+    fresh.button(key="ll_guide_hide").click().run()
+    assert "ll_train_this" not in [b.key for b in fresh.button]
