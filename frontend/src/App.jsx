@@ -17,6 +17,9 @@ import {
   applyEdgeChanges,
 } from '@xyflow/react';
 import LayerNode from './LayerNode.jsx';
+import { AggEdge, BlockNode, FrameNode } from './BlockNode.jsx';
+import { arrangeBlocks, startBlocks } from './blockView.js';
+import { BLOCK_PREFIX, FRAME_PREFIX, blockTree, expandTo, searchNodes } from './blocks.js';
 import ShapeEdge from './ShapeEdge.jsx';
 import Palette from './Palette.jsx';
 import Toolbar from './Toolbar.jsx';
@@ -39,8 +42,10 @@ import { useClipboard } from './useClipboard.js';
 import { useContextMenu } from './useContextMenu.js';
 import { useFillHeight, useWidth } from './useSize.js';
 
-const nodeTypes = { layer: LayerNode };
-const edgeTypes = { shape: ShapeEdge };
+const nodeTypes = { layer: LayerNode, block: BlockNode, frame: FrameNode };
+const edgeTypes = { shape: ShapeEdge, agg: AggEdge };
+const isViewId = (id) => id.startsWith(BLOCK_PREFIX) || id.startsWith(FRAME_PREFIX);
+const VISIBLE_ONLY_ABOVE = 300; // render only the elements in the viewport above this many nodes
 const NODE_W = 200;
 const NODE_H = 110;
 const PALETTE_OVERLAY_W = 256;
@@ -70,10 +75,18 @@ function Canvas({ data, api, store }) {
   const annotations = useMemo(() => (data.annotations && typeof data.annotations === 'object' ? data.annotations : {}), [data.annotations]);
 
   const init = useRef(null);
-  if (init.current === null) init.current = initialState(data, store, paletteMap);
+  if (init.current === null) {
+    const first = initialState(data, store, paletteMap);
+    // A big graph opens with its blocks collapsed (never all of it at once); positions of the view are not sent.
+    const blocks = startBlocks(first.nodes, first.edges);
+    init.current = { ...first, nodes: blocks ? blocks.nodes : first.nodes, blocks };
+  }
 
   const [nodes, setNodes] = useState(init.current.nodes);
   const [edges, setEdges] = useState(init.current.edges);
+  // The collapsed view (blockView.js arrangeBlocks) or null when every layer is shown.
+  const [blocks, setBlocks] = useState(init.current.blocks);
+  const savedPosRef = useRef(null); // positions before the view moved them, restored when blocks are turned off
   const [commitSeq, setCommitSeq] = useState(init.current.layout ? 1 : 0);
   const [toast, setToast] = useState(null);
   const [renamingId, setRenamingId] = useState(null);
@@ -155,7 +168,7 @@ function Canvas({ data, api, store }) {
   const fitSeqRef = useRef(store.fitSeq || 0);
   const initialView = useCallback(
     (duration = 0) => {
-      const nds = nodesRef.current;
+      const nds = renderRef.current.filter((n) => n.type !== 'frame' || !n.data.depth);
       const el = flowRef.current;
       const seq = (fitSeqRef.current = Math.max(fitSeqRef.current, store.fitSeq || 0) + 1);
       store.fitSeq = seq;
@@ -165,7 +178,8 @@ function Canvas({ data, api, store }) {
       }
       const b = rf.getNodesBounds(nds);
       const padding = { left: FIT_PADDING.left + leftInsetRef.current };
-      const v = readableViewport(b, el.clientWidth, el.clientHeight, { padding });
+      // a collapsed view is an overview: fit more of it (block names are large enough at 0.6)
+      const v = readableViewport(b, el.clientWidth, el.clientHeight, { padding, ...(blocksRef.current ? { minZoom: 0.6 } : {}) });
       const cur = rf.getViewport();
       const same = Math.abs(cur.x - v.x) < 0.5 && Math.abs(cur.y - v.y) < 0.5 && Math.abs(cur.zoom - v.zoom) < 1e-3;
       const done = Promise.resolve(rf.setViewport(v, duration && !same ? { duration } : undefined));
@@ -204,6 +218,12 @@ function Canvas({ data, api, store }) {
     onReplaced: (m) => {
       setRenamingId(null);
       closeMenu();
+      if (!m.sameProject) {
+        const b = startBlocks(nodesRef.current, edgesRef.current);
+        savedPosRef.current = null;
+        setBlocks(b);
+        if (b) setGraph(b.nodes, edgesRef.current);
+      }
       if (m.missingPositions) commit();
       if (!m.sameProject) setTimeout(() => initialView(), 80);
     },
@@ -224,7 +244,11 @@ function Canvas({ data, api, store }) {
   // ---- React Flow change handlers (live, not committed) ----
   const { noteChanges } = selection;
   const onNodesChange = useCallback(
-    (changes) => {
+    (all) => {
+      const mine = all.filter((c) => c.id && isViewId(c.id));
+      if (mine.length) setBlocks((b) => (b ? { ...b, extraNodes: applyNodeChanges(mine, b.extraNodes) } : b));
+      const changes = mine.length ? all.filter((c) => !(c.id && isViewId(c.id))) : all;
+      if (!changes.length) return;
       const nds = applyNodeChanges(changes, nodesRef.current);
       nodesRef.current = nds;
       setNodes(nds);
@@ -233,7 +257,9 @@ function Canvas({ data, api, store }) {
     [noteChanges],
   );
 
-  const onEdgesChange = useCallback((changes) => {
+  const onEdgesChange = useCallback((all) => {
+    const changes = all.filter((c) => !String(c.id || '').startsWith('agg:'));
+    if (!changes.length) return;
     const eds = applyEdgeChanges(changes, edgesRef.current);
     edgesRef.current = eds;
     setEdges(eds);
@@ -452,17 +478,118 @@ function Canvas({ data, api, store }) {
   }, []);
   const hideTip = useCallback(() => setTip(null), []);
 
+  // ---- big graphs: blocks collapsed by module, search ----
+  const blocksRef = useRef(blocks);
+  blocksRef.current = blocks;
+  const arrange = useCallback(
+    (tree, expanded) => {
+      if (!savedPosRef.current) savedPosRef.current = new Map(nodesRef.current.map((n) => [n.id, n.position]));
+      const b = arrangeBlocks(nodesRef.current, edgesRef.current, tree, expanded);
+      setBlocks(b);
+      setGraph(b.nodes, edgesRef.current);
+      return b;
+    },
+    [setGraph],
+  );
+  const toggleBlock = useCallback(
+    (id) => {
+      const b = blocksRef.current;
+      if (!b) return;
+      const expanded = new Set(b.expanded);
+      if (expanded.has(id)) {
+        for (const x of [...expanded]) if (x === id || x.startsWith(`${id}.`) || x.startsWith(`${id}_`)) expanded.delete(x);
+      } else expanded.add(id);
+      const next = arrange(b.tree, expanded);
+      // keep the block that was clicked in view: centre on its frame (expanded) or its box (collapsed)
+      const fid = FRAME_PREFIX + id.slice(BLOCK_PREFIX.length);
+      const el = next.extraNodes.find((n) => n.id === fid || n.id === id);
+      if (el) {
+        const w = el.data.width || 220;
+        const h = el.data.height || 92;
+        const z = rf.getZoom();
+        const fits = flowRef.current ? Math.min(flowRef.current.clientWidth / (w + 80), flowRef.current.clientHeight / (h + 80)) : z;
+        rf.setCenter(el.position.x + w / 2, el.position.y + h / 2, { zoom: Math.max(0.3, Math.min(z, fits, 1)), duration: 250 });
+      }
+    },
+    [arrange, rf],
+  );
+  const idsKey = useMemo(() => nodes.map((n) => n.id).join('\n'), [nodes]);
+  const canBlocks = useMemo(() => !!blocks || (nodes.length > 50 && blockTree(nodesRef.current).roots.length > 0), [idsKey, blocks]); // eslint-disable-line react-hooks/exhaustive-deps
+  const toggleBlocks = useCallback(() => {
+    if (blocksRef.current) {
+      const saved = savedPosRef.current;
+      savedPosRef.current = null;
+      setBlocks(null);
+      if (saved) setGraph(nodesRef.current.map((n) => (saved.has(n.id) ? { ...n, position: saved.get(n.id) } : n)), edgesRef.current);
+    } else {
+      const b = startBlocks(nodesRef.current, edgesRef.current, true);
+      if (!b) return;
+      savedPosRef.current = new Map(nodesRef.current.map((n) => [n.id, n.position]));
+      setBlocks(b);
+      setGraph(b.nodes, edgesRef.current);
+    }
+    setTimeout(() => initialView(), 60);
+  }, [setGraph, initialView]);
+  const findRef = useRef({ q: '', index: -1 });
+  const onFind = useCallback(
+    (query) => {
+      const hits = searchNodes(nodesRef.current, query);
+      if (!hits.length) {
+        showToast(`No layer matches “${String(query).trim()}”`);
+        return { index: 0, total: 0 };
+      }
+      const same = findRef.current.q === query;
+      const index = same ? (findRef.current.index + 1) % hits.length : 0;
+      findRef.current = { q: query, index };
+      const id = hits[index];
+      const b = blocksRef.current;
+      let nds = nodesRef.current;
+      if (b) {
+        const expanded = expandTo(b.tree, b.expanded, id);
+        if (expanded !== b.expanded) nds = arrange(b.tree, expanded).nodes;
+      }
+      nds = nds.map((n) => (n.id === id ? { ...n, className: 'll-found', selected: true } : n.className || n.selected ? { ...n, className: undefined, selected: false } : n));
+      setGraph(nds, edgesRef.current);
+      primaryRef.current = id;
+      const n = nds.find((x) => x.id === id);
+      rf.setCenter(n.position.x + (n.measured?.width || NODE_W) / 2, n.position.y + (n.measured?.height || NODE_H) / 2, {
+        zoom: Math.max(rf.getZoom(), 0.9),
+        duration: 300,
+      });
+      return { index, total: hits.length };
+    },
+    [arrange, setGraph, rf, showToast, primaryRef],
+  );
+  // What React Flow draws: in the collapsed view the layers shown (and any added since), the blocks and
+  // frames, the edges between shown layers and the aggregated ones.
+  const renderNodes = useMemo(() => {
+    if (!blocks) return nodes;
+    const own = blocks.tree.ownerOf;
+    return [...blocks.extraNodes, ...nodes.filter((n) => blocks.shown.has(n.id) || !own.has(n.id))];
+  }, [blocks, nodes]);
+  const renderEdges = useMemo(() => {
+    if (!blocks) return edges;
+    const ids = new Set();
+    for (const n of renderNodes) if (n.type === 'layer') ids.add(n.id);
+    return [...edges.filter((e) => ids.has(e.source) && ids.has(e.target)), ...blocks.extraEdges];
+  }, [blocks, edges, renderNodes]);
+  const renderRef = useRef(renderNodes);
+  renderRef.current = renderNodes;
+
   // ---- derived view data ----
   const problems = Array.isArray(annotations.summary?.problems) ? annotations.summary.problems : [];
   const problemEdgeKey = problems.filter((p) => p && p.edge).map((p) => String(p.edge)).sort().join('\n');
   const problemEdges = useMemo(() => new Set(problemEdgeKey ? problemEdgeKey.split('\n') : []), [problemEdgeKey]);
   const ctx = useMemo(
-    () => ({ paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip }),
-    [paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip],
+    () => ({ paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip, toggleBlock }),
+    [paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip, toggleBlock],
   );
   const selCount = nodes.reduce((a, n) => a + (n.selected ? 1 : 0), 0);
   const selEdgeCount = edges.reduce((a, e) => a + (e.selected ? 1 : 0), 0);
-  const miniColor = useCallback((n) => colorFor(paletteRef.current.get(n.data?.ltype)?.category), []);
+  const miniColor = useCallback(
+    (n) => (n.type === 'frame' ? 'rgba(148,163,184,0.18)' : n.type === 'block' ? '#334155' : colorFor(paletteRef.current.get(n.data?.ltype)?.category)),
+    [],
+  );
   const menuActions = {
     rename: startRename,
     duplicate: (id) => duplicate(selCount > 1 ? selectedIds() : [id]),
@@ -516,6 +643,10 @@ function Canvas({ data, api, store }) {
             onDelete={() => deleteSelection()}
             nodeCount={nodes.length}
             edgeCount={edges.length}
+            canBlocks={canBlocks}
+            blocksOn={!!blocks}
+            onToggleBlocks={toggleBlocks}
+            onFind={onFind}
             helpOpen={helpOpen}
             onToggleHelp={() => setHelpOpen((o) => !o)}
           />
@@ -527,10 +658,13 @@ function Canvas({ data, api, store }) {
             data-moving={moving ? 'true' : 'false'}
             data-fitted={fitted}
             data-revision={revRef.current}
+            data-blocks={blocks ? blocks.extraNodes.filter((n) => n.type === 'block').length : 0}
+            data-shown={renderNodes.length}
           >
             <ReactFlow
-              nodes={nodes}
-              edges={edges}
+              nodes={renderNodes}
+              edges={renderEdges}
+              onlyRenderVisibleElements={renderNodes.length > VISIBLE_ONLY_ABOVE}
               nodeTypes={nodeTypes}
               edgeTypes={edgeTypes}
               onNodesChange={onNodesChange}

@@ -1,4 +1,4 @@
-import { memo } from 'react';
+import { memo, useState } from 'react';
 import { FitIcon, GroupIcon, HelpIcon, LayoutIcon, PanelIcon, RedoIcon, TrashIcon, UndoIcon } from './icons.jsx';
 
 function Toolbar(p) {
@@ -72,6 +72,18 @@ function Toolbar(p) {
         <TrashIcon />
       </button>
       <span className="ll-spacer" />
+      {p.canBlocks && (
+        <button
+          type="button"
+          className={`ll-btn${p.blocksOn ? ' is-on' : ''}`}
+          title={p.blocksOn ? 'Show every layer (no blocks)' : 'Collapse the graph into blocks by module'}
+          aria-pressed={p.blocksOn}
+          onClick={p.onToggleBlocks}
+        >
+          <span className="ll-btn-label">{p.blocksOn ? 'Blocks: on' : 'Blocks: off'}</span>
+        </button>
+      )}
+      <FindBox onFind={p.onFind} disabled={!p.hasNodes} />
       <span className="ll-counts">
         {p.selCount > 1 ? `${p.selCount} selected · ` : ''}
         {p.nodeCount} layer{p.nodeCount === 1 ? '' : 's'} · {p.edgeCount} connection{p.edgeCount === 1 ? '' : 's'}
@@ -87,6 +99,40 @@ function Toolbar(p) {
         <HelpIcon />
       </button>
     </div>
+  );
+}
+
+// Search box: Enter finds the next layer whose name, label or type contains the text.
+function FindBox({ onFind, disabled }) {
+  const [q, setQ] = useState('');
+  const [hit, setHit] = useState(null);
+  return (
+    <form
+      className="ll-find"
+      role="search"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setHit(onFind(q));
+      }}
+    >
+      <input
+        className="ll-input nokey"
+        type="search"
+        placeholder="Find layer…"
+        aria-label="Find layer"
+        maxLength={120}
+        value={q}
+        disabled={disabled}
+        onChange={(e) => {
+          setQ(e.target.value);
+          setHit(null);
+        }}
+        onKeyDown={(e) => e.stopPropagation()}
+      />
+      <span className="ll-find-count" aria-live="polite">
+        {hit ? (hit.total ? `${hit.index + 1}/${hit.total}` : 'none') : ''}
+      </span>
+    </form>
   );
 }
 

@@ -1,0 +1,141 @@
+"""Canvas with big graphs: time to first render and frames per second during a scripted pan/zoom.
+
+    .venv/bin/python bench/bench_canvas.py [--sizes 500 2000] [--screenshots DIR]
+
+Serves tests/canvas/big_app.py (a graph with a ResNet-style module hierarchy, DETR-style above 1,000 nodes)
+on 127.0.0.1 and opens it in headless Chromium (/usr/bin/chromium, software rendering: --disable-gpu).
+Open time = navigation start -> the canvas's first fitted view (``data-fitted`` >= 1) with every shown
+node measured; it includes Streamlit's start of the page. Frames per second = requestAnimationFrame
+callbacks counted in the page during 3 s of mouse-wheel zooms and drags, then again with every layer shown
+("Blocks: off"). Then one block is expanded by a click and a node is found with the search box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
+
+APP = ROOT / "tests" / "canvas" / "big_app.py"
+FLOW = ".ll-flow"
+
+FPS_JS = """async (ms) => {
+  let frames = 0; let worst = 0; let last = performance.now(); const t0 = last;
+  await new Promise((done) => {
+    const tick = (t) => { frames += 1; worst = Math.max(worst, t - last); last = t;
+      if (t - t0 < ms) requestAnimationFrame(tick); else done(); };
+    requestAnimationFrame(tick);
+  });
+  return { fps: frames / ((last - t0) / 1000), worst_ms: worst };
+}"""
+
+
+def gesture(page, box, seconds: float) -> None:
+    """Wheel zooms and mouse drags over the canvas for about ``seconds``."""
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    end = time.monotonic() + seconds
+    k = 0
+    while time.monotonic() < end:
+        page.mouse.move(cx, cy)
+        page.mouse.wheel(0, -120 if k % 4 < 2 else 120)
+        page.mouse.move(cx - 100, cy)
+        page.mouse.down()
+        for i in range(8):
+            page.mouse.move(cx - 100 + 25 * i * (1 if k % 2 else -1), cy + 10 * i)
+        page.mouse.up()
+        k += 1
+
+
+def measure(page, box) -> dict:
+    """FPS while the gesture runs (the counter runs in the page, the gesture from Python)."""
+    handle = page.evaluate_handle(f"() => {{ window.__fps = ({FPS_JS})(3000); return 1; }}")
+    handle.dispose()
+    gesture(page, box, 3.0)
+    return page.evaluate("() => window.__fps")
+
+
+def run(size: int, shots: Path | None, browser) -> dict:
+    server = StreamlitServer(APP, env={"LAYERLAB_BIG_NODES": str(size)}, extra_args=["--runner.postScriptGC", "false"])
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        t0 = time.perf_counter()
+        page.goto(server.url)
+        flow = page.locator(FLOW)
+        flow.wait_for(timeout=60000)
+        el = flow.element_handle()  # inside the component's shadow root: handed to the page functions
+        page.wait_for_function("(el) => Number(el.dataset.fitted) >= 1", arg=el, timeout=60000)
+        opened = time.perf_counter() - t0
+        nav = page.evaluate("() => performance.now()")  # since navigation start, in the page's clock
+        info = flow.evaluate("(el) => ({ shown: el.dataset.shown, blocks: el.dataset.blocks })")
+        box = flow.bounding_box()
+        if shots:
+            page.screenshot(path=str(shots / f"canvas_{size}_collapsed.png"))
+        collapsed = measure(page, box)
+        # expand the first block shown, then find a node deep inside another one
+        t1 = time.perf_counter()
+        page.locator(".ll-block-btn").first.click()
+        page.wait_for_selector(".ll-frame-head", timeout=10000)
+        expand_s = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        find = page.locator(".ll-find input")
+        find.fill("layer4_1_conv2")
+        find.press("Enter")
+        page.wait_for_selector(".react-flow__node.ll-found", timeout=10000)
+        find_s = time.perf_counter() - t1
+        if shots:
+            page.screenshot(path=str(shots / f"canvas_{size}_found.png"))
+        # every layer shown (React Flow renders only what is in the viewport)
+        t1 = time.perf_counter()
+        page.get_by_role("button", name="Blocks: on").click()
+        page.wait_for_function(f"(el) => Number(el.dataset.shown) >= {size // 2}", arg=el, timeout=30000)
+        page.wait_for_function("(el) => el.dataset.moving === 'false'", arg=el, timeout=10000)
+        all_s = time.perf_counter() - t1
+        full = measure(page, box)
+        if shots:
+            page.screenshot(path=str(shots / f"canvas_{size}_all.png"))
+        page.close()
+        return {"size": size, "open_s": opened, "page_ms": nav, **info, "fps_collapsed": collapsed["fps"],
+                "worst_collapsed_ms": collapsed["worst_ms"], "expand_s": expand_s, "find_s": find_s,
+                "show_all_s": all_s, "fps_all": full["fps"], "worst_all_ms": full["worst_ms"], "errors": errors}
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
+    ap.add_argument("--screenshots", type=Path, default=None)
+    a = ap.parse_args()
+    if a.screenshots:
+        a.screenshots.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            for size in a.sizes:
+                rows.append(run(size, a.screenshots, b))
+        finally:
+            b.close()
+    print("| nodes | open (s) | shown / blocks | fps pan+zoom (collapsed) | worst frame (ms) | expand (s) | "
+          "find (s) | show all (s) | fps pan+zoom (all) | worst frame (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']} | {r['open_s']:.2f} | {r['shown']} / {r['blocks']} | {r['fps_collapsed']:.0f} | "
+              f"{r['worst_collapsed_ms']:.0f} | {r['expand_s']:.2f} | {r['find_s']:.2f} | {r['show_all_s']:.2f} | "
+              f"{r['fps_all']:.0f} | {r['worst_all_ms']:.0f} |")
+        if r["errors"]:
+            print(f"  page errors at {r['size']}: {r['errors'][:3]}")
+
+
+if __name__ == "__main__":
+    main()

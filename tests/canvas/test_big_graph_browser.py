@@ -1,0 +1,76 @@
+"""A ~500-node graph with a module hierarchy opens collapsed, a block expands on click, search finds a node.
+
+Runs tests/canvas/big_app.py in headless Chromium (the helpers of tests/serving.py); every wait is for a
+state of the page, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
+
+pytestmark = pytest.mark.browser
+
+APP = Path(__file__).resolve().parent / "big_app.py"
+
+
+@pytest.fixture(scope="module")
+def page():
+    if find_chromium() is None:
+        missing("Chromium (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright (python) is not installed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with StreamlitServer(APP, env={"LAYERLAB_BIG_NODES": "500"}, extra_args=["--runner.postScriptGC", "false"]) as srv, \
+            sync_playwright() as p:
+        b = launch_chromium(p)
+        pg = b.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(srv.url)
+        yield pg, errors
+        b.close()
+
+
+def test_big_graph_opens_collapsed_expands_and_finds(page):
+    pg, errors = page
+    flow = pg.locator(".ll-flow")
+    flow.wait_for(timeout=60000)
+    el = flow.element_handle()  # in the component's shadow root
+    pg.wait_for_function("(el) => Number(el.dataset.fitted) >= 1", arg=el, timeout=60000)
+    shown = int(flow.get_attribute("data-shown"))
+    assert 0 < shown < 60, f"a 497-layer graph must open collapsed; {shown} elements shown"
+    assert int(flow.get_attribute("data-blocks")) >= 1
+    assert pg.locator(".react-flow__node-layer").count() < 60
+
+    # a click on a block box expands it: a frame with its name appears, its child blocks are shown
+    vb = flow.bounding_box()
+    buttons = pg.locator(".ll-block-btn")
+    first = next(buttons.nth(i) for i in range(buttons.count())
+                 if vb["x"] < buttons.nth(i).bounding_box()["x"] + 20 < vb["x"] + vb["width"] - 40)
+    name = first.locator(".ll-block-name").inner_text().lstrip("▸ ").strip()
+    first.click()
+    pg.locator(".ll-frame-head", has_text=name).wait_for(timeout=10000)
+
+    # search finds a layer inside another collapsed block: its blocks open, the node is selected and in view
+    box = pg.locator(".ll-find input")
+    box.fill("layer3_2_bn2")
+    box.press("Enter")
+    found = pg.locator(".react-flow__node.ll-found")
+    found.wait_for(timeout=10000)
+    assert found.get_attribute("data-id") == "layer3_2_bn2"
+    pg.wait_for_function("(el) => el.dataset.moving === 'false'", arg=el, timeout=10000)
+    fb, vb = found.bounding_box(), flow.bounding_box()
+    assert vb["x"] <= fb["x"] + fb["width"] / 2 <= vb["x"] + vb["width"]
+    assert pg.locator(".react-flow__minimap-mask").count() == 1  # the minimap shows the viewport
+    pg.screenshot(path=str(ARTIFACTS / "canvas_big_found.png"))
+
+    # collapsing the frame hides its layers again (its header may be panned out of view: dispatch the click)
+    pg.locator(".ll-frame-head", has_text=name).first.dispatch_event("click")
+    pg.locator(".ll-frame-head", has_text=name).wait_for(state="detached", timeout=10000)
+    assert not errors, errors
