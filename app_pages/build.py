@@ -371,8 +371,8 @@ def first_visit_guide() -> None:
         return
     with st.container(border=True, key="ll_first_visit"):
         c1, c2, c3, c4 = st.columns([1, 1, 1, 0.35], vertical_alignment="top")
-        c1.markdown("**1 · Pick a network**  \nThe CNN on handwritten digits is on the canvas; *Templates…* holds "
-                    "others (an MLP on two moons, an LSTM, a Transformer).")
+        c1.markdown(f"**1 · Pick a network**  \n**{ui.md(ui.project().name or 'untitled')}** is on the canvas; "
+                    "*Templates…* holds others (an MLP on two moons, an LSTM, a Transformer).")
         c2.markdown("**2 · Train it**  \nOne click trains it in the background with sensible settings and shows "
                     "the live curves.")
         go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this")

@@ -1,0 +1,145 @@
+"""End-to-end: a class on one server. A teacher and three students in separate browser contexts: the teacher
+opens a shared link (the graph arrives node for node), creates a class from it; the students join with the
+code, get the starter and press Train this network; the teacher sees their runs and the leaderboard and stops a
+runaway job; a student sees only their own runs.
+
+The server has its own workspace with the teacher listed in ``LAYERLAB_TEACHERS`` (an anonymous id, set as the
+teacher context's cookie).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+import pytest
+from e2e_helpers import goto_page, open_app, wait_idle
+
+from builder.graph.share import encode_project
+from builder.graph.templates import load_template
+from builder.runs import classes, jobs, owners
+from builder.runs.jobs import JobSpec, submit
+from builder.runs.store import RunStore
+from tests.serving import ARTIFACTS, StreamlitServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+COOKIE = "layerlab_owner"
+TEACHER_ID = "1" * 32
+STUDENT_IDS = ["2" * 32, "3" * 32, "4" * 32]
+FINAL = ("finished", "stopped", "failed", "interrupted")
+
+
+def _until(pred, what: str, timeout: float = 60.0, page=None):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        if page is not None:
+            page.wait_for_timeout(100)
+        else:
+            time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """The server's workspace; jobs still live at the end are killed by pid (they are processes of their own)."""
+    path = tmp_path / "ws"
+    yield path
+    pidfile = path / jobs.LAUNCHER_PID
+    if pidfile.is_file():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    if (path / "layerlab.db").is_file():
+        store = RunStore(path)
+        for r in store.list_runs(limit=100):
+            if r["status"] in ("queued", "running", "paused"):
+                with contextlib.suppress(ProcessLookupError, TypeError):
+                    os.kill(store.get(r["id"])["pid"], signal.SIGKILL)
+
+
+def _person(browser, url: str, anon_id: str):
+    ctx = browser.new_context(viewport={"width": 1500, "height": 950})
+    ctx.add_cookies([{"name": COOKIE, "value": anon_id, "url": url}])
+    page = ctx.new_page()
+    page.base_url = url
+    return ctx, page
+
+
+def _click(page, key: str) -> None:
+    page.locator(f".st-key-{key} button").first.click()
+    wait_idle(page)
+
+
+def test_teacher_and_three_students(browser, ws):
+    t0 = time.monotonic()
+    teacher = "anon:" + TEACHER_ID
+    students = ["anon:" + s for s in STUDENT_IDS]
+    starter = load_template("mlp").model_copy(update={
+        "name": "Moons starter", "training": {"dataset": "moons", "epochs": 3},
+        "dataset": {"kind": "builtin", "name": "moons", "options": {}}})
+    env = {"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_TEACHERS": teacher, "LAYERLAB_MAX_JOBS": "2",
+           "LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_LAUNCHER_IDLE_S": "30"}
+    with StreamlitServer("app.py", env=env, log_path=ARTIFACTS / "streamlit-class.log") as server:
+        store = RunStore(ws)
+        # the teacher opens a shared link in a fresh browser: the graph arrives node for node
+        tctx, tpage = _person(browser, server.url, TEACHER_ID)
+        open_app(tpage, "build?p=" + encode_project(starter))
+        saved = _until(lambda: (p := owners.load_autosave(ws, teacher)) and p.name == starter.name and p,
+                       "the linked project on the teacher's canvas", page=tpage)
+        assert [(n.id, n.type, n.params) for n in saved.graph.nodes] == \
+            [(n.id, n.type, n.params) for n in starter.graph.nodes]
+        assert [(e.source, e.target) for e in saved.graph.edges] == [(e.source, e.target) for e in starter.graph.edges]
+        goto_page(tpage, "Classes")
+        tpage.get_by_label("Class name").fill("ML 101")
+        tpage.get_by_label("Class name").press("Tab")
+        _click(tpage, "ll_class_create")
+        (cls,) = _until(lambda: classes.list_classes(ws, teacher=teacher), "the class", page=tpage)
+
+        # three students join with the link's code, get the starter and press Train this network
+        people = []
+        for anon in STUDENT_IDS:
+            ctx, page = _person(browser, server.url, anon)
+            open_app(page, f"classes?join={cls['code']}")
+            page.locator("button", has_text="Join class").first.click()
+            page.locator(".st-key-ll_confirm_replace button").first.click()  # their first-visit CNN is replaced
+            wait_idle(page)
+            goto_page(page, "Build")
+            page.locator(".st-key-ll_train_this button").first.click()
+            try:
+                page.wait_for_selector("h1:has-text('Train')", timeout=30_000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "class-train-this.png"), full_page=True)
+                pytest.fail("Train this network did not land on Train: "
+                            + page.locator("[data-testid=stMain]").inner_text()[:1500])
+            people.append((ctx, page))
+        assert sorted(classes.get_class(ws, cls["id"])["members"]) == sorted(students)
+        runs = {s: _until(lambda s=s: store.list_runs(owner=s), f"a run of {s}")[0]["id"] for s in students}
+        for s in students[:2]:
+            _until(lambda s=s: store.get(runs[s])["status"] in FINAL, f"run of {s} to end", timeout=45)
+        # the third student's runaway job (many epochs), which the teacher stops
+        runaway = submit(store, JobSpec(project=starter.model_dump(mode="json"), dataset="moons",
+                                        config={"epochs": 5000}, owner=students[2], name="runaway"))
+        tpage.reload()
+        tpage.wait_for_selector(f".st-key-ll_class_stop_{runaway} button", timeout=30_000)
+        text = tpage.locator("[data-testid=stMain]").inner_text()
+        assert all(runs[s] in text for s in students) and runaway in text
+        assert "Leaderboard" in text and "student 1" in text and "student 2" in text
+        _click(tpage, f"ll_class_stop_{runaway}")
+        _until(lambda: store.get(runaway)["status"] in FINAL, "the runaway job to stop", timeout=30)
+        assert store.get(runaway)["status"] == "stopped"
+
+        # a student sees only their own runs: a link to another student's run is answered "no run of yours"
+        page = people[0][1]
+        open_app(page, f"runs?run={runs[students[1]]}")
+        assert "of yours" in page.locator("[data-testid=stMain]").inner_text()
+        open_app(page, f"runs?run={runs[students[0]]}")
+        assert "of yours" not in page.locator("[data-testid=stMain]").inner_text()
+        for ctx, _ in people:
+            ctx.close()
+        tctx.close()
+    print(f"teacher + 3 students: {time.monotonic() - t0:.1f} s")
