@@ -24,22 +24,28 @@ import numpy as np
 
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
 from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows
+from builder.interchange.onnx_modules import ModuleGroups
 from builder.interchange.onnx_ops import NO_TORCH, generic
 from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import node_scopes as _meta
 from builder.interchange.onnx_read import to_array
+from builder.interchange.onnx_rnn import (
+    RNN_OPS,
+    TIME_MAJOR_FIX,
+    batch_axis,
+    follow,
+    rnn_op,
+    special,
+    to_time_major,
+    zero_state_nodes,
+)
 from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Built, Const, RnnHalf, RnnState, Sym, SymArr, T
 
 COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer"}
 
 _FIX_DEFAULT = "replace it in the source model with a supported layer (see the README's import matrix), or " \
                "remove it and rebuild that part on the canvas"
-_FIXES = {
-    "LSTM": "export with torch.onnx.export(..., dynamo=True) so the LSTM's module scope is recorded, or rebuild "
-            "it on the canvas",
-    "GRU": "export with torch.onnx.export(..., dynamo=True) so the GRU's module scope is recorded",
-    "RNN": "export with torch.onnx.export(..., dynamo=True) so the RNN's module scope is recorded",
-}
+_FIXES: dict[str, str] = {}
 
 
 def _cls(qual: str) -> str:
@@ -51,7 +57,7 @@ def _ident(text: str) -> str:
     return (s or "node")[:120]
 
 
-class OnnxImporter:
+class OnnxImporter(ModuleGroups):
     """Map one ONNX ModelProto (already checked by :func:`read_onnx`) to nodes, edges and weights."""
 
     def __init__(self, model, name: str = "model"):
@@ -83,6 +89,7 @@ class OnnxImporter:
         self.sigmoid_of: dict[str, tuple[str, str]] = {}  # sigmoid value -> (node id, input value)
         self.rnn_info: dict[str, dict] = {}
         self.vocab: dict[str, int] = {}
+        self.zero_state = zero_state_nodes(self.g)  # RNN initial states that are all zeros: no nodes
 
     # ------------------------------------------------------------------ helpers
     def bad(self, op: str, where: str, fix: str | None = None) -> None:
@@ -129,6 +136,9 @@ class OnnxImporter:
         scopes, classes = _meta(n)
         if scopes and classes and len(scopes) >= 3 and scopes[-2] and classes[-2].startswith("torch.nn."):
             return scopes[-2]
+        parts = (n.name or "").split("/")
+        if len(parts) >= 3 and not parts[0] and all(parts[1:-1]):  # the classic exporter's "/enc/fc1/Gemm"
+            return ".".join(parts[1:-1])
         return n.name or (n.output[0] if n.output else n.op_type)
 
     def rank(self, name: str) -> int | None:
@@ -270,8 +280,13 @@ class OnnxImporter:
             else:
                 return False
             return True
-        if op == "Shape" and isinstance(ins[0], T | Const):
-            if isinstance(ins[0], Const):
+        if op == "Shape" and (isinstance(ins[0], T | Const) or special(ins[0])):
+            if special(ins[0]):  # time-major values: the batch is dimension batch_axis
+                s, b = self.shape(n.input[0]), batch_axis(ins[0])
+                if s is None or any(d is None for i, d in enumerate(s) if i != b):
+                    return False
+                full = [Sym(1) if i == b else d for i, d in enumerate(s)]
+            elif isinstance(ins[0], Const):
                 full = list(ins[0].value.shape)
             else:
                 s = self.shape(n.input[0])
@@ -316,8 +331,20 @@ class OnnxImporter:
         handler = getattr(self, f"_op_{op}", None)
         where = n.name or (n.output[0] if n.output else op)
         ins = [self.value(v) for v in n.input]
-        if any(v is None for v, name in zip(ins, n.input) if name):
+        if n.output and n.output[0] in self.zero_state:
+            return
+        if any(v is None for v, name in zip(ins, n.input) if name and name not in self.zero_state):
             return  # an input is already unsupported; that op is reported
+        if op in RNN_OPS or any(special(v) for v in ins) or to_time_major(self, n, ins, _attrs(n)) is not None:
+            res = rnn_op(self, n, ins, _attrs(n)) if op in RNN_OPS else \
+                to_time_major(self, n, ins, _attrs(n)) or follow(self, n, ins, _attrs(n))
+            if res is None:
+                self.bad(op, where, TIME_MAJOR_FIX)
+            if res is None or res is False:
+                return
+            for o, r in zip(n.output, res if isinstance(res, list) else [res]):
+                self.vals[o] = r
+            return
         res = handler(n, ins, _attrs(n)) if handler is not None else None
         if res is None:  # no layer fits: a generic Op node (onnx_ops), or a refusal naming the node
             res = generic(self, n, ins, _attrs(n))
@@ -642,151 +669,6 @@ class OnnxImporter:
             if info["directions"] == 1 and s is not None and s[1] is not None and k % s[1] == s[1] - 1:
                 return T(data.node, "h_n")
         return None
-
-    # ------------------------------------------------------------------ module groups
-    def _group(self, scope: str, idxs: list[int]) -> None:
-        cls = self.group_class[scope]
-        nodes = [self.g.node[i] for i in idxs]
-        inside = {o for n in nodes for o in n.output}
-        ext_inputs: list[str] = []
-        for n in nodes:
-            self._fold(n)  # shape arithmetic inside the module (num_heads lives there)
-            for v in n.input:
-                if v and v not in inside and isinstance(self.value(v), T | RnnState | RnnHalf) and v not in ext_inputs:
-                    ext_inputs.append(v)
-        idx_set = set(idxs)
-        graph_outs = {o.name for o in self.g.output}
-        ext_outputs = [o for n in nodes for o in n.output
-                       if o and (o in graph_outs or any(c not in idx_set for c in self.consumers[o]))]
-        ext_outputs = [o for o in ext_outputs if not isinstance(self.vals.get(o), Const | SymArr | Sym)]
-        where = f"{scope} ({cls})"
-        missing = [v for n in nodes for v in n.input if v and v not in inside and self.value(v) is None
-                   and v not in self.inits]
-        if missing:
-            return  # fed by an unsupported op, already reported
-        prefix = scope + "."
-        weights = {k[len(prefix):]: to_array(t) for k, t in self.inits.items() if k.startswith(prefix)}
-        if len(ext_inputs) != 1:
-            self.bad(f"{cls} with {len(ext_inputs)} tensor inputs", where,
-                     "LayerLab imports self-attention / recurrent layers fed by one tensor (no initial state, "
-                     "no separate key/value)")
-            return
-        src = self.value(ext_inputs[0])
-        if not isinstance(src, T):
-            return
-        s_in = self.shape(ext_inputs[0])
-        if s_in is not None and len(s_in) == 3 and s_in[0] is not None and s_in[1] is None:
-            self.bad(f"{cls} (batch_first=False)", where, "construct the module with batch_first=True")
-            return
-        if cls in ("LSTM", "GRU", "RNN"):
-            self._rnn(scope, cls, nodes, src, ext_outputs, weights, where)
-        elif cls == "MultiheadAttention":
-            self._mha(scope, nodes, src, ext_outputs, weights, where)
-        else:
-            self._encoder(scope, nodes, src, ext_outputs, weights, where)
-
-    def _producer_chain(self, value: str, nodes) -> tuple[str, int] | None:
-        """Follow first inputs back to a recurrent op inside the group: (op type, output index)."""
-        prod = {o: n for n in nodes for o in n.output if o}
-        seen = 0
-        while value in prod and seen < 64:
-            n = prod[value]
-            if n.op_type in ("LSTM", "GRU", "RNN"):
-                return n.op_type, list(n.output).index(value)
-            value = next((v for v in n.input if v and v in prod or v and isinstance(self.value(v), T)), None)
-            seen += 1
-        return None
-
-    def _rnn(self, scope, cls, nodes, src, ext_outputs, weights, where) -> None:
-        layers = sum(1 for k in weights if re.fullmatch(r"weight_ih_l\d+", k))
-        directions = 2 if any(k.endswith("_reverse") for k in weights) else 1
-        if not layers or "bias_ih_l0" not in weights:
-            self.bad(f"{cls} without bias" if layers else f"{cls} (weights not named by the module)", where,
-                     "use bias=True and export with torch.onnx.export(dynamo=True)")
-            return
-        hidden = int(weights["weight_hh_l0"].shape[1])
-        roles = {}
-        for o in ext_outputs:
-            hit = self._producer_chain(o, nodes)
-            if hit is None:
-                self.bad(f"{cls} output", where, "use the sequence output or the final hidden state")
-                return
-            roles[o] = {0: "out", 1: "h", 2: "c"}[hit[1]]
-        params: dict = {"hidden_size": hidden, "num_layers": layers}
-        if cls == "RNN":
-            acts = [_s(x).lower() for n in nodes if n.op_type == "RNN" for x in _attrs(n).get("activations", [])]
-            params["nonlinearity"] = "relu" if "relu" in acts else "tanh"
-        params.update(bidirectional=directions == 2, dropout=0.0,
-                      output_mode="all" if "out" in roles.values() else "last")
-        nid = self.add(scope, cls, params, [src], weights)
-        self.rnn_info[nid] = {"directions": directions, "layers": layers}
-        if layers > 1:
-            self.out.notes.append(f"{nid}: dropout between stacked layers is not stored in the file; set to 0")
-        for o, role in roles.items():
-            self.vals[o] = T(nid, "out") if role == "out" else RnnState(nid, directions, layers, cell=role == "c")
-        self.out.mapped[cls] += 1
-
-    def _heads(self, nodes, embed: int) -> int | None:
-        """num_heads from torch's ``q.view(T, batch * heads, head_dim)``: a shape [T, Sym(heads), E/heads]."""
-        for n in nodes:
-            if n.op_type != "Reshape" or len(n.input) < 2:
-                continue
-            v = self.vals.get(n.input[1])
-            items = v.items if isinstance(v, SymArr) else []
-            if len(items) == 3 and isinstance(items[1], Sym) and isinstance(items[2], int) \
-                    and items[1].coef * items[2] == embed:
-                return items[1].coef
-        return None
-
-    def _check_single_output(self, ext_outputs, where, cls) -> str | None:
-        if len(ext_outputs) != 1:
-            self.bad(f"{cls} attention weights", where, "use only the attention output (need_weights is ignored)")
-            return None
-        return ext_outputs[0]
-
-    def _mha(self, scope, nodes, src, ext_outputs, weights, where) -> None:
-        if "in_proj_weight" not in weights:
-            self.bad("MultiheadAttention (separate q/k/v weights)", where, "use kdim = vdim = embed_dim")
-            return
-        if "bias_k" in weights:
-            self.bad("MultiheadAttention (add_bias_kv)", where, "use add_bias_kv=False")
-            return
-        embed = int(weights["in_proj_weight"].shape[1])
-        heads = self._heads(nodes, embed) or 1
-        out = self._check_single_output(ext_outputs, where, "MultiheadAttention")
-        if out is None:
-            return
-        nid = self.add(scope, "MultiheadAttention", {"num_heads": heads, "dropout": 0.0,
-                                                     "bias": "in_proj_bias" in weights}, [src], weights,
-                       ports=["query"])
-        self.vals[out] = T(nid)
-        self.out.mapped["MultiheadAttention"] += 1
-
-    def _encoder(self, scope, nodes, src, ext_outputs, weights, where) -> None:
-        need = ("self_attn.in_proj_weight", "linear1.weight", "linear1.bias", "norm1.weight")
-        if any(k not in weights for k in need):
-            self.bad("TransformerEncoderLayer (bias=False or custom projections)", where, "use bias=True")
-            return
-        embed = int(weights["self_attn.in_proj_weight"].shape[1])
-        heads = self._heads(nodes, embed) or 1
-        ops = {n.op_type for n in nodes}
-        act = "gelu" if ("Gelu" in ops or "Erf" in ops) else "relu"
-        lns = [n for n in nodes if n.op_type == "LayerNormalization"]
-        ext = {v for n in nodes for v in n.input if isinstance(self.value(v), T)}
-        norm_first = bool(lns) and lns[0].input[0] in ext
-        eps = {float(_attrs(n).get("epsilon", 1e-5)) for n in lns}
-        if any(abs(e - 1e-5) > 1e-9 for e in eps):
-            self.bad("TransformerEncoderLayer (layer_norm_eps ≠ 1e-5)", where, "use layer_norm_eps=1e-5")
-            return
-        out = self._check_single_output(ext_outputs, where, "TransformerEncoderLayer")
-        if out is None:
-            return
-        nid = self.add(scope, "TransformerEncoderLayer",
-                       {"nhead": heads, "dim_feedforward": int(weights["linear1.weight"].shape[0]),
-                        "dropout": 0.1, "activation": act, "norm_first": norm_first}, [src], weights)
-        self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
-        self.vals[out] = T(nid)
-        self.out.mapped["TransformerEncoderLayer"] += 1
 
 
 __all__ = ["OnnxImporter", "Built"]

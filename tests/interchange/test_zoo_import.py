@@ -26,13 +26,8 @@ CI_SUBSET = ("mobilenet_block", "scale_shift", "lstm_hidden", "pixel_shuffle")
 FULL = os.environ.get("LAYERLAB_ZOO") == "all"
 RE_EXPORT = ("mobilenet_block", "scale_shift", "group_norm", "activations", "upsample_nearest", "pixel_shuffle")
 
-_RNN_CLASSIC = "classic exporter's ONNX LSTM/GRU ops (time-major, gates reordered) are not recognised yet"
-_RNN_OPT = "the dynamo exporter's optimiser renames the RNN weights, so the module group is not recognised"
 _MHA = "attention internals are (T, B, E) tensors: not batch-first, so neither a layer nor Op nodes"
 KNOWN_GAPS = {
-    ("gru_last_step", "onnx_classic"): _RNN_CLASSIC, ("lstm_hidden", "onnx_classic"): _RNN_CLASSIC,
-    ("bilstm_mean", "onnx_classic"): _RNN_CLASSIC, ("gru_last_step", "onnx_dynamo"): _RNN_OPT,
-    ("lstm_hidden", "onnx_dynamo"): _RNN_OPT, ("bilstm_mean", "onnx_dynamo"): _RNN_OPT,
     ("transformer_cls", "onnx_classic"): _MHA, ("vit_tiny", "onnx_classic"): _MHA,
     ("mha_separate_qkv", "onnx_classic"): _MHA, ("mha_separate_qkv", "onnx_dynamo"): _MHA,
     ("mha_separate_qkv", "pt2"): _MHA,
