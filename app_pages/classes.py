@@ -57,10 +57,20 @@ def student_view() -> None:
                    "may stop a job that runs away.")
 
 
+def _holdout() -> dict | None:
+    """The teacher's held-out set: the canvas's built-in dataset drawn (or split) with another seed."""
+    spec = ui.dataset_spec()
+    if not st.session_state.get("ll_class_holdout", True) or spec.get("kind", "builtin") != "builtin":
+        return None
+    seed = int(st.session_state.get("ll_class_seed") or 1234)
+    return {"dataset": spec["name"], "options": {**(spec.get("options") or {}), "seed": seed}}
+
+
 def _create() -> None:
     try:
         cls = classes.create_class(ui.workspace(), ui.owner(), st.session_state.get("ll_class_name") or "class",
-                                   ui.project_with_data(), metric=st.session_state.get("ll_class_metric") or "accuracy")
+                                   ui.project_with_data(), metric=st.session_state.get("ll_class_metric") or "accuracy",
+                                   holdout=_holdout())
     except LayerLabError as e:
         st.session_state.ll_class_error = str(e)
         return
@@ -111,7 +121,12 @@ def teacher_view() -> None:
         c1, c2 = st.columns([2, 1])
         c1.text_input("Class name", key="ll_class_name", max_chars=100, placeholder="ML 101, group B")
         c2.selectbox("Leaderboard metric", METRICS, key="ll_class_metric",
-                     help="Measured on the test split each run holds out")
+                     help="Measured on the held-out set below (else on the test split each run holds out)")
+        h1, h2 = st.columns([2, 1])
+        h1.checkbox("Score the leaderboard on a held-out set the students never see", value=True,
+                    key="ll_class_holdout", help="The canvas's dataset drawn (generated sets: new samples) or split "
+                    "(fixed sets) with another seed; its test split scores every finished run")
+        h2.number_input("Held-out seed", 1, 2**31 - 1, 1234, key="ll_class_seed")
         st.button("Create class from the canvas", icon=":material/school:", key="ll_class_create", on_click=_create,
                   help="The project on the canvas (network, settings, built-in dataset) becomes the starter")
     if st.session_state.get("ll_class_error"):
@@ -128,7 +143,10 @@ def teacher_view() -> None:
     c1.metric("Join code", cls["code"])
     c2.metric("Students", len(cls["members"]))
     c3.metric("Starter", cls["starter"].get("name", "untitled"))
-    st.caption(f"Students open **Classes** and type the code, or follow `/classes?join={cls['code']}`.")
+    ho = cls.get("holdout")
+    st.caption(f"Students open **Classes** and type the code, or follow `/classes?join={cls['code']}`. "
+               + (f"Leaderboard: {ui.md(ho['dataset'])} drawn with seed {ho['options'].get('seed')}, kept from "
+                  "students." if ho else "Leaderboard: the test split each run held out."))
     b1, b2, _ = st.columns([1.4, 1, 3])
     b1.button("Post the canvas as starter", key="ll_class_post", on_click=_post, args=(cid,),
               icon=":material/publish:")

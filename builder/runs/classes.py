@@ -71,6 +71,8 @@ def list_classes(workspace: str | Path, *, teacher: str | None = None, member: s
     """Every class, newest first; ``teacher`` keeps the classes that owner teaches, ``member`` those it joined."""
     out = []
     for path in _dir(workspace).glob("c-*.json"):
+        if not _ID_RE.match(path.stem):  # c-<id>.scores.json: the held-out scores
+            continue
         try:
             cls = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -104,8 +106,13 @@ def _starter(project: Project | dict) -> dict:
 
 
 def create_class(workspace: str | Path, teacher: str, name: str, starter: Project | dict, *,
-                 metric: str = "accuracy", quotas: dict | None = None) -> dict:
+                 metric: str = "accuracy", quotas: dict | None = None, holdout: dict | None = None) -> dict:
     """Create a class taught by ``teacher`` with a fresh join code and ``starter`` as its starting project.
+
+    ``holdout`` (``{"dataset": name, "options": {...}}``) is the teacher's test set for the leaderboard: its
+    test split scores every finished run (:func:`holdout_score`); students never see it. A generated dataset
+    (moons, circles, ...) with another ``seed`` gives samples no student trained on. Without it the leaderboard
+    reads the test split each run held out.
 
     Raises:
         ClassError: ``teacher`` is not listed as a teacher by the server's configuration.
@@ -122,9 +129,20 @@ def create_class(workspace: str | Path, teacher: str, name: str, starter: Projec
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN))
         cls = {"id": "c-" + secrets.token_hex(6), "name": name, "code": code, "teacher": teacher, "members": [],
                "starter": _starter(starter), "metric": str(metric), "quotas": dict(quotas or {}),
+               "holdout": _holdout(holdout),
                "created": time.time(), "updated": time.time()}
         _save(workspace, cls)
     return cls
+
+
+def _holdout(holdout: dict | None) -> dict | None:
+    if holdout is None:
+        return None
+    name, options = holdout.get("dataset"), holdout.get("options") or {}
+    if not isinstance(name, str) or not name or not isinstance(options, dict):
+        raise ClassError(f"a class's held-out set is {{\"dataset\": name, \"options\": {{...}}}}; received: "
+                         f"{str(holdout)[:60]}. Fix: name a built-in dataset")
+    return {"dataset": name, "options": dict(options)}
 
 
 def normal_code(code: str) -> str:
@@ -189,6 +207,7 @@ def delete_class(workspace: str | Path, class_id: str, teacher: str) -> None:
     with _locked(workspace):
         cls = _own(workspace, class_id, teacher)
         (_dir(workspace) / f"{cls['id']}.json").unlink(missing_ok=True)
+        (_dir(workspace) / f"{cls['id']}.scores.json").unlink(missing_ok=True)
 
 
 def starter_project(cls: dict) -> Project:
@@ -214,9 +233,53 @@ def _metric(run: dict, name: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def _scores_path(store: RunStore, cls: dict) -> Path:
+    return _dir(store.workspace) / f"{cls['id']}.scores.json"
+
+
+def holdout_score(store: RunStore, cls: dict, run: dict) -> float | None:
+    """The class metric of a finished run on the class's held-out test split (:func:`create_class`), cached
+    per run in ``classes/<id>.scores.json``; the run's own test metric when the class has no held-out set;
+    None when the run's model does not fit the held-out data."""
+    name = cls.get("metric", "accuracy")
+    ho = cls.get("holdout")
+    if not ho or run.get("status") != "finished":
+        return _metric(run, name)
+    path = _scores_path(store, cls)
+    try:
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    key = f"{run['id']}:{name}:{json.dumps(ho, sort_keys=True)}"
+    if key not in cache:
+        cache[key] = _evaluate_holdout(store, run["id"], ho, name)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache), encoding="utf-8")
+        os.replace(tmp, path)
+    value = cache[key]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
+    from builder.data import fit_dataset, load_dataset
+    from builder.training.metrics import evaluate
+    from builder.training.pipeline import load_run
+
+    try:
+        model, _ = load_run(store, run_id)
+        graph = load_project(store.get(run_id)["project"]).graph
+        ds = fit_dataset(graph, load_dataset(holdout["dataset"], **holdout.get("options", {})))
+        res = evaluate(model, ds.test.X, ds.test.y, ds.info.task, num_classes=ds.info.num_classes)
+    except (LayerLabError, RuntimeError, ValueError, TypeError):  # weights of another shape, another task
+        return None
+    value = res.get(metric)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def class_runs(store: RunStore, cls: dict, limit: int = 200) -> list[dict]:
     """Every member's runs, newest first: ``owner``, ``member`` (its number in the class), ``id``, ``name``,
-    ``status``, ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the test split),
+    ``status``, ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the held-out
+    split: :func:`holdout_score`),
     ``params`` and ``time_s``."""
     members = {m: i + 1 for i, m in enumerate(cls.get("members", []))}
     rows = []
@@ -227,7 +290,7 @@ def class_runs(store: RunStore, cls: dict, limit: int = 200) -> list[dict]:
             rows.append({"owner": owner, "member": members[owner], "id": run["id"], "name": run.get("name"),
                          "status": run["status"], "epochs": run.get("epochs_done"),
                          "best": best.get("val_metric"), "metric_name": best.get("metric_name"),
-                         "test": _metric(run, cls.get("metric", "accuracy")), "params": ov.get("params"),
+                         "test": holdout_score(store, cls, run), "params": ov.get("params"),
                          "time_s": ov.get("duration_s"), "created_at": run.get("created_at")})
     return sorted(rows, key=lambda r: str(r.get("created_at") or ""), reverse=True)
 
@@ -257,5 +320,5 @@ def member_label(cls: dict, owner: str) -> str:
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
-           "update_class", "delete_class", "starter_project", "students_of", "class_quotas", "class_runs",
+           "update_class", "delete_class", "holdout_score", "starter_project", "students_of", "class_quotas", "class_runs",
            "leaderboard", "member_label"]

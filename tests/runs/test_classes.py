@@ -104,3 +104,19 @@ def test_class_runs_leaderboard_and_teacher_stop(ws):
     assert store.take_control(running["id"]) == "stop"
     classes.delete_class(ws, c["id"], TEACHER)
     assert classes.list_classes(ws) == [] and store.get(ids[STUDENTS[0]])["owner"] == STUDENTS[0]
+
+
+def test_leaderboard_scores_the_teachers_held_out_set(ws):
+    from builder.training.pipeline import run_training
+
+    store = RunStore(ws)
+    c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), metric="accuracy",
+                             holdout={"dataset": "moons", "options": {"seed": 777, "n_samples": 400}})
+    c = classes.join_class(ws, c["code"], STUDENTS[0])
+    rid = run_training(load_template("mlp"), "moons", {"epochs": 2, "seed": 0}, store, owner=STUDENTS[0]).run_id
+    (row,) = classes.leaderboard(store, c)
+    assert row["id"] == rid and 0.0 <= row["test"] <= 1.0
+    assert any(k.startswith(rid) for k in json.loads((ws / "classes" / f"{c['id']}.scores.json").read_text()))
+    assert [x["id"] for x in classes.list_classes(ws)] == [c["id"]]  # the scores file is not a class
+    with pytest.raises(ClassError, match="held-out set"):
+        classes.create_class(ws, TEACHER, "x", load_template("mlp"), holdout={"options": {}})
