@@ -6,7 +6,10 @@ the classes among those confident samples and among all samples' predictions, an
 VAE: reconstruction MSE (z = μ) and the ELBO (one z sample per image, averaged over 10 draws) on the test
 split, in nats per image, and the share of 500 decoded prior samples the classifier recognises (> 0.9).
 
-Run: ``.venv/bin/python bench/bench_generative.py [--threads 2] [--seed 0]``; prints a Markdown block for
+Distillation: the judge as teacher, a student MLP with under a quarter of its parameters, trained alone and with
+distillation (same settings), test accuracy for seeds 0, 1, 2 and the medians.
+
+Run: ``.venv/bin/python bench/bench_generative.py [--threads 2] [--seed 0] [--only gan|vae|distill]``; prints a Markdown block for
 bench/RESULTS.md.
 """
 
@@ -107,24 +110,81 @@ def vae(seed: int, clf) -> dict:
             "sure": sure_classes}
 
 
+STUDENT = {"format": "layerlab", "version": 1, "name": "student MLP (digits)",
+           "graph": {"nodes": [{"id": "image", "type": "Input", "params": {"shape": [1, 8, 8], "modality": "image"}},
+                               {"id": "flatten", "type": "Flatten", "params": {}},
+                               {"id": "fc1", "type": "Linear", "params": {"out_features": 32}},
+                               {"id": "act1", "type": "ReLU", "params": {}},
+                               {"id": "head", "type": "Linear", "params": {"out_features": 10}}],
+                     "edges": [{"source": "image", "target": "flatten"}, {"source": "flatten", "target": "fc1"},
+                               {"source": "fc1", "target": "act1"}, {"source": "act1", "target": "head"}]},
+           "training": {"dataset": "digits", "epochs": 20, "lr": 0.003, "batch_size": 64, "optimizer": "adam",
+                        "early_stopping": None}}
+
+
+def distill(seeds: tuple[int, ...], epochs: tuple[int, ...] = (20, 60)) -> list[dict]:
+    """Per seed: a teacher (the `cnn` template at its defaults, on that seed's split) and the student MLP (64-32-10)
+    trained alone and with distillation from it (T = 4, alpha = 0.5), the same settings and no early stopping, for
+    each of ``epochs``; test accuracies and medians."""
+    import copy
+    import statistics
+
+    from builder.training.objectives import add_distillation
+
+    teachers = {seed: classifier(seed) for seed in seeds}
+    rows = []
+    for ep in epochs:
+        student = copy.deepcopy(STUDENT)
+        student["training"]["epochs"] = ep
+        alone, taught = [], []
+        for seed in seeds:
+            project, ds, cfg = prepare(student, "digits", {"seed": seed})
+            alone.append(Trainer(build_model(project.graph, seed), ds, cfg).fit().test["accuracy"])
+            p = add_distillation(student)
+            dds = fit_dataset(p.graph, load_dataset("digits", seed=seed))
+            dcfg = TrainConfig.resolve(dds.info.task, len(dds.train), p.training,
+                                       {"seed": seed, "checkpoint_every": 0})
+            taught.append(ObjectiveTrainer(p, dds, dcfg, teacher=teachers[seed][0]).fit().test["accuracy"])
+        rows.append({"epochs": ep, "teachers": [round(teachers[s][1], 3) for s in seeds],
+                     "alone": [round(x, 3) for x in alone], "taught": [round(x, 3) for x in taught],
+                     "alone_median": statistics.median(alone), "taught_median": statistics.median(taught)})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", choices=("gan", "vae", "distill"), help="one part only")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    clf, acc = classifier(a.seed)
-    g = gan(a.seed, clf)
-    v = vae(a.seed, clf)
     print(f"### Drawn objectives on digits (bench/bench_generative.py, seed {a.seed}, {a.threads} threads, "
           f"{platform.processor() or platform.machine()})\n")
+    clf, acc = classifier(a.seed)
     print(f"- judge: the `cnn` template at its defaults, test accuracy {acc:.3f}")
-    print(f"- GAN (`gan` template defaults, {g['epochs']} epochs, {g['wall_s']:.0f} s): {g['share']:.1%} of 500 "
-          f"samples classified with confidence > 0.9; classes among them {g['sure']} ({len(g['sure'])}/10); "
-          f"classes among all predictions {g['all']}; last epoch's terms {g['final_terms']}")
-    print(f"- VAE (`vae` template defaults, {v['epochs']} epochs, {v['wall_s']:.0f} s): test reconstruction MSE "
-          f"{v['mse']:.4f} (pixels in [0, 1], z = μ), ELBO {v['elbo']:.2f} nats per image; {v['share']:.1%} of 500 "
-          f"prior samples recognised with confidence > 0.9, classes {v['sure']}")
+    if a.only in (None, "distill"):
+        from builder import load_template
+        from builder.graph.shapes import infer_shapes
+
+        tp = infer_shapes(load_template("cnn").graph).total_params
+        sp = infer_shapes(STUDENT["graph"]).total_params
+        for d in distill((0, 1, 2)):
+            print(f"- distillation, student MLP 64-32-10 ({sp} parameters, {sp / tp:.2f} of the `cnn` teacher's {tp}), "
+                  f"{d['epochs']} epochs, no early stopping; teachers' test accuracy {d['teachers']}: student alone "
+                  f"{d['alone']} (median {d['alone_median']:.3f}), with distillation (T = 4, alpha = 0.5) "
+                  f"{d['taught']} (median {d['taught_median']:.3f}), seeds 0, 1, 2")
+    if a.only == "distill":
+        return
+    if a.only in (None, "gan"):
+        g = gan(a.seed, clf)
+        print(f"- GAN (`gan` template defaults, {g['epochs']} epochs, {g['wall_s']:.0f} s): {g['share']:.1%} of 500 "
+              f"samples classified with confidence > 0.9; classes among them {g['sure']} ({len(g['sure'])}/10); "
+              f"classes among all predictions {g['all']}; last epoch's terms {g['final_terms']}")
+    if a.only in (None, "vae"):
+        v = vae(a.seed, clf)
+        print(f"- VAE (`vae` template defaults, {v['epochs']} epochs, {v['wall_s']:.0f} s): test reconstruction MSE "
+              f"{v['mse']:.4f} (pixels in [0, 1], z = μ), ELBO {v['elbo']:.2f} nats per image; {v['share']:.1%} of 500 "
+              f"prior samples recognised with confidence > 0.9, classes {v['sure']}")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-nodes", dest="init_nodes", help="comma-separated node ids to initialise")
     p.add_argument("--freeze", help="comma-separated node ids to freeze")
     p.add_argument("--name", help="run name")
+    p.add_argument("--teacher", metavar="RUN_ID", help="distillation: train FILE (the student) to mimic this finished "
+                   "run's outputs as well as the labels (a DistillationLoss and a CrossEntropyLoss are added unless "
+                   "the project draws its own teacher Target)")
+    p.add_argument("--distill-temperature", type=float, dest="distill_temperature", default=4.0, metavar="T",
+                   help="softening temperature of the distillation term (default 4)")
+    p.add_argument("--distill-alpha", type=float, dest="distill_alpha", default=0.5, metavar="A",
+                   help="weight of the distillation term; the label term gets 1 - A (default 0.5)")
     p.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: K runs, run k tested on fold k "
                    "(stratified for classification), grouped; prints mean ± std of every test metric")
     add_train_args(p)
@@ -283,6 +290,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from builder.training.pipeline import run_training
 
     project = load_project_arg(args.file)
+    if getattr(args, "teacher", None):
+        from builder.training.objectives import with_teacher
+
+        project = with_teacher(project, args.teacher, args.distill_temperature, args.distill_alpha)
     cfg = _config_overrides(args)
     opts = dict(args.dataset_option or [])
     if args.data_path:

@@ -44,7 +44,7 @@ from builder.training.checkpoint import (
 )
 from builder.training.config import TrainConfig, resolve_device
 from builder.training.events import History
-from builder.training.objectives import Objective, output_node, resolve_objective, training_graph
+from builder.training.objectives import ADAM_BETAS, Objective, output_node, resolve_objective, training_graph
 from builder.training.trainer import TrainResult, build_optimizer, call_hook
 from builder.training.weights import save_weights
 
@@ -202,10 +202,24 @@ class ObjectiveTrainer:
             if not self.params[name]:
                 raise TrainingError(f"network {name!r} has no trainable weights; received: its nodes "
                                     f"{obj.networks[name][:5]}. Fix: add layers with weights or unfreeze them")
-        self.net_configs = {name: TrainConfig.from_dict(cfg.model_dump(), **obj.settings.get(name, {}))
-                            for name in obj.networks}
-        self.optimizers = {name: build_optimizer(self.params[name], self.net_configs[name])
-                           for name, _ in obj.schedule if self.params[name]}
+        own = {name: {k: v for k, v in obj.settings.get(name, {}).items() if k not in ADAM_BETAS}
+               for name in obj.networks}
+        self.net_configs = {name: TrainConfig.from_dict(cfg.model_dump(), **own[name]) for name in obj.networks}
+        self.optimizers = {}
+        for name, _ in obj.schedule:
+            if name in self.optimizers or not self.params[name]:
+                continue
+            opt = build_optimizer(self.params[name], self.net_configs[name])
+            st = obj.settings.get(name, {})
+            if any(k in st for k in ADAM_BETAS):
+                if self.net_configs[name].optimizer not in ("adam", "adamw"):
+                    raise TrainingError(f"beta1/beta2 are Adam's settings; received: them for network {name!r} "
+                                        f"with optimizer {self.net_configs[name].optimizer!r}. Fix: use adam or "
+                                        "adamw, or remove them")
+                for group in opt.param_groups:
+                    group["betas"] = (float(st.get("beta1", group["betas"][0])),
+                                      float(st.get("beta2", group["betas"][1])))
+            self.optimizers[name] = opt
         self._all_params = [p for ps in self.params.values() for p in ps]
 
     def _only(self, network: str) -> None:

@@ -10,7 +10,7 @@ LOSS_TYPES`); otherwise the task's built-in loss applies and nothing here is use
   input itself, a teacher's outputs, and noise drawn per batch from a generator seeded by (seed, epoch, batch).
 - **networks**: groups of nodes trained by their own optimizer. The project's ``training`` section may name
   them, ``"networks": {"generator": [node ids], "discriminator": [...]}``, with per-network settings
-  ``"optimizers": {"generator": {"lr": 2e-4, "optimizer": "adam"}}`` (any TrainConfig optimisation field) and an
+  ``"optimizers": {"generator": {"lr": 2e-4, "optimizer": "adam", "beta1": 0.5}}`` (:data:`NETWORK_SETTINGS`) and an
   update ``"schedule": [["discriminator", k], ["generator", 1]]`` (k discriminator steps per generator step;
   each step is one batch). Without ``networks`` every node with weights forms one network, ``model``. A loss
   node listed in a network trains that network; one listed in none trains every network.
@@ -33,8 +33,10 @@ from builder.graph.layers.objective import FED_SOURCES, LOSS_TYPES
 from builder.graph.project import Edge, Graph, Node, Project, as_graph, load_project
 
 DEFAULT_NETWORK = "model"
-#: Per-network settings a project's ``optimizers`` entry may change.
-NETWORK_SETTINGS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "grad_clip")
+#: Per-network settings a project's ``optimizers`` entry may change: TrainConfig fields, and Adam's/AdamW's
+#: ``beta1``/``beta2`` (e.g. ``beta1`` 0.5 for GANs; defaults 0.9 and 0.999).
+NETWORK_SETTINGS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "grad_clip", "beta1", "beta2")
+ADAM_BETAS = ("beta1", "beta2")
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,11 @@ def _settings(raw: Any, networks: dict[str, list[str]]) -> dict[str, dict[str, A
         if not isinstance(st, dict) or set(st) - set(NETWORK_SETTINGS):
             raise TrainingError(f"per-network settings may set {', '.join(NETWORK_SETTINGS)}; received: "
                                 f"{str(st)[:80]}. Fix: remove the other keys")
+        for key in ADAM_BETAS:
+            v = st.get(key)
+            if key in st and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1):
+                raise TrainingError(f"training.optimizers.{name}.{key} must be a number in [0, 1); received: "
+                                    f"{str(v)[:40]}. Fix: e.g. 0.5 for a GAN's Adam beta1")
         out[name] = dict(st)
     return out
 
@@ -223,6 +230,28 @@ def add_distillation(project: Any, temperature: float = 4.0, alpha: float = 0.5)
     return project
 
 
+def with_teacher(project: Any, run_id: str, temperature: float = 4.0, alpha: float = 0.5) -> Project:
+    """``layerlab train STUDENT --teacher RUN_ID`` and the Train page's teacher control: the project with
+    ``training.teacher`` set and, unless it already draws a ``Target(source="teacher")``, the distillation
+    objective of :func:`add_distillation` added. Raises TrainingError."""
+    if not 0 <= alpha <= 1:
+        raise TrainingError(f"the distillation weight (--distill-alpha) must be in [0, 1]; received: {alpha}. "
+                            "Fix: e.g. 0.5")
+    if not 1e-3 <= temperature <= 1e3:
+        raise TrainingError(f"the distillation temperature (--distill-temperature) must be in [0.001, 1000]; "
+                            f"received: {temperature}. Fix: e.g. 4")
+    project = load_project(project).model_copy(deep=True)
+    drawn = any(n.type == "Target" and n.params.get("source") == "teacher" for n in project.graph.nodes)
+    if not drawn:
+        if has_objective(project):
+            raise TrainingError("a teacher needs a student without loss nodes, or one whose objective reads the "
+                                "teacher (a Target with source 'teacher'); received: loss nodes without one. Fix: "
+                                "add Target(source='teacher') and a DistillationLoss, or remove the loss nodes")
+        project = add_distillation(project, temperature=temperature, alpha=alpha)
+    project.training = {**(project.training or {}), "teacher": run_id}
+    return project
+
+
 def output_node(project: Any) -> str | None:
     """The node whose output is the model's prediction in a project with an objective: the input of its
     cross-entropy term (accuracy is measured on it), else None."""
@@ -236,4 +265,4 @@ def output_node(project: Any) -> str | None:
 
 
 __all__ = ["Objective", "Term", "has_objective", "training_graph", "resolve_objective", "add_distillation",
-           "output_node", "DEFAULT_NETWORK", "NETWORK_SETTINGS"]
+           "with_teacher", "output_node", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]

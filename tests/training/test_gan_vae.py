@@ -147,3 +147,35 @@ def test_distillation_from_a_finished_run(tmp_path):
 def test_projects_without_loss_nodes_keep_the_task_trainer(digits):
     r = run_training(load_template("mlp"), load_dataset("moons", n_samples=100), {**CFG, "epochs": 1})
     assert "accuracy" in r.test and not any(k.startswith("loss/") for k in r.test)
+
+
+def test_adam_betas_are_set_per_network_and_kept_by_the_checkpoint(digits, tmp_path):
+    t = _gan(digits, tmp_path, epochs=1)
+    assert {n: o.param_groups[0]["betas"] for n, o in t.optimizers.items()} == \
+        {"generator": (0.5, 0.999), "discriminator": (0.5, 0.999)}  # the template's beta1 0.5
+    t.fit()
+    p = load_template("gan")
+    p.training["optimizers"] = {"generator": {"lr": 0.001}}  # no betas: they come back from the checkpoint
+    again = ObjectiveTrainer(p, t.dataset, {**CFG, "epochs": 2}, run_dir=tmp_path / "again",
+                             resume_from=RunFolder(tmp_path).checkpoint)
+    again._setup()
+    again._restore()
+    assert tuple(again.optimizers["generator"].param_groups[0]["betas"]) == (0.5, 0.999)
+    p = load_template("gan")
+    p.training["optimizers"]["generator"] = {"optimizer": "sgd", "beta1": 0.5}
+    with pytest.raises(TrainingError, match="Adam's settings"):
+        ObjectiveTrainer(p, _small(fit_dataset(p.graph, digits)), CFG)
+
+
+def test_cli_train_with_a_teacher_distils(tmp_path):
+    from builder import cli
+
+    ws = str(tmp_path)
+    assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "1", "--workspace", ws, "--quiet"]) == 0
+    teacher = RunStore(tmp_path).list_runs(None, 1)[0]["id"]
+    assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "1", "--workspace", ws, "--quiet",
+                     "--teacher", teacher, "--distill-alpha", "0.8"]) == 0
+    store = RunStore(tmp_path)
+    run = store.get(next(r["id"] for r in store.list_runs(None, 5) if r["id"] != teacher))
+    assert run["project"]["training"]["teacher"] == teacher
+    assert {n["id"] for n in run["project"]["graph"]["nodes"]} >= {"distill_loss", "teacher_logits"}

@@ -20,6 +20,7 @@ from builder.training.objectives import (
     output_node,
     resolve_objective,
     training_graph,
+    with_teacher,
 )
 
 
@@ -97,6 +98,8 @@ def test_resolve_objective_reads_networks_schedule_and_settings():
     ({"schedule": [["discriminator", 0]]}, "[network, steps]"),
     ({"schedule": [["critic", 1]]}, "unknown network"),
     ({"optimizers": {"generator": {"epochs": 3}}}, "per-network settings"),
+    ({"optimizers": {"generator": {"beta1": 1.5}}}, "beta1"),
+    ({"optimizers": {"generator": {"beta2": "high"}}}, "beta2"),
 ])
 def test_bad_objective_settings_name_the_fix(training, fragment):
     p = load_template("gan")
@@ -115,3 +118,15 @@ def test_add_distillation_wires_teacher_and_labels():
     assert infer_shapes(p.graph).ok
     with pytest.raises(TrainingError, match="already draws"):
         add_distillation(p)
+
+
+def test_with_teacher_adds_distillation_once_and_names_the_run():
+    p = with_teacher(load_template("mlp"), "20261121-104000-ab12cd", temperature=2.0, alpha=0.25)
+    assert p.training["teacher"] == "20261121-104000-ab12cd"
+    assert {t.id: t.weight for t in resolve_objective(p).terms} == {"distill_loss": 0.25, "ce_loss": 0.75}
+    again = with_teacher(p, "20261121-104000-ffffff")  # a drawn teacher Target is kept as it is
+    assert len(again.graph.nodes) == len(p.graph.nodes) and again.training["teacher"].endswith("ffffff")
+    with pytest.raises(TrainingError, match="Fix:"):
+        with_teacher(load_template("mlp"), "x", alpha=1.5)
+    with pytest.raises(TrainingError, match="student without loss nodes"):
+        with_teacher(load_template("vae"), "x")

@@ -1,0 +1,114 @@
+"""Train page parts for drawn objectives (issue 18): each loss term's curve, a generator's sample grid per epoch
+(fixed noise, so grids compare over time; live while training), a VAE's reconstructions and 2-D latent space."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from builder.errors import LayerLabError
+
+PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316",
+           "#64748b"]
+
+
+def mosaic(images: np.ndarray, cols: int = 8, pad: int = 1) -> np.ndarray:
+    """Images (n, [1,] h, w) tiled into one 2-D array, ``cols`` per row, ``pad`` pixels apart (NaN: blank)."""
+    imgs = np.asarray(images, dtype=float)
+    if imgs.ndim == 2:  # flat samples: square when the size is a square
+        side = int(math.isqrt(imgs.shape[1]))
+        imgs = imgs.reshape(len(imgs), side, side) if side * side == imgs.shape[1] else imgs[:, None, :]
+    if imgs.ndim == 4:
+        imgs = imgs[:, 0]
+    n, h, w = imgs.shape
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan)
+    for i, im in enumerate(imgs):
+        r, c = divmod(i, cols)
+        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = im
+    return out
+
+
+def grid_figure(images: np.ndarray, title: str, cols: int = 8, height: int = 340) -> go.Figure:
+    """A grid of greyscale samples as one heatmap (white background, dark ink like the digits)."""
+    fig = go.Figure(go.Heatmap(z=mosaic(images, cols), colorscale="Greys", showscale=False, hoverinfo="skip",
+                               zmin=0, zmax=1))
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=5, r=5, t=40, b=5),
+                      xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"),
+                      plot_bgcolor="white")
+    return fig
+
+
+def terms_figure(epochs: list[dict]) -> go.Figure | None:
+    """Each loss term's training mean per epoch (solid) and its validation value (dotted); None without terms."""
+    names = list(dict.fromkeys(k for e in epochs for k in (e.get("terms") or {})))
+    if not names:
+        return None
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        color = PALETTE[i % len(PALETTE)]
+        for key, dash, suffix in (("terms", "solid", ""), ("val_terms", "dot", " (val)")):
+            pts = [(e["epoch"], (e.get(key) or {}).get(name)) for e in epochs]
+            pts = [(x, y) for x, y in pts if isinstance(y, int | float) and math.isfinite(y)]
+            if pts:
+                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
+                                         name=name + suffix, line=dict(color=color, width=2, dash=dash)))
+    fig.update_layout(title=dict(text="Loss terms", font=dict(size=14)), height=290,
+                      margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch", yaxis_title="loss",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), uirevision="keep")
+    return fig
+
+
+def latent_figure(latent: np.ndarray, labels: np.ndarray, class_names: list | None = None) -> go.Figure:
+    """A 2-D latent space, one colour per class."""
+    fig = go.Figure()
+    for i, c in enumerate(sorted(set(labels.tolist()))):
+        m = labels == c
+        name = str(class_names[c]) if class_names and 0 <= c < len(class_names) else str(c)
+        fig.add_trace(go.Scattergl(x=latent[m, 0], y=latent[m, 1], mode="markers", name=name,
+                                   marker=dict(size=6, color=PALETTE[i % len(PALETTE)], opacity=0.8)))
+    fig.update_layout(title=dict(text="Latent space (test samples, z = μ)", font=dict(size=14)), height=380,
+                      margin=dict(l=10, r=10, t=40, b=10), xaxis_title="z₁", yaxis_title="z₂")
+    return fig
+
+
+def render(run: dict, epochs: list[dict], active: bool, store) -> None:
+    """The parts that apply to ``run``: loss terms, the sample grid (slider over epochs once it ended), and for a
+    finished VAE its reconstructions and (2-D latent) latent space."""
+    from builder.training.generative import read_samples, vae_nodes, vae_probe
+
+    cfg = {"displayModeBar": False, "staticPlot": active}
+    fig = terms_figure(epochs)
+    if fig is not None:
+        st.plotly_chart(fig, width="stretch", config=cfg, key="ll_fig_terms")
+    grids = read_samples(store.folder(run["id"]).samples)
+    if grids:
+        keys = list(grids)
+        epoch = keys[-1]
+        if not active and len(keys) > 1:
+            epoch = st.select_slider("Samples after epoch", keys, value=keys[-1], key="ll_sample_epoch")
+        st.plotly_chart(grid_figure(grids[epoch][:64], f"Generator samples after epoch {epoch} (fixed noise)"),
+                        width="stretch", config=cfg, key="ll_fig_samples")
+        st.caption("The same noise every epoch, so the grid shows how the generator changes.")
+    if active or vae_nodes(run.get("project") or {}) is None or run.get("status") != "finished":
+        return
+    try:
+        probe = vae_probe(store, run["id"])
+    except LayerLabError as e:
+        st.caption(str(e))
+        return
+    left, right = st.columns(2, gap="medium")
+    both = np.concatenate([probe["inputs"][:8], probe["recons"][:8]])
+    left.plotly_chart(grid_figure(both, "Test inputs (top) and reconstructions (bottom)", height=220),
+                      width="stretch", config=cfg, key="ll_fig_recon")
+    if probe["latent"].shape[1] == 2:
+        names = (run.get("dataset_info") or {}).get("class_names")
+        right.plotly_chart(latent_figure(probe["latent"], probe["labels"], names), width="stretch", config=cfg,
+                           key="ll_fig_latent")
+    else:
+        right.caption(f"The latent space has {probe['latent'].shape[1]} dimensions; set the μ and log σ² layers "
+                      "to 2 outputs to see it drawn.")

@@ -1,0 +1,80 @@
+"""AppTest: the Train page's parts for drawn objectives (issue 18): loss terms overlaid, a GAN's sample grid per
+epoch (slider once the run ended), a VAE's reconstructions and 2-D latent space; the teacher control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import builder
+from builder.runs.store import RunStore
+from builder.training.pipeline import run_training
+from tests.helpers import ME, assert_no_exception, open_app
+
+
+@pytest.fixture(scope="module")
+def gen_runs(tmp_path_factory):
+    """``(workspace, gan run, vae run, mlp run)``: the gan and vae templates trained 2 epochs in process, the mlp
+    template 1 epoch on moons (a classifier: a teacher), owner ME."""
+    ws = tmp_path_factory.mktemp("gen_ws")
+    store = RunStore(ws)
+    gan = run_training(builder.load_template("gan"), "digits", {"epochs": 2, "seed": 0}, store, owner=ME).run_id
+    vae = run_training(builder.load_template("vae"), "digits", {"epochs": 2, "seed": 0}, store, owner=ME).run_id
+    mlp = run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store, owner=ME).run_id
+    return ws, gan, vae, mlp
+
+
+@pytest.fixture
+def gen_ws(gen_runs, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(gen_runs[0]))
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    return gen_runs
+
+
+
+
+
+def _open(template: str):
+    """The Train page with ``template`` on the canvas (gan/vae are not in the Build page's picker)."""
+    at = open_app("app_pages/train.py", owner=ME)
+    at.session_state["ll_project"] = builder.load_template(template)
+    at.run()
+    assert_no_exception(at)
+    return at
+
+
+def _has_chart(at, key: str) -> bool:
+    return any(key in str(c.proto.id) for c in at.get("plotly_chart"))
+
+
+def test_gan_run_shows_terms_and_sample_grid_per_epoch(gen_ws):
+    at = _open("gan")
+    assert at.session_state["ll_train_run"] == gen_ws[1]
+    assert _has_chart(at, "ll_fig_terms") and _has_chart(at, "ll_fig_samples")
+    slider = at.select_slider(key="ll_sample_epoch")
+    assert list(slider.options) == ["1", "2"] and str(slider.value) == "2"
+    slider.set_value(1).run()
+    assert_no_exception(at)
+    assert not _has_chart(at, "ll_fig_latent")
+
+
+def test_vae_run_shows_reconstructions_and_latent_space(gen_ws):
+    at = _open("vae")
+    assert at.session_state["ll_train_run"] == gen_ws[2]
+    assert _has_chart(at, "ll_fig_terms") and _has_chart(at, "ll_fig_recon") and _has_chart(at, "ll_fig_latent")
+    assert not _has_chart(at, "ll_fig_samples")
+
+
+def test_teacher_control_offers_finished_classifier_runs_only(gen_ws):
+    at = _open("cnn")
+    box = at.selectbox(key="ll_hp_teacher")
+    assert box.value == "" and len(box.options) == 2 and box.options[1].endswith(gen_ws[3][-6:])  # no GAN/VAE
+
+
+def test_mosaic_tiles_images_with_blank_padding():
+    from app_pages.generative_view import mosaic
+
+    m = mosaic(np.ones((10, 1, 8, 8)), cols=4)
+    assert m.shape == (3 * 9 - 1, 4 * 9 - 1)
+    assert np.isnan(m[8]).all() and np.nansum(m) == 10 * 64
