@@ -22,6 +22,8 @@ ui.page_header("Train", "Set the hyper-parameters and train in the background. T
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 SCHEDULERS = {"none": "Constant", "onecycle": "One-cycle", "cosine": "Cosine", "step": "Step decay",
               "plateau": "Reduce on plateau"}
+#: A drawn objective's settings in ``training`` that the form does not show (kept when a run starts).
+OBJECTIVE_KEYS = ("networks", "optimizers", "schedule")
 COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
 
 
@@ -31,11 +33,22 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     if config is None:
         return
     live = bool(config.pop("live_attributions", False))
+    teacher = config.pop("teacher", None)
     proj = ui.project()
+    if teacher:  # distillation: the objective is drawn on the canvas (builder.training.objectives.with_teacher)
+        from builder.training.objectives import with_teacher
+
+        try:
+            proj = with_teacher(proj, teacher)
+        except LayerLabError as e:
+            ui.show_error(e)
+            return
     # an imported model starts from its weights (init_from); keep transfer-learning settings the form lacks
     config = {**{k: v for k, v in (proj.training or {}).items() if k in ("init_from", "init_nodes")}, **config}
     st.session_state.ll_project = proj.model_copy(
-        update={"training": {**{k: v for k, v in config.items() if v is not None or k == "early_stopping"},
+        update={"training": {**{k: v for k, v in (proj.training or {}).items() if k in OBJECTIVE_KEYS},
+                             **({"teacher": teacher} if teacher else {}),
+                             **{k: v for k, v in config.items() if v is not None or k == "early_stopping"},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
     try:
         ui.start_job(ui.project(), ds, config, live=live)
@@ -86,12 +99,22 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
             key="ll_hp_freeze", placeholder="none: every layer trains",
             help="Keep these layers' weights fixed (transfer learning: train only the new head of an imported or "
                  "pretrained model). Same as `layerlab train --freeze`.")
+        teachers = {r["id"]: run_label(r) for r in ui.store().list_runs("finished", 30, owner=ui.runs_owner())
+                    if "accuracy" in (r.get("test_metrics") or {})}  # a classifier's run, not a GAN's
+        own = (ui.project().training or {}).get("teacher") or ""
+        own = own if own in teachers else ""
+        teacher = st.selectbox(
+            "Teacher run (distillation)", ["", *teachers], index=["", *teachers].index(own),
+            format_func=lambda r: teachers.get(r, "none") if r else "none", key="ll_hp_teacher",
+            help="Train this network to mimic a finished run's outputs as well as the labels (knowledge "
+                 "distillation): a DistillationLoss (T = 4, weight 0.5) and a CrossEntropyLoss (0.5) are added to "
+                 "the canvas. Same as `layerlab train STUDENT --teacher RUN_ID`.")
         go_ = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=disabled)
     if not go_:
         return None
     return {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "optimizer": opt, "scheduler": sched,
             "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev,
-            "freeze": list(frozen), "live_attributions": bool(live)}
+            "freeze": list(frozen), "live_attributions": bool(live), "teacher": teacher or None}
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -306,6 +329,10 @@ def live_view() -> None:
     c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
     boundary_view(sess, cfg)
+    if any(e.get("terms") for e in sess.epochs):  # a drawn objective: its terms, samples, reconstructions
+        from app_pages import generative_view
+
+        generative_view.render(run, sess.epochs, active, rs)
     if sess.steps:
         poll_every(run_id, shown=True)  # a point is on screen: the next refresh switches to the slow interval
 
