@@ -34,6 +34,25 @@ def _join(key: str) -> None:
     _open_starter(cls)
 
 
+def _my_quota() -> None:
+    """This person's limits and use (builder.runs.quotas), when the server sets any."""
+    from builder.runs import quotas
+
+    try:
+        limit = quotas.limits(ui.workspace(), ui.owner())
+        if all(v is None for v in limit.values()):
+            return
+        used = quotas.usage(ui.store(), ui.owner())
+    except LayerLabError as e:
+        ui.show_error(e)
+        return
+    parts = [f"{used[k]:g} of {limit[k]:g} {label}" for k, label in
+             (("running", "jobs running"), ("queued", "waiting")) if limit[k] is not None]
+    if limit["storage_mb"] is not None:
+        parts.append(f"{used['storage_mb']:.1f} of {limit['storage_mb']:g} MiB of runs")
+    st.caption("Your quota on this server: " + ", ".join(parts) + ".")
+
+
 def student_view() -> None:
     """Join with a code (or a ``?join=CODE`` link) and open a joined class's starter."""
     asked = st.query_params.get("join")
@@ -52,6 +71,7 @@ def student_view() -> None:
             st.markdown(f"**{ui.md(cls['name'])}** · starter: {ui.md(cls['starter'].get('name', 'untitled'))}")
             st.button("Open the starter", key=f"ll_class_open_{cls['id']}", on_click=_open_starter, args=(cls,),
                       help="Put the class's network and dataset on your canvas (your current work can be undone)")
+    _my_quota()
     if mine:
         st.caption("Your runs stay yours: other students do not see them; your teacher sees them read-only and "
                    "may stop a job that runs away.")

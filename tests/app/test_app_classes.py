@@ -66,6 +66,9 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     other.button(key="FormSubmitter:ll_join_form-Join class").click().run()
     assert any("no class on this server has" in e.value for e in other.error)
     assert "ll_class_create" not in [b.key for b in other.button]
+    monkeypatch.setenv("LAYERLAB_QUOTA_QUEUED", "2")
+    other.run()
+    assert any("Your quota on this server: 0 of 2 waiting" in c.value for c in other.caption)
     # the teacher sees the student's runs, the leaderboard, and stops a live job
     store = RunStore(workspace)
     done = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="mine")
