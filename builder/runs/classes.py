@@ -70,7 +70,8 @@ def _save(workspace: str | Path, cls: dict) -> None:
 def list_classes(workspace: str | Path, *, teacher: str | None = None, member: str | None = None) -> list[dict]:
     """Every class, newest first; ``teacher`` keeps the classes that owner teaches, ``member`` those it joined."""
     out = []
-    for path in _dir(workspace).glob("c-*.json"):
+    folder = Path(workspace) / CLASSES_DIR  # read without creating it (every job submission asks)
+    for path in (folder.glob("c-*.json") if folder.is_dir() else ()):
         if not _ID_RE.match(path.stem):  # c-<id>.scores.json: the held-out scores
             continue
         try:
@@ -90,7 +91,7 @@ def get_class(workspace: str | Path, class_id: str) -> dict:
     if not isinstance(class_id, str) or not _ID_RE.match(class_id):
         raise ClassError(f"a class id is c- and 12 hexadecimal characters; received: {str(class_id)[:40]!r}. "
                          "Fix: pick the class from the list")
-    path = _dir(workspace) / f"{class_id}.json"
+    path = Path(workspace) / CLASSES_DIR / f"{class_id}.json"
     if not path.is_file():
         raise ClassError(f"no class {class_id} on this server; received: {class_id}. Fix: pick one from the list")
     return json.loads(path.read_text(encoding="utf-8"))
