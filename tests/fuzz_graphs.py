@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from builder.errors import LayerLabError
 from builder.graph.registry import TOKENS, LayerSpec, TensorType, all_specs
-from tests.strategies import CAP, param_value
+from tests.strategies import CAP, op_case, param_value
 
 SPECS: dict[str, LayerSpec] = {s.type: s for s in all_specs()}
 LAYERS = [t for t in SPECS if t != "Input"]
@@ -105,6 +105,8 @@ def _divisors(n: int, cap: int = 8) -> list[int]:
 def _valid_params(draw, spec: LayerSpec, t: TensorType | None) -> dict:
     """Parameters from the schema that usually fit an input of type ``t`` (small sizes, valid combinations)."""
     shape = tuple(t.shape) if t is not None and t.shape else (4,)
+    if spec.type == "Op":  # its JSON texts only fit together: one whole valid call
+        return dict(op_case(draw, shape)[1])
     params: dict = {}
     for p in spec.params:
         if _roll(draw, 6) == 0 and p.name not in ("dims", "unflattened_size"):
@@ -259,6 +261,10 @@ def graph_dict(draw) -> dict:
         elif spec is not None and spec.type == "MultiheadAttention" and _roll(draw, 3) == 0:
             odd = [n for n, u in types.items() if u is None or len(u.shape) != 2 or u.kind == TOKENS]
             srcs.append(_pick(draw, odd) if odd and draw(BOOL) else _pick(draw, types))  # key of another rank/kind
+        elif spec is not None and len(spec.inputs) - len(spec.optional_inputs) > 1 and _roll(draw, 6):
+            same = [n for n, u in types.items() if u is not None and t is not None and u.shape == t.shape]
+            srcs += [_pick(draw, same if same and _roll(draw, 4) else list(types))
+                     for _ in spec.inputs[1:]]  # losses (input, target), MatMul, Reparameterize (mu, logvar)
         in_types = [types[s] for s in srcs]
         if spec is None:
             params = _hostile_params(draw, SPECS["Linear"])
@@ -281,6 +287,8 @@ def graph_dict(draw) -> dict:
                 edge["target_port"] = str(k)
             elif spec is not None and spec.type == "MultiheadAttention" and k:
                 edge["target_port"] = "key"
+            elif spec is not None and not spec.variadic and 0 < k < len(spec.inputs) and _roll(draw, 2):
+                edge["target_port"] = spec.inputs[k]
             edges.append(edge)
         types.setdefault(nid, _out_type(spec, params, in_types, source_port) if spec is not None else None)
         kind.setdefault(nid, typ)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import strategies as st
 
 from builder.graph.registry import LayerSpec, Param
@@ -45,7 +47,45 @@ def param_value(p: Param, in_shape: tuple[int, ...]) -> st.SearchStrategy:
             ints = st.integers(lo, hi)
         base = ints if p.kind == "int" else ints | st.lists(ints, min_size=2, max_size=2)
         return st.none() | base if p.nullable else base
+    if p.kind == "str":  # Op's JSON texts: each drawn from the valid cases' values (mixed, they may not fit)
+        return st.sampled_from(_STR_VALUES[p.name]) if p.name in _STR_VALUES else st.text(max_size=8)
     raise ValueError(p.kind)
+
+
+def _t(i: int) -> dict:
+    return {"t": i}
+
+
+def op_cases(shape: tuple[int, ...]) -> list[tuple[int, dict]]:
+    """(tensor inputs, params) of valid ``Op`` nodes for inputs of ``shape`` (cheap ops, each argument form)."""
+    last = list(shape[-1:])
+    cases = [
+        (1, {"op": "aten.erf", "args": [_t(0)]}),
+        (1, {"op": "aten.hardswish", "args": [_t(0)]}),
+        (2, {"op": "aten.add.Tensor", "args": [_t(0), _t(1)], "kwargs": {"alpha": 2}}),
+        (1, {"op": "aten.mul.Tensor", "args": [_t(0), {"w": "scale"}], "weights": {"scale": last}}),
+        (1, {"op": "aten.add.Tensor", "args": [_t(0), {"w": "shift"}], "buffers": {"shift": last}}),
+        (1, {"op": "aten.mul.Tensor", "args": [_t(0), {"tensor": [2.0], "dtype": "float32", "shape": [1]}]}),
+        (1, {"op": "aten.reshape", "args": [_t(0), [{"b": 1}, -1]]}),
+        (1, {"op": "aten.sum.dim_IntList", "args": [_t(0), [-1], True], "kwargs": {"dtype": {"dtype": "float32"}}}),
+        (1, {"op": "aten.softmax.int", "args": [_t(0), -1]}),
+        (1, {"op": "aten.transpose.int", "args": [_t(0), 1, -1]}),
+        (1, {"op": "aten.max.dim", "args": [_t(0), -1], "outputs": 2}),
+        (1, {"op": "aten.var_mean.correction", "args": [_t(0), [-1]], "kwargs": {"correction": 0, "keepdim": True},
+                 "outputs": 2}),
+    ]
+    return [(n, {"args": json.dumps(p.pop("args")), "kwargs": json.dumps(p.pop("kwargs", {})),
+                 "weights": json.dumps(p.pop("weights", {})), "buffers": json.dumps(p.pop("buffers", {})),
+                 "outputs": p.pop("outputs", 1), **p}) for n, p in cases]
+
+
+_STR_VALUES = {k: sorted({c[1][k] for c in op_cases((3, 4))}) for k in ("op", "args", "kwargs", "weights", "buffers")}
+
+
+def op_case(draw, shape: tuple[int, ...]) -> tuple[int, dict]:
+    """One of :func:`op_cases` (tensor inputs, params), drawn."""
+    cases = op_cases(shape)
+    return cases[draw(st.integers(0, len(cases) - 1))]
 
 
 @st.composite
@@ -65,7 +105,7 @@ def layer_case(draw, spec: LayerSpec) -> tuple[list[tuple[int, ...]], dict]:
         shape = tuple(draw(st.lists(st.integers(lo, 9), min_size=rank, max_size=rank)))
     params = {}
     for p in spec.params:
-        if spec.type == "Input":
+        if spec.type in ("Input", "Op"):  # Op: a whole valid call below
             continue
         key = f"{spec.type}.{p.name}"
         if key in _SMALL:
@@ -86,6 +126,8 @@ def layer_case(draw, spec: LayerSpec) -> tuple[list[tuple[int, ...]], dict]:
     n_inputs = spec.min_inputs if spec.variadic else len(spec.inputs) - len(spec.optional_inputs)
     if spec.variadic:
         n_inputs = draw(st.integers(spec.min_inputs, 3))
+    if spec.type == "Op":
+        n_inputs, params = op_case(draw, shape)
     shapes = [shape] * n_inputs
     if spec.type == "Concat":
         d = params["dim"] - 1 if params["dim"] > 0 else len(shape) + params["dim"]

@@ -73,19 +73,25 @@ def test_inferred_shape_matches_module(spec, data):
     assert again.graph == project.graph
 
 
+# per multi-output type: (params, the second port, expected shapes of both ports for an input of (5, 6))
+MULTI_OUTPUT = {"Op": ({"op": "aten.var_mean.correction", "args": '[{"t": 0}, [-1]]', "outputs": 2,
+                        "kwargs": '{"correction": 0}'}, "out1", (5,), (5,))}
+RECURRENT = ({"hidden_size": 4, "bidirectional": True, "output_mode": "all"}, "h_n", (5, 8), (8,))
+
+
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.outputs != ("out",)], ids=lambda s: s.type)
 def test_multi_output_ports(spec):
+    params, second, shape_a, shape_b = MULTI_OUTPUT.get(spec.type, RECURRENT)
     graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [5, 6]}},
-                       {"id": "r", "type": spec.type, "params": {"hidden_size": 4, "bidirectional": True,
-                                                                  "output_mode": "all"}},
+                       {"id": "r", "type": spec.type, "params": params},
                        {"id": "a", "type": "Identity"}, {"id": "b", "type": "Identity"}],
              "edges": [{"source": "x", "target": "r"}, {"source": "r", "target": "a", "source_port": "out"},
-                       {"source": "r", "target": "b", "source_port": "h_n"}]}
+                       {"source": "r", "target": "b", "source_port": second}]}
     rep = infer_shapes(graph)
     assert rep.ok, rep.problems
-    assert rep.nodes["a"].shape == (5, 8) and rep.nodes["b"].shape == (8,)
+    assert rep.nodes["a"].shape == shape_a and rep.nodes["b"].shape == shape_b
     out_a, out_b = compile_graph(graph)(torch.randn(2, 5, 6))
-    assert out_a.shape == (2, 5, 8) and out_b.shape == (2, 8)
+    assert out_a.shape == (2, *shape_a) and out_b.shape == (2, *shape_b)
 
 
 def test_param_schema_is_complete():

@@ -17,8 +17,10 @@ deterministic stand-in: zeros for labels/input/teacher, the distribution's mean 
 
 from __future__ import annotations
 
+import operator as op
+
 from builder.graph.layers._common import _float, _same_float, _torch
-from builder.graph.spec import MAX_SIZE, Cost, LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import MAX_SIZE, TOKENS, Cost, LayerSpec, Param, ShapeError, TensorType, register
 
 CATEGORY = "Objective"
 #: Loss node types and the functions that compute their per-sample values.
@@ -136,14 +138,109 @@ _REDUCTION = Param("reduction", "choice", "mean", "How the values of one sample 
                    choices=("mean", "sum"))
 
 
-def _loss_call(fn, *names):
+# The compiled forward spells each function above in torch calls (the same operations in the same order), so
+# the fx code, and with it the exported ``.py``, needs nothing but torch; choices that depend on the inputs'
+# ranks and kinds are made from their types, the train/eval choice by indexing a pair with ``self.training``.
+def _e_per_sample(e, v, reduction: str):
+    flat = e.method("reshape", v, e.method("size", v, 0, as_="b"), -1, as_="flat")
+    return e.method("sum" if reduction == "sum" else "mean", flat, 1)
+
+
+def _e_dtype(e, x):
+    return e.fn(getattr, x, "dtype", as_="dtype")
+
+
+def _e_like(e, t, x):
+    """``t.reshape(x.shape).to(x.dtype)``."""
+    t = e.method("reshape", t, e.fn(getattr, x, "shape", as_="shape"), as_="target")
+    return e.method("to", t, _e_dtype(e, x), as_="target")
+
+
+def _e_cross_entropy(e, p, x, t, types):
+    torch = _torch()
+    classes = types[0].shape[-1]
+    logp = e.fn(torch.log_softmax, x, dim=-1, as_="logp")
+    if types[1].shape == types[0].shape and types[1].kind != TOKENS:  # probabilities (soft targets)
+        probs = e.method("to", t, _e_dtype(e, x), as_="probs")
+    else:
+        ids = e.method("long", e.method("reshape", t, -1, as_="ids"), as_="ids")
+        probs = e.method("to", e.fn(torch.nn.functional.one_hot, ids, classes, as_="onehot"), _e_dtype(e, x),
+                         as_="probs")
+    if p["label_smoothing"]:
+        ls = p["label_smoothing"]
+        probs = e.fn(op.add, e.fn(op.mul, probs, 1 - ls, as_="probs"), ls / classes, as_="probs")
+    return e.fn(op.neg, e.method("sum", e.fn(op.mul, probs, logp, as_="nll"), -1, as_="nll"))
+
+
+def _e_bce(e, p, x, t, types):
+    torch = _torch()
+    t = _e_like(e, t, x)
+    soft = e.fn(torch.log1p, e.fn(torch.exp, e.fn(op.neg, e.fn(torch.abs, x, as_="abs"), as_="neg"), as_="exp"))
+    v = e.fn(op.add, e.fn(op.sub, e.fn(torch.clamp, x, min=0, as_="relu"), e.fn(op.mul, x, t, as_="xt")), soft)
+    return _e_per_sample(e, v, p["reduction"])
+
+
+def _e_diff(e, x, t):
+    return e.fn(op.sub, x, _e_like(e, t, x), as_="diff")
+
+
+def _e_mse(e, p, x, t, types):
+    return _e_per_sample(e, e.fn(op.pow, _e_diff(e, x, t), 2, as_="sq"), p["reduction"])
+
+
+def _e_l1(e, p, x, t, types):
+    return _e_per_sample(e, e.method("abs", _e_diff(e, x, t), as_="abs"), p["reduction"])
+
+
+def _e_huber(e, p, x, t, types):
+    delta = p["delta"]
+    d = e.method("abs", _e_diff(e, x, t), as_="abs")
+    quad = e.fn(op.mul, e.fn(op.mul, 0.5, d, as_="quad"), d, as_="quad")
+    lin = e.fn(op.mul, delta, e.fn(op.sub, d, 0.5 * delta, as_="lin"), as_="lin")
+    return _e_per_sample(e, e.fn(_torch().where, e.fn(op.lt, d, delta, as_="near"), quad, lin), p["reduction"])
+
+
+def _e_kl(e, p, x, t, types):
+    torch, temp = _torch(), p["temperature"]
+    logq = e.fn(torch.log_softmax, e.fn(op.truediv, x, temp, as_="q"), dim=-1, as_="logq")
+    logp = e.fn(torch.log_softmax, e.fn(op.truediv, e.method("to", t, _e_dtype(e, x), as_="p"), temp, as_="p"),
+                dim=-1, as_="logp")
+    kl = e.method("sum", e.fn(op.mul, e.method("exp", logp, as_="p"), e.fn(op.sub, logp, logq, as_="log_ratio")),
+                  -1, as_="kl")
+    return e.fn(op.mul, kl, temp * temp) if p["type"] == "DistillationLoss" else kl
+
+
+def _e_gaussian_kl(e, p, mu, lv, types):
+    v = e.fn(op.sub, e.fn(op.sub, e.fn(op.add, 1, lv, as_="kl"), e.fn(op.mul, mu, mu, as_="mu2"), as_="kl"),
+             e.method("exp", lv, as_="var"), as_="kl")
+    return _e_per_sample(e, e.fn(op.mul, -0.5, v, as_="kl"), p["reduction"])
+
+
+def _e_penalty(e, p, x, types):
+    return _e_per_sample(e, x, p["reduction"]) if types[0].shape else x
+
+
+_EMIT = {"CrossEntropyLoss": _e_cross_entropy, "BCEWithLogitsLoss": _e_bce, "MSELoss": _e_mse, "L1Loss": _e_l1,
+         "HuberLoss": _e_huber, "KLDivLoss": _e_kl, "DistillationLoss": _e_kl, "GaussianKLLoss": _e_gaussian_kl,
+         "PenaltyLoss": _e_penalty}
+
+
+def _loss_emit(type_: str):
     def emit(e, attr, p, ins, types):
-        return e.fn(fn, *ins, **{n: p[n] for n in names})
+        return _EMIT[type_](e, {**p, "type": type_}, *ins, types)
     return emit
 
 
+def _two(ins, ports: tuple[str, str]):
+    """The two inputs of a two-port rule (a ShapeError for another count: the graph fuzzer calls rules directly)."""
+    if len(ins) != 2:
+        raise ShapeError(f"expects two inputs, `{ports[0]}` and `{ports[1]}`; received: {len(ins)}. Fix: connect "
+                         "both ports")
+    return ins
+
+
 def _same_size(p, ins):
-    x, t = ins
+    x, t = _two(ins, ("input", "target"))
     _float(x, "input")
     if not x.shape:
         raise ShapeError("expects a per-sample value of at least one dimension; received: (B). Fix: feed the "
@@ -156,7 +253,7 @@ def _same_size(p, ins):
 
 
 def _ce_shape(p, ins):
-    x, t = ins
+    x, t = _two(ins, ("input", "target"))
     _float(x, "input")
     if len(x.shape) != 1 or x.shape[0] < 2:
         raise ShapeError(f"expects logits of 2 or more classes (B, C); received: {x}. Fix: feed a Linear with "
@@ -168,7 +265,7 @@ def _ce_shape(p, ins):
 
 
 def _logits_pair(p, ins):
-    x, t = ins
+    x, t = _two(ins, ("input", "target"))
     _float(x, "input")
     if len(x.shape) != 1 or t.shape != x.shape:
         raise ShapeError(f"expects two logit vectors of the same size (B, C); received: input {x}, target {t}. "
@@ -177,7 +274,7 @@ def _logits_pair(p, ins):
 
 
 def _gauss_shape(p, ins):
-    mu, lv = ins
+    mu, lv = _two(ins, ("mu", "logvar"))
     _float(mu, "mu")
     if mu.shape != lv.shape or not mu.shape:
         raise ShapeError(f"mu and logvar must have the same shape; received: mu {mu}, logvar {lv}. Fix: feed two "
@@ -190,10 +287,15 @@ def _penalty_shape(p, ins):
     return SCALAR
 
 
+#: Loss node type -> (the eager function its compiled code spells, the parameters passed to it).
+LOSS_FUNCTIONS: dict[str, tuple] = {}
+
+
 def _loss(type_: str, description: str, shape, fn, params: list[Param], names: tuple[str, ...],
           inputs: tuple[str, ...] = ("input", "target")) -> None:
+    LOSS_FUNCTIONS[type_] = (fn, names)
     register(LayerSpec(type_, CATEGORY, description, params=[_WEIGHT, *params], shape=shape,
-                       inputs=inputs, emit=_loss_call(fn, *names), strides="fresh",
+                       inputs=inputs, emit=_loss_emit(type_), strides="fresh",
                        cost=lambda p, ins, outs: Cost(work=sum(t.numel for t in ins))))
 
 
@@ -229,8 +331,32 @@ def _target_shape(p, ins):
     return TensorType((p["size"],))
 
 
-def _target_emit(e, attr, p, ins, types):
-    return e.fn(target_stand_in, ins[0], [p["size"]], p["source"])
+def _e_sized(e, fn, like, size: int, **kw):
+    """``fn((like.size(0), size), dtype=like.dtype, device=like.device)``."""
+    b = e.method("size", like, 0, as_="b")
+    return e.fn(fn, (b, size), dtype=_e_dtype(e, like), device=e.fn(getattr, like, "device", as_="device"), **kw)
+
+
+def _target_emit(e, attr, p, ins, types):  # target_stand_in
+    torch = _torch()
+    if p["source"] in ("ones", "zeros"):
+        return e.fn(torch.ones_like if p["source"] == "ones" else torch.zeros_like, ins[0])
+    return _e_sized(e, torch.zeros, ins[0], p["size"])
+
+
+def _noise_emit(e, attr, p, ins, types):  # noise_stand_in: (the mean in eval mode, a draw in training)[training]
+    torch, uniform = _torch(), p["distribution"] == "uniform"
+    mean = _e_sized(e, torch.full, ins[0], p["size"], fill_value=0.5 if uniform else 0.0)
+    draw = _e_sized(e, torch.rand if uniform else torch.randn, ins[0], p["size"])
+    return e.fn(op.getitem, (mean, draw), e.attr("training", as_="mode"))
+
+
+def _reparameterize_emit(e, attr, p, ins, types):  # reparameterize: (mu, z)[training]
+    torch = _torch()
+    mu, lv = ins
+    std = e.fn(torch.exp, e.fn(op.mul, 0.5, lv, as_="std"), as_="std")
+    z = e.fn(op.add, mu, e.fn(op.mul, std, e.fn(torch.randn_like, mu, as_="eps"), as_="z"), as_="z")
+    return e.fn(op.getitem, (mu, z), e.attr("training", as_="mode"))
 
 
 register(LayerSpec(
@@ -254,16 +380,14 @@ register(LayerSpec(
                   max=MAX_SIZE),
             Param("distribution", "choice", "gaussian", "gaussian: N(0, 1); uniform: U(0, 1).",
                   choices=("gaussian", "uniform"))],
-    shape=_noise_shape, inputs=("like",), strides="fresh", saves="none",
-    emit=lambda e, attr, p, ins, types: e.fn(noise_stand_in, ins[0], [p["size"]], p["distribution"],
-                                             e.attr("training", as_="mode"))))
+    shape=_noise_shape, inputs=("like",), strides="fresh", saves="none", emit=_noise_emit))
 
 
 register(LayerSpec(
     "Reparameterize", CATEGORY, "VAE sampling: z = μ + exp(½·log σ²)·ε while training, μ in eval mode (its KL term: "
     "a GaussianKLLoss on the same μ and log σ²).",
     inputs=("mu", "logvar"), shape=lambda p, ins: (_gauss_shape(p, ins), ins[0])[1],
-    emit=lambda e, attr, p, ins, types: e.fn(reparameterize, ins[0], ins[1], e.attr("training", as_="mode")),
+    emit=_reparameterize_emit,
     cost=lambda p, ins, outs: Cost(work=ins[0].numel)))
 
 register(LayerSpec(
@@ -271,5 +395,5 @@ register(LayerSpec(
     emit=lambda e, attr, p, ins, types: e.method("detach", ins[0]), saves="none"))
 
 
-__all__ = ["LOSS_TYPES", "FED_TYPES", "TARGET_SOURCES", "FED_SOURCES", "cross_entropy", "bce_logits", "mse", "l1",
+__all__ = ["LOSS_TYPES", "LOSS_FUNCTIONS", "FED_TYPES", "TARGET_SOURCES", "FED_SOURCES", "cross_entropy", "bce_logits", "mse", "l1",
            "huber", "kl_div", "distillation", "gaussian_kl", "penalty", "reparameterize"]
