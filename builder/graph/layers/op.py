@@ -28,7 +28,7 @@ import math
 import operator
 from typing import Any
 
-from builder.graph.spec import TENSOR, TOKENS, LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register
 
 MAX_OUTPUTS = 8
 MAX_INLINE = 64          # values of an inline constant (more are stored as a buffer)
@@ -173,12 +173,20 @@ def _materialise(v: Any, tensors: list, consts_: dict, batch: int, device: str |
     return _walk(v, leaf)
 
 
-def _run(p: dict, ins: list[TensorType], batch: int, device: str) -> list:
+def _in_dtype(t: TensorType, bools: bool):
+    torch = _torch()
+    if t.kind != TOKENS:
+        return torch.float32
+    return torch.bool if bools and t.vocab == 2 else torch.int64
+
+
+def _run(p: dict, ins: list[TensorType], batch: int, device: str, bools: bool = False) -> list:
+    """The operator's outputs for zero inputs of ``ins`` (token inputs as int64, or with ``bools`` those of a
+    vocabulary of 2 as bool: an Op's bool output, e.g. ``aten.lt``'s, is typed as tokens of vocabulary 2)."""
     torch = _torch()
     fn, args, kwargs = parse_call(p, len(ins))
     w, b = consts(p)
-    tensors = [torch.zeros((batch, *t.shape), dtype=torch.int64 if t.kind == TOKENS else torch.float32,
-                           device=device) for t in ins]
+    tensors = [torch.zeros((batch, *t.shape), dtype=_in_dtype(t, bools), device=device) for t in ins]
     cs = {k: torch.zeros(s, device=device) for k, s in {**w, **b}.items()}
     out = fn(*_materialise(args, tensors, cs, batch, device),
              **{k: _materialise(v, tensors, cs, batch, device) for k, v in kwargs.items()})
@@ -189,17 +197,36 @@ def _run(p: dict, ins: list[TensorType], batch: int, device: str) -> list:
     return out
 
 
+def _run_any(p: dict, ins: list[TensorType], batch: int) -> list:
+    """:func:`_run` on the meta device (on small real tensors where the operator has no meta kernel); token
+    inputs of a vocabulary of 2 are tried as bool when int64 is refused."""
+    def run(bools: bool) -> list:
+        try:
+            return _run(p, ins, batch, "meta", bools)
+        except NotImplementedError:  # no meta kernel: small real tensors
+            if sum(math.prod(t.shape) for t in ins) * batch > 1 << 20:
+                raise
+            return _run(p, ins, batch, "cpu", bools)
+    try:
+        return run(False)
+    except ShapeError:
+        raise
+    except Exception:  # noqa: BLE001 - retried with bools below, else re-raised
+        if not any(t.kind == TOKENS and t.vocab == 2 for t in ins):
+            raise
+        try:
+            return run(True)
+        except Exception:  # noqa: BLE001 - the first refusal is the one to show
+            pass
+        raise
+
+
 def _op_shape(p: dict, ins: list[TensorType]):
     n_out = p["outputs"]
     results = []
     for batch in (2, 3):
         try:
-            try:
-                out = _run(p, ins, batch, "meta")
-            except NotImplementedError:  # no meta kernel: small real tensors
-                if sum(math.prod(t.shape) for t in ins) * batch > 1 << 20:
-                    raise
-                out = _run(p, ins, batch, "cpu")
+            out = _run_any(p, ins, batch)
         except ShapeError:
             raise
         except Exception as ex:  # noqa: BLE001 - torch's own refusal of these inputs, shown as a shape problem
@@ -219,8 +246,9 @@ def _op_shape(p: dict, ins: list[TensorType]):
             raise ShapeError(f"{p['op']}'s output {i} does not keep the batch dimension first; received: output "
                              f"shapes {list(sa)} and {list(sb)} for batches of 2 and 3. Fix: LayerLab graphs carry "
                              "batch-first tensors; rebuild this part with batch-first layers")
-        kind = TENSOR if a[i].dtype.is_floating_point else TOKENS
-        types[OUTPUT_PORTS[i]] = TensorType(sa[1:], kind)
+        dtype = a[i].dtype
+        types[OUTPUT_PORTS[i]] = TensorType(sa[1:]) if dtype.is_floating_point else \
+            TensorType(sa[1:], TOKENS, 2 if dtype == _torch().bool else None)
     return types if n_out > 1 else types["out"]
 
 
