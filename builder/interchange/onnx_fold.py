@@ -129,6 +129,24 @@ def _fold_op(op: str, ins: list, a: dict):
         if op == "Reshape" and isinstance(ins[0], Sym | SymArr):
             items = _as_list(ins[0])
             return SymArr(items) if len(items) == 1 else ins[0]
+        if op == "Expand" and isinstance(ins[0], Const) and isinstance(ins[1], SymArr):
+            items, v = ins[1].items, ins[0].value  # a constant repeated over the batch: kept with batch 1
+            if len(items) == v.ndim and v.ndim and v.shape[0] == 1 and isinstance(items[0], Sym) and \
+                    all(isinstance(d, int) and d in (1, -1, v.shape[k]) for k, d in enumerate(items) if k):
+                return ins[0]
+            raise _NoFold
+        if op == "Shape" and isinstance(ins[0], SymArr):
+            return Const(np.array([len(ins[0].items)], dtype=np.int64))
+        if op == "Equal" and all(isinstance(v, SymArr | Const) for v in ins):  # expand(x.shape[0], -1, -1)
+            x, y = (_as_list(v) for v in ins)
+            if len(x) != len(y):
+                raise _NoFold
+            return Const(np.array([p == q for p, q in zip(x, y)]))
+        if op == "Where" and isinstance(ins[0], Const) and all(isinstance(v, SymArr | Const) for v in ins[1:]):
+            c, x, y = ins[0].value.reshape(-1), _as_list(ins[1]), _as_list(ins[2])
+            if not (len(c) == len(x) == len(y)):
+                raise _NoFold
+            return _arr([p if k else q for k, p, q in zip(c, x, y)])
         raise _NoFold
     if op == "Reshape":
         shape = [int(v) for v in ins[1].value.reshape(-1)]

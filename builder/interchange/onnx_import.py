@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
+from builder.interchange.onnx_attention import classic_class, classic_scopes
 from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows
 from builder.interchange.onnx_modules import ModuleGroups
 from builder.interchange.onnx_ops import NO_TORCH, generic
@@ -196,9 +197,20 @@ class OnnxImporter(ModuleGroups):
 
         group_of: dict[int, str] = {}
         self.group_class: dict[str, str] = {}
+        under: dict[str, tuple[list, set]] = defaultdict(lambda: ([], set()))  # classic names: /enc/fc/Gemm
+        for n in self.g.node:
+            for s in classic_scopes(n.name):
+                under[s][0].append(n.name)
+                under[s][1].add(n.op_type)
+        classic = {s: classic_class(s, *v) for s, v in under.items()}
         for i, n in enumerate(self.g.node):
             scopes, classes = _meta(n)
-            if not scopes or not classes or len(scopes) != len(classes):
+            if not scopes:
+                hit = next((s for s in classic_scopes(n.name) if classic.get(s)), None)
+                if hit:
+                    group_of[i], self.group_class[hit] = hit, classic[hit]
+                continue
+            if not classes or len(scopes) != len(classes):
                 continue
             for s, c in zip(scopes, classes):
                 if c.startswith("torch.nn.") and _cls(c) in COMPLEX and s:
@@ -632,12 +644,25 @@ class OnnxImporter(ModuleGroups):
         if len(ins) == 2 and all(isinstance(v, RnnHalf) for v in ins) and ins[0].node == ins[1].node \
                 and [v.which for v in ins] == ["fwd", "bwd"] and axis in (-1, 1):
             return T(ins[0].node, "h_n")
+        if axis != 0 and any(isinstance(v, T) for v in ins) and any(isinstance(v, Const) for v in ins):
+            ins = [self._parameter(n, v, next(t for t in ins if isinstance(t, T))) if isinstance(v, Const) else v
+                   for v in ins]
         if not all(isinstance(v, T) for v in ins) or axis == 0:
             return None
         if len(ins) == 1:
             return ins[0]
         return T(self.add(self.node_name(n), "Concat", {"dim": axis}, list(ins),
                           ports=[str(i) for i in range(len(ins))]))
+
+    def _parameter(self, n, c: Const, like: T):
+        """A constant concatenated on a tensor (a class token, batch 1 or the file's batch) → a Parameter node."""
+        v = np.asarray(c.value)
+        sb = getattr(self, "static_batch", None)
+        if v.dtype.kind != "f" or v.ndim < 2 or v.shape[0] not in (1, sb) or not np.all(v == v[:1]):
+            return c
+        base = (c.src or f"{self.node_name(n)}.token").removesuffix(".weight")
+        return T(self.add(base, "Parameter", {"shape": [int(d) for d in v.shape[1:]], "init": "normal"}, [like],
+                          {"weight": v[:1].reshape(1, -1).astype(np.float32)}, ports=["like"]))
 
     def _op_Gather(self, n, ins, a):
         data, idx = ins

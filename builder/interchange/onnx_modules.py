@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from builder.interchange.onnx_attention import encoder_weights, mha_weights
 from builder.interchange.onnx_fold import _s
 from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import to_array
@@ -113,10 +114,25 @@ class ModuleGroups:
                 continue
             v = self.vals.get(n.input[1])
             items = v.items if isinstance(v, SymArr) else []
+            sb = getattr(self, "static_batch", None)
+            if isinstance(v, Const) and sb:  # a file exported at batch sb: [T, sb*heads, hd] or [sb, heads, T, hd]
+                d = [int(x) for x in v.value.reshape(-1)]
+                if len(d) == 3 and d[1] % sb == 0 and d[1] // sb * d[2] == embed:
+                    return d[1] // sb
+                if len(d) == 4 and d[0] == sb and d[1] * d[3] == embed:
+                    return d[1]
+            if isinstance(v, Const) and v.value.size == 4:  # [-1, heads, T, hd] (dynamic batch)
+                d = [int(x) for x in v.value.reshape(-1)]
+                if d[0] == -1 and d[1] > 0 and d[1] * d[3] == embed:
+                    return d[1]
             if len(items) == 3 and isinstance(items[1], Sym) and isinstance(items[2], int) \
                     and items[1].coef * items[2] == embed:
                 return items[1].coef
-        return None
+        # the classic exporter's shape arithmetic: batch * heads and embed / heads with an integer constant
+        ks = {int(v.value) for n in nodes if n.op_type in ("Mul", "Div") for v in map(self.value, n.input)
+              if isinstance(v, Const) and v.value.size == 1 and v.value.dtype.kind in "iu"
+              and int(v.value.reshape(-1)[0]) > 1 and embed % int(v.value.reshape(-1)[0]) == 0}
+        return ks.pop() if len(ks) == 1 else None
 
     def _check_single_output(self, ext_outputs, where, cls) -> str | None:
         if len(ext_outputs) != 1:
@@ -125,6 +141,7 @@ class ModuleGroups:
         return ext_outputs[0]
 
     def _mha(self, scope, nodes, src, ext_outputs, weights, where) -> None:
+        weights = mha_weights(self, nodes) or weights
         if "in_proj_weight" not in weights:
             self.bad("MultiheadAttention (separate q/k/v weights)", where, "use kdim = vdim = embed_dim")
             return
@@ -144,6 +161,7 @@ class ModuleGroups:
 
     def _encoder(self, scope, nodes, src, ext_outputs, weights, where) -> None:
         need = ("self_attn.in_proj_weight", "linear1.weight", "linear1.bias", "norm1.weight")
+        weights = encoder_weights(self, nodes) or weights  # by structure: optimisers rename and deduplicate
         if any(k not in weights for k in need):
             self.bad("TransformerEncoderLayer (bias=False or custom projections)", where, "use bias=True")
             return

@@ -26,15 +26,11 @@ CI_SUBSET = ("mobilenet_block", "scale_shift", "lstm_hidden", "pixel_shuffle")
 FULL = os.environ.get("LAYERLAB_ZOO") == "all"
 RE_EXPORT = ("mobilenet_block", "scale_shift", "group_norm", "activations", "upsample_nearest", "pixel_shuffle")
 
-_MHA = "attention internals are (T, B, E) tensors: not batch-first, so neither a layer nor Op nodes"
+_MHA = ("nn.MultiheadAttention with kdim/vdim ≠ embed_dim: LayerLab's MultiheadAttention needs key/value of the "
+        "query's width (no kdim/vdim parameters yet)")
 KNOWN_GAPS = {
-    ("transformer_cls", "onnx_classic"): _MHA, ("vit_tiny", "onnx_classic"): _MHA,
     ("mha_separate_qkv", "onnx_classic"): _MHA, ("mha_separate_qkv", "onnx_dynamo"): _MHA,
     ("mha_separate_qkv", "pt2"): _MHA,
-    ("transformer_cls", "onnx_dynamo"): "the optimised dynamo file's encoder weights are not named by the module",
-    ("vit_tiny", "onnx_dynamo"): "the optimised dynamo file's encoder weights are not named by the module",
-    ("transformer_cls", "pt2"): "the encoder layer's dropout/activation read from the .pt2 differ (diff 8e-3)",
-    ("vit_tiny", "pt2"): "the encoder layer's dropout/activation read from the .pt2 differ",
     ("gated_last_step", "pt2"): "chunk becomes SplitToSequence in the dynamo conversion",
 }
 
