@@ -179,3 +179,54 @@ def test_cli_train_with_a_teacher_distils(tmp_path):
     run = store.get(next(r["id"] for r in store.list_runs(None, 5) if r["id"] != teacher))
     assert run["project"]["training"]["teacher"] == teacher
     assert {n["id"] for n in run["project"]["graph"]["nodes"]} >= {"distill_loss", "teacher_logits"}
+
+
+_CHILD = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+from builder import load_template
+from builder.data import fit_dataset, load_dataset
+from builder.data.splits import Dataset, Split
+from builder.training.multi import ObjectiveTrainer
+p = load_template("gan")
+ds = fit_dataset(p.graph, load_dataset("digits"))
+cut = lambda s, k: Split(s.X[:k].clone(), s.y[:k].clone())
+ds = Dataset(ds.info, cut(ds.train, 64), cut(ds.val, 32), cut(ds.test, 32))
+cfg = {"epochs": 6, "batch_size": 16, "lr": 0.002, "log_every": 2, "seed": 3, "checkpoint_every": 1}
+t = ObjectiveTrainer(p, ds, cfg, run_dir=sys.argv[1])
+def on(ev):
+    if ev["type"] == "epoch":
+        print("epoch", ev["epoch"], flush=True)
+        time.sleep(0.5)  # the parent kills the process here, before this epoch's checkpoint
+t.listeners.append(on)
+t.fit()
+"""
+
+
+def test_gan_killed_with_sigkill_resumes_exactly(digits, tmp_path):
+    """A real process training the GAN is killed with SIGKILL in epoch 2's end; the run resumed from its last
+    checkpoint (both optimizers) ends with the weights of a run never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path / "killed"), str(torch.get_num_threads())],
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in child.stdout:
+            if line.strip() == "epoch 2":
+                os.kill(child.pid, signal.SIGKILL)
+                break
+    finally:
+        child.kill()
+        child.wait(30)
+    assert child.returncode == -signal.SIGKILL
+    full = _gan(digits, tmp_path / "full", epochs=6)
+    full.fit()
+    again = ObjectiveTrainer(load_template("gan"), full.dataset, {**CFG, "epochs": 6}, run_dir=tmp_path / "killed",
+                             resume_from=RunFolder(tmp_path / "killed").checkpoint)
+    assert again.fit().status == "finished"
+    a, b = _weights(full), _weights(again)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert {n: len(o.state) for n, o in again.optimizers.items()} == {n: len(o.state) for n, o in full.optimizers.items()}
