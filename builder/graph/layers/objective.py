@@ -20,6 +20,7 @@ from __future__ import annotations
 import operator as op
 
 from builder.graph.layers._common import _float, _same_float, _torch
+from builder.graph.layers.tensor import ANY
 from builder.graph.spec import MAX_SIZE, TOKENS, Cost, LayerSpec, Param, ShapeError, TensorType, register
 
 CATEGORY = "Objective"
@@ -239,9 +240,17 @@ def _two(ins, ports: tuple[str, str]):
     return ins
 
 
+def _float_target(t: TensorType, port: str) -> None:
+    """Targets are float tensors (class ids too: a Target of the labels); the palette's port kind says so."""
+    if t.kind == TOKENS:
+        raise ShapeError(f"`{port}` takes float values; received: token ids {t}. Fix: feed a Target node (source "
+                         "labels for class ids) or a float layer's output", port)
+
+
 def _same_size(p, ins):
     x, t = _two(ins, ("input", "target"))
     _float(x, "input")
+    _float_target(t, "target")
     if not x.shape:
         raise ShapeError("expects a per-sample value of at least one dimension; received: (B). Fix: feed the "
                          "model's output, not a loss", "input")
@@ -255,6 +264,7 @@ def _same_size(p, ins):
 def _ce_shape(p, ins):
     x, t = _two(ins, ("input", "target"))
     _float(x, "input")
+    _float_target(t, "target")
     if len(x.shape) != 1 or x.shape[0] < 2:
         raise ShapeError(f"expects logits of 2 or more classes (B, C); received: {x}. Fix: feed a Linear with "
                          "out_features = the number of classes (Flatten first)", "input")
@@ -267,6 +277,7 @@ def _ce_shape(p, ins):
 def _logits_pair(p, ins):
     x, t = _two(ins, ("input", "target"))
     _float(x, "input")
+    _float_target(t, "target")
     if len(x.shape) != 1 or t.shape != x.shape:
         raise ShapeError(f"expects two logit vectors of the same size (B, C); received: input {x}, target {t}. "
                          "Fix: feed the student's and the teacher's logits", "target")
@@ -276,6 +287,7 @@ def _logits_pair(p, ins):
 def _gauss_shape(p, ins):
     mu, lv = _two(ins, ("mu", "logvar"))
     _float(mu, "mu")
+    _float_target(lv, "logvar")
     if mu.shape != lv.shape or not mu.shape:
         raise ShapeError(f"mu and logvar must have the same shape; received: mu {mu}, logvar {lv}. Fix: feed two "
                          "Linear layers with the same out_features", "logvar")
@@ -366,7 +378,7 @@ register(LayerSpec(
                   choices=TARGET_SOURCES),
             Param("size", "int", 1, "Values per sample for labels/input/teacher: 1 for class ids, k for k regression "
                   "targets, the Input's flattened size for input, C for a teacher's logits.", min=1, max=MAX_SIZE)],
-    shape=_target_shape, inputs=("like",), emit=_target_emit, saves="none"))
+    shape=_target_shape, inputs=("like",), input_kind=ANY, emit=_target_emit, saves="none"))
 
 
 def _noise_shape(p, ins):
@@ -380,7 +392,7 @@ register(LayerSpec(
                   max=MAX_SIZE),
             Param("distribution", "choice", "gaussian", "gaussian: N(0, 1); uniform: U(0, 1).",
                   choices=("gaussian", "uniform"))],
-    shape=_noise_shape, inputs=("like",), strides="fresh", saves="none", emit=_noise_emit))
+    shape=_noise_shape, inputs=("like",), input_kind=ANY, strides="fresh", saves="none", emit=_noise_emit))
 
 
 register(LayerSpec(

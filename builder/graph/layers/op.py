@@ -28,6 +28,7 @@ import math
 import operator
 from typing import Any
 
+from builder.graph.layers.tensor import ANY
 from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register
 
 MAX_OUTPUTS = 8
@@ -330,7 +331,7 @@ OP = register(OpSpec(
             Param("buffers", "str", "{}", "Fixed constants as JSON {name: shape} (values in the weights)."),
             Param("outputs", "int", 1, "Number of tensors the operator returns (ports out, out1, ...).", min=1,
                   max=MAX_OUTPUTS)],
-    shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1,
+    shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1, input_kind=ANY,
     outputs=OUTPUT_PORTS, strides="any"))
 
 __all__ = ["OP", "OpSpec", "resolve_op", "parse_call", "consts", "counts", "make_module", "DTYPES", "OUTPUT_PORTS"]
