@@ -40,7 +40,17 @@ from builder.interchange.onnx_rnn import (
     to_time_major,
     zero_state_nodes,
 )
-from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Built, Const, RnnHalf, RnnState, Sym, SymArr, T
+from builder.interchange.onnx_tensor_ops import TensorOps
+from builder.interchange.onnx_values import (
+    MAX_FOLD_ELEMENTS,
+    Built,
+    Const,
+    RnnHalf,
+    RnnState,
+    Sym,
+    SymArr,
+    T,
+)
 
 COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer"}
 
@@ -58,7 +68,7 @@ def _ident(text: str) -> str:
     return (s or "node")[:120]
 
 
-class OnnxImporter(ModuleGroups):
+class OnnxImporter(ModuleGroups, TensorOps):
     """Map one ONNX ModelProto (already checked by :func:`read_onnx`) to nodes, edges and weights."""
 
     def __init__(self, model, name: str = "model"):
@@ -386,7 +396,8 @@ class OnnxImporter(ModuleGroups):
                   "_op_Elu": ("ELU", lambda a: {"alpha": float(a.get("alpha", 1.0))}),
                   "_op_Gelu": ("GELU", lambda a: {"approximate": _s(a.get("approximate", "none"))}),
                   "_op_Softmax": ("Softmax", lambda a: {"dim": int(a.get("axis", -1))}),
-                  "_op_LogSoftmax": ("LogSoftmax", lambda a: {"dim": int(a.get("axis", -1))})}
+                  "_op_LogSoftmax": ("LogSoftmax", lambda a: {"dim": int(a.get("axis", -1))}),
+                  "_op_HardSwish": ("Hardswish", None), "_op_Mish": ("Mish", None), "_op_Selu": ("SELU", None)}
         if name in simple:
             return self._unary(*simple[name])
         raise AttributeError(name)
@@ -481,9 +492,8 @@ class OnnxImporter(ModuleGroups):
     def _op_Conv(self, n, ins, a):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
-        if not (isinstance(x, T) and isinstance(w, Const)) or a.get("group", 1) != 1 or \
-                _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
-            return None  # grouped convolutions: a generic Op node
+        if not (isinstance(x, T) and isinstance(w, Const)) or _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+            return None
         W = w.value
         dims = W.ndim - 2
         if b is not None and b.src is None and not np.any(b.value):
@@ -498,7 +508,8 @@ class OnnxImporter(ModuleGroups):
             weights["bias"] = b.value
         return T(self.add(self.node_name(n), f"Conv{dims}d",
                           {"out_channels": int(W.shape[0]), "kernel_size": one(ks), "stride": one(st),
-                           "padding": one(pads[:dims]), "dilation": one(dl), "bias": b is not None}, [x], weights))
+                           "padding": one(pads[:dims]), "dilation": one(dl), "bias": b is not None,
+                           "groups": int(a.get("group", 1))}, [x], weights))
 
     def _op_ConvTranspose(self, n, ins, a):
         x, w = ins[0], ins[1]
@@ -600,6 +611,9 @@ class OnnxImporter(ModuleGroups):
             return T(self.add(self.node_name(n), f"AdaptiveAvgPool{r - 2}d", {"output_size": 1}, [x]))
         if not keep and len(axes) == 1 and axes[0] > 0:
             return T(self.add(self.node_name(n), "Mean", {"dim": axes[0]}, [x]))
+        if axes and axes[0] > 0:
+            return T(self.add(self.node_name(n), "Mean", {"dim": axes[0] if len(axes) == 1 else axes,
+                                                          "keepdim": bool(keep)}, [x]))
         return None
 
     def _op_Flatten(self, n, ins, a):
@@ -654,16 +668,6 @@ class OnnxImporter(ModuleGroups):
         return T(self.add(self.node_name(n), "Concat", {"dim": axis}, list(ins),
                           ports=[str(i) for i in range(len(ins))]))
 
-    def _parameter(self, n, c: Const, like: T):
-        """A constant concatenated on a tensor (a class token, batch 1 or the file's batch) → a Parameter node."""
-        v = np.asarray(c.value)
-        sb = getattr(self, "static_batch", None)
-        if v.dtype.kind != "f" or v.ndim < 2 or v.shape[0] not in (1, sb) or not np.all(v == v[:1]):
-            return c
-        base = (c.src or f"{self.node_name(n)}.token").removesuffix(".weight")
-        return T(self.add(base, "Parameter", {"shape": [int(d) for d in v.shape[1:]], "init": "normal"}, [like],
-                          {"weight": v[:1].reshape(1, -1).astype(np.float32)}, ports=["like"]))
-
     def _op_Gather(self, n, ins, a):
         data, idx = ins
         axis = int(a.get("axis", 0))
@@ -693,6 +697,9 @@ class OnnxImporter(ModuleGroups):
             s = self.shape(n.input[0])
             if info["directions"] == 1 and s is not None and s[1] is not None and k % s[1] == s[1] - 1:
                 return T(data.node, "h_n")
+        r = self.rank(n.input[0])
+        if isinstance(data, T) and r and axis % r > 0:  # y[:, -1], x[:, 0]: a Select
+            return T(self.add(self.node_name(n), "Select", {"dim": axis % r, "index": k}, [data]))
         return None
 
 

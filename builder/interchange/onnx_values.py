@@ -52,6 +52,15 @@ class RnnHalf:
     which: str  # fwd / bwd
 
 
+@dataclass(frozen=True)
+class Pieces:
+    """``torch.chunk``-sized pieces of a tensor along ``dim`` (a SplitToSequence/Split without a node)."""
+
+    src: T
+    chunks: int
+    dim: int
+
+
 @dataclass
 class Built:
     nodes: list[dict] = field(default_factory=list)
@@ -61,4 +70,4 @@ class Built:
     mapped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-__all__ = ["MAX_FOLD_ELEMENTS", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "Built"]
+__all__ = ["MAX_FOLD_ELEMENTS", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "Pieces", "Built"]

@@ -31,7 +31,6 @@ _MHA = ("nn.MultiheadAttention with kdim/vdim ≠ embed_dim: LayerLab's Multihea
 KNOWN_GAPS = {
     ("mha_separate_qkv", "onnx_classic"): _MHA, ("mha_separate_qkv", "onnx_dynamo"): _MHA,
     ("mha_separate_qkv", "pt2"): _MHA,
-    ("gated_last_step", "pt2"): "chunk becomes SplitToSequence in the dynamo conversion",
 }
 
 
