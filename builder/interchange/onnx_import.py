@@ -45,6 +45,7 @@ from builder.interchange.onnx_values import (
     MAX_FOLD_ELEMENTS,
     Built,
     Const,
+    Pieces,
     RnnHalf,
     RnnState,
     Sym,
@@ -366,6 +367,11 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 return
             for o, r in zip(n.output, res if isinstance(res, list) else [res]):
                 self.vals[o] = r
+            return
+        if any(isinstance(v, RnnHalf) for v in ins) and not (op == "Concat" and all(isinstance(v, RnnHalf) for v in ins)):
+            ins = [self._half(n, v) if isinstance(v, RnnHalf) else v for v in ins]  # h[-1] of a bidirectional RNN
+        if any(isinstance(v, RnnState | Pieces) for v in ins) and op not in ("Gather", "SequenceAt"):
+            self.bad(op, where, "use the recurrent layer's last hidden state (h[-1]) or its output sequence")
             return
         res = handler(n, ins, _attrs(n)) if handler is not None else None
         if res is None:  # no layer fits: a generic Op node (onnx_ops), or a refusal naming the node

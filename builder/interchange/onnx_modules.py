@@ -82,8 +82,9 @@ class ModuleGroups:
                 self._node(n)
             return
         if not layers or "bias_ih_l0" not in weights:
-            self.bad(f"{cls} without bias" if layers else f"{cls} (weights not named by the module)", where,
-                     "use bias=True and export with torch.onnx.export(dynamo=True)")
+            self.bad(f"{cls} without bias" if layers else f"{cls} (unrolled, weights renamed)", where,
+                     "use bias=True; for nn.RNN export with torch.onnx.export(dynamo=False), which keeps the ONNX "
+                     "RNN operator")
             return
         hidden = int(weights["weight_hh_l0"].shape[1])
         roles = {}

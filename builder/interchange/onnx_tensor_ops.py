@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from builder.interchange.onnx_values import Const, Pieces, T
+from builder.interchange.onnx_values import Const, Pieces, RnnHalf, T
 
 
 class TensorOps:
@@ -97,6 +97,11 @@ class TensorOps:
                 self.vals[o] = r
         self.out.mapped["Split"] += 1
         return False
+
+    def _half(self, n, h: RnnHalf) -> T:
+        """One direction's final state of a bidirectional RNN (h[-2] or h[-1]): a Chunk of its ``h_n``."""
+        return T(self.add(f"{h.node}.{h.which}", "Chunk", {"chunks": 2, "dim": 1, "index": int(h.which == "bwd")},
+                          [T(h.node, "h_n")]))
 
     def _parameter(self, n, c: Const, like: T):
         """A constant concatenated on a tensor (a class token, batch 1 or the file's batch) → a Parameter node."""
