@@ -38,12 +38,15 @@ def classifier(seed: int) -> tuple[torch.nn.Module, float]:
     return model.eval(), r.test["accuracy"]
 
 
-def recognised(clf: torch.nn.Module, images: torch.Tensor) -> tuple[float, list[int], list[int]]:
+def recognised(clf: torch.nn.Module, images: torch.Tensor) -> tuple[float, list[int], list[int], list[int]]:
+    """Share classified with confidence > 0.9, the classes among those, among all, and the confident count per
+    class."""
     with torch.no_grad():
         p = torch.softmax(clf(images.reshape(-1, 1, 8, 8).clamp(0, 1)), -1)
     conf, cls = p.max(-1)
     sure = conf > 0.9
-    return float(sure.float().mean()), sorted(set(cls[sure].tolist())), sorted(set(cls.tolist()))
+    counts = torch.bincount(cls[sure], minlength=p.shape[-1]).tolist()
+    return float(sure.float().mean()), sorted(set(cls[sure].tolist())), sorted(set(cls.tolist())), counts
 
 
 def _trainer(name: str, seed: int) -> ObjectiveTrainer:
@@ -59,9 +62,10 @@ def gan(seed: int, clf) -> dict:
     r = t.fit()
     wall = time.perf_counter() - t0
     samples = t.samples(500, seed=seed + 999)
-    share, sure_classes, all_classes = recognised(clf, samples)
+    share, sure_classes, all_classes, counts = recognised(clf, samples)
     return {"epochs": r.epochs_completed, "wall_s": wall, "share": share, "sure": sure_classes,
-            "all": all_classes, "final_terms": r.final.get("terms")}
+            "all": all_classes, "counts": counts,
+            "final_terms": {k: round(v, 3) for k, v in (r.final.get("terms") or {}).items()}}
 
 
 def _decoder(t: ObjectiveTrainer) -> torch.nn.Module:
@@ -105,7 +109,7 @@ def vae(seed: int, clf) -> dict:
     gen = torch.Generator().manual_seed(seed + 7)
     with torch.no_grad():
         samples = _decoder(t)(torch.randn(500, 2, generator=gen))
-    share, sure_classes, _ = recognised(clf, samples)
+    share, sure_classes, _, _ = recognised(clf, samples)
     return {"epochs": r.epochs_completed, "wall_s": wall, "mse": mse, "elbo": elbo, "share": share,
             "sure": sure_classes}
 
@@ -179,7 +183,8 @@ def main() -> None:
         g = gan(a.seed, clf)
         print(f"- GAN (`gan` template defaults, {g['epochs']} epochs, {g['wall_s']:.0f} s): {g['share']:.1%} of 500 "
               f"samples classified with confidence > 0.9; classes among them {g['sure']} ({len(g['sure'])}/10); "
-              f"classes among all predictions {g['all']}; last epoch's terms {g['final_terms']}")
+              f"confident samples per digit {g['counts']}; classes among all predictions {g['all']}; last "
+              f"epoch's terms {g['final_terms']}")
     if a.only in (None, "vae"):
         v = vae(a.seed, clf)
         print(f"- VAE (`vae` template defaults, {v['epochs']} epochs, {v['wall_s']:.0f} s): test reconstruction MSE "

@@ -50,6 +50,7 @@ from builder.training.weights import save_weights
 
 EVAL_CHUNK = 512
 SAMPLE_COUNT = 64  # generator samples kept per epoch (fixed noise, so the grid is comparable over epochs)
+SAMPLE_GRIDS = 64  # grids kept in samples.npz: every epoch at first, then every 2nd, 4th... epoch and the last
 _OUT = "layerlab_out_"  # Output nodes added to the training graph for the prediction and the samples
 
 
@@ -481,6 +482,9 @@ class ObjectiveTrainer:
         return out.reshape(count, *shape) if out[0].numel() == math.prod(shape) else out
 
     def _save_samples(self, epoch: int) -> None:
+        """Add this epoch's grid to ``samples.npz`` (float16, uncompressed: rewritten every epoch). At most
+        :data:`SAMPLE_GRIDS` grids are kept: the epochs that are multiples of the smallest power-of-two stride
+        that fits, and the latest (a 1000-epoch run keeps every 16th epoch)."""
         if self.run_dir is None or self.sample_id is None:
             return
         path = RunFolder(self.run_dir).samples
@@ -488,10 +492,16 @@ class ObjectiveTrainer:
         if path.is_file():
             with np.load(path) as old:
                 arrays = {k: old[k] for k in old.files if int(k.split("_")[1]) <= epoch}
-        arrays[f"epoch_{epoch + 1}"] = self.samples().numpy()
+        arrays[f"epoch_{epoch + 1}"] = self.samples().numpy().astype(np.float16)
+        if len(arrays) > SAMPLE_GRIDS:
+            stride = 1
+            while sum(1 for e in range(1, epoch + 2) if e % stride == 0) + 1 > SAMPLE_GRIDS:
+                stride *= 2
+            arrays = {k: v for k, v in arrays.items()
+                      if int(k.split("_")[1]) % stride == 0 or k == f"epoch_{epoch + 1}"}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
+        np.savez(tmp, **arrays)
         tmp.replace(path)
 
     # ---- checkpoint
@@ -565,7 +575,7 @@ class ObjectiveTrainer:
         return self.result
 
 
-__all__ = ["ObjectiveTrainer", "sample_node", "SAMPLE_COUNT"]
+__all__ = ["ObjectiveTrainer", "sample_node", "SAMPLE_COUNT", "SAMPLE_GRIDS"]
 
 
 # ------------------------------------------------------------------------------------------ the pipeline

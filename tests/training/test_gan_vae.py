@@ -230,3 +230,13 @@ def test_gan_killed_with_sigkill_resumes_exactly(digits, tmp_path):
     a, b = _weights(full), _weights(again)
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     assert {n: len(o.state) for n, o in again.optimizers.items()} == {n: len(o.state) for n, o in full.optimizers.items()}
+
+
+def test_sample_grids_are_thinned_to_a_bound(digits, tmp_path, monkeypatch):
+    from builder.training import multi
+    from builder.training.generative import read_samples
+
+    monkeypatch.setattr(multi, "SAMPLE_GRIDS", 3)
+    _gan(digits, tmp_path, epochs=6, checkpoint_every=0).fit()
+    grids = read_samples(RunFolder(tmp_path).samples)
+    assert list(grids) == [4, 6] and grids[6].shape == (64, 64)  # multiples of the stride 4, and the latest
