@@ -129,9 +129,15 @@ def ort_session(model_bytes: bytes):
 
 def compare_with_ort(model_bytes: bytes, reference: nn.Module, inputs: list[torch.Tensor]) -> float:
     """Max |torch - onnxruntime| over every output for these inputs."""
-    sess = ort_session(model_bytes)
-    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
-    got = sess.run(None, feeds)
+    try:
+        sess = ort_session(model_bytes)
+        feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
+        got = sess.run(None, feeds)
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors have no common base class
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        hint = ("onnxruntime requires output_padding < stride for ConvTranspose: lower output_padding or raise "
+                "stride" if "output_padding" in first else "report the layer that fails; the .py export still works")
+        raise ExportError(f"onnxruntime cannot run the exported model; received: {first}. Fix: {hint}") from None
     with torch.no_grad():
         want = reference(*inputs)
     want = list(want) if isinstance(want, tuple | list) else [want]

@@ -11,7 +11,7 @@ from builder import infer_shapes, load_template
 from builder.graph.templates import TEMPLATE_NAMES
 from builder.interchange import ModelImportError, UnsupportedOpsError
 from builder.interchange.importer import import_model, save_import
-from builder.interchange.onnx_export import export_onnx
+from builder.interchange.onnx_export import ExportError, export_onnx
 
 
 @pytest.mark.parametrize("name", TEMPLATE_NAMES)
@@ -182,7 +182,11 @@ def test_every_layer_round_trips_or_is_reported(spec, data, tmp_path_factory):
     if not report.ok:
         return
     path = tmp_path_factory.mktemp("layer") / "m.onnx"
-    export_onnx(graph, path)
+    try:
+        export_onnx(graph, path)
+    except ExportError as e:  # torch accepts output_padding < dilation; onnxruntime wants it below the stride
+        assert spec.type.startswith("ConvTranspose") and "output_padding < stride" in str(e), str(e)
+        return
     adaptive_many = spec.type == "AdaptiveAvgPool2d" and params.get("output_size") not in (1, [1, 1])
     if spec.type in NOT_IMPORTED or adaptive_many:
         try:
