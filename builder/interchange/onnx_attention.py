@@ -23,9 +23,15 @@ def classic_class(scope: str, names: list[str], ops: set[str]) -> str | None:
                 nm[len(prefix):].count("/") >= 1}
     if children >= ENCODER_CHILDREN:
         return "TransformerEncoderLayer"
-    if "out_proj" in children and "Softmax" in ops:
+    if "Softmax" in ops and ("out_proj" in children or not children):  # F.multi_head_attention_forward inline
         return "MultiheadAttention"
     return None
+
+
+def plausible(imp, cls: str, nodes) -> bool:
+    """Whether a classic scope guessed from names has the projections of ``cls`` (else its ops import one by one)."""
+    n_proj = len(projections(imp, nodes))
+    return n_proj == 4 if cls == "TransformerEncoderLayer" else n_proj in (2, 4)
 
 
 def classic_scopes(name: str) -> list[str]:
@@ -116,4 +122,56 @@ def mha_weights(imp, nodes) -> dict[str, np.ndarray] | None:
 
 
 __all__ = ["classic_class", "classic_scopes", "projections", "norms", "encoder_weights", "mha_weights",
-           "ENCODER_CHILDREN"]
+           "ENCODER_CHILDREN", "plausible", "cross_attention"]
+
+
+def cross_attention(imp, scope: str, nodes, ext_inputs: list[str], weights: dict) -> object | None:
+    """``nn.MultiheadAttention(query, kv, kv)`` with kdim/vdim ≠ embed_dim, decomposed into batch-first layers
+    (Linear q/k/v, Reshape + Permute to heads, MatMul, scale, Softmax, MatMul, back, Linear out); None when the
+    weights or sizes are not found."""
+    from builder.interchange.onnx_values import T
+
+    need = ("q_proj_weight", "k_proj_weight", "v_proj_weight", "out_proj.weight")
+    if len(ext_inputs) != 2:
+        return None
+    if all(k in weights for k in need):
+        wq, wk, wv, wo = (np.asarray(weights[k], np.float32) for k in need)
+        e = wq.shape[0]
+        b = weights.get("in_proj_bias")
+        bq, bk, bv = (None, None, None) if b is None else (b[:e], b[e:2 * e], b[2 * e:])
+        bo = weights.get("out_proj.bias")
+    else:  # names lost (optimised file): the four projections in computation order
+        proj = projections(imp, nodes)
+        if len(proj) != 4:
+            return None
+        (wq, bq), (wk, bk), (wv, bv), (wo, bo) = proj
+        e = wq.shape[0]
+        if wq.shape != (e, e) or wk.shape[0] != e or wv.shape[0] != e or wo.shape != (e, e):
+            return None
+    sq, skv = imp.shape(ext_inputs[0]), imp.shape(ext_inputs[1])
+    heads = imp._heads(nodes, e)
+    if sq is None or skv is None or len(sq) != 3 or len(skv) != 3 or not heads or None in (sq[1], skv[1]) \
+            or sq[2] != wq.shape[1] or skv[2] != wk.shape[1]:
+        return None
+    q_in, kv_in = imp.value(ext_inputs[0]), imp.value(ext_inputs[1])
+    t_len, s_len, d = int(sq[1]), int(skv[1]), e // heads
+
+    def lin(name, x, w, bias):
+        ws = {"weight": w, **({"bias": np.asarray(bias, np.float32)} if bias is not None else {})}
+        return T(imp.add(f"{scope}.{name}", "Linear", {"out_features": int(w.shape[0]), "bias": bias is not None},
+                         [x], ws))
+
+    def heads_of(name, x, steps, dims):
+        r = T(imp.add(f"{scope}.{name}_heads", "Reshape", {"shape": [steps, heads, d]}, [x]))
+        return T(imp.add(f"{scope}.{name}_perm", "Permute", {"dims": dims}, [r]))
+
+    q = heads_of("q", lin("q_proj", q_in, wq, bq), t_len, [0, 2, 1, 3])
+    k = heads_of("k", lin("k_proj", kv_in, wk, bk), s_len, [0, 2, 3, 1])
+    v = heads_of("v", lin("v_proj", kv_in, wv, bv), s_len, [0, 2, 1, 3])
+    sc = T(imp.add(f"{scope}.scores", "MatMul", {}, [q, k], ports=["input", "other"]))
+    sc = T(imp.add(f"{scope}.scale", "Arithmetic", {"op": "mul", "constant": float(1 / np.sqrt(d))}, [sc]))
+    sm = T(imp.add(f"{scope}.softmax", "Softmax", {"dim": -1}, [sc]))
+    o = T(imp.add(f"{scope}.mix", "MatMul", {}, [sm, v], ports=["input", "other"]))
+    o = T(imp.add(f"{scope}.merge_perm", "Permute", {"dims": [0, 2, 1, 3]}, [o]))
+    o = T(imp.add(f"{scope}.merge", "Reshape", {"shape": [t_len, e]}, [o]))
+    return lin("out_proj", o, wo, bo)

@@ -208,6 +208,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
 
         group_of: dict[int, str] = {}
         self.group_class: dict[str, str] = {}
+        self.recorded_scopes: set[str] = set()  # module scopes the file records (not guessed from names)
         under: dict[str, tuple[list, set]] = defaultdict(lambda: ([], set()))  # classic names: /enc/fc/Gemm
         for n in self.g.node:
             for s in classic_scopes(n.name):
@@ -227,6 +228,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 if c.startswith("torch.nn.") and _cls(c) in COMPLEX and s:
                     group_of[i] = s
                     self.group_class[s] = _cls(c)
+                    self.recorded_scopes.add(s)
                     break
         groups: dict[str, list[int]] = defaultdict(list)
         for i, s in group_of.items():
@@ -318,6 +320,14 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 full = [Sym(1), *s[1:]]
             start, end = a.get("start", 0), a.get("end", len(full))
             self.vals[n.output[0]] = _arr(full[start:end])
+            return True
+        if op == "Split" and isinstance(ins[0], Const) and all(v is None or isinstance(v, Const) for v in ins[1:]):
+            v, axis = ins[0].value, int(a.get("axis", 0))
+            sizes = [int(x) for x in ins[1].value.reshape(-1)] if len(ins) > 1 and ins[1] is not None else \
+                a.get("split") or [-(-v.shape[axis] // len(n.output))] * len(n.output)
+            parts = np.split(v, np.cumsum(sizes)[:-1], axis=axis)
+            for o, part in zip(n.output, parts):
+                self.vals[o] = Const(part)
             return True
         if op == "CastLike" and isinstance(ins[0], Const):
             like = ins[1].value.dtype if isinstance(ins[1], Const) else np.float32

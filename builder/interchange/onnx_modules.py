@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from builder.interchange.onnx_attention import encoder_weights, mha_weights
+from builder.interchange.onnx_attention import cross_attention, encoder_weights, mha_weights, plausible
 from builder.interchange.onnx_fold import _s
 from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import to_array
@@ -43,6 +43,16 @@ class ModuleGroups:
             return  # fed by an unsupported op, already reported
         prefix = scope + "."
         weights = {k[len(prefix):]: to_array(t) for k, t in self.inits.items() if k.startswith(prefix)}
+        if scope not in self.recorded_scopes and not plausible(self, cls, nodes):
+            for n in nodes:  # a classic scope guessed from node names that is not that module after all
+                self._node(n)
+            return
+        if cls == "MultiheadAttention" and len(ext_inputs) == 2 and len(ext_outputs) == 1:
+            res = cross_attention(self, scope, nodes, ext_inputs, weights)
+            if res is not None:
+                self.vals[ext_outputs[0]] = res
+                self.out.mapped["MultiheadAttention (decomposed)"] += 1
+                return
         if len(ext_inputs) != 1:
             self.bad(f"{cls} with {len(ext_inputs)} tensor inputs", where,
                      "LayerLab imports self-attention / recurrent layers fed by one tensor (no initial state, "

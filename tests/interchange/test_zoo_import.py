@@ -26,12 +26,7 @@ CI_SUBSET = ("mobilenet_block", "scale_shift", "lstm_hidden", "pixel_shuffle")
 FULL = os.environ.get("LAYERLAB_ZOO") == "all"
 RE_EXPORT = ("mobilenet_block", "scale_shift", "group_norm", "activations", "upsample_nearest", "pixel_shuffle")
 
-_MHA = ("nn.MultiheadAttention with kdim/vdim ≠ embed_dim: LayerLab's MultiheadAttention needs key/value of the "
-        "query's width (no kdim/vdim parameters yet)")
-KNOWN_GAPS = {
-    ("mha_separate_qkv", "onnx_classic"): _MHA, ("mha_separate_qkv", "onnx_dynamo"): _MHA,
-    ("mha_separate_qkv", "pt2"): _MHA,
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}  # (model, source) -> reason; every pair imports today
 
 
 def _pairs():
