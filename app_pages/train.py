@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import nav, search_mode, ui
+from app_pages import crossval_mode, nav, search_mode, ui
 from builder.data.compat import check_compat
 from builder.errors import LayerLabError
 from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
@@ -441,9 +441,13 @@ if problems and not active:
 if "ll_mode_next" in st.session_state:
     st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")
 search_mode.tracking_setting()
-if st.segmented_control("Mode", ["Train", "Search"], default="Train", key="ll_train_mode",
-                        label_visibility="collapsed") == "Search":
+mode = st.segmented_control("Mode", ["Train", "Search", "Cross-validate"], default="Train", key="ll_train_mode",
+                            label_visibility="collapsed")
+if mode == "Search":
     search_mode.render(ds, spec, problems)
+    st.stop()
+if mode == "Cross-validate":
+    crossval_mode.render(ds, spec, problems)
     st.stop()
 
 if current is not None:
