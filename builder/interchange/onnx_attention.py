@@ -148,6 +148,8 @@ def cross_attention(imp, scope: str, nodes, ext_inputs: list[str], weights: dict
         e = wq.shape[0]
         if wq.shape != (e, e) or wk.shape[0] != e or wv.shape[0] != e or wo.shape != (e, e):
             return None
+        if bo is None and bq is not None:  # an optimiser drops the all-zero out_proj bias: bias=True all the same
+            bo = np.zeros(e, np.float32)
     sq, skv = imp.shape(ext_inputs[0]), imp.shape(ext_inputs[1])
     heads = imp._heads(nodes, e)
     if sq is None or skv is None or len(sq) != 3 or len(skv) != 3 or not heads or None in (sq[1], skv[1]) \

@@ -349,7 +349,9 @@ class OnnxImporter(ModuleGroups, TensorOps):
                                    f"{MAX_FOLD_ELEMENTS:,} values")
         if isinstance(res, Const) and isinstance(ins[0], Const) and ins[0].src and op == "Slice":
             res.src, res.rows = ins[0].src, _slice_rows(ins, ins[0].value, res.value)
-        if isinstance(res, Const) and isinstance(ins[0], Const) and op in ("Identity", "Cast"):
+        if isinstance(res, Const) and isinstance(ins[0], Const) and (
+                op in ("Identity", "Cast") or op in ("Reshape", "Unsqueeze", "Squeeze")
+                and res.value.size == ins[0].value.size):  # a learned vector viewed (C, 1, 1) stays learned
             res.src = ins[0].src
         if isinstance(res, Const) and op == "Transpose" and isinstance(ins[0], Const) and ins[0].src:
             res.src = ins[0].src + ".T"
