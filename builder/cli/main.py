@@ -281,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output path (default: stdout for py)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed for untrained weights")
     p.add_argument("--run", help="export a trained run's weights/code instead of a project file")
+    p.add_argument("--temperature", action="store_true", help="with --run and --format py/onnx: divide the logits "
+                   "by the temperature `layerlab calibrate` stored with the run")
     p.add_argument("--workspace", help="workspace folder holding the runs")
     p.set_defaults(func=cmd_export)
 

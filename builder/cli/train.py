@@ -463,6 +463,9 @@ def export_run(args: argparse.Namespace) -> int:
         if not ckpt.is_file():
             raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
         weights = _weights_from_checkpoint(ckpt, folder.export(folder.CHECKPOINT_WEIGHTS))
+    if getattr(args, "temperature", False) and (fmt == "safetensors" or getattr(args, "quantize", None)):
+        raise TrainingError("--temperature changes the exported model's output; it applies to --format py or "
+                            "onnx (without --quantize); received: --format " + str(fmt))
     if fmt == "onnx" or getattr(args, "quantize", None):
         return _export_run_onnx(store, run, args)
     if output in (None, "-"):
@@ -473,7 +476,13 @@ def export_run(args: argparse.Namespace) -> int:
         from builder.graph.project import load_project
         from builder.interchange.python_export import export_python
 
-        source = export_python(load_project(run["project"]))  # the exporter the Runs page uses too
+        temperature = None
+        if getattr(args, "temperature", False):
+            from builder.interpret.calibration import stored_temperature
+
+            temperature = stored_temperature(store, run["id"])
+        # the exporter the Runs page uses too
+        source = export_python(load_project(run["project"]), temperature=temperature)
         output.write_text(source, encoding="utf-8")
         wpath = output.with_suffix(".safetensors")
         shutil.copyfile(weights, wpath)
@@ -498,9 +507,11 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
               f"bytes (ratio {q['ratio']:.2f}); test {q['metric']} {q['test_before']:.4f} -> {q['test_after']:.4f} "
               f"(delta {q['delta']:+.4f}); recorded in the model card")
         return 0
-    rep = export_run_onnx(store, run["id"], output)
+    tempered = bool(getattr(args, "temperature", False))
+    rep = export_run_onnx(store, run["id"], output, temperature=tempered)
+    extra = "; logits divided by the calibrated temperature" if tempered else ""
     print(f"wrote {rep.path} (trained weights of run {run['id']}; dynamic batch; onnxruntime max abs difference "
-          f"{rep.max_abs_diff:.3g})")
+          f"{rep.max_abs_diff:.3g}{extra})")
     return 0
 
 

@@ -52,3 +52,16 @@ def test_a_run_exports_with_its_stored_temperature(tmp_path):
     got = sess.run(None, {sess.get_inputs()[0].name: ds.test.X.numpy()})[0]
     with torch.no_grad():
         assert np.allclose(got, (model.eval()(ds.test.X) / t).numpy(), atol=1e-5)
+    # the command line: `layerlab export --run ID --temperature` for .py and ONNX; weights alone refuse it
+    from builder.cli.main import main
+
+    out = tmp_path / "cli.onnx"
+    assert main(["export", "--run", rid, "--workspace", str(tmp_path), "--format", "onnx", "-o", str(out),
+                 "--temperature"]) == 0
+    sess = ort_session(out.read_bytes())
+    assert np.allclose(sess.run(None, {sess.get_inputs()[0].name: ds.test.X.numpy()})[0], got, atol=1e-6)
+    py = tmp_path / "cli.py"
+    assert main(["export", "--run", rid, "--workspace", str(tmp_path), "-o", str(py), "--temperature"]) == 0
+    assert str(round(t, 3))[:4] in py.read_text()
+    assert main(["export", "--run", rid, "--workspace", str(tmp_path), "-o", str(tmp_path / "w.safetensors"),
+                 "--temperature"]) == 2
