@@ -117,6 +117,8 @@ def mha_weights(imp, nodes) -> dict[str, np.ndarray] | None:
     e = wi.shape[1]
     if wi.shape != (3 * e, e) or wo.shape != (e, e):
         return None
+    if bi is None and bo is None:  # bias=False
+        return {"in_proj_weight": wi, "out_proj.weight": wo}
     return {"in_proj_weight": wi, "in_proj_bias": bi if bi is not None else np.zeros(3 * e, np.float32),
             "out_proj.weight": wo, "out_proj.bias": bo if bo is not None else np.zeros(e, np.float32)}
 
