@@ -24,7 +24,7 @@ from pathlib import Path
 from builder.errors import RunStoreError
 from builder.runs.classes import class_quotas
 from builder.runs.owners import LOCAL_OWNER, is_teacher, server_config
-from builder.runs.status import RunStatus
+from builder.runs.status import STARTED, RunStatus
 from builder.runs.store import RunStore
 
 KEYS = ("running", "queued", "storage_mb")
@@ -83,7 +83,7 @@ def usage(store: RunStore, owner: str) -> dict[str, float]:
     of its run folders)."""
     store.mark_interrupted()
     runs = store.list_runs(owner=owner, limit=100_000)
-    running = sum(r["status"] in (RunStatus.RUNNING, RunStatus.PAUSED) for r in runs)
+    running = sum(r["status"] in STARTED for r in runs)
     queued = sum(r["status"] == RunStatus.QUEUED for r in runs)
     size = 0
     for r in runs:

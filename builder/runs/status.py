@@ -48,6 +48,8 @@ class RunStatus(str, Enum):
 
 LIVE: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED})
 """A process owns the run: it cannot be started twice, deleted, or resumed."""
+STARTED: frozenset[RunStatus] = LIVE - {RunStatus.QUEUED}
+"""Live and started by its process (running or paused): it holds a job slot, a queued run waits for one."""
 FINAL: frozenset[RunStatus] = frozenset(set(RunStatus) - LIVE)
 """The run has ended: waiting on it is over, its summary no longer changes."""
 RESUMABLE: frozenset[RunStatus] = frozenset({RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INTERRUPTED})
@@ -109,6 +111,6 @@ def resume_refusal(run: Mapping, *, more_epochs: bool = False, own_process: bool
     return None
 
 
-__all__ = ["RunStatus", "LIVE", "FINAL", "RESUMABLE", "TRAINER_END", "ENDED_BY_ERROR", "ENDED_CLEANLY", "HALTED", "CUT_SHORT",
+__all__ = ["RunStatus", "LIVE", "STARTED", "FINAL", "RESUMABLE", "TRAINER_END", "ENDED_BY_ERROR", "ENDED_CLEANLY", "HALTED", "CUT_SHORT",
            "is_live", "is_final", "can_resume",
            "resume_refusal"]
