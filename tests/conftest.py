@@ -9,6 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Streamlit scripts that browser tests serve with `streamlit run`: importing them (as --doctest-modules would) runs
+# them in bare mode, where one script's session state leaks into the next.
+collect_ignore = ["canvas/demo_app.py", "canvas/big_app.py"]
+
 # Warm job launchers started by tests (builder.runs.jobs) exit 20 s after their last job, not 10 minutes later.
 os.environ.setdefault("LAYERLAB_LAUNCHER_IDLE_S", "20")
 
