@@ -39,7 +39,7 @@ def test_form_has_task_aware_defaults_and_devices(at):
     labels = {m.label: m.value for m in at.metric}
     assert labels["Task"] == "binary"
     assert labels["Dataset"] == "moons"
-    dev = at.selectbox[-1]
+    dev = next(s for s in at.selectbox if s.label == "Device")  # by label: other selectboxes follow it
     assert dev.label == "Device" and "CPU" in dev.options and dev.value == "auto"
     assert any("No training yet" in i.value for i in at.info)
 
