@@ -454,6 +454,9 @@ def test_canvas_large_graphs(browser, n_nodes):
     server = Server({"LAYERLAB_DEMO_NODES": str(n_nodes)})
     try:
         page, _dialogs, errors = open_app(browser, server)
+        if n_nodes > 150:  # a big graph opens collapsed into blocks; "Blocks: on" turns them off
+            expect(page.locator(".ll-block-btn").first).to_be_visible(timeout=30_000)
+            page.get_by_role("button", name="Blocks: on").click()
         expect(page.locator(".react-flow__node")).to_have_count(n_nodes, timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / f"canvas-large-{n_nodes}.png"))
         if n_nodes == 100:
