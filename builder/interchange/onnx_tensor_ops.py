@@ -1,4 +1,4 @@
-"""Tensor plumbing recognised as LayerLab layers (ONNX import): Clip → ReLU6/Clamp, HardSigmoid, single-axis
+"""Tensor plumbing recognised as LayerLab layers (ONNX import): Clip → ReLU6/Clamp, HardSigmoid, PRelu → PReLU, single-axis
 Squeeze/Unsqueeze, ``torch.chunk``-sized Split/SplitToSequence + SequenceAt → Chunk nodes (one per piece used),
 and a constant concatenated on a tensor (a class token) → a Parameter node.
 """
@@ -17,6 +17,19 @@ class TensorOps:
         if abs(float(a.get("alpha", 0.2)) - 1 / 6) > 1e-6 or abs(float(a.get("beta", 0.5)) - 0.5) > 1e-6:
             return None
         return self._unary("Hardsigmoid")(n, ins, a)
+
+    def _op_PRelu(self, n, ins, a):
+        """PRelu with a learned slope: one shared, or one per channel (dim 1) → PReLU."""
+        if len(ins) < 2 or not isinstance(ins[0], T) or not isinstance(ins[1], Const):
+            return None
+        slope = np.asarray(ins[1].value, dtype=np.float32)
+        shape = self.shape(n.input[0])
+        per_channel = slope.size > 1
+        if per_channel and not (shape and len(shape) > 1 and slope.size == shape[1]
+                                and slope.shape[-(len(shape) - 1):][0] == slope.size):
+            return None  # a slope laid out along another axis has no PReLU form
+        return T(self.add(self.node_name(n), "PReLU", {"per_channel": per_channel, "init": 0.25}, [ins[0]],
+                          {"weight": slope.reshape(-1)}))
 
     def _op_Clip(self, n, ins, a):
         """Clip(0, 6) → ReLU6; other constant bounds → Clamp."""

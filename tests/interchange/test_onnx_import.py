@@ -207,3 +207,14 @@ def test_every_layer_round_trips_or_is_reported(spec, data, tmp_path_factory):
     res = import_model(path)
     assert res.report["max_abs_diff"] <= 1e-5, (spec.type, params)
     assert res.report["total_params"] == report.total_params, (spec.type, params)
+
+
+@pytest.mark.parametrize("per_channel, shape", [(True, [4, 5, 5]), (True, [3, 7]), (False, [6])])
+def test_prelu_imports_as_the_layer_with_its_slopes(per_channel, shape, tmp_path):
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": shape}},
+                       {"id": "p", "type": "PReLU", "params": {"per_channel": per_channel, "init": 0.1}}],
+             "edges": [{"source": "x", "target": "p"}]}
+    export_onnx(graph, tmp_path / "m.onnx")
+    res = import_model(tmp_path / "m.onnx")
+    assert [n.type for n in res.project.graph.nodes] == ["Input", "PReLU"]
+    assert res.report["max_abs_diff"] <= 1e-6 and res.report["total_params"] == (shape[0] if per_channel else 1)
