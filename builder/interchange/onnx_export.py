@@ -143,8 +143,30 @@ def compare_with_ort(model_bytes: bytes, reference: nn.Module, inputs: list[torc
     want = list(want) if isinstance(want, tuple | list) else [want]
     if len(want) != len(got):
         raise ExportError(f"onnxruntime returned {len(got)} outputs, PyTorch {len(want)}")
-    return max(float(np.max(np.abs(w.detach().numpy().astype(np.float64) - g.astype(np.float64))))
-               if w.numel() else 0.0 for w, g in zip(want, got))
+    return output_difference([w.detach().numpy() for w in want], got)
+
+
+def output_difference(want: list, got: list) -> float:
+    """Max |want - got| over paired outputs (arrays or tensors), where the same NaN or the same infinity in both
+    counts as equal (Log, Sqrt and Pow of negative inputs give NaN in torch and onnxruntime alike).
+
+    >>> output_difference([np.array([1.0, np.nan, np.inf])], [np.array([1.5, np.nan, np.inf])])
+    0.5
+    >>> output_difference([np.array([np.nan])], [np.array([0.0])])
+    nan
+    """
+    worst = 0.0
+    for w, g in zip(want, got):
+        w, g = np.asarray(w, dtype=np.float64), np.asarray(g, dtype=np.float64)
+        if not w.size:
+            continue
+        same = (np.isnan(w) & np.isnan(g)) | ((w == g) & np.isinf(w))
+        with np.errstate(invalid="ignore"):  # inf - inf where both are the same infinity: masked by ``same``
+            m = float(np.where(same, 0.0, np.abs(w - g)).max())  # a NaN left here is a real mismatch
+        if m != m:
+            return m
+        worst = max(worst, m)
+    return worst
 
 
 class Tempered(nn.Module):
@@ -380,4 +402,4 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
 
 
 __all__ = ["export_onnx", "ExportReport", "ExportError", "quantize_int8", "quantize_run", "export_run_onnx",
-           "compare_with_ort", "ort_session", "OrtModule", "to_onnx_proto"]
+           "compare_with_ort", "output_difference", "ort_session", "OrtModule", "to_onnx_proto"]
