@@ -34,8 +34,9 @@ _ACT = [("ReLU", [], "max(0, x)."),
         ("CELU", [Param("alpha", "float", 1.0, "Saturation value for negative inputs (> 0).", min=1e-3, max=100.0)],
          "Continuously differentiable ELU."),
         ("Softplus", [Param("beta", "float", 1.0, "Sharpness: log(1 + e^(beta·x)) / beta.", min=1e-3, max=100.0),
-                      Param("threshold", "float", 20.0, "Above beta·x > threshold the output is x.", min=0.0,
-                            max=1000.0)],
+                      Param("threshold", "float", 20.0, "Above beta·x > threshold the output is x (at most 80: "
+                            "below it e^(beta·x) is computed, which overflows float32 past 88 and gives inf).",
+                            min=0.0, max=80.0)],
          "Smooth ReLU: log(1 + e^(beta·x)) / beta."),
         ("Softsign", [], "x / (1 + |x|)."),
         ("Tanhshrink", [], "x − tanh(x).")]
