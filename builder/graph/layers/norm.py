@@ -108,7 +108,8 @@ register(LayerSpec(
     params=[_int("size", 5, "Number of neighbouring channels.", hi=1024),
             Param("alpha", "float", 1e-4, "Multiplicative factor.", min=0.0, max=10.0),
             Param("beta", "float", 0.75, "Exponent.", min=0.0, max=10.0),
-            Param("k", "float", 1.0, "Additive factor.", min=0.0, max=100.0)],
+            Param("k", "float", 1.0, "Additive factor (at least 0.001: with k near 0 the divisor (k + α·Σx²/n)^β "
+                  "underflows to 0 where the neighbours are small and the output is inf).", min=1e-3, max=100.0)],
     shape=_lrn_shape, ctor=_mod("LocalResponseNorm")))
 
 
