@@ -19,7 +19,6 @@ per epoch in the run's ``samples.npz`` (:attr:`~builder.runs.folder.RunFolder.sa
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -43,6 +42,7 @@ from builder.training.checkpoint import (
     save_checkpoint,
 )
 from builder.training.config import TrainConfig, resolve_device
+from builder.training.control import RunControl
 from builder.training.events import History
 from builder.training.objectives import ADAM_BETAS, Objective, output_node, resolve_objective, training_graph
 from builder.training.trainer import TrainResult, build_optimizer, call_hook
@@ -83,7 +83,7 @@ def sample_node(project: Project, objective: Objective) -> str | None:
     return ends[-1] if ends else None
 
 
-class ObjectiveTrainer:
+class ObjectiveTrainer(RunControl):
     """Trains a project's drawn objective on ``dataset`` (see the module docstring).
 
     Args:
@@ -135,48 +135,10 @@ class ObjectiveTrainer:
         self.result: TrainResult | None = None
         self.metric_name = "accuracy" if self.prediction and self.objective.uses_labels else "loss"
         self.precision, self.run_id = "float32", None
-        self._flag = self._stop_req = self._pause_req = False
-        self._resume_evt = threading.Event()
-        self._stop_at_step: int | None = None  # test hook, as Trainer's
-        self._stop_message = None
+        self._init_control()
         self._setup_networks()
 
-    # ---- control (the Trainer's protocol)
-    def pause(self) -> None:
-        """Pause at the next step (a checkpoint is written while paused)."""
-        self._pause_req, self._flag = True, True
-        self._resume_evt.clear()
-
-    def resume(self) -> None:
-        """Continue after :meth:`pause`."""
-        self._pause_req = False
-        self._resume_evt.set()
-
-    def stop(self) -> None:
-        """Stop at the next step; a checkpoint is written so the run can be resumed."""
-        self._stop_req, self._flag = True, True
-        self._resume_evt.set()
-
-    request_stop = stop
-
-    def stop_after_epoch(self, message: str = "") -> None:
-        """End the run as ``finished`` after the current epoch."""
-        self._stop_message = message
-
-    best_epoch = None
-
-    @property
-    def checkpoint_path(self) -> Path | None:
-        return RunFolder(self.run_dir).checkpoint if self.run_dir else None
-
-    def _emit(self, ev: dict) -> None:
-        self.history.add(ev)
-        for listener in self.listeners:
-            listener(ev)
-
-    def _set_status(self, status: str, message: str = "") -> None:
-        self.status = status
-        self._emit({"type": "status", "status": status, "message": message})
+    best_epoch = None  # no early stopping on drawn objectives
 
     # ---- networks and optimizers
     def _setup_networks(self) -> None:
@@ -608,15 +570,14 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     """:func:`~builder.training.pipeline.run_training` for a project with a drawn objective (same arguments and
     result; the graph's Input must fit the dataset, its outputs are the loss nodes). ``training.teacher`` names
     the finished run whose model feeds ``Target(source="teacher")``."""
-    from builder.data import DatasetSource, load_dataset, save_dataset
+    from builder.data import load_dataset
     from builder.data.compat import check_compat
     from builder.data.fit import fit_dataset
     from builder.errors import GraphError
-    from builder.graph.cost import node_costs, total_macs
     from builder.graph.project import load_project
     from builder.graph.shapes import infer_shapes
     from builder.runs.store import RunLogger
-    from builder.training.pipeline import _launch
+    from builder.training.pipeline import _launch, open_run_row, record_environment
 
     try:
         project = load_project(project).model_copy(deep=True)
@@ -645,16 +606,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
         raise
     run_dir, listeners = None, []
     if store is not None:
-        src_name, src_opts = ds.info.reload_args()
-        if run_id is None:
-            run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict(),
-                                      owner=owner, tags=tags)
-        else:
-            store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
-                             dataset_info=ds.info.to_dict(), config=cfg.model_dump())
-        run_dir = store.run_dir(run_id)
-        if not DatasetSource.of(ds.info).reloadable():
-            save_dataset(ds, store.folder(run_id).dataset)
+        run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
         listeners.append(RunLogger(store, run_id))
     if on_event is not None:
         listeners.append(on_event)
@@ -666,8 +618,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
         raise
     trainer.run_id = run_id
     if run_id is not None:
-        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision, world_size=1,
-                              params=int(report.total_params), macs=total_macs(node_costs(report)))
+        record_environment(store, run_id, trainer, report)
     return _launch(trainer, background, run_id)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -124,9 +125,28 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     return (project, ds, cfg, report) if with_report else (project, ds, cfg)
 
 
-def _reloadable(ds: Dataset) -> bool:
-    """Whether ``load_dataset(*ds.info.reload_args())`` can load this dataset again."""
-    return DatasetSource.of(ds.info).reloadable()
+def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Dataset, cfg: TrainConfig, *,
+                 name: str | None, owner: str, tags: dict | None) -> tuple[str, Path]:
+    """Create the run row for a prepared project, dataset and config (or, for a job's queued row, record what
+    preparation resolved: the adapted graph, the dataset's reload arguments); keep an upload's data in the run
+    folder so the run can be resumed. Returns ``(run_id, run_dir)``; shared by every trainer's entry point."""
+    src_name, src_opts = ds.info.reload_args()
+    if run_id is None:
+        run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict(),
+                                  owner=owner, tags=tags)
+    else:
+        store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
+                         dataset_info=ds.info.to_dict(), config=cfg.model_dump())
+    if not DatasetSource.of(ds.info).reloadable():
+        save_dataset(ds, store.folder(run_id).dataset)
+    return run_id, store.run_dir(run_id)
+
+
+def record_environment(store: RunStore, run_id: str, trainer: Any, report: ShapeReport, world_size: int = 1) -> None:
+    """Record where a run trains (device, precision, processes) and its size (parameters, multiply-adds), so the
+    model card and the Runs page read them instead of analysing the graph again."""
+    store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision, world_size=world_size,
+                          params=int(report.total_params), macs=total_macs(node_costs(report)))
 
 
 def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig) -> dict | None:
@@ -188,16 +208,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     main = dist is None or getattr(dist, "rank", 0) == 0
     run_dir, listeners = None, []
     if store is not None and main:
-        src_name, src_opts = ds.info.reload_args()
-        if run_id is None:
-            run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict(),
-                                      owner=owner, tags=tags)
-        else:  # a job's run row: record what prepare resolved (adapted graph, dataset reload arguments)
-            store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
-                             dataset_info=ds.info.to_dict(), config=cfg.model_dump())
-        run_dir = store.run_dir(run_id)
-        if not _reloadable(ds):  # an upload: keep the data so the run can be resumed
-            save_dataset(ds, store.folder(run_id).dataset)
+        run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
         listeners.append(RunLogger(store, run_id))
     if on_event is not None and main:
         listeners.append(on_event)
@@ -212,10 +223,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         raise
     trainer.run_id = run_id
     if run_id is not None:
-        store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision,
-                              world_size=getattr(dist, "world_size", 1) if dist is not None else 1,
-                              params=int(report.total_params),  # the model card reads these, analyses nothing
-                              macs=total_macs(node_costs(report)))
+        record_environment(store, run_id, trainer, report,
+                           world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
     return _launch(trainer, background, run_id)
 
 

@@ -38,6 +38,7 @@ from builder.runs.folder import RunFolder
 from builder.training.callbacks import Callback, EarlyStopping, builtin_callbacks, int_in, number
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
 from builder.training.config import SCHEDULER_PARAMS, TrainConfig, amp_dtype, precision_label, resolve_device
+from builder.training.control import RunControl
 from builder.training.events import Channel, History
 from builder.training.health import HealthMonitor
 from builder.training.metrics import (
@@ -141,7 +142,7 @@ class _Stop(Exception):
     pass
 
 
-class Trainer:
+class Trainer(RunControl):
     """Trains ``model`` on ``dataset`` with ``config``; see the module docstring.
 
     Args:
@@ -186,12 +187,7 @@ class Trainer:
         self.global_step = 0
         self.result: TrainResult | None = None
         self.metric_name = metric_name(self.task, self.config.metric)
-        self._stop_message: str | None = None  # set by stop_after_epoch (early stopping)
-        self._flag = False
-        self._stop_req = False
-        self._pause_req = False
-        self._resume_evt = threading.Event()
-        self._stop_at_step: int | None = None  # test hook: behave as if stop() was called at this step
+        self._init_control()
         self._resume_note = ""
         amp = self.config.amp if self.config.amp is not None else self.device.type == "cuda"  # on by default on CUDA
         self._amp_dtype = amp_dtype(self.device) if amp else None
@@ -201,49 +197,11 @@ class Trainer:
                                 + "; received: amp=True. Fix: train without --amp (float32), or on a GPU")
         self.precision = precision_label(self._amp_dtype)  # what actually runs, recorded with the run
 
-    # ---- control (thread-safe)
-    def pause(self) -> None:
-        """Pause at the next step (a checkpoint is written while paused)."""
-        self._pause_req = True
-        self._resume_evt.clear()
-        self._flag = True
-
-    def resume(self) -> None:
-        """Continue after :meth:`pause`."""
-        self._pause_req = False
-        self._resume_evt.set()
-
-    def stop(self) -> None:
-        """Stop at the next step; a checkpoint is written so the run can be resumed."""
-        self._stop_req = True
-        self._flag = True
-        self._resume_evt.set()
-
-    request_stop = stop
-
-    def stop_after_epoch(self, message: str = "") -> None:
-        """End the run as ``finished`` after the current epoch (called by callbacks, e.g. early stopping)."""
-        self._stop_message = message
-
+    # ---- control: pause/resume/stop/stop_after_epoch/checkpoint_path from RunControl
     @property
     def best_epoch(self) -> int | None:
         """The epoch (1-based) with the best validation loss so far, or None."""
         return next((cb.best_epoch for cb in self.callbacks if isinstance(cb, EarlyStopping)), None)
-
-    @property
-    def checkpoint_path(self) -> Path | None:
-        """The run folder's checkpoint (``checkpoints/last.safetensors``) or None."""
-        return RunFolder(self.run_dir).checkpoint if self.run_dir else None
-
-    # ---- events
-    def _emit(self, ev: dict) -> None:
-        self.history.add(ev)
-        for listener in self.listeners:
-            listener(ev)
-
-    def _set_status(self, status: str, message: str = "") -> None:
-        self.status = status
-        self._emit({"type": "status", "status": status, "message": message})
 
     # ---- setup
     def _setup(self) -> None:

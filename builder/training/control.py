@@ -1,0 +1,71 @@
+"""The control protocol every trainer shares: pause, resume, stop, stop after the epoch, events and status.
+
+:class:`~builder.training.trainer.Trainer` (one model, one loss) and
+:class:`~builder.training.multi.ObjectiveTrainer` (drawn objectives, several networks) both inherit it, so a
+job process, the Train page and the callbacks drive either the same way. The flags are read by the trainers'
+loops at the next step; the methods are safe to call from another thread.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from builder.runs.folder import RunFolder
+from builder.training.events import History
+
+
+class RunControl:
+    """Thread-safe run control and event emission; the subclass sets the attributes named below."""
+
+    history: History
+    listeners: list[Callable[[dict], None]]
+    run_dir: Path | None
+    status: str
+
+    def _init_control(self) -> None:
+        """Set the control flags (called by the subclass's ``__init__``)."""
+        self._stop_message: str | None = None  # set by stop_after_epoch (early stopping)
+        self._flag = False  # any request pending: the loop checks one bool per step
+        self._stop_req = False
+        self._pause_req = False
+        self._resume_evt = threading.Event()
+        self._stop_at_step: int | None = None  # test hook: behave as if stop() was called at this step
+
+    def pause(self) -> None:
+        """Pause at the next step (a checkpoint is written while paused)."""
+        self._pause_req, self._flag = True, True
+        self._resume_evt.clear()
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        self._pause_req = False
+        self._resume_evt.set()
+
+    def stop(self) -> None:
+        """Stop at the next step; a checkpoint is written so the run can be resumed."""
+        self._stop_req, self._flag = True, True
+        self._resume_evt.set()
+
+    request_stop = stop
+
+    def stop_after_epoch(self, message: str = "") -> None:
+        """End the run as ``finished`` after the current epoch (called by callbacks, e.g. early stopping)."""
+        self._stop_message = message
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """The run folder's checkpoint (``checkpoints/last.safetensors``) or None."""
+        return RunFolder(self.run_dir).checkpoint if self.run_dir else None
+
+    def _emit(self, ev: dict) -> None:
+        self.history.add(ev)
+        for listener in self.listeners:
+            listener(ev)
+
+    def _set_status(self, status: str, message: str = "") -> None:
+        self.status = status
+        self._emit({"type": "status", "status": status, "message": message})
+
+
+__all__ = ["RunControl"]
