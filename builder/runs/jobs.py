@@ -39,7 +39,7 @@ from builder.errors import RunStoreError, TrainingError
 from builder.runs import gpus as _gpus
 from builder.runs.launcher import pid_alive, spawn_detached
 from builder.runs.owners import can_control
-from builder.runs.quotas import check_quota
+from builder.runs.quotas import admit, check_quota
 from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.training.callbacks import Callback
@@ -119,12 +119,25 @@ def submit(store: RunStore, spec: JobSpec) -> str:
     Raises:
         RunStoreError: unknown run to resume, a run still live, or another owner's run.
         TrainingError, ProjectFormatError: bad settings or project (checked before anything is recorded).
+        QuotaError: the owner is over a quota (:mod:`builder.runs.quotas`; checked under its lock).
     """
+    _check_callbacks(list(spec.callbacks))
+    with admit(store):  # the quota check and the recording of the run as one step (builder.runs.quotas)
+        run_id = _record(store, spec)
+    folder = store.folder(run_id)
+    pid = _launch_warm(store.workspace, run_id, folder.job_log)
+    if pid is None:
+        pid = _launch(store.workspace, run_id, folder.job_log).pid
+    store.update_run(run_id, pid=pid)
+    return run_id
+
+
+def _record(store: RunStore, spec: JobSpec) -> str:
+    """Check the owner's quotas (QuotaError over a limit; nothing recorded), then record the run as queued with
+    its job spec; its id. :func:`submit` calls it under :func:`builder.runs.quotas.admit`."""
     from builder.graph.project import load_project
     from builder.training.config import TrainConfig
 
-    _check_callbacks(list(spec.callbacks))
-    check_quota(store, spec.owner)  # per-owner jobs and storage (builder.runs.quotas); QuotaError over a limit
     if spec.resume_run:
         store.mark_interrupted()
         run = store.get(spec.resume_run)
@@ -134,10 +147,13 @@ def submit(store: RunStore, spec: JobSpec) -> str:
         if why := resume_refusal(run, more_epochs=bool((spec.config or {}).get("epochs"))):
             raise RunStoreError(why)
         TrainConfig.from_dict(run["config"], **dict(spec.config or {}))
+        check_quota(store, spec.owner, device=str({**(run.get("config") or {}), **(spec.config or {})}.get("device")
+                                                  or "auto"))
     else:
         project = load_project(spec.project)
         # resolved again in the job once its dataset is loaded (task and training-split size known)
         cfg = TrainConfig.resolve((project.training or {}).get("task"), None, project.training, spec.config)
+        check_quota(store, spec.owner, device=str(cfg.device))
         run_id = store.create_run(project, spec.dataset, spec.dataset_options, cfg, name=spec.name,
                                   owner=spec.owner, tags=spec.tags)
     folder = store.folder(run_id)
@@ -150,10 +166,6 @@ def submit(store: RunStore, spec: JobSpec) -> str:
             data["callbacks"] = list(data["origin"].get("callbacks") or [])
     _write_json(folder.job_spec, data)
     store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
-    pid = _launch_warm(store.workspace, run_id, folder.job_log)
-    if pid is None:
-        pid = _launch(store.workspace, run_id, folder.job_log).pid
-    store.update_run(run_id, pid=pid)
     return run_id
 
 

@@ -1,11 +1,14 @@
 """Per-owner quotas, checked where jobs are submitted (:func:`builder.runs.jobs.submit`): live jobs (running or
-paused), queued jobs and the bytes of the owner's run folders.
+paused), queued jobs, the bytes of the owner's run folders and the GPU-seconds its jobs used in the last day.
 
 Limits come from, lowest precedence first: the defaults (:data:`DEFAULTS`: no limit), the server config's
 ``"quotas"`` (:func:`builder.runs.owners.server_config`), the environment (``LAYERLAB_QUOTA_RUNNING``,
-``LAYERLAB_QUOTA_QUEUED``, ``LAYERLAB_QUOTA_STORAGE_MB``) and the class the owner belongs to
-(:func:`builder.runs.classes.class_quotas`). A limit of 0 or less (or none) means no limit. Teachers, and the CLI's
-``local`` owner, are never limited. Example::
+``LAYERLAB_QUOTA_QUEUED``, ``LAYERLAB_QUOTA_STORAGE_MB``, ``LAYERLAB_QUOTA_GPU_SECONDS``) and the class the owner
+belongs to (:func:`builder.runs.classes.class_quotas`). A limit of 0 or less (or none) means no limit. Teachers,
+and the CLI's ``local`` owner, are never limited.
+
+The check and the recording of the new run happen under one lock file in the workspace (:func:`admit`), so two
+submits at once cannot both pass a limit of one. Example::
 
     >>> check_usage({"running": 1, "queued": 0, "storage_mb": 0.0}, {"running": 1, "queued": 2})
     >>> try:
@@ -13,23 +16,34 @@ Limits come from, lowest precedence first: the defaults (:data:`DEFAULTS`: no li
     ... except QuotaError as e:
     ...     print(str(e).split(";")[0])
     one person may have at most 2 job(s) waiting
+    >>> gpu_seconds([{"status": "finished", "environment": {"device": "cuda:0"},
+    ...               "started_at": "2026-11-23T10:00:00+00:00", "finished_at": "2026-11-23T10:05:00+00:00"}],
+    ...             now=datetime(2026, 11, 23, 12, tzinfo=timezone.utc).timestamp())
+    300.0
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 from builder.errors import RunStoreError
 from builder.runs.classes import class_quotas
 from builder.runs.owners import LOCAL_OWNER, is_teacher, server_config
-from builder.runs.status import STARTED, RunStatus
+from builder.runs.status import STARTED, RunStatus, is_live
 from builder.runs.store import RunStore
 
-KEYS = ("running", "queued", "storage_mb")
-DEFAULTS: dict[str, float | None] = {"running": None, "queued": None, "storage_mb": None}
-ENV = {"running": "LAYERLAB_QUOTA_RUNNING", "queued": "LAYERLAB_QUOTA_QUEUED", "storage_mb": "LAYERLAB_QUOTA_STORAGE_MB"}
+KEYS = ("running", "queued", "storage_mb", "gpu_seconds")
+DEFAULTS: dict[str, float | None] = {k: None for k in KEYS}
+ENV = {"running": "LAYERLAB_QUOTA_RUNNING", "queued": "LAYERLAB_QUOTA_QUEUED", "storage_mb": "LAYERLAB_QUOTA_STORAGE_MB",
+       "gpu_seconds": "LAYERLAB_QUOTA_GPU_SECONDS"}
+GPU_WINDOW_S = 24 * 3600.0  # the GPU-time quota counts the last day (a rolling window, no midnight rush)
+QUOTA_LOCK = "quota.lock"  # in the workspace: a quota check and the run it admits are recorded as one step
+CPU_DEVICES = ("cpu", "mps")  # a job set to one of these never uses GPU time
 
 
 class QuotaError(RunStoreError):
@@ -58,7 +72,8 @@ def limits(workspace: str | Path, owner: str) -> dict[str, float | None]:
     for values, where in layers:
         if not isinstance(values, Mapping):
             raise QuotaError(f"quotas are an object of {', '.join(KEYS)}; received: {type(values).__name__} in "
-                             f"{where}. Fix: write {{\"running\": 1, \"queued\": 2, \"storage_mb\": 500}}")
+                             f"{where}. Fix: write {{\"running\": 1, \"queued\": 2, \"storage_mb\": 500, "
+                             "\"gpu_seconds\": 3600}")
         for key in KEYS:
             if values.get(key) not in (None, ""):
                 out[key] = _number(values[key], where)
@@ -78,9 +93,66 @@ def folder_bytes(path: Path) -> int:
     return total
 
 
-def usage(store: RunStore, owner: str) -> dict[str, float]:
-    """What ``owner`` uses now: ``running`` (running or paused jobs), ``queued`` jobs and ``storage_mb`` (MiB
-    of its run folders)."""
+def _stamp(value: object) -> float | None:
+    try:
+        d = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def on_gpu(run: Mapping) -> bool:
+    """Whether a run's record says it trained on a CUDA device (``environment.device`` ``cuda...``, or the GPU
+    the job packing placed it on)."""
+    env = run.get("environment") or {}
+    return str(env.get("device") or "").startswith("cuda") or (isinstance(env.get("gpu"), int)
+                                                              and not isinstance(env.get("gpu"), bool))
+
+
+def gpu_seconds(runs: Iterable[Mapping], now: float | None = None, window_s: float = GPU_WINDOW_S) -> float:
+    """GPU-seconds that ``runs`` (full store records: ``environment``, ``status``, timestamps) used within the
+    last ``window_s`` seconds: each run on CUDA (:func:`on_gpu`) from its start (a resumed run: from when it
+    was queued again) to its end, or to ``now`` while it runs or is paused, times its processes
+    (``environment.world_size``). Queued runs hold no GPU and count nothing."""
+    now = datetime.now(timezone.utc).timestamp() if now is None else float(now)
+    total = 0.0
+    for r in runs:
+        if not on_gpu(r) or r.get("status") == RunStatus.QUEUED:
+            continue
+        start = _stamp(r.get("started_at"))
+        if start is None:
+            continue
+        queued = r.get("queued_at")
+        if isinstance(queued, (int, float)) and queued > start:  # resumed: this segment began when re-queued
+            start = float(queued)
+        end = now if is_live(str(r.get("status"))) else _stamp(r.get("finished_at") or r.get("updated_at"))
+        if end is None:
+            continue
+        lo, hi = max(start, now - window_s), min(end, now)
+        procs = (r.get("environment") or {}).get("world_size")
+        procs = int(procs) if isinstance(procs, int) and not isinstance(procs, bool) and procs > 0 else 1
+        total += max(0.0, hi - lo) * procs
+    return total
+
+
+def _gpu_records(store: RunStore, runs: list[dict], now: float) -> list[dict]:
+    """The full records of the runs that may have used a GPU in the window (ended in it, or still live)."""
+    out = []
+    for r in runs:
+        if r["status"] == RunStatus.QUEUED:
+            continue
+        end = _stamp(r.get("finished_at") or r.get("updated_at"))
+        if is_live(r["status"]) or end is None or end >= now - GPU_WINDOW_S:
+            try:
+                out.append(store.get(r["id"]))
+            except RunStoreError:
+                continue
+    return out
+
+
+def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
+    """What ``owner`` uses now: ``running`` (running or paused jobs), ``queued`` jobs, ``storage_mb`` (MiB of
+    its run folders) and ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with ``gpu=False``)."""
     store.mark_interrupted()
     runs = store.list_runs(owner=owner, limit=100_000)
     running = sum(r["status"] in STARTED for r in runs)
@@ -91,14 +163,17 @@ def usage(store: RunStore, owner: str) -> dict[str, float]:
             size += folder_bytes(store.run_dir(r["id"]))
         except RunStoreError:
             continue
-    return {"running": running, "queued": queued, "storage_mb": size / 2**20}
+    now = datetime.now(timezone.utc).timestamp()
+    used_gpu = gpu_seconds(_gpu_records(store, runs, now), now) if gpu else 0.0
+    return {"running": running, "queued": queued, "storage_mb": size / 2**20, "gpu_seconds": used_gpu}
 
 
-def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None]) -> None:
+def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *, gpu: bool = True) -> None:
     """Raise :class:`QuotaError` when one more job would go over a limit: the owner's storage is full, its
-    queued jobs are at the ``queued`` limit, or its live jobs (running, paused and queued) are at ``running``
-    plus ``queued``."""
+    queued jobs are at the ``queued`` limit, its live jobs (running, paused and queued) are at ``running``
+    plus ``queued``, or (for a job that may use a GPU, ``gpu``) its GPU-seconds of the last day are spent."""
     run_cap, queue_cap, mb_cap = limit.get("running"), limit.get("queued"), limit.get("storage_mb")
+    gpu_cap = limit.get("gpu_seconds")
     if mb_cap is not None and used["storage_mb"] >= mb_cap:
         raise QuotaError(f"one person's runs may take at most {mb_cap:g} MiB; received: {used['storage_mb']:.1f} "
                          "MiB in use. Fix: delete runs you no longer need on the Runs page, or ask your teacher")
@@ -109,15 +184,40 @@ def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None]) ->
         raise QuotaError(f"one person may have at most {run_cap:g} job(s) running and {queue_cap or 0:g} waiting; "
                          f"received: {used['running']:g} running, {used['queued']:g} queued. Fix: wait for one to "
                          "finish, or stop one on the Runs page")
+    if gpu and gpu_cap is not None and used.get("gpu_seconds", 0.0) >= gpu_cap:
+        raise QuotaError(f"one person may use at most {gpu_cap:g} GPU-seconds in 24 hours; received: "
+                         f"{used['gpu_seconds']:.0f} GPU-seconds used in the last 24 hours. Fix: set the device "
+                         "to CPU on the Train page, wait until earlier runs are a day old, or ask your teacher")
 
 
-def check_quota(store: RunStore, owner: str) -> None:
-    """Refuse a new job of ``owner`` over its quotas (:class:`QuotaError`, worded rule; received; Fix).
-    Called by :func:`builder.runs.jobs.submit` before anything is recorded."""
+def wants_gpu(device: object) -> bool:
+    """Whether a job with this device setting may train on a GPU (``auto``, ``cuda``, ``cuda:N``)."""
+    return str(device or "auto").split(":", 1)[0] not in CPU_DEVICES
+
+
+def check_quota(store: RunStore, owner: str, *, device: str = "auto") -> None:
+    """Refuse a new job of ``owner`` over its quotas (:class:`QuotaError`, worded rule; received; Fix); the
+    GPU-time quota only for a job whose ``device`` may be a GPU (:func:`wants_gpu`). Called by
+    :func:`builder.runs.jobs.submit` under :func:`admit` before anything is recorded."""
     limit = limits(store.workspace, owner)
     if all(v is None for v in limit.values()):
         return
-    check_usage(usage(store, owner), limit)
+    gpu = wants_gpu(device) and limit.get("gpu_seconds") is not None
+    check_usage(usage(store, owner, gpu=gpu), limit, gpu=gpu)
 
 
-__all__ = ["KEYS", "ENV", "QuotaError", "limits", "usage", "check_usage", "check_quota", "folder_bytes"]
+@contextmanager
+def admit(store: RunStore) -> Iterator[None]:
+    """Hold the workspace's quota lock (``<workspace>/quota.lock``, an exclusive ``flock``) for a quota check
+    and the recording of the run it admits, so concurrent submits (threads or processes) are checked one after
+    the other: each sees the runs the ones before it recorded."""
+    with open(Path(store.workspace) / QUOTA_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+__all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "usage", "check_usage", "check_quota",
+           "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]

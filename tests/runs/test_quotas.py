@@ -35,17 +35,17 @@ def _runs(store: RunStore, owner: str, statuses: list[str]) -> list[str]:
 
 
 def test_limits_layer_config_env_class(ws, monkeypatch):
-    assert quotas.limits(ws, ME) == {"running": None, "queued": None, "storage_mb": None}
+    assert quotas.limits(ws, ME) == {"running": None, "queued": None, "storage_mb": None, "gpu_seconds": None}
     (ws / "server.json").write_text(json.dumps({"teachers": [TEACHER[5:]],
                                                 "quotas": {"running": 2, "queued": 3, "storage_mb": 100}}))
-    assert quotas.limits(ws, ME) == {"running": 2, "queued": 3, "storage_mb": 100}
+    assert quotas.limits(ws, ME) == {"running": 2, "queued": 3, "storage_mb": 100, "gpu_seconds": None}
     monkeypatch.setenv("LAYERLAB_QUOTA_QUEUED", "1")
     assert quotas.limits(ws, ME)["queued"] == 1
     c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), quotas={"running": 1, "storage_mb": 0})
     classes.join_class(ws, c["code"], ME)
-    assert quotas.limits(ws, ME) == {"running": 1, "queued": 1, "storage_mb": None}  # 0: no limit
+    assert quotas.limits(ws, ME) == {"running": 1, "queued": 1, "storage_mb": None, "gpu_seconds": None}  # 0: no limit
     assert quotas.limits(ws, OTHER)["running"] == 2
-    assert quotas.limits(ws, TEACHER) == {"running": None, "queued": None, "storage_mb": None}
+    assert quotas.limits(ws, TEACHER) == {"running": None, "queued": None, "storage_mb": None, "gpu_seconds": None}
     monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "many")
     with pytest.raises(QuotaError, match="received: 'many' in the environment. Fix"):
         quotas.limits(ws, OTHER)
@@ -78,7 +78,7 @@ def test_submit_refuses_over_quota_and_records_nothing(ws, monkeypatch):
         submit(store, spec)
     assert len(store.list_runs(limit=1000)) == before
     # others are unaffected by ME's usage
-    assert quotas.usage(store, OTHER) == {"running": 0, "queued": 0, "storage_mb": 0.0}
+    assert quotas.usage(store, OTHER) == {"running": 0, "queued": 0, "storage_mb": 0.0, "gpu_seconds": 0.0}
     quotas.check_quota(store, OTHER)
 
 
