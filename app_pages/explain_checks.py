@@ -85,20 +85,21 @@ def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
         cc[1].metric(f"ε = {e:g}", f"{a:.1%}", f"{f['count']} flipped" if e else None, delta_color="inverse",
                      delta_arrow="off")
     if xs.run_id:
-        cc[1].button("Keep with the run", key="ll_rb_save", icon=":material/save:", on_click=_save_robustness,
-                     args=(rep,), help="Write robustness.json into the run's folder (as `layerlab robustness`)")
+        cc[1].button("Keep with the run", key="ll_rb_save", icon=":material/save:", on_click=_keep,
+                     args=(rep, "robustness", f"Robustness kept with run {rep.run_id}"), help="Write robustness.json into the run's folder (as `layerlab robustness`)")
     _flips(xs, rep, cached, method, steps)
 
 
-def _save_robustness(rep: Any) -> None:
-    from builder.interpret.robustness import save_robustness
+def _keep(rep: Any, what: str, done: str) -> None:
+    """Keep a report in its run's folder (``what``: calibration, robustness); flash ``done`` or show the error."""
+    from builder.runs.folder import keep_report
 
     try:
-        save_robustness(ui.store(), rep)
+        keep_report(ui.store(), rep, what)
     except LayerLabError as e:
         st.session_state.ll_xc_msg = str(e)
         return
-    ui.flash(f"Robustness kept with run {rep.run_id}")
+    ui.flash(done)
 
 
 def _flips(xs: ExplainSession, rep: Any, cached: Cached, method: str, steps: int) -> None:
@@ -179,9 +180,11 @@ def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
     c[1].metric("Temperature", f"{rep.temperature:.3f}")
     c[1].number_input("Bins", 2, 50, 15, key="ll_cal_bins", help="Equal-width confidence bins of the diagram")
     if rep.run_id:
-        c[1].button("Keep with the run", key="ll_cal_save", icon=":material/save:", on_click=_save_calibration,
-                    args=(rep,), help="Write calibration.json; `layerlab export RUN --temperature` then divides "
-                    "the exported logits by T")
+        c[1].button("Keep with the run", key="ll_cal_save", icon=":material/save:", on_click=_keep,
+                    args=(rep, "calibration", f"Calibration kept with run {rep.run_id} (temperature "
+                                                   f"{rep.temperature:.3f})"),
+                    help="Write calibration.json; `layerlab export RUN --temperature` then divides the exported "
+                    "logits by T")
     st.markdown("##### How many decisions can be automated?")
     c = st.columns([1.3, 3], vertical_alignment="top")
     target = c[0].slider("Target accuracy", 0.50, 1.0, 0.95, 0.005, key="ll_cal_target", format="%.3f",
@@ -193,14 +196,3 @@ def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
     c[0].caption(f"Confidence ≥ {thr:.3f}; the rest ({1 - cov:.1%}) go to a person." if thr is not None else
                  f"No threshold reaches {target:.1%} accuracy on the test split (overall {rep.accuracy:.1%}).")
     c[1].plotly_chart(coverage_figure(curve, target), width="stretch", config=CFG, key="ll_cal_cov")
-
-
-def _save_calibration(rep: Any) -> None:
-    from builder.interpret.calibration import save_calibration
-
-    try:
-        save_calibration(ui.store(), rep)
-    except LayerLabError as e:
-        st.session_state.ll_xc_msg = str(e)
-        return
-    ui.flash(f"Calibration kept with run {rep.run_id} (temperature {rep.temperature:.3f})")

@@ -23,7 +23,6 @@ Example (two bins; the hand computation is 0.5 * |1 - 0.9| + 0.5 * |0 - 0.3| = 0
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -33,6 +32,7 @@ import torch
 from torch import Tensor
 
 from builder.errors import ExplainError
+from builder.runs.folder import keep_report
 
 CLASSIFICATION = ("multiclass", "binary")
 
@@ -256,20 +256,8 @@ def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bin
     model, ds = open_run(store, run)
     rep = calibrate_model(model, ds, target_accuracy=target_accuracy, bins=bins, run_id=run["id"])
     if save:
-        save_calibration(store, rep)
+        keep_report(store, rep, "calibration")  # the run folder's calibration.json
     return rep
-
-
-def save_calibration(store: Any, report: CalibrationReport) -> None:
-    """Keep ``report`` as its run's ``calibration.json`` (the temperature exports may use).
-
-    Raises:
-        ExplainError: the report belongs to no run (a model trained in the session only).
-    """
-    if not report.run_id:
-        raise ExplainError("only a run's calibration can be kept; received a report of a model without a run. "
-                           "Fix: pick a finished run")
-    store.folder(report.run_id).calibration.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
 
 
 def stored_temperature(store: Any, run_id: str) -> float:
@@ -313,5 +301,5 @@ def coverage_figure(curve: CoverageCurve | dict, target: float | None = None, *,
 
 
 __all__ = ["Reliability", "CoverageCurve", "CalibrationReport", "reliability", "fit_temperature", "coverage_curve",
-           "coverage_at", "calibration_report", "calibrate_model", "calibrate_run", "save_calibration",
+           "coverage_at", "calibration_report", "calibrate_model", "calibrate_run",
            "stored_temperature", "coverage_figure"]

@@ -24,7 +24,6 @@ version with an attribution of each; :func:`robustness_run` does the curve for a
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,9 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from builder.errors import ExplainError
+from builder.runs.folder import keep_report
 
 __all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",
-           "model_robustness", "robustness_run", "save_robustness", "flip_view", "robustness_figure", "parse_eps"]
+           "model_robustness", "robustness_run", "flip_view", "robustness_figure", "parse_eps"]
 
 ATTACKS = ("fgsm", "pgd")
 CLASSIFICATION = ("multiclass", "binary")
@@ -229,20 +229,8 @@ def robustness_run(store: Any, run_id: str, eps: list[float] | str = (0, 0.05, 0
     model, ds = open_run(store, run)
     rep = model_robustness(model, ds, eps, method=method, steps=steps, examples=examples, run_id=run["id"])
     if save:
-        save_robustness(store, rep)
+        keep_report(store, rep, "robustness")  # the run folder's robustness.json
     return rep
-
-
-def save_robustness(store: Any, report: RobustnessReport) -> None:
-    """Keep ``report`` as its run's ``robustness.json`` (:attr:`RunFolder.robustness`).
-
-    Raises:
-        ExplainError: the report belongs to no run (a model trained in the session only).
-    """
-    if not report.run_id:
-        raise ExplainError("only a run's robustness can be kept; received a report of a model without a run. "
-                           "Fix: pick a finished run")
-    store.folder(report.run_id).robustness.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
 
 
 @dataclass

@@ -240,6 +240,24 @@ class RunFolder:
             return None
 
 
+def keep_report(store: Any, report: Any, what: str) -> Path:
+    """Keep a run's report (a dataclass with ``run_id`` and ``to_dict()``) as indented JSON in its run folder,
+    at the file named by the folder's attribute ``what`` (``calibration``, ``robustness``, ``prune``); the
+    matching ``RunFolder.read_*`` reads it back. Returns the path.
+
+    Raises:
+        RunStoreError: the report belongs to no run (a model trained in the session only).
+    """
+    from builder.errors import RunStoreError
+
+    if not getattr(report, "run_id", None):
+        raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
+                            "Fix: pick a finished run")
+    path = getattr(store.folder(report.run_id), what)
+    path.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+    return path
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -255,4 +273,4 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-__all__ = ["RunFolder"]
+__all__ = ["RunFolder", "keep_report"]

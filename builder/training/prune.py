@@ -26,7 +26,6 @@ run's model card shows it. Example (L1 importance of a hand-made layer)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,6 +36,7 @@ from builder.errors import LayerLabError
 from builder.graph.compile import compile_graph, module_names
 from builder.graph.project import Project, load_project
 from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, channel_plan, shrink_graph
+from builder.runs.folder import keep_report
 from builder.training.callbacks import Callback
 from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
 
@@ -476,8 +476,7 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
     if masks:
         rep.sparsity = _sparsity(after, masks)
     rep.after = _measure(after, new.graph, ds, store.weights_path(new_id), latency_repeats, latency_batch)
-    folder = store.folder(new_id)
-    folder.prune.write_text(json.dumps(rep.to_dict(), indent=1), encoding="utf-8")
+    keep_report(store, rep, "prune")
     if not finetune_epochs:
         store.finish(new_id, "finished", test=after_test(after, ds))
     else:
