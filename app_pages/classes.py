@@ -50,6 +50,8 @@ def _my_quota() -> None:
              (("running", "jobs running"), ("queued", "waiting")) if limit[k] is not None]
     if limit["storage_mb"] is not None:
         parts.append(f"{used['storage_mb']:.1f} of {limit['storage_mb']:g} MiB of runs")
+    if limit.get("gpu_seconds") is not None:
+        parts.append(f"{used['gpu_seconds']:.0f} of {limit['gpu_seconds']:g} GPU-seconds in the last 24 hours")
     st.caption("Your quota on this server: " + ", ".join(parts) + ".")
 
 
@@ -124,15 +126,91 @@ def _stop(run_id: str) -> None:
 
 
 def _delete(class_id: str) -> None:
+    from builder.runs.housekeeping import delete_class_data
+
     try:
-        classes.delete_class(ui.workspace(), class_id, ui.owner())
-        st.session_state.pop("ll_class_pick", None)
+        got = delete_class_data(ui.store(), class_id, ui.owner())
     except LayerLabError as e:
         st.session_state.ll_class_error = str(e)
+        return
+    if got["class_deleted"]:
+        st.session_state.pop("ll_class_pick", None)
+        ui.flash(f"Deleted the class and {got['runs']} class run(s)")
+    else:
+        st.session_state.ll_class_error = (f"a class is deleted once none of its jobs runs; received: "
+                                           f"{len(got['kept'])} live job(s) ({', '.join(got['kept'][:3])}). Fix: "
+                                           f"stop them below, then delete again ({got['runs']} run(s) deleted)")
+
+
+def _view(run_id: str | None) -> None:
+    st.session_state.ll_class_view = run_id
+
+
+def _curve_figure(epochs: list[dict], keys: tuple[str, str], title: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for key, label in zip(keys, ("train", "validation"), strict=True):
+        pts = [(e["epoch"], e[key]) for e in epochs if isinstance(e.get(key), (int, float)) and e.get("epoch")]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=label))
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=260, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="epoch", legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
+    return fig
+
+
+def run_view(cls: dict, run_id: str) -> None:
+    """A student's run, read-only for the teacher: settings, curves, final and test metrics; Stop is the only
+    control (owners.can_see_as_teacher / can_control decide)."""
+    store = ui.store()
+    try:
+        run = store.get(run_id)
+    except LayerLabError as e:
+        ui.show_error(e)
+        return
+    if not owners.can_see_as_teacher(run, frozenset(cls.get("members", []))):
+        st.error("A teacher sees the runs of the class's members only.")
+        return
+    with st.container(border=True, key="ll_class_runview"):
+        h = st.columns([4, 1, 1])
+        h[0].markdown(f"**{ui.md(classes.member_label(cls, owners.owner_of(run)))}** · {ui.md(run.get('name') or '')} "
+                      f"· `{run['id']}` · {run['status']} · {run.get('epochs_done') or 0} ep · read-only")
+        if is_live(run["status"]):
+            h[1].button("Stop", key="ll_class_view_stop", on_click=_stop, args=(run["id"],), icon=":material/stop:")
+        h[2].button("Close", key="ll_class_view_close", on_click=_view, args=(None,), icon=":material/close:")
+        cfg = run.get("config") or {}
+        st.caption(" · ".join(f"{k} {cfg[k]}" for k in ("epochs", "lr", "batch_size", "optimizer", "device")
+                              if cfg.get(k) is not None) + f" · dataset {ui.md(run.get('dataset_name') or '—')}")
+        epochs = store.metrics(run["id"], "epoch")
+        if epochs:
+            name = next((e.get("metric_name") for e in epochs if e.get("metric_name")), "metric")
+            c = st.columns(2)
+            c[0].plotly_chart(_curve_figure(epochs, ("train_loss", "val_loss"), "Loss"), key="ll_class_view_loss")
+            c[1].plotly_chart(_curve_figure(epochs, ("train_metric", "val_metric"), str(name).capitalize()),
+                              key="ll_class_view_metric")
+        else:
+            st.caption("No epoch recorded yet.")
+        for label, values in (("Final epoch", run.get("final_metrics")), ("Test split", run.get("test_metrics"))):
+            flat = {k: v for k, v in (values or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if flat:
+                st.markdown(f"**{label}:** " + " · ".join(f"{ui.md(k)} {_fmt(float(v))}" for k, v in flat.items()))
 
 
 def _fmt(v, digits: int = 3) -> str:
     return "—" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _class_usage(cls: dict) -> None:
+    """The class's disk usage: its members' runs, projects and uploads (builder.runs.housekeeping)."""
+    from builder.runs.housekeeping import class_usage
+
+    use = class_usage(ui.store(), cls)
+    if not use["members"]:
+        return
+    top = sorted(use["members"].items(), key=lambda kv: -kv[1]["total"])[:3]
+    st.caption(f"Disk: {ui.human_bytes(use['total'])} for the class (runs {ui.human_bytes(use['runs'])}, projects "
+               f"and uploads {ui.human_bytes(use['projects'])}); most: "
+               + ", ".join(f"{ui.md(classes.member_label(cls, m))} {ui.human_bytes(u['total'])}" for m, u in top))
 
 
 def teacher_view() -> None:
@@ -170,8 +248,11 @@ def teacher_view() -> None:
     b1, b2, _ = st.columns([1.4, 1, 3])
     b1.button("Post the canvas as starter", key="ll_class_post", on_click=_post, args=(cid,),
               icon=":material/publish:")
-    b2.button("Delete class", key="ll_class_delete", on_click=_delete, args=(cid,), icon=":material/delete:",
-              help="Students keep their own runs and projects")
+    with b2.popover("Delete class", icon=":material/delete:"):
+        st.markdown("Deletes the class and its runs: each student's runs made since joining it. Students keep "
+                    "their projects and earlier runs.")
+        st.button("Delete permanently", type="primary", key="ll_class_delete", on_click=_delete, args=(cid,))
+    _class_usage(cls)
     store = ui.store()
     rows = classes.class_runs(store, cls)
     st.subheader("Leaderboard")
@@ -187,6 +268,8 @@ def teacher_view() -> None:
     st.subheader("Students' runs")
     if not rows:
         st.caption("No runs yet: students join, open the starter and press Train.")
+    if st.session_state.get("ll_class_view") in {r["id"] for r in rows}:
+        run_view(cls, st.session_state.ll_class_view)
     for r in rows:
         with st.container(border=True, key=f"ll_class_run_{r['id']}"):
             c = st.columns([1.4, 2, 1, 1, 1, 1, 1])
@@ -196,6 +279,8 @@ def teacher_view() -> None:
             c[3].markdown(f"best {_fmt(r['best'])}")
             c[4].markdown(f"test {_fmt(r['test'])}")
             c[5].markdown(f"{ui.human_count(r['params'] or 0)} params  \n{ui.fmt_duration(r['time_s'])}")
+            c[6].button("View", key=f"ll_class_view_{r['id']}", on_click=_view, args=(r["id"],),
+                        icon=":material/visibility:", help="Curves and metrics, read-only")
             if is_live(r["status"]):
                 c[6].button("Stop", key=f"ll_class_stop_{r['id']}", on_click=_stop, args=(r["id"],),
                             icon=":material/stop:")

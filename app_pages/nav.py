@@ -25,6 +25,7 @@ TRAIN = "app_pages/train.py"
 RUNS = "app_pages/runs.py"
 EXPLAIN = "app_pages/explain.py"
 CLASSES = "app_pages/classes.py"
+SERVER = "app_pages/server.py"
 
 PAGES: tuple[PageInfo, ...] = (
     PageInfo(BUILD, "Build", ":material/account_tree:", "build"),
@@ -33,4 +34,5 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo(RUNS, "Runs", ":material/history:", "runs"),
     PageInfo(EXPLAIN, "Explain", ":material/insights:", "explain"),
     PageInfo(CLASSES, "Classes", ":material/school:", "classes"),
+    PageInfo(SERVER, "Server", ":material/dns:", "server"),
 )

@@ -129,7 +129,7 @@ def create_class(workspace: str | Path, teacher: str, name: str, starter: Projec
         while code in codes:
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN))
         cls = {"id": "c-" + secrets.token_hex(6), "name": name, "code": code, "teacher": teacher, "members": [],
-               "starter": _starter(starter), "metric": str(metric), "quotas": dict(quotas or {}),
+               "joined": {}, "starter": _starter(starter), "metric": str(metric), "quotas": dict(quotas or {}),
                "holdout": _holdout(holdout),
                "created": time.time(), "updated": time.time()}
         _save(workspace, cls)
@@ -167,6 +167,7 @@ def join_class(workspace: str | Path, code: str, owner: str) -> dict:
                 raise ClassError(f"a class has at most {MAX_MEMBERS} members; received: a join to a full class. "
                                  "Fix: ask the teacher to open a second class")
             cls["members"].append(owner)
+            cls.setdefault("joined", {})[owner] = time.time()  # class runs: a member's runs since joining
             cls["updated"] = time.time()
             _save(workspace, cls)
     return cls
@@ -219,6 +220,12 @@ def starter_project(cls: dict) -> Project:
 def students_of(workspace: str | Path, teacher: str) -> frozenset[str]:
     """Every member of the classes ``teacher`` teaches (whose jobs the teacher may stop)."""
     return frozenset(m for c in list_classes(workspace, teacher=teacher) for m in c.get("members", []))
+
+
+def joined_at(cls: dict, owner: str) -> float:
+    """When ``owner`` joined the class (its creation time for classes made before join times were kept)."""
+    t = (cls.get("joined") or {}).get(owner)
+    return float(t) if isinstance(t, (int, float)) else float(cls.get("created") or 0.0)
 
 
 def class_quotas(workspace: str | Path, owner: str) -> dict:
@@ -321,5 +328,5 @@ def member_label(cls: dict, owner: str) -> str:
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
-           "update_class", "delete_class", "holdout_score", "starter_project", "students_of", "class_quotas", "class_runs",
+           "update_class", "delete_class", "joined_at", "holdout_score", "starter_project", "students_of", "class_quotas", "class_runs",
            "leaderboard", "member_label"]

@@ -63,14 +63,32 @@ def can_see(run: Mapping[str, Any], owner: str, shared: bool = False) -> bool:
 TEACHER_ACTIONS = ("stop",)  # what a teacher may do to a student's job (the student keeps every other control)
 
 
+ADMIN_ACTIONS = ("stop", "delete")  # what an admin may do to anyone's run (never pause, resume or continue it)
+
+
 def can_control(run: Mapping[str, Any], owner: str, *, students: Collection[str] = (),
-                action: str | None = None) -> bool:
+                action: str | None = None, admin: bool = False) -> bool:
     """Whether ``owner`` may pause, resume, stop, delete or continue a run: its own owner, in every mode (a study
-    follows the same rule: only its owner resumes it or adds trials); and a teacher may ``stop`` (only) a job
-    of one of ``students``, the members of the teacher's classes (:func:`builder.runs.classes.students_of`)."""
+    follows the same rule: only its owner resumes it or adds trials); a teacher may ``stop`` (only) a job
+    of one of ``students``, the members of the teacher's classes (:func:`builder.runs.classes.students_of`);
+    an ``admin`` (:func:`is_admin`) may ``stop`` or ``delete`` anyone's."""
     if owner_of(run) == owner:
         return True
+    if admin and action in ADMIN_ACTIONS:
+        return True
     return action in TEACHER_ACTIONS and owner_of(run) in students
+
+
+def can_delete_data(target: str, owner: str, *, admin: bool = False) -> bool:
+    """Whether ``owner`` may delete everything ``target`` keeps (runs, projects, uploads, studies): its own, or
+    anyone's for an admin. A teacher deletes only a class's runs (:func:`builder.runs.housekeeping.delete_class_data`)."""
+    return target == owner or admin
+
+
+def can_delete_class_run(run: Mapping[str, Any], owner: str, *, teacher: str, members: Collection[str]) -> bool:
+    """Whether ``owner`` may delete a run together with its class: its own, or, for the class's ``teacher``, a
+    run of one of the class's ``members`` (which runs are class runs: :func:`builder.runs.housekeeping.class_run_ids`)."""
+    return owner_of(run) == owner or (owner == teacher and owner_of(run) in members)
 
 
 def can_see_as_teacher(run: Mapping[str, Any], students: Collection[str]) -> bool:
@@ -126,6 +144,26 @@ def teachers(workspace: str | Path) -> frozenset[str]:
 def is_teacher(workspace: str | Path, owner: str) -> bool:
     """Whether the server's configuration lists ``owner`` as a teacher."""
     return owner in teachers(workspace)
+
+
+ENV_ADMINS = "LAYERLAB_ADMINS"
+
+
+def admins(workspace: str | Path) -> frozenset[str]:
+    """The owners marked as admins (every job on the server, stop, delete anyone's data): ``$LAYERLAB_ADMINS``
+    (comma-separated) and the config's ``admins``, written as :func:`teachers` are. The CLI's ``local`` owner
+    (the person at the server's shell) is always one."""
+    names = [x for x in os.environ.get(ENV_ADMINS, "").split(",") if x.strip()]
+    listed = server_config(workspace).get("admins") or []
+    if not isinstance(listed, list):
+        raise LayerLabError(f"the server config's admins is a list of identities; received: "
+                            f"{type(listed).__name__}. Fix: write \"admins\": [\"it@school.org\"]")
+    return frozenset({LOCAL_OWNER, *(_identity(str(x)) for x in [*names, *listed] if str(x).strip())})
+
+
+def is_admin(workspace: str | Path, owner: str) -> bool:
+    """Whether the server's configuration lists ``owner`` as an admin (or it is the CLI's ``local`` owner)."""
+    return owner in admins(workspace)
 
 
 def new_anonymous_id() -> str:
@@ -232,7 +270,7 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
 
 
 __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "runs_filter", "can_see", "can_control",
-           "TEACHER_ACTIONS", "can_see_as_teacher", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "teachers",
+           "TEACHER_ACTIONS", "ADMIN_ACTIONS", "can_see_as_teacher", "can_delete_data", "can_delete_class_run", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "safe_id", "owner_dir",
            "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

@@ -1,0 +1,122 @@
+"""Server page: what this person keeps on the server (disk usage, quota, delete it all); for an admin (listed by
+LAYERLAB_ADMINS or the server config's "admins") every job on the server with Stop, and the disk usage of every
+owner with Delete (builder.runs.housekeeping)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import ui
+from builder.errors import LayerLabError
+from builder.runs import housekeeping, owners
+
+ui.page_header("Server", "What you keep on this server, and delete it. Admins see every job and every owner's "
+               "disk usage here.")
+
+
+def owner_label(owner: str) -> str:
+    """An owner as the admin's tables name it: a signed-in user's name, ``anonymous …abc123`` otherwise."""
+    kind, _, rest = owner.partition(":")
+    if kind == "user":
+        return rest
+    return f"anonymous …{rest[-6:]}" if kind == "anon" else owner
+
+
+def _error(e: LayerLabError) -> None:
+    st.session_state.ll_server_error = str(e)
+
+
+def _delete_mine() -> None:
+    try:
+        got = housekeeping.delete_owner_data(ui.store(), ui.owner(), ui.owner())
+    except LayerLabError as e:
+        return _error(e)
+    st.session_state.ll_server_error = None
+    kept = f"; {len(got['kept'])} live job(s) kept: stop them first" if got["kept"] else ""
+    ui.flash(f"Deleted {got['runs']} run(s), your saved project and uploads{kept}")
+
+
+def _stop(run_id: str) -> None:
+    try:
+        housekeeping.stop_job(ui.store(), run_id, ui.owner())
+    except LayerLabError as e:
+        return _error(e)
+    ui.flash(f"Asked run {run_id} to stop")
+
+
+def _delete_owner(target: str) -> None:
+    try:
+        got = housekeeping.delete_owner_data(ui.store(), ui.owner(), target)
+    except LayerLabError as e:
+        return _error(e)
+    kept = f"; {len(got['kept'])} live job(s) kept" if got["kept"] else ""
+    ui.flash(f"Deleted {got['runs']} run(s) and the files of {owner_label(target)}{kept}")
+
+
+def my_data() -> None:
+    """This person's bytes (runs, projects and uploads) and a confirmed Delete of all of it."""
+    store = ui.store()
+    use = housekeeping.owner_usage(store, ui.owner())
+    st.subheader("Your data")
+    c = st.columns(3)
+    c[0].metric("Runs", f"{use['n_runs']}", help="Your training runs on this server")
+    c[1].metric("Run files", ui.human_bytes(use["runs"]), help="Checkpoints, weights, curves and logs")
+    c[2].metric("Projects and uploads", ui.human_bytes(use["projects"]),
+                help="Your autosaved canvas, its undo history and the data files you uploaded")
+    with st.popover("Delete all my data", icon=":material/delete_forever:"):
+        st.markdown("Deletes **every run** of yours, your saved canvas, its undo history and your uploads. "
+                    "A job that is still running is kept: stop it first.")
+        st.button("Delete permanently", type="primary", key="ll_server_delete_mine", on_click=_delete_mine)
+
+
+def admin_view() -> None:
+    """Every job on the server (owner, status, device, age, Stop) and every owner's disk usage (Delete)."""
+    store = ui.store()
+    st.subheader("Every job on the server")
+    jobs = housekeeping.server_jobs(store)
+    if not jobs:
+        st.caption("No job is queued, running or paused.")
+    for j in jobs:
+        with st.container(border=True, key=f"ll_admin_job_{j['id']}"):
+            c = st.columns([2, 2, 1.2, 1, 1, 1])
+            c[0].markdown(f"**{ui.md(j['name'] or 'run')}**  \n`{j['id']}`")
+            c[1].markdown(ui.md(owner_label(j["owner"])))
+            where = f" (#{j['position']} in queue)" if j["position"] else f", {j['epochs']} ep"
+            c[2].markdown(f"{j['status']}{where}")
+            c[3].markdown(f"`{j['device'].replace('`', '')[:20]}`")
+            c[4].markdown(ui.fmt_duration(j["age_s"]))
+            c[5].button("Stop", key=f"ll_admin_stop_{j['id']}", on_click=_stop, args=(j["id"],),
+                        icon=":material/stop:")
+    st.subheader("Disk usage")
+    use = housekeeping.workspace_usage(store)
+    c = st.columns(5)
+    c[0].metric("Workspace", ui.human_bytes(use["total"]))
+    c[1].metric("Dataset cache", ui.human_bytes(use["cache"]), help="Decoded images, shared by everyone")
+    c[2].metric("Studies", ui.human_bytes(use["studies"]))
+    c[3].metric("Run database", ui.human_bytes(use["database"]))
+    c[4].metric("Other", ui.human_bytes(use["other"]), help="Launcher files, folders of unknown owners")
+    rows = housekeeping.admin_owners(store)
+    if not rows:
+        st.caption("Nobody keeps anything yet.")
+    for r in rows:
+        with st.container(border=True, key=f"ll_admin_owner_{owners.safe_id(r['owner'])}"):
+            c = st.columns([2.4, 1, 1, 1.2, 1.2, 1])
+            c[0].markdown(f"**{ui.md(owner_label(r['owner']))}**" + (" · teacher" if r["teacher"] else ""))
+            c[1].markdown(f"{r['runs']} runs")
+            c[2].markdown(f"{r['live']} live")
+            c[3].markdown(f"runs {ui.human_bytes(r['runs_b'])}")
+            c[4].markdown(f"files {ui.human_bytes(r['projects_b'])}")
+            with c[5].popover("Delete", icon=":material/delete:"):
+                st.markdown(f"Delete every run, project, upload and study of {ui.md(owner_label(r['owner']))}?")
+                st.button("Delete permanently", type="primary", on_click=_delete_owner, args=(r["owner"],),
+                          key=f"ll_admin_del_{owners.safe_id(r['owner'])}")
+
+
+try:
+    my_data()
+    if st.session_state.get("ll_server_error"):
+        st.error(ui.md(st.session_state.ll_server_error))
+    if owners.is_admin(ui.workspace(), ui.owner()):
+        admin_view()
+except LayerLabError as err:
+    ui.show_error(err)

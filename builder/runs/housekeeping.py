@@ -1,0 +1,276 @@
+"""Housekeeping of a shared server: disk usage per owner, per class and for the workspace, every job on the
+server (the admin's view), and deleting data: an owner's own runs and projects, a class with its members'
+class runs (its teacher), anyone's data (an admin).
+
+Who may do what is decided by :mod:`builder.runs.owners` (:func:`~builder.runs.owners.can_control`,
+:func:`~builder.runs.owners.can_delete_data`, :func:`~builder.runs.owners.can_delete_class_run`); nothing is
+removed outside the workspace (run folders through :meth:`RunStore.run_dir`, owner folders checked to resolve
+under ``<workspace>/owners``). A live job is never deleted: it is left, and named, until it is stopped.
+Example::
+
+    # not a doctest (needs a workspace): run by tests/runs/test_housekeeping.py::test_owner_deletes_own_data_only
+    delete_owner_data(store, "anon:" + "a" * 32, "anon:" + "a" * 32)
+    # -> {'runs': 2, 'kept': [], 'projects': 1, 'studies': 0}
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from builder.errors import LayerLabError, RunStoreError
+from builder.runs import classes as _classes
+from builder.runs import owners as _owners
+from builder.runs.owners import can_control, can_delete_data, is_admin, owner_of, safe_id
+from builder.runs.quotas import folder_bytes
+from builder.runs.status import LIVE, RunStatus, is_live
+from builder.runs.store import DB_NAME, RunStore
+
+OWNERS_DIR = "owners"
+CACHE_DIR = "cache"
+STUDIES = ("studies", "studies.db")  # study logs and the Optuna database (builder.search)
+
+
+class HousekeepingError(LayerLabError):
+    """A deletion the asking owner has no right to, or a path that resolves outside the workspace."""
+
+
+# ------------------------------------------------------------------------------------------------ disk usage
+def _owner_folder(workspace: str | Path, owner: str) -> Path:
+    """``<workspace>/owners/<safe id>`` (not created), checked to resolve inside ``<workspace>/owners``."""
+    root = Path(workspace) / OWNERS_DIR
+    path = root / safe_id(owner)
+    if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(root.resolve())):
+        raise HousekeepingError(f"an owner's folder lies inside the workspace; received: {path} (a link or a path "
+                                "outside it). Fix: remove the link by hand")
+    return path
+
+
+def _bytes(path: Path) -> int:
+    if path.is_file() and not path.is_symlink():
+        return path.stat().st_size
+    return folder_bytes(path) if path.is_dir() and not path.is_symlink() else 0
+
+
+def _run_bytes(store: RunStore, run_id: str) -> int:
+    try:
+        return _bytes(store.run_dir(run_id))
+    except RunStoreError:
+        return 0
+
+
+def owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> dict[str, int]:
+    """Bytes ``owner`` keeps: ``runs`` (its run folders), ``projects`` (its autosave, undo history and uploads:
+    ``owners/<safe id>/``), ``total``, and ``n_runs``."""
+    runs = store.list_runs(owner=owner, limit=100_000) if runs is None else runs
+    run_b = sum(_run_bytes(store, r["id"]) for r in runs)
+    try:
+        proj_b = _bytes(_owner_folder(store.workspace, owner))
+    except HousekeepingError:
+        proj_b = 0
+    return {"runs": run_b, "projects": proj_b, "total": run_b + proj_b, "n_runs": len(runs)}
+
+
+def class_usage(store: RunStore, cls: dict) -> dict[str, Any]:
+    """Bytes of a class: ``members`` (:func:`owner_usage` of each member) and their sums ``runs``, ``projects``,
+    ``total``."""
+    members = {m: owner_usage(store, m) for m in cls.get("members", [])}
+    sums = {k: sum(u[k] for u in members.values()) for k in ("runs", "projects", "total")}
+    return {"members": members, **sums}
+
+
+def known_owners(store: RunStore) -> list[str]:
+    """Every owner the workspace knows: of runs, members and teachers of classes (sorted)."""
+    found = {owner_of(r) for r in store.list_runs(limit=1_000_000)}
+    for cls in _classes.list_classes(store.workspace):
+        found.update(cls.get("members", []))
+        found.add(cls.get("teacher", ""))
+    return sorted(o for o in found if o)
+
+
+def workspace_usage(store: RunStore) -> dict[str, Any]:
+    """Bytes of the whole workspace: ``owners`` (:func:`owner_usage` per known owner), ``cache`` (decoded
+    datasets, shared by everyone), ``studies``, ``database`` (the run store), ``other`` (owner folders of no
+    known owner, launcher files, ...) and ``total`` (every file under the workspace)."""
+    ws = Path(store.workspace)
+    by_run_owner: dict[str, list[dict]] = {}
+    for r in store.list_runs(limit=1_000_000):
+        by_run_owner.setdefault(owner_of(r), []).append(r)
+    owners = {o: owner_usage(store, o, by_run_owner.get(o, [])) for o in known_owners(store)}
+    total = _bytes(ws)
+    cache = _bytes(ws / CACHE_DIR)
+    studies = sum(_bytes(ws / name) for name in STUDIES)
+    database = sum(_bytes(ws / (DB_NAME + suffix)) for suffix in ("", "-wal", "-shm"))
+    known = sum(u["total"] for u in owners.values())
+    return {"owners": owners, "cache": cache, "studies": studies, "database": database,
+            "other": max(0, total - known - cache - studies - database), "total": total}
+
+
+# --------------------------------------------------------------------------------------------- every job
+def _age_s(run: dict, now: float) -> float | None:
+    try:
+        t = datetime.fromisoformat(str(run.get("created_at"))).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, now - t)
+
+
+def server_jobs(store: RunStore) -> list[dict]:
+    """Every queued, running or paused job on the server, queued last in queue order: ``id``, ``name``,
+    ``owner``, ``status``, ``device`` (where it trains; a queued job's setting), ``age_s`` (since it was
+    submitted), ``position`` (in the queue) and ``epochs``."""
+    store.mark_interrupted()
+    now = datetime.now(timezone.utc).timestamp()
+    out = []
+    for status in sorted(LIVE):
+        for r in store.list_runs(status=status.value, limit=10_000):
+            try:
+                full = store.get(r["id"])
+            except RunStoreError:
+                continue
+            env, cfg = full.get("environment") or {}, full.get("config") or {}
+            device = env.get("device") or (f"cuda:{env['gpu']}" if isinstance(env.get("gpu"), int) else None)
+            out.append({"id": r["id"], "name": r.get("name"), "owner": owner_of(r), "status": r["status"],
+                        "device": str(device or cfg.get("device") or "auto"), "age_s": _age_s(r, now),
+                        "position": store.queue_position(r["id"]) if r["status"] == RunStatus.QUEUED else None,
+                        "epochs": r.get("epochs_done") or 0})
+    return sorted(out, key=lambda j: (j["status"] == RunStatus.QUEUED, j["position"] or 0, -(j["age_s"] or 0)))
+
+
+def stop_job(store: RunStore, run_id: str, owner: str, *, students: frozenset[str] = frozenset()) -> None:
+    """Ask a job to stop on behalf of ``owner``: its own, a student's (a teacher) or anyone's (an admin).
+    Raises HousekeepingError without the right, RunStoreError for a job that is not live."""
+    from builder.runs.jobs import request
+
+    run = store.get(run_id)
+    if not can_control(run, owner, students=students, action="stop", admin=is_admin(store.workspace, owner)):
+        raise HousekeepingError(f"only a job's owner, its teacher or an admin stops it; received: run {run['id']} "
+                                f"asked by {owner}. Fix: sign in as its owner or an admin")
+    request(store, run["id"], "stop")
+
+
+# ------------------------------------------------------------------------------------------------- deleting
+def _delete_runs(store: RunStore, runs: list[dict]) -> tuple[int, list[str]]:
+    """Delete runs that are not live; (how many were deleted, ids of the live ones left)."""
+    store.mark_interrupted()
+    done, kept = 0, []
+    for r in runs:
+        if is_live(r["status"]):
+            kept.append(r["id"])
+            continue
+        try:
+            store.delete_run(r["id"])
+            done += 1
+        except RunStoreError:  # became live, or a crafted row outside the workspace: left as it is
+            kept.append(r["id"])
+    return done, kept
+
+
+def delete_runs(store: RunStore, owner: str, run_ids: list[str]) -> dict[str, Any]:
+    """Delete these runs on behalf of ``owner`` (its own; anyone's for an admin). Every run is checked before
+    any is deleted. Returns ``{"runs": deleted, "kept": [live run ids]}``. Raises HousekeepingError."""
+    admin = is_admin(store.workspace, owner)
+    runs = [store.get(rid) for rid in run_ids]
+    for r in runs:
+        if not can_control(r, owner, action="delete", admin=admin):
+            raise HousekeepingError(f"only a run's owner or an admin deletes it; received: run {r['id']} asked by "
+                                    f"{owner}. Fix: pick one of your runs")
+    done, kept = _delete_runs(store, runs)
+    return {"runs": done, "kept": kept}
+
+
+def _delete_studies(workspace: Path, target: str) -> int:
+    """Delete ``target``'s studies from the workspace's study database (none when it has none)."""
+    if not (workspace / "studies.db").is_file():
+        return 0
+    import optuna
+
+    from builder.search.storage import default_storage, list_studies, open_storage
+
+    storage = default_storage(workspace)
+    n = 0
+    for s in list_studies(storage):
+        if owner_of(s.get("settings") if isinstance(s.get("settings"), dict) else None) == target:
+            optuna.delete_study(study_name=s["name"], storage=open_storage(storage))
+            log = workspace / "studies" / f"{s['name']}.log"
+            if log.is_file() and not log.is_symlink():
+                log.unlink()
+            n += 1
+    return n
+
+
+def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool = True) -> dict[str, Any]:
+    """Delete everything ``target`` keeps on behalf of ``owner`` (itself, or an admin): its runs (live jobs are
+    left and named in ``kept``: stop them first), its folder (autosaved project, undo history, uploads) and
+    its studies. Returns ``{"runs", "kept", "projects" (1 when the folder was removed), "studies"}``.
+
+    Raises:
+        HousekeepingError: ``owner`` may not delete ``target``'s data, or its folder is a link.
+    """
+    if not can_delete_data(target, owner, admin=is_admin(store.workspace, owner)):
+        raise HousekeepingError(f"only the owner or an admin deletes an owner's data; received: {target}'s data "
+                                f"asked by {owner}. Fix: sign in as that owner or as an admin")
+    folder = _owner_folder(store.workspace, target)  # checked before anything is deleted
+    done, kept = _delete_runs(store, store.list_runs(owner=target, limit=1_000_000))
+    removed = 0
+    if folder.is_dir():
+        shutil.rmtree(folder)
+        removed = 1
+    n_studies = _delete_studies(Path(store.workspace), target) if studies else 0
+    return {"runs": done, "kept": kept, "projects": removed, "studies": n_studies}
+
+
+def class_run_ids(store: RunStore, cls: dict) -> list[dict]:
+    """The class's runs: each member's runs created since it joined the class (:func:`joined_at`)."""
+    out = []
+    for m in cls.get("members", []):
+        since = _classes.joined_at(cls, m)
+        for r in store.list_runs(owner=m, limit=100_000):
+            try:
+                created = datetime.fromisoformat(str(r.get("created_at"))).timestamp()
+            except (TypeError, ValueError):
+                continue
+            if created >= since - 1.0:  # created_at is kept to the second
+                out.append(r)
+    return out
+
+
+def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str, Any]:
+    """Delete a class and its members' class runs (:func:`class_run_ids`) on behalf of its ``teacher`` (or an
+    admin); members keep their projects and their other runs. Live jobs are left (``kept``) and the class is
+    then kept too, so that nothing is orphaned: stop them and delete again.
+
+    Raises:
+        ClassError: an unknown class, or ``teacher`` is not its teacher nor an admin.
+    """
+    cls = _classes.get_class(store.workspace, class_id)
+    admin = is_admin(store.workspace, teacher)
+    if cls["teacher"] != teacher and not admin:
+        raise _classes.ClassError(f"only the class's teacher deletes it; received: {teacher}. Fix: sign in as its "
+                                  "teacher")
+    members = frozenset(cls.get("members", []))
+    runs = [r for r in class_run_ids(store, cls)
+            if admin or _owners.can_delete_class_run(r, teacher, teacher=cls["teacher"], members=members)]
+    done, kept = _delete_runs(store, runs)
+    if not kept:
+        _classes.delete_class(store.workspace, class_id, cls["teacher"])
+    return {"runs": done, "kept": kept, "class_deleted": not kept}
+
+
+def admin_owners(store: RunStore) -> list[dict]:
+    """One row per known owner for the admin's view: ``owner``, ``teacher`` (listed as one), ``runs``, ``live``
+    (jobs), bytes ``runs_b``, ``projects_b``, ``total_b``."""
+    ws_teachers = _owners.teachers(store.workspace)
+    use = workspace_usage(store)["owners"]
+    live: dict[str, int] = {}
+    for j in server_jobs(store):
+        live[j["owner"]] = live.get(j["owner"], 0) + 1
+    return [{"owner": o, "teacher": o in ws_teachers, "runs": u["n_runs"], "live": live.get(o, 0),
+             "runs_b": u["runs"], "projects_b": u["projects"], "total_b": u["total"]}
+            for o, u in sorted(use.items(), key=lambda kv: -kv[1]["total"])]
+
+
+__all__ = ["HousekeepingError", "owner_usage", "class_usage", "known_owners", "workspace_usage", "server_jobs",
+           "stop_job", "delete_runs", "delete_owner_data", "class_run_ids", "delete_class_data", "admin_owners"]
