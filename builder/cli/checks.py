@@ -18,8 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
 from builder.escape import terminal_line as tl
+
+
+def _report_options(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int]) -> None:
+    """The options every after-training check shares (where the runs are, JSON output) and its handler."""
+    p.add_argument("--workspace", help="workspace folder holding the runs")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=func)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target-accuracy", type=float, default=0.95, dest="target_accuracy",
                    help="accuracy the kept (confident) decisions must reach (default 0.95)")
     p.add_argument("--bins", type=int, default=15, help="reliability diagram bins (default 15)")
-    p.add_argument("--workspace", help="workspace folder holding the runs")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    p.set_defaults(func=cmd_calibrate)
+    _report_options(p, cmd_calibrate)
 
     p = subparsers.add_parser("drift", help="compare new data with a run's training data (tables): which "
                               "features moved, and the model's confidence and class mix")
@@ -40,9 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-path", dest="data_path", required=True, help="the new data: a CSV file")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level before the Bonferroni "
                    "correction over the features (default 0.05)")
-    p.add_argument("--workspace", help="workspace folder holding the runs")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    p.set_defaults(func=cmd_drift)
+    _report_options(p, cmd_drift)
 
     p = subparsers.add_parser("prune", help="prune a run (remove channels, or zero small weights) and fine-tune "
                               "the result as a new run; parameters, size, CPU latency and test metric before/after")
@@ -59,9 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-epochs", type=int, default=5, dest="finetune_epochs",
                    help="fine-tune epochs of the new run (default 5; 0 records the pruned weights as they are)")
     p.add_argument("--nodes", help="comma-separated Conv/Linear node ids (default: every one whose channels can go)")
-    p.add_argument("--workspace", help="workspace folder holding the runs")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    p.set_defaults(func=cmd_prune)
+    _report_options(p, cmd_prune)
 
     p = subparsers.add_parser("robustness", help="accuracy of a classifier run under adversarial attacks "
                               "(FGSM/PGD, Captum) of size eps, and the test samples that flip")
@@ -70,9 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", default="0,0.05,0.1,0.2", help="comma-separated L-inf sizes in input units "
                    "(default 0,0.05,0.1,0.2)")
     p.add_argument("--steps", type=int, default=10, help="PGD steps (default 10; step size 2.5 eps / steps)")
-    p.add_argument("--workspace", help="workspace folder holding the runs")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    p.set_defaults(func=cmd_robustness)
+    _report_options(p, cmd_robustness)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -49,11 +49,17 @@ def _groups_check(p, t: TensorType) -> None:
 
 
 
-def _conv1d_shape(p, ins):
+def _conv_input(p, ins, rank: int, kind: str):
+    """The one input of a convolution, checked: floating point, (C, L) or (C, H, W), groups dividing C."""
     (t,) = ins
     _float(t)
-    _rank(t, (2,), "sequence")
+    _rank(t, (rank,), kind)
     _groups_check(p, t)
+    return t
+
+
+def _conv1d_shape(p, ins):
+    t = _conv_input(p, ins, 2, "sequence")
     c, n = t.shape
     out = _conv_len(n, p["kernel_size"], p["stride"], p["padding"], p["dilation"])
     if out < 1:
@@ -63,10 +69,7 @@ def _conv1d_shape(p, ins):
 
 
 def _conv2d_shape(p, ins):
-    (t,) = ins
-    _float(t)
-    _rank(t, (3,), "image")
-    _groups_check(p, t)
+    t = _conv_input(p, ins, 3, "image")
     c, h, w = t.shape
     k, s, pad, d = (_pair(p[n]) for n in ("kernel_size", "stride", "padding", "dilation"))
     oh = _conv_len(h, k[0], s[0], pad[0], d[0])
@@ -94,10 +97,7 @@ register(LayerSpec(
 
 
 def _convT2d_shape(p, ins):
-    (t,) = ins
-    _float(t)
-    _rank(t, (3,), "image")
-    _groups_check(p, t)
+    t = _conv_input(p, ins, 3, "image")
     c, h, w = t.shape
     k, s, pad, d, op = (_pair(p[n]) for n in ("kernel_size", "stride", "padding", "dilation", "output_padding"))
     for i in range(2):
@@ -122,10 +122,7 @@ register(LayerSpec(
 
 
 def _convT1d_shape(p, ins):
-    (t,) = ins
-    _float(t)
-    _rank(t, (2,), "sequence")
-    _groups_check(p, t)
+    t = _conv_input(p, ins, 2, "sequence")
     c, n = t.shape
     k, s, pad, d, op = (p[n_] for n_ in ("kernel_size", "stride", "padding", "dilation", "output_padding"))
     if op >= max(s, d):
