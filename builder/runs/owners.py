@@ -7,7 +7,8 @@ An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives i
 on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; only the
 owner sees a run (everyone, read-only, with ``LAYERLAB_SHARED_RUNS=1``) and only the owner controls it, except
 that a teacher (listed by ``LAYERLAB_TEACHERS`` or the server config, :func:`teachers`) sees the runs of the
-members of their classes read-only and may stop their jobs. Example::
+members of their classes read-only and may stop their jobs, and an admin (``LAYERLAB_ADMINS`` or the config's
+``admins``, :func:`admins`) may stop or delete anyone's. Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_owners.py::test_autosave_and_undo_history
     save_project(ws, "anon:" + "a" * 32, project)

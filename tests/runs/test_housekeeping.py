@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from builder.errors import LayerLabError
 from builder.graph.templates import load_template
 from builder.runs import classes, housekeeping, owners
 from builder.runs.classes import ClassError
@@ -125,3 +126,21 @@ def test_teacher_deletes_a_class_with_its_members_class_runs(store):
     assert classes.list_classes(store.workspace) == []
     left = {r["id"] for r in store.list_runs(limit=100)}
     assert left == {before, outsider} and in_class not in left
+
+
+def test_rights_of_admins_and_teachers(store):
+    run = {"owner": ME}
+    assert owners.can_control(run, ADMIN, action="stop", admin=True)
+    assert owners.can_control(run, ADMIN, action="delete", admin=True)
+    assert not owners.can_control(run, ADMIN, action="pause", admin=True)  # an admin never drives a job
+    assert not owners.can_control(run, OTHER, action="delete")
+    assert owners.can_delete_data(ME, ME) and not owners.can_delete_data(ME, OTHER)
+    assert owners.can_delete_data(ME, ADMIN, admin=True)
+    assert owners.can_delete_class_run(run, TEACHER, teacher=TEACHER, members={ME})
+    assert not owners.can_delete_class_run(run, TEACHER, teacher=TEACHER, members={OTHER})
+    assert not owners.can_delete_class_run(run, OTHER, teacher=TEACHER, members={ME})
+    (store.workspace / "server.json").write_text('{"admins": "it@school.org"}')
+    with pytest.raises(LayerLabError, match="admins is a list of identities; received: str. Fix"):
+        owners.admins(store.workspace)
+    (store.workspace / "server.json").write_text('{"admins": ["boss@school.org"]}')
+    assert owners.admins(store.workspace) == {"local", ADMIN, "user:boss@school.org"}
