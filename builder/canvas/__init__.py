@@ -131,9 +131,13 @@ def graph_canvas(
         ``"category": "Blocks"`` carry a ``"block": {"nodes", "edges"}``
         subgraph that is inserted (with fresh ids) when dropped.
     annotations:
-        ``{"nodes": {id: {"shape", "params", "errors", "out_kind"}},
-        "edges": {edge_id: {"shape"}}, "summary": {"total_params", "memory",
-        "problems": [{"node", "edge", "message"}]}}``; shown in the same rerun.
+        ``{"nodes": {id: {"shape", "params", "macs", "errors", "out_kind", "health",
+        "cost": {mode: [text, share]}}}, "edges": {edge_id: {"shape"}},
+        "summary": {"total_params", "memory", "macs", "cost_modes",
+        "problems": [{"node", "edge", "message"}]}}`` (built by
+        :func:`builder.graph.cost.canvas_annotations`); shown in the same rerun.
+        ``cost_modes`` are the cost overlay's choices in the toolbar (the overlay
+        itself is a browser-side view setting: no rerun).
     revision:
         Bump it to make the browser replace its graph with ``graph`` (loading a
         file, a template, an inspector edit, undo from Python). The browser does

@@ -29,7 +29,8 @@ from builder.graph.registry import get_spec, has_spec
 from builder.graph.report import ShapeReport
 from builder.graph.shapes import infer_shapes, module_ctor
 
-__all__ = ["NodeCost", "module_macs", "node_costs", "total_macs", "MAC_COUNTED", "canvas_annotations"]
+__all__ = ["NodeCost", "module_macs", "node_costs", "total_macs", "MAC_COUNTED", "COST_MODES", "cost_overlay",
+           "canvas_annotations"]
 
 Shape = Sequence[int]
 
@@ -143,21 +144,80 @@ def total_macs(costs: list[NodeCost]) -> int:
     return sum(c.macs for c in costs)
 
 
-def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] | None = None) -> dict:
+COST_MODES = ("params", "macs", "memory", "latency")  # what the canvas's cost overlay can show, in toolbar order
+
+
+def _latency_s(latency: Any) -> dict[str, float]:
+    """Seconds per node from a :class:`~builder.graph.latency.Latency` or a plain ``{node: seconds}``."""
+    per_node = getattr(latency, "per_node", latency)
+    if not isinstance(per_node, dict):
+        return {}
+    out = {}
+    for nid, s in per_node.items():
+        try:
+            v = float(s)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(v) and v >= 0:
+            out[str(nid)] = v
+    return out
+
+
+def cost_overlay(costs: list[NodeCost], latency: Any = None) -> tuple[dict[str, dict], list[str]]:
+    """Per node, per cost mode ``[text, share]`` (share of the graph's total, 0..1; a pair keeps the annotations of
+    a big graph small), and the modes
+    that have values: parameters, multiply-adds, activation memory per sample (float32 outputs) and, when
+    ``latency`` is given (a :class:`~builder.graph.latency.Latency` or ``{node: seconds}``), measured time.
+
+    >>> per_node, modes = cost_overlay([NodeCost("a", "Linear", 30, 30, 40), NodeCost("b", "ReLU", 0, 0, 40)])
+    >>> modes, per_node["a"]["params"], per_node["b"]["memory"][0]
+    (['params', 'macs', 'memory'], ['30', 1.0], '40 B')
+    """
+    from builder.graph.report import human_bytes, human_count
+
+    values: dict[str, dict[str, float]] = {
+        "params": {c.node: c.params for c in costs},
+        "macs": {c.node: c.macs for c in costs},
+        "memory": {c.node: c.activation_bytes for c in costs},
+        "latency": _latency_s(latency) if latency is not None else {},
+    }
+    text = {"params": lambda v: human_count(int(v)), "macs": lambda v: human_count(int(v)),
+            "memory": human_bytes, "latency": lambda v: f"{v * 1e3:.3g} ms"}
+    per_node: dict[str, dict] = {}
+    modes = []
+    for mode in COST_MODES:
+        vals = values[mode]
+        if not vals or (mode == "latency" and not any(vals.values())):
+            continue
+        modes.append(mode)
+        total = sum(vals.values())
+        for nid, v in vals.items():
+            per_node.setdefault(nid, {})[mode] = [text[mode](v), round(v / total, 4) if total > 0 else 0.0]
+    return per_node, modes
+
+
+def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] | None = None,
+                       latency: Any = None) -> dict:
     """What the canvas shows for a graph and its analysis (one pass): per node its output shape, parameters,
-    multiply-adds, errors and output kind; per edge its shape; the totals and every problem (the format of
+    multiply-adds, errors, output kind and cost overlay values (:func:`cost_overlay`); per edge its shape; the
+    totals, the cost modes available (``summary.cost_modes``) and every problem (the format of
     :func:`builder.canvas.graph_canvas`'s ``annotations``). ``health``: per node ``{"level": "ok" | "warn" | "bad",
     "message"}`` of a training run (:func:`builder.interpret.doctor.health_annotations`), shown as the node's tint
-    and badge; nodes it does not name get none."""
+    and badge; nodes it does not name get none. ``latency``: measured time per node (a
+    :class:`~builder.graph.latency.Latency` or ``{node: seconds}``), offered as the overlay's latency mode."""
     from builder.graph.report import human_bytes, human_count, kinds_of
 
     kinds = kinds_of(report)
-    macs = {c.node: c.macs for c in node_costs(report)}
+    costs = node_costs(report)
+    macs = {c.node: c.macs for c in costs}
+    overlay, modes = cost_overlay(costs, latency)
     nodes = {}
     for nid, info in report.nodes.items():
         nodes[nid] = {"shape": info.shape_str if info.shape is not None else None, "params": info.num_params,
                       "macs": macs.get(nid), "errors": list(info.errors) if info.status != "upstream" else [],
                       "out_kind": kinds.get(nid, "tensor")}
+        if nid in overlay:
+            nodes[nid]["cost"] = overlay[nid]
         if health and isinstance(health.get(nid), dict):
             nodes[nid]["health"] = {"level": str(health[nid].get("level", "ok")),
                                     "message": str(health[nid].get("message", ""))}
@@ -168,5 +228,5 @@ def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] 
             edges[e.key] = {"shape": str(t)}
     problems = [{"node": p.node, "edge": p.edge, "message": p.message} for p in report.problems]
     summary = {"total_params": report.total_params, "memory": human_bytes(training_memory(report, 64).peak),
-               "macs": human_count(sum(m for m in macs.values() if m)), "problems": problems}
+               "macs": human_count(sum(m for m in macs.values() if m)), "problems": problems, "cost_modes": modes}
     return {"nodes": nodes, "edges": edges, "summary": summary}

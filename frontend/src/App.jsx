@@ -26,6 +26,7 @@ import Toolbar from './Toolbar.jsx';
 import { ContextMenu, HelpPanel, ProblemsBar } from './Overlays.jsx';
 import { CanvasContext } from './context.js';
 import { createAnnotationStore } from './annotations.js';
+import { activeMode, costModes } from './cost.js';
 import { layeredLayout } from './layout.js';
 import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, indexPalette, makeEdge, makeNode } from './graph.js';
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
@@ -92,6 +93,7 @@ function Canvas({ data, api, store }) {
   const [renamingId, setRenamingId] = useState(null);
   const [groupForm, setGroupForm] = useState(null);
   const [problemsOpen, setProblemsOpen] = useState(false);
+  const [costChoice, setCostChoice] = useState('off'); // the cost overlay (cost.js), a view setting only
   const [helpOpen, setHelpOpen] = useState(false);
   const [tip, setTip] = useState(null);
   // true while the viewport pans/zooms/animates (exposed as data-moving for tests that wait for it)
@@ -580,9 +582,11 @@ function Canvas({ data, api, store }) {
   const problems = Array.isArray(annotations.summary?.problems) ? annotations.summary.problems : [];
   const problemEdgeKey = problems.filter((p) => p && p.edge).map((p) => String(p.edge)).sort().join('\n');
   const problemEdges = useMemo(() => new Set(problemEdgeKey ? problemEdgeKey.split('\n') : []), [problemEdgeKey]);
+  const costModeList = costModes(annotations.summary);
+  const costMode = activeMode(costChoice, costModeList);
   const ctx = useMemo(
-    () => ({ paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip, toggleBlock }),
-    [paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip, toggleBlock],
+    () => ({ paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip, toggleBlock, costMode }),
+    [paletteMap, annStore, problemEdges, renamingId, startRename, finishRename, showTip, hideTip, toggleBlock, costMode],
   );
   const selCount = nodes.reduce((a, n) => a + (n.selected ? 1 : 0), 0);
   const selEdgeCount = edges.reduce((a, e) => a + (e.selected ? 1 : 0), 0);
@@ -647,6 +651,9 @@ function Canvas({ data, api, store }) {
             blocksOn={!!blocks}
             onToggleBlocks={toggleBlocks}
             onFind={onFind}
+            costModes={costModeList}
+            costMode={costMode}
+            onCostMode={setCostChoice}
             helpOpen={helpOpen}
             onToggleHelp={() => setHelpOpen((o) => !o)}
           />

@@ -4,6 +4,7 @@ import { CanvasContext } from './context.js';
 import { useAnnotation } from './annotations.js';
 import { colorFor, formatCount, portsOf, outKind, inKind } from './graph.js';
 import { healthClass, healthOf } from './health.js';
+import { costAlpha, costOf, shareText, COST_LABELS } from './cost.js';
 
 function RenameInput({ initial, onDone }) {
   const [value, setValue] = useState(initial);
@@ -43,6 +44,7 @@ function LayerNode({ id, data, selected }) {
   const ann = useAnnotation(ctx.annStore, 'nodes', id);
   const errors = Array.isArray(ann.errors) ? ann.errors.filter((m) => m != null).map(String) : [];
   const health = healthOf(ann);
+  const cost = costOf(ann, ctx.costMode);
   const { inputs, outputs } = portsOf(entry);
   const category = entry?.category || (data.ltype === 'Input' ? 'Inputs' : null);
   const color = colorFor(category);
@@ -55,8 +57,8 @@ function LayerNode({ id, data, selected }) {
 
   return (
     <div
-      className={`ll-node${selected ? ' is-selected' : ''}${errors.length ? ' has-error' : ''}${entry ? '' : ' is-unknown'}${healthClass(health)}`}
-      style={{ '--cat': color }}
+      className={`ll-node${selected ? ' is-selected' : ''}${errors.length ? ' has-error' : ''}${entry ? '' : ' is-unknown'}${healthClass(health)}${cost ? ' has-cost' : ''}`}
+      style={cost ? { '--cat': color, '--cost-a': costAlpha(cost.share) } : { '--cat': color }}
       data-node-id={id}
       data-testid={`node-${id}`}
     >
@@ -95,6 +97,12 @@ function LayerNode({ id, data, selected }) {
         <span className={`ll-node-params${Number(ann.params) === 0 ? ' is-zero' : ''}`}
           title={macs ? `${params} parameters · ${macs} multiply-adds per sample` : undefined}>{params != null ? `${params} params` : ''}</span>
       </div>
+      {cost && (
+        <div className="ll-node-cost" data-testid={`cost-${id}`} title={`${COST_LABELS[ctx.costMode]}: ${cost.text}, ${shareText(cost.share)} of the network`}>
+          <span className="ll-node-cost-v">{cost.text}</span>
+          <span className="ll-node-cost-share">{shareText(cost.share)}</span>
+        </div>
+      )}
       {rows > 0 && (
         <div className="ll-ports">
           {Array.from({ length: rows }).map((_, i) => {

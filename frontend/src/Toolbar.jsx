@@ -1,4 +1,5 @@
 import { memo, useState } from 'react';
+import { COST_LABELS } from './cost.js';
 import { FitIcon, GroupIcon, HelpIcon, LayoutIcon, PanelIcon, RedoIcon, TrashIcon, UndoIcon } from './icons.jsx';
 
 function Toolbar(p) {
@@ -82,6 +83,19 @@ function Toolbar(p) {
         >
           <span className="ll-btn-label">{p.blocksOn ? 'Blocks: on' : 'Blocks: off'}</span>
         </button>
+      )}
+      {p.costModes && p.costModes.length > 1 && (
+        <select
+          className={`ll-input ll-cost-select${p.costMode !== 'off' ? ' is-on' : ''}`}
+          aria-label="Cost overlay"
+          title="Tint layers by their share of the network's cost and show each layer's value"
+          value={p.costMode}
+          onChange={(e) => p.onCostMode(e.target.value)}
+        >
+          {p.costModes.map((m) => (
+            <option key={m} value={m}>{m === 'off' ? COST_LABELS.off : `Cost: ${COST_LABELS[m]}`}</option>
+          ))}
+        </select>
       )}
       <FindBox onFind={p.onFind} disabled={!p.hasNodes} />
       <span className="ll-counts">

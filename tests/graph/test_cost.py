@@ -112,3 +112,27 @@ def test_canvas_annotations_carry_multiply_adds():
     assert ann["nodes"]["conv1"]["macs"] == 9_216 and ann["nodes"]["relu1"]["macs"] == 0
     assert ann["summary"]["macs"] == "91.8k" and ann["summary"]["total_params"] == 13_706
     assert set(ann["edges"]) == {e.key for e in graph.edges}
+
+
+def test_cost_overlay_values_and_shares_for_the_canvas():
+    from builder.graph.cost import canvas_annotations, node_costs
+
+    graph = builder.load_template("cnn").graph
+    report = builder.infer_shapes(graph)
+    ann = canvas_annotations(graph, report)
+    assert ann["summary"]["cost_modes"] == ["params", "macs", "memory"]  # no latency measured
+    conv1 = ann["nodes"]["conv1"]["cost"]
+    assert conv1["macs"] == ["9.2k", round(9_216 / 91_776, 4)]
+    assert conv1["params"][0] == "160" and ann["nodes"]["relu1"]["cost"]["macs"] == ["0", 0.0]
+    costs = node_costs(report)
+    for mode, field in (("params", "params"), ("macs", "macs"), ("memory", "activation_bytes")):
+        total = sum(getattr(c, field) for c in costs)
+        shares = [ann["nodes"][c.node]["cost"][mode][1] for c in costs]
+        assert abs(sum(shares) - 1) < 1e-3 and all(0 <= s <= 1 for s in shares)
+        biggest = max(costs, key=lambda c: getattr(c, field))
+        assert max(shares) == round(getattr(biggest, field) / total, 4)
+    # measured latency per node (seconds) adds its mode; a bad value is dropped, not shown
+    timed = canvas_annotations(graph, report, latency={"conv1": 0.002, "fc": 0.002, "relu1": float("nan")})
+    assert timed["summary"]["cost_modes"][-1] == "latency"
+    assert timed["nodes"]["conv1"]["cost"]["latency"] == ["2 ms", 0.5]
+    assert "latency" not in timed["nodes"]["relu1"]["cost"]
