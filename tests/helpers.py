@@ -21,8 +21,9 @@ T = TypeVar("T")
 
 
 def until(pred: Callable[[], T], what: str, timeout: float = 60.0, *, poll: float = 0.05,
-          state: Callable[[], Any] | None = None) -> T:
-    """Poll ``pred`` until it returns something truthy and return that.
+          state: Callable[[], Any] | None = None, page: Any = None) -> T:
+    """Poll ``pred`` until it returns something truthy and return that (between polls a Playwright ``page``,
+    when given, keeps handling its events: ``page.wait_for_timeout``).
 
     Raises (pytest.fail) after ``timeout`` seconds, naming ``what`` and the last state seen: ``state()`` when
     given, else the last value of ``pred``.
@@ -35,7 +36,10 @@ def until(pred: Callable[[], T], what: str, timeout: float = 60.0, *, poll: floa
         if time.monotonic() >= end:
             last = state() if state is not None else value
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
-        time.sleep(poll)
+        if page is not None:
+            page.wait_for_timeout(poll * 1000)
+        else:
+            time.sleep(poll)
 
 
 def wait_for_status(store, run_id: str, statuses: Collection[str], timeout: float = 180.0) -> dict:

@@ -7,6 +7,7 @@ package; ``playwright install`` is never run. Servers listen on 127.0.0.1 only a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -49,6 +50,25 @@ def launch_chromium(playwright):
     if exe is None:
         raise FileNotFoundError("Chromium not found: apt-get install chromium, or set LAYERLAB_CHROMIUM")
     return playwright.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+
+
+@contextlib.contextmanager
+def chromium_browser():
+    """Headless Chromium under Playwright for one test module, closed at the end; a missing Chromium or
+    ``playwright`` package skips the test (fails it under CI=true, see :func:`missing`)."""
+    if find_chromium() is None:
+        missing("Chromium (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright (python) is not installed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
+from tests.serving import ARTIFACTS, StreamlitServer, chromium_browser
 
 pytestmark = pytest.mark.browser
 
@@ -19,22 +19,13 @@ APP = Path(__file__).resolve().parent / "big_app.py"
 
 @pytest.fixture(scope="module")
 def page():
-    if find_chromium() is None:
-        missing("Chromium (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright (python) is not installed")
-    ARTIFACTS.mkdir(exist_ok=True)
     with StreamlitServer(APP, env={"LAYERLAB_BIG_NODES": "500"}, extra_args=["--runner.postScriptGC", "false"]) as srv, \
-            sync_playwright() as p:
-        b = launch_chromium(p)
+            chromium_browser() as b:
         pg = b.new_page(viewport={"width": 1400, "height": 900})
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
         pg.goto(srv.url)
         yield pg, errors
-        b.close()
 
 
 def test_big_graph_opens_collapsed_expands_and_finds(page):

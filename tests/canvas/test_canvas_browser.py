@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
+from tests.serving import ARTIFACTS, StreamlitServer, chromium_browser
 
 pytestmark = pytest.mark.browser
 
@@ -37,17 +37,8 @@ def Server(env_extra: dict[str, str] | None = None) -> StreamlitServer:  # noqa:
 
 @pytest.fixture(scope="module")
 def browser():
-    if find_chromium() is None:
-        missing("Chromium (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright (python) is not installed")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = launch_chromium(p)
+    with chromium_browser() as b:
         yield b
-        b.close()
 
 
 def open_app(browser, server: Server):

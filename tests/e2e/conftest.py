@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import ARTIFACTS, StreamlitServer, find_chromium, launch_chromium, missing
+from tests.serving import ARTIFACTS, StreamlitServer, chromium_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,16 +35,8 @@ def app_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium, one per test module (so a module may start its own Playwright)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("the playwright package")
-    if find_chromium() is None:
-        missing("Chromium")
-    with sync_playwright() as p:
-        b = launch_chromium(p)
+    with chromium_browser() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

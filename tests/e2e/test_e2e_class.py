@@ -21,7 +21,9 @@ from builder.graph.share import encode_project
 from builder.graph.templates import load_template
 from builder.runs import classes, jobs, owners
 from builder.runs.jobs import JobSpec, submit
+from builder.runs.status import FINAL
 from builder.runs.store import RunStore
+from tests.helpers import until
 from tests.serving import ARTIFACTS, StreamlitServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -29,20 +31,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 COOKIE = "layerlab_owner"
 TEACHER_ID = "1" * 32
 STUDENT_IDS = ["2" * 32, "3" * 32, "4" * 32]
-FINAL = ("finished", "stopped", "failed", "interrupted")
-
-
-def _until(pred, what: str, timeout: float = 60.0, page=None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        if page is not None:
-            page.wait_for_timeout(100)
-        else:
-            time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -89,7 +77,7 @@ def test_teacher_and_three_students(browser, ws):
         # the teacher opens a shared link in a fresh browser: the graph arrives node for node
         tctx, tpage = _person(browser, server.url, TEACHER_ID)
         open_app(tpage, "build?p=" + encode_project(starter))
-        saved = _until(lambda: (p := owners.load_autosave(ws, teacher)) and p.name == starter.name and p,
+        saved = until(lambda: (p := owners.load_autosave(ws, teacher)) and p.name == starter.name and p,
                        "the linked project on the teacher's canvas", page=tpage)
         assert [(n.id, n.type, n.params) for n in saved.graph.nodes] == \
             [(n.id, n.type, n.params) for n in starter.graph.nodes]
@@ -98,7 +86,7 @@ def test_teacher_and_three_students(browser, ws):
         tpage.get_by_label("Class name").fill("ML 101")
         tpage.get_by_label("Class name").press("Tab")
         _click(tpage, "ll_class_create")
-        (cls,) = _until(lambda: classes.list_classes(ws, teacher=teacher), "the class", page=tpage)
+        (cls,) = until(lambda: classes.list_classes(ws, teacher=teacher), "the class", page=tpage)
 
         # three students join with the link's code, get the starter and press Train this network
         people = []
@@ -118,9 +106,9 @@ def test_teacher_and_three_students(browser, ws):
                             + page.locator("[data-testid=stMain]").inner_text()[:1500])
             people.append((ctx, page))
         assert sorted(classes.get_class(ws, cls["id"])["members"]) == sorted(students)
-        runs = {s: _until(lambda s=s: store.list_runs(owner=s), f"a run of {s}")[0]["id"] for s in students}
+        runs = {s: until(lambda s=s: store.list_runs(owner=s), f"a run of {s}")[0]["id"] for s in students}
         for s in students[:2]:
-            _until(lambda s=s: store.get(runs[s])["status"] in FINAL, f"run of {s} to end", timeout=45)
+            until(lambda s=s: store.get(runs[s])["status"] in FINAL, f"run of {s} to end", timeout=45)
         # the third student's runaway job (many epochs), which the teacher stops
         runaway = submit(store, JobSpec(project=starter.model_dump(mode="json"), dataset="moons",
                                         config={"epochs": 5000}, owner=students[2], name="runaway"))
@@ -130,7 +118,7 @@ def test_teacher_and_three_students(browser, ws):
         assert all(runs[s] in text for s in students) and runaway in text
         assert "Leaderboard" in text and "student 1" in text and "student 2" in text
         _click(tpage, f"ll_class_stop_{runaway}")
-        _until(lambda: store.get(runaway)["status"] in FINAL, "the runaway job to stop", timeout=30)
+        until(lambda: store.get(runaway)["status"] in FINAL, "the runaway job to stop", timeout=30)
         assert store.get(runaway)["status"] == "stopped"
 
         # a student sees only their own runs: a link to another student's run is answered "no run of yours"

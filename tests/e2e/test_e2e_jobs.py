@@ -21,6 +21,7 @@ from builder.graph.templates import load_template
 from builder.runs import jobs
 from builder.runs.jobs import JobSpec, submit, wait
 from builder.runs.store import RunStore
+from tests.helpers import until
 from tests.serving import ARTIFACTS, StreamlitServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -28,19 +29,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 COOKIE = "layerlab_owner"
 RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
 ENV = {"LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_MAX_JOBS": "2", "LAYERLAB_LAUNCHER_IDLE_S": "30"}
-
-
-def _until(pred, what: str, timeout: float = 60.0, page=None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        if page is not None:
-            page.wait_for_timeout(50)
-        else:
-            time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +62,7 @@ def _context(browser, url: str):
 
 
 def _owner_cookie(ctx) -> str:
-    return _until(lambda: next((c["value"] for c in ctx.cookies() if c["name"] == COOKIE), None),
+    return until(lambda: next((c["value"] for c in ctx.cookies() if c["name"] == COOKIE), None),
                   "the identity cookie")
 
 
@@ -83,7 +71,7 @@ def _main_text(page) -> str:
 
 
 def _run_id(page) -> str:
-    m = _until(lambda: RUN_RE.search(_main_text(page)), "the run id on the page", page=page)
+    m = until(lambda: RUN_RE.search(_main_text(page)), "the run id on the page", page=page)
     return m.group(1)
 
 
@@ -127,7 +115,7 @@ def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(brows
 
         _rename(page, "Durable net")
         run_id = _start(page, 400)
-        _until(lambda: curve_points(page) > 0, "the first curve point", page=page)
+        until(lambda: curve_points(page) > 0, "the first curve point", page=page)
         store = RunStore(ws)
         assert store.get(run_id)["owner"] == "anon:" + me
 
@@ -135,12 +123,12 @@ def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(brows
         page.reload()  # F5 during training, on the Train page
         page.wait_for_selector("h1:has-text('Train')", timeout=60_000)
         # the Train page shows a run only when its graph is the canvas graph: the same graph came back
-        _until(lambda: run_id in _main_text(page) and curve_points(page) > 0, "the same run live on Train",
+        until(lambda: run_id in _main_text(page) and curve_points(page) > 0, "the same run live on Train",
                timeout=30, page=page)
         print(f"the run was live on Train {time.monotonic() - t0:.1f} s after the reload")  # target < 5 s
         expect(page.locator("[data-testid=stSidebar]").get_by_label("Project name")).to_have_value("Durable net")
         n1 = curve_points(page)
-        _until(lambda: curve_points(page) > n1, "the curve to grow after the reload", page=page)
+        until(lambda: curve_points(page) > n1, "the curve to grow after the reload", page=page)
         goto_page(page, "Build")
         page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)  # the CNN on the canvas
 
@@ -180,7 +168,7 @@ def test_a_job_outlives_the_server_and_a_restarted_server_shows_it(browser, tmp_
         open_app(page)
         run_id = _start(page, 12)
         store = RunStore(ws)
-        _until(lambda: store.get(run_id)["status"] == "running", "the job to run")
+        until(lambda: store.get(run_id)["status"] == "running", "the job to run")
         pid = store.get(run_id)["pid"]
         assert os.getpgid(pid) != os.getpgid(server.proc.pid)  # the job is in a session of its own
     finally:
@@ -204,7 +192,7 @@ def test_a_job_that_dies_leaves_the_server_answering_and_the_run_marked(browser,
         me = "anon:" + _owner_cookie(ctx)
         run_id = _start(page, 400)
         store = RunStore(ws)
-        _until(lambda: (store.get(run_id)["epochs_done"] or 0) >= 1, "an epoch")
+        until(lambda: (store.get(run_id)["epochs_done"] or 0) >= 1, "an epoch")
         os.kill(store.get(run_id)["pid"], signal.SIGKILL)  # as the OOM killer would
         expect(page.locator("[data-testid=stMain]")).to_contain_text("Interrupted", timeout=30_000)
         assert store.get(run_id)["status"] == "interrupted"
