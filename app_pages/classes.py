@@ -256,7 +256,7 @@ def teacher_view() -> None:
     store = ui.store()
     rows = classes.class_runs(store, cls)
     st.subheader("Leaderboard")
-    board = classes.leaderboard(store, cls)
+    board = classes.leaderboard(store, cls, rows)
     if board:
         lines = [f"| # | student | run | test {ui.md(cls['metric'])} | params |", "|---:|---|---|---:|---:|"]
         for r in board:

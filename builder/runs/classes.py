@@ -30,7 +30,7 @@ from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 from builder.runs.owners import is_teacher, owner_of
 from builder.runs.store import RunStore
-from builder.runs.summary import run_overview
+from builder.runs.summary import best_epoch, duration_s
 
 CLASSES_DIR = "classes"
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read aloud or from a slide
@@ -284,32 +284,56 @@ def _evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) 
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+_PARAMS: dict[str, int | None] = {}  # parameters per graph hash (a class's runs mostly share the starter's graph)
+
+
+def _params(store: RunStore, run: dict) -> int | None:
+    """A run's parameter count, computed once per graph (:func:`builder.runs.store.graph_hash`) and process."""
+    from builder.graph.shapes import infer_shapes
+
+    key = run.get("graph_hash")
+    if key and key in _PARAMS:
+        return _PARAMS[key]
+    try:
+        value: int | None = infer_shapes(load_project(store.get(run["id"])["project"]).graph).total_params
+    except (LayerLabError, ValueError, TypeError, KeyError):
+        value = None
+    if key:
+        if len(_PARAMS) > 4096:
+            _PARAMS.clear()
+        _PARAMS[key] = value
+    return value
+
+
 def class_runs(store: RunStore, cls: dict, limit: int = 200) -> list[dict]:
     """Every member's runs, newest first: ``owner``, ``member`` (its number in the class), ``id``, ``name``,
     ``status``, ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the held-out
-    split: :func:`holdout_score`),
-    ``params`` and ``time_s``."""
+    split: :func:`holdout_score`), ``params`` and ``time_s``. One query per member and one per run (its epochs);
+    parameters are counted once per graph."""
     members = {m: i + 1 for i, m in enumerate(cls.get("members", []))}
     rows = []
     for owner in members:
         for run in store.list_runs(owner=owner, limit=limit):
-            ov = run_overview(store, run)
-            best = ov.get("best") or {}
+            try:
+                best = best_epoch(store.metrics(run["id"], "epoch"))
+            except LayerLabError:
+                best = {}
             rows.append({"owner": owner, "member": members[owner], "id": run["id"], "name": run.get("name"),
                          "status": run["status"], "epochs": run.get("epochs_done"),
                          "best": best.get("val_metric"), "metric_name": best.get("metric_name"),
-                         "test": holdout_score(store, cls, run), "params": ov.get("params"),
-                         "time_s": ov.get("duration_s"), "created_at": run.get("created_at")})
+                         "test": holdout_score(store, cls, run), "params": _params(store, run),
+                         "time_s": duration_s(run), "created_at": run.get("created_at")})
     return sorted(rows, key=lambda r: str(r.get("created_at") or ""), reverse=True)
 
 
-def leaderboard(store: RunStore, cls: dict) -> list[dict]:
+def leaderboard(store: RunStore, cls: dict, rows: list[dict] | None = None) -> list[dict]:
     """Each member's best finished run by the class metric on the held-out test split (one row per member,
-    best first; lower is better for loss, mse and mae), with its ``rank``."""
+    best first; lower is better for loss, mse and mae), with its ``rank``. ``rows``: :func:`class_runs` when
+    the caller has them already."""
     name = cls.get("metric", "accuracy")
     sign = 1.0 if name in LOWER_IS_BETTER else -1.0
     best: dict[str, dict] = {}
-    for row in class_runs(store, cls):
+    for row in class_runs(store, cls) if rows is None else rows:
         if row["status"] != "finished" or row["test"] is None:
             continue
         cur = best.get(row["owner"])
