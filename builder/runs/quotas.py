@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from builder.errors import RunStoreError
-from builder.runs.classes import class_quotas
+from builder.runs.classes import class_quotas, list_classes
 from builder.runs.owners import LOCAL_OWNER, is_teacher, server_config
 from builder.runs.status import STARTED, RunStatus, is_live
 from builder.runs.store import RunStore
@@ -63,9 +63,16 @@ def _number(value: object, where: str) -> float | None:
 
 def limits(workspace: str | Path, owner: str) -> dict[str, float | None]:
     """The limits that apply to ``owner`` (None: no limit), from defaults < config file < environment < class."""
-    out = dict(DEFAULTS)
+    return limit_sources(workspace, owner)[0]
+
+
+def limit_sources(workspace: str | Path, owner: str) -> tuple[dict[str, float | None], dict[str, str]]:
+    """:func:`limits` and, for each limit that is set, where it comes from (``the server config``,
+    ``LAYERLAB_QUOTA_...``, ``the class ML 101``), which a refusal names."""
+    out, where_of = dict(DEFAULTS), {}
     if owner == LOCAL_OWNER or is_teacher(workspace, owner):
-        return out
+        return out, where_of
+    cls = next(iter(c for c in list_classes(workspace, member=owner) if c.get("quotas")), None)
     layers: list[tuple[Mapping, str]] = [(server_config(workspace).get("quotas") or {}, "the server config"),
                                          ({k: os.environ.get(v) for k, v in ENV.items()}, "the environment"),
                                          (class_quotas(workspace, owner), "the class")]
@@ -77,7 +84,9 @@ def limits(workspace: str | Path, owner: str) -> dict[str, float | None]:
         for key in KEYS:
             if values.get(key) not in (None, ""):
                 out[key] = _number(values[key], where)
-    return out
+                where_of[key] = (ENV[key] if where == "the environment" else
+                                 f"the class {cls['name']}" if where == "the class" and cls else where)
+    return out, where_of
 
 
 def folder_bytes(path: Path) -> int:
@@ -168,26 +177,34 @@ def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
     return {"running": running, "queued": queued, "storage_mb": size / 2**20, "gpu_seconds": used_gpu}
 
 
-def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *, gpu: bool = True) -> None:
+def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *, gpu: bool = True,
+                where: Mapping[str, str] | None = None) -> None:
     """Raise :class:`QuotaError` when one more job would go over a limit: the owner's storage is full, its
     queued jobs are at the ``queued`` limit, its live jobs (running, paused and queued) are at ``running``
-    plus ``queued``, or (for a job that may use a GPU, ``gpu``) its GPU-seconds of the last day are spent."""
+    plus ``queued``, or (for a job that may use a GPU, ``gpu``) its GPU-seconds of the last day are spent.
+    ``where`` (:func:`limit_sources`) names where the limit was set, at the end of the message."""
     run_cap, queue_cap, mb_cap = limit.get("running"), limit.get("queued"), limit.get("storage_mb")
     gpu_cap = limit.get("gpu_seconds")
+
+    def refuse(key: str, text: str) -> QuotaError:
+        src = (where or {}).get(key)
+        return QuotaError(text + (f" (limit set by {src})" if src else ""))
+
     if mb_cap is not None and used["storage_mb"] >= mb_cap:
-        raise QuotaError(f"one person's runs may take at most {mb_cap:g} MiB; received: {used['storage_mb']:.1f} "
-                         "MiB in use. Fix: delete runs you no longer need on the Runs page, or ask your teacher")
+        raise refuse("storage_mb", f"one person's runs may take at most {mb_cap:g} MiB; received: "
+                     f"{used['storage_mb']:.1f} MiB in use. Fix: delete runs you no longer need on the Runs page "
+                     "or the Server page, or ask your teacher")
     if queue_cap is not None and used["queued"] >= queue_cap:
-        raise QuotaError(f"one person may have at most {queue_cap:g} job(s) waiting; received: {used['queued']:g} "
-                         "queued. Fix: wait for one to start, or stop one on the Runs page")
+        raise refuse("queued", f"one person may have at most {queue_cap:g} job(s) waiting; received: "
+                     f"{used['queued']:g} queued. Fix: wait for one to start, or stop one on the Runs page")
     if run_cap is not None and used["running"] + used["queued"] >= run_cap + (queue_cap or 0):
-        raise QuotaError(f"one person may have at most {run_cap:g} job(s) running and {queue_cap or 0:g} waiting; "
-                         f"received: {used['running']:g} running, {used['queued']:g} queued. Fix: wait for one to "
-                         "finish, or stop one on the Runs page")
+        raise refuse("running", f"one person may have at most {run_cap:g} job(s) running and {queue_cap or 0:g} "
+                     f"waiting; received: {used['running']:g} running, {used['queued']:g} queued. Fix: wait for "
+                     "one to finish, or stop one on the Runs page")
     if gpu and gpu_cap is not None and used.get("gpu_seconds", 0.0) >= gpu_cap:
-        raise QuotaError(f"one person may use at most {gpu_cap:g} GPU-seconds in 24 hours; received: "
-                         f"{used['gpu_seconds']:.0f} GPU-seconds used in the last 24 hours. Fix: set the device "
-                         "to CPU on the Train page, wait until earlier runs are a day old, or ask your teacher")
+        raise refuse("gpu_seconds", f"one person may use at most {gpu_cap:g} GPU-seconds in 24 hours; received: "
+                     f"{used['gpu_seconds']:.0f} GPU-seconds used in the last 24 hours. Fix: set the device to CPU "
+                     "on the Train page, wait until earlier runs are a day old, or ask your teacher")
 
 
 def wants_gpu(device: object) -> bool:
@@ -199,11 +216,11 @@ def check_quota(store: RunStore, owner: str, *, device: str = "auto") -> None:
     """Refuse a new job of ``owner`` over its quotas (:class:`QuotaError`, worded rule; received; Fix); the
     GPU-time quota only for a job whose ``device`` may be a GPU (:func:`wants_gpu`). Called by
     :func:`builder.runs.jobs.submit` under :func:`admit` before anything is recorded."""
-    limit = limits(store.workspace, owner)
+    limit, where = limit_sources(store.workspace, owner)
     if all(v is None for v in limit.values()):
         return
     gpu = wants_gpu(device) and limit.get("gpu_seconds") is not None
-    check_usage(usage(store, owner, gpu=gpu), limit, gpu=gpu)
+    check_usage(usage(store, owner, gpu=gpu), limit, gpu=gpu, where=where)
 
 
 @contextmanager
@@ -219,5 +236,5 @@ def admit(store: RunStore) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-__all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "usage", "check_usage", "check_quota",
+__all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "limit_sources", "usage", "check_usage", "check_quota",
            "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]

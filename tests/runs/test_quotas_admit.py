@@ -109,7 +109,29 @@ def test_gpu_quota_refuses_gpu_jobs_not_cpu_jobs(ws, monkeypatch):
     with pytest.raises(QuotaError, match=r"at most 3600 GPU-seconds in 24 hours; received: 72\d\d GPU-seconds used "
                                          r"in the last 24 hours. Fix: set the device to CPU"):
         submit(store, _spec(ME))
+    with pytest.raises(QuotaError, match=r"or ask your teacher \(limit set by LAYERLAB_QUOTA_GPU_SECONDS\)$"):
+        submit(store, _spec(ME))
     assert len(store.list_runs(limit=100)) == before  # nothing recorded
     submit(store, _spec(ME, device="cpu"))  # a CPU job uses no GPU time: admitted
     submit(store, _spec(OTHER))  # others are unaffected
     assert quotas.wants_gpu("cuda:1") and quotas.wants_gpu(None) and not quotas.wants_gpu("mps")
+
+
+def test_a_refusal_names_where_its_limit_was_set(ws, monkeypatch):
+    import json
+
+    from builder.runs import classes
+
+    teacher = "user:t@school.org"
+    (ws / "server.json").write_text(json.dumps({"teachers": [teacher], "quotas": {"storage_mb": 100}}))
+    monkeypatch.setenv("LAYERLAB_QUOTA_QUEUED", "3")
+    c = classes.create_class(ws, teacher, "ML 101", load_template("mlp"), quotas={"gpu_seconds": 60})
+    classes.join_class(ws, c["code"], ME)
+    got, where = quotas.limit_sources(ws, ME)
+    assert got == {"running": None, "queued": 3, "storage_mb": 100, "gpu_seconds": 60}
+    assert where == {"queued": "LAYERLAB_QUOTA_QUEUED", "storage_mb": "the server config",
+                     "gpu_seconds": "the class ML 101"}
+    used = {"running": 0, "queued": 0, "storage_mb": 0.0, "gpu_seconds": 61.0}
+    with pytest.raises(QuotaError, match=r"received: 61 GPU-seconds .* \(limit set by the class ML 101\)$"):
+        quotas.check_usage(used, got, where=where)
+    quotas.check_usage(used, got, gpu=False, where=where)  # a CPU job
