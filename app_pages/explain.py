@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from app_pages import explain_checks, nav, ui
+from app_pages import explain_checks, explain_tryit, nav, ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
 
@@ -321,63 +321,6 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
                    + " · ".join(f"{label} **{d:.2g}**" for label, d in deltas))
 
 
-def try_it_tab(xs: ExplainSession, i: int) -> None:
-    """Your own input: a row in the data's units, an uploaded image or typed words, predicted and explained."""
-    from builder.interpret import tryit
-
-    form = tryit.try_form(xs, i)
-    methods = xs.methods()
-    method = st.columns([1, 2])[0].selectbox("Attribution", [*methods.default, *(m for m in methods.available
-                                                             if m not in methods.default), None],
-                          format_func=lambda m: "none" if m is None else xs.method_label(m), key=_k("ll_try_method"),
-                          help="Computed for the predicted class of your input")
-    x = None
-    try:
-        if form.kind == "features":
-            st.caption("Edit the values (in the data's own units; the model sees them standardised like its "
-                       f"training data). Starting from {xs.split} sample #{i}.")
-            rows = st.data_editor({"feature": form.names, "value": form.start}, hide_index=True, width="stretch",
-                                  disabled=["feature"], key=_k(f"ll_try_rows_{i}"))
-            x = tryit.encode_row(xs, list(rows["value"]))
-        elif form.kind == "image":
-            c = st.columns([3, 1], vertical_alignment="bottom")
-            up = c[0].file_uploader("Your image", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"],
-                                    key=_k("ll_try_image"), help="Resized to "
-                                    f"{form.shape[1]}×{form.shape[2]} and scaled like the training images")
-            invert = c[1].checkbox("Invert (dark on light)", key=_k("ll_try_invert"),
-                                   help="Drawings are usually dark on light; the built-in digits are light on dark")
-            if up is None:
-                st.info("Upload an image to see what the model makes of it.", icon=":material/upload:")
-                return
-            x = tryit.encode_image(xs, up.getvalue(), invert=invert, name=up.name)
-        else:
-            text = st.text_input("Your sequence (words of the vocabulary, separated by spaces)", value=form.start_text,
-                                 key=_k(f"ll_try_text_{i}"))
-            st.caption("Vocabulary: " + ui.md(" ".join(form.vocab[:60])))
-            x = tryit.encode_tokens(xs, text)
-        res = tryit.try_input(xs, x, method)
-    except LayerLabError as e:
-        st.warning(ui.md(e), icon=":material/warning:")
-        return
-    c = st.columns([1, 3])
-    conf = f"{res.confidence:.1%} confident" if res.confidence == res.confidence else None  # NaN: a value
-    c[0].metric("Your input's prediction", ui.md(res.predicted), delta=conf, delta_color="off", delta_arrow="off")
-    if res.runners_up:
-        c[0].caption("Next: " + ", ".join(f"{ui.md(n)} {p:.0%}" for n, p in res.runners_up))
-    if res.error:
-        c[1].warning(ui.md(res.error), icon=":material/warning:")
-    elif res.explanation is not None:
-        e = res.explanation
-        if form.kind == "image":
-            fig = figs.image_attribution_figure(x[0].detach().cpu().numpy(), {xs.title(e): e.attributions[0]},
-                                                title=f"{xs.title(e)} for {res.predicted}")
-        else:
-            fig = figs.explanation_figure(e, x, 0, modality=xs.modality, feature_names=xs.feature_names(),
-                                          tokens=text.split()[: x.shape[-1]] if form.kind == "tokens" else None)
-            fig.update_layout(title=f"{xs.title(e)} for {res.predicted}")
-        c[1].plotly_chart(fig, width="stretch", config=CFG, key="ll_try_fig")
-
-
 def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
     st.markdown("##### Global feature ranking")
     if not names:
@@ -636,7 +579,7 @@ def main() -> None:
     i, target, base = picked
     # lazy tabs: only the open one runs (each has figures that take tens of ms to build)
     tabs = st.tabs(TABS, key="ll_xp_tab", on_change="rerun")
-    views = [lambda: attributions_tab(xs, i, target, base), lambda: try_it_tab(xs, i), lambda: attention_tab(xs, i),
+    views = [lambda: attributions_tab(xs, i, target, base), lambda: explain_tryit.try_it_panel(xs, i, _k), lambda: attention_tab(xs, i),
              lambda: activations_tab(xs, i), lambda: trust_tab(xs, i, target, base),
              lambda: explain_checks.robustness_tab(xs, _cached, _cache()),
              lambda: explain_checks.calibration_tab(xs, _cached), lambda: live_tab(xs.run_id)]

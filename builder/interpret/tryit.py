@@ -27,9 +27,12 @@ import torch
 from builder.errors import DatasetError, ExplainError
 from builder.interpret.attributions import Explanation, explain
 
-__all__ = ["TryForm", "TryResult", "try_form", "encode_row", "encode_image", "encode_tokens", "try_input"]
+__all__ = ["TryForm", "TryResult", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
+           "encode_tokens", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
+MAX_STROKE_POINTS = 5000  # points of a drawing, all strokes together (a pad sends a few hundred)
+STROKE_SUPERSAMPLE = 4  # sub-pixels per pixel side when the strokes are drawn, averaged down (anti-aliasing)
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,86 @@ def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "ima
     return _on_device(xs, torch.from_numpy(a).unsqueeze(0))
 
 
+def _stroke_points(strokes: Any) -> list[np.ndarray]:
+    """The strokes as (n, 2) float arrays of finite (x, y) in [0, 1]; raises ExplainError on anything else."""
+    if not isinstance(strokes, list | tuple):
+        raise ExplainError(f"a drawing is a list of strokes; received: {type(strokes).__name__}. Fix: draw on the pad")
+    out, total = [], 0
+    for stroke in strokes:
+        try:
+            pts = np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            raise ExplainError("every stroke of a drawing is a list of [x, y] points; received: a stroke that is "
+                               "not. Fix: draw on the pad") from None
+        total += len(pts)
+        if total > MAX_STROKE_POINTS:
+            raise ExplainError(f"a drawing has at most {MAX_STROKE_POINTS} points; received: more. Fix: clear the "
+                               "pad and draw the digit with fewer strokes")
+        if len(pts) and not np.isfinite(pts).all():
+            raise ExplainError("a stroke holds a point that is not finite. Fix: clear the pad and draw again")
+        if len(pts):
+            out.append(np.clip(pts, 0.0, 1.0))
+    if not out:
+        raise ExplainError("the drawing is empty; received: no strokes. Fix: draw with the mouse on the pad")
+    return out
+
+
+def rasterise_strokes(strokes: Any, size: tuple[int, int], *, width: float | None = None,
+                      margin: float | None = None) -> np.ndarray:
+    """Pen strokes (lists of [x, y] in [0, 1], y downwards) drawn as an (H, W) float32 image in [0, 1]: the
+    drawing's bounding box is scaled (aspect kept) to fill the frame less ``margin`` (a fraction; by default half
+    a pixel up to 16 pixels, else 15 %: MNIST's 20-pixel box in 28) on each side and centred, as the digits of
+    MNIST and scikit-learn were; strokes are ``width`` pixels wide (by default H/10, at least
+    1.6) and anti-aliased by drawing at :data:`STROKE_SUPERSAMPLE` times the size and averaging down.
+
+    >>> img = rasterise_strokes([[[0.5, 0.1], [0.5, 0.9]]], (8, 8))   # one vertical bar
+    >>> img.shape, bool(img[:, 3:5].mean() > 0.5), float(img[:, 0].max())
+    ((8, 8), True, 0.0)
+    """
+    pts = _stroke_points(strokes)
+    h, w = int(size[0]), int(size[1])
+    ss = STROKE_SUPERSAMPLE
+    width = max(1.6, h / 10) if width is None else float(width)
+    margin = (0.5 / min(h, w) if min(h, w) <= 16 else 0.15) if margin is None else float(margin)
+    allp = np.concatenate(pts)
+    lo, hi = allp.min(0), allp.max(0)
+    extent = max(float((hi - lo).max()), 1e-6)
+    scale = (1 - 2 * margin) * min(h, w) / extent  # drawing units -> pixels, aspect kept
+    centre = (lo + hi) / 2
+    segs = []
+    for p in pts:
+        q = ((p - centre) * scale + np.array([w / 2, h / 2])) * ss  # in sub-pixels
+        segs.append(np.stack([q[:-1], q[1:]], 1) if len(q) > 1 else np.stack([q, q], 1))
+    r = width * ss / 2
+    on = np.zeros((h * ss, w * ss), dtype=bool)
+    for s0, s1 in np.concatenate(segs):  # each segment touches only the sub-pixels of its padded bounding box
+        x0, y0 = np.maximum(np.floor(np.minimum(s0, s1) - r), 0).astype(int)
+        x1, y1 = np.ceil(np.maximum(s0, s1) + r).astype(int)
+        x1, y1 = min(x1, w * ss), min(y1, h * ss)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        gy, gx = np.mgrid[y0:y1, x0:x1] + 0.5
+        d = s1 - s0
+        den = float(d @ d)
+        t = np.clip(((gx - s0[0]) * d[0] + (gy - s0[1]) * d[1]) / den, 0, 1) if den > 0 else 0.0
+        on[y0:y1, x0:x1] |= (gx - s0[0] - t * d[0]) ** 2 + (gy - s0[1] - t * d[1]) ** 2 <= r * r
+    img = on.reshape(h, ss, w, ss).mean(axis=(1, 3))
+    return img.astype(np.float32)
+
+
+def encode_strokes(xs: Any, strokes: Any, *, invert: bool = False) -> torch.Tensor:
+    """A drawing from the pad (strokes of [x, y] in [0, 1]) resampled to the model's image size, light strokes
+    on a dark ground like the built-in digits (``invert`` for dark on light), as a (1, C, H, W) input."""
+    shape = tuple(xs.info.input_shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ExplainError(f"this model reads inputs of shape {list(shape)}, not images. Fix: use the row editor")
+    a = rasterise_strokes(strokes, (shape[1], shape[2]))
+    if invert:
+        a = 1.0 - a
+    x = torch.from_numpy(np.repeat(a[None], shape[0], axis=0))
+    return _on_device(xs, x.unsqueeze(0))
+
+
 def encode_tokens(xs: Any, text: str) -> torch.Tensor:
     """Words of the dataset's vocabulary (separated by spaces) as a (1, T) id sequence, padded with id 0
     or cut to the model's length T."""
@@ -152,8 +235,12 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
 
     An attribution that fails comes back as ``error`` with the prediction still given.
     """
+    if getattr(xs, "sandboxed", False):  # a ProbeSession (builder.interpret.probe): the model runs in its child
+        return xs.try_input(x, method, baseline=baseline)
     from builder.data import predict
 
+    if getattr(xs, "sandboxed", False):  # a ProbeSession: its model runs in the sandboxed probe process
+        return xs.try_input(x, method, baseline=baseline)
     pred = predict(xs.model, x, xs.info.task, batch_size=None)
     if pred.classification:
         label = int(pred.labels[0])

@@ -268,6 +268,20 @@ def test_try_it_predicts_and_explains_your_own_input(workspace, mlp_iris, transf
     assert any("vocabulary; received\\: 'zebra'" in w.value for w in at.warning)  # Markdown-escaped
 
 
+def test_try_it_drawing_pad_on_an_image_model(workspace, cnn):
+    """An 8×8 digits model offers the drawing pad first; the strokes it sends are predicted and attributed."""
+    model, ds, _ = cnn
+    at = _tab(_page({"ll_model": model, "ll_model_run": None,
+                     "ll_data": {"kind": "builtin", "name": "digits", "options": {}}}), "Try it")
+    assert "Draw a digit: it is centred and resampled to the model's 8×8 input." in _text(at)
+    pad = next(k for k in at.session_state._state._state.filtered_state if k.startswith("ll_try_pad@"))
+    at.session_state[pad] = {"strokes": json.dumps([[[0.5, 0.1], [0.5, 0.9]]])}  # what the browser sends
+    at.run()
+    _no_bug(at)
+    assert _widget(at.metric, "Your input's prediction").value in ds.info.class_names
+    assert "Answered in" in _text(at) and " for " in _titles(at)
+
+
 def test_tokens_attention_and_rollout(workspace, transformer):
     model, ds = transformer
     at = _page({"ll_model": model, "ll_model_run": None,

@@ -12,7 +12,15 @@ import builder
 from builder.data import adapt_graph, load_dataset
 from builder.errors import ExplainError
 from builder.interpret.session import ExplainSession
-from builder.interpret.tryit import encode_image, encode_row, encode_tokens, try_form, try_input
+from builder.interpret.tryit import (
+    encode_image,
+    encode_row,
+    encode_strokes,
+    encode_tokens,
+    rasterise_strokes,
+    try_form,
+    try_input,
+)
 
 
 def _session(template: str, dataset: str) -> ExplainSession:
@@ -81,3 +89,29 @@ def test_a_typed_sequence_uses_the_vocabulary():
     with pytest.raises(ExplainError, match="vocabulary; received: 'zebra'"):
         encode_tokens(xs, "zebra " + form.start_text)
     assert try_input(xs, x).predicted in xs.info.class_names
+
+
+def test_a_drawing_is_centred_resampled_and_predicted():
+    xs = _session("cnn", "digits")
+    one = [[[0.52, 0.15], [0.5, 0.5], [0.48, 0.85]]]  # a short vertical stroke drawn anywhere on the pad
+    shifted = [[[x * 0.5, y * 0.5] for x, y in one[0]]]  # the same, smaller, in the top-left corner
+    x = encode_strokes(xs, one)
+    assert x.shape == (1, 1, 8, 8) and float(x.min()) >= 0 and float(x.max()) == 1.0
+    assert torch.allclose(x, encode_strokes(xs, shifted), atol=0.1)  # centred and scaled to fill the frame
+    img = x[0, 0].cpu().numpy()
+    assert img[:, 3:5].mean() > 0.5 and img[:, :2].max() == 0 and img[:, 6:].max() == 0
+    assert torch.allclose(encode_strokes(xs, one, invert=True), 1 - x)
+    res = try_input(xs, x, "saliency")
+    assert res.predicted in xs.info.class_names and res.explanation is not None
+    assert res.explanation.attributions.shape == x.shape
+    big = rasterise_strokes(one, (28, 28))  # MNIST-sized: a 20-pixel box in 28 (15 % margins)
+    rows = np.nonzero(big.max(1) > 0.5)[0]
+    assert 3 <= rows.min() <= 5 and 22 <= rows.max() <= 24
+    with pytest.raises(ExplainError, match="empty"):
+        encode_strokes(xs, [])
+    with pytest.raises(ExplainError, match=r"\[x, y\] points"):
+        encode_strokes(xs, [["a", "b", "c"]])
+    with pytest.raises(ExplainError, match="at most 5000 points"):
+        encode_strokes(xs, [[[0.5, 0.5]] * 5001])
+    with pytest.raises(ExplainError, match="not images"):
+        encode_strokes(_session("mlp", "wine"), one)

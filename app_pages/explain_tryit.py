@@ -1,0 +1,121 @@
+"""Try it: your own input through a trained model, predicted and explained at once (Explain › Try it, and the
+Build page's panel beside the canvas).
+
+One home for the panel: it collects the input (a table row, a drawing, an uploaded image or typed words), asks
+:mod:`builder.interpret.tryit` through the :class:`~builder.interpret.session.ExplainSession` the Explain page
+uses, and draws the answer. ``key`` makes the widget keys of one place (and one model) its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from app_pages import ui
+from builder.errors import LayerLabError
+from builder.interpret import figures as figs
+
+if TYPE_CHECKING:
+    from builder.interpret.session import ExplainSession
+
+CFG = {"displayModeBar": False}
+DRAW_MAX_SIDE = 64  # images up to this side are offered the drawing pad first (digits: 8×8, MNIST: 28×28)
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
+
+
+def _method(xs: ExplainSession, key: Callable[[str], str], column) -> str | None:
+    methods = xs.methods()
+    return column.selectbox("Attribution", [*methods.default, *(m for m in methods.available
+                                                                if m not in methods.default), None],
+                            format_func=lambda m: "none" if m is None else xs.method_label(m),
+                            key=key("ll_try_method"), help="Computed for the predicted class of your input")
+
+
+def _image_input(xs: ExplainSession, form, key: Callable[[str], str], compact: bool):
+    """A drawing or an upload as the model's input; None while there is nothing to try."""
+    from builder.canvas.drawpad import draw_pad
+    from builder.interpret import tryit
+
+    h, w = form.shape[1], form.shape[2]
+    sources = ["Draw", "Upload"] if max(h, w) <= DRAW_MAX_SIDE else ["Upload", "Draw"]
+    source = st.segmented_control("Input", sources, default=sources[0], key=key("ll_try_source"),
+                                  label_visibility="collapsed") or sources[0]
+    if source == "Draw":
+        strokes = draw_pad(key=key("ll_try_pad"), size=200 if compact else 240)
+        invert = st.checkbox("Dark on light", key=key("ll_try_pad_invert"),
+                             help=f"The drawing is resampled to {h}×{w}, light strokes on a dark ground like the "
+                                  "built-in digits; tick this when the training images are dark on light")
+        if not strokes:
+            st.caption(f"Draw a digit: it is centred and resampled to the model's {h}×{w} input.")
+            return None
+        return tryit.encode_strokes(xs, strokes, invert=invert)
+    c = st.columns([3, 1], vertical_alignment="bottom") if not compact else (st.container(), st.container())
+    up = c[0].file_uploader("Your image", type=IMAGE_TYPES, key=key("ll_try_image"),
+                            help=f"Resized to {h}×{w} and scaled like the training images")
+    invert = c[1].checkbox("Invert (dark on light)", key=key("ll_try_invert"),
+                           help="Drawings are usually dark on light; the built-in digits are light on dark")
+    if up is None:
+        st.info("Upload an image to see what the model makes of it.", icon=":material/upload:")
+        return None
+    return tryit.encode_image(xs, up.getvalue(), invert=invert, name=up.name)
+
+
+def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compact: bool = False) -> None:
+    """Your own input: a row in the data's units, a drawing or an uploaded image, or typed words, predicted
+    and explained. ``compact``: one column (the Build page's side panel)."""
+    from builder.interpret import tryit
+
+    form = tryit.try_form(xs, i)
+    method = _method(xs, key, st.container() if compact else st.columns([1, 2])[0])
+    text = ""
+    try:
+        if form.kind == "features":
+            st.caption("Edit the values (in the data's own units; the model sees them standardised like its "
+                       f"training data). Starting from {xs.split} sample #{i}.")
+            rows = st.data_editor({"feature": form.names, "value": form.start}, hide_index=True, width="stretch",
+                                  disabled=["feature"], key=key(f"ll_try_rows_{i}"))
+            x = tryit.encode_row(xs, list(rows["value"]))
+        elif form.kind == "image":
+            x = _image_input(xs, form, key, compact)
+            if x is None:
+                return
+        else:
+            text = st.text_input("Your sequence (words of the vocabulary, separated by spaces)",
+                                 value=form.start_text, key=key(f"ll_try_text_{i}"))
+            st.caption("Vocabulary: " + ui.md(" ".join(form.vocab[:60])))
+            x = tryit.encode_tokens(xs, text)
+        started = time.perf_counter()
+        res = tryit.try_input(xs, x, method)
+        took = time.perf_counter() - started
+    except LayerLabError as e:
+        st.warning(ui.md(e), icon=":material/warning:")
+        return
+    _answer(xs, form, x, res, text, took, key, compact)
+
+
+def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Callable[[str], str],
+            compact: bool) -> None:
+    c = (st.container(), st.container()) if compact else st.columns([1, 3])
+    conf = f"{res.confidence:.1%} confident" if res.confidence == res.confidence else None  # NaN: a value
+    with c[0].container(key=key("ll_try_answer")):
+        st.metric("Your input's prediction", ui.md(res.predicted), delta=conf, delta_color="off", delta_arrow="off")
+        if res.runners_up:
+            st.caption("Next: " + ", ".join(f"{ui.md(n)} {p:.0%}" for n, p in res.runners_up))
+        st.caption(f"Answered in {took * 1e3:.0f} ms")
+    if res.error:
+        c[1].warning(ui.md(res.error), icon=":material/warning:")
+    elif res.explanation is not None:
+        e = res.explanation
+        if form.kind == "image":
+            fig = figs.image_attribution_figure(x[0].detach().cpu().numpy(), {xs.title(e): e.attributions[0]},
+                                                title=f"{xs.title(e)} for {res.predicted}")
+        else:
+            fig = figs.explanation_figure(e, x, 0, modality=xs.modality, feature_names=xs.feature_names(),
+                                          tokens=text.split()[: x.shape[-1]] if form.kind == "tokens" else None)
+            fig.update_layout(title=f"{xs.title(e)} for {res.predicted}")
+        if compact:
+            fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+        c[1].plotly_chart(fig, width="stretch", config=CFG, key=key("ll_try_fig"))
