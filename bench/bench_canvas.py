@@ -1,11 +1,14 @@
 """Canvas with big graphs: time to first render and frames per second during a scripted pan/zoom.
 
-    .venv/bin/python bench/bench_canvas.py [--sizes 500 2000] [--screenshots DIR]
+    .venv/bin/python bench/bench_canvas.py [--sizes 500 2000] [--rounds 5] [--open-only] [--screenshots DIR]
 
 Serves tests/canvas/big_app.py (a graph with a ResNet-style module hierarchy, DETR-style above 1,000 nodes)
 on 127.0.0.1 and opens it in headless Chromium (/usr/bin/chromium, software rendering: --disable-gpu).
 Open time = navigation start -> the canvas's first fitted view (``data-fitted`` >= 1) with every shown
-node measured; it includes Streamlit's start of the page. Frames per second = requestAnimationFrame
+node measured; it includes Streamlit's start of the page. The page's own marks split it: ``data`` (the
+component first called with Python's data), ``visible`` (nodes measured and shown), ``fitted`` (the first
+fitted view), each from navigation start. ``--rounds N`` opens each size N times, each with a fresh server
+and page, and prints the medians (and ranges) of the open figures. Frames per second = requestAnimationFrame
 callbacks counted in the page during 3 s of mouse-wheel zooms and drags, then again with every layer shown
 ("Blocks: off"). Then one block is expanded by a click and a node is found with the search box.
 """
@@ -13,6 +16,7 @@ callbacks counted in the page during 3 s of mouse-wheel zooms and drags, then ag
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -60,7 +64,14 @@ def measure(page, box) -> dict:
     return page.evaluate("() => window.__fps")
 
 
-def run(size: int, shots: Path | None, browser) -> dict:
+MARKS_JS = """(el) => {
+  const at = (name) => { const m = performance.getEntriesByName(name); return m.length ? m[0].startTime : null; };
+  return { data_ms: at('layerlab:canvas:data'), visible_ms: at('layerlab:canvas:visible'), fitted_ms: performance.now(),
+           shown: el.dataset.shown, blocks: el.dataset.blocks };
+}"""
+
+
+def run(size: int, shots: Path | None, browser, open_only: bool = False) -> dict:
     server = StreamlitServer(APP, env={"LAYERLAB_BIG_NODES": str(size)}, extra_args=["--runner.postScriptGC", "false"])
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -73,8 +84,10 @@ def run(size: int, shots: Path | None, browser) -> dict:
         el = flow.element_handle()  # inside the component's shadow root: handed to the page functions
         page.wait_for_function("(el) => Number(el.dataset.fitted) >= 1", arg=el, timeout=60000)
         opened = time.perf_counter() - t0
-        nav = page.evaluate("() => performance.now()")  # since navigation start, in the page's clock
-        info = flow.evaluate("(el) => ({ shown: el.dataset.shown, blocks: el.dataset.blocks })")
+        info = flow.evaluate(MARKS_JS)  # the page's marks, since navigation start in the page's clock
+        if open_only:
+            page.close()
+            return {"size": size, "open_s": opened, **info, "errors": errors}
         box = flow.bounding_box()
         if shots:
             page.screenshot(path=str(shots / f"canvas_{size}_collapsed.png"))
@@ -102,7 +115,7 @@ def run(size: int, shots: Path | None, browser) -> dict:
         if shots:
             page.screenshot(path=str(shots / f"canvas_{size}_all.png"))
         page.close()
-        return {"size": size, "open_s": opened, "page_ms": nav, **info, "fps_collapsed": collapsed["fps"],
+        return {"size": size, "open_s": opened, **info, "fps_collapsed": collapsed["fps"],
                 "worst_collapsed_ms": collapsed["worst_ms"], "expand_s": expand_s, "find_s": find_s,
                 "show_all_s": all_s, "fps_all": full["fps"], "worst_all_ms": full["worst_ms"], "errors": errors}
     finally:
@@ -112,6 +125,8 @@ def run(size: int, shots: Path | None, browser) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
+    ap.add_argument("--rounds", type=int, default=1, help="fresh opens per size (medians printed)")
+    ap.add_argument("--open-only", action="store_true", help="measure the open only (no gestures, expand, find)")
     ap.add_argument("--screenshots", type=Path, default=None)
     a = ap.parse_args()
     if a.screenshots:
@@ -123,9 +138,12 @@ def main() -> None:
         b = launch_chromium(p)
         try:
             for size in a.sizes:
-                rows.append(run(size, a.screenshots, b))
+                for k in range(a.rounds):
+                    rows.append(run(size, a.screenshots, b, open_only=a.open_only or k > 0))
         finally:
             b.close()
+    print_opens(rows)
+    rows = [r for r in rows if "fps_collapsed" in r]
     print("| nodes | open (s) | shown / blocks | fps pan+zoom (collapsed) | worst frame (ms) | expand (s) | "
           "find (s) | show all (s) | fps pan+zoom (all) | worst frame (ms) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -133,8 +151,23 @@ def main() -> None:
         print(f"| {r['size']} | {r['open_s']:.2f} | {r['shown']} / {r['blocks']} | {r['fps_collapsed']:.0f} | "
               f"{r['worst_collapsed_ms']:.0f} | {r['expand_s']:.2f} | {r['find_s']:.2f} | {r['show_all_s']:.2f} | "
               f"{r['fps_all']:.0f} | {r['worst_all_ms']:.0f} |")
-        if r["errors"]:
-            print(f"  page errors at {r['size']}: {r['errors'][:3]}")
+
+
+def print_opens(rows: list[dict]) -> None:
+    """Open figures per size from the page's marks: median (min-max) over the rounds, in seconds."""
+    def fig(vals: list) -> str:
+        vals = sorted(v / 1000 for v in vals if v is not None)
+        return f"{statistics.median(vals):.2f} ({vals[0]:.2f}-{vals[-1]:.2f})" if vals else "-"
+
+    print("| nodes | rounds | data (s) | visible (s) | fitted (s) | shown / blocks |")
+    print("|---|---|---|---|---|---|")
+    for size in dict.fromkeys(r["size"] for r in rows):
+        rs = [r for r in rows if r["size"] == size]
+        print(f"| {size} | {len(rs)} | {fig([r['data_ms'] for r in rs])} | {fig([r['visible_ms'] for r in rs])} | "
+              f"{fig([r['fitted_ms'] for r in rs])} | {rs[0]['shown']} / {rs[0]['blocks']} |")
+        for r in rs:
+            if r["errors"]:
+                print(f"  page errors at {size}: {r['errors'][:3]}")
 
 
 if __name__ == "__main__":

@@ -80,14 +80,15 @@ function Canvas({ data, api, store }) {
     const first = initialState(data, store, paletteMap);
     // A big graph opens with its blocks collapsed (never all of it at once); positions of the view are not sent.
     const blocks = startBlocks(first.nodes, first.edges);
-    init.current = { ...first, nodes: blocks ? blocks.nodes : first.nodes, blocks };
+    const saved = blocks ? new Map(first.nodes.map((n) => [n.id, n.position])) : null; // the full layout, for Blocks: off
+    init.current = { ...first, nodes: blocks ? blocks.nodes : first.nodes, blocks, saved };
   }
 
   const [nodes, setNodes] = useState(init.current.nodes);
   const [edges, setEdges] = useState(init.current.edges);
   // The collapsed view (blockView.js arrangeBlocks) or null when every layer is shown.
   const [blocks, setBlocks] = useState(init.current.blocks);
-  const savedPosRef = useRef(null); // positions before the view moved them, restored when blocks are turned off
+  const savedPosRef = useRef(init.current.saved); // positions before the view moved them, restored when blocks are turned off
   const [commitSeq, setCommitSeq] = useState(init.current.layout ? 1 : 0);
   const [toast, setToast] = useState(null);
   const [renamingId, setRenamingId] = useState(null);
