@@ -10,9 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from builder.runs.folder import RunFolder
 from builder.training.events import History
+
+
+class StopRequested(Exception):
+    """Raised inside a trainer's loop once a requested stop has been checkpointed; the trainer's ``fit`` ends
+    the run as ``stopped``."""
 
 
 class RunControl:
@@ -58,6 +64,30 @@ class RunControl:
         """The run folder's checkpoint (``checkpoints/last.safetensors``) or None."""
         return RunFolder(self.run_dir).checkpoint if self.run_dir else None
 
+    def _save(self, epoch: int, batch: int, perm: Any, acc: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _interval_checkpoint_due(self) -> bool:
+        """Whether a time-interval checkpoint is due inside the epoch (the Trainer's; others: never)."""
+        return False
+
+    def _handle_flag(self, epoch: int, b: int, perm: Any, acc: dict) -> None:
+        """Serve a pending request at a step boundary: pause (checkpoint, then wait), stop (checkpoint, then
+        :class:`StopRequested`), or a due interval checkpoint."""
+        if self._pause_req and not self._stop_req:
+            self._save(epoch, b, perm, acc)
+            self._set_status("paused", "")
+            while self._pause_req and not self._stop_req:
+                self._resume_evt.wait(0.2)
+            if not self._stop_req:
+                self._set_status("running", "resumed")
+        if self._stop_req:
+            self._save(epoch, b, perm, acc)
+            raise StopRequested
+        if self._interval_checkpoint_due():
+            self._save(epoch, b, perm, acc)
+        self._flag = False
+
     def _emit(self, ev: dict) -> None:
         self.history.add(ev)
         for listener in self.listeners:
@@ -68,4 +98,4 @@ class RunControl:
         self._emit({"type": "status", "status": status, "message": message})
 
 
-__all__ = ["RunControl"]
+__all__ = ["RunControl", "StopRequested"]

@@ -42,7 +42,7 @@ from builder.training.checkpoint import (
     save_checkpoint,
 )
 from builder.training.config import TrainConfig, resolve_device
-from builder.training.control import RunControl
+from builder.training.control import RunControl, StopRequested
 from builder.training.events import History
 from builder.training.objectives import ADAM_BETAS, Objective, output_node, resolve_objective, training_graph
 from builder.training.trainer import TrainResult, build_optimizer, call_hook
@@ -52,10 +52,6 @@ EVAL_CHUNK = 512
 SAMPLE_COUNT = 64  # generator samples kept per epoch (fixed noise, so the grid is comparable over epochs)
 SAMPLE_GRIDS = 64  # grids kept in samples.npz: every epoch at first, then every 2nd, 4th... epoch and the last
 _OUT = "layerlab_out_"  # Output nodes added to the training graph for the prediction and the samples
-
-
-class _Stop(Exception):
-    pass
 
 
 def _mix(*parts: int) -> int:
@@ -247,7 +243,7 @@ class ObjectiveTrainer(RunControl):
             call_hook(self.callbacks, "on_train_begin", self)
             self._set_status("running", "resumed" if self.resume_from else "")
             status, message = self._loop(start_epoch, start_batch, perm, acc)
-        except _Stop:
+        except StopRequested:
             status, message = "stopped", "stopped by request; resume to continue from the checkpoint"
         except TrainingError as e:
             self._finish("failed", str(e), t0)
@@ -277,19 +273,6 @@ class ObjectiveTrainer(RunControl):
         except Exception as e:
             raise TrainingError(f"the graph cannot process dataset {self.dataset.info.name!r} samples: "
                                 f"{str(e).splitlines()[0][:300] if str(e) else type(e).__name__}") from None
-
-    def _handle_flag(self, epoch: int, b: int, perm: torch.Tensor, acc: dict) -> None:
-        if self._pause_req and not self._stop_req:
-            self._save(epoch, b, perm, acc)
-            self._set_status("paused", "")
-            while self._pause_req and not self._stop_req:
-                self._resume_evt.wait(0.2)
-            if not self._stop_req:
-                self._set_status("running", "resumed")
-        if self._stop_req:
-            self._save(epoch, b, perm, acc)
-            raise _Stop
-        self._flag = False
 
     def _loop(self, start_epoch: int, start_batch: int, perm: torch.Tensor | None, acc: dict):
         cfg, ds, obj = self.config, self.dataset, self.objective

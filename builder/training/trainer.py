@@ -38,7 +38,7 @@ from builder.runs.folder import RunFolder
 from builder.training.callbacks import Callback, EarlyStopping, builtin_callbacks, int_in, number
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
 from builder.training.config import SCHEDULER_PARAMS, TrainConfig, amp_dtype, precision_label, resolve_device
-from builder.training.control import RunControl
+from builder.training.control import RunControl, StopRequested
 from builder.training.events import Channel, History
 from builder.training.health import HealthMonitor
 from builder.training.metrics import (
@@ -138,10 +138,6 @@ def _flop_counter() -> Any:
 
 
 # ------------------------------------------------------------------------------------------- trainer
-class _Stop(Exception):
-    pass
-
-
 class Trainer(RunControl):
     """Trains ``model`` on ``dataset`` with ``config``; see the module docstring.
 
@@ -431,7 +427,7 @@ class Trainer(RunControl):
             self._set_status("running", ("resumed" + (f" ({self._resume_note})" if self._resume_note else ""))
                              if self.resume_from else "")
             status, message = self._loop(start_epoch, start_batch, perm, acc)
-        except _Stop:
+        except StopRequested:
             status, message = "stopped", "stopped by request; resume to continue from the checkpoint"
         except TrainingError as e:
             self._finish("failed", str(e), t0)
@@ -464,20 +460,8 @@ class Trainer(RunControl):
         call_hook(self.callbacks, "on_train_end", self, self.result)
         return self.result
 
-    def _handle_flag(self, epoch: int, b: int, perm: torch.Tensor, acc: dict) -> None:
-        if self._pause_req and not self._stop_req:
-            self._save(epoch, b, perm, acc)
-            self._set_status("paused", "")
-            while self._pause_req and not self._stop_req:
-                self._resume_evt.wait(0.2)
-            if not self._stop_req:
-                self._set_status("running", "resumed")
-        if self._stop_req:
-            self._save(epoch, b, perm, acc)
-            raise _Stop
-        if self._ckpt_due:  # the time-interval checkpoint, inside a long epoch
-            self._save(epoch, b, perm, acc)
-        self._flag = False
+    def _interval_checkpoint_due(self) -> bool:
+        return self._ckpt_due  # the time-interval checkpoint, inside a long epoch
 
     def _loop(self, start_epoch: int, start_batch: int, perm: torch.Tensor | None, acc: dict):
         cfg, ds = self.config, self.dataset
@@ -555,7 +539,7 @@ class Trainer(RunControl):
                     if len(chunk) + cbase_n >= log_every:
                         sum_loss, count = self._flush(chunk, cbase, cbase_n, sum_loss, count, epoch, b)
                         chunk, cbase, cbase_n = [], 0.0, 0
-            except (TrainingError, _Stop):
+            except (TrainingError, StopRequested):
                 raise
             except Exception:  # a torch error before the update (forward, backward): keep this exact position
                 if phase < 2:
