@@ -27,10 +27,11 @@ from builder.runs.owners import can_control, can_delete_data, is_admin, owner_of
 from builder.runs.quotas import folder_bytes
 from builder.runs.status import LIVE, RunStatus, is_live
 from builder.runs.store import DB_NAME, RunStore
+from builder.search.storage import STUDY_DB
 
 OWNERS_DIR = "owners"
 CACHE_DIR = "cache"
-STUDIES = ("studies", "studies.db")  # study logs and the Optuna database (builder.search)
+STUDIES = ("studies", STUDY_DB)  # study logs and the Optuna database (builder.search)
 
 
 class HousekeepingError(LayerLabError):
@@ -126,10 +127,12 @@ def server_jobs(store: RunStore) -> list[dict]:
     out = []
     for status in sorted(LIVE):
         for r in store.list_runs(status=status.value, limit=10_000):
-            try:
-                full = store.get(r["id"])
-            except RunStoreError:
-                continue
+            full = r
+            if r["status"] != RunStatus.QUEUED:  # where it trains is in its environment (not in the list's columns)
+                try:
+                    full = store.get(r["id"])
+                except RunStoreError:
+                    continue
             env, cfg = full.get("environment") or {}, full.get("config") or {}
             device = env.get("device") or (f"cuda:{env['gpu']}" if isinstance(env.get("gpu"), int) else None)
             out.append({"id": r["id"], "name": r.get("name"), "owner": owner_of(r), "status": r["status"],
@@ -183,7 +186,7 @@ def delete_runs(store: RunStore, owner: str, run_ids: list[str]) -> dict[str, An
 
 def _delete_studies(workspace: Path, target: str) -> int:
     """Delete ``target``'s studies from the workspace's study database (none when it has none)."""
-    if not (workspace / "studies.db").is_file():
+    if not (workspace / STUDY_DB).is_file():
         return 0
     import optuna
 
@@ -195,7 +198,8 @@ def _delete_studies(workspace: Path, target: str) -> int:
         if owner_of(s.get("settings") if isinstance(s.get("settings"), dict) else None) == target:
             optuna.delete_study(study_name=s["name"], storage=open_storage(storage))
             log = workspace / "studies" / f"{s['name']}.log"
-            if log.is_file() and not log.is_symlink():
+            inside = log.resolve().is_relative_to((workspace / "studies").resolve())
+            if inside and log.is_file() and not log.is_symlink():
                 log.unlink()
             n += 1
     return n

@@ -144,3 +144,19 @@ def test_rights_of_admins_and_teachers(store):
         owners.admins(store.workspace)
     (store.workspace / "server.json").write_text('{"admins": ["boss@school.org"]}')
     assert owners.admins(store.workspace) == {"local", ADMIN, "user:boss@school.org"}
+
+
+def test_an_owners_studies_are_deleted_with_its_data(store):
+    import optuna
+
+    from builder.search import storage
+
+    url = storage.default_storage(store.workspace)
+    for name, owner in (("mine", ME), ("theirs", OTHER)):
+        study = optuna.create_study(study_name=name, storage=storage.open_storage(url))
+        study.set_user_attr(storage._ATTR, {"owner": owner})
+    (store.workspace / "studies").mkdir(exist_ok=True)
+    (store.workspace / "studies" / "mine.log").write_text("log")
+    assert housekeeping.delete_owner_data(store, ME, ME)["studies"] == 1
+    assert [s["name"] for s in storage.list_studies(url)] == ["theirs"]
+    assert not (store.workspace / "studies" / "mine.log").exists()
