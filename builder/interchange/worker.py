@@ -128,9 +128,7 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
                           "answer": str(answer)})
     try:
         with open(Path(private) / "worker.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-c", "from builder.interchange.worker import _child_main; "
-                                     "_child_main()"], stdin=subprocess.PIPE, stdout=log, stderr=log,
-                                    env=worker_env(private), cwd=private, start_new_session=True, close_fds=True)
+            proc = spawn_sandboxed("builder.interchange.worker:_child_main", private, stdout=log, stderr=log)
             try:
                 proc.communicate(request.encode(), timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -142,6 +140,24 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
         return _answer(answer, proc.returncode, lim)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def spawn_sandboxed(entry: str, private: str | os.PathLike, *, stdout: Any, stderr: Any) -> subprocess.Popen:
+    """Start ``entry`` (``"module:function"`` of this package) in a fresh interpreter with the worker's clean
+    environment (:func:`worker_env`), ``private`` as its working, home and temporary folder, in a session of its
+    own (so :func:`kill_group` ends it and anything it left), its standard input a pipe. The entry function
+    reads its request and calls :func:`lock_down` before it touches anything untrusted."""
+    module, _, name = entry.partition(":")
+    if not module.startswith("builder.") or not name.isidentifier():
+        raise ModelImportError(f"a worker runs an entry point of this package; received: {entry!r}")
+    return subprocess.Popen([sys.executable, "-c", f"from {module} import {name}; {name}()"], stdin=subprocess.PIPE,
+                            stdout=stdout, stderr=stderr, env=worker_env(private), cwd=str(private),
+                            start_new_session=True, close_fds=True)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a worker started by :func:`spawn_sandboxed` and every process of its session; reap it."""
+    _kill_group(proc)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -169,11 +185,13 @@ def _answer(path: Path, code: int | None, lim: WorkerLimits) -> Any:
             text = (f"the worker ran out of memory (limit {lim.memory_mb} MiB over its start-up footprint; "
                     f"{text[:200]}). Fix: try a smaller model, or raise {MEMORY_ENV}")
         raise ModelImportError(text)
-    raise ModelImportError(_death(code, lim))
+    raise ModelImportError(death_message(code, lim))
 
 
-def _death(code: int | None, lim: WorkerLimits) -> str:
-    """One line for a worker that ended without an answer."""
+def death_message(code: int | None, lim: WorkerLimits, *, what: str = "the worker process",
+                  outcome: str = "Nothing was imported") -> str:
+    """One line for a worker that ended without an answer: ``what`` died from which signal and why (``outcome``
+    says what that means for the user), or the exit code."""
     if code is not None and code < 0:
         sig = -code
         try:
@@ -188,10 +206,10 @@ def _death(code: int | None, lim: WorkerLimits) -> str:
                signal.SIGXCPU: f"its CPU time ran out (limit {lim.cpu_s} s; raise {CPU_ENV})",
                signal.SIGXFSZ: f"it wrote a file over the size limit ({lim.file_mb} MiB; raise {FILE_ENV})",
                signal.SIGKILL: "it was killed (out of memory, or stopped)"}.get(sig, "a signal")
-        return (f"the worker process died from {name}: {why}. Nothing was imported; the app is unaffected. Fix: "
-                "check the file, or try a smaller model")
-    return (f"the worker process ended without an answer (exit code {code}). Nothing was imported. Fix: check "
-            "the file, or try a smaller model")
+        return (f"{what} died from {name}: {why}. {outcome}; the app is unaffected. Fix: check the file, or try a "
+                "smaller model")
+    return (f"{what} ended without an answer (exit code {code}). {outcome}. Fix: check the file, or try a smaller "
+            "model")
 
 
 # ----------------------------------------------------------------------------------------- inside the worker
@@ -204,9 +222,7 @@ def _child_main() -> None:
     lim = WorkerLimits(**req["limits"])
     try:
         fn = _resolve(req["task"], req.get("test"))
-        _preload(_TASKS.get(req["task"], ()))
-        _set_limits(lim)
-        _no_new_processes()
+        lock_down(lim, _TASKS.get(req["task"], ()))
         out = {"status": "ok", "result": fn(**req["kwargs"])}
     except LayerLabError as e:
         out = {"status": "user", "message": f"{type(e).__name__}: {e}" if not isinstance(e, ModelImportError) else str(e)}
@@ -222,6 +238,27 @@ def _child_main() -> None:
         data = json.dumps({"status": "crash", "message": f"the worker's answer is not JSON ({str(e)[:200]})"})
     with open(answer, "w", encoding="utf-8") as f:
         f.write(data)
+
+
+def lock_down(lim: WorkerLimits, preload: tuple[str, ...] = (), *, who: str = "the import worker") -> None:
+    """Inside a worker: import ``preload`` (measured into the start-up footprint), set the limits of ``lim``
+    and forbid new processes (seccomp and an audit hook; ``who`` names the process in the refusal)."""
+    _preload(preload)
+    _set_limits(lim)
+    _no_new_processes(who)
+
+
+def cpu_budget(seconds: int) -> None:
+    """Inside a long-lived worker: allow ``seconds`` more CPU time from now (the soft ``RLIMIT_CPU`` moved to
+    the time used so far plus ``seconds``, never over the hard limit); past it the kernel sends SIGXCPU."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    total = int(used.ru_utime + used.ru_stime) + max(1, int(seconds))
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    value = total if hard == resource.RLIM_INFINITY else min(total, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CPU, (value, hard))
 
 
 def _resolve(task: str, test: str | None):
@@ -271,7 +308,7 @@ def _set_limits(lim: WorkerLimits) -> None:
     cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
 
 
-def _no_new_processes() -> None:
+def _no_new_processes(who: str = "the import worker") -> None:
     """From here on this process starts no process: a seccomp filter (where the kernel and architecture
     allow) refuses fork, vfork, execve and process clones in native code too; an audit hook refuses
     Python's ways with a clear message."""
@@ -279,7 +316,7 @@ def _no_new_processes() -> None:
 
     def hook(event: str, _args) -> None:
         if event in _BLOCKED_EVENTS:
-            raise PermissionError(f"the import worker may not start processes (it tried {event})")
+            raise PermissionError(f"{who} may not start processes (it tried {event})")
 
     sys.addaudithook(hook)
 
@@ -409,4 +446,5 @@ def quantize_run_isolated(workspace: str | os.PathLike, run_id: str, timeout: fl
 
 
 __all__ = ["import_upload", "export_onnx_bytes", "quantize_run_isolated", "run_isolated", "worker_limits", "worker_env",
-           "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS"]
+           "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "spawn_sandboxed", "kill_group", "lock_down", "cpu_budget",
+           "death_message"]

@@ -459,6 +459,33 @@ class ExplainSession:
         kw = {k: opts[k] for k in ("baseline_data", "pad_token") if k in opts}
         return ig_completeness(self.model, self.X[start:stop], target, baselines=baseline, n_steps=steps, **kw)
 
+    # ------------------------------------------------------------------------- your input, attacks, calibration
+    def try_input(self, x: Tensor, method: str | None = None, *, baseline: str = "zeros") -> Any:
+        """Your own input ``x`` (1, ...) predicted and explained (:func:`builder.interpret.tryit.try_input`)."""
+        from builder.interpret.tryit import try_input
+
+        return try_input(self, x.to(self.device), method, baseline=baseline)
+
+    def robustness(self, eps: list[float], method: str = "fgsm", steps: int = 10) -> Any:
+        """Accuracy against ε on the split (:func:`builder.interpret.robustness.model_robustness`)."""
+        from builder.interpret.robustness import model_robustness
+
+        return model_robustness(self.model, self.ds, eps, method=method, steps=steps, split=self.split,
+                                run_id=self.run_id)
+
+    def flip_view(self, index: int, eps: float, **kw: Any) -> Any:
+        """A flipped sample beside its adversarial version (:func:`builder.interpret.robustness.flip_view`)."""
+        from builder.interpret.robustness import flip_view
+
+        return flip_view(self.model, self.ds, index, eps, split=self.split, **kw)
+
+    def calibrate(self, bins: int = 15) -> Any:
+        """Temperature scaling on val, reliability and coverage on test
+        (:func:`builder.interpret.calibration.calibrate_model`)."""
+        from builder.interpret.calibration import calibrate_model
+
+        return calibrate_model(self.model, self.ds, bins=bins, run_id=self.run_id)
+
 
 __all__ = ["ExplainSession", "MethodChoices", "SampleSummary", "SanityReport", "open_run", "run_graph",
            "MAX_CANDIDATES"]

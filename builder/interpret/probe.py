@@ -1,0 +1,397 @@
+"""The model probe: a trained run's model runs in a sandboxed child process, never in the server's.
+
+A user's model may crash torch (a segfault in native code), allocate without bound or loop. The Explain page
+therefore asks a :class:`ProbeSession` (the same questions, methods and answers as
+:class:`~builder.interpret.session.ExplainSession`) which forwards each question that reads the model to a
+:class:`ModelProbe`: one child process per page session, started on the first question, restarted on the next
+question after it died, ended by :meth:`ModelProbe.close`, when the probe is garbage-collected (the session
+ended) or by itself after ``LAYERLAB_PROBE_IDLE_S`` seconds without a question (default 600).
+
+The child (:mod:`builder.interpret.probe_child`) is the import worker's sandbox
+(:mod:`builder.interchange.worker`): a fresh interpreter with a clean environment and a private temporary folder,
+limits on address space (``LAYERLAB_WORKER_MEMORY_MB`` over its start-up footprint), CPU time per question
+(``LAYERLAB_WORKER_CPU_S``), file size, no core files and no new processes. It loads runs by id (weights from
+safetensors). Questions and answers are framed JSON and ``.npz`` arrays with caps (:mod:`.probe_wire`), never
+pickles. A crash, a question over ``LAYERLAB_PROBE_TIMEOUT_S`` (default 300 s), running out of memory or CPU
+time is a one-line :class:`~builder.errors.ExplainError`; the next question starts a fresh child. Example::
+
+    # not a doctest (a child process; a trained run): run by tests/interpret/test_probe.py
+    probe = ModelProbe()
+    xs = ProbeSession(probe, store.workspace, run_id, "test")   # opens the run in the child
+    xs.explain(0, "saliency").attributions.shape                # the answer, read back as data
+    probe.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from builder import errors
+from builder.errors import ExplainError
+from builder.interpret.probe_wire import decode, encode, read_frame, write_frame
+from builder.interpret.session import ExplainSession
+
+TIMEOUT_ENV = "LAYERLAB_PROBE_TIMEOUT_S"  # seconds one question may take (default 300)
+IDLE_ENV = "LAYERLAB_PROBE_IDLE_S"  # seconds without a question before the child ends (default 600)
+DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_IDLE_S = 600.0
+START_TIMEOUT_S = 120.0  # importing torch and Captum in a fresh interpreter
+WHAT = "the model probe (the process that runs your model for this page)"
+OUTCOME = "Nothing was explained"
+_ERRORS = {name: getattr(errors, name) for name in ("DatasetError", "ExplainError", "RunStoreError",
+                                                    "TrainingError", "LayerLabError")}
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        v = float(os.environ.get(name, ""))
+        return v if v > 0 else default
+    except ValueError:
+        return default
+
+
+def _threads() -> int:
+    from builder.runs.jobs import ENV_TORCH_THREADS
+
+    try:
+        return max(1, int(os.environ.get(ENV_TORCH_THREADS, "")))
+    except ValueError:
+        return max(1, min(4, torch.get_num_threads()))
+
+
+class _Child:
+    """One running child: its process, private folder and the pipe ends."""
+
+    def __init__(self, hook: str | None, timeout: float):
+        from builder.interchange.worker import spawn_sandboxed, worker_limits
+
+        self.limits = worker_limits(timeout)
+        self.private = tempfile.mkdtemp(prefix="layerlab-probe-")
+        with open(Path(self.private) / "probe.log", "wb") as log:
+            self.proc = spawn_sandboxed("builder.interpret.probe_child:probe_main", self.private,
+                                        stdout=subprocess.PIPE, stderr=log)
+        cfg = {"limits": self.limits.__dict__, "idle_s": _env_float(IDLE_ENV, DEFAULT_IDLE_S),
+               "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook}
+        try:
+            self.send(cfg)
+            ready = self.receive(time.monotonic() + START_TIMEOUT_S)
+            if not (isinstance(ready, dict) and ready.get("status") == "ready"):
+                raise ExplainError(self.death())
+        except BaseException:
+            self.close()
+            raise
+
+    def send(self, obj: Any) -> None:
+        write_frame(self.proc.stdin.fileno(), *encode(obj))
+
+    def receive(self, deadline: float) -> Any:
+        frame = read_frame(self.proc.stdout.fileno(), deadline)
+        return None if frame is None else decode(*frame)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def death(self) -> str:
+        from builder.interchange.worker import death_message
+
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        return death_message(self.proc.returncode, self.limits, what=WHAT, outcome=OUTCOME)
+
+    def close(self) -> None:
+        from builder.interchange.worker import kill_group
+
+        for f in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                f.close()
+        kill_group(self.proc)
+        shutil.rmtree(self.private, ignore_errors=True)
+
+
+class ModelProbe:
+    """One sandboxed child that runs models for one page session (see the module docstring).
+
+    Args:
+        timeout: seconds one question may take (default ``LAYERLAB_PROBE_TIMEOUT_S``, 300).
+    """
+
+    TEST_HOOK: str | None = None
+    """Tests only: ``"module:function"`` the child calls after locking down (to make a model crash there)."""
+
+    def __init__(self, timeout: float | None = None):
+        self.timeout = timeout or _env_float(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+        self._child: _Child | None = None
+        self._lock = threading.Lock()
+        self.starts = 0  # children started (a restart after a crash counts)
+        self._holder: list = [None]  # the child, for the finalizer (which must not hold the probe)
+        weakref.finalize(self, _close_box, self._holder)
+
+    @property
+    def running(self) -> bool:
+        """Whether a child is running now."""
+        return self._child is not None and self._child.alive()
+
+    def pid(self) -> int | None:
+        """The running child's process id, or None."""
+        return self._child.proc.pid if self.running else None
+
+    def request(self, workspace: str | os.PathLike, run_id: str, split: str, call: str, *args: Any,
+                **kwargs: Any) -> Any:
+        """Ask the child ``call(*args, **kwargs)`` of the run's session; the answer read back as data.
+
+        Raises:
+            LayerLabError: the session's own error (its class kept for the common ones), or one line
+                (ExplainError) naming a crash, a timeout, running out of memory or CPU time.
+        """
+        msg = {"workspace": str(workspace), "run": run_id, "split": split, "call": call, "args": (args, kwargs)}
+        with self._lock:
+            child = self._ensure()
+            try:
+                child.send(msg)
+                answer = child.receive(time.monotonic() + self.timeout)
+            except TimeoutError:
+                self._stop()
+                raise ExplainError(f"{WHAT} did not answer within {self.timeout:.0f} s and was stopped; the next "
+                                   f"question starts a fresh one. Fix: ask for fewer samples or steps, or raise "
+                                   f"{TIMEOUT_ENV}") from None
+            except (BrokenPipeError, ConnectionResetError):
+                answer = None
+            except ExplainError:
+                self._stop()
+                raise
+            if answer is None:  # it died while answering
+                why = child.death()
+                self._stop()
+                raise ExplainError(why)
+        return _result(answer, child.limits)
+
+    def _ensure(self) -> _Child:
+        if self._child is not None and not self._child.alive():
+            self._stop()  # it ended (idle, or a crash already reported): start another
+        if self._child is None:
+            self.starts += 1
+            try:
+                self._child = _Child(self.TEST_HOOK, self.timeout)
+            except (OSError, TimeoutError, BrokenPipeError) as e:
+                raise ExplainError(f"{WHAT} could not start ({type(e).__name__}: {str(e)[:200]}). Fix: try again; "
+                                   "if it persists, check the server's memory") from None
+            self._holder[0] = self._child
+        return self._child
+
+    def _stop(self) -> None:
+        if self._child is not None:
+            self._child.close()
+        self._child = None
+        self._holder[0] = None
+
+    def close(self) -> None:
+        """End the child now (the next question starts another)."""
+        with self._lock:
+            self._stop()
+
+
+def _close_box(box: list) -> None:
+    if box[0] is not None:
+        box[0].close()
+
+
+def _result(answer: Any, limits: Any) -> Any:
+    from builder.interchange.worker import MEMORY_ENV
+
+    if not isinstance(answer, dict):
+        raise ExplainError(f"{WHAT} answered something unexpected")
+    status = answer.get("status")
+    if status == "ok":
+        return answer.get("result")
+    text = " ".join(str(answer.get("message", "")).split())
+    if status == "user":
+        cls = _ERRORS.get(str(answer.get("type")), ExplainError)
+        raise cls(text[:2000])
+    if status == "memory":
+        raise ExplainError(f"{WHAT} ran out of memory (limit {limits.memory_mb} MiB over its start-up footprint; "
+                           f"{text[:200]}). Fix: ask for fewer samples, or raise {MEMORY_ENV}")
+    raise ExplainError(f"{WHAT} failed ({text[:300]}). {OUTCOME}; the app is unaffected")
+
+
+class ProbeSession:
+    """:class:`~builder.interpret.session.ExplainSession`'s questions about a finished run, answered by a
+    :class:`ModelProbe` child: the same methods and answers, nothing of the model in this process.
+
+    Args:
+        probe: the page session's probe; ``workspace``: the run store's folder; ``run_id``: the run (owner
+            already checked); ``split``: test, val or train.
+    Raises:
+        LayerLabError: as :func:`~builder.interpret.session.open_run`, or a crash of the child (one line).
+    """
+
+    MAX_MEMO = 2048
+    sandboxed = True  # builder.interpret.tryit.try_input hands your input to try_input below
+
+    # pure helpers of ExplainSession that need only what the hello answer holds
+    class_name = ExplainSession.class_name
+    describe = ExplainSession.describe
+    pick_modes = ExplainSession.pick_modes
+    window = ExplainSession.window
+    baselines = ExplainSession.baselines
+    pad_tokens = ExplainSession.pad_tokens
+    about = ExplainSession.about
+    target_kind = ExplainSession.target_kind
+    target_choices = ExplainSession.target_choices
+    # static ones
+    method_label = staticmethod(ExplainSession.method_label)
+    pick_label = staticmethod(ExplainSession.pick_label)
+    none_found = staticmethod(ExplainSession.none_found)
+    baseline_label = staticmethod(ExplainSession.baseline_label)
+    layer_help = staticmethod(ExplainSession.layer_help)
+    title = staticmethod(ExplainSession.title)
+    in_input_space = staticmethod(ExplainSession.in_input_space)
+    in_layer_space = staticmethod(ExplainSession.in_layer_space)
+    caption = staticmethod(ExplainSession.caption)
+    rows = staticmethod(ExplainSession.rows)
+    deltas = staticmethod(ExplainSession.deltas)
+    default_activation_node = staticmethod(ExplainSession.default_activation_node)
+
+    def __init__(self, probe: ModelProbe, workspace: str | os.PathLike, run_id: str, split: str = "test"):
+        self.probe, self.workspace, self.run_id, self.split = probe, str(workspace), run_id, split
+        self._memo: dict[tuple, Any] = {}
+        hello = self._ask("hello")
+        self.info = hello["info"]
+        self.modality: str = hello["modality"]
+        self.n_samples: int = int(hello["n_samples"])
+        self.classification: bool = bool(hello["classification"])
+        self.has_class_labels: bool = bool(hello["has_class_labels"])
+        self.n_classes: int = int(hello["n_classes"])
+        self.n_outputs: int = int(hello["n_outputs"])
+        self.device = torch.device("cpu")  # inputs built here (Try it) are sent to the child's device there
+
+    def _ask(self, call: str, *args: Any, **kwargs: Any) -> Any:
+        return self.probe.request(self.workspace, self.run_id, self.split, call, *args, **kwargs)
+
+    def _memo_ask(self, call: str, *args: Any, **kwargs: Any) -> Any:
+        """A question whose answer depends on its arguments only: asked once (errors are not kept)."""
+        key = (call, repr(args), repr(sorted(kwargs.items())))
+        if key not in self._memo:
+            if len(self._memo) >= self.MAX_MEMO:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = self._ask(call, *args, **kwargs)
+        return self._memo[key]
+
+    # ------------------------------------------------------------------- data and choices (memoised)
+    def sample(self, i: int) -> torch.Tensor:
+        """Sample ``i`` as a batch of one (1, ...)."""
+        return self._memo_ask("sample", i)
+
+    def sample_array(self, i: int) -> Any:
+        """Sample ``i`` as a float numpy array."""
+        return self._memo_ask("sample_array", i)
+
+    def tokens(self, i: int) -> list[str]:
+        """Sample ``i``'s token ids as words."""
+        return self._memo_ask("tokens", i)
+
+    def feature_names(self) -> list[str] | None:
+        """The dataset's feature names, one per input value, or None."""
+        return self._memo_ask("feature_names")
+
+    def feature_values(self, i: int) -> tuple[list[str], list[float]]:
+        """Sample ``i`` as (feature names, values)."""
+        return self._memo_ask("feature_values", i)
+
+    def candidate_label(self, i: int) -> str:
+        """``#i · true A · predicted B (93%)``."""
+        return self._memo_ask("candidate_label", i)
+
+    def summary(self, i: int, runners_up: int = 2) -> Any:
+        """True label, prediction, confidence and runners-up of sample ``i``."""
+        return self._memo_ask("summary", i, runners_up)
+
+    def target_label(self, t: int, i: int) -> str:
+        """How a target choice reads for sample ``i``."""
+        return self._memo_ask("target_label", t, i)
+
+    def methods(self) -> Any:
+        """The methods for this model (a ``MethodChoices``)."""
+        return self._memo_ask("methods")
+
+    def default_layer(self, method: str, layers: tuple[str, ...] | list[str]) -> str:
+        """The node a layer method uses unless another is chosen."""
+        return self._memo_ask("default_layer", method, list(layers))
+
+    def node_types(self) -> dict[str, str]:
+        """Node id -> layer type."""
+        return self._memo_ask("node_types")
+
+    def attention_nodes(self) -> Any:
+        """The attention nodes of the model."""
+        return self._memo_ask("attention_nodes")
+
+    def activation_nodes(self) -> dict[str, str]:
+        """Nodes whose output can be shown, with their type."""
+        return self._memo_ask("activation_nodes")
+
+    def weighted_nodes(self) -> list[str]:
+        """Nodes with weights."""
+        return self._memo_ask("weighted_nodes")
+
+    def pick(self, by: str, label: int | None = None, k: int = 50) -> list[int]:
+        """Indices of up to ``k`` samples picked ``by``."""
+        return self._memo_ask("pick", by, label, k)
+
+    # ------------------------------------------------------------------- model questions (the page caches them)
+    def explain(self, i: int, method: str, target: int | None = None, **kw: Any) -> Any:
+        """Attribute sample ``i`` with one method (see ``ExplainSession.explain``)."""
+        return self._ask("explain", i, method, target, **kw)
+
+    def global_ranking(self, method: str, baseline: str, pad_token: int | None = None) -> Any:
+        """Attributions of every sample of the split, one flat row each (N, F)."""
+        return self._ask("global_ranking", method, baseline, pad_token)
+
+    def attention(self, i: int) -> dict[str, torch.Tensor]:
+        """Attention maps of sample ``i`` per node."""
+        return self._ask("attention", i)
+
+    def activation(self, i: int, node: str, kind: str = "auto") -> Any:
+        """Node ``node``'s output for sample ``i`` as ``(array, figure kind, stats line)``, or None."""
+        return self._ask("activation", i, node, kind)
+
+    def weight_histograms(self, nodes: list[str]) -> Any:
+        """Weight histograms of ``nodes``."""
+        return self._ask("weight_histograms", list(nodes))
+
+    def sanity(self, i: int, n: int, methods: list[str], target: int | None, **kw: Any) -> Any:
+        """The randomisation check (a ``SanityReport``)."""
+        return self._ask("sanity", i, n, list(methods), target, **kw)
+
+    def completeness(self, i: int, n: int, target: int | None, **kw: Any) -> Any:
+        """Integrated Gradients completeness (a ``CompletenessResult``)."""
+        return self._ask("completeness", i, n, target, **kw)
+
+    def try_input(self, x: torch.Tensor, method: str | None = None, *, baseline: str = "zeros") -> Any:
+        """Your own input ``x`` predicted and explained (a ``TryResult``)."""
+        return self._ask("try_input", x, method, baseline=baseline)
+
+    def robustness(self, eps: list[float], method: str = "fgsm", steps: int = 10) -> Any:
+        """Accuracy against ε on the split (a ``RobustnessReport``)."""
+        return self._ask("robustness", list(eps), method, steps)
+
+    def flip_view(self, index: int, eps: float, **kw: Any) -> Any:
+        """A flipped sample beside its adversarial version (a ``FlipView``)."""
+        return self._ask("flip_view", index, eps, **kw)
+
+    def calibrate(self, bins: int = 15) -> Any:
+        """Temperature scaling, reliability and coverage (a ``CalibrationReport``)."""
+        return self._ask("calibrate", bins)
+
+
+__all__ = ["ModelProbe", "ProbeSession"]

@@ -1,0 +1,129 @@
+"""Inside the model probe: the sandboxed process that loads runs and answers the Explain page (see
+:mod:`builder.interpret.probe` for the parent's side and the protocol).
+
+It reads a start message (limits, idle time, threads), locks itself down with the import worker's sandbox
+(:func:`builder.interchange.worker.lock_down`: address space, CPU time, file size, no core files, no new
+processes; the clean environment and private folder came with :func:`~builder.interchange.worker.spawn_sandboxed`),
+then answers requests one at a time: ``{"workspace", "run", "split", "call", "args"}``, where ``call`` is
+``hello`` or one of :data:`CALLS` (:class:`~builder.interpret.session.ExplainSession`'s methods that read the
+model). Runs are opened from the workspace by id (weights from safetensors, never a pickle) and kept (the last
+:data:`MAX_RUNS`). Each request gets its own CPU budget; the process ends when the parent closes the pipe or
+after ``idle_s`` without a request.
+
+Example::
+
+    # not a doctest (a child process): run by tests/interpret/test_probe.py
+    probe_main()   # started by ModelProbe through spawn_sandboxed("builder.interpret.probe_child:probe_main", ...)
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import sys
+from collections import OrderedDict
+from typing import Any
+
+CALLS = frozenset({
+    "sample", "sample_array", "tokens", "feature_names", "feature_values", "candidate_label", "summary",
+    "target_label", "methods", "default_layer", "node_types", "attention_nodes", "activation_nodes",
+    "weighted_nodes", "pick", "explain", "global_ranking", "attention", "activation", "weight_histograms", "sanity",
+    "completeness", "try_input", "robustness", "flip_view", "calibrate"})
+"""The session methods a request may call (nothing else is looked up by name)."""
+MAX_RUNS = 3
+PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.training.pipeline")
+
+
+def probe_main() -> None:
+    """The probe's entry point: start message, lock down, then answer until the pipe closes or it idles out."""
+    from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
+    from builder.interpret.probe_wire import decode, encode, read_frame, write_frame
+
+    out = os.dup(1)  # answers go to the original stdout; anything printed goes to the log (stderr)
+    os.dup2(2, 1)
+    start = read_frame(0)
+    if start is None:
+        return
+    cfg = decode(*start)
+    lock_down(WorkerLimits(**cfg["limits"]), PRELOAD, who="the model probe")
+    import torch
+
+    torch.set_num_threads(max(1, int(cfg.get("threads") or 1)))
+    if cfg.get("hook"):  # tests only: the parent's ModelProbe.TEST_HOOK, "module:function"
+        import importlib
+
+        module, _, name = cfg["hook"].partition(":")
+        getattr(importlib.import_module(module), name)()
+    runs: OrderedDict[tuple, Any] = OrderedDict()
+    write_frame(out, *encode({"status": "ready"}))
+    while True:
+        if not select.select([0], [], [], float(cfg["idle_s"]))[0]:
+            os._exit(0)  # idle: the parent starts another one when it needs it (no interpreter teardown)
+        frame = read_frame(0)
+        if frame is None:
+            os._exit(0)  # the parent closed the pipe
+        cpu_budget(int(cfg["cpu_s"]))
+        try:
+            answer = {"status": "ok", "result": _handle(decode(*frame), runs)}
+        except MemoryError as e:
+            gc.collect()
+            answer = {"status": "memory", "message": f"MemoryError: {str(e)[:200]}"}
+        except BaseException as e:  # noqa: BLE001  one line to the parent; the process goes on
+            answer = _failure(e)
+        try:
+            head, body = encode(answer)
+        except (TypeError, ValueError, MemoryError) as e:
+            head, body = encode({"status": "crash", "message": f"the answer could not be written ({str(e)[:200]})"})
+        write_frame(out, head, body)
+        del answer, head, body
+
+
+def _failure(e: BaseException) -> dict:
+    from builder.errors import LayerLabError
+
+    text = f"{type(e).__name__}: {str(e)[:300]}"
+    if isinstance(e, LayerLabError):
+        return {"status": "user", "type": type(e).__name__, "message": str(e)[:2000]}
+    if "can't allocate memory" in text or "out of memory" in text.lower():
+        return {"status": "memory", "message": text}
+    return {"status": "crash", "message": text}
+
+
+def _handle(req: dict, runs: OrderedDict) -> Any:
+    call = req.get("call")
+    if call != "hello" and call not in CALLS:
+        from builder.errors import ExplainError
+
+        raise ExplainError(f"the model probe answers the Explain page's questions; received: {str(call)[:60]!r}")
+    xs = _session(runs, str(req["workspace"]), str(req["run"]), str(req["split"]))
+    if call == "hello":
+        return {"info": xs.info, "modality": xs.modality, "n_samples": xs.n_samples,
+                "classification": xs.classification, "has_class_labels": xs.has_class_labels,
+                "n_classes": xs.n_classes, "n_outputs": xs.n_outputs, "graph": xs.graph is not None}
+    args, kwargs = req.get("args") or ((), {})
+    return getattr(xs, call)(*args, **kwargs)
+
+
+def _session(runs: OrderedDict, workspace: str, run_id: str, split: str) -> Any:
+    """The session of a run and split, opening the run (model, dataset, graph) on first use."""
+    from builder.interpret.session import ExplainSession, open_run, run_graph
+    from builder.runs.store import RunStore
+
+    key = (workspace, run_id)
+    if key not in runs:
+        while len(runs) >= MAX_RUNS:
+            runs.popitem(last=False)
+            gc.collect()
+        store = RunStore(workspace, mark_interrupted=False)
+        model, ds = open_run(store, store.get(run_id))
+        runs[key] = {"model": model, "ds": ds, "graph": run_graph(store, run_id), "splits": {}}
+    runs.move_to_end(key)
+    entry = runs[key]
+    if split not in entry["splits"]:
+        entry["splits"][split] = ExplainSession(entry["model"], entry["ds"], split, run_id, entry["graph"])
+    return entry["splits"][split]
+
+
+if __name__ == "__main__":  # pragma: no cover - started by spawn_sandboxed
+    sys.exit(probe_main())
