@@ -508,7 +508,14 @@ def canvas_area() -> None:
         _canvas()
     key = "ll_inspector" if st.session_state.get("ll_selected") else "ll_inspector_idle"
     with right, st.container(height=CANVAS_HEIGHT, border=False, key=key):
-        inspector(report)
+        side = st.segmented_control("Side panel", ["Layer", "Try it"], default="Layer", key="ll_side_view",
+                                    label_visibility="collapsed")
+        if side == "Try it":  # the newest run of this graph on your own input (app_pages/explain_tryit.py)
+            from app_pages import explain_tryit
+
+            explain_tryit.build_panel(g)
+        else:
+            inspector(report)
 
 
 st.session_state.setdefault("ll_show_inspector", True)

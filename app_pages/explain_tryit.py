@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
@@ -119,3 +119,82 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
         if compact:
             fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})
         c[1].plotly_chart(fig, width="stretch", config=CFG, key=key("ll_try_fig"))
+
+
+# ------------------------------------------------------------------------------- the Build page's panel
+BUILD_KEY = "ll_try_build"  # session state: the open model of the panel, with the version it was opened at
+POLL_S = 2.0  # seconds between refreshes while the run trains
+
+
+def _build_key(name: str) -> str:
+    return f"{name}@build"  # one drawing/row per panel, kept while the model refreshes
+
+
+def _open_session(run_id: str, split: str = "test") -> tuple[Any, Any]:
+    """(session, probe) for a run: the model answers in a sandboxed probe of its own (restarted when newer weights
+    land, so the child reloads them); before the probe exists (builder.interpret.probe), in this process."""
+    try:
+        from builder.interpret.probe import ModelProbe, ProbeSession
+    except ImportError:  # the sandbox is not installed: the model is opened here, as Explain opened it before
+        from builder.interpret.session import ExplainSession, open_run
+
+        rs = ui.store()
+        model, ds = open_run(rs, ui.get_run(run_id, rs))
+        return ExplainSession(model, ds, split, run_id), None
+    probe = ModelProbe()
+    try:
+        return ProbeSession(probe, ui.store().workspace, run_id, split), probe
+    except BaseException:
+        probe.close()
+        raise
+
+
+def _session_for(tr: Any) -> Any:
+    """The panel's session for the run's current weights, reopened when ``tr.version`` changes."""
+    ss = st.session_state
+    held = ss.get(BUILD_KEY)
+    if held and held["version"] == tr.version:
+        return held["xs"]
+    if held and held.get("probe") is not None:
+        held["probe"].close()
+    ss[BUILD_KEY] = None
+    xs, probe = _open_session(tr.run_id)
+    ss[BUILD_KEY] = {"version": tr.version, "xs": xs, "probe": probe}
+    return xs
+
+
+def build_panel(graph: Any) -> None:
+    """Try it beside the canvas: the newest run of the canvas graph (its live run while one trains, read from
+    its newest checkpoint and refreshed every :data:`POLL_S` seconds)."""
+    from builder.interpret.tryit import try_run
+
+    try:
+        tr = try_run(ui.store(), graph, ui.owner())
+    except LayerLabError as e:
+        st.warning(ui.md(e), icon=":material/warning:")
+        return
+    if tr is None:
+        st.caption("Train this network (Train page) and try your own input on it here: a drawing, an image, a "
+                   "table row or words, with the prediction and what it looked at.")
+        return
+    st.session_state.ll_try_build_polling = tr.live
+    st.fragment(run_every=POLL_S if tr.live else None)(_build_view)(graph)
+
+
+def _build_view(graph: Any) -> None:
+    from builder.interpret.tryit import try_run
+
+    tr = try_run(ui.store(), graph, ui.owner())
+    if tr is None:
+        return
+    if st.session_state.get("ll_try_build_polling") and not tr.live:
+        st.session_state.ll_try_build_polling = False
+        st.rerun()  # training ended: one full run stops the polling
+    st.caption(ui.md(tr.describe()))
+    if not tr.ready:
+        return
+    try:
+        xs = _session_for(tr)
+        try_it_panel(xs, 0, _build_key, compact=True)
+    except LayerLabError as e:
+        st.warning(ui.md(e), icon=":material/warning:")

@@ -27,7 +27,7 @@ import torch
 from builder.errors import DatasetError, ExplainError
 from builder.interpret.attributions import Explanation, explain
 
-__all__ = ["TryForm", "TryResult", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
+__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
@@ -58,6 +58,41 @@ class TryResult:
     runners_up: list[tuple[str, float]]
     explanation: Explanation | None
     error: str = ""
+
+
+@dataclass(frozen=True)
+class TryRun:
+    """The run whose model Try it uses for a graph: ``version`` changes whenever newer weights land (a new
+    checkpoint while it trains, the final weights when it ends), so a caller reopens the model then; ``ready`` is
+    False while the run has no weights or checkpoint yet."""
+
+    run_id: str
+    status: str
+    live: bool
+    ready: bool
+    version: str
+
+    def describe(self) -> str:
+        """One line for the panel: which run, and whether its model is still changing."""
+        if not self.ready:
+            return f"run {self.run_id} ({self.status}) has no checkpoint yet; it appears after the first epoch"
+        return (f"run {self.run_id}, newest checkpoint (refreshing while it trains)" if self.live
+                else f"run {self.run_id} ({self.status})")
+
+
+def try_run(store: Any, graph: Any, owner: str | None) -> TryRun | None:
+    """The run Try it uses for the graph on the canvas: the owner's live run of this graph, else the newest
+    (:func:`builder.runs.summary.current_run`, what the Train page shows); None without one."""
+    from builder.runs.status import is_live
+    from builder.runs.summary import current_run
+
+    run = current_run(store, graph, owner)
+    if run is None:
+        return None
+    rid = run["id"]
+    stamps = [p.stat().st_mtime_ns for p in (store.weights_path(rid), store.checkpoint_path(rid)) if p.is_file()]
+    live = is_live(run)
+    return TryRun(rid, str(run["status"]), live, bool(stamps), f"{rid}:{run['status']}:{max(stamps, default=0)}")
 
 
 def _stats(xs: Any) -> tuple[np.ndarray, np.ndarray] | None:

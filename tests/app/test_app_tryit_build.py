@@ -1,0 +1,65 @@
+"""The Build page's Try it panel under AppTest: the newest run of the canvas graph, on your own drawing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import builder
+from builder.interpret.tryit import try_run
+from builder.runs.store import RunStore
+from builder.training.pipeline import run_training
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
+    return tmp_path
+
+
+def _build(side: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["ll_owner"] = "local"  # the owner of runs recorded by run_training
+    if side:
+        at.session_state["ll_side_view"] = side
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _text(at: AppTest) -> str:
+    text = "\n".join(str(x.value) for x in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+    return text.replace("\\", "")  # Markdown escapes
+
+
+def test_build_page_try_it_uses_the_newest_run_of_the_canvas_graph(workspace):
+    at = _build("Try it")
+    assert "Train this network" in _text(at)  # no run of this graph yet
+    store = RunStore(workspace)
+    res = run_training(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0}, store=store)
+    tr = try_run(store, builder.load_template("cnn").graph, "local")
+    assert tr is not None and tr.run_id == res.run_id and tr.ready and not tr.live
+    at = _build("Try it")
+    assert f"run {res.run_id} (finished)" in _text(at)
+    assert "Draw a digit" in _text(at)
+    pad = next(k for k in at.session_state._state._state.filtered_state if k.startswith("ll_try_pad@build"))
+    at.session_state[pad] = {"strokes": json.dumps([[[0.3, 0.2], [0.7, 0.2], [0.4, 0.9]]])}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    pred = [m for m in at.metric if m.label == "Your input's prediction"]
+    assert pred and pred[0].value in [str(c) for c in range(10)], _text(at)
+    assert "Answered in" in _text(at)
+    assert at.get("plotly_chart"), "the attribution is drawn"
+    at.session_state["ll_side_view"] = "Layer"
+    at.run()
+    assert not [m for m in at.metric if m.label == "Your input's prediction"]
