@@ -7,8 +7,9 @@ on 127.0.0.1 and opens it in headless Chromium (/usr/bin/chromium, software rend
 Open time = navigation start -> the canvas's first fitted view (``data-fitted`` >= 1) with every shown
 node measured; it includes Streamlit's start of the page. The page's own marks split it: ``data`` (the
 component first called with Python's data), ``visible`` (nodes measured and shown), ``fitted`` (the first
-fitted view), each from navigation start. ``--rounds N`` opens each size N times, each with a fresh server
-and page, and prints the medians (and ranges) of the open figures. Frames per second = requestAnimationFrame
+fitted view; bundles without that mark: when Playwright saw it), each from navigation start.
+``--rounds N`` opens each size N times, each with a fresh server and page, and prints the medians (and
+ranges) of the open figures. Frames per second = requestAnimationFrame
 callbacks counted in the page during 3 s of mouse-wheel zooms and drags, then again with every layer shown
 ("Blocks: off"). Then one block is expanded by a click and a node is found with the search box.
 """
@@ -66,7 +67,8 @@ def measure(page, box) -> dict:
 
 MARKS_JS = """(el) => {
   const at = (name) => { const m = performance.getEntriesByName(name); return m.length ? m[0].startTime : null; };
-  return { data_ms: at('layerlab:canvas:data'), visible_ms: at('layerlab:canvas:visible'), fitted_ms: performance.now(),
+  return { data_ms: at('layerlab:canvas:data'), visible_ms: at('layerlab:canvas:visible'),
+           fitted_ms: at('layerlab:canvas:fitted') ?? performance.now(),
            shown: el.dataset.shown, blocks: el.dataset.blocks };
 }"""
 
