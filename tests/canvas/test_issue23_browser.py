@@ -6,9 +6,15 @@ Chromium the project's CI uses. Waits are for states (DOM conditions, Streamlit'
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from playwright.sync_api import expect
 
+import builder
+from builder.runs import owners
+from builder.runs.store import RunStore
+from builder.training.pipeline import run_training
 from tests.serving import ARTIFACTS, StreamlitServer, chromium_browser
 
 pytestmark = pytest.mark.browser
@@ -17,9 +23,15 @@ IDLE_JS = """() => document.querySelector('[data-testid=stApp]')?.getAttribute('
     && document.querySelector('[data-testid=stStatusWidget]') === null"""
 
 
+BROWSER_ID = "0123456789abcdef0123456789abcdef"  # the browser's anonymous owner id (cookie layerlab_owner)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """The app on a workspace holding one finished run of the starting digits CNN, owned by the test browser."""
     ws = tmp_path_factory.mktemp("workspace")
+    run_training(builder.load_template("cnn"), "digits", {"epochs": 4, "seed": 0}, store=RunStore(ws),
+                 owner=owners.anonymous_owner(BROWSER_ID))
     with StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_TORCH_THREADS": "1",
                                         "LAYERLAB_LAUNCHER_IDLE_S": "20"},
                          log_path=ARTIFACTS / "streamlit-issue23.log") as s:
@@ -35,6 +47,7 @@ def browser():
 @pytest.fixture
 def page(browser, server):
     ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+    ctx.add_cookies([{"name": "layerlab_owner", "value": BROWSER_ID, "url": server.url}])
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -65,3 +78,42 @@ def test_cost_overlay_tints_and_labels_nodes(page):
     select.select_option("off")
     expect(cost).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "cost-overlay.png"))
+
+
+def _draw(page, pad, points) -> float:
+    """Draw one stroke through ``points`` (fractions of the pad); seconds from the pen lift until the prediction
+    and the attribution heatmap are shown."""
+    box = pad.bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x0 + points[0][0] * w, y0 + points[0][1] * h)
+    page.mouse.down()
+    for fx, fy in points[1:]:
+        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=4)
+    started = time.monotonic()
+    page.mouse.up()
+    page.locator(".st-key-ll_try_answer-build [data-testid=stMetricValue]").wait_for(timeout=30_000)
+    page.locator("[data-testid=stPlotlyChart] .js-plotly-plot .heatmaplayer, "
+                 "[data-testid=stPlotlyChart] .js-plotly-plot image").first.wait_for(timeout=30_000)
+    return time.monotonic() - started
+
+
+def test_draw_a_digit_beside_the_canvas(page):
+    """Build › Try it on the trained CNN run: draw a 7 with the mouse, see a prediction and an attribution; clear
+    and draw a 1. The latency is reported (the first includes loading Plotly's bundle in the browser)."""
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
+    page.locator(".st-key-ll_side_view button", has_text="Try it").click()
+    pad = page.locator("[data-testid=ll-draw-pad]")
+    pad.wait_for(timeout=60_000)
+    page.wait_for_function(IDLE_JS, timeout=60_000)
+    answer = page.locator(".st-key-ll_try_answer-build [data-testid=stMetricValue]")
+    first = _draw(page, pad, [(0.25, 0.2), (0.5, 0.2), (0.75, 0.2), (0.65, 0.45), (0.55, 0.65), (0.45, 0.85)])
+    assert answer.inner_text().strip() in [str(c) for c in range(10)]
+    page.screenshot(path=str(ARTIFACTS / "tryit-draw.png"))
+    page.get_by_role("button", name="Clear").click()
+    answer.wait_for(state="detached", timeout=30_000)
+    page.wait_for_function(IDLE_JS, timeout=60_000)
+    second = _draw(page, pad, [(0.5, 0.15), (0.5, 0.5), (0.5, 0.85)])
+    assert answer.inner_text().strip() in [str(c) for c in range(10)]
+    line = f"pen lift to prediction + attribution: first {first:.3f} s (Plotly loads), second {second:.3f} s\n"
+    (ARTIFACTS / "tryit-draw-latency.txt").write_text(line)
+    print(line)
