@@ -140,6 +140,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = infer_format(args.format, args.output)
     if args.output not in (None, "-"):
         check_output_path(args.output)  # before any work
+    if getattr(args, "network", None):
+        return _export_network_file(args, fmt)
     if fmt == "onnx":
         return _export_onnx_file(args)
     if getattr(args, "quantize", None):
@@ -164,6 +166,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         return fail(f"cannot write {args.output}: {e.strerror or e}")
     print(terminal_line(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
                         "weights)"))
+    return 0
+
+
+def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
+    """``export FILE --network NAME -o OUT.py|OUT.onnx [--weights W]``: one network of a project file (weights:
+    the trained run's file, else freshly initialised with --seed)."""
+    import torch
+
+    from builder.interchange.network_export import export_network
+
+    if args.output in (None, "-") or fmt == "safetensors":
+        return fail("--network needs -o OUT.py (also writes OUT.safetensors) or -o OUT.onnx")
+    torch.manual_seed(args.seed)
+    rep = export_network(load_project(args.file), args.network, getattr(args, "weights", None), args.output, fmt)
+    extra = f"; onnxruntime max abs difference {rep['max_abs_diff']:.3g}" if rep["max_abs_diff"] is not None else ""
+    print(terminal_line(f"wrote {' and '.join(rep['files'])} (network {args.network}: inputs "
+                        f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})"))
     return 0
 
 
@@ -281,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output path (default: stdout for py)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed for untrained weights")
     p.add_argument("--run", help="export a trained run's weights/code instead of a project file")
+    p.add_argument("--network", help="export one network of a project with a drawn objective (e.g. a GAN's "
+                   "generator, its input the noise) as py (+ .safetensors) or onnx")
     p.add_argument("--temperature", action="store_true", help="with --run and --format py/onnx: divide the logits "
                    "by the temperature `layerlab calibrate` stored with the run")
     p.add_argument("--workspace", help="workspace folder holding the runs")

@@ -463,6 +463,8 @@ def export_run(args: argparse.Namespace) -> int:
         if not ckpt.is_file():
             raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
         weights = _weights_from_checkpoint(ckpt, folder.export(folder.CHECKPOINT_WEIGHTS))
+    if getattr(args, "network", None):
+        return _export_run_network(run, args, weights, output, fmt, folder)
     if getattr(args, "temperature", False) and (fmt == "safetensors" or getattr(args, "quantize", None)):
         raise TrainingError("--temperature changes the exported model's output; it applies to --format py or "
                             "onnx (without --quantize); received: --format " + str(fmt))
@@ -490,6 +492,29 @@ def export_run(args: argparse.Namespace) -> int:
     else:
         shutil.copyfile(weights, output)
         print(f"wrote {output} (trained weights of run {run['id']}, status {run['status']})")
+    return 0
+
+
+def _export_run_network(run: dict, args: argparse.Namespace, weights: Path, output: str | None, fmt: str,
+                        folder) -> int:
+    """``export --run ID --network NAME [--format py|onnx] [-o OUT]``: one network of a multi-network run (the
+    GAN's generator alone, its input the noise); without ``-o`` into the run's ``exports/NAME.py|.onnx``."""
+    from builder.escape import safe_filename, terminal_line
+    from builder.interchange.network_export import export_network
+
+    network = args.network
+    if getattr(args, "temperature", False) or getattr(args, "quantize", None):
+        raise TrainingError("--network exports one network as it is; received: --temperature or --quantize with it. "
+                            "Fix: export the network without them")
+    if fmt == "safetensors":
+        raise TrainingError("--network exports a network as py (with its weights) or onnx; received: --format "
+                            "safetensors. Fix: use --format py (writes NAME.py and NAME.safetensors) or onnx")
+    out = Path(output) if output not in (None, "-") else folder.export(f"{safe_filename(network, 'network')}.{fmt}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rep = export_network(run["project"], network, weights, out, fmt)
+    extra = f"; onnxruntime max abs difference {rep['max_abs_diff']:.3g}" if rep["max_abs_diff"] is not None else ""
+    print(terminal_line(f"wrote {' and '.join(rep['files'])} (network {network} of run {run['id']}: inputs "
+                        f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})"))
     return 0
 
 

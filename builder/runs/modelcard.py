@@ -86,6 +86,7 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             else "")
     out += ["## Architecture", "", (f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown") + cost,
             "", *arch, ""]
+    out += _objective(run.get("project"), cfg, info)
     sizes = info.get("sizes") or {}
     classes = info.get("class_names") if isinstance(info.get("class_names"), list) else None
     out += ["## Dataset", "",
@@ -146,6 +147,62 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             f"precision {_fmt(env.get('precision') or ('float32' if not cfg.get('amp') else 'not recorded'))}, "
             f"seed {_fmt(cfg.get('seed'))}", ""]
     return "\n".join(out)
+
+
+_BUILT_IN = {"ce": "cross-entropy", "bce": "binary cross-entropy with logits", "reg": "regression loss"}
+_OPTIMISER_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "grad_clip")
+
+
+def _objective(project: Any, cfg: dict, info: dict) -> list[str]:
+    """The objective section: the loss terms with their weights and inputs, the networks with their optimizers
+    and the update schedule (a drawn objective, :mod:`builder.training.objectives`), else the task's built-in
+    loss. A project record that cannot be read says so instead."""
+    from builder.errors import LayerLabError
+    from builder.graph.project import load_project
+    from builder.training.metrics import loss_kind
+    from builder.training.objectives import has_objective, resolve_objective
+
+    out = ["## Objective", ""]
+    try:
+        proj = load_project(project)
+        drawn = has_objective(proj)
+        obj = resolve_objective(proj) if drawn else None
+    except (LayerLabError, ValueError, TypeError) as e:
+        return [*out, f"Not readable from the run's project: {md_text(str(e), 300)}", ""]
+    if obj is None:
+        task = str(info.get("task", cfg.get("task", "-")))
+        width = info.get("out_size") if isinstance(info.get("out_size"), int) else 2
+        kind = loss_kind(task, width)
+        name = _BUILT_IN[kind] + (f" ({_fmt(cfg.get('loss', 'auto'))}; auto = MSE)" if kind == "reg" else "")
+        return [*out, f"The task's built-in loss: **{name}** (task {_fmt(task)}); one network, optimizer "
+                f"{_fmt(cfg.get('optimizer', '-'))}, learning rate {_fmt(cfg.get('lr'))}.", ""]
+    graph = proj.graph
+    params = {n.id: n.params for n in graph.nodes}
+    out += ["Total loss = " + " + ".join(f"{_fmt(t.weight)} · {md_code(t.id)}" for t in obj.terms) + ".", "",
+            "| term | loss | weight | reads | settings | trains |", "|---|---|---|---|---|---|"]
+    for t in obj.terms:
+        reads = ", ".join(f"{e.target_port or 'input'} ← {e.source}" for e in graph.edges if e.target == t.id)
+        extra = ", ".join(f"{k}={v}" for k, v in params[t.id].items() if k != "weight")
+        out.append(f"| {md_code(t.id, table=True)} | {md_text(t.type)} | {_fmt(t.weight)} | {md_text(reads) or '-'} "
+                   f"| {md_text(extra) or '-'} | {md_text(t.network or 'every network')} |")
+    out += ["", "| network | nodes | optimizer | settings |", "|---|---|---|---|"]
+    for name, members in obj.networks.items():
+        st = {**{k: cfg[k] for k in _OPTIMISER_KEYS if cfg.get(k) not in (None, [], {})}, **obj.settings.get(name, {})}
+        opt = st.pop("optimizer", "-")
+        st = {k: v for k, v in st.items() if not (k == "momentum" and opt not in ("sgd", "rmsprop")
+                                                  or k == "nesterov" and opt != "sgd")}
+        st = {k: v for k, v in st.items() if not (k == "weight_decay" and not v)}
+        out.append(f"| {md_code(name, table=True)} | {len(members)} | {_fmt(opt)} | "
+                   f"{md_text(', '.join(f'{k}={v}' for k, v in st.items())) or '-'} |")
+    out += ["", "- update schedule: " + ", then ".join(f"{_fmt(k)} step(s) of {md_code(n)}" for n, k in obj.schedule)
+            + " (one batch per step), repeated"]
+    teacher = (proj.training or {}).get("teacher")
+    if teacher:
+        out.append(f"- teacher: run {md_code(teacher)} (its outputs feed the distillation term)")
+    if obj.feeds:
+        fed = ", ".join(f"{md_code(k)} ← {md_text(v)}" for k, v in obj.feeds.items())
+        out.append(f"- fed per batch: {fed}")
+    return [*out, ""]
 
 
 def _quantization(run_dir: Path | None) -> list[str]:

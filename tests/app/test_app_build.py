@@ -46,6 +46,22 @@ def test_template_menu_replaces_the_graph_and_bumps_the_revision(at):
     assert at.session_state["ll_data"]["name"] == "moons"
 
 
+@pytest.mark.parametrize("name", ["gan", "vae"])
+def test_template_menu_offers_the_drawn_objectives(at, name):
+    """The gan and vae templates (several outputs, the GAN two networks) load from the picker with their
+    objective (networks, optimizers, schedule) and dataset, and the page checks them without problems."""
+    at.selectbox(key="ll_tpl_pick").set_value(name).run()
+    at.button(key="ll_confirm_replace").click().run()
+    assert not at.exception
+    want = builder.load_template(name)
+    assert at.session_state["ll_project"].training == want.training
+    assert {n.id for n in graph(at).nodes} == {n.id for n in want.graph.nodes}
+    assert at.session_state["ll_data"]["name"] == "digits"
+    _, report, ann = at.session_state["ll_ann"]
+    assert report.ok and ann["summary"]["problems"] == []
+    assert len(report.output_nodes) > 1  # one per loss term
+
+
 def test_inspector_edits_params_and_renames_as_text(at):
     at.session_state["ll_selected"] = "conv1"
     at.run()

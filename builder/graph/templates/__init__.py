@@ -7,10 +7,10 @@ from importlib import resources
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 
-TEMPLATE_NAMES = ("mlp", "cnn", "resnet", "lstm", "transformer", "autoencoder")
-#: Templates with a drawn objective (several loss outputs): loadable by name, not yet in TEMPLATE_NAMES (the
-#: exports and the app's template list expect one output per template).
+#: Templates with a drawn objective (loss nodes, several outputs; the GAN two networks with their own optimizers).
 OBJECTIVE_TEMPLATES = ("gan", "vae")
+#: Every template, in the order the Build page's picker and ``layerlab template --list`` show them.
+TEMPLATE_NAMES = ("mlp", "cnn", "resnet", "lstm", "transformer", "autoencoder", *OBJECTIVE_TEMPLATES)
 
 
 def list_templates() -> list[dict]:
@@ -25,7 +25,7 @@ def list_templates() -> list[dict]:
 
 def template_text(name: str) -> str:
     """The JSON text of a template."""
-    if name not in TEMPLATE_NAMES + OBJECTIVE_TEMPLATES:
+    if name not in TEMPLATE_NAMES:
         raise LayerLabError(f"unknown template; received: {name!r}. Fix: use one of {', '.join(TEMPLATE_NAMES)}")
     return resources.files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8")
 
