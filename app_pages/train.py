@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import crossval_mode, nav, search_mode, ui
+from app_pages import crossval_mode, nav, search_mode, train_doctor, ui
 from builder.data.compat import check_compat
 from builder.errors import LayerLabError
 from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
@@ -333,6 +333,7 @@ def live_view() -> None:
         from app_pages import generative_view
 
         generative_view.render(run, sess.epochs, active, rs)
+    train_doctor.render(run)  # findings with one-click fixes, curve anomalies naming their nodes
     if sess.steps:
         poll_every(run_id, shown=True)  # a point is on screen: the next refresh switches to the slow interval
 

@@ -347,6 +347,26 @@ def graph_health(store: RunStore, graph: Any, owner: str | None) -> dict[str, di
 
 
 # ---------------------------------------------------------------------------------------------- the fixes
+def fix_label(action: dict[str, Any] | None) -> str:
+    """What a fix action does, in a few words for its button's help (empty for None or an unknown action).
+
+    >>> fix_label({"action": "insert_after", "node": "fc1", "type": "BatchNorm1d"})
+    'add a BatchNorm1d after fc1'
+    """
+    if not isinstance(action, dict):
+        return ""
+    kind = action.get("action")
+    if kind == "set_training":
+        return f"set the training setting {action.get('key')} to {action.get('value')}"
+    if kind == "set_param":
+        return f"set {action.get('param')} of {action.get('node')} to {action.get('value')}"
+    if kind == "set_type":
+        return f"replace {action.get('node')} with a {action.get('type')}"
+    if kind == "insert_after":
+        return f"add a {action.get('type')} after {action.get('node')}"
+    return ""
+
+
 def apply_fix(project: Any, action: dict[str, Any]) -> Project:
     """A new project with a finding's fix ``action`` applied (the argument is not changed, so an undo history
     keeps the old one). Actions: ``set_training`` (``key``, ``value``), ``set_param`` (``node``, ``param``,
@@ -381,5 +401,5 @@ def apply_fix(project: Any, action: dict[str, Any]) -> Project:
 
 
 __all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "health_annotations", "run_findings",
-           "graph_health", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH", "DEAD_FRACTION",
-           "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]
+           "graph_health", "fix_label", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH",
+           "DEAD_FRACTION", "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]

@@ -1,0 +1,74 @@
+"""Train › training doctor under AppTest: findings with Apply (undoable), curve anomalies linking to their nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import builder
+from builder.runs.store import RunStore
+from builder.training.health import HealthLog, write_health
+from builder.training.pipeline import run_training
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
+    return tmp_path
+
+
+def _sick_run(workspace: Path) -> str:
+    """A finished run of the starting CNN whose health log shows relu1 dead and whose loss stayed flat."""
+    store = RunStore(workspace)
+    res = run_training(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0}, store=store)
+    loss = store.metrics(res.run_id, "epoch")[-1]["train_loss"]
+    store.log_metrics(res.run_id, [{"type": "epoch", "epoch": e, "train_loss": loss} for e in range(2, 6)])
+    nodes = [{"id": "relu1", "type": "ReLU", "kind": "relu"}]
+    samples = [{"step": 10 * i, "epoch": 1, "nodes": {"relu1": {"dead": 0.97}}} for i in range(4)]
+    write_health(HealthLog(10, nodes, samples), store.folder(res.run_id).path / "health.json")
+    return res.run_id
+
+
+def _train_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["ll_owner"] = "local"  # the owner of runs recorded by run_training
+    at.run()
+    at.switch_page("app_pages/train.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    return "\n".join(str(x.value) for x in [*at.markdown, *at.warning, *at.caption]).replace("\\", "")
+
+
+def test_doctor_lists_findings_with_apply_and_links_anomalies_to_nodes(workspace):
+    _sick_run(workspace)
+    at = _train_page()
+    text = _texts(at)
+    assert "Training doctor" in text and "dead ReLU" in text and "loss plateau" in text
+    link = next(b for b in at.button if b.key == "ll_doc_node_0_relu1")  # the plateau names relu1
+    link.click().run()
+    assert at.session_state["ll_selected"] == "relu1"  # the Build page opens with relu1 selected
+    assert not at.exception, [e.value for e in at.exception]
+
+    at = _train_page()
+    apply = next(b for b in at.button if b.key == "ll_doc_fix_0")
+    apply.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    types = {n.id: n.type for n in at.session_state["ll_project"].graph.nodes}
+    assert types["relu1"] == "LeakyReLU"  # the dead ReLU's fix
+    undo = next(b for b in at.button if b.key == "ll_undo_replace")  # undoable from the sidebar
+    undo.click().run()
+    types = {n.id: n.type for n in at.session_state["ll_project"].graph.nodes}
+    assert types["relu1"] == "ReLU"
