@@ -1,9 +1,12 @@
 """Explain page: attributions, attention, activations and weights, trust checks, robustness, calibration, live playback.
 
 The page collects choices, asks :class:`builder.interpret.session.ExplainSession` (the model, its dataset and one
-split) and draws :mod:`builder.interpret.figures`. Per session it keeps, in ``st.session_state``, the model chosen
-(the last trained one or a finished run from the run store) and a cache of results for that model
-(``ll_xp_cache``, reset when the model changes).
+split) and draws :mod:`builder.interpret.figures`. A finished run's model never runs in the server's process: its
+questions go to :class:`builder.interpret.probe.ProbeSession` (the same methods), answered by the session's
+sandboxed child process (``ll_xp_probe``, started on the first question, restarted after a crash, ended when idle
+or with the session); a crash, timeout or limit there is one error line here. Per session it keeps, in
+``st.session_state``, the model chosen (the last trained one or a finished run from the run store) and a cache of
+results for that model (``ll_xp_cache``, reset when the model changes).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ ui.page_header("Explain", "See what the trained network looks at: attributions, 
 
 CFG = {"displayModeBar": False}
 TABS = ["Attributions", "Try it", "Attention", "Activations & weights", "Trust", "Robustness", "Calibration", "Live"]
-MAX_RUNS_CACHED = 3
 MAX_CACHED = 300  # results kept per session for the chosen model
 MISSING_RUN = "No finished run {run} of yours in this workspace."
 
@@ -63,18 +65,14 @@ def _k(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------- model sources
-def _load_run(run_id: str) -> tuple[Any, Any]:
-    """A finished run's model and dataset (:func:`builder.interpret.session.open_run`), cached per session."""
-    runs = st.session_state.setdefault("ll_xp_runs", {})
-    if run_id not in runs:
-        from builder.interpret.session import open_run
+def _probe() -> Any:
+    """This session's model probe (:class:`builder.interpret.probe.ModelProbe`); its child starts on first use."""
+    ss = st.session_state
+    if ss.get("ll_xp_probe") is None:
+        from builder.interpret.probe import ModelProbe
 
-        rs = ui.store()
-        model_ds = open_run(rs, ui.get_run(run_id, rs))
-        if len(runs) >= MAX_RUNS_CACHED:
-            runs.pop(next(iter(runs)))
-        runs[run_id] = model_ds
-    return runs[run_id]
+        ss.ll_xp_probe = ModelProbe()
+    return ss.ll_xp_probe
 
 
 def _session_dataset():
@@ -132,6 +130,7 @@ def _empty_state() -> None:
 
 def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
     """Model and split pickers (in the columns ``c``); returns the session or None (error shown)."""
+    from builder.interpret.probe import ProbeSession
     from builder.interpret.session import ExplainSession, run_graph
 
     ss = st.session_state
@@ -148,14 +147,15 @@ def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
     split = c[1].selectbox("Split", ["test", "val", "train"], key="ll_xp_split",
                            help="Which split the samples come from")
     try:
-        if choice == "session":
-            model, run_id = ss.ll_model, ss.get("ll_model_run")
-            _reset_cache(f"session:{run_id}:{id(model)}")
-            ds = _cached(("dataset",), _session_dataset)
-        else:
+        if choice != "session":  # a run: its model runs in the sandboxed probe, never here
             run_id = choice.split(":", 1)[1]
-            model, ds = _load_run(run_id)
             _reset_cache(choice)
+            rs = ui.store()
+            ui.get_run(run_id, rs)  # this owner may see it
+            return _cached(("session", split), lambda: ProbeSession(_probe(), rs.workspace, run_id, split))
+        model, run_id = ss.ll_model, ss.get("ll_model_run")  # handed over in this process
+        _reset_cache(f"session:{run_id}:{id(model)}")
+        ds = _cached(("dataset",), _session_dataset)
         graph = _cached(("graph",), lambda: run_graph(ui.store(), run_id))
         return _cached(("session", split), lambda: ExplainSession(model, ds, split, run_id, graph))
     except LayerLabError as e:

@@ -43,7 +43,7 @@ def _message() -> None:
 # ----------------------------------------------------------------------------------------- robustness
 def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
     """Accuracy against ε under FGSM/PGD on the session's split, and flipped samples beside their originals."""
-    from builder.interpret.robustness import ATTACKS, model_robustness, parse_eps, robustness_figure
+    from builder.interpret.robustness import ATTACKS, parse_eps, robustness_figure
 
     _message()
     if why := _refusal(xs, "Robustness"):
@@ -68,8 +68,7 @@ def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
     if go_:
         with st.spinner(f"Attacking {xs.n_samples} {xs.split} samples at {len(eps)} ε…"):
             try:
-                items[key] = model_robustness(xs.model, xs.ds, eps, method=method, steps=steps, split=xs.split,
-                                              run_id=xs.run_id)
+                items[key] = xs.robustness(eps, method, steps)
             except LayerLabError as e:
                 items[key] = e
     rep = items.get(key)
@@ -104,8 +103,6 @@ def _keep(rep: Any, what: str, done: str) -> None:
 
 def _flips(xs: ExplainSession, rep: Any, cached: Cached, method: str, steps: int) -> None:
     """A flipped sample picked from the report, beside its adversarial version, with their attributions."""
-    from builder.interpret.robustness import flip_view
-
     with_flips = [(e, f) for e, f in zip(rep.eps, rep.flips) if f["examples"]]
     st.markdown("##### Flipped samples")
     if not with_flips:
@@ -125,8 +122,7 @@ def _flips(xs: ExplainSession, rep: Any, cached: Cached, method: str, steps: int
     opts = {"n_steps": 32} if m == "integrated_gradients" else {}
     try:
         view = cached(("flip", xs.split, index, e, method, steps, m),
-                      lambda: flip_view(xs.model, xs.ds, index, e, method=method, steps=steps, split=xs.split,
-                                        attribution=m, **opts))
+                      lambda: xs.flip_view(index, e, method=method, steps=steps, attribution=m, **opts))
     except LayerLabError as err:
         ui.show_error(err)
         return
@@ -157,7 +153,7 @@ def _flips(xs: ExplainSession, rep: Any, cached: Cached, method: str, steps: int
 # ---------------------------------------------------------------------------------------- calibration
 def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
     """Reliability before/after temperature scaling, and the share of decisions automated at a target accuracy."""
-    from builder.interpret.calibration import CoverageCurve, calibrate_model, coverage_at, coverage_figure
+    from builder.interpret.calibration import CoverageCurve, coverage_at, coverage_figure
 
     _message()
     if why := _refusal(xs, "Calibration"):
@@ -165,7 +161,7 @@ def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
         return
     bins = int(st.session_state.get("ll_cal_bins", 15))
     try:
-        rep = cached(("calibration", bins), lambda: calibrate_model(xs.model, xs.ds, bins=bins, run_id=xs.run_id))
+        rep = cached(("calibration", bins), lambda: xs.calibrate(bins))
     except LayerLabError as e:
         ui.show_error(e)
         return

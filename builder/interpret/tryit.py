@@ -274,8 +274,6 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
         return xs.try_input(x, method, baseline=baseline)
     from builder.data import predict
 
-    if getattr(xs, "sandboxed", False):  # a ProbeSession: its model runs in the sandboxed probe process
-        return xs.try_input(x, method, baseline=baseline)
     pred = predict(xs.model, x, xs.info.task, batch_size=None)
     if pred.classification:
         label = int(pred.labels[0])

@@ -302,13 +302,30 @@ def test_tokens_attention_and_rollout(workspace, transformer):
     assert not at.warning
 
 
-def test_pick_a_finished_run_from_the_store(workspace):
+def test_pick_a_finished_run_from_the_store(workspace, monkeypatch):
+    """A run's model runs in the session's sandboxed probe: a segfault there is one error line, the server
+    keeps serving and the next question is answered by a fresh child (issue 21)."""
+    from builder.interpret.probe import ModelProbe
+
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", "tests.interpret.test_probe:crash_in_activation")
     res = run_training(builder.load_template("mlp"), "moons", {"epochs": 3}, store=RunStore(workspace))
     at = _page()
     model = _widget(at.selectbox, "Model")
     assert model.value == f"run:{res.run_id}"
     assert "Attribution per feature" in _titles(at)
     assert not at.error
+    probe = at.session_state["ll_xp_probe"]
+    first = probe.pid()
+    at = _tab(at, "Activations & weights")
+    crash = [e.value for e in at.error]
+    assert len(crash) == 1 and "died from SIGSEGV" in crash[0] and "the app is unaffected" in crash[0], crash
+    assert "Weight histograms" in _text(at) and "fc1" in _titles(at)  # answered by a fresh child
+    assert probe.pid() not in (None, first)
+    at = _tab(at, "Attributions")
+    _widget(at.number_input, "Index (0–149)").set_value(7).run()
+    _no_bug(at)
+    assert "Attribution per feature" in _titles(at) and not at.error
+    probe.close()
 
 
 def test_regression_model_explains_its_output(workspace):

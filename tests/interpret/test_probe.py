@@ -49,6 +49,15 @@ def _hook() -> None:
     ExplainSession.explain = explain
 
 
+def crash_in_activation() -> None:
+    """Inside the child (the Explain page's AppTest): a node's activations segfault, as a torch bug would."""
+    import ctypes
+
+    from builder.interpret.session import ExplainSession
+
+    ExplainSession.activation = lambda self, *a, **k: ctypes.string_at(0)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("ws"))
