@@ -131,16 +131,11 @@ def _build_key(name: str) -> str:
 
 
 def _open_session(run_id: str, split: str = "test") -> tuple[Any, Any]:
-    """(session, probe) for a run: the model answers in a sandboxed probe of its own (restarted when newer weights
-    land, so the child reloads them); before the probe exists (builder.interpret.probe), in this process."""
-    try:
-        from builder.interpret.probe import ModelProbe, ProbeSession
-    except ImportError:  # the sandbox is not installed: the model is opened here, as Explain opened it before
-        from builder.interpret.session import ExplainSession, open_run
+    """(session, probe) for a run: its model answers in a sandboxed probe of the panel's own
+    (:class:`builder.interpret.probe.ModelProbe`), restarted when newer weights land so that the child reloads
+    them; nothing runs the model in this process."""
+    from builder.interpret.probe import ModelProbe, ProbeSession
 
-        rs = ui.store()
-        model, ds = open_run(rs, ui.get_run(run_id, rs))
-        return ExplainSession(model, ds, split, run_id), None
     probe = ModelProbe()
     try:
         return ProbeSession(probe, ui.store().workspace, run_id, split), probe
