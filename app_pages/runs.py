@@ -186,6 +186,7 @@ def details(rec: dict) -> None:
                     disabled=not mine, key=f"ll_jstop_{rid}",
                     help="Stop at the next step; a checkpoint is kept so the run can be resumed")
         j[3].page_link(nav.TRAIN, label="Follow on Train", icon=":material/model_training:")
+    network = _network_choice(rec)
     b = st.columns(6)
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
@@ -200,8 +201,10 @@ def details(rec: dict) -> None:
                          key=f"ll_card_{rid}", on_click="ignore")
     folder = rs.folder(rid)
     has_weights = folder.has_weights
-    b[3].download_button("Weights", data=lambda: folder.read_weights() or b"",
-                         file_name=f"{safe_filename(rid, 'run')}.safetensors", mime="application/octet-stream",
+    stem = safe_filename(f"{rid}-{network}" if network else rid, "run")
+    b[3].download_button("Weights", data=lambda: (_network_file(rid, network, "weights") if network else
+                                                  folder.read_weights()) or b"",
+                         file_name=f"{stem}.safetensors", mime="application/octet-stream",
                          icon=":material/deployed_code:", width="stretch", disabled=not has_weights,
                          key=f"ll_w_{rid}", on_click="ignore",
                          help=None if has_weights else "Weights are saved when a run finishes")
@@ -209,14 +212,14 @@ def details(rec: dict) -> None:
     def _py() -> str:  # the exporter `layerlab export --run` uses; errors become an escaped comment file
         from builder.interchange import python_source
 
-        return python_source(rs.get(rid)["project"])
+        return _network_file(rid, network, "py") if network else python_source(rs.get(rid)["project"])
 
-    b[4].download_button("PyTorch .py", data=_py, file_name=f"{safe_filename(rid, 'run')}.py", mime="text/x-python",
+    b[4].download_button("PyTorch .py", data=_py, file_name=f"{stem}.py", mime="text/x-python",
                          icon=":material/code:", width="stretch", key=f"ll_py_{rid}", on_click="ignore")
     with b[5].popover("Delete", icon=":material/delete:", width="stretch", disabled=not mine):
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
-    exchange(rid, has_weights)
+    exchange(rid, has_weights, network)
     run_checks.prune_section(rec, _open_project)
     run_checks.drift_section(rec)
     test = rec.get("test_metrics") or {}
@@ -228,9 +231,43 @@ def details(rec: dict) -> None:
         st.code(json.dumps(rec.get("config") or {}, indent=2), language="json")
 
 
-def exchange(rid: str, has_weights: bool) -> None:
-    """Export a run as ONNX and quantize it to int8 (size and test metric before/after go to the model card).
-    Both run in a worker process."""
+def _network_choice(rec: dict) -> str | None:
+    """For a run with a drawn objective: which network the downloads below deliver (None: the whole run)."""
+    from builder.interchange.network_export import network_names
+
+    try:
+        names = network_names(rec.get("project") or ui.store().get(rec["id"])["project"])
+    except (LayerLabError, ValueError):
+        return None
+    if not names:
+        return None
+    pick = st.selectbox("Download", ["whole run", *names], key=f"ll_net_{rec['id']}",
+                        format_func=lambda n: n if n == "whole run" else f"network: {n}",
+                        help="The .py, weights and ONNX below: the whole run, or one network on its own (a GAN's "
+                        "generator takes the noise; a network's loss terms and targets are left out)")
+    return None if pick == "whole run" else pick
+
+
+def _network_file(rid: str, network: str, what: str):
+    """One network of a run: its ``py`` source, ``weights`` bytes or ``project`` JSON (``layerlab export --run
+    --network``'s exporter); an error becomes an escaped comment file (py) or nothing."""
+    from builder.interchange.network_export import network_downloads
+    from builder.interchange.python_export import failed_export_source
+
+    rs = ui.store()
+    try:
+        weights = rs.weights_path(rid) if what == "weights" and rs.folder(rid).has_weights else None
+        return network_downloads(rs.get(rid)["project"], network, weights)[what]
+    except LayerLabError as err:
+        return failed_export_source(err) if what == "py" else None
+
+
+def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
+    """Export a run (or one of its networks) as ONNX and quantize it to int8 (size and test metric before/after go
+    to the model card). Both run in a worker process."""
+    import tempfile
+    from pathlib import Path
+
     from builder.interchange.worker import export_onnx_bytes, quantize_run_isolated
 
     rs = ui.store()
@@ -239,14 +276,19 @@ def exchange(rid: str, has_weights: bool) -> None:
     if e[0].button("Export ONNX", icon=":material/output:", key=f"ll_onnx_{rid}", width="stretch",
                    disabled=not has_weights, help=why or "ONNX with a dynamic batch axis, verified with onnxruntime"):
         try:
-            with st.spinner("Exporting and verifying…"):
-                data, rep = export_onnx_bytes(json.dumps(rs.get(rid)["project"]), rs.weights_path(rid))
+            with st.spinner("Exporting and verifying…"), tempfile.TemporaryDirectory(prefix="layerlab-") as tmp:
+                project, weights = json.dumps(rs.get(rid)["project"]), rs.weights_path(rid)
+                if network:
+                    project, weights = _network_file(rid, network, "project"), Path(tmp) / "w.safetensors"
+                    weights.write_bytes(_network_file(rid, network, "weights") or b"")
+                data, rep = export_onnx_bytes(project, weights)
         except LayerLabError as err:
             st.error(ui.md(err))
         else:
-            st.session_state.ll_run_onnx = {"run": rid, "data": data, "diff": rep["max_abs_diff"]}
+            st.session_state.ll_run_onnx = {"run": rid, "network": network, "data": data,
+                                            "diff": rep["max_abs_diff"]}
     if e[1].button("Quantize int8", icon=":material/compress:", key=f"ll_int8_{rid}", width="stretch",
-                   disabled=not has_weights,
+                   disabled=not has_weights or bool(network),
                    help=why or "Dynamic int8 ONNX; file size and test metric before/after go to the model card"):
         try:
             with st.spinner("Exporting, quantizing and scoring the test split…"):
@@ -254,9 +296,10 @@ def exchange(rid: str, has_weights: bool) -> None:
         except LayerLabError as err:
             st.error(ui.md(err))
     got = st.session_state.get("ll_run_onnx")
-    if got and got["run"] == rid:
-        e[2].download_button(f"Download {rid}.onnx ({len(got['data']):,} bytes; onnxruntime Δ ≤ {got['diff']:.1e})",
-                             data=got["data"], file_name=f"{safe_filename(rid, 'run')}.onnx",
+    if got and got["run"] == rid and got.get("network") == network:
+        stem = safe_filename(f"{rid}-{network}" if network else rid, "run")
+        e[2].download_button(f"Download {stem}.onnx ({len(got['data']):,} bytes; onnxruntime Δ ≤ {got['diff']:.1e})",
+                             data=got["data"], file_name=f"{stem}.onnx",
                              mime="application/octet-stream", key=f"ll_onnx_dl_{rid}", on_click="ignore")
     q = st.session_state.get("ll_run_int8")
     if q and q.get("run") == rid:
