@@ -96,7 +96,7 @@ def _handle(req: dict, runs: OrderedDict) -> Any:
         from builder.errors import ExplainError
 
         raise ExplainError(f"the model probe answers the Explain page's questions; received: {str(call)[:60]!r}")
-    xs = _session(runs, str(req["workspace"]), str(req["run"]), str(req["split"]))
+    xs = _session(runs, str(req["workspace"]), str(req["run"]), str(req["split"]), req.get("version"))
     if call == "hello":
         return {"info": xs.info, "modality": xs.modality, "n_samples": xs.n_samples,
                 "classification": xs.classification, "has_class_labels": xs.has_class_labels,
@@ -105,12 +105,13 @@ def _handle(req: dict, runs: OrderedDict) -> Any:
     return getattr(xs, call)(*args, **kwargs)
 
 
-def _session(runs: OrderedDict, workspace: str, run_id: str, split: str) -> Any:
-    """The session of a run and split, opening the run (model, dataset, graph) on first use."""
+def _session(runs: OrderedDict, workspace: str, run_id: str, split: str, version: Any = None) -> Any:
+    """The session of a run and split, opening the run (model, dataset, graph) on first use of its
+    ``version`` (a token of its weights: a new one reads them again)."""
     from builder.interpret.session import ExplainSession, open_run, run_graph
     from builder.runs.store import RunStore
 
-    key = (workspace, run_id)
+    key = (workspace, run_id, str(version))
     if key not in runs:
         while len(runs) >= MAX_RUNS:
             runs.popitem(last=False)

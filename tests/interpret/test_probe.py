@@ -113,6 +113,8 @@ def test_a_crash_memory_blowup_or_loop_is_one_line_and_the_next_question_works(r
     assert not probe.running and _pid_gone(third)  # idle: gone by itself
     assert xs.explain(5, "saliency") is not None  # and started again on demand
     last = probe.pid()
+    newer = ProbeSession(probe, store.workspace, rid, "val", version="checkpoint 2")  # reopened in the same child
+    assert newer.n_samples > 0 and probe.pid() == last
     probe.close()
     assert _pid_gone(last)
 

@@ -1,0 +1,122 @@
+"""Latency the model probe adds to the Explain page (issue 21), CPU.
+
+For a trained run per template (MLP on moons, CNN on digits), the same questions are asked of an in-process
+:class:`~builder.interpret.session.ExplainSession` and of a :class:`~builder.interpret.probe.ProbeSession`
+(the sandboxed child):
+
+1. first question: starting the child (fresh interpreter, torch + Captum imported, limits set) and opening the
+   run there (weights, dataset, the split's predictions), against opening it in process;
+2. warm questions: a sample (data only), Saliency, Integrated Gradients (50 steps), a node's activations,
+   Try it (predict + Saliency): medians of interleaved repeats, in process vs through the probe; the
+   difference is the added latency (framing, JSON + npz both ways, a pipe round trip).
+
+Run::
+
+    .venv/bin/python bench/bench_probe.py [--repeats 15] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+
+os.environ.setdefault("LAYERLAB_TORCH_THREADS", "1")
+
+import builder  # noqa: E402
+from builder.interpret.probe import ModelProbe, ProbeSession  # noqa: E402
+from builder.interpret.session import ExplainSession, open_run, run_graph  # noqa: E402
+from builder.runs.store import RunStore  # noqa: E402
+from builder.training.pipeline import run_training  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+CASES = (("mlp", "moons", 2), ("cnn", "digits", 1))
+
+
+def _t(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _questions(xs, node: str) -> dict:
+    x = xs.sample(3)
+    ask = getattr(xs, "_ask", None)  # the probe memoises data questions: ask past the memo for the round trip
+    return {"a sample (data only, one round trip)": (lambda: ask("sample_array", 5)) if ask else
+            (lambda: xs.sample_array(5)),
+            "saliency": lambda: xs.explain(5, "saliency"),
+            "integrated gradients, 50 steps": lambda: xs.explain(5, "integrated_gradients", steps=50),
+            "activations of a node": lambda: xs.activation(5, node),
+            "try it (predict + saliency)": lambda: xs.try_input(x, "saliency")}
+
+
+def bench(repeats: int) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(1)
+    out = []
+    with tempfile.TemporaryDirectory() as ws:
+        store = RunStore(ws)
+        for template, dataset, epochs in CASES:
+            rid = run_training(builder.load_template(template), dataset, {"epochs": epochs, "seed": 0},
+                               store=store).run_id
+            t = time.perf_counter()
+            model, ds = open_run(store, store.get(rid))
+            local = ExplainSession(model, ds, "test", rid, run_graph(store, rid))
+            open_local = time.perf_counter() - t
+            probe = ModelProbe()
+            t = time.perf_counter()
+            probe._ensure()
+            start = time.perf_counter() - t
+            t = time.perf_counter()
+            remote = ProbeSession(probe, store.workspace, rid, "test")
+            hello = time.perf_counter() - t
+            node = local.default_activation_node(local.activation_nodes())
+            ql, qr = _questions(local, node), _questions(remote, node)
+            rows = {name: ([], []) for name in ql}
+            for name in ql:  # warm-up
+                ql[name]()
+                qr[name]()
+            for _ in range(repeats):
+                for name in ql:
+                    rows[name][0].append(_t(ql[name]))
+                    rows[name][1].append(_t(qr[name]))
+            t = time.perf_counter()
+            ProbeSession(probe, store.workspace, rid, "test", version="newer weights")
+            reopen = time.perf_counter() - t
+            probe.close()
+            out.append({"model": f"{template} on {dataset}", "child_start_s": start, "open_run_probe_s": hello,
+                        "reopen_same_child_s": reopen,
+                        "open_run_in_process_s": open_local,
+                        "warm_ms": {n: (1e3 * statistics.median(a), 1e3 * statistics.median(b))
+                                    for n, (a, b) in rows.items()}})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    res = bench(a.repeats)
+    print(f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, torch threads 1")
+    for r in res:
+        print(f"\n{r['model']}: child start {r['child_start_s']:.2f} s; opening the run there "
+              f"{r['open_run_probe_s']:.2f} s (in process {r['open_run_in_process_s']:.2f} s); opening it again (new "
+              f"weights) in the same child {r['reopen_same_child_s']:.2f} s")
+        print("| question | in process ms | probe ms | added ms |\n|---|---:|---:|---:|")
+        for n, (a_, b) in r["warm_ms"].items():
+            print(f"| {n} | {a_:.2f} | {b:.2f} | {b - a_:+.2f} |")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
