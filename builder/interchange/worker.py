@@ -16,6 +16,9 @@ case where a parser has a bug:
 - a crash (signal), timeout, memory error or limit comes back as a one-line :class:`ModelImportError`; the
   answer is JSON read with a cap, never a pickle, so the server never unpickles what the child wrote.
 
+The same sandbox (:func:`spawn_sandboxed`, :func:`lock_down`, :func:`cpu_budget`, :func:`death_message`) runs the
+Explain page's model probe, a long-lived child per page session (:mod:`builder.interpret.probe`).
+
 Example::
 
     # not a doctest (needs files or training): run by tests/interchange/test_worker.py::test_import_upload_records_the_weights_as_a_run
