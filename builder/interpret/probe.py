@@ -158,25 +158,33 @@ class ModelProbe:
         msg = {"workspace": str(workspace), "run": run_id, "split": split, "call": call, "args": (args, kwargs),
                "version": version}
         with self._lock:
-            child = self._ensure()
-            try:
-                child.send(msg)
-                answer = child.receive(time.monotonic() + self.timeout)
-            except TimeoutError:
-                self._stop()
-                raise ExplainError(f"{WHAT} did not answer within {self.timeout:.0f} s and was stopped; the next "
-                                   f"question starts a fresh one. Fix: ask for fewer samples or steps, or raise "
-                                   f"{TIMEOUT_ENV}") from None
-            except (BrokenPipeError, ConnectionResetError):
-                answer = None
-            except ExplainError:
-                self._stop()
-                raise
-            if answer is None:  # it died while answering
+            for attempt in (1, 2):
+                child = self._ensure()
+                answer = self._exchange(child, msg)
+                if answer is not None:
+                    break
                 why = child.death()
                 self._stop()
-                raise ExplainError(why)
+                if child.proc.returncode != 0 or attempt == 2:  # it died while answering
+                    raise ExplainError(why)
+                # exit code 0: it had just ended itself (idle) as the question went out; ask a fresh one
         return _result(answer, child.limits)
+
+    def _exchange(self, child: _Child, msg: dict) -> Any:
+        """Send one question and read its answer; None when the child is gone."""
+        try:
+            child.send(msg)
+            return child.receive(time.monotonic() + self.timeout)
+        except TimeoutError:
+            self._stop()
+            raise ExplainError(f"{WHAT} did not answer within {self.timeout:.0f} s and was stopped; the next "
+                               f"question starts a fresh one. Fix: ask for fewer samples or steps, or raise "
+                               f"{TIMEOUT_ENV}") from None
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        except ExplainError:
+            self._stop()
+            raise
 
     def _ensure(self) -> _Child:
         if self._child is not None and not self._child.alive():
