@@ -14,6 +14,7 @@ from builder.errors import LayerLabError
 from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
+from builder.training.objectives import has_objective, objective_compat
 
 ui.page_header("Train", "Set the hyper-parameters and train in the background. Training runs in its own "
                "process: curves update live, and it keeps going when you leave the page, close the tab or "
@@ -428,6 +429,11 @@ if not g.nodes:
     problems.append("The canvas is empty — build a network or load a template on the Build page.")
 elif not report.ok:
     problems += [str(p) for p in report.problems[:6]]
+elif ds is not None and has_objective(g):  # drawn losses: the data fit to the Input, the Input checks only
+    try:
+        problems += [p.message for p in objective_compat(g, ds, report)]
+    except LayerLabError as e:
+        problems.append(str(e))
 elif ds is not None:
     problems += [p.message for p in check_compat(g, ds.info, report)]
 if problems and not active:

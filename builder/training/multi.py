@@ -44,7 +44,14 @@ from builder.training.checkpoint import (
 from builder.training.config import TrainConfig, resolve_device
 from builder.training.control import RunControl, StopRequested
 from builder.training.events import History
-from builder.training.objectives import ADAM_BETAS, Objective, output_node, resolve_objective, training_graph
+from builder.training.objectives import (
+    ADAM_BETAS,
+    Objective,
+    objective_compat,
+    output_node,
+    resolve_objective,
+    training_graph,
+)
 from builder.training.trainer import TrainResult, build_optimizer, call_hook
 from builder.training.weights import save_weights
 
@@ -524,9 +531,6 @@ __all__ = ["ObjectiveTrainer", "sample_node", "SAMPLE_COUNT", "SAMPLE_GRIDS"]
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
-_INPUT_CODES = ("dataset_inputs", "input_shape_mismatch", "input_modality_mismatch", "vocab_size_mismatch")
-
-
 def _teacher_model(store: Any, run_id: str | None) -> torch.nn.Module | None:
     """The frozen model of a finished run (``training.teacher``), or None."""
     if not run_id:
@@ -554,7 +558,6 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     result; the graph's Input must fit the dataset, its outputs are the loss nodes). ``training.teacher`` names
     the finished run whose model feeds ``Target(source="teacher")``."""
     from builder.data import load_dataset
-    from builder.data.compat import check_compat
     from builder.data.fit import fit_dataset
     from builder.errors import GraphError
     from builder.graph.project import load_project
@@ -579,7 +582,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
         ds = fit_dataset(project.graph, dataset)
         report = infer_shapes(project.graph)
         problems = [p for p in report.problems if p.severity == "error"]
-        problems += [p for p in check_compat(project.graph, ds.info, report) if p.code in _INPUT_CODES]
+        problems += objective_compat(project.graph, ds, report)
         if problems:
             raise GraphError(problems)
         teacher = _teacher_model(store, tr.get("teacher"))

@@ -252,6 +252,21 @@ def with_teacher(project: Any, run_id: str, temperature: float = 4.0, alpha: flo
     return project
 
 
+_INPUT_CODES = ("dataset_inputs", "input_shape_mismatch", "input_modality_mismatch", "vocab_size_mismatch")
+
+
+def objective_compat(graph: Any, dataset: Any, report: Any = None) -> list:
+    """:func:`~builder.data.compat.check_compat` for a graph with a drawn objective (what the Train page and
+    :func:`~builder.training.multi.run_objective` check): the dataset fit to the Input first (a flat Input takes
+    the 8×8 digits), then the Input checks only (the graph's outputs are its loss terms). Raises DatasetError for
+    data that cannot fit."""
+    from builder.data.compat import check_compat
+    from builder.data.fit import fit_dataset
+
+    ds = fit_dataset(graph, dataset)
+    return [p for p in check_compat(graph, ds.info, report) if p.code in _INPUT_CODES]
+
+
 def output_node(project: Any) -> str | None:
     """The node whose output is the model's prediction in a project with an objective: the input of its
     cross-entropy term (accuracy is measured on it), else None."""
@@ -265,4 +280,4 @@ def output_node(project: Any) -> str | None:
 
 
 __all__ = ["Objective", "Term", "has_objective", "training_graph", "resolve_objective", "add_distillation",
-           "with_teacher", "output_node", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]
+           "with_teacher", "output_node", "objective_compat", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]

@@ -60,6 +60,9 @@ def test_template_menu_offers_the_drawn_objectives(at, name):
     _, report, ann = at.session_state["ll_ann"]
     assert report.ok and ann["summary"]["problems"] == []
     assert len(report.output_nodes) > 1  # one per loss term
+    at.switch_page("app_pages/train.py").run()  # the Train page takes it as it is (digits fit its flat Input)
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    assert not next(b for b in at.button if b.label == "Start training").disabled
 
 
 def test_inspector_edits_params_and_renames_as_text(at):
