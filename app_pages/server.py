@@ -102,7 +102,7 @@ def admin_view() -> None:
         with st.container(border=True, key=f"ll_admin_owner_{owners.safe_id(r['owner'])}"):
             c = st.columns([2.4, 1, 1, 1.2, 1.2, 1])
             c[0].markdown(f"**{ui.md(owner_label(r['owner']))}**" + (" · teacher" if r["teacher"] else ""))
-            c[1].markdown(f"{r['runs']} runs")
+            c[1].markdown(f"{r['runs']} run{'' if r['runs'] == 1 else 's'}")
             c[2].markdown(f"{r['live']} live")
             c[3].markdown(f"runs {ui.human_bytes(r['runs_b'])}")
             c[4].markdown(f"files {ui.human_bytes(r['projects_b'])}")
