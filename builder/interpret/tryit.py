@@ -76,7 +76,7 @@ class TryRun:
         """One line for the panel: which run, and whether its model is still changing."""
         if not self.ready:
             return f"run {self.run_id} ({self.status}) has no checkpoint yet; it appears after the first epoch"
-        return (f"run {self.run_id}, newest checkpoint (refreshing while it trains)" if self.live
+        return (f"run {self.run_id}, newest checkpoint (refreshed as new ones land while it trains)" if self.live
                 else f"run {self.run_id} ({self.status})")
 
 

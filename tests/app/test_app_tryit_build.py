@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,15 @@ def test_build_page_try_it_uses_the_newest_run_of_the_canvas_graph(workspace):
     assert "Train this network" in _text(at)  # no run of this graph yet
     store = RunStore(workspace)
     res = run_training(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0}, store=store)
-    tr = try_run(store, builder.load_template("cnn").graph, "local")
+    graph = builder.load_template("cnn").graph
+    tr = try_run(store, graph, "local")
     assert tr is not None and tr.run_id == res.run_id and tr.ready and not tr.live
+    assert try_run(store, builder.load_template("mlp").graph, "local") is None  # another graph: no run
+    weights = store.weights_path(res.run_id)
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # newer weights landed: a new version
+    tr2 = try_run(store, graph, "local")
+    assert tr2.version != tr.version and tr2.run_id == tr.run_id
     at = _build("Try it")
     assert f"run {res.run_id} (finished)" in _text(at)
     assert "Draw a digit" in _text(at)

@@ -116,22 +116,3 @@ def test_a_drawing_is_centred_resampled_and_predicted():
     with pytest.raises(ExplainError, match="not images"):
         encode_strokes(_session("mlp", "wine"), one)
 
-
-def test_try_run_follows_the_newest_weights_of_the_canvas_graph(tmp_path):
-    import os
-
-    from builder.interpret.tryit import try_run
-    from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
-
-    store = RunStore(tmp_path)
-    graph = builder.load_template("mlp").graph
-    assert try_run(store, graph, "local") is None
-    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 1}, store=store)
-    tr = try_run(store, graph, "local")
-    assert (tr.run_id, tr.live, tr.ready) == (res.run_id, False, True) and "finished" in tr.describe()
-    weights = store.weights_path(res.run_id)
-    st = weights.stat()
-    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # newer weights landed
-    assert try_run(store, graph, "local").version != tr.version
-    assert try_run(store, builder.load_template("cnn").graph, "local") is None  # another graph: no run
