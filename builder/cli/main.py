@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: from the -o suffix (.py, .safetensors, .onnx), else py")
     p.add_argument("--quantize", choices=("int8",), help="with --format onnx: also write OUT.int8.onnx "
                    "(dynamic int8; with --run the test metric before/after goes into the model card)")
-    p.add_argument("--weights", help="with FILE --format onnx: a .safetensors file to export with")
+    p.add_argument("--weights", help="with FILE --format onnx or --network: a .safetensors file to export with")
     p.add_argument("-o", "--output", help="output path (default: stdout for py)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed for untrained weights")
     p.add_argument("--run", help="export a trained run's weights/code instead of a project file")

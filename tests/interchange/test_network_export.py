@@ -100,6 +100,21 @@ def test_model_card_states_the_objective(gan_run):
     assert "1 step(s) of `discriminator`, then 1 step(s) of `generator`" in section
 
 
+def test_a_project_files_network_exports_with_fresh_weights(tmp_path, capsys):
+    src = tmp_path / "gan.json"
+    src.write_text(load_template("gan").to_json())
+    out = tmp_path / "disc.py"
+    assert cli.main(["export", str(src), "--network", "discriminator", "-o", str(out)]) == 0
+    assert "inputs real_fake, outputs d_real, d_fake" in capsys.readouterr().out
+    disc = _module(out).Model().eval()
+    from safetensors.torch import load_file
+
+    disc.load_state_dict(load_file(str(out.with_suffix(".safetensors"))))
+    with torch.no_grad():
+        real, fake = disc(torch.rand(3, 2, 64))  # a real and a generated image per row, as the GAN stacks them
+    assert real.shape == fake.shape == (3, 1)
+
+
 def _with_distillation():
     return add_distillation(load_template("mlp"))
 
