@@ -341,9 +341,17 @@ function Canvas({ data, api, store }) {
       if (sameGeometry(nds, next)) return null;
       return { nodes: next, edges: eds };
     });
+    // Blocks on: the new layout is what Blocks: off shows; the collapsed view is arranged again (its layers
+    // would otherwise sit at their full-layout places, away from the blocks). blocksRef and arrange are
+    // declared below; this runs on a click, after both exist.
+    const b = blocksRef.current;
+    if (b) {
+      savedPosRef.current = null;
+      arrange(b.tree, b.expanded);
+    }
     closeMenu();
-    setTimeout(() => initialView(), changed ? 40 : 0);
-  }, [mutate, initialView, closeMenu]);
+    setTimeout(() => initialView(), changed || b ? 40 : 0);
+  }, [mutate, initialView, closeMenu]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const startRename = useCallback(
     (id) => {

@@ -1,4 +1,5 @@
-"""A 1,985-node graph (DETR-sized: ResNet backbone and transformer) opens collapsed and a block expands on click.
+"""A 1,985-node graph (DETR-sized: ResNet backbone and transformer) opens collapsed, a block expands on click,
+Auto-layout keeps the collapsed view.
 
 Runs tests/canvas/big_app.py in headless Chromium (the helpers of tests/serving.py). The graph comes without
 positions, as an imported file does: before the column layout (frontend/src/layout.js) dagre's recursion
@@ -52,4 +53,12 @@ def test_2k_graph_opens_collapsed_and_a_block_expands(page):
     counts = [int(t.split()[0]) for t in pg.locator(".ll-block-count").all_inner_texts()]
     assert sum(counts) + pg.locator(".react-flow__node-layer").count() == 1985
     pg.screenshot(path=str(ARTIFACTS / "canvas_2k_expanded.png"))
+
+    # Auto-layout keeps the collapsed view together: the layers shown are arranged with the blocks again
+    # (the full layout, kept for Blocks: off, is a ~500,000 px long chain)
+    fits = int(flow.get_attribute("data-fitted"))
+    pg.locator('button:has-text("Auto-layout")').click()
+    pg.wait_for_function("([el, n]) => Number(el.dataset.fitted) > n", arg=[el, fits], timeout=20000)
+    xs = pg.locator(".react-flow__node").evaluate_all("els => els.map((e) => new DOMMatrix(getComputedStyle(e).transform).m41)")
+    assert len(xs) < 60 and max(xs) - min(xs) < 20000, (len(xs), min(xs), max(xs))
     assert not errors, errors
