@@ -109,3 +109,90 @@ def with_edge_ids(graph: Graph) -> Graph:
     """A copy whose edges all carry explicit ids (their current keys), so browser and Python agree on edge keys."""
     edges = [e if e.id else e.model_copy(update={"id": e.key}) for e in graph.edges]
     return graph.model_copy(update={"edges": edges})
+
+
+MAX_CHAIN = 200  # nodes of a chain a search may repeat
+
+
+def chain_between(graph: Graph, first: str, last: str) -> list[str] | None:
+    """The ids of the chain ``first`` → … → ``last`` when it is one: every link the only edge out of its source
+    and the only edge into its target (a block drawn as a straight run of layers); None otherwise.
+
+    >>> g = Graph(nodes=[{"id": i, "type": "ReLU"} for i in "abc"], edges=[{"source": "a", "target": "b"},
+    ...                                                                    {"source": "b", "target": "c"}])
+    >>> chain_between(g, "a", "c"), chain_between(g, "c", "a")
+    (['a', 'b', 'c'], None)
+    """
+    ids = {n.id for n in graph.nodes}
+    if first not in ids or last not in ids:
+        return None
+    outs: dict[str, list[Edge]] = {}
+    ins: dict[str, list[Edge]] = {}
+    for e in graph.edges:
+        outs.setdefault(e.source, []).append(e)
+        ins.setdefault(e.target, []).append(e)
+    chain = [first]
+    while chain[-1] != last:
+        nxt = outs.get(chain[-1], [])
+        if len(nxt) != 1 or len(chain) >= MAX_CHAIN:
+            return None
+        t = nxt[0].target
+        if len(ins.get(t, [])) != 1 or t in chain:
+            return None
+        chain.append(t)
+    return chain
+
+
+def repeat_chain(graph: Graph, first: str, last: str, times: int) -> Graph:
+    """The chain ``first`` … ``last`` (:func:`chain_between`) repeated ``times`` times in a row (copies get ids
+    ``<id>_r2``, ``<id>_r3``, … and sit below the original), or skipped for 0 (its input feeds its successors).
+    Repeating or skipping is meant for a chain whose output shape is its input shape.
+
+    >>> g = Graph(nodes=[{"id": i, "type": "ReLU"} for i in "abc"], edges=[{"source": "a", "target": "b"},
+    ...                                                                    {"source": "b", "target": "c"}])
+    >>> [(e.source, e.target) for e in repeat_chain(g, "b", "b", 3).edges]
+    [('a', 'b'), ('b_r3', 'c'), ('b', 'b_r2'), ('b_r2', 'b_r3')]
+    >>> [(e.source, e.target) for e in repeat_chain(g, "b", "b", 0).edges]
+    [('a', 'c')]
+
+    Raises:
+        GraphError: not a chain, a chain without exactly one input edge, or ``times`` outside 0..16.
+    """
+    from builder.errors import GraphError, Problem
+
+    chain = chain_between(graph, first, last)
+    into = [e for e in graph.edges if e.target == first]
+    if chain is None or len(into) != 1 or not 0 <= int(times) <= 16:
+        raise GraphError([Problem("repeat_chain", f"a repeated block is a straight run of layers with one input, "
+                                  f"repeated 0..16 times; received: {first}..{last} x{times}. Fix: pick the first and "
+                                  "last layer of such a run", node=first)])
+    times, inside = int(times), set(chain)
+    if times == 1:
+        return graph
+    (e_in,) = into
+    if times == 0:  # the chain's input feeds its successors, each edge where it was (merge inputs keep their order)
+        edges = [e.model_copy(update={"source": e_in.source, "source_port": e_in.source_port, "id": None})
+                 if e.source == last else e for e in graph.edges if e.target not in inside]
+        return graph.model_copy(update={"nodes": [n for n in graph.nodes if n.id not in inside], "edges": edges})
+    links = [e for e in graph.edges if e.source in inside and e.target in inside]
+    port_out = next((e.source_port for e in graph.edges if e.source == last), None)
+    taken = {n.id for n in graph.nodes}
+    nodes, added, prev_last = list(graph.nodes), [], last
+    for k in range(2, times + 1):
+        ids = {}
+        for nid in chain:
+            new, j = f"{nid}_r{k}", k
+            while new in taken:
+                j += 1
+                new = f"{nid}_r{j}"
+            ids[nid] = new
+            taken.add(new)
+        for nid in chain:
+            n = graph.node(nid)
+            pos = {"x": n.position.x, "y": n.position.y + 140 * (k - 1)} if n.position else None
+            nodes.append(Node(id=ids[nid], type=n.type, params=dict(n.params), position=pos))
+        added.append(Edge(source=prev_last, target=ids[first], source_port=port_out, target_port=e_in.target_port))
+        added += [e.model_copy(update={"source": ids[e.source], "target": ids[e.target], "id": None}) for e in links]
+        prev_last = ids[last]
+    edges = [e.model_copy(update={"source": prev_last, "id": None}) if e.source == last else e for e in graph.edges]
+    return graph.model_copy(update={"nodes": nodes, "edges": edges + added})

@@ -1,7 +1,8 @@
 """The search space: dimensions (ranges and choices), their parsing and their checks against a project.
 
 :func:`parse_space` reads specs such as ``"lr=1e-4..1e-1:log"``, ``"fc1.out_features=16..256:log"``,
-``"rnn.num_layers={1,2,3}"`` or ``"optimizer={adam,sgd}"`` and checks them against the project (node ids, the
+``"rnn.num_layers={1,2,3}"``, ``"optimizer={adam,sgd}"`` or ``"block:fc2..act2=0..3"`` (the straight run of layers
+fc2..act2 appears 1-3 times, or is skipped for 0, so the drawn structure itself is searched) and checks them against the project (node ids, the
 layer spec's parameter schema and ranges) before any trial starts; every problem is reported at once as
 "rule; received: value. Fix: ...". :meth:`SearchSpace.apply` turns one trial's parameters into a project and
 training settings; :func:`searchable_params` lists what a project offers to search. Example::
@@ -64,7 +65,9 @@ TRAINING_DIMS: dict[str, tuple[str, float | None, float | None, tuple | None]] =
     "scheduler": ("choice", None, None, ("none", "step", "cosine", "onecycle", "plateau")),
     "dropout": ("float", 0.0, 0.95, None),  # every Dropout node's p and every layer's dropout parameter
 }
-_SPEC_RE = re.compile(r"^\s*([A-Za-z_][\w\-]*(?:\.[A-Za-z_]\w*)?)\s*=\s*(.+?)\s*$")
+_SPEC_RE = re.compile(r"^\s*(block:[\w\-]+\.\.[\w\-]+|[A-Za-z_][\w\-]*(?:\.[A-Za-z_]\w*)?)\s*=\s*(.+?)\s*$")
+BLOCK_PREFIX = "block:"  # block:FIRST..LAST=0..3: the run of layers FIRST..LAST repeated 1-3 times or skipped (0)
+MAX_REPEAT = 8
 _RANGE_RE = re.compile(r"^(.+?)\.\.(.+?)(?::(log|linear))?$")
 
 
@@ -86,13 +89,25 @@ class Dimension:
     choices: tuple = ()
 
     @property
+    def block(self) -> tuple[str, str] | None:
+        """(first, last) node ids of a repeated block (``block:FIRST..LAST``), else None."""
+        if not self.key.startswith(BLOCK_PREFIX):
+            return None
+        first, _, last = self.key[len(BLOCK_PREFIX):].partition("..")
+        return first, last
+
+    @property
     def node(self) -> str | None:
-        """The node id for a node parameter, else None."""
+        """The node id for a node parameter (a block's first node), else None."""
+        if self.block:
+            return self.block[0]
         return self.key.split(".", 1)[0] if "." in self.key else None
 
     @property
     def param(self) -> str:
-        """The parameter (or training setting) name."""
+        """The parameter (or training setting) name; ``repeat`` for a block."""
+        if self.block:
+            return "repeat"
         return self.key.split(".", 1)[1] if "." in self.key else self.key
 
     def distribution(self):
@@ -226,7 +241,7 @@ class SearchSpace:
         cfg = dict(config or {})
         nodes = {n.id: n for n in project.graph.nodes}
         for d in self.dims:
-            if d.key not in params:
+            if d.key not in params or d.block:
                 continue
             v = params[d.key]
             v = list(v) if isinstance(v, tuple) else v
@@ -237,6 +252,11 @@ class SearchSpace:
                     nodes[nid].params = {**nodes[nid].params, p: v}
             else:
                 cfg[d.key] = v
+        for d in self.dims:  # blocks last: their copies take the parameters just set
+            if d.block and d.key in params:
+                from builder.graph.edit import repeat_chain
+
+                project.graph = repeat_chain(project.graph, *d.block, int(params[d.key]))
         return project, cfg
 
 
@@ -281,6 +301,7 @@ def parse_space(specs: Iterable[str | Dimension], project: Project | dict) -> Se
         if not found:
             dims.append(d2)
             targets += extra
+    problems += _overlapping_blocks(dims, project)
     if not specs:
         problems.append(SearchProblem("search_empty", "a search needs at least one searched value; received: none. "
                                       "Fix: e.g. --search 'lr=1e-4..1e-1:log'"))
@@ -289,7 +310,65 @@ def parse_space(specs: Iterable[str | Dimension], project: Project | dict) -> Se
     return SearchSpace(dims, targets)
 
 
+def _overlapping_blocks(dims: list[Dimension], project: Project) -> list[Problem]:
+    """Searched blocks may not share a layer (one's copies would hold half of the other)."""
+    from builder.graph.edit import chain_between
+
+    owner: dict[str, str] = {}
+    out: list[Problem] = []
+    for d in dims:
+        if not d.block:
+            continue
+        for nid in chain_between(project.graph, *d.block) or []:
+            if nid in owner:
+                out.append(SearchProblem("search_block", f"searched blocks may not share a layer; received: {d.key} "
+                                         f"and {owner[nid]} both hold {nid}. Fix: search blocks that do not overlap",
+                                         node=nid, key=d.key))
+                break
+            owner[nid] = d.key
+    return out
+
+
+def _check_block(d: Dimension, project: Project) -> tuple[list[Problem], Dimension]:
+    """A repeated block: a straight run of layers with one input, counts 0..MAX_REPEAT, and (unless every count is
+    1) an output shape equal to its input shape, so that a copy or a skip fits where the block was."""
+    from builder.graph.edit import chain_between
+    from builder.graph.shapes import infer_shapes
+
+    first, last = d.block
+
+    def prob(code: str, msg: str) -> list[Problem]:
+        return [SearchProblem(code, msg, node=first, key=d.key)]
+
+    chain = chain_between(project.graph, first, last)
+    into = [e for e in project.graph.edges if e.target == first]
+    if chain is None or len(into) != 1:
+        return prob("search_block", f"a searched block is a straight run of layers from its first to its last, "
+                    f"with one input; received: {d.key}. Fix: name the first and last layer of such a run, e.g. "
+                    "block:conv2..relu2"), d
+    counts = [int(c) for c in d.choices if isinstance(c, int) and not isinstance(c, bool)] if d.kind == "choice" \
+        else list(range(int(d.low), int(d.high) + 1)) if float(d.low).is_integer() and float(d.high).is_integer() \
+        else []
+    if not counts or (d.kind == "choice" and len(counts) != len(d.choices)) or min(counts) < 0 \
+            or max(counts) > MAX_REPEAT or len(set(counts)) < 2:
+        return prob("search_block", f"a block repeats 0..{MAX_REPEAT} times (0 skips it), with at least two "
+                    f"counts; received: {d.to_text()}. Fix: e.g. {d.key}=0..3 or {d.key}={{1,2}}"), d
+    if counts != [1] * len(counts):
+        report = infer_shapes(project.graph)
+        shape_in, shape_out = report.edges.get(into[0].key), report.nodes[last].shape_str if last in report.nodes else None
+        if shape_in is None or shape_out is None or str(shape_in) != str(shape_out):
+            return prob("search_block_shape", f"a repeated or skipped block must give back its input shape; "
+                        f"received: {first}..{last} takes {shape_in} and gives {shape_out}. Fix: pick a run whose "
+                        "output shape is its input shape (a residual or same-padding block)"), d
+    if d.kind == "choice":
+        return [], Dimension(d.key, "choice", choices=tuple(counts))
+    return [], Dimension(d.key, "int", low=int(d.low), high=int(d.high))
+
+
 def _check_dimension(d: Dimension, project: Project) -> tuple[list[Problem], Dimension, list[tuple[str, str]]]:
+    if d.block:
+        probs, d2 = _check_block(d, project)
+        return probs, d2, []
     if d.node is None:
         if d.key not in TRAINING_DIMS:
             import difflib
@@ -423,4 +502,4 @@ def searchable_params(project: Project | dict) -> list[dict]:
 
 
 __all__ = ["Dimension", "SearchSpace", "SearchProblem", "SearchSpaceError", "parse_dimension", "parse_space",
-           "searchable_params", "TRAINING_DIMS", "MAX_CHOICES"]
+           "searchable_params", "TRAINING_DIMS", "MAX_CHOICES", "BLOCK_PREFIX", "MAX_REPEAT"]
