@@ -66,13 +66,8 @@ def _k(name: str) -> str:
 
 # ------------------------------------------------------------------------------------- model sources
 def _probe() -> Any:
-    """This session's model probe (:class:`builder.interpret.probe.ModelProbe`); its child starts on first use."""
-    ss = st.session_state
-    if ss.get("ll_xp_probe") is None:
-        from builder.interpret.probe import ModelProbe
-
-        ss.ll_xp_probe = ModelProbe()
-    return ss.ll_xp_probe
+    """This session's model probe, shared with the Build page's Try it (:func:`explain_tryit.session_probe`)."""
+    return explain_tryit.session_probe()
 
 
 def _session_dataset():

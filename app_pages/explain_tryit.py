@@ -122,7 +122,7 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
 
 
 # ------------------------------------------------------------------------------- the Build page's panel
-BUILD_KEY = "ll_try_build"  # session state: the open model of the panel, with the version it was opened at
+BUILD_KEY = "ll_try_build"  # session state: the panel's session, with the weights' version it was opened at
 POLL_S = 2.0  # seconds between refreshes while the run trains
 
 
@@ -130,31 +130,28 @@ def _build_key(name: str) -> str:
     return f"{name}@build"  # one drawing/row per panel, kept while the model refreshes
 
 
-def _open_session(run_id: str, split: str = "test") -> tuple[Any, Any]:
-    """(session, probe) for a run: its model answers in a sandboxed probe of the panel's own
-    (:class:`builder.interpret.probe.ModelProbe`), restarted when newer weights land so that the child reloads
-    them; nothing runs the model in this process."""
-    from builder.interpret.probe import ModelProbe, ProbeSession
+def session_probe() -> Any:
+    """This page session's model probe (:class:`builder.interpret.probe.ModelProbe`, ``ll_xp_probe``), shared by
+    the Explain page and the Build page's panel; its child starts on the first question."""
+    ss = st.session_state
+    if ss.get("ll_xp_probe") is None:
+        from builder.interpret.probe import ModelProbe
 
-    probe = ModelProbe()
-    try:
-        return ProbeSession(probe, ui.store().workspace, run_id, split), probe
-    except BaseException:
-        probe.close()
-        raise
+        ss.ll_xp_probe = ModelProbe()
+    return ss.ll_xp_probe
 
 
 def _session_for(tr: Any) -> Any:
-    """The panel's session for the run's current weights, reopened when ``tr.version`` changes."""
+    """The panel's session for the run's current weights: asked through the page session's sandboxed probe with the
+    weights' version, so newer weights are read again in the same child (nothing runs the model here)."""
+    from builder.interpret.probe import ProbeSession
+
     ss = st.session_state
     held = ss.get(BUILD_KEY)
     if held and held["version"] == tr.version:
         return held["xs"]
-    if held and held.get("probe") is not None:
-        held["probe"].close()
-    ss[BUILD_KEY] = None
-    xs, probe = _open_session(tr.run_id)
-    ss[BUILD_KEY] = {"version": tr.version, "xs": xs, "probe": probe}
+    xs = ProbeSession(session_probe(), ui.store().workspace, tr.run_id, "test", version=tr.version)
+    ss[BUILD_KEY] = {"version": tr.version, "xs": xs}
     return xs
 
 
