@@ -35,7 +35,7 @@ from builder.graph.project import Project
 from builder.interchange.errors import ModelImportError
 from builder.runs.status import RunStatus
 
-IMPORT_ATOL = 1e-5
+IMPORT_ATOL = 1e-5  # × the largest output magnitude when that is above 1 (float32 rounding is relative)
 
 
 @dataclass
@@ -70,7 +70,8 @@ def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, 
         source: a ``.onnx`` or ``.pt2`` path (or the file's bytes), or ``file.py:ClassName[(args)]``.
         name: project name (default: the file name).
         verify: run the original (onnxruntime / the torch program / the module) and the imported model on
-            random inputs and record ``max_abs_diff`` in the report; raise if it exceeds 1e-5.
+            random inputs and record ``max_abs_diff`` in the report; raise if it exceeds ``tolerance`` (1e-5, times
+            the largest output magnitude when that is above 1).
 
     Returns:
         :class:`ImportResult` with ``project``, ``weights`` (state dict of ``compile_graph(project.graph)``)
@@ -97,12 +98,13 @@ def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, 
         reference = module
     result = build_from_onnx(proto, label, kind, str(source) if not isinstance(source, bytes | bytearray) else "bytes")
     if verify:
-        diff = _verify(result, proto, reference)
-        result.report["max_abs_diff"] = diff
+        diff, scale = _verify(result, proto, reference)
+        tol = IMPORT_ATOL * scale
+        result.report.update(max_abs_diff=diff, tolerance=tol)
         result.report["verified_against"] = "onnxruntime" if reference is None else "the original PyTorch module"
-        if not diff <= IMPORT_ATOL:
+        if not diff <= tol:
             raise ModelImportError(f"the imported model differs from the original by up to {diff:.3g}; received: "
-                                   f"tolerance {IMPORT_ATOL:g}. Fix: report this model (nothing was written)")
+                                   f"tolerance {tol:.3g}. Fix: report this model (nothing was written)")
     return result
 
 
@@ -178,7 +180,19 @@ def _random_inputs(model, batch: int = 3, seed: int = 1) -> list[torch.Tensor]:
     return example_inputs(model, batch, seed)
 
 
-def _verify(result: ImportResult, proto, reference) -> float:
+def output_scale(outputs: list) -> float:
+    """The tolerance's scale: the largest finite output magnitude, at least 1.
+
+    >>> output_scale([np.array([0.5, -3.0, np.inf])])
+    3.0
+    """
+    arrays = [np.asarray(a, dtype=np.float64) for a in outputs]
+    finite = [np.abs(a[np.isfinite(a)]).max() for a in arrays if np.isfinite(a).any()]
+    return float(max([1.0, *finite]))
+
+
+def _verify(result: ImportResult, proto, reference) -> tuple[float, float]:
+    """(max |imported - original| over random inputs, the outputs' scale)."""
     from builder.graph.compile import compile_graph
 
     model = compile_graph(result.project.graph)
@@ -211,7 +225,8 @@ def _verify(result: ImportResult, proto, reference) -> float:
         raise ModelImportError(f"the imported model has {len(got)} output(s), the original {len(want)}")
     from builder.interchange.onnx_export import output_difference
 
-    return output_difference([w.numpy() for w in want], [g.detach().numpy() for g in got])
+    want = [w.numpy() for w in want]
+    return output_difference(want, [g.detach().numpy() for g in got]), output_scale(want)
 
 
 # ----------------------------------------------------------------------------------------- torch sources

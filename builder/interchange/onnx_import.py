@@ -25,7 +25,7 @@ import numpy as np
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
 from builder.interchange.onnx_attention import classic_class, classic_scopes
 from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows
-from builder.interchange.onnx_modules import ModuleGroups
+from builder.interchange.onnx_modules import STATELESS, ModuleGroups
 from builder.interchange.onnx_ops import NO_TORCH, generic
 from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import node_scopes as _meta
@@ -37,6 +37,7 @@ from builder.interchange.onnx_rnn import (
     follow,
     rnn_op,
     special,
+    time_major_shape,
     to_time_major,
     zero_state_nodes,
 )
@@ -47,6 +48,7 @@ from builder.interchange.onnx_values import (
     Const,
     Pieces,
     RnnHalf,
+    RnnStack,
     RnnState,
     Sym,
     SymArr,
@@ -225,7 +227,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
             if not classes or len(scopes) != len(classes):
                 continue
             for s, c in zip(scopes, classes):
-                if c.startswith("torch.nn.") and _cls(c) in COMPLEX and s:
+                if c.startswith("torch.nn.") and _cls(c) in COMPLEX | STATELESS and s:
                     group_of[i] = s
                     self.group_class[s] = _cls(c)
                     self.recorded_scopes.add(s)
@@ -255,10 +257,23 @@ class OnnxImporter(ModuleGroups, TensorOps):
             if isinstance(v, T) and v.node in self.token_inputs | {n["id"] for n in self.out.nodes
                                                                      if n["type"] == "Input"}:
                 v = T(self.add(o.name, "Identity", {}, [v]))  # a pass-through model keeps an output node
+            first = next((T(nd["id"]) for nd in self.out.nodes if nd["type"] == "Input"), None)
+            producer = next((nd for nd in self.g.node if o.name in nd.output), None)
+            if isinstance(v, Const) and v.src in self.inits and first is not None and producer is not None:
+                v = self._parameter(producer, v, first)  # a learned tensor returned as it is: a Parameter node
             if isinstance(v, T):
-                self.outputs.append(v.node)
+                self.outputs.append(v)
             elif not any(self.unsupported.values()):
                 self.bad("non-tensor output", o.name, "make the model return tensors computed from its inputs")
+        fed = {e["source"] for e in self.out.edges}
+        pos = {nd["id"]: i for i, nd in enumerate(self.out.nodes)}
+        order = [pos[v.node] for v in self.outputs]
+        if len(self.outputs) > 1 and (any(v.node in fed or v.port for v in self.outputs) or order != sorted(set(order))):
+            # an output that also feeds other layers (a VAE's mu), a port, or outputs out of file order: Output
+            # nodes, added in the file's output order (a graph's outputs are its sinks in node order)
+            names = [o.name for o in self.g.output if isinstance(self.vals.get(o.name), T)]
+            self.outputs = [T(self.add(name, "Output", {}, [v])) for name, v in zip(names, self.outputs)]
+        self.outputs = [v.node for v in self.outputs]
 
     def _prune(self) -> None:
         """Drop nodes that do not lead to an output (e.g. the unused state of an LSTM)."""
@@ -308,6 +323,8 @@ class OnnxImporter(ModuleGroups, TensorOps):
         if op == "Shape" and (isinstance(ins[0], T | Const) or special(ins[0])):
             if special(ins[0]):  # time-major values: the batch is dimension batch_axis
                 s, b = self.shape(n.input[0]), batch_axis(ins[0])
+                if s is None or any(d is None for i, d in enumerate(s) if i != b):
+                    s = time_major_shape(self, ins[0])  # shape inference lost it (stacked layers): rebuilt
                 if s is None or any(d is None for i, d in enumerate(s) if i != b):
                     return False
                 full = [Sym(1) if i == b else d for i, d in enumerate(s)]
@@ -382,7 +399,9 @@ class OnnxImporter(ModuleGroups, TensorOps):
             return
         if any(isinstance(v, RnnHalf) for v in ins) and not (op == "Concat" and all(isinstance(v, RnnHalf) for v in ins)):
             ins = [self._half(n, v) if isinstance(v, RnnHalf) else v for v in ins]  # h[-1] of a bidirectional RNN
-        if any(isinstance(v, RnnState | Pieces) for v in ins) and op not in ("Gather", "SequenceAt"):
+        stack = op == "Concat" and all(isinstance(v, RnnState) for v in ins)  # stacked layers' states
+        if any(isinstance(v, RnnState | RnnStack | Pieces) for v in ins) and op not in ("Gather", "SequenceAt") \
+                and not stack:
             self.bad(op, where, "use the recurrent layer's last hidden state (h[-1]) or its output sequence")
             return
         res = handler(n, ins, _attrs(n)) if handler is not None else None
@@ -592,9 +611,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
         if pads[:dims] != pads[dims:] or dims not in (1, 2):
             return None
         if kind == "Avg" and any(pads) and not a.get("count_include_pad", 0):
-            self.bad("AveragePool (count_include_pad=0)", n.name or "AveragePool",
-                     "use count_include_pad=True (torch's default) or no padding")
-            return False
+            return None  # count_include_pad=False: a generic Op node (avg_pool with that flag)
         one = (lambda v: int(v[0])) if dims == 1 else (lambda v: int(v[0]) if v[0] == v[1] else [int(i) for i in v])
         params = {"kernel_size": one(k), "stride": one(a.get("strides", [1] * dims)), "padding": one(pads[:dims])}
         if kind == "Max":
@@ -676,6 +693,8 @@ class OnnxImporter(ModuleGroups, TensorOps):
         if len(ins) == 2 and all(isinstance(v, RnnHalf) for v in ins) and ins[0].node == ins[1].node \
                 and [v.which for v in ins] == ["fwd", "bwd"] and axis in (-1, 1):
             return T(ins[0].node, "h_n")
+        if all(isinstance(v, RnnState) for v in ins) and axis == 0 and len({v.cell for v in ins}) == 1:
+            return RnnStack(tuple(ins))  # read by a Gather of one layer's state below
         if axis != 0 and any(isinstance(v, T) for v in ins) and any(isinstance(v, Const) for v in ins):
             ins = [self._parameter(n, v, next(t for t in ins if isinstance(t, T))) if isinstance(v, Const) else v
                    for v in ins]
@@ -701,6 +720,11 @@ class OnnxImporter(ModuleGroups, TensorOps):
         if not isinstance(idx, Const) or idx.value.ndim != 0:
             return None
         k = int(idx.value)
+        if isinstance(data, RnnStack) and axis == 0:  # h[k] of stacked layers: that layer's own state
+            sizes = [p.layers * p.directions for p in data.parts]
+            k %= sum(sizes)
+            j = next(i for i in range(len(sizes)) if k < sum(sizes[:i + 1]))
+            data, k = data.parts[j], k - sum(sizes[:j])
         if isinstance(data, RnnState) and axis == 0 and not data.cell:
             total = data.layers * data.directions
             k = k % total

@@ -1,5 +1,7 @@
 """Module groups of the ONNX importer: the ops that one ``nn.LSTM``/``GRU``/``RNN``, ``nn.MultiheadAttention`` or
-``nn.TransformerEncoderLayer`` became (module scopes recorded by the dynamo exporter) map back to that one layer.
+``nn.TransformerEncoderLayer`` became (module scopes recorded by the dynamo exporter) map back to that one layer;
+so do the decompositions of the modules in :data:`STATELESS` (LocalResponseNorm, PixelUnshuffle, GroupNorm, ELU,
+GELU, adaptive pooling), their parameters read from the ops, or op by op when the ops are not the expected pattern.
 
 Weights are first read by their state-dict names (``scope.weight_ih_l0``...); when an optimiser renamed them,
 recurrent groups fall back to their ONNX LSTM/GRU/RNN operators (:mod:`onnx_rnn`), and attention groups to
@@ -10,11 +12,28 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from builder.interchange.onnx_attention import cross_attention, encoder_weights, mha_weights, plausible
 from builder.interchange.onnx_fold import _s
 from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import to_array
 from builder.interchange.onnx_values import Const, RnnHalf, RnnState, Sym, SymArr, T
+
+STATELESS = {"LocalResponseNorm", "PixelUnshuffle", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "ELU", "GELU",
+             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d"}  # modules the dynamo exporter decomposes; their parameters are read from the ops
+
+
+def _scalars(imp, nodes, op: str, kind: str = "f") -> list:
+    """The scalar constants (float ``kind`` "f" or integer "iu") that ``op`` nodes of a module group take."""
+    out = []
+    for n in nodes:
+        if n.op_type != op:
+            continue
+        for v in map(imp.value, n.input):
+            if isinstance(v, Const) and v.value.size == 1 and v.value.dtype.kind in kind:
+                out.append(v.value.reshape(-1)[0].item())
+    return out
 
 
 class ModuleGroups:
@@ -47,6 +66,12 @@ class ModuleGroups:
             for n in nodes:  # a classic scope guessed from node names that is not that module after all
                 self._node(n)
             return
+        if cls in STATELESS:
+            if not (len(ext_inputs) == 1 and len(ext_outputs) == 1 and self._stateless(scope, cls, nodes, ext_inputs[0],
+                                                                                     ext_outputs[0], weights)):
+                for n in nodes:  # not the expected pattern: op by op (layers, plumbing and Op nodes)
+                    self._node(n)
+            return
         if cls == "MultiheadAttention" and len(ext_inputs) == 2 and len(ext_outputs) == 1:
             res = cross_attention(self, scope, nodes, ext_inputs, weights)
             if res is not None:
@@ -72,6 +97,53 @@ class ModuleGroups:
         else:
             self._encoder(scope, nodes, src, ext_outputs, weights, where)
 
+    def _stateless(self, scope: str, cls: str, nodes, src_name: str, out_name: str, weights: dict) -> bool:
+        """One decomposed stateless module (or GroupNorm) → its layer, parameters read from the ops; False when
+        the ops are not the expected pattern (the caller then imports them op by op)."""
+        src = self.value(src_name)
+        if not isinstance(src, T):
+            return False
+        ops = [n.op_type for n in nodes]
+        params: dict | None = None
+        if cls == "LocalResponseNorm":
+            pools = [_attrs(n) for n in nodes if n.op_type == "AveragePool"]
+            alpha, k, beta = (_scalars(self, nodes, op) for op in ("Mul", "Add", "Pow"))
+            if len(pools) == 1 and len(alpha) == len(k) == len(beta) == 1:
+                params = {"size": int(pools[0]["kernel_shape"][0]), "alpha": alpha[0], "beta": beta[0], "k": k[0]}
+        elif cls == "PixelUnshuffle":
+            r = set(_scalars(self, nodes, "Div", "iu"))
+            if len(r) == 1 and ops.count("Transpose") == 1:
+                params = {"downscale_factor": int(r.pop())}
+        elif cls == "GroupNorm":
+            norm = [n for n in nodes if n.op_type == "InstanceNormalization"]
+            g = self.value(norm[0].input[1]) if len(norm) == 1 else None
+            if isinstance(g, Const) and g.value.ndim == 1 and set(weights) in (set(), {"weight", "bias"}):
+                params = {"num_groups": int(g.value.shape[0]), "eps": float(_attrs(norm[0]).get("epsilon", 1e-5)),
+                          "affine": bool(weights)}
+        elif cls.startswith("InstanceNorm"):
+            norm = [_attrs(n) for n in nodes if n.op_type in ("InstanceNormalization", "BatchNormalization")]
+            track = {"running_mean", "running_var"} <= set(weights)
+            if len(norm) == 1 and set(weights) - {"running_mean", "running_var"} in (set(), {"weight", "bias"}):
+                mom = round(1.0 - float(norm[0].get("momentum", 0.9)), 6) if track else 0.1  # not stored otherwise
+                params = {"eps": float(norm[0].get("epsilon", 1e-5)), "momentum": mom,
+                          "affine": "weight" in weights, "track_running_stats": track}
+        elif cls == "ELU":
+            elu = [_attrs(n) for n in nodes if n.op_type == "Elu"]
+            if len(elu) == 1:
+                params = {"alpha": float(elu[0].get("alpha", 1.0))}
+        elif cls == "GELU":
+            params = {"approximate": "tanh" if "Tanh" in ops else "none"}
+        elif cls.startswith("AdaptiveAvgPool"):
+            dims, s_out = int(cls[-2]), self.shape(out_name)
+            if s_out is not None and len(s_out) == dims + 2 and all(d for d in s_out[2:]):
+                size = [int(d) for d in s_out[2:]]
+                params = {"output_size": size[0] if len(set(size)) == 1 else size}
+        if params is None:
+            return False
+        self.vals[out_name] = T(self.add(scope, cls, params, [src], weights or None))
+        self.out.mapped[f"{cls} (decomposed)"] += 1
+        return True
+
     def _producer_chain(self, value: str, nodes) -> tuple[str, int] | None:
         """Follow first inputs back to a recurrent op inside the group: (op type, output index)."""
         prod = {o: n for n in nodes for o in n.output if o}
@@ -84,6 +156,35 @@ class ModuleGroups:
             seen += 1
         return None
 
+    def _unrolled_role(self, value: str, states: int, features: int) -> tuple[str, int] | None:
+        """An unrolled RNN's output by its shape: (B, T, D·H) is the sequence (index 0), (L·D, B, H) ``h_n``."""
+        s = self.shape(value)
+        if s is None or len(s) != 3:
+            return None
+        sb = getattr(self, "static_batch", None)
+        batch = [d is None or (sb is not None and d == sb) for d in s]  # dynamic, or the file's fixed batch
+        if batch[0] and s[2] == features and s[1] is not None and not (batch[1] and s[0] == states):
+            return "RNN", 0
+        if s[0] == states and batch[1] and not batch[0]:
+            return "RNN", 1
+        return None
+
+    def _unrolled_weights(self, nodes, src: T) -> dict | None:
+        """A one-layer unrolled ``nn.RNN`` whose weights an optimiser renamed: ``weight_ih_l0`` is the matrix the
+        time-first input is multiplied by, ``weight_hh_l0`` the one every step's state is."""
+        tm = {n.output[0] for n in nodes if n.op_type == "Transpose" and self.value(n.input[0]) == src}
+        mats = [(n.input[0] in tm, n.input[1], self.value(n.input[1])) for n in nodes if n.op_type == "MatMul"]
+        if not all(isinstance(c, Const) and c.value.ndim == 2 for _, _, c in mats):
+            return None
+        ih = {name for first, name, _ in mats if first}
+        hh = {name for first, name, _ in mats if not first}
+        if len(ih) != 1 or len(hh) != 1:
+            return None
+        w_ih, w_hh = self.value(ih.pop()).value.T, self.value(hh.pop()).value.T
+        if w_hh.shape[0] != w_hh.shape[1] or w_ih.shape[0] != w_hh.shape[0]:
+            return None
+        return {"weight_ih_l0": np.ascontiguousarray(w_ih), "weight_hh_l0": np.ascontiguousarray(w_hh)}
+
     def _rnn(self, scope, cls, nodes, src, ext_outputs, weights, where) -> None:
         layers = sum(1 for k in weights if re.fullmatch(r"weight_ih_l\d+", k))
         directions = 2 if any(k.endswith("_reverse") for k in weights) else 1
@@ -91,6 +192,10 @@ class ModuleGroups:
             for n in nodes:  # weights renamed (optimised file): the ONNX operators themselves (onnx_rnn)
                 self._node(n)
             return
+        if cls == "RNN" and set(weights) == {"bias_ih_l0", "bias_hh_l0"}:  # unrolled, weights renamed
+            found = self._unrolled_weights(nodes, src)
+            if found:
+                weights, layers = {**weights, **found}, 1
         if not layers or "bias_ih_l0" not in weights:
             self.bad(f"{cls} without bias" if layers else f"{cls} (unrolled, weights renamed)", where,
                      "use bias=True; for nn.RNN export with torch.onnx.export(dynamo=False), which keeps the ONNX "
@@ -98,8 +203,11 @@ class ModuleGroups:
             return
         hidden = int(weights["weight_hh_l0"].shape[1])
         roles = {}
+        unrolled = not any(n.op_type in ("LSTM", "GRU", "RNN") for n in nodes)
         for o in ext_outputs:
             hit = self._producer_chain(o, nodes)
+            if hit is None and unrolled and cls == "RNN":  # dynamo unrolls nn.RNN: the role from the shape
+                hit = self._unrolled_role(o, layers * directions, hidden * directions)
             if hit is None:
                 self.bad(f"{cls} output", where, "use the sequence output or the final hidden state")
                 return
@@ -107,7 +215,8 @@ class ModuleGroups:
         params: dict = {"hidden_size": hidden, "num_layers": layers}
         if cls == "RNN":
             acts = [_s(x).lower() for n in nodes if n.op_type == "RNN" for x in _attrs(n).get("activations", [])]
-            params["nonlinearity"] = "relu" if "relu" in acts else "tanh"
+            relu = "relu" in acts or (unrolled and any(n.op_type == "Relu" for n in nodes))
+            params["nonlinearity"] = "relu" if relu else "tanh"
         params.update(bidirectional=directions == 2, dropout=0.0,
                       output_mode="all" if "out" in roles.values() else "last")
         nid = self.add(scope, cls, params, [src], weights)

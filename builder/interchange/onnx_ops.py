@@ -279,6 +279,8 @@ def generic(imp, n, ins: list, a: dict):
         return c.node("layer_norm", [c.arg(ins[0]), norm, c.arg(ins[1]), b, float(a.get("epsilon", 1e-5))])
     if op in ("Conv", "ConvTranspose"):
         return _conv(c, imp, n, ins, a)
+    if op in ("AveragePool", "MaxPool"):
+        return _pool(c, imp, n, ins, a)
     if op in ("GlobalMaxPool", "GlobalAveragePool"):
         r = imp.rank(n.input[0])
         if r is None:
@@ -348,6 +350,24 @@ def _split(c, imp, n, ins, a):
         sizes = [-(-s[axis] // k)] * (k - 1)
         sizes.append(s[axis] - sum(sizes))
     return c.node("split_with_sizes", [c.arg(ins[0]), [int(x) for x in sizes], axis], outputs=len(n.output))
+
+
+def _pool(c, imp, n, ins, a):
+    """AveragePool / MaxPool over 1-3 spatial dims (e.g. the 3-d pooling torch writes for LocalResponseNorm)."""
+    k = [int(v) for v in a.get("kernel_shape", [])]
+    dims = len(k)
+    pads = [int(v) for v in a.get("pads", [0] * 2 * dims)]
+    if dims not in (1, 2, 3) or pads[:dims] != pads[dims:] or _s(a.get("auto_pad", "NOTSET")) != "NOTSET" \
+            or (len(n.output) > 1 and n.output[1] and imp.consumers[n.output[1]]):
+        return None
+    st = [int(v) for v in a.get("strides", [1] * dims)]
+    ceil = bool(a.get("ceil_mode", 0))
+    if n.op_type == "MaxPool":
+        dl = [int(v) for v in a.get("dilations", [1] * dims)]
+        return c.node(f"max_pool{dims}d", [c.arg(ins[0]), k, st, pads[:dims], dl, ceil])
+    if a.get("dilations") and any(int(v) != 1 for v in a["dilations"]):
+        return None
+    return c.node(f"avg_pool{dims}d", [c.arg(ins[0]), k, st, pads[:dims], ceil, bool(a.get("count_include_pad", 0))])
 
 
 def _conv(c, imp, n, ins, a):

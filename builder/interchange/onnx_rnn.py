@@ -157,7 +157,10 @@ def rnn_op(imp, n, ins: list, a: dict):
         bool(n.output and n.output[0] in {o.name for o in imp.g.output})
     params.update(bidirectional=directions == 2, dropout=0.0, output_mode="all" if uses_y else "last")
     nid = imp.add(imp.node_name(n), cls, params, [src], weights)
-    imp.rnn_info[nid] = {"directions": directions, "layers": 1, "hidden": hidden}
+    s_in = imp.shape(n.input[0])
+    prev = imp.rnn_info.get(src.node, {}) if src.port == "out" else {}
+    steps = s_in[0] if s_in and s_in[0] and layout == 0 else prev.get("steps")  # stacked: the level below's
+    imp.rnn_info[nid] = {"directions": directions, "layers": 1, "hidden": hidden, "steps": steps}
     imp.out.mapped[cls] += 1
     res = [RnnY(nid, directions), RnnState(nid, directions, 1), RnnState(nid, directions, 1, cell=True)]
     return res[:len(n.output)]
@@ -205,6 +208,18 @@ def to_time_major(imp, n, ins: list, a: dict):
     return TimeMajor(ins[0])
 
 
+def time_major_shape(imp, v) -> list | None:
+    """The shape of a time-major value of a recurrent op from what the op recorded (batch as None)."""
+    info = imp.rnn_info.get(v.inner.node if isinstance(v, TimeMajor) else v.node, {})
+    t, h = info.get("steps"), info.get("hidden")
+    if not t or not h:
+        return None
+    if isinstance(v, TimeMajor):
+        return [t, None, info["directions"] * h] if v.inner.port == "out" else None
+    d = v.directions
+    return {"y": [t, d, None, h], "tbdh": [t, None, d, h], "btdh": [None, t, d, h]}[v.stage]
+
+
 def batch_axis(v) -> int:
     """Where the batch is in a time-major value."""
     return 1 if isinstance(v, TimeMajor) else {"y": 2, "tbdh": 1, "btdh": 0}[v.stage]
@@ -216,4 +231,4 @@ def special(v) -> bool:
 
 
 __all__ = ["TimeMajor", "RnnY", "RNN_OPS", "rnn_op", "follow", "special", "zero_state_nodes", "TIME_MAJOR_FIX",
-           "to_time_major", "batch_axis"]
+           "to_time_major", "batch_axis", "time_major_shape"]

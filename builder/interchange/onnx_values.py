@@ -47,6 +47,14 @@ class RnnState:
 
 
 @dataclass(frozen=True)
+class RnnStack:
+    """The final states of stacked recurrent layers concatenated along the layer axis (the classic exporter
+    writes one ONNX LSTM/GRU/RNN per layer and concatenates their ``Y_h``)."""
+
+    parts: tuple[RnnState, ...]
+
+
+@dataclass(frozen=True)
 class RnnHalf:
     node: str
     which: str  # fwd / bwd

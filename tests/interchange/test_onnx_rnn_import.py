@@ -1,8 +1,9 @@
 """ONNX LSTM/GRU/RNN operators from the classic exporter → recurrent layers (builder/interchange/onnx_rnn.py).
 
 Cheap (classic exporter, ~0.2 s a model): variants beyond the zoo: ReLU RNN, bidirectional GRU with both
-``y[:, -1]`` and one direction's ``h[-1]`` (a Chunk of ``h_n``), and refusals that name the node instead of
-crashing (a stacked LSTM's concatenated states, an explicit initial state).
+``y[:, -1]`` and one direction's ``h[-1]`` (a Chunk of ``h_n``), stacked layers (one ONNX op per layer, their
+final states concatenated: one layer node each, ``h[-1]`` the last one's state), and a refusal that names the
+node instead of crashing (an explicit initial state).
 """
 
 from __future__ import annotations
@@ -70,8 +71,21 @@ def test_recurrent_ops_map_to_one_layer(kind, kw, types, tmp_path):
         assert float((imported.eval()(x) - model(x)).abs().max()) <= 1e-5
 
 
-@pytest.mark.parametrize("model", [Last("LSTM", num_layers=2), WithState()], ids=["stacked-states", "initial-state"])
-def test_unrepresentable_recurrent_patterns_are_refused_by_name(model, tmp_path):
+@pytest.mark.parametrize(("kind", "kw", "count"), [("LSTM", {"num_layers": 2}, 2),
+                                                  ("GRU", {"num_layers": 3, "bidirectional": True}, 3)])
+def test_stacked_layers_with_concatenated_states_import(kind, kw, count, tmp_path):
+    torch.manual_seed(0)
+    model = Last(kind, **kw).eval()
+    res = import_model(_export(model, tmp_path / "m.onnx"))
+    assert [n.type for n in res.project.graph.nodes].count(kind) == count
+    imported = compile_graph(res.project.graph)
+    imported.load_state_dict(res.weights)
+    x = torch.randn(3, 7, 4)
+    with torch.no_grad():
+        assert float((imported.eval()(x) - model(x)).abs().max()) <= 1e-5
+
+
+def test_an_initial_state_is_refused_by_name(tmp_path):
     with pytest.raises(UnsupportedOpsError) as err:
-        import_model(_export(model, tmp_path / "m.onnx"))
+        import_model(_export(WithState(), tmp_path / "m.onnx"))
     assert "Fix:" in str(err.value)

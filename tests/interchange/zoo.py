@@ -323,6 +323,31 @@ class GatedSeq(nn.Module):
         return F.log_softmax(self.out((a * torch.sigmoid(b))[:, -1]), dim=-1)
 
 
+class StackedLstmState(nn.Module):
+    """A 2-layer LSTM read through ``h[-1]`` (the classic exporter writes one op per layer, states concatenated)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 5, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(10, 2)
+
+    def forward(self, x):
+        y, (h, _) = self.rnn(x)
+        return self.fc(torch.cat([y[:, -1], h[-1]], -1))
+
+
+class ReluRnn(nn.Module):
+    """nn.RNN with ReLU (the dynamo exporter and .pt2 unroll it step by step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(4, 6, nonlinearity="relu", batch_first=True)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[1][-1])
+
+
 ZOO: dict[str, tuple[type[nn.Module], tuple[int, ...], torch.dtype]] = {
     "cnn_flatten": (CnnFlatten, (2, 1, 8, 8), torch.float32),
     "cnn_view_bn": (CnnView, (2, 1, 8, 8), torch.float32),
@@ -350,6 +375,8 @@ ZOO: dict[str, tuple[type[nn.Module], tuple[int, ...], torch.dtype]] = {
     "scale_shift": (ScaleShift, (2, 6), torch.float32),
     "dilated_conv": (DilatedConv, (2, 1, 9, 9), torch.float32),
     "gated_last_step": (GatedSeq, (2, 5, 4), torch.float32),
+    "stacked_lstm_state": (StackedLstmState, (2, 5, 4), torch.float32),
+    "relu_rnn": (ReluRnn, (2, 5, 4), torch.float32),
 }
 
 
