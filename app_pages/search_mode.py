@@ -63,6 +63,11 @@ def node_params_expander() -> list[str]:
                                  help=f"{p['type']} · {p['help']}")
             if body.strip():
                 specs.append(f"{p['key']}={body.strip()}")
+        blocks = st.text_area("Blocks to repeat or skip (one per line)", key="ll_s_blocks", height=68,
+                              placeholder="block:fc2..act2=0..3",
+                              help="block:FIRST..LAST=0..3 searches how many times the straight run of layers "
+                                   "FIRST..LAST appears (0 skips it); its output shape must be its input shape")
+        specs += [line.strip() for line in blocks.splitlines() if line.strip()]
     return specs
 
 

@@ -39,6 +39,14 @@ def test_bad_spec_is_a_located_error_and_nothing_starts(at):
     assert "ll_study" not in at.session_state
 
 
+def test_block_repeats_are_typed_and_checked(at):
+    at.text_area(key="ll_s_blocks").set_value("block:fc1..act1=0..2\n")  # (B, 2) in, (B, 32) out
+    _submit(at)
+    err = at.error[0].value
+    assert "search space has 1 problem(s)" in err and "must give back its input shape" in err
+    assert "ll_study" not in at.session_state
+
+
 @pytest.mark.slow
 def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
     ws = tmp_path / "ws"
