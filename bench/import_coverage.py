@@ -110,7 +110,8 @@ def report(rows: list[dict], times: list[dict]) -> str:
     by = {(r["model"], r["source"]): r for r in rows}
     models = list(dict.fromkeys(r["model"] for r in rows))
     lines = [SECTION + " (bench/import_coverage.py, issue 17)", "",
-             "The zoo (tests/interchange/zoo.py, 26 small torch.nn models) exported three ways and imported; a cell "
+             f"The zoo (tests/interchange/zoo.py, {len(models)} small torch.nn models) exported three ways and "
+             "imported; a cell "
              "is `layers/Op nodes` when the imported model matches the original within 1e-5 (float32, eval), "
              "FAIL otherwise. Op nodes are the generic operator fallback (their ATen operators are listed).", "",
              "| model | " + " | ".join(SOURCES) + " | Op nodes (operators) |", "|---|" + "---|" * (len(SOURCES) + 1)]
