@@ -11,15 +11,19 @@ goes through one of these functions at the point where it is written out, never 
     evil\x1b[31m\nnode x: ok
     >>> safe_filename("../../etc/passwd")
     'etc_passwd'
+    >>> resolves_inside("/ws/runs/a/../b", "/ws/runs"), resolves_inside("/ws/runs/../x", "/ws/runs")
+    (True, False)
 '''
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
+from pathlib import Path
 
 __all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "terminal_line", "md_text",
-           "md_code", "safe_filename"]
+           "md_code", "safe_filename", "resolves_inside"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -153,3 +157,10 @@ def safe_filename(text: object, fallback: str = "file", max_len: int = 100) -> s
     if not s or s.split(".")[0].lower() in _WINDOWS_RESERVED:
         s = f"{fallback}_{s}" if s else fallback
     return s
+
+
+def resolves_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether ``path`` resolves inside ``root`` (links followed, ``..`` collapsed, both made absolute): the one
+    test that a path a user influenced stays inside the workspace (or a folder of it)."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
+

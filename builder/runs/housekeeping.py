@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import LayerLabError, RunStoreError
+from builder.escape import resolves_inside
 from builder.runs import classes as _classes
 from builder.runs import owners as _owners
 from builder.runs.owners import can_control, can_delete_data, is_admin, owner_of, safe_id
@@ -43,7 +44,7 @@ def _owner_folder(workspace: str | Path, owner: str) -> Path:
     """``<workspace>/owners/<safe id>`` (not created), checked to resolve inside ``<workspace>/owners``."""
     root = Path(workspace) / OWNERS_DIR
     path = root / safe_id(owner)
-    if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(root.resolve())):
+    if path.is_symlink() or (path.exists() and not resolves_inside(path, root)):
         raise HousekeepingError(f"an owner's folder lies inside the workspace; received: {path} (a link or a path "
                                 "outside it). Fix: remove the link by hand")
     return path
@@ -198,7 +199,7 @@ def _delete_studies(workspace: Path, target: str) -> int:
         if owner_of(s.get("settings") if isinstance(s.get("settings"), dict) else None) == target:
             optuna.delete_study(study_name=s["name"], storage=open_storage(storage))
             log = workspace / "studies" / f"{s['name']}.log"
-            inside = log.resolve().is_relative_to((workspace / "studies").resolve())
+            inside = resolves_inside(log, workspace / "studies")
             if inside and log.is_file() and not log.is_symlink():
                 log.unlink()
             n += 1

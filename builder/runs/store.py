@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.errors import RunStoreError
+from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
 from builder.runs.folder import RunFolder
 from builder.runs.launcher import pid_alive
@@ -216,7 +217,7 @@ class RunStore:
     def _safe_path(self, path: Path) -> Path:
         """``path`` after checking that it resolves inside ``<workspace>/runs``. Raises RunStoreError."""
         root = (self.workspace / "runs").resolve()
-        if not path.resolve().is_relative_to(root):
+        if not resolves_inside(path, root):
             raise RunStoreError(f"path outside the workspace; received: {str(path)[:200]!r} (resolves outside "
                                 f"{root}). Fix: remove the link or the crafted run")
         return path

@@ -30,6 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from builder.escape import resolves_inside
 from builder.runs.status import RunStatus, is_live
 from builder.training.callbacks import Callback
 
@@ -76,7 +77,7 @@ def check_uri(uri: str, workspace: str | Path) -> str:
         ws = Path(workspace).expanduser().resolve()
         raw = Path(uri[len("sqlite:///"):])
         db = (raw if raw.is_absolute() else ws / raw).resolve()
-        if db.is_relative_to(ws) and db.suffix == ".db":
+        if resolves_inside(db, ws) and db.suffix == ".db":
             return f"sqlite:///{db}"
         raise LayerLabError(f"an MLflow SQLite database set in the app must be a .db file inside the workspace; "
                             f"received: {uri[:120]!r}. Fix: e.g. sqlite:///mlflow.db (kept in {ws})")
