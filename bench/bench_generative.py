@@ -10,7 +10,8 @@ Distillation: the judge as teacher, a student MLP with under a quarter of its pa
 distillation (same settings), test accuracy for seeds 0, 1, 2 and the medians.
 
 Run: ``.venv/bin/python bench/bench_generative.py [--threads 2] [--seed 0] [--only gan|vae|distill]``; prints a Markdown block for
-bench/RESULTS.md.
+bench/RESULTS.md. Distillation options: ``--distill-seeds 0,1,2 --distill-epochs 20,60 --temperature 4 --alpha 0.5
+--width 32``.
 """
 
 from __future__ import annotations
@@ -126,11 +127,21 @@ STUDENT = {"format": "layerlab", "version": 1, "name": "student MLP (digits)",
                         "early_stopping": None}}
 
 
-def distill(seeds: tuple[int, ...], epochs: tuple[int, ...] = (20, 60)) -> list[dict]:
-    """Per seed: a teacher (the `cnn` template at its defaults, on that seed's split) and the student MLP (64-32-10)
-    trained alone and with distillation from it (T = 4, alpha = 0.5), the same settings and no early stopping, for
-    each of ``epochs``; test accuracies and medians."""
+def student(width: int = 32) -> dict:
+    """The student MLP 64-``width``-10 (:data:`STUDENT`)."""
     import copy
+
+    st = copy.deepcopy(STUDENT)
+    next(n for n in st["graph"]["nodes"] if n["id"] == "fc1")["params"]["out_features"] = width
+    return st
+
+
+def distill(seeds: tuple[int, ...], epochs: tuple[int, ...] = (20, 60), temperature: float = 4.0,
+            alpha: float = 0.5, width: int = 32) -> list[dict]:
+    """Per seed: a teacher (the `cnn` template at its defaults, on that seed's split) and the student MLP
+    (64-``width``-10) trained alone and with distillation from it (``alpha`` · T² · KL at ``temperature`` +
+    (1 − ``alpha``) · cross-entropy), the same settings and no early stopping, for each of ``epochs``; test
+    accuracies, medians and means."""
     import statistics
 
     from builder.training.objectives import add_distillation
@@ -138,20 +149,21 @@ def distill(seeds: tuple[int, ...], epochs: tuple[int, ...] = (20, 60)) -> list[
     teachers = {seed: classifier(seed) for seed in seeds}
     rows = []
     for ep in epochs:
-        student = copy.deepcopy(STUDENT)
-        student["training"]["epochs"] = ep
+        st = student(width)
+        st["training"]["epochs"] = ep
         alone, taught = [], []
         for seed in seeds:
-            project, ds, cfg = prepare(student, "digits", {"seed": seed})
+            project, ds, cfg = prepare(st, "digits", {"seed": seed})
             alone.append(Trainer(build_model(project.graph, seed), ds, cfg).fit().test["accuracy"])
-            p = add_distillation(student)
+            p = add_distillation(st, temperature=temperature, alpha=alpha)
             dds = fit_dataset(p.graph, load_dataset("digits", seed=seed))
             dcfg = TrainConfig.resolve(dds.info.task, len(dds.train), p.training,
                                        {"seed": seed, "checkpoint_every": 0})
             taught.append(ObjectiveTrainer(p, dds, dcfg, teacher=teachers[seed][0]).fit().test["accuracy"])
         rows.append({"epochs": ep, "teachers": [round(teachers[s][1], 3) for s in seeds],
                      "alone": [round(x, 3) for x in alone], "taught": [round(x, 3) for x in taught],
-                     "alone_median": statistics.median(alone), "taught_median": statistics.median(taught)})
+                     "alone_median": statistics.median(alone), "taught_median": statistics.median(taught),
+                     "alone_mean": statistics.mean(alone), "taught_mean": statistics.mean(taught)})
     return rows
 
 
@@ -160,6 +172,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=("gan", "vae", "distill"), help="one part only")
+    ap.add_argument("--distill-seeds", default="0,1,2", help="distillation: seeds (teacher, split, student)")
+    ap.add_argument("--distill-epochs", default="20,60", help="distillation: the students' epochs, comma-separated")
+    ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature T")
+    ap.add_argument("--alpha", type=float, default=0.5, help="weight of the soft (T²-scaled KL) term")
+    ap.add_argument("--width", type=int, default=32, help="the student's hidden units")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"### Drawn objectives on digits (bench/bench_generative.py, seed {a.seed}, {a.threads} threads, "
@@ -171,12 +188,15 @@ def main() -> None:
         from builder.graph.shapes import infer_shapes
 
         tp = infer_shapes(load_template("cnn").graph).total_params
-        sp = infer_shapes(STUDENT["graph"]).total_params
-        for d in distill((0, 1, 2)):
-            print(f"- distillation, student MLP 64-32-10 ({sp} parameters, {sp / tp:.2f} of the `cnn` teacher's {tp}), "
-                  f"{d['epochs']} epochs, no early stopping; teachers' test accuracy {d['teachers']}: student alone "
-                  f"{d['alone']} (median {d['alone_median']:.3f}), with distillation (T = 4, alpha = 0.5) "
-                  f"{d['taught']} (median {d['taught_median']:.3f}), seeds 0, 1, 2")
+        sp = infer_shapes(student(a.width)["graph"]).total_params
+        seeds = tuple(int(x) for x in a.distill_seeds.split(","))
+        for d in distill(seeds, tuple(int(x) for x in a.distill_epochs.split(",")), a.temperature, a.alpha,
+                         a.width):
+            print(f"- distillation, student MLP 64-{a.width}-10 ({sp} parameters, {sp / tp:.2f} of the `cnn` "
+                  f"teacher's {tp}), {d['epochs']} epochs, no early stopping; teachers' test accuracy {d['teachers']}: "
+                  f"student alone {d['alone']} (median {d['alone_median']:.3f}, mean {d['alone_mean']:.3f}), with "
+                  f"distillation (T = {a.temperature:g}, alpha = {a.alpha:g}) {d['taught']} (median "
+                  f"{d['taught_median']:.3f}, mean {d['taught_mean']:.3f}), seeds {a.distill_seeds}")
     if a.only == "distill":
         return
     if a.only in (None, "gan"):
