@@ -309,17 +309,31 @@ def _health(g: Graph) -> dict:
         return {}
 
 
+def _latency(g: Graph) -> dict[str, float]:
+    """Measured seconds per node of this graph's current run ({} without one or before it finished)."""
+    from builder.runs.store import RunStore
+    from builder.runs.summary import current_run
+
+    try:
+        store = RunStore(workspace())
+        run = current_run(store, g, owner())
+        return (store.folder(run["id"]).read_latency() or {}) if run is not None else {}
+    except LayerLabError:
+        return {}
+
+
 def analyse(g: Graph | None = None) -> tuple[Any, dict]:
-    """(ShapeReport, canvas annotations) for a graph; cached per session on the graph's content and on the
-    health of its current run (the canvas tint follows a run while it trains)."""
+    """(ShapeReport, canvas annotations) for a graph; cached per session on the graph's content, the health of
+    its current run (the canvas tint follows a run while it trains) and that run's measured latency per node."""
     g = g if g is not None else graph()
     health = _health(g)
-    key = (graph_key(g), json.dumps(health, sort_keys=True, default=str))
+    latency = _latency(g)
+    key = (graph_key(g), json.dumps(health, sort_keys=True, default=str), json.dumps(latency, sort_keys=True))
     cached = st.session_state.get("ll_ann")
     if cached and cached[0] == key:
         return cached[1], cached[2]
     report = builder.infer_shapes(g)
-    ann = canvas_annotations(g, report, health=health or None)
+    ann = canvas_annotations(g, report, health=health or None, latency=latency or None)
     st.session_state.ll_ann = (key, report, ann)
     return report, ann
 

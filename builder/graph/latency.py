@@ -27,7 +27,7 @@ import torch
 from builder.errors import LayerLabError
 from builder.graph.compile import compile_graph, example_inputs, module_names
 
-__all__ = ["Latency", "node_latency"]
+__all__ = ["Latency", "node_latency", "module_latency"]
 
 
 @dataclass
@@ -65,7 +65,16 @@ def node_latency(graph: Any, *, batch_size: int = 32, device: str = "cpu", repea
     dev = torch.device(device)
     model = compile_graph(graph).eval().to(dev)
     xs = [x.to(dev) for x in example_inputs(model, batch_size=batch_size)]
-    by_attr = {attr: nid for nid, attr in module_names(graph).items()}
+    return module_latency(model, xs, module_names(graph), repeats=repeats, warmup=warmup)
+
+
+def module_latency(model: torch.nn.Module, inputs: list[torch.Tensor], names: dict[str, str], *,
+                   repeats: int = 20, warmup: int = 3) -> Latency:
+    """Time the children of a compiled ``model`` named by ``names`` (node id -> attribute) over forward passes
+    on ``inputs`` (already on the model's device; eval mode and no gradients while timing, the mode restored)."""
+    dev = inputs[0].device if inputs else torch.device("cpu")
+    batch_size = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
+    by_attr = {attr: nid for nid, attr in names.items()}
     samples: dict[str, list[float]] = {}
     started: dict[str, float] = {}
 
@@ -87,6 +96,8 @@ def node_latency(graph: Any, *, batch_size: int = 32, device: str = "cpu", repea
         if nid is not None:
             handles += [module.register_forward_pre_hook(before(nid)), module.register_forward_hook(after(nid))]
     totals: list[float] = []
+    was_training = model.training
+    model.eval()
     try:
         with torch.no_grad():
             for i in range(warmup + repeats):
@@ -94,12 +105,13 @@ def node_latency(graph: Any, *, batch_size: int = 32, device: str = "cpu", repea
                     samples.clear()
                 _sync(dev)
                 t0 = time.perf_counter()
-                model(*xs)
+                model(*inputs)
                 _sync(dev)
                 if i >= warmup:
                     totals.append(time.perf_counter() - t0)
     finally:
         for h in handles:
             h.remove()
+        model.train(was_training)
     per_node = {nid: statistics.median(v) for nid, v in samples.items()}
     return Latency(str(dev), batch_size, repeats, per_node, statistics.median(totals))

@@ -13,6 +13,7 @@ workspaces hold, so they keep working::
     model_card.md                    the Markdown model card (builder.runs.modelcard)
     imported.json                    the project of an imported model (builder.interchange.importer)
     calibration.json                 temperature, ECE and coverage of a classifier (builder.interpret.calibration)
+    latency.json                     measured time per node of the trained model (builder.training.callbacks.RecordLatency)
     health.json                      per-node gradient/activation samples while training (builder.training.health)
     prune.json                       a pruned run: what was removed, size, latency, test before/after (builder.training.prune)
     robustness.json                  accuracy vs ε under an adversarial attack, flipped examples (builder.interpret.robustness)
@@ -49,6 +50,7 @@ class RunFolder:
     IMPORTED = "imported.json"
     CALIBRATION = "calibration.json"
     HEALTH = "health.json"
+    LATENCY = "latency.json"
     PRUNE = "prune.json"
     ROBUSTNESS = "robustness.json"
     SAMPLES = "samples.npz"
@@ -141,6 +143,11 @@ class RunFolder:
         return self.path / self.HEALTH
 
     @property
+    def latency(self) -> Path:
+        """Measured seconds per node of the trained model (:class:`builder.graph.latency.Latency` as JSON)."""
+        return self.path / self.LATENCY
+
+    @property
     def samples(self) -> Path:
         """A generator's samples on fixed noise per epoch (``epoch_<k>`` arrays; builder.training.multi)."""
         return self.path / self.SAMPLES
@@ -223,6 +230,14 @@ class RunFolder:
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    def read_latency(self) -> dict[str, float] | None:
+        """Seconds per node of the trained model (``{node: seconds}``), or None when none was measured."""
+        data = _read_json(self.latency)
+        per = data.get("per_node") if data else None
+        if not isinstance(per, dict):
+            return None
+        return {str(k): float(v) for k, v in per.items() if isinstance(v, int | float)}
 
     def read_prune(self) -> dict[str, Any] | None:
         """The pruning report as a dict, or None when the run is not a pruned one or the file cannot be read."""

@@ -23,6 +23,7 @@ ones they have). Example::
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -267,6 +268,39 @@ class Freeze(Callback):
             raise ValueError(f"the checkpoint froze {saved!r}; this run freezes {self.frozen!r}")
 
 
+class RecordLatency(Callback):
+    """When a run finishes, time each node of the trained model on the run's device (a batch of test samples,
+    ``repeats`` forward passes; :func:`builder.graph.latency.module_latency`) and keep it as the run folder's
+    ``latency.json``: the canvas's cost overlay offers it as "measured latency". Skipped for models above
+    ``max_work`` multiply-adds per timed batch (so a big model's run does not spend minutes on it); a failure here
+    never fails the run."""
+
+    def __init__(self, macs_per_sample: int, batch_size: int = 32, repeats: int = 10, warmup: int = 2,
+                 max_work: float = 2e9):
+        self.macs, self.batch, self.repeats, self.warmup, self.max_work = (int(macs_per_sample), int(batch_size),
+                                                                          repeats, warmup, max_work)
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        names = getattr(trainer.model, "layerlab_names", None)
+        if result.status != "finished" or trainer.run_dir is None or not names:
+            return
+        split = trainer.dataset.test if len(trainer.dataset.test) else trainer.dataset.train
+        n = max(1, min(self.batch, len(split)))
+        if self.macs * n * (self.repeats + self.warmup) > self.max_work:
+            return
+        from dataclasses import asdict
+
+        from builder.graph.latency import module_latency
+        from builder.runs.folder import RunFolder
+
+        try:
+            lat = module_latency(trainer.model, [split.head(n).X], names, repeats=self.repeats, warmup=self.warmup)
+            folder = RunFolder(trainer.run_dir)
+            folder.latency.write_text(json.dumps(asdict(lat), indent=1), encoding="utf-8")
+        except Exception:  # noqa: BLE001 - a measurement for the canvas; the run has finished either way
+            return
+
+
 def builtin_callbacks(cfg: TrainConfig) -> list[Callback]:
     """The callbacks a config asks for: channels_last and freezing (setup order), early stopping (always:
     it reports the best epoch) and, with early stopping on, best weights. The trainer adds the training-health
@@ -280,5 +314,5 @@ def builtin_callbacks(cfg: TrainConfig) -> list[Callback]:
     return out
 
 
-__all__ = ["Callback", "EarlyStopping", "BestWeights", "ChannelsLast", "Freeze", "freeze_nodes",
+__all__ = ["Callback", "EarlyStopping", "BestWeights", "ChannelsLast", "Freeze", "RecordLatency", "freeze_nodes",
            "builtin_callbacks", "improves"]

@@ -25,7 +25,7 @@ from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.status import resume_refusal
 from builder.runs.store import RunLogger, RunStore
 from builder.runs.tracking import attach_tracking
-from builder.training.callbacks import Callback, freeze_nodes
+from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
 from builder.training.objectives import has_objective
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
@@ -213,6 +213,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     if on_event is not None and main:
         listeners.append(on_event)
     callbacks = [*callbacks, *attach_tracking(store, run_id)]  # MLflow, when a tracking URI is set
+    if run_id is not None:  # time per node of the trained model, for the canvas's cost overlay
+        callbacks.append(RecordLatency(total_macs(node_costs(report)), cfg.batch_size))
     try:
         model = build_model(project.graph, cfg.seed, report)
         _load_init(store, model, cfg)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import builder
-from tests.helpers import open_app
+from tests.helpers import ME, open_app
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -171,3 +171,21 @@ def test_a_trained_run_tints_the_canvas_with_its_health(workspace):
     health = {nid: a["health"] for nid, a in ann["nodes"].items() if a.get("health")}
     assert {"fc1", "fc2", "head"} <= set(health)
     assert all(h["level"] == "ok" for h in health.values())  # a healthy template raises no flag
+
+
+def test_a_finished_run_offers_its_measured_latency_on_the_canvas(workspace):
+    """A stored run of the canvas graph records each node's time (latency.json); the Build page's annotations
+    then offer the overlay's latency mode with a value on the timed nodes."""
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import run_training
+
+    store = RunStore(workspace)
+    project = builder.load_template("cnn")
+    res = run_training(project, "digits", {"epochs": 1}, store=store, owner=ME, adapt=True)
+    per_node = store.folder(res.run_id).read_latency()
+    assert per_node and {"conv1", "conv2", "fc"} <= set(per_node) and all(v > 0 for v in per_node.values())
+    at = open_app(owner=ME)
+    _, _, ann = at.session_state["ll_ann"]
+    assert "latency" in ann["summary"]["cost_modes"]
+    text, share = ann["nodes"]["conv1"]["cost"]["latency"]
+    assert text.endswith(" ms") and 0 < share <= 1
