@@ -9,7 +9,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 import builder
-from app_pages import nav, ui
+from app_pages import nav, tips, ui
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text, safe_filename
 from builder.graph.edit import relabel_node, remove_nodes, set_param
@@ -328,14 +328,6 @@ def open_shared_link() -> None:
 
 
 # ------------------------------------------------------------------------------------------ first visit
-GUIDE_NOTES = {
-    "The loss curve": "how wrong the network is on the training samples (and on held-out validation samples), "
-                      "epoch by epoch. Both should fall.",
-    "Overfitting": "the training loss keeps falling while the validation loss turns up: the network memorises "
-                   "its samples instead of learning the pattern. Early stopping keeps the best epoch.",
-    "An attribution": "how much each input pixel or feature pushed the network towards its answer for one "
-                      "sample (Explain page): a check that it looks at the right things.",
-}
 
 
 def _train_this() -> str | None:
@@ -381,7 +373,8 @@ def first_visit_guide() -> None:
         c4.button("Hide", key="ll_guide_hide", icon=":material/close:",
                   on_click=lambda: st.session_state.update(ll_guide_hidden=True), help="Hide this guide")
         with st.expander("What will I see?", icon=":material/school:"):
-            for title, text in GUIDE_NOTES.items():
+            for name in tips.GUIDE:
+                title, text = tips.TIPS[name]
                 st.markdown(f"**{title}**: {text}")
     if go:
         err = _train_this()

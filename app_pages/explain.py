@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from app_pages import explain_checks, explain_tryit, nav, ui
+from app_pages import explain_checks, explain_tryit, nav, tips, ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
 
@@ -236,6 +236,7 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
 
 # ------------------------------------------------------------------------------------- attributions
 def attributions_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
+    tips.tip("attribution")
     ms = xs.methods()
     avail = ms.available
     chosen = st.session_state.get(_k("ll_xp_methods"))

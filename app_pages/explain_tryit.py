@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from app_pages import ui
+from app_pages import tips, ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
 
@@ -68,6 +68,7 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
     and explained. ``compact``: one column (the Build page's side panel)."""
     from builder.interpret import tryit
 
+    tips.tip("try_it")
     form = tryit.try_form(xs, i)
     method = _method(xs, key, st.container() if compact else st.columns([1, 2])[0])
     text = ""

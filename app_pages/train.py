@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import crossval_mode, nav, search_mode, train_doctor, ui
+from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from builder.data.compat import check_compat
 from builder.errors import LayerLabError
 from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
@@ -329,6 +329,11 @@ def live_view() -> None:
     c1.plotly_chart(loss_figure(sess), width="stretch", config=cfg, key="ll_fig_loss")
     c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
+    with c1:
+        tips.tip("loss")
+        tips.tip("overfitting")
+    with c3:
+        tips.tip("learning_rate")
     boundary_view(sess, cfg)
     if any(e.get("terms") for e in sess.epochs):  # a drawn objective: its terms, samples, reconstructions
         from app_pages import generative_view
@@ -383,6 +388,8 @@ def results(run: dict) -> None:
         left, right = st.columns([1, 1], gap="large")
         left.plotly_chart(confusion_figure(test), width="stretch", config={"displayModeBar": False},
                           key="ll_fig_cm")
+        with left:
+            tips.tip("confusion")
         import pandas as pd
         rows = [{"class": name, "precision": v["precision"], "recall": v["recall"], "f1": v["f1"],
                  "support": v["support"]} for name, v in (test.get("per_class") or {}).items()]

@@ -97,6 +97,9 @@ def sidebar() -> None:
                          help="Follow them on the Train and Runs pages", icon=":material/model_training:")
         st.caption("Runs of everyone are shown (shared mode)" if shared_runs() else
                    "Your projects and runs are kept for this browser")
+        from app_pages.tips import tips_toggle
+
+        tips_toggle()
 
 
 def _rename_project(key: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import builder
 from app_pages import nav
-from tests.helpers import open_app
+from tests.helpers import ME, open_app
 
 PAGES = [p.path for p in nav.PAGES]
 
@@ -74,3 +75,19 @@ def test_cancel_keeps_the_project():
     a.button(key="ll_new").click().run()
     a.button(key="ll_cancel_replace").click().run()
     assert a.session_state["ll_project"] == before and "ll_pending" not in a.session_state
+
+
+def test_tips_for_students_show_beside_the_panels_and_hide_from_the_sidebar(workspace):
+    """The Train page explains its curves for students; the sidebar's toggle hides every tip for the session."""
+    from app_pages.tips import TIPS
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import run_training
+
+    run_training(builder.load_template("cnn"), "digits", {"epochs": 1}, store=RunStore(workspace), owner=ME,
+                 adapt=True)
+    at = open_app(nav.TRAIN, owner=ME)
+    text = " ".join(c.value for c in at.caption)
+    assert TIPS["loss"][0] in text and TIPS["overfitting"][0] in text and TIPS["confusion"][0] in text
+    at.toggle(key="ll_tips_toggle").set_value(False).run()
+    assert not any(title in c.value for c in at.caption for title, _ in TIPS.values())
+    assert at.session_state["ll_tips_hidden"] is True
