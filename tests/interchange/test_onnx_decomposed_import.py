@@ -47,3 +47,15 @@ def test_without_module_scopes_the_ops_import_one_by_one(tmp_path):
     res = import_model(tmp_path / "plain.onnx")
     ops = {n.params["op"] for n in res.project.graph.nodes if n.type == "Op"}
     assert "aten.avg_pool3d" in ops and res.report["max_abs_diff"] <= 1e-5
+
+
+def test_unrolled_rnn_with_renamed_weights_is_read_by_structure(tmp_path):
+    """The dynamo exporter's optimiser folds W_ih^T and W_hh^T into anonymous constants: found by what they
+    multiply (the time-first input, each step's state)."""
+    from tests.interchange.zoo import export
+
+    path = export("relu_rnn", "onnx_dynamo", tmp_path)
+    assert "rnn.weight_ih_l0" not in {t.name for t in onnx.load(path).graph.initializer}
+    res = import_model(path)
+    rnn = [n for n in res.project.graph.nodes if n.type == "RNN"]
+    assert len(rnn) == 1 and rnn[0].params["nonlinearity"] == "relu" and res.report["max_abs_diff"] <= 1e-5
