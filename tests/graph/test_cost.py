@@ -70,6 +70,17 @@ def test_every_template_matches_torchs_flop_counter(name: str):
     assert 2 * total_macs(node_costs(graph)) == counted  # node_costs counts one sample
 
 
+@pytest.mark.parametrize("name", ["resnet18", "vgg11", "vit_tiny"])
+def test_standard_architectures_at_224_match_torchs_flop_counter(name: str):
+    """ResNet-18 (1.814 G multiply-adds per image), VGG-11 and ViT-tiny at 3x224x224, counted on the meta device."""
+    from builder.graph import architectures
+
+    graph = architectures.build(name).graph
+    model = compile_graph(graph).train().to("meta")
+    xs = [x.to("meta") for x in example_inputs(model, batch_size=2)]
+    assert 2 * total_macs(node_costs(graph)) == _counted_macs(lambda: model(*xs))  # two samples
+
+
 def test_costs_come_from_one_analysis_and_list_analysed_nodes():
     graph = builder.load_template("cnn").graph
     report = builder.infer_shapes(graph)
