@@ -76,10 +76,20 @@ def latent_figure(latent: np.ndarray, labels: np.ndarray, class_names: list | No
     return fig
 
 
+def _vae_view(probe, store, run_id: str) -> dict:
+    """The VAE probe's arrays of a finished run, asked once per page session (a finished run's weights do not
+    change; the probe's child answers in ~0.1 s once warm, a few seconds when it starts)."""
+    cache = st.session_state.setdefault("ll_vae_view", {})
+    if run_id not in cache:
+        cache.clear()
+        cache[run_id] = probe.vae(store.workspace, run_id)
+    return cache[run_id]
+
+
 def render(run: dict, epochs: list[dict], active: bool, store) -> None:
     """The parts that apply to ``run``: loss terms, the sample grid (slider over epochs once it ended), and for a
     finished VAE its reconstructions and (2-D latent) latent space."""
-    from builder.training.generative import read_samples, vae_nodes, vae_probe
+    from builder.training.generative import read_samples, vae_nodes
 
     cfg = {"displayModeBar": False, "staticPlot": active}
     fig = terms_figure(epochs)
@@ -96,8 +106,10 @@ def render(run: dict, epochs: list[dict], active: bool, store) -> None:
         st.caption("The same noise every epoch, so the grid shows how the generator changes.")
     if active or vae_nodes(run.get("project") or {}) is None or run.get("status") != "finished":
         return
-    try:
-        probe = vae_probe(store, run["id"])
+    from app_pages.explain_tryit import session_probe
+
+    try:  # the model runs in the page session's sandboxed probe (builder.interpret.probe), not in this process
+        probe = _vae_view(session_probe(), store, run["id"])
     except LayerLabError as e:
         st.caption(str(e))
         return

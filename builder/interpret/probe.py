@@ -1,7 +1,8 @@
 """The model probe: a trained run's model runs in a sandboxed child process, never in the server's.
 
-A user's model may crash torch (a segfault in native code), allocate without bound or loop. The Explain page
-therefore asks a :class:`ProbeSession` (the same questions, methods and answers as
+A user's model may crash torch (a segfault in native code), allocate without bound or loop. The Runs page's drift
+check (:meth:`ModelProbe.drift`) and the Train page's VAE view (:meth:`ModelProbe.vae`) ask the probe for their
+model outputs; the Explain page asks a :class:`ProbeSession` (the same questions, methods and answers as
 :class:`~builder.interpret.session.ExplainSession`) which forwards each question that reads the model to a
 :class:`ModelProbe`: one child process per page session, started on the first question, restarted on the next
 question after it died, ended by :meth:`ModelProbe.close`, when the probe is garbage-collected (the session
@@ -48,7 +49,7 @@ DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_IDLE_S = 600.0
 START_TIMEOUT_S = 120.0  # importing torch and Captum in a fresh interpreter
 WHAT = "the model probe (the process that runs your model for this page)"
-OUTCOME = "Nothing was explained"
+OUTCOME = "Nothing was computed"
 _ERRORS = {name: getattr(errors, name) for name in ("DatasetError", "ExplainError", "RunStoreError",
                                                     "TrainingError", "LayerLabError")}
 
@@ -169,6 +170,26 @@ class ModelProbe:
                     raise ExplainError(why)
                 # exit code 0: it had just ended itself (idle) as the question went out; ask a fresh one
         return _result(answer, child.limits)
+
+    def drift(self, workspace: str | os.PathLike, run_id: str, new: str | os.PathLike, alpha: float = 0.05,
+              version: str | None = None) -> dict:
+        """:func:`builder.data.drift.drift_run` in the child: new data (a CSV, or an image folder/.zip at ``new``)
+        against the run's training data and model; the report's :meth:`~builder.data.drift.DriftReport.to_dict`.
+
+        Raises:
+            LayerLabError: as drift_run (DatasetError kept), or one line (ExplainError) for a crash of the child.
+        """
+        return self.request(workspace, run_id, "", "drift", str(Path(new).resolve()), alpha=float(alpha),
+                            version=version)
+
+    def vae(self, workspace: str | os.PathLike, run_id: str, count: int = 500, shown: int = 16) -> dict:
+        """:func:`builder.training.generative.vae_probe` in the child: the VAE run's latent means, labels, inputs
+        and reconstructions (numpy arrays).
+
+        Raises:
+            LayerLabError: as vae_probe (TrainingError and RunStoreError kept), or one line for a crash.
+        """
+        return self.request(workspace, run_id, "", "vae_probe", count=int(count), shown=int(shown))
 
     def _exchange(self, child: _Child, msg: dict) -> Any:
         """Send one question and read its answer; None when the child is gone."""

@@ -5,8 +5,9 @@ It reads a start message (limits, idle time, threads), locks itself down with th
 (:func:`builder.interchange.worker.lock_down`: address space, CPU time, file size, no core files, no new
 processes; the clean environment and private folder came with :func:`~builder.interchange.worker.spawn_sandboxed`),
 then answers requests one at a time: ``{"workspace", "run", "split", "call", "args"}``, where ``call`` is
-``hello`` or one of :data:`CALLS` (:class:`~builder.interpret.session.ExplainSession`'s methods that read the
-model). Runs are opened from the workspace by id (weights from safetensors, never a pickle) and kept (the last
+``hello``, one of :data:`CALLS` (:class:`~builder.interpret.session.ExplainSession`'s methods that read the
+model) or one of :data:`RUN_CALLS` (the Runs page's drift check and the Train page's VAE view, about the run
+as a whole). Runs are opened from the workspace by id (weights from safetensors, never a pickle) and kept (the last
 :data:`MAX_RUNS`). Each request gets its own CPU budget; the process ends when the parent closes the pipe or
 after ``idle_s`` without a request.
 
@@ -31,6 +32,9 @@ CALLS = frozenset({
     "weighted_nodes", "pick", "explain", "global_ranking", "attention", "activation", "weight_histograms", "sanity",
     "completeness", "try_input", "robustness", "flip_view", "calibrate"})
 """The session methods a request may call (nothing else is looked up by name)."""
+RUN_CALLS = frozenset({"drift", "vae_probe"})
+"""Questions about a whole run (no split): ``drift`` (:func:`builder.data.drift.check_drift` of new data with the
+run's model, answered as the report's dict) and ``vae_probe`` (:func:`builder.training.generative.vae_probe`)."""
 MAX_RUNS = 3
 PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.training.pipeline")
 
@@ -92,10 +96,13 @@ def _failure(e: BaseException) -> dict:
 
 def _handle(req: dict, runs: OrderedDict) -> Any:
     call = req.get("call")
-    if call != "hello" and call not in CALLS:
+    if call != "hello" and call not in CALLS and call not in RUN_CALLS:
         from builder.errors import ExplainError
 
         raise ExplainError(f"the model probe answers the Explain page's questions; received: {str(call)[:60]!r}")
+    if call in RUN_CALLS:
+        args, kwargs = req.get("args") or ((), {})
+        return _run_call(runs, str(call), str(req["workspace"]), str(req["run"]), req.get("version"), *args, **kwargs)
     xs = _session(runs, str(req["workspace"]), str(req["run"]), str(req["split"]), req.get("version"))
     if call == "hello":
         return {"info": xs.info, "modality": xs.modality, "n_samples": xs.n_samples,
@@ -105,10 +112,25 @@ def _handle(req: dict, runs: OrderedDict) -> Any:
     return getattr(xs, call)(*args, **kwargs)
 
 
-def _session(runs: OrderedDict, workspace: str, run_id: str, split: str, version: Any = None) -> Any:
-    """The session of a run and split, opening the run (model, dataset, graph) on first use of its
-    ``version`` (a token of its weights: a new one reads them again)."""
-    from builder.interpret.session import ExplainSession, open_run, run_graph
+def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version: Any, *args: Any,
+              **kwargs: Any) -> Any:
+    """One of :data:`RUN_CALLS`: the drift report (as a dict) or the VAE probe's arrays."""
+    if call == "drift":
+        from builder.data.drift import check_drift
+
+        entry = _entry(runs, workspace, run_id, version)
+        new, alpha = args[0], kwargs.get("alpha", 0.05)
+        return check_drift(entry["ds"], str(new), model=entry["model"], alpha=float(alpha)).to_dict()
+    from builder.runs.store import RunStore
+    from builder.training.generative import vae_probe
+
+    return vae_probe(RunStore(workspace, mark_interrupted=False), run_id, *args, **kwargs)
+
+
+def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:
+    """A run opened (model, dataset, graph, its sessions by split) on first use of its ``version`` (a token of
+    its weights: a new one reads them again); the last :data:`MAX_RUNS` are kept."""
+    from builder.interpret.session import open_run, run_graph
     from builder.runs.store import RunStore
 
     key = (workspace, run_id, str(version))
@@ -120,7 +142,14 @@ def _session(runs: OrderedDict, workspace: str, run_id: str, split: str, version
         model, ds = open_run(store, store.get(run_id))
         runs[key] = {"model": model, "ds": ds, "graph": run_graph(store, run_id), "splits": {}}
     runs.move_to_end(key)
-    entry = runs[key]
+    return runs[key]
+
+
+def _session(runs: OrderedDict, workspace: str, run_id: str, split: str, version: Any = None) -> Any:
+    """The session of a run and split (the run opened by :func:`_entry`)."""
+    from builder.interpret.session import ExplainSession
+
+    entry = _entry(runs, workspace, run_id, version)
     if split not in entry["splits"]:
         entry["splits"][split] = ExplainSession(entry["model"], entry["ds"], split, run_id, entry["graph"])
     return entry["splits"][split]

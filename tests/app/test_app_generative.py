@@ -64,6 +64,11 @@ def test_vae_run_shows_reconstructions_and_latent_space(gen_ws):
     assert at.session_state["ll_train_run"] == gen_ws[2]
     assert _has_chart(at, "ll_fig_terms") and _has_chart(at, "ll_fig_recon") and _has_chart(at, "ll_fig_latent")
     assert not _has_chart(at, "ll_fig_samples")
+    probe = at.session_state["ll_xp_probe"]  # the VAE ran in the session's sandboxed probe, not in the server
+    assert probe.starts == 1 and probe.running
+    at.run()
+    assert _has_chart(at, "ll_fig_recon") and probe.starts == 1  # asked once per session, not per rerun
+    probe.close()
 
 
 def test_teacher_control_offers_finished_classifier_runs_only(gen_ws):

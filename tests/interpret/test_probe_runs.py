@@ -1,0 +1,65 @@
+"""builder.interpret.probe for the Runs page's drift check and the Train page's VAE view (issue 21): the model
+runs in the sandboxed child, the answer is the in-process answer, and a crash there is one error line."""
+
+from __future__ import annotations
+
+import pytest
+
+import builder
+from builder.data.drift import drift_run, reference_table
+from builder.errors import ExplainError, TrainingError
+from builder.interpret.probe import ModelProbe
+from builder.runs.store import RunStore
+from builder.training.pipeline import load_run_dataset, run_training
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def crash_in_drift() -> None:
+    """Inside the child: a drift check at alpha 0.123 segfaults, as a torch bug in the user's model would."""
+    import ctypes
+
+    from builder.data import drift
+
+    original = drift.check_drift
+
+    def check_drift(ds, new, *, model=None, alpha=0.05):
+        if alpha == 0.123:
+            ctypes.string_at(0)
+        return original(ds, new, model=model, alpha=alpha)
+
+    drift.check_drift = check_drift
+
+
+@pytest.fixture(scope="module")
+def moons(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("ws")
+    store = RunStore(ws)
+    rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store=store).run_id
+    ref, _ = reference_table(load_run_dataset(store, store.get(rid)))
+    new = ref.copy()
+    new[ref.columns[0]] = new[ref.columns[0]] * 2.0 + 1.5
+    path = ws / "new.csv"
+    new.to_csv(path, index=False)
+    return store, rid, path
+
+
+def test_drift_in_the_probe_is_the_in_process_report_and_a_crash_is_one_line(moons, monkeypatch):
+    store, rid, path = moons
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:crash_in_drift")
+    probe = ModelProbe()
+    try:
+        got = probe.drift(store.workspace, rid, path, alpha=0.05)
+        assert probe.running
+        with pytest.raises(ExplainError, match="segmentation fault") as e:
+            probe.drift(store.workspace, rid, path, alpha=0.123)
+        assert "\n" not in str(e.value) and not probe.running
+        with pytest.raises(TrainingError, match="need a VAE"):  # the next question: a fresh child, its own error
+            probe.vae(store.workspace, rid)
+        assert probe.starts == 2
+    finally:
+        probe.close()
+    want = drift_run(store, rid, path, alpha=0.05).to_dict()
+    assert got["moved"] == want["moved"] == [want["features"][0]["name"]]
+    assert [f["p_value"] for f in got["features"]] == pytest.approx([f["p_value"] for f in want["features"]])
+    assert got["prediction"]["confidence_new"] == pytest.approx(want["prediction"]["confidence_new"], abs=1e-6)
