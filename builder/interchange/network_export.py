@@ -1,6 +1,7 @@
 """One network of a project with a drawn objective, exported on its own (``layerlab export --run RUN --network
 NAME``, the Runs page's Network choice): a GAN's generator (input: the noise), its discriminator, a VAE's model
-without its loss terms.
+without its loss terms, or an export-only part (``training.parts``: a VAE's encoder, its decoder with the latent
+code as input).
 
 The network's graph (:func:`network_project`) holds the network's nodes except its loss nodes and Targets; every
 node outside the network that feeds it becomes an Input of that node's id and shape (a ``Noise`` node: the noise
@@ -50,13 +51,35 @@ def _project(project: Any) -> Project:
     return project if isinstance(project, Project) else load_project(project)
 
 
+def _groups(project: Project) -> dict[str, list[str]]:
+    """The node groups a network export may name: the objective's networks (``training.networks``, else the one
+    ``model``), then the project's export-only ``training.parts`` (groups that are not trained on their own, e.g.
+    a VAE's ``encoder`` and ``decoder`` inside its one ``model``)."""
+    groups = dict(resolve_objective(project).networks)
+    raw = (project.training or {}).get("parts") or {}
+    ids = {n.id for n in project.graph.nodes}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, list) for k, v in raw.items()):
+        raise NetworkError(f"training.parts maps part names to lists of node ids; received: {str(raw)[:80]}. Fix: "
+                           "e.g. {\"encoder\": [\"enc1\", \"mu\"]}")
+    for name, members in raw.items():
+        unknown = [str(m)[:40] for m in members if m not in ids]
+        if name in groups or unknown or not members:
+            raise NetworkError(f"a part names a new group of this graph's nodes; received: part {name[:40]!r} with "
+                               + (f"unknown nodes {unknown[:3]}" if unknown else "the name of a network" if
+                                  name in groups else "no nodes")
+                               + ". Fix: list existing node ids under a name no network has")
+        groups[name] = [str(m) for m in members]
+    return groups
+
+
 def network_names(project: Any) -> list[str]:
-    """The networks of a project with a drawn objective (``training.networks``, else the one ``model``); ``[]``
-    for a project without loss nodes (its whole graph is its one model)."""
+    """The networks of a project with a drawn objective (``training.networks``, else the one ``model``) and its
+    export-only parts (``training.parts``); ``[]`` for a project without loss nodes (its whole graph is its one
+    model)."""
     project = _project(project)
     if not has_objective(project):
         return []
-    return list(resolve_objective(project).networks)
+    return list(_groups(project))
 
 
 def _check_name(project: Project, network: str) -> list[str]:
@@ -76,7 +99,7 @@ def network_project(project: Any, network: str) -> Project:
     project does not have or one left without any layer."""
     project = _project(project)
     _check_name(project, network)
-    members = set(resolve_objective(project).networks[network])
+    members = set(_groups(project)[network])
     original = {n.id: n.type for n in project.graph.nodes}
     graph = training_graph(project.graph)  # Noise and fed Targets are Inputs here
     keep = {nid for nid in members if original.get(nid) not in TRAINING_ONLY}

@@ -140,3 +140,31 @@ def test_every_network_stands_on_its_own_with_the_trained_weights(make):
         with torch.no_grad():
             model.eval()(*example_inputs(model, 2))
     assert taken == set(trained)  # the networks together hold every weight of the run
+
+
+def test_a_vaes_encoder_and_decoder_export_as_parts_and_compose_to_its_model():
+    """``training.parts`` names groups exported on their own without training them apart: the VAE's decoder
+    takes the latent code as its input, and decoder(encoder(x).mu) is the model's reconstruction in eval mode."""
+    from builder.interchange.network_export import network_model
+
+    project = load_template("vae")
+    assert network_names(project) == ["model", "encoder", "decoder"]
+    torch.manual_seed(0)
+    trained = compile_graph(training_graph(project.graph)).state_dict()
+    enc, dec, whole = (network_model(project, n, trained) for n in ("encoder", "decoder", "model"))
+    assert [n.params["shape"] for n in network_project(project, "decoder").graph.nodes if n.type == "Input"] == [[2]]
+    x = torch.rand(4, 64)
+    with torch.no_grad():
+        mu, logvar = enc(x)
+        recon = whole(x)[0]
+        assert mu.shape == logvar.shape == (4, 2)
+        torch.testing.assert_close(dec(mu), recon)
+
+
+@pytest.mark.parametrize("parts, match", [({"model": ["enc1"]}, "name of a network"), ({"e": ["nope"]}, "unknown"),
+                                          ({"e": []}, "no nodes"), (["enc1"], "maps part names")])
+def test_bad_parts_are_refused_with_the_rule(parts, match):
+    project = load_template("vae")
+    project.training["parts"] = parts
+    with pytest.raises(NetworkError, match=match):
+        network_names(project)
