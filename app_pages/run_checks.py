@@ -1,9 +1,10 @@
 """Runs page actions on one finished run: Prune (a smaller run, fine-tuned) and Check new data (drift).
 
-Widgets in, one call to :func:`builder.training.prune.prune_run` / :func:`builder.data.drift.drift_run`, the
-report drawn. Pruning runs in this process with a spinner (the fine-tune of a small model takes seconds; the
-job launcher only starts training runs); its report is the new run's ``prune.json``, shown whenever that
-run is picked. Uploaded files are kept like the Data page's (:func:`app_pages.ui.save_upload`).
+Nothing here runs a model: Prune submits a prune job (:func:`builder.training.prune.prune_job_spec`,
+:func:`builder.runs.jobs.submit`), its own process like training (quota-checked, on Runs with its status and
+curves, stoppable); the new run is picked, and its report (``prune.json``) is shown once the job wrote it. Check
+new data asks the page session's sandboxed model probe (:meth:`builder.interpret.probe.ModelProbe.drift`), so a
+model that crashes is an error line. Uploaded files are kept like the Data page's (:func:`app_pages.ui.save_upload`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
     report = rs.folder(rid).read_prune()
     if report is not None:
         _prune_report(rid, report, open_project)
+    elif (rec.get("tags") or {}).get("pruned_from"):
+        st.caption(f"Pruned from run `{rec['tags']['pruned_from']}` by a job: its report appears here when the job "
+                   "has pruned and fine-tuned it.")
     mine, ok = ui.can_control(rec), rec.get("status") == RunStatus.FINISHED and rs.folder(rid).has_weights
     with st.expander("Prune this run", icon=":material/content_cut:", expanded=st.session_state.get(
             "ll_prune_open") == rid):
@@ -48,17 +52,17 @@ def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
         if c[4].button("Prune", key=f"ll_prune_go_{rid}", icon=":material/content_cut:", type="primary",
                        width="stretch"):
             st.session_state.ll_prune_open = rid
-            with st.spinner(f"Pruning and fine-tuning {epochs} epochs…"):
-                try:
-                    from builder.training.prune import prune_run
+            try:  # a job of its own, like training (the parent's owner's): nothing is pruned here
+                from builder.runs.jobs import submit
+                from builder.training.prune import prune_job_spec
 
-                    rep = prune_run(rs, rid, amount, structured=kind == "structured", criterion=criterion,
-                                    finetune_epochs=epochs)
-                except LayerLabError as e:
-                    ui.show_error(e)
-                    return
-            st.session_state.ll_run_focus = rep.run_id  # the new run is picked on the next pass
-            ui.flash(f"Pruned run {rid} into run {rep.run_id}")
+                new_id = submit(rs, prune_job_spec(rs, rid, amount, structured=kind == "structured",
+                                                   criterion=criterion, finetune_epochs=epochs))
+            except LayerLabError as e:
+                ui.show_error(e)
+                return
+            st.session_state.ll_run_focus = new_id  # the new run is picked on the next pass
+            ui.flash(f"Pruning run {rid} into run {new_id} (a job: its status and curves are shown as it goes)")
             st.rerun()
 
 
@@ -80,21 +84,9 @@ def _prune_report(rid: str, report: dict, open_project: Callable[[str], None]) -
 
 
 def resume_in_process(run_id: str) -> bool:
-    """Resume an unstructured pruned run here (its zeroed weights must stay zero: the job launcher would resume
-    it without the mask); False for every other run (a job resumes those).
-
-    Raises:
-        LayerLabError: as :func:`builder.training.prune.resume_pruned`.
-    """
-    rec = ui.get_run(run_id)
-    if (rec.get("tags") or {}).get("prune") != "unstructured":
-        return False
-    if not ui.can_control(rec):
-        raise LayerLabError(f"run {rec['id']} belongs to someone else; it is shown read-only")
-    from builder.training.prune import resume_pruned
-
-    resume_pruned(ui.store(), rec["id"])
-    return True
+    """False: every run resumes as a job now (a job resumes an unstructured pruned run with its mask,
+    :func:`builder.training.prune.resume_pruned`); nothing trains in this process."""
+    return False
 
 
 # ------------------------------------------------------------------------------------------ drift
@@ -122,13 +114,13 @@ def drift_section(rec: dict) -> None:
             return
         if c[2].button("Compare", key=f"ll_drift_go_{rid}", icon=":material/query_stats:", type="primary",
                        width="stretch"):
-            from builder.data.drift import drift_run
+            from app_pages.explain_tryit import session_probe
 
             with st.spinner("Comparing…"):
-                try:
+                try:  # the model runs in the page session's sandboxed probe, never in this process
+                    report = session_probe().drift(ui.store().workspace, rid, got["path"], alpha=alpha)
                     st.session_state.ll_drift_report = {"run": rid, "name": got["name"], "alpha": alpha,
-                                                        "report": drift_run(ui.store(), rid, got["path"],
-                                                                            alpha=alpha).to_dict()}
+                                                        "report": report}
                 except LayerLabError as e:
                     ui.show_error(e)
                     return

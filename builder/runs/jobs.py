@@ -61,7 +61,9 @@ class JobSpec:
     ``live_attributions:METHOD``) records attributions each epoch into the run folder
     (:func:`builder.interpret.live.live_frames` reads them); ``decision_boundary`` stores a prediction grid with an epoch's
     metrics for 2-D toy datasets (the first and last epoch and, within 3.5 % of the training time, those between) (:func:`builder.interpret.boundary.latest_boundary` reads it). ``resume_run`` resumes that run instead of creating one; ``config``
-    then holds the overrides.
+    then holds the overrides. ``kind`` ``"prune"``: the job prunes run ``prune["parent"]`` into the recorded run
+    and fine-tunes it (:func:`builder.training.prune.run_prune_job`; ``prune`` holds the arguments of
+    :func:`~builder.training.prune.prune_run`, the spec is made by :func:`~builder.training.prune.prune_job_spec`).
     """
 
     project: dict
@@ -74,6 +76,11 @@ class JobSpec:
     adapt: bool = False
     resume_run: str | None = None
     callbacks: list[str] = field(default_factory=list)
+    kind: Literal["train", "prune"] = "train"
+    prune: dict = field(default_factory=dict)
+
+
+JOB_KINDS = ("train", "prune")
 
 
 def max_jobs(gpus: int | None = None) -> int:
@@ -122,6 +129,9 @@ def submit(store: RunStore, spec: JobSpec) -> str:
         QuotaError: the owner is over a quota (:mod:`builder.runs.quotas`; checked under its lock).
     """
     _check_callbacks(list(spec.callbacks))
+    if spec.kind not in JOB_KINDS or (spec.kind == "prune" and not spec.prune.get("parent")):
+        raise TrainingError(f"a job trains or prunes (a prune job names its parent run); received: kind "
+                            f"{spec.kind!r}. Fix: make prune jobs with builder.training.prune.prune_job_spec")
     with admit(store):  # the quota check and the recording of the run as one step (builder.runs.quotas)
         run_id = _record(store, spec)
     folder = store.folder(run_id)
@@ -155,7 +165,8 @@ def _record(store: RunStore, spec: JobSpec) -> str:
         cfg = TrainConfig.resolve((project.training or {}).get("task"), None, project.training, spec.config)
         check_quota(store, spec.owner, device=str(cfg.device))
         run_id = store.create_run(project, spec.dataset, spec.dataset_options, cfg, name=spec.name,
-                                  owner=spec.owner, tags=spec.tags)
+                                  owner=spec.owner, tags=spec.tags,
+                                  parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
     folder = store.folder(run_id)
     folder.path.mkdir(parents=True, exist_ok=True)
     data = asdict(spec)
@@ -629,7 +640,7 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     """The job process body: wait for a slot, train, record; returns the exit code."""
     import torch
 
-    from builder.training.pipeline import resume_run, run_training
+    from builder.training.pipeline import run_training
 
     store = RunStore(workspace, mark_interrupted=False)
     data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
@@ -648,11 +659,20 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     callbacks = _callbacks(list(spec.callbacks), store, run_id)
     signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
     try:
+        first = JobSpec(**origin) if (spec.resume_run and origin) else spec
         if spec.resume_run and store.folder(run_id).has_checkpoint:
-            result = resume_run(run_id, store, callbacks, overrides=dict(spec.config or {}) or None,
-                                claimed=True)
+            from builder.training.prune import resume_pruned
+
+            # resume_run, and for an unstructured pruned run its mask re-installed first
+            result = resume_pruned(store, run_id, callbacks=callbacks, overrides=dict(spec.config or {}) or None,
+                                   claimed=True)
+        elif first.kind == "prune":  # a prune job (or one stopped before its first checkpoint): prune, fine-tune
+            from builder.training.prune import run_prune_job
+
+            rep = run_prune_job(store, run_id, first.prune, callbacks)
+            print(f"job {run_id}: pruned run {rep.parent_id}, {store.get(run_id)['status']}", flush=True)
+            return 0
         else:  # a new run, or one stopped before its first checkpoint: train from the start
-            first = JobSpec(**origin) if (spec.resume_run and origin) else spec
             config = {**first.config, **spec.config} if first is not spec else dict(spec.config or {})
             result = run_training(first.project, first.dataset, config, store, callbacks,
                                   dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id)
@@ -685,6 +705,6 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["JobSpec", "submit", "request", "queue_position", "max_jobs", "wait", "run_job",
+__all__ = ["JobSpec", "JOB_KINDS", "submit", "request", "queue_position", "max_jobs", "wait", "run_job",
            "StoreControl", "ENV_MAX_JOBS", "torch_threads", "explicit_threads", "THREADS_MACS_PER_CORE", "claim_gpu",
            "job_need", "GPU_QUERY"]

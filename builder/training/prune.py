@@ -40,8 +40,8 @@ from builder.runs.folder import keep_report
 from builder.training.callbacks import Callback
 from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
 
-__all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune",
-           "magnitude_masks", "prune_run", "resume_pruned", "KeepMasks", "StartFrom", "CRITERIA"]
+__all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune", "prunable_groups",
+           "magnitude_masks", "prune_run", "prune_job_spec", "run_prune_job", "finetune_config", "resume_pruned", "KeepMasks", "StartFrom", "CRITERIA"]
 
 CRITERIA = ("l1", "taylor")
 # The fine-tune's settings unless the caller overrides them: the parent's, with a cosine schedule from 3x the
@@ -221,6 +221,36 @@ def slice_state(state: dict[str, torch.Tensor], names: dict[str, str], plan: Cha
     return out
 
 
+def prunable_groups(plan: ChannelPlan, nodes: Iterable[str] | None = None) -> tuple[list[str], list[dict]]:
+    """The channel groups structured pruning of ``nodes`` (default: every producer) removes channels from, and
+    those left alone (``{"members", "reasons"}``); from the graph alone, so a prune job is checked before it is
+    recorded.
+
+    Raises:
+        LayerLabError: a node that is not a producer, or nothing left to prune.
+    """
+    chosen = set(plan.producers) if nodes is None else set(nodes)
+    for n in chosen:
+        plan.group_of(n)  # raises for a node that is not a producer
+    pruned, alone = [], []
+    for gid, g in plan.groups.items():
+        if not chosen & set(g.members):
+            continue
+        reasons = list(g.blocked)
+        if not reasons and not set(g.members) <= chosen:
+            reasons.append(f"shares its channels (Add/Multiply) with {', '.join(sorted(set(g.members) - chosen))}, "
+                           "not chosen")
+        if reasons:
+            alone.append({"members": g.members, "reasons": reasons})
+        else:
+            pruned.append(gid)
+    if not pruned:
+        why = "; ".join(r for a in alone for r in a["reasons"]) or "no Conv/Linear node chosen"
+        raise LayerLabError(f"structured pruning needs a Conv/Linear node whose channels can be removed; received "
+                            f"none ({why}). Fix: choose other nodes, or prune --unstructured")
+    return pruned, alone
+
+
 def structured_prune(project: Project, model: torch.nn.Module, amount: float, *, criterion: str = "l1",
                      nodes: Iterable[str] | None = None, batches: Iterable = (), task: str = "multiclass",
                      ) -> tuple[Project, dict[str, torch.Tensor], list[dict], list[dict]]:
@@ -242,25 +272,7 @@ def structured_prune(project: Project, model: torch.nn.Module, amount: float, *,
         raise LayerLabError(f"the amount is the share of channels removed, in [0, 1); received: {amount!r}. "
                             "Fix: e.g. 0.5")
     plan = channel_plan(project.graph)
-    chosen = set(plan.producers) if nodes is None else set(nodes)
-    for n in chosen:
-        plan.group_of(n)  # raises for a node that is not a producer
-    pruned, alone = [], []
-    for gid, g in plan.groups.items():
-        if not chosen & set(g.members):
-            continue
-        reasons = list(g.blocked)
-        if not reasons and not set(g.members) <= chosen:
-            reasons.append(f"shares its channels (Add/Multiply) with {', '.join(sorted(set(g.members) - chosen))}, "
-                           "not chosen")
-        if reasons:
-            alone.append({"members": g.members, "reasons": reasons})
-        else:
-            pruned.append(gid)
-    if not pruned:
-        why = "; ".join(r for a in alone for r in a["reasons"]) or "no Conv/Linear node chosen"
-        raise LayerLabError(f"structured pruning needs a Conv/Linear node whose channels can be removed; received "
-                            f"none ({why}). Fix: choose other nodes, or prune --unstructured")
+    pruned, alone = prunable_groups(plan, nodes)
     imp = channel_importance(model, plan, pruned, criterion, batches, task)
     keep = {g: keep_channels(imp[g], amount) for g in pruned}
     graph = shrink_graph(project.graph, plan, {g: len(k) for g, k in keep.items()})
@@ -408,15 +420,78 @@ def _batches(ds: Any, n: int, size: int = 64) -> list[tuple[torch.Tensor, torch.
     return [(ds.train.X[perm[i:i + size]], ds.train.y[perm[i:i + size]]) for i in range(0, len(perm), size)]
 
 
+def finetune_config(parent_config: dict, finetune_epochs: int, config: dict | None = None) -> dict:
+    """The fine-tune's settings: the parent's with :data:`FINETUNE`, :data:`FINETUNE_LR_FACTOR` times its learning
+    rate, ``config`` over any and ``epochs = finetune_epochs``."""
+    from builder.training.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(parent_config or {})
+    return {**cfg.model_dump(), "init_from": None, "init_nodes": None, **FINETUNE,
+            "lr": min(cfg.lr * FINETUNE_LR_FACTOR, 10.0), **(config or {}), "epochs": int(finetune_epochs)}
+
+
+def _check_args(amount: float, structured: bool, criterion: str, finetune_epochs: int) -> None:
+    if int(finetune_epochs) < 0:
+        raise LayerLabError(f"fine-tune epochs are 0 or more; received: {finetune_epochs}. Fix: e.g. 5")
+    if not (0 <= float(amount) < 1 or (not structured and float(amount) == 1)):
+        raise LayerLabError(f"the amount is the share removed, in [0, 1); received: {amount!r}. Fix: e.g. 0.5")
+    if structured and criterion not in CRITERIA:
+        raise LayerLabError(f"the criterion is one of {', '.join(CRITERIA)}; received: {criterion!r}. Fix: use l1")
+
+
+def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: bool = True, criterion: str = "l1",
+                   finetune_epochs: int = 5, nodes: Iterable[str] | None = None, config: dict | None = None,
+                   owner: str | None = None, name: str | None = None) -> Any:
+    """The :class:`~builder.runs.jobs.JobSpec` of a prune job (``kind="prune"``): :func:`builder.runs.jobs.submit`
+    records the pruned run (queued, the parent's graph and data until the job prunes it, ``parent_id`` and the
+    prune tags set) and its own process runs :func:`prune_run` into it, so it is quota-checked, shown on Runs
+    with its status and curves, and stoppable like training. The arguments are :func:`prune_run`'s (checked
+    here, before anything is recorded); ``owner`` defaults to the parent's.
+
+    Raises:
+        RunStoreError: unknown run. LayerLabError: bad amount, criterion or epochs.
+    """
+    from builder.runs.jobs import JobSpec
+
+    _check_args(amount, structured, criterion, finetune_epochs)
+    run = store.get(run_id)
+    project = load_project(run["project"])
+    if structured:
+        prunable_groups(channel_plan(project.graph), nodes)
+    method = "structured" if structured else "unstructured"
+    tags: dict[str, Any] = {"pruned_from": run["id"], "prune": method}
+    if not structured:
+        tags.update(prune_amount=float(amount), prune_nodes=",".join(nodes or ()))
+    label = name or f"{run.get('name') or project.name} pruned {float(amount):.0%} ({method})"
+    args = {"parent": run["id"], "amount": float(amount), "structured": bool(structured), "criterion": criterion,
+            "finetune_epochs": int(finetune_epochs), "nodes": list(nodes) if nodes is not None else None,
+            "config": dict(config or {})}
+    return JobSpec(project=project.model_dump(mode="json"), dataset=run["dataset_name"],
+                   dataset_options=dict(run.get("dataset_options") or {}),
+                   config=finetune_config(run.get("config") or {}, finetune_epochs, config),
+                   owner=owner or run.get("owner") or "local", name=label, tags=tags, kind="prune", prune=args)
+
+
+def run_prune_job(store: Any, run_id: str, args: dict, callbacks: Iterable[Callback] = ()) -> PruneReport:
+    """The prune job's body (:func:`builder.runs.jobs.run_job`): :func:`prune_run` of ``args`` (from
+    :func:`prune_job_spec`) into the job's queued run ``run_id``, with the job's ``callbacks`` (stop/pause)."""
+    a = dict(args)
+    return prune_run(store, str(a.pop("parent")), new_run=run_id, callbacks=callbacks, **a)
+
+
 def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool = True, criterion: str = "l1",
               finetune_epochs: int = 5, nodes: Iterable[str] | None = None, config: dict | None = None,
               taylor_batches: int = 4, latency_repeats: int = 20, latency_batch: int = 32,
-              on_event: Callable[[dict], None] | None = None, name: str | None = None) -> PruneReport:
-    """Prune a finished run and fine-tune the result as a new run (``parent_id`` = ``run_id``).
+              on_event: Callable[[dict], None] | None = None, name: str | None = None,
+              new_run: str | None = None, callbacks: Iterable[Callback] = ()) -> PruneReport:
+    """Prune a finished run and fine-tune the result as a new run (``parent_id`` = ``run_id``): the function both
+    ``layerlab prune`` (in its own process) and the app's prune job (:func:`run_prune_job`) run.
 
     The fine-tune keeps the parent's settings with :data:`FINETUNE` (cosine schedule, no early stopping) and
     :data:`FINETUNE_LR_FACTOR` times its learning rate (``config`` overrides any) and ``epochs = finetune_epochs``;
-    ``finetune_epochs = 0`` records the pruned weights as a finished run without training. Example::
+    ``finetune_epochs = 0`` records the pruned weights as a finished run without training. ``new_run``: record
+    into this queued run (a prune job's) instead of creating one; ``callbacks`` join the fine-tune's. A fine-tune
+    that ends stopped or failed writes the report without the ``after`` measures. Example::
 
         # not a doctest (needs a trained run): run by tests/training/test_prune.py
         rep = prune_run(store, run_id, 0.5, finetune_epochs=5, nodes=["conv1", "conv2"])
@@ -429,8 +504,7 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
     from builder.training.pipeline import load_run, run_training
     from builder.training.weights import save_weights
 
-    if int(finetune_epochs) < 0:
-        raise LayerLabError(f"fine-tune epochs are 0 or more; received: {finetune_epochs}. Fix: e.g. 5")
+    _check_args(amount, structured, criterion, finetune_epochs)
     run = store.get(run_id)
     parent = run["id"]
     project = load_project(run["project"])
@@ -455,16 +529,21 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
     if not structured:  # what resume_pruned needs to rebuild the mask
         tags.update(prune_amount=float(amount), prune_nodes=",".join(nodes or ()))
     if finetune_epochs:
-        over = {**cfg.model_dump(), "init_from": None, "init_nodes": None, **FINETUNE,
-                "lr": min(cfg.lr * FINETUNE_LR_FACTOR, 10.0), **(config or {}), "epochs": int(finetune_epochs)}
-        result = run_training(new, ds, over, store, [StartFrom(state, masks)], on_event=on_event, name=label,
-                              tags=tags, owner=owner)
+        over = finetune_config(run.get("config") or {}, finetune_epochs, config)
+        result = run_training(new, ds, over, store, [StartFrom(state, masks), *callbacks], on_event=on_event,
+                              name=label, tags=tags, owner=owner, run_id=new_run)
         new_id = result.run_id
     else:
         from builder.data import DatasetSource, save_dataset
 
-        new_id = store.create_run(new, *ds.info.reload_args(), cfg, name=label, dataset_info=ds.info.to_dict(),
-                                  parent_id=parent, tags=tags, owner=owner)
+        src_name, src_opts = ds.info.reload_args()
+        if new_run is None:
+            new_id = store.create_run(new, src_name, src_opts, cfg, name=label, dataset_info=ds.info.to_dict(),
+                                      parent_id=parent, tags=tags, owner=owner)
+        else:
+            new_id = new_run
+            store.update_run(new_id, project=new, dataset_name=src_name, dataset_options=src_opts,
+                             dataset_info=ds.info.to_dict(), config=cfg.model_dump())
         if not DatasetSource.of(ds.info).reloadable():  # an upload: keep the data, as the pipeline does
             save_dataset(ds, store.folder(new_id).dataset)
         pruned_model = compile_graph(new.graph)
@@ -472,6 +551,9 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
         save_weights(pruned_model, store.weights_path(new_id))
     store.update_run(new_id, parent_id=parent)
     rep.run_id = new_id
+    if not store.weights_path(new_id).is_file():  # the fine-tune was stopped (or failed): no weights to measure
+        keep_report(store, rep, "prune")
+        return rep
     after, _ = load_run(store, new_id)
     if masks:
         rep.sparsity = _sparsity(after, masks)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from builder.data import load_dataset
 from builder.data.drift import reference_table
+from builder.runs.jobs import wait
+from builder.runs.store import RunStore
 from tests.helpers import ME, open_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -55,11 +59,17 @@ def test_explain_robustness_and_calibration(checks_ws):
     _no_bug(at)
 
 
-def test_runs_prune_shows_the_report_and_drift_flags_the_moved_feature(checks_ws, tmp_path):
+def test_runs_prune_submits_a_job_whose_report_appears_and_drift_flags_the_moved_feature(checks_ws, tmp_path):
     ws, cnn, iris = checks_ws
+    store = RunStore(ws)
     at = open_app("app_pages/runs.py", owner=ME, query={"run": cnn})
     at.number_input(key=f"ll_prune_epochs_{cnn}").set_value(1).run()
     at.button(key=f"ll_prune_go_{cnn}").click().run()
+    _no_bug(at)
+    new = [r["id"] for r in store.list_runs() if store.get(r["id"]).get("parent_id") == cnn]
+    assert len(new) == 1 and store.get(new[0])["pid"] != os.getpid()  # a job process prunes and fine-tunes it
+    assert wait(store, new, timeout=180)[new[0]] == "finished"
+    at.run()
     _no_bug(at)
     assert "Pruned from run" in _text(at)  # the new run is picked and shows its prune.json
     rows = [df.value for df in at.dataframe if "before" in getattr(df.value, "columns", [])]
