@@ -83,12 +83,6 @@ def _prune_report(rid: str, report: dict, open_project: Callable[[str], None]) -
         c[1].caption(f"Left alone {'+'.join(g['members'])}: {'; '.join(g['reasons'])}")
 
 
-def resume_in_process(run_id: str) -> bool:
-    """False: every run resumes as a job now (a job resumes an unstructured pruned run with its mask,
-    :func:`builder.training.prune.resume_pruned`); nothing trains in this process."""
-    return False
-
-
 # ------------------------------------------------------------------------------------------ drift
 def drift_section(rec: dict) -> None:
     """Upload new data, compare it with the run's training data, show what moved."""

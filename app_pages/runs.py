@@ -123,10 +123,7 @@ def _open_project(run_id: str) -> None:
 
 def _resume(run_id: str) -> None:
     try:
-        if run_checks.resume_in_process(run_id):  # an unstructured pruned run re-installs its mask
-            ui.flash(f"Resumed run {run_id}")
-            return
-        ui.start_job(None, None, {}, resume_run=run_id)
+        ui.start_job(None, None, {}, resume_run=run_id)  # a pruned run's job re-installs its mask
     except LayerLabError as e:
         st.session_state.ll_runs_error = f"Cannot resume {run_id}: {e}"
         return
