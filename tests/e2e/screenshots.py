@@ -79,7 +79,9 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     ws = Path(tempfile.mkdtemp(prefix="ll-shots-"))
-    with StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws)}) as srv, sync_playwright() as p:
+    # the warm job launcher it starts ends itself 20 s after the last job (not the default 10 minutes)
+    with StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_LAUNCHER_IDLE_S": "20"}) as srv, \
+            sync_playwright() as p:
         browser = launch_chromium(p)
         ctx = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
         page = ctx.new_page()
