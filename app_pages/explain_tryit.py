@@ -110,6 +110,11 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
         c[1].warning(ui.md(res.error), icon=":material/warning:")
     elif res.explanation is not None:
         e = res.explanation
+        if form.kind == "image" and compact:  # a picture, not a chart: no plotting bundle to load in the browser
+            c[1].container(key=key("ll_try_pic")).image(
+                figs.attribution_image(x[0].detach().cpu().numpy(), e.attributions[0]), width="stretch",
+                caption=f"{xs.title(e)} for {res.predicted}: your input | red pushed towards it, blue against")
+            return
         if form.kind == "image":
             fig = figs.image_attribution_figure(x[0].detach().cpu().numpy(), {xs.title(e): e.attributions[0]},
                                                 title=f"{xs.title(e)} for {res.predicted}")
