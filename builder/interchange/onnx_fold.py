@@ -4,6 +4,7 @@ materialising more than ``MAX_FOLD_ELEMENTS`` values."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -182,7 +183,24 @@ def _fold_op(op: str, ins: list, a: dict):
             return Const(np.sqrt(ins[0].value))
         if op == "Pow":
             return Const(np.power(ins[0].value, ins[1].value))
+    if op in _ELEMENTWISE and all(isinstance(v, Const) and (v.src is None or v.value.dtype.kind != "f" or not v.value.ndim)
+                                  for v in ins if v is not None):
+        # index arithmetic on computed constants (interpolation and adaptive pooling windows); a learned
+        # initializer is never folded (it would stop being trainable)
+        vals = [None if v is None else v.value for v in ins]
+        if op == "Clip":
+            lo = vals[1] if len(vals) > 1 and vals[1] is not None else a.get("min")
+            hi = vals[2] if len(vals) > 2 and vals[2] is not None else a.get("max")
+            return Const(np.asarray(np.clip(vals[0], lo, hi), dtype=vals[0].dtype))
+        if op in ("Max", "Min"):  # variadic
+            return Const(np.asarray(functools.reduce(_ELEMENTWISE[op], vals)))
+        return Const(np.asarray(_ELEMENTWISE[op](*vals)))
     return None
+
+
+_ELEMENTWISE = {"Clip": None, "Abs": np.abs, "Sign": np.sign, "Floor": np.floor, "Ceil": np.ceil,
+                "Max": np.maximum, "Min": np.minimum, "Less": np.less, "Greater": np.greater,
+                "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal, "Not": np.logical_not}
 
 
 __all__: list[str] = []  # used by builder.interchange.onnx_import only

@@ -21,7 +21,7 @@ from builder.interchange.onnx_read import to_array
 from builder.interchange.onnx_values import Const, RnnHalf, RnnState, Sym, SymArr, T
 
 STATELESS = {"LocalResponseNorm", "PixelUnshuffle", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "ELU", "GELU",
-             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d"}  # modules the dynamo exporter decomposes; their parameters are read from the ops
+             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample"}  # modules the dynamo exporter decomposes; their parameters are read from the ops
 
 
 def _scalars(imp, nodes, op: str, kind: str = "f") -> list:
@@ -34,6 +34,12 @@ def _scalars(imp, nodes, op: str, kind: str = "f") -> list:
             if isinstance(v, Const) and v.value.size == 1 and v.value.dtype.kind in kind:
                 out.append(v.value.reshape(-1)[0].item())
     return out
+
+
+def _ints_of(v: Const | SymArr) -> list:
+    """The items of a constant or symbolic shape (the batch stays a :class:`Sym`)."""
+    return [int(x) for x in v.value.reshape(-1)] if isinstance(v, Const) else \
+        [x if isinstance(x, Sym) else int(x) for x in v.items]
 
 
 class ModuleGroups:
@@ -133,6 +139,8 @@ class ModuleGroups:
                 params = {"alpha": float(elu[0].get("alpha", 1.0))}
         elif cls == "GELU":
             params = {"approximate": "tanh" if "Tanh" in ops else "none"}
+        elif cls == "Upsample":
+            params = self._upsample(nodes, src_name)
         elif cls.startswith("AdaptiveAvgPool"):
             dims, s_out = int(cls[-2]), self.shape(out_name)
             if s_out is not None and len(s_out) == dims + 2 and all(d for d in s_out[2:]):
@@ -168,6 +176,36 @@ class ModuleGroups:
         if s[0] == states and batch[1] and not batch[0]:
             return "RNN", 1
         return None
+
+    def _upsample(self, nodes, src_name: str) -> dict | None:
+        """``nn.Upsample``'s parameters from its one Resize: mode and corner alignment from the attributes, the
+        scale factor from the constant scales (one value over the spatial axes) or the size from the sizes."""
+        rs = [n for n in nodes if n.op_type == "Resize"]
+        r = self.rank(src_name)
+        if len(rs) != 1 or r not in (3, 4):
+            return None
+        a, ins = _attrs(rs[0]), [self.value(v) if v else None for v in rs[0].input]
+        mode, ctm = _s(a.get("mode", "nearest")), _s(a.get("coordinate_transformation_mode", "half_pixel"))
+        if mode == "nearest" and (ctm != "asymmetric" or _s(a.get("nearest_mode", "round_prefer_floor")) != "floor"):
+            return None
+        if mode in ("linear", "cubic") and ctm not in ("align_corners", "half_pixel", "pytorch_half_pixel"):
+            return None
+        mode = {"nearest": "nearest", "linear": "bilinear" if r == 4 else "linear",
+                "cubic": "bicubic" if r == 4 else None}.get(mode)
+        if mode is None or (mode == "bicubic" and abs(float(a.get("cubic_coeff_a", -0.75)) + 0.75) > 1e-6):
+            return None
+        out = {"size": None, "scale_factor": None, "mode": mode, "align_corners": ctm == "align_corners"}
+        scales = ins[2] if len(ins) > 2 else None
+        sizes = ins[3] if len(ins) > 3 else None
+        if isinstance(scales, Const) and scales.value.size == r and len(set(scales.value[2:].tolist())) == 1:
+            out["scale_factor"] = float(scales.value[2])
+        elif isinstance(sizes, Const | SymArr) and len(_ints_of(sizes)) == r and \
+                all(isinstance(v, int) for v in _ints_of(sizes)[2:]):
+            size = _ints_of(sizes)[2:]
+            out["size"] = size[0] if len(set(size)) == 1 else size
+        else:
+            return None
+        return out
 
     def _unrolled_weights(self, nodes, src: T) -> dict | None:
         """A one-layer unrolled ``nn.RNN`` whose weights an optimiser renamed: ``weight_ih_l0`` is the matrix the

@@ -179,9 +179,9 @@ from tests.graph.test_layers import _graph  # noqa: E402
 from tests.strategies import layer_case  # noqa: E402
 
 # every layer imports: those the dynamo exporter decomposes (LocalResponseNorm's 3-d AveragePool, PixelUnshuffle's
-# batch Shape arithmetic, GroupNorm, ELU, GELU, adaptive pooling) are read back as their layer from the module
-# scope the file records (onnx_modules.STATELESS), nn.RNN unrolled step by step as one RNN layer; Upsample
-# imports as a generic Op node (same outputs)
+# batch Shape arithmetic, GroupNorm, InstanceNorm, ELU, GELU, adaptive pooling, Upsample) are read back as their
+# layer from the module scope the file records (onnx_modules.STATELESS), nn.RNN unrolled step by step as one RNN
+# layer, a returned learned tensor as a Parameter
 
 
 @pytest.mark.parametrize("spec", [s for s in all_specs() if s.type != "Input"], ids=lambda s: s.type)
