@@ -67,7 +67,7 @@ def test_build_page_try_it_uses_the_newest_run_of_the_canvas_graph(workspace):
     pred = [m for m in at.metric if m.label == "Your input's prediction"]
     assert pred and pred[0].value in [str(c) for c in range(10)], _text(at)
     assert "Answered in" in _text(at)
-    assert at.get("plotly_chart"), "the attribution is drawn"
+    assert at.get("image"), "the attribution is drawn (a picture beside the canvas)"
     at.session_state["ll_side_view"] = "Layer"
     at.run()
     assert not [m for m in at.metric if m.label == "Your input's prediction"]
