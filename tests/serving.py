@@ -71,6 +71,20 @@ def chromium_browser():
             b.close()
 
 
+@contextlib.contextmanager
+def big_graph_page(nodes: int):
+    """``(page, page errors)``: tests/canvas/big_app.py serving a generated graph of about ``nodes`` layers,
+    opened in headless Chromium at 1400x900 (the big-graph browser tests' fixture)."""
+    app = ROOT / "tests" / "canvas" / "big_app.py"
+    with StreamlitServer(app, env={"LAYERLAB_BIG_NODES": str(nodes)},
+                         extra_args=["--runner.postScriptGC", "false"]) as srv, chromium_browser() as b:
+        pg = b.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(srv.url)
+        yield pg, errors
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,14 +18,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
-    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
-    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
-    return tmp_path
-
-
 def _sick_run(workspace: Path) -> str:
     """A finished run of the starting CNN whose health log shows relu1 dead and whose loss stayed flat."""
     store = RunStore(workspace)
@@ -52,7 +44,8 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(x.value) for x in [*at.markdown, *at.warning, *at.caption]).replace("\\", "")
 
 
-def test_doctor_lists_findings_with_apply_and_links_anomalies_to_nodes(workspace):
+def test_doctor_lists_findings_with_apply_and_links_anomalies_to_nodes(job_workspace):
+    workspace = job_workspace  # tests/conftest.py: one torch thread per job, a launcher that ends soon
     _sick_run(workspace)
     at = _train_page()
     text = _texts(at)

@@ -20,14 +20,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
-    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
-    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
-    return tmp_path
-
-
 def _build(side: str | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["ll_owner"] = "local"  # the owner of runs recorded by run_training
@@ -43,7 +35,8 @@ def _text(at: AppTest) -> str:
     return text.replace("\\", "")  # Markdown escapes
 
 
-def test_build_page_try_it_uses_the_newest_run_of_the_canvas_graph(workspace):
+def test_build_page_try_it_uses_the_newest_run_of_the_canvas_graph(job_workspace):
+    workspace = job_workspace  # tests/conftest.py: one torch thread per job, a launcher that ends soon
     at = _build("Try it")
     assert "Train this network" in _text(at)  # no run of this graph yet
     store = RunStore(workspace)

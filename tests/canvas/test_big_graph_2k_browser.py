@@ -9,26 +9,17 @@ fixed sleep.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.serving import ARTIFACTS, StreamlitServer, chromium_browser
+from tests.serving import ARTIFACTS, big_graph_page
 
 pytestmark = pytest.mark.browser
-
-APP = Path(__file__).resolve().parent / "big_app.py"
 
 
 @pytest.fixture(scope="module")
 def page():
-    with StreamlitServer(APP, env={"LAYERLAB_BIG_NODES": "2000"}, extra_args=["--runner.postScriptGC", "false"]) as srv, \
-            chromium_browser() as b:
-        pg = b.new_page(viewport={"width": 1400, "height": 900})
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(srv.url)
-        yield pg, errors
+    with big_graph_page(2000) as pe:
+        yield pe
 
 
 def test_2k_graph_opens_collapsed_and_a_block_expands(page):
