@@ -132,6 +132,46 @@ def network_project(project: Any, network: str) -> Project:
                    graph=Graph(nodes=nodes, edges=edges))
 
 
+def explain_view(project: Any) -> tuple[str, Project]:
+    """The part of a drawn objective that Explain can attribute: among the networks and parts that read only the
+    dataset's Inputs (not noise, not another network's output), the one with the fewest outputs, cut down to its
+    first output (a VAE's ``encoder`` explaining μ). Returns ``(name, project)``.
+
+    >>> from builder import load_template
+    >>> name, view = explain_view(load_template("vae"))
+    >>> name, [n.id for n in view.graph.nodes]
+    ('encoder', ['image', 'enc1', 'enc_act', 'mu'])
+
+    Raises:
+        NetworkError: no network reads the dataset's samples (a GAN's generator reads noise, its discriminator
+        a stack of real and generated samples).
+    """
+    project = _project(project)
+    data = {n.id for n in project.graph.nodes if n.type == "Input"}
+    best: tuple[int, str, Project, str] | None = None
+    for name in network_names(project):
+        sub = network_project(project, name)
+        ins = {n.id for n in sub.graph.nodes if n.type == "Input"}
+        outs = infer_shapes(sub.graph).output_nodes
+        if ins and ins <= data and outs and (best is None or len(outs) < best[0]):
+            best = (len(outs), name, sub, outs[0])
+    if best is None:
+        raise NetworkError(f"Explain attributes a network that reads the dataset's samples; received: networks "
+                           f"{', '.join(network_names(project)) or 'none'}, which read noise or another network's "
+                           "output. Fix: look at the Train page's samples and loss terms, or explain a classifier")
+    _, name, sub, out = best
+    keep, todo = {out}, [out]
+    while todo:  # the first output and everything it is computed from
+        nid = todo.pop()
+        for e in sub.graph.edges:
+            if e.target == nid and e.source not in keep:
+                keep.add(e.source)
+                todo.append(e.source)
+    graph = Graph(nodes=[n for n in sub.graph.nodes if n.id in keep],
+                  edges=[e for e in sub.graph.edges if e.source in keep and e.target in keep])
+    return name, sub.model_copy(update={"graph": graph})
+
+
 def _fresh(base: str, taken: set[str]) -> str:
     name, i = base, 2
     while name in taken:
@@ -230,5 +270,5 @@ def network_downloads(project: Any, network: str, weights: str | os.PathLike | N
     return {"py": python_source(sub), "weights": data, "project": sub.to_json()}
 
 
-__all__ = ["network_names", "network_project", "network_state", "network_model", "export_network",
+__all__ = ["network_names", "network_project", "explain_view", "network_state", "network_model", "export_network",
            "network_downloads", "NetworkError", "TRAINING_ONLY"]

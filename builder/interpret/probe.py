@@ -308,6 +308,7 @@ class ProbeSession:
         self.has_class_labels: bool = bool(hello["has_class_labels"])
         self.n_classes: int = int(hello["n_classes"])
         self.n_outputs: int = int(hello["n_outputs"])
+        self.explained: str | None = hello.get("explained")  # a drawn objective: the network explained
         self.device = torch.device("cpu")  # inputs built here (Try it) are sent to the child's device there
 
     def _ask(self, call: str, *args: Any, **kwargs: Any) -> Any:

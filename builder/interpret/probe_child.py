@@ -107,7 +107,8 @@ def _handle(req: dict, runs: OrderedDict) -> Any:
     if call == "hello":
         return {"info": xs.info, "modality": xs.modality, "n_samples": xs.n_samples,
                 "classification": xs.classification, "has_class_labels": xs.has_class_labels,
-                "n_classes": xs.n_classes, "n_outputs": xs.n_outputs, "graph": xs.graph is not None}
+                "n_classes": xs.n_classes, "n_outputs": xs.n_outputs, "graph": xs.graph is not None,
+                "explained": xs.explained}
     args, kwargs = req.get("args") or ((), {})
     return getattr(xs, call)(*args, **kwargs)
 

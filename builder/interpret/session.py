@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from builder.errors import BudgetError, LayerLabError, RunStoreError
+from builder.errors import BudgetError, ExplainError, LayerLabError, RunStoreError
+from builder.escape import md_text
 from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
 from builder.interpret.baselines import BASELINE_LABELS, baselines_for
 from builder.interpret.methods import get_spec, method_label
@@ -44,17 +45,46 @@ def open_run(store: Any, run: dict) -> tuple[nn.Module, Any]:
     """
     from builder.graph.project import load_project
     from builder.graph.shapes import infer_shapes
+    from builder.training.objectives import has_objective
     from builder.training.pipeline import load_run
 
-    report = infer_shapes(load_project(run["project"]).graph)  # raises nothing; the budget is in the report
+    project = load_project(run["project"])
+    report = infer_shapes(project.graph)  # raises nothing; the budget is in the report
     if not report.ok and any(p.code == "budget" for p in report.problems):
         raise BudgetError([p for p in report.problems if p.code == "budget"])
     try:
-        return load_run(store, run["id"])
+        model, ds = load_run(store, run["id"])
+        return _objective_view(project, model, ds) if has_objective(project) else (model, ds)
     except LayerLabError:
         raise
     except Exception as e:  # noqa: BLE001 - torch's and safetensors' errors for a file that does not fit
         raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from e
+
+
+def _objective_view(project: Any, model: nn.Module, ds: Any) -> tuple[nn.Module, Any]:
+    """A run with a drawn objective explained through the network that reads its samples
+    (:func:`builder.interchange.network_export.explain_view`: a VAE's encoder, μ as its output), with the run's
+    weights; its outputs are values, not the dataset's classes, so the data is read as a regression's.
+
+    Raises:
+        ExplainError: no network reads the dataset's samples (a GAN).
+    """
+    import dataclasses
+
+    from builder.data import fit_dataset
+    from builder.graph.compile import compile_graph
+    from builder.interchange.network_export import NetworkError, explain_view, network_state
+
+    try:
+        name, view = explain_view(project)
+    except NetworkError as e:
+        raise ExplainError(str(e)) from None
+    sub = compile_graph(view.graph)
+    sub.load_state_dict(network_state(project, name, model.state_dict()), strict=False)
+    sub.layerlab_explained = name  # what the page names
+    info = dataclasses.replace(ds.info, task="regression", class_names=[], num_classes=None)
+    ds = dataclasses.replace(ds, info=info)
+    return sub.eval(), fit_dataset(sub, ds)
 
 
 def run_graph(store: Any, run_id: str | None) -> Any:
@@ -125,6 +155,7 @@ class ExplainSession:
         from builder.data import fit_dataset, predict
 
         self.model, self.run_id, self.graph, self.split = model, run_id, graph, split
+        self.explained: str | None = getattr(model, "layerlab_explained", None)  # a drawn objective's network
         compiled = getattr(model, "layerlab_input_shapes", None) is not None  # a plain module: ds as it is
         self.ds = fit_dataset(model, ds, strict=True) if compiled else ds
         modality = model_modality(model) or infer_modality(self.ds.test.X)
@@ -194,7 +225,8 @@ class ExplainSession:
     def describe(self) -> str:
         """One line about the dataset and the split (markdown)."""
         info = self.info
-        return (f"Dataset **{info.name}** · {info.task} · {self.modality} input {list(info.input_shape)} · "
+        task = f"the {md_text(self.explained, 40)} network's outputs" if self.explained else info.task
+        return (f"Dataset **{info.name}** · {task} · {self.modality} input {list(info.input_shape)} · "
                 f"{self.n_samples} {self.split} samples")
 
     # ------------------------------------------------------------------------------------------ samples

@@ -428,3 +428,20 @@ def test_a_run_whose_weights_do_not_load_is_an_error_message(workspace):
     at = _page()
     assert any("do not fit its project" in e.value for e in at.error)
     assert not at.get("plotly_chart")
+
+
+def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace):
+    """A VAE run is explained through its encoder (μ per latent unit, attributions per input pixel); a GAN run,
+    whose networks read noise or stacked pairs, says so in one line instead of offering nothing."""
+    store = RunStore(workspace)
+    gan = run_training(builder.load_template("gan"), "digits", {"epochs": 1}, store=store).run_id
+    vae = run_training(builder.load_template("vae"), "digits", {"epochs": 1}, store=store).run_id
+    at = _page()
+    _widget(at.selectbox, "Model").set_value(f"run:{vae}").run()
+    _no_bug(at)
+    assert "the encoder network's outputs" in _text(at) and not at.error
+    assert "Attribution per feature" in _titles(at)
+    _widget(at.selectbox, "Model").set_value(f"run:{gan}").run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "reads the dataset's samples" in errors[0], errors
+    at.session_state["ll_xp_probe"].close()

@@ -36,7 +36,7 @@ def gen_ws(gen_runs, monkeypatch):
 
 
 def _open(template: str):
-    """The Train page with ``template`` on the canvas (gan/vae are not in the Build page's picker)."""
+    """The Train page with ``template`` on the canvas."""
     at = open_app("app_pages/train.py", owner=ME)
     at.session_state["ll_project"] = builder.load_template(template)
     at.run()
