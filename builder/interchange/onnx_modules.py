@@ -36,6 +36,20 @@ def _scalars(imp, nodes, op: str, kind: str = "f") -> list:
     return out
 
 
+def _affine(imp, nodes) -> dict:
+    """A norm's learned scale and shift by structure (one Mul and one Add by float constants of one size);
+    ``{"weight": ...}`` alone never, ``{"x": ...}`` (refused by the caller) when the pattern is another."""
+    def consts(op):
+        return [c for n in nodes if n.op_type == op for c in map(imp.value, n.input)
+                if isinstance(c, Const) and c.value.ndim >= 1 and c.value.dtype.kind == "f"]
+    muls, adds = consts("Mul"), consts("Add")
+    if not muls and not adds:
+        return {}
+    if len(muls) == 1 and len(adds) == 1 and muls[0].value.size == adds[0].value.size:
+        return {"weight": muls[0].value.reshape(-1), "bias": adds[0].value.reshape(-1)}
+    return {"unrecognised": np.zeros(0)}
+
+
 def _ints_of(v: Const | SymArr) -> list:
     """The items of a constant or symbolic shape (the batch stays a :class:`Sym`)."""
     return [int(x) for x in v.value.reshape(-1)] if isinstance(v, Const) else \
@@ -123,12 +137,17 @@ class ModuleGroups:
         elif cls == "GroupNorm":
             norm = [n for n in nodes if n.op_type == "InstanceNormalization"]
             g = self.value(norm[0].input[1]) if len(norm) == 1 else None
+            weights = weights or _affine(self, nodes)  # renamed by an optimiser: the Mul/Add after the norm
             if isinstance(g, Const) and g.value.ndim == 1 and set(weights) in (set(), {"weight", "bias"}):
                 params = {"num_groups": int(g.value.shape[0]), "eps": float(_attrs(norm[0]).get("epsilon", 1e-5)),
                           "affine": bool(weights)}
         elif cls.startswith("InstanceNorm"):
-            norm = [_attrs(n) for n in nodes if n.op_type in ("InstanceNormalization", "BatchNormalization")]
+            norm_nodes = [n for n in nodes if n.op_type in ("InstanceNormalization", "BatchNormalization")]
+            norm = [_attrs(n) for n in norm_nodes]
             track = {"running_mean", "running_var"} <= set(weights)
+            plain = [self.value(v) for n in norm_nodes for v in n.input[1:3]]
+            if not weights and not all(isinstance(c, Const) and np.all(c.value == k) for c, k in zip(plain, (1, 0))):
+                norm = []  # renamed learned scale/shift or statistics: op by op keeps them
             if len(norm) == 1 and set(weights) - {"running_mean", "running_var"} in (set(), {"weight", "bias"}):
                 mom = round(1.0 - float(norm[0].get("momentum", 0.9)), 6) if track else 0.1  # not stored otherwise
                 params = {"eps": float(norm[0].get("epsilon", 1e-5)), "momentum": mom,
