@@ -28,6 +28,19 @@ settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Every test leaves ``os.environ`` as it found it. Code under test may set variables for the job processes
+    it starts (``--mlflow`` sets MLFLOW_TRACKING_URI, ``--threads`` LAYERLAB_TORCH_THREADS); left behind, they
+    reach every later test of the worker and the app servers it starts (a leaked tracking URI turned MLflow on
+    for a browser test's server)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Small models train fastest on one thread, and far faster than two when pytest-xdist shares the CPU."""

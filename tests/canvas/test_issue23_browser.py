@@ -64,7 +64,8 @@ def test_cost_overlay_tints_and_labels_nodes(page):
     page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
     assert page.locator("[data-testid=cost-conv1]").count() == 0  # off by default
     select = page.get_by_label("Cost overlay")
-    expect(select.locator("option")).to_have_count(4)  # off, parameters, MACs, activation memory (no latency)
+    # off, parameters, MACs, activation memory, and the measured latency the finished run recorded (latency.json)
+    expect(select.locator("option")).to_have_count(5)
     select.select_option("macs")
     cost = page.locator("[data-testid=cost-conv1]")
     expect(cost).to_have_text("9.2k10 %", timeout=10_000)
@@ -75,6 +76,8 @@ def test_cost_overlay_tints_and_labels_nodes(page):
     assert fc != tint  # fc holds most of the MACs: a stronger tint
     select.select_option("params")
     expect(cost).to_have_text("1601.2 %", timeout=10_000)  # 160 of 13,706 parameters
+    select.select_option("latency")
+    expect(cost).to_contain_text(" ms", timeout=10_000)  # conv1's measured time in the run
     select.select_option("off")
     expect(cost).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "cost-overlay.png"))

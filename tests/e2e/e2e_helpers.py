@@ -104,7 +104,12 @@ def pick_template(page, title: str, *, confirm: bool = True) -> None:
             page.keyboard.press("Escape")
     option.click()
     if confirm:
-        page.locator(".st-key-ll_confirm_replace button").click(timeout=30_000)
+        replace = page.locator(".st-key-ll_confirm_replace button")
+        replace.click(timeout=30_000)
+        # the replacement is done when its confirmation is gone (a click during a rerun is otherwise lost when
+        # the test goes on to another page at once)
+        replace.wait_for(state="detached", timeout=30_000)
+        wait_idle(page)
 
 
 def pane_box(page) -> dict:
