@@ -74,9 +74,11 @@ class WorkerLimits:
     file_mb: int
 
 
-def _env_int(name: str, default: int) -> int:
+def env_positive(name: str, default: float, kind: type = int) -> Any:
+    """A positive number from the environment variable ``name`` read as ``kind``; ``default`` when it is unset,
+    not a number or not above 0 (the sandbox's and the model probe's settings)."""
     try:
-        v = int(os.environ.get(name, ""))
+        v = kind(os.environ.get(name, ""))
         return v if v > 0 else default
     except ValueError:
         return default
@@ -84,9 +86,9 @@ def _env_int(name: str, default: int) -> int:
 
 def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:
     """The limits a worker gets: defaults, or the ``LAYERLAB_WORKER_*`` variables of the server's environment."""
-    return WorkerLimits(memory_mb=_env_int(MEMORY_ENV, DEFAULT_MEMORY_MB),
-                        cpu_s=_env_int(CPU_ENV, max(60, int(4 * timeout))),
-                        file_mb=_env_int(FILE_ENV, DEFAULT_FILE_MB))
+    return WorkerLimits(memory_mb=env_positive(MEMORY_ENV, DEFAULT_MEMORY_MB),
+                        cpu_s=env_positive(CPU_ENV, max(60, int(4 * timeout))),
+                        file_mb=env_positive(FILE_ENV, DEFAULT_FILE_MB))
 
 
 def worker_env(private: str | os.PathLike) -> dict[str, str]:

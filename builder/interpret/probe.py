@@ -54,14 +54,6 @@ _ERRORS = {name: getattr(errors, name) for name in ("DatasetError", "ExplainErro
                                                     "TrainingError", "LayerLabError")}
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        v = float(os.environ.get(name, ""))
-        return v if v > 0 else default
-    except ValueError:
-        return default
-
-
 def _threads() -> int:
     from builder.runs.jobs import ENV_TORCH_THREADS
 
@@ -75,14 +67,14 @@ class _Child:
     """One running child: its process, private folder and the pipe ends."""
 
     def __init__(self, hook: str | None, timeout: float):
-        from builder.interchange.worker import spawn_sandboxed, worker_limits
+        from builder.interchange.worker import env_positive, spawn_sandboxed, worker_limits
 
         self.limits = worker_limits(timeout)
         self.private = tempfile.mkdtemp(prefix="layerlab-probe-")
         with open(Path(self.private) / "probe.log", "wb") as log:
             self.proc = spawn_sandboxed("builder.interpret.probe_child:probe_main", self.private,
                                         stdout=subprocess.PIPE, stderr=log)
-        cfg = {"limits": self.limits.__dict__, "idle_s": _env_float(IDLE_ENV, DEFAULT_IDLE_S),
+        cfg = {"limits": self.limits.__dict__, "idle_s": env_positive(IDLE_ENV, DEFAULT_IDLE_S, float),
                "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook}
         try:
             self.send(cfg)
@@ -131,7 +123,9 @@ class ModelProbe:
     """Tests only: ``"module:function"`` the child calls after locking down (to make a model crash there)."""
 
     def __init__(self, timeout: float | None = None):
-        self.timeout = timeout or _env_float(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+        from builder.interchange.worker import env_positive
+
+        self.timeout = timeout or env_positive(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, float)
         self._child: _Child | None = None
         self._lock = threading.Lock()
         self.starts = 0  # children started (a restart after a crash counts)
