@@ -293,41 +293,30 @@ def graph_key(g: Graph) -> str:
     return hashlib.sha1(g.model_dump_json(exclude={"nodes": {"__all__": {"position"}}}).encode()).hexdigest()
 
 
-def _health(g: Graph) -> dict:
-    """The training doctor's verdict per node for the run the Train page shows for this graph ({} without one)."""
-    from builder.runs.store import RunStore
-    from builder.runs.summary import current_run
-
-    try:
-        store = RunStore(workspace())
-        if current_run(store, g, owner()) is None:
-            return {}  # no run of this graph: the doctor (torch) is not even imported
-        from builder.interpret.doctor import graph_health
-
-        return graph_health(store, g, owner())
-    except LayerLabError:
-        return {}
-
-
-def _latency(g: Graph) -> dict[str, float]:
-    """Measured seconds per node of this graph's current run ({} without one or before it finished)."""
+def _run_overlays(g: Graph) -> tuple[dict, dict[str, float]]:
+    """For the run the Train page shows for this graph (the owner's live run, else the newest): the training
+    doctor's verdict per node and the measured seconds per node; ``({}, {})`` without one (the doctor, and so
+    torch, is then not even imported). The run is looked up once per analysis."""
     from builder.runs.store import RunStore
     from builder.runs.summary import current_run
 
     try:
         store = RunStore(workspace())
         run = current_run(store, g, owner())
-        return (store.folder(run["id"]).read_latency() or {}) if run is not None else {}
+        if run is None:
+            return {}, {}
+        from builder.interpret.doctor import run_findings
+
+        return run_findings(store, run["id"])["health"], store.folder(run["id"]).read_latency() or {}
     except LayerLabError:
-        return {}
+        return {}, {}
 
 
 def analyse(g: Graph | None = None) -> tuple[Any, dict]:
     """(ShapeReport, canvas annotations) for a graph; cached per session on the graph's content, the health of
     its current run (the canvas tint follows a run while it trains) and that run's measured latency per node."""
     g = g if g is not None else graph()
-    health = _health(g)
-    latency = _latency(g)
+    health, latency = _run_overlays(g)
     key = (graph_key(g), json.dumps(health, sort_keys=True, default=str), json.dumps(latency, sort_keys=True))
     cached = st.session_state.get("ll_ann")
     if cached and cached[0] == key:
