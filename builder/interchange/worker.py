@@ -17,7 +17,8 @@ case where a parser has a bug:
   answer is JSON read with a cap, never a pickle, so the server never unpickles what the child wrote.
 
 The same sandbox (:func:`spawn_sandboxed`, :func:`lock_down`, :func:`cpu_budget`, :func:`death_message`) runs the
-Explain page's model probe, a long-lived child per page session (:mod:`builder.interpret.probe`).
+Explain page's model probe, a long-lived child per page session (:mod:`builder.interpret.probe`); its limits,
+environment and lock-down live in :mod:`builder.runs.sandbox`, shared with training jobs.
 
 Example::
 
@@ -35,12 +36,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from builder.errors import LayerLabError
 from builder.interchange.errors import ModelImportError
+from builder.runs.sandbox import WorkerLimits, cpu_budget, death_message, env_positive, lock_down, sandbox_env
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 IMPORT_TIMEOUT_S = 300.0
@@ -61,29 +63,6 @@ TEST_TASKS: dict[str, str] = {}
 """Test hook: ``{name: "module:function"}`` tasks a test registers (``monkeypatch.setitem``); empty in the
 app, so a worker runs nothing but the functions of this module named in ``_TASKS``."""
 
-_BLOCKED_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-                             "os.forkpty", "pty.spawn", "os.startfile"})
-
-
-@dataclass(frozen=True)
-class WorkerLimits:
-    """Limits of one worker process (see the module docstring); sizes in MiB, time in seconds."""
-
-    memory_mb: int
-    cpu_s: int
-    file_mb: int
-
-
-def env_positive(name: str, default: float, kind: type = int) -> Any:
-    """A positive number from the environment variable ``name`` read as ``kind``; ``default`` when it is unset,
-    not a number or not above 0 (the sandbox's and the model probe's settings)."""
-    try:
-        v = kind(os.environ.get(name, ""))
-        return v if v > 0 else default
-    except ValueError:
-        return default
-
-
 def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:
     """The limits a worker gets: defaults, or the ``LAYERLAB_WORKER_*`` variables of the server's environment."""
     return WorkerLimits(memory_mb=env_positive(MEMORY_ENV, DEFAULT_MEMORY_MB),
@@ -92,28 +71,9 @@ def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:
 
 
 def worker_env(private: str | os.PathLike) -> dict[str, str]:
-    """The worker's whole environment: nothing of the server's but ``PATH`` and the locale; ``HOME`` and the
-    temporary folder are ``private``; this package (and the user site, when the server uses it) importable."""
-    from builder.runs.launcher import package_root
-
-    paths = [str(package_root())]
-    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    try:
-        import site
-
-        user_site = site.getusersitepackages()
-        if user_site in sys.path:
-            paths.append(user_site)
-    except (AttributeError, ValueError):
-        pass
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(private), "TMPDIR": str(private),
-           "TMP": str(private), "TEMP": str(private), "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "CUDA_VISIBLE_DEVICES": "",
-           "MALLOC_ARENA_MAX": "2", "LANG": os.environ.get("LANG", "C.UTF-8")}
-    for k in ("LC_ALL", "LC_CTYPE"):
-        if k in os.environ:
-            env[k] = os.environ[k]
-    return env
+    """The worker's whole environment (:func:`builder.runs.sandbox.sandbox_env`): nothing of the server's but
+    ``PATH`` and the locale; ``HOME`` and the temporary folder are ``private``; no GPU; this package importable."""
+    return {**sandbox_env(private), "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2"}
 
 
 def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> Any:
@@ -193,30 +153,6 @@ def _answer(path: Path, code: int | None, lim: WorkerLimits) -> Any:
     raise ModelImportError(death_message(code, lim))
 
 
-def death_message(code: int | None, lim: WorkerLimits, *, what: str = "the worker process",
-                  outcome: str = "Nothing was imported") -> str:
-    """One line for a worker that ended without an answer: ``what`` died from which signal and why (``outcome``
-    says what that means for the user), or the exit code."""
-    if code is not None and code < 0:
-        sig = -code
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        why = {signal.SIGSEGV: "a crash in native code (segmentation fault)",
-               signal.SIGBUS: "a crash in native code (bus error)",
-               signal.SIGABRT: "an abort in native code",
-               signal.SIGILL: "a crash in native code (illegal instruction)",
-               signal.SIGFPE: "a crash in native code (arithmetic fault)",
-               signal.SIGXCPU: f"its CPU time ran out (limit {lim.cpu_s} s; raise {CPU_ENV})",
-               signal.SIGXFSZ: f"it wrote a file over the size limit ({lim.file_mb} MiB; raise {FILE_ENV})",
-               signal.SIGKILL: "it was killed (out of memory, or stopped)"}.get(sig, "a signal")
-        return (f"{what} died from {name}: {why}. {outcome}; the app is unaffected. Fix: check the file, or try a "
-                "smaller model")
-    return (f"{what} ended without an answer (exit code {code}). {outcome}. Fix: check the file, or try a smaller "
-            "model")
-
-
 # ----------------------------------------------------------------------------------------- inside the worker
 
 
@@ -245,27 +181,6 @@ def _child_main() -> None:
         f.write(data)
 
 
-def lock_down(lim: WorkerLimits, preload: tuple[str, ...] = (), *, who: str = "the import worker") -> None:
-    """Inside a worker: import ``preload`` (measured into the start-up footprint), set the limits of ``lim``
-    and forbid new processes (seccomp and an audit hook; ``who`` names the process in the refusal)."""
-    _preload(preload)
-    _set_limits(lim)
-    _no_new_processes(who)
-
-
-def cpu_budget(seconds: int) -> None:
-    """Inside a long-lived worker: allow ``seconds`` more CPU time from now (the soft ``RLIMIT_CPU`` moved to
-    the time used so far plus ``seconds``, never over the hard limit); past it the kernel sends SIGXCPU."""
-    import resource
-
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    total = int(used.ru_utime + used.ru_stime) + max(1, int(seconds))
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    value = total if hard == resource.RLIM_INFINITY else min(total, hard)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_CPU, (value, hard))
-
-
 def _resolve(task: str, test: str | None):
     if task in _TASKS:
         return globals()[task]
@@ -275,98 +190,6 @@ def _resolve(task: str, test: str | None):
 
     module, _, name = test.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def _preload(modules: tuple[str, ...]) -> None:
-    """Import the libraries a task needs before the address-space limit is measured and set."""
-    import importlib
-
-    for m in modules:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(m)
-
-
-def _vm_size() -> int:
-    """This process's mapped address space in bytes (0 where /proc is missing)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _set_limits(lim: WorkerLimits) -> None:
-    import resource
-
-    def cap(which: int, value: int) -> None:
-        _, hard = resource.getrlimit(which)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(which, (value, hard))
-
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-large write is an OSError (EFBIG), not a kill
-    cap(resource.RLIMIT_CORE, 0)
-    cap(resource.RLIMIT_FSIZE, lim.file_mb * 2**20)
-    cap(resource.RLIMIT_CPU, lim.cpu_s)
-    cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
-
-
-def _no_new_processes(who: str = "the import worker") -> None:
-    """From here on this process starts no process: a seccomp filter (where the kernel and architecture
-    allow) refuses fork, vfork, execve and process clones in native code too; an audit hook refuses
-    Python's ways with a clear message."""
-    _seccomp_no_processes()
-
-    def hook(event: str, _args) -> None:
-        if event in _BLOCKED_EVENTS:
-            raise PermissionError(f"{who} may not start processes (it tried {event})")
-
-    sys.addaudithook(hook)
-
-
-def _seccomp_no_processes() -> bool:
-    """Install a seccomp filter on every thread: ``fork``/``vfork``/``execve``/``execveat`` and ``clone``
-    without ``CLONE_THREAD`` fail with EPERM, ``clone3`` with ENOSYS (its flags cannot be inspected; libc
-    falls back to ``clone``). Returns whether it was installed (Linux on x86-64 or aarch64 only)."""
-    import ctypes
-    import platform
-    import struct
-
-    arch = platform.machine()
-    if sys.platform != "linux" or arch not in ("x86_64", "aarch64"):
-        return False
-    if arch == "x86_64":
-        audit_arch, sys_seccomp = 0xC000003E, 317
-        deny = {57: 1, 58: 1, 59: 1, 322: 1, 435: 38}  # fork, vfork, execve, execveat: EPERM; clone3: ENOSYS
-        clone = 56
-    else:
-        audit_arch, sys_seccomp = 0xC00000B7, 277
-        deny = {221: 1, 281: 1, 435: 38}  # execve, execveat: EPERM; clone3: ENOSYS
-        clone = 220
-    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
-    allow, errno = 0x7FFF0000, 0x00050000
-    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, allow), (ld, 0, 0, 0)]
-    for nr, err in deny.items():
-        prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]
-    prog += [(jeq, 1, 0, clone), (ret, 0, 0, allow),
-             (ld, 0, 0, 16), (jset, 1, 0, 0x00010000), (ret, 0, 0, errno | 1), (ret, 0, 0, allow)]
-    raw = b"".join(struct.pack("<HBBI", *ins) for ins in prog)
-    buf = ctypes.create_string_buffer(raw, len(raw))
-
-    class Prog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = Prog(len(prog), ctypes.addressof(buf))
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
-            return False
-        # SECCOMP_SET_MODE_FILTER with SECCOMP_FILTER_FLAG_TSYNC: every thread of the process
-        return libc.syscall(sys_seccomp, 1, 1, ctypes.byref(fprog)) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 # ----------------------------------------------------------------------------------------- tasks
@@ -452,4 +275,4 @@ def quantize_run_isolated(workspace: str | os.PathLike, run_id: str, timeout: fl
 
 __all__ = ["import_upload", "export_onnx_bytes", "quantize_run_isolated", "run_isolated", "worker_limits", "worker_env",
            "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "spawn_sandboxed", "kill_group", "lock_down", "cpu_budget",
-           "death_message"]
+           "death_message", "env_positive"]

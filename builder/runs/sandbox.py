@@ -1,0 +1,253 @@
+"""The process sandbox: resource limits, a clean environment and no new processes, for every process that reads
+an uploaded file or runs a user's model for the server (the import worker and the Explain page's model probe,
+:mod:`builder.interchange.worker`; training jobs and study runners, :mod:`builder.runs.job_sandbox`).
+
+- :class:`WorkerLimits` says how far a process may go: memory (``"address"``: address space over its start-up
+  footprint, for workers; ``"data"``: private writable memory, ``RLIMIT_DATA``, for jobs, whose memory-mapped
+  image caches and CUDA reservations must not count), CPU seconds, the largest file it may write, no core files;
+  the environment variables ``PREFIX_MEMORY_MB``, ``PREFIX_CPU_S`` and ``PREFIX_FILE_MB`` set them;
+- :func:`sandbox_env` is a child's whole environment: ``PATH``, the locale, this package on ``PYTHONPATH``, a
+  private ``HOME``/``TMPDIR``, and only the variables it is given leave to pass (no secret of the server);
+- :func:`lock_down` sets the limits inside the process and forbids new processes: a seccomp filter (Linux x86-64
+  and aarch64) refuses ``fork``/``vfork``/``execve``/process ``clone`` in native code, an audit hook every
+  ``subprocess``/``os.system``/``os.exec*``/``os.fork``/``os.posix_spawn``;
+- :func:`death_message` and :func:`limit_message` word a process's end by a signal or a limit as one line.
+
+Example::
+
+    >>> lim = WorkerLimits(memory_mb=512, cpu_s=60, file_mb=16, prefix="LAYERLAB_JOB")
+    >>> print(death_message(-24, lim, what="the training job", outcome="The run failed", fix="train fewer epochs"))
+    the training job died from SIGXCPU: its CPU time ran out (limit 60 s; raise LAYERLAB_JOB_CPU_S). The run failed; the app is unaffected. Fix: train fewer epochs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+_BLOCKED_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+                             "os.forkpty", "pty.spawn", "os.startfile"})
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """Limits of one sandboxed process; sizes in MiB, time in seconds, 0 for no limit (memory and CPU).
+
+    ``memory``: ``"address"`` caps the address space at the start-up footprint plus ``memory_mb``;
+    ``"data"`` caps private writable memory (``RLIMIT_DATA``) at ``memory_mb`` in all, leaving read-only
+    and shared file mappings and reserved-but-inaccessible ranges uncounted. ``prefix`` names the
+    environment variables that set the limits (``PREFIX_MEMORY_MB``, ``PREFIX_CPU_S``, ``PREFIX_FILE_MB``).
+    """
+
+    memory_mb: int
+    cpu_s: int
+    file_mb: int
+    memory: Literal["address", "data"] = "address"
+    prefix: str = "LAYERLAB_WORKER"
+
+
+def env_positive(name: str, default: float, kind: type = int) -> Any:
+    """A positive number from the environment variable ``name`` read as ``kind``; ``default`` when it is unset,
+    not a number or not above 0 (the sandbox's, the jobs' and the model probe's settings)."""
+    try:
+        v = kind(os.environ.get(name, ""))
+        return v if v > 0 else default
+    except ValueError:
+        return default
+
+
+def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
+                source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A sandboxed process's whole environment: nothing of ``source`` (default: ours) but ``PATH``, the locale
+    and the variables whose names start with one of ``passed``; ``HOME`` and the temporary folder are
+    ``private``; this package (and the user site, when this interpreter uses it) importable."""
+    from builder.runs.launcher import package_root
+
+    src = os.environ if source is None else source
+    paths = [str(package_root())]
+    paths += [p for p in src.get("PYTHONPATH", "").split(os.pathsep) if p]
+    try:
+        import site
+
+        user_site = site.getusersitepackages()
+        if user_site in sys.path:
+            paths.append(user_site)
+    except (AttributeError, ValueError):
+        pass
+    env = {k: str(v) for k, v in src.items() if passed and k.startswith(passed)}
+    env.update({"PATH": src.get("PATH", "/usr/bin:/bin"), "HOME": str(private), "TMPDIR": str(private),
+                "TMP": str(private), "TEMP": str(private), "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "LANG": src.get("LANG", "C.UTF-8")})
+    for k in ("LC_ALL", "LC_CTYPE"):
+        if k in src:
+            env[k] = src[k]
+    return env
+
+
+def limit_why(kind: str, lim: WorkerLimits) -> str:
+    """What a limit of ``lim`` did and the variable that raises it: ``kind`` is ``"cpu"``, ``"file"`` or
+    ``"memory"``."""
+    if kind == "cpu":
+        return f"its CPU time ran out (limit {lim.cpu_s} s; raise {lim.prefix}_CPU_S)"
+    if kind == "file":
+        return f"it wrote a file over the size limit ({lim.file_mb} MiB; raise {lim.prefix}_FILE_MB)"
+    over = " over its start-up footprint" if lim.memory == "address" else ""
+    return f"it ran out of memory (limit {lim.memory_mb} MiB{over}; raise {lim.prefix}_MEMORY_MB)"
+
+
+def limit_message(kind: str, lim: WorkerLimits, *, what: str, outcome: str, fix: str) -> str:
+    """One line for a process that met a limit of ``lim`` (``kind`` as in :func:`limit_why`) and said so."""
+    return f"{what} stopped: {limit_why(kind, lim)}. {outcome}; the app is unaffected. Fix: {fix}"
+
+
+def death_message(code: int | None, lim: WorkerLimits, *, what: str = "the worker process",
+                  outcome: str = "Nothing was imported", fix: str = "check the file, or try a smaller model") -> str:
+    """One line for a process that ended without an answer: ``what`` died from which signal and why (``outcome``
+    says what that means for the user), or the exit code."""
+    if code is not None and code < 0:
+        sig = -code
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        why = {signal.SIGSEGV: "a crash in native code (segmentation fault)",
+               signal.SIGBUS: "a crash in native code (bus error)",
+               signal.SIGABRT: "an abort in native code",
+               signal.SIGILL: "a crash in native code (illegal instruction)",
+               signal.SIGFPE: "a crash in native code (arithmetic fault)",
+               signal.SIGXCPU: limit_why("cpu", lim),
+               signal.SIGXFSZ: limit_why("file", lim),
+               signal.SIGKILL: "it was killed (out of memory, or stopped)"}.get(sig, "a signal")
+        return f"{what} died from {name}: {why}. {outcome}; the app is unaffected. Fix: {fix}"
+    return f"{what} ended without an answer (exit code {code}). {outcome}. Fix: {fix}"
+
+
+def lock_down(lim: WorkerLimits, preload: tuple[str, ...] = (), *, who: str = "the import worker",
+              processes: bool = False) -> None:
+    """Inside a sandboxed process: import ``preload`` (measured into the start-up footprint), set the limits of
+    ``lim`` and, unless ``processes``, forbid new processes (seccomp and an audit hook; ``who`` names the
+    process in the refusal)."""
+    _preload(preload)
+    _set_limits(lim)
+    if not processes:
+        _no_new_processes(who)
+
+
+def cpu_budget(seconds: int, grace: int | None = None) -> None:
+    """Inside a long-lived process: allow ``seconds`` more CPU time from now (the soft ``RLIMIT_CPU`` moved to
+    the time used so far plus ``seconds``, never over the hard limit); past it the kernel sends SIGXCPU.
+    With ``grace``, the hard limit (SIGKILL) is set ``grace`` seconds after the soft one."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    total = int(used.ru_utime + used.ru_stime) + max(1, int(seconds))
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if grace is not None and (hard == resource.RLIM_INFINITY or total + grace <= hard):
+        hard = total + max(1, int(grace))
+    value = total if hard == resource.RLIM_INFINITY else min(total, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CPU, (value, hard))
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    """Import the libraries a task needs before the address-space limit is measured and set."""
+    import importlib
+
+    for m in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(m)
+
+
+def _vm_size() -> int:
+    """This process's mapped address space in bytes (0 where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _set_limits(lim: WorkerLimits) -> None:
+    import resource
+
+    def cap(which: int, value: int) -> None:
+        _, hard = resource.getrlimit(which)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(which, (value, hard))
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-large write is an OSError (EFBIG), not a kill
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_FSIZE, lim.file_mb * 2**20)
+    if lim.cpu_s > 0:
+        cap(resource.RLIMIT_CPU, lim.cpu_s)
+    if lim.memory_mb > 0 and lim.memory == "data":
+        cap(resource.RLIMIT_DATA, lim.memory_mb * 2**20)
+    elif lim.memory_mb > 0:
+        cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
+
+
+def _no_new_processes(who: str = "the import worker") -> None:
+    """From here on this process starts no process: a seccomp filter (where the kernel and architecture
+    allow) refuses fork, vfork, execve and process clones in native code too; an audit hook refuses
+    Python's ways with a clear message."""
+    _seccomp_no_processes()
+
+    def hook(event: str, _args) -> None:
+        if event in _BLOCKED_EVENTS:
+            raise PermissionError(f"{who} may not start processes (it tried {event})")
+
+    sys.addaudithook(hook)
+def _seccomp_no_processes() -> bool:
+    """Install a seccomp filter on every thread: ``fork``/``vfork``/``execve``/``execveat`` and ``clone``
+    without ``CLONE_THREAD`` fail with EPERM, ``clone3`` with ENOSYS (its flags cannot be inspected; libc
+    falls back to ``clone``). Returns whether it was installed (Linux on x86-64 or aarch64 only)."""
+    import ctypes
+    import platform
+    import struct
+
+    arch = platform.machine()
+    if sys.platform != "linux" or arch not in ("x86_64", "aarch64"):
+        return False
+    if arch == "x86_64":
+        audit_arch, sys_seccomp = 0xC000003E, 317
+        deny = {57: 1, 58: 1, 59: 1, 322: 1, 435: 38}  # fork, vfork, execve, execveat: EPERM; clone3: ENOSYS
+        clone = 56
+    else:
+        audit_arch, sys_seccomp = 0xC00000B7, 277
+        deny = {221: 1, 281: 1, 435: 38}  # execve, execveat: EPERM; clone3: ENOSYS
+        clone = 220
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, errno = 0x7FFF0000, 0x00050000
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, allow), (ld, 0, 0, 0)]
+    for nr, err in deny.items():
+        prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]
+    prog += [(jeq, 1, 0, clone), (ret, 0, 0, allow),
+             (ld, 0, 0, 16), (jset, 1, 0, 0x00010000), (ret, 0, 0, errno | 1), (ret, 0, 0, allow)]
+    raw = b"".join(struct.pack("<HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(raw, len(raw))
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = Prog(len(prog), ctypes.addressof(buf))
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+            return False
+        # SECCOMP_SET_MODE_FILTER with SECCOMP_FILTER_FLAG_TSYNC: every thread of the process
+        return libc.syscall(sys_seccomp, 1, 1, ctypes.byref(fprog)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+__all__ = ["WorkerLimits", "env_positive", "sandbox_env", "lock_down", "cpu_budget", "death_message", "limit_why",
+           "limit_message"]
