@@ -9,6 +9,7 @@ workspaces hold, so they keep working::
     model.safetensors                final weights (the best epoch with early stopping; an import's weights)
     dataset.safetensors              the data of an upload, kept so the run can be resumed
     job.json / job.log               the job's spec and its process output (builder.runs.jobs)
+    tmp/                             the job's private HOME and TMPDIR while it runs (builder.runs.job_sandbox)
     live_attributions.safetensors    attributions recorded during training (builder.interpret.live)
     model_card.md                    the Markdown model card (builder.runs.modelcard)
     imported.json                    the project of an imported model (builder.interchange.importer)
@@ -45,6 +46,7 @@ class RunFolder:
     DATASET = "dataset.safetensors"
     JOB_SPEC = "job.json"
     JOB_LOG = "job.log"
+    TMP = "tmp"
     LIVE_ATTRIBUTIONS = "live_attributions.safetensors"
     MODEL_CARD = "model_card.md"
     IMPORTED = "imported.json"
@@ -116,6 +118,11 @@ class RunFolder:
     def job_log(self) -> Path:
         """The job process's output."""
         return self.path / self.JOB_LOG
+
+    @property
+    def tmp(self) -> Path:
+        """The job's private home and temporary folder while it runs (removed when it ends)."""
+        return self.path / self.TMP
 
     @property
     def live_attributions(self) -> Path:

@@ -9,7 +9,9 @@ caller but the store: :func:`request` writes ``pause``/``resume``/``stop`` into 
 column, which the process polls (:class:`StoreControl`). A stopped job writes a checkpoint and ends
 ``stopped``; a process that dies (exception outside training, kill -9, out of memory) is marked
 ``interrupted`` by the next :meth:`RunStore.mark_interrupted` (any reader calls it; :func:`wait` does every
-poll), and :func:`submit` with ``resume_run`` continues it from its last checkpoint. Example::
+poll), and :func:`submit` with ``resume_run`` continues it from its last checkpoint. A job runs under limits,
+in a clean environment, starting no process (:mod:`builder.runs.job_sandbox`, entered before the model is
+built); one that meets a limit or crashes ends ``failed`` with a line naming it. Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_jobs.py::test_submit_runs_in_its_own_process_to_finished
     store = RunStore(tmp_path)
@@ -37,6 +39,7 @@ from typing import Any, Literal
 
 from builder.errors import RunStoreError, TrainingError
 from builder.runs import gpus as _gpus
+from builder.runs import job_sandbox
 from builder.runs.launcher import pid_alive, spawn_detached
 from builder.runs.owners import can_control
 from builder.runs.quotas import admit, check_quota
@@ -187,9 +190,16 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
-    """Start the job process detached (own session), output appended to ``log``; reaped by a thread."""
+    """Start the job process detached (own session), output appended to ``log``, in a clean environment
+    (:func:`builder.runs.job_sandbox.job_env`); reaped by a thread, which records a death by signal."""
+    tmp = RunStore(workspace, mark_interrupted=False).folder(run_id).tmp
+    tmp.mkdir(parents=True, exist_ok=True)
+
+    def died(pid: int, code: int) -> None:
+        job_sandbox.record_death(RunStore(workspace, mark_interrupted=False), run_id, pid, code)
+
     return spawn_detached(["-m", "builder.runs.jobs", "run", "--workspace", str(workspace), run_id], log,
-                          name=f"layerlab-reap-{run_id}")
+                          env=job_sandbox.job_env(tmp), name=f"layerlab-reap-{run_id}", on_exit=died)
 
 
 # ---------------------------------------------------------------------------------- the warm launcher
@@ -212,7 +222,8 @@ LAUNCHER_PID = "launcher.pid"
 LAUNCHER_LOG = "launcher.log"
 LAUNCHER_IDLE_S = 600.0
 LAUNCHER_PROTOCOL = 2
-_PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+_PASSED_ENV = job_sandbox.PASSED_ENV
+_FORKED: dict[int, tuple[Path, str]] = {}  # in the launcher: pid -> (workspace, run id) of its live children
 
 
 def _launcher_env() -> dict:
@@ -314,8 +325,11 @@ def _start_launcher(workspace: Path) -> None:
         (workspace / "launcher.starting").write_text(str(os.getpid()))
     except OSError:
         return
+    import tempfile
+
     spawn_detached(["-m", "builder.runs.jobs", "launcher", "--workspace", str(workspace)],
-                   workspace / LAUNCHER_LOG, name="layerlab-reap-launcher")
+                   workspace / LAUNCHER_LOG, env=job_sandbox.job_env(tempfile.gettempdir()),
+                   name="layerlab-reap-launcher")
 
 
 def launcher(workspace: str | Path) -> int:
@@ -333,7 +347,7 @@ def launcher(workspace: str | Path) -> int:
 
     ws = Path(workspace)
     path = ws / LAUNCHER_SOCK
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    signal.signal(signal.SIGCHLD, _reap_jobs)  # children are reaped here; a death by signal is recorded
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # retired or killed: clean up (finally below)
     with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as srv:
         path.unlink(missing_ok=True)
@@ -377,9 +391,27 @@ def _job_request(req: Any) -> dict:
     return req["job"]
 
 
+def _reap_jobs(*_: Any) -> None:
+    """In the launcher, on SIGCHLD: reap every ended child; a job killed by a signal is marked failed with the
+    signal and limit named (:func:`builder.runs.job_sandbox.record_death`)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ws, run_id = _FORKED.pop(pid, (None, ""))
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                job_sandbox.record_death(RunStore(ws, mark_interrupted=False), run_id, pid,
+                                         -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
 def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...]) -> int:
     pid = os.fork()
     if pid:
+        _FORKED[pid] = (ws, run_id)
         return pid
     code = 1
     try:  # the child: a session of its own, output to the job log, the submitter's LAYERLAB_* settings
@@ -652,6 +684,8 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     ok, gpu = _wait_for_slot(store, run_id, need, gpus)
     if not ok:
         return 0
+    tmp = store.folder(run_id).tmp  # limits, clean environment, no new processes, before the model is built
+    lim = job_sandbox.enter(tmp)
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
         spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
@@ -678,10 +712,14 @@ def run_job(workspace: str | Path, run_id: str) -> int:
                                   dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id)
     except Exception as e:
         traceback.print_exc()
-        run = store.get(run_id)
+        run, limit = store.get(run_id), job_sandbox.failure_message(e, lim)
         if not is_final(run["status"]):  # failed before the trainer could record it
-            store.finish(run_id, RunStatus.FAILED, message=str(e) or type(e).__name__)
+            store.finish(run_id, RunStatus.FAILED, message=limit or str(e) or type(e).__name__)
+        elif limit and run["status"] == RunStatus.FAILED:  # the trainer recorded it; name the limit it met
+            store.update_run(run_id, message=limit)
         return 1
+    finally:
+        job_sandbox.leave(tmp)
     print(f"job {run_id}: {result.status} {result.message}", flush=True)
     return 0
 

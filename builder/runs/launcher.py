@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 _reapers: list[threading.Thread] = []
@@ -42,7 +42,8 @@ def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def spawn_detached(args: Sequence[str], log: str | Path, *, env: Mapping[str, str] | None = None,
-                   cwd: str | Path | None = None, name: str = "layerlab-reap") -> subprocess.Popen:
+                   cwd: str | Path | None = None, name: str = "layerlab-reap",
+                   on_exit: Callable[[int, int], None] | None = None) -> subprocess.Popen:
     """Start ``python ARGS`` (this interpreter) detached, its output appended to ``log``.
 
     Args:
@@ -51,6 +52,7 @@ def spawn_detached(args: Sequence[str], log: str | Path, *, env: Mapping[str, st
         env: the child's environment before :func:`child_env` adds the package root (default: ours).
         cwd: the child's working folder (default: :func:`package_root`).
         name: the name of the thread that reaps the child.
+        on_exit: called by that thread with the child's pid and exit code (negative: the signal that killed it).
 
     Returns:
         The ``Popen`` of the child: a session leader (``os.getsid(pid) == pid``) whose stdin is ``/dev/null``.
@@ -62,10 +64,19 @@ def spawn_detached(args: Sequence[str], log: str | Path, *, env: Mapping[str, st
         proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, env=child_env(env), cwd=str(cwd or package_root()),
                                 start_new_session=True, close_fds=True)
-    t = threading.Thread(target=proc.wait, name=name, daemon=True)  # reaped when it ends: no zombie
+    t = threading.Thread(target=_reap, args=(proc, on_exit), name=name, daemon=True)  # reaped when it ends: no zombie
     t.start()
     _reapers[:] = [r for r in _reapers if r.is_alive()] + [t]
     return proc
+
+
+def _reap(proc: subprocess.Popen, on_exit: Callable[[int, int], None] | None) -> None:
+    code = proc.wait()
+    if on_exit is not None:
+        try:
+            on_exit(proc.pid, code)
+        except Exception as e:  # noqa: BLE001 - a reaper thread must not die loudly; the run store is the record
+            print(f"layerlab: after process {proc.pid} ended ({code}): {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def pid_alive(pid: int | None) -> bool:

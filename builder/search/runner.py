@@ -1,7 +1,8 @@
 """The detached study runner: a study in its own OS process (``python -m builder tune``) that outlives the page.
 
 :func:`launch_study` checks the space and the settings, then starts the runner through
-:func:`builder.runs.launcher.spawn_detached` with its output in ``<workspace>/studies/<name>.log``;
+:func:`builder.runs.launcher.spawn_detached` with its output in ``<workspace>/studies/<name>.log``, in a jobs'
+clean environment and under their memory and file limits (:mod:`builder.runs.job_sandbox`);
 :func:`resume_study` starts it again with the settings the study was created with.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
+from builder.runs.job_sandbox import limit_study, study_env
 from builder.runs.launcher import spawn_detached
 from builder.search.results import study_settings
 from builder.search.settings import StudySettings
@@ -69,7 +71,12 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     for k, v in (config or {}).items():
         if k in flags and v is not None:
             cmd += [flags[k], str(v)]
-    return spawn_detached(cmd, d / f"{settings.name}.log", name=f"layerlab-reap-study-{settings.name}")
+    private = d / f"{settings.name}.tmp"  # its HOME and TMPDIR; the clean environment passes on to its trials
+    private.mkdir(exist_ok=True)
+    proc = spawn_detached(cmd, d / f"{settings.name}.log", env=study_env(private),
+                          name=f"layerlab-reap-study-{settings.name}")
+    limit_study(proc.pid)  # no core files, the jobs' file size and memory limits (it starts its trials' jobs)
+    return proc
 
 
 def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int | None = None, *,

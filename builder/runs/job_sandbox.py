@@ -1,0 +1,183 @@
+"""Training jobs (train, prune, search trials) and study runners under limits: defence in depth for the processes
+that run a user's model for the server, with the import worker's sandbox (:mod:`builder.runs.sandbox`).
+
+A job process (cold, or forked from the warm launcher) calls :func:`enter` once it holds its slot and before it
+builds the model:
+
+- limits: no core files; files up to ``LAYERLAB_JOB_FILE_MB`` (default 16384 MiB; a larger write fails with
+  ``EFBIG``); private writable memory up to ``LAYERLAB_JOB_MEMORY_MB`` (``RLIMIT_DATA``: memory-mapped image
+  caches and CUDA's address reservations do not count; unset = no cap; about 4096 per job suits a class server
+  on CPU, more with CUDA, whose context alone takes ~1 GiB); CPU seconds from then on up to
+  ``LAYERLAB_JOB_CPU_S`` (unset = no cap; SIGXCPU ends the run, SIGKILL :data:`CPU_GRACE_S` later);
+- the environment: :func:`job_env`, nothing of the submitter's but ``PATH``, the locale and :data:`PASSED_ENV`
+  (LayerLab's, the GPU, thread, MLflow and torch settings); ``HOME`` and ``TMPDIR`` are ``runs/<id>/tmp``,
+  removed by :func:`leave` when the job ends; ``TORCHINDUCTOR_COMPILE_THREADS=1`` (no compile worker pool);
+- no new processes: the seccomp filter and the audit hook of the import worker.
+
+A job that meets a limit ends ``failed`` with one line naming it (:func:`failure_message` for what the job
+itself sees: an allocation refused, a write too large, SIGXCPU; :func:`record_death` for a death by signal seen
+by the process that started it). A study runner (:func:`study_env`, :func:`limit_study`) gets the clean
+environment, the memory and file limits, and no core files; it may start processes (its trials are jobs).
+
+Example::
+
+    >>> lim = job_limits({"LAYERLAB_JOB_MEMORY_MB": "4096"})
+    >>> lim.memory_mb, lim.cpu_s, lim.file_mb, lim.memory
+    (4096, 0, 16384, 'data')
+    >>> sorted(k for k in job_env("/tmp/x", {"AWS_SECRET_ACCESS_KEY": "s", "MLFLOW_TRACKING_URI": "u"})
+    ...        if k.startswith(("AWS", "MLFLOW")))
+    ['MLFLOW_TRACKING_URI']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from builder.errors import LayerLabError
+from builder.runs import sandbox
+from builder.runs.sandbox import WorkerLimits
+
+PREFIX = "LAYERLAB_JOB"
+MEMORY_ENV = f"{PREFIX}_MEMORY_MB"
+CPU_ENV = f"{PREFIX}_CPU_S"
+FILE_ENV = f"{PREFIX}_FILE_MB"
+DEFAULT_FILE_MB = 16384
+CPU_GRACE_S = 30
+PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MLFLOW_", "PYTORCH_",
+              "TORCH_", "CUBLAS_WORKSPACE_CONFIG")
+"""The variables a job (and the warm launcher) gets from the submitter, by name prefix; nothing else passes."""
+WHAT = "the training job"
+OUTCOME = "The run failed; resume it to continue from its last checkpoint"
+FIX = "use a smaller batch size or model, or fewer epochs"
+
+
+class JobLimitError(LayerLabError):
+    """A job met one of its limits (raised in the job process on SIGXCPU)."""
+
+
+def job_limits(env: Mapping[str, str] | None = None) -> WorkerLimits:
+    """The limits of a job from ``LAYERLAB_JOB_*`` in ``env`` (default: ours); see the module docstring."""
+    src = os.environ if env is None else env
+
+    def positive(name: str, default: int) -> int:
+        try:
+            v = int(str(src.get(name, "")).strip())
+        except ValueError:
+            return default
+        return v if v > 0 else default
+
+    return WorkerLimits(memory_mb=positive(MEMORY_ENV, 0), cpu_s=positive(CPU_ENV, 0),
+                        file_mb=positive(FILE_ENV, DEFAULT_FILE_MB), memory="data", prefix=PREFIX)
+
+
+def job_env(private: str | os.PathLike, source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A job's whole environment: :func:`builder.runs.sandbox.sandbox_env` with :data:`PASSED_ENV` from
+    ``source`` (default: ours), ``private`` as home and temporary folder, one torch compile thread."""
+    return {**sandbox.sandbox_env(private, PASSED_ENV, source), "TORCHINDUCTOR_COMPILE_THREADS": "1"}
+
+
+def enter(private: str | os.PathLike, lim: WorkerLimits | None = None) -> WorkerLimits:
+    """Inside a job process, before it builds the model: the clean environment with ``private`` (created) as
+    home and temporary folder, the limits ``lim`` (default :func:`job_limits`), no new processes. Returns the
+    limits in force."""
+    lim = lim or job_limits()
+    Path(private).mkdir(parents=True, exist_ok=True)
+    env = job_env(private)
+    os.environ.clear()
+    os.environ.update(env)
+    tempfile.tempdir = str(private)
+    sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT)
+    if lim.cpu_s > 0:  # from now (a cold job's imports do not count); SIGXCPU raises, SIGKILL after the grace
+        fired: list[bool] = []
+
+        def on_xcpu(_sig, _frame) -> None:
+            if not fired:
+                fired.append(True)
+                raise JobLimitError(sandbox.limit_message("cpu", lim, what=WHAT, outcome=OUTCOME, fix=FIX))
+
+        signal.signal(signal.SIGXCPU, on_xcpu)
+        sandbox.cpu_budget(lim.cpu_s, grace=CPU_GRACE_S)
+    return lim
+
+
+def leave(private: str | os.PathLike) -> None:
+    """Remove a job's private folder (at its end)."""
+    shutil.rmtree(private, ignore_errors=True)
+
+
+def failure_message(exc: BaseException, lim: WorkerLimits) -> str | None:
+    """One line naming the limit behind ``exc`` (or an exception it was raised from): private memory refused
+    under ``LAYERLAB_JOB_MEMORY_MB``, a file over ``LAYERLAB_JOB_FILE_MB``, the CPU time; None for another
+    error."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e)
+        if isinstance(e, JobLimitError):
+            return text
+        if isinstance(e, OSError) and e.errno == errno.EFBIG or "File too large" in text or "os error 27" in text:
+            return sandbox.limit_message("file", lim, what=WHAT, outcome=OUTCOME, fix=f"{FIX}, or free space")
+        if lim.memory_mb > 0 and "CUDA" not in text and (isinstance(e, MemoryError) or "can't allocate memory" in text
+                                                         or "Cannot allocate memory" in text):
+            return sandbox.limit_message("memory", lim, what=WHAT, outcome=OUTCOME, fix=FIX)
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def record_death(store, run_id: str, pid: int, code: int | None) -> bool:
+    """A job process ``pid`` ended with ``code`` (negative: killed by that signal), as its starter saw it. A run
+    it left live (or that a reader marked interrupted meanwhile) is marked failed with a line naming the signal
+    and the limit (SIGXCPU, SIGXFSZ, a crash in native code); killed by SIGKILL (out of memory, past the CPU
+    grace, or by hand) it stays interrupted, resumable, with the signal named. Returns whether it marked it."""
+    from builder.runs.status import RunStatus, is_live
+
+    if code is None or code >= 0:
+        return False  # an exit: the job recorded its own end (or mark_interrupted does)
+    with contextlib.suppress(LayerLabError):
+        run = store.get(run_id)
+        if run.get("pid") != pid or not (is_live(run["status"]) or run["status"] == RunStatus.INTERRUPTED):
+            return False
+        lim = job_limits()
+        if -code == signal.SIGKILL:
+            cpu = f", past its CPU limit ({lim.cpu_s} s of {CPU_ENV}) and grace" if lim.cpu_s else ""
+            store.update_status(run_id, RunStatus.INTERRUPTED, f"the training process ended unexpectedly: it was "
+                                f"killed (SIGKILL: out of memory{cpu}, or stopped by hand); resume with "
+                                f"`layerlab runs resume {run_id}`")
+        else:
+            store.finish(run_id, RunStatus.FAILED,
+                         message=sandbox.death_message(code, lim, what=WHAT, outcome=OUTCOME, fix=FIX))
+        return True
+    return False
+
+
+def study_env(private: str | os.PathLike, source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A study runner's whole environment: that of its jobs (:func:`job_env`); the jobs it submits inherit it."""
+    return job_env(private, source)
+
+
+def limit_study(pid: int, lim: WorkerLimits | None = None) -> None:
+    """Set a just-started study runner's limits from outside (``prlimit``): no core files, the file size and the
+    private memory of ``lim`` (default :func:`job_limits`); no CPU cap (it waits on its trials for hours)."""
+    import resource
+
+    lim = lim or job_limits()
+    caps = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, lim.file_mb * 2**20)]
+    if lim.memory_mb > 0:
+        caps.append((resource.RLIMIT_DATA, lim.memory_mb * 2**20))
+    for which, value in caps:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            _, hard = resource.prlimit(pid, which)
+            resource.prlimit(pid, which, (value if hard == resource.RLIM_INFINITY else min(value, hard), hard))
+
+
+__all__ = ["job_limits", "job_env", "enter", "leave", "failure_message", "record_death", "study_env", "limit_study",
+           "JobLimitError", "PASSED_ENV", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]
