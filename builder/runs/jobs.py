@@ -432,7 +432,7 @@ def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...
         os.close(null)
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
-        code = run_job(ws, run_id)
+        code = run_job(ws, run_id, sandboxed=True)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -668,8 +668,10 @@ def _gpu_device(spec: JobSpec, origin: dict | None) -> str | None:
     return dev if dev in ("auto", "cuda") else None
 
 
-def run_job(workspace: str | Path, run_id: str) -> int:
-    """The job process body: wait for a slot, train, record; returns the exit code."""
+def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> int:
+    """The job process body: wait for a slot, train, record; returns the exit code. ``sandboxed`` (the job
+    processes' entries): once the slot is claimed, enter :mod:`builder.runs.job_sandbox` for good (limits, clean
+    environment, no new processes); a caller that runs a job in its own process leaves it False."""
     import torch
 
     from builder.training.pipeline import run_training
@@ -685,7 +687,7 @@ def run_job(workspace: str | Path, run_id: str) -> int:
     if not ok:
         return 0
     tmp = store.folder(run_id).tmp  # limits, clean environment, no new processes, before the model is built
-    lim = job_sandbox.enter(tmp)
+    lim = job_sandbox.enter(tmp) if sandboxed else job_sandbox.job_limits()
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
         spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
@@ -736,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "launcher":
         return launcher(args.workspace)
-    return run_job(args.workspace, args.run_id)
+    return run_job(args.workspace, args.run_id, sandboxed=True)
 
 
 if __name__ == "__main__":
