@@ -6,8 +6,8 @@ builds the model:
 
 - limits: no core files; files up to ``LAYERLAB_JOB_FILE_MB`` (default 16384 MiB; a larger write fails with
   ``EFBIG``); private writable memory up to ``LAYERLAB_JOB_MEMORY_MB`` (``RLIMIT_DATA``: memory-mapped image
-  caches and CUDA's address reservations do not count; unset = no cap; about 4096 per job suits a class server
-  on CPU, more with CUDA, whose context alone takes ~1 GiB); CPU seconds from then on up to
+  caches and CUDA's inaccessible address reservations do not count; unset = no cap; a small CPU job holds
+  ~0.5 GiB, so 4096 per job suits a class server on CPU; more with CUDA); CPU seconds from then on up to
   ``LAYERLAB_JOB_CPU_S`` (unset = no cap; SIGXCPU ends the run, SIGKILL :data:`CPU_GRACE_S` later);
 - the environment: :func:`job_env`, nothing of the submitter's but ``PATH``, the locale and :data:`PASSED_ENV`
   (LayerLab's, the GPU, thread, MLflow and torch settings); ``HOME`` and ``TMPDIR`` are ``runs/<id>/tmp``,
