@@ -8,7 +8,9 @@ override it)::
     runs/<run id>/                   one folder per run; its files are named by builder.runs.folder.RunFolder
 
 Every call opens its own connection, so threads and processes can write at once (SQLite serialises the
-writers; WAL lets readers continue). A run left ``running`` by a killed process is marked ``interrupted``
+writers; WAL lets readers continue); a training loop holds one for its thread while it runs
+(:meth:`RunStore.hold`): closing the last connection of a process makes SQLite checkpoint the WAL, 3-20 ms per
+write on this machine, more than a small model's epoch spends on its own work. A run left ``running`` by a killed process is marked ``interrupted``
 when a store is opened, and :func:`resume_run` continues it from its last checkpoint. Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_runs.py::test_run_training_records_everything
@@ -27,6 +29,7 @@ import secrets
 import shutil
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -137,6 +140,7 @@ class RunStore:
         except OSError as e:
             raise RunStoreError(f"cannot create workspace {self.workspace}: {e.strerror}") from None
         self.db_path = self.workspace / DB_NAME
+        self._held = threading.local()  # a connection a thread keeps between calls (hold/release)
         key = (str(self.db_path), _inode(self.db_path))
         if key not in _READY:  # schema and migration once per database and process (pages open a store per call)
             with self._conn() as c:
@@ -160,28 +164,51 @@ class RunStore:
                         raise RunStoreError(f"cannot upgrade run database {c}: {e}") from None
 
     # ---- plumbing
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> _Closing:
+        held = getattr(self._held, "conn", None)
+        if held is not None and self._held.pid == os.getpid():
+            return _Closing(held, close=False)
         try:
             c = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as e:
             raise RunStoreError(f"cannot open run database {self.db_path}: {e}") from None
         c.row_factory = sqlite3.Row
         c.execute("PRAGMA busy_timeout=30000")
+        c.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit is not synced (a power cut may lose the last ones)
         return _Closing(c)
 
+    def hold(self) -> None:
+        """Keep one connection open for the calling thread until :meth:`release` (a training loop's store writes,
+        :class:`RunLogger`). Not across a fork: a child process opens its own."""
+        if getattr(self._held, "conn", None) is None or self._held.pid != os.getpid():
+            self._held.conn = self._conn().c
+            self._held.pid = os.getpid()
+
+    def release(self) -> None:
+        """Close the calling thread's held connection (nothing when none is held)."""
+        c, self._held.conn = getattr(self._held, "conn", None), None
+        if c is not None and self._held.pid == os.getpid():
+            c.close()
+
     def _write(self, sql: str, args: Iterable = (), many: bool = False) -> int:
+        return self._write_all([(sql, args, many)])[0]
+
+    def _write_all(self, statements: list[tuple[str, Iterable, bool]]) -> list[int]:
+        """Run ``(sql, args, many)`` statements in one transaction (retried while another process holds the
+        lock); their row counts."""
         last: Exception | None = None
         for attempt in range(20):
             try:
                 with self._conn() as c:
                     c.execute("BEGIN IMMEDIATE")
                     try:
-                        cur = c.executemany(sql, args) if many else c.execute(sql, tuple(args))
+                        counts = [(c.executemany(sql, args) if many else c.execute(sql, tuple(args))).rowcount
+                                  for sql, args, many in statements]
                         c.execute("COMMIT")
                     except BaseException:
                         c.execute("ROLLBACK")
                         raise
-                    return cur.rowcount
+                    return counts
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
                     raise RunStoreError(f"run database error: {e}") from None
@@ -354,14 +381,19 @@ class RunStore:
         """Append step/epoch events (dicts with ``type``) to the metrics table."""
         events = [events] if isinstance(events, dict) else list(events)
         # epoch extras (e.g. the decision-boundary grid, builder.interpret.boundary) are stored with the epoch
+        # (one transaction: a short epoch's steps, its epoch row and the run's progress cost one commit)
         rows = [(run_id, ev.get("type", "epoch"), ev.get("step"), ev.get("epoch"),
                  _dumps({k: v for k, v in ev.items() if k != "type"})) for ev in events]
+        statements: list[tuple[str, Iterable, bool]] = []
         if rows:
-            self._write("INSERT INTO metrics (run_id, kind, step, epoch, data) VALUES (?, ?, ?, ?, ?)", rows,
-                        many=True)
+            statements.append(("INSERT INTO metrics (run_id, kind, step, epoch, data) VALUES (?, ?, ?, ?, ?)",
+                               rows, True))
         epochs = [ev["epoch"] for ev in events if ev.get("type") == "epoch"]
         if epochs:
-            self._write("UPDATE runs SET epochs_done = ?, updated_at = ? WHERE id = ?", (max(epochs), _now(), run_id))
+            statements.append(("UPDATE runs SET epochs_done = ?, updated_at = ? WHERE id = ?",
+                               (max(epochs), _now(), run_id), False))
+        if statements:
+            self._write_all(statements)
 
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         """Drop curve points logged after ``after_step`` (used when resuming from an older checkpoint)."""
@@ -500,16 +532,18 @@ def graph_hash(graph: Any) -> str:
 
 
 class _Closing:
-    """sqlite3 connection as a context manager that closes (the stdlib one only commits)."""
+    """sqlite3 connection as a context manager that closes (the stdlib one only commits); a held one
+    (:meth:`RunStore.hold`) stays open."""
 
-    def __init__(self, c: sqlite3.Connection):
-        self.c = c
+    def __init__(self, c: sqlite3.Connection, close: bool = True):
+        self.c, self.close = c, close
 
     def __enter__(self) -> sqlite3.Connection:
         return self.c
 
     def __exit__(self, *exc) -> None:
-        self.c.close()
+        if self.close:
+            self.c.close()
 
 
 class RunLogger:
@@ -522,17 +556,22 @@ class RunLogger:
         self._steps: list[dict] = []
         self._test: dict | None = None
         self._last_epoch: dict = {}
+        self._holder: int | None = None  # the thread that holds a store connection (RunStore.hold)
 
     def __call__(self, ev: dict) -> None:
         t = ev.get("type")
+        if self._holder is None:  # the trainer's thread writes its events: one connection while it trains
+            self.store.hold()
+            self._holder = threading.get_ident()
         if t == "step":
             self._steps.append(ev)
             if len(self._steps) >= 200 or time.monotonic() - self._last_flush >= self.flush_s:
                 self._flush()
-        elif t == "epoch":
-            self._flush()
+        elif t == "epoch":  # with the steps not yet written, in one transaction
             self._last_epoch = {k: v for k, v in ev.items() if k not in ("type", "extras")}
-            self.store.log_metrics(self.run_id, ev)
+            steps, self._steps = self._steps, []
+            self._last_flush = time.monotonic()
+            self.store.log_metrics(self.run_id, [*steps, ev])
         elif t == "done":
             self._test = ev.get("test")
         elif t == "status":
@@ -540,6 +579,9 @@ class RunLogger:
             st = ev["status"]
             if is_final(st):
                 self.store.finish(self.run_id, st, self._last_epoch, self._test, ev.get("message", ""))
+                if self._holder == threading.get_ident():
+                    self.store.release()
+                    self._holder = None
             else:
                 self.store.update_status(self.run_id, st, ev.get("message", ""))
 
