@@ -130,6 +130,19 @@ print(json.dumps({{"env": dict(os.environ), "tmp": tempfile.gettempdir(), "tried
     assert seen["core"] == 0 and seen["fsize"] == 8 * 2**20
 
 
+def _failed_with(store, rid: str, prefix: str) -> str:
+    """The run's message once it failed with ``prefix`` (the job names the limit just after the trainer recorded
+    the failure, and a death by signal is recorded by its starter just after a reader may mark it interrupted)."""
+    end = time.monotonic() + TIMEOUT
+    while time.monotonic() < end:
+        run = store.get(rid)
+        if run["status"] == "failed" and run["message"].startswith(prefix):
+            assert "\n" not in run["message"] and "the app is unaffected" in run["message"]
+            return run["message"]
+        time.sleep(0.05)
+    pytest.fail(f"run {rid} did not fail with {prefix!r}: {store.get(rid)['status']}, {store.get(rid)['message']!r}")
+
+
 def _running(store, rid: str) -> int:
     _until(lambda: (store.get(rid)["epochs_done"] or 0) >= 1, f"run {rid} to train")
     return store.get(rid)["pid"]
@@ -154,21 +167,16 @@ def test_jobs_cold_and_forked_are_locked_down_and_a_crash_is_a_failed_run(store,
                    for line in limits.splitlines())
         assert store.folder(rid).tmp.is_dir()  # its private HOME and TMPDIR
         os.kill(pid, signal.SIGSEGV)  # a crash in native code: seen by whoever started it
-    assert wait(store, [cold, warm], TIMEOUT) == {cold: "failed", warm: "failed"}
     for rid in (cold, warm):
-        msg = _until(lambda rid=rid: "SIGSEGV" in store.get(rid)["message"] and store.get(rid)["message"], "message")
-        assert msg.startswith("the training job died from SIGSEGV: a crash in native code") and "\n" not in msg
-        assert "the app is unaffected" in msg
+        _failed_with(store, rid, "the training job died from SIGSEGV: a crash in native code")
 
 
 def test_a_job_over_its_memory_limit_fails_naming_the_limit(store, monkeypatch):
     monkeypatch.setenv("LAYERLAB_JOB_MEMORY_MB", "1200")
     rid = submit(store, _spec(width=12_000))  # 144 M parameters: 576 MB of weights, 2.3 GB with Adam
-    assert wait(store, [rid], TIMEOUT) == {rid: "failed"}
-    msg = store.get(rid)["message"]
-    assert msg.startswith("the training job stopped: it ran out of memory (limit 1200 MiB; raise "
-                          "LAYERLAB_JOB_MEMORY_MB)"), msg
-    assert not store.folder(rid).tmp.exists()  # removed at the end
+    _failed_with(store, rid, "the training job stopped: it ran out of memory (limit 1200 MiB; raise "
+                 "LAYERLAB_JOB_MEMORY_MB)")
+    _until(lambda: not store.folder(rid).tmp.exists(), "its private folder to be removed")
     ok = submit(store, _spec())  # the same limit leaves a small model alone
     assert wait(store, [ok], TIMEOUT) == {ok: "finished"}
 
@@ -176,17 +184,53 @@ def test_a_job_over_its_memory_limit_fails_naming_the_limit(store, monkeypatch):
 def test_a_job_over_its_file_size_limit_fails_writing_its_checkpoint(store, monkeypatch):
     monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "1")
     rid = submit(store, _spec(width=1000))  # 1 M parameters: a 4 MB checkpoint
-    assert wait(store, [rid], TIMEOUT) == {rid: "failed"}
-    msg = store.get(rid)["message"]
-    assert msg.startswith("the training job stopped: it wrote a file over the size limit (1 MiB; raise "
-                          "LAYERLAB_JOB_FILE_MB)"), msg
+    _failed_with(store, rid, "the training job stopped: it wrote a file over the size limit (1 MiB; raise "
+                 "LAYERLAB_JOB_FILE_MB)")
 
 
 def test_a_job_over_its_cpu_time_fails_naming_the_limit(store, monkeypatch):
     monkeypatch.setenv("LAYERLAB_JOB_CPU_S", "1")
     rid = submit(store, _spec(**LONG))
-    assert wait(store, [rid], TIMEOUT) == {rid: "failed"}
-    msg = store.get(rid)["message"]
-    assert msg.startswith("the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)"), msg
+    _failed_with(store, rid, "the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)")
     assert (store.get(rid)["epochs_done"] or 0) < LONG["epochs"]
 
+
+def test_a_study_runner_starts_with_a_clean_environment_and_the_jobs_limits(tmp_path, monkeypatch):
+    from builder.search.runner import launch_study
+    from builder.search.settings import StudySettings
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("LAYERLAB_JOB_MEMORY_MB", "3000")
+    proc = launch_study(tmp_path, load_template("mlp"), "moons", ["lr=1e-3..1e-1:log"],
+                        StudySettings(name="box", n_trials=1, workers=1, pruner="none"), config={"epochs": 1})
+    try:
+        environ, limits = _proc(proc.pid, "environ"), _proc(proc.pid, "limits").splitlines()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert SECRET not in environ and f"HOME={tmp_path / 'studies' / 'box.tmp'}" in environ.split("\0")
+    assert any(line.startswith("Max data size") and line.split()[3] == str(3000 * 2**20) for line in limits)
+    assert any(line.startswith("Max core file size") and line.split()[4] == "0" for line in limits)
+
+
+def test_failure_message_names_a_limit_only_where_one_was_met():
+    import errno
+
+    from builder.errors import TrainingError
+    from builder.runs.job_sandbox import failure_message, job_limits
+
+    capped, free = job_limits({"LAYERLAB_JOB_MEMORY_MB": "512"}), job_limits({})
+
+    def chained(cause: BaseException) -> TrainingError:
+        try:
+            raise TrainingError(f"training failed: {cause}") from cause
+        except TrainingError as e:
+            return e
+
+    oom = chained(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))
+    assert "ran out of memory (limit 512 MiB; raise LAYERLAB_JOB_MEMORY_MB)" in failure_message(oom, capped)
+    assert failure_message(oom, free) is None  # no cap: the machine's memory, not a limit of ours
+    assert failure_message(chained(RuntimeError("CUDA out of memory. Tried to allocate")), capped) is None
+    big = chained(OSError(errno.EFBIG, "File too large"))
+    assert "over the size limit (16384 MiB; raise LAYERLAB_JOB_FILE_MB)" in failure_message(big, free)
+    assert failure_message(chained(ValueError("shapes do not match")), capped) is None
