@@ -37,10 +37,11 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     project = load_project(project)
     settings.check()
     parse_space(specs, project)
+    workspace = Path(workspace).expanduser().resolve()  # the runner's HOME and working folder are not ours
     owner = study_owner(settings.storage or default_storage(workspace), settings.name)
     if owner is not None:  # resuming: only the study's own owner may (checked before anything starts)
         _check_owner(settings.name, owner, settings.owner)
-    d = Path(workspace).expanduser() / "studies"
+    d = workspace / "studies"
     d.mkdir(parents=True, exist_ok=True)
     pfile = d / f"{settings.name}.project.json"
     pfile.write_text(project.to_json(), encoding="utf-8")
