@@ -8,7 +8,9 @@ batch 64), the cnn template's architecture written by hand, Adam 3e-3, 30 epochs
   workspace per run) ÷ ``python bench/cpu_speed.py --tutorial`` (with torch's threads, and with
   ``OMP_NUM_THREADS=1``), whole processes, interleaved;
 * ``loop``: in process, the trainer's 30 epochs (``Trainer.fit`` on the prepared dataset, a run folder as a
-  real run has) ÷ the tutorial's 30-epoch loop, with the thread count each would use (the trainer:
+  real run has) ÷ the tutorial's 30-epoch loop, and the bare loop over the trainer's own model and choices
+  (:func:`bare_seconds`, the floor: what the same steps cost without validation, curves and checkpoints), with
+  the thread count each would use (the trainer:
   :func:`builder.runs.jobs.torch_threads`; the tutorial: torch's default, and also one thread), each measured in
   a fresh process after a 2-epoch warm-up (``--one KIND``), interleaved;
 * ``--threads-rule``: seconds per training step of the templates (and a wider conv) at 1 and at every core,
@@ -118,9 +120,46 @@ def trainer_seconds(epochs: int = EPOCHS, **extra) -> float:
         return time.perf_counter() - t0
 
 
+def bare_seconds(epochs: int = EPOCHS) -> float:
+    """Seconds of a bare loop over the trainer's own model and data, with what the trainer chooses (its thread
+    count, channels_last, fused Adam, batch 64 by index): the step's compute without the trainer's bookkeeping
+    (validation, curves, health, checkpoints), the floor for the trainer on this model."""
+    import torch
+
+    import builder
+    from builder.runs.jobs import torch_threads
+    from builder.training.callbacks import ChannelsLast
+    from builder.training.pipeline import build_model, prepare
+    from builder.training.trainer import build_optimizer
+
+    project, ds, cfg, report = prepare(builder.load_template("cnn"), "digits",
+                                       {"epochs": epochs, "early_stopping": None}, with_report=True)
+    model = build_model(project.graph, cfg.seed, report)
+    if ChannelsLast.applies("auto", model, ds, torch.device("cpu")):
+        model, ds = model.to(memory_format=torch.channels_last), ChannelsLast.convert(ds)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        model(ds.train.X[:2])
+    torch.set_num_threads(torch_threads(fc.get_total_flops() // 2 * cfg.batch_size // 2, cap=torch.get_num_threads()))
+    X, y, n, B = ds.train.X, ds.train.y, len(ds.train), cfg.batch_size
+    opt, lossf = build_optimizer(model.parameters(), cfg), torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for b in range(n // B + (n % B >= 2)):
+            idx = perm[b * B:(b + 1) * B]
+            loss = lossf(model(X[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - t0
+
+
 def one_loop(kind: str) -> float:
-    """Seconds of one in-process measurement in this (fresh) process after a 2-epoch warm-up: ``trainer``, ``tutorial``
-    (torch's threads) or ``tutorial1`` (one thread)."""
+    """Seconds of one in-process measurement in this (fresh) process after a 2-epoch warm-up: ``trainer``, ``bare``
+    (:func:`bare_seconds`), ``tutorial`` (torch's threads) or ``tutorial1`` (one thread)."""
     import torch
 
     if kind == "tutorial1":
@@ -128,17 +167,21 @@ def one_loop(kind: str) -> float:
     if kind == "trainer":
         trainer_seconds(2)
         return trainer_seconds()
+    if kind == "bare":
+        bare_seconds(2)
+        return bare_seconds()
     tutorial(2, verbose=False)
     return tutorial(verbose=False)
 
 
-def loop(repeats: int) -> tuple[float, float, float]:
+def loop(repeats: int) -> tuple[float, float, float, float]:
     """Median in-process seconds of the trainer's 30 epochs, the tutorial loop's with torch's default threads and
-    with one thread (the hand-written loop at its best on a small model), interleaved, each in a fresh process:
+    with one thread (the hand-written loop at its best on a small model), and the bare loop over the trainer's model
+    (:func:`bare_seconds`: the floor without bookkeeping), interleaved, each in a fresh process:
     changing torch's thread count inside one process makes the next calls on more threads several times slower
     for a while (torch 2.13, OpenMP/oneDNN), which would favour whichever ran on one thread."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs: dict[str, list[float]] = {"trainer": [], "tutorial": [], "tutorial1": []}
+    runs: dict[str, list[float]] = {"trainer": [], "tutorial": [], "tutorial1": [], "bare": []}
     kinds = list(runs)
     for r in range(repeats):
         for kind in (kinds if r % 2 == 0 else kinds[::-1]):
@@ -225,7 +268,8 @@ def main() -> int:
     """Run the comparisons named by the flags; print ratios."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tutorial", action="store_true", help="run the tutorial script alone (whole process)")
-    p.add_argument("--one", choices=("trainer", "tutorial", "tutorial1"), help="one in-process measurement (seconds)")
+    p.add_argument("--one", choices=("trainer", "bare", "tutorial", "tutorial1"),
+                   help="one in-process measurement (seconds)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-whole", action="store_true")
     p.add_argument("--skip-loop", action="store_true")
@@ -248,9 +292,11 @@ def main() -> int:
     if a.threads_rule:
         threads_rule(a.repeats)
     if not a.skip_loop:
-        t, u, u1 = loop(a.repeats)
+        t, u, u1, f = loop(a.repeats)
         print(f"in process, 30 epochs: trainer {t:.2f} s, tutorial loop {u:.2f} s (torch's threads), ratio {t / u:.2f}; "
-              f"tutorial loop on 1 thread {u1:.2f} s, ratio {t / u1:.2f}", flush=True)
+              f"tutorial loop on 1 thread {u1:.2f} s, ratio {t / u1:.2f}; bare loop over the trainer's model "
+              f"{f:.2f} s: trainer / bare {t / f:.2f}, bare / tutorial {f / u:.2f} (the floor of the first ratio)",
+              flush=True)
     if not a.skip_whole:
         c, u, u1 = whole(a.repeats)
         print(f"whole process: layerlab train {c:.2f} s, tutorial script {u:.2f} s (torch's threads), ratio {c / u:.2f}; "
