@@ -422,13 +422,13 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 def cmd_runs_resume(args: argparse.Namespace) -> int:
     """``layerlab runs resume ID``."""
     from builder.runs.store import RunStore
-    from builder.training.pipeline import resume_run
+    from builder.training.prune import resume_pruned
 
     store = RunStore(args.workspace)
     run = store.get(args.run_id)
-    overrides = _config_overrides(args)
-    return _run_job(lambda progress: resume_run(run["id"], store, [progress], on_event=progress, background=True,
-                                                overrides=overrides or None), args)
+    overrides = _config_overrides(args)  # a pruned run keeps its mask and completes its report (resume_pruned)
+    return _run_job(lambda progress: resume_pruned(store, run["id"], callbacks=[progress], on_event=progress,
+                                                   background=True, overrides=overrides or None), args)
 
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:

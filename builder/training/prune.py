@@ -41,7 +41,7 @@ from builder.training.callbacks import Callback
 from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
 
 __all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune", "prunable_groups",
-           "magnitude_masks", "prune_run", "prune_job_spec", "run_prune_job", "finetune_config", "resume_pruned", "KeepMasks", "StartFrom", "CRITERIA"]
+           "magnitude_masks", "prune_run", "prune_job_spec", "run_prune_job", "finetune_config", "resume_pruned", "CompleteReport", "KeepMasks", "StartFrom", "CRITERIA"]
 
 CRITERIA = ("l1", "taylor")
 # The fine-tune's settings unless the caller overrides them: the parent's, with a cosine schedule from 3x the
@@ -376,12 +376,15 @@ class StartFrom(KeepMasks):
 
 
 def resume_pruned(store: Any, run_id: str, **kwargs: Any) -> Any:
-    """Resume a pruned run's fine-tune (:func:`builder.training.pipeline.resume_run`; ``kwargs`` go to it).
+    """Resume any run (:func:`builder.training.pipeline.resume_run`; ``kwargs`` go to it), a pruned run's
+    fine-tune included: the one resume of the CLI (``runs resume``) and of jobs.
 
-    A structured run needs nothing more: its graph is the smaller one and its checkpoint holds the surviving
-    weights. An unstructured run re-installs its mask: recomputed from the parent's weights with the amount and
-    nodes recorded in its tags (global magnitude pruning is deterministic), kept by :class:`KeepMasks`, so the
-    zeroed weights stay zero after the resume (a plain resume would let them grow back).
+    A structured run needs nothing more for its weights: its graph is the smaller one and its checkpoint holds the
+    surviving weights. An unstructured run re-installs its mask: recomputed from the parent's weights with the
+    amount and nodes recorded in its tags (global magnitude pruning is deterministic), kept by :class:`KeepMasks`,
+    so the zeroed weights stay zero after the resume (a plain resume would let them grow back). A pruned run
+    whose report lacks its ``after`` measures (the fine-tune was stopped before) gets them when the resumed
+    fine-tune finishes (:class:`CompleteReport`).
 
     Raises:
         RunStoreError: as resume_run, or the parent run is gone.
@@ -391,11 +394,43 @@ def resume_pruned(store: Any, run_id: str, **kwargs: Any) -> Any:
     run = store.get(run_id)
     tags = run.get("tags") or {}
     callbacks = list(kwargs.pop("callbacks", ()))
+    masks: dict[str, torch.Tensor] = {}
     if tags.get("prune") == "unstructured":
         parent, _ = load_run(store, str(tags["pruned_from"]))
         nodes = [n for n in str(tags.get("prune_nodes") or "").split(",") if n] or None
-        callbacks.append(KeepMasks(magnitude_masks(parent, float(tags["prune_amount"]), nodes)))
+        masks = magnitude_masks(parent, float(tags["prune_amount"]), nodes)
+        callbacks.append(KeepMasks(masks))
+    report = store.folder(run["id"]).read_prune() if tags.get("prune") else None
+    if report and not report.get("after"):
+        callbacks.append(CompleteReport(store, PruneReport(**report), load_project(run["project"]).graph, masks))
     return resume_run(run["id"], store, callbacks, **kwargs)
+
+
+class CompleteReport(Callback):
+    """Measure a pruned run's ``after`` figures when its (resumed) fine-tune finishes: the report and the model
+    card are written again with them."""
+
+    def __init__(self, store: Any, report: PruneReport, graph: Any, masks: dict[str, torch.Tensor]):
+        self.store, self.report, self.graph, self.masks = store, report, graph, masks
+
+    def on_train_end(self, trainer: Any, result: Any) -> None:
+        """After the final weights were saved: measure, keep the report, rewrite the card."""
+        if getattr(result, "status", None) != "finished" or getattr(trainer, "rank", 0) != 0:
+            return
+        _complete(self.store, self.report, trainer.model.cpu().eval(), self.graph, trainer.dataset, self.masks,
+                  int(self.report.before.get("latency_batch") or 32))
+        from builder.runs.modelcard import write_model_card
+
+        write_model_card(self.store, self.report.run_id)
+
+
+def _complete(store: Any, rep: PruneReport, model: torch.nn.Module, graph: Any, ds: Any,
+              masks: dict[str, torch.Tensor], latency_batch: int, latency_repeats: int = 20) -> None:
+    """Fill ``rep.after`` (and an unstructured run's sparsity) from the pruned run's final model; keep the report."""
+    if masks:
+        rep.sparsity = _sparsity(model, masks)
+    rep.after = _measure(model, graph, ds, store.weights_path(rep.run_id), latency_repeats, latency_batch)
+    keep_report(store, rep, "prune")
 
 
 # ------------------------------------------------------------------------------------------ measures
@@ -555,10 +590,7 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
         keep_report(store, rep, "prune")
         return rep
     after, _ = load_run(store, new_id)
-    if masks:
-        rep.sparsity = _sparsity(after, masks)
-    rep.after = _measure(after, new.graph, ds, store.weights_path(new_id), latency_repeats, latency_batch)
-    keep_report(store, rep, "prune")
+    _complete(store, rep, after, new.graph, ds, masks, latency_batch, latency_repeats)
     if not finetune_epochs:
         store.finish(new_id, "finished", test=after_test(after, ds))
     else:

@@ -74,3 +74,20 @@ def test_a_prune_job_stops_on_request_and_resumes_as_a_job(tmp_path, no_launch):
     rid2 = jobs.submit(store, jobs.JobSpec(project={}, dataset="", resume_run=rid))
     assert rid2 == rid and jobs.run_job(tmp_path, rid) == 0
     assert store.get(rid)["status"] == "finished"
+    rep = store.folder(rid).read_prune()  # the resumed fine-tune completed the report and the card
+    assert rep["after"]["params"] == rep["before"]["params"] and rep["after"]["nonzero"] < rep["before"]["nonzero"]
+    assert rep["sparsity"] and min(rep["sparsity"].values()) > 0 and rep["after"]["test"]
+    assert f"{rep['after']['nonzero']:,}" in store.folder(rid).model_card.read_text(encoding="utf-8")
+
+
+def test_the_cli_resumes_a_stopped_unstructured_fine_tune_with_its_mask(tmp_path, no_launch, capsys):
+    from builder.cli.main import main
+
+    store = RunStore(tmp_path)
+    parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
+    rid = jobs.submit(store, prune_job_spec(store, parent, 0.6, structured=False, finetune_epochs=2))
+    jobs.request(store, rid, "stop")
+    assert jobs.run_job(tmp_path, rid) == 0 and store.get(rid)["status"] == "stopped"
+    assert main(["runs", "resume", rid, "--workspace", str(tmp_path), "--quiet"]) == 0
+    rep = store.folder(rid).read_prune()
+    assert store.get(rid)["status"] == "finished" and rep["after"]["nonzero"] < 0.5 * rep["before"]["nonzero"]
