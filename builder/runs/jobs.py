@@ -414,7 +414,7 @@ def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...
         _FORKED[pid] = (ws, run_id)
         return pid
     code = 1
-    try:  # the child: a session of its own, output to the job log, the submitter's LAYERLAB_* settings
+    try:  # the child: a session of its own, output to the job log, the submitter's passed settings (PASSED_ENV)
         for fd in close:
             os.close(fd)
         os.setsid()
