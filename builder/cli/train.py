@@ -65,6 +65,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="mixed precision: bfloat16 (or float16) autocast on CUDA, bfloat16 on CPUs with native "
                    "bfloat16; refused elsewhere (default: on for CUDA)")
     g.add_argument("--no-amp", action="store_true", dest="no_amp", help="float32 also on CUDA")
+    g.add_argument("--torch-compile", action="store_true", default=None, dest="torch_compile",
+                   help="train through torch.compile (compiles for seconds to minutes first; slower on small CPU "
+                   "models, can pay on a GPU for long runs)")
     g.add_argument("--loss", choices=("auto", "mse", "l1", "huber"), help="regression loss")
     g.add_argument("--metric", choices=("auto", "accuracy", "f1", "r2"))
     g.add_argument("--log-every", type=int, dest="log_every")
@@ -195,7 +198,7 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     cfg = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k, None) is not None}
     if cfg.get("early_stopping") == 0:  # 0 turns early stopping off, as on the Train page
         cfg["early_stopping"] = None
-    for k in ("nesterov", "amp"):
+    for k in ("nesterov", "amp", "torch_compile"):
         if getattr(args, k, None):
             cfg[k] = True
     if getattr(args, "no_amp", False):

@@ -12,7 +12,8 @@ builds the model:
 - the environment: :func:`job_env`, nothing of the submitter's but ``PATH``, the locale and :data:`PASSED_ENV`
   (LayerLab's, the GPU, thread, MLflow and torch settings); ``HOME`` and ``TMPDIR`` are ``runs/<id>/tmp``,
   removed by :func:`leave` when the job ends; ``TORCHINDUCTOR_COMPILE_THREADS=1`` (no compile worker pool);
-- no new processes: the seccomp filter and the audit hook of the import worker.
+- no new processes: the seccomp filter and the audit hook of the import worker (except for a run with
+  ``torch_compile``, whose compilers are processes: :func:`compiles`).
 
 A job that meets a limit ends ``failed`` with one line naming it (:func:`failure_message` for what the job
 itself sees: an allocation refused, a write too large, SIGXCPU; :func:`record_death` for a death by signal seen
@@ -84,9 +85,10 @@ def job_env(private: str | os.PathLike, source: Mapping[str, str] | None = None)
     return {**sandbox.sandbox_env(private, PASSED_ENV, source), "TORCHINDUCTOR_COMPILE_THREADS": "1"}
 
 
-def enter(private: str | os.PathLike, lim: WorkerLimits | None = None) -> WorkerLimits:
+def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, processes: bool = False) -> WorkerLimits:
     """Inside a job process, before it builds the model: the clean environment with ``private`` (created) as
-    home and temporary folder, the limits ``lim`` (default :func:`job_limits`), no new processes. Returns the
+    home and temporary folder, the limits ``lim`` (default :func:`job_limits`), no new processes unless
+    ``processes`` (a run with ``torch_compile``: inductor runs the C++ compiler, Triton ``ptxas``). Returns the
     limits in force."""
     lim = lim or job_limits()
     Path(private).mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None) -> Worker
     os.environ.clear()
     os.environ.update(env)
     tempfile.tempdir = str(private)
-    sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT)
+    sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT, processes=processes)
     if lim.cpu_s > 0:  # from now (a cold job's imports do not count); SIGXCPU raises, SIGKILL after the grace
         fired: list[bool] = []
 
@@ -106,6 +108,11 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None) -> Worker
         signal.signal(signal.SIGXCPU, on_xcpu)
         sandbox.cpu_budget(lim.cpu_s, grace=CPU_GRACE_S)
     return lim
+
+
+def compiles(config: Mapping | None) -> bool:
+    """Whether a job's training config asks for ``torch.compile`` (its job may then start the compilers)."""
+    return bool((config or {}).get("torch_compile"))
 
 
 def leave(private: str | os.PathLike) -> None:
@@ -179,5 +186,5 @@ def limit_study(pid: int, lim: WorkerLimits | None = None) -> None:
             resource.prlimit(pid, which, (value if hard == resource.RLIM_INFINITY else min(value, hard), hard))
 
 
-__all__ = ["job_limits", "job_env", "enter", "leave", "failure_message", "record_death", "study_env", "limit_study",
+__all__ = ["job_limits", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
            "JobLimitError", "PASSED_ENV", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]

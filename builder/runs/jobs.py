@@ -687,7 +687,8 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     if not ok:
         return 0
     tmp = store.folder(run_id).tmp  # limits, clean environment, no new processes, before the model is built
-    lim = job_sandbox.enter(tmp) if sandboxed else job_sandbox.job_limits()
+    config = {**(store.get(run_id).get("config") or {}), **(origin or {}).get("config", {}), **(spec.config or {})}
+    lim = job_sandbox.enter(tmp, processes=job_sandbox.compiles(config)) if sandboxed else job_sandbox.job_limits()
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
         spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"

@@ -52,6 +52,11 @@ class TrainConfig(BaseModel):
     ``freeze`` lists node ids whose weights stay fixed (:class:`builder.training.callbacks.Freeze`).
     ``health_every``: steps between samples of per-node training health (:mod:`builder.training.health`, kept as
     the run's ``health.json``); 0 turns the recording off.
+    ``torch_compile``: train through ``torch.compile`` (inductor; off by default: on this project's 2-core CPU it
+    made every template's step slower, the cnn's 1.4x and the resnet's 1.08x after 8-20 s of compiling, see
+    bench/RESULTS.md; on a GPU it can pay for long runs of large models). The validation, the test and every
+    explanation run the uncompiled module; training health then samples gradients and updates but not
+    activations (forward hooks would recompile); a job that compiles may start the compiler's processes.
     ``augment``: image augmentation drawn per batch on the device, e.g. ``{"flip": 1, "crop": 4}`` (empty: off;
     :mod:`builder.data.augment`), reproducible from the seed, the epoch and the batch (exact on resume).
     Checkpoints (``checkpoints/last.safetensors``): with ``checkpoint_every`` unset, one when
@@ -78,6 +83,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = "auto"
     amp: bool | None = None  # None: on for CUDA (bfloat16 where supported), off elsewhere
+    torch_compile: bool = False
     memory_format: Literal["auto", "contiguous", "channels_last"] = "auto"
     loss: Literal["auto", "mse", "l1", "huber"] = "auto"
     metric: Literal["auto", "accuracy", "f1", "r2"] = "auto"

@@ -162,6 +162,7 @@ class HealthMonitor(Callback):
         self.log = HealthLog(every)
         self._nodes: list[_Node] = []
         self._hooks: list[Any] = []
+        self._armed = False  # this step is sampled (forward hooks registered unless the forward is compiled)
         self._opt_hooks: list[Any] = []
         self._pending: list[tuple[int, int, list[tuple[str, str]], torch.Tensor]] = []
         self._fwd: dict[str, list[tuple[str, torch.Tensor]]] = {}
@@ -208,6 +209,9 @@ class HealthMonitor(Callback):
     # ---- forward hooks, only on sample steps
     def _arm(self) -> None:
         self._fwd = {}
+        self._armed = True
+        if getattr(self._trainer, "compiled", False):  # torch.compile: a hook added or removed recompiles
+            return
         for n in self._nodes:
             self._hooks.append(n.module.register_forward_hook(self._forward_hook(n)))
 
@@ -215,6 +219,7 @@ class HealthMonitor(Callback):
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        self._armed = False
 
     def _forward_hook(self, node: _Node):
         def hook(module: torch.nn.Module, args: Any, out: Any) -> None:
@@ -239,7 +244,7 @@ class HealthMonitor(Callback):
 
     # ---- optimizer hooks: gradients before the step, the update after it
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if not self._hooks:
+        if not self._armed:
             return
         self._disarm()  # the forward of this step has run
         with torch.no_grad():

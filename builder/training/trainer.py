@@ -225,6 +225,9 @@ class Trainer(RunControl):
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index or 0] if self.device.type == "cuda" else None
             self._fwd = DDP(self.model, device_ids=ids)
+        self.compiled = bool(cfg.torch_compile)  # the training forward only (evaluation stays eager)
+        if self.compiled:
+            self._fwd = torch.compile(self._fwd)
         self._amp = self._amp_dtype is not None
         self._scaler = (torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None)
         # probe the output once: catches shape mismatches early with a clear message

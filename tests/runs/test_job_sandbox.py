@@ -234,3 +234,10 @@ def test_failure_message_names_a_limit_only_where_one_was_met():
     big = chained(OSError(errno.EFBIG, "File too large"))
     assert "over the size limit (16384 MiB; raise LAYERLAB_JOB_FILE_MB)" in failure_message(big, free)
     assert failure_message(chained(ValueError("shapes do not match")), capped) is None
+
+
+def test_a_job_that_compiles_may_start_the_compiler(store):
+    """torch.compile runs the C++ compiler (inductor on CPU; Triton's ptxas on CUDA): a run with torch_compile is
+    the one job whose process filter is left off (its other limits stay)."""
+    rid = submit(store, _spec(epochs=1, torch_compile=True))
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}, store.get(rid)["message"]
