@@ -77,12 +77,15 @@ def fingerprint(*parts: object) -> str:
     return h.hexdigest()[:24]
 
 
-def entry_dir(key: str) -> Path:
-    """The folder of one cache entry (the key is a hex fingerprint: it cannot climb out of the cache)."""
+def entry_dir(key: str, kind: str = "images") -> Path:
+    """The folder of one cache entry of ``kind`` (``images``, or ``tables``: :mod:`builder.data.table_cache`); the
+    key is a hex fingerprint: it cannot climb out of the cache."""
     if not (isinstance(key, str) and key.isalnum() and len(key) <= 64):
         raise DatasetError(f"a cache key is up to 64 letters and digits; received: {str(key)[:80]!r}. Fix: use "
                            "fingerprint(...)")
-    return cache_dir() / "images" / key
+    if kind not in ("images", "tables"):
+        raise DatasetError(f"a cache kind is images or tables; received: {str(kind)[:40]!r}. Fix: use one of those")
+    return cache_dir() / kind / key
 
 
 def cached(key: str) -> bool:
@@ -164,7 +167,7 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
             mm.flush()
             done.add(k)
             total_done += min(CHUNK, n - k * CHUNK)
-            _write_json(d / "progress.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c],
+            write_json(d / "progress.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c],
                                               "done": sorted(done)})
             if progress is not None:
                 progress(total_done, n)
@@ -180,7 +183,7 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
         raise errors[0] if isinstance(errors[0], DatasetError) else DatasetError(
             f"decoding the images failed: {type(errors[0]).__name__}: {str(errors[0])[:200]}") from errors[0]
     np.save(d / "labels.npy", np.asarray(labels, dtype=np.int64))
-    _write_json(d / "meta.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c]})
+    write_json(d / "meta.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c]})
     opened = _open(d, n, (h, w, c))
     if opened is None:
         raise DatasetError(f"the image cache entry {d} could not be read back after writing it. Fix: delete the "
@@ -224,11 +227,12 @@ def _progress(d: Path, n: int, shape: tuple[int, int, int]) -> set[int]:
     return set()
 
 
-def _write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary name, then a rename): a reader sees all or none."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
 
 
 __all__ = ["build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "entry_dir", "fingerprint",
-           "use_cache_dir", "CHUNK"]
+           "use_cache_dir", "write_json", "CHUNK"]

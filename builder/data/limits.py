@@ -7,21 +7,27 @@ Loaders read these as ``limits.NAME`` at call time, so a test (or a deployment) 
 
 from __future__ import annotations
 
-MAX_CSV_BYTES = 50 * 2**20
-MAX_CSV_ROWS = 500_000
+MAX_CSV_BYTES = 1 * 2**30  # a CSV file read by its path (streamed in chunks, never held whole)
+MAX_CSV_UPLOAD_BYTES = 200 * 2**20  # a CSV handed over as bytes (held in memory while it is read)
+MAX_CSV_MEMORY_BYTES = 50 * 2**20  # a CSV parsed in memory (smaller than CACHE_MIN_ROWS rows); larger: the cache
+MAX_CSV_ROWS = 1_000_000
 MAX_CSV_COLUMNS = 1_000
-MAX_CSV_CELLS = 20_000_000  # rows x columns parsed (pandas holds each cell as a number or a string)
+MAX_CSV_CELLS = 50_000_000  # lines x columns, counted over the bytes before parsing (parsed in chunks of cells)
+CACHE_MIN_ROWS = 50_000  # CSVs with at least this many rows are parsed once into the workspace's table cache
+MAX_TABLE_BYTES = 2 * 2**30  # rows x encoded features x 4 (float32) of a cached table; also <= free disk
+CSV_PREVIEW_BYTES = 8 * 2**20  # the head of a large CSV the Data page's preview reads
+CSV_CHUNK_CELLS = 1_000_000  # cells per parsed chunk (pandas holds a chunk's cells as strings: ~60 MB)
 MAX_CSV_LINE_BYTES = 2**20
 MAX_CATEGORIES = 100  # distinct values of one text column (one-hot encoded)
 MAX_FEATURES = 2_000  # encoded feature columns in all (numeric + one-hot)
-MAX_FEATURE_CELLS = 20_000_000  # rows x encoded features (built as float64: 160 MB)
+MAX_FEATURE_CELLS = 20_000_000  # rows x encoded features of a table encoded in memory (float32: 80 MB)
 MAX_IMAGE_FILES = 250_000  # images of one folder or zip (issue 20: 200,000 at up to 128x128 must train)
 MAX_IMAGE_BYTES = 16 * 2**30  # compressed bytes of all images (files as reported, zip members as declared and read)
 MAX_IMAGE_UPLOAD_BYTES = 1 * 2**30  # a zip uploaded as bytes (held in memory while it is read)
 MAX_IMAGE_FILE_BYTES = 64 * 2**20  # one image file (as declared in a zip, as reported, as read)
 MAX_IMAGE_PIXELS = 16_000_000  # one image's width x height (header), checked before it is decoded
 MAX_DECODED_BYTES = 12 * 2**30  # images x channels x height x width bytes (uint8) after resizing; also <= free disk
-MAX_DECODE_SECONDS = 3600.0  # one decoding pass into the cache (what was decoded is kept: run again to continue)
+MAX_DECODE_SECONDS = 3600.0  # one decoding pass into the cache (images: what was decoded is kept); a CSV's parse
 CACHE_MIN_IMAGES = 1_000  # folders/zips with at least this many images are decoded into the workspace cache
 MAX_FLOAT_BYTES = 2 * 2**30  # one split of a cached image set materialised as float32 (``Split.X``)
 MAX_ZIP_ENTRIES = 300_000  # entries of a zip's directory (counted, not as declared); also of one folder

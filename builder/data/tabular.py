@@ -1,17 +1,27 @@
-"""CSV tables as tabular datasets: capped reading, encoding detection, one-hot text columns, standardisation."""
+"""CSV tables as tabular datasets: capped reading, encoding detection, chunked parsing, the table cache."""
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import io
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import builder.data.limits as limits
-from builder.data.files import natural_key, read_head, read_limited
-from builder.data.splits import TASKS, Dataset, DatasetInfo, finish, split_indices
+from builder.data.cache import fingerprint
+from builder.data.files import _too_large, read_head, read_limited, regular_file
+from builder.data.splits import TASKS, Dataset, DatasetInfo
+from builder.data.table_cache import load_table, open_cached
+from builder.data.table_plan import Encoding, TablePlan, standardise
 from builder.errors import DatasetError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, seed: int = 0,
@@ -20,163 +30,244 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
 
     Numeric columns are standardised (missing values filled with the training median), text columns are
     one-hot encoded (up to 100 categories). The task is inferred from the target column (text or few
-    integer values: classification; otherwise regression) and can be overridden.
+    integer values: classification; otherwise regression) and can be overridden. Every size limit is checked
+    over the bytes before anything is parsed; the table is then parsed in chunks of cells, twice (pass 1 decides
+    the encoding, pass 2 encodes). A file of ``limits.CACHE_MIN_ROWS`` rows or more (or over
+    ``limits.MAX_CSV_MEMORY_BYTES``) is parsed once into the workspace's table cache
+    (:mod:`builder.data.table_cache`) and memory-mapped from there on; both ways give the same dataset.
 
     Raises:
         DatasetError: empty file, missing target, non-numeric junk in a numeric column, a single class,
-            too many rows, columns or categories, a file that is not CSV text.
+            too many rows, columns or categories, a file that is not CSV text, a limit of ``builder.data.limits``.
     """
-    import pandas as pd
-
     label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded.csv")
-    text, encoding_note = _read_checked_csv(path, label)
-    try:
-        df = pd.read_csv(io.StringIO(text), nrows=limits.MAX_CSV_ROWS + 1, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise DatasetError(f"{label}: not a readable CSV file ({str(e).splitlines()[0][:200]})") from None
-    del text
-    if len(df) == 0:
-        raise DatasetError(f"{label}: the file has a header but no data rows")
-    if len(df) > limits.MAX_CSV_ROWS:
-        raise DatasetError(f"{label}: more than {limits.MAX_CSV_ROWS} rows; sample the file down first")
-    if df.shape[1] > limits.MAX_CSV_COLUMNS:
-        raise DatasetError(f"{label}: {df.shape[1]} columns is more than the limit of {limits.MAX_CSV_COLUMNS}")
-    df.columns = [str(c).strip() for c in df.columns]
-    if target not in df.columns:
-        raise DatasetError(f"{label}: target column {target!r} not found; columns are: "
-                           f"{', '.join(map(repr, df.columns[:30]))}")
-    if df.shape[1] < 2:
-        raise DatasetError(f"{label}: only the target column {target!r}; at least one feature column is needed")
-    n_rows = len(df)
-    df = df.dropna(subset=[target])
-    if len(df) == 0:
-        raise DatasetError(f"{label}: the target column {target!r} is empty in every row")
-    dropped = n_rows - len(df)
-    ycol = df[target]
-    features = df.drop(columns=[target])
-
-    # --- target and task
-    y_num = pd.to_numeric(ycol, errors="coerce")
-    y_is_num = bool(y_num.notna().all())
-    if task is None:
-        if not y_is_num:
-            task = "multiclass"
-        else:
-            uniq = np.unique(y_num.to_numpy())
-            integral = bool(np.all(np.isclose(uniq, np.round(uniq))))
-            task = "multiclass" if integral and len(uniq) <= 20 else "regression"
-        if task == "multiclass" and ycol.nunique() == 2:
-            task = "binary"
-    if task not in TASKS:
+    if task is not None and task not in TASKS:
         raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    class_names: list[str] = []
-    if task in ("multiclass", "binary"):
-        keys = ycol.astype(str).str.strip()
-        class_names = sorted(keys.unique().tolist(), key=natural_key)
-        if len(class_names) < 2:
-            raise DatasetError(f"{label}: target {target!r} has a single class ({class_names[0]!r}); "
-                               "classification needs at least two classes; pick another target or task "
-                               "regression")
-        if task == "binary" and len(class_names) != 2:
-            raise DatasetError(f"{label}: task binary needs exactly 2 classes; target {target!r} has "
-                               f"{len(class_names)}: use task multiclass")
-        if len(class_names) > 1000:
-            raise DatasetError(f"{label}: target {target!r} has {len(class_names)} classes (limit 1000); "
-                               "is it an id column? Use task regression or another target")
-        index = {c: i for i, c in enumerate(class_names)}
-        y = keys.map(index).to_numpy(dtype=np.int64)
-    elif task == "regression":
-        if not y_is_num:
-            bad = ycol[y_num.isna()].iloc[0]
-            raise DatasetError(f"{label}: task regression needs a numeric target; column {target!r} has "
-                               f"non-numeric value {bad!r}")
-        y = y_num.to_numpy(dtype=np.float32)
+    key = None
+    if not isinstance(path, (bytes, bytearray)):
+        p = regular_file(path, "CSV file")
+        st = p.stat()
+        key = fingerprint("table", str(p.resolve()), st.st_size, st.st_mtime_ns, target, task)
+        hit = open_cached(key) if st.st_size <= limits.MAX_CSV_BYTES else None
+        if hit is not None:  # parsed before: nothing is read but the entry
+            X, y, enc, note = hit
+            return _dataset(X, y, enc, note, path, target, label, seed, val_fraction, test_fraction)
+    src = _inspect(path, label)
+    if src.cached:
+        if key is None:
+            key = fingerprint("table", hashlib.sha256(src.data).hexdigest(), target, task)  # type: ignore[arg-type]
+        X, y, enc = load_table(key, src.frames, target, task, label, note=src.note)
     else:
-        y = np.zeros(len(df), dtype=np.float32)
+        X, y, enc = _encode_in_memory(src, target, task, label)
+    return _dataset(X, y, enc, src.note, path, target, label, seed, val_fraction, test_fraction)
 
-    # --- features: plan the encoding (and its size) before anything is materialised
-    plan: list[tuple[str, str, Any]] = []  # (column, "num" | "cat", numeric values | (codes, levels))
-    width = 0
-    for c in features.columns:
-        if width > limits.MAX_FEATURES or width * len(df) > limits.MAX_FEATURE_CELLS:
-            break  # refused below, before the remaining columns are even looked at
-        s = features[c]
-        if s.isna().all():
-            continue  # an empty column carries nothing
-        num = pd.to_numeric(s, errors="coerce")
-        bad = num.isna() & s.notna()
-        if not bad.any():
-            plan.append((c, "num", num))
-            width += 1
-            continue
-        frac_numeric = float((num.notna()).sum()) / max(int(s.notna().sum()), 1)
-        if frac_numeric >= 0.8:
-            rows = [int(i) + 2 for i in np.flatnonzero(bad.to_numpy())[:5]]  # +2: header line, 1-based
-            examples = ", ".join(repr(str(v)[:40]) for v in s[bad].iloc[:3])
-            raise DatasetError(f"{label}: column {c!r} is numeric but has non-numeric values ({examples}) "
-                               f"on line(s) {', '.join(map(str, rows))}; fix or remove those values")
-        cats = s.astype(str).str.strip().where(s.notna(), "<missing>")
-        n_levels = int(cats.nunique())
-        if n_levels > limits.MAX_CATEGORIES:
-            raise DatasetError(f"{label}: text column {c!r} has {n_levels} distinct values (limit "
-                               f"{limits.MAX_CATEGORIES} for one-hot encoding); drop it or group its values")
-        levels = sorted(cats.unique().tolist(), key=natural_key)
-        plan.append((c, "cat", (cats, levels)))
-        width += len(levels)
-    if not plan:
-        raise DatasetError(f"{label}: no usable feature columns besides the target {target!r}")
-    if width > limits.MAX_FEATURES or width * len(df) > limits.MAX_FEATURE_CELLS:
-        wide = sorted(((len(v[1]), c) for c, k, v in plan if k == "cat"), reverse=True)[:3]
-        more = "" if len(plan) == len(features.columns) else " (and more)"
-        raise DatasetError(f"{label}: encoding gives {width}{more} features x {len(df)} rows, over the limits of "
-                           f"{limits.MAX_FEATURES} features and {limits.MAX_FEATURE_CELLS:,} values; the widest text columns: "
-                           + ", ".join(f"{c!r} ({n} values)" for n, c in wide)
-                           + ". Fix: drop or group those text columns, or use fewer rows")
-    X = np.empty((len(df), width), dtype=np.float64)
-    names, kinds, j = [], [], 0
-    for c, kind, v in plan:
-        if kind == "num":
-            X[:, j] = v.to_numpy(dtype=np.float64)
-            names.append(c)
-            kinds.append("num")
-            j += 1
-            continue
-        cats, levels = v
-        for lv in levels:
-            X[:, j] = (cats == lv).to_numpy(dtype=np.float64)
-            names.append(f"{c}={lv}")
-            kinds.append("cat")
-            j += 1
-    del plan
-    info = DatasetInfo(name=f"csv:{label}", source="csv", task=task, modality="tabular", input_shape=(X.shape[1],),
-                       class_names=class_names, feature_names=names,
-                       description=f"{label}: {len(df)} rows, target {target!r}",
+
+def _dataset(X: np.ndarray, y: np.ndarray, enc: Encoding, note: str, path: str | Path | bytes, target: str,
+             label: str, seed: int, val_fraction: float, test_fraction: float) -> Dataset:
+    info = DatasetInfo(name=f"csv:{label}", source="csv", task=enc.task, modality="tabular",
+                       input_shape=(enc.width,), class_names=list(enc.class_names), feature_names=list(enc.names),
+                       description=f"{label}: {enc.rows} rows, target {target!r}",
                        options={"path": str(path) if not isinstance(path, bytes) else None, "target": target,
-                                "task": task})
-    if dropped:
-        info.notes.append(f"{dropped} row(s) without a target value were left out")
-    if encoding_note:
-        info.notes.append(encoding_note)
-    # numeric columns: fill missing with the training median, then standardise on train statistics
-    num_idx = [i for i, k in enumerate(kinds) if k == "num"]
-    tr, _, _ = split_indices(y if task in ("multiclass", "binary") else None, len(X), seed=seed,
-                             val_fraction=val_fraction, test_fraction=test_fraction,
-                             stratify=task in ("multiclass", "binary"))
-    for i in num_idx:
-        col = X[:, i]
-        if np.isnan(col).any():
-            med = np.nanmedian(col[tr]) if np.isfinite(col[tr]).any() else 0.0
-            col[np.isnan(col)] = med
-            info.notes.append(f"missing values in {names[i]!r} filled with the training median {med:g}")
-        if not np.isfinite(col).all():
-            raise DatasetError(f"{label}: column {names[i]!r} has infinite values; fix or remove them")
-        m, sd = col[tr].mean(), col[tr].std()
-        X[:, i] = (col - m) / (sd if sd > 1e-12 else 1.0)
-    X = X.astype(np.float32)
-    return finish(X, y, info, task=None, seed=seed,
-                   val_fraction=val_fraction, test_fraction=test_fraction, standardise=False)
+                                "task": enc.task})
+    if enc.dropped:
+        info.notes.append(f"{enc.dropped} row(s) without a target value were left out")
+    if note:
+        info.notes.append(note)
+    return standardise(X, y, enc, info, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+
+
+def _encode_in_memory(src: _Source, target: str, task: str | None, label: str
+                      ) -> tuple[np.ndarray, np.ndarray, Encoding]:
+    """Both passes over a small table held in memory (the same code as the cache's, so the same numbers)."""
+    plan = TablePlan(target, task, label)
+    for df in src.frames():
+        plan.scan(df)
+    enc = plan.decide()
+    X = np.empty((enc.rows, enc.width), dtype=np.float32)
+    y = np.empty(enc.rows, dtype=np.int64 if enc.task in ("multiclass", "binary") else np.float32)
+    pos = 0
+    for df in src.frames():
+        Xc, yc = plan.encode(df)
+        X[pos:pos + len(Xc)], y[pos:pos + len(yc)] = Xc, yc
+        pos += len(Xc)
+    return X, y, enc
+
+
+@dataclass
+class _Source:
+    """A CSV that passed every byte-level check: where its bytes are, how to decode them, how big it is."""
+
+    label: str
+    data: Path | bytes | str  # a path, the bytes, or the decoded text (UTF-16 files)
+    encoding: str | None
+    note: str
+    lines: int
+    columns: int
+    cached: bool
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        """One pass over the table in chunks of about ``limits.CSV_CHUNK_CELLS`` text cells."""
+        import pandas as pd
+
+        rows = max(1, limits.CSV_CHUNK_CELLS // max(self.columns, 1))
+        if isinstance(self.data, str):
+            buf: Any = io.StringIO(self.data)
+        elif isinstance(self.data, bytes):
+            buf = io.BytesIO(self.data)
+        else:
+            buf = open(self.data, "rb")  # noqa: SIM115 - closed below
+        try:
+            try:
+                reader = pd.read_csv(buf, dtype=str, skipinitialspace=True, chunksize=rows,
+                                     encoding=self.encoding if not isinstance(self.data, str) else None)
+                first = True
+                for df in reader:
+                    first = False
+                    yield df
+                if first:
+                    raise DatasetError(f"{self.label}: the file has a header but no data rows")
+            except pd.errors.EmptyDataError:
+                raise DatasetError(f"{self.label}: the file is empty; it needs a header row and data rows") from None
+            except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+                raise DatasetError(f"{self.label}: not a readable CSV file ({str(e).splitlines()[0][:200]})") from None
+        finally:
+            buf.close()
+
+
+def _inspect(path: str | Path | bytes, label: str) -> _Source:
+    """Every byte-level check, in bounded memory, before anything is parsed: the header line from a bounded read
+    (its length and columns), the size (``MAX_CSV_BYTES`` for a path, ``MAX_CSV_UPLOAD_BYTES`` for bytes), then
+    streaming over the bytes: lines x columns, rows (when no cell is quoted), the longest line, binary data and
+    the encoding. UTF-16 files are read whole (up to ``MAX_CSV_MEMORY_BYTES``). Raises DatasetError."""
+    head = read_head(path, limits.MAX_CSV_LINE_BYTES, "CSV file")
+    if head.startswith(_UTF16_BOMS):
+        raw = read_limited(path, limits.MAX_CSV_MEMORY_BYTES, "CSV file")
+        text, note = _decode_csv(raw, label)
+        scan = _scan(io.BytesIO(text.encode("utf-8")), label, None)
+        return _checked(label, text, None, note, scan)
+    columns = _check_header(head, label)
+    if not head.strip() and len(head) <= limits.MAX_CSV_LINE_BYTES:
+        raise DatasetError(f"{label}: the file is empty; it needs a header row and at least one data row")
+    if isinstance(path, (bytes, bytearray)):
+        data: Path | bytes = read_limited(path, limits.MAX_CSV_UPLOAD_BYTES, "CSV file")
+        fh: Any = io.BytesIO(data)
+        limit = limits.MAX_CSV_UPLOAD_BYTES
+    else:
+        data = regular_file(path, "CSV file")
+        limit = limits.MAX_CSV_BYTES
+        try:
+            size = data.stat().st_size
+        except OSError:
+            size = 0
+        if size > limit:
+            raise _too_large(limit, "CSV file", size)
+        try:
+            fh = data.open("rb")
+        except OSError as e:
+            raise DatasetError(f"{data}: cannot read ({e.strerror})") from None
+    with fh:
+        scan = _scan(fh, label, limit)
+    del columns
+    encoding, note = "utf-8-sig", ""
+    if scan.bad_utf8_line:
+        encoding = "cp1252"
+        with (io.BytesIO(data) if isinstance(data, bytes) else data.open("rb")) as fh:
+            if not _decodes(fh, "cp1252"):
+                encoding = "latin-1"
+        note = (f"not UTF-8 (first non-UTF-8 byte on line {scan.bad_utf8_line}); read as {encoding}. If characters "
+                "look wrong, save the file as UTF-8")
+    return _checked(label, data, encoding, note, scan)
+
+
+def _checked(label: str, data: Path | bytes | str, encoding: str | None, note: str, scan: _Scan) -> _Source:
+    """The limits on a scanned file's shape, in the order of the old whole-text checks. Raises DatasetError."""
+    lines, columns = scan.lines, scan.columns
+    if lines * columns > limits.MAX_CSV_CELLS:
+        raise DatasetError(f"{label}: {lines:,} lines x {columns} columns is over the limit of "
+                           f"{limits.MAX_CSV_CELLS:,} cells. Fix: sample rows or drop columns")
+    if lines - 1 > limits.MAX_CSV_ROWS and not scan.quoted:  # no quoted cell: every line is a row
+        raise DatasetError(f"{label}: {lines - 1:,} rows, more than the limit of {limits.MAX_CSV_ROWS:,} "
+                           "(limits.MAX_CSV_ROWS). Fix: sample the file down first")
+    if scan.longest > limits.MAX_CSV_LINE_BYTES:
+        raise DatasetError(f"{label}: line {scan.longest_line} has {scan.longest:,} bytes, over the limit of "
+                           f"{limits.MAX_CSV_LINE_BYTES:,}. Fix: check the file is a CSV table (one sample per line)")
+    if scan.nul_line:
+        raise DatasetError(f"{label}: a binary file, not CSV text (NUL byte on line {scan.nul_line}); received: "
+                           "binary data. Fix: export the table as CSV (UTF-8)")
+    size = scan.size
+    cached = (lines - 1 >= limits.CACHE_MIN_ROWS or size > limits.MAX_CSV_MEMORY_BYTES) and not isinstance(data, str)
+    return _Source(label, data, encoding, note, lines, columns, cached)
+
+
+@dataclass
+class _Scan:
+    lines: int = 0
+    columns: int = 1
+    longest: int = -1
+    longest_line: int = 0
+    quoted: bool = False
+    nul_line: int = 0
+    bad_utf8_line: int = 0
+    size: int = 0
+
+
+def _scan(fh: Any, label: str, limit: int | None, block: int = 8 * 2**20) -> _Scan:
+    """Lines, the longest line, quotes, the first NUL byte and the first non-UTF-8 line of a file, read ``block``
+    bytes at a time (at most ``limit`` bytes: more is refused, whatever the file's reported size)."""
+    out = _Scan()
+    dec = codecs.getincrementaldecoder("utf-8-sig")()
+    cur, first = 0, b""
+    while True:
+        b = fh.read(block)
+        if not b:
+            break
+        out.size += len(b)
+        if limit is not None and out.size > limit:
+            raise _too_large(limit, "CSV file")
+        if not first:
+            first = b[: limits.MAX_CSV_LINE_BYTES + 1]
+            out.columns = _count_fields(first.split(b"\n", 1)[0])
+        if not out.nul_line and (nul := b.find(b"\x00")) >= 0:
+            out.nul_line = out.lines + b.count(b"\n", 0, nul) + 1
+        out.quoted = out.quoted or b'"' in b
+        if not out.bad_utf8_line:
+            try:
+                dec.decode(b)
+            except UnicodeDecodeError as e:
+                out.bad_utf8_line = out.lines + b.count(b"\n", 0, max(e.start, 0)) + 1
+        ends = np.flatnonzero(np.frombuffer(b, dtype=np.uint8) == 10)
+        if len(ends) == 0:
+            cur += len(b)
+            continue
+        lengths = np.diff(ends, prepend=-1) - 1
+        lengths[0] += cur
+        k = int(lengths.argmax())
+        if lengths[k] > out.longest:
+            out.longest, out.longest_line = int(lengths[k]), out.lines + k + 1
+        out.lines += len(ends)
+        cur = len(b) - int(ends[-1]) - 1
+    if not out.bad_utf8_line:
+        try:
+            dec.decode(b"", final=True)
+        except UnicodeDecodeError:
+            out.bad_utf8_line = out.lines + 1
+    if cur > 0:
+        out.lines += 1
+        if cur > out.longest:
+            out.longest, out.longest_line = cur, out.lines
+    return out
+
+
+def _decodes(fh: Any, encoding: str, block: int = 8 * 2**20) -> bool:
+    """Whether a file decodes as ``encoding``, read ``block`` bytes at a time."""
+    dec = codecs.getincrementaldecoder(encoding)()
+    try:
+        while b := fh.read(block):
+            dec.decode(b)
+        dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _decode_csv(raw: bytes, label: str) -> tuple[str, str]:
@@ -206,12 +297,14 @@ def _decode_csv(raw: bytes, label: str) -> tuple[str, str]:
     raise DatasetError(f"{label}: line {line} is not UTF-8 text. Fix: save the file as UTF-8")  # unreachable
 
 
-def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None = None):
+def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None = None) -> pd.DataFrame:
     """The first ``rows`` rows of a CSV as pandas reads them (no encoding), for a preview.
 
-    The file passes the same checks as :func:`load_csv` first (bytes, header length and columns, lines x
-    columns, longest line), all before pandas parses anything: a file ``load_csv`` refuses for its size is
-    refused here, quickly and in bounded memory.
+    A file of up to ``limits.MAX_CSV_MEMORY_BYTES`` passes the same checks as :func:`load_csv` first (bytes,
+    header length and columns, lines x columns, longest line), all before pandas parses anything; a larger one
+    (within ``MAX_CSV_BYTES``, or ``MAX_CSV_UPLOAD_BYTES`` for bytes) is previewed from its first
+    ``limits.CSV_PREVIEW_BYTES`` only, checked the same way. Either way a file ``load_csv`` refuses for its header
+    or size is refused here, quickly and in bounded memory.
 
     Raises:
         DatasetError: an empty, binary, unreadable or over-limit file.
@@ -219,9 +312,28 @@ def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None =
     import pandas as pd
 
     label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded.csv")
-    text, _ = _read_checked_csv(path, label)
+    head = read_head(path, limits.MAX_CSV_LINE_BYTES, "CSV file")
+    if not head.startswith(_UTF16_BOMS):
+        _check_header(head, label)
+    if isinstance(path, (bytes, bytearray)):
+        size, limit = len(path), limits.MAX_CSV_UPLOAD_BYTES
+    else:
+        size, limit = regular_file(path, "CSV file").stat().st_size, limits.MAX_CSV_BYTES
+    if size > limit:
+        raise _too_large(limit, "CSV file", size)
+    if size <= limits.MAX_CSV_MEMORY_BYTES or head.startswith(_UTF16_BOMS):
+        src = _inspect(path, label)
+    else:  # a big file: only its head is read (cut at its last whole line) and checked
+        part = read_head(path, limits.CSV_PREVIEW_BYTES, "CSV file")[: limits.CSV_PREVIEW_BYTES]
+        part = part[: part.rfind(b"\n") + 1] or part
+        src = _inspect(part, label)
+    data = src.data
+    buf: Any = io.StringIO(data) if isinstance(data, str) else io.BytesIO(data) if isinstance(data, bytes) \
+        else open(data, "rb")  # noqa: SIM115 - closed below
     try:
-        return pd.read_csv(io.StringIO(text), nrows=max(1, int(rows)), skipinitialspace=True)
+        with buf:
+            return pd.read_csv(buf, nrows=max(1, int(rows)), skipinitialspace=True,
+                               encoding=None if isinstance(data, str) else src.encoding)
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
@@ -229,28 +341,6 @@ def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None =
 
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-
-
-def _read_checked_csv(path: str | Path | bytes, label: str) -> tuple[str, str]:
-    """The CSV's text and a note on its encoding, every size limit checked before anything is parsed.
-
-    In order, each in bounded memory: the header line from a bounded read of the file's start (its length
-    and its number of columns: delimiters outside quotes are counted, nothing is split), the file's size
-    (reported, then as read with a cap), then over the bytes: lines x columns, data lines (when no cell is
-    quoted, lines are rows) and the longest line, streaming. Raises DatasetError.
-    """
-    head = read_head(path, limits.MAX_CSV_LINE_BYTES, "CSV file")
-    if not head.startswith(_UTF16_BOMS):  # UTF-16 is checked once transcoded, below
-        _check_header(head, label)
-    raw = read_limited(path, limits.MAX_CSV_BYTES, "CSV file")
-    if not raw or raw.isspace():
-        raise DatasetError(f"{label}: the file is empty; it needs a header row and at least one data row")
-    if raw.startswith(_UTF16_BOMS):
-        text, note = _decode_csv(raw, label)
-        _check_csv_shape(text.encode("utf-8"), label)
-        return text, note
-    _check_csv_shape(raw, label)  # before the text is decoded (a copy)
-    return _decode_csv(raw, label)
 
 
 def _check_header(head: bytes, label: str) -> int:
@@ -273,45 +363,6 @@ def _count_fields(line: bytes) -> int:
     a = np.frombuffer(line, dtype=np.uint8)
     quoted = np.cumsum(a == 34, dtype=np.int64) & 1
     return int(np.count_nonzero((a == 44) & (quoted == 0))) + 1
-
-
-def _check_csv_shape(raw: bytes, label: str) -> None:
-    """Refuse a CSV whose header, lines x columns, rows or longest line would blow up parsing, streaming over
-    ``raw`` (the file in an ASCII-compatible encoding: newlines are byte 10) in bounded memory. Raises
-    DatasetError."""
-    columns = _check_header(raw[: limits.MAX_CSV_LINE_BYTES + 1], label)
-    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
-    if lines * columns > limits.MAX_CSV_CELLS:
-        raise DatasetError(f"{label}: {lines:,} lines x {columns} columns is over the limit of "
-                           f"{limits.MAX_CSV_CELLS:,} cells. Fix: sample rows or drop columns")
-    if lines - 1 > limits.MAX_CSV_ROWS and b'"' not in raw:  # no quoted cell: every line is a row
-        raise DatasetError(f"{label}: {lines - 1:,} rows, more than the limit of {limits.MAX_CSV_ROWS:,}. Fix: sample "
-                           "the file down first")
-    line, length = _longest_line(raw)
-    if length > limits.MAX_CSV_LINE_BYTES:
-        raise DatasetError(f"{label}: line {line} has {length:,} bytes, over the limit of "
-                           f"{limits.MAX_CSV_LINE_BYTES:,}. Fix: check the file is a CSV table (one sample per line)")
-
-
-def _longest_line(raw: bytes, chunk: int = 2**20) -> tuple[int, int]:
-    """``(line number, bytes)`` of the longest line, scanned ``chunk`` bytes at a time (at most ``9 x chunk``
-    bytes of scratch, however many lines the file has)."""
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    best_len, best_line, start, line = -1, 0, 0, 0
-    for off in range(0, len(buf), chunk):
-        ends = np.flatnonzero(buf[off:off + chunk] == 10)
-        if len(ends) == 0:
-            continue
-        ends += off
-        lengths = np.diff(ends, prepend=start - 1) - 1
-        k = int(lengths.argmax())
-        if lengths[k] > best_len:
-            best_len, best_line = int(lengths[k]), line + k
-        line += len(ends)
-        start = int(ends[-1]) + 1
-    if len(buf) - start > best_len:
-        best_len, best_line = len(buf) - start, line
-    return best_line + 1, best_len
 
 
 __all__ = ["load_csv", "preview_csv"]

@@ -209,8 +209,8 @@ def build_corpus(d: Path, marker: Path) -> dict[str, tuple[str, Path, dict, str]
     c["CSV 100 MB single line, previewed"] = ("csv-preview", d / "single.csv", {}, "line 1 .*header")
     (d / "newlines.csv").write_bytes(b"a,y\n" + b"\n" * (40 * 2**20))
     c["CSV 40 MB of newlines"] = ("csv", d / "newlines.csv", {"target": "y"}, "lines x 2 columns.*cells")
-    (d / "rows.csv").write_bytes(b"a,y\n" + b"1,0\n" * 600_000)
-    c["CSV 600,000 rows"] = ("csv", d / "rows.csv", {"target": "y"}, "600,000 rows, more than the limit")
+    (d / "rows.csv").write_bytes(b"a,y\n" + b"1,0\n" * 1_100_000)
+    c["CSV 1,100,000 rows"] = ("csv", d / "rows.csv", {"target": "y"}, "1,100,000 rows, more than the limit")
     c["device file as CSV"] = ("csv", Path("/dev/zero"), {"target": "y"}, "not a regular file")
     c["device file as image folder"] = ("images", Path("/dev/zero"), {}, "not a folder or a zip|not a regular")
     return c
