@@ -8,7 +8,8 @@ override it)::
     runs/<run id>/                   one folder per run; its files are named by builder.runs.folder.RunFolder
 
 Every call opens its own connection, so threads and processes can write at once (SQLite serialises the
-writers; WAL lets readers continue); a training loop holds one for its thread while it runs
+writers; WAL lets readers continue; a workspace on a network file system gets a rollback journal instead,
+:data:`NETWORK_FILESYSTEMS`); a training loop holds one for its thread while it runs
 (:meth:`RunStore.hold`): closing the last connection of a process makes SQLite checkpoint the WAL, 3-20 ms per
 write on this machine, more than a small model's epoch spends on its own work. A run left ``running`` by a killed process is marked ``interrupted``
 when a store is opened, and :func:`resume_run` continues it from its last checkpoint. Example::
@@ -87,6 +88,42 @@ def default_workspace(flag: str | Path | None = None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".layerlab"
 
 
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "lustre", "gpfs", "afs", "9p",
+                                  "beegfs", "glusterfs", "fuse.glusterfs", "fuse.sshfs", "fuse.s3fs", "fuse.rclone",
+                                  "fuse.cephfs", "fuse.juicefs"})
+"""File systems whose files other hosts may open too: SQLite's write-ahead log needs memory shared by every
+process that opens the database, which these cannot give across hosts (https://sqlite.org/wal.html), so a run
+database on one uses a rollback journal (docs/scale-out.md: how a cluster shares its work)."""
+
+
+def filesystem_type(path: str | Path, mountinfo: str | None = None) -> str | None:
+    r"""The type of the file system that holds ``path`` (the deepest mount point above it in
+    ``/proc/self/mountinfo``, or in ``mountinfo``); None where that cannot be read.
+
+    >>> filesystem_type("/data/ws", "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+    ...                 "40 22 0:50 / /data rw,relatime - nfs4 srv:/export rw\n")
+    'nfs4'
+    >>> filesystem_type("/home/ann", "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n40 22 0:50 / /data rw - nfs4 s:/e rw\n")
+    'ext4'
+    """
+    try:
+        text = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
+        target = os.path.realpath(path) if mountinfo is None else os.path.normpath(str(path))
+    except OSError:
+        return None
+    best, kind = -1, None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right.split():
+            continue
+        mount = fields[4].replace(r"\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > best:
+            best, kind = len(mount), right.split()[0]
+    return kind
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -141,10 +178,12 @@ class RunStore:
             raise RunStoreError(f"cannot create workspace {self.workspace}: {e.strerror}") from None
         self.db_path = self.workspace / DB_NAME
         self._held = threading.local()  # a connection a thread keeps between calls (hold/release)
+        self.filesystem = filesystem_type(self.workspace)
+        self.journal = "DELETE" if self.filesystem in NETWORK_FILESYSTEMS else "WAL"  # see NETWORK_FILESYSTEMS
         key = (str(self.db_path), _inode(self.db_path))
         if key not in _READY:  # schema and migration once per database and process (pages open a store per call)
             with self._conn() as c:
-                c.execute("PRAGMA journal_mode=WAL")
+                c.execute(f"PRAGMA journal_mode={self.journal}")
                 c.executescript(_SCHEMA)
                 self._migrate(c)
             _READY.add((str(self.db_path), _inode(self.db_path)))
@@ -174,7 +213,8 @@ class RunStore:
             raise RunStoreError(f"cannot open run database {self.db_path}: {e}") from None
         c.row_factory = sqlite3.Row
         c.execute("PRAGMA busy_timeout=30000")
-        c.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit is not synced (a power cut may lose the last ones)
+        if self.journal == "WAL":  # a commit is not synced (a power cut may lose the last ones, never the file)
+            c.execute("PRAGMA synchronous=NORMAL")
         return _Closing(c)
 
     def hold(self) -> None:
@@ -593,4 +633,5 @@ class RunLogger:
 
 
 __all__ = ["RunStore", "RunLogger", "RunFolder", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
+           "filesystem_type", "NETWORK_FILESYSTEMS",
            "graph_hash", "ENV_WORKSPACE", "CONTROL_ACTIONS"]
