@@ -15,9 +15,9 @@ never trusted. Example::
 
     >>> import pandas as pd, tempfile
     >>> from builder.data.cache import use_cache_dir
-    >>> df = pd.DataFrame({"a": ["1", "2", "3", "4"], "t": ["p", "q", "p", "q"]})
+    >>> df = pd.DataFrame({"a": [1, 2, 3, 4], "t": ["p", "q", "p", "q"]})
     >>> with tempfile.TemporaryDirectory() as d, use_cache_dir(d):
-    ...     X, y, enc = load_table("k1", lambda: iter([df.copy()]), "t", None, "t.csv")
+    ...     X, y, enc = load_table("k1", lambda **kw: iter([df.copy()]), "t", None, "t.csv")
     ...     X2, _, _ = load_table("k1", None, "t", None, "t.csv")  # cached: nothing parsed
     ...     X2.tolist(), enc.class_names
     ([[1.0], [2.0], [3.0], [4.0]], ['p', 'q'])
@@ -37,13 +37,13 @@ import numpy as np
 
 import builder.data.limits as limits
 from builder.data.cache import CACHE_VERSION, ENV_WORKSPACE, entry_dir, write_json
-from builder.data.table_plan import Encoding, TablePlan
+from builder.data.table_plan import Encoding, TablePlan, plan_table
 from builder.errors import DatasetError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Frames = Callable[[], Iterable["pd.DataFrame"]]  # a fresh pass over the table's chunks (text cells)
+Frames = Callable[..., Iterable["pd.DataFrame"]]  # frames(text=[columns read as text], only=None): one pass
 
 
 def open_cached(key: str) -> tuple[np.ndarray, np.ndarray, Encoding, str] | None:
@@ -79,12 +79,12 @@ def load_table(key: str, frames: Frames | None, target: str, task: str | None, l
                            "load the dataset from its CSV file")
     start = time.monotonic()
     plan = TablePlan(target, task, label, cell_limit=False)
-    for df in frames():
-        plan.scan(df)
+
+    def check(plan: TablePlan) -> None:
         if plan.rows > limits.MAX_CSV_ROWS:
             plan.decide()  # refuses: more rows than the limit (counted before anything is written)
         _check_time(start, label, f"{plan.rows:,} rows read in pass 1 of 2")
-    enc = plan.decide()
+    enc = plan_table(plan, frames, check)
     nbytes = enc.rows * enc.width * 4
     if nbytes > limits.MAX_TABLE_BYTES:
         rows = max(1, limits.MAX_TABLE_BYTES // (enc.width * 4))
@@ -106,7 +106,7 @@ def load_table(key: str, frames: Frames | None, target: str, task: str | None, l
         X = np.memmap(fx, dtype=np.float32, mode="w+", shape=(max(enc.rows, 1), enc.width))
         y = np.lib.format.open_memmap(fy, mode="w+", dtype=ydtype, shape=(enc.rows,))
         pos = 0
-        for df in frames():
+        for df in frames(text=plan.text_columns()):
             Xc, yc = plan.encode(df)
             if pos + len(Xc) > enc.rows:
                 break

@@ -1,8 +1,9 @@
 """A CSV table's encoding, decided over chunks of text cells and applied chunk by chunk (issue 20).
 
 Both ways a CSV is loaded go through here: in memory (the whole table as one chunk) and streamed into the table
-cache (:mod:`builder.data.table_cache`, many chunks), so both give the same numbers. Cells are read as text
-(pandas ``dtype=str``: a chunk's inference never changes a value's spelling); :class:`TablePlan` counts rows,
+cache (:mod:`builder.data.table_cache`, many chunks), so both give the same numbers. The target and the one-hot
+columns are read as text (a chunk's number inference never changes a level's spelling), the other columns as
+pandas infers them per chunk (fast) with text chunks converted by :func:`numeric`; :class:`TablePlan` counts rows,
 decides each column's kind (numeric, one-hot text with its levels, empty, or numeric with junk: an error with
 line numbers) and the target's task and classes (pass 1); :meth:`TablePlan.encode` turns a chunk into float32
 features before standardisation and targets (pass 2); :func:`standardise` fills missing values with the
@@ -22,6 +23,7 @@ training median and standardises numeric columns on training statistics. Example
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +66,7 @@ class _Column:
     bad_lines: list[int] = field(default_factory=list)
     bad_examples: list[str] = field(default_factory=list)
     levels: set[str] | None = field(default_factory=set)  # None: more than MAX_CATEGORIES
+    number_chunks: bool = False  # some chunk had only numbers here (read as numbers: no text levels seen)
 
 
 @dataclass
@@ -125,7 +128,9 @@ class TablePlan:
         return df
 
     def scan(self, df: pd.DataFrame) -> None:
-        """Pass 1 over one chunk of text cells (pandas ``dtype=str``; its index the 0-based data row)."""
+        """Pass 1 over one chunk (the target read as text; the index the 0-based data row)."""
+        from pandas.api.types import is_numeric_dtype
+
         df = self._frame(df)
         self.rows += len(df)
         keep = df[self.target].notna()
@@ -152,9 +157,13 @@ class TablePlan:
                 if col.levels is not None and len(s):
                     col.levels.add(MISSING)
                 continue
+            col.notna += n_notna
+            if is_numeric_dtype(s.dtype):  # pandas read every cell of this chunk as a number (or true/false)
+                col.numeric += n_notna
+                col.number_chunks = True
+                continue
             num = numeric(s)
             bad = num.isna() & notna
-            col.notna += n_notna
             col.numeric += int(num.notna().sum())
             if bad.any() and len(col.bad_lines) < 5:
                 col.bad_lines += [int(i) + 2 for i in s.index[bad.to_numpy()][: 5 - len(col.bad_lines)]]
@@ -163,6 +172,32 @@ class TablePlan:
                 col.levels.update(_levels_of(s).unique().tolist())
                 if len(col.levels) > limits.MAX_CATEGORIES:
                     col.levels = None
+
+    def pending(self) -> list[str]:
+        """Text columns whose levels pass 1 could not see whole (some chunks were all numbers, read as numbers):
+        read them again as text with :meth:`scan_levels` before :meth:`decide`."""
+        return [c.name for c in self.columns or [] if c.number_chunks and c.notna and c.numeric < c.notna
+                and c.numeric / c.notna < 0.8 and c.levels is not None]
+
+    def scan_levels(self, df: pd.DataFrame, names: list[str], first: bool) -> None:
+        """The levels of text columns ``names`` from a chunk read with those columns (and the target) as text;
+        ``first``: the first chunk of that pass (the levels seen so far are replaced)."""
+        df = self._frame(df)
+        df = df[df[self.target].notna()]
+        for col in self.columns or []:
+            if col.name not in names:
+                continue
+            if first:
+                col.levels, col.number_chunks = set(), False
+            if col.levels is not None:
+                col.levels.update(_levels_of(df[col.name]).unique().tolist())
+                if len(col.levels) > limits.MAX_CATEGORIES:
+                    col.levels = None
+
+    def text_columns(self) -> list[str]:
+        """The columns to read as text: the target, and after :meth:`decide` the one-hot columns."""
+        enc = self.encoding
+        return [self.target, *([c for c, k, _ in enc.plan if k == "cat"] if enc is not None else [])]
 
     def decide(self) -> Encoding:
         """The encoding, once every chunk is scanned. Raises DatasetError (see :func:`~builder.data.load_csv`)."""
@@ -269,6 +304,26 @@ class TablePlan:
         return X, y
 
 
+def plan_table(plan: TablePlan, frames: Callable[..., Iterable[pd.DataFrame]],
+               check: Callable[[TablePlan], None] | None = None) -> Encoding:
+    """Pass 1 of ``plan`` over ``frames(text=[...], only=None)`` (a fresh pass over the table's chunks, the named
+    columns read as text, only the ``only`` columns when given), the text columns pass 1 saw partly as numbers
+    read again as text, then :meth:`TablePlan.decide`. ``check(plan)`` runs after every chunk (limits)."""
+    for df in frames(text=[plan.target]):
+        plan.scan(df)
+        if check is not None:
+            check(plan)
+    pend = plan.pending()
+    if pend:
+        first = True
+        for df in frames(text=[plan.target, *pend], only=[plan.target, *pend]):
+            plan.scan_levels(df, pend, first)
+            first = False
+            if check is not None:
+                check(plan)
+    return plan.decide()
+
+
 def standardise(X: np.ndarray, y: np.ndarray, enc: Encoding, info: DatasetInfo, *, seed: int, val_fraction: float,
                 test_fraction: float) -> Dataset:
     """Split, fill missing numbers with the training median, standardise numeric columns on the training split's
@@ -298,4 +353,4 @@ def standardise(X: np.ndarray, y: np.ndarray, enc: Encoding, info: DatasetInfo, 
                   standardise=False)
 
 
-__all__ = ["Encoding", "TablePlan", "numeric", "standardise", "MISSING"]
+__all__ = ["Encoding", "TablePlan", "numeric", "plan_table", "standardise", "MISSING"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from builder.data.cache import fingerprint
 from builder.data.files import _too_large, read_head, read_limited, regular_file
 from builder.data.splits import TASKS, Dataset, DatasetInfo
 from builder.data.table_cache import load_table, open_cached
-from builder.data.table_plan import Encoding, TablePlan, standardise
+from builder.data.table_plan import Encoding, TablePlan, plan_table, standardise
 from builder.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -80,13 +80,11 @@ def _encode_in_memory(src: _Source, target: str, task: str | None, label: str
                       ) -> tuple[np.ndarray, np.ndarray, Encoding]:
     """Both passes over a small table held in memory (the same code as the cache's, so the same numbers)."""
     plan = TablePlan(target, task, label)
-    for df in src.frames():
-        plan.scan(df)
-    enc = plan.decide()
+    enc = plan_table(plan, src.frames)
     X = np.empty((enc.rows, enc.width), dtype=np.float32)
     y = np.empty(enc.rows, dtype=np.int64 if enc.task in ("multiclass", "binary") else np.float32)
     pos = 0
-    for df in src.frames():
+    for df in src.frames(text=plan.text_columns()):
         Xc, yc = plan.encode(df)
         X[pos:pos + len(Xc)], y[pos:pos + len(yc)] = Xc, yc
         pos += len(Xc)
@@ -105,8 +103,9 @@ class _Source:
     columns: int
     cached: bool
 
-    def frames(self) -> Iterator[pd.DataFrame]:
-        """One pass over the table in chunks of about ``limits.CSV_CHUNK_CELLS`` text cells."""
+    def frames(self, text: Collection[str] = (), only: Collection[str] | None = None) -> Iterator[pd.DataFrame]:
+        """One pass over the table in chunks of about ``limits.CSV_CHUNK_CELLS`` cells: the ``text`` columns read as
+        text, the others as pandas infers them per chunk; only the ``only`` columns when given (names stripped)."""
         import pandas as pd
 
         rows = max(1, limits.CSV_CHUNK_CELLS // max(self.columns, 1))
@@ -116,10 +115,15 @@ class _Source:
             buf = io.BytesIO(self.data)
         else:
             buf = open(self.data, "rb")  # noqa: SIM115 - closed below
+        encoding = self.encoding if not isinstance(self.data, str) else None
         try:
             try:
-                reader = pd.read_csv(buf, dtype=str, skipinitialspace=True, chunksize=rows,
-                                     encoding=self.encoding if not isinstance(self.data, str) else None)
+                header = pd.read_csv(buf, nrows=0, skipinitialspace=True, encoding=encoding).columns
+                buf.seek(0)
+                raw = {str(c).strip(): c for c in header}
+                reader = pd.read_csv(buf, dtype={raw[c]: str for c in text if c in raw}, skipinitialspace=True,
+                                     chunksize=rows, encoding=encoding,
+                                     usecols=None if only is None else [raw[c] for c in only if c in raw])
                 first = True
                 for df in reader:
                     first = False

@@ -62,9 +62,11 @@ def test_cached_load_equals_the_in_memory_load_for_any_chunk_size(tmp_path_facto
     p.write_text(_text())
     mp = pytest.MonkeyPatch()
     try:
-        mp.setattr(limits, "CSV_CHUNK_CELLS", chunk_cells)
         mp.setattr(limits, "CACHE_MIN_ROWS", 10**9)
+        whole = load_csv(p, "y", seed=3)  # one chunk
+        mp.setattr(limits, "CSV_CHUNK_CELLS", chunk_cells)
         plain = load_csv(p, "y", seed=3)
+        _same(plain, whole)  # chunks of any size: the same numbers
         mp.setattr(limits, "CACHE_MIN_ROWS", 100)  # the file is just over the threshold
         cached = load_csv(p, "y", seed=3)
     finally:
