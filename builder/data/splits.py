@@ -409,7 +409,7 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
         info.input_std = np.where(std > 1e-8, std, 1.0).reshape(-1).astype(float).tolist()
         info.notes.append("features standardised with training-split mean and standard deviation")
     X = np.ascontiguousarray(X)
-    Xt = torch.from_numpy(X.astype(np.int64 if info.input_dtype == "int64" else np.float32, copy=False))  # no 2nd copy
+    Xt = torch.from_numpy(X.astype(np.int64 if info.input_dtype == "int64" else np.float32, copy=not X.flags.writeable))
     yt = _targets(y, tr, info, tuple(int(s) for s in X.shape[1:]))
     yt = Xt if yt is None else yt
     _record(info, tuple(int(s) for s in X.shape[1:]), (tr, va, te), seed, val_fraction, test_fraction)
