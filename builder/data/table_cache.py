@@ -94,6 +94,7 @@ def load_table(key: str, frames: Frames | None, target: str, task: str | None, l
                            "or drop or group text columns")
     (d / "meta.json").unlink(missing_ok=True)
     d.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(d)
     free = shutil.disk_usage(d).free
     if nbytes + 2**28 > free:
         raise DatasetError(f"{label}: the parsed table needs {nbytes / 2**30:.2f} GiB in the cache at {d.parent} but "
@@ -133,6 +134,19 @@ def load_table(key: str, frames: Frames | None, target: str, task: str | None, l
         raise DatasetError(f"the table cache entry {d} could not be read back after writing it. Fix: delete the "
                            "folder and load again")
     return opened
+
+
+def _remove_orphans(d: Path) -> None:
+    """Delete the temporary data files of parses killed before their rename (their process is gone)."""
+    for f in d.glob("*.tmp"):
+        try:
+            pid = int(f.name.rsplit(".", 2)[-2])
+            if pid != os.getpid():
+                os.kill(pid, 0)  # raises when no such process
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except (ValueError, IndexError, PermissionError, OSError):
+            pass
 
 
 def _check_time(start: float, label: str, done: str) -> None:

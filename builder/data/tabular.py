@@ -307,7 +307,7 @@ def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None =
     A file of up to ``limits.MAX_CSV_MEMORY_BYTES`` passes the same checks as :func:`load_csv` first (bytes,
     header length and columns, lines x columns, longest line), all before pandas parses anything; a larger one
     (within ``MAX_CSV_BYTES``, or ``MAX_CSV_UPLOAD_BYTES`` for bytes) is previewed from its first
-    ``limits.CSV_PREVIEW_BYTES`` only, checked the same way. Either way a file ``load_csv`` refuses for its header
+    ``limits.CSV_PREVIEW_BYTES`` only, checked the same way, unless ``rows`` is ``limits.CACHE_MIN_ROWS`` or more. Either way a file ``load_csv`` refuses for its header
     or size is refused here, quickly and in bounded memory.
 
     Raises:
@@ -325,8 +325,8 @@ def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None =
         size, limit = regular_file(path, "CSV file").stat().st_size, limits.MAX_CSV_BYTES
     if size > limit:
         raise _too_large(limit, "CSV file", size)
-    if size <= limits.MAX_CSV_MEMORY_BYTES or head.startswith(_UTF16_BOMS):
-        src = _inspect(path, label)
+    if size <= limits.MAX_CSV_MEMORY_BYTES or head.startswith(_UTF16_BOMS) or rows >= limits.CACHE_MIN_ROWS:
+        src = _inspect(path, label)  # the whole file's checks (drift reads whole tables this way)
     else:  # a big file: only its head is read (cut at its last whole line) and checked
         part = read_head(path, limits.CSV_PREVIEW_BYTES, "CSV file")[: limits.CSV_PREVIEW_BYTES]
         part = part[: part.rfind(b"\n") + 1] or part

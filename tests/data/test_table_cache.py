@@ -89,8 +89,10 @@ def test_second_load_parses_nothing_and_a_partial_entry_is_rebuilt(tmp_path, mon
     _same(again, first)
     entry = cache.cache_dir() / "tables" / _entries()[0]
     (entry / "meta.json").unlink()  # a killed parse leaves no meta.json: never trusted
+    orphan = entry / "features.f32.999999999.tmp"  # the data file of a parse killed before its rename
+    orphan.write_bytes(b"x")
     _same(load_csv(p, "y"), first)
-    assert scans[0] == 2 * parsed and (entry / "meta.json").is_file()
+    assert scans[0] == 2 * parsed and (entry / "meta.json").is_file() and not orphan.exists()
     with open(entry / "features.f32", "r+b") as f:  # a damaged data file with its meta: rebuilt too
         f.truncate(10)
     _same(load_csv(p, "y"), first)
@@ -154,6 +156,8 @@ def test_preview_of_a_big_file_reads_only_its_head(tmp_path, monkeypatch):
     p.write_bytes(_text().encode() + b"\x00" * 5000)  # binary after the head: a full read would refuse it
     head = preview_csv(p, 5)
     assert list(head.columns) == ["a", "b", "colour", "late", "y"] and len(head) == 5
+    up = preview_csv(p.read_bytes(), 5, name="big.csv")  # the Data page hands over the upload's bytes
+    assert up.equals(head)
     with pytest.raises(DatasetError, match="binary"):
         load_csv(p, "y")
     monkeypatch.setattr(limits, "MAX_CSV_BYTES", 3000)
