@@ -1,8 +1,6 @@
 """``python -m builder`` (and ``torchrun -m builder``) runs the LayerLab CLI."""
 
-import sys
-
-from builder.cli.main import main
+from builder.cli.main import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -3,6 +3,6 @@ commands, :mod:`.train` the training and run commands, :mod:`.search` the search
 :mod:`.common` what they share (errors, ``-o`` checks, the project argument, exit codes). The sub-command modules
 import :mod:`.common`, never :mod:`.main`."""
 
-from builder.cli.main import main
+from builder.cli.main import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

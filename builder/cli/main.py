@@ -11,7 +11,15 @@ import argparse
 import json
 from pathlib import Path
 
-from builder.cli.common import check_output_path, dispatch, emit_text, fail, infer_format, print_problems
+from builder.cli.common import (
+    check_output_path,
+    dispatch,
+    emit_text,
+    fail,
+    finish_process,
+    infer_format,
+    print_problems,
+)
 from builder.escape import terminal_line
 from builder.graph.architectures import ARCHITECTURES
 from builder.graph.architectures import build as build_architecture
@@ -344,5 +352,11 @@ def _command_modules() -> tuple:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``layerlab`` console script."""
+    """The CLI: parse ``argv`` (default: the process's), run the command, return its exit code."""
     return dispatch(build_parser(), argv)
+
+
+def run() -> None:
+    """Entry point of the ``layerlab`` console script and ``python -m builder``: :func:`main`, then the process
+    ends with its code (:func:`builder.cli.common.finish_process`)."""
+    finish_process(main())
