@@ -89,6 +89,26 @@ def test_stand_ins_of_fed_nodes(layer, params, eval_value):
     assert drawn.shape == (3, 5) and (layer == "Target" or not torch.equal(drawn, torch.full((3, 5), eval_value)))
 
 
+@pytest.mark.parametrize("distribution", ["gaussian", "uniform"])
+def test_noise_is_float_when_its_like_holds_token_ids(distribution):
+    """Found by the graph fuzzer (seed 20261123): a uniform Noise fed by a tokens Input drew in torch.long,
+    which torch refuses; noise is float whatever gives it the batch size, compiled and exported alike."""
+    from builder.graph.project import Edge, Graph, Node
+
+    graph = Graph(nodes=[Node(id="x", type="Input", params={"shape": [4], "modality": "tokens", "vocab_size": 7}),
+                         Node(id="z", type="Noise", params={"size": 3, "distribution": distribution})],
+                  edges=[Edge(source="x", target="z")])
+    assert infer_shapes(graph).ok
+    ids = torch.randint(0, 7, (2, 4))
+    model = compile_graph(graph)
+    for mode in (model.eval(), model.train()):
+        out = mode(ids)
+        assert out.dtype == torch.float32 and out.shape == (2, 3)
+    namespace: dict = {}
+    exec(compile(export_python(graph), "noise.py", "exec"), namespace)  # noqa: S102 - our own generated code
+    assert namespace["Model"]().eval()(ids).dtype == torch.float32
+
+
 @pytest.mark.parametrize("name", OBJECTIVE_TEMPLATES)
 def test_objective_templates_export_python_that_runs_without_layerlab(name):
     project = load_template(name)

@@ -116,11 +116,12 @@ def noise_stand_in(like, shape: list[int], distribution: str, training: bool = T
     (the trainer replaces the node by a fed value drawn from a seeded generator)."""
     torch = _torch()
     size = (like.shape[0], *shape)
+    dtype = like.dtype if like.is_floating_point() else torch.float32  # token ids give the batch size only
     if not training:
-        return torch.full(size, 0.5 if distribution == "uniform" else 0.0, dtype=like.dtype, device=like.device)
+        return torch.full(size, 0.5 if distribution == "uniform" else 0.0, dtype=dtype, device=like.device)
     if distribution == "uniform":
-        return torch.rand(size, dtype=like.dtype, device=like.device)
-    return torch.randn(size, dtype=like.dtype, device=like.device)
+        return torch.rand(size, dtype=dtype, device=like.device)
+    return torch.randn(size, dtype=dtype, device=like.device)
 
 
 def target_stand_in(like, shape: list[int], source: str):
@@ -343,10 +344,17 @@ def _target_shape(p, ins):
     return TensorType((p["size"],))
 
 
-def _e_sized(e, fn, like, size: int, **kw):
-    """``fn((like.size(0), size), dtype=like.dtype, device=like.device)``."""
+def _e_sized(e, fn, like, size: int, dtype=None, **kw):
+    """``fn((like.size(0), size), dtype=like.dtype, device=like.device)`` (``dtype``: another dtype node)."""
     b = e.method("size", like, 0, as_="b")
-    return e.fn(fn, (b, size), dtype=_e_dtype(e, like), device=e.fn(getattr, like, "device", as_="device"), **kw)
+    return e.fn(fn, (b, size), dtype=_e_dtype(e, like) if dtype is None else dtype,
+                device=e.fn(getattr, like, "device", as_="device"), **kw)
+
+
+def _e_float_dtype(e, x):
+    """``(torch.float32, x.dtype)[x.is_floating_point()]``: a float dtype whatever ``x`` holds (token ids)."""
+    is_float = e.method("is_floating_point", x, as_="is_float")
+    return e.fn(op.getitem, (_torch().float32, _e_dtype(e, x)), is_float, as_="dtype")
 
 
 def _target_emit(e, attr, p, ins, types):  # target_stand_in
@@ -358,8 +366,9 @@ def _target_emit(e, attr, p, ins, types):  # target_stand_in
 
 def _noise_emit(e, attr, p, ins, types):  # noise_stand_in: (the mean in eval mode, a draw in training)[training]
     torch, uniform = _torch(), p["distribution"] == "uniform"
-    mean = _e_sized(e, torch.full, ins[0], p["size"], fill_value=0.5 if uniform else 0.0)
-    draw = _e_sized(e, torch.rand if uniform else torch.randn, ins[0], p["size"])
+    dtype = _e_float_dtype(e, ins[0])  # noise is float also when `like` holds token ids
+    mean = _e_sized(e, torch.full, ins[0], p["size"], dtype, fill_value=0.5 if uniform else 0.0)
+    draw = _e_sized(e, torch.rand if uniform else torch.randn, ins[0], p["size"], dtype)
     return e.fn(op.getitem, (mean, draw), e.attr("training", as_="mode"))
 
 
