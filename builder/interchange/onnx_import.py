@@ -87,8 +87,11 @@ class OnnxImporter(ModuleGroups, TensorOps):
         self.vals: dict[str, Any] = {}
         self.inits = {t.name: t for t in self.g.initializer}
         self.vshape: dict[str, list] = {}
+        self.vtype: dict[str, int] = {}  # ONNX element types where the model states them (1 float, 7 int64, ...)
         for vi in [*self.g.value_info, *self.g.input, *self.g.output]:
             tt = vi.type.tensor_type
+            if tt.elem_type:
+                self.vtype[vi.name] = int(tt.elem_type)
             if tt.HasField("shape"):
                 self.vshape[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         self.consumers: dict[str, list[int]] = defaultdict(list)

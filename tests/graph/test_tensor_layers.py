@@ -180,3 +180,19 @@ def test_conv_transpose_1d_with_output_padding():
     want = torch.nn.functional.conv_transpose1d(x, model.up.weight, model.up.bias, 2, 1, 1)
     assert out.shape == (2, 2, 10) and torch.allclose(out, want)
     assert infer_shapes(graph).nodes["up"].shape == (2, 10)
+
+
+def test_cast_to_ids_keeps_the_vocabulary_it_declares():
+    """Found by the graph fuzzer (seed 777): float values cast to int64 ids reached an Embedding of vocab_size ids
+    out of range (torch's IndexError at run time in an accepted graph); they are clamped into 0..vocab_size-1."""
+    from builder.graph.project import Edge, Graph, Node
+
+    graph = Graph(nodes=[Node(id="x", type="Input", params={"shape": [3]}),
+                         Node(id="ids", type="Cast", params={"dtype": "int64", "vocab_size": 20}),
+                         Node(id="emb", type="Embedding", params={"embedding_dim": 2})],
+                  edges=[Edge(source="x", target="ids"), Edge(source="ids", target="emb")])
+    model = compile_graph(graph).eval()
+    x = torch.tensor([[-3.2, 5.9, 40.0]])
+    assert model(x).shape == (1, 3, 2)
+    ids = compile_graph(Graph(nodes=graph.nodes[:2], edges=graph.edges[:1])).eval()(x)
+    assert ids.tolist() == [[0, 5, 19]]
