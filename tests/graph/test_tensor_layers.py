@@ -196,3 +196,16 @@ def test_cast_to_ids_keeps_the_vocabulary_it_declares():
     assert model(x).shape == (1, 3, 2)
     ids = compile_graph(Graph(nodes=graph.nodes[:2], edges=graph.edges[:1])).eval()(x)
     assert ids.tolist() == [[0, 5, 19]]
+
+
+def test_integers_of_unknown_vocabulary_reach_an_embedding_through_a_cast():
+    """Integers from an operator (no vocabulary) are a located problem at an Embedding, whose fix works."""
+    from builder.graph.layers.recurrent import _embedding_shape
+    from builder.graph.layers.tensor import _cast_shape
+    from builder.graph.spec import TOKENS, ShapeError, TensorType
+
+    ids = TensorType((5,), TOKENS, None)
+    with pytest.raises(ShapeError, match="Cast with dtype int64 and vocab_size"):
+        _embedding_shape({"padding_idx": 3, "embedding_dim": 4}, [ids])
+    cast = _cast_shape({"dtype": "int64", "vocab_size": 12}, [ids])
+    assert cast.vocab == 12 and _embedding_shape({"padding_idx": 3, "embedding_dim": 4}, [cast]).shape == (5, 4)

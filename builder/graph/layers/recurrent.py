@@ -19,6 +19,9 @@ def _embedding_shape(p, ins):
     if t.kind != TOKENS:
         raise ShapeError(f"expects token ids from an Input with modality 'tokens'; received: float tensor {t}. "
                          "Fix: set the Input's modality to 'tokens' or remove the Embedding")
+    if t.vocab is None:  # integers from an operator (an imported model): how many ids is not known
+        raise ShapeError(f"needs to know how many token ids there are; received: integers {t} without a vocabulary "
+                         "(an operator's output). Fix: put a Cast with dtype int64 and vocab_size before the Embedding")
     if p["padding_idx"] is not None and p["padding_idx"] >= t.vocab:
         raise ShapeError(f"padding_idx must be a token id below vocab_size {t.vocab}; received: "
                          f"padding_idx={p['padding_idx']}. Fix: use 0..{t.vocab - 1} or leave it empty")

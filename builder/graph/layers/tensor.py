@@ -198,20 +198,21 @@ def _cast_shape(p, ins):
     (t,) = ins
     if p["dtype"] == "float32":
         return TensorType(t.shape)
-    vocab = t.vocab if t.kind == TOKENS else p["vocab_size"]
+    vocab = t.vocab if t.kind == TOKENS and t.vocab is not None else p["vocab_size"]
     return TensorType(t.shape, TOKENS, vocab)
 
 
 def _cast_emit(e, attr, p, ins, types):
     out = e.method("to", ins[0], getattr(_torch(), p["dtype"]))
-    if p["dtype"] == "int64" and types[0].kind != TOKENS:  # the ids the analysis promised: 0..vocab_size-1
+    if p["dtype"] == "int64" and (types[0].kind != TOKENS or types[0].vocab is None):  # the promised 0..vocab_size-1
         return e.method("clamp", out, 0, p["vocab_size"] - 1)
     return out
 
 
 register(LayerSpec(
-    "Cast", "Reshape", "Converts the element type: token ids to float32 numbers, or float values to int64 ids "
-    "(truncated toward zero, then clamped into 0..vocab_size-1) for an Embedding.",
+    "Cast", "Reshape", "Converts the element type: token ids to float32 numbers, or float values (or integers "
+    "without a known vocabulary) to int64 ids (truncated toward zero, then clamped into 0..vocab_size-1) for an "
+    "Embedding.",
     params=[Param("dtype", "choice", "float32", "Element type of the output.", choices=("float32", "int64")),
             _int("vocab_size", 100, "For int64 from floats: how many ids the next Embedding takes (0..vocab_size-1).",
                  lo=2)],
