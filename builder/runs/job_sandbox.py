@@ -66,14 +66,8 @@ class JobLimitError(LayerLabError):
 
 def job_limits(env: Mapping[str, str] | None = None) -> WorkerLimits:
     """The limits of a job from ``LAYERLAB_JOB_*`` in ``env`` (default: ours); see the module docstring."""
-    src = os.environ if env is None else env
-
     def positive(name: str, default: int) -> int:
-        try:
-            v = int(str(src.get(name, "")).strip())
-        except ValueError:
-            return default
-        return v if v > 0 else default
+        return sandbox.env_positive(name, default, env=env)
 
     return WorkerLimits(memory_mb=positive(MEMORY_ENV, 0), cpu_s=positive(CPU_ENV, 0),
                         file_mb=positive(FILE_ENV, DEFAULT_FILE_MB), memory="data", prefix=PREFIX)

@@ -52,11 +52,12 @@ class WorkerLimits:
     prefix: str = "LAYERLAB_WORKER"
 
 
-def env_positive(name: str, default: float, kind: type = int) -> Any:
-    """A positive number from the environment variable ``name`` read as ``kind``; ``default`` when it is unset,
-    not a number or not above 0 (the sandbox's, the jobs' and the model probe's settings)."""
+def env_positive(name: str, default: float, kind: type = int, env: Mapping[str, str] | None = None) -> Any:
+    """A positive number from the environment variable ``name`` (of ``env``, default: ours) read as ``kind``;
+    ``default`` when it is unset, not a number or not above 0 (the sandbox's, the jobs' and the model probe's
+    settings)."""
     try:
-        v = kind(os.environ.get(name, ""))
+        v = kind(str((os.environ if env is None else env).get(name, "")).strip())
         return v if v > 0 else default
     except ValueError:
         return default
