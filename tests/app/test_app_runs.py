@@ -70,7 +70,7 @@ def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):
 def test_pause_resume_stop_a_job_from_the_runs_page(ws):
     store = RunStore(ws)
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
-                                config={"epochs": 500, "early_stopping": None}, owner=ME))
+                                config={"epochs": 5000, "early_stopping": None}, owner=ME))
     wait_for_status(store, rid, {"running"}, TIMEOUT)
     at = open_runs()
     at.multiselect(key="ll_runs_pick").set_value([rid]).run()
@@ -85,7 +85,7 @@ def test_pause_resume_stop_a_job_from_the_runs_page(ws):
 def test_resume_a_stopped_run_and_open_its_project(ws):
     store = RunStore(ws)
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
-                                config={"epochs": 400, "early_stopping": None}, owner=ME))
+                                config={"epochs": 5000, "early_stopping": None}, owner=ME))
     wait_for_epochs(store, rid, 1, TIMEOUT)
     from builder.runs.jobs import request
     request(store, rid, "stop")
