@@ -6,8 +6,10 @@ builds the model:
 
 - limits: no core files; files up to ``LAYERLAB_JOB_FILE_MB`` (default 16384 MiB; a larger write fails with
   ``EFBIG``); private writable memory up to ``LAYERLAB_JOB_MEMORY_MB`` (``RLIMIT_DATA``: memory-mapped image
-  caches and CUDA's inaccessible address reservations do not count; unset = no cap; a small CPU job holds
-  ~0.5 GiB, so 4096 per job suits a class server on CPU; more with CUDA); CPU seconds from then on up to
+  caches and CUDA's inaccessible address reservations do not count; unset: :data:`HOST_SHARE` of the host's
+  memory on a host without CUDA, so one runaway job fails with a message instead of swapping the server, and no
+  cap on a CUDA host (unmeasured there); a small CPU job holds ~0.5 GiB, so 4096 per job suits a class server on
+  CPU; more with CUDA); CPU seconds from then on up to
   ``LAYERLAB_JOB_CPU_S`` (unset = no cap; SIGXCPU ends the run, SIGKILL :data:`CPU_GRACE_S` later);
 - the environment: :func:`job_env`, nothing of the submitter's but ``PATH``, the locale and :data:`PASSED_ENV`
   (LayerLab's, the GPU, thread, MLflow and torch settings); ``HOME`` and ``TMPDIR`` are ``runs/<id>/tmp``,
@@ -51,6 +53,7 @@ MEMORY_ENV = f"{PREFIX}_MEMORY_MB"
 CPU_ENV = f"{PREFIX}_CPU_S"
 FILE_ENV = f"{PREFIX}_FILE_MB"
 DEFAULT_FILE_MB = 16384
+HOST_SHARE = 0.75  # a CPU job's private memory by default: this share of the host's physical memory
 CPU_GRACE_S = 30
 PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MLFLOW_", "PYTORCH_",
               "TORCH_", "CUBLAS_WORKSPACE_CONFIG")
@@ -64,12 +67,21 @@ class JobLimitError(LayerLabError):
     """A job met one of its limits (raised in the job process on SIGXCPU)."""
 
 
-def job_limits(env: Mapping[str, str] | None = None) -> WorkerLimits:
-    """The limits of a job from ``LAYERLAB_JOB_*`` in ``env`` (default: ours); see the module docstring."""
+def host_memory_mb() -> int:
+    """:data:`HOST_SHARE` of this host's physical memory in MiB (0 where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * HOST_SHARE) >> 20
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def job_limits(env: Mapping[str, str] | None = None, *, cuda: bool = True) -> WorkerLimits:
+    """The limits of a job from ``LAYERLAB_JOB_*`` in ``env`` (default: ours); see the module docstring. ``cuda``
+    False (a host without CUDA): private memory is capped at :func:`host_memory_mb` unless the setting says."""
     def positive(name: str, default: int) -> int:
         return sandbox.env_positive(name, default, env=env)
 
-    return WorkerLimits(memory_mb=positive(MEMORY_ENV, 0), cpu_s=positive(CPU_ENV, 0),
+    return WorkerLimits(memory_mb=positive(MEMORY_ENV, 0 if cuda else host_memory_mb()), cpu_s=positive(CPU_ENV, 0),
                         file_mb=positive(FILE_ENV, DEFAULT_FILE_MB), memory="data", prefix=PREFIX)
 
 
@@ -180,5 +192,5 @@ def limit_study(pid: int, lim: WorkerLimits | None = None) -> None:
             resource.prlimit(pid, which, (value if hard == resource.RLIM_INFINITY else min(value, hard), hard))
 
 
-__all__ = ["job_limits", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
+__all__ = ["job_limits", "host_memory_mb", "HOST_SHARE", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
            "JobLimitError", "PASSED_ENV", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]

@@ -519,11 +519,10 @@ class StoreControl(Callback):
 
 
 def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
-    from builder.interpret.live import LiveAttributions
     from builder.training.callbacks import Callback
 
     class _SaveLive(Callback):  # writes the frames to the run folder after every recorded epoch
-        def __init__(self, live: LiveAttributions, path: Path):
+        def __init__(self, live: Any, path: Path):
             self.live, self.path, self._n = live, path, 0
 
         def on_epoch_end(self, trainer, epoch, logs):
@@ -534,7 +533,9 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
     out: list = [StoreControl(store, run_id)]
     for n in names:
         kind, _, method = str(n).partition(":")
-        if kind == "live_attributions":
+        if kind == "live_attributions":  # Captum (and matplotlib) imported only by a job that records them
+            from builder.interpret.live import LiveAttributions
+
             live = LiveAttributions(method or "integrated_gradients")
             out += [live, _SaveLive(live, store.folder(run_id).live_attributions)]
         elif kind == "decision_boundary":  # grid per epoch in the epoch metrics (2-D toy data; else silent)
@@ -688,14 +689,16 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
         return 0
     tmp = store.folder(run_id).tmp  # limits, clean environment, no new processes, before the model is built
     config = {**(store.get(run_id).get("config") or {}), **(origin or {}).get("config", {}), **(spec.config or {})}
-    lim = job_sandbox.enter(tmp, processes=job_sandbox.compiles(config)) if sandboxed else job_sandbox.job_limits()
+    lim = job_sandbox.job_limits(cuda=torch.cuda.is_available())  # a CPU host caps private memory by default
+    if sandboxed:
+        lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
         spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
           + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else ""), flush=True)
-    callbacks = _callbacks(list(spec.callbacks), store, run_id)
-    signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
-    try:
+    try:  # from here on a failure (a limit met while importing, too) is recorded with the run
+        callbacks = _callbacks(list(spec.callbacks), store, run_id)
+        signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
         first = JobSpec(**origin) if (spec.resume_run and origin) else spec
         if spec.resume_run and store.folder(run_id).has_checkpoint:
             from builder.training.prune import resume_pruned

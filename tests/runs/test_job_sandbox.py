@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from builder.graph.templates import load_template
 from builder.runs import jobs
+from builder.runs.job_sandbox import host_memory_mb
 from builder.runs.jobs import JobSpec, submit, wait
 from builder.runs.launcher import child_env
 from builder.runs.store import RunStore
@@ -165,6 +167,9 @@ def test_jobs_cold_and_forked_are_locked_down_and_a_crash_is_a_failed_run(store,
         assert any(line.startswith("Max core file size") and line.split()[4] == "0" for line in limits.splitlines())
         assert any(line.startswith("Max file size") and line.split()[3] == str(64 * 2**20)
                    for line in limits.splitlines())
+        if not torch.cuda.is_available():  # a CPU host: private memory capped by default (a share of the host's)
+            assert any(line.startswith("Max data size") and line.split()[3] == str(host_memory_mb() * 2**20)
+                       for line in limits.splitlines())
         assert store.folder(rid).tmp.is_dir()  # its private HOME and TMPDIR
         os.kill(pid, signal.SIGSEGV)  # a crash in native code: seen by whoever started it
     for rid in (cold, warm):
@@ -241,3 +246,26 @@ def test_a_job_that_compiles_may_start_the_compiler(store):
     the one job whose process filter is left off (its other limits stay)."""
     rid = submit(store, _spec(epochs=1, torch_compile=True))
     assert wait(store, [rid], TIMEOUT) == {rid: "finished"}, store.get(rid)["message"]
+
+
+def test_a_limit_met_before_training_starts_is_recorded_with_the_run(tmp_path, monkeypatch):
+    """A cold job met its CPU limit while importing its callbacks' libraries and died with a traceback, its run left
+    `running`; everything after the sandbox is entered is now inside the job's failure record."""
+    from builder.runs.job_sandbox import JobLimitError
+
+    monkeypatch.setattr(jobs, "_launch_warm", lambda *a: os.getpid())  # recorded, not launched: run in process
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+
+    def over(*_a):
+        raise JobLimitError("the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)")
+
+    monkeypatch.setattr(jobs, "_callbacks", over)
+    store = RunStore(tmp_path / "ws")
+    rid = submit(store, _spec())
+    try:
+        assert jobs.run_job(store.workspace, rid) == 1
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+    run = store.get(rid)
+    assert run["status"] == "failed" and run["message"].startswith("the training job stopped: its CPU time ran out")
