@@ -134,11 +134,7 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
     done = _progress(d, n, (h, w, c))
     if not path.is_file() or path.stat().st_size != nbytes:
         done = set()
-        free = shutil.disk_usage(d).free
-        if nbytes + 2**28 > free:
-            raise DatasetError(f"the decoded images need {nbytes / 2**30:.2f} GiB in the cache at {d.parent} but "
-                               f"only {free / 2**30:.2f} GiB of disk is free (256 MiB kept spare). Fix: free disk "
-                               f"space, set {ENV_WORKSPACE} to a larger disk, or a smaller image size")
+        check_free_disk(d, nbytes, "the decoded images need", ", or a smaller image size")
         with open(path, "wb") as f:
             f.truncate(nbytes)  # sparse: the chunks fill it
     mm = np.memmap(path, dtype=np.uint8, mode="r+", shape=(n, h, w, c))
@@ -189,6 +185,15 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
         raise DatasetError(f"the image cache entry {d} could not be read back after writing it. Fix: delete the "
                            "folder and load again")
     return opened
+
+
+def check_free_disk(d: Path, nbytes: int, what: str, fix: str = "") -> None:
+    """Refuse a cache entry of ``nbytes`` in folder ``d`` when the disk has less free (256 MiB kept spare)."""
+    free = shutil.disk_usage(d).free
+    if nbytes + 2**28 > free:
+        raise DatasetError(f"{what} {nbytes / 2**30:.2f} GiB in the cache at {d.parent} but only "
+                           f"{free / 2**30:.2f} GiB of disk is free (256 MiB kept spare); received: {nbytes:,} "
+                           f"bytes. Fix: free disk space or set {ENV_WORKSPACE} to a larger disk{fix}")
 
 
 def check_cache_bytes(nbytes: int, n: int, shape: tuple[int, int, int]) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import builder.data.limits as limits
-from builder.data.cache import CACHE_VERSION, ENV_WORKSPACE, entry_dir, write_json
+from builder.data.cache import CACHE_VERSION, check_free_disk, entry_dir, write_json
 from builder.data.table_plan import Encoding, TablePlan, plan_table
 from builder.errors import DatasetError
 
@@ -95,11 +94,7 @@ def load_table(key: str, frames: Frames | None, target: str, task: str | None, l
     (d / "meta.json").unlink(missing_ok=True)
     d.mkdir(parents=True, exist_ok=True)
     _remove_orphans(d)
-    free = shutil.disk_usage(d).free
-    if nbytes + 2**28 > free:
-        raise DatasetError(f"{label}: the parsed table needs {nbytes / 2**30:.2f} GiB in the cache at {d.parent} but "
-                           f"only {free / 2**30:.2f} GiB of disk is free (256 MiB kept spare); received: {nbytes:,} "
-                           f"bytes. Fix: free disk space or set {ENV_WORKSPACE} to a larger disk")
+    check_free_disk(d, nbytes, f"{label}: the parsed table needs")
     tmp = f".{os.getpid()}.tmp"
     fx, fy = d / f"features.f32{tmp}", d / f"targets.npy{tmp}"
     ydtype = np.int64 if enc.task in ("multiclass", "binary") else np.float32
