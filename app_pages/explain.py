@@ -147,7 +147,7 @@ def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
             _reset_cache(choice)
             rs = ui.store()
             ui.get_run(run_id, rs)  # this owner may see it
-            return _cached(("session", split), lambda: ProbeSession(_probe(), rs.workspace, run_id, split))
+            return _cached(("session", split), lambda: ProbeSession(_probe(), rs, run_id, split))
         model, run_id = ss.ll_model, ss.get("ll_model_run")  # handed over in this process
         _reset_cache(f"session:{run_id}:{id(model)}")
         ds = _cached(("dataset",), _session_dataset)

@@ -156,7 +156,7 @@ def _session_for(tr: Any) -> Any:
     held = ss.get(BUILD_KEY)
     if held and held["version"] == tr.version:
         return held["xs"]
-    xs = ProbeSession(session_probe(), ui.store().workspace, tr.run_id, "test", version=tr.version)
+    xs = ProbeSession(session_probe(), ui.store(), tr.run_id, "test", version=tr.version)
     ss[BUILD_KEY] = {"version": tr.version, "xs": xs}
     return xs
 

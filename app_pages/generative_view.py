@@ -82,7 +82,7 @@ def _vae_view(probe, store, run_id: str) -> dict:
     cache = st.session_state.setdefault("ll_vae_view", {})
     if run_id not in cache:
         cache.clear()
-        cache[run_id] = probe.vae(store.workspace, run_id)
+        cache[run_id] = probe.vae(store, run_id)
     return cache[run_id]
 
 

@@ -112,7 +112,7 @@ def drift_section(rec: dict) -> None:
 
             with st.spinner("Comparing…"):
                 try:  # the model runs in the page session's sandboxed probe, never in this process
-                    report = session_probe().drift(ui.store().workspace, rid, got["path"], alpha=alpha)
+                    report = session_probe().drift(ui.store(), rid, got["path"], alpha=alpha)
                     st.session_state.ll_drift_report = {"run": rid, "name": got["name"], "alpha": alpha,
                                                         "report": report}
                 except LayerLabError as e:

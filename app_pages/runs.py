@@ -289,7 +289,7 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
                    help=why or "Dynamic int8 ONNX; file size and test metric before/after go to the model card"):
         try:
             with st.spinner("Exporting, quantizing and scoring the test split…"):
-                st.session_state.ll_run_int8 = quantize_run_isolated(rs.workspace, rid)
+                st.session_state.ll_run_int8 = quantize_run_isolated(rs, rid)
         except LayerLabError as err:
             st.error(ui.md(err))
     got = st.session_state.get("ll_run_onnx")

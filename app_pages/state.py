@@ -26,6 +26,7 @@ import streamlit as st
 
 import builder
 from app_pages.style import md
+from builder.access import CONTROL, READ, may
 from builder.errors import LayerLabError
 from builder.graph.cost import canvas_annotations
 from builder.graph.edit import with_edge_ids
@@ -118,19 +119,28 @@ def shared_runs() -> bool:
     return owners.shared_runs()
 
 
-def runs_owner() -> str | None:
-    """The owner filter for listing runs: this owner, or None (all) in shared mode."""
-    return owners.runs_filter(owner(), owners.shared_runs())
+def actor():
+    """This session's :class:`builder.access.Actor`: its owner with its roles on this server (admin, teacher of
+    which students, shared mode), resolved once per page run (:func:`builder.runs.classes.actor_for`)."""
+    import time
+
+    from builder.runs.classes import actor_for
+
+    me, now = owner(), time.monotonic()
+    cached = st.session_state.get("ll_actor")
+    if cached is None or cached[0] != me or now - cached[1] > 1.0:  # roles change when a class does
+        cached = st.session_state["ll_actor"] = (me, now, actor_for(workspace(), me))
+    return cached[2]
 
 
 def can_see(run: dict) -> bool:
-    """Whether this session may see a run (:func:`builder.runs.owners.can_see`)."""
-    return owners.can_see(run, owner(), owners.shared_runs())
+    """Whether this session may read a run (:func:`builder.access.may` ``read``)."""
+    return may(actor(), READ, run)
 
 
 def can_control(run: dict) -> bool:
-    """Whether this session may pause, resume, stop or delete a run (:func:`builder.runs.owners.can_control`)."""
-    return owners.can_control(run, owner())
+    """Whether this session may pause, resume, stop or delete a run (:func:`builder.access.may` ``control``)."""
+    return may(actor(), CONTROL, run)
 
 
 # -------------------------------------------------------------------------------------------- state
@@ -301,7 +311,7 @@ def _run_overlays(g: Graph) -> tuple[dict, dict[str, float]]:
     from builder.runs.summary import current_run
 
     try:
-        store = RunStore(workspace())
+        store = RunStore(workspace(), actor=actor())
         run = current_run(store, g, owner())
         if run is None:
             return {}, {}
@@ -356,7 +366,7 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 
 
 
-__all__ = ["owner", "keep_identity", "shared_runs", "runs_owner", "can_see", "can_control", "init_state", "autosave",
+__all__ = ["owner", "keep_identity", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
            "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
            "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "flash",
            "show_flash", "analyse", "annotations", "graph_key", "palette_with_blocks", "make_block", "workspace"]

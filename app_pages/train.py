@@ -100,7 +100,7 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
             key="ll_hp_freeze", placeholder="none: every layer trains",
             help="Keep these layers' weights fixed (transfer learning: train only the new head of an imported or "
                  "pretrained model). Same as `layerlab train --freeze`.")
-        teachers = {r["id"]: run_label(r) for r in ui.store().list_runs("finished", 30, owner=ui.runs_owner())
+        teachers = {r["id"]: run_label(r) for r in ui.store().list_runs("finished", 30)
                     if "accuracy" in (r.get("test_metrics") or {})}  # a classifier's run, not a GAN's
         own = (ui.project().training or {}).get("teacher") or ""
         own = own if own in teachers else ""
@@ -406,7 +406,7 @@ def results(run: dict) -> None:
 spec = ui.dataset_spec()
 g = ui.graph()
 try:
-    current = current_run(ui.store(), g, ui.runs_owner())
+    current = current_run(ui.store(), g, None)
 except LayerLabError as e:
     current = None
     ui.show_error(e)

@@ -19,6 +19,7 @@ import builder
 from app_pages import nav
 from app_pages.fmt import fmt_duration, fmt_metric, human_bytes, human_count, zip_dir_bytes
 from app_pages.state import (
+    actor,
     analyse,
     annotations,
     autosave,
@@ -38,7 +39,6 @@ from app_pages.state import (
     project,
     project_with_data,
     replace_project,
-    runs_owner,
     set_graph,
     set_project,
     shared_runs,
@@ -178,22 +178,19 @@ def store():
     """The workspace's :class:`builder.runs.store.RunStore` (opened per call; SQLite connections are per call)."""
     from builder.runs.store import RunStore
 
-    return RunStore(workspace())
+    return RunStore(workspace(), actor=actor())
 
 
 def visible_runs(rs=None, **kw) -> list[dict]:
-    """The runs this session may see: its owner's (everyone's in shared mode), newest first."""
+    """The runs this session may read (:meth:`RunStore.list_runs` asks :mod:`builder.access`), newest first."""
     rs = rs or store()
-    return rs.list_runs(owner=runs_owner(), **{"limit": 500, **kw})
+    return rs.list_runs(**{"limit": 500, **kw})
 
 
 def get_run(run_id: str, rs=None) -> dict:
-    """A run this session may see. Raises RunStoreError for another owner's run, as for an unknown one."""
-    rs = rs or store()
-    run = rs.get(run_id)
-    if not can_see(run):
-        raise RunStoreError(f"no run {run_id!r} in this workspace")
-    return run
+    """A run this session may read, by exact id. Raises AccessDenied for another owner's run, as for an unknown
+    one ("no run X of yours")."""
+    return (rs or store()).get(run_id)
 
 
 def live_runs() -> list[dict]:

@@ -77,5 +77,10 @@ class RunStoreError(LayerLabError):
     """A run cannot be found, resumed or written."""
 
 
+class AccessDenied(RunStoreError):
+    """The actor may not do this to this resource (:func:`builder.access.check`); worded as "no run X of yours",
+    the same as for an id that does not exist, so the answer tells nothing about other people's things."""
+
+
 __all__ = ["Problem", "LayerLabError", "ProjectFormatError", "GraphError", "BudgetError",
-           "DatasetError", "TrainingError", "ExplainError", "RunStoreError"]
+           "DatasetError", "TrainingError", "ExplainError", "RunStoreError", "AccessDenied"]

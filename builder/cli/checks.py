@@ -77,11 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """``layerlab calibrate RUN``."""
+    from builder.cli.common import cli_store, typed_run
     from builder.interpret.calibration import calibrate_run
-    from builder.runs.store import RunStore
 
-    store = RunStore(args.workspace)
-    rep = calibrate_run(store, args.run_id, target_accuracy=args.target_accuracy, bins=args.bins)
+    store = cli_store(args.workspace)
+    rep = calibrate_run(store, typed_run(store, args.run_id), target_accuracy=args.target_accuracy, bins=args.bins)
     if args.json:
         print(json.dumps(rep.to_dict()))
         return 0
@@ -99,12 +99,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     """``layerlab drift RUN --data-path NEW.csv``."""
+    from builder.cli.common import cli_store
     from builder.data.drift import check_drift
     from builder.interpret.session import open_run
-    from builder.runs.store import RunStore
 
-    store = RunStore(args.workspace)
-    run = store.get(args.run_id)
+    store = cli_store(args.workspace)
+    run = store.get(args.run_id, prefix=True)
     model, ds = open_run(store, run)
     rep = check_drift(ds, args.data_path, model=model, alpha=args.alpha)
     if args.json:
@@ -117,12 +117,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """``layerlab prune RUN --amount 0.5 [--structured | --unstructured]``."""
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store, typed_run
     from builder.training.prune import prune_run
 
-    store = RunStore(args.workspace)
+    store = cli_store(args.workspace)
     nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
-    rep = prune_run(store, args.run_id, args.amount, structured=args.structured, criterion=args.criterion,
+    rep = prune_run(store, typed_run(store, args.run_id), args.amount, structured=args.structured, criterion=args.criterion,
                     finetune_epochs=args.finetune_epochs, nodes=nodes)
     if args.json:
         print(json.dumps(rep.to_dict()))
@@ -135,11 +135,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     """``layerlab robustness RUN --attack fgsm|pgd --eps 0,0.05,0.1``."""
+    from builder.cli.common import cli_store, typed_run
     from builder.interpret.robustness import robustness_run
-    from builder.runs.store import RunStore
 
-    store = RunStore(args.workspace)
-    rep = robustness_run(store, args.run_id, args.eps, method=args.attack, steps=args.steps)
+    store = cli_store(args.workspace)
+    rep = robustness_run(store, typed_run(store, args.run_id), args.eps, method=args.attack, steps=args.steps)
     if args.json:
         print(json.dumps(rep.to_dict()))
         return 0

@@ -12,10 +12,25 @@ import sys
 import threading
 from pathlib import Path
 
+from builder.access import Actor
 from builder.errors import GraphError, LayerLabError, ProjectFormatError
 from builder.escape import terminal_line
 from builder.graph.project import Project, load_project
 from builder.graph.templates import TEMPLATE_NAMES, load_template
+
+
+def cli_store(workspace: str | Path | None):
+    """The workspace's run store as the CLI's local user (:meth:`builder.access.Actor.local`): its own runs,
+    every run's stop and delete (an admin), a run id typed on the command line may be a unique prefix of its
+    own (:func:`typed_run`)."""
+    from builder.runs.store import RunStore
+
+    return RunStore(workspace, actor=Actor.local())
+
+
+def typed_run(store, text: str) -> str:
+    """The id of the run a command line names (a unique prefix among the runs the actor may read works)."""
+    return store.get(text, prefix=True)["id"]
 
 
 def fail(msg: str, code: int = 2) -> int:

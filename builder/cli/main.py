@@ -227,9 +227,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     for note in rep.get("notes", []):
         print(terminal_line(f"note: {note}"))
     if args.register:
-        from builder.runs.store import RunStore
+        from builder.cli.common import cli_store
 
-        rid = register_import(RunStore(args.workspace), result)
+        rid = register_import(cli_store(args.workspace), result)
         print(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
                             f"--init-from {rid})"))
     return 0

@@ -102,9 +102,8 @@ def _default_study(project) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """``layerlab tune FILE --dataset NAME --trials N --search SPEC ...``."""
-    from builder.cli.common import load_project_arg
+    from builder.cli.common import cli_store, load_project_arg
     from builder.cli.train import _config_overrides, _kv
-    from builder.runs.store import RunStore
     from builder.search import StudyRunner, StudySettings
 
     project = load_project_arg(args.file)
@@ -116,7 +115,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
         raise LayerLabError("tune needs at least one --search; received: none. Fix: e.g. --search "
                             "'lr=1e-4..1e-1:log' --search 'fc1.out_features=16..256:log'")
-    store = RunStore(args.workspace)
+    store = cli_store(args.workspace)
     objective = args.metric if args.metric.startswith("val_") else f"val_{args.metric}"
     settings = StudySettings(name=args.study or _default_study(project), storage=args.storage, n_trials=args.trials,
                              timeout=args.timeout, objective=objective, sampler=args.sampler,
@@ -164,10 +163,10 @@ def _short(v) -> str:
 
 def cmd_export_mlflow(args: argparse.Namespace) -> int:
     """``layerlab runs export-mlflow [ID...] [--mlflow URI]``."""
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store
     from builder.runs.tracking import export_runs
 
-    out = export_runs(RunStore(args.workspace), args.run_ids, args.mlflow, force=args.force)
+    out = export_runs(cli_store(args.workspace), args.run_ids, args.mlflow, force=args.force)
     if args.json:
         print(json.dumps(out))
         return 0

@@ -288,7 +288,7 @@ def _run_job(start, args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``layerlab train FILE --dataset NAME ...``."""
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store
     from builder.training.distributed import env_world_size
     from builder.training.pipeline import run_training
 
@@ -316,7 +316,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_folds(project, dataset, cfg, opts, args)
     if env_world_size() > 1:
         return _train_distributed(project, dataset, cfg, opts, args)
-    store = RunStore(args.workspace)
+    store = cli_store(args.workspace)
     return _run_job(lambda progress: run_training(project, dataset, cfg, store, [progress], dataset_options=opts,
                                                   on_event=progress, background=True, adapt=args.adapt,
                                                   name=args.name), args)
@@ -324,7 +324,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_folds(project, dataset, cfg, opts, args) -> int:
     """``train ... --folds K``: K runs (builder.training.crossval), then mean ± std of the test metrics."""
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store
     from builder.training.crossval import cross_validate, format_summary
 
     progress = Progress(enabled=not args.quiet)
@@ -335,7 +335,7 @@ def _train_folds(project, dataset, cfg, opts, args) -> int:
                              if m != "n" and isinstance(v, (int, float)))
             print(f"fold {k + 1}/{args.folds}: run {result.run_id} {result.status}" + (f"; test {test}" if test else ""))
 
-    res = cross_validate(project, dataset, cfg, RunStore(args.workspace), folds=args.folds, dataset_options=opts,
+    res = cross_validate(project, dataset, cfg, cli_store(args.workspace), folds=args.folds, dataset_options=opts,
                          callbacks=[progress], adapt=args.adapt, name=args.name, on_fold=on_fold,
                          on_event=progress)
     if args.json:
@@ -348,13 +348,13 @@ def _train_folds(project, dataset, cfg, opts, args) -> int:
 
 
 def _train_distributed(project, dataset, cfg, opts, args) -> int:
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store
     from builder.training.distributed import cleanup, init_distributed
     from builder.training.pipeline import run_training
 
     ctx = init_distributed(cfg.get("device", "auto"))
     try:
-        store = RunStore(args.workspace) if ctx.is_main else None
+        store = cli_store(args.workspace) if ctx.is_main else None
         progress = Progress(enabled=ctx.is_main and not args.quiet)
         result = run_training(project, dataset, cfg, store, [progress], dataset_options=opts, on_event=progress,
                               adapt=args.adapt, dist=ctx, name=args.name)
@@ -367,9 +367,9 @@ def _train_distributed(project, dataset, cfg, opts, args) -> int:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     """``layerlab runs list``."""
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store
 
-    runs = RunStore(args.workspace).list_runs(args.status, args.limit)
+    runs = cli_store(args.workspace).list_runs(args.status, args.limit)
     if args.json:
         print(json.dumps(runs, default=str, indent=2))
         return 0
@@ -390,11 +390,11 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
     """``layerlab runs show ID``."""
+    from builder.cli.common import cli_store
     from builder.runs.modelcard import model_card
-    from builder.runs.store import RunStore
 
-    store = RunStore(args.workspace)
-    run = store.get(args.run_id)
+    store = cli_store(args.workspace)
+    run = store.get(args.run_id, prefix=True)
     curve = store.metrics(run["id"])
     if args.json:
         print(json.dumps({**run, "curve": curve}, default=str, indent=2))
@@ -424,11 +424,11 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_resume(args: argparse.Namespace) -> int:
     """``layerlab runs resume ID``."""
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store
     from builder.training.prune import resume_pruned
 
-    store = RunStore(args.workspace)
-    run = store.get(args.run_id)
+    store = cli_store(args.workspace)
+    run = store.get(args.run_id, prefix=True)
     overrides = _config_overrides(args)  # a pruned run keeps its mask and completes its report (resume_pruned)
     return _run_job(lambda progress: resume_pruned(store, run["id"], callbacks=[progress], on_event=progress,
                                                    background=True, overrides=overrides or None), args)
@@ -436,10 +436,10 @@ def cmd_runs_resume(args: argparse.Namespace) -> int:
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:
     """``layerlab runs delete ID``."""
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store
 
-    store = RunStore(args.workspace)
-    run = store.get(args.run_id)
+    store = cli_store(args.workspace)
+    run = store.get(args.run_id, prefix=True)
     store.delete_run(run["id"])
     print(f"deleted run {run['id']}")
     return 0
@@ -451,14 +451,14 @@ def export_run(args: argparse.Namespace) -> int:
     ``safetensors`` writes the weights file; ``py`` writes the model's PyTorch source and the weights next to
     it (same name, ``.safetensors``). Without ``-o`` files go to the run's ``exports/`` folder.
     """
-    from builder.runs.store import RunStore
+    from builder.cli.common import cli_store
 
     output = getattr(args, "output", None) or getattr(args, "out", None)
     fmt = infer_format(getattr(args, "format", None), output)  # -o w.safetensors means weights, never code
     if output not in (None, "-"):
         check_output_path(output)
-    store = RunStore(getattr(args, "workspace", None))
-    run = store.get(args.run)
+    store = cli_store(getattr(args, "workspace", None))
+    run = store.get(args.run, prefix=True)
     folder = store.folder(run["id"])
     weights = folder.weights
     if not weights.is_file():

@@ -365,8 +365,9 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
 
 def register_import(store, result: ImportResult, name: str | None = None) -> str:
     """Record an imported model as a run (status ``imported``) so ``train --init-from RUN`` starts from its
-    weights and ``--freeze`` can keep chosen nodes fixed. Returns the run id."""
-    rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}")
+    weights and ``--freeze`` can keep chosen nodes fixed. The run is the store's actor's. Returns the run id."""
+    rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}",
+                           owner=store.who().owner)
     folder = store.folder(rid)
     _, wpath = save_import(result, folder.imported)
     os.replace(wpath, folder.weights)

@@ -40,9 +40,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from builder.access import SYSTEM
 from builder.errors import LayerLabError
 from builder.interchange.errors import ModelImportError
 from builder.runs.sandbox import WorkerLimits, cpu_budget, death_message, env_positive, lock_down, sandbox_env
+from builder.runs.store import workspace_of
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 IMPORT_TIMEOUT_S = 300.0
@@ -214,7 +216,7 @@ def _child_quantize(workspace: str, run_id: str) -> dict:
     from builder.interchange.onnx_export import quantize_run
     from builder.runs.store import RunStore
 
-    return quantize_run(RunStore(workspace), run_id)
+    return quantize_run(RunStore(workspace, actor=SYSTEM), run_id)  # checked by quantize_run_isolated
 
 
 # ----------------------------------------------------------------------------------------- app entry points
@@ -268,9 +270,10 @@ def export_onnx_bytes(project_json: str, weights: str | os.PathLike | None = Non
         return out.read_bytes(), rep
 
 
-def quantize_run_isolated(workspace: str | os.PathLike, run_id: str, timeout: float = IMPORT_TIMEOUT_S) -> dict:
-    """:func:`builder.interchange.onnx_export.quantize_run` in a worker process."""
-    return run_isolated("_child_quantize", timeout, workspace=str(workspace), run_id=run_id)
+def quantize_run_isolated(store: Any, run_id: str, timeout: float = IMPORT_TIMEOUT_S) -> dict:
+    """:func:`builder.interchange.onnx_export.quantize_run` in a worker process, for a run the store's actor may
+    read (:func:`builder.runs.store.workspace_of`; the worker trusts that check). Raises AccessDenied."""
+    return run_isolated("_child_quantize", timeout, workspace=workspace_of(store, run_id), run_id=run_id)
 
 
 __all__ = ["import_upload", "export_onnx_bytes", "quantize_run_isolated", "run_isolated", "worker_limits", "worker_env",

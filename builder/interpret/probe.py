@@ -18,7 +18,7 @@ time is a one-line :class:`~builder.errors.ExplainError`; the next question star
 
     # not a doctest (a child process; a trained run): run by tests/interpret/test_probe.py
     probe = ModelProbe()
-    xs = ProbeSession(probe, store.workspace, run_id, "test")   # opens the run in the child
+    xs = ProbeSession(probe, store, run_id, "test")   # opens the run in the child
     xs.explain(0, "saliency").attributions.shape                # the answer, read back as data
     probe.close()
 """
@@ -42,6 +42,7 @@ from builder import errors
 from builder.errors import ExplainError
 from builder.interpret.probe_wire import decode, encode, read_frame, write_frame
 from builder.interpret.session import ExplainSession
+from builder.runs.store import RunStore, workspace_of
 
 TIMEOUT_ENV = "LAYERLAB_PROBE_TIMEOUT_S"  # seconds one question may take (default 300)
 IDLE_ENV = "LAYERLAB_PROBE_IDLE_S"  # seconds without a question before the child ends (default 600)
@@ -141,15 +142,21 @@ class ModelProbe:
         """The running child's process id, or None."""
         return self._child.proc.pid if self.running else None
 
-    def request(self, workspace: str | os.PathLike, run_id: str, split: str, call: str, *args: Any,
+    def request(self, store: RunStore, run_id: str, split: str, call: str, *args: Any,
                 version: str | None = None, **kwargs: Any) -> Any:
-        """Ask the child ``call(*args, **kwargs)`` of the run's session; the answer read back as data.
-        ``version``: a token of the run's weights (a new one makes the child open the run again).
+        """Ask the child ``call(*args, **kwargs)`` of the session of a run the store's actor may read (the child
+        trusts this check); the answer read back as data. ``version``: a token of the run's weights (a new one
+        makes the child open the run again).
 
         Raises:
+            AccessDenied: no such run of the store's actor ("no run X of yours").
             LayerLabError: the session's own error (its class kept for the common ones), or one line
                 (ExplainError) naming a crash, a timeout, running out of memory or CPU time.
         """
+        return self._request(workspace_of(store, run_id), run_id, split, call, *args, version=version, **kwargs)
+
+    def _request(self, workspace: str, run_id: str, split: str, call: str, *args: Any,
+                 version: str | None = None, **kwargs: Any) -> Any:
         msg = {"workspace": str(workspace), "run": run_id, "split": split, "call": call, "args": (args, kwargs),
                "version": version}
         with self._lock:
@@ -165,7 +172,7 @@ class ModelProbe:
                 # exit code 0: it had just ended itself (idle) as the question went out; ask a fresh one
         return _result(answer, child.limits)
 
-    def drift(self, workspace: str | os.PathLike, run_id: str, new: str | os.PathLike, alpha: float = 0.05,
+    def drift(self, store: RunStore, run_id: str, new: str | os.PathLike, alpha: float = 0.05,
               version: str | None = None) -> dict:
         """:func:`builder.data.drift.drift_run` in the child: new data (a CSV, or an image folder/.zip at ``new``)
         against the run's training data and model; the report's :meth:`~builder.data.drift.DriftReport.to_dict`.
@@ -173,17 +180,17 @@ class ModelProbe:
         Raises:
             LayerLabError: as drift_run (DatasetError kept), or one line (ExplainError) for a crash of the child.
         """
-        return self.request(workspace, run_id, "", "drift", str(Path(new).resolve()), alpha=float(alpha),
+        return self.request(store, run_id, "", "drift", str(Path(new).resolve()), alpha=float(alpha),
                             version=version)
 
-    def vae(self, workspace: str | os.PathLike, run_id: str, count: int = 500, shown: int = 16) -> dict:
+    def vae(self, store: RunStore, run_id: str, count: int = 500, shown: int = 16) -> dict:
         """:func:`builder.training.generative.vae_probe` in the child: the VAE run's latent means, labels, inputs
         and reconstructions (numpy arrays).
 
         Raises:
             LayerLabError: as vae_probe (TrainingError and RunStoreError kept), or one line for a crash.
         """
-        return self.request(workspace, run_id, "", "vae_probe", count=int(count), shown=int(shown))
+        return self.request(store, run_id, "", "vae_probe", count=int(count), shown=int(shown))
 
     def _exchange(self, child: _Child, msg: dict) -> Any:
         """Send one question and read its answer; None when the child is gone."""
@@ -289,9 +296,10 @@ class ProbeSession:
     deltas = staticmethod(ExplainSession.deltas)
     default_activation_node = staticmethod(ExplainSession.default_activation_node)
 
-    def __init__(self, probe: ModelProbe, workspace: str | os.PathLike, run_id: str, split: str = "test", *,
+    def __init__(self, probe: ModelProbe, store: RunStore, run_id: str, split: str = "test", *,
                  version: str | None = None):
-        self.probe, self.workspace, self.run_id, self.split = probe, str(workspace), run_id, split
+        """A session of a run the store's actor may read. Raises AccessDenied for another person's run."""
+        self.probe, self.workspace, self.run_id, self.split = probe, workspace_of(store, run_id), run_id, split
         self.version = version
         self._memo: dict[tuple, Any] = {}
         hello = self._ask("hello")
@@ -306,7 +314,7 @@ class ProbeSession:
         self.device = torch.device("cpu")  # inputs built here (Try it) are sent to the child's device there
 
     def _ask(self, call: str, *args: Any, **kwargs: Any) -> Any:
-        return self.probe.request(self.workspace, self.run_id, self.split, call, *args, version=self.version,
+        return self.probe._request(self.workspace, self.run_id, self.split, call, *args, version=self.version,
                                   **kwargs)
 
     def _memo_ask(self, call: str, *args: Any, **kwargs: Any) -> Any:

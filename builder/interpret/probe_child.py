@@ -26,6 +26,8 @@ import sys
 from collections import OrderedDict
 from typing import Any
 
+from builder.access import SYSTEM
+
 CALLS = frozenset({
     "sample", "sample_array", "tokens", "feature_names", "feature_values", "candidate_label", "summary",
     "target_label", "methods", "default_layer", "node_types", "attention_nodes", "activation_nodes",
@@ -125,7 +127,7 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
     from builder.runs.store import RunStore
     from builder.training.generative import vae_probe
 
-    return vae_probe(RunStore(workspace, mark_interrupted=False), run_id, *args, **kwargs)
+    return vae_probe(RunStore(workspace, actor=SYSTEM, mark_interrupted=False), run_id, *args, **kwargs)
 
 
 def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:
@@ -139,7 +141,7 @@ def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) 
         while len(runs) >= MAX_RUNS:
             runs.popitem(last=False)
             gc.collect()
-        store = RunStore(workspace, mark_interrupted=False)
+        store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the parent checked (workspace_of)
         model, ds = open_run(store, store.get(run_id))
         runs[key] = {"model": model, "ds": ds, "graph": run_graph(store, run_id), "splits": {}}
     runs.move_to_end(key)

@@ -26,9 +26,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from builder.access import TRAIN_FOR, Actor, Resource, check, refusal, shared_runs
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
-from builder.runs.owners import is_teacher, owner_of
+from builder.graph.share import LOCAL_TRAINING_KEYS
+from builder.runs.owners import is_admin, is_teacher, owner_of
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
 
@@ -97,8 +99,46 @@ def get_class(workspace: str | Path, class_id: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+CLASS_KEY = "class_id"  # the key of a project's ``training`` that names the class a member trains for
+
+
+def actor_for(workspace: str | Path, owner: str, *, shared: bool | None = None) -> Actor:
+    """The actor of a server session (a page, a job submitted from one): ``owner`` with its roles here:
+    admin (:func:`builder.runs.owners.is_admin`), the classes it teaches and their members, shared mode
+    (``LAYERLAB_SHARED_RUNS`` unless ``shared`` says)."""
+    teaching = list_classes(workspace, teacher=owner)
+    return Actor(owner, admin=is_admin(workspace, owner), teaching=frozenset(c["id"] for c in teaching),
+                 students=frozenset(m for c in teaching for m in c.get("members", [])),
+                 shared=shared_runs() if shared is None else shared)
+
+
+def class_for(workspace: str | Path, actor: Actor, project: Project | dict | None) -> str | None:
+    """The class a run of ``project`` is recorded for: its ``training.class_id`` (set by :func:`starter_project`)
+    when ``actor`` is a member or the teacher of that class; None when it names none.
+
+    Raises:
+        AccessDenied: a class that does not exist or that ``actor`` is not in ("no class X of yours").
+    """
+    training = (load_project(project).training if project is not None else None) or {}
+    class_id = training.get(CLASS_KEY)
+    if class_id in (None, ""):
+        return None
+    try:
+        cls = get_class(workspace, str(class_id))
+    except ClassError:
+        raise refusal(str(class_id), "class") from None
+    if not actor.system:
+        check(actor, TRAIN_FOR, Resource.klass(cls))
+    return cls["id"]
+
+
 def _starter(project: Project | dict) -> dict:
+    """The starter as stored: run ids of the teacher's workspace (``init_from``, ``teacher``: runs no student
+    may read) and a class id are left out, as a shared link leaves them out (:mod:`builder.graph.share`)."""
     proj = load_project(project)  # validated as an uploaded file is
+    if proj.training:
+        proj = proj.model_copy(update={"training": {k: v for k, v in proj.training.items()
+                                                    if k not in LOCAL_TRAINING_KEYS}})
     ds = proj.dataset or {}
     if ds and ds.get("kind", "builtin") != "builtin":
         raise ClassError(f"a class's starter uses a built-in dataset (every student can load it); received: a "
@@ -213,8 +253,10 @@ def delete_class(workspace: str | Path, class_id: str, teacher: str) -> None:
 
 
 def starter_project(cls: dict) -> Project:
-    """The class's starter as a project (its dataset in ``dataset``)."""
-    return load_project(cls["starter"])
+    """The class's starter as a project (its dataset in ``dataset``), marked with the class (``training.class_id``)
+    so that a member's runs of it are recorded for the class (:func:`class_for`)."""
+    proj = load_project(cls["starter"])
+    return proj.model_copy(update={"training": {**(proj.training or {}), CLASS_KEY: cls["id"]}})
 
 
 def students_of(workspace: str | Path, teacher: str) -> frozenset[str]:
@@ -306,23 +348,26 @@ def _params(store: RunStore, run: dict) -> int | None:
 
 
 def class_runs(store: RunStore, cls: dict, limit: int = 200) -> list[dict]:
-    """Every member's runs, newest first: ``owner``, ``member`` (its number in the class), ``id``, ``name``,
-    ``status``, ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the held-out
-    split: :func:`holdout_score`), ``params`` and ``time_s``. One query per member and one per run (its epochs);
-    parameters are counted once per graph."""
+    """The runs recorded for the class (:func:`class_for`) that the store's actor may read (its teacher: every
+    member's), newest first: ``owner``, ``member`` (its number in the class), ``id``, ``name``, ``status``,
+    ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the held-out split:
+    :func:`holdout_score`), ``params`` and ``time_s``. One query, and one per run (its epochs); parameters are
+    counted once per graph."""
     members = {m: i + 1 for i, m in enumerate(cls.get("members", []))}
     rows = []
-    for owner in members:
-        for run in store.list_runs(owner=owner, limit=limit):
-            try:
-                best = best_epoch(store.metrics(run["id"], "epoch"))
-            except LayerLabError:
-                best = {}
-            rows.append({"owner": owner, "member": members[owner], "id": run["id"], "name": run.get("name"),
-                         "status": run["status"], "epochs": run.get("epochs_done"),
-                         "best": best.get("val_metric"), "metric_name": best.get("metric_name"),
-                         "test": holdout_score(store, cls, run), "params": _params(store, run),
-                         "time_s": duration_s(run), "created_at": run.get("created_at")})
+    for run in store.list_runs(class_id=cls["id"], limit=limit * max(1, len(members))):
+        owner = owner_of(run)
+        if owner not in members:
+            continue
+        try:
+            best = best_epoch(store.metrics(run["id"], "epoch"))
+        except LayerLabError:
+            best = {}
+        rows.append({"owner": owner, "member": members[owner], "id": run["id"], "name": run.get("name"),
+                     "status": run["status"], "epochs": run.get("epochs_done"),
+                     "best": best.get("val_metric"), "metric_name": best.get("metric_name"),
+                     "test": holdout_score(store, cls, run), "params": _params(store, run),
+                     "time_s": duration_s(run), "created_at": run.get("created_at")})
     return sorted(rows, key=lambda r: str(r.get("created_at") or ""), reverse=True)
 
 
@@ -353,4 +398,5 @@ def member_label(cls: dict, owner: str) -> str:
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
            "update_class", "delete_class", "joined_at", "holdout_score", "starter_project", "students_of", "class_quotas", "class_runs",
+           "actor_for", "class_for", "CLASS_KEY",
            "leaderboard", "member_label"]

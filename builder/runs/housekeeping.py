@@ -2,8 +2,9 @@
 server (the admin's view), and deleting data: an owner's own runs and projects, a class with its members'
 class runs (its teacher), anyone's data (an admin).
 
-Who may do what is decided by :mod:`builder.runs.owners` (:func:`~builder.runs.owners.can_control`,
-:func:`~builder.runs.owners.can_delete_data`, :func:`~builder.runs.owners.can_delete_class_run`); nothing is
+Who may do what is decided by :mod:`builder.access` (``stop``, ``delete``, ``delete_data``,
+``delete_class_run``) for the actor :func:`builder.runs.classes.actor_for` resolves; the sums over every owner
+(disk use, every job) read as :data:`builder.access.SYSTEM` and are shown only to admins; nothing is
 removed outside the workspace (run folders through :meth:`RunStore.run_dir`, owner folders checked to resolve
 under ``<workspace>/owners``). A live job is never deleted: it is left, and named, until it is stopped.
 Example::
@@ -20,11 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from builder.access import DELETE, DELETE_CLASS_RUN, DELETE_DATA, STOP, SYSTEM, Resource, may
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import resolves_inside
 from builder.runs import classes as _classes
 from builder.runs import owners as _owners
-from builder.runs.owners import can_control, can_delete_data, is_admin, owner_of, safe_id
+from builder.runs.owners import owner_of, safe_id
 from builder.runs.quotas import folder_bytes
 from builder.runs.status import LIVE, RunStatus, is_live
 from builder.runs.store import DB_NAME, RunStore
@@ -58,7 +60,7 @@ def _bytes(path: Path) -> int:
 
 def _run_bytes(store: RunStore, run_id: str) -> int:
     try:
-        return _bytes(store.run_dir(run_id))
+        return _bytes(store.run_dir(run_id, actor=SYSTEM))
     except RunStoreError:
         return 0
 
@@ -66,7 +68,7 @@ def _run_bytes(store: RunStore, run_id: str) -> int:
 def owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> dict[str, int]:
     """Bytes ``owner`` keeps: ``runs`` (its run folders), ``projects`` (its autosave, undo history and uploads:
     ``owners/<safe id>/``), ``total``, and ``n_runs``."""
-    runs = store.list_runs(owner=owner, limit=100_000) if runs is None else runs
+    runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM) if runs is None else runs
     run_b = sum(_run_bytes(store, r["id"]) for r in runs)
     try:
         proj_b = _bytes(_owner_folder(store.workspace, owner))
@@ -85,7 +87,7 @@ def class_usage(store: RunStore, cls: dict) -> dict[str, Any]:
 
 def known_owners(store: RunStore) -> list[str]:
     """Every owner the workspace knows: of runs, members and teachers of classes (sorted)."""
-    found = {owner_of(r) for r in store.list_runs(limit=1_000_000)}
+    found = {owner_of(r) for r in store.list_runs(limit=1_000_000, actor=SYSTEM)}
     for cls in _classes.list_classes(store.workspace):
         found.update(cls.get("members", []))
         found.add(cls.get("teacher", ""))
@@ -98,7 +100,7 @@ def workspace_usage(store: RunStore) -> dict[str, Any]:
     known owner, launcher files, ...) and ``total`` (every file under the workspace)."""
     ws = Path(store.workspace)
     by_run_owner: dict[str, list[dict]] = {}
-    for r in store.list_runs(limit=1_000_000):
+    for r in store.list_runs(limit=1_000_000, actor=SYSTEM):
         by_run_owner.setdefault(owner_of(r), []).append(r)
     owners = {o: owner_usage(store, o, by_run_owner.get(o, [])) for o in known_owners(store)}
     total = _bytes(ws)
@@ -127,11 +129,11 @@ def server_jobs(store: RunStore) -> list[dict]:
     now = datetime.now(timezone.utc).timestamp()
     out = []
     for status in sorted(LIVE):
-        for r in store.list_runs(status=status.value, limit=10_000):
+        for r in store.list_runs(status=status.value, limit=10_000, actor=SYSTEM):
             full = r
             if r["status"] != RunStatus.QUEUED:  # where it trains is in its environment (not in the list's columns)
                 try:
-                    full = store.get(r["id"])
+                    full = store.get(r["id"], actor=SYSTEM)
                 except RunStoreError:
                     continue
             env, cfg = full.get("environment") or {}, full.get("config") or {}
@@ -143,16 +145,12 @@ def server_jobs(store: RunStore) -> list[dict]:
     return sorted(out, key=lambda j: (j["status"] == RunStatus.QUEUED, j["position"] or 0, -(j["age_s"] or 0)))
 
 
-def stop_job(store: RunStore, run_id: str, owner: str, *, students: frozenset[str] = frozenset()) -> None:
+def stop_job(store: RunStore, run_id: str, owner: str) -> None:
     """Ask a job to stop on behalf of ``owner``: its own, a student's (a teacher) or anyone's (an admin).
-    Raises HousekeepingError without the right, RunStoreError for a job that is not live."""
+    Raises AccessDenied without the right (as for an unknown run), RunStoreError for a job that is not live."""
     from builder.runs.jobs import request
 
-    run = store.get(run_id)
-    if not can_control(run, owner, students=students, action="stop", admin=is_admin(store.workspace, owner)):
-        raise HousekeepingError(f"only a job's owner, its teacher or an admin stops it; received: run {run['id']} "
-                                f"asked by {owner}. Fix: sign in as its owner or an admin")
-    request(store, run["id"], "stop")
+    request(store.as_actor(_classes.actor_for(store.workspace, owner)), run_id, STOP)
 
 
 # ------------------------------------------------------------------------------------------------- deleting
@@ -165,7 +163,7 @@ def _delete_runs(store: RunStore, runs: list[dict]) -> tuple[int, list[str]]:
             kept.append(r["id"])
             continue
         try:
-            store.delete_run(r["id"])
+            store.delete_run(r["id"])  # as the store's actor: delete, or delete_class_run for a class's teacher
             done += 1
         except RunStoreError:  # became live, or a crafted row outside the workspace: left as it is
             kept.append(r["id"])
@@ -175,13 +173,13 @@ def _delete_runs(store: RunStore, runs: list[dict]) -> tuple[int, list[str]]:
 def delete_runs(store: RunStore, owner: str, run_ids: list[str]) -> dict[str, Any]:
     """Delete these runs on behalf of ``owner`` (its own; anyone's for an admin). Every run is checked before
     any is deleted. Returns ``{"runs": deleted, "kept": [live run ids]}``. Raises HousekeepingError."""
-    admin = is_admin(store.workspace, owner)
-    runs = [store.get(rid) for rid in run_ids]
-    for r in runs:
-        if not can_control(r, owner, action="delete", admin=admin):
-            raise HousekeepingError(f"only a run's owner or an admin deletes it; received: run {r['id']} asked by "
-                                    f"{owner}. Fix: pick one of your runs")
-    done, kept = _delete_runs(store, runs)
+    store = store.as_actor(_classes.actor_for(store.workspace, owner))
+    rows = {r["id"]: r for r in store.list_runs(limit=1_000_000, actor=SYSTEM)}
+    for rid in run_ids:
+        if rid not in rows or not may(store.actor, DELETE, rows[rid]):
+            raise HousekeepingError(f"only a run's owner or an admin deletes it; received: no run {str(rid)[:40]!r} "
+                                    "of yours. Fix: pick one of your runs")
+    done, kept = _delete_runs(store, [rows[rid] for rid in run_ids])
     return {"runs": done, "kept": kept}
 
 
@@ -214,11 +212,12 @@ def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool
     Raises:
         HousekeepingError: ``owner`` may not delete ``target``'s data, or its folder is a link.
     """
-    if not can_delete_data(target, owner, admin=is_admin(store.workspace, owner)):
+    store = store.as_actor(_classes.actor_for(store.workspace, owner))
+    if not may(store.actor, DELETE_DATA, Resource("owner", target)):
         raise HousekeepingError(f"only the owner or an admin deletes an owner's data; received: {target}'s data "
                                 f"asked by {owner}. Fix: sign in as that owner or as an admin")
     folder = _owner_folder(store.workspace, target)  # checked before anything is deleted
-    done, kept = _delete_runs(store, store.list_runs(owner=target, limit=1_000_000))
+    done, kept = _delete_runs(store, store.list_runs(owner=target, limit=1_000_000, actor=SYSTEM))
     removed = 0
     if folder.is_dir():
         shutil.rmtree(folder)
@@ -228,22 +227,13 @@ def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool
 
 
 def class_run_ids(store: RunStore, cls: dict) -> list[dict]:
-    """The class's runs: each member's runs created since it joined the class (:func:`joined_at`)."""
-    out = []
-    for m in cls.get("members", []):
-        since = _classes.joined_at(cls, m)
-        for r in store.list_runs(owner=m, limit=100_000):
-            try:
-                created = datetime.fromisoformat(str(r.get("created_at"))).timestamp()
-            except (TypeError, ValueError):
-                continue
-            if created >= since - 1.0:  # created_at is kept to the second
-                out.append(r)
-    return out
+    """The class's runs: those recorded for it (``class_id``, set when a member trains the class's starter:
+    :func:`builder.runs.classes.class_for`); a member's other runs are not the class's."""
+    return store.list_runs(class_id=cls["id"], limit=1_000_000, actor=SYSTEM)
 
 
 def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str, Any]:
-    """Delete a class and its members' class runs (:func:`class_run_ids`) on behalf of its ``teacher`` (or an
+    """Delete a class and the runs recorded for it (:func:`class_run_ids`) on behalf of its ``teacher`` (or an
     admin); members keep their projects and their other runs. Live jobs are left (``kept``) and the class is
     then kept too, so that nothing is orphaned: stop them and delete again.
 
@@ -251,13 +241,11 @@ def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str,
         ClassError: an unknown class, or ``teacher`` is not its teacher nor an admin.
     """
     cls = _classes.get_class(store.workspace, class_id)
-    admin = is_admin(store.workspace, teacher)
-    if cls["teacher"] != teacher and not admin:
+    store = store.as_actor(_classes.actor_for(store.workspace, teacher))
+    if not may(store.actor, DELETE, Resource.klass(cls)):
         raise _classes.ClassError(f"only the class's teacher deletes it; received: {teacher}. Fix: sign in as its "
                                   "teacher")
-    members = frozenset(cls.get("members", []))
-    runs = [r for r in class_run_ids(store, cls)
-            if admin or _owners.can_delete_class_run(r, teacher, teacher=cls["teacher"], members=members)]
+    runs = [r for r in class_run_ids(store, cls) if may(store.actor, DELETE_CLASS_RUN, r)]
     done, kept = _delete_runs(store, runs)
     if not kept:
         _classes.delete_class(store.workspace, class_id, cls["teacher"])

@@ -37,11 +37,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from builder.access import CONTROL, STOP, SYSTEM, Actor, check, refusal
 from builder.errors import RunStoreError, TrainingError
 from builder.runs import gpus as _gpus
 from builder.runs import job_sandbox
+from builder.runs.classes import class_for
 from builder.runs.launcher import pid_alive, spawn_detached
-from builder.runs.owners import can_control
 from builder.runs.quotas import admit, check_quota
 from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
 from builder.runs.store import CONTROL_ACTIONS, RunStore
@@ -132,12 +133,14 @@ def submit(store: RunStore, spec: JobSpec) -> str:
         QuotaError: the owner is over a quota (:mod:`builder.runs.quotas`; checked under its lock).
     """
     _check_callbacks(list(spec.callbacks))
+    if store.actor is None or not (store.actor.system or store.actor.owner == spec.owner):
+        raise refusal(str(spec.resume_run or spec.owner))  # a job runs for the actor that submits it
     if spec.kind not in JOB_KINDS or (spec.kind == "prune" and not spec.prune.get("parent")):
         raise TrainingError(f"a job trains or prunes (a prune job names its parent run); received: kind "
                             f"{spec.kind!r}. Fix: make prune jobs with builder.training.prune.prune_job_spec")
     with admit(store):  # the quota check and the recording of the run as one step (builder.runs.quotas)
         run_id = _record(store, spec)
-    folder = store.folder(run_id)
+    folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded
     pid = _launch_warm(store.workspace, run_id, folder.job_log)
     if pid is None:
         pid = _launch(store.workspace, run_id, folder.job_log).pid
@@ -153,10 +156,9 @@ def _record(store: RunStore, spec: JobSpec) -> str:
 
     if spec.resume_run:
         store.mark_interrupted()
-        run = store.get(spec.resume_run)
+        run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
         run_id = run["id"]
-        if not can_control(run, spec.owner):
-            raise RunStoreError(f"no run {spec.resume_run!r} of owner {spec.owner!r}")
+        check(Actor(spec.owner), CONTROL, run)  # resuming is the owner's alone (not a reader's in shared mode)
         if why := resume_refusal(run, more_epochs=bool((spec.config or {}).get("epochs"))):
             raise RunStoreError(why)
         TrainConfig.from_dict(run["config"], **dict(spec.config or {}))
@@ -166,11 +168,12 @@ def _record(store: RunStore, spec: JobSpec) -> str:
         project = load_project(spec.project)
         # resolved again in the job once its dataset is loaded (task and training-split size known)
         cfg = TrainConfig.resolve((project.training or {}).get("task"), None, project.training, spec.config)
+        class_id = class_for(store.workspace, store.actor, project)  # AccessDenied for a class not the owner's
         check_quota(store, spec.owner, device=str(cfg.device))
         run_id = store.create_run(project, spec.dataset, spec.dataset_options, cfg, name=spec.name,
-                                  owner=spec.owner, tags=spec.tags,
+                                  owner=spec.owner, tags=spec.tags, class_id=class_id,
                                   parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
-    folder = store.folder(run_id)
+    folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded or resumed (checked above)
     folder.path.mkdir(parents=True, exist_ok=True)
     data = asdict(spec)
     if spec.resume_run and folder.job_spec.is_file():  # keep what the run was first started with
@@ -192,11 +195,11 @@ def _write_json(path: Path, data: Any) -> None:
 def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
     """Start the job process detached (own session), output appended to ``log``, in a clean environment
     (:func:`builder.runs.job_sandbox.job_env`); reaped by a thread, which records a death by signal."""
-    tmp = RunStore(workspace, mark_interrupted=False).folder(run_id).tmp
+    tmp = RunStore(workspace, actor=SYSTEM, mark_interrupted=False).folder(run_id).tmp
     tmp.mkdir(parents=True, exist_ok=True)
 
     def died(pid: int, code: int) -> None:
-        job_sandbox.record_death(RunStore(workspace, mark_interrupted=False), run_id, pid, code)
+        job_sandbox.record_death(RunStore(workspace, actor=SYSTEM, mark_interrupted=False), run_id, pid, code)
 
     return spawn_detached(["-m", "builder.runs.jobs", "run", "--workspace", str(workspace), run_id], log,
                           env=job_sandbox.job_env(tmp), name=f"layerlab-reap-{run_id}", on_exit=died)
@@ -404,7 +407,7 @@ def _reap_jobs(*_: Any) -> None:
         ws, run_id = _FORKED.pop(pid, (None, ""))
         if ws is not None:
             with contextlib.suppress(Exception):
-                job_sandbox.record_death(RunStore(ws, mark_interrupted=False), run_id, pid,
+                job_sandbox.record_death(RunStore(ws, actor=SYSTEM, mark_interrupted=False), run_id, pid,
                                          -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
@@ -442,15 +445,22 @@ def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...
 
 
 def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "stop"]) -> None:
-    """Ask a job to pause, resume or stop; its process acts within a step of reading it (~0.2 s).
+    """Ask a job to pause, resume or stop on behalf of the store's actor (:func:`builder.access.may`: ``stop``
+    for stop, ``control`` for pause and resume); its process acts within a step of reading it (~0.2 s).
 
     Raises:
-        RunStoreError: unknown run or action, or a run that is not queued, running or paused.
+        AccessDenied: a run the actor may not control, worded as an unknown one.
+        RunStoreError: unknown action, or a run that is not queued, running or paused.
     """
     if action not in CONTROL_ACTIONS:
         raise RunStoreError(f"unknown job action; received: {action!r}. Fix: use one of {', '.join(CONTROL_ACTIONS)}")
+    who = store.who()
     store.mark_interrupted()
-    run = store.get(run_id)
+    try:
+        run = store.get(run_id, actor=SYSTEM)  # an admin stops jobs it may not read
+    except RunStoreError:
+        raise refusal(run_id) from None
+    check(who, STOP if action == "stop" else CONTROL, run)
     if not is_live(run["status"]):
         raise RunStoreError(f"run {run['id']} is {run['status']}; only a queued, running or paused job can {action}")
     store.set_control(run["id"], action)
@@ -607,8 +617,8 @@ def _placements(store: RunStore) -> list[_gpus.Placed]:
     import socket
 
     out, used = [], None
-    for r in store.list_runs(status=RunStatus.RUNNING, limit=10_000):
-        run = store.get(r["id"])
+    for r in store.list_runs(status=RunStatus.RUNNING, limit=10_000, actor=SYSTEM):  # every job of the host
+        run = store.get(r["id"], actor=SYSTEM)
         env = run.get("environment") or {}
         if run.get("host") in (None, socket.gethostname()) and isinstance(env.get("gpu"), int):
             used = GPU_USED() if used is None else used
@@ -677,10 +687,11 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
 
     from builder.training.pipeline import run_training
 
-    store = RunStore(workspace, mark_interrupted=False)
+    store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
     data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
     origin = data.pop("origin", None)
     spec = JobSpec(**data)
+    store = store.as_actor(Actor.of_job(spec.owner))  # ids in its project (init_from, teacher) are its owner's
     torch.set_num_threads(torch_threads())
     gpus = GPU_QUERY() if _gpu_device(spec, origin) else []
     need = job_need(JobSpec(**origin) if origin else spec) if gpus else 0

@@ -1,14 +1,13 @@
-"""Who owns what in a workspace: owner ids, who may see or control a run, owner folders, the autosaved canvas
-project and its undo history.
+"""Who owns what in a workspace: owner ids, teachers and admins of the server, owner folders, the autosaved
+canvas project and its undo history.
 
 An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives in a cookie) or
 ``user:<name>`` for a signed-in user. Each owner has a folder ``<workspace>/owners/<safe id>/`` holding
 ``project.json`` (the canvas, autosaved) and ``history/`` (projects replaced by New, a template or "open
-on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; only the
-owner sees a run (everyone, read-only, with ``LAYERLAB_SHARED_RUNS=1``) and only the owner controls it, except
-that a teacher (listed by ``LAYERLAB_TEACHERS`` or the server config, :func:`teachers`) sees the runs of the
-members of their classes read-only and may stop their jobs, and an admin (``LAYERLAB_ADMINS`` or the config's
-``admins``, :func:`admins`) may stop or delete anyone's. Example::
+on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; who may
+read, control or delete them is decided by :mod:`builder.access` alone, from the roles listed here: teachers
+(``LAYERLAB_TEACHERS`` or the server config, :func:`teachers`) and admins (``LAYERLAB_ADMINS`` or the config's
+``admins``, :func:`admins`). Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_owners.py::test_autosave_and_undo_history
     save_project(ws, "anon:" + "a" * 32, project)
@@ -24,77 +23,16 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
 
+from builder.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 
 ANON_PREFIX = "anon:"
 USER_PREFIX = "user:"
-LOCAL_OWNER = "local"  # the owner of runs and studies recorded by the CLI (and of rows older than owners)
-ENV_SHARED = "LAYERLAB_SHARED_RUNS"
 HISTORY_KEEP = 10
 _ANON_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-# ------------------------------------------------------------------------------ who may see or control a run
-def owner_of(record: Mapping[str, Any] | None) -> str:
-    """The owner of a run (or a study's settings): its ``owner``, :data:`LOCAL_OWNER` when none is recorded."""
-    return str((record or {}).get("owner") or LOCAL_OWNER)
-
-
-def shared_runs() -> bool:
-    """``LAYERLAB_SHARED_RUNS=1`` (or true/yes): everyone sees every run, read-only for runs of others."""
-    return os.environ.get(ENV_SHARED, "").strip().lower() in ("1", "true", "yes")
-
-
-def runs_filter(owner: str, shared: bool = False) -> str | None:
-    """The owner to list runs of: ``owner``, or None (everyone's) in shared mode."""
-    return None if shared else owner
-
-
-def can_see(run: Mapping[str, Any], owner: str, shared: bool = False) -> bool:
-    """Whether ``owner`` may see a run: its own, or anyone's in shared mode (another person's run is not
-    reachable by id otherwise)."""
-    return shared or owner_of(run) == owner
-
-
-TEACHER_ACTIONS = ("stop",)  # what a teacher may do to a student's job (the student keeps every other control)
-
-
-ADMIN_ACTIONS = ("stop", "delete")  # what an admin may do to anyone's run (never pause, resume or continue it)
-
-
-def can_control(run: Mapping[str, Any], owner: str, *, students: Collection[str] = (),
-                action: str | None = None, admin: bool = False) -> bool:
-    """Whether ``owner`` may pause, resume, stop, delete or continue a run: its own owner, in every mode (a study
-    follows the same rule: only its owner resumes it or adds trials); a teacher may ``stop`` (only) a job
-    of one of ``students``, the members of the teacher's classes (:func:`builder.runs.classes.students_of`);
-    an ``admin`` (:func:`is_admin`) may ``stop`` or ``delete`` anyone's."""
-    if owner_of(run) == owner:
-        return True
-    if admin and action in ADMIN_ACTIONS:
-        return True
-    return action in TEACHER_ACTIONS and owner_of(run) in students
-
-
-def can_delete_data(target: str, owner: str, *, admin: bool = False) -> bool:
-    """Whether ``owner`` may delete everything ``target`` keeps (runs, projects, uploads, studies): its own, or
-    anyone's for an admin. A teacher deletes only a class's runs (:func:`builder.runs.housekeeping.delete_class_data`)."""
-    return target == owner or admin
-
-
-def can_delete_class_run(run: Mapping[str, Any], owner: str, *, teacher: str, members: Collection[str]) -> bool:
-    """Whether ``owner`` may delete a run together with its class: its own, or, for the class's ``teacher``, a
-    run of one of the class's ``members`` (which runs are class runs: :func:`builder.runs.housekeeping.class_run_ids`)."""
-    return owner_of(run) == owner or (owner == teacher and owner_of(run) in members)
-
-
-def can_see_as_teacher(run: Mapping[str, Any], students: Collection[str]) -> bool:
-    """Whether a teacher sees a run read-only: it belongs to one of the teacher's students."""
-    return owner_of(run) in students
 
 
 # ------------------------------------------------------------------------------------ the server's config
@@ -270,8 +208,7 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
     return d
 
 
-__all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "runs_filter", "can_see", "can_control",
-           "TEACHER_ACTIONS", "ADMIN_ACTIONS", "can_see_as_teacher", "can_delete_data", "can_delete_class_run", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "teachers",
+__all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "safe_id", "owner_dir",
            "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

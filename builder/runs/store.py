@@ -15,10 +15,15 @@ write on this machine, more than a small model's epoch spends on its own work. A
 when a store is opened, and :func:`resume_run` continues it from its last checkpoint. Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_runs.py::test_run_training_records_everything
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=Actor("user:ann"))
     result = run_training(load_template("mlp"), "moons", {"epochs": 5}, store=store)
     store.get(result.run_id)["status"]
     # -> 'finished'
+
+Every call that returns a run, its curves, files, weights or checkpoint, lists runs or deletes one asks
+:func:`builder.access.check` for the store's actor (``RunStore(ws, actor=...)``, or ``actor=`` on the call): a
+store opened without one refuses (deny by default). Ids are matched exactly; ``get(..., prefix=True)`` (an id
+typed on the command line or a page) also takes a unique prefix among the runs the actor may read.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.errors import RunStoreError
+from builder.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
+from builder.errors import AccessDenied, RunStoreError
 from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
 from builder.runs.folder import RunFolder
@@ -76,7 +82,7 @@ _JSON_COLS = ("project", "dataset_options", "dataset_info", "config", "final_met
               "environment", "tags")
 # columns added after the first release: added to an existing database when it is opened
 _ADDED_COLUMNS = {"owner": "TEXT DEFAULT 'local'", "tags": "TEXT", "control": "TEXT", "queued_at": "REAL",
-                  "graph_hash": "TEXT"}
+                  "graph_hash": "TEXT", "class_id": "TEXT"}  # class_id: the class a member trained the run for
 CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
@@ -170,8 +176,10 @@ class RunStore:
         RunStoreError: the workspace cannot be created or the database cannot be opened.
     """
 
-    def __init__(self, workspace: str | Path | None = None, *, mark_interrupted: bool = True):
+    def __init__(self, workspace: str | Path | None = None, *, actor: Actor | None = None,
+                 mark_interrupted: bool = True):
         self.workspace = default_workspace(workspace)
+        self.actor = actor  # who reads through this store (builder.access); None refuses every checked call
         try:
             (self.workspace / "runs").mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -190,9 +198,24 @@ class RunStore:
         if mark_interrupted:
             self.mark_interrupted()
 
+    def as_actor(self, actor: Actor) -> RunStore:
+        """The same workspace read by another actor (no reopening: the schema is ready)."""
+        other = object.__new__(RunStore)
+        other.__dict__.update(self.__dict__)
+        other._held, other.actor = threading.local(), actor
+        return other
+
+    def who(self, actor: Actor | None = None) -> Actor:
+        """The actor of a call: ``actor``, else the store's; AccessDenied when there is none (deny by default)."""
+        who = actor if actor is not None else self.actor
+        if not isinstance(who, Actor):
+            raise AccessDenied("a run store answers only for an actor; received: none. Fix: open it as "
+                               "RunStore(workspace, actor=...) or pass actor= (builder.access.Actor)")
+        return who
+
     @staticmethod
     def _migrate(c: sqlite3.Connection) -> None:
-        """Add the columns a database created by an older LayerLab lacks (owner, tags, control, ...)."""
+        """Add the columns a database created by an older LayerLab lacks (owner, tags, control, class_id, ...)."""
         have = {r["name"] for r in c.execute("PRAGMA table_info(runs)")}
         for col, decl in _ADDED_COLUMNS.items():
             if col not in have:
@@ -260,26 +283,33 @@ class RunStore:
         with self._conn() as c:
             return c.execute(sql, tuple(args)).fetchall()
 
-    def run_dir(self, run_id: str) -> Path:
-        """The folder of a run as a path (its files are named by :meth:`folder`).
-
-        Raises:
-            RunStoreError: an id of the wrong format, or a folder that resolves outside the workspace
-                (e.g. a symlink).
-        """
+    def _run_dir(self, run_id: str) -> Path:
         return self._safe_path(self.workspace / "runs" / check_run_id(run_id))
 
-    def folder(self, run_id: str) -> RunFolder:
-        """The folder of a run with its named files (checkpoint, weights, job spec, model card, exports, ...).
+    def run_dir(self, run_id: str, *, actor: Actor | None = None) -> Path:
+        """The folder of a run the actor may read, as a path (its files are named by :meth:`folder`).
+
+        Raises:
+            RunStoreError: an id of the wrong format, a folder that resolves outside the workspace (e.g. a
+                symlink); AccessDenied: no such run of the actor's.
+        """
+        who = self.who(actor)
+        if not who.system:
+            self.get(run_id, actor=who)
+        return self._run_dir(run_id)
+
+    def folder(self, run_id: str, *, actor: Actor | None = None) -> RunFolder:
+        """The folder of a run the actor may read, with its named files (checkpoint, weights, job spec, model
+        card, exports, ...).
 
         Raises:
             RunStoreError: as :meth:`run_dir`.
         """
-        return RunFolder(self.run_dir(run_id))
+        return RunFolder(self.run_dir(run_id, actor=actor))
 
-    def job_spec(self, run_id: str) -> dict | None:
+    def job_spec(self, run_id: str, *, actor: Actor | None = None) -> dict | None:
         """The job spec a run was started with (``job.json``), or None for a run without one (a CLI run)."""
-        return self.folder(run_id).read_job_spec()
+        return self.folder(run_id, actor=actor).read_job_spec()
 
     def _safe_path(self, path: Path) -> Path:
         """``path`` after checking that it resolves inside ``<workspace>/runs``. Raises RunStoreError."""
@@ -292,8 +322,10 @@ class RunStore:
     # ---- runs
     def create_run(self, project: Project | dict, dataset_name: str, dataset_options: dict | None,
                    config: TrainConfig | dict, *, name: str | None = None, dataset_info: dict | None = None,
-                   parent_id: str | None = None, owner: str = "local", tags: dict | None = None) -> str:
-        """Insert a ``queued`` run owned by ``owner`` and create its folder; returns the run id."""
+                   parent_id: str | None = None, owner: str = "local", tags: dict | None = None,
+                   class_id: str | None = None) -> str:
+        """Insert a ``queued`` run owned by ``owner`` (made for class ``class_id``, already checked by the caller:
+        :func:`builder.runs.classes.check_class_for`) and create its folder; returns the run id."""
         import torch
 
         from builder.training.config import TrainConfig
@@ -301,17 +333,17 @@ class RunStore:
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
         run_id = _new_id()
-        folder = self.folder(run_id).create()
+        folder = RunFolder(self._run_dir(run_id)).create()
         folder.project.write_text(project.to_json(), encoding="utf-8")
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
                "platform": __import__("platform").platform(), "host": socket.gethostname()}
         self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
                     " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
-                    " graph_hash) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, name or project.name, _now(), _now(), os.getpid(), socket.gethostname(),
                      project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
                      _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
-                     str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph)))
+                     str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
@@ -398,7 +430,7 @@ class RunStore:
 
     def set_environment(self, run_id: str, **values: Any) -> None:
         """Merge values (e.g. the resolved device) into a run's environment record."""
-        env = {**(self.get(run_id).get("environment") or {}), **values}
+        env = {**(self._row(run_id).get("environment") or {}), **values}
         self._write("UPDATE runs SET environment = ? WHERE id = ?", (_dumps(env), run_id))
 
     def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
@@ -445,23 +477,40 @@ class RunStore:
         self.update_status(run_id, status, message, final_metrics=final or {}, test_metrics=test)
         try:
             from builder.runs.modelcard import write_card
-            run = self.get(run_id)
-            write_card(run, self.metrics(run["id"]), self.run_dir(run["id"]))
+            run = self._row(run_id)
+            write_card(run, self.metrics(run["id"], actor=SYSTEM), self._run_dir(run["id"]))
         except Exception as e:  # a model card is a convenience; never fail a run for it
             self._write("UPDATE runs SET message = ? WHERE id = ?",
                         ((message + f" (model card not written: {e})").strip(), run_id))
 
-    def get(self, run_id: str) -> dict:
-        """A run as a dict (JSON columns decoded). A unique id prefix works. Raises RunStoreError."""
-        if not isinstance(run_id, str) or not _PREFIX_RE.fullmatch(run_id):
-            raise RunStoreError(f"no run {str(run_id)[:80]!r}: {_ID_HELP}")
-        rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if not rows:  # a unique prefix, matched exactly (substr, not LIKE: no wildcards)
-            rows = self._read("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(run_id), run_id))
-            if len(rows) > 1:
-                raise RunStoreError(f"run id prefix {run_id!r} is ambiguous: {', '.join(r['id'] for r in rows[:5])}")
+    def _row(self, run_id: str) -> dict:
+        """A run by exact id, unchecked: for the store's own writers (finish, environment)."""
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (check_run_id(run_id),))
         if not rows:
-            raise RunStoreError(f"no run {run_id!r} in {self.workspace}; list them with `layerlab runs list`")
+            raise refusal(run_id)
+        return self._decode(rows[0])
+
+    def get(self, run_id: str, *, actor: Actor | None = None, prefix: bool = False) -> dict:
+        """A run the actor may read (:func:`builder.access.may`), as a dict (JSON columns decoded), by exact id;
+        with ``prefix`` (an id typed on the command line or a page) a prefix unique among the runs the actor may
+        read works too, and an ambiguous one lists only those. Ids inside content (``init_from``, ``teacher``, a
+        starter, a link) are never prefixes.
+
+        Raises:
+            AccessDenied: "no run X of yours", the same for an unknown and another person's run.
+        """
+        who = self.who(actor)
+        if not isinstance(run_id, str) or not (_PREFIX_RE if prefix else RUN_ID_RE).fullmatch(run_id):
+            raise RunStoreError(f"no run {str(run_id)[:80]!r}: {_ID_HELP}")
+        rows = [r for r in self._read("SELECT * FROM runs WHERE id = ?", (run_id,)) if may(who, READ, dict(r))]
+        if not rows and prefix:  # a unique prefix, matched exactly (substr, not LIKE: no wildcards)
+            rows = [r for r in self._read("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id",
+                                          (len(run_id), run_id)) if may(who, READ, dict(r))]
+            if len(rows) > 1:
+                raise RunStoreError(f"a run id prefix names one run; received: {run_id!r}, the prefix of "
+                                    f"{', '.join(r['id'] for r in rows[:5])}. Fix: type more of the id")
+        if not rows:
+            raise refusal(run_id)
         check_run_id(rows[0]["id"])  # a crafted database row never reaches a path
         return self._decode(rows[0])
 
@@ -474,13 +523,21 @@ class RunStore:
         return d
 
     def list_runs(self, status: str | None = None, limit: int = 100, *, owner: str | None = None,
-                  tags: dict | None = None) -> list[dict]:
-        """Newest first: id, name, status, owner, tags, dataset, timestamps, epochs done, settings, final and
-        test metrics. ``owner`` keeps that owner's runs; ``tags`` keeps runs whose tags contain these items."""
+                  tags: dict | None = None, class_id: str | None = None, actor: Actor | None = None) -> list[dict]:
+        """The runs the actor may read (:func:`builder.access.may`), newest first: id, name, status, owner, tags,
+        class, dataset, timestamps, epochs done, settings, final and test metrics. ``owner`` keeps that owner's
+        runs; ``class_id`` those recorded for that class; ``tags`` those whose tags contain these items."""
+        who = self.who(actor)
         sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
                "dataset_name, dataset_options, epochs_done, final_metrics, test_metrics, message, config, "
-               "graph_hash, parent_id FROM runs")
+               "graph_hash, parent_id, class_id FROM runs")
         where, args = [], []
+        if not (who.system or who.shared):  # what READ allows, as SQL (may() filters the rows again below)
+            where.append(f"owner IN ({', '.join('?' * (1 + len(who.students)))})")
+            args += [who.owner, *sorted(who.students)]
+        if class_id is not None:
+            where.append("class_id = ?")
+            args.append(str(class_id))
         if status:
             where.append("status = ?")
             args.append(status)
@@ -493,29 +550,43 @@ class RunStore:
         if not tags:
             sql += " LIMIT ?"
             args.append(int(limit))
-        runs = [self._decode(r) for r in self._read(sql, args)]
+        runs = [r for r in map(self._decode, self._read(sql, args)) if may(who, READ, r)]
         if tags:
             runs = [r for r in runs if all((r.get("tags") or {}).get(k, _MISSING) == v for k, v in tags.items())]
         return runs[:int(limit)]
 
-    def metrics(self, run_id: str, kind: str = "epoch") -> list[dict]:
-        """A run's curve: the logged events of one kind (``epoch`` or ``step``) in order."""
+    def metrics(self, run_id: str, kind: str = "epoch", *, actor: Actor | None = None) -> list[dict]:
+        """A run's curve: the logged events of one kind (``epoch`` or ``step``) in order. Raises AccessDenied."""
+        self._check_read(run_id, actor)
         rows = self._read("SELECT data FROM metrics WHERE run_id = ? AND kind = ? ORDER BY rowid", (run_id, kind))
         return [json.loads(r["data"]) for r in rows]
 
-    def metrics_after(self, run_id: str, kind: str = "epoch", after: int = 0) -> tuple[list[dict], int]:
+    def metrics_after(self, run_id: str, kind: str = "epoch", after: int = 0, *,
+                      actor: Actor | None = None) -> tuple[list[dict], int]:
         """The events of one kind logged after row ``after`` and the last row number (for incremental reads:
-        pass it back as ``after`` next time)."""
+        pass it back as ``after`` next time). Raises AccessDenied."""
+        self._check_read(run_id, actor)
         rows = self._read("SELECT rowid, data FROM metrics WHERE run_id = ? AND kind = ? AND rowid > ? ORDER BY rowid",
                           (run_id, kind, int(after)))
         return [json.loads(r["data"]) for r in rows], (rows[-1]["rowid"] if rows else int(after))
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete a run's rows and folder. Raises RunStoreError for a run that is still live."""
-        run = self.get(run_id)
+    def _check_read(self, run_id: str, actor: Actor | None) -> None:
+        who = self.who(actor)
+        if not who.system:
+            self.get(run_id, actor=who)
+
+    def delete_run(self, run_id: str, *, actor: Actor | None = None) -> None:
+        """Delete a run's rows and folder: the actor's own, anyone's for an admin, a class's run for its teacher
+        (:func:`builder.access.may` ``delete``/``delete_class_run``). Raises RunStoreError for a run that is
+        still live, AccessDenied for one the actor may not delete (worded as for an unknown one)."""
+        who = self.who(actor)
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,)) if isinstance(run_id, str) else []
+        if not rows or not (may(who, DELETE, dict(rows[0])) or may(who, DELETE_CLASS_RUN, dict(rows[0]))):
+            raise refusal(run_id)
+        run = self._decode(rows[0])
         if is_live(run["status"]) and pid_alive(run["pid"]) and run["host"] == socket.gethostname():
             raise RunStoreError(f"run {run['id']} is {run['status']} in process {run['pid']}; stop it first")
-        folder = self.run_dir(run["id"])  # checked before anything is deleted
+        folder = self._run_dir(run["id"])  # checked before anything is deleted
         self._write("DELETE FROM metrics WHERE run_id = ?", (run["id"],))
         self._write("DELETE FROM runs WHERE id = ?", (run["id"],))
         shutil.rmtree(folder, ignore_errors=True)
@@ -531,13 +602,27 @@ class RunStore:
                          f"`layerlab runs resume {rid}`", _now(), rid))
         return dead
 
-    def checkpoint_path(self, run_id: str) -> Path:
-        """The run's last checkpoint file (may not exist); ``folder(run_id).checkpoint``."""
-        return self.folder(run_id).checkpoint
+    def checkpoint_path(self, run_id: str, *, actor: Actor | None = None) -> Path:
+        """The last checkpoint file of a run the actor may read (may not exist); ``folder(run_id).checkpoint``."""
+        return self.folder(run_id, actor=actor).checkpoint
 
-    def weights_path(self, run_id: str) -> Path:
-        """The run's final weights file (exists once finished); ``folder(run_id).weights``."""
-        return self.folder(run_id).weights
+    def weights_path(self, run_id: str, *, actor: Actor | None = None) -> Path:
+        """The final weights file of a run the actor may read (exists once finished); ``folder(run_id).weights``."""
+        return self.folder(run_id, actor=actor).weights
+
+
+def workspace_of(store: RunStore, run_id: str) -> str:
+    """The workspace of a run the store's actor may read, for a child process that opens the run again as
+    :data:`~builder.access.SYSTEM` on the strength of this check (explanations, drift, int8 export).
+
+    Raises:
+        AccessDenied: not a RunStore with an actor (a bare path names no one), or no such run of the actor's.
+    """
+    if not isinstance(store, RunStore):
+        raise AccessDenied("a run is opened through the run store of whoever asks; received: a "
+                           f"{type(store).__name__}. Fix: pass the RunStore (RunStore(workspace, actor=...))")
+    store.get(run_id)
+    return str(store.workspace)
 
 
 _MISSING = object()
@@ -632,6 +717,6 @@ class RunLogger:
             self._steps = []
 
 
-__all__ = ["RunStore", "RunLogger", "RunFolder", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
+__all__ = ["RunStore", "RunLogger", "RunFolder", "workspace_of", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
            "filesystem_type", "NETWORK_FILESYSTEMS",
            "graph_hash", "ENV_WORKSPACE", "CONTROL_ACTIONS"]

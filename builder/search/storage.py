@@ -12,8 +12,9 @@ import re
 import time
 from pathlib import Path
 
+from builder.access import CONTROL, Actor, Resource, may
 from builder.errors import LayerLabError
-from builder.runs.owners import can_control, owner_of
+from builder.runs.owners import owner_of
 
 STUDY_DB = "studies.db"
 _ATTR = "layerlab"  # the study's user attribute holding its LayerLab settings
@@ -110,8 +111,8 @@ def study_owner(storage: str, name: str) -> str | None:
 
 def _check_owner(name: str, owner: str, asking: str) -> None:
     """A study belongs to whoever created it: nobody else resumes it, adds trials to it or reads it by name
-    (:func:`builder.runs.owners.can_control`, as for runs)."""
-    if not can_control({"owner": owner}, asking):
+    (:func:`builder.access.may` ``control`` of a study)."""
+    if not may(Actor(asking), CONTROL, Resource("study", owner, name)):
         raise LayerLabError(f"the study name {name!r} is taken by another person's study; received: study name "
                             f"{name!r}. Fix: pick another study name")
 

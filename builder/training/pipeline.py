@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from builder.access import SYSTEM
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
@@ -22,6 +23,7 @@ from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
 from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
+from builder.runs.classes import class_for
 from builder.runs.status import resume_refusal
 from builder.runs.store import RunLogger, RunStore
 from builder.runs.tracking import attach_tracking
@@ -132,14 +134,15 @@ def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Data
     folder so the run can be resumed. Returns ``(run_id, run_dir)``; shared by every trainer's entry point."""
     src_name, src_opts = ds.info.reload_args()
     if run_id is None:
+        class_id = class_for(store.workspace, store.who(), project)  # AccessDenied: not the actor's class
         run_id = store.create_run(project, src_name, src_opts, cfg, name=name, dataset_info=ds.info.to_dict(),
-                                  owner=owner, tags=tags)
+                                  owner=owner, tags=tags, class_id=class_id)
     else:
         store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
                          dataset_info=ds.info.to_dict(), config=cfg.model_dump())
     if not DatasetSource.of(ds.info).reloadable():
-        save_dataset(ds, store.folder(run_id).dataset)
-    return run_id, store.run_dir(run_id)
+        save_dataset(ds, store.folder(run_id, actor=SYSTEM).dataset)  # the run this call records
+    return run_id, store.run_dir(run_id, actor=SYSTEM)
 
 
 def record_environment(store: RunStore, run_id: str, trainer: Any, report: ShapeReport, world_size: int = 1) -> None:
@@ -154,7 +157,7 @@ def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig)
     if cfg.init_from:
         if store is None:
             raise TrainingError("init_from needs a run store to find the source run")
-        src = store.get(cfg.init_from)
+        src = store.get(cfg.init_from)  # exact id, a run the store's actor may read (else "no run X of yours")
         weights, md = read_weights(store.weights_path(src["id"]))
         names = json.loads(md.get("layerlab_names", "{}"))
         report = transfer_weights(model, weights, names, cfg.init_nodes)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import builder
+from builder.access import SYSTEM
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
 from tests.helpers import ME
@@ -17,7 +18,7 @@ from tests.helpers import ME
 def checks_runs(tmp_path_factory) -> tuple[Path, str, str]:
     """``(workspace, cnn run, iris run)``: the CNN on digits (2 epochs) and the MLP on iris (15 epochs), owner ME."""
     ws = tmp_path_factory.mktemp("checks_ws")
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     cnn = run_training(builder.load_template("cnn"), "digits", {"epochs": 2, "seed": 0}, store, owner=ME).run_id
     iris = run_training(builder.load_template("mlp"), "iris", {"epochs": 15, "seed": 0}, store, adapt=True,
                         owner=ME).run_id

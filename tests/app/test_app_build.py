@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import builder
+from builder.access import SYSTEM
 from tests.helpers import ME, open_app
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -165,7 +166,7 @@ def test_a_trained_run_tints_the_canvas_with_its_health(workspace):
     from builder.runs.store import RunStore
     from builder.training.pipeline import run_training
 
-    run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, RunStore(workspace))  # owner local
+    run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, RunStore(workspace, actor=SYSTEM))  # owner local
     at = open_app(owner="local", template="mlp")
     _, _, ann = at.session_state["ll_ann"]
     health = {nid: a["health"] for nid, a in ann["nodes"].items() if a.get("health")}
@@ -179,7 +180,7 @@ def test_a_finished_run_offers_its_measured_latency_on_the_canvas(workspace):
     from builder.runs.store import RunStore
     from builder.training.pipeline import run_training
 
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     project = builder.load_template("cnn")
     res = run_training(project, "digits", {"epochs": 1}, store=store, owner=ME, adapt=True)
     per_node = store.folder(res.run_id).read_latency()

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from builder.access import SYSTEM
 from builder.data import load_dataset
 from builder.data.drift import reference_table
 from builder.runs.jobs import wait
@@ -61,7 +62,7 @@ def test_explain_robustness_and_calibration(checks_ws):
 
 def test_runs_prune_submits_a_job_whose_report_appears_and_drift_flags_the_moved_feature(checks_ws, tmp_path):
     ws, cnn, iris = checks_ws
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     at = open_app("app_pages/runs.py", owner=ME, query={"run": cnn})
     at.number_input(key=f"ll_prune_epochs_{cnn}").set_value(1).run()
     at.button(key=f"ll_prune_go_{cnn}").click().run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builder
+from builder.access import SYSTEM
 from builder.graph.share import encode_project
 from tests.helpers import ME, OTHER, assert_no_exception, open_app
 
@@ -70,7 +71,7 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     other.run()
     assert any("Your quota on this server: 0 of 2 waiting" in c.value for c in other.caption)
     # the teacher sees the student's runs, the leaderboard, and stops a live job
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     done = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="mine")
     store.finish(done, "finished", test={"accuracy": 0.875})
     live = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="runaway")
@@ -92,7 +93,7 @@ def test_first_visit_guide_trains_this_network_and_hides(job_workspace):
     assert "ll_train_this" in [b.key for b in at.button]
     at.button(key="ll_train_this").click().run()
     assert_no_exception(at)
-    store = RunStore(job_workspace)
+    store = RunStore(job_workspace, actor=SYSTEM)
     (run,) = store.list_runs(owner=ME)
     assert at.session_state["ll_run"] == run["id"] and run["dataset_name"] == "moons"
     assert at.title[0].value == "Train"  # landed on the live curves

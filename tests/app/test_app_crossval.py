@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from builder.access import SYSTEM
 from builder.runs.store import RunStore
 from tests.helpers import open_app
 
@@ -22,5 +23,5 @@ def test_cross_validate_trains_k_grouped_runs_and_shows_mean_and_std(workspace, 
     assert list(table["fold"]) == [1, 2, 3] and "accuracy" in table.columns
     labels = {m.label for m in at.metric}
     assert "accuracy" in labels
-    runs = RunStore(workspace).list_runs(tags={"crossval": res["group"]})
+    runs = RunStore(workspace, actor=SYSTEM).list_runs(tags={"crossval": res["group"]})
     assert sorted(r["tags"]["fold"] for r in runs) == [0, 1, 2]

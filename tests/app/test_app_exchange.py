@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
+from builder.access import SYSTEM
 from builder.interchange.onnx_export import export_onnx
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
@@ -35,8 +36,8 @@ def test_import_onnx_puts_graph_and_weights_on_the_canvas(ws, tmp_path):
     proj = at.session_state["ll_project"]
     assert {n.type for n in proj.graph.nodes} >= {"Input", "Embedding", "LSTM", "Linear"}
     rid = proj.training["init_from"]
-    run = RunStore(ws).get(rid)
-    assert run["status"] == "imported" and RunStore(ws).weights_path(rid).is_file()
+    run = RunStore(ws, actor=SYSTEM).get(rid)
+    assert run["status"] == "imported" and RunStore(ws, actor=SYSTEM).weights_path(rid).is_file()
     assert not at.session_state["ll_canvas_error"]
     # the imported weights export to ONNX from the Build page
     at.button(key="ll_onnx_build").click().run()
@@ -55,7 +56,7 @@ def test_import_refuses_a_broken_file_with_a_message(ws):
 
 @pytest.mark.slow
 def test_runs_page_exports_onnx_and_quantizes(ws):
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=store).run_id
     at = open_local("app_pages/runs.py")
     at.button(key=f"ll_onnx_{rid}").click().run()

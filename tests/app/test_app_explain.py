@@ -15,6 +15,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import builder
+from builder.access import SYSTEM
 from builder.interpret.live import LiveAttributions
 from builder.runs.store import RunStore
 from builder.training.pipeline import build_model, prepare, run_training
@@ -224,7 +225,7 @@ def test_live_attributions_play_back(workspace, cnn):
     model, _, live = cnn
     at = _tab(_page({"ll_model": model, "ll_model_run": None}), "Live")
     assert "Record attributions live" in _text(at)  # how to enable it
-    store = RunStore(workspace)  # the frames saved with the model's run play back (after a restart too)
+    store = RunStore(workspace, actor=SYSTEM)  # the frames saved with the model's run play back (after a restart too)
     rid = store.create_run(builder.load_template("cnn"), "digits", {}, {"epochs": 2})
     store.finish(rid, "finished")
     live.save(store.folder(rid).live_attributions)
@@ -308,7 +309,7 @@ def test_pick_a_finished_run_from_the_store(workspace, monkeypatch):
     from builder.interpret.probe import ModelProbe
 
     monkeypatch.setattr(ModelProbe, "TEST_HOOK", "tests.interpret.test_probe:crash_in_activation")
-    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 3}, store=RunStore(workspace))
+    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 3}, store=RunStore(workspace, actor=SYSTEM))
     at = _page()
     model = _widget(at.selectbox, "Model")
     assert model.value == f"run:{res.run_id}"
@@ -339,7 +340,7 @@ def test_regression_model_explains_its_output(workspace):
 
 
 def test_switching_models_resets_model_specific_choices(workspace, cnn):
-    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=RunStore(workspace))
+    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=RunStore(workspace, actor=SYSTEM))
     at = _page({"ll_model": cnn[0], "ll_model_run": None})
     _widget(at.multiselect, "Methods (side by side)").set_value(["occlusion"]).run()
     _widget(at.selectbox, "Model").set_value(f"run:{res.run_id}").run()
@@ -354,7 +355,7 @@ def test_live_frames_of_a_job_follow_the_picked_model(workspace):
     """A job recording attributions saves them with its run; the Live tab shows the picked run's frames."""
     from builder.runs.jobs import JobSpec, submit, wait
 
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     spec = dict(project=builder.load_template("cnn").model_dump(), dataset="digits", owner="local")
     rec = submit(store, JobSpec(**spec, config={"epochs": 2}, callbacks=["live_attributions"]))
     plain = submit(store, JobSpec(**spec, config={"epochs": 1}))
@@ -422,7 +423,7 @@ def test_an_unexpected_failure_is_one_message_not_a_traceback(workspace, cnn, mo
 
 
 def test_a_run_whose_weights_do_not_load_is_an_error_message(workspace):
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     res = run_training(builder.load_template("mlp"), "moons", {"epochs": 1}, store=store)
     store.weights_path(res.run_id).write_bytes(b"not a safetensors file")
     at = _page()
@@ -433,7 +434,7 @@ def test_a_run_whose_weights_do_not_load_is_an_error_message(workspace):
 def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace):
     """A VAE run is explained through its encoder (μ per latent unit, attributions per input pixel); a GAN run,
     whose networks read noise or stacked pairs, says so in one line instead of offering nothing."""
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     gan = run_training(builder.load_template("gan"), "digits", {"epochs": 1}, store=store).run_id
     vae = run_training(builder.load_template("vae"), "digits", {"epochs": 1}, store=store).run_id
     at = _page()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import builder
+from builder.access import SYSTEM
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
 from tests.helpers import ME, assert_no_exception, open_app
@@ -17,7 +18,7 @@ def gen_runs(tmp_path_factory):
     """``(workspace, gan run, vae run, mlp run)``: the gan and vae templates trained 2 epochs in process, the mlp
     template 1 epoch on moons (a classifier: a teacher), owner ME."""
     ws = tmp_path_factory.mktemp("gen_ws")
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     gan = run_training(builder.load_template("gan"), "digits", {"epochs": 2, "seed": 0}, store, owner=ME).run_id
     vae = run_training(builder.load_template("vae"), "digits", {"epochs": 2, "seed": 0}, store, owner=ME).run_id
     mlp = run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store, owner=ME).run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builder
+from builder.access import SYSTEM
 from builder.interchange.onnx_export import ort_session
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
@@ -10,7 +11,7 @@ from tests.helpers import open_app
 
 
 def test_runs_page_exports_the_gans_generator_alone(workspace):
-    rid = run_training(builder.load_template("gan"), "digits", {"epochs": 1, "seed": 0}, RunStore(workspace)).run_id
+    rid = run_training(builder.load_template("gan"), "digits", {"epochs": 1, "seed": 0}, RunStore(workspace, actor=SYSTEM)).run_id
     at = open_app("app_pages/runs.py", owner="local", timeout=300)
     pick = at.selectbox(key=f"ll_net_{rid}")
     assert pick.options == ["whole run", "network: generator", "network: discriminator"]

@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
+from builder.access import SYSTEM
 from builder.runs.jobs import JobSpec, submit, wait
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
@@ -33,7 +34,7 @@ def test_empty_state(ws):
 
 
 def test_lists_compares_and_deletes(ws):
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     a = _train(store, lr=0.003)
     b = _train(store, epochs=3, lr=0.01)
     at = open_runs()
@@ -48,11 +49,11 @@ def test_lists_compares_and_deletes(ws):
     at.multiselect(key="ll_runs_pick").set_value([a]).run()
     at.button(key=f"ll_delc_{a}").click().run()
     assert not at.exception
-    assert {r["id"] for r in RunStore(ws).list_runs()} == {b}
+    assert {r["id"] for r in RunStore(ws, actor=SYSTEM).list_runs()} == {b}
 
 
 def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     mine, theirs = _train(store), _train(store, owner=OTHER)
     at = open_runs()
     assert set(at.dataframe[0].value["run"]) == {mine}
@@ -68,7 +69,7 @@ def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):
 
 
 def test_pause_resume_stop_a_job_from_the_runs_page(ws):
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
                                 config={"epochs": 5000, "early_stopping": None}, owner=ME))
     wait_for_status(store, rid, {"running"}, TIMEOUT)
@@ -83,7 +84,7 @@ def test_pause_resume_stop_a_job_from_the_runs_page(ws):
 
 
 def test_resume_a_stopped_run_and_open_its_project(ws):
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
                                 config={"epochs": 5000, "early_stopping": None}, owner=ME))
     wait_for_epochs(store, rid, 1, TIMEOUT)
@@ -110,7 +111,7 @@ def test_resume_a_stopped_run_and_open_its_project(ws):
 
 def test_deep_link_by_unique_prefix_and_a_hostile_link(ws):
     """``/runs?run=`` takes a unique prefix of one of this owner's runs; anything else is an escaped error."""
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     mine = _train(store)
     at = open_runs(query={"run": mine[:18]})
     assert at.multiselect(key="ll_runs_pick").value == [mine]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from builder.access import SYSTEM
 from tests.helpers import open_app
 
 
@@ -81,7 +82,7 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
     from builder.runs.store import RunStore
 
     rid = at.session_state["ll_run"]
-    rs = RunStore(ws)
+    rs = RunStore(ws, actor=SYSTEM)
     assert wait(rs, [rid], timeout=300)[rid] == "finished"
     run = rs.get(rid)
     fc1 = next(n for n in run["project"]["graph"]["nodes"] if n["id"] == "fc1")

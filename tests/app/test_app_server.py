@@ -4,6 +4,7 @@ Classes page's class disk usage, class deletion with its runs and the teacher's 
 from __future__ import annotations
 
 import builder
+from builder.access import SYSTEM
 from builder.runs import classes, owners
 from builder.runs.store import RunStore
 from tests.helpers import ME, OTHER, assert_no_exception, open_app
@@ -22,7 +23,7 @@ def _run(store: RunStore, owner: str, status: str = "finished", **env) -> str:
 
 def test_server_page_own_data_and_admin_view(workspace, monkeypatch):
     monkeypatch.setenv("LAYERLAB_ADMINS", "it@school.org")
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     mine = _run(store, ME)
     live = _run(store, OTHER, "running", device="cuda:0")
     owners.save_project(workspace, OTHER, builder.load_template("mlp"))
@@ -46,7 +47,7 @@ def test_server_page_own_data_and_admin_view(workspace, monkeypatch):
 
 def test_teacher_views_a_run_read_only_and_deletes_the_class(workspace, monkeypatch):
     monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     c = classes.create_class(workspace, TEACHER, "ML", builder.load_template("mlp"))
     classes.join_class(workspace, c["code"], ME)
     done = _run(store, ME)

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 import builder
 from app_pages import nav
+from builder.access import SYSTEM
 from tests.helpers import ME, open_app
 
 PAGES = [p.path for p in nav.PAGES]
@@ -83,7 +84,7 @@ def test_tips_for_students_show_beside_the_panels_and_hide_from_the_sidebar(work
     from builder.runs.store import RunStore
     from builder.training.pipeline import run_training
 
-    run_training(builder.load_template("cnn"), "digits", {"epochs": 1}, store=RunStore(workspace), owner=ME,
+    run_training(builder.load_template("cnn"), "digits", {"epochs": 1}, store=RunStore(workspace, actor=SYSTEM), owner=ME,
                  adapt=True)
     at = open_app(nav.TRAIN, owner=ME)
     text = " ".join(c.value for c in at.caption)

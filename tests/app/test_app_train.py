@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from builder.access import SYSTEM
 from builder.runs.jobs import wait
 from builder.runs.store import RunStore
 from tests.helpers import button, open_app, wait_for_status
@@ -63,7 +64,7 @@ def test_form_starts_from_the_settings_a_run_resolves(at):
 
 def test_start_runs_a_job_process_and_shows_results(at, ws):
     rid = _start(at, 3)
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     run = store.get(rid)
     assert run["owner"] == at.session_state["ll_owner"] and run["pid"] != __import__("os").getpid()
     assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
@@ -76,7 +77,7 @@ def test_start_runs_a_job_process_and_shows_results(at, ws):
 
 def test_stop_keeps_a_resumable_run(at, ws):
     rid = _start(at, 5000)
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     wait_for_status(store, rid, {"running"}, TIMEOUT)
     at.run()
     at.button(key="ll_stop").click().run()
@@ -98,7 +99,7 @@ def test_graph_problems_block_training_with_a_clear_message(at):
 
 def test_pause_and_resume(at, ws):
     rid = _start(at, 5000)
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     wait_for_status(store, rid, {"running"}, TIMEOUT)
     at.run()
     at.button(key="ll_pause").click().run()
@@ -115,7 +116,7 @@ def test_record_attributions_live(at, ws):
     from builder.interpret.live import live_frames
 
     rid = _start(at, 3, live=True)
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
     frames = live_frames(store, rid)
     assert frames["epochs"] == [1, 2, 3]
@@ -124,7 +125,7 @@ def test_record_attributions_live(at, ws):
 
 def test_train_shows_only_the_run_of_the_canvas(at, ws):
     rid = _start(at, 2)
-    assert wait(RunStore(ws), [rid], TIMEOUT) == {rid: "finished"}
+    assert wait(RunStore(ws, actor=SYSTEM), [rid], TIMEOUT) == {rid: "finished"}
     at.run()
     assert at.session_state["ll_train_run"] == rid
     g = at.session_state["ll_project"].graph  # another network on the canvas: its own (no) run
@@ -146,7 +147,7 @@ def test_freeze_layers_keeps_their_weights(at, ws):
     assert "fc1" in freeze.options and "act1" not in freeze.options  # only layers with weights
     freeze.set_value(["fc1"])  # a form widget: committed with the submit below
     rid = _start(at, 2)
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
     run = store.get(rid)
     assert run["config"]["freeze"] == ["fc1"]

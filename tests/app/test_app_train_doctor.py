@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
+from builder.access import SYSTEM
 from builder.runs.store import RunStore
 from builder.training.health import HealthLog, write_health
 from builder.training.pipeline import run_training
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"
 
 def _sick_run(workspace: Path) -> str:
     """A finished run of the starting CNN whose health log shows relu1 dead and whose loss stayed flat."""
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     res = run_training(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0}, store=store)
     loss = store.metrics(res.run_id, "epoch")[-1]["train_loss"]
     store.log_metrics(res.run_id, [{"type": "epoch", "epoch": e, "train_loss": loss} for e in range(2, 6)])

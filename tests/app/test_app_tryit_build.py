@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
+from builder.access import SYSTEM
 from builder.interpret.tryit import try_run
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
@@ -39,7 +40,7 @@ def test_build_page_try_it_uses_the_newest_run_of_the_canvas_graph(job_workspace
     workspace = job_workspace  # tests/conftest.py: one torch thread per job, a launcher that ends soon
     at = _build("Try it")
     assert "Train this network" in _text(at)  # no run of this graph yet
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     res = run_training(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0}, store=store)
     graph = builder.load_template("cnn").graph
     tr = try_run(store, graph, "local")

@@ -9,6 +9,7 @@ import os
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from builder.access import SYSTEM
 from tests.helpers import APP, button, open_app
 
 
@@ -120,7 +121,7 @@ def _train_mlp(at, epochs: int) -> str:
     button(at, "Start training").click().run()
     assert not at.exception, [e.value for e in at.exception]
     rid = at.session_state["ll_run"]
-    assert wait(RunStore(os.environ["LAYERLAB_WORKSPACE"]), [rid], 180) == {rid: "finished"}
+    assert wait(RunStore(os.environ["LAYERLAB_WORKSPACE"], actor=SYSTEM), [rid], 180) == {rid: "finished"}
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return rid
@@ -138,7 +139,7 @@ def test_moons_training_draws_a_live_decision_boundary(at):
     from builder.runs.store import RunStore
 
     # the job stored a grid with each epoch's metrics; the Train page draws the latest one
-    grid, points = latest_boundary(RunStore(os.environ["LAYERLAB_WORKSPACE"]).metrics(rid, "epoch"))
+    grid, points = latest_boundary(RunStore(os.environ["LAYERLAB_WORKSPACE"], actor=SYSTEM).metrics(rid, "epoch"))
     assert grid is not None and grid["epoch"] == 2 and len(grid["z"]) == 40
     assert points is not None and len(points["x"]) > 50
     assert len(at.get("plotly_chart")) >= 4  # loss, metric, lr and the decision boundary

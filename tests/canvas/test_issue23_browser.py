@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 import builder
+from builder.access import SYSTEM
 from builder.runs import owners
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
@@ -30,7 +31,7 @@ BROWSER_ID = "0123456789abcdef0123456789abcdef"  # the browser's anonymous owner
 def server(tmp_path_factory):
     """The app on a workspace holding one finished run of the starting digits CNN, owned by the test browser."""
     ws = tmp_path_factory.mktemp("workspace")
-    run_training(builder.load_template("cnn"), "digits", {"epochs": 4, "seed": 0}, store=RunStore(ws),
+    run_training(builder.load_template("cnn"), "digits", {"epochs": 4, "seed": 0}, store=RunStore(ws, actor=SYSTEM),
                  owner=owners.anonymous_owner(BROWSER_ID))
     with StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_TORCH_THREADS": "1",
                                         "LAYERLAB_LAUNCHER_IDLE_S": "20"},

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from builder.access import SYSTEM
 from builder.cli.main import main
 
 
@@ -172,7 +173,7 @@ def test_run_export_listing_and_card_with_hostile_names(tmp_path, capsys):
     torch.set_num_threads(1)
     project = load_template("mlp")
     project.name = HOSTILE
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     r = run_training(project, "moons", {"epochs": 1}, store, name=HOSTILE)
     ws = ["--workspace", str(tmp_path)]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder import cli
+from builder.access import SYSTEM
 from builder.runs.store import RunStore
 from builder.search import default_storage, load_study, trials_table
 
@@ -25,7 +26,7 @@ def test_bad_search_specs_are_located_errors_before_any_trial(tmp_path, capsys):
     assert out[0].startswith("search lr: a range must run from low to high; received: lr=0.1..0.0001:log. Fix:")
     assert out[1].startswith("search fc9.out_features: a searched parameter must belong to a node")
     assert out[2].startswith("node fc1: unknown parameter `units` for Linear")
-    assert RunStore(tmp_path).list_runs() == []  # nothing started
+    assert RunStore(tmp_path, actor=SYSTEM).list_runs() == []  # nothing started
 
 
 def test_tune_needs_a_search_and_a_valid_metric(tmp_path, capsys):
@@ -41,7 +42,7 @@ def test_tune_cost_limits_fail_trials_before_any_run(tmp_path, capsys):
                    "--search", "lr=1e-3..1e-1:log", "--max-macs", "100", "--max-params", "10", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["states"] == {"fail": 2} and res["pareto"] == []
-    assert RunStore(tmp_path).list_runs() == []  # nothing trained: the MLP needs 1,152 MACs and 1,218 params
+    assert RunStore(tmp_path, actor=SYSTEM).list_runs() == []  # nothing trained: the MLP needs 1,152 MACs and 1,218 params
 
 
 def test_tune_json_holds_best_value_params_and_run_id(tmp_path, capsys):
@@ -52,7 +53,7 @@ def test_tune_json_holds_best_value_params_and_run_id(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["study"] == "j" and res["n_trials"] == 2 and res["direction"] == "maximize"
     assert set(res["best_params"]) == {"lr", "fc1.out_features"}
-    run = RunStore(tmp_path).get(res["best_run_id"])
+    run = RunStore(tmp_path, actor=SYSTEM).get(res["best_run_id"])
     assert run["status"] == "finished" and run["name"] == f"j #{res['best_trial']}"
     assert run["final_metrics"]["val_metric"] == pytest.approx(res["best_value"])
 
@@ -76,7 +77,7 @@ def test_two_processes_share_one_study_without_duplicates(tmp_path):
     assert all(r["state"] == "complete" for r in ran)
     extra = [r for r in rows if not r["run_id"]]  # a surplus ask, if both processes asked at once
     assert all("already holds 4 trials" in r["message"] for r in extra)
-    assert len(RunStore(tmp_path).list_runs()) == 4
+    assert len(RunStore(tmp_path, actor=SYSTEM).list_runs()) == 4
     owners = {t.user_attrs["runner"] for t in study.trials if t.user_attrs.get("run_id")}
     assert len(owners) == 2  # both processes ran trials
     for out, _ in outs:

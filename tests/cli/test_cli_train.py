@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from builder import cli
+from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs import jobs
 from builder.training.pipeline import build_model
@@ -38,7 +39,7 @@ def test_early_stopping_is_on_by_default_and_zero_turns_it_off(tmp_path, capsys)
         rc, out, err = _train(capsys, tmp_path, *flag)
         assert rc == 0, err
         run_id = re.search(r"^run id (\S+)$", out, re.M).group(1)
-        assert RunStore(tmp_path).get(run_id)["config"]["early_stopping"] == want
+        assert RunStore(tmp_path, actor=SYSTEM).get(run_id)["config"]["early_stopping"] == want
 
 
 def test_runs_list_show_resume_delete_and_export(tmp_path, capsys):
@@ -143,7 +144,7 @@ def test_ctrl_c_stops_cleanly_checkpoints_and_resumes(tmp_path):
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             if (ws / "layerlab.db").exists():
-                runs = RunStore(ws, mark_interrupted=False).list_runs()
+                runs = RunStore(ws, mark_interrupted=False, actor=SYSTEM).list_runs()
                 if runs and (runs[0]["epochs_done"] or 0) >= 1:
                     break
             time.sleep(0.05)
@@ -155,7 +156,7 @@ def test_ctrl_c_stops_cleanly_checkpoints_and_resumes(tmp_path):
             proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "AttributeError" not in err
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     run = store.list_runs()[0]
     rid = run["id"]
     assert run["status"] == "stopped"
@@ -192,7 +193,7 @@ def test_cli_and_jobs_resolve_the_same_settings(tmp_path, capsys, monkeypatch):
     rc = cli.main(["train", str(path), "--dataset-option", "n_samples=300", "--workspace", str(ws), "--quiet"])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     by_cli = store.get(re.search(r"^run id (\S+)$", out, re.M).group(1))["config"]
     rid = submit(store, JobSpec(project=project.model_dump(), dataset="moons", dataset_options={"n_samples": 300}))
     try:

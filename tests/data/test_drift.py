@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from builder.access import SYSTEM
 from builder.data import load_dataset
 from builder.data.drift import check_drift, compare_tables, encode_table, reference_table
 from builder.errors import DatasetError
@@ -80,7 +81,7 @@ def test_csv_run_drift_from_the_command_line(tmp_path, capsys):
     df = pd.DataFrame({"size": size, "color": color, "label": np.where(size + (color == "red") * 2 > 11, "big", "small")})
     train_csv = tmp_path / "train.csv"
     df.to_csv(train_csv, index=False)
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     r = run_training(load_template("mlp"), "csv", {"epochs": 1}, store, adapt=True,
                      dataset_options={"path": str(train_csv), "target": "label"})
     model, ds = open_run(store, store.get(r.run_id))

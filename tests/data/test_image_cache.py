@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import builder.data.cache as cache
 import builder.data.images as images
 import builder.data.limits as limits
+from builder.access import SYSTEM
 from builder.data import load_dataset, load_image_folder
 from builder.data.augment import Augment, check_augment_input, parse_augment
 from builder.data.splits import PixelSplit
@@ -207,6 +208,6 @@ def test_cli_augment_flag_is_recorded_with_the_run_and_the_cache_follows_the_wor
                "--augment", "flip,crop=2", "--workspace", str(ws), "--quiet", "--dataset-option", "cache=true",
                "--dataset-option", "size=[8, 8]"])
     assert rc in (0, None)
-    run = RunStore(ws).list_runs()[0]
+    run = RunStore(ws, actor=SYSTEM).list_runs()[0]
     assert run["config"]["augment"] == {"flip": 1.0, "crop": 2.0}
     assert list((ws / "cache" / "images").glob("*/meta.json"))  # the store's workspace, not $LAYERLAB_WORKSPACE

@@ -20,6 +20,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 from e2e_helpers import collapse_sidebar, goto_page, pick_template, wait_idle  # noqa: E402
 
+from builder.access import SYSTEM  # noqa: E402
 from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
 
 FITTED_JS = """() => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
@@ -52,18 +53,18 @@ def train_mlp(page, ws: Path, epochs: int) -> str:
     box.fill(str(epochs))
     box.press("Tab")
     wait_idle(page)
-    before = {r["id"] for r in RunStore(ws).list_runs()}
+    before = {r["id"] for r in RunStore(ws, actor=SYSTEM).list_runs()}
     page.get_by_role("button", name="Start training").click()
     deadline = time.time() + 60
     while True:
-        new = [r["id"] for r in RunStore(ws).list_runs() if r["id"] not in before]
+        new = [r["id"] for r in RunStore(ws, actor=SYSTEM).list_runs() if r["id"] not in before]
         if new:
             break
         if time.time() > deadline:
             raise RuntimeError("no run started")
         page.wait_for_timeout(200)
     rid = new[0]
-    status = wait(RunStore(ws), [rid], 600)[rid]
+    status = wait(RunStore(ws, actor=SYSTEM), [rid], 600)[rid]
     if status != "finished":
         raise RuntimeError(f"run {rid} ended {status}")
     page.get_by_text("Test results").first.wait_for(timeout=60_000)

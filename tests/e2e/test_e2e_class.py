@@ -17,6 +17,7 @@ import time
 import pytest
 from e2e_helpers import goto_page, open_app, wait_idle
 
+from builder.access import SYSTEM
 from builder.graph.share import encode_project
 from builder.graph.templates import load_template
 from builder.runs import classes, jobs, owners
@@ -43,7 +44,7 @@ def ws(tmp_path):
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
     if (path / "layerlab.db").is_file():
-        store = RunStore(path)
+        store = RunStore(path, actor=SYSTEM)
         for r in store.list_runs(limit=100):
             if r["status"] in ("queued", "running", "paused"):
                 with contextlib.suppress(ProcessLookupError, TypeError):
@@ -73,7 +74,7 @@ def test_teacher_and_three_students(browser, ws):
     env = {"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_TEACHERS": teacher, "LAYERLAB_MAX_JOBS": "2",
            "LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_LAUNCHER_IDLE_S": "30"}
     with StreamlitServer("app.py", env=env, log_path=ARTIFACTS / "streamlit-class.log") as server:
-        store = RunStore(ws)
+        store = RunStore(ws, actor=SYSTEM)
         # the teacher opens a shared link in a fresh browser: the graph arrives node for node
         tctx, tpage = _person(browser, server.url, TEACHER_ID)
         open_app(tpage, "build?p=" + encode_project(starter))

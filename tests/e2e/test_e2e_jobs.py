@@ -17,6 +17,7 @@ import pytest
 from e2e_helpers import curve_points, goto_page, open_app, wait_idle
 from playwright.sync_api import expect
 
+from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs import jobs
 from builder.runs.jobs import JobSpec, submit, wait
@@ -41,7 +42,7 @@ def _no_stray_jobs(tmp_path):
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
     if (ws / "layerlab.db").is_file():
-        store = RunStore(ws)
+        store = RunStore(ws, actor=SYSTEM)
         for r in store.list_runs(limit=100):
             if r["status"] in ("queued", "running", "paused"):
                 pid = store.get(r["id"])["pid"]
@@ -116,7 +117,7 @@ def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(brows
         _rename(page, "Durable net")
         run_id = _start(page, 400)
         until(lambda: curve_points(page) > 0, "the first curve point", page=page)
-        store = RunStore(ws)
+        store = RunStore(ws, actor=SYSTEM)
         assert store.get(run_id)["owner"] == "anon:" + me
 
         t0 = time.monotonic()
@@ -167,7 +168,7 @@ def test_a_job_outlives_the_server_and_a_restarted_server_shows_it(browser, tmp_
         ctx, page = _context(browser, server.url)
         open_app(page)
         run_id = _start(page, 12)
-        store = RunStore(ws)
+        store = RunStore(ws, actor=SYSTEM)
         until(lambda: store.get(run_id)["status"] == "running", "the job to run")
         pid = store.get(run_id)["pid"]
         assert os.getpgid(pid) != os.getpgid(server.proc.pid)  # the job is in a session of its own
@@ -191,7 +192,7 @@ def test_a_job_that_dies_leaves_the_server_answering_and_the_run_marked(browser,
         open_app(page)
         me = "anon:" + _owner_cookie(ctx)
         run_id = _start(page, 400)
-        store = RunStore(ws)
+        store = RunStore(ws, actor=SYSTEM)
         until(lambda: (store.get(run_id)["epochs_done"] or 0) >= 1, "an epoch")
         os.kill(store.get(run_id)["pid"], signal.SIGKILL)  # as the OOM killer would
         expect(page.locator("[data-testid=stMain]")).to_contain_text("Interrupted", timeout=30_000)

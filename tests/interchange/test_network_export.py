@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from builder import cli, compile_graph, example_inputs, infer_shapes, load_template
+from builder.access import SYSTEM
 from builder.graph.templates import OBJECTIVE_TEMPLATES
 from builder.interchange.network_export import (
     NetworkError,
@@ -33,7 +34,7 @@ SEED = 5
 def gan_run(tmp_path_factory):
     """``(workspace, run id)``: the gan template trained one epoch on digits (about a second on one thread)."""
     ws = tmp_path_factory.mktemp("gan_ws")
-    rid = run_training(load_template("gan"), "digits", {"epochs": 1, "seed": SEED}, RunStore(ws)).run_id
+    rid = run_training(load_template("gan"), "digits", {"epochs": 1, "seed": SEED}, RunStore(ws, actor=SYSTEM)).run_id
     return ws, rid
 
 
@@ -53,7 +54,7 @@ def _module(path):
 
 def test_exported_generator_reproduces_the_runs_samples_in_py_and_onnx(gan_run, tmp_path, capsys):
     ws, rid = gan_run
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     assert cli.main(["export", "--run", rid, "--network", "generator", "-o", str(tmp_path / "gen.py"),
                      "--workspace", str(ws)]) == 0
     assert "inputs z, outputs fake" in capsys.readouterr().out
@@ -92,7 +93,7 @@ def test_a_wrong_network_name_is_refused_naming_the_networks(gan_run, tmp_path, 
 
 def test_model_card_states_the_objective(gan_run):
     ws, rid = gan_run
-    text = (RunStore(ws).run_dir(rid) / "model_card.md").read_text()
+    text = (RunStore(ws, actor=SYSTEM).run_dir(rid) / "model_card.md").read_text()
     section = text[text.index("## Objective"):text.index("## Dataset")]
     assert "Total loss = 1 · `d_loss_real` + 1 · `d_loss_fake` + 1 · `g_loss`." in section
     assert "| `g_loss` | BCEWithLogitsLoss | 1 | input ← d_fake, target ← ones_fake | - | generator |" in section

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.interchange.errors import ModelImportError
 from builder.interchange.worker import export_onnx_bytes, import_upload
@@ -20,7 +21,7 @@ from builder.runs.store import RunStore
 
 def test_import_upload_records_the_weights_as_a_run(tmp_path):
     data, _ = export_onnx_bytes(load_template("mlp").to_json())
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     project, run_id, report = import_upload(data, "net.onnx", store)
     assert project.name == "net" and project.training == {"init_from": run_id}
     assert store.get(run_id)["status"] == "imported"
@@ -31,7 +32,7 @@ def test_import_upload_records_the_weights_as_a_run(tmp_path):
                                                      ("net.onnx", 11, "larger than the upload limit")])
 def test_import_upload_refuses_before_parsing(tmp_path, name: str, size: int, match: str):
     with pytest.raises(ModelImportError, match=match):
-        import_upload(b"x" * size, name, RunStore(tmp_path), max_bytes=10)
+        import_upload(b"x" * size, name, RunStore(tmp_path, actor=SYSTEM), max_bytes=10)
 
 
 # ------------------------------------------------------------------ the sandbox (issue 21): hostile worker tasks

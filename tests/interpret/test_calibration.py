@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from builder.access import SYSTEM
 from builder.errors import ExplainError
 from builder.interpret.calibration import (
     calibration_report,
@@ -81,7 +82,7 @@ def test_calibrate_a_run_stores_calibration_json_and_the_cli_prints_it(tmp_path,
     from builder.runs.store import RunStore
     from builder.training.pipeline import load_run, run_training
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     r = run_training(load_template("mlp"), "moons", {"epochs": 2}, store, dataset_options={"noise": 0.3})
     assert store.folder(r.run_id).read_calibration() is None
     assert main(["calibrate", r.run_id, "--workspace", str(tmp_path), "--target-accuracy", "0.9"]) == 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import builder
+from builder.access import SYSTEM
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.onnx_export import ExportError, export_onnx, export_run_onnx, ort_session
 from builder.interchange.python_export import export_python
@@ -40,7 +41,7 @@ def test_python_and_onnx_exports_divide_the_logits_by_the_temperature(tmp_path):
 
 
 def test_a_run_exports_with_its_stored_temperature(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     rid = run_training(builder.load_template("mlp"), "iris", {"epochs": 5, "seed": 0}, store, adapt=True).run_id
     with pytest.raises(ExplainError, match="calibrate"):
         export_run_onnx(store, rid, tmp_path / "m.onnx", temperature=True)

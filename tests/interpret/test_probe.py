@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import builder
+from builder.access import SYSTEM
 from builder.errors import ExplainError, RunStoreError
 from builder.interpret import probe as probe_mod
 from builder.interpret.attributions import Explanation, MethodInfo
@@ -61,7 +62,7 @@ def crash_in_activation() -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    store = RunStore(tmp_path_factory.mktemp("ws"))
+    store = RunStore(tmp_path_factory.mktemp("ws"), actor=SYSTEM)
     res = run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store=store)
     return store, res.run_id
 
@@ -78,7 +79,7 @@ def test_a_crash_memory_blowup_or_loop_is_one_line_and_the_next_question_works(r
     store, rid = run
     monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:_hook")
     probe = ModelProbe()
-    xs = ProbeSession(probe, store.workspace, rid, "test")
+    xs = ProbeSession(probe, store, rid, "test")
     assert (xs.modality, xs.n_samples, xs.classification) == ("tabular", 150, True)
     local = builder.interpret.session.ExplainSession(*builder.interpret.session.open_run(store, store.get(rid)),
                                                      "test", rid)
@@ -114,7 +115,7 @@ def test_a_crash_memory_blowup_or_loop_is_one_line_and_the_next_question_works(r
     assert not probe.running and _pid_gone(third)  # idle: gone by itself
     assert xs.explain(5, "saliency") is not None  # and started again on demand
     last = probe.pid()
-    newer = ProbeSession(probe, store.workspace, rid, "val", version="checkpoint 2")  # reopened in the same child
+    newer = ProbeSession(probe, store, rid, "val", version="checkpoint 2")  # reopened in the same child
     assert newer.n_samples > 0 and probe.pid() == last
     del xs, newer, probe, err  # the page session ends: its state is dropped
     gc.collect()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import builder
+from builder.access import SYSTEM
 from builder.data.drift import drift_run, reference_table
 from builder.errors import ExplainError, TrainingError
 from builder.interpret.probe import ModelProbe
@@ -34,7 +35,7 @@ def crash_in_drift() -> None:
 @pytest.fixture(scope="module")
 def moons(tmp_path_factory):
     ws = tmp_path_factory.mktemp("ws")
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store=store).run_id
     ref, _ = reference_table(load_run_dataset(store, store.get(rid)))
     new = ref.copy()
@@ -49,13 +50,13 @@ def test_drift_in_the_probe_is_the_in_process_report_and_a_crash_is_one_line(moo
     monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:crash_in_drift")
     probe = ModelProbe()
     try:
-        got = probe.drift(store.workspace, rid, path, alpha=0.05)
+        got = probe.drift(store, rid, path, alpha=0.05)
         assert probe.running
         with pytest.raises(ExplainError, match="segmentation fault") as e:
-            probe.drift(store.workspace, rid, path, alpha=0.123)
+            probe.drift(store, rid, path, alpha=0.123)
         assert "\n" not in str(e.value) and not probe.running
         with pytest.raises(TrainingError, match="need a VAE"):  # the next question: a fresh child, its own error
-            probe.vae(store.workspace, rid)
+            probe.vae(store, rid)
         assert probe.starts == 2
     finally:
         probe.close()

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.errors import ExplainError, LayerLabError
 from builder.interpret.robustness import attack, parse_eps, robustness_curve, robustness_figure
 
@@ -63,7 +64,7 @@ def test_layerlab_robustness_keeps_the_curve_with_the_run(tmp_path, capsys):
     from builder.runs.store import RunStore
     from builder.training.pipeline import run_training
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     r = run_training(load_template("mlp"), "moons", {"epochs": 1}, store)  # binary, one logit
     assert main(["robustness", r.run_id, "--eps", "0,0.3", "--workspace", str(tmp_path)]) == 0
     assert "FGSM on the test split" in capsys.readouterr().out

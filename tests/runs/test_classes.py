@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from builder.errors import LayerLabError
+from builder.access import SYSTEM, may
+from builder.errors import AccessDenied, LayerLabError
 from builder.graph.templates import load_template
 from builder.runs import classes, owners
 from builder.runs.classes import ClassError
@@ -72,35 +73,37 @@ def test_thirty_students_joining_at_once_are_all_kept(ws):
 
 
 def test_class_runs_leaderboard_and_teacher_stop(ws):
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"))
     for s in STUDENTS:
         c = classes.join_class(ws, c["code"], s)
     ids = {}
     for s, acc in zip(STUDENTS, (0.8, 0.9, None), strict=True):
-        rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=s)
+        rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=s, class_id=c["id"])
         if acc is not None:
             store.finish(rid, "finished", test={"accuracy": acc, "loss": 1 - acc})
         else:
             store.update_status(rid, "running")
         ids[s] = rid
     outsider = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="anon:" + "e" * 32)
-    rows = classes.class_runs(store, c)
-    assert {r["id"] for r in rows} == set(ids.values()) and outsider not in {r["id"] for r in rows}
+    own = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=STUDENTS[0])  # not for the class
+    rows = classes.class_runs(store.as_actor(classes.actor_for(ws, TEACHER)), c)
+    assert {r["id"] for r in rows} == set(ids.values()) and not {outsider, own} & {r["id"] for r in rows}
     assert all(r["params"] for r in rows)
     board = classes.leaderboard(store, c)
     assert [(r["owner"], r["rank"]) for r in board] == [(STUDENTS[1], 1), (STUDENTS[0], 2)]
     assert [r["owner"] for r in classes.leaderboard(store, {**c, "metric": "loss"})] == [STUDENTS[1], STUDENTS[0]]
     assert classes.member_label(c, STUDENTS[2]) == "student 3"
     # the teacher may stop a student's job, nothing else; students control only their own runs
-    students = classes.students_of(ws, TEACHER)
+    teacher = classes.actor_for(ws, TEACHER)
     running = store.get(ids[STUDENTS[2]])
-    assert owners.can_control(running, TEACHER, students=students, action="stop")
-    assert not owners.can_control(running, TEACHER, students=students, action="pause")
-    assert not owners.can_control(running, TEACHER, students=students)
-    assert not owners.can_control(running, STUDENTS[0], students=classes.students_of(ws, STUDENTS[0]), action="stop")
-    assert not owners.can_control(store.get(outsider), TEACHER, students=students, action="stop")
-    request(store, running["id"], "stop")
+    assert may(teacher, "stop", running) and may(teacher, "read", running)
+    assert not may(teacher, "control", running) and not may(teacher, "delete", running)
+    assert not may(classes.actor_for(ws, STUDENTS[0]), "stop", running)
+    assert not may(teacher, "stop", store.get(outsider))
+    with pytest.raises(AccessDenied, match="no run .* of yours"):
+        request(store.as_actor(classes.actor_for(ws, STUDENTS[0])), running["id"], "stop")
+    request(store.as_actor(teacher), running["id"], "stop")
     assert store.take_control(running["id"]) == "stop"
     classes.delete_class(ws, c["id"], TEACHER)
     assert classes.list_classes(ws) == [] and store.get(ids[STUDENTS[0]])["owner"] == STUDENTS[0]
@@ -109,11 +112,12 @@ def test_class_runs_leaderboard_and_teacher_stop(ws):
 def test_leaderboard_scores_the_teachers_held_out_set(ws):
     from builder.training.pipeline import run_training
 
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), metric="accuracy",
                              holdout={"dataset": "moons", "options": {"seed": 777, "n_samples": 400}})
     c = classes.join_class(ws, c["code"], STUDENTS[0])
-    rid = run_training(load_template("mlp"), "moons", {"epochs": 2, "seed": 0}, store, owner=STUDENTS[0]).run_id
+    rid = run_training(classes.starter_project(c), "moons", {"epochs": 2, "seed": 0},  # trained for the class
+                       store.as_actor(classes.actor_for(ws, STUDENTS[0])), owner=STUDENTS[0]).run_id
     (row,) = classes.leaderboard(store, c)
     assert row["id"] == rid and 0.0 <= row["test"] <= 1.0
     assert any(k.startswith(rid) for k in json.loads((ws / "classes" / f"{c['id']}.scores.json").read_text()))

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.graph.memory import training_memory
 from builder.graph.shapes import infer_shapes
 from builder.graph.templates import load_template
@@ -73,7 +74,7 @@ def test_job_limit_per_gpu(monkeypatch):
 def test_claim_records_the_gpu_and_the_next_job_sees_it(tmp_path, monkeypatch):
     """Three queued jobs, two fake GPUs: each with room for one job."""
     monkeypatch.setattr(jobs, "GPU_USED", lambda: {})  # the first job has allocated nothing yet
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     ids = [store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}) for _ in range(3)]
     fake = [G.Gpu(0, free=5 * GiB, total=16 * GiB), G.Gpu(1, free=4 * GiB, total=16 * GiB)]
     need = 3 * GiB

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs import jobs
 from builder.runs.job_sandbox import host_memory_mb
@@ -36,7 +37,7 @@ def store(tmp_path_factory):
         mp.setenv("LAYERLAB_TORCH_THREADS", "1")
         mp.setenv("LAYERLAB_MAX_JOBS", "2")
         mp.setenv("LAYERLAB_LAUNCHER_IDLE_S", "60")
-        s = RunStore(tmp_path_factory.mktemp("jobs") / "ws")
+        s = RunStore(tmp_path_factory.mktemp("jobs") / "ws", actor=SYSTEM)
         yield s
     with contextlib.suppress(OSError, ValueError):
         os.kill(int((s.workspace / jobs.LAUNCHER_PID).read_text()), signal.SIGTERM)
@@ -260,7 +261,7 @@ def test_a_limit_met_before_training_starts_is_recorded_with_the_run(tmp_path, m
         raise JobLimitError("the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)")
 
     monkeypatch.setattr(jobs, "_callbacks", over)
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     rid = submit(store, _spec())
     try:
         assert jobs.run_job(store.workspace, rid) == 1

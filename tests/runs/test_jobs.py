@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.errors import RunStoreError, TrainingError
 from builder.graph.templates import load_template
 from builder.interpret.live import live_frames
@@ -47,7 +48,7 @@ def _job_env(monkeypatch):
 
 @pytest.fixture
 def store(tmp_path):
-    s = RunStore(tmp_path / "ws")
+    s = RunStore(tmp_path / "ws", actor=SYSTEM)
     yield s
     pidfile = s.workspace / jobs.LAUNCHER_PID  # the warm launcher this test's submits started
     if pidfile.is_file():
@@ -247,7 +248,7 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
     con.execute("INSERT INTO runs (id, status, created_at) VALUES ('20260101-000000-0a0b0c', 'finished', '2026-01-01')")
     con.commit()
     con.close()
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     assert store.get("20260101-000000-0a0b0c")["owner"] == "local" and store.list_runs(owner="local")[0]["id"] == "20260101-000000-0a0b0c"
     rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="alice")
     assert store.list_runs(owner="alice")[0]["id"] == rid

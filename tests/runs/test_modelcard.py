@@ -6,6 +6,7 @@ import re
 
 import torch
 
+from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs.modelcard import model_card, write_model_card
 from builder.runs.store import RunStore
@@ -14,7 +15,7 @@ from builder.training.pipeline import run_training
 
 def test_card_of_a_finished_run(tmp_path):
     torch.set_num_threads(1)
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     r = run_training(load_template("mlp"), "moons", {"epochs": 2}, store)
     text = (store.run_dir(r.run_id) / "model_card.md").read_text()
     for section in ("# Model card", "## Architecture", "## Dataset", "## Hyper-parameters", "## Training curve",

@@ -48,21 +48,7 @@ def test_autosave_and_undo_history(tmp_path):
     assert owners.load_autosave(tmp_path, me) is None  # a damaged autosave is ignored, not an error
 
 
-# ------------------------------------------------------------------ who may see or control a run (and a study)
-OWNERS = st.sampled_from(["local", "anon:" + "a" * 32, "anon:" + "b" * 32, "user:ann@example.org", ""])
-
-
-@given(run_owner=st.one_of(st.none(), OWNERS), me=OWNERS.filter(bool), shared=st.booleans())
-def test_only_the_owner_controls_a_run_and_shared_mode_only_shows(run_owner, me, shared):
-    run = {"id": "20261121-104000-ab12cd", "status": "running", "owner": run_owner}
-    theirs = owners.owner_of(run)
-    assert theirs == (run_owner or owners.LOCAL_OWNER)  # rows older than owners (no owner) belong to "local"
-    assert owners.can_control(run, me) == (theirs == me)
-    assert owners.can_see(run, me, shared) == (shared or theirs == me)
-    assert not owners.can_control(run, me) or owners.can_see(run, me, shared)  # control implies sight
-    assert owners.runs_filter(me, shared) == (None if shared else me)
-
-
+# ------------------------------------------------------------------ shared mode and studies (the rules: tests/test_access.py)
 def test_shared_mode_comes_from_the_environment(monkeypatch):
     for value, want in (("1", True), (" TRUE ", True), ("yes", True), ("0", False), ("", False), ("no", False)):
         monkeypatch.setenv(owners.ENV_SHARED, value)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs import classes, quotas
 from builder.runs.jobs import JobSpec, submit
@@ -68,7 +69,7 @@ def test_live_jobs_never_exceed_running_plus_queued(running, queued, run_cap, qu
 
 
 def test_submit_refuses_over_quota_and_records_nothing(ws, monkeypatch):
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     _runs(store, ME, ["running", "queued"])
     monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "1")
     monkeypatch.setenv("LAYERLAB_QUOTA_QUEUED", "1")
@@ -83,7 +84,7 @@ def test_submit_refuses_over_quota_and_records_nothing(ws, monkeypatch):
 
 
 def test_storage_quota_counts_the_owners_run_folders(ws, monkeypatch):
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     (rid,) = _runs(store, ME, ["finished"])
     (store.run_dir(rid) / "blob.bin").write_bytes(b"\0" * (2 * 2**20))
     used = quotas.usage(store, ME)

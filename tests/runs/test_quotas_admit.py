@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs import jobs, quotas
 from builder.runs.jobs import JobSpec, submit
@@ -42,14 +43,14 @@ def _spec(owner: str, **config) -> JobSpec:
 def test_concurrent_submits_cannot_both_pass_a_limit_of_one(ws, monkeypatch):
     _no_launch(monkeypatch)
     monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "1")
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     ok, refused = [], []
     barrier = threading.Barrier(4)
 
     def go(owner: str) -> None:
         barrier.wait()
         try:
-            ok.append((owner, submit(RunStore(ws), _spec(owner))))
+            ok.append((owner, submit(RunStore(ws, actor=SYSTEM), _spec(owner))))
         except QuotaError as e:
             refused.append((owner, str(e)))
 
@@ -95,7 +96,7 @@ def test_gpu_seconds_never_exceed_the_window(spans):
 
 def test_gpu_quota_refuses_gpu_jobs_not_cpu_jobs(ws, monkeypatch):
     _no_launch(monkeypatch)
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME)
     store.update_status(rid, "running")
     store.set_environment(rid, device="cuda:0")

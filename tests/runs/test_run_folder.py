@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.graph.templates import load_template
 from builder.runs.folder import RunFolder
@@ -40,7 +41,7 @@ def test_an_export_name_cannot_leave_the_exports_folder(name):
 
 
 def test_the_store_hands_out_folders(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1})
     folder = store.folder(rid)
     assert folder.path == store.run_dir(rid) and folder.project.is_file() and folder.checkpoints.is_dir()
@@ -54,7 +55,7 @@ def test_the_store_hands_out_folders(tmp_path):
 
 
 def test_job_spec_and_model_card_readers(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, name="spec run")
     folder = store.folder(rid)
     assert store.job_spec(rid) is None  # a CLI run has none

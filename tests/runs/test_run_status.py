@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.runs import status as rs
 from builder.runs.status import (
@@ -80,7 +81,7 @@ def test_resume_refusals(run, more_epochs, own_process):
 
 
 def test_the_store_refuses_an_unknown_status(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     from builder.graph.templates import load_template
 
     rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1})

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from builder.access import SYSTEM
 from builder.errors import GraphError, RunStoreError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore, default_workspace
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def store(tmp_path):
-    return RunStore(tmp_path / "ws")
+    return RunStore(tmp_path / "ws", actor=SYSTEM)
 
 
 def test_default_workspace_precedence(monkeypatch, tmp_path):
@@ -96,7 +97,7 @@ def test_two_runs_at_once_in_threads(store):
 _WRITER = textwrap.dedent("""
     import sys
     from builder.runs.store import RunStore
-    store = RunStore(sys.argv[1])
+    store = RunStore(sys.argv[1], actor=SYSTEM)
     rid = store.create_run({"graph": {"nodes": [], "edges": []}}, "moons", {}, {})
     store.update_status(rid, "running")
     for i in range(150):
@@ -118,7 +119,7 @@ def test_two_processes_writing_at_once(store):
 def test_mark_interrupted_leaves_live_runs_alone(store):
     rid = store.create_run(load_template("mlp"), "moons", {}, {})
     store.update_status(rid, "running")  # this process: alive
-    assert RunStore(store.workspace).get(rid)["status"] == "running"
+    assert RunStore(store.workspace, actor=SYSTEM).get(rid)["status"] == "running"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     store._write("UPDATE runs SET pid = ? WHERE id = ?", (dead.pid, rid))
@@ -138,7 +139,7 @@ def test_killed_run_is_marked_interrupted_and_resumes(tmp_path):
     try:
         while time.time() < deadline:
             if (ws / "layerlab.db").exists():
-                store = RunStore(ws, mark_interrupted=False)
+                store = RunStore(ws, mark_interrupted=False, actor=SYSTEM)
                 runs = store.list_runs()
                 ckpt = store.checkpoint_path(runs[0]["id"]) if runs else None
                 # the epoch is logged before its checkpoint is written: wait for the checkpoint itself
@@ -153,7 +154,7 @@ def test_killed_run_is_marked_interrupted_and_resumes(tmp_path):
         proc.wait()
     rid = store.list_runs()[0]["id"]
     assert store.get(rid)["status"] == "running"
-    store = RunStore(ws)  # opening marks it
+    store = RunStore(ws, actor=SYSTEM)  # opening marks it
     run = store.get(rid)
     assert run["status"] == "interrupted" and "resume" in run["message"]
     _, meta = read_checkpoint(store.checkpoint_path(rid))
@@ -289,7 +290,7 @@ def test_crafted_database_ids_never_reach_the_file_system(tmp_path, bad, capsys)
     from builder import cli
 
     ws = tmp_path / "a" / "ws"  # ws/runs/../../x is tmp_path/a/x; ../../../victim reaches tmp_path
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     keep = _victim(tmp_path)
     (tmp_path / "a" / "x").mkdir()
     keep.append(tmp_path / "a" / "x" / "keep.txt")

@@ -4,6 +4,7 @@ shared memory cannot reach the other hosts (builder.runs.store.NETWORK_FILESYSTE
 from __future__ import annotations
 
 from builder import load_template
+from builder.access import SYSTEM
 from builder.runs import store as store_mod
 from builder.runs.store import RunStore, filesystem_type
 from builder.training.pipeline import run_training
@@ -14,14 +15,14 @@ def _journal(store: RunStore) -> str:
 
 
 def test_a_local_workspace_uses_the_write_ahead_log(tmp_path):
-    store = RunStore(tmp_path / "local")
+    store = RunStore(tmp_path / "local", actor=SYSTEM)
     assert filesystem_type(tmp_path) == store.filesystem and store.filesystem not in store_mod.NETWORK_FILESYSTEMS
     assert store.journal == "WAL" and _journal(store) == "wal"
 
 
 def test_a_workspace_on_a_network_file_system_uses_a_rollback_journal_and_works(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "filesystem_type", lambda path, mountinfo=None: "nfs4")
-    store = RunStore(tmp_path / "nfs")
+    store = RunStore(tmp_path / "nfs", actor=SYSTEM)
     assert store.filesystem == "nfs4" and store.journal == "DELETE" and _journal(store) == "delete"
     rid = run_training(load_template("mlp"), "moons", {"epochs": 2}, store, adapt=True).run_id
     assert store.get(rid)["status"] == "finished" and len(store.metrics(rid)) == 2

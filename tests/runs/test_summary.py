@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from builder.access import SYSTEM
 from builder.data import predict
 from builder.graph.templates import load_template
 from builder.runs import summary
@@ -26,7 +27,7 @@ def test_best_epoch_and_label():
 
 
 def test_the_canvas_run_is_matched_by_graph_and_owner(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     mlp = load_template("mlp")
     moved = mlp.model_copy(deep=True)
     moved.graph.nodes[0].position = None  # positions do not count

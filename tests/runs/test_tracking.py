@@ -8,6 +8,7 @@ import mlflow  # the layerlab[mlflow] extra; `make test` installs it (a plain im
 import pytest
 
 from builder import cli  # noqa: E402
+from builder.access import SYSTEM
 from builder.graph.templates import load_template  # noqa: E402
 from builder.runs.store import RunStore  # noqa: E402
 from builder.runs.tracking import TrackingWarning, run_params  # noqa: E402
@@ -52,14 +53,14 @@ def _check_mirrored(uri, store, run_id, epochs):
 
 
 def test_training_logs_params_metrics_and_artefacts(tmp_path, uri):
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     res = run_training(load_template("mlp"), "moons", {"epochs": 3}, store)
     _check_mirrored(uri, store, res.run_id, 3)
     assert not list(tmp_path.glob("mlruns")) and (tmp_path / "mlartifacts").is_dir()  # artefacts beside the db
 
 
 def test_resume_continues_the_same_mlflow_run(tmp_path, uri):
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     res = run_training(load_template("mlp"), "moons", {"epochs": 2}, store)
     resume_run(res.run_id, store, overrides={"epochs": 4})
     df = _runs(uri)
@@ -70,7 +71,7 @@ def test_resume_continues_the_same_mlflow_run(tmp_path, uri):
 
 def test_unreachable_tracker_warns_and_training_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = run_training(load_template("mlp"), "moons", {"epochs": 2}, store)
@@ -82,7 +83,7 @@ def test_unreachable_tracker_warns_and_training_goes_on(tmp_path, monkeypatch):
 def test_export_mlflow_copies_existing_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     ws = tmp_path / "ws"
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     a = run_training(load_template("mlp"), "moons", {"epochs": 2}, store).run_id
     b = run_training(load_template("mlp"), "moons", {"epochs": 3}, store).run_id
     uri = f"sqlite:///{tmp_path / 'export.db'}"
@@ -112,7 +113,7 @@ def test_params_cover_settings_and_every_node():
 
 @pytest.mark.slow
 def test_search_trials_are_nested_under_the_study(tmp_path, uri):
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     runner = StudyRunner(store, load_template("mlp"), "moons", {"epochs": 2}, space=["lr=1e-3..1e-1:log"],
                          settings=StudySettings(name="nest", n_trials=2, workers=2, pruner="none"))
     res = runner.run()
@@ -145,4 +146,4 @@ def test_train_mlflow_flag(tmp_path, monkeypatch, capsys):
     assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "2", "--quiet", "--workspace", str(ws),
                      "--mlflow", uri]) == 0
     rid = capsys.readouterr().out.split("run id ")[1].split()[0]
-    _check_mirrored(uri, RunStore(ws), rid, 2)
+    _check_mirrored(uri, RunStore(ws, actor=SYSTEM), rid, 2)

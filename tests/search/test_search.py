@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.errors import LayerLabError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
@@ -152,7 +153,7 @@ def test_objective_helpers():
 
 
 def test_settings_and_objective_task_are_checked(tmp_path, mlp):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     with pytest.raises(LayerLabError, match="number of trials"):
         StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"], settings=StudySettings(n_trials=0))
     with pytest.raises(LayerLabError, match="objective must suit"):
@@ -163,7 +164,7 @@ def test_settings_and_objective_task_are_checked(tmp_path, mlp):
 
 def test_a_study_belongs_to_its_owner(tmp_path, mlp):
     """Another person cannot resume, extend or read a study by typing its name (app or CLI)."""
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     assert study_owner(storage, "shared") is None
     StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"],
@@ -209,7 +210,7 @@ def _thread_launcher(slots=2):
 
 
 def test_invalid_graph_trials_fail_with_problems_and_study_goes_on(tmp_path, mlp):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     events = []
     runner = StudyRunner(store, mlp, "moons", {"epochs": 2}, space=["head.out_features={2,5}", "lr=1e-3..1e-1:log"],
                          settings=StudySettings(name="bad", n_trials=6, sampler="random", seed=3, pruner="none"),
@@ -230,7 +231,7 @@ def test_invalid_graph_trials_fail_with_problems_and_study_goes_on(tmp_path, mlp
 def test_cost_limit_fails_trials_before_training_and_the_front_trades_cost(tmp_path, mlp):
     from builder.search.results import pareto_front, study_figures
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     runner = StudyRunner(store, mlp, "moons", {"epochs": 1}, space=["fc2.out_features={4,16,64}"],
                          settings=StudySettings(name="cost", n_trials=6, sampler="random", seed=1, pruner="none",
                                                 max_macs=1_500),
@@ -253,7 +254,7 @@ def test_cost_limit_fails_trials_before_training_and_the_front_trades_cost(tmp_p
 
 
 def test_resume_runs_until_the_study_holds_n_trials(tmp_path, mlp):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
 
     def runner(n):
         return StudyRunner(store, mlp, "moons", {"epochs": 1}, space=["lr=1e-3..1e-1:log"],
@@ -272,7 +273,7 @@ def test_resume_runs_until_the_study_holds_n_trials(tmp_path, mlp):
 
 
 def test_stop_request_ends_the_study(tmp_path, mlp):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     runner = StudyRunner(store, mlp, "moons", {"epochs": 200, "early_stopping": None}, space=["lr=1e-3..1e-1:log"],
                          settings=StudySettings(name="stopme", n_trials=50, pruner="none"),
                          launcher=_thread_launcher(1))
@@ -293,7 +294,7 @@ def test_stop_request_ends_the_study(tmp_path, mlp):
 @pytest.mark.slow
 def test_seeded_study_beats_the_defaults_and_prunes(tmp_path, mlp):
     """moons/mlp with a deliberately poor learning rate: the study finds a better validation accuracy."""
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     base = {"epochs": 6, "lr": 1e-5, "optimizer": "sgd", "momentum": 0.0}
     default = run_training(mlp, "moons", base, store)
     default_acc = default.history[-1]["val_metric"]
@@ -313,7 +314,7 @@ def test_seeded_study_beats_the_defaults_and_prunes(tmp_path, mlp):
 
 @pytest.mark.slow
 def test_killed_worker_fails_its_trial_and_the_study_goes_on(tmp_path, mlp):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     runner = StudyRunner(store, mlp, "moons", {"epochs": 10, "batch_size": 16},
                          space=["lr=1e-3..1e-1:log"], dataset_options={"n_samples": 1500},
                          settings=StudySettings(name="kill", n_trials=3, workers=1, pruner="none"))
@@ -338,7 +339,7 @@ def test_killed_worker_fails_its_trial_and_the_study_goes_on(tmp_path, mlp):
 
 
 def test_time_budget_stops_new_trials(tmp_path, mlp):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     runner = StudyRunner(store, mlp, "moons", {"epochs": 30}, space=["lr=1e-3..1e-1:log"],
                          settings=StudySettings(name="budget", n_trials=500, timeout=0.5, pruner="none"),
                          launcher=_thread_launcher(1))
@@ -351,7 +352,7 @@ def test_a_dead_runners_trial_is_adopted_on_resume(tmp_path, mlp):
     """A runner killed mid-trial leaves the trial RUNNING; the next runner on the host picks up its job's result."""
     import socket
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     settings = StudySettings(name="orphan", n_trials=1, pruner="none")
     first = StudyRunner(store, mlp, "moons", {"epochs": 2}, space=["lr=1e-3..1e-1:log"], settings=settings,
                         launcher=_thread_launcher())

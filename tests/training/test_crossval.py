@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from builder.access import SYSTEM
 from builder.data import load_dataset
 from builder.data.splits import fold_indices, split_indices
 from builder.errors import DatasetError, TrainingError
@@ -54,7 +55,7 @@ def test_bad_folds_are_refused(fold, folds):
 
 
 def test_cross_validate_groups_runs_and_reports_mean_std(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     res = cross_validate(load_template("mlp"), "iris", {"epochs": 3, "early_stopping": None}, store, folds=3,
                          adapt=True, group="cv-test")
     assert res.ok and len(res.run_ids) == 3

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from builder.access import SYSTEM
 from builder.runs.store import RunStore
 from builder.training.distributed import env_world_size, init_distributed
 from builder.training.weights import read_weights
@@ -40,7 +41,7 @@ def test_two_cpu_processes_match_one(tmp_path):
                             "-m", "builder"], ws)
     one_id, one_out = _run([sys.executable, "-m", "builder"], ws)
     assert ddp_out.count("run id") == 1  # rank 0 alone reports and writes
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     assert len(store.list_runs()) == 2
     a, _ = read_weights(store.weights_path(ddp_id))
     b, _ = read_weights(store.weights_path(one_id))

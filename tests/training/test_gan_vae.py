@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from builder import load_template
+from builder.access import SYSTEM
 from builder.data import fit_dataset, load_dataset
 from builder.data.splits import Dataset, Split
 from builder.errors import TrainingError
@@ -118,7 +119,7 @@ def test_pause_and_resume_through_the_control_flags(digits, tmp_path):
 
 
 def test_vae_through_the_pipeline_with_a_store_and_resume(digits, tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     p = load_template("vae")
     ds = _small(fit_dataset(p.graph, digits), 96)
     r = run_training(p, ds, {**CFG, "epochs": 1}, store)
@@ -131,7 +132,7 @@ def test_vae_through_the_pipeline_with_a_store_and_resume(digits, tmp_path):
 
 
 def test_distillation_from_a_finished_run(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     moons = load_dataset("moons", n_samples=200)
     teacher = run_training(load_template("mlp"), moons, {**CFG, "epochs": 1}, store)
     student = add_distillation(load_template("mlp"))
@@ -172,10 +173,10 @@ def test_cli_train_with_a_teacher_distils(tmp_path):
 
     ws = str(tmp_path)
     assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "1", "--workspace", ws, "--quiet"]) == 0
-    teacher = RunStore(tmp_path).list_runs(None, 1)[0]["id"]
+    teacher = RunStore(tmp_path, actor=SYSTEM).list_runs(None, 1)[0]["id"]
     assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "1", "--workspace", ws, "--quiet",
                      "--teacher", teacher, "--distill-alpha", "0.8"]) == 0
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     run = store.get(next(r["id"] for r in store.list_runs(None, 5) if r["id"] != teacher))
     assert run["project"]["training"]["teacher"] == teacher
     assert {n["id"] for n in run["project"]["graph"]["nodes"]} >= {"distill_loss", "teacher_logits"}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from builder import load_template
+from builder.access import SYSTEM
 from builder.graph.project import Graph, Project
 from builder.interpret.doctor import diagnose, graph_health, run_findings
 from builder.runs.store import RunStore
@@ -36,7 +37,7 @@ def monitor_of(trainer: Trainer) -> HealthMonitor:
 
 
 def test_deep_sigmoid_stack_with_a_high_learning_rate_is_flagged_in_two_epochs(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     cfg = {"epochs": 2, "lr": 0.5, "optimizer": "adam", "early_stopping": None}
     result = run_training(stack("Sigmoid", 8), "moons", cfg, store)
     log = read_health(store.folder(result.run_id).path)
@@ -81,7 +82,7 @@ def test_template_default_runs_raise_no_flag(name):
 
 
 def test_health_file_is_json_kept_with_the_run_and_off_with_zero(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     on = run_training(load_template("mlp"), "moons", {"epochs": 2, "health_every": 3}, store)
     data = json.loads(store.folder(on.run_id).health.read_text(encoding="utf-8"))
     assert data["version"] == 1 and data["every"] == 3
@@ -98,7 +99,7 @@ def test_health_file_is_json_kept_with_the_run_and_off_with_zero(tmp_path):
 def test_resumed_run_keeps_the_samples_before_its_checkpoint(tmp_path):
     from builder.training.pipeline import resume_run
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     proj = load_template("mlp")
     first = run_training(proj, "moons", {"epochs": 2, "health_every": 4, "early_stopping": None}, store)
     before = read_health(store.folder(first.run_id).path).samples

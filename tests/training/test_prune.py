@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM
 from builder.errors import LayerLabError
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.project import load_project
@@ -163,7 +164,7 @@ def test_layerlab_prune_makes_new_runs_with_reports(tmp_path, capsys):
     from builder.runs.store import RunStore
     from builder.training.pipeline import load_run, run_training
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1}, store).run_id
     ws = ["--workspace", str(tmp_path)]
     assert main(["prune", parent, "--amount", "0.5", "--finetune-epochs", "1", *ws]) == 0
@@ -194,7 +195,7 @@ def test_a_resumed_unstructured_run_keeps_its_mask(tmp_path):
     from builder.training.pipeline import load_run, resume_run, run_training
     from builder.training.prune import prune_run, resume_pruned
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "iris", {"epochs": 3, "seed": 0}, store, adapt=True).run_id
     rep = prune_run(store, parent, 0.6, structured=False, finetune_epochs=1, latency_repeats=1)
     assert store.get(rep.run_id)["tags"]["prune"] == "unstructured"

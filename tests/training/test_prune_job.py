@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from builder import load_template
+from builder.access import SYSTEM
 from builder.errors import LayerLabError, TrainingError
 from builder.graph.project import load_project
 from builder.runs import jobs
@@ -33,7 +34,7 @@ def no_launch(monkeypatch):
 
 
 def test_a_prune_job_records_the_run_then_prunes_and_fine_tunes_it(tmp_path, no_launch):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store, owner="ann").run_id
     spec = prune_job_spec(store, parent, 0.5, finetune_epochs=1)
     assert spec.kind == "prune" and spec.owner == "ann" and spec.config["epochs"] == 1
@@ -51,7 +52,7 @@ def test_a_prune_job_records_the_run_then_prunes_and_fine_tunes_it(tmp_path, no_
 
 
 def test_a_prune_job_is_checked_before_anything_is_recorded(tmp_path, no_launch):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
     with pytest.raises(LayerLabError, match="criterion"):
         prune_job_spec(store, parent, 0.5, criterion="random")
@@ -65,7 +66,7 @@ def test_a_prune_job_is_checked_before_anything_is_recorded(tmp_path, no_launch)
 
 
 def test_a_prune_job_stops_on_request_and_resumes_as_a_job(tmp_path, no_launch):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
     rid = jobs.submit(store, prune_job_spec(store, parent, 0.6, structured=False, finetune_epochs=2))
     jobs.request(store, rid, "stop")  # taken by the fine-tune as it begins
@@ -83,7 +84,7 @@ def test_a_prune_job_stops_on_request_and_resumes_as_a_job(tmp_path, no_launch):
 def test_the_cli_resumes_a_stopped_unstructured_fine_tune_with_its_mask(tmp_path, no_launch, capsys):
     from builder.cli.main import main
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
     rid = jobs.submit(store, prune_job_spec(store, parent, 0.6, structured=False, finetune_epochs=2))
     jobs.request(store, rid, "stop")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from builder.access import SYSTEM
 from builder.data.splits import Dataset, Split
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
@@ -130,7 +131,7 @@ def test_kill_9_and_resume_matches_the_uninterrupted_run(tmp_path):
             if proc.poll() is not None:
                 pytest.fail(f"training ended before it was killed: {proc.stderr.read().decode()[-500:]}")
             if (kill_ws / "layerlab.db").exists():
-                runs = RunStore(kill_ws, mark_interrupted=False).list_runs()
+                runs = RunStore(kill_ws, mark_interrupted=False, actor=SYSTEM).list_runs()
                 if runs and (runs[0]["epochs_done"] or 0) >= 2:
                     break
             time.sleep(0.05)
@@ -139,7 +140,7 @@ def test_kill_9_and_resume_matches_the_uninterrupted_run(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    store = RunStore(kill_ws)
+    store = RunStore(kill_ws, actor=SYSTEM)
     rid = store.list_runs()[0]["id"]
     assert store.get(rid)["status"] == "interrupted"
     r = subprocess.run(_cli("runs", "resume", rid, "--quiet", ws=kill_ws), cwd=ROOT, env=ENV, capture_output=True,
@@ -147,7 +148,7 @@ def test_kill_9_and_resume_matches_the_uninterrupted_run(tmp_path):
     assert r.returncode == 0, r.stderr
     r = subprocess.run(_cli(*TRAIN, ws=full_ws), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    full_store = RunStore(full_ws)
+    full_store = RunStore(full_ws, actor=SYSTEM)
     fid = full_store.list_runs()[0]["id"]
     a, _ = read_weights(full_store.weights_path(fid))
     b, _ = read_weights(store.weights_path(rid))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
+from builder.access import SYSTEM
 from builder.data import Dataset, DatasetInfo, Split, load_dataset
 from builder.errors import TrainingError
 from builder.training.callbacks import Callback
@@ -547,7 +548,7 @@ def test_run_record_and_model_card_state_what_ran(tmp_path, monkeypatch):
     from builder.training.pipeline import run_training
 
     monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: True)
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     r = run_training(load_template("mlp"), "moons", {"epochs": 1, "amp": True, "device": "cpu"}, store,
                      dataset_options={"n_samples": 100})
     run = store.get(r.run_id)
