@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from builder.access import CONTROL, Actor, Resource, may
-from builder.errors import LayerLabError
+from builder.errors import AccessDenied, LayerLabError
 from builder.runs.owners import owner_of
 
 STUDY_DB = "studies.db"
@@ -113,7 +113,7 @@ def _check_owner(name: str, owner: str, asking: str) -> None:
     """A study belongs to whoever created it: nobody else resumes it, adds trials to it or reads it by name
     (:func:`builder.access.may` ``control`` of a study)."""
     if not may(Actor(asking), CONTROL, Resource("study", owner, name)):
-        raise LayerLabError(f"the study name {name!r} is taken by another person's study; received: study name "
+        raise AccessDenied(f"the study name {name!r} is taken by another person's study; received: study name "
                             f"{name!r}. Fix: pick another study name")
 
 

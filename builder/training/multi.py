@@ -535,14 +535,16 @@ def _teacher_model(store: Any, run_id: str | None) -> torch.nn.Module | None:
     """The frozen model of a finished run (``training.teacher``), or None."""
     if not run_id:
         return None
-    from builder.errors import RunStoreError
+    from builder.errors import AccessDenied, RunStoreError
     from builder.training.pipeline import load_run
 
     if store is None:
         raise TrainingError(f"a teacher run needs the run store to load it from; received: teacher={run_id!r} and "
                             "no store. Fix: train through the CLI or the app (they pass the workspace's store)")
     try:
-        model, _ = load_run(store, run_id)
+        model, _ = load_run(store, run_id)  # exact id, a run the store's actor may read (builder.access)
+    except AccessDenied:
+        raise
     except RunStoreError as e:
         raise TrainingError(f"the teacher run cannot be loaded; received: teacher={run_id!r} ({e}). Fix: pass the "
                             "id of a finished run") from None

@@ -45,7 +45,9 @@ def test_rows_curves_and_delete(store):
     rid = store.create_run(load_template("mlp"), "moons", {"n_samples": 100}, {"epochs": 2}, name="first")
     run = store.get(rid)
     assert run["status"] == "queued" and run["project"]["graph"]["nodes"] and run["config"]["epochs"] == 2
-    assert store.get(rid[:17])["id"] == rid  # unique prefix
+    assert store.get(rid[:17], prefix=True)["id"] == rid  # unique prefix (typed on the CLI or a page)
+    with pytest.raises(RunStoreError):
+        store.get(rid[:17])  # an id in content is exact
     store.update_status(rid, "running")
     store.log_metrics(rid, [{"type": "step", "step": 1, "epoch": 0, "loss": 1.0},
                             {"type": "epoch", "epoch": 1, "step": 1, "train_loss": 1.0, "val_loss": 0.9}])
@@ -96,6 +98,7 @@ def test_two_runs_at_once_in_threads(store):
 
 _WRITER = textwrap.dedent("""
     import sys
+    from builder.access import SYSTEM
     from builder.runs.store import RunStore
     store = RunStore(sys.argv[1], actor=SYSTEM)
     rid = store.create_run({"graph": {"nodes": [], "edges": []}}, "moons", {}, {})
@@ -312,12 +315,12 @@ def test_wildcards_do_not_match_runs(store, capsys):
     from builder import cli
 
     rid = store.create_run(load_template("mlp"), "moons", {}, {})
-    for pattern in ("_", "%", "2026%", rid[:4] + "_", "*", rid.upper()):
+    for pattern in ("_", "%", "2026%", rid[:4] + "_", "*", rid[:-1] + "G"):
         with pytest.raises(RunStoreError):
-            store.get(pattern)
+            store.get(pattern, prefix=True)
         assert cli.main(["runs", "delete", pattern, "--workspace", str(store.workspace)]) != 0
     capsys.readouterr()
-    assert store.get(rid)["id"] == rid and store.get(rid[:10])["id"] == rid  # exact and unique-prefix lookups
+    assert store.get(rid)["id"] == rid and store.get(rid[:10], prefix=True)["id"] == rid  # exact and prefix
     assert store.run_dir(rid).is_dir()
 
 
