@@ -365,7 +365,7 @@ def test_builder_doctests_are_not_skipped():
 
 # tests/ mirrors builder/: one folder per package (plus the pages' AppTests, the canvas and the browser
 # tests); only checks of the whole repository stay at the top
-TOP_LEVEL_TESTS = {"test_architecture", "test_escape", "test_public_api", "test_readme_layout"}
+TOP_LEVEL_TESTS = {"test_architecture", "test_escape", "test_public_api", "test_readme_layout", "test_access"}
 TEST_FOLDERS_BESIDE_PACKAGES = {"app", "canvas", "e2e"}
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from builder.access import TRAIN_FOR, Actor, Resource, check, refusal, shared_runs
+from builder.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 from builder.graph.share import LOCAL_TRAINING_KEYS
@@ -215,7 +215,7 @@ def join_class(workspace: str | Path, code: str, owner: str) -> dict:
 
 def _own(workspace: str | Path, class_id: str, teacher: str) -> dict:
     cls = get_class(workspace, class_id)
-    if cls["teacher"] != teacher:
+    if not may(Actor(teacher), TEACH, Resource.klass(cls)):
         raise ClassError(f"only the class's teacher changes it; received: {teacher}. Fix: sign in as its teacher")
     return cls
 

@@ -1,0 +1,299 @@
+"""The registry of LayerLab's doors: every entry point that takes a run id, a class, a study, a link or a project
+(Python API functions, CLI verbs, job kinds, the pages' store), each with the attempt a second owner or a
+stranger makes on the first owner's things. tests/test_access.py runs every attempt as each intruder and
+fails for one that gets through, for a door registered without an attempt, and for a door it discovers
+(a public function taking a store and a run id, a CLI argument naming a run, a job kind) that is not here.
+
+An attempt is ``attempt(world, store)``: ``store`` is the run store bound to the intruder's actor; the
+attempt returns normally only when the door refused without raising (a listing that left the run out, a
+link or starter that dropped the id), after :func:`refused` says so, and raises AccessDenied (or the
+door's own refusal) otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder.errors import AccessDenied, LayerLabError
+
+RUN, CLASS, STUDY, LINK, PROJECT = "run", "class", "study", "link", "project"
+
+
+@dataclass
+class World:
+    """The first owner's things in one workspace: ``ann`` (a finished run with weights), ``ann_class`` (a class
+    ann is in, taught by ``teacher``), ``ann_study`` (a study), and ``project`` (a tiny project)."""
+
+    ws: Any
+    ann: str
+    ann_owner: str
+    ann_class: str
+    teacher: str
+    ann_study: str
+    storage: str
+    project: Any
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Door:
+    """One entry point: ``name`` (dotted path, ``cli: <verb> <argument>``, ``job: <kind>``), what it ``takes``
+    and the ``attempt``."""
+
+    name: str
+    takes: tuple[str, ...]
+    attempt: Callable[[World, Any], Any] | None
+
+
+class Refused(AccessDenied):
+    """A door refused without raising (a run left out of a listing, an id dropped from a link)."""
+
+
+def refused(why: str) -> None:
+    """Record a refusal that raised nothing."""
+    raise Refused(why)
+
+
+def _with_training(project: Any, **training: Any) -> Any:
+    return project.model_copy(update={"training": {**(project.training or {}), **training}})
+
+
+def _link(data: dict) -> str:
+    """A crafted share link (version 1) carrying exactly ``data``."""
+    from builder.graph.share import LINK_VERSION
+
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = base64.urlsafe_b64encode(c.compress(raw) + c.flush()).decode().rstrip("=")
+    return f"{LINK_VERSION}.{body}"
+
+
+def _cli(*argv: str) -> Callable[[World, Any], Any]:
+    """A CLI verb run by the command line's local user (its own actor, whatever ``store`` is); the arguments
+    ``{ann}``, ``{ws}`` filled in. Raises AccessDenied with the printed refusal."""
+
+    def attempt(w: World, store: Any) -> None:
+        import contextlib
+        import io
+
+        from builder.cli.main import main
+
+        err = io.StringIO()
+        args = [a.format(ann=w.ann, ws=w.ws, ann12=w.ann[:12]) for a in argv]
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main([*args, "--workspace", str(w.ws)])
+        text = err.getvalue()
+        if code != 0 and "of yours" in text:
+            raise AccessDenied(text)
+        raise AssertionError(f"the CLI let {args} through (exit {code}): {text[-400:]}")
+
+    return attempt
+
+
+def _train(w: World, store: Any, **training: Any) -> Any:
+    from builder.training.pipeline import run_training
+
+    return run_training(_with_training(w.project, **training), "moons", {"epochs": 1}, store,
+                        owner=store.actor.owner)
+
+
+def _job(w: World, store: Any, spec: Any) -> None:
+    """Record a job as the intruder and run its body in this process; the job's refusal (its run failed with
+    "no run X of yours") raised as AccessDenied."""
+    from builder.runs import jobs
+    from builder.runs.quotas import admit
+
+    with admit(store):
+        rid = jobs._record(store, spec)
+    jobs.run_job(w.ws, rid)
+    message = store.get(rid)["message"] or ""
+    if "of yours" in message:
+        raise AccessDenied(message)
+    raise AssertionError(f"the job ran with another owner's run: {message}")
+
+
+def _absent_from(ids: list[str], rid: str) -> None:
+    if rid in ids:
+        raise AssertionError(f"{rid} is listed")
+    refused("left out")
+
+
+def _doors() -> list[Door]:
+    from builder.data.drift import drift_run
+    from builder.graph.share import decode_project
+    from builder.interchange.onnx_export import export_run_onnx, quantize_run
+    from builder.interchange.worker import quantize_run_isolated
+    from builder.interpret.calibration import calibrate_run, stored_temperature
+    from builder.interpret.doctor import run_findings
+    from builder.interpret.live import live_frames, records_live
+    from builder.interpret.probe import ModelProbe, ProbeSession
+    from builder.interpret.robustness import robustness_run
+    from builder.interpret.session import run_graph
+    from builder.runs import classes, housekeeping, jobs
+    from builder.runs.modelcard import read_model_card, write_model_card
+    from builder.runs.store import workspace_of
+    from builder.runs.tracking import attach_tracking, export_runs
+    from builder.search.runner import resume_study
+    from builder.training.generative import vae_probe
+    from builder.training.objectives import with_teacher
+    from builder.training.pipeline import load_run, resume_run
+    from builder.training.prune import prune_job_spec, prune_run, resume_pruned, run_prune_job
+
+    probe = ModelProbe  # never started: the check comes before the child
+
+    def own_queued(w: World, store: Any) -> str:
+        return store.create_run(w.project, "moons", {}, {}, owner=store.actor.owner)
+
+    def distil(w: World, store: Any) -> Any:
+        from builder.training.pipeline import run_training
+
+        return run_training(with_teacher(w.project, w.ann), "moons", {"epochs": 1}, store, owner=store.actor.owner)
+
+    return [
+        # ---- the run store
+        Door("builder.runs.store.RunStore.get", (RUN,), lambda w, s: s.get(w.ann)),
+        Door("builder.runs.store.RunStore.run_dir", (RUN,), lambda w, s: s.run_dir(w.ann)),
+        Door("builder.runs.store.RunStore.folder", (RUN,), lambda w, s: s.folder(w.ann)),
+        Door("builder.runs.store.RunStore.job_spec", (RUN,), lambda w, s: s.job_spec(w.ann)),
+        Door("builder.runs.store.RunStore.weights_path", (RUN,), lambda w, s: s.weights_path(w.ann)),
+        Door("builder.runs.store.RunStore.checkpoint_path", (RUN,), lambda w, s: s.checkpoint_path(w.ann)),
+        Door("builder.runs.store.RunStore.metrics", (RUN,), lambda w, s: s.metrics(w.ann)),
+        Door("builder.runs.store.RunStore.metrics_after", (RUN,), lambda w, s: s.metrics_after(w.ann)),
+        Door("builder.runs.store.RunStore.delete_run", (RUN,), lambda w, s: s.delete_run(w.ann)),
+        Door("builder.runs.store.RunStore.list_runs", (RUN,),
+             lambda w, s: _absent_from([r["id"] for r in s.list_runs(owner=w.ann_owner)], w.ann)),
+        Door("builder.runs.store.workspace_of", (RUN,), lambda w, s: workspace_of(s, w.ann)),
+        # ---- after training: explanations, checks, exports
+        Door("builder.interpret.probe.ModelProbe.request", (RUN,),
+             lambda w, s: probe().request(s, w.ann, "test", "hello")),
+        Door("builder.interpret.probe.ModelProbe.drift", (RUN,), lambda w, s: probe().drift(s, w.ann, w.ws)),
+        Door("builder.interpret.probe.ModelProbe.vae", (RUN,), lambda w, s: probe().vae(s, w.ann)),
+        Door("builder.interpret.probe.ProbeSession.__init__", (RUN,), lambda w, s: ProbeSession(probe(), s, w.ann)),
+        Door("builder.interchange.worker.quantize_run_isolated", (RUN,), lambda w, s: quantize_run_isolated(s, w.ann)),
+        Door("builder.interchange.onnx_export.quantize_run", (RUN,), lambda w, s: quantize_run(s, w.ann)),
+        Door("builder.interchange.onnx_export.export_run_onnx", (RUN,),
+             lambda w, s: export_run_onnx(s, w.ann, w.ws / "x.onnx")),
+        Door("builder.data.drift.drift_run", (RUN,), lambda w, s: drift_run(s, w.ann, w.ws)),
+        Door("builder.interpret.calibration.calibrate_run", (RUN,), lambda w, s: calibrate_run(s, w.ann)),
+        Door("builder.interpret.calibration.stored_temperature", (RUN,), lambda w, s: stored_temperature(s, w.ann)),
+        Door("builder.interpret.doctor.run_findings", (RUN,), lambda w, s: run_findings(s, w.ann)),
+        Door("builder.interpret.live.live_frames", (RUN,), lambda w, s: live_frames(s, w.ann)),
+        Door("builder.interpret.live.records_live", (RUN,), lambda w, s: records_live(s, w.ann)),
+        Door("builder.interpret.robustness.robustness_run", (RUN,), lambda w, s: robustness_run(s, w.ann)),
+        Door("builder.interpret.session.run_graph", (RUN,), lambda w, s: run_graph(s, w.ann)),
+        Door("builder.runs.modelcard.write_model_card", (RUN,), lambda w, s: write_model_card(s, w.ann)),
+        Door("builder.runs.modelcard.read_model_card", (RUN,), lambda w, s: read_model_card(s, w.ann)),
+        Door("builder.training.generative.vae_probe", (RUN,), lambda w, s: vae_probe(s, w.ann)),
+        Door("builder.runs.tracking.export_runs", (RUN,),
+             lambda w, s: export_runs(s, [w.ann], f"sqlite:///{w.ws / 'mlflow.db'}")),
+        Door("builder.runs.tracking.attach_tracking", (RUN,), lambda w, s: attach_tracking(s, w.ann)),
+        # ---- training from, distilling, resuming, pruning another's run
+        Door("builder.training.pipeline.load_run", (RUN,), lambda w, s: load_run(s, w.ann)),
+        Door("builder.training.pipeline.resume_run", (RUN,), lambda w, s: resume_run(w.ann, s)),
+        Door("builder.training.pipeline.run_training", (RUN, PROJECT), lambda w, s: _train(w, s, init_from=w.ann)),
+        Door("builder.training.multi.run_objective", (RUN, PROJECT), distil),  # training.teacher
+        Door("builder.training.objectives.with_teacher", (RUN, PROJECT), distil),
+        Door("builder.training.prune.prune_run", (RUN,), lambda w, s: prune_run(s, w.ann)),
+        Door("builder.training.prune.prune_job_spec", (RUN,), lambda w, s: prune_job_spec(s, w.ann)),
+        Door("builder.training.prune.run_prune_job", (RUN,),
+             lambda w, s: run_prune_job(s, own_queued(w, s), {"parent": w.ann})),
+        Door("builder.training.prune.resume_pruned", (RUN,), lambda w, s: resume_pruned(s, w.ann)),
+        # ---- jobs
+        Door("builder.runs.jobs.submit", (RUN, PROJECT),
+             lambda w, s: jobs.submit(s, jobs.JobSpec(project={}, dataset="", owner=s.actor.owner, resume_run=w.ann))),
+        Door("builder.runs.jobs.request", (RUN,), lambda w, s: jobs.request(s, w.ann, "stop")),
+        Door("builder.runs.jobs.queue_position", (RUN,), lambda w, s: jobs.queue_position(s, w.ann)),
+        Door("builder.runs.jobs.wait", (RUN,), lambda w, s: jobs.wait(s, [w.ann], timeout=0)),
+        Door("job: train", (RUN, PROJECT), lambda w, s: _job(w, s, jobs.JobSpec(
+            project=_with_training(w.project, init_from=w.ann).model_dump(mode="json"), dataset="moons",
+            config={"epochs": 1}, owner=s.actor.owner))),
+        Door("job: prune", (RUN,), lambda w, s: _job(w, s, jobs.JobSpec(
+            project=w.project.model_dump(mode="json"), dataset="moons", owner=s.actor.owner, kind="prune",
+            prune={"parent": w.ann}))),
+        # ---- housekeeping, classes, studies (the actor named by its owner id, resolved inside)
+        Door("builder.runs.housekeeping.stop_job", (RUN,), lambda w, s: housekeeping.stop_job(s, w.ann, s.actor.owner)),
+        Door("builder.runs.housekeeping.delete_runs", (RUN,),
+             lambda w, s: housekeeping.delete_runs(s, s.actor.owner, [w.ann])),
+        Door("builder.runs.housekeeping.delete_class_data", (CLASS,),
+             lambda w, s: housekeeping.delete_class_data(s, w.ann_class, s.actor.owner)),
+        Door("builder.runs.classes.post_starter", (CLASS, PROJECT),
+             lambda w, s: classes.post_starter(w.ws, w.ann_class, s.actor.owner, w.project)),
+        Door("builder.runs.classes.update_class", (CLASS,),
+             lambda w, s: classes.update_class(w.ws, w.ann_class, s.actor.owner, metric="loss")),
+        Door("builder.runs.classes.delete_class", (CLASS,),
+             lambda w, s: classes.delete_class(w.ws, w.ann_class, s.actor.owner)),
+        Door("builder.runs.classes.class_for", (CLASS, PROJECT),
+             lambda w, s: classes.class_for(w.ws, s.actor, _with_training(w.project, class_id=w.ann_class))),
+        Door("builder.runs.classes.create_class", (RUN, PROJECT),  # a starter never carries the teacher's run ids
+             lambda w, s: (lambda c: refused("dropped") if not (c["starter"].get("training") or {}).get("init_from")
+                           else None)(classes.create_class(w.ws, w.teacher, "x", _with_training(w.project,
+                                                                                                init_from=w.ann)))),
+        Door("builder.search.runner.resume_study", (STUDY,),
+             lambda w, s: resume_study(w.ws, w.storage, w.ann_study, owner=s.actor.owner)),
+        # ---- content: a share link names no run
+        Door("builder.graph.share.decode_project", (LINK, RUN),
+             lambda w, s: (lambda p: refused("dropped") if not set(p.training or {}) & {"init_from", "teacher",
+                                                                                          "class_id"} else None)(
+                 decode_project(_link(json.loads(_with_training(w.project, init_from=w.ann, teacher=w.ann,
+                                                                class_id=w.ann_class).to_json()))))),
+        # ---- the command line (its local user: an admin that reads only its own runs)
+        Door("cli: runs show run_id", (RUN,), _cli("runs", "show", "{ann}")),
+        Door("cli: runs resume run_id", (RUN,), _cli("runs", "resume", "{ann}")),
+        Door("cli: runs delete run_id", (RUN,), _cli("runs", "delete", "{ann12}")),  # exact ids: an admin's right
+        Door("cli: runs export-mlflow run_ids", (RUN,), _cli("runs", "export-mlflow", "{ann}", "--mlflow",
+                                                             "sqlite:///{ws}/m.db")),
+        Door("cli: export run", (RUN,), _cli("export", "--run", "{ann}")),
+        Door("cli: train init_from", (RUN,), _cli("train", "{ws}/p.json", "--init-from", "{ann}", "--epochs", "1")),
+        Door("cli: train teacher", (RUN,), _cli("train", "{ws}/p.json", "--teacher", "{ann}", "--epochs", "1")),
+        Door("cli: calibrate run_id", (RUN,), _cli("calibrate", "{ann}")),
+        Door("cli: drift run_id", (RUN,), _cli("drift", "{ann}", "--data-path", "{ws}/p.json")),
+        Door("cli: prune run_id", (RUN,), _cli("prune", "{ann}")),
+        Door("cli: robustness run_id", (RUN,), _cli("robustness", "{ann}")),
+        Door("cli: tune study", (STUDY,), _cli("tune", "{ws}/p.json", "--study", "ann-study", "--trials", "1")),
+    ]
+
+
+DOORS: list[Door] = []
+
+
+def doors() -> list[Door]:
+    """The registry (built on first use: its imports are heavy)."""
+    if not DOORS:
+        DOORS.extend(_doors())
+    return DOORS
+
+
+# CLI arguments that name files on the command line's own machine, or act for an owner: the command line's
+# privilege (docs: trust.md, "the CLI's local user may pass paths on the command line"), not a door for content.
+CLI_PRIVILEGE = {"cli: " + a for a in (
+    "validate file", "summary file", "export file", "export weights", "export output", "import source",
+    "import output", "templates output", "arch output", "train file", "train data_path", "tune file",
+    "tune storage", "tune owner", "drift data_path",
+)}
+
+# store methods the job process uses on its own run (never called by a page or a CLI verb: tests/test_access.py
+# checks), and functions that take an already-checked run row
+INTERNAL = {
+    "builder.runs.store.RunStore.create_run", "builder.runs.store.RunStore.update_run",
+    "builder.runs.store.RunStore.set_control", "builder.runs.store.RunStore.take_control",
+    "builder.runs.store.RunStore.requeue", "builder.runs.store.RunStore.claim_slot",
+    "builder.runs.store.RunStore.queue_position", "builder.runs.store.RunStore.set_environment",
+    "builder.runs.store.RunStore.update_status", "builder.runs.store.RunStore.log_metrics",
+    "builder.runs.store.RunStore.truncate_metrics", "builder.runs.store.RunStore.finish",
+    "builder.runs.store.RunLogger.__init__", "builder.runs.jobs.StoreControl.__init__",
+    "builder.runs.jobs.claim_gpu", "builder.runs.jobs.run_job", "builder.runs.job_sandbox.record_death",
+    "builder.runs.tracking.MlflowCallback.__init__", "builder.search.study.JobLauncher.stop",
+    "builder.runs.classes.get_class",  # a lookup for code that then asks the policy (_own, class_for, deletion)
+}
+
+SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",
+                 "data_path", "weights", "storage", "output", "class_id"}
+ID_PARAMS = {"run_id", "run_ids", "class_id"}
+
+__all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "SENSITIVE_CLI", "ID_PARAMS",
+           "LayerLabError"]

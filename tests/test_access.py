@@ -1,0 +1,319 @@
+"""One trust boundary (issue 28): the policy of builder.access, the run store that asks it, and the conformance
+matrix: every registered door (tests/access_registry.py) tried by a second owner, a stranger and the teacher of
+another class against the first owner's run, class and study; doors that are not registered fail too."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import builder
+from builder.access import SYSTEM, Actor, Resource, may, refusal
+from builder.errors import AccessDenied, RunStoreError
+from builder.graph.templates import load_template
+from builder.runs import classes
+from builder.runs.classes import ClassError
+from builder.runs.housekeeping import HousekeepingError
+from builder.runs.store import RunStore
+from tests.access_registry import CLI_PRIVILEGE, ID_PARAMS, INTERNAL, SENSITIVE_CLI, World, doors
+
+ROOT = Path(__file__).resolve().parents[1]
+ANN, BOB, STRANGER = "user:ann", "user:bob", "anon:" + "e" * 32
+TEACHER, OTHER_TEACHER, ADMIN = "user:t@school.org", "user:u@school.org", "user:it@school.org"
+RUN = {"id": "20261121-104000-ab12cd", "owner": ANN, "class_id": "c-000000000001"}
+
+
+# --------------------------------------------------------------------------------------------- the policy
+OWNERS = st.sampled_from(["local", ANN, BOB, STRANGER, TEACHER, ""])
+ACTIONS = st.sampled_from(["read", "control", "stop", "delete", "delete_data", "delete_class_run", "train_for",
+                           "teach", "fly"])
+
+
+@settings(max_examples=200)
+@given(run_owner=OWNERS, me=OWNERS.filter(bool), shared=st.booleans(), admin=st.booleans(),
+       students=st.frozensets(OWNERS), teaching=st.frozensets(st.sampled_from(["c-000000000001", "c-x"])),
+       action=ACTIONS)
+def test_the_rules_of_runs(run_owner, me, shared, admin, students, teaching, action):
+    run = {**RUN, "owner": run_owner}
+    owner = run_owner or "local"  # rows older than owners belong to the CLI's local user
+    a = Actor(me, admin=admin, students=students, teaching=teaching, shared=shared)
+    got = may(a, action, run)
+    if owner == me:
+        assert got is (action not in ("train_for", "teach", "fly"))
+    elif action == "read":
+        assert got is (shared or owner in students)  # an admin reads nobody's
+    elif action == "stop":
+        assert got is (admin or owner in students)
+    elif action == "delete":
+        assert got is admin
+    elif action == "delete_class_run":
+        assert got is (admin or ("c-000000000001" in teaching and owner in students))
+    else:  # control is the owner's alone, also in shared mode; unknown actions are refused
+        assert got is False
+    if may(a, "control", run):
+        assert may(a, "read", run)  # control implies sight
+    assert may(SYSTEM, action, run)
+
+
+def test_classes_studies_and_owner_data():
+    cls = Resource.klass({"id": "c-000000000001", "teacher": TEACHER, "members": [ANN]})
+    assert may(Actor(TEACHER), "teach", cls) and not may(Actor(ANN), "teach", cls)
+    assert may(Actor(ANN), "train_for", cls) and not may(Actor(BOB), "train_for", cls)
+    assert may(Actor(ADMIN, admin=True), "delete", cls) and not may(Actor(ADMIN, admin=True), "teach", cls)
+    study = Resource("study", ANN, "s")
+    assert may(Actor(ANN), "control", study)
+    assert not may(Actor(BOB, shared=True), "control", study) and not may(Actor(BOB, admin=True), "read", study)
+    data = Resource("owner", ANN)
+    assert may(Actor(ANN), "delete_data", data) and may(Actor(ADMIN, admin=True), "delete_data", data)
+    assert not may(Actor(TEACHER, students=frozenset({ANN})), "delete_data", data)
+    assert not may(Actor(ADMIN, admin=True), "delete_data", Resource("run", ANN))
+
+
+def test_one_refusal_for_unknown_and_forbidden():
+    assert str(refusal("20261121-104000-ab12cd")) == str(refusal(RUN))
+    assert "no class 'c-1' of yours" in str(refusal("c-1", "class"))
+
+
+# ------------------------------------------------------------------------------------------- the store
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
+    return RunStore(tmp_path, actor=SYSTEM)
+
+
+def _runs(store: RunStore, owner: str, n: int) -> list[str]:
+    return [store.create_run(load_template("mlp"), "moons", {}, {}, owner=owner) for _ in range(n)]
+
+
+def test_a_store_without_an_actor_refuses(store):
+    (rid,) = _runs(store, ANN, 1)
+    bare = RunStore(store.workspace)
+    for call in (lambda: bare.get(rid), lambda: bare.list_runs(), lambda: bare.folder(rid),
+                 lambda: bare.weights_path(rid), lambda: bare.metrics(rid), lambda: bare.delete_run(rid)):
+        with pytest.raises(AccessDenied, match="answers only for an actor"):
+            call()
+
+
+def test_another_owners_run_reads_as_an_unknown_one(store):
+    (rid,) = _runs(store, ANN, 1)
+    bob = store.as_actor(Actor(BOB))
+    with pytest.raises(AccessDenied) as forbidden:
+        bob.get(rid)
+    unknown = rid[:-6] + ("000000" if rid[-6:] != "000000" else "111111")
+    with pytest.raises(AccessDenied) as missing:
+        bob.get(unknown)
+    assert str(forbidden.value).replace(rid, "X") == str(missing.value).replace(unknown, "X")
+    assert str(forbidden.value).startswith(f"no run '{rid}' of yours")
+    assert store.as_actor(Actor(BOB, shared=True)).get(rid)["id"] == rid  # shared mode reads
+    assert store.as_actor(Actor(TEACHER, students=frozenset({ANN}))).get(rid)["id"] == rid
+    assert [r["id"] for r in bob.list_runs()] == [] and bob.list_runs(owner=ANN) == []
+
+
+def test_a_prefix_is_only_for_typed_ids_and_lists_only_your_own(store):
+    """Issue 28: "2026" as init_from listed everyone's run ids; now content ids are exact, and a typed prefix
+    matches among the actor's runs only."""
+    anns, bobs = _runs(store, ANN, 2), _runs(store, BOB, 2)
+    bob = store.as_actor(Actor(BOB))
+    with pytest.raises(RunStoreError) as e:
+        bob.get(bobs[0][:4], prefix=True)
+    assert all(b in str(e.value) for b in bobs) and not any(a in str(e.value) for a in anns)
+    with pytest.raises(RunStoreError):
+        bob.get(bobs[0][:12])  # content: exact only
+    assert bob.get(bobs[0], prefix=True)["id"] == bobs[0]
+    ann = store.as_actor(Actor(ANN))
+    with pytest.raises(RunStoreError) as e:
+        ann.get(anns[0][:4], prefix=True)
+    assert not any(b in str(e.value) for b in bobs)
+
+
+def test_init_from_a_prefix_or_another_owners_run_is_refused(store):
+    """Issue 28 (defect 1): a project's training.init_from named someone else's run (or a prefix of everyone's)."""
+    from builder.training.pipeline import run_training
+
+    res = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=ANN)
+    _runs(store, BOB, 1)
+    bob = store.as_actor(Actor(BOB))
+    for claim in (res.run_id, res.run_id[:4], "2026"):
+        project = load_template("mlp").model_copy(update={"training": {"init_from": claim}})
+        with pytest.raises(RunStoreError) as e:
+            run_training(project, "moons", {"epochs": 1}, bob, owner=BOB)
+        assert res.run_id not in str(e.value).replace(f"'{claim}'", "") or claim == res.run_id
+        assert "of yours" in str(e.value) or "run id is 8 digits" in str(e.value)
+    mine = run_training(load_template("mlp").model_copy(update={"training": {"init_from": res.run_id}}), "moons",
+                        {"epochs": 1}, store.as_actor(Actor(ANN)), owner=ANN)
+    assert mine.status == "finished"  # its owner still starts from it
+
+
+def test_a_run_is_recorded_for_a_class_only_by_its_members(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
+    c = classes.create_class(tmp_path, TEACHER, "c", load_template("mlp"))
+    classes.join_class(tmp_path, c["code"], ANN)
+    starter = classes.starter_project(classes.get_class(tmp_path, c["id"]))
+    assert classes.class_for(tmp_path, Actor(ANN), starter) == c["id"]
+    with pytest.raises(AccessDenied, match=f"no class '{c['id']}' of yours"):
+        classes.class_for(tmp_path, Actor(BOB), starter)
+    with pytest.raises(AccessDenied, match="no class 'c-ffffffffffff' of yours"):
+        classes.class_for(tmp_path, Actor(ANN), starter.model_copy(update={"training": {"class_id": "c-ffffffffffff"}}))
+
+
+# ------------------------------------------------------------------------------- the conformance matrix
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    import optuna
+
+    from builder.search.storage import default_storage
+    from builder.training.pipeline import run_training
+
+    mp = pytest.MonkeyPatch()
+    for k in ("LAYERLAB_SHARED_RUNS", "LAYERLAB_SERVER_CONFIG", "LAYERLAB_ADMINS", "MLFLOW_TRACKING_URI"):
+        mp.delenv(k, raising=False)
+    mp.setenv("LAYERLAB_TEACHERS", f"{TEACHER},{OTHER_TEACHER}")
+    mp.setenv("LAYERLAB_TORCH_THREADS", "1")
+    ws = tmp_path_factory.mktemp("access_ws")
+    mp.setenv("LAYERLAB_WORKSPACE", str(ws))
+    store = RunStore(ws, actor=SYSTEM)
+    project = load_template("mlp")
+    (ws / "p.json").write_text(project.to_json())
+    c = classes.create_class(ws, TEACHER, "ann's class", project)
+    classes.join_class(ws, c["code"], ANN)
+    other = classes.create_class(ws, OTHER_TEACHER, "another class", project)
+    classes.join_class(ws, other["code"], BOB)
+    ann = run_training(classes.starter_project(c), "moons", {"epochs": 1, "seed": 0},
+                       store.as_actor(Actor(ANN)), owner=ANN).run_id
+    second = _runs(store, ANN, 1)[0]
+    _runs(store, BOB, 1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = default_storage(ws)
+    optuna.create_study(study_name="ann-study", storage=storage).set_user_attr("layerlab", {"owner": ANN})
+    yield World(ws=ws, ann=ann, ann_owner=ANN, ann_class=c["id"], teacher=TEACHER, ann_study="ann-study",
+                storage=storage, project=project, extra={"ann_ids": {ann, second}})
+    mp.undo()
+
+
+INTRUDERS = {"second owner": BOB, "stranger": STRANGER, "teacher of another class": OTHER_TEACHER}
+REFUSALS = (AccessDenied, ClassError, HousekeepingError)
+
+
+@pytest.mark.parametrize("who", list(INTRUDERS))
+@pytest.mark.parametrize("door", doors(), ids=lambda d: d.name)
+def test_no_door_lets_an_intruder_through(world, door, who):
+    assert door.attempt is not None, f"{door.name} is registered without an attempt: add one"
+    if door.name.startswith("cli:") and who != "second owner":
+        pytest.skip("the command line has one user (its local admin): tried once")
+    store = RunStore(world.ws, actor=classes.actor_for(world.ws, INTRUDERS[who]))
+    with pytest.raises(REFUSALS) as e:
+        door.attempt(world, store)
+    leaked = [r for r in world.extra["ann_ids"] if r in str(e.value) and r not in door.name and r != world.ann]
+    assert not leaked, f"{door.name} named another owner's runs: {leaked}"
+    check = RunStore(world.ws, actor=SYSTEM)
+    assert check.get(world.ann)["status"] == "finished" and check.weights_path(world.ann).is_file()
+    assert classes.get_class(world.ws, world.ann_class)["teacher"] == TEACHER
+
+
+def test_the_owner_passes_the_cheap_doors(world):
+    """The attempts reach their door: as the owner, the store's own doors answer."""
+    ann = RunStore(world.ws, actor=classes.actor_for(world.ws, ANN))
+    cheap = {"builder.runs.store.RunStore." + m for m in ("get", "run_dir", "folder", "weights_path", "metrics",
+                                                          "metrics_after", "checkpoint_path", "job_spec")}
+    for door in doors():
+        if door.name in cheap:
+            door.attempt(world, ann)
+    assert world.ann in [r["id"] for r in ann.list_runs(owner=ANN)]
+    teacher = RunStore(world.ws, actor=classes.actor_for(world.ws, TEACHER))
+    assert teacher.get(world.ann)["class_id"] == world.ann_class  # the teacher reads the class's runs
+
+
+# -------------------------------------------------------------------------- discovery: no unregistered door
+def _public_functions():
+    for m in pkgutil.walk_packages(builder.__path__, "builder."):
+        if m.name.startswith("builder.canvas") or m.name.endswith("__main__"):
+            continue
+        mod = importlib.import_module(m.name)
+        for n in getattr(mod, "__all__", ()):
+            obj = getattr(mod, n, None)
+            if inspect.isfunction(obj) and obj.__module__ == mod.__name__:
+                yield f"{mod.__name__}.{n}", obj
+            elif inspect.isclass(obj) and obj.__module__ == mod.__name__:
+                for k, v in vars(obj).items():
+                    if inspect.isfunction(v) and (not k.startswith("_") or k == "__init__"):
+                        yield f"{mod.__name__}.{n}.{k}", v
+
+
+def test_every_api_function_taking_a_store_and_an_id_is_registered():
+    """A public function that takes a run store (or a workspace) and a run or class id is a door."""
+    registered = {d.name for d in doors()} | INTERNAL
+    found = set()
+    for name, f in _public_functions():
+        params = set(inspect.signature(f).parameters)
+        holder = name.rsplit(".", 2)[-2] == "RunStore"
+        if (params & ID_PARAMS) and (params & {"store", "workspace"} or holder):
+            found.add(name)
+    missing = sorted(found - registered)
+    assert not missing, "register these doors in tests/access_registry.py (an attempt each): " + ", ".join(missing)
+    stale = sorted(n for n in registered if "." in n and ":" not in n and n not in {k for k, _ in _public_functions()})
+    assert not stale, "registered names that no longer exist: " + ", ".join(stale)
+
+
+def _cli_arguments():
+    from builder.cli.main import build_parser
+
+    def walk(p, path):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for verb, sub in a.choices.items():
+                    yield from walk(sub, [*path, verb])
+            elif a.dest in SENSITIVE_CLI:
+                yield f"cli: {' '.join(path)} {a.dest}"
+    yield from walk(build_parser(), [])
+
+
+def test_every_cli_argument_naming_a_run_path_or_study_is_registered():
+    registered = {d.name for d in doors()} | CLI_PRIVILEGE
+    missing = sorted(set(_cli_arguments()) - registered)
+    assert not missing, ("register these CLI arguments in tests/access_registry.py (a door with an attempt, or "
+                         "CLI_PRIVILEGE for a file on the command line): " + ", ".join(missing))
+
+
+def test_every_job_kind_is_registered():
+    from builder.runs.jobs import JOB_KINDS
+
+    assert {f"job: {k}" for k in JOB_KINDS} <= {d.name for d in doors()}
+
+
+def _calls(folder: Path):
+    for path in sorted(folder.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            yield path, node
+
+
+def test_pages_and_the_cli_act_only_as_their_session():
+    """A page or a CLI verb opens the store with its actor and never as SYSTEM, and never calls the job
+    process's own writers: every run it names goes through the store's check."""
+    internal = {n.rsplit(".", 1)[-1] for n in INTERNAL if ".RunStore." in n}
+    bad = []
+    for folder in (ROOT / "app_pages", ROOT / "builder" / "cli"):
+        for path, node in _calls(folder):
+            if isinstance(node, ast.Name) and node.id == "SYSTEM":
+                bad.append(f"{path.name}:{node.lineno} uses SYSTEM")
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Name) and f.id == "RunStore" and not any(k.arg == "actor" for k in node.keywords):
+                    bad.append(f"{path.name}:{node.lineno} opens a RunStore without an actor")
+                if isinstance(f, ast.Attribute) and f.attr in internal:
+                    bad.append(f"{path.name}:{node.lineno} calls the job's writer {f.attr}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_readme_says_what_content_can_reach():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    part = text[text.index("What an uploaded file can and cannot do"):]
+    assert "only your own runs" in part and "exact id" in part and "`training.init_from`" in part
