@@ -188,8 +188,9 @@ def world(tmp_path_factory) -> World:
     classes.join_class(ws, other["code"], BOB)
     ann = run_training(classes.starter_project(c), "moons", {"epochs": 1, "seed": 0},
                        store.as_actor(Actor(ANN)), owner=ANN).run_id
-    second = _runs(store, ANN, 1)[0]
-    _runs(store, BOB, 1)
+    second, bobs = _runs(store, ANN, 1)[0], _runs(store, BOB, 1)
+    for rid in (second, *bobs):
+        store.update_status(rid, "stopped")  # not queued: the job doors' runs take the queue's one slot
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = default_storage(ws)
     optuna.create_study(study_name="ann-study", storage=storage).set_user_attr("layerlab", {"owner": ANN})

@@ -116,6 +116,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise LayerLabError("tune needs at least one --search; received: none. Fix: e.g. --search "
                             "'lr=1e-4..1e-1:log' --search 'fc1.out_features=16..256:log'")
     store = cli_store(args.workspace)
+    if args.owner != store.actor.owner:  # a study the app started for a session (builder.search.runner): its trials
+        from builder.runs.classes import actor_for  # are that owner's jobs (the command line's privilege)
+
+        store = store.as_actor(actor_for(store.workspace, args.owner))
     objective = args.metric if args.metric.startswith("val_") else f"val_{args.metric}"
     settings = StudySettings(name=args.study or _default_study(project), storage=args.storage, n_trials=args.trials,
                              timeout=args.timeout, objective=objective, sampler=args.sampler,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from builder.errors import ExplainError, LayerLabError
+from builder.errors import AccessDenied, ExplainError, LayerLabError
 from builder.interpret.attributions import explain
 from builder.interpret.methods import get_spec
 
@@ -208,6 +208,8 @@ def records_live(store: Any, run_id: str) -> bool:
     """Whether a run's job records live attributions (its spec names the ``live_attributions`` callback)."""
     try:
         spec = store.job_spec(run_id) or {}
+    except AccessDenied:
+        raise
     except (LayerLabError, OSError, ValueError):
         return False
     callbacks = spec.get("callbacks") if isinstance(spec, dict) else None

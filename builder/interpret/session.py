@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from builder.errors import BudgetError, ExplainError, LayerLabError, RunStoreError
+from builder.errors import AccessDenied, BudgetError, ExplainError, LayerLabError, RunStoreError
 from builder.escape import md_text
 from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
 from builder.interpret.baselines import BASELINE_LABELS, baselines_for
@@ -88,13 +88,16 @@ def _objective_view(project: Any, model: nn.Module, ds: Any) -> tuple[nn.Module,
 
 
 def run_graph(store: Any, run_id: str | None) -> Any:
-    """The project graph a run's model was compiled from (function nodes' ids), or None (no run, unreadable)."""
+    """The project graph a run's model was compiled from (function nodes' ids), or None (no run, unreadable).
+    Raises AccessDenied for a run the store's actor may not read."""
     if run_id is None:
         return None
     from builder.graph.project import load_project
 
     try:
         return load_project(store.get(run_id)["project"]).graph
+    except AccessDenied:
+        raise
     except LayerLabError:
         return None
 

@@ -1,0 +1,42 @@
+"""AppTest: the pages reach only the session's own runs, whatever a project names (issue 28): Build › ONNX never
+exports another owner's weights through ``training.init_from``; Runs and Explain refuse another owner's run by
+link."""
+
+from __future__ import annotations
+
+import builder
+from builder.access import SYSTEM
+from builder.runs.store import RunStore
+from builder.training.pipeline import run_training
+from tests.helpers import ME, OTHER, open_app
+
+
+def _with_init_from(project, rid: str):
+    return project.model_copy(update={"training": {**(project.training or {}), "init_from": rid}})
+
+
+def _onnx_caption(at) -> str:
+    return next(c.value for c in at.caption if "ONNX with a dynamic batch axis" in c.value)
+
+
+def test_build_onnx_never_exports_another_owners_weights(workspace):
+    theirs = run_training(builder.load_template("cnn"), "digits", {"epochs": 1}, RunStore(workspace, actor=SYSTEM),
+                          owner=OTHER).run_id
+    at = open_app(owner=ME, template="cnn")
+    at.session_state["ll_project"] = _with_init_from(at.session_state["ll_project"], theirs)
+    at.run()
+    assert "freshly initialised" in _onnx_caption(at)  # before issue 28: "Uses the trained/imported weights"
+    owner = open_app(owner=OTHER, template="cnn")
+    owner.session_state["ll_project"] = _with_init_from(owner.session_state["ll_project"], theirs)
+    owner.run()
+    assert "Uses the trained/imported weights" in _onnx_caption(owner)  # its owner does export them
+
+
+def test_runs_and_explain_refuse_another_owners_run_by_link(workspace):
+    theirs = run_training(builder.load_template("mlp"), "moons", {"epochs": 1}, RunStore(workspace, actor=SYSTEM),
+                          owner=OTHER).run_id
+    for page in ("app_pages/runs.py", "app_pages/explain.py"):
+        at = open_app(page, owner=ME, query={"run": theirs})
+        assert any("of yours" in str(e.value) for e in [*at.error, *at.markdown])
+        chosen = [w.value for w in [*at.selectbox, *at.multiselect]]
+        assert not any(theirs == v or (isinstance(v, list) and theirs in v) for v in chosen)
