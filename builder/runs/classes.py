@@ -6,7 +6,9 @@ join), ``teacher`` (an owner the server's configuration marks as teacher: :func:
 ``members``, ``starter`` (a project with its built-in dataset), ``metric`` (the test metric of the leaderboard),
 ``quotas`` (overrides of :mod:`builder.runs.quotas` for members) and timestamps. Writes happen under one lock
 file, so thirty students joining at once are all kept. Students see only their own work; the teacher sees
-every member's runs read-only and may stop their jobs (:func:`builder.runs.owners.can_control`). Example::
+every member's runs read-only and may stop their jobs (:func:`builder.access.may`, with the roles
+:func:`actor_for` resolves). A member's run of the starter is recorded for the class (:func:`class_for`: the
+``class_id`` of the run), and only those runs are the class's. Example::
 
     # not a doctest (needs a workspace): run by tests/runs/test_classes.py::test_teacher_creates_students_join
     c = create_class(ws, "user:t@school.org", "ML 101", builder.load_template("mlp"))
