@@ -137,7 +137,7 @@ def _doors() -> list[Door]:
     from builder.runs import classes, housekeeping, jobs
     from builder.runs.modelcard import read_model_card, write_model_card
     from builder.runs.store import workspace_of
-    from builder.runs.tracking import attach_tracking, export_runs
+    from builder.runs.tracking import export_runs
     from builder.search.runner import resume_study
     from builder.training.generative import vae_probe
     from builder.training.objectives import with_teacher
@@ -193,7 +193,6 @@ def _doors() -> list[Door]:
         Door("builder.training.generative.vae_probe", (RUN,), lambda w, s: vae_probe(s, w.ann)),
         Door("builder.runs.tracking.export_runs", (RUN,),
              lambda w, s: export_runs(s, [w.ann], f"sqlite:///{w.ws / 'mlflow.db'}")),
-        Door("builder.runs.tracking.attach_tracking", (RUN,), lambda w, s: attach_tracking(s, w.ann)),
         # ---- training from, distilling, resuming, pruning another's run
         Door("builder.training.pipeline.load_run", (RUN,), lambda w, s: load_run(s, w.ann)),
         Door("builder.training.pipeline.resume_run", (RUN,), lambda w, s: resume_run(w.ann, s)),
@@ -291,6 +290,7 @@ INTERNAL = {
     "builder.runs.store.RunLogger.__init__", "builder.runs.jobs.StoreControl.__init__",
     "builder.runs.jobs.claim_gpu", "builder.runs.jobs.run_job", "builder.runs.job_sandbox.record_death",
     "builder.runs.tracking.MlflowCallback.__init__", "builder.search.study.JobLauncher.stop",
+    "builder.runs.tracking.attach_tracking",  # the pipeline's callbacks for the run it has just recorded
     "builder.runs.classes.get_class",  # a lookup for code that then asks the policy (_own, class_for, deletion)
 }
 
