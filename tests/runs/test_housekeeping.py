@@ -85,7 +85,7 @@ def test_nothing_outside_the_workspace_is_deleted(store, tmp_path):
     (outside / "keep.txt").write_text("mine")
     root = store.workspace / "owners"
     root.mkdir(parents=True, exist_ok=True)
-    (root / owners.safe_id(ME)).symlink_to(outside, target_is_directory=True)
+    (root / owners.safe_id(store.workspace, ME)).symlink_to(outside, target_is_directory=True)
     with pytest.raises(HousekeepingError, match="a link or a path outside it"):
         housekeeping.delete_owner_data(store, ME, ME)
     assert (outside / "keep.txt").read_text() == "mine"
