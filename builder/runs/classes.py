@@ -28,7 +28,7 @@ from pathlib import Path
 
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
-from builder.runs.owners import is_teacher, owner_of
+from builder.runs.owners import is_teacher
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
 
@@ -344,11 +344,12 @@ def leaderboard(store: RunStore, cls: dict, rows: list[dict] | None = None) -> l
 
 
 def member_label(cls: dict, owner: str) -> str:
-    """How the teacher's page names a member: a signed-in user's name, else ``student N``."""
+    """How the teacher's page names a member: a signed-in user's name, else ``student N``; someone no longer a
+    member is ``a former member`` (an anonymous id is a key: it is never shown)."""
     if owner.startswith("user:"):
         return owner.split(":", 1)[1]
     members = cls.get("members", [])
-    return f"student {members.index(owner) + 1}" if owner in members else owner_of({"owner": owner})
+    return f"student {members.index(owner) + 1}" if owner in members else "a former member"
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",

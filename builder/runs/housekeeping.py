@@ -150,7 +150,8 @@ def stop_job(store: RunStore, run_id: str, owner: str, *, students: frozenset[st
     run = store.get(run_id)
     if not can_control(run, owner, students=students, action="stop", admin=is_admin(store.workspace, owner)):
         raise HousekeepingError(f"only a job's owner, its teacher or an admin stops it; received: run {run['id']} "
-                                f"asked by {owner}. Fix: sign in as its owner or an admin")
+                                f"asked by {_owners.pseudonym(store.workspace, owner)}. Fix: sign in as its owner or an "
+                                "admin")
     request(store, run["id"], "stop")
 
 
@@ -179,7 +180,7 @@ def delete_runs(store: RunStore, owner: str, run_ids: list[str]) -> dict[str, An
     for r in runs:
         if not can_control(r, owner, action="delete", admin=admin):
             raise HousekeepingError(f"only a run's owner or an admin deletes it; received: run {r['id']} asked by "
-                                    f"{owner}. Fix: pick one of your runs")
+                                    f"{_owners.pseudonym(store.workspace, owner)}. Fix: pick one of your runs")
     done, kept = _delete_runs(store, runs)
     return {"runs": done, "kept": kept}
 
@@ -214,8 +215,9 @@ def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool
         HousekeepingError: ``owner`` may not delete ``target``'s data, or its folder is a link.
     """
     if not can_delete_data(target, owner, admin=is_admin(store.workspace, owner)):
-        raise HousekeepingError(f"only the owner or an admin deletes an owner's data; received: {target}'s data "
-                                f"asked by {owner}. Fix: sign in as that owner or as an admin")
+        who, asking = (_owners.pseudonym(store.workspace, x) for x in (target, owner))  # never an owner id
+        raise HousekeepingError(f"only the owner or an admin deletes an owner's data; received: {who}'s data "
+                                f"asked by {asking}. Fix: sign in as that owner or as an admin")
     folder = _owner_folder(store.workspace, target)  # checked before anything is deleted
     done, kept = _delete_runs(store, store.list_runs(owner=target, limit=1_000_000))
     removed = 0

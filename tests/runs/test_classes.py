@@ -92,6 +92,7 @@ def test_class_runs_leaderboard_and_teacher_stop(ws):
     assert [(r["owner"], r["rank"]) for r in board] == [(STUDENTS[1], 1), (STUDENTS[0], 2)]
     assert [r["owner"] for r in classes.leaderboard(store, {**c, "metric": "loss"})] == [STUDENTS[1], STUDENTS[0]]
     assert classes.member_label(c, STUDENTS[2]) == "student 3"
+    assert classes.member_label(c, "anon:" + "9f3ab7" * 5 + "e2") == "a former member"  # never the id (a key)
     # the teacher may stop a student's job, nothing else; students control only their own runs
     students = classes.students_of(ws, TEACHER)
     running = store.get(ids[STUDENTS[2]])

@@ -46,10 +46,13 @@ def test_owner_deletes_own_data_only(store):
     theirs = _run(store, OTHER)
     _files(store, ME)
     _files(store, OTHER)
-    with pytest.raises(HousekeepingError, match="received: anon:a+'s data asked by anon:b+. Fix"):
+    label = {who: owners.pseudonym(store.workspace, who) for who in (ME, OTHER)}  # messages name no owner id
+    with pytest.raises(HousekeepingError, match=f"received: {label[ME]}'s data asked by {label[OTHER]}. Fix"):
         housekeeping.delete_owner_data(store, OTHER, ME)
-    with pytest.raises(HousekeepingError, match=f"received: run {theirs} asked by {ME}"):
+    with pytest.raises(HousekeepingError, match=f"received: run {theirs} asked by {label[ME]}. Fix"):
         housekeeping.delete_runs(store, ME, [mine[0], theirs])
+    with pytest.raises(HousekeepingError, match=f"received: run {theirs} asked by {label[ME]}. Fix"):
+        housekeeping.stop_job(store, theirs, ME)
     assert len(store.list_runs(owner=ME)) == 3  # checked before anything was deleted
     assert housekeeping.delete_runs(store, ME, [mine[0]]) == {"runs": 1, "kept": []}
     got = housekeeping.delete_owner_data(store, ME, ME)
