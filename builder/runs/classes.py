@@ -28,7 +28,7 @@ from pathlib import Path
 
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
-from builder.runs.owners import is_teacher
+from builder.runs.owners import is_teacher, pseudonym
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
 
@@ -120,8 +120,9 @@ def create_class(workspace: str | Path, teacher: str, name: str, starter: Projec
         ProjectFormatError: the starter is not a valid project.
     """
     if not is_teacher(workspace, teacher):
-        raise ClassError(f"only a teacher creates a class; received: {teacher}. Fix: list this identity in "
-                         "LAYERLAB_TEACHERS or the server config's \"teachers\"")
+        raise ClassError(f"only a teacher creates a class; received: {pseudonym(workspace, teacher)}. Fix: list "
+                         "this id (the Server page shows it) in LAYERLAB_TEACHERS or the server config's "
+                         "\"teachers\"")
     name = re.sub(r"\s+", " ", str(name)).strip()[:100] or "class"
     with _locked(workspace):
         codes = {c.get("code") for c in list_classes(workspace)}
@@ -176,7 +177,8 @@ def join_class(workspace: str | Path, code: str, owner: str) -> dict:
 def _own(workspace: str | Path, class_id: str, teacher: str) -> dict:
     cls = get_class(workspace, class_id)
     if cls["teacher"] != teacher:
-        raise ClassError(f"only the class's teacher changes it; received: {teacher}. Fix: sign in as its teacher")
+        raise ClassError(f"only the class's teacher changes it; received: {pseudonym(workspace, teacher)}. Fix: "
+                         "sign in as its teacher")
     return cls
 
 

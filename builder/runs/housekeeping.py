@@ -254,8 +254,8 @@ def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str,
     cls = _classes.get_class(store.workspace, class_id)
     admin = is_admin(store.workspace, teacher)
     if cls["teacher"] != teacher and not admin:
-        raise _classes.ClassError(f"only the class's teacher deletes it; received: {teacher}. Fix: sign in as its "
-                                  "teacher")
+        raise _classes.ClassError(f"only the class's teacher deletes it; received: "
+                                  f"{_owners.pseudonym(store.workspace, teacher)}. Fix: sign in as its teacher")
     members = frozenset(cls.get("members", []))
     runs = [r for r in class_run_ids(store, cls)
             if admin or _owners.can_delete_class_run(r, teacher, teacher=cls["teacher"], members=members)]

@@ -39,8 +39,9 @@ def test_teachers_come_from_env_and_config(ws, monkeypatch):
 
 
 def test_teacher_creates_students_join(ws):
-    with pytest.raises(ClassError, match="only a teacher creates a class"):
+    with pytest.raises(ClassError, match="only a teacher creates a class") as e:
         classes.create_class(ws, STUDENTS[0], "x", load_template("mlp"))
+    assert owners.pseudonym(ws, STUDENTS[0]) in str(e.value) and STUDENTS[0] not in str(e.value)  # id: a key
     c = classes.create_class(ws, TEACHER, "  ML   101 ", load_template("mlp"))
     assert c["name"] == "ML 101" and len(c["code"]) == 6
     got = classes.join_class(ws, c["code"].lower()[:3] + "-" + c["code"][3:], STUDENTS[0])
