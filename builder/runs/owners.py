@@ -216,26 +216,46 @@ PSEUDONYM_RE = re.compile(r"^(anon|user|other)-[a-z2-7]{10}$")
 _FOLDER_RE = re.compile(r"^(anon|user|other)-[a-z2-7]{26}$")
 
 
+def _create_secret(path: Path) -> None:
+    """Write a new key to a private temporary file and link it into place (a process that comes second keeps the
+    first one's); on a file system without hard links, create the file exclusively and write it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = secrets.token_bytes(32).hex().encode("ascii")
+    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links here: the exclusive create decides, readers wait for the whole key
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def workspace_secret(workspace: str | Path) -> bytes:
-    """The workspace's secret key (32 random bytes in ``<workspace>/identity.key``, mode 0600), created at first
-    use. Two processes starting together agree: the key is written in full to a private temporary file and
-    linked into place, and whoever comes second reads the winner's. Raises LayerLabError for a damaged key file."""
+    """The workspace's secret key (32 random bytes, hex in ``<workspace>/identity.key``, mode 0600), created at
+    first use. Two processes starting together agree on one key (:func:`_create_secret`). A key file others may
+    read is made private again. Raises LayerLabError for a damaged key file."""
     path = Path(workspace) / SECRET_FILE
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32).hex().encode("ascii"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, path)  # fails if another process linked its key first: then its key is the key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    raw = path.read_bytes().strip()
+        _create_secret(path)
+    for _ in range(50):
+        raw = path.read_bytes().strip()
+        if len(raw) >= 64:
+            break
+        time.sleep(0.02)  # another process is still writing it (a file system without hard links)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # e.g. restored from a backup with the default mode
     try:
         key = bytes.fromhex(raw.decode("ascii"))
     except ValueError:

@@ -67,11 +67,25 @@ def test_the_secret_is_private_stable_and_made_once_by_racing_processes(tmp_path
     me = "anon:" + "a" * 32
     name, label = owners.safe_id(ws, me), owners.pseudonym(ws, me)
     assert (owners.safe_id(ws, me), owners.pseudonym(ws, me)) == (name, label)  # stable across opens
+    key_file.chmod(0o644)  # restored from a backup with the default mode: made private again
+    assert owners.safe_id(ws, me) == name and stat.S_IMODE(key_file.stat().st_mode) == 0o600
     other = tmp_path / "other"
     assert owners.safe_id(other, me) != name and owners.pseudonym(other, me) != label  # keyed per workspace
     key_file.write_text("short")
     with pytest.raises(LayerLabError, match="identity key"):
         owners.safe_id(ws, me)
+
+
+def test_the_secret_is_made_once_where_hard_links_are_refused(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")  # as on a file system without hard links
+
+    monkeypatch.setattr(owners.os, "link", no_links)
+    ws = tmp_path / "ws"
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: owners.workspace_secret(ws), range(16)))
+    assert len(keys) == 1 and stat.S_IMODE((ws / owners.SECRET_FILE).stat().st_mode) == 0o600
+    assert sorted(p.name for p in ws.iterdir()) == [owners.SECRET_FILE]
 
 
 def test_pseudonyms_are_stable_distinct_and_name_teachers_and_admins(ws, monkeypatch, tmp_path):
