@@ -213,7 +213,6 @@ def user_owner(name: str) -> str:
 SECRET_FILE = "identity.key"  # in the workspace: the HMAC key of folder names and pseudonyms (mode 0600)
 OWNERS_DIR = "owners"
 PSEUDONYM_RE = re.compile(r"^(anon|user|other)-[a-z2-7]{10}$")
-_FOLDER_RE = re.compile(r"^(anon|user|other)-[a-z2-7]{26}$")
 
 
 def _create_secret(path: Path) -> None:
@@ -374,7 +373,8 @@ def move_owner_folder(src: Path, dst: Path, renames: Mapping[str, str]) -> None:
 
 
 def old_owner_folders(workspace: str | Path) -> list[str]:
-    """Names of folders in ``<workspace>/owners`` made by LayerLab 0.1 (:func:`builder.runs.owner_migration.migrate_owner_folders` moves them)."""
+    """Names of folders in ``<workspace>/owners`` made by LayerLab 0.1
+    (:func:`builder.runs.owner_migration.migrate_owner_folders` moves them)."""
     root = Path(workspace) / OWNERS_DIR
     if not root.is_dir():
         return []
@@ -385,7 +385,7 @@ def old_owner_folders(workspace: str | Path) -> list[str]:
 def new_folder_names(workspace: str | Path, known: Iterable[str]) -> dict[str, str]:
     """The new name of every LayerLab 0.1 owner folder of the workspace: :func:`safe_id` of its owner when the
     owner is among ``known`` (owners of runs, classes, studies), else a ``legacy-`` name (keyed, too) that
-    :func:`owner_dir` moves to the owner's folder when the owner comes back."""
+    :func:`owner_path` moves to the owner's folder when the owner comes back."""
     by_old = {_v1_safe_id(o): o for o in known}
     return {old: safe_id(workspace, by_old[old]) if old in by_old else _legacy_name(workspace, old)
             for old in old_owner_folders(workspace)}
