@@ -99,9 +99,10 @@ def migrate_owner_folders(store: RunStore) -> dict[str, str]:
 def migrate_once(workspace: str | Path) -> None:
     """:func:`migrate_owner_folders` the first time this process opens ``workspace`` (the app's pages call it on
     every run)."""
-    key = str(Path(workspace).resolve())
+    key = str(workspace)
     if key not in _DONE:
-        migrate_owner_folders(RunStore(workspace))
+        if _owners.old_owner_folders(workspace):  # most opens: one listing, no store
+            migrate_owner_folders(RunStore(workspace, mark_interrupted=False))
         _DONE.add(key)
 
 
