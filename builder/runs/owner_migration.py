@@ -26,6 +26,7 @@ from builder.search.storage import STUDY_DB, default_storage, list_studies
 
 TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".log", ".yaml", ".yml")  # files that may name a folder
 _SKIP_DIRS = (CACHE_DIR, "uploads")  # decoded datasets and people's own data files are never rewritten
+_OWNERS = _owners.OWNERS_DIR  # every stored path into an owner folder passes through it
 _DONE: set[str] = set()  # workspaces this process has migrated (pages open the workspace on every run)
 
 
@@ -47,15 +48,20 @@ def _replace_in_database(path: Path, renames: Mapping[str, str]) -> None:
     try:
         c.execute("PRAGMA secure_delete = ON")  # the old names are overwritten, not left in free pages
         c.execute("BEGIN IMMEDIATE")
+        pairs = list(renames.items())
         tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
                                           "AND name NOT LIKE 'sqlite_%'")]
         for table in tables:
             cols = [r[1] for r in c.execute(f'PRAGMA table_info("{table}")')
                     if not r[2] or any(t in r[2].upper() for t in ("TEXT", "CHAR", "CLOB", "JSON"))]
-            for col in cols:
-                for old, new in renames.items():
-                    c.execute(f'UPDATE "{table}" SET "{col}" = replace("{col}", ?, ?) '
-                              f'WHERE typeof("{col}") = \'text\' AND instr("{col}", ?) > 0', (old, new, old))
+            for col in cols:  # one pass per column and 100 names (nested replace); rows naming no owners/ skipped
+                for i in range(0, len(pairs), 100):
+                    chunk = pairs[i:i + 100]
+                    expr = f'"{col}"'
+                    for _ in chunk:
+                        expr = f"replace({expr}, ?, ?)"
+                    c.execute(f'UPDATE "{table}" SET "{col}" = {expr} WHERE typeof("{col}") = \'text\' '
+                              f'AND instr("{col}", ?) > 0', [x for pair in chunk for x in pair] + [_OWNERS])
         c.execute("COMMIT")
     except sqlite3.Error as e:
         if c.in_transaction:

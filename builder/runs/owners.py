@@ -344,7 +344,10 @@ def replace_in_text_files(paths: Iterable[Path], renames: Mapping[str, str]) -> 
         for old, to in renames.items():
             new = new.replace(old, to)
         if new != text:
-            _atomic_write(path, new)
+            try:
+                _atomic_write(path, new)
+            except FileNotFoundError:  # its folder was moved meanwhile by another process (rewritten before)
+                continue
             changed += 1
     return changed
 
@@ -399,9 +402,13 @@ def owner_dir(workspace: str | Path, owner: str) -> Path:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # two threads: two names
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_project(workspace: str | Path, owner: str, project: Project) -> Path:
