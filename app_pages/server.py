@@ -14,8 +14,9 @@ ui.page_header("Server", "What you keep on this server, and delete it. Admins se
                "disk usage here.")
 
 
-def owner_key(owner: str) -> str:
-    """An owner in element keys: its pseudonym (:func:`builder.runs.owners.pseudonym`), never its id."""
+def who(owner: str) -> str:
+    """An owner as this page's text and element keys name it: its pseudonym (a keyed hash,
+    :func:`builder.runs.owners.pseudonym`), never anything of its id (an anonymous id is a key)."""
     return owners.pseudonym(ui.workspace(), owner)
 
 
@@ -47,7 +48,7 @@ def _delete_owner(target: str) -> None:
     except LayerLabError as e:
         return _error(e)
     kept = f"; {len(got['kept'])} live job(s) kept" if got["kept"] else ""
-    ui.flash(f"Deleted {got['runs']} run(s) and the files of {ui.owner_label(target)}{kept}")
+    ui.flash(f"Deleted {got['runs']} run(s) and the files of {who(target)}{kept}")
 
 
 def my_data() -> None:
@@ -55,9 +56,10 @@ def my_data() -> None:
     store = ui.store()
     use = housekeeping.owner_usage(store, ui.owner())
     st.subheader("Your data")
-    st.markdown(f"Your id on this server: `{owner_key(ui.owner())}`", help="What an admin writes in LAYERLAB_TEACHERS or LAYERLAB_ADMINS "
-                "(or the server config's teachers/admins) to make you a teacher or an admin. It names you without "
-                "revealing your browser's key, so it is safe to share.")
+    st.markdown(f"Your id on this server: `{who(ui.owner())}`",
+                help="What an admin writes in LAYERLAB_TEACHERS or LAYERLAB_ADMINS (or the server config's "
+                "teachers/admins) to make you a teacher or an admin. It names you without revealing your browser's "
+                "key, so it is safe to share.")
     c = st.columns(3)
     c[0].metric("Runs", f"{use['n_runs']}", help="Your training runs on this server")
     c[1].metric("Run files", ui.human_bytes(use["runs"]), help="Checkpoints, weights, curves and logs")
@@ -80,7 +82,7 @@ def admin_view() -> None:
         with st.container(border=True, key=f"ll_admin_job_{j['id']}"):
             c = st.columns([2, 2, 1.2, 1, 1, 1])
             c[0].markdown(f"**{ui.md(j['name'] or 'run')}**  \n`{j['id']}`")
-            c[1].markdown(ui.md(ui.owner_label(j["owner"])))
+            c[1].markdown(ui.md(who(j["owner"])))
             where = f" (#{j['position']} in queue)" if j["position"] else f", {j['epochs']} ep"
             c[2].markdown(f"{j['status']}{where}")
             c[3].markdown(f"`{j['device'].replace('`', '')[:20]}`")
@@ -99,17 +101,17 @@ def admin_view() -> None:
     if not rows:
         st.caption("Nobody keeps anything yet.")
     for r in rows:
-        with st.container(border=True, key=f"ll_admin_owner_{owner_key(r['owner'])}"):
+        with st.container(border=True, key=f"ll_admin_owner_{who(r['owner'])}"):
             c = st.columns([2.4, 1, 1, 1.2, 1.2, 1])
-            c[0].markdown(f"**{ui.md(ui.owner_label(r['owner']))}**" + (" · teacher" if r["teacher"] else ""))
+            c[0].markdown(f"**{ui.md(who(r['owner']))}**" + (" · teacher" if r["teacher"] else ""))
             c[1].markdown(f"{r['runs']} run{'' if r['runs'] == 1 else 's'}")
             c[2].markdown(f"{r['live']} live")
             c[3].markdown(f"runs {ui.human_bytes(r['runs_b'])}")
             c[4].markdown(f"files {ui.human_bytes(r['projects_b'])}")
             with c[5].popover("Delete", icon=":material/delete:"):
-                st.markdown(f"Delete every run, project, upload and study of {ui.md(ui.owner_label(r['owner']))}?")
+                st.markdown(f"Delete every run, project, upload and study of {ui.md(who(r['owner']))}?")
                 st.button("Delete permanently", type="primary", on_click=_delete_owner, args=(r["owner"],),
-                          key=f"ll_admin_del_{owner_key(r['owner'])}")
+                          key=f"ll_admin_del_{who(r['owner'])}")
 
 
 try:
