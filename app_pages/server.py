@@ -15,9 +15,22 @@ ui.page_header("Server", "What you keep on this server, and delete it. Admins se
 
 
 def who(owner: str) -> str:
-    """An owner as this page's text and element keys name it: its pseudonym (a keyed hash,
-    :func:`builder.runs.owners.pseudonym`), never anything of its id (an anonymous id is a key)."""
+    """An owner as this page's text names it: the name it chose with its pseudonym, or the pseudonym
+    (:func:`builder.runs.owners.label`), never anything of its id (an anonymous id is a key)."""
+    return owners.label(ui.workspace(), owner)
+
+
+def key_of(owner: str) -> str:
+    """An owner in element keys: its pseudonym (:func:`builder.runs.owners.pseudonym`)."""
     return owners.pseudonym(ui.workspace(), owner)
+
+
+def _set_name() -> None:
+    try:
+        owners.set_display_name(ui.workspace(), ui.owner(), st.session_state.ll_display_name)
+    except LayerLabError as e:
+        return _error(e)
+    st.session_state.ll_server_error = None
 
 
 def _error(e: LayerLabError) -> None:
@@ -56,10 +69,16 @@ def my_data() -> None:
     store = ui.store()
     use = housekeeping.owner_usage(store, ui.owner())
     st.subheader("Your data")
-    st.markdown(f"Your id on this server: `{who(ui.owner())}`",
-                help="What an admin writes in LAYERLAB_TEACHERS or LAYERLAB_ADMINS (or the server config's "
-                "teachers/admins) to make you a teacher or an admin. It names you without revealing your browser's "
-                "key, so it is safe to share.")
+    c = st.columns([1, 1])
+    c[0].markdown(f"Your id on this server: `{key_of(ui.owner())}`",
+                  help="What an admin writes in LAYERLAB_TEACHERS or LAYERLAB_ADMINS (or the server config's "
+                  "teachers/admins) to make you a teacher or an admin. It names you without revealing your "
+                  "browser's key, so it is safe to share.")
+    if "ll_display_name" not in st.session_state:
+        st.session_state.ll_display_name = owners.display_name(ui.workspace(), ui.owner()) or ""
+    c[1].text_input("Display name", key="ll_display_name", on_change=_set_name,
+                    max_chars=owners.DISPLAY_NAME_MAX, placeholder="e.g. Ann B.",
+                    help="What admins and teachers see next to your id (optional)")
     c = st.columns(3)
     c[0].metric("Runs", f"{use['n_runs']}", help="Your training runs on this server")
     c[1].metric("Run files", ui.human_bytes(use["runs"]), help="Checkpoints, weights, curves and logs")
@@ -101,7 +120,7 @@ def admin_view() -> None:
     if not rows:
         st.caption("Nobody keeps anything yet.")
     for r in rows:
-        with st.container(border=True, key=f"ll_admin_owner_{who(r['owner'])}"):
+        with st.container(border=True, key=f"ll_admin_owner_{key_of(r['owner'])}"):
             c = st.columns([2.4, 1, 1, 1.2, 1.2, 1])
             c[0].markdown(f"**{ui.md(who(r['owner']))}**" + (" · teacher" if r["teacher"] else ""))
             c[1].markdown(f"{r['runs']} run{'' if r['runs'] == 1 else 's'}")
@@ -111,7 +130,7 @@ def admin_view() -> None:
             with c[5].popover("Delete", icon=":material/delete:"):
                 st.markdown(f"Delete every run, project, upload and study of {ui.md(who(r['owner']))}?")
                 st.button("Delete permanently", type="primary", on_click=_delete_owner, args=(r["owner"],),
-                          key=f"ll_admin_del_{who(r['owner'])}")
+                          key=f"ll_admin_del_{key_of(r['owner'])}")
 
 
 try:

@@ -117,9 +117,9 @@ def keep_identity() -> None:
 
 
 def owner_label(who: str) -> str:
-    """How a page names an owner: ``you`` for this session's, else its pseudonym (a keyed hash,
-    :func:`builder.runs.owners.pseudonym`); never anything of the owner id (an anonymous id is a credential)."""
-    return "you" if who == owner() else owners.pseudonym(workspace(), who)
+    """How a page names an owner: ``you`` for this session's, else the name it chose with its pseudonym, or the
+    pseudonym (:func:`builder.runs.owners.label`); never anything of the owner id (an anonymous id is a key)."""
+    return "you" if who == owner() else owners.label(workspace(), who)
 
 
 def shared_runs() -> bool:

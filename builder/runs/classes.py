@@ -28,7 +28,7 @@ from pathlib import Path
 
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
-from builder.runs.owners import is_teacher, pseudonym
+from builder.runs.owners import display_name, is_teacher, pseudonym
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
 
@@ -345,13 +345,17 @@ def leaderboard(store: RunStore, cls: dict, rows: list[dict] | None = None) -> l
     return [{**r, "rank": i + 1} for i, r in enumerate(ranked)]
 
 
-def member_label(cls: dict, owner: str) -> str:
-    """How the teacher's page names a member: a signed-in user's name, else ``student N``; someone no longer a
-    member is ``a former member`` (an anonymous id is a key: it is never shown)."""
+def member_label(cls: dict, owner: str, workspace: str | Path | None = None) -> str:
+    """How the teacher's page names a member: a signed-in user's name, else ``student N`` (with ``workspace``,
+    after the display name the member chose: ``Ann B. (student 3)``); someone no longer a member is ``a former
+    member`` (an anonymous id is a key: it is never shown)."""
     if owner.startswith("user:"):
         return owner.split(":", 1)[1]
     members = cls.get("members", [])
-    return f"student {members.index(owner) + 1}" if owner in members else "a former member"
+    if owner not in members:
+        return "a former member"
+    chosen = display_name(workspace, owner) if workspace is not None else None
+    return f"{chosen} (student {members.index(owner) + 1})" if chosen else f"student {members.index(owner) + 1}"
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",

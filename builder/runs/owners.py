@@ -401,6 +401,59 @@ def owner_dir(workspace: str | Path, owner: str) -> Path:
     return d
 
 
+# ------------------------------------------------------------------------- the name a person chose to be shown
+PROFILE = "profile.json"  # in an owner's folder: ``{"display_name": ...}``
+DISPLAY_NAME_MAX = 40
+_DISPLAY_RE = re.compile(r"^[^\W_][\w .'-]*$")  # letters of any script, digits, spaces, . ' - _; a letter first
+
+
+def _checked_display_name(name: str) -> str | None:
+    name = " ".join(str(name).split())
+    if not name:
+        return None
+    if len(name) > DISPLAY_NAME_MAX or not _DISPLAY_RE.match(name) or PSEUDONYM_RE.match(name) or name == LOCAL_OWNER:
+        raise LayerLabError(f"a display name is 1 to {DISPLAY_NAME_MAX} letters, digits, spaces, . ' - or _, "
+                            f"starting with a letter or digit, and not an id; received: {name[:60]!r}. Fix: e.g. "
+                            "\"Ann B.\"")
+    return name
+
+
+def set_display_name(workspace: str | Path, owner: str, name: str) -> str | None:
+    """Keep the name ``owner`` chose to be shown to admins and teachers (:func:`label`); an empty name removes it.
+    Returns the name kept (spaces collapsed) or None. Raises LayerLabError for a name of other characters, over
+    :data:`DISPLAY_NAME_MAX` characters, or shaped as an id (a pseudonym, ``local``).
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> set_display_name(ws, "anon:" + "a" * 32, "  Ann   B. "), display_name(ws, "anon:" + "a" * 32)
+    ('Ann B.', 'Ann B.')
+    """
+    checked = _checked_display_name(name)
+    path = owner_dir(workspace, owner) / PROFILE
+    if checked is None:
+        path.unlink(missing_ok=True)
+    else:
+        _atomic_write(path, json.dumps({"display_name": checked}))
+    return checked
+
+
+def display_name(workspace: str | Path, owner: str) -> str | None:
+    """The name ``owner`` chose (:func:`set_display_name`), None when there is none or the file is not one."""
+    path = owner_path(workspace, owner) / PROFILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")[:4096]) if path.is_file() else {}
+        return _checked_display_name(data.get("display_name") or "") if isinstance(data, dict) else None
+    except (OSError, ValueError, LayerLabError):
+        return None
+
+
+def label(workspace: str | Path, owner: str) -> str:
+    """How admins, teachers and shared lists name an owner: the name it chose with its pseudonym
+    (``Ann B. (anon-k7x2qd4mzt)``: a chosen name cannot pass for someone else), else the pseudonym alone."""
+    chosen = display_name(workspace, owner) if owner != LOCAL_OWNER else None
+    return f"{chosen} ({pseudonym(workspace, owner)})" if chosen else pseudonym(workspace, owner)
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # two threads: two names
     try:
@@ -471,5 +524,6 @@ __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "runs_filter"
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
            "PSEUDONYM_RE", "workspace_secret", "safe_id", "pseudonym", "owner_path", "owner_dir", "move_owner_folder", "replace_in_text_files",
-           "old_owner_folders", "new_folder_names",
+           "old_owner_folders", "new_folder_names", "PROFILE", "DISPLAY_NAME_MAX", "set_display_name", "display_name",
+           "label",
            "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

@@ -76,6 +76,12 @@ def test_server_page_names_owners_by_pseudonym_and_nothing_of_a_cookie(workspace
     shown_id = owners.pseudonym(workspace, admin)
     assert any(f"`{shown_id}`" in m.value for m in me.markdown)  # the id to give whoever runs the server
     assert not [x for x in me.button if x.key and x.key.startswith("ll_admin_")]
+    person = open_app("app_pages/server.py", owner=a)
+    person.text_input(key="ll_display_name").input("Ann <b>").run()  # refused: named in an error, nothing kept
+    assert any("a display name is" in e.value for e in person.error) and owners.display_name(workspace, a) is None
+    person.text_input(key="ll_display_name").input("Ann B.").run()
+    assert_no_exception(person)
+    assert not person.error and owners.display_name(workspace, a) == "Ann B."
     monkeypatch.setenv("LAYERLAB_ADMINS", shown_id)
     monkeypatch.setenv("LAYERLAB_TEACHERS", owners.pseudonym(workspace, b))
     at = open_app("app_pages/server.py", owner=admin)
@@ -85,6 +91,8 @@ def test_server_page_names_owners_by_pseudonym_and_nothing_of_a_cookie(workspace
         label = owners.pseudonym(workspace, who)
         assert f"ll_admin_owner_{label}" in page and f"ll_admin_del_{label}" in page
     assert "teacher" in page and "ll_admin_stop_" in page
+    tag = owners.pseudonym(workspace, a).replace("-", "\\-")  # as markdown escapes it
+    assert any("Ann B" in m.value and tag in m.value for m in at.markdown)  # the chosen name, with the id
     for cookie in COOKIES:
         leaked = {cookie[i:i + 6] for i in range(len(cookie) - 5)} & {page[i:i + 6] for i in range(len(page) - 5)}
         assert not leaked, leaked

@@ -94,6 +94,8 @@ def test_class_runs_leaderboard_and_teacher_stop(ws):
     assert [r["owner"] for r in classes.leaderboard(store, {**c, "metric": "loss"})] == [STUDENTS[1], STUDENTS[0]]
     assert classes.member_label(c, STUDENTS[2]) == "student 3"
     assert classes.member_label(c, "anon:" + "9f3ab7" * 5 + "e2") == "a former member"  # never the id (a key)
+    owners.set_display_name(ws, STUDENTS[2], "Ann B.")
+    assert classes.member_label(c, STUDENTS[2], ws) == "Ann B. (student 3)"
     # the teacher may stop a student's job, nothing else; students control only their own runs
     students = classes.students_of(ws, TEACHER)
     running = store.get(ids[STUDENTS[2]])

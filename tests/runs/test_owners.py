@@ -155,3 +155,33 @@ def test_a_study_follows_the_rule_of_runs():
     _check_owner("s", "local", "local")
     with pytest.raises(LayerLabError, match="another person's study"):
         _check_owner("s", "local", "anon:" + "a" * 32)
+
+
+# ------------------------------------------------------------------------- the name a person chose to be shown
+def test_a_chosen_display_name_is_shown_with_the_pseudonym(tmp_path):
+    me = "anon:" + "9f3ab7" * 5 + "e2"
+    assert owners.display_name(tmp_path, me) is None and owners.label(tmp_path, me) == owners.pseudonym(tmp_path, me)
+    assert owners.set_display_name(tmp_path, me, "  Ann   B. ") == "Ann B."
+    assert owners.label(tmp_path, me) == f"Ann B. ({owners.pseudonym(tmp_path, me)})"
+    assert owners.set_display_name(tmp_path, me, "Zoë O'Neil-Søndergaard") == "Zoë O'Neil-Søndergaard"
+    for bad in ("x" * 41, "**bold**", "<b>x</b>", "a|b", "a\u202eb", "_x", owners.pseudonym(tmp_path, "user:t@x"),
+                "local", "anon:" + "a" * 32):
+        with pytest.raises(LayerLabError, match="a display name is 1 to 40"):
+            owners.set_display_name(tmp_path, me, bad)
+    assert owners.display_name(tmp_path, me) == "Zoë O'Neil-Søndergaard"  # a refused name changes nothing
+    (owners.owner_dir(tmp_path, me) / owners.PROFILE).write_text(json.dumps({"display_name": "<script>"}))
+    assert owners.display_name(tmp_path, me) is None  # an edited file is checked again when read
+    owners.set_display_name(tmp_path, me, "Ann")
+    assert owners.set_display_name(tmp_path, me, "   ") is None and owners.display_name(tmp_path, me) is None
+
+
+@settings(max_examples=200)
+@given(name=st.text(max_size=60))
+def test_a_display_name_is_kept_checked_or_refused(ws, name):
+    me = "anon:" + "b" * 32
+    try:
+        kept = owners.set_display_name(ws, me, name)
+    except LayerLabError:
+        return
+    assert kept == owners.display_name(ws, me)
+    assert kept is None or (0 < len(kept) <= owners.DISPLAY_NAME_MAX and not set(kept) & set("<>*|`[]():\n\\"))
