@@ -2,8 +2,9 @@
 (:func:`builder.runs.owners.safe_id`) had folders named with 24 of an anonymous owner's 32 cookie digits. On
 first open each is renamed to its owner's keyed name (or a keyed ``legacy-`` name while its owner is unknown:
 :func:`builder.runs.owners.owner_path` finishes the move when the owner comes back), after every path that names
-it (run records, job files, model cards, autosaves, classes, studies) is rewritten. Idempotent, and safe when two
-processes open the workspace at once. Removed in LayerLab 0.3 (with ``owners._v1_safe_id``). Example::
+it (run records, job files, model cards, autosaves, classes, studies) is rewritten, and the owner ids older jobs
+wrote into their ``job.json`` are removed. Idempotent, and safe when two processes open the workspace at once.
+Removed in LayerLab 0.3 (with ``owners._v1_safe_id``). Example::
 
     # not a doctest (needs an old workspace): run by tests/runs/test_owner_migration.py
     migrate_owner_folders(RunStore(ws))
@@ -12,7 +13,9 @@ processes open the workspace at once. Removed in LayerLab 0.3 (with ``owners._v1
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,6 +84,28 @@ def _text_files(workspace: Path) -> list[Path]:
     return out
 
 
+def _drop_job_owners(store: RunStore) -> None:
+    """Remove the owner id older jobs wrote into their ``job.json`` (the run row keeps it; newer jobs write none)."""
+    for run in store.list_runs(limit=1_000_000):
+        try:
+            path = store.folder(run["id"]).job_spec
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, ValueError, RunStoreError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        origin = data.get("origin") if isinstance(data.get("origin"), dict) else {}
+        if "owner" in data or "owner" in origin:
+            data.pop("owner", None)
+            origin.pop("owner", None)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            try:
+                tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+
+
 def migrate_owner_folders(store: RunStore) -> dict[str, str]:
     """Move every LayerLab 0.1 owner folder of the store's workspace to its keyed name; the renames done
     (``{old name: new name}``, empty when there was nothing to do). Paths naming the folders are rewritten before
@@ -96,6 +121,7 @@ def migrate_owner_folders(store: RunStore) -> dict[str, str]:
     for db in (DB_NAME, STUDY_DB):
         _replace_in_database(ws / db, renames)
     _owners.replace_in_text_files(_text_files(ws), renames)
+    _drop_job_owners(store)
     root = ws / _owners.OWNERS_DIR
     for old, new in renames.items():
         _owners.move_owner_folder(root / old, root / new, renames)

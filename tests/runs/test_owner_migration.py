@@ -89,6 +89,7 @@ def test_an_old_workspace_is_moved_to_keyed_names_and_keeps_working(tmp_path, mo
     assert Path(rec["dataset_options"]["path"]).parent == new_a / "uploads"
     assert Path(rec["dataset_options"]["path"]).is_file()
     assert str(new_a) in store.folder(rid).job_spec.read_text() and str(new_a) in store.folder(rid).read_model_card()
+    assert "owner" not in json.loads(store.folder(rid).job_spec.read_text())  # the row keeps it, not the job file
     for who in (A, B):  # known owners (runs, classes): their folder has its keyed name, their canvas its upload
         proj = owners.load_autosave(ws, who)
         assert proj is not None and Path(proj.dataset["file"]).is_file()
