@@ -3,8 +3,9 @@ project and its undo history.
 
 An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives in a cookie) or
 ``user:<name>`` for a signed-in user. The owner id is a credential (whoever knows an anonymous id is that
-person), so nothing shown or written names it: folder names and the :func:`pseudonym` people see (and may put in
-``LAYERLAB_TEACHERS``) come from a keyed hash (HMAC-SHA256 with the workspace's secret, :func:`workspace_secret`).
+person), so only the run store and class files keep it: folder names and the :func:`pseudonym` people see (and
+may put in ``LAYERLAB_TEACHERS``) come from a keyed hash (HMAC-SHA256 with the workspace's secret,
+:func:`workspace_secret`), shown after a display name the person chose (:func:`label`).
 Each owner has a folder ``<workspace>/owners/<safe id>/`` holding
 ``project.json`` (the canvas, autosaved) and ``history/`` (projects replaced by New, a template or "open
 on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; only the
@@ -523,7 +524,7 @@ __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "runs_filter"
            "TEACHER_ACTIONS", "ADMIN_ACTIONS", "can_see_as_teacher", "can_delete_data", "can_delete_class_run", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
-           "PSEUDONYM_RE", "workspace_secret", "safe_id", "pseudonym", "owner_path", "owner_dir", "move_owner_folder", "replace_in_text_files",
-           "old_owner_folders", "new_folder_names", "PROFILE", "DISPLAY_NAME_MAX", "set_display_name", "display_name",
-           "label",
+           "PSEUDONYM_RE", "workspace_secret", "safe_id", "pseudonym", "owner_path", "owner_dir",
+           "move_owner_folder", "replace_in_text_files", "old_owner_folders", "new_folder_names", "PROFILE",
+           "DISPLAY_NAME_MAX", "set_display_name", "display_name", "label",
            "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]
