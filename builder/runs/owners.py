@@ -3,7 +3,7 @@ project and its undo history.
 
 An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives in a cookie) or
 ``user:<name>`` for a signed-in user. The owner id is a credential (whoever knows an anonymous id is that
-person), so only the run store and class files keep it: folder names and the :func:`pseudonym` people see (and
+person), so only the run store, class files and studies keep it: folder names and the :func:`pseudonym` people see (and
 may put in ``LAYERLAB_TEACHERS``) come from a keyed hash (HMAC-SHA256 with the workspace's secret,
 :func:`workspace_secret`), shown after a display name the person chose (:func:`label`).
 Each owner has a folder ``<workspace>/owners/<safe id>/`` holding
