@@ -167,7 +167,7 @@ def run_view(cls: dict, run_id: str) -> None:
         return
     with st.container(border=True, key="ll_class_runview"):
         h = st.columns([4, 1, 1])
-        h[0].markdown(f"**{ui.md(classes.member_label(cls, owners.owner_of(run)))}** · {ui.md(run.get('name') or '')} "
+        h[0].markdown(f"**{ui.md(classes.member_label(cls, owners.owner_of(run), ui.workspace()))}** · {ui.md(run.get('name') or '')} "
                       f"· `{run['id']}` · {run['status']} · {run.get('epochs_done') or 0} ep · read-only")
         if is_live(run["status"]):
             h[1].button("Stop", key="ll_class_view_stop", on_click=_stop, args=(run["id"],), icon=":material/stop:")
@@ -204,7 +204,7 @@ def _class_usage(cls: dict) -> None:
     top = sorted(use["members"].items(), key=lambda kv: -kv[1]["total"])[:3]
     st.caption(f"Disk: {ui.human_bytes(use['total'])} for the class (runs {ui.human_bytes(use['runs'])}, projects "
                f"and uploads {ui.human_bytes(use['projects'])}); most: "
-               + ", ".join(f"{ui.md(classes.member_label(cls, m))} {ui.human_bytes(u['total'])}" for m, u in top))
+               + ", ".join(f"{ui.md(classes.member_label(cls, m, ui.workspace()))} {ui.human_bytes(u['total'])}" for m, u in top))
 
 
 def teacher_view() -> None:
@@ -254,7 +254,7 @@ def teacher_view() -> None:
     if board:
         lines = [f"| # | student | run | test {ui.md(cls['metric'])} | params |", "|---:|---|---|---:|---:|"]
         for r in board:
-            lines.append(f"| {r['rank']} | {ui.md(classes.member_label(cls, r['owner']))} | {ui.md(r['name'] or '')} "
+            lines.append(f"| {r['rank']} | {ui.md(classes.member_label(cls, r['owner'], ui.workspace()))} | {ui.md(r['name'] or '')} "
                          f"| {_fmt(r['test'])} | {ui.human_count(r['params'] or 0)} |")
         st.markdown("\n".join(lines))
     else:
@@ -267,7 +267,7 @@ def teacher_view() -> None:
     for r in rows:
         with st.container(border=True, key=f"ll_class_run_{r['id']}"):
             c = st.columns([1.4, 2, 1, 1, 1, 1, 1])
-            c[0].markdown(f"**{ui.md(classes.member_label(cls, r['owner']))}**")
+            c[0].markdown(f"**{ui.md(classes.member_label(cls, r['owner'], ui.workspace()))}**")
             c[1].markdown(f"{ui.md(r['name'] or '')}  \n`{r['id']}`")
             c[2].markdown(f"{r['status']}  \n{r['epochs'] or 0} ep")
             c[3].markdown(f"best {_fmt(r['best'])}")

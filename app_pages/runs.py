@@ -15,11 +15,17 @@ import builder
 from app_pages import nav, run_checks, ui
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
+from builder.runs.owners import owner_of
 from builder.runs.status import RunStatus, can_resume, is_live
 from builder.runs.summary import dataset_label, dataset_spec_of_run, run_label
 
-ui.page_header("Runs", "Your training runs. Select runs to overlay their curves and compare their settings; "
-               "pause, resume or stop the ones in progress.")
+if ui.shared_runs():  # everyone's runs, with an owner column of pseudonyms
+    ui.page_header("Runs", "Everyone's training runs on this server (shared mode; the owner column names each "
+                   "person by pseudonym). Select runs to overlay their curves and compare their settings; pause, "
+                   "resume or stop the ones of yours in progress.")
+else:
+    ui.page_header("Runs", "Your training runs. Select runs to overlay their curves and compare their settings; "
+                   "pause, resume or stop the ones in progress.")
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#84cc16", "#f97316"]
 STATUS_ICON = {RunStatus.FINISHED: "✔ finished", RunStatus.RUNNING: "● running", RunStatus.PAUSED: "‖ paused",
@@ -54,6 +60,7 @@ def _table(runs: list[dict]) -> pd.DataFrame:
         rows.append({
             "select": False,
             "run": r["id"],
+            **({"owner": ui.owner_label(owner_of(r))} if ui.shared_runs() else {}),
             "project": r.get("name", ""),
             "status": STATUS_ICON.get(r.get("status"), r.get("status")),
             "dataset": _dataset(r),
@@ -171,7 +178,7 @@ def details(rec: dict) -> None:
         st.caption(ui.md(rec["message"]))
     mine = ui.can_control(rec)
     if not mine:
-        st.caption("This run belongs to someone else: shown read-only (shared mode).")
+        st.caption(f"This run belongs to {ui.md(ui.owner_label(owner_of(rec)))}: shown read-only (shared mode).")
     status = rec.get("status")
     if is_live(status):
         j = st.columns(4)

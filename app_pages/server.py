@@ -14,12 +14,23 @@ ui.page_header("Server", "What you keep on this server, and delete it. Admins se
                "disk usage here.")
 
 
-def owner_label(owner: str) -> str:
-    """An owner as the admin's tables name it: a signed-in user's name, ``anonymous …abc123`` otherwise."""
-    kind, _, rest = owner.partition(":")
-    if kind == "user":
-        return rest
-    return f"anonymous …{rest[-6:]}" if kind == "anon" else owner
+def who(owner: str) -> str:
+    """An owner as this page's text names it: the name it chose with its pseudonym, or the pseudonym
+    (:func:`builder.runs.owners.label`), never anything of its id (an anonymous id is a key)."""
+    return owners.label(ui.workspace(), owner)
+
+
+def key_of(owner: str) -> str:
+    """An owner in element keys: its pseudonym (:func:`builder.runs.owners.pseudonym`)."""
+    return owners.pseudonym(ui.workspace(), owner)
+
+
+def _set_name() -> None:
+    try:
+        owners.set_display_name(ui.workspace(), ui.owner(), st.session_state.ll_display_name)
+    except LayerLabError as e:
+        return _error(e)
+    st.session_state.ll_server_error = None
 
 
 def _error(e: LayerLabError) -> None:
@@ -50,7 +61,7 @@ def _delete_owner(target: str) -> None:
     except LayerLabError as e:
         return _error(e)
     kept = f"; {len(got['kept'])} live job(s) kept" if got["kept"] else ""
-    ui.flash(f"Deleted {got['runs']} run(s) and the files of {owner_label(target)}{kept}")
+    ui.flash(f"Deleted {got['runs']} run(s) and the files of {who(target)}{kept}")
 
 
 def my_data() -> None:
@@ -58,6 +69,16 @@ def my_data() -> None:
     store = ui.store()
     use = housekeeping.owner_usage(store, ui.owner())
     st.subheader("Your data")
+    c = st.columns([1, 1])
+    c[0].markdown(f"Your id on this server: `{key_of(ui.owner())}`",
+                  help="What an admin writes in LAYERLAB_TEACHERS or LAYERLAB_ADMINS (or the server config's "
+                  "teachers/admins) to make you a teacher or an admin. It names you without revealing your "
+                  "browser's key, so it is safe to share.")
+    if "ll_display_name" not in st.session_state:
+        st.session_state.ll_display_name = owners.display_name(ui.workspace(), ui.owner()) or ""
+    c[1].text_input("Display name", key="ll_display_name", on_change=_set_name,
+                    max_chars=owners.DISPLAY_NAME_MAX, placeholder="e.g. Ann B.",
+                    help="What admins and teachers see next to your id (optional)")
     c = st.columns(3)
     c[0].metric("Runs", f"{use['n_runs']}", help="Your training runs on this server")
     c[1].metric("Run files", ui.human_bytes(use["runs"]), help="Checkpoints, weights, curves and logs")
@@ -80,7 +101,7 @@ def admin_view() -> None:
         with st.container(border=True, key=f"ll_admin_job_{j['id']}"):
             c = st.columns([2, 2, 1.2, 1, 1, 1])
             c[0].markdown(f"**{ui.md(j['name'] or 'run')}**  \n`{j['id']}`")
-            c[1].markdown(ui.md(owner_label(j["owner"])))
+            c[1].markdown(ui.md(who(j["owner"])))
             where = f" (#{j['position']} in queue)" if j["position"] else f", {j['epochs']} ep"
             c[2].markdown(f"{j['status']}{where}")
             c[3].markdown(f"`{j['device'].replace('`', '')[:20]}`")
@@ -99,17 +120,17 @@ def admin_view() -> None:
     if not rows:
         st.caption("Nobody keeps anything yet.")
     for r in rows:
-        with st.container(border=True, key=f"ll_admin_owner_{owners.safe_id(r['owner'])}"):
+        with st.container(border=True, key=f"ll_admin_owner_{key_of(r['owner'])}"):
             c = st.columns([2.4, 1, 1, 1.2, 1.2, 1])
-            c[0].markdown(f"**{ui.md(owner_label(r['owner']))}**" + (" · teacher" if r["teacher"] else ""))
+            c[0].markdown(f"**{ui.md(who(r['owner']))}**" + (" · teacher" if r["teacher"] else ""))
             c[1].markdown(f"{r['runs']} run{'' if r['runs'] == 1 else 's'}")
             c[2].markdown(f"{r['live']} live")
             c[3].markdown(f"runs {ui.human_bytes(r['runs_b'])}")
             c[4].markdown(f"files {ui.human_bytes(r['projects_b'])}")
             with c[5].popover("Delete", icon=":material/delete:"):
-                st.markdown(f"Delete every run, project, upload and study of {ui.md(owner_label(r['owner']))}?")
+                st.markdown(f"Delete every run, project, upload and study of {ui.md(who(r['owner']))}?")
                 st.button("Delete permanently", type="primary", on_click=_delete_owner, args=(r["owner"],),
-                          key=f"ll_admin_del_{owners.safe_id(r['owner'])}")
+                          key=f"ll_admin_del_{key_of(r['owner'])}")
 
 
 try:

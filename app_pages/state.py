@@ -40,11 +40,14 @@ ENV_SHARED = owners.ENV_SHARED
 
 # ----------------------------------------------------------------------------------------- workspace
 def workspace() -> Path:
-    """The folder for runs and uploads: ``$LAYERLAB_WORKSPACE`` or ``~/.layerlab`` (as the CLI)."""
+    """The folder for runs and uploads: ``$LAYERLAB_WORKSPACE`` or ``~/.layerlab`` (as the CLI); an older
+    workspace's owner folders are moved to keyed names the first time this process opens it."""
+    from builder.runs.owner_migration import migrate_once
     from builder.runs.store import default_workspace
 
     root = default_workspace()
     root.mkdir(parents=True, exist_ok=True)
+    migrate_once(root)
     return root
 
 
@@ -112,6 +115,12 @@ def keep_identity() -> None:
         mount(data={"name": OWNER_COOKIE, "id": new}, key="ll_identity", height=0, width="content")
     except Exception:  # no frontend (AppTest): the id lives for this session only
         pass
+
+
+def owner_label(who: str) -> str:
+    """How a page names an owner: ``you`` for this session's, else the name it chose with its pseudonym, or the
+    pseudonym (:func:`builder.runs.owners.label`); never anything of the owner id (an anonymous id is a key)."""
+    return "you" if who == owner() else owners.label(workspace(), who)
 
 
 def shared_runs() -> bool:

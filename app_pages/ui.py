@@ -35,6 +35,7 @@ from app_pages.state import (
     make_block,
     new_project,
     owner,
+    owner_label,
     palette_with_blocks,
     project,
     project_with_data,
@@ -338,7 +339,7 @@ def device_options() -> list[tuple[str, str]]:
 
 __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_project", "set_graph", "project",
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
-           "open_spec", "visible_runs", "get_run", "live_runs", "owner", "replace_project", "autosave", "md",
+           "open_spec", "visible_runs", "get_run", "live_runs", "owner", "owner_label", "replace_project", "autosave", "md",
            "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_identity", "confirm_replace", "can_control", "can_see", "shared_runs",

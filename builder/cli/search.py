@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-macs", type=int, dest="max_macs",
                    help="trials whose graph needs more multiply-adds per sample fail before training")
     p.add_argument("--mlflow", metavar="URI", help="also log every trial to this MLflow tracker")
-    p.add_argument("--owner", default="local", help=argparse.SUPPRESS)  # the app's session owner
+    p.add_argument("--owner", default=None, help=argparse.SUPPRESS)  # the owner (default: $LAYERLAB_STUDY_OWNER)
     p.set_defaults(func=_with_mlflow(cmd_tune))
 
     for name in ("train",):
@@ -105,6 +106,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from builder.cli.common import cli_store, load_project_arg
     from builder.cli.train import _config_overrides, _kv
     from builder.search import StudyRunner, StudySettings
+    from builder.search.runner import ENV_STUDY_OWNER
 
     project = load_project_arg(args.file)
     cfg = _config_overrides(args)
@@ -124,7 +126,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     settings = StudySettings(name=args.study or _default_study(project), storage=args.storage, n_trials=args.trials,
                              timeout=args.timeout, objective=objective, sampler=args.sampler,
                              seed=args.sampler_seed, pruner=args.pruner, workers=args.workers,
-                             owner=args.owner, max_params=args.max_params, max_macs=args.max_macs)
+                             owner=args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local",
+                             max_params=args.max_params, max_macs=args.max_macs)
     quiet = args.quiet or args.json
 
     def show(ev: dict) -> None:

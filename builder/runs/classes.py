@@ -32,7 +32,7 @@ from builder.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusa
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 from builder.graph.share import LOCAL_TRAINING_KEYS
-from builder.runs.owners import is_admin, is_teacher, owner_of
+from builder.runs.owners import display_name, is_admin, is_teacher, owner_of, pseudonym
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
 
@@ -162,8 +162,9 @@ def create_class(workspace: str | Path, teacher: str, name: str, starter: Projec
         ProjectFormatError: the starter is not a valid project.
     """
     if not is_teacher(workspace, teacher):
-        raise ClassError(f"only a teacher creates a class; received: {teacher}. Fix: list this identity in "
-                         "LAYERLAB_TEACHERS or the server config's \"teachers\"")
+        raise ClassError(f"only a teacher creates a class; received: {pseudonym(workspace, teacher)}. Fix: list "
+                         "this id (the Server page shows it) in LAYERLAB_TEACHERS or the server config's "
+                         "\"teachers\"")
     name = re.sub(r"\s+", " ", str(name)).strip()[:100] or "class"
     with _locked(workspace):
         codes = {c.get("code") for c in list_classes(workspace)}
@@ -218,7 +219,8 @@ def join_class(workspace: str | Path, code: str, owner: str) -> dict:
 def _own(workspace: str | Path, class_id: str, teacher: str) -> dict:
     cls = get_class(workspace, class_id)
     if not may(Actor(teacher), TEACH, Resource.klass(cls)):
-        raise ClassError(f"only the class's teacher changes it; received: {teacher}. Fix: sign in as its teacher")
+        raise ClassError(f"only the class's teacher changes it; received: {pseudonym(workspace, teacher)}. Fix: "
+                         "sign in as its teacher")
     return cls
 
 
@@ -390,12 +392,17 @@ def leaderboard(store: RunStore, cls: dict, rows: list[dict] | None = None) -> l
     return [{**r, "rank": i + 1} for i, r in enumerate(ranked)]
 
 
-def member_label(cls: dict, owner: str) -> str:
-    """How the teacher's page names a member: a signed-in user's name, else ``student N``."""
+def member_label(cls: dict, owner: str, workspace: str | Path | None = None) -> str:
+    """How the teacher's page names a member: a signed-in user's name, else ``student N`` (with ``workspace``,
+    after the display name the member chose: ``Ann B. (student 3)``); someone no longer a member is ``a former
+    member`` (an anonymous id is a key: it is never shown)."""
     if owner.startswith("user:"):
         return owner.split(":", 1)[1]
     members = cls.get("members", [])
-    return f"student {members.index(owner) + 1}" if owner in members else owner_of({"owner": owner})
+    if owner not in members:
+        return "a former member"
+    chosen = display_name(workspace, owner) if workspace is not None else None
+    return f"{chosen} (student {members.index(owner) + 1})" if chosen else f"student {members.index(owner) + 1}"
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",

@@ -26,13 +26,12 @@ from builder.errors import LayerLabError, RunStoreError
 from builder.escape import resolves_inside
 from builder.runs import classes as _classes
 from builder.runs import owners as _owners
-from builder.runs.owners import owner_of, safe_id
+from builder.runs.owners import OWNERS_DIR, owner_of, owner_path
 from builder.runs.quotas import folder_bytes
 from builder.runs.status import LIVE, RunStatus, is_live
 from builder.runs.store import DB_NAME, RunStore
 from builder.search.storage import STUDY_DB
 
-OWNERS_DIR = "owners"
 CACHE_DIR = "cache"
 STUDIES = ("studies", STUDY_DB)  # study logs and the Optuna database (builder.search)
 
@@ -45,7 +44,7 @@ class HousekeepingError(LayerLabError):
 def _owner_folder(workspace: str | Path, owner: str) -> Path:
     """``<workspace>/owners/<safe id>`` (not created), checked to resolve inside ``<workspace>/owners``."""
     root = Path(workspace) / OWNERS_DIR
-    path = root / safe_id(owner)
+    path = owner_path(workspace, owner)
     if path.is_symlink() or (path.exists() and not resolves_inside(path, root)):
         raise HousekeepingError(f"an owner's folder lies inside the workspace; received: {path} (a link or a path "
                                 "outside it). Fix: remove the link by hand")
@@ -214,8 +213,9 @@ def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool
     """
     store = store.as_actor(_classes.actor_for(store.workspace, owner))
     if not may(store.actor, DELETE_DATA, Resource("owner", target)):
-        raise HousekeepingError(f"only the owner or an admin deletes an owner's data; received: {target}'s data "
-                                f"asked by {owner}. Fix: sign in as that owner or as an admin")
+        who, asking = (_owners.pseudonym(store.workspace, x) for x in (target, owner))  # never an owner id
+        raise HousekeepingError(f"only the owner or an admin deletes an owner's data; received: {who}'s data "
+                                f"asked by {asking}. Fix: sign in as that owner or as an admin")
     folder = _owner_folder(store.workspace, target)  # checked before anything is deleted
     done, kept = _delete_runs(store, store.list_runs(owner=target, limit=1_000_000, actor=SYSTEM))
     removed = 0
@@ -243,8 +243,8 @@ def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str,
     cls = _classes.get_class(store.workspace, class_id)
     store = store.as_actor(_classes.actor_for(store.workspace, teacher))
     if not may(store.actor, DELETE, Resource.klass(cls)):
-        raise _classes.ClassError(f"only the class's teacher deletes it; received: {teacher}. Fix: sign in as its "
-                                  "teacher")
+        raise _classes.ClassError(f"only the class's teacher deletes it; received: "
+                                  f"{_owners.pseudonym(store.workspace, teacher)}. Fix: sign in as its teacher")
     runs = [r for r in class_run_ids(store, cls) if may(store.actor, DELETE_CLASS_RUN, r)]
     done, kept = _delete_runs(store, runs)
     if not kept:
@@ -255,12 +255,11 @@ def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str,
 def admin_owners(store: RunStore) -> list[dict]:
     """One row per known owner for the admin's view: ``owner``, ``teacher`` (listed as one), ``runs``, ``live``
     (jobs), bytes ``runs_b``, ``projects_b``, ``total_b``."""
-    ws_teachers = _owners.teachers(store.workspace)
     use = workspace_usage(store)["owners"]
     live: dict[str, int] = {}
     for j in server_jobs(store):
         live[j["owner"]] = live.get(j["owner"], 0) + 1
-    return [{"owner": o, "teacher": o in ws_teachers, "runs": u["n_runs"], "live": live.get(o, 0),
+    return [{"owner": o, "teacher": _owners.is_teacher(store.workspace, o), "runs": u["n_runs"], "live": live.get(o, 0),
              "runs_b": u["runs"], "projects_b": u["projects"], "total_b": u["total"]}
             for o, u in sorted(use.items(), key=lambda kv: -kv[1]["total"])]
 

@@ -43,6 +43,7 @@ from builder.runs import gpus as _gpus
 from builder.runs import job_sandbox
 from builder.runs.classes import class_for
 from builder.runs.launcher import pid_alive, spawn_detached
+from builder.runs.owners import owner_of
 from builder.runs.quotas import admit, check_quota
 from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
 from builder.runs.store import CONTROL_ACTIONS, RunStore
@@ -175,10 +176,10 @@ def _record(store: RunStore, spec: JobSpec) -> str:
                                   parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
     folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded or resumed (checked above)
     folder.path.mkdir(parents=True, exist_ok=True)
-    data = asdict(spec)
+    data = {k: v for k, v in asdict(spec).items() if k != "owner"}  # an owner id is a key: the run row keeps it
     if spec.resume_run and folder.job_spec.is_file():  # keep what the run was first started with
         old = json.loads(folder.job_spec.read_text(encoding="utf-8"))
-        data["origin"] = old.get("origin") or old
+        data["origin"] = {k: v for k, v in (old.get("origin") or old).items() if k != "owner"}
         if not spec.callbacks:
             data["callbacks"] = list(data["origin"].get("callbacks") or [])
     _write_json(folder.job_spec, data)
@@ -690,8 +691,10 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
     data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
+    owner = owner_of(store.get(run_id))  # job.json names no owner: the run row does
     origin = data.pop("origin", None)
-    spec = JobSpec(**data)
+    origin = {**origin, "owner": owner} if origin else None
+    spec = JobSpec(**{**data, "owner": owner})
     store = store.as_actor(Actor.of_job(spec.owner))  # ids in its project (init_from, teacher) are its owner's
     torch.set_num_threads(torch_threads())
     gpus = GPU_QUERY() if _gpu_device(spec, origin) else []

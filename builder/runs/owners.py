@@ -2,7 +2,11 @@
 canvas project and its undo history.
 
 An owner is a string: ``anon:<32 hex>`` for an anonymous browser (the id lives in a cookie) or
-``user:<name>`` for a signed-in user. Each owner has a folder ``<workspace>/owners/<safe id>/`` holding
+``user:<name>`` for a signed-in user. The owner id is a credential (whoever knows an anonymous id is that
+person), so only the run store, class files and studies keep it: folder names and the :func:`pseudonym` people see (and
+may put in ``LAYERLAB_TEACHERS``) come from a keyed hash (HMAC-SHA256 with the workspace's secret,
+:func:`workspace_secret`), shown after a display name the person chose (:func:`label`).
+Each owner has a folder ``<workspace>/owners/<safe id>/`` holding
 ``project.json`` (the canvas, autosaved) and ``history/`` (projects replaced by New, a template or "open
 on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; who may
 read, control or delete them is decided by :mod:`builder.access` alone, from the roles listed here: teachers
@@ -17,12 +21,16 @@ read, control or delete them is decided by :mod:`builder.access` alone, from the
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import os
 import re
 import secrets
+import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from builder.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
@@ -66,12 +74,20 @@ def server_config(workspace: str | Path) -> dict:
 
 def _identity(entry: str) -> str:
     entry = entry.strip()
-    return entry if ":" in entry else USER_PREFIX + entry  # a bare e-mail is a signed-in user
+    if ":" in entry or PSEUDONYM_RE.match(entry):  # an owner id, or the pseudonym a person copied from the app
+        return entry
+    return USER_PREFIX + entry  # a bare e-mail is a signed-in user
+
+
+def _listed(workspace: str | Path, owner: str, listed: Collection[str]) -> bool:
+    """Whether ``owner`` is in a list of identities, by its owner id or its :func:`pseudonym`."""
+    return owner in listed or (owner != LOCAL_OWNER and pseudonym(workspace, owner) in listed)
 
 
 def teachers(workspace: str | Path) -> frozenset[str]:
     """The owners marked as teachers: ``$LAYERLAB_TEACHERS`` (comma-separated) and the config's ``teachers``.
-    An entry is an owner id (``user:ann@school.org``, ``anon:<32 hex>``) or a bare e-mail (a signed-in user)."""
+    An entry is a :func:`pseudonym` (``anon-k7x2qd4mzt``, shown to each person on the Server page), an owner id
+    (``user:ann@school.org``) or a bare e-mail (a signed-in user); match an owner with :func:`is_teacher`."""
     names = [x for x in os.environ.get(ENV_TEACHERS, "").split(",") if x.strip()]
     listed = server_config(workspace).get("teachers") or []
     if not isinstance(listed, list):
@@ -81,8 +97,8 @@ def teachers(workspace: str | Path) -> frozenset[str]:
 
 
 def is_teacher(workspace: str | Path, owner: str) -> bool:
-    """Whether the server's configuration lists ``owner`` as a teacher."""
-    return owner in teachers(workspace)
+    """Whether the server's configuration lists ``owner`` (by id or :func:`pseudonym`) as a teacher."""
+    return _listed(workspace, owner, teachers(workspace))
 
 
 ENV_ADMINS = "LAYERLAB_ADMINS"
@@ -101,8 +117,9 @@ def admins(workspace: str | Path) -> frozenset[str]:
 
 
 def is_admin(workspace: str | Path, owner: str) -> bool:
-    """Whether the server's configuration lists ``owner`` as an admin (or it is the CLI's ``local`` owner)."""
-    return owner in admins(workspace)
+    """Whether the server's configuration lists ``owner`` (by id or :func:`pseudonym`) as an admin (or it is the
+    CLI's ``local`` owner)."""
+    return _listed(workspace, owner, admins(workspace))
 
 
 def new_anonymous_id() -> str:
@@ -132,25 +149,259 @@ def user_owner(name: str) -> str:
     return USER_PREFIX + name[:200]
 
 
-def safe_id(owner: str) -> str:
-    """The folder name of an owner: its kind, a readable part limited to ``[a-z0-9-]``, and a hash."""
-    kind = "user" if owner.startswith(USER_PREFIX) else "anon" if owner.startswith(ANON_PREFIX) else "other"
+# ------------------------------------------------------------------ keyed identities: folder names, pseudonyms
+SECRET_FILE = "identity.key"  # in the workspace: the HMAC key of folder names and pseudonyms (mode 0600)
+OWNERS_DIR = "owners"
+PSEUDONYM_RE = re.compile(r"^(anon|user|other)-[a-z2-7]{10}$")
+
+
+def _create_secret(path: Path) -> None:
+    """Write a new key to a private temporary file and link it into place (a process that comes second keeps the
+    first one's); on a file system without hard links, create the file exclusively and write it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = secrets.token_bytes(32).hex().encode("ascii")
+    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links here: the exclusive create decides, readers wait for the whole key
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def workspace_secret(workspace: str | Path) -> bytes:
+    """The workspace's secret key (32 random bytes, hex in ``<workspace>/identity.key``, mode 0600), created at
+    first use. Two processes starting together agree on one key (:func:`_create_secret`). A key file others may
+    read is made private again. Raises LayerLabError for a damaged key file."""
+    path = Path(workspace) / SECRET_FILE
+    if not path.is_file():
+        _create_secret(path)
+    for _ in range(50):
+        raw = path.read_bytes().strip()
+        if len(raw) >= 64:
+            break
+        time.sleep(0.02)  # another process is still writing it (a file system without hard links)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # e.g. restored from a backup with the default mode
+    try:
+        key = bytes.fromhex(raw.decode("ascii"))
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise LayerLabError(f"the workspace's identity key is at least 32 hexadecimal characters; received: a file "
+                            f"of {len(raw)} bytes ({path}). Fix: restore it from a backup (a new key renames "
+                            "every owner's folder)")
+    return key
+
+
+def _owner_hash(workspace: str | Path, owner: str) -> str:
+    """HMAC-SHA256 of an owner id with the workspace's secret, in lower-case base32 (no digits 0, 1, 8, 9)."""
+    mac = hmac.new(workspace_secret(workspace), owner.encode("utf-8"), hashlib.sha256).digest()
+    return base64.b32encode(mac).decode("ascii").rstrip("=").lower()
+
+
+def _kind(owner: str) -> str:
+    return "user" if owner.startswith(USER_PREFIX) else "anon" if owner.startswith(ANON_PREFIX) else "other"
+
+
+def safe_id(workspace: str | Path, owner: str) -> str:
+    """The folder name of an owner: its kind and 26 characters of its keyed hash (nothing of the id itself).
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> name = safe_id(ws, "anon:" + "ab12cd" * 5 + "ef")
+    >>> name.startswith("anon-"), len(name), "ab12cd" in name, name == safe_id(ws, "anon:" + "ab12cd" * 5 + "ef")
+    (True, 31, False, True)
+    """
+    return f"{_kind(owner)}-{_owner_hash(workspace, owner)[:26]}"
+
+
+def pseudonym(workspace: str | Path, owner: str) -> str:
+    """The label people see for an owner and may write in ``LAYERLAB_TEACHERS`` / ``LAYERLAB_ADMINS``: its kind
+    and 10 characters of its keyed hash (``anon-k7x2qd4mzt``), stable for the workspace; ``local`` for the CLI.
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> bool(PSEUDONYM_RE.match(pseudonym(ws, "user:ann@school.org"))), pseudonym(ws, LOCAL_OWNER)
+    (True, 'local')
+    """
+    if owner == LOCAL_OWNER:
+        return LOCAL_OWNER
+    return f"{_kind(owner)}-{_owner_hash(workspace, owner)[26:36]}"
+
+
+def _v1_safe_id(owner: str) -> str:
+    """The folder name LayerLab 0.1 gave an owner (its kind, up to 24 characters of the id, a plain hash): only to
+    find such folders and move them (:mod:`builder.runs.owner_migration`); removed with that migration in 0.3."""
     readable = re.sub(r"[^a-z0-9]+", "-", owner.split(":", 1)[-1].lower()).strip("-")[:24]
     digest = hashlib.sha256(owner.encode("utf-8")).hexdigest()[:16]
-    return f"{kind}-{readable}-{digest}" if readable else f"{kind}-{digest}"
+    return f"{_kind(owner)}-{readable}-{digest}" if readable else f"{_kind(owner)}-{digest}"
+
+
+_V1_FOLDER_RE = re.compile(r"^(anon|user|other)(-[a-z0-9-]+)?-[0-9a-f]{16}$")
+_LEGACY = "legacy"  # an old folder whose owner is not known yet: legacy-<keyed hash of its old name>
+
+
+def _legacy_name(workspace: str | Path, old: str) -> str:
+    return f"{_LEGACY}-{_owner_hash(workspace, 'folder:' + old)[:26]}"
+
+
+def owner_path(workspace: str | Path, owner: str) -> Path:
+    """``<workspace>/owners/<safe id>`` (not created); the owner's LayerLab 0.1 folder, kept under a ``legacy-``
+    name while its owner was unknown (:func:`new_folder_names`), is moved there first."""
+    root = Path(workspace) / OWNERS_DIR
+    path = root / safe_id(workspace, owner)
+    if root.is_dir() and not path.exists():
+        src = root / _legacy_name(workspace, _v1_safe_id(owner))
+        if src.is_dir() and not src.is_symlink():
+            move_owner_folder(src, path, {src.name: path.name})
+    return path
+
+
+def replace_in_text_files(paths: Iterable[Path], renames: Mapping[str, str]) -> int:
+    """Replace each old folder name by its new one in small text files (JSON, Markdown, logs); the count changed."""
+    changed = 0
+    for path in paths:
+        try:
+            if path.is_symlink() or not path.is_file() or path.stat().st_size > 8 * 2**20:
+                continue
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        new = text
+        for old, to in renames.items():
+            new = new.replace(old, to)
+        if new != text:
+            try:
+                _atomic_write(path, new)
+            except FileNotFoundError:  # its folder was moved meanwhile by another process (rewritten before)
+                continue
+            changed += 1
+    return changed
+
+
+def move_owner_folder(src: Path, dst: Path, renames: Mapping[str, str]) -> None:
+    """Move an owner's folder to its new name: the paths its own files name (autosave, history) are rewritten
+    first, then it is renamed atomically. Safe when two processes do it at once (the second finds it gone); a
+    ``dst`` that exists already (a new-named folder made meanwhile) receives the entries it lacks."""
+    replace_in_text_files([src / "project.json", *sorted((src / "history").glob("*.json"))], renames)
+    try:
+        os.rename(src, dst)  # atomic; also replaces an empty dst
+        return
+    except FileNotFoundError:
+        return  # another process moved it
+    except OSError:
+        pass  # dst is not empty: merge
+    for child in sorted(src.iterdir()) if src.is_dir() else ():
+        target = dst / child.name
+        if child.is_dir() and target.is_dir() and not child.is_symlink():
+            for sub in child.iterdir():
+                if not (target / sub.name).exists():
+                    os.replace(sub, target / sub.name)
+        elif not target.exists():
+            os.replace(child, target)
+    shutil.rmtree(src, ignore_errors=True)  # what is left exists in dst too (dst's copy is newer)
+
+
+def old_owner_folders(workspace: str | Path) -> list[str]:
+    """Names of folders in ``<workspace>/owners`` made by LayerLab 0.1
+    (:func:`builder.runs.owner_migration.migrate_owner_folders` moves them)."""
+    root = Path(workspace) / OWNERS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if _V1_FOLDER_RE.match(p.name) and p.is_dir()
+                  and not p.is_symlink())
+
+
+def new_folder_names(workspace: str | Path, known: Iterable[str]) -> dict[str, str]:
+    """The new name of every LayerLab 0.1 owner folder of the workspace: :func:`safe_id` of its owner when the
+    owner is among ``known`` (owners of runs, classes, studies), else a ``legacy-`` name (keyed, too) that
+    :func:`owner_path` moves to the owner's folder when the owner comes back."""
+    by_old = {_v1_safe_id(o): o for o in known}
+    return {old: safe_id(workspace, by_old[old]) if old in by_old else _legacy_name(workspace, old)
+            for old in old_owner_folders(workspace)}
 
 
 def owner_dir(workspace: str | Path, owner: str) -> Path:
     """``<workspace>/owners/<safe id>`` (created)."""
-    d = Path(workspace) / "owners" / safe_id(owner)
+    d = owner_path(workspace, owner)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
+# ------------------------------------------------------------------------- the name a person chose to be shown
+PROFILE = "profile.json"  # in an owner's folder: ``{"display_name": ...}``
+DISPLAY_NAME_MAX = 40
+_DISPLAY_RE = re.compile(r"^[^\W_][\w .'-]*$")  # letters of any script, digits, spaces, . ' - _; a letter first
+
+
+def _checked_display_name(name: str) -> str | None:
+    name = " ".join(str(name).split())
+    if not name:
+        return None
+    if len(name) > DISPLAY_NAME_MAX or not _DISPLAY_RE.match(name) or PSEUDONYM_RE.match(name) or name == LOCAL_OWNER:
+        raise LayerLabError(f"a display name is 1 to {DISPLAY_NAME_MAX} letters, digits, spaces, . ' - or _, "
+                            f"starting with a letter or digit, and not an id; received: {name[:60]!r}. Fix: e.g. "
+                            "\"Ann B.\"")
+    return name
+
+
+def set_display_name(workspace: str | Path, owner: str, name: str) -> str | None:
+    """Keep the name ``owner`` chose to be shown to admins and teachers (:func:`label`); an empty name removes it.
+    Returns the name kept (spaces collapsed) or None. Raises LayerLabError for a name of other characters, over
+    :data:`DISPLAY_NAME_MAX` characters, or shaped as an id (a pseudonym, ``local``).
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> set_display_name(ws, "anon:" + "a" * 32, "  Ann   B. "), display_name(ws, "anon:" + "a" * 32)
+    ('Ann B.', 'Ann B.')
+    """
+    checked = _checked_display_name(name)
+    path = owner_dir(workspace, owner) / PROFILE
+    if checked is None:
+        path.unlink(missing_ok=True)
+    else:
+        _atomic_write(path, json.dumps({"display_name": checked}))
+    return checked
+
+
+def display_name(workspace: str | Path, owner: str) -> str | None:
+    """The name ``owner`` chose (:func:`set_display_name`), None when there is none or the file is not one."""
+    path = owner_path(workspace, owner) / PROFILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")[:4096]) if path.is_file() else {}
+        return _checked_display_name(data.get("display_name") or "") if isinstance(data, dict) else None
+    except (OSError, ValueError, LayerLabError):
+        return None
+
+
+def label(workspace: str | Path, owner: str) -> str:
+    """How admins, teachers and shared lists name an owner: the name it chose with its pseudonym
+    (``Ann B. (anon-k7x2qd4mzt)``: a chosen name cannot pass for someone else), else the pseudonym alone."""
+    chosen = display_name(workspace, owner) if owner != LOCAL_OWNER else None
+    return f"{chosen} ({pseudonym(workspace, owner)})" if chosen else pseudonym(workspace, owner)
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # two threads: two names
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_project(workspace: str | Path, owner: str, project: Project) -> Path:
@@ -162,7 +413,7 @@ def save_project(workspace: str | Path, owner: str, project: Project) -> Path:
 
 def load_autosave(workspace: str | Path, owner: str) -> Project | None:
     """The owner's autosaved project, or None when there is none or it cannot be read."""
-    path = Path(workspace) / "owners" / safe_id(owner) / "project.json"
+    path = owner_path(workspace, owner) / "project.json"
     if not path.is_file():
         return None
     try:
@@ -184,7 +435,7 @@ def push_history(workspace: str | Path, owner: str, project: Project) -> Path:
 
 def history(workspace: str | Path, owner: str) -> list[Path]:
     """The owner's replaced projects, oldest first."""
-    d = Path(workspace) / "owners" / safe_id(owner) / "history"
+    d = owner_path(workspace, owner) / "history"
     return sorted(d.glob("*.json")) if d.is_dir() else []
 
 
@@ -202,7 +453,7 @@ def pop_history(workspace: str | Path, owner: str) -> Project | None:
 
 
 def upload_dir(workspace: str | Path, owner: str) -> Path:
-    """Where an owner's uploaded data files are kept (``owners/<safe id>/uploads``)."""
+    """Where an owner's uploaded data files are kept (``owners/<safe id>/uploads``, created)."""
     d = owner_dir(workspace, owner) / "uploads"
     d.mkdir(exist_ok=True)
     return d
@@ -210,5 +461,8 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
 
 __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "teachers",
            "is_teacher",
-           "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "safe_id", "owner_dir",
+           "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
+           "PSEUDONYM_RE", "workspace_secret", "safe_id", "pseudonym", "owner_path", "owner_dir",
+           "move_owner_folder", "replace_in_text_files", "old_owner_folders", "new_folder_names", "PROFILE",
+           "DISPLAY_NAME_MAX", "set_display_name", "display_name", "label",
            "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

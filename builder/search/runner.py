@@ -22,6 +22,8 @@ from builder.search.settings import StudySettings
 from builder.search.space import parse_space
 from builder.search.storage import _check_owner, default_storage, load_study, study_owner
 
+ENV_STUDY_OWNER = "LAYERLAB_STUDY_OWNER"  # the runner's owner: in its environment, never on its command line
+
 
 def launch_study(workspace: str | Path, project: Project | dict, dataset: str, specs: Sequence[str],
                  settings: StudySettings, *, config: dict | None = None,
@@ -64,8 +66,6 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
         cmd += ["--max-params", str(settings.max_params)]
     if settings.max_macs:
         cmd += ["--max-macs", str(settings.max_macs)]
-    if settings.owner != "local":
-        cmd += ["--owner", settings.owner]
     flags = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
              "weight_decay": "--weight-decay", "momentum": "--momentum", "seed": "--seed", "device": "--device",
              "scheduler": "--scheduler"}
@@ -74,7 +74,8 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
             cmd += [flags[k], str(v)]
     private = d / f"{settings.name}.tmp"  # its HOME and TMPDIR; the clean environment passes on to its trials
     private.mkdir(exist_ok=True)
-    proc = spawn_detached(cmd, d / f"{settings.name}.log", env=study_env(private),
+    env = {**study_env(private), ENV_STUDY_OWNER: settings.owner}  # a command line is public (ps); an id is a key
+    proc = spawn_detached(cmd, d / f"{settings.name}.log", env=env,
                           name=f"layerlab-reap-study-{settings.name}")
     limit_study(proc.pid)  # no core files, the jobs' file size and memory limits (it starts its trials' jobs)
     return proc
@@ -99,4 +100,4 @@ def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int |
                         config=sig.get("config"), dataset_options=sig.get("dataset_options"))
 
 
-__all__ = ["launch_study", "resume_study"]
+__all__ = ["ENV_STUDY_OWNER", "launch_study", "resume_study"]

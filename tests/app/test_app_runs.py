@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 import builder
 from builder.access import SYSTEM
+from builder.runs import owners
 from builder.runs.jobs import JobSpec, submit, wait
 from builder.runs.store import RunStore
 from builder.training.pipeline import run_training
@@ -66,6 +67,26 @@ def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):
     assert set(at.dataframe[0].value["run"]) == {mine, theirs}
     at.multiselect(key="ll_runs_pick").set_value([theirs]).run()
     assert at.button(key=f"ll_resume_{theirs}").disabled and any("read-only" in c.value for c in at.caption)
+
+
+def test_shared_mode_names_each_runs_owner_by_pseudonym(workspace, monkeypatch):
+    store = RunStore(workspace)
+    ids = {}
+    for who in (ME, OTHER):
+        ids[who] = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 2}, owner=who, name="net")
+        store.update_status(ids[who], "finished")
+    at = open_runs()
+    assert "owner" not in at.dataframe[0].value.columns  # only your own runs: no owner column
+    assert any("Your training runs" in m.value for m in at.markdown)
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    at = open_runs()
+    df = at.dataframe[0].value
+    assert dict(zip(df["run"], df["owner"])) == {ids[ME]: "you", ids[OTHER]: owners.pseudonym(workspace, OTHER)}
+    assert not any("Your training runs" in m.value for m in at.markdown)
+    assert any("training runs on this server (shared mode" in m.value for m in at.markdown)
+    at.multiselect(key="ll_runs_pick").set_value([ids[OTHER]]).run()
+    assert any(owners.pseudonym(workspace, OTHER).replace("-", "\\-") in c.value and "read-only" in c.value
+               for c in at.caption)
 
 
 def test_pause_resume_stop_a_job_from_the_runs_page(ws):

@@ -3,6 +3,9 @@ Classes page's class disk usage, class deletion with its runs and the teacher's 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 import builder
 from builder.access import SYSTEM
 from builder.runs import classes, owners
@@ -40,9 +43,64 @@ def test_server_page_own_data_and_admin_view(workspace, monkeypatch):
     assert_no_exception(admin)
     assert store.take_control(live) == "stop"
     store.update_status(live, "stopped")
-    admin.button(key=f"ll_admin_del_{owners.safe_id(OTHER)}").click().run()
+    admin.button(key=f"ll_admin_del_{owners.pseudonym(workspace, OTHER)}").click().run()
     assert_no_exception(admin)
     assert store.list_runs(owner=OTHER) == [] and owners.load_autosave(workspace, OTHER) is None
+
+
+COOKIES = ("9f3ab7e1c4d28f60a5be17c93d4f8e2b", "7e2d4c9b1a8f3e6d5c0b9a8e7f6d5c4b", "e5c3a1f9d7b5e3c1a9f7d5b3e1c9a7f5")
+_GENERATED = re.compile(r"\$\$ID-[0-9a-f]{32}-|/media/[0-9a-f]+")  # Streamlit's own element ids and media urls
+
+
+def _shown(node) -> Iterator[str]:
+    """Everything a page sends the browser: each element's and block's key and protobuf (text, help, ids)."""
+    if getattr(node, "key", None):
+        yield str(node.key)
+    if getattr(node, "proto", None) is not None:
+        yield _GENERATED.sub("", str(node.proto))
+    children = getattr(node, "children", None) or {}
+    for child in children.values() if isinstance(children, dict) else children:
+        yield from _shown(child)
+
+
+def test_server_page_names_owners_by_pseudonym_and_nothing_of_a_cookie(workspace, monkeypatch):
+    """An admin (itself anonymous, listed by the pseudonym the page showed it) sees two anonymous owners with runs
+    and folders: no element key or text holds six digits in a row of anyone's cookie."""
+    a, b, admin = (owners.anonymous_owner(c) for c in COOKIES)
+    store = RunStore(workspace)
+    for who in (a, b):
+        _run(store, who, "running", device="cpu")
+        _run(store, who)
+        owners.save_project(workspace, who, builder.load_template("mlp"))
+        (owners.upload_dir(workspace, who) / "t.csv").write_text("x,y\n1,0\n")
+    me = open_app("app_pages/server.py", owner=admin)
+    shown_id = owners.pseudonym(workspace, admin)
+    assert any(f"`{shown_id}`" in m.value for m in me.markdown)  # the id to give whoever runs the server
+    assert not [x for x in me.button if x.key and x.key.startswith("ll_admin_")]
+    person = open_app("app_pages/server.py", owner=a)
+    person.text_input(key="ll_display_name").input("Ann <b>").run()  # refused: named in an error, nothing kept
+    assert any("a display name is" in e.value for e in person.error) and owners.display_name(workspace, a) is None
+    person.text_input(key="ll_display_name").input("Ann B.").run()
+    assert_no_exception(person)
+    assert not person.error and owners.display_name(workspace, a) == "Ann B."
+    monkeypatch.setenv("LAYERLAB_ADMINS", shown_id)
+    monkeypatch.setenv("LAYERLAB_TEACHERS", owners.pseudonym(workspace, b))
+    at = open_app("app_pages/server.py", owner=admin)
+    assert_no_exception(at)
+    page = "\n".join(_shown(at._tree))
+    for who in (a, b):
+        label = owners.pseudonym(workspace, who)
+        assert f"ll_admin_owner_{label}" in page and f"ll_admin_del_{label}" in page
+    assert "teacher" in page and "ll_admin_stop_" in page
+    tag = owners.pseudonym(workspace, a).replace("-", "\\-")  # as markdown escapes it
+    assert any("Ann B" in m.value and tag in m.value for m in at.markdown)  # the chosen name, with the id
+    for cookie in COOKIES:
+        leaked = {cookie[i:i + 6] for i in range(len(cookie) - 5)} & {page[i:i + 6] for i in range(len(page) - 5)}
+        assert not leaked, leaked
+    at.button(key=f"ll_admin_del_{owners.pseudonym(workspace, a)}").click().run()
+    assert_no_exception(at)
+    assert [r["status"] for r in store.list_runs(owner=a, limit=10)] == ["running"]  # the live job is kept
+    assert owners.load_autosave(workspace, a) is None and owners.load_autosave(workspace, b) is not None
 
 
 def test_teacher_views_a_run_read_only_and_deletes_the_class(workspace, monkeypatch):

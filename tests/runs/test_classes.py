@@ -40,8 +40,9 @@ def test_teachers_come_from_env_and_config(ws, monkeypatch):
 
 
 def test_teacher_creates_students_join(ws):
-    with pytest.raises(ClassError, match="only a teacher creates a class"):
+    with pytest.raises(ClassError, match="only a teacher creates a class") as e:
         classes.create_class(ws, STUDENTS[0], "x", load_template("mlp"))
+    assert owners.pseudonym(ws, STUDENTS[0]) in str(e.value) and STUDENTS[0] not in str(e.value)  # id: a key
     c = classes.create_class(ws, TEACHER, "  ML   101 ", load_template("mlp"))
     assert c["name"] == "ML 101" and len(c["code"]) == 6
     got = classes.join_class(ws, c["code"].lower()[:3] + "-" + c["code"][3:], STUDENTS[0])
@@ -94,6 +95,9 @@ def test_class_runs_leaderboard_and_teacher_stop(ws):
     assert [(r["owner"], r["rank"]) for r in board] == [(STUDENTS[1], 1), (STUDENTS[0], 2)]
     assert [r["owner"] for r in classes.leaderboard(store, {**c, "metric": "loss"})] == [STUDENTS[1], STUDENTS[0]]
     assert classes.member_label(c, STUDENTS[2]) == "student 3"
+    assert classes.member_label(c, "anon:" + "9f3ab7" * 5 + "e2") == "a former member"  # never the id (a key)
+    owners.set_display_name(ws, STUDENTS[2], "Ann B.")
+    assert classes.member_label(c, STUDENTS[2], ws) == "Ann B. (student 3)"
     # the teacher may stop a student's job, nothing else; students control only their own runs
     teacher = classes.actor_for(ws, TEACHER)
     running = store.get(ids[STUDENTS[2]])

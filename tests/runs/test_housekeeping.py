@@ -48,10 +48,13 @@ def test_owner_deletes_own_data_only(store):
     theirs = _run(store, OTHER)
     _files(store, ME)
     _files(store, OTHER)
-    with pytest.raises(HousekeepingError, match="received: anon:a+'s data asked by anon:b+. Fix"):
+    label = {who: owners.pseudonym(store.workspace, who) for who in (ME, OTHER)}  # messages name no owner id
+    with pytest.raises(HousekeepingError, match=f"received: {label[ME]}'s data asked by {label[OTHER]}. Fix"):
         housekeeping.delete_owner_data(store, OTHER, ME)
     with pytest.raises(HousekeepingError, match=f"received: no run .{theirs}. of yours"):
         housekeeping.delete_runs(store, ME, [mine[0], theirs])
+    with pytest.raises(AccessDenied, match=f"no run .{theirs}. of yours"):
+        housekeeping.stop_job(store, theirs, ME)
     assert len(store.list_runs(owner=ME)) == 3  # checked before anything was deleted
     assert housekeeping.delete_runs(store, ME, [mine[0]]) == {"runs": 1, "kept": []}
     got = housekeeping.delete_owner_data(store, ME, ME)
@@ -87,7 +90,7 @@ def test_nothing_outside_the_workspace_is_deleted(store, tmp_path):
     (outside / "keep.txt").write_text("mine")
     root = store.workspace / "owners"
     root.mkdir(parents=True, exist_ok=True)
-    (root / owners.safe_id(ME)).symlink_to(outside, target_is_directory=True)
+    (root / owners.safe_id(store.workspace, ME)).symlink_to(outside, target_is_directory=True)
     with pytest.raises(HousekeepingError, match="a link or a path outside it"):
         housekeeping.delete_owner_data(store, ME, ME)
     assert (outside / "keep.txt").read_text() == "mine"

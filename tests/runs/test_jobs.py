@@ -80,6 +80,7 @@ def test_submit_runs_in_its_own_process_to_finished(store):
     rid = submit(store, _spec(name="first", tags={"study": "s1", "trial": 0}, callbacks=["live_attributions"]))
     run = store.get(rid)
     assert run["status"] in ("queued", "running") and run["owner"] == "alice" and run["pid"] != os.getpid()
+    assert "alice" not in store.folder(rid).job_spec.read_text()  # an owner id is a key: only the run row has it
     assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
     run = store.get(rid)
     assert run["name"] == "first" and run["tags"] == {"study": "s1", "trial": 0} and run["epochs_done"] == 3

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builder.errors import LayerLabError
@@ -23,12 +28,85 @@ def test_anonymous_ids_are_validated():
         owners.user_owner("  ")
 
 
-@given(st.text(min_size=1, max_size=300))
-def test_owner_folders_stay_inside_the_workspace(name):
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """One workspace for the properties below (its secret is made on first use)."""
+    return tmp_path_factory.mktemp("owners_ws")
+
+
+@given(name=st.text(min_size=1, max_size=300))
+def test_owner_folders_stay_inside_the_workspace(ws, name):
     owner = owners.user_owner(name) if name.strip() else "anon:" + "0" * 32
-    sid = owners.safe_id(owner)
+    sid = owners.safe_id(ws, owner)
     assert sid and "/" not in sid and "\\" not in sid and ".." not in sid and len(sid) <= 64
-    assert sid == owners.safe_id(owner) and sid != owners.safe_id(owner + "x")
+    assert sid == owners.safe_id(ws, owner) and sid != owners.safe_id(ws, owner + "x")
+
+
+def _runs(cookie: str, n: int = 6) -> set[str]:
+    return {cookie[i:i + n] for i in range(len(cookie) - n + 1)}
+
+
+@settings(max_examples=300)
+@given(cookie=st.binary(min_size=16, max_size=16).map(bytes.hex))
+def test_folder_names_and_pseudonyms_carry_nothing_of_the_cookie(ws, cookie):
+    """No run of 6 hex digits of an anonymous id appears in its folder name or pseudonym (an admin who saw
+    either could otherwise sign in as that person)."""
+    owner = owners.anonymous_owner(cookie)
+    for shown in (owners.safe_id(ws, owner), owners.pseudonym(ws, owner), str(owners.owner_dir(ws, owner))):
+        assert not any(run in shown for run in _runs(cookie)), shown
+
+
+def test_the_secret_is_private_stable_and_made_once_by_racing_processes(tmp_path):
+    ws = tmp_path / "ws"
+    with ThreadPoolExecutor(8) as pool:  # eight servers starting at once agree on one key
+        keys = set(pool.map(lambda _: owners.workspace_secret(ws), range(16)))
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    key_file = ws / owners.SECRET_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert sorted(p.name for p in ws.iterdir()) == [owners.SECRET_FILE]  # no temporary file left behind
+    me = "anon:" + "a" * 32
+    name, label = owners.safe_id(ws, me), owners.pseudonym(ws, me)
+    assert (owners.safe_id(ws, me), owners.pseudonym(ws, me)) == (name, label)  # stable across opens
+    key_file.chmod(0o644)  # restored from a backup with the default mode: made private again
+    assert owners.safe_id(ws, me) == name and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    other = tmp_path / "other"
+    assert owners.safe_id(other, me) != name and owners.pseudonym(other, me) != label  # keyed per workspace
+    key_file.write_text("short")
+    with pytest.raises(LayerLabError, match="identity key"):
+        owners.safe_id(ws, me)
+
+
+def test_the_secret_is_made_once_where_hard_links_are_refused(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")  # as on a file system without hard links
+
+    monkeypatch.setattr(owners.os, "link", no_links)
+    ws = tmp_path / "ws"
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: owners.workspace_secret(ws), range(16)))
+    assert len(keys) == 1 and stat.S_IMODE((ws / owners.SECRET_FILE).stat().st_mode) == 0o600
+    assert sorted(p.name for p in ws.iterdir()) == [owners.SECRET_FILE]
+
+
+def test_pseudonyms_are_stable_distinct_and_name_teachers_and_admins(ws, monkeypatch, tmp_path):
+    people = [owners.anonymous_owner(owners.new_anonymous_id()) for _ in range(300)] + ["user:ann@school.org"]
+    labels = [owners.pseudonym(ws, p) for p in people]
+    assert len(set(labels)) == len(people) and all(owners.PSEUDONYM_RE.match(x) for x in labels)
+    assert labels == [owners.pseudonym(ws, p) for p in people]
+    assert owners.pseudonym(ws, owners.LOCAL_OWNER) == "local"
+    teacher, admin, stranger = people[:3]
+    monkeypatch.delenv("LAYERLAB_SERVER_CONFIG", raising=False)
+    monkeypatch.setenv("LAYERLAB_TEACHERS", f" {owners.pseudonym(ws, teacher)} , ann@school.org")
+    monkeypatch.setenv("LAYERLAB_ADMINS", owners.pseudonym(ws, admin))
+    assert owners.is_teacher(ws, teacher) and owners.is_teacher(ws, "user:ann@school.org")
+    assert not owners.is_teacher(ws, stranger) and not owners.is_teacher(ws, admin)
+    assert owners.is_admin(ws, admin) and not owners.is_admin(ws, teacher) and owners.is_admin(ws, "local")
+    monkeypatch.delenv("LAYERLAB_TEACHERS")
+    (ws / owners.SERVER_CONFIG).write_text(json.dumps({"teachers": [owners.pseudonym(ws, stranger)]}))
+    try:
+        assert owners.is_teacher(ws, stranger) and not owners.is_teacher(ws, teacher)
+    finally:
+        (ws / owners.SERVER_CONFIG).unlink()
 
 
 def test_autosave_and_undo_history(tmp_path):
@@ -63,3 +141,33 @@ def test_a_study_follows_the_rule_of_runs():
     _check_owner("s", "local", "local")
     with pytest.raises(LayerLabError, match="another person's study"):
         _check_owner("s", "local", "anon:" + "a" * 32)
+
+
+# ------------------------------------------------------------------------- the name a person chose to be shown
+def test_a_chosen_display_name_is_shown_with_the_pseudonym(tmp_path):
+    me = "anon:" + "9f3ab7" * 5 + "e2"
+    assert owners.display_name(tmp_path, me) is None and owners.label(tmp_path, me) == owners.pseudonym(tmp_path, me)
+    assert owners.set_display_name(tmp_path, me, "  Ann   B. ") == "Ann B."
+    assert owners.label(tmp_path, me) == f"Ann B. ({owners.pseudonym(tmp_path, me)})"
+    assert owners.set_display_name(tmp_path, me, "Zoë O'Neil-Søndergaard") == "Zoë O'Neil-Søndergaard"
+    for bad in ("x" * 41, "**bold**", "<b>x</b>", "a|b", "a\u202eb", "_x", owners.pseudonym(tmp_path, "user:t@x"),
+                "local", "anon:" + "a" * 32):
+        with pytest.raises(LayerLabError, match="a display name is 1 to 40"):
+            owners.set_display_name(tmp_path, me, bad)
+    assert owners.display_name(tmp_path, me) == "Zoë O'Neil-Søndergaard"  # a refused name changes nothing
+    (owners.owner_dir(tmp_path, me) / owners.PROFILE).write_text(json.dumps({"display_name": "<script>"}))
+    assert owners.display_name(tmp_path, me) is None  # an edited file is checked again when read
+    owners.set_display_name(tmp_path, me, "Ann")
+    assert owners.set_display_name(tmp_path, me, "   ") is None and owners.display_name(tmp_path, me) is None
+
+
+@settings(max_examples=200)
+@given(name=st.text(max_size=60))
+def test_a_display_name_is_kept_checked_or_refused(ws, name):
+    me = "anon:" + "b" * 32
+    try:
+        kept = owners.set_display_name(ws, me, name)
+    except LayerLabError:
+        return
+    assert kept == owners.display_name(ws, me)
+    assert kept is None or (0 < len(kept) <= owners.DISPLAY_NAME_MAX and not set(kept) & set("<>*|`[]():\n\\"))

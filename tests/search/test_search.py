@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -35,6 +36,7 @@ from builder.search import (
     trials_table,
 )
 from builder.training.pipeline import run_training
+from tests.helpers import until
 
 
 @pytest.fixture
@@ -182,6 +184,24 @@ def test_a_study_belongs_to_its_owner(tmp_path, mlp):
     assert not (tmp_path / "studies" / "shared.log").exists()
     with pytest.raises(LayerLabError, match="taken by another person's study"):
         resume_study(tmp_path, storage, "shared", owner="anon:bob")
+
+
+def test_a_study_runner_gets_its_owner_outside_its_command_line(tmp_path, mlp):
+    """A process's command line is public (``ps``); an anonymous owner id is a key: it goes in the environment."""
+    cookie = "9f3ab7e1c4d28f60a5be17c93d4f8e2b"
+    proc = launch_study(tmp_path, mlp, "moons", ["lr=1e-3..1e-1:log"],
+                        StudySettings(name="mine", n_trials=1, workers=1, pruner="none", owner="anon:" + cookie,
+                                      max_params=1),  # its trial fails before any job starts
+                        config={"epochs": 1})
+    try:
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        until(lambda: study_owner(f"sqlite:///{tmp_path / 'studies.db'}", "mine"), "the runner records its study",
+              120)
+        assert study_owner(f"sqlite:///{tmp_path / 'studies.db'}", "mine") == "anon:" + cookie
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert "mine" in cmdline and not any(cookie[i:i + 6] in cmdline for i in range(len(cookie) - 5))
 
 
 # ------------------------------------------------------------------------- runner, fast (in-process)
