@@ -30,7 +30,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from builder.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
