@@ -117,16 +117,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
         raise LayerLabError("tune needs at least one --search; received: none. Fix: e.g. --search "
                             "'lr=1e-4..1e-1:log' --search 'fc1.out_features=16..256:log'")
+    owner = args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local"  # resolved once, at the door
     store = cli_store(args.workspace)
-    if args.owner != store.actor.owner:  # a study the app started for a session (builder.search.runner): its trials
+    if owner != store.actor.owner:  # a study the app started for a session (builder.search.runner): its trials
         from builder.runs.classes import actor_for  # are that owner's jobs (the command line's privilege)
 
-        store = store.as_actor(actor_for(store.workspace, args.owner))
+        store = store.as_actor(actor_for(store.workspace, owner))
     objective = args.metric if args.metric.startswith("val_") else f"val_{args.metric}"
     settings = StudySettings(name=args.study or _default_study(project), storage=args.storage, n_trials=args.trials,
                              timeout=args.timeout, objective=objective, sampler=args.sampler,
                              seed=args.sampler_seed, pruner=args.pruner, workers=args.workers,
-                             owner=args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local",
+                             owner=owner,
                              max_params=args.max_params, max_macs=args.max_macs)
     quiet = args.quiet or args.json
 
