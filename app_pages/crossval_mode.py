@@ -125,6 +125,6 @@ def _show() -> None:
     st.dataframe(table, hide_index=True, width="stretch")
     failed = [r for r in rows if r["message"]]
     for r in failed:
-        st.error(f"Fold {r['fold']} (run `{r['run']}`) {r['status']}: {r['message']}", icon=":material/error:")
+        st.error(f"Fold {r['fold']} (run `{r['run']}`) {r['status']}: {ui.md(r['message'])}", icon=":material/error:")
     tail = " · ".join(format_summary(res.summary))
     st.caption((tail + " — " if tail else "") + f"runs tagged crossval={cv['group']} on the Runs page")
