@@ -67,6 +67,8 @@ class JobSpec:
     then holds the overrides. ``kind`` ``"prune"``: the job prunes run ``prune["parent"]`` into the recorded run
     and fine-tunes it (:func:`builder.training.prune.run_prune_job`; ``prune`` holds the arguments of
     :func:`~builder.training.prune.prune_run`, the spec is made by :func:`~builder.training.prune.prune_job_spec`).
+    A cross-validation fold is a ``"train"`` job whose ``dataset_options`` carry ``fold``/``folds`` and whose tags
+    name its group (:func:`builder.training.crossval.crossval_job_specs`, submitted by :func:`submit_group`).
     """
 
     project: dict

@@ -32,16 +32,21 @@ def crash_in_drift() -> None:
 
 
 def crash_in_holdout() -> None:
-    """Inside the child: scoring on a held-out set drawn with seed 666 segfaults (a torch bug in the model)."""
+    """Inside the child: scoring on a held-out set drawn with seed 666 segfaults (a torch bug in the model), with
+    seed 667 it hangs (a model that never returns)."""
     import ctypes
+    import time
 
     from builder.runs import classes
 
     original = classes.evaluate_holdout
 
     def evaluate_holdout(store, run_id, holdout, metric):
-        if holdout.get("options", {}).get("seed") == 666:
+        seed = holdout.get("options", {}).get("seed")
+        if seed == 666:
             ctypes.string_at(0)
+        while seed == 667:
+            time.sleep(1)
         return original(store, run_id, holdout, metric)
 
     classes.evaluate_holdout = evaluate_holdout
@@ -108,5 +113,24 @@ def test_leaderboard_scores_in_the_probe_and_a_crash_is_one_cached_line(moons, m
         assert classes.holdout_result(store, bad, run, scorer) == (None, error)  # cached: the model is not run again
         assert probe.starts == starts
         assert classes.holdout_result(store, good, run, scorer)[0] == pytest.approx(here, abs=1e-6)
+    finally:
+        probe.close()
+
+
+def test_a_leaderboard_score_that_hangs_is_one_line_after_the_probes_timeout(moons, monkeypatch):
+    from builder.runs import classes
+
+    store, rid, _ = moons
+    monkeypatch.setenv("LAYERLAB_TEACHERS", "t@school.org")
+    monkeypatch.delenv("LAYERLAB_SERVER_CONFIG", raising=False)
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:crash_in_holdout")
+    hung = classes.create_class(store.workspace, "user:t@school.org", "hang", builder.load_template("mlp"),
+                                holdout={"dataset": "moons", "options": {"seed": 667, "n_samples": 300}})
+    probe = ModelProbe(timeout=10)
+    try:
+        value, error = classes.holdout_result(store, hung, store.get(rid),
+                                              lambda r, h, m: probe.holdout(store.workspace, r, h, m))
+        assert value is None and "did not answer within 10 s" in error and "\n" not in error
+        assert not probe.running  # the hung child was stopped
     finally:
         probe.close()
