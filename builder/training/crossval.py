@@ -3,10 +3,9 @@
 :func:`cross_validate` trains one run per fold through :func:`~builder.training.pipeline.run_training` in the
 caller's process (the CLI's terminal); the app submits the same folds as jobs instead
 (:func:`crossval_job_specs` with :func:`builder.runs.jobs.submit_group`) and reads them back from the store
-(:func:`fold_rows`, :func:`result_of`). Each
-run's dataset options carry ``fold`` and ``folds`` (:func:`builder.data.splits.fold_split`: the test split is
-fold k, folds disjoint and covering the data, stratified for classification; validation comes from the other
-folds), so every fold reloads, resumes and explains like any run. The runs are grouped the way search trials
+(:func:`fold_rows`, :func:`result_of`). Each run's dataset options carry ``fold`` and ``folds``
+(:func:`builder.data.splits.fold_split`: the test split is fold k, folds disjoint and covering the data,
+stratified for classification; validation comes from the other folds), so every fold reloads, resumes and explains like any run. The runs are grouped the way search trials
 are: tags ``{"crossval": GROUP, "fold": k, "folds": K}`` (:meth:`RunStore.list_runs` with ``tags``).
 :func:`summarise` gives mean ± std (sample standard deviation) of every numeric test metric::
 
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from builder.errors import TrainingError
+from builder.runs.status import RESUMABLE
 
 TAG_GROUP = "crossval"  # the tag naming a cross-validation group (as "study" names a search's trials)
 MAX_FOLDS = 50
@@ -155,8 +155,8 @@ def crossval_job_specs(project: Any, dataset: str, config: dict | None = None, *
 
 def fold_rows(runs: Sequence[dict]) -> list[dict]:
     """One row per fold run record (as the store returns it, in fold order): ``fold`` (1-based), ``run``,
-    ``status``, ``epochs`` (done/planned), ``message`` (the one line of a failed or interrupted fold) and its test
-    metrics once it has them.
+    ``status``, ``epochs`` (done/planned), ``message`` (the one line of a fold that ended before its last epoch:
+    failed, interrupted or stopped) and its test metrics once it has them.
 
     >>> fold_rows([{"id": "r1", "status": "finished", "epochs_done": 3, "config": {"epochs": 3},
     ...             "test_metrics": {"accuracy": 0.9}, "tags": {"fold": 0}},
@@ -171,7 +171,7 @@ def fold_rows(runs: Sequence[dict]) -> list[dict]:
                      "status": str(run.get("status")),
                      "epochs": f"{run.get('epochs_done') or 0}/{planned}" if planned else str(run.get("epochs_done") or 0),
                      "message": " ".join(str(run.get("message") or "").split())[:300]
-                     if str(run.get("status")) in ("failed", "interrupted", "stopped") else "",
+                     if run.get("status") in RESUMABLE else "",
                      **dict(run.get("test_metrics") or {})})
     return rows
 
