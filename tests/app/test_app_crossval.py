@@ -16,9 +16,13 @@ from tests.helpers import assert_no_exception, open_app
 TIMEOUT = 240
 
 
-def _submit(monkeypatch, folds: int, epochs: int):
+def _submit(monkeypatch, folds: int, epochs: int, *, early_stopping: bool = True):
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
     at = open_app("app_pages/train.py", template="mlp")  # MLP on moons (small: offered)
+    if not early_stopping:  # the folds must still be training when the test acts on them
+        proj = at.session_state["ll_project"]
+        at.session_state["ll_project"] = proj.model_copy(
+            update={"training": {**(proj.training or {}), "early_stopping": None}})
     at.session_state["ll_train_mode"] = "Cross-validate"
     at.run()
     assert_no_exception(at)
@@ -73,3 +77,20 @@ def test_a_group_over_the_owners_queue_quota_records_nothing(job_workspace, monk
     assert "ll_cv_jobs" not in at.session_state
     assert any("waiting" in e.value and "4 more asked for" in e.value for e in at.error), [e.value for e in at.error]
     assert RunStore(job_workspace).list_runs() == []
+
+
+def test_stop_all_folds_stops_every_fold_job_and_leaves_them_resumable(job_workspace, monkeypatch):
+    from builder.runs.status import can_resume
+    from tests.helpers import wait_for_status
+
+    at = _submit(monkeypatch, 2, 1000, early_stopping=False)
+    cv = at.session_state["ll_cv_jobs"]
+    store = RunStore(job_workspace)
+    for rid in cv["run_ids"]:
+        wait_for_status(store, rid, {"running"}, TIMEOUT)  # two jobs may run at once (LAYERLAB_MAX_JOBS=2)
+    at.run()
+    at.button(key="ll_cv_stop").click().run()
+    assert_no_exception(at)
+    assert wait(store, cv["run_ids"], TIMEOUT) == {rid: "stopped" for rid in cv["run_ids"]}
+    assert all(can_resume(store.get(rid), has_checkpoint=store.folder(rid).has_checkpoint) for rid in cv["run_ids"])
+    assert all(store.get(rid)["config"]["early_stopping"] is None for rid in cv["run_ids"])
