@@ -207,6 +207,17 @@ def _class_usage(cls: dict) -> None:
                + ", ".join(f"{ui.md(classes.member_label(cls, m, ui.workspace()))} {ui.human_bytes(u['total'])}" for m, u in top))
 
 
+def _scorer(store):
+    """The leaderboard's held-out scorer: each run's model runs in this session's sandboxed model probe
+    (:meth:`builder.interpret.probe.ModelProbe.holdout`), never in the server; a crash there is one line."""
+    from app_pages.explain_tryit import session_probe
+
+    def score(run_id: str, holdout: dict, metric: str):
+        return session_probe().holdout(store.workspace, run_id, holdout, metric)
+
+    return score
+
+
 def teacher_view() -> None:
     """Create classes; for the chosen one: code, starter, members' runs, leaderboard, stop."""
     with st.expander("Create a class", expanded=not classes.list_classes(ui.workspace(), teacher=ui.owner())):
@@ -248,7 +259,7 @@ def teacher_view() -> None:
         st.button("Delete permanently", type="primary", key="ll_class_delete", on_click=_delete, args=(cid,))
     _class_usage(cls)
     store = ui.store()
-    rows = classes.class_runs(store, cls)
+    rows = classes.class_runs(store, cls, scorer=_scorer(store))
     st.subheader("Leaderboard")
     board = classes.leaderboard(store, cls, rows)
     if board:
@@ -272,6 +283,8 @@ def teacher_view() -> None:
             c[2].markdown(f"{r['status']}  \n{r['epochs'] or 0} ep")
             c[3].markdown(f"best {_fmt(r['best'])}")
             c[4].markdown(f"test {_fmt(r['test'])}")
+            if r.get("test_error"):
+                st.warning(f"Not scored on the held-out set: {ui.md(r['test_error'])}", icon=":material/warning:")
             c[5].markdown(f"{ui.human_count(r['params'] or 0)} params  \n{ui.fmt_duration(r['time_s'])}")
             c[6].button("View", key=f"ll_class_view_{r['id']}", on_click=_view, args=(r["id"],),
                         icon=":material/visibility:", help="Curves and metrics, read-only")

@@ -1,8 +1,10 @@
-"""Train page › Cross-validate: K folds of a small dataset as grouped runs, mean ± std of every test metric.
+"""Train page › Cross-validate: K folds as grouped runs, mean ± std of every test metric.
 
-Calls :func:`builder.training.crossval.cross_validate` (the same as ``layerlab train --folds K``) in the page's
-process: it is offered only for small datasets, where K short trainings take seconds. The page keeps the last
-result's run ids in the session; the runs themselves are in the store like any other (tagged with the group).
+Each fold is a training job (:func:`builder.training.crossval.crossval_job_specs` submitted all or none by
+:func:`builder.runs.jobs.submit_group`): its own sandboxed process with limits, counted against the owner's
+quotas, stoppable and resumable on the Runs page. Nothing trains in this process: the page submits, keeps the
+group's run ids in the session and reads the runs back from the store (progress per fold while they train, the
+results table and the summary when they end). ``layerlab train --folds K`` trains the same folds in the terminal.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import streamlit as st
 
 from app_pages import ui
 from builder.errors import LayerLabError
+from builder.runs.status import is_final, is_live
 from builder.training.config import TrainConfig
-from builder.training.crossval import cross_validate, format_summary
+from builder.training.crossval import fold_rows, format_summary, result_of
 
 #: samples up to which the page offers cross-validation (each fold trains the network again)
 SMALL = 5_000
+POLL_S = 2.0  # how often the fold table refreshes while a fold is queued or training
 
 
 def _size(ds) -> int:
@@ -30,7 +34,8 @@ def render(ds, spec: dict, problems: list) -> None:  # noqa: ARG001  (spec: same
     n = _size(ds)
     st.caption("Train the network K times, each time testing on a different fifth (or K-th) of the data, and "
                "report every test metric as mean ± standard deviation over the folds: a fairer estimate than one "
-               "test split on a small dataset. Folds are stratified by class for classification.")
+               "test split on a small dataset. Folds are stratified by class for classification. Each fold is a "
+               "job of its own, shown on the Runs page.")
     if n > SMALL:
         st.info(f"Cross-validation retrains the network once per fold; the page offers it for datasets up to "
                 f"{SMALL:,} samples (this one has {n:,}). From the command line: `layerlab train FILE --dataset "
@@ -47,41 +52,79 @@ def render(ds, spec: dict, problems: list) -> None:  # noqa: ARG001  (spec: same
     if problems:
         st.warning("Fix the problems above first: every fold trains this graph.", icon=":material/warning:")
     if go and not problems:
-        _run(ds, int(folds), {"epochs": int(epochs), "seed": int(seed)})
-    res = st.session_state.get("ll_cv_result")
-    if res:
-        _show(res)
+        _submit(ds, int(folds), {"epochs": int(epochs), "seed": int(seed)})
+    cv = st.session_state.get("ll_cv_jobs")
+    if cv:
+        live = st.session_state.ll_cv_polling = any(is_live(r.get("status")) for r in _runs(cv))
+        st.fragment(run_every=POLL_S if live else None)(_show)()
 
 
-def _run(ds, folds: int, config: dict) -> None:
+def _submit(ds, folds: int, config: dict) -> None:
+    """Submit the K fold jobs (all or none) and remember the group in the session."""
+    from builder.runs.jobs import submit_group
+    from builder.training.crossval import crossval_job_specs
+
     name, opts = ds.info.reload_args()
-    bar = st.progress(0.0, text=f"fold 1 of {folds}")
-    per_fold: list[dict] = []
-
-    def on_fold(k: int, result) -> None:
-        per_fold.append(dict(result.test or {}))
-        bar.progress((k + 1) / folds, text=f"fold {min(k + 2, folds)} of {folds}" if k + 1 < folds else "done")
-
     try:
-        with st.spinner(f"Training {folds} folds"):
-            res = cross_validate(ui.project(), name, config, ui.store(), folds=folds, dataset_options=opts,
-                                 owner=ui.owner(), on_fold=on_fold)
+        group, specs = crossval_job_specs(ui.project(), name, config, folds=folds, dataset_options=opts,
+                                          owner=ui.owner())
+        run_ids = submit_group(ui.store(), specs)
     except LayerLabError as e:
         ui.show_error(e)
         return
-    st.session_state.ll_cv_result = {"group": res.group, "folds": res.folds, "run_ids": res.run_ids,
-                                     "statuses": res.statuses, "tests": per_fold, "summary": res.summary}
+    st.session_state.ll_cv_jobs = {"group": group, "folds": folds, "run_ids": run_ids}
 
 
-def _show(res: dict) -> None:
+def _runs(cv: dict) -> list[dict]:
+    """The group's fold runs as the store has them now (a run this session may no longer see is left out)."""
+    rs, out = ui.store(), []
+    rs.mark_interrupted()
+    for rid in cv["run_ids"]:
+        try:
+            out.append(ui.get_run(rid, rs))
+        except LayerLabError:
+            continue
+    return out
+
+
+def _stop_all(run_ids: list[str]) -> None:
+    for rid in run_ids:
+        try:
+            ui.control_job(rid, "stop")
+        except LayerLabError as e:  # it ended meanwhile
+            ui.flash(str(e))
+
+
+def _show() -> None:
+    """Progress per fold while the jobs run; the results table and mean ± std of the folds that have test metrics."""
+    cv = st.session_state.get("ll_cv_jobs")
+    if not cv:
+        return
+    runs = _runs(cv)
+    res = result_of(cv["group"], runs)
     st.subheader("Cross-validation")
-    summary = res["summary"]
-    if summary:
-        cols = st.columns(min(4, len(summary)))
-        for col, (metric, s) in zip(cols, summary.items()):
+    done = sum(is_final(s) for s in res.statuses)
+    live = [r["id"] for r in runs if is_live(r.get("status"))]
+    if not live and st.session_state.get("ll_cv_polling"):
+        st.session_state.ll_cv_polling = False
+        st.rerun()  # the whole page once, to stop polling
+    if live:
+        head = st.columns([4, 1], vertical_alignment="center")
+        head[0].progress(done / max(1, res.folds), text=f"{done} of {res.folds} folds done")
+        head[1].button("Stop all folds", icon=":material/stop:", on_click=_stop_all, args=(live,),
+                       key="ll_cv_stop", width="stretch")
+    if res.summary:
+        cols = st.columns(min(4, len(res.summary)))
+        for col, (metric, s) in zip(cols, res.summary.items()):
             col.metric(metric, f"{s['mean']:.4f}", f"± {s['std']:.4f}", delta_color="off",
                        help=f"mean ± sample standard deviation over {s['n']} folds")
-    rows = [{"fold": k + 1, "run": rid, "status": status, **test}
-            for k, (rid, status, test) in enumerate(zip(res["run_ids"], res["statuses"], res["tests"]))]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    st.caption(" · ".join(format_summary(summary)) + f" — runs tagged crossval={res['group']} on the Runs page")
+    rows = fold_rows(runs)
+    table = pd.DataFrame(rows)
+    if not any(r["message"] for r in rows):
+        table = table.drop(columns="message")
+    st.dataframe(table, hide_index=True, width="stretch")
+    failed = [r for r in rows if r["message"]]
+    for r in failed:
+        st.error(f"Fold {r['fold']} (run `{r['run']}`) {r['status']}: {ui.md(r['message'])}", icon=":material/error:")
+    tail = " · ".join(format_summary(res.summary))
+    st.caption((tail + " — " if tail else "") + f"runs tagged crossval={cv['group']} on the Runs page")

@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -257,16 +256,15 @@ def export_network(project: Any, network: str, weights: str | os.PathLike | dict
 
 def network_downloads(project: Any, network: str, weights: str | os.PathLike | None) -> dict[str, Any]:
     """What the Runs page offers for one network: ``"py"`` (source text), ``"weights"`` (safetensors bytes, or
-    None without ``weights``) and ``"project"`` (the network's project JSON, for the ONNX worker)."""
+    None without ``weights``) and ``"project"`` (the network's project JSON, for the ONNX worker). The network
+    is built with its weights in a worker process (:func:`builder.interchange.worker.network_weights_bytes`),
+    never in the caller's (the server's)."""
     from builder.interchange.python_export import python_source
+    from builder.interchange.worker import network_weights_bytes
 
     project = _project(project)
     sub = network_project(project, network)
-    data = None
-    if weights is not None:
-        model = network_model(project, network, weights)
-        with tempfile.TemporaryDirectory(prefix="layerlab-net-") as tmp:
-            data = save_weights(model, Path(tmp) / "w.safetensors").read_bytes()
+    data = None if weights is None else network_weights_bytes(project.to_json(), network, weights)
     return {"py": python_source(sub), "weights": data, "project": sub.to_json()}
 
 

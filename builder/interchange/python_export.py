@@ -10,6 +10,7 @@ import inspect
 import keyword
 import re
 
+import torch
 from torch import nn
 
 from builder.errors import GraphError, LayerLabError
@@ -87,7 +88,8 @@ def export_python(graph, class_name: str = "Model", budget: Budget | None = None
     project = graph if isinstance(graph, Project) else None
     graph = as_graph(graph)
     report = checked_report(graph, budget)
-    model = compile_graph(graph, report=report)
+    with torch.device("meta"):  # only the generated code is read: parameters and buffers allocate nothing
+        model = compile_graph(graph, report=report)
     names = module_names(graph)
     init: list[str] = []
     for nid in report.order:

@@ -60,7 +60,8 @@ MAX_ANSWER_BYTES = 16 * 2**20
 # the tasks a worker runs, by name: function name in this module, modules imported before the limits are set
 _TASKS = {"_child_import": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
           "_child_export": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
-          "_child_quantize": ("torch", "onnx", "onnxruntime", "safetensors.torch")}
+          "_child_quantize": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
+          "_child_network_weights": ("torch", "safetensors.torch")}
 TEST_TASKS: dict[str, str] = {}
 """Test hook: ``{name: "module:function"}`` tasks a test registers (``monkeypatch.setitem``); empty in the
 app, so a worker runs nothing but the functions of this module named in ``_TASKS``."""
@@ -219,6 +220,14 @@ def _child_quantize(workspace: str, run_id: str) -> dict:
     return quantize_run(RunStore(workspace, actor=SYSTEM), run_id)  # checked by quantize_run_isolated
 
 
+def _child_network_weights(project_json: str, network: str, weights: str, out: str) -> dict:
+    from builder.interchange.network_export import network_model
+    from builder.training.weights import save_weights
+
+    save_weights(network_model(project_json, network, weights), out)
+    return {"network": network}
+
+
 # ----------------------------------------------------------------------------------------- app entry points
 
 
@@ -276,6 +285,21 @@ def quantize_run_isolated(store: Any, run_id: str, timeout: float = IMPORT_TIMEO
     return run_isolated("_child_quantize", timeout, workspace=workspace_of(store, run_id), run_id=run_id)
 
 
-__all__ = ["import_upload", "export_onnx_bytes", "quantize_run_isolated", "run_isolated", "worker_limits", "worker_env",
+def network_weights_bytes(project_json: str, network: str, weights: str | os.PathLike,
+                          timeout: float = IMPORT_TIMEOUT_S) -> bytes:
+    """One network's weights (safetensors bytes) cut from a run's weights file: the network is built and the
+    weights loaded in a worker process (:func:`builder.interchange.network_export.network_model`), not here.
+
+    Raises:
+        ModelImportError: the network's own error (weights of another project), or one line for a crash.
+    """
+    with tempfile.TemporaryDirectory(prefix="layerlab-network-") as tmp:
+        out = Path(tmp) / "network.safetensors"
+        run_isolated("_child_network_weights", timeout, project_json=project_json, network=network,
+                     weights=str(weights), out=str(out))
+        return out.read_bytes()
+
+
+__all__ = ["import_upload", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
            "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "spawn_sandboxed", "kill_group", "lock_down", "cpu_budget",
            "death_message", "env_positive"]

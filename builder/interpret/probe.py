@@ -1,8 +1,8 @@
 """The model probe: a trained run's model runs in a sandboxed child process, never in the server's.
 
 A user's model may crash torch (a segfault in native code), allocate without bound or loop. The Runs page's drift
-check (:meth:`ModelProbe.drift`) and the Train page's VAE view (:meth:`ModelProbe.vae`) ask the probe for their
-model outputs; the Explain page asks a :class:`ProbeSession` (the same questions, methods and answers as
+check (:meth:`ModelProbe.drift`), the Train page's VAE view (:meth:`ModelProbe.vae`) and the class leaderboard's
+held-out scores (:meth:`ModelProbe.holdout`) ask the probe for their model outputs; the Explain page asks a :class:`ProbeSession` (the same questions, methods and answers as
 :class:`~builder.interpret.session.ExplainSession`) which forwards each question that reads the model to a
 :class:`ModelProbe`: one child process per page session, started on the first question, restarted on the next
 question after it died, ended by :meth:`ModelProbe.close`, when the probe is garbage-collected (the session
@@ -191,6 +191,17 @@ class ModelProbe:
             LayerLabError: as vae_probe (TrainingError and RunStoreError kept), or one line for a crash.
         """
         return self.request(store, run_id, "", "vae_probe", count=int(count), shown=int(shown))
+
+    def holdout(self, workspace: str | os.PathLike, run_id: str, holdout: dict, metric: str) -> float | None:
+        """:func:`builder.runs.classes.evaluate_holdout` in the child: the run's ``metric`` on a class's held-out
+        test split (None when its model does not fit the data); the class leaderboard's
+        :data:`~builder.runs.classes.HoldoutScorer`.
+
+        Raises:
+            LayerLabError: one line (ExplainError) for a crash, a timeout or running out of memory in the child.
+        """
+        value = self.request(workspace, run_id, "", "holdout", dict(holdout), str(metric))
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def _exchange(self, child: _Child, msg: dict) -> Any:
         """Send one question and read its answer; None when the child is gone."""

@@ -34,9 +34,10 @@ CALLS = frozenset({
     "weighted_nodes", "pick", "explain", "global_ranking", "attention", "activation", "weight_histograms", "sanity",
     "completeness", "try_input", "robustness", "flip_view", "calibrate"})
 """The session methods a request may call (nothing else is looked up by name)."""
-RUN_CALLS = frozenset({"drift", "vae_probe"})
+RUN_CALLS = frozenset({"drift", "vae_probe", "holdout"})
 """Questions about a whole run (no split): ``drift`` (:func:`builder.data.drift.check_drift` of new data with the
-run's model, answered as the report's dict) and ``vae_probe`` (:func:`builder.training.generative.vae_probe`)."""
+run's model, answered as the report's dict), ``vae_probe`` (:func:`builder.training.generative.vae_probe`) and
+``holdout`` (:func:`builder.runs.classes.evaluate_holdout`: the run scored on a class's held-out set)."""
 MAX_RUNS = 3
 PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.training.pipeline")
 
@@ -117,7 +118,7 @@ def _handle(req: dict, runs: OrderedDict) -> Any:
 
 def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version: Any, *args: Any,
               **kwargs: Any) -> Any:
-    """One of :data:`RUN_CALLS`: the drift report (as a dict) or the VAE probe's arrays."""
+    """One of :data:`RUN_CALLS`: the drift report (as a dict), the VAE probe's arrays or a held-out score."""
     if call == "drift":
         from builder.data.drift import check_drift
 
@@ -125,9 +126,15 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
         new, alpha = args[0], kwargs.get("alpha", 0.05)
         return check_drift(entry["ds"], str(new), model=entry["model"], alpha=float(alpha)).to_dict()
     from builder.runs.store import RunStore
+
+    store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the caller checked the actor's access
+    if call == "holdout":
+        from builder.runs.classes import evaluate_holdout
+
+        return evaluate_holdout(store, run_id, dict(args[0]), str(args[1]))
     from builder.training.generative import vae_probe
 
-    return vae_probe(RunStore(workspace, actor=SYSTEM, mark_interrupted=False), run_id, *args, **kwargs)
+    return vae_probe(store, run_id, *args, **kwargs)
 
 
 def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:

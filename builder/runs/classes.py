@@ -24,7 +24,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -291,14 +291,29 @@ def _scores_path(store: RunStore, cls: dict) -> Path:
     return _dir(store.workspace) / f"{cls['id']}.scores.json"
 
 
-def holdout_score(store: RunStore, cls: dict, run: dict) -> float | None:
-    """The class metric of a finished run on the class's held-out test split (:func:`create_class`), cached
-    per run in ``classes/<id>.scores.json``; the run's own test metric when the class has no held-out set;
-    None when the run's model does not fit the held-out data."""
+HoldoutScorer = Callable[[str, dict, str], "float | None"]
+"""Scores a run on a class's held-out set: ``(run id, holdout, metric) -> value`` (None: the model does not fit
+the data); one line (a LayerLabError) when its model crashed, hung or ran out of memory. The app's is
+:meth:`builder.interpret.probe.ModelProbe.holdout`: the model runs in the page session's sandboxed child, which
+calls :func:`evaluate_holdout`."""
+
+
+def holdout_score(store: RunStore, cls: dict, run: dict, scorer: HoldoutScorer | None = None) -> float | None:
+    """The class metric of a finished run on the class's held-out test split (:func:`holdout_result`)."""
+    return holdout_result(store, cls, run, scorer)[0]
+
+
+def holdout_result(store: RunStore, cls: dict, run: dict,
+                   scorer: HoldoutScorer | None = None) -> tuple[float | None, str | None]:
+    """``(value, error)``: the class metric of a finished run on the class's held-out test split
+    (:func:`create_class`) as ``scorer`` measures it, cached per run in ``classes/<id>.scores.json`` (an error
+    too: a model that crashed the scorer's process is not run again on every page view); the run's own test
+    metric when the class has no held-out set. ``value`` is None when the model does not fit the held-out data,
+    the run has not finished, or no ``scorer`` was given and nothing is cached (nothing runs a model here)."""
     name = cls.get("metric", "accuracy")
     ho = cls.get("holdout")
     if not ho or run.get("status") != "finished":
-        return _metric(run, name)
+        return _metric(run, name), None
     path = _scores_path(store, cls)
     try:
         cache = json.loads(path.read_text(encoding="utf-8"))
@@ -306,15 +321,25 @@ def holdout_score(store: RunStore, cls: dict, run: dict) -> float | None:
         cache = {}
     key = f"{run['id']}:{name}:{json.dumps(ho, sort_keys=True)}"
     if key not in cache:
-        cache[key] = _evaluate_holdout(store, run["id"], ho, name)
+        if scorer is None:
+            return None, None
+        try:
+            cache[key] = scorer(run["id"], ho, name)
+        except LayerLabError as e:
+            cache[key] = {"error": " ".join(str(e).split())[:300]}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache), encoding="utf-8")
         os.replace(tmp, path)
     value = cache[key]
-    return float(value) if isinstance(value, (int, float)) else None
+    if isinstance(value, dict):
+        return None, str(value.get("error") or "not scored")
+    return (float(value) if isinstance(value, (int, float)) else None), None
 
 
-def _evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
+def evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
+    """Run ``run_id``'s model on the held-out test split and return ``metric`` (None when its weights or task do
+    not fit the data). It builds and runs a user's model in the calling process: only the sandboxed model probe's
+    child calls it (:meth:`builder.interpret.probe.ModelProbe.holdout`), never the server."""
     from builder.data import fit_dataset, load_dataset
     from builder.training.metrics import evaluate
     from builder.training.pipeline import load_run
@@ -351,12 +376,13 @@ def _params(store: RunStore, run: dict) -> int | None:
     return value
 
 
-def class_runs(store: RunStore, cls: dict, limit: int = 200) -> list[dict]:
+def class_runs(store: RunStore, cls: dict, limit: int = 200, *, scorer: HoldoutScorer | None = None) -> list[dict]:
     """The runs recorded for the class (:func:`class_for`) that the store's actor may read (its teacher: every
-    member's), newest first: ``owner``, ``member`` (its number in the class), ``id``, ``name``, ``status``,
-    ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the held-out split:
-    :func:`holdout_score`), ``params`` and ``time_s``. One query, and one per run (its epochs); parameters are
-    counted once per graph."""
+    member's), newest first: ``owner``, ``member`` (its number in the class), ``id``, ``name``,
+    ``status``, ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the held-out
+    split as ``scorer`` measures it: :func:`holdout_result`), ``test_error`` (its one line when scoring failed),
+    ``params`` and ``time_s``. One query per member and one per run (its epochs); parameters are counted once per
+    graph."""
     members = {m: i + 1 for i, m in enumerate(cls.get("members", []))}
     rows = []
     for run in store.list_runs(class_id=cls["id"], limit=limit * max(1, len(members))):
@@ -367,22 +393,24 @@ def class_runs(store: RunStore, cls: dict, limit: int = 200) -> list[dict]:
             best = best_epoch(store.metrics(run["id"], "epoch"))
         except LayerLabError:
             best = {}
+        test, error = holdout_result(store, cls, run, scorer)
         rows.append({"owner": owner, "member": members[owner], "id": run["id"], "name": run.get("name"),
                      "status": run["status"], "epochs": run.get("epochs_done"),
                      "best": best.get("val_metric"), "metric_name": best.get("metric_name"),
-                     "test": holdout_score(store, cls, run), "params": _params(store, run),
+                     "test": test, "test_error": error, "params": _params(store, run),
                      "time_s": duration_s(run), "created_at": run.get("created_at")})
     return sorted(rows, key=lambda r: str(r.get("created_at") or ""), reverse=True)
 
 
-def leaderboard(store: RunStore, cls: dict, rows: list[dict] | None = None) -> list[dict]:
+def leaderboard(store: RunStore, cls: dict, rows: list[dict] | None = None, *,
+                scorer: HoldoutScorer | None = None) -> list[dict]:
     """Each member's best finished run by the class metric on the held-out test split (one row per member,
     best first; lower is better for loss, mse and mae), with its ``rank``. ``rows``: :func:`class_runs` when
-    the caller has them already."""
+    the caller has them already (else they are read with ``scorer``)."""
     name = cls.get("metric", "accuracy")
     sign = 1.0 if name in LOWER_IS_BETTER else -1.0
     best: dict[str, dict] = {}
-    for row in class_runs(store, cls) if rows is None else rows:
+    for row in class_runs(store, cls, scorer=scorer) if rows is None else rows:
         if row["status"] != "finished" or row["test"] is None:
             continue
         cur = best.get(row["owner"])
@@ -406,6 +434,6 @@ def member_label(cls: dict, owner: str, workspace: str | Path | None = None) -> 
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
-           "update_class", "delete_class", "joined_at", "holdout_score", "starter_project", "students_of", "class_quotas", "class_runs",
+           "update_class", "delete_class", "joined_at", "holdout_score", "holdout_result", "evaluate_holdout", "HoldoutScorer", "starter_project", "students_of", "class_quotas", "class_runs",
            "actor_for", "class_for", "CLASS_KEY",
            "leaderboard", "member_label"]

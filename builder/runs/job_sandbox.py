@@ -61,6 +61,10 @@ PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_T
 WHAT = "the training job"
 OUTCOME = "The run failed; resume it to continue from its last checkpoint"
 FIX = "use a smaller batch size or model, or fewer epochs"
+TEST_CRASH_ENV = "LAYERLAB_TEST_CRASH_JOB"
+"""Test hook (never set in production): a job whose run name contains this variable's value kills itself with
+SIGSEGV once it is sandboxed, before it builds the model (:func:`crash_hook_for_tests`); read only inside the job
+process, never by the server."""
 
 
 class JobLimitError(LayerLabError):
@@ -114,6 +118,16 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
         signal.signal(signal.SIGXCPU, on_xcpu)
         sandbox.cpu_budget(lim.cpu_s, grace=CPU_GRACE_S)
     return lim
+
+
+def crash_hook_for_tests(run_name: str | None) -> None:
+    """TEST HOOK, called by a sandboxed job process only (:func:`builder.runs.jobs.run_job` after :func:`enter`):
+    when ``$LAYERLAB_TEST_CRASH_JOB`` is set and ``run_name`` contains it, the process dies by SIGSEGV, as a crash
+    of torch's native code would (the browser and job tests send "a graph that crashes torch" this way, without
+    depending on a torch bug). Unset, it does nothing."""
+    marker = os.environ.get(TEST_CRASH_ENV, "")
+    if marker and marker in str(run_name or ""):
+        os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def compiles(config: Mapping | None) -> bool:
@@ -193,4 +207,4 @@ def limit_study(pid: int, lim: WorkerLimits | None = None) -> None:
 
 
 __all__ = ["job_limits", "host_memory_mb", "HOST_SHARE", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
-           "JobLimitError", "PASSED_ENV", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]
+           "JobLimitError", "PASSED_ENV", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]

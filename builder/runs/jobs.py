@@ -69,6 +69,8 @@ class JobSpec:
     then holds the overrides. ``kind`` ``"prune"``: the job prunes run ``prune["parent"]`` into the recorded run
     and fine-tunes it (:func:`builder.training.prune.run_prune_job`; ``prune`` holds the arguments of
     :func:`~builder.training.prune.prune_run`, the spec is made by :func:`~builder.training.prune.prune_job_spec`).
+    A cross-validation fold is a ``"train"`` job whose ``dataset_options`` carry ``fold``/``folds`` and whose tags
+    name its group (:func:`builder.training.crossval.crossval_job_specs`, submitted by :func:`submit_group`).
     """
 
     project: dict
@@ -133,20 +135,56 @@ def submit(store: RunStore, spec: JobSpec) -> str:
         TrainingError, ProjectFormatError: bad settings or project (checked before anything is recorded).
         QuotaError: the owner is over a quota (:mod:`builder.runs.quotas`; checked under its lock).
     """
+    _check_spec(store, spec)
+    with admit(store):  # the quota check and the recording of the run as one step (builder.runs.quotas)
+        run_id = _record(store, spec)
+    _start(store, run_id)
+    return run_id
+
+
+def submit_group(store: RunStore, specs: list[JobSpec]) -> list[str]:
+    """Submit jobs that belong together (the folds of a cross-validation:
+    :func:`builder.training.crossval.crossval_job_specs`) all or none: the owner's quotas are checked for all of
+    them at once (each counts as a job; the storage of each as it grows), then each is recorded and launched as
+    :func:`submit` does; their run ids in order.
+
+    Raises:
+        TrainingError: an empty group, jobs of more than one owner, or a bad spec (nothing recorded).
+        QuotaError: the owner cannot take this many more jobs (nothing recorded).
+        RunStoreError, ProjectFormatError: as :func:`submit`.
+    """
+    owners = {s.owner for s in specs}
+    if len(owners) != 1:
+        raise TrainingError(f"a group of jobs has one owner; received: {len(specs)} job(s) of {len(owners)} "
+                            "owner(s). Fix: submit each owner's jobs on their own")
+    for spec in specs:
+        _check_spec(store, spec)
+    device = str((specs[0].config or {}).get("device")
+                 or ((specs[0].project or {}).get("training") or {}).get("device") or "auto")
+    with admit(store):
+        check_quota(store, specs[0].owner, device=device, jobs=len(specs))
+        run_ids = [_record(store, spec) for spec in specs]
+    for run_id in run_ids:
+        _start(store, run_id)
+    return run_ids
+
+
+def _check_spec(store: RunStore, spec: JobSpec) -> None:
     _check_callbacks(list(spec.callbacks))
     if store.actor is None or not (store.actor.system or store.actor.owner == spec.owner):
         raise refusal(str(spec.resume_run or spec.owner))  # a job runs for the actor that submits it
     if spec.kind not in JOB_KINDS or (spec.kind == "prune" and not spec.prune.get("parent")):
         raise TrainingError(f"a job trains or prunes (a prune job names its parent run); received: kind "
                             f"{spec.kind!r}. Fix: make prune jobs with builder.training.prune.prune_job_spec")
-    with admit(store):  # the quota check and the recording of the run as one step (builder.runs.quotas)
-        run_id = _record(store, spec)
+
+
+def _start(store: RunStore, run_id: str) -> None:
+    """Launch a recorded job's process (warm when the launcher answers) and record its pid."""
     folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded
     pid = _launch_warm(store.workspace, run_id, folder.job_log)
     if pid is None:
         pid = _launch(store.workspace, run_id, folder.job_log).pid
     store.update_run(run_id, pid=pid)
-    return run_id
 
 
 def _record(store: RunStore, spec: JobSpec) -> str:
@@ -707,6 +745,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     lim = job_sandbox.job_limits(cuda=torch.cuda.is_available())  # a CPU host caps private memory by default
     if sandboxed:
         lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
+        job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
         spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
@@ -764,6 +803,6 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["JobSpec", "JOB_KINDS", "submit", "request", "queue_position", "max_jobs", "wait", "run_job",
+__all__ = ["JobSpec", "JOB_KINDS", "submit", "submit_group", "request", "queue_position", "max_jobs", "wait", "run_job",
            "StoreControl", "ENV_MAX_JOBS", "torch_threads", "explicit_threads", "THREADS_MACS_PER_CORE", "claim_gpu",
            "job_need", "GPU_QUERY"]

@@ -179,11 +179,19 @@ def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
 
 
 def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *, gpu: bool = True,
-                where: Mapping[str, str] | None = None) -> None:
-    """Raise :class:`QuotaError` when one more job would go over a limit: the owner's storage is full, its
-    queued jobs are at the ``queued`` limit, its live jobs (running, paused and queued) are at ``running``
-    plus ``queued``, or (for a job that may use a GPU, ``gpu``) its GPU-seconds of the last day are spent.
-    ``where`` (:func:`limit_sources`) names where the limit was set, at the end of the message."""
+                where: Mapping[str, str] | None = None, jobs: int = 1) -> None:
+    """Raise :class:`QuotaError` when ``jobs`` more jobs (default one) would go over a limit: the owner's storage
+    is full, its queued jobs would pass the ``queued`` limit, its live jobs (running, paused and queued) would
+    pass ``running`` plus ``queued``, or (for a job that may use a GPU, ``gpu``) its GPU-seconds of the last day
+    are spent. ``where`` (:func:`limit_sources`) names where the limit was set, at the end of the message.
+
+    >>> check_usage({"running": 0, "queued": 0, "storage_mb": 0.0}, {"running": 1, "queued": 2}, jobs=2)
+    >>> try:
+    ...     check_usage({"running": 0, "queued": 0, "storage_mb": 0.0}, {"running": 1, "queued": 2}, jobs=3)
+    ... except QuotaError as e:
+    ...     print(str(e).split(";")[0])
+    one person may have at most 2 job(s) waiting
+    """
     run_cap, queue_cap, mb_cap = limit.get("running"), limit.get("queued"), limit.get("storage_mb")
     gpu_cap = limit.get("gpu_seconds")
 
@@ -195,13 +203,15 @@ def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *,
         raise refuse("storage_mb", f"one person's runs may take at most {mb_cap:g} MiB; received: "
                      f"{used['storage_mb']:.1f} MiB in use. Fix: delete runs you no longer need on the Runs page "
                      "or the Server page, or ask your teacher")
-    if queue_cap is not None and used["queued"] >= queue_cap:
+    more = max(1, int(jobs)) - 1  # the jobs asked for beyond the first
+    asked = f", {more + 1:g} more asked for" if more else ""
+    if queue_cap is not None and used["queued"] + more >= queue_cap:
         raise refuse("queued", f"one person may have at most {queue_cap:g} job(s) waiting; received: "
-                     f"{used['queued']:g} queued. Fix: wait for one to start, or stop one on the Runs page")
-    if run_cap is not None and used["running"] + used["queued"] >= run_cap + (queue_cap or 0):
+                     f"{used['queued']:g} queued{asked}. Fix: wait for one to start, or stop one on the Runs page")
+    if run_cap is not None and used["running"] + used["queued"] + more >= run_cap + (queue_cap or 0):
         raise refuse("running", f"one person may have at most {run_cap:g} job(s) running and {queue_cap or 0:g} "
-                     f"waiting; received: {used['running']:g} running, {used['queued']:g} queued. Fix: wait for "
-                     "one to finish, or stop one on the Runs page")
+                     f"waiting; received: {used['running']:g} running, {used['queued']:g} queued{asked}. Fix: "
+                     "wait for one to finish, or stop one on the Runs page")
     if gpu and gpu_cap is not None and used.get("gpu_seconds", 0.0) >= gpu_cap:
         raise refuse("gpu_seconds", f"one person may use at most {gpu_cap:g} GPU-seconds in 24 hours; received: "
                      f"{used['gpu_seconds']:.0f} GPU-seconds used in the last 24 hours. Fix: set the device to CPU "
@@ -213,15 +223,16 @@ def wants_gpu(device: object) -> bool:
     return str(device or "auto").split(":", 1)[0] not in CPU_DEVICES
 
 
-def check_quota(store: RunStore, owner: str, *, device: str = "auto") -> None:
-    """Refuse a new job of ``owner`` over its quotas (:class:`QuotaError`, worded rule; received; Fix); the
-    GPU-time quota only for a job whose ``device`` may be a GPU (:func:`wants_gpu`). Called by
-    :func:`builder.runs.jobs.submit` under :func:`admit` before anything is recorded."""
+def check_quota(store: RunStore, owner: str, *, device: str = "auto", jobs: int = 1) -> None:
+    """Refuse ``jobs`` new jobs (default one) of ``owner`` over its quotas (:class:`QuotaError`, worded rule;
+    received; Fix); the GPU-time quota only for a job whose ``device`` may be a GPU (:func:`wants_gpu`). Called
+    by :func:`builder.runs.jobs.submit` (and for a whole group by :func:`~builder.runs.jobs.submit_group`) under
+    :func:`admit` before anything is recorded."""
     limit, where = limit_sources(store.workspace, owner)
     if all(v is None for v in limit.values()):
         return
     gpu = wants_gpu(device) and limit.get("gpu_seconds") is not None
-    check_usage(usage(store, owner, gpu=gpu), limit, gpu=gpu, where=where)
+    check_usage(usage(store, owner, gpu=gpu), limit, gpu=gpu, where=where, jobs=jobs)
 
 
 @contextmanager

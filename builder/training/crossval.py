@@ -1,9 +1,11 @@
 """K-fold cross-validation: K runs whose test split is fold k, grouped in the run store, and their summary.
 
-:func:`cross_validate` trains one run per fold through :func:`~builder.training.pipeline.run_training`; each
-run's dataset options carry ``fold`` and ``folds`` (:func:`builder.data.splits.fold_split`: the test split is
-fold k, folds disjoint and covering the data, stratified for classification; validation comes from the other
-folds), so every fold reloads, resumes and explains like any run. The runs are grouped the way search trials
+:func:`cross_validate` trains one run per fold through :func:`~builder.training.pipeline.run_training` in the
+caller's process (the CLI's terminal); the app submits the same folds as jobs instead
+(:func:`crossval_job_specs` with :func:`builder.runs.jobs.submit_group`) and reads them back from the store
+(:func:`fold_rows`, :func:`result_of`). Each run's dataset options carry ``fold`` and ``folds``
+(:func:`builder.data.splits.fold_split`: the test split is fold k, folds disjoint and covering the data,
+stratified for classification; validation comes from the other folds), so every fold reloads, resumes and explains like any run. The runs are grouped the way search trials
 are: tags ``{"crossval": GROUP, "fold": k, "folds": K}`` (:meth:`RunStore.list_runs` with ``tags``).
 :func:`summarise` gives mean ± std (sample standard deviation) of every numeric test metric::
 
@@ -25,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from builder.errors import TrainingError
+from builder.runs.status import RESUMABLE
 
 TAG_GROUP = "crossval"  # the tag naming a cross-validation group (as "study" names a search's trials)
+MAX_FOLDS = 50
 
 
 @dataclass
@@ -95,12 +99,8 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
     """
     from builder.training.pipeline import run_training
 
-    if dataset is not None and not isinstance(dataset, str):
-        raise TrainingError("cross-validation reloads the dataset once per fold; pass its name (and options), "
-                            "not a loaded Dataset")
     opts = dict(dataset_options or {})
-    if "fold" in opts or "folds" in opts:
-        raise TrainingError("give the number of folds with folds=K, not as dataset options")
+    _check_request(dataset, folds, opts)
     group = group or new_group()
     res = CrossValResult(group, int(folds), [], [], [])
     base = name or getattr(project, "name", None) or "cross-validation"
@@ -119,10 +119,75 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
     return res
 
 
+def _check_request(dataset: Any, folds: int, opts: dict) -> None:
+    if dataset is not None and not isinstance(dataset, str):
+        raise TrainingError("cross-validation reloads the dataset once per fold; pass its name (and options), "
+                            "not a loaded Dataset")
+    if "fold" in opts or "folds" in opts:
+        raise TrainingError("give the number of folds with folds=K, not as dataset options")
+    if not 2 <= int(folds) <= MAX_FOLDS:
+        raise TrainingError(f"cross-validation has 2 to {MAX_FOLDS} folds; received: {folds}. Fix: e.g. 5")
+
+
+def crossval_job_specs(project: Any, dataset: str, config: dict | None = None, *, folds: int = 5,
+                       dataset_options: dict | None = None, owner: str = "local", name: str | None = None,
+                       group: str | None = None) -> tuple[str, list[Any]]:
+    """The group name and the :class:`~builder.runs.jobs.JobSpec` of each fold: a training job whose test split is
+    fold k (dataset options ``fold``/``folds``), tagged with the group. :func:`builder.runs.jobs.submit_group`
+    submits them all or none, so each fold is a job like any run (its own sandboxed process with limits, the
+    owner's quotas counting every fold, stop/resume on the Runs page) and nothing trains in the caller's process.
+    The fold runs are those :func:`cross_validate` trains in the caller's own process (the CLI's terminal).
+
+    Raises:
+        TrainingError: a loaded Dataset instead of a name, fold options given, or folds outside 2..50.
+    """
+    from builder.runs.jobs import JobSpec
+
+    opts = dict(dataset_options or {})
+    _check_request(dataset, folds, opts)
+    k_all, group = int(folds), group or new_group()
+    data = project.model_dump(mode="json") if hasattr(project, "model_dump") else dict(project)
+    base = name or data.get("name") or "cross-validation"
+    return group, [JobSpec(project=data, dataset=dataset, dataset_options={**opts, "fold": k, "folds": k_all},
+                           config=dict(config or {}), owner=owner, name=f"{base} fold {k + 1}/{k_all}",
+                           tags={TAG_GROUP: group, "fold": k, "folds": k_all}) for k in range(k_all)]
+
+
+def fold_rows(runs: Sequence[dict]) -> list[dict]:
+    """One row per fold run record (as the store returns it, in fold order): ``fold`` (1-based), ``run``,
+    ``status``, ``epochs`` (done/planned), ``message`` (the one line of a fold that ended before its last epoch:
+    failed, interrupted or stopped) and its test metrics once it has them.
+
+    >>> fold_rows([{"id": "r1", "status": "finished", "epochs_done": 3, "config": {"epochs": 3},
+    ...             "test_metrics": {"accuracy": 0.9}, "tags": {"fold": 0}},
+    ...            {"id": "r2", "status": "failed", "epochs_done": 0, "config": {"epochs": 3},
+    ...             "message": "the training job died from SIGSEGV", "tags": {"fold": 1}}])[1]["message"]
+    'the training job died from SIGSEGV'
+    """
+    rows = []
+    for k, run in enumerate(runs):
+        planned = (run.get("config") or {}).get("epochs")
+        rows.append({"fold": int((run.get("tags") or {}).get("fold", k)) + 1, "run": run.get("id"),
+                     "status": str(run.get("status")),
+                     "epochs": f"{run.get('epochs_done') or 0}/{planned}" if planned else str(run.get("epochs_done") or 0),
+                     "message": " ".join(str(run.get("message") or "").split())[:300]
+                     if run.get("status") in RESUMABLE else "",
+                     **dict(run.get("test_metrics") or {})})
+    return rows
+
+
+def result_of(group: str, runs: Sequence[dict]) -> CrossValResult:
+    """The :class:`CrossValResult` of a group's fold run records (in fold order): statuses, the test metrics of the
+    folds that have them and their summary."""
+    tests = [dict(r["test_metrics"]) for r in runs if r.get("test_metrics")]
+    return CrossValResult(group, len(runs), [r.get("id") for r in runs], [str(r.get("status")) for r in runs], tests,
+                          summarise(tests))
+
+
 def group_runs(store: Any, group: str) -> list[dict]:
     """The runs of one cross-validation group, by fold."""
     runs = store.list_runs(limit=10_000, tags={TAG_GROUP: group})
     return sorted(runs, key=lambda r: (r.get("tags") or {}).get("fold", 0))
 
 
-__all__ = ["CrossValResult", "cross_validate", "summarise", "format_summary", "group_runs", "new_group", "TAG_GROUP"]
+__all__ = ["CrossValResult", "cross_validate", "crossval_job_specs", "fold_rows", "result_of", "MAX_FOLDS", "summarise", "format_summary", "group_runs", "new_group", "TAG_GROUP"]

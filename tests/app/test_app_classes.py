@@ -104,3 +104,29 @@ def test_first_visit_guide_trains_this_network_and_hides(job_workspace):
     fresh = open_app("app_pages/build.py", owner=OTHER)
     fresh.button(key="ll_guide_hide").click().run()
     assert "ll_train_this" not in [b.key for b in fresh.button]
+
+
+def test_a_model_that_crashes_the_leaderboards_scoring_is_one_line_and_the_page_serves(workspace, monkeypatch):
+    from builder.interpret.probe import ModelProbe
+    from builder.runs import classes
+    from builder.runs.store import RunStore
+    from builder.training.pipeline import run_training
+
+    monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    # test hook: in the probe's child, scoring on a held-out set drawn with seed 666 segfaults
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", "tests.interpret.test_probe_runs:crash_in_holdout")
+    cls = classes.create_class(workspace, TEACHER, "ML", builder.load_template("mlp"),
+                               holdout={"dataset": "moons", "options": {"seed": 666, "n_samples": 300}})
+    classes.join_class(workspace, cls["code"], ME)
+    rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, RunStore(workspace),
+                       owner=ME).run_id
+    teacher = open_app("app_pages/classes.py", owner=TEACHER)
+    assert_no_exception(teacher)
+    (line,) = [w.value for w in teacher.warning if "Not scored on the held-out set" in w.value]
+    assert "SIGSEGV" in line and "\n" not in line
+    assert any(c.value == "No finished run yet." for c in teacher.caption)  # the board leaves the run out
+    assert any(rid in m.value for m in teacher.markdown)  # and the page goes on with the students' runs
+    teacher.run()  # cached: one line again, the model is not run again
+    assert_no_exception(teacher)
+    assert teacher.session_state["ll_xp_probe"].starts == 1

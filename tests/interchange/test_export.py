@@ -154,3 +154,21 @@ def test_failed_export_file_is_inert(node_id, capsys):
 def test_export_refuses_a_bad_class_name(example_project):
     with pytest.raises(LayerLabError, match="identifier"):
         export_python(example_project, class_name="Model():\n    pass\nimport os\nclass X")
+
+
+def test_the_py_export_builds_its_model_on_the_meta_device(monkeypatch):
+    """The .py download (Build and Runs pages, in the server's process) reads only the generated code: the model
+    it compiles for it allocates nothing (every parameter and buffer on the meta device)."""
+    from builder.interchange import python_export
+
+    built = []
+    real = python_export.compile_graph
+
+    def spy(*a, **k):
+        model = real(*a, **k)
+        built.append({t.device.type for t in [*model.parameters(), *model.buffers()]})
+        return model
+
+    monkeypatch.setattr(python_export, "compile_graph", spy)
+    source = python_export.export_python(load_template("cnn"))
+    assert "class Model(nn.Module)" in source and built == [{"meta"}]

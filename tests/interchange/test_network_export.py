@@ -169,3 +169,28 @@ def test_bad_parts_are_refused_with_the_rule(parts, match):
     project.training["parts"] = parts
     with pytest.raises(NetworkError, match=match):
         network_names(project)
+
+
+def test_a_networks_weights_download_is_cut_in_a_worker_and_holds_its_weights(gan_run, monkeypatch):
+    """The Runs page's weights of one network: built and loaded in a worker process (building it here fails), the
+    bytes hold exactly the network's weights from the run (network_state), under the network graph's own names."""
+    from safetensors.torch import load
+
+    from builder.interchange import network_export
+    from builder.interchange.network_export import network_downloads
+    from builder.training.weights import read_weights
+
+    def not_here(*_a, **_k):
+        raise AssertionError("the network was built in the caller's process")
+
+    monkeypatch.setattr(network_export, "network_model", not_here)
+    ws, rid = gan_run
+    store = RunStore(ws)
+    project = store.get(rid)["project"]
+    got = network_downloads(project, "generator", store.weights_path(rid))
+    expected = network_state(project, "generator", read_weights(store.weights_path(rid))[0])
+    cut = load(got["weights"])
+    assert set(cut) == set(expected)
+    for k, v in expected.items():
+        torch.testing.assert_close(cut[k], v)
+    assert network_downloads(project, "generator", None)["weights"] is None

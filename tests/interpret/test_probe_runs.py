@@ -32,6 +32,27 @@ def crash_in_drift() -> None:
     drift.check_drift = check_drift
 
 
+def crash_in_holdout() -> None:
+    """Inside the child: scoring on a held-out set drawn with seed 666 segfaults (a torch bug in the model), with
+    seed 667 it hangs (a model that never returns)."""
+    import ctypes
+    import time
+
+    from builder.runs import classes
+
+    original = classes.evaluate_holdout
+
+    def evaluate_holdout(store, run_id, holdout, metric):
+        seed = holdout.get("options", {}).get("seed")
+        if seed == 666:
+            ctypes.string_at(0)
+        while seed == 667:
+            time.sleep(1)
+        return original(store, run_id, holdout, metric)
+
+    classes.evaluate_holdout = evaluate_holdout
+
+
 @pytest.fixture(scope="module")
 def moons(tmp_path_factory):
     ws = tmp_path_factory.mktemp("ws")
@@ -64,3 +85,53 @@ def test_drift_in_the_probe_is_the_in_process_report_and_a_crash_is_one_line(moo
     assert got["moved"] == want["moved"] == [want["features"][0]["name"]]
     assert [f["p_value"] for f in got["features"]] == pytest.approx([f["p_value"] for f in want["features"]])
     assert got["prediction"]["confidence_new"] == pytest.approx(want["prediction"]["confidence_new"], abs=1e-6)
+
+
+def test_leaderboard_scores_in_the_probe_and_a_crash_is_one_cached_line(moons, monkeypatch):
+    from builder.runs import classes
+
+    store, rid, _ = moons
+    ws = store.workspace
+    monkeypatch.setenv("LAYERLAB_TEACHERS", "t@school.org")
+    monkeypatch.delenv("LAYERLAB_SERVER_CONFIG", raising=False)
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:crash_in_holdout")
+    run = store.get(rid)
+    good = classes.create_class(ws, "user:t@school.org", "ok", builder.load_template("mlp"),
+                                holdout={"dataset": "moons", "options": {"seed": 7, "n_samples": 300}})
+    bad = classes.create_class(ws, "user:t@school.org", "crash", builder.load_template("mlp"),
+                               holdout={"dataset": "moons", "options": {"seed": 666, "n_samples": 300}})
+    probe = ModelProbe()
+    try:
+        def scorer(run_id, holdout, metric):
+            return probe.holdout(ws, run_id, holdout, metric)
+
+        here = classes.evaluate_holdout(store, rid, good["holdout"], "accuracy")
+        value, error = classes.holdout_result(store, good, run, scorer)
+        assert error is None and value == pytest.approx(here, abs=1e-6)  # the child's answer is the in-process one
+        value, error = classes.holdout_result(store, bad, run, scorer)
+        assert value is None and "SIGSEGV" in error and "\n" not in error and not probe.running
+        starts = probe.starts
+        assert classes.holdout_result(store, bad, run, scorer) == (None, error)  # cached: the model is not run again
+        assert probe.starts == starts
+        assert classes.holdout_result(store, good, run, scorer)[0] == pytest.approx(here, abs=1e-6)
+    finally:
+        probe.close()
+
+
+def test_a_leaderboard_score_that_hangs_is_one_line_after_the_probes_timeout(moons, monkeypatch):
+    from builder.runs import classes
+
+    store, rid, _ = moons
+    monkeypatch.setenv("LAYERLAB_TEACHERS", "t@school.org")
+    monkeypatch.delenv("LAYERLAB_SERVER_CONFIG", raising=False)
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:crash_in_holdout")
+    hung = classes.create_class(store.workspace, "user:t@school.org", "hang", builder.load_template("mlp"),
+                                holdout={"dataset": "moons", "options": {"seed": 667, "n_samples": 300}})
+    probe = ModelProbe(timeout=10)
+    try:
+        value, error = classes.holdout_result(store, hung, store.get(rid),
+                                              lambda r, h, m: probe.holdout(store.workspace, r, h, m))
+        assert value is None and "did not answer within 10 s" in error and "\n" not in error
+        assert not probe.running  # the hung child was stopped
+    finally:
+        probe.close()

@@ -122,8 +122,16 @@ def test_leaderboard_scores_the_teachers_held_out_set(ws):
     c = classes.join_class(ws, c["code"], STUDENTS[0])
     rid = run_training(classes.starter_project(c), "moons", {"epochs": 2, "seed": 0},  # trained for the class
                        store.as_actor(classes.actor_for(ws, STUDENTS[0])), owner=STUDENTS[0]).run_id
-    (row,) = classes.leaderboard(store, c)
-    assert row["id"] == rid and 0.0 <= row["test"] <= 1.0
+    assert classes.leaderboard(store, c) == []  # no scorer: nothing runs a model here, nothing is scored
+    calls = []
+
+    def scorer(run_id, holdout, metric):  # the app's runs the model in the sandboxed probe (tests/interpret)
+        calls.append(run_id)
+        return classes.evaluate_holdout(store, run_id, holdout, metric)
+
+    (row,) = classes.leaderboard(store, c, scorer=scorer)
+    assert row["id"] == rid and 0.0 <= row["test"] <= 1.0 and row["test_error"] is None
+    assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == row["test"] and calls == [rid]  # cached
     assert any(k.startswith(rid) for k in json.loads((ws / "classes" / f"{c['id']}.scores.json").read_text()))
     assert [x["id"] for x in classes.list_classes(ws)] == [c["id"]]  # the scores file is not a class
     with pytest.raises(ClassError, match="held-out set"):

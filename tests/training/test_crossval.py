@@ -13,7 +13,7 @@ from builder.data.splits import fold_indices, split_indices
 from builder.errors import DatasetError, TrainingError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
-from builder.training.crossval import cross_validate, group_runs, summarise
+from builder.training.crossval import cross_validate, crossval_job_specs, group_runs, summarise
 
 
 @pytest.mark.parametrize("stratify", [True, False])
@@ -84,3 +84,32 @@ def test_cli_train_folds_json(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 0 and out["folds"] == 2 and len(out["run_ids"]) == 2
     assert {"mean", "std"} <= set(out["summary"]["accuracy"])
+
+
+def test_crossval_job_specs_are_training_jobs_tagged_with_the_group():
+    group, specs = crossval_job_specs(load_template("mlp"), "moons", {"epochs": 2}, folds=3,
+                                      dataset_options={"n": 200}, owner="anon:" + "a" * 32)
+    assert [s.dataset_options for s in specs] == [{"n": 200, "fold": k, "folds": 3} for k in range(3)]
+    assert [s.tags for s in specs] == [{"crossval": group, "fold": k, "folds": 3} for k in range(3)]
+    assert {s.kind for s in specs} == {"train"} and {s.owner for s in specs} == {"anon:" + "a" * 32}
+    assert specs[1].name.endswith("fold 2/3") and specs[0].config == {"epochs": 2}
+
+
+@pytest.mark.parametrize(("kw", "text"), [({"folds": 1}, "2 to 50"), ({"folds": 51}, "2 to 50"),
+                                          ({"dataset_options": {"fold": 0}}, "folds=K")])
+def test_crossval_job_specs_refuse_bad_requests(kw, text):
+    with pytest.raises(TrainingError, match=text):
+        crossval_job_specs(load_template("mlp"), "moons", **kw)
+
+
+def test_submit_group_refuses_jobs_of_two_owners_and_records_nothing(tmp_path):
+    from builder.runs.jobs import submit_group
+
+    store = RunStore(tmp_path)
+    _, specs = crossval_job_specs(load_template("mlp"), "moons", folds=2, owner="anon:" + "a" * 32)
+    specs[1].owner = "anon:" + "b" * 32
+    with pytest.raises(TrainingError, match="one owner"):
+        submit_group(store, specs)
+    with pytest.raises(TrainingError, match="one owner"):
+        submit_group(store, [])
+    assert store.list_runs() == []

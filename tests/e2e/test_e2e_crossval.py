@@ -1,0 +1,83 @@
+"""End-to-end: Train › Cross-validate with a graph that crashes torch. The folds are jobs (sandboxed processes
+of their own): the crashing fold is a failed run with one line, the other fold finishes, and the server goes on
+answering this browser and another page.
+
+The crash is the job test hook ``LAYERLAB_TEST_CRASH_JOB`` (read only inside the sandboxed job process): the job
+of fold 1 dies by SIGSEGV before it builds the model, as a segfault in torch's native code would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import urllib.request
+
+import pytest
+from e2e_helpers import fill_field, goto_page, open_app, wait_idle
+from playwright.sync_api import expect
+
+from builder.runs import jobs
+from builder.runs.job_sandbox import TEST_CRASH_ENV
+from builder.runs.store import RunStore
+from tests.serving import ARTIFACTS, StreamlitServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ENV = {"LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_MAX_JOBS": "2", "LAYERLAB_LAUNCHER_IDLE_S": "30",
+       TEST_CRASH_ENV: "fold 1/"}
+
+
+@pytest.fixture
+def server(tmp_path):
+    ws = tmp_path / "ws"
+    with StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws), **ENV},
+                         log_path=ARTIFACTS / "streamlit-crossval.log") as srv:
+        yield srv, ws
+    pidfile = ws / jobs.LAUNCHER_PID  # the warm launcher and any job left are ended by the pid they wrote
+    if pidfile.is_file():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    if (ws / "layerlab.db").is_file():
+        store = RunStore(ws)
+        for r in store.list_runs(limit=100):
+            if r["status"] in ("queued", "running", "paused"):
+                with contextlib.suppress(ProcessLookupError, TypeError):
+                    os.kill(store.get(r["id"])["pid"], signal.SIGKILL)
+
+
+def test_a_crashing_fold_fails_with_one_line_and_the_server_keeps_serving(browser, server):
+    srv, ws = server
+    ctx = browser.new_context(viewport={"width": 1500, "height": 950})
+    page = ctx.new_page()
+    page.base_url = srv.url
+    open_app(page)  # the first visit's CNN on 8x8 digits (small: cross-validation is offered)
+    goto_page(page, "Train")
+    page.locator("[data-testid=stButtonGroup] button", has_text="Cross-validate").first.click()
+    go = page.get_by_role("button", name=re.compile("Run cross-validation"))
+    go.wait_for(timeout=30_000)
+    wait_idle(page)
+    fill_field(page, "Folds (K)", "2")
+    fill_field(page, "Epochs per fold", "1")
+    go.click()
+
+    main = page.locator("[data-testid=stMain]")
+    # fold 1's job died by SIGSEGV: one line on the page; fold 2 trained in its own process and finished
+    crash = page.locator("[data-testid=stAlertContentError]", has_text="Fold 1")
+    expect(crash).to_contain_text("SIGSEGV", timeout=240_000)
+    assert "\n" not in crash.first.inner_text().strip()
+    expect(main).to_contain_text("runs tagged crossval=", timeout=60_000)
+    store = RunStore(ws)
+    runs = sorted(store.list_runs(limit=10), key=lambda r: r["tags"]["fold"])
+    statuses = jobs.wait(store, [r["id"] for r in runs], 240)
+    assert [statuses[r["id"]] for r in runs] == ["failed", "finished"], [store.get(r["id"])["message"] for r in runs]
+    expect(page.locator("[data-testid=stMetric]", has_text="accuracy").first).to_be_visible(timeout=60_000)
+
+    # the server answers: its health endpoint, and another page of this browser
+    with urllib.request.urlopen(f"{srv.url}/_stcore/health", timeout=30) as r:
+        assert r.status == 200
+    goto_page(page, "Runs")
+    expect(main).to_contain_text("Run details", timeout=60_000)
+    expect(main).to_contain_text(re.compile("|".join(r["id"] for r in runs)), timeout=30_000)
+    ctx.close()
