@@ -213,7 +213,7 @@ def _scorer(store):
     from app_pages.explain_tryit import session_probe
 
     def score(run_id: str, holdout: dict, metric: str):
-        return session_probe().holdout(store.workspace, run_id, holdout, metric)
+        return session_probe().holdout(store, run_id, holdout, metric)
 
     return score
 

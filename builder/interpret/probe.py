@@ -192,7 +192,7 @@ class ModelProbe:
         """
         return self.request(store, run_id, "", "vae_probe", count=int(count), shown=int(shown))
 
-    def holdout(self, workspace: str | os.PathLike, run_id: str, holdout: dict, metric: str) -> float | None:
+    def holdout(self, store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
         """:func:`builder.runs.classes.evaluate_holdout` in the child: the run's ``metric`` on a class's held-out
         test split (None when its model does not fit the data); the class leaderboard's
         :data:`~builder.runs.classes.HoldoutScorer`.
@@ -200,7 +200,7 @@ class ModelProbe:
         Raises:
             LayerLabError: one line (ExplainError) for a crash, a timeout or running out of memory in the child.
         """
-        value = self.request(workspace, run_id, "", "holdout", dict(holdout), str(metric))
+        value = self.request(store, run_id, "", "holdout", dict(holdout), str(metric))
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def _exchange(self, child: _Child, msg: dict) -> Any:

@@ -72,9 +72,11 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     assert any("Your quota on this server: 0 of 2 waiting" in c.value for c in other.caption)
     # the teacher sees the student's runs, the leaderboard, and stops a live job
     store = RunStore(workspace, actor=SYSTEM)
-    done = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="mine")
+    done = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="mine",
+                            class_id=cls["id"])  # a member's runs of the starter are the class's
     store.finish(done, "finished", test={"accuracy": 0.875})
-    live = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="runaway")
+    live = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="runaway",
+                            class_id=cls["id"])
     store.update_status(live, "running")
     teacher.run()
     assert any("0.875" in m.value for m in teacher.markdown)
@@ -118,9 +120,9 @@ def test_a_model_that_crashes_the_leaderboards_scoring_is_one_line_and_the_page_
     monkeypatch.setattr(ModelProbe, "TEST_HOOK", "tests.interpret.test_probe_runs:crash_in_holdout")
     cls = classes.create_class(workspace, TEACHER, "ML", builder.load_template("mlp"),
                                holdout={"dataset": "moons", "options": {"seed": 666, "n_samples": 300}})
-    classes.join_class(workspace, cls["code"], ME)
-    rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, RunStore(workspace),
-                       owner=ME).run_id
+    cls = classes.join_class(workspace, cls["code"], ME)
+    rid = run_training(classes.starter_project(cls), "moons", {"epochs": 1, "seed": 0},  # trained for the class
+                       RunStore(workspace, actor=classes.actor_for(workspace, ME)), owner=ME).run_id
     teacher = open_app("app_pages/classes.py", owner=TEACHER)
     assert_no_exception(teacher)
     (line,) = [w.value for w in teacher.warning if "Not scored on the held-out set" in w.value]

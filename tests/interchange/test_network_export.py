@@ -185,7 +185,7 @@ def test_a_networks_weights_download_is_cut_in_a_worker_and_holds_its_weights(ga
 
     monkeypatch.setattr(network_export, "network_model", not_here)
     ws, rid = gan_run
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     project = store.get(rid)["project"]
     got = network_downloads(project, "generator", store.weights_path(rid))
     expected = network_state(project, "generator", read_weights(store.weights_path(rid))[0])

@@ -103,7 +103,7 @@ def test_leaderboard_scores_in_the_probe_and_a_crash_is_one_cached_line(moons, m
     probe = ModelProbe()
     try:
         def scorer(run_id, holdout, metric):
-            return probe.holdout(ws, run_id, holdout, metric)
+            return probe.holdout(store, run_id, holdout, metric)
 
         here = classes.evaluate_holdout(store, rid, good["holdout"], "accuracy")
         value, error = classes.holdout_result(store, good, run, scorer)
@@ -130,7 +130,7 @@ def test_a_leaderboard_score_that_hangs_is_one_line_after_the_probes_timeout(moo
     probe = ModelProbe(timeout=10)
     try:
         value, error = classes.holdout_result(store, hung, store.get(rid),
-                                              lambda r, h, m: probe.holdout(store.workspace, r, h, m))
+                                              lambda r, h, m: probe.holdout(store, r, h, m))
         assert value is None and "did not answer within 10 s" in error and "\n" not in error
         assert not probe.running  # the hung child was stopped
     finally:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from builder.access import SYSTEM
+from builder.access import SYSTEM, Actor
 from builder.data import load_dataset
 from builder.data.splits import fold_indices, split_indices
 from builder.errors import DatasetError, TrainingError
@@ -105,7 +105,7 @@ def test_crossval_job_specs_refuse_bad_requests(kw, text):
 def test_submit_group_refuses_jobs_of_two_owners_and_records_nothing(tmp_path):
     from builder.runs.jobs import submit_group
 
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=Actor("anon:" + "a" * 32))
     _, specs = crossval_job_specs(load_template("mlp"), "moons", folds=2, owner="anon:" + "a" * 32)
     specs[1].owner = "anon:" + "b" * 32
     with pytest.raises(TrainingError, match="one owner"):
