@@ -67,6 +67,8 @@ class JobSpec:
     then holds the overrides. ``kind`` ``"prune"``: the job prunes run ``prune["parent"]`` into the recorded run
     and fine-tunes it (:func:`builder.training.prune.run_prune_job`; ``prune`` holds the arguments of
     :func:`~builder.training.prune.prune_run`, the spec is made by :func:`~builder.training.prune.prune_job_spec`).
+    ``tracking``: the MLflow tracker the submitter chose for this run (:func:`builder.runs.tracking.resolve_tracking`
+    at submission; checked again by the job), never a setting of the server process.
     """
 
     project: dict
@@ -81,6 +83,7 @@ class JobSpec:
     callbacks: list[str] = field(default_factory=list)
     kind: Literal["train", "prune"] = "train"
     prune: dict = field(default_factory=dict)
+    tracking: str | None = None
 
 
 JOB_KINDS = ("train", "prune")
@@ -151,6 +154,7 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     from builder.graph.project import load_project
     from builder.training.config import TrainConfig
 
+    tracking = _tracking(store, spec)  # a destination the owner may not use is refused before anything is recorded
     if spec.resume_run:
         store.mark_interrupted()
         run = store.get(spec.resume_run)
@@ -173,6 +177,7 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     folder = store.folder(run_id)
     folder.path.mkdir(parents=True, exist_ok=True)
     data = asdict(spec)
+    data["tracking"] = tracking
     if spec.resume_run and folder.job_spec.is_file():  # keep what the run was first started with
         old = json.loads(folder.job_spec.read_text(encoding="utf-8"))
         data["origin"] = old.get("origin") or old
@@ -181,6 +186,16 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     _write_json(folder.job_spec, data)
     store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
     return run_id
+
+
+def _tracking(store: RunStore, spec: JobSpec) -> str | None:
+    """The MLflow tracker of a job: the spec's, else its owner's choice (:func:`builder.runs.tracking.resolve_tracking`),
+    checked for its owner. Raises LayerLabError for a destination the owner may not use."""
+    from builder.runs.tracking import check_destination, resolve_tracking
+
+    if spec.tracking:
+        return check_destination(spec.tracking, store.workspace, spec.owner)
+    return resolve_tracking(store.workspace, spec.owner)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -705,7 +720,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
 
             # resume_run, and for an unstructured pruned run its mask re-installed first
             result = resume_pruned(store, run_id, callbacks=callbacks, overrides=dict(spec.config or {}) or None,
-                                   claimed=True)
+                                   claimed=True, tracking=spec.tracking)
         elif first.kind == "prune":  # a prune job (or one stopped before its first checkpoint): prune, fine-tune
             from builder.training.prune import run_prune_job
 
@@ -715,7 +730,8 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
         else:  # a new run, or one stopped before its first checkpoint: train from the start
             config = {**first.config, **spec.config} if first is not spec else dict(spec.config or {})
             result = run_training(first.project, first.dataset, config, store, callbacks,
-                                  dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id)
+                                  dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id,
+                                  tracking=spec.tracking)
     except Exception as e:
         traceback.print_exc()
         run, limit = store.get(run_id), job_sandbox.failure_message(e, lim)
