@@ -77,5 +77,11 @@ class RunStoreError(LayerLabError):
     """A run cannot be found, resumed or written."""
 
 
+class DiskFullError(RunStoreError, DatasetError, TrainingError):
+    """A write met a full disk (or quota): one line naming the file system, the free and the needed space
+    (:mod:`builder.disk`). Also a RunStoreError, DatasetError and TrainingError, so the handlers of the stores,
+    caches and trainer that meet it report it as their own."""
+
+
 __all__ = ["Problem", "LayerLabError", "ProjectFormatError", "GraphError", "BudgetError",
-           "DatasetError", "TrainingError", "ExplainError", "RunStoreError"]
+           "DatasetError", "TrainingError", "ExplainError", "RunStoreError", "DiskFullError"]
