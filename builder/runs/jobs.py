@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from builder.errors import RunStoreError, TrainingError
+from builder.errors import DiskFullError, RunStoreError, TrainingError
 from builder.runs import gpus as _gpus
 from builder.runs import job_sandbox
 from builder.runs.launcher import pid_alive, spawn_detached
@@ -733,12 +733,18 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
                                   dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id,
                                   tracking=spec.tracking)
     except Exception as e:
-        traceback.print_exc()
-        run, limit = store.get(run_id), job_sandbox.failure_message(e, lim)
-        if not is_final(run["status"]):  # failed before the trainer could record it
-            store.finish(run_id, RunStatus.FAILED, message=limit or str(e) or type(e).__name__)
-        elif limit and run["status"] == RunStatus.FAILED:  # the trainer recorded it; name the limit it met
-            store.update_run(run_id, message=limit)
+        if isinstance(e, DiskFullError):  # one line, as everywhere (builder.disk)
+            print(f"job {run_id}: {e}", flush=True)
+        else:
+            traceback.print_exc()
+        try:
+            run, limit = store.get(run_id), job_sandbox.failure_message(e, lim)
+            if not is_final(run["status"]):  # failed before the trainer could record it
+                store.finish(run_id, RunStatus.FAILED, message=limit or str(e) or type(e).__name__)
+            elif limit and run["status"] == RunStatus.FAILED:  # the trainer recorded it; name the limit it met
+                store.update_run(run_id, message=limit)
+        except DiskFullError as full:  # not even the failure fits: the run is marked interrupted, resumable
+            print(f"job {run_id}: {full}", flush=True)
         return 1
     finally:
         job_sandbox.leave(tmp)

@@ -96,3 +96,23 @@ def test_an_upload_on_a_full_disk_leaves_no_partial_file(small_disk):
     assert list(target.parent.iterdir()) == []  # no truncated file under the content-addressed name
     write_atomic(target, b"x" * 1000, "the upload .csv")
     assert target.read_bytes() == b"x" * 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("leave", [60_000, 400_000])
+def test_training_on_a_full_disk_ends_with_one_line(small_disk, leave, capsys):
+    from builder import cli
+
+    ws = small_disk / "ws"
+    assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "1", "--quiet", "--workspace", str(ws)]) == 0
+    before = RunStore(ws).list_runs()
+    capsys.readouterr()
+    filler = _fill(small_disk, leave=leave)
+    code = cli.main(["train", "cnn", "--dataset", "digits", "--epochs", "3", "--quiet", "--workspace", str(ws)])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and err.startswith("error: the disk is full") and "\n" not in err, err
+    _one_line(err[len("error: "):], small_disk)
+    filler.unlink()
+    store = RunStore(ws)
+    assert store.get(before[0]["id"])["status"] == "finished"  # what was there is intact
+    assert store.folder(before[0]["id"]).weights.is_file()
