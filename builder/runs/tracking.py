@@ -151,12 +151,15 @@ def allowed_by(uri: str, entry: str) -> bool:
     >>> allowed_by("https://ml.school.org/team-a", "https://ml.school.org:443")
     True
     >>> allowed_by("https://ml.school.org.evil.com", "https://ml.school.org"), allowed_by("http://ml.school.org/x",
-    ...     "https://ml.school.org")
-    (False, False)
+    ...     "https://ml.school.org"), allowed_by("https://ml.school.org/a/../b", "https://ml.school.org/a")
+    (False, False, False)
     """
     a, b = _origin(uri), _origin(entry)
     if a is not None or b is not None:
-        return a is not None and b is not None and a[:3] == b[:3] and (a[3] + "/").startswith(b[3] + "/")
+        dots = a is not None and any(seg.lower() in (".", "..", "%2e", "%2e%2e", ".%2e", "%2e.")
+                                     for seg in a[3].split("/"))  # a client collapses them: out of the path
+        return (a is not None and b is not None and not dots and a[:3] == b[:3]
+                and (a[3] + "/").startswith(b[3] + "/"))
     pa, pb = _local_paths(uri), _local_paths(entry)
     if pa or pb:
         return bool(pa and pb) and pa[0].resolve() == pb[0].resolve()
@@ -511,23 +514,31 @@ def _target_status(run: dict) -> str:
 
 
 def sync_run(tracker: Tracker, store, run_id: str, state: TrackingState, *, final: bool,
-             current: dict | None = None, have: set[tuple[str, int]] | None = None) -> int:
+             current: dict | None = None, have: set[tuple[str, int]] | None = None, backfill: bool = True) -> int:
     """Write to ``tracker`` what of run ``run_id`` has not reached it yet, recording each part in ``state`` as it
     lands: the MLflow run (found again by its tag, else created), the parameters, every epoch's metrics not yet
-    there (``current``: the epoch just ended, when the store may not hold it yet), and with ``final`` the test
-    metrics, artefacts and final status. ``have``: the ``(metric, step)`` pairs the tracker holds (read from it
-    by an export; default: ``state.steps``). Returns the number of parts written. Tracker errors propagate
-    (``state`` keeps what landed before)."""
-    run = store.get(run_id)
+    there (``current``: the epoch just ended, when the store may not hold it yet; ``backfill`` False: only it,
+    the tracker missing nothing before), and with ``final`` the test metrics, artefacts and final status.
+    ``have``: the ``(metric, step)`` pairs the tracker holds (read from it by an export; default:
+    ``state.steps``). Returns the number of parts written. Tracker errors propagate (``state`` keeps what
+    landed before)."""
+    got: dict = {}
+
+    def run() -> dict:
+        if not got:
+            got.update(store.get(run_id))
+        return got
+
     wrote = 0
     if state.mlflow_run_id is None:
-        state.mlflow_run_id = tracker.start(run, run_tags(store, run))
+        state.mlflow_run_id = tracker.start(run(), run_tags(store, run()))
         wrote += 1
     mid = state.mlflow_run_id
     if not state.params:
-        tracker.log_params(mid, run_params(run))
+        tracker.log_params(mid, run_params(run()))
         state.params, wrote = True, wrote + 1
-    events = {int(ev.get("epoch", 0)): ev for ev in store.metrics(run_id, "epoch")}
+    events = {} if current is not None and not backfill else {int(ev.get("epoch", 0)): ev
+                                                                for ev in store.metrics(run_id, "epoch")}
     if current is not None:
         events[int(current.get("epoch", 0))] = current
     rows = []
@@ -540,16 +551,16 @@ def sync_run(tracker: Tracker, store, run_id: str, state: TrackingState, *, fina
     if not final:
         return wrote
     if not state.test:
-        test = {k: v for k, v in eval_metrics(run.get("test_metrics")).items() if have is None or (k, -1) not in have}
-        tracker.log_metrics(mid, test, step=int(run.get("epochs_done") or 0))
+        test = {k: v for k, v in eval_metrics(run().get("test_metrics")).items() if have is None or (k, -1) not in have}
+        tracker.log_metrics(mid, test, step=int(run().get("epochs_done") or 0))
         state.test, wrote = True, wrote + bool(test)
     if not state.artifacts:
         with tempfile.TemporaryDirectory(prefix="layerlab-mlflow-") as tmp:
             tracker.log_artifacts(mid, _artefacts(store, run_id, Path(tmp)))
         state.artifacts, wrote = True, wrote + 1
-    if state.status != _target_status(run):
-        tracker.end(mid, run["status"])
-        state.status, wrote = _target_status(run), wrote + 1
+    if state.status != _target_status(run()):
+        tracker.end(mid, run()["status"])
+        state.status, wrote = _target_status(run()), wrote + 1
     return wrote
 
 
@@ -588,6 +599,7 @@ class MlflowCallback(Callback):
         self.tracker: Tracker | None = None
         self.state = tracking_state(store, run_id, uri)
         self.failures, self.wait = 0, 0
+        self.behind = True  # the tracker may lack epochs (an outage, a resumed run): the next write reads the store
 
     @property
     def mlflow_id(self) -> str | None:
@@ -595,7 +607,7 @@ class MlflowCallback(Callback):
         return self.state.mlflow_run_id
 
     def _fail(self, e: Exception) -> None:
-        self.tracker = None
+        self.tracker, self.behind = None, True
         self.state.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
         self.wait = RETRY_EPOCHS[min(self.failures, len(RETRY_EPOCHS) - 1)]
         self.failures += 1
@@ -607,8 +619,9 @@ class MlflowCallback(Callback):
         try:
             if self.tracker is None:
                 self.tracker = Tracker(self.uri, workspace=self.store.workspace)
-            sync_run(self.tracker, self.store, self.run_id, self.state, final=final, current=current)
-            self.state.error, self.failures = None, 0
+            sync_run(self.tracker, self.store, self.run_id, self.state, final=final, current=current,
+                     backfill=self.behind)
+            self.state.error, self.failures, self.behind = None, 0, False
         except Exception as e:  # unreachable server, bad URI, missing driver: never break training
             self._fail(e)
         with contextlib.suppress(OSError):  # the record is a help for later repairs, not a reason to stop

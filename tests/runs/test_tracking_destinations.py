@@ -154,3 +154,24 @@ def test_jobs_carry_their_owners_tracker_not_the_servers_environment(job_workspa
     assert not (tmp_path / "leak.db").exists() or _mlflow_runs(leaked) == {}
     with pytest.raises(LayerLabError, match="only where its admin allows"):  # a spec naming another tracker
         submit(store, JobSpec(project=project, dataset="moons", config={"epochs": 2}, owner=BOB, tracking=leaked))
+
+
+_HOSTS = st.sampled_from(["ml.school.org", "ML.school.org", "ml.school.org.evil.net", "evil.net", "10.0.0.1",
+                          "127.0.0.1", "ml.school.org@evil.net", "evil.net#ml.school.org", "[::1]"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(scheme=st.sampled_from(["http", "https", "HTTPS", "file", "sqlite"]), host=_HOSTS,
+       port=st.sampled_from(["", ":443", ":5000", ":80"]), path=st.sampled_from(["", "/", "/team", "/team/a", "/teams",
+                                                                                 "/x/../team", "/?q=/team",
+                                                                                 "/team/../admin", "/team/%2E%2E/x"]))
+def test_an_allowed_destination_has_the_entrys_scheme_host_port_and_path(scheme, host, port, path):
+    from urllib.parse import urlsplit
+
+    uri = f"{scheme}://{host}{port}{path}"
+    if not allowed_by(uri, "https://ml.school.org/team"):
+        return
+    u = urlsplit(uri)
+    assert u.scheme.lower() == "https" and u.hostname == "ml.school.org" and (u.port or 443) == 443
+    assert u.path == "/team" or u.path.startswith("/team/")
+    assert not any(seg in (".", "..") for seg in u.path.split("/")) and "%2e" not in u.path.lower()
