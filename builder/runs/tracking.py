@@ -685,7 +685,8 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     test metrics, artefacts, final status; trials nested under their study. A run already in MLflow is checked
     against the tracker and repaired: what it misses (after an outage: epochs, test metrics, artefacts, its
     final status) is written. ``force`` replaces it instead. ``uri`` defaults to :func:`resolve_tracking` for
-    ``owner`` (default: the CLI's local user), and is checked by :func:`check_destination`.
+    ``owner`` (default: the CLI's local user), and is checked by :func:`check_destination`; an owner other
+    than the local user exports only their own runs.
 
     Returns:
         One dict per run: ``{"run_id", "mlflow_run_id", "status": "exported" | "repaired" | "complete" | "live"}``.
@@ -694,7 +695,7 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
         LayerLabError: no tracking URI, a destination not allowed, mlflow missing, or the tracker cannot be reached.
     """
     from builder.errors import LayerLabError
-    from builder.runs.owners import LOCAL_OWNER
+    from builder.runs.owners import LOCAL_OWNER, owner_of
 
     owner = owner or LOCAL_OWNER
     uri = resolve_tracking(store.workspace, owner, uri)
@@ -711,10 +712,20 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     except Exception as e:
         raise LayerLabError(f"cannot reach MLflow at {_redact(uri)}; received: {type(e).__name__}: "
                             f"{str(e).splitlines()[0][:200] if str(e) else ''}. Fix: check the URI and the server") from None
-    ids = list(run_ids or []) or [r["id"] for r in reversed(store.list_runs(limit=100_000))]
+    mine = None if owner == LOCAL_OWNER else owner  # the local user (the server's admin) exports any run
+    ids = list(run_ids or []) or [r["id"] for r in reversed(store.list_runs(limit=100_000, owner=mine))]
+    runs = []
+    for rid in ids:  # every id checked before anything is written; unknown and another's read the same
+        try:
+            run = store.get(rid)
+        except LayerLabError:
+            run = None
+        if run is None or (mine is not None and owner_of(run) != mine):
+            raise LayerLabError(f"no run {str(rid)[:40]!r} of yours; received: a run id. Fix: copy one from your "
+                                "runs list")
+        runs.append(run)
     out = []
-    for rid in ids:
-        run = store.get(rid)
+    for run in runs:
         if is_live(run["status"]):
             out.append({"run_id": run["id"], "mlflow_run_id": None, "status": "live"})
             continue

@@ -175,3 +175,21 @@ def test_an_allowed_destination_has_the_entrys_scheme_host_port_and_path(scheme,
     assert u.scheme.lower() == "https" and u.hostname == "ml.school.org" and (u.port or 443) == 443
     assert u.path == "/team" or u.path.startswith("/team/")
     assert not any(seg in (".", "..") for seg in u.path.split("/")) and "%2e" not in u.path.lower()
+
+
+def test_a_visitor_exports_only_their_own_runs(workspace, tmp_path):
+    from builder.runs.tracking import export_runs
+
+    uri = f"sqlite:///{tmp_path / 'bob.db'}"
+    _config(workspace, allow=[uri])
+    store = RunStore(workspace)
+    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=ANN).run_id
+    bob = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=BOB, tracking=uri).run_id
+    answers = []
+    for rid in (ann, "20990101-000000-abcdef"):  # another's and an unknown id: the same answer
+        with pytest.raises(LayerLabError) as e:
+            export_runs(store, [rid], uri, owner=BOB)
+        answers.append(str(e.value).replace(rid, "ID"))
+    assert answers[0] == answers[1] and "of yours" in answers[0]
+    assert [r["run_id"] for r in export_runs(store, None, uri, owner=BOB)] == [bob]
+    assert _mlflow_runs(uri) == {bob: "FINISHED"}
