@@ -238,31 +238,39 @@ def actions(ds) -> None:
 
 
 def _apply_tracking() -> None:
-    from builder.runs.tracking import check_uri, set_tracking_uri
+    from builder.runs.tracking import save_owner_setting
 
     uri = (st.session_state.get("ll_mlflow_uri") or "").strip()
     try:
-        set_tracking_uri(check_uri(uri, ui.workspace()) if uri else None)
+        save_owner_setting(ui.workspace(), ui.owner(), uri or None)
         st.session_state.ll_mlflow_error = None
     except LayerLabError as e:
         st.session_state.ll_mlflow_error = str(e)
 
 
 def tracking_setting() -> None:
-    """The MLflow setting: runs started from now on (training and search trials) are also logged there."""
-    from builder.runs.tracking import tracking_uri
+    """This person's MLflow setting: the runs they start from now on (training and search trials) are also logged
+    there. Nobody else's runs are affected; where it may point is the admin's allow-list."""
+    from builder.runs.tracking import owner_setting, server_tracking
 
-    cur = tracking_uri() or ""
-    with st.expander("Experiment tracking (MLflow)" + (" — on" if cur else ""), icon=":material/monitoring:"):
+    try:
+        default, allow = server_tracking(ui.workspace())
+    except LayerLabError as e:
+        st.error(ui.md(str(e)))
+        return
+    cur = owner_setting(ui.workspace(), ui.owner()) or ""
+    on = cur or default
+    with st.expander("Experiment tracking (MLflow)" + (" — on" if on else ""), icon=":material/monitoring:"):
         st.text_input("MLflow tracking URI", value=cur, key="ll_mlflow_uri", on_change=_apply_tracking,
-                      placeholder="http://mlflow.example.org:5000 or sqlite:///mlflow.db",
-                      help="Every run started from now on, training and search trials, is also logged to "
-                      "MLflow; empty turns it off. A SQLite database is kept in the workspace. This is a "
-                      "setting of the app server (MLFLOW_TRACKING_URI).")
+                      disabled=not allow and not cur,
+                      placeholder=allow[0] if allow else "the server's admin allows no tracker",
+                      help="Your runs started from now on, training and search trials, are also logged to MLflow; "
+                      "empty turns your setting off. Only your runs are affected. Allowed by the server's admin: "
+                      + (", ".join(allow) or "none") + ".")
         if st.session_state.get("ll_mlflow_error"):
             st.error(ui.md(st.session_state.ll_mlflow_error))
-        elif cur:
-            st.caption(f"Logging to {ui.md(cur)}")
+        elif on:
+            st.caption(f"Your runs are logged to {ui.md(on)}" + ("" if cur else " (the server's setting)"))
 
 
 def render(ds, spec: dict, problems: list) -> None:

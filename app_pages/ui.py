@@ -169,8 +169,10 @@ def save_upload(name: str, data: bytes) -> str:
 
     suffix = re.sub(r"[^a-z0-9.]", "", Path(name).suffix.lower())[:8]
     path = upload_dir(workspace(), owner()) / (hashlib.sha1(data).hexdigest()[:16] + suffix)
-    if not path.exists():
-        path.write_bytes(data)
+    if not path.exists():  # whole or not at all: a full disk is one line and leaves no truncated upload
+        from builder.disk import write_atomic
+
+        write_atomic(path, data, f"the upload {suffix or 'file'}")
     return str(path)
 
 

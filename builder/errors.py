@@ -82,5 +82,11 @@ class AccessDenied(RunStoreError):
     the same as for an id that does not exist, so the answer tells nothing about other people's things."""
 
 
+class DiskFullError(RunStoreError, DatasetError, TrainingError):
+    """A write met a full disk (or quota): one line naming the file system, the free and the needed space
+    (:mod:`builder.disk`). Also a RunStoreError, DatasetError and TrainingError, so the handlers of the stores,
+    caches and trainer that meet it report it as their own."""
+
+
 __all__ = ["Problem", "LayerLabError", "ProjectFormatError", "GraphError", "BudgetError",
-           "DatasetError", "TrainingError", "ExplainError", "RunStoreError", "AccessDenied"]
+           "DatasetError", "TrainingError", "ExplainError", "RunStoreError", "AccessDenied", "DiskFullError"]

@@ -31,9 +31,9 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 @pytest.fixture(autouse=True)
 def _environment_restored():
     """Every test leaves ``os.environ`` as it found it. Code under test may set variables for the job processes
-    it starts (``--mlflow`` sets MLFLOW_TRACKING_URI, ``--threads`` LAYERLAB_TORCH_THREADS); left behind, they
-    reach every later test of the worker and the app servers it starts (a leaked tracking URI turned MLflow on
-    for a browser test's server)."""
+    it starts (``--threads`` sets LAYERLAB_TORCH_THREADS; tests set MLFLOW_TRACKING_URI, the local user's
+    tracker); left behind, they reach every later test of the worker and the app servers it starts (a leaked
+    tracking URI turned MLflow on for a browser test's server)."""
     saved = dict(os.environ)
     yield
     if os.environ != saved:

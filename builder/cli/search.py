@@ -15,23 +15,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 
 from builder.search import OBJECTIVES, PRUNERS, SAMPLERS
-
-
-def _with_mlflow(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Wrap a command so that ``--mlflow URI`` turns tracking on for it (and the job processes it starts)."""
-
-    def run(args: argparse.Namespace) -> int:
-        if getattr(args, "mlflow", None):
-            from builder.runs.tracking import set_tracking_uri
-
-            set_tracking_uri(args.mlflow)
-        return func(args)
-
-    run.__doc__ = func.__doc__
-    return run
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
@@ -69,14 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trials whose graph needs more multiply-adds per sample fail before training")
     p.add_argument("--mlflow", metavar="URI", help="also log every trial to this MLflow tracker")
     p.add_argument("--owner", default=None, help=argparse.SUPPRESS)  # the owner (default: $LAYERLAB_STUDY_OWNER)
-    p.set_defaults(func=_with_mlflow(cmd_tune))
+    p.set_defaults(func=cmd_tune)
 
     for name in ("train",):
         if name in sub.choices:
             t = sub.choices[name]
             t.add_argument("--mlflow", metavar="URI", help="also log the run to this MLflow tracker "
                            "(default: $MLFLOW_TRACKING_URI)")
-            t.set_defaults(func=_with_mlflow(t.get_default("func")))
     runs = sub.choices.get("runs")
     rs = _subparsers(runs) if runs is not None else None
     if rs is None:
@@ -84,11 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     if "resume" in rs.choices:
         q = rs.choices["resume"]
         q.add_argument("--mlflow", metavar="URI", help="also log the run to this MLflow tracker")
-        q.set_defaults(func=_with_mlflow(q.get_default("func")))
-    q = rs.add_parser("export-mlflow", help="copy runs (default: all) to an MLflow tracker")
+    q = rs.add_parser("export-mlflow", help="copy runs (default: all) to an MLflow tracker; a run it holds in part "
+                      "(after an outage) is repaired")
     q.add_argument("run_ids", nargs="*", metavar="ID")
     q.add_argument("--mlflow", metavar="URI", help="tracking URI (default: $MLFLOW_TRACKING_URI)")
-    q.add_argument("--force", action="store_true", help="replace runs already exported")
+    q.add_argument("--force", action="store_true", help="replace runs already exported instead of repairing them")
     q.add_argument("--workspace")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_export_mlflow)
@@ -127,8 +111,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     settings = StudySettings(name=args.study or _default_study(project), storage=args.storage, n_trials=args.trials,
                              timeout=args.timeout, objective=objective, sampler=args.sampler,
                              seed=args.sampler_seed, pruner=args.pruner, workers=args.workers,
-                             owner=owner,
-                             max_params=args.max_params, max_macs=args.max_macs)
+                             owner=owner, max_params=args.max_params, max_macs=args.max_macs,
+                             tracking=args.mlflow)
     quiet = args.quiet or args.json
 
     def show(ev: dict) -> None:
@@ -174,11 +158,12 @@ def cmd_export_mlflow(args: argparse.Namespace) -> int:
     from builder.cli.common import cli_store
     from builder.runs.tracking import export_runs
 
-    out = export_runs(cli_store(args.workspace), args.run_ids, args.mlflow, force=args.force)
+    out = export_runs(cli_store(args.workspace), args.run_ids, args.mlflow, force=args.force)  # the local user's
     if args.json:
         print(json.dumps(out))
         return 0
     for r in out:
-        what = {"exported": "exported as", "skipped": "already in MLflow as", "live": "still live; not exported"}
+        what = {"exported": "exported as", "repaired": "repaired (what MLflow missed was written) in",
+                "complete": "already complete in MLflow as", "live": "still live; not exported"}
         print(f"{r['run_id']}: {what[r['status']]} {r['mlflow_run_id'] or ''}".rstrip())
     return 0

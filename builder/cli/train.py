@@ -216,6 +216,12 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     return cfg
 
 
+def _mlflow(args: argparse.Namespace) -> str | None:
+    """The command's ``--mlflow URI`` (None: the local user's ``$MLFLOW_TRACKING_URI`` or the server config's,
+    :func:`builder.runs.tracking.resolve_tracking`), handed to the run, never written into the environment."""
+    return (getattr(args, "mlflow", None) or "").strip() or None
+
+
 def _print_result(result, args: argparse.Namespace, out=None) -> None:
     out = out or sys.stdout
     if getattr(args, "json", False):
@@ -319,7 +325,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = cli_store(args.workspace)
     return _run_job(lambda progress: run_training(project, dataset, cfg, store, [progress], dataset_options=opts,
                                                   on_event=progress, background=True, adapt=args.adapt,
-                                                  name=args.name), args)
+                                                  name=args.name, tracking=_mlflow(args)), args)
 
 
 def _train_folds(project, dataset, cfg, opts, args) -> int:
@@ -337,7 +343,7 @@ def _train_folds(project, dataset, cfg, opts, args) -> int:
 
     res = cross_validate(project, dataset, cfg, cli_store(args.workspace), folds=args.folds, dataset_options=opts,
                          callbacks=[progress], adapt=args.adapt, name=args.name, on_fold=on_fold,
-                         on_event=progress)
+                         on_event=progress, tracking=_mlflow(args))
     if args.json:
         print(json.dumps(res.to_dict(), default=str))
     else:
@@ -357,7 +363,7 @@ def _train_distributed(project, dataset, cfg, opts, args) -> int:
         store = cli_store(args.workspace) if ctx.is_main else None
         progress = Progress(enabled=ctx.is_main and not args.quiet)
         result = run_training(project, dataset, cfg, store, [progress], dataset_options=opts, on_event=progress,
-                              adapt=args.adapt, dist=ctx, name=args.name)
+                              adapt=args.adapt, dist=ctx, name=args.name, tracking=_mlflow(args))
         if ctx.is_main:
             _print_result(result, args)
         return 0 if result.status == RunStatus.FINISHED else 1
@@ -431,7 +437,8 @@ def cmd_runs_resume(args: argparse.Namespace) -> int:
     run = store.get(args.run_id, prefix=True)
     overrides = _config_overrides(args)  # a pruned run keeps its mask and completes its report (resume_pruned)
     return _run_job(lambda progress: resume_pruned(store, run["id"], callbacks=[progress], on_event=progress,
-                                                   background=True, overrides=overrides or None), args)
+                                                   background=True, overrides=overrides or None,
+                                                   tracking=_mlflow(args)), args)
 
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import builder.data.limits as limits
+from builder.disk import check_free
 from builder.errors import DatasetError
 
 CACHE_VERSION = 1  # bump when the layout or the decoding changes: old entries are then never read
@@ -134,7 +134,7 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
     done = _progress(d, n, (h, w, c))
     if not path.is_file() or path.stat().st_size != nbytes:
         done = set()
-        check_free_disk(d, nbytes, "the decoded images need", ", or a smaller image size")
+        check_free_disk(d, nbytes, "the decoded images", ", or a smaller image size")
         with open(path, "wb") as f:
             f.truncate(nbytes)  # sparse: the chunks fill it
     mm = np.memmap(path, dtype=np.uint8, mode="r+", shape=(n, h, w, c))
@@ -188,12 +188,9 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
 
 
 def check_free_disk(d: Path, nbytes: int, what: str, fix: str = "") -> None:
-    """Refuse a cache entry of ``nbytes`` in folder ``d`` when the disk has less free (256 MiB kept spare)."""
-    free = shutil.disk_usage(d).free
-    if nbytes + 2**28 > free:
-        raise DatasetError(f"{what} {nbytes / 2**30:.2f} GiB in the cache at {d.parent} but only "
-                           f"{free / 2**30:.2f} GiB of disk is free (256 MiB kept spare); received: {nbytes:,} "
-                           f"bytes. Fix: free disk space or set {ENV_WORKSPACE} to a larger disk{fix}")
+    """Refuse a cache entry of ``nbytes`` in folder ``d`` when its disk has less free (256 MiB kept spare):
+    :func:`builder.disk.check_free`, whose DiskFullError is also a DatasetError."""
+    check_free(d, nbytes, f"{what} in the cache", f", or set {ENV_WORKSPACE} to a larger disk{fix}")
 
 
 def check_cache_bytes(nbytes: int, n: int, shape: tuple[int, int, int]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.data.splits import Dataset, DatasetInfo, Split
+from builder.disk import on_full_disk
 from builder.errors import DatasetError
 
 
@@ -24,8 +25,12 @@ def save_dataset(ds: Dataset, path: str | Path) -> Path:
         if s.y is not s.X:
             tensors[f"{name}.y"] = s.y.detach().cpu().contiguous()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={"info": json.dumps(ds.info.to_dict())})
-    os.replace(tmp, path)
+    try:  # a full disk: one line (builder.disk), no partial snapshot
+        with on_full_disk(path, "the dataset snapshot"):
+            save_file(tensors, str(tmp), metadata={"info": json.dumps(ds.info.to_dict())})
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -94,7 +94,7 @@ def load_table(key: str, frames: Frames | None, target: str, task: str | None, l
     (d / "meta.json").unlink(missing_ok=True)
     d.mkdir(parents=True, exist_ok=True)
     _remove_orphans(d)
-    check_free_disk(d, nbytes, f"{label}: the parsed table needs")
+    check_free_disk(d, nbytes, f"{label}: the parsed table")
     tmp = f".{os.getpid()}.tmp"
     fx, fy = d / f"features.f32{tmp}", d / f"targets.npy{tmp}"
     ydtype = np.int64 if enc.task in ("multiclass", "binary") else np.float32

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from builder.disk import on_full_disk
 from builder.graph.project import Project
 from builder.interchange.errors import ModelImportError
 from builder.runs.status import RunStatus
@@ -358,8 +359,12 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
                                           if any(k.startswith(names[n.id] + ".") for k in result.weights)}),
             "imported_from": str(result.report.get("source", ""))[:500]}
     tmp = wpath.with_name(f".{wpath.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in result.weights.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, wpath)
+    try:  # a full disk: one line (builder.disk), no partial weights
+        with on_full_disk(wpath, "the imported weights"):
+            save_file({k: v.contiguous() for k, v in result.weights.items()}, str(tmp), metadata=meta)
+            os.replace(tmp, wpath)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path, wpath
 
 

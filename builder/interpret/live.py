@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from builder.disk import on_full_disk
 from builder.errors import AccessDenied, ExplainError, LayerLabError
 from builder.interpret.attributions import explain
 from builder.interpret.methods import get_spec
@@ -174,8 +175,12 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
             tensors["targets"] = torch.from_numpy(np.stack([np.asarray(f["target"]) for f in self.frames]))
         tmp = path.with_name(path.name + ".tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(tmp), metadata={"method": self.method})
-        os.replace(tmp, path)
+        try:  # a full disk: one line (builder.disk), the frames recorded before kept
+            with on_full_disk(path, "the live attributions"):
+                save_file(tensors, str(tmp), metadata={"method": self.method})
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @property

@@ -62,6 +62,7 @@ class RunFolder:
     QUANTIZATION = "quantization.json"
     PYTHON = "model.py"
     CHECKPOINT_WEIGHTS = "last_checkpoint.safetensors"
+    TRACKING = "tracking.json"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -118,6 +119,11 @@ class RunFolder:
     def job_log(self) -> Path:
         """The job process's output."""
         return self.path / self.JOB_LOG
+
+    @property
+    def tracking(self) -> Path:
+        """What of the run reached each MLflow tracker (:class:`builder.runs.tracking.TrackingState`)."""
+        return self.path / self.TRACKING
 
     @property
     def tmp(self) -> Path:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.access import CONTROL, STOP, SYSTEM, Actor, check, refusal
-from builder.errors import RunStoreError, TrainingError
+from builder.errors import DiskFullError, RunStoreError, TrainingError
 from builder.runs import gpus as _gpus
 from builder.runs import job_sandbox
 from builder.runs.classes import class_for
@@ -71,6 +71,8 @@ class JobSpec:
     :func:`~builder.training.prune.prune_run`, the spec is made by :func:`~builder.training.prune.prune_job_spec`).
     A cross-validation fold is a ``"train"`` job whose ``dataset_options`` carry ``fold``/``folds`` and whose tags
     name its group (:func:`builder.training.crossval.crossval_job_specs`, submitted by :func:`submit_group`).
+    ``tracking``: the MLflow tracker the submitter chose for this run (:func:`builder.runs.tracking.resolve_tracking`
+    at submission; checked again by the job), never a setting of the server process.
     """
 
     project: dict
@@ -85,6 +87,7 @@ class JobSpec:
     callbacks: list[str] = field(default_factory=list)
     kind: Literal["train", "prune"] = "train"
     prune: dict = field(default_factory=dict)
+    tracking: str | None = None
 
 
 JOB_KINDS = ("train", "prune")
@@ -193,6 +196,7 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     from builder.graph.project import load_project
     from builder.training.config import TrainConfig
 
+    tracking = _tracking(store, spec)  # a destination the owner may not use is refused before anything is recorded
     if spec.resume_run:
         store.mark_interrupted()
         run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
@@ -215,6 +219,7 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded or resumed (checked above)
     folder.path.mkdir(parents=True, exist_ok=True)
     data = {k: v for k, v in asdict(spec).items() if k != "owner"}  # an owner id is a key: the run row keeps it
+    data["tracking"] = tracking
     if spec.resume_run and folder.job_spec.is_file():  # keep what the run was first started with
         old = json.loads(folder.job_spec.read_text(encoding="utf-8"))
         data["origin"] = {k: v for k, v in (old.get("origin") or old).items() if k != "owner"}
@@ -223,6 +228,16 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     _write_json(folder.job_spec, data)
     store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
     return run_id
+
+
+def _tracking(store: RunStore, spec: JobSpec) -> str | None:
+    """The MLflow tracker of a job: the spec's, else its owner's choice (:func:`builder.runs.tracking.resolve_tracking`),
+    checked for its owner. Raises LayerLabError for a destination the owner may not use."""
+    from builder.runs.tracking import check_destination, resolve_tracking
+
+    if spec.tracking:
+        return check_destination(spec.tracking, store.workspace, spec.owner)
+    return resolve_tracking(store.workspace, spec.owner)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -759,7 +774,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
 
             # resume_run, and for an unstructured pruned run its mask re-installed first
             result = resume_pruned(store, run_id, callbacks=callbacks, overrides=dict(spec.config or {}) or None,
-                                   claimed=True)
+                                   claimed=True, tracking=spec.tracking)
         elif first.kind == "prune":  # a prune job (or one stopped before its first checkpoint): prune, fine-tune
             from builder.training.prune import run_prune_job
 
@@ -769,14 +784,21 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
         else:  # a new run, or one stopped before its first checkpoint: train from the start
             config = {**first.config, **spec.config} if first is not spec else dict(spec.config or {})
             result = run_training(first.project, first.dataset, config, store, callbacks,
-                                  dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id)
+                                  dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id,
+                                  tracking=spec.tracking)
     except Exception as e:
-        traceback.print_exc()
-        run, limit = store.get(run_id), job_sandbox.failure_message(e, lim)
-        if not is_final(run["status"]):  # failed before the trainer could record it
-            store.finish(run_id, RunStatus.FAILED, message=limit or str(e) or type(e).__name__)
-        elif limit and run["status"] == RunStatus.FAILED:  # the trainer recorded it; name the limit it met
-            store.update_run(run_id, message=limit)
+        if isinstance(e, DiskFullError):  # one line, as everywhere (builder.disk)
+            print(f"job {run_id}: {e}", flush=True)
+        else:
+            traceback.print_exc()
+        try:
+            run, limit = store.get(run_id), job_sandbox.failure_message(e, lim)
+            if not is_final(run["status"]):  # failed before the trainer could record it
+                store.finish(run_id, RunStatus.FAILED, message=limit or str(e) or type(e).__name__)
+            elif limit and run["status"] == RunStatus.FAILED:  # the trainer recorded it; name the limit it met
+                store.update_run(run_id, message=limit)
+        except DiskFullError as full:  # not even the failure fits: the run is marked interrupted, resumable
+            print(f"job {run_id}: {full}", flush=True)
         return 1
     finally:
         job_sandbox.leave(tmp)

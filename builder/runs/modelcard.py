@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from builder.disk import on_full_disk
 from builder.escape import md_code, md_text
 from builder.runs.folder import RunFolder
 
@@ -259,8 +260,12 @@ def write_card(run: dict, curve: list[dict], run_dir: Path) -> Path:
     path = RunFolder(run_dir).model_card
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(model_card(run, curve, run_dir), encoding="utf-8")
-    tmp.replace(path)
+    try:  # a full disk: one line (builder.disk), the card there before kept
+        with on_full_disk(path, "the model card"):
+            tmp.write_text(model_card(run, curve, run_dir), encoding="utf-8")
+            tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

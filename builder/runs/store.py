@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
+from builder.disk import on_full_disk
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a r
 
 ENV_WORKSPACE = "LAYERLAB_WORKSPACE"
 DB_NAME = "layerlab.db"
+DB_WHAT = "the run database"  # in a full disk's message (builder.disk)
 _LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE))  # for "status IN (...)" in SQL
 
 _SCHEMA = """
@@ -181,7 +183,8 @@ class RunStore:
         self.workspace = default_workspace(workspace)
         self.actor = actor  # who reads through this store (builder.access); None refuses every checked call
         try:
-            (self.workspace / "runs").mkdir(parents=True, exist_ok=True)
+            with on_full_disk(self.workspace, "the workspace"):
+                (self.workspace / "runs").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunStoreError(f"cannot create workspace {self.workspace}: {e.strerror}") from None
         self.db_path = self.workspace / DB_NAME
@@ -190,7 +193,7 @@ class RunStore:
         self.journal = "DELETE" if self.filesystem in NETWORK_FILESYSTEMS else "WAL"  # see NETWORK_FILESYSTEMS
         key = (str(self.db_path), _inode(self.db_path))
         if key not in _READY:  # schema and migration once per database and process (pages open a store per call)
-            with self._conn() as c:
+            with on_full_disk(self.db_path, DB_WHAT), self._conn() as c:
                 c.execute(f"PRAGMA journal_mode={self.journal}")
                 c.executescript(_SCHEMA)
                 self._migrate(c)
@@ -230,14 +233,19 @@ class RunStore:
         held = getattr(self._held, "conn", None)
         if held is not None and self._held.pid == os.getpid():
             return _Closing(held, close=False)
-        try:
-            c = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
-        except sqlite3.Error as e:
-            raise RunStoreError(f"cannot open run database {self.db_path}: {e}") from None
-        c.row_factory = sqlite3.Row
-        c.execute("PRAGMA busy_timeout=30000")
-        if self.journal == "WAL":  # a commit is not synced (a power cut may lose the last ones, never the file)
-            c.execute("PRAGMA synchronous=NORMAL")
+        with on_full_disk(self.db_path, DB_WHAT):  # on a full disk a WAL database cannot even be opened
+            try:
+                c = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+            except sqlite3.Error as e:
+                raise RunStoreError(f"cannot open run database {self.db_path}: {e}") from None
+            try:
+                c.row_factory = sqlite3.Row
+                c.execute("PRAGMA busy_timeout=30000")
+                if self.journal == "WAL":  # a commit is not synced (a power cut may lose the last ones, never the file)
+                    c.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                c.close()
+                raise
         return _Closing(c)
 
     def hold(self) -> None:
@@ -262,14 +270,14 @@ class RunStore:
         last: Exception | None = None
         for attempt in range(20):
             try:
-                with self._conn() as c:
+                with on_full_disk(self.db_path, DB_WHAT, lambda: _approx_bytes(statements)), self._conn() as c:
                     c.execute("BEGIN IMMEDIATE")
                     try:
                         counts = [(c.executemany(sql, args) if many else c.execute(sql, tuple(args))).rowcount
                                   for sql, args, many in statements]
                         c.execute("COMMIT")
                     except BaseException:
-                        c.execute("ROLLBACK")
+                        _rollback(c)
                         raise
                     return counts
             except sqlite3.OperationalError as e:
@@ -280,7 +288,7 @@ class RunStore:
         raise RunStoreError(f"run database stayed locked: {last}")
 
     def _read(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
-        with self._conn() as c:
+        with on_full_disk(self.db_path, DB_WHAT), self._conn() as c:
             return c.execute(sql, tuple(args)).fetchall()
 
     def _run_dir(self, run_id: str) -> Path:
@@ -400,7 +408,7 @@ class RunStore:
         and it is among the first queued; returns whether it got the slot."""
         for attempt in range(20):
             try:
-                with self._conn() as c:
+                with on_full_disk(self.db_path, DB_WHAT), self._conn() as c:
                     c.execute("BEGIN IMMEDIATE")
                     try:
                         active, queue = self._live_rows(c)
@@ -412,7 +420,7 @@ class RunStore:
                                       (os.getpid(), socket.gethostname(), _now(), _now(), run_id))
                         c.execute("COMMIT")
                     except BaseException:
-                        c.execute("ROLLBACK")
+                        _rollback(c)
                         raise
                     return ok
             except sqlite3.OperationalError as e:
@@ -654,6 +662,21 @@ def graph_hash(graph: Any) -> str:
     edges = sorted(json.dumps({k: v for k, v in e.items() if k not in ("id",)}, sort_keys=True, default=str)
                    for e in g.get("edges") or [])
     return hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()[:16]
+
+
+def _approx_bytes(statements: list[tuple[str, Iterable, bool]]) -> int:
+    """About the bytes a transaction adds (its values and a page per statement): what a full disk lacked."""
+    def size(v: Any) -> int:
+        return sum(size(x) for x in v) if isinstance(v, list | tuple) else len(str(v))
+
+    return sum(4096 + size(list(args)) for _, args, _ in statements)
+
+
+def _rollback(c: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already (it rolls back itself on a full disk, and a
+    second ROLLBACK would replace the real error with "cannot rollback - no transaction is active")."""
+    if c.in_transaction:
+        c.execute("ROLLBACK")
 
 
 class _Closing:

@@ -1,36 +1,42 @@
-"""Runs in MLflow: every LayerLab run also logged to an MLflow tracking server when one is configured.
+"""Runs in MLflow: a person's runs also logged to the MLflow tracker that person chose (or the admin set).
 
-Configured by ``MLFLOW_TRACKING_URI`` (also set by ``--mlflow URI`` and by the app's setting through
-:func:`set_tracking_uri`, so job processes inherit it). :func:`attach_tracking` gives the pipeline a
-:class:`MlflowCallback` that logs a run's parameters (training settings, dataset, every node parameter as
-``node.<id>.<param>``) at the start, its per-epoch metrics live, and at the end its test metrics and
-artefacts (project JSON, model card, weights, the exported ``.py``). Search trials (runs tagged with a
-study) are nested under one parent run per study. :func:`export_runs` copies runs already in the store
-(``layerlab runs export-mlflow``).
+Where a run goes is decided per owner, never by the server process's environment: a web visitor's own
+setting (the Train page; kept in their owner folder, :func:`save_owner_setting`), the local user's
+``--mlflow URI`` or ``$MLFLOW_TRACKING_URI``, else the server config's ``"tracking": {"uri": ...}``
+(:func:`resolve_tracking`). Web visitors may choose only destinations on the config's ``"allow"`` list (none
+by default); nobody may name LayerLab's own files (the workspace, its run and study databases) as a store
+(:func:`check_destination`). A job carries its owner's destination in its spec. :func:`attach_tracking` gives
+the pipeline a :class:`MlflowCallback` that logs a run's parameters (training settings, dataset, every node
+parameter as ``node.<id>.<param>``) at the start, its per-epoch metrics live, and at the end its test metrics,
+artefacts (project JSON, model card, weights, the exported ``.py``) and final status. Search trials (runs
+tagged with a study) are nested under one parent run per study. :func:`export_runs` copies runs already in
+the store and repairs those the tracker holds only in part (``layerlab runs export-mlflow``).
 
-A tracker that is missing (``mlflow`` not installed) or unreachable never breaks training: one warning,
-then the run goes on in LayerLab's store only. Needs the ``layerlab[mlflow]`` extra (``mlflow-skinny``
-with SQLAlchemy is enough for ``sqlite:///`` and ``http(s)://`` trackers; the full ``mlflow`` works too).
-Example::
+A tracker that is missing (``mlflow`` not installed) or unreachable never breaks training: one warning, the
+run goes on in LayerLab's store, what reached the tracker is recorded in the run folder
+(:class:`TrackingState`), and what it missed is written when it answers again (a later epoch, the end of
+the run, or an export). Needs the ``layerlab[mlflow]`` extra (``mlflow-skinny`` with SQLAlchemy is enough
+for ``sqlite:///`` and ``http(s)://`` trackers; the full ``mlflow`` works too). Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_tracking.py
-    set_tracking_uri("sqlite:///mlflow.db")
-    run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store)
-    export_runs(store, None)
+    run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store, tracking="sqlite:////srv/mlflow.db")
+    export_runs(store, None, "sqlite:////srv/mlflow.db")
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.escape import resolves_inside
 from builder.runs.status import RunStatus, is_live
 from builder.training.callbacks import Callback
 
@@ -48,41 +54,211 @@ class TrackingWarning(UserWarning):
 
 
 def tracking_uri(flag: str | None = None) -> str | None:
-    """The tracking URI in force: ``flag``, else ``$MLFLOW_TRACKING_URI``, else None (no tracking)."""
+    """The local user's tracking URI: ``flag``, else ``$MLFLOW_TRACKING_URI`` (the shell's environment, as MLflow
+    itself reads it), else None. Only the CLI's local user has one this way: a web visitor's is their own
+    setting (:func:`owner_setting`); :func:`resolve_tracking` decides for everyone."""
     uri = flag or os.environ.get(ENV_URI) or None
     return uri.strip() or None if uri else None
 
 
-def set_tracking_uri(uri: str | None) -> None:
-    """Turn tracking on (or off with None) for this process and the job processes it starts."""
-    if uri:
-        os.environ[ENV_URI] = uri.strip()
-    else:
-        os.environ.pop(ENV_URI, None)
+# ------------------------------------------------------------------ where a person's runs may be logged
+SETTING_FILE = "tracking.json"  # in the owner's folder (builder.runs.owners.owner_dir): {"uri": ...}
+CONFIG_KEY = "tracking"  # the server config's {"tracking": {"uri": default for everyone, "allow": [...]}}
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 
 
-def check_uri(uri: str, workspace: str | Path) -> str:
-    """A tracking URI a (possibly shared) app may set: ``http(s)://``, or ``sqlite:///`` with the database
-    inside the workspace (a relative path is taken relative to it). Returns the URI to use.
+def _local_paths(uri: str) -> list[Path]:
+    """The files or folders on this host a tracking (or artefact) URI writes into: a ``sqlite:`` database (also
+    ``sqlite:///file:...?uri=true``, a ``~`` left as sqlite leaves it and as a shell expands it), a ``file:`` or
+    plain path (MLflow's file store); ``[]`` for a network store or an in-memory database. Relative paths are
+    taken from the working folder, as sqlite and MLflow take them.
+
+    >>> [p.name for p in _local_paths("sqlite:///file:/tmp/a.db?mode=rw&uri=true")]
+    ['a.db']
+    >>> _local_paths("http://mlflow:5000") + _local_paths("sqlite://") + _local_paths("postgresql://h/db")
+    []
+    """
+    from urllib.parse import unquote, urlsplit
+
+    uri = uri.strip()
+    scheme = (_SCHEME_RE.match(uri) or [None, ""])[1].lower()
+    if len(scheme) == 1:  # a Windows drive letter, not a scheme
+        scheme = ""
+    raw: list[str] = []
+    if scheme.split("+")[0] == "sqlite":
+        from sqlalchemy.engine import make_url
+
+        try:
+            db = make_url(uri).database or ""
+        except Exception:  # not a URL sqlalchemy reads: MLflow cannot open it either; check its text as a path
+            db = uri.split(":", 1)[1].lstrip("/")
+        if db.startswith("file:"):
+            db = urlsplit(db).path or db[5:]
+        if db and db != ":memory:" and not db.startswith("file::memory:"):
+            raw = [db, unquote(db)]
+    elif scheme == "file":
+        raw = [urlsplit(uri).path, unquote(urlsplit(uri).path)]
+    elif not scheme:
+        raw = [uri]
+    out: list[Path] = []
+    for r in raw:
+        for p in (Path(r), Path(r).expanduser()):
+            p = p if p.is_absolute() else Path.cwd() / p
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _internal(uri: str, workspace: str | Path, also: Iterable[str] = ()) -> Path | None:
+    """The path of LayerLab's own files that ``uri`` would write into, or None. LayerLab's own: everything in
+    the workspace (the run database, studies, run folders, owners' folders, caches), found by resolved path
+    (links followed), and by file identity (a hard link elsewhere to the run database or a studies database),
+    and the local files of ``also`` (a study's storage given elsewhere)."""
+    ws = Path(workspace).expanduser().resolve()
+    own = [ws / "layerlab.db", ws / "studies.db"] + [p for a in also for p in _local_paths(a)]
+    for p in _local_paths(uri):
+        resolved = p.resolve()
+        if resolved.is_relative_to(ws) or any(resolved == o.resolve() or _same_file(resolved, o) for o in own):
+            return p
+    return None
+
+
+def _origin(uri: str) -> tuple[str, str, int | None, str] | None:
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(uri.strip())
+        port = u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
+    except ValueError:
+        return None
+    if u.scheme.lower() not in ("http", "https") or not u.hostname:
+        return None
+    return u.scheme.lower(), u.hostname.lower(), port, u.path.rstrip("/")
+
+
+def allowed_by(uri: str, entry: str) -> bool:
+    """Whether the server config's allow-list ``entry`` admits ``uri``: an ``http(s)`` entry admits the same
+    scheme, host and port and its path or one below it; any other entry admits itself exactly (a local
+    database by its resolved path).
+
+    >>> allowed_by("https://ml.school.org/team-a", "https://ml.school.org:443")
+    True
+    >>> allowed_by("https://ml.school.org.evil.com", "https://ml.school.org"), allowed_by("http://ml.school.org/x",
+    ...     "https://ml.school.org"), allowed_by("https://ml.school.org/a/../b", "https://ml.school.org/a")
+    (False, False, False)
+    """
+    a, b = _origin(uri), _origin(entry)
+    if a is not None or b is not None:
+        dots = a is not None and any(seg.lower() in (".", "..", "%2e", "%2e%2e", ".%2e", "%2e.")
+                                     for seg in a[3].split("/"))  # a client collapses them: out of the path
+        return (a is not None and b is not None and not dots and a[:3] == b[:3]
+                and (a[3] + "/").startswith(b[3] + "/"))
+    pa, pb = _local_paths(uri), _local_paths(entry)
+    if pa or pb:
+        return bool(pa and pb) and pa[0].resolve() == pb[0].resolve()
+    return uri.strip() == entry.strip()
+
+
+def server_tracking(workspace: str | Path) -> tuple[str | None, list[str]]:
+    """The admin's tracking settings from the server config: the default URI for everyone's runs (None: none)
+    and the allow-list of destinations web visitors may choose. Raises LayerLabError for a malformed entry."""
+    from builder.errors import LayerLabError
+    from builder.runs.owners import server_config
+
+    cfg = server_config(workspace).get(CONFIG_KEY) or {}
+    uri, allow = (cfg.get("uri"), cfg.get("allow") or []) if isinstance(cfg, dict) else (None, None)
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow) or not isinstance(uri, str | None):
+        raise LayerLabError("the server config's tracking is {\"uri\": a URI or null, \"allow\": [URIs]}; "
+                            f"received: {json.dumps(cfg, default=str)[:200]}. Fix: e.g. \"tracking\": "
+                            "{\"allow\": [\"https://mlflow.school.org\"]}")
+    return (uri.strip() or None) if uri else None, [a.strip() for a in allow if a.strip()]
+
+
+def check_destination(uri: str, workspace: str | Path, owner: str, *, also: Iterable[str] = ()) -> str:
+    """``uri`` when ``owner``'s runs may be logged there; returns it stripped.
+
+    A web visitor (any owner but the CLI's ``local``) may log only to the server's default or to a destination
+    on the server config's allow-list (none unless the admin lists some); the local user anywhere. Nobody may
+    log into LayerLab's own files (:func:`_internal`; ``also``: a study storage given elsewhere).
 
     Raises:
-        LayerLabError: another scheme, or a database path outside the workspace.
+        LayerLabError: a destination not allowed, or one of LayerLab's own files.
     """
     from builder.errors import LayerLabError
+    from builder.runs.owners import LOCAL_OWNER
 
     uri = (uri or "").strip()
-    if re.match(r"^https?://[^\s]+$", uri):
-        return uri
-    if uri.startswith("sqlite:///"):
-        ws = Path(workspace).expanduser().resolve()
-        raw = Path(uri[len("sqlite:///"):])
-        db = (raw if raw.is_absolute() else ws / raw).resolve()
-        if resolves_inside(db, ws) and db.suffix == ".db":
-            return f"sqlite:///{db}"
-        raise LayerLabError(f"an MLflow SQLite database set in the app must be a .db file inside the workspace; "
-                            f"received: {uri[:120]!r}. Fix: e.g. sqlite:///mlflow.db (kept in {ws})")
-    raise LayerLabError(f"the MLflow tracking URI must start with http://, https:// or sqlite:///; received: "
-                        f"{_redact(uri)[:120]!r}. Fix: e.g. http://mlflow.example.org:5000 or sqlite:///mlflow.db")
+    default, allow = server_tracking(workspace)
+    if owner != LOCAL_OWNER and uri != default and not any(allowed_by(uri, a) for a in allow):
+        listed = ", ".join(_redact(a) for a in allow) or "none"
+        raise LayerLabError(f"runs started on this server are logged only where its admin allows (allowed: "
+                            f"{listed}); received: {_redact(uri)[:120]!r}. Fix: choose an allowed tracker, or ask "
+                            "the admin to add it to \"tracking\": {\"allow\": [...]} in the server config")
+    if (hit := _internal(uri, workspace, also)) is not None:
+        where = "" if owner != LOCAL_OWNER else f" ({hit})"
+        raise LayerLabError(f"an MLflow tracking store may not be one of LayerLab's own files (the workspace, its run "
+                            f"and study databases){where}; received: {_redact(uri)[:120]!r}. Fix: give a database "
+                            "or folder outside the workspace, e.g. sqlite:///$HOME/mlflow/mlflow.db, or a server")
+    return uri
+
+
+def _setting_path(workspace: str | Path, owner: str) -> Path:
+    from builder.runs.owners import owner_dir
+
+    return owner_dir(workspace, owner) / SETTING_FILE
+
+
+def owner_setting(workspace: str | Path, owner: str) -> str | None:
+    """The tracking URI ``owner`` chose (the Train page's setting), None when none."""
+    try:
+        uri = json.loads(_setting_path(workspace, owner).read_text(encoding="utf-8")).get("uri")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return uri.strip() or None if isinstance(uri, str) else None
+
+
+def save_owner_setting(workspace: str | Path, owner: str, uri: str | None) -> str | None:
+    """Set (checked by :func:`check_destination`) or clear (None or empty) ``owner``'s tracking URI for the
+    runs they start from now on; returns it. Nobody else's runs are affected.
+
+    Raises:
+        LayerLabError: a destination ``owner`` may not use.
+    """
+    path = _setting_path(workspace, owner)
+    uri = (uri or "").strip()
+    if not uri:
+        path.unlink(missing_ok=True)
+        return None
+    uri = check_destination(uri, workspace, owner)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"uri": uri}), encoding="utf-8")
+    os.replace(tmp, path)
+    return uri
+
+
+def resolve_tracking(workspace: str | Path, owner: str, flag: str | None = None, *,
+                     also: Iterable[str] = ()) -> str | None:
+    """Where ``owner``'s new runs are also logged: ``flag`` (a command's ``--mlflow``), else the owner's own
+    setting, else for the local user ``$MLFLOW_TRACKING_URI``, else the server config's default; None: nowhere.
+    Every answer is checked by :func:`check_destination`. A job carries the answer in its spec.
+
+    Raises:
+        LayerLabError: the destination is not allowed for ``owner``.
+    """
+    from builder.runs.owners import LOCAL_OWNER
+
+    uri = (flag or "").strip() or owner_setting(workspace, owner)
+    if not uri and owner == LOCAL_OWNER:
+        uri = tracking_uri()
+    uri = uri or server_tracking(workspace)[0]
+    return check_destination(uri, workspace, owner, also=also) if uri else None
 
 
 def _warn(key: str, msg: str) -> None:
@@ -102,13 +278,15 @@ def _redact(uri: str) -> str:
 
 
 class Tracker:
-    """A thin wrapper over ``MlflowClient`` for one tracking URI and experiment.
+    """A thin wrapper over ``MlflowClient`` for one tracking URI and experiment. ``workspace``: refuse an
+    experiment whose artefacts would be written into LayerLab's own files.
 
     Raises:
-        ImportError: mlflow is not installed. Other exceptions: the tracker cannot be reached.
+        ImportError: mlflow is not installed. LayerLabError: artefacts into the workspace. Other exceptions: the
+        tracker cannot be reached.
     """
 
-    def __init__(self, uri: str, experiment: str | None = None):
+    def __init__(self, uri: str, experiment: str | None = None, *, workspace: str | Path | None = None):
         _bounded_http()
         from mlflow.tracking import MlflowClient
 
@@ -120,6 +298,13 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(name, artifact_location=_artifact_root(uri))
         else:
             self.experiment_id = exp.experiment_id
+        where = exp.artifact_location if exp is not None else _artifact_root(uri)
+        if workspace is not None and where and _internal(where, workspace) is not None:
+            from builder.errors import LayerLabError
+
+            raise LayerLabError(f"MLflow would write a run's artefacts into LayerLab's own files; received: the "
+                                f"experiment {name!r} at {_redact(uri)}. Fix: give the experiment an artefact "
+                                "location outside the workspace")
 
     def find(self, tag: str, value: str) -> str | None:
         """The id of the MLflow run carrying ``tag = value``, or None."""
@@ -179,6 +364,17 @@ class Tracker:
         for f in files:
             if f.is_file():
                 self.client.log_artifact(mlflow_id, str(f))
+
+    def log_rows(self, mlflow_id: str, rows: list[tuple[str, float, int]]) -> None:
+        """Log ``(key, value, step)`` metric points in batches (MLflow takes 1000 a request)."""
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, int(step)) for k, v, step in rows]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(mlflow_id, metrics=items[i:i + 1000])
 
     def end(self, mlflow_id: str, status: str) -> None:
         self.client.set_terminated(mlflow_id, status=_MLFLOW_STATUS.get(status, "FAILED"))
@@ -252,132 +448,292 @@ def run_tags(store, run: dict) -> dict:
     return dict(tags or {})
 
 
-def _log_end(tracker: Tracker, mlflow_id: str, store, run_id: str) -> None:
-    run = store.get(run_id)
-    tracker.log_metrics(mlflow_id, eval_metrics(run.get("test_metrics")), step=int(run.get("epochs_done") or 0))
-    folder = store.folder(run_id)
-    files = [folder.project, folder.model_card, folder.weights]
-    with tempfile.TemporaryDirectory(prefix="layerlab-mlflow-") as tmp:
-        try:
-            from builder.graph.project import load_project
-            from builder.interchange.python_export import export_python
+def _artefacts(store, run_id: str, tmp: Path) -> list[Path]:
+    """The files a run shows in MLflow: project, model card, weights (those that exist), and ``model.py``
+    exported into ``tmp``."""
+    run, folder = store.get(run_id), store.folder(run_id)
+    files = [f for f in (folder.project, folder.model_card, folder.weights) if f.is_file()]
+    try:
+        from builder.graph.project import load_project
+        from builder.interchange.python_export import export_python
 
-            py = Path(tmp) / "model.py"
-            py.write_text(export_python(load_project(run["project"])), encoding="utf-8")
-            files.append(py)
-        except Exception as e:  # an export problem must not lose the other artefacts
-            _warn(f"export:{run_id}", f"MLflow: model.py of run {run_id} not exported: {e}")
-        tracker.log_artifacts(mlflow_id, files)
-    tracker.end(mlflow_id, run["status"])
+        py = tmp / "model.py"
+        py.write_text(export_python(load_project(run["project"])), encoding="utf-8")
+        files.append(py)
+    except Exception as e:  # an export problem must not lose the other artefacts
+        _warn(f"export:{run_id}", f"MLflow: model.py of run {run_id} not exported: {e}")
+    return files
+
+
+# ------------------------------------------------------------------------------ what reached a tracker
+@dataclass
+class TrackingState:
+    """What of one run reached one tracker, kept in the run folder (``RunFolder.tracking``, one entry per
+    tracker): the MLflow run, whether the parameters, test metrics and artefacts landed, the epochs whose
+    metrics did, the MLflow status it was ended with (None: not ended there), and the last write that failed.
+    After an outage :func:`sync_run` writes what is missing."""
+
+    mlflow_run_id: str | None = None
+    params: bool = False
+    steps: list[int] = field(default_factory=list)
+    test: bool = False
+    artifacts: bool = False
+    status: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def load(cls, folder, uri: str) -> TrackingState:
+        """The state of ``folder``'s run at tracker ``uri`` (empty when none is recorded)."""
+        try:
+            entry = json.loads(Path(folder.tracking).read_text(encoding="utf-8")).get(_redact(uri)) or {}
+            return cls(**{k: v for k, v in entry.items() if k in cls.__dataclass_fields__})
+        except (OSError, ValueError, TypeError, AttributeError):
+            return cls()
+
+    def save(self, folder, uri: str) -> None:
+        """Record this state for tracker ``uri`` (atomic; other trackers' entries kept)."""
+        path = Path(folder.tracking)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            data = {}
+        data[_redact(uri)] = asdict(self)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def tracking_state(store, run_id: str, uri: str) -> TrackingState:
+    """What of run ``run_id`` reached tracker ``uri``, as recorded in its folder."""
+    return TrackingState.load(store.folder(run_id), uri)
+
+
+def _target_status(run: dict) -> str:
+    return _MLFLOW_STATUS.get(run["status"], "FAILED")
+
+
+def sync_run(tracker: Tracker, store, run_id: str, state: TrackingState, *, final: bool,
+             current: dict | None = None, have: set[tuple[str, int]] | None = None, backfill: bool = True) -> int:
+    """Write to ``tracker`` what of run ``run_id`` has not reached it yet, recording each part in ``state`` as it
+    lands: the MLflow run (found again by its tag, else created), the parameters, every epoch's metrics not yet
+    there (``current``: the epoch just ended, when the store may not hold it yet; ``backfill`` False: only it,
+    the tracker missing nothing before), and with ``final`` the test metrics, artefacts and final status.
+    ``have``: the ``(metric, step)`` pairs the tracker holds (read from it by an export; default:
+    ``state.steps``). Returns the number of parts written. Tracker errors propagate (``state`` keeps what
+    landed before)."""
+    got: dict = {}
+
+    def run() -> dict:
+        if not got:
+            got.update(store.get(run_id))
+        return got
+
+    wrote = 0
+    if state.mlflow_run_id is None:
+        state.mlflow_run_id = tracker.start(run(), run_tags(store, run()))
+        wrote += 1
+    mid = state.mlflow_run_id
+    if not state.params:
+        tracker.log_params(mid, run_params(run()))
+        state.params, wrote = True, wrote + 1
+    events = {} if current is not None and not backfill else {int(ev.get("epoch", 0)): ev
+                                                                for ev in store.metrics(run_id, "epoch")}
+    if current is not None:
+        events[int(current.get("epoch", 0))] = current
+    rows = []
+    for step in sorted(set(events) - set(state.steps)):
+        rows += [(k, v, step) for k, v in epoch_metrics(events[step]).items() if have is None or (k, step) not in have]
+    if rows:
+        tracker.log_rows(mid, rows)
+        wrote += 1
+    state.steps = sorted(set(state.steps) | set(events))
+    if not final:
+        return wrote
+    if not state.test:
+        test = {k: v for k, v in eval_metrics(run().get("test_metrics")).items() if have is None or (k, -1) not in have}
+        tracker.log_metrics(mid, test, step=int(run().get("epochs_done") or 0))
+        state.test, wrote = True, wrote + bool(test)
+    if not state.artifacts:
+        with tempfile.TemporaryDirectory(prefix="layerlab-mlflow-") as tmp:
+            tracker.log_artifacts(mid, _artefacts(store, run_id, Path(tmp)))
+        state.artifacts, wrote = True, wrote + 1
+    if state.status != _target_status(run()):
+        tracker.end(mid, run()["status"])
+        state.status, wrote = _target_status(run()), wrote + 1
+    return wrote
+
+
+def _remote_state(tracker: Tracker, mid: str, store, run_id: str) -> tuple[TrackingState, set[tuple[str, int]]]:
+    """What of a run the tracker holds, read from it (an export checks the tracker, not the folder's record):
+    a state with the epochs that have every metric, and the ``(metric, step)`` pairs it has (test metrics as
+    step -1)."""
+    remote = tracker.client.get_run(mid)
+    events = {int(ev.get("epoch", 0)): epoch_metrics(ev) for ev in store.metrics(run_id, "epoch")}
+    keys = {k for m in events.values() for k in m}
+    have = {(k, -1) for k in remote.data.metrics if k.startswith("test_")}
+    for k in keys & set(remote.data.metrics):
+        have |= {(k, int(m.step)) for m in tracker.client.get_metric_history(mid, k)}
+    done = [s for s, m in events.items() if all((k, s) in have for k in m)]
+    names = {f.path for f in tracker.client.list_artifacts(mid)}
+    run, folder = store.get(run_id), store.folder(run_id)
+    expected = {f.name for f in (folder.project, folder.model_card, folder.weights) if f.is_file()} | {"model.py"}
+    status = remote.info.status if remote.info.status == _target_status(run) else None
+    test = all((k, -1) in have for k in eval_metrics(run.get("test_metrics")))
+    return TrackingState(mid, True, done, test, expected <= names, status), have
 
 
 # ------------------------------------------------------------------------------------ live callback
+RETRY_EPOCHS = (1, 2, 4, 8, 16, 32)
+"""After a failed write, the epochs to let pass before each next try (the last repeats); the end of the run
+always tries."""
+
+
 class MlflowCallback(Callback):
-    """Trainer callback mirroring one store run into MLflow; any tracker error disables it with a warning."""
+    """Trainer callback mirroring one store run into MLflow. A failed write never stops training: one warning,
+    the run goes on, and a later epoch (after :data:`RETRY_EPOCHS`) or the end of the run writes what the
+    tracker missed (:func:`sync_run`); what reached it is recorded in the run folder (:class:`TrackingState`)."""
 
     def __init__(self, store, run_id: str, uri: str):
         self.store, self.run_id, self.uri = store, run_id, uri
         self.tracker: Tracker | None = None
-        self.mlflow_id: str | None = None
+        self.state = tracking_state(store, run_id, uri)
+        self.failures, self.wait = 0, 0
+        self.behind = True  # the tracker may lack epochs (an outage, a resumed run): the next write reads the store
+
+    @property
+    def mlflow_id(self) -> str | None:
+        """The MLflow run mirroring this run (None before it was created)."""
+        return self.state.mlflow_run_id
 
     def _fail(self, e: Exception) -> None:
-        self.tracker = None
-        _warn(f"uri:{self.uri}:{type(e).__name__}", f"MLflow tracking at {_redact(self.uri)} is unavailable "
-              f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); run {self.run_id} is kept "
-              "in LayerLab's store only")
+        self.tracker, self.behind = None, True
+        self.state.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        self.wait = RETRY_EPOCHS[min(self.failures, len(RETRY_EPOCHS) - 1)]
+        self.failures += 1
+        _warn(f"uri:{self.uri}:{self.run_id}", f"MLflow tracking at {_redact(self.uri)} is unavailable "
+              f"({self.state.error}); run {self.run_id} is kept in LayerLab's store, and what MLflow missed is "
+              "written when it answers again (or by `layerlab runs export-mlflow`)")
 
-    def on_train_begin(self, trainer) -> None:
-        """Create (or find again, on resume) the MLflow run and log the parameters."""
+    def _sync(self, *, final: bool, current: dict | None = None) -> None:
         try:
-            self.tracker = Tracker(self.uri)
-            run = self.store.get(self.run_id)
-            self.mlflow_id = self.tracker.start(run, run_tags(self.store, run))
-            self.tracker.log_params(self.mlflow_id, run_params(run))
+            if self.tracker is None:
+                self.tracker = Tracker(self.uri, workspace=self.store.workspace)
+            sync_run(self.tracker, self.store, self.run_id, self.state, final=final, current=current,
+                     backfill=self.behind)
+            self.state.error, self.failures, self.behind = None, 0, False
         except Exception as e:  # unreachable server, bad URI, missing driver: never break training
             self._fail(e)
+        with contextlib.suppress(OSError):  # the record is a help for later repairs, not a reason to stop
+            self.state.save(self.store.folder(self.run_id), self.uri)
+
+    def on_train_begin(self, trainer) -> None:
+        """Create (or find again, on resume) the MLflow run and log the parameters; a resumed run ends again, and
+        its epochs after the checkpoint are logged again."""
+        run = self.store.get(self.run_id)
+        done = int(run.get("epochs_done") or 0)
+        self.state.steps = [s for s in self.state.steps if s <= done]
+        self.state.test = self.state.artifacts = False
+        if self.state.status is not None:  # ended there before: found again by its tag and set running
+            self.state.status = self.state.mlflow_run_id = None
+        self._sync(final=False)
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None:
-        """Log this epoch's metrics."""
-        if self.tracker is None:
+        """Log this epoch's metrics (and, once the tracker answers again, those it missed)."""
+        if self.tracker is None and self.wait > 1:
+            self.wait -= 1
             return None
-        try:
-            self.tracker.log_metrics(self.mlflow_id, epoch_metrics(logs), step=int(logs.get("epoch", epoch + 1)))
-        except Exception as e:
-            self._fail(e)
+        self._sync(final=False, current={**logs, "epoch": int(logs.get("epoch", epoch + 1))})
         return None
 
     def on_train_end(self, trainer, result) -> None:
-        """Log test metrics and artefacts, and end the MLflow run with the run's status."""
-        if self.tracker is None:
-            return
-        try:
-            _log_end(self.tracker, self.mlflow_id, self.store, self.run_id)
-        except Exception as e:
-            self._fail(e)
+        """Log what is missing, the test metrics and artefacts, and end the MLflow run with the run's status."""
+        self._sync(final=True)
 
 
-def attach_tracking(store, run_id: str | None) -> list[Callback]:
-    """The callbacks the pipeline adds for a stored run: an :class:`MlflowCallback` when a tracking URI is set
-    and mlflow is installed (else a warning), nothing otherwise."""
-    uri = tracking_uri()
-    if not uri or store is None or run_id is None:
+def attach_tracking(store, run_id: str | None, uri: str | None = None) -> list[Callback]:
+    """The callbacks the pipeline adds for a stored run: an :class:`MlflowCallback` to ``uri`` (a job's spec
+    carries its owner's choice; None: :func:`resolve_tracking` for the run's owner) when the run's owner may log
+    there (:func:`check_destination`, else a warning) and mlflow is installed (else a warning); nothing when
+    there is no destination."""
+    from builder.errors import LayerLabError
+    from builder.runs.owners import owner_of
+
+    if store is None or run_id is None:
+        return []
+    owner = owner_of(store.get(run_id))
+    try:
+        uri = check_destination(uri, store.workspace, owner) if uri else resolve_tracking(store.workspace, owner)
+    except LayerLabError as e:
+        _warn(f"refused:{run_id}", f"run {run_id} is not logged to MLflow: {e}")
+        return []
+    if not uri:
         return []
     try:
         import mlflow  # noqa: F401  (~1.5 s, only when tracking is on)
     except ImportError:
-        _warn("missing", f"{ENV_URI} is set but mlflow is not installed (pip install 'layerlab[mlflow]'); runs "
+        _warn("missing", "MLflow tracking is set but mlflow is not installed (pip install 'layerlab[mlflow]'); runs "
               "are kept in LayerLab's store only")
         return []
     return [MlflowCallback(store, run_id, uri)]
 
 
 # ------------------------------------------------------------------------------------------ export
-def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, force: bool = False) -> list[dict]:
+def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, force: bool = False,
+                owner: str | None = None) -> list[dict]:
     """Copy runs from the store to MLflow (all when ``run_ids`` is empty): parameters, every epoch's metrics,
-    test metrics, artefacts; trials nested under their study. A run already in MLflow is skipped unless
-    ``force``.
+    test metrics, artefacts, final status; trials nested under their study. A run already in MLflow is checked
+    against the tracker and repaired: what it misses (after an outage: epochs, test metrics, artefacts, its
+    final status) is written. ``force`` replaces it instead. ``uri`` defaults to :func:`resolve_tracking` for
+    ``owner`` (default: the store's actor), and is checked by :func:`check_destination`; only runs the store's
+    actor may read are exported (:mod:`builder.access`).
 
     Returns:
-        One dict per run: ``{"run_id", "mlflow_run_id", "status": "exported" | "skipped" | "live"}``.
+        One dict per run: ``{"run_id", "mlflow_run_id", "status": "exported" | "repaired" | "complete" | "live"}``.
 
     Raises:
-        LayerLabError: no tracking URI, mlflow missing, or the tracker cannot be reached.
+        LayerLabError: no tracking URI, a destination not allowed, mlflow missing, or the tracker cannot be reached.
     """
     from builder.errors import LayerLabError
+    from builder.runs.owners import LOCAL_OWNER
 
-    uri = tracking_uri(uri)
+    owner = owner or (store.actor.owner if store.actor is not None else LOCAL_OWNER)
+    uri = resolve_tracking(store.workspace, owner, uri)
     if not uri:
         raise LayerLabError(f"no MLflow tracker; received: neither --mlflow nor {ENV_URI}. Fix: pass --mlflow "
                             "sqlite:///mlflow.db or set MLFLOW_TRACKING_URI")
     try:
-        tracker = Tracker(uri)
+        tracker = Tracker(uri, workspace=store.workspace)
     except ImportError:
         raise LayerLabError("mlflow is not installed; received: an export request. Fix: pip install "
                             "'layerlab[mlflow]'") from None
+    except LayerLabError:
+        raise
     except Exception as e:
         raise LayerLabError(f"cannot reach MLflow at {_redact(uri)}; received: {type(e).__name__}: "
                             f"{str(e).splitlines()[0][:200] if str(e) else ''}. Fix: check the URI and the server") from None
+    # the runs the store's actor may read (builder.access): every id checked before anything is written, an
+    # unknown and another's answered alike ("no run X of yours")
     ids = list(run_ids or []) or [r["id"] for r in reversed(store.list_runs(limit=100_000))]
+    runs = [store.get(rid) for rid in ids]
     out = []
-    for rid in ids:
-        run = store.get(rid)
+    for run in runs:
         if is_live(run["status"]):
             out.append({"run_id": run["id"], "mlflow_run_id": None, "status": "live"})
             continue
         existing = tracker.find(TAG_RUN, run["id"])
-        if existing and not force:
-            out.append({"run_id": run["id"], "mlflow_run_id": existing, "status": "skipped"})
-            continue
-        if existing:  # --force: replace the earlier copy rather than doubling its curves
+        if existing and force:  # replace the earlier copy rather than doubling its curves
             tracker.client.delete_run(existing)
-        mid = tracker.start(run, run_tags(store, run))
-        tracker.log_params(mid, run_params(run))
-        for ev in store.metrics(run["id"], "epoch"):
-            tracker.log_metrics(mid, epoch_metrics(ev), step=int(ev.get("epoch", 0)))
-        _log_end(tracker, mid, store, run["id"])
-        out.append({"run_id": run["id"], "mlflow_run_id": mid, "status": "exported"})
+            existing = None
+        state, have = _remote_state(tracker, existing, store, run["id"]) if existing else (TrackingState(), None)
+        wrote = sync_run(tracker, store, run["id"], state, final=True, have=have)
+        state.save(store.folder(run["id"]), uri)
+        what = "exported" if not existing else "repaired" if wrote else "complete"
+        out.append({"run_id": run["id"], "mlflow_run_id": state.mlflow_run_id, "status": what})
     return out
 
 
-__all__ = ["check_uri", "MlflowCallback", "Tracker", "TrackingWarning", "attach_tracking", "export_runs", "tracking_uri",
-           "set_tracking_uri", "run_params", "epoch_metrics", "eval_metrics", "run_tags"]
+__all__ = ["check_destination", "allowed_by", "server_tracking", "owner_setting", "save_owner_setting",
+           "resolve_tracking", "MlflowCallback", "Tracker", "TrackingState", "TrackingWarning", "sync_run",
+           "tracking_state", "attach_tracking", "export_runs", "tracking_uri", "run_params", "epoch_metrics",
+           "eval_metrics", "run_tags", "RETRY_EPOCHS"]

@@ -63,6 +63,7 @@ class StudySettings:
         max_macs: trials whose graph needs more multiply-adds per sample fail before training (``None``: no
             limit). Every trial records both figures, and :func:`builder.search.results.pareto_front` reads the
             trade-off between the objective and either of them.
+        tracking: the MLflow tracker of the trials (default: the owner's, :func:`builder.runs.tracking.resolve_tracking`).
     """
 
     name: str = "study"
@@ -80,6 +81,7 @@ class StudySettings:
     owner: str = "local"
     max_params: int | None = None
     max_macs: int | None = None
+    tracking: str | None = None
 
     def check(self) -> None:
         """Raises LayerLabError for a bad setting."""

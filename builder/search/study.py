@@ -148,19 +148,22 @@ class StudyRunner:
         self.on_update = on_update
         self.launcher = launcher or JobLauncher()
         self.storage_url = self.settings.storage or default_storage(store.workspace)
+        from builder.runs.tracking import resolve_tracking  # the owner's tracker, never the study's storage
+
+        self.tracking = resolve_tracking(store.workspace, self.settings.owner, self.settings.tracking,
+                                         also=[self.storage_url])
         self._stop = threading.Event()
         self.study = self._open_study()
         self._mlflow_parent()
 
     def _mlflow_parent(self, result: StudyResult | None = None) -> None:
         """With MLflow tracking on, the study's parent run (trials nest under it); at the end, its best value."""
-        from builder.runs.tracking import Tracker, TrackingWarning, tracking_uri
+        from builder.runs.tracking import Tracker, TrackingWarning
 
-        uri = tracking_uri()
-        if not uri:
+        if not self.tracking:
             return
         try:
-            tr = Tracker(uri)
+            tr = Tracker(self.tracking, workspace=self.store.workspace)
             rid = tr.study_parent(self.settings.name)
             if result is not None and result.best_value is not None:
                 tr.log_metrics(rid, {f"best_{self.settings.objective}": result.best_value}, step=result.n_trials)
@@ -308,7 +311,7 @@ class StudyRunner:
         spec = {"project": project.model_dump(mode="json"), "dataset": self.dataset,
                 "dataset_options": dict(self.dataset_options), "config": cfg,
                 "tags": {"study": self.settings.name, "trial": n}, "name": f"{self.settings.name} #{n}",
-                "owner": self.settings.owner}
+                "owner": self.settings.owner, **({"tracking": self.tracking} if self.tracking else {})}
         try:
             run_id = self.launcher.submit(self.store, spec)
         except LayerLabError as e:

@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from builder.disk import on_full_disk
 from builder.errors import TrainingError
 
 FORMAT = "layerlab-checkpoint-1"
@@ -157,21 +158,28 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         out[f"extra.{k}"] = _cpu(v)
     meta["sha256"] = tensors_sha256(out)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(out, str(tmp), metadata={"layerlab": _json(meta)})
-        read_checkpoint(tmp)  # verify what reached the disk before it replaces anything
-        if path.is_file():  # the last good one becomes the previous (a hard link: `path` never goes missing)
-            prev = previous_path(path)
-            ptmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
-            try:
-                os.link(path, ptmp)
-            except OSError:  # a file system without hard links
-                shutil.copyfile(path, ptmp)
-            os.replace(ptmp, prev)
-        os.replace(tmp, path)
+    need = sum(t.numel() * t.element_size() for t in out.values())
+    try:  # a full disk: one line (builder.disk), the last good checkpoint kept
+        with on_full_disk(path, "the checkpoint", needed=need):
+            _write_checkpoint(path, tmp, out, meta)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _write_checkpoint(path: Path, tmp: Path, out: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write ``out`` to ``tmp``, verify it, keep the last good checkpoint as the previous one, rename."""
+    save_file(out, str(tmp), metadata={"layerlab": _json(meta)})
+    read_checkpoint(tmp)  # verify what reached the disk before it replaces anything
+    if path.is_file():  # the last good one becomes the previous (a hard link: `path` never goes missing)
+        prev = previous_path(path)
+        ptmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
+        try:
+            os.link(path, ptmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, ptmp)
+        os.replace(ptmp, prev)
+    os.replace(tmp, path)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -83,7 +83,7 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
                    dataset_options: dict | None = None, callbacks: Iterable[Any] = (), adapt: bool = False,
                    name: str | None = None, group: str | None = None, owner: str = "local",
                    on_fold: Callable[[int, Any], None] | None = None,
-                   on_event: Callable[[dict], None] | None = None) -> CrossValResult:
+                   on_event: Callable[[dict], None] | None = None, tracking: str | None = None) -> CrossValResult:
     """Train ``folds`` runs, run k testing on fold k, and summarise their test metrics.
 
     Args:
@@ -108,7 +108,7 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
         result = run_training(project, dataset, config, store, list(callbacks),
                               dataset_options={**opts, "fold": k, "folds": int(folds)}, on_event=on_event,
                               adapt=adapt, name=f"{base} fold {k + 1}/{folds}", owner=owner,
-                              tags={TAG_GROUP: group, "fold": k, "folds": int(folds)})
+                              tags={TAG_GROUP: group, "fold": k, "folds": int(folds)}, tracking=tracking)
         res.run_ids.append(result.run_id)
         res.statuses.append(str(result.status))
         if result.test:

@@ -171,7 +171,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
                  dataset_options: dict | None = None, on_event: Callable[[dict], None] | None = None,
                  background: bool = False, adapt: bool = False, dist: Any = None,
                  name: str | None = None, run_id: str | None = None, owner: str = "local",
-                 tags: dict | None = None) -> TrainResult | TrainingJob:
+                 tags: dict | None = None, tracking: str | None = None) -> TrainResult | TrainingJob:
     """Train a project on a dataset: the single entry point of the CLI and the UI.
 
     Args:
@@ -186,6 +186,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         dist: a :class:`builder.training.distributed.DistContext` (torchrun); only rank 0 writes to the store.
         run_id: record into this existing (queued) run of ``store`` instead of creating one (job processes).
         owner, tags: recorded with a new run.
+        tracking: the MLflow tracker to log the run to (a job's spec carries its owner's; None: the owner's own
+            setting, :func:`builder.runs.tracking.resolve_tracking`).
 
     Returns:
         A :class:`TrainResult` (``run_id`` set when a store is used), or a started TrainingJob.
@@ -215,7 +217,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         listeners.append(RunLogger(store, run_id))
     if on_event is not None and main:
         listeners.append(on_event)
-    callbacks = [*callbacks, *attach_tracking(store, run_id)]  # MLflow, when a tracking URI is set
+    callbacks = [*callbacks, *attach_tracking(store, run_id, tracking)]  # MLflow, when the owner set a tracker
     if run_id is not None:  # time per node of the trained model, for the canvas's cost overlay
         callbacks.append(RecordLatency(total_macs(node_costs(report)), cfg.batch_size))
     try:
@@ -245,11 +247,13 @@ def _launch(trainer: Trainer, background: bool, run_id: str | None):
 
 def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (), *,
                on_event: Callable[[dict], None] | None = None, background: bool = False,
-               overrides: dict | None = None, dist: Any = None, claimed: bool = False) -> TrainResult | TrainingJob:
+               overrides: dict | None = None, dist: Any = None, claimed: bool = False,
+               tracking: str | None = None) -> TrainResult | TrainingJob:
     """Continue an interrupted, stopped, paused or failed run from its last checkpoint.
 
     ``overrides`` may change settings such as ``epochs`` or ``lr`` (e.g. after a NaN loss). ``claimed``: this
-    process holds the run's job slot (:mod:`builder.runs.jobs`), so its live status is its own.
+    process holds the run's job slot (:mod:`builder.runs.jobs`), so its live status is its own. ``tracking``: as
+    for :func:`run_training`.
 
     Raises:
         RunStoreError: unknown run, a run still live or finished, or no checkpoint.
@@ -273,7 +277,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         listeners.append(on_event)
     if overrides and main:
         store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
-    callbacks = [*callbacks, *(attach_tracking(store, run_id) if main else [])]
+    callbacks = [*callbacks, *(attach_tracking(store, run_id, tracking) if main else [])]
     if has_objective(project):  # a drawn objective trains in builder.training.multi
         from builder.training.multi import resume_objective
 

@@ -91,13 +91,23 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
     assert at.session_state["ll_train_mode"] == "Train"
 
 
-def test_mlflow_setting_is_checked_and_applies_to_new_runs(at, monkeypatch, tmp_path):
+def test_mlflow_setting_is_the_visitors_own_and_checked(at, monkeypatch, tmp_path):
+    import json
     import os
+
+    from builder.runs.tracking import owner_setting, resolve_tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-after-test")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    at.text_input(key="ll_mlflow_uri").set_value("sqlite:////etc/x.db").run()
-    assert "inside the workspace" in at.error[0].value and "MLFLOW_TRACKING_URI" not in os.environ
-    at.text_input(key="ll_mlflow_uri").set_value("sqlite:///mlflow.db").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{(tmp_path / 'ws' / 'mlflow.db').resolve()}"
+    ws = tmp_path / "ws"
+    assert at.text_input(key="ll_mlflow_uri").disabled  # the admin allows no tracker by default
+    allowed = f"sqlite:///{tmp_path / 'ann.db'}"
+    (ws / "server.json").write_text(json.dumps({"tracking": {"allow": [allowed]}}), encoding="utf-8")
+    at.run()
+    at.text_input(key="ll_mlflow_uri").set_value("http://10.0.0.1:5000").run()  # an internal address
+    assert "only where its admin allows" in at.error[0].value and "MLFLOW_TRACKING_URI" not in os.environ
+    at.text_input(key="ll_mlflow_uri").set_value(allowed).run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # the setting is this visitor's, not the server process's
+    assert owner_setting(ws, at.session_state["ll_owner"]) == allowed
+    assert resolve_tracking(ws, "anon:" + "f" * 32) is None  # another visitor's runs go nowhere

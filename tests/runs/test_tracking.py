@@ -93,7 +93,7 @@ def test_export_mlflow_copies_existing_runs(tmp_path, monkeypatch, capsys):
     _check_mirrored(uri, store, a, 2)
     _check_mirrored(uri, store, b, 3)
     assert cli.main(["runs", "export-mlflow", a, "--mlflow", uri, "--workspace", str(ws)]) == 0
-    assert f"{a}: already in MLflow" in capsys.readouterr().out
+    assert f"{a}: already complete in MLflow" in capsys.readouterr().out
     assert len(_runs(uri)) == 2
 
 
@@ -125,17 +125,6 @@ def test_search_trials_are_nested_under_the_study(tmp_path, uri):
     for r in trials_table(runner.study):
         row = _one(df, r["run_id"])
         assert row["tags.mlflow.parentRunId"] == pid and row["tags.layerlab.trial"] == str(r["trial"])
-
-
-def test_app_uri_check_keeps_sqlite_inside_the_workspace(tmp_path):
-    from builder.errors import LayerLabError
-    from builder.runs.tracking import check_uri
-
-    assert check_uri("http://mlflow:5000", tmp_path) == "http://mlflow:5000"
-    assert check_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    for bad in ("sqlite:////etc/passwd.db", "sqlite:///../x.db", "sqlite:///mlflow.txt", "file:///tmp/x", "ftp://h"):
-        with pytest.raises(LayerLabError, match="Fix:"):
-            check_uri(bad, tmp_path)
 
 
 def test_train_mlflow_flag(tmp_path, monkeypatch, capsys):
