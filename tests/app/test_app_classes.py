@@ -72,9 +72,11 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     assert any("Your quota on this server: 0 of 2 waiting" in c.value for c in other.caption)
     # the teacher sees the student's runs, the leaderboard, and stops a live job
     store = RunStore(workspace, actor=SYSTEM)
-    done = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="mine")
+    done = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="mine",
+                            class_id=cls["id"])  # a member's runs of the starter are the class's
     store.finish(done, "finished", test={"accuracy": 0.875})
-    live = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="runaway")
+    live = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME, name="runaway",
+                            class_id=cls["id"])
     store.update_status(live, "running")
     teacher.run()
     assert any("0.875" in m.value for m in teacher.markdown)
