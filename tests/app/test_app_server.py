@@ -15,8 +15,9 @@ from tests.helpers import ME, OTHER, assert_no_exception, open_app
 TEACHER, ADMIN = "user:t@school.org", "user:it@school.org"
 
 
-def _run(store: RunStore, owner: str, status: str = "finished", **env) -> str:
-    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 2}, owner=owner, name="net")
+def _run(store: RunStore, owner: str, status: str = "finished", class_id: str | None = None, **env) -> str:
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 2}, owner=owner, name="net",
+                           class_id=class_id)
     if status != "queued":
         store.update_status(rid, status)
     if env:
@@ -108,7 +109,7 @@ def test_teacher_views_a_run_read_only_and_deletes_the_class(workspace, monkeypa
     store = RunStore(workspace, actor=SYSTEM)
     c = classes.create_class(workspace, TEACHER, "ML", builder.load_template("mlp"))
     classes.join_class(workspace, c["code"], ME)
-    done = _run(store, ME)
+    done = _run(store, ME, class_id=c["id"])
     store.log_metrics(done, [{"type": "epoch", "epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e,
                               "train_metric": 0.5 + e / 10, "val_metric": 0.4 + e / 10, "metric_name": "accuracy"}
                              for e in (1, 2)])
