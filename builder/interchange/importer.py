@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from builder.graph.project import Project
+from builder.graph.spec import SHARES
 from builder.interchange.errors import ModelImportError
 from builder.runs.status import RunStatus
 
@@ -75,7 +76,8 @@ def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, 
 
     Returns:
         :class:`ImportResult` with ``project``, ``weights`` (state dict of ``compile_graph(project.graph)``)
-        and ``report`` (source, mapped operators, notes, parameters, max_abs_diff).
+        and ``report`` (source, mapped operators, notes, parameters, max_abs_diff, ``shared``: tied node ->
+        the node whose weights it uses, ``batchnorm_folded``: layers an exporter folded a BatchNorm into).
 
     Raises:
         UnsupportedOpsError: operators without a LayerLab layer (all listed, per operator, with a fix).
@@ -133,6 +135,8 @@ def build_from_onnx(proto, name: str, kind: str = "onnx", source: str = "") -> I
     rep = {"source": source, "format": kind, "nodes": len(graph.nodes), "edges": len(graph.edges),
            "onnx_nodes": len(proto.graph.node), "total_params": int(report.total_params),
            "mapped": dict(sorted(built.mapped.items())), "notes": list(built.notes),
+           "shared": {n.id: n.params[SHARES] for n in graph.nodes if SHARES in n.params},
+           "batchnorm_folded": sorted(built.folded_batchnorm),
            "layer_types": sorted({n.type for n in graph.nodes})}
     return ImportResult(project, weights, rep)
 
