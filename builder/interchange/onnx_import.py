@@ -203,6 +203,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 continue
             rest = dims[1:]
             self.static_batch = dims[0] if dims[0] and dims[0] > 1 else None  # Reshape([2, -1]) at batch 2
+            self.export_batch = dims[0] or None  # the file's fixed batch, 1 included (Reshape([1, 64]) at batch 1)
             if any(d is None or d < 1 for d in rest):
                 self.bad("dynamic input size", i.name, "export with fixed sizes for every dimension but the "
                          "batch (LayerLab checks shapes at build time)")
@@ -706,7 +707,9 @@ class OnnxImporter(ModuleGroups, TensorOps):
         if not items:
             return None
         first, rest = items[0], items[1:]
-        if not (first == Sym(1) or first == 0 or (first == -1 and -1 not in rest)):
+        batch = getattr(self, "export_batch", None)
+        fixed = batch is not None and first == batch and s_in[0] == batch  # a file exported at one batch size
+        if not (first == Sym(1) or first == 0 or (first == -1 and -1 not in rest) or fixed):
             return None
         if any(isinstance(v, Sym) for v in rest):
             return None
@@ -714,6 +717,8 @@ class OnnxImporter(ModuleGroups, TensorOps):
         numel = math.prod(s_in[1:])
         if first == -1:
             rest = [numel // max(1, math.prod(v for v in rest if v != -1))] if -1 in rest else rest
+        if fixed and -1 not in rest and math.prod(rest) != numel:
+            return None  # the constant leading size is not the batch: the sample's values do not stay together
         if rest in ([-1], [numel]):
             return T(self.add(self.node_name(n), "Flatten", {}, [x]))
         if list(s_in[1:]) == rest:
