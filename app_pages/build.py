@@ -390,15 +390,22 @@ def import_model_box() -> None:
     from builder.interchange.worker import MAX_UPLOAD_BYTES, import_upload
 
     st.caption(f"Open an ONNX or torch.export (.pt2) model, up to {MAX_UPLOAD_BYTES // 2**20} MiB. It is parsed "
-               "in a separate process and never executed; its weights are kept so training starts from them.")
+               "in a separate process and never executed; its weights are kept so training starts from them. An "
+               "ONNX model with its weights in a separate file: choose both (m.onnx and m.onnx.data), or a .zip.")
     nonce = st.session_state.setdefault("ll_import_nonce", 0)
-    up = st.file_uploader("Model file", type=["onnx", "pt2"], key=f"ll_import_{nonce}")
-    if up is None:
+    ups = st.file_uploader("Model file", type=["onnx", "pt2", "data", "zip"], accept_multiple_files=True,
+                           key=f"ll_import_{nonce}")
+    models = [u for u in ups or [] if u.name.lower().endswith((".onnx", ".pt2", ".zip"))]
+    if not ups or len(models) != 1:
+        if ups:
+            st.warning("Choose one model file (.onnx, .pt2 or .zip), with its .data file if it has one.")
         return
+    up = models[0]
     st.session_state.ll_import_nonce = nonce + 1
     try:
         with st.spinner("Importing in a worker process…"):
-            proj, rid, rep = import_upload(up.getvalue(), up.name, ui.store())
+            proj, rid, rep = import_upload(up.getvalue(), up.name, ui.store(),
+                                           companions={u.name: u.getvalue() for u in ups if u is not up} or None)
     except LayerLabError as e:
         st.session_state.ll_canvas_error = f"Cannot import {up.name}: {e}"
         st.rerun()
