@@ -68,3 +68,15 @@ def test_a_shared_node_must_see_the_same_input_size():
     graph["edges"][2] = {"source": "a", "target": "b"}  # b now reads a's 3 features, a reads x's 4
     problems = [p.message for p in infer_shapes(graph).problems if p.code == "bad_share"]
     assert problems and "in_features=4 there, 3 here" in problems[0]
+
+
+def test_structured_pruning_leaves_tied_weights_alone():
+    from builder.graph.shrink import channel_plan
+
+    graph = _two_branches(4, 3)
+    graph["nodes"].insert(1, {"id": "stem", "type": "Linear", "params": {"out_features": 4}})
+    graph["edges"] = [{"source": "x", "target": "stem"}] + [
+        {**e, "source": "stem"} if e["source"] == "x" else e for e in graph["edges"]]
+    plan = channel_plan(graph)
+    assert any("shared with b (tied)" in r for r in plan.groups[plan.producers["a"]].blocked)
+    assert any("tied" in r for r in plan.groups[plan.producers["stem"]].blocked)  # b and a read its channels
