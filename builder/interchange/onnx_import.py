@@ -110,6 +110,11 @@ class OnnxImporter(ModuleGroups, TensorOps):
         self.zero_state = zero_state_nodes(self.g)  # RNN initial states that are all zeros: no nodes
         self.reads: frozenset[str] = frozenset()  # the constant values (by ONNX name) the op being mapped reads
         self.weight_reads: dict[str, set[str]] = {}  # node id -> the constant values its weights came from
+        # the classic exporter's merge of equal tensors: a tensor it computed (onnx::LSTM_213) read as another
+        # computed one (a parameter's own name, g.weight = Identity(f.weight), stays a parameter of its own)
+        self.alias = {n.output[0]: n.input[0] for n in self.g.node if n.op_type == "Identity" and n.input
+                      and n.input[0] in self.inits and n.output and n.input[0].startswith("onnx::")
+                      and n.output[0].startswith("onnx::")}
 
     # ------------------------------------------------------------------ helpers
     def bad(self, op: str, where: str, fix: str | None = None) -> None:
@@ -400,7 +405,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
             return
         if any(v is None for v, name in zip(ins, n.input) if name and name not in self.zero_state):
             return  # an input is already unsupported; that op is reported
-        self.reads = frozenset(v for v in n.input if v and isinstance(self.value(v), Const))
+        self.reads = frozenset(self.alias.get(v, v) for v in n.input if v and isinstance(self.value(v), Const))
         if op in RNN_OPS or any(special(v) for v in ins) or to_time_major(self, n, ins, _attrs(n)) is not None:
             res = rnn_op(self, n, ins, _attrs(n)) if op in RNN_OPS else \
                 to_time_major(self, n, ins, _attrs(n)) or follow(self, n, ins, _attrs(n))

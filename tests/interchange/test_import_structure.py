@@ -183,3 +183,45 @@ def test_layers_with_equal_values_but_their_own_parameters_stay_two_layers(tmp_p
     res = import_model(_export(model, torch.randn(2, 6), "onnx_classic", tmp_path))  # the file holds one copy
     assert not res.report["shared"]
     assert res.report["total_params"] == _params(model)
+
+
+class SharedConvBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(torch.cat([self.enc(x).mean((2, 3)), self.enc(x * 2.0).mean((2, 3))], 1))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_shared_encoder_with_batchnorm_stays_shared(source, tmp_path):
+    torch.manual_seed(0)
+    model, x = SharedConvBN().eval(), torch.randn(2, 3, 6, 6)
+    res = import_model(_export(model, x, source, tmp_path))
+    assert _max_diff(model, _imported(res), x) <= 1e-5
+    assert res.report["shared"]  # the encoder's layers once, with its BatchNorm where the file keeps one
+    if source == "onnx_classic":  # folded into each use's convolution: tied, and said to have no BatchNorm
+        assert len(res.report["batchnorm_folded"]) == 2 and any("no BatchNorm" in n for n in res.report["notes"])
+    else:
+        assert res.report["total_params"] == _params(model)
+
+
+def test_a_shared_lstm_from_the_classic_exporter_stays_shared(tmp_path):
+    class TwoReads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(4, 6, batch_first=True)
+            self.fc = nn.Linear(12, 2)
+
+        def forward(self, x):
+            a, _ = self.rnn(x)
+            b, _ = self.rnn(x * 2.0)
+            return self.fc(torch.cat([a[:, -1], b[:, -1]], 1))
+
+    torch.manual_seed(0)
+    model, x = TwoReads().eval(), torch.randn(2, 5, 4)
+    res = import_model(_export(model, x, "onnx_classic", tmp_path))  # the exporter computed the LSTM's weights
+    assert _max_diff(model, _imported(res), x) <= 1e-5
+    assert res.report["total_params"] == _params(model) and len(res.report["shared"]) == 1
