@@ -138,6 +138,9 @@ def inspector(report) -> None:
         c2.metric("Parameters", ui.human_count(info.num_params))
         for msg in info.errors:
             st.error(ui.md(msg), icon=":material/error:")
+        if info.shares:
+            st.info(f"Uses the weights of {ui.md(info.shares)} (one layer called twice): its parameters count "
+                    "once and training keeps the two tied.", icon=":material/link:")
     params = dict(node.params)
     for p in spec.params:
         wk = f"ll_p_{node.id}_{p.name}_{rev}"
