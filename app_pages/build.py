@@ -138,6 +138,9 @@ def inspector(report) -> None:
         c2.metric("Parameters", ui.human_count(info.num_params))
         for msg in info.errors:
             st.error(ui.md(msg), icon=":material/error:")
+        if info.shares:
+            st.info(f"Uses the weights of {ui.md(info.shares)} (one layer called twice): its parameters count "
+                    "once and training keeps the two tied.", icon=":material/link:")
     params = dict(node.params)
     for p in spec.params:
         wk = f"ll_p_{node.id}_{p.name}_{rev}"
@@ -390,22 +393,30 @@ def import_model_box() -> None:
     from builder.interchange.worker import MAX_UPLOAD_BYTES, import_upload
 
     st.caption(f"Open an ONNX or torch.export (.pt2) model, up to {MAX_UPLOAD_BYTES // 2**20} MiB. It is parsed "
-               "in a separate process and never executed; its weights are kept so training starts from them.")
+               "in a separate process and never executed; its weights are kept so training starts from them. An "
+               "ONNX model with its weights in a separate file: choose both (m.onnx and m.onnx.data), or a .zip.")
     nonce = st.session_state.setdefault("ll_import_nonce", 0)
-    up = st.file_uploader("Model file", type=["onnx", "pt2"], key=f"ll_import_{nonce}")
-    if up is None:
+    ups = st.file_uploader("Model file", type=["onnx", "pt2", "data", "zip"], accept_multiple_files=True,
+                           key=f"ll_import_{nonce}")
+    models = [u for u in ups or [] if u.name.lower().endswith((".onnx", ".pt2", ".zip"))]
+    if not ups or len(models) != 1:
+        if ups:
+            st.warning("Choose one model file (.onnx, .pt2 or .zip), with its .data file if it has one.")
         return
+    up = models[0]
     st.session_state.ll_import_nonce = nonce + 1
     try:
         with st.spinner("Importing in a worker process…"):
-            proj, rid, rep = import_upload(up.getvalue(), up.name, ui.store())
+            proj, rid, rep = import_upload(up.getvalue(), up.name, ui.store(),
+                                           companions={u.name: u.getvalue() for u in ups if u is not up} or None)
     except LayerLabError as e:
         st.session_state.ll_canvas_error = f"Cannot import {up.name}: {e}"
         st.rerun()
     st.session_state.ll_canvas_error = None
     ui.set_project(proj, flash=f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
                    f"outputs match the original to {rep.get('max_abs_diff', 0):.1e}. Training starts from the "
-                   f"imported weights (run {rid}); freeze layers on the Train page.")
+                   f"imported weights (run {rid}); freeze layers on the Train page."
+                   + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))
     st.rerun()
 
 

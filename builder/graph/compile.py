@@ -138,7 +138,7 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
     Returns:
         A ``torch.fx.GraphModule``; ``forward`` takes one tensor per Input node (graph order) and returns the
         output tensor (or a tuple when the graph has several outputs). Attributes: ``layerlab_names`` (node id
-        → submodule name), ``layerlab_types`` (node id → layer type), ``layerlab_inputs`` / ``layerlab_outputs``
+        → submodule name; a node that shares another's weights maps to that node's submodule), ``layerlab_types`` (node id → layer type), ``layerlab_inputs`` / ``layerlab_outputs``
         (node ids), ``layerlab_input_shapes`` (node id → shape without batch), ``layerlab_input_dtypes``.
 
     Raises:
@@ -170,8 +170,11 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         types[nid] = info.type
         ins = info.inputs
         attr = names[nid]
-        ctor = module_ctor(spec, info.params, ins)
-        if ctor is not None:
+        mod = names[info.shares] if info.shares else attr  # a tied node calls the module of the node it shares
+        ctor = None if info.shares else module_ctor(spec, info.params, ins)
+        if info.shares:
+            module_of[nid] = mod
+        elif ctor is not None:
             root.add_module(attr, build_module(*ctor))
             module_of[nid] = attr
         elif getattr(spec, "make_module", None) is not None:  # a node storing its own constants (Op)
@@ -192,9 +195,9 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
                                      and any(e.source in strided for e, _ in in_edges)):
             strided.add(nid)
         if spec.emit is None:
-            out = emit.module(attr, *args)
+            out = emit.module(mod, *args)
         else:
-            out = spec.emit(emit, attr, info.params, args, ins)
+            out = spec.emit(emit, mod, info.params, args, ins)
         outs = out if isinstance(out, dict) else {spec.outputs[0]: out}
         for port, node in outs.items():
             if node in emit.created:

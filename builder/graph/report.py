@@ -57,6 +57,7 @@ class NodeInfo:
     cost_note: str = ""
     inferred: dict = field(default_factory=dict)
     cause: str | None = None  # for status "upstream": the broken node to fix first
+    shares: str | None = None  # the node whose module (weights) this node calls (spec.SHARES)
 
     @property
     def type_out(self) -> TensorType | None:
@@ -78,7 +79,8 @@ class NodeInfo:
                 "warnings": list(self.warnings),
                 "shape": list(self.shape) if self.shape is not None else None,
                 "outputs": {k: list(v.shape) for k, v in self.outputs.items()},
-                "params": self.num_params, "buffers": self.num_buffers, "inferred": dict(self.inferred)}
+                "params": self.num_params, "buffers": self.num_buffers, "inferred": dict(self.inferred),
+                **({"shares": self.shares} if self.shares else {})}
 
 
 @dataclass

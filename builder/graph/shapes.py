@@ -35,7 +35,7 @@ from builder.graph.report import (  # noqa: F401  (re-exported: the report types
     human_count,
     kinds_of,
 )
-from builder.graph.spec import Cost, LayerSpec, ShapeError, TensorType, _short
+from builder.graph.spec import SHARES, Cost, LayerSpec, ShapeError, TensorType, _short
 
 
 def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: str | None = None) -> None:
@@ -341,6 +341,46 @@ def _located(ex: ShapeError, preds: list[tuple[Edge, str]]) -> str:
     return msg
 
 
+def check_ties(a: Analysis) -> None:
+    """Nodes whose ``params["shares"]`` names another node call that node's module: the two must build the same
+    module (type, parameters and the sizes inferred from their inputs); the sharing node holds no weights of
+    its own (its parameters count once, on the node it shares)."""
+    raw = {n.id: n.params for n in a.graph.nodes}
+    for nid, info in a.nodes.items():
+        target = (raw.get(nid) or {}).get(SHARES)
+        if target is None or info.status != "ok":
+            continue
+        fix = f"Fix: name a node of type {info.type} with the same parameters and input size, or remove `{SHARES}`"
+        other = a.nodes.get(target) if isinstance(target, str) else None
+        if other is None or target == nid:
+            a.error(nid, "bad_share", f"`{SHARES}` must name another node of the graph; received: {SHARES}="
+                    f"{_short(target)}. {fix}")
+            continue
+        if (raw.get(target) or {}).get(SHARES) is not None:
+            a.error(nid, "bad_share", f"a node can share only a node that holds its own weights; received: "
+                    f"{SHARES}={target!r}, which shares {_short(raw[target][SHARES])}. Fix: name that node instead")
+            continue
+        if other.status != "ok":
+            continue  # its own problem is reported on it
+        spec = a.specs[nid]
+        mine = module_ctor(spec, info.params, info.inputs)
+        theirs = module_ctor(spec, other.params, other.inputs) if other.type == info.type else None
+        if other.type != info.type or mine is None or mine != theirs:
+            what = (f"a {other.type}" if other.type != info.type else "a layer without weights" if mine is None
+                    else "built differently: " + _ctor_diff(theirs, mine))
+            a.error(nid, "bad_share", f"a node that shares weights must build the very module of the node it "
+                    f"shares; received: {SHARES}={target!r} is {what}. {fix}")
+            continue
+        info.shares, info.num_params, info.num_buffers = target, 0, 0
+
+
+def _ctor_diff(theirs: tuple[str, dict], mine: tuple[str, dict]) -> str:
+    """``out_features=32 there, 16 here`` for the constructor arguments two nodes differ in."""
+    keys = sorted(set(theirs[1]) | set(mine[1]), key=str)
+    return "; ".join(f"{k}={_short(theirs[1].get(k))} there, {_short(mine[1].get(k))} here" for k in keys
+                     if theirs[1].get(k) != mine[1].get(k))[:300] or f"{theirs[0]} there, {mine[0]} here"
+
+
 def build_report(a: Analysis) -> None:
     """The :class:`ShapeReport` of what the phases found: outputs in file order, totals."""
     position = a.position
@@ -421,8 +461,8 @@ def check_budget(a: Analysis) -> None:
 
 
 #: The phases of one analysis pass, in order; each reads what the earlier ones left on the :class:`Analysis`.
-PHASES = (check_nodes, check_edges, check_arity, check_cycles, check_reachability, propagate_shapes, build_report,
-          check_budget)
+PHASES = (check_nodes, check_edges, check_arity, check_cycles, check_reachability, propagate_shapes, check_ties,
+          build_report, check_budget)
 
 
 def analyse(graph: Graph, budget: Budget | None = None) -> Analysis:

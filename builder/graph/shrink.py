@@ -150,6 +150,8 @@ def channel_plan(graph, report: ShapeReport | None = None) -> ChannelPlan:
     consumers: dict[str, Layout] = {}
     followers: dict[str, Layout] = {}
     producers: list[str] = []
+    tied = {nid: info.shares for nid, info in report.nodes.items() if info.shares}
+    tied.update({root: nid for nid, root in list(tied.items())})  # both ends of every tie
     for nid in report.order:
         info = report.nodes[nid]
         ins = [state.get(e.source) for e, _ in report.in_edges.get(nid, [])]
@@ -161,6 +163,9 @@ def channel_plan(graph, report: ShapeReport | None = None) -> ChannelPlan:
                                 len(info.shape) - 1 if info.type == "Linear" else 0)
         elif out is not None:
             state[nid] = out
+        if nid in tied:  # one module used twice: slicing it for one use would break the other
+            why = f"{nid}: its weights are shared with {tied[nid]} (tied)"
+            uf.block([g for x in ins if x is not None for g in x.groups] + ([nid] if nid in uf.parent else []), why)
     for nid in report.output_nodes:
         if nid in state:
             uf.block(state[nid].groups, f"{nid}: its output is the model output")

@@ -23,6 +23,11 @@ CATEGORIES = ("Inputs", "Dense", "Convolution", "Pooling", "Normalisation", "Rec
 
 MAX_SIZE = 1_000_000  # largest single size (features, channels, vocabulary) a parameter may take
 
+#: The tied-weights marker: ``params["shares"] = "enc_fc"`` makes a node call the module of node ``enc_fc`` (one set of
+#: weights used twice, as a module called from two places in PyTorch). Checked by
+#: :func:`builder.graph.shapes.check_ties`; kept in ``params`` so every reader of a graph (canvas included) keeps it.
+SHARES = "shares"
+
 
 class ShapeError(LayerLabError):
     """Raised by a shape rule: ``message`` says what is wrong and how to fix it; ``port`` where."""
@@ -324,6 +329,8 @@ class LayerSpec:
         errors: list[str] = []
         names = self.param_names
         for key in params:
+            if key == SHARES:  # not a constructor argument: the graph-level tie (shapes.check_ties)
+                continue
             if key not in names:
                 close = difflib.get_close_matches(str(key), names, n=1) if len(str(key)) <= 100 else []
                 shown = key if isinstance(key, str) and len(key) <= 40 else _short(key)

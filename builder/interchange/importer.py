@@ -21,9 +21,13 @@ Example::
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import re
+import tempfile
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ import torch
 
 from builder.disk import on_full_disk
 from builder.graph.project import Project
+from builder.graph.spec import SHARES
 from builder.interchange.errors import ModelImportError
 from builder.runs.status import RunStatus
 
@@ -63,12 +68,110 @@ def _kind(source: Any) -> str:
                            "file.py:ClassName")
 
 
-def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, verify: bool = True,
-                 seed: int = 0) -> ImportResult:
+MAX_BUNDLE_FILES = 16  # a model and its external-data files (torch writes one: ``m.onnx.data``)
+MAX_BUNDLE_BYTES = 1 << 30
+_BUNDLE_NAME = re.compile(r"[A-Za-z0-9_+\-(][A-Za-z0-9._+\-() ,]{0,199}")
+
+
+def write_bundle(files: Mapping[str, bytes], folder: str | os.PathLike) -> Path:
+    """Write an uploaded set (one ``.onnx`` with its external-data files, or one ``.pt2``) into ``folder`` (empty
+    and private) and return the model's path. Names must be plain file names (no folders, no ``..``), so the
+    model's external data can resolve only to files of the set (:func:`~builder.interchange.onnx_read.read_onnx`
+    refuses locations outside the model's folder).
+
+    Raises:
+        ModelImportError: no model or several, a name that is no plain file name, too many or too large files.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_bundle({"m.onnx": b"x", "m.onnx.data": b"y"}, tmp).name
+    'm.onnx'
+    >>> write_bundle({"m.onnx": b"x", "../etc/passwd": b""}, "/nonexistent")
+    Traceback (most recent call last):
+    ...
+    builder.interchange.errors.ModelImportError: an uploaded file name must be a plain file name; received: '../etc/passwd'. Fix: upload the files themselves (m.onnx and m.onnx.data), not paths
+    """
+    from builder.escape import visible
+
+    fix = "Fix: upload the files themselves (m.onnx and m.onnx.data), not paths"
+    bad = [n for n in files if not isinstance(n, str) or not _BUNDLE_NAME.fullmatch(n)]
+    if bad:
+        raise ModelImportError(f"an uploaded file name must be a plain file name; received: "
+                               f"{visible(str(bad[0]), 80)!r}. {fix}")
+    if len(files) > MAX_BUNDLE_FILES or sum(len(b) for b in files.values()) > MAX_BUNDLE_BYTES:
+        raise ModelImportError(f"an upload holds at most {MAX_BUNDLE_FILES} files and {MAX_BUNDLE_BYTES:,} bytes; "
+                               f"received: {len(files)} files, {sum(len(b) for b in files.values()):,} bytes. Fix: "
+                               "upload the model and its external-data files only")
+    models = [n for n in files if n.lower().endswith((".onnx", ".pt2"))]
+    if len(models) != 1 or (models[0].lower().endswith(".pt2") and len(files) > 1):
+        raise ModelImportError(f"an upload holds one model (.onnx with its external-data files, or one .pt2); "
+                               f"received: {len(models)} model files among {len(files)}. Fix: upload one model at a "
+                               "time")
+    folder = Path(folder)
+    for n, data in files.items():
+        (folder / n).write_bytes(data)
+    return folder / models[0]
+
+
+def zip_members(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, bytes]:
+    """The files of a zipped upload by their plain names (folders inside the zip dropped), read with bounds
+    that the zip's own size fields cannot lift. Raises ModelImportError for a bad zip or one over the limits."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            if len(infos) > MAX_BUNDLE_FILES:
+                raise ModelImportError(f"a zipped model holds at most {MAX_BUNDLE_FILES} files; received: "
+                                       f"{len(infos)}. Fix: zip the model and its external-data files only")
+            out: dict[str, bytes] = {}
+            total = 0
+            for info in infos:
+                name = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
+                if name in out:
+                    raise ModelImportError(f"a zipped model holds two files named {name!r}; received: "
+                                           f"{info.filename!r}. Fix: zip one model and its data files")
+                with zf.open(info) as f:
+                    out[name] = f.read(max_bytes - total + 1)
+                total += len(out[name])
+                if total > max_bytes:
+                    raise ModelImportError(f"the zipped model unpacks to more than {max_bytes:,} bytes. Fix: import "
+                                           "a smaller model")
+            return out
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError, OSError) as e:
+        raise ModelImportError(f"not a readable zip file; received: {type(e).__name__}. Fix: zip the .onnx and "
+                               "its .data file again") from None
+
+
+def _is_onnx_zip(source) -> bool:
+    """A zip whose files include an ``.onnx`` (a .pt2 is a zip too, without one)."""
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source[:4])
+        if data != b"PK\x03\x04":
+            return False
+        try:
+            with zipfile.ZipFile(io.BytesIO(bytes(source))) as zf:
+                return any(n.lower().endswith(".onnx") for n in zf.namelist())
+        except (zipfile.BadZipFile, ValueError, OSError):
+            return False
+    return False
+
+
+def _model_in_folder(folder: Path) -> Path:
+    """The one ``.onnx`` or ``.pt2`` of a folder (the CLI's ``layerlab import FOLDER``)."""
+    models = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".onnx", ".pt2"))
+    if len(models) != 1:
+        raise ModelImportError(f"{folder}: a model folder holds one .onnx (with its external-data files) or one "
+                               f".pt2; received: {len(models)} model files. Fix: name the model file itself")
+    return models[0]
+
+
+def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, name: str | None = None,
+                 verify: bool = True, seed: int = 0) -> ImportResult:
     """Import a model as a LayerLab project with its weights.
 
     Args:
-        source: a ``.onnx`` or ``.pt2`` path (or the file's bytes), or ``file.py:ClassName[(args)]``.
+        source: a ``.onnx`` or ``.pt2`` path (or the file's bytes), a folder holding one model (with its
+            external-data files), an uploaded set ``{file name: bytes}`` or a zip of one (``.onnx`` plus
+            ``.onnx.data``; external data resolves only to files of the set), or ``file.py:ClassName[(args)]``.
         name: project name (default: the file name).
         verify: run the original (onnxruntime / the torch program / the module) and the imported model on
             random inputs and record ``max_abs_diff`` in the report; raise if it exceeds ``tolerance`` (1e-5, times
@@ -76,12 +179,27 @@ def import_model(source: str | os.PathLike | bytes, *, name: str | None = None, 
 
     Returns:
         :class:`ImportResult` with ``project``, ``weights`` (state dict of ``compile_graph(project.graph)``)
-        and ``report`` (source, mapped operators, notes, parameters, max_abs_diff).
+        and ``report`` (source, mapped operators, notes, parameters, max_abs_diff, ``shared``: tied node ->
+        the node whose weights it uses, ``batchnorm_folded``: layers an exporter folded a BatchNorm into).
 
     Raises:
         UnsupportedOpsError: operators without a LayerLab layer (all listed, per operator, with a fix).
         ModelImportError: unreadable, hostile or too large files, or outputs that do not match.
     """
+    if isinstance(source, Mapping) or _is_onnx_zip(source):
+        files = dict(source) if isinstance(source, Mapping) else zip_members(bytes(source))
+        with tempfile.TemporaryDirectory(prefix="layerlab-import-") as tmp:
+            path = write_bundle(files, tmp)
+            res = import_model(path, name=name or Path(path).stem, verify=verify, seed=seed)
+        res.report["source"] = path.name
+        return res
+    if not isinstance(source, bytes | bytearray) and ":" not in str(source) and Path(source).is_dir():
+        source = _model_in_folder(Path(source))
+    elif not isinstance(source, bytes | bytearray) and str(source).lower().endswith(".zip") and \
+            Path(source).is_file() and Path(source).stat().st_size <= MAX_BUNDLE_BYTES:
+        data = Path(source).read_bytes()
+        if _is_onnx_zip(data):
+            return import_model(data, name=name or Path(source).stem, verify=verify, seed=seed)
     kind = _kind(source)
     label = name or ("model" if isinstance(source, bytes | bytearray) else Path(str(source).split(":")[0]).stem)
     reference = None
@@ -125,7 +243,8 @@ def build_from_onnx(proto, name: str, kind: str = "onnx", source: str = "") -> I
         from builder.errors import GraphError
 
         errors = [p for p in report.problems if p.severity == "error"]
-        raise ModelImportError("the imported graph does not validate: " + str(GraphError(errors)))
+        raise ModelImportError("the imported graph does not validate: " + str(GraphError(errors))
+                               + _fixed_batch_hint(proto))
     torch.manual_seed(0)
     model = compile_graph(graph, report=report)
     weights = _assign_weights(model, built.weights)
@@ -134,8 +253,20 @@ def build_from_onnx(proto, name: str, kind: str = "onnx", source: str = "") -> I
     rep = {"source": source, "format": kind, "nodes": len(graph.nodes), "edges": len(graph.edges),
            "onnx_nodes": len(proto.graph.node), "total_params": int(report.total_params),
            "mapped": dict(sorted(built.mapped.items())), "notes": list(built.notes),
+           "shared": {n.id: n.params[SHARES] for n in graph.nodes if SHARES in n.params},
+           "batchnorm_folded": sorted(built.folded_batchnorm),
            "layer_types": sorted({n.type for n in graph.nodes})}
     return ImportResult(project, weights, rep)
+
+
+def _fixed_batch_hint(proto) -> str:
+    """What to export differently when a file fixes the batch size (sizes computed from it became constants)."""
+    dims = [d for i in proto.graph.input[:1] for d in i.type.tensor_type.shape.dim[:1]]
+    if not dims or not dims[0].HasField("dim_value"):
+        return ""
+    return (f". The file fixes the batch at {dims[0].dim_value}, so sizes computed from it are constants. Fix: export "
+            "with a dynamic batch: torch.onnx.export(..., dynamo=True, dynamic_shapes=({0: "
+            "torch.export.Dim('batch')},)) or, with dynamo=False, dynamic_axes={'x': {0: 'batch'}}")
 
 
 def _assign_weights(model: torch.nn.Module, weights: dict[str, dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -381,4 +512,4 @@ def register_import(store, result: ImportResult, name: str | None = None) -> str
 
 
 __all__ = ["ImportResult", "import_model", "build_from_onnx", "save_import", "register_import", "load_pt2",
-           "check_pt2_archive", "load_python"]
+           "check_pt2_archive", "load_python", "write_bundle", "zip_members"]

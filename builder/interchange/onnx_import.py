@@ -41,6 +41,7 @@ from builder.interchange.onnx_rnn import (
     to_time_major,
     zero_state_nodes,
 )
+from builder.interchange.onnx_structure import folded_batchnorm, folded_batchnorm_note, tie_shared
 from builder.interchange.onnx_tensor_ops import TensorOps
 from builder.interchange.onnx_values import (
     MAX_FOLD_ELEMENTS,
@@ -107,6 +108,13 @@ class OnnxImporter(ModuleGroups, TensorOps):
         self.rnn_info: dict[str, dict] = {}
         self.vocab: dict[str, int] = {}
         self.zero_state = zero_state_nodes(self.g)  # RNN initial states that are all zeros: no nodes
+        self.reads: frozenset[str] = frozenset()  # the constant values (by ONNX name) the op being mapped reads
+        self.weight_reads: dict[str, set[str]] = {}  # node id -> the constant values its weights came from
+        # the classic exporter's merge of equal tensors: a tensor it computed (onnx::LSTM_213) read as another
+        # computed one (a parameter's own name, g.weight = Identity(f.weight), stays a parameter of its own)
+        self.alias = {n.output[0]: n.input[0] for n in self.g.node if n.op_type == "Identity" and n.input
+                      and n.input[0] in self.inits and n.output and n.input[0].startswith("onnx::")
+                      and n.output[0].startswith("onnx::")}
 
     # ------------------------------------------------------------------ helpers
     def bad(self, op: str, where: str, fix: str | None = None) -> None:
@@ -147,6 +155,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
             self.out.edges.append(e)
         if weights:
             self.out.weights[nid] = {k: np.ascontiguousarray(v) for k, v in weights.items()}
+            self.weight_reads[nid] = set(self.reads)
         return nid
 
     def node_name(self, n) -> str:
@@ -180,6 +189,11 @@ class OnnxImporter(ModuleGroups, TensorOps):
                                                    self.fixes.get(op) or _FIXES.get(op, _FIX_DEFAULT))
                                        for op, nodes in self.unsupported.items()])
         self._prune()
+        tie_shared(self.out, self.weight_reads)
+        kept = {n["id"] for n in self.out.nodes}
+        self.out.folded_batchnorm = {k: v for k, v in self.out.folded_batchnorm.items() if k in kept}
+        if self.out.folded_batchnorm:
+            self.out.notes.append(folded_batchnorm_note(self.out.folded_batchnorm))
         return self.out
 
     def _inputs(self) -> None:
@@ -194,6 +208,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 continue
             rest = dims[1:]
             self.static_batch = dims[0] if dims[0] and dims[0] > 1 else None  # Reshape([2, -1]) at batch 2
+            self.export_batch = dims[0] or None  # the file's fixed batch, 1 included (Reshape([1, 64]) at batch 1)
             if any(d is None or d < 1 for d in rest):
                 self.bad("dynamic input size", i.name, "export with fixed sizes for every dimension but the "
                          "batch (LayerLab checks shapes at build time)")
@@ -390,6 +405,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
             return
         if any(v is None for v, name in zip(ins, n.input) if name and name not in self.zero_state):
             return  # an input is already unsupported; that op is reported
+        self.reads = frozenset(self.alias.get(v, v) for v in n.input if v and isinstance(self.value(v), Const))
         if op in RNN_OPS or any(special(v) for v in ins) or to_time_major(self, n, ins, _attrs(n)) is not None:
             res = rnn_op(self, n, ins, _attrs(n)) if op in RNN_OPS else \
                 to_time_major(self, n, ins, _attrs(n)) or follow(self, n, ins, _attrs(n))
@@ -463,8 +479,10 @@ class OnnxImporter(ModuleGroups, TensorOps):
         weights = {"weight": W}
         if b is not None:
             weights["bias"] = np.broadcast_to(b.value, (W.shape[0],)).astype(W.dtype)
-        return T(self.add(self.node_name(n), "Linear", {"out_features": int(W.shape[0]), "bias": b is not None},
-                          [x], weights))
+        nid = self.add(self._folded_name(n, w), "Linear", {"out_features": int(W.shape[0]), "bias": b is not None},
+                       [x], weights)
+        self._note_folded(n, nid, w)
+        return T(nid)
 
     def _op_MatMul(self, n, ins, a):
         x, w = ins
@@ -492,6 +510,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 if y.value.shape[0] == node["params"]["out_features"]:
                     node["params"]["bias"] = True
                     self.out.weights[nid]["bias"] = np.ascontiguousarray(y.value)
+                    self.weight_reads.setdefault(nid, set()).update(self.reads)
                     return x
             return self._positional(n, x, y)
         return None
@@ -546,10 +565,26 @@ class OnnxImporter(ModuleGroups, TensorOps):
         weights = {"weight": W}
         if b is not None:
             weights["bias"] = b.value
-        return T(self.add(self.node_name(n), f"Conv{dims}d",
-                          {"out_channels": int(W.shape[0]), "kernel_size": one(ks), "stride": one(st),
-                           "padding": one(pads[:dims]), "dilation": one(dl), "bias": b is not None,
-                           "groups": int(a.get("group", 1))}, [x], weights))
+        nid = self.add(self._folded_name(n, w), f"Conv{dims}d",
+                       {"out_channels": int(W.shape[0]), "kernel_size": one(ks), "stride": one(st),
+                        "padding": one(pads[:dims]), "dilation": one(dl), "bias": b is not None,
+                        "groups": int(a.get("group", 1))}, [x], weights)
+        self._note_folded(n, nid, w)
+        return T(nid)
+
+    def _folded_name(self, n, weight: Const) -> str:
+        """The layer's name: a layer with a BatchNorm folded in carries the BatchNorm's scope (dynamo); its weights
+        keep the layer's own parameter name (``conv.weight``), which names it."""
+        src = weight.src or ""
+        if src.endswith(".weight") and folded_batchnorm(n, weight) == "dynamo":
+            return src.removesuffix(".weight")
+        return self.node_name(n)
+
+    def _note_folded(self, n, nid: str, weight: Const) -> None:
+        """Remember a layer into which the exporter folded a BatchNorm (reported in one note)."""
+        how = folded_batchnorm(n, weight)
+        if how:
+            self.out.folded_batchnorm[nid] = how
 
     def _op_ConvTranspose(self, n, ins, a):
         x, w = ins[0], ins[1]
@@ -563,15 +598,23 @@ class OnnxImporter(ModuleGroups, TensorOps):
             return None
         p2 = lambda v: int(v[0]) if v[0] == v[1] else [int(i) for i in v]  # noqa: E731
         weights = {"weight": W, **({"bias": b.value} if b is not None else {})}
-        return T(self.add(self.node_name(n), "ConvTranspose2d",
-                          {"out_channels": int(W.shape[1]), "kernel_size": p2(W.shape[2:]),
-                           "stride": p2(a.get("strides", [1, 1])), "padding": p2(pads[:2]),
-                           "output_padding": p2(a.get("output_padding", [0, 0])),
-                           "dilation": p2(a.get("dilations", [1, 1])), "bias": b is not None}, [x], weights))
+        nid = self.add(self._folded_name(n, w), "ConvTranspose2d",
+                       {"out_channels": int(W.shape[1]), "kernel_size": p2(W.shape[2:]),
+                        "stride": p2(a.get("strides", [1, 1])), "padding": p2(pads[:2]),
+                        "output_padding": p2(a.get("output_padding", [0, 0])),
+                        "dilation": p2(a.get("dilations", [1, 1])), "bias": b is not None}, [x], weights)
+        self._note_folded(n, nid, w)
+        return T(nid)
 
     def _op_BatchNormalization(self, n, ins, a):
         x = ins[0]
-        if not isinstance(x, T) or not all(isinstance(v, Const) for v in ins[1:5]) or a.get("training_mode", 0):
+        if a.get("training_mode", 0):
+            self.bad("BatchNormalization (training mode)", n.name or "BatchNormalization",
+                     "the file was exported in training mode (batch statistics, not the running ones): call "
+                     "model.eval() and export with training=torch.onnx.TrainingMode.PRESERVE (or the default EVAL with "
+                     "do_constant_folding=False, which keeps BatchNorm in the file)")
+            return False
+        if not isinstance(x, T) or not all(isinstance(v, Const) for v in ins[1:5]):
             return None
         r = self.rank(n.input[0])
         if r not in (2, 3, 4):
@@ -669,7 +712,9 @@ class OnnxImporter(ModuleGroups, TensorOps):
         if not items:
             return None
         first, rest = items[0], items[1:]
-        if not (first == Sym(1) or first == 0 or (first == -1 and -1 not in rest)):
+        batch = getattr(self, "export_batch", None)
+        fixed = batch is not None and first == batch and s_in[0] == batch  # a file exported at one batch size
+        if not (first == Sym(1) or first == 0 or (first == -1 and -1 not in rest) or fixed):
             return None
         if any(isinstance(v, Sym) for v in rest):
             return None
@@ -677,6 +722,8 @@ class OnnxImporter(ModuleGroups, TensorOps):
         numel = math.prod(s_in[1:])
         if first == -1:
             rest = [numel // max(1, math.prod(v for v in rest if v != -1))] if -1 in rest else rest
+        if fixed and -1 not in rest and math.prod(rest) != numel:
+            return None  # the constant leading size is not the batch: the sample's values do not stay together
         if rest in ([-1], [numel]):
             return T(self.add(self.node_name(n), "Flatten", {}, [x]))
         if list(s_in[1:]) == rest:

@@ -70,6 +70,8 @@ class ModuleGroups:
             for v in n.input:
                 if v and v not in inside and isinstance(self.value(v), T | RnnState | RnnHalf) and v not in ext_inputs:
                     ext_inputs.append(v)
+        self.reads = frozenset(self.alias.get(v, v) for n in nodes for v in n.input  # what the layer is made of
+                               if v and v not in inside and isinstance(self.value(v), Const))
         idx_set = set(idxs)
         graph_outs = {o.name for o in self.g.output}
         ext_outputs = [o for n in nodes for o in n.output

@@ -75,6 +75,7 @@ class Built:
     edges: list[dict] = field(default_factory=list)
     weights: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    folded_batchnorm: dict[str, str] = field(default_factory=dict)  # node id -> the exporter that folded one in
     mapped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 

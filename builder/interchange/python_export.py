@@ -94,7 +94,7 @@ def export_python(graph, class_name: str = "Model", budget: Budget | None = None
     init: list[str] = []
     for nid in report.order:
         info = report.nodes[nid]
-        if info.type == "Input":
+        if info.type == "Input" or info.shares:  # a tied node calls the module of the node it shares
             continue
         spec = get_spec(info.type)
         ctor = module_ctor(spec, info.params, info.inputs)

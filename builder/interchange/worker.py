@@ -232,8 +232,10 @@ def _child_network_weights(project_json: str, network: str, weights: str, out: s
 
 
 def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPLOAD_BYTES,
-                  timeout: float = IMPORT_TIMEOUT_S):
-    """Import an uploaded ``.onnx``/``.pt2`` in a worker process and record its weights as a run.
+                  timeout: float = IMPORT_TIMEOUT_S, companions: dict[str, bytes] | None = None):
+    """Import an uploaded ``.onnx``/``.pt2`` (or a ``.zip`` of an ``.onnx`` and its external data) in a worker
+    process and record its weights as a run. ``companions``: the other files uploaded with the model (its
+    external data, ``m.onnx.data``), by file name; the model's external data resolves only to these.
 
     Returns:
         ``(project, run_id, report)``: the project's ``training`` names the run in ``init_from`` so training
@@ -245,18 +247,26 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     from safetensors.torch import load_file
 
     from builder.graph.project import load_project
-    from builder.interchange.importer import ImportResult, register_import
+    from builder.interchange.importer import ImportResult, register_import, write_bundle, zip_members
 
     suffix = Path(filename).suffix.lower()
+    files = {**(companions or {}), f"model{suffix}": data}  # the model's own name is not the user's to choose
+    if suffix == ".zip" and not companions:
+        files = zip_members(data, max_bytes)
+        models = [n for n in files if n.lower().endswith((".onnx", ".pt2"))]
+        if len(models) == 1:
+            suffix = Path(models[0]).suffix.lower()
+            files = {f"model{suffix}": files.pop(models[0]), **files}
     if suffix not in UPLOAD_SUFFIXES:
         raise ModelImportError(f"the app imports .onnx and .pt2 files; received: {filename!r}. Fix: convert the "
                                "model, or use `layerlab import file.py:Class` for Python code (it runs the code)")
-    if len(data) > max_bytes:
-        raise ModelImportError(f"the file is larger than the upload limit; received: {len(data):,} bytes. Fix: "
+    if sum(map(len, files.values())) > max_bytes:
+        raise ModelImportError(f"the upload is larger than the upload limit; received: {sum(map(len, files.values())):,} "
+                               "bytes. Fix: "
                                f"use the CLI (`layerlab import`) for models over {max_bytes // 2**20} MiB")
     with tempfile.TemporaryDirectory(prefix="layerlab-import-") as tmp:
-        src = Path(tmp) / f"upload{suffix}"
-        src.write_bytes(data)
+        (Path(tmp) / "upload").mkdir()
+        src = write_bundle(files, Path(tmp) / "upload")  # plain names only: external data stays in the set
         out = Path(tmp) / "imported.json"
         report = run_isolated("_child_import", timeout, path=str(src), out=str(out))
         project = load_project(out)
