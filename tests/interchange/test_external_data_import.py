@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from builder.access import Actor
 from builder.interchange import ModelImportError
 from builder.interchange.importer import import_model
 from builder.interchange.worker import import_upload
@@ -82,7 +83,7 @@ def test_the_pair_imports_from_its_folder_an_uploaded_set_and_a_zip(pair):
 
 def test_the_app_upload_takes_the_pair(pair, tmp_path):
     model, path = pair
-    project, rid, report = import_upload(path.read_bytes(), "my model.onnx", RunStore(tmp_path),
+    project, rid, report = import_upload(path.read_bytes(), "my model.onnx", RunStore(tmp_path, actor=Actor.local()),
                                          companions={"m.onnx.data": (path.parent / "m.onnx.data").read_bytes()})
     assert project.name == "my model" and report["max_abs_diff"] <= 1e-5
 
