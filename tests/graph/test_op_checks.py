@@ -245,3 +245,40 @@ def test_every_layer_refuses_token_ids_unless_its_kernel_takes_them():
             getattr(torch.ops.aten, name)(x)  # torch's own refusal: the reason the list leaves them out
     assert infer_shapes(_graph({"id": "s", "type": "Softmax"}, tokens=True)).problems[0].node == "s"
     assert infer_shapes(_graph({"id": "p", "type": "PReLU"}, tokens=True)).problems[0].node == "p"
+
+
+# ------------------------------------------------------------------------- found by the full-allow-list fuzzer
+# Calls whose meta kernels accept what the CPU kernels refuse (each failed at run time in an accepted graph).
+META_LAX = {
+    "squeeze_drops_batch_1": ("aten.squeeze", [T0], {}, (4,)),  # batch 1: the batch dimension goes too
+    "fixed_size_list": ("aten._adaptive_avg_pool2d", [T0, []], {}, (2, 4, 4)),
+    "upsample_sizes": ("aten.upsample_bilinear2d.vec", [T0, [2], False, None], {}, (6, 2)),
+    "pin_memory": ("aten.ones_like", [T0], {"pin_memory": True}, (4,)),
+    "dropout_in_eval": ("aten.dropout", [T0, 0.5, True], {}, (4,)),  # an Op has no eval mode: a random export
+    "bitwise_not_float": ("aten.bitwise_not", [T0], {}, (4,)),
+    "index_select_matrix": ("aten.index_select", [T0, 1, {"tensor": [0, 1, 0, 1], "dtype": "int64", "shape": [2, 2]}],
+                            {}, (4,)),
+    "index_select_range": ("aten.index_select", [T0, 1, {"tensor": [0, 9], "dtype": "int64", "shape": [2]}], {}, (4,)),
+    "gather_tokens_range": ("aten.gather", [T0, 1, T0], {}, "tokens"),
+    "conv_transpose_channels": ("aten.conv_transpose2d.input", [T0, {"w": "k"}], {}, (1, 3, 2)),
+    "internal_attention": ("aten._scaled_dot_product_flash_attention_for_cpu", [T0, T0, T0], {}, (2, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(META_LAX))
+def test_calls_the_meta_kernel_takes_and_the_cpu_kernel_refuses_are_located_problems(case):
+    op, args, kwargs, shape = META_LAX[case]
+    extra = {"weights": {"k": [3, 1, 3, 2]}} if case == "conv_transpose_channels" else \
+        {"outputs": 2} if case == "internal_attention" else {}
+    tokens = shape == "tokens"
+    problems = validate(_graph(_op("o", op, args, kwargs, **extra), shape=(4,) if tokens else shape, tokens=tokens))
+    assert [(p.code, p.node) for p in problems if p.severity == "error"] == [("shape", "o")], problems
+
+
+def test_index_values_within_range_still_compile_and_run():
+    idx = {"tensor": [0, 3, 1], "dtype": "int64", "shape": [3]}
+    graph = _graph(_op("s", "aten.index_select", [T0, 1, idx]), _op("g", "aten.embedding", [{"w": "table"}, T0],
+                                                                      weights={"table": [5, 2]}), tokens=True)
+    model = compile_graph(graph)
+    outs = model(torch.randint(0, 5, (3, 4)))
+    assert [tuple(o.shape) for o in outs] == [(3, 3), (3, 4, 2)]

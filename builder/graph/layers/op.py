@@ -147,7 +147,7 @@ def _check_leaf(v: dict, n_in: int, names: set[str]) -> None:
 
 _INT_LIMIT = 1 << 62
 _TENSOR_RETURNS = ("Tensor", "List[Tensor]")
-_KNOWN = ("ScalarType", "Tensor", "int", "float", "number", "bool", "str")
+_KNOWN = ("ScalarType", "Tensor", "int", "float", "number", "bool", "str", "false")
 _ENUM_NAMES = ("dtype", "layout", "memory_format", "device")  # integers there are enum values, never literals
 
 
@@ -170,8 +170,10 @@ def _fits(t: str, v: Any, n: int | None = None) -> bool:
         return v is None or _fits(t[9:-1], v, n)
     if t.startswith("List["):
         inner = t[5:-1]
-        if n is not None and inner in ("int", "float", "bool") and _fits(inner, v):  # int[1] takes one int
+        if n is not None and inner in ("int", "float", "bool") and _fits(inner, v):  # int[2] takes one int
             return True
+        if n is not None and n > 1 and isinstance(v, list) and len(v) != n:  # int[2]: two (meta kernels take any)
+            return False
         return isinstance(v, list) and len(v) <= 64 and all(_fits(inner, x) for x in v)
     if t == "Tensor":
         return _is_tensor(v)
@@ -187,13 +189,15 @@ def _fits(t: str, v: Any, n: int | None = None) -> bool:
         return isinstance(v, str) and len(v) <= 200
     if t == "ScalarType":
         return isinstance(v, dict) and set(v) == {"dtype"}
+    if t == "false":
+        return v is False
     return False  # Layout, MemoryFormat, Device, Generator, complex ...: only None (where optional)
 
 
 def _type_name(t: str) -> str:
     return {"ScalarType": 'a dtype such as {"dtype": "float32"}', "Tensor": 'a tensor ({"t": i}, {"w": name} or '
             "an inline constant)", "int": "an integer", "float": "a number", "number": "a number", "bool":
-            "true or false", "str": "a string of at most 200 characters"}.get(t, f"null (LayerLab's graphs name no {t})")
+            "true or false", "str": "a string of at most 200 characters", "false": "false"}.get(t, f"null (LayerLab's graphs name no {t})")
 
 
 def _bind(schema, args: list, kwargs: dict) -> tuple[dict | None, str, int]:
@@ -212,6 +216,8 @@ def _bind(schema, args: list, kwargs: dict) -> tuple[dict | None, str, int]:
         t = str(a.real_type)
         if a.name in _ENUM_NAMES and t.removeprefix("Optional[").rstrip("]") == "int":
             t = "Optional[ScalarType]" if a.name == "dtype" else "Optional[Layout]"  # TorchScript's int-typed enums
+        if a.name == "pin_memory":
+            t = "Optional[false]"  # pinned memory needs an accelerator: never written by LayerLab
         if a.name not in bound:
             if not a.has_default_value() and not t.startswith("Optional["):
                 return None, f"needs argument `{a.name}`; received: nothing", k
@@ -219,7 +225,8 @@ def _bind(schema, args: list, kwargs: dict) -> tuple[dict | None, str, int]:
         if not _fits(t, bound[a.name], a.N):
             inner = t.removeprefix("Optional[").rstrip("]")
             opt = " or null" if t.startswith("Optional[") and inner in _KNOWN else ""
-            return None, (f"argument `{a.name}` must be {_type_name(inner)}{opt}; received: "
+            fixed = f" (a list of {a.N})" if a.N and a.N > 1 and inner.startswith("List[") else ""
+            return None, (f"argument `{a.name}` must be {_type_name(inner)}{fixed}{opt}; received: "
                           f"{str(json.dumps(bound[a.name]))[:40]}"), 2 * k + 1 + (inner in _KNOWN)
     return bound, "", 2 * len(params) + 2
 
@@ -372,12 +379,126 @@ def _check_integer_inputs(p: dict, ins: list[TensorType]) -> None:
                              "layer), or feed token ids through an Embedding", str(i))
 
 
+#: Operators whose CPU kernels take only integer or bool tensors (meta kernels take floats too).
+INTEGER_ONLY_OPS = frozenset({"bitwise_not"})
+#: Value ranges the CPU kernels check and the meta kernels do not: (operators, argument) -> (low, high).
+_RANGES = {("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"): ("p", 0.0, 1.0)}
+#: Index arguments checked against the sizes they index (meta kernels never see index values):
+#: operator -> (indexed tensor, dimension argument or a fixed dimension, index argument, negative indices allowed).
+_INDEXING = {"index_select": ("self", "dim", "index", False), "gather": ("self", "dim", "index", False),
+             "embedding": ("weight", 0, "indices", False)}
+
+
+def _check_integer_inputs(p: dict, ins: list[TensorType]) -> None:
+    name = str(p.get("op")).split(".")[1] if str(p.get("op")).count(".") else ""
+    for i, t in enumerate(ins):
+        if t.kind == TOKENS and name not in INTEGER_OPS:
+            raise ShapeError(f"{p['op']} computes on float values; received: integers (token ids) {t} on input {i}. "
+                             "Fix: cast them first (an Op aten.to with {\"dtype\": \"float32\"}, or a Cast "
+                             "layer), or feed token ids through an Embedding", str(i))
+        if t.kind != TOKENS and name in INTEGER_ONLY_OPS:
+            raise ShapeError(f"{p['op']} takes integer or bool tensors only; received: float values {t} on input "
+                             f"{i}. Fix: use it on token ids or comparison results", str(i))
+
+
+def _shape_of(v: Any, ins: list[TensorType], consts_: dict) -> tuple[int, ...] | None:
+    """The shape (batch as -1) of a tensor argument, None for anything else."""
+    if isinstance(v, dict) and set(v) == {"t"}:
+        return (-1, *ins[v["t"]].shape)
+    if isinstance(v, dict) and set(v) == {"w"}:
+        return tuple(consts_[v["w"]])
+    if isinstance(v, dict) and "tensor" in v:
+        return tuple(v["shape"])
+    return None
+
+
+def _index_range(v: Any, ins: list[TensorType]) -> tuple[int, int] | None:
+    """(lowest, highest) value an index argument can hold; None when unknown."""
+    if isinstance(v, dict) and "tensor" in v:
+        vals = [int(x) for x in v["tensor"]]
+        return (min(vals), max(vals)) if vals else (0, 0)
+    if isinstance(v, dict) and set(v) == {"t"} and ins[v["t"]].kind == TOKENS and ins[v["t"]].vocab:
+        return 0, ins[v["t"]].vocab - 1
+    return None
+
+
+#: Internal operators whose meta kernels accept calls their CPU kernels refuse in ways no argument check covers
+#: (found by the graph fuzzer); their layers (MultiheadAttention) are the way to use them.
+OP_NODE_REFUSED = frozenset({"_native_multi_head_attention", "_scaled_dot_product_flash_attention_for_cpu"})
+_DROPOUTS = ("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
+
+
+def _check_values(p: dict, fn, args: list, kwargs: dict, ins: list[TensorType]) -> None:
+    """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels."""
+    bound, _, _ = _bind(fn._schema, args, kwargs)
+    name = fn._schema.name.split("::")[-1]
+    if name in OP_NODE_REFUSED:
+        raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
+                         f"op={p['op']}. Fix: use the MultiheadAttention layer")
+    if name in _DROPOUTS and bound.get("train") is not False:  # an Op knows no train/eval mode
+        raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode); "
+                         f"received: train={bound.get('train')}. Fix: use a Dropout layer, or train=false")
+    w, b = consts(p)
+    shapes = {**w, **b}
+    if name.startswith("conv_transpose"):
+        x, weight = (_shape_of(bound.get(k), ins, shapes) for k in ("input", "weight"))
+        if x and weight and len(x) > 1 and x[1] != weight[0]:
+            raise ShapeError(f"{p['op']}: the input's channels must equal the weight's first size; received: input "
+                             f"{list(x[1:])}, weight {list(weight)}. Fix: feed {weight[0]} channels")
+    for ops, (arg, lo, hi) in _RANGES.items():
+        v = bound.get(arg)
+        if name in ops and isinstance(v, int | float) and not lo <= v <= hi:
+            raise ShapeError(f"{p['op']}: `{arg}` must lie in [{lo}, {hi}]; received: {arg}={v}. Fix: use a value "
+                             "in that range")
+    if name.startswith("upsample_") and name[-2:] in ("1d", "2d"):  # output_size / scales: one per spatial dim
+        dims = int(name[-2])
+        x = _shape_of(bound.get("input", bound.get("self")), ins, shapes)
+        sizes = [v for v in (bound.get("output_size"), bound.get("scale_factors")) if isinstance(v, list)]
+        if (x is not None and len(x) != dims + 2) or any(len(v) != dims for v in sizes):
+            raise ShapeError(f"{p['op']} takes a ({dims + 2})-d input and {dims} output size(s) or scale(s); "
+                             f"received: input {list(x or ())}, sizes {sizes}. Fix: match them")
+    if name == "index":  # self[indices[0], indices[1], ...]: each index against its dimension
+        for k, index in enumerate(bound.get("indices") or []):
+            if index is not None:
+                _check_index(p, "self", _shape_of(bound.get("self"), ins, shapes), k, index, ins, shapes, True)
+        return
+    if name not in _INDEXING:
+        return
+    src, dim_arg, idx_arg, negative = _INDEXING[name]
+    dim = bound.get(dim_arg, 0) if isinstance(dim_arg, str) else dim_arg
+    _check_index(p, src, _shape_of(bound.get(src), ins, shapes), dim, bound.get(idx_arg), ins, shapes, negative,
+                 vector=name == "index_select")
+
+
+def _check_index(p: dict, src: str, shape, dim, index, ins: list[TensorType], shapes: dict, negative: bool,
+                 vector: bool = False) -> None:
+    """Index values against the size of dimension ``dim`` of ``shape`` (the batch, -1, is never indexable)."""
+    if shape is None or not isinstance(dim, int) or not -len(shape) <= dim < max(len(shape), 1):
+        return  # the meta kernel refuses these itself
+    size = shape[dim] if shape else 1
+    if vector and len(_shape_of(index, ins, shapes) or ()) > 1:
+        raise ShapeError(f"{p['op']}: the index must be a vector; received: an index of shape "
+                         f"{list(_shape_of(index, ins, shapes) or ())}. Fix: flatten it first")
+    seen = _index_range(index, ins)
+    if size == -1:
+        raise ShapeError(f"{p['op']} indexes the batch dimension, whose size changes from batch to batch; received: "
+                         f"{src} of shape (B, ...), dimension {dim}. Fix: index another dimension")
+    if seen is None:
+        raise ShapeError(f"{p['op']}: the index values must be known to lie within the indexed size {size}; "
+                         "received: an index of unknown range (a float constant or integers without a vocabulary). "
+                         "Fix: use token ids with a vocabulary, or an inline integer constant")
+    if seen[0] < (-size if negative else 0) or seen[1] >= size:
+        raise ShapeError(f"{p['op']}: index values must lie in 0..{size - 1} (the size they index); received: "
+                         f"values {seen[0]}..{seen[1]}. Fix: lower the vocabulary or the constant's values")
+
+
 def _op_shape(p: dict, ins: list[TensorType]):
     n_out = p["outputs"]
-    parse_call(p, len(ins))  # every argument checked against the schema before torch sees any of them
+    fn, args, kwargs = parse_call(p, len(ins))  # every argument checked against the schema before torch sees it
     _check_integer_inputs(p, ins)
+    _check_values(p, fn, args, kwargs, ins)
     results = []
-    for batch in (2, 3):
+    for batch in (2, 3, 1):  # batch 1 too: aten.squeeze drops every size-1 dimension, the batch's included
         try:
             out = _run_any(p, ins, batch)
         except ShapeError:
@@ -388,17 +509,17 @@ def _op_shape(p: dict, ins: list[TensorType]):
                              f"{', '.join(map(str, ins)) or 'none'} ({type(ex).__name__}: {msg}). Fix: feed the "
                              "shapes the operator had in the imported model") from None
         results.append(out)
-    a, b = results
+    a, b, one = results
     if len(a) != n_out or len(b) != n_out:
         raise ShapeError(f"{p['op']} returns {len(a)} tensor(s), one per output port; received: outputs={n_out}. "
                          f"Fix: set outputs to {len(a)}")
     types = {}
     for i in range(n_out):
-        sa, sb = tuple(a[i].shape), tuple(b[i].shape)
-        if not sa or sa[0] != 2 or sb[0] != 3 or sa[1:] != sb[1:]:
+        sa, sb, s1 = tuple(a[i].shape), tuple(b[i].shape), tuple(one[i].shape)
+        if not sa or sa[0] != 2 or sb[0] != 3 or sa[1:] != sb[1:] or len(one) != n_out or s1 != (1, *sa[1:]):
             raise ShapeError(f"{p['op']}'s output {i} does not keep the batch dimension first; received: output "
-                             f"shapes {list(sa)} and {list(sb)} for batches of 2 and 3. Fix: LayerLab graphs carry "
-                             "batch-first tensors; rebuild this part with batch-first layers")
+                             f"shapes {list(sa)}, {list(sb)} and {list(s1)} for batches of 2, 3 and 1. Fix: LayerLab "
+                             "graphs carry batch-first tensors; rebuild this part with batch-first layers")
         dtype = a[i].dtype
         types[OUTPUT_PORTS[i]] = TensorType(sa[1:]) if dtype.is_floating_point else \
             TensorType(sa[1:], TOKENS, 2 if dtype == _torch().bool else None)
