@@ -261,6 +261,8 @@ META_LAX = {
     "index_select_range": ("aten.index_select", [T0, 1, {"tensor": [0, 9], "dtype": "int64", "shape": [2]}], {}, (4,)),
     "gather_tokens_range": ("aten.gather", [T0, 1, T0], {}, "tokens"),
     "conv_transpose_channels": ("aten.conv_transpose2d.input", [T0, {"w": "k"}], {}, (1, 3, 2)),
+    "celu_alpha_zero": ("aten.celu", [T0, 0.0], {}, (4,)),
+    "empty_output": ("aten.slice.Tensor", [T0, 1, 2, 2], {}, (4,)),  # (B, 0): adaptive pools' backward refuses it
     "internal_attention": ("aten._scaled_dot_product_flash_attention_for_cpu", [T0, T0, T0], {}, (2, 3, 4)),
 }
 

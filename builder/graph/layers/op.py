@@ -383,6 +383,7 @@ def _check_integer_inputs(p: dict, ins: list[TensorType]) -> None:
 INTEGER_ONLY_OPS = frozenset({"bitwise_not"})
 #: Value ranges the CPU kernels check and the meta kernels do not: (operators, argument) -> (low, high).
 _RANGES = {("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"): ("p", 0.0, 1.0)}
+_NONZERO = {("celu", "alpha")}  # divisors the CPU kernels refuse as 0
 #: Index arguments checked against the sizes they index (meta kernels never see index values):
 #: operator -> (indexed tensor, dimension argument or a fixed dimension, index argument, negative indices allowed).
 _INDEXING = {"index_select": ("self", "dim", "index", False), "gather": ("self", "dim", "index", False),
@@ -450,6 +451,8 @@ def _check_values(p: dict, fn, args: list, kwargs: dict, ins: list[TensorType]) 
         if name in ops and isinstance(v, int | float) and not lo <= v <= hi:
             raise ShapeError(f"{p['op']}: `{arg}` must lie in [{lo}, {hi}]; received: {arg}={v}. Fix: use a value "
                              "in that range")
+    if (name, "alpha") in _NONZERO and bound.get("alpha") == 0:
+        raise ShapeError(f"{p['op']}: `alpha` must not be 0 (it divides); received: alpha=0. Fix: use e.g. 1.0")
     if name.startswith("upsample_") and name[-2:] in ("1d", "2d"):  # output_size / scales: one per spatial dim
         dims = int(name[-2])
         x = _shape_of(bound.get("input", bound.get("self")), ins, shapes)
@@ -520,6 +523,9 @@ def _op_shape(p: dict, ins: list[TensorType]):
             raise ShapeError(f"{p['op']}'s output {i} does not keep the batch dimension first; received: output "
                              f"shapes {list(sa)}, {list(sb)} and {list(s1)} for batches of 2, 3 and 1. Fix: LayerLab "
                              "graphs carry batch-first tensors; rebuild this part with batch-first layers")
+        if 0 in sa[1:]:  # no layer takes an empty dimension (adaptive pools' backward refuses one)
+            raise ShapeError(f"{p['op']}'s output {i} has an empty dimension; received: output shape {list(sa)} for a "
+                             "batch of 2. Fix: change the sizes so that every dimension keeps at least one value")
         dtype = a[i].dtype
         types[OUTPUT_PORTS[i]] = TensorType(sa[1:]) if dtype.is_floating_point else \
             TensorType(sa[1:], TOKENS, 2 if dtype == _torch().bool else None)
