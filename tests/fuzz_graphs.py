@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from builder.errors import LayerLabError
 from builder.graph.registry import TOKENS, LayerSpec, TensorType, all_specs
-from tests.strategies import CAP, op_case, param_value
+from tests.strategies import CAP, op_call, op_case, param_value
 
 SPECS: dict[str, LayerSpec] = {s.type: s for s in all_specs()}
 LAYERS = [t for t in SPECS if t != "Input"]
@@ -324,6 +324,49 @@ def project_text(draw) -> str:
     return text.replace(json.dumps(HUGE_DIGITS), "9" * 5000)
 
 
+# ------------------------------------------------------------------------------------------- operator graphs
+# The generic operator node with the FULL allow-list (tests.strategies.op_call draws any allow-listed ATen
+# operator's call from its schema): inputs of any kind, Op nodes chained and side by side, edges from their extra
+# output ports, and the float layers that integers, odd strides or odd dtypes break behind them.
+AFTER_OP = ["Linear", "GroupNorm", "BatchNorm1d", "LayerNorm", "Softmax", "PReLU", "ReLU", "Flatten", "Add",
+            "Embedding", "Conv1d", "InstanceNorm1d"]
+
+
+@st.composite
+def op_graph(draw) -> dict:
+    """Input -> 1-3 ``Op`` nodes of the whole allow-list -> sometimes a layer behind them (JSON-ready dict)."""
+    node, t = _input_node(draw, "x", False)
+    nodes, edges = [node], []
+    types: dict[str, TensorType | None] = {"x": t}
+    for i in range(1 + _roll(draw, 3)):
+        src = _pick(draw, list(types)) if _roll(draw, 3) == 0 else nodes[-1]["id"]
+        shape = tuple(types[src].shape) if types[src] is not None and types[src].shape else (4,)
+        n_in, params = op_call(draw, shape)
+        nid = f"op{i}"
+        nodes.append({"id": nid, "type": "Op", "params": params})
+        for k in range(n_in):
+            edge = {"source": src if k == 0 else _pick(draw, list(types)), "target": nid, "target_port": str(k)}
+            if _roll(draw, 8) == 0 and edge["source"] != "x":
+                edge["source_port"] = _pick(draw, ["out1", "out2"])
+            edges.append(edge)
+        types[nid] = _out_type(SPECS["Op"], params, [types[e["source"]] for e in edges if e["target"] == nid], None)
+    if draw(BOOL):
+        typ = _pick(draw, AFTER_OP)
+        last = nodes[-1]["id"]
+        params = _valid_params(draw, SPECS[typ], types[last]) if types[last] is not None else {}
+        nodes.append({"id": "after", "type": typ, "params": params})
+        edges.append({"source": last, "target": "after"})
+        if SPECS[typ].variadic:
+            edges.append({"source": last, "target": "after", "target_port": "1"})
+    return {"nodes": nodes, "edges": edges}
+
+
+@st.composite
+def op_project_text(draw) -> str:
+    """A project file around :func:`op_graph`."""
+    return json.dumps({"format": "layerlab", "version": 1, "graph": draw(op_graph())})
+
+
 # ------------------------------------------------------------------------------------------- running
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -438,8 +481,8 @@ def _run_accepted(project, report, stage: list[str]) -> None:
             torch.testing.assert_close(a, b, rtol=0, atol=1e-6, equal_nan=True)  # Log, Sqrt of negatives
 
 
-def draw_projects(n: int, seed: int) -> list[str]:
-    """``n`` project files drawn by :func:`project_text`, the same ones for the same ``(n, seed)``."""
+def draw_projects(n: int, seed: int, strategy=None) -> list[str]:
+    """``n`` project files drawn by ``strategy`` (:func:`project_text`), the same ones for the same ``(n, seed)``."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hypothesis_seed
 
@@ -448,7 +491,7 @@ def draw_projects(n: int, seed: int) -> list[str]:
     @hypothesis_seed(seed)
     @settings(max_examples=n, database=None, phases=[Phase.generate], deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(project_text())
+    @given(strategy if strategy is not None else project_text())
     def collect(text):
         out.append(text)
 
@@ -594,7 +637,7 @@ def main(argv: list[str]) -> int:
     seed = int(argv[1]) if len(argv) > 1 else int.from_bytes(os.urandom(4), "little")
     jobs = int(os.environ.get("LAYERLAB_FUZZ_JOBS", os.cpu_count() or 1))
     t0 = time.perf_counter()
-    texts = draw_projects(n, seed)
+    texts = draw_projects(n, seed, op_project_text() if os.environ.get("LAYERLAB_FUZZ_OPS") else None)
     print(f"seed {seed}: drew {len(texts)} graphs in {time.perf_counter() - t0:.1f} s")
     res = run_in_children(texts, jobs=jobs)
     print(res.line())
@@ -605,7 +648,7 @@ def main(argv: list[str]) -> int:
     return 1 if any(res.counts[k] for k in FAILURES) else 0
 
 
-__all__ = ["CAP", "graph_dict", "project_text", "hostile_text", "HOSTILE_TEXT", "EDGE_VALUES", "SPECS",
+__all__ = ["CAP", "graph_dict", "project_text", "op_graph", "op_project_text", "hostile_text", "HOSTILE_TEXT", "EDGE_VALUES", "SPECS",
            "check_graph", "draw_projects", "run_in_children", "save_failures", "FuzzResult", "FAILURES"]
 
 if __name__ == "__main__":

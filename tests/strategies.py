@@ -83,9 +83,131 @@ _STR_VALUES = {k: sorted({c[1][k] for c in op_cases((3, 4))}) for k in ("op", "a
 
 
 def op_case(draw, shape: tuple[int, ...]) -> tuple[int, dict]:
-    """One of :func:`op_cases` (tensor inputs, params), drawn."""
+    """An ``Op`` node (tensor inputs, params): half the time one of :func:`op_cases`, else a call of any operator
+    of the allow-list drawn from its schema (:func:`op_call`)."""
+    if draw(st.booleans()):
+        return op_call(draw, shape)
     cases = op_cases(shape)
     return cases[draw(st.integers(0, len(cases) - 1))]
+
+
+# ------------------------------------------------------------------ any allow-listed operator, from its schema
+_DTYPE_NAMES = ("float32", "float32", "float32", "int64", "bool", "float64", "float16", "bfloat16", "int32", "uint8")
+_STRINGS = ("none", "tanh", "floor", "trunc", "constant", "reflect", "replicate", "circular", "i,i->i",
+            "bi,bi->b", "bij,bjk->bik", "ij->ji", "sum", "mean", "", "x" * 300)
+_SIZE_NAMES = ("size", "shape", "sizes", "repeats", "output_size", "split_size", "split_sizes", "pad")
+# hostile literals, drawn now and then in any slot: raw enum integers, wrong types, huge and negative sizes
+_HOSTILE = (-1, 3, 2 ** 40, 2 ** 70, -2 ** 40, 1.5, float("nan"), float("inf"), "float32", "cpu", "meta", True, [],
+            [2 ** 31, 2 ** 31], {"dtype": "complex64"}, {"t": 7}, {"w": "nope"}, {"b": 0})
+
+
+def _aten_names() -> list[str]:
+    from builder.interchange.pt2_read import ALLOWED_OPS
+
+    return sorted(n for n in ALLOWED_OPS if n.startswith("aten."))
+
+
+ATEN_OPS = _aten_names()
+
+
+def _inline(draw, dims: int) -> dict:
+    """A small inline constant (0-d, empty or a few values), float or integer."""
+    shape = draw(st.sampled_from([[], [1], [dims], [0], [2, 1], [1, dims]]))
+    n = 1
+    for d in shape:
+        n *= d
+    dtype = draw(st.sampled_from(("float32", "float32", "int64", "bool")))
+    vals = [draw(st.integers(0, 2)) if dtype != "float32" else draw(st.sampled_from([0.0, 1.0, -0.5, 2.0]))
+            for _ in range(n)]
+    if dtype == "bool":
+        vals = [v % 2 for v in vals]
+    return {"tensor": vals, "dtype": dtype, "shape": shape}
+
+
+def _value(draw, t: str, name: str, shape: tuple[int, ...], n_in: int, consts: dict):
+    """A JSON value for a schema argument of type ``t`` (usually well typed and small)."""
+    if draw(st.integers(0, 30)) == 0:
+        return draw(st.sampled_from(_HOSTILE))
+    if t.startswith("Optional["):
+        return None if draw(st.integers(0, 2)) == 0 else _value(draw, t[9:-1], name, shape, n_in, consts)
+    rank = len(shape) + 1
+    if t == "Tensor":
+        k = draw(st.integers(0, 9))
+        if k < 6:
+            return {"t": draw(st.integers(0, n_in - 1))}
+        if k < 8:
+            return _inline(draw, shape[-1] if shape else 1)
+        cname = f"c{len(consts)}"
+        consts[cname] = draw(st.sampled_from([list(shape[-1:]), list(shape), [], [0]]))
+        return {"w": cname}
+    if t == "List[Tensor]":
+        return [{"t": draw(st.integers(0, n_in - 1))} for _ in range(draw(st.integers(1, 3)))]
+    if t == "List[Optional[Tensor]]":
+        return [None if draw(st.booleans()) else _inline(draw, 1) for _ in range(draw(st.integers(1, 2)))]
+    if t == "List[int]":
+        if name in _SIZE_NAMES or draw(st.booleans()):
+            sizes = [draw(st.sampled_from([1, 2, 3, -1, 0, 4] + list(shape))) for _ in range(draw(st.integers(0, 3)))]
+            return [{"b": 1}, *sizes] if name in ("size", "shape") and draw(st.booleans()) else sizes
+        return [draw(st.integers(-rank, rank - 1)) for _ in range(draw(st.integers(0, 2)))]
+    if t == "int":
+        if name in ("dim", "dim0", "dim1", "start_dim", "end_dim", "axis"):
+            return draw(st.integers(-rank, rank - 1))
+        return draw(st.sampled_from([0, 1, 2, 3, -1, {"b": 1}] + list(shape)))
+    if t in ("float", "number"):
+        return draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, -1.0, 1e-5, 3]))
+    if t == "List[float]":
+        return [draw(st.sampled_from([0.5, 1.0, 2.0])) for _ in range(draw(st.integers(1, 2)))]
+    if t == "bool":
+        return draw(st.booleans())
+    if t == "List[bool]":
+        return [draw(st.booleans()) for _ in range(draw(st.integers(1, 3)))]
+    if t == "str":
+        return draw(st.sampled_from(_STRINGS))
+    if t == "ScalarType":
+        return {"dtype": draw(st.sampled_from(_DTYPE_NAMES))}
+    return None  # Layout, MemoryFormat, Device, Generator ...: LayerLab writes none
+
+
+def _is_input(v) -> bool:
+    return isinstance(v, dict) and set(v) == {"t"}
+
+
+def op_call(draw, shape: tuple[int, ...], n_in: int | None = None) -> tuple[int, dict]:
+    """(tensor inputs, params) of an ``Op`` node calling any operator of the allow-list, overload and arguments
+    drawn from its schema: mostly well typed and small, sometimes hostile (raw enum integers, huge sizes, unknown
+    constants), sometimes with the wrong number of outputs."""
+    import torch
+
+    name = draw(st.sampled_from(ATEN_OPS))
+    packet = getattr(torch.ops.aten, name[5:])
+    overloads = [o for o in packet.overloads() if not o.startswith("prim_")]
+    functional = [o for o in overloads if "out" not in o.split("_")] or overloads
+    overload = draw(st.sampled_from(functional if draw(st.integers(0, 9)) else overloads))
+    schema = getattr(packet, overload)._schema
+    n_in = n_in or draw(st.integers(1, 2))
+    consts: dict = {}
+    args, kwargs = [], {}
+    for a in schema.arguments:
+        t = str(a.real_type)
+        if a.has_default_value() and draw(st.integers(0, 2)):
+            if not a.kwarg_only:
+                break  # positional defaults: stop here (later ones keep theirs)
+            continue
+        first = t == "Tensor" and not any(_is_input(x) for x in [*args, *kwargs.values()])
+        v = {"t": 0} if first and draw(st.integers(0, 9)) else _value(draw, t, a.name, shape, n_in, consts)
+        if a.kwarg_only:
+            kwargs[a.name] = v
+        else:
+            args.append(v)
+    rets = len(schema.returns)
+    outputs = rets if rets > 1 else 1
+    if draw(st.integers(0, 9)) == 0:
+        outputs = draw(st.integers(1, 3))
+    op = name if draw(st.booleans()) or overload == "default" else f"{name}.{overload}"
+    weights = {k: v for i, (k, v) in enumerate(consts.items()) if i % 2 == 0}
+    buffers = {k: v for k, v in consts.items() if k not in weights}
+    return n_in, {"op": op, "args": json.dumps(args), "kwargs": json.dumps(kwargs), "weights": json.dumps(weights),
+                  "buffers": json.dumps(buffers), "outputs": outputs}
 
 
 @st.composite

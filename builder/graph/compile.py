@@ -188,9 +188,8 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         args = [_port_value(values, e) for e, _ in in_edges]
         emit.created = set()
         emit.prefix = attr
-        if spec.contiguous_inputs:  # kernels with non-contiguous-input bugs get contiguous tensors
-            args = [emit.method("contiguous", a, as_="contiguous") if e.source in strided else a
-                    for a, (e, _) in zip(args, in_edges, strict=True)]
+        if spec.contiguous_inputs:  # kernels with stride bugs get canonical strides (LayerSpec.contiguous_inputs)
+            args = [canonical(emit, a) if e.source in strided else a for a, (e, _) in zip(args, in_edges, strict=True)]
         if spec.strides == "any" or (spec.strides == "follow" and not spec.contiguous_inputs
                                      and any(e.source in strided for e, _ in in_edges)):
             strided.add(nid)
@@ -229,6 +228,30 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         setattr(gm, k, v)
     gm.meta["_user_preserved_attributes"] = attrs  # torch.fx re-applies these on deepcopy
     return gm
+
+
+def canonical(emit: _Emitter, value: fx.Node) -> fx.Node:
+    """``value.clone(memory_format=torch.contiguous_format)``: a copy with the canonical strides of its shape.
+
+    ``.contiguous()`` is not enough: a tensor that torch counts as contiguous may still have other strides where
+    a dimension has size 1 (``randn(2, 5, 1).reshape(-1, 5, 1, 1).permute(0, 2, 1, 3)`` keeps strides
+    ``(5, 1, 1, 1)`` for shape ``(2, 1, 5, 1)``, whose canonical strides are ``(5, 5, 1, 1)``), and GroupNorm's
+    backward crashes on it. An explicit memory format makes ``clone`` allocate fresh canonical strides.
+    """
+    return emit.method("clone", value, memory_format=torch.contiguous_format, as_="canonical")
+
+
+def canonical_strides(shape) -> tuple[int, ...]:
+    """The strides of a fresh tensor of ``shape`` (row-major; size-1 dimensions included).
+
+    >>> canonical_strides((2, 1, 5, 1))
+    (5, 5, 1, 1)
+    """
+    out, step = [], 1
+    for s in reversed(tuple(shape)):
+        out.append(step)
+        step *= max(int(s), 1)
+    return tuple(reversed(out))
 
 
 def _port_value(values: dict[str, dict[str, fx.Node]], edge) -> fx.Node:

@@ -271,6 +271,14 @@ def _input_types(a: Analysis, nid: str, preds: list[tuple[Edge, str]]) -> list[T
     for e, _port in preds:
         src = a.nodes[e.source]
         t = src.outputs.get(e.source_port or "", None) if e.source_port else src.type_out
+        if src.status == "ok" and t is None and e.source_port:  # a port the spec lists but this node lacks (Op)
+            msg = (f"`{e.source}` has no output `{e.source_port}` with these parameters; received: source_port="
+                   f"{_short(e.source_port)}. Fix: connect one of {', '.join(map(repr, src.outputs)) or 'none'}")
+            info = a.nodes[nid]
+            info.status = "error"
+            info.errors.append(msg)
+            _err(a.problems, "bad_port", msg, node=nid, edge=e.key)
+            return None
         if src.status != "ok" or t is None:
             info = a.nodes[nid]
             info.status, info.cause = "upstream", src.cause or e.source

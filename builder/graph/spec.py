@@ -263,10 +263,12 @@ class LayerSpec:
         input_kind: the kind of tensor every input port accepts.
         cost: (params, input types, output types) -> :class:`Cost`: buffers and intermediates the layer
             creates beyond its parameters and outputs; counted by the size budget.
-        contiguous_inputs: torch's kernel mishandles non-contiguous inputs (GroupNorm's backward crashes on a
-            permuted input in torch 2.13, BatchNorm2d's returns wrong gradients for channels-last-like strides):
-            the compiled forward (and so the exported ``.py``) calls ``.contiguous()`` on every input that may be
-            non-contiguous.
+        contiguous_inputs: torch's kernel mishandles inputs whose strides are not the canonical ones for their
+            shape (GroupNorm's backward crashes on a permuted input in torch 2.13, also one whose moved dimension
+            has size 1, which ``.contiguous()`` leaves as it is; BatchNorm2d's returns wrong gradients for
+            channels-last-like strides): the compiled forward (and so the exported ``.py``) copies every input that
+            may be strided with ``clone(memory_format=torch.contiguous_format)``, which gives canonical strides
+            (size-1 dimensions included).
         strides: what the output's memory layout is: ``"follow"`` (contiguous when every input is: elementwise
             ops, convolutions, pooling), ``"fresh"`` (always contiguous, whatever the inputs) or ``"any"``
             (may be non-contiguous even for contiguous inputs: Permute, batch-first RNN and attention outputs).

@@ -198,9 +198,48 @@ def _fold_op(op: str, ins: list, a: dict):
     return None
 
 
+_BROADCAST = {"Mul", "Add", "Sub", "Div", "Equal", "Where", "Pow", "Neg", "Sqrt"}
+
+
+def fold_size(op: str, ins: list, a: dict) -> int | None:
+    """How many values folding ``op`` would materialise, estimated from its inputs' shapes before anything is
+    computed (None: not a constant result, or no more than its largest input). Broadcasting (``Equal`` of a
+    (30000, 1) and a (1, 30000) constant: 9 x 10^8), ``Gather``, ``Concat``, ``Expand`` and ``ConstantOfShape`` can
+    outgrow their inputs by far.
+
+    >>> fold_size("Equal", [Const(np.zeros((3000, 1))), Const(np.zeros((1, 3000)))], {})
+    9000000
+    """
+    if not ins or not all(isinstance(v, Const) for v in ins if v is not None):
+        return None
+    shapes = [tuple(int(d) for d in v.value.shape) for v in ins if v is not None]
+    if op in _BROADCAST or op in _ELEMENTWISE:
+        out: list[int] = []
+        for sh in shapes:  # numpy's broadcasting rule on Python integers (no overflow, nothing allocated)
+            out = [1] * (len(sh) - len(out)) + out
+            sh = (1,) * (len(out) - len(sh)) + sh
+            out = [max(x, y) if min(x, y) == 1 else (x if x == y else max(x, y)) for x, y in zip(out, sh)]
+        return math.prod(out)
+    if op == "Concat":
+        return sum(math.prod(sh) for sh in shapes)
+    if op == "Gather" and len(shapes) == 2 and shapes[0]:
+        axis = int(a.get("axis", 0)) % len(shapes[0])
+        return math.prod(shapes[0]) // max(shapes[0][axis], 1) * math.prod(shapes[1])
+    if op == "Expand" and len(ins) == 2:
+        target = [int(v) for v in ins[1].value.reshape(-1)[:64]]
+        data = shapes[0]
+        n = max(len(target), len(data))
+        t = [1] * (n - len(target)) + target
+        d = [1] * (n - len(data)) + list(data)
+        return math.prod(max(abs(x), y) for x, y in zip(t, d))
+    if op == "ConstantOfShape":
+        return math.prod(abs(int(v)) for v in ins[0].value.reshape(-1)[:64])
+    return None
+
+
 _ELEMENTWISE = {"Clip": None, "Abs": np.abs, "Sign": np.sign, "Floor": np.floor, "Ceil": np.ceil,
                 "Max": np.maximum, "Min": np.minimum, "Less": np.less, "Greater": np.greater,
                 "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal, "Not": np.logical_not}
 
 
-__all__: list[str] = []  # used by builder.interchange.onnx_import only
+__all__ = ["fold_size"]  # used by builder.interchange.onnx_import

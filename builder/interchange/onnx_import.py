@@ -24,7 +24,7 @@ import numpy as np
 
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
 from builder.interchange.onnx_attention import classic_class, classic_scopes
-from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows
+from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows, fold_size
 from builder.interchange.onnx_modules import STATELESS, ModuleGroups
 from builder.interchange.onnx_ops import NO_TORCH, generic
 from builder.interchange.onnx_read import node_attributes as _attrs
@@ -372,6 +372,10 @@ class OnnxImporter(ModuleGroups, TensorOps):
             return False
         if any(v is None for v, name in zip(ins, n.input) if name):
             return False
+        size = fold_size(op, ins, a)  # checked before anything is computed
+        if size is not None and size > MAX_FOLD_ELEMENTS:
+            raise ModelImportError(f"node {n.name or op}: a constant would hold {size:,} values; received: op {op}. "
+                                   f"Fix: import models whose constants stay below {MAX_FOLD_ELEMENTS:,} values")
         try:
             res = _fold_op(op, ins, a)
         except (ValueError, TypeError, IndexError, OverflowError, _NoFold):

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder import compile_graph, export_python, infer_shapes
+from builder.graph.compile import canonical_strides
 from builder.graph.registry import all_specs
 from tests.strategies import layer_case
 
@@ -49,11 +50,15 @@ def test_layout_claims_hold(spec, data):
         model = compile_graph(graph, report=report)
     xs = [torch.randint(0, 5, (3, *s)) if spec.type == "Embedding" else torch.randn(3, *s) for s in shapes]
     outs = _outputs(model, xs)
-    if spec.strides in ("follow", "fresh"):
-        assert all(o.is_contiguous() for o in outs), (spec.type, [o.stride() for o in outs])
+    if spec.strides in ("follow", "fresh"):  # canonical strides, not only is_contiguous() (size-1 dims count)
+        assert all(_canonical(o) for o in outs), (spec.type, [(o.shape, o.stride()) for o in outs])
     if spec.strides == "fresh" and spec.type != "Embedding":
         strided = [x.transpose(0, -1).contiguous().transpose(0, -1) for x in xs]  # same values, Fortran order
-        assert all(o.is_contiguous() for o in _outputs(model, strided)), spec.type
+        assert all(_canonical(o) for o in _outputs(model, strided)), spec.type
+
+
+def _canonical(t: torch.Tensor) -> bool:
+    return t.numel() == 0 or t.stride() == canonical_strides(t.shape)
 
 
 PERMUTED_INTO = {"GroupNorm": {"num_groups": 1}, "BatchNorm1d": {}, "BatchNorm2d": {}}
@@ -73,8 +78,8 @@ def test_norms_get_contiguous_inputs_after_a_permute(layer):
     if rank3:
         graph["nodes"] = [n for n in graph["nodes"] if n["id"] not in ("fc", "u")]
     model = compile_graph(graph)
-    assert "n_contiguous = p.contiguous()" in model.code
-    assert ".contiguous()" in export_python(graph)
+    assert "n_canonical = p.clone(memory_format = torch.contiguous_format)" in model.code
+    assert "clone(memory_format = torch.contiguous_format)" in export_python(graph)
     x = torch.randn(3, *model.layerlab_input_shapes["x"], requires_grad=True)
     w = torch.randn(3, *model.layerlab_output_shapes["n"])  # (a plain sum has zero gradient through a norm)
     (model(x) * w).sum().backward()
@@ -87,7 +92,72 @@ def test_norms_get_contiguous_inputs_after_a_permute(layer):
     torch.testing.assert_close(grad, x.grad)
 
 
-def test_no_contiguous_call_where_nothing_is_strided():
+def test_no_copy_where_nothing_is_strided():
     from builder import load_template
 
-    assert ".contiguous()" not in compile_graph(load_template("cnn").graph).code
+    assert ".clone(" not in compile_graph(load_template("cnn").graph).code
+
+
+# ------------------------------------------------------------------ canonical strides into kernels with stride bugs
+STRIDE_BUGGY = sorted(s.type for s in all_specs() if s.contiguous_inputs)
+_NORM_PARAMS = {"GroupNorm": {"num_groups": 1}}
+
+
+def test_the_kernels_with_stride_bugs_are_declared():
+    assert {"BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d"} <= \
+        set(STRIDE_BUGGY)
+
+
+def _strides_seen(module: torch.nn.Module, name: str, xs: list) -> list[tuple]:
+    """(shape, strides) of every input the submodule ``name`` receives in one forward + backward."""
+    seen: list[tuple] = []
+    hook = module.get_submodule(name).register_forward_pre_hook(
+        lambda m, args: seen.extend((tuple(a.shape), a.stride()) for a in args))
+    try:
+        out = module(*xs)
+        (out * torch.randn(out.shape)).sum().backward()
+    finally:
+        hook.remove()
+    return seen
+
+
+def _permuted_into(layer: str, shape: list[int], perm: list[int]) -> dict:
+    return {"nodes": [{"id": "x", "type": "Input", "params": {"shape": shape}},
+                      {"id": "p", "type": "Permute", "params": {"dims": [0, *perm]}},
+                      {"id": "n", "type": layer, "params": _NORM_PARAMS.get(layer, {})}],
+            "edges": [{"source": "x", "target": "p"}, {"source": "p", "target": "n"}]}
+
+
+def _check_canonical(graph: dict) -> None:
+    """The norm ``n`` gets canonical strides in the compiled model and in the exported ``.py``."""
+    model = compile_graph(graph)
+    name = model.layerlab_names["n"]
+    x = torch.randn(2, *model.layerlab_input_shapes["x"], requires_grad=True)
+    namespace: dict = {"__name__": "exported"}
+    exec(compile(export_python(graph), "<exported>", "exec"), namespace)  # noqa: S102
+    exported = namespace["Model"]()
+    exported.load_state_dict(model.state_dict())
+    for module in (model, exported):
+        seen = _strides_seen(module, name, [x])
+        assert seen and all(st == canonical_strides(sh) for sh, st in seen), (type(module).__name__, seen)
+
+
+@pytest.mark.parametrize("layer", ["GroupNorm", "BatchNorm2d", "InstanceNorm2d", "LayerNorm"])
+def test_a_size_one_dimension_moved_by_a_permute_gets_canonical_strides(layer):
+    """Issue 28.4: ``.contiguous()`` keeps strides (5, 1, 1, 1) for shape (2, 1, 5, 1) (torch counts it as
+    contiguous), and GroupNorm's backward crashes on them; the norm must see (5, 5, 1, 1)."""
+    shape, perm = ([5, 1, 1], [2, 1, 3]) if layer != "InstanceNorm2d" else ([5, 1, 3], [2, 1, 3])
+    _check_canonical(_permuted_into(layer, shape, perm))
+
+
+@pytest.mark.parametrize("layer", STRIDE_BUGGY)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+@given(data=st.data())
+def test_every_stride_buggy_kernel_gets_canonical_strides_after_any_permute(layer, data):
+    rank = data.draw(st.integers(1, 4))
+    shape = data.draw(st.lists(st.sampled_from([1, 1, 2, 3]), min_size=rank, max_size=rank))
+    perm = data.draw(st.permutations(list(range(1, rank + 1))))
+    graph = _permuted_into(layer, shape, perm)
+    if not infer_shapes(graph).ok:  # a rank or size the layer refuses
+        return
+    _check_canonical(graph)

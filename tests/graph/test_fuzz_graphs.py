@@ -10,10 +10,14 @@ and export.
   caught as the child's death and attributed to the graph it was running. Counted and required to be zero:
   unhandled exceptions, broken contracts, accepted-but-fails, shape mismatches, crashes.
 
-How many: the in-process test takes its examples from the hypothesis profile (tests/conftest.py); the
-child-process run takes a fixed sample of 300 graphs (seed 21) under ``dev``/``ci`` and 10,000 fresh ones under
-``fuzz`` (``make fuzz``; the seed is printed). ``LAYERLAB_FUZZ_GRAPHS`` / ``LAYERLAB_FUZZ_SEED`` /
-``LAYERLAB_FUZZ_JOBS`` override. Failing project files are written to ``test-artifacts/fuzz-failures.jsonl``.
+- The generic operator node with its FULL allow-list (:func:`tests.fuzz_graphs.op_graph`: any allow-listed ATen
+  operator, overload and arguments drawn from its schema, hostile literals included), the same way.
+
+How many: the in-process tests take their examples from the hypothesis profile (tests/conftest.py; the operator
+one at most 60); the child-process runs take fixed samples of 300 graphs (seed 21) and 150 operator graphs (seed 28)
+under ``dev``/``ci`` and 10,000 and 3,000 fresh ones under ``fuzz`` (``make fuzz``; the seeds are printed).
+``LAYERLAB_FUZZ_GRAPHS`` / ``LAYERLAB_FUZZ_SEED`` / ``LAYERLAB_FUZZ_JOBS`` override (``LAYERLAB_FUZZ_OP_GRAPHS``
+the operator sample). Failing project files are written to ``test-artifacts/fuzz-failures.jsonl``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tests.fuzz_graphs import (
     GRAPH_LEVEL,
     _budget,
     draw_projects,
+    op_project_text,
     project_text,
     run_in_children,
     save_failures,
@@ -67,11 +72,21 @@ def test_drawn_projects_load_and_validate_with_located_problems(text):
     event(check_rejections(text))
 
 
-def _sample(request) -> tuple[int, int, int]:
-    """(graphs, seed, jobs) for the profile in use."""
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                   HealthCheck.filter_too_much])
+@given(op_project_text())
+def test_drawn_operator_graphs_validate_with_located_problems(text):
+    """Any allow-listed operator, any drawn call: analysis never raises, and every refusal is located."""
+    event(check_rejections(text))
+
+
+def _sample(request, ops: bool = False) -> tuple[int, int, int]:
+    """(graphs, seed, jobs) for the profile in use (``ops``: the operator graphs' sample)."""
     nightly = request.config.getoption("hypothesis_profile", None) == "fuzz"
-    n = int(os.environ.get("LAYERLAB_FUZZ_GRAPHS", 10_000 if nightly else 300))
-    seed = int(os.environ.get("LAYERLAB_FUZZ_SEED", int.from_bytes(os.urandom(4), "little") if nightly else 21))
+    key, nightly_n, ci_n, ci_seed = ("LAYERLAB_FUZZ_OP_GRAPHS", 3_000, 150, 28) if ops else \
+        ("LAYERLAB_FUZZ_GRAPHS", 10_000, 300, 21)
+    n = int(os.environ.get(key, nightly_n if nightly else ci_n))
+    seed = int(os.environ.get("LAYERLAB_FUZZ_SEED", int.from_bytes(os.urandom(4), "little") if nightly else ci_seed))
     jobs = int(os.environ.get("LAYERLAB_FUZZ_JOBS", (os.cpu_count() or 1) if nightly else 1))
     return n, seed, jobs
 
@@ -106,3 +121,19 @@ def test_accepted_graphs_compile_run_forward_backward_and_export_in_child_proces
     shown = "\n".join(f"  graph {f['i']}: {f['failure']}: {f['detail']}" for f in res.failures[:10])
     assert not any(res.counts[k] for k in FAILURES), f"{res.line()} (seed {seed}; files in test-artifacts)\n{shown}"
     assert res.counts["accepted"] > n // 5  # the generator still produces mostly runnable graphs
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_operator_graphs_of_the_full_allow_list_compile_run_and_export_in_child_processes(request, capsys):
+    """The generic operator node with every allow-listed operator: a graph validation accepts compiles, runs
+    forward and backward with the inferred shapes and exports; nothing crashes."""
+    n, seed, jobs = _sample(request, ops=True)
+    texts = draw_projects(n, seed, op_project_text())
+    res = run_in_children(texts, jobs=jobs)
+    _say(capsys, f"\noperator fuzzer, full allow-list (seed {seed}): {res.line()}")
+    if res.failures:
+        save_failures(res, seed)
+    shown = "\n".join(f"  graph {f['i']}: {f['failure']}: {f['detail']}" for f in res.failures[:10])
+    assert sum(res.counts[k] for k in ("unreadable", "rejected", "budget", "accepted")) == n
+    assert not any(res.counts[k] for k in FAILURES), f"{res.line()} (seed {seed}; files in test-artifacts)\n{shown}"
+    assert res.counts["accepted"] > n // 50  # the generator still reaches graphs that run (most calls are refused)

@@ -1,7 +1,8 @@
 """Layer specs of the palette group Normalisation: batch, layer, group, instance and local response norm, dropout.
 
-Batch, group and instance norm take contiguous inputs (``contiguous_inputs``): torch 2.13's GroupNorm backward can crash
-on a permuted input, BatchNorm2d's returns wrong input gradients for channels-last-like strides.
+Batch, layer, group, instance and local response norm take inputs with canonical strides (``contiguous_inputs``):
+torch 2.13's GroupNorm backward can crash on a permuted input (also one that ``.contiguous()`` leaves alone because
+its moved dimension has size 1), BatchNorm2d's returns wrong input gradients for channels-last-like strides.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ register(LayerSpec(
     params=[_EPS, Param("elementwise_affine", "bool", True, "Learn scale and shift."),
             Param("normalized_dims", "int", 1, "How many trailing dimensions to normalise over (their sizes are "
                   "read from the input).", min=1, max=8)],
-    shape=_ln_shape, inferred=("normalized_shape",), ctor=_ln_ctor))
+    shape=_ln_shape, inferred=("normalized_shape",), ctor=_ln_ctor, contiguous_inputs=True))
 
 
 def _in_shape(ranks):

@@ -140,8 +140,118 @@ def _check_leaf(v: dict, n_in: int, names: set[str]) -> None:
                          "{\"b\": k}, {\"dtype\": ...} or an inline tensor")
 
 
+# ----------------------------------------------------------------------------------- the call against the schema
+# Every value is checked against the operator's schema before torch sees it: a raw integer where torch expects
+# a dtype reaches ATen unchecked (and a later call in the same process can crash), so dtypes, layouts, memory
+# formats, devices and generators are only taken in the forms LayerLab writes (``{"dtype": ...}``, or None).
+
+_INT_LIMIT = 1 << 62
+_TENSOR_RETURNS = ("Tensor", "List[Tensor]")
+_KNOWN = ("ScalarType", "Tensor", "int", "float", "number", "bool", "str", "false")
+_ENUM_NAMES = ("dtype", "layout", "memory_format", "device")  # integers there are enum values, never literals
+
+
+def _is_tensor(v: Any) -> bool:
+    return isinstance(v, dict) and (set(v) in ({"t"}, {"w"}, {"tensor", "dtype", "shape"}))
+
+
+def _is_int(v: Any) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool) and -_INT_LIMIT <= v <= _INT_LIMIT) or \
+        (isinstance(v, dict) and set(v) == {"b"})
+
+
+def _fits(t: str, v: Any, n: int | None = None) -> bool:
+    """Whether the JSON value ``v`` is one LayerLab accepts for a schema argument of type ``t``.
+
+    >>> _fits("Optional[ScalarType]", -1), _fits("Optional[ScalarType]", {"dtype": "int64"})
+    (False, True)
+    """
+    if t.startswith("Optional["):
+        return v is None or _fits(t[9:-1], v, n)
+    if t.startswith("List["):
+        inner = t[5:-1]
+        if n is not None and inner in ("int", "float", "bool") and _fits(inner, v):  # int[2] takes one int
+            return True
+        if n is not None and n > 1 and isinstance(v, list) and len(v) != n:  # int[2]: two (meta kernels take any)
+            return False
+        return isinstance(v, list) and len(v) <= 64 and all(_fits(inner, x) for x in v)
+    if t == "Tensor":
+        return _is_tensor(v)
+    if t == "int":
+        return _is_int(v)
+    if t == "float":
+        return isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _INT_LIMIT)
+    if t == "number":
+        return isinstance(v, bool | float) or _is_int(v)
+    if t == "bool":
+        return isinstance(v, bool)
+    if t == "str":
+        return isinstance(v, str) and len(v) <= 200
+    if t == "ScalarType":
+        return isinstance(v, dict) and set(v) == {"dtype"}
+    if t == "false":
+        return v is False
+    return False  # Layout, MemoryFormat, Device, Generator, complex ...: only None (where optional)
+
+
+def _type_name(t: str) -> str:
+    return {"ScalarType": 'a dtype such as {"dtype": "float32"}', "Tensor": 'a tensor ({"t": i}, {"w": name} or '
+            "an inline constant)", "int": "an integer", "float": "a number", "number": "a number", "bool":
+            "true or false", "str": "a string of at most 200 characters", "false": "false"}.get(t, f"null (LayerLab's graphs name no {t})")
+
+
+def _bind(schema, args: list, kwargs: dict) -> tuple[dict | None, str, int]:
+    """(argument name -> value, "" ) when the call fits ``schema``; else (None, why, how far it got)."""
+    params = list(schema.arguments)
+    positional = [a for a in params if not a.kwarg_only]
+    if len(args) > len(positional):
+        return None, f"takes at most {len(positional)} positional argument(s); received: {len(args)}", 0
+    bound = {a.name: v for a, v in zip(positional, args, strict=False)}
+    names = {a.name for a in params}
+    for k, v in kwargs.items():
+        if k not in names or k in bound:
+            return None, f"has no keyword argument `{str(k)[:30]}` here; received: {k}=...", len(bound)
+        bound[k] = v
+    for k, a in enumerate(params):
+        t = str(a.real_type)
+        if a.name in _ENUM_NAMES and t.removeprefix("Optional[").rstrip("]") == "int":
+            t = "Optional[ScalarType]" if a.name == "dtype" else "Optional[Layout]"  # TorchScript's int-typed enums
+        if a.name == "pin_memory":
+            t = "Optional[false]"  # pinned memory needs an accelerator: never written by LayerLab
+        if a.name not in bound:
+            if not a.has_default_value() and not t.startswith("Optional["):
+                return None, f"needs argument `{a.name}`; received: nothing", k
+            continue
+        if not _fits(t, bound[a.name], a.N):
+            inner = t.removeprefix("Optional[").rstrip("]")
+            opt = " or null" if t.startswith("Optional[") and inner in _KNOWN else ""
+            fixed = f" (a list of {a.N})" if a.N and a.N > 1 and inner.startswith("List[") else ""
+            return None, (f"argument `{a.name}` must be {_type_name(inner)}{fixed}{opt}; received: "
+                          f"{str(json.dumps(bound[a.name]))[:40]}"), 2 * k + 1 + (inner in _KNOWN)
+    return bound, "", 2 * len(params) + 2
+
+
+def _overloads(name: str, fn) -> list:
+    """The overloads a call of ``fn`` may mean: itself for ``aten.x.overload``, else every overload of the packet
+    that is functional (never writes into its arguments) and returns tensors."""
+    torch = _torch()
+    cands = [fn] if isinstance(fn, torch._ops.OpOverload) else [getattr(fn, o) for o in fn.overloads()]
+    return [o for o in cands if "Dimname" not in str(o._schema) and not o._overloadname.startswith("prim_")]
+
+
 def parse_call(p: dict, n_in: int) -> tuple[Any, list, dict]:
-    """(operator, args, kwargs) of an Op node, every special argument checked."""
+    """(operator overload, args, kwargs) of an Op node, every argument checked against the operator's schema.
+
+    The overload is the first whose schema the call fits (LayerLab resolves it, not torch at run time), so the
+    compiled model calls exactly what was checked. Raises ShapeError for anything else, e.g. a raw integer
+    where a dtype belongs:
+
+    >>> parse_call({**OP.defaults(), "op": "aten.to", "args": '[{"t": 0}, -1]'}, 1)
+    Traceback (most recent call last):
+    ...
+    builder.graph.spec.ShapeError: aten.to: argument `dtype` must be a dtype such as {"dtype": "float32"}; \
+received: -1 (overload to.dtype). Fix: write the call as the operator's schema says (aten::to.dtype(...))
+    """
     fn = resolve_op(p.get("op"))
     w, b = consts(p)
     names = set(w) | set(b)
@@ -152,10 +262,40 @@ def parse_call(p: dict, n_in: int) -> tuple[Any, list, dict]:
         return v
     _walk(args, leaf)
     _walk(list(kwargs.values()), leaf)
+    used: set = set()
+    _walk([args, list(kwargs.values())], lambda v: used.add(v["w"]) if set(v) == {"w"} else None)
+    if names - used:  # the compiled model would drop it, the exported .py keep it: their state dicts would differ
+        raise ShapeError(f"the Op node stores constants its call never uses; received: "
+                         f"{', '.join(sorted(names - used))[:60]}. Fix: remove them from weights/buffers")
     if not all(isinstance(k, str) and k.isidentifier() for k in kwargs):
         raise ShapeError("Op keyword names must be identifiers; received: "
                          f"{list(kwargs)[:4]}. Fix: re-import the model")
-    return fn, args, kwargs
+    best = None
+    for o in _overloads(p["op"], fn):
+        bound, why, depth = _bind(o._schema, args, kwargs)
+        if bound is None:
+            if best is None or depth > best[2]:
+                best = (o, why, depth)
+            continue
+        schema = o._schema
+        if schema.is_mutable:
+            raise ShapeError(f"{p['op']} writes into its arguments (in place), which breaks the backward pass; "
+                             f"received: op={p['op']} ({o.name()}). Fix: use the functional operator, e.g. "
+                             f"{p['op'].rstrip('_') if p['op'].endswith('_') else 'aten.<name>'}")
+        rets = [str(r.real_type) for r in schema.returns]
+        if not rets or any(r not in _TENSOR_RETURNS for r in rets):
+            if len(_overloads(p["op"], fn)) == 1:
+                raise ShapeError(f"{p['op']} returns something other than tensors; received: "
+                                 f"{', '.join(rets) or 'nothing'}. Fix: use an operator that returns tensors")
+            best = best or (o, "returns no tensor", 0)
+            continue
+        return o, args, kwargs
+    if best is None:
+        raise ShapeError(f"{p['op']} has no overload LayerLab can call; received: op={p['op']}. Fix: use another "
+                         "operator")
+    o, why, _ = best
+    raise ShapeError(f"{p['op']}: {why} (overload {o.name().split('::')[-1]}). Fix: write the call as the "
+                     f"operator's schema says ({str(o._schema).split('(')[0]}(...))")
 
 
 def _materialise(v: Any, tensors: list, consts_: dict, batch: int, device: str | None) -> Any:
@@ -181,51 +321,187 @@ def _in_dtype(t: TensorType, bools: bool):
     return torch.bool if bools and t.vocab == 2 else torch.int64
 
 
-def _run(p: dict, ins: list[TensorType], batch: int, device: str, bools: bool = False) -> list:
-    """The operator's outputs for zero inputs of ``ins`` (token inputs as int64, or with ``bools`` those of a
-    vocabulary of 2 as bool: an Op's bool output, e.g. ``aten.lt``'s, is typed as tokens of vocabulary 2)."""
+def _run(p: dict, ins: list[TensorType], batch: int, bools: bool = False) -> list:
+    """The operator's outputs on torch's ``meta`` device for inputs of ``ins`` (token inputs as int64, or with
+    ``bools`` those of a vocabulary of 2 as bool: an Op's bool output, e.g. ``aten.lt``'s, is typed as tokens of
+    vocabulary 2). Nothing is allocated: inputs, constants and every factory operator's result (``aten.full``,
+    ``aten.arange`` ...: their ``device`` is set to meta) are meta tensors, whatever sizes the call names."""
     torch = _torch()
     fn, args, kwargs = parse_call(p, len(ins))
     w, b = consts(p)
-    tensors = [torch.zeros((batch, *t.shape), dtype=_in_dtype(t, bools), device=device) for t in ins]
-    cs = {k: torch.zeros(s, device=device) for k, s in {**w, **b}.items()}
-    out = fn(*_materialise(args, tensors, cs, batch, device),
-             **{k: _materialise(v, tensors, cs, batch, device) for k, v in kwargs.items()})
+    tensors = [torch.empty((batch, *t.shape), dtype=_in_dtype(t, bools), device="meta") for t in ins]
+    cs = {k: torch.empty(s, device="meta") for k, s in {**w, **b}.items()}
+    kw = {k: _materialise(v, tensors, cs, batch, "meta") for k, v in kwargs.items()}
+    if any(a.name == "device" for a in fn._schema.arguments):
+        kw["device"] = "meta"  # a factory operator: its result is a meta tensor too
+    out = fn(*_materialise(args, tensors, cs, batch, "meta"), **kw)
     out = list(out) if isinstance(out, tuple | list) else [out]
-    if not all(isinstance(o, torch.Tensor) for o in out):
+    if not all(isinstance(o, torch.Tensor) and o.device.type == "meta" for o in out):
         raise ShapeError(f"{p['op']} returns something other than tensors; received: "
                          f"{', '.join(type(o).__name__ for o in out)}. Fix: re-import the model")
     return out
 
 
 def _run_any(p: dict, ins: list[TensorType], batch: int) -> list:
-    """:func:`_run` on the meta device (on small real tensors where the operator has no meta kernel); token
-    inputs of a vocabulary of 2 are tried as bool when int64 is refused."""
-    def run(bools: bool) -> list:
-        try:
-            return _run(p, ins, batch, "meta", bools)
-        except NotImplementedError:  # no meta kernel: small real tensors
-            if sum(math.prod(t.shape) for t in ins) * batch > 1 << 20:
-                raise
-            return _run(p, ins, batch, "cpu", bools)
+    """:func:`_run`; token inputs of a vocabulary of 2 are tried as bool when int64 is refused."""
     try:
-        return run(False)
+        return _run(p, ins, batch)
     except ShapeError:
         raise
     except Exception:  # noqa: BLE001 - retried with bools below, else re-raised
         if not any(t.kind == TOKENS and t.vocab == 2 for t in ins):
             raise
         try:
-            return run(True)
+            return _run(p, ins, batch, True)
         except Exception:  # noqa: BLE001 - the first refusal is the one to show
             pass
         raise
 
 
+#: Operators whose CPU kernels take integer (and bool) tensors: views, indexing, comparisons, integer arithmetic,
+#: reductions. Meta kernels do not check dtypes (``aten.hardswish`` of int64 runs on meta, not on the CPU), so token
+#: ids and other integers reach only these; every other operator computes on float values.
+_INTEGER_OPS = """view _unsafe_view reshape permute flatten unflatten transpose t unsqueeze squeeze select
+slice narrow cat stack split split_with_sizes chunk unbind expand expand_as repeat contiguous clone alias detach to
+_to_copy type_as flip roll constant_pad_nd index_select gather index embedding one_hot amax amin max min argmax argmin
+sum prod cumsum add sub rsub mul neg abs sign clamp clamp_min clamp_max maximum minimum where eq ne lt le gt ge
+logical_not logical_and logical_or bitwise_not masked_fill zeros_like ones_like full_like new_zeros new_ones new_full
+lift_fresh_copy square div floor ceil round pow exp log sqrt rsqrt reciprocal sigmoid tanh relu"""
+INTEGER_OPS = frozenset(_INTEGER_OPS.split())
+
+
+def _check_integer_inputs(p: dict, ins: list[TensorType]) -> None:
+    name = str(p.get("op")).split(".")[1] if str(p.get("op")).count(".") else ""
+    for i, t in enumerate(ins):
+        if t.kind == TOKENS and name not in INTEGER_OPS:
+            raise ShapeError(f"{p['op']} computes on float values; received: integers (token ids) {t} on input {i}. "
+                             "Fix: cast them first (an Op aten.to with {\"dtype\": \"float32\"}, or a Cast "
+                             "layer), or feed token ids through an Embedding", str(i))
+
+
+#: Operators whose CPU kernels take only integer or bool tensors (meta kernels take floats too).
+INTEGER_ONLY_OPS = frozenset({"bitwise_not"})
+#: Value ranges the CPU kernels check and the meta kernels do not: (operators, argument) -> (low, high).
+_RANGES = {("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"): ("p", 0.0, 1.0)}
+_NONZERO = {("celu", "alpha")}  # divisors the CPU kernels refuse as 0
+#: Index arguments checked against the sizes they index (meta kernels never see index values):
+#: operator -> (indexed tensor, dimension argument or a fixed dimension, index argument, negative indices allowed).
+_INDEXING = {"index_select": ("self", "dim", "index", False), "gather": ("self", "dim", "index", False),
+             "embedding": ("weight", 0, "indices", False)}
+
+
+def _check_integer_inputs(p: dict, ins: list[TensorType]) -> None:
+    name = str(p.get("op")).split(".")[1] if str(p.get("op")).count(".") else ""
+    for i, t in enumerate(ins):
+        if t.kind == TOKENS and name not in INTEGER_OPS:
+            raise ShapeError(f"{p['op']} computes on float values; received: integers (token ids) {t} on input {i}. "
+                             "Fix: cast them first (an Op aten.to with {\"dtype\": \"float32\"}, or a Cast "
+                             "layer), or feed token ids through an Embedding", str(i))
+        if t.kind != TOKENS and name in INTEGER_ONLY_OPS:
+            raise ShapeError(f"{p['op']} takes integer or bool tensors only; received: float values {t} on input "
+                             f"{i}. Fix: use it on token ids or comparison results", str(i))
+
+
+def _shape_of(v: Any, ins: list[TensorType], consts_: dict) -> tuple[int, ...] | None:
+    """The shape (batch as -1) of a tensor argument, None for anything else."""
+    if isinstance(v, dict) and set(v) == {"t"}:
+        return (-1, *ins[v["t"]].shape)
+    if isinstance(v, dict) and set(v) == {"w"}:
+        return tuple(consts_[v["w"]])
+    if isinstance(v, dict) and "tensor" in v:
+        return tuple(v["shape"])
+    return None
+
+
+def _index_range(v: Any, ins: list[TensorType]) -> tuple[int, int] | None:
+    """(lowest, highest) value an index argument can hold; None when unknown."""
+    if isinstance(v, dict) and "tensor" in v:
+        vals = [int(x) for x in v["tensor"]]
+        return (min(vals), max(vals)) if vals else (0, 0)
+    if isinstance(v, dict) and set(v) == {"t"} and ins[v["t"]].kind == TOKENS and ins[v["t"]].vocab:
+        return 0, ins[v["t"]].vocab - 1
+    return None
+
+
+#: Internal operators whose meta kernels accept calls their CPU kernels refuse in ways no argument check covers
+#: (found by the graph fuzzer); their layers (MultiheadAttention) are the way to use them.
+OP_NODE_REFUSED = frozenset({"_native_multi_head_attention", "_scaled_dot_product_flash_attention_for_cpu"})
+_DROPOUTS = ("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
+
+
+def _check_values(p: dict, fn, args: list, kwargs: dict, ins: list[TensorType]) -> None:
+    """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels."""
+    bound, _, _ = _bind(fn._schema, args, kwargs)
+    name = fn._schema.name.split("::")[-1]
+    if name in OP_NODE_REFUSED:
+        raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
+                         f"op={p['op']}. Fix: use the MultiheadAttention layer")
+    if name in _DROPOUTS and bound.get("train") is not False:  # an Op knows no train/eval mode
+        raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode); "
+                         f"received: train={bound.get('train')}. Fix: use a Dropout layer, or train=false")
+    w, b = consts(p)
+    shapes = {**w, **b}
+    if name.startswith("conv_transpose"):
+        x, weight = (_shape_of(bound.get(k), ins, shapes) for k in ("input", "weight"))
+        if x and weight and len(x) > 1 and x[1] != weight[0]:
+            raise ShapeError(f"{p['op']}: the input's channels must equal the weight's first size; received: input "
+                             f"{list(x[1:])}, weight {list(weight)}. Fix: feed {weight[0]} channels")
+    for ops, (arg, lo, hi) in _RANGES.items():
+        v = bound.get(arg)
+        if name in ops and isinstance(v, int | float) and not lo <= v <= hi:
+            raise ShapeError(f"{p['op']}: `{arg}` must lie in [{lo}, {hi}]; received: {arg}={v}. Fix: use a value "
+                             "in that range")
+    if (name, "alpha") in _NONZERO and bound.get("alpha") == 0:
+        raise ShapeError(f"{p['op']}: `alpha` must not be 0 (it divides); received: alpha=0. Fix: use e.g. 1.0")
+    if name.startswith("upsample_") and name[-2:] in ("1d", "2d"):  # output_size / scales: one per spatial dim
+        dims = int(name[-2])
+        x = _shape_of(bound.get("input", bound.get("self")), ins, shapes)
+        sizes = [v for v in (bound.get("output_size"), bound.get("scale_factors")) if isinstance(v, list)]
+        if (x is not None and len(x) != dims + 2) or any(len(v) != dims for v in sizes):
+            raise ShapeError(f"{p['op']} takes a ({dims + 2})-d input and {dims} output size(s) or scale(s); "
+                             f"received: input {list(x or ())}, sizes {sizes}. Fix: match them")
+    if name == "index":  # self[indices[0], indices[1], ...]: each index against its dimension
+        for k, index in enumerate(bound.get("indices") or []):
+            if index is not None:
+                _check_index(p, "self", _shape_of(bound.get("self"), ins, shapes), k, index, ins, shapes, True)
+        return
+    if name not in _INDEXING:
+        return
+    src, dim_arg, idx_arg, negative = _INDEXING[name]
+    dim = bound.get(dim_arg, 0) if isinstance(dim_arg, str) else dim_arg
+    _check_index(p, src, _shape_of(bound.get(src), ins, shapes), dim, bound.get(idx_arg), ins, shapes, negative,
+                 vector=name == "index_select")
+
+
+def _check_index(p: dict, src: str, shape, dim, index, ins: list[TensorType], shapes: dict, negative: bool,
+                 vector: bool = False) -> None:
+    """Index values against the size of dimension ``dim`` of ``shape`` (the batch, -1, is never indexable)."""
+    if shape is None or not isinstance(dim, int) or not -len(shape) <= dim < max(len(shape), 1):
+        return  # the meta kernel refuses these itself
+    size = shape[dim] if shape else 1
+    if vector and len(_shape_of(index, ins, shapes) or ()) > 1:
+        raise ShapeError(f"{p['op']}: the index must be a vector; received: an index of shape "
+                         f"{list(_shape_of(index, ins, shapes) or ())}. Fix: flatten it first")
+    seen = _index_range(index, ins)
+    if size == -1:
+        raise ShapeError(f"{p['op']} indexes the batch dimension, whose size changes from batch to batch; received: "
+                         f"{src} of shape (B, ...), dimension {dim}. Fix: index another dimension")
+    if seen is None:
+        raise ShapeError(f"{p['op']}: the index values must be known to lie within the indexed size {size}; "
+                         "received: an index of unknown range (a float constant or integers without a vocabulary). "
+                         "Fix: use token ids with a vocabulary, or an inline integer constant")
+    if seen[0] < (-size if negative else 0) or seen[1] >= size:
+        raise ShapeError(f"{p['op']}: index values must lie in 0..{size - 1} (the size they index); received: "
+                         f"values {seen[0]}..{seen[1]}. Fix: lower the vocabulary or the constant's values")
+
+
 def _op_shape(p: dict, ins: list[TensorType]):
     n_out = p["outputs"]
+    fn, args, kwargs = parse_call(p, len(ins))  # every argument checked against the schema before torch sees it
+    _check_integer_inputs(p, ins)
+    _check_values(p, fn, args, kwargs, ins)
     results = []
-    for batch in (2, 3):
+    for batch in (2, 3, 1):  # batch 1 too: aten.squeeze drops every size-1 dimension, the batch's included
         try:
             out = _run_any(p, ins, batch)
         except ShapeError:
@@ -236,17 +512,20 @@ def _op_shape(p: dict, ins: list[TensorType]):
                              f"{', '.join(map(str, ins)) or 'none'} ({type(ex).__name__}: {msg}). Fix: feed the "
                              "shapes the operator had in the imported model") from None
         results.append(out)
-    a, b = results
-    if len(a) < n_out:
-        raise ShapeError(f"{p['op']} returns {len(a)} tensor(s); received: outputs={n_out}. Fix: set outputs to "
-                         f"{len(a)}")
+    a, b, one = results
+    if len(a) != n_out or len(b) != n_out:
+        raise ShapeError(f"{p['op']} returns {len(a)} tensor(s), one per output port; received: outputs={n_out}. "
+                         f"Fix: set outputs to {len(a)}")
     types = {}
     for i in range(n_out):
-        sa, sb = tuple(a[i].shape), tuple(b[i].shape)
-        if not sa or sa[0] != 2 or sb[0] != 3 or sa[1:] != sb[1:]:
+        sa, sb, s1 = tuple(a[i].shape), tuple(b[i].shape), tuple(one[i].shape)
+        if not sa or sa[0] != 2 or sb[0] != 3 or sa[1:] != sb[1:] or len(one) != n_out or s1 != (1, *sa[1:]):
             raise ShapeError(f"{p['op']}'s output {i} does not keep the batch dimension first; received: output "
-                             f"shapes {list(sa)} and {list(sb)} for batches of 2 and 3. Fix: LayerLab graphs carry "
-                             "batch-first tensors; rebuild this part with batch-first layers")
+                             f"shapes {list(sa)}, {list(sb)} and {list(s1)} for batches of 2, 3 and 1. Fix: LayerLab "
+                             "graphs carry batch-first tensors; rebuild this part with batch-first layers")
+        if 0 in sa[1:]:  # no layer takes an empty dimension (adaptive pools' backward refuses one)
+            raise ShapeError(f"{p['op']}'s output {i} has an empty dimension; received: output shape {list(sa)} for a "
+                             "batch of 2. Fix: change the sizes so that every dimension keeps at least one value")
         dtype = a[i].dtype
         types[OUTPUT_PORTS[i]] = TensorType(sa[1:]) if dtype.is_floating_point else \
             TensorType(sa[1:], TOKENS, 2 if dtype == _torch().bool else None)
@@ -306,10 +585,9 @@ def _export_init(name: str, p: dict, ins: list[TensorType]) -> list[str]:
     if not w and not b:
         return []
     lines = [f"self.{name} = nn.Module()  # constants of {p['op']}"]
-    lines += [f"self.{name}.{k} = nn.Parameter(torch.zeros({', '.join(map(str, s))}{',' if len(s) == 1 else ''}))"
-              for k, s in w.items()]
-    lines += [f"self.{name}.register_buffer({k!r}, torch.zeros({', '.join(map(str, s))}{',' if len(s) == 1 else ''}))"
-              for k, s in b.items()]
+    # a shape as a list: torch.zeros([]) is 0-d, torch.zeros([0, 3]) empty (torch.zeros() would not run)
+    lines += [f"self.{name}.{k} = nn.Parameter(torch.zeros({list(s)!r}))" for k, s in w.items()]
+    lines += [f"self.{name}.register_buffer({k!r}, torch.zeros({list(s)!r}))" for k, s in b.items()]
     return lines
 
 
@@ -334,4 +612,4 @@ OP = register(OpSpec(
     shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1, input_kind=ANY,
     outputs=OUTPUT_PORTS, strides="any"))
 
-__all__ = ["OP", "OpSpec", "resolve_op", "parse_call", "consts", "counts", "make_module", "DTYPES", "OUTPUT_PORTS"]
+__all__ = ["OP", "OpSpec", "INTEGER_OPS", "resolve_op", "parse_call", "consts", "counts", "make_module", "DTYPES", "OUTPUT_PORTS"]

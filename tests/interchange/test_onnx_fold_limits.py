@@ -1,0 +1,103 @@
+"""Constant folding in the ONNX importer checks the size of every folded constant BEFORE computing it (issue
+28.11: a 2 KB file whose folding built 600 million values ran for 89 s and 5 GB before failing with a traceback).
+
+Each model below is a few hundred bytes: a ``Range`` of n values viewed as (n, 1) and (1, n), then an operator
+whose folded result outgrows its inputs (broadcasting, Gather, Concat, Expand, ConstantOfShape)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from builder.interchange import import_model
+from builder.interchange.errors import ModelImportError
+from builder.interchange.onnx_fold import fold_size
+from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Const
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _c(name: str, value) -> object:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
+
+
+def _model(n: int, op: str) -> bytes:
+    """x (B, 4) -> Add(x, one value of folded) where ``folded`` is ``op`` over a (n, 1) and a (1, n) range."""
+    nodes = [_c("start", np.int64(0)), _c("limit", np.int64(n)), _c("delta", np.int64(1)),
+             helper.make_node("Range", ["start", "limit", "delta"], ["r"]),
+             _c("ax0", np.array([0], np.int64)), _c("ax1", np.array([1], np.int64)),
+             helper.make_node("Unsqueeze", ["r", "ax1"], ["col"]), helper.make_node("Unsqueeze", ["r", "ax0"], ["row"])]
+    if op == "Equal":
+        nodes.append(helper.make_node("Equal", ["col", "row"], ["big"]))
+    elif op == "Where":
+        nodes += [helper.make_node("Equal", ["col", "col"], ["cond"]), helper.make_node("Where", ["cond", "col", "row"], ["big"])]
+    elif op == "Gather":  # (n, 1) gathered along its size-1 axis by (n, 1) zeros: (n, n, 1)
+        nodes += [_c("zero", np.int64(0)), helper.make_node("Mul", ["col", "zero"], ["zeros"]),
+                  helper.make_node("Gather", ["col", "zeros"], ["big"], axis=1)]
+    elif op == "Concat":
+        nodes.append(helper.make_node("Concat", ["r"] * 2000, ["big"], axis=0))
+    elif op == "Expand":
+        nodes += [_c("shape", np.array([n, n], np.int64)), helper.make_node("Expand", ["col", "shape"], ["big"])]
+    elif op == "ConstantOfShape":
+        nodes += [_c("shape", np.array([n, n], np.int64)), helper.make_node("ConstantOfShape", ["shape"], ["big"])]
+    rank = {"Gather": 3, "Concat": 1}.get(op, 2)  # then one value of it, added to x
+    nodes += [_c("s0", np.zeros(rank, np.int64)), _c("s1", np.ones(rank, np.int64)),
+              helper.make_node("Slice", ["big", "s0", "s1"], ["one"]), _c("flat", np.array([1], np.int64)),
+              helper.make_node("Reshape", ["one", "flat"], ["one1"]),
+              helper.make_node("Cast", ["one1"], ["onef"], to=TensorProto.FLOAT),
+              helper.make_node("Add", ["x", "onef"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.parametrize("op", ["Equal", "Where", "Gather", "Concat", "Expand", "ConstantOfShape"])
+def test_a_folded_constant_over_the_limit_is_refused_before_it_is_built(op):
+    data = _model(30_000, op)
+    assert len(data) < 40_000
+    with pytest.raises(ModelImportError, match="would hold .* values") as info:
+        import_model(data, verify=False)
+    assert "\n" not in str(info.value) and "Fix:" in str(info.value)
+
+
+def test_refusing_it_allocates_nothing_like_its_size():
+    """In a fresh process: the refused (8000, 8000) constant (64 MB of bools, 512 MB as int64) is never built."""
+    code = textwrap.dedent("""
+        import json, resource
+        from builder.interchange import import_model
+        from builder.interchange.errors import ModelImportError
+        from tests.interchange.test_onnx_fold_limits import _model
+        small = _model(10, "Where")
+        import_model(small, verify=False)  # imports and warm-up
+        data = _model(8000, "Where")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            import_model(data, verify=False)
+            refused = False
+        except ModelImportError:
+            refused = True
+        grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        print(json.dumps({"refused": refused, "grew_mib": grew}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.splitlines()[-1])
+    assert res["refused"] and res["grew_mib"] < 32, res
+
+
+def test_fold_size_is_exact_for_broadcasts_and_bounded_for_the_rest():
+    a, b = Const(np.zeros((7, 1))), Const(np.zeros((1, 5)))
+    assert fold_size("Equal", [a, b], {}) == np.equal(a.value, b.value).size
+    assert fold_size("Concat", [a, b], {"axis": 0}) == 12
+    assert fold_size("Gather", [b, Const(np.zeros((3, 2), np.int64))], {"axis": 1}) == 6
+    assert fold_size("Reshape", [a, Const(np.array([7]))], {}) is None
+    assert fold_size("Expand", [a, Const(np.array([4, 7, 3]))], {}) == 84
+    assert MAX_FOLD_ELEMENTS < 30_000 ** 2
