@@ -196,8 +196,6 @@ def _config_overrides(args: argparse.Namespace) -> dict:
             raise TrainingError(f"--threads must be 1 or more; received: {args.threads}. Fix: pass a positive count")
         os.environ[ENV_TORCH_THREADS] = str(args.threads)
     cfg = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k, None) is not None}
-    if cfg.get("early_stopping") == 0:  # 0 turns early stopping off, as on the Train page
-        cfg["early_stopping"] = None
     for k in ("nesterov", "amp", "torch_compile"):
         if getattr(args, k, None):
             cfg[k] = True
@@ -523,6 +521,7 @@ def _export_run_network(run: dict, args: argparse.Namespace, weights: Path, outp
 
 def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     """``export --run ID --format onnx [-o OUT.onnx] [--quantize int8]`` (int8: test metric before/after)."""
+    from builder.graph.latency import comparison_text
     from builder.interchange.onnx_export import export_run_onnx, quantize_run
 
     output = getattr(args, "output", None)
@@ -534,6 +533,7 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
         print(f"wrote {output or q['fp32_path']} and {q['int8_path']}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
               f"bytes (ratio {q['ratio']:.2f}); test {q['metric']} {q['test_before']:.4f} -> {q['test_after']:.4f} "
               f"(delta {q['delta']:+.4f}); recorded in the model card")
+        print(f"latency (onnxruntime, fp32 -> int8): {comparison_text(q.get('latency') or {})}")
         return 0
     tempered = bool(getattr(args, "temperature", False))
     rep = export_run_onnx(store, run["id"], output, temperature=tempered)
