@@ -17,7 +17,9 @@ from typing import Any
 import torch
 
 from builder.escape import md_code, md_text
+from builder.graph.latency import comparison_text
 from builder.runs.folder import RunFolder
+from builder.training.prune import latency_cell, latency_text
 
 
 def _fmt(v: Any) -> str:
@@ -217,7 +219,9 @@ def _quantization(run_dir: Path | None) -> list[str]:
         return ["", "## Quantization (ONNX, dynamic int8)", "",
                 f"- file size {int(q['bytes_before']):,} -> {int(q['bytes_after']):,} bytes (ratio {float(q['ratio']):.3f})",
                 f"- test {q['metric']} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta {_fmt(q['delta'])}) "
-                f"on {q.get('n_test', '-')} held-out samples, scored with onnxruntime"]
+                f"on {q.get('n_test', '-')} held-out samples, scored with onnxruntime",
+                *([f"- latency (onnxruntime, one thread): {md_text(comparison_text(q['latency']))}"]
+                  if isinstance(q.get("latency"), dict) else [])]
     except (ValueError, KeyError, TypeError, OSError):
         return []
 
@@ -241,9 +245,10 @@ def _pruning(run_dir: Path | None) -> list[str]:
                 f"| parameters | {_fmt(b['params'])} | {_fmt(a['params'])} |",
                 f"| nonzero parameters | {_fmt(b['nonzero'])} | {_fmt(a['nonzero'])} |",
                 f"| weights file (bytes) | {_fmt(b['weights_bytes'])} | {_fmt(a['weights_bytes'])} |",
-                f"| CPU latency (ms, batch {_fmt(b.get('latency_batch'))}) | {_num(b['latency_ms'], '.3f')} | "
-                f"{_num(a['latency_ms'], '.3f')} |",
-                f"| test {md_text(metric)} | {_fmt(b['test'].get(metric))} | {_fmt(a['test'].get(metric))} |"]
+                f"| CPU latency (ms, batch {_fmt(b.get('latency_batch'))}; median, p10-p90) | {md_text(latency_cell(b))} | "
+                f"{md_text(latency_cell(a))} |",
+                f"| test {md_text(metric)} | {_fmt(b['test'].get(metric))} | {_fmt(a['test'].get(metric))} |",
+                "", f"- CPU latency: {md_text(latency_text(p))}"]
         return out
     except (KeyError, TypeError, AttributeError):
         return []
