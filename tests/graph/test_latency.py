@@ -15,8 +15,16 @@ import builder
 from builder.cli.main import main as cli_main
 from builder.errors import LayerLabError
 from builder.graph.compile import compile_graph, module_names
-from builder.graph.latency import (NO_DIFFERENCE, Conditions, Timing, compare_latency, comparison_text,
-                                   module_latency, node_latency, time_calls)
+from builder.graph.latency import (
+    NO_DIFFERENCE,
+    Conditions,
+    Timing,
+    compare_latency,
+    comparison_text,
+    module_latency,
+    node_latency,
+    time_calls,
+)
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet", "transformer"])
