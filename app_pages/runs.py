@@ -17,6 +17,7 @@ from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.runs.status import RunStatus, can_resume, is_live
 from builder.runs.summary import dataset_label, dataset_spec_of_run, run_label
+from builder.training.lineage import baseline_line
 
 ui.page_header("Runs", "Your training runs. Select runs to overlay their curves and compare their settings; "
                "pause, resume or stop the ones in progress.")
@@ -169,6 +170,8 @@ def details(rec: dict) -> None:
     c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
     if rec.get("message"):
         st.caption(ui.md(rec["message"]))
+    if line := baseline_line(rec.get("tags"), rec.get("test_metrics")):  # a distilled run beside its student alone
+        st.info(ui.md(line), icon=":material/compare_arrows:")
     mine = ui.can_control(rec)
     if not mine:
         st.caption("This run belongs to someone else: shown read-only (shared mode).")

@@ -27,6 +27,7 @@ from typing import Any
 from builder.cli.common import check_output_path, infer_format, load_project_arg
 from builder.errors import LayerLabError, TrainingError
 from builder.runs.status import ENDED_CLEANLY, HALTED, RunStatus
+from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
                 "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
@@ -103,10 +104,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="RUN_ID", help="distillation: train FILE (the student) to mimic this finished "
                    "run's outputs as well as the labels (a DistillationLoss and a CrossEntropyLoss are added unless "
                    "the project draws its own teacher Target)")
-    p.add_argument("--distill-temperature", type=float, dest="distill_temperature", default=4.0, metavar="T",
-                   help="softening temperature of the distillation term (default 4)")
-    p.add_argument("--distill-alpha", type=float, dest="distill_alpha", default=0.5, metavar="A",
-                   help="weight of the distillation term; the label term gets 1 - A (default 0.5)")
+    p.add_argument("--distill-temperature", type=float, dest="distill_temperature", default=DISTILL_TEMPERATURE,
+                   metavar="T", help=f"softening temperature of the distillation term (default {DISTILL_TEMPERATURE:g}, "
+                   "the least harmful on digits: bench/RESULTS.md)")
+    p.add_argument("--distill-alpha", type=float, dest="distill_alpha", default=DISTILL_ALPHA, metavar="A",
+                   help=f"weight of the distillation term; the label term gets 1 - A (default {DISTILL_ALPHA:g}). The "
+                   "student is also trained alone first and shown beside the distilled result")
     p.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: K runs, run k tested on fold k "
                    "(stratified for classification), grouped; prints mean ± std of every test metric")
     add_train_args(p)
@@ -291,6 +294,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from builder.training.pipeline import run_training
 
     project = load_project_arg(args.file)
+    student = project
     if getattr(args, "teacher", None):
         from builder.training.objectives import with_teacher
 
@@ -315,9 +319,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     if env_world_size() > 1:
         return _train_distributed(project, dataset, cfg, opts, args)
     store = RunStore(args.workspace)
-    return _run_job(lambda progress: run_training(project, dataset, cfg, store, [progress], dataset_options=opts,
-                                                  on_event=progress, background=True, adapt=args.adapt,
-                                                  name=args.name), args)
+    tags = None
+    if getattr(args, "teacher", None):  # the student alone first: the distilled result is shown beside it
+        from builder.training.lineage import baseline_tag
+        from builder.training.pipeline import student_alone
+
+        if not args.quiet:
+            print("training the student alone first (same settings, seed and split; the distillation's baseline)",
+                  file=sys.stderr)
+        base = student_alone(student, args.teacher, dataset, cfg, store, dataset_options=opts, adapt=args.adapt,
+                             name=f"{args.name or student.name} (student alone)")
+        tags = baseline_tag(base.run_id, base.test)
+    jobs: list = []
+    rc = _run_job(lambda progress: jobs.append(run_training(
+        project, dataset, cfg, store, [progress], dataset_options=opts, on_event=progress, background=True,
+        adapt=args.adapt, name=args.name, tags=tags)) or jobs[0], args)
+    if tags and not getattr(args, "json", False):
+        from builder.training.lineage import baseline_line
+
+        result = getattr(jobs[0], "result", None) if jobs else None
+        print(baseline_line(tags, getattr(result, "test", None)))
+    return rc
 
 
 def _train_folds(project, dataset, cfg, opts, args) -> int:

@@ -42,7 +42,7 @@ class LinkTooLongError(ProjectFormatError):
                          f"that encodes to {chars:,}. Fix: download the project file and share that instead")
 
 
-LOCAL_TRAINING_KEYS = ("init_from", "teacher")  # run ids of the sender's workspace (weights): never in a link
+LOCAL_TRAINING_KEYS = ("init_from", "teacher", "split_of")  # run ids of the sender's workspace (weights): never in a link
 
 
 def shareable(project: Project) -> tuple[Project, list[str]]:

@@ -19,6 +19,7 @@ import torch
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
 from builder.runs.folder import RunFolder
+from builder.training.lineage import baseline_line
 from builder.training.prune import latency_cell, latency_text
 
 
@@ -89,6 +90,8 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     out += ["## Architecture", "", (f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown") + cost,
             "", *arch, ""]
     out += _objective(run.get("project"), cfg, info)
+    if line := baseline_line(run.get("tags"), run.get("test_metrics")):  # a distilled run beside its student alone
+        out += ["## Distillation baseline", "", f"- {md_text(line)}", ""]
     sizes = info.get("sizes") or {}
     classes = info.get("class_names") if isinstance(info.get("class_names"), list) else None
     out += ["## Dataset", "",

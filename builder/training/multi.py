@@ -44,6 +44,7 @@ from builder.training.checkpoint import (
 from builder.training.config import TrainConfig, resolve_device
 from builder.training.control import RunControl, StopRequested
 from builder.training.events import History
+from builder.training.lineage import inherit_split, parents
 from builder.training.objectives import (
     ADAM_BETAS,
     Objective,
@@ -574,10 +575,13 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
             if not dataset:
                 raise TrainingError("no dataset given and the project names none; received: none. Fix: pass a "
                                     "dataset name")
+        dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
         if isinstance(dataset, str):
             opts = {**({"task": tr["task"]} if "task" in tr else {}), **dict(dataset_options or {})}
             opts.setdefault("seed", cfg.seed)
             dataset = load_dataset(dataset, **opts)
+        if split_note and split_note not in dataset.info.notes:  # the model card says which split the run used
+            dataset.info.notes.append(split_note)
         cfg = TrainConfig.resolve(dataset.info.task, len(dataset.train), tr, config)
         ds = fit_dataset(project.graph, dataset)
         report = infer_shapes(project.graph)

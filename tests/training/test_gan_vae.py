@@ -176,8 +176,11 @@ def test_cli_train_with_a_teacher_distils(tmp_path):
     assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "1", "--workspace", ws, "--quiet",
                      "--teacher", teacher, "--distill-alpha", "0.8"]) == 0
     store = RunStore(tmp_path)
-    run = store.get(next(r["id"] for r in store.list_runs(None, 5) if r["id"] != teacher))
+    runs = [r for r in store.list_runs(None, 5) if r["id"] != teacher]  # the distilled run and its student alone
+    run = store.get(next(r["id"] for r in runs if (r.get("tags") or {}).get("student_alone")))
     assert run["project"]["training"]["teacher"] == teacher
+    alone = store.get(run["tags"]["student_alone"]["run"])
+    assert alone["project"]["training"]["split_of"] == teacher and "teacher" not in alone["project"]["training"]
     assert {n["id"] for n in run["project"]["graph"]["nodes"]} >= {"distill_loss", "teacher_logits"}
 
 
