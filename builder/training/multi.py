@@ -365,19 +365,27 @@ class ObjectiveTrainer(RunControl):
     @torch.no_grad()
     def evaluate(self, split: Split, tag: int = -1) -> dict[str, float]:
         """Mean of every term, the weighted total (``loss``) and the accuracy of the prediction (when labels are
-        fed) on a split; noise drawn from fixed seeds, so the numbers are comparable across epochs."""
+        fed) on a split; noise drawn from fixed seeds, so the numbers are comparable across epochs. A
+        ``Reparameterize`` node samples z = μ + σ·ε here too (ε seeded per split and chunk): a VAE's loss is the
+        sampled negative ELBO, not the loss at z = μ."""
         n = len(split)
         if n == 0:
             return {"loss": float("nan")}
         was = self.model.training
         self.model.eval()
+        # the root's flag alone drives Reparameterize (layers keep eval mode: dropout off, batch-norm statistics
+        # fixed): a VAE's loss is the sampled negative ELBO the README names, z = μ + σ·ε, not the kinder z = μ
+        self.model.training = True
         self._only("")
         ids = [t.id for t in self.objective.terms]
         sums = dict.fromkeys(ids, 0.0)
         correct = 0
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         for c, start in enumerate(range(0, n, EVAL_CHUNK)):
             idx = torch.arange(start, min(n, start + EVAL_CHUNK), device=self.device)
-            outs = self._outputs(self._feeds(split, idx, split.batch(idx), (tag, c)))
+            with torch.random.fork_rng(devices=cuda):  # ε from a fixed seed per (split tag, chunk): deterministic
+                torch.manual_seed(_mix(self.config.seed, tag, c, 1))
+                outs = self._outputs(self._feeds(split, idx, split.batch(idx), (tag, c)))
             for k in ids:
                 sums[k] += float(outs[k].double().sum())
             if self.metric_name == "accuracy":
