@@ -18,7 +18,7 @@ from typing import Any
 
 from builder.errors import TrainingError
 
-__all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "BASELINE_TAG", "baseline_tag", "baseline_line"]
+__all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "child_options", "BASELINE_TAG", "baseline_tag", "baseline_line"]
 
 #: the run tag a distilled run keeps its student-alone baseline under: ``{"run": id, "accuracy": ..., ...}``
 BASELINE_TAG = "student_alone"
@@ -40,6 +40,20 @@ def parents(training: dict | None, config: Any) -> list[tuple[str, str]]:
     if cfg.get("init_from"):
         out.append(("init_from", str(cfg["init_from"])))
     return out
+
+
+def child_options(training: dict | None, config: Any, options: dict) -> dict:
+    """A page's dataset options for a job: without the split keys when the run learns from another run (the job
+    then takes its parent's split, :func:`inherit_split`, instead of the preview's seed being refused).
+
+    >>> child_options({"teacher": "t1"}, {}, {"seed": 0, "test_fraction": 0.15, "flatten": True})
+    {'flatten': True}
+    >>> child_options({}, {}, {"seed": 0})
+    {'seed': 0}
+    """
+    if not parents(training, config):
+        return dict(options)
+    return {k: v for k, v in options.items() if k not in SPLIT_KEYS}
 
 
 def _role(role: str) -> str:
