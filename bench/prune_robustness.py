@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from builder.interpret.robustness import input_bounds, robustness_run
     from builder.runs.store import RunStore
     from builder.training.pipeline import load_run, run_training
-    from builder.training.prune import prune_run
+    from builder.training.prune import latency_text, prune_run
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (the first one also for robustness)")
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FIGURE pruning seed {seed}: accuracy {b['test']['accuracy']:.4f} -> {f['test']['accuracy']:.4f} "
               f"(delta {deltas[-1]:+.2f} points), params {b['params']:,} -> {f['params']:,} "
               f"({f['params'] / b['params']:.3f}x), weights {b['weights_bytes']:,} -> {f['weights_bytes']:,} bytes, "
-              f"CPU latency {b['latency_ms']:.3f} -> {f['latency_ms']:.3f} ms (batch 32)")
+              f"CPU latency {latency_text(rep.to_dict())}")
         first = first or (base, rep)
     med = statistics.median(deltas)
     print(f"FIGURE pruning median over seeds {seeds}: {med:+.2f} points (within 1 point: {med >= -1.0}); "
