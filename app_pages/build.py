@@ -501,6 +501,8 @@ def canvas_area() -> None:
         graph_canvas(graph=_graph_payload(g), palette=ui.palette_with_blocks(), annotations=ann,
                      revision=st.session_state.ll_revision, selected=st.session_state.get("ll_selected"),
                      height=CANVAS_HEIGHT, key=CANVAS_KEY)
+        if note := ann["summary"].get("latency"):  # the conditions of the Cost overlay's measured latency
+            st.caption(note)
 
     if not st.session_state.ll_show_inspector:
         _canvas()

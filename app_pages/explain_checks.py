@@ -50,7 +50,8 @@ def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
         st.info(why, icon=":material/block:")
         return
     st.caption("Each sample is pushed by at most ε per input value (L∞) in the direction that raises its loss "
-               "(Captum's FGSM, or PGD's projected steps), clamped to the training data's range; the curve is the "
+               "(FGSM, or PGD's projected steps; every value with a gradient moves), clamped to each feature's training "
+               "range; the curve is the "
                f"{xs.split} accuracy at each ε.")
     c = st.columns([2.2, 1.2, 1, 1.4], vertical_alignment="bottom")
     eps_text = c[0].text_input("ε values (comma-separated)", "0, 0.05, 0.1, 0.2", key="ll_rb_eps",

@@ -18,6 +18,7 @@ from builder.escape import safe_filename
 from builder.runs.owners import owner_of
 from builder.runs.status import RunStatus, can_resume, is_live
 from builder.runs.summary import dataset_label, dataset_spec_of_run, run_label
+from builder.training.lineage import baseline_line
 
 if ui.shared_runs():  # everyone's runs, with an owner column of pseudonyms
     ui.page_header("Runs", "Everyone's training runs on this server (shared mode; the owner column names each "
@@ -176,6 +177,8 @@ def details(rec: dict) -> None:
     c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
     if rec.get("message"):
         st.caption(ui.md(rec["message"]))
+    if line := baseline_line(rec.get("tags"), rec.get("test_metrics")):  # a distilled run beside its student alone
+        st.info(ui.md(line), icon=":material/compare_arrows:")
     mine = ui.can_control(rec)
     if not mine:
         st.caption(f"This run belongs to {ui.md(ui.owner_label(owner_of(rec)))}: shown read-only (shared mode).")
@@ -308,8 +311,8 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
     q = st.session_state.get("ll_run_int8")
     if q and q.get("run") == rid:
         st.success(f"int8: {q['bytes_before']:,} → {q['bytes_after']:,} bytes (×{q['ratio']:.2f}); test "
-                   f"{q['metric']} {q['test_before']:.4f} → {q['test_after']:.4f} (Δ {q['delta']:+.4f}). Recorded "
-                   "in the model card.")
+                   f"{q['metric']} {q['test_before']:.4f} → {q['test_after']:.4f} (Δ {q['delta']:+.4f}); latency "
+                   f"{q.get('latency_text', 'not measured')}. Recorded in the model card.")
         data = rs.folder(rid).read_onnx_int8()
         if data is not None:
             st.download_button("Download int8 .onnx", data=data, file_name=f"{safe_filename(rid, 'run')}-int8.onnx",

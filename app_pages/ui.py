@@ -240,6 +240,7 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
     """
     from builder.interpret.boundary import supports
     from builder.runs.jobs import JobSpec, submit
+    from builder.training.lineage import child_options
 
     rs = store()
     callbacks = ["live_attributions"] if live else []
@@ -252,6 +253,7 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
         spec = JobSpec(project={}, dataset="", owner=owner(), resume_run=run["id"], callbacks=callbacks)
     else:
         name, opts = ds.info.reload_args()
+        opts = child_options(proj.training, config, opts)  # a distilled or fine-tuned run: its parent's split
         spec = JobSpec(project=proj.model_dump(mode="json"), dataset=name, dataset_options=opts,
                        config=dict(config), owner=owner(),  # None is a setting too (early stopping off)
                        name=proj.name, callbacks=callbacks)

@@ -16,8 +16,9 @@ batch 64), the cnn template's architecture written by hand, Adam 3e-3, 30 epochs
 * ``--threads-rule``: seconds per training step of the templates (and a wider conv) at 1 and at every core,
   next to their multiply-adds per batch, the measurements behind :data:`builder.runs.jobs.THREADS_MACS_PER_CORE`.
 
-Medians of ``--repeats`` interleaved pairs after a warm-up; the machine's load average is printed (other
-processes share the CPU: the figures are noisy then). Never asserts a time.
+Medians of ``--repeats`` interleaved rounds after a warm-up, each with its p10-p90 spread; a ratio is the median
+(and p10-p90) of the per-round ratios. The machine's load average before and after is printed (other processes
+share the CPU: the figures are noisy then). Never asserts a time.
 
     python bench/cpu_speed.py [--repeats 5] [--skip-whole] [--skip-loop] [--threads-rule]
 """
@@ -84,9 +85,21 @@ def _timed(cmd: list[str], env: dict) -> float:
     return time.perf_counter() - t0
 
 
-def whole(repeats: int) -> tuple[float, float, float]:
-    """Median whole-process seconds of the CLI, the tutorial script (torch's threads) and the tutorial script on one
-    thread (``OMP_NUM_THREADS=1``), interleaved."""
+def _spread(v: list[float], unit: str = " s") -> str:
+    """``median (p10-p90 low-high)`` of ``v`` (:func:`builder.graph.latency.quantile`, numpy's interpolation)."""
+    from builder.graph.latency import quantile
+
+    return f"{quantile(v, 0.5):.2f}{unit} (p10-p90 {quantile(v, 0.1):.2f}-{quantile(v, 0.9):.2f})"
+
+
+def _ratio(a: list[float], b: list[float]) -> str:
+    """The per-pair ratios a[i] / b[i] of interleaved runs, as :func:`_spread`."""
+    return _spread([x / y for x, y in zip(a, b)], "")
+
+
+def whole(repeats: int) -> tuple[list[float], list[float], list[float]]:
+    """Whole-process seconds of the CLI, the tutorial script (torch's threads) and the tutorial script on one
+    thread (``OMP_NUM_THREADS=1``), interleaved: one list per kind, index i = round i."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("OMP_NUM_THREADS", None)
     cli = [sys.executable, "-m", "builder", "train", "cnn", "--dataset", "digits", "--epochs", str(EPOCHS),
@@ -101,7 +114,7 @@ def whole(repeats: int) -> tuple[float, float, float]:
                 t = _timed(cli if kind == "cli" else tut, e)
                 if r:
                     runs[kind].append(t)
-    return tuple(statistics.median(v) for v in runs.values())  # type: ignore[return-value]
+    return tuple(runs.values())  # type: ignore[return-value]
 
 
 def trainer_seconds(epochs: int = EPOCHS, **extra) -> float:
@@ -174,8 +187,8 @@ def one_loop(kind: str) -> float:
     return tutorial(verbose=False)
 
 
-def loop(repeats: int) -> tuple[float, float, float, float]:
-    """Median in-process seconds of the trainer's 30 epochs, the tutorial loop's with torch's default threads and
+def loop(repeats: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """In-process seconds (one list per kind, index i = round i) of the trainer's 30 epochs, the tutorial loop's with torch's default threads and
     with one thread (the hand-written loop at its best on a small model), and the bare loop over the trainer's model
     (:func:`bare_seconds`: the floor without bookkeeping), interleaved, each in a fresh process:
     changing torch's thread count inside one process makes the next calls on more threads several times slower
@@ -188,7 +201,7 @@ def loop(repeats: int) -> tuple[float, float, float, float]:
             out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", kind], check=True,
                                  capture_output=True, text=True, env=env, cwd=ROOT).stdout
             runs[kind].append(float(out.strip().splitlines()[-1]))
-    return tuple(statistics.median(v) for v in runs.values())  # type: ignore[return-value]
+    return tuple(runs.values())  # type: ignore[return-value]
 
 
 def _conv_net(width: int, size: int):
@@ -293,14 +306,15 @@ def main() -> int:
         threads_rule(a.repeats)
     if not a.skip_loop:
         t, u, u1, f = loop(a.repeats)
-        print(f"in process, 30 epochs: trainer {t:.2f} s, tutorial loop {u:.2f} s (torch's threads), ratio {t / u:.2f}; "
-              f"tutorial loop on 1 thread {u1:.2f} s, ratio {t / u1:.2f}; bare loop over the trainer's model "
-              f"{f:.2f} s: trainer / bare {t / f:.2f}, bare / tutorial {f / u:.2f} (the floor of the first ratio)",
-              flush=True)
+        print(f"in process, 30 epochs, {a.repeats} interleaved rounds: trainer {_spread(t)}, tutorial loop "
+              f"{_spread(u)} (torch's threads), ratio {_ratio(t, u)}; tutorial loop on 1 thread {_spread(u1)}, ratio "
+              f"{_ratio(t, u1)}; bare loop over the trainer's model {_spread(f)}: trainer / bare {_ratio(t, f)}, "
+              f"bare / tutorial {_ratio(f, u)} (the floor of the first ratio)", flush=True)
     if not a.skip_whole:
         c, u, u1 = whole(a.repeats)
-        print(f"whole process: layerlab train {c:.2f} s, tutorial script {u:.2f} s (torch's threads), ratio {c / u:.2f}; "
-              f"tutorial script on 1 thread {u1:.2f} s, ratio {c / u1:.2f}", flush=True)
+        print(f"whole process, {a.repeats} interleaved rounds after one warm-up round: layerlab train {_spread(c)}, "
+              f"tutorial script {_spread(u)} (torch's threads), ratio {_ratio(c, u)}; tutorial script on 1 thread "
+              f"{_spread(u1)}, ratio {_ratio(c, u1)}", flush=True)
     print(f"load average after {os.getloadavg()[0]:.2f}")
     return 0
 

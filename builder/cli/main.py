@@ -89,25 +89,30 @@ def cmd_summary(args: argparse.Namespace) -> int:
     report = infer_shapes(project.graph)
     macs = {c.node: c.macs for c in node_costs(report)}  # the same analysis: the graph is analysed once
     ms: dict[str, float] = {}
+    spread: dict[str, list[float]] = {}
     lat = None
     if args.latency and report.ok:
         from builder.graph.latency import node_latency
 
-        lat = node_latency(project.graph, batch_size=args.batch_size, device=args.device, repeats=args.repeats)
+        lat = node_latency(project.graph, batch_size=args.batch_size, device=args.device, repeats=args.repeats,
+                           warmup=args.warmup, threads=args.threads)
         ms = {n: s * 1e3 for n, s in lat.per_node.items()}
+        spread = {n: [v * 1e3 for v in p] for n, p in lat.spread.items()}
     if args.json:
         out = {"name": project.name, "valid": report.ok,
                "nodes": [{"id": nid, "type": report.nodes[nid].type, "status": report.nodes[nid].status,
                           "shape": report.nodes[nid].shape_str if report.nodes[nid].shape is not None else None,
                           "output_shape": list(report.nodes[nid].shape) if report.nodes[nid].shape is not None else None,
                           "params": report.nodes[nid].num_params, "macs": macs.get(nid),
-                          **({"latency_ms": ms.get(nid)} if lat else {}),
+                          **({"latency_ms": ms.get(nid), "latency_p10_p90_ms": spread.get(nid)} if lat else {}),
                           "inferred": report.nodes[nid].inferred}
                          for nid in report.order],
                "inputs": report.input_nodes, "outputs": report.output_nodes,
                "total_params": report.total_params, "total_macs": sum(macs.values()),
                **({"latency": {"device": lat.device, "batch_size": lat.batch_size, "repeats": lat.repeats,
-                               "total_ms": lat.total_s * 1e3}} if lat else {}),
+                               "total_ms": lat.total_s * 1e3, "total_p10_ms": lat.total_p10_s * 1e3,
+                               "total_p90_ms": lat.total_p90_s * 1e3, "threads": lat.threads,
+                               "warmup": lat.warmup, "load": lat.load}} if lat else {}),
                "activation_bytes_per_sample": report.activation_bytes,
                "problems": [p.to_dict() for p in report.problems]}
         print(json.dumps(out, indent=2))
@@ -116,21 +121,23 @@ def cmd_summary(args: argparse.Namespace) -> int:
     w_id = max([len("node"), *(len(r["id"]) for r in rows)])
     w_ty = max([len("type"), *(len(r["type"]) for r in rows)])
     w_sh = max([len("output shape"), *(len(r["shape"]) for r in rows)])
-    extra = f"  {'ms':>9}" if lat else ""
+    extra = f"  {'ms':>9}  {'p10-p90 ms':>17}" if lat else ""
     width = w_id + w_ty + w_sh + 31 + len(extra)
     print(f"{'node':<{w_id}}  {'type':<{w_ty}}  {'output shape':<{w_sh}}  {'params':>10}  {'MACs':>13}{extra}")
     print("-" * width)
     for r, nid in zip(rows, report.order):
         m, t = macs.get(nid), ms.get(nid)
-        timed = (f"  {'' if t is None else format(t, '.3f'):>9}") if lat else ""
+        p = spread.get(nid) if lat else None
+        timed = (f"  {'' if t is None else format(t, '.3f'):>9}  {'' if p is None else f'{p[0]:.3f}-{p[1]:.3f}':>17}"
+                 if lat else "")
         print(f"{r['id']:<{w_id}}  {r['type']:<{w_ty}}  {r['shape']:<{w_sh}}  {r['params']:>10,}  "
               f"{'' if m is None else format(m, ','):>13}{timed}")
     print("-" * width)
     print(f"total params: {report.total_params:,}   multiply-adds per sample: {sum(macs.values()):,}   "
           f"activations per sample: {human_bytes(report.activation_bytes)}")
     if lat:
-        print(f"forward pass: {lat.total_s * 1e3:.3f} ms at batch {lat.batch_size} on {lat.device} "
-              f"(median of {lat.repeats}; random weights)")
+        print(f"forward pass: {lat.total.text()} at batch {lat.batch_size} on {lat.device} (median of "
+              f"{lat.repeats}; random weights; {lat.conditions.text()})")
     if report.problems:
         print()
         print_problems(report.problems)
@@ -296,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device for --latency (cpu, cuda, cuda:1, mps)")
     p.add_argument("--batch-size", type=int, default=32, help="batch for --latency")
     p.add_argument("--repeats", type=int, default=20, help="timed passes for --latency")
+    p.add_argument("--warmup", type=int, default=3, help="untimed passes before --latency's timed ones")
+    p.add_argument("--threads", type=int, default=1, help="torch threads while timing --latency (fixed: the "
+                   "figure depends on it)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("export", help="write PyTorch source (.py) or weights (.safetensors)")

@@ -27,6 +27,7 @@ from typing import Any
 from builder.cli.common import check_output_path, infer_format, load_project_arg
 from builder.errors import LayerLabError, TrainingError
 from builder.runs.status import ENDED_CLEANLY, HALTED, RunStatus
+from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
                 "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
@@ -103,10 +104,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="RUN_ID", help="distillation: train FILE (the student) to mimic this finished "
                    "run's outputs as well as the labels (a DistillationLoss and a CrossEntropyLoss are added unless "
                    "the project draws its own teacher Target)")
-    p.add_argument("--distill-temperature", type=float, dest="distill_temperature", default=4.0, metavar="T",
-                   help="softening temperature of the distillation term (default 4)")
-    p.add_argument("--distill-alpha", type=float, dest="distill_alpha", default=0.5, metavar="A",
-                   help="weight of the distillation term; the label term gets 1 - A (default 0.5)")
+    p.add_argument("--distill-temperature", type=float, dest="distill_temperature", default=DISTILL_TEMPERATURE,
+                   metavar="T", help=f"softening temperature of the distillation term (default {DISTILL_TEMPERATURE:g}, "
+                   "the least harmful on digits: bench/RESULTS.md)")
+    p.add_argument("--distill-alpha", type=float, dest="distill_alpha", default=DISTILL_ALPHA, metavar="A",
+                   help=f"weight of the distillation term; the label term gets 1 - A (default {DISTILL_ALPHA:g}). The "
+                   "student is also trained alone first and shown beside the distilled result")
     p.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation: K runs, run k tested on fold k "
                    "(stratified for classification), grouped; prints mean ± std of every test metric")
     add_train_args(p)
@@ -196,8 +199,6 @@ def _config_overrides(args: argparse.Namespace) -> dict:
             raise TrainingError(f"--threads must be 1 or more; received: {args.threads}. Fix: pass a positive count")
         os.environ[ENV_TORCH_THREADS] = str(args.threads)
     cfg = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k, None) is not None}
-    if cfg.get("early_stopping") == 0:  # 0 turns early stopping off, as on the Train page
-        cfg["early_stopping"] = None
     for k in ("nesterov", "amp", "torch_compile"):
         if getattr(args, k, None):
             cfg[k] = True
@@ -299,6 +300,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from builder.training.pipeline import run_training
 
     project = load_project_arg(args.file)
+    student = project
     if getattr(args, "teacher", None):
         from builder.training.objectives import with_teacher
 
@@ -323,9 +325,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     if env_world_size() > 1:
         return _train_distributed(project, dataset, cfg, opts, args)
     store = cli_store(args.workspace)
-    return _run_job(lambda progress: run_training(project, dataset, cfg, store, [progress], dataset_options=opts,
-                                                  on_event=progress, background=True, adapt=args.adapt,
-                                                  name=args.name, tracking=_mlflow(args)), args)
+    tags = None
+    if getattr(args, "teacher", None):  # the student alone first: the distilled result is shown beside it
+        from builder.training.lineage import baseline_tag
+        from builder.training.pipeline import student_alone
+
+        if not args.quiet:
+            print("training the student alone first (same settings, seed and split; the distillation's baseline)",
+                  file=sys.stderr)
+        base = student_alone(student, args.teacher, dataset, cfg, store, dataset_options=opts, adapt=args.adapt,
+                             name=f"{args.name or student.name} (student alone)", tracking=_mlflow(args))
+        tags = baseline_tag(base.run_id, base.test)
+    jobs: list = []
+    rc = _run_job(lambda progress: jobs.append(run_training(
+        project, dataset, cfg, store, [progress], dataset_options=opts, on_event=progress, background=True,
+        adapt=args.adapt, name=args.name, tags=tags, tracking=_mlflow(args))) or jobs[0], args)
+    if tags and not getattr(args, "json", False):
+        from builder.training.lineage import baseline_line
+
+        result = getattr(jobs[0], "result", None) if jobs else None
+        print(baseline_line(tags, getattr(result, "test", None)))
+    return rc
 
 
 def _train_folds(project, dataset, cfg, opts, args) -> int:
@@ -530,6 +550,7 @@ def _export_run_network(run: dict, args: argparse.Namespace, weights: Path, outp
 
 def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     """``export --run ID --format onnx [-o OUT.onnx] [--quantize int8]`` (int8: test metric before/after)."""
+    from builder.graph.latency import comparison_text
     from builder.interchange.onnx_export import export_run_onnx, quantize_run
 
     output = getattr(args, "output", None)
@@ -541,6 +562,7 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
         print(f"wrote {output or q['fp32_path']} and {q['int8_path']}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
               f"bytes (ratio {q['ratio']:.2f}); test {q['metric']} {q['test_before']:.4f} -> {q['test_after']:.4f} "
               f"(delta {q['delta']:+.4f}); recorded in the model card")
+        print(f"latency (onnxruntime, fp32 -> int8): {comparison_text(q.get('latency') or {})}")
         return 0
     tempered = bool(getattr(args, "temperature", False))
     rep = export_run_onnx(store, run["id"], output, temperature=tempered)

@@ -147,13 +147,20 @@ def total_macs(costs: list[NodeCost]) -> int:
 COST_MODES = ("params", "macs", "memory", "latency")  # what the canvas's cost overlay can show, in toolbar order
 
 
+def _latency_record(latency: Any) -> dict:
+    """``{"per_node", "spread", ...}`` from a :class:`~builder.graph.latency.Latency`, a run's ``latency.json``
+    record or a plain ``{node: seconds}``."""
+    if hasattr(latency, "to_dict"):
+        return latency.to_dict()
+    if isinstance(latency, dict) and isinstance(latency.get("per_node"), dict):
+        return latency
+    return {"per_node": latency if isinstance(latency, dict) else {}}
+
+
 def _latency_s(latency: Any) -> dict[str, float]:
-    """Seconds per node from a :class:`~builder.graph.latency.Latency` or a plain ``{node: seconds}``."""
-    per_node = getattr(latency, "per_node", latency)
-    if not isinstance(per_node, dict):
-        return {}
+    """Seconds per node (the medians) from what :func:`_latency_record` reads."""
     out = {}
-    for nid, s in per_node.items():
+    for nid, s in _latency_record(latency)["per_node"].items():
         try:
             v = float(s)
         except (TypeError, ValueError):
@@ -163,11 +170,41 @@ def _latency_s(latency: Any) -> dict[str, float]:
     return out
 
 
+def _latency_text(latency: Any) -> Callable[[str, float], str]:
+    """Per node ``"1.2 ms (p10-p90 1.0-1.5)"``; a record without spreads (measured before they were kept) says so."""
+    spread = _latency_record(latency).get("spread") or {}
+
+    def text(nid: str, v: float) -> str:
+        p = spread.get(nid)
+        if isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(x, int | float) for x in p):
+            return f"{v * 1e3:.3g} ms (p10-p90 {p[0] * 1e3:.3g}-{p[1] * 1e3:.3g})"
+        return f"{v * 1e3:.3g} ms (no spread recorded)"
+    return text
+
+
+def latency_note(latency: Any) -> str | None:
+    """The conditions a measured latency was taken under (threads, warm-up, load, repeats, batch), one line; None
+    when ``latency`` records none.
+
+    >>> latency_note({"per_node": {}, "threads": 1, "warmup": 2, "load": [0.5, 0.7], "repeats": 10, "batch_size": 32})
+    'measured latency: median and p10-p90 of 10 passes at batch 32, 1 thread, 2 warm-up runs, load 0.50 -> 0.70'
+    """
+    r = _latency_record(latency)
+    if not isinstance(r.get("threads"), int):
+        return None
+    load = r.get("load")
+    load_text = (f", load {load[0]:.2f} -> {load[1]:.2f}" if isinstance(load, list) and len(load) == 2
+                 and all(isinstance(x, int | float) for x in load) else "")
+    return (f"measured latency: median and p10-p90 of {r.get('repeats')} passes at batch {r.get('batch_size')}, "
+            f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}, {r.get('warmup')} warm-up runs{load_text}")
+
+
 def cost_overlay(costs: list[NodeCost], latency: Any = None) -> tuple[dict[str, dict], list[str]]:
     """Per node, per cost mode ``[text, share]`` (share of the graph's total, 0..1; a pair keeps the annotations of
     a big graph small), and the modes
     that have values: parameters, multiply-adds, activation memory per sample (float32 outputs) and, when
-    ``latency`` is given (a :class:`~builder.graph.latency.Latency` or ``{node: seconds}``), measured time.
+    ``latency`` is given (a :class:`~builder.graph.latency.Latency`, a run's ``latency.json`` record or
+    ``{node: seconds}``), measured time with its p10-p90 spread.
 
     >>> per_node, modes = cost_overlay([NodeCost("a", "Linear", 30, 30, 40), NodeCost("b", "ReLU", 0, 0, 40)])
     >>> modes, per_node["a"]["params"], per_node["b"]["memory"][0]
@@ -181,8 +218,9 @@ def cost_overlay(costs: list[NodeCost], latency: Any = None) -> tuple[dict[str, 
         "memory": {c.node: c.activation_bytes for c in costs},
         "latency": _latency_s(latency) if latency is not None else {},
     }
-    text = {"params": lambda v: human_count(int(v)), "macs": lambda v: human_count(int(v)),
-            "memory": human_bytes, "latency": lambda v: f"{v * 1e3:.3g} ms"}
+    lat_text = _latency_text(latency)
+    text = {"params": lambda n, v: human_count(int(v)), "macs": lambda n, v: human_count(int(v)),
+            "memory": lambda n, v: human_bytes(v), "latency": lat_text}
     per_node: dict[str, dict] = {}
     modes = []
     for mode in COST_MODES:
@@ -192,7 +230,7 @@ def cost_overlay(costs: list[NodeCost], latency: Any = None) -> tuple[dict[str, 
         modes.append(mode)
         total = sum(vals.values())
         for nid, v in vals.items():
-            per_node.setdefault(nid, {})[mode] = [text[mode](v), round(v / total, 4) if total > 0 else 0.0]
+            per_node.setdefault(nid, {})[mode] = [text[mode](nid, v), round(v / total, 4) if total > 0 else 0.0]
     return per_node, modes
 
 
@@ -229,4 +267,6 @@ def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] 
     problems = [{"node": p.node, "edge": p.edge, "message": p.message} for p in report.problems]
     summary = {"total_params": report.total_params, "memory": human_bytes(training_memory(report, 64).peak),
                "macs": human_count(sum(m for m in macs.values() if m)), "problems": problems, "cost_modes": modes}
+    if "latency" in modes and (note := latency_note(latency)):
+        summary["latency"] = note
     return {"nodes": nodes, "edges": edges, "summary": summary}

@@ -42,8 +42,8 @@ class LinkTooLongError(ProjectFormatError):
                          f"that encodes to {chars:,}. Fix: download the project file and share that instead")
 
 
-LOCAL_TRAINING_KEYS = ("init_from", "teacher", "class_id")  # run ids (weights) and the class of the sender's
-# workspace: never in a link nor in a class's starter (builder.runs.classes)
+LOCAL_TRAINING_KEYS = ("init_from", "teacher", "split_of", "class_id")  # run ids (weights, a split) and the class
+# of the sender's workspace: never in a link nor in a class's starter (builder.runs.classes)
 
 
 def shareable(project: Project) -> tuple[Project, list[str]]:

@@ -370,8 +370,11 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     """Export a run to ONNX, quantize it to int8 and score both files on the run's test split.
 
     The figures go to ``exports/quantization.json`` in the run folder, and the model card gains a
-    "Quantization" section. Returns that record: sizes, ratio, test metrics before/after, delta.
+    "Quantization" section. Returns that record: sizes, ratio, test metrics before/after, delta, and the
+    onnxruntime latency of both files on a test batch, timed interleaved with its p10-p90 spread and verdict
+    (:func:`builder.graph.latency.compare_latency`).
     """
+    from builder.graph.latency import compare_latency
     from builder.graph.project import load_project
     from builder.runs.modelcard import write_model_card
     from builder.training.metrics import evaluate
@@ -388,13 +391,17 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     info = ds.info
     metric = "accuracy" if info.task in ("multiclass", "binary") else "r2"
     kw = {"class_names": info.class_names} if getattr(info, "class_names", None) else {}
-    before = evaluate(OrtModule(fp32.read_bytes()), ds.test.X, ds.test.y, info.task, **kw)
-    after = evaluate(OrtModule(out.read_bytes()), ds.test.X, ds.test.y, info.task, **kw)
+    m32, m8 = OrtModule(fp32.read_bytes()), OrtModule(out.read_bytes())
+    before = evaluate(m32, ds.test.X, ds.test.y, info.task, **kw)
+    after = evaluate(m8, ds.test.X, ds.test.y, info.task, **kw)
+    batch = ds.test.X[:32]  # both files' sessions (one thread each) timed interleaved on one batch
+    lat = compare_latency(lambda: m32(batch), lambda: m8(batch), batch_size=len(batch), repeats=20, warmup=3)
     record = {"run": rid, "fp32_path": str(fp32), "int8_path": str(out), **sizes, "metric": metric,
               "test_before": before.get(metric), "test_after": after.get(metric),
               "delta": (after.get(metric) - before.get(metric)) if before.get(metric) is not None else None,
               "test_loss_before": before.get("loss"), "test_loss_after": after.get("loss"),
-              "onnx_max_abs_diff": rep.max_abs_diff, "n_test": int(len(ds.test))}
+              "onnx_max_abs_diff": rep.max_abs_diff, "n_test": int(len(ds.test)), "latency": lat.to_dict(),
+              "latency_text": lat.text()}
     folder.exports.mkdir(parents=True, exist_ok=True)
     folder.quantization.write_text(json.dumps(record, indent=2), encoding="utf-8")
     write_model_card(store, rid)

@@ -1,13 +1,16 @@
 """Adversarial robustness: a classifier's test accuracy under FGSM / PGD perturbations of size ε (Captum).
 
-:func:`attack` perturbs inputs with Captum's ``captum.robust.FGSM`` (one signed-gradient step of size ε) or
-``PGD`` (``steps`` steps of ``step_size``, default ``2.5 ε / steps``, projected to the L∞ ball of radius ε),
-the loss being the cross-entropy of the true class (per sample, so tiny gradients of one sample are not
-scaled away by a batch mean); the perturbed inputs are clamped to the input's valid range: the training
-split's minimum and maximum after the dataset's normalisation (``[0, 1]`` for the built-in images, the
-standardised range for tables; :func:`input_bounds`). A binary classifier with one logit ``z`` is attacked as
-the two logits ``[0, z]``, the same loss. Token-id inputs are refused: a perturbation of size ε of an integer
-id is not defined (attack the embeddings in your own code instead).
+:func:`attack` perturbs inputs with FGSM (one signed-gradient step of size ε) or PGD (``steps`` steps of
+``step_size``, default ``2.5 ε / steps``, projected to the L∞ ball of radius ε), the loss being the cross-entropy
+of the true class (per sample, so tiny gradients of one sample are not scaled away by a batch mean). Every
+feature whose gradient is not exactly zero is moved: there is no gradient threshold (Captum's ``FGSM`` leaves
+values whose gradient is below ``zero_thresh`` = 1e-6 untouched, which over-states robustness at large ε; the
+sign of an exact zero is 0, so such a value stays put, as in the plain sign attack). The perturbed inputs are
+clamped per feature to the range the data allows (:func:`input_bounds`): the training split's minimum and
+maximum of each table column, or of each image channel (``[0, 1]`` for the built-in images), widened to include
+the sample's own value, so an adversarial input never leaves the ε-ball of its original. A binary classifier
+with one logit ``z`` is attacked as the two logits ``[0, z]``, the same loss. Token-id inputs are refused: a
+perturbation of size ε of an integer id is not defined (attack the embeddings in your own code instead).
 
 :func:`robustness_curve` gives accuracy against ε on a split and the examples whose prediction flips
 (:func:`model_robustness` on a model's dataset); :func:`flip_view` shows one sample beside its adversarial
@@ -24,7 +27,6 @@ version with an attribution of each; :func:`robustness_run` does the curve for a
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,7 +52,7 @@ class RobustnessReport:
     attack: str
     split: str
     n: int
-    bounds: list[float]
+    bounds: list[list[float]]  # [low, high] per feature (one value each for a single range)
     steps: int | None
     eps: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
@@ -62,8 +64,11 @@ class RobustnessReport:
 
     def lines(self) -> list[str]:
         """The curve as terminal lines."""
+        lo, hi = self.bounds
+        box = (f"[{lo[0]:.4g}, {hi[0]:.4g}]" if len(lo) == 1 else
+               f"each of {len(lo)} features' training range ({min(lo):.4g} to {max(hi):.4g})")
         out = [f"{self.attack.upper()} on the {self.split} split of run {self.run_id} ({self.n} samples; inputs "
-               f"clamped to [{self.bounds[0]:.4g}, {self.bounds[1]:.4g}]"
+               f"clamped to {box}"
                + (f"; {self.steps} steps" if self.attack == "pgd" else "") + ")"]
         out += [f"eps {e:<8g} accuracy {a:.4f}   flipped {f['count']}" for e, a, f in zip(self.eps, self.accuracy,
                                                                                       self.flips)]
@@ -82,9 +87,27 @@ def parse_eps(text: str | list) -> list[float]:
     return eps
 
 
-def input_bounds(X: torch.Tensor) -> tuple[float, float]:
-    """The valid input range: the minimum and maximum of ``X`` (pass the training split's inputs)."""
-    return float(X.min()), float(X.max())
+def input_bounds(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The valid input range per feature: the minimum and maximum of each column of a table ``X`` (N, F), of
+    each channel of images (N, C, H, W) or of each value along axis 1 otherwise (pass the training split's
+    inputs). Each bound has one sample's shape with 1 on the pooled axes, so it broadcasts over a batch.
+
+    >>> lo, hi = input_bounds(torch.tensor([[0.0, -2.0], [1.0, 3.0]]))
+    >>> lo.tolist(), hi.tolist()
+    ([0.0, -2.0], [1.0, 3.0])
+    >>> input_bounds(torch.rand(5, 3, 4, 4))[0].shape
+    torch.Size([3, 1, 1])
+    """
+    X = X.detach().float()
+    if X.dim() < 2:
+        return X.min().reshape(()), X.max().reshape(())
+    pooled = [0, *range(2, X.dim())]  # keep axis 1: the column of a table, the channel of an image
+    return X.amin(dim=pooled, keepdim=True)[0], X.amax(dim=pooled, keepdim=True)[0]
+
+
+def _bounds_lists(bounds: tuple[Any, Any]) -> list[list[float]]:
+    """``[low values, high values]`` of per-feature bounds (scalars as one-element lists), for the report."""
+    return [torch.as_tensor(b, dtype=torch.float32).reshape(-1).tolist() for b in bounds]
 
 
 def _forward(model: torch.nn.Module, task: str):
@@ -103,16 +126,23 @@ def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out, y, reduction="none")  # per sample
 
 
+def _sign_grad(fwd: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The sign of the per-sample loss's gradient at ``x`` (0 where the gradient is exactly 0)."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(_loss(fwd(x), y).sum(), x)
+    return g.sign()
+
+
 def attack(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, eps: float, *, method: str = "fgsm",
-           steps: int = 10, step_size: float | None = None, bounds: tuple[float, float] = (-float("inf"), float("inf")),
+           steps: int = 10, step_size: float | None = None, bounds: tuple[Any, Any] = (-float("inf"), float("inf")),
            task: str = "multiclass", batch_size: int = 256) -> torch.Tensor:
-    """Adversarial versions of ``X`` (labels ``y``) at L∞ size ``eps``, clamped to ``bounds``.
+    """Adversarial versions of ``X`` (labels ``y``) at L∞ size ``eps``, clamped to ``bounds`` (floats, or
+    per-feature tensors from :func:`input_bounds`) widened to include each sample's own values.
 
     Raises:
         ExplainError: an unknown method, integer inputs, ε < 0 or steps < 1.
     """
-    from captum.robust import FGSM, PGD
-
     if method not in ATTACKS:
         raise ExplainError(f"the attack is one of {', '.join(ATTACKS)}; received: {method!r}. Fix: use fgsm or pgd")
     if not X.is_floating_point():
@@ -126,19 +156,23 @@ def attack(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, eps: float,
     was = model.training
     model.eval()
     fwd = _forward(model, task)
-    lo, hi = bounds
+    lo, hi = (torch.as_tensor(b, dtype=X.dtype, device=X.device) for b in bounds)
+    eps = float(eps)
+    size = float(step_size) if step_size is not None else 2.5 * eps / int(steps)
     outs = []
     try:
         for i in range(0, len(X), batch_size):
-            xb, yb = X[i:i + batch_size].detach().clone().requires_grad_(True), y[i:i + batch_size]
-            with warnings.catch_warnings():  # PGD's inner FGSM steps: "did not already require gradients"
-                warnings.filterwarnings("ignore", message="Input Tensor", category=UserWarning)
-                if method == "fgsm":
-                    adv = FGSM(fwd, _loss, lower_bound=lo, upper_bound=hi).perturb(xb, float(eps), yb)
-                else:
-                    size = float(step_size) if step_size is not None else 2.5 * float(eps) / int(steps)
-                    adv = PGD(fwd, _loss, lower_bound=lo, upper_bound=hi).perturb(xb, float(eps), size, int(steps), yb)
-            outs.append(adv.detach())
+            xb, yb = X[i:i + batch_size].detach(), y[i:i + batch_size]
+            # the allowed box of each value: its ε-ball within the feature's valid range (its own value kept valid)
+            low = torch.maximum(torch.minimum(lo, xb), xb - eps)
+            high = torch.minimum(torch.maximum(hi, xb), xb + eps)
+            if method == "fgsm":
+                adv = xb + eps * _sign_grad(fwd, xb, yb)
+            else:
+                adv = xb.clone()
+                for _ in range(int(steps)):
+                    adv = torch.clamp(adv + size * _sign_grad(fwd, adv, yb), low, high)
+            outs.append(torch.clamp(adv, low, high).detach())
     finally:
         model.train(was)
     return torch.cat(outs)
@@ -151,7 +185,7 @@ def _predict(model: torch.nn.Module, X: torch.Tensor, task: str) -> torch.Tensor
 
 
 def robustness_curve(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, eps: list[float], *,
-                     method: str = "fgsm", steps: int = 10, bounds: tuple[float, float] = (-float("inf"), float("inf")),
+                     method: str = "fgsm", steps: int = 10, bounds: tuple[Any, Any] = (-float("inf"), float("inf")),
                      task: str = "multiclass", class_names: list[str] | None = None, examples: int = 8,
                      run_id: str | None = None, split: str = "test") -> RobustnessReport:
     """Accuracy on (``X``, ``y``) at every ε, and the samples whose prediction flips (``examples`` of them kept).
@@ -173,7 +207,7 @@ def robustness_curve(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, e
     def label(i: int) -> str:
         return names[i] if 0 <= i < len(names) else str(i)
 
-    rep = RobustnessReport(run_id, method, split, len(X), [float(bounds[0]), float(bounds[1])],
+    rep = RobustnessReport(run_id, method, split, len(X), _bounds_lists(bounds),
                            int(steps) if method == "pgd" else None)
     for e in eps:
         adv = attack(model, X, y, e, method=method, steps=steps, bounds=bounds, task=task)
@@ -192,8 +226,8 @@ def robustness_curve(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, e
 def model_robustness(model: torch.nn.Module, ds: Any, eps: list[float] | str = (0, 0.05, 0.1, 0.2), *,
                      method: str = "fgsm", steps: int = 10, examples: int = 8, split: str = "test",
                      run_id: str | None = None) -> RobustnessReport:
-    """:func:`robustness_curve` of ``model`` on a split of its dataset ``ds``, inputs clamped to the training
-    split's range (:func:`input_bounds`).
+    """:func:`robustness_curve` of ``model`` on a split of its dataset ``ds``, inputs clamped per feature to the
+    training split's range (:func:`input_bounds`).
 
     Raises:
         ExplainError: token inputs, regression, an empty split, bad ε or method.

@@ -244,13 +244,14 @@ class RunFolder:
             return None
         return data if isinstance(data, dict) else None
 
-    def read_latency(self) -> dict[str, float] | None:
-        """Seconds per node of the trained model (``{node: seconds}``), or None when none was measured."""
+    def read_latency(self) -> dict[str, Any] | None:
+        """The measured latency record (:class:`builder.graph.latency.Latency` as a dict: ``per_node`` medians in
+        seconds, their ``spread`` p10-p90, threads, warm-up, load), or None when none was measured."""
         data = _read_json(self.latency)
         per = data.get("per_node") if data else None
         if not isinstance(per, dict):
             return None
-        return {str(k): float(v) for k, v in per.items() if isinstance(v, int | float)}
+        return {**data, "per_node": {str(k): float(v) for k, v in per.items() if isinstance(v, int | float)}}
 
     def read_prune(self) -> dict[str, Any] | None:
         """The pruning report as a dict, or None when the run is not a pruned one or the file cannot be read."""

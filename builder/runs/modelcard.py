@@ -18,7 +18,10 @@ import torch
 
 from builder.disk import on_full_disk
 from builder.escape import md_code, md_text
+from builder.graph.latency import comparison_text
 from builder.runs.folder import RunFolder
+from builder.training.lineage import baseline_line
+from builder.training.prune import latency_cell, latency_text
 
 
 def _fmt(v: Any) -> str:
@@ -88,6 +91,8 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     out += ["## Architecture", "", (f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown") + cost,
             "", *arch, ""]
     out += _objective(run.get("project"), cfg, info)
+    if line := baseline_line(run.get("tags"), run.get("test_metrics")):  # a distilled run beside its student alone
+        out += ["## Distillation baseline", "", f"- {md_text(line)}", ""]
     sizes = info.get("sizes") or {}
     classes = info.get("class_names") if isinstance(info.get("class_names"), list) else None
     out += ["## Dataset", "",
@@ -218,7 +223,9 @@ def _quantization(run_dir: Path | None) -> list[str]:
         return ["", "## Quantization (ONNX, dynamic int8)", "",
                 f"- file size {int(q['bytes_before']):,} -> {int(q['bytes_after']):,} bytes (ratio {float(q['ratio']):.3f})",
                 f"- test {q['metric']} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta {_fmt(q['delta'])}) "
-                f"on {q.get('n_test', '-')} held-out samples, scored with onnxruntime"]
+                f"on {q.get('n_test', '-')} held-out samples, scored with onnxruntime",
+                *([f"- latency (onnxruntime, one thread): {md_text(comparison_text(q['latency']))}"]
+                  if isinstance(q.get("latency"), dict) else [])]
     except (ValueError, KeyError, TypeError, OSError):
         return []
 
@@ -242,9 +249,10 @@ def _pruning(run_dir: Path | None) -> list[str]:
                 f"| parameters | {_fmt(b['params'])} | {_fmt(a['params'])} |",
                 f"| nonzero parameters | {_fmt(b['nonzero'])} | {_fmt(a['nonzero'])} |",
                 f"| weights file (bytes) | {_fmt(b['weights_bytes'])} | {_fmt(a['weights_bytes'])} |",
-                f"| CPU latency (ms, batch {_fmt(b.get('latency_batch'))}) | {_num(b['latency_ms'], '.3f')} | "
-                f"{_num(a['latency_ms'], '.3f')} |",
-                f"| test {md_text(metric)} | {_fmt(b['test'].get(metric))} | {_fmt(a['test'].get(metric))} |"]
+                f"| CPU latency (ms, batch {_fmt(b.get('latency_batch'))}; median, p10-p90) | {md_text(latency_cell(b))} | "
+                f"{md_text(latency_cell(a))} |",
+                f"| test {md_text(metric)} | {_fmt(b['test'].get(metric))} | {_fmt(a['test'].get(metric))} |",
+                "", f"- CPU latency: {md_text(latency_text(p))}"]
         return out
     except (KeyError, TypeError, AttributeError):
         return []

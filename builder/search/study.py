@@ -4,7 +4,8 @@ its trials as LayerLab jobs.
 :class:`StudyRunner` uses Optuna's ask-and-tell interface: it asks for parameters, submits each trial as a job
 (:func:`builder.runs.jobs.submit`, tagged with the study and the trial number), reads the job's per-epoch
 validation metrics from the run store to report intermediate values to the median pruner, stops pruned jobs,
-and tells Optuna the result. A trial whose graph is invalid fails with the graph's problems recorded; a job
+and tells Optuna the result; the trial agrees with its run (pruned: the run was stopped; a run that finished
+before its stop took effect makes a complete trial with its final value). A trial whose graph is invalid fails with the graph's problems recorded; a job
 whose process dies fails its trial; the study goes on either way. Trials left running by a dead runner on
 this host are adopted. Example::
 
@@ -367,9 +368,11 @@ class StudyRunner:
         for ev in epochs[a.reported:]:
             a.reported += 1
             v = objective_value(ev, s.objective)
-            if v is None or a.pruned_at is not None:
+            if v is None:
                 continue
-            a.last = v
+            a.last = v  # kept after a prune too: a run that finished before its stop took effect is judged by it
+            if a.pruned_at is not None:
+                continue
             step = int(ev.get("epoch", a.reported))
             a.trial.report(v, step)
             if a.trial.should_prune():
@@ -383,10 +386,15 @@ class StudyRunner:
         if a.reported < len(self.store.metrics(a.run_id, "epoch")):
             return self._poll(a, stopping)  # epochs written just before the end: report them first
         n = a.trial.number
-        if a.pruned_at is not None:
+        # the trial and its run agree: pruned <-> the run was stopped by the prune; a run that finished before
+        # the stop took effect is a complete trial with its final value (never "pruned" beside a finished run)
+        if a.pruned_at is not None and status != RunStatus.FINISHED:
             study.tell(a.trial, state=TrialState.PRUNED)
             state = "pruned"
         elif status == RunStatus.FINISHED and a.last is not None:
+            if a.pruned_at is not None:
+                a.trial.set_user_attr("message", f"the pruner asked to stop at epoch {a.pruned_at}, but the run had "
+                                                 "finished first: recorded complete with its final value")
             study.tell(a.trial, a.last)
             state = "complete"
         else:

@@ -270,8 +270,9 @@ class Freeze(Callback):
 
 class RecordLatency(Callback):
     """When a run finishes, time each node of the trained model on the run's device (a batch of test samples,
-    ``repeats`` forward passes; :func:`builder.graph.latency.module_latency`) and keep it as the run folder's
-    ``latency.json``: the canvas's cost overlay offers it as "measured latency". Skipped for models above
+    ``repeats`` forward passes on one thread after ``warmup``, with the p10-p90 spread and the load;
+    :func:`builder.graph.latency.module_latency`) and keep it as the run folder's ``latency.json``: the canvas's
+    cost overlay offers it as "measured latency". Skipped for models above
     ``max_work`` multiply-adds per timed batch (so a big model's run does not spend minutes on it); a failure here
     never fails the run."""
 
@@ -288,15 +289,13 @@ class RecordLatency(Callback):
         n = max(1, min(self.batch, len(split)))
         if self.macs * n * (self.repeats + self.warmup) > self.max_work:
             return
-        from dataclasses import asdict
-
         from builder.graph.latency import module_latency
         from builder.runs.folder import RunFolder
 
         try:
             lat = module_latency(trainer.model, [split.head(n).X], names, repeats=self.repeats, warmup=self.warmup)
             folder = RunFolder(trainer.run_dir)
-            folder.latency.write_text(json.dumps(asdict(lat), indent=1), encoding="utf-8")
+            folder.latency.write_text(json.dumps(lat.to_dict(), indent=1), encoding="utf-8")
         except Exception:  # noqa: BLE001 - a measurement for the canvas; the run has finished either way
             return
 

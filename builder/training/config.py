@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from builder.errors import TrainingError
 
@@ -78,7 +78,7 @@ class TrainConfig(BaseModel):
     scheduler: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
     scheduler_params: dict[str, float | int] = Field(default_factory=dict)
     grad_clip: float | None = Field(None, gt=0)
-    early_stopping: int | None = Field(5, ge=1)  # on by default; None turns it off
+    early_stopping: int | None = Field(5, ge=1)  # on by default; None or 0 turns it off (see _off_at_zero)
     early_stopping_delta: float = Field(1e-4, ge=0)  # smaller improvements of a converged loss do not count
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = "auto"
@@ -96,6 +96,13 @@ class TrainConfig(BaseModel):
     freeze: list[str] = Field(default_factory=list)
     health_every: int = Field(HEALTH_EVERY, ge=0, le=1_000_000)
     augment: dict[str, float] = Field(default_factory=dict)  # image augmentation per batch (builder.data.augment)
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _off_at_zero(cls, v: Any) -> Any:
+        """A patience of 0 means off everywhere (project files, ``--early-stopping 0``, the Train page's 0):
+        it is read as None. ``False`` is not a patience and stays refused."""
+        return None if type(v) is int and v == 0 else v
 
     # ---- defaults and precedence
     @staticmethod

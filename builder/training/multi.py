@@ -44,6 +44,7 @@ from builder.training.checkpoint import (
 from builder.training.config import TrainConfig, resolve_device
 from builder.training.control import RunControl, StopRequested
 from builder.training.events import History
+from builder.training.lineage import inherit_split, parents
 from builder.training.objectives import (
     ADAM_BETAS,
     Objective,
@@ -364,19 +365,27 @@ class ObjectiveTrainer(RunControl):
     @torch.no_grad()
     def evaluate(self, split: Split, tag: int = -1) -> dict[str, float]:
         """Mean of every term, the weighted total (``loss``) and the accuracy of the prediction (when labels are
-        fed) on a split; noise drawn from fixed seeds, so the numbers are comparable across epochs."""
+        fed) on a split; noise drawn from fixed seeds, so the numbers are comparable across epochs. A
+        ``Reparameterize`` node samples z = μ + σ·ε here too (ε seeded per split and chunk): a VAE's loss is the
+        sampled negative ELBO, not the loss at z = μ."""
         n = len(split)
         if n == 0:
             return {"loss": float("nan")}
         was = self.model.training
         self.model.eval()
+        # the root's flag alone drives Reparameterize (layers keep eval mode: dropout off, batch-norm statistics
+        # fixed): a VAE's loss is the sampled negative ELBO the README names, z = μ + σ·ε, not the kinder z = μ
+        self.model.training = True
         self._only("")
         ids = [t.id for t in self.objective.terms]
         sums = dict.fromkeys(ids, 0.0)
         correct = 0
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         for c, start in enumerate(range(0, n, EVAL_CHUNK)):
             idx = torch.arange(start, min(n, start + EVAL_CHUNK), device=self.device)
-            outs = self._outputs(self._feeds(split, idx, split.batch(idx), (tag, c)))
+            with torch.random.fork_rng(devices=cuda):  # ε from a fixed seed per (split tag, chunk): deterministic
+                torch.manual_seed(_mix(self.config.seed, tag, c, 1))
+                outs = self._outputs(self._feeds(split, idx, split.batch(idx), (tag, c)))
             for k in ids:
                 sums[k] += float(outs[k].double().sum())
             if self.metric_name == "accuracy":
@@ -576,10 +585,13 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
             if not dataset:
                 raise TrainingError("no dataset given and the project names none; received: none. Fix: pass a "
                                     "dataset name")
+        dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
         if isinstance(dataset, str):
             opts = {**({"task": tr["task"]} if "task" in tr else {}), **dict(dataset_options or {})}
             opts.setdefault("seed", cfg.seed)
             dataset = load_dataset(dataset, **opts)
+        if split_note and split_note not in dataset.info.notes:  # the model card says which split the run used
+            dataset.info.notes.append(split_note)
         cfg = TrainConfig.resolve(dataset.info.task, len(dataset.train), tr, config)
         ds = fit_dataset(project.graph, dataset)
         report = infer_shapes(project.graph)

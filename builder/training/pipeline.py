@@ -29,6 +29,7 @@ from builder.runs.store import RunLogger, RunStore
 from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
+from builder.training.lineage import inherit_split, parents
 from builder.training.objectives import has_objective
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
@@ -83,7 +84,7 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
 
 def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
             dataset_options: dict | None = None, adapt: bool = False,
-            with_report: bool = False) -> tuple[Project, Dataset, TrainConfig]:
+            with_report: bool = False, store: RunStore | None = None) -> tuple[Project, Dataset, TrainConfig]:
     """Resolve project, dataset and settings and check that the graph fits the data.
 
     The graph is analysed once (:func:`~builder.graph.shapes.infer_shapes`); with ``with_report`` that
@@ -91,6 +92,8 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
 
     Settings resolve as :meth:`TrainConfig.resolve` does, lowest first: the defaults for the dataset's task and
     training-split size < the project's ``training`` dict (also ``dataset`` and ``task``) < ``config``. With ``adapt`` the Input shape and output width are set to fit the dataset.
+    A run with a teacher or ``init_from`` loads its parent's split from ``store``
+    (:func:`builder.training.lineage.inherit_split`).
 
     Raises:
         GraphError: the graph does not fit the dataset (each problem names the node and the fix).
@@ -103,6 +106,7 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
         dataset = tr.get("dataset") or (project.dataset or {}).get("name")
         if not dataset:
             raise TrainingError("no dataset given and the project names none; pass a dataset name")
+    dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
     if isinstance(dataset, str):
         opts = dict(dataset_options or {})
         if "task" in tr and "task" not in opts:
@@ -111,6 +115,8 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
         ds = load_dataset(dataset, **opts)
     else:
         ds = dataset
+    if split_note and split_note not in ds.info.notes:  # the model card says which split the run used
+        ds.info.notes.append(split_note)
     cfg = TrainConfig.resolve(ds.info.task, len(ds.train), tr, config)
     ds = fit_dataset(project.graph, ds)  # a vector Input of the flattened size (MLP autoencoder on digits)
     report = infer_shapes(project.graph)
@@ -205,7 +211,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     try:
         with use_cache_dir(store.workspace if store is not None else None):  # decoded images: the store's cache
             project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options,
-                                               adapt=adapt, with_report=True)
+                                               adapt=adapt, with_report=True, store=store)
     except Exception as e:
         if run_id is not None and store is not None:
             store.finish(run_id, "failed", message=str(e))
@@ -233,6 +239,21 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         record_environment(store, run_id, trainer, report,
                            world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
     return _launch(trainer, background, run_id)
+
+
+def student_alone(project, teacher: str, dataset: str | Dataset | None = None,
+                  config: TrainConfig | dict | None = None, store: RunStore | None = None, **kwargs: Any) -> TrainResult:
+    """A distillation's baseline: ``project`` (the student, without a teacher) trained with the same settings and
+    seed on the teacher's split (``training.split_of``), recorded as its own run; ``kwargs`` go to
+    :func:`run_training`. Record its figures with the distilled run (:func:`builder.training.lineage.baseline_tag`).
+
+    Raises:
+        as :func:`run_training`.
+    """
+    p = load_project(project).model_copy(deep=True)
+    p.training = {**{k: v for k, v in (p.training or {}).items() if k != "teacher"}, "split_of": teacher}
+    tags = {**(kwargs.pop("tags", None) or {}), "baseline_of_teacher": teacher}
+    return run_training(p, dataset, config, store, tags=tags, **kwargs)
 
 
 def _launch(trainer: Trainer, background: bool, run_id: str | None):
@@ -334,5 +355,5 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
     return model.eval(), ds
 
 
-__all__ = ["run_training", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes", "load_run",
+__all__ = ["run_training", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes", "load_run",
            "load_run_dataset"]

@@ -15,8 +15,9 @@
 
 :func:`prune_run` fine-tunes through :func:`builder.training.pipeline.run_training` as a new run whose
 ``parent_id`` is the pruned run, and writes ``prune.json`` (:attr:`RunFolder.prune`): parameters, weights-file
-size, CPU latency (:func:`builder.graph.latency.node_latency`) and the test metrics before/after; the new
-run's model card shows it. Example (L1 importance of a hand-made layer)::
+size, CPU latency (both models' forward passes timed interleaved, median and p10-p90 on one thread, called a
+difference only when the spreads separate: :func:`builder.graph.latency.compare_latency`) and the test metrics
+before/after; the new run's model card shows it. Example (L1 importance of a hand-made layer)::
 
     >>> import torch
     >>> w = torch.tensor([[1.0, -1.0], [0.1, 0.2], [3.0, 0.0]])
@@ -33,7 +34,8 @@ from typing import Any
 import torch
 
 from builder.errors import LayerLabError
-from builder.graph.compile import compile_graph, module_names
+from builder.graph.compile import compile_graph, example_inputs, module_names
+from builder.graph.latency import Conditions, compare_latency, model_forward
 from builder.graph.project import Project, load_project
 from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, channel_plan, shrink_graph
 from builder.runs.folder import keep_report
@@ -41,7 +43,7 @@ from builder.training.callbacks import Callback
 from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
 
 __all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune", "prunable_groups",
-           "magnitude_masks", "prune_run", "prune_job_spec", "run_prune_job", "finetune_config", "resume_pruned", "CompleteReport", "KeepMasks", "StartFrom", "CRITERIA"]
+           "magnitude_masks", "latency_text", "latency_cell", "prune_run", "prune_job_spec", "run_prune_job", "finetune_config", "resume_pruned", "CompleteReport", "KeepMasks", "StartFrom", "CRITERIA"]
 
 CRITERIA = ("l1", "taylor")
 # The fine-tune's settings unless the caller overrides them: the parent's, with a cosine schedule from 3x the
@@ -67,8 +69,9 @@ class PruneReport:
     groups: list[dict] = field(default_factory=list)  # structured: members, before, after
     left_alone: list[dict] = field(default_factory=list)  # structured: members, reasons
     sparsity: dict[str, float] = field(default_factory=dict)  # unstructured: node -> share of zero weights
-    before: dict = field(default_factory=dict)  # params, nonzero, weights_bytes, latency_ms, test
+    before: dict = field(default_factory=dict)  # params, nonzero, weights_bytes, latency_ms (+ p10/p90), test
     after: dict = field(default_factory=dict)
+    latency: dict = field(default_factory=dict)  # builder.graph.latency.Comparison: verdict, spreads, conditions
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
@@ -90,8 +93,7 @@ class PruneReport:
         out += [f"parameters       {b['params']:,} -> {a['params']:,} ({ratio:.3f}x; nonzero {b['nonzero']:,} -> "
                 f"{a['nonzero']:,})",
                 f"weights file     {b['weights_bytes']:,} -> {a['weights_bytes']:,} bytes",
-                f"CPU latency      {b['latency_ms']:.3f} -> {a['latency_ms']:.3f} ms per batch of "
-                f"{b.get('latency_batch', '-')}",
+                f"CPU latency      {latency_text(self.to_dict())}",
                 f"test {self.metric:<11} {_num(b['test'].get(self.metric))} -> {_num(a['test'].get(self.metric))}"]
         return out
 
@@ -103,12 +105,13 @@ def prune_table(report: PruneReport | dict) -> list[dict]:
 
     def ratio(k: str) -> str:
         return f"{a[k] / b[k]:.3f}×" if b.get(k) and a.get(k) is not None else "—"
+    lat = r.get("latency") or {}
     rows = [("parameters", f"{b.get('params', 0):,}", f"{a.get('params', 0):,}", ratio("params")),
             ("nonzero weights", f"{b.get('nonzero', 0):,}", f"{a.get('nonzero', 0):,}", ratio("nonzero")),
             ("weights file (bytes)", f"{b.get('weights_bytes', 0):,}", f"{a.get('weights_bytes', 0):,}",
              ratio("weights_bytes")),
-            (f"CPU latency (ms, batch {b.get('latency_batch', '-')})", f"{b.get('latency_ms', 0):.3f}",
-             f"{a.get('latency_ms', 0):.3f}", ratio("latency_ms"))]
+            (f"CPU latency (ms, batch {b.get('latency_batch', '-')}; median, p10-p90)", latency_cell(b), latency_cell(a),
+             str(lat.get("verdict") or "not measured side by side"))]
     tb, ta = (b.get("test") or {}).get(m), (a.get("test") or {}).get(m)
     delta = f"{(ta - tb) * 100:+.2f} points" if isinstance(tb, (int, float)) and isinstance(ta, (int, float)) else "—"
     rows.append((f"test {m}", _num(tb), _num(ta), delta))
@@ -117,6 +120,28 @@ def prune_table(report: PruneReport | dict) -> list[dict]:
 
 def _num(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+
+def latency_cell(side: dict) -> str:
+    """``"1.234 (1.100-1.400)"``: one side's latency median and p10-p90 in ms (``-`` when not measured)."""
+    m, lo, hi = side.get("latency_ms"), side.get("latency_p10_ms"), side.get("latency_p90_ms")
+    if not isinstance(m, (int, float)):
+        return "-"
+    return f"{m:.3f} ({lo:.3f}-{hi:.3f})" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else f"{m:.3f}"
+
+
+def latency_text(report: dict) -> str:
+    """The before/after latency of a pruning report, one line: medians with p10-p90, the verdict (a difference
+    only when the spreads separate) and the conditions (threads, warm-up, load)."""
+    b, a, lat = report.get("before") or {}, report.get("after") or {}, report.get("latency") or {}
+    if not isinstance(b.get("latency_ms"), (int, float)) or not isinstance(a.get("latency_ms"), (int, float)):
+        return "not measured"
+    try:
+        where = f"{Conditions(**lat['conditions']).text()}, {int(lat['before']['repeats'])} interleaved repeats"
+    except (KeyError, TypeError, ValueError):
+        where = "not timed side by side"
+    return (f"{latency_cell(b)} -> {latency_cell(a)} ms per batch of {b.get('latency_batch', '-')}, median "
+            f"(p10-p90): {lat.get('verdict', 'not measured side by side')} ({where})")
 
 
 # ------------------------------------------------------------------------------------------ structured
@@ -427,25 +452,35 @@ class CompleteReport(Callback):
 def _complete(store: Any, rep: PruneReport, model: torch.nn.Module, graph: Any, ds: Any,
               masks: dict[str, torch.Tensor], latency_batch: int, latency_repeats: int = 20) -> None:
     """Fill ``rep.after`` (and an unstructured run's sparsity) from the pruned run's final model; keep the report."""
+    from builder.training.pipeline import load_run
+
     if masks:
         rep.sparsity = _sparsity(model, masks)
     rep.after = _measure(model, graph, ds, store.weights_path(rep.run_id), latency_repeats, latency_batch)
+    parent, _ = load_run(store, rep.parent_id)  # the model before pruning, timed interleaved with the one after
+    model = model.cpu().eval()
+    xs = example_inputs(model, batch_size=latency_batch)
+    cmp = compare_latency(model_forward(parent, xs), model_forward(model, xs), batch_size=latency_batch,
+                          repeats=latency_repeats, warmup=2)
+    for side, t in ((rep.before, cmp.before), (rep.after, cmp.after)):
+        side.update(latency_ms=t.median_s * 1e3, latency_p10_ms=t.p10_s * 1e3, latency_p90_ms=t.p90_s * 1e3,
+                    latency_batch=latency_batch)
+    rep.latency = cmp.to_dict()
     keep_report(store, rep, "prune")
 
 
 # ------------------------------------------------------------------------------------------ measures
 def _measure(model: torch.nn.Module, graph: Any, ds: Any, weights_path: Any, latency_repeats: int,
              latency_batch: int) -> dict:
-    from builder.graph.latency import node_latency
-
+    """Size and test figures of one model; its latency is timed later, interleaved with the other's
+    (:func:`_complete`)."""
     info = ds.info
     test = evaluate(model, ds.test.X, ds.test.y, info.task, class_names=info.class_names or None,
                     num_classes=info.num_classes) if len(ds.test) else {}
     params = [p for p in model.parameters()]
-    lat = node_latency(graph, batch_size=latency_batch, repeats=latency_repeats, warmup=2)
     return {"params": int(sum(p.numel() for p in params)), "nonzero": int(sum(int((p != 0).sum()) for p in params)),
             "weights_bytes": int(weights_path.stat().st_size) if weights_path.is_file() else 0,
-            "latency_ms": lat.total_s * 1e3, "latency_batch": latency_batch,
+            "latency_batch": latency_batch,
             "test": {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
 
 

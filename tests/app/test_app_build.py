@@ -183,10 +183,13 @@ def test_a_finished_run_offers_its_measured_latency_on_the_canvas(workspace):
     store = RunStore(workspace, actor=SYSTEM)
     project = builder.load_template("cnn")
     res = run_training(project, "digits", {"epochs": 1}, store=store, owner=ME, adapt=True)
-    per_node = store.folder(res.run_id).read_latency()
+    rec = store.folder(res.run_id).read_latency()
+    per_node = rec["per_node"]
+    assert rec["threads"] == 1 and set(rec["spread"]) == set(per_node)
     assert per_node and {"conv1", "conv2", "fc"} <= set(per_node) and all(v > 0 for v in per_node.values())
     at = open_app(owner=ME)
     _, _, ann = at.session_state["ll_ann"]
     assert "latency" in ann["summary"]["cost_modes"]
     text, share = ann["nodes"]["conv1"]["cost"]["latency"]
-    assert text.endswith(" ms") and 0 < share <= 1
+    assert " ms (p10-p90 " in text and 0 < share <= 1
+    assert "thread" in ann["summary"]["latency"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from builder import cli
 from builder.access import SYSTEM
+from builder.errors import TrainingError
 from builder.graph.templates import load_template
 from builder.runs import jobs
 from builder.training.pipeline import build_model
@@ -40,6 +42,27 @@ def test_early_stopping_is_on_by_default_and_zero_turns_it_off(tmp_path, capsys)
         assert rc == 0, err
         run_id = re.search(r"^run id (\S+)$", out, re.M).group(1)
         assert RunStore(tmp_path, actor=SYSTEM).get(run_id)["config"]["early_stopping"] == want
+
+
+def test_a_project_files_early_stopping_0_means_off_as_the_flag_does(tmp_path, capsys):
+    """Issue 34: ``"early_stopping": 0`` in a project file was refused ("greater than or equal to 1") although
+    ``--early-stopping 0`` meant off; both are off now, and a negative patience is still refused."""
+    from builder.runs.store import RunStore
+    from builder.training.config import TrainConfig
+
+    project = load_template("mlp")
+    project.training = {**(project.training or {}), "early_stopping": 0}
+    path = tmp_path / "p.json"
+    path.write_text(project.model_dump_json())
+    rc = cli.main(["train", str(path), "--dataset", "moons", "--epochs", "2", "--workspace", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    run_id = re.search(r"^run id (\S+)$", out, re.M).group(1)
+    assert RunStore(tmp_path).get(run_id)["config"]["early_stopping"] is None
+    assert TrainConfig.resolve("binary", 100, {"early_stopping": 0}).early_stopping is None
+    for bad in (-1, False):
+        with pytest.raises(TrainingError, match="early_stopping"):
+            TrainConfig.from_dict({"early_stopping": bad})
 
 
 def test_runs_list_show_resume_delete_and_export(tmp_path, capsys):

@@ -145,5 +145,5 @@ def test_cost_overlay_values_and_shares_for_the_canvas():
     # measured latency per node (seconds) adds its mode; a bad value is dropped, not shown
     timed = canvas_annotations(graph, report, latency={"conv1": 0.002, "fc": 0.002, "relu1": float("nan")})
     assert timed["summary"]["cost_modes"][-1] == "latency"
-    assert timed["nodes"]["conv1"]["cost"]["latency"] == ["2 ms", 0.5]
+    assert timed["nodes"]["conv1"]["cost"]["latency"] == ["2 ms (no spread recorded)", 0.5]  # a bare {node: s}
     assert "latency" not in timed["nodes"]["relu1"]["cost"]

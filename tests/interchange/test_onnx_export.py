@@ -111,10 +111,14 @@ def test_cli_export_run_quantize_records_metric_in_model_card(tmp_path, capsys):
     out = tmp_path / "run.onnx"
     assert cli_main(["export", "--run", rid, "--format", "onnx", "--quantize", "int8", "-o", str(out),
                      "--workspace", str(ws)]) == 0
-    assert "test accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "p10-p90" in printed and "1 thread" in printed  # issue 34: spread, conditions
     assert out.is_file() and out.with_suffix(".int8.onnx").is_file()
     rec = json.loads((ws / "runs" / rid / "exports" / "quantization.json").read_text())
     assert rec["bytes_after"] < rec["bytes_before"] and 0 <= rec["test_after"] <= 1
     assert abs(rec["delta"]) < 0.1
     card = (ws / "runs" / rid / "model_card.md").read_text()
     assert "## Quantization (ONNX, dynamic int8)" in card and f"{rec['bytes_after']:,}" in card
+    lat = rec["latency"]  # fp32 and int8 sessions timed interleaved, with spreads and the verdict
+    assert lat["conditions"]["threads"] == 1 and lat["before"]["p10_s"] <= lat["before"]["median_s"] <= lat["before"]["p90_s"]
+    assert lat["verdict"] and "latency (onnxruntime, one thread)" in card

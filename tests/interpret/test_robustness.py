@@ -1,4 +1,4 @@
-"""Adversarial robustness (issue 19): the module's FGSM equals a direct Captum FGSM call, PGD stays in the ε-ball
+"""Adversarial robustness (issues 19, 34): FGSM and PGD equal a hand-written sign attack clamped per feature, PGD stays in the ε-ball
 and the valid range, token inputs and regression are refused, ``layerlab robustness`` keeps robustness.json."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from builder.access import SYSTEM
 from builder.errors import ExplainError, LayerLabError
-from builder.interpret.robustness import attack, parse_eps, robustness_curve, robustness_figure
+from builder.interpret.robustness import attack, input_bounds, parse_eps, robustness_curve, robustness_figure
 
 
 def _tiny(seed: int = 0) -> torch.nn.Module:
@@ -20,21 +20,83 @@ def _tiny(seed: int = 0) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).eval()
 
 
-def test_fgsm_matches_a_direct_captum_call():
-    from captum.robust import FGSM
+def _hand_attack(model, X, y, eps, lo, hi, steps=0, size=0.0):
+    """An independent reference: one sample at a time, sign of the gradient with no threshold, each value clamped
+    by a Python loop to its ε-ball and its feature's [min, max] (widened to hold the value itself).
+    ``steps`` 0 is FGSM, otherwise PGD with ``steps`` steps of ``size``."""
+    out = []
+    for x0, t in zip(X, y):
+        x = x0.clone()
+        for _ in range(max(steps, 1)):
+            xg = x.clone().requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(model(xg[None]), t[None])
+            (g,) = torch.autograd.grad(loss, xg)
+            x = x + (eps if steps == 0 else size) * torch.sign(g)
+            flat, orig = x.reshape(-1).tolist(), x0.reshape(-1).tolist()
+            for j, (v, o) in enumerate(zip(flat, orig)):
+                f = j // (len(flat) // len(lo)) if len(lo) < len(flat) else j  # a channel's values share bounds
+                low, high = max(min(lo[f], o), o - eps), min(max(hi[f], o), o + eps)
+                flat[j] = min(max(v, low), high)
+            x = torch.tensor(flat).reshape(x0.shape)
+        out.append(x)
+    return torch.stack(out)
 
-    model = _tiny()
-    g = torch.Generator().manual_seed(1)
-    X, y = torch.rand(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
-    ours = attack(model, X, y, 0.1, bounds=(0.0, 1.0), batch_size=16)
-    loss = lambda out, t: torch.nn.functional.cross_entropy(out, t, reduction="none")  # noqa: E731
-    direct = FGSM(model, loss, lower_bound=0.0, upper_bound=1.0).perturb(X.clone().requires_grad_(), 0.1, y)
-    torch.testing.assert_close(ours, direct.detach(), rtol=0, atol=1e-6)
-    rep = robustness_curve(model, X, y, [0, 0.1], bounds=(0.0, 1.0))
+
+def _trained(name: str):
+    from builder.data import load_dataset
+
+    ds = load_dataset(name, seed=0)
+    X, y = ds.train.X.float(), ds.train.y
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(X[0].numel(), 32), torch.nn.Tanh(),
+                                torch.nn.Linear(32, int(y.max()) + 1))
+    opt = torch.optim.Adam(model.parameters(), 0.01)
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+    return model.eval(), ds
+
+
+@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits"])
+def test_fgsm_and_pgd_equal_a_hand_written_sign_attack_down_to_chance(name):
+    """Issue 34: Captum's FGSM skipped values whose gradient was below 1e-6 (breast_cancer ε 1: accuracy 0.163
+    instead of 0.093) and clamped to one global range; both attacks now equal a plain per-sample sign attack
+    clamped per feature, at every ε up to where accuracy is at or below chance."""
+    model, ds = _trained(name)
+    X, y = ds.test.X.float()[:40], ds.test.y[:40]
+    lo, hi = (b.reshape(-1).tolist() for b in input_bounds(ds.train.X))
+    chance = 1 / (int(ds.train.y.max()) + 1)
+    for method in ("fgsm", "pgd"):
+        accs = []
+        for eps in (0.1, 0.3, 1.0, 3.0):
+            ours = attack(model, X, y, eps, method=method, steps=3, bounds=input_bounds(ds.train.X))
+            hand = _hand_attack(model, X, y, eps, lo, hi, steps=0 if method == "fgsm" else 3, size=2.5 * eps / 3)
+            torch.testing.assert_close(ours, hand, rtol=0, atol=1e-5)
+            with torch.no_grad():
+                accs.append(float((model(ours).argmax(1) == y).float().mean()))
+        assert accs[-1] <= chance, (method, accs)  # the curve reaches chance within the ε tested
+    rep = robustness_curve(model, X, y, [0, 1.0], bounds=input_bounds(ds.train.X), task="multiclass")
+    hand = _hand_attack(model, X, y, 1.0, lo, hi)
     with torch.no_grad():
-        assert rep.accuracy[1] == pytest.approx(float((model(direct).argmax(1) == y).float().mean()))
+        assert rep.accuracy[1] == pytest.approx(float((model(hand).argmax(1) == y).float().mean()))
         assert rep.accuracy[0] == pytest.approx(float((model(X).argmax(1) == y).float().mean()))
     assert rep.flips[0]["count"] == 0 and all(e["original"] != e["adversarial"] for e in rep.flips[1]["examples"])
+    assert rep.bounds == [lo, hi]
+
+
+def test_a_value_with_a_tiny_gradient_still_moves_and_each_feature_keeps_its_own_range():
+    """A feature scaled by 1e-9 has a gradient far below Captum's 1e-6 threshold: it still moves by ε; feature 0
+    may only go up to its own maximum 0.2 even though feature 1 reaches 5."""
+    model = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 1e-9], [-1.0, -1e-9]]))
+    X, y = torch.tensor([[0.0, 0.0]]), torch.tensor([0])
+    bounds = input_bounds(torch.tensor([[-1.0, -5.0], [0.2, 5.0]]))
+    adv = attack(model, X, y, 1.0, bounds=bounds)
+    assert adv.tolist() == [[-1.0, -1.0]]
+    adv = attack(model, X, torch.tensor([1]), 1.0, bounds=bounds)
+    torch.testing.assert_close(adv, torch.tensor([[0.2, 1.0]]))
 
 
 @settings(max_examples=8, deadline=None)

@@ -292,6 +292,41 @@ def test_resume_runs_until_the_study_holds_n_trials(tmp_path, mlp):
     assert {"history", "parallel", "intermediate"} <= set(figs)
 
 
+class LateStopJobs(ThreadJobs):
+    """A stop that arrives too late: the job trains on to the end (as a fast epoch outruns the request)."""
+
+    def request(self, store, run_id, action):
+        self.asked = getattr(self, "asked", 0) + 1
+
+
+@pytest.mark.parametrize("jobs", [ThreadJobs, LateStopJobs])
+def test_a_pruned_trial_and_its_run_agree(tmp_path, mlp, jobs):
+    """Issue 34: Optuna marked a trial pruned while its run trained on and was recorded finished with a better
+    value. Now pruned <-> stopped and complete <-> finished, a complete trial's value is its run's last epoch."""
+    store = RunStore(tmp_path)
+    launcher = jobs(1)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 6, "optimizer": "sgd", "momentum": 0.0, "early_stopping": 0},
+                         space=["lr=1e-5..1.0:log"],
+                         settings=StudySettings(name="agree", n_trials=8, objective="val_accuracy", seed=0,
+                                                sampler="random", prune_startup=1, prune_warmup=0),
+                         launcher=JobLauncher(launcher))
+    runner.run()
+    rows = [r for r in trials_table(runner.study) if r["run_id"]]
+    assert len(rows) == 8
+    for r in rows:
+        run = store.get(r["run_id"])
+        assert (r["state"] == "pruned") == (run["status"] == "stopped"), (r, run["status"])
+        assert (r["state"] == "complete") == (run["status"] == "finished"), (r, run["status"])
+        if r["state"] == "complete":
+            last = store.metrics(r["run_id"], "epoch")[-1]
+            assert r["value"] == pytest.approx(objective_value(last, "val_accuracy"))
+    if jobs is LateStopJobs:  # the pruner asked, every run finished anyway: every trial is complete
+        assert launcher.asked >= 1 and {r["state"] for r in rows} == {"complete"}
+        assert any("the pruner asked to stop" in r["message"] for r in rows)
+    else:
+        assert any(r["state"] == "pruned" for r in rows)
+
+
 def test_stop_request_ends_the_study(tmp_path, mlp):
     store = RunStore(tmp_path, actor=SYSTEM)
     runner = StudyRunner(store, mlp, "moons", {"epochs": 200, "early_stopping": None}, space=["lr=1e-3..1e-1:log"],

@@ -161,6 +161,7 @@ def test_global_magnitude_masks_zero_the_smallest_weights():
 
 def test_layerlab_prune_makes_new_runs_with_reports(tmp_path, capsys):
     from builder.cli.main import main
+    from builder.graph.latency import NO_DIFFERENCE
     from builder.runs.store import RunStore
     from builder.training.pipeline import load_run, run_training
 
@@ -176,6 +177,12 @@ def test_layerlab_prune_makes_new_runs_with_reports(tmp_path, capsys):
     assert rep["after"]["params"] < rep["before"]["params"] and rep["after"]["weights_bytes"] < rep["before"]["weights_bytes"]
     assert load_project(child["project"]).graph.node("fc2").params["out_features"] == 16
     assert "## Pruning" in store.folder(child["id"]).read_model_card()
+    # issue 34: both models timed interleaved, each with its p10-p90, one verdict and the conditions
+    b, a, lat = rep["before"], rep["after"], rep["latency"]
+    assert b["latency_p10_ms"] <= b["latency_ms"] <= b["latency_p90_ms"] and a["latency_p10_ms"] <= a["latency_ms"]
+    assert lat["conditions"]["threads"] == 1 and lat["before"]["repeats"] == lat["after"]["repeats"]
+    assert lat["verdict"] == NO_DIFFERENCE or lat["verdict"].startswith(("faster", "slower"))
+    assert "p10-p90" in out and "thread" in out and ("no measurable difference" in out or "spreads separate" in out)
 
     assert main(["prune", parent, "--unstructured", "--amount", "0.6", "--finetune-epochs", "1", "--json", *ws]) == 0
     rep = json.loads(capsys.readouterr().out)

@@ -1,0 +1,138 @@
+"""A run that learns from another run tests on that run's split: distillation (``training.teacher``), fine-tuning
+and transfer (``init_from``).
+
+A student drawn with another seed would draw another split, so its test set would hold samples its teacher
+trained on and its test figures would flatter it. :func:`inherit_split` gives such a run its parent's dataset
+options (the split's seed and fractions, and the options that generate the data), so no test sample was ever a
+training sample of the model it learns from; options given explicitly that differ from the parent's are refused
+with the reason. A parent that trained on another dataset shares no samples: the run keeps its own split. The
+returned note goes into the dataset's notes, so the run's model card says which split it used. Example::
+
+    >>> parents({"teacher": "t1"}, {"init_from": None}), parents({}, {"init_from": "a"})
+    ([('teacher', 't1')], [('init_from', 'a')])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from builder.errors import TrainingError
+
+__all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "child_options", "BASELINE_TAG", "baseline_tag", "baseline_line"]
+
+#: the run tag a distilled run keeps its student-alone baseline under: ``{"run": id, "accuracy": ..., ...}``
+BASELINE_TAG = "student_alone"
+
+#: the dataset options that decide which rows are test rows (with the options that generate the rows)
+SPLIT_KEYS = ("seed", "val_fraction", "test_fraction", "fold", "folds")
+#: options that change how a model sees the rows, not which rows there are (a vector model's flattened images)
+VIEW_KEYS = ("flatten",)
+
+
+def parents(training: dict | None, config: Any) -> list[tuple[str, str]]:
+    """``(role, run id)`` of every run a run learns from or is compared with: its teacher, the teacher whose split
+    a distillation's student-alone baseline shares (``split_of``), the run its weights start from."""
+    cfg = config if isinstance(config, dict) else (config.model_dump() if config is not None else {})
+    out = []
+    for role in ("teacher", "split_of"):
+        if (training or {}).get(role):
+            out.append((role, str(training[role])))
+    if cfg.get("init_from"):
+        out.append(("init_from", str(cfg["init_from"])))
+    return out
+
+
+def child_options(training: dict | None, config: Any, options: dict) -> dict:
+    """A page's dataset options for a job: without the split keys when the run learns from another run (the job
+    then takes its parent's split, :func:`inherit_split`, instead of the preview's seed being refused).
+
+    >>> child_options({"teacher": "t1"}, {}, {"seed": 0, "test_fraction": 0.15, "flatten": True})
+    {'flatten': True}
+    >>> child_options({}, {}, {"seed": 0})
+    {'seed': 0}
+    """
+    if not parents(training, config):
+        return dict(options)
+    return {k: v for k, v in options.items() if k not in SPLIT_KEYS}
+
+
+def _role(role: str) -> str:
+    return {"teacher": "its teacher", "init_from": "the run its weights start from (init_from)",
+            "split_of": "the teacher of the distilled run it is the baseline of"}.get(role, role)
+
+
+def inherit_split(store: Any, learns_from: list[tuple[str, str]], dataset: Any,
+                  options: dict | None) -> tuple[dict, str | None]:
+    """The dataset options a run loads with, and a note saying which split it uses.
+
+    ``dataset`` is a dataset name (``options`` are the ones given explicitly; the parent's fill the rest) or a
+    loaded :class:`~builder.data.Dataset` (its options must already be the parent's).
+
+    Raises:
+        TrainingError: no store to read a parent from, or options that would give another split than a parent's.
+    """
+    opts = dict(options or {})
+    if not learns_from:
+        return opts, None
+    if store is None:
+        raise TrainingError(f"a run that learns from run {learns_from[0][1]} needs the run store to read it; "
+                            "received: no store. Fix: train through the CLI or the app (they pass the workspace)")
+    loaded = not isinstance(dataset, str)
+    name = dataset.info.reload_args()[0] if loaded else dataset
+    have = dict(dataset.info.options) if loaded else opts
+    notes, chosen = [], None  # chosen: (role, run id, its options) whose split this run uses
+    for role, pid in learns_from:
+        run = store.get(pid)
+        p_name, p_opts = run.get("dataset_name"), dict(run.get("dataset_options") or {})
+        if p_name != name:
+            notes.append(f"own split: {_role(role)}, run {run['id']}, trained on another dataset ({p_name})")
+            continue
+        keys = SPLIT_KEYS if loaded else sorted((set(have) | set(p_opts)) - set(VIEW_KEYS))
+        clash = [f"{k}={have.get(k)!r} (run {run['id']} used {p_opts.get(k)!r})" for k in keys
+                 if k in have and have.get(k) != p_opts.get(k)]
+        if chosen is not None:
+            clash += [f"{k}: run {chosen[1]} used {chosen[2].get(k)!r}, run {run['id']} {p_opts.get(k)!r}"
+                      for k in SPLIT_KEYS if chosen[2].get(k) != p_opts.get(k)]
+        if clash:
+            raise TrainingError(f"a run that learns from run {run['id']} ({_role(role)}) tests on that run's split, "
+                                "so that no test sample was a training sample of the model it learns from; received: "
+                                f"{'; '.join(clash)}. Fix: leave these dataset options out (the parent's are used), "
+                                "or train the parent on the split you want")
+        if not loaded:
+            opts = {**{k: v for k, v in p_opts.items() if k not in VIEW_KEYS}, **opts}
+        chosen = (role, run["id"], p_opts)
+    if chosen is not None:
+        split = ", ".join(f"{k} {chosen[2][k]}" for k in SPLIT_KEYS if k in chosen[2])
+        notes.insert(0, f"split of run {chosen[1]} ({_role(chosen[0])}: {split}), so no test sample was seen "
+                        "in training by the model this run learns from")
+    return opts, "; ".join(notes)
+
+
+def baseline_tag(run_id: str | None, test: dict | None) -> dict:
+    """The tags a distilled run records its student-alone baseline with (:data:`BASELINE_TAG`): the baseline's
+    run id and its numeric test metrics.
+
+    >>> baseline_tag("r1", {"accuracy": 0.9, "per_class": {}})
+    {'student_alone': {'run': 'r1', 'accuracy': 0.9}}
+    """
+    nums = {k: float(v) for k, v in (test or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {BASELINE_TAG: {"run": run_id, **nums}}
+
+
+def baseline_line(tags: dict | None, test: dict | None = None) -> str | None:
+    """One line beside a distilled run's result: the student alone's test figure (and the distilled one's, when
+    ``test`` is given); None for a run without a baseline.
+
+    >>> baseline_line({"student_alone": {"run": "r1", "accuracy": 0.908}}, {"accuracy": 0.849})
+    'distilled test accuracy 0.849; student alone (same graph, settings, seed and split, no teacher) 0.908 (run r1)'
+    """
+    base = (tags or {}).get(BASELINE_TAG)
+    if not isinstance(base, dict):
+        return None
+    key = next((k for k in ("accuracy", "r2", "loss") if isinstance(base.get(k), int | float)), None)
+    if key is None:
+        return None
+    mine = (test or {}).get(key)
+    head = f"distilled test {key} {mine:.3f}; " if isinstance(mine, int | float) else f"test {key}: "
+    return (f"{head}student alone (same graph, settings, seed and split, no teacher) {base[key]:.3f} "
+            f"(run {base.get('run')})")
