@@ -15,6 +15,7 @@ import builder.data.images as images
 import builder.data.limits as limits
 from builder.data import load_dataset, load_image_folder
 from builder.data.augment import Augment, check_augment_input, parse_augment
+from builder.data.sources import DatasetSource, LocalFile
 from builder.data.splits import PixelSplit
 from builder.errors import DatasetError, TrainingError
 from builder.training.trainer import Trainer
@@ -132,10 +133,10 @@ def test_pixel_splits_batch_move_flatten_and_reconstruct(tmp_path):
 
 def test_image_folder_through_load_dataset_keeps_its_reload_options(tmp_path):
     root = _tree(tmp_path / "pets", n=6)
-    ds = load_dataset("image_folder", path=str(root), size=[8, 8], seed=3)
+    ds = load_dataset("image_folder", path=LocalFile(root), size=[8, 8], seed=3)  # the CLI's --data-path
     assert isinstance(ds.train, PixelSplit)
     name, opts = ds.info.reload_args()
-    again = load_dataset(name, **opts)
+    again = load_dataset(DatasetSource.from_run({"dataset_name": name, "dataset_options": opts}, local=True))
     assert torch.equal(again.train.X, ds.train.X) and torch.equal(again.train.index, ds.train.index)
 
 
