@@ -716,7 +716,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
         else:  # a new run, or one stopped before its first checkpoint: train from the start
             config = {**first.config, **spec.config} if first is not spec else dict(spec.config or {})
             # the submitter's uploads resolve in its own folder; a path only in a job of the CLI's local user
-            src = run_source(None, {"dataset_name": first.dataset, "dataset_options": first.dataset_options,
+            src = run_source(store.workspace, {"dataset_name": first.dataset, "dataset_options": first.dataset_options,
                                     "owner": first.owner})
             result = run_training(first.project, first.dataset, config, store, callbacks,
                                   dataset_options=src.options if src is not None else first.dataset_options,

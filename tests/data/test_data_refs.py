@@ -174,3 +174,22 @@ def test_a_local_file_is_made_only_by_code_and_records_as_text(tmp_path):
     assert content_problems(DatasetSource("moons", {"noise": LocalFile("x")})) != []
     with pytest.raises(LayerLabError):
         check_project(Project(dataset={"kind": "csv", "file": "../x.csv"}))
+
+
+def test_a_job_trains_on_its_owners_upload_and_resumes_but_not_on_another_owners(job_workspace):
+    """Data page upload -> Train page job -> run -> resume, as the app does it, for two owners."""
+    from builder.runs.jobs import JobSpec, submit, wait
+
+    store = RunStore(job_workspace)
+    ref = UploadFolder(upload_dir(job_workspace, ANN)).save("mine.csv", _table(80))
+    project = load_template("mlp").model_dump(mode="json")
+    opts = {"upload": ref, "target": "y"}
+    mine = submit(store, JobSpec(project=project, dataset="csv", dataset_options=opts, config={"epochs": 2},
+                                 owner=ANN, adapt=True))
+    theirs = submit(store, JobSpec(project=project, dataset="csv", dataset_options=opts, config={"epochs": 2},
+                                   owner=BOB, adapt=True))
+    assert wait(store, [mine, theirs], timeout=300) == {mine: "finished", theirs: "failed"}
+    assert "no upload" in store.get(theirs)["message"] and str(job_workspace) not in store.get(theirs)["message"]
+    assert store.get(mine)["dataset_options"]["upload"] == ref
+    again = submit(store, JobSpec(project={}, dataset="", owner=ANN, resume_run=mine, config={"epochs": 3}))
+    assert wait(store, [again], timeout=300)[again] == "finished" and store.get(mine)["epochs_done"] == 3
