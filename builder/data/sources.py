@@ -78,7 +78,7 @@ def _looks_like_path(value: str) -> bool:
     if is_upload_id(value):
         return False
     v = value.strip()
-    return ("/" in v or "\\" in v or "\0" in v or v.startswith(("~", ".")) or bool(_SCHEME.match(v))
+    return ("/" in v or "\\" in v or "\0" in v or v.startswith("~") or v in (".", "..") or bool(_SCHEME.match(v))
             or os.sep in v)
 
 
