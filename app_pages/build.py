@@ -303,6 +303,7 @@ def share_link_box() -> None:
 def open_shared_link() -> None:
     """``/build?p=...``: open the linked project on the canvas as this visitor's copy (validated as an uploaded
     file; a confirmation first when it would replace work on the canvas; undoable)."""
+    from builder.data.sources import check_project
     from builder.graph.share import QUERY_KEY, decode_project
     from builder.runs import owners
 
@@ -311,7 +312,7 @@ def open_shared_link() -> None:
         return
     st.session_state.ll_url_p = value
     try:
-        proj = decode_project(value)
+        proj = check_project(decode_project(value))  # a link names built-in data only, never a server path
     except LayerLabError as e:
         st.error(f"Cannot open the shared link: {ui.md(e)}", icon=":material/link_off:")
         return

@@ -73,8 +73,8 @@ def csv_picker(current: dict) -> dict | None:
     target = c1.selectbox("Target column", cols, index=len(cols) - 1, key="ll_csv_target",
                           help="The column the model predicts")
     task = c2.selectbox("Task", list(TASKS), format_func=TASKS.get, key="ll_csv_task")
-    path = ui.save_upload(up.name, data)
-    return {"kind": "csv", "name": up.name, "file": path, "target": target, "task": task}
+    ref = ui.save_upload(up.name, data)  # an upload id: the spec, the project and the run never hold a path
+    return {"kind": "csv", "name": up.name, "file": ref, "target": target, "task": task}
 
 
 def images_picker(current: dict) -> dict | None:
@@ -88,8 +88,8 @@ def images_picker(current: dict) -> dict | None:
             return {**current, "size": size}
         st.info("Upload a .zip with one folder of images per class.", icon=":material/folder_zip:")
         return None
-    path = ui.save_upload(up.name, up.getvalue())
-    return {"kind": "images", "name": up.name, "file": path, "size": size}
+    ref = ui.save_upload(up.name, up.getvalue())
+    return {"kind": "images", "name": up.name, "file": ref, "size": size}
 
 
 def preview(ds) -> None:

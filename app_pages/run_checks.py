@@ -99,7 +99,7 @@ def drift_section(rec: dict) -> None:
         up = c[0].file_uploader("New data", type=["csv", "txt", "zip"], key=f"ll_drift_up_{rid}")
         if up is not None:
             st.session_state.ll_drift_file = {"run": rid, "name": up.name,
-                                              "path": ui.save_upload(up.name, up.getvalue())}
+                                              "upload": ui.save_upload(up.name, up.getvalue())}
         alpha = float(c[1].number_input("α", 0.001, 0.5, 0.05, 0.01, key=f"ll_drift_alpha_{rid}", format="%.3f",
                                         help="Significance level (Bonferroni-corrected over the features)"))
         got = st.session_state.get("ll_drift_file") or {}
@@ -112,7 +112,8 @@ def drift_section(rec: dict) -> None:
 
             with st.spinner("Comparing…"):
                 try:  # the model runs in the page session's sandboxed probe, never in this process
-                    report = session_probe().drift(ui.store(), rid, got["path"], alpha=alpha)
+                    new = ui.uploads().resolve(got.get("upload"))  # this owner's upload, nobody else's
+                    report = session_probe().drift(ui.store(), rid, str(new), alpha=alpha)
                     st.session_state.ll_drift_report = {"run": rid, "name": got["name"], "alpha": alpha,
                                                         "report": report}
                 except LayerLabError as e:

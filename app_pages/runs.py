@@ -123,7 +123,7 @@ def _open_project(run_id: str) -> None:
     except LayerLabError as e:
         st.session_state.ll_runs_error = str(e)
         return
-    ui.replace_project(proj, f"Opened the project of run {run_id}", data=dataset_spec_of_run(rec),
+    ui.replace_project(proj, f"Opened the project of run {run_id}", data=dataset_spec_of_run(rec, ui.workspace()),
                        goto=nav.BUILD)
     if not st.session_state.get("ll_pending"):
         st.session_state.ll_goto = nav.BUILD

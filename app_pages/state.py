@@ -169,8 +169,8 @@ def init_state() -> None:
         ss.ll_revision = 1
         ss.ll_selected = None
         ss.ll_saved_sig = _sig(ss.ll_project) if restored else None
-        data = (proj.dataset or {}) if restored else {}
-        ss.setdefault("ll_data", dict(data) if data.get("kind") else None)
+        data = _own_data(proj) if restored else None
+        ss.setdefault("ll_data", data)
     ss.setdefault("ll_data", None)
     ss.setdefault("ll_dataset", None)
     ss.setdefault("ll_run", None)
@@ -261,9 +261,20 @@ def undo_replace() -> None:
         flash("Nothing to undo")
         return
     set_project(proj, flash=f"Restored {proj.name}")
-    data = proj.dataset or {}
-    st.session_state.ll_data = dict(data) if data.get("kind") else None
+    st.session_state.ll_data = _own_data(proj)
     autosave()
+
+
+def _own_data(proj: Project) -> dict | None:
+    """The dataset choice of this owner's own saved project (autosave, undo history): an upload saved by its path
+    before upload ids becomes its id (:func:`builder.data.sources.own_spec`); None when it names none."""
+    from builder.data.sources import own_spec
+    from builder.data.uploads import UploadFolder
+
+    data = proj.dataset or {}
+    if not data.get("kind"):
+        return None
+    return own_spec(dict(data), UploadFolder(owners.upload_dir(workspace(), owner())))
 
 
 def project() -> Project:

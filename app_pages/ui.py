@@ -8,10 +8,7 @@ processes (:mod:`builder.runs.jobs`); pages read the run store.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from pathlib import Path
 
 import streamlit as st
 
@@ -82,7 +79,9 @@ def sidebar() -> None:
                               help="A LayerLab project file (.json)")
         if up is not None:
             try:
-                opened = builder.load_project(up.getvalue())
+                from builder.data.sources import check_project
+
+                opened = check_project(builder.load_project(up.getvalue()), uploads())  # no server paths
             except LayerLabError as e:
                 st.error(f"Cannot open {md(up.name)}: {md(e)}")
             else:
@@ -156,24 +155,27 @@ def load_spec(spec: dict):
     return ds
 
 
+def uploads():
+    """This owner's upload folder as the data stage resolves upload ids in it (:mod:`builder.data.uploads`)."""
+    from builder.data.uploads import UploadFolder
+    from builder.runs.owners import upload_dir
+
+    return UploadFolder(upload_dir(workspace(), owner()))
+
+
 def open_spec(spec: dict):
-    """Load a dataset spec without touching session state (also used from training threads)."""
+    """Load a dataset spec without touching session state (also used from training threads): a built-in, or one
+    of this owner's uploads by its id; a path in the spec is refused (:func:`builder.data.sources.check_content`)."""
     from builder.data import DatasetSource, load_dataset
 
-    return load_dataset(DatasetSource.from_spec(spec))
+    folder = uploads()
+    return load_dataset(DatasetSource.from_spec(spec, folder), uploads=folder)
 
 
 def save_upload(name: str, data: bytes) -> str:
-    """Keep an uploaded file in the owner's folder (content-addressed) so runs can be resumed later."""
-    from builder.runs.owners import upload_dir
-
-    suffix = re.sub(r"[^a-z0-9.]", "", Path(name).suffix.lower())[:8]
-    path = upload_dir(workspace(), owner()) / (hashlib.sha1(data).hexdigest()[:16] + suffix)
-    if not path.exists():  # whole or not at all: a full disk is one line and leaves no truncated upload
-        from builder.disk import write_atomic
-
-        write_atomic(path, data, f"the upload {suffix or 'file'}")
-    return str(path)
+    """Keep an uploaded file in the owner's folder (content-addressed) so runs can be resumed later; returns its
+    upload id (``upload:<sha256>.<suffix>``), what the page's spec, the project and the run record name."""
+    return uploads().save(name, data)
 
 
 # ------------------------------------------------------------------------------------------ run store
@@ -343,7 +345,8 @@ def device_options() -> list[tuple[str, str]]:
 
 __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_project", "set_graph", "project",
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
-           "open_spec", "visible_runs", "get_run", "live_runs", "owner", "owner_label", "replace_project", "autosave", "md",
+           "open_spec", "uploads", "save_upload", "visible_runs", "get_run", "live_runs", "owner", "owner_label",
+           "replace_project", "autosave", "md",
            "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_identity", "confirm_replace", "can_control", "can_see", "shared_runs",

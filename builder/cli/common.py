@@ -92,23 +92,60 @@ def emit_text(text: str, output: str | None) -> int:
 
 
 def load_project_arg(file: str) -> Project:
-    """The FILE argument of ``train`` and ``tune``: a project file, or a template name such as ``mlp``."""
+    """The FILE argument of ``train`` and ``tune``: a project file, or a template name such as ``mlp``. A project
+    file follows the content rule (:func:`builder.data.sources.check_project`): its data is a built-in or an
+    upload, never a path; the command line names files with ``--data-path``."""
     if not Path(file).exists():
         name = Path(file).stem if file.endswith(".json") else file
         if name in TEMPLATE_NAMES and not file.endswith(".json"):
             return load_template(name)
-    return load_project(file)
+    from builder.data.sources import check_project  # the data stage: only for a project file
+
+    return check_project(load_project(file))
+
+
+#: arguments that name a folder or file of the local user's: made absolute once, at the door (a job, a trial or
+#: a study runner started later runs in another working folder)
+PATH_ARGS = ("workspace", "data_path", "output", "weights")
+
+
+def resolve_paths(args: argparse.Namespace, cwd: str | Path | None = None) -> argparse.Namespace:
+    """Make every path argument (:data:`PATH_ARGS`, and FILE when it names an existing file) absolute against
+    ``cwd`` (default the working folder), with ``~`` expanded; ``--data-path`` becomes the command line's
+    :class:`~builder.data.sources.LocalFile` (the local user's privilege to name a file).
+
+    >>> ns = resolve_paths(argparse.Namespace(workspace="ws", data_path=None, file="mlp"), "/home/me")
+    >>> ns.workspace, ns.data_path, ns.file
+    ('/home/me/ws', None, 'mlp')
+    """
+    base = Path(cwd or os.getcwd())
+
+    def absolute(value: str) -> str:
+        return os.path.abspath(base / Path(value).expanduser())
+    for name in PATH_ARGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            setattr(args, name, absolute(value))
+    if getattr(args, "data_path", None):
+        from builder.data.sources import LocalFile  # the data stage (~0.3 s): only when a file is named
+
+        args.data_path = LocalFile(args.data_path)
+    file = getattr(args, "file", None)
+    if isinstance(file, str) and file and (base / Path(file).expanduser()).exists():
+        args.file = absolute(file)
+    return args
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command with the CLI's exit codes: 0 done, 1 the graph has problems
-    (one line each), 2 an unusable file or argument (one line, no traceback), 130 interrupted."""
+    (one line each), 2 an unusable file or argument (one line, no traceback), 130 interrupted. Path arguments
+    are made absolute here, once (:func:`resolve_paths`)."""
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        return int(resolve_paths(args).func(args) or 0)
     except ProjectFormatError as e:
         return fail(str(e), 2)
     except GraphError as e:

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="project file, or a template name such as mlp")
     p.add_argument("--dataset", help="dataset name (see `layerlab datasets`); default: the project's")
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE", dest="dataset_option")
+    p.add_argument("--data-path", dest="data_path", help="file or folder for --dataset csv / image_folder (the local "
+                   "user's own; a study started for an app owner names its upload with --dataset-option upload=ID)")
     p.add_argument("--trials", type=int, default=20, help="trials the study should hold in all (default 20)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--search", action="append", default=[], metavar="SPEC",
@@ -96,6 +98,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = _config_overrides(args)
     cfg.pop("metric", None)  # --metric is the objective here; the trainer's metric follows from it
     opts = dict(_kv(o) for o in args.dataset_option)
+    if args.data_path:  # the command line's file: the local user's privilege, never an app owner's study's
+        if args.owner != "local":
+            from builder.errors import LayerLabError
+
+            raise LayerLabError("--data-path names a file of the local user; received: a study of another owner. "
+                                "Fix: name the owner's upload with --dataset-option upload=ID")
+        opts["path"] = args.data_path
     if not args.search:
         from builder.errors import LayerLabError
 

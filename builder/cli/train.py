@@ -307,7 +307,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         project = with_teacher(project, args.teacher, args.distill_temperature, args.distill_alpha)
     cfg = _config_overrides(args)
     opts = dict(args.dataset_option or [])
-    if args.data_path:
+    if args.data_path:  # the command line's file (builder.cli.common.resolve_paths): the local user's privilege
         opts["path"] = args.data_path
     if args.target:
         opts["target"] = args.target
@@ -429,10 +429,11 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         print(model_card(run, curve, store.run_dir(run["id"])))
         return 0
     from builder.escape import terminal_line as tl
+    from builder.runs.summary import shown_dataset_options
 
     print(tl(f"run {run['id']}  ({run.get('name')})"))
     print(tl(f"status      {run['status']}" + (f"  - {run['message']}" if run.get("message") else "")))
-    print(tl(f"dataset     {run['dataset_name']} {run.get('dataset_options') or {}}"))
+    print(tl(f"dataset     {run['dataset_name']} {shown_dataset_options(run)}"))
     print(tl(f"created     {run['created_at']}   finished {run.get('finished_at') or '-'}"))
     cfg = run.get("config") or {}
     print(tl("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {}))))

@@ -1,17 +1,20 @@
 """The decoded-image cache: a dataset's images decoded once into a uint8 array on disk, memory-mapped after that.
 
-One entry per source content (:func:`fingerprint`: the files' names, sizes and modification times for a
-folder, the members' names, sizes and CRC-32 for a zip, the SHA-256 of uploaded bytes, plus the decode size and
-channels) under ``<workspace>/cache/images/<key>/``::
+The cache is shared by every owner, so an entry is keyed by what it was built from, never by names: the SHA-256
+of the source's bytes (:func:`content_hash`: a zip's or an upload's bytes, every file of a folder) plus the decode
+size and channels (:func:`fingerprint`). Names, sizes, modification times and CRC-32s are hints at most (a file's
+hash is remembered for the same path, size, inode and change time). An entry lives under
+``<workspace>/cache/images/<key>/``::
 
     pixels.u8       N x H x W x C uint8, written in place (numpy memmap)
     labels.npy      N int64 class indices
     progress.json   the chunks already decoded and flushed (a killed decode continues from here)
-    meta.json       written last (temp name + atomic rename): only an entry with it is ever read
+    meta.json       written last: only a renamed entry with it is ever read
 
-Chunks of images are decoded by a thread pool (Pillow releases the GIL while it decodes), each written into
-its rows of the memmap and flushed before ``progress.json`` names it, so a half-written entry is completed,
-never trusted. The workspace is ``$LAYERLAB_WORKSPACE`` (else ``~/.layerlab``) unless the pipeline names its
+Chunks of images are decoded by a thread pool (Pillow releases the GIL while it decodes) into ``<key>.partial/``,
+each written into its rows of the memmap and flushed before ``progress.json`` names it (a killed decode continues
+there); the finished folder is renamed to ``<key>/``. A ``<key>/`` that does not open as a complete entry of this
+version (stale or half-written) is moved aside and built again, never trusted. The workspace is ``$LAYERLAB_WORKSPACE`` (else ``~/.layerlab``) unless the pipeline names its
 store's with :func:`use_cache_dir`. Example::
 
     >>> import numpy as np, tempfile
@@ -27,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -40,7 +44,7 @@ import builder.data.limits as limits
 from builder.disk import check_free
 from builder.errors import DatasetError
 
-CACHE_VERSION = 1  # bump when the layout or the decoding changes: old entries are then never read
+CACHE_VERSION = 2  # bump when the layout or the decoding changes: old entries are then never read
 CHUNK = 512  # images per decode task (and per progress record)
 ENV_WORKSPACE = "LAYERLAB_WORKSPACE"  # the same variable as builder.runs.store's (data sits below runs)
 _DIR: ContextVar[Path | None] = ContextVar("layerlab_cache_dir", default=None)
@@ -72,9 +76,49 @@ def cache_dir() -> Path:
 
 
 def fingerprint(*parts: object) -> str:
-    """A 24-hex-digit key of ``parts`` (JSON-encoded; stamps of the source's files, decode settings)."""
+    """The 64-hex-digit SHA-256 key of ``parts`` (JSON-encoded): the source's :func:`content_hash` and the
+    settings the entry was built with.
+
+    >>> len(fingerprint("images", "0" * 64, [8, 8]))
+    64
+    """
     h = hashlib.sha256(json.dumps([CACHE_VERSION, *parts], default=str, separators=(",", ":")).encode())
-    return h.hexdigest()[:24]
+    return h.hexdigest()
+
+
+_HASH_BLOCK = 1 << 20
+_HASH_HINTS: dict[tuple, str] = {}  # (path, size, mtime, inode, ctime) -> SHA-256, in this process only
+
+
+def content_hash(source: str | Path | bytes | bytearray) -> str:
+    """The SHA-256 (hex) of a file's bytes, read once in 1 MiB blocks, or of ``bytes``.
+
+    The cache keys of :mod:`builder.data.images` and :mod:`builder.data.table_cache` are built from it. A path's
+    stat (size, modification and change times, inode) is only a hint to skip hashing the same file again in
+    this process: any write changes its change time. Raises DatasetError when the file cannot be read.
+
+    >>> content_hash(b"abc")[:16]
+    'ba7816bf8f01cfea'
+    """
+    if isinstance(source, (bytes, bytearray)):
+        return hashlib.sha256(source).hexdigest()
+    p = Path(source)
+    try:
+        with p.open("rb") as fh:
+            st = os.fstat(fh.fileno())
+            hint = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            known = _HASH_HINTS.get(hint)
+            if known is not None:
+                return known
+            h = hashlib.sha256()
+            while block := fh.read(_HASH_BLOCK):
+                h.update(block)
+    except OSError as e:
+        raise DatasetError(f"{p.name}: cannot read ({e.strerror})") from None
+    if len(_HASH_HINTS) > 4096:
+        _HASH_HINTS.clear()
+    _HASH_HINTS[hint] = h.hexdigest()
+    return _HASH_HINTS[hint]
 
 
 def entry_dir(key: str, kind: str = "images") -> Path:
@@ -120,7 +164,7 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
     d = entry_dir(key)
     n = len(labels)
     h, w, c = (int(s) for s in shape)
-    if (d / "meta.json").is_file():
+    if d.exists():
         opened = _open(d, n, (h, w, c))
         if opened is not None:
             return opened
@@ -129,12 +173,13 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
                            "the dataset from its folder or zip")
     nbytes = n * h * w * c
     check_cache_bytes(nbytes, n, (h, w, c))
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / "pixels.u8"
-    done = _progress(d, n, (h, w, c))
+    work = d.with_name(d.name + ".partial")  # decoded here, renamed to ``d`` once complete
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "pixels.u8"
+    done = _progress(work, n, (h, w, c))
     if not path.is_file() or path.stat().st_size != nbytes:
         done = set()
-        check_free_disk(d, nbytes, "the decoded images", ", or a smaller image size")
+        check_free_disk(work, nbytes, "the decoded images", ", or a smaller image size")
         with open(path, "wb") as f:
             f.truncate(nbytes)  # sparse: the chunks fill it
     mm = np.memmap(path, dtype=np.uint8, mode="r+", shape=(n, h, w, c))
@@ -144,7 +189,7 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
         progress(total_done, n)
     deadline = time.monotonic() + limits.MAX_DECODE_SECONDS
 
-    def work(k: int) -> int:
+    def work_on(k: int) -> int:
         lo, hi = k * CHUNK, min(n, (k + 1) * CHUNK)
         for i in range(lo, hi):
             mm[i] = decode(i)
@@ -153,7 +198,7 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
     nw = workers or min(8, os.cpu_count() or 1)
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=nw, thread_name_prefix="layerlab-decode") as pool:
-        futures = [pool.submit(work, k) for k in chunks]
+        futures = [pool.submit(work_on, k) for k in chunks]
         for fut in as_completed(futures):
             try:
                 k = fut.result()
@@ -163,8 +208,8 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
             mm.flush()
             done.add(k)
             total_done += min(CHUNK, n - k * CHUNK)
-            write_json(d / "progress.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c],
-                                              "done": sorted(done)})
+            write_json(work / "progress.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c],
+                                                 "done": sorted(done)})
             if progress is not None:
                 progress(total_done, n)
             if time.monotonic() > deadline and not errors:
@@ -178,13 +223,41 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
     if errors:
         raise errors[0] if isinstance(errors[0], DatasetError) else DatasetError(
             f"decoding the images failed: {type(errors[0]).__name__}: {str(errors[0])[:200]}") from errors[0]
-    np.save(d / "labels.npy", np.asarray(labels, dtype=np.int64))
-    write_json(d / "meta.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c]})
-    opened = _open(d, n, (h, w, c))
+    np.save(work / "labels.npy", np.asarray(labels, dtype=np.int64))
+    write_json(work / "meta.json", {"version": CACHE_VERSION, "n": n, "shape": [h, w, c]})
+    opened = _publish(work, d, n, (h, w, c))
     if opened is None:
-        raise DatasetError(f"the image cache entry {d} could not be read back after writing it. Fix: delete the "
-                           "folder and load again")
+        raise DatasetError(f"the image cache entry {key} could not be read back after writing it. Fix: delete the "
+                           "cache folder and load again")
     return opened
+
+
+def _publish(work: Path, d: Path, n: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rename a complete entry ``work`` to ``d`` (a stale or half-written ``d`` is moved aside first; an entry
+    another process completed meanwhile is used as it is) and open it."""
+    for _ in range(2):
+        try:
+            os.rename(work, d)
+            break
+        except FileNotFoundError:  # another process renamed the same work folder (the same content) first
+            break
+        except OSError:  # ``d`` exists: complete (another process) or stale
+            if _open(d, n, shape) is not None:
+                shutil.rmtree(work, ignore_errors=True)
+                break
+            discard(d)
+    return _open(d, n, shape)
+
+
+def discard(d: Path) -> None:
+    """Move a stale or half-written cache entry aside (one rename: readers never see it half-deleted) and delete
+    it."""
+    aside = d.with_name(f"{d.name}.stale.{os.getpid()}.{time.time_ns()}")
+    try:
+        os.rename(d, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def check_free_disk(d: Path, nbytes: int, what: str, fix: str = "") -> None:
@@ -236,5 +309,6 @@ def write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "entry_dir", "fingerprint",
+__all__ = ["build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "content_hash", "discard",
+           "entry_dir", "fingerprint",
            "use_cache_dir", "write_json", "CHUNK"]

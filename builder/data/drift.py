@@ -478,14 +478,15 @@ def load_new_inputs(ds: Dataset, path: str | Path) -> torch.Tensor:
     """
     import torch
 
-    from builder.data.sources import DatasetSource, load_dataset
+    from builder.data.sources import DatasetSource, LocalFile, load_dataset
 
     src = DatasetSource.of(ds.info)
     if src.name != "image_folder":
         raise DatasetError(f"new data from a file needs a run trained on an image folder or a table; received a run "
                            f"on {src.name!r}. Fix: pass the new inputs as a tensor (activation_drift)")
-    opts = {k: v for k, v in src.options.items() if k not in ("path", "fold", "folds")}
-    new = load_dataset(DatasetSource(src.name, {**opts, "path": str(path)}))
+    opts = {k: v for k, v in src.options.items() if k not in ("path", "upload", "fold", "folds")}
+    # ``path`` comes from the CLI's command line or the server's resolved upload, never from content
+    new = load_dataset(DatasetSource(src.name, {**opts, "path": LocalFile(Path(path))}))
     return torch.cat([s.X for s in (new.train, new.val, new.test) if len(s)])
 
 

@@ -77,8 +77,7 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
     index = {c: k for k, c in enumerate(classes)}
     labels = [index[c] for c, _, _, _ in files]
     use_cache = cache if cache is not None else len(files) >= limits.CACHE_MIN_IMAGES
-    key = cache_mod.fingerprint("images", size, channels, [(c, n, st) for c, n, _, st in files]) if use_cache \
-        else None
+    key = cache_mod.fingerprint("images", size, channels, _content(path, p, files)) if use_cache else None
     shape = cache_mod.cached_shape(key) if key is not None else None
     if shape is not None:  # decoded before: no header is read, nothing is decoded
         pixels, _ = cache_mod.build_pixel_cache(key, labels, shape, None)
@@ -107,6 +106,17 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
         info.task = "binary"
     return finish_pixels(pixels, np.asarray(labels, dtype=np.int64), info, task=task, seed=seed,
                          val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize)
+
+
+def _content(path: str | Path | bytes, p: Path, files: list) -> str:
+    """The SHA-256 of what a cache entry is built from (its key; :func:`builder.data.cache.content_hash`): the
+    zip's bytes, or for a folder every image's name and bytes. Listings (names, sizes, CRC-32s) are never keys:
+    another owner can make a zip with the same listing and other pixels."""
+    from builder.data.cache import content_hash
+
+    if isinstance(path, (bytes, bytearray)) or p.is_file():
+        return content_hash(path if isinstance(path, (bytes, bytearray)) else p)
+    return content_hash("\n".join(f"{c}/{n}:{content_hash(read(None))}" for c, n, read, _ in files).encode())
 
 
 def _channels(files: list, p: Path, channels: int | None) -> int:

@@ -5,19 +5,31 @@ the Data page and the run store (``dataset_name`` + ``dataset_options``, :meth:`
 describe a dataset as a name plus options; :meth:`DatasetSource.of` reads each of these forms and
 :func:`load_dataset` dispatches on the source's kind. The user-file kinds (CSV, image folder/zip) are listed
 once in :data:`SOURCE_KINDS`: adding one touches this module (plus its loader) and the Data page's picker.
-Example::
+
+What content (a project, a link, a form, a job, a run record) may say about data is decided here, once, for
+every door: a built-in's name with its options, or one of the actor's own uploads by its opaque id (option
+``upload``: ``upload:<id>``, :mod:`builder.data.uploads`), resolved inside the folder the caller hands in
+(``uploads=``, the actor's :func:`builder.runs.owners.upload_dir`). A server path anywhere in content (option
+``path``, ``root``, ``file``, ``dir``, any value that looks like a path, ``file://`` ...) is refused by
+:func:`content_problems` before anything is opened, with a message that quotes no value and no file. Only the
+CLI's local user names files, on its command line: the CLI turns those into :class:`LocalFile` at its door, a type
+no decoded content can produce. Example::
 
     >>> ds = load_dataset("moons", n_samples=200, seed=0)
     >>> ds.info.input_shape, ds.info.num_classes, len(ds.train) + len(ds.val) + len(ds.test)
     ((2,), 2, 200)
-    >>> DatasetSource.of({"kind": "csv", "name": "t.csv", "file": "/u/t.csv", "target": "y", "task": ""})
-    DatasetSource(name='csv', options={'path': '/u/t.csv', 'target': 'y'}, label='t.csv')
+    >>> DatasetSource.of({"kind": "csv", "name": "t.csv", "file": "upload:0123456789abcdef.csv", "target": "y"})
+    DatasetSource(name='csv', options={'upload': 'upload:0123456789abcdef.csv', 'target': 'y'}, label='t.csv')
+    >>> content_problems(DatasetSource("csv", {"path": "/etc/passwd", "target": "y"}))
+    ['option path names a file on the server']
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +39,7 @@ from builder.data.builtin import is_builtin, list_names, load_builtin
 from builder.data.images import load_image_folder
 from builder.data.splits import Dataset, DatasetInfo, fold_split
 from builder.data.tabular import load_csv
+from builder.data.uploads import UploadFolder, is_upload_id, no_upload
 from builder.errors import DatasetError
 from builder.escape import terminal_line
 
@@ -36,10 +49,138 @@ SPEC_KEYS = ("kind", "name", "options", "file", "target", "task", "size")
 _SPLIT_ARGS: dict[str, Any] = {"seed": 0, "val_fraction": 0.15, "test_fraction": 0.15, "task": None}
 
 
+#: option keys that name a file: content never gives one (an upload is option ``upload``)
+PATH_KEYS = frozenset({"path", "root", "file", "dir", "folder", "directory", "data_dir", "filename", "filepath",
+                       "url", "uri", "location", "source", "src"})
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+class LocalFile(str):
+    """A file named by a trusted caller: the CLI's local user on its command line (its privilege), or the server
+    once it resolved one of the actor's uploads. Made only by code at those doors, never by decoded content (JSON
+    gives plain strings), so a project, a link, a form or a job cannot name one. It is the absolute path as text,
+    so it records and serialises as one."""
+
+    __slots__ = ()
+
+    def __new__(cls, path: str | Path, cwd: str | Path | None = None) -> LocalFile:
+        p = Path(path).expanduser()
+        return super().__new__(cls, os.path.abspath(Path(cwd or os.getcwd()) / p))
+
+    @property
+    def path(self) -> Path:
+        """The file as a Path."""
+        return Path(str(self))
+
+
+def _looks_like_path(value: str) -> bool:
+    """Whether a string from content could name a file or a URL (an upload id is not one)."""
+    if is_upload_id(value):
+        return False
+    v = value.strip()
+    return ("/" in v or "\\" in v or "\0" in v or v.startswith("~") or v in (".", "..") or bool(_SCHEME.match(v))
+            or os.sep in v)
+
+
+def _path_values(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` (a string, or lists and dicts of them) holds something that looks like a path."""
+    if isinstance(value, str):
+        return _looks_like_path(value)
+    if isinstance(value, LocalFile | Path):
+        return True
+    if depth > 8:
+        return True
+    if isinstance(value, dict):
+        return any(_path_values(k, depth + 1) or _path_values(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_path_values(v, depth + 1) for v in value)
+    return False
+
+
+def content_problems(source: Any) -> list[str]:
+    """Every way a dataset description from content names a file on the server (empty: none).
+
+    Content may name a built-in and its options, or an upload (option ``upload`` holding ``upload:<id>``); a
+    path in any key or value is refused, except a :class:`LocalFile` (the CLI's command line). The problems name
+    the option keys only, never a value, so nothing of a file, or whether it exists, shows.
+    """
+    try:
+        src = DatasetSource.of(source)
+    except DatasetError as e:
+        return [str(e)]
+    problems = []
+    if _looks_like_path(src.name):
+        problems.append("the dataset name names a file on the server")
+    for key, value in src.options.items():
+        shown = terminal_line(str(key), 40)
+        if isinstance(value, LocalFile) and key == "path":
+            continue
+        if key == "upload":
+            if not is_upload_id(value):
+                problems.append("option upload is not an upload id")
+        elif str(key).lower() in PATH_KEYS or _path_values(value) or _path_values(key):
+            problems.append(f"option {shown} names a file on the server")
+    return problems
+
+
+def check_content(source: Any) -> None:
+    """Refuse a dataset description from content that names a server path (:func:`content_problems`, every
+    problem at once). Raises DatasetError."""
+    problems = content_problems(source)
+    if problems:
+        raise DatasetError("a dataset in a project, link or form is a built-in dataset or one of your uploads, "
+                           f"never a file on the server; received: {'; '.join(problems)}. Fix: upload the file on "
+                           "the Data page (or pass it on the command line with --data-path) and pick it there")
+
+
+def project_problems(project: Any) -> list[str]:
+    """Every way a project's data (its ``dataset`` choice, ``training.dataset``) names a file on the server: what
+    :func:`check_project` refuses when a project or a link is opened."""
+    problems = []
+    dataset = getattr(project, "dataset", None)
+    if dataset:
+        problems += content_problems(dataset if "kind" in dataset or "name" in dataset
+                                     else {"name": "", "options": dataset})
+    training = getattr(project, "training", None) or {}
+    name = training.get("dataset")
+    if name is not None and (not isinstance(name, str) or _looks_like_path(name)):
+        problems.append("training.dataset names a file on the server")
+    return problems
+
+
+def own_spec(spec: dict | None, uploads: UploadFolder | None) -> dict | None:
+    """A Data page spec with a path saved before upload ids (``file``: a file of the actor's own upload folder)
+    rewritten to that upload's id; any other spec as it is.
+
+    >>> own_spec({"kind": "builtin", "name": "moons"}, None)
+    {'kind': 'builtin', 'name': 'moons'}
+    """
+    if not isinstance(spec, dict) or spec.get("kind") not in _BY_PAGE_KIND or uploads is None:
+        return spec
+    ref = uploads.id_of(spec.get("file"))
+    return {**spec, "file": ref} if ref is not None else spec
+
+
+def check_project(project: Any, uploads: UploadFolder | None = None) -> Any:
+    """Refuse a project (an opened file, a link, a class starter) whose data names a server path; return it
+    otherwise, with an upload path of the actor's own folder (``uploads``, a project saved before upload ids)
+    rewritten to its id. The message names the offending keys only. Raises DatasetError."""
+    spec = own_spec(getattr(project, "dataset", None), uploads)
+    if spec is not getattr(project, "dataset", None):
+        project = project.model_copy(update={"dataset": spec})
+    problems = project_problems(project)
+    if problems:
+        raise DatasetError("a project names its data as a built-in dataset or one of your uploads, never a file on "
+                           f"the server; received: {'; '.join(problems)}. Fix: open the project, then pick the data "
+                           "on the Data page (or pass --data-path on the command line)")
+    return project
+
+
 def _known_options(loader: Callable, opts: dict, fixed: tuple[str, ...] = ()) -> None:
     """Refuse options the loader does not take, naming the ones it does (before any file is read)."""
     known = [n for n, p in inspect.signature(loader).parameters.items()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in (*_SPLIT_ARGS, "path", *fixed)]
+    opts = {k: v for k, v in opts.items() if k != "upload"}
     unknown = sorted(str(k) for k in opts if k not in known)
     if unknown:
         close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
@@ -60,26 +201,32 @@ def _load_images(path: Any, opts: dict, split: dict, label: str | None) -> Datas
     return load_image_folder(path, **split, **opts)
 
 
+def _file_option(spec: dict) -> dict:
+    """The page spec's ``file`` as an option: ``upload`` for an upload id, else ``path`` (refused for content)."""
+    f = spec.get("file")
+    return {"upload": f} if is_upload_id(f) else {"path": f}
+
+
 def _csv_spec(src: DatasetSource) -> dict:
     o = src.options
-    return {"kind": "csv", "name": src.label or Path(str(o["path"])).name, "file": o["path"],
-            "target": o.get("target"), "task": o.get("task")}
+    return {"kind": "csv", "name": src.shown_file(), "file": src.file_ref(), "target": o.get("target"),
+            "task": o.get("task")}
 
 
 def _images_spec(src: DatasetSource) -> dict:
     o = src.options
     size = o.get("size")
     size = (size or [32])[0] if isinstance(size, (list, tuple)) else int(size or 32)
-    return {"kind": "images", "name": src.label or Path(str(o["path"])).name, "file": o["path"], "size": size}
+    return {"kind": "images", "name": src.shown_file(), "file": src.file_ref(), "size": size}
 
 
 def _csv_from_spec(spec: dict) -> dict:
-    return {"path": spec.get("file"), "target": spec.get("target"), "task": spec.get("task") or None}
+    return {**_file_option(spec), "target": spec.get("target"), "task": spec.get("task") or None}
 
 
 def _images_from_spec(spec: dict) -> dict:
     size = int(spec.get("size", 32))
-    return {"path": spec.get("file"), "size": [size, size], "task": spec.get("task") or None}
+    return {**_file_option(spec), "size": [size, size], "task": spec.get("task") or None}
 
 
 @dataclass(frozen=True)
@@ -96,7 +243,7 @@ class SourceKind:
     load: Callable[[Any, dict, dict, str | None], Dataset]
     to_spec: Callable[[DatasetSource], dict]
     from_spec: Callable[[dict], dict]
-    required: tuple[str, ...] = ("path",)
+    required: tuple[str, ...] = ()  # besides the file (option ``upload``, or ``path`` from the command line)
     missing: str = ""  # the message when a required option is missing
     suffixes: tuple[str, ...] = ()  # file name endings that pick this kind for a bare --data-path
     aliases: tuple[str, ...] = ()
@@ -104,10 +251,12 @@ class SourceKind:
 
 #: the user-file kinds, in the Data page's order (after "builtin")
 SOURCE_KINDS: dict[str, SourceKind] = {k.name: k for k in (
-    SourceKind("csv", "csv", "CSV file", _load_csv, _csv_spec, _csv_from_spec, required=("path", "target"),
-               missing="the csv dataset needs options path=... and target=...", suffixes=(".csv",)),
+    SourceKind("csv", "csv", "CSV file", _load_csv, _csv_spec, _csv_from_spec, required=("target",),
+               missing="the csv dataset needs options upload=... (or --data-path) and target=...",
+               suffixes=(".csv",)),
     SourceKind("image_folder", "images", "Image folder (.zip)", _load_images, _images_spec, _images_from_spec,
-               missing="the image_folder dataset needs option path=... (a folder or a .zip)", aliases=("images",)),
+               missing="the image_folder dataset needs option upload=... (or --data-path: a folder or a .zip)",
+               aliases=("images",)),
 )}
 _BY_ALIAS = {a: k for k in SOURCE_KINDS.values() for a in (k.name, *k.aliases)}
 _BY_PAGE_KIND = {k.kind: k for k in SOURCE_KINDS.values()}
@@ -185,51 +334,125 @@ class DatasetSource:
                            f"{type(source).__name__}. Fix: pass e.g. 'digits' or DatasetSource('csv', {{...}})")
 
     @classmethod
-    def from_spec(cls, spec: dict) -> DatasetSource:
+    def from_spec(cls, spec: dict, uploads: UploadFolder | None = None) -> DatasetSource:
         """The source of the Data page's (and project file's) dict: ``{"kind": "builtin", "name", "options"}``,
-        ``{"kind": "csv", "name", "file", "target", "task"}`` or ``{"kind": "images", "name", "file", "size"}``."""
+        ``{"kind": "csv", "name", "file", "target", "task"}`` or ``{"kind": "images", "name", "file", "size"}``
+        (``file``: an upload id). A project saved before upload ids kept the upload's absolute path: with
+        ``uploads`` (the actor's folder) a path naming a file of that folder becomes its id; any other path stays,
+        so loading refuses it."""
         k = _BY_PAGE_KIND.get(spec.get("kind", "builtin"))
         if k is None:
             return cls(str(spec.get("name")), dict(spec.get("options") or {}))
         opts = {o: v for o, v in k.from_spec(spec).items() if v is not None}
+        ref = uploads.id_of(opts.get("path")) if uploads is not None else None
+        if ref is not None:
+            opts = {"upload": ref, **{o: v for o, v in opts.items() if o != "path"}}
         return cls(k.name, opts, spec.get("name"))
 
     @classmethod
-    def from_run(cls, run: dict) -> DatasetSource | None:
-        """The source of a run row (``dataset_name`` + ``dataset_options``); None when the run names none."""
+    def from_run(cls, run: dict, uploads: UploadFolder | None = None, *, local: bool = False) -> DatasetSource | None:
+        """The source of a run row (``dataset_name`` + ``dataset_options``); None when the run names none.
+
+        A run recorded before upload ids kept its upload's absolute path: with ``uploads`` (the run owner's
+        folder) such a path becomes the upload's id when it names a file of that folder. With ``local`` (a run
+        of the CLI's local user) a recorded path is the command line's :class:`LocalFile`. Any other path is
+        left as it is, so loading refuses it."""
         name = run.get("dataset_name")
-        return cls(name, dict(run.get("dataset_options") or {})) if name else None
+        if not name:
+            return None
+        opts = dict(run.get("dataset_options") or {})
+        path = opts.get("path")
+        if isinstance(path, str) and path:
+            ref = uploads.id_of(path) if uploads is not None else None
+            if ref is not None:
+                opts.pop("path")
+                opts["upload"] = ref
+            elif local:
+                opts["path"] = LocalFile(path)
+        shown = str((run.get("dataset_info") or {}).get("name") or "")  # "csv:<the upload's name>"
+        label = shown.split(":", 1)[1] if ":" in shown and _BY_ALIAS.get(name) is not None else None
+        return cls(name, opts, label or None)
+
+    def file_ref(self) -> str | None:
+        """The upload id of this source, or the command line's path as text (the CLI only); None for built-ins
+        and for a path from content (never shown, never loaded)."""
+        ref = self.options.get("upload")
+        if is_upload_id(ref):
+            return ref
+        path = self.options.get("path")
+        return str(path) if isinstance(path, LocalFile) else None
+
+    def shown_file(self) -> str:
+        """The file as shown to people: the upload's label (its original name) or id, a command-line file's name;
+        never a folder on the server."""
+        if self.label:
+            return Path(str(self.label)).name or "upload"
+        ref = self.options.get("upload")
+        if ref is not None:
+            return str(ref)
+        path = self.options.get("path")
+        return Path(str(path)).name if path else "upload"
 
     def to_spec(self) -> dict:
         """The Data page's dict for this source (built-ins without the ``seed`` and ``task`` of a run)."""
         k = self.upload
-        if k is not None and self.options.get("path"):
+        if k is not None:
             return k.to_spec(self)
         return {"kind": "builtin", "name": self.name,
                 "options": {o: v for o, v in self.options.items() if o not in ("seed", "task")}}
 
     def display(self) -> str:
-        """The dataset as shown to people: the name, or ``csv: file.csv`` for an upload."""
-        path = self.options.get("path")
-        if self.upload is not None and path:
-            return f"{self.name}: {Path(str(path)).name}"
+        """The dataset as shown to people: the name, or ``csv: file.csv`` for an upload (never a server path)."""
+        if self.upload is not None and (self.file_ref() or self.options.get("path")):
+            return f"{self.name}: {self.shown_file()}"
         return self.name
 
+    def shown_options(self) -> dict:
+        """The options as shown to people (model cards, job files, MLflow): a file as :meth:`shown_file`."""
+        out = {k: v for k, v in self.options.items() if k not in ("path", "upload")}
+        if self.upload is not None and (self.file_ref() or self.options.get("path")):
+            out = {"file": self.shown_file(), **out}
+        return {k: (v if not _path_values(v) else "(a file)") for k, v in out.items()}
+
     def reloadable(self) -> bool:
-        """Whether :func:`load_dataset` can load this source again (a built-in, or a file by its path)."""
-        return bool(self.options.get("path")) if self.upload is not None else is_builtin(self.name)
+        """Whether :func:`load_dataset` can load this source again (a built-in, an upload, a file of the command
+        line: a run records it as text, reloaded for the CLI's own runs, :meth:`from_run`)."""
+        if self.upload is None:
+            return is_builtin(self.name)
+        return bool(self.options.get("upload") or self.options.get("path"))
+
+    def open_file(self, uploads: UploadFolder | str | Path | None) -> tuple[Path, dict]:
+        """The file of a user-file source and the options a run records for it: an upload resolved inside
+        ``uploads`` (the actor's folder), or the command line's :class:`LocalFile`. Raises DatasetError: a path
+        from content (:func:`check_content`), an upload that is not the actor's (one message for all)."""
+        check_content(self)
+        ref = self.options.get("upload")
+        if ref is not None:
+            if uploads is None:
+                raise no_upload(ref)
+            folder = uploads if isinstance(uploads, UploadFolder) else UploadFolder(uploads)
+            return folder.resolve(ref), {"upload": ref}
+        path = self.options.get("path")
+        if isinstance(path, LocalFile):
+            return path.path, {"path": str(path)}  # recorded as text: reloaded for the CLI's own runs only
+        k = self.upload
+        raise DatasetError(k.missing if k is not None else f"{self.name} is not a file dataset")
 
     def load(self) -> Dataset:
         """Load this source (see :func:`load_dataset`)."""
         return load_dataset(self)
 
 
-def load_dataset(source: Any, **options: Any) -> Dataset:
+def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = None, **options: Any) -> Dataset:
     """Load a dataset from any source description and split it (seeded, stratified for classification).
 
     Args:
-        source: a built-in name from :func:`list_datasets`, ``csv`` (options ``path``, ``target``) or
-            ``image_folder`` (option ``path``: a folder or a .zip), or anything :meth:`DatasetSource.of` reads.
+        source: a built-in name from :func:`list_datasets`, ``csv`` (options ``upload``, ``target``) or
+            ``image_folder`` (option ``upload``: a .zip), or anything :meth:`DatasetSource.of` reads. A file is
+            an upload id (resolved in ``uploads``) or the CLI's :class:`LocalFile` (option ``path``); any path
+            from content is refused (:func:`check_content`) before anything is opened.
+        uploads: the actor's upload folder (:func:`builder.runs.owners.upload_dir`); without it no upload
+            resolves.
         options: dataset options (``n_samples``, ``noise``, ...; unknown ones are an error), and for every
             dataset ``seed`` (generation and split), ``val_fraction``, ``test_fraction``, ``task`` (an override,
             e.g. ``"reconstruction"``), ``flatten`` (images as flat vectors) and ``folds`` with ``fold``
@@ -239,6 +462,7 @@ def load_dataset(source: Any, **options: Any) -> Dataset:
         DatasetError: unknown name or option, bad values, unreadable user data.
     """
     src = DatasetSource.of(source, options)
+    check_content(src)
     opts = dict(src.options)
     flatten = bool(opts.pop("flatten", False))
     split = {k: opts.pop(k, default) for k, default in _SPLIT_ARGS.items()}
@@ -251,11 +475,22 @@ def load_dataset(source: Any, **options: Any) -> Dataset:
                 raise DatasetError(f"unknown dataset {src.name!r}; known datasets: {known}")
             ds = load_builtin(src.name, **split, **opts)
         else:
-            if any(o not in opts for o in kind.required):
+            if any(o not in opts for o in kind.required) or not (opts.get("upload") or opts.get("path")):
                 raise DatasetError(kind.missing)
-            ds = kind.load(opts.pop("path"), opts, split, src.label)
+            file, recorded = src.open_file(uploads)
+            opts.pop("path", None)
+            opts.pop("upload", None)
+            shown = src.shown_file()
+            try:
+                ds = kind.load(file, opts, split, shown)
+            except DatasetError as e:  # messages name the upload as people know it, never its folder
+                raise DatasetError(str(e).replace(str(file), shown).replace(file.name, shown)) from None
+            ds.info.options = {**{k: v for k, v in ds.info.options.items() if k != "path"}, **recorded}
+            ds.info.name, ds.info.description = (t.replace(file.name, shown) for t in (ds.info.name,
+                                                                                      ds.info.description))
     return ds.flattened() if flatten else ds
 
 
-__all__ = ["DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "source_kinds", "kind_for_path",
+__all__ = ["DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "LocalFile", "source_kinds",
+           "kind_for_path", "content_problems", "check_content", "project_problems", "check_project", "own_spec",
            "load_dataset"]

@@ -1,7 +1,7 @@
 """The table cache: a large CSV parsed once, in chunks, into float32 features on disk, memory-mapped after that.
 
-One entry per file content (a path's name, size and modification time; the SHA-256 of uploaded bytes) plus the
-target and task, beside the image cache (:mod:`builder.data.cache`) under ``<workspace>/cache/tables/<key>/``::
+The cache is shared by every owner: one entry per file content (the SHA-256 of the file's bytes,
+:func:`builder.data.cache.content_hash`; never its path, size or modification time) plus the target and task, beside the image cache (:mod:`builder.data.cache`) under ``<workspace>/cache/tables/<key>/``::
 
     features.f32    rows x features float32, before standardisation (NaN: a missing number)
     targets.npy     rows targets: int64 class indices or float32 values

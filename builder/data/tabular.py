@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import hashlib
 import io
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import builder.data.limits as limits
-from builder.data.cache import fingerprint
+from builder.data.cache import content_hash, fingerprint
 from builder.data.files import _too_large, read_head, read_limited, regular_file
 from builder.data.splits import TASKS, Dataset, DatasetInfo
 from builder.data.table_cache import load_table, open_cached
@@ -47,15 +46,16 @@ def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, 
     if not isinstance(path, (bytes, bytearray)):
         p = regular_file(path, "CSV file")
         st = p.stat()
-        key = fingerprint("table", str(p.resolve()), st.st_size, st.st_mtime_ns, target, task)
-        hit = open_cached(key) if st.st_size <= limits.MAX_CSV_BYTES else None
+        if st.st_size <= limits.MAX_CSV_BYTES:  # the cache is shared by every owner: keyed by the bytes' SHA-256
+            key = fingerprint("table", content_hash(p), target, task)
+        hit = open_cached(key) if key is not None else None
         if hit is not None:  # parsed before: nothing is read but the entry
             X, y, enc, note = hit
             return _dataset(X, y, enc, note, path, target, label, seed, val_fraction, test_fraction)
     src = _inspect(path, label)
     if src.cached:
-        if key is None:
-            key = fingerprint("table", hashlib.sha256(src.data).hexdigest(), target, task)  # type: ignore[arg-type]
+        if key is None:  # uploaded bytes (a path was hashed above)
+            key = fingerprint("table", content_hash(src.data), target, task)  # type: ignore[arg-type]
         X, y, enc = load_table(key, src.frames, target, task, label, note=src.note)
     else:
         X, y, enc = _encode_in_memory(src, target, task, label)

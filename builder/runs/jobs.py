@@ -47,6 +47,7 @@ from builder.runs.owners import owner_of
 from builder.runs.quotas import admit, check_quota
 from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
 from builder.runs.store import CONTROL_ACTIONS, RunStore
+from builder.runs.summary import run_source
 from builder.training.callbacks import Callback
 
 ENV_MAX_JOBS = "LAYERLAB_MAX_JOBS"
@@ -783,9 +784,12 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
             return 0
         else:  # a new run, or one stopped before its first checkpoint: train from the start
             config = {**first.config, **spec.config} if first is not spec else dict(spec.config or {})
+            # the submitter's uploads resolve in its own folder; a path only in a job of the CLI's local user
+            src = run_source(store.workspace, {"dataset_name": first.dataset, "dataset_options": first.dataset_options,
+                                    "owner": first.owner})
             result = run_training(first.project, first.dataset, config, store, callbacks,
-                                  dataset_options=first.dataset_options, adapt=first.adapt, run_id=run_id,
-                                  tracking=spec.tracking)
+                                  dataset_options=src.options if src is not None else first.dataset_options,
+                                  adapt=first.adapt, run_id=run_id, owner=first.owner, tracking=spec.tracking)
     except Exception as e:
         if isinstance(e, DiskFullError):  # one line, as everywhere (builder.disk)
             print(f"job {run_id}: {e}", flush=True)

@@ -20,6 +20,7 @@ from builder.disk import on_full_disk
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
 from builder.runs.folder import RunFolder
+from builder.runs.summary import shown_dataset_options
 from builder.training.lineage import baseline_line
 from builder.training.prune import latency_cell, latency_text
 
@@ -103,7 +104,7 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             + (f", classes: {md_text(', '.join(map(str, classes)), 2000)}" if classes else ""),
             f"- split (seeded{', stratified' if info.get('task') in ('multiclass', 'binary') else ''}): "
             f"train {_fmt(sizes.get('train', '-'))}, validation {_fmt(sizes.get('val', '-'))}, test "
-            f"{_fmt(sizes.get('test', '-'))}; options {_fmt(str(run.get('dataset_options') or {}))}"]
+            f"{_fmt(sizes.get('test', '-'))}; options {_fmt(str(shown_dataset_options(run)))}"]
     if info.get("description"):
         out.append(f"- {md_text(info['description'], 2000, line_start=True)}")
     for note in info.get("notes") or []:

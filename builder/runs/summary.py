@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import LayerLabError
+from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.status import RunStatus, is_live
 from builder.runs.store import RunStore, graph_hash
+
+if TYPE_CHECKING:
+    from builder.data.sources import DatasetSource
 
 
 def best_epoch(epochs: list[dict]) -> dict:
@@ -53,7 +58,7 @@ def run_overview(store: RunStore, run: dict) -> dict:
         out["params"] = infer_shapes(load_project(full["project"]).graph).total_params
         out["config"] = full.get("config") or {}
         out["dataset_info"] = full.get("dataset_info") or {}
-        out["dataset_options"] = full.get("dataset_options") or {}
+        out["dataset_options"] = shown_dataset_options(full)
         out["duration_s"] = duration_s(full)
     except (LayerLabError, ValueError, TypeError, KeyError):
         pass
@@ -65,8 +70,30 @@ def run_overview(store: RunStore, run: dict) -> dict:
     return out
 
 
+def run_source(workspace: str | Path | None, run: dict) -> DatasetSource | None:
+    """The dataset source a run recorded, read as its owner's: an upload path recorded before upload ids
+    becomes the upload's id when it lies in the run owner's upload folder
+    (:func:`builder.runs.owners.upload_dir`); a path recorded by the CLI's local user stays its command-line file.
+    None when the run names no dataset."""
+    from builder.data.sources import DatasetSource
+    from builder.data.uploads import UploadFolder
+
+    owner = owner_of(run)
+    uploads = UploadFolder(upload_dir(workspace, owner)) if workspace is not None else None
+    return DatasetSource.from_run(run, uploads, local=owner == LOCAL_OWNER)
+
+
+def shown_dataset_options(run: dict) -> dict:
+    """A run's dataset options as shown to people (model cards, tables, MLflow, ``runs show``): an upload as its
+    name or id, never a path on the server (:meth:`builder.data.sources.DatasetSource.shown_options`)."""
+    from builder.data.sources import DatasetSource
+
+    src = DatasetSource.from_run(run)
+    return src.shown_options() if src is not None else {}
+
+
 def dataset_label(run: dict) -> str:
-    """The dataset of a run as shown to people: the name, or ``csv: file.csv`` for an upload."""
+    """The dataset of a run as shown to people: the name, or ``csv: file.csv`` for an upload (never a path)."""
     from builder.data.sources import DatasetSource
 
     src = DatasetSource.from_run(run)
@@ -112,11 +139,10 @@ def finished_run(store: RunStore, graph: Any, owner: str | None) -> dict | None:
     return None
 
 
-def dataset_spec_of_run(run: dict) -> dict | None:
-    """The Data page's dataset choice that reproduces a run's dataset (None when the run names none)."""
-    from builder.data.sources import DatasetSource
-
-    src = DatasetSource.from_run(run)
+def dataset_spec_of_run(run: dict, workspace: str | Path | None = None) -> dict | None:
+    """The Data page's dataset choice that reproduces a run's dataset (None when the run names none); an upload
+    by its id (:func:`run_source`), never a path."""
+    src = run_source(workspace, run)
     return src.to_spec() if src is not None else None
 
 
@@ -135,5 +161,5 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "duration_s", "run_overview", "dataset_label", "run_label", "runs_of_graph", "current_run",
+__all__ = ["best_epoch", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run",
            "finished_run", "dataset_spec_of_run", "device_options"]

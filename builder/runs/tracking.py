@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.runs.status import RunStatus, is_live
+from builder.runs.summary import shown_dataset_options
 from builder.training.callbacks import Callback
 
 ENV_URI = "MLFLOW_TRACKING_URI"
@@ -411,9 +412,8 @@ def run_params(run: dict) -> dict[str, str]:
         if v not in (None, [], {}):
             out[_key(k)] = _value(v)
     out["dataset"] = _value(run.get("dataset_name") or "")
-    for k, v in (run.get("dataset_options") or {}).items():
-        if k != "path":  # a server path is not a parameter
-            out[_key(f"dataset.{k}")] = _value(v)
+    for k, v in shown_dataset_options(run).items():  # an upload by its name, never a server path
+        out[_key(f"dataset.{k}")] = _value(v)
     for n in ((run.get("project") or {}).get("graph") or {}).get("nodes", []):
         out[_key(f"node.{n['id']}.type")] = _value(n.get("type"))
         for k, v in (n.get("params") or {}).items():

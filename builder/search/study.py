@@ -123,6 +123,7 @@ class StudyRunner:
                  launcher: JobLauncher | None = None):
         from builder.data import load_dataset
         from builder.training.config import TrainConfig
+        from builder.training.pipeline import owner_uploads
 
         self.store = store
         self.settings = settings or StudySettings()
@@ -144,7 +145,8 @@ class StudyRunner:
         if "task" in tr and "task" not in opts:
             opts["task"] = tr["task"]
         opts.setdefault("seed", int(self.config.get("seed", 0) or 0))
-        self._ds = load_dataset(self.dataset, **opts)  # loaded once to check every trial's graph against it
+        # loaded once to check every trial's graph against it; an upload resolves in the study owner's folder
+        self._ds = load_dataset(self.dataset, uploads=owner_uploads(store, self.settings.owner), **opts)
         self._check_objective()
         self.on_update = on_update
         self.launcher = launcher or JobLauncher()

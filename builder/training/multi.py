@@ -574,7 +574,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     from builder.graph.project import load_project
     from builder.graph.shapes import infer_shapes
     from builder.runs.store import RunLogger
-    from builder.training.pipeline import _launch, open_run_row, record_environment
+    from builder.training.pipeline import _launch, open_run_row, owner_uploads, record_environment
 
     try:
         project = load_project(project).model_copy(deep=True)
@@ -589,7 +589,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
         if isinstance(dataset, str):
             opts = {**({"task": tr["task"]} if "task" in tr else {}), **dict(dataset_options or {})}
             opts.setdefault("seed", cfg.seed)
-            dataset = load_dataset(dataset, **opts)
+            dataset = load_dataset(dataset, uploads=owner_uploads(store, owner), **opts)
         if split_note and split_note not in dataset.info.notes:  # the model card says which split the run used
             dataset.info.notes.append(split_note)
         cfg = TrainConfig.resolve(dataset.info.task, len(dataset.train), tr, config)

@@ -19,13 +19,16 @@ from builder.access import SYSTEM
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
+from builder.data.uploads import UploadFolder
 from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
 from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.classes import class_for
+from builder.runs.owners import owner_of, upload_dir
 from builder.runs.status import resume_refusal
 from builder.runs.store import RunLogger, RunStore
+from builder.runs.summary import run_source
 from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
@@ -83,8 +86,9 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
 
 
 def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
-            dataset_options: dict | None = None, adapt: bool = False,
-            with_report: bool = False, store: RunStore | None = None) -> tuple[Project, Dataset, TrainConfig]:
+            dataset_options: dict | None = None, adapt: bool = False, with_report: bool = False,
+            store: RunStore | None = None, uploads: UploadFolder | None = None
+            ) -> tuple[Project, Dataset, TrainConfig]:
     """Resolve project, dataset and settings and check that the graph fits the data.
 
     The graph is analysed once (:func:`~builder.graph.shapes.infer_shapes`); with ``with_report`` that
@@ -93,7 +97,8 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     Settings resolve as :meth:`TrainConfig.resolve` does, lowest first: the defaults for the dataset's task and
     training-split size < the project's ``training`` dict (also ``dataset`` and ``task``) < ``config``. With ``adapt`` the Input shape and output width are set to fit the dataset.
     A run with a teacher or ``init_from`` loads its parent's split from ``store``
-    (:func:`builder.training.lineage.inherit_split`).
+    (:func:`builder.training.lineage.inherit_split`). An upload (option ``upload``) resolves only inside
+    ``uploads``, the owner's folder (:func:`builder.data.load_dataset`).
 
     Raises:
         GraphError: the graph does not fit the dataset (each problem names the node and the fix).
@@ -112,7 +117,7 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
         if "task" in tr and "task" not in opts:
             opts["task"] = tr["task"]
         opts.setdefault("seed", cfg.seed)
-        ds = load_dataset(dataset, **opts)
+        ds = load_dataset(dataset, uploads=uploads, **opts)
     else:
         ds = dataset
     if split_note and split_note not in ds.info.notes:  # the model card says which split the run used
@@ -211,7 +216,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     try:
         with use_cache_dir(store.workspace if store is not None else None):  # decoded images: the store's cache
             project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options,
-                                               adapt=adapt, with_report=True, store=store)
+                                               adapt=adapt, with_report=True, store=store,
+                                               uploads=owner_uploads(store, owner))
     except Exception as e:
         if run_id is not None and store is not None:
             store.finish(run_id, "failed", message=str(e))
@@ -316,13 +322,20 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     return _launch(trainer, background, run_id)
 
 
+def owner_uploads(store: RunStore | None, owner: str) -> UploadFolder | None:
+    """The folder ``owner``'s upload ids resolve in (:func:`builder.runs.owners.upload_dir` of the store's
+    workspace); None without a store (no upload resolves)."""
+    return UploadFolder(upload_dir(store.workspace, owner)) if store is not None else None
+
+
 def load_run_dataset(store: RunStore, run: dict) -> Dataset:
-    """The dataset a run trained on: its saved snapshot (uploads) or the registered dataset reloaded."""
+    """The dataset a run trained on: its saved snapshot, or its source reloaded as its owner's
+    (:func:`builder.runs.summary.run_source`: an upload inside the owner's folder, a built-in)."""
     snapshot = store.folder(run["id"]).dataset
     if snapshot.is_file():
         return load_saved_dataset(snapshot)
     with use_cache_dir(store.workspace):
-        return load_dataset(run["dataset_name"], **dict(run["dataset_options"] or {}))
+        return load_dataset(run_source(store.workspace, run), uploads=owner_uploads(store, owner_of(run)))
 
 
 def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[torch.nn.Module, Dataset]:
@@ -355,5 +368,5 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
     return model.eval(), ds
 
 
-__all__ = ["run_training", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes", "load_run",
-           "load_run_dataset"]
+__all__ = ["run_training", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes",
+           "load_run", "load_run_dataset", "owner_uploads"]

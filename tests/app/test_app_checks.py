@@ -9,7 +9,9 @@ import pytest
 from builder.access import SYSTEM
 from builder.data import load_dataset
 from builder.data.drift import reference_table
+from builder.data.uploads import UploadFolder
 from builder.runs.jobs import wait
+from builder.runs.owners import upload_dir
 from builder.runs.store import RunStore
 from tests.helpers import ME, open_app
 
@@ -84,7 +86,8 @@ def test_runs_prune_submits_a_job_whose_report_appears_and_drift_flags_the_moved
     path = tmp_path / "new.csv"
     new.to_csv(path, index=False)
     at = open_app("app_pages/runs.py", owner=ME, query={"run": iris})
-    at.session_state["ll_drift_file"] = {"run": iris, "name": "new.csv", "path": str(path)}
+    ref_id = UploadFolder(upload_dir(ws, ME)).save("new.csv", path.read_bytes())  # as the uploader does
+    at.session_state["ll_drift_file"] = {"run": iris, "name": "new.csv", "upload": ref_id}
     at.run()
     at.button(key=f"ll_drift_go_{iris}").click().run()
     _no_bug(at)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.helpers import button, open_app
+from builder.data.uploads import UploadFolder
+from builder.runs.owners import upload_dir
+from tests.helpers import ME, button, open_app
 
 
 @pytest.fixture
 def at(workspace):
-    return open_app("app_pages/data.py", timeout=90)
+    return open_app("app_pages/data.py", owner=ME, timeout=90)
+
+
+def _upload(name: str, data: bytes) -> str:
+    """Keep ``data`` as the Data page's uploader does (the session owner's folder); its upload id."""
+    import os
+
+    return UploadFolder(upload_dir(os.environ["LAYERLAB_WORKSPACE"], ME)).save(name, data)
 
 
 def test_digits_preview_and_fit(at):
@@ -34,8 +45,8 @@ def test_mismatch_is_shown_and_fixed(at):
 def test_csv_dataset_from_a_saved_upload(at, tmp_path):
     csv = tmp_path / "flowers.csv"
     csv.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'x' if i % 2 else 'y'}\n" for i in range(60)))
-    at.session_state["ll_data"] = {"kind": "csv", "name": "flowers.csv", "file": str(csv), "target": "label",
-                                   "task": ""}
+    at.session_state["ll_data"] = {"kind": "csv", "name": "flowers.csv", "file": _upload("f.csv", csv.read_bytes()),
+                                   "target": "label", "task": ""}
     at.segmented_control(key="ll_ds_kind").set_value("csv").run()
     assert not at.exception
     labels = {m.label: m.value for m in at.metric}
@@ -45,7 +56,8 @@ def test_csv_dataset_from_a_saved_upload(at, tmp_path):
 def test_bad_csv_shows_a_clear_error(at, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("")
-    at.session_state["ll_data"] = {"kind": "csv", "name": "bad.csv", "file": str(bad), "target": "y", "task": ""}
+    at.session_state["ll_data"] = {"kind": "csv", "name": "bad.csv", "file": _upload("bad.csv", b""), "target": "y",
+                                   "task": ""}
     at.segmented_control(key="ll_ds_kind").set_value("csv").run()
     assert not at.exception
     assert any("empty" in e.value for e in at.error)
@@ -67,8 +79,23 @@ def test_image_zip_dataset(at, tmp_path):
                 z.writestr(f"{cls}/{i}.png", b.getvalue())
     path = tmp_path / "shades.zip"
     path.write_bytes(buf.getvalue())
-    at.session_state["ll_data"] = {"kind": "images", "name": "shades.zip", "file": str(path), "size": 8}
+    at.session_state["ll_data"] = {"kind": "images", "name": "shades.zip", "file": _upload("s.zip", path.read_bytes()),
+                                   "size": 8}
     at.segmented_control(key="ll_ds_kind").set_value("images").run()
     assert not at.exception, [e.value for e in at.exception]
     labels = {m.label: m.value for m in at.metric}
     assert labels["Classes"] == "2" or labels["Classes"] == 2
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "csv", "name": "x.csv", "file": "{secret}", "target": "y", "task": ""},
+    {"kind": "images", "name": "x.zip", "file": "{secret}", "size": 8},
+])
+def test_a_dataset_naming_a_server_file_is_refused_without_quoting_it(at, tmp_path, spec):
+    secret = tmp_path / "private.csv"
+    secret.write_text("SECRET-FIRST-LINE,y\n1,0\n")
+    at.session_state["ll_data"] = json.loads(json.dumps(spec).replace("{secret}", str(secret)))
+    at.segmented_control(key="ll_ds_kind").set_value(spec["kind"]).run()
+    assert not at.exception
+    shown = " ".join(e.value for e in at.error)
+    assert "never a file on the server" in shown and "SECRET" not in shown and str(secret) not in shown

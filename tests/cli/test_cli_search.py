@@ -82,3 +82,20 @@ def test_two_processes_share_one_study_without_duplicates(tmp_path):
     assert len(owners) == 2  # both processes ran trials
     for out, _ in outs:
         assert json.loads(out)["study"] == "shared"
+
+
+def test_a_relative_workspace_is_resolved_once_at_the_door_for_a_search_with_trials(tmp_path, monkeypatch, capsys):
+    """``--workspace ws`` names ``./ws`` of where the command ran: the trials' jobs (other processes, other working
+    folders) record into it, and nothing is written into the install folder."""
+    before = {p.name for p in ROOT.iterdir()}
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "2", "--epochs", "1", "--workspace", "ws",
+                   "--search", "lr=1e-3..1e-1:log", "--study", "rel", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["states"] == {"complete": 2}
+    runs = RunStore(here / "ws").list_runs()
+    assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)
+    assert {p.name for p in ROOT.iterdir()} == before and not (ROOT / "ws").exists()
+    assert not (here / "ws" / "ws").exists()

@@ -12,6 +12,7 @@ import torch
 
 from builder import data as D
 from builder.data import (
+    DatasetSource,
     limits,
     list_datasets,
     load_csv,
@@ -150,8 +151,11 @@ def test_csv_encodes_and_infers(tmp_path):
     assert any("median" in n for n in info.notes)
     assert load_csv(_csv(tmp_path, _table()), "income").info.task == "regression"
     assert load_csv(_csv(tmp_path, _table()), "label", task="multiclass").info.task == "multiclass"
-    name, opts = info.reload_args()
-    assert name == "csv" and torch.equal(load_dataset(name, **opts).train.X, ds.train.X)
+    name, opts = info.reload_args()  # a file of the command line: reloaded for the CLI's own runs only
+    again = DatasetSource.from_run({"dataset_name": name, "dataset_options": opts}, local=True)
+    assert name == "csv" and torch.equal(load_dataset(again).train.X, ds.train.X)
+    with pytest.raises(DatasetError, match="never a file on the server; received: option path"):
+        load_dataset(name, **opts)  # the same path as content
 
 
 def test_csv_multiclass_from_small_integers(tmp_path):
@@ -187,7 +191,7 @@ def test_csv_missing_file_and_size_limit(tmp_path, monkeypatch):
 
 
 def test_csv_via_registry_needs_path():
-    with pytest.raises(DatasetError, match="path"):
+    with pytest.raises(DatasetError, match="upload"):
         load_dataset("csv")
 
 

@@ -7,6 +7,7 @@ import torch
 
 from builder.data import DatasetSource, load_csv, load_dataset, source_kinds
 from builder.data.sources import SPEC_KEYS, kind_for_path
+from builder.data.uploads import UploadFolder
 from builder.errors import DatasetError
 from builder.runs.summary import dataset_label, dataset_spec_of_run
 
@@ -39,27 +40,36 @@ def test_a_loaded_dataset_reloads_from_its_info():
 
 def test_the_page_spec_of_a_csv_upload_loads_like_load_csv(tmp_path):
     p = _csv(tmp_path)
-    spec = {"kind": "csv", "name": "t.csv", "file": str(p), "target": "y", "task": ""}
-    ds = load_dataset(spec)
+    uploads = UploadFolder(tmp_path / "uploads")
+    ref_id = uploads.save("t.csv", p.read_bytes())
+    spec = {"kind": "csv", "name": "t.csv", "file": ref_id, "target": "y", "task": ""}
+    ds = load_dataset(spec, uploads=uploads)
     ref = load_csv(p, "y", name="t.csv")
     assert ds.info.name == ref.info.name and torch.equal(ds.train.X, ref.train.X)
+    assert ds.info.options["upload"] == ref_id and "path" not in ds.info.options  # a run records the id
     src = DatasetSource.from_spec(spec)
     assert src.kind == "csv" and src.to_spec() == {**spec, "task": None}
     assert set(src.to_spec()) <= set(SPEC_KEYS)
+    with pytest.raises(DatasetError, match="no upload .* of yours"):
+        load_dataset(spec)  # no folder handed in: no upload resolves
 
 
 @pytest.mark.parametrize("run, spec", [
     ({"dataset_name": "moons", "dataset_options": {"seed": 0, "noise": 0.1, "task": "binary"}},
      {"kind": "builtin", "name": "moons", "options": {"noise": 0.1}}),
+    ({"dataset_name": "csv", "dataset_options": {"upload": "upload:" + "a" * 16 + ".csv", "target": "y",
+                                                 "task": "binary"}},
+     {"kind": "csv", "name": "upload:" + "a" * 16 + ".csv", "file": "upload:" + "a" * 16 + ".csv", "target": "y",
+      "task": "binary"}),
     ({"dataset_name": "csv", "dataset_options": {"path": "/w/u/f.csv", "target": "y", "task": "binary"}},
-     {"kind": "csv", "name": "f.csv", "file": "/w/u/f.csv", "target": "y", "task": "binary"}),
-    ({"dataset_name": "image_folder", "dataset_options": {"path": "/w/u/p.zip", "size": [16, 16]}},
-     {"kind": "images", "name": "p.zip", "file": "/w/u/p.zip", "size": 16}),
+     {"kind": "csv", "name": "f.csv", "file": None, "target": "y", "task": "binary"}),  # a path never comes back
+    ({"dataset_name": "image_folder", "dataset_options": {"upload": "upload:" + "b" * 16 + ".zip", "size": [16, 16]}},
+     {"kind": "images", "name": "upload:" + "b" * 16 + ".zip", "file": "upload:" + "b" * 16 + ".zip", "size": 16}),
     ({"dataset_name": "images", "dataset_options": {"path": "/w/u/p.zip"}},
-     {"kind": "images", "name": "p.zip", "file": "/w/u/p.zip", "size": 32}),
+     {"kind": "images", "name": "p.zip", "file": None, "size": 32}),
 ])
 def test_a_run_reopens_as_the_page_spec_it_came_from(run, spec):
-    assert dataset_spec_of_run(run) == spec
+    assert dataset_spec_of_run({**run, "owner": "user:ann"}) == spec
     assert DatasetSource.from_spec(spec).kind == spec["kind"]
     assert dataset_spec_of_run({}) is None
 
@@ -75,7 +85,7 @@ def test_labels_kinds_and_paths():
 def test_unknown_and_incomplete_sources_are_refused():
     with pytest.raises(DatasetError, match="known datasets: .*csv.*image_folder"):
         load_dataset("nope")
-    with pytest.raises(DatasetError, match="needs options path=... and target"):
-        load_dataset("csv", path="x.csv")
-    with pytest.raises(DatasetError, match="needs option path"):
+    with pytest.raises(DatasetError, match="needs options upload=... .* and target"):
+        load_dataset("csv", upload="upload:" + "a" * 16 + ".csv")
+    with pytest.raises(DatasetError, match="needs option upload"):
         load_dataset({"kind": "images", "name": "p.zip", "size": 16})

@@ -12,6 +12,7 @@ import pytest
 from builder.access import SYSTEM
 from builder.data import load_dataset
 from builder.data.drift import check_drift, compare_tables, encode_table, reference_table
+from builder.data.sources import LocalFile
 from builder.errors import DatasetError
 
 
@@ -83,7 +84,7 @@ def test_csv_run_drift_from_the_command_line(tmp_path, capsys):
     df.to_csv(train_csv, index=False)
     store = RunStore(tmp_path / "ws", actor=SYSTEM)
     r = run_training(load_template("mlp"), "csv", {"epochs": 1}, store, adapt=True,
-                     dataset_options={"path": str(train_csv), "target": "label"})
+                     dataset_options={"path": LocalFile(train_csv), "target": "label"})
     model, ds = open_run(store, store.get(r.run_id))
     ref, categorical = reference_table(ds)
     assert categorical == {"color"} and len(ref) == len(ds.train)

@@ -16,6 +16,7 @@ import builder.data.limits as limits
 from builder.access import SYSTEM
 from builder.data import load_dataset, load_image_folder
 from builder.data.augment import Augment, check_augment_input, parse_augment
+from builder.data.sources import DatasetSource, LocalFile
 from builder.data.splits import PixelSplit
 from builder.errors import DatasetError, TrainingError
 from builder.training.trainer import Trainer
@@ -133,10 +134,10 @@ def test_pixel_splits_batch_move_flatten_and_reconstruct(tmp_path):
 
 def test_image_folder_through_load_dataset_keeps_its_reload_options(tmp_path):
     root = _tree(tmp_path / "pets", n=6)
-    ds = load_dataset("image_folder", path=str(root), size=[8, 8], seed=3)
+    ds = load_dataset("image_folder", path=LocalFile(root), size=[8, 8], seed=3)  # the CLI's --data-path
     assert isinstance(ds.train, PixelSplit)
     name, opts = ds.info.reload_args()
-    again = load_dataset(name, **opts)
+    again = load_dataset(DatasetSource.from_run({"dataset_name": name, "dataset_options": opts}, local=True))
     assert torch.equal(again.train.X, ds.train.X) and torch.equal(again.train.index, ds.train.index)
 
 
@@ -211,3 +212,70 @@ def test_cli_augment_flag_is_recorded_with_the_run_and_the_cache_follows_the_wor
     run = RunStore(ws, actor=SYSTEM).list_runs()[0]
     assert run["config"]["augment"] == {"flip": 1.0, "crop": 2.0}
     assert list((ws / "cache" / "images").glob("*/meta.json"))  # the store's workspace, not $LAYERLAB_WORKSPACE
+
+
+# ------------------------------------------------------------------------------- a cache shared by owners
+def _forge_crc(data: bytes, target: int) -> bytes:
+    """``data`` plus 4 bytes such that its CRC-32 is ``target`` (CRC-32 is linear: a listing proves nothing)."""
+    import zlib
+
+    poly, reg = 0xEDB88320, zlib.crc32(data) ^ 0xFFFFFFFF
+    want = target ^ 0xFFFFFFFF
+    for _ in range(32):  # run 32 zero-input register steps backwards from the wanted register
+        want = (((want ^ poly) << 1) | 1) if want & 0x80000000 else (want << 1)
+        want &= 0xFFFFFFFF
+    return data + (want ^ reg).to_bytes(4, "little")
+
+
+def _bmp(value: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(buf, format="BMP")
+    return buf.getvalue()
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_a_zip_with_the_same_listing_and_other_pixels_does_not_poison_the_cache(tmp_path):
+    import zipfile
+    import zlib
+
+    genuine = {f"{c}/{i}.bmp": _forge_crc(_bmp(40 + 100 * k + 5 * i), 0) for k, c in enumerate(("a", "b"))
+               for i in range(6)}
+    forged = {n: _forge_crc(_bmp(250 - 20 * j), zlib.crc32(data)) for j, (n, data) in enumerate(genuine.items())}
+
+    def listing(path: Path) -> list:
+        return [(i.filename, i.file_size, i.CRC) for i in zipfile.ZipFile(path).infolist()]
+    assert listing(_zip(tmp_path / "x" / "g.zip", genuine)) == listing(_zip(tmp_path / "y" / "f.zip", forged))
+    poisoned = load_image_folder(tmp_path / "y" / "f.zip", size=(8, 8), cache=True)  # another owner's, first
+    mine = load_image_folder(tmp_path / "x" / "g.zip", size=(8, 8), cache=True)
+    plain = load_image_folder(tmp_path / "x" / "g.zip", size=(8, 8), cache=False)
+    assert torch.equal(mine.train.X, plain.train.X) and not torch.equal(mine.train.X, poisoned.train.X)
+    assert len(list(cache.cache_dir().glob("images/*"))) == 2
+
+
+def test_a_half_written_or_stale_entry_is_rebuilt_never_trusted(tmp_path, counted):
+    root = _tree(tmp_path / "pets", n=4)
+    first = load_image_folder(root, size=(8, 8), cache=True).train.X.clone()  # a copy: the entry is overwritten
+    (entry,) = cache.cache_dir().glob("images/*")
+    (entry / "meta.json").unlink()  # as if the process died before the entry was complete
+    (entry / "pixels.u8").write_bytes(b"\xff" * (entry / "pixels.u8").stat().st_size)
+    n = counted[0]
+    again = load_image_folder(root, size=(8, 8), cache=True)
+    assert counted[0] == 2 * n and torch.equal(again.train.X, first)
+    (entry,) = [e for e in cache.cache_dir().glob("images/*") if not e.name.endswith(".partial")]
+    cache.write_json(entry / "meta.json", {"version": cache.CACHE_VERSION - 1, "n": 12, "shape": [8, 8, 3]})
+    stale = load_image_folder(root, size=(8, 8), cache=True)  # an entry of an older version: rebuilt
+    assert counted[0] == 3 * n and torch.equal(stale.train.X, first)
+    assert all((e / "meta.json").is_file() for e in cache.cache_dir().glob("images/*"))

@@ -111,11 +111,31 @@ def test_a_changed_file_gets_a_new_entry(tmp_path, monkeypatch, scans):
     assert len(_entries()) == 2 and not torch.equal(a.train.X, b.train.X)
     n = scans[0]
     data = p.read_bytes()
-    up = load_csv(data, "y", name="up.csv")  # uploaded bytes: keyed by their SHA-256
+    up = load_csv(data, "y", name="up.csv")  # uploaded bytes: keyed by their SHA-256, as the same file's bytes
     m = scans[0]
-    assert m > n and len(_entries()) == 3
+    assert m == n and len(_entries()) == 2  # the same bytes: the same entry, nothing parsed
     load_csv(data, "y", name="up.csv")
     assert scans[0] == m and torch.equal(up.train.X, b.train.X)
+
+
+def test_a_file_with_the_same_path_size_and_mtime_but_other_bytes_gets_its_own_entry(tmp_path, monkeypatch):
+    """The cache is shared by every owner: a path, a size and a modification time are not the content."""
+    monkeypatch.setattr(limits, "CACHE_MIN_ROWS", 100)
+    p = tmp_path / "t.csv"
+    a_text, b_text = _text(seed=0), _text(seed=1)
+    b_text = b_text[:len(a_text)] if len(b_text) >= len(a_text) else b_text + " " * (len(a_text) - len(b_text))
+    p.write_text(a_text)
+    st0 = p.stat()
+    a = load_csv(p, "y")
+    p.write_text(b_text)
+    os.utime(p, ns=(st0.st_atime_ns, st0.st_mtime_ns))  # the same name, size and mtime; other bytes
+    assert (p.stat().st_size, p.stat().st_mtime_ns) == (st0.st_size, st0.st_mtime_ns)
+    b = load_csv(p, "y")
+    fresh = tmp_path / "copy.csv"
+    fresh.write_text(b_text)
+    want = load_csv(fresh, "y", name="t.csv")
+    assert all(torch.equal(getattr(b, k).X, getattr(want, k).X) for k in ("train", "val", "test"))
+    assert not torch.equal(a.train.X, b.train.X)
 
 
 @pytest.mark.parametrize("limit,value,match", [
