@@ -137,7 +137,7 @@ def _doors() -> list[Door]:
     from builder.runs import classes, housekeeping, jobs
     from builder.runs.modelcard import read_model_card, write_model_card
     from builder.runs.store import workspace_of
-    from builder.runs.tracking import export_runs
+    from builder.runs.tracking import TrackingState, export_runs, sync_run, tracking_state
     from builder.search.runner import resume_study
     from builder.training.generative import vae_probe
     from builder.training.objectives import with_teacher
@@ -192,7 +192,15 @@ def _doors() -> list[Door]:
         Door("builder.runs.modelcard.read_model_card", (RUN,), lambda w, s: read_model_card(s, w.ann)),
         Door("builder.training.generative.vae_probe", (RUN,), lambda w, s: vae_probe(s, w.ann)),
         Door("builder.runs.tracking.export_runs", (RUN,),
-             lambda w, s: export_runs(s, [w.ann], f"sqlite:///{w.ws / 'mlflow.db'}")),
+             lambda w, s: export_runs(s, [w.ann], f"sqlite:///{w.ws.parent / 'mlflow.db'}")),
+        Door("builder.runs.tracking.tracking_state", (RUN,),
+             lambda w, s: tracking_state(s, w.ann, f"sqlite:///{w.ws.parent / 'mlflow.db'}")),
+        Door("builder.runs.tracking.sync_run", (RUN,),  # the run is read before the tracker is touched
+             lambda w, s: sync_run(None, s, w.ann, TrackingState(), final=True)),
+        Door("builder.interpret.probe.ModelProbe.holdout", (RUN,),
+             lambda w, s: probe().holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
+        Door("builder.runs.classes.evaluate_holdout", (RUN,),
+             lambda w, s: classes.evaluate_holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
         # ---- training from, distilling, resuming, pruning another's run
         Door("builder.training.pipeline.load_run", (RUN,), lambda w, s: load_run(s, w.ann)),
         Door("builder.training.pipeline.resume_run", (RUN,), lambda w, s: resume_run(w.ann, s)),
@@ -247,7 +255,7 @@ def _doors() -> list[Door]:
         Door("cli: runs resume run_id", (RUN,), _cli("runs", "resume", "{ann}")),
         Door("cli: runs delete run_id", (RUN,), _cli("runs", "delete", "{ann12}")),  # exact ids: an admin's right
         Door("cli: runs export-mlflow run_ids", (RUN,), _cli("runs", "export-mlflow", "{ann}", "--mlflow",
-                                                             "sqlite:///{ws}/m.db")),
+                                                             "sqlite:///{ws}/../m.db")),
         Door("cli: export run", (RUN,), _cli("export", "--run", "{ann}")),
         Door("cli: train init_from", (RUN,), _cli("train", "{ws}/p.json", "--init-from", "{ann}", "--epochs", "1")),
         Door("cli: train teacher", (RUN,), _cli("train", "{ws}/p.json", "--teacher", "{ann}", "--epochs", "1")),

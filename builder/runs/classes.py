@@ -344,9 +344,10 @@ def evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -
     from builder.training.metrics import evaluate
     from builder.training.pipeline import load_run
 
+    run = store.get(run_id)  # a run the store's actor may read: AccessDenied, never "does not fit"
     try:
         model, _ = load_run(store, run_id)
-        graph = load_project(store.get(run_id)["project"]).graph
+        graph = load_project(run["project"]).graph
         ds = fit_dataset(graph, load_dataset(holdout["dataset"], **holdout.get("options", {})))
         res = evaluate(model, ds.test.X, ds.test.y, ds.info.task, num_classes=ds.info.num_classes)
     except (LayerLabError, RuntimeError, ValueError, TypeError):  # weights of another shape, another task

@@ -522,7 +522,7 @@ def sync_run(tracker: Tracker, store, run_id: str, state: TrackingState, *, fina
     ``have``: the ``(metric, step)`` pairs the tracker holds (read from it by an export; default:
     ``state.steps``). Returns the number of parts written. Tracker errors propagate (``state`` keeps what
     landed before)."""
-    got: dict = {}
+    got: dict = dict(store.get(run_id))  # a run the store's actor may read (AccessDenied first, nothing written)
 
     def run() -> dict:
         if not got:
@@ -697,6 +697,10 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     from builder.errors import LayerLabError
     from builder.runs.owners import LOCAL_OWNER
 
+    # the runs the store's actor may read (builder.access): every id checked before anything is written, an
+    # unknown and another's answered alike ("no run X of yours")
+    ids = list(run_ids or []) or [r["id"] for r in reversed(store.list_runs(limit=100_000))]
+    runs = [store.get(rid) for rid in ids]
     owner = owner or (store.actor.owner if store.actor is not None else LOCAL_OWNER)
     uri = resolve_tracking(store.workspace, owner, uri)
     if not uri:
@@ -712,10 +716,6 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     except Exception as e:
         raise LayerLabError(f"cannot reach MLflow at {_redact(uri)}; received: {type(e).__name__}: "
                             f"{str(e).splitlines()[0][:200] if str(e) else ''}. Fix: check the URI and the server") from None
-    # the runs the store's actor may read (builder.access): every id checked before anything is written, an
-    # unknown and another's answered alike ("no run X of yours")
-    ids = list(run_ids or []) or [r["id"] for r in reversed(store.list_runs(limit=100_000))]
-    runs = [store.get(rid) for rid in ids]
     out = []
     for run in runs:
         if is_live(run["status"]):

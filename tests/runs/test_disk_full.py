@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from builder.access import SYSTEM
 from builder.disk import write_atomic
 from builder.errors import DiskFullError, RunStoreError, TrainingError
 from builder.graph.templates import load_template
@@ -54,7 +55,7 @@ def _one_line(e: BaseException, disk: Path) -> str:
 
 
 def test_a_full_disk_is_one_line_and_the_run_database_keeps_what_it_had(small_disk):
-    store = RunStore(small_disk / "ws")
+    store = RunStore(small_disk / "ws", actor=SYSTEM)
     rid = store.create_run(load_template("mlp"), "moons", {}, TrainConfig(), name="full")
     store.log_metrics(rid, [{"type": "epoch", "epoch": 1, "train_loss": 1.0}])
     filler = _fill(small_disk)
@@ -105,7 +106,7 @@ def test_training_on_a_full_disk_ends_with_one_line(small_disk, leave, capsys):
 
     ws = small_disk / "ws"
     assert cli.main(["train", "mlp", "--dataset", "moons", "--epochs", "1", "--quiet", "--workspace", str(ws)]) == 0
-    before = RunStore(ws).list_runs()
+    before = RunStore(ws, actor=SYSTEM).list_runs()
     capsys.readouterr()
     filler = _fill(small_disk, leave=leave)
     code = cli.main(["train", "cnn", "--dataset", "digits", "--epochs", "3", "--quiet", "--workspace", str(ws)])
@@ -113,6 +114,6 @@ def test_training_on_a_full_disk_ends_with_one_line(small_disk, leave, capsys):
     assert code != 0 and err.startswith("error: the disk is full") and "\n" not in err, err
     _one_line(err[len("error: "):], small_disk)
     filler.unlink()
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     assert store.get(before[0]["id"])["status"] == "finished"  # what was there is intact
     assert store.folder(before[0]["id"]).weights.is_file()

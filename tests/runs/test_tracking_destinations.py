@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from builder.access import SYSTEM, Actor
 from builder.errors import LayerLabError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
@@ -50,10 +51,10 @@ def test_a_visitors_setting_is_theirs_alone(workspace, tmp_path, monkeypatch):
     assert "MLFLOW_TRACKING_URI" not in os.environ  # nothing written into the server process
     assert owner_setting(workspace, ANN) == uri and resolve_tracking(workspace, ANN) == uri
     assert owner_setting(workspace, BOB) is None and resolve_tracking(workspace, BOB) is None
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=Actor(BOB))
     bob = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=BOB).run_id
     assert store.get(bob)["status"] == "finished"
-    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=ANN).run_id
+    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store.as_actor(Actor(ANN)), owner=ANN).run_id
     assert _mlflow_runs(uri) == {ann: "FINISHED"}  # Bob's run went nowhere
     save_owner_setting(workspace, ANN, "")
     assert owner_setting(workspace, ANN) is None
@@ -88,7 +89,7 @@ def _forms(path) -> list[str]:
 
 
 def test_layerlabs_own_databases_are_never_a_tracking_store(workspace, tmp_path, monkeypatch):
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     db = store.workspace / "layerlab.db"
     assert db.is_file()
     outside = tmp_path / "elsewhere"
@@ -144,7 +145,7 @@ def test_jobs_carry_their_owners_tracker_not_the_servers_environment(job_workspa
     ann_uri = f"sqlite:///{tmp_path / 'ann.db'}"
     _config(job_workspace, allow=[ann_uri])
     save_owner_setting(job_workspace, ANN, ann_uri)
-    store = RunStore(job_workspace)
+    store = RunStore(job_workspace, actor=SYSTEM)  # each job runs for the owner its spec names
     project = load_template("mlp").model_dump(mode="json")
     ann = submit(store, JobSpec(project=project, dataset="moons", config={"epochs": 2}, owner=ANN))
     bob = submit(store, JobSpec(project=project, dataset="moons", config={"epochs": 2}, owner=BOB))
@@ -153,7 +154,8 @@ def test_jobs_carry_their_owners_tracker_not_the_servers_environment(job_workspa
     assert _mlflow_runs(ann_uri) == {ann: "FINISHED"}
     assert not (tmp_path / "leak.db").exists() or _mlflow_runs(leaked) == {}
     with pytest.raises(LayerLabError, match="only where its admin allows"):  # a spec naming another tracker
-        submit(store, JobSpec(project=project, dataset="moons", config={"epochs": 2}, owner=BOB, tracking=leaked))
+        submit(store.as_actor(Actor(BOB)), JobSpec(project=project, dataset="moons", config={"epochs": 2}, owner=BOB,
+                                                   tracking=leaked))
 
 
 _HOSTS = st.sampled_from(["ml.school.org", "ML.school.org", "ml.school.org.evil.net", "evil.net", "10.0.0.1",
@@ -182,8 +184,8 @@ def test_a_visitor_exports_only_their_own_runs(workspace, tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'bob.db'}"
     _config(workspace, allow=[uri])
-    store = RunStore(workspace)
-    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=ANN).run_id
+    store = RunStore(workspace, actor=Actor(BOB))  # Bob asks
+    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store.as_actor(Actor(ANN)), owner=ANN).run_id
     bob = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=BOB, tracking=uri).run_id
     answers = []
     for rid in (ann, "20990101-000000-abcdef"):  # another's and an unknown id: the same answer

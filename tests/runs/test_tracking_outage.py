@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from builder import cli
+from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
 from builder.runs.tracking import tracking_state
@@ -112,7 +113,7 @@ def _check_complete(srv: TrackingServer, store: RunStore, rid: str) -> None:
 @pytest.mark.slow
 def test_export_repairs_a_run_cut_off_by_an_outage(server, tmp_path, capsys):
     ws = tmp_path / "ws"
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     res = run_training(load_template("mlp"), "moons", {"epochs": EPOCHS, "early_stopping": None}, store,
                        [Outage(server, down=3)], tracking=server.uri)
     assert res.status == "finished"  # training went on without the tracker
@@ -131,7 +132,7 @@ def test_export_repairs_a_run_cut_off_by_an_outage(server, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_the_next_write_after_an_outage_backfills_what_was_missed(server, tmp_path):
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     seen: dict[int, list[int]] = {}
 
     def probe(n: int) -> None:
@@ -153,7 +154,7 @@ def test_the_next_write_after_an_outage_backfills_what_was_missed(server, tmp_pa
 
 @pytest.mark.slow
 def test_the_end_of_the_run_writes_what_an_outage_missed(server, tmp_path):
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     res = run_training(load_template("mlp"), "moons", {"epochs": EPOCHS, "early_stopping": None}, store,
                        [Outage(server, down=3, up=EPOCHS)], tracking=server.uri)
     _check_complete(server, store, res.run_id)
