@@ -283,7 +283,7 @@ def doors() -> list[Door]:
 CLI_PRIVILEGE = {"cli: " + a for a in (
     "validate file", "summary file", "export file", "export weights", "export output", "import source",
     "import output", "templates output", "arch output", "train file", "train data_path", "tune file",
-    "tune storage", "tune owner", "drift data_path",
+    "tune storage", "tune owner", "tune data_path", "drift data_path",
 )}
 
 # store methods the job process uses on its own run (never called by a page or a CLI verb: tests/test_access.py
