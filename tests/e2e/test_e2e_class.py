@@ -111,7 +111,7 @@ def test_teacher_and_three_students(browser, ws):
         for s in students[:2]:
             until(lambda s=s: store.get(runs[s])["status"] in FINAL, f"run of {s} to end", timeout=45)
         # the third student's runaway job (many epochs), which the teacher stops
-        runaway = submit(store, JobSpec(project=starter.model_dump(mode="json"), dataset="moons",
+        runaway = submit(store, JobSpec(project=classes.starter_project(cls).model_dump(mode="json"), dataset="moons",
                                         config={"epochs": 5000, "early_stopping": None}, owner=students[2],
                                         name="runaway"))  # early stopping off: it runs until the teacher stops it
         tpage.reload()

@@ -214,7 +214,7 @@ def test_owners_and_tags_in_list_runs(store):
     assert {r["id"] for r in store.list_runs(tags={"study": "s1"})} == {a, b}
     assert [r["id"] for r in store.list_runs(tags={"study": "s1", "trial": 2})] == [b]
     assert store.list_runs(owner="alice", tags={"trial": 2}) == []
-    with pytest.raises(RunStoreError, match="of yours"):  # the words of an unknown run: no oracle, no owner id
+    with pytest.raises(RunStoreError, match=f"no run '{a}' of yours"):  # as for an unknown run
         submit(store, _resume(a, owner="bob"))
 
 
