@@ -373,6 +373,7 @@ PHASE_CODES = {
     "check_cycles": {"cycle"},
     "check_reachability": {"unreachable"},
     "propagate_shapes": {"shape", "bad_param", "warning"},
+    "check_ties": {"bad_share"},
     "build_report": set(),
     "check_budget": {"budget"},
 }
