@@ -161,3 +161,11 @@ def test_every_stride_buggy_kernel_gets_canonical_strides_after_any_permute(laye
     if not infer_shapes(graph).ok:  # a rank or size the layer refuses
         return
     _check_canonical(graph)
+
+
+@pytest.mark.parametrize("layer", ["GroupNorm", "BatchNorm2d", "LayerNorm"])
+def test_the_canonical_copy_exports_to_onnx_and_matches_onnxruntime(layer):
+    from builder.interchange.onnx_export import export_onnx
+
+    rep = export_onnx(_permuted_into(layer, [5, 1, 1], [2, 1, 3]), None)
+    assert rep.max_abs_diff < 1e-4
