@@ -35,12 +35,13 @@ def find_chromium() -> str | None:
     return None
 
 
-def missing(what: str) -> None:
-    """Skip a browser test for a missing tool, or fail under CI=true (browser tests must run in CI)."""
+def missing(what: str, tests: str = "browser tests") -> None:
+    """Skip a test for a missing tool, or fail under CI=true (browser tests, and the other ``tests`` that call
+    this, must run in CI)."""
     import pytest
 
     if CI:
-        pytest.fail(f"{what} is required for the browser tests under CI=true")
+        pytest.fail(f"{what} is required for the {tests} under CI=true")
     pytest.skip(f"{what} not available (under CI=true this is a failure)")
 
 

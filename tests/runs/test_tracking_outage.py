@@ -1,10 +1,15 @@
-"""MLflow outages (issue 34 item 4): against a real tracking server process killed mid-run and started again,
-what the tracker missed is written when it answers again (a later epoch, the end of the run), and
-``layerlab runs export-mlflow`` repairs a run the tracker holds in part instead of answering "already in MLflow"."""
+"""MLflow outages (issue 34 item 4): against a real ``mlflow server`` process killed (SIGKILL) mid-run and started
+again on the same port and database, what the tracker missed is written when it answers again (a later epoch,
+the end of the run), and ``layerlab runs export-mlflow`` repairs a run the tracker holds in part instead of
+answering "already in MLflow"."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,44 +27,77 @@ from builder.runs.store import RunStore
 from builder.runs.tracking import tracking_state
 from builder.training.callbacks import Callback
 from builder.training.pipeline import run_training
+from tests.serving import free_port, missing
 
-SERVER = Path(__file__).with_name("mlflow_http_server.py")
 EPOCHS = 25
 
 
 class TrackingServer:
-    """An MLflow tracking server process on a fixed port and database, to kill and start again."""
+    """``mlflow server`` (the full ``mlflow`` package: the ``layerlab[mlflow-server]`` extra) on 127.0.0.1, one
+    port, one SQLite database and artefact folder, to kill and start again. Each start is a new process group
+    (the ``mlflow`` command and its uvicorn worker), killed as a whole by its own id."""
 
     def __init__(self, tmp: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, str(SERVER), "--port", str(self.port), "--db", f"sqlite:///{tmp / 'mlflow.db'}",
-                     "--artifacts", str(tmp / "artifacts")]
+        self.tmp = tmp
+        self.args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+                     "--default-artifact-root", str(tmp / "artifacts"), "--host", "127.0.0.1",
+                     "--port", str(self.port), "--workers", "1"]
+        # the tracking store only: no job runner (huey consumers for LLM evaluation jobs), no tracker of its own
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        self.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         self.log = tmp / "server.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> None:
+    def _tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
+
+    def start(self, timeout: float = 240) -> None:
+        """Start the server and wait until ``/health`` answers 200 (RuntimeError after ``timeout`` seconds or
+        when the process exits first)."""
+        if self.proc is not None:
+            raise RuntimeError(f"mlflow server is already running on port {self.port}")
         with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.args, cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # wait for it to answer
-            assert self.proc.poll() is None, self.log.read_text()[-2000:]
+        last: object = "no answer yet"
+        while True:
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
                     if r.status == 200:
                         return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"the tracking server did not answer within {timeout} s: {self.log.read_text()[-2000:]}")
+                    last = f"HTTP {r.status}"
+            except OSError as e:
+                last = e
+            if self.proc.poll() is not None:
+                code, self.proc = self.proc.returncode, None
+                raise RuntimeError(f"mlflow server exited with code {code} before answering; log:\n{self._tail()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"mlflow server did not answer {self.uri}/health within {timeout:.0f} s (last: "
+                                   f"{last}); log:\n{self._tail()}")
+            time.sleep(0.2)  # a poll of another process's port: nothing to wait on but time
 
-    def kill(self) -> None:
-        """An outage: the process dies at once (SIGKILL) and nothing answers on its port."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+    def kill(self, timeout: float = 30) -> None:
+        """An outage: SIGKILL to the server's own process group (the ``mlflow`` command and its workers), then
+        wait until nothing accepts connections on its port (RuntimeError after ``timeout`` seconds)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):  # the whole group gone already
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout)
         self.proc = None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"port {self.port} still accepts connections {timeout:.0f} s after the kill")
+            time.sleep(0.1)  # the kernel closes a killed worker's socket when it exits
 
     def run_of(self, layerlab_id: str):
         client = MlflowClient(self.uri)
@@ -74,11 +112,18 @@ class TrackingServer:
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
+    try:
+        importlib.metadata.version("mlflow")
+    except importlib.metadata.PackageNotFoundError:
+        missing("`mlflow server` (the full mlflow package: pip install -e '.[mlflow-server]'; mlflow-skinny has "
+                "no server)", "MLflow outage tests")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     srv = TrackingServer(tmp_path)
-    srv.start()
-    yield srv
-    srv.kill()
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.kill()
 
 
 class Outage(Callback):
