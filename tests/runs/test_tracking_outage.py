@@ -110,20 +110,28 @@ class TrackingServer:
         return [m.step for m in MlflowClient(self.uri).get_metric_history(mlflow_id, key)]
 
 
-@pytest.fixture
-def server(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def _mlflow_server(tmp_path_factory):
+    """One server process (and database) for this file's tests, killed at the end: each start costs seconds."""
     try:
         importlib.metadata.version("mlflow")
     except importlib.metadata.PackageNotFoundError:
         missing("`mlflow server` (the full mlflow package: pip install -e '.[mlflow-server]'; mlflow-skinny has "
                 "no server)", "MLflow outage tests")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    srv = TrackingServer(tmp_path)
+    srv = TrackingServer(tmp_path_factory.mktemp("mlflow-server"))
     try:
-        srv.start()
         yield srv
     finally:
         srv.kill()
+
+
+@pytest.fixture
+def server(_mlflow_server, monkeypatch):
+    """The server, answering (started again when an earlier test left it down)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    if _mlflow_server.proc is None:
+        _mlflow_server.start()
+    return _mlflow_server
 
 
 class Outage(Callback):
