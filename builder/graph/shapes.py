@@ -279,6 +279,15 @@ def _input_types(a: Analysis, nid: str, preds: list[tuple[Edge, str]]) -> list[T
             info.errors.append(msg)
             _err(a.problems, "bad_port", msg, node=nid, edge=e.key)
             return None
+        if src.type == "Target" and src.params.get("source") == "labels" and _port != "target":
+            msg = (f"a Target's labels (class ids as integers for a classification dataset) feed a loss's `target` "
+                   f"only; received: an edge into `{_port}` of {a.nodes[nid].type}. Fix: connect `{e.source}` to the "
+                   "target port of a loss (e.g. CrossEntropyLoss)")
+            info = a.nodes[nid]
+            info.status = "error"
+            info.errors.append(msg)
+            _err(a.problems, "bad_port", msg, node=nid, edge=e.key)
+            return None
         if src.status != "ok" or t is None:
             info = a.nodes[nid]
             info.status, info.cause = "upstream", src.cause or e.source

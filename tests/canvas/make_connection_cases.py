@@ -54,7 +54,15 @@ def port_label(entry: dict, port: dict) -> str:
 
 
 # ---- graph helpers --------------------------------------------------------------------------------------
+# The Op node's ports and kinds depend on its call: the cases give it one that takes either kind (aten.abs keeps
+# integers) and one with all eight output ports (aten.split of 8 values into ones).
+OP_PARAMS = {"op": "aten.abs", "args": '[{"t": 0}]'}
+OP_OUTPUTS = {"op": "aten.split.Tensor", "args": '[{"t": 0}, 1, -1]', "outputs": 8}
+
+
 def node(nid, ltype, **params):
+    if ltype == "Op" and not params:
+        params = dict(OP_PARAMS)
     return {"id": nid, "type": ltype, "params": params}
 
 
@@ -144,7 +152,7 @@ def output_port_cases(palette: list[dict]) -> list[dict]:
         t = entry["type"]
         for port in entry["outputs"]:
             nodes, edges, src = feed("src", TENSOR, SHAPE.get(t, DEFAULT_SHAPE))
-            nodes += [node("m", t), node("t", "Linear")]
+            nodes += [node("m", t, **(OP_OUTPUTS if t == "Op" else {})), node("t", "Linear")]
             edges = edges + [edge(src, "m")]
             out.append(case(f"port/{t}.{port['name']}->Linear.in", nodes, edges, edge("m", "t", source_port=port["name"]),
                             {"m": TENSOR}, True, kinds={"source": TENSOR, "target": TENSOR}))

@@ -14,7 +14,7 @@ and export.
   operator, overload and arguments drawn from its schema, hostile literals included), the same way.
 
 How many: the in-process tests take their examples from the hypothesis profile (tests/conftest.py; the operator
-one at most 60); the child-process runs take fixed samples of 300 graphs (seed 21) and 150 operator graphs (seed 28)
+one at most 60); the child-process runs take fixed samples of 300 graphs (seed 21) and 400 operator graphs (seed 28)
 under ``dev``/``ci`` and 10,000 and 3,000 fresh ones under ``fuzz`` (``make fuzz``; the seeds are printed).
 ``LAYERLAB_FUZZ_GRAPHS`` / ``LAYERLAB_FUZZ_SEED`` / ``LAYERLAB_FUZZ_JOBS`` override (``LAYERLAB_FUZZ_OP_GRAPHS``
 the operator sample). Failing project files are written to ``test-artifacts/fuzz-failures.jsonl``.
@@ -83,7 +83,7 @@ def test_drawn_operator_graphs_validate_with_located_problems(text):
 def _sample(request, ops: bool = False) -> tuple[int, int, int]:
     """(graphs, seed, jobs) for the profile in use (``ops``: the operator graphs' sample)."""
     nightly = request.config.getoption("hypothesis_profile", None) == "fuzz"
-    key, nightly_n, ci_n, ci_seed = ("LAYERLAB_FUZZ_OP_GRAPHS", 3_000, 150, 28) if ops else \
+    key, nightly_n, ci_n, ci_seed = ("LAYERLAB_FUZZ_OP_GRAPHS", 3_000, 400, 28) if ops else \
         ("LAYERLAB_FUZZ_GRAPHS", 10_000, 300, 21)
     n = int(os.environ.get(key, nightly_n if nightly else ci_n))
     seed = int(os.environ.get("LAYERLAB_FUZZ_SEED", int.from_bytes(os.urandom(4), "little") if nightly else ci_seed))

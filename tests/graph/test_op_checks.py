@@ -284,3 +284,14 @@ def test_index_values_within_range_still_compile_and_run():
     model = compile_graph(graph)
     outs = model(torch.randint(0, 5, (3, 4)))
     assert [tuple(o.shape) for o in outs] == [(3, 3), (3, 4, 2)]
+
+
+@pytest.mark.parametrize("layer", ["Softmax", "PReLU", "Linear", "LayerNorm"])
+def test_a_targets_labels_feed_a_losss_target_only(layer):
+    """Issue 28.11: labels are class ids (int64) in training; a float-only layer behind them failed there."""
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+                       {"id": "y", "type": "Target", "params": {"source": "labels", "size": 1}},
+                       {"id": "f", "type": layer, "params": {"out_features": 2} if layer == "Linear" else {}}],
+             "edges": [{"source": "x", "target": "y"}, {"source": "y", "target": "f"}]}
+    problems = [p for p in validate(graph) if p.severity == "error"]
+    assert [(p.code, p.node, p.edge) for p in problems] == [("bad_port", "f", "y->f")], problems
