@@ -118,9 +118,10 @@ def wait_finished(page, timeout: float = 600, pid: int | None = None) -> dict[st
 
 
 def epoch_rates(workspace: Path, run_id: str) -> list[float]:
+    from builder.access import SYSTEM
     from builder.runs.store import RunStore
 
-    eps = RunStore(workspace).metrics(run_id, "epoch")
+    eps = RunStore(workspace, actor=SYSTEM).metrics(run_id, "epoch")
     return [e["samples_per_s"] for e in eps[1:] if e.get("samples_per_s")]
 
 
@@ -131,9 +132,10 @@ from app_pages.ui import torch_threads
 torch.set_num_threads(torch_threads())
 import builder
 from builder.training.pipeline import run_training
+from builder.access import SYSTEM
 from builder.runs.store import RunStore
-res = run_training(builder.load_template("cnn"), "digits", {"epochs": int(sys.argv[2])}, store=RunStore(sys.argv[1]))
-eps = RunStore(sys.argv[1]).metrics(res.run_id, "epoch")
+res = run_training(builder.load_template("cnn"), "digits", {"epochs": int(sys.argv[2])}, store=RunStore(sys.argv[1], actor=SYSTEM))
+eps = RunStore(sys.argv[1], actor=SYSTEM).metrics(res.run_id, "epoch")
 print(json.dumps({"rates": [e["samples_per_s"] for e in eps[1:]], "threads": torch.get_num_threads()}))
 """
 

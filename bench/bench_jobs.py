@@ -37,17 +37,19 @@ SECTION = "## Jobs (issue 8)"
 
 
 def rates(ws: Path, run_id: str) -> list[float]:
+    from builder.access import SYSTEM
     from builder.runs.store import RunStore
 
-    return [e["samples_per_s"] for e in RunStore(ws).metrics(run_id, "epoch")[1:] if e.get("samples_per_s")]
+    return [e["samples_per_s"] for e in RunStore(ws, actor=SYSTEM).metrics(run_id, "epoch")[1:] if e.get("samples_per_s")]
 
 
 def headless_job(ws: Path, epochs: int, owner: str) -> str:
+    from builder.access import SYSTEM
     from builder.graph.templates import load_template
     from builder.runs.jobs import JobSpec, submit, wait
     from builder.runs.store import RunStore
 
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     rid = submit(store, JobSpec(project=load_template("cnn").model_dump(), dataset="digits",
                                 config={"epochs": epochs, "early_stopping": None}, owner=owner))
     assert wait(store, [rid], 900)[rid] == "finished"
@@ -64,13 +66,14 @@ def page_job(page, ws: Path, epochs: int) -> tuple[str, float]:
     """Start on the Train page; returns (run id, seconds from the click to the first curve point)."""
     import re
 
+    from builder.access import SYSTEM
     from builder.runs.jobs import wait
     from builder.runs.store import RunStore
 
     goto_page(page, "Train")
     set_epochs(page, epochs)
     page.wait_for_selector("button:has-text('Start training'):not([disabled])", timeout=60_000)
-    before = set(r["id"] for r in RunStore(ws).list_runs())
+    before = set(r["id"] for r in RunStore(ws, actor=SYSTEM).list_runs())
     t0 = time.perf_counter()
     page.locator("button", has_text="Start training").first.click()
     while True:
@@ -82,7 +85,7 @@ def page_job(page, ws: Path, epochs: int) -> tuple[str, float]:
         page.wait_for_timeout(20)
     first = time.perf_counter() - t0
     rid = m.group(1)
-    assert wait(RunStore(ws), [rid], 900)[rid] == "finished"
+    assert wait(RunStore(ws, actor=SYSTEM), [rid], 900)[rid] == "finished"
     return rid, first
 
 
@@ -90,6 +93,7 @@ def reload_to_live(page, ws: Path, epochs: int) -> float:
     """Start a long run, reload the Train page, time until that run's curve shows again; stop it."""
     import re
 
+    from builder.access import SYSTEM
     from builder.runs.jobs import request, wait
     from builder.runs.store import RunStore
 
@@ -103,8 +107,8 @@ def reload_to_live(page, ws: Path, epochs: int) -> float:
     while not (rid in page.locator("[data-testid=stMain]").inner_text() and curve_points(page) > 0):
         page.wait_for_timeout(20)
     dt = time.perf_counter() - t0
-    request(RunStore(ws), rid, "stop")
-    wait(RunStore(ws), [rid], 120)
+    request(RunStore(ws, actor=SYSTEM), rid, "stop")
+    wait(RunStore(ws, actor=SYSTEM), [rid], 120)
     return dt
 
 

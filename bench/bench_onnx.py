@@ -67,6 +67,7 @@ def bench_import(repeats: int) -> None:
 def bench_int8() -> None:
     import builder
     from builder.interchange.onnx_export import quantize_run
+    from builder.access import SYSTEM
     from builder.runs.store import RunStore
     from builder.training.pipeline import run_training
 
@@ -75,7 +76,7 @@ def bench_int8() -> None:
     print(f"  {'template':<10}{'dataset':<10}{'fp32 bytes':>12}{'int8 bytes':>12}{'ratio':>8}{'metric':>10}"
           f"{'before':>9}{'after':>9}{'delta':>9}")
     with tempfile.TemporaryDirectory() as tmp:
-        store = RunStore(tmp)
+        store = RunStore(tmp, actor=SYSTEM)
         for name, ds, epochs in cases:
             rid = run_training(builder.load_template(name), ds, {"epochs": epochs, "seed": 0}, store=store).run_id
             q = quantize_run(store, rid)

@@ -29,6 +29,7 @@ import warnings
 os.environ.setdefault("LAYERLAB_TORCH_THREADS", "1")
 
 import builder  # noqa: E402
+from builder.access import SYSTEM  # noqa: E402
 from builder.interpret.probe import ModelProbe, ProbeSession  # noqa: E402
 from builder.interpret.session import ExplainSession, open_run, run_graph  # noqa: E402
 from builder.runs.store import RunStore  # noqa: E402
@@ -62,7 +63,7 @@ def bench(repeats: int) -> list[dict]:
     torch.set_num_threads(1)
     out = []
     with tempfile.TemporaryDirectory() as ws:
-        store = RunStore(ws)
+        store = RunStore(ws, actor=SYSTEM)
         for template, dataset, epochs in CASES:
             rid = run_training(builder.load_template(template), dataset, {"epochs": epochs, "seed": 0},
                                store=store).run_id

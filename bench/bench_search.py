@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from results import write_section  # noqa: E402  (bench/results.py)
 
+from builder.access import SYSTEM  # noqa: E402
 from builder.graph.templates import load_template  # noqa: E402
 from builder.runs import jobs  # noqa: E402
 from builder.runs.store import RunStore  # noqa: E402
@@ -82,7 +83,7 @@ def main() -> None:
     many = a.workers or jobs.max_jobs()
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-search-") as tmp:
-        store = RunStore(tmp)
+        store = RunStore(tmp, actor=SYSTEM)
         t_alone, t_trial, t_call = [], [], []
         for i in range(a.repeats):
             t_alone.append(alone(store, config))

@@ -29,11 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def _submit_all(ws: Path, n: int, epochs: int) -> tuple[float, dict]:
+    from builder.access import SYSTEM
     from builder.graph.templates import load_template
     from builder.runs import jobs
     from builder.runs.store import RunStore
 
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     project = load_template("cnn").model_dump()
     t0 = time.perf_counter()
     ids = [jobs.submit(store, jobs.JobSpec(project=project, dataset="digits",

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_TEACHERS": TEACHER, "LAYERLAB_ADMINS": "",
                        "LAYERLAB_QUOTA_RUNNING": "1", "LAYERLAB_QUOTA_QUEUED": "",
                        "LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_LAUNCHER_IDLE_S": "30"})
+    from builder.access import SYSTEM
     from builder.graph.templates import load_template
     from builder.runs import classes, housekeeping, jobs, quotas
     from builder.runs.jobs import JobSpec, submit
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from builder.runs.status import is_final, is_live
     from builder.runs.store import RunStore
 
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     project = load_template("mlp")
     students = [f"anon:{i:032x}" for i in range(1, args.students + 1)]
     cls = classes.create_class(ws, TEACHER, "load test", project)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def one(owner: str) -> None:
         try:
-            rid = submit(RunStore(ws), JobSpec(project=spec, dataset="moons", owner=owner, name="net",
+            rid = submit(RunStore(ws, actor=SYSTEM), JobSpec(project=spec, dataset="moons", owner=owner, name="net",
                                                config={"epochs": args.epochs, "device": "cpu"}))
             with lock:
                 submitted[rid] = time.monotonic()
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def watch() -> None:  # the queue, every 0.1 s: when each job starts; live jobs per owner
         while not done.is_set():
-            rows = RunStore(ws, mark_interrupted=False).list_runs(limit=10_000)
+            rows = RunStore(ws, mark_interrupted=False, actor=SYSTEM).list_runs(limit=10_000)
             now = time.monotonic()
             per: dict[str, int] = {}
             for r in rows:
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 ids = list(submitted)
             if ids:
                 rid = random.choice(ids)
-                s = RunStore(ws)
+                s = RunStore(ws, actor=SYSTEM)
 
                 def train_page(rid=rid, s=s) -> None:
                     run = s.get(rid)
@@ -157,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                     return run
 
                 timed("train page", train_page)
-                owner = RunStore(ws).get(rid)["owner"]
-                timed("runs page", lambda o=owner: RunStore(ws).list_runs(owner=o, limit=500))
-                timed("quota line", lambda o=owner: quotas.usage(RunStore(ws), o))
-            timed("teacher class page", lambda: classes.leaderboard(RunStore(ws), cls,
-                                                                    classes.class_runs(RunStore(ws), cls)))
-            timed("admin jobs", lambda: housekeeping.server_jobs(RunStore(ws)))
+                owner = RunStore(ws, actor=SYSTEM).get(rid)["owner"]
+                timed("runs page", lambda o=owner: RunStore(ws, actor=SYSTEM).list_runs(owner=o, limit=500))
+                timed("quota line", lambda o=owner: quotas.usage(RunStore(ws, actor=SYSTEM), o))
+            timed("teacher class page", lambda: classes.leaderboard(RunStore(ws, actor=SYSTEM), cls,
+                                                                    classes.class_runs(RunStore(ws, actor=SYSTEM), cls)))
+            timed("admin jobs", lambda: housekeeping.server_jobs(RunStore(ws, actor=SYSTEM)))
             time.sleep(0.05)
 
     watchers = [threading.Thread(target=watch, daemon=True), threading.Thread(target=pages, daemon=True)]

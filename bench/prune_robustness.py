@@ -24,6 +24,7 @@ import torch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    from builder.access import SYSTEM
     from builder.graph.project import load_project
     from builder.graph.templates import load_template
     from builder.interchange.onnx_export import export_onnx
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workspace", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    store = RunStore(a.workspace or tempfile.mkdtemp(prefix="prune-bench-"))
+    store = RunStore(a.workspace or tempfile.mkdtemp(prefix="prune-bench-"), actor=SYSTEM)
 
     import statistics
 

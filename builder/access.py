@@ -42,14 +42,15 @@ ENV_SHARED = "LAYERLAB_SHARED_RUNS"
 READ, CONTROL, STOP, DELETE = "read", "control", "stop", "delete"
 DELETE_DATA, DELETE_CLASS_RUN = "delete_data", "delete_class_run"
 TRAIN_FOR, TEACH = "train_for", "teach"
-ACTIONS = (READ, CONTROL, STOP, DELETE, DELETE_DATA, DELETE_CLASS_RUN, TRAIN_FOR, TEACH)
+OVERSEE = "oversee"  # the server-wide views: every job, every owner's disk use (admins only)
+ACTIONS = (READ, CONTROL, STOP, DELETE, DELETE_DATA, DELETE_CLASS_RUN, TRAIN_FOR, TEACH, OVERSEE)
 """``read`` a run (its row, curves, files, weights; use it as ``init_from``/``teacher``; export it); ``control``
 it (pause, resume, continue; a study: resume, add trials, read by name); ``stop`` or ``delete`` it;
 ``delete_data`` (all an owner keeps); ``delete_class_run`` (a run recorded for a class); ``train_for`` a class
 (record runs for it, open its starter); ``teach`` a class (post starters, change, delete it)."""
 TEACHER_ACTIONS = (STOP,)  # what a teacher may do to a student's job besides reading it
 ADMIN_ACTIONS = (STOP, DELETE, DELETE_DATA)  # what an admin may do to anyone's (never pause, resume or continue)
-KINDS = ("run", "study", "upload", "project", "class", "owner")
+KINDS = ("run", "study", "upload", "project", "class", "owner", "server")
 
 
 def owner_of(record: Mapping[str, Any] | None) -> str:
@@ -123,6 +124,10 @@ class Resource:
                    members=frozenset(record.get("members") or ()))
 
 
+SERVER = Resource("server", "")
+"""The server itself, for the server-wide views (:data:`OVERSEE`)."""
+
+
 def _resource(resource: Resource | Mapping[str, Any]) -> Resource:
     return resource if isinstance(resource, Resource) else Resource.run(resource)
 
@@ -135,6 +140,8 @@ def may(actor: Actor, action: str, resource: Resource | Mapping[str, Any]) -> bo
         return True
     if action not in ACTIONS or r.kind not in KINDS:
         return False
+    if r.kind == "server" or action == OVERSEE:
+        return action == OVERSEE and r.kind == "server" and actor.admin
     if r.kind == "class":
         if action == TEACH:
             return actor.owner == r.owner
@@ -173,6 +180,9 @@ def refusal(resource: Resource | Mapping[str, Any] | str, kind: str = "run") -> 
         r = _resource(resource)
         rid, kind = r.id, r.kind
     rid = str(rid)[:80]
+    if kind == "server":
+        return AccessDenied("only an admin sees every job and every owner's disk use; received: a request by "
+                            "someone who is not an admin. Fix: ask the server's admin (LAYERLAB_ADMINS)")
     where = {"run": " (`layerlab runs list` or the Runs page)", "study": " (`layerlab search list`)",
              "class": " (the Classes page)"}.get(kind, "")
     return AccessDenied(f"no {kind} {rid!r} of yours; received: {kind} id {rid!r}. Fix: pick one of your "
@@ -187,4 +197,4 @@ def check(actor: Actor, action: str, resource: Resource | Mapping[str, Any]) -> 
 
 __all__ = ["Actor", "Resource", "SYSTEM", "may", "check", "refusal", "owner_of", "shared_runs", "LOCAL_OWNER",
            "ENV_SHARED", "ACTIONS", "TEACHER_ACTIONS", "ADMIN_ACTIONS", "KINDS", "READ", "CONTROL", "STOP", "DELETE",
-           "DELETE_DATA", "DELETE_CLASS_RUN", "TRAIN_FOR", "TEACH"]
+           "DELETE_DATA", "DELETE_CLASS_RUN", "TRAIN_FOR", "TEACH", "OVERSEE", "SERVER"]

@@ -225,6 +225,9 @@ def _doors() -> list[Door]:
             project=w.project.model_dump(mode="json"), dataset="moons", owner=s.actor.owner, kind="prune",
             prune={"parent": w.ann}))),
         # ---- housekeeping, classes, studies (the actor named by its owner id, resolved inside)
+        Door("builder.runs.housekeeping.server_jobs", (RUN,), lambda w, s: housekeeping.server_jobs(s)),
+        Door("builder.runs.housekeeping.workspace_usage", (RUN,), lambda w, s: housekeeping.workspace_usage(s)),
+        Door("builder.runs.housekeeping.admin_owners", (RUN,), lambda w, s: housekeeping.admin_owners(s)),
         Door("builder.runs.housekeeping.stop_job", (RUN,), lambda w, s: housekeeping.stop_job(s, w.ann, s.actor.owner)),
         Door("builder.runs.housekeeping.delete_runs", (RUN,),
              lambda w, s: housekeeping.delete_runs(s, s.actor.owner, [w.ann])),

@@ -4,7 +4,7 @@ class runs (its teacher), anyone's data (an admin).
 
 Who may do what is decided by :mod:`builder.access` (``stop``, ``delete``, ``delete_data``,
 ``delete_class_run``) for the actor :func:`builder.runs.classes.actor_for` resolves; the sums over every owner
-(disk use, every job) read as :data:`builder.access.SYSTEM` and are shown only to admins; nothing is
+(disk use, every job) are an admin's (``oversee``, checked here) and then read as :data:`builder.access.SYSTEM`; nothing is
 removed outside the workspace (run folders through :meth:`RunStore.run_dir`, owner folders checked to resolve
 under ``<workspace>/owners``). A live job is never deleted: it is left, and named, until it is stopped.
 Example::
@@ -21,7 +21,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from builder.access import DELETE, DELETE_CLASS_RUN, DELETE_DATA, STOP, SYSTEM, Resource, may
+from builder.access import (
+    DELETE,
+    DELETE_CLASS_RUN,
+    DELETE_DATA,
+    OVERSEE,
+    SERVER,
+    STOP,
+    SYSTEM,
+    Resource,
+    check,
+    may,
+)
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import resolves_inside
 from builder.runs import classes as _classes
@@ -97,6 +108,7 @@ def workspace_usage(store: RunStore) -> dict[str, Any]:
     """Bytes of the whole workspace: ``owners`` (:func:`owner_usage` per known owner), ``cache`` (decoded
     datasets, shared by everyone), ``studies``, ``database`` (the run store), ``other`` (owner folders of no
     known owner, launcher files, ...) and ``total`` (every file under the workspace)."""
+    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.access), whoever calls it
     ws = Path(store.workspace)
     by_run_owner: dict[str, list[dict]] = {}
     for r in store.list_runs(limit=1_000_000, actor=SYSTEM):
@@ -124,6 +136,7 @@ def server_jobs(store: RunStore) -> list[dict]:
     """Every queued, running or paused job on the server, queued last in queue order: ``id``, ``name``,
     ``owner``, ``status``, ``device`` (where it trains; a queued job's setting), ``age_s`` (since it was
     submitted), ``position`` (in the queue) and ``epochs``."""
+    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.access), whoever calls it
     store.mark_interrupted()
     now = datetime.now(timezone.utc).timestamp()
     out = []
@@ -255,6 +268,7 @@ def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str,
 def admin_owners(store: RunStore) -> list[dict]:
     """One row per known owner for the admin's view: ``owner``, ``teacher`` (listed as one), ``runs``, ``live``
     (jobs), bytes ``runs_b``, ``projects_b``, ``total_b``."""
+    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.access), whoever calls it
     use = workspace_usage(store)["owners"]
     live: dict[str, int] = {}
     for j in server_jobs(store):
