@@ -66,8 +66,8 @@ def bench_import(repeats: int) -> None:
 
 def bench_int8() -> None:
     import builder
-    from builder.interchange.onnx_export import quantize_run
     from builder.access import SYSTEM
+    from builder.interchange.onnx_export import quantize_run
     from builder.runs.store import RunStore
     from builder.training.pipeline import run_training
 
