@@ -7,7 +7,7 @@ wrote into their ``job.json`` are removed. Idempotent, and safe when two process
 Removed in LayerLab 0.3 (with ``owners._v1_safe_id``). Example::
 
     # not a doctest (needs an old workspace): run by tests/runs/test_owner_migration.py
-    migrate_owner_folders(RunStore(ws))
+    migrate_owner_folders(RunStore(ws, actor=SYSTEM))
     # -> {'anon-0123456789abcdef01234567-9f3c...': 'anon-k7x2qd...'}
 """
 
@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
+from builder.access import SYSTEM
 from builder.errors import LayerLabError, RunStoreError
 from builder.runs import owners as _owners
 from builder.runs.housekeeping import CACHE_DIR, known_owners
@@ -134,7 +135,7 @@ def migrate_once(workspace: str | Path) -> None:
     key = str(workspace)
     if key not in _DONE:
         if _owners.old_owner_folders(workspace):  # most opens: one listing, no store
-            migrate_owner_folders(RunStore(workspace, mark_interrupted=False))
+            migrate_owner_folders(RunStore(workspace, actor=SYSTEM, mark_interrupted=False))
         _DONE.add(key)
 
 

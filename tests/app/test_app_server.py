@@ -68,7 +68,7 @@ def test_server_page_names_owners_by_pseudonym_and_nothing_of_a_cookie(workspace
     """An admin (itself anonymous, listed by the pseudonym the page showed it) sees two anonymous owners with runs
     and folders: no element key or text holds six digits in a row of anyone's cookie."""
     a, b, admin = (owners.anonymous_owner(c) for c in COOKIES)
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     for who in (a, b):
         _run(store, who, "running", device="cpu")
         _run(store, who)

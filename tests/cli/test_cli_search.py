@@ -95,7 +95,7 @@ def test_a_relative_workspace_is_resolved_once_at_the_door_for_a_search_with_tri
                    "--search", "lr=1e-3..1e-1:log", "--study", "rel", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["states"] == {"complete": 2}
-    runs = RunStore(here / "ws").list_runs()
+    runs = RunStore(here / "ws", actor=SYSTEM).list_runs()
     assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)
     assert {p.name for p in ROOT.iterdir()} == before and not (ROOT / "ws").exists()
     assert not (here / "ws" / "ws").exists()

@@ -58,7 +58,7 @@ def test_a_project_files_early_stopping_0_means_off_as_the_flag_does(tmp_path, c
     out, err = capsys.readouterr()
     assert rc == 0, err
     run_id = re.search(r"^run id (\S+)$", out, re.M).group(1)
-    assert RunStore(tmp_path).get(run_id)["config"]["early_stopping"] is None
+    assert RunStore(tmp_path, actor=SYSTEM).get(run_id)["config"]["early_stopping"] is None
     assert TrainConfig.resolve("binary", 100, {"early_stopping": 0}).early_stopping is None
     for bad in (-1, False):
         with pytest.raises(TrainingError, match="early_stopping"):

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder import cli
+from builder.access import SYSTEM
 from builder.data import load_dataset
 from builder.data.sources import PATH_KEYS, DatasetSource, LocalFile, check_project, content_problems
 from builder.data.uploads import UploadFolder
@@ -129,7 +130,7 @@ def test_an_upload_id_resolves_only_in_its_owners_folder(tmp_path):
         msg = _message({**spec, "file": forged}, bob)
         assert str(ws) not in msg and "SECRET" not in msg
     # the job door: a run for bob naming ann's upload fails before anything is read
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)  # the test observes; each run is trained for the owner it names
     with pytest.raises(DatasetError, match="no upload .* of yours"):
         run_training(load_template("mlp"), "csv", {"epochs": 1}, store, adapt=True, owner=BOB,
                      dataset_options={"upload": ref, "target": "y"})
@@ -146,7 +147,7 @@ def test_a_run_recorded_with_an_upload_path_reloads_as_its_owners_and_only_their
     ws = tmp_path / "ws"
     ann = UploadFolder(upload_dir(ws, ANN))
     path = ann.resolve(ann.save("old.csv", _table()))  # what runs before upload ids recorded
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)  # the test observes; each run is trained for the owner it names
     cfg = TrainConfig()
     mine = store.create_run(load_template("mlp"), "csv", {"path": str(path), "target": "y"}, cfg, owner=ANN)
     theirs = store.create_run(load_template("mlp"), "csv", {"path": str(path), "target": "y"}, cfg, owner=BOB)
@@ -180,7 +181,7 @@ def test_a_job_trains_on_its_owners_upload_and_resumes_but_not_on_another_owners
     """Data page upload -> Train page job -> run -> resume, as the app does it, for two owners."""
     from builder.runs.jobs import JobSpec, submit, wait
 
-    store = RunStore(job_workspace)
+    store = RunStore(job_workspace, actor=SYSTEM)  # submits each owner's job as the server does
     ref = UploadFolder(upload_dir(job_workspace, ANN)).save("mine.csv", _table(80))
     project = load_template("mlp").model_dump(mode="json")
     opts = {"upload": ref, "target": "y"}

@@ -18,6 +18,7 @@ import pytest
 from e2e_helpers import fill_field, goto_page, open_app, wait_idle
 from playwright.sync_api import expect
 
+from builder.access import SYSTEM
 from builder.runs import jobs
 from builder.runs.job_sandbox import TEST_CRASH_ENV
 from builder.runs.store import RunStore
@@ -40,7 +41,7 @@ def server(tmp_path):
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
     if (ws / "layerlab.db").is_file():
-        store = RunStore(ws)
+        store = RunStore(ws, actor=SYSTEM)
         for r in store.list_runs(limit=100):
             if r["status"] in ("queued", "running", "paused"):
                 with contextlib.suppress(ProcessLookupError, TypeError):
@@ -68,7 +69,7 @@ def test_a_crashing_fold_fails_with_one_line_and_the_server_keeps_serving(browse
     expect(crash).to_contain_text("SIGSEGV", timeout=240_000)
     assert "\n" not in crash.first.inner_text().strip()
     expect(main).to_contain_text("runs tagged crossval=", timeout=60_000)
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     runs = sorted(store.list_runs(limit=10), key=lambda r: r["tags"]["fold"])
     statuses = jobs.wait(store, [r["id"] for r in runs], 240)
     assert [statuses[r["id"]] for r in runs] == ["failed", "finished"], [store.get(r["id"])["message"] for r in runs]

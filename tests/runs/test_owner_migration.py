@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import builder
+from builder.access import SYSTEM
 from builder.runs import classes, owners
 from builder.runs.owner_migration import migrate_once, migrate_owner_folders
 from builder.runs.store import DB_NAME, RunStore
@@ -34,7 +35,7 @@ def _old_workspace(ws: Path, monkeypatch) -> tuple[RunStore, str, dict[str, Path
     upload (row, job file, model card); a class."""
     monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
     monkeypatch.delenv("LAYERLAB_SERVER_CONFIG", raising=False)
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     folders = {}
     for who in (A, B, C):
         d = ws / "owners" / _old_name(who)
@@ -75,7 +76,7 @@ def test_an_old_workspace_is_moved_to_keyed_names_and_keeps_working(tmp_path, mo
     ws = tmp_path / "ws"
     store, rid, folders = _old_workspace(ws, monkeypatch)
     with ThreadPoolExecutor(2) as pool:  # two servers opening the old workspace at once
-        done = list(pool.map(lambda _: migrate_owner_folders(RunStore(ws)), range(2)))
+        done = list(pool.map(lambda _: migrate_owner_folders(RunStore(ws, actor=SYSTEM)), range(2)))
     assert any(done) and all(not d or set(d) == {_old_name(w) for w in (A, B, C)} for d in done)
     assert migrate_owner_folders(store) == {}  # idempotent
     text = _everything(ws)
@@ -109,5 +110,5 @@ def test_the_app_migrates_once_per_process(tmp_path, monkeypatch):
     (ws / "owners" / _old_name(A)).mkdir()  # an old process made one again: this process has migrated already
     migrate_once(ws)
     assert owners.old_owner_folders(ws) == [_old_name(A)]
-    assert migrate_owner_folders(RunStore(ws)) == {_old_name(A): owners.safe_id(ws, A)}  # merged into the new one
+    assert migrate_owner_folders(RunStore(ws, actor=SYSTEM)) == {_old_name(A): owners.safe_id(ws, A)}  # merged into the new one
     assert owners.old_owner_folders(ws) == [] and owners.load_autosave(ws, A) is not None

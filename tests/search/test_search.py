@@ -303,7 +303,7 @@ class LateStopJobs(ThreadJobs):
 def test_a_pruned_trial_and_its_run_agree(tmp_path, mlp, jobs):
     """Issue 34: Optuna marked a trial pruned while its run trained on and was recorded finished with a better
     value. Now pruned <-> stopped and complete <-> finished, a complete trial's value is its run's last epoch."""
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=SYSTEM)
     launcher = jobs(1)
     runner = StudyRunner(store, mlp, "moons", {"epochs": 6, "optimizer": "sgd", "momentum": 0.0, "early_stopping": 0},
                          space=["lr=1e-5..1.0:log"],

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from builder import cli
+from builder.access import SYSTEM
 from builder.errors import TrainingError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
@@ -44,7 +45,7 @@ def test_a_student_with_another_seed_tests_only_on_rows_its_teacher_never_traine
     ws = str(tmp_path / "ws")
     assert cli.main(["train", str(path), "--dataset", "breast_cancer", "--epochs", "2", "--seed", "0",
                      "--workspace", ws, "--quiet"]) == 0
-    store = RunStore(ws)
+    store = RunStore(ws, actor=SYSTEM)
     teacher = store.list_runs(None, 1)[0]["id"]
     capsys.readouterr()
     assert cli.main(["train", str(path), "--dataset", "breast_cancer", "--epochs", "2", "--seed", "5",
@@ -68,7 +69,7 @@ def test_a_student_with_another_seed_tests_only_on_rows_its_teacher_never_traine
 
 def test_a_fine_tune_reuses_its_parents_split_and_a_conflicting_seed_is_refused(tmp_path):
     project, _ = _student(tmp_path)
-    store = RunStore(tmp_path / "ws")
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
     parent = run_training(project, "breast_cancer", {"epochs": 1, "seed": 1}, store).run_id
     child = run_training(project, "breast_cancer", {"epochs": 1, "seed": 9, "init_from": parent}, store).run_id
     assert not _raw(store, child, "test") & (_raw(store, parent, "train") | _raw(store, parent, "val"))
