@@ -276,8 +276,8 @@ def control_job(run_id: str, action: str) -> None:
 
 
 def torch_threads() -> int:
-    """Torch threads a training job uses (:func:`builder.runs.jobs.torch_threads`)."""
-    from builder.runs.jobs import torch_threads as n
+    """Torch threads a training job uses (:func:`builder.runs.threads.torch_threads`)."""
+    from builder.runs.threads import torch_threads as n
 
     return n()
 

@@ -190,10 +190,10 @@ class Progress:
 
 
 def _config_overrides(args: argparse.Namespace) -> dict:
-    if getattr(args, "threads", None) is not None:  # read by builder.runs.jobs.torch_threads (also in job processes)
+    if getattr(args, "threads", None) is not None:  # read by builder.runs.threads.torch_threads (also in job processes)
         import os
 
-        from builder.runs.jobs import ENV_TORCH_THREADS
+        from builder.runs.threads import ENV_TORCH_THREADS
 
         if args.threads < 1:
             raise TrainingError(f"--threads must be 1 or more; received: {args.threads}. Fix: pass a positive count")

@@ -56,7 +56,7 @@ _ERRORS = {name: getattr(errors, name) for name in ("DatasetError", "ExplainErro
 
 
 def _threads() -> int:
-    from builder.runs.jobs import ENV_TORCH_THREADS
+    from builder.runs.threads import ENV_TORCH_THREADS
 
     try:
         return max(1, int(os.environ.get(ENV_TORCH_THREADS, "")))

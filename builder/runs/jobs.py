@@ -48,10 +48,16 @@ from builder.runs.quotas import admit, check_quota
 from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.runs.summary import run_source
+from builder.runs.threads import (  # noqa: F401  (their home moved; these names stay importable from here)
+    ENV_MAX_JOBS,
+    ENV_TORCH_THREADS,
+    THREADS_MACS_PER_CORE,
+    explicit_threads,
+    max_jobs,
+    torch_threads,
+)
 from builder.training.callbacks import Callback
 
-ENV_MAX_JOBS = "LAYERLAB_MAX_JOBS"
-ENV_TORCH_THREADS = "LAYERLAB_TORCH_THREADS"
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
 GPU_QUERY: _gpus.GpuQuery = _gpus.query_gpus  # what the GPUs have free (tests fake it: builder.runs.gpus.Gpu lists)
 GPU_USED = _gpus.query_used  # GPU bytes per process id (jobs placed but not allocated yet count at their estimate)
@@ -92,33 +98,6 @@ class JobSpec:
 
 
 JOB_KINDS = ("train", "prune")
-
-
-def max_jobs(gpus: int | None = None) -> int:
-    """Concurrent jobs per workspace and host: ``$LAYERLAB_MAX_JOBS``, else ``$LAYERLAB_JOBS_PER_GPU`` (default 8)
-    per GPU (which GPU, and whether one fits at all, is decided by memory: :mod:`builder.runs.gpus`), else
-    cores − 1 (≥ 1). ``gpus``: the number of GPUs (default: torch's count).
-
-    Raises:
-        TrainingError: ``LAYERLAB_MAX_JOBS`` or ``LAYERLAB_JOBS_PER_GPU`` is not a positive integer.
-    """
-    env = os.environ.get(ENV_MAX_JOBS, "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise TrainingError(f"{ENV_MAX_JOBS} must be a positive integer; received: {env!r}. "
-                                "Fix: set it to 1 or more, or unset it")
-        return n
-    if gpus is None:
-        import torch
-
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus > 0:
-        return gpus * _gpus.jobs_per_gpu()
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def _check_callbacks(names: list[str]) -> None:
@@ -613,49 +592,6 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
 
 # Forward multiply-adds per batch that keep one more core busy: below this a step is too short for a second
 # thread to pay for its hand-offs (bench/cpu_speed.py --threads-rule; bench/RESULTS.md "Threads per job").
-THREADS_MACS_PER_CORE = 200_000_000
-_THREAD_SETTINGS = (ENV_TORCH_THREADS, "OMP_NUM_THREADS")
-
-
-def explicit_threads() -> int | None:
-    """The thread count the user set: ``$LAYERLAB_TORCH_THREADS``, else ``$OMP_NUM_THREADS`` (torch's own
-    setting; a value that is not a positive integer is ignored there, as torch does); None when unset.
-
-    Raises:
-        TrainingError: ``LAYERLAB_TORCH_THREADS`` set to something other than a positive integer.
-    """
-    for name in _THREAD_SETTINGS:
-        env = os.environ.get(name, "").strip()
-        if env.isdigit() and int(env) > 0:
-            return int(env)
-        if env and name == ENV_TORCH_THREADS:
-            raise TrainingError(f"{name} must be a positive integer; received: {env!r}. Fix: set it to 1 or more, "
-                                "or unset it")
-    return None
-
-
-def torch_threads(macs_per_batch: int | None = None, cap: int | None = None) -> int:
-    """Intra-op torch threads for training: the user's setting (:func:`explicit_threads`), else one thread per
-    :data:`THREADS_MACS_PER_CORE` forward multiply-adds of a batch (at least 1), at most ``cap``.
-
-    ``cap`` defaults to a job's share of the cores: cores − 1 over the job limit (at least 1). Without
-    ``macs_per_batch`` (the model is not known yet) the share itself. The trainer calls this with the model's
-    measured multiply-adds and the threads the process was given as ``cap``, so a small model trains on one
-    thread (a 2-core CPU: the cnn template 30 epochs 4.3 s on 2 threads, 2.6 s on 1) and a big conv on all.
-
-    Raises:
-        TrainingError: a thread setting or ``LAYERLAB_MAX_JOBS`` that is not a positive integer.
-    """
-    n = explicit_threads()
-    if n is not None:
-        return n
-    if cap is None:
-        cap = max(1, ((os.cpu_count() or 2) - 1) // max_jobs())
-    if macs_per_batch is None:
-        return max(1, cap)
-    return max(1, min(cap, -(-int(macs_per_batch) // THREADS_MACS_PER_CORE)))
-
-
 def job_need(spec: JobSpec) -> int:
     """GPU bytes a job is estimated to need: its graph's training memory at its batch size
     (:func:`builder.graph.memory.training_memory` on CUDA) plus a CUDA context."""

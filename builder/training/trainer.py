@@ -279,11 +279,11 @@ class Trainer(RunControl):
         return make_loss(self._kind, self.task, self.config.loss)
 
     def _set_threads(self) -> None:
-        """Intra-op threads on a CPU from the model's multiply-adds per batch (:func:`builder.runs.jobs.torch_threads`;
+        """Intra-op threads on a CPU from the model's multiply-adds per batch (:func:`builder.runs.threads.torch_threads`;
         the threads this process has are the cap). The process keeps the count after :meth:`fit`: raising it again
         makes the next calls on more threads 4-25x slower for a while on torch 2.13 (OpenMP/oneDNN; bench/RESULTS.md
         "CPU runs"). Torchrun sets its own."""
-        from builder.runs.jobs import torch_threads
+        from builder.runs.threads import torch_threads
 
         self.threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.world == 1:
