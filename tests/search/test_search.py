@@ -305,7 +305,8 @@ def test_a_pruned_trial_and_its_run_agree(tmp_path, mlp, jobs):
     value. Now pruned <-> stopped and complete <-> finished, a complete trial's value is its run's last epoch."""
     store = RunStore(tmp_path, actor=SYSTEM)
     launcher = jobs(1)
-    runner = StudyRunner(store, mlp, "moons", {"epochs": 6, "optimizer": "sgd", "momentum": 0.0, "early_stopping": 0},
+    # long enough runs that a prune reaches a run before it ends (a 6-epoch moons run outran the request)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 200, "optimizer": "sgd", "momentum": 0.0, "early_stopping": 0},
                          space=["lr=1e-5..1.0:log"],
                          settings=StudySettings(name="agree", n_trials=8, objective="val_accuracy", seed=0,
                                                 sampler="random", prune_startup=1, prune_warmup=0),
@@ -350,7 +351,9 @@ def test_stop_request_ends_the_study(tmp_path, mlp):
 def test_seeded_study_beats_the_defaults_and_prunes(tmp_path, mlp):
     """moons/mlp with a deliberately poor learning rate: the study finds a better validation accuracy."""
     store = RunStore(tmp_path, actor=SYSTEM)
-    base = {"epochs": 6, "lr": 1e-5, "optimizer": "sgd", "momentum": 0.0}
+    # long enough runs that a prune reaches a run before it ends (a 6-epoch run finished first, and a trial is
+    # pruned only when its run was stopped)
+    base = {"epochs": 60, "lr": 1e-5, "optimizer": "sgd", "momentum": 0.0, "early_stopping": 0}
     default = run_training(mlp, "moons", base, store)
     default_acc = default.history[-1]["val_metric"]
     runner = StudyRunner(store, mlp, "moons", base, space=["lr=1e-4..1.0:log"],
