@@ -370,15 +370,6 @@ lift_fresh_copy square div floor ceil round pow exp log sqrt rsqrt reciprocal si
 INTEGER_OPS = frozenset(_INTEGER_OPS.split())
 
 
-def _check_integer_inputs(p: dict, ins: list[TensorType]) -> None:
-    name = str(p.get("op")).split(".")[1] if str(p.get("op")).count(".") else ""
-    for i, t in enumerate(ins):
-        if t.kind == TOKENS and name not in INTEGER_OPS:
-            raise ShapeError(f"{p['op']} computes on float values; received: integers (token ids) {t} on input {i}. "
-                             "Fix: cast them first (an Op aten.to with {\"dtype\": \"float32\"}, or a Cast "
-                             "layer), or feed token ids through an Embedding", str(i))
-
-
 #: Operators whose CPU kernels take only integer or bool tensors (meta kernels take floats too).
 INTEGER_ONLY_OPS = frozenset({"bitwise_not"})
 #: Value ranges the CPU kernels check and the meta kernels do not: (operators, argument) -> (low, high).
