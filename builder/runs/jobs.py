@@ -698,6 +698,9 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     if sandboxed:
         lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
         job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
+    from builder.runs.tracking import scrub_credentials  # mlflow itself stays unimported here
+
+    scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
         spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"

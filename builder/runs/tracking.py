@@ -182,6 +182,33 @@ def server_tracking(workspace: str | Path) -> tuple[str | None, list[str]]:
     return (uri.strip() or None) if uri else None, [a.strip() for a in allow if a.strip()]
 
 
+#: MLflow's credential settings: the admin's, for the admin's own tracker (the server config's ``uri``) only
+CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+                  "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4")
+
+
+def scrub_credentials(workspace: str | Path, uri: str | None, env: dict | None = None) -> list[str]:
+    """In a job process: drop the MLflow credentials it inherited unless its tracker is the admin's default
+    tracker (a visitor's own allowed tracker never receives the admin's token or password). Returns the names
+    removed.
+
+    >>> env = {"MLFLOW_TRACKING_TOKEN": "s3cret", "PATH": "/bin"}
+    >>> scrub_credentials("/nonexistent-ws", "https://ml.example.org", env), env
+    (['MLFLOW_TRACKING_TOKEN'], {'PATH': '/bin'})
+    """
+    env = os.environ if env is None else env
+    try:
+        default = server_tracking(workspace)[0]
+    except Exception:  # a malformed config trusts no destination with the credentials
+        default = None
+    if uri and default and uri.strip() == default:
+        return []
+    gone = [k for k in CREDENTIAL_ENV if k in env]
+    for k in gone:
+        env.pop(k, None)
+    return gone
+
+
 def check_destination(uri: str, workspace: str | Path, owner: str, *, also: Iterable[str] = ()) -> str:
     """``uri`` when ``owner``'s runs may be logged there; returns it stripped.
 
@@ -734,6 +761,6 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
 
 
 __all__ = ["check_destination", "allowed_by", "server_tracking", "owner_setting", "save_owner_setting",
-           "resolve_tracking", "MlflowCallback", "Tracker", "TrackingState", "TrackingWarning", "sync_run",
+           "resolve_tracking", "scrub_credentials", "CREDENTIAL_ENV", "MlflowCallback", "Tracker", "TrackingState", "TrackingWarning", "sync_run",
            "tracking_state", "attach_tracking", "export_runs", "tracking_uri", "run_params", "epoch_metrics",
            "eval_metrics", "run_tags", "RETRY_EPOCHS"]

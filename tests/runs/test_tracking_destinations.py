@@ -195,3 +195,19 @@ def test_a_visitor_exports_only_their_own_runs(workspace, tmp_path):
     assert answers[0] == answers[1] and "of yours" in answers[0]
     assert [r["run_id"] for r in export_runs(store, None, uri, owner=BOB)] == [bob]
     assert _mlflow_runs(uri) == {bob: "FINISHED"}
+
+
+def test_the_admins_mlflow_credentials_reach_only_the_admins_tracker(workspace):
+    """A job inherits the server's MLFLOW_* settings; the credentials among them stay only for the admin's own
+    default tracker, never a visitor's allowed one (or a job with none)."""
+    from builder.runs.tracking import CREDENTIAL_ENV, scrub_credentials
+
+    _config(workspace, uri="https://ml.school.org/team", allow=["https://ml.other.org"])
+    secrets = {k: "s3cret" for k in CREDENTIAL_ENV}
+    env = {**secrets, "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    assert scrub_credentials(workspace, "https://ml.school.org/team", env) == [] and env == {
+        **secrets, "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    for uri in ("https://ml.other.org", None, "https://ml.school.org/team/../x"):
+        env = {**secrets, "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+        assert sorted(scrub_credentials(workspace, uri, env)) == sorted(CREDENTIAL_ENV)
+        assert env == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
