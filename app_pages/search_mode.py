@@ -155,7 +155,7 @@ def study_view() -> None:
     if not name:
         return
     try:
-        study = load_study(_storage(), name)
+        study = load_study(_storage(), name, owner=ui.owner())
     except LayerLabError:
         st.info("The study is starting…", icon=":material/hourglass_top:")
         return
@@ -202,7 +202,7 @@ def actions(ds) -> None:
     running = _alive()
     c = st.columns(4)
     if c[0].button("Stop search", key="ll_s_stop", icon=":material/stop:", disabled=not running):
-        request_stop(_storage(), name)
+        request_stop(_storage(), name, owner=ui.owner())
         ui.flash(f"Stopping study {name}: running trials are stopped")
         st.rerun()
     more = c[1].number_input("Trials in all", 1, 100_000, value=None, key="ll_s_more", placeholder="same",
@@ -216,7 +216,7 @@ def actions(ds) -> None:
             st.session_state.ll_study = {"name": name, "pid": proc.pid, "proc": proc}
             st.rerun()
     try:
-        best, cfg = best_project(load_study(_storage(), name))
+        best, cfg = best_project(load_study(_storage(), name, owner=ui.owner()))
     except LayerLabError:
         best = None
     if c[2].button("Best trial onto the canvas", key="ll_s_canvas", icon=":material/account_tree:",

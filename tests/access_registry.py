@@ -139,6 +139,7 @@ def _doors() -> list[Door]:
     from builder.runs.store import workspace_of
     from builder.runs.tracking import TrackingState, export_runs, sync_run, tracking_state
     from builder.search.runner import resume_study
+    from builder.search.storage import load_study, request_stop
     from builder.training.generative import vae_probe
     from builder.training.objectives import with_teacher
     from builder.training.pipeline import load_run, resume_run
@@ -245,6 +246,10 @@ def _doors() -> list[Door]:
              lambda w, s: (lambda c: refused("dropped") if not (c["starter"].get("training") or {}).get("init_from")
                            else None)(classes.create_class(w.ws, w.teacher, "x", _with_training(w.project,
                                                                                                 init_from=w.ann)))),
+        Door("builder.search.storage.load_study", (STUDY,),
+             lambda w, s: load_study(w.storage, w.ann_study, owner=s.actor.owner)),
+        Door("builder.search.storage.request_stop", (STUDY,),
+             lambda w, s: request_stop(w.storage, w.ann_study, owner=s.actor.owner)),
         Door("builder.search.runner.resume_study", (STUDY,),
              lambda w, s: resume_study(w.ws, w.storage, w.ann_study, owner=s.actor.owner)),
         # ---- content: a share link names no run

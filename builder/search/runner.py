@@ -85,7 +85,7 @@ def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int |
                  owner: str | None = None) -> subprocess.Popen:
     """Start a study's runner again with the settings it was created with (``n_trials`` may grow it); with
     ``owner``, only when the study is that owner's."""
-    study = load_study(storage, name)
+    study = load_study(storage, name, owner=owner)  # another person's study answers as an unknown name
     sig = study_settings(study)
     if not sig:
         raise LayerLabError(f"study {name!r} was not created by LayerLab; received: no settings. Fix: resume it "

@@ -117,23 +117,34 @@ def _check_owner(name: str, owner: str, asking: str) -> None:
                             f"{name!r}. Fix: pick another study name")
 
 
-def load_study(storage: str, name: str):
-    """Load an existing study. Raises LayerLabError naming the studies present."""
+def load_study(storage: str, name: str, *, owner: str | None = None):
+    """Load an existing study. With ``owner`` (a page's or a job's asker), only a study that owner may use by
+    name (:func:`builder.access.may` ``control``); another person's study and an unknown name get the same
+    answer, which lists only the asker's own studies. Without it (the command line's local user, trusted code)
+    any study. Raises LayerLabError (AccessDenied with ``owner``) naming the studies present."""
     import optuna
 
     _quiet_optuna()
     st = open_storage(storage)
-    try:
-        return optuna.load_study(study_name=name, storage=st)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
-        raise LayerLabError(f"no study named {name!r}; received: --study {name}. Fix: use one of "
-                            f"{', '.join(names[:10]) or '(none yet: run `layerlab tune` first)'}") from None
+
+    def usable(attrs: dict) -> bool:
+        return owner is None or may(Actor(owner), CONTROL, Resource("study", owner_of(attrs.get(_ATTR)), name))
+
+    with contextlib.suppress(KeyError):
+        study = optuna.load_study(study_name=name, storage=st)
+        if usable(study.user_attrs):
+            return study
+    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)
+             if usable(s.user_attrs)]
+    error = LayerLabError if owner is None else AccessDenied
+    raise error(f"no study named {name!r}; received: --study {name}. Fix: use one of "
+                f"{', '.join(names[:10]) or '(none yet: run `layerlab tune` first)'}")
 
 
-def request_stop(storage: str, name: str) -> None:
-    """Ask every runner of a study (in any process, on any machine) to stop: no new trials, live jobs stopped."""
-    load_study(storage, name).set_user_attr(_STOP_ATTR, time.time())
+def request_stop(storage: str, name: str, *, owner: str | None = None) -> None:
+    """Ask every runner of a study (in any process, on any machine) to stop: no new trials, live jobs stopped.
+    ``owner``: as :func:`load_study` (only that owner's study)."""
+    load_study(storage, name, owner=owner).set_user_attr(_STOP_ATTR, time.time())
 
 
 __all__ = ["default_storage", "open_storage", "list_studies", "study_owner", "load_study", "request_stop", "STUDY_DB"]

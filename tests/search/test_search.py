@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builder.access import SYSTEM
-from builder.errors import LayerLabError
+from builder.errors import AccessDenied, LayerLabError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
 from builder.search import (
@@ -182,8 +182,18 @@ def test_a_study_belongs_to_its_owner(tmp_path, mlp):
         launch_study(tmp_path, mlp, "moons", ["lr=1e-3..1e-1"],
                      StudySettings(name="shared", storage=storage, owner="anon:bob"))
     assert not (tmp_path / "studies" / "shared.log").exists()
-    with pytest.raises(LayerLabError, match="taken by another person's study"):
-        resume_study(tmp_path, storage, "shared", owner="anon:bob")
+    # resuming, reading or stopping it by name: answered as for an unknown name, listing only the asker's studies
+    for door in (lambda: resume_study(tmp_path, storage, "shared", owner="anon:bob"),
+                 lambda: load_study(storage, "shared", owner="anon:bob"),
+                 lambda: request_stop(storage, "shared", owner="anon:bob")):
+        with pytest.raises(AccessDenied, match="no study named 'shared'.*none yet"):
+            door()
+    with pytest.raises(AccessDenied) as unknown:
+        load_study(storage, "nope", owner="anon:bob")
+    with pytest.raises(AccessDenied) as forbidden:
+        load_study(storage, "shared", owner="anon:bob")
+    assert str(unknown.value).replace("nope", "shared") == str(forbidden.value)  # no oracle
+    assert load_study(storage, "shared", owner="anon:alice").study_name == "shared"
 
 
 def test_a_study_runner_gets_its_owner_outside_its_command_line(tmp_path, mlp):
