@@ -577,8 +577,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
         return T(nid)
 
     def _folded_name(self, n, weight: Const) -> str:
-        """The layer's name: a layer with a BatchNorm folded in carries the BatchNorm's scope (dynamo); its weights
-        keep the layer's own parameter name (``conv.weight``), which names it."""
+        """The layer's name; one with a BatchNorm folded in (dynamo) by its own weight's name (``conv.weight``)."""
         src = weight.src or ""
         if src.endswith(".weight") and folded_batchnorm(n, weight) == "dynamo":
             return src.removesuffix(".weight")
@@ -586,8 +585,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
 
     def _note_folded(self, n, nid: str, weight: Const) -> None:
         """Remember a layer into which the exporter folded a BatchNorm (reported in one note)."""
-        how = folded_batchnorm(n, weight)
-        if how:
+        if how := folded_batchnorm(n, weight):
             self.out.folded_batchnorm[nid] = how
 
     def _op_ConvTranspose(self, n, ins, a):
