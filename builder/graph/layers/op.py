@@ -4,7 +4,7 @@ An imported model keeps every operator: those with a layer become that layer, an
 operator (``aten.erf``, ``aten.hardswish``, ``aten.where`` ...) becomes an ``Op`` node that carries
 
 * ``op``: the operator, ``aten.<name>`` or ``aten.<name>.<overload>``, looked up in
-  :data:`builder.interchange.pt2_read.ALLOWED_OPS` (the one allow-list; never ``eval``, never an import);
+  :data:`builder.graph.op_allow.ALLOWED_OPS` (the one allow-list; never ``eval``, never an import);
 * ``args`` / ``kwargs``: the call as JSON: ``{"t": i}`` is tensor input ``i`` (edges into ports ``0``, ``1``...),
   ``{"w": name}`` a stored constant, ``{"b": k}`` ``k`` × the batch size, ``{"tensor": [...], "dtype": ...,
   "shape": [...]}`` a small inline constant, ``{"dtype": "float32"}`` a dtype, anything else a literal;
@@ -29,6 +29,7 @@ import operator
 from typing import Any
 
 from builder.graph.layers.tensor import ANY
+from builder.graph.op_allow import ALLOWED_OPS
 from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register
 
 MAX_OUTPUTS = 8
@@ -46,8 +47,6 @@ def _torch():
 
 def resolve_op(name: Any):
     """The torch operator an allow-listed ``aten.<name>[.<overload>]`` denotes (ShapeError for anything else)."""
-    from builder.interchange.pt2_read import ALLOWED_OPS
-
     parts = name.split(".") if isinstance(name, str) and len(name) <= 120 else []
     if len(parts) not in (2, 3) or parts[0] != "aten" or f"aten.{parts[1]}" not in ALLOWED_OPS \
             or (len(parts) == 3 and (not parts[2].isidentifier() or parts[2].startswith("_"))):
