@@ -340,13 +340,21 @@ def test_a_pruned_trial_and_its_run_agree(tmp_path, mlp, jobs):
 
 def test_stop_request_ends_the_study(tmp_path, mlp):
     store = RunStore(tmp_path, actor=SYSTEM)
-    runner = StudyRunner(store, mlp, "moons", {"epochs": 200, "early_stopping": None}, space=["lr=1e-3..1e-1:log"],
+    # a run far too long to finish on its own: the trial can only end by the stop request (with 200 epochs the
+    # first trial sometimes completed before the request was read, on a fast machine)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 100_000, "early_stopping": None},
+                         space=["lr=1e-3..1e-1:log"],
                          settings=StudySettings(name="stopme", n_trials=50, pruner="none"),
                          launcher=_thread_launcher(1))
     th = threading.Thread(target=runner.run)
     th.start()
     deadline = time.monotonic() + 60
-    while not trials_table(runner.study) and time.monotonic() < deadline:
+
+    def first_run_trains() -> bool:
+        rows = trials_table(runner.study)
+        return bool(rows) and bool(rows[0].get("run_id")) and bool(store.metrics(rows[0]["run_id"], "epoch"))
+
+    while not first_run_trains() and time.monotonic() < deadline:
         time.sleep(0.1)
     request_stop(runner.storage_url, "stopme")  # from anywhere that reaches the storage
     th.join(60)
