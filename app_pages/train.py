@@ -13,6 +13,7 @@ from builder.data.compat import check_compat
 from builder.errors import LayerLabError
 from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
 from builder.runs.summary import current_run, run_label
+from builder.runs.classes import CLASS_KEY
 from builder.training.config import TrainConfig
 from builder.training.objectives import has_objective, objective_compat
 
@@ -25,6 +26,10 @@ SCHEDULERS = {"none": "Constant", "onecycle": "One-cycle", "cosine": "Cosine", "
               "plateau": "Reduce on plateau"}
 #: A drawn objective's settings in ``training`` that the form does not show (kept when a run starts).
 OBJECTIVE_KEYS = ("networks", "optimizers", "schedule")
+#: Settings in ``training`` the form does not show and a run started from it keeps: the drawn objective's, and
+#: the class a member trains for (:data:`builder.runs.classes.CLASS_KEY`, set by the class's starter: without it
+#: the run is not the class's and its teacher never sees it).
+KEPT_KEYS = (*OBJECTIVE_KEYS, CLASS_KEY)
 COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
 
 
@@ -47,7 +52,7 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     # an imported model starts from its weights (init_from); keep transfer-learning settings the form lacks
     config = {**{k: v for k, v in (proj.training or {}).items() if k in ("init_from", "init_nodes")}, **config}
     st.session_state.ll_project = proj.model_copy(
-        update={"training": {**{k: v for k, v in (proj.training or {}).items() if k in OBJECTIVE_KEYS},
+        update={"training": {**{k: v for k, v in (proj.training or {}).items() if k in KEPT_KEYS},
                              **({"teacher": teacher} if teacher else {}),
                              **{k: v for k, v in config.items() if v is not None or k == "early_stopping"},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})

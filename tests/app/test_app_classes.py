@@ -132,3 +132,27 @@ def test_a_model_that_crashes_the_leaderboards_scoring_is_one_line_and_the_page_
     teacher.run()  # cached: one line again, the model is not run again
     assert_no_exception(teacher)
     assert teacher.session_state["ll_xp_probe"].starts == 1
+
+
+def test_a_members_run_started_from_the_train_form_is_the_classs(job_workspace, monkeypatch):
+    """The Train page's form rewrites ``training`` with its own settings: the class the starter names is kept, so
+    the run is recorded for the class (it was dropped, and the teacher never saw the run)."""
+    from builder.runs import classes
+    from builder.runs.jobs import request
+    from builder.runs.store import RunStore
+    from tests.helpers import button, wait_for_status
+
+    monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
+    starter = builder.load_template("mlp").model_copy(update={"training": {"dataset": "moons", "epochs": 2}})
+    cls = classes.create_class(job_workspace, TEACHER, "ML 101", starter)
+    student = open_app("app_pages/classes.py", owner=ME, query={"join": cls["code"]})
+    student.button(key="FormSubmitter:ll_join_form-Join class").click().run()
+    student.button(key="ll_confirm_replace").click().run()
+    student.switch_page("app_pages/train.py").run()
+    button(student, "Start training").click().run()
+    assert_no_exception(student)
+    store = RunStore(job_workspace, actor=SYSTEM)
+    run = store.get(student.session_state["ll_run"])
+    request(store, run["id"], "stop")
+    wait_for_status(store, run["id"], ("stopped", "finished", "failed", "interrupted"))
+    assert run["class_id"] == cls["id"]
