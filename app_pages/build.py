@@ -280,9 +280,10 @@ def _page_url() -> str:
 
 def share_link_box() -> None:
     """Copy link: the project (graph, parameters, dataset and training settings) in the address itself."""
-    from builder.graph.share import LinkTooLongError, share_url, shareable
+    from builder.data.sources import for_link
+    from builder.graph.share import LinkTooLongError, share_url
 
-    proj = ui.project_with_data()
+    proj, left = for_link(ui.project_with_data())
     try:
         url = share_url(_page_url(), proj)
     except LinkTooLongError as e:
@@ -295,7 +296,6 @@ def share_link_box() -> None:
                "built-in dataset as their own copy; trained weights are not included.")
     st.code(url, language=None, wrap_lines=True)
     st.session_state.ll_share_url = url
-    left = shareable(proj)[1]
     if left:
         st.caption("Not in the link: " + ", ".join(left) + ".")
 
@@ -303,7 +303,7 @@ def share_link_box() -> None:
 def open_shared_link() -> None:
     """``/build?p=...``: open the linked project on the canvas as this visitor's copy (validated as an uploaded
     file; a confirmation first when it would replace work on the canvas; undoable)."""
-    from builder.data.sources import check_project
+    from builder.data.sources import check_project, travels
     from builder.graph.share import QUERY_KEY, decode_project
     from builder.runs import owners
 
@@ -316,7 +316,7 @@ def open_shared_link() -> None:
     except LayerLabError as e:
         st.error(f"Cannot open the shared link: {ui.md(e)}", icon=":material/link_off:")
         return
-    data = dict(proj.dataset) if (proj.dataset or {}).get("kind") == "builtin" else None
+    data = dict(proj.dataset) if travels(proj.dataset) else None
     if ui.graph_key(proj.graph) == ui.graph_key(ui.graph()):
         return  # already on the canvas (a reload of the link)
     flash = f"Opened the shared network “{proj.name}” as your own copy"

@@ -18,11 +18,10 @@ ui.page_header("Classes", "Join your class with the code your teacher shows, and
 
 def _open_starter(cls: dict) -> None:
     proj = classes.starter_project(cls)
-    from builder.data.sources import content_problems
+    from builder.data.sources import travels
 
-    ds = proj.dataset or {}  # a built-in travels; an upload or a path of the teacher's never does
-    ui.replace_project(proj, f"Opened the starter of {cls['name']}",
-                       data=dict(ds) if ds.get("kind") == "builtin" and not content_problems(ds) else None)
+    ds = proj.dataset  # a built-in travels; an upload or a path of the teacher's never does
+    ui.replace_project(proj, f"Opened the starter of {cls['name']}", data=dict(ds) if travels(ds) else None)
 
 
 def _join(key: str) -> None:

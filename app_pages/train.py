@@ -11,9 +11,9 @@ import streamlit as st
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from builder.data.compat import check_compat
 from builder.errors import LayerLabError
+from builder.runs.classes import CLASS_KEY
 from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
 from builder.runs.summary import current_run, run_label
-from builder.runs.classes import CLASS_KEY
 from builder.training.config import TrainConfig
 from builder.training.objectives import has_objective, objective_compat
 

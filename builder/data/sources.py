@@ -176,6 +176,37 @@ def check_project(project: Any, uploads: UploadFolder | None = None) -> Any:
     return project
 
 
+def travels(spec: Any) -> bool:
+    """Whether a dataset description may go to another person (a link, a class's starter): a built-in dataset
+    that names no file at all: no user-file kind (``csv``, ``image_folder``: the sender's upload), no upload id,
+    no path. Another person could not read the sender's upload (it is refused as "not yours" when opened), so it
+    is left out and the receiver picks their own data.
+
+    >>> travels({"kind": "builtin", "name": "moons", "options": {"noise": 0.1}})
+    True
+    >>> travels({"kind": "builtin", "name": "csv", "options": {"upload": "upload:" + "0" * 64, "target": "y"}})
+    False
+    >>> travels({"kind": "csv", "name": "mine.csv"}) or travels(None)
+    False
+    """
+    if not isinstance(spec, dict) or spec.get("kind", "builtin") != "builtin" or content_problems(spec):
+        return False
+    src = DatasetSource.of(spec)
+    return _BY_ALIAS.get(src.name) is None and "upload" not in src.options
+
+
+def for_link(project: Any) -> tuple[Any, list[str]]:
+    """The part of a project a link carries (:func:`builder.graph.share.shareable`: no run ids of the sender's
+    workspace) and what was left out, with a dataset that does not :func:`travel <travels>` left out too."""
+    from builder.graph.share import shareable
+
+    proj, left = shareable(project)
+    if proj.dataset is not None and not travels(proj.dataset):
+        left.append("the dataset (your own file: whoever opens the link picks theirs)")
+        proj = proj.model_copy(update={"dataset": None})
+    return proj, left
+
+
 def _known_options(loader: Callable, opts: dict, fixed: tuple[str, ...] = ()) -> None:
     """Refuse options the loader does not take, naming the ones it does (before any file is read)."""
     known = [n for n, p in inspect.signature(loader).parameters.items()
@@ -491,6 +522,6 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
     return ds.flattened() if flatten else ds
 
 
-__all__ = ["DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "LocalFile", "source_kinds",
+__all__ = ["travels", "for_link", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "LocalFile", "source_kinds",
            "kind_for_path", "content_problems", "check_content", "project_problems", "check_project", "own_spec",
            "load_dataset"]

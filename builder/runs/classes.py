@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from builder.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
+from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 from builder.graph.share import LOCAL_TRAINING_KEYS
@@ -142,9 +143,10 @@ def _starter(project: Project | dict) -> dict:
         proj = proj.model_copy(update={"training": {k: v for k, v in proj.training.items()
                                                     if k not in LOCAL_TRAINING_KEYS}})
     ds = proj.dataset or {}
-    if ds and ds.get("kind", "builtin") != "builtin":
+    if ds and not travels(ds):  # the teacher's upload: no student may read it
         raise ClassError(f"a class's starter uses a built-in dataset (every student can load it); received: a "
-                         f"{str(ds.get('kind'))[:20]} file. Fix: pick a built-in dataset on the Data page")
+                         f"{str(ds.get('name') or ds.get('kind'))[:20]} file. Fix: pick a built-in dataset on "
+                         "the Data page")
     return json.loads(proj.to_json(indent=None))
 
 
