@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
+COOKIE = "layerlab_owner"  # the browser's identity cookie (app_pages/state.py)
+
+
+def person(browser, url: str, anon_id: str | None = None, size: tuple[int, int] = (1500, 950)):
+    """A browser context and its page on the server at ``url``: a person with the identity ``anon_id`` (the
+    cookie's value), or a fresh visitor (None)."""
+    ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    if anon_id is not None:
+        ctx.add_cookies([{"name": COOKIE, "value": anon_id, "url": url}])
+    page = ctx.new_page()
+    page.base_url = url
+    return ctx, page
+
+
+def end_jobs(ws: Path) -> None:
+    """End what a test's server started in workspace ``ws``, by the pids they wrote: the warm launcher
+    (SIGTERM) and every job still queued, running or paused (SIGKILL: they are processes of their own)."""
+    from builder.access import SYSTEM
+    from builder.runs import jobs
+    from builder.runs.store import RunStore
+
+    pidfile = ws / jobs.LAUNCHER_PID
+    if pidfile.is_file():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    if (ws / "layerlab.db").is_file():
+        store = RunStore(ws, actor=SYSTEM)
+        for r in store.list_runs(limit=100):
+            if r["status"] in ("queued", "running", "paused"):
+                with contextlib.suppress(ProcessLookupError, TypeError):
+                    os.kill(store.get(r["id"])["pid"], signal.SIGKILL)
 
 
 _IDLE_JS = """() => {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from e2e_helpers import open_app
+from e2e_helpers import open_app, person
 
 from builder.access import SYSTEM
 from builder.graph.templates import load_template
@@ -20,16 +20,7 @@ from tests.serving import ARTIFACTS, StreamlitServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-COOKIE = "layerlab_owner"
 OWNER_ID, STRANGER_ID, ADMIN_ID = "5" * 32, "6" * 32, "7" * 32
-
-
-def _person(browser, url: str, anon_id: str):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-    ctx.add_cookies([{"name": COOKIE, "value": anon_id, "url": url}])
-    page = ctx.new_page()
-    page.base_url = url
-    return ctx, page
 
 
 def _main_text(page) -> str:
@@ -42,7 +33,7 @@ def test_a_run_reaches_only_its_owner(browser, tmp_path):
     rid = run_training(load_template("mlp"), "moons", {"epochs": 1}, RunStore(ws, actor=SYSTEM), owner=owner).run_id
     env = {"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_ADMINS": "anon:" + ADMIN_ID, "LAYERLAB_TORCH_THREADS": "1"}
     with StreamlitServer("app.py", env=env, log_path=ARTIFACTS / "streamlit-access.log") as server:
-        people = {who: _person(browser, server.url, anon) for who, anon in
+        people = {who: person(browser, server.url, anon) for who, anon in
                   (("owner", OWNER_ID), ("stranger", STRANGER_ID), ("admin", ADMIN_ID))}
         for who, (_, page) in people.items():
             for path in (f"runs?run={rid}", f"explain?run={rid}"):

@@ -9,18 +9,15 @@ teacher context's cookie).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 
 import pytest
-from e2e_helpers import goto_page, open_app, wait_idle
+from e2e_helpers import end_jobs, goto_page, open_app, person, wait_idle
 
 from builder.access import SYSTEM
 from builder.graph.share import encode_project
 from builder.graph.templates import load_template
-from builder.runs import classes, jobs, owners
+from builder.runs import classes, owners
 from builder.runs.jobs import JobSpec, submit
 from builder.runs.status import FINAL
 from builder.runs.store import RunStore
@@ -29,7 +26,6 @@ from tests.serving import ARTIFACTS, StreamlitServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-COOKIE = "layerlab_owner"
 TEACHER_ID = "1" * 32
 STUDENT_IDS = ["2" * 32, "3" * 32, "4" * 32]
 
@@ -39,24 +35,7 @@ def ws(tmp_path):
     """The server's workspace; jobs still live at the end are killed by pid (they are processes of their own)."""
     path = tmp_path / "ws"
     yield path
-    pidfile = path / jobs.LAUNCHER_PID
-    if pidfile.is_file():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-    if (path / "layerlab.db").is_file():
-        store = RunStore(path, actor=SYSTEM)
-        for r in store.list_runs(limit=100):
-            if r["status"] in ("queued", "running", "paused"):
-                with contextlib.suppress(ProcessLookupError, TypeError):
-                    os.kill(store.get(r["id"])["pid"], signal.SIGKILL)
-
-
-def _person(browser, url: str, anon_id: str):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 950})
-    ctx.add_cookies([{"name": COOKIE, "value": anon_id, "url": url}])
-    page = ctx.new_page()
-    page.base_url = url
-    return ctx, page
+    end_jobs(path)
 
 
 def _click(page, key: str) -> None:
@@ -76,7 +55,7 @@ def test_teacher_and_three_students(browser, ws):
     with StreamlitServer("app.py", env=env, log_path=ARTIFACTS / "streamlit-class.log") as server:
         store = RunStore(ws, actor=SYSTEM)
         # the teacher opens a shared link in a fresh browser: the graph arrives node for node
-        tctx, tpage = _person(browser, server.url, TEACHER_ID)
+        tctx, tpage = person(browser, server.url, TEACHER_ID)
         open_app(tpage, "build?p=" + encode_project(starter))
         saved = until(lambda: (p := owners.load_autosave(ws, teacher)) and p.name == starter.name and p,
                        "the linked project on the teacher's canvas", page=tpage)
@@ -92,7 +71,7 @@ def test_teacher_and_three_students(browser, ws):
         # three students join with the link's code, get the starter and press Train this network
         people = []
         for anon in STUDENT_IDS:
-            ctx, page = _person(browser, server.url, anon)
+            ctx, page = person(browser, server.url, anon)
             open_app(page, f"classes?join={cls['code']}")
             page.locator("button", has_text="Join class").first.click()
             page.locator(".st-key-ll_confirm_replace button").first.click()  # their first-visit CNN is replaced

@@ -8,14 +8,11 @@ of fold 1 dies by SIGSEGV before it builds the model, as a segfault in torch's n
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
 import urllib.request
 
 import pytest
-from e2e_helpers import fill_field, goto_page, open_app, wait_idle
+from e2e_helpers import end_jobs, fill_field, goto_page, open_app, person, wait_idle
 from playwright.sync_api import expect
 
 from builder.access import SYSTEM
@@ -36,23 +33,12 @@ def server(tmp_path):
     with StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws), **ENV},
                          log_path=ARTIFACTS / "streamlit-crossval.log") as srv:
         yield srv, ws
-    pidfile = ws / jobs.LAUNCHER_PID  # the warm launcher and any job left are ended by the pid they wrote
-    if pidfile.is_file():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-    if (ws / "layerlab.db").is_file():
-        store = RunStore(ws, actor=SYSTEM)
-        for r in store.list_runs(limit=100):
-            if r["status"] in ("queued", "running", "paused"):
-                with contextlib.suppress(ProcessLookupError, TypeError):
-                    os.kill(store.get(r["id"])["pid"], signal.SIGKILL)
+    end_jobs(ws)
 
 
 def test_a_crashing_fold_fails_with_one_line_and_the_server_keeps_serving(browser, server):
     srv, ws = server
-    ctx = browser.new_context(viewport={"width": 1500, "height": 950})
-    page = ctx.new_page()
-    page.base_url = srv.url
+    ctx, page = person(browser, srv.url)
     open_app(page)  # the first visit's CNN on 8x8 digits (small: cross-validation is offered)
     goto_page(page, "Train")
     page.locator("[data-testid=stButtonGroup] button", has_text="Cross-validate").first.click()

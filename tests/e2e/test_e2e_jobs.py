@@ -6,7 +6,6 @@ Each test starts its own server on its own workspace (so it can read the run sto
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -14,12 +13,11 @@ import time
 import urllib.request
 
 import pytest
-from e2e_helpers import curve_points, goto_page, open_app, wait_idle
+from e2e_helpers import COOKIE, curve_points, end_jobs, goto_page, open_app, person, wait_idle
 from playwright.sync_api import expect
 
 from builder.access import SYSTEM
 from builder.graph.templates import load_template
-from builder.runs import jobs
 from builder.runs.jobs import JobSpec, submit, wait
 from builder.runs.store import RunStore
 from tests.helpers import until
@@ -27,7 +25,6 @@ from tests.serving import ARTIFACTS, StreamlitServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-COOKIE = "layerlab_owner"
 RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
 ENV = {"LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_MAX_JOBS": "2", "LAYERLAB_LAUNCHER_IDLE_S": "30"}
 
@@ -37,29 +34,12 @@ def _no_stray_jobs(tmp_path):
     """Jobs this test started are stopped at the end, whatever happened (they are processes of their own)."""
     yield
     ws = tmp_path / "ws"
-    pidfile = ws / jobs.LAUNCHER_PID
-    if pidfile.is_file():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-    if (ws / "layerlab.db").is_file():
-        store = RunStore(ws, actor=SYSTEM)
-        for r in store.list_runs(limit=100):
-            if r["status"] in ("queued", "running", "paused"):
-                pid = store.get(r["id"])["pid"]
-                with contextlib.suppress(ProcessLookupError, TypeError):
-                    os.kill(pid, signal.SIGKILL)
+    end_jobs(ws)
 
 
 def _server(ws, name: str) -> StreamlitServer:
     return StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws), **ENV},
                            log_path=ARTIFACTS / f"streamlit-{name}.log")
-
-
-def _context(browser, url: str):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 950})
-    page = ctx.new_page()
-    page.base_url = url
-    return ctx, page
 
 
 def _owner_cookie(ctx) -> str:
@@ -102,7 +82,7 @@ def _rename(page, name: str) -> None:
 def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(browser, tmp_path):
     ws = tmp_path / "ws"
     with _server(ws, "durable") as server:
-        ctx, page = _context(browser, server.url)
+        ctx, page = person(browser, server.url)
         open_app(page)
         me = _owner_cookie(ctx)
         page.reload()
@@ -145,7 +125,7 @@ def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(brows
         assert wait(store, [run_id], 60) == {run_id: "stopped"}
         expect(page.locator("[data-testid=stMain]")).to_contain_text("stopped", timeout=30_000)
 
-        other_ctx, other = _context(browser, server.url)  # another person
+        other_ctx, other = person(browser, server.url)  # another person
         open_app(other)
         assert _owner_cookie(other_ctx) != me
         expect(other.locator("[data-testid=stSidebar]").get_by_label("Project name")).not_to_have_value("Durable net")
@@ -165,7 +145,7 @@ def test_a_job_outlives_the_server_and_a_restarted_server_shows_it(browser, tmp_
     ws = tmp_path / "ws"
     server = _server(ws, "before-restart")
     try:
-        ctx, page = _context(browser, server.url)
+        ctx, page = person(browser, server.url)
         open_app(page)
         run_id = _start(page, 12)
         store = RunStore(ws, actor=SYSTEM)
@@ -188,7 +168,7 @@ def test_a_job_outlives_the_server_and_a_restarted_server_shows_it(browser, tmp_
 def test_a_job_that_dies_leaves_the_server_answering_and_the_run_marked(browser, tmp_path):
     ws = tmp_path / "ws"
     with _server(ws, "dying-jobs") as server:
-        ctx, page = _context(browser, server.url)
+        ctx, page = person(browser, server.url)
         open_app(page)
         me = "anon:" + _owner_cookie(ctx)
         run_id = _start(page, 400)
