@@ -17,7 +17,7 @@ from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.runs.owners import owner_of
 from builder.runs.status import RunStatus, can_resume, is_live
-from builder.runs.summary import dataset_label, dataset_spec_of_run, run_label
+from builder.runs.summary import baseline_tags, dataset_label, dataset_spec_of_run, run_label
 from builder.training.lineage import baseline_line
 
 if ui.shared_runs():  # everyone's runs, with an owner column of pseudonyms
@@ -177,7 +177,7 @@ def details(rec: dict) -> None:
     c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
     if rec.get("message"):
         st.caption(ui.md(rec["message"]))
-    if line := baseline_line(rec.get("tags"), rec.get("test_metrics")):  # a distilled run beside its student alone
+    if line := baseline_line(baseline_tags(ui.store(), rec), rec.get("test_metrics")):  # beside its student alone
         st.info(ui.md(line), icon=":material/compare_arrows:")
     mine = ui.can_control(rec)
     if not mine:

@@ -33,6 +33,17 @@ KEPT_KEYS = (*OBJECTIVE_KEYS, CLASS_KEY)
 COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
 
 
+def _student_alone(student, ds, config: dict, teacher: str) -> dict:
+    """A distillation's baseline, as ``layerlab train --teacher`` trains it: the student without its teacher,
+    same settings and seed, on the teacher's split (``split_of``), as a job of its own started beside the
+    distilled one; returns the distilled run's tags that name it (its figures are read when it finishes)."""
+    from builder.training.lineage import baseline_tag
+
+    alone = student.model_copy(update={"name": f"{student.name or 'untitled'} (student alone)", "training": {
+        **{k: v for k, v in (student.training or {}).items() if k in KEPT_KEYS}, "split_of": teacher}})
+    return baseline_tag(ui.start_job(alone, ds, config, tags={"baseline_of_teacher": teacher}), None)
+
+
 def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     """The hyper-parameter form; starts a run on submit."""
     config = settings_form(ds.info.task, len(ds.train), disabled=active or bool(problems))
@@ -40,7 +51,7 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
         return
     live = bool(config.pop("live_attributions", False))
     teacher = config.pop("teacher", None)
-    proj = ui.project()
+    proj = student = ui.project()
     if teacher:  # distillation: the objective is drawn on the canvas (builder.training.objectives.with_teacher)
         from builder.training.objectives import with_teacher
 
@@ -57,7 +68,8 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
                              **{k: v for k, v in config.items() if v is not None or k == "early_stopping"},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
     try:
-        ui.start_job(ui.project(), ds, config, live=live)
+        tags = _student_alone(student, ds, config, teacher) if teacher else None
+        ui.start_job(ui.project(), ds, config, live=live, tags=tags)
         st.session_state.ll_polling = True
     except LayerLabError as e:
         ui.show_error(e)
@@ -113,8 +125,9 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
             "Teacher run (distillation)", ["", *teachers], index=["", *teachers].index(own),
             format_func=lambda r: teachers.get(r, "none") if r else "none", key="ll_hp_teacher",
             help="Train this network to mimic a finished run's outputs as well as the labels (knowledge "
-                 "distillation): a DistillationLoss (T = 4, weight 0.5) and a CrossEntropyLoss (0.5) are added to "
-                 "the canvas. Same as `layerlab train STUDENT --teacher RUN_ID`.")
+                 "distillation): a DistillationLoss (T = 1, weight 0.5) and a CrossEntropyLoss (0.5) are added to "
+                 "the canvas, and the student alone (same settings, seed and split, no teacher) trains beside it "
+                 "as its baseline. Same as `layerlab train STUDENT --teacher RUN_ID`.")
         go_ = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=disabled)
     if not go_:
         return None
@@ -382,6 +395,11 @@ def results(run: dict) -> None:
                     icon=":material/pause_circle:")
         return
     st.subheader("Test results")
+    from builder.runs.summary import baseline_tags
+    from builder.training.lineage import baseline_line
+
+    if line := baseline_line(baseline_tags(ui.store(), run), test):  # a distilled run beside its student alone
+        st.info(ui.md(line), icon=":material/compare_arrows:")
     keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("r2", "R²", False),
             ("mse", "MSE", False), ("mae", "MAE", False), ("loss", "Loss", False)]
     shown = [(k, lab, pct) for k, lab, pct in keys if test.get(k) is not None]

@@ -231,7 +231,8 @@ def spec_public(spec: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------- training
-def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None = None) -> str:
+def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None = None,
+              tags: dict | None = None) -> str:
     """Start a training job for this owner (or resume one of its runs); returns the run id.
 
     The job is its own process (:func:`builder.runs.jobs.submit`): it outlives this page, the tab and the server.
@@ -258,7 +259,7 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
         opts = child_options(proj.training, config, opts)  # a distilled or fine-tuned run: its parent's split
         spec = JobSpec(project=proj.model_dump(mode="json"), dataset=name, dataset_options=opts,
                        config=dict(config), owner=owner(),  # None is a setting too (early stopping off)
-                       name=proj.name, callbacks=callbacks)
+                       name=proj.name, callbacks=callbacks, tags=dict(tags or {}))
     run_id = submit(rs, spec)
     st.session_state.ll_run = run_id
     return run_id

@@ -163,3 +163,21 @@ def device_options() -> list[tuple[str, str]]:
 
 __all__ = ["best_epoch", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run",
            "finished_run", "dataset_spec_of_run", "device_options"]
+
+
+def baseline_tags(store: RunStore, run: dict) -> dict | None:
+    """A distilled run's tags with its student-alone baseline's test figures filled in from the baseline's own
+    run when they were not known as the distilled run started (the Train page starts both jobs at once); the
+    tags unchanged otherwise. For :func:`builder.training.lineage.baseline_line`."""
+    from builder.training.lineage import BASELINE_TAG, baseline_tag
+
+    tags = run.get("tags") or None
+    base = (tags or {}).get(BASELINE_TAG)
+    if not isinstance(base, dict) or set(base) != {"run"}:
+        return tags
+    try:
+        other = store.get(str(base["run"]))  # the same owner's run: read with the reader's actor
+    except LayerLabError:
+        return tags
+    return {**tags, **baseline_tag(other["id"], other.get("test_metrics"))} if other.get("test_metrics") else tags
+

@@ -159,3 +159,25 @@ def test_freeze_layers_keeps_their_weights(at, ws):
     assert fc1 and head
     assert all(torch.equal(trained[k], start[k]) for k in fc1)  # frozen: the initial weights
     assert not all(torch.equal(trained[k], start[k]) for k in head)  # the rest trained
+
+
+def test_a_distilled_run_trains_its_student_alone_beside_it_and_shows_both(at, ws):
+    """Teacher run on the form: the student alone (same settings, seed, the teacher's split) trains as its own
+    job beside the distilled one, and the distilled run's results show the student alone's figure."""
+    from builder.training.pipeline import run_training
+
+    store = RunStore(ws, actor=SYSTEM)
+    me = at.session_state["ll_owner"]
+    teacher = run_training(at.session_state["ll_project"], "moons", {"epochs": 1}, store, owner=me).run_id
+    at.run()
+    at.selectbox(key="ll_hp_teacher").set_value(teacher)
+    rid = _start(at, 2)
+    runs = {r["id"]: r for r in store.list_runs(limit=10)}
+    (alone,) = [r for r in runs.values() if r["id"] not in (rid, teacher)]
+    assert runs[rid]["tags"]["student_alone"] == {"run": alone["id"]}
+    training = store.get(alone["id"])["project"]["training"]
+    assert training["split_of"] == teacher and "teacher" not in training
+    assert wait(store, [rid, alone["id"]], TIMEOUT) == {rid: "finished", alone["id"]: "finished"}, [store.get(r)["message"] for r in (rid, alone["id"])]
+    at.run()
+    line = next(i.value for i in at.info if "student alone" in i.value)
+    assert f"run {alone['id']}" in line and f"{store.get(alone['id'])['test_metrics']['accuracy']:.3f}" in line
