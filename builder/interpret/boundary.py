@@ -216,7 +216,10 @@ class DecisionBoundary(Callback):  # type: ignore[misc,valid-type]
             if self.seconds + predicted + reserve > self.budget * training:
                 self.skipped += 1  # over budget: the last grid stays on screen a little longer
                 return None
-        pred = predict_grid(trainer.model, self._grid, self.resolution)
+        model = getattr(trainer, "prediction_model", trainer.model)
+        if model is None:  # an objective without a prediction (a GAN): no boundary
+            return None
+        pred = predict_grid(model, self._grid, self.resolution)
         grid = {"epoch": epoch + 1, "xs": self._axes[0], "ys": self._axes[1], **pred}
         if not self._sent_points and self._points is not None:
             grid["points"] = self._points

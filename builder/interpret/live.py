@@ -142,7 +142,10 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         try:
             if self.inputs is None:
                 self._select(trainer)
-            summary = self.record(trainer.model, number, getattr(trainer, "device", "cpu"))
+            model = getattr(trainer, "prediction_model", trainer.model)
+            if model is None:  # an objective without a prediction (a GAN): nothing to attribute
+                return None
+            summary = self.record(model, number, getattr(trainer, "device", "cpu"))
         except ExplainError as e:  # an optional view must never stop a training run
             self.error = str(e)
             return {"live_attributions": {"method": self.method, "epoch": number, "error": self.error}}

@@ -87,6 +87,20 @@ def sample_node(project: Project, objective: Objective) -> str | None:
     return ends[-1] if ends else None
 
 
+class _Predictor(torch.nn.Module):
+    """An objective trainer's network as ``x`` → prediction (:attr:`ObjectiveTrainer.prediction_model`)."""
+
+    def __init__(self, trainer: ObjectiveTrainer):
+        super().__init__()
+        self.net = trainer.model
+        self._trainer = trainer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The prediction node's output for samples ``x``."""
+        t = self._trainer
+        return t._outputs(t.prediction_feeds(x))[t.prediction]
+
+
 class ObjectiveTrainer(RunControl):
     """Trains a project's drawn objective on ``dataset`` (see the module docstring).
 
@@ -217,6 +231,28 @@ class ObjectiveTrainer(RunControl):
                 out.append(v.to(self.device))
         return out
 
+    def prediction_feeds(self, xb: torch.Tensor) -> list[torch.Tensor]:
+        """The training graph's inputs for samples ``xb`` alone (no split): data as fed in training, labels as
+        zeros shaped like the dataset's, a teacher's logits, noise from a fixed seed."""
+        B, out = xb.shape[0], []
+        y = self.dataset.train.y
+        for k, nid in enumerate(self.model.layerlab_inputs):
+            kind = self.objective.feeds.get(nid, "data")
+            if kind == "data":
+                out.append(xb)
+            elif kind == "labels":
+                out.append(torch.zeros((B, *y[:1].reshape(1, -1).shape[1:]), dtype=y.dtype, device=xb.device))
+            elif kind == "input":
+                out.append(xb.reshape(B, -1))
+            elif kind == "teacher":
+                out.append(self._teacher(xb))
+            else:
+                gen = torch.Generator().manual_seed(_mix(self.config.seed, k))
+                shape = (B, *self.model.layerlab_input_shapes[nid])
+                v = torch.rand(shape, generator=gen) if kind == "noise:uniform" else torch.randn(shape, generator=gen)
+                out.append(v.to(xb.device))
+        return out
+
     def _teacher(self, xb: torch.Tensor) -> torch.Tensor:
         t = self.teacher
         shape = getattr(t, "layerlab_input_shapes", {}).get(next(iter(getattr(t, "layerlab_inputs", [])), None))
@@ -229,6 +265,14 @@ class ObjectiveTrainer(RunControl):
         out = self.model(*feeds)
         out = (out,) if isinstance(out, torch.Tensor) else out
         return {k.removeprefix(_OUT): v for k, v in zip(self.model.layerlab_outputs, out, strict=True)}
+
+    @property
+    def prediction_model(self) -> torch.nn.Module | None:
+        """The trained network as a model of the data's inputs (``x`` → the prediction node's output), for the
+        callbacks that call the model on samples (the decision boundary, live attributions): the training graph
+        also takes labels, a teacher's logits or noise, fed here as in evaluation (labels as zeros: only the
+        prediction is read). None when the objective has no prediction (a GAN's generator)."""
+        return None if self.prediction is None else _Predictor(self)
 
     def _terms(self, outs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {t.id: outs[t.id].float().mean() for t in self.objective.terms}

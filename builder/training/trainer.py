@@ -193,6 +193,12 @@ class Trainer(RunControl):
                                 + "; received: amp=True. Fix: train without --amp (float32), or on a GPU")
         self.precision = precision_label(self._amp_dtype)  # what actually runs, recorded with the run
 
+    @property
+    def prediction_model(self) -> torch.nn.Module:
+        """The model as callbacks call it on samples (the decision boundary, live attributions): the model
+        itself (an objective trainer's is a wrapper that feeds its graph's other inputs)."""
+        return self.model
+
     # ---- control: pause/resume/stop/stop_after_epoch/checkpoint_path from RunControl
     @property
     def best_epoch(self) -> int | None:

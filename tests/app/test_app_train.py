@@ -179,5 +179,5 @@ def test_a_distilled_run_trains_its_student_alone_beside_it_and_shows_both(at, w
     assert training["split_of"] == teacher and "teacher" not in training
     assert wait(store, [rid, alone["id"]], TIMEOUT) == {rid: "finished", alone["id"]: "finished"}, [store.get(r)["message"] for r in (rid, alone["id"])]
     at.run()
-    line = next(i.value for i in at.info if "student alone" in i.value)
+    line = next(i.value for i in at.info if "student alone" in i.value).replace("\\", "")  # Markdown-escaped
     assert f"run {alone['id']}" in line and f"{store.get(alone['id'])['test_metrics']['accuracy']:.3f}" in line

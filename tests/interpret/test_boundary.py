@@ -313,3 +313,25 @@ def test_boundary_figure_draws_heatmap_and_points():
     assert kinds[0] == "heatmap" and kinds.count("scattergl") == 2
     assert {t.name for t in fig.data if t.type == "scattergl"} == {"a", "b"}
     assert "epoch 2" in fig.layout.title.text
+
+
+def test_a_distilled_run_draws_its_boundary_and_records_attributions(tmp_path):
+    """A drawn objective (distillation: the graph also takes the labels and the teacher's logits) gives the
+    callbacks its prediction as a model of the inputs; the boundary callback called the whole training graph
+    with the data alone and failed the run ("forward() missing 2 required positional arguments")."""
+    from builder import load_template
+    from builder.access import SYSTEM
+    from builder.interpret.boundary import DecisionBoundary
+    from builder.interpret.live import LiveAttributions
+    from builder.runs.store import RunStore
+    from builder.training.objectives import with_teacher
+    from builder.training.pipeline import run_training
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    teacher = run_training(load_template("mlp"), "moons", {"epochs": 1}, store).run_id
+    student = with_teacher(load_template("mlp"), teacher)
+    boundary, live = DecisionBoundary(budget=None), LiveAttributions(n_samples=2)
+    result = run_training(student, "moons", {"epochs": 2}, store, [boundary, live])
+    assert store.get(result.run_id)["status"] == "finished"
+    assert boundary.drawn == 2 and boundary.last["kind"] == "prob" and len(boundary.last["z"]) == 40
+    assert len(live.frames) == 2 and live.error is None and live.frames[0]["attributions"].shape == (2, 2)
