@@ -23,6 +23,8 @@ from builder.runs.status import RunStatus, is_live
 from builder.runs.store import RunStore, graph_hash
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from builder.data.sources import DatasetSource
 
 
@@ -46,16 +48,14 @@ def duration_s(run: dict) -> float | None:
         return None
 
 
-def run_overview(store: RunStore, run: dict) -> dict:
-    """Extra facts about a run for tables: ``params``, ``config``, ``dataset_info``, ``dataset_options``,
-    ``duration_s``, ``epochs`` (the per-epoch curve) and ``best`` (see :func:`best_epoch`)."""
-    from builder.graph.project import load_project
-    from builder.graph.shapes import infer_shapes
-
-    out: dict[str, Any] = {"params": None, "best": {}, "duration_s": None, "epochs": []}
+def run_overview(store: RunStore, run: Mapping[str, Any]) -> dict:
+    """Extra facts about a run for tables: ``record`` (the full :class:`~builder.runs.record.Run`, read once: hand it
+    on), ``params`` (:attr:`Run.params`: as recorded, else one analysis), ``config``, ``dataset_info``,
+    ``dataset_options``, ``duration_s``, ``epochs`` (the per-epoch curve) and ``best`` (see :func:`best_epoch`)."""
+    out: dict[str, Any] = {"record": None, "params": None, "best": {}, "duration_s": None, "epochs": []}
     try:
-        full = store.get(run["id"])
-        out["params"] = infer_shapes(load_project(full["project"]).graph).total_params
+        full = out["record"] = store.get(run["id"])
+        out["params"] = full.params
         out["config"] = full.get("config") or {}
         out["dataset_info"] = full.get("dataset_info") or {}
         out["dataset_options"] = shown_dataset_options(full)
