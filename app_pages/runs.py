@@ -268,7 +268,7 @@ def _network_file(rid: str, network: str, what: str):
     rs = ui.store()
     try:
         weights = rs.weights_path(rid) if what == "weights" and rs.folder(rid).has_weights else None
-        return network_downloads(rs.get(rid)["project"], network, weights)[what]
+        return network_downloads(rs.get(rid).project, network, weights)[what]
     except LayerLabError as err:
         return failed_export_source(err) if what == "py" else None
 
@@ -288,7 +288,7 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
                    disabled=not has_weights, help=why or "ONNX with a dynamic batch axis, verified with onnxruntime"):
         try:
             with st.spinner("Exporting and verifying…"), tempfile.TemporaryDirectory(prefix="layerlab-") as tmp:
-                project, weights = json.dumps(rs.get(rid)["project"]), rs.weights_path(rid)
+                project, weights = rs.get(rid).project.to_json(), rs.weights_path(rid)
                 if network:
                     project, weights = _network_file(rid, network, "project"), Path(tmp) / "w.safetensors"
                     weights.write_bytes(_network_file(rid, network, "weights") or b"")
