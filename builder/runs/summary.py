@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.status import RunStatus, is_live
-from builder.runs.store import RunStore, graph_hash
+from builder.runs.store import Run, RunStore, graph_hash
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -118,20 +118,20 @@ def run_label(run: dict, best: dict | None = None) -> str:
     return " · ".join(bits)
 
 
-def runs_of_graph(store: RunStore, graph: Any, owner: str | None, limit: int = 200) -> list[dict]:
+def runs_of_graph(store: RunStore, graph: Any, owner: str | None, limit: int = 200) -> list[Run]:
     """An owner's runs (all owners for None) of this very graph (same :func:`graph_hash`), newest first."""
     h = graph_hash(graph)
     return [r for r in store.list_runs(limit=limit, owner=owner) if r.get("graph_hash") == h]
 
 
-def current_run(store: RunStore, graph: Any, owner: str | None) -> dict | None:
+def current_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:
     """The run the Train page shows for the canvas: the owner's live run of this graph, else the newest one."""
     runs = runs_of_graph(store, graph, owner)
     live = [r for r in runs if is_live(r["status"])]
     return (live or runs or [None])[0]
 
 
-def finished_run(store: RunStore, graph: Any, owner: str | None) -> dict | None:
+def finished_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:
     """The newest finished run of this graph with weights on disk (what Build › Weights exports), or None."""
     for r in runs_of_graph(store, graph, owner):
         if r["status"] == RunStatus.FINISHED and store.folder(r["id"]).has_weights:
