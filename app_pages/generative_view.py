@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from builder.errors import LayerLabError
+from builder.runs.record import Run
+from builder.runs.status import RunStatus
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316",
            "#64748b"]
@@ -86,7 +88,7 @@ def _vae_view(probe, store, run_id: str) -> dict:
     return cache[run_id]
 
 
-def render(run: dict, epochs: list[dict], active: bool, store) -> None:
+def render(run: Run, epochs: list[dict], active: bool, store) -> None:
     """The parts that apply to ``run``: loss terms, the sample grid (slider over epochs once it ended), and for a
     finished VAE its reconstructions and (2-D latent) latent space."""
     from builder.training.generative import read_samples, vae_nodes
@@ -104,7 +106,7 @@ def render(run: dict, epochs: list[dict], active: bool, store) -> None:
         st.plotly_chart(grid_figure(grids[epoch][:64], f"Generator samples after epoch {epoch} (fixed noise)"),
                         width="stretch", config=cfg, key="ll_fig_samples")
         st.caption("The same noise every epoch, so the grid shows how the generator changes.")
-    if active or vae_nodes(run.get("project") or {}) is None or run.get("status") != "finished":
+    if active or run.status != RunStatus.FINISHED or vae_nodes(run.project) is None:
         return
     from app_pages.explain_tryit import session_probe
 

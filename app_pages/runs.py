@@ -16,6 +16,7 @@ from app_pages import nav, run_checks, ui
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.runs.owners import owner_of
+from builder.runs.record import Run
 from builder.runs.status import RunStatus, can_resume, is_live
 from builder.runs.summary import baseline_tags, dataset_label, dataset_spec_of_run, run_label
 from builder.training.lineage import baseline_line
@@ -118,12 +119,12 @@ def overlay(runs: list[dict]) -> None:
 
 def _open_project(run_id: str) -> None:
     try:
-        rec = ui.get_run(run_id)
-        proj = builder.load_project(rec["project"])
+        run = ui.get_run(run_id)
+        proj = run.project
     except LayerLabError as e:
         st.session_state.ll_runs_error = str(e)
         return
-    ui.replace_project(proj, f"Opened the project of run {run_id}", data=dataset_spec_of_run(rec, ui.workspace()),
+    ui.replace_project(proj, f"Opened the project of run {run_id}", data=dataset_spec_of_run(run, ui.workspace()),
                        goto=nav.BUILD)
     if not st.session_state.get("ll_pending"):
         st.session_state.ll_goto = nav.BUILD
@@ -166,23 +167,26 @@ def model_card(run_id: str) -> str:
 
 
 def details(rec: dict) -> None:
+    """One run in full: ``rec`` is its table row, ``rec["record"]`` its :class:`~builder.runs.record.Run` (read once
+    by the overview; its project parsed at most once for this render)."""
     rs = ui.store()
     rid = rec["id"]
+    run = rec.get("record") or ui.get_run(rid)
     st.subheader("Run details")
     st.caption(f"Run `{rid}`")
     c = st.columns(4)
-    c[0].metric("Status", rec.get("status", "?"))
-    c[1].metric("Dataset", ui.md(_dataset(rec)))
+    c[0].metric("Status", str(run.status))
+    c[1].metric("Dataset", ui.md(_dataset(run)))
     c[2].metric("Parameters", ui.human_count(int(rec.get("params") or 0)))
     c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
-    if rec.get("message"):
-        st.caption(ui.md(rec["message"]))
-    if line := baseline_line(baseline_tags(ui.store(), rec), rec.get("test_metrics")):  # beside its student alone
+    if run.info.message:
+        st.caption(ui.md(run.info.message))
+    if line := baseline_line(baseline_tags(ui.store(), run), run.test_metrics):  # beside its student alone
         st.info(ui.md(line), icon=":material/compare_arrows:")
-    mine = ui.can_control(rec)
+    mine = ui.can_control(run)
     if not mine:
-        st.caption(f"This run belongs to {ui.md(ui.owner_label(owner_of(rec)))}: shown read-only (shared mode).")
-    status = rec.get("status")
+        st.caption(f"This run belongs to {ui.md(ui.owner_label(run.owner))}: shown read-only (shared mode).")
+    status = run.status
     if is_live(status):
         j = st.columns(4)
         j[0].button("Pause", icon=":material/pause:", on_click=_control, args=(rid, "pause"), width="stretch",
@@ -193,11 +197,11 @@ def details(rec: dict) -> None:
                     disabled=not mine, key=f"ll_jstop_{rid}",
                     help="Stop at the next step; a checkpoint is kept so the run can be resumed")
         j[3].page_link(nav.TRAIN, label="Follow on Train", icon=":material/model_training:")
-    network = _network_choice(rec)
+    network = _network_choice(run)
     b = st.columns(6)
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
-    resumable = mine and can_resume(rec, has_checkpoint=rs.folder(rid).has_checkpoint)
+    resumable = mine and can_resume(run, has_checkpoint=rs.folder(rid).has_checkpoint)
     b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
                 disabled=not resumable, key=f"ll_resume_{rid}",
                 help="Continue from the last checkpoint, in a job of its own" if resumable else
@@ -219,7 +223,7 @@ def details(rec: dict) -> None:
     def _py() -> str:  # the exporter `layerlab export --run` uses; errors become an escaped comment file
         from builder.interchange import python_source
 
-        return _network_file(rid, network, "py") if network else python_source(rs.get(rid)["project"])
+        return _network_file(rid, network, "py") if network else python_source(run.project)
 
     b[4].download_button("PyTorch .py", data=_py, file_name=f"{stem}.py", mime="text/x-python",
                          icon=":material/code:", width="stretch", key=f"ll_py_{rid}", on_click="ignore")
@@ -227,28 +231,28 @@ def details(rec: dict) -> None:
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
     exchange(rid, has_weights, network)
-    run_checks.prune_section(rec, _open_project)
-    run_checks.drift_section(rec)
-    test = rec.get("test_metrics") or {}
+    run_checks.prune_section(run, _open_project)
+    run_checks.drift_section(run)
+    test = run.test_metrics
     if test.get("per_class"):
         with st.expander("Per-class test metrics"):
             st.dataframe(pd.DataFrame([{"class": k, **v} for k, v in test["per_class"].items()]),
                          hide_index=True, width="stretch")
     with st.expander("Settings (JSON)"):
-        st.code(json.dumps(rec.get("config") or {}, indent=2), language="json")
+        st.code(json.dumps(run.get("config") or {}, indent=2), language="json")
 
 
-def _network_choice(rec: dict) -> str | None:
+def _network_choice(run: Run) -> str | None:
     """For a run with a drawn objective: which network the downloads below deliver (None: the whole run)."""
     from builder.interchange.network_export import network_names
 
     try:
-        names = network_names(rec.get("project") or ui.store().get(rec["id"])["project"])
+        names = network_names(run.project)
     except (LayerLabError, ValueError):
         return None
     if not names:
         return None
-    pick = st.selectbox("Download", ["whole run", *names], key=f"ll_net_{rec['id']}",
+    pick = st.selectbox("Download", ["whole run", *names], key=f"ll_net_{run.id}",
                         format_func=lambda n: n if n == "whole run" else f"network: {n}",
                         help="The .py, weights and ONNX below: the whole run, or one network on its own (a GAN's "
                         "generator takes the noise; a network's loss terms and targets are left out)")
@@ -264,7 +268,7 @@ def _network_file(rid: str, network: str, what: str):
     rs = ui.store()
     try:
         weights = rs.weights_path(rid) if what == "weights" and rs.folder(rid).has_weights else None
-        return network_downloads(rs.get(rid)["project"], network, weights)[what]
+        return network_downloads(rs.get(rid).project, network, weights)[what]
     except LayerLabError as err:
         return failed_export_source(err) if what == "py" else None
 
@@ -284,7 +288,7 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
                    disabled=not has_weights, help=why or "ONNX with a dynamic batch axis, verified with onnxruntime"):
         try:
             with st.spinner("Exporting and verifying…"), tempfile.TemporaryDirectory(prefix="layerlab-") as tmp:
-                project, weights = json.dumps(rs.get(rid)["project"]), rs.weights_path(rid)
+                project, weights = rs.get(rid).project.to_json(), rs.weights_path(rid)
                 if network:
                     project, weights = _network_file(rid, network, "project"), Path(tmp) / "w.safetensors"
                     weights.write_bytes(_network_file(rid, network, "weights") or b"")
@@ -333,8 +337,8 @@ except LayerLabError as e:
     st.stop()
 if (url_run := ui.run_from_url("runs", [r["id"] for r in runs])) is not None:
     st.session_state.ll_run_focus = url_run  # /runs?run=ID (or a unique prefix) opens that run
-for r in runs:
-    r.update({k: v for k, v in ui.run_summary(rs, r).items() if k not in r or r[k] is None})
+# a table row per run: its listed record and the overview's extras (``record``: the run read once, in full)
+runs = [{**r, **{k: v for k, v in ui.run_summary(rs, r).items() if k not in r or r[k] is None}} for r in runs]
 if not runs:
     st.info("No runs yet — train a model on the Train page.", icon=":material/history:")
     st.page_link(nav.TRAIN, label="Go to the Train page", icon=":material/model_training:")

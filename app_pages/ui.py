@@ -49,6 +49,7 @@ from app_pages.style import LOGO, md, show_error, style
 from app_pages.style import page_header as _header
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
+from builder.runs.record import Run
 from builder.runs.status import is_final, is_live
 
 APP_NAME = "LayerLab"
@@ -186,13 +187,14 @@ def store():
     return RunStore(workspace(), actor=actor())
 
 
-def visible_runs(rs=None, **kw) -> list[dict]:
-    """The runs this session may read (:meth:`RunStore.list_runs` asks :mod:`builder.access`), newest first."""
+def visible_runs(rs=None, **kw) -> list[Run]:
+    """The runs this session may read (:meth:`RunStore.list_runs` asks :mod:`builder.access`), newest first
+    (listed records: no project; :func:`get_run` reads one in full)."""
     rs = rs or store()
     return rs.list_runs(**{"limit": 500, **kw})
 
 
-def get_run(run_id: str, rs=None) -> dict:
+def get_run(run_id: str, rs=None) -> Run:
     """A run this session may read, by exact id. Raises AccessDenied for another owner's run, as for an unknown
     one ("no run X of yours")."""
     return (rs or store()).get(run_id)

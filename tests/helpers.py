@@ -99,3 +99,21 @@ def button(app, label: str) -> Any:
     found = [b for b in app.button if b.label == label]
     assert found, f"no button {label!r}; there are {[b.label for b in app.button]}"
     return found[0]
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[tuple[tuple, dict]]:
+    """The calls of ``module.name`` from now on, as ``(args, kwargs)``: the real function still runs (a spy, not
+    a mock), wherever our code imported it by name (``from builder.graph.shapes import infer_shapes``)."""
+    import sys
+
+    real, calls = getattr(module, name), []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    for mod in list(sys.modules.values()):
+        if str(getattr(mod, "__name__", "")).split(".")[0] in ("builder", "app_pages") and \
+                mod.__dict__.get(name) is real:
+            monkeypatch.setattr(mod, name, counting)
+    return calls

@@ -108,7 +108,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     model, ds = open_run(store, run)
     rep = check_drift(ds, args.data_path, model=model, alpha=args.alpha)
     if args.json:
-        print(json.dumps({"run_id": run["id"], **rep.to_dict()}, default=str))
+        print(json.dumps({"run_id": run.id, **rep.to_dict()}, default=str))
         return 0
     for line in rep.lines():
         print(tl(line, 300))

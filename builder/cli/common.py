@@ -30,7 +30,7 @@ def cli_store(workspace: str | Path | None):
 
 def typed_run(store, text: str) -> str:
     """The id of the run a command line names (a unique prefix among the runs the actor may read works)."""
-    return store.get(text, prefix=True)["id"]
+    return store.get(text, prefix=True).id
 
 
 def fail(msg: str, code: int = 2) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 
 from builder.cli.common import check_output_path, infer_format, load_project_arg
 from builder.errors import LayerLabError, TrainingError
+from builder.runs.record import Run
 from builder.runs.status import ENDED_CLEANLY, HALTED, RunStatus
 from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE
 
@@ -397,7 +398,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
     runs = cli_store(args.workspace).list_runs(args.status, args.limit)
     if args.json:
-        print(json.dumps(runs, default=str, indent=2))
+        print(json.dumps([dict(r) for r in runs], default=str, indent=2))
         return 0
     if not runs:
         print("no runs yet; start one with `layerlab train FILE --dataset NAME`")
@@ -406,11 +407,11 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
     print(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
     for r in runs:
-        t = r.get("test_metrics") or {}
+        t = r.test_metrics
         k = "accuracy" if "accuracy" in t else "r2" if "r2" in t else None
         test = f"{k[:3]} {t[k]:.3f}" if k else "-"
-        print(f"{tl(r['id'], 23):<23} {tl(r['status'], 11):<11} {tl(r['dataset_name'], 14):<14} "
-              f"{tl(r['epochs_done'] or 0):>6} {test:>14}  {tl(r.get('name') or '', 80)}")
+        print(f"{tl(r.id, 23):<23} {tl(r.status, 11):<11} {tl(r['dataset_name'], 14):<14} "
+              f"{tl(r.info.epochs_done):>6} {test:>14}  {tl(r.info.name or '', 80)}")
     return 0
 
 
@@ -421,20 +422,21 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
-    curve = store.metrics(run["id"])
+    curve = store.metrics(run.id)
     if args.json:
         print(json.dumps({**run, "curve": curve}, default=str, indent=2))
         return 0
     if args.card:
-        print(model_card(run, curve, store.run_dir(run["id"])))
+        print(model_card(run, curve, store.run_dir(run.id)))
         return 0
     from builder.escape import terminal_line as tl
     from builder.runs.summary import shown_dataset_options
 
-    print(tl(f"run {run['id']}  ({run.get('name')})"))
-    print(tl(f"status      {run['status']}" + (f"  - {run['message']}" if run.get("message") else "")))
+    info = run.info
+    print(tl(f"run {info.id}  ({info.name})"))
+    print(tl(f"status      {info.status}" + (f"  - {info.message}" if info.message else "")))
     print(tl(f"dataset     {run['dataset_name']} {shown_dataset_options(run)}"))
-    print(tl(f"created     {run['created_at']}   finished {run.get('finished_at') or '-'}"))
+    print(tl(f"created     {info.created_at}   finished {info.finished_at or '-'}"))
     cfg = run.get("config") or {}
     print(tl("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {}))))
     if curve:
@@ -442,10 +444,10 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         m = last.get("metric_name", "metric")
         print(tl(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss "
                  f"{last['val_loss']:.4f} val_{m} {last['val_metric']:.4f}"))
-    for k, v in (run.get("test_metrics") or {}).items():
+    for k, v in run.test_metrics.items():
         if isinstance(v, (int, float)):
             print(tl(f"test {k} {v:.4f}"))
-    print(tl(f"folder      {store.run_dir(run['id'])}"))
+    print(tl(f"folder      {store.run_dir(run.id)}"))
     return 0
 
 
@@ -457,7 +459,7 @@ def cmd_runs_resume(args: argparse.Namespace) -> int:
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
     overrides = _config_overrides(args)  # a pruned run keeps its mask and completes its report (resume_pruned)
-    return _run_job(lambda progress: resume_pruned(store, run["id"], callbacks=[progress], on_event=progress,
+    return _run_job(lambda progress: resume_pruned(store, run.id, callbacks=[progress], on_event=progress,
                                                    background=True, overrides=overrides or None,
                                                    tracking=_mlflow(args)), args)
 
@@ -468,8 +470,8 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
-    store.delete_run(run["id"])
-    print(f"deleted run {run['id']}")
+    store.delete_run(run.id)
+    print(f"deleted run {run.id}")
     return 0
 
 
@@ -487,12 +489,12 @@ def export_run(args: argparse.Namespace) -> int:
         check_output_path(output)
     store = cli_store(getattr(args, "workspace", None))
     run = store.get(args.run, prefix=True)
-    folder = store.folder(run["id"])
+    folder = store.folder(run.id)
     weights = folder.weights
     if not weights.is_file():
         ckpt = folder.checkpoint
         if not ckpt.is_file():
-            raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
+            raise TrainingError(f"run {run.id} ({run.status}) has no trained weights yet")
         weights = _weights_from_checkpoint(ckpt, folder.export(folder.CHECKPOINT_WEIGHTS))
     if getattr(args, "network", None):
         return _export_run_network(run, args, weights, output, fmt, folder)
@@ -502,31 +504,30 @@ def export_run(args: argparse.Namespace) -> int:
     if fmt == "onnx" or getattr(args, "quantize", None):
         return _export_run_onnx(store, run, args)
     if output in (None, "-"):
-        output = folder.export(folder.PYTHON if fmt == "py" else f"{run['id']}.safetensors")
+        output = folder.export(folder.PYTHON if fmt == "py" else f"{run.id}.safetensors")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "py":
-        from builder.graph.project import load_project
         from builder.interchange.python_export import export_python
 
         temperature = None
         if getattr(args, "temperature", False):
             from builder.interpret.calibration import stored_temperature
 
-            temperature = stored_temperature(store, run["id"])
+            temperature = stored_temperature(store, run.id)
         # the exporter the Runs page uses too
-        source = export_python(load_project(run["project"]), temperature=temperature)
+        source = export_python(run.project, temperature=temperature)
         output.write_text(source, encoding="utf-8")
         wpath = output.with_suffix(".safetensors")
         shutil.copyfile(weights, wpath)
-        print(f"wrote {output} and {wpath} (trained weights of run {run['id']})")
+        print(f"wrote {output} and {wpath} (trained weights of run {run.id})")
     else:
         shutil.copyfile(weights, output)
-        print(f"wrote {output} (trained weights of run {run['id']}, status {run['status']})")
+        print(f"wrote {output} (trained weights of run {run.id}, status {run.status})")
     return 0
 
 
-def _export_run_network(run: dict, args: argparse.Namespace, weights: Path, output: str | None, fmt: str,
+def _export_run_network(run: Run, args: argparse.Namespace, weights: Path, output: str | None, fmt: str,
                         folder) -> int:
     """``export --run ID --network NAME [--format py|onnx] [-o OUT]``: one network of a multi-network run (the
     GAN's generator alone, its input the noise); without ``-o`` into the run's ``exports/NAME.py|.onnx``."""
@@ -542,9 +543,9 @@ def _export_run_network(run: dict, args: argparse.Namespace, weights: Path, outp
                             "safetensors. Fix: use --format py (writes NAME.py and NAME.safetensors) or onnx")
     out = Path(output) if output not in (None, "-") else folder.export(f"{safe_filename(network, 'network')}.{fmt}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    rep = export_network(run["project"], network, weights, out, fmt)
+    rep = export_network(run.project, network, weights, out, fmt)
     extra = f"; onnxruntime max abs difference {rep['max_abs_diff']:.3g}" if rep["max_abs_diff"] is not None else ""
-    print(terminal_line(f"wrote {' and '.join(rep['files'])} (network {network} of run {run['id']}: inputs "
+    print(terminal_line(f"wrote {' and '.join(rep['files'])} (network {network} of run {run.id}: inputs "
                         f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})"))
     return 0
 
@@ -557,7 +558,7 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     output = getattr(args, "output", None)
     output = None if output in (None, "-") else Path(output)
     if getattr(args, "quantize", None) == "int8":
-        q = quantize_run(store, run["id"], output.with_suffix(".int8.onnx") if output else None)
+        q = quantize_run(store, run.id, output.with_suffix(".int8.onnx") if output else None)
         if output is not None:
             shutil.copyfile(q["fp32_path"], output)
         print(f"wrote {output or q['fp32_path']} and {q['int8_path']}: {q['bytes_before']:,} -> {q['bytes_after']:,} "

@@ -353,11 +353,9 @@ def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None, *
     Raises:
         ExplainError: ``temperature`` for a run never calibrated. ExportError, TrainingError: as export_onnx.
     """
-    from builder.graph.project import load_project
-
     run = store.get(run_id)
-    project = load_project(run["project"])
-    path = Path(path) if path else store.folder(run["id"]).onnx
+    project = run.project
+    path = Path(path) if path else store.folder(run.id).onnx
     t = None
     if temperature:
         from builder.interpret.calibration import stored_temperature
@@ -375,13 +373,12 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     (:func:`builder.graph.latency.compare_latency`).
     """
     from builder.graph.latency import compare_latency
-    from builder.graph.project import load_project
     from builder.runs.modelcard import write_model_card
     from builder.training.metrics import evaluate
 
     run = store.get(run_id)
-    rid = run["id"]
-    project = load_project(run["project"])
+    rid = run.id
+    project = run.project
     folder = store.folder(rid)
     fp32 = folder.onnx
     out = Path(path) if path else folder.onnx_int8

@@ -140,7 +140,7 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
 def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:
     """A run opened (model, dataset, graph, its sessions by split) on first use of its ``version`` (a token of
     its weights: a new one reads them again); the last :data:`MAX_RUNS` are kept."""
-    from builder.interpret.session import open_run, run_graph
+    from builder.interpret.session import open_run
     from builder.runs.store import RunStore
 
     key = (workspace, run_id, str(version))
@@ -149,8 +149,9 @@ def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) 
             runs.popitem(last=False)
             gc.collect()
         store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the parent checked (workspace_of)
-        model, ds = open_run(store, store.get(run_id))
-        runs[key] = {"model": model, "ds": ds, "graph": run_graph(store, run_id), "splits": {}}
+        run = store.get(run_id)  # one record: its project parsed once for the model and the graph
+        model, ds = open_run(store, run)
+        runs[key] = {"model": model, "ds": ds, "graph": run.project.graph, "splits": {}}
     runs.move_to_end(key)
     return runs[key]
 

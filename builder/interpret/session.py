@@ -29,31 +29,33 @@ from builder.interpret.baselines import BASELINE_LABELS, baselines_for
 from builder.interpret.methods import get_spec, method_label
 from builder.interpret.model import infer_modality, layer_nodes, model_modality
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
+from builder.runs.record import Run
 
 MAX_CANDIDATES = 50  # samples offered by a picker
 SANITY_STEPS = 16  # n_steps of path methods in the randomisation check (one explanation per layer)
 
 
-def open_run(store: Any, run: dict) -> tuple[nn.Module, Any]:
+def open_run(store: Any, run: Run) -> tuple[nn.Module, Any]:
     """A finished run's model and dataset (:func:`builder.training.pipeline.load_run`), the graph first checked
     against the memory budget.
 
     Args:
-        store: the :class:`~builder.runs.store.RunStore`; ``run``: its row (owner already checked).
+        store: the :class:`~builder.runs.store.RunStore`; ``run``: its record (owner already checked; its project
+            is parsed and analysed once here, the analysis handed on to compiling).
     Raises:
         LayerLabError: missing or incompatible weights (``RunStoreError``), a graph over the budget (``BudgetError``).
     """
-    from builder.graph.project import load_project
     from builder.graph.shapes import infer_shapes
     from builder.training.objectives import has_objective
     from builder.training.pipeline import load_run
 
-    project = load_project(run["project"])
+    run = Run.of(run)
+    project = run.project
     report = infer_shapes(project.graph)  # raises nothing; the budget is in the report
     if not report.ok and any(p.code == "budget" for p in report.problems):
         raise BudgetError([p for p in report.problems if p.code == "budget"])
     try:
-        model, ds = load_run(store, run["id"])
+        model, ds = load_run(store, run, report=report)
         return _objective_view(project, model, ds) if has_objective(project) else (model, ds)
     except LayerLabError:
         raise
@@ -92,10 +94,8 @@ def run_graph(store: Any, run_id: str | None) -> Any:
     Raises AccessDenied for a run the store's actor may not read."""
     if run_id is None:
         return None
-    from builder.graph.project import load_project
-
     try:
-        return load_project(store.get(run_id)["project"]).graph
+        return store.get(run_id).project.graph
     except AccessDenied:
         raise
     except LayerLabError:

@@ -348,8 +348,8 @@ def evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -
 
     run = store.get(run_id)  # a run the store's actor may read: AccessDenied, never "does not fit"
     try:
-        model, _ = load_run(store, run_id)
-        graph = load_project(run["project"]).graph
+        model, _ = load_run(store, run)
+        graph = run.project.graph
         ds = fit_dataset(graph, load_dataset(holdout["dataset"], **holdout.get("options", {})))
         res = evaluate(model, ds.test.X, ds.test.y, ds.info.task, num_classes=ds.info.num_classes)
     except (LayerLabError, RuntimeError, ValueError, TypeError):  # weights of another shape, another task
@@ -363,14 +363,12 @@ _PARAMS: dict[str, int | None] = {}  # parameters per graph hash (a class's runs
 
 def _params(store: RunStore, run: dict) -> int | None:
     """A run's parameter count, computed once per graph (:func:`builder.runs.store.graph_hash`) and process."""
-    from builder.graph.shapes import infer_shapes
-
     key = run.get("graph_hash")
     if key and key in _PARAMS:
         return _PARAMS[key]
     try:
-        value: int | None = infer_shapes(load_project(store.get(run["id"])["project"]).graph).total_params
-    except (LayerLabError, ValueError, TypeError, KeyError):
+        value: int | None = store.get(run["id"]).params  # a listed record carries no project or environment
+    except LayerLabError:
         value = None
     if key:
         if len(_PARAMS) > 4096:

@@ -180,13 +180,12 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     if spec.resume_run:
         store.mark_interrupted()
         run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
-        run_id = run["id"]
+        run_id = run.id
         check(Actor(spec.owner), CONTROL, run)  # resuming is the owner's alone (not a reader's in shared mode)
         if why := resume_refusal(run, more_epochs=bool((spec.config or {}).get("epochs"))):
             raise RunStoreError(why)
-        TrainConfig.from_dict(run["config"], **dict(spec.config or {}))
-        check_quota(store, spec.owner, device=str({**(run.get("config") or {}), **(spec.config or {})}.get("device")
-                                                  or "auto"))
+        cfg = TrainConfig.from_dict(run.config, **dict(spec.config or {}))  # the changed settings, checked
+        check_quota(store, spec.owner, device=str(cfg.device))
     else:
         project = load_project(spec.project)
         # resolved again in the job once its dataset is loaded (task and training-split size known)

@@ -20,6 +20,7 @@ from builder.disk import on_full_disk
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
 from builder.runs.folder import RunFolder
+from builder.runs.record import Run
 from builder.runs.summary import shown_dataset_options
 from builder.training.lineage import baseline_line
 from builder.training.prune import latency_cell, latency_text
@@ -91,7 +92,7 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             else "")
     out += ["## Architecture", "", (f"Parameters: **{total:,}**" if total is not None else "Parameters: unknown") + cost,
             "", *arch, ""]
-    out += _objective(run.get("project"), cfg, info)
+    out += _objective(Run.of(run), cfg, info)
     if line := baseline_line(run.get("tags"), run.get("test_metrics")):  # a distilled run beside its student alone
         out += ["## Distillation baseline", "", f"- {md_text(line)}", ""]
     sizes = info.get("sizes") or {}
@@ -160,18 +161,18 @@ _BUILT_IN = {"ce": "cross-entropy", "bce": "binary cross-entropy with logits", "
 _OPTIMISER_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "grad_clip")
 
 
-def _objective(project: Any, cfg: dict, info: dict) -> list[str]:
+def _objective(run: Run, cfg: dict, info: dict) -> list[str]:
     """The objective section: the loss terms with their weights and inputs, the networks with their optimizers
     and the update schedule (a drawn objective, :mod:`builder.training.objectives`), else the task's built-in
-    loss. A project record that cannot be read says so instead."""
+    loss. A project record that cannot be read says so instead (the record's project is parsed once: the pipeline
+    that stored it hands it on, :meth:`~builder.runs.record.Run.with_project`)."""
     from builder.errors import LayerLabError
-    from builder.graph.project import load_project
     from builder.training.metrics import loss_kind
     from builder.training.objectives import has_objective, resolve_objective
 
     out = ["## Objective", ""]
     try:
-        proj = load_project(project)
+        proj = run.project
         drawn = has_objective(proj)
         obj = resolve_objective(proj) if drawn else None
     except (LayerLabError, ValueError, TypeError) as e:

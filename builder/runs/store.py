@@ -49,6 +49,7 @@ from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
 from builder.runs.folder import RunFolder
 from builder.runs.launcher import pid_alive
+from builder.runs.record import Run
 from builder.runs.status import LIVE, RunStatus, is_final, is_live
 
 if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
@@ -480,26 +481,28 @@ class RunStore:
         self._write("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, after_step))
 
     def finish(self, run_id: str, status: str, final: dict | None = None, test: dict | None = None,
-               message: str = "") -> None:
-        """Record the end of a run (final epoch metrics, test metrics) and write its model card."""
+               message: str = "", *, project: Project | None = None) -> None:
+        """Record the end of a run (final epoch metrics, test metrics) and write its model card (``project``: the
+        run's project as the caller stored it, handed on so the card does not parse it again)."""
         self.update_status(run_id, status, message, final_metrics=final or {}, test_metrics=test)
         try:
             from builder.runs.modelcard import write_card
             run = self._row(run_id)
+            run = run.with_project(project) if project is not None else run
             write_card(run, self.metrics(run["id"], actor=SYSTEM), self._run_dir(run["id"]))
         except Exception as e:  # a model card is a convenience; never fail a run for it
             self._write("UPDATE runs SET message = ? WHERE id = ?",
                         ((message + f" (model card not written: {e})").strip(), run_id))
 
-    def _row(self, run_id: str) -> dict:
+    def _row(self, run_id: str) -> Run:
         """A run by exact id, unchecked: for the store's own writers (finish, environment)."""
         rows = self._read("SELECT * FROM runs WHERE id = ?", (check_run_id(run_id),))
         if not rows:
             raise refusal(run_id)
-        return self._decode(rows[0])
+        return _record(rows[0])
 
-    def get(self, run_id: str, *, actor: Actor | None = None, prefix: bool = False) -> dict:
-        """A run the actor may read (:func:`builder.access.may`), as a dict (JSON columns decoded), by exact id;
+    def get(self, run_id: str, *, actor: Actor | None = None, prefix: bool = False) -> Run:
+        """A run the actor may read (:func:`builder.access.may`), as a :class:`~builder.runs.record.Run`, by exact id;
         with ``prefix`` (an id typed on the command line or a page) a prefix unique among the runs the actor may
         read works too, and an ambiguous one lists only those. Ids inside content (``init_from``, ``teacher``, a
         starter, a link) are never prefixes.
@@ -520,20 +523,13 @@ class RunStore:
         if not rows:
             raise refusal(run_id)
         check_run_id(rows[0]["id"])  # a crafted database row never reaches a path
-        return self._decode(rows[0])
-
-    @staticmethod
-    def _decode(row: sqlite3.Row) -> dict:
-        d = dict(row)
-        for k in _JSON_COLS:
-            if d.get(k) is not None:
-                d[k] = json.loads(d[k])
-        return d
+        return _record(rows[0])
 
     def list_runs(self, status: str | None = None, limit: int = 100, *, owner: str | None = None,
-                  tags: dict | None = None, class_id: str | None = None, actor: Actor | None = None) -> list[dict]:
+                  tags: dict | None = None, class_id: str | None = None, actor: Actor | None = None) -> list[Run]:
         """The runs the actor may read (:func:`builder.access.may`), newest first: id, name, status, owner, tags,
-        class, dataset, timestamps, epochs done, settings, final and test metrics. ``owner`` keeps that owner's
+        class, dataset, timestamps, epochs done, settings, final and test metrics (records without their project: read
+        one with :meth:`get`). ``owner`` keeps that owner's
         runs; ``class_id`` those recorded for that class; ``tags`` those whose tags contain these items."""
         who = self.who(actor)
         sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
@@ -558,7 +554,7 @@ class RunStore:
         if not tags:
             sql += " LIMIT ?"
             args.append(int(limit))
-        runs = [r for r in map(self._decode, self._read(sql, args)) if may(who, READ, r)]
+        runs = [r for r in map(_record, self._read(sql, args)) if may(who, READ, r)]
         if tags:
             runs = [r for r in runs if all((r.get("tags") or {}).get(k, _MISSING) == v for k, v in tags.items())]
         return runs[:int(limit)]
@@ -591,7 +587,7 @@ class RunStore:
         rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,)) if isinstance(run_id, str) else []
         if not rows or not (may(who, DELETE, dict(rows[0])) or may(who, DELETE_CLASS_RUN, dict(rows[0]))):
             raise refusal(run_id)
-        run = self._decode(rows[0])
+        run = _record(rows[0])
         if is_live(run["status"]) and pid_alive(run["pid"]) and run["host"] == socket.gethostname():
             raise RunStoreError(f"run {run['id']} is {run['status']} in process {run['pid']}; stop it first")
         folder = self._run_dir(run["id"])  # checked before anything is deleted
@@ -637,6 +633,16 @@ _MISSING = object()
 _COLUMNS = {"id", "name", "status", "created_at", "started_at", "updated_at", "finished_at", "pid", "host",
             "project", "dataset_name", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
             "message", "parent_id", "epochs_done", "environment", *_ADDED_COLUMNS}
+
+
+def _record(row: sqlite3.Row) -> Run:
+    """A database row as a :class:`~builder.runs.record.Run` (its JSON columns decoded): the one place a row
+    becomes a record."""
+    d = dict(row)
+    for k in _JSON_COLS:
+        if d.get(k) is not None:
+            d[k] = json.loads(d[k])
+    return Run(d)
 
 
 def _checked_status(status: Any) -> str:
@@ -696,10 +702,11 @@ class _Closing:
 
 class RunLogger:
     """A trainer listener writing a run's events to the store (step points batched: written every
-    ``flush_s`` seconds, 200 points or epoch, so a page reading the store sees a live curve)."""
+    ``flush_s`` seconds, 200 points or epoch, so a page reading the store sees a live curve). ``project``: the
+    project the caller recorded with the run, handed to :meth:`RunStore.finish` for the model card."""
 
-    def __init__(self, store: RunStore, run_id: str, flush_s: float = 0.5):
-        self.store, self.run_id, self.flush_s = store, run_id, flush_s
+    def __init__(self, store: RunStore, run_id: str, flush_s: float = 0.5, *, project: Project | None = None):
+        self.store, self.run_id, self.flush_s, self.project = store, run_id, flush_s, project
         self._last_flush = time.monotonic()
         self._steps: list[dict] = []
         self._test: dict | None = None
@@ -726,7 +733,8 @@ class RunLogger:
             self._flush()
             st = ev["status"]
             if is_final(st):
-                self.store.finish(self.run_id, st, self._last_epoch, self._test, ev.get("message", ""))
+                self.store.finish(self.run_id, st, self._last_epoch, self._test, ev.get("message", ""),
+                                  project=self.project)
                 if self._holder == threading.get_ident():
                     self.store.release()
                     self._holder = None
@@ -740,6 +748,6 @@ class RunLogger:
             self._steps = []
 
 
-__all__ = ["RunStore", "RunLogger", "RunFolder", "workspace_of", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
+__all__ = ["RunStore", "Run", "RunLogger", "RunFolder", "workspace_of", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
            "filesystem_type", "NETWORK_FILESYSTEMS",
            "graph_hash", "ENV_WORKSPACE", "CONTROL_ACTIONS"]

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.status import RunStatus, is_live
-from builder.runs.store import RunStore, graph_hash
+from builder.runs.store import Run, RunStore, graph_hash
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from builder.data.sources import DatasetSource
 
 
@@ -46,16 +48,14 @@ def duration_s(run: dict) -> float | None:
         return None
 
 
-def run_overview(store: RunStore, run: dict) -> dict:
-    """Extra facts about a run for tables: ``params``, ``config``, ``dataset_info``, ``dataset_options``,
-    ``duration_s``, ``epochs`` (the per-epoch curve) and ``best`` (see :func:`best_epoch`)."""
-    from builder.graph.project import load_project
-    from builder.graph.shapes import infer_shapes
-
-    out: dict[str, Any] = {"params": None, "best": {}, "duration_s": None, "epochs": []}
+def run_overview(store: RunStore, run: Mapping[str, Any]) -> dict:
+    """Extra facts about a run for tables: ``record`` (the full :class:`~builder.runs.record.Run`, read once: hand it
+    on), ``params`` (:attr:`Run.params`: as recorded, else one analysis), ``config``, ``dataset_info``,
+    ``dataset_options``, ``duration_s``, ``epochs`` (the per-epoch curve) and ``best`` (see :func:`best_epoch`)."""
+    out: dict[str, Any] = {"record": None, "params": None, "best": {}, "duration_s": None, "epochs": []}
     try:
-        full = store.get(run["id"])
-        out["params"] = infer_shapes(load_project(full["project"]).graph).total_params
+        full = out["record"] = store.get(run["id"])
+        out["params"] = full.params
         out["config"] = full.get("config") or {}
         out["dataset_info"] = full.get("dataset_info") or {}
         out["dataset_options"] = shown_dataset_options(full)
@@ -118,20 +118,20 @@ def run_label(run: dict, best: dict | None = None) -> str:
     return " · ".join(bits)
 
 
-def runs_of_graph(store: RunStore, graph: Any, owner: str | None, limit: int = 200) -> list[dict]:
+def runs_of_graph(store: RunStore, graph: Any, owner: str | None, limit: int = 200) -> list[Run]:
     """An owner's runs (all owners for None) of this very graph (same :func:`graph_hash`), newest first."""
     h = graph_hash(graph)
     return [r for r in store.list_runs(limit=limit, owner=owner) if r.get("graph_hash") == h]
 
 
-def current_run(store: RunStore, graph: Any, owner: str | None) -> dict | None:
+def current_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:
     """The run the Train page shows for the canvas: the owner's live run of this graph, else the newest one."""
     runs = runs_of_graph(store, graph, owner)
     live = [r for r in runs if is_live(r["status"])]
     return (live or runs or [None])[0]
 
 
-def finished_run(store: RunStore, graph: Any, owner: str | None) -> dict | None:
+def finished_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:
     """The newest finished run of this graph with weights on disk (what Build › Weights exports), or None."""
     for r in runs_of_graph(store, graph, owner):
         if r["status"] == RunStatus.FINISHED and store.folder(r["id"]).has_weights:

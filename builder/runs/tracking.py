@@ -481,11 +481,10 @@ def _artefacts(store, run_id: str, tmp: Path) -> list[Path]:
     run, folder = store.get(run_id), store.folder(run_id)
     files = [f for f in (folder.project, folder.model_card, folder.weights) if f.is_file()]
     try:
-        from builder.graph.project import load_project
         from builder.interchange.python_export import export_python
 
         py = tmp / "model.py"
-        py.write_text(export_python(load_project(run["project"])), encoding="utf-8")
+        py.write_text(export_python(run.project), encoding="utf-8")
         files.append(py)
     except Exception as e:  # an export problem must not lose the other artefacts
         _warn(f"export:{run_id}", f"MLflow: model.py of run {run_id} not exported: {e}")

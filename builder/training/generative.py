@@ -71,7 +71,7 @@ def vae_probe(store: Any, run_id: str, count: int = 500, shown: int = 16) -> dic
     from builder.training.weights import read_weights
 
     run = store.get(run_id)
-    project: Project = load_project(run["project"])
+    project: Project = run.project
     found = vae_nodes(project)
     if found is None:
         raise TrainingError(f"reconstructions and latent codes need a VAE (a Reparameterize node and a loss against "

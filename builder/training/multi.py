@@ -651,7 +651,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     run_dir, listeners = None, []
     if store is not None:
         run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
-        listeners.append(RunLogger(store, run_id))
+        listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
     if on_event is not None:
         listeners.append(on_event)
     try:

@@ -27,7 +27,7 @@ from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.classes import class_for
 from builder.runs.owners import owner_of, upload_dir
 from builder.runs.status import resume_refusal
-from builder.runs.store import RunLogger, RunStore
+from builder.runs.store import Run, RunLogger, RunStore
 from builder.runs.summary import run_source
 from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
@@ -169,11 +169,11 @@ def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig)
         if store is None:
             raise TrainingError("init_from needs a run store to find the source run")
         src = store.get(cfg.init_from)  # exact id, a run the store's actor may read (else "no run X of yours")
-        weights, md = read_weights(store.weights_path(src["id"]))
+        weights, md = read_weights(store.weights_path(src.id))
         names = json.loads(md.get("layerlab_names", "{}"))
         report = transfer_weights(model, weights, names, cfg.init_nodes)
         if not report["loaded"]:
-            raise TrainingError(f"no weights of run {src['id']} fit this graph: {'; '.join(report['skipped'][:5])}")
+            raise TrainingError(f"no weights of run {src.id} fit this graph: {'; '.join(report['skipped'][:5])}")
     return report  # cfg.freeze is applied by the trainer (builder.training.callbacks.Freeze)
 
 
@@ -206,7 +206,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     Raises:
         GraphError, DatasetError, TrainingError (a failed run is recorded as ``failed`` first).
     """
-    if has_objective(load_project(project)):  # drawn losses (GAN, VAE, distillation): builder.training.multi
+    project = load_project(project)  # parsed once here; every step below takes the Project
+    if has_objective(project):  # drawn losses (GAN, VAE, distillation): builder.training.multi
         from builder.training.multi import run_objective
 
         with use_cache_dir(store.workspace if store is not None else None):
@@ -226,7 +227,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     run_dir, listeners = None, []
     if store is not None and main:
         run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
-        listeners.append(RunLogger(store, run_id))
+        listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
     if on_event is not None and main:
         listeners.append(on_event)
     callbacks = [*callbacks, *attach_tracking(store, run_id, tracking)]  # MLflow, when the owner set a tracker
@@ -287,23 +288,23 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     """
     store.mark_interrupted()
     run = store.get(run_id)
-    run_id = run["id"]
-    own = claimed and run["pid"] == os.getpid()  # this process holds the run's job slot: its live status is its own
+    run_id = run.id
+    own = claimed and run.info.pid == os.getpid()  # this process holds the run's job slot: its live status is its own
     if why := resume_refusal(run, more_epochs=bool((overrides or {}).get("epochs")), own_process=own):
         raise RunStoreError(why)
     ckpt = store.checkpoint_path(run_id)
     from builder.training.checkpoint import previous_path, read_resumable
     if not ckpt.is_file() and not previous_path(ckpt).is_file():
         raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
-    cfg = TrainConfig.from_dict(run["config"], **(overrides or {}))
-    project = load_project(run["project"])
+    cfg = TrainConfig.from_dict(run.config, **overrides) if overrides else run.config
+    project = run.project
     ds = fit_dataset(project.graph, load_run_dataset(store, run))
     main = dist is None or getattr(dist, "rank", 0) == 0
-    listeners: list = [RunLogger(store, run_id)] if main else []
+    listeners: list = [RunLogger(store, run_id, project=project)] if main else []
     if on_event is not None and main:
         listeners.append(on_event)
     if overrides and main:
-        store.update_status(run_id, run["status"], "settings changed on resume", config=cfg.model_dump())
+        store.update_status(run_id, run.status, "settings changed on resume", config=cfg.model_dump())
     callbacks = [*callbacks, *(attach_tracking(store, run_id, tracking) if main else [])]
     if has_objective(project):  # a drawn objective trains in builder.training.multi
         from builder.training.multi import resume_objective
@@ -328,34 +329,37 @@ def owner_uploads(store: RunStore | None, owner: str) -> UploadFolder | None:
     return UploadFolder(upload_dir(store.workspace, owner)) if store is not None else None
 
 
-def load_run_dataset(store: RunStore, run: dict) -> Dataset:
+def load_run_dataset(store: RunStore, run: Run) -> Dataset:
     """The dataset a run trained on: its saved snapshot, or its source reloaded as its owner's
     (:func:`builder.runs.summary.run_source`: an upload inside the owner's folder, a built-in)."""
-    snapshot = store.folder(run["id"]).dataset
+    snapshot = store.folder(run.id).dataset
     if snapshot.is_file():
         return load_saved_dataset(snapshot)
     with use_cache_dir(store.workspace):
         return load_dataset(run_source(store.workspace, run), uploads=owner_uploads(store, owner_of(run)))
 
 
-def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[torch.nn.Module, Dataset]:
+def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",
+             report: ShapeReport | None = None) -> tuple[torch.nn.Module, Dataset]:
     """A run's trained model (eval mode, on CPU) and the dataset it trained on, for explanations.
 
     Args:
+        run_id: a run id, or the record the caller already read from ``store`` (its parsed project is reused;
+            its files are still read through ``store``, which checks the actor).
         weights: ``final`` (the finished run's weights, else its last checkpoint) or ``checkpoint``.
+        report: the analysis of the run's graph, when the caller made it (compiling reuses it).
 
     Raises:
         RunStoreError: unknown run, or a run with neither weights nor checkpoint yet.
     """
     from builder.training.checkpoint import read_checkpoint
 
-    run = store.get(run_id)
-    project = load_project(run["project"])
-    ds = fit_dataset(project.graph, load_run_dataset(store, run))
-    model = build_model(project.graph, int((run.get("config") or {}).get("seed", 0)))
-    wpath, ckpt = store.weights_path(run["id"]), store.checkpoint_path(run["id"])
+    run = run_id if isinstance(run_id, Run) else store.get(run_id)
+    ds = fit_dataset(run.project.graph, load_run_dataset(store, run))
+    model = build_model(run.project.graph, run.config.seed, report)
+    wpath, ckpt = store.weights_path(run.id), store.checkpoint_path(run.id)
     if not (weights == "final" and wpath.is_file()) and not ckpt.is_file():
-        raise RunStoreError(f"run {run['id']} ({run['status']}) has no trained weights yet")
+        raise RunStoreError(f"run {run.id} ({run.status}) has no trained weights yet")
     try:
         if weights == "final" and wpath.is_file():
             state, _ = read_weights(wpath)
@@ -364,7 +368,7 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
             state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         model.load_state_dict(state)
     except Exception as e:  # a damaged file, or weights of another graph
-        raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from None
+        raise RunStoreError(f"the weights of run {run.id} do not fit its project: {e}") from None
     return model.eval(), ds
 
 

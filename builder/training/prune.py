@@ -36,7 +36,7 @@ import torch
 from builder.errors import LayerLabError
 from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.latency import Conditions, compare_latency, model_forward
-from builder.graph.project import Project, load_project
+from builder.graph.project import Project
 from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, channel_plan, shrink_graph
 from builder.runs.folder import keep_report
 from builder.training.callbacks import Callback
@@ -427,7 +427,7 @@ def resume_pruned(store: Any, run_id: str, **kwargs: Any) -> Any:
         callbacks.append(KeepMasks(masks))
     report = store.folder(run["id"]).read_prune() if tags.get("prune") else None
     if report and not report.get("after"):
-        callbacks.append(CompleteReport(store, PruneReport(**report), load_project(run["project"]).graph, masks))
+        callbacks.append(CompleteReport(store, PruneReport(**report), run.project.graph, masks))
     return resume_run(run["id"], store, callbacks, **kwargs)
 
 
@@ -525,7 +525,7 @@ def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: 
 
     _check_args(amount, structured, criterion, finetune_epochs)
     run = store.get(run_id)
-    project = load_project(run["project"])
+    project = run.project
     if structured:
         prunable_groups(channel_plan(project.graph), nodes)
     method = "structured" if structured else "unstructured"
@@ -570,17 +570,16 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
     Raises:
         RunStoreError: unknown run or no weights. LayerLabError: bad amount, criterion or nodes.
     """
-    from builder.training.config import TrainConfig
     from builder.training.pipeline import load_run, run_training
     from builder.training.weights import save_weights
 
     _check_args(amount, structured, criterion, finetune_epochs)
     run = store.get(run_id)
-    parent = run["id"]
-    project = load_project(run["project"])
-    model, ds = load_run(store, parent)
+    parent = run.id
+    project = run.project
+    model, ds = load_run(store, run)
     task = ds.info.task
-    cfg = TrainConfig.from_dict(run.get("config") or {})
+    cfg = run.config
     rep = PruneReport(parent, None, "structured" if structured else "unstructured", criterion, float(amount),
                       int(finetune_epochs), metric_name(task, cfg.metric))
     rep.before = _measure(model, project.graph, ds, store.weights_path(parent), latency_repeats, latency_batch)

@@ -139,3 +139,28 @@ def test_deep_link_by_unique_prefix_and_a_hostile_link(ws):
     at = open_runs(query={"run": "[x](javascript:alert(1)) **b**"})
     err = next(e.value for e in at.error if "No run" in e.value)
     assert "\\[x\\]" in err and "\\*\\*b\\*\\*" in err  # shown literally, never as a link or bold
+
+
+def test_a_render_parses_each_shown_runs_project_once_and_analyses_its_graph_once(workspace, monkeypatch):
+    """The Runs page reads each run's record once and hands it on: the table's size, the details and the network
+    picker share one parse of the project; a run that recorded no size (an older run) is analysed once for it."""
+    import builder.graph.project as project_module
+    import builder.graph.shapes as shapes_module
+    from tests.helpers import count_calls
+
+    store = RunStore(workspace)
+    ids = []
+    for name in ("first", "second"):  # recorded without training: no size in their environment
+        p = builder.load_template("mlp")
+        p.name = name
+        ids.append(store.create_run(p, "moons", {}, {"epochs": 2}, owner=ME, name=name))
+        store.update_status(ids[-1], "finished")
+    at = open_app(owner=ME)
+    parses = count_calls(monkeypatch, project_module, "parse_project")
+    analyses = count_calls(monkeypatch, shapes_module, "infer_shapes")
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception and set(at.dataframe[0].value["run"]) == set(ids)
+    assert len(at.multiselect(key="ll_runs_pick").value) == 1  # the newest, in full: details and picker
+    parsed = [args[0]["name"] for args, _ in parses]
+    assert sorted(parsed) == ["first", "second"], f"each shown run's project parsed once; parsed: {parsed}"
+    assert len(analyses) == 2, "each shown run's graph analysed once (its size), the details reuse it"
