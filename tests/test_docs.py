@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -125,19 +124,12 @@ def test_json_fences_parse():
     assert not bad, "\n".join(bad)
 
 
-def _stop_launcher(workspace: Path) -> None:
-    """End the warm job launcher a page's jobs started in its workspace (a process this test made)."""
-    from builder.runs.jobs import LAUNCHER_PID
-
-    with contextlib.suppress(OSError, ValueError, ProcessLookupError):
-        os.kill(int((workspace / LAUNCHER_PID).read_text().strip()), signal.SIGTERM)
-
-
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch):
     workspace = tmp_path / "ws"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LAYERLAB_", "MLFLOW_")) or k == "LAYERLAB_CHROMIUM"}
+    # a warm job launcher that the page's jobs start ends by itself 2 s after its last job
     env.update(LAYERLAB_WORKSPACE=str(workspace), LAYERLAB_LAUNCHER_IDLE_S="2", LAYERLAB_TORCH_THREADS="1",
                LAYERLAB_MAX_JOBS="2", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
@@ -152,23 +144,20 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch):
         python() {{ {sys.executable!r} "$@"; }}
         """)
     namespace: dict = {"__name__": "__main__"}
-    try:
-        for f in fences(page):
-            if f.lang not in RUN_LANGS or f.no_run:
-                continue
-            if f.lang == "bash":
-                proc = subprocess.run(["bash", "-c", prelude + f.body], cwd=tmp_path, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-                assert proc.returncode == 0, f"{f.where()} exited {proc.returncode}:\n{proc.stdout[-4000:]}"
-            else:
-                out = io.StringIO()
-                try:
-                    with contextlib.redirect_stdout(out):
-                        exec(compile(f.body, f.where(), "exec"), namespace)  # noqa: S102 - the page's example
-                except Exception as e:
-                    raise AssertionError(f"{f.where()} raised {type(e).__name__}: {e}\n{out.getvalue()[-4000:]}") from e
-    finally:
-        _stop_launcher(workspace)
+    for f in fences(page):
+        if f.lang not in RUN_LANGS or f.no_run:
+            continue
+        if f.lang == "bash":
+            proc = subprocess.run(["bash", "-c", prelude + f.body], cwd=tmp_path, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+            assert proc.returncode == 0, f"{f.where()} exited {proc.returncode}:\n{proc.stdout[-4000:]}"
+        else:
+            out = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(out):
+                    exec(compile(f.body, f.where(), "exec"), namespace)  # noqa: S102 - the page's example
+            except Exception as e:
+                raise AssertionError(f"{f.where()} raised {type(e).__name__}: {e}\n{out.getvalue()[-4000:]}") from e
 
 
 def test_readme_is_a_landing_page():
