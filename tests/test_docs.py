@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -221,3 +223,27 @@ def test_site_builds_strictly(tmp_path: Path):
     assert "usage: layerlab train" in cli and "--init-from" in cli  # generated from the parser at build time
     api = (tmp_path / "site" / "reference" / "api" / "index.html").read_text(encoding="utf-8")
     assert "compile_graph" in api and "load_project" in api
+
+
+_LINE = st.text(st.characters(codec="utf-8", exclude_characters="`~\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+                max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(KNOWN_LANGS), st.lists(_LINE, max_size=4), st.booleans(), _LINE),
+                max_size=5))
+def test_collector_reads_back_what_a_page_holds(tmp_path_factory, blocks):
+    """Fences written into a page (with prose between them and optional no-run marks) come back in order, each
+    with its language, body and mark, so the runner neither drops nor merges an example."""
+    parts = []
+    for lang, body, no_run, prose in blocks:
+        parts.append("Some prose " + prose.strip().lstrip("<#-*>!") + "\n")
+        if no_run:
+            parts.append("<!-- no-run: a reason -->")
+        parts.append(f"```{lang}\n" + "".join(line + "\n" for line in body) + "```\n")
+    page = tmp_path_factory.mktemp("page") / "page.md"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    got = fences(page)
+    assert [(f.lang, f.body, f.no_run) for f in got] == [
+        (lang, "".join(line + "\n" for line in body) + ("" if body else "\n"), "a reason" if no_run else None)
+        for lang, body, no_run, _ in blocks]
