@@ -247,3 +247,15 @@ def test_collector_reads_back_what_a_page_holds(tmp_path_factory, blocks):
     assert [(f.lang, f.body, f.no_run) for f in got] == [
         (lang, "".join(line + "\n" for line in body) + ("" if body else "\n"), "a reason" if no_run else None)
         for lang, body, no_run, _ in blocks]
+
+
+def test_reference_names_every_dataset_and_template():
+    """The hand-written reference keeps up with the registries: every built-in dataset is named on the datasets
+    page and every template on the project-file page (a new one added without its line fails here)."""
+    import builder
+
+    datasets = (DOCS / "reference" / "datasets.md").read_text(encoding="utf-8")
+    templates = (DOCS / "reference" / "project-file.md").read_text(encoding="utf-8")
+    missing = [f"dataset {d['name']}" for d in builder.list_datasets() if f"`{d['name']}`" not in datasets]
+    missing += [f"template {t['name']}" for t in builder.list_templates() if f"`{t['name']}`" not in templates]
+    assert not missing, f"not in docs/reference: {missing}"
