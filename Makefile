@@ -6,11 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.layerlab-installed
 PORT   ?= 8501
 
-.PHONY: app test test-frontend fuzz install lint bench frontend screenshots clean
+.PHONY: app test test-frontend fuzz install lint bench frontend screenshots docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,mlflow,mlflow-server]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,mlflow,mlflow-server,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +26,11 @@ test: $(STAMP) test-frontend
 test-frontend:
 	test -d frontend/node_modules || npm --prefix frontend ci --no-audit --no-fund
 	cd frontend && npx --no-install vitest run
+
+# The documentation site (mkdocs.yml, docs/) into site/, failing on any warning; tests/test_docs.py builds it too
+# and runs every example in it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 # README screenshots (docs/screenshots/*.png) of every page at 1440x900 and 900x900; never run by the tests.
 screenshots: $(STAMP)
@@ -48,4 +53,4 @@ frontend:
 	npm --prefix frontend ci && npm --prefix frontend run build
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts
+	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts site

@@ -314,7 +314,7 @@ def test_pages_and_the_cli_act_only_as_their_session():
     assert not bad, "\n".join(bad)
 
 
-def test_the_readme_says_what_content_can_reach():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    part = text[text.index("What an uploaded file can and cannot do"):]
+def test_the_docs_say_what_content_can_reach():
+    text = (ROOT / "docs" / "explanation" / "jobs-and-owners.md").read_text(encoding="utf-8")
+    part = text[text.index("### Who may do what"):]
     assert "only your own runs" in part and "exact id" in part and "`training.init_from`" in part

@@ -1,4 +1,4 @@
-"""Every public path the README documents resolves; the old flat module paths (builder/_moved.py) still import,
+"""Every public path the README and the documentation site (docs/) document resolves; the old flat module paths (builder/_moved.py) still import,
 with a DeprecationWarning, as the very same module objects; the command-line entry points answer --help."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from builder._moved import MOVED
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: named in the README (prose, Python API block, command line); checked even if the README's wording changes
+#: named in the docs (prose, Python API page, command line); checked even if the docs' wording changes
 DOCUMENTED = [
     "builder.load_project", "builder.validate", "builder.infer_shapes", "builder.compile_graph",
     "builder.export_python", "builder.save_weights", "builder.Budget", "builder.import_model",
@@ -30,8 +30,9 @@ DOCUMENTED = [
 
 
 def _readme_names() -> list[str]:
-    """Dotted ``builder.`` names in the README (``builder/...`` file paths are not names)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """Dotted ``builder.`` names in the README and docs/ (``builder/...`` file paths are not names)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in pages)
     names = re.findall(r"(?<![\w/.])builder(?:\.[A-Za-z_]\w*)+", text)
     return sorted(set(names))
 
@@ -71,7 +72,7 @@ def _resolve_quietly(name: str) -> object:
 
 
 def test_readme_names_are_found():
-    """The README parser finds the documented API (so the test below cannot pass on an empty list)."""
+    """The docs parser finds the documented API (so the test below cannot pass on an empty list)."""
     names = _readme_names()
     assert {"builder.load_project", "builder.validate", "builder.compile_graph", "builder.export_python"} <= set(names)
     assert all(not n.endswith(".") for n in names)

@@ -1,5 +1,6 @@
-"""README's "Repository layout" block is checked against the real folders: every package and module of
-builder/ and app_pages/ is named there, and every path it names exists."""
+"""The "Repository layout" block of the architecture page (docs/explanation/architecture.md; the README links to
+it) is checked against the real folders: every package and module of builder/ and app_pages/ is named there, and
+every path it names exists."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "explanation" / "architecture.md"
 
 
 def _layout_block() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = PAGE.read_text(encoding="utf-8")
     m = re.search(r"## Repository layout\n[^#]*?```text\n(.*?)```", text, re.S)
-    assert m, "README.md has no '## Repository layout' section with a ```text block"
+    assert m, f"{PAGE.name} has no '## Repository layout' section with a ```text block"
     return m.group(1).splitlines()
 
 
@@ -62,5 +64,5 @@ def _real_paths() -> set[str]:
 def test_layout_names_every_module_and_nothing_else():
     named = {n for n in _named_paths(_layout_block()) if n.startswith(("builder/", "app_pages/"))}
     real = _real_paths()
-    assert not (real - named), f"README layout misses: {sorted(real - named)}"
-    assert not (named - real), f"README layout names paths that do not exist: {sorted(named - real)}"
+    assert not (real - named), f"the layout block misses: {sorted(real - named)}"
+    assert not (named - real), f"the layout block names paths that do not exist: {sorted(named - real)}"

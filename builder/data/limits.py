@@ -1,5 +1,5 @@
-"""Upload limits (README "Upload limits"): every size is checked before the memory it implies is allocated,
-from headers (a CSV's first line, an image's header, a zip's central directory) or streaming counts.
+"""Upload limits (docs/explanation/limits-and-safety.md): every size is checked before the memory it implies is
+allocated, from headers (a CSV's first line, an image's header, a zip's central directory) or streaming counts.
 
 Loaders read these as ``limits.NAME`` at call time, so a test (or a deployment) can lower one with
 ``monkeypatch.setattr(builder.data.limits, "MAX_CSV_BYTES", ...)``.

@@ -196,7 +196,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         adapt: adapt the graph's Input shape and output width to the dataset.
         dist: a :class:`builder.training.distributed.DistContext` (torchrun); only rank 0 writes to the store.
         run_id: record into this existing (queued) run of ``store`` instead of creating one (job processes).
-        owner, tags: recorded with a new run.
+        owner: recorded with a new run (its owner).
+        tags: recorded with a new run.
         tracking: the MLflow tracker to log the run to (a job's spec carries its owner's; None: the owner's own
             setting, :func:`builder.runs.tracking.resolve_tracking`).
 
@@ -204,7 +205,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         A :class:`TrainResult` (``run_id`` set when a store is used), or a started TrainingJob.
 
     Raises:
-        GraphError, DatasetError, TrainingError (a failed run is recorded as ``failed`` first).
+        LayerLabError: a ``GraphError``, ``DatasetError`` or ``TrainingError`` (a failed run is recorded as
+            ``failed`` first).
     """
     project = load_project(project)  # parsed once here; every step below takes the Project
     if has_objective(project):  # drawn losses (GAN, VAE, distillation): builder.training.multi

@@ -4,7 +4,7 @@ The one writer and reader of weights, with one argument order (model first, as `
 :func:`save_weights` ``(model, path, metadata)`` writes atomically and verifies what it wrote,
 :func:`read_weights` ``(path) -> (state_dict, metadata)`` verifies the checksum, and :func:`load_weights`
 ``(model, path, strict)`` loads a file into a model. Training writes a run's ``model.safetensors`` with it;
-``builder.save_weights`` / ``builder.load_weights`` (README "Python API") and the CLI's ``export`` are these
+``builder.save_weights`` / ``builder.load_weights`` (docs/reference/api.md) and the CLI's ``export`` are these
 functions. Nothing is pickled. Example::
 
     >>> import tempfile, torch
