@@ -342,7 +342,8 @@ def owner_dir(workspace: str | Path, owner: str) -> Path:
 
 
 # ------------------------------------------------------------------------- the name a person chose to be shown
-PROFILE = "profile.json"  # in an owner's folder: ``{"display_name": ...}``
+PROFILE = "profile.json"  # in an owner's folder: ``{"display_name": ..., "guide_hidden": ...}``
+PREFERENCES = frozenset({"guide_hidden"})  # on/off choices kept with the profile (they outlive a reload)
 DISPLAY_NAME_MAX = 40
 _DISPLAY_RE = re.compile(r"^[^\W_][\w .'-]*$")  # letters of any script, digits, spaces, . ' - _; a letter first
 
@@ -369,22 +370,60 @@ def set_display_name(workspace: str | Path, owner: str, name: str) -> str | None
     ('Ann B.', 'Ann B.')
     """
     checked = _checked_display_name(name)
-    path = owner_dir(workspace, owner) / PROFILE
-    if checked is None:
-        path.unlink(missing_ok=True)
-    else:
-        _atomic_write(path, json.dumps({"display_name": checked}))
+    _write_profile(workspace, owner, display_name=checked)
     return checked
+
+
+def _profile(workspace: str | Path, owner: str) -> dict:
+    """The owner's profile file as a dict ({} when there is none or it is not one)."""
+    path = owner_path(workspace, owner) / PROFILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")[:4096]) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_profile(workspace: str | Path, owner: str, **changes) -> None:
+    """Set (None: remove) entries of the owner's profile, keeping the others; no file when nothing is left."""
+    data = {k: v for k, v in {**_profile(workspace, owner), **changes}.items() if v is not None}
+    path = owner_dir(workspace, owner) / PROFILE
+    if data:
+        _atomic_write(path, json.dumps(data))
+    else:
+        path.unlink(missing_ok=True)
 
 
 def display_name(workspace: str | Path, owner: str) -> str | None:
     """The name ``owner`` chose (:func:`set_display_name`), None when there is none or the file is not one."""
-    path = owner_path(workspace, owner) / PROFILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8")[:4096]) if path.is_file() else {}
-        return _checked_display_name(data.get("display_name") or "") if isinstance(data, dict) else None
-    except (OSError, ValueError, LayerLabError):
+        return _checked_display_name(_profile(workspace, owner).get("display_name") or "")
+    except (LayerLabError, TypeError):
         return None
+
+
+def _checked_preference(key: str) -> str:
+    if key not in PREFERENCES:
+        raise LayerLabError(f"a preference is one of {sorted(PREFERENCES)}; received: {str(key)[:60]!r}. Fix: use "
+                            "one of those names")
+    return key
+
+
+def set_preference(workspace: str | Path, owner: str, key: str, on: bool) -> None:
+    """Keep an on/off choice of ``owner`` (one of :data:`PREFERENCES`) across reloads and browsers' sessions.
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> o = "anon:" + "b" * 32
+    >>> set_preference(ws, o, "guide_hidden", True); preference(ws, o, "guide_hidden")
+    True
+    """
+    _write_profile(workspace, owner, **{_checked_preference(key): True if on else None})
+
+
+def preference(workspace: str | Path, owner: str, key: str) -> bool:
+    """An on/off choice of ``owner`` (:func:`set_preference`); False when never set."""
+    return _profile(workspace, owner).get(_checked_preference(key)) is True
 
 
 def label(workspace: str | Path, owner: str) -> str:

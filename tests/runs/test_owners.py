@@ -161,6 +161,24 @@ def test_a_chosen_display_name_is_shown_with_the_pseudonym(tmp_path):
     assert owners.set_display_name(tmp_path, me, "   ") is None and owners.display_name(tmp_path, me) is None
 
 
+def test_a_hidden_guide_stays_hidden_and_keeps_the_display_name(tmp_path):
+    """The Build page's guide card, once hidden, stays hidden after a reload (issue 29, item 14): the choice is
+    kept in the owner's profile beside the display name, each surviving a change of the other."""
+    me, other = "anon:" + "1" * 32, "anon:" + "2" * 32
+    assert owners.preference(tmp_path, me, "guide_hidden") is False
+    owners.set_display_name(tmp_path, me, "Ann")
+    owners.set_preference(tmp_path, me, "guide_hidden", True)
+    assert owners.preference(tmp_path, me, "guide_hidden") is True and owners.display_name(tmp_path, me) == "Ann"
+    assert owners.preference(tmp_path, other, "guide_hidden") is False  # one person's choice only
+    owners.set_display_name(tmp_path, me, "")
+    assert owners.preference(tmp_path, me, "guide_hidden") is True and owners.display_name(tmp_path, me) is None
+    owners.set_preference(tmp_path, me, "guide_hidden", False)
+    assert owners.preference(tmp_path, me, "guide_hidden") is False
+    assert not (owners.owner_path(tmp_path, me) / owners.PROFILE).exists()  # nothing left: no file
+    with pytest.raises(LayerLabError, match="a preference is one of"):
+        owners.set_preference(tmp_path, me, "../x", True)
+
+
 @settings(max_examples=200)
 @given(name=st.text(max_size=60))
 def test_a_display_name_is_kept_checked_or_refused(ws, name):
