@@ -340,7 +340,7 @@ def open_shared_link() -> None:
 
 def _train_this() -> str | None:
     """Start a job for the canvas with the default settings on its dataset; an error message, or None."""
-    from builder.data.compat import check_compat
+    from builder.data.compat import train_problems
 
     g = ui.graph()
     report, _ = ui.analyse(g)
@@ -348,7 +348,7 @@ def _train_this() -> str | None:
         return "Fix the network first: the bar under the canvas lists its problems."
     try:
         ds = ui.load_spec(ui.dataset_spec())
-        problems = [p.message for p in check_compat(g, ds.info, report)]
+        problems = [p.message for p in train_problems(g, ds, report)]
         if problems:
             return "The dataset does not fit the network: " + problems[0] + " (the Data page offers a fix)."
         ui.start_job(ui.project(), ds, {})

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
-from builder.data.compat import check_compat
+from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
 from builder.runs.summary import current_run, run_label
@@ -441,8 +441,8 @@ elif ds is not None and has_objective(g):  # drawn losses: the data fit to the I
         problems += [p.message for p in objective_compat(g, ds, report)]
     except LayerLabError as e:
         problems.append(str(e))
-elif ds is not None:
-    problems += [p.message for p in check_compat(g, ds.info, report)]
+elif ds is not None:  # the Data page's verdict is this one (images flattened for a network of vectors)
+    problems += [p.message for p in train_problems(g, ds, report)]
 if problems and not active:
     with st.container(border=True):
         st.markdown("**Fix these before training**")
