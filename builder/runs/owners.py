@@ -22,6 +22,7 @@ read, control or delete them is decided by :mod:`builder.access` alone, from the
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -34,7 +35,7 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from builder.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
-from builder.errors import LayerLabError
+from builder.errors import LayerLabError, StaleProjectError
 from builder.graph.project import Project, load_project
 
 ANON_PREFIX = "anon:"
@@ -443,11 +444,60 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def save_project(workspace: str | Path, owner: str, project: Project) -> Path:
-    """Autosave an owner's canvas project (atomic; the last write wins between two tabs)."""
-    path = owner_dir(workspace, owner) / "project.json"
-    _atomic_write(path, project.to_json())
-    return path
+PROJECT_REV = "project.rev"  # beside project.json: how many times it was saved (a stale tab is told apart)
+
+
+def project_revision(workspace: str | Path, owner: str) -> int:
+    """The revision of the owner's autosaved project (0 when none was saved)."""
+    try:
+        return int((owner_path(workspace, owner) / PROJECT_REV).read_text(encoding="ascii")[:20])
+    except (OSError, ValueError):
+        return 0
+
+
+@contextlib.contextmanager
+def _project_lock(folder: Path):
+    """One writer of an owner's project at a time (two tabs autosave from two threads, or two processes)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the compare and the write are not atomic together
+        yield
+        return
+    with open(folder / ".project.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def save_project(workspace: str | Path, owner: str, project: Project, *, base: int | None = None) -> int:
+    """Autosave an owner's canvas project (atomic) and return its new revision.
+
+    With ``base``, the revision this session last read or wrote, a save on top of a newer one (another tab of the
+    same person saved since) is refused with :class:`StaleProjectError` and nothing is written; without it the
+    last write wins.
+
+    >>> import tempfile
+    >>> from builder.graph.templates import load_template
+    >>> ws, me = tempfile.mkdtemp(), "anon:" + "d" * 32
+    >>> save_project(ws, me, load_template("mlp"), base=0), save_project(ws, me, load_template("cnn"), base=1)
+    (1, 2)
+    >>> save_project(ws, me, load_template("mlp"), base=1)
+    Traceback (most recent call last):
+    ...
+    builder.errors.StaleProjectError: the project was saved by another tab or window after this one read it; received: a save on top of revision 1, saved now: 2. Fix: load the other tab's version or keep this one as a copy
+    """
+    d = owner_dir(workspace, owner)
+    with _project_lock(d):
+        now = project_revision(workspace, owner)
+        if base is not None and base != now:
+            raise StaleProjectError(f"the project was saved by another tab or window after this one read it; "
+                                    f"received: a save on top of revision {base}, saved now: {now}. Fix: load the "
+                                    "other tab's version or keep this one as a copy", revision=now)
+        _atomic_write(d / "project.json", project.to_json())
+        _atomic_write(d / PROJECT_REV, str(now + 1))
+    return now + 1
 
 
 def load_autosave(workspace: str | Path, owner: str) -> Project | None:
@@ -504,4 +554,4 @@ __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS",
            "PSEUDONYM_RE", "workspace_secret", "safe_id", "pseudonym", "owner_path", "owner_dir",
            "move_owner_folder", "replace_in_text_files", "old_owner_folders", "new_folder_names", "PROFILE",
            "DISPLAY_NAME_MAX", "set_display_name", "display_name", "label",
-           "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]
+           "save_project", "project_revision", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]
