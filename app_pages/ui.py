@@ -41,6 +41,7 @@ from app_pages.state import (
     set_project,
     shared_runs,
     show_flash,
+    stale_prompt,
     undo_replace,
     with_edge_ids,
     workspace,
@@ -49,7 +50,7 @@ from app_pages.style import LOGO, md, show_error, style
 from app_pages.style import page_header as _header
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
-from builder.runs.status import is_final, is_live
+from builder.runs.status import is_final, is_live, live_label
 
 APP_NAME = "LayerLab"
 
@@ -58,6 +59,7 @@ def page_header(title: str, subtitle: str) -> None:
     """The page's title and subtitle, then a pending project replacement to confirm (on every page)."""
     _header(title, subtitle)
     confirm_replace()
+    stale_prompt()
 
 
 # ----------------------------------------------------------------------------------------- sidebar
@@ -93,7 +95,7 @@ def sidebar() -> None:
                       on_click=undo_replace, help="Bring back the project that New, a template or opening replaced")
         live = live_runs()
         if live:
-            st.page_link(nav.TRAIN, label=f"{len(live)} training job{'s' if len(live) > 1 else ''} running",
+            st.page_link(nav.TRAIN, label=live_label(live),
                          help="Follow them on the Train and Runs pages", icon=":material/model_training:")
         st.caption("Runs of everyone are shown (shared mode)" if shared_runs() else
                    "Your projects and runs are kept for this browser")
@@ -349,5 +351,5 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "replace_project", "autosave", "md",
            "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
-           "keep_identity", "confirm_replace", "can_control", "can_see", "shared_runs",
+           "keep_identity", "confirm_replace", "stale_prompt", "can_control", "can_see", "shared_runs",
            "run_from_url", "warm_up"]
