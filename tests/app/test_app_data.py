@@ -7,7 +7,6 @@ import json
 import pytest
 
 import builder
-
 from builder.data.uploads import UploadFolder
 from builder.runs.owners import upload_dir
 from tests.helpers import ME, button, open_app
