@@ -186,12 +186,12 @@ function Canvas({ data, api, store }) {
       const el = flowRef.current;
       const size = el ? { width: el.clientWidth, height: el.clientHeight } : null;
       if (nds.length && !fitDue({ wanted: true }, size)) {
-        fitState.current.wanted = true; // made when the canvas has a size (the effect below)
+        fitState.current = { ...fitState.current, wanted: true, all }; // made when the canvas has a size (the effect below)
         return;
       }
       const seq = (fitSeqRef.current = Math.max(fitSeqRef.current, store.fitSeq || 0) + 1);
       store.fitSeq = seq;
-      fitState.current = { wanted: false, auto: true, fitted: size };
+      fitState.current = { wanted: false, auto: true, fitted: size, all };
       if (!nds.length || !el) {
         markFitted(seq);
         return;
@@ -220,7 +220,7 @@ function Canvas({ data, api, store }) {
       viewDone.current = true;
       performance.mark?.('layerlab:canvas:visible'); // nodes measured and shown (bench/bench_startup.py)
     }
-    initialView();
+    initialView(0, !!fitState.current.all); // the same kind of fit again: readable, or the whole graph after Fit
   }, [nodesInitialized, initialView, flowSize, fitTick, rf]);
   const userMoved = useCallback(() => {
     fitState.current.auto = false; // the user's own view is kept when the canvas is resized
@@ -255,7 +255,7 @@ function Canvas({ data, api, store }) {
       }
       if (m.missingPositions) commit();
       if (!m.sameProject) {
-        fitState.current.wanted = true;
+        fitState.current = { ...fitState.current, wanted: true, all: false };
         setFitTick((t) => t + 1);
       }
     },

@@ -41,7 +41,7 @@ export function fitDue(state, size, ready = true) {
 }
 
 // The Fit button shows the whole graph: the zoom may go this low (the first view stays readable instead).
-export const FIT_ALL_ZOOM = 0.2;
+export const FIT_ALL_ZOOM = 0.1;
 // The minimap (bottom-right, with its margins) and the zoom buttons (top-right) sit over the canvas: a fit keeps
 // nodes off them, either in a strip on the right (clear of both) or below the buttons and above the minimap,
 // whichever leaves the larger zoom.

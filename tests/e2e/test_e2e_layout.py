@@ -75,7 +75,11 @@ def test_canvas_takes_the_page_and_every_template_is_legible(browser, app_server
         m = measure(page)
         share = m["flow"]["width"] / size[0]
         assert share >= 0.6, f"canvas is {m['flow']['width']:.0f} px = {share:.0%} of {size[0]} px"
-        assert m["flow"]["height"] >= 600, f"canvas is {m['flow']['height']:.0f} px tall"
+        # the canvas takes the page: it started at y = 505 of 900 below the guide card and toolbar (issue 29,
+        # item 14); on a first visit (the guide card shown) it starts in the top third and ends in the window
+        assert m["flow"]["y"] <= size[1] / 3, f"canvas starts at y = {m['flow']['y']:.0f} of {size[1]}"
+        assert m["flow"]["y"] + m["flow"]["height"] <= size[1], m["flow"]
+        assert m["flow"]["height"] >= 0.55 * size[1], f"canvas is {m['flow']['height']:.0f} px tall"
         figures = {}
         current = "cnn"  # a new session starts with the CNN template
         for t in sorted(builder.list_templates(), key=lambda t: t["name"] == current):  # a different one first
@@ -98,6 +102,12 @@ def test_canvas_takes_the_page_and_every_template_is_legible(browser, app_server
             assert port >= 10, f"{t['name']}: smallest port {port:.1f} px at zoom {m['zoom']}"
             # the template picker closed after the choice
             expect(page.locator("[role=option]")).to_have_count(0)
+            # Fit shows every node, right of the floating palette and inside the window (it showed 2 of 4 nodes
+            # of a 4-node chain, ResNet at 900x900 6 of 24: issue 29, item 14)
+            press_fit(page)
+            seen = wait_all_visible(page, n)
+            figures[t["name"]]["after_fit"] = f"{seen['visible']}/{n}"
+            assert seen["visible"] == n, (t["name"], seen)
         page.screenshot(path=str(ARTIFACTS / f"layout-build-{size[0]}.png"))
         print("FIGURES", size, figures)
         assert not page.errors, page.errors
@@ -145,23 +155,25 @@ NODES_VISIBLE_JS = """() => {
   const nodes = [...root.querySelectorAll('.react-flow__node')];
   const inside = nodes.filter((n) => { const b = n.getBoundingClientRect();
     return b.left >= left - 1 && b.right <= right + 1 && b.top >= Math.max(f.top, 0) - 1 && b.bottom <= bottom + 1; });
-  return { total: nodes.length, visible: inside.length, flowTop: f.top, flowHeight: f.height };
+  return { total: nodes.length, visible: inside.length, flowTop: f.top, flowHeight: f.height,
+           ids: inside.map((n) => n.dataset.id) };
 }"""
 
 
 def nodes_visible(page) -> dict:
-    """``{total, visible, flowTop, flowHeight}`` of the canvas as the user sees it (see NODES_VISIBLE_JS)."""
+    """``{total, visible, flowTop, flowHeight, ids}`` (ids: the visible nodes) of the canvas as the user sees it (see NODES_VISIBLE_JS)."""
     return page.evaluate(NODES_VISIBLE_JS)
 
 
-def wait_all_visible(page, n: int, timeout: float = 15.0) -> dict:
-    """Wait until all ``n`` nodes are on screen and the view is still (see NODES_VISIBLE_JS); return what is seen
-    then, or at the timeout (the caller asserts on it)."""
+def wait_all_visible(page, n: int, timeout: float = 15.0, at_least: int | None = None) -> dict:
+    """Wait until the canvas shows its ``n`` nodes, ``at_least`` of them (default: all) on screen, and the view
+    is still (see NODES_VISIBLE_JS); return what is seen then, or at the timeout (the caller asserts on it)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     js = f"""() => {{ const s = ({NODES_VISIBLE_JS})(); const f = [...document.querySelectorAll(
       '[data-testid="stBidiComponentIsolated"]')].map((h) => h.shadowRoot && h.shadowRoot.querySelector('.ll-flow'))
-      .find(Boolean); return !!s && !!f && f.dataset.moving === 'false' && s.total === {n} && s.visible === {n}; }}"""
+      .find(Boolean); return !!s && !!f && f.dataset.moving === 'false' && s.total === {n}
+      && s.visible >= {n if at_least is None else at_least}; }}"""
     with contextlib.suppress(PlaywrightTimeoutError):
         page.wait_for_function(js, timeout=timeout * 1000, polling=100)
     return nodes_visible(page)
@@ -177,8 +189,7 @@ def press_fit(page) -> None:
 def test_a_returning_user_sees_their_graph(browser, app_server):
     """The view is fitted at the canvas's real size whenever it is shown or resized (issue 29, item 1: every node
     came back 1,500-2,000 px below the visible area, a fit made while the canvas was ~3,600 px tall). A first fit
-    in a tall window, the window made 900 px tall, another page and back: as many nodes are on screen as Fit
-    itself shows, and at least the first ones."""
+    in a tall window, the window made 900 px tall, another page and back: on screen are the input node and at least half of the graph."""
     page = new_page(browser, (1440, 2600))
     try:
         open_build(page, app_server)
@@ -196,11 +207,10 @@ def test_a_returning_user_sees_their_graph(browser, app_server):
                 page.locator("[data-testid=stSidebarNav] a", has_text="Build").first.click()
                 page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
             wait_idle(page)
-            seen = wait_all_visible(page, len(ids))
+            seen = wait_all_visible(page, len(ids), at_least=(len(ids) + 1) // 2)
             page.screenshot(path=str(ARTIFACTS / f"layout-return-{other.lower() or 'resized'}.png"))
-            press_fit(page)
-            fit = nodes_visible(page)
-            assert seen["visible"] >= max(1, fit["visible"]), (other or "resized", seen, fit)
+            # the first view is a readable fit from the input side: the input and most of the graph are on screen
+            assert seen["visible"] * 2 >= len(ids) and "tokens" in seen["ids"], (other or "resized", seen)
         assert not page.errors, page.errors
     finally:
         page.context.close()
