@@ -445,7 +445,8 @@ def import_model_box() -> None:
         st.session_state.ll_canvas_error = f"Cannot import {up.name}: {e}"
         st.rerun()
     st.session_state.ll_canvas_error = None
-    ui.set_project(proj, flash=f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
+    # like New and the templates: a canvas holding a project asks before it is replaced (undoable)
+    ui.replace_project(proj, f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
                    f"outputs match the original to {rep.get('max_abs_diff', 0):.1e}. Training starts from the "
                    f"imported weights (run {rid}); freeze layers on the Train page."
                    + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))

@@ -354,6 +354,14 @@ def set_graph(g: Graph, bump: bool = True) -> None:
     autosave()
 
 
+def entered_page(path: str) -> None:
+    """A new page is shown: messages left by the page the person left (an import's error on Build) are dropped."""
+    ss = st.session_state
+    if ss.get("ll_page") != path:
+        ss.ll_page = path
+        ss.ll_canvas_error = None
+
+
 def flash(msg: str) -> None:
     st.session_state.ll_flash.append(msg)
 

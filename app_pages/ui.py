@@ -24,6 +24,7 @@ from app_pages.state import (
     can_see,
     can_undo_replace,
     confirm_replace,
+    entered_page,
     flash,
     graph,
     graph_key,
@@ -351,5 +352,5 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "replace_project", "autosave", "md",
            "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
-           "keep_identity", "confirm_replace", "stale_prompt", "can_control", "can_see", "shared_runs",
+           "keep_identity", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",
            "run_from_url", "warm_up"]

@@ -216,3 +216,16 @@ def test_the_guide_tells_an_empty_canvas_apart_and_stays_hidden_after_a_reload(w
     assert "ll_guide_hide" not in [b.key for b in again.button] and not _guide_text(again)
     other = open_app(owner="anon:" + "c" * 32, timeout=60)  # someone else still gets the guide
     assert "ll_guide_hide" in [b.key for b in other.button]
+
+
+def test_an_error_banner_of_build_is_gone_after_another_page(workspace):
+    """Issue 29, item 11: an import's error banner stayed on Build after navigating away and back."""
+    at = open_app(owner=ME, timeout=60)
+    at.session_state["ll_canvas_error"] = "Cannot import m.onnx: a test message"
+    at.run()
+    assert any("a test message" in e.value for e in at.error)
+    at.run()  # a rerun of the same page keeps it
+    assert any("a test message" in e.value for e in at.error)
+    at.switch_page("app_pages/train.py").run()
+    at.switch_page("app_pages/build.py").run()
+    assert not any("a test message" in e.value for e in at.error)
