@@ -147,6 +147,23 @@ def _fits(graph: Graph, info: DatasetInfo) -> bool:
     return report.ok and not check_compat(graph, info, report)
 
 
+def fixed_by_data(graph, report: ShapeReport | None = None) -> set[str]:
+    """The parameters (``node.param``) a dataset sets through :func:`adapt_graph`, beyond the Input's: the width
+    of the last Linear before the one output (the number of classes or targets). A search never varies them.
+
+    >>> from builder.graph.templates import load_template
+    >>> fixed_by_data(load_template("mlp").graph)
+    {'head.out_features'}
+    """
+    from builder.graph.project import as_graph
+
+    graph = as_graph(graph)
+    report = report if report is not None else infer_shapes(graph)
+    outs = list(report.output_nodes)
+    lin = _last_linear(graph, report, outs[0]) if len(outs) == 1 else None
+    return {f"{lin}.out_features"} if lin is not None else set()
+
+
 def train_problems(graph, ds, report: ShapeReport | None = None) -> list[Problem]:
     """What Train refuses for ``graph`` on the dataset ``ds``: the graph's own errors (shape inference), else
     every mismatch with the dataset as training shapes it for the graph (:func:`check_compat` after
@@ -186,4 +203,4 @@ def fitting_template(info: DatasetInfo) -> str:
     return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
 
 
-__all__ = ["check_compat", "adapt_graph", "train_problems", "fitting_template"]
+__all__ = ["check_compat", "adapt_graph", "train_problems", "fitting_template", "fixed_by_data"]
