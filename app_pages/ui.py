@@ -14,7 +14,7 @@ import streamlit as st
 
 import builder
 from app_pages import nav
-from app_pages.fmt import fmt_duration, fmt_metric, human_bytes, human_count, zip_dir_bytes
+from app_pages.fmt import fmt_duration, fmt_metric, fmt_setting, human_bytes, human_count, zip_dir_bytes
 from app_pages.state import (
     actor,
     analyse,
@@ -350,7 +350,7 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
            "open_spec", "uploads", "save_upload", "visible_runs", "get_run", "live_runs", "owner", "owner_label",
            "replace_project", "autosave", "md",
-           "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes",
+           "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_identity", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",
            "run_from_url", "warm_up"]
