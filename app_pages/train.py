@@ -11,7 +11,7 @@ import streamlit as st
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from builder.data.compat import train_problems
 from builder.errors import LayerLabError
-from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
+from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, can_resume, is_live
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.objectives import has_objective, objective_compat
@@ -347,7 +347,7 @@ def live_view() -> None:
         if st.session_state.get("ll_polling"):
             st.session_state.ll_polling = False
             st.rerun()  # leave polling mode (full rerun, so the form's Start button comes back)
-        results(run)
+        results(run, rs)
 
 
 def boundary_view(sess: Curve, cfg: dict) -> None:
@@ -369,12 +369,29 @@ def boundary_view(sess: Curve, cfg: dict) -> None:
                   "as in TensorFlow Playground.")
 
 
-def results(run: dict) -> None:
+def _resume(run_id: str) -> None:
+    try:
+        ui.start_job(None, None, {}, resume_run=run_id)
+    except LayerLabError as e:
+        ui.flash(f"Cannot resume {run_id}: {e}")
+        return
+    st.session_state.ll_run = run_id
+    st.session_state.ll_polling = True
+    ui.flash(f"Resuming run {run_id} from its last checkpoint")
+
+
+def results(run: dict, rs) -> None:
     test = run.get("test_metrics")
     if not test:
         if run["status"] in CUT_SHORT:
-            st.info("Training was stopped. Resume it from the Runs page, or start a new run.",
-                    icon=":material/pause_circle:")
+            resumable = ui.can_control(run) and can_resume(run, has_checkpoint=rs.folder(run["id"]).has_checkpoint)
+            c = st.columns([3, 1], vertical_alignment="center")
+            c[0].info("Training was stopped before its last epoch. Resume it from its last checkpoint, or start a "
+                      "new run below." if resumable else "Training was stopped. Start a new run below.",
+                      icon=":material/pause_circle:")
+            if resumable:
+                c[1].button("Resume", type="primary", icon=":material/play_arrow:", key="ll_train_resume",
+                            on_click=_resume, args=(run["id"],), width="stretch")
         return
     st.subheader("Test results")
     keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("r2", "R²", False),
