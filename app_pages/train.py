@@ -323,11 +323,18 @@ def live_view() -> None:
     elif run.get("message") and status in ENDED_CLEANLY:
         st.caption(ui.md(run["message"]))
 
-    c1, c2, c3 = st.columns(3)
     # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
     cfg = {"displayModeBar": False, "staticPlot": active}
+    drawn = any(e.get("terms") for e in sess.epochs)  # a drawn objective (GAN, VAE): its loss is its metric
+    if drawn:  # what the run makes (samples, reconstructions) first, then its loss terms
+        from app_pages import generative_view
+
+        generative_view.render(run, sess.epochs, active, rs)
+        c1, c3 = st.columns(2)
+    else:
+        c1, c2, c3 = st.columns(3)
+        c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c1.plotly_chart(loss_figure(sess), width="stretch", config=cfg, key="ll_fig_loss")
-    c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
     with c1:
         tips.tip("loss")
@@ -335,10 +342,6 @@ def live_view() -> None:
     with c3:
         tips.tip("learning_rate")
     boundary_view(sess, cfg)
-    if any(e.get("terms") for e in sess.epochs):  # a drawn objective: its terms, samples, reconstructions
-        from app_pages import generative_view
-
-        generative_view.render(run, sess.epochs, active, rs)
     train_doctor.render(run)  # findings with one-click fixes, curve anomalies naming their nodes
     if sess.steps:
         poll_every(run_id, shown=True)  # a point is on screen: the next refresh switches to the slow interval
@@ -397,10 +400,13 @@ def results(run: dict, rs) -> None:
     keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("r2", "R²", False),
             ("mse", "MSE", False), ("mae", "MAE", False), ("loss", "Loss", False)]
     shown = [(k, lab, pct) for k, lab, pct in keys if test.get(k) is not None]
-    cols = st.columns(len(shown) + 1)
+    if test.get("n") is not None:  # a drawn objective's run counts none: no "Test samples —"
+        shown.append(("n", "Test samples", False))
+    if not shown:
+        return
+    cols = st.columns(len(shown))
     for col, (k, lab, pct) in zip(cols, shown):
-        col.metric(lab, ui.fmt_metric(test[k], pct))
-    cols[-1].metric("Test samples", test.get("n", "—"))
+        col.metric(lab, test[k] if k == "n" else ui.fmt_metric(test[k], pct))
     if test.get("confusion_matrix"):
         left, right = st.columns([1, 1], gap="large")
         left.plotly_chart(confusion_figure(test), width="stretch", config={"displayModeBar": False},
@@ -446,7 +452,8 @@ report, _ = ui.analyse(g)
 top[0].metric("Project", ui.md(ui.project().name or "untitled"))
 top[1].metric("Dataset", ui.md(ui.spec_public(spec)))
 top[2].metric("Parameters", ui.human_count(report.total_params))
-top[3].metric("Task", ds.info.task if ds else "—")
+top[3].metric("Task", "drawn objective" if has_objective(g) else ds.info.task if ds else "—",
+              help="The losses drawn on the canvas say what is learned" if has_objective(g) else None)
 
 problems = []
 if not g.nodes:
