@@ -226,7 +226,8 @@ function Canvas({ data, api, store }) {
     fitState.current.auto = false; // the user's own view is kept when the canvas is resized
   }, []);
   const fit = useCallback(() => {
-    initialView(250, true);
+    // the whole graph, unless it is too big to draw all at once (then the readable view from its input side)
+    initialView(250, renderRef.current.length <= VISIBLE_ONLY_ABOVE);
     closeMenu();
   }, [initialView, closeMenu]);
 
