@@ -391,7 +391,7 @@ def first_visit_guide() -> None:
         return
     empty = not ui.graph().nodes
     with st.container(border=True, key="ll_first_visit"):
-        c1, c2, c3, c4, c5 = st.columns([3.1, 1.3, 0.95, 1.05, 0.7], vertical_alignment="center", gap="small")
+        c1, c2, c3, c4, c5 = st.columns([2.5, 1.45, 0.95, 1.2, 0.8], vertical_alignment="center", gap="small")
         if empty:
             c1.markdown("**1 · Pick a network** in *Templates…* below (an MLP on two moons, a CNN, an LSTM, a "
                         "Transformer), or drag layers from the palette onto the canvas.")
