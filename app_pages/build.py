@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from builder.graph.edit import relabel_node, remove_nodes, set_param
 from builder.graph.project import Graph
 
 CANVAS_KEY = "ll_canvas"
-CANVAS_HEIGHT = 690  # minimum; the canvas grows to the bottom of the window
+CANVAS_HEIGHT = 480  # minimum; the canvas grows to the bottom of the window
+INSPECTOR_HEIGHT = 600  # about the canvas's height in a 900 px window
+HOW_IT_WORKS = ("Drag layers from the palette, connect their ports and watch shapes flow through the network. "
+                "Select a layer to edit it; press ? on the canvas for shortcuts.")
 
 
 # ------------------------------------------------------------------------------------ canvas sync
@@ -336,7 +340,7 @@ def open_shared_link() -> None:
 
 def _train_this() -> str | None:
     """Start a job for the canvas with the default settings on its dataset; an error message, or None."""
-    from builder.data.compat import check_compat
+    from builder.data.compat import train_problems
 
     g = ui.graph()
     report, _ = ui.analyse(g)
@@ -344,7 +348,7 @@ def _train_this() -> str | None:
         return "Fix the network first: the bar under the canvas lists its problems."
     try:
         ds = ui.load_spec(ui.dataset_spec())
-        problems = [p.message for p in check_compat(g, ds.info, report)]
+        problems = [p.message for p in train_problems(g, ds, report)]
         if problems:
             return "The dataset does not fit the network: " + problems[0] + " (the Data page offers a fix)."
         ui.start_job(ui.project(), ds, {})
@@ -355,31 +359,58 @@ def _train_this() -> str | None:
     return None
 
 
-def first_visit_guide() -> None:
-    """The empty state of a first visit (no run yet): pick a template → Train this network → Explain, with short
-    explanations a student can hide."""
+def _hide_guide() -> None:
+    """Hide the guide card for this person, also after a reload (kept in their profile)."""
+    from builder.runs import owners
+
+    st.session_state.ll_guide_hidden = True
+    with contextlib.suppress(LayerLabError, OSError):  # else hidden for this session only
+        owners.set_preference(ui.workspace(), ui.owner(), "guide_hidden", True)
+
+
+def _guide_hidden() -> bool:
+    from builder.runs import owners
+
     if st.session_state.get("ll_guide_hidden"):
+        return True
+    try:
+        return owners.preference(ui.workspace(), ui.owner(), "guide_hidden")
+    except (LayerLabError, OSError):
+        return False
+
+
+def first_visit_guide() -> None:
+    """The empty state of a first visit (no run yet): pick a template → Train this network → Explain, in one
+    compact row (the canvas below it takes the page) that a student can hide for good."""
+    if _guide_hidden():
         return
     try:
         if ui.store().list_runs(owner=ui.owner(), limit=1):
             return
     except LayerLabError:
         return
+    empty = not ui.graph().nodes
     with st.container(border=True, key="ll_first_visit"):
-        c1, c2, c3, c4 = st.columns([1, 1, 1, 0.35], vertical_alignment="top")
-        c1.markdown(f"**1 · Pick a network**  \n**{ui.md(ui.project().name or 'untitled')}** is on the canvas; "
-                    "*Templates…* holds others (an MLP on two moons, an LSTM, a Transformer).")
-        c2.markdown("**2 · Train it**  \nOne click trains it in the background with sensible settings and shows "
-                    "the live curves.")
-        go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this")
-        c3.markdown("**3 · Explain it**  \nWhen it has learned, the Explain page shows what it looks at.")
-        c3.page_link(nav.EXPLAIN, label="Open Explain", icon=":material/insights:")
-        c4.button("Hide", key="ll_guide_hide", icon=":material/close:",
-                  on_click=lambda: st.session_state.update(ll_guide_hidden=True), help="Hide this guide")
-        with st.expander("What will I see?", icon=":material/school:"):
+        c1, c2, c3, c4, c5 = st.columns([2.5, 1.45, 0.95, 1.2, 0.8], vertical_alignment="center", gap="small")
+        if empty:
+            c1.markdown("**1 · Pick a network** in *Templates…* below (an MLP on two moons, a CNN, an LSTM, a "
+                        "Transformer), or drag layers from the palette onto the canvas.")
+        else:
+            c1.markdown(f"**1 · Pick a network**: **{ui.md(ui.project().name or 'untitled')}** is on the canvas; "
+                        "*Templates…* holds others.")
+        go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this",
+                       disabled=empty, width="stretch",
+                       help="Train this network in the background with sensible settings; the live curves show "
+                            "on the Train page" if not empty else "Pick a network first")
+        c3.page_link(nav.EXPLAIN, label="3 · Explain", icon=":material/insights:",
+                     help="When it has learned, the Explain page shows what it looks at")
+        with c4.popover("How it works", icon=":material/school:", width="stretch"):
+            st.markdown(HOW_IT_WORKS)
             for name in tips.GUIDE:
                 title, text = tips.TIPS[name]
                 st.markdown(f"**{title}**: {text}")
+        c5.button("Hide", key="ll_guide_hide", icon=":material/close:", on_click=_hide_guide,
+                  help="Hide this guide (also after a reload)")
     if go:
         err = _train_this()
         if err:
@@ -414,7 +445,8 @@ def import_model_box() -> None:
         st.session_state.ll_canvas_error = f"Cannot import {up.name}: {e}"
         st.rerun()
     st.session_state.ll_canvas_error = None
-    ui.set_project(proj, flash=f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
+    # like New and the templates: a canvas holding a project asks before it is replaced (undoable)
+    ui.replace_project(proj, f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
                    f"outputs match the original to {rep.get('max_abs_diff', 0):.1e}. Training starts from the "
                    f"imported weights (run {rid}); freeze layers on the Train page."
                    + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))
@@ -514,7 +546,7 @@ def canvas_area() -> None:
     with left:
         _canvas()
     key = "ll_inspector" if st.session_state.get("ll_selected") else "ll_inspector_idle"
-    with right, st.container(height=CANVAS_HEIGHT, border=False, key=key):
+    with right, st.container(height=INSPECTOR_HEIGHT, border=False, key=key):
         side = st.segmented_control("Side panel", ["Layer", "Try it"], default="Layer", key="ll_side_view",
                                     label_visibility="collapsed")
         if side == "Try it":  # the newest run of this graph on your own input (app_pages/explain_tryit.py)
@@ -527,7 +559,7 @@ def canvas_area() -> None:
 
 st.session_state.setdefault("ll_show_inspector", True)
 open_shared_link()
-ui.page_header("Build", "Drag layers from the palette, connect their ports and watch shapes flow through "
-               "the network. Select a layer to edit it; press ? on the canvas for shortcuts.")
+# no subtitle: the canvas takes the page (what it says is in the guide's "How it works" and the canvas's own ?)
+ui.page_header("Build", "")
 first_visit_guide()
 canvas_area()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+import builder
 from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
-from builder.data.compat import adapt_graph, check_compat
+from builder.data.compat import adapt_graph, fitting_template, train_problems
 from builder.data.tabular import preview_csv
 from builder.errors import LayerLabError
 
@@ -170,27 +171,47 @@ def _table_head(ds) -> None:
     st.dataframe(df, hide_index=True, width="stretch")
 
 
-def _adapt(info) -> None:
-    ui.set_graph(adapt_graph(ui.graph(), info), bump=True)
-    ui.flash("Graph adapted to the dataset")
+def _adapt(ds) -> None:
+    fixed = adapt_graph(ui.graph(), ds.info)
+    ui.set_graph(fixed, bump=True)
+    left = train_problems(fixed, ds)
+    ui.flash("Graph adapted to the dataset: it trains on it" if not left else
+             "Graph adapted, but it still does not train on this dataset: " + left[0].message)
 
 
-def compat(info) -> None:
+def _load_fitting(name: str) -> None:
+    proj = builder.load_template(name)
+    ui.replace_project(proj, f"Loaded template “{proj.name}” for this dataset", relayout=True,
+                       data=st.session_state.get("ll_data"))
+
+
+def compat(ds) -> None:
+    """Does the canvas train on this dataset? Train's own check (:func:`builder.data.compat.train_problems`); the
+    fix when adapting makes it train, else the template whose kind of network fits."""
     st.subheader("Fit with the graph")
     g = ui.graph()
     if not g.nodes:
         st.info("The canvas is empty: build a network or load a template on the Build page.", icon=":material/info:")
         st.page_link(nav.BUILD, label="Open the Build page", icon=":material/account_tree:")
         return
-    probs = check_compat(g, info)
+    probs = train_problems(g, ds)
     if not probs:
-        st.success("The graph's Input and output fit this dataset.", icon=":material/check_circle:")
+        st.success("The graph trains on this dataset: its Input, shapes and output fit this dataset.",
+                   icon=":material/check_circle:")
         return
     for p in probs:
         where = f"{p.node}: " if p.node else ""
         st.warning(ui.md(f"{where}{p.message}"), icon=":material/warning:")
-    st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
-              args=(info,), help="Sets the Input shape/modality and the last Linear layer's width")
+    if not train_problems(adapt_graph(g, ds.info), ds):
+        st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
+                  args=(ds,), help="Sets the Input shape/modality and the last Linear layer's width so that it trains")
+        return
+    name = fitting_template(ds.info)
+    title = next(t["title"] for t in builder.list_templates() if t["name"] == name)
+    st.info(ui.md(f"This kind of network does not take this data, and changing its Input and last layer is not "
+                  f"enough. A network that fits it: {title}."), icon=":material/lightbulb:")
+    st.button(f"Load the {title} template", type="primary", icon=":material/swap_horiz:", on_click=_load_fitting,
+              args=(name,), key="ll_fit_template", help="Replace the canvas (undoable) with a network for this data")
 
 
 current = ui.dataset_spec()
@@ -212,4 +233,4 @@ if spec is not None:
     else:
         st.subheader("Preview")
         preview(ds)
-        compat(ds.info)
+        compat(ds)

@@ -484,8 +484,7 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
         cc[0].plotly_chart(figs.completeness_figure(res), width="stretch", config=CFG, key="ll_xp_fig_ig")
         cc[1].metric("max |delta|", f"{res.max_abs_delta:.2g}")
         cc[1].metric("Samples", len(res.delta))
-        (cc[1].success if res.ok else cc[1].warning)(
-            "Complete within tolerance" if res.ok else "Outside tolerance: raise the integration steps")
+        (cc[1].success if res.ok else cc[1].warning)(res.verdict)
 
 
 # ----------------------------------------------------------------------------------------------- live

@@ -39,6 +39,14 @@ def fmt_metric(v: Any, pct: bool = False) -> str:
     return f"{v:.1%}" if pct else f"{v:.4g}"
 
 
+def fmt_setting(v: Any) -> str:
+    """A training setting as shown in tables: floats with 4 significant digits (a searched learning rate is
+    ``0.001235``, not ``0.0012345678901234567``), ``—`` when missing, anything else as it is."""
+    if v is None:
+        return "—"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def zip_dir_bytes(paths: dict[str, bytes]) -> bytes:
     """A zip archive of ``{name: bytes}`` in memory."""
     buf = io.BytesIO()

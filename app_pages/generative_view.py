@@ -89,14 +89,11 @@ def _vae_view(probe, store, run_id: str) -> dict:
 
 
 def render(run: Run, epochs: list[dict], active: bool, store) -> None:
-    """The parts that apply to ``run``: loss terms, the sample grid (slider over epochs once it ended), and for a
-    finished VAE its reconstructions and (2-D latent) latent space."""
+    """The parts that apply to ``run``: the sample grid (slider over epochs once it ended), the loss terms, and for
+    a finished VAE its reconstructions and (2-D latent) latent space."""
     from builder.training.generative import read_samples, vae_nodes
 
     cfg = {"displayModeBar": False, "staticPlot": active}
-    fig = terms_figure(epochs)
-    if fig is not None:
-        st.plotly_chart(fig, width="stretch", config=cfg, key="ll_fig_terms")
     grids = read_samples(store.folder(run["id"]).samples)
     if grids:
         keys = list(grids)
@@ -106,8 +103,15 @@ def render(run: Run, epochs: list[dict], active: bool, store) -> None:
         st.plotly_chart(grid_figure(grids[epoch][:64], f"Generator samples after epoch {epoch} (fixed noise)"),
                         width="stretch", config=cfg, key="ll_fig_samples")
         st.caption("The same noise every epoch, so the grid shows how the generator changes.")
-    if active or run.status != RunStatus.FINISHED or vae_nodes(run.project) is None:
-        return
+    if not active and run.status == RunStatus.FINISHED and vae_nodes(run.project) is not None:
+        _vae_part(run, store, cfg)
+    fig = terms_figure(epochs)  # below what the run makes (issue 29, item 13: the grid was two screens down)
+    if fig is not None:
+        st.plotly_chart(fig, width="stretch", config=cfg, key="ll_fig_terms")
+
+
+def _vae_part(run: Run, store, cfg: dict) -> None:
+    """A finished VAE's test inputs with their reconstructions and its 2-D latent space."""
     from app_pages.explain_tryit import session_probe
 
     try:  # the model runs in the page session's sandboxed probe (builder.interpret.probe), not in this process

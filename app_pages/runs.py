@@ -109,7 +109,7 @@ def overlay(runs: list[dict]) -> None:
         for k in ("epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping", "seed",
                   "device"):
             row[k] = c.get(k)
-        cfgs[r["id"]] = {k: ("—" if v is None else str(v)) for k, v in row.items()}
+        cfgs[r["id"]] = {k: ui.fmt_setting(v) for k, v in row.items()}
     df = pd.DataFrame(cfgs)
     differs = df.nunique(axis=1) > 1
     st.markdown("**Settings** (rows that differ are marked ●)")
@@ -351,6 +351,7 @@ st.dataframe(
     df.drop(columns=["select"]), hide_index=True, width="stretch", key="ll_runs_table",
     column_config={
         "params": st.column_config.NumberColumn(format="compact"),
+        "lr": st.column_config.NumberColumn(format="%.4g"),  # a searched rate has 17 digits
         "best val metric": st.column_config.TextColumn(help="Accuracy (classification) or R² (regression)"),
         "test acc / R²": st.column_config.TextColumn(help="Measured on the test split when a run finishes"),
     })

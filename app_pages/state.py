@@ -27,7 +27,7 @@ import streamlit as st
 import builder
 from app_pages.style import md
 from builder.access import CONTROL, READ, may
-from builder.errors import LayerLabError
+from builder.errors import LayerLabError, StaleProjectError
 from builder.graph.cost import canvas_annotations
 from builder.graph.edit import with_edge_ids
 from builder.graph.layout import row_layout
@@ -158,6 +158,7 @@ def init_state() -> None:
     ss = st.session_state
     who = owner()
     if "ll_project" not in ss:
+        ss.ll_saved_rev = owners.project_revision(workspace(), who)  # read first: a later save is then seen
         proj = owners.load_autosave(workspace(), who)
         restored = proj is not None
         if proj is None:
@@ -202,12 +203,59 @@ def autosave() -> None:
         return
     proj = project_with_data()
     sig = _sig(proj)
-    if sig != ss.get("ll_saved_sig"):
+    if sig != ss.get("ll_saved_sig") and not ss.get("ll_stale"):  # stale: waiting for the person's choice
         try:
-            owners.save_project(workspace(), owner(), proj)
+            ss.ll_saved_rev = owners.save_project(workspace(), owner(), proj, base=ss.get("ll_saved_rev"))
             ss.ll_saved_sig = sig
+        except StaleProjectError:
+            # another tab of this person saved since this one read the project: this tab's version is kept in the
+            # history (never lost without a trace) and the person chooses (stale_prompt)
+            owners.push_history(workspace(), owner(), proj)
+            ss.ll_stale = True
         except OSError as e:
             flash(f"Could not autosave the project: {e.strerror}")
+
+
+def _load_theirs() -> None:
+    """Stale tab › load the version the other tab saved (this tab's is in the history: Undo replace)."""
+    ss = st.session_state
+    ss.ll_saved_rev = owners.project_revision(workspace(), owner())
+    theirs = owners.load_autosave(workspace(), owner())
+    ss.ll_stale = False
+    if theirs is not None:
+        set_project(theirs, flash=f"Loaded {theirs.name} as the other tab saved it; this tab's version is in the "
+                                  "history (Undo replace in the sidebar brings it back)")
+        ss.ll_data = _own_data(theirs)
+        ss.ll_saved_sig = _sig(project_with_data())
+
+
+def _keep_mine() -> None:
+    """Stale tab › keep this tab's version, as a copy: the other tab's is kept in the history first."""
+    ss = st.session_state
+    theirs = owners.load_autosave(workspace(), owner())
+    if theirs is not None:
+        owners.push_history(workspace(), owner(), theirs)
+    ss.ll_saved_rev = owners.project_revision(workspace(), owner())
+    ss.ll_stale = False
+    name = project().name or "untitled"
+    ss.ll_project = project().model_copy(update={"name": name if name.endswith("(copy)") else f"{name} (copy)"})
+    flash("Kept this tab's version as a copy; the other tab's version is in the history (Undo replace brings it "
+          "back)")
+    autosave()
+
+
+def stale_prompt() -> None:
+    """When another tab of this person saved the project after this one read it: say so and let the person
+    choose (load theirs, or keep mine as a copy); both versions stay in the history."""
+    if not st.session_state.get("ll_stale"):
+        return
+    with st.container(border=True, key="ll_stale_box"):
+        st.warning("**This project changed in another tab or window** after this one opened it. This tab's "
+                   "version is not saved over it; both are kept (the sidebar's Undo replace brings back the other "
+                   "one). Which one do you want to go on with?", icon=":material/tab_duplicate:")
+        c1, c2, _ = st.columns([1.3, 1.3, 3])
+        c1.button("Load the other tab's version", type="primary", key="ll_stale_theirs", on_click=_load_theirs)
+        c2.button("Keep mine as a copy", key="ll_stale_mine", on_click=_keep_mine)
 
 
 def replace_project(proj: Project, flash_msg: str, *, relayout: bool = False, data: dict | None = None,
@@ -304,6 +352,14 @@ def set_graph(g: Graph, bump: bool = True) -> None:
     if bump:
         st.session_state.ll_revision += 1
     autosave()
+
+
+def entered_page(path: str) -> None:
+    """A new page is shown: messages left by the page the person left (an import's error on Build) are dropped."""
+    ss = st.session_state
+    if ss.get("ll_page") != path:
+        ss.ll_page = path
+        ss.ll_canvas_error = None
 
 
 def flash(msg: str) -> None:

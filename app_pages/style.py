@@ -29,6 +29,9 @@ h3 {font-size: 1.05rem !important; font-weight: 650 !important;}
 .ll-brand span {color: #4f46e5;}
 div[data-testid="stExpander"] details summary p {font-weight: 600;}
 [data-testid="stAppDeployButton"] {display: none;}
+/* Build page: the first-visit guide is one compact row (the canvas below it takes the page) */
+.st-key-ll_first_visit {padding: 0.35rem 0.75rem !important; gap: 0.3rem !important;}
+.st-key-ll_first_visit p {margin-bottom: 0 !important; font-size: 0.92rem;}
 /* Build page: the inspector's layer table, compact and one line per layer */
 .st-key-ll_layer_table table {font-size: 0.82rem; width: 100%;}
 .st-key-ll_layer_table th, .st-key-ll_layer_table td {padding: 0.2rem 0.45rem; white-space: nowrap;}
@@ -62,8 +65,10 @@ LOGO = ("<svg xmlns='http://www.w3.org/2000/svg' width='150' height='32' viewBox
 
 
 def page_header(title: str, subtitle: str) -> None:
+    """The page's title and, unless empty, its subtitle."""
     st.title(title)
-    st.markdown(f"<p class='ll-sub'>{_esc(subtitle)}</p>", unsafe_allow_html=True)
+    if subtitle:
+        st.markdown(f"<p class='ll-sub'>{_esc(subtitle)}</p>", unsafe_allow_html=True)
 
 
 def _esc(s: str) -> str:

@@ -9,10 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
-from builder.data.compat import check_compat
+from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.runs.classes import CLASS_KEY
-from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, is_live
+from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, can_resume, is_live
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.objectives import has_objective, objective_compat
@@ -341,11 +341,18 @@ def live_view() -> None:
     elif run.get("message") and status in ENDED_CLEANLY:
         st.caption(ui.md(run["message"]))
 
-    c1, c2, c3 = st.columns(3)
     # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
     cfg = {"displayModeBar": False, "staticPlot": active}
+    drawn = any(e.get("terms") for e in sess.epochs)  # a drawn objective (GAN, VAE): its loss is its metric
+    if drawn:  # what the run makes (samples, reconstructions) first, then its loss terms
+        from app_pages import generative_view
+
+        generative_view.render(run, sess.epochs, active, rs)
+        c1, c3 = st.columns(2)
+    else:
+        c1, c2, c3 = st.columns(3)
+        c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c1.plotly_chart(loss_figure(sess), width="stretch", config=cfg, key="ll_fig_loss")
-    c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
     with c1:
         tips.tip("loss")
@@ -353,10 +360,6 @@ def live_view() -> None:
     with c3:
         tips.tip("learning_rate")
     boundary_view(sess, cfg)
-    if any(e.get("terms") for e in sess.epochs):  # a drawn objective: its terms, samples, reconstructions
-        from app_pages import generative_view
-
-        generative_view.render(run, sess.epochs, active, rs)
     train_doctor.render(run)  # findings with one-click fixes, curve anomalies naming their nodes
     if sess.steps:
         poll_every(run_id, shown=True)  # a point is on screen: the next refresh switches to the slow interval
@@ -365,7 +368,7 @@ def live_view() -> None:
         if st.session_state.get("ll_polling"):
             st.session_state.ll_polling = False
             st.rerun()  # leave polling mode (full rerun, so the form's Start button comes back)
-        results(run)
+        results(run, rs)
 
 
 def boundary_view(sess: Curve, cfg: dict) -> None:
@@ -387,12 +390,29 @@ def boundary_view(sess: Curve, cfg: dict) -> None:
                   "as in TensorFlow Playground.")
 
 
-def results(run: dict) -> None:
+def _resume(run_id: str) -> None:
+    try:
+        ui.start_job(None, None, {}, resume_run=run_id)
+    except LayerLabError as e:
+        ui.flash(f"Cannot resume {run_id}: {e}")
+        return
+    st.session_state.ll_run = run_id
+    st.session_state.ll_polling = True
+    ui.flash(f"Resuming run {run_id} from its last checkpoint")
+
+
+def results(run: dict, rs) -> None:
     test = run.get("test_metrics")
     if not test:
         if run["status"] in CUT_SHORT:
-            st.info("Training was stopped. Resume it from the Runs page, or start a new run.",
-                    icon=":material/pause_circle:")
+            resumable = ui.can_control(run) and can_resume(run, has_checkpoint=rs.folder(run["id"]).has_checkpoint)
+            c = st.columns([3, 1], vertical_alignment="center")
+            c[0].info("Training was stopped before its last epoch. Resume it from its last checkpoint, or start a "
+                      "new run below." if resumable else "Training was stopped. Start a new run below.",
+                      icon=":material/pause_circle:")
+            if resumable:
+                c[1].button("Resume", type="primary", icon=":material/play_arrow:", key="ll_train_resume",
+                            on_click=_resume, args=(run["id"],), width="stretch")
         return
     st.subheader("Test results")
     from builder.runs.summary import baseline_tags
@@ -403,10 +423,13 @@ def results(run: dict) -> None:
     keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("r2", "R²", False),
             ("mse", "MSE", False), ("mae", "MAE", False), ("loss", "Loss", False)]
     shown = [(k, lab, pct) for k, lab, pct in keys if test.get(k) is not None]
-    cols = st.columns(len(shown) + 1)
+    if test.get("n") is not None:  # a drawn objective's run counts none: no "Test samples —"
+        shown.append(("n", "Test samples", False))
+    if not shown:
+        return
+    cols = st.columns(len(shown))
     for col, (k, lab, pct) in zip(cols, shown):
-        col.metric(lab, ui.fmt_metric(test[k], pct))
-    cols[-1].metric("Test samples", test.get("n", "—"))
+        col.metric(lab, test[k] if k == "n" else ui.fmt_metric(test[k], pct))
     if test.get("confusion_matrix"):
         left, right = st.columns([1, 1], gap="large")
         left.plotly_chart(confusion_figure(test), width="stretch", config={"displayModeBar": False},
@@ -452,7 +475,8 @@ report, _ = ui.analyse(g)
 top[0].metric("Project", ui.md(ui.project().name or "untitled"))
 top[1].metric("Dataset", ui.md(ui.spec_public(spec)))
 top[2].metric("Parameters", ui.human_count(report.total_params))
-top[3].metric("Task", ds.info.task if ds else "—")
+top[3].metric("Task", "drawn objective" if has_objective(g) else ds.info.task if ds else "—",
+              help="The losses drawn on the canvas say what is learned" if has_objective(g) else None)
 
 problems = []
 if not g.nodes:
@@ -464,8 +488,8 @@ elif ds is not None and has_objective(g):  # drawn losses: the data fit to the I
         problems += [p.message for p in objective_compat(g, ds, report)]
     except LayerLabError as e:
         problems.append(str(e))
-elif ds is not None:
-    problems += [p.message for p in check_compat(g, ds.info, report)]
+elif ds is not None:  # the Data page's verdict is this one (images flattened for a network of vectors)
+    problems += [p.message for p in train_problems(g, ds, report)]
 if problems and not active:
     with st.container(border=True):
         st.markdown("**Fix these before training**")

@@ -14,7 +14,7 @@ import streamlit as st
 
 import builder
 from app_pages import nav
-from app_pages.fmt import fmt_duration, fmt_metric, human_bytes, human_count, zip_dir_bytes
+from app_pages.fmt import fmt_duration, fmt_metric, fmt_setting, human_bytes, human_count, zip_dir_bytes
 from app_pages.state import (
     actor,
     analyse,
@@ -24,6 +24,7 @@ from app_pages.state import (
     can_see,
     can_undo_replace,
     confirm_replace,
+    entered_page,
     flash,
     graph,
     graph_key,
@@ -41,6 +42,7 @@ from app_pages.state import (
     set_project,
     shared_runs,
     show_flash,
+    stale_prompt,
     undo_replace,
     with_edge_ids,
     workspace,
@@ -50,7 +52,7 @@ from app_pages.style import page_header as _header
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
 from builder.runs.record import Run
-from builder.runs.status import is_final, is_live
+from builder.runs.status import is_final, is_live, live_label
 
 APP_NAME = "LayerLab"
 
@@ -59,6 +61,7 @@ def page_header(title: str, subtitle: str) -> None:
     """The page's title and subtitle, then a pending project replacement to confirm (on every page)."""
     _header(title, subtitle)
     confirm_replace()
+    stale_prompt()
 
 
 # ----------------------------------------------------------------------------------------- sidebar
@@ -94,7 +97,7 @@ def sidebar() -> None:
                       on_click=undo_replace, help="Bring back the project that New, a template or opening replaced")
         live = live_runs()
         if live:
-            st.page_link(nav.TRAIN, label=f"{len(live)} training job{'s' if len(live) > 1 else ''} running",
+            st.page_link(nav.TRAIN, label=live_label(live),
                          help="Follow them on the Train and Runs pages", icon=":material/model_training:")
         st.caption("Runs of everyone are shown (shared mode)" if shared_runs() else
                    "Your projects and runs are kept for this browser")
@@ -350,7 +353,7 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
            "open_spec", "uploads", "save_upload", "visible_runs", "get_run", "live_runs", "owner", "owner_label",
            "replace_project", "autosave", "md",
-           "page_header", "fmt_duration", "fmt_metric", "human_count", "human_bytes", "zip_dir_bytes",
+           "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
-           "keep_identity", "confirm_replace", "can_control", "can_see", "shared_runs",
+           "keep_identity", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",
            "run_from_url", "warm_up"]

@@ -77,6 +77,15 @@ class RunStoreError(LayerLabError):
     """A run cannot be found, resumed or written."""
 
 
+class StaleProjectError(RunStoreError):
+    """The autosaved project changed since this session read it (another tab of the same person saved it):
+    nothing was written. ``revision`` is the saved project's revision now."""
+
+    def __init__(self, message: str, revision: int = 0) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
 class AccessDenied(RunStoreError):
     """The actor may not do this to this resource (:func:`builder.access.check`); worded as "no run X of yours",
     the same as for an id that does not exist, so the answer tells nothing about other people's things."""

@@ -1,10 +1,15 @@
 """Graph versus dataset: does a graph's Input and output fit a dataset, and the one-click fix.
 
 ``check_compat`` lists every mismatch (Input shape, modality, vocabulary size, output width) on the node to
-change; ``adapt_graph`` returns a copy with those set for the dataset.
+change; ``adapt_graph`` returns a copy with those set for the dataset (an image set fed to a network of vectors
+gets a vector Input of the flattened size); ``train_problems`` is what Train refuses (the graph's own shape
+errors, then the fit to the dataset as shaped for the graph): the one verdict the Data page's "fits" and Train
+share; ``fitting_template`` names the kind of network a dataset fits when the graph cannot be adapted.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -93,21 +98,14 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
     return problems
 
 
-def adapt_graph(graph, info: DatasetInfo, report: ShapeReport | None = None) -> Graph:
-    """A copy of ``graph`` with the Input shape/modality/vocab_size and the last Linear's width set for ``info``.
-
-    Only the graph's structure is read from ``report`` (outputs, edges), so the report of the graph before
-    adapting serves.
-    """
-    from builder.graph.project import as_graph
-
-    g = as_graph(graph).model_copy(deep=True)
-    report = report if report is not None else infer_shapes(g)
+def _set_for(g: Graph, report: ShapeReport, info: DatasetInfo, shape: list[int]) -> Graph:
+    """``g`` (changed in place) with its Input set to ``shape`` and the dataset's modality, the last Linear's width
+    set for ``info``."""
     inputs = [n for n in g.nodes if n.type == "Input"]
     if inputs:
         n = inputs[0]
-        n.params["shape"] = list(info.input_shape)
-        n.params["modality"] = info.input_modality
+        n.params["shape"] = list(shape)
+        n.params["modality"] = info.input_modality if len(shape) == len(info.input_shape) else "vector"
         if info.modality == "tokens":
             n.params["vocab_size"] = info.vocab_size
         else:
@@ -123,4 +121,86 @@ def adapt_graph(graph, info: DatasetInfo, report: ShapeReport | None = None) -> 
     return g
 
 
-__all__ = ["check_compat", "adapt_graph"]
+def adapt_graph(graph, info: DatasetInfo, report: ShapeReport | None = None) -> Graph:
+    """A copy of ``graph`` with the Input shape/modality/vocab_size and the last Linear's width set for ``info``.
+
+    Float samples of more than one dimension (images) fed to a network whose layers take vectors (an MLP: its
+    shapes fail with the image shape) get a vector Input of the flattened size instead (training flattens the
+    samples for it: :func:`builder.data.fit.fit_dataset`). Whether the result trains is
+    :func:`train_problems`'s answer. Only the graph's structure is read from ``report`` (outputs, edges), so the
+    report of the graph before adapting serves.
+    """
+    from builder.graph.project import as_graph
+
+    report = report if report is not None else infer_shapes(as_graph(graph))
+    first = _set_for(as_graph(graph).model_copy(deep=True), report, info, list(info.input_shape))
+    if len(info.input_shape) > 1 and info.input_dtype == "float32" and not _fits(first, info):
+        flat = (int(np.prod(info.input_shape)),)
+        flattened = _set_for(as_graph(graph).model_copy(deep=True), report, info, list(flat))
+        if _fits(flattened, replace(info, input_shape=flat)):  # the info of the samples as flattened for it
+            return flattened
+    return first
+
+
+def _fits(graph: Graph, info: DatasetInfo) -> bool:
+    report = infer_shapes(graph)
+    return report.ok and not check_compat(graph, info, report)
+
+
+def fixed_by_data(graph, report: ShapeReport | None = None) -> set[str]:
+    """The parameters (``node.param``) a dataset sets through :func:`adapt_graph`, beyond the Input's: the width
+    of the last Linear before the one output (the number of classes or targets). A search never varies them.
+
+    >>> from builder.graph.templates import load_template
+    >>> fixed_by_data(load_template("mlp").graph)
+    {'head.out_features'}
+    """
+    from builder.graph.project import as_graph
+
+    graph = as_graph(graph)
+    report = report if report is not None else infer_shapes(graph)
+    outs = list(report.output_nodes)
+    lin = _last_linear(graph, report, outs[0]) if len(outs) == 1 else None
+    return {f"{lin}.out_features"} if lin is not None else set()
+
+
+def train_problems(graph, ds, report: ShapeReport | None = None) -> list[Problem]:
+    """What Train refuses for ``graph`` on the dataset ``ds``: the graph's own errors (shape inference), else
+    every mismatch with the dataset as training shapes it for the graph (:func:`check_compat` after
+    :func:`builder.data.fit.fit_dataset`). Empty when Train accepts them: the Data page's "fits" and Train's list
+    of problems are this one answer.
+
+    >>> from builder.data import load_dataset
+    >>> from builder.graph.templates import load_template
+    >>> [p.code for p in train_problems(load_template("mlp").graph, load_dataset("moons"))]
+    []
+    """
+    from builder.data.fit import fit_dataset
+    from builder.graph.project import as_graph
+
+    graph = as_graph(graph)
+    report = report if report is not None else infer_shapes(graph)
+    errors = [p for p in report.problems if p.severity == "error"]
+    if errors:
+        return errors
+    return check_compat(graph, fit_dataset(graph, ds).info, report)
+
+
+# the template that fits a kind of data when a graph cannot be adapted to it (builder/graph/templates)
+_FITTING = {"tokens": "lstm", "image": "cnn", "vector": "mlp"}
+
+
+def fitting_template(info: DatasetInfo) -> str:
+    """The name of the template whose kind of network fits ``info``'s samples: an LSTM for token ids, a CNN for
+    images (channels, height, width), an MLP for feature vectors.
+
+    >>> from builder.data import load_dataset
+    >>> fitting_template(load_dataset("digits").info), fitting_template(load_dataset("moons").info)
+    ('cnn', 'mlp')
+    """
+    if info.modality == "tokens":
+        return _FITTING["tokens"]
+    return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
+
+
+__all__ = ["check_compat", "adapt_graph", "train_problems", "fitting_template", "fixed_by_data"]

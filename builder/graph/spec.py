@@ -68,6 +68,8 @@ class Param:
     (an int or a list of two ints, as torch's 2-d kernel sizes).
     scalar: for ``int_list``, a single integer is accepted too and read as a list of one (torch's
     ``dim=1`` or ``dim=(2, 3)``; a parameter that was an ``int`` can become a list and old files still load).
+    tunable: whether a hyper-parameter search may vary it (False for what says how the network is wired rather
+    than how well it learns: a Flatten's dims, a convolution's groups, a bias switch).
     """
 
     name: str
@@ -80,6 +82,7 @@ class Param:
     nullable: bool = False
     required: bool = False
     scalar: bool = False
+    tunable: bool = True
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "default": self.default, "help": self.help,

@@ -392,8 +392,7 @@ def completeness_figure(result: Any) -> go.Figure:
                     text=[f"sample {i}" for i in range(x.size)],
                     hovertemplate="%{text}<br>f(x) − f(b) = %{x:.4g}<br>Σ attr = %{y:.4g}"
                                   "<br>delta = %{customdata:.3g}<extra></extra>")
-    fig.update_layout(title=f"IG completeness: max |delta| = {result.max_abs_delta:.3g}"
-                            f" ({'within' if result.ok else 'outside'} tolerance {result.tolerance:g})",
+    fig.update_layout(title=f"IG completeness<br><sup>{result.verdict}</sup>",
                       xaxis_title="f(x) − f(baseline)", yaxis_title="Σ attributions", height=420,
                       margin=dict(l=10, r=10, t=60, b=40))
     return fig

@@ -78,6 +78,29 @@ class CompletenessResult:
         """Whether every sample's |delta| is within ``tolerance`` (absolute or relative)."""
         return bool(np.all((np.abs(self.delta) <= self.tolerance) | (self.relative_error <= self.tolerance)))
 
+    @property
+    def verdict(self) -> str:
+        """:attr:`ok` in words that match the numbers shown: which of the two tolerances (absolute |delta|, or
+        |delta| relative to |f(x) − f(baseline)|) each sample met.
+
+        >>> r = CompletenessResult(np.ones(2), np.array([5.0, 4.0]), np.array([0.0891, 0.01]), None, 0.05)
+        >>> r.verdict
+        'Complete: max |delta| 0.0891 is over 0.05, but it is 1.8% of |f(x) − f(baseline)| (at most 5% allowed)'
+        """
+        tol, n = self.tolerance, int(self.delta.size)
+        if not n:
+            return "No samples checked"
+        absolute = np.abs(self.delta) <= tol
+        if absolute.all():
+            return f"Complete: max |delta| {self.max_abs_delta:.3g} is within the tolerance {tol:g}"
+        rel = float(np.max(np.where(absolute, 0.0, self.relative_error)))
+        if self.ok:
+            return (f"Complete: max |delta| {self.max_abs_delta:.3g} is over {tol:g}, but it is {rel:.1%} of "
+                    f"|f(x) − f(baseline)| (at most {tol:.0%} allowed)")
+        bad = int(np.sum(~absolute & (self.relative_error > tol)))
+        return (f"Incomplete: {bad} of {n} samples have |delta| over {tol:g} and over {tol:.0%} of "
+                f"|f(x) − f(baseline)| (max |delta| {self.max_abs_delta:.3g}): raise the integration steps")
+
 
 def spearman(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:
     """Spearman rank correlation of two flattened arrays (0.0 when one is constant)."""

@@ -22,6 +22,7 @@ read, control or delete them is decided by :mod:`builder.access` alone, from the
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -34,7 +35,7 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from builder.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
-from builder.errors import LayerLabError
+from builder.errors import LayerLabError, StaleProjectError
 from builder.graph.project import Project, load_project
 
 ANON_PREFIX = "anon:"
@@ -342,7 +343,8 @@ def owner_dir(workspace: str | Path, owner: str) -> Path:
 
 
 # ------------------------------------------------------------------------- the name a person chose to be shown
-PROFILE = "profile.json"  # in an owner's folder: ``{"display_name": ...}``
+PROFILE = "profile.json"  # in an owner's folder: ``{"display_name": ..., "guide_hidden": ...}``
+PREFERENCES = frozenset({"guide_hidden"})  # on/off choices kept with the profile (they outlive a reload)
 DISPLAY_NAME_MAX = 40
 _DISPLAY_RE = re.compile(r"^[^\W_][\w .'-]*$")  # letters of any script, digits, spaces, . ' - _; a letter first
 
@@ -369,22 +371,60 @@ def set_display_name(workspace: str | Path, owner: str, name: str) -> str | None
     ('Ann B.', 'Ann B.')
     """
     checked = _checked_display_name(name)
-    path = owner_dir(workspace, owner) / PROFILE
-    if checked is None:
-        path.unlink(missing_ok=True)
-    else:
-        _atomic_write(path, json.dumps({"display_name": checked}))
+    _write_profile(workspace, owner, display_name=checked)
     return checked
+
+
+def _profile(workspace: str | Path, owner: str) -> dict:
+    """The owner's profile file as a dict ({} when there is none or it is not one)."""
+    path = owner_path(workspace, owner) / PROFILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")[:4096]) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_profile(workspace: str | Path, owner: str, **changes) -> None:
+    """Set (None: remove) entries of the owner's profile, keeping the others; no file when nothing is left."""
+    data = {k: v for k, v in {**_profile(workspace, owner), **changes}.items() if v is not None}
+    path = owner_dir(workspace, owner) / PROFILE
+    if data:
+        _atomic_write(path, json.dumps(data))
+    else:
+        path.unlink(missing_ok=True)
 
 
 def display_name(workspace: str | Path, owner: str) -> str | None:
     """The name ``owner`` chose (:func:`set_display_name`), None when there is none or the file is not one."""
-    path = owner_path(workspace, owner) / PROFILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8")[:4096]) if path.is_file() else {}
-        return _checked_display_name(data.get("display_name") or "") if isinstance(data, dict) else None
-    except (OSError, ValueError, LayerLabError):
+        return _checked_display_name(_profile(workspace, owner).get("display_name") or "")
+    except (LayerLabError, TypeError):
         return None
+
+
+def _checked_preference(key: str) -> str:
+    if key not in PREFERENCES:
+        raise LayerLabError(f"a preference is one of {sorted(PREFERENCES)}; received: {str(key)[:60]!r}. Fix: use "
+                            "one of those names")
+    return key
+
+
+def set_preference(workspace: str | Path, owner: str, key: str, on: bool) -> None:
+    """Keep an on/off choice of ``owner`` (one of :data:`PREFERENCES`) across reloads and browsers' sessions.
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> o = "anon:" + "b" * 32
+    >>> set_preference(ws, o, "guide_hidden", True); preference(ws, o, "guide_hidden")
+    True
+    """
+    _write_profile(workspace, owner, **{_checked_preference(key): True if on else None})
+
+
+def preference(workspace: str | Path, owner: str, key: str) -> bool:
+    """An on/off choice of ``owner`` (:func:`set_preference`); False when never set."""
+    return _profile(workspace, owner).get(_checked_preference(key)) is True
 
 
 def label(workspace: str | Path, owner: str) -> str:
@@ -404,11 +444,60 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def save_project(workspace: str | Path, owner: str, project: Project) -> Path:
-    """Autosave an owner's canvas project (atomic; the last write wins between two tabs)."""
-    path = owner_dir(workspace, owner) / "project.json"
-    _atomic_write(path, project.to_json())
-    return path
+PROJECT_REV = "project.rev"  # beside project.json: how many times it was saved (a stale tab is told apart)
+
+
+def project_revision(workspace: str | Path, owner: str) -> int:
+    """The revision of the owner's autosaved project (0 when none was saved)."""
+    try:
+        return int((owner_path(workspace, owner) / PROJECT_REV).read_text(encoding="ascii")[:20])
+    except (OSError, ValueError):
+        return 0
+
+
+@contextlib.contextmanager
+def _project_lock(folder: Path):
+    """One writer of an owner's project at a time (two tabs autosave from two threads, or two processes)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the compare and the write are not atomic together
+        yield
+        return
+    with open(folder / ".project.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def save_project(workspace: str | Path, owner: str, project: Project, *, base: int | None = None) -> int:
+    """Autosave an owner's canvas project (atomic) and return its new revision.
+
+    With ``base``, the revision this session last read or wrote, a save on top of a newer one (another tab of the
+    same person saved since) is refused with :class:`StaleProjectError` and nothing is written; without it the
+    last write wins.
+
+    >>> import tempfile
+    >>> from builder.graph.templates import load_template
+    >>> ws, me = tempfile.mkdtemp(), "anon:" + "d" * 32
+    >>> save_project(ws, me, load_template("mlp"), base=0), save_project(ws, me, load_template("cnn"), base=1)
+    (1, 2)
+    >>> save_project(ws, me, load_template("mlp"), base=1)
+    Traceback (most recent call last):
+    ...
+    builder.errors.StaleProjectError: the project was saved by another tab or window after this one read it; received: a save on top of revision 1, saved now: 2. Fix: load the other tab's version or keep this one as a copy
+    """
+    d = owner_dir(workspace, owner)
+    with _project_lock(d):
+        now = project_revision(workspace, owner)
+        if base is not None and base != now:
+            raise StaleProjectError(f"the project was saved by another tab or window after this one read it; "
+                                    f"received: a save on top of revision {base}, saved now: {now}. Fix: load the "
+                                    "other tab's version or keep this one as a copy", revision=now)
+        _atomic_write(d / "project.json", project.to_json())
+        _atomic_write(d / PROJECT_REV, str(now + 1))
+    return now + 1
 
 
 def load_autosave(workspace: str | Path, owner: str) -> Project | None:
@@ -465,4 +554,4 @@ __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS",
            "PSEUDONYM_RE", "workspace_secret", "safe_id", "pseudonym", "owner_path", "owner_dir",
            "move_owner_folder", "replace_in_text_files", "old_owner_folders", "new_folder_names", "PROFILE",
            "DISPLAY_NAME_MAX", "set_display_name", "display_name", "label",
-           "save_project", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]
+           "save_project", "project_revision", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

@@ -13,7 +13,7 @@ run is *resumable* from its checkpoint when it stopped, failed or was interrupte
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
@@ -111,6 +111,25 @@ def resume_refusal(run: Mapping, *, more_epochs: bool = False, own_process: bool
     return None
 
 
+def live_label(statuses: Iterable[str | Mapping]) -> str:
+    """How many live training jobs there are, by what they are doing (a paused or queued job is not "running").
+
+    >>> live_label(["running"]), live_label(["paused", "queued", "running", "running"])
+    ('1 training job running', '4 training jobs: 2 running, 1 paused, 1 queued')
+    >>> live_label(["paused"])
+    '1 training job paused'
+    """
+    counts = {s: 0 for s in (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.QUEUED)}
+    for st in statuses:
+        s = _status(st)
+        if s in counts:
+            counts[s] += 1
+    n = sum(counts.values())
+    parts = [f"{k} {s.value}" for s, k in counts.items() if k]
+    jobs = f"{n} training job{'s' if n != 1 else ''}"
+    return f"{jobs} {parts[0].split(' ', 1)[1]}" if len(parts) == 1 else f"{jobs}: {', '.join(parts)}"
+
+
 __all__ = ["RunStatus", "LIVE", "STARTED", "FINAL", "RESUMABLE", "TRAINER_END", "ENDED_BY_ERROR", "ENDED_CLEANLY", "HALTED", "CUT_SHORT",
            "is_live", "is_final", "can_resume",
-           "resume_refusal"]
+           "resume_refusal", "live_label"]

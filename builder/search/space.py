@@ -484,15 +484,22 @@ def searchable_params(project: Project | dict) -> list[dict]:
     """The canvas nodes' parameters that can be searched: numbers (a range) and choices (a list).
 
     Returns one dict per parameter: ``node``, ``type``, ``param``, ``kind``, ``value`` (current), ``min``,
-    ``max``, ``choices``, ``help``, ``key`` (``node.param``, the spec name). Inferred sizes are left out.
+    ``max``, ``choices``, ``help``, ``key`` (``node.param``, the spec name). Left out: inferred sizes, what the
+    data fixes (the output width: :func:`builder.data.compat.fixed_by_data`) and what wires the network rather
+    than tunes it (``Param.tunable`` False: a Flatten's dims, groups, bias).
     """
+    from builder.data.compat import fixed_by_data
+
     out = []
-    for n in load_project(project).graph.nodes:
+    graph = load_project(project).graph
+    fixed = fixed_by_data(graph)
+    for n in graph.nodes:
         if n.type == "Input" or not has_spec(n.type):
             continue
         spec = get_spec(n.type)
         for p in spec.params:
-            if p.kind not in ("int", "float", "choice", "bool") or p.name in spec.inferred:
+            if (p.kind not in ("int", "float", "choice", "bool") or p.name in spec.inferred or not p.tunable
+                    or f"{n.id}.{p.name}" in fixed):
                 continue
             out.append({"node": n.id, "type": n.type, "param": p.name, "kind": p.kind,
                         "value": n.params.get(p.name, p.default), "min": p.min, "max": p.max,

@@ -32,7 +32,7 @@ import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, index
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
 import { withMarker } from './clipboard.js';
 import { initialState } from './sync.js';
-import { FIT_PADDING, readableViewport } from './viewport.js';
+import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, fitDue } from './viewport.js';
 import { loadPanels, paletteMode, savePanels } from './panels.js';
 import { useHistory } from './useHistory.js';
 import { usePythonSync } from './usePythonSync.js';
@@ -41,7 +41,7 @@ import { usePaletteDrag } from './usePaletteDrag.js';
 import { useSelection } from './useSelection.js';
 import { useClipboard } from './useClipboard.js';
 import { useContextMenu } from './useContextMenu.js';
-import { useFillHeight, useWidth } from './useSize.js';
+import { useElementSize, useFillHeight, useWidth } from './useSize.js';
 
 const nodeTypes = { layer: LayerNode, block: BlockNode, frame: FrameNode };
 const edgeTypes = { shape: ShapeEdge, agg: AggEdge };
@@ -50,6 +50,7 @@ const VISIBLE_ONLY_ABOVE = 300; // render only the elements in the viewport abov
 const NODE_W = 200;
 const NODE_H = 110;
 const PALETTE_OVERLAY_W = 256;
+const MINIMAP_FROM = 560; // the minimap is hidden in a canvas narrower than this (styles.css)
 
 const localStore = () => {
   try {
@@ -173,20 +174,34 @@ function Canvas({ data, api, store }) {
     performance.mark?.('layerlab:canvas:fitted'); // the first one: the graph opened (bench/bench_canvas.py)
     setFitted(seq);
   }, []);
+  // The view is fitted at the canvas's real size: a fit is made only when the canvas has a size and its nodes
+  // are measured, and made again when the size changes under an automatic fit (viewport.js fitDue). A canvas
+  // shown again after another page, or fitted while the page above it was still being laid out, otherwise
+  // kept a view computed for another size (every node far below the visible area).
+  const fitState = useRef({ wanted: true, auto: false, fitted: null });
+  const flowSize = useElementSize(flowRef);
   const initialView = useCallback(
-    (duration = 0) => {
+    (duration = 0, all = false) => {
       const nds = renderRef.current.filter((n) => n.type !== 'frame' || !n.data.depth);
       const el = flowRef.current;
+      const size = el ? { width: el.clientWidth, height: el.clientHeight } : null;
+      if (nds.length && !fitDue({ wanted: true }, size)) {
+        fitState.current = { ...fitState.current, wanted: true, all }; // made when the canvas has a size (the effect below)
+        return;
+      }
       const seq = (fitSeqRef.current = Math.max(fitSeqRef.current, store.fitSeq || 0) + 1);
       store.fitSeq = seq;
+      fitState.current = { wanted: false, auto: true, fitted: size, all };
       if (!nds.length || !el) {
         markFitted(seq);
         return;
       }
       const b = rf.getNodesBounds(nds);
       const padding = { left: FIT_PADDING.left + leftInsetRef.current };
-      // a collapsed view is an overview: fit more of it (block names are large enough at 0.6)
-      const v = readableViewport(b, el.clientWidth, el.clientHeight, { padding, ...(blocksRef.current ? { minZoom: 0.6 } : {}) });
+      // a collapsed view is an overview: fit more of it (block names are large enough at 0.6); Fit shows it all
+      const minZoom = all ? FIT_ALL_ZOOM : blocksRef.current ? 0.6 : undefined;
+      const corners = size.width >= MINIMAP_FROM ? CORNERS : false;
+      const v = clearViewport(b, size.width, size.height, { padding, ...(minZoom ? { minZoom } : {}) }, corners);
       const cur = rf.getViewport();
       const same = Math.abs(cur.x - v.x) < 0.5 && Math.abs(cur.y - v.y) < 0.5 && Math.abs(cur.zoom - v.zoom) < 1e-3;
       const done = Promise.resolve(rf.setViewport(v, duration && !same ? { duration } : undefined));
@@ -195,16 +210,24 @@ function Canvas({ data, api, store }) {
     [rf, store, markFitted],
   );
   const nodesInitialized = useNodesInitialized();
+  const [fitTick, setFitTick] = useState(0); // a replaced graph asks for a fit (the effect below makes it)
   const viewDone = useRef(false);
   useEffect(() => {
-    if (nodesInitialized && !viewDone.current) {
+    // every node shown is in React Flow's store and measured (a replaced graph: not yet in the first render)
+    const measured = nodesInitialized && renderRef.current.every((n) => rf.getInternalNode(n.id)?.measured?.width);
+    if (!fitDue(fitState.current, flowSize, measured)) return;
+    if (!viewDone.current) {
       viewDone.current = true;
       performance.mark?.('layerlab:canvas:visible'); // nodes measured and shown (bench/bench_startup.py)
-      initialView();
     }
-  }, [nodesInitialized, initialView]);
+    initialView(0, !!fitState.current.all); // the same kind of fit again: readable, or the whole graph after Fit
+  }, [nodesInitialized, initialView, flowSize, fitTick, rf]);
+  const userMoved = useCallback(() => {
+    fitState.current.auto = false; // the user's own view is kept when the canvas is resized
+  }, []);
   const fit = useCallback(() => {
-    initialView(250);
+    // the whole graph, unless it is too big to draw all at once (then the readable view from its input side)
+    initialView(250, renderRef.current.length <= VISIBLE_ONLY_ABOVE);
     closeMenu();
   }, [initialView, closeMenu]);
 
@@ -232,7 +255,10 @@ function Canvas({ data, api, store }) {
         if (b) setGraph(b.nodes, edgesRef.current);
       }
       if (m.missingPositions) commit();
-      if (!m.sameProject) setTimeout(() => initialView(), 80);
+      if (!m.sameProject) {
+        fitState.current = { ...fitState.current, wanted: true, all: false };
+        setFitTick((t) => t + 1);
+      }
     },
   });
 
@@ -411,9 +437,10 @@ function Canvas({ data, api, store }) {
           }
         }
       }
+      if (target) userMoved();
       if (target) rf.setCenter(target.x, target.y, { zoom: Math.max(rf.getZoom(), 1), duration: 300 });
     },
-    [rf, selectOnly],
+    [rf, selectOnly, userMoved],
   );
 
   // ---- grouping into a block (one-shot event to Python) ----
@@ -523,10 +550,11 @@ function Canvas({ data, api, store }) {
         const h = el.data.height || 92;
         const z = rf.getZoom();
         const fits = flowRef.current ? Math.min(flowRef.current.clientWidth / (w + 80), flowRef.current.clientHeight / (h + 80)) : z;
+        userMoved();
         rf.setCenter(el.position.x + w / 2, el.position.y + h / 2, { zoom: Math.max(0.3, Math.min(z, fits, 1)), duration: 250 });
       }
     },
-    [arrange, rf],
+    [arrange, rf, userMoved],
   );
   const idsKey = useMemo(() => nodes.map((n) => n.id).join('\n'), [nodes]);
   const canBlocks = useMemo(() => !!blocks || (nodes.length > 50 && blockTree(nodesRef.current).roots.length > 0), [idsKey, blocks]); // eslint-disable-line react-hooks/exhaustive-deps
@@ -567,13 +595,14 @@ function Canvas({ data, api, store }) {
       setGraph(nds, edgesRef.current);
       primaryRef.current = id;
       const n = nds.find((x) => x.id === id);
+      userMoved();
       rf.setCenter(n.position.x + (n.measured?.width || NODE_W) / 2, n.position.y + (n.measured?.height || NODE_H) / 2, {
         zoom: Math.max(rf.getZoom(), 0.9),
         duration: 300,
       });
       return { index, total: hits.length };
     },
-    [arrange, setGraph, rf, showToast, primaryRef],
+    [arrange, setGraph, rf, showToast, primaryRef, userMoved],
   );
   // What React Flow draws: in the collapsed view the layers shown (and any added since), the blocks and
   // frames, the edges between shown layers and the aggregated ones.
@@ -701,7 +730,10 @@ function Canvas({ data, api, store }) {
               onSelectionEnd={selection.onSelectionEnd}
               {...ctxMenu.handlers}
               onPaneClick={onPaneClick}
-              onMoveStart={() => setMoving(true)}
+              onMoveStart={(event) => {
+                setMoving(true);
+                if (event) userMoved(); // a pan or zoom by the user (a programmatic move has no event)
+              }}
               onMoveEnd={() => setMoving(false)}
               deleteKeyCode={null}
               selectionKeyCode="Shift"

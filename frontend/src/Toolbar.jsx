@@ -26,7 +26,7 @@ function Toolbar(p) {
       <button type="button" className="ll-btn" title="Arrange layers left to right" onClick={p.onLayout} disabled={!p.hasNodes}>
         <LayoutIcon /> <span className="ll-btn-label">Auto-layout</span>
       </button>
-      <button type="button" className="ll-btn" title="Fit the graph at a readable zoom (F)" onClick={p.onFit} disabled={!p.hasNodes}>
+      <button type="button" className="ll-btn" title="Show the whole graph (F)" onClick={p.onFit} disabled={!p.hasNodes}>
         <FitIcon /> <span className="ll-btn-label">Fit</span>
       </button>
       <span className="ll-sep" />

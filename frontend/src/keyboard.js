@@ -10,7 +10,7 @@ export const SHORTCUTS = [
   { action: 'paste', keys: 'Ctrl+V', label: 'Paste (offset, selected)' },
   { action: 'duplicate', keys: 'Ctrl+D', label: 'Duplicate' },
   { action: 'delete', keys: 'Delete / Backspace', label: 'Delete the selection' },
-  { action: 'fit', keys: 'F', label: 'Fit the graph (readable zoom)' },
+  { action: 'fit', keys: 'F', label: 'Fit: show the whole graph' },
   { action: 'help', keys: '?', label: 'Show these shortcuts' },
 ];
 

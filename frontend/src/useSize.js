@@ -29,7 +29,14 @@ export function useFillHeight(rootRef, minHeight, fill) {
     };
     measure();
     window.addEventListener('resize', measure);
-    return () => window.removeEventListener('resize', measure);
+    // the page above the canvas changes height (a guide hidden, an error shown): measure again
+    const page = document.querySelector('[data-testid="stMainBlockContainer"]') || document.body;
+    const ro = typeof ResizeObserver === 'function' ? new ResizeObserver(measure) : null;
+    ro?.observe(page);
+    return () => {
+      window.removeEventListener('resize', measure);
+      ro?.disconnect();
+    };
   }, [rootRef, minHeight, fill]);
   return height;
 }
@@ -45,4 +52,20 @@ export function useWidth(ref) {
     return () => ro.disconnect();
   }, [ref]);
   return w;
+}
+
+// The element's own size ({width, height}, 0 x 0 while hidden or not laid out), kept up to date.
+export function useElementSize(ref) {
+  const [size, setSize] = useState({ width: 0, height: 0 });
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return undefined;
+    const read = () =>
+      setSize((s) => (s.width === el.clientWidth && s.height === el.clientHeight ? s : { width: el.clientWidth, height: el.clientHeight }));
+    read();
+    const ro = new ResizeObserver(read);
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, [ref]);
+  return size;
 }

@@ -26,3 +26,35 @@ export function readableViewport(bounds, width, height, opts = {}) {
   const y = fitsH ? pad.top + (availH - bh * zoom) / 2 - bounds.y * zoom : pad.top - bounds.y * zoom;
   return { x, y, zoom };
 }
+
+// When to fit the view again by itself (the canvas was shown with a wrong size: hidden while another page was
+// up, laid out before the page above it, resized). `state`: {wanted: a fit is due (first show, a graph Python
+// replaced), auto: the view is still the last automatic fit (the user has not panned or zoomed since),
+// fitted: the size {width, height} that fit was made for, or null}. `size`: the canvas's size now.
+// Returns true when a fit should be made now: never at a zero size (hidden, not laid out: a fit there puts
+// the graph far off screen), when one is due, or when the size changed under an automatic fit.
+export function fitDue(state, size, ready = true) {
+  if (!ready || !size || size.width < 2 || size.height < 2) return false;
+  if (state.wanted) return true;
+  if (!state.auto || !state.fitted) return false;
+  return Math.abs(state.fitted.width - size.width) >= 1 || Math.abs(state.fitted.height - size.height) >= 1;
+}
+
+// The Fit button shows the whole graph: the zoom may go this low (the first view stays readable instead).
+export const FIT_ALL_ZOOM = 0.1;
+// The minimap (bottom-right, with its margins) and the zoom buttons (top-right) sit over the canvas: a fit keeps
+// nodes off them, either in a strip on the right (clear of both) or below the buttons and above the minimap,
+// whichever leaves the larger zoom.
+export const CORNERS = { right: 204, top: 54, bottom: 150 };
+
+// readableViewport with the nodes clear of the minimap and zoom buttons (`corners`: false when they are hidden).
+export function clearViewport(bounds, width, height, opts = {}, corners = CORNERS) {
+  if (!corners) return readableViewport(bounds, width, height, opts);
+  const pad = opts.padding || {};
+  const strip = readableViewport(bounds, width, height, { ...opts, padding: { ...pad, right: Math.max(pad.right ?? 0, corners.right) } });
+  const band = readableViewport(bounds, width, height, {
+    ...opts,
+    padding: { ...pad, top: Math.max(pad.top ?? 0, corners.top), bottom: Math.max(pad.bottom ?? 0, corners.bottom) },
+  });
+  return band.zoom > strip.zoom + 1e-6 ? band : strip;
+}

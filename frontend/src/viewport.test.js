@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_FIT_ZOOM, READABLE_ZOOM, readableViewport } from './viewport.js';
+import { CORNERS, FIT_ALL_ZOOM, MAX_FIT_ZOOM, READABLE_ZOOM, clearViewport, fitDue, readableViewport } from './viewport.js';
 
 describe('readable viewport', () => {
   it('a small graph is centred, never zoomed above the max', () => {
@@ -25,5 +25,48 @@ describe('readable viewport', () => {
 
   it('12 px text at the readable zoom is at least 11 px on screen', () => {
     expect(12 * READABLE_ZOOM).toBeGreaterThanOrEqual(11);
+  });
+});
+
+describe('fit again at the real size', () => {
+  const size = { width: 900, height: 600 };
+  it('never fits a hidden or unlaid canvas, even when a fit is due', () => {
+    expect(fitDue({ wanted: true, auto: true, fitted: null }, { width: 0, height: 0 })).toBe(false);
+    expect(fitDue({ wanted: true, auto: true, fitted: null }, { width: 900, height: 1 })).toBe(false);
+    expect(fitDue({ wanted: true, auto: true, fitted: null }, null)).toBe(false);
+    expect(fitDue({ wanted: true, auto: true, fitted: null }, size, false)).toBe(false);
+  });
+  it('fits when due once the canvas has a size', () => {
+    expect(fitDue({ wanted: true, auto: false, fitted: null }, size)).toBe(true);
+  });
+  it('fits again when the size changes under an automatic fit (the canvas was ~3,600 px tall at the first)', () => {
+    expect(fitDue({ wanted: false, auto: true, fitted: { width: 900, height: 3600 } }, size)).toBe(true);
+    expect(fitDue({ wanted: false, auto: true, fitted: { ...size } }, size)).toBe(false);
+  });
+  it('keeps a view the user moved', () => {
+    expect(fitDue({ wanted: false, auto: false, fitted: { width: 900, height: 3600 } }, size)).toBe(false);
+  });
+});
+
+describe('Fit shows the whole graph clear of the minimap and zoom buttons', () => {
+  const inside = (v, b, x0, y0, x1, y1) =>
+    b.x * v.zoom + v.x >= x0 - 0.5 && b.y * v.zoom + v.y >= y0 - 0.5 &&
+    (b.x + b.width) * v.zoom + v.x <= x1 + 0.5 && (b.y + b.height) * v.zoom + v.y <= y1 + 0.5;
+  it('a 4-node chain fits a 600 px wide canvas (Fit showed 2 of 4)', () => {
+    const b = { x: 0, y: 0, width: 4 * 200 + 3 * 60, height: 110 };
+    const v = clearViewport(b, 860, 640, { minZoom: FIT_ALL_ZOOM, padding: { left: 28 + 256 } });
+    expect(inside(v, b, 256, 0, 860 - CORNERS.right, 640) || inside(v, b, 256, CORNERS.top, 860, 640 - CORNERS.bottom)).toBe(true);
+  });
+  it('a tall graph keeps off the minimap and the zoom buttons', () => {
+    const b = { x: 0, y: 0, width: 300, height: 2400 };
+    const v = clearViewport(b, 1100, 600, { minZoom: FIT_ALL_ZOOM });
+    const right = 1100 - CORNERS.right;
+    const clearStrip = inside(v, b, 0, 0, right, 600);
+    const clearBand = inside(v, b, 0, CORNERS.top, 1100, 600 - CORNERS.bottom);
+    expect(clearStrip || clearBand).toBe(true);
+  });
+  it('without the corners it is the readable viewport', () => {
+    const b = { x: 0, y: 0, width: 200, height: 100 };
+    expect(clearViewport(b, 1000, 600, {}, false)).toEqual(readableViewport(b, 1000, 600));
   });
 });

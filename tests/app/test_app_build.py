@@ -193,3 +193,39 @@ def test_a_finished_run_offers_its_measured_latency_on_the_canvas(workspace):
     text, share = ann["nodes"]["conv1"]["cost"]["latency"]
     assert " ms (p10-p90 " in text and 0 < share <= 1
     assert "thread" in ann["summary"]["latency"]
+
+
+def _guide_text(at) -> str:
+    return " ".join(m.value for m in at.markdown if "Pick a network" in m.value)
+
+
+def test_the_guide_tells_an_empty_canvas_apart_and_stays_hidden_after_a_reload(workspace):
+    """Issue 29, item 14: on an empty canvas the guide said "untitled is on the canvas … Train this network";
+    its Hide lasted only until a reload (a new session of the same person)."""
+    at = open_app(owner=ME, timeout=60)
+    assert "is on the canvas" in _guide_text(at)
+    at.button(key="ll_new").click().run()
+    at.button(key="ll_confirm_replace").click().run()
+    assert graph(at).nodes == []
+    text = _guide_text(at)
+    assert "is on the canvas" not in text and "Templates" in text and "palette" in text
+    assert at.button(key="ll_train_this").disabled  # nothing to train
+    at.button(key="ll_guide_hide").click().run()
+    assert "ll_guide_hide" not in [b.key for b in at.button]
+    again = open_app(owner=ME, timeout=60)  # a reload: a new session of the same person
+    assert "ll_guide_hide" not in [b.key for b in again.button] and not _guide_text(again)
+    other = open_app(owner="anon:" + "c" * 32, timeout=60)  # someone else still gets the guide
+    assert "ll_guide_hide" in [b.key for b in other.button]
+
+
+def test_an_error_banner_of_build_is_gone_after_another_page(workspace):
+    """Issue 29, item 11: an import's error banner stayed on Build after navigating away and back."""
+    at = open_app(owner=ME, timeout=60)
+    at.session_state["ll_canvas_error"] = "Cannot import m.onnx: a test message"
+    at.run()
+    assert any("a test message" in e.value for e in at.error)
+    at.run()  # a rerun of the same page keeps it
+    assert any("a test message" in e.value for e in at.error)
+    at.switch_page("app_pages/train.py").run()
+    at.switch_page("app_pages/build.py").run()
+    assert not any("a test message" in e.value for e in at.error)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import builder
 from builder.data.uploads import UploadFolder
 from builder.runs.owners import upload_dir
 from tests.helpers import ME, button, open_app
@@ -31,11 +32,19 @@ def test_digits_preview_and_fit(at):
     assert any("fit this dataset" in s.value for s in at.success)
 
 
-def test_mismatch_is_shown_and_fixed(at):
-    at.selectbox(key="ll_ds_name").set_value("iris").run()
+def test_mismatch_is_shown_and_fixed_only_where_the_fix_trains(at):
+    """Issue 29, item 4: the CNN on table rows was "fixed" into a graph Train refused (conv1 expects (B, C, H, W))
+    and then said to fit. Now the page names the network that fits (the MLP), and its fix makes it train."""
+    at.selectbox(key="ll_ds_name").set_value("iris").run()  # the session starts with the CNN template
     assert not at.exception
     assert at.session_state["ll_data"]["name"] == "iris"
     assert any("shape" in w.value.lower() for w in at.warning)
+    assert "Fix the graph for this dataset" not in [b.label for b in at.button]
+    assert not any("fit this dataset" in s.value for s in at.success)
+    at.button(key="ll_fit_template").click().run()
+    at.button(key="ll_confirm_replace").click().run()
+    assert any(n.type == "Linear" for n in at.session_state["ll_project"].graph.nodes)
+    assert at.session_state["ll_data"]["name"] == "iris"  # the dataset is kept
     button(at, "Fix the graph for this dataset").click().run()
     g = at.session_state["ll_project"].graph
     assert next(n for n in g.nodes if n.type == "Input").params["shape"] == [4]
@@ -85,6 +94,13 @@ def test_image_zip_dataset(at, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     labels = {m.label: m.value for m in at.metric}
     assert labels["Classes"] == "2" or labels["Classes"] == 2
+    # the MLP on these images (issue 29, item 4: "Graph adapted" left its head at (B, 1, 8, 2)): the fix trains
+    at.session_state["ll_project"] = builder.load_template("mlp")
+    at.run()
+    button(at, "Fix the graph for this dataset").click().run()
+    assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
+    g = at.session_state["ll_project"].graph
+    assert next(n for n in g.nodes if n.type == "Input").params["shape"] == [1 * 8 * 8]  # grey 8x8, flattened
 
 
 @pytest.mark.parametrize("spec", [

@@ -33,6 +33,10 @@ def test_import_onnx_puts_graph_and_weights_on_the_canvas(ws, tmp_path):
     at = open_local()
     at.file_uploader(key="ll_import_0").upload("lstm.onnx", src.read_bytes()).run()
     assert not at.exception, [e.value for e in at.exception]
+    # the canvas holds the starting CNN: the import asks before replacing it, as New and templates do (issue 29,
+    # item 11: it replaced the canvas at once)
+    assert at.session_state["ll_project"].graph.node("conv1")
+    at.button(key="ll_confirm_replace").click().run()
     proj = at.session_state["ll_project"]
     assert {n.type for n in proj.graph.nodes} >= {"Input", "Embedding", "LSTM", "Linear"}
     rid = proj.training["init_from"]

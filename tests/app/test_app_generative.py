@@ -84,3 +84,25 @@ def test_mosaic_tiles_images_with_blank_padding():
     m = mosaic(np.ones((10, 1, 8, 8)), cols=4)
     assert m.shape == (3 * 9 - 1, 4 * 9 - 1)
     assert np.isnan(m[8]).all() and np.nansum(m) == 10 * 64
+
+
+def _chart_order(at) -> list[str]:
+    return [str(c.proto.id) for c in at.get("plotly_chart")]
+
+
+def test_a_gan_run_view_puts_its_samples_first_and_says_no_classifier_things(gen_ws):
+    """Issue 29, item 13: GAN/VAE runs said "Task multiclass" and "Test samples —", showed two identical Loss
+    charts (the loss is their metric) and put the sample grid two screens below the fold."""
+    at = _open("gan")
+    task = next(m for m in at.metric if m.label == "Task")
+    assert task.value == "drawn objective"
+    order = _chart_order(at)
+    assert not _has_chart(at, "ll_fig_metric")  # no second Loss chart
+    first = next(i for i, c in enumerate(order) if "ll_fig_samples" in c)
+    assert all(first < i for i, c in enumerate(order) if "ll_fig_loss" in c or "ll_fig_terms" in c), order
+    assert not any(m.label == "Test samples" and m.value in ("—", None) for m in at.metric)
+    vae = _open("vae")
+    order = _chart_order(vae)
+    recon = next(i for i, c in enumerate(order) if "ll_fig_recon" in c)
+    assert all(recon < i for i, c in enumerate(order) if "ll_fig_loss" in c or "ll_fig_terms" in c), order
+    vae.session_state["ll_xp_probe"].close()

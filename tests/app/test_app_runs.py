@@ -37,16 +37,21 @@ def test_empty_state(ws):
 def test_lists_compares_and_deletes(ws):
     store = RunStore(ws, actor=SYSTEM)
     a = _train(store, lr=0.003)
-    b = _train(store, epochs=3, lr=0.01)
+    b = _train(store, epochs=3, lr=0.0012345678901234567)  # a rate a search drew
     at = open_runs()
     df = at.dataframe[0].value
     assert set(df["run"]) == {a, b}
     assert set(df["status"]) == {"✔ finished"}
-    assert df["params"].notna().all() and set(df["lr"]) == {0.003, 0.01} and set(df["epochs"]) == {"2/2", "3/3"}
+    assert df["params"].notna().all() and set(df["lr"]) == {0.003, 0.0012345678901234567}
+    assert set(df["epochs"]) == {"2/2", "3/3"}
     pick = at.multiselect(key="ll_runs_pick")
-    assert "lr 0.01" in pick.format_func(b) and "moons" in pick.format_func(b)  # told apart at a glance
+    assert "lr 0.00123457" in pick.format_func(b) and "moons" in pick.format_func(b)  # told apart at a glance
     pick.set_value([a, b]).run()
     assert any("Comparing 2 runs" in s.value for s in at.subheader)
+    # the settings compared: learning rates with 4 significant digits, not 17 (issue 29, item 11)
+    settings = next(d.value for d in at.dataframe if any("lr" in str(i) for i in d.value.index))
+    lr_row = settings.loc[[i for i in settings.index if str(i).endswith("lr")][0]]
+    assert set(lr_row) == {"0.003", "0.001235"}, list(lr_row)
     at.multiselect(key="ll_runs_pick").set_value([a]).run()
     at.button(key=f"ll_delc_{a}").click().run()
     assert not at.exception

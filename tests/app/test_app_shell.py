@@ -92,3 +92,15 @@ def test_tips_for_students_show_beside_the_panels_and_hide_from_the_sidebar(work
     at.toggle(key="ll_tips_toggle").set_value(False).run()
     assert not any(title in c.value for c in at.caption for title, _ in TIPS.values())
     assert at.session_state["ll_tips_hidden"] is True
+
+
+def test_the_sidebar_says_what_the_jobs_are_doing(workspace):
+    """Issue 29, item 11: a queued or paused run was counted as "1 training job running"."""
+    from builder.runs.store import RunStore
+
+    RunStore(workspace, actor=SYSTEM).create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1},
+                                                 owner=ME)  # queued: no job slot has taken it yet
+    at = open_app(owner=ME, timeout=60)
+    labels = [link.label for link in at.get("page_link")]
+    assert "1 training job queued" in labels, labels
+    assert not any("running" in str(x) for x in labels), labels

@@ -83,8 +83,18 @@ def test_stop_keeps_a_resumable_run(at, ws):
     at.button(key="ll_stop").click().run()
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     at.run()
-    assert any("Resume it from the Runs page" in i.value for i in at.info)
     assert store.checkpoint_path(rid).is_file()
+    # Resume is right here, not only on the Runs page (issue 29, item 5)
+    assert any("Resume it from its last checkpoint" in i.value for i in at.info)
+    at.button(key="ll_train_resume").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    wait_for_status(store, rid, {"running"}, TIMEOUT)
+    at.run()
+    assert at.session_state["ll_run"] == rid and "ll_train_resume" not in [b.key for b in at.button]
+    from builder.runs.jobs import request
+
+    request(store, rid, "stop")  # end the long run
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
 
 
 def test_graph_problems_block_training_with_a_clear_message(at):

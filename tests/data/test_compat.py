@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from builder.data import load_dataset
-from builder.data.compat import adapt_graph, check_compat
+from builder.data.compat import adapt_graph, check_compat, fitting_template, train_problems
 from builder.graph.templates import load_template
 
 
@@ -16,7 +16,8 @@ def test_check_compat_reports_on_nodes_with_fix():
     assert problems["output_size_mismatch"].node == "head"
     assert "out_features" in problems["output_size_mismatch"].message and "10" in problems["output_size_mismatch"].message
     fixed = adapt_graph(mlp, info)
-    assert fixed.node("input").params["shape"] == [1, 8, 8] and fixed.node("head").params["out_features"] == 10
+    # an MLP takes vectors: the images are flattened for it (an Input of [1, 8, 8] gave a head of (B, 1, 8, 10))
+    assert fixed.node("input").params["shape"] == [64] and fixed.node("head").params["out_features"] == 10
     assert mlp.node("input").params["shape"] == [2]  # the original is untouched
 
 
@@ -36,3 +37,28 @@ def test_adapt_graph_tokens():
     g = adapt_graph(load_template("lstm").graph, load_dataset("sequence", length=20, markers=4).info)
     assert g.node("tokens").params == {"shape": [20], "modality": "tokens", "vocab_size": 12}
     assert g.node("head").params["out_features"] == 4
+
+
+def test_the_fix_trains_or_names_the_network_that_fits():
+    """Issue 29, item 4: the one-click fix said "fits" for a CNN on table rows that Train refused (conv1 expects
+    (B, C, H, W)), and left an MLP on images with a head of (B, 3, 32, 3). The fix makes the graph train, or the
+    verdict says so and names the kind of network that fits; "fits" is Train's own check."""
+    from builder.data.fit import fit_dataset
+    from builder.graph.shapes import infer_shapes
+    from builder.training.pipeline import prepare
+
+    digits, iris = load_dataset("digits"), load_dataset("iris")
+    # MLP + images: adapted, it trains (Train's preparation accepts it) and the head gives one logit per class
+    mlp = adapt_graph(load_template("mlp").graph, digits.info)
+    assert train_problems(mlp, digits) == []
+    report = infer_shapes(mlp)
+    assert tuple(report.nodes["head"].shape) == (10,)
+    project = load_template("mlp").model_copy(update={"graph": mlp})
+    prepare(project, digits, {"epochs": 1})
+    assert fit_dataset(mlp, digits).info.input_shape == (64,)
+    # CNN + table rows: no adaptation trains; the verdict is not "fits" and the MLP is the network that fits
+    cnn = adapt_graph(load_template("cnn").graph, iris.info)
+    problems = train_problems(cnn, iris)
+    assert problems and any(p.node == "conv1" for p in problems)
+    assert fitting_template(iris.info) == "mlp" and fitting_template(digits.info) == "cnn"
+    assert check_compat(cnn, iris.info) == []  # the old verdict: "fits" (Input and head only)

@@ -114,6 +114,13 @@ def test_trust_views():
     c = CompletenessResult(np.array([1.0, 2.0]), np.array([1.01, 1.98]), np.array([-0.01, 0.02]), None, 0.05)
     fig = _ok(completeness_figure(c))
     assert "0.02" in fig.layout.title.text and "within" in fig.layout.title.text
+    # Issue 29, item 9: "0.0891 (within tolerance 0.05)": a sample passes on its relative error, and says so
+    rel = CompletenessResult(np.ones(2), np.array([5.0, 4.0]), np.array([0.0891, 0.01]), None, 0.05)
+    title = _ok(completeness_figure(rel)).layout.title.text
+    assert rel.ok and "0.0891 is over 0.05" in title and "1.8% of |f(x) − f(baseline)|" in title
+    assert "within tolerance 0.05" not in title
+    bad = CompletenessResult(np.ones(2), np.array([0.5, 4.0]), np.array([0.0891, 0.01]), None, 0.05)
+    assert not bad.ok and bad.verdict.startswith("Incomplete: 1 of 2 samples")
 
 
 def test_live_playback():

@@ -161,6 +161,53 @@ def test_a_chosen_display_name_is_shown_with_the_pseudonym(tmp_path):
     assert owners.set_display_name(tmp_path, me, "   ") is None and owners.display_name(tmp_path, me) is None
 
 
+def test_a_save_on_top_of_a_newer_one_is_refused_and_writes_nothing(tmp_path):
+    """Two tabs of one person (issue 29, item 2): each save names the revision it read; a stale one is refused
+    with the revision saved now and leaves the newer project as it is."""
+    from builder.errors import StaleProjectError
+
+    me = "anon:" + "3" * 32
+    assert owners.project_revision(tmp_path, me) == 0
+    opened = owners.project_revision(tmp_path, me)  # both tabs open the same (empty) state
+    b = owners.save_project(tmp_path, me, load_template("mlp"), base=opened)  # tab B saves first
+    with pytest.raises(StaleProjectError, match="saved by another tab") as e:
+        owners.save_project(tmp_path, me, load_template("cnn"), base=opened)  # tab A, stale
+    assert e.value.revision == b == owners.project_revision(tmp_path, me)
+    assert owners.load_autosave(tmp_path, me).name == load_template("mlp").name  # B's project is kept
+    assert owners.save_project(tmp_path, me, load_template("cnn"), base=b) == b + 1  # A, after its choice
+    assert owners.save_project(tmp_path, me, load_template("lstm")) == b + 2  # no base: the last write wins
+    # many tabs saving at once from one revision: exactly one wins
+    base = owners.project_revision(tmp_path, me)
+
+    def save(i: int) -> bool:
+        try:
+            owners.save_project(tmp_path, me, load_template("mlp"), base=base)
+            return True
+        except StaleProjectError:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(save, range(8))) == 1
+
+
+def test_a_hidden_guide_stays_hidden_and_keeps_the_display_name(tmp_path):
+    """The Build page's guide card, once hidden, stays hidden after a reload (issue 29, item 14): the choice is
+    kept in the owner's profile beside the display name, each surviving a change of the other."""
+    me, other = "anon:" + "1" * 32, "anon:" + "2" * 32
+    assert owners.preference(tmp_path, me, "guide_hidden") is False
+    owners.set_display_name(tmp_path, me, "Ann")
+    owners.set_preference(tmp_path, me, "guide_hidden", True)
+    assert owners.preference(tmp_path, me, "guide_hidden") is True and owners.display_name(tmp_path, me) == "Ann"
+    assert owners.preference(tmp_path, other, "guide_hidden") is False  # one person's choice only
+    owners.set_display_name(tmp_path, me, "")
+    assert owners.preference(tmp_path, me, "guide_hidden") is True and owners.display_name(tmp_path, me) is None
+    owners.set_preference(tmp_path, me, "guide_hidden", False)
+    assert owners.preference(tmp_path, me, "guide_hidden") is False
+    assert not (owners.owner_path(tmp_path, me) / owners.PROFILE).exists()  # nothing left: no file
+    with pytest.raises(LayerLabError, match="a preference is one of"):
+        owners.set_preference(tmp_path, me, "../x", True)
+
+
 @settings(max_examples=200)
 @given(name=st.text(max_size=60))
 def test_a_display_name_is_kept_checked_or_refused(ws, name):

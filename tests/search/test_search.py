@@ -440,3 +440,16 @@ def test_a_dead_runners_trial_is_adopted_on_resume(tmp_path, mlp):
                       launcher=_thread_launcher()).run()
     assert res.n_trials == 1 and res.states == {"complete": 1} and res.best_run_id == done.run_id
     assert res.best_value == pytest.approx(store.metrics(done.run_id)[-1]["val_loss"])
+
+
+def test_the_search_space_offers_no_parameter_the_data_fixes_or_the_wiring_needs():
+    """Issue 29, item 11: Search offered head.out_features (fixed by the data), flatten.start_dim, groups and bias;
+    what it offers are hyper-parameters (widths, kernel sizes, dropout rates)."""
+    from builder.search import searchable_params
+
+    for name in ("cnn", "mlp", "resnet"):
+        keys = {p["key"] for p in searchable_params(load_template(name))}
+        params = {k.split(".", 1)[1] for k in keys}
+        assert "head.out_features" not in keys, name
+        assert not params & {"start_dim", "end_dim", "groups", "bias"}, (name, sorted(params))
+    assert {"fc.out_features", "conv1.out_channels", "dropout.p"} <= {p["key"] for p in searchable_params(load_template("cnn"))}

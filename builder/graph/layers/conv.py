@@ -23,8 +23,8 @@ _CONV_PARAMS_1D = [
     _int("padding", 0, "Zeros added on both sides.", lo=0, hi=1024),
     _int("dilation", 1, "Spacing between filter taps.", hi=1024),
     _int("groups", 1, "Channel groups convolved separately (must divide in and out channels); depthwise: "
-         "groups = input channels.", hi=65536),
-    Param("bias", "bool", True, "Learn an additive bias."),
+         "groups = input channels.", hi=65536, tunable=False),
+    Param("bias", "bool", True, "Learn an additive bias.", tunable=False),
 ]
 _CONV_PARAMS_2D = [
     _int("out_channels", 16, "Number of filters (output channels)."),
@@ -33,8 +33,8 @@ _CONV_PARAMS_2D = [
     Param("padding", "int_or_pair", 0, "Zeros added on each border.", min=0, max=1024),
     Param("dilation", "int_or_pair", 1, "Spacing between filter taps.", min=1, max=1024),
     _int("groups", 1, "Channel groups convolved separately (must divide in and out channels); depthwise: "
-         "groups = input channels.", hi=65536),
-    Param("bias", "bool", True, "Learn an additive bias."),
+         "groups = input channels.", hi=65536, tunable=False),
+    Param("bias", "bool", True, "Learn an additive bias.", tunable=False),
 ]
 
 

@@ -60,7 +60,7 @@ def _linear_shape(p, ins):
 register(LayerSpec(
     "Linear", "Dense", "Fully connected layer: y = xWᵀ + b over the last dimension.",
     params=[_int("out_features", 10, "Number of output features."),
-            Param("bias", "bool", True, "Learn an additive bias.")],
+            Param("bias", "bool", True, "Learn an additive bias.", tunable=False)],
     shape=_linear_shape, inferred=("in_features",),
     ctor=lambda p, ins: ("Linear", {"in_features": ins[0].shape[-1], **p}),
     doc_url="https://pytorch.org/docs/stable/generated/torch.nn.Linear.html"))

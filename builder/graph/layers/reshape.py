@@ -28,8 +28,9 @@ def _flatten_shape(p, ins):
 
 register(LayerSpec(
     "Flatten", "Reshape", "Flattens dimensions start_dim..end_dim into one (default: all but the batch).",
-    params=[Param("start_dim", "int", 1, "First dimension to flatten (0 is the batch).", min=-8, max=8),
-            Param("end_dim", "int", -1, "Last dimension to flatten.", min=-8, max=8)],
+    params=[Param("start_dim", "int", 1, "First dimension to flatten (0 is the batch).", min=-8, max=8,
+                  tunable=False),
+            Param("end_dim", "int", -1, "Last dimension to flatten.", min=-8, max=8, tunable=False)],
     shape=_flatten_shape, ctor=_mod("Flatten"), saves="none"))
 
 

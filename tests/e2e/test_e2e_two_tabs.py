@@ -1,0 +1,53 @@
+"""Two tabs of one person (one browser context, one cookie): a tab that saves on top of a project another tab
+saved after it opened is told so and chooses; neither version is lost (issue 29, item 2: tab A's autosave
+silently dropped tab B's edits). Waits are for states, never sleeps."""
+
+from __future__ import annotations
+
+import pytest
+from e2e_helpers import fill_field, open_app, wait_idle
+from playwright.sync_api import expect
+
+from tests.serving import ARTIFACTS
+
+pytestmark = [pytest.mark.browser]
+
+
+def project_name(page):
+    """The sidebar's project name field (the newest one: a new project renders a new field)."""
+    return page.get_by_label("Project name", exact=True).last
+
+
+def test_a_stale_tab_is_told_and_neither_version_is_lost(browser, app_server):
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        a = ctx.new_page()
+        a.base_url = app_server
+        open_app(a, "build")  # tab A opens first (and saves the starting project)
+        b = ctx.new_page()
+        b.base_url = app_server
+        open_app(b, "build")  # tab B: the same person, the same project
+        fill_field(b, "Project name", "edited in B")
+        wait_idle(b)
+        fill_field(a, "Project name", "edited in A")  # A still holds the project as it was before B's edit
+        wait_idle(a)
+        prompt = a.locator(".st-key-ll_stale_box")
+        expect(prompt).to_be_visible(timeout=30_000)
+        expect(prompt).to_contain_text("changed in another tab")
+        # B's version is what is saved: a new tab opens it
+        c = ctx.new_page()
+        c.base_url = app_server
+        open_app(c, "build")
+        expect(project_name(c)).to_have_value("edited in B", timeout=30_000)
+        c.close()
+        # A loads B's version; its own comes back from the history
+        a.locator(".st-key-ll_stale_theirs button").click()
+        expect(prompt).to_have_count(0, timeout=30_000)
+        expect(project_name(a)).to_have_value("edited in B", timeout=30_000)
+        wait_idle(a)
+        a.locator("[data-testid=stSidebar] button", has_text="Undo replace").first.click()
+        wait_idle(a)
+        a.screenshot(path=str(ARTIFACTS / "two-tabs-undo.png"))
+        expect(project_name(a)).to_have_value("edited in A", timeout=30_000)
+    finally:
+        ctx.close()
