@@ -19,6 +19,8 @@ workspaces hold, so they keep working::
     prune.json                       a pruned run: what was removed, size, latency, test before/after (builder.training.prune)
     robustness.json                  accuracy vs ε under an adversarial attack, flipped examples (builder.interpret.robustness)
     samples.npz                      a generator's samples on fixed noise, one array per epoch (builder.training.multi)
+    tokenizer.json                   the tokenizer learned on a text run's training split (builder.data.text)
+    text_samples.json                a language model's continuations of a prompt, one list per epoch
     exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
 
 Example::
@@ -56,6 +58,8 @@ class RunFolder:
     PRUNE = "prune.json"
     ROBUSTNESS = "robustness.json"
     SAMPLES = "samples.npz"
+    TOKENIZER = "tokenizer.json"
+    TEXT_SAMPLES = "text_samples.json"
     EXPORTS = "exports"
     ONNX = "model.onnx"
     ONNX_INT8 = "model.int8.onnx"
@@ -164,6 +168,16 @@ class RunFolder:
     def samples(self) -> Path:
         """A generator's samples on fixed noise per epoch (``epoch_<k>`` arrays; builder.training.multi)."""
         return self.path / self.SAMPLES
+
+    @property
+    def tokenizer(self) -> Path:
+        """The tokenizer learned on a text run's training split (its JSON; builder.data.text)."""
+        return self.path / self.TOKENIZER
+
+    @property
+    def text_samples(self) -> Path:
+        """A language model's continuations of a fixed prompt, per epoch (builder.training.text_samples)."""
+        return self.path / self.TEXT_SAMPLES
 
     @property
     def prune(self) -> Path:

@@ -20,6 +20,7 @@ from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.uploads import UploadFolder
+from builder.disk import write_atomic
 from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
 from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
@@ -151,8 +152,11 @@ def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Data
     else:
         store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
                          dataset_info=ds.info.to_dict(), config=cfg.model_dump())
+    folder = store.folder(run_id, actor=SYSTEM)
     if not DatasetSource.of(ds.info).reloadable():
-        save_dataset(ds, store.folder(run_id, actor=SYSTEM).dataset)  # the run this call records
+        save_dataset(ds, folder.dataset)  # the run this call records
+    if ds.info.tokenizer:  # Try it, drift, predict and export read the run's own tokenizer
+        write_atomic(folder.tokenizer, ds.info.tokenizer.encode("utf-8"), "the tokenizer")
     return run_id, store.run_dir(run_id, actor=SYSTEM)
 
 
