@@ -133,3 +133,23 @@ def test_sizes_are_bounded_before_allocation(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "MAX_TEXT_BYTES", 50)
     with pytest.raises(DatasetError, match="larger than the limit"):
         load_text(_csv_bytes(_sentences()), "label", name="s.csv")
+
+
+def test_the_builtin_text_sets_are_listed_with_origin_and_licence():
+    from builder.data import list_datasets
+
+    by = {d["name"]: d for d in list_datasets()}
+    assert by["text_sentiment"]["task"] == "binary" and by["text_corpus"]["task"] == "next_token"
+    assert "PSF" in by["text_corpus"]["licence"] and "generated" in by["text_sentiment"]["origin"]
+    assert all(d["origin"] and d["licence"] for d in by.values())  # every built-in names both
+
+
+def test_builtin_sentiment_and_corpus_load_small_and_reload_the_same():
+    ds = load_dataset("text_sentiment", n_samples=200, max_length=12, seed=1)
+    assert ds.info.sizes == {"train": 140, "val": 30, "test": 30} and ds.info.tokenizer
+    again = load_dataset(DatasetSource.of(ds.info))
+    assert torch.equal(ds.test.X, again.test.X) and ds.info.vocab == again.info.vocab
+    lm = load_dataset("text_corpus", vocab_size=300, max_length=16)
+    assert lm.info.task == "next_token" and lm.train.X.shape[1] == 16 and int(lm.train.X.max()) < 300
+    with pytest.raises(DatasetError, match="next_token"):
+        load_dataset("text_corpus", task="multiclass")
