@@ -37,6 +37,7 @@ from typing import Any
 
 from builder.data.builtin import is_builtin, list_names, load_builtin
 from builder.data.images import load_image_folder
+from builder.data.series import load_series
 from builder.data.splits import Dataset, DatasetInfo, fold_split
 from builder.data.tabular import load_csv
 from builder.data.text import load_text
@@ -207,6 +208,26 @@ def _load_text(path: Any, opts: dict, split: dict, label: str | None) -> Dataset
     return load_text(path, **split, **opts, name=label)
 
 
+def _load_series(path: Any, opts: dict, split: dict, label: str | None) -> Dataset:
+    _known_options(load_series, opts)
+    return load_series(path, **split, **opts, name=label)
+
+
+#: the options of a series source besides its file
+_SERIES_OPTIONS = ("columns", "time_column", "target", "lookback", "horizon", "stride")
+
+
+def _series_spec(src: DatasetSource) -> dict:
+    o = src.options
+    return {"kind": "series", "name": src.shown_file(), "file": src.file_ref(), "task": o.get("task"),
+            "options": {k: o[k] for k in _SERIES_OPTIONS if k in o}}
+
+
+def _series_from_spec(spec: dict) -> dict:
+    opts = {k: v for k, v in dict(spec.get("options") or {}).items() if k in _SERIES_OPTIONS}
+    return {**_file_option(spec), **opts, "task": spec.get("task") or None}
+
+
 #: the options of a text source besides its file (the Data page's ``options`` of a ``text`` spec)
 _TEXT_OPTIONS = ("target", "text_column", "tokenizer", "vocab_size", "lowercase", "max_length")
 
@@ -282,6 +303,8 @@ SOURCE_KINDS: dict[str, SourceKind] = {k.name: k for k in (
                _text_spec, _text_from_spec,
                missing="the text dataset needs option upload=... (or --data-path: a .csv with target=..., a .zip "
                        "of .txt per class or one .txt)", suffixes=(".txt",)),
+    SourceKind("series", "series", "Time series (.csv of numeric columns)", _load_series, _series_spec,
+               _series_from_spec, missing="the series dataset needs option upload=... (or --data-path: a .csv)"),
 )}
 _BY_ALIAS = {a: k for k in SOURCE_KINDS.values() for a in (k.name, *k.aliases)}
 _BY_PAGE_KIND = {k.kind: k for k in SOURCE_KINDS.values()}

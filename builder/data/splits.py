@@ -23,7 +23,7 @@ TASKS = ("multiclass", "binary", "regression", "reconstruction", "next_token", "
 #: tasks a dataset is made for and no other dataset can be turned into: next-token prediction over a corpus
 #: (:mod:`builder.data.text`), forecasting windows of a series (:mod:`builder.data.series`)
 SEQUENCE_TASKS = ("next_token", "forecast")
-MODALITIES = ("image", "tabular", "points2d", "tokens")
+MODALITIES = ("image", "tabular", "points2d", "tokens", "series")
 
 
 # --------------------------------------------------------------------------------------------- bundle

@@ -78,7 +78,8 @@ def test_labels_kinds_and_paths():
     assert dataset_label({"dataset_name": "csv", "dataset_options": {"path": "/a/b/f.csv"}}) == "csv: f.csv"
     assert dataset_label({"dataset_name": "digits"}) == "digits" and dataset_label({}) == "—"
     assert source_kinds() == {"builtin": "Built-in", "csv": "CSV file", "images": "Image folder (.zip)",
-                              "text": "Text (sentences, .txt per class, a corpus)"}
+                              "text": "Text (sentences, .txt per class, a corpus)",
+                              "series": "Time series (.csv of numeric columns)"}
     assert kind_for_path("book.txt") == "text"
     assert kind_for_path("DATA.CSV") == "csv" and kind_for_path("pets.zip") == "image_folder"
     assert not DatasetSource("csv", {}).reloadable() and not DatasetSource("nope").reloadable()
