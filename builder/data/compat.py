@@ -86,7 +86,7 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
     if info.task == "next_token" and shp and len(shp) != 2:
         problems.append(Problem("output_size_mismatch", f"next-token prediction needs logits per position, shape "
                                 f"[tokens, {info.out_size}]; received: output shape {list(shp)}. Fix: keep the "
-                                "sequence axis (LSTM output_mode 'sequence', no pooling) up to the last Linear",
+                                "sequence axis (LSTM output_mode 'all', no pooling) up to the last Linear",
                                 node=outs[0]))
     accepted = {info.out_size} | ({1, 2} if info.task == "binary" else set())
     if width is not None and width not in accepted:

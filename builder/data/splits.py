@@ -65,8 +65,8 @@ class DatasetInfo:
 
     @property
     def input_modality(self) -> str:
-        """The Input node ``modality`` param matching this dataset: vector, image or tokens."""
-        return {"image": "image", "tokens": "tokens"}.get(self.modality, "vector")
+        """The Input node ``modality`` param matching this dataset: vector, image, tokens or sequence (series)."""
+        return {"image": "image", "tokens": "tokens", "series": "sequence"}.get(self.modality, "vector")
 
     def reload_args(self) -> tuple[str, dict]:
         """``(name, options)`` such that ``load_dataset(name, **options)`` loads this dataset again."""

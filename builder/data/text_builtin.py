@@ -99,7 +99,7 @@ def python_docs() -> str:
         mod = importlib.import_module(name)
         docs.append(inspect.getdoc(mod) or "")
         for attr, obj in sorted(vars(mod).items()):
-            if not attr.startswith("_") and getattr(obj, "__module__", None) == mod.__name__:
+            if not attr.startswith("_") and not inspect.ismodule(obj) and getattr(obj, "__module__", None) == mod.__name__:
                 docs.append(inspect.getdoc(obj) or "")
     return "\n\n".join(d.strip() for d in docs if d and d.strip()) + "\n"
 

@@ -250,7 +250,7 @@ class Trainer(RunControl):
         if self._kind == "tok" and (out.dim() != 3 or width != ds.info.out_size):
             raise TrainingError(f"next-token prediction needs (batch, tokens, {ds.info.out_size}) logits, one per "
                                 f"vocabulary entry at every position; received: {list(out.shape)}. Fix: a sequence "
-                                f"output (LSTM output_mode sequence, or a Transformer) and a last Linear of "
+                                f"output (LSTM output_mode 'all', or a Transformer) and a last Linear of "
                                 f"out_features {ds.info.out_size}")
         if self._kind == "reg":
             want = ds.info.out_size

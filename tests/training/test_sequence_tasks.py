@@ -1,0 +1,65 @@
+"""The sequence templates train on their built-in data, and next_token / forecast train and score (1-2 epochs)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import builder
+from builder.graph.project import Edge, Graph, Node, Project
+from builder.training.metrics import evaluate, quick_metric
+from builder.training.pipeline import run_training
+
+
+@pytest.mark.parametrize("name, options", [("sentiment_lstm", {"n_samples": 300}),
+                                           ("text_encoder", {"n_samples": 300}),
+                                           ("rnn_forecaster", {})])
+def test_a_sequence_template_trains_on_its_builtin_data(name, options):
+    project = builder.load_template(name)
+    dataset = project.training["dataset"]
+    res = run_training(project, dataset, {"epochs": 2}, dataset_options=options)
+    assert res.status == "finished" and res.epochs_completed == 2
+    if dataset == "sunspots":
+        assert {"mae", "rmse"} <= set(res.test) and math.isclose(res.test["rmse"] ** 2, res.test["mse"], rel_tol=1e-6)
+    else:
+        assert 0.0 <= res.test["accuracy"] <= 1.0
+
+
+def _lstm_lm(vocab: int, length: int) -> Project:
+    nodes = [Node(id="tokens", type="Input", params={"shape": [length], "modality": "tokens", "vocab_size": vocab}),
+             Node(id="embed", type="Embedding", params={"embedding_dim": 16}),
+             Node(id="lstm", type="LSTM", params={"hidden_size": 32, "output_mode": "all"}),
+             Node(id="head", type="Linear", params={"out_features": vocab})]
+    edges = [Edge(source=a.id, target=b.id) for a, b in zip(nodes, nodes[1:])]
+    return Project(name="lm", graph=Graph(nodes=nodes, edges=edges))
+
+
+def test_next_token_trains_with_shifted_targets_and_reports_perplexity():
+    res = run_training(_lstm_lm(200, 16), "text_corpus", {"epochs": 1, "lr": 0.01, "batch_size": 64},
+                       dataset_options={"vocab_size": 300, "max_length": 16}, adapt=True)
+    assert res.status == "finished"
+    assert math.isclose(res.test["perplexity"], math.exp(res.test["loss"]), rel_tol=1e-5)
+    assert res.test["perplexity"] < 300  # below a uniform guess over the vocabulary after one epoch
+
+
+def test_perplexity_of_a_perfect_and_a_uniform_model():
+    y = torch.tensor([[1, 2, 3]])
+    perfect = torch.nn.functional.one_hot(y, 5).float() * 50
+    assert math.isclose(quick_metric(perfect, y, y, "next_token", "perplexity", 5), 1.0, rel_tol=1e-4)
+    uniform = torch.zeros(1, 3, 5)
+    assert math.isclose(quick_metric(uniform, y, y, "next_token", "perplexity", 5), 5.0, rel_tol=1e-4)
+
+    class Echo(torch.nn.Module):
+        def forward(self, x):
+            return uniform.expand(len(x), -1, -1)
+    assert math.isclose(evaluate(Echo(), y, y, "next_token")["perplexity"], 5.0, rel_tol=1e-4)
+
+
+def test_a_language_model_without_a_sequence_output_is_told_how_to_fix_it():
+    project = _lstm_lm(300, 16)
+    project.graph.node("lstm").params["output_mode"] = "last"
+    with pytest.raises(builder.errors.GraphError, match="logits per position"):
+        run_training(project, "text_corpus", {"epochs": 1}, dataset_options={"vocab_size": 300, "max_length": 16},
+                     adapt=True)
