@@ -94,13 +94,17 @@ def python_docs() -> str:
     import importlib
     import inspect
 
+    import warnings
+
     docs = []
-    for name in CORPUS_MODULES:
-        mod = importlib.import_module(name)
-        docs.append(inspect.getdoc(mod) or "")
-        for attr, obj in sorted(vars(mod).items()):
-            if not attr.startswith("_") and not inspect.ismodule(obj) and getattr(obj, "__module__", None) == mod.__name__:
-                docs.append(inspect.getdoc(obj) or "")
+    with warnings.catch_warnings():  # typing.io and typing.re warn when their docstrings are read
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name in CORPUS_MODULES:
+            mod = importlib.import_module(name)
+            docs.append(inspect.getdoc(mod) or "")
+            for attr, obj in sorted(vars(mod).items()):
+                if not attr.startswith("_") and getattr(obj, "__module__", None) == mod.__name__:
+                    docs.append(inspect.getdoc(obj) or "")
     return "\n\n".join(d.strip() for d in docs if d and d.strip()) + "\n"
 
 

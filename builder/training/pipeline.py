@@ -26,6 +26,7 @@ from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.classes import class_for
+from builder.runs.folder import RunFolder
 from builder.runs.owners import owner_of, upload_dir
 from builder.runs.status import resume_refusal
 from builder.runs.store import RunLogger, RunStore
@@ -34,6 +35,7 @@ from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
 from builder.training.lineage import inherit_split, parents
+from builder.training.text_samples import TextSamples
 from builder.training.objectives import has_objective
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
@@ -236,6 +238,9 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     callbacks = [*callbacks, *attach_tracking(store, run_id, tracking)]  # MLflow, when the owner set a tracker
     if run_id is not None:  # time per node of the trained model, for the canvas's cost overlay
         callbacks.append(RecordLatency(total_macs(node_costs(report)), cfg.batch_size))
+    if ds.info.task == "next_token" and main:  # a language model writes a sample after every epoch
+        callbacks.append(TextSamples(RunFolder(run_dir).text_samples if run_dir is not None else None,
+                                     seed=cfg.seed))
     try:
         model = build_model(project.graph, cfg.seed, report)
         _load_init(store, model, cfg)

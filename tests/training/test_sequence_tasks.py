@@ -63,3 +63,29 @@ def test_a_language_model_without_a_sequence_output_is_told_how_to_fix_it():
     with pytest.raises(builder.errors.GraphError, match="logits per position"):
         run_training(project, "text_corpus", {"epochs": 1}, dataset_options={"vocab_size": 300, "max_length": 16},
                      adapt=True)
+
+
+def test_a_language_model_run_keeps_a_sample_per_epoch(workspace):
+    from builder.access import SYSTEM
+    from builder.runs.store import RunStore
+    from builder.training.text_samples import read_text_samples
+
+    store = RunStore(workspace, actor=SYSTEM)
+    res = run_training(_lstm_lm(300, 16), "text_corpus", {"epochs": 2, "lr": 0.01, "batch_size": 64},
+                       store=store, dataset_options={"vocab_size": 300, "max_length": 16}, adapt=True)
+    folder = store.folder(res.run_id)
+    samples = read_text_samples(folder.text_samples)
+    assert [s["epoch"] for s in samples] == [1, 2] and all(s["text"] and s["prompt"] for s in samples)
+    assert folder.tokenizer.read_text() == store.get(res.run_id)["dataset_info"]["tokenizer"]
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy():
+    from builder.training.text_samples import generate
+
+    from builder.graph.compile import compile_graph
+
+    torch.manual_seed(0)
+    model = compile_graph(_lstm_lm(50, 8).graph)
+    a = generate(model, [3, 4], 12, length=8, temperature=1.0, top_k=5, seed=7)
+    assert a == generate(model, [3, 4], 12, length=8, temperature=1.0, top_k=5, seed=7) and len(a) == 14
+    assert generate(model, [3], 6, length=8, top_k=1, seed=1) == generate(model, [3], 6, length=8, temperature=0)
