@@ -93,7 +93,6 @@ def python_docs() -> str:
     paragraph each, as this Python ships them."""
     import importlib
     import inspect
-
     import warnings
 
     docs = []

@@ -35,8 +35,8 @@ from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
 from builder.training.lineage import inherit_split, parents
-from builder.training.text_samples import TextSamples
 from builder.training.objectives import has_objective
+from builder.training.text_samples import TextSamples
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
 

@@ -80,9 +80,8 @@ def test_a_language_model_run_keeps_a_sample_per_epoch(workspace):
 
 
 def test_sampling_is_seeded_and_top_k_one_is_greedy():
-    from builder.training.text_samples import generate
-
     from builder.graph.compile import compile_graph
+    from builder.training.text_samples import generate
 
     torch.manual_seed(0)
     model = compile_graph(_lstm_lm(50, 8).graph)
