@@ -249,6 +249,26 @@ def corpus_dataset(text: str, info: DatasetInfo, opts: TokenizerOptions, *, seed
     return Dataset(info, *splits)
 
 
+def text_preview(ds: Dataset, n: int = 10) -> dict:
+    """What the Data page shows of a token dataset: ``samples`` (the first ``n`` training samples as tokens,
+    padding dropped, with their label), ``lengths`` (tokens per training sample before padding, for a histogram),
+    ``cut`` (the share of samples that filled ``max_length``: possibly cut), ``oov_rate`` (the share of the
+    validation and test tokens that are ``<unk>``: words the tokenizer never saw in training) and ``vocab_size``."""
+    vocab = list(ds.info.vocab)
+    X = ds.train.X
+    lengths = (X != PAD_ID).sum(1)
+    samples = []
+    for item in ds.preview(n):
+        toks = [vocab[i] if 0 <= i < len(vocab) else str(i) for i in item["x"] if i != PAD_ID]
+        samples.append({"tokens": toks, "label": item.get("label", item.get("y", ""))})
+    held = [s.X for s in (ds.val, ds.test) if len(s)]
+    real = sum(int((h != PAD_ID).sum()) for h in held)
+    unk = sum(int((h == UNK_ID).sum()) for h in held)
+    return {"samples": samples, "lengths": lengths.tolist(), "vocab_size": len(vocab),
+            "cut": float((lengths == X.shape[1]).float().mean()) if len(X) else 0.0,
+            "oov_rate": unk / real if real else 0.0}
+
+
 # ------------------------------------------------------------------------------------------ user files
 def load_text(path: str | Path | bytes, target: str | None = None, task: str | None = None, *,
               text_column: str = "text", tokenizer: str = "word", vocab_size: int = 5000, lowercase: bool = True,
@@ -387,4 +407,4 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
 
 __all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "TokenizerOptions", "TokenSplit", "train_tokenizer",
            "load_tokenizer", "encode", "decode", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
-           "load_text"]
+           "load_text", "text_preview"]

@@ -31,7 +31,7 @@ from builder.errors import DatasetError, ExplainError
 from builder.interpret.attributions import Explanation, explain
 
 __all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
-           "encode_tokens", "encode_series", "continue_text", "try_input", "MAX_STROKE_POINTS"]
+           "encode_tokens", "encode_series", "continue_text", "token_labels", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
 MAX_STROKE_POINTS = 5000  # points of a drawing, all strokes together (a pad sends a few hundred)
@@ -288,6 +288,12 @@ def encode_tokens(xs: Any, text: str) -> torch.Tensor:
                            f"{', '.join(vocab[:12])}{' ...' if len(vocab) > 12 else ''}")
     ids = [index[w] for w in words][:steps] + [0] * max(0, steps - len(words))
     return _on_device(xs, torch.tensor([ids], dtype=torch.long))
+
+
+def token_labels(xs: Any, x: torch.Tensor) -> list[str]:
+    """The tokens of ids ``x`` (1, T) as people read them (the dataset's vocabulary; ids outside it as numbers)."""
+    vocab = list(xs.info.vocab or [])
+    return [vocab[i] if 0 <= i < len(vocab) else str(i) for i in x.reshape(-1).tolist()]
 
 
 def encode_series(xs: Any, text: str) -> torch.Tensor:

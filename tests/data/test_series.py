@@ -73,3 +73,12 @@ def test_builtin_series_load_offline_with_their_source(name):
     assert ds.info.task == "forecast" and len(ds.test) > 0 and torch.isfinite(ds.train.X).all()
     d = next(d for d in list_datasets() if d["name"] == name)
     assert "statsmodels" in d["origin"] and "public domain" in d["licence"]
+
+
+def test_windows_for_the_data_page_are_in_the_series_units():
+    from builder.data.series import series_windows
+
+    ds = load_series(_csv(), time_column="time", columns=["b"], lookback=4, horizon=2, name="s.csv")
+    w = series_windows(ds, 2, "train")
+    assert np.allclose(np.asarray(w[0]["inputs"]).reshape(-1), np.arange(4) * 0.5 + 10)
+    assert np.allclose(np.asarray(w[0]["targets"]).reshape(-1), np.arange(4, 6) * 0.5 + 10)

@@ -153,3 +153,16 @@ def test_builtin_sentiment_and_corpus_load_small_and_reload_the_same():
     assert lm.info.task == "next_token" and lm.train.X.shape[1] == 16 and int(lm.train.X.max()) < 300
     with pytest.raises(DatasetError, match="next_token"):
         load_dataset("text_corpus", task="multiclass")
+
+
+def test_the_data_page_preview_counts_lengths_and_unknown_words():
+    from builder.data.text import text_preview
+
+    rows = _sentences(100)
+    ds = load_text(_csv_bytes(rows), "label", text_column="sentence", name="s.csv", max_length=6, seed=0)
+    view = text_preview(ds, 3)
+    assert len(view["samples"]) == 3 and all("<pad>" not in s["tokens"] for s in view["samples"])
+    assert len(view["lengths"]) == len(ds.train) and max(view["lengths"]) <= 6
+    assert view["cut"] == 1.0  # every sentence has more than 6 words
+    held = torch.cat([ds.val.X, ds.test.X])
+    assert view["oov_rate"] == pytest.approx(float((held == UNK_ID).sum()) / float((held != PAD_ID).sum()))
