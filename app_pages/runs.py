@@ -165,6 +165,23 @@ def model_card(run_id: str) -> str:
     return read_model_card(ui.store(), run_id)
 
 
+def _sequence_views(rs, rec: dict) -> None:
+    """A forecaster's forecast vs actual (lookback shaded); a language model's samples per epoch."""
+    from builder.training.forecasts import forecast_figure, read_forecasts
+    from builder.training.text_samples import read_text_samples
+
+    folder = rs.folder(rec["id"])
+    kept = read_forecasts(folder.forecasts)
+    if kept:
+        st.plotly_chart(forecast_figure(kept), width="stretch", config={"displayModeBar": False},
+                        key=f"ll_forecast_{rec['id']}")
+    samples = read_text_samples(folder.text_samples)
+    if samples:
+        with st.expander(f"Text written after each epoch ({len(samples)})", expanded=False):
+            for s in samples[-10:]:
+                st.markdown(f"*epoch {s['epoch']}* · **{ui.md(s['prompt'])}**{ui.md(s['text'])}")
+
+
 def details(rec: dict) -> None:
     rs = ui.store()
     rid = rec["id"]
@@ -179,6 +196,7 @@ def details(rec: dict) -> None:
         st.caption(ui.md(rec["message"]))
     if line := baseline_line(rec.get("tags"), rec.get("test_metrics")):  # a distilled run beside its student alone
         st.info(ui.md(line), icon=":material/compare_arrows:")
+    _sequence_views(rs, rec)
     mine = ui.can_control(rec)
     if not mine:
         st.caption(f"This run belongs to {ui.md(ui.owner_label(owner_of(rec)))}: shown read-only (shared mode).")

@@ -335,6 +335,11 @@ def live_view() -> None:
     with c3:
         tips.tip("learning_rate")
     boundary_view(sess, cfg)
+    texts = [e["extras"]["text_sample"] for e in sess.epochs if (e.get("extras") or {}).get("text_sample")]
+    if texts:  # a language model: what it writes after each epoch (temperature 0.8, top-k 20)
+        st.markdown("**What the model writes after each epoch** (the same prompt, temperature 0.8, top-k 20)")
+        for k, text in list(enumerate(texts, start=1))[-5:]:
+            st.caption(f"epoch {k}: {ui.md(text)}")
     if any(e.get("terms") for e in sess.epochs):  # a drawn objective: its terms, samples, reconstructions
         from app_pages import generative_view
 

@@ -21,6 +21,7 @@ workspaces hold, so they keep working::
     samples.npz                      a generator's samples on fixed noise, one array per epoch (builder.training.multi)
     tokenizer.json                   the tokenizer learned on a text run's training split (builder.data.text)
     text_samples.json                a language model's continuations of a prompt, one list per epoch
+    forecast.json                    a forecaster's first test windows: lookback, actual, forecast (builder.training.forecasts)
     exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
 
 Example::
@@ -60,6 +61,7 @@ class RunFolder:
     SAMPLES = "samples.npz"
     TOKENIZER = "tokenizer.json"
     TEXT_SAMPLES = "text_samples.json"
+    FORECASTS = "forecast.json"
     EXPORTS = "exports"
     ONNX = "model.onnx"
     ONNX_INT8 = "model.int8.onnx"
@@ -178,6 +180,11 @@ class RunFolder:
     def text_samples(self) -> Path:
         """A language model's continuations of a fixed prompt, per epoch (builder.training.text_samples)."""
         return self.path / self.TEXT_SAMPLES
+
+    @property
+    def forecasts(self) -> Path:
+        """A forecaster's first test windows with its forecasts (builder.training.forecasts)."""
+        return self.path / self.FORECASTS
 
     @property
     def prune(self) -> Path:

@@ -34,6 +34,7 @@ from builder.runs.summary import run_source
 from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
+from builder.training.forecasts import KeepForecasts
 from builder.training.lineage import inherit_split, parents
 from builder.training.objectives import has_objective
 from builder.training.text_samples import TextSamples
@@ -238,6 +239,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     callbacks = [*callbacks, *attach_tracking(store, run_id, tracking)]  # MLflow, when the owner set a tracker
     if run_id is not None:  # time per node of the trained model, for the canvas's cost overlay
         callbacks.append(RecordLatency(total_macs(node_costs(report)), cfg.batch_size))
+    if ds.info.task == "forecast" and run_dir is not None:  # forecast vs actual for the Runs page
+        callbacks.append(KeepForecasts(RunFolder(run_dir).forecasts))
     if ds.info.task == "next_token" and main:  # a language model writes a sample after every epoch
         callbacks.append(TextSamples(RunFolder(run_dir).text_samples if run_dir is not None else None,
                                      seed=cfg.seed))

@@ -77,6 +77,8 @@ def test_a_language_model_run_keeps_a_sample_per_epoch(workspace):
     samples = read_text_samples(folder.text_samples)
     assert [s["epoch"] for s in samples] == [1, 2] and all(s["text"] and s["prompt"] for s in samples)
     assert folder.tokenizer.read_text() == store.get(res.run_id)["dataset_info"]["tokenizer"]
+    shown = [e["extras"]["text_sample"] for e in store.metrics(res.run_id)]  # what the Train page lists
+    assert shown == [s["text"] for s in samples]
 
 
 def test_sampling_is_seeded_and_top_k_one_is_greedy():
@@ -88,3 +90,18 @@ def test_sampling_is_seeded_and_top_k_one_is_greedy():
     a = generate(model, [3, 4], 12, length=8, temperature=1.0, top_k=5, seed=7)
     assert a == generate(model, [3, 4], 12, length=8, temperature=1.0, top_k=5, seed=7) and len(a) == 14
     assert generate(model, [3], 6, length=8, top_k=1, seed=1) == generate(model, [3], 6, length=8, temperature=0)
+
+
+def test_a_forecast_run_keeps_forecast_vs_actual_for_the_runs_page(workspace):
+    from builder.access import SYSTEM
+    from builder.runs.store import RunStore
+    from builder.training.forecasts import forecast_figure, read_forecasts
+
+    store = RunStore(workspace, actor=SYSTEM)
+    res = run_training(builder.load_template("rnn_forecaster"), "nile", {"epochs": 2}, store=store, adapt=True)
+    kept = read_forecasts(store.folder(res.run_id).forecasts)
+    w = kept["windows"][0]
+    assert len(w["inputs"]) == 10 and len(w["targets"]) == len(w["forecast"]) == 1
+    assert 400 < w["targets"][0][0] < 1500  # the Nile's flow in its own units
+    fig = forecast_figure(kept)
+    assert {t.name for t in fig.data} == {"lookback", "actual", "forecast"}
