@@ -105,3 +105,18 @@ def test_a_forecast_run_keeps_forecast_vs_actual_for_the_runs_page(workspace):
     assert 400 < w["targets"][0][0] < 1500  # the Nile's flow in its own units
     fig = forecast_figure(kept)
     assert {t.name for t in fig.data} == {"lookback", "actual", "forecast"}
+
+
+def test_a_text_runs_export_carries_its_tokenizer(tmp_path):
+    from builder.access import SYSTEM
+    from builder.cli.main import main
+    from builder.data.text import encode, load_tokenizer
+    from builder.runs.store import RunStore
+
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    res = run_training(builder.load_template("sentiment_lstm"), "text_sentiment", {"epochs": 1}, store=store,
+                       dataset_options={"n_samples": 100})
+    code = tmp_path / "model.py"
+    assert main(["export", "--run", res.run_id, "-o", str(code), "--workspace", str(tmp_path / "ws")]) == 0
+    tok = load_tokenizer((tmp_path / "model.tokenizer.json").read_text())
+    assert encode(tok, ["the film was good"], 20).shape == (1, 20)
