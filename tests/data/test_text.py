@@ -151,6 +151,7 @@ def test_builtin_sentiment_and_corpus_load_small_and_reload_the_same():
     assert torch.equal(ds.test.X, again.test.X) and ds.info.vocab == again.info.vocab
     lm = load_dataset("text_corpus", vocab_size=300, max_length=16)
     assert lm.info.task == "next_token" and lm.train.X.shape[1] == 16 and int(lm.train.X.max()) < 300
+    assert load_dataset("text_corpus", vocab_size=300, max_length=16).info.tokenizer == lm.info.tokenizer  # resumes
     with pytest.raises(DatasetError, match="next_token"):
         load_dataset("text_corpus", task="multiclass")
 
