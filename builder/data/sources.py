@@ -534,8 +534,9 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
             except DatasetError as e:  # messages name the upload as people know it, never its folder
                 raise DatasetError(str(e).replace(str(file), shown).replace(file.name, shown)) from None
             ds.info.options = {**{k: v for k, v in ds.info.options.items() if k != "path"}, **recorded}
-            ds.info.name, ds.info.description = (t.replace(file.name, shown) for t in (ds.info.name,
-                                                                                      ds.info.description))
+            if file.name not in shown:  # an upload shown by its id holds the file's name: replacing nests it
+                ds.info.name, ds.info.description = (t.replace(file.name, shown) for t in (ds.info.name,
+                                                                                          ds.info.description))
     return ds.flattened() if flatten else ds
 
 

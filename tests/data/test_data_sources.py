@@ -92,3 +92,13 @@ def test_unknown_and_incomplete_sources_are_refused():
         load_dataset("csv", upload="upload:" + "a" * 16 + ".csv")
     with pytest.raises(DatasetError, match="needs option upload"):
         load_dataset({"kind": "images", "name": "p.zip", "size": 16})
+
+
+def test_an_upload_without_its_label_keeps_one_id_in_its_name_however_often_it_reloads(tmp_path):
+    uploads = UploadFolder(tmp_path / "uploads")
+    ref = uploads.save("t.csv", _csv(tmp_path).read_bytes())
+    ds = load_dataset(DatasetSource("csv", {"upload": ref, "target": "y"}), uploads=uploads)
+    for _ in range(3):  # a run reopened from its record (Explain, resume) is loaded again from it
+        ds = load_dataset(DatasetSource.from_run({"dataset_name": "csv", "dataset_options": ds.info.options,
+                                                  "dataset_info": ds.info.to_dict()}), uploads=uploads)
+    assert ds.info.name == f"csv:{ref}"  # was csv:upload:upload:upload:upload:<id> (one more each time)
