@@ -10,6 +10,7 @@ from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
 from builder.data.compat import adapt_graph, fitting_template, train_problems
 from builder.data.tabular import preview_csv
+from builder.data.text import TOKENIZER_KINDS
 from builder.errors import LayerLabError
 
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
@@ -34,6 +35,8 @@ def builtin_picker(current: dict) -> dict | None:
     st.caption(d["description"])
     opts = {}
     cur_opts = dict(current.get("options") or {}) if cur == name else {}
+    if d.get("origin"):
+        st.caption(f"Source: {ui.md(d['origin'])}. Licence: {ui.md(d['licence'])}.")
     if d["options"]:
         cols = st.columns(len(d["options"]))
         for col, (k, default) in zip(cols, d["options"].items()):
@@ -41,6 +44,11 @@ def builtin_picker(current: dict) -> dict | None:
             helptext = d["help"].get(k)
             if isinstance(default, bool):
                 opts[k] = col.toggle(k.replace("_", " "), value=bool(v), help=helptext, key=f"ll_dso_{name}_{k}")
+            elif k == "tokenizer":
+                opts[k] = col.selectbox(k, TOKENIZER_KINDS, index=TOKENIZER_KINDS.index(v) if v in TOKENIZER_KINDS
+                                        else 0, help=helptext, key=f"ll_dso_{name}_{k}")
+            elif isinstance(default, str):
+                opts[k] = col.text_input(k.replace("_", " "), value=str(v), help=helptext, key=f"ll_dso_{name}_{k}")
             elif isinstance(default, int):
                 opts[k] = int(col.number_input(k.replace("_", " "), value=int(v), step=1, help=helptext,
                                                key=f"ll_dso_{name}_{k}"))
@@ -93,6 +101,130 @@ def images_picker(current: dict) -> dict | None:
     return {"kind": "images", "name": up.name, "file": ref, "size": size}
 
 
+def _tokenizer_options(current: dict) -> dict:
+    o = dict(current.get("options") or {})
+    c = st.columns(4)
+    kind = c[0].selectbox("Tokenizer", TOKENIZER_KINDS, index=TOKENIZER_KINDS.index(o.get("tokenizer", "word")),
+                          key="ll_txt_tok", help="word: words and punctuation; bpe: byte-level BPE (no unknown words)")
+    vocab = int(c[1].number_input("Vocabulary size", 260 if kind == "bpe" else 4, 50_000,
+                                  max(int(o.get("vocab_size", 5000)), 260 if kind == "bpe" else 4), key="ll_txt_vocab",
+                                  help="Learned from the training split only"))
+    length = int(c[2].number_input("Max length", 2, 1024, int(o.get("max_length", 64)), key="ll_txt_len",
+                                   help="Tokens per sample: longer texts are cut, shorter ones padded"))
+    lower = c[3].toggle("Lower-case", value=bool(o.get("lowercase", True)), key="ll_txt_lower")
+    return {"tokenizer": kind, "vocab_size": vocab, "max_length": length, "lowercase": lower}
+
+
+def text_picker(current: dict) -> dict | None:
+    up = st.file_uploader("Text", type=["csv", "zip", "txt"], key="ll_txt_up",
+                          help="A CSV with a text column and a label column; a .zip with one folder of .txt files "
+                          "per class; or one .txt (a corpus for a language model: task next_token)")
+    mine = current if current.get("kind") == "text" else {}
+    opts = _tokenizer_options(mine)
+    if up is None:
+        if mine:
+            st.caption(f"Using {ui.md(mine.get('name'))}")
+            return {**mine, "options": {**dict(mine.get("options") or {}), **opts}}
+        st.info("Upload sentences with labels (.csv), texts by class (.zip) or a corpus (.txt).",
+                icon=":material/upload_file:")
+        return None
+    data = up.getvalue()
+    if up.name.lower().endswith(".csv"):
+        try:
+            head = preview_csv(data, 200, name=up.name)
+        except LayerLabError as e:
+            st.error(ui.md(str(e)))
+            return None
+        cols = [str(c) for c in head.columns]
+        if len(cols) < 2:
+            st.error(f"{ui.md(up.name)}: needs a text column and a label column")
+            return None
+        c1, c2 = st.columns(2)
+        text_col = c1.selectbox("Text column", cols, index=0, key="ll_txt_col")
+        target = c2.selectbox("Label column", [c for c in cols if c != text_col], key="ll_txt_target")
+        opts.update(text_column=text_col, target=target)
+    ref = ui.save_upload(up.name, data)
+    return {"kind": "text", "name": up.name, "file": ref, "task": None, "options": opts}
+
+
+def series_picker(current: dict) -> dict | None:
+    up = st.file_uploader("Time series (.csv)", type=["csv"], key="ll_ser_up",
+                          help="One row per time step, numeric columns; optionally a time column")
+    mine = current if current.get("kind") == "series" else {}
+    o = dict(mine.get("options") or {})
+    c = st.columns(3)
+    win = {"lookback": int(c[0].number_input("Lookback", 1, 4096, int(o.get("lookback", 24)), key="ll_ser_lb",
+                                             help="Past steps the model reads")),
+           "horizon": int(c[1].number_input("Horizon", 1, 1024, int(o.get("horizon", 1)), key="ll_ser_h",
+                                            help="Steps to forecast")),
+           "stride": int(c[2].number_input("Stride", 1, 4096, int(o.get("stride", 1)), key="ll_ser_s",
+                                           help="Steps between window starts"))}
+    if up is None:
+        if mine:
+            st.caption(f"Using {ui.md(mine.get('name'))}")
+            return {**mine, "options": {**o, **win}}
+        st.info("Upload a CSV of numeric columns (one row per time step).", icon=":material/upload_file:")
+        return None
+    data = up.getvalue()
+    try:
+        head = preview_csv(data, 200, name=up.name)
+    except LayerLabError as e:
+        st.error(ui.md(str(e)))
+        return None
+    cols = [str(c) for c in head.columns]
+    numeric = [c for c in cols if np.issubdtype(head[c].dtype, np.number)]
+    c1, c2, c3 = st.columns(3)
+    time_col = c1.selectbox("Time column", ["(row order)", *cols], key="ll_ser_time")
+    time_col = None if time_col == "(row order)" else time_col
+    label = c3.selectbox("Label column (classify windows)", ["(forecast)", *cols], key="ll_ser_label")
+    label = None if label == "(forecast)" else label
+    picked = c2.multiselect("Series columns", [c for c in numeric if c not in (time_col, label)],
+                            default=[c for c in numeric if c not in (time_col, label)][:4], key="ll_ser_cols")
+    opts = {**win, "columns": picked, **({"time_column": time_col} if time_col else {}),
+            **({"target": label} if label else {})}
+    ref = ui.save_upload(up.name, data)
+    return {"kind": "series", "name": up.name, "file": ref, "task": None, "options": opts}
+
+
+def _text_view(ds) -> None:
+    from builder.data.text import text_preview
+
+    view = text_preview(ds, 10)
+    import pandas as pd
+    st.markdown("**Tokenised samples** (as the model reads them, padding dropped)")
+    st.dataframe(pd.DataFrame({"tokens": [" · ".join(s["tokens"]) for s in view["samples"]],
+                               "label": [s["label"] for s in view["samples"]]}), hide_index=True, width="stretch")
+    c = st.columns(3)
+    c[0].metric("Vocabulary", view["vocab_size"])
+    c[1].metric("Unknown tokens (val + test)", f"{view['oov_rate']:.1%}",
+                help="Tokens of the validation and test text the tokenizer never saw in training (<unk>)")
+    c[2].metric("Samples at max length", f"{view['cut']:.0%}", help="Probably cut: raise max length if many are")
+    import plotly.graph_objects as go
+    fig = go.Figure(go.Histogram(x=view["lengths"], marker_color="#6366f1"))
+    fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title="Tokens per sample (train)",
+                      xaxis_title="tokens", yaxis_title="samples")
+    st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
+
+
+def _series_view(ds) -> None:
+    import plotly.graph_objects as go
+
+    from builder.data.series import series_windows
+    st.markdown("**Windows** (test split, in the series' units: lookback, then what is forecast)")
+    for i, w in enumerate(series_windows(ds, 3)):
+        inp = np.asarray(w["inputs"])
+        fig = go.Figure()
+        fig.add_vrect(x0=0, x1=len(inp) - 1, fillcolor="#e0e7ff", opacity=0.5, line_width=0)
+        fig.add_trace(go.Scatter(x=list(range(len(inp))), y=inp[:, 0], name="lookback", line_color="#6366f1"))
+        if "targets" in w:
+            tgt = np.asarray(w["targets"])
+            fig.add_trace(go.Scatter(x=list(range(len(inp), len(inp) + len(tgt))), y=tgt[:, 0], name="to forecast",
+                                     mode="lines+markers", line_color="#f59e0b"))
+        fig.update_layout(height=180, margin=dict(l=10, r=10, t=24, b=10), showlegend=i == 0,
+                          title=w.get("label", "") and f"label: {w['label']}")
+        st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key=f"ll_ser_win_{i}")
+
+
 def preview(ds) -> None:
     info = ds.info
     c = st.columns(5)
@@ -108,6 +240,10 @@ def preview(ds) -> None:
         if info.modality == "image":
             st.markdown("**Samples**")
             _image_grid(ds)
+        elif info.tokenizer:
+            _text_view(ds)
+        elif info.modality == "series":
+            _series_view(ds)
         elif info.modality == "tokens":
             st.markdown("**Sample sequences**")
             rows = ds.preview(10)
@@ -216,7 +352,8 @@ def compat(ds) -> None:
 
 current = ui.dataset_spec()
 kinds = source_kinds()  # {"builtin": "Built-in", "csv": "CSV file", "images": "Image folder (.zip)"}
-PICKERS = {"builtin": builtin_picker, "csv": csv_picker, "images": images_picker}  # one picker per source kind
+PICKERS = {"builtin": builtin_picker, "csv": csv_picker, "images": images_picker, "text": text_picker,
+           "series": series_picker}  # one picker per source kind
 kind = st.segmented_control("Source", list(kinds), format_func=kinds.get, default=current.get("kind", "builtin"),
                             key="ll_ds_kind") or "builtin"
 with st.container(border=True):

@@ -70,10 +70,19 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
 
     tips.tip("try_it")
     form = tryit.try_form(xs, i)
+    if form.kind == "prompt":
+        _prompt_panel(xs, form, i, key)
+        return
     method = _method(xs, key, st.container() if compact else st.columns([1, 2])[0])
     text = ""
     try:
-        if form.kind == "features":
+        if form.kind == "series":
+            lookback, cols = form.shape
+            text = st.text_area(f"Your series: at least {lookback} steps, one per line ({cols} number(s) each; the "
+                                "last steps are read)", value=form.start_text, height=160,
+                                key=key(f"ll_try_series_{i}"))
+            x = tryit.encode_series(xs, text)
+        elif form.kind == "features":
             st.caption("Edit the values (in the data's own units; the model sees them standardised like its "
                        f"training data). Starting from {xs.split} sample #{i}.")
             rows = st.data_editor({"feature": form.names, "value": form.start}, hide_index=True, width="stretch",
@@ -83,6 +92,10 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
             x = _image_input(xs, form, key, compact)
             if x is None:
                 return
+        elif getattr(xs.info, "tokenizer", ""):  # free text, tokenized as the training data was
+            text = st.text_input("Your sentence", value=form.start_text, key=key(f"ll_try_text_{i}"))
+            x = tryit.encode_tokens(xs, text)
+            st.caption("Tokens: " + ui.md(" · ".join(t for t in tryit.token_labels(xs, x) if t != "<pad>")))
         else:
             text = st.text_input("Your sequence (words of the vocabulary, separated by spaces)",
                                  value=form.start_text, key=key(f"ll_try_text_{i}"))
@@ -95,6 +108,25 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
         st.warning(ui.md(e), icon=":material/warning:")
         return
     _answer(xs, form, x, res, text, took, key, compact)
+
+
+def _prompt_panel(xs: ExplainSession, form, i: int, key: Callable[[str], str]) -> None:
+    """A language model: a prompt, sampling settings, the continuation (written in the probe's child)."""
+    from builder.interpret import tryit
+
+    text = st.text_input("Your prompt", value=form.start_text, key=key(f"ll_try_prompt_{i}"))
+    c = st.columns(3)
+    temperature = c[0].slider("Temperature", 0.0, 2.0, 0.8, 0.1, key=key("ll_try_temp"),
+                              help="0: always the most likely token; higher: more surprising choices")
+    top_k = c[1].number_input("Top-k", 0, 1000, 20, key=key("ll_try_topk"), help="Sample among the k most "
+                              "likely tokens (0: all)")
+    steps = c[2].number_input("Tokens to write", 1, 400, 40, key=key("ll_try_steps"))
+    try:
+        out = tryit.continue_text(xs, tryit.encode_tokens(xs, text), int(steps), float(temperature), int(top_k))
+    except LayerLabError as e:
+        st.warning(ui.md(e), icon=":material/warning:")
+        return
+    st.markdown(f"**{ui.md(out['prompt'])}**{ui.md(out['continuation'])}")
 
 
 def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Callable[[str], str],
@@ -119,8 +151,10 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
             fig = figs.image_attribution_figure(x[0].detach().cpu().numpy(), {xs.title(e): e.attributions[0]},
                                                 title=f"{xs.title(e)} for {res.predicted}")
         else:
+            from builder.interpret.tryit import token_labels
+
             fig = figs.explanation_figure(e, x, 0, modality=xs.modality, feature_names=xs.feature_names(),
-                                          tokens=text.split()[: x.shape[-1]] if form.kind == "tokens" else None)
+                                          tokens=token_labels(xs, x) if form.kind == "tokens" else None)
             fig.update_layout(title=f"{xs.title(e)} for {res.predicted}")
         if compact:
             fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})

@@ -166,6 +166,23 @@ def model_card(run_id: str) -> str:
     return read_model_card(ui.store(), run_id)
 
 
+def _sequence_views(rs, rec: dict) -> None:
+    """A forecaster's forecast vs actual (lookback shaded); a language model's samples per epoch."""
+    from builder.training.forecasts import forecast_figure, read_forecasts
+    from builder.training.text_samples import read_text_samples
+
+    folder = rs.folder(rec["id"])
+    kept = read_forecasts(folder.forecasts)
+    if kept:
+        st.plotly_chart(forecast_figure(kept), width="stretch", config={"displayModeBar": False},
+                        key=f"ll_forecast_{rec['id']}")
+    samples = read_text_samples(folder.text_samples)
+    if samples:
+        with st.expander(f"Text written after each epoch ({len(samples)})", expanded=False):
+            for s in samples[-10:]:
+                st.markdown(f"*epoch {s['epoch']}* · **{ui.md(s['prompt'])}**{ui.md(s['text'])}")
+
+
 def details(rec: dict) -> None:
     """One run in full: ``rec`` is its table row, ``rec["record"]`` its :class:`~builder.runs.record.Run` (read once
     by the overview; its project parsed at most once for this render)."""
@@ -183,6 +200,7 @@ def details(rec: dict) -> None:
         st.caption(ui.md(run.info.message))
     if line := baseline_line(baseline_tags(ui.store(), run), run.test_metrics):  # beside its student alone
         st.info(ui.md(line), icon=":material/compare_arrows:")
+    _sequence_views(rs, run)
     mine = ui.can_control(run)
     if not mine:
         st.caption(f"This run belongs to {ui.md(ui.owner_label(run.owner))}: shown read-only (shared mode).")

@@ -360,6 +360,11 @@ def live_view() -> None:
     with c3:
         tips.tip("learning_rate")
     boundary_view(sess, cfg)
+    texts = [e["extras"]["text_sample"] for e in sess.epochs if (e.get("extras") or {}).get("text_sample")]
+    if texts:  # a language model: what it writes after each epoch (temperature 0.8, top-k 20)
+        st.markdown("**What the model writes after each epoch** (the same prompt, temperature 0.8, top-k 20)")
+        for k, text in list(enumerate(texts, start=1))[-5:]:
+            st.caption(f"epoch {k}: {ui.md(text)}")
     train_doctor.render(run)  # findings with one-click fixes, curve anomalies naming their nodes
     if sess.steps:
         poll_every(run_id, shown=True)  # a point is on screen: the next refresh switches to the slow interval

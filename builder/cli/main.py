@@ -254,12 +254,13 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    """List the built-in datasets with their task, modality and options."""
+    """List the built-in datasets with their task, modality, options, source and licence."""
     from builder.data import list_datasets
 
     for d in list_datasets():
         opts = ", ".join(f"{k}={v!r}" for k, v in (d.get("options") or {}).items())
         print(f"{d['name']:<14} {d['task']:<14} {d['modality']:<9} {d['description']}" + (f"  [{opts}]" if opts else ""))
+        print(f"{'':<14} source: {d['origin']}; licence: {d['licence']}")
     return 0
 
 

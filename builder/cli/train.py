@@ -521,6 +521,7 @@ def export_run(args: argparse.Namespace) -> int:
         wpath = output.with_suffix(".safetensors")
         shutil.copyfile(weights, wpath)
         print(f"wrote {output} and {wpath} (trained weights of run {run.id})")
+        _export_tokenizer(folder, output)
     else:
         shutil.copyfile(weights, output)
         print(f"wrote {output} (trained weights of run {run.id}, status {run.status})")
@@ -571,7 +572,16 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     extra = "; logits divided by the calibrated temperature" if tempered else ""
     print(f"wrote {rep.path} (trained weights of run {run['id']}; dynamic batch; onnxruntime max abs difference "
           f"{rep.max_abs_diff:.3g}{extra})")
+    _export_tokenizer(store.folder(run["id"]), Path(rep.path))
     return 0
+
+
+def _export_tokenizer(folder: Any, model_path: Path) -> None:
+    """A text run's tokenizer next to its exported model (``NAME.tokenizer.json``): the model reads token ids."""
+    if folder.tokenizer.is_file():
+        out = model_path.with_name(model_path.stem + ".tokenizer.json")
+        shutil.copyfile(folder.tokenizer, out)
+        print(f"wrote {out} (the tokenizer the model's token ids come from; tokenizers.Tokenizer.from_file)")
 
 
 def _weights_from_checkpoint(ckpt: Path, out: Path) -> Path:

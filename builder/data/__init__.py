@@ -2,7 +2,8 @@
 
 In data-flow order: :mod:`.sources` (one :class:`DatasetSource` description and :func:`load_dataset`),
 :mod:`.builtin` (the registry of offline built-in sets), :mod:`.tabular` (CSV), :mod:`.images` (image
-folders and zips), :mod:`.limits` (upload limits), :mod:`.splits` (``Dataset``/``Split``/``DatasetInfo`` and
+folders and zips), :mod:`.text` (texts and corpora, tokenizers learned on the training split), :mod:`.series`
+(time series as windows split by time), :mod:`.limits` (upload limits), :mod:`.splits` (``Dataset``/``Split``/``DatasetInfo`` and
 seeded stratified splits), :mod:`.snapshot` (one-file dataset snapshots), :mod:`.compat` (does a graph's Input
 and output fit a dataset), :mod:`.fit` (the dataset shaped for the graph's Input) and :mod:`.predictions` (a
 model's outputs read for the task).

@@ -31,11 +31,12 @@ def _last_linear(graph, report: ShapeReport, out_id: str) -> str | None:
     return None
 
 
-def _output_width(graph, report: ShapeReport, out_id: str) -> int | None:
+def _output_width(graph, report: ShapeReport, out_id: str, per_step: bool = False) -> int | None:
+    """The values per sample of an output (per position with ``per_step``: a language model's logits)."""
     info = report.nodes.get(out_id)
     shp = info.shape if info is not None else None
     if shp:
-        return int(np.prod(shp)) if len(shp) > 1 else int(shp[-1])
+        return int(np.prod(shp)) if len(shp) > 1 and not per_step else int(shp[-1])
     lin = _last_linear(graph, report, out_id)  # shapes unknown upstream of a problem: read the last Linear
     if lin is not None and "out_features" in graph.node(lin).params:
         return int(graph.node(lin).params["out_features"])
@@ -85,13 +86,21 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
         problems.append(Problem("dataset_outputs", f"training needs exactly one output; the graph has "
                                 f"{len(outs)} ({', '.join(outs)}): remove the extra ends"))
         return problems
-    width = _output_width(graph, report, outs[0])
+    width = _output_width(graph, report, outs[0], per_step=info.task == "next_token")
+    shp = getattr(report.nodes.get(outs[0]), "shape", None)
+    if info.task == "next_token" and shp and len(shp) != 2:
+        problems.append(Problem("output_size_mismatch", f"next-token prediction needs logits per position, shape "
+                                f"[tokens, {info.out_size}]; received: output shape {list(shp)}. Fix: keep the "
+                                "sequence axis (LSTM output_mode 'all', no pooling) up to the last Linear",
+                                node=outs[0]))
     accepted = {info.out_size} | ({1, 2} if info.task == "binary" else set())
     if width is not None and width not in accepted:
         lin = _last_linear(graph, report, outs[0]) or outs[0]
         what = {"multiclass": f"{info.num_classes} classes", "binary": "2 classes (1 logit or 2)",
                 "regression": f"{info.out_size} target(s)",
-                "reconstruction": f"{info.out_size} values (the flattened input)"}[info.task]
+                "reconstruction": f"{info.out_size} values (the flattened input)",
+                "next_token": f"a vocabulary of {info.out_size} tokens (logits per position)",
+                "forecast": f"{info.out_size} values to forecast (horizon x series)"}[info.task]
         problems.append(Problem("output_size_mismatch", f"the model outputs {width} values per sample but "
                                 f"dataset {info.name!r} has {what}; set out_features of {lin!r} to "
                                 f"{info.out_size}", node=lin))

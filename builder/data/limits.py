@@ -35,3 +35,12 @@ MAX_ZIP_DIRECTORY_BYTES = 32 * 2**20  # a zip's central directory, checked befor
 MAX_ZIP_RATIO = 100  # declared uncompressed : compressed bytes of one image member (over 1 MiB)
 MAX_IMAGE_SIDE = 256
 MAX_SAMPLES = 200_000
+# text (builder.data.text) and series (builder.data.series): checked before the arrays they imply are allocated
+MAX_TEXT_BYTES = 64 * 2**20  # one text upload: a CSV of sentences, a zip of .txt files, a plain-text corpus
+MAX_TEXT_FILES = 100_000  # .txt files of one zip or folder (one sample each)
+MAX_VOCAB_SIZE = 50_000  # a tokenizer's vocabulary (the Embedding's rows)
+MAX_SEQ_LENGTH = 1_024  # tokens per sample (max_length)
+MAX_TOKEN_CELLS = 20_000_000  # samples x max_length token ids (int64: 160 MB)
+MAX_SERIES_ROWS = 1_000_000  # time steps of one series
+MAX_SERIES_COLUMNS = 64  # numeric columns of one series
+MAX_WINDOW_CELLS = 20_000_000  # windows x (lookback + horizon) x columns (float32: 80 MB)

@@ -37,8 +37,10 @@ from typing import Any
 
 from builder.data.builtin import is_builtin, list_names, load_builtin
 from builder.data.images import load_image_folder
+from builder.data.series import load_series
 from builder.data.splits import Dataset, DatasetInfo, fold_split
 from builder.data.tabular import load_csv
+from builder.data.text import load_text
 from builder.data.uploads import UploadFolder, is_upload_id, no_upload
 from builder.errors import DatasetError
 from builder.escape import terminal_line
@@ -232,6 +234,46 @@ def _load_images(path: Any, opts: dict, split: dict, label: str | None) -> Datas
     return load_image_folder(path, **split, **opts)
 
 
+def _load_text(path: Any, opts: dict, split: dict, label: str | None) -> Dataset:
+    _known_options(load_text, opts)
+    return load_text(path, **split, **opts, name=label)
+
+
+def _load_series(path: Any, opts: dict, split: dict, label: str | None) -> Dataset:
+    _known_options(load_series, opts)
+    return load_series(path, **split, **opts, name=label)
+
+
+#: the options of a series source besides its file
+_SERIES_OPTIONS = ("columns", "time_column", "target", "lookback", "horizon", "stride")
+
+
+def _series_spec(src: DatasetSource) -> dict:
+    o = src.options
+    return {"kind": "series", "name": src.shown_file(), "file": src.file_ref(), "task": o.get("task"),
+            "options": {k: o[k] for k in _SERIES_OPTIONS if k in o}}
+
+
+def _series_from_spec(spec: dict) -> dict:
+    opts = {k: v for k, v in dict(spec.get("options") or {}).items() if k in _SERIES_OPTIONS}
+    return {**_file_option(spec), **opts, "task": spec.get("task") or None}
+
+
+#: the options of a text source besides its file (the Data page's ``options`` of a ``text`` spec)
+_TEXT_OPTIONS = ("target", "text_column", "tokenizer", "vocab_size", "lowercase", "max_length")
+
+
+def _text_spec(src: DatasetSource) -> dict:
+    o = src.options
+    return {"kind": "text", "name": src.shown_file(), "file": src.file_ref(), "task": o.get("task"),
+            "options": {k: o[k] for k in _TEXT_OPTIONS if k in o}}
+
+
+def _text_from_spec(spec: dict) -> dict:
+    opts = {k: v for k, v in dict(spec.get("options") or {}).items() if k in _TEXT_OPTIONS}
+    return {**_file_option(spec), **opts, "task": spec.get("task") or None}
+
+
 def _file_option(spec: dict) -> dict:
     """The page spec's ``file`` as an option: ``upload`` for an upload id, else ``path`` (refused for content)."""
     f = spec.get("file")
@@ -288,6 +330,12 @@ SOURCE_KINDS: dict[str, SourceKind] = {k.name: k for k in (
     SourceKind("image_folder", "images", "Image folder (.zip)", _load_images, _images_spec, _images_from_spec,
                missing="the image_folder dataset needs option upload=... (or --data-path: a folder or a .zip)",
                aliases=("images",)),
+    SourceKind("text", "text", "Text (sentences, .txt per class, a corpus)", _load_text,
+               _text_spec, _text_from_spec,
+               missing="the text dataset needs option upload=... (or --data-path: a .csv with target=..., a .zip "
+                       "of .txt per class or one .txt)", suffixes=(".txt",)),
+    SourceKind("series", "series", "Time series (.csv of numeric columns)", _load_series, _series_spec,
+               _series_from_spec, missing="the series dataset needs option upload=... (or --data-path: a .csv)"),
 )}
 _BY_ALIAS = {a: k for k in SOURCE_KINDS.values() for a in (k.name, *k.aliases)}
 _BY_PAGE_KIND = {k.kind: k for k in SOURCE_KINDS.values()}
@@ -517,8 +565,9 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
             except DatasetError as e:  # messages name the upload as people know it, never its folder
                 raise DatasetError(str(e).replace(str(file), shown).replace(file.name, shown)) from None
             ds.info.options = {**{k: v for k, v in ds.info.options.items() if k != "path"}, **recorded}
-            ds.info.name, ds.info.description = (t.replace(file.name, shown) for t in (ds.info.name,
-                                                                                      ds.info.description))
+            if file.name not in shown:  # an upload shown by its id holds the file's name: replacing nests it
+                ds.info.name, ds.info.description = (t.replace(file.name, shown) for t in (ds.info.name,
+                                                                                          ds.info.description))
     return ds.flattened() if flatten else ds
 
 

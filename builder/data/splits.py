@@ -19,8 +19,11 @@ from builder.errors import DatasetError
 if TYPE_CHECKING:
     import torch
 
-TASKS = ("multiclass", "binary", "regression", "reconstruction")
-MODALITIES = ("image", "tabular", "points2d", "tokens")
+TASKS = ("multiclass", "binary", "regression", "reconstruction", "next_token", "forecast")
+#: tasks a dataset is made for and no other dataset can be turned into: next-token prediction over a corpus
+#: (:mod:`builder.data.text`), forecasting windows of a series (:mod:`builder.data.series`)
+SEQUENCE_TASKS = ("next_token", "forecast")
+MODALITIES = ("image", "tabular", "points2d", "tokens", "series")
 
 
 # --------------------------------------------------------------------------------------------- bundle
@@ -52,6 +55,8 @@ class DatasetInfo:
     input_std: list[float] | None = None
     notes: list[str] = field(default_factory=list)
     source: str = ""
+    tokenizer: str = ""  # the JSON of the tokenizer learned on the training split (text, builder.data.text)
+    series: dict[str, Any] = field(default_factory=dict)  # windows of a series (builder.data.series.SeriesInfo)
 
     @property
     def vocab_size(self) -> int | None:
@@ -60,8 +65,8 @@ class DatasetInfo:
 
     @property
     def input_modality(self) -> str:
-        """The Input node ``modality`` param matching this dataset: vector, image or tokens."""
-        return {"image": "image", "tokens": "tokens"}.get(self.modality, "vector")
+        """The Input node ``modality`` param matching this dataset: vector, image, tokens or sequence (series)."""
+        return {"image": "image", "tokens": "tokens", "series": "sequence"}.get(self.modality, "vector")
 
     def reload_args(self) -> tuple[str, dict]:
         """``(name, options)`` such that ``load_dataset(name, **options)`` loads this dataset again."""
@@ -370,6 +375,9 @@ def _apply_task(y: np.ndarray, info: DatasetInfo, task: str | None) -> np.ndarra
     if task is not None and task != info.task:
         if task not in TASKS:
             raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        if task in SEQUENCE_TASKS or info.task in SEQUENCE_TASKS:
+            raise DatasetError(f"task {info.task} is the dataset's own (a corpus gives next_token, a series "
+                               f"forecast); received: task={task!r} for {info.name!r}. Fix: leave the task as it is")
         if task in ("multiclass", "binary") and info.task not in ("multiclass", "binary"):
             raise DatasetError(f"dataset {info.name!r} has a continuous target; it cannot be used for {task}")
         if task == "binary" and info.num_classes not in (None, 2) and len(np.unique(y)) != 2:
@@ -491,4 +499,4 @@ def finish_pixels(pixels: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task:
 
 
 __all__ = ["DatasetInfo", "Split", "PixelSplit", "Dataset", "split_indices", "fold_indices", "fold_split", "finish", "finish_pixels", "TASKS",
-           "MODALITIES"]
+           "MODALITIES", "SEQUENCE_TASKS"]

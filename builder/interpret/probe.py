@@ -431,6 +431,11 @@ class ProbeSession:
         """Your own input ``x`` predicted and explained (a ``TryResult``)."""
         return self._ask("try_input", x, method, baseline=baseline)
 
+    def continue_text(self, x: torch.Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,
+                      seed: int = 0) -> dict:
+        """A language model's continuation of prompt ids ``x`` (``{"prompt", "continuation"}``)."""
+        return self._ask("continue_text", x, steps, temperature, top_k, seed)
+
     def robustness(self, eps: list[float], method: str = "fgsm", steps: int = 10) -> Any:
         """Accuracy against ε on the split (a ``RobustnessReport``)."""
         return self._ask("robustness", list(eps), method, steps)

@@ -501,6 +501,13 @@ class ExplainSession:
 
         return try_input(self, x.to(self.device), method, baseline=baseline)
 
+    def continue_text(self, x: Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,
+                      seed: int = 0) -> dict:
+        """A language model's continuation of prompt ids ``x`` (:func:`builder.interpret.tryit.continue_text`)."""
+        from builder.interpret.tryit import continue_text
+
+        return continue_text(self, x.to(self.device), steps, temperature, top_k, seed)
+
     def robustness(self, eps: list[float], method: str = "fgsm", steps: int = 10) -> Any:
         """Accuracy against ε on the split (:func:`builder.interpret.robustness.model_robustness`)."""
         from builder.interpret.robustness import model_robustness

@@ -3,7 +3,10 @@
 The input is shaped and preprocessed the way the run's dataset was (:class:`TryForm` says how it is asked
 for): an image is decoded, resized and scaled like the dataset's images; a table row is given in the data's
 own units and standardised with the training split's statistics; a 2-D point likewise; a sequence is typed as
-words of the dataset's vocabulary. A mismatch (an unknown word, a wrong number of values, an unreadable
+words of the dataset's vocabulary, or as free text when the run learned a tokenizer (:mod:`builder.data.text`;
+its words outside the vocabulary become ``<unk>``). A language model (task ``next_token``) continues a typed
+prompt (:func:`continue_text`); a forecaster (task ``forecast``) reads a pasted series, one step per line
+(:func:`encode_series`), and answers the forecast in the series' own units. A mismatch (an unknown word, a wrong number of values, an unreadable
 image) is a :class:`~builder.errors.ExplainError` that says what to give instead.
 
 Example::
@@ -28,7 +31,7 @@ from builder.errors import DatasetError, ExplainError
 from builder.interpret.attributions import Explanation, explain
 
 __all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
-           "encode_tokens", "try_input", "MAX_STROKE_POINTS"]
+           "encode_tokens", "encode_series", "continue_text", "token_labels", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
 MAX_STROKE_POINTS = 5000  # points of a drawing, all strokes together (a pad sends a few hundred)
@@ -111,8 +114,22 @@ def try_form(xs: Any, sample: int = 0) -> TryForm:
     if xs.modality == "tokens":
         ids = xs.sample(sample).reshape(-1).tolist()
         vocab = list(info.vocab or [])
-        text = " ".join(vocab[i] if 0 <= i < len(vocab) else str(i) for i in ids)
+        if getattr(info, "tokenizer", ""):
+            from builder.data.text import decode, load_tokenizer
+
+            text = decode(load_tokenizer(info.tokenizer), ids)
+            if info.task == "next_token":
+                return TryForm("prompt", shape, vocab=vocab, start_text=" ".join(text.split()[:8]))
+        else:
+            text = " ".join(vocab[i] if 0 <= i < len(vocab) else str(i) for i in ids)
         return TryForm("tokens", shape, vocab=vocab, start_text=text)
+    if info.task == "forecast":
+        window = xs.sample(sample).reshape(shape).double().cpu().numpy()
+        stats = _stats(xs)
+        if stats is not None:
+            window = window * stats[1] + stats[0]
+        text = "\n".join(", ".join(f"{v:.6g}" for v in row) for row in window)
+        return TryForm("series", shape, names=list(xs.feature_names() or []), start_text=text)
     row = xs.sample(sample).reshape(-1).double().cpu().numpy()
     stats = _stats(xs)
     if stats is not None and len(stats[0]) == row.size:
@@ -249,12 +266,20 @@ def encode_strokes(xs: Any, strokes: Any, *, invert: bool = False) -> torch.Tens
 
 def encode_tokens(xs: Any, text: str) -> torch.Tensor:
     """Words of the dataset's vocabulary (separated by spaces) as a (1, T) id sequence, padded with id 0
-    or cut to the model's length T."""
+    or cut to the model's length T; with the run's tokenizer, any text, tokenized as the training data was."""
     vocab = list(xs.info.vocab or [])
     steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
     words = str(text).split()
     if not words:
         raise ExplainError("the sequence is empty. Fix: type words of the vocabulary, separated by spaces")
+    if getattr(xs.info, "tokenizer", ""):
+        from builder.data.text import encode, load_tokenizer
+
+        tok = load_tokenizer(xs.info.tokenizer)
+        if xs.info.task == "next_token":  # a prompt: its own length, the model sees its last T tokens
+            ids = tok.encode(str(text)[:100_000], add_special_tokens=False).ids[-4096:]
+            return _on_device(xs, torch.tensor([ids or [0]], dtype=torch.long))
+        return _on_device(xs, torch.from_numpy(encode(tok, [str(text)[:100_000]], steps)))
     index = {w: i for i, w in enumerate(vocab)}
     unknown = sorted({w for w in words if w not in index})
     if unknown:
@@ -263,6 +288,64 @@ def encode_tokens(xs: Any, text: str) -> torch.Tensor:
                            f"{', '.join(vocab[:12])}{' ...' if len(vocab) > 12 else ''}")
     ids = [index[w] for w in words][:steps] + [0] * max(0, steps - len(words))
     return _on_device(xs, torch.tensor([ids], dtype=torch.long))
+
+
+def token_labels(xs: Any, x: torch.Tensor) -> list[str]:
+    """The tokens of ids ``x`` (1, T) as people read them (the dataset's vocabulary; ids outside it as numbers)."""
+    vocab = list(xs.info.vocab or [])
+    return [vocab[i] if 0 <= i < len(vocab) else str(i) for i in x.reshape(-1).tolist()]
+
+
+def encode_series(xs: Any, text: str) -> torch.Tensor:
+    """A pasted series (one step per line, the columns separated by commas, spaces or tabs; at least the
+    model's lookback steps, the last of them used) as the (1, lookback, columns) window the model reads, scaled
+    with the training part's statistics. Raises ExplainError naming what to paste instead."""
+    import re
+
+    lookback, cols = (int(s) for s in xs.info.input_shape)
+    rows = []
+    for line in str(text)[:1_000_000].splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append([float(v) for v in re.split(r"[,;\s]+", line.strip()) if v])
+        except ValueError:
+            raise ExplainError(f"a series is numbers, one step per line; received: {line.strip()[:40]!r}. Fix: "
+                               f"paste {lookback} lines of {cols} number(s)") from None
+    if len(rows) == 1 and cols == 1 and len(rows[0]) > 1:  # one line of values: the steps of one column
+        rows = [[v] for v in rows[0]]
+    if len(rows) < lookback or any(len(r) != cols for r in rows):
+        raise ExplainError(f"the model reads the last {lookback} steps of {cols} column(s); received: {len(rows)} "
+                           f"step(s){'' if all(len(r) == cols for r in rows) else ' with other column counts'}. "
+                           f"Fix: paste at least {lookback} lines of {cols} number(s)")
+    window = np.asarray(rows[-lookback:], dtype=np.float64)
+    stats = _stats(xs)
+    if stats is not None:
+        window = (window - stats[0]) / stats[1]
+    return _on_device(xs, torch.tensor(window[None], dtype=torch.float32))
+
+
+def continue_text(xs: Any, x: torch.Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,
+                  seed: int = 0) -> dict:
+    """A language model's continuation of the prompt ``x`` (1, n) token ids: ``{"prompt", "continuation"}``
+    as text (:func:`builder.training.text_samples.generate`). Runs the model: call it in the probe's child."""
+    if getattr(xs, "sandboxed", False):
+        return xs.continue_text(x, steps, temperature, top_k, seed)
+    from builder.data.text import decode, load_tokenizer
+    from builder.errors import TrainingError
+    from builder.training.text_samples import generate
+
+    if xs.info.task != "next_token" or not getattr(xs.info, "tokenizer", ""):
+        raise ExplainError(f"continuing a prompt needs a language model run (task next_token); received: task "
+                           f"{xs.info.task}. Fix: train on a corpus (e.g. text_corpus)")
+    prompt = x.reshape(-1).tolist()
+    try:
+        ids = generate(xs.model, prompt, int(steps), length=int(xs.info.input_shape[0]),
+                       temperature=float(temperature), top_k=int(top_k), seed=int(seed))
+    except TrainingError as e:
+        raise ExplainError(str(e)) from None
+    tok = load_tokenizer(xs.info.tokenizer)
+    return {"prompt": decode(tok, prompt), "continuation": decode(tok, ids[len(prompt):])}
 
 
 def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: str = "zeros") -> TryResult:
@@ -280,6 +363,11 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
         name, conf = xs.class_name(label), float(pred.confidence[0])
         runners = [(xs.class_name(c), p) for c, p in pred.runners_up(0, 2)]
         target: int | None = None if pred.single_logit else label
+    elif xs.info.task == "forecast" and xs.info.target_mean is not None:  # the series' own units
+        from builder.data.series import unscale
+
+        values = unscale(xs.info, pred.values[:1].detach().cpu().numpy()).reshape(-1)
+        name, conf, runners, target = ", ".join(f"{v:.4g}" for v in values), float("nan"), [], None
     else:
         name, conf, runners, target = f"{float(pred.values[0].reshape(-1)[0]):.4g}", float("nan"), [], None
     exp, err = None, ""

@@ -19,6 +19,9 @@ workspaces hold, so they keep working::
     prune.json                       a pruned run: what was removed, size, latency, test before/after (builder.training.prune)
     robustness.json                  accuracy vs ε under an adversarial attack, flipped examples (builder.interpret.robustness)
     samples.npz                      a generator's samples on fixed noise, one array per epoch (builder.training.multi)
+    tokenizer.json                   the tokenizer learned on a text run's training split (builder.data.text)
+    text_samples.json                a language model's continuations of a prompt, one list per epoch
+    forecast.json                    a forecaster's first test windows: lookback, actual, forecast (builder.training.forecasts)
     exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
 
 Example::
@@ -56,6 +59,9 @@ class RunFolder:
     PRUNE = "prune.json"
     ROBUSTNESS = "robustness.json"
     SAMPLES = "samples.npz"
+    TOKENIZER = "tokenizer.json"
+    TEXT_SAMPLES = "text_samples.json"
+    FORECASTS = "forecast.json"
     EXPORTS = "exports"
     ONNX = "model.onnx"
     ONNX_INT8 = "model.int8.onnx"
@@ -164,6 +170,21 @@ class RunFolder:
     def samples(self) -> Path:
         """A generator's samples on fixed noise per epoch (``epoch_<k>`` arrays; builder.training.multi)."""
         return self.path / self.SAMPLES
+
+    @property
+    def tokenizer(self) -> Path:
+        """The tokenizer learned on a text run's training split (its JSON; builder.data.text)."""
+        return self.path / self.TOKENIZER
+
+    @property
+    def text_samples(self) -> Path:
+        """A language model's continuations of a fixed prompt, per epoch (builder.training.text_samples)."""
+        return self.path / self.TEXT_SAMPLES
+
+    @property
+    def forecasts(self) -> Path:
+        """A forecaster's first test windows with its forecasts (builder.training.forecasts)."""
+        return self.path / self.FORECASTS
 
     @property
     def prune(self) -> Path:

@@ -1,7 +1,9 @@
 """Metrics per task: the training loss, classification and regression metrics, and :func:`evaluate`.
 
 Classification (``multiclass``, ``binary``) is scored by accuracy, macro F1, a confusion matrix and per-class
-precision/recall/F1; regression by MSE, MAE and R²; reconstruction like regression against the input.
+precision/recall/F1; regression by MSE, RMSE, MAE and R²; reconstruction like regression against the input;
+``forecast`` (windows of a series) like regression, its live metric MAE; ``next_token`` (a language model's
+(B, T, vocab) logits against the inputs shifted by one) by cross-entropy per token and perplexity.
 The trainer reads :func:`quick_metric` at each epoch end and :func:`evaluate` for a finished run's test metrics. Example::
 
     >>> import torch
@@ -44,7 +46,10 @@ def first_output(out: Any) -> torch.Tensor:
 
 
 def loss_kind(task: str, out_width: int) -> str:
-    """``ce`` (cross-entropy), ``bce`` (one logit, binary) or ``reg`` (regression and reconstruction)."""
+    """``ce`` (cross-entropy), ``bce`` (one logit, binary), ``tok`` (cross-entropy per token, ``next_token``) or
+    ``reg`` (regression, reconstruction, forecast)."""
+    if task == "next_token":
+        return "tok"
     if task == "multiclass":
         return "ce"
     if task == "binary":
@@ -66,6 +71,8 @@ def make_loss(kind: str, task: str, loss: str = "auto") -> Callable[[torch.Tenso
     """
     if kind == "ce":
         return lambda out, xb, yb: F.cross_entropy(out, yb)
+    if kind == "tok":  # (B, T, V) logits, (B, T) next tokens
+        return lambda out, xb, yb: F.cross_entropy(out.reshape(-1, out.shape[-1]), yb.reshape(-1))
     if kind == "bce":
         return lambda out, xb, yb: F.binary_cross_entropy_with_logits(out.reshape(-1), yb)
     fn = regression_loss(loss)
@@ -122,7 +129,8 @@ def regression_metrics(out: torch.Tensor, y: torch.Tensor) -> dict:
     ss_res = ((y2 - o2) ** 2).sum(0)
     ss_tot = ((y2 - y2.mean(0)) ** 2).sum(0)
     r2 = 1 - ss_res.sum() / ss_tot.sum() if ss_tot.sum() > 0 else torch.zeros(())
-    return {"mse": float(((y2 - o2) ** 2).mean()), "mae": float((y2 - o2).abs().mean()), "r2": float(r2)}
+    mse = float(((y2 - o2) ** 2).mean())
+    return {"mse": mse, "rmse": mse ** 0.5, "mae": float((y2 - o2).abs().mean()), "r2": float(r2)}
 
 
 def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, *,
@@ -144,16 +152,24 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str
         res.update(classification_metrics(_predict(out, task), y, nc, class_names))
     elif task == "reconstruction":
         res.update(regression_metrics(out.reshape(len(X), -1), X.reshape(len(X), -1).float()))
+    elif task == "next_token":
+        res.update(perplexity=float(torch.exp(torch.tensor(res["loss"]))), tokens=int(y.numel()))
     else:
         res.update(regression_metrics(out, y))
     return res
 
 
 def metric_name(task: str, metric: str) -> str:
-    """The metric ``TrainConfig.metric`` means for ``task`` (``auto``: accuracy or r2)."""
+    """The metric ``TrainConfig.metric`` means for ``task`` (``auto``: accuracy, r2, mae for a forecast,
+    perplexity for next_token)."""
     if metric != "auto":
         return metric
+    if task in _AUTO:
+        return _AUTO[task]
     return "accuracy" if task in ("multiclass", "binary") else "r2"
+
+
+_AUTO = {"next_token": "perplexity", "forecast": "mae"}
 
 
 def quick_metric(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str, name: str,
@@ -168,7 +184,14 @@ def quick_metric(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str,
         return classification_metrics(pred, y, num_classes)["macro_f1"]
     if task in ("multiclass", "binary"):
         raise TrainingError(f"metric {name!r} needs a regression task; task is {task!r}")
+    if name == "perplexity" or task == "next_token":
+        if task != "next_token" or name != "perplexity":
+            raise TrainingError(f"metric perplexity goes with task next_token; received: metric {name!r}, task "
+                                f"{task!r}. Fix: metric auto")
+        return float(torch.exp(F.cross_entropy(out.reshape(-1, out.shape[-1]).float(), y.reshape(-1))))
     target = x if task == "reconstruction" else y
+    if name == "mae":
+        return float((out.reshape(len(target), -1) - target.reshape(len(target), -1).to(out.dtype)).abs().mean())
     t = target.reshape(len(target), -1).to(out.dtype)
     o = out.reshape(len(target), -1)
     ss_res = ((t - o) ** 2).sum(0)

@@ -20,11 +20,13 @@ from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.uploads import UploadFolder
+from builder.disk import write_atomic
 from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
 from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.classes import class_for
+from builder.runs.folder import RunFolder
 from builder.runs.owners import owner_of, upload_dir
 from builder.runs.status import resume_refusal
 from builder.runs.store import Run, RunLogger, RunStore
@@ -32,8 +34,10 @@ from builder.runs.summary import run_source
 from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
+from builder.training.forecasts import KeepForecasts
 from builder.training.lineage import inherit_split, parents
 from builder.training.objectives import has_objective
+from builder.training.text_samples import TextSamples
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
 
@@ -151,8 +155,11 @@ def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Data
     else:
         store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
                          dataset_info=ds.info.to_dict(), config=cfg.model_dump())
+    folder = store.folder(run_id, actor=SYSTEM)
     if not DatasetSource.of(ds.info).reloadable():
-        save_dataset(ds, store.folder(run_id, actor=SYSTEM).dataset)  # the run this call records
+        save_dataset(ds, folder.dataset)  # the run this call records
+    if ds.info.tokenizer:  # Try it, drift, predict and export read the run's own tokenizer
+        write_atomic(folder.tokenizer, ds.info.tokenizer.encode("utf-8"), "the tokenizer")
     return run_id, store.run_dir(run_id, actor=SYSTEM)
 
 
@@ -235,6 +242,11 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     callbacks = [*callbacks, *attach_tracking(store, run_id, tracking)]  # MLflow, when the owner set a tracker
     if run_id is not None:  # time per node of the trained model, for the canvas's cost overlay
         callbacks.append(RecordLatency(total_macs(node_costs(report)), cfg.batch_size))
+    if ds.info.task == "forecast" and run_dir is not None:  # forecast vs actual for the Runs page
+        callbacks.append(KeepForecasts(RunFolder(run_dir).forecasts))
+    if ds.info.task == "next_token" and main:  # a language model writes a sample after every epoch
+        callbacks.append(TextSamples(RunFolder(run_dir).text_samples if run_dir is not None else None,
+                                     seed=cfg.seed))
     try:
         model = build_model(project.graph, cfg.seed, report)
         _load_init(store, model, cfg)

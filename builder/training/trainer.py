@@ -253,6 +253,11 @@ class Trainer(RunControl):
             raise TrainingError(f"the model outputs {width} values but dataset {ds.info.name!r} has "
                                 f"{ds.info.num_classes} classes; set the last layer's out_features to "
                                 f"{ds.info.num_classes}")
+        if self._kind == "tok" and (out.dim() != 3 or width != ds.info.out_size):
+            raise TrainingError(f"next-token prediction needs (batch, tokens, {ds.info.out_size}) logits, one per "
+                                f"vocabulary entry at every position; received: {list(out.shape)}. Fix: a sequence "
+                                f"output (LSTM output_mode 'all', or a Transformer) and a last Linear of "
+                                f"out_features {ds.info.out_size}")
         if self._kind == "reg":
             want = ds.info.out_size
             if out[0].numel() != want:

@@ -106,6 +106,8 @@ def test_image_zip_dataset(at, tmp_path):
 @pytest.mark.parametrize("spec", [
     {"kind": "csv", "name": "x.csv", "file": "{secret}", "target": "y", "task": ""},
     {"kind": "images", "name": "x.zip", "file": "{secret}", "size": 8},
+    {"kind": "text", "name": "x.csv", "file": "{secret}", "options": {"target": "y", "text_column": "t"}},
+    {"kind": "series", "name": "x.csv", "file": "{secret}", "options": {"lookback": 2}},
 ])
 def test_a_dataset_naming_a_server_file_is_refused_without_quoting_it(at, tmp_path, spec):
     secret = tmp_path / "private.csv"
@@ -115,3 +117,24 @@ def test_a_dataset_naming_a_server_file_is_refused_without_quoting_it(at, tmp_pa
     assert not at.exception
     shown = " ".join(e.value for e in at.error)
     assert "never a file on the server" in shown and "SECRET" not in shown and str(secret) not in shown
+
+
+def test_a_text_upload_previews_its_tokens_lengths_and_unknown_words(at):
+    rows = "".join(f"the film was {'good' if i % 2 else 'bad'} number {i},{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(80))
+    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
+                                   "task": None, "options": {"target": "label", "text_column": "text", "max_length": 8}}
+    at.segmented_control(key="ll_ds_kind").set_value("text").run()
+    assert not at.exception
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Task"] == "binary" and labels["Input shape"] == "8"
+    assert labels["Unknown tokens (val + test)"].endswith("%")  # the numbers of val/test rows were never seen
+    assert float(labels["Unknown tokens (val + test)"].rstrip("%")) > 0
+
+
+def test_a_builtin_series_previews_its_windows(at):
+    at.selectbox(key="ll_ds_name").set_value("nile").run()
+    assert not at.exception
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Task"] == "forecast" and labels["Input shape"] == "10×1"
+    assert any("public domain" in c.value for c in at.caption)

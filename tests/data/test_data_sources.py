@@ -77,7 +77,10 @@ def test_a_run_reopens_as_the_page_spec_it_came_from(run, spec):
 def test_labels_kinds_and_paths():
     assert dataset_label({"dataset_name": "csv", "dataset_options": {"path": "/a/b/f.csv"}}) == "csv: f.csv"
     assert dataset_label({"dataset_name": "digits"}) == "digits" and dataset_label({}) == "—"
-    assert source_kinds() == {"builtin": "Built-in", "csv": "CSV file", "images": "Image folder (.zip)"}
+    assert source_kinds() == {"builtin": "Built-in", "csv": "CSV file", "images": "Image folder (.zip)",
+                              "text": "Text (sentences, .txt per class, a corpus)",
+                              "series": "Time series (.csv of numeric columns)"}
+    assert kind_for_path("book.txt") == "text"
     assert kind_for_path("DATA.CSV") == "csv" and kind_for_path("pets.zip") == "image_folder"
     assert not DatasetSource("csv", {}).reloadable() and not DatasetSource("nope").reloadable()
 
@@ -89,3 +92,13 @@ def test_unknown_and_incomplete_sources_are_refused():
         load_dataset("csv", upload="upload:" + "a" * 16 + ".csv")
     with pytest.raises(DatasetError, match="needs option upload"):
         load_dataset({"kind": "images", "name": "p.zip", "size": 16})
+
+
+def test_an_upload_without_its_label_keeps_one_id_in_its_name_however_often_it_reloads(tmp_path):
+    uploads = UploadFolder(tmp_path / "uploads")
+    ref = uploads.save("t.csv", _csv(tmp_path).read_bytes())
+    ds = load_dataset(DatasetSource("csv", {"upload": ref, "target": "y"}), uploads=uploads)
+    for _ in range(3):  # a run reopened from its record (Explain, resume) is loaded again from it
+        ds = load_dataset(DatasetSource.from_run({"dataset_name": "csv", "dataset_options": ds.info.options,
+                                                  "dataset_info": ds.info.to_dict()}), uploads=uploads)
+    assert ds.info.name == f"csv:{ref}"  # was csv:upload:upload:upload:upload:<id> (one more each time)

@@ -1,0 +1,223 @@
+"""Time series in: a table of numeric columns cut into windows, split by time, scaled on the training part.
+
+A series (rows = time steps, columns = variables) becomes windows of ``lookback`` steps as the input
+(N, lookback, columns) and, for task ``forecast``, the next ``horizon`` steps as the target (N, horizon x
+columns, flattened step by step); ``stride`` steps separate window starts. Sequence classification labels
+each window by a label column's value at its last step.
+
+The timeline is cut first, at ``1 - val_fraction - test_fraction`` and ``1 - test_fraction`` of its steps;
+every window lies whole inside one part (:func:`window_starts`), so no validation or test window sees a step
+the training windows are fitted on, and the scaling (each column's mean and standard deviation) is measured on
+the training part only. Example::
+
+    >>> tr, va, te = window_starts(20, WindowOptions(lookback=3, horizon=1, stride=1), 0.2, 0.2)
+    >>> tr.tolist()[-1] + 3 + 1 <= 12 <= va.tolist()[0], va.tolist()[-1] + 4 <= 16 <= te.tolist()[0]
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import builder.data.limits as limits
+from builder.data.files import read_limited
+from builder.data.splits import Dataset, DatasetInfo, Split, _record
+from builder.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """How a series is cut: ``lookback`` input steps, ``horizon`` steps to forecast, ``stride`` between starts."""
+
+    lookback: int = 24
+    horizon: int = 1
+    stride: int = 1
+
+    def problems(self) -> list[str]:
+        """Every option out of range (empty: fine)."""
+        out = []
+        for name, lo, hi in (("lookback", 1, 4096), ("horizon", 1, 1024), ("stride", 1, 4096)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                out.append(f"{name} is an integer from {lo} to {hi}; received: {str(v)[:40]}")
+        return out
+
+    def check(self) -> WindowOptions:
+        """Self, or DatasetError naming every problem at once."""
+        problems = self.problems()
+        if problems:
+            raise DatasetError(f"bad window options: {'; '.join(problems)}. Fix: e.g. lookback=24, horizon=1, "
+                               "stride=1")
+        return self
+
+
+def boundaries(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """The steps where validation and test begin: ``n * (1 - val - test)`` and ``n * (1 - test)``."""
+    for nm, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not (isinstance(f, int | float) and 0 < f < 0.45):
+            raise DatasetError(f"{nm} of a series is between 0 and 0.45; received: {f!r}. Fix: e.g. 0.15")
+    return int(n * (1 - val_fraction - test_fraction)), int(n * (1 - test_fraction))
+
+
+def window_starts(n: int, w: WindowOptions, val_fraction: float, test_fraction: float,
+                  span: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first step of every training, validation and test window of a series of ``n`` steps: each window
+    (``span`` steps, by default ``lookback + horizon``) lies whole inside its part of the timeline. Raises
+    DatasetError when a part holds no window."""
+    span = w.lookback + w.horizon if span is None else span
+    a, b = boundaries(n, val_fraction, test_fraction)
+    parts = []
+    for name, lo, hi in (("training", 0, a), ("validation", a, b), ("test", b, n)):
+        starts = np.arange(lo, hi - span + 1, w.stride, dtype=np.int64)
+        if len(starts) == 0:
+            raise DatasetError(f"the {name} part of the series ({hi - lo} steps) is shorter than one window of "
+                               f"{span} steps; received: lookback {w.lookback}, horizon {w.horizon} over {n} steps. "
+                               "Fix: a shorter lookback or horizon, or smaller val/test fractions")
+        parts.append(starts)
+    return parts[0], parts[1], parts[2]
+
+
+def series_dataset(values: np.ndarray, info: DatasetInfo, w: WindowOptions, *, labels: np.ndarray | None = None,
+                   seed: int, val_fraction: float, test_fraction: float) -> Dataset:
+    """Windows of ``values`` (steps, columns) for ``forecast`` (``labels`` None) or sequence classification
+    (``labels``: class ids per step, the window's label at its last step), scaled by the training part."""
+    import torch
+
+    w.check()
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    n, f = values.shape
+    span = w.lookback + (w.horizon if labels is None else 0)
+    cells = (n // w.stride + 1) * span * f
+    if cells > limits.MAX_WINDOW_CELLS:
+        raise DatasetError(f"{info.name}: the windows hold {cells:,} values, over the limit of "
+                           f"{limits.MAX_WINDOW_CELLS:,} (limits.MAX_WINDOW_CELLS). Fix: a larger stride or a "
+                           "shorter lookback")
+    a, b = boundaries(n, val_fraction, test_fraction)
+    starts = window_starts(n, w, val_fraction, test_fraction, span)
+    mean = values[:a].mean(0)
+    std = values[:a].std(0)
+    std = np.where(std > 1e-8, std, 1.0)
+    scaled = ((values - mean) / std).astype(np.float32)
+    steps = np.arange(w.lookback)
+    if labels is None:
+        info.task = "forecast"
+        info.out_size = w.horizon * f
+        info.target_mean = np.tile(mean, w.horizon).tolist()
+        info.target_std = np.tile(std, w.horizon).tolist()
+    else:
+        info.num_classes = len(info.class_names)
+        info.out_size = 1 if info.task == "binary" else info.num_classes
+
+    def part(s: np.ndarray) -> Split:
+        X = torch.from_numpy(np.ascontiguousarray(scaled[s[:, None] + steps[None, :]]))  # (N, lookback, f)
+        if labels is None:
+            ahead = s[:, None] + w.lookback + np.arange(w.horizon)[None, :]
+            y = torch.from_numpy(np.ascontiguousarray(scaled[ahead].reshape(len(s), -1)))  # (N, horizon * f)
+        else:
+            y = torch.from_numpy(labels[s + w.lookback - 1].astype(np.int64))
+        return Split(X, y)
+    info.input_mean, info.input_std = mean.tolist(), std.tolist()
+    info.series = {**asdict(w), "steps": n, "boundaries": [a, b], "columns": list(info.feature_names)}
+    info.options.update(asdict(w))
+    info.notes.append(f"series of {n} steps cut at steps {a} and {b} (training, validation, test); every window "
+                      "lies inside one part; columns scaled by the training part's mean and standard deviation")
+    _record(info, (w.lookback, f), starts, seed, val_fraction, test_fraction)
+    return Dataset(info, *(part(s) for s in starts))
+
+
+def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, time_column: str | None = None,
+                target: str | None = None, task: str | None = None, lookback: int = 24, horizon: int = 1,
+                stride: int = 1, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                name: str | None = None) -> Dataset:
+    """A CSV series: numeric ``columns`` (default: every numeric column but the time and label columns), rows
+    in the order of ``time_column`` when given (else the file's), as windows (:func:`series_dataset`). With
+    ``target`` (a label column) the windows are classified; else task ``forecast``.
+
+    Raises:
+        DatasetError: missing or non-numeric columns, gaps, a size limit, too short for the windows.
+    """
+    import pandas as pd
+
+    w = WindowOptions(lookback, horizon, stride).check()
+    label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded series")
+    data = read_limited(path, limits.MAX_CSV_UPLOAD_BYTES, "CSV series")
+    try:
+        df = pd.read_csv(io.BytesIO(data))
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{label}: not a readable CSV ({str(e).splitlines()[0][:120]}). Fix: save it as CSV "
+                           "with a header row") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if len(df) > limits.MAX_SERIES_ROWS:
+        raise DatasetError(f"{label}: {len(df):,} steps, over the limit of {limits.MAX_SERIES_ROWS:,} "
+                           "(limits.MAX_SERIES_ROWS). Fix: resample it coarser")
+    named = [c for c in (time_column, target, *(columns or [])) if c]
+    missing = [c for c in named if c not in df.columns]
+    if missing:
+        raise DatasetError(f"{label}: column(s) {', '.join(map(repr, missing))} not found; received columns: "
+                           f"{', '.join(map(repr, df.columns[:30]))}. Fix: name columns of the file")
+    if time_column:
+        t = pd.to_datetime(df[time_column], errors="coerce") if not pd.api.types.is_numeric_dtype(df[time_column]) \
+            else df[time_column]
+        df = df.assign(_t=t).sort_values("_t", kind="stable").drop(columns="_t")
+    cols = columns or [c for c in df.columns if c not in (time_column, target)
+                       and pd.api.types.is_numeric_dtype(df[c])]
+    bad = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
+    if not cols or bad:
+        raise DatasetError(f"{label}: a series needs numeric columns; received: "
+                           f"{'none' if not cols else ', '.join(map(repr, bad[:5])) + ' not numeric'}. Fix: "
+                           "columns=[...] of numbers (a time column as time_column=...)")
+    if len(cols) > limits.MAX_SERIES_COLUMNS:
+        raise DatasetError(f"{label}: {len(cols)} series columns, over the limit of {limits.MAX_SERIES_COLUMNS}")
+    values = df[cols].astype(float).interpolate(limit_direction="both").to_numpy()
+    if not np.isfinite(values).all():
+        raise DatasetError(f"{label}: a column has no numbers at all or infinite values. Fix: drop it")
+    info = DatasetInfo(name=f"series:{label}", task="forecast", modality="series", input_shape=(w.lookback, len(cols)),
+                       feature_names=list(cols), source="series",
+                       description=f"windows of {len(cols)} column(s) of {label}")
+    info.options.update({k: v for k, v in (("columns", columns), ("time_column", time_column),
+                                           ("target", target)) if v})
+    labels = None
+    if target:
+        keys = df[target].astype(str).str.strip()
+        names = sorted(keys.unique().tolist())
+        if not 2 <= len(names) <= 1000:
+            raise DatasetError(f"{label}: a label column has 2 to 1000 classes; received: {len(names)}")
+        info.class_names = names
+        info.task = task or ("binary" if len(names) == 2 else "multiclass")
+        labels = keys.map({k: i for i, k in enumerate(names)}).to_numpy(dtype=np.int64)
+    elif task not in (None, "forecast"):
+        raise DatasetError(f"{label}: a series without a label column is forecast; received: task {task!r}. Fix: "
+                           "task forecast, or target=<a label column> for sequence classification")
+    return series_dataset(values, info, w, labels=labels, seed=seed, val_fraction=val_fraction,
+                          test_fraction=test_fraction)
+
+
+def series_windows(ds: Dataset, n: int = 4, split: str = "test") -> list[dict]:
+    """The first ``n`` windows of a split in the series' own units, for a plot: ``inputs`` (lookback, columns),
+    ``targets`` (horizon, columns) for a forecast or ``label`` for a classified window."""
+    info, s = ds.info, getattr(ds, split)
+    mean, std = np.asarray(info.input_mean or 0.0), np.asarray(info.input_std or 1.0)
+    out = []
+    for i in range(min(n, len(s))):
+        item: dict[str, Any] = {"inputs": (s.X[i].double().cpu().numpy() * std + mean).tolist()}
+        if info.task == "forecast":
+            item["targets"] = unscale(info, s.y[i:i + 1].cpu().numpy()).reshape(-1, len(info.feature_names)).tolist()
+        else:
+            item["label"] = info.class_names[int(s.y[i])]
+        out.append(item)
+    return out
+
+
+def unscale(info: DatasetInfo, y: Any) -> np.ndarray:
+    """Forecasts (N, horizon x columns) in the series' own units."""
+    return np.asarray(y, dtype=np.float64) * np.asarray(info.target_std) + np.asarray(info.target_mean)
+
+
+__all__ = ["WindowOptions", "boundaries", "window_starts", "series_dataset", "load_series", "unscale", "series_windows"]

@@ -1,0 +1,410 @@
+"""Text in: a tokenizer learned on the training split only, and token datasets (labelled texts, one corpus).
+
+Three forms of user text load here (:func:`load_text`, the ``text`` source kind of :mod:`builder.data.sources`):
+a CSV with a text column and a label column (classification or regression), a zip (or folder) with one folder
+of ``.txt`` files per class, and one plain ``.txt`` file (language modelling, task ``next_token``). The built-in
+``text_sentiment`` and ``text_corpus`` (:mod:`builder.data.text_builtin`) go through the same two functions,
+:func:`texts_dataset` and :func:`corpus_dataset`.
+
+The split comes first; the tokenizer (word-level or byte-level BPE, through the ``tokenizers`` library) is
+trained on the training texts only, so validation and test words it never saw are out-of-vocabulary
+(``<unk>``), as they would be for new text. Every sample is padded (id :data:`PAD_ID`) or cut to ``max_length``;
+:func:`padding_mask` (True = pad) is what flows with the tokens as ``padding_mask`` (a token split's
+:meth:`~TokenSplit.padding_mask`; attention layers read it). The tokenizer travels with the dataset
+(``DatasetInfo.tokenizer``, its JSON) and is written to the run folder as ``tokenizer.json``. Example::
+
+    >>> tok = train_tokenizer(["a good film", "a bad film"], TokenizerOptions(vocab_size=50))
+    >>> ids = encode(tok, ["a good day"], 5)
+    >>> ids.tolist(), decode(tok, ids[0]), padding_mask(ids).tolist()
+    ([[2, 5, 1, 0, 0]], 'a good <unk>', [[False, False, False, True, True]])
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import builder.data.limits as limits
+from builder.data.files import natural_key, read_limited
+from builder.data.splits import Dataset, DatasetInfo, Split, _apply_task, _record, _targets, split_indices
+from builder.errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+#: the tokenizer kinds: words split on whitespace and punctuation, or byte-level BPE (no out-of-vocabulary)
+TOKENIZER_KINDS = ("word", "bpe")
+TEXT_SUFFIXES = (".csv", ".zip", ".txt")
+
+
+@dataclass(frozen=True)
+class TokenizerOptions:
+    """How a tokenizer is learned and applied: ``kind`` (word or bpe), ``vocab_size``, ``lowercase``,
+    ``max_length`` (tokens per sample, padded or cut)."""
+
+    kind: str = "word"
+    vocab_size: int = 5000
+    lowercase: bool = True
+    max_length: int = 64
+
+    def problems(self) -> list[str]:
+        """Every option out of range, each as "rule; received: value" (empty: fine)."""
+        out = []
+        if self.kind not in TOKENIZER_KINDS:
+            out.append(f"tokenizer is one of {', '.join(TOKENIZER_KINDS)}; received: {str(self.kind)[:40]!r}")
+        lo = 260 if self.kind == "bpe" else 4  # byte-level BPE starts from its 256 bytes
+        if not _int(self.vocab_size) or not lo <= self.vocab_size <= limits.MAX_VOCAB_SIZE:
+            out.append(f"vocab_size is an integer from {lo} to {limits.MAX_VOCAB_SIZE} (limits.MAX_VOCAB_SIZE); "
+                       f"received: {str(self.vocab_size)[:40]}")
+        if not _int(self.max_length) or not 2 <= self.max_length <= limits.MAX_SEQ_LENGTH:
+            out.append(f"max_length is an integer from 2 to {limits.MAX_SEQ_LENGTH} (limits.MAX_SEQ_LENGTH); "
+                       f"received: {str(self.max_length)[:40]}")
+        if not isinstance(self.lowercase, bool):
+            out.append(f"lowercase is true or false; received: {str(self.lowercase)[:40]}")
+        return out
+
+    def check(self) -> TokenizerOptions:
+        """Self, or DatasetError naming every problem at once."""
+        problems = self.problems()
+        if problems:
+            raise DatasetError(f"bad tokenizer options: {'; '.join(problems)}. Fix: e.g. tokenizer='word', "
+                               "vocab_size=5000, lowercase=True, max_length=64")
+        return self
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+def train_tokenizer(texts: list[str], opts: TokenizerOptions) -> Tokenizer:
+    """A tokenizer learned from ``texts`` (the training split only): ids 0 and 1 are ``<pad>`` and ``<unk>``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    opts.check()
+    norm = [normalizers.NFKC(), *([normalizers.Lowercase()] if opts.lowercase else [])]
+    if opts.kind == "word":
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.WordLevelTrainer(vocab_size=opts.vocab_size, special_tokens=[PAD, UNK],
+                                            show_progress=False)
+    else:
+        tok = Tokenizer(models.BPE(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=opts.vocab_size, special_tokens=[PAD, UNK], show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.normalizer = normalizers.Sequence(norm)
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def load_tokenizer(text: str) -> Tokenizer:
+    """The tokenizer of its JSON (``DatasetInfo.tokenizer``, a run's ``tokenizer.json``). Raises DatasetError."""
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_str(text)
+    except Exception as e:  # the library raises its own Exception subclass
+        raise DatasetError(f"a tokenizer is the JSON LayerLab saved with the run; received: unreadable "
+                           f"({str(e)[:80]}). Fix: train the run again") from None
+
+
+def encode(tok: Tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+    """Token ids (N, max_length) int64: each text cut to ``max_length`` tokens and padded with :data:`PAD_ID`."""
+    n = len(texts)
+    if n * max_length > limits.MAX_TOKEN_CELLS:
+        raise DatasetError(f"{n:,} texts of {max_length} tokens are more token ids than the limit of "
+                           f"{limits.MAX_TOKEN_CELLS:,} (limits.MAX_TOKEN_CELLS); received: {n * max_length:,}. "
+                           "Fix: a smaller max_length or fewer texts")
+    out = np.full((n, max_length), PAD_ID, dtype=np.int64)
+    for i, e in enumerate(tok.encode_batch(list(texts), add_special_tokens=False)):
+        ids = e.ids[:max_length]
+        out[i, :len(ids)] = ids
+    return out
+
+
+def decode(tok: Tokenizer, ids: Any) -> str:
+    """The text of token ids, padding dropped, ``<unk>`` kept visible."""
+    ids = [int(i) for i in np.asarray(ids).reshape(-1) if int(i) != PAD_ID]
+    if tok.decoder is None:  # word-level: words joined by spaces
+        return " ".join(tok.id_to_token(i) or UNK for i in ids)
+    return tok.decode(ids, skip_special_tokens=False)
+
+
+def vocab_of(tok: Tokenizer) -> list[str]:
+    """Each id's token as people read it (byte-level pieces decoded: ``Ġgood`` is `` good``), in id order."""
+    n = tok.get_vocab_size()
+    if tok.decoder is None:
+        return [tok.id_to_token(i) or UNK for i in range(n)]
+    return [PAD, UNK, *(tok.decode([i]) for i in range(2, n))]
+
+
+def padding_mask(ids: Any) -> Any:
+    """True where ``ids`` (a numpy array or a tensor of token ids) is padding: the mask attention layers take.
+
+    >>> padding_mask(np.array([[4, 0]])).tolist()
+    [[False, True]]
+    """
+    return ids == PAD_ID
+
+
+class TokenSplit(Split):
+    """A split of token ids (N, max_length) whose batches carry their padding mask (``padding_mask``)."""
+
+    def padding_mask(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """True where rows ``idx`` (all rows without it) are padding, (B, T) bool."""
+        return padding_mask(self.X if idx is None else self.X[idx])
+
+    def to(self, device: Any) -> TokenSplit:
+        s = super().to(device)
+        return TokenSplit(s.X, s.y)
+
+    def head(self, k: int) -> TokenSplit:
+        return TokenSplit(self.X[:k], self.y[:k])
+
+
+# --------------------------------------------------------------------------------------------- datasets
+def _with_tokenizer(info: DatasetInfo, tok: Tokenizer, opts: TokenizerOptions) -> None:
+    info.vocab = vocab_of(tok)
+    info.tokenizer = tok.to_str()
+    info.input_dtype = "int64"
+    info.options.update(tokenizer=opts.kind, vocab_size=opts.vocab_size, lowercase=opts.lowercase,
+                        max_length=opts.max_length)
+    info.notes.append(f"{'word-level' if opts.kind == 'word' else 'byte-level BPE'} tokenizer of "
+                      f"{len(info.vocab)} tokens learned on the training split only; samples padded or cut to "
+                      f"{opts.max_length} tokens (id {PAD_ID} = {PAD}, padding_mask True there)")
+
+
+def texts_dataset(texts: list[str], y: np.ndarray, info: DatasetInfo, opts: TokenizerOptions, *,
+                  task: str | None, seed: int, val_fraction: float, test_fraction: float) -> Dataset:
+    """Labelled texts as a token dataset: split (stratified for classification), a tokenizer learned on the
+    training texts, every text encoded. ``info`` names the task and classes; ``y`` class ids or values."""
+    import torch
+
+    opts.check()
+    y = _apply_task(np.asarray(y), info, task)
+    classification = info.task in ("multiclass", "binary")
+    tr, va, te = split_indices(y if classification else None, len(texts), seed=seed, val_fraction=val_fraction,
+                               test_fraction=test_fraction, stratify=classification)
+    tok = train_tokenizer([texts[i] for i in tr], opts)
+    X = torch.from_numpy(encode(tok, texts, opts.max_length))
+    _with_tokenizer(info, tok, opts)
+    yt = _targets(y, tr, info, (opts.max_length,))
+    _record(info, (opts.max_length,), (tr, va, te), seed, val_fraction, test_fraction)
+
+    def part(idx: np.ndarray) -> TokenSplit:
+        ix = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
+        return TokenSplit(X[ix], yt[ix])
+    return Dataset(info, part(tr), part(va), part(te))
+
+
+def corpus_dataset(text: str, info: DatasetInfo, opts: TokenizerOptions, *, seed: int, val_fraction: float,
+                   test_fraction: float) -> Dataset:
+    """One corpus for language modelling (task ``next_token``): cut by position into training, validation and
+    test text (in that order, so no block of validation or test text is trained on), a tokenizer learned on the
+    training text, each part's token stream cut into blocks of ``max_length + 1``: inputs the first
+    ``max_length`` tokens, targets the same block shifted by one."""
+    import torch
+
+    opts.check()
+    for nm, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not (isinstance(f, int | float) and 0 < f < 0.45):
+            raise DatasetError(f"{nm} of a corpus is between 0 and 0.45; received: {f!r}. Fix: e.g. 0.1")
+    n = len(text)
+    a, b = int(n * (1 - val_fraction - test_fraction)), int(n * (1 - test_fraction))
+    parts = [text[:a], text[a:b], text[b:]]
+    tok = train_tokenizer([ln for ln in parts[0].splitlines() if ln.strip()], opts)
+    L = opts.max_length
+    splits = []
+    for part in parts:
+        ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in
+                              tok.encode_batch(part.splitlines(keepends=True), add_special_tokens=False)]
+                             or [np.zeros(0, np.int64)])
+        k = (len(ids) - 1) // L
+        if k < 1:
+            raise DatasetError(f"{info.name}: a corpus part is shorter than one block of {L + 1} tokens; "
+                               f"received: {len(ids)} tokens. Fix: a longer text, a smaller max_length or larger "
+                               "val_fraction/test_fraction")
+        if k * L > limits.MAX_TOKEN_CELLS:
+            raise DatasetError(f"{info.name}: {k * L:,} token ids, over the limit of {limits.MAX_TOKEN_CELLS:,} "
+                               "(limits.MAX_TOKEN_CELLS). Fix: a shorter corpus")
+        x = ids[:k * L].reshape(k, L)
+        t = ids[1:k * L + 1].reshape(k, L)
+        splits.append(TokenSplit(torch.from_numpy(x.copy()), torch.from_numpy(t.copy())))
+    info.task = "next_token"
+    _with_tokenizer(info, tok, opts)
+    info.num_classes, info.class_names = None, []
+    info.out_size = len(info.vocab)
+    _record(info, (L,), tuple(s.X for s in splits), seed, val_fraction, test_fraction)
+    info.notes.append("corpus cut by position: the first part trains, the next validates, the last tests")
+    return Dataset(info, *splits)
+
+
+def text_preview(ds: Dataset, n: int = 10) -> dict:
+    """What the Data page shows of a token dataset: ``samples`` (the first ``n`` training samples as tokens,
+    padding dropped, with their label), ``lengths`` (tokens per training sample before padding, for a histogram),
+    ``cut`` (the share of samples that filled ``max_length``: possibly cut), ``oov_rate`` (the share of the
+    validation and test tokens that are ``<unk>``: words the tokenizer never saw in training) and ``vocab_size``."""
+    vocab = list(ds.info.vocab)
+    X = ds.train.X
+    lengths = (X != PAD_ID).sum(1)
+    samples = []
+    for item in ds.preview(n):
+        toks = [vocab[i] if 0 <= i < len(vocab) else str(i) for i in item["x"] if i != PAD_ID]
+        samples.append({"tokens": toks, "label": item.get("label", item.get("y", ""))})
+    held = [s.X for s in (ds.val, ds.test) if len(s)]
+    real = sum(int((h != PAD_ID).sum()) for h in held)
+    unk = sum(int((h == UNK_ID).sum()) for h in held)
+    return {"samples": samples, "lengths": lengths.tolist(), "vocab_size": len(vocab),
+            "cut": float((lengths == X.shape[1]).float().mean()) if len(X) else 0.0,
+            "oov_rate": unk / real if real else 0.0}
+
+
+# ------------------------------------------------------------------------------------------ user files
+def load_text(path: str | Path | bytes, target: str | None = None, task: str | None = None, *,
+              text_column: str = "text", tokenizer: str = "word", vocab_size: int = 5000, lowercase: bool = True,
+              max_length: int = 64, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
+              name: str | None = None) -> Dataset:
+    """Load user text as a token dataset, by the file's kind: a ``.csv`` (``text_column`` and label column
+    ``target``), a ``.zip`` or folder of ``.txt`` files in one folder per class, or one ``.txt`` corpus
+    (task ``next_token``). Sizes are checked against :mod:`builder.data.limits` before anything is held.
+
+    Raises:
+        DatasetError: a missing column, one class, bad tokenizer options, a size limit.
+    """
+    opts = TokenizerOptions(tokenizer, vocab_size, lowercase, max_length).check()
+    label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded text")
+    split = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    low = label.lower() if isinstance(path, bytes) else str(path).lower()
+    if not isinstance(path, bytes) and Path(path).is_dir():
+        texts, y, names = _folder_texts(Path(path), label)
+        kind = "folder"
+    elif low.endswith(".zip"):
+        texts, y, names = _zip_texts(read_limited(path, limits.MAX_TEXT_BYTES, "zip of texts"), label)
+        kind = "zip"
+    elif low.endswith(".csv"):
+        if not target:
+            raise DatasetError(f"{label}: a CSV of texts needs its label column; received: no target. Fix: "
+                               "target=<the label column> (and text_column=<the text column>)")
+        return _csv_texts(path, target, task, text_column, opts, label, split)
+    elif low.endswith(".txt"):
+        if task not in (None, "next_token"):
+            raise DatasetError(f"{label}: one plain text file is a corpus for language modelling; received: task "
+                               f"{task!r}. Fix: task next_token, or a CSV/zip of labelled texts")
+        text = _decode(read_limited(path, limits.MAX_TEXT_BYTES, "text file"), label)
+        info = DatasetInfo(name=f"text:{label}", task="next_token", modality="tokens", input_shape=(max_length,),
+                           description=f"language modelling on {label}", source="text")
+        return corpus_dataset(text, info, opts, **split)
+    else:
+        raise DatasetError(f"{label}: text comes as a .csv, a .zip (one folder of .txt per class) or one .txt; "
+                           f"received: {Path(low).suffix or 'no suffix'}. Fix: save it as one of them")
+    info = DatasetInfo(name=f"text:{label}", task="binary" if len(names) == 2 else "multiclass",
+                       modality="tokens", input_shape=(max_length,), class_names=names, source="text",
+                       description=f"texts of {len(names)} classes from a {kind} ({label})")
+    return texts_dataset(texts, y, info, opts, task=task, **split)
+
+
+def _decode(data: bytes, label: str) -> str:
+    for enc in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def _csv_texts(path: Any, target: str, task: str | None, text_column: str, opts: TokenizerOptions, label: str,
+               split: dict) -> Dataset:
+    import pandas as pd
+
+    from builder.data.table_plan import TablePlan
+
+    data = read_limited(path, limits.MAX_TEXT_BYTES, "CSV of texts")
+    try:
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{label}: not a readable CSV ({str(e).splitlines()[0][:120]}). Fix: save it as "
+                           "CSV with a header row") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in (text_column, target) if c not in df.columns]
+    if missing:
+        raise DatasetError(f"{label}: column(s) {', '.join(map(repr, missing))} not found; received columns: "
+                           f"{', '.join(map(repr, df.columns[:30]))}. Fix: text_column=... and target=...")
+    if len(df) > limits.MAX_CSV_ROWS:
+        raise DatasetError(f"{label}: {len(df):,} rows, over the limit of {limits.MAX_CSV_ROWS:,}. Fix: sample it")
+    df = df[df[target].notna()]
+    frame = pd.DataFrame({target: df[target], "length": df[text_column].fillna("").str.len()})
+    plan = TablePlan(target, task, label)  # the label column read as a CSV target is read (task, classes)
+    plan.scan(frame)
+    enc = plan.decide()
+    _, y = plan.encode(frame)
+    info = DatasetInfo(name=f"text:{label}", task=enc.task, modality="tokens", input_shape=(opts.max_length,),
+                       class_names=list(enc.class_names), source="text",
+                       description=f"texts of column {text_column!r}, label {target!r} ({label})")
+    info.options.update(target=target, text_column=text_column)
+    return texts_dataset(df[text_column].fillna("").tolist(), y, info, opts, task=None, **split)
+
+
+def _by_class(items: list[tuple[str, bytes]], label: str) -> tuple[list[str], np.ndarray, list[str]]:
+    names = sorted({c for c, _ in items}, key=natural_key)
+    if len(names) < 2:
+        raise DatasetError(f"{label}: texts by class need at least two class folders of .txt files; received: "
+                           f"{len(names)}. Fix: one folder per class (e.g. pos/ and neg/)")
+    index = {c: i for i, c in enumerate(names)}
+    return [_decode(b, label) for _, b in items], np.array([index[c] for c, _ in items], np.int64), names
+
+
+def _zip_texts(data: bytes, label: str) -> tuple[list[str], np.ndarray, list[str]]:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        raise DatasetError(f"{label}: not a readable zip ({str(e)[:80]}). Fix: zip the class folders") from None
+    if len(infos) > limits.MAX_ZIP_ENTRIES:
+        raise DatasetError(f"{label}: {len(infos):,} zip entries, over the limit of {limits.MAX_ZIP_ENTRIES:,}")
+    items, total = [], 0
+    for i in infos:
+        parts = [p for p in i.filename.replace("\\", "/").split("/") if p]
+        if i.is_dir() or not i.filename.lower().endswith(".txt") or any(p.startswith((".", "__")) for p in parts):
+            continue
+        if i.filename.startswith(("/", "\\")) or ".." in parts or i.flag_bits & 0x1:
+            raise DatasetError(f"{label}: a zip member points outside the archive or is encrypted; received: "
+                               f"{i.filename[:80]!r}. Fix: zip the class folders themselves, without a password")
+        total += i.file_size
+        if total > limits.MAX_TEXT_BYTES or len(items) >= limits.MAX_TEXT_FILES:
+            raise DatasetError(f"{label}: the texts are over the limit of {limits.MAX_TEXT_BYTES // 2**20} MiB or "
+                               f"{limits.MAX_TEXT_FILES:,} files (limits.MAX_TEXT_BYTES, MAX_TEXT_FILES). Fix: a subset")
+        if len(parts) < 2:
+            continue  # a .txt at the top has no class
+        with zf.open(i) as f:
+            body = f.read(i.file_size + 1)
+        items.append((parts[-2], body[:i.file_size]))
+    return _by_class(items, label)
+
+
+def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[str]]:
+    items, total = [], 0
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() != ".txt" or f.is_symlink() or not f.is_file():
+                continue
+            body = read_limited(f, limits.MAX_TEXT_BYTES - total, "text")
+            total += len(body)
+            if len(items) >= limits.MAX_TEXT_FILES:
+                raise DatasetError(f"{label}: over {limits.MAX_TEXT_FILES:,} text files (limits.MAX_TEXT_FILES)")
+            items.append((d.name, body))
+    return _by_class(items, label)
+
+
+__all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "TokenizerOptions", "TokenSplit", "train_tokenizer",
+           "load_tokenizer", "encode", "decode", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
+           "load_text", "text_preview"]

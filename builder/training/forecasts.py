@@ -1,0 +1,87 @@
+"""What a forecaster shows: its forecasts of the first test windows beside what happened, lookback shaded.
+
+A ``forecast`` run keeps, when it finishes (in its own process, before the test evaluation), the first test
+windows in the series' own units: the lookback, the actual next steps and the model's forecast, in the run's
+``forecast.json`` (:class:`KeepForecasts`); :func:`read_forecasts` reads them back and
+:func:`forecast_figure` draws them for the Runs page (the page runs no model).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from builder.training.callbacks import Callback
+
+KEPT_WINDOWS = 6
+
+
+class KeepForecasts(Callback):
+    """At the end of a ``forecast`` run, the first :data:`KEPT_WINDOWS` test windows with the model's forecast."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_before_test(self, trainer: Any) -> None:
+        from builder.data.series import series_windows, unscale
+        from builder.training.metrics import forward_all
+
+        ds = trainer.dataset
+        if ds.info.task != "forecast" or not len(ds.test):
+            return
+        n = min(KEPT_WINDOWS, len(ds.test))
+        out = forward_all(trainer.model, ds.test.X[:n]).float().cpu()
+        cols = max(len(ds.info.feature_names), 1)
+        pred = unscale(ds.info, out.reshape(n, -1).numpy()).reshape(n, -1, cols)
+        windows = series_windows(ds, n, "test")
+        for w, p in zip(windows, pred):
+            w["forecast"] = p.tolist()
+        from builder.disk import write_atomic
+
+        data = {"columns": list(ds.info.feature_names), "windows": windows}
+        write_atomic(self.path, json.dumps(data).encode("utf-8"), "the forecasts")
+
+
+def read_forecasts(path: str | Path) -> dict:
+    """A run's ``forecast.json`` (``{"columns", "windows": [{"inputs", "targets", "forecast"}]}``); empty when
+    missing or damaged."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    ok = isinstance(data, dict) and isinstance(data.get("windows"), list) and all(
+        isinstance(w, dict) and {"inputs", "targets", "forecast"} <= set(w) for w in data["windows"])
+    return data if ok else {}
+
+
+def forecast_figure(data: dict, column: int = 0) -> Any:
+    """Forecast vs actual for each kept window (one row of panels), the lookback shaded."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    windows = data.get("windows") or []
+    fig = make_subplots(rows=1, cols=max(len(windows), 1), shared_yaxes=True, horizontal_spacing=0.02)
+    for k, w in enumerate(windows, start=1):
+        inp, tgt, fc = (np.asarray(w[key], dtype=float).reshape(len(w[key]), -1)[:, column]
+                        for key in ("inputs", "targets", "forecast"))
+        lb = len(inp)
+        ahead = list(range(lb, lb + len(tgt)))
+        fig.add_vrect(x0=-0.5, x1=lb - 0.5, fillcolor="#e0e7ff", opacity=0.6, line_width=0, row=1, col=k)
+        show = k == 1
+        fig.add_trace(go.Scatter(x=list(range(lb)), y=inp, name="lookback", line_color="#6366f1",
+                                 showlegend=show), row=1, col=k)
+        fig.add_trace(go.Scatter(x=ahead, y=tgt, name="actual", mode="lines+markers", line_color="#111827",
+                                 showlegend=show), row=1, col=k)
+        fig.add_trace(go.Scatter(x=ahead, y=fc, name="forecast", mode="lines+markers",
+                                 line={"color": "#f59e0b", "dash": "dash"}, showlegend=show), row=1, col=k)
+    cols = data.get("columns") or [""]
+    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 36, "b": 10},
+                      title=f"Forecast vs actual on test windows ({cols[column] if column < len(cols) else ''}; "
+                            "lookback shaded)")
+    return fig
+
+
+__all__ = ["KeepForecasts", "read_forecasts", "forecast_figure", "KEPT_WINDOWS"]

@@ -1,0 +1,169 @@
+"""builder.data.text: tokenizers learned on the training split only, text uploads, corpora for next_token."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import builder.data.limits as limits
+from builder.data import DatasetSource, load_dataset
+from builder.data.text import (
+    PAD_ID,
+    UNK_ID,
+    TokenizerOptions,
+    TokenSplit,
+    decode,
+    encode,
+    load_text,
+    load_tokenizer,
+    padding_mask,
+    train_tokenizer,
+)
+from builder.data.uploads import UploadFolder
+from builder.errors import DatasetError
+
+_WORDS = ["good", "great", "fine", "bad", "awful", "dull", "film", "plot", "the", "was", "and"]
+
+
+def _sentences(n: int = 120) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        lab = i % 2
+        w = ["bad", "awful", "dull"][i % 3] if lab == 0 else ["good", "great", "fine"][i % 3]
+        out.append((f"the film was {w} and the plot {rng.choice(_WORDS)}", "pos" if lab else "neg"))
+    return out
+
+
+def _csv_bytes(rows: list[tuple[str, str]]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["sentence", "label"])
+    w.writerows(rows)
+    return buf.getvalue().encode()
+
+
+@pytest.fixture(scope="module")
+def word_tok():
+    return train_tokenizer([s for s, _ in _sentences()], TokenizerOptions(vocab_size=100))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_WORDS), min_size=0, max_size=12))
+def test_word_tokens_round_trip_and_pad(word_tok, words):
+    ids = encode(word_tok, [" ".join(words)], 8)
+    assert ids.shape == (1, 8) and ids.dtype == np.int64
+    kept = words[:8]
+    assert decode(word_tok, ids[0]) == " ".join(kept)
+    assert padding_mask(ids)[0].tolist() == [i >= len(kept) for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def bpe_tok():
+    return train_tokenizer([s for s, _ in _sentences()], TokenizerOptions(kind="bpe", vocab_size=300,
+                                                                           lowercase=False))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30))
+def test_byte_level_bpe_round_trips_any_text_without_unknowns(bpe_tok, text):
+    import unicodedata
+
+    ids = encode(bpe_tok, [text], 200)
+    assert UNK_ID not in ids.tolist()[0]  # bytes cover everything
+    assert decode(bpe_tok, ids[0]) == unicodedata.normalize("NFKC", text)
+
+
+def test_the_tokenizer_learns_from_the_training_split_only(tmp_path):
+    rows = _sentences()
+    rows[0] = ("zebra " * 5, "neg")  # a word in one row only
+    p = tmp_path / "s.csv"
+    p.write_bytes(_csv_bytes(rows))
+    ds = load_text(p, "label", text_column="sentence", max_length=10, seed=0)
+    tok = load_tokenizer(ds.info.tokenizer)
+    ids = encode(tok, ["zebra"], 2)[0].tolist()
+    in_train = any(decode(tok, r).startswith("zebra") for r in ds.train.X)
+    assert (ids[0] != UNK_ID) == in_train  # a word of the val/test rows only is out of vocabulary
+    assert ds.info.task == "binary" and ds.info.class_names == ["neg", "pos"]
+    assert isinstance(ds.train, TokenSplit) and ds.train.padding_mask().dtype == torch.bool
+    assert torch.equal(ds.train.padding_mask(), ds.train.X == PAD_ID)
+
+
+def test_a_csv_upload_loads_through_the_source_and_its_options_are_checked(tmp_path):
+    uploads = UploadFolder(tmp_path / "up")
+    ref = uploads.save("reviews.csv", _csv_bytes(_sentences()))
+    spec = {"kind": "text", "name": "reviews.csv", "file": ref, "task": None,
+            "options": {"target": "label", "text_column": "sentence", "max_length": 12}}
+    ds = load_dataset(spec, uploads=uploads)
+    assert ds.info.options["upload"] == ref and ds.info.input_shape == (12,) and ds.info.modality == "tokens"
+    assert DatasetSource.of(ds.info).to_spec()["options"]["text_column"] == "sentence"
+    with pytest.raises(DatasetError) as e:
+        load_dataset("text", uploads=uploads, upload=ref, target="label", vocab_size=1, max_length=0,
+                     tokenizer="chars")
+    assert all(w in str(e.value) for w in ("vocab_size", "max_length", "tokenizer"))  # every problem at once
+    with pytest.raises(DatasetError, match="names a file on the server"):
+        load_dataset("text", path="/etc/passwd")
+
+
+def test_a_zip_of_txt_per_class_and_a_corpus(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i, (s, lab) in enumerate(_sentences(60)):
+            z.writestr(f"reviews/{lab}/{i}.txt", s)
+    ds = load_text(buf.getvalue(), name="r.zip", max_length=9)
+    assert ds.info.class_names == ["neg", "pos"] and sum(ds.info.sizes.values()) == 60
+    corpus = ("\n".join(s for s, _ in _sentences()) + "\n").encode()
+    lm = load_text(corpus, name="c.txt", max_length=8)
+    assert lm.info.task == "next_token" and lm.info.out_size == len(lm.info.vocab)
+    for s in (lm.train, lm.val, lm.test):  # targets are the inputs shifted by one
+        assert torch.equal(s.X[:, 1:], s.y[:, :-1])
+
+
+def test_sizes_are_bounded_before_allocation(tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "MAX_TOKEN_CELLS", 100)
+    with pytest.raises(DatasetError, match="MAX_TOKEN_CELLS"):
+        load_text(_csv_bytes(_sentences()), "label", text_column="sentence", name="s.csv", max_length=12)
+    monkeypatch.setattr(limits, "MAX_TEXT_BYTES", 50)
+    with pytest.raises(DatasetError, match="larger than the limit"):
+        load_text(_csv_bytes(_sentences()), "label", name="s.csv")
+
+
+def test_the_builtin_text_sets_are_listed_with_origin_and_licence():
+    from builder.data import list_datasets
+
+    by = {d["name"]: d for d in list_datasets()}
+    assert by["text_sentiment"]["task"] == "binary" and by["text_corpus"]["task"] == "next_token"
+    assert "PSF" in by["text_corpus"]["licence"] and "generated" in by["text_sentiment"]["origin"]
+    assert all(d["origin"] and d["licence"] for d in by.values())  # every built-in names both
+
+
+def test_builtin_sentiment_and_corpus_load_small_and_reload_the_same():
+    ds = load_dataset("text_sentiment", n_samples=200, max_length=12, seed=1)
+    assert ds.info.sizes == {"train": 140, "val": 30, "test": 30} and ds.info.tokenizer
+    again = load_dataset(DatasetSource.of(ds.info))
+    assert torch.equal(ds.test.X, again.test.X) and ds.info.vocab == again.info.vocab
+    lm = load_dataset("text_corpus", vocab_size=300, max_length=16)
+    assert lm.info.task == "next_token" and lm.train.X.shape[1] == 16 and int(lm.train.X.max()) < 300
+    assert load_dataset("text_corpus", vocab_size=300, max_length=16).info.tokenizer == lm.info.tokenizer  # resumes
+    with pytest.raises(DatasetError, match="next_token"):
+        load_dataset("text_corpus", task="multiclass")
+
+
+def test_the_data_page_preview_counts_lengths_and_unknown_words():
+    from builder.data.text import text_preview
+
+    rows = _sentences(100)
+    ds = load_text(_csv_bytes(rows), "label", text_column="sentence", name="s.csv", max_length=6, seed=0)
+    view = text_preview(ds, 3)
+    assert len(view["samples"]) == 3 and all("<pad>" not in s["tokens"] for s in view["samples"])
+    assert len(view["lengths"]) == len(ds.train) and max(view["lengths"]) <= 6
+    assert view["cut"] == 1.0  # every sentence has more than 6 words
+    held = torch.cat([ds.val.X, ds.test.X])
+    assert view["oov_rate"] == pytest.approx(float((held == UNK_ID).sum()) / float((held != PAD_ID).sum()))

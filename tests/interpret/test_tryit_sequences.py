@@ -1,0 +1,76 @@
+"""Try it on sequences, in the sandboxed probe child: a sentence with per-token attributions, a prompt continued
+by a language model, a pasted series forecast in its own units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import builder
+from builder.access import SYSTEM
+from builder.errors import ExplainError
+from builder.graph.project import Edge, Graph, Node, Project
+from builder.interpret import tryit
+from builder.interpret.probe import ModelProbe, ProbeSession
+from builder.runs.store import RunStore
+from builder.training.pipeline import run_training
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _lstm_lm(vocab: int, length: int) -> Project:
+    nodes = [Node(id="tokens", type="Input", params={"shape": [length], "modality": "tokens", "vocab_size": vocab}),
+             Node(id="embed", type="Embedding", params={"embedding_dim": 16}),
+             Node(id="lstm", type="LSTM", params={"hidden_size": 32, "output_mode": "all"}),
+             Node(id="head", type="Linear", params={"out_features": vocab})]
+    return Project(name="lm", graph=Graph(nodes=nodes, edges=[Edge(source=a.id, target=b.id)
+                                                              for a, b in zip(nodes, nodes[1:])]))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    store = RunStore(tmp_path_factory.mktemp("ws"), actor=SYSTEM)
+    ids = {"sentiment": run_training(builder.load_template("sentiment_lstm"), "text_sentiment", {"epochs": 2},
+                                     store=store, dataset_options={"n_samples": 300}).run_id,
+           "lm": run_training(_lstm_lm(300, 16), "text_corpus", {"epochs": 1, "lr": 0.01}, store=store,
+                              dataset_options={"vocab_size": 300, "max_length": 16}, adapt=True).run_id,
+           "forecast": run_training(builder.load_template("rnn_forecaster"), "sunspots", {"epochs": 2},
+                                    store=store).run_id}
+    probe = ModelProbe()
+    yield store, ids, probe
+    probe.close()
+
+
+def test_a_sentence_is_tokenized_like_the_training_data_and_attributed_per_token(runs):
+    store, ids, probe = runs
+    xs = ProbeSession(probe, store, ids["sentiment"], "test")
+    assert tryit.try_form(xs).kind == "tokens"
+    x = tryit.encode_tokens(xs, "Honestly, the plot was NOT wonderful but zzyzx")  # unknown word: <unk>, no refusal
+    assert x.shape == (1, 20) and int(x[0, -1]) == 0
+    res = tryit.try_input(xs, x, "layer_integrated_gradients")
+    assert res.predicted in ("negative", "positive") and not res.error
+    assert res.explanation.attributions.reshape(-1).shape[0] == 20  # one value per token position
+
+
+def test_a_prompt_is_continued_in_the_child(runs):
+    store, ids, probe = runs
+    xs = ProbeSession(probe, store, ids["lm"], "test")
+    form = tryit.try_form(xs)
+    assert form.kind == "prompt" and form.start_text
+    out = tryit.continue_text(xs, tryit.encode_tokens(xs, "Return a new"), steps=12, top_k=10, seed=3)
+    assert out["prompt"].strip() == "Return a new" and out["continuation"]
+    assert out == tryit.continue_text(xs, tryit.encode_tokens(xs, "Return a new"), steps=12, top_k=10, seed=3)
+
+
+def test_a_pasted_series_is_forecast_in_its_own_units(runs):
+    store, ids, probe = runs
+    xs = ProbeSession(probe, store, ids["forecast"], "test")
+    form = tryit.try_form(xs)
+    assert form.kind == "series" and len(form.start_text.splitlines()) == 22
+    res = tryit.try_input(xs, tryit.encode_series(xs, form.start_text))
+    value = float(res.predicted)
+    assert np.isfinite(value) and -100 < value < 400  # sunspot numbers, not standardised units
+    with pytest.raises(ExplainError, match="last 22 steps"):
+        tryit.encode_series(xs, "1\n2\n3")
+    with pytest.raises(ExplainError, match="numbers, one step per line"):
+        tryit.encode_series(xs, "1\nabc\n3")

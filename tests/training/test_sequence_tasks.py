@@ -1,0 +1,122 @@
+"""The sequence templates train on their built-in data, and next_token / forecast train and score (1-2 epochs)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import builder
+from builder.graph.project import Edge, Graph, Node, Project
+from builder.training.metrics import evaluate, quick_metric
+from builder.training.pipeline import run_training
+
+
+@pytest.mark.parametrize("name, options", [("sentiment_lstm", {"n_samples": 300}),
+                                           ("text_encoder", {"n_samples": 300}),
+                                           ("rnn_forecaster", {})])
+def test_a_sequence_template_trains_on_its_builtin_data(name, options):
+    project = builder.load_template(name)
+    dataset = project.training["dataset"]
+    res = run_training(project, dataset, {"epochs": 2}, dataset_options=options)
+    assert res.status == "finished" and res.epochs_completed == 2
+    if dataset == "sunspots":
+        assert {"mae", "rmse"} <= set(res.test) and math.isclose(res.test["rmse"] ** 2, res.test["mse"], rel_tol=1e-6)
+    else:
+        assert 0.0 <= res.test["accuracy"] <= 1.0
+
+
+def _lstm_lm(vocab: int, length: int) -> Project:
+    nodes = [Node(id="tokens", type="Input", params={"shape": [length], "modality": "tokens", "vocab_size": vocab}),
+             Node(id="embed", type="Embedding", params={"embedding_dim": 16}),
+             Node(id="lstm", type="LSTM", params={"hidden_size": 32, "output_mode": "all"}),
+             Node(id="head", type="Linear", params={"out_features": vocab})]
+    edges = [Edge(source=a.id, target=b.id) for a, b in zip(nodes, nodes[1:])]
+    return Project(name="lm", graph=Graph(nodes=nodes, edges=edges))
+
+
+def test_next_token_trains_with_shifted_targets_and_reports_perplexity():
+    res = run_training(_lstm_lm(200, 16), "text_corpus", {"epochs": 1, "lr": 0.01, "batch_size": 64},
+                       dataset_options={"vocab_size": 300, "max_length": 16}, adapt=True)
+    assert res.status == "finished"
+    assert math.isclose(res.test["perplexity"], math.exp(res.test["loss"]), rel_tol=1e-5)
+    assert res.test["perplexity"] < 300  # below a uniform guess over the vocabulary after one epoch
+
+
+def test_perplexity_of_a_perfect_and_a_uniform_model():
+    y = torch.tensor([[1, 2, 3]])
+    perfect = torch.nn.functional.one_hot(y, 5).float() * 50
+    assert math.isclose(quick_metric(perfect, y, y, "next_token", "perplexity", 5), 1.0, rel_tol=1e-4)
+    uniform = torch.zeros(1, 3, 5)
+    assert math.isclose(quick_metric(uniform, y, y, "next_token", "perplexity", 5), 5.0, rel_tol=1e-4)
+
+    class Echo(torch.nn.Module):
+        def forward(self, x):
+            return uniform.expand(len(x), -1, -1)
+    assert math.isclose(evaluate(Echo(), y, y, "next_token")["perplexity"], 5.0, rel_tol=1e-4)
+
+
+def test_a_language_model_without_a_sequence_output_is_told_how_to_fix_it():
+    project = _lstm_lm(300, 16)
+    project.graph.node("lstm").params["output_mode"] = "last"
+    with pytest.raises(builder.errors.GraphError, match="logits per position"):
+        run_training(project, "text_corpus", {"epochs": 1}, dataset_options={"vocab_size": 300, "max_length": 16},
+                     adapt=True)
+
+
+def test_a_language_model_run_keeps_a_sample_per_epoch(workspace):
+    from builder.access import SYSTEM
+    from builder.runs.store import RunStore
+    from builder.training.text_samples import read_text_samples
+
+    store = RunStore(workspace, actor=SYSTEM)
+    res = run_training(_lstm_lm(300, 16), "text_corpus", {"epochs": 2, "lr": 0.01, "batch_size": 64},
+                       store=store, dataset_options={"vocab_size": 300, "max_length": 16}, adapt=True)
+    folder = store.folder(res.run_id)
+    samples = read_text_samples(folder.text_samples)
+    assert [s["epoch"] for s in samples] == [1, 2] and all(s["text"] and s["prompt"] for s in samples)
+    assert folder.tokenizer.read_text() == store.get(res.run_id)["dataset_info"]["tokenizer"]
+    shown = [e["extras"]["text_sample"] for e in store.metrics(res.run_id)]  # what the Train page lists
+    assert shown == [s["text"] for s in samples]
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy():
+    from builder.graph.compile import compile_graph
+    from builder.training.text_samples import generate
+
+    torch.manual_seed(0)
+    model = compile_graph(_lstm_lm(50, 8).graph)
+    a = generate(model, [3, 4], 12, length=8, temperature=1.0, top_k=5, seed=7)
+    assert a == generate(model, [3, 4], 12, length=8, temperature=1.0, top_k=5, seed=7) and len(a) == 14
+    assert generate(model, [3], 6, length=8, top_k=1, seed=1) == generate(model, [3], 6, length=8, temperature=0)
+
+
+def test_a_forecast_run_keeps_forecast_vs_actual_for_the_runs_page(workspace):
+    from builder.access import SYSTEM
+    from builder.runs.store import RunStore
+    from builder.training.forecasts import forecast_figure, read_forecasts
+
+    store = RunStore(workspace, actor=SYSTEM)
+    res = run_training(builder.load_template("rnn_forecaster"), "nile", {"epochs": 2}, store=store, adapt=True)
+    kept = read_forecasts(store.folder(res.run_id).forecasts)
+    w = kept["windows"][0]
+    assert len(w["inputs"]) == 10 and len(w["targets"]) == len(w["forecast"]) == 1
+    assert 400 < w["targets"][0][0] < 1500  # the Nile's flow in its own units
+    fig = forecast_figure(kept)
+    assert {t.name for t in fig.data} == {"lookback", "actual", "forecast"}
+
+
+def test_a_text_runs_export_carries_its_tokenizer(tmp_path):
+    from builder.access import SYSTEM
+    from builder.cli.main import main
+    from builder.data.text import encode, load_tokenizer
+    from builder.runs.store import RunStore
+
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    res = run_training(builder.load_template("sentiment_lstm"), "text_sentiment", {"epochs": 1}, store=store,
+                       dataset_options={"n_samples": 100})
+    code = tmp_path / "model.py"
+    assert main(["export", "--run", res.run_id, "-o", str(code), "--workspace", str(tmp_path / "ws")]) == 0
+    tok = load_tokenizer((tmp_path / "model.tokenizer.json").read_text())
+    assert encode(tok, ["the film was good"], 20).shape == (1, 20)
