@@ -225,7 +225,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         return fail("give -o OUT.json (the weights go to OUT.safetensors)")
     check_output_path(args.output)
-    result = import_model(args.source, name=args.name)
+    result = import_model(args.source, name=args.name, seq_len=args.seq_len)
     jpath, wpath = save_import(result, args.output)
     rep = result.report
     print(terminal_line(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
@@ -233,13 +233,29 @@ def cmd_import(args: argparse.Namespace) -> int:
                         f"{rep.get('max_abs_diff', float('nan')):.3g}"))
     for note in rep.get("notes", []):
         print(terminal_line(f"note: {note}"))
+    if _copy_tokenizer(args.source, Path(jpath).with_name(Path(jpath).stem + ".tokenizer.json")):
+        print(terminal_line(f"wrote {Path(jpath).stem}.tokenizer.json (the model folder's tokenizer)"))
     if args.register:
         from builder.cli.common import cli_store
 
-        rid = register_import(cli_store(args.workspace), result)
+        store = cli_store(args.workspace)
+        rid = register_import(store, result)
+        _copy_tokenizer(args.source, store.folder(rid).tokenizer)
         print(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
                             f"--init-from {rid})"))
     return 0
+
+
+def _copy_tokenizer(source: str, target: Path) -> bool:
+    """Copy a Hugging Face model folder's ``tokenizer.json`` next to what the import wrote."""
+    import shutil
+
+    from builder.interchange.hf_import import TOKENIZER, is_hf_folder
+
+    if not (is_hf_folder(source) and (Path(source) / TOKENIZER).is_file()):
+        return False
+    shutil.copyfile(Path(source) / TOKENIZER, target)
+    return True
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
@@ -325,8 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", help="workspace folder holding the runs")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="import an ONNX, torch.export (.pt2) or file.py:Class model as a project")
-    p.add_argument("source", help="model.onnx, model.pt2 or file.py:ClassName[(args)] (runs that file)")
+    p = sub.add_parser("import", help="import an ONNX, torch.export (.pt2), Hugging Face model folder or "
+                       "file.py:Class model as a project")
+    p.add_argument("source", help="model.onnx, model.pt2, a Hugging Face model folder (config.json + "
+                   "model.safetensors) or file.py:ClassName[(args)] (runs that file)")
+    p.add_argument("--seq-len", type=int, help="tokens per sample for a text model folder (default: up to 64)")
     p.add_argument("-o", "--output", help="OUT.json (weights to OUT.safetensors)")
     p.add_argument("--name", help="project name")
     p.add_argument("--register", action="store_true", help="also record the weights as a run in the workspace "

@@ -19,6 +19,7 @@ workspaces hold, so they keep working::
     prune.json                       a pruned run: what was removed, size, latency, test before/after (builder.training.prune)
     robustness.json                  accuracy vs ε under an adversarial attack, flipped examples (builder.interpret.robustness)
     samples.npz                      a generator's samples on fixed noise, one array per epoch (builder.training.multi)
+    tokenizer.json                   the tokenizer learned on a text run's training split (builder.data.text)
     exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
 
 Example::
@@ -56,6 +57,7 @@ class RunFolder:
     PRUNE = "prune.json"
     ROBUSTNESS = "robustness.json"
     SAMPLES = "samples.npz"
+    TOKENIZER = "tokenizer.json"
     EXPORTS = "exports"
     ONNX = "model.onnx"
     ONNX_INT8 = "model.int8.onnx"
@@ -164,6 +166,11 @@ class RunFolder:
     def samples(self) -> Path:
         """A generator's samples on fixed noise per epoch (``epoch_<k>`` arrays; builder.training.multi)."""
         return self.path / self.SAMPLES
+
+    @property
+    def tokenizer(self) -> Path:
+        """The tokenizer learned on a text run's training split (its JSON; builder.data.text)."""
+        return self.path / self.TOKENIZER
 
     @property
     def prune(self) -> Path:
