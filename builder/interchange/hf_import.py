@@ -326,6 +326,19 @@ def _Gpt2(model, seq_len):  # noqa: N802
     return _modules()[2](model, seq_len).eval()
 
 
+def _label_modules(graph, reference):
+    """Label each node made from a module of ``reference`` with its dotted module path (``encoder.layer.0.
+    attention.self.query``): the canvas groups by it and a PEFT adapter names layers by it."""
+    import re
+
+    paths = {re.sub(r"\W", "_", p): p for p, _ in reference.named_modules() if p}
+    nodes = []
+    for n in graph.nodes:
+        key = n.id[2:] if n.id.startswith("m_") and n.id[2:] in paths else n.id  # the plain wrapper's ``m.``
+        nodes.append(n.model_copy(update={"label": paths[key]}) if key in paths and not n.label else n)
+    return graph.model_copy(update={"nodes": nodes})
+
+
 def example_input(info: HFFolder, batch: int = 2, seed: int = 0):
     """A random input batch for the folder's model: token ids below the vocabulary size, or images."""
     import torch
@@ -357,6 +370,7 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     module = canonical_module(reference, info)
     proto = _module_to_onnx(module, (example_input(info),))
     result = build_from_onnx(proto, name or info.folder.name, "hf", info.folder.name)
+    result.project.graph = _label_modules(result.project.graph, reference)
     result.report.update(architecture=info.model_type, tokenizer=info.tokenizer, seq_len=info.seq_len,
                          source=info.folder.name)
     if verify:
