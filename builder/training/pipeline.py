@@ -32,6 +32,7 @@ from builder.runs.summary import run_source
 from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
+from builder.training.finetune import apply_finetune
 from builder.training.lineage import inherit_split, parents
 from builder.training.objectives import has_objective
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
@@ -71,7 +72,7 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
             skipped.append(f"{nid}: not in the source run")
             continue
         src, dst = source_names[nid] + ".", dst_names[nid] + "."
-        pairs = [(k, dst + k[len(src):]) for k in weights if k.startswith(src)]
+        pairs = [(k, _into(sd, dst, k[len(src):])) for k in weights if k.startswith(src)]
         if not pairs:
             continue
         bad = [d for s, d in pairs if d not in sd or sd[d].shape != weights[s].shape]
@@ -83,6 +84,12 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
     if new:
         model.load_state_dict({**sd, **new})
     return {"loaded": loaded, "skipped": skipped}
+
+
+def _into(sd: dict, dst: str, rest: str) -> str:
+    """The key a source tensor goes to: the same name, or the ``base_layer`` of a LoRA node that wraps the source's
+    Linear (:mod:`builder.graph.layers.lora`)."""
+    return dst + rest if dst + rest in sd or dst + "base_layer." + rest not in sd else dst + "base_layer." + rest
 
 
 def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
@@ -124,6 +131,7 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
         ds.info.notes.append(split_note)
     cfg = TrainConfig.resolve(ds.info.task, len(ds.train), tr, config)
     ds = fit_dataset(project.graph, ds)  # a vector Input of the flattened size (MLP autoencoder on digits)
+    project.graph, cfg = apply_finetune(project.graph, cfg)  # linear probe / LoRA: what trains
     report = infer_shapes(project.graph)
     if adapt:  # adapting reads the structure only; a changed graph's shapes need their own analysis
         adapted = adapt_graph(project.graph, ds.info, report)
