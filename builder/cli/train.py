@@ -100,6 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", dest="init_from", metavar="RUN", help="initialise nodes from a past run")
     p.add_argument("--init-nodes", dest="init_nodes", help="comma-separated node ids to initialise")
     p.add_argument("--freeze", help="comma-separated node ids to freeze")
+    p.add_argument("--finetune", choices=("full", "linear_probe", "lora"), help="what trains from a pretrained "
+                   "model: every layer, only the head, or the head and LoRA adapters (added to the attention "
+                   "projections when the graph has none)")
     p.add_argument("--name", help="run name")
     p.add_argument("--teacher", metavar="RUN_ID", help="distillation: train FILE (the student) to mimic this finished "
                    "run's outputs as well as the labels (a DistillationLoss and a CrossEntropyLoss are added unless "
@@ -208,6 +211,8 @@ def _config_overrides(args: argparse.Namespace) -> dict:
         cfg["scheduler_params"] = dict(args.scheduler_param)
     if getattr(args, "init_nodes", None):
         cfg["init_nodes"] = [s.strip() for s in args.init_nodes.split(",") if s.strip()]
+    if getattr(args, "finetune", None):
+        cfg["finetune"] = args.finetune
     if getattr(args, "freeze", None):
         cfg["freeze"] = [s.strip() for s in args.freeze.split(",") if s.strip()]
     if getattr(args, "augment", None):

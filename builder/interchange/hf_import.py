@@ -302,12 +302,14 @@ def _modules():
         def __init__(self, model, seq_len: int):
             super().__init__()
             self.wte, self.wpe, self.drop, self.h, self.ln_f = model.wte, model.wpe, model.drop, model.h, model.ln_f
-            self.register_buffer("causal", torch.full((seq_len, seq_len), float("-inf")).triu(1), persistent=False)
+            for i in range(len(self.h)):  # one table per block: a shared one would import as tied constants
+                self.register_buffer(f"causal_{i}", torch.full((seq_len, seq_len), float("-inf")).triu(1),
+                                     persistent=False)
 
         def forward(self, ids):  # (B, T) token ids
             x = self.drop(self.wte(ids) + self.wpe.weight[: ids.shape[1]])
-            for block in self.h:
-                x = block(x, attention_mask=self.causal)  # (T, T) added to every (B, heads, T, T) score
+            for i, block in enumerate(self.h):
+                x = block(x, attention_mask=getattr(self, f"causal_{i}"))  # (T, T) added to each (B, heads, T, T)
                 x = x[0] if isinstance(x, tuple) else x
             return self.ln_f(x)
 

@@ -164,11 +164,17 @@ def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Data
     return run_id, store.run_dir(run_id, actor=SYSTEM)
 
 
-def record_environment(store: RunStore, run_id: str, trainer: Any, report: ShapeReport, world_size: int = 1) -> None:
-    """Record where a run trains (device, precision, processes) and its size (parameters, multiply-adds), so the
-    model card and the Runs page read them instead of analysing the graph again."""
+def record_environment(store: RunStore, run_id: str, trainer: Any, report: ShapeReport, world_size: int = 1,
+                       graph: Any = None) -> None:
+    """Record where a run trains (device, precision, processes) and its size (parameters, multiply-adds; with
+    ``graph``, the parameters that train and the fine-tuning mode), so the model card and the Runs page read them
+    instead of analysing the graph again."""
+    from builder.graph.lora import trainable_params
+
+    counts = trainable_params(graph, trainer.config.freeze) if graph is not None else {}
     store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision, world_size=world_size,
-                          params=int(report.total_params), macs=total_macs(node_costs(report)))
+                          params=int(report.total_params), macs=total_macs(node_costs(report)),
+                          trainable=counts.get("trainable"), finetune=trainer.config.finetune)
 
 
 def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig) -> dict | None:
@@ -251,7 +257,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     trainer.run_id = run_id
     if run_id is not None:
         record_environment(store, run_id, trainer, report,
-                           world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
+                           world_size=getattr(dist, "world_size", 1) if dist is not None else 1, graph=project.graph)
     return _launch(trainer, background, run_id)
 
 
