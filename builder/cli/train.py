@@ -498,7 +498,7 @@ def export_run(args: argparse.Namespace) -> int:
         ckpt = folder.checkpoint
         if not ckpt.is_file():
             raise TrainingError(f"run {run['id']} ({run['status']}) has no trained weights yet")
-        weights = _weights_from_checkpoint(ckpt, folder.export(folder.CHECKPOINT_WEIGHTS))
+        weights = _weights_from_checkpoint(store, run["id"], folder.export(folder.CHECKPOINT_WEIGHTS))
     if getattr(args, "network", None):
         return _export_run_network(run, args, weights, output, fmt, folder)
     if getattr(args, "temperature", False) and (fmt == "safetensors" or getattr(args, "quantize", None)):
@@ -578,14 +578,15 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights_from_checkpoint(ckpt: Path, out: Path) -> Path:
+def _weights_from_checkpoint(store, run_id: str, out: Path) -> Path:
+    """A run's last checkpoint as a weights file (the frozen base a slim checkpoint refers to filled in)."""
     from safetensors.torch import save_file
 
-    from builder.training.checkpoint import read_checkpoint
+    from builder.training.pipeline import load_run
 
-    tensors, _ = read_checkpoint(ckpt)
+    model, _ = load_run(store, run_id, weights="checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(out))
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out))
     return out
 
 

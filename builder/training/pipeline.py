@@ -324,6 +324,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
 
         return resume_objective(run, store, project, ds, cfg, callbacks, listeners, ckpt, background)
     model = build_model(project.graph, cfg.seed)
+    _load_init(store, model, cfg)  # the frozen base a checkpoint refers to by content (checkpoint_weights)
     trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
                       resume_from=ckpt, dist=dist)
     _, meta, _ = read_resumable(ckpt)
@@ -361,7 +362,7 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
     Raises:
         RunStoreError: unknown run, or a run with neither weights nor checkpoint yet.
     """
-    from builder.training.checkpoint import read_checkpoint
+    from builder.training.checkpoint import checkpoint_weights, read_checkpoint
 
     run = store.get(run_id)
     project = load_project(run["project"])
@@ -374,8 +375,10 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
         if weights == "final" and wpath.is_file():
             state, _ = read_weights(wpath)
         else:
-            tensors, _ = read_checkpoint(ckpt)
-            state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            tensors, meta = read_checkpoint(ckpt)
+            if meta.get("base"):  # the frozen base comes from the run it started from
+                _load_init(store, model, TrainConfig.from_dict(run.get("config") or {}))
+            state = checkpoint_weights(tensors, meta, model, ckpt)
         model.load_state_dict(state)
     except Exception as e:  # a damaged file, or weights of another graph
         raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from None

@@ -95,3 +95,32 @@ def test_lora_run_exports_merged_and_as_adapter(setup, tmp_path):
 def test_unknown_mode_is_refused():
     with pytest.raises(TrainingError, match="fine-tuning mode is one of full, linear_probe, lora"):
         finetune_freeze({"nodes": [], "edges": []}, "adapters")
+
+
+def test_lora_checkpoint_keeps_what_trains_and_refers_to_the_base(setup):
+    """A LoRA run's checkpoint holds the adapters and the head, and the frozen base only as a SHA-256: it is a
+    fraction of the full run's; loading it needs the very base (a changed base is refused)."""
+    from builder.graph.project import load_project
+    from builder.training.checkpoint import checkpoint_weights, read_checkpoint, tensors_sha256
+    from builder.training.pipeline import build_model, load_run
+
+    store, res, rid, runs = setup
+    lora_ckpt, full_ckpt = (store.folder(runs[m]).checkpoint for m in ("lora", "full"))
+    tensors, meta = read_checkpoint(lora_ckpt)
+    model_keys = {k[6:] for k in tensors if k.startswith("model.")}
+    assert all(".lora_" in k or k.startswith("head.") or "running" in k for k in model_keys), sorted(model_keys)[:5]
+    assert "encoder_layer_0_attention_self_query.base_layer.weight" in meta["base"]["keys"]
+    full_tensors, _ = read_checkpoint(full_ckpt)
+
+    def model_bytes(ts):
+        return sum(v.numel() * v.element_size() for k, v in ts.items() if k.startswith("model."))
+
+    assert model_bytes(tensors) < model_bytes(full_tensors) / 4
+    assert lora_ckpt.stat().st_size < full_ckpt.stat().st_size / 2
+    model, _ = load_run(store, runs["lora"], weights="checkpoint")  # the base comes from the imported run
+    final = _weights(store, runs["lora"])
+    assert all(torch.equal(model.state_dict()[k], final[k]) for k in final if ".base_layer." in k)
+    assert tensors_sha256({k: final[k] for k in meta["base"]["keys"]}) == meta["base"]["sha256"]
+    stranger = build_model(load_project(store.get(runs["lora"])["project"]).graph, seed=5)  # another base
+    with pytest.raises(TrainingError, match="refers to frozen base weights by content"):
+        checkpoint_weights(tensors, meta, stranger)
