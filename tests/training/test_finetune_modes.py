@@ -124,3 +124,15 @@ def test_lora_checkpoint_keeps_what_trains_and_refers_to_the_base(setup):
     stranger = build_model(load_project(store.get(runs["lora"])["project"]).graph, seed=5)  # another base
     with pytest.raises(TrainingError, match="refers to frozen base weights by content"):
         checkpoint_weights(tensors, meta, stranger)
+
+
+def test_export_of_an_unfinished_run_fills_in_the_base(setup, tmp_path):
+    """The CLI's export of a run without final weights reads its slim checkpoint with the base filled in."""
+    from builder.cli.train import _weights_from_checkpoint
+
+    store, res, _, runs = setup
+    out = _weights_from_checkpoint(store, runs["lora"], tmp_path / "w.safetensors")
+    got, _ = read_weights(out)
+    q = "encoder_layer_0_attention_self_query"
+    assert torch.equal(got[f"{q}.base_layer.weight"], res.weights[f"{q}.weight"])
+    assert f"{q}.lora_A.weight" in got and "head.weight" in got
