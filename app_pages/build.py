@@ -201,6 +201,13 @@ def _graph_table(report) -> None:
         lines.append(f"| {md_code(r['id'], table=True, max_len=60)} | {md_text(shape, 120)} | "
                      f"{ui.human_count(r['params'])} |")
     st.markdown("**Layers** (shapes without the batch dimension)")
+    freeze = [n for n in ((ui.project().training or {}).get("freeze") or []) if isinstance(n, str)]
+    if freeze or any(r.type == "LoRA" for r in report.nodes.values()):
+        from builder.graph.lora import trainable_params
+
+        c = trainable_params(None, freeze, report=report)
+        st.caption(f"Trains {ui.human_count(c['trainable'])} parameters, {ui.human_count(c['frozen'])} frozen"
+                   + (f" (LoRA adapters: {ui.human_count(c['adapter'])})" if c["adapter"] else ""))
     box = st.container(height=min(460, 44 + 35 * min(len(rows), TABLE_ROWS)), border=False, key="ll_layer_table")
     box.markdown("\n".join(lines))
     if len(rows) > TABLE_ROWS:

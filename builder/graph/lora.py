@@ -91,13 +91,16 @@ def lora_state(graph, weights: dict[str, Any], module_names: dict[str, str]) -> 
     return out
 
 
-def trainable_params(graph, freeze: list[str] | tuple[str, ...] = ()) -> dict[str, int]:
+def trainable_params(graph, freeze: list[str] | tuple[str, ...] = (), *, report: Any = None) -> dict[str, int]:
     """``{"trainable", "frozen", "adapter"}`` parameter values of a graph when the nodes in ``freeze`` are frozen:
-    a LoRA node trains its adapter (and its base only with ``train_base``)."""
+    a LoRA node trains its adapter (and its base only with ``train_base``). ``report``: the graph's ShapeReport
+    when the caller has it (the graph is then not analysed again)."""
     from builder.graph.layers.lora import adapter_params
-    from builder.graph.shapes import infer_shapes
 
-    report = infer_shapes(as_graph(graph))
+    if report is None:
+        from builder.graph.shapes import infer_shapes
+
+        report = infer_shapes(as_graph(graph))
     frozen_ids = set(freeze)
     out = {"trainable": 0, "frozen": 0, "adapter": 0}
     for nid, info in report.nodes.items():

@@ -34,3 +34,10 @@ def test_library_model_goes_on_the_canvas_with_its_weights(workspace, library):
     assert "m_transformer_layer_0_attention_q_lin" in ids
     run = RunStore(workspace, actor=SYSTEM).get(proj.training["init_from"])
     assert run["status"] == "imported" and run["owner"] == "local"
+    # LoRA on its attention projections: the layer table says what trains and what stays frozen
+    from builder.graph.lora import add_lora
+
+    at.session_state["ll_project"] = proj.model_copy(update={"graph": add_lora(proj.graph, "attention", rank=2)})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("frozen (LoRA adapters: " in c.value for c in at.caption), [c.value for c in at.caption]
