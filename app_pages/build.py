@@ -205,6 +205,13 @@ def _graph_table(report) -> None:
         lines.append(f"| {md_code(r['id'], table=True, max_len=60)} | {md_text(shape, 120)} | "
                      f"{ui.human_count(r['params'])} |")
     st.markdown("**Layers** (shapes without the batch dimension)")
+    freeze = [n for n in ((ui.project().training or {}).get("freeze") or []) if isinstance(n, str)]
+    if freeze or any(r.type == "LoRA" for r in report.nodes.values()):
+        from builder.graph.lora import trainable_params
+
+        c = trainable_params(None, freeze, report=report)
+        st.caption(f"Trains {ui.human_count(c['trainable'])} parameters, {ui.human_count(c['frozen'])} frozen"
+                   + (f" (LoRA adapters: {ui.human_count(c['adapter'])})" if c["adapter"] else ""))
     box = st.container(height=min(460, 44 + 35 * min(len(rows), TABLE_ROWS)), border=False, key="ll_layer_table")
     box.markdown("\n".join(lines))
     if len(rows) > TABLE_ROWS:
@@ -244,6 +251,7 @@ def toolbar(report) -> None:
                     help="Replace the canvas with a ready-made network")
     with c_imp.popover("Import", icon=":material/upload_file:", width="stretch", help="Open an ONNX or .pt2 model"):
         import_model_box()
+        library_box()
     ok = report.ok and bool(g.nodes)
     snapshot = g.model_copy(deep=True)
     c_py.download_button("PyTorch .py", data=lambda: _export_py(snapshot), file_name="model.py",
@@ -450,6 +458,37 @@ def import_model_box() -> None:
                    f"outputs match the original to {rep.get('max_abs_diff', 0):.1e}. Training starts from the "
                    f"imported weights (run {rid}); freeze layers on the Train page."
                    + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))
+    st.rerun()
+
+
+def library_box() -> None:
+    """The model library's models (Hugging Face folders the admin set up) with their size; one is imported by
+    its name in a worker process and its weights kept as a run of this person's."""
+    from builder.interchange.hf_library import import_library_model, library_entries, library_folder
+
+    if library_folder(ui.workspace()) is None:
+        return
+    entries = {e["name"]: e for e in library_entries(ui.workspace()) if not e["problem"]}
+    if not entries:
+        return
+    st.divider()
+    st.caption("Model library: pretrained models on this server (parameters, multiply-adds per sample, training "
+               "memory at batch 32 on this server's CPU).")
+    name = st.selectbox("Library model", list(entries), index=None, key="ll_library_pick", placeholder="Model…",
+                        format_func=lambda n: f"{n} · {entries[n]['architecture']} · {ui.human_count(entries[n]['params'])}"
+                        f" params · {ui.human_count(entries[n]['macs'])} MACs · {entries[n]['memory_text']}")
+    if name is None or not st.button("Place on the canvas", key="ll_library_go", icon=":material/download:"):
+        return
+    try:
+        with st.spinner("Importing in a worker process…"):
+            proj, rid, rep = import_library_model(ui.store(), ui.workspace(), name)
+    except LayerLabError as e:
+        st.session_state.ll_canvas_error = f"Cannot import {name}: {e}"
+        st.rerun()
+    st.session_state.ll_canvas_error = None
+    ui.set_project(proj, flash=f"Imported {name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; outputs "
+                   f"match transformers to {rep.get('max_abs_diff', 0):.1e}. Training starts from its weights (run "
+                   f"{rid}); add a head, then pick Linear probe, LoRA or Full on the Train page.")
     st.rerun()
 
 

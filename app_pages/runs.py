@@ -105,9 +105,11 @@ def overlay(runs: list[dict]) -> None:
     cfgs = {}
     for r in runs:
         c = dict(r.get("config") or {})
-        row = {"dataset": _dataset(r), "params": r.get("params")}
-        for k in ("epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping", "seed",
-                  "device"):
+        env = r.get("environment") or {}
+        row = {"dataset": _dataset(r), "params": r.get("params"), "trainable params": env.get("trainable"),
+               "test accuracy": (r.get("test_metrics") or {}).get("accuracy"), "duration": r.get("duration_s")}
+        for k in ("finetune", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping",
+                  "seed", "device"):
             row[k] = c.get(k)
         cfgs[r["id"]] = {k: ui.fmt_setting(v) for k, v in row.items()}
     df = pd.DataFrame(cfgs)

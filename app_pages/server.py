@@ -4,6 +4,8 @@ owner with Delete (builder.runs.housekeeping)."""
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from app_pages import ui
@@ -90,6 +92,37 @@ def my_data() -> None:
         st.button("Delete permanently", type="primary", key="ll_server_delete_mine", on_click=_delete_mine)
 
 
+def _set_library() -> None:
+    from builder.interchange.hf_library import set_library_folder
+
+    try:
+        set_library_folder(ui.workspace(), ui.owner(), st.session_state.ll_model_library)
+    except LayerLabError as e:
+        return _error(e)
+    st.session_state.ll_server_error = None
+    ui.flash("Model library saved")
+
+
+def library_view() -> None:
+    """The model library's folder (admins set it) and its models with their size (Hugging Face model folders)."""
+    from builder.interchange.hf_library import LIBRARY_ENV, library_entries, library_folder
+
+    st.subheader("Model library")
+    current = library_folder(ui.workspace())
+    if "ll_model_library" not in st.session_state:
+        st.session_state.ll_model_library = str(current or "")
+    st.text_input("Model library folder", key="ll_model_library", on_change=_set_library,
+                  disabled=bool(os.environ.get(LIBRARY_ENV)),
+                  help=f"A folder on the server holding Hugging Face model folders (config.json + model.safetensors); "
+                  f"listed here with their size and imported by name (`layerlab import`). {LIBRARY_ENV} overrides it.")
+    for e in library_entries(ui.workspace()):
+        if e["problem"]:
+            st.caption(f"{ui.md(e['name'])}: {ui.md(e['problem'])}")
+        else:
+            st.caption(f"**{ui.md(e['name'])}** · {e['architecture']} · {e['params']:,} parameters · "
+                       f"{e['macs']:,} multiply-adds per sample · training {e['memory_text']} at batch 32")
+
+
 def admin_view() -> None:
     """Every job on the server (owner, status, device, age, Stop) and every owner's disk usage (Delete)."""
     store = ui.store()
@@ -138,6 +171,7 @@ try:
     if st.session_state.get("ll_server_error"):
         st.error(ui.md(st.session_state.ll_server_error))
     if owners.is_admin(ui.workspace(), ui.owner()):
+        library_view()
         admin_view()
 except LayerLabError as err:
     ui.show_error(err)

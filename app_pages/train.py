@@ -117,6 +117,13 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
             key="ll_hp_freeze", placeholder="none: every layer trains",
             help="Keep these layers' weights fixed (transfer learning: train only the new head of an imported or "
                  "pretrained model). Same as `layerlab train --freeze`.")
+        modes = {"full": "Full fine-tune: every layer trains", "linear_probe": "Linear probe: only the head trains",
+                 "lora": "LoRA: the head and LoRA adapters train"}
+        finetune = st.radio("Fine-tuning", list(modes), format_func=modes.get, horizontal=True, key="ll_hp_finetune",
+                            index=list(modes).index(d.get("finetune", "full")) if d.get("finetune") in modes else 0,
+                            help="What trains when starting from a pretrained model: LoRA adds adapters to the "
+                                 "attention projections when the canvas has no LoRA layer. Same as `layerlab train "
+                                 "--finetune`.")
         teachers = {r["id"]: run_label(r) for r in ui.store().list_runs("finished", 30)
                     if "accuracy" in (r.get("test_metrics") or {})}  # a classifier's run, not a GAN's
         own = (ui.project().training or {}).get("teacher") or ""
@@ -133,7 +140,7 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
         return None
     return {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "optimizer": opt, "scheduler": sched,
             "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev,
-            "freeze": list(frozen), "live_attributions": bool(live), "teacher": teacher or None}
+            "freeze": list(frozen), "finetune": finetune, "live_attributions": bool(live), "teacher": teacher or None}
 
 
 # ------------------------------------------------------------------------------------------ figures

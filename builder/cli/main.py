@@ -225,7 +225,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         return fail("give -o OUT.json (the weights go to OUT.safetensors)")
     check_output_path(args.output)
-    result = import_model(args.source, name=args.name)
+    if args.source.startswith("library:"):  # a model of the configured model library, by name
+        from builder.interchange.hf_library import library_model
+        from builder.runs.store import default_workspace as workspace_path
+
+        args.source = str(library_model(workspace_path(args.workspace), args.source[len("library:"):]))
+    result = import_model(args.source, name=args.name, seq_len=args.seq_len)
     jpath, wpath = save_import(result, args.output)
     rep = result.report
     print(terminal_line(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
@@ -233,12 +238,46 @@ def cmd_import(args: argparse.Namespace) -> int:
                         f"{rep.get('max_abs_diff', float('nan')):.3g}"))
     for note in rep.get("notes", []):
         print(terminal_line(f"note: {note}"))
+    if _copy_tokenizer(args.source, Path(jpath).with_name(Path(jpath).stem + ".tokenizer.json")):
+        print(terminal_line(f"wrote {Path(jpath).stem}.tokenizer.json (the model folder's tokenizer)"))
     if args.register:
         from builder.cli.common import cli_store
 
-        rid = register_import(cli_store(args.workspace), result)
+        store = cli_store(args.workspace)
+        rid = register_import(store, result)
+        _copy_tokenizer(args.source, store.folder(rid).tokenizer)
         print(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
                             f"--init-from {rid})"))
+    return 0
+
+
+def _copy_tokenizer(source: str, target: Path) -> bool:
+    """Copy a Hugging Face model folder's ``tokenizer.json`` next to what the import wrote."""
+    import shutil
+
+    from builder.interchange.hf_import import TOKENIZER, is_hf_folder
+
+    if not (is_hf_folder(source) and (Path(source) / TOKENIZER).is_file()):
+        return False
+    shutil.copyfile(Path(source) / TOKENIZER, target)
+    return True
+
+
+def cmd_library(args: argparse.Namespace) -> int:
+    """``layerlab library``: the model library's models with parameters, multiply-adds and training memory."""
+    from builder.interchange.hf_library import LIBRARY_ENV, library_entries, library_folder
+    from builder.runs.store import default_workspace as workspace_path
+
+    ws = workspace_path(args.workspace)
+    if library_folder(ws) is None:
+        return fail(f"no model library is configured; set {LIBRARY_ENV} or the server config's model_library")
+    for e in library_entries(ws, device=args.device, batch_size=args.batch_size):
+        if e["problem"]:
+            print(terminal_line(f"{e['name']:<24} {e['problem']}"))
+        else:
+            print(terminal_line(f"{e['name']:<24} {e['architecture']:<10} {e['params']:>14,} params "
+                                f"{e['macs']:>16,} MACs  training {e['memory_text']} at batch {args.batch_size} "
+                                f"on {args.device}{'' if e['fits'] else ' (does not fit)'}"))
     return 0
 
 
@@ -326,14 +365,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", help="workspace folder holding the runs")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="import an ONNX, torch.export (.pt2) or file.py:Class model as a project")
-    p.add_argument("source", help="model.onnx, model.pt2 or file.py:ClassName[(args)] (runs that file)")
+    p = sub.add_parser("import", help="import an ONNX, torch.export (.pt2), Hugging Face model folder or "
+                       "file.py:Class model as a project")
+    p.add_argument("source", help="model.onnx, model.pt2, a Hugging Face model folder (config.json + "
+                   "model.safetensors), library:NAME (a model of the model library) or file.py:ClassName[(args)] "
+                   "(runs that file)")
+    p.add_argument("--seq-len", type=int, help="tokens per sample for a text model folder (default: up to 64)")
     p.add_argument("-o", "--output", help="OUT.json (weights to OUT.safetensors)")
     p.add_argument("--name", help="project name")
     p.add_argument("--register", action="store_true", help="also record the weights as a run in the workspace "
                    "so `train --init-from RUN` starts from them")
     p.add_argument("--workspace", help="workspace folder for --register")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("library", help="list the model library's models with their size and training memory")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: the device the memory estimate is for")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workspace", help="workspace folder (its server config may name the library)")
+    p.set_defaults(func=cmd_library)
 
     p = sub.add_parser("templates", help="list templates, or write one to a file")
     p.add_argument("name", nargs="?")

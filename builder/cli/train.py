@@ -101,6 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", dest="init_from", metavar="RUN", help="initialise nodes from a past run")
     p.add_argument("--init-nodes", dest="init_nodes", help="comma-separated node ids to initialise")
     p.add_argument("--freeze", help="comma-separated node ids to freeze")
+    p.add_argument("--finetune", choices=("full", "linear_probe", "lora"), help="what trains from a pretrained "
+                   "model: every layer, only the head, or the head and LoRA adapters (added to the attention "
+                   "projections when the graph has none)")
     p.add_argument("--name", help="run name")
     p.add_argument("--teacher", metavar="RUN_ID", help="distillation: train FILE (the student) to mimic this finished "
                    "run's outputs as well as the labels (a DistillationLoss and a CrossEntropyLoss are added unless "
@@ -209,6 +212,8 @@ def _config_overrides(args: argparse.Namespace) -> dict:
         cfg["scheduler_params"] = dict(args.scheduler_param)
     if getattr(args, "init_nodes", None):
         cfg["init_nodes"] = [s.strip() for s in args.init_nodes.split(",") if s.strip()]
+    if getattr(args, "finetune", None):
+        cfg["finetune"] = args.finetune
     if getattr(args, "freeze", None):
         cfg["freeze"] = [s.strip() for s in args.freeze.split(",") if s.strip()]
     if getattr(args, "augment", None):
@@ -495,7 +500,7 @@ def export_run(args: argparse.Namespace) -> int:
         ckpt = folder.checkpoint
         if not ckpt.is_file():
             raise TrainingError(f"run {run.id} ({run.status}) has no trained weights yet")
-        weights = _weights_from_checkpoint(ckpt, folder.export(folder.CHECKPOINT_WEIGHTS))
+        weights = _weights_from_checkpoint(store, run.id, folder.export(folder.CHECKPOINT_WEIGHTS))
     if getattr(args, "network", None):
         return _export_run_network(run, args, weights, output, fmt, folder)
     if getattr(args, "temperature", False) and (fmt == "safetensors" or getattr(args, "quantize", None)):
@@ -584,14 +589,15 @@ def _export_tokenizer(folder: Any, model_path: Path) -> None:
         print(f"wrote {out} (the tokenizer the model's token ids come from; tokenizers.Tokenizer.from_file)")
 
 
-def _weights_from_checkpoint(ckpt: Path, out: Path) -> Path:
+def _weights_from_checkpoint(store, run_id: str, out: Path) -> Path:
+    """A run's last checkpoint as a weights file (the frozen base a slim checkpoint refers to filled in)."""
     from safetensors.torch import save_file
 
-    from builder.training.checkpoint import read_checkpoint
+    from builder.training.pipeline import load_run
 
-    tensors, _ = read_checkpoint(ckpt)
+    model, _ = load_run(store, run_id, weights="checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(out))
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out))
     return out
 
 

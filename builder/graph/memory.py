@@ -130,15 +130,28 @@ def training_memory(report: ShapeReport, batch_size: int = 64, optimizer: str = 
         device: ``cpu`` or ``cuda`` (``cuda:1`` too): CUDA adds its libraries' workspaces and a measured factor on
             the activations (:data:`CUDA_RUNTIME`, :data:`CUDA_ACTIVATION_FACTOR`).
     """
+    saved, transient = _kept(report, str(device).startswith("cuda"))
+    return counted_memory(report.total_params, saved, batch_size, optimizer, device, transient=transient,
+                          buffers=report.total_buffers)
+
+
+def counted_memory(params: int, saved: int, batch_size: int = 64, optimizer: str = "adam", device: str = "cpu", *,
+                   transient: int = 0, buffers: int = 0) -> MemoryEstimate:
+    """The :class:`MemoryEstimate` from counts alone: ``params`` parameter values, ``saved`` values kept per sample
+    for the backward pass, ``transient`` values alive together per sample during it, ``buffers`` fixed values
+    (:func:`training_memory` counts them from a graph; a model library's entry from its config).
+
+    >>> counted_memory(1000, 10, batch_size=4).peak  # weights, gradients, Adam's two states and a temporary
+    20000
+    """
     cuda = str(device).startswith("cuda")
-    saved, transient = _kept(report, cuda)
     if cuda:
         saved, transient = int(saved * CUDA_ACTIVATION_FACTOR), int(transient * CUDA_ACTIVATION_FACTOR)
-    params = report.total_params * _VALUE
+    values = params * _VALUE
     return MemoryEstimate(
         batch_size=batch_size, device="cuda" if cuda else "cpu", runtime=CUDA_RUNTIME if cuda else 0,
-        weights=params + report.total_buffers * _VALUE, gradients=params,
-        optimizer=OPTIMIZER_STATE.get(optimizer, 2) * params, step_temporaries=OPTIMIZER_TEMPS.get(optimizer, 1) * params,
+        weights=values + buffers * _VALUE, gradients=values,
+        optimizer=OPTIMIZER_STATE.get(optimizer, 2) * values, step_temporaries=OPTIMIZER_TEMPS.get(optimizer, 1) * values,
         saved_per_sample=saved * _VALUE, transient_per_sample=transient * _VALUE)
 
 

@@ -311,7 +311,7 @@ def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], p
             info.num_params, info.num_buffers = _count_params(
                 cls, tuple(sorted((k, _freeze(v)) for k, v in kwargs.items())))
         elif getattr(spec, "counts", None) is not None:  # a node storing its own constants (Op)
-            info.num_params, info.num_buffers = spec.counts(info.params)
+            info.num_params, info.num_buffers = spec.counts(info.params, ins)
         cost = spec.cost(info.params, ins, outs) if spec.cost else Cost()
         info.num_buffers += cost.buffers
         info.build_values, info.work_values, info.cost_note = cost.build, cost.work, cost.note

@@ -165,12 +165,13 @@ def _model_in_folder(folder: Path) -> Path:
 
 
 def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, name: str | None = None,
-                 verify: bool = True, seed: int = 0) -> ImportResult:
+                 verify: bool = True, seed: int = 0, seq_len: int | None = None) -> ImportResult:
     """Import a model as a LayerLab project with its weights.
 
     Args:
         source: a ``.onnx`` or ``.pt2`` path (or the file's bytes), a folder holding one model (with its
-            external-data files), an uploaded set ``{file name: bytes}`` or a zip of one (``.onnx`` plus
+            external-data files), a Hugging Face model folder (``config.json`` and ``model.safetensors``:
+            :mod:`builder.interchange.hf_import`, ``seq_len`` tokens for text models), an uploaded set ``{file name: bytes}`` or a zip of one (``.onnx`` plus
             ``.onnx.data``; external data resolves only to files of the set), or ``file.py:ClassName[(args)]``.
         name: project name (default: the file name).
         verify: run the original (onnxruntime / the torch program / the module) and the imported model on
@@ -194,6 +195,10 @@ def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, nam
         res.report["source"] = path.name
         return res
     if not isinstance(source, bytes | bytearray) and ":" not in str(source) and Path(source).is_dir():
+        from builder.interchange.hf_import import import_hf_folder, is_hf_folder
+
+        if is_hf_folder(source):  # a Hugging Face model folder (config.json + model.safetensors)
+            return import_hf_folder(source, name=name, verify=verify, seq_len=seq_len)
         source = _model_in_folder(Path(source))
     elif not isinstance(source, bytes | bytearray) and str(source).lower().endswith(".zip") and \
             Path(source).is_file() and Path(source).stat().st_size <= MAX_BUNDLE_BYTES:

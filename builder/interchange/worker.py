@@ -61,7 +61,9 @@ MAX_ANSWER_BYTES = 16 * 2**20
 _TASKS = {"_child_import": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
           "_child_export": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
           "_child_quantize": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
-          "_child_network_weights": ("torch", "safetensors.torch")}
+          "_child_network_weights": ("torch", "safetensors.torch"),
+          "_child_import_hf": ("builder.interchange.hf_import", "torch", "onnx", "onnxruntime", "safetensors.torch",
+                               "transformers", "tokenizers")}
 TEST_TASKS: dict[str, str] = {}
 """Test hook: ``{name: "module:function"}`` tasks a test registers (``monkeypatch.setitem``); empty in the
 app, so a worker runs nothing but the functions of this module named in ``_TASKS``."""
@@ -206,6 +208,26 @@ def _child_import(path: str, out: str) -> dict:
     return res.report
 
 
+def _child_import_hf(folder: str, out: str, seq_len: int | None) -> dict:
+    from builder.interchange.hf_import import TOKENIZER, _offline, import_hf_folder
+    from builder.interchange.importer import save_import
+
+    _offline()
+    res = import_hf_folder(folder, seq_len=seq_len)
+    save_import(res, out)
+    tok = Path(folder) / TOKENIZER
+    if tok.is_file():  # read by the tokenizers library here, in the worker: a broken file stops the import
+        from tokenizers import Tokenizer
+
+        try:
+            res.report["vocab_size"] = Tokenizer.from_file(str(tok)).get_vocab_size()
+        except Exception as e:  # noqa: BLE001  the library raises its own types
+            raise ModelImportError(f"the folder's {TOKENIZER} is not a readable tokenizer; received: "
+                                   f"{type(e).__name__}. Fix: save it again with tokenizer.save_pretrained") from None
+        shutil.copyfile(tok, Path(out).with_name(TOKENIZER))
+    return res.report
+
+
 def _child_export(project_json: str, weights: str | None, out: str) -> dict:
     from builder.graph.project import load_project
     from builder.interchange.onnx_export import export_onnx
@@ -279,6 +301,42 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     return project, rid, report
 
 
+def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None = None,
+                       timeout: float = IMPORT_TIMEOUT_S, name: str | None = None):
+    """Import a Hugging Face model folder (:mod:`builder.interchange.hf_import`) in a worker process and record
+    its weights (and its ``tokenizer.json``) as a run. The folder is checked here first from its ``config.json``
+    (complete, supported, within the size budget: one line); ``transformers`` runs only in the worker.
+
+    ``folder`` is a path the caller trusts: the CLI's own argument, or a model library entry resolved by name
+    (:func:`builder.interchange.hf_library.library_folder`); never a path taken from content.
+
+    Returns:
+        ``(project, run_id, report)`` as :func:`import_upload`.
+    """
+    from safetensors.torch import load_file
+
+    from builder.graph.project import load_project
+    from builder.interchange.hf_import import TOKENIZER, inspect_folder
+    from builder.interchange.importer import ImportResult, register_import
+
+    info = inspect_folder(folder, seq_len=seq_len)
+    with tempfile.TemporaryDirectory(prefix="layerlab-import-") as tmp:
+        out = Path(tmp) / "imported.json"
+        report = run_isolated("_child_import_hf", timeout, folder=str(Path(folder).resolve()), out=str(out),
+                              seq_len=info.seq_len if info.input_shape and len(info.input_shape) == 1 else None)
+        project = load_project(out)
+        weights = load_file(str(out.with_suffix(".safetensors")))
+        tok = out.with_name(TOKENIZER)
+        stem = (name or info.folder.name)[:100] or "model"
+        project = project.model_copy(update={"name": stem, "description": f"Imported from the {info.model_type} "
+                                                                          f"model folder {stem}."})
+        rid = register_import(store, ImportResult(project, weights, report), name=f"imported {stem}")
+        if tok.is_file():
+            shutil.copyfile(tok, store.folder(rid).tokenizer)
+    project = project.model_copy(update={"training": {"init_from": rid}})
+    return project, rid, report
+
+
 def export_onnx_bytes(project_json: str, weights: str | os.PathLike | None = None,
                       timeout: float = IMPORT_TIMEOUT_S) -> tuple[bytes, dict]:
     """The project as a verified ONNX file (bytes) and its export report, built in a worker process."""
@@ -310,6 +368,6 @@ def network_weights_bytes(project_json: str, network: str, weights: str | os.Pat
         return out.read_bytes()
 
 
-__all__ = ["import_upload", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
+__all__ = ["import_upload", "import_hf_isolated", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
            "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "spawn_sandboxed", "kill_group", "lock_down", "cpu_budget",
            "death_message", "env_positive"]

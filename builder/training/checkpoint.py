@@ -143,8 +143,13 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = {f"model.{k}": v for k, v in model_tensors(model).items()}
+    weights = model_tensors(model)
     meta: dict[str, Any] = {"format": FORMAT, "state": state or {}, "python_random": random.getstate()}
+    frozen = sorted(k for k, p in model.named_parameters() if not p.requires_grad and k in weights)
+    if frozen:  # what does not train is referred to by its content hash, not copied (a LoRA run: megabytes)
+        base = {k: weights.pop(k) for k in frozen}
+        meta["base"] = {"sha256": tensors_sha256(base), "keys": frozen}
+    out = {f"model.{k}": v for k, v in weights.items()}
     if optimizer is not None:
         t, m = _split_optimizer(optimizer.state_dict())
         out.update(t)
@@ -251,7 +256,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     """
     path = Path(path)
     tensors, meta, note = read_resumable(path)
-    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = checkpoint_weights(tensors, meta, model, path)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
@@ -283,6 +288,31 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     return state, extra
 
 
+def checkpoint_weights(tensors: dict[str, torch.Tensor], meta: dict, model: torch.nn.Module,
+                       path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
+    """The model's state dict from a checkpoint: the tensors that trained, plus the frozen base it refers to taken
+    from ``model``, which must already hold that very base (its SHA-256 is checked: built from the same seed, or
+    initialised from the same run).
+
+    Raises:
+        TrainingError: malformed base reference, or a model whose frozen weights are not the base's.
+    """
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    base = meta.get("base")
+    if base is None:
+        return weights
+    keys = base.get("keys") if isinstance(base, dict) else None
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys) and isinstance(base.get("sha256"), str)):
+        raise TrainingError(f"checkpoint {path} has a malformed base reference; it may be corrupt")
+    sd = model.state_dict()
+    held = {k: sd[k] for k in keys if k in sd}
+    if len(held) != len(keys) or tensors_sha256(held) != base["sha256"]:
+        raise TrainingError(f"checkpoint {path} keeps only the weights that train and refers to frozen base weights "
+                            f"by content (SHA-256 {base['sha256'][:12]}…); received: a model whose frozen weights "
+                            "differ. Fix: load the run it started from (init_from) before the checkpoint")
+    return {**{k: v.detach().cpu() for k, v in held.items()}, **weights}
+
+
 def _check_optimizer_shapes(optimizer: torch.optim.Optimizer) -> None:
     """Every optimizer state tensor that is not a scalar must have its parameter's shape. Raises ValueError."""
     for group in optimizer.param_groups:
@@ -293,5 +323,5 @@ def _check_optimizer_shapes(optimizer: torch.optim.Optimizer) -> None:
                                      f"{list(p.shape)}")
 
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint",
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_weights",
            "model_tensors", "match_param_layout", "tensors_sha256", "previous_path", "read_resumable"]

@@ -50,6 +50,8 @@ class TrainConfig(BaseModel):
     ``memory_format`` ``auto`` uses channels_last for models with Conv2d on image data (CPU, CUDA).
     ``init_from``/``init_nodes`` drive transfer learning in :func:`builder.training.pipeline.run_training`;
     ``freeze`` lists node ids whose weights stay fixed (:class:`builder.training.callbacks.Freeze`).
+    ``finetune``: ``full``, ``linear_probe`` (only the head trains) or ``lora`` (the head and LoRA adapters train;
+    :mod:`builder.training.finetune`).
     ``health_every``: steps between samples of per-node training health (:mod:`builder.training.health`, kept as
     the run's ``health.json``); 0 turns the recording off.
     ``torch_compile``: train through ``torch.compile`` (inductor; off by default: on this project's 2-core CPU it
@@ -94,6 +96,7 @@ class TrainConfig(BaseModel):
     init_from: str | None = None
     init_nodes: list[str] | None = None
     freeze: list[str] = Field(default_factory=list)
+    finetune: Literal["full", "linear_probe", "lora"] = "full"  # what trains (builder.training.finetune)
     health_every: int = Field(HEALTH_EVERY, ge=0, le=1_000_000)
     augment: dict[str, float] = Field(default_factory=dict)  # image augmentation per batch (builder.data.augment)
 

@@ -34,6 +34,7 @@ from builder.runs.summary import run_source
 from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
+from builder.training.finetune import apply_finetune
 from builder.training.forecasts import KeepForecasts
 from builder.training.lineage import inherit_split, parents
 from builder.training.objectives import has_objective
@@ -75,7 +76,7 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
             skipped.append(f"{nid}: not in the source run")
             continue
         src, dst = source_names[nid] + ".", dst_names[nid] + "."
-        pairs = [(k, dst + k[len(src):]) for k in weights if k.startswith(src)]
+        pairs = [(k, _into(sd, dst, k[len(src):])) for k in weights if k.startswith(src)]
         if not pairs:
             continue
         bad = [d for s, d in pairs if d not in sd or sd[d].shape != weights[s].shape]
@@ -87,6 +88,12 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
     if new:
         model.load_state_dict({**sd, **new})
     return {"loaded": loaded, "skipped": skipped}
+
+
+def _into(sd: dict, dst: str, rest: str) -> str:
+    """The key a source tensor goes to: the same name, or the ``base_layer`` of a LoRA node that wraps the source's
+    Linear (:mod:`builder.graph.layers.lora`)."""
+    return dst + rest if dst + rest in sd or dst + "base_layer." + rest not in sd else dst + "base_layer." + rest
 
 
 def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict | None = None, *,
@@ -128,6 +135,7 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
         ds.info.notes.append(split_note)
     cfg = TrainConfig.resolve(ds.info.task, len(ds.train), tr, config)
     ds = fit_dataset(project.graph, ds)  # a vector Input of the flattened size (MLP autoencoder on digits)
+    project.graph, cfg = apply_finetune(project.graph, cfg)  # linear probe / LoRA: what trains
     report = infer_shapes(project.graph)
     if adapt:  # adapting reads the structure only; a changed graph's shapes need their own analysis
         adapted = adapt_graph(project.graph, ds.info, report)
@@ -163,11 +171,17 @@ def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Data
     return run_id, store.run_dir(run_id, actor=SYSTEM)
 
 
-def record_environment(store: RunStore, run_id: str, trainer: Any, report: ShapeReport, world_size: int = 1) -> None:
-    """Record where a run trains (device, precision, processes) and its size (parameters, multiply-adds), so the
-    model card and the Runs page read them instead of analysing the graph again."""
+def record_environment(store: RunStore, run_id: str, trainer: Any, report: ShapeReport, world_size: int = 1,
+                       graph: Any = None) -> None:
+    """Record where a run trains (device, precision, processes) and its size (parameters, multiply-adds; with
+    ``graph``, the parameters that train and the fine-tuning mode), so the model card and the Runs page read them
+    instead of analysing the graph again."""
+    from builder.graph.lora import trainable_params
+
+    counts = trainable_params(graph, trainer.config.freeze) if graph is not None else {}
     store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision, world_size=world_size,
-                          params=int(report.total_params), macs=total_macs(node_costs(report)))
+                          params=int(report.total_params), macs=total_macs(node_costs(report)),
+                          trainable=counts.get("trainable"), finetune=trainer.config.finetune)
 
 
 def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig) -> dict | None:
@@ -258,7 +272,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     trainer.run_id = run_id
     if run_id is not None:
         record_environment(store, run_id, trainer, report,
-                           world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
+                           world_size=getattr(dist, "world_size", 1) if dist is not None else 1, graph=project.graph)
     return _launch(trainer, background, run_id)
 
 
@@ -325,6 +339,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
 
         return resume_objective(run, store, project, ds, cfg, callbacks, listeners, ckpt, background)
     model = build_model(project.graph, cfg.seed)
+    _load_init(store, model, cfg)  # the frozen base a checkpoint refers to by content (checkpoint_weights)
     trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
                       resume_from=ckpt, dist=dist)
     _, meta, _ = read_resumable(ckpt)
@@ -366,7 +381,7 @@ def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",
     Raises:
         RunStoreError: unknown run, or a run with neither weights nor checkpoint yet.
     """
-    from builder.training.checkpoint import read_checkpoint
+    from builder.training.checkpoint import checkpoint_weights, read_checkpoint
 
     run = run_id if isinstance(run_id, Run) else store.get(run_id)
     ds = fit_dataset(run.project.graph, load_run_dataset(store, run))
@@ -378,8 +393,10 @@ def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",
         if weights == "final" and wpath.is_file():
             state, _ = read_weights(wpath)
         else:
-            tensors, _ = read_checkpoint(ckpt)
-            state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            tensors, meta = read_checkpoint(ckpt)
+            if meta.get("base"):  # the frozen base comes from the run it started from
+                _load_init(store, model, TrainConfig.from_dict(run.get("config") or {}))
+            state = checkpoint_weights(tensors, meta, model, ckpt)
         model.load_state_dict(state)
     except Exception as e:  # a damaged file, or weights of another graph
         raise RunStoreError(f"the weights of run {run.id} do not fit its project: {e}") from None

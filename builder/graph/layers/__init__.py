@@ -12,6 +12,7 @@ from builder.graph.layers import (  # noqa: F401  (each module registers its spe
     attention,
     conv,
     core,
+    lora,
     merge,
     norm,
     objective,

@@ -564,8 +564,8 @@ def make_module(p: dict, ins: list[TensorType]):
     return m
 
 
-def counts(p: dict) -> tuple[int, int]:
-    """(parameter values, buffer values) an Op node stores."""
+def counts(p: dict, ins: list[TensorType] | None = None) -> tuple[int, int]:
+    """(parameter values, buffer values) an Op node stores (its inputs do not change them)."""
     w, b = consts(p)
     return sum(math.prod(s) for s in w.values()), sum(math.prod(s) for s in b.values())
 

@@ -1,0 +1,398 @@
+"""A local Hugging Face model folder (``config.json``, ``model.safetensors``, tokenizer files) onto the canvas.
+
+Two stages, the cheap one first:
+
+* :func:`inspect_folder` reads ``config.json`` only (a bounded JSON read, nothing executed) and returns every
+  problem at once as one line: an incomplete folder (no ``config.json``, no ``model.safetensors``, a pickled
+  ``pytorch_model.bin`` instead), an architecture without a mapping, or a model over the size budget, whose
+  parameters are counted from the config (:func:`config_params`) before anything heavy is loaded.
+* :func:`import_hf_folder` builds the model with ``transformers`` from the folder, offline
+  (``HF_HUB_OFFLINE=1``, ``local_files_only=True``), safetensors only, never ``trust_remote_code``; exports it
+  with ``torch.export`` and maps it like any other module (:func:`builder.interchange.importer.build_from_onnx`),
+  then compares the canvas model with the ``transformers`` module (within 1e-5). The app runs this in the
+  sandboxed import worker (:func:`builder.interchange.worker.import_hf_isolated`), never in the server.
+
+The canvas's node ids keep the module path (``encoder_layer_0_attention_self_query``), so the canvas groups
+them into collapsible blocks by module hierarchy (``frontend/src/blocks.js``).
+
+What the mapping changes, exactly (outputs stay equal): BERT's token-type row 0 is added to its position table
+(one learned ``PositionalEncoding``; the model is fed no token types); GPT-2's ``Conv1D`` layers become
+``Linear`` layers with the transposed weight and its causal mask a fixed table for the imported sequence length.
+
+Example::
+
+    # not a doctest (needs files): run by tests/interchange/test_hf_import.py::test_import_matches_transformers
+    info = inspect_folder("models/tiny-bert")
+    result = import_hf_folder("models/tiny-bert", seq_len=16)
+    result.report["max_abs_diff"] < 1e-5
+    # -> True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builder.interchange.errors import ModelImportError
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"
+PICKLED = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
+MAX_CONFIG_BYTES = 1 << 20
+DEFAULT_SEQ_LEN = 64
+
+#: model_type -> (transformers class, input kind, config defaults used when a key is missing: transformers')
+ARCHITECTURES: dict[str, tuple[str, str, dict[str, int]]] = {
+    "bert": ("BertModel", "tokens", {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+                                     "intermediate_size": 3072, "max_position_embeddings": 512,
+                                     "type_vocab_size": 2, "num_attention_heads": 12}),
+    "distilbert": ("DistilBertModel", "tokens", {"vocab_size": 30522, "dim": 768, "n_layers": 6, "hidden_dim": 3072,
+                                                 "max_position_embeddings": 512, "n_heads": 12}),
+    "gpt2": ("GPT2Model", "tokens", {"vocab_size": 50257, "n_embd": 768, "n_layer": 12, "n_positions": 1024,
+                                     "n_head": 12}),
+    "vit": ("ViTModel", "image", {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072,
+                                  "image_size": 224, "patch_size": 16, "num_channels": 3, "num_attention_heads": 12}),
+}
+
+
+@dataclass
+class HFFolder:
+    """What ``config.json`` says about a model folder (nothing else read)."""
+
+    folder: Path
+    model_type: str
+    config: dict[str, Any]
+    params: int
+    macs: int
+    seq_len: int
+    tokenizer: bool
+    input_shape: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for pages and reports (no path)."""
+        return {"architecture": self.model_type, "params": self.params, "macs": self.macs, "seq_len": self.seq_len,
+                "tokenizer": self.tokenizer, "input_shape": list(self.input_shape)}
+
+
+def _value(cfg: dict, key: str, defaults: dict[str, int]) -> int:
+    v = cfg.get(key, defaults[key])
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"config.json: {key} must be a positive integer; received: {str(v)[:40]!r}")
+    return v
+
+
+def _encoder_layer(h: int, i: int) -> int:
+    """q, k, v, output projections, two LayerNorms and the feed-forward pair of one transformer layer."""
+    return 4 * (h * h + h) + 2 * 2 * h + (h * i + i) + (i * h + h)
+
+
+def config_params(model_type: str, cfg: dict[str, Any]) -> tuple[int, int, int]:
+    """(parameters, multiply-adds per sample, sequence length) of the base model a config describes, from the
+    config alone (the imported model has no pooler; BERT's token types fold into the position table).
+
+    >>> config_params("gpt2", {"vocab_size": 10, "n_embd": 4, "n_layer": 1, "n_positions": 8, "n_head": 2})
+    (324, 2048, 8)
+    """
+    d = ARCHITECTURES[model_type][2]
+    if model_type == "vit":
+        h, n, i = _value(cfg, "hidden_size", d), _value(cfg, "num_hidden_layers", d), _value(cfg, "intermediate_size", d)
+        p, c, img = _value(cfg, "patch_size", d), _value(cfg, "num_channels", d), _value(cfg, "image_size", d)
+        tokens = (img // p) ** 2 + 1
+        params = c * p * p * h + h + h + tokens * h + n * _encoder_layer(h, i) + 2 * h
+        macs = (tokens - 1) * c * p * p * h + n * tokens * (4 * h * h + 2 * h * i + 2 * tokens * h)
+        return params, macs, tokens
+    if model_type == "gpt2":
+        h, n, v, t = (_value(cfg, k, d) for k in ("n_embd", "n_layer", "vocab_size", "n_positions"))
+        i = _value(cfg, "n_inner", {"n_inner": 4 * h}) if cfg.get("n_inner") is not None else 4 * h
+        layer = 2 * h + (h * 3 * h + 3 * h) + (h * h + h) + 2 * h + (h * i + i) + (i * h + h)
+        seq = min(t, DEFAULT_SEQ_LEN)
+        return (v + t) * h + n * layer + 2 * h, n * seq * (4 * h * h + 2 * h * i + 2 * seq * h), seq
+    if model_type == "bert":
+        h, n, i, v, t = (_value(cfg, k, d) for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
+                                                      "vocab_size", "max_position_embeddings"))
+        v += _value(cfg, "type_vocab_size", d)  # token-type rows (the import folds row 0 into the positions)
+    else:
+        h, n, i, v, t = (_value(cfg, k, d) for k in ("dim", "n_layers", "hidden_dim", "vocab_size",
+                                                      "max_position_embeddings"))
+    seq = min(t, DEFAULT_SEQ_LEN)
+    return (v + t) * h + 2 * h + n * _encoder_layer(h, i), n * seq * (4 * h * h + 2 * h * i + 2 * seq * h), seq
+
+
+def max_params() -> int:
+    """The size budget for an imported model: the graph budget's ``max_params``
+    (:class:`builder.graph.report.Budget`), or ``LAYERLAB_HF_MAX_PARAMS`` when set."""
+    from builder.graph.report import DEFAULT_BUDGET
+    from builder.runs.sandbox import env_positive
+
+    return env_positive("LAYERLAB_HF_MAX_PARAMS", DEFAULT_BUDGET.max_params)
+
+
+def is_hf_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder with a ``config.json`` (a Hugging Face model folder, complete or not)."""
+    p = Path(path)
+    return p.is_dir() and (p / CONFIG).is_file()
+
+
+def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_len: int | None = None) -> HFFolder:
+    """Check a model folder from its file names and ``config.json``: complete, a supported architecture, within
+    the size budget. Nothing heavy is read.
+
+    Raises:
+        ModelImportError: one line naming every problem found (incomplete, unsupported, too big).
+    """
+    folder = Path(folder)
+    fix_files = f"Fix: save the model with save_pretrained(..., safe_serialization=True) so the folder holds {CONFIG} " \
+                f"and {WEIGHTS}"
+    if not folder.is_dir():
+        raise ModelImportError(f"a model folder must be a folder; received: {folder.name!r}. {fix_files}")
+    names = {p.name for p in folder.iterdir() if p.is_file()}
+    problems: list[str] = []
+    if CONFIG not in names:
+        problems.append(f"incomplete folder: no {CONFIG}")
+    if WEIGHTS not in names:
+        pickled = sorted(names & set(PICKLED))
+        problems.append(f"incomplete folder: no {WEIGHTS}" + (f" ({', '.join(pickled)} is not read: pickled or "
+                                                              "foreign weights can run code)" if pickled else ""))
+    cfg: dict[str, Any] = {}
+    if CONFIG in names:
+        try:
+            with open(folder / CONFIG, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ValueError(f"{CONFIG} is larger than {MAX_CONFIG_BYTES:,} bytes")
+            cfg = json.loads(raw)
+            if not isinstance(cfg, dict):
+                raise ValueError(f"{CONFIG} is not a JSON object")
+        except (OSError, ValueError) as e:
+            problems.append(f"unreadable {CONFIG} ({type(e).__name__})")
+            cfg = {}
+    model_type = str(cfg.get("model_type", ""))[:40]
+    info = None
+    if cfg and model_type not in ARCHITECTURES:
+        problems.append(f"unsupported architecture: model_type={model_type!r} (supported: "
+                        f"{', '.join(sorted(ARCHITECTURES))})")
+    elif cfg:
+        if cfg.get("auto_map"):
+            problems.append("unsupported architecture: the config asks for custom code (auto_map); remote code is "
+                            "never run")
+        try:
+            params, macs, seq = config_params(model_type, cfg)
+        except ValueError as e:
+            problems.append(str(e))
+        else:
+            limit = max_params() if budget is None else budget
+            if params > limit:
+                problems.append(f"too big: {params:,} parameters, above the size budget of {limit:,}")
+            kind = ARCHITECTURES[model_type][1]
+            if kind == "tokens" and seq_len is not None:
+                top = int(cfg.get("max_position_embeddings", cfg.get("n_positions", seq)))
+                if not 1 <= seq_len <= top:
+                    problems.append(f"sequence length {seq_len} outside 1..{top}")
+                seq = seq_len
+            d = ARCHITECTURES[model_type][2]
+            shape = [seq] if kind == "tokens" else [_value(cfg, "num_channels", d), _value(cfg, "image_size", d),
+                                                    _value(cfg, "image_size", d)]
+            info = HFFolder(folder, model_type, cfg, params, macs, seq, TOKENIZER in names, shape)
+    if problems:
+        raise ModelImportError(f"the model folder cannot be imported; received: {'; '.join(problems)}. "
+                               + (fix_files if any(p.startswith("incomplete") for p in problems) else
+                                  "Fix: use a BERT, DistilBERT, GPT-2 or ViT folder within the size budget "
+                                  "(LAYERLAB_HF_MAX_PARAMS)"))
+    if info is None:  # no config read and no problem named: cannot happen, refused all the same
+        raise ModelImportError(f"the model folder cannot be imported; received: no {CONFIG}. {fix_files}")
+    return info
+
+
+# ----------------------------------------------------------------------------------------- building (worker side)
+
+
+def _offline() -> None:
+    """No network for anything transformers or huggingface_hub does in this process."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def load_reference(info: HFFolder):
+    """The ``transformers`` base model from the folder: offline, safetensors only, no remote code, eager
+    attention, eval mode. Runs library code only (nothing in the folder is executed)."""
+    _offline()
+    import transformers
+
+    cls = getattr(transformers, ARCHITECTURES[info.model_type][0])
+    extra = {"add_pooling_layer": False} if info.model_type in ("bert", "vit") else {}
+    try:
+        model = cls.from_pretrained(str(info.folder), local_files_only=True, use_safetensors=True,
+                                    trust_remote_code=False, attn_implementation="eager", **extra)
+    except Exception as e:  # noqa: BLE001  transformers raises many types; the user needs one line
+        raise ModelImportError(f"transformers could not build the model from the folder; received: "
+                               f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}. "
+                               "Fix: save it again with save_pretrained") from None
+    return model.eval()
+
+
+def canonical_module(reference, info: HFFolder):
+    """A module computing the same outputs as ``reference`` (the last hidden state) in a form the importer
+    maps layer by layer (see the module docstring for the two exact rewrites)."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(reference)
+    if info.model_type == "bert":
+        return _Bert(model)
+    if info.model_type == "gpt2":
+        _conv1d_to_linear(model)
+        return _Gpt2(model, info.seq_len)
+    return _Plain(model, info.model_type == "vit").eval() if isinstance(model, torch.nn.Module) else model
+
+
+def _conv1d_to_linear(module) -> None:
+    """transformers' ``Conv1D`` (y = x W + b, W of shape (in, out)) as ``nn.Linear`` with weight Wᵀ."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    for name, child in list(module.named_children()):
+        if isinstance(child, Conv1D):
+            lin = torch.nn.Linear(child.weight.shape[0], child.weight.shape[1])
+            with torch.no_grad():
+                lin.weight.copy_(child.weight.T)
+                lin.bias.copy_(child.bias)
+            setattr(module, name, lin)
+        else:
+            _conv1d_to_linear(child)
+
+
+def _modules():
+    import torch
+
+    class Plain(torch.nn.Module):
+        """The model itself, its first output (the last hidden state)."""
+
+        def __init__(self, model, image: bool):
+            super().__init__()
+            self.m, self.image = model, image
+
+        def forward(self, x):
+            return self.m(pixel_values=x, return_dict=False)[0] if self.image else self.m(x, return_dict=False)[0]
+
+    class Bert(torch.nn.Module):
+        """BERT's embeddings as word lookup + one position table (token type 0 folded in), then its layers."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.embeddings, self.encoder = model.embeddings, model.encoder
+
+        def forward(self, ids):  # (B, T) token ids
+            e = self.embeddings
+            x = e.word_embeddings(ids) + (e.position_embeddings.weight[: ids.shape[1]] + e.token_type_embeddings.weight[0])
+            x = e.dropout(e.LayerNorm(x))  # (B, T, H)
+            for layer in self.encoder.layer:
+                x = layer(x)
+                x = x[0] if isinstance(x, tuple) else x
+            return x
+
+    class Gpt2(torch.nn.Module):
+        """GPT-2 with a fixed causal mask for ``seq_len`` tokens and its ``Conv1D`` layers as ``Linear``."""
+
+        def __init__(self, model, seq_len: int):
+            super().__init__()
+            self.wte, self.wpe, self.drop, self.h, self.ln_f = model.wte, model.wpe, model.drop, model.h, model.ln_f
+            for i in range(len(self.h)):  # one table per block: a shared one would import as tied constants
+                self.register_buffer(f"causal_{i}", torch.full((seq_len, seq_len), float("-inf")).triu(1),
+                                     persistent=False)
+
+        def forward(self, ids):  # (B, T) token ids
+            x = self.drop(self.wte(ids) + self.wpe.weight[: ids.shape[1]])
+            for i, block in enumerate(self.h):
+                x = block(x, attention_mask=getattr(self, f"causal_{i}"))  # (T, T) added to each (B, heads, T, T)
+                x = x[0] if isinstance(x, tuple) else x
+            return self.ln_f(x)
+
+    return Plain, Bert, Gpt2
+
+
+def _Plain(model, image):  # noqa: N802  (a class factory kept lazy: torch is imported on use)
+    return _modules()[0](model, image)
+
+
+def _Bert(model):  # noqa: N802
+    return _modules()[1](model).eval()
+
+
+def _Gpt2(model, seq_len):  # noqa: N802
+    return _modules()[2](model, seq_len).eval()
+
+
+def _label_modules(graph, reference):
+    """Label each node made from a module of ``reference`` with its dotted module path (``encoder.layer.0.
+    attention.self.query``): the canvas groups by it and a PEFT adapter names layers by it."""
+    import re
+
+    paths = {re.sub(r"\W", "_", p): p for p, _ in reference.named_modules() if p}
+    nodes = []
+    for n in graph.nodes:
+        key = n.id[2:] if n.id.startswith("m_") and n.id[2:] in paths else n.id  # the plain wrapper's ``m.``
+        nodes.append(n.model_copy(update={"label": paths[key]}) if key in paths and not n.label else n)
+    return graph.model_copy(update={"nodes": nodes})
+
+
+def example_input(info: HFFolder, batch: int = 2, seed: int = 0):
+    """A random input batch for the folder's model: token ids below the vocabulary size, or images."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    if ARCHITECTURES[info.model_type][1] == "image":
+        return torch.randn(batch, *info.input_shape, generator=g)
+    vocab = int(info.config.get("vocab_size", ARCHITECTURES[info.model_type][2]["vocab_size"]))
+    return torch.randint(0, vocab, (batch, info.seq_len), generator=g)
+
+
+def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_len: int | None = None,
+                     verify: bool = True):
+    """Import a Hugging Face model folder as a LayerLab project with its weights (see the module docstring).
+
+    Returns:
+        :class:`~builder.interchange.importer.ImportResult`; its report adds ``architecture``,
+        ``max_abs_diff`` against the ``transformers`` module, ``tokenizer`` (whether the folder has one).
+
+    Raises:
+        ModelImportError: from :func:`inspect_folder`, the build, the mapping or the comparison.
+    """
+    import torch
+
+    from builder.interchange.importer import IMPORT_ATOL, _module_to_onnx, build_from_onnx, output_scale
+
+    info = inspect_folder(folder, seq_len=seq_len)
+    reference = load_reference(info)
+    module = canonical_module(reference, info)
+    proto = _module_to_onnx(module, (example_input(info),))
+    result = build_from_onnx(proto, name or info.folder.name, "hf", info.folder.name)
+    result.project.graph = _label_modules(result.project.graph, reference)
+    result.report.update(architecture=info.model_type, tokenizer=info.tokenizer, seq_len=info.seq_len,
+                         source=info.folder.name)
+    if verify:
+        from builder.graph.compile import compile_graph
+
+        model = compile_graph(result.project.graph)
+        model.load_state_dict(result.weights)
+        model.eval()
+        x = example_input(info, batch=3, seed=1)
+        with torch.no_grad():
+            got, want = model(x), reference(x, return_dict=False)[0] if info.model_type != "vit" else \
+                reference(pixel_values=x, return_dict=False)[0]
+        diff = float((got - want).abs().max())
+        tol = IMPORT_ATOL * output_scale([want.numpy()])
+        result.report.update(max_abs_diff=diff, tolerance=tol, verified_against="transformers")
+        if not diff <= tol:
+            raise ModelImportError(f"the imported model differs from transformers' by up to {diff:.3g}; received: "
+                                   f"tolerance {tol:.3g}. Fix: report this model (nothing was written)")
+    return result
+
+
+__all__ = ["HFFolder", "ARCHITECTURES", "inspect_folder", "is_hf_folder", "config_params", "import_hf_folder",
+           "load_reference", "canonical_module", "example_input", "max_params"]

@@ -1,0 +1,150 @@
+"""The model library: a folder of Hugging Face model folders the admin configures, listed with their size.
+
+The library's folder is the admin's configuration, never content: ``LAYERLAB_MODEL_LIBRARY`` or the server config's
+``model_library`` (:func:`builder.runs.owners.server_config`; the Server page sets it, admins only). Content (a
+project, a page's form) names a library model by its folder name (:func:`library_model`), resolved here to a
+folder inside the library; a name is never a path.
+
+Each entry carries what the palette shows before anything is placed: parameters and multiply-adds per sample
+counted from ``config.json`` (:func:`builder.interchange.hf_import.config_params`) and the training memory of one
+step on the current device (:func:`builder.graph.memory.counted_memory`).
+
+Example::
+
+    # not a doctest (needs files): run by tests/interchange/test_hf_library.py::test_entries_show_the_size
+    for e in library_entries(workspace):
+        print(e["name"], e["params"], e["memory_text"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from builder.errors import LayerLabError
+from builder.interchange.errors import ModelImportError
+
+LIBRARY_ENV = "LAYERLAB_MODEL_LIBRARY"
+CONFIG_KEY = "model_library"
+MAX_ENTRIES = 200
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,99}")
+
+
+def library_folder(workspace: str | os.PathLike) -> Path | None:
+    """The configured library folder (the variable wins over the server config), or None."""
+    from builder.runs.owners import server_config
+
+    value = os.environ.get(LIBRARY_ENV, "").strip() or str(server_config(workspace).get(CONFIG_KEY) or "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def set_library_folder(workspace: str | os.PathLike, owner: str, folder: str) -> None:
+    """Write the server config's ``model_library`` (empty: none). Admins only.
+
+    Raises:
+        AccessDenied: ``owner`` is not an admin; LayerLabError: not an existing folder.
+    """
+    from builder.disk import write_atomic
+    from builder.errors import AccessDenied
+    from builder.runs.owners import ENV_SERVER_CONFIG, SERVER_CONFIG, is_admin, server_config
+
+    if not is_admin(workspace, owner):
+        raise AccessDenied("only an admin sets the model library; received: a person who is not one. Fix: ask an "
+                           "admin")
+    folder = str(folder or "").strip()
+    if folder and not Path(folder).expanduser().is_dir():
+        raise LayerLabError(f"the model library is a folder on the server; received: {folder[:200]!r}, which is "
+                            "not one. Fix: give an existing folder")
+    cfg = dict(server_config(workspace))
+    cfg[CONFIG_KEY] = folder or None
+    env = os.environ.get(ENV_SERVER_CONFIG, "").strip()
+    path = Path(env).expanduser() if env else Path(workspace) / SERVER_CONFIG
+    write_atomic(path, json.dumps(cfg, indent=1).encode(), "the server config")
+
+
+def _folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))[:MAX_ENTRIES]
+
+
+def library_entries(workspace: str | os.PathLike, *, device: str = "cpu", batch_size: int = 32,
+                    optimizer: str = "adam") -> list[dict[str, Any]]:
+    """One entry per model folder of the library: ``name``, ``architecture``, ``params``, ``macs``,
+    ``memory`` (bytes of one training step at ``batch_size`` on ``device``), ``memory_text``, ``input_shape``,
+    ``tokenizer``, ``fits`` (within the device's memory) and ``problem`` (one line; the other figures are then
+    None). Nothing but the folders' ``config.json`` is read."""
+    from builder.graph.memory import counted_memory, device_memory
+    from builder.graph.report import human_bytes
+    from builder.interchange.hf_import import inspect_folder
+
+    root = library_folder(workspace)
+    out = []
+    limit = device_memory(device)
+    for folder in _folders(root) if root else []:
+        entry: dict[str, Any] = {"name": folder.name, "architecture": None, "params": None, "macs": None,
+                                 "memory": None, "memory_text": None, "input_shape": None, "tokenizer": False,
+                                 "fits": None, "problem": None}
+        try:
+            info = inspect_folder(folder)
+        except ModelImportError as e:
+            entry["problem"] = str(e)
+            out.append(entry)
+            continue
+        est = counted_memory(info.params, activation_values(info), batch_size, optimizer, device)
+        entry.update(architecture=info.model_type, params=info.params, macs=info.macs, memory=est.peak,
+                     memory_text=human_bytes(est.peak), input_shape=list(info.input_shape),
+                     tokenizer=info.tokenizer, fits=est.peak <= limit)
+        out.append(entry)
+    return out
+
+
+def activation_values(info) -> int:
+    """Values one sample keeps for the backward pass of a transformer of this config (per layer: the inputs of
+    its four projections, the feed-forward pair, the norms and the (heads, T, T) attention weights twice)."""
+    from builder.interchange.hf_import import ARCHITECTURES
+
+    cfg, d = info.config, ARCHITECTURES[info.model_type][2]
+    pick = {"bert": ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads"),
+            "vit": ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads"),
+            "distilbert": ("dim", "n_layers", "hidden_dim", "n_heads"),
+            "gpt2": ("n_embd", "n_layer", "n_inner", "n_head")}[info.model_type]
+    h, n = int(cfg.get(pick[0], d[pick[0]])), int(cfg.get(pick[1], d[pick[1]]))
+    i = int(cfg.get(pick[2]) or d.get(pick[2], 4 * h))
+    heads = int(cfg.get(pick[3], d[pick[3]]))
+    t = info.seq_len
+    return n * t * (8 * h + 2 * i) + n * 2 * heads * t * t
+
+
+def library_model(workspace: str | os.PathLike, name: str) -> Path:
+    """The folder of the library model called ``name`` (its folder name, exactly).
+
+    Raises:
+        LayerLabError: no library configured, or no model of that name (the message lists the names).
+    """
+    root = library_folder(workspace)
+    if root is None:
+        raise LayerLabError(f"no model library is configured. Fix: an admin sets {LIBRARY_ENV} or the Server page's "
+                            "model library")
+    names = {p.name: p for p in _folders(root)}
+    if not isinstance(name, str) or name not in names:
+        from builder.escape import visible
+
+        shown = ", ".join(sorted(names)[:10]) or "none"
+        raise LayerLabError(f"no model {visible(str(name), 80)!r} in the model library. Fix: use one of: {shown}")
+    return names[name]
+
+
+def import_library_model(store, workspace: str | os.PathLike, name: str, *, seq_len: int | None = None):
+    """Import the library model ``name`` for the store's actor (in the sandboxed worker) and record it as a run of
+    theirs: ``(project, run_id, report)`` (:func:`builder.interchange.worker.import_hf_isolated`)."""
+    from builder.interchange.worker import import_hf_isolated
+
+    return import_hf_isolated(library_model(workspace, name), store, seq_len=seq_len, name=name)
+
+
+__all__ = ["LIBRARY_ENV", "library_folder", "set_library_folder", "library_entries", "library_model",
+           "import_library_model", "activation_values"]

@@ -1,0 +1,84 @@
+"""Fine-tuning modes, one setting of a run (``TrainConfig.finetune``): what trains when a run starts from a
+pretrained model.
+
+* ``full``: every layer trains (the default);
+* ``linear_probe``: only the head trains: the layers with weights that no other layer with weights follows; the
+  rest (the backbone) is frozen through the config's ``freeze`` list (:class:`builder.training.callbacks.Freeze`);
+* ``lora``: the head and the LoRA adapters train; a graph without LoRA nodes gets them on every attention
+  projection (:func:`builder.graph.lora.add_lora` with ``target="attention"``, rank 8, alpha 16); the LoRA
+  nodes' base weights are frozen by the layer itself.
+
+>>> from builder.graph.project import as_graph
+>>> g = as_graph({"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+...                         {"id": "body", "type": "Linear", "params": {"out_features": 4}},
+...                         {"id": "act", "type": "ReLU"},
+...                         {"id": "head", "type": "Linear", "params": {"out_features": 2}}],
+...               "edges": [{"source": "x", "target": "body"}, {"source": "body", "target": "act"},
+...                         {"source": "act", "target": "head"}]})
+>>> head_nodes(g), finetune_freeze(g, "linear_probe")
+(['head'], ['body'])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+
+from builder.errors import TrainingError
+from builder.graph.project import Graph, as_graph
+
+MODES = ("full", "linear_probe", "lora")
+
+
+def _weighted(graph: Graph) -> list[str]:
+    from builder.graph.shapes import infer_shapes
+
+    report = infer_shapes(graph)
+    return [nid for nid, info in report.nodes.items() if (info.num_params or 0) > 0]
+
+
+def head_nodes(graph) -> list[str]:
+    """The layers with weights that no other layer with weights follows (a classifier's last Linear)."""
+    graph = as_graph(graph)
+    weighted = _weighted(graph)
+    g = nx.DiGraph([(e.source, e.target) for e in graph.edges])
+    g.add_nodes_from(n.id for n in graph.nodes)
+    keep = set(weighted)
+    return [n for n in weighted if not (nx.descendants(g, n) & keep)]
+
+
+def finetune_freeze(graph, mode: str) -> list[str]:
+    """The node ids a mode freezes (sorted): none for ``full``; every layer with weights but the head (and, for
+    ``lora``, but the LoRA nodes) otherwise.
+
+    Raises:
+        TrainingError: an unknown mode.
+    """
+    if mode not in MODES:
+        raise TrainingError(f"the fine-tuning mode is one of {', '.join(MODES)}; received: {str(mode)[:40]!r}. "
+                            "Fix: pick one of them")
+    if mode == "full":
+        return []
+    graph = as_graph(graph)
+    types = {n.id: n.type for n in graph.nodes}
+    head = set(head_nodes(graph))
+    return sorted(n for n in _weighted(graph) if n not in head and not (mode == "lora" and types[n] == "LoRA"))
+
+
+def apply_finetune(graph, cfg: Any) -> tuple[Graph, Any]:
+    """The graph and config a run trains with under ``cfg.finetune``: LoRA added where the mode needs it, the
+    mode's frozen nodes added to ``cfg.freeze``."""
+    from builder.graph.lora import LORA_DEFAULTS, add_lora
+
+    graph = as_graph(graph)
+    mode = getattr(cfg, "finetune", "full")
+    if mode == "lora" and not any(n.type == "LoRA" for n in graph.nodes):
+        graph = add_lora(graph, "attention", **LORA_DEFAULTS)
+    frozen = finetune_freeze(graph, mode)
+    if frozen:
+        cfg = cfg.model_copy(update={"freeze": sorted(set(cfg.freeze) | set(frozen))})
+    return graph, cfg
+
+
+__all__ = ["MODES", "head_nodes", "finetune_freeze", "apply_finetune"]

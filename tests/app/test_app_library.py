@@ -1,0 +1,43 @@
+"""AppTest: Build › Import › Model library: a model of the admin's library placed on the canvas by its name (built
+by transformers in the worker), its weights kept as the person's run; the Server page lists the library."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.access import SYSTEM
+from builder.interchange.hf_library import LIBRARY_ENV
+from builder.runs.store import RunStore
+from tests.helpers import open_app
+from tests.interchange.hf_models import make_folder
+
+
+@pytest.fixture
+def library(tmp_path, monkeypatch):
+    root = tmp_path / "library"
+    make_folder("distilbert", root / "tiny-distilbert")
+    monkeypatch.setenv(LIBRARY_ENV, str(root))
+    return root
+
+
+def test_library_model_goes_on_the_canvas_with_its_weights(workspace, library):
+    at = open_app(None, owner="local", timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    pick = at.selectbox(key="ll_library_pick")
+    assert pick.options and "tiny-distilbert · distilbert" in pick.options[0]
+    pick.set_value("tiny-distilbert").run()
+    at.button(key="ll_library_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.session_state["ll_canvas_error"]
+    proj = at.session_state["ll_project"]
+    ids = {n.id for n in proj.graph.nodes}
+    assert "m_transformer_layer_0_attention_q_lin" in ids
+    run = RunStore(workspace, actor=SYSTEM).get(proj.training["init_from"])
+    assert run["status"] == "imported" and run["owner"] == "local"
+    # LoRA on its attention projections: the layer table says what trains and what stays frozen
+    from builder.graph.lora import add_lora
+
+    at.session_state["ll_project"] = proj.model_copy(update={"graph": add_lora(proj.graph, "attention", rank=2)})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("frozen (LoRA adapters: " in c.value for c in at.caption), [c.value for c in at.caption]

@@ -1,0 +1,135 @@
+"""Hugging Face model folders onto the canvas (builder.interchange.hf_import): the cheap checks of a folder, the
+mapping of BERT, DistilBERT, GPT-2 and ViT compared with transformers, and the sandboxed import recorded as a run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from builder.graph.compile import compile_graph
+from builder.interchange.errors import ModelImportError
+from builder.interchange.hf_import import config_params, import_hf_folder, inspect_folder, load_reference
+from tests.interchange.hf_models import ARCHS, SEQ, make_folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {a: make_folder(a, root / a, layers=2 if a == "gpt2" else 1) for a in ARCHS}  # 2: one mask per block
+
+
+@pytest.fixture(scope="module")
+def imported(folders):
+    return {a: import_hf_folder(folders[a], seq_len=None if a == "vit" else SEQ) for a in ARCHS}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_import_matches_transformers(arch, folders, imported):
+    res = imported[arch]
+    assert res.report["verified_against"] == "transformers"
+    assert res.report["max_abs_diff"] <= 1e-5
+    info = inspect_folder(folders[arch], seq_len=None if arch == "vit" else SEQ)
+    ref = load_reference(info)
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    model.eval()
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(4, 3, 16, 16, generator=g) if arch == "vit" else torch.randint(0, 100, (4, SEQ), generator=g)
+    with torch.no_grad():
+        want = ref(pixel_values=x).last_hidden_state if arch == "vit" else ref(x).last_hidden_state
+        assert torch.allclose(model(x), want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_config_counts_the_parameters_transformers_builds(arch, folders):
+    info = inspect_folder(folders[arch])
+    assert info.params == sum(p.numel() for p in load_reference(info).parameters())
+
+
+def test_nodes_keep_the_module_path_so_the_canvas_groups_them(imported):
+    ids = {n.id for n in imported["bert"].project.graph.nodes}
+    assert {"encoder_layer_0_attention_self_query", "encoder_layer_0_attention_self_key",
+            "encoder_layer_0_intermediate_dense", "embeddings_word_embeddings"} <= ids
+    gpt = {n.id for n in imported["gpt2"].project.graph.nodes}
+    assert {"h_0_attn_c_attn", "h_0_mlp_c_fc", "ln_f"} <= gpt
+
+
+def test_gpt2_stays_causal(imported):
+    res = imported["gpt2"]
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    model.eval()
+    x = torch.randint(0, 100, (2, SEQ))
+    y = x.clone()
+    y[:, -1] = (y[:, -1] + 1) % 100
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    assert torch.allclose(a[:, :-1], b[:, :-1], atol=1e-6) and not torch.allclose(a[:, -1], b[:, -1])
+
+
+def test_incomplete_folder_names_every_problem_in_one_line(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not read")
+    with pytest.raises(ModelImportError) as e:
+        inspect_folder(tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and "no model.safetensors" in msg and "pytorch_model.bin is not read" in msg
+    assert "unsupported architecture: model_type='llama'" in msg and "Fix:" in msg
+
+
+def test_too_big_is_refused_from_the_config_before_loading(tmp_path):
+    cfg = {"model_type": "gpt2", "vocab_size": 50257, "n_embd": 4096, "n_layer": 48, "n_positions": 1024}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "model.safetensors").write_bytes(b"not even read")
+    with pytest.raises(ModelImportError, match="too big: 9,"):
+        inspect_folder(tmp_path)
+    assert inspect_folder(tmp_path, budget=10**10).params == config_params("gpt2", cfg)[0]
+
+
+def test_custom_code_is_refused(tmp_path, folders):
+    cfg = json.loads((folders["bert"] / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "auto_map": {"AutoModel": "x.Model"}}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelImportError, match="remote code is never run"):
+        inspect_folder(tmp_path)
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**13) | st.text(max_size=8),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                     max_leaves=8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model_type=st.sampled_from(["bert", "distilbert", "gpt2", "vit", "t5", ""]),
+       extra=st.dictionaries(st.sampled_from(["vocab_size", "hidden_size", "n_embd", "dim", "n_layer", "image_size",
+                                              "patch_size", "n_inner", "type_vocab_size", "num_hidden_layers"]),
+                             _json, max_size=4))
+def test_any_config_gives_a_folder_or_one_line(tmp_path, model_type, extra):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type, **extra}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    try:
+        info = inspect_folder(tmp_path, budget=10**9)
+    except ModelImportError as e:
+        assert "\n" not in str(e) and str(e).startswith("the model folder cannot be imported; received: ")
+    else:
+        assert 0 < info.params <= 10**9 and info.model_type == model_type
+
+
+def test_worker_import_records_the_run_with_its_tokenizer(folders, tmp_path):
+    """The app's path: checked here, built by transformers in the sandboxed worker, recorded as a run whose folder
+    keeps the model folder's tokenizer.json."""
+    from builder.access import Actor
+    from builder.interchange.worker import import_hf_isolated
+    from builder.runs.store import RunStore
+
+    store = RunStore(tmp_path, actor=Actor.local())
+    project, rid, report = import_hf_isolated(folders["distilbert"], store, seq_len=SEQ)
+    assert project.training == {"init_from": rid} and store.get(rid)["status"] == "imported"
+    assert report["verified_against"] == "transformers" and report["max_abs_diff"] <= 1e-5
+    tok = store.folder(rid).tokenizer
+    assert tok.read_bytes() == (folders["distilbert"] / "tokenizer.json").read_bytes()
+    assert report["vocab_size"] == 16

@@ -1,0 +1,77 @@
+"""The model library (builder.interchange.hf_library): entries with their size before placing, names (never paths)
+resolved inside the admin's folder, the setting written by admins only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from builder.errors import AccessDenied, LayerLabError
+from builder.interchange.hf_library import (
+    LIBRARY_ENV,
+    library_entries,
+    library_folder,
+    library_model,
+    set_library_folder,
+)
+from builder.runs.owners import LOCAL_OWNER
+from tests.interchange.hf_models import make_folder
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("library")
+    make_folder("bert", root / "tiny-bert")
+    make_folder("vit", root / "tiny-vit")
+    (root / "broken").mkdir()
+    (root / "broken" / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    return root
+
+
+def test_entries_show_the_size(library, workspace, monkeypatch):
+    monkeypatch.setenv(LIBRARY_ENV, str(library))
+    entries = {e["name"]: e for e in library_entries(workspace)}
+    assert set(entries) == {"tiny-bert", "tiny-vit", "broken"}
+    bert = entries["tiny-bert"]
+    assert bert["architecture"] == "bert" and bert["params"] == 4400 and bert["macs"] > 0
+    assert bert["memory"] > 4 * 4400 * 4 and bert["fits"] and bert["tokenizer"] and bert["input_shape"] == [32]
+    assert entries["tiny-vit"]["input_shape"] == [3, 16, 16]
+    assert entries["broken"]["params"] is None and "unsupported architecture" in entries["broken"]["problem"]
+    gpu = {e["name"]: e for e in library_entries(workspace, device="cuda")}
+    assert gpu["tiny-bert"]["memory"] > bert["memory"]  # CUDA's runtime and activation factor
+
+
+@pytest.mark.parametrize("name", ["../library", "/etc", "tiny-bert/../tiny-vit", "", "missing", None])
+def test_a_name_is_never_a_path(library, workspace, monkeypatch, name):
+    monkeypatch.setenv(LIBRARY_ENV, str(library))
+    with pytest.raises(LayerLabError, match="in the model library. Fix: use one of: broken, tiny-bert, tiny-vit"):
+        library_model(workspace, name)
+    assert library_model(workspace, "tiny-bert") == library / "tiny-bert"
+
+
+def test_only_an_admin_sets_the_library(library, workspace, monkeypatch):
+    monkeypatch.delenv(LIBRARY_ENV, raising=False)
+    workspace.mkdir(parents=True, exist_ok=True)
+    assert library_folder(workspace) is None
+    with pytest.raises(LayerLabError, match="no model library is configured"):
+        library_model(workspace, "tiny-bert")
+    with pytest.raises(AccessDenied):
+        set_library_folder(workspace, "anon:" + "ab" * 16, str(library))
+    with pytest.raises(LayerLabError, match="not one"):
+        set_library_folder(workspace, LOCAL_OWNER, str(library / "nothing-here"))
+    set_library_folder(workspace, LOCAL_OWNER, str(library))
+    assert library_folder(workspace) == library
+    assert [e["name"] for e in library_entries(workspace)] == ["broken", "tiny-bert", "tiny-vit"]
+
+
+def test_cli_lists_and_imports_by_name(library, workspace, monkeypatch, tmp_path, capsys):
+    from builder.cli import main
+
+    monkeypatch.setenv(LIBRARY_ENV, str(library))
+    assert main(["library"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-bert" in out and "4,400 params" in out and "unsupported architecture" in out
+    assert main(["import", "library:tiny-vit", "-o", str(tmp_path / "vit.json")]) == 0
+    assert "outputs match transformers" in capsys.readouterr().out
+    assert main(["import", "library:../tiny-vit", "-o", str(tmp_path / "x.json")]) != 0
