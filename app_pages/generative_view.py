@@ -108,7 +108,7 @@ def render(run: dict, epochs: list[dict], active: bool, store) -> None:
         return
     from app_pages.explain_tryit import session_probe
 
-    try:  # the model runs in the page session's sandboxed probe (builder.interpret.probe), not in this process
+    try:  # the model runs in the page session's sandboxed probe (builder.jobs.probe), not in this process
         probe = _vae_view(session_probe(), store, run["id"])
     except LayerLabError as e:
         st.caption(str(e))

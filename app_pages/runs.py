@@ -13,10 +13,10 @@ import streamlit as st
 
 import builder
 from app_pages import nav, run_checks, ui
+from builder.entities.run_status import RunStatus, can_resume, is_live
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.runs.owners import owner_of
-from builder.runs.status import RunStatus, can_resume, is_live
 from builder.runs.summary import dataset_label, dataset_spec_of_run, run_label
 from builder.training.lineage import baseline_line
 

@@ -165,7 +165,7 @@ def _short(v) -> str:
 def cmd_export_mlflow(args: argparse.Namespace) -> int:
     """``layerlab runs export-mlflow [ID...] [--mlflow URI]``."""
     from builder.cli.common import cli_store
-    from builder.runs.tracking import export_runs
+    from builder.tracking import export_runs
 
     out = export_runs(cli_store(args.workspace), args.run_ids, args.mlflow, force=args.force)  # the local user's
     if args.json:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from builder.cli.common import check_output_path, infer_format, load_project_arg
+from builder.entities.run_status import ENDED_CLEANLY, HALTED, RunStatus
 from builder.errors import LayerLabError, TrainingError
-from builder.runs.status import ENDED_CLEANLY, HALTED, RunStatus
 from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
@@ -190,10 +190,10 @@ class Progress:
 
 
 def _config_overrides(args: argparse.Namespace) -> dict:
-    if getattr(args, "threads", None) is not None:  # read by builder.runs.threads.torch_threads (also in job processes)
+    if getattr(args, "threads", None) is not None:  # read by builder.process.threads.torch_threads (also in job processes)
         import os
 
-        from builder.runs.threads import ENV_TORCH_THREADS
+        from builder.process.threads import ENV_TORCH_THREADS
 
         if args.threads < 1:
             raise TrainingError(f"--threads must be 1 or more; received: {args.threads}. Fix: pass a positive count")
@@ -219,7 +219,7 @@ def _config_overrides(args: argparse.Namespace) -> dict:
 
 def _mlflow(args: argparse.Namespace) -> str | None:
     """The command's ``--mlflow URI`` (None: the local user's ``$MLFLOW_TRACKING_URI`` or the server config's,
-    :func:`builder.runs.tracking.resolve_tracking`), handed to the run, never written into the environment."""
+    :func:`builder.tracking.resolve_tracking`), handed to the run, never written into the environment."""
     return (getattr(args, "mlflow", None) or "").strip() or None
 
 
@@ -296,8 +296,8 @@ def _run_job(start, args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``layerlab train FILE --dataset NAME ...``."""
     from builder.cli.common import cli_store
+    from builder.runs.pipeline import run_training
     from builder.training.distributed import env_world_size
-    from builder.training.pipeline import run_training
 
     project = load_project_arg(args.file)
     student = project
@@ -327,8 +327,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = cli_store(args.workspace)
     tags = None
     if getattr(args, "teacher", None):  # the student alone first: the distilled result is shown beside it
+        from builder.runs.pipeline import student_alone
         from builder.training.lineage import baseline_tag
-        from builder.training.pipeline import student_alone
 
         if not args.quiet:
             print("training the student alone first (same settings, seed and split; the distillation's baseline)",
@@ -349,9 +349,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_folds(project, dataset, cfg, opts, args) -> int:
-    """``train ... --folds K``: K runs (builder.training.crossval), then mean ± std of the test metrics."""
+    """``train ... --folds K``: K runs (builder.runs.crossval), then mean ± std of the test metrics."""
     from builder.cli.common import cli_store
-    from builder.training.crossval import cross_validate, format_summary
+    from builder.runs.crossval import cross_validate, format_summary
 
     progress = Progress(enabled=not args.quiet)
 
@@ -375,8 +375,8 @@ def _train_folds(project, dataset, cfg, opts, args) -> int:
 
 def _train_distributed(project, dataset, cfg, opts, args) -> int:
     from builder.cli.common import cli_store
+    from builder.runs.pipeline import run_training
     from builder.training.distributed import cleanup, init_distributed
-    from builder.training.pipeline import run_training
 
     ctx = init_distributed(cfg.get("device", "auto"))
     try:

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from builder.disk import on_full_disk
+from builder.entities.run_status import RunStatus
 from builder.graph.project import Project
 from builder.graph.spec import SHARES
 from builder.interchange.errors import ModelImportError
-from builder.runs.status import RunStatus
 
 IMPORT_ATOL = 1e-5  # × the largest output magnitude when that is above 1 (float32 rounding is relative)
 

@@ -332,7 +332,7 @@ class OrtModule(nn.Module):
 def _run_dataset(store, run: dict, project):
     """The run's dataset as it was trained (snapshot for uploads; flattened when the graph wants vectors)."""
     from builder.data import fit_dataset
-    from builder.training.pipeline import load_run_dataset
+    from builder.runs.pipeline import load_run_dataset
 
     return fit_dataset(project.graph, load_run_dataset(store, run))
 

@@ -17,8 +17,8 @@ case where a parser has a bug:
   answer is JSON read with a cap, never a pickle, so the server never unpickles what the child wrote.
 
 The same sandbox (:func:`spawn_sandboxed`, :func:`lock_down`, :func:`cpu_budget`, :func:`death_message`) runs the
-Explain page's model probe, a long-lived child per page session (:mod:`builder.interpret.probe`); its limits,
-environment and lock-down live in :mod:`builder.runs.sandbox`, shared with training jobs.
+Explain page's model probe, a long-lived child per page session (:mod:`builder.jobs.probe`); its limits,
+environment and lock-down live in :mod:`builder.process.sandbox`, shared with training jobs.
 
 Example::
 
@@ -43,7 +43,14 @@ from typing import Any
 from builder.access import SYSTEM
 from builder.errors import LayerLabError
 from builder.interchange.errors import ModelImportError
-from builder.runs.sandbox import WorkerLimits, cpu_budget, death_message, env_positive, lock_down, sandbox_env
+from builder.process.sandbox import (
+    WorkerLimits,
+    cpu_budget,
+    death_message,
+    env_positive,
+    lock_down,
+    sandbox_env,
+)
 from builder.runs.store import workspace_of
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -74,7 +81,7 @@ def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:
 
 
 def worker_env(private: str | os.PathLike) -> dict[str, str]:
-    """The worker's whole environment (:func:`builder.runs.sandbox.sandbox_env`): nothing of the server's but
+    """The worker's whole environment (:func:`builder.process.sandbox.sandbox_env`): nothing of the server's but
     ``PATH`` and the locale; ``HOME`` and the temporary folder are ``private``; no GPU; this package importable."""
     return {**sandbox_env(private), "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2"}
 

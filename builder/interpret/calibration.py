@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from builder.entities.run_folder import keep_report
 from builder.errors import ExplainError
-from builder.runs.folder import keep_report
 
 CLASSIFICATION = ("multiclass", "binary")
 

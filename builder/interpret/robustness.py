@@ -33,8 +33,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from builder.entities.run_folder import keep_report
 from builder.errors import ExplainError
-from builder.runs.folder import keep_report
 
 __all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",
            "model_robustness", "robustness_run", "flip_view", "robustness_figure", "parse_eps"]

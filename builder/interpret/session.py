@@ -35,7 +35,7 @@ SANITY_STEPS = 16  # n_steps of path methods in the randomisation check (one exp
 
 
 def open_run(store: Any, run: dict) -> tuple[nn.Module, Any]:
-    """A finished run's model and dataset (:func:`builder.training.pipeline.load_run`), the graph first checked
+    """A finished run's model and dataset (:func:`builder.runs.pipeline.load_run`), the graph first checked
     against the memory budget.
 
     Args:
@@ -45,8 +45,8 @@ def open_run(store: Any, run: dict) -> tuple[nn.Module, Any]:
     """
     from builder.graph.project import load_project
     from builder.graph.shapes import infer_shapes
+    from builder.runs.pipeline import load_run
     from builder.training.objectives import has_objective
-    from builder.training.pipeline import load_run
 
     project = load_project(run["project"])
     report = infer_shapes(project.graph)  # raises nothing; the budget is in the report

@@ -83,7 +83,7 @@ class TryRun:
 def try_run(store: Any, graph: Any, owner: str | None) -> TryRun | None:
     """The run Try it uses for the graph on the canvas: the owner's live run of this graph, else the newest
     (:func:`builder.runs.summary.current_run`, what the Train page shows); None without one."""
-    from builder.runs.status import is_live
+    from builder.entities.run_status import is_live
     from builder.runs.summary import current_run
 
     run = current_run(store, graph, owner)
@@ -270,7 +270,7 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
 
     An attribution that fails comes back as ``error`` with the prediction still given.
     """
-    if getattr(xs, "sandboxed", False):  # a ProbeSession (builder.interpret.probe): the model runs in its child
+    if getattr(xs, "sandboxed", False):  # a ProbeSession (builder.jobs.probe): the model runs in its child
         return xs.try_input(x, method, baseline=baseline)
     from builder.data import predict
 

@@ -4,7 +4,7 @@ members' runs side by side and a leaderboard.
 A class is a JSON file ``<workspace>/classes/<id>.json``: ``id``, ``name``, ``code`` (what students type to
 join), ``teacher`` (an owner the server's configuration marks as teacher: :func:`builder.runs.owners.teachers`),
 ``members``, ``starter`` (a project with its built-in dataset), ``metric`` (the test metric of the leaderboard),
-``quotas`` (overrides of :mod:`builder.runs.quotas` for members) and timestamps. Writes happen under one lock
+``quotas`` (overrides of :mod:`builder.jobs.quotas` for members) and timestamps. Writes happen under one lock
 file, so thirty students joining at once are all kept. Students see only their own work; the teacher sees
 every member's runs read-only and may stop their jobs (:func:`builder.access.may`, with the roles
 :func:`actor_for` resolves). A member's run of the starter is recorded for the class (:func:`class_for`: the
@@ -294,7 +294,7 @@ def _scores_path(store: RunStore, cls: dict) -> Path:
 HoldoutScorer = Callable[[str, dict, str], "float | None"]
 """Scores a run on a class's held-out set: ``(run id, holdout, metric) -> value`` (None: the model does not fit
 the data); one line (a LayerLabError) when its model crashed, hung or ran out of memory. The app's is
-:meth:`builder.interpret.probe.ModelProbe.holdout`: the model runs in the page session's sandboxed child, which
+:meth:`builder.jobs.probe.ModelProbe.holdout`: the model runs in the page session's sandboxed child, which
 calls :func:`evaluate_holdout`."""
 
 
@@ -339,10 +339,10 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
 def evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
     """Run ``run_id``'s model on the held-out test split and return ``metric`` (None when its weights or task do
     not fit the data). It builds and runs a user's model in the calling process: only the sandboxed model probe's
-    child calls it (:meth:`builder.interpret.probe.ModelProbe.holdout`), never the server."""
+    child calls it (:meth:`builder.jobs.probe.ModelProbe.holdout`), never the server."""
     from builder.data import fit_dataset, load_dataset
+    from builder.runs.pipeline import load_run
     from builder.training.metrics import evaluate
-    from builder.training.pipeline import load_run
 
     run = store.get(run_id)  # a run the store's actor may read: AccessDenied, never "does not fit"
     try:

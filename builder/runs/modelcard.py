@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from builder.disk import on_full_disk
+from builder.entities.run_folder import RunFolder
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
-from builder.runs.folder import RunFolder
 from builder.runs.summary import shown_dataset_options
 from builder.training.lineage import baseline_line
 from builder.training.prune import latency_cell, latency_text

@@ -44,12 +44,12 @@ from typing import TYPE_CHECKING, Any
 
 from builder.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
 from builder.disk import on_full_disk
+from builder.entities.run_folder import RunFolder
+from builder.entities.run_status import LIVE, RunStatus, is_final, is_live
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
-from builder.runs.folder import RunFolder
-from builder.runs.launcher import pid_alive
-from builder.runs.status import LIVE, RunStatus, is_final, is_live
+from builder.process.launcher import pid_alive
 
 if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
     from builder.training.config import TrainConfig

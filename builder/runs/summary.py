@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder.entities.run_status import RunStatus, is_live
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
-from builder.runs.status import RunStatus, is_live
 from builder.runs.store import RunStore, graph_hash
 
 if TYPE_CHECKING:

@@ -289,8 +289,8 @@ class RecordLatency(Callback):
         n = max(1, min(self.batch, len(split)))
         if self.macs * n * (self.repeats + self.warmup) > self.max_work:
             return
+        from builder.entities.run_folder import RunFolder
         from builder.graph.latency import module_latency
-        from builder.runs.folder import RunFolder
 
         try:
             lat = module_latency(trainer.model, [split.head(n).X], names, repeats=self.repeats, warmup=self.warmup)

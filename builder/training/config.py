@@ -48,7 +48,7 @@ class TrainConfig(BaseModel):
     regression and reconstruction; the train metric is measured at epoch end (eval mode) on the first 512
     training samples, the train loss is the mean of the step losses.
     ``memory_format`` ``auto`` uses channels_last for models with Conv2d on image data (CPU, CUDA).
-    ``init_from``/``init_nodes`` drive transfer learning in :func:`builder.training.pipeline.run_training`;
+    ``init_from``/``init_nodes`` drive transfer learning in :func:`builder.runs.pipeline.run_training`;
     ``freeze`` lists node ids whose weights stay fixed (:class:`builder.training.callbacks.Freeze`).
     ``health_every``: steps between samples of per-node training health (:mod:`builder.training.health`, kept as
     the run's ``health.json``); 0 turns the recording off.

@@ -66,8 +66,8 @@ def vae_probe(store: Any, run_id: str, count: int = 500, shown: int = 16) -> dic
     import torch
 
     from builder.graph.compile import compile_graph
+    from builder.runs.pipeline import load_run_dataset
     from builder.training.objectives import training_graph
-    from builder.training.pipeline import load_run_dataset
     from builder.training.weights import read_weights
 
     run = store.get(run_id)

@@ -1,6 +1,6 @@
 """Training a drawn objective: several loss terms, several networks and optimizers, an update schedule.
 
-Projects whose graph holds a loss node come here from :func:`builder.training.pipeline.run_training` (every
+Projects whose graph holds a loss node come here from :func:`builder.runs.pipeline.run_training` (every
 other project keeps :class:`~builder.training.trainer.Trainer`). :class:`ObjectiveTrainer` compiles the
 *training graph* (:func:`~builder.training.objectives.training_graph`), feeds it per batch (samples, labels,
 the input, a teacher's outputs, noise from a generator seeded by (seed, epoch, batch)) and at each step
@@ -13,7 +13,7 @@ Checkpoints use :func:`~builder.training.checkpoint.save_checkpoint` with every 
 ``opt.<network>.`` (tensors) and ``state["optimizers"]`` (hyper-parameters); the schedule position is the
 global step, the noise is a function of (seed, epoch, batch), so a run killed and resumed from its last
 checkpoint ends with the same weights as one never interrupted. A generator's samples on fixed noise are kept
-per epoch in the run's ``samples.npz`` (:attr:`~builder.runs.folder.RunFolder.samples`).
+per epoch in the run's ``samples.npz`` (:attr:`~builder.entities.run_folder.RunFolder.samples`).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from builder.data.splits import Dataset, Split
+from builder.entities.run_folder import RunFolder
 from builder.errors import TrainingError
 from builder.graph.compile import compile_graph
 from builder.graph.layers.objective import LOSS_TYPES
 from builder.graph.project import Edge, Node, Project
-from builder.runs.folder import RunFolder
 from builder.training.checkpoint import (
     _check_optimizer_shapes,
     _join_optimizer,
@@ -545,7 +545,7 @@ def _teacher_model(store: Any, run_id: str | None) -> torch.nn.Module | None:
     if not run_id:
         return None
     from builder.errors import AccessDenied, RunStoreError
-    from builder.training.pipeline import load_run
+    from builder.runs.pipeline import load_run
 
     if store is None:
         raise TrainingError(f"a teacher run needs the run store to load it from; received: teacher={run_id!r} and "
@@ -565,7 +565,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
                   on_event: Callable[[dict], None] | None = None, background: bool = False,
                   name: str | None = None, run_id: str | None = None, owner: str = "local",
                   tags: dict | None = None) -> Any:
-    """:func:`~builder.training.pipeline.run_training` for a project with a drawn objective (same arguments and
+    """:func:`~builder.runs.pipeline.run_training` for a project with a drawn objective (same arguments and
     result; the graph's Input must fit the dataset, its outputs are the loss nodes). ``training.teacher`` names
     the finished run whose model feeds ``Target(source="teacher")``."""
     from builder.data import load_dataset
@@ -573,8 +573,8 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     from builder.errors import GraphError
     from builder.graph.project import load_project
     from builder.graph.shapes import infer_shapes
+    from builder.runs.pipeline import _launch, open_run_row, owner_uploads, record_environment
     from builder.runs.store import RunLogger
-    from builder.training.pipeline import _launch, open_run_row, owner_uploads, record_environment
 
     try:
         project = load_project(project).model_copy(deep=True)
@@ -624,9 +624,9 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
 
 def resume_objective(run: dict, store: Any, project: Project, ds: Dataset, cfg: TrainConfig,
                      callbacks: Iterable[Any], listeners: list, ckpt: Path, background: bool = False) -> Any:
-    """:func:`~builder.training.pipeline.resume_run`'s second half for a project with a drawn objective."""
+    """:func:`~builder.runs.pipeline.resume_run`'s second half for a project with a drawn objective."""
+    from builder.runs.pipeline import _launch
     from builder.training.checkpoint import read_resumable
-    from builder.training.pipeline import _launch
 
     teacher = _teacher_model(store, (project.training or {}).get("teacher"))
     trainer = ObjectiveTrainer(project, ds, cfg, callbacks, store.run_dir(run["id"]), on_event=listeners,

@@ -13,7 +13,7 @@
   are re-zeroed before the test), sparsity per layer reported. An interrupted fine-tune resumes with
   :func:`resume_pruned`, which re-installs the mask (:class:`KeepMasks`).
 
-:func:`prune_run` fine-tunes through :func:`builder.training.pipeline.run_training` as a new run whose
+:func:`prune_run` fine-tunes through :func:`builder.runs.pipeline.run_training` as a new run whose
 ``parent_id`` is the pruned run, and writes ``prune.json`` (:attr:`RunFolder.prune`): parameters, weights-file
 size, CPU latency (both models' forward passes timed interleaved, median and p10-p90 on one thread, called a
 difference only when the spreads separate: :func:`builder.graph.latency.compare_latency`) and the test metrics
@@ -33,12 +33,12 @@ from typing import Any
 
 import torch
 
+from builder.entities.run_folder import keep_report
 from builder.errors import LayerLabError
 from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.latency import Conditions, compare_latency, model_forward
 from builder.graph.project import Project, load_project
 from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, channel_plan, shrink_graph
-from builder.runs.folder import keep_report
 from builder.training.callbacks import Callback
 from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
 
@@ -401,7 +401,7 @@ class StartFrom(KeepMasks):
 
 
 def resume_pruned(store: Any, run_id: str, **kwargs: Any) -> Any:
-    """Resume any run (:func:`builder.training.pipeline.resume_run`; ``kwargs`` go to it), a pruned run's
+    """Resume any run (:func:`builder.runs.pipeline.resume_run`; ``kwargs`` go to it), a pruned run's
     fine-tune included: the one resume of the CLI (``runs resume``) and of jobs.
 
     A structured run needs nothing more for its weights: its graph is the smaller one and its checkpoint holds the
@@ -414,7 +414,7 @@ def resume_pruned(store: Any, run_id: str, **kwargs: Any) -> Any:
     Raises:
         RunStoreError: as resume_run, or the parent run is gone.
     """
-    from builder.training.pipeline import load_run, resume_run
+    from builder.runs.pipeline import load_run, resume_run
 
     run = store.get(run_id)
     tags = run.get("tags") or {}
@@ -452,7 +452,7 @@ class CompleteReport(Callback):
 def _complete(store: Any, rep: PruneReport, model: torch.nn.Module, graph: Any, ds: Any,
               masks: dict[str, torch.Tensor], latency_batch: int, latency_repeats: int = 20) -> None:
     """Fill ``rep.after`` (and an unstructured run's sparsity) from the pruned run's final model; keep the report."""
-    from builder.training.pipeline import load_run
+    from builder.runs.pipeline import load_run
 
     if masks:
         rep.sparsity = _sparsity(model, masks)
@@ -512,7 +512,7 @@ def _check_args(amount: float, structured: bool, criterion: str, finetune_epochs
 def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: bool = True, criterion: str = "l1",
                    finetune_epochs: int = 5, nodes: Iterable[str] | None = None, config: dict | None = None,
                    owner: str | None = None, name: str | None = None) -> Any:
-    """The :class:`~builder.runs.jobs.JobSpec` of a prune job (``kind="prune"``): :func:`builder.runs.jobs.submit`
+    """The :class:`~builder.jobs.queue.JobSpec` of a prune job (``kind="prune"``): :func:`builder.jobs.queue.submit`
     records the pruned run (queued, the parent's graph and data until the job prunes it, ``parent_id`` and the
     prune tags set) and its own process runs :func:`prune_run` into it, so it is quota-checked, shown on Runs
     with its status and curves, and stoppable like training. The arguments are :func:`prune_run`'s (checked
@@ -521,7 +521,7 @@ def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: 
     Raises:
         RunStoreError: unknown run. LayerLabError: bad amount, criterion or epochs.
     """
-    from builder.runs.jobs import JobSpec
+    from builder.jobs.queue import JobSpec
 
     _check_args(amount, structured, criterion, finetune_epochs)
     run = store.get(run_id)
@@ -543,7 +543,7 @@ def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: 
 
 
 def run_prune_job(store: Any, run_id: str, args: dict, callbacks: Iterable[Callback] = ()) -> PruneReport:
-    """The prune job's body (:func:`builder.runs.jobs.run_job`): :func:`prune_run` of ``args`` (from
+    """The prune job's body (:func:`builder.jobs.queue.run_job`): :func:`prune_run` of ``args`` (from
     :func:`prune_job_spec`) into the job's queued run ``run_id``, with the job's ``callbacks`` (stop/pause)."""
     a = dict(args)
     return prune_run(store, str(a.pop("parent")), new_run=run_id, callbacks=callbacks, **a)
@@ -570,8 +570,8 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
     Raises:
         RunStoreError: unknown run or no weights. LayerLabError: bad amount, criterion or nodes.
     """
+    from builder.runs.pipeline import load_run, run_training
     from builder.training.config import TrainConfig
-    from builder.training.pipeline import load_run, run_training
     from builder.training.weights import save_weights
 
     _check_args(amount, structured, criterion, finetune_epochs)

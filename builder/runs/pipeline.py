@@ -20,16 +20,16 @@ from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.uploads import UploadFolder
+from builder.entities.run_status import resume_refusal
 from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
 from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.classes import class_for
 from builder.runs.owners import owner_of, upload_dir
-from builder.runs.status import resume_refusal
 from builder.runs.store import RunLogger, RunStore
 from builder.runs.summary import run_source
-from builder.runs.tracking import attach_tracking
+from builder.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.config import TrainConfig
 from builder.training.lineage import inherit_split, parents
@@ -198,7 +198,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         run_id: record into this existing (queued) run of ``store`` instead of creating one (job processes).
         owner, tags: recorded with a new run.
         tracking: the MLflow tracker to log the run to (a job's spec carries its owner's; None: the owner's own
-            setting, :func:`builder.runs.tracking.resolve_tracking`).
+            setting, :func:`builder.tracking.resolve_tracking`).
 
     Returns:
         A :class:`TrainResult` (``run_id`` set when a store is used), or a started TrainingJob.
@@ -279,7 +279,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     """Continue an interrupted, stopped, paused or failed run from its last checkpoint.
 
     ``overrides`` may change settings such as ``epochs`` or ``lr`` (e.g. after a NaN loss). ``claimed``: this
-    process holds the run's job slot (:mod:`builder.runs.jobs`), so its live status is its own. ``tracking``: as
+    process holds the run's job slot (:mod:`builder.jobs.queue`), so its live status is its own. ``tracking``: as
     for :func:`run_training`.
 
     Raises:

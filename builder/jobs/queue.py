@@ -38,17 +38,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.access import CONTROL, STOP, SYSTEM, Actor, check, refusal
+from builder.entities.run_status import RunStatus, is_final, is_live, resume_refusal
 from builder.errors import DiskFullError, RunStoreError, TrainingError
-from builder.runs import gpus as _gpus
-from builder.runs import job_sandbox
-from builder.runs.classes import class_for
-from builder.runs.launcher import pid_alive, spawn_detached
-from builder.runs.owners import owner_of
-from builder.runs.quotas import admit, check_quota
-from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
-from builder.runs.store import CONTROL_ACTIONS, RunStore
-from builder.runs.summary import run_source
-from builder.runs.threads import (  # noqa: F401  (their home moved; these names stay importable from here)
+from builder.jobs import job_sandbox
+from builder.jobs.quotas import admit, check_quota
+from builder.process import gpus as _gpus
+from builder.process.launcher import pid_alive, spawn_detached
+from builder.process.threads import (  # noqa: F401  (their home moved; these names stay importable from here)
     ENV_MAX_JOBS,
     ENV_TORCH_THREADS,
     THREADS_MACS_PER_CORE,
@@ -56,6 +52,10 @@ from builder.runs.threads import (  # noqa: F401  (their home moved; these names
     max_jobs,
     torch_threads,
 )
+from builder.runs.classes import class_for
+from builder.runs.owners import owner_of
+from builder.runs.store import CONTROL_ACTIONS, RunStore
+from builder.runs.summary import run_source
 from builder.training.callbacks import Callback
 
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
@@ -213,7 +213,7 @@ def _record(store: RunStore, spec: JobSpec) -> str:
 def _tracking(store: RunStore, spec: JobSpec) -> str | None:
     """The MLflow tracker of a job: the spec's, else its owner's choice (:func:`builder.runs.tracking.resolve_tracking`),
     checked for its owner. Raises LayerLabError for a destination the owner may not use."""
-    from builder.runs.tracking import check_destination, resolve_tracking
+    from builder.tracking import check_destination, resolve_tracking
 
     if spec.tracking:
         return check_destination(spec.tracking, store.workspace, spec.owner)
@@ -235,7 +235,7 @@ def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
     def died(pid: int, code: int) -> None:
         job_sandbox.record_death(RunStore(workspace, actor=SYSTEM, mark_interrupted=False), run_id, pid, code)
 
-    return spawn_detached(["-m", "builder.runs.jobs", "run", "--workspace", str(workspace), run_id], log,
+    return spawn_detached(["-m", "builder.jobs.queue", "run", "--workspace", str(workspace), run_id], log,
                           env=job_sandbox.job_env(tmp), name=f"layerlab-reap-{run_id}", on_exit=died)
 
 
@@ -364,7 +364,7 @@ def _start_launcher(workspace: Path) -> None:
         return
     import tempfile
 
-    spawn_detached(["-m", "builder.runs.jobs", "launcher", "--workspace", str(workspace)],
+    spawn_detached(["-m", "builder.jobs.queue", "launcher", "--workspace", str(workspace)],
                    workspace / LAUNCHER_LOG, env=job_sandbox.job_env(tempfile.gettempdir()),
                    name="layerlab-reap-launcher")
 
@@ -376,7 +376,7 @@ def launcher(workspace: str | Path) -> int:
     import torch  # noqa: F401  - the point of this process: imported once, shared by every fork
 
     from builder.data import builtin
-    from builder.training import pipeline  # noqa: F401
+    from builder.runs import pipeline  # noqa: F401
 
     builtin.preload()  # scikit-learn's dataset loaders (~1.1 s to import): imported once here, not by every forked job
     # torch's first optimizer imports torch._dynamo, sympy and mpmath (~1 s, 800 modules): once here too
@@ -677,7 +677,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     environment, no new processes); a caller that runs a job in its own process leaves it False."""
     import torch
 
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
     data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
@@ -698,7 +698,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     if sandboxed:
         lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
         job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
-    from builder.runs.tracking import scrub_credentials  # mlflow itself stays unimported here
+    from builder.tracking import scrub_credentials  # mlflow itself stays unimported here
 
     scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
@@ -751,7 +751,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m builder.runs.jobs run --workspace W RUN_ID``."""
-    p = argparse.ArgumentParser(prog="python -m builder.runs.jobs", description="run one LayerLab training job")
+    p = argparse.ArgumentParser(prog="python -m builder.jobs.queue", description="run one LayerLab training job")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a queued job (started by builder.runs.jobs.submit)")
     r.add_argument("--workspace", required=True)

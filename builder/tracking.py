@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.runs.status import RunStatus, is_live
+from builder.entities.run_status import RunStatus, is_live
 from builder.runs.summary import shown_dataset_options
 from builder.training.callbacks import Callback
 

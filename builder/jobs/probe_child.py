@@ -1,5 +1,5 @@
 """Inside the model probe: the sandboxed process that loads runs and answers the Explain page (see
-:mod:`builder.interpret.probe` for the parent's side and the protocol).
+:mod:`builder.jobs.probe` for the parent's side and the protocol).
 
 It reads a start message (limits, idle time, threads), locks itself down with the import worker's sandbox
 (:func:`builder.interchange.worker.lock_down`: address space, CPU time, file size, no core files, no new
@@ -14,7 +14,7 @@ after ``idle_s`` without a request.
 Example::
 
     # not a doctest (a child process): run by tests/interpret/test_probe.py
-    probe_main()   # started by ModelProbe through spawn_sandboxed("builder.interpret.probe_child:probe_main", ...)
+    probe_main()   # started by ModelProbe through spawn_sandboxed("builder.jobs.probe_child:probe_main", ...)
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ RUN_CALLS = frozenset({"drift", "vae_probe", "holdout"})
 run's model, answered as the report's dict), ``vae_probe`` (:func:`builder.training.generative.vae_probe`) and
 ``holdout`` (:func:`builder.runs.classes.evaluate_holdout`: the run scored on a class's held-out set)."""
 MAX_RUNS = 3
-PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.training.pipeline")
+PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.runs.pipeline")
 
 
 def probe_main() -> None:
     """The probe's entry point: start message, lock down, then answer until the pipe closes or it idles out."""
     from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
-    from builder.interpret.probe_wire import decode, encode, read_frame, write_frame
+    from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
 
     out = os.dup(1)  # answers go to the original stdout; anything printed goes to the log (stderr)
     os.dup2(2, 1)

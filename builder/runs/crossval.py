@@ -1,8 +1,8 @@
 """K-fold cross-validation: K runs whose test split is fold k, grouped in the run store, and their summary.
 
-:func:`cross_validate` trains one run per fold through :func:`~builder.training.pipeline.run_training` in the
+:func:`cross_validate` trains one run per fold through :func:`~builder.runs.pipeline.run_training` in the
 caller's process (the CLI's terminal); the app submits the same folds as jobs instead
-(:func:`crossval_job_specs` with :func:`builder.runs.jobs.submit_group`) and reads them back from the store
+(:func:`crossval_job_specs` with :func:`builder.jobs.queue.submit_group`) and reads them back from the store
 (:func:`fold_rows`, :func:`result_of`). Each run's dataset options carry ``fold`` and ``folds``
 (:func:`builder.data.splits.fold_split`: the test split is fold k, folds disjoint and covering the data,
 stratified for classification; validation comes from the other folds), so every fold reloads, resumes and explains like any run. The runs are grouped the way search trials
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from builder.entities.run_status import RESUMABLE
 from builder.errors import TrainingError
-from builder.runs.status import RESUMABLE
 
 TAG_GROUP = "crossval"  # the tag naming a cross-validation group (as "study" names a search's trials)
 MAX_FOLDS = 50
@@ -88,7 +88,7 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
 
     Args:
         project, dataset, config, store, dataset_options, callbacks, adapt, owner: as
-            :func:`~builder.training.pipeline.run_training` (``dataset`` must be a name or source: each fold
+            :func:`~builder.runs.pipeline.run_training` (``dataset`` must be a name or source: each fold
             loads it with its own split).
         folds: K, from 2 to 50. ``group``: the group tag (default: :func:`new_group`).
         on_fold: called with (k, TrainResult) after each fold.
@@ -97,7 +97,7 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
         TrainingError: a loaded Dataset instead of a name, or fold options already given.
         GraphError, DatasetError: as run_training (before any run trains when the first fold fails early).
     """
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training
 
     opts = dict(dataset_options or {})
     _check_request(dataset, folds, opts)
@@ -132,8 +132,8 @@ def _check_request(dataset: Any, folds: int, opts: dict) -> None:
 def crossval_job_specs(project: Any, dataset: str, config: dict | None = None, *, folds: int = 5,
                        dataset_options: dict | None = None, owner: str = "local", name: str | None = None,
                        group: str | None = None) -> tuple[str, list[Any]]:
-    """The group name and the :class:`~builder.runs.jobs.JobSpec` of each fold: a training job whose test split is
-    fold k (dataset options ``fold``/``folds``), tagged with the group. :func:`builder.runs.jobs.submit_group`
+    """The group name and the :class:`~builder.jobs.queue.JobSpec` of each fold: a training job whose test split is
+    fold k (dataset options ``fold``/``folds``), tagged with the group. :func:`builder.jobs.queue.submit_group`
     submits them all or none, so each fold is a job like any run (its own sandboxed process with limits, the
     owner's quotas counting every fold, stop/resume on the Runs page) and nothing trains in the caller's process.
     The fold runs are those :func:`cross_validate` trains in the caller's own process (the CLI's terminal).
@@ -141,7 +141,7 @@ def crossval_job_specs(project: Any, dataset: str, config: dict | None = None, *
     Raises:
         TrainingError: a loaded Dataset instead of a name, fold options given, or folds outside 2..50.
     """
-    from builder.runs.jobs import JobSpec
+    from builder.jobs.queue import JobSpec
 
     opts = dict(dataset_options or {})
     _check_request(dataset, folds, opts)

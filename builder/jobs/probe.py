@@ -8,7 +8,7 @@ held-out scores (:meth:`ModelProbe.holdout`) ask the probe for their model outpu
 question after it died, ended by :meth:`ModelProbe.close`, when the probe is garbage-collected (the session
 ended) or by itself after ``LAYERLAB_PROBE_IDLE_S`` seconds without a question (default 600).
 
-The child (:mod:`builder.interpret.probe_child`) is the import worker's sandbox
+The child (:mod:`builder.jobs.probe_child`) is the import worker's sandbox
 (:mod:`builder.interchange.worker`): a fresh interpreter with a clean environment and a private temporary folder,
 limits on address space (``LAYERLAB_WORKER_MEMORY_MB`` over its start-up footprint), CPU time per question
 (``LAYERLAB_WORKER_CPU_S``), file size, no core files and no new processes. It loads runs by id (weights from
@@ -40,8 +40,8 @@ import torch
 
 from builder import errors
 from builder.errors import ExplainError
-from builder.interpret.probe_wire import decode, encode, read_frame, write_frame
 from builder.interpret.session import ExplainSession
+from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
 from builder.runs.store import RunStore, workspace_of
 
 TIMEOUT_ENV = "LAYERLAB_PROBE_TIMEOUT_S"  # seconds one question may take (default 300)
@@ -56,7 +56,7 @@ _ERRORS = {name: getattr(errors, name) for name in ("DatasetError", "ExplainErro
 
 
 def _threads() -> int:
-    from builder.runs.threads import ENV_TORCH_THREADS
+    from builder.process.threads import ENV_TORCH_THREADS
 
     try:
         return max(1, int(os.environ.get(ENV_TORCH_THREADS, "")))
@@ -73,7 +73,7 @@ class _Child:
         self.limits = worker_limits(timeout)
         self.private = tempfile.mkdtemp(prefix="layerlab-probe-")
         with open(Path(self.private) / "probe.log", "wb") as log:
-            self.proc = spawn_sandboxed("builder.interpret.probe_child:probe_main", self.private,
+            self.proc = spawn_sandboxed("builder.jobs.probe_child:probe_main", self.private,
                                         stdout=subprocess.PIPE, stderr=log)
         cfg = {"limits": self.limits.__dict__, "idle_s": env_positive(IDLE_ENV, DEFAULT_IDLE_S, float),
                "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook}
