@@ -1,6 +1,6 @@
 """Train page › Cross-validate: K folds as grouped runs, mean ± std of every test metric.
 
-Each fold is a training job (:func:`builder.runs.crossval.crossval_job_specs` submitted all or none by
+Each fold is a training job (:func:`builder.jobs.specs.crossval_job_specs` submitted all or none by
 :func:`builder.jobs.queue.submit_group`): its own sandboxed process with limits, counted against the owner's
 quotas, stoppable and resumable on the Runs page. Nothing trains in this process: the page submits, keeps the
 group's run ids in the session and reads the runs back from the store (progress per fold while they train, the
@@ -62,7 +62,7 @@ def render(ds, spec: dict, problems: list) -> None:  # noqa: ARG001  (spec: same
 def _submit(ds, folds: int, config: dict) -> None:
     """Submit the K fold jobs (all or none) and remember the group in the session."""
     from builder.jobs.queue import submit_group
-    from builder.runs.crossval import crossval_job_specs
+    from builder.jobs.specs import crossval_job_specs
 
     name, opts = ds.info.reload_args()
     try:

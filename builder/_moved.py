@@ -101,3 +101,32 @@ def install() -> None:
     """Put the finder on ``sys.meta_path`` once (idempotent)."""
     if not any(isinstance(f, _OldPathFinder) for f in sys.meta_path):
         sys.meta_path.append(_OldPathFinder())
+
+
+#: functions and classes moved up a stage, out of a module that may not import their new one: old module ->
+#: {name: new module}. The old module's ``__getattr__`` (:func:`moved_name`) finds them until :data:`REMOVED_IN`.
+MOVED_NAMES: dict[str, dict[str, str]] = {
+    "builder.training.prune": dict.fromkeys(("prune_run", "run_prune_job", "resume_pruned", "CompleteReport"),
+                                            "builder.runs.prune_run") | {"prune_job_spec": "builder.jobs.specs"},
+    "builder.training.multi": dict.fromkeys(("run_objective", "resume_objective"), "builder.runs.pipeline"),
+    "builder.runs.crossval": {"crossval_job_specs": "builder.jobs.specs"},
+    "builder.training.generative": {"vae_probe": "builder.interpret.run_views"},
+    "builder.data.drift": {"drift_run": "builder.interpret.run_views"},
+    "builder.runs.classes": {"evaluate_holdout": "builder.interpret.run_views"},
+}
+
+
+def moved_name(module: str, name: str):
+    """``name`` of ``module`` at its new place (a DeprecationWarning names it and :data:`REMOVED_IN`), for the old
+    module's ``__getattr__``; AttributeError for a name that never moved.
+
+    >>> moved_name("builder.data.drift", "no_such_name")
+    Traceback (most recent call last):
+    AttributeError: module 'builder.data.drift' has no attribute 'no_such_name'
+    """
+    new = MOVED_NAMES.get(module, {}).get(name)
+    if new is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.{name} moved to {new}.{name}; the old path is removed in LayerLab {REMOVED_IN}",
+                  DeprecationWarning, stacklevel=3)
+    return getattr(importlib.import_module(new), name)

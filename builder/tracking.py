@@ -19,20 +19,22 @@ the run, or an export). Needs the ``layerlab[mlflow]`` extra (``mlflow-skinny`` 
 for ``sqlite:///`` and ``http(s)://`` trackers; the full ``mlflow`` works too). Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_tracking.py
-    run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store, tracking="sqlite:////srv/mlflow.db")
+    run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store,
+                 tracking=tracker("sqlite:////srv/mlflow.db"))
     export_runs(store, None, "sqlite:////srv/mlflow.db")
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -676,6 +678,18 @@ class MlflowCallback(Callback):
     def on_train_end(self, trainer, result) -> None:
         """Log what is missing, the test metrics and artefacts, and end the MLflow run with the run's status."""
         self._sync(final=True)
+
+
+def tracker(uri: str | None = None) -> Callable[[Any, str | None], list[Callback]]:
+    """What a caller of the pipeline attaches to log its run to MLflow (``run_training(..., tracking=tracker(uri))``,
+    as Lightning's ``Trainer(logger=MLFlowLogger(...))``): :func:`attach_tracking` of the stored run with ``uri``
+    (None: the run owner's own setting, :func:`resolve_tracking`). Jobs attach their spec's destination, the CLI
+    its ``--mlflow``.
+
+    >>> tracker("http://127.0.0.1:5000").keywords
+    {'uri': 'http://127.0.0.1:5000'}
+    """
+    return functools.partial(attach_tracking, uri=uri)
 
 
 def attach_tracking(store, run_id: str | None, uri: str | None = None) -> list[Callback]:

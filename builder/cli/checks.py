@@ -101,7 +101,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     """``layerlab drift RUN --data-path NEW.csv``."""
     from builder.cli.common import cli_store
     from builder.data.drift import check_drift
-    from builder.interpret.session import open_run
+    from builder.runs.pipeline import open_run
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
@@ -118,12 +118,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """``layerlab prune RUN --amount 0.5 [--structured | --unstructured]``."""
     from builder.cli.common import cli_store, typed_run
-    from builder.training.prune import prune_run
+    from builder.runs.prune_run import prune_run
+    from builder.tracking import tracker
 
     store = cli_store(args.workspace)
     nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
     rep = prune_run(store, typed_run(store, args.run_id), args.amount, structured=args.structured, criterion=args.criterion,
-                    finetune_epochs=args.finetune_epochs, nodes=nodes)
+                    finetune_epochs=args.finetune_epochs, nodes=nodes, tracking=tracker())  # the local user's MLflow
     if args.json:
         print(json.dumps(rep.to_dict()))
         return 0

@@ -217,10 +217,13 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def _mlflow(args: argparse.Namespace) -> str | None:
-    """The command's ``--mlflow URI`` (None: the local user's ``$MLFLOW_TRACKING_URI`` or the server config's,
-    :func:`builder.tracking.resolve_tracking`), handed to the run, never written into the environment."""
-    return (getattr(args, "mlflow", None) or "").strip() or None
+def _mlflow(args: argparse.Namespace):
+    """The run's MLflow tracker (:func:`builder.tracking.tracker`) of the command's ``--mlflow URI`` (None: the
+    local user's ``$MLFLOW_TRACKING_URI`` or the server config's, :func:`builder.tracking.resolve_tracking`),
+    attached to the run, never written into the environment."""
+    from builder.tracking import tracker  # lazy: heavy (a command that trains nothing does not import it)
+
+    return tracker((getattr(args, "mlflow", None) or "").strip() or None)
 
 
 def _print_result(result, args: argparse.Namespace, out=None) -> None:
@@ -452,7 +455,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 def cmd_runs_resume(args: argparse.Namespace) -> int:
     """``layerlab runs resume ID``."""
     from builder.cli.common import cli_store
-    from builder.training.prune import resume_pruned
+    from builder.runs.prune_run import resume_pruned
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)

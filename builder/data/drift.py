@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from builder._moved import moved_name
 from builder.data.splits import Dataset, fold_split, split_indices
 from builder.errors import DatasetError
 
@@ -490,18 +491,10 @@ def load_new_inputs(ds: Dataset, path: str | Path) -> torch.Tensor:
     return torch.cat([s.X for s in (new.train, new.val, new.test) if len(s)])
 
 
-def drift_run(store: Any, run_id: str, new: str | Path, *, alpha: float = 0.05) -> DriftReport:
-    """:func:`check_drift` of new data (a CSV, or an image folder/.zip) against a finished run, with its model.
-
-    Raises:
-        RunStoreError, BudgetError: as open_run. DatasetError: as check_drift.
-    """
-    from builder.interpret.session import open_run
-
-    model, ds = open_run(store, store.get(run_id))
-    return check_drift(ds, new, model=model, alpha=alpha)
-
-
 __all__ = ["FeatureDrift", "DriftReport", "compare_tables", "reference_table", "encode_table", "prediction_shift",
-           "check_drift", "penultimate_activations", "mmd_test", "activation_drift", "load_new_inputs", "drift_run",
+           "check_drift", "penultimate_activations", "mmd_test", "activation_drift", "load_new_inputs",
            "MAX_LEVELS"]
+
+
+def __getattr__(name: str):  # drift_run moved up to builder.interpret.run_views (builder/_moved.py)
+    return moved_name(__name__, name)

@@ -228,7 +228,7 @@ def _child_quantize(workspace: str, run_id: str) -> dict:
 
 
 def _child_network_weights(project_json: str, network: str, weights: str, out: str) -> dict:
-    from builder.interchange.network_export import network_model
+    from builder.training.networks import network_model
     from builder.training.weights import save_weights
 
     save_weights(network_model(project_json, network, weights), out)
@@ -305,7 +305,7 @@ def quantize_run_isolated(store: Any, run_id: str, timeout: float = IMPORT_TIMEO
 def network_weights_bytes(project_json: str, network: str, weights: str | os.PathLike,
                           timeout: float = IMPORT_TIMEOUT_S) -> bytes:
     """One network's weights (safetensors bytes) cut from a run's weights file: the network is built and the
-    weights loaded in a worker process (:func:`builder.interchange.network_export.network_model`), not here.
+    weights loaded in a worker process (:func:`builder.training.networks.network_model`), not here.
 
     Raises:
         ModelImportError: the network's own error (weights of another project), or one line for a crash.

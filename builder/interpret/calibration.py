@@ -238,7 +238,7 @@ def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bin
                   save: bool = True) -> CalibrationReport:
     """Calibrate a finished run: temperature on its validation split, ECE and coverage on its test split.
 
-    The model and dataset come from :func:`builder.interpret.session.open_run`; predictions from
+    The model and dataset come from :func:`builder.runs.pipeline.open_run`; predictions from
     :func:`builder.data.predict`. With ``save`` the report is written to the run folder's ``calibration.json``
     (read back with :meth:`RunFolder.read_calibration`; exports may then divide the logits by its temperature,
     :func:`stored_temperature`). Example (a run trained first)::
@@ -250,7 +250,7 @@ def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bin
     Raises:
         RunStoreError, BudgetError: as open_run. ExplainError: not a classification run.
     """
-    from builder.interpret.session import open_run
+    from builder.runs.pipeline import open_run
 
     run = store.get(run_id)
     model, ds = open_run(store, run)

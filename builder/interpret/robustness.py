@@ -252,7 +252,7 @@ def robustness_run(store: Any, run_id: str, eps: list[float] | str = (0, 0.05, 0
     Raises:
         RunStoreError, BudgetError: as open_run. ExplainError: token inputs, regression, bad ε or method.
     """
-    from builder.interpret.session import open_run
+    from builder.runs.pipeline import open_run
 
     run = store.get(run_id)
     eps = parse_eps(eps)

@@ -22,69 +22,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from builder.errors import AccessDenied, BudgetError, ExplainError, LayerLabError, RunStoreError
+from builder.errors import AccessDenied, LayerLabError
 from builder.escape import md_text
 from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
 from builder.interpret.baselines import BASELINE_LABELS, baselines_for
 from builder.interpret.methods import get_spec, method_label
 from builder.interpret.model import infer_modality, layer_nodes, model_modality
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
+from builder.runs.pipeline import open_run  # noqa: F401  (its home is beside load_run; importable here too)
 
 MAX_CANDIDATES = 50  # samples offered by a picker
 SANITY_STEPS = 16  # n_steps of path methods in the randomisation check (one explanation per layer)
-
-
-def open_run(store: Any, run: dict) -> tuple[nn.Module, Any]:
-    """A finished run's model and dataset (:func:`builder.runs.pipeline.load_run`), the graph first checked
-    against the memory budget.
-
-    Args:
-        store: the :class:`~builder.runs.store.RunStore`; ``run``: its row (owner already checked).
-    Raises:
-        LayerLabError: missing or incompatible weights (``RunStoreError``), a graph over the budget (``BudgetError``).
-    """
-    from builder.graph.project import load_project
-    from builder.graph.shapes import infer_shapes
-    from builder.runs.pipeline import load_run
-    from builder.training.objectives import has_objective
-
-    project = load_project(run["project"])
-    report = infer_shapes(project.graph)  # raises nothing; the budget is in the report
-    if not report.ok and any(p.code == "budget" for p in report.problems):
-        raise BudgetError([p for p in report.problems if p.code == "budget"])
-    try:
-        model, ds = load_run(store, run["id"])
-        return _objective_view(project, model, ds) if has_objective(project) else (model, ds)
-    except LayerLabError:
-        raise
-    except Exception as e:  # noqa: BLE001 - torch's and safetensors' errors for a file that does not fit
-        raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from e
-
-
-def _objective_view(project: Any, model: nn.Module, ds: Any) -> tuple[nn.Module, Any]:
-    """A run with a drawn objective explained through the network that reads its samples
-    (:func:`builder.interchange.network_export.explain_view`: a VAE's encoder, μ as its output), with the run's
-    weights; its outputs are values, not the dataset's classes, so the data is read as a regression's.
-
-    Raises:
-        ExplainError: no network reads the dataset's samples (a GAN).
-    """
-    import dataclasses
-
-    from builder.data import fit_dataset
-    from builder.graph.compile import compile_graph
-    from builder.interchange.network_export import NetworkError, explain_view, network_state
-
-    try:
-        name, view = explain_view(project)
-    except NetworkError as e:
-        raise ExplainError(str(e)) from None
-    sub = compile_graph(view.graph)
-    sub.load_state_dict(network_state(project, name, model.state_dict()), strict=False)
-    sub.layerlab_explained = name  # what the page names
-    info = dataclasses.replace(ds.info, task="regression", class_names=[], num_classes=None)
-    ds = dataclasses.replace(ds, info=info)
-    return sub.eval(), fit_dataset(sub, ds)
 
 
 def run_graph(store: Any, run_id: str | None) -> Any:

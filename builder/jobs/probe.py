@@ -174,7 +174,7 @@ class ModelProbe:
 
     def drift(self, store: RunStore, run_id: str, new: str | os.PathLike, alpha: float = 0.05,
               version: str | None = None) -> dict:
-        """:func:`builder.data.drift.drift_run` in the child: new data (a CSV, or an image folder/.zip at ``new``)
+        """:func:`builder.interpret.run_views.drift_run` in the child: new data (a CSV, or an image folder/.zip at ``new``)
         against the run's training data and model; the report's :meth:`~builder.data.drift.DriftReport.to_dict`.
 
         Raises:
@@ -184,7 +184,7 @@ class ModelProbe:
                             version=version)
 
     def vae(self, store: RunStore, run_id: str, count: int = 500, shown: int = 16) -> dict:
-        """:func:`builder.training.generative.vae_probe` in the child: the VAE run's latent means, labels, inputs
+        """:func:`builder.interpret.run_views.vae_probe` in the child: the VAE run's latent means, labels, inputs
         and reconstructions (numpy arrays).
 
         Raises:
@@ -193,7 +193,7 @@ class ModelProbe:
         return self.request(store, run_id, "", "vae_probe", count=int(count), shown=int(shown))
 
     def holdout(self, store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
-        """:func:`builder.runs.classes.evaluate_holdout` in the child: the run's ``metric`` on a class's held-out
+        """:func:`builder.interpret.run_views.evaluate_holdout` in the child: the run's ``metric`` on a class's held-out
         test split (None when its model does not fit the data); the class leaderboard's
         :data:`~builder.runs.classes.HoldoutScorer`.
 

@@ -36,8 +36,8 @@ CALLS = frozenset({
 """The session methods a request may call (nothing else is looked up by name)."""
 RUN_CALLS = frozenset({"drift", "vae_probe", "holdout"})
 """Questions about a whole run (no split): ``drift`` (:func:`builder.data.drift.check_drift` of new data with the
-run's model, answered as the report's dict), ``vae_probe`` (:func:`builder.training.generative.vae_probe`) and
-``holdout`` (:func:`builder.runs.classes.evaluate_holdout`: the run scored on a class's held-out set)."""
+run's model, answered as the report's dict), ``vae_probe`` (:func:`builder.interpret.run_views.vae_probe`) and
+``holdout`` (:func:`builder.interpret.run_views.evaluate_holdout`: the run scored on a class's held-out set)."""
 MAX_RUNS = 3
 PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.runs.pipeline")
 
@@ -129,10 +129,10 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the caller checked the actor's access
     if call == "holdout":
-        from builder.runs.classes import evaluate_holdout
+        from builder.interpret.run_views import evaluate_holdout
 
         return evaluate_holdout(store, run_id, dict(args[0]), str(args[1]))
-    from builder.training.generative import vae_probe
+    from builder.interpret.run_views import vae_probe
 
     return vae_probe(store, run_id, *args, **kwargs)
 
@@ -140,7 +140,8 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
 def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:
     """A run opened (model, dataset, graph, its sessions by split) on first use of its ``version`` (a token of
     its weights: a new one reads them again); the last :data:`MAX_RUNS` are kept."""
-    from builder.interpret.session import open_run, run_graph
+    from builder.interpret.session import run_graph
+    from builder.runs.pipeline import open_run
     from builder.runs.store import RunStore
 
     key = (workspace, run_id, str(version))

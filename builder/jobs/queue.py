@@ -698,7 +698,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     if sandboxed:
         lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
         job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
-    from builder.tracking import scrub_credentials  # mlflow itself stays unimported here
+    from builder.tracking import scrub_credentials, tracker  # mlflow itself stays unimported here
 
     scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
@@ -710,15 +710,15 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
         signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
         first = JobSpec(**origin) if (spec.resume_run and origin) else spec
         if spec.resume_run and store.folder(run_id).has_checkpoint:
-            from builder.training.prune import resume_pruned
+            from builder.runs.prune_run import resume_pruned
 
             # resume_run, and for an unstructured pruned run its mask re-installed first
             result = resume_pruned(store, run_id, callbacks=callbacks, overrides=dict(spec.config or {}) or None,
-                                   claimed=True, tracking=spec.tracking)
+                                   claimed=True, tracking=tracker(spec.tracking))
         elif first.kind == "prune":  # a prune job (or one stopped before its first checkpoint): prune, fine-tune
-            from builder.training.prune import run_prune_job
+            from builder.runs.prune_run import run_prune_job
 
-            rep = run_prune_job(store, run_id, first.prune, callbacks)
+            rep = run_prune_job(store, run_id, first.prune, callbacks, tracking=tracker(spec.tracking))
             print(f"job {run_id}: pruned run {rep.parent_id}, {store.get(run_id)['status']}", flush=True)
             return 0
         else:  # a new run, or one stopped before its first checkpoint: train from the start
@@ -728,7 +728,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
                                     "owner": first.owner})
             result = run_training(first.project, first.dataset, config, store, callbacks,
                                   dataset_options=src.options if src is not None else first.dataset_options,
-                                  adapt=first.adapt, run_id=run_id, owner=first.owner, tracking=spec.tracking)
+                                  adapt=first.adapt, run_id=run_id, owner=first.owner, tracking=tracker(spec.tracking))
     except Exception as e:
         if isinstance(e, DiskFullError):  # one line, as everywhere (builder.disk)
             print(f"job {run_id}: {e}", flush=True)

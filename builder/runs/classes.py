@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from builder._moved import moved_name
 from builder.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
@@ -336,26 +337,6 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
     return (float(value) if isinstance(value, (int, float)) else None), None
 
 
-def evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
-    """Run ``run_id``'s model on the held-out test split and return ``metric`` (None when its weights or task do
-    not fit the data). It builds and runs a user's model in the calling process: only the sandboxed model probe's
-    child calls it (:meth:`builder.jobs.probe.ModelProbe.holdout`), never the server."""
-    from builder.data import fit_dataset, load_dataset
-    from builder.runs.pipeline import load_run
-    from builder.training.metrics import evaluate
-
-    run = store.get(run_id)  # a run the store's actor may read: AccessDenied, never "does not fit"
-    try:
-        model, _ = load_run(store, run_id)
-        graph = load_project(run["project"]).graph
-        ds = fit_dataset(graph, load_dataset(holdout["dataset"], **holdout.get("options", {})))
-        res = evaluate(model, ds.test.X, ds.test.y, ds.info.task, num_classes=ds.info.num_classes)
-    except (LayerLabError, RuntimeError, ValueError, TypeError):  # weights of another shape, another task
-        return None
-    value = res.get(metric)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 _PARAMS: dict[str, int | None] = {}  # parameters per graph hash (a class's runs mostly share the starter's graph)
 
 
@@ -435,6 +416,10 @@ def member_label(cls: dict, owner: str, workspace: str | Path | None = None) -> 
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
-           "update_class", "delete_class", "joined_at", "holdout_score", "holdout_result", "evaluate_holdout", "HoldoutScorer", "starter_project", "students_of", "class_quotas", "class_runs",
+           "update_class", "delete_class", "joined_at", "holdout_score", "holdout_result", "HoldoutScorer", "starter_project", "students_of", "class_quotas", "class_runs",
            "actor_for", "class_for", "CLASS_KEY",
            "leaderboard", "member_label"]
+
+
+def __getattr__(name: str):  # evaluate_holdout moved up to builder.interpret.run_views (builder/_moved.py)
+    return moved_name(__name__, name)

@@ -16,13 +16,21 @@ from typing import Any
 
 import torch
 
+from builder.data.sources import DatasetSource
 from builder.disk import on_full_disk
 from builder.entities.run_folder import RunFolder
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
-from builder.runs.summary import shown_dataset_options
 from builder.training.lineage import baseline_line
 from builder.training.prune import latency_cell, latency_text
+
+
+def _shown_options(run: dict) -> dict:
+    """The run's dataset options as people see them (:meth:`~builder.data.sources.DatasetSource.shown_options`: an
+    upload by its name, never a server path). Not :func:`builder.runs.summary.shown_dataset_options`: the summary
+    reads the store, which writes this card."""
+    src = DatasetSource.from_run(run)
+    return src.shown_options() if src is not None else {}
 
 
 def _fmt(v: Any) -> str:
@@ -104,7 +112,7 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             + (f", classes: {md_text(', '.join(map(str, classes)), 2000)}" if classes else ""),
             f"- split (seeded{', stratified' if info.get('task') in ('multiclass', 'binary') else ''}): "
             f"train {_fmt(sizes.get('train', '-'))}, validation {_fmt(sizes.get('val', '-'))}, test "
-            f"{_fmt(sizes.get('test', '-'))}; options {_fmt(str(shown_dataset_options(run)))}"]
+            f"{_fmt(sizes.get('test', '-'))}; options {_fmt(str(_shown_options(run)))}"]
     if info.get("description"):
         out.append(f"- {md_text(info['description'], 2000, line_start=True)}")
     for note in info.get("notes") or []:

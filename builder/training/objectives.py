@@ -266,7 +266,7 @@ _INPUT_CODES = ("dataset_inputs", "input_shape_mismatch", "input_modality_mismat
 
 def objective_compat(graph: Any, dataset: Any, report: Any = None) -> list:
     """:func:`~builder.data.compat.check_compat` for a graph with a drawn objective (what the Train page and
-    :func:`~builder.training.multi.run_objective` check): the dataset fit to the Input first (a flat Input takes
+    :func:`~builder.runs.pipeline.run_objective` check): the dataset fit to the Input first (a flat Input takes
     the 8×8 digits), then the Input checks only (the graph's outputs are its loss terms). Raises DatasetError for
     data that cannot fit."""
     from builder.data.compat import check_compat
