@@ -423,7 +423,7 @@ class _Import:
     target: str  # the builder module imported (``from pkg import submodule`` imports the submodule)
     line: int
     lazy: bool  # inside a function
-    text: str  # the statement's first line
+    text: str  # the statement's source lines
 
 
 @cache
@@ -453,7 +453,8 @@ def _imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[_Impo
                     base = _resolve_from(module, path.name == "__init__.py", child)
                     names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in child.names]
                 for name in dict.fromkeys(n for n in names if n.split(".")[0] == "builder"):
-                    out.append(_Import(module, name, child.lineno, in_function, lines[child.lineno - 1]))
+                    text = "\n".join(lines[child.lineno - 1:child.end_lineno])  # the whole statement
+                    out.append(_Import(module, name, child.lineno, in_function, text))
             visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
 
     visit(tree, False)
@@ -522,7 +523,7 @@ def test_builder_imports_no_old_module_path():
 
 
 def test_imports_of_ours_inside_functions_say_why():
-    unmarked = sorted({f"{i.module}:{i.line}: {i.text.strip()}" for i in _all_imports()
+    unmarked = sorted({f"{i.module}:{i.line}: {i.text.splitlines()[0].strip()}" for i in _all_imports()
                        if i.lazy and LAZY_MARK not in i.text})
     assert not unmarked, (f"import at module level, or say why on the line ({LAZY_MARK} heavy (torch), ...):\n"
                           + "\n".join(unmarked))

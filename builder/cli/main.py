@@ -13,6 +13,7 @@ from pathlib import Path
 
 from builder.cli.common import (
     check_output_path,
+    cli_store,
     dispatch,
     emit_text,
     fail,
@@ -26,6 +27,7 @@ from builder.graph.architectures import build as build_architecture
 from builder.graph.cost import node_costs
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
+from builder.graph.registry import all_specs
 from builder.graph.report import Budget, human_bytes
 from builder.graph.shapes import infer_shapes
 from builder.graph.templates import TEMPLATE_NAMES, list_templates, template_text
@@ -92,7 +94,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     spread: dict[str, list[float]] = {}
     lat = None
     if args.latency and report.ok:
-        from builder.graph.latency import node_latency
+        from builder.graph.latency import node_latency  # lazy: heavy (torch)
 
         lat = node_latency(project.graph, batch_size=args.batch_size, device=args.device, repeats=args.repeats,
                            warmup=args.warmup, threads=args.threads)
@@ -147,7 +149,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write PyTorch source or safetensors weights."""
     if getattr(args, "run", None):
-        from builder.cli.train import export_run
+        from builder.cli.train import (
+            export_run,  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
+        )
 
         return export_run(args)
     if not args.file:
@@ -163,15 +167,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         return fail("--quantize needs --format onnx")
     project = load_project(args.file)
     if fmt == "py":
-        from builder.interchange.python_export import export_python
+        from builder.interchange.python_export import export_python  # lazy: heavy (torch, safetensors)
 
         return emit_text(export_python(project), args.output)
     if args.output in (None, "-"):
         return fail("--format safetensors needs -o OUT")
     import torch
 
-    from builder.graph.compile import compile_graph
-    from builder.training.weights import save_weights
+    from builder.graph.compile import compile_graph  # lazy: heavy (torch)
+    from builder.training.weights import save_weights  # lazy: heavy (torch, safetensors)
 
     torch.manual_seed(args.seed)
     model = compile_graph(project.graph)  # checks the budget before allocating
@@ -189,7 +193,7 @@ def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
     the trained run's file, else freshly initialised with --seed)."""
     import torch
 
-    from builder.interchange.network_export import export_network
+    from builder.interchange.network_export import export_network  # lazy: heavy (torch, safetensors)
 
     if args.output in (None, "-") or fmt == "safetensors":
         return fail("--network needs -o OUT.py (also writes OUT.safetensors) or -o OUT.onnx")
@@ -203,7 +207,7 @@ def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
 
 def _export_onnx_file(args: argparse.Namespace) -> int:
     """``export FILE --format onnx -o OUT.onnx [--weights W] [--quantize int8]``."""
-    from builder.interchange.onnx_export import export_onnx, quantize_int8
+    from builder.interchange.onnx_export import export_onnx, quantize_int8  # lazy: heavy (torch)
 
     if args.output in (None, "-"):
         return fail("--format onnx needs -o OUT.onnx")
@@ -220,7 +224,7 @@ def _export_onnx_file(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``layerlab import SOURCE -o OUT.json``: an ONNX / .pt2 / file.py:Class model as a project + weights."""
-    from builder.interchange.importer import import_model, register_import, save_import
+    from builder.interchange.importer import import_model, register_import, save_import  # lazy: heavy (torch)
 
     if args.output in (None, "-"):
         return fail("give -o OUT.json (the weights go to OUT.safetensors)")
@@ -234,8 +238,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     for note in rep.get("notes", []):
         print(terminal_line(f"note: {note}"))
     if args.register:
-        from builder.cli.common import cli_store
-
         rid = register_import(cli_store(args.workspace), result)
         print(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
                             f"--init-from {rid})"))
@@ -255,7 +257,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     """List the built-in datasets with their task, modality and options."""
-    from builder.data import list_datasets
+    from builder.data import list_datasets  # lazy: heavy (numpy)
 
     for d in list_datasets():
         opts = ", ".join(f"{k}={v!r}" for k, v in (d.get("options") or {}).items())
@@ -265,8 +267,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_layers(args: argparse.Namespace) -> int:
     """List the layer palette."""
-    from builder.graph.registry import all_specs
-
     for spec in all_specs():
         params = ", ".join(f"{p.name}={p.default!r}" for p in spec.params)
         print(f"{spec.category:<14} {spec.type:<24} {params}")
@@ -354,9 +354,9 @@ def _command_modules() -> tuple:
     """The modules adding sub-commands (``register(subparsers)``), in order: ``search`` extends ``train`` and
     ``runs``; ``checks`` adds ``calibrate``, ``drift``, ``prune`` and ``robustness``. They import :mod:`builder.cli.common`, never this module.
     Imported here, not at the top, so that ``python -m builder.cli.train`` finds its module not yet imported."""
-    import builder.cli.checks
-    import builder.cli.search
-    import builder.cli.train
+    import builder.cli.checks  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
+    import builder.cli.search  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
+    import builder.cli.train  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
 
     return (builder.cli.train, builder.cli.search, builder.cli.checks)
 

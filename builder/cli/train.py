@@ -24,10 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.cli.common import check_output_path, infer_format, load_project_arg
+from builder.cli.common import check_output_path, cli_store, infer_format, load_project_arg
 from builder.entities.run_status import ENDED_CLEANLY, HALTED, RunStatus
 from builder.errors import LayerLabError, TrainingError
-from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE
+from builder.escape import safe_filename, terminal_line
+from builder.escape import terminal_line as tl
+from builder.graph.project import load_project
+from builder.process.threads import ENV_TORCH_THREADS
+from builder.runs.summary import shown_dataset_options
+from builder.training.lineage import baseline_line, baseline_tag
+from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE, with_teacher
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
                 "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
@@ -193,7 +199,6 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     if getattr(args, "threads", None) is not None:  # read by builder.process.threads.torch_threads (also in job processes)
         import os
 
-        from builder.process.threads import ENV_TORCH_THREADS
 
         if args.threads < 1:
             raise TrainingError(f"--threads must be 1 or more; received: {args.threads}. Fix: pass a positive count")
@@ -211,7 +216,7 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     if getattr(args, "freeze", None):
         cfg["freeze"] = [s.strip() for s in args.freeze.split(",") if s.strip()]
     if getattr(args, "augment", None):
-        from builder.data.augment import parse_augment
+        from builder.data.augment import parse_augment  # lazy: heavy (numpy)
 
         cfg["augment"] = {} if args.augment.strip().lower() == "none" else parse_augment(args.augment)
     return cfg
@@ -298,15 +303,12 @@ def _run_job(start, args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``layerlab train FILE --dataset NAME ...``."""
-    from builder.cli.common import cli_store
-    from builder.runs.pipeline import run_training
-    from builder.training.distributed import env_world_size
+    from builder.runs.pipeline import run_training  # lazy: heavy (torch, safetensors)
+    from builder.training.distributed import env_world_size  # lazy: heavy (torch)
 
     project = load_project_arg(args.file)
     student = project
     if getattr(args, "teacher", None):
-        from builder.training.objectives import with_teacher
-
         project = with_teacher(project, args.teacher, args.distill_temperature, args.distill_alpha)
     cfg = _config_overrides(args)
     opts = dict(args.dataset_option or [])
@@ -318,7 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         opts["task"] = args.task
     dataset = args.dataset
     if dataset is None and args.data_path:
-        from builder.data.sources import kind_for_path
+        from builder.data.sources import kind_for_path  # lazy: heavy (numpy)
 
         dataset = kind_for_path(args.data_path)
     if getattr(args, "folds", None) is not None:
@@ -330,8 +332,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = cli_store(args.workspace)
     tags = None
     if getattr(args, "teacher", None):  # the student alone first: the distilled result is shown beside it
-        from builder.runs.pipeline import student_alone
-        from builder.training.lineage import baseline_tag
+        from builder.runs.pipeline import student_alone  # lazy: heavy (torch, safetensors)
 
         if not args.quiet:
             print("training the student alone first (same settings, seed and split; the distillation's baseline)",
@@ -344,8 +345,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         project, dataset, cfg, store, [progress], dataset_options=opts, on_event=progress, background=True,
         adapt=args.adapt, name=args.name, tags=tags, tracking=_mlflow(args))) or jobs[0], args)
     if tags and not getattr(args, "json", False):
-        from builder.training.lineage import baseline_line
-
         result = getattr(jobs[0], "result", None) if jobs else None
         print(baseline_line(tags, getattr(result, "test", None)))
     return rc
@@ -353,8 +352,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_folds(project, dataset, cfg, opts, args) -> int:
     """``train ... --folds K``: K runs (builder.runs.crossval), then mean ± std of the test metrics."""
-    from builder.cli.common import cli_store
-    from builder.runs.crossval import cross_validate, format_summary
+    from builder.runs.crossval import cross_validate, format_summary  # lazy: heavy (numpy)
 
     progress = Progress(enabled=not args.quiet)
 
@@ -377,9 +375,8 @@ def _train_folds(project, dataset, cfg, opts, args) -> int:
 
 
 def _train_distributed(project, dataset, cfg, opts, args) -> int:
-    from builder.cli.common import cli_store
-    from builder.runs.pipeline import run_training
-    from builder.training.distributed import cleanup, init_distributed
+    from builder.runs.pipeline import run_training  # lazy: heavy (torch, safetensors)
+    from builder.training.distributed import cleanup, init_distributed  # lazy: heavy (torch)
 
     ctx = init_distributed(cfg.get("device", "auto"))
     try:
@@ -396,8 +393,6 @@ def _train_distributed(project, dataset, cfg, opts, args) -> int:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     """``layerlab runs list``."""
-    from builder.cli.common import cli_store
-
     runs = cli_store(args.workspace).list_runs(args.status, args.limit)
     if args.json:
         print(json.dumps(runs, default=str, indent=2))
@@ -405,7 +400,6 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet; start one with `layerlab train FILE --dataset NAME`")
         return 0
-    from builder.escape import terminal_line as tl
 
     print(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
     for r in runs:
@@ -419,8 +413,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
     """``layerlab runs show ID``."""
-    from builder.cli.common import cli_store
-    from builder.runs.modelcard import model_card
+    from builder.runs.modelcard import model_card  # lazy: heavy (torch)
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
@@ -431,8 +424,6 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     if args.card:
         print(model_card(run, curve, store.run_dir(run["id"])))
         return 0
-    from builder.escape import terminal_line as tl
-    from builder.runs.summary import shown_dataset_options
 
     print(tl(f"run {run['id']}  ({run.get('name')})"))
     print(tl(f"status      {run['status']}" + (f"  - {run['message']}" if run.get("message") else "")))
@@ -454,8 +445,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_resume(args: argparse.Namespace) -> int:
     """``layerlab runs resume ID``."""
-    from builder.cli.common import cli_store
-    from builder.runs.prune_run import resume_pruned
+    from builder.runs.prune_run import resume_pruned  # lazy: heavy (torch, safetensors)
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
@@ -467,8 +457,6 @@ def cmd_runs_resume(args: argparse.Namespace) -> int:
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:
     """``layerlab runs delete ID``."""
-    from builder.cli.common import cli_store
-
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
     store.delete_run(run["id"])
@@ -482,8 +470,6 @@ def export_run(args: argparse.Namespace) -> int:
     ``safetensors`` writes the weights file; ``py`` writes the model's PyTorch source and the weights next to
     it (same name, ``.safetensors``). Without ``-o`` files go to the run's ``exports/`` folder.
     """
-    from builder.cli.common import cli_store
-
     output = getattr(args, "output", None) or getattr(args, "out", None)
     fmt = infer_format(getattr(args, "format", None), output)  # -o w.safetensors means weights, never code
     if output not in (None, "-"):
@@ -509,12 +495,11 @@ def export_run(args: argparse.Namespace) -> int:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "py":
-        from builder.graph.project import load_project
-        from builder.interchange.python_export import export_python
+        from builder.interchange.python_export import export_python  # lazy: heavy (torch, safetensors)
 
         temperature = None
         if getattr(args, "temperature", False):
-            from builder.interpret.calibration import stored_temperature
+            from builder.interpret.calibration import stored_temperature  # lazy: heavy (torch)
 
             temperature = stored_temperature(store, run["id"])
         # the exporter the Runs page uses too
@@ -533,8 +518,7 @@ def _export_run_network(run: dict, args: argparse.Namespace, weights: Path, outp
                         folder) -> int:
     """``export --run ID --network NAME [--format py|onnx] [-o OUT]``: one network of a multi-network run (the
     GAN's generator alone, its input the noise); without ``-o`` into the run's ``exports/NAME.py|.onnx``."""
-    from builder.escape import safe_filename, terminal_line
-    from builder.interchange.network_export import export_network
+    from builder.interchange.network_export import export_network  # lazy: heavy (torch, safetensors)
 
     network = args.network
     if getattr(args, "temperature", False) or getattr(args, "quantize", None):
@@ -554,8 +538,8 @@ def _export_run_network(run: dict, args: argparse.Namespace, weights: Path, outp
 
 def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     """``export --run ID --format onnx [-o OUT.onnx] [--quantize int8]`` (int8: test metric before/after)."""
-    from builder.graph.latency import comparison_text
-    from builder.interchange.onnx_export import export_run_onnx, quantize_run
+    from builder.graph.latency import comparison_text  # lazy: heavy (torch)
+    from builder.interchange.onnx_export import export_run_onnx, quantize_run  # lazy: heavy (torch)
 
     output = getattr(args, "output", None)
     output = None if output in (None, "-") else Path(output)
@@ -579,7 +563,7 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
 def _weights_from_checkpoint(ckpt: Path, out: Path) -> Path:
     from safetensors.torch import save_file
 
-    from builder.training.checkpoint import read_checkpoint
+    from builder.training.checkpoint import read_checkpoint  # lazy: heavy (torch, safetensors)
 
     tensors, _ = read_checkpoint(ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)

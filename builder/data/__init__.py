@@ -29,7 +29,7 @@ __all__ = ["DatasetInfo", "Split", "Dataset", "DatasetSpec", "register_dataset",
 
 def __getattr__(name: str):
     if name in {"Prediction", "predict"}:
-        from builder.data import predictions
+        from builder.data import predictions  # lazy: heavy (torch)
 
         return getattr(predictions, name)
     raise AttributeError(f"module 'builder.data' has no attribute {name!r}")

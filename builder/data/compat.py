@@ -10,7 +10,7 @@ import numpy as np
 
 from builder.data.splits import DatasetInfo
 from builder.errors import Problem
-from builder.graph.project import Graph
+from builder.graph.project import Graph, as_graph
 from builder.graph.shapes import ShapeReport, infer_shapes
 
 
@@ -44,8 +44,6 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
     of classes (or targets). ``report`` is the graph's analysis when the caller has it (else it is computed
     once). Returns an empty list when they fit.
     """
-    from builder.graph.project import as_graph
-
     graph = as_graph(graph)
     report = report if report is not None else infer_shapes(graph)
     problems: list[Problem] = []
@@ -99,8 +97,6 @@ def adapt_graph(graph, info: DatasetInfo, report: ShapeReport | None = None) -> 
     Only the graph's structure is read from ``report`` (outputs, edges), so the report of the graph before
     adapting serves.
     """
-    from builder.graph.project import as_graph
-
     g = as_graph(graph).model_copy(deep=True)
     report = report if report is not None else infer_shapes(g)
     inputs = [n for n in g.nodes if n.type == "Input"]

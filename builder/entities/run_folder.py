@@ -35,6 +35,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from builder.errors import RunStoreError
+
 
 class RunFolder:
     """Named paths into one run folder (nothing is created or read until asked)."""
@@ -277,8 +279,6 @@ def keep_report(store: Any, report: Any, what: str) -> Path:
     Raises:
         RunStoreError: the report belongs to no run (a model trained in the session only).
     """
-    from builder.errors import RunStoreError
-
     if not getattr(report, "run_id", None):
         raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
                             "Fix: pick a finished run")

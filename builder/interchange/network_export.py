@@ -15,6 +15,8 @@ from typing import Any
 
 from builder.graph.compile import module_names
 from builder.graph.shapes import infer_shapes
+from builder.interchange.python_export import export_python, python_source
+from builder.interchange.worker import network_weights_bytes
 from builder.training.networks import (
     TRAINING_ONLY,
     NetworkError,
@@ -44,14 +46,13 @@ def export_network(project: Any, network: str, weights: str | os.PathLike | dict
     names = module_names(sub.graph)
     info = {"inputs": [names[n] for n in report.input_nodes], "outputs": [names[n] for n in report.output_nodes]}
     if fmt == "onnx":
-        from builder.interchange.onnx_export import export_onnx
+        from builder.interchange.onnx_export import export_onnx  # lazy: heavy (numpy)
 
         rep = export_onnx(sub, output, model.state_dict())
         return {**info, "files": [str(output)], "max_abs_diff": rep.max_abs_diff}
     if fmt != "py":
         raise NetworkError(f"a network exports as py or onnx; received: {str(fmt)[:20]!r}. Fix: use --format py "
                            "or onnx (--run without --network writes the whole run's weights)")
-    from builder.interchange.python_export import export_python
 
     source = export_python(sub)
     wpath = output.with_suffix(".safetensors")
@@ -65,9 +66,6 @@ def network_downloads(project: Any, network: str, weights: str | os.PathLike | N
     None without ``weights``) and ``"project"`` (the network's project JSON, for the ONNX worker). The network
     is built with its weights in a worker process (:func:`builder.interchange.worker.network_weights_bytes`),
     never in the caller's (the server's)."""
-    from builder.interchange.python_export import python_source
-    from builder.interchange.worker import network_weights_bytes
-
     project = _project(project)
     sub = network_project(project, network)
     data = None if weights is None else network_weights_bytes(project.to_json(), network, weights)

@@ -42,6 +42,7 @@ from typing import Any
 
 from builder.access import SYSTEM
 from builder.errors import LayerLabError
+from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
 from builder.process.sandbox import (
     WorkerLimits,
@@ -51,7 +52,7 @@ from builder.process.sandbox import (
     lock_down,
     sandbox_env,
 )
-from builder.runs.store import workspace_of
+from builder.runs.store import RunStore, workspace_of
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 IMPORT_TIMEOUT_S = 300.0
@@ -206,7 +207,7 @@ def _resolve(task: str, test: str | None):
 
 
 def _child_import(path: str, out: str) -> dict:
-    from builder.interchange.importer import import_model, save_import
+    from builder.interchange.importer import import_model, save_import  # lazy: heavy (torch)
 
     res = import_model(path, name=Path(path).stem)
     save_import(res, out)
@@ -214,22 +215,20 @@ def _child_import(path: str, out: str) -> dict:
 
 
 def _child_export(project_json: str, weights: str | None, out: str) -> dict:
-    from builder.graph.project import load_project
-    from builder.interchange.onnx_export import export_onnx
+    from builder.interchange.onnx_export import export_onnx  # lazy: heavy (torch)
 
     return export_onnx(load_project(project_json), out, weights).to_dict()
 
 
 def _child_quantize(workspace: str, run_id: str) -> dict:
-    from builder.interchange.onnx_export import quantize_run
-    from builder.runs.store import RunStore
+    from builder.interchange.onnx_export import quantize_run  # lazy: heavy (torch)
 
     return quantize_run(RunStore(workspace, actor=SYSTEM), run_id)  # checked by quantize_run_isolated
 
 
 def _child_network_weights(project_json: str, network: str, weights: str, out: str) -> dict:
-    from builder.training.networks import network_model
-    from builder.training.weights import save_weights
+    from builder.training.networks import network_model  # lazy: heavy (torch, safetensors)
+    from builder.training.weights import save_weights  # lazy: heavy (torch, safetensors)
 
     save_weights(network_model(project_json, network, weights), out)
     return {"network": network}
@@ -253,8 +252,12 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     """
     from safetensors.torch import load_file
 
-    from builder.graph.project import load_project
-    from builder.interchange.importer import ImportResult, register_import, write_bundle, zip_members
+    from builder.interchange.importer import (  # lazy: heavy (torch)
+        ImportResult,
+        register_import,
+        write_bundle,
+        zip_members,
+    )
 
     suffix = Path(filename).suffix.lower()
     files = {**(companions or {}), f"model{suffix}": data}  # the model's own name is not the user's to choose

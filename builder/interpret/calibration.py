@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from builder.data import predict
+from builder.data.predictions import Prediction
 from builder.entities.run_folder import keep_report
 from builder.errors import ExplainError
 
@@ -191,8 +193,6 @@ def calibration_report(logits_fit: Tensor, y_fit: Tensor, logits: Tensor, y: Ten
     Raises:
         ExplainError: a task that is not classification, or a target accuracy outside (0, 1].
     """
-    from builder.data.predictions import Prediction
-
     if task not in CLASSIFICATION:
         raise ExplainError(f"calibration needs a classification run; received task {task!r}. Fix: pick a "
                            "multiclass or binary run")
@@ -221,8 +221,6 @@ def calibrate_model(model: Any, ds: Any, *, target_accuracy: float = 0.95, bins:
     Raises:
         ExplainError: not a classification dataset, or a bad target accuracy.
     """
-    from builder.data import predict
-
     task = ds.info.task
     if task not in CLASSIFICATION:
         raise ExplainError(f"calibration needs a classification model; received task {task!r}. Fix: pick a "
@@ -250,7 +248,7 @@ def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bin
     Raises:
         RunStoreError, BudgetError: as open_run. ExplainError: not a classification run.
     """
-    from builder.runs.pipeline import open_run
+    from builder.runs.pipeline import open_run  # lazy: heavy (safetensors)
 
     run = store.get(run_id)
     model, ds = open_run(store, run)

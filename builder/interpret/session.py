@@ -22,13 +22,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from builder.data import fit_dataset, predict
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import md_text
+from builder.graph.project import load_project
+from builder.interpret.activations import activation_nodes, capture_activations, weight_histograms
+from builder.interpret.attention import attention_nodes, capture_attention
 from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
 from builder.interpret.baselines import BASELINE_LABELS, baselines_for
+from builder.interpret.calibration import calibrate_model
 from builder.interpret.methods import get_spec, method_label
 from builder.interpret.model import infer_modality, layer_nodes, model_modality
+from builder.interpret.robustness import flip_view, model_robustness
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
+from builder.interpret.tryit import try_input
 from builder.runs.pipeline import open_run  # noqa: F401  (its home is beside load_run; importable here too)
 
 MAX_CANDIDATES = 50  # samples offered by a picker
@@ -40,7 +47,6 @@ def run_graph(store: Any, run_id: str | None) -> Any:
     Raises AccessDenied for a run the store's actor may not read."""
     if run_id is None:
         return None
-    from builder.graph.project import load_project
 
     try:
         return load_project(store.get(run_id)["project"]).graph
@@ -103,8 +109,6 @@ class ExplainSession:
 
     def __init__(self, model: nn.Module, ds: Any, split: str = "test", run_id: str | None = None,
                  graph: Any = None):
-        from builder.data import fit_dataset, predict
-
         self.model, self.run_id, self.graph, self.split = model, run_id, graph, split
         self.explained: str | None = getattr(model, "layerlab_explained", None)  # a drawn objective's network
         compiled = getattr(model, "layerlab_input_shapes", None) is not None  # a plain module: ds as it is
@@ -356,20 +360,14 @@ class ExplainSession:
 
     def attention_nodes(self) -> Any:
         """The attention nodes of the model (empty when it has none)."""
-        from builder.interpret.attention import attention_nodes
-
         return attention_nodes(self.model)
 
     def attention(self, i: int) -> dict[str, Tensor]:
         """Attention maps of sample ``i`` per node: (1, heads, T, T)."""
-        from builder.interpret.attention import capture_attention
-
         return capture_attention(self.model, self.sample(i))
 
     def activation_nodes(self) -> dict[str, str]:
         """Nodes whose output can be shown, with their type."""
-        from builder.interpret.activations import activation_nodes
-
         return activation_nodes(self.model, self.graph)
 
     @staticmethod
@@ -383,8 +381,6 @@ class ExplainSession:
 
         ``kind``: ``auto`` (a feature-map grid for (C, H, W), else a strip), ``strip`` or ``histogram``.
         """
-        from builder.interpret.activations import capture_activations
-
         acts = capture_activations(self.model, self.sample(i), [node], graph=self.graph)
         if node not in acts:
             return None
@@ -399,14 +395,12 @@ class ExplainSession:
 
     def weighted_nodes(self) -> list[str]:
         """Nodes with weights."""
-        from builder.interpret.sanity import weighted_nodes
+        from builder.interpret.sanity import weighted_nodes  # lazy: heavy (scipy)
 
         return weighted_nodes(self.model)
 
     def weight_histograms(self, nodes: list[str]) -> Any:
         """Weight histograms of ``nodes``."""
-        from builder.interpret.activations import weight_histograms
-
         return weight_histograms(self.model, nodes=nodes)
 
     # ----------------------------------------------------------------------------------------- trust
@@ -418,7 +412,7 @@ class ExplainSession:
     def sanity(self, i: int, n: int, methods: list[str], target: int | None, *, threshold: float = 0.5,
                baseline: str = "zeros", pad_token: int | None = None) -> SanityReport:
         """The randomisation check of each method on ``n`` samples from ``i`` on (errors per method, not raised)."""
-        from builder.interpret.sanity import randomisation_check
+        from builder.interpret.sanity import randomisation_check  # lazy: heavy (scipy)
 
         start, stop = self.window(i, n)
         opts = {k: v for k, v in self.options(baseline, pad_token).items() if k != "modality"}
@@ -435,7 +429,7 @@ class ExplainSession:
     def completeness(self, i: int, n: int, target: int | None, *, steps: int = 50, baseline: str = "zeros",
                      pad_token: int | None = None) -> Any:
         """Integrated Gradients completeness on ``n`` samples from ``i`` on (a ``CompletenessResult``)."""
-        from builder.interpret.sanity import ig_completeness
+        from builder.interpret.sanity import ig_completeness  # lazy: heavy (scipy)
 
         start, stop = self.window(i, n)
         opts = self.options(baseline, pad_token)
@@ -445,28 +439,20 @@ class ExplainSession:
     # ------------------------------------------------------------------------- your input, attacks, calibration
     def try_input(self, x: Tensor, method: str | None = None, *, baseline: str = "zeros") -> Any:
         """Your own input ``x`` (1, ...) predicted and explained (:func:`builder.interpret.tryit.try_input`)."""
-        from builder.interpret.tryit import try_input
-
         return try_input(self, x.to(self.device), method, baseline=baseline)
 
     def robustness(self, eps: list[float], method: str = "fgsm", steps: int = 10) -> Any:
         """Accuracy against ε on the split (:func:`builder.interpret.robustness.model_robustness`)."""
-        from builder.interpret.robustness import model_robustness
-
         return model_robustness(self.model, self.ds, eps, method=method, steps=steps, split=self.split,
                                 run_id=self.run_id)
 
     def flip_view(self, index: int, eps: float, **kw: Any) -> Any:
         """A flipped sample beside its adversarial version (:func:`builder.interpret.robustness.flip_view`)."""
-        from builder.interpret.robustness import flip_view
-
         return flip_view(self.model, self.ds, index, eps, split=self.split, **kw)
 
     def calibrate(self, bins: int = 15) -> Any:
         """Temperature scaling on val, reliability and coverage on test
         (:func:`builder.interpret.calibration.calibrate_model`)."""
-        from builder.interpret.calibration import calibrate_model
-
         return calibrate_model(self.model, self.ds, bins=bins, run_id=self.run_id)
 
 

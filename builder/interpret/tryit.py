@@ -24,8 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from builder.data import predict
+from builder.data.images import decode_image
+from builder.entities.run_status import is_live
 from builder.errors import DatasetError, ExplainError
 from builder.interpret.attributions import Explanation, explain
+from builder.runs.summary import current_run
 
 __all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "try_input", "MAX_STROKE_POINTS"]
@@ -83,9 +87,6 @@ class TryRun:
 def try_run(store: Any, graph: Any, owner: str | None) -> TryRun | None:
     """The run Try it uses for the graph on the canvas: the owner's live run of this graph, else the newest
     (:func:`builder.runs.summary.current_run`, what the Train page shows); None without one."""
-    from builder.entities.run_status import is_live
-    from builder.runs.summary import current_run
-
     run = current_run(store, graph, owner)
     if run is None:
         return None
@@ -150,8 +151,6 @@ def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "ima
 
     ``invert`` turns dark-on-light drawings into the light-on-dark digits of the built-in set.
     """
-    from builder.data.images import decode_image
-
     shape = tuple(xs.info.input_shape)
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ExplainError(f"this model reads inputs of shape {list(shape)}, not images. Fix: use the row editor")
@@ -272,7 +271,6 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
     """
     if getattr(xs, "sandboxed", False):  # a ProbeSession (builder.jobs.probe): the model runs in its child
         return xs.try_input(x, method, baseline=baseline)
-    from builder.data import predict
 
     pred = predict(xs.model, x, xs.info.task, batch_size=None)
     if pred.classification:

@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from builder.entities.run_status import RunStatus, is_live
 from builder.errors import LayerLabError
 from builder.process import sandbox
 from builder.process.sandbox import WorkerLimits
@@ -165,8 +166,6 @@ def record_death(store, run_id: str, pid: int, code: int | None) -> bool:
     it left live (or that a reader marked interrupted meanwhile) is marked failed with a line naming the signal
     and the limit (SIGXCPU, SIGXFSZ, a crash in native code); killed by SIGKILL (out of memory, past the CPU
     grace, or by hand) it stays interrupted, resumable, with the signal named. Returns whether it marked it."""
-    from builder.entities.run_status import RunStatus, is_live
-
     if code is None or code >= 0:
         return False  # an exit: the job recorded its own end (or mark_interrupted does)
     with contextlib.suppress(LayerLabError):

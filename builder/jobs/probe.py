@@ -40,8 +40,17 @@ import torch
 
 from builder import errors
 from builder.errors import ExplainError
+from builder.interchange.worker import (
+    MEMORY_ENV,
+    death_message,
+    env_positive,
+    kill_group,
+    spawn_sandboxed,
+    worker_limits,
+)
 from builder.interpret.session import ExplainSession
 from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
+from builder.process.threads import ENV_TORCH_THREADS
 from builder.runs.store import RunStore, workspace_of
 
 TIMEOUT_ENV = "LAYERLAB_PROBE_TIMEOUT_S"  # seconds one question may take (default 300)
@@ -56,8 +65,6 @@ _ERRORS = {name: getattr(errors, name) for name in ("DatasetError", "ExplainErro
 
 
 def _threads() -> int:
-    from builder.process.threads import ENV_TORCH_THREADS
-
     try:
         return max(1, int(os.environ.get(ENV_TORCH_THREADS, "")))
     except ValueError:
@@ -68,8 +75,6 @@ class _Child:
     """One running child: its process, private folder and the pipe ends."""
 
     def __init__(self, hook: str | None, timeout: float):
-        from builder.interchange.worker import env_positive, spawn_sandboxed, worker_limits
-
         self.limits = worker_limits(timeout)
         self.private = tempfile.mkdtemp(prefix="layerlab-probe-")
         with open(Path(self.private) / "probe.log", "wb") as log:
@@ -97,15 +102,11 @@ class _Child:
         return self.proc.poll() is None
 
     def death(self) -> str:
-        from builder.interchange.worker import death_message
-
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         return death_message(self.proc.returncode, self.limits, what=WHAT, outcome=OUTCOME)
 
     def close(self) -> None:
-        from builder.interchange.worker import kill_group
-
         for f in (self.proc.stdin, self.proc.stdout):
             with contextlib.suppress(OSError):
                 f.close()
@@ -124,8 +125,6 @@ class ModelProbe:
     """Tests only: ``"module:function"`` the child calls after locking down (to make a model crash there)."""
 
     def __init__(self, timeout: float | None = None):
-        from builder.interchange.worker import env_positive
-
         self.timeout = timeout or env_positive(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, float)
         self._child: _Child | None = None
         self._lock = threading.Lock()
@@ -250,8 +249,6 @@ def _close_box(box: list) -> None:
 
 
 def _result(answer: Any, limits: Any) -> Any:
-    from builder.interchange.worker import MEMORY_ENV
-
     if not isinstance(answer, dict):
         raise ExplainError(f"{WHAT} answered something unexpected")
     status = answer.get("status")

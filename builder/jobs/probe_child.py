@@ -27,6 +27,9 @@ from collections import OrderedDict
 from typing import Any
 
 from builder.access import SYSTEM
+from builder.errors import ExplainError, LayerLabError
+from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
+from builder.runs.store import RunStore
 
 CALLS = frozenset({
     "sample", "sample_array", "tokens", "feature_names", "feature_values", "candidate_label", "summary",
@@ -44,8 +47,7 @@ PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builde
 
 def probe_main() -> None:
     """The probe's entry point: start message, lock down, then answer until the pipe closes or it idles out."""
-    from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
-    from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
+    from builder.jobs.probe_wire import decode, encode, read_frame, write_frame  # lazy: heavy (numpy)
 
     out = os.dup(1)  # answers go to the original stdout; anything printed goes to the log (stderr)
     os.dup2(2, 1)
@@ -87,8 +89,6 @@ def probe_main() -> None:
 
 
 def _failure(e: BaseException) -> dict:
-    from builder.errors import LayerLabError
-
     text = f"{type(e).__name__}: {str(e)[:300]}"
     if isinstance(e, LayerLabError):
         return {"status": "user", "type": type(e).__name__, "message": str(e)[:2000]}
@@ -100,8 +100,6 @@ def _failure(e: BaseException) -> dict:
 def _handle(req: dict, runs: OrderedDict) -> Any:
     call = req.get("call")
     if call != "hello" and call not in CALLS and call not in RUN_CALLS:
-        from builder.errors import ExplainError
-
         raise ExplainError(f"the model probe answers the Explain page's questions; received: {str(call)[:60]!r}")
     if call in RUN_CALLS:
         args, kwargs = req.get("args") or ((), {})
@@ -120,19 +118,18 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
               **kwargs: Any) -> Any:
     """One of :data:`RUN_CALLS`: the drift report (as a dict), the VAE probe's arrays or a held-out score."""
     if call == "drift":
-        from builder.data.drift import check_drift
+        from builder.data.drift import check_drift  # lazy: heavy (numpy)
 
         entry = _entry(runs, workspace, run_id, version)
         new, alpha = args[0], kwargs.get("alpha", 0.05)
         return check_drift(entry["ds"], str(new), model=entry["model"], alpha=float(alpha)).to_dict()
-    from builder.runs.store import RunStore
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the caller checked the actor's access
     if call == "holdout":
-        from builder.interpret.run_views import evaluate_holdout
+        from builder.interpret.run_views import evaluate_holdout  # lazy: heavy (torch, safetensors)
 
         return evaluate_holdout(store, run_id, dict(args[0]), str(args[1]))
-    from builder.interpret.run_views import vae_probe
+    from builder.interpret.run_views import vae_probe  # lazy: heavy (torch, safetensors)
 
     return vae_probe(store, run_id, *args, **kwargs)
 
@@ -140,9 +137,8 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
 def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:
     """A run opened (model, dataset, graph, its sessions by split) on first use of its ``version`` (a token of
     its weights: a new one reads them again); the last :data:`MAX_RUNS` are kept."""
-    from builder.interpret.session import run_graph
-    from builder.runs.pipeline import open_run
-    from builder.runs.store import RunStore
+    from builder.interpret.session import run_graph  # lazy: heavy (torch, captum, safetensors)
+    from builder.runs.pipeline import open_run  # lazy: heavy (torch, safetensors)
 
     key = (workspace, run_id, str(version))
     if key not in runs:
@@ -158,7 +154,7 @@ def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) 
 
 def _session(runs: OrderedDict, workspace: str, run_id: str, split: str, version: Any = None) -> Any:
     """The session of a run and split (the run opened by :func:`_entry`)."""
-    from builder.interpret.session import ExplainSession
+    from builder.interpret.session import ExplainSession  # lazy: heavy (torch, captum, safetensors)
 
     entry = _entry(runs, workspace, run_id, version)
     if split not in entry["splits"]:

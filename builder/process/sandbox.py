@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from builder.process.launcher import package_root
+
 _BLOCKED_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
                              "os.forkpty", "pty.spawn", "os.startfile"})
 
@@ -68,8 +70,6 @@ def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
     """A sandboxed process's whole environment: nothing of ``source`` (default: ours) but ``PATH``, the locale
     and the variables whose names start with one of ``passed``; ``HOME`` and the temporary folder are
     ``private``; this package (and the user site, when this interpreter uses it) importable."""
-    from builder.process.launcher import package_root
-
     src = os.environ if source is None else source
     paths = [str(package_root())]
     paths += [p for p in src.get("PYTHONPATH", "").split(os.pathsep) if p]

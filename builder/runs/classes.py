@@ -32,6 +32,7 @@ from builder._moved import moved_name
 from builder.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
+from builder.graph.shapes import infer_shapes
 from builder.graph.share import LOCAL_TRAINING_KEYS
 from builder.runs.owners import display_name, is_admin, is_teacher, owner_of, pseudonym
 from builder.runs.store import RunStore
@@ -342,8 +343,6 @@ _PARAMS: dict[str, int | None] = {}  # parameters per graph hash (a class's runs
 
 def _params(store: RunStore, run: dict) -> int | None:
     """A run's parameter count, computed once per graph (:func:`builder.runs.store.graph_hash`) and process."""
-    from builder.graph.shapes import infer_shapes
-
     key = run.get("graph_hash")
     if key and key in _PARAMS:
         return _PARAMS[key]

@@ -98,7 +98,7 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
         TrainingError: a loaded Dataset instead of a name, or fold options already given.
         GraphError, DatasetError: as run_training (before any run trains when the first fold fails early).
     """
-    from builder.runs.pipeline import run_training
+    from builder.runs.pipeline import run_training  # lazy: heavy (torch, safetensors)
 
     opts = dict(dataset_options or {})
     _check_request(dataset, folds, opts)

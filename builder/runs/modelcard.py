@@ -19,9 +19,13 @@ import torch
 from builder.data.sources import DatasetSource
 from builder.disk import on_full_disk
 from builder.entities.run_folder import RunFolder
+from builder.errors import LayerLabError
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
+from builder.graph.project import load_project
 from builder.training.lineage import baseline_line
+from builder.training.metrics import loss_kind
+from builder.training.objectives import has_objective, resolve_objective
 from builder.training.prune import latency_cell, latency_text
 
 
@@ -71,7 +75,7 @@ def _architecture(project: dict) -> list[str]:
 def _count_weights(path: Path) -> int | None:
     if not path.is_file():
         return None
-    from builder.training.weights import read_weights
+    from builder.training.weights import read_weights  # lazy: heavy (safetensors)
 
     sd, _ = read_weights(path)
     return int(sum(v.numel() for k, v in sd.items() if v.is_floating_point() and "running_" not in k))
@@ -172,11 +176,6 @@ def _objective(project: Any, cfg: dict, info: dict) -> list[str]:
     """The objective section: the loss terms with their weights and inputs, the networks with their optimizers
     and the update schedule (a drawn objective, :mod:`builder.training.objectives`), else the task's built-in
     loss. A project record that cannot be read says so instead."""
-    from builder.errors import LayerLabError
-    from builder.graph.project import load_project
-    from builder.training.metrics import loss_kind
-    from builder.training.objectives import has_objective, resolve_objective
-
     out = ["## Objective", ""]
     try:
         proj = load_project(project)

@@ -40,6 +40,7 @@ from builder.runs.owners import owner_of, upload_dir
 from builder.runs.store import RunLogger, RunStore
 from builder.runs.summary import run_source
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
+from builder.training.checkpoint import previous_path, read_checkpoint, read_resumable
 from builder.training.config import TrainConfig
 from builder.training.lineage import inherit_split, parents
 from builder.training.multi import ObjectiveTrainer
@@ -319,7 +320,6 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     if why := resume_refusal(run, more_epochs=bool((overrides or {}).get("epochs")), own_process=own):
         raise RunStoreError(why)
     ckpt = store.checkpoint_path(run_id)
-    from builder.training.checkpoint import previous_path, read_resumable
     if not ckpt.is_file() and not previous_path(ckpt).is_file():
         raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
     cfg = TrainConfig.from_dict(run["config"], **(overrides or {}))
@@ -372,8 +372,6 @@ def load_run(store: RunStore, run_id: str, *, weights: str = "final") -> tuple[t
     Raises:
         RunStoreError: unknown run, or a run with neither weights nor checkpoint yet.
     """
-    from builder.training.checkpoint import read_checkpoint
-
     run = store.get(run_id)
     project = load_project(run["project"])
     ds = fit_dataset(project.graph, load_run_dataset(store, run))
@@ -468,8 +466,6 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
 def resume_objective(run: dict, store: Any, project: Project, ds: Dataset, cfg: TrainConfig,
                      callbacks: Iterable[Any], listeners: list, ckpt: Path, background: bool = False) -> Any:
     """:func:`~builder.runs.pipeline.resume_run`'s second half for a project with a drawn objective."""
-    from builder.training.checkpoint import read_resumable
-
     teacher = _teacher_model(store, (project.training or {}).get("teacher"))
     trainer = ObjectiveTrainer(project, ds, cfg, callbacks, store.run_dir(run["id"]), on_event=listeners,
                                resume_from=ckpt, teacher=teacher)

@@ -50,6 +50,7 @@ from builder.errors import AccessDenied, RunStoreError
 from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
 from builder.process.launcher import pid_alive
+from builder.training.config import TrainConfig
 
 if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
     from builder.training.config import TrainConfig
@@ -336,7 +337,6 @@ class RunStore:
         :func:`builder.runs.classes.check_class_for`) and create its folder; returns the run id."""
         import torch
 
-        from builder.training.config import TrainConfig
 
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
@@ -484,7 +484,7 @@ class RunStore:
         """Record the end of a run (final epoch metrics, test metrics) and write its model card."""
         self.update_status(run_id, status, message, final_metrics=final or {}, test_metrics=test)
         try:
-            from builder.runs.modelcard import write_card
+            from builder.runs.modelcard import write_card  # lazy: heavy (torch)
             run = self._row(run_id)
             write_card(run, self.metrics(run["id"], actor=SYSTEM), self._run_dir(run["id"]))
         except Exception as e:  # a model card is a convenience; never fail a run for it

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from builder.entities.run_status import RunStatus, is_live
 from builder.errors import LayerLabError
+from builder.graph.project import load_project
+from builder.graph.shapes import infer_shapes
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.store import RunStore, graph_hash
 
@@ -49,9 +51,6 @@ def duration_s(run: dict) -> float | None:
 def run_overview(store: RunStore, run: dict) -> dict:
     """Extra facts about a run for tables: ``params``, ``config``, ``dataset_info``, ``dataset_options``,
     ``duration_s``, ``epochs`` (the per-epoch curve) and ``best`` (see :func:`best_epoch`)."""
-    from builder.graph.project import load_project
-    from builder.graph.shapes import infer_shapes
-
     out: dict[str, Any] = {"params": None, "best": {}, "duration_s": None, "epochs": []}
     try:
         full = store.get(run["id"])
@@ -75,8 +74,8 @@ def run_source(workspace: str | Path | None, run: dict) -> DatasetSource | None:
     becomes the upload's id when it lies in the run owner's upload folder
     (:func:`builder.runs.owners.upload_dir`); a path recorded by the CLI's local user stays its command-line file.
     None when the run names no dataset."""
-    from builder.data.sources import DatasetSource
-    from builder.data.uploads import UploadFolder
+    from builder.data.sources import DatasetSource  # lazy: heavy (numpy)
+    from builder.data.uploads import UploadFolder  # lazy: heavy (numpy)
 
     owner = owner_of(run)
     uploads = UploadFolder(upload_dir(workspace, owner)) if workspace is not None else None
@@ -86,7 +85,7 @@ def run_source(workspace: str | Path | None, run: dict) -> DatasetSource | None:
 def shown_dataset_options(run: dict) -> dict:
     """A run's dataset options as shown to people (model cards, tables, MLflow, ``runs show``): an upload as its
     name or id, never a path on the server (:meth:`builder.data.sources.DatasetSource.shown_options`)."""
-    from builder.data.sources import DatasetSource
+    from builder.data.sources import DatasetSource  # lazy: heavy (numpy)
 
     src = DatasetSource.from_run(run)
     return src.shown_options() if src is not None else {}
@@ -94,7 +93,7 @@ def shown_dataset_options(run: dict) -> dict:
 
 def dataset_label(run: dict) -> str:
     """The dataset of a run as shown to people: the name, or ``csv: file.csv`` for an upload (never a path)."""
-    from builder.data.sources import DatasetSource
+    from builder.data.sources import DatasetSource  # lazy: heavy (numpy)
 
     src = DatasetSource.from_run(run)
     return src.display() if src is not None else "—"

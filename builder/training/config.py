@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from builder.errors import TrainingError
+from builder.errors import DatasetError, TrainingError
 
 if TYPE_CHECKING:
     import torch
@@ -170,8 +170,7 @@ class TrainConfig(BaseModel):
                                 f"it takes: {', '.join(allowed) or 'none'}")
         resolve_device(self.device)
         if self.augment:
-            from builder.data.augment import parse_augment
-            from builder.errors import DatasetError
+            from builder.data.augment import parse_augment  # lazy: heavy (numpy)
 
             try:
                 self.augment = parse_augment(self.augment)

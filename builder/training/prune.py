@@ -40,6 +40,7 @@ from builder.graph.latency import Conditions
 from builder.graph.project import Project
 from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, channel_plan, shrink_graph
 from builder.training.callbacks import Callback
+from builder.training.config import TrainConfig
 from builder.training.metrics import compute_loss, evaluate, first_output
 
 __all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune", "prunable_groups",
@@ -424,8 +425,6 @@ def _batches(ds: Any, n: int, size: int = 64) -> list[tuple[torch.Tensor, torch.
 def finetune_config(parent_config: dict, finetune_epochs: int, config: dict | None = None) -> dict:
     """The fine-tune's settings: the parent's with :data:`FINETUNE`, :data:`FINETUNE_LR_FACTOR` times its learning
     rate, ``config`` over any and ``epochs = finetune_epochs``."""
-    from builder.training.config import TrainConfig
-
     cfg = TrainConfig.from_dict(parent_config or {})
     return {**cfg.model_dump(), "init_from": None, "init_nodes": None, **FINETUNE,
             "lr": min(cfg.lr * FINETUNE_LR_FACTOR, 10.0), **(config or {}), "epochs": int(finetune_epochs)}
