@@ -4,7 +4,7 @@ with the run's weights renamed to it (:func:`~builder.training.networks.network_
 exporters as for any project. The graph surgery's names stay importable from here. Example::
 
     # not a doctest (needs a trained run): run by tests/interchange/test_network_export.py
-    export_network(project, "generator", run_dir / "model.safetensors", "generator.onnx")
+    export_network(project, "generator", store.weights_path(run_id), "generator.onnx")
 """
 
 from __future__ import annotations

@@ -136,3 +136,19 @@ def test_train_mlflow_flag(tmp_path, monkeypatch, capsys):
                      "--mlflow", uri]) == 0
     rid = capsys.readouterr().out.split("run id ")[1].split()[0]
     _check_mirrored(uri, RunStore(ws, actor=SYSTEM), rid, 2)
+
+
+def test_the_pipeline_takes_a_tracker_the_caller_attaches_and_refuses_a_uri(tmp_path):
+    """The pipeline imports no tracker: a caller attaches one (:func:`builder.tracking.tracker`); a URI (LayerLab
+    0.1's ``tracking="sqlite:///..."``) is refused before anything trains, with the fix."""
+    from builder.errors import TrainingError
+    from builder.runs.pipeline import _tracked
+    from builder.tracking import attach_tracking, tracker
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    with pytest.raises(TrainingError, match=r"received: 'sqlite:///m.db'\. Fix: pass builder.tracking.tracker"):
+        _tracked("sqlite:///m.db", store, "20261124-000000-abcdef")
+    assert _tracked(None, store, "20261124-000000-abcdef") == []
+    assert _tracked(tracker("sqlite:///m.db"), None, None) == []  # no stored run: nothing to log
+    hook = tracker("sqlite:///m.db")
+    assert hook.func is attach_tracking and hook.keywords == {"uri": "sqlite:///m.db"}
