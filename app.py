@@ -2,7 +2,7 @@
 
 Pages live in ``app_pages/`` (their table: ``app_pages/nav.py``); shared helpers in ``app_pages/ui.py`` (split
 into ``state``, ``style``, ``fmt``). Each browser is an owner (a cookie, or the signed-in user): its project is autosaved in the workspace and its
-training jobs are processes that outlive the page (``builder.runs.jobs``).
+training jobs are processes that outlive the page (``builder.jobs.queue``).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import ui
+from builder.entities.run_status import is_live
 from builder.errors import LayerLabError
 from builder.runs import classes, owners
-from builder.runs.status import is_live
 
 METRICS = ["accuracy", "macro_f1", "loss", "r2", "mse", "mae"]
 
@@ -36,8 +36,8 @@ def _join(key: str) -> None:
 
 
 def _my_quota() -> None:
-    """This person's limits and use (builder.runs.quotas), when the server sets any."""
-    from builder.runs import quotas
+    """This person's limits and use (builder.jobs.quotas), when the server sets any."""
+    from builder.jobs import quotas
 
     try:
         limit = quotas.limits(ui.workspace(), ui.owner())
@@ -111,7 +111,7 @@ def _post(class_id: str) -> None:
 
 
 def _stop(run_id: str) -> None:
-    from builder.runs.jobs import request
+    from builder.jobs.queue import request
 
     try:
         request(ui.store(), run_id, "stop")  # builder.access: a teacher stops its students' jobs only
@@ -121,7 +121,7 @@ def _stop(run_id: str) -> None:
 
 
 def _delete(class_id: str) -> None:
-    from builder.runs.housekeeping import delete_class_data
+    from builder.admin.housekeeping import delete_class_data
 
     try:
         got = delete_class_data(ui.store(), class_id, ui.owner())
@@ -196,8 +196,8 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def _class_usage(cls: dict) -> None:
-    """The class's disk usage: its members' runs, projects and uploads (builder.runs.housekeeping)."""
-    from builder.runs.housekeeping import class_usage
+    """The class's disk usage: its members' runs, projects and uploads (builder.admin.housekeeping)."""
+    from builder.admin.housekeeping import class_usage
 
     use = class_usage(ui.store(), cls)
     if not use["members"]:
@@ -210,7 +210,7 @@ def _class_usage(cls: dict) -> None:
 
 def _scorer(store):
     """The leaderboard's held-out scorer: each run's model runs in this session's sandboxed model probe
-    (:meth:`builder.interpret.probe.ModelProbe.holdout`), never in the server; a crash there is one line."""
+    (:meth:`builder.jobs.probe.ModelProbe.holdout`), never in the server; a crash there is one line."""
     from app_pages.explain_tryit import session_probe
 
     def score(run_id: str, holdout: dict, metric: str):

@@ -1,7 +1,7 @@
 """Train page › Cross-validate: K folds as grouped runs, mean ± std of every test metric.
 
-Each fold is a training job (:func:`builder.training.crossval.crossval_job_specs` submitted all or none by
-:func:`builder.runs.jobs.submit_group`): its own sandboxed process with limits, counted against the owner's
+Each fold is a training job (:func:`builder.jobs.specs.crossval_job_specs` submitted all or none by
+:func:`builder.jobs.queue.submit_group`): its own sandboxed process with limits, counted against the owner's
 quotas, stoppable and resumable on the Runs page. Nothing trains in this process: the page submits, keeps the
 group's run ids in the session and reads the runs back from the store (progress per fold while they train, the
 results table and the summary when they end). ``layerlab train --folds K`` trains the same folds in the terminal.
@@ -13,10 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import ui
+from builder.entities.run_status import is_final, is_live
 from builder.errors import LayerLabError
-from builder.runs.status import is_final, is_live
+from builder.runs.crossval import fold_rows, format_summary, result_of
 from builder.training.config import TrainConfig
-from builder.training.crossval import fold_rows, format_summary, result_of
 
 #: samples up to which the page offers cross-validation (each fold trains the network again)
 SMALL = 5_000
@@ -61,8 +61,8 @@ def render(ds, spec: dict, problems: list) -> None:  # noqa: ARG001  (spec: same
 
 def _submit(ds, folds: int, config: dict) -> None:
     """Submit the K fold jobs (all or none) and remember the group in the session."""
-    from builder.runs.jobs import submit_group
-    from builder.training.crossval import crossval_job_specs
+    from builder.jobs.queue import submit_group
+    from builder.jobs.specs import crossval_job_specs
 
     name, opts = ds.info.reload_args()
     try:

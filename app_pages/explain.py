@@ -2,7 +2,7 @@
 
 The page collects choices, asks :class:`builder.interpret.session.ExplainSession` (the model, its dataset and one
 split) and draws :mod:`builder.interpret.figures`. A finished run's model never runs in the server's process: its
-questions go to :class:`builder.interpret.probe.ProbeSession` (the same methods), answered by the session's
+questions go to :class:`builder.jobs.probe.ProbeSession` (the same methods), answered by the session's
 sandboxed child process (``ll_xp_probe``, started on the first question, restarted after a crash, ended when idle
 or with the session); a crash, timeout or limit there is one error line here. Per session it keeps, in
 ``st.session_state``, the model chosen (the last trained one or a finished run from the run store) and a cache of
@@ -75,7 +75,7 @@ def _session_dataset():
     run_id = st.session_state.get("ll_model_run")
     if run_id:
         try:
-            from builder.training.pipeline import load_run_dataset
+            from builder.runs.pipeline import load_run_dataset
 
             rs = ui.store()
             return load_run_dataset(rs, ui.get_run(run_id, rs))
@@ -125,8 +125,8 @@ def _empty_state() -> None:
 
 def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
     """Model and split pickers (in the columns ``c``); returns the session or None (error shown)."""
-    from builder.interpret.probe import ProbeSession
     from builder.interpret.session import ExplainSession, run_graph
+    from builder.jobs.probe import ProbeSession
 
     ss = st.session_state
     ids = [k.split(":", 1)[1] for k in options if k.startswith("run:")]
@@ -502,7 +502,7 @@ def _enable_hint(recording: bool) -> None:
 
 def live_tab(run_id: str | None) -> None:
     """Play back the frames recorded with the picked model's run (refreshing while that run trains)."""
-    from builder.runs.status import is_live
+    from builder.entities.run_status import is_live
 
     polling = False
     if run_id:
@@ -515,8 +515,8 @@ def live_tab(run_id: str | None) -> None:
 
 
 def _live_view(run_id: str | None) -> None:
+    from builder.entities.run_status import is_live
     from builder.interpret.live import live_playback, records_live
-    from builder.runs.status import is_live
 
     if not run_id:
         _enable_hint(False)

@@ -92,7 +92,7 @@ def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
 
 def _keep(rep: Any, what: str, done: str) -> None:
     """Keep a report in its run's folder (``what``: calibration, robustness); flash ``done`` or show the error."""
-    from builder.runs.folder import keep_report
+    from builder.entities.run_folder import keep_report
 
     try:
         keep_report(ui.store(), rep, what)

@@ -171,11 +171,11 @@ def _build_key(name: str) -> str:
 
 
 def session_probe() -> Any:
-    """This page session's model probe (:class:`builder.interpret.probe.ModelProbe`, ``ll_xp_probe``), shared by
+    """This page session's model probe (:class:`builder.jobs.probe.ModelProbe`, ``ll_xp_probe``), shared by
     the Explain page and the Build page's panel; its child starts on the first question."""
     ss = st.session_state
     if ss.get("ll_xp_probe") is None:
-        from builder.interpret.probe import ModelProbe
+        from builder.jobs.probe import ModelProbe
 
         ss.ll_xp_probe = ModelProbe()
     return ss.ll_xp_probe
@@ -184,7 +184,7 @@ def session_probe() -> Any:
 def _session_for(tr: Any) -> Any:
     """The panel's session for the run's current weights: asked through the page session's sandboxed probe with the
     weights' version, so newer weights are read again in the same child (nothing runs the model here)."""
-    from builder.interpret.probe import ProbeSession
+    from builder.jobs.probe import ProbeSession
 
     ss = st.session_state
     held = ss.get(BUILD_KEY)

@@ -9,9 +9,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from builder.entities.run_status import RunStatus
 from builder.errors import LayerLabError
 from builder.runs.record import Run
-from builder.runs.status import RunStatus
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316",
            "#64748b"]
@@ -114,7 +114,7 @@ def _vae_part(run: Run, store, cfg: dict) -> None:
     """A finished VAE's test inputs with their reconstructions and its 2-D latent space."""
     from app_pages.explain_tryit import session_probe
 
-    try:  # the model runs in the page session's sandboxed probe (builder.interpret.probe), not in this process
+    try:  # the model runs in the page session's sandboxed probe (builder.jobs.probe), not in this process
         probe = _vae_view(session_probe(), store, run["id"])
     except LayerLabError as e:
         st.caption(str(e))

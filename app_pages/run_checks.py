@@ -1,9 +1,9 @@
 """Runs page actions on one finished run: Prune (a smaller run, fine-tuned) and Check new data (drift).
 
-Nothing here runs a model: Prune submits a prune job (:func:`builder.training.prune.prune_job_spec`,
-:func:`builder.runs.jobs.submit`), its own process like training (quota-checked, on Runs with its status and
+Nothing here runs a model: Prune submits a prune job (:func:`builder.jobs.specs.prune_job_spec`,
+:func:`builder.jobs.queue.submit`), its own process like training (quota-checked, on Runs with its status and
 curves, stoppable); the new run is picked, and its report (``prune.json``) is shown once the job wrote it. Check
-new data asks the page session's sandboxed model probe (:meth:`builder.interpret.probe.ModelProbe.drift`), so a
+new data asks the page session's sandboxed model probe (:meth:`builder.jobs.probe.ModelProbe.drift`), so a
 model that crashes is an error line. Uploaded files are kept like the Data page's (:func:`app_pages.ui.save_upload`).
 """
 
@@ -16,8 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import ui
+from builder.entities.run_status import RunStatus
 from builder.errors import LayerLabError
-from builder.runs.status import RunStatus
 
 
 def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
@@ -53,8 +53,8 @@ def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
                        width="stretch"):
             st.session_state.ll_prune_open = rid
             try:  # a job of its own, like training (the parent's owner's): nothing is pruned here
-                from builder.runs.jobs import submit
-                from builder.training.prune import prune_job_spec
+                from builder.jobs.queue import submit
+                from builder.jobs.specs import prune_job_spec
 
                 new_id = submit(rs, prune_job_spec(rs, rid, amount, structured=kind == "structured",
                                                    criterion=criterion, finetune_epochs=epochs))

@@ -13,11 +13,11 @@ import streamlit as st
 
 import builder
 from app_pages import nav, run_checks, ui
+from builder.entities.run_status import RunStatus, can_resume, is_live
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.runs.owners import owner_of
 from builder.runs.record import Run
-from builder.runs.status import RunStatus, can_resume, is_live
 from builder.runs.summary import baseline_tags, dataset_label, dataset_spec_of_run, run_label
 from builder.training.lineage import baseline_line
 

@@ -238,7 +238,7 @@ def actions(ds) -> None:
 
 
 def _apply_tracking() -> None:
-    from builder.runs.tracking import save_owner_setting
+    from builder.tracking import save_owner_setting
 
     uri = (st.session_state.get("ll_mlflow_uri") or "").strip()
     try:
@@ -251,7 +251,7 @@ def _apply_tracking() -> None:
 def tracking_setting() -> None:
     """This person's MLflow setting: the runs they start from now on (training and search trials) are also logged
     there. Nobody else's runs are affected; where it may point is the admin's allow-list."""
-    from builder.runs.tracking import owner_setting, server_tracking
+    from builder.tracking import owner_setting, server_tracking
 
     try:
         default, allow = server_tracking(ui.workspace())

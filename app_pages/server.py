@@ -1,6 +1,6 @@
 """Server page: what this person keeps on the server (disk usage, quota, delete it all); for an admin (listed by
 LAYERLAB_ADMINS or the server config's "admins") every job on the server with Stop, and the disk usage of every
-owner with Delete (builder.runs.housekeeping)."""
+owner with Delete (builder.admin.housekeeping)."""
 
 from __future__ import annotations
 

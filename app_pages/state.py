@@ -42,7 +42,7 @@ ENV_SHARED = owners.ENV_SHARED
 def workspace() -> Path:
     """The folder for runs and uploads: ``$LAYERLAB_WORKSPACE`` or ``~/.layerlab`` (as the CLI); an older
     workspace's owner folders are moved to keyed names the first time this process opens it."""
-    from builder.runs.owner_migration import migrate_once
+    from builder.admin.owner_migration import migrate_once
     from builder.runs.store import default_workspace
 
     root = default_workspace()

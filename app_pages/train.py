@@ -10,9 +10,16 @@ import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from builder.data.compat import train_problems
+from builder.entities.run_status import (
+    CUT_SHORT,
+    ENDED_BY_ERROR,
+    ENDED_CLEANLY,
+    RunStatus,
+    can_resume,
+    is_live,
+)
 from builder.errors import LayerLabError
 from builder.runs.classes import CLASS_KEY
-from builder.runs.status import CUT_SHORT, ENDED_BY_ERROR, ENDED_CLEANLY, RunStatus, can_resume, is_live
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.objectives import has_objective, objective_compat
@@ -288,7 +295,7 @@ ICONS = {RunStatus.RUNNING: ":green[:material/play_circle:]", RunStatus.PAUSED: 
 
 def live_view() -> None:
     """The canvas's run: status, controls, progress and curves, read from the run store."""
-    from builder.runs.jobs import queue_position
+    from builder.jobs.queue import queue_position
 
     rs = ui.store()
     run_id = st.session_state.get("ll_train_run")

@@ -3,7 +3,7 @@
 The helpers are split by concern: :mod:`app_pages.state` (owner, project, autosave, analysis), :mod:`app_pages.style`
 (stylesheet, headers, escaping), :mod:`app_pages.fmt` (numbers and durations). This module re-exports them so
 pages write ``ui.project()``, ``ui.md(...)``, ``ui.fmt_duration(...)``. Training runs as jobs in their own
-processes (:mod:`builder.runs.jobs`); pages read the run store.
+processes (:mod:`builder.jobs.queue`); pages read the run store.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ from app_pages.state import (
 )
 from app_pages.style import LOGO, md, show_error, style
 from app_pages.style import page_header as _header
+from builder.entities.run_status import is_final, is_live, live_label
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
 from builder.runs.record import Run
-from builder.runs.status import is_final, is_live, live_label
 
 APP_NAME = "LayerLab"
 
@@ -240,14 +240,14 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
               tags: dict | None = None) -> str:
     """Start a training job for this owner (or resume one of its runs); returns the run id.
 
-    The job is its own process (:func:`builder.runs.jobs.submit`): it outlives this page, the tab and the server.
+    The job is its own process (:func:`builder.jobs.queue.submit`): it outlives this page, the tab and the server.
     ``ds`` is the loaded dataset the page showed (its reload arguments go to the job).
 
     Raises:
         LayerLabError: bad settings, an unknown run, another owner's run, a run still live.
     """
     from builder.interpret.boundary import supports
-    from builder.runs.jobs import JobSpec, submit
+    from builder.jobs.queue import JobSpec, submit
     from builder.training.lineage import child_options
 
     rs = store()
@@ -272,7 +272,7 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
 
 def control_job(run_id: str, action: str) -> None:
     """Pause, resume or stop one of this owner's jobs (through the store). Raises RunStoreError."""
-    from builder.runs.jobs import request
+    from builder.jobs.queue import request
 
     rs = store()
     run = get_run(run_id, rs)
@@ -282,8 +282,8 @@ def control_job(run_id: str, action: str) -> None:
 
 
 def torch_threads() -> int:
-    """Torch threads a training job uses (:func:`builder.runs.threads.torch_threads`)."""
-    from builder.runs.threads import torch_threads as n
+    """Torch threads a training job uses (:func:`builder.process.threads.torch_threads`)."""
+    from builder.process.threads import torch_threads as n
 
     return n()
 
@@ -313,7 +313,7 @@ _WARM: list = []  # process-wide: the warm-up thread, started once
 def warm_up(delay_s: float = 1.5) -> None:
     """Once per process, import what the other pages need (torch, scikit-learn loaders, Captum, plotly
     figures, the jobs module) in a background thread that starts ``delay_s`` after the first page ran, and
-    start the workspace's job launcher (:func:`builder.runs.jobs.warm_launcher`): off the request path, so
+    start the workspace's job launcher (:func:`builder.jobs.queue.warm_launcher`): off the request path, so
     Data/Train/Explain open fast and the first training job starts warm, without slowing the first visit."""
     import threading
     import time
@@ -327,13 +327,13 @@ def warm_up(delay_s: float = 1.5) -> None:
             from streamlit import runtime
 
             if runtime.exists():  # a real server (not AppTest): the first Start then forks a warm job process
-                from builder.runs.jobs import warm_launcher
+                from builder.jobs.queue import warm_launcher
 
                 warm_launcher(workspace())
             from builder import data as _data  # noqa: F401
             from builder.interpret import attributions as _explain  # noqa: F401  (Captum)
             from builder.interpret import figures as _figures  # noqa: F401  (plotly figures)
-            from builder.runs import jobs as _jobs  # noqa: F401
+            from builder.jobs import queue as _jobs  # noqa: F401
         except Exception:  # warming up is an optimisation only
             pass
 

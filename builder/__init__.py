@@ -59,7 +59,7 @@ _LAZY = {
     "load_image_folder": "data", "check_compat": "data.compat", "adapt_graph": "data.compat",
     "TrainConfig": "training.trainer", "Trainer": "training.trainer", "TrainingJob": "training.trainer",
     "TrainResult": "training.trainer", "Callback": "training.trainer", "Channel": "training.trainer",
-    "evaluate": "training.trainer", "run_training": "training.pipeline", "resume_run": "training.pipeline",
+    "evaluate": "training.trainer", "run_training": "runs.pipeline", "resume_run": "runs.pipeline",
     "RunStore": "runs.store", "default_workspace": "runs.store", "model_card": "runs.modelcard",
     # model exchange (onnx, onnxruntime, onnxscript load on first use)
     "import_model": "interchange.importer", "ImportResult": "interchange.importer",

@@ -1,7 +1,9 @@
-"""Old module paths (LayerLab 0.1's flat ``builder/``) kept importable for one release, with a DeprecationWarning.
+"""Old module paths kept importable for one release, with a DeprecationWarning that names the release removing them.
 
-``builder.train``, ``builder.explain``, ``builder.jobs`` ... moved into the stage packages (``builder.training``,
-``builder.interpret``, ``builder.runs`` ...). A finder on ``sys.meta_path`` answers an old name with the module
+``builder.train``, ``builder.explain`` ... (LayerLab 0.1's flat ``builder/``) moved into the stage packages
+(``builder.training``, ``builder.interpret``, ``builder.runs`` ...); then modules moved to the stage their imports
+put them in, so data flows one way (``builder.training.pipeline`` -> ``builder.runs.pipeline``,
+``builder.runs.jobs`` -> ``builder.jobs.queue`` ...). Every old path works until :data:`REMOVED_IN`. A finder on ``sys.meta_path`` answers an old name with the module
 object at its new place, so ``import builder.train`` and ``monkeypatch.setattr("builder.train.X", ...)`` reach the
 real module, and ``python -m builder.jobs`` still runs (``get_code`` hands runpy the new module's code).
 """
@@ -14,6 +16,10 @@ import importlib.util
 import sys
 import types
 import warnings
+
+#: the release that removes every old path below (Lightning's ``_graveyard`` and networkx's deprecation policy
+#: name theirs the same way)
+REMOVED_IN = "0.3.0"
 
 #: old module path -> new module path (packages that kept their name re-export their old names instead)
 MOVED: dict[str, str] = {
@@ -31,11 +37,11 @@ MOVED: dict[str, str] = {
     "builder.train": "builder.training.trainer",
     "builder.checkpoint": "builder.training.checkpoint",
     "builder.distributed": "builder.training.distributed",
-    "builder.pipeline": "builder.training.pipeline",
-    "builder.jobs": "builder.runs.jobs",
+    "builder.pipeline": "builder.runs.pipeline",
+    # "builder.jobs" and "builder.tracking" are real again: the jobs edge package (re-exporting builder.jobs.queue's
+    # names) and the MLflow tracking module
     "builder.owners": "builder.runs.owners",
     "builder.modelcard": "builder.runs.modelcard",
-    "builder.tracking": "builder.runs.tracking",
     "builder.summary": "builder.runs.summary",
     "builder.explain": "builder.interpret.attributions",
     "builder.attention": "builder.interpret.attention",
@@ -46,6 +52,24 @@ MOVED: dict[str, str] = {
     "builder.figures": "builder.interpret.figures",
     "builder.cli_train": "builder.cli.train",
     "builder.cli_search": "builder.cli.search",
+    # one-way data flow (issue 30): each module in the stage its imports put it in
+    "builder.runs.status": "builder.entities.run_status",
+    "builder.runs.folder": "builder.entities.run_folder",
+    "builder.runs.launcher": "builder.process.launcher",
+    "builder.runs.sandbox": "builder.process.sandbox",
+    "builder.runs.threads": "builder.process.threads",
+    "builder.runs.gpus": "builder.process.gpus",
+    "builder.training.pipeline": "builder.runs.pipeline",
+    "builder.training.crossval": "builder.runs.crossval",
+    "builder.runs.tracking": "builder.tracking",
+    "builder.runs.jobs": "builder.jobs.queue",
+    "builder.runs.job_sandbox": "builder.jobs.job_sandbox",
+    "builder.runs.quotas": "builder.jobs.quotas",
+    "builder.interpret.probe": "builder.jobs.probe",
+    "builder.interpret.probe_child": "builder.jobs.probe_child",
+    "builder.interpret.probe_wire": "builder.jobs.probe_wire",
+    "builder.runs.housekeeping": "builder.admin.housekeeping",
+    "builder.runs.owner_migration": "builder.admin.owner_migration",
 }
 
 
@@ -63,7 +87,7 @@ class _OldPathFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module: types.ModuleType) -> None:
         old = module.__name__
         new = MOVED[old]
-        warnings.warn(f"{old} moved to {new}; the old path is kept for one release", DeprecationWarning,
+        warnings.warn(f"{old} moved to {new}; the old path is removed in LayerLab {REMOVED_IN}", DeprecationWarning,
                       stacklevel=3)
         sys.modules[old] = importlib.import_module(new)
 
@@ -77,3 +101,32 @@ def install() -> None:
     """Put the finder on ``sys.meta_path`` once (idempotent)."""
     if not any(isinstance(f, _OldPathFinder) for f in sys.meta_path):
         sys.meta_path.append(_OldPathFinder())
+
+
+#: functions and classes moved up a stage, out of a module that may not import their new one: old module ->
+#: {name: new module}. The old module's ``__getattr__`` (:func:`moved_name`) finds them until :data:`REMOVED_IN`.
+MOVED_NAMES: dict[str, dict[str, str]] = {
+    "builder.training.prune": dict.fromkeys(("prune_run", "run_prune_job", "resume_pruned", "CompleteReport"),
+                                            "builder.runs.prune_run") | {"prune_job_spec": "builder.jobs.specs"},
+    "builder.training.multi": dict.fromkeys(("run_objective", "resume_objective"), "builder.runs.pipeline"),
+    "builder.runs.crossval": {"crossval_job_specs": "builder.jobs.specs"},
+    "builder.training.generative": {"vae_probe": "builder.interpret.run_views"},
+    "builder.data.drift": {"drift_run": "builder.interpret.run_views"},
+    "builder.runs.classes": {"evaluate_holdout": "builder.interpret.run_views"},
+}
+
+
+def moved_name(module: str, name: str):
+    """``name`` of ``module`` at its new place (a DeprecationWarning names it and :data:`REMOVED_IN`), for the old
+    module's ``__getattr__``; AttributeError for a name that never moved.
+
+    >>> moved_name("builder.data.drift", "no_such_name")
+    Traceback (most recent call last):
+    AttributeError: module 'builder.data.drift' has no attribute 'no_such_name'
+    """
+    new = MOVED_NAMES.get(module, {}).get(name)
+    if new is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.{name} moved to {new}.{name}; the old path is removed in LayerLab {REMOVED_IN}",
+                  DeprecationWarning, stacklevel=3)
+    return getattr(importlib.import_module(new), name)

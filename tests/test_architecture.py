@@ -7,7 +7,10 @@
 (d) builder/ has no ``assert`` statements (``python -O`` strips them; user input gets a LayerLabError);
 (e) no module of builder/ or app_pages/ is over 800 lines;
 (f) builder/'s docstring examples run as doctests: no ``doctest: +SKIP`` (an example that needs files or
-    training is plain code naming the test in tests/ that runs it).
+    training is plain code naming the test in tests/ that runs it);
+(g) data flows one way: each builder module imports only its own package and the layers below it (the order of
+    pyproject.toml's import-linter ``layers`` contract), imports inside functions included; no import cycle; no old
+    module path (builder/_moved.py); an import of ours inside a function says why it is there (``# lazy: ...``).
 
 Known violations are listed in allow-lists, each entry naming the file and why. The lists must shrink: a new
 violation fails, and so does an entry that is no longer a violation (delete it from the list).
@@ -16,9 +19,15 @@ violation fails, and so does an entry that is no longer a violation (delete it f
 from __future__ import annotations
 
 import ast
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest's own dependency on 3.10
+    import tomli as tomllib
 
 import pytest
 
@@ -379,7 +388,7 @@ def test_builder_doctests_are_not_skipped():
 
 # tests/ mirrors builder/: one folder per package (plus the pages' AppTests, the canvas and the browser
 # tests); only checks of the whole repository stay at the top
-TOP_LEVEL_TESTS = {"test_architecture", "test_escape", "test_public_api", "test_readme_layout", "test_access"}
+TOP_LEVEL_TESTS = {"test_architecture", "test_escape", "test_public_api", "test_readme_layout", "test_access", "test_docs"}
 TEST_FOLDERS_BESIDE_PACKAGES = {"app", "canvas", "e2e"}
 
 
@@ -390,3 +399,149 @@ def test_tests_mirror_the_library_packages():
     folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
     unknown = sorted(folders - packages - TEST_FOLDERS_BESIDE_PACKAGES)
     assert not unknown, "test folders are named after builder's packages: " + ", ".join(unknown)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (g) data flows one way
+# ---------------------------------------------------------------------------------------------------------
+
+#: why an import of ours may sit inside a function: on its line, ``# lazy: <reason>`` (a heavy module such as
+#: torch, Captum or onnx kept off a fast path)
+LAZY_MARK = "# lazy:"
+
+
+def _layers() -> list[list[str]]:
+    """The import-linter ``layers`` contract of pyproject.toml, lowest layer first; each layer its packages."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c["id"] == "layers"]
+    return [[m.strip() for m in layer.replace("|", ":").split(":")] for layer in reversed(contract["layers"])]
+
+
+@dataclass(frozen=True)
+class _Import:
+    module: str  # the importing module
+    target: str  # the builder module imported (``from pkg import submodule`` imports the submodule)
+    line: int
+    lazy: bool  # inside a function
+    text: str  # the statement's source lines
+
+
+@cache
+def _builder_modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in _py_files(BUILDER)}
+
+
+def _all_imports() -> list[_Import]:
+    """Every import of a builder module by a builder module, at any depth (functions too); TYPE_CHECKING blocks are
+    left out (annotations, never run). A name that is no module of ours (an old path) is kept as written."""
+    modules = _builder_modules()
+    return [imp for module, path in modules.items() for imp in _imports_of(module, path, modules)]
+
+
+def _imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[_Import]:
+    tree, lines = _tree(path), path.read_text(encoding="utf-8").splitlines()
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block)
+                   for stmt in block.body for n in ast.walk(stmt)}
+    out: list[_Import] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)) and id(child) not in typing_only:
+                if isinstance(child, ast.Import):
+                    names = [a.name for a in child.names]
+                else:
+                    base = _resolve_from(module, path.name == "__init__.py", child)
+                    names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in child.names]
+                for name in dict.fromkeys(n for n in names if n.split(".")[0] == "builder"):
+                    text = "\n".join(lines[child.lineno - 1:child.end_lineno])  # the whole statement
+                    out.append(_Import(module, name, child.lineno, in_function, text))
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(tree, False)
+    return out
+
+
+def _resolve_from(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _rank(module: str, layers: list[list[str]]) -> tuple[int, str] | None:
+    """(layer index, package) of a builder module; None for the root package's own modules (the public façade)."""
+    for i, layer in enumerate(layers):
+        for package in layer:
+            if module == package or module.startswith(package + "."):
+                return i, package
+    return None
+
+
+def _upward(imports: list[_Import], layers: list[list[str]]) -> list[str]:
+    """Imports of a later layer, or of a sibling package of the same layer (the leaves may import each other)."""
+    bad = []
+    for imp in imports:
+        src, dst = _rank(imp.module, layers), _rank(imp.target, layers)
+        if src is None or dst is None:
+            continue
+        if dst[0] > src[0] or (dst[0] == src[0] and dst[1] != src[1] and src[0] != 0):
+            bad.append(f"{imp.module}:{imp.line} imports {imp.target} ({'inside a function' if imp.lazy else 'module level'})")
+    return bad
+
+
+def _cycles(imports: list[_Import]) -> list[list[str]]:
+    import networkx as nx
+
+    g = nx.DiGraph((i.module, i.target) for i in imports if i.module != i.target)
+    return [sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1]
+
+
+def test_every_builder_module_is_in_a_layer():
+    layers = _layers()
+    missing = sorted(m for m in _builder_modules() if _rank(m, layers) is None and m not in ("builder", "builder.__main__"))
+    assert not missing, "add the package to the layers contract in pyproject.toml: " + ", ".join(missing)
+
+
+def test_data_flows_one_way():
+    bad = _upward(_all_imports(), _layers())
+    assert not bad, ("an import against graph -> data -> training -> runs -> interpret -> edges (pyproject.toml's "
+                     "layers); move the code to the stage its imports put it in, or hand it what it needs:\n"
+                     + "\n".join(bad))
+
+
+def test_no_import_cycles_even_inside_functions():
+    cycles = _cycles(_all_imports())
+    assert not cycles, "import cycles (an import inside a function hides none):\n" + "\n".join(map(str, cycles))
+
+
+def test_builder_imports_no_old_module_path():
+    modules = _builder_modules()
+    old = [f"{i.module}:{i.line} imports {i.target}" for i in _all_imports()
+           if i.target not in modules and i.target.split(".")[0] == "builder"]
+    assert not old, "import the module at its new place (builder/_moved.py):\n" + "\n".join(old)
+
+
+def test_imports_of_ours_inside_functions_say_why():
+    unmarked = sorted({f"{i.module}:{i.line}: {i.text.splitlines()[0].strip()}" for i in _all_imports()
+                       if i.lazy and LAZY_MARK not in i.text})
+    assert not unmarked, (f"import at module level, or say why on the line ({LAZY_MARK} heavy (torch), ...):\n"
+                          + "\n".join(unmarked))
+
+
+def test_layer_checks_catch_upward_imports_cycles_and_siblings():
+    layers = [["builder.errors", "builder.escape"], ["builder.graph"], ["builder.runs"], ["builder.cli", "builder.canvas"]]
+    imports = [_Import("builder.graph.a", "builder.runs.store", 3, True, "from builder.runs.store import X"),
+               _Import("builder.runs.store", "builder.graph.a", 1, False, "from builder.graph.a import Y"),
+               _Import("builder.cli.main", "builder.canvas", 2, False, "import builder.canvas"),
+               _Import("builder.escape", "builder.errors", 1, False, "from builder.errors import E"),
+               _Import("builder.cli.main", "builder.graph.a", 4, True, "from builder.graph.a import Y  # lazy: heavy")]
+    assert _upward(imports, layers) == ["builder.graph.a:3 imports builder.runs.store (inside a function)",
+                                        "builder.cli.main:2 imports builder.canvas (module level)"]
+    assert _cycles(imports) == [["builder.graph.a", "builder.runs.store"]]
+
+
+def test_the_import_linter_contract_is_kept():
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True) == 0

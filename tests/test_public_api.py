@@ -14,7 +14,7 @@ from types import ModuleType
 import pytest
 
 import builder
-from builder._moved import MOVED
+from builder._moved import MOVED, MOVED_NAMES, REMOVED_IN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,19 @@ def test_moved_targets_are_new_paths():
         assert importlib.util.find_spec(new) is not None, new
 
 
-@pytest.mark.parametrize("module", ["builder", "builder.jobs", "builder.runs.jobs"])
+@pytest.mark.parametrize(("old", "name", "new"), sorted((o, n, m) for o, names in MOVED_NAMES.items()
+                                                       for n, m in names.items()))
+def test_a_name_moved_up_a_stage_warns_and_is_the_new_object(old: str, name: str, new: str):
+    """``from builder.training.prune import prune_run`` warns, names the release removing it, and gives the function
+    at its new home (its old module may not import the new one: that would be an import against the stages)."""
+    with pytest.warns(DeprecationWarning, match=rf"{re.escape(old)}\.{name} moved to .*removed in LayerLab "
+                                                rf"{re.escape(REMOVED_IN)}"):
+        obj = getattr(importlib.import_module(old), name)
+    assert obj is getattr(importlib.import_module(new), name)
+    assert name not in getattr(importlib.import_module(old), "__all__", ())
+
+
+@pytest.mark.parametrize("module", ["builder", "builder.jobs", "builder.jobs.queue", "builder.runs.jobs"])
 def test_python_m_help(module: str):
     """``python -m builder --help`` (the CLI), and the job runner under its old and its new name."""
     proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,

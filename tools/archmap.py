@@ -1,8 +1,10 @@
 """Architecture figures for LayerLab: import layers, long files, page imports (issue 16's measures).
 
 Usage: ``python tools/archmap.py [--root .]`` prints the import layers of ``builder/`` (longest chain of
-module-level imports between our own modules), the modules of each layer, import cycles, files over
-500 lines, and what page modules import.
+module-level imports between our own modules), the modules of each layer, import cycles, imports against the
+stage order (pyproject.toml's import-linter ``layers`` contract; imports inside functions included), and files
+over 500 lines. ``from pkg import submodule`` counts as importing the submodule (as grimp, import-linter's
+reader, counts it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ import argparse
 import ast
 import sys
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest's own dependency on 3.10
+    import tomli as tomllib
 
 import networkx as nx
 
@@ -59,7 +66,7 @@ def import_graph(root: Path, package: str = "builder", top_level_only: bool = Tr
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve(mod, path.name == "__init__.py", node)
-                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
             for t in targets:
                 while t and t not in files:
                     t = t.rpartition(".")[0]
@@ -76,6 +83,30 @@ def layers(g: nx.DiGraph) -> dict[str, int]:
     for n in reversed(list(nx.topological_sort(c))):
         depth[n] = 1 + max((depth[s] for s in c.successors(n)), default=-1)
     return {m: depth[c.graph["mapping"][m]] for m in g}
+
+
+def contract_layers(root: Path) -> list[list[str]]:
+    """The packages of each layer of pyproject.toml's import-linter ``layers`` contract, lowest first."""
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c.get("id") == "layers"]
+    return [[m.strip() for m in layer.replace("|", ":").split(":")] for layer in reversed(contract["layers"])]
+
+
+def upward_imports(g: nx.DiGraph, layers: list[list[str]]) -> list[tuple[str, str]]:
+    """Edges of ``g`` into a later layer, or into a sibling package of the same layer (leaves excepted)."""
+    def rank(m: str) -> tuple[int, str] | None:
+        for i, layer in enumerate(layers):
+            for pkg in layer:
+                if m == pkg or m.startswith(pkg + "."):
+                    return i, pkg
+        return None
+
+    out = []
+    for a, b in g.edges():
+        ra, rb = rank(a), rank(b)
+        if ra and rb and (rb[0] > ra[0] or (rb[0] == ra[0] and rb[1] != ra[1] and ra[0] != 0)):
+            out.append((a, b))
+    return sorted(out)
 
 
 def long_files(root: Path, limit: int = 500) -> list[tuple[str, int]]:
@@ -107,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"import cycles (any import, also inside functions): {len(fcycles)}")
     for c in fcycles:
         print("   ", " <-> ".join(c))
+    up = upward_imports(full, contract_layers(root))
+    print(f"imports against the stage order (any import): {len(up)}")
+    for src, dst in up:
+        print(f"    {src} -> {dst}")
     if a.list:
         for d in range(n_layers):
             print(f"  layer {d:2d}: " + " ".join(sorted(m for m, v in lay.items() if v == d)))

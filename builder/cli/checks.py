@@ -20,6 +20,7 @@ import argparse
 import json
 from collections.abc import Callable
 
+from builder.cli.common import cli_store, typed_run
 from builder.escape import terminal_line as tl
 
 
@@ -77,8 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """``layerlab calibrate RUN``."""
-    from builder.cli.common import cli_store, typed_run
-    from builder.interpret.calibration import calibrate_run
+    from builder.interpret.calibration import calibrate_run  # lazy: heavy (torch)
 
     store = cli_store(args.workspace)
     rep = calibrate_run(store, typed_run(store, args.run_id), target_accuracy=args.target_accuracy, bins=args.bins)
@@ -99,9 +99,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     """``layerlab drift RUN --data-path NEW.csv``."""
-    from builder.cli.common import cli_store
-    from builder.data.drift import check_drift
-    from builder.interpret.session import open_run
+    from builder.data.drift import check_drift  # lazy: heavy (numpy)
+    from builder.runs.pipeline import open_run  # lazy: heavy (torch, safetensors)
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
@@ -117,13 +116,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """``layerlab prune RUN --amount 0.5 [--structured | --unstructured]``."""
-    from builder.cli.common import cli_store, typed_run
-    from builder.training.prune import prune_run
+    from builder.runs.prune_run import prune_run  # lazy: heavy (torch, safetensors)
+    from builder.tracking import tracker  # lazy: heavy (torch)
 
     store = cli_store(args.workspace)
     nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
     rep = prune_run(store, typed_run(store, args.run_id), args.amount, structured=args.structured, criterion=args.criterion,
-                    finetune_epochs=args.finetune_epochs, nodes=nodes)
+                    finetune_epochs=args.finetune_epochs, nodes=nodes, tracking=tracker())  # the local user's MLflow
     if args.json:
         print(json.dumps(rep.to_dict()))
         return 0
@@ -135,8 +134,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     """``layerlab robustness RUN --attack fgsm|pgd --eps 0,0.05,0.1``."""
-    from builder.cli.common import cli_store, typed_run
-    from builder.interpret.robustness import robustness_run
+    from builder.interpret.robustness import robustness_run  # lazy: heavy (torch)
 
     store = cli_store(args.workspace)
     rep = robustness_run(store, typed_run(store, args.run_id), args.eps, method=args.attack, steps=args.steps)

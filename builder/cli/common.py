@@ -17,14 +17,13 @@ from builder.errors import GraphError, LayerLabError, ProjectFormatError
 from builder.escape import terminal_line
 from builder.graph.project import Project, load_project
 from builder.graph.templates import TEMPLATE_NAMES, load_template
+from builder.runs.store import RunStore
 
 
 def cli_store(workspace: str | Path | None):
     """The workspace's run store as the CLI's local user (:meth:`builder.access.Actor.local`): its own runs,
     every run's stop and delete (an admin), a run id typed on the command line may be a unique prefix of its
     own (:func:`typed_run`)."""
-    from builder.runs.store import RunStore
-
     return RunStore(workspace, actor=Actor.local())
 
 
@@ -99,7 +98,9 @@ def load_project_arg(file: str) -> Project:
         name = Path(file).stem if file.endswith(".json") else file
         if name in TEMPLATE_NAMES and not file.endswith(".json"):
             return load_template(name)
-    from builder.data.sources import check_project  # the data stage: only for a project file
+    from builder.data.sources import (
+        check_project,  # the data stage: only for a project file  # lazy: heavy (numpy)
+    )
 
     return check_project(load_project(file))
 
@@ -127,7 +128,9 @@ def resolve_paths(args: argparse.Namespace, cwd: str | Path | None = None) -> ar
         if isinstance(value, str) and value:
             setattr(args, name, absolute(value))
     if getattr(args, "data_path", None):
-        from builder.data.sources import LocalFile  # the data stage (~0.3 s): only when a file is named
+        from builder.data.sources import (
+            LocalFile,  # the data stage (~0.3 s): only when a file is named  # lazy: heavy (numpy)
+        )
 
         args.data_path = LocalFile(args.data_path)
     file = getattr(args, "file", None)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from builder.cli.common import (
     check_output_path,
+    cli_store,
     dispatch,
     emit_text,
     fail,
@@ -26,9 +27,13 @@ from builder.graph.architectures import build as build_architecture
 from builder.graph.cost import node_costs
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
+from builder.graph.registry import all_specs
 from builder.graph.report import Budget, human_bytes
 from builder.graph.shapes import infer_shapes
 from builder.graph.templates import TEMPLATE_NAMES, list_templates, template_text
+from builder.interchange.hf_import import TOKENIZER, is_hf_folder
+from builder.interchange.hf_library import LIBRARY_ENV, library_entries, library_folder, library_model
+from builder.runs.store import default_workspace as workspace_path
 
 
 def _budget(args: argparse.Namespace, project) -> Budget:
@@ -92,7 +97,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     spread: dict[str, list[float]] = {}
     lat = None
     if args.latency and report.ok:
-        from builder.graph.latency import node_latency
+        from builder.graph.latency import node_latency  # lazy: heavy (torch)
 
         lat = node_latency(project.graph, batch_size=args.batch_size, device=args.device, repeats=args.repeats,
                            warmup=args.warmup, threads=args.threads)
@@ -147,7 +152,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write PyTorch source or safetensors weights."""
     if getattr(args, "run", None):
-        from builder.cli.train import export_run
+        from builder.cli.train import (
+            export_run,  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
+        )
 
         return export_run(args)
     if not args.file:
@@ -163,15 +170,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         return fail("--quantize needs --format onnx")
     project = load_project(args.file)
     if fmt == "py":
-        from builder.interchange.python_export import export_python
+        from builder.interchange.python_export import export_python  # lazy: heavy (torch, safetensors)
 
         return emit_text(export_python(project), args.output)
     if args.output in (None, "-"):
         return fail("--format safetensors needs -o OUT")
     import torch
 
-    from builder.graph.compile import compile_graph
-    from builder.training.weights import save_weights
+    from builder.graph.compile import compile_graph  # lazy: heavy (torch)
+    from builder.training.weights import save_weights  # lazy: heavy (torch, safetensors)
 
     torch.manual_seed(args.seed)
     model = compile_graph(project.graph)  # checks the budget before allocating
@@ -189,7 +196,7 @@ def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
     the trained run's file, else freshly initialised with --seed)."""
     import torch
 
-    from builder.interchange.network_export import export_network
+    from builder.interchange.network_export import export_network  # lazy: heavy (torch, safetensors)
 
     if args.output in (None, "-") or fmt == "safetensors":
         return fail("--network needs -o OUT.py (also writes OUT.safetensors) or -o OUT.onnx")
@@ -203,7 +210,7 @@ def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
 
 def _export_onnx_file(args: argparse.Namespace) -> int:
     """``export FILE --format onnx -o OUT.onnx [--weights W] [--quantize int8]``."""
-    from builder.interchange.onnx_export import export_onnx, quantize_int8
+    from builder.interchange.onnx_export import export_onnx, quantize_int8  # lazy: heavy (torch)
 
     if args.output in (None, "-"):
         return fail("--format onnx needs -o OUT.onnx")
@@ -220,17 +227,20 @@ def _export_onnx_file(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``layerlab import SOURCE -o OUT.json``: an ONNX / .pt2 / file.py:Class model as a project + weights."""
-    from builder.interchange.importer import import_model, register_import, save_import
+    from builder.interchange.importer import import_model, register_import, save_import  # lazy: heavy (torch)
 
     if args.output in (None, "-"):
         return fail("give -o OUT.json (the weights go to OUT.safetensors)")
     check_output_path(args.output)
     if args.source.startswith("library:"):  # a model of the configured model library, by name
-        from builder.interchange.hf_library import library_model
-        from builder.runs.store import default_workspace as workspace_path
 
         args.source = str(library_model(workspace_path(args.workspace), args.source[len("library:"):]))
-    result = import_model(args.source, name=args.name, seq_len=args.seq_len)
+    from builder.interchange.hf_import import import_hf_folder, is_hf_folder  # lazy: heavy (torch)
+
+    if is_hf_folder(args.source):  # a Hugging Face model folder (config.json + model.safetensors)
+        result = import_hf_folder(args.source, name=args.name, seq_len=args.seq_len)
+    else:
+        result = import_model(args.source, name=args.name)
     jpath, wpath = save_import(result, args.output)
     rep = result.report
     print(terminal_line(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
@@ -241,8 +251,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     if _copy_tokenizer(args.source, Path(jpath).with_name(Path(jpath).stem + ".tokenizer.json")):
         print(terminal_line(f"wrote {Path(jpath).stem}.tokenizer.json (the model folder's tokenizer)"))
     if args.register:
-        from builder.cli.common import cli_store
-
         store = cli_store(args.workspace)
         rid = register_import(store, result)
         _copy_tokenizer(args.source, store.folder(rid).tokenizer)
@@ -255,7 +263,6 @@ def _copy_tokenizer(source: str, target: Path) -> bool:
     """Copy a Hugging Face model folder's ``tokenizer.json`` next to what the import wrote."""
     import shutil
 
-    from builder.interchange.hf_import import TOKENIZER, is_hf_folder
 
     if not (is_hf_folder(source) and (Path(source) / TOKENIZER).is_file()):
         return False
@@ -265,8 +272,6 @@ def _copy_tokenizer(source: str, target: Path) -> bool:
 
 def cmd_library(args: argparse.Namespace) -> int:
     """``layerlab library``: the model library's models with parameters, multiply-adds and training memory."""
-    from builder.interchange.hf_library import LIBRARY_ENV, library_entries, library_folder
-    from builder.runs.store import default_workspace as workspace_path
 
     ws = workspace_path(args.workspace)
     if library_folder(ws) is None:
@@ -294,7 +299,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     """List the built-in datasets with their task, modality, options, source and licence."""
-    from builder.data import list_datasets
+    from builder.data import list_datasets  # lazy: heavy (numpy)
 
     for d in list_datasets():
         opts = ", ".join(f"{k}={v!r}" for k, v in (d.get("options") or {}).items())
@@ -305,8 +310,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_layers(args: argparse.Namespace) -> int:
     """List the layer palette."""
-    from builder.graph.registry import all_specs
-
     for spec in all_specs():
         params = ", ".join(f"{p.name}={p.default!r}" for p in spec.params)
         print(f"{spec.category:<14} {spec.type:<24} {params}")
@@ -404,9 +407,9 @@ def _command_modules() -> tuple:
     """The modules adding sub-commands (``register(subparsers)``), in order: ``search`` extends ``train`` and
     ``runs``; ``checks`` adds ``calibrate``, ``drift``, ``prune`` and ``robustness``. They import :mod:`builder.cli.common`, never this module.
     Imported here, not at the top, so that ``python -m builder.cli.train`` finds its module not yet imported."""
-    import builder.cli.checks
-    import builder.cli.search
-    import builder.cli.train
+    import builder.cli.checks  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
+    import builder.cli.search  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
+    import builder.cli.train  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
 
     return (builder.cli.train, builder.cli.search, builder.cli.checks)
 

@@ -16,7 +16,12 @@ import os
 import sys
 import time
 
-from builder.search import OBJECTIVES, PRUNERS, SAMPLERS
+from builder.cli.common import cli_store, load_project_arg
+from builder.cli.train import _config_overrides, _kv, add_train_args
+from builder.errors import LayerLabError
+from builder.runs.classes import actor_for  # are that owner's jobs (the command line's privilege)
+from builder.search import OBJECTIVES, PRUNERS, SAMPLERS, StudyRunner, StudySettings
+from builder.search.runner import ENV_STUDY_OWNER
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
@@ -25,8 +30,6 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction |
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``tune`` and ``runs export-mlflow``; add ``--mlflow`` to ``train`` and ``runs resume``."""
-    from builder.cli.train import add_train_args
-
     p = sub.add_parser("tune", help="search hyper-parameters and node parameters with Optuna (trials run as jobs)",
                        description="Search FILE's training settings and node parameters. Each trial is a LayerLab "
                        "run. Several processes (also on several machines) given the same --study and --storage "
@@ -89,31 +92,21 @@ def _default_study(project) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """``layerlab tune FILE --dataset NAME --trials N --search SPEC ...``."""
-    from builder.cli.common import cli_store, load_project_arg
-    from builder.cli.train import _config_overrides, _kv
-    from builder.search import StudyRunner, StudySettings
-    from builder.search.runner import ENV_STUDY_OWNER
-
     project = load_project_arg(args.file)
     cfg = _config_overrides(args)
     cfg.pop("metric", None)  # --metric is the objective here; the trainer's metric follows from it
     opts = dict(_kv(o) for o in args.dataset_option)
     if args.data_path:  # the command line's file: the local user's privilege, never an app owner's study's
         if args.owner != "local":
-            from builder.errors import LayerLabError
-
             raise LayerLabError("--data-path names a file of the local user; received: a study of another owner. "
                                 "Fix: name the owner's upload with --dataset-option upload=ID")
         opts["path"] = args.data_path
     if not args.search:
-        from builder.errors import LayerLabError
-
         raise LayerLabError("tune needs at least one --search; received: none. Fix: e.g. --search "
                             "'lr=1e-4..1e-1:log' --search 'fc1.out_features=16..256:log'")
     owner = args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local"  # resolved once, at the door
     store = cli_store(args.workspace)
     if owner != store.actor.owner:  # a study the app started for a session (builder.search.runner): its trials
-        from builder.runs.classes import actor_for  # are that owner's jobs (the command line's privilege)
 
         store = store.as_actor(actor_for(store.workspace, owner))
     objective = args.metric if args.metric.startswith("val_") else f"val_{args.metric}"
@@ -164,8 +157,7 @@ def _short(v) -> str:
 
 def cmd_export_mlflow(args: argparse.Namespace) -> int:
     """``layerlab runs export-mlflow [ID...] [--mlflow URI]``."""
-    from builder.cli.common import cli_store
-    from builder.runs.tracking import export_runs
+    from builder.tracking import export_runs  # lazy: heavy (torch)
 
     out = export_runs(cli_store(args.workspace), args.run_ids, args.mlflow, force=args.force)  # the local user's
     if args.json:

@@ -24,11 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.cli.common import check_output_path, infer_format, load_project_arg
+from builder.cli.common import check_output_path, cli_store, infer_format, load_project_arg
+from builder.entities.run_status import ENDED_CLEANLY, HALTED, RunStatus
 from builder.errors import LayerLabError, TrainingError
+from builder.escape import safe_filename, terminal_line
+from builder.escape import terminal_line as tl
+from builder.process.threads import ENV_TORCH_THREADS
 from builder.runs.record import Run
-from builder.runs.status import ENDED_CLEANLY, HALTED, RunStatus
-from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE
+from builder.runs.summary import shown_dataset_options
+from builder.training.lineage import baseline_line, baseline_tag
+from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE, with_teacher
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
                 "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
@@ -194,10 +199,9 @@ class Progress:
 
 
 def _config_overrides(args: argparse.Namespace) -> dict:
-    if getattr(args, "threads", None) is not None:  # read by builder.runs.threads.torch_threads (also in job processes)
+    if getattr(args, "threads", None) is not None:  # read by builder.process.threads.torch_threads (also in job processes)
         import os
 
-        from builder.runs.threads import ENV_TORCH_THREADS
 
         if args.threads < 1:
             raise TrainingError(f"--threads must be 1 or more; received: {args.threads}. Fix: pass a positive count")
@@ -217,16 +221,19 @@ def _config_overrides(args: argparse.Namespace) -> dict:
     if getattr(args, "freeze", None):
         cfg["freeze"] = [s.strip() for s in args.freeze.split(",") if s.strip()]
     if getattr(args, "augment", None):
-        from builder.data.augment import parse_augment
+        from builder.data.augment import parse_augment  # lazy: heavy (numpy)
 
         cfg["augment"] = {} if args.augment.strip().lower() == "none" else parse_augment(args.augment)
     return cfg
 
 
-def _mlflow(args: argparse.Namespace) -> str | None:
-    """The command's ``--mlflow URI`` (None: the local user's ``$MLFLOW_TRACKING_URI`` or the server config's,
-    :func:`builder.runs.tracking.resolve_tracking`), handed to the run, never written into the environment."""
-    return (getattr(args, "mlflow", None) or "").strip() or None
+def _mlflow(args: argparse.Namespace):
+    """The run's MLflow tracker (:func:`builder.tracking.tracker`) of the command's ``--mlflow URI`` (None: the
+    local user's ``$MLFLOW_TRACKING_URI`` or the server config's, :func:`builder.tracking.resolve_tracking`),
+    attached to the run, never written into the environment."""
+    from builder.tracking import tracker  # lazy: heavy (a command that trains nothing does not import it)
+
+    return tracker((getattr(args, "mlflow", None) or "").strip() or None)
 
 
 def _print_result(result, args: argparse.Namespace, out=None) -> None:
@@ -301,15 +308,12 @@ def _run_job(start, args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``layerlab train FILE --dataset NAME ...``."""
-    from builder.cli.common import cli_store
-    from builder.training.distributed import env_world_size
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training  # lazy: heavy (torch, safetensors)
+    from builder.training.distributed import env_world_size  # lazy: heavy (torch)
 
     project = load_project_arg(args.file)
     student = project
     if getattr(args, "teacher", None):
-        from builder.training.objectives import with_teacher
-
         project = with_teacher(project, args.teacher, args.distill_temperature, args.distill_alpha)
     cfg = _config_overrides(args)
     opts = dict(args.dataset_option or [])
@@ -321,7 +325,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         opts["task"] = args.task
     dataset = args.dataset
     if dataset is None and args.data_path:
-        from builder.data.sources import kind_for_path
+        from builder.data.sources import kind_for_path  # lazy: heavy (numpy)
 
         dataset = kind_for_path(args.data_path)
     if getattr(args, "folds", None) is not None:
@@ -333,8 +337,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = cli_store(args.workspace)
     tags = None
     if getattr(args, "teacher", None):  # the student alone first: the distilled result is shown beside it
-        from builder.training.lineage import baseline_tag
-        from builder.training.pipeline import student_alone
+        from builder.runs.pipeline import student_alone  # lazy: heavy (torch, safetensors)
 
         if not args.quiet:
             print("training the student alone first (same settings, seed and split; the distillation's baseline)",
@@ -347,17 +350,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         project, dataset, cfg, store, [progress], dataset_options=opts, on_event=progress, background=True,
         adapt=args.adapt, name=args.name, tags=tags, tracking=_mlflow(args))) or jobs[0], args)
     if tags and not getattr(args, "json", False):
-        from builder.training.lineage import baseline_line
-
         result = getattr(jobs[0], "result", None) if jobs else None
         print(baseline_line(tags, getattr(result, "test", None)))
     return rc
 
 
 def _train_folds(project, dataset, cfg, opts, args) -> int:
-    """``train ... --folds K``: K runs (builder.training.crossval), then mean ± std of the test metrics."""
-    from builder.cli.common import cli_store
-    from builder.training.crossval import cross_validate, format_summary
+    """``train ... --folds K``: K runs (builder.runs.crossval), then mean ± std of the test metrics."""
+    from builder.runs.crossval import cross_validate, format_summary  # lazy: heavy (numpy)
 
     progress = Progress(enabled=not args.quiet)
 
@@ -380,9 +380,8 @@ def _train_folds(project, dataset, cfg, opts, args) -> int:
 
 
 def _train_distributed(project, dataset, cfg, opts, args) -> int:
-    from builder.cli.common import cli_store
-    from builder.training.distributed import cleanup, init_distributed
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training  # lazy: heavy (torch, safetensors)
+    from builder.training.distributed import cleanup, init_distributed  # lazy: heavy (torch)
 
     ctx = init_distributed(cfg.get("device", "auto"))
     try:
@@ -399,8 +398,6 @@ def _train_distributed(project, dataset, cfg, opts, args) -> int:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     """``layerlab runs list``."""
-    from builder.cli.common import cli_store
-
     runs = cli_store(args.workspace).list_runs(args.status, args.limit)
     if args.json:
         print(json.dumps([dict(r) for r in runs], default=str, indent=2))
@@ -408,7 +405,6 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet; start one with `layerlab train FILE --dataset NAME`")
         return 0
-    from builder.escape import terminal_line as tl
 
     print(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
     for r in runs:
@@ -422,8 +418,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
     """``layerlab runs show ID``."""
-    from builder.cli.common import cli_store
-    from builder.runs.modelcard import model_card
+    from builder.runs.modelcard import model_card  # lazy: heavy (torch)
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
@@ -434,8 +429,6 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     if args.card:
         print(model_card(run, curve, store.run_dir(run.id)))
         return 0
-    from builder.escape import terminal_line as tl
-    from builder.runs.summary import shown_dataset_options
 
     info = run.info
     print(tl(f"run {info.id}  ({info.name})"))
@@ -458,8 +451,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_resume(args: argparse.Namespace) -> int:
     """``layerlab runs resume ID``."""
-    from builder.cli.common import cli_store
-    from builder.training.prune import resume_pruned
+    from builder.runs.prune_run import resume_pruned  # lazy: heavy (torch, safetensors)
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
@@ -471,8 +463,6 @@ def cmd_runs_resume(args: argparse.Namespace) -> int:
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:
     """``layerlab runs delete ID``."""
-    from builder.cli.common import cli_store
-
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
     store.delete_run(run.id)
@@ -486,8 +476,6 @@ def export_run(args: argparse.Namespace) -> int:
     ``safetensors`` writes the weights file; ``py`` writes the model's PyTorch source and the weights next to
     it (same name, ``.safetensors``). Without ``-o`` files go to the run's ``exports/`` folder.
     """
-    from builder.cli.common import cli_store
-
     output = getattr(args, "output", None) or getattr(args, "out", None)
     fmt = infer_format(getattr(args, "format", None), output)  # -o w.safetensors means weights, never code
     if output not in (None, "-"):
@@ -513,11 +501,11 @@ def export_run(args: argparse.Namespace) -> int:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "py":
-        from builder.interchange.python_export import export_python
+        from builder.interchange.python_export import export_python  # lazy: heavy (torch, safetensors)
 
         temperature = None
         if getattr(args, "temperature", False):
-            from builder.interpret.calibration import stored_temperature
+            from builder.interpret.calibration import stored_temperature  # lazy: heavy (torch)
 
             temperature = stored_temperature(store, run.id)
         # the exporter the Runs page uses too
@@ -537,8 +525,7 @@ def _export_run_network(run: Run, args: argparse.Namespace, weights: Path, outpu
                         folder) -> int:
     """``export --run ID --network NAME [--format py|onnx] [-o OUT]``: one network of a multi-network run (the
     GAN's generator alone, its input the noise); without ``-o`` into the run's ``exports/NAME.py|.onnx``."""
-    from builder.escape import safe_filename, terminal_line
-    from builder.interchange.network_export import export_network
+    from builder.interchange.network_export import export_network  # lazy: heavy (torch, safetensors)
 
     network = args.network
     if getattr(args, "temperature", False) or getattr(args, "quantize", None):
@@ -558,8 +545,8 @@ def _export_run_network(run: Run, args: argparse.Namespace, weights: Path, outpu
 
 def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     """``export --run ID --format onnx [-o OUT.onnx] [--quantize int8]`` (int8: test metric before/after)."""
-    from builder.graph.latency import comparison_text
-    from builder.interchange.onnx_export import export_run_onnx, quantize_run
+    from builder.graph.latency import comparison_text  # lazy: heavy (torch)
+    from builder.interchange.onnx_export import export_run_onnx, quantize_run  # lazy: heavy (torch)
 
     output = getattr(args, "output", None)
     output = None if output in (None, "-") else Path(output)
@@ -593,7 +580,7 @@ def _weights_from_checkpoint(store, run_id: str, out: Path) -> Path:
     """A run's last checkpoint as a weights file (the frozen base a slim checkpoint refers to filled in)."""
     from safetensors.torch import save_file
 
-    from builder.training.pipeline import load_run
+    from builder.runs.pipeline import load_run  # lazy: heavy (torch, safetensors)
 
     model, _ = load_run(store, run_id, weights="checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)

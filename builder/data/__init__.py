@@ -12,6 +12,7 @@ model's outputs read for the task).
 against one (the Data and Train pages) import no torch.
 """
 
+from builder.data import series_builtin, text_builtin  # noqa: F401,I001  (register sunspots, co2, nile; text_sentiment, text_corpus)
 from builder.data.builtin import DatasetSpec, list_datasets, register_dataset
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.fit import fit_dataset
@@ -30,7 +31,7 @@ __all__ = ["DatasetInfo", "Split", "Dataset", "DatasetSpec", "register_dataset",
 
 def __getattr__(name: str):
     if name in {"Prediction", "predict"}:
-        from builder.data import predictions
+        from builder.data import predictions  # lazy: heavy (torch)
 
         return getattr(predictions, name)
     raise AttributeError(f"module 'builder.data' has no attribute {name!r}")

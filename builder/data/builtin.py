@@ -261,8 +261,6 @@ def is_builtin(name: str) -> bool:
     return name in _REGISTRY
 
 
-import builder.data.series_builtin  # noqa: E402,F401  (registers sunspots, co2, nile)
-import builder.data.text_builtin  # noqa: E402,F401  (registers text_sentiment, text_corpus)
 
 __all__ = ["DatasetSpec", "register_dataset", "list_datasets", "load_builtin", "list_names", "is_builtin", "preload",
            "SEQ_VOCAB_SIZE", "SEQ_MARKERS"]

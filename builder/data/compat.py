@@ -15,7 +15,7 @@ import numpy as np
 
 from builder.data.splits import DatasetInfo
 from builder.errors import Problem
-from builder.graph.project import Graph
+from builder.graph.project import Graph, as_graph
 from builder.graph.shapes import ShapeReport, infer_shapes
 
 
@@ -50,8 +50,6 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
     of classes (or targets). ``report`` is the graph's analysis when the caller has it (else it is computed
     once). Returns an empty list when they fit.
     """
-    from builder.graph.project import as_graph
-
     graph = as_graph(graph)
     report = report if report is not None else infer_shapes(graph)
     problems: list[Problem] = []
@@ -139,7 +137,6 @@ def adapt_graph(graph, info: DatasetInfo, report: ShapeReport | None = None) -> 
     :func:`train_problems`'s answer. Only the graph's structure is read from ``report`` (outputs, edges), so the
     report of the graph before adapting serves.
     """
-    from builder.graph.project import as_graph
 
     report = report if report is not None else infer_shapes(as_graph(graph))
     first = _set_for(as_graph(graph).model_copy(deep=True), report, info, list(info.input_shape))
@@ -164,7 +161,6 @@ def fixed_by_data(graph, report: ShapeReport | None = None) -> set[str]:
     >>> fixed_by_data(load_template("mlp").graph)
     {'head.out_features'}
     """
-    from builder.graph.project import as_graph
 
     graph = as_graph(graph)
     report = report if report is not None else infer_shapes(graph)
@@ -184,8 +180,7 @@ def train_problems(graph, ds, report: ShapeReport | None = None) -> list[Problem
     >>> [p.code for p in train_problems(load_template("mlp").graph, load_dataset("moons"))]
     []
     """
-    from builder.data.fit import fit_dataset
-    from builder.graph.project import as_graph
+    from builder.data.fit import fit_dataset  # lazy: heavy (numpy)
 
     graph = as_graph(graph)
     report = report if report is not None else infer_shapes(graph)

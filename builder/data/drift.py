@@ -37,7 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from builder._moved import moved_name
+from builder.data import limits
+from builder.data.files import natural_key
+from builder.data.sources import DatasetSource, LocalFile, load_dataset
 from builder.data.splits import Dataset, fold_split, split_indices
+from builder.data.tabular import preview_csv
 from builder.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -232,9 +237,6 @@ def reference_table(ds: Dataset) -> tuple[pd.DataFrame, set[str]]:
 
 
 def _read_table(path: str | Path) -> pd.DataFrame:
-    from builder.data import limits
-    from builder.data.tabular import preview_csv
-
     df = preview_csv(path, rows=limits.MAX_CSV_ROWS)  # every size check of load_csv, before pandas parses
     df.columns = [str(c).strip() for c in df.columns]
     return df
@@ -244,7 +246,6 @@ def _csv_reference(ds: Dataset) -> tuple[pd.DataFrame, set[str]]:
     """A CSV run's training rows re-read from its file, the split reproduced as :func:`load_csv` makes it."""
     import pandas as pd
 
-    from builder.data.files import natural_key
 
     opts = ds.info.options
     path, target = opts.get("path"), opts.get("target")
@@ -316,7 +317,7 @@ def prediction_shift(model: Any, ds: Dataset, X_new: torch.Tensor) -> dict[str, 
     """The model's confidence and predicted class mix on the test split (reference) and on ``X_new``."""
     from scipy.stats import ks_2samp
 
-    from builder.data.predictions import predict
+    from builder.data.predictions import predict  # lazy: heavy (torch)
 
     device = next((p.device for p in model.parameters()), None)
     ref = predict(model, ds.test.X.to(device) if device is not None else ds.test.X, ds.info.task)
@@ -478,7 +479,6 @@ def load_new_inputs(ds: Dataset, path: str | Path) -> torch.Tensor:
     """
     import torch
 
-    from builder.data.sources import DatasetSource, LocalFile, load_dataset
 
     src = DatasetSource.of(ds.info)
     if src.name != "image_folder":
@@ -490,18 +490,10 @@ def load_new_inputs(ds: Dataset, path: str | Path) -> torch.Tensor:
     return torch.cat([s.X for s in (new.train, new.val, new.test) if len(s)])
 
 
-def drift_run(store: Any, run_id: str, new: str | Path, *, alpha: float = 0.05) -> DriftReport:
-    """:func:`check_drift` of new data (a CSV, or an image folder/.zip) against a finished run, with its model.
-
-    Raises:
-        RunStoreError, BudgetError: as open_run. DatasetError: as check_drift.
-    """
-    from builder.interpret.session import open_run
-
-    model, ds = open_run(store, store.get(run_id))
-    return check_drift(ds, new, model=model, alpha=alpha)
-
-
 __all__ = ["FeatureDrift", "DriftReport", "compare_tables", "reference_table", "encode_table", "prediction_shift",
-           "check_drift", "penultimate_activations", "mmd_test", "activation_drift", "load_new_inputs", "drift_run",
+           "check_drift", "penultimate_activations", "mmd_test", "activation_drift", "load_new_inputs",
            "MAX_LEVELS"]
+
+
+def __getattr__(name: str):  # drift_run moved up to builder.interpret.run_views (builder/_moved.py)
+    return moved_name(__name__, name)

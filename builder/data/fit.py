@@ -12,6 +12,7 @@ from typing import Any
 
 from builder.data.splits import Dataset
 from builder.errors import DatasetError
+from builder.graph.project import as_graph
 
 
 def input_shape(graph: Any) -> tuple[int, ...] | None:
@@ -23,7 +24,6 @@ def input_shape(graph: Any) -> tuple[int, ...] | None:
     shapes = getattr(graph, "layerlab_input_shapes", None)
     if shapes is not None:
         return tuple(int(s) for s in next(iter(shapes.values()))) if len(shapes) == 1 else None
-    from builder.graph.project import as_graph
 
     inp = next((n for n in as_graph(graph).nodes if n.type == "Input"), None)
     shape = (inp.params.get("shape") or []) if inp is not None else []

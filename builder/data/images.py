@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 import builder.data.limits as limits
+from builder.data import cache as cache_mod
+from builder.data.cache import content_hash
 from builder.data.files import natural_key, read_at_most
 from builder.data.splits import Dataset, DatasetInfo, finish_pixels
 from builder.errors import DatasetError
@@ -39,8 +41,6 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
     Raises:
         DatasetError: missing path, fewer than two classes, no images, unreadable images, size limits.
     """
-    from builder.data import cache as cache_mod
-
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
     if not isinstance(size, list | tuple) or not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
@@ -112,8 +112,6 @@ def _content(path: str | Path | bytes, p: Path, files: list) -> str:
     """The SHA-256 of what a cache entry is built from (its key; :func:`builder.data.cache.content_hash`): the
     zip's bytes, or for a folder every image's name and bytes. Listings (names, sizes, CRC-32s) are never keys:
     another owner can make a zip with the same listing and other pixels."""
-    from builder.data.cache import content_hash
-
     if isinstance(path, (bytes, bytearray)) or p.is_file():
         return content_hash(path if isinstance(path, (bytes, bytearray)) else p)
     return content_hash("\n".join(f"{c}/{n}:{content_hash(read(None))}" for c, n, read, _ in files).encode())

@@ -44,6 +44,7 @@ from builder.data.text import load_text
 from builder.data.uploads import UploadFolder, is_upload_id, no_upload
 from builder.errors import DatasetError
 from builder.escape import terminal_line
+from builder.graph.share import shareable
 
 #: the keys of a source as the Data page and the project file store it (``Project.dataset``)
 SPEC_KEYS = ("kind", "name", "options", "file", "target", "task", "size")
@@ -200,7 +201,6 @@ def travels(spec: Any) -> bool:
 def for_link(project: Any) -> tuple[Any, list[str]]:
     """The part of a project a link carries (:func:`builder.graph.share.shareable`: no run ids of the sender's
     workspace) and what was left out, with a dataset that does not :func:`travel <travels>` left out too."""
-    from builder.graph.share import shareable
 
     proj, left = shareable(project)
     if proj.dataset is not None and not travels(proj.dataset):

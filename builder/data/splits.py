@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import builder.data.limits as limits
 from builder.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -163,8 +164,6 @@ class PixelSplit(Split):
         """The whole split as float32 (converted once, in chunks; refused over ``limits.MAX_FLOAT_BYTES``)."""
         if self._X is None:
             import torch
-
-            import builder.data.limits as limits
 
             n = len(self)
             need = n * int(np.prod(self.pixels.shape[1:])) * 4

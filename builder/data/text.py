@@ -326,7 +326,7 @@ def _csv_texts(path: Any, target: str, task: str | None, text_column: str, opts:
                split: dict) -> Dataset:
     import pandas as pd
 
-    from builder.data.table_plan import TablePlan
+    from builder.data.table_plan import TablePlan  # lazy: heavy (numpy)
 
     data = read_limited(path, limits.MAX_TEXT_BYTES, "CSV of texts")
     try:

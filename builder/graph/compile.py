@@ -23,6 +23,7 @@ from torch import nn
 from builder.errors import BudgetError, GraphError
 from builder.escape import py_identifier
 from builder.graph.layers import sinusoid_table
+from builder.graph.project import as_graph
 from builder.graph.registry import TOKENS, get_spec
 from builder.graph.report import Budget, ShapeReport
 from builder.graph.shapes import infer_shapes, module_ctor
@@ -52,8 +53,6 @@ def module_names(graph) -> dict[str, str]:
     prefixes, placeholder and export names: compile, the ``.py`` and ONNX exports use it, and every reader of a
     compiled model goes through ``model.layerlab_names``. ``graph``: a Graph, Project, dict or path.
     """
-    from builder.graph.project import as_graph
-
     graph = as_graph(graph)
     names: dict[str, str] = {}
     used: set[str] = set()
@@ -144,8 +143,6 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
     Raises:
         GraphError: the graph has problems (``.problems`` lists them all); BudgetError when it is too large.
     """
-    from builder.graph.project import as_graph
-
     graph = as_graph(graph)
     report = checked_report(graph, budget, report)  # the budget is checked before anything is allocated
     names = module_names(graph)

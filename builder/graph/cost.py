@@ -26,7 +26,7 @@ from typing import Any
 
 from builder.graph.memory import training_memory
 from builder.graph.registry import get_spec, has_spec
-from builder.graph.report import ShapeReport
+from builder.graph.report import ShapeReport, human_bytes, human_count, kinds_of
 from builder.graph.shapes import infer_shapes, module_ctor
 
 __all__ = ["NodeCost", "module_macs", "node_costs", "total_macs", "MAC_COUNTED", "COST_MODES", "cost_overlay",
@@ -210,8 +210,6 @@ def cost_overlay(costs: list[NodeCost], latency: Any = None) -> tuple[dict[str, 
     >>> modes, per_node["a"]["params"], per_node["b"]["memory"][0]
     (['params', 'macs', 'memory'], ['30', 1.0], '40 B')
     """
-    from builder.graph.report import human_bytes, human_count
-
     values: dict[str, dict[str, float]] = {
         "params": {c.node: c.params for c in costs},
         "macs": {c.node: c.macs for c in costs},
@@ -243,8 +241,6 @@ def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] 
     "message"}`` of a training run (:func:`builder.interpret.doctor.health_annotations`), shown as the node's tint
     and badge; nodes it does not name get none. ``latency``: measured time per node (a
     :class:`~builder.graph.latency.Latency` or ``{node: seconds}``), offered as the overlay's latency mode."""
-    from builder.graph.report import human_bytes, human_count, kinds_of
-
     kinds = kinds_of(report)
     costs = node_costs(report)
     macs = {c.node: c.macs for c in costs}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from builder.errors import GraphError, Problem
 from builder.graph.project import Edge, Graph, Node
 
 MAX_LABEL = 200  # characters of a node label (the project format's limit)
@@ -158,8 +159,6 @@ def repeat_chain(graph: Graph, first: str, last: str, times: int) -> Graph:
     Raises:
         GraphError: not a chain, a chain without exactly one input edge, or ``times`` outside 0..16.
     """
-    from builder.errors import GraphError, Problem
-
     chain = chain_between(graph, first, last)
     into = [e for e in graph.edges if e.target == first]
     if chain is None or len(into) != 1 or not 0 <= int(times) <= 16:

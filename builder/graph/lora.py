@@ -28,8 +28,9 @@ import re
 from typing import Any
 
 from builder.errors import LayerLabError
-from builder.graph.layers.lora import PARTS, scaling
+from builder.graph.layers.lora import PARTS, adapter_params, scaling
 from builder.graph.project import Graph, as_graph
+from builder.graph.shapes import infer_shapes
 
 #: Node-id endings of attention projections in imported models (BERT, DistilBERT, GPT-2, ViT, nn.MultiheadAttention)
 ATTENTION_PROJECTIONS = ("query", "key", "value", "q_lin", "k_lin", "v_lin", "q_proj", "k_proj", "v_proj", "c_attn")
@@ -95,10 +96,8 @@ def trainable_params(graph, freeze: list[str] | tuple[str, ...] = (), *, report:
     """``{"trainable", "frozen", "adapter"}`` parameter values of a graph when the nodes in ``freeze`` are frozen:
     a LoRA node trains its adapter (and its base only with ``train_base``). ``report``: the graph's ShapeReport
     when the caller has it (the graph is then not analysed again)."""
-    from builder.graph.layers.lora import adapter_params
 
     if report is None:
-        from builder.graph.shapes import infer_shapes
 
         report = infer_shapes(as_graph(graph))
     frozen_ids = set(freeze)

@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.graph.report import DEFAULT_BUDGET
 from builder.interchange.errors import ModelImportError
+from builder.process.sandbox import env_positive
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -125,8 +127,6 @@ def config_params(model_type: str, cfg: dict[str, Any]) -> tuple[int, int, int]:
 def max_params() -> int:
     """The size budget for an imported model: the graph budget's ``max_params``
     (:class:`builder.graph.report.Budget`), or ``LAYERLAB_HF_MAX_PARAMS`` when set."""
-    from builder.graph.report import DEFAULT_BUDGET
-    from builder.runs.sandbox import env_positive
 
     return env_positive("LAYERLAB_HF_MAX_PARAMS", DEFAULT_BUDGET.max_params)
 
@@ -365,7 +365,12 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     """
     import torch
 
-    from builder.interchange.importer import IMPORT_ATOL, _module_to_onnx, build_from_onnx, output_scale
+    from builder.interchange.importer import (  # lazy: heavy (torch, numpy)
+        IMPORT_ATOL,
+        _module_to_onnx,
+        build_from_onnx,
+        output_scale,
+    )
 
     info = inspect_folder(folder, seq_len=seq_len)
     reference = load_reference(info)
@@ -376,7 +381,7 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     result.report.update(architecture=info.model_type, tokenizer=info.tokenizer, seq_len=info.seq_len,
                          source=info.folder.name)
     if verify:
-        from builder.graph.compile import compile_graph
+        from builder.graph.compile import compile_graph  # lazy: heavy (torch, numpy)
 
         model = compile_graph(result.project.graph)
         model.load_state_dict(result.weights)

@@ -24,8 +24,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from builder.errors import LayerLabError
+from builder.disk import write_atomic
+from builder.errors import AccessDenied, LayerLabError
+from builder.escape import visible
+from builder.graph.memory import counted_memory, device_memory
+from builder.graph.report import human_bytes
 from builder.interchange.errors import ModelImportError
+from builder.interchange.hf_import import ARCHITECTURES, inspect_folder
+from builder.interchange.worker import import_hf_isolated
+from builder.runs.owners import ENV_SERVER_CONFIG, SERVER_CONFIG, is_admin, server_config
 
 LIBRARY_ENV = "LAYERLAB_MODEL_LIBRARY"
 CONFIG_KEY = "model_library"
@@ -35,7 +42,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,99}")
 
 def library_folder(workspace: str | os.PathLike) -> Path | None:
     """The configured library folder (the variable wins over the server config), or None."""
-    from builder.runs.owners import server_config
 
     value = os.environ.get(LIBRARY_ENV, "").strip() or str(server_config(workspace).get(CONFIG_KEY) or "").strip()
     return Path(value).expanduser() if value else None
@@ -47,9 +53,6 @@ def set_library_folder(workspace: str | os.PathLike, owner: str, folder: str) ->
     Raises:
         AccessDenied: ``owner`` is not an admin; LayerLabError: not an existing folder.
     """
-    from builder.disk import write_atomic
-    from builder.errors import AccessDenied
-    from builder.runs.owners import ENV_SERVER_CONFIG, SERVER_CONFIG, is_admin, server_config
 
     if not is_admin(workspace, owner):
         raise AccessDenied("only an admin sets the model library; received: a person who is not one. Fix: ask an "
@@ -77,9 +80,6 @@ def library_entries(workspace: str | os.PathLike, *, device: str = "cpu", batch_
     ``memory`` (bytes of one training step at ``batch_size`` on ``device``), ``memory_text``, ``input_shape``,
     ``tokenizer``, ``fits`` (within the device's memory) and ``problem`` (one line; the other figures are then
     None). Nothing but the folders' ``config.json`` is read."""
-    from builder.graph.memory import counted_memory, device_memory
-    from builder.graph.report import human_bytes
-    from builder.interchange.hf_import import inspect_folder
 
     root = library_folder(workspace)
     out = []
@@ -105,7 +105,6 @@ def library_entries(workspace: str | os.PathLike, *, device: str = "cpu", batch_
 def activation_values(info) -> int:
     """Values one sample keeps for the backward pass of a transformer of this config (per layer: the inputs of
     its four projections, the feed-forward pair, the norms and the (heads, T, T) attention weights twice)."""
-    from builder.interchange.hf_import import ARCHITECTURES
 
     cfg, d = info.config, ARCHITECTURES[info.model_type][2]
     pick = {"bert": ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads"),
@@ -131,7 +130,6 @@ def library_model(workspace: str | os.PathLike, name: str) -> Path:
                             "model library")
     names = {p.name: p for p in _folders(root)}
     if not isinstance(name, str) or name not in names:
-        from builder.escape import visible
 
         shown = ", ".join(sorted(names)[:10]) or "none"
         raise LayerLabError(f"no model {visible(str(name), 80)!r} in the model library. Fix: use one of: {shown}")
@@ -141,7 +139,6 @@ def library_model(workspace: str | os.PathLike, name: str) -> Path:
 def import_library_model(store, workspace: str | os.PathLike, name: str, *, seq_len: int | None = None):
     """Import the library model ``name`` for the store's actor (in the sandboxed worker) and record it as a run of
     theirs: ``(project, run_id, report)`` (:func:`builder.interchange.worker.import_hf_isolated`)."""
-    from builder.interchange.worker import import_hf_isolated
 
     return import_hf_isolated(library_model(workspace, name), store, seq_len=seq_len, name=name)
 

@@ -36,10 +36,19 @@ import numpy as np
 import torch
 
 from builder.disk import on_full_disk
-from builder.graph.project import Project
+from builder.entities.run_status import RunStatus
+from builder.errors import GraphError
+from builder.escape import visible
+from builder.graph.compile import compile_graph, example_inputs, module_names
+from builder.graph.layout import auto_layout
+from builder.graph.project import Project, as_graph
+from builder.graph.shapes import infer_shapes
 from builder.graph.spec import SHARES
 from builder.interchange.errors import ModelImportError
-from builder.runs.status import RunStatus
+from builder.interchange.onnx_export import ExportError, _quiet, ort_session, output_difference, to_onnx_proto
+from builder.interchange.onnx_import import OnnxImporter
+from builder.interchange.onnx_read import read_onnx
+from builder.interchange.pt2_read import _open_zip, check_members, load_program
 
 IMPORT_ATOL = 1e-5  # × the largest output magnitude when that is above 1 (float32 rounding is relative)
 
@@ -91,8 +100,6 @@ def write_bundle(files: Mapping[str, bytes], folder: str | os.PathLike) -> Path:
     ...
     builder.interchange.errors.ModelImportError: an uploaded file name must be a plain file name; received: '../etc/passwd'. Fix: upload the files themselves (m.onnx and m.onnx.data), not paths
     """
-    from builder.escape import visible
-
     fix = "Fix: upload the files themselves (m.onnx and m.onnx.data), not paths"
     bad = [n for n in files if not isinstance(n, str) or not _BUNDLE_NAME.fullmatch(n)]
     if bad:
@@ -165,14 +172,14 @@ def _model_in_folder(folder: Path) -> Path:
 
 
 def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, name: str | None = None,
-                 verify: bool = True, seed: int = 0, seq_len: int | None = None) -> ImportResult:
+                 verify: bool = True, seed: int = 0) -> ImportResult:
     """Import a model as a LayerLab project with its weights.
 
     Args:
         source: a ``.onnx`` or ``.pt2`` path (or the file's bytes), a folder holding one model (with its
-            external-data files), a Hugging Face model folder (``config.json`` and ``model.safetensors``:
-            :mod:`builder.interchange.hf_import`, ``seq_len`` tokens for text models), an uploaded set ``{file name: bytes}`` or a zip of one (``.onnx`` plus
-            ``.onnx.data``; external data resolves only to files of the set), or ``file.py:ClassName[(args)]``.
+            external-data files), an uploaded set ``{file name: bytes}`` or a zip of one (``.onnx`` plus
+            ``.onnx.data``; external data resolves only to files of the set), or ``file.py:ClassName[(args)]``. A
+            Hugging Face model folder imports through :func:`builder.interchange.hf_import.import_hf_folder`.
         name: project name (default: the file name).
         verify: run the original (onnxruntime / the torch program / the module) and the imported model on
             random inputs and record ``max_abs_diff`` in the report; raise if it exceeds ``tolerance`` (1e-5, times
@@ -195,11 +202,7 @@ def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, nam
         res.report["source"] = path.name
         return res
     if not isinstance(source, bytes | bytearray) and ":" not in str(source) and Path(source).is_dir():
-        from builder.interchange.hf_import import import_hf_folder, is_hf_folder
-
-        if is_hf_folder(source):  # a Hugging Face model folder (config.json + model.safetensors)
-            return import_hf_folder(source, name=name, verify=verify, seq_len=seq_len)
-        source = _model_in_folder(Path(source))
+        source = _model_in_folder(Path(source))  # a Hugging Face model folder: builder.interchange.hf_import
     elif not isinstance(source, bytes | bytearray) and str(source).lower().endswith(".zip") and \
             Path(source).is_file() and Path(source).stat().st_size <= MAX_BUNDLE_BYTES:
         data = Path(source).read_bytes()
@@ -209,8 +212,6 @@ def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, nam
     label = name or ("model" if isinstance(source, bytes | bytearray) else Path(str(source).split(":")[0]).stem)
     reference = None
     if kind == "onnx":
-        from builder.interchange.onnx_read import read_onnx
-
         proto = read_onnx(source)
     elif kind == "pt2":
         ep = load_pt2(source)
@@ -234,19 +235,11 @@ def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, nam
 
 def build_from_onnx(proto, name: str, kind: str = "onnx", source: str = "") -> ImportResult:
     """Map an ONNX ModelProto to a project and weights (no verification)."""
-    from builder.graph.compile import compile_graph
-    from builder.graph.layout import auto_layout
-    from builder.graph.project import as_graph
-    from builder.graph.shapes import infer_shapes
-    from builder.interchange.onnx_import import OnnxImporter
-
     built = OnnxImporter(proto, name).run()
     graph = as_graph({"nodes": built.nodes, "edges": built.edges})
     graph = auto_layout(graph)
     report = infer_shapes(graph)
     if not report.ok:
-        from builder.errors import GraphError
-
         errors = [p for p in report.problems if p.severity == "error"]
         raise ModelImportError("the imported graph does not validate: " + str(GraphError(errors))
                                + _fixed_batch_hint(proto))
@@ -312,8 +305,6 @@ def _assign_weights(model: torch.nn.Module, weights: dict[str, dict[str, np.ndar
 
 
 def _random_inputs(model, batch: int = 3, seed: int = 1) -> list[torch.Tensor]:
-    from builder.graph.compile import example_inputs
-
     return example_inputs(model, batch, seed)
 
 
@@ -330,8 +321,6 @@ def output_scale(outputs: list) -> float:
 
 def _verify(result: ImportResult, proto, reference) -> tuple[float, float]:
     """(max |imported - original| over random inputs, the outputs' scale)."""
-    from builder.graph.compile import compile_graph
-
     model = compile_graph(result.project.graph)
     model.load_state_dict(result.weights)
     model.eval()
@@ -342,8 +331,6 @@ def _verify(result: ImportResult, proto, reference) -> tuple[float, float]:
         got = model(*xs)
     got = list(got) if isinstance(got, tuple) else [got]
     if reference is None:
-        from builder.interchange.onnx_export import ort_session
-
         try:
             sess = ort_session(proto.SerializeToString())
         except Exception as e:
@@ -360,7 +347,6 @@ def _verify(result: ImportResult, proto, reference) -> tuple[float, float]:
         want = list(w) if isinstance(w, tuple | list) else [w]
     if len(want) != len(got):
         raise ModelImportError(f"the imported model has {len(got)} output(s), the original {len(want)}")
-    from builder.interchange.onnx_export import output_difference
 
     want = [w.numpy() for w in want]
     return output_difference(want, [g.detach().numpy() for g in got]), output_scale(want)
@@ -372,8 +358,6 @@ def _verify(result: ImportResult, proto, reference) -> tuple[float, float]:
 def check_pt2_archive(data_or_path: str | os.PathLike | bytes) -> None:
     """Refuse a .pt2 whose zip is not a plain torch.export archive (not a zip, e.g. a raw pickle; pickled
     members, native libraries, hostile member names, a zip bomb), from its central directory only."""
-    from builder.interchange.pt2_read import _open_zip, check_members
-
     with _open_zip(data_or_path) as zf:
         check_members(zf)
 
@@ -381,15 +365,11 @@ def check_pt2_archive(data_or_path: str | os.PathLike | bytes) -> None:
 def load_pt2(source: str | os.PathLike | bytes):
     """Load the ``model`` program of a .pt2 as data (:mod:`builder.interchange.pt2_read`): no pickle, no
     ``torch.export.load``, size expressions parsed by a safe grammar, call targets from an allow-list."""
-    from builder.interchange.pt2_read import load_program
-
     return load_program(source)
 
 
 def _ep_to_onnx(ep):
     """The exported program as ONNX (dynamo exporter: module scopes recorded for the mapper)."""
-    from builder.interchange.onnx_export import _quiet
-
     with _quiet():
         try:
             prog = torch.onnx.export(ep, dynamo=True, optimize=False, verbose=False)
@@ -400,8 +380,6 @@ def _ep_to_onnx(ep):
 
 
 def _module_to_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...]):
-    from builder.interchange.onnx_export import ExportError, to_onnx_proto
-
     try:
         return to_onnx_proto(module.eval(), example, [f"input_{i}" for i in range(len(example))])
     except ExportError as e:
@@ -484,7 +462,6 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
     ``--init-from`` reads)."""
     from safetensors.torch import save_file
 
-    from builder.graph.compile import module_names
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

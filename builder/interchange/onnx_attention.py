@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from builder.interchange.onnx_values import Const
+from builder.interchange.onnx_read import node_attributes
+from builder.interchange.onnx_values import Const, T
 
 ENCODER_CHILDREN = {"self_attn", "linear1", "linear2", "norm1", "norm2"}
 
@@ -62,8 +63,6 @@ def projections(imp, nodes) -> list[tuple[np.ndarray, np.ndarray | None]]:
                         bias = other[0].value
             out.append((np.asarray(w.value, np.float32).T, bias))
         elif n.op_type == "Gemm":
-            from builder.interchange.onnx_read import node_attributes
-
             a = node_attributes(n)
             w = imp.value(n.input[1])
             if not isinstance(w, Const) or a.get("transA", 0):
@@ -131,8 +130,6 @@ def cross_attention(imp, scope: str, nodes, ext_inputs: list[str], weights: dict
     """``nn.MultiheadAttention(query, kv, kv)`` with kdim/vdim ≠ embed_dim, decomposed into batch-first layers
     (Linear q/k/v, Reshape + Permute to heads, MatMul, scale, Softmax, MatMul, back, Linear out); None when the
     weights or sizes are not found."""
-    from builder.interchange.onnx_values import T
-
     need = ("q_proj_weight", "k_proj_weight", "v_proj_weight", "out_proj.weight")
     if len(ext_inputs) != 2:
         return None

@@ -27,7 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from builder.data import fit_dataset
 from builder.errors import LayerLabError, TrainingError
+from builder.graph.compile import compile_graph, example_inputs, module_names
+from builder.graph.latency import compare_latency
+from builder.graph.project import as_graph
+from builder.interpret.calibration import stored_temperature
+from builder.runs.modelcard import write_model_card
+from builder.training.metrics import evaluate
 
 OPSET = 18
 VERIFY_ATOL = 1e-4  # float32 kernels of torch and onnxruntime differ by rounding, not by semantics
@@ -59,13 +66,11 @@ def _model_from(source: Any, weights: Any) -> nn.Module:
     if isinstance(source, nn.Module):
         model = source
     else:
-        from builder.graph.compile import compile_graph
-
         torch.manual_seed(0)
         model = compile_graph(source)
     if weights is not None:
         if isinstance(weights, str | os.PathLike):
-            from builder.training.weights import read_weights
+            from builder.training.weights import read_weights  # lazy: heavy (safetensors)
 
             weights, _ = read_weights(weights)
         try:
@@ -78,8 +83,6 @@ def _model_from(source: Any, weights: Any) -> nn.Module:
 
 def _inputs_for(model: nn.Module, batch: int, seed: int = 0) -> list[torch.Tensor]:
     if hasattr(model, "layerlab_inputs"):
-        from builder.graph.compile import example_inputs
-
         return example_inputs(model, batch, seed)
     raise ExportError("a plain nn.Module needs example inputs; pass `example=` (a tensor or tuple of tensors)")
 
@@ -219,8 +222,6 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
     """
     import onnx
 
-    from builder.graph.compile import module_names
-    from builder.graph.project import as_graph
 
     if not isinstance(source, nn.Module):
         source = as_graph(source)  # once, here at the entry point
@@ -331,8 +332,7 @@ class OrtModule(nn.Module):
 
 def _run_dataset(store, run: dict, project):
     """The run's dataset as it was trained (snapshot for uploads; flattened when the graph wants vectors)."""
-    from builder.data import fit_dataset
-    from builder.training.pipeline import load_run_dataset
+    from builder.runs.pipeline import load_run_dataset  # lazy: heavy (safetensors)
 
     return fit_dataset(project.graph, load_run_dataset(store, run))
 
@@ -358,8 +358,6 @@ def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None, *
     path = Path(path) if path else store.folder(run.id).onnx
     t = None
     if temperature:
-        from builder.interpret.calibration import stored_temperature
-
         t = stored_temperature(store, run["id"])
     return export_onnx(project, path, _run_weights(store, run), temperature=t)
 
@@ -372,10 +370,6 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     onnxruntime latency of both files on a test batch, timed interleaved with its p10-p90 spread and verdict
     (:func:`builder.graph.latency.compare_latency`).
     """
-    from builder.graph.latency import compare_latency
-    from builder.runs.modelcard import write_model_card
-    from builder.training.metrics import evaluate
-
     run = store.get(run_id)
     rid = run.id
     project = run.project

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from builder.graph.layers import sinusoid_table
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
 from builder.interchange.onnx_attention import classic_class, classic_scopes
 from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows, fold_size
@@ -531,7 +532,6 @@ class OnnxImporter(ModuleGroups, TensorOps):
             if full.ndim != 2 or full.shape[1] != v.shape[1] or not np.array_equal(full[:v.shape[0]], v):
                 full = v
             max_len = full.shape[0]
-        from builder.graph.layers import sinusoid_table
 
         base = (table.src or self.node_name(n)).removesuffix(".weight")
         if v.shape[1] % 2 == 0 and np.allclose(full, sinusoid_table(max_len, v.shape[1]).numpy(), atol=1e-6):

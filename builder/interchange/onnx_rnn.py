@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from builder.interchange.onnx_fold import _s
+from builder.interchange.onnx_ops import _ints
+from builder.interchange.onnx_read import node_attributes, to_array
 from builder.interchange.onnx_values import Const, RnnState, T
 
 RNN_OPS = {"LSTM": ("LSTM", 4, [0, 2, 3, 1]), "GRU": ("GRU", 3, [1, 0, 2]), "RNN": ("RNN", 1, [0])}
@@ -71,8 +73,6 @@ def zero_state_nodes(graph) -> set[str]:
 
 
 def _zero_chain(value: str, producer: dict, inits: dict) -> list | None:
-    from builder.interchange.onnx_read import node_attributes, to_array
-
     chain = []
     for _ in range(16):
         if value in inits:
@@ -168,8 +168,6 @@ def rnn_op(imp, n, ins: list, a: dict):
 
 def follow(imp, n, ins: list, a: dict):
     """The reshapes between a time-major value and batch-first tensors; None when the op does not fit."""
-    from builder.interchange.onnx_ops import _ints
-
     op, x = n.op_type, ins[0]
     if op in ("Identity", "Dropout"):
         return x

@@ -16,7 +16,7 @@ from torch import nn
 from builder.errors import GraphError, LayerLabError
 from builder.escape import docstring_text, py_comment, py_string
 from builder.graph.compile import checked_report, compile_graph, module_names
-from builder.graph.project import Project, as_graph
+from builder.graph.project import Graph, Project, as_graph, load_project
 from builder.graph.registry import format_shape, get_spec
 from builder.graph.shapes import Budget, module_ctor
 from builder.training.weights import load_weights, save_weights  # re-exported: the .py file's weights
@@ -108,7 +108,7 @@ def export_python(graph, class_name: str = "Model", budget: Budget | None = None
     fwd = _clean_forward(model.code)
     fwd = re.sub(r"^def forward\(self, ", "def forward(self, ", fwd)
     if temperature is not None:
-        from builder.interchange.onnx_export import check_temperature
+        from builder.interchange.onnx_export import check_temperature  # lazy: heavy (numpy)
 
         if len(report.output_nodes) != 1:
             raise LayerLabError(f"a temperature divides one output (the logits); received a graph with "
@@ -182,8 +182,6 @@ def python_source(project) -> str:
     """What a ``.py`` download delivers: :func:`export_python`'s code for a project (a Project, a graph, or a
     stored run's project dict), or, when it cannot be exported, :func:`failed_export_source` naming every
     problem (the Build and Runs pages' downloads)."""
-    from builder.graph.project import Graph, load_project
-
     try:
         if not isinstance(project, Project | Graph):
             project = load_project(project)

@@ -17,8 +17,8 @@ case where a parser has a bug:
   answer is JSON read with a cap, never a pickle, so the server never unpickles what the child wrote.
 
 The same sandbox (:func:`spawn_sandboxed`, :func:`lock_down`, :func:`cpu_budget`, :func:`death_message`) runs the
-Explain page's model probe, a long-lived child per page session (:mod:`builder.interpret.probe`); its limits,
-environment and lock-down live in :mod:`builder.runs.sandbox`, shared with training jobs.
+Explain page's model probe, a long-lived child per page session (:mod:`builder.jobs.probe`); its limits,
+environment and lock-down live in :mod:`builder.process.sandbox`, shared with training jobs.
 
 Example::
 
@@ -42,9 +42,18 @@ from typing import Any
 
 from builder.access import SYSTEM
 from builder.errors import LayerLabError
+from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
-from builder.runs.sandbox import WorkerLimits, cpu_budget, death_message, env_positive, lock_down, sandbox_env
-from builder.runs.store import workspace_of
+from builder.interchange.hf_import import TOKENIZER, _offline, import_hf_folder, inspect_folder
+from builder.process.sandbox import (
+    WorkerLimits,
+    cpu_budget,
+    death_message,
+    env_positive,
+    lock_down,
+    sandbox_env,
+)
+from builder.runs.store import RunStore, workspace_of
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 IMPORT_TIMEOUT_S = 300.0
@@ -76,7 +85,7 @@ def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:
 
 
 def worker_env(private: str | os.PathLike) -> dict[str, str]:
-    """The worker's whole environment (:func:`builder.runs.sandbox.sandbox_env`): nothing of the server's but
+    """The worker's whole environment (:func:`builder.process.sandbox.sandbox_env`): nothing of the server's but
     ``PATH`` and the locale; ``HOME`` and the temporary folder are ``private``; no GPU; this package importable."""
     return {**sandbox_env(private), "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2"}
 
@@ -201,7 +210,7 @@ def _resolve(task: str, test: str | None):
 
 
 def _child_import(path: str, out: str) -> dict:
-    from builder.interchange.importer import import_model, save_import
+    from builder.interchange.importer import import_model, save_import  # lazy: heavy (torch)
 
     res = import_model(path, name=Path(path).stem)
     save_import(res, out)
@@ -209,8 +218,7 @@ def _child_import(path: str, out: str) -> dict:
 
 
 def _child_import_hf(folder: str, out: str, seq_len: int | None) -> dict:
-    from builder.interchange.hf_import import TOKENIZER, _offline, import_hf_folder
-    from builder.interchange.importer import save_import
+    from builder.interchange.importer import save_import  # lazy: heavy (torch, numpy)
 
     _offline()
     res = import_hf_folder(folder, seq_len=seq_len)
@@ -229,22 +237,20 @@ def _child_import_hf(folder: str, out: str, seq_len: int | None) -> dict:
 
 
 def _child_export(project_json: str, weights: str | None, out: str) -> dict:
-    from builder.graph.project import load_project
-    from builder.interchange.onnx_export import export_onnx
+    from builder.interchange.onnx_export import export_onnx  # lazy: heavy (torch)
 
     return export_onnx(load_project(project_json), out, weights).to_dict()
 
 
 def _child_quantize(workspace: str, run_id: str) -> dict:
-    from builder.interchange.onnx_export import quantize_run
-    from builder.runs.store import RunStore
+    from builder.interchange.onnx_export import quantize_run  # lazy: heavy (torch)
 
     return quantize_run(RunStore(workspace, actor=SYSTEM), run_id)  # checked by quantize_run_isolated
 
 
 def _child_network_weights(project_json: str, network: str, weights: str, out: str) -> dict:
-    from builder.interchange.network_export import network_model
-    from builder.training.weights import save_weights
+    from builder.training.networks import network_model  # lazy: heavy (torch, safetensors)
+    from builder.training.weights import save_weights  # lazy: heavy (torch, safetensors)
 
     save_weights(network_model(project_json, network, weights), out)
     return {"network": network}
@@ -268,8 +274,12 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     """
     from safetensors.torch import load_file
 
-    from builder.graph.project import load_project
-    from builder.interchange.importer import ImportResult, register_import, write_bundle, zip_members
+    from builder.interchange.importer import (  # lazy: heavy (torch)
+        ImportResult,
+        register_import,
+        write_bundle,
+        zip_members,
+    )
 
     suffix = Path(filename).suffix.lower()
     files = {**(companions or {}), f"model{suffix}": data}  # the model's own name is not the user's to choose
@@ -315,9 +325,7 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
     """
     from safetensors.torch import load_file
 
-    from builder.graph.project import load_project
-    from builder.interchange.hf_import import TOKENIZER, inspect_folder
-    from builder.interchange.importer import ImportResult, register_import
+    from builder.interchange.importer import ImportResult, register_import  # lazy: heavy (torch, numpy)
 
     info = inspect_folder(folder, seq_len=seq_len)
     with tempfile.TemporaryDirectory(prefix="layerlab-import-") as tmp:
@@ -356,7 +364,7 @@ def quantize_run_isolated(store: Any, run_id: str, timeout: float = IMPORT_TIMEO
 def network_weights_bytes(project_json: str, network: str, weights: str | os.PathLike,
                           timeout: float = IMPORT_TIMEOUT_S) -> bytes:
     """One network's weights (safetensors bytes) cut from a run's weights file: the network is built and the
-    weights loaded in a worker process (:func:`builder.interchange.network_export.network_model`), not here.
+    weights loaded in a worker process (:func:`builder.training.networks.network_model`), not here.
 
     Raises:
         ModelImportError: the network's own error (weights of another project), or one line for a crash.

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from builder.errors import ExplainError
+from builder.graph.compile import module_names
 from builder.interpret.model import eval_mode, layer_nodes, resolve_layer
 
 
@@ -55,8 +56,6 @@ def _fx_names(model: nn.Module, graph: Any = None) -> dict[str, str]:
     if types is None or not isinstance(model, fx.GraphModule):
         return {}
     if graph is not None:
-        from builder.graph.compile import module_names
-
         names = module_names(graph)
     else:  # same identifiers as builder.graph.compile.module_names for ids that do not clash
         names = {nid: _identifier(nid) for nid in types}

@@ -31,8 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from builder.data import predict
+from builder.data.predictions import Prediction
+from builder.entities.run_folder import keep_report
 from builder.errors import ExplainError
-from builder.runs.folder import keep_report
 
 CLASSIFICATION = ("multiclass", "binary")
 
@@ -191,8 +193,6 @@ def calibration_report(logits_fit: Tensor, y_fit: Tensor, logits: Tensor, y: Ten
     Raises:
         ExplainError: a task that is not classification, or a target accuracy outside (0, 1].
     """
-    from builder.data.predictions import Prediction
-
     if task not in CLASSIFICATION:
         raise ExplainError(f"calibration needs a classification run; received task {task!r}. Fix: pick a "
                            "multiclass or binary run")
@@ -221,8 +221,6 @@ def calibrate_model(model: Any, ds: Any, *, target_accuracy: float = 0.95, bins:
     Raises:
         ExplainError: not a classification dataset, or a bad target accuracy.
     """
-    from builder.data import predict
-
     task = ds.info.task
     if task not in CLASSIFICATION:
         raise ExplainError(f"calibration needs a classification model; received task {task!r}. Fix: pick a "
@@ -238,7 +236,7 @@ def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bin
                   save: bool = True) -> CalibrationReport:
     """Calibrate a finished run: temperature on its validation split, ECE and coverage on its test split.
 
-    The model and dataset come from :func:`builder.interpret.session.open_run`; predictions from
+    The model and dataset come from :func:`builder.runs.pipeline.open_run`; predictions from
     :func:`builder.data.predict`. With ``save`` the report is written to the run folder's ``calibration.json``
     (read back with :meth:`RunFolder.read_calibration`; exports may then divide the logits by its temperature,
     :func:`stored_temperature`). Example (a run trained first)::
@@ -250,7 +248,7 @@ def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bin
     Raises:
         RunStoreError, BudgetError: as open_run. ExplainError: not a classification run.
     """
-    from builder.interpret.session import open_run
+    from builder.runs.pipeline import open_run  # lazy: heavy (safetensors)
 
     run = store.get(run_id)
     model, ds = open_run(store, run)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from builder.errors import LayerLabError
 from builder.graph.edit import insert_after, set_param, set_type
 from builder.graph.project import Project, load_project
+from builder.runs.summary import current_run
 from builder.training.health import HealthLog, read_health
 
 if TYPE_CHECKING:
@@ -340,8 +341,6 @@ def graph_health(store: RunStore, graph: Any, owner: str | None) -> dict[str, di
     """The canvas health of a graph: :func:`health_annotations` of the run the Train page shows for it (the owner's
     live run of this graph, else the newest; :func:`builder.runs.summary.current_run`); ``{}`` without one.
     Pass it to :func:`builder.graph.cost.canvas_annotations` as ``health``."""
-    from builder.runs.summary import current_run
-
     run = current_run(store, graph, owner)
     return run_findings(store, run["id"])["health"] if run else {}
 

@@ -476,8 +476,8 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
         modality: ``image``, ``tabular``/``points2d``, ``sequence``, ``tokens`` (default: from ``inputs``).
         tokens: token strings for the sample (default: the ids).
     """
-    from builder.interpret.methods import get_spec
-    from builder.interpret.model import infer_modality
+    from builder.interpret.methods import get_spec  # lazy: heavy (torch, captum)
+    from builder.interpret.model import infer_modality  # lazy: heavy (torch)
 
     attr = explanation.attributions
     if not 0 <= sample < len(attr):

@@ -25,7 +25,7 @@ from torch import Tensor
 from builder.disk import on_full_disk
 from builder.errors import AccessDenied, ExplainError, LayerLabError
 from builder.interpret.attributions import explain
-from builder.interpret.methods import get_spec
+from builder.interpret.methods import get_spec, method_label
 
 try:  # the trainer's protocol; duck-typed until builder.training.trainer exists
     from builder.training.callbacks import Callback  # type: ignore[attr-defined]
@@ -269,8 +269,6 @@ def live_playback(store: Any, run: dict) -> LivePlayback | None:
     Raises:
         ExplainError: a file that cannot be read.
     """
-    from builder.interpret.methods import method_label
-
     rec = live_frames(store, run["id"])
     if rec is None or not rec["epochs"]:
         return None

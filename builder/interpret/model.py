@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from builder.data.predictions import predict as predict_outputs
 from builder.errors import ExplainError
 
 MODALITIES = ("image", "tabular", "points2d", "sequence", "tokens")
@@ -138,8 +139,6 @@ def predict(model: nn.Module, inputs: Tensor, batch_size: int = 256) -> tuple[Te
     :func:`builder.data.predict` read for classification: several outputs give the argmax of the softmax, one
     output (binary with BCE) class 1 when sigmoid(logit) > 0.5.
     """
-    from builder.data.predictions import predict as predict_outputs
-
     return predict_outputs(model, inputs, "multiclass", batch_size=batch_size).pair()
 
 

@@ -33,8 +33,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from builder.entities.run_folder import keep_report
 from builder.errors import ExplainError
-from builder.runs.folder import keep_report
+from builder.training.metrics import first_output
 
 __all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",
            "model_robustness", "robustness_run", "flip_view", "robustness_figure", "parse_eps"]
@@ -111,8 +112,6 @@ def _bounds_lists(bounds: tuple[Any, Any]) -> list[list[float]]:
 
 
 def _forward(model: torch.nn.Module, task: str):
-    from builder.training.metrics import first_output
-
     def fwd(x: torch.Tensor) -> torch.Tensor:
         out = first_output(model(x))
         out = out.reshape(len(x), -1)
@@ -252,7 +251,7 @@ def robustness_run(store: Any, run_id: str, eps: list[float] | str = (0, 0.05, 0
     Raises:
         RunStoreError, BudgetError: as open_run. ExplainError: token inputs, regression, bad ε or method.
     """
-    from builder.interpret.session import open_run
+    from builder.runs.pipeline import open_run  # lazy: heavy (safetensors)
 
     run = store.get(run_id)
     eps = parse_eps(eps)
@@ -309,7 +308,7 @@ def flip_view(model: torch.nn.Module, ds: Any, index: int, eps: float, *, method
     Raises:
         ExplainError: an index outside the split, token inputs, bad ε or method.
     """
-    from builder.interpret.attributions import explain
+    from builder.interpret.attributions import explain  # lazy: heavy (captum)
 
     data = getattr(ds, split)
     if not 0 <= int(index) < len(data):

@@ -22,71 +22,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from builder.errors import AccessDenied, BudgetError, ExplainError, LayerLabError, RunStoreError
+from builder.data import fit_dataset, predict
+from builder.errors import AccessDenied, LayerLabError
 from builder.escape import md_text
+from builder.interpret.activations import activation_nodes, capture_activations, weight_histograms
+from builder.interpret.attention import attention_nodes, capture_attention
 from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
 from builder.interpret.baselines import BASELINE_LABELS, baselines_for
+from builder.interpret.calibration import calibrate_model
 from builder.interpret.methods import get_spec, method_label
 from builder.interpret.model import infer_modality, layer_nodes, model_modality
+from builder.interpret.robustness import flip_view, model_robustness
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
-from builder.runs.record import Run
+from builder.interpret.tryit import try_input
+from builder.runs.pipeline import open_run  # noqa: F401  (its home is beside load_run; importable here too)
 
 MAX_CANDIDATES = 50  # samples offered by a picker
 SANITY_STEPS = 16  # n_steps of path methods in the randomisation check (one explanation per layer)
-
-
-def open_run(store: Any, run: Run) -> tuple[nn.Module, Any]:
-    """A finished run's model and dataset (:func:`builder.training.pipeline.load_run`), the graph first checked
-    against the memory budget.
-
-    Args:
-        store: the :class:`~builder.runs.store.RunStore`; ``run``: its record (owner already checked; its project
-            is parsed and analysed once here, the analysis handed on to compiling).
-    Raises:
-        LayerLabError: missing or incompatible weights (``RunStoreError``), a graph over the budget (``BudgetError``).
-    """
-    from builder.graph.shapes import infer_shapes
-    from builder.training.objectives import has_objective
-    from builder.training.pipeline import load_run
-
-    run = Run.of(run)
-    project = run.project
-    report = infer_shapes(project.graph)  # raises nothing; the budget is in the report
-    if not report.ok and any(p.code == "budget" for p in report.problems):
-        raise BudgetError([p for p in report.problems if p.code == "budget"])
-    try:
-        model, ds = load_run(store, run, report=report)
-        return _objective_view(project, model, ds) if has_objective(project) else (model, ds)
-    except LayerLabError:
-        raise
-    except Exception as e:  # noqa: BLE001 - torch's and safetensors' errors for a file that does not fit
-        raise RunStoreError(f"the weights of run {run['id']} do not fit its project: {e}") from e
-
-
-def _objective_view(project: Any, model: nn.Module, ds: Any) -> tuple[nn.Module, Any]:
-    """A run with a drawn objective explained through the network that reads its samples
-    (:func:`builder.interchange.network_export.explain_view`: a VAE's encoder, μ as its output), with the run's
-    weights; its outputs are values, not the dataset's classes, so the data is read as a regression's.
-
-    Raises:
-        ExplainError: no network reads the dataset's samples (a GAN).
-    """
-    import dataclasses
-
-    from builder.data import fit_dataset
-    from builder.graph.compile import compile_graph
-    from builder.interchange.network_export import NetworkError, explain_view, network_state
-
-    try:
-        name, view = explain_view(project)
-    except NetworkError as e:
-        raise ExplainError(str(e)) from None
-    sub = compile_graph(view.graph)
-    sub.load_state_dict(network_state(project, name, model.state_dict()), strict=False)
-    sub.layerlab_explained = name  # what the page names
-    info = dataclasses.replace(ds.info, task="regression", class_names=[], num_classes=None)
-    ds = dataclasses.replace(ds, info=info)
-    return sub.eval(), fit_dataset(sub, ds)
 
 
 def run_graph(store: Any, run_id: str | None) -> Any:
@@ -94,6 +46,7 @@ def run_graph(store: Any, run_id: str | None) -> Any:
     Raises AccessDenied for a run the store's actor may not read."""
     if run_id is None:
         return None
+
     try:
         return store.get(run_id).project.graph
     except AccessDenied:
@@ -155,8 +108,6 @@ class ExplainSession:
 
     def __init__(self, model: nn.Module, ds: Any, split: str = "test", run_id: str | None = None,
                  graph: Any = None):
-        from builder.data import fit_dataset, predict
-
         self.model, self.run_id, self.graph, self.split = model, run_id, graph, split
         self.explained: str | None = getattr(model, "layerlab_explained", None)  # a drawn objective's network
         compiled = getattr(model, "layerlab_input_shapes", None) is not None  # a plain module: ds as it is
@@ -408,20 +359,14 @@ class ExplainSession:
 
     def attention_nodes(self) -> Any:
         """The attention nodes of the model (empty when it has none)."""
-        from builder.interpret.attention import attention_nodes
-
         return attention_nodes(self.model)
 
     def attention(self, i: int) -> dict[str, Tensor]:
         """Attention maps of sample ``i`` per node: (1, heads, T, T)."""
-        from builder.interpret.attention import capture_attention
-
         return capture_attention(self.model, self.sample(i))
 
     def activation_nodes(self) -> dict[str, str]:
         """Nodes whose output can be shown, with their type."""
-        from builder.interpret.activations import activation_nodes
-
         return activation_nodes(self.model, self.graph)
 
     @staticmethod
@@ -435,8 +380,6 @@ class ExplainSession:
 
         ``kind``: ``auto`` (a feature-map grid for (C, H, W), else a strip), ``strip`` or ``histogram``.
         """
-        from builder.interpret.activations import capture_activations
-
         acts = capture_activations(self.model, self.sample(i), [node], graph=self.graph)
         if node not in acts:
             return None
@@ -451,14 +394,12 @@ class ExplainSession:
 
     def weighted_nodes(self) -> list[str]:
         """Nodes with weights."""
-        from builder.interpret.sanity import weighted_nodes
+        from builder.interpret.sanity import weighted_nodes  # lazy: heavy (scipy)
 
         return weighted_nodes(self.model)
 
     def weight_histograms(self, nodes: list[str]) -> Any:
         """Weight histograms of ``nodes``."""
-        from builder.interpret.activations import weight_histograms
-
         return weight_histograms(self.model, nodes=nodes)
 
     # ----------------------------------------------------------------------------------------- trust
@@ -470,7 +411,7 @@ class ExplainSession:
     def sanity(self, i: int, n: int, methods: list[str], target: int | None, *, threshold: float = 0.5,
                baseline: str = "zeros", pad_token: int | None = None) -> SanityReport:
         """The randomisation check of each method on ``n`` samples from ``i`` on (errors per method, not raised)."""
-        from builder.interpret.sanity import randomisation_check
+        from builder.interpret.sanity import randomisation_check  # lazy: heavy (scipy)
 
         start, stop = self.window(i, n)
         opts = {k: v for k, v in self.options(baseline, pad_token).items() if k != "modality"}
@@ -487,7 +428,7 @@ class ExplainSession:
     def completeness(self, i: int, n: int, target: int | None, *, steps: int = 50, baseline: str = "zeros",
                      pad_token: int | None = None) -> Any:
         """Integrated Gradients completeness on ``n`` samples from ``i`` on (a ``CompletenessResult``)."""
-        from builder.interpret.sanity import ig_completeness
+        from builder.interpret.sanity import ig_completeness  # lazy: heavy (scipy)
 
         start, stop = self.window(i, n)
         opts = self.options(baseline, pad_token)
@@ -497,35 +438,27 @@ class ExplainSession:
     # ------------------------------------------------------------------------- your input, attacks, calibration
     def try_input(self, x: Tensor, method: str | None = None, *, baseline: str = "zeros") -> Any:
         """Your own input ``x`` (1, ...) predicted and explained (:func:`builder.interpret.tryit.try_input`)."""
-        from builder.interpret.tryit import try_input
-
         return try_input(self, x.to(self.device), method, baseline=baseline)
 
     def continue_text(self, x: Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,
                       seed: int = 0) -> dict:
         """A language model's continuation of prompt ids ``x`` (:func:`builder.interpret.tryit.continue_text`)."""
-        from builder.interpret.tryit import continue_text
+        from builder.interpret.tryit import continue_text  # lazy: heavy (torch, captum, numpy)
 
         return continue_text(self, x.to(self.device), steps, temperature, top_k, seed)
 
     def robustness(self, eps: list[float], method: str = "fgsm", steps: int = 10) -> Any:
         """Accuracy against ε on the split (:func:`builder.interpret.robustness.model_robustness`)."""
-        from builder.interpret.robustness import model_robustness
-
         return model_robustness(self.model, self.ds, eps, method=method, steps=steps, split=self.split,
                                 run_id=self.run_id)
 
     def flip_view(self, index: int, eps: float, **kw: Any) -> Any:
         """A flipped sample beside its adversarial version (:func:`builder.interpret.robustness.flip_view`)."""
-        from builder.interpret.robustness import flip_view
-
         return flip_view(self.model, self.ds, index, eps, split=self.split, **kw)
 
     def calibrate(self, bins: int = 15) -> Any:
         """Temperature scaling on val, reliability and coverage on test
         (:func:`builder.interpret.calibration.calibrate_model`)."""
-        from builder.interpret.calibration import calibrate_model
-
         return calibrate_model(self.model, self.ds, bins=bins, run_id=self.run_id)
 
 

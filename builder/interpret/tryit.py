@@ -27,8 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from builder.errors import DatasetError, ExplainError
+from builder.data import predict
+from builder.data.images import decode_image
+from builder.entities.run_status import is_live
+from builder.errors import DatasetError, ExplainError, TrainingError
 from builder.interpret.attributions import Explanation, explain
+from builder.runs.summary import current_run
 
 __all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "encode_series", "continue_text", "token_labels", "try_input", "MAX_STROKE_POINTS"]
@@ -86,9 +90,6 @@ class TryRun:
 def try_run(store: Any, graph: Any, owner: str | None) -> TryRun | None:
     """The run Try it uses for the graph on the canvas: the owner's live run of this graph, else the newest
     (:func:`builder.runs.summary.current_run`, what the Train page shows); None without one."""
-    from builder.runs.status import is_live
-    from builder.runs.summary import current_run
-
     run = current_run(store, graph, owner)
     if run is None:
         return None
@@ -115,7 +116,7 @@ def try_form(xs: Any, sample: int = 0) -> TryForm:
         ids = xs.sample(sample).reshape(-1).tolist()
         vocab = list(info.vocab or [])
         if getattr(info, "tokenizer", ""):
-            from builder.data.text import decode, load_tokenizer
+            from builder.data.text import decode, load_tokenizer  # lazy: heavy (numpy)
 
             text = decode(load_tokenizer(info.tokenizer), ids)
             if info.task == "next_token":
@@ -167,8 +168,6 @@ def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "ima
 
     ``invert`` turns dark-on-light drawings into the light-on-dark digits of the built-in set.
     """
-    from builder.data.images import decode_image
-
     shape = tuple(xs.info.input_shape)
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ExplainError(f"this model reads inputs of shape {list(shape)}, not images. Fix: use the row editor")
@@ -273,7 +272,7 @@ def encode_tokens(xs: Any, text: str) -> torch.Tensor:
     if not words:
         raise ExplainError("the sequence is empty. Fix: type words of the vocabulary, separated by spaces")
     if getattr(xs.info, "tokenizer", ""):
-        from builder.data.text import encode, load_tokenizer
+        from builder.data.text import encode, load_tokenizer  # lazy: heavy (numpy)
 
         tok = load_tokenizer(xs.info.tokenizer)
         if xs.info.task == "next_token":  # a prompt: its own length, the model sees its last T tokens
@@ -331,9 +330,8 @@ def continue_text(xs: Any, x: torch.Tensor, steps: int = 40, temperature: float 
     as text (:func:`builder.training.text_samples.generate`). Runs the model: call it in the probe's child."""
     if getattr(xs, "sandboxed", False):
         return xs.continue_text(x, steps, temperature, top_k, seed)
-    from builder.data.text import decode, load_tokenizer
-    from builder.errors import TrainingError
-    from builder.training.text_samples import generate
+    from builder.data.text import decode, load_tokenizer  # lazy: heavy (numpy)
+    from builder.training.text_samples import generate  # lazy: heavy (torch, numpy)
 
     if xs.info.task != "next_token" or not getattr(xs.info, "tokenizer", ""):
         raise ExplainError(f"continuing a prompt needs a language model run (task next_token); received: task "
@@ -353,9 +351,8 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
 
     An attribution that fails comes back as ``error`` with the prediction still given.
     """
-    if getattr(xs, "sandboxed", False):  # a ProbeSession (builder.interpret.probe): the model runs in its child
+    if getattr(xs, "sandboxed", False):  # a ProbeSession (builder.jobs.probe): the model runs in its child
         return xs.try_input(x, method, baseline=baseline)
-    from builder.data import predict
 
     pred = predict(xs.model, x, xs.info.task, batch_size=None)
     if pred.classification:
@@ -364,7 +361,7 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
         runners = [(xs.class_name(c), p) for c, p in pred.runners_up(0, 2)]
         target: int | None = None if pred.single_logit else label
     elif xs.info.task == "forecast" and xs.info.target_mean is not None:  # the series' own units
-        from builder.data.series import unscale
+        from builder.data.series import unscale  # lazy: heavy (numpy)
 
         values = unscale(xs.info, pred.values[:1].detach().cpu().numpy()).reshape(-1)
         name, conf, runners, target = ", ".join(f"{v:.4g}" for v in values), float("nan"), [], None

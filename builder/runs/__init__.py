@@ -1,10 +1,12 @@
-"""The runs stage: the run store, run folders and statuses, jobs and their launcher, owners, model cards, tracking.
+"""The runs stage: the run store, the pipeline that trains into it, owners, classes, model cards, run summaries.
 
-:mod:`.status` is the one run-status type with its sets and predicates; :mod:`.folder` names every file of a
-run folder; :mod:`.store` is the SQLite run store plus one folder per run; :mod:`.jobs` runs each training as
-its own OS process; :mod:`.owners` says who owns what and who may see or control a run; :mod:`.modelcard`
-writes a run's Markdown card; :mod:`.tracking` mirrors runs into MLflow; :mod:`.summary` computes what the
-pages show about runs.
+:mod:`.store` is the SQLite run store plus one folder per run (its statuses and file names are the leaves
+:mod:`builder.entities.run_status` and :mod:`builder.entities.run_folder`); :mod:`.pipeline` is project + dataset +
+settings -> trained run, the one entry point of the CLI, jobs and pages; :mod:`.crossval` and :mod:`.prune_run`
+drive cross-validation and pruning through it; :mod:`.owners` says who owns what; :mod:`.classes` a teacher's
+classes; :mod:`.modelcard` writes a run's Markdown card; :mod:`.summary` computes what the pages show about runs.
+Jobs (:mod:`builder.jobs`), MLflow tracking (:mod:`builder.tracking`) and housekeeping (:mod:`builder.admin`) are
+edges above the stages.
 """
 
 from builder.runs.store import *  # noqa: F403  (the public names of builder.runs stay importable here)

@@ -4,7 +4,7 @@ members' runs side by side and a leaderboard.
 A class is a JSON file ``<workspace>/classes/<id>.json``: ``id``, ``name``, ``code`` (what students type to
 join), ``teacher`` (an owner the server's configuration marks as teacher: :func:`builder.runs.owners.teachers`),
 ``members``, ``starter`` (a project with its built-in dataset), ``metric`` (the test metric of the leaderboard),
-``quotas`` (overrides of :mod:`builder.runs.quotas` for members) and timestamps. Writes happen under one lock
+``quotas`` (overrides of :mod:`builder.jobs.quotas` for members) and timestamps. Writes happen under one lock
 file, so thirty students joining at once are all kept. Students see only their own work; the teacher sees
 every member's runs read-only and may stop their jobs (:func:`builder.access.may`, with the roles
 :func:`actor_for` resolves). A member's run of the starter is recorded for the class (:func:`class_for`: the
@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from builder._moved import moved_name
 from builder.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.data.sources import travels
 from builder.errors import LayerLabError
@@ -296,7 +297,7 @@ def _scores_path(store: RunStore, cls: dict) -> Path:
 HoldoutScorer = Callable[[str, dict, str], "float | None"]
 """Scores a run on a class's held-out set: ``(run id, holdout, metric) -> value`` (None: the model does not fit
 the data); one line (a LayerLabError) when its model crashed, hung or ran out of memory. The app's is
-:meth:`builder.interpret.probe.ModelProbe.holdout`: the model runs in the page session's sandboxed child, which
+:meth:`builder.jobs.probe.ModelProbe.holdout`: the model runs in the page session's sandboxed child, which
 calls :func:`evaluate_holdout`."""
 
 
@@ -336,26 +337,6 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
     if isinstance(value, dict):
         return None, str(value.get("error") or "not scored")
     return (float(value) if isinstance(value, (int, float)) else None), None
-
-
-def evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
-    """Run ``run_id``'s model on the held-out test split and return ``metric`` (None when its weights or task do
-    not fit the data). It builds and runs a user's model in the calling process: only the sandboxed model probe's
-    child calls it (:meth:`builder.interpret.probe.ModelProbe.holdout`), never the server."""
-    from builder.data import fit_dataset, load_dataset
-    from builder.training.metrics import evaluate
-    from builder.training.pipeline import load_run
-
-    run = store.get(run_id)  # a run the store's actor may read: AccessDenied, never "does not fit"
-    try:
-        model, _ = load_run(store, run)
-        graph = run.project.graph
-        ds = fit_dataset(graph, load_dataset(holdout["dataset"], **holdout.get("options", {})))
-        res = evaluate(model, ds.test.X, ds.test.y, ds.info.task, num_classes=ds.info.num_classes)
-    except (LayerLabError, RuntimeError, ValueError, TypeError):  # weights of another shape, another task
-        return None
-    value = res.get(metric)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 _PARAMS: dict[str, int | None] = {}  # parameters per graph hash (a class's runs mostly share the starter's graph)
@@ -435,6 +416,10 @@ def member_label(cls: dict, owner: str, workspace: str | Path | None = None) -> 
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
-           "update_class", "delete_class", "joined_at", "holdout_score", "holdout_result", "evaluate_holdout", "HoldoutScorer", "starter_project", "students_of", "class_quotas", "class_runs",
+           "update_class", "delete_class", "joined_at", "holdout_score", "holdout_result", "HoldoutScorer", "starter_project", "students_of", "class_quotas", "class_runs",
            "actor_for", "class_for", "CLASS_KEY",
            "leaderboard", "member_label"]
+
+
+def __getattr__(name: str):  # evaluate_holdout moved up to builder.interpret.run_views (builder/_moved.py)
+    return moved_name(__name__, name)

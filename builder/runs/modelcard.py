@@ -16,14 +16,25 @@ from typing import Any
 
 import torch
 
+from builder.data.sources import DatasetSource
 from builder.disk import on_full_disk
+from builder.entities.run_folder import RunFolder
+from builder.errors import LayerLabError
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
-from builder.runs.folder import RunFolder
 from builder.runs.record import Run
-from builder.runs.summary import shown_dataset_options
 from builder.training.lineage import baseline_line
+from builder.training.metrics import loss_kind
+from builder.training.objectives import has_objective, resolve_objective
 from builder.training.prune import latency_cell, latency_text
+
+
+def _shown_options(run: dict) -> dict:
+    """The run's dataset options as people see them (:meth:`~builder.data.sources.DatasetSource.shown_options`: an
+    upload by its name, never a server path). Not :func:`builder.runs.summary.shown_dataset_options`: the summary
+    reads the store, which writes this card."""
+    src = DatasetSource.from_run(run)
+    return src.shown_options() if src is not None else {}
 
 
 def _fmt(v: Any) -> str:
@@ -64,7 +75,7 @@ def _architecture(project: dict) -> list[str]:
 def _count_weights(path: Path) -> int | None:
     if not path.is_file():
         return None
-    from builder.training.weights import read_weights
+    from builder.training.weights import read_weights  # lazy: heavy (safetensors)
 
     sd, _ = read_weights(path)
     return int(sum(v.numel() for k, v in sd.items() if v.is_floating_point() and "running_" not in k))
@@ -105,7 +116,7 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
             + (f", classes: {md_text(', '.join(map(str, classes)), 2000)}" if classes else ""),
             f"- split (seeded{', stratified' if info.get('task') in ('multiclass', 'binary') else ''}): "
             f"train {_fmt(sizes.get('train', '-'))}, validation {_fmt(sizes.get('val', '-'))}, test "
-            f"{_fmt(sizes.get('test', '-'))}; options {_fmt(str(shown_dataset_options(run)))}"]
+            f"{_fmt(sizes.get('test', '-'))}; options {_fmt(str(_shown_options(run)))}"]
     if info.get("description"):
         out.append(f"- {md_text(info['description'], 2000, line_start=True)}")
     for note in info.get("notes") or []:
@@ -166,10 +177,6 @@ def _objective(run: Run, cfg: dict, info: dict) -> list[str]:
     and the update schedule (a drawn objective, :mod:`builder.training.objectives`), else the task's built-in
     loss. A project record that cannot be read says so instead (the record's project is parsed once: the pipeline
     that stored it hands it on, :meth:`~builder.runs.record.Run.with_project`)."""
-    from builder.errors import LayerLabError
-    from builder.training.metrics import loss_kind
-    from builder.training.objectives import has_objective, resolve_objective
-
     out = ["## Objective", ""]
     try:
         proj = run.project

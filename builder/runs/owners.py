@@ -54,7 +54,7 @@ MAX_CONFIG_BYTES = 256 * 1024
 def server_config(workspace: str | Path) -> dict:
     """The server's configuration file (``$LAYERLAB_SERVER_CONFIG`` or ``<workspace>/server.json``), ``{}`` when
     there is none. It holds ``teachers`` (a list of owner ids or e-mails) and ``quotas``
-    (:mod:`builder.runs.quotas`). Raises LayerLabError for a file that is not a JSON object."""
+    (:mod:`builder.jobs.quotas`). Raises LayerLabError for a file that is not a JSON object."""
     env = os.environ.get(ENV_SERVER_CONFIG, "").strip()
     path = Path(env).expanduser() if env else Path(workspace) / SERVER_CONFIG
     if not path.is_file():
@@ -245,7 +245,7 @@ def pseudonym(workspace: str | Path, owner: str) -> str:
 
 def _v1_safe_id(owner: str) -> str:
     """The folder name LayerLab 0.1 gave an owner (its kind, up to 24 characters of the id, a plain hash): only to
-    find such folders and move them (:mod:`builder.runs.owner_migration`); removed with that migration in 0.3."""
+    find such folders and move them (:mod:`builder.admin.owner_migration`); removed with that migration in 0.3."""
     readable = re.sub(r"[^a-z0-9]+", "-", owner.split(":", 1)[-1].lower()).strip("-")[:24]
     digest = hashlib.sha256(owner.encode("utf-8")).hexdigest()[:16]
     return f"{_kind(owner)}-{readable}-{digest}" if readable else f"{_kind(owner)}-{digest}"
@@ -318,7 +318,7 @@ def move_owner_folder(src: Path, dst: Path, renames: Mapping[str, str]) -> None:
 
 def old_owner_folders(workspace: str | Path) -> list[str]:
     """Names of folders in ``<workspace>/owners`` made by LayerLab 0.1
-    (:func:`builder.runs.owner_migration.migrate_owner_folders` moves them)."""
+    (:func:`builder.admin.owner_migration.migrate_owner_folders` moves them)."""
     root = Path(workspace) / OWNERS_DIR
     if not root.is_dir():
         return []

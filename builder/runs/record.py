@@ -26,13 +26,15 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from builder.access import owner_of
-from builder.errors import RunStoreError
-from builder.runs.status import RunStatus
+from builder.entities.run_status import RunStatus
+from builder.errors import LayerLabError, RunStoreError
+from builder.graph.project import load_project
+from builder.graph.shapes import infer_shapes
+from builder.training.config import TrainConfig
 
 if TYPE_CHECKING:  # parsing settings or a dataset source is paid for by the reader that asks
     from builder.data.sources import DatasetSource
     from builder.graph.project import Project
-    from builder.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,6 @@ class Run(Mapping[str, Any]):
     def project(self) -> Project:
         """The project the run trained, parsed on first use (ProjectFormatError for a damaged record;
         RunStoreError for a listed record, which carries no project: read it with ``RunStore.get``)."""
-        from builder.graph.project import load_project
 
         if self.row.get("project") is None:
             raise RunStoreError(f"run {self.row.get('id')} was read without its project; received: a listed "
@@ -138,7 +139,6 @@ class Run(Mapping[str, Any]):
     @cached_property
     def config(self) -> TrainConfig:
         """The training settings, validated on first use (TrainingError for settings no LayerLab accepts)."""
-        from builder.training.config import TrainConfig
 
         return TrainConfig.from_dict(self.row.get("config") or {})
 
@@ -146,7 +146,7 @@ class Run(Mapping[str, Any]):
     def dataset(self) -> DatasetSource | None:
         """The dataset source as recorded (None when the run names none); an upload resolves as its owner's
         with :func:`builder.runs.summary.run_source`."""
-        from builder.data.sources import DatasetSource
+        from builder.data.sources import DatasetSource  # lazy: heavy (numpy)
 
         return DatasetSource.from_run(self.row)
 
@@ -157,8 +157,6 @@ class Run(Mapping[str, Any]):
         recorded = self.environment.get("params")
         if isinstance(recorded, int) and not isinstance(recorded, bool):
             return recorded
-        from builder.errors import LayerLabError
-        from builder.graph.shapes import infer_shapes
 
         try:
             return infer_shapes(self.project.graph).total_params

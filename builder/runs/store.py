@@ -44,13 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 from builder.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
 from builder.disk import on_full_disk
+from builder.entities.run_folder import RunFolder
+from builder.entities.run_status import LIVE, RunStatus, is_final, is_live
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
-from builder.runs.folder import RunFolder
-from builder.runs.launcher import pid_alive
+from builder.process.launcher import pid_alive
 from builder.runs.record import Run
-from builder.runs.status import LIVE, RunStatus, is_final, is_live
+from builder.training.config import TrainConfig
 
 if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
     from builder.training.config import TrainConfig
@@ -337,7 +338,6 @@ class RunStore:
         :func:`builder.runs.classes.check_class_for`) and create its folder; returns the run id."""
         import torch
 
-        from builder.training.config import TrainConfig
 
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
@@ -486,7 +486,7 @@ class RunStore:
         run's project as the caller stored it, handed on so the card does not parse it again)."""
         self.update_status(run_id, status, message, final_metrics=final or {}, test_metrics=test)
         try:
-            from builder.runs.modelcard import write_card
+            from builder.runs.modelcard import write_card  # lazy: heavy (torch)
             run = self._row(run_id)
             run = run.with_project(project) if project is not None else run
             write_card(run, self.metrics(run["id"], actor=SYSTEM), self._run_dir(run["id"]))

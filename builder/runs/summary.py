@@ -17,10 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder.entities.run_status import RunStatus, is_live
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
-from builder.runs.status import RunStatus, is_live
 from builder.runs.store import Run, RunStore, graph_hash
+from builder.training.lineage import BASELINE_TAG, baseline_tag
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -75,8 +76,8 @@ def run_source(workspace: str | Path | None, run: dict) -> DatasetSource | None:
     becomes the upload's id when it lies in the run owner's upload folder
     (:func:`builder.runs.owners.upload_dir`); a path recorded by the CLI's local user stays its command-line file.
     None when the run names no dataset."""
-    from builder.data.sources import DatasetSource
-    from builder.data.uploads import UploadFolder
+    from builder.data.sources import DatasetSource  # lazy: heavy (numpy)
+    from builder.data.uploads import UploadFolder  # lazy: heavy (numpy)
 
     owner = owner_of(run)
     uploads = UploadFolder(upload_dir(workspace, owner)) if workspace is not None else None
@@ -86,7 +87,7 @@ def run_source(workspace: str | Path | None, run: dict) -> DatasetSource | None:
 def shown_dataset_options(run: dict) -> dict:
     """A run's dataset options as shown to people (model cards, tables, MLflow, ``runs show``): an upload as its
     name or id, never a path on the server (:meth:`builder.data.sources.DatasetSource.shown_options`)."""
-    from builder.data.sources import DatasetSource
+    from builder.data.sources import DatasetSource  # lazy: heavy (numpy)
 
     src = DatasetSource.from_run(run)
     return src.shown_options() if src is not None else {}
@@ -94,7 +95,7 @@ def shown_dataset_options(run: dict) -> dict:
 
 def dataset_label(run: dict) -> str:
     """The dataset of a run as shown to people: the name, or ``csv: file.csv`` for an upload (never a path)."""
-    from builder.data.sources import DatasetSource
+    from builder.data.sources import DatasetSource  # lazy: heavy (numpy)
 
     src = DatasetSource.from_run(run)
     return src.display() if src is not None else "—"
@@ -169,7 +170,6 @@ def baseline_tags(store: RunStore, run: dict) -> dict | None:
     """A distilled run's tags with its student-alone baseline's test figures filled in from the baseline's own
     run when they were not known as the distilled run started (the Train page starts both jobs at once); the
     tags unchanged otherwise. For :func:`builder.training.lineage.baseline_line`."""
-    from builder.training.lineage import BASELINE_TAG, baseline_tag
 
     tags = run.get("tags") or None
     base = (tags or {}).get(BASELINE_TAG)

@@ -1,8 +1,8 @@
 """The detached study runner: a study in its own OS process (``python -m builder tune``) that outlives the page.
 
 :func:`launch_study` checks the space and the settings, then starts the runner through
-:func:`builder.runs.launcher.spawn_detached` with its output in ``<workspace>/studies/<name>.log``, in a jobs'
-clean environment and under their memory and file limits (:mod:`builder.runs.job_sandbox`);
+:func:`builder.process.launcher.spawn_detached` with its output in ``<workspace>/studies/<name>.log``, in a jobs'
+clean environment and under their memory and file limits (:mod:`builder.jobs.job_sandbox`);
 :func:`resume_study` starts it again with the settings the study was created with.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
-from builder.runs.job_sandbox import limit_study, study_env
-from builder.runs.launcher import spawn_detached
+from builder.jobs.job_sandbox import limit_study, study_env
+from builder.process.launcher import spawn_detached
 from builder.search.results import study_settings
 from builder.search.settings import StudySettings
 from builder.search.space import parse_space

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from builder.errors import GraphError, Problem
+from builder.graph.edit import chain_between, repeat_chain
 from builder.graph.project import Project, load_project
 from builder.graph.registry import Param, get_spec, has_spec
+from builder.graph.shapes import infer_shapes
 
 MAX_CHOICES = 64
 
@@ -254,8 +256,6 @@ class SearchSpace:
                 cfg[d.key] = v
         for d in self.dims:  # blocks last: their copies take the parameters just set
             if d.block and d.key in params:
-                from builder.graph.edit import repeat_chain
-
                 project.graph = repeat_chain(project.graph, *d.block, int(params[d.key]))
         return project, cfg
 
@@ -312,8 +312,6 @@ def parse_space(specs: Iterable[str | Dimension], project: Project | dict) -> Se
 
 def _overlapping_blocks(dims: list[Dimension], project: Project) -> list[Problem]:
     """Searched blocks may not share a layer (one's copies would hold half of the other)."""
-    from builder.graph.edit import chain_between
-
     owner: dict[str, str] = {}
     out: list[Problem] = []
     for d in dims:
@@ -332,9 +330,6 @@ def _overlapping_blocks(dims: list[Dimension], project: Project) -> list[Problem
 def _check_block(d: Dimension, project: Project) -> tuple[list[Problem], Dimension]:
     """A repeated block: a straight run of layers with one input, counts 0..MAX_REPEAT, and (unless every count is
     1) an output shape equal to its input shape, so that a copy or a skip fits where the block was."""
-    from builder.graph.edit import chain_between
-    from builder.graph.shapes import infer_shapes
-
     first, last = d.block
 
     def prob(code: str, msg: str) -> list[Problem]:
@@ -488,7 +483,7 @@ def searchable_params(project: Project | dict) -> list[dict]:
     data fixes (the output width: :func:`builder.data.compat.fixed_by_data`) and what wires the network rather
     than tunes it (``Param.tunable`` False: a Flatten's dims, groups, bias).
     """
-    from builder.data.compat import fixed_by_data
+    from builder.data.compat import fixed_by_data  # lazy: heavy (numpy)
 
     out = []
     graph = load_project(project).graph

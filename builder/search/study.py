@@ -2,7 +2,7 @@
 its trials as LayerLab jobs.
 
 :class:`StudyRunner` uses Optuna's ask-and-tell interface: it asks for parameters, submits each trial as a job
-(:func:`builder.runs.jobs.submit`, tagged with the study and the trial number), reads the job's per-epoch
+(:func:`builder.jobs.queue.submit`, tagged with the study and the trial number), reads the job's per-epoch
 validation metrics from the run store to report intermediate values to the median pruner, stops pruned jobs,
 and tells Optuna the result; the trial agrees with its run (pruned: the run was stopped; a run that finished
 before its stop took effect makes a complete trial with its final value). A trial whose graph is invalid fails with the graph's problems recorded; a job
@@ -29,10 +29,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from builder.entities.run_status import RunStatus, is_final
 from builder.errors import LayerLabError, Problem, TrainingError
+from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
-from builder.runs.launcher import pid_alive
-from builder.runs.status import RunStatus, is_final
+from builder.graph.shapes import infer_shapes
+from builder.process.launcher import pid_alive
 from builder.search.results import StudyResult, study_result
 from builder.search.settings import StudySettings, objective_direction, objective_metric, objective_value
 from builder.search.space import SearchSpace, parse_space
@@ -44,14 +46,15 @@ from builder.search.storage import (
     default_storage,
     open_storage,
 )
+from builder.training.config import TrainConfig
 
 
 class JobLauncher:
-    """How trials become jobs: the one place that talks to :mod:`builder.runs.jobs` (tests pass a stand-in)."""
+    """How trials become jobs: the one place that talks to :mod:`builder.jobs.queue` (tests pass a stand-in)."""
 
     def __init__(self, jobs: Any = None):
         if jobs is None:
-            from builder.runs import jobs
+            from builder.jobs import queue as jobs  # lazy: heavy (torch)
         self.jobs = jobs
 
     def slots(self) -> int:
@@ -60,7 +63,7 @@ class JobLauncher:
 
     def submit(self, store, spec: dict) -> str:
         """Start a job for one trial; returns its run id."""
-        job_spec = getattr(self.jobs, "JobSpec", None)  # builder.runs.jobs takes a JobSpec, stand-ins a dict
+        job_spec = getattr(self.jobs, "JobSpec", None)  # builder.jobs.queue takes a JobSpec, stand-ins a dict
         return self.jobs.submit(store, job_spec(**spec) if job_spec else spec)
 
     def stop(self, store, run_id: str) -> None:
@@ -121,9 +124,8 @@ class StudyRunner:
                  space: SearchSpace | Sequence[str], settings: StudySettings | None = None,
                  dataset_options: dict | None = None, on_update: Callable[[dict], None] | None = None,
                  launcher: JobLauncher | None = None):
-        from builder.data import load_dataset
-        from builder.training.config import TrainConfig
-        from builder.training.pipeline import owner_uploads
+        from builder.data import load_dataset  # lazy: heavy (numpy)
+        from builder.runs.pipeline import owner_uploads  # lazy: heavy (torch, safetensors)
 
         self.store = store
         self.settings = settings or StudySettings()
@@ -151,7 +153,9 @@ class StudyRunner:
         self.on_update = on_update
         self.launcher = launcher or JobLauncher()
         self.storage_url = self.settings.storage or default_storage(store.workspace)
-        from builder.runs.tracking import resolve_tracking  # the owner's tracker, never the study's storage
+        from builder.tracking import (
+            resolve_tracking,  # the owner's tracker, never the study's storage  # lazy: heavy (torch)
+        )
 
         self.tracking = resolve_tracking(store.workspace, self.settings.owner, self.settings.tracking,
                                          also=[self.storage_url])
@@ -161,7 +165,7 @@ class StudyRunner:
 
     def _mlflow_parent(self, result: StudyResult | None = None) -> None:
         """With MLflow tracking on, the study's parent run (trials nest under it); at the end, its best value."""
-        from builder.runs.tracking import Tracker, TrackingWarning
+        from builder.tracking import Tracker, TrackingWarning  # lazy: heavy (torch)
 
         if not self.tracking:
             return
@@ -329,10 +333,8 @@ class StudyRunner:
     def _check_trial(self, project: Project, cfg: dict, trial: Any = None) -> list[Problem]:
         """The graph's, the cost limits' and the settings' problems for one trial (empty when it can train);
         the trial records its graph's parameters and multiply-adds."""
-        from builder.data import fit_dataset
-        from builder.data.compat import check_compat
-        from builder.graph.shapes import infer_shapes
-        from builder.training.config import TrainConfig
+        from builder.data import fit_dataset  # lazy: heavy (numpy)
+        from builder.data.compat import check_compat  # lazy: heavy (numpy)
 
         report = infer_shapes(project.graph)
         problems = [p for p in report.problems if p.severity == "error"]
@@ -348,8 +350,6 @@ class StudyRunner:
 
     def _check_cost(self, report: Any, trial: Any) -> list[Problem]:
         """Record the trial's parameters and multiply-adds; a problem for each cost limit it exceeds."""
-        from builder.graph.cost import node_costs, total_macs
-
         params, macs = int(report.total_params), total_macs(node_costs(report))
         if trial is not None:
             trial.set_user_attr("params", params)

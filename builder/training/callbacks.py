@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from builder.data.splits import Dataset, PixelSplit, Split
+from builder.entities.run_folder import RunFolder
 from builder.errors import TrainingError
+from builder.graph.latency import module_latency
 
 if TYPE_CHECKING:
     from builder.training.config import TrainConfig
@@ -289,8 +291,6 @@ class RecordLatency(Callback):
         n = max(1, min(self.batch, len(split)))
         if self.macs * n * (self.repeats + self.warmup) > self.max_work:
             return
-        from builder.graph.latency import module_latency
-        from builder.runs.folder import RunFolder
 
         try:
             lat = module_latency(trainer.model, [split.head(n).X], names, repeats=self.repeats, warmup=self.warmup)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from builder.errors import TrainingError
+from builder.errors import DatasetError, TrainingError
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +48,7 @@ class TrainConfig(BaseModel):
     regression and reconstruction; the train metric is measured at epoch end (eval mode) on the first 512
     training samples, the train loss is the mean of the step losses.
     ``memory_format`` ``auto`` uses channels_last for models with Conv2d on image data (CPU, CUDA).
-    ``init_from``/``init_nodes`` drive transfer learning in :func:`builder.training.pipeline.run_training`;
+    ``init_from``/``init_nodes`` drive transfer learning in :func:`builder.runs.pipeline.run_training`;
     ``freeze`` lists node ids whose weights stay fixed (:class:`builder.training.callbacks.Freeze`).
     ``finetune``: ``full``, ``linear_probe`` (only the head trains) or ``lora`` (the head and LoRA adapters train;
     :mod:`builder.training.finetune`).
@@ -173,8 +173,7 @@ class TrainConfig(BaseModel):
                                 f"it takes: {', '.join(allowed) or 'none'}")
         resolve_device(self.device)
         if self.augment:
-            from builder.data.augment import parse_augment
-            from builder.errors import DatasetError
+            from builder.data.augment import parse_augment  # lazy: heavy (numpy)
 
             try:
                 self.augment = parse_augment(self.augment)

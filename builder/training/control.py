@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from builder.runs.folder import RunFolder
+from builder.entities.run_folder import RunFolder
 from builder.training.events import History
 
 

@@ -26,13 +26,14 @@ from typing import Any
 import networkx as nx
 
 from builder.errors import TrainingError
+from builder.graph.lora import LORA_DEFAULTS, add_lora
 from builder.graph.project import Graph, as_graph
+from builder.graph.shapes import infer_shapes
 
 MODES = ("full", "linear_probe", "lora")
 
 
 def _weighted(graph: Graph) -> list[str]:
-    from builder.graph.shapes import infer_shapes
 
     report = infer_shapes(graph)
     return [nid for nid, info in report.nodes.items() if (info.num_params or 0) > 0]
@@ -69,7 +70,6 @@ def finetune_freeze(graph, mode: str) -> list[str]:
 def apply_finetune(graph, cfg: Any) -> tuple[Graph, Any]:
     """The graph and config a run trains with under ``cfg.finetune``: LoRA added where the mode needs it, the
     mode's frozen nodes added to ``cfg.freeze``."""
-    from builder.graph.lora import LORA_DEFAULTS, add_lora
 
     graph = as_graph(graph)
     mode = getattr(cfg, "finetune", "full")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from builder.disk import write_atomic
 from builder.training.callbacks import Callback
 
 KEPT_WINDOWS = 6
@@ -26,8 +27,8 @@ class KeepForecasts(Callback):
         self.path = Path(path)
 
     def on_before_test(self, trainer: Any) -> None:
-        from builder.data.series import series_windows, unscale
-        from builder.training.metrics import forward_all
+        from builder.data.series import series_windows, unscale  # lazy: heavy (numpy)
+        from builder.training.metrics import forward_all  # lazy: heavy (torch, numpy)
 
         ds = trainer.dataset
         if ds.info.task != "forecast" or not len(ds.test):
@@ -39,7 +40,6 @@ class KeepForecasts(Callback):
         windows = series_windows(ds, n, "test")
         for w, p in zip(windows, pred):
             w["forecast"] = p.tolist()
-        from builder.disk import write_atomic
 
         data = {"columns": list(ds.info.feature_names), "windows": windows}
         write_atomic(self.path, json.dumps(data).encode("utf-8"), "the forecasts")

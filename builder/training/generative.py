@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from builder.errors import RunStoreError, TrainingError
-from builder.graph.project import Edge, Node, Project, load_project
+from builder._moved import moved_name
+from builder.graph.project import load_project
 
 _EPOCH = re.compile(r"epoch_(\d+)")
 
@@ -59,54 +59,8 @@ def vae_nodes(project: Any) -> tuple[str, str, bool] | None:
     return None
 
 
-def vae_probe(store: Any, run_id: str, count: int = 500, shown: int = 16) -> dict[str, np.ndarray]:
-    """A VAE run's latent means (``latent``, shape (n, d)) and ``labels`` of up to ``count`` test samples, and
-    ``inputs``/``recons`` of the first ``shown`` (shaped like the dataset's samples). Raises TrainingError for a
-    project that is not a VAE and RunStoreError for a run without weights."""
-    import torch
-
-    from builder.graph.compile import compile_graph
-    from builder.training.objectives import training_graph
-    from builder.training.pipeline import load_run_dataset
-    from builder.training.weights import read_weights
-
-    run = store.get(run_id)
-    project: Project = run.project
-    found = vae_nodes(project)
-    if found is None:
-        raise TrainingError(f"reconstructions and latent codes need a VAE (a Reparameterize node and a loss against "
-                            f"the input); received: run {run_id}. Fix: train the vae template")
-    mu, recon, sigmoid = found
-    wpath = store.weights_path(run_id)
-    if not wpath.is_file():
-        raise RunStoreError(f"run {run_id} ({run['status']}) has no final weights yet; received: no weights file. "
-                            "Fix: wait for it to finish")
-    from builder.data.fit import fit_dataset
-
-    ds = fit_dataset(project.graph, load_run_dataset(store, run))
-    graph = training_graph(project.graph)
-    for nid in (mu, recon):
-        graph.nodes.append(Node(id=f"probe_{nid}", type="Output"))
-        graph.edges.append(Edge(source=nid, target=f"probe_{nid}"))
-    model = compile_graph(graph)
-    state, _ = read_weights(wpath)
-    model.load_state_dict(state, strict=False)
-    model.eval()
-    split = ds.test if len(ds.test) else ds.val
-    n = min(count, len(split))
-    idx = torch.arange(n)
-    x = split.batch(idx)
-    feeds = [x if (nid in {nd.id for nd in project.graph.nodes if nd.type == "Input"})
-             else torch.zeros((n, *model.layerlab_input_shapes[nid])) for nid in model.layerlab_inputs]
-    with torch.no_grad():
-        outs = model(*feeds)
-    outs = dict(zip(model.layerlab_outputs, (outs,) if isinstance(outs, torch.Tensor) else outs, strict=True))
-    rec = outs[f"probe_{recon}"]
-    rec = torch.sigmoid(rec) if sigmoid else rec
-    k = min(shown, n)
-    shape = tuple(ds.info.input_shape)
-    return {"latent": outs[f"probe_{mu}"].reshape(n, -1).numpy(), "labels": split.y[:n].reshape(-1).numpy(),
-            "inputs": x[:k].reshape(k, *shape).numpy(), "recons": rec[:k].reshape(k, *shape).numpy()}
+__all__ = ["read_samples", "vae_nodes"]
 
 
-__all__ = ["read_samples", "vae_nodes", "vae_probe"]
+def __getattr__(name: str):  # vae_probe moved up to builder.interpret.run_views (builder/_moved.py)
+    return moved_name(__name__, name)

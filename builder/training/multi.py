@@ -1,6 +1,6 @@
 """Training a drawn objective: several loss terms, several networks and optimizers, an update schedule.
 
-Projects whose graph holds a loss node come here from :func:`builder.training.pipeline.run_training` (every
+Projects whose graph holds a loss node come here from :func:`builder.runs.pipeline.run_training` (every
 other project keeps :class:`~builder.training.trainer.Trainer`). :class:`ObjectiveTrainer` compiles the
 *training graph* (:func:`~builder.training.objectives.training_graph`), feeds it per batch (samples, labels,
 the input, a teacher's outputs, noise from a generator seeded by (seed, epoch, batch)) and at each step
@@ -13,7 +13,7 @@ Checkpoints use :func:`~builder.training.checkpoint.save_checkpoint` with every 
 ``opt.<network>.`` (tensors) and ``state["optimizers"]`` (hyper-parameters); the schedule position is the
 global step, the noise is a function of (seed, epoch, batch), so a run killed and resumed from its last
 checkpoint ends with the same weights as one never interrupted. A generator's samples on fixed noise are kept
-per epoch in the run's ``samples.npz`` (:attr:`~builder.runs.folder.RunFolder.samples`).
+per epoch in the run's ``samples.npz`` (:attr:`~builder.entities.run_folder.RunFolder.samples`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from builder._moved import moved_name
 from builder.data.splits import Dataset, Split
+from builder.entities.run_folder import RunFolder
 from builder.errors import TrainingError
 from builder.graph.compile import compile_graph
 from builder.graph.layers.objective import LOSS_TYPES
 from builder.graph.project import Edge, Node, Project
-from builder.runs.folder import RunFolder
 from builder.training.checkpoint import (
     _check_optimizer_shapes,
     _join_optimizer,
@@ -44,11 +45,9 @@ from builder.training.checkpoint import (
 from builder.training.config import TrainConfig, resolve_device
 from builder.training.control import RunControl, StopRequested
 from builder.training.events import History
-from builder.training.lineage import inherit_split, parents
 from builder.training.objectives import (
     ADAM_BETAS,
     Objective,
-    objective_compat,
     output_node,
     resolve_objective,
     training_graph,
@@ -583,105 +582,5 @@ class ObjectiveTrainer(RunControl):
 __all__ = ["ObjectiveTrainer", "sample_node", "SAMPLE_COUNT", "SAMPLE_GRIDS"]
 
 
-# ------------------------------------------------------------------------------------------ the pipeline
-def _teacher_model(store: Any, run_id: str | None) -> torch.nn.Module | None:
-    """The frozen model of a finished run (``training.teacher``), or None."""
-    if not run_id:
-        return None
-    from builder.errors import AccessDenied, RunStoreError
-    from builder.training.pipeline import load_run
-
-    if store is None:
-        raise TrainingError(f"a teacher run needs the run store to load it from; received: teacher={run_id!r} and "
-                            "no store. Fix: train through the CLI or the app (they pass the workspace's store)")
-    try:
-        model, _ = load_run(store, run_id)  # exact id, a run the store's actor may read (builder.access)
-    except AccessDenied:
-        raise
-    except RunStoreError as e:
-        raise TrainingError(f"the teacher run cannot be loaded; received: teacher={run_id!r} ({e}). Fix: pass the "
-                            "id of a finished run") from None
-    return model
-
-
-def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict | None = None, store: Any = None,
-                  callbacks: Iterable[Any] = (), *, dataset_options: dict | None = None,
-                  on_event: Callable[[dict], None] | None = None, background: bool = False,
-                  name: str | None = None, run_id: str | None = None, owner: str = "local",
-                  tags: dict | None = None) -> Any:
-    """:func:`~builder.training.pipeline.run_training` for a project with a drawn objective (same arguments and
-    result; the graph's Input must fit the dataset, its outputs are the loss nodes). ``training.teacher`` names
-    the finished run whose model feeds ``Target(source="teacher")``."""
-    from builder.data import load_dataset
-    from builder.data.fit import fit_dataset
-    from builder.errors import GraphError
-    from builder.graph.project import load_project
-    from builder.graph.shapes import infer_shapes
-    from builder.runs.store import RunLogger
-    from builder.training.pipeline import _launch, open_run_row, owner_uploads, record_environment
-
-    try:
-        project = load_project(project).model_copy(deep=True)
-        tr = dict(project.training or {})
-        cfg = TrainConfig.resolve(tr.get("task"), None, tr, config)
-        if dataset is None:
-            dataset = tr.get("dataset") or (project.dataset or {}).get("name")
-            if not dataset:
-                raise TrainingError("no dataset given and the project names none; received: none. Fix: pass a "
-                                    "dataset name")
-        dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
-        if isinstance(dataset, str):
-            opts = {**({"task": tr["task"]} if "task" in tr else {}), **dict(dataset_options or {})}
-            opts.setdefault("seed", cfg.seed)
-            dataset = load_dataset(dataset, uploads=owner_uploads(store, owner), **opts)
-        if split_note and split_note not in dataset.info.notes:  # the model card says which split the run used
-            dataset.info.notes.append(split_note)
-        cfg = TrainConfig.resolve(dataset.info.task, len(dataset.train), tr, config)
-        ds = fit_dataset(project.graph, dataset)
-        report = infer_shapes(project.graph)
-        problems = [p for p in report.problems if p.severity == "error"]
-        problems += objective_compat(project.graph, ds, report)
-        if problems:
-            raise GraphError(problems)
-        teacher = _teacher_model(store, tr.get("teacher"))
-    except Exception as e:
-        if run_id is not None and store is not None:
-            store.finish(run_id, "failed", message=str(e))
-        raise
-    run_dir, listeners = None, []
-    if store is not None:
-        run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
-        listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
-    if on_event is not None:
-        listeners.append(on_event)
-    try:
-        trainer = ObjectiveTrainer(project, ds, cfg, callbacks, run_dir, on_event=listeners, teacher=teacher)
-    except Exception as e:
-        if run_id is not None:
-            store.finish(run_id, "failed", message=str(e))
-        raise
-    trainer.run_id = run_id
-    if run_id is not None:
-        record_environment(store, run_id, trainer, report)
-    return _launch(trainer, background, run_id)
-
-
-def resume_objective(run: dict, store: Any, project: Project, ds: Dataset, cfg: TrainConfig,
-                     callbacks: Iterable[Any], listeners: list, ckpt: Path, background: bool = False) -> Any:
-    """:func:`~builder.training.pipeline.resume_run`'s second half for a project with a drawn objective."""
-    from builder.training.checkpoint import read_resumable
-    from builder.training.pipeline import _launch
-
-    teacher = _teacher_model(store, (project.training or {}).get("teacher"))
-    trainer = ObjectiveTrainer(project, ds, cfg, callbacks, store.run_dir(run["id"]), on_event=listeners,
-                               resume_from=ckpt, teacher=teacher)
-    _, meta, _ = read_resumable(ckpt)
-    step = meta.get("state", {}).get("global_step", 0)
-    if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
-        store.truncate_metrics(run["id"], step)
-    trainer.run_id = run["id"]
-    store.set_environment(run["id"], device=str(trainer.device), precision=trainer.precision)
-    return _launch(trainer, background, run["id"])
-
-
-__all__ += ["run_objective", "resume_objective"]
+def __getattr__(name: str):  # the run drivers moved up to builder.runs.pipeline (builder/_moved.py)
+    return moved_name(__name__, name)

@@ -31,6 +31,7 @@ from typing import Any
 from builder.errors import TrainingError
 from builder.graph.layers.objective import FED_SOURCES, LOSS_TYPES
 from builder.graph.project import Edge, Graph, Node, Project, as_graph, load_project
+from builder.graph.shapes import infer_shapes
 
 DEFAULT_NETWORK = "model"
 #: Per-network settings a project's ``optimizers`` entry may change: TrainConfig fields, and Adam's/AdamW's
@@ -210,8 +211,6 @@ def add_distillation(project: Any, temperature: float = DISTILL_TEMPERATURE, alp
     The student's output is the graph's one output; the teacher's logits are fed per batch by the trainer
     (``--teacher RUN_ID``). Raises TrainingError for a graph with several outputs or one that has an objective.
     """
-    from builder.graph.shapes import infer_shapes
-
     project = load_project(project).model_copy(deep=True)
     if has_objective(project):
         raise TrainingError("the project already draws its objective; received: a graph with loss nodes. Fix: add "
@@ -266,11 +265,11 @@ _INPUT_CODES = ("dataset_inputs", "input_shape_mismatch", "input_modality_mismat
 
 def objective_compat(graph: Any, dataset: Any, report: Any = None) -> list:
     """:func:`~builder.data.compat.check_compat` for a graph with a drawn objective (what the Train page and
-    :func:`~builder.training.multi.run_objective` check): the dataset fit to the Input first (a flat Input takes
+    :func:`~builder.runs.pipeline.run_objective` check): the dataset fit to the Input first (a flat Input takes
     the 8×8 digits), then the Input checks only (the graph's outputs are its loss terms). Raises DatasetError for
     data that cannot fit."""
-    from builder.data.compat import check_compat
-    from builder.data.fit import fit_dataset
+    from builder.data.compat import check_compat  # lazy: heavy (numpy)
+    from builder.data.fit import fit_dataset  # lazy: heavy (numpy)
 
     ds = fit_dataset(graph, dataset)
     return [p for p in check_compat(graph, ds.info, report) if p.code in _INPUT_CODES]

@@ -11,9 +11,9 @@
 * Unstructured: global magnitude pruning over the weights of the chosen Conv/Linear nodes (the ``amount``
   smallest ``|w|`` become 0), the mask kept fixed while fine-tuning (the pruned weights get no gradient, and
   are re-zeroed before the test), sparsity per layer reported. An interrupted fine-tune resumes with
-  :func:`resume_pruned`, which re-installs the mask (:class:`KeepMasks`).
+  :func:`~builder.runs.prune_run.resume_pruned`, which re-installs the mask (:class:`KeepMasks`).
 
-:func:`prune_run` fine-tunes through :func:`builder.training.pipeline.run_training` as a new run whose
+:func:`~builder.runs.prune_run.prune_run` fine-tunes through :func:`builder.runs.pipeline.run_training` as a new run whose
 ``parent_id`` is the pruned run, and writes ``prune.json`` (:attr:`RunFolder.prune`): parameters, weights-file
 size, CPU latency (both models' forward passes timed interleaved, median and p10-p90 on one thread, called a
 difference only when the spreads separate: :func:`builder.graph.latency.compare_latency`) and the test metrics
@@ -27,23 +27,24 @@ before/after; the new run's model card shows it. Example (L1 importance of a han
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
+from builder._moved import moved_name
 from builder.errors import LayerLabError
-from builder.graph.compile import compile_graph, example_inputs, module_names
-from builder.graph.latency import Conditions, compare_latency, model_forward
+from builder.graph.compile import module_names
+from builder.graph.latency import Conditions
 from builder.graph.project import Project
 from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, channel_plan, shrink_graph
-from builder.runs.folder import keep_report
 from builder.training.callbacks import Callback
-from builder.training.metrics import compute_loss, evaluate, first_output, metric_name
+from builder.training.config import TrainConfig
+from builder.training.metrics import compute_loss, evaluate, first_output
 
 __all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune", "prunable_groups",
-           "magnitude_masks", "latency_text", "latency_cell", "prune_run", "prune_job_spec", "run_prune_job", "finetune_config", "resume_pruned", "CompleteReport", "KeepMasks", "StartFrom", "CRITERIA"]
+           "magnitude_masks", "latency_text", "latency_cell", "finetune_config", "KeepMasks", "StartFrom", "CRITERIA"]
 
 CRITERIA = ("l1", "taylor")
 # The fine-tune's settings unless the caller overrides them: the parent's, with a cosine schedule from 3x the
@@ -57,7 +58,7 @@ _BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
 @dataclass
 class PruneReport:
-    """What :func:`prune_run` did and measured (stored as the new run's ``prune.json``)."""
+    """What :func:`~builder.runs.prune_run.prune_run` did and measured (stored as the new run's ``prune.json``)."""
 
     parent_id: str
     run_id: str | None
@@ -400,75 +401,6 @@ class StartFrom(KeepMasks):
         super().setup(trainer)
 
 
-def resume_pruned(store: Any, run_id: str, **kwargs: Any) -> Any:
-    """Resume any run (:func:`builder.training.pipeline.resume_run`; ``kwargs`` go to it), a pruned run's
-    fine-tune included: the one resume of the CLI (``runs resume``) and of jobs.
-
-    A structured run needs nothing more for its weights: its graph is the smaller one and its checkpoint holds the
-    surviving weights. An unstructured run re-installs its mask: recomputed from the parent's weights with the
-    amount and nodes recorded in its tags (global magnitude pruning is deterministic), kept by :class:`KeepMasks`,
-    so the zeroed weights stay zero after the resume (a plain resume would let them grow back). A pruned run
-    whose report lacks its ``after`` measures (the fine-tune was stopped before) gets them when the resumed
-    fine-tune finishes (:class:`CompleteReport`).
-
-    Raises:
-        RunStoreError: as resume_run, or the parent run is gone.
-    """
-    from builder.training.pipeline import load_run, resume_run
-
-    run = store.get(run_id)
-    tags = run.get("tags") or {}
-    callbacks = list(kwargs.pop("callbacks", ()))
-    masks: dict[str, torch.Tensor] = {}
-    if tags.get("prune") == "unstructured":
-        parent, _ = load_run(store, str(tags["pruned_from"]))
-        nodes = [n for n in str(tags.get("prune_nodes") or "").split(",") if n] or None
-        masks = magnitude_masks(parent, float(tags["prune_amount"]), nodes)
-        callbacks.append(KeepMasks(masks))
-    report = store.folder(run["id"]).read_prune() if tags.get("prune") else None
-    if report and not report.get("after"):
-        callbacks.append(CompleteReport(store, PruneReport(**report), run.project.graph, masks))
-    return resume_run(run["id"], store, callbacks, **kwargs)
-
-
-class CompleteReport(Callback):
-    """Measure a pruned run's ``after`` figures when its (resumed) fine-tune finishes: the report and the model
-    card are written again with them."""
-
-    def __init__(self, store: Any, report: PruneReport, graph: Any, masks: dict[str, torch.Tensor]):
-        self.store, self.report, self.graph, self.masks = store, report, graph, masks
-
-    def on_train_end(self, trainer: Any, result: Any) -> None:
-        """After the final weights were saved: measure, keep the report, rewrite the card."""
-        if getattr(result, "status", None) != "finished" or getattr(trainer, "rank", 0) != 0:
-            return
-        _complete(self.store, self.report, trainer.model.cpu().eval(), self.graph, trainer.dataset, self.masks,
-                  int(self.report.before.get("latency_batch") or 32))
-        from builder.runs.modelcard import write_model_card
-
-        write_model_card(self.store, self.report.run_id)
-
-
-def _complete(store: Any, rep: PruneReport, model: torch.nn.Module, graph: Any, ds: Any,
-              masks: dict[str, torch.Tensor], latency_batch: int, latency_repeats: int = 20) -> None:
-    """Fill ``rep.after`` (and an unstructured run's sparsity) from the pruned run's final model; keep the report."""
-    from builder.training.pipeline import load_run
-
-    if masks:
-        rep.sparsity = _sparsity(model, masks)
-    rep.after = _measure(model, graph, ds, store.weights_path(rep.run_id), latency_repeats, latency_batch)
-    parent, _ = load_run(store, rep.parent_id)  # the model before pruning, timed interleaved with the one after
-    model = model.cpu().eval()
-    xs = example_inputs(model, batch_size=latency_batch)
-    cmp = compare_latency(model_forward(parent, xs), model_forward(model, xs), batch_size=latency_batch,
-                          repeats=latency_repeats, warmup=2)
-    for side, t in ((rep.before, cmp.before), (rep.after, cmp.after)):
-        side.update(latency_ms=t.median_s * 1e3, latency_p10_ms=t.p10_s * 1e3, latency_p90_ms=t.p90_s * 1e3,
-                    latency_batch=latency_batch)
-    rep.latency = cmp.to_dict()
-    keep_report(store, rep, "prune")
-
-
 # ------------------------------------------------------------------------------------------ measures
 def _measure(model: torch.nn.Module, graph: Any, ds: Any, weights_path: Any, latency_repeats: int,
              latency_batch: int) -> dict:
@@ -493,8 +425,6 @@ def _batches(ds: Any, n: int, size: int = 64) -> list[tuple[torch.Tensor, torch.
 def finetune_config(parent_config: dict, finetune_epochs: int, config: dict | None = None) -> dict:
     """The fine-tune's settings: the parent's with :data:`FINETUNE`, :data:`FINETUNE_LR_FACTOR` times its learning
     rate, ``config`` over any and ``epochs = finetune_epochs``."""
-    from builder.training.config import TrainConfig
-
     cfg = TrainConfig.from_dict(parent_config or {})
     return {**cfg.model_dump(), "init_from": None, "init_nodes": None, **FINETUNE,
             "lr": min(cfg.lr * FINETUNE_LR_FACTOR, 10.0), **(config or {}), "epochs": int(finetune_epochs)}
@@ -509,131 +439,6 @@ def _check_args(amount: float, structured: bool, criterion: str, finetune_epochs
         raise LayerLabError(f"the criterion is one of {', '.join(CRITERIA)}; received: {criterion!r}. Fix: use l1")
 
 
-def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: bool = True, criterion: str = "l1",
-                   finetune_epochs: int = 5, nodes: Iterable[str] | None = None, config: dict | None = None,
-                   owner: str | None = None, name: str | None = None) -> Any:
-    """The :class:`~builder.runs.jobs.JobSpec` of a prune job (``kind="prune"``): :func:`builder.runs.jobs.submit`
-    records the pruned run (queued, the parent's graph and data until the job prunes it, ``parent_id`` and the
-    prune tags set) and its own process runs :func:`prune_run` into it, so it is quota-checked, shown on Runs
-    with its status and curves, and stoppable like training. The arguments are :func:`prune_run`'s (checked
-    here, before anything is recorded); ``owner`` defaults to the parent's.
-
-    Raises:
-        RunStoreError: unknown run. LayerLabError: bad amount, criterion or epochs.
-    """
-    from builder.runs.jobs import JobSpec
-
-    _check_args(amount, structured, criterion, finetune_epochs)
-    run = store.get(run_id)
-    project = run.project
-    if structured:
-        prunable_groups(channel_plan(project.graph), nodes)
-    method = "structured" if structured else "unstructured"
-    tags: dict[str, Any] = {"pruned_from": run["id"], "prune": method}
-    if not structured:
-        tags.update(prune_amount=float(amount), prune_nodes=",".join(nodes or ()))
-    label = name or f"{run.get('name') or project.name} pruned {float(amount):.0%} ({method})"
-    args = {"parent": run["id"], "amount": float(amount), "structured": bool(structured), "criterion": criterion,
-            "finetune_epochs": int(finetune_epochs), "nodes": list(nodes) if nodes is not None else None,
-            "config": dict(config or {})}
-    return JobSpec(project=project.model_dump(mode="json"), dataset=run["dataset_name"],
-                   dataset_options=dict(run.get("dataset_options") or {}),
-                   config=finetune_config(run.get("config") or {}, finetune_epochs, config),
-                   owner=owner or run.get("owner") or "local", name=label, tags=tags, kind="prune", prune=args)
-
-
-def run_prune_job(store: Any, run_id: str, args: dict, callbacks: Iterable[Callback] = ()) -> PruneReport:
-    """The prune job's body (:func:`builder.runs.jobs.run_job`): :func:`prune_run` of ``args`` (from
-    :func:`prune_job_spec`) into the job's queued run ``run_id``, with the job's ``callbacks`` (stop/pause)."""
-    a = dict(args)
-    return prune_run(store, str(a.pop("parent")), new_run=run_id, callbacks=callbacks, **a)
-
-
-def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool = True, criterion: str = "l1",
-              finetune_epochs: int = 5, nodes: Iterable[str] | None = None, config: dict | None = None,
-              taylor_batches: int = 4, latency_repeats: int = 20, latency_batch: int = 32,
-              on_event: Callable[[dict], None] | None = None, name: str | None = None,
-              new_run: str | None = None, callbacks: Iterable[Callback] = ()) -> PruneReport:
-    """Prune a finished run and fine-tune the result as a new run (``parent_id`` = ``run_id``): the function both
-    ``layerlab prune`` (in its own process) and the app's prune job (:func:`run_prune_job`) run.
-
-    The fine-tune keeps the parent's settings with :data:`FINETUNE` (cosine schedule, no early stopping) and
-    :data:`FINETUNE_LR_FACTOR` times its learning rate (``config`` overrides any) and ``epochs = finetune_epochs``;
-    ``finetune_epochs = 0`` records the pruned weights as a finished run without training. ``new_run``: record
-    into this queued run (a prune job's) instead of creating one; ``callbacks`` join the fine-tune's. A fine-tune
-    that ends stopped or failed writes the report without the ``after`` measures. Example::
-
-        # not a doctest (needs a trained run): run by tests/training/test_prune.py
-        rep = prune_run(store, run_id, 0.5, finetune_epochs=5, nodes=["conv1", "conv2"])
-        rep.before["params"], rep.after["params"], rep.after["test"]["accuracy"]
-
-    Raises:
-        RunStoreError: unknown run or no weights. LayerLabError: bad amount, criterion or nodes.
-    """
-    from builder.training.pipeline import load_run, run_training
-    from builder.training.weights import save_weights
-
-    _check_args(amount, structured, criterion, finetune_epochs)
-    run = store.get(run_id)
-    parent = run.id
-    project = run.project
-    model, ds = load_run(store, run)
-    task = ds.info.task
-    cfg = run.config
-    rep = PruneReport(parent, None, "structured" if structured else "unstructured", criterion, float(amount),
-                      int(finetune_epochs), metric_name(task, cfg.metric))
-    rep.before = _measure(model, project.graph, ds, store.weights_path(parent), latency_repeats, latency_batch)
-    masks: dict[str, torch.Tensor] = {}
-    if structured:
-        batches = _batches(ds, taylor_batches) if criterion == "taylor" else ()
-        new, state, rep.groups, rep.left_alone = structured_prune(project, model, amount, criterion=criterion,
-                                                                  nodes=nodes, batches=batches, task=task)
-    else:
-        masks = magnitude_masks(model, amount, nodes)
-        new = project.model_copy(deep=True)
-        state = {k: (v * masks[k] if k in masks else v) for k, v in model.state_dict().items()}
-    owner = run.get("owner") or "local"  # the pruned run belongs to whoever owns the parent
-    label = name or f"{run.get('name') or project.name} pruned {float(amount):.0%} ({rep.method})"
-    tags: dict[str, Any] = {"pruned_from": parent, "prune": rep.method}
-    if not structured:  # what resume_pruned needs to rebuild the mask
-        tags.update(prune_amount=float(amount), prune_nodes=",".join(nodes or ()))
-    if finetune_epochs:
-        over = finetune_config(run.get("config") or {}, finetune_epochs, config)
-        result = run_training(new, ds, over, store, [StartFrom(state, masks), *callbacks], on_event=on_event,
-                              name=label, tags=tags, owner=owner, run_id=new_run)
-        new_id = result.run_id
-    else:
-        from builder.data import DatasetSource, save_dataset
-
-        src_name, src_opts = ds.info.reload_args()
-        if new_run is None:
-            new_id = store.create_run(new, src_name, src_opts, cfg, name=label, dataset_info=ds.info.to_dict(),
-                                      parent_id=parent, tags=tags, owner=owner)
-        else:
-            new_id = new_run
-            store.update_run(new_id, project=new, dataset_name=src_name, dataset_options=src_opts,
-                             dataset_info=ds.info.to_dict(), config=cfg.model_dump())
-        if not DatasetSource.of(ds.info).reloadable():  # an upload: keep the data, as the pipeline does
-            save_dataset(ds, store.folder(new_id).dataset)
-        pruned_model = compile_graph(new.graph)
-        pruned_model.load_state_dict(state)
-        save_weights(pruned_model, store.weights_path(new_id))
-    store.update_run(new_id, parent_id=parent)
-    rep.run_id = new_id
-    if not store.weights_path(new_id).is_file():  # the fine-tune was stopped (or failed): no weights to measure
-        keep_report(store, rep, "prune")
-        return rep
-    after, _ = load_run(store, new_id)
-    _complete(store, rep, after, new.graph, ds, masks, latency_batch, latency_repeats)
-    if not finetune_epochs:
-        store.finish(new_id, "finished", test=after_test(after, ds))
-    else:
-        from builder.runs.modelcard import write_model_card
-
-        write_model_card(store, new_id)  # now with the pruning section
-    return rep
-
-
 def after_test(model: torch.nn.Module, ds: Any) -> dict:
     """The test metrics of ``model`` on ``ds`` (as a run records them)."""
     info = ds.info
@@ -645,3 +450,7 @@ def _sparsity(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> dict[st
     by_attr = {v: k for k, v in module_names_of(model).items()}
     sd = model.state_dict()
     return {by_attr.get(key.rsplit(".", 1)[0], key): float((sd[key] == 0).float().mean()) for key in masks}
+
+
+def __getattr__(name: str):  # the run drivers moved up to builder.runs.prune_run (builder/_moved.py)
+    return moved_name(__name__, name)

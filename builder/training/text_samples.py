@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from builder.disk import write_atomic
 from builder.errors import TrainingError
 from builder.training.callbacks import Callback
 
@@ -81,7 +82,7 @@ class TextSamples(Callback):
         info = trainer.dataset.info
         if trainer.task != "next_token" or not info.tokenizer or not len(trainer.dataset.val):
             return None
-        from builder.data.text import decode, load_tokenizer
+        from builder.data.text import decode, load_tokenizer  # lazy: heavy (numpy)
 
         tok = load_tokenizer(info.tokenizer)
         length = int(info.input_shape[0])
@@ -95,7 +96,6 @@ class TextSamples(Callback):
             kept = [e for e in kept if e["epoch"] < entry["epoch"]] + [entry]
             if len(kept) > KEPT_EPOCHS:
                 kept = kept[:1] + kept[-(KEPT_EPOCHS - 1):]
-            from builder.disk import write_atomic
 
             write_atomic(self.path, json.dumps(kept).encode("utf-8"), "the text samples")
         return {"text_sample": entry["text"][:400]}

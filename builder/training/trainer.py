@@ -33,8 +33,9 @@ import torch
 
 from builder.data.augment import Augment, check_augment_input
 from builder.data.splits import Dataset, PixelSplit, Split
+from builder.entities.run_folder import RunFolder
 from builder.errors import DatasetError, TrainingError
-from builder.runs.folder import RunFolder
+from builder.process.threads import torch_threads
 from builder.training.callbacks import Callback, EarlyStopping, builtin_callbacks, int_in, number
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
 from builder.training.config import SCHEDULER_PARAMS, TrainConfig, amp_dtype, precision_label, resolve_device
@@ -294,8 +295,6 @@ class Trainer(RunControl):
         the threads this process has are the cap). The process keeps the count after :meth:`fit`: raising it again
         makes the next calls on more threads 4-25x slower for a while on torch 2.13 (OpenMP/oneDNN; bench/RESULTS.md
         "CPU runs"). Torchrun sets its own."""
-        from builder.runs.threads import torch_threads
-
         self.threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.world == 1:
             self.threads = torch_threads(self.macs_per_batch, cap=self.threads)

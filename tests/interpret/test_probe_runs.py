@@ -38,9 +38,9 @@ def crash_in_holdout() -> None:
     import ctypes
     import time
 
-    from builder.runs import classes
+    from builder.interpret import run_views
 
-    original = classes.evaluate_holdout
+    original = run_views.evaluate_holdout
 
     def evaluate_holdout(store, run_id, holdout, metric):
         seed = holdout.get("options", {}).get("seed")
@@ -50,7 +50,7 @@ def crash_in_holdout() -> None:
             time.sleep(1)
         return original(store, run_id, holdout, metric)
 
-    classes.evaluate_holdout = evaluate_holdout
+    run_views.evaluate_holdout = evaluate_holdout
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""builder/runs/launcher.py: detached processes (own session, log, environment, no stdin) and pid liveness."""
+"""builder/process/launcher.py: detached processes (own session, log, environment, no stdin) and pid liveness."""
 
 from __future__ import annotations
 

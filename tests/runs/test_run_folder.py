@@ -72,7 +72,7 @@ def test_job_spec_and_model_card_readers(tmp_path):
 
 def test_nobody_else_joins_file_names_onto_a_run_folder():
     """Every path into a run folder comes from RunFolder: no ``run_dir(...) / "name"`` joins in builder/ or
-    app_pages/, and the folder's file names are spelled only in builder/runs/folder.py."""
+    app_pages/, and the folder's file names are spelled only in builder/entities/run_folder.py."""
     names = [RunFolder.CHECKPOINT, RunFolder.WEIGHTS, RunFolder.DATASET, RunFolder.JOB_SPEC, RunFolder.JOB_LOG,
              RunFolder.LIVE_ATTRIBUTIONS, RunFolder.MODEL_CARD, RunFolder.QUANTIZATION, RunFolder.ONNX_INT8]
     spelled = re.compile("|".join(re.escape(f'"{n}"') for n in names))
@@ -81,7 +81,7 @@ def test_nobody_else_joins_file_names_onto_a_run_folder():
     for folder in ("builder", "app_pages"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel in ("builder/runs/folder.py", "builder/_moved.py"):
+            if rel in ("builder/entities/run_folder.py", "builder/_moved.py"):
                 continue
             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if join.search(line) or (spelled.search(line) and "file_name=" not in line):  # not a download's name

@@ -118,12 +118,12 @@ def test_the_scan_finds_status_tuples():
 
 
 def test_no_status_tuple_outside_the_status_module():
-    """Sets of statuses live in builder/runs/status.py only; everyone else uses its sets and predicates."""
+    """Sets of statuses live in builder/entities/run_status.py only; everyone else uses its sets and predicates."""
     found = []
     for folder in ("builder", "app_pages"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel == "builder/runs/status.py":
+            if rel == "builder/entities/run_status.py":
                 continue
             found += [f"{rel}:{line}: {code}" for line, code in status_collections(path.read_text(encoding="utf-8"))]
     assert not found, "use builder.runs.status (LIVE, FINAL, RESUMABLE, is_live, ...):\n" + "\n".join(found)

@@ -11,8 +11,8 @@ from builder import cli  # noqa: E402
 from builder.access import SYSTEM
 from builder.graph.templates import load_template  # noqa: E402
 from builder.runs.store import RunStore  # noqa: E402
-from builder.runs.tracking import TrackingWarning, run_params  # noqa: E402
 from builder.search import StudyRunner, StudySettings, trials_table  # noqa: E402
+from builder.tracking import TrackingWarning, run_params, tracker  # noqa: E402
 from builder.training.pipeline import resume_run, run_training  # noqa: E402
 
 
@@ -54,15 +54,15 @@ def _check_mirrored(uri, store, run_id, epochs):
 
 def test_training_logs_params_metrics_and_artefacts(tmp_path, uri):
     store = RunStore(tmp_path / "ws", actor=SYSTEM)
-    res = run_training(load_template("mlp"), "moons", {"epochs": 3}, store)
+    res = run_training(load_template("mlp"), "moons", {"epochs": 3}, store, tracking=tracker())
     _check_mirrored(uri, store, res.run_id, 3)
     assert not list(tmp_path.glob("mlruns")) and (tmp_path / "mlartifacts").is_dir()  # artefacts beside the db
 
 
 def test_resume_continues_the_same_mlflow_run(tmp_path, uri):
     store = RunStore(tmp_path / "ws", actor=SYSTEM)
-    res = run_training(load_template("mlp"), "moons", {"epochs": 2}, store)
-    resume_run(res.run_id, store, overrides={"epochs": 4})
+    res = run_training(load_template("mlp"), "moons", {"epochs": 2}, store, tracking=tracker())
+    resume_run(res.run_id, store, overrides={"epochs": 4}, tracking=tracker())
     df = _runs(uri)
     row = _one(df, res.run_id)
     hist = mlflow.MlflowClient(uri).get_metric_history(row["run_id"], "val_loss")
@@ -74,7 +74,7 @@ def test_unreachable_tracker_warns_and_training_goes_on(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "ws", actor=SYSTEM)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = run_training(load_template("mlp"), "moons", {"epochs": 2}, store)
+        res = run_training(load_template("mlp"), "moons", {"epochs": 2}, store, tracking=tracker())
     assert res.status == "finished" and store.get(res.run_id)["status"] == "finished"
     assert any(issubclass(w.category, TrackingWarning) and "kept in LayerLab's store" in str(w.message)
                for w in caught)
@@ -84,8 +84,8 @@ def test_export_mlflow_copies_existing_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     ws = tmp_path / "ws"
     store = RunStore(ws, actor=SYSTEM)
-    a = run_training(load_template("mlp"), "moons", {"epochs": 2}, store).run_id
-    b = run_training(load_template("mlp"), "moons", {"epochs": 3}, store).run_id
+    a = run_training(load_template("mlp"), "moons", {"epochs": 2}, store, tracking=tracker()).run_id
+    b = run_training(load_template("mlp"), "moons", {"epochs": 3}, store, tracking=tracker()).run_id
     uri = f"sqlite:///{tmp_path / 'export.db'}"
     assert cli.main(["runs", "export-mlflow", "--mlflow", uri, "--workspace", str(ws)]) == 0
     out = capsys.readouterr().out
@@ -136,3 +136,19 @@ def test_train_mlflow_flag(tmp_path, monkeypatch, capsys):
                      "--mlflow", uri]) == 0
     rid = capsys.readouterr().out.split("run id ")[1].split()[0]
     _check_mirrored(uri, RunStore(ws, actor=SYSTEM), rid, 2)
+
+
+def test_the_pipeline_takes_a_tracker_the_caller_attaches_and_refuses_a_uri(tmp_path):
+    """The pipeline imports no tracker: a caller attaches one (:func:`builder.tracking.tracker`); a URI (LayerLab
+    0.1's ``tracking="sqlite:///..."``) is refused before anything trains, with the fix."""
+    from builder.errors import TrainingError
+    from builder.runs.pipeline import _tracked
+    from builder.tracking import attach_tracking, tracker
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    with pytest.raises(TrainingError, match=r"received: 'sqlite:///m.db'\. Fix: pass builder.tracking.tracker"):
+        _tracked("sqlite:///m.db", store, "20261124-000000-abcdef")
+    assert _tracked(None, store, "20261124-000000-abcdef") == []
+    assert _tracked(tracker("sqlite:///m.db"), None, None) == []  # no stored run: nothing to log
+    hook = tracker("sqlite:///m.db")
+    assert hook.func is attach_tracking and hook.keywords == {"uri": "sqlite:///m.db"}

@@ -14,12 +14,13 @@ from builder.access import SYSTEM, Actor
 from builder.errors import LayerLabError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
-from builder.runs.tracking import (
+from builder.tracking import (
     allowed_by,
     check_destination,
     owner_setting,
     resolve_tracking,
     save_owner_setting,
+    tracker,
 )
 from builder.training.pipeline import run_training
 
@@ -52,9 +53,11 @@ def test_a_visitors_setting_is_theirs_alone(workspace, tmp_path, monkeypatch):
     assert owner_setting(workspace, ANN) == uri and resolve_tracking(workspace, ANN) == uri
     assert owner_setting(workspace, BOB) is None and resolve_tracking(workspace, BOB) is None
     store = RunStore(workspace, actor=Actor(BOB))
-    bob = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=BOB).run_id
+    bob = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=BOB,
+                       tracking=tracker()).run_id
     assert store.get(bob)["status"] == "finished"
-    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store.as_actor(Actor(ANN)), owner=ANN).run_id
+    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store.as_actor(Actor(ANN)), owner=ANN,
+                       tracking=tracker()).run_id
     assert _mlflow_runs(uri) == {ann: "FINISHED"}  # Bob's run went nowhere
     save_owner_setting(workspace, ANN, "")
     assert owner_setting(workspace, ANN) is None
@@ -185,8 +188,9 @@ def test_a_visitor_exports_only_their_own_runs(workspace, tmp_path):
     uri = f"sqlite:///{tmp_path / 'bob.db'}"
     _config(workspace, allow=[uri])
     store = RunStore(workspace, actor=Actor(BOB))  # Bob asks
-    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store.as_actor(Actor(ANN)), owner=ANN).run_id
-    bob = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=BOB, tracking=uri).run_id
+    ann = run_training(load_template("mlp"), "moons", {"epochs": 1}, store.as_actor(Actor(ANN)), owner=ANN,
+                       tracking=tracker()).run_id
+    bob = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, owner=BOB, tracking=tracker(uri)).run_id
     answers = []
     for rid in (ann, "20990101-000000-abcdef"):  # another's and an unknown id: the same answer
         with pytest.raises(LayerLabError) as e:

@@ -24,7 +24,7 @@ from builder import cli
 from builder.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
-from builder.runs.tracking import tracking_state
+from builder.tracking import tracker, tracking_state
 from builder.training.callbacks import Callback
 from builder.training.pipeline import run_training
 from tests.serving import free_port, missing
@@ -168,7 +168,7 @@ def test_export_repairs_a_run_cut_off_by_an_outage(server, tmp_path, capsys):
     ws = tmp_path / "ws"
     store = RunStore(ws, actor=SYSTEM)
     res = run_training(load_template("mlp"), "moons", {"epochs": EPOCHS, "early_stopping": None}, store,
-                       [Outage(server, down=3)], tracking=server.uri)
+                       [Outage(server, down=3)], tracking=tracker(server.uri))
     assert res.status == "finished"  # training went on without the tracker
     st = tracking_state(store, res.run_id, server.uri)
     assert st.steps == [1, 2, 3] and st.status is None and st.error  # what reached it, recorded
@@ -199,7 +199,7 @@ def test_the_next_write_after_an_outage_backfills_what_was_missed(server, tmp_pa
             rid.append(trainer.run_id)
 
     res = run_training(load_template("mlp"), "moons", {"epochs": EPOCHS, "early_stopping": None}, store,
-                       [RunId(), Outage(server, down=3, up=6, probe=probe)], tracking=server.uri)
+                       [RunId(), Outage(server, down=3, up=6, probe=probe)], tracking=tracker(server.uri))
     assert res.status == "finished"
     assert seen[EPOCHS - 4] == list(range(1, EPOCHS - 4))
     _check_complete(server, store, res.run_id)
@@ -209,6 +209,6 @@ def test_the_next_write_after_an_outage_backfills_what_was_missed(server, tmp_pa
 def test_the_end_of_the_run_writes_what_an_outage_missed(server, tmp_path):
     store = RunStore(tmp_path / "ws", actor=SYSTEM)
     res = run_training(load_template("mlp"), "moons", {"epochs": EPOCHS, "early_stopping": None}, store,
-                       [Outage(server, down=3, up=EPOCHS)], tracking=server.uri)
+                       [Outage(server, down=3, up=EPOCHS)], tracking=tracker(server.uri))
     _check_complete(server, store, res.run_id)
     assert json.loads(store.folder(res.run_id).tracking.read_text())[server.uri]["error"] is None

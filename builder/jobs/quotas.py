@@ -1,4 +1,4 @@
-"""Per-owner quotas, checked where jobs are submitted (:func:`builder.runs.jobs.submit`): live jobs (running or
+"""Per-owner quotas, checked where jobs are submitted (:func:`builder.jobs.queue.submit`): live jobs (running or
 paused), queued jobs, the bytes of the owner's run folders and the GPU-seconds its jobs used in the last day.
 
 Limits come from, lowest precedence first: the defaults (:data:`DEFAULTS`: no limit), the server config's
@@ -32,10 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from builder.access import SYSTEM
+from builder.entities.run_status import STARTED, RunStatus, is_live
 from builder.errors import RunStoreError
 from builder.runs.classes import class_quotas, list_classes
 from builder.runs.owners import LOCAL_OWNER, is_teacher, server_config
-from builder.runs.status import STARTED, RunStatus, is_live
 from builder.runs.store import RunStore
 
 KEYS = ("running", "queued", "storage_mb", "gpu_seconds")
@@ -226,7 +226,7 @@ def wants_gpu(device: object) -> bool:
 def check_quota(store: RunStore, owner: str, *, device: str = "auto", jobs: int = 1) -> None:
     """Refuse ``jobs`` new jobs (default one) of ``owner`` over its quotas (:class:`QuotaError`, worded rule;
     received; Fix); the GPU-time quota only for a job whose ``device`` may be a GPU (:func:`wants_gpu`). Called
-    by :func:`builder.runs.jobs.submit` (and for a whole group by :func:`~builder.runs.jobs.submit_group`) under
+    by :func:`builder.jobs.queue.submit` (and for a whole group by :func:`~builder.jobs.queue.submit_group`) under
     :func:`admit` before anything is recorded."""
     limit, where = limit_sources(store.workspace, owner)
     if all(v is None for v in limit.values()):

@@ -33,15 +33,15 @@ from builder.access import (
     check,
     may,
 )
+from builder.entities.run_status import LIVE, RunStatus, is_live
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import resolves_inside
+from builder.jobs.quotas import folder_bytes
 from builder.runs import classes as _classes
 from builder.runs import owners as _owners
 from builder.runs.owners import OWNERS_DIR, owner_of, owner_path
-from builder.runs.quotas import folder_bytes
-from builder.runs.status import LIVE, RunStatus, is_live
 from builder.runs.store import DB_NAME, RunStore
-from builder.search.storage import STUDY_DB
+from builder.search.storage import STUDY_DB, default_storage, list_studies, open_storage
 
 CACHE_DIR = "cache"
 STUDIES = ("studies", STUDY_DB)  # study logs and the Optuna database (builder.search)
@@ -160,7 +160,7 @@ def server_jobs(store: RunStore) -> list[dict]:
 def stop_job(store: RunStore, run_id: str, owner: str) -> None:
     """Ask a job to stop on behalf of ``owner``: its own, a student's (a teacher) or anyone's (an admin).
     Raises AccessDenied without the right (as for an unknown run), RunStoreError for a job that is not live."""
-    from builder.runs.jobs import request
+    from builder.jobs.queue import request  # lazy: heavy (torch)
 
     request(store.as_actor(_classes.actor_for(store.workspace, owner)), run_id, STOP)
 
@@ -201,7 +201,6 @@ def _delete_studies(workspace: Path, target: str) -> int:
         return 0
     import optuna
 
-    from builder.search.storage import default_storage, list_studies, open_storage
 
     storage = default_storage(workspace)
     n = 0

@@ -1,4 +1,4 @@
-"""What crosses the pipe between the Explain page and its model probe (:mod:`builder.interpret.probe`): framed
+"""What crosses the pipe between the Explain page and its model probe (:mod:`builder.jobs.probe`): framed
 JSON plus an ``.npz`` of arrays, both capped; never a pickle.
 
 A message is ``(head, body)``: ``head`` is JSON (numbers, strings, lists and tagged forms: ``{"$t": key}`` a

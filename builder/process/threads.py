@@ -1,6 +1,6 @@
 """How many training jobs run at once on a host, and how many torch threads each uses: the settings
 (``LAYERLAB_MAX_JOBS``, ``LAYERLAB_JOBS_PER_GPU``, ``LAYERLAB_TORCH_THREADS``, ``OMP_NUM_THREADS``) and the rule
-from a model's multiply-adds. Read by the job queue (:mod:`builder.runs.jobs`) and the trainer.
+from a model's multiply-adds. Read by the job queue (:mod:`builder.jobs.queue`) and the trainer.
 
 >>> torch_threads(1, cap=4) >= 1
 True
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from builder.errors import TrainingError
-from builder.runs import gpus as _gpus
+from builder.process import gpus as _gpus
 
 ENV_MAX_JOBS = "LAYERLAB_MAX_JOBS"
 ENV_TORCH_THREADS = "LAYERLAB_TORCH_THREADS"
@@ -19,7 +19,7 @@ ENV_TORCH_THREADS = "LAYERLAB_TORCH_THREADS"
 
 def max_jobs(gpus: int | None = None) -> int:
     """Concurrent jobs per workspace and host: ``$LAYERLAB_MAX_JOBS``, else ``$LAYERLAB_JOBS_PER_GPU`` (default 8)
-    per GPU (which GPU, and whether one fits at all, is decided by memory: :mod:`builder.runs.gpus`), else
+    per GPU (which GPU, and whether one fits at all, is decided by memory: :mod:`builder.process.gpus`), else
     cores − 1 (≥ 1). ``gpus``: the number of GPUs (default: torch's count).
 
     Raises:

@@ -8,7 +8,7 @@ held-out scores (:meth:`ModelProbe.holdout`) ask the probe for their model outpu
 question after it died, ended by :meth:`ModelProbe.close`, when the probe is garbage-collected (the session
 ended) or by itself after ``LAYERLAB_PROBE_IDLE_S`` seconds without a question (default 600).
 
-The child (:mod:`builder.interpret.probe_child`) is the import worker's sandbox
+The child (:mod:`builder.jobs.probe_child`) is the import worker's sandbox
 (:mod:`builder.interchange.worker`): a fresh interpreter with a clean environment and a private temporary folder,
 limits on address space (``LAYERLAB_WORKER_MEMORY_MB`` over its start-up footprint), CPU time per question
 (``LAYERLAB_WORKER_CPU_S``), file size, no core files and no new processes. It loads runs by id (weights from
@@ -40,8 +40,17 @@ import torch
 
 from builder import errors
 from builder.errors import ExplainError
-from builder.interpret.probe_wire import decode, encode, read_frame, write_frame
+from builder.interchange.worker import (
+    MEMORY_ENV,
+    death_message,
+    env_positive,
+    kill_group,
+    spawn_sandboxed,
+    worker_limits,
+)
 from builder.interpret.session import ExplainSession
+from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
+from builder.process.threads import ENV_TORCH_THREADS
 from builder.runs.store import RunStore, workspace_of
 
 TIMEOUT_ENV = "LAYERLAB_PROBE_TIMEOUT_S"  # seconds one question may take (default 300)
@@ -56,8 +65,6 @@ _ERRORS = {name: getattr(errors, name) for name in ("DatasetError", "ExplainErro
 
 
 def _threads() -> int:
-    from builder.runs.threads import ENV_TORCH_THREADS
-
     try:
         return max(1, int(os.environ.get(ENV_TORCH_THREADS, "")))
     except ValueError:
@@ -68,12 +75,10 @@ class _Child:
     """One running child: its process, private folder and the pipe ends."""
 
     def __init__(self, hook: str | None, timeout: float):
-        from builder.interchange.worker import env_positive, spawn_sandboxed, worker_limits
-
         self.limits = worker_limits(timeout)
         self.private = tempfile.mkdtemp(prefix="layerlab-probe-")
         with open(Path(self.private) / "probe.log", "wb") as log:
-            self.proc = spawn_sandboxed("builder.interpret.probe_child:probe_main", self.private,
+            self.proc = spawn_sandboxed("builder.jobs.probe_child:probe_main", self.private,
                                         stdout=subprocess.PIPE, stderr=log)
         cfg = {"limits": self.limits.__dict__, "idle_s": env_positive(IDLE_ENV, DEFAULT_IDLE_S, float),
                "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook}
@@ -97,15 +102,11 @@ class _Child:
         return self.proc.poll() is None
 
     def death(self) -> str:
-        from builder.interchange.worker import death_message
-
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         return death_message(self.proc.returncode, self.limits, what=WHAT, outcome=OUTCOME)
 
     def close(self) -> None:
-        from builder.interchange.worker import kill_group
-
         for f in (self.proc.stdin, self.proc.stdout):
             with contextlib.suppress(OSError):
                 f.close()
@@ -124,8 +125,6 @@ class ModelProbe:
     """Tests only: ``"module:function"`` the child calls after locking down (to make a model crash there)."""
 
     def __init__(self, timeout: float | None = None):
-        from builder.interchange.worker import env_positive
-
         self.timeout = timeout or env_positive(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, float)
         self._child: _Child | None = None
         self._lock = threading.Lock()
@@ -174,7 +173,7 @@ class ModelProbe:
 
     def drift(self, store: RunStore, run_id: str, new: str | os.PathLike, alpha: float = 0.05,
               version: str | None = None) -> dict:
-        """:func:`builder.data.drift.drift_run` in the child: new data (a CSV, or an image folder/.zip at ``new``)
+        """:func:`builder.interpret.run_views.drift_run` in the child: new data (a CSV, or an image folder/.zip at ``new``)
         against the run's training data and model; the report's :meth:`~builder.data.drift.DriftReport.to_dict`.
 
         Raises:
@@ -184,7 +183,7 @@ class ModelProbe:
                             version=version)
 
     def vae(self, store: RunStore, run_id: str, count: int = 500, shown: int = 16) -> dict:
-        """:func:`builder.training.generative.vae_probe` in the child: the VAE run's latent means, labels, inputs
+        """:func:`builder.interpret.run_views.vae_probe` in the child: the VAE run's latent means, labels, inputs
         and reconstructions (numpy arrays).
 
         Raises:
@@ -193,7 +192,7 @@ class ModelProbe:
         return self.request(store, run_id, "", "vae_probe", count=int(count), shown=int(shown))
 
     def holdout(self, store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
-        """:func:`builder.runs.classes.evaluate_holdout` in the child: the run's ``metric`` on a class's held-out
+        """:func:`builder.interpret.run_views.evaluate_holdout` in the child: the run's ``metric`` on a class's held-out
         test split (None when its model does not fit the data); the class leaderboard's
         :data:`~builder.runs.classes.HoldoutScorer`.
 
@@ -250,8 +249,6 @@ def _close_box(box: list) -> None:
 
 
 def _result(answer: Any, limits: Any) -> Any:
-    from builder.interchange.worker import MEMORY_ENV
-
     if not isinstance(answer, dict):
         raise ExplainError(f"{WHAT} answered something unexpected")
     status = answer.get("status")

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from builder.access import SYSTEM
+from builder.admin.housekeeping import CACHE_DIR, known_owners
 from builder.errors import LayerLabError, RunStoreError
 from builder.runs import owners as _owners
-from builder.runs.housekeeping import CACHE_DIR, known_owners
 from builder.runs.owners import owner_of
 from builder.runs.store import DB_NAME, RunStore
 from builder.search.storage import STUDY_DB, default_storage, list_studies

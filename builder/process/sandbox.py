@@ -1,6 +1,6 @@
 """The process sandbox: resource limits, a clean environment and no new processes, for every process that reads
 an uploaded file or runs a user's model for the server (the import worker and the Explain page's model probe,
-:mod:`builder.interchange.worker`; training jobs and study runners, :mod:`builder.runs.job_sandbox`).
+:mod:`builder.interchange.worker`; training jobs and study runners, :mod:`builder.jobs.job_sandbox`).
 
 - :class:`WorkerLimits` says how far a process may go: memory (``"address"``: address space over its start-up
   footprint, for workers; ``"data"``: private writable memory, ``RLIMIT_DATA``, for jobs, whose memory-mapped
@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from builder.process.launcher import package_root
 
 _BLOCKED_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
                              "os.forkpty", "pty.spawn", "os.startfile"})
@@ -68,8 +70,6 @@ def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
     """A sandboxed process's whole environment: nothing of ``source`` (default: ours) but ``PATH``, the locale
     and the variables whose names start with one of ``passed``; ``HOME`` and the temporary folder are
     ``private``; this package (and the user site, when this interpreter uses it) importable."""
-    from builder.runs.launcher import package_root
-
     src = os.environ if source is None else source
     paths = [str(package_root())]
     paths += [p for p in src.get("PYTHONPATH", "").split(os.pathsep) if p]

@@ -1,5 +1,5 @@
 """Training jobs (train, prune, search trials) and study runners under limits: defence in depth for the processes
-that run a user's model for the server, with the import worker's sandbox (:mod:`builder.runs.sandbox`).
+that run a user's model for the server, with the import worker's sandbox (:mod:`builder.process.sandbox`).
 
 A job process (cold, or forked from the warm launcher) calls :func:`enter` once it holds its slot and before it
 builds the model:
@@ -44,9 +44,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from builder.entities.run_status import RunStatus, is_live
 from builder.errors import LayerLabError
-from builder.runs import sandbox
-from builder.runs.sandbox import WorkerLimits
+from builder.process import sandbox
+from builder.process.sandbox import WorkerLimits
 
 PREFIX = "LAYERLAB_JOB"
 MEMORY_ENV = f"{PREFIX}_MEMORY_MB"
@@ -90,7 +91,7 @@ def job_limits(env: Mapping[str, str] | None = None, *, cuda: bool = True) -> Wo
 
 
 def job_env(private: str | os.PathLike, source: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A job's whole environment: :func:`builder.runs.sandbox.sandbox_env` with :data:`PASSED_ENV` from
+    """A job's whole environment: :func:`builder.process.sandbox.sandbox_env` with :data:`PASSED_ENV` from
     ``source`` (default: ours), ``private`` as home and temporary folder, one torch compile thread."""
     return {**sandbox.sandbox_env(private, PASSED_ENV, source), "TORCHINDUCTOR_COMPILE_THREADS": "1"}
 
@@ -121,7 +122,7 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
 
 
 def crash_hook_for_tests(run_name: str | None) -> None:
-    """TEST HOOK, called by a sandboxed job process only (:func:`builder.runs.jobs.run_job` after :func:`enter`):
+    """TEST HOOK, called by a sandboxed job process only (:func:`builder.jobs.queue.run_job` after :func:`enter`):
     when ``$LAYERLAB_TEST_CRASH_JOB`` is set and ``run_name`` contains it, the process dies by SIGSEGV, as a crash
     of torch's native code would (the browser and job tests send "a graph that crashes torch" this way, without
     depending on a torch bug). Unset, it does nothing."""
@@ -165,8 +166,6 @@ def record_death(store, run_id: str, pid: int, code: int | None) -> bool:
     it left live (or that a reader marked interrupted meanwhile) is marked failed with a line naming the signal
     and the limit (SIGXCPU, SIGXFSZ, a crash in native code); killed by SIGKILL (out of memory, past the CPU
     grace, or by hand) it stays interrupted, resumable, with the signal named. Returns whether it marked it."""
-    from builder.runs.status import RunStatus, is_live
-
     if code is None or code >= 0:
         return False  # an exit: the job recorded its own end (or mark_interrupted does)
     with contextlib.suppress(LayerLabError):

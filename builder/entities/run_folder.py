@@ -8,8 +8,8 @@ workspaces hold, so they keep working::
     checkpoints/last.safetensors     the last checkpoint (``last.previous.safetensors`` before it)
     model.safetensors                final weights (the best epoch with early stopping; an import's weights)
     dataset.safetensors              the data of an upload, kept so the run can be resumed
-    job.json / job.log               the job's spec and its process output (builder.runs.jobs)
-    tmp/                             the job's private HOME and TMPDIR while it runs (builder.runs.job_sandbox)
+    job.json / job.log               the job's spec and its process output (builder.jobs.queue)
+    tmp/                             the job's private HOME and TMPDIR while it runs (builder.jobs.job_sandbox)
     live_attributions.safetensors    attributions recorded during training (builder.interpret.live)
     model_card.md                    the Markdown model card (builder.runs.modelcard)
     imported.json                    the project of an imported model (builder.interchange.importer)
@@ -37,6 +37,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from builder.errors import RunStoreError
 
 
 class RunFolder:
@@ -118,7 +120,7 @@ class RunFolder:
 
     @property
     def job_spec(self) -> Path:
-        """The job spec a job process reads (``builder.runs.jobs.JobSpec`` as JSON)."""
+        """The job spec a job process reads (``builder.jobs.queue.JobSpec`` as JSON)."""
         return self.path / self.JOB_SPEC
 
     @property
@@ -128,7 +130,7 @@ class RunFolder:
 
     @property
     def tracking(self) -> Path:
-        """What of the run reached each MLflow tracker (:class:`builder.runs.tracking.TrackingState`)."""
+        """What of the run reached each MLflow tracker (:class:`builder.tracking.TrackingState`)."""
         return self.path / self.TRACKING
 
     @property
@@ -298,8 +300,6 @@ def keep_report(store: Any, report: Any, what: str) -> Path:
     Raises:
         RunStoreError: the report belongs to no run (a model trained in the session only).
     """
-    from builder.errors import RunStoreError
-
     if not getattr(report, "run_id", None):
         raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
                             "Fix: pick a finished run")

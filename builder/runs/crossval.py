@@ -1,8 +1,8 @@
 """K-fold cross-validation: K runs whose test split is fold k, grouped in the run store, and their summary.
 
-:func:`cross_validate` trains one run per fold through :func:`~builder.training.pipeline.run_training` in the
+:func:`cross_validate` trains one run per fold through :func:`~builder.runs.pipeline.run_training` in the
 caller's process (the CLI's terminal); the app submits the same folds as jobs instead
-(:func:`crossval_job_specs` with :func:`builder.runs.jobs.submit_group`) and reads them back from the store
+(:func:`builder.jobs.specs.crossval_job_specs` with :func:`builder.jobs.queue.submit_group`) and reads them back from the store
 (:func:`fold_rows`, :func:`result_of`). Each run's dataset options carry ``fold`` and ``folds``
 (:func:`builder.data.splits.fold_split`: the test split is fold k, folds disjoint and covering the data,
 stratified for classification; validation comes from the other folds), so every fold reloads, resumes and explains like any run. The runs are grouped the way search trials
@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from builder._moved import moved_name
+from builder.entities.run_status import RESUMABLE
 from builder.errors import TrainingError
-from builder.runs.status import RESUMABLE
 
 TAG_GROUP = "crossval"  # the tag naming a cross-validation group (as "study" names a search's trials)
 MAX_FOLDS = 50
@@ -83,12 +84,12 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
                    dataset_options: dict | None = None, callbacks: Iterable[Any] = (), adapt: bool = False,
                    name: str | None = None, group: str | None = None, owner: str = "local",
                    on_fold: Callable[[int, Any], None] | None = None,
-                   on_event: Callable[[dict], None] | None = None, tracking: str | None = None) -> CrossValResult:
+                   on_event: Callable[[dict], None] | None = None, tracking: Any = None) -> CrossValResult:
     """Train ``folds`` runs, run k testing on fold k, and summarise their test metrics.
 
     Args:
         project, dataset, config, store, dataset_options, callbacks, adapt, owner: as
-            :func:`~builder.training.pipeline.run_training` (``dataset`` must be a name or source: each fold
+            :func:`~builder.runs.pipeline.run_training` (``dataset`` must be a name or source: each fold
             loads it with its own split).
         folds: K, from 2 to 50. ``group``: the group tag (default: :func:`new_group`).
         on_fold: called with (k, TrainResult) after each fold.
@@ -97,7 +98,7 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
         TrainingError: a loaded Dataset instead of a name, or fold options already given.
         GraphError, DatasetError: as run_training (before any run trains when the first fold fails early).
     """
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training  # lazy: heavy (torch, safetensors)
 
     opts = dict(dataset_options or {})
     _check_request(dataset, folds, opts)
@@ -127,30 +128,6 @@ def _check_request(dataset: Any, folds: int, opts: dict) -> None:
         raise TrainingError("give the number of folds with folds=K, not as dataset options")
     if not 2 <= int(folds) <= MAX_FOLDS:
         raise TrainingError(f"cross-validation has 2 to {MAX_FOLDS} folds; received: {folds}. Fix: e.g. 5")
-
-
-def crossval_job_specs(project: Any, dataset: str, config: dict | None = None, *, folds: int = 5,
-                       dataset_options: dict | None = None, owner: str = "local", name: str | None = None,
-                       group: str | None = None) -> tuple[str, list[Any]]:
-    """The group name and the :class:`~builder.runs.jobs.JobSpec` of each fold: a training job whose test split is
-    fold k (dataset options ``fold``/``folds``), tagged with the group. :func:`builder.runs.jobs.submit_group`
-    submits them all or none, so each fold is a job like any run (its own sandboxed process with limits, the
-    owner's quotas counting every fold, stop/resume on the Runs page) and nothing trains in the caller's process.
-    The fold runs are those :func:`cross_validate` trains in the caller's own process (the CLI's terminal).
-
-    Raises:
-        TrainingError: a loaded Dataset instead of a name, fold options given, or folds outside 2..50.
-    """
-    from builder.runs.jobs import JobSpec
-
-    opts = dict(dataset_options or {})
-    _check_request(dataset, folds, opts)
-    k_all, group = int(folds), group or new_group()
-    data = project.model_dump(mode="json") if hasattr(project, "model_dump") else dict(project)
-    base = name or data.get("name") or "cross-validation"
-    return group, [JobSpec(project=data, dataset=dataset, dataset_options={**opts, "fold": k, "folds": k_all},
-                           config=dict(config or {}), owner=owner, name=f"{base} fold {k + 1}/{k_all}",
-                           tags={TAG_GROUP: group, "fold": k, "folds": k_all}) for k in range(k_all)]
 
 
 def fold_rows(runs: Sequence[dict]) -> list[dict]:
@@ -190,4 +167,8 @@ def group_runs(store: Any, group: str) -> list[dict]:
     return sorted(runs, key=lambda r: (r.get("tags") or {}).get("fold", 0))
 
 
-__all__ = ["CrossValResult", "cross_validate", "crossval_job_specs", "fold_rows", "result_of", "MAX_FOLDS", "summarise", "format_summary", "group_runs", "new_group", "TAG_GROUP"]
+__all__ = ["CrossValResult", "cross_validate", "fold_rows", "result_of", "MAX_FOLDS", "summarise", "format_summary", "group_runs", "new_group", "TAG_GROUP"]
+
+
+def __getattr__(name: str):  # crossval_job_specs moved up to builder.jobs.specs (builder/_moved.py)
+    return moved_name(__name__, name)

@@ -1,5 +1,5 @@
 """Inside the model probe: the sandboxed process that loads runs and answers the Explain page (see
-:mod:`builder.interpret.probe` for the parent's side and the protocol).
+:mod:`builder.jobs.probe` for the parent's side and the protocol).
 
 It reads a start message (limits, idle time, threads), locks itself down with the import worker's sandbox
 (:func:`builder.interchange.worker.lock_down`: address space, CPU time, file size, no core files, no new
@@ -14,7 +14,7 @@ after ``idle_s`` without a request.
 Example::
 
     # not a doctest (a child process): run by tests/interpret/test_probe.py
-    probe_main()   # started by ModelProbe through spawn_sandboxed("builder.interpret.probe_child:probe_main", ...)
+    probe_main()   # started by ModelProbe through spawn_sandboxed("builder.jobs.probe_child:probe_main", ...)
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from collections import OrderedDict
 from typing import Any
 
 from builder.access import SYSTEM
+from builder.errors import ExplainError, LayerLabError
+from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
+from builder.runs.store import RunStore
 
 CALLS = frozenset({
     "sample", "sample_array", "tokens", "feature_names", "feature_values", "candidate_label", "summary",
@@ -36,16 +39,15 @@ CALLS = frozenset({
 """The session methods a request may call (nothing else is looked up by name)."""
 RUN_CALLS = frozenset({"drift", "vae_probe", "holdout"})
 """Questions about a whole run (no split): ``drift`` (:func:`builder.data.drift.check_drift` of new data with the
-run's model, answered as the report's dict), ``vae_probe`` (:func:`builder.training.generative.vae_probe`) and
-``holdout`` (:func:`builder.runs.classes.evaluate_holdout`: the run scored on a class's held-out set)."""
+run's model, answered as the report's dict), ``vae_probe`` (:func:`builder.interpret.run_views.vae_probe`) and
+``holdout`` (:func:`builder.interpret.run_views.evaluate_holdout`: the run scored on a class's held-out set)."""
 MAX_RUNS = 3
-PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.training.pipeline")
+PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.runs.pipeline")
 
 
 def probe_main() -> None:
     """The probe's entry point: start message, lock down, then answer until the pipe closes or it idles out."""
-    from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
-    from builder.interpret.probe_wire import decode, encode, read_frame, write_frame
+    from builder.jobs.probe_wire import decode, encode, read_frame, write_frame  # lazy: heavy (numpy)
 
     out = os.dup(1)  # answers go to the original stdout; anything printed goes to the log (stderr)
     os.dup2(2, 1)
@@ -87,8 +89,6 @@ def probe_main() -> None:
 
 
 def _failure(e: BaseException) -> dict:
-    from builder.errors import LayerLabError
-
     text = f"{type(e).__name__}: {str(e)[:300]}"
     if isinstance(e, LayerLabError):
         return {"status": "user", "type": type(e).__name__, "message": str(e)[:2000]}
@@ -100,8 +100,6 @@ def _failure(e: BaseException) -> dict:
 def _handle(req: dict, runs: OrderedDict) -> Any:
     call = req.get("call")
     if call != "hello" and call not in CALLS and call not in RUN_CALLS:
-        from builder.errors import ExplainError
-
         raise ExplainError(f"the model probe answers the Explain page's questions; received: {str(call)[:60]!r}")
     if call in RUN_CALLS:
         args, kwargs = req.get("args") or ((), {})
@@ -120,19 +118,18 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
               **kwargs: Any) -> Any:
     """One of :data:`RUN_CALLS`: the drift report (as a dict), the VAE probe's arrays or a held-out score."""
     if call == "drift":
-        from builder.data.drift import check_drift
+        from builder.data.drift import check_drift  # lazy: heavy (numpy)
 
         entry = _entry(runs, workspace, run_id, version)
         new, alpha = args[0], kwargs.get("alpha", 0.05)
         return check_drift(entry["ds"], str(new), model=entry["model"], alpha=float(alpha)).to_dict()
-    from builder.runs.store import RunStore
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the caller checked the actor's access
     if call == "holdout":
-        from builder.runs.classes import evaluate_holdout
+        from builder.interpret.run_views import evaluate_holdout  # lazy: heavy (torch, safetensors)
 
         return evaluate_holdout(store, run_id, dict(args[0]), str(args[1]))
-    from builder.training.generative import vae_probe
+    from builder.interpret.run_views import vae_probe  # lazy: heavy (torch, safetensors)
 
     return vae_probe(store, run_id, *args, **kwargs)
 
@@ -140,8 +137,7 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
 def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:
     """A run opened (model, dataset, graph, its sessions by split) on first use of its ``version`` (a token of
     its weights: a new one reads them again); the last :data:`MAX_RUNS` are kept."""
-    from builder.interpret.session import open_run
-    from builder.runs.store import RunStore
+    from builder.runs.pipeline import open_run  # lazy: heavy (torch, safetensors)
 
     key = (workspace, run_id, str(version))
     if key not in runs:
@@ -158,7 +154,7 @@ def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) 
 
 def _session(runs: OrderedDict, workspace: str, run_id: str, split: str, version: Any = None) -> Any:
     """The session of a run and split (the run opened by :func:`_entry`)."""
-    from builder.interpret.session import ExplainSession
+    from builder.interpret.session import ExplainSession  # lazy: heavy (torch, captum, safetensors)
 
     entry = _entry(runs, workspace, run_id, version)
     if split not in entry["splits"]:

@@ -38,17 +38,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.access import CONTROL, STOP, SYSTEM, Actor, check, refusal
+from builder.data import builtin
+from builder.entities.run_status import RunStatus, is_final, is_live, resume_refusal
 from builder.errors import DiskFullError, RunStoreError, TrainingError
-from builder.runs import gpus as _gpus
-from builder.runs import job_sandbox
-from builder.runs.classes import class_for
-from builder.runs.launcher import pid_alive, spawn_detached
-from builder.runs.owners import owner_of
-from builder.runs.quotas import admit, check_quota
-from builder.runs.status import RunStatus, is_final, is_live, resume_refusal
-from builder.runs.store import CONTROL_ACTIONS, RunStore
-from builder.runs.summary import run_source
-from builder.runs.threads import (  # noqa: F401  (their home moved; these names stay importable from here)
+from builder.graph.memory import training_memory
+from builder.graph.project import load_project
+from builder.graph.shapes import infer_shapes
+from builder.interpret.boundary import DecisionBoundary
+from builder.jobs import job_sandbox
+from builder.jobs.quotas import admit, check_quota
+from builder.process import gpus as _gpus
+from builder.process.launcher import pid_alive, spawn_detached
+from builder.process.threads import (  # noqa: F401  (their home moved; these names stay importable from here)
     ENV_MAX_JOBS,
     ENV_TORCH_THREADS,
     THREADS_MACS_PER_CORE,
@@ -56,7 +57,18 @@ from builder.runs.threads import (  # noqa: F401  (their home moved; these names
     max_jobs,
     torch_threads,
 )
+from builder.runs.classes import class_for
+from builder.runs.owners import owner_of
+from builder.runs.store import CONTROL_ACTIONS, RunStore
+from builder.runs.summary import run_source
+from builder.tracking import (  # mlflow itself stays unimported here
+    check_destination,
+    resolve_tracking,
+    scrub_credentials,
+    tracker,
+)
 from builder.training.callbacks import Callback
+from builder.training.config import TrainConfig
 
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
 GPU_QUERY: _gpus.GpuQuery = _gpus.query_gpus  # what the GPUs have free (tests fake it: builder.runs.gpus.Gpu lists)
@@ -173,9 +185,6 @@ def _start(store: RunStore, run_id: str) -> None:
 def _record(store: RunStore, spec: JobSpec) -> str:
     """Check the owner's quotas (QuotaError over a limit; nothing recorded), then record the run as queued with
     its job spec; its id. :func:`submit` calls it under :func:`builder.runs.quotas.admit`."""
-    from builder.graph.project import load_project
-    from builder.training.config import TrainConfig
-
     tracking = _tracking(store, spec)  # a destination the owner may not use is refused before anything is recorded
     if spec.resume_run:
         store.mark_interrupted()
@@ -212,8 +221,6 @@ def _record(store: RunStore, spec: JobSpec) -> str:
 def _tracking(store: RunStore, spec: JobSpec) -> str | None:
     """The MLflow tracker of a job: the spec's, else its owner's choice (:func:`builder.runs.tracking.resolve_tracking`),
     checked for its owner. Raises LayerLabError for a destination the owner may not use."""
-    from builder.runs.tracking import check_destination, resolve_tracking
-
     if spec.tracking:
         return check_destination(spec.tracking, store.workspace, spec.owner)
     return resolve_tracking(store.workspace, spec.owner)
@@ -234,7 +241,7 @@ def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
     def died(pid: int, code: int) -> None:
         job_sandbox.record_death(RunStore(workspace, actor=SYSTEM, mark_interrupted=False), run_id, pid, code)
 
-    return spawn_detached(["-m", "builder.runs.jobs", "run", "--workspace", str(workspace), run_id], log,
+    return spawn_detached(["-m", "builder.jobs.queue", "run", "--workspace", str(workspace), run_id], log,
                           env=job_sandbox.job_env(tmp), name=f"layerlab-reap-{run_id}", on_exit=died)
 
 
@@ -363,7 +370,7 @@ def _start_launcher(workspace: Path) -> None:
         return
     import tempfile
 
-    spawn_detached(["-m", "builder.runs.jobs", "launcher", "--workspace", str(workspace)],
+    spawn_detached(["-m", "builder.jobs.queue", "launcher", "--workspace", str(workspace)],
                    workspace / LAUNCHER_LOG, env=job_sandbox.job_env(tempfile.gettempdir()),
                    name="layerlab-reap-launcher")
 
@@ -374,8 +381,7 @@ def launcher(workspace: str | Path) -> int:
 
     import torch  # noqa: F401  - the point of this process: imported once, shared by every fork
 
-    from builder.data import builtin
-    from builder.training import pipeline  # noqa: F401
+    from builder.runs import pipeline  # noqa: F401  # lazy: heavy (safetensors)
 
     builtin.preload()  # scikit-learn's dataset loaders (~1.1 s to import): imported once here, not by every forked job
     # torch's first optimizer imports torch._dynamo, sympy and mpmath (~1 s, 800 modules): once here too
@@ -563,8 +569,6 @@ class StoreControl(Callback):
 
 
 def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
-    from builder.training.callbacks import Callback
-
     class _SaveLive(Callback):  # writes the frames to the run folder after every recorded epoch
         def __init__(self, live: Any, path: Path):
             self.live, self.path, self._n = live, path, 0
@@ -578,12 +582,11 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
     for n in names:
         kind, _, method = str(n).partition(":")
         if kind == "live_attributions":  # Captum (and matplotlib) imported only by a job that records them
-            from builder.interpret.live import LiveAttributions
+            from builder.interpret.live import LiveAttributions  # lazy: heavy (captum)
 
             live = LiveAttributions(method or "integrated_gradients")
             out += [live, _SaveLive(live, store.folder(run_id).live_attributions)]
         elif kind == "decision_boundary":  # grid per epoch in the epoch metrics (2-D toy data; else silent)
-            from builder.interpret.boundary import DecisionBoundary
 
             out.append(DecisionBoundary())
     return out
@@ -594,10 +597,6 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
 def job_need(spec: JobSpec) -> int:
     """GPU bytes a job is estimated to need: its graph's training memory at its batch size
     (:func:`builder.graph.memory.training_memory` on CUDA) plus a CUDA context."""
-    from builder.graph.memory import training_memory
-    from builder.graph.project import load_project
-    from builder.graph.shapes import infer_shapes
-
     project = load_project(spec.project)
     batch = (spec.config or {}).get("batch_size") or (project.training or {}).get("batch_size") or 64
     return training_memory(infer_shapes(project.graph), int(batch), device="cuda").peak + _gpus.CUDA_CONTEXT_BYTES
@@ -676,7 +675,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     environment, no new processes); a caller that runs a job in its own process leaves it False."""
     import torch
 
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training  # lazy: heavy (safetensors)
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
     data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
@@ -697,7 +696,6 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     if sandboxed:
         lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
         job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
-    from builder.runs.tracking import scrub_credentials  # mlflow itself stays unimported here
 
     scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
     if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
@@ -709,15 +707,15 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
         signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
         first = JobSpec(**origin) if (spec.resume_run and origin) else spec
         if spec.resume_run and store.folder(run_id).has_checkpoint:
-            from builder.training.prune import resume_pruned
+            from builder.runs.prune_run import resume_pruned  # lazy: heavy (safetensors)
 
             # resume_run, and for an unstructured pruned run its mask re-installed first
             result = resume_pruned(store, run_id, callbacks=callbacks, overrides=dict(spec.config or {}) or None,
-                                   claimed=True, tracking=spec.tracking)
+                                   claimed=True, tracking=tracker(spec.tracking))
         elif first.kind == "prune":  # a prune job (or one stopped before its first checkpoint): prune, fine-tune
-            from builder.training.prune import run_prune_job
+            from builder.runs.prune_run import run_prune_job  # lazy: heavy (safetensors)
 
-            rep = run_prune_job(store, run_id, first.prune, callbacks)
+            rep = run_prune_job(store, run_id, first.prune, callbacks, tracking=tracker(spec.tracking))
             print(f"job {run_id}: pruned run {rep.parent_id}, {store.get(run_id)['status']}", flush=True)
             return 0
         else:  # a new run, or one stopped before its first checkpoint: train from the start
@@ -727,7 +725,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
                                     "owner": first.owner})
             result = run_training(first.project, first.dataset, config, store, callbacks,
                                   dataset_options=src.options if src is not None else first.dataset_options,
-                                  adapt=first.adapt, run_id=run_id, owner=first.owner, tracking=spec.tracking)
+                                  adapt=first.adapt, run_id=run_id, owner=first.owner, tracking=tracker(spec.tracking))
     except Exception as e:
         if isinstance(e, DiskFullError):  # one line, as everywhere (builder.disk)
             print(f"job {run_id}: {e}", flush=True)
@@ -750,7 +748,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m builder.runs.jobs run --workspace W RUN_ID``."""
-    p = argparse.ArgumentParser(prog="python -m builder.runs.jobs", description="run one LayerLab training job")
+    p = argparse.ArgumentParser(prog="python -m builder.jobs.queue", description="run one LayerLab training job")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a queued job (started by builder.runs.jobs.submit)")
     r.add_argument("--workspace", required=True)

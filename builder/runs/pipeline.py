@@ -7,6 +7,7 @@ is given), :func:`transfer_weights` and :func:`freeze_nodes` do transfer learnin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -21,23 +22,35 @@ from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.uploads import UploadFolder
 from builder.disk import write_atomic
-from builder.errors import BudgetError, GraphError, RunStoreError, TrainingError
+from builder.entities.run_folder import RunFolder
+from builder.entities.run_status import resume_refusal
+from builder.errors import (
+    AccessDenied,
+    BudgetError,
+    ExplainError,
+    GraphError,
+    LayerLabError,
+    RunStoreError,
+    TrainingError,
+)
+from builder.graph.compile import compile_graph
 from builder.graph.cost import node_costs, total_macs
+from builder.graph.lora import trainable_params
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.classes import class_for
-from builder.runs.folder import RunFolder
 from builder.runs.owners import owner_of, upload_dir
-from builder.runs.status import resume_refusal
 from builder.runs.store import Run, RunLogger, RunStore
 from builder.runs.summary import run_source
-from builder.runs.tracking import attach_tracking
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
+from builder.training.checkpoint import previous_path, read_checkpoint, read_resumable
 from builder.training.config import TrainConfig
 from builder.training.finetune import apply_finetune
 from builder.training.forecasts import KeepForecasts
 from builder.training.lineage import inherit_split, parents
-from builder.training.objectives import has_objective
+from builder.training.multi import ObjectiveTrainer
+from builder.training.networks import NetworkError, explain_view, network_state
+from builder.training.objectives import has_objective, objective_compat
 from builder.training.text_samples import TextSamples
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
@@ -45,8 +58,6 @@ from builder.training.weights import read_weights
 
 def build_model(graph, seed: int = 0, report: ShapeReport | None = None) -> torch.nn.Module:
     """Compile a graph into a module with seeded initialisation (``report``: its analysis, when known)."""
-    from builder.graph.compile import compile_graph
-
     torch.manual_seed(seed)
     return compile_graph(graph, report=report)
 
@@ -176,7 +187,6 @@ def record_environment(store: RunStore, run_id: str, trainer: Any, report: Shape
     """Record where a run trains (device, precision, processes) and its size (parameters, multiply-adds; with
     ``graph``, the parameters that train and the fine-tuning mode), so the model card and the Runs page read them
     instead of analysing the graph again."""
-    from builder.graph.lora import trainable_params
 
     counts = trainable_params(graph, trainer.config.freeze) if graph is not None else {}
     store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision, world_size=world_size,
@@ -203,7 +213,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
                  dataset_options: dict | None = None, on_event: Callable[[dict], None] | None = None,
                  background: bool = False, adapt: bool = False, dist: Any = None,
                  name: str | None = None, run_id: str | None = None, owner: str = "local",
-                 tags: dict | None = None, tracking: str | None = None) -> TrainResult | TrainingJob:
+                 tags: dict | None = None, tracking: Tracker | None = None) -> TrainResult | TrainingJob:
     """Train a project on a dataset: the single entry point of the CLI and the UI.
 
     Args:
@@ -217,10 +227,10 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         adapt: adapt the graph's Input shape and output width to the dataset.
         dist: a :class:`builder.training.distributed.DistContext` (torchrun); only rank 0 writes to the store.
         run_id: record into this existing (queued) run of ``store`` instead of creating one (job processes).
-        owner: recorded with a new run (its owner).
-        tags: recorded with a new run.
-        tracking: the MLflow tracker to log the run to (a job's spec carries its owner's; None: the owner's own
-            setting, :func:`builder.runs.tracking.resolve_tracking`).
+        owner, tags: recorded with a new run.
+        tracking: what logs the stored run elsewhere, attached by the caller (as Lightning's ``logger=``): called
+            with the store and run id, it returns the callbacks to add (:func:`builder.tracking.tracker` of a job's
+            or the CLI's MLflow destination; None: nothing is tracked beyond the run store).
 
     Returns:
         A :class:`TrainResult` (``run_id`` set when a store is used), or a started TrainingJob.
@@ -231,8 +241,6 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     """
     project = load_project(project)  # parsed once here; every step below takes the Project
     if has_objective(project):  # drawn losses (GAN, VAE, distillation): builder.training.multi
-        from builder.training.multi import run_objective
-
         with use_cache_dir(store.workspace if store is not None else None):
             return run_objective(project, dataset, config, store, callbacks, dataset_options=dataset_options,
                                  on_event=on_event, background=background, name=name, run_id=run_id, owner=owner,
@@ -253,7 +261,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
     if on_event is not None and main:
         listeners.append(on_event)
-    callbacks = [*callbacks, *attach_tracking(store, run_id, tracking)]  # MLflow, when the owner set a tracker
+    callbacks = [*callbacks, *_tracked(tracking, store, run_id)]  # MLflow, when the caller attached a tracker
     if run_id is not None:  # time per node of the trained model, for the canvas's cost overlay
         callbacks.append(RecordLatency(total_macs(node_costs(report)), cfg.batch_size))
     if ds.info.task == "forecast" and run_dir is not None:  # forecast vs actual for the Runs page
@@ -274,6 +282,25 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         record_environment(store, run_id, trainer, report,
                            world_size=getattr(dist, "world_size", 1) if dist is not None else 1, graph=project.graph)
     return _launch(trainer, background, run_id)
+
+
+#: what the caller attaches to log a stored run elsewhere: (store, run id) -> the callbacks that do it
+#: (:func:`builder.tracking.tracker`: MLflow); the pipeline imports no tracker
+Tracker = Callable[[Any, "str | None"], list[Callback]]
+
+
+def _tracked(tracking: Tracker | None, store: Any, run_id: str | None) -> list[Callback]:
+    """The callbacks the caller's tracker adds for this run (none without a tracker, a store or a run id).
+
+    Raises:
+        TrainingError: ``tracking`` is not callable (a URI: LayerLab 0.1's form).
+    """
+    if tracking is None or store is None or run_id is None:
+        return []
+    if not callable(tracking):
+        raise TrainingError(f"tracking is a tracker the caller attaches; received: {tracking!r}. Fix: pass "
+                            "builder.tracking.tracker(uri)")
+    return list(tracking(store, run_id))
 
 
 def student_alone(project, teacher: str, dataset: str | Dataset | None = None,
@@ -304,11 +331,11 @@ def _launch(trainer: Trainer, background: bool, run_id: str | None):
 def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (), *,
                on_event: Callable[[dict], None] | None = None, background: bool = False,
                overrides: dict | None = None, dist: Any = None, claimed: bool = False,
-               tracking: str | None = None) -> TrainResult | TrainingJob:
+               tracking: Tracker | None = None) -> TrainResult | TrainingJob:
     """Continue an interrupted, stopped, paused or failed run from its last checkpoint.
 
     ``overrides`` may change settings such as ``epochs`` or ``lr`` (e.g. after a NaN loss). ``claimed``: this
-    process holds the run's job slot (:mod:`builder.runs.jobs`), so its live status is its own. ``tracking``: as
+    process holds the run's job slot (:mod:`builder.jobs.queue`), so its live status is its own. ``tracking``: as
     for :func:`run_training`.
 
     Raises:
@@ -321,7 +348,6 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
     if why := resume_refusal(run, more_epochs=bool((overrides or {}).get("epochs")), own_process=own):
         raise RunStoreError(why)
     ckpt = store.checkpoint_path(run_id)
-    from builder.training.checkpoint import previous_path, read_resumable
     if not ckpt.is_file() and not previous_path(ckpt).is_file():
         raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
     cfg = TrainConfig.from_dict(run.config, **overrides) if overrides else run.config
@@ -333,10 +359,8 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         listeners.append(on_event)
     if overrides and main:
         store.update_status(run_id, run.status, "settings changed on resume", config=cfg.model_dump())
-    callbacks = [*callbacks, *(attach_tracking(store, run_id, tracking) if main else [])]
+    callbacks = [*callbacks, *(_tracked(tracking, store, run_id) if main else [])]
     if has_objective(project):  # a drawn objective trains in builder.training.multi
-        from builder.training.multi import resume_objective
-
         return resume_objective(run, store, project, ds, cfg, callbacks, listeners, ckpt, background)
     model = build_model(project.graph, cfg.seed)
     _load_init(store, model, cfg)  # the frozen base a checkpoint refers to by content (checkpoint_weights)
@@ -381,7 +405,7 @@ def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",
     Raises:
         RunStoreError: unknown run, or a run with neither weights nor checkpoint yet.
     """
-    from builder.training.checkpoint import checkpoint_weights, read_checkpoint
+    from builder.training.checkpoint import checkpoint_weights  # lazy: heavy (torch, safetensors)
 
     run = run_id if isinstance(run_id, Run) else store.get(run_id)
     ds = fit_dataset(run.project.graph, load_run_dataset(store, run))
@@ -403,5 +427,137 @@ def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",
     return model.eval(), ds
 
 
+# ------------------------------------------------------- projects with a drawn objective (builder.training.multi)
+def _teacher_model(store: Any, run_id: str | None) -> torch.nn.Module | None:
+    """The frozen model of a finished run (``training.teacher``), or None."""
+    if not run_id:
+        return None
+    if store is None:
+        raise TrainingError(f"a teacher run needs the run store to load it from; received: teacher={run_id!r} and "
+                            "no store. Fix: train through the CLI or the app (they pass the workspace's store)")
+    try:
+        model, _ = load_run(store, run_id)  # exact id, a run the store's actor may read (builder.access)
+    except AccessDenied:
+        raise
+    except RunStoreError as e:
+        raise TrainingError(f"the teacher run cannot be loaded; received: teacher={run_id!r} ({e}). Fix: pass the "
+                            "id of a finished run") from None
+    return model
+
+
+def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict | None = None, store: Any = None,
+                  callbacks: Iterable[Any] = (), *, dataset_options: dict | None = None,
+                  on_event: Callable[[dict], None] | None = None, background: bool = False,
+                  name: str | None = None, run_id: str | None = None, owner: str = "local",
+                  tags: dict | None = None) -> Any:
+    """:func:`~builder.runs.pipeline.run_training` for a project with a drawn objective (same arguments and
+    result; the graph's Input must fit the dataset, its outputs are the loss nodes). ``training.teacher`` names
+    the finished run whose model feeds ``Target(source="teacher")``."""
+    try:
+        project = load_project(project).model_copy(deep=True)
+        tr = dict(project.training or {})
+        cfg = TrainConfig.resolve(tr.get("task"), None, tr, config)
+        if dataset is None:
+            dataset = tr.get("dataset") or (project.dataset or {}).get("name")
+            if not dataset:
+                raise TrainingError("no dataset given and the project names none; received: none. Fix: pass a "
+                                    "dataset name")
+        dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
+        if isinstance(dataset, str):
+            opts = {**({"task": tr["task"]} if "task" in tr else {}), **dict(dataset_options or {})}
+            opts.setdefault("seed", cfg.seed)
+            dataset = load_dataset(dataset, uploads=owner_uploads(store, owner), **opts)
+        if split_note and split_note not in dataset.info.notes:  # the model card says which split the run used
+            dataset.info.notes.append(split_note)
+        cfg = TrainConfig.resolve(dataset.info.task, len(dataset.train), tr, config)
+        ds = fit_dataset(project.graph, dataset)
+        report = infer_shapes(project.graph)
+        problems = [p for p in report.problems if p.severity == "error"]
+        problems += objective_compat(project.graph, ds, report)
+        if problems:
+            raise GraphError(problems)
+        teacher = _teacher_model(store, tr.get("teacher"))
+    except Exception as e:
+        if run_id is not None and store is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
+    run_dir, listeners = None, []
+    if store is not None:
+        run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
+        listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
+    if on_event is not None:
+        listeners.append(on_event)
+    try:
+        trainer = ObjectiveTrainer(project, ds, cfg, callbacks, run_dir, on_event=listeners, teacher=teacher)
+    except Exception as e:
+        if run_id is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
+    trainer.run_id = run_id
+    if run_id is not None:
+        record_environment(store, run_id, trainer, report)
+    return _launch(trainer, background, run_id)
+
+
+def resume_objective(run: dict, store: Any, project: Project, ds: Dataset, cfg: TrainConfig,
+                     callbacks: Iterable[Any], listeners: list, ckpt: Path, background: bool = False) -> Any:
+    """:func:`~builder.runs.pipeline.resume_run`'s second half for a project with a drawn objective."""
+    teacher = _teacher_model(store, (project.training or {}).get("teacher"))
+    trainer = ObjectiveTrainer(project, ds, cfg, callbacks, store.run_dir(run["id"]), on_event=listeners,
+                               resume_from=ckpt, teacher=teacher)
+    _, meta, _ = read_resumable(ckpt)
+    step = meta.get("state", {}).get("global_step", 0)
+    if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+        store.truncate_metrics(run["id"], step)
+    trainer.run_id = run["id"]
+    store.set_environment(run["id"], device=str(trainer.device), precision=trainer.precision)
+    return _launch(trainer, background, run["id"])
+
+
+# ------------------------------------------------------- a finished run opened for the questions asked of it
+def open_run(store: Any, run: Run) -> tuple[torch.nn.Module, Any]:
+    """A finished run's model and dataset (:func:`load_run`), the graph first checked against the memory budget.
+
+    Args:
+        store: the :class:`~builder.runs.store.RunStore`; ``run``: its record (owner already checked; its project
+            is parsed and analysed once here, the analysis handed on to compiling).
+    Raises:
+        LayerLabError: missing or incompatible weights (``RunStoreError``), a graph over the budget (``BudgetError``).
+    """
+    run = Run.of(run)
+    project = run.project
+    report = infer_shapes(project.graph)  # raises nothing; the budget is in the report
+    if not report.ok and any(p.code == "budget" for p in report.problems):
+        raise BudgetError([p for p in report.problems if p.code == "budget"])
+    try:
+        model, ds = load_run(store, run, report=report)
+        return _objective_view(project, model, ds) if has_objective(project) else (model, ds)
+    except LayerLabError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch's and safetensors' errors for a file that does not fit
+        raise RunStoreError(f"the weights of run {run.id} do not fit its project: {e}") from e
+
+
+def _objective_view(project: Any, model: torch.nn.Module, ds: Any) -> tuple[torch.nn.Module, Any]:
+    """A run with a drawn objective explained through the network that reads its samples
+    (:func:`builder.training.networks.explain_view`: a VAE's encoder, μ as its output), with the run's
+    weights; its outputs are values, not the dataset's classes, so the data is read as a regression's.
+
+    Raises:
+        ExplainError: no network reads the dataset's samples (a GAN).
+    """
+    try:
+        name, view = explain_view(project)
+    except NetworkError as e:
+        raise ExplainError(str(e)) from None
+    sub = compile_graph(view.graph)
+    sub.load_state_dict(network_state(project, name, model.state_dict()), strict=False)
+    sub.layerlab_explained = name  # what the page names
+    info = dataclasses.replace(ds.info, task="regression", class_names=[], num_classes=None)
+    ds = dataclasses.replace(ds, info=info)
+    return sub.eval(), fit_dataset(sub, ds)
+
+
 __all__ = ["run_training", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes",
-           "load_run", "load_run_dataset", "owner_uploads"]
+           "load_run", "load_run_dataset", "owner_uploads", "run_objective", "resume_objective", "Tracker",
+           "open_run"]

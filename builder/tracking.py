@@ -19,25 +19,29 @@ the run, or an export). Needs the ``layerlab[mlflow]`` extra (``mlflow-skinny`` 
 for ``sqlite:///`` and ``http(s)://`` trackers; the full ``mlflow`` works too). Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_tracking.py
-    run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store, tracking="sqlite:////srv/mlflow.db")
+    run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store,
+                 tracking=tracker("sqlite:////srv/mlflow.db"))
     export_runs(store, None, "sqlite:////srv/mlflow.db")
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.runs.status import RunStatus, is_live
+from builder.entities.run_status import RunStatus, is_live
+from builder.errors import LayerLabError
+from builder.runs.owners import LOCAL_OWNER, owner_dir, owner_of, server_config
 from builder.runs.summary import shown_dataset_options
 from builder.training.callbacks import Callback
 
@@ -170,9 +174,6 @@ def allowed_by(uri: str, entry: str) -> bool:
 def server_tracking(workspace: str | Path) -> tuple[str | None, list[str]]:
     """The admin's tracking settings from the server config: the default URI for everyone's runs (None: none)
     and the allow-list of destinations web visitors may choose. Raises LayerLabError for a malformed entry."""
-    from builder.errors import LayerLabError
-    from builder.runs.owners import server_config
-
     cfg = server_config(workspace).get(CONFIG_KEY) or {}
     uri, allow = (cfg.get("uri"), cfg.get("allow") or []) if isinstance(cfg, dict) else (None, None)
     if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow) or not isinstance(uri, str | None):
@@ -219,9 +220,6 @@ def check_destination(uri: str, workspace: str | Path, owner: str, *, also: Iter
     Raises:
         LayerLabError: a destination not allowed, or one of LayerLab's own files.
     """
-    from builder.errors import LayerLabError
-    from builder.runs.owners import LOCAL_OWNER
-
     uri = (uri or "").strip()
     default, allow = server_tracking(workspace)
     if owner != LOCAL_OWNER and uri != default and not any(allowed_by(uri, a) for a in allow):
@@ -238,8 +236,6 @@ def check_destination(uri: str, workspace: str | Path, owner: str, *, also: Iter
 
 
 def _setting_path(workspace: str | Path, owner: str) -> Path:
-    from builder.runs.owners import owner_dir
-
     return owner_dir(workspace, owner) / SETTING_FILE
 
 
@@ -280,8 +276,6 @@ def resolve_tracking(workspace: str | Path, owner: str, flag: str | None = None,
     Raises:
         LayerLabError: the destination is not allowed for ``owner``.
     """
-    from builder.runs.owners import LOCAL_OWNER
-
     uri = (flag or "").strip() or owner_setting(workspace, owner)
     if not uri and owner == LOCAL_OWNER:
         uri = tracking_uri()
@@ -328,8 +322,6 @@ class Tracker:
             self.experiment_id = exp.experiment_id
         where = exp.artifact_location if exp is not None else _artifact_root(uri)
         if workspace is not None and where and _internal(where, workspace) is not None:
-            from builder.errors import LayerLabError
-
             raise LayerLabError(f"MLflow would write a run's artefacts into LayerLab's own files; received: the "
                                 f"experiment {name!r} at {_redact(uri)}. Fix: give the experiment an artefact "
                                 "location outside the workspace")
@@ -481,7 +473,7 @@ def _artefacts(store, run_id: str, tmp: Path) -> list[Path]:
     run, folder = store.get(run_id), store.folder(run_id)
     files = [f for f in (folder.project, folder.model_card, folder.weights) if f.is_file()]
     try:
-        from builder.interchange.python_export import export_python
+        from builder.interchange.python_export import export_python  # lazy: heavy (safetensors)
 
         py = tmp / "model.py"
         py.write_text(export_python(run.project), encoding="utf-8")
@@ -677,14 +669,23 @@ class MlflowCallback(Callback):
         self._sync(final=True)
 
 
+def tracker(uri: str | None = None) -> Callable[[Any, str | None], list[Callback]]:
+    """What a caller of the pipeline attaches to log its run to MLflow (``run_training(..., tracking=tracker(uri))``,
+    as Lightning's ``Trainer(logger=MLFlowLogger(...))``): :func:`attach_tracking` of the stored run with ``uri``
+    (None: the run owner's own setting, :func:`resolve_tracking`). Jobs attach their spec's destination, the CLI
+    its ``--mlflow``.
+
+    >>> tracker("http://127.0.0.1:5000").keywords
+    {'uri': 'http://127.0.0.1:5000'}
+    """
+    return functools.partial(attach_tracking, uri=uri)
+
+
 def attach_tracking(store, run_id: str | None, uri: str | None = None) -> list[Callback]:
     """The callbacks the pipeline adds for a stored run: an :class:`MlflowCallback` to ``uri`` (a job's spec
     carries its owner's choice; None: :func:`resolve_tracking` for the run's owner) when the run's owner may log
     there (:func:`check_destination`, else a warning) and mlflow is installed (else a warning); nothing when
     there is no destination."""
-    from builder.errors import LayerLabError
-    from builder.runs.owners import owner_of
-
     if store is None or run_id is None:
         return []
     owner = owner_of(store.get(run_id))
@@ -720,9 +721,6 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     Raises:
         LayerLabError: no tracking URI, a destination not allowed, mlflow missing, or the tracker cannot be reached.
     """
-    from builder.errors import LayerLabError
-    from builder.runs.owners import LOCAL_OWNER
-
     # the runs the store's actor may read (builder.access): every id checked before anything is written, an
     # unknown and another's answered alike ("no run X of yours")
     ids = list(run_ids or []) or [r["id"] for r in reversed(store.list_runs(limit=100_000))]

@@ -47,7 +47,7 @@ def spawn_detached(args: Sequence[str], log: str | Path, *, env: Mapping[str, st
     """Start ``python ARGS`` (this interpreter) detached, its output appended to ``log``.
 
     Args:
-        args: the interpreter's arguments, e.g. ``["-m", "builder.runs.jobs", "run", ...]``.
+        args: the interpreter's arguments, e.g. ``["-m", "builder.jobs.queue", "run", ...]``.
         log: the file that receives stdout and stderr (appended to; created when missing).
         env: the child's environment before :func:`child_env` adds the package root (default: ours).
         cwd: the child's working folder (default: :func:`package_root`).
