@@ -355,10 +355,11 @@ def _command_modules() -> tuple:
     ``runs``; ``checks`` adds ``calibrate``, ``drift``, ``prune`` and ``robustness``. They import :mod:`builder.cli.common`, never this module.
     Imported here, not at the top, so that ``python -m builder.cli.train`` finds its module not yet imported."""
     import builder.cli.checks
+    import builder.cli.db
     import builder.cli.search
     import builder.cli.train
 
-    return (builder.cli.train, builder.cli.search, builder.cli.checks)
+    return (builder.cli.train, builder.cli.search, builder.cli.checks, builder.cli.db)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,6 +193,56 @@ def unreachable(exc: BaseException, url: str) -> RunStoreError | None:
                          "workspace's own SQLite file")
 
 
+# ---- what servers sharing one database share besides runs: locks and documents
+def on_server(workspace: str | Path) -> bool:
+    """Whether the workspace's run database is a server (PostgreSQL) that other LayerLab servers may share."""
+    return not is_sqlite(database_url(workspace))
+
+
+@contextmanager
+def workspace_lock(workspace: str | Path, name: str) -> Iterator[None]:
+    """An exclusive lock named ``name`` for a check and the write it allows (a quota and the run it admits, a
+    class's read-modify-write): the file ``<workspace>/<name>`` (``flock``) for one server, an advisory lock in
+    the shared database for servers sharing one, which a lock file on a network file system cannot be."""
+    if not on_server(workspace):
+        with _file_lock(Path(workspace) / name):
+            yield
+        return
+    key = {"k": f"layerlab:{name}"}
+    with engine(database_url(workspace)).connect() as c:
+        c.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), key)
+        c.commit()
+        try:
+            yield
+        finally:
+            c.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), key)
+            c.commit()
+
+
+def save_document(workspace: str | Path, kind: str, doc_id: str, data: str) -> None:
+    """Write (insert or replace) one JSON document of ``kind`` in the shared database."""
+    import time
+
+    with engine(database_url(workspace)).connect() as c, c.begin():
+        c.execute(documents.delete().where(documents.c.kind == kind, documents.c.id == doc_id))
+        c.execute(documents.insert().values(kind=kind, id=doc_id, data=data, updated_at=time.time()))
+
+
+def load_documents(workspace: str | Path, kind: str, doc_id: str | None = None) -> list[str]:
+    """The JSON texts of the documents of ``kind`` (only ``doc_id`` when given) in the shared database."""
+    q = sa.select(documents.c.data).where(documents.c.kind == kind)
+    if doc_id is not None:
+        q = q.where(documents.c.id == doc_id)
+    with engine(database_url(workspace)).connect() as c:
+        return list(c.execute(q.order_by(documents.c.id)).scalars())
+
+
+def delete_document(workspace: str | Path, kind: str, doc_id: str) -> None:
+    """Remove one document of ``kind`` from the shared database (nothing when it is not there)."""
+    with engine(database_url(workspace)).connect() as c, c.begin():
+        c.execute(documents.delete().where(documents.c.kind == kind, documents.c.id == doc_id))
+
+
 # ---- schema versions (Alembic)
 def current_revision(c: Connection) -> str | None:
     """The schema revision stamped in the database; None for one made before migrations (or empty)."""
@@ -290,5 +340,6 @@ def _file_lock(path: Path | None) -> Iterator[None]:
 
 
 __all__ = ["ENV_DB_URL", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
-           "is_sqlite", "redact", "engine", "write", "statement", "params", "is_busy", "unreachable",
+           "is_sqlite", "redact", "engine", "on_server", "workspace_lock", "save_document", "load_documents",
+           "delete_document", "write", "statement", "params", "is_busy", "unreachable",
            "current_revision", "upgrade", "ensure_schema"]
