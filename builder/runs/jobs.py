@@ -162,7 +162,20 @@ def _check_spec(store: RunStore, spec: JobSpec) -> None:
 
 
 def _start(store: RunStore, run_id: str) -> None:
-    """Launch a recorded job's process (warm when the launcher answers) and record its pid."""
+    """Start a recorded job where this server runs jobs (:func:`builder.runs.executors.executor_for`: here, or on
+    a Ray cluster); a cluster that cannot be reached leaves the run interrupted, resumable, and says why."""
+    from builder.runs.executors import executor_for
+
+    try:
+        executor = executor_for(store.workspace)
+    except RunStoreError as e:
+        store.update_status(run_id, RunStatus.INTERRUPTED, f"not started: {e}")
+        raise
+    executor.start(store, run_id)
+
+
+def start_local(store: RunStore, run_id: str) -> None:
+    """Launch a recorded job's process on this server (warm when the launcher answers) and record its pid."""
     folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded
     pid = _launch_warm(store.workspace, run_id, folder.job_log)
     if pid is None:
@@ -687,9 +700,12 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     spec = JobSpec(**{**data, "owner": owner})
     store = store.as_actor(Actor.of_job(spec.owner))  # ids in its project (init_from, teacher) are its owner's
     torch.set_num_threads(torch_threads())
-    gpus = GPU_QUERY() if _gpu_device(spec, origin) else []
+    placed = os.environ.get("LAYERLAB_JOB_PLACED") == run_id  # a cluster's scheduler placed it (executors.py)
+    gpus = GPU_QUERY() if _gpu_device(spec, origin) and not placed else []
     need = job_need(JobSpec(**origin) if origin else spec) if gpus else 0
-    ok, gpu = _wait_for_slot(store, run_id, need, gpus)
+    if placed:  # its node and GPU share are the scheduler's: no slot of this host to wait for
+        store.update_status(run_id, RunStatus.RUNNING)
+    ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus)
     if not ok:
         return 0
     tmp = store.folder(run_id).tmp  # limits, clean environment, no new processes, before the model is built
