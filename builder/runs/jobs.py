@@ -59,6 +59,7 @@ from builder.runs.threads import (  # noqa: F401  (their home moved; these names
 from builder.training.callbacks import Callback
 
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
+SHARED_POLL_S = 1.0  # how often a job reads its control column in a shared PostgreSQL store (bench_cluster.py)
 GPU_QUERY: _gpus.GpuQuery = _gpus.query_gpus  # what the GPUs have free (tests fake it: builder.runs.gpus.Gpu lists)
 GPU_USED = _gpus.query_used  # GPU bytes per process id (jobs placed but not allocated yet count at their estimate)
 GPU_LOCK = "gpu.lock"  # in the workspace: one job at a time decides its GPU and claims its slot
@@ -493,7 +494,8 @@ def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...
 
 def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "stop"]) -> None:
     """Ask a job to pause, resume or stop on behalf of the store's actor (:func:`builder.access.may`: ``stop``
-    for stop, ``control`` for pause and resume); its process acts within a step of reading it (~0.2 s).
+    for stop, ``control`` for pause and resume); its process acts within a step of reading it (~0.2 s;
+    ~1 s in a shared PostgreSQL store: :data:`SHARED_POLL_S`).
 
     Raises:
         AccessDenied: a run the actor may not control, worded as an unknown one.
@@ -539,8 +541,11 @@ def wait(store: RunStore, run_ids: list[str], timeout: float | None = None) -> d
 class StoreControl(Callback):
     """Trainer callback polling the run's ``control`` column in a thread and pausing/resuming/stopping."""
 
-    def __init__(self, store: RunStore, run_id: str, poll_s: float = POLL_S):
-        self.store, self.run_id, self.poll_s = store, run_id, poll_s
+    def __init__(self, store: RunStore, run_id: str, poll_s: float | None = None):
+        from builder.runs.db import is_sqlite
+
+        shared = not is_sqlite(getattr(store, "db_url", "sqlite:"))  # hundreds of jobs on one server: poll less
+        self.store, self.run_id, self.poll_s = store, run_id, poll_s or (SHARED_POLL_S if shared else POLL_S)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self.trainer: Any = None

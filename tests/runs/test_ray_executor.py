@@ -83,7 +83,7 @@ def _statuses(store: RunStore, ids: list[str]) -> dict[str, str]:
 
 
 def test_jobs_are_packed_on_the_cluster_by_their_memory_estimate(store):
-    ids = [jobs.submit(store.as_actor(store.actor), _spec(owner)) for owner in
+    ids = [jobs.submit(store, _spec(owner, epochs=1, n=100)) for owner in
            ("user:ann", "user:ann", "user:ann", "user:bob", "user:bob")]
     most = 0
 
@@ -114,44 +114,31 @@ def ray_nodes(store):
     return [_N(d) for d in ray.nodes() if d["Alive"]]
 
 
-def test_the_running_quota_holds_jobs_in_front_of_ray_and_the_queue_quota_refuses(store, monkeypatch):
+def test_quotas_hold_jobs_in_front_of_ray_and_pause_resume_stop_go_through_the_control_row(store, monkeypatch):
     monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "1")
     monkeypatch.setenv("LAYERLAB_QUOTA_QUEUED", "1")
     first = jobs.submit(store, _spec("user:cy", epochs=500, n=400))
-    _until(lambda: store.get(first)["status"] == "running")
-    second = jobs.submit(store, _spec("user:cy"))
+    _until(lambda: store.get(first)["epochs_done"] >= 1)
+    second = jobs.submit(store, _spec("user:cy", epochs=1, n=100))
     ex = executors.executor_for(store.workspace)
     time.sleep(2 * executors.DISPATCH_S)  # rounds of the queue pass (a state that must not change)
     assert store.get(second)["status"] == "queued" and second in [j.run_id for j in ex._pending]
     with pytest.raises(QuotaError, match="at most 1 job"):
         jobs.submit(store, _spec("user:cy"))
+    jobs.request(store, first, "pause")
+    _until(lambda: store.get(first)["status"] == "paused")
+    jobs.request(store, first, "resume")
+    _until(lambda: store.get(first)["status"] == "running")
     jobs.request(store, first, "stop")
-    _until(lambda: store.get(second)["status"] == "finished")
-    assert store.get(first)["status"] == "stopped"
-
-
-def test_pause_resume_and_stop_go_through_the_control_row(store):
-    rid = jobs.submit(store, _spec("user:dee", epochs=500, n=400))
-    _until(lambda: store.get(rid)["epochs_done"] >= 1)
-    jobs.request(store, rid, "pause")
-    _until(lambda: store.get(rid)["status"] == "paused")
-    jobs.request(store, rid, "resume")
-    _until(lambda: store.get(rid)["status"] == "running")
-    jobs.request(store, rid, "stop")
-    _until(lambda: store.get(rid)["status"] == "stopped")
-    again = jobs.submit(store, jobs.JobSpec(project={}, dataset="moons", owner="user:dee", resume_run=rid))
-    assert again == rid
-    done = store.get(rid)["epochs_done"]
-    _until(lambda: store.get(rid)["status"] == "running" and store.get(rid)["epochs_done"] > done)
-    jobs.request(store, rid, "stop")
-    _until(lambda: store.get(rid)["status"] == "stopped")
+    _until(lambda: store.get(first)["status"] == "stopped")
+    _until(lambda: store.get(second)["status"] == "finished")  # its turn came when the first stopped
 
 
 def test_a_job_whose_node_dies_is_interrupted_and_resumes_on_another_node(store, ray_cluster):
     rid = jobs.submit(store, _spec("user:eve", epochs=500, n=400))
     _until(lambda: store.get(rid)["epochs_done"] >= 2 and store.folder(rid).has_checkpoint)
     node_id = store.get(rid)["environment"]["ray_node"]
-    node = next(n for n in ray_cluster.list_all_nodes() if n.unique_id == node_id)
+    node = next(n for n in ray_cluster.list_all_nodes() if n.node_id == node_id)
     ray_cluster.remove_node(node)
     try:
         _until(lambda: store.get(rid)["status"] == "interrupted")
