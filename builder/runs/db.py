@@ -76,8 +76,10 @@ def database_url(workspace: str | Path) -> str:
 
 
 def is_sqlite(url: str) -> bool:
-    """Whether ``url`` names an SQLite database. >>> is_sqlite("sqlite:////w/layerlab.db")
-    True
+    """Whether ``url`` names an SQLite database.
+
+    >>> is_sqlite("sqlite:////w/layerlab.db"), is_sqlite("postgresql+psycopg://h/layerlab")
+    (True, False)
     """
     return url.split(":", 1)[0].split("+")[0] == "sqlite"
 

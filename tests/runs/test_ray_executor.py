@@ -126,7 +126,10 @@ def test_quotas_hold_jobs_in_front_of_ray_and_pause_resume_stop_go_through_the_c
     with pytest.raises(QuotaError, match="at most 1 job"):
         jobs.submit(store, _spec("user:cy"))
     jobs.request(store, first, "pause")
-    _until(lambda: store.get(first)["status"] == "paused")
+    try:
+        _until(lambda: store.get(first)["status"] == "paused")
+    except AssertionError:
+        raise AssertionError(f"{store.get(first)}\n{store.folder(first).job_log.read_text()[-4000:]}") from None
     jobs.request(store, first, "resume")
     _until(lambda: store.get(first)["status"] == "running")
     jobs.request(store, first, "stop")
