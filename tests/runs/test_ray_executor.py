@@ -65,17 +65,23 @@ def store(ray_cluster, pg_url, tmp_path, monkeypatch) -> RunStore:
 
 def _spec(owner: str, epochs: int = 2, n: int = 200, **config) -> jobs.JobSpec:
     return jobs.JobSpec(project=load_template("mlp").model_dump(), dataset="moons", dataset_options={"n_samples": n},
-                        config={"epochs": epochs, "batch_size": 32, **config}, owner=owner)
+                        config={"epochs": epochs, "batch_size": 32, "early_stopping": None, **config}, owner=owner)
 
 
-def _until(what, timeout: float = 240.0, every: float = 0.2):
+def _until(what, timeout: float = 240.0, every: float = 0.2, run: tuple | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = what()
         if got:
             return got
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what.__doc__ or what}")
+    seen = ""
+    if run is not None:  # the run's row and the end of its job's log
+        store, rid = run
+        row = store.get(rid)
+        seen = (f"\nstatus {row['status']!r}, control {row['control']!r}, message {row['message']!r}\n"
+                + store.folder(rid).job_log.read_text(errors="replace")[-3000:])
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what.__doc__ or what}{seen}")
 
 
 def _statuses(store: RunStore, ids: list[str]) -> dict[str, str]:
@@ -126,15 +132,12 @@ def test_quotas_hold_jobs_in_front_of_ray_and_pause_resume_stop_go_through_the_c
     with pytest.raises(QuotaError, match="at most 1 job"):
         jobs.submit(store, _spec("user:cy"))
     jobs.request(store, first, "pause")
-    try:
-        _until(lambda: store.get(first)["status"] == "paused")
-    except AssertionError:
-        raise AssertionError(f"{store.get(first)}\n{store.folder(first).job_log.read_text()[-4000:]}") from None
+    _until(lambda: store.get(first)["status"] == "paused", run=(store, first))
     jobs.request(store, first, "resume")
-    _until(lambda: store.get(first)["status"] == "running")
+    _until(lambda: store.get(first)["status"] == "running", run=(store, first))
     jobs.request(store, first, "stop")
-    _until(lambda: store.get(first)["status"] == "stopped")
-    _until(lambda: store.get(second)["status"] == "finished")  # its turn came when the first stopped
+    _until(lambda: store.get(first)["status"] == "stopped", run=(store, first))
+    _until(lambda: store.get(second)["status"] == "finished", run=(store, second))  # its turn came when the first stopped
 
 
 def test_a_job_whose_node_dies_is_interrupted_and_resumes_on_another_node(store, ray_cluster):
