@@ -10,7 +10,7 @@ PORT   ?= 8501
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,mlflow,mlflow-server,docs,sequences,hf]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,mlflow,mlflow-server,docs,sequences,hf,cluster]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -408,10 +408,11 @@ def _command_modules() -> tuple:
     ``runs``; ``checks`` adds ``calibrate``, ``drift``, ``prune`` and ``robustness``. They import :mod:`builder.cli.common`, never this module.
     Imported here, not at the top, so that ``python -m builder.cli.train`` finds its module not yet imported."""
     import builder.cli.checks  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
+    import builder.cli.db  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
     import builder.cli.search  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
     import builder.cli.train  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
 
-    return (builder.cli.train, builder.cli.search, builder.cli.checks)
+    return (builder.cli.train, builder.cli.search, builder.cli.checks, builder.cli.db)
 
 
 def main(argv: list[str] | None = None) -> int:

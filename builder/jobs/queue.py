@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -58,6 +59,7 @@ from builder.process.threads import (  # noqa: F401  (their home moved; these na
     torch_threads,
 )
 from builder.runs.classes import class_for
+from builder.runs.db import is_sqlite
 from builder.runs.owners import owner_of
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.runs.summary import run_source
@@ -71,6 +73,7 @@ from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig
 
 POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
+SHARED_POLL_S = 1.0  # how often a job reads its control column in a shared PostgreSQL store (bench_cluster.py)
 GPU_QUERY: _gpus.GpuQuery = _gpus.query_gpus  # what the GPUs have free (tests fake it: builder.runs.gpus.Gpu lists)
 GPU_USED = _gpus.query_used  # GPU bytes per process id (jobs placed but not allocated yet count at their estimate)
 GPU_LOCK = "gpu.lock"  # in the workspace: one job at a time decides its GPU and claims its slot
@@ -174,7 +177,21 @@ def _check_spec(store: RunStore, spec: JobSpec) -> None:
 
 
 def _start(store: RunStore, run_id: str) -> None:
-    """Launch a recorded job's process (warm when the launcher answers) and record its pid."""
+    """Start a recorded job where this server runs jobs (:func:`builder.jobs.executors.executor_for`: here, or on
+    a Ray cluster); a cluster that cannot be reached leaves the run interrupted, resumable, and says why."""
+    # the executors (this server, a Ray cluster) are backends built on this module (they import it): loaded by
+    # name on first start, as SQLAlchemy loads a dialect, so the queue does not import what imports it
+    executors = importlib.import_module("builder.jobs.executors")
+    try:
+        executor = executors.executor_for(store.workspace)
+    except RunStoreError as e:
+        store.update_status(run_id, RunStatus.INTERRUPTED, f"not started: {e}")
+        raise
+    executor.start(store, run_id)
+
+
+def start_local(store: RunStore, run_id: str) -> None:
+    """Launch a recorded job's process on this server (warm when the launcher answers) and record its pid."""
     folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded
     pid = _launch_warm(store.workspace, run_id, folder.job_log)
     if pid is None:
@@ -485,7 +502,8 @@ def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...
 
 def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "stop"]) -> None:
     """Ask a job to pause, resume or stop on behalf of the store's actor (:func:`builder.access.may`: ``stop``
-    for stop, ``control`` for pause and resume); its process acts within a step of reading it (~0.2 s).
+    for stop, ``control`` for pause and resume); its process acts within a step of reading it (~0.2 s;
+    ~1 s in a shared PostgreSQL store: :data:`SHARED_POLL_S`).
 
     Raises:
         AccessDenied: a run the actor may not control, worded as an unknown one.
@@ -531,8 +549,9 @@ def wait(store: RunStore, run_ids: list[str], timeout: float | None = None) -> d
 class StoreControl(Callback):
     """Trainer callback polling the run's ``control`` column in a thread and pausing/resuming/stopping."""
 
-    def __init__(self, store: RunStore, run_id: str, poll_s: float = POLL_S):
-        self.store, self.run_id, self.poll_s = store, run_id, poll_s
+    def __init__(self, store: RunStore, run_id: str, poll_s: float | None = None):
+        shared = not is_sqlite(getattr(store, "db_url", "sqlite:"))  # hundreds of jobs on one server: poll less
+        self.store, self.run_id, self.poll_s = store, run_id, poll_s or (SHARED_POLL_S if shared else POLL_S)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self.trainer: Any = None
@@ -685,9 +704,12 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     spec = JobSpec(**{**data, "owner": owner})
     store = store.as_actor(Actor.of_job(spec.owner))  # ids in its project (init_from, teacher) are its owner's
     torch.set_num_threads(torch_threads())
-    gpus = GPU_QUERY() if _gpu_device(spec, origin) else []
+    placed = os.environ.get("LAYERLAB_JOB_PLACED") == run_id  # a cluster's scheduler placed it (executors.py)
+    gpus = GPU_QUERY() if _gpu_device(spec, origin) and not placed else []
     need = job_need(JobSpec(**origin) if origin else spec) if gpus else 0
-    ok, gpu = _wait_for_slot(store, run_id, need, gpus)
+    if placed:  # its node and GPU share are the scheduler's: no slot of this host to wait for
+        store.update_status(run_id, RunStatus.RUNNING)
+    ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus)
     if not ok:
         return 0
     tmp = store.folder(run_id).tmp  # limits, clean environment, no new processes, before the model is built

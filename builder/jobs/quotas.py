@@ -24,7 +24,6 @@ submits at once cannot both pass a limit of one. Example::
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from pathlib import Path
 from builder.access import SYSTEM
 from builder.entities.run_status import STARTED, RunStatus, is_live
 from builder.errors import RunStoreError
+from builder.runs import db as _db
 from builder.runs.classes import class_quotas, list_classes
 from builder.runs.owners import LOCAL_OWNER, is_teacher, server_config
 from builder.runs.store import RunStore
@@ -237,15 +237,12 @@ def check_quota(store: RunStore, owner: str, *, device: str = "auto", jobs: int 
 
 @contextmanager
 def admit(store: RunStore) -> Iterator[None]:
-    """Hold the workspace's quota lock (``<workspace>/quota.lock``, an exclusive ``flock``) for a quota check
-    and the recording of the run it admits, so concurrent submits (threads or processes) are checked one after
-    the other: each sees the runs the ones before it recorded."""
-    with open(Path(store.workspace) / QUOTA_LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Hold the workspace's quota lock (``<workspace>/quota.lock``, an exclusive ``flock``; an advisory lock in a
+    shared PostgreSQL store: :func:`builder.runs.db.workspace_lock`) for a quota check and the recording of the
+    run it admits, so concurrent submits (threads, processes or servers) are checked one after the other: each
+    sees the runs the ones before it recorded."""
+    with _db.workspace_lock(store.workspace, QUOTA_LOCK):
+        yield
 
 
 __all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "limit_sources", "usage", "check_usage", "check_quota",

@@ -34,6 +34,7 @@ from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 from builder.graph.share import LOCAL_TRAINING_KEYS
+from builder.runs import db as _db
 from builder.runs.owners import display_name, is_admin, is_teacher, owner_of, pseudonym
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
@@ -58,6 +59,10 @@ def _dir(workspace: str | Path) -> Path:
 
 @contextmanager
 def _locked(workspace: str | Path) -> Iterator[None]:
+    if _db.on_server(workspace):  # servers sharing a database share its classes (builder.runs.db)
+        with _db.workspace_lock(workspace, CLASSES_DIR):
+            yield
+        return
     with open(_dir(workspace) / ".lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -67,6 +72,9 @@ def _locked(workspace: str | Path) -> Iterator[None]:
 
 
 def _save(workspace: str | Path, cls: dict) -> None:
+    if _db.on_server(workspace):
+        _db.save_document(workspace, CLASSES_DIR, cls["id"], json.dumps(cls))
+        return
     path = _dir(workspace) / f"{cls['id']}.json"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(cls, indent=1), encoding="utf-8")
@@ -76,13 +84,10 @@ def _save(workspace: str | Path, cls: dict) -> None:
 def list_classes(workspace: str | Path, *, teacher: str | None = None, member: str | None = None) -> list[dict]:
     """Every class, newest first; ``teacher`` keeps the classes that owner teaches, ``member`` those it joined."""
     out = []
-    folder = Path(workspace) / CLASSES_DIR  # read without creating it (every job submission asks)
-    for path in (folder.glob("c-*.json") if folder.is_dir() else ()):
-        if not _ID_RE.match(path.stem):  # c-<id>.scores.json: the held-out scores
-            continue
+    for text in _texts(workspace):
         try:
-            cls = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            cls = json.loads(text)
+        except ValueError:
             continue
         if teacher is not None and cls.get("teacher") != teacher:
             continue
@@ -97,10 +102,28 @@ def get_class(workspace: str | Path, class_id: str) -> dict:
     if not isinstance(class_id, str) or not _ID_RE.match(class_id):
         raise ClassError(f"a class id is c- and 12 hexadecimal characters; received: {str(class_id)[:40]!r}. "
                          "Fix: pick the class from the list")
-    path = Path(workspace) / CLASSES_DIR / f"{class_id}.json"
-    if not path.is_file():
+    found = _texts(workspace, class_id)
+    if not found:
         raise ClassError(f"no class {class_id} on this server; received: {class_id}. Fix: pick one from the list")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(found[0])
+
+
+def _texts(workspace: str | Path, class_id: str | None = None) -> list[str]:
+    """The stored JSON of every class (or of ``class_id``): files in ``<workspace>/classes``, or documents in a
+    shared database."""
+    if _db.on_server(workspace):
+        return _db.load_documents(workspace, CLASSES_DIR, class_id)
+    folder = Path(workspace) / CLASSES_DIR  # read without creating it (every job submission asks)
+    paths = [folder / f"{class_id}.json"] if class_id else (folder.glob("c-*.json") if folder.is_dir() else ())
+    out = []
+    for path in paths:
+        if not _ID_RE.match(path.stem):  # c-<id>.scores.json: the held-out scores
+            continue
+        try:
+            out.append(path.read_text(encoding="utf-8"))
+        except OSError:
+            continue
+    return out
 
 
 CLASS_KEY = "class_id"  # the key of a project's ``training`` that names the class a member trains for
@@ -255,6 +278,8 @@ def delete_class(workspace: str | Path, class_id: str, teacher: str) -> None:
     """Delete the class (members keep their own runs and projects). Raises ClassError."""
     with _locked(workspace):
         cls = _own(workspace, class_id, teacher)
+        if _db.on_server(workspace):
+            _db.delete_document(workspace, CLASSES_DIR, cls["id"])
         (_dir(workspace) / f"{cls['id']}.json").unlink(missing_ok=True)
         (_dir(workspace) / f"{cls['id']}.scores.json").unlink(missing_ok=True)
 

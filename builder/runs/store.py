@@ -1,4 +1,5 @@
-"""The run store: one SQLite database (WAL mode) plus one folder per run. It stores; training lives in
+"""The run store: one database (SQLite in WAL mode by default, PostgreSQL by ``LAYERLAB_DB_URL``: builder.runs.db)
+plus one folder per run. It stores; training lives in
 :mod:`builder.training.pipeline`.
 
 Layout of a workspace (default ``~/.layerlab``; ``LAYERLAB_WORKSPACE`` or the CLI's ``--workspace``
@@ -7,7 +8,8 @@ override it)::
     layerlab.db                      runs and metrics tables
     runs/<run id>/                   one folder per run; its files are named by builder.runs.folder.RunFolder
 
-Every call opens its own connection, so threads and processes can write at once (SQLite serialises the
+Every call takes a connection from the process's pool (:func:`builder.runs.db.engine`), so threads and processes
+can write at once (SQLite serialises the
 writers; WAL lets readers continue; a workspace on a network file system gets a rollback journal instead,
 :data:`NETWORK_FILESYSTEMS`); a training loop holds one for its thread while it runs
 (:meth:`RunStore.hold`): closing the last connection of a process makes SQLite checkpoint the WAL, 3-20 ms per
@@ -34,10 +36,10 @@ import re
 import secrets
 import shutil
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,7 @@ from builder.errors import AccessDenied, RunStoreError
 from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
 from builder.process.launcher import pid_alive
+from builder.runs import db as _db
 from builder.runs.record import Run
 from builder.training.config import TrainConfig
 
@@ -61,32 +64,14 @@ DB_NAME = "layerlab.db"
 DB_WHAT = "the run database"  # in a full disk's message (builder.disk)
 _LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE))  # for "status IN (...)" in SQL
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT,
-    status TEXT NOT NULL,
-    created_at TEXT, started_at TEXT, updated_at TEXT, finished_at TEXT,
-    pid INTEGER, host TEXT,
-    project TEXT, dataset_name TEXT, dataset_options TEXT, dataset_info TEXT, config TEXT,
-    final_metrics TEXT, test_metrics TEXT, message TEXT, parent_id TEXT,
-    epochs_done INTEGER DEFAULT 0, environment TEXT,
-    owner TEXT DEFAULT 'local', tags TEXT, control TEXT, queued_at REAL, graph_hash TEXT
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER, epoch INTEGER, data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, kind, step);
-"""
 RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what _new_id makes, e.g. 20261121-104000-ab12cd
 _PREFIX_RE = re.compile(r"[0-9a-f-]{1,22}")
 _ID_HELP = ("a run id is 8 digits, 6 digits and 6 hex digits joined by dashes (e.g. 20261121-104000-ab12cd). "
             "Fix: copy one from `layerlab runs list`")
 _JSON_COLS = ("project", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
               "environment", "tags")
-# columns added after the first release: added to an existing database when it is opened
-_ADDED_COLUMNS = {"owner": "TEXT DEFAULT 'local'", "tags": "TEXT", "control": "TEXT", "queued_at": "REAL",
-                  "graph_hash": "TEXT", "class_id": "TEXT"}  # class_id: the class a member trained the run for
+# columns added after the first release (class_id: the class a member trained the run for); migrations add them
+_ADDED_COLUMNS = ("owner", "tags", "control", "queued_at", "graph_hash", "class_id")
 CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
@@ -163,16 +148,6 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=default, allow_nan=True)
 
 
-_READY: set[tuple[str, int | None]] = set()  # databases this process has created or migrated (path, inode)
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return path.stat().st_ino
-    except OSError:
-        return None
-
-
 class RunStore:
     """Runs and their curves in ``<workspace>/layerlab.db``; marks dead runs interrupted on open.
 
@@ -189,17 +164,14 @@ class RunStore:
                 (self.workspace / "runs").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunStoreError(f"cannot create workspace {self.workspace}: {e.strerror}") from None
-        self.db_path = self.workspace / DB_NAME
+        self.db_url = _db.database_url(self.workspace)  # LAYERLAB_DB_URL, else <workspace>/layerlab.db
+        self.db_path = self.workspace / DB_NAME if _db.is_sqlite(self.db_url) else self.workspace
         self._held = threading.local()  # a connection a thread keeps between calls (hold/release)
         self.filesystem = filesystem_type(self.workspace)
         self.journal = "DELETE" if self.filesystem in NETWORK_FILESYSTEMS else "WAL"  # see NETWORK_FILESYSTEMS
-        key = (str(self.db_path), _inode(self.db_path))
-        if key not in _READY:  # schema and migration once per database and process (pages open a store per call)
-            with on_full_disk(self.db_path, DB_WHAT), self._conn() as c:
-                c.execute(f"PRAGMA journal_mode={self.journal}")
-                c.executescript(_SCHEMA)
-                self._migrate(c)
-            _READY.add((str(self.db_path), _inode(self.db_path)))
+        self._engine = _db.engine(self.db_url, self.journal)
+        with on_full_disk(self.db_path, DB_WHAT), self._errors():  # once per database and process
+            _db.ensure_schema(self.db_url, self.journal, self.workspace)
         if mark_interrupted:
             self.mark_interrupted()
 
@@ -218,18 +190,6 @@ class RunStore:
                                "RunStore(workspace, actor=...) or pass actor= (builder.access.Actor)")
         return who
 
-    @staticmethod
-    def _migrate(c: sqlite3.Connection) -> None:
-        """Add the columns a database created by an older LayerLab lacks (owner, tags, control, class_id, ...)."""
-        have = {r["name"] for r in c.execute("PRAGMA table_info(runs)")}
-        for col, decl in _ADDED_COLUMNS.items():
-            if col not in have:
-                try:
-                    c.execute(f"ALTER TABLE runs ADD COLUMN {col} {decl}")
-                except sqlite3.OperationalError as e:  # another process added it first
-                    if "duplicate column" not in str(e):
-                        raise RunStoreError(f"cannot upgrade run database {c}: {e}") from None
-
     # ---- plumbing
     def _conn(self) -> _Closing:
         held = getattr(self._held, "conn", None)
@@ -237,18 +197,15 @@ class RunStore:
             return _Closing(held, close=False)
         with on_full_disk(self.db_path, DB_WHAT):  # on a full disk a WAL database cannot even be opened
             try:
-                c = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
-            except sqlite3.Error as e:
-                raise RunStoreError(f"cannot open run database {self.db_path}: {e}") from None
-            try:
-                c.row_factory = sqlite3.Row
-                c.execute("PRAGMA busy_timeout=30000")
-                if self.journal == "WAL":  # a commit is not synced (a power cut may lose the last ones, never the file)
-                    c.execute("PRAGMA synchronous=NORMAL")
-            except BaseException:
-                c.close()
-                raise
+                c = self._engine.connect()
+            except _db.sa.exc.DBAPIError as e:
+                raise (_db.unreachable(e, self.db_url)
+                       or RunStoreError(f"cannot open run database {_db.redact(self.db_url)}: {e.orig}")) from None
         return _Closing(c)
+
+    def _errors(self) -> Iterator[None]:
+        """Database errors as RunStoreError (a server that cannot be reached says so; a full disk passes)."""
+        return _db_errors(self.db_url)
 
     def hold(self) -> None:
         """Keep one connection open for the calling thread until :meth:`release` (a training loop's store writes,
@@ -272,26 +229,25 @@ class RunStore:
         last: Exception | None = None
         for attempt in range(20):
             try:
-                with on_full_disk(self.db_path, DB_WHAT, lambda: _approx_bytes(statements)), self._conn() as c:
-                    c.execute("BEGIN IMMEDIATE")
-                    try:
-                        counts = [(c.executemany(sql, args) if many else c.execute(sql, tuple(args))).rowcount
-                                  for sql, args, many in statements]
-                        c.execute("COMMIT")
-                    except BaseException:
-                        _rollback(c)
-                        raise
-                    return counts
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise RunStoreError(f"run database error: {e}") from None
+                with on_full_disk(self.db_path, DB_WHAT, lambda: _approx_bytes(statements)), self._conn() as c, \
+                        _db.write(c):
+                    return [(c.execute(_db.statement(sql), [_db.params(a) for a in args]) if many
+                             else _exec(c, sql, args)).rowcount for sql, args, many in statements]
+            except _db.sa.exc.OperationalError as e:
+                if not _db.is_busy(e):
+                    raise (_db.unreachable(e, self.db_url) or RunStoreError(f"run database error: {e.orig}")) from None
                 last = e
                 time.sleep(0.05 * (attempt + 1))
+            except _db.sa.exc.DBAPIError as e:
+                raise RunStoreError(f"run database error: {e.orig}") from None
         raise RunStoreError(f"run database stayed locked: {last}")
 
-    def _read(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
-        with on_full_disk(self.db_path, DB_WHAT), self._conn() as c:
-            return c.execute(sql, tuple(args)).fetchall()
+    def _read(self, sql: str, args: Iterable = ()) -> list[_db.sa.RowMapping]:
+        with on_full_disk(self.db_path, DB_WHAT), self._errors(), self._conn() as c:
+            try:
+                return _exec(c, sql, args).mappings().all()
+            finally:
+                c.rollback()  # ends the read (a held connection must not keep an old snapshot)
 
     def _run_dir(self, run_id: str) -> Path:
         return self._safe_path(self.workspace / "runs" / check_run_id(run_id))
@@ -396,10 +352,10 @@ class RunStore:
                     " host = ?, updated_at = ?, finished_at = NULL WHERE id = ?",
                     (time.time(), pid or os.getpid(), socket.gethostname(), _now(), run_id))
 
-    def _live_rows(self, c: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+    def _live_rows(self, c: _db.Connection) -> tuple[list[_db.sa.RowMapping], list[_db.sa.RowMapping]]:
         """(running or paused rows, queued rows in queue order) of this host whose process is alive."""
-        rows = c.execute(f"SELECT id, pid, status, queued_at FROM runs WHERE host = ? AND status IN ({_LIVE_SQL}) "
-                         "ORDER BY queued_at, id", (socket.gethostname(),)).fetchall()
+        rows = _exec(c, f"SELECT id, pid, status, queued_at FROM runs WHERE host = ? AND status IN ({_LIVE_SQL}) "
+                     "ORDER BY queued_at, id", (socket.gethostname(),)).mappings().all()
         rows = [r for r in rows if pid_alive(r["pid"])]
         queued = [r for r in rows if r["status"] == RunStatus.QUEUED]
         return [r for r in rows if r["status"] != RunStatus.QUEUED], queued
@@ -409,31 +365,29 @@ class RunStore:
         and it is among the first queued; returns whether it got the slot."""
         for attempt in range(20):
             try:
-                with on_full_disk(self.db_path, DB_WHAT), self._conn() as c:
-                    c.execute("BEGIN IMMEDIATE")
-                    try:
-                        active, queue = self._live_rows(c)
-                        free = int(limit) - len(active)
-                        ok = free > 0 and run_id in [r["id"] for r in queue[:free]]
-                        if ok:
-                            c.execute("UPDATE runs SET status = 'running', message = '', pid = ?, host = ?, "
-                                      "started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ?",
-                                      (os.getpid(), socket.gethostname(), _now(), _now(), run_id))
-                        c.execute("COMMIT")
-                    except BaseException:
-                        _rollback(c)
-                        raise
+                with on_full_disk(self.db_path, DB_WHAT), self._errors(), self._conn() as c, \
+                        _db.write(c, lock=f"slots:{socket.gethostname()}"):
+                    active, queue = self._live_rows(c)
+                    free = int(limit) - len(active)
+                    ok = free > 0 and run_id in [r["id"] for r in queue[:free]]
+                    if ok:
+                        _exec(c, "UPDATE runs SET status = 'running', message = '', pid = ?, host = ?, "
+                              "started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ?",
+                              (os.getpid(), socket.gethostname(), _now(), _now(), run_id))
                     return ok
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise RunStoreError(f"run database error: {e}") from None
+            except RunStoreError as e:
+                if not _db.is_busy(e):
+                    raise
                 time.sleep(0.05 * (attempt + 1))
         return False
 
     def queue_position(self, run_id: str) -> int | None:
         """1-based place of a queued run among this host's queued jobs (None when it is not queued)."""
-        with self._conn() as c:
-            _, queue = self._live_rows(c)
+        with self._errors(), self._conn() as c:
+            try:
+                _, queue = self._live_rows(c)
+            finally:
+                c.rollback()
         ids = [r["id"] for r in queue]
         return ids.index(run_id) + 1 if run_id in ids else None
 
@@ -562,7 +516,7 @@ class RunStore:
     def metrics(self, run_id: str, kind: str = "epoch", *, actor: Actor | None = None) -> list[dict]:
         """A run's curve: the logged events of one kind (``epoch`` or ``step``) in order. Raises AccessDenied."""
         self._check_read(run_id, actor)
-        rows = self._read("SELECT data FROM metrics WHERE run_id = ? AND kind = ? ORDER BY rowid", (run_id, kind))
+        rows = self._read("SELECT data FROM metrics WHERE run_id = ? AND kind = ? ORDER BY id", (run_id, kind))
         return [json.loads(r["data"]) for r in rows]
 
     def metrics_after(self, run_id: str, kind: str = "epoch", after: int = 0, *,
@@ -570,7 +524,7 @@ class RunStore:
         """The events of one kind logged after row ``after`` and the last row number (for incremental reads:
         pass it back as ``after`` next time). Raises AccessDenied."""
         self._check_read(run_id, actor)
-        rows = self._read("SELECT rowid, data FROM metrics WHERE run_id = ? AND kind = ? AND rowid > ? ORDER BY rowid",
+        rows = self._read("SELECT id AS rowid, data FROM metrics WHERE run_id = ? AND kind = ? AND id > ? ORDER BY id",
                           (run_id, kind, int(after)))
         return [json.loads(r["data"]) for r in rows], (rows[-1]["rowid"] if rows else int(after))
 
@@ -635,7 +589,7 @@ _COLUMNS = {"id", "name", "status", "created_at", "started_at", "updated_at", "f
             "message", "parent_id", "epochs_done", "environment", *_ADDED_COLUMNS}
 
 
-def _record(row: sqlite3.Row) -> Run:
+def _record(row: Mapping[str, Any]) -> Run:
     """A database row as a :class:`~builder.runs.record.Run` (its JSON columns decoded): the one place a row
     becomes a record."""
     d = dict(row)
@@ -678,21 +632,28 @@ def _approx_bytes(statements: list[tuple[str, Iterable, bool]]) -> int:
     return sum(4096 + size(list(args)) for _, args, _ in statements)
 
 
-def _rollback(c: sqlite3.Connection) -> None:
-    """Roll back the open transaction, if SQLite has not already (it rolls back itself on a full disk, and a
-    second ROLLBACK would replace the real error with "cannot rollback - no transaction is active")."""
-    if c.in_transaction:
-        c.execute("ROLLBACK")
+def _exec(c: _db.Connection, sql: str, args: Iterable = ()) -> _db.sa.CursorResult:
+    """Run one of the store's statements (``?`` placeholders) on ``c``."""
+    return c.execute(_db.statement(sql), _db.params(args))
+
+
+@contextmanager
+def _db_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except _db.sa.exc.DBAPIError as e:
+        if _db.is_busy(e):
+            raise RunStoreError(f"run database is busy: {e.orig}") from e
+        raise (_db.unreachable(e, url) or RunStoreError(f"run database error: {e.orig}")) from e
 
 
 class _Closing:
-    """sqlite3 connection as a context manager that closes (the stdlib one only commits); a held one
-    (:meth:`RunStore.hold`) stays open."""
+    """A pooled connection as a context manager that gives it back; a held one (:meth:`RunStore.hold`) stays."""
 
-    def __init__(self, c: sqlite3.Connection, close: bool = True):
+    def __init__(self, c: _db.Connection, close: bool = True):
         self.c, self.close = c, close
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> _db.Connection:
         return self.c
 
     def __exit__(self, *exc) -> None:

@@ -11,7 +11,7 @@ from builder.training.pipeline import run_training
 
 
 def _journal(store: RunStore) -> str:
-    return str(store._read("PRAGMA journal_mode")[0][0]).lower()
+    return str(store._read("PRAGMA journal_mode")[0]["journal_mode"]).lower()
 
 
 def test_a_local_workspace_uses_the_write_ahead_log(tmp_path):

@@ -1,0 +1,347 @@
+"""The run database's engine, dialects and tables (SQLAlchemy Core): SQLite in the workspace by default,
+PostgreSQL when ``LAYERLAB_DB_URL`` names one; schema versions by Alembic (``builder/runs/migrations``).
+
+:class:`builder.runs.store.RunStore` executes its SQL here: :func:`engine` opens one pooled engine per URL and
+process (a forked job opens its own), :func:`statement` turns the store's ``?`` placeholders into bound
+parameters, :func:`ensure_schema` creates or upgrades the schema once per process. SQLite keeps the store's
+old behaviour: WAL on a local disk, a rollback journal on a network file system, ``BEGIN IMMEDIATE`` for
+writes (one writer at a time, readers go on). PostgreSQL lets several LayerLab servers share runs, curves,
+jobs' control rows, classes and quotas (docs/scale-out.md). Example::
+
+    >>> redact("postgresql+psycopg://ann:secret@db.school:5432/layerlab")
+    'postgresql+psycopg://ann:***@db.school:5432/layerlab'
+    >>> statement("SELECT * FROM runs WHERE id = ? AND owner IN (?, ?)").text
+    'SELECT * FROM runs WHERE id = :p0 AND owner IN (:p1, :p2)'
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text
+from sqlalchemy.engine import Connection, Engine  # noqa: F401 - Connection: the store's type hints
+
+from builder.errors import RunStoreError
+
+ENV_DB_URL = "LAYERLAB_DB_URL"
+HEAD = "0003"  # the newest migration in builder/runs/migrations/versions (a test checks it is Alembic's head)
+UPGRADE_COMMAND = "layerlab db upgrade"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+metadata = MetaData()
+"""The schema at :data:`HEAD`, for reading it (the migrations create it: they never import these tables)."""
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Text, primary_key=True), Column("name", Text), Column("status", Text, nullable=False),
+    Column("created_at", Text), Column("started_at", Text), Column("updated_at", Text), Column("finished_at", Text),
+    Column("pid", Integer), Column("host", Text),
+    *(Column(c, Text) for c in ("project", "dataset_name", "dataset_options", "dataset_info", "config",
+                                "final_metrics", "test_metrics", "message", "parent_id")),
+    Column("epochs_done", Integer, server_default="0"), Column("environment", Text),
+    Column("owner", Text, server_default="local"), Column("tags", Text), Column("control", Text),
+    Column("queued_at", Float(precision=53)), Column("graph_hash", Text), Column("class_id", Text),
+    Index("runs_by_status", "status", "queued_at"),
+)
+metrics = Table(
+    "metrics", metadata,
+    Column("id", sa.BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("run_id", Text, nullable=False), Column("kind", Text, nullable=False), Column("step", Integer),
+    Column("epoch", Integer), Column("data", Text, nullable=False),
+    Index("metrics_by_run", "run_id", "kind", "step"),
+)
+documents = Table(
+    "documents", metadata,  # JSON documents of the workspace kept with the runs (classes; builder.runs.classes)
+    Column("kind", Text, primary_key=True), Column("id", Text, primary_key=True), Column("data", Text, nullable=False),
+    Column("updated_at", Float(precision=53)),
+)
+
+
+def database_url(workspace: str | Path) -> str:
+    """``$LAYERLAB_DB_URL`` when set, else the SQLite file ``<workspace>/layerlab.db``.
+
+    >>> database_url("/ws").endswith("/ws/layerlab.db")
+    True
+    """
+    url = os.environ.get(ENV_DB_URL, "").strip()
+    return url or f"sqlite:///{Path(workspace).expanduser().absolute() / 'layerlab.db'}"
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether ``url`` names an SQLite database.
+
+    >>> is_sqlite("sqlite:////w/layerlab.db"), is_sqlite("postgresql+psycopg://h/layerlab")
+    (True, False)
+    """
+    return url.split(":", 1)[0].split("+")[0] == "sqlite"
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced, for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is said without its credentials
+        return url.split("@")[-1]
+
+
+_ENGINES: dict[tuple[str, str, int], Engine] = {}
+_FORKED: list[Engine] = []  # a parent's engines, kept (never closed) in a forked child: its connections are the parent's
+_LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    _FORKED.extend(_ENGINES.values())
+    _ENGINES.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def engine(url: str, journal: str = "WAL") -> Engine:
+    """The pooled engine of ``url`` in this process (SQLite: ``journal`` is ``WAL`` or ``DELETE``).
+
+    Raises:
+        RunStoreError: a URL SQLAlchemy cannot use (unknown dialect, driver not installed).
+    """
+    key = (url, journal, os.getpid())
+    with _LOCK:
+        if key in _ENGINES:
+            return _ENGINES[key]
+        try:
+            if is_sqlite(url):
+                eng = sa.create_engine(url, connect_args={"timeout": 30.0, "check_same_thread": False},
+                                       pool_size=8, max_overflow=56, pool_timeout=60)
+                _sqlite_events(eng, journal)
+            else:  # a job process keeps at most a few connections (many jobs share one server)
+                eng = sa.create_engine(url, pool_size=2, max_overflow=8, pool_pre_ping=True, pool_recycle=1800,
+                                       connect_args={"connect_timeout": 10})
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
+            raise RunStoreError(f"cannot use the run database URL; received: {redact(url)!r} ({e}). Fix: set "
+                                f"{ENV_DB_URL} to e.g. postgresql+psycopg://user:password@host/layerlab, and "
+                                "install layerlab[cluster]") from None
+        _ENGINES[key] = eng
+        return eng
+
+
+def _sqlite_events(eng: Engine, journal: str) -> None:
+    """SQLite as the store used it before SQLAlchemy: the driver's own transactions off, ``BEGIN`` (reads) or
+    ``BEGIN IMMEDIATE`` (writes, :func:`write`) issued here, a 30 s busy timeout, unsynced commits under WAL."""
+
+    @sa.event.listens_for(eng, "connect")
+    def _connect(dbapi: Any, _record: Any) -> None:
+        dbapi.isolation_level = None
+        cur = dbapi.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA journal_mode={journal}")  # WAL stays with the file; DELETE: a network file system
+        if journal == "WAL":  # a commit is not synced (a power cut may lose the last ones, never the file)
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @sa.event.listens_for(eng, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("layerlab_write") else "BEGIN")
+
+
+@contextmanager
+def write(c: Connection, lock: str | None = None) -> Iterator[Connection]:
+    """One write transaction on ``c``: SQLite's ``BEGIN IMMEDIATE`` (the database's one writer); on PostgreSQL,
+    with ``lock``, a transaction-scoped advisory lock of that name too (a check and the write it allows, such as
+    claiming a job slot, happen as one step across servers)."""
+    if c.in_transaction():
+        c.rollback()
+    c.info["layerlab_write"] = True
+    try:
+        with c.begin():
+            if lock and c.dialect.name == "postgresql":
+                c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"layerlab:{lock}"})
+            yield c
+    finally:
+        c.info.pop("layerlab_write", None)
+
+
+@functools.lru_cache(maxsize=512)
+def statement(sql: str) -> sa.TextClause:
+    """The store's SQL with ``?`` placeholders as a :func:`sqlalchemy.text` with ``:p0, :p1, ...``."""
+    parts = sql.split("?")
+    return sa.text("".join(p + (f":p{i}" if i < len(parts) - 1 else "") for i, p in enumerate(parts)))
+
+
+def params(args: Iterable) -> dict[str, Any]:
+    """``?`` arguments as the named parameters of :func:`statement`."""
+    return {f"p{i}": v for i, v in enumerate(args)}
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a database error is SQLite's "database is locked/busy" (the store retries those)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "locked" in text or "busy" in text
+
+
+def unreachable(exc: BaseException, url: str) -> RunStoreError | None:
+    """The store's message for a database server that cannot be reached (refused, lost, timed out), else None."""
+    if not isinstance(exc, sa.exc.OperationalError) or is_sqlite(url):
+        return None
+    first = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+    return RunStoreError(f"cannot reach the run database {redact(url)}; received: {first}. Fix: check that the "
+                         f"PostgreSQL server runs and answers on that address, or unset {ENV_DB_URL} to use the "
+                         "workspace's own SQLite file")
+
+
+# ---- what servers sharing one database share besides runs: locks and documents
+def on_server(workspace: str | Path) -> bool:
+    """Whether the workspace's run database is a server (PostgreSQL) that other LayerLab servers may share."""
+    return not is_sqlite(database_url(workspace))
+
+
+@contextmanager
+def workspace_lock(workspace: str | Path, name: str) -> Iterator[None]:
+    """An exclusive lock named ``name`` for a check and the write it allows (a quota and the run it admits, a
+    class's read-modify-write): the file ``<workspace>/<name>`` (``flock``) for one server, an advisory lock in
+    the shared database for servers sharing one, which a lock file on a network file system cannot be."""
+    if not on_server(workspace):
+        with _file_lock(Path(workspace) / name):
+            yield
+        return
+    key = {"k": f"layerlab:{name}"}
+    with engine(database_url(workspace)).connect() as c:
+        c.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), key)
+        c.commit()
+        try:
+            yield
+        finally:
+            c.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), key)
+            c.commit()
+
+
+def save_document(workspace: str | Path, kind: str, doc_id: str, data: str) -> None:
+    """Write (insert or replace) one JSON document of ``kind`` in the shared database."""
+    import time
+
+    with engine(database_url(workspace)).connect() as c, c.begin():
+        c.execute(documents.delete().where(documents.c.kind == kind, documents.c.id == doc_id))
+        c.execute(documents.insert().values(kind=kind, id=doc_id, data=data, updated_at=time.time()))
+
+
+def load_documents(workspace: str | Path, kind: str, doc_id: str | None = None) -> list[str]:
+    """The JSON texts of the documents of ``kind`` (only ``doc_id`` when given) in the shared database."""
+    q = sa.select(documents.c.data).where(documents.c.kind == kind)
+    if doc_id is not None:
+        q = q.where(documents.c.id == doc_id)
+    with engine(database_url(workspace)).connect() as c:
+        return list(c.execute(q.order_by(documents.c.id)).scalars())
+
+
+def delete_document(workspace: str | Path, kind: str, doc_id: str) -> None:
+    """Remove one document of ``kind`` from the shared database (nothing when it is not there)."""
+    with engine(database_url(workspace)).connect() as c, c.begin():
+        c.execute(documents.delete().where(documents.c.kind == kind, documents.c.id == doc_id))
+
+
+# ---- schema versions (Alembic)
+def current_revision(c: Connection) -> str | None:
+    """The schema revision stamped in the database; None for one made before migrations (or empty)."""
+    if not sa.inspect(c).has_table("alembic_version"):
+        return None
+    return c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def has_runs(c: Connection) -> bool:
+    """Whether the database already holds LayerLab's tables (made by any release)."""
+    return sa.inspect(c).has_table("runs")
+
+
+def alembic_config(c: Connection | None = None) -> Any:
+    """An Alembic configuration for the migrations folder, bound to connection ``c`` (env.py uses it)."""
+    from alembic.config import Config  # ~60 ms; only when a schema is created or upgraded
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = c
+    return cfg
+
+
+def upgrade(url: str, journal: str = "WAL", revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade the database at ``url`` to ``revision``; ``(revision before, revision after)``. One process at a
+    time (SQLite: the write lock; PostgreSQL: an advisory lock), so two servers starting together agree."""
+    from alembic import command
+
+    eng = engine(url, journal)
+    with eng.connect() as c, write(c, lock="migrate"):
+        before = current_revision(c)
+        command.upgrade(alembic_config(c), revision)
+        after = current_revision(c)
+    return before, after
+
+
+_READY: set[str] = set()  # databases this process has checked (pages open a store per call)
+_MIGRATE_LOCK = "layerlab.db.migrate.lock"
+
+
+def ensure_schema(url: str, journal: str, workspace: Path, *, auto_upgrade: bool | None = None) -> None:
+    """Create or upgrade the schema the first time this process opens ``url``. An SQLite workspace (one
+    server's) upgrades itself, as before; a shared PostgreSQL database is created when empty, but an older
+    schema is upgraded only by ``layerlab db upgrade`` (other servers may still run the older LayerLab).
+
+    Raises:
+        RunStoreError: a schema newer than this LayerLab knows, or an old shared one, saying what to run.
+    """
+    key = f"{url}#{_inode(url)}"
+    if key in _READY:
+        return
+    auto = is_sqlite(url) if auto_upgrade is None else auto_upgrade
+    with _file_lock(workspace / _MIGRATE_LOCK if is_sqlite(url) else None):
+        with engine(url, journal).connect() as c:
+            rev, made = current_revision(c), has_runs(c)
+            c.rollback()
+        if rev != HEAD:
+            if rev is not None and rev not in _known():
+                raise RunStoreError(f"the run database {redact(url)} has schema revision {rev}, newer than this "
+                                    f"LayerLab knows (up to {HEAD}); received: a database a newer LayerLab "
+                                    "upgraded. Fix: upgrade LayerLab on this server too")
+            if made and not auto:
+                raise RunStoreError(f"the run database {redact(url)} has schema revision {rev or 'none (0.1)'}; "
+                                    f"this LayerLab needs {HEAD}. Fix: stop the other LayerLab servers, upgrade "
+                                    f"them, then run `{UPGRADE_COMMAND}` once")
+            upgrade(url, journal)
+    _READY.add(f"{url}#{_inode(url)}")
+
+
+def _known() -> set[str]:
+    return {p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")}
+
+
+def _inode(url: str) -> int | None:
+    """The SQLite file's inode (a workspace deleted and made again is checked again); None for a server."""
+    if not is_sqlite(url):
+        return None
+    try:
+        return os.stat(sa.engine.make_url(url).database or "").st_ino
+    except OSError:
+        return None
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+__all__ = ["ENV_DB_URL", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
+           "is_sqlite", "redact", "engine", "on_server", "workspace_lock", "save_document", "load_documents",
+           "delete_document", "write", "statement", "params", "is_busy", "unreachable",
+           "current_revision", "upgrade", "ensure_schema"]

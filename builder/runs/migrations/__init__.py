@@ -1,0 +1,1 @@
+"""Alembic migrations of the run database (builder.runs.db): one file per schema revision in ``versions/``."""

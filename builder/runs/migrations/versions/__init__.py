@@ -1,0 +1,1 @@
+"""One module per schema revision of the run database, named ``<revision>_<what>.py``."""
