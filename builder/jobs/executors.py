@@ -40,6 +40,7 @@ from builder.graph.memory import training_memory
 from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes
 from builder.jobs.queue import JobSpec, _gpu_device, job_need, start_local
+from builder.jobs.quotas import limits
 from builder.runs import db as _db
 from builder.runs.store import RunStore
 
@@ -281,7 +282,6 @@ def fair_order(pending: list, running_per_owner: dict[str, int]) -> list:
 def running_cap(workspace: str | Path, owner: str) -> float:
     """How many of ``owner``'s jobs may run at once on the cluster: its ``running`` quota
     (:func:`builder.runs.quotas.limits`), else no limit."""
-    from builder.jobs.quotas import limits  # lazy: heavy (torch)
 
     cap = limits(workspace, owner).get("running")
     return float("inf") if cap is None else cap
