@@ -282,7 +282,6 @@ def fair_order(pending: list, running_per_owner: dict[str, int]) -> list:
 def running_cap(workspace: str | Path, owner: str) -> float:
     """How many of ``owner``'s jobs may run at once on the cluster: its ``running`` quota
     (:func:`builder.runs.quotas.limits`), else no limit."""
-
     cap = limits(workspace, owner).get("running")
     return float("inf") if cap is None else cap
 
