@@ -35,7 +35,17 @@ from builder.graph.report import (  # noqa: F401  (re-exported: the report types
     human_count,
     kinds_of,
 )
-from builder.graph.spec import MASK, PADDING_MASK, SHARES, Cost, Inputs, LayerSpec, ShapeError, TensorType, _short
+from builder.graph.spec import (
+    MASK,
+    PADDING_MASK,
+    SHARES,
+    Cost,
+    Inputs,
+    LayerSpec,
+    ShapeError,
+    TensorType,
+    _short,
+)
 
 
 def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: str | None = None) -> None:

@@ -9,7 +9,17 @@ from builder.graph.layers._common import (
     _int,
     _same,
 )
-from builder.graph.spec import MASK, MAX_SIZE, PADDING_MASK, TOKENS, LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import (
+    MASK,
+    MAX_SIZE,
+    PADDING_MASK,
+    TOKENS,
+    LayerSpec,
+    Param,
+    ShapeError,
+    TensorType,
+    register,
+)
 
 # ----------------------------------------------------------------------------------------- Inputs
 
