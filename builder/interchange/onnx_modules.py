@@ -56,6 +56,27 @@ def _ints_of(v: Const | SymArr) -> list:
         [x if isinstance(x, Sym) else int(x) for x in v.items]
 
 
+def causal_mask(imp, nodes) -> bool:
+    """Whether a module's ops read a causal attention mask: a constant (T, T) (T > 1) that hides the steps above
+    the diagonal, as booleans (True = hidden: ``triu(ones, 1)``) or as an additive float mask (-inf above the
+    diagonal, 0 elsewhere). Any other mask is left alone, and the import's output check refuses what it changes."""
+    for n in nodes:
+        for name in n.input:
+            v = imp.value(name) if name else None
+            if not isinstance(v, Const) or v.value.ndim < 2 or v.value.shape[-1] != v.value.shape[-2]:
+                continue
+            steps = v.value.shape[-1]
+            if steps < 2 or v.value.size != steps * steps:
+                continue
+            m = v.value.reshape(steps, steps)
+            above = np.triu(np.ones((steps, steps), dtype=bool), 1)
+            if m.dtype == bool and np.array_equal(m, above):
+                return True
+            if m.dtype.kind == "f" and np.all(np.isneginf(m[above])) and np.all(m[~above] == 0):
+                return True
+    return False
+
+
 class ModuleGroups:
     """Mixin of :class:`~builder.interchange.onnx_import.OnnxImporter`: one layer per recorded module scope."""
 
@@ -333,7 +354,8 @@ class ModuleGroups:
         if out is None:
             return
         nid = self.add(scope, "MultiheadAttention", {"num_heads": heads, "dropout": 0.0,
-                                                     "bias": "in_proj_bias" in weights}, [src], weights,
+                                                     "bias": "in_proj_bias" in weights,
+                                                     "causal": causal_mask(self, nodes)}, [src], weights,
                        ports=["query"])
         self.vals[out] = T(nid)
         self.out.mapped["MultiheadAttention"] += 1
@@ -360,7 +382,8 @@ class ModuleGroups:
             return
         nid = self.add(scope, "TransformerEncoderLayer",
                        {"nhead": heads, "dim_feedforward": int(weights["linear1.weight"].shape[0]),
-                        "dropout": 0.1, "activation": act, "norm_first": norm_first}, [src], weights)
+                        "dropout": 0.1, "activation": act, "norm_first": norm_first,
+                        "causal": causal_mask(self, nodes)}, [src], weights)
         self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
         self.vals[out] = T(nid)
         self.out.mapped["TransformerEncoderLayer"] += 1
