@@ -121,6 +121,9 @@ class ModuleGroups:
                 self.vals[ext_outputs[0]] = res
                 self.out.mapped["MultiheadAttention (decomposed)"] += 1
                 return
+        if cls == "TransformerDecoderLayer":
+            self._decoder(scope, nodes, ext_inputs, ext_outputs, weights, where)
+            return
         if len(ext_inputs) != 1:
             self.bad(f"{cls} with {len(ext_inputs)} tensor inputs", where,
                      "LayerLab imports self-attention / recurrent layers fed by one tensor (no initial state, "
@@ -387,6 +390,41 @@ class ModuleGroups:
         self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
         self.vals[out] = T(nid)
         self.out.mapped["TransformerEncoderLayer"] += 1
+
+    def _decoder(self, scope, nodes, ext_inputs, ext_outputs, weights, where) -> None:
+        """A ``nn.TransformerDecoderLayer`` (fed by the target and the memory, no padding masks) → the layer, its
+        weights by their state-dict names; the target is the input its residual Add reads."""
+        parts = ("self_attn.in_proj_", "self_attn.out_proj.", "multihead_attn.in_proj_", "multihead_attn.out_proj.")
+        need = [f"{p}weight" for p in parts] + \
+            [f"{m}.{k}" for m in ("linear1", "linear2", "norm1", "norm2", "norm3") for k in ("weight", "bias")]
+        if any(k not in weights for k in need) or "self_attn.in_proj_bias" not in weights:
+            self.bad("TransformerDecoderLayer (bias=False or renamed weights)", where,
+                     "export with bias=True and without optimising the file")
+            return
+        if len(ext_inputs) != 2:
+            self.bad(f"TransformerDecoderLayer with {len(ext_inputs)} tensor inputs", where,
+                     "LayerLab imports a decoder layer fed by the target and the memory (no padding masks)")
+            return
+        consumers = {v: {n.op_type for n in nodes if v in n.input} for v in ext_inputs}
+        tgt = [v for v in ext_inputs if "Add" in consumers[v]]
+        vals = [self.value(v) for v in ext_inputs]
+        out = self._check_single_output(ext_outputs, where, "TransformerDecoderLayer")
+        if len(tgt) != 1 or not all(isinstance(v, T) for v in vals) or out is None:
+            if out is not None:
+                self.bad("TransformerDecoderLayer (target and memory not told apart)", where,
+                         "feed the decoder layer two different tensors")
+            return
+        memory = next(v for v in ext_inputs if v != tgt[0])
+        embed = int(weights["self_attn.in_proj_weight"].shape[1])
+        ops = {n.op_type for n in nodes}
+        params = {"nhead": self._heads(nodes, embed) or 1, "dim_feedforward": int(weights["linear1.weight"].shape[0]),
+                  "dropout": 0.1, "activation": "gelu" if ("Gelu" in ops or "Erf" in ops) else "relu",
+                  "norm_first": "LayerNormalization" in consumers[tgt[0]], "causal": causal_mask(self, nodes)}
+        nid = self.add(scope, "TransformerDecoderLayer", params, [self.value(tgt[0]), self.value(memory)], weights,
+                       ports=["tgt", "memory"])
+        self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
+        self.vals[out] = T(nid)
+        self.out.mapped["TransformerDecoderLayer"] += 1
 
 
 __all__ = ["ModuleGroups"]
