@@ -167,33 +167,10 @@ def pass_through_cases() -> list[dict]:
                 ok = kind == target_kind
                 pair[kind] = case(f"through/{kind}->{t}->{target}", nodes, edges, edge("p", "t"), {"p": kind}, ok,
                                   None if ok else "port_kind", kinds={"source": kind, "target": target_kind})
-            if not pair:
-                continue
             for kind, other in ((TENSOR, TOKENS), (TOKENS, TENSOR)):
                 if not pair[kind]["expect"]["allowed"]:
                     pair[kind]["twin"] = pair[other]["id"]
             out += [pair[TENSOR], pair[TOKENS]]
-    return out
-
-
-def mask_cases(palette: list[dict]) -> list[dict]:
-    """A sequence Input's padding mask goes into every mask port, and into no port of another kind."""
-    out = []
-    for entry in palette:
-        t = entry["type"]
-        for port in entry["inputs"]:
-            nodes = [node("src", "Input", shape=SEQ), node("t", t)]
-            if port["kind"] == MASK:
-                need = [q["name"] for q in entry["inputs"] if not q.get("optional") and q["kind"] != MASK]
-                edges = [edge("src", "t", target_port=name) for name in need]
-                out.append(case(f"mask/ok->{t}.{port['name']}", nodes, edges,
-                                edge("src", "t", source_port=PADDING_MASK, target_port=port["name"]),
-                                {"src": TENSOR}, True, kinds={"source": MASK, "target": MASK}))
-            elif t in ("Linear", "Identity"):
-                out.append(case(f"mask/refused->{t}.{port['name']}", nodes, [],
-                                edge("src", "t", source_port=PADDING_MASK, target_port=port["name"]),
-                                {"src": TENSOR}, False, "port_kind", kinds={"source": MASK, "target": port_label(
-                                    entry, port)}))
     return out
 
 
