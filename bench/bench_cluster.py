@@ -114,7 +114,7 @@ def schedule(url: str, n_jobs: int, owners: int, gpu_nodes: int) -> dict:
     from builder.access import SYSTEM
     from builder.graph.templates import load_template
     from builder.jobs import executors
-from builder.jobs import queue as jobs
+    from builder.jobs import queue as jobs
     from builder.runs.store import RunStore
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,

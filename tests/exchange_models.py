@@ -5,8 +5,11 @@ Each class has ``example_inputs()`` (batch of 2), which ``layerlab import file.p
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class LeNet(nn.Module):
@@ -109,8 +112,67 @@ class MLP(nn.Module):
         return (torch.randn(2, 8),)
 
 
+class CausalSelfAttention(nn.Module):
+    """nanoGPT's attention written out: q, k, v from one Linear, heads by view/transpose, a causal mask by
+    ``masked_fill(-inf)`` on a ``tril`` buffer (``where=False``) or ``torch.where`` on a ``tril`` built per call."""
+
+    def __init__(self, dim: int, heads: int, steps: int, where: bool = False):
+        super().__init__()
+        self.heads, self.where = heads, where
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.register_buffer("tril", torch.tril(torch.ones(steps, steps)).view(1, 1, steps, steps))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, heads, T, D)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, heads, T, T)
+        if self.where:
+            keep = torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device))
+            att = torch.where(keep, att, float("-inf"))
+        else:
+            att = att.masked_fill(self.tril[:, :, :T, :T] == 0, float("-inf"))
+        y = F.softmax(att, dim=-1) @ v  # (B, heads, T, D)
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, steps: int, where: bool = False):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, heads, steps, where)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyGPT(nn.Module):
+    """A GPT-style decoder-only language model in plain PyTorch (nanoGPT's structure, tiny sizes): one block
+    masks with ``masked_fill`` on a buffer, the other with ``torch.where``."""
+
+    def __init__(self, vocab: int = 30, dim: int = 16, heads: int = 2, steps: int = 8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(1, steps, dim) * 0.1)
+        self.blocks = nn.Sequential(GPTBlock(dim, heads, steps), GPTBlock(dim, heads, steps, where=True))
+        self.ln = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, tokens):
+        x = self.embed(tokens) + self.pos[:, : tokens.size(1)]
+        return self.head(self.ln(self.blocks(x)))  # (B, T, vocab)
+
+    def example_inputs(self):
+        return (torch.randint(0, 30, (2, 8)),)
+
+
 MODELS = {"lenet": LeNet, "resnet": SmallResNet, "bilstm": BiLSTMClassifier, "transformer": TransformerClassifier,
-          "mlp": MLP}
+          "mlp": MLP, "gpt": TinyGPT}
 
 
 def build(name: str, seed: int = 0) -> nn.Module:

@@ -173,13 +173,14 @@ def _compatible_with_rank(rank: int) -> list[str]:
 _RANKS = {"Conv1d": (2,), "MaxPool1d": (2,), "AvgPool1d": (2,), "AdaptiveAvgPool1d": (2,), "BatchNorm1d": (1, 2),
           "Conv2d": (3,), "ConvTranspose2d": (3,), "MaxPool2d": (3,), "AvgPool2d": (3,), "AdaptiveAvgPool2d": (3,),
           "BatchNorm2d": (3,), "Dropout2d": (3,), "GroupNorm": (2, 3), "RNN": (2,), "LSTM": (2,), "GRU": (2,),
-          "MultiheadAttention": (2,), "TransformerEncoderLayer": (2,), "PositionalEncoding": (2,),
-          "Unflatten": (1, 2), "Permute": (2, 3), "Mean": (1, 2, 3)}  # Mean of a vector: rank 0
+          "MultiheadAttention": (2,), "TransformerEncoderLayer": (2,), "TransformerDecoderLayer": (2,),
+          "PositionalEncoding": (2,), "Unflatten": (1, 2), "Permute": (2, 3), "Mean": (1, 2, 3)}  # Mean of a vector: rank 0
 
 
 # layers drawn after a Permute (a non-contiguous tensor) more often than by chance
 AFTER_PERMUTE = ["GroupNorm", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Conv1d", "Conv2d", "MaxPool1d", "LSTM",
-                 "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "Linear", "Flatten", "ReLU"]
+                 "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "Linear",
+                 "Flatten", "ReLU"]
 
 
 def _out_type(spec: LayerSpec, params: dict, ins: list[TensorType | None], source_port: str | None) -> TensorType | None:
@@ -218,7 +219,23 @@ def _input_node(draw, nid: str, hostile: bool) -> tuple[dict, TensorType | None]
     return {"id": nid, "type": "Input", "params": params}, _out_type(SPECS["Input"], params, [], None)
 
 
-STRAY_PORTS = ["0", "1", "7", "²", "٣", "1" * 40, "", "in", "query", "key", "value", "zz", " 0", "-1"]
+STRAY_PORTS = ["0", "1", "7", "²", "٣", "1" * 40, "", "in", "query", "key", "value", "zz", " 0", "-1", "padding_mask",
+               "tgt", "memory", "memory_padding_mask"]
+
+
+def _mask_edges(draw, spec: LayerSpec | None, nid: str, kind: dict[str, str], types: dict, t: TensorType | None,
+                hostile: bool) -> list[dict]:
+    """Padding masks from an Input's ``padding_mask`` port: into an attention layer's mask ports most of the
+    time (mostly from an Input as long as the layer's input ``t``, else from any), now and then into a port or
+    layer that takes no mask."""
+    inputs = [n for n, k in kind.items() if k == "Input"]
+    if spec is None or not inputs or not (spec.mask_inputs and _roll(draw, 2) or hostile and _roll(draw, 12) == 0):
+        return []
+    fits = [n for n in inputs if t is not None and types.get(n) is not None and types[n].shape[:1] == t.shape[:1]
+            and (types[n].kind == TOKENS or len(types[n].shape) == 2)]
+    ports = list(spec.mask_inputs) if spec.mask_inputs and _roll(draw, 8) else list(spec.inputs) or ["in"]
+    return [{"source": _pick(draw, fits if fits and _roll(draw, 4) else inputs), "source_port": "padding_mask",
+             "target": nid, "target_port": port} for port in ports if draw(BOOL) or port in spec.mask_inputs[:1]]
 
 
 @st.composite
@@ -264,7 +281,8 @@ def graph_dict(draw) -> dict:
         elif spec is not None and len(spec.inputs) - len(spec.optional_inputs) > 1 and _roll(draw, 6):
             same = [n for n, u in types.items() if u is not None and t is not None and u.shape == t.shape]
             srcs += [_pick(draw, same if same and _roll(draw, 4) else list(types))
-                     for _ in spec.inputs[1:]]  # losses (input, target), MatMul, Reparameterize (mu, logvar)
+                     for p in spec.inputs[1:] if p not in spec.mask_inputs]  # losses (input, target), MatMul,
+            # Reparameterize (mu, logvar), a decoder's memory (its padding masks are drawn below)
         in_types = [types[s] for s in srcs]
         if spec is None:
             params = _hostile_params(draw, SPECS["Linear"])
@@ -290,6 +308,7 @@ def graph_dict(draw) -> dict:
             elif spec is not None and not spec.variadic and 0 < k < len(spec.inputs) and _roll(draw, 2):
                 edge["target_port"] = spec.inputs[k]
             edges.append(edge)
+        edges += _mask_edges(draw, spec, nid, kind, types, t, hostile)
         types.setdefault(nid, _out_type(spec, params, in_types, source_port) if spec is not None else None)
         kind.setdefault(nid, typ)
 
@@ -299,7 +318,7 @@ def graph_dict(draw) -> dict:
         if draw(BOOL):
             edge["target_port"] = _pick(draw, STRAY_PORTS)
         if _roll(draw, 4) == 0:
-            edge["source_port"] = _pick(draw, ["out", "h_n", "zz", ""])
+            edge["source_port"] = _pick(draw, ["out", "h_n", "zz", "", "padding_mask"])
         if _roll(draw, 6) == 0:
             edge["id"] = draw(HOSTILE_ID)
         edges.append(edge)

@@ -12,7 +12,8 @@ RANK = {  # input rank (without batch) each layer type expects
     "Conv1d": (2,), "MaxPool1d": (2,), "AvgPool1d": (2,), "AdaptiveAvgPool1d": (2,), "BatchNorm1d": (1, 2),
     "Conv2d": (3,), "ConvTranspose2d": (3,), "MaxPool2d": (3,), "AvgPool2d": (3,), "AdaptiveAvgPool2d": (3,),
     "BatchNorm2d": (3,), "Dropout2d": (3,), "GroupNorm": (2, 3), "RNN": (2,), "LSTM": (2,), "GRU": (2,),
-    "MultiheadAttention": (2,), "TransformerEncoderLayer": (2,), "PositionalEncoding": (2,), "Embedding": (1,),
+    "MultiheadAttention": (2,), "TransformerEncoderLayer": (2,), "TransformerDecoderLayer": (2,),
+    "PositionalEncoding": (2,), "Embedding": (1,),
     "Unflatten": (1, 2), "Permute": (2, 3), "Mean": (2, 3), "Sum": (2, 3), "Max": (2, 3), "Min": (2, 3),
     "Transpose": (2, 3), "InstanceNorm1d": (2,), "InstanceNorm2d": (3,), "LocalResponseNorm": (2, 3),
     "PixelShuffle": (3,), "PixelUnshuffle": (3,), "Upsample": (2, 3), "MatMul": (2, 3), "ConvTranspose1d": (2,),
@@ -214,7 +215,7 @@ def op_call(draw, shape: tuple[int, ...], n_in: int | None = None) -> tuple[int,
 def layer_case(draw, spec: LayerSpec) -> tuple[list[tuple[int, ...]], dict]:
     """(input shapes, params) for one layer; merge layers get 2-3 inputs."""
     rank = draw(st.sampled_from(RANK.get(spec.type, (1, 2, 3))))
-    if spec.type in ("MultiheadAttention", "TransformerEncoderLayer"):
+    if spec.type in ("MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer"):
         heads = draw(st.sampled_from([1, 2, 4]))
         shape = (draw(st.integers(1, 6)), heads * draw(st.integers(1, 4)))
     elif spec.type == "PositionalEncoding":
@@ -234,7 +235,8 @@ def layer_case(draw, spec: LayerSpec) -> tuple[list[tuple[int, ...]], dict]:
             params[p.name] = draw(st.sampled_from(_SMALL[key]))
         elif p.kind == "int_list":
             params[p.name] = draw(_int_list(spec.type, p.name, shape))
-        elif spec.type in ("MultiheadAttention",) and p.name == "num_heads" or spec.type == "TransformerEncoderLayer" and p.name == "nhead":
+        elif spec.type == "MultiheadAttention" and p.name == "num_heads" or spec.type in (
+                "TransformerEncoderLayer", "TransformerDecoderLayer") and p.name == "nhead":
             params[p.name] = draw(st.sampled_from([d for d in (1, 2, 4) if shape[-1] % d == 0]))
         elif spec.type == "GroupNorm" and p.name == "num_groups":
             params[p.name] = draw(st.sampled_from([d for d in range(1, 5) if shape[0] % d == 0]))

@@ -24,7 +24,7 @@ from builder.errors import BudgetError, GraphError
 from builder.escape import py_identifier
 from builder.graph.layers import sinusoid_table
 from builder.graph.project import as_graph
-from builder.graph.registry import TOKENS, get_spec
+from builder.graph.registry import PADDING_MASK, TOKENS, get_spec
 from builder.graph.report import Budget, ShapeReport
 from builder.graph.shapes import infer_shapes, module_ctor
 
@@ -135,8 +135,9 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         report: a report from :func:`infer_shapes` for this very graph, to skip re-analysis.
 
     Returns:
-        A ``torch.fx.GraphModule``; ``forward`` takes one tensor per Input node (graph order) and returns the
-        output tensor (or a tuple when the graph has several outputs). Attributes: ``layerlab_names`` (node id
+        A ``torch.fx.GraphModule``; ``forward`` takes one tensor per Input node (graph order), then the padding
+        mask ((B, T) bool, True = padding) of each Input whose ``padding_mask`` port is connected
+        (``layerlab_padding_masks``, the same order), and returns the output tensor (or a tuple when the graph has several outputs). Attributes: ``layerlab_names`` (node id
         → submodule name; a node that shares another's weights maps to that node's submodule), ``layerlab_types`` (node id → layer type), ``layerlab_inputs`` / ``layerlab_outputs``
         (node ids), ``layerlab_input_shapes`` (node id → shape without batch), ``layerlab_input_dtypes``.
 
@@ -158,6 +159,9 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         ph = g.placeholder(names[nid])
         values[nid] = {"out": ph}
         types[nid] = "Input"
+    masked = padding_mask_inputs(report)
+    for nid in masked:  # after every Input: a forward without masks keeps its signature
+        values[nid][PADDING_MASK] = g.placeholder(f"{names[nid]}_{PADDING_MASK}")
 
     for nid in report.order:
         info = report.nodes[nid]
@@ -214,6 +218,7 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         "layerlab_names": module_of,
         "layerlab_types": types,
         "layerlab_inputs": list(report.input_nodes),
+        "layerlab_padding_masks": masked,
         "layerlab_outputs": list(report.output_nodes),
         "layerlab_input_shapes": {nid: report.nodes[nid].shape for nid in report.input_nodes},
         "layerlab_input_dtypes": {nid: (torch.long if report.nodes[nid].type_out.kind == TOKENS else torch.float32)
@@ -225,6 +230,12 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         setattr(gm, k, v)
     gm.meta["_user_preserved_attributes"] = attrs  # torch.fx re-applies these on deepcopy
     return gm
+
+
+def padding_mask_inputs(report: ShapeReport) -> list[str]:
+    """The Input nodes whose ``padding_mask`` port feeds a layer, in the order of ``report.input_nodes``."""
+    used = {e.source for edges in report.in_edges.values() for e, _ in edges if e.source_port == PADDING_MASK}
+    return [nid for nid in report.input_nodes if nid in used]
 
 
 def canonical(emit: _Emitter, value: fx.Node) -> fx.Node:
@@ -268,4 +279,8 @@ def example_inputs(model: fx.GraphModule, batch_size: int = 2, seed: int = 0) ->
             out.append(torch.randint(0, model.layerlab_vocab[nid] or 2, shape, generator=gen))
         else:
             out.append(torch.randn(shape, generator=gen))
+    for nid in getattr(model, "layerlab_padding_masks", ()):  # right padding, at least one real step per row
+        steps = model.layerlab_input_shapes[nid][0]
+        lengths = torch.randint(1, steps + 1, (batch_size, 1), generator=gen)
+        out.append(torch.arange(steps).expand(batch_size, steps) >= lengths)
     return out

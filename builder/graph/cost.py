@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from builder.graph.memory import training_memory
-from builder.graph.registry import get_spec, has_spec
+from builder.graph.registry import MASK, get_spec, has_spec
 from builder.graph.report import ShapeReport, human_bytes, human_count, kinds_of
 from builder.graph.shapes import infer_shapes, module_ctor
 
@@ -94,10 +94,17 @@ def _encoder_layer(kw: dict, ins: list[Shape], out: Shape) -> int:
     return _attention(e, n, n) + 2 * n * e * f
 
 
+def _decoder_layer(kw: dict, ins: list[Shape], out: Shape) -> int:
+    e, f = kw["d_model"], kw.get("dim_feedforward", 2048)
+    n = ins[0][0] if len(ins[0]) > 1 else 1
+    s = ins[1][0] if len(ins) > 1 and len(ins[1]) > 1 else n
+    return _attention(e, n, n) + _attention(e, n, s) + 2 * n * e * f
+
+
 _MACS: dict[str, Callable[[dict, list[Shape], Shape], int]] = {
     "Linear": _linear, "Conv1d": _conv(1), "Conv2d": _conv(2), "ConvTranspose2d": _conv(2, transposed=True),
     "ConvTranspose1d": _conv(1, transposed=True), "RNN": _rnn(1), "LSTM": _rnn(4), "GRU": _rnn(3), "MultiheadAttention": _mha,
-    "TransformerEncoderLayer": _encoder_layer,
+    "TransformerEncoderLayer": _encoder_layer, "TransformerDecoderLayer": _decoder_layer,
 }
 MAC_COUNTED = frozenset(_MACS)
 
@@ -131,7 +138,7 @@ def node_costs(graph_or_report: Any) -> list[NodeCost]:
         if ctor is not None:
             cls, kwargs = ctor
             first = next(iter(info.outputs.values()))
-            macs = module_macs(cls, kwargs, [t.shape for t in info.inputs], first.shape)
+            macs = module_macs(cls, kwargs, [t.shape for t in info.inputs if t.kind != MASK], first.shape)
         elif spec.macs is not None:  # module-less matrix products (MatMul)
             macs = spec.macs(info.params, info.inputs, info.outputs)
         act = sum(t.numel for t in info.outputs.values()) * 4

@@ -100,6 +100,16 @@ def _encoder_layer(kw: dict) -> Counts:
     return attn + ff + norms, 0
 
 
+def _decoder_layer(kw: dict) -> Counts:
+    """Self-attention and cross-attention, the feed-forward block and three norms."""
+    e, f = kw["d_model"], kw.get("dim_feedforward", 2048)
+    b = kw.get("bias", True)
+    attn = 4 * e * e + (4 * e if b else 0)
+    ff = 2 * e * f + ((f + e) if b else 0)
+    norms = 3 * e * (2 if b else 1)
+    return 2 * attn + ff + norms, 0
+
+
 def _none(kw: dict) -> Counts:
     return 0, 0
 
@@ -108,7 +118,7 @@ _COUNTERS: dict[str, Callable[[dict], Counts]] = {
     "Linear": _linear, "Conv1d": _conv(1), "Conv2d": _conv(2), "ConvTranspose2d": _conv(2, transposed=True),
     "ConvTranspose1d": _conv(1, transposed=True), "BatchNorm1d": _batchnorm, "BatchNorm2d": _batchnorm, "LayerNorm": _layernorm, "GroupNorm": _groupnorm,
     "Embedding": _embedding, "RNN": _rnn(1), "LSTM": _rnn(4), "GRU": _rnn(3), "MultiheadAttention": _mha,
-    "TransformerEncoderLayer": _encoder_layer, "InstanceNorm1d": _instancenorm, "InstanceNorm2d": _instancenorm,
+    "TransformerEncoderLayer": _encoder_layer, "TransformerDecoderLayer": _decoder_layer, "InstanceNorm1d": _instancenorm, "InstanceNorm2d": _instancenorm,
     "PReLU": _prelu,
     **dict.fromkeys(("ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish", "SELU", "CELU", "Softplus", "Softsign",
                      "Tanhshrink", "LocalResponseNorm", "PixelShuffle", "PixelUnshuffle", "Upsample"), _none),

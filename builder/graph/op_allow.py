@@ -20,7 +20,7 @@ index_select gather index embedding one_hot
 mean sum amax amin max min var std var_mean argmax argmin prod logsumexp cumsum norm linalg_vector_norm
 add sub rsub mul div pow sqrt rsqrt exp log log1p erf abs neg reciprocal clamp clamp_min clamp_max maximum
 minimum where sign floor ceil round square sin cos
-eq ne lt le gt ge logical_not logical_and logical_or bitwise_not masked_fill
+eq ne lt le gt ge logical_not logical_and logical_or bitwise_not masked_fill tril triu
 softmax _softmax log_softmax _log_softmax
 dropout native_dropout feature_dropout alpha_dropout feature_alpha_dropout
 max_pool1d max_pool2d max_pool3d max_pool2d_with_indices avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d

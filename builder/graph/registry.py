@@ -17,7 +17,9 @@ from builder.errors import LayerLabError
 from builder.graph.spec import (  # noqa: F401  (re-exported: the spec types are looked up here too)
     _REGISTRY,
     CATEGORIES,
+    MASK,
     MAX_SIZE,
+    PADDING_MASK,
     TENSOR,
     TOKENS,
     Cost,

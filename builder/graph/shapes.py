@@ -35,7 +35,17 @@ from builder.graph.report import (  # noqa: F401  (re-exported: the report types
     human_count,
     kinds_of,
 )
-from builder.graph.spec import SHARES, Cost, LayerSpec, ShapeError, TensorType, _short
+from builder.graph.spec import (
+    MASK,
+    PADDING_MASK,
+    SHARES,
+    Cost,
+    Inputs,
+    LayerSpec,
+    ShapeError,
+    TensorType,
+    _short,
+)
 
 
 def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: str | None = None) -> None:
@@ -293,8 +303,28 @@ def _input_types(a: Analysis, nid: str, preds: list[tuple[Edge, str]]) -> list[T
             info.status, info.cause = "upstream", src.cause or e.source
             info.errors.append(f"upstream error: fix `{info.cause}` first")
             return None
+        msg = _mask_port_problem(a.specs[nid], _port, e, t)
+        if msg:
+            info = a.nodes[nid]
+            info.status = "error"
+            info.errors.append(msg)
+            _err(a.problems, "bad_port", msg, node=nid, edge=e.key)
+            return None
         ins.append(t)
-    return ins
+    return Inputs(ins, [port for _, port in preds])
+
+
+def _mask_port_problem(spec: LayerSpec, port: str, e: Edge, t: TensorType) -> str | None:
+    """A padding mask goes into a layer's mask ports (``LayerSpec.mask_inputs``) only, and they take nothing else."""
+    if port in spec.mask_inputs and t.kind != MASK:
+        return (f"`{port}` of {spec.type} takes a padding mask (an Input's `{PADDING_MASK}` output); received: "
+                f"{t} from `{e.source}`. Fix: connect the `{PADDING_MASK}` port of the token Input")
+    if port not in spec.mask_inputs and t.kind == MASK:
+        where = (f"connect it to `{spec.mask_inputs[0]}` (set the edge's target_port)" if spec.mask_inputs else
+                 "connect it to the padding_mask port of an attention layer")
+        return (f"a padding mask feeds only the mask ports of attention layers; received: `{e.source}`'s "
+                f"{PADDING_MASK} into `{port}` of {spec.type}. Fix: {where}")
+    return None
 
 
 def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], preds: list[tuple[Edge, str]]) -> None:

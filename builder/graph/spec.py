@@ -17,6 +17,11 @@ from builder.errors import LayerLabError
 
 TENSOR = "tensor"
 TOKENS = "tokens"
+MASK = "mask"  # a padding mask: (B, T) booleans, True = padding (the data's ``padding_mask``)
+
+#: The port name of a padding mask, on the Input node that gives it and on the layers that take it; also the batch
+#: key under which a dataset hands it over.
+PADDING_MASK = "padding_mask"
 
 CATEGORIES = ("Inputs", "Dense", "Convolution", "Pooling", "Normalisation", "Recurrent", "Attention",
               "Activation", "Merge", "Reshape", "Math")
@@ -42,7 +47,7 @@ class TensorType:
     """What flows along an edge: the shape without the batch dimension, and the kind (tensor or tokens)."""
 
     shape: tuple[int, ...]
-    kind: str = TENSOR
+    kind: str = TENSOR  # TENSOR, TOKENS or MASK
     vocab: int | None = None  # number of token ids, for kind == TOKENS
 
     def __str__(self) -> str:
@@ -244,6 +249,42 @@ class Cost:
     cuda_work: int | None = None
 
 
+class Inputs(list):
+    """A node's input types in call order, with the port each came in on (``ports``, parallel to the items).
+
+    Shape rules and ``emit`` functions of layers with optional ports of the same kind (a decoder's two padding
+    masks) read :func:`by_port`; the others use it as the plain list it is.
+    """
+
+    def __init__(self, items, ports):
+        super().__init__(items)
+        self.ports = tuple(ports)
+
+
+def by_port(spec: LayerSpec, ins: list) -> dict:
+    """``{port: input}`` for a node's inputs (types, or fx values in the same order as ``types``).
+
+    ``ins`` may be an :class:`Inputs` (ports known) or a plain list: then masks (kind MASK) fill the spec's
+    ``mask_inputs`` and the other inputs its other ports, in order.
+
+    >>> spec = LayerSpec("X", "Attention", "", inputs=("query", "key", "padding_mask"),
+    ...                  optional_inputs=("key", "padding_mask"), mask_inputs=("padding_mask",))
+    >>> sorted(by_port(spec, [TensorType((3, 4)), TensorType((3,), MASK)]))
+    ['padding_mask', 'query']
+    """
+    ports = getattr(ins, "ports", None)
+    if ports is not None and len(ports) == len(ins):
+        return dict(zip(ports, ins, strict=True))
+    free = {True: [p for p in spec.inputs if p in spec.mask_inputs],
+            False: [p for p in spec.inputs if p not in spec.mask_inputs]}
+    out = {}
+    for t in ins:
+        slots = free[getattr(t, "kind", TENSOR) == MASK]
+        if slots:
+            out[slots.pop(0)] = t
+    return out
+
+
 ShapeRule = Callable[[dict, list[TensorType]], "TensorType | dict[str, TensorType]"]
 Ctor = Callable[[dict, list[TensorType]], "tuple[str, dict] | None"]
 
@@ -276,6 +317,8 @@ class LayerSpec:
             ops, convolutions, pooling), ``"fresh"`` (always contiguous, whatever the inputs) or ``"any"``
             (may be non-contiguous even for contiguous inputs: Permute, batch-first RNN and attention outputs).
             ``tests/graph/test_contiguity.py`` checks every spec's claim against torch.
+        mask_inputs: the input ports that take a padding mask (kind MASK, from an Input's ``padding_mask`` port)
+            and nothing else; a mask goes into no other port (checked in :mod:`builder.graph.shapes`).
         macs: (params, input types, output types) -> multiply-adds per sample, for layers without a torch.nn
             module that do matrix products (MatMul); layers that build a module are counted by its class in
             :mod:`builder.graph.cost`.
@@ -308,6 +351,7 @@ class LayerSpec:
     strides: str = "follow"
     macs: Callable[[dict, list[TensorType], dict], int] | None = None
     saves: str = "input"
+    mask_inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.saves not in SAVES:
@@ -360,8 +404,9 @@ class LayerSpec:
 
     def port_info(self) -> dict:
         """Ports and schema as the canvas palette wants them."""
-        ins = [{"name": n, "kind": self.input_kind, "optional": n in self.optional_inputs} for n in self.inputs]
-        outs = [{"name": n, "kind": TENSOR} for n in self.outputs]
+        ins = [{"name": n, "kind": MASK if n in self.mask_inputs else self.input_kind,
+                "optional": n in self.optional_inputs} for n in self.inputs]
+        outs = [{"name": n, "kind": MASK if n == PADDING_MASK else TENSOR} for n in self.outputs]
         return {"type": self.type, "category": self.category, "description": self.description,
                 "inputs": ins, "outputs": outs, "variadic": self.variadic,
                 "params": [p.to_dict() for p in self.params], "inferred": list(self.inferred),

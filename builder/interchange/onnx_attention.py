@@ -19,9 +19,11 @@ ENCODER_CHILDREN = {"self_attn", "linear1", "linear2", "norm1", "norm2"}
 
 def classic_class(scope: str, names: list[str], ops: set[str]) -> str | None:
     """The module class of a classic exporter's scope from its children's names (None when unknown)."""
-    prefix = "/" + scope.replace(".", "/") + "/"
-    children = {nm[len(prefix):].split("/")[0] for nm in names if nm.startswith(prefix) and
-                nm[len(prefix):].count("/") >= 1}
+    children = set()  # by the names' own scopes: a child named `blocks.0` holds a dot itself
+    for nm in names:
+        scopes = classic_scopes(nm)
+        if scope in scopes and scopes.index(scope) + 1 < len(scopes):
+            children.add(scopes[scopes.index(scope) + 1][len(scope) + 1:])
     if children >= ENCODER_CHILDREN:
         return "TransformerEncoderLayer"
     if "Softmax" in ops and ("out_proj" in children or not children):  # F.multi_head_attention_forward inline

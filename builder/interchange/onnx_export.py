@@ -231,6 +231,7 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
     if example is None:
         example = tuple(_inputs_for(model, 2, seed))
         names = ([mod_names[n] for n in model.layerlab_inputs]
+                 + [f"{mod_names[n]}_padding_mask" for n in getattr(model, "layerlab_padding_masks", ())]
                  if not isinstance(source, nn.Module) else [f"input_{i}" for i in range(len(example))])
         check_inputs = _inputs_for(model, 3, seed + 1)
     else:

@@ -155,6 +155,9 @@ def _fold_op(op: str, ins: list, a: dict):
         return Const(ins[0].value.reshape(shape))
     if op == "Transpose":
         return Const(np.transpose(ins[0].value, a.get("perm")))
+    if op == "Trilu" and not sym and ins[0].value.ndim >= 2:  # a causal mask of a fixed length: no larger than its input
+        k = int(ins[1].value.reshape(-1)[0]) if len(ins) > 1 and ins[1] is not None else 0
+        return Const((np.triu if int(a.get("upper", 1)) else np.tril)(ins[0].value, k))
     if op in ("ConstantOfShape", "Expand", "Range", "Equal", "Where", "Neg", "Sqrt", "Pow"):
         if op == "ConstantOfShape":
             shape = [int(v) for v in ins[0].value.reshape(-1)]

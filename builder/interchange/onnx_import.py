@@ -57,7 +57,7 @@ from builder.interchange.onnx_values import (
     T,
 )
 
-COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer"}
+COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer"}
 
 _FIX_DEFAULT = "replace it in the source model with a supported layer (see the README's import matrix), or " \
                "remove it and rebuild that part on the canvas"

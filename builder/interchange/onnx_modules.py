@@ -56,6 +56,27 @@ def _ints_of(v: Const | SymArr) -> list:
         [x if isinstance(x, Sym) else int(x) for x in v.items]
 
 
+def causal_mask(imp, nodes) -> bool:
+    """Whether a module's ops read a causal attention mask: a constant (T, T) (T > 1) that hides the steps above
+    the diagonal, as booleans (True = hidden: ``triu(ones, 1)``) or as an additive float mask (-inf above the
+    diagonal, 0 elsewhere). Any other mask is left alone, and the import's output check refuses what it changes."""
+    for n in nodes:
+        for name in n.input:
+            v = imp.value(name) if name else None
+            if not isinstance(v, Const) or v.value.ndim < 2 or v.value.shape[-1] != v.value.shape[-2]:
+                continue
+            steps = v.value.shape[-1]
+            if steps < 2 or v.value.size != steps * steps:
+                continue
+            m = v.value.reshape(steps, steps)
+            above = np.triu(np.ones((steps, steps), dtype=bool), 1)
+            if m.dtype == bool and np.array_equal(m, above):
+                return True
+            if m.dtype.kind == "f" and np.all(np.isneginf(m[above])) and np.all(m[~above] == 0):
+                return True
+    return False
+
+
 class ModuleGroups:
     """Mixin of :class:`~builder.interchange.onnx_import.OnnxImporter`: one layer per recorded module scope."""
 
@@ -100,6 +121,9 @@ class ModuleGroups:
                 self.vals[ext_outputs[0]] = res
                 self.out.mapped["MultiheadAttention (decomposed)"] += 1
                 return
+        if cls == "TransformerDecoderLayer":
+            self._decoder(scope, nodes, ext_inputs, ext_outputs, weights, where)
+            return
         if len(ext_inputs) != 1:
             self.bad(f"{cls} with {len(ext_inputs)} tensor inputs", where,
                      "LayerLab imports self-attention / recurrent layers fed by one tensor (no initial state, "
@@ -333,7 +357,8 @@ class ModuleGroups:
         if out is None:
             return
         nid = self.add(scope, "MultiheadAttention", {"num_heads": heads, "dropout": 0.0,
-                                                     "bias": "in_proj_bias" in weights}, [src], weights,
+                                                     "bias": "in_proj_bias" in weights,
+                                                     "causal": causal_mask(self, nodes)}, [src], weights,
                        ports=["query"])
         self.vals[out] = T(nid)
         self.out.mapped["MultiheadAttention"] += 1
@@ -360,10 +385,46 @@ class ModuleGroups:
             return
         nid = self.add(scope, "TransformerEncoderLayer",
                        {"nhead": heads, "dim_feedforward": int(weights["linear1.weight"].shape[0]),
-                        "dropout": 0.1, "activation": act, "norm_first": norm_first}, [src], weights)
+                        "dropout": 0.1, "activation": act, "norm_first": norm_first,
+                        "causal": causal_mask(self, nodes)}, [src], weights)
         self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
         self.vals[out] = T(nid)
         self.out.mapped["TransformerEncoderLayer"] += 1
+
+    def _decoder(self, scope, nodes, ext_inputs, ext_outputs, weights, where) -> None:
+        """A ``nn.TransformerDecoderLayer`` (fed by the target and the memory, no padding masks) → the layer, its
+        weights by their state-dict names; the target is the input its residual Add reads."""
+        parts = ("self_attn.in_proj_", "self_attn.out_proj.", "multihead_attn.in_proj_", "multihead_attn.out_proj.")
+        need = [f"{p}weight" for p in parts] + \
+            [f"{m}.{k}" for m in ("linear1", "linear2", "norm1", "norm2", "norm3") for k in ("weight", "bias")]
+        if any(k not in weights for k in need) or "self_attn.in_proj_bias" not in weights:
+            self.bad("TransformerDecoderLayer (bias=False or renamed weights)", where,
+                     "export with bias=True and without optimising the file")
+            return
+        if len(ext_inputs) != 2:
+            self.bad(f"TransformerDecoderLayer with {len(ext_inputs)} tensor inputs", where,
+                     "LayerLab imports a decoder layer fed by the target and the memory (no padding masks)")
+            return
+        consumers = {v: {n.op_type for n in nodes if v in n.input} for v in ext_inputs}
+        tgt = [v for v in ext_inputs if "Add" in consumers[v]]
+        vals = [self.value(v) for v in ext_inputs]
+        out = self._check_single_output(ext_outputs, where, "TransformerDecoderLayer")
+        if len(tgt) != 1 or not all(isinstance(v, T) for v in vals) or out is None:
+            if out is not None:
+                self.bad("TransformerDecoderLayer (target and memory not told apart)", where,
+                         "feed the decoder layer two different tensors")
+            return
+        memory = next(v for v in ext_inputs if v != tgt[0])
+        embed = int(weights["self_attn.in_proj_weight"].shape[1])
+        ops = {n.op_type for n in nodes}
+        params = {"nhead": self._heads(nodes, embed) or 1, "dim_feedforward": int(weights["linear1.weight"].shape[0]),
+                  "dropout": 0.1, "activation": "gelu" if ("Gelu" in ops or "Erf" in ops) else "relu",
+                  "norm_first": "LayerNormalization" in consumers[tgt[0]], "causal": causal_mask(self, nodes)}
+        nid = self.add(scope, "TransformerDecoderLayer", params, [self.value(tgt[0]), self.value(memory)], weights,
+                       ports=["tgt", "memory"])
+        self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
+        self.vals[out] = T(nid)
+        self.out.mapped["TransformerDecoderLayer"] += 1
 
 
 __all__ = ["ModuleGroups"]

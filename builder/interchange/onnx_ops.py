@@ -157,6 +157,11 @@ def generic(imp, n, ins: list, a: dict):
         return c.node("hardsigmoid", [x])
     if op == "Where" and len(ins) == 3:
         return c.node("where", [c.arg(v) for v in ins])
+    if op == "Trilu":  # a causal mask: triu(ones(T, T), 1) or tril(ones(T, T))
+        k = _scalar(ins[1]) if len(ins) > 1 and ins[1] is not None else 0
+        if not isinstance(k, int):
+            return None
+        return c.node("triu" if int(a.get("upper", 1)) else "tril", [c.arg(ins[0]), k])
     if op == "Clip":
         lo = _scalar(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("min")
         hi = _scalar(ins[2]) if len(ins) > 2 and ins[2] is not None else a.get("max")

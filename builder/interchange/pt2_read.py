@@ -242,6 +242,10 @@ def _sanitize_node_metadata(meta: Any) -> dict:
     return {"nn_module_stack": stack} if isinstance(stack, str) and _MODULE_STACK.match(stack) else {}
 
 
+#: How torch's serializer writes an infinite float (a causal mask's ``masked_fill(-inf)``); NaN stays refused.
+_INFINITIES = ("Infinity", "-Infinity")
+
+
 class _Checker:
     """Walks the whole program once: refuses what torch would run or look up, collects size expressions."""
 
@@ -254,7 +258,8 @@ class _Checker:
             raise _fail("the archive's program is nested too deeply", key)
         if key in _REFUSED and obj not in (None, [], {}):
             raise _fail(f"the archive uses {_REFUSED[key]}, which LayerLab does not import", key)
-        if key in _NUMBER_KEYS and not isinstance(obj, int | float | bool | list | type(None)):
+        if key in _NUMBER_KEYS and not isinstance(obj, int | float | bool | list | type(None)) \
+                and not (key == "as_float" and obj in _INFINITIES):
             raise _fail(f"the archive's `{key}` is not a number", obj)
         if isinstance(obj, str):
             self.check_string(obj, key)

@@ -45,6 +45,7 @@ export function portsOf(entry) {
 
 // Kind of the tensors leaving `node` through output port `portName`.
 export function outKind(node, entry, ann, portName) {
+  if (portName === PADDING_MASK && node?.data?.ltype === 'Input') return MASK; // (B, T) booleans, True = padding
   if (ann && (ann.out_kind === 'tensor' || ann.out_kind === 'tokens')) return ann.out_kind;
   const params = node?.data?.params || {};
   if (node?.data?.ltype === 'Input') return params.modality === 'tokens' ? 'tokens' : 'tensor';
@@ -233,11 +234,15 @@ function reaches(from, to, edges) {
 // both sides give the same answers (frontend/src/connection.test.js and
 // tests/graph/test_connection_rules.py).
 export const ANY = 'any';
+// A padding mask (an Input's `padding_mask` port; Python: spec.MASK) feeds only the mask ports of attention layers.
+export const MASK = 'mask';
+const PADDING_MASK = 'padding_mask';
 const KIND_AGNOSTIC = new Set(['Output', 'Identity', 'Flatten', 'Unflatten', 'Reshape', 'Permute']);
 
 // Does input port `portName` of a layer of `entry` take tensors of `kind`?
 export function accepts(entry, portName, kind) {
   const pk = inKind(entry, portName);
+  if (pk === MASK || kind === MASK) return pk === kind; // a padding mask goes into mask ports only
   return pk === ANY || pk === kind || (!!entry && KIND_AGNOSTIC.has(entry.type));
 }
 

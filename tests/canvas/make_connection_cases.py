@@ -24,7 +24,8 @@ import builder
 OUT = Path(__file__).with_name("connection_cases.json")
 
 # ---- the rules ------------------------------------------------------------------------------------------
-TENSOR, TOKENS = "tensor", "tokens"
+TENSOR, TOKENS, MASK = "tensor", "tokens", "mask"
+PADDING_MASK = "padding_mask"
 # Layers whose input takes either kind and passes it on (shape ops, Identity, Output). Every other input
 # takes only the kind its palette port declares: "tokens" for Embedding, "tensor" for the rest.
 KIND_AGNOSTIC = {"Output", "Identity", "Flatten", "Unflatten", "Reshape", "Permute"}
@@ -33,7 +34,8 @@ KIND_AGNOSTIC = {"Output", "Identity", "Flatten", "Unflatten", "Reshape", "Permu
 SEQ, IMAGE = [6, 8], [4, 8, 8]
 SHAPE = {
     **dict.fromkeys(["Conv1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "RNN", "LSTM", "GRU",
-                     "MultiheadAttention", "TransformerEncoderLayer", "PositionalEncoding", "Permute"], SEQ),
+                     "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "PositionalEncoding",
+                     "Permute"], SEQ),
     **dict.fromkeys(["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d",
                      "GroupNorm", "Dropout2d"], IMAGE),
     "Unflatten": [64],  # its default unflattened_size is [1, 8, 8]
@@ -47,6 +49,7 @@ DEFAULT_SHAPE = [8]
 
 def accepted_kinds(entry: dict, port: dict) -> set[str]:
     return {TENSOR, TOKENS} if entry["type"] in KIND_AGNOSTIC or port["kind"] == "any" else {port["kind"]}
+    # (a padding mask goes into mask ports only, kind-agnostic layers included: mask_cases)
 
 
 def port_label(entry: dict, port: dict) -> str:
@@ -107,18 +110,46 @@ def kind_cases(palette: list[dict]) -> list[dict]:
                     nodes, edges = nodes + n2, edges + e2 + [edge(other, "t", target_port=port["name"])]
                 else:  # every other required port (the first one when this one is optional) gets float tensors
                     need = [q["name"] for i, q in enumerate(entry["inputs"]) if q["name"] != port["name"]
-                            and (i == 0 or not q.get("optional"))]
+                            and (i == 0 or not q.get("optional")) and q["kind"] != MASK]
                     for j, name in enumerate(need):
                         n2, e2, other = feed(f"other{j}" if j else "other", TENSOR, shape)
                         nodes, edges = nodes + n2, edges + e2 + [edge(other, "t", target_port=name)]
                 ok = kind in accepted_kinds(entry, port)
+                if port["kind"] == MASK:  # neither kind: only a padding mask goes in (mask_cases)
+                    out.append(case(f"kind/{kind}->{t}.{port['name']}", nodes, edges,
+                                    edge(src, "t", target_port=port["name"]), {src: kind}, False, "port_kind",
+                                    kinds={"source": kind, "target": MASK}))
+                    continue
                 pair[kind] = case(f"kind/{kind}->{t}.{port['name']}", nodes, edges, edge(src, "t", target_port=port["name"]),
                                   {src: kind}, ok, None if ok else "port_kind",
                                   kinds={"source": kind, "target": port_label(entry, port)})
+            if not pair:
+                continue
             for kind, other in ((TENSOR, TOKENS), (TOKENS, TENSOR)):
                 if not pair[kind]["expect"]["allowed"]:
                     pair[kind]["twin"] = pair[other]["id"]
             out += [pair[TENSOR], pair[TOKENS]]
+    return out
+
+
+def mask_cases(palette: list[dict]) -> list[dict]:
+    """A sequence Input's padding mask goes into every mask port, and into no port of another kind."""
+    out = []
+    for entry in palette:
+        t = entry["type"]
+        for port in entry["inputs"]:
+            nodes = [node("src", "Input", shape=SEQ), node("t", t)]
+            if port["kind"] == MASK:
+                need = [q["name"] for q in entry["inputs"] if not q.get("optional") and q["kind"] != MASK]
+                edges = [edge("src", "t", target_port=name) for name in need]
+                out.append(case(f"mask/ok->{t}.{port['name']}", nodes, edges,
+                                edge("src", "t", source_port=PADDING_MASK, target_port=port["name"]),
+                                {"src": TENSOR}, True, kinds={"source": MASK, "target": MASK}))
+            elif t in ("Linear", "Identity"):
+                out.append(case(f"mask/refused->{t}.{port['name']}", nodes, [],
+                                edge("src", "t", source_port=PADDING_MASK, target_port=port["name"]),
+                                {"src": TENSOR}, False, "port_kind", kinds={"source": MASK, "target": port_label(
+                                    entry, port)}))
     return out
 
 
@@ -151,6 +182,8 @@ def output_port_cases(palette: list[dict]) -> list[dict]:
             continue
         t = entry["type"]
         for port in entry["outputs"]:
+            if t == "Input":  # an Input takes no input; its padding mask: mask_cases
+                continue
             nodes, edges, src = feed("src", TENSOR, SHAPE.get(t, DEFAULT_SHAPE))
             nodes += [node("m", t, **(OP_OUTPUTS if t == "Op" else {})), node("t", "Linear")]
             edges = edges + [edge(src, "m")]
@@ -204,7 +237,8 @@ def palette_ports() -> list[dict]:
 
 def build() -> dict:
     palette = palette_ports()
-    cases = kind_cases(palette) + pass_through_cases() + output_port_cases(palette) + structure_cases()
+    cases = (kind_cases(palette) + pass_through_cases() + output_port_cases(palette) + mask_cases(palette)
+             + structure_cases())
     ids = [c["id"] for c in cases]
     assert len(ids) == len(set(ids)), "case ids must be unique"
     return {"about": "Shared connection-rule cases; written by tests/canvas/make_connection_cases.py (do not edit).",

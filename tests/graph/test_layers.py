@@ -8,20 +8,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder import Project, compile_graph, infer_shapes, load_project
-from builder.graph.registry import TOKENS, all_specs, get_spec
+from builder.graph.compile import example_inputs
+from builder.graph.registry import PADDING_MASK, TOKENS, all_specs, get_spec
 from tests.strategies import layer_case
 
 SPECS = [s for s in all_specs() if s.type != "Input"]
 
 
-def _graph(layer: str, shapes, params) -> dict:
+def _graph(layer: str, shapes, params, masks: bool = False) -> dict:
+    """One ``layer`` fed by one Input per shape; with ``masks``, each of its mask ports (``mask_inputs``) gets the
+    padding mask of the Input at the same position (the last Input for the ports beyond)."""
+    spec = get_spec(layer)
     nodes, edges = [], []
     for i, shape in enumerate(shapes):
         inp = {"shape": list(shape)}
-        if get_spec(layer).input_kind == TOKENS:
+        if spec.input_kind == TOKENS:
             inp.update(modality="tokens", vocab_size=20)
         nodes.append({"id": f"in{i}", "type": "Input", "params": inp})
-        edges.append({"source": f"in{i}", "target": "layer", "target_port": str(i) if get_spec(layer).variadic else None})
+        edges.append({"source": f"in{i}", "target": "layer", "target_port": str(i) if spec.variadic else None})
+    for i, port in enumerate(spec.mask_inputs if masks else ()):
+        edges.append({"source": f"in{min(i, len(shapes) - 1)}", "source_port": PADDING_MASK, "target": "layer",
+                      "target_port": port})
     nodes.append({"id": "layer", "type": layer, "params": params})
     return {"nodes": nodes, "edges": edges}
 
@@ -30,7 +37,8 @@ def test_every_palette_type_is_covered():
     listed = {"Input", "Linear", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
               "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
               "GroupNorm", "Dropout", "Dropout2d", "Flatten", "Unflatten", "Reshape", "Permute", "Embedding", "RNN",
-              "LSTM", "GRU", "MultiheadAttention", "TransformerEncoderLayer", "PositionalEncoding", "ReLU",
+              "LSTM", "GRU", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer",
+              "PositionalEncoding", "ReLU",
               "LeakyReLU", "ELU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Add", "Concat",
               "Multiply", "Identity"}
     assert listed <= {s.type for s in all_specs()}
@@ -41,7 +49,7 @@ def test_every_palette_type_is_covered():
 @given(data=st.data())
 def test_inferred_shape_matches_module(spec, data):
     shapes, params = data.draw(layer_case(spec))
-    graph = _graph(spec.type, shapes, params)
+    graph = _graph(spec.type, shapes, params, masks=bool(spec.mask_inputs) and data.draw(st.booleans()))
     report = infer_shapes(graph)
     info = report.nodes["layer"]
     if not report.ok:
@@ -57,6 +65,7 @@ def test_inferred_shape_matches_module(spec, data):
             xs.append(torch.randint(0, 20, (3, *shape)))
         else:
             xs.append(torch.randn(3, *shape))
+    xs += example_inputs(model, 3)[len(xs):]  # the padding masks, if any
     with torch.no_grad():
         out = model(*xs)
     assert tuple(out.shape) == (3, *info.shape), (spec.type, params, shapes)

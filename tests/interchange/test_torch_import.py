@@ -60,6 +60,34 @@ def test_pt2_round_trip(name, tmp_path):
     assert _compare(res, model) <= 1e-5
 
 
+def _gpt_export(how: str, path: Path) -> Path:
+    """The GPT-style model (tril buffer + masked_fill(-inf), torch.where, manual heads) saved one of four ways."""
+    model = build("gpt")
+    x = model.example_inputs()
+    batch = {0: torch.export.Dim("batch")}
+    if how == "classic_onnx":
+        torch.onnx.export(model, x, path / "m.onnx", dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "b"}})
+        return path / "m.onnx"
+    if how == "dynamo_onnx":
+        (path / "m.onnx").write_bytes(to_onnx_proto(model, x, ["x"]).SerializeToString())
+        return path / "m.onnx"
+    ep = torch.export.export(model, x, dynamic_shapes=(batch,) if how == "dynamic_pt2" else None)
+    torch.export.save(ep, path / "m.pt2")
+    return path / "m.pt2"
+
+
+@pytest.mark.parametrize("how", ["classic_onnx", "dynamo_onnx", "static_pt2", "dynamic_pt2"])
+def test_gpt_style_masks_import_from_every_export(how, tmp_path):
+    """Masks as people write them (a tril buffer, masked_fill(-inf), torch.where) come back as mask operators
+    (Op nodes) with outputs equal to the original's; before, `aten.where`/-Infinity/Trilu were refused."""
+    model = build("gpt")
+    res = import_model(_gpt_export(how, tmp_path))
+    assert res.report["max_abs_diff"] <= 1e-5
+    assert res.report["total_params"] == _params(model)
+    assert _compare(res, model) <= 1e-5
+    assert any(n.type == "Op" for n in res.project.graph.nodes)
+
+
 def test_python_source_and_cli(tmp_path, capsys):
     res = import_model(f"{MODELS_FILE}:SmallResNet(classes=4)")
     types = {n.type for n in res.project.graph.nodes}

@@ -1,4 +1,5 @@
-"""Layer specs of the palette group Attention: multi-head attention, transformer encoder layer, positional encoding."""
+"""Layer specs of the palette group Attention: multi-head attention, transformer encoder and decoder layers (with
+causal and padding masks), positional encoding."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from builder.graph.layers._common import (
     _float,
     _int,
 )
-from builder.graph.spec import Cost, LayerSpec, Param, ShapeError, register
+from builder.graph.spec import MASK, PADDING_MASK, Cost, LayerSpec, Param, ShapeError, by_port, register
 
 # ----------------------------------------------------------------------------------------- Attention
 
@@ -26,14 +27,15 @@ def _heads_check(e: int, heads: int, name: str = "num_heads") -> None:
 
 
 def _mha_shape(p, ins):
-    q = ins[0]
+    a = by_port(_MHA, ins)
+    q = a["query"]
     _float(q, "query")
     if len(q.shape) != 2:
         raise ShapeError(f"expects a sequence (B, T, E); received: {q}. Fix: feed an Embedding or a sequence", "query")
     e = q.shape[-1]
     _heads_check(e, p["num_heads"])
-    k = ins[1] if len(ins) > 1 else q
-    v = ins[2] if len(ins) > 2 else k
+    k = a.get("key", q)
+    v = a.get("value", k)
     _float(k, "key")
     _float(v, "value")
     if len(k.shape) != 2 or k.shape[-1] != e:  # the rank first: a rank-0 key has no last dimension
@@ -43,45 +45,95 @@ def _mha_shape(p, ins):
     if v.shape != k.shape:
         raise ShapeError(f"value must match key {k}; received: value {v}. Fix: feed the value from a node with "
                          "the key's shape", "value")
+    _causal_check(p["causal"], q, k)
+    _mask_check(a.get(PADDING_MASK), k, PADDING_MASK, "key")
     return q
 
 
+def _causal_check(causal: bool, q, k) -> None:
+    if causal and q.shape[0] != k.shape[0]:
+        raise ShapeError(f"a causal mask needs keys as long as the queries (step t sees steps ≤ t); received: query "
+                         f"{q}, key {k}. Fix: turn `causal` off for cross-attention, or feed keys of {q.shape[0]} "
+                         "steps", "key")
+
+
+def _mask_check(mask, seq, port: str, what: str) -> None:
+    """A padding mask ``(B, S)`` must have one flag per step of the sequence ``seq`` it masks."""
+    if mask is not None and (mask.kind != MASK or mask.shape != seq.shape[:1]):
+        raise ShapeError(f"`{port}` must be a padding mask with one flag per step of the {what} {seq}: (B, "
+                         f"{seq.shape[0]}); received: {mask}. Fix: connect the padding_mask port of the Input that "
+                         f"feeds the {what}", port)
+
+
+def _args(spec: LayerSpec, args: list, types: list) -> dict:
+    """``{port: fx value}`` of a node's call arguments (``types`` carries the ports: :class:`Inputs`)."""
+    ports = getattr(types, "ports", None) or list(by_port(spec, types))
+    return dict(zip(ports, args, strict=True))
+
+
+def causal_mask(e, x):
+    """``(T, T)`` booleans, True above the diagonal (step t may not see later steps), for a sequence ``x`` (B, T, E).
+
+    Built from ``x``'s length at run time, so exports keep a dynamic sequence length."""
+    import torch
+
+    steps = e.method("size", x, 1, as_="steps")
+    ones = e.fn(torch.ones, steps, steps, dtype=torch.bool, device=e.fn(getattr, x, "device", as_="device"),
+                as_="ones")
+    return e.method("triu", ones, 1, as_="causal")  # (T, T)
+
+
 def _mha_emit(e, attr, p, ins, types):
-    q = ins[0]
-    k = ins[1] if len(ins) > 1 else q
-    v = ins[2] if len(ins) > 2 else k
-    res = e.module(attr, q, k, v, need_weights=False, as_="result")
+    a = _args(_MHA, ins, types)
+    q = a["query"]
+    k = a.get("key", q)
+    v = a.get("value", k)
+    kw = {"need_weights": False}
+    if PADDING_MASK in a:
+        kw["key_padding_mask"] = a[PADDING_MASK]  # (B, S)
+    if p["causal"]:
+        kw["attn_mask"] = causal_mask(e, q)
+    res = e.module(attr, q, k, v, **kw, as_="result")
     return e.fn(operator.getitem, res, 0)
 
 
 def _mha_cost(p, ins, outs) -> Cost:
     """The q, k, v projections and the attention output; with dropout the attention weights (heads × T × S)
     too, since fused attention kernels without dropout never materialise them (measured: builder.graph.memory)."""
-    q = ins[0]
-    k = ins[1] if len(ins) > 1 else q
+    a = by_port(_MHA, ins)
+    q = a["query"]
+    k = a.get("key", q)
     t, e = q.shape
     s_len = k.shape[0]
     weights = 4 * p["num_heads"] * t * s_len if p["dropout"] > 0 else 0
     return Cost(work=2 * t * e + 3 * s_len * e + weights)
 
 
-register(LayerSpec(
-    "MultiheadAttention", "Attention", "Multi-head attention; with only a query edge it is self-attention.",
+_CAUSAL_HELP = "Causal mask: step t attends to steps ≤ t only (language models, decoders)."
+_MASK_DOC = (" An optional padding_mask port takes the data's padding mask (True = padding) from a sequence or token "
+             "Input: padded steps are never attended to.")
+
+_MHA = register(LayerSpec(
+    "MultiheadAttention", "Attention", "Multi-head attention; with only a query edge it is self-attention." + _MASK_DOC,
     params=[_int("num_heads", 4, "Attention heads (must divide the embedding size).", hi=256),
             Param("dropout", "float", 0.0, "Dropout on attention weights.", min=0.0, max=1.0),
-            Param("bias", "bool", True, "Learn biases in the projections.")],
-    shape=_mha_shape, inferred=("embed_dim",), inputs=("query", "key", "value"), optional_inputs=("key", "value"),
-    cost=_mha_cost,
-    ctor=lambda p, ins: ("MultiheadAttention", {"embed_dim": ins[0].shape[-1], **p, "batch_first": True}),
+            Param("bias", "bool", True, "Learn biases in the projections."),
+            Param("causal", "bool", False, _CAUSAL_HELP)],
+    shape=_mha_shape, inferred=("embed_dim",), inputs=("query", "key", "value", PADDING_MASK),
+    optional_inputs=("key", "value", PADDING_MASK), mask_inputs=(PADDING_MASK,), cost=_mha_cost,
+    ctor=lambda p, ins: ("MultiheadAttention", {"embed_dim": ins[0].shape[-1], "batch_first": True,
+                                                **{k: v for k, v in p.items() if k != "causal"}}),
     emit=_mha_emit, strides="any"))  # batch_first: the output is a transpose
 
 
 def _tel_shape(p, ins):
-    (t,) = ins
+    a = by_port(_TEL, ins)
+    t = a["in"]
     _float(t)
     if len(t.shape) != 2:
         raise ShapeError(f"expects a sequence (B, T, E); received: {t}. Fix: feed an Embedding or a sequence")
     _heads_check(t.shape[-1], p["nhead"], "nhead")
+    _mask_check(a.get(PADDING_MASK), t, PADDING_MASK, "input")
     return t
 
 
@@ -95,16 +147,91 @@ def _tel_cost(p, ins, outs) -> Cost:
     return Cost(work=6 * t * e + 2 * t * ff + extra)
 
 
-register(LayerSpec(
-    "TransformerEncoderLayer", "Attention", "Self-attention plus a feed-forward block, each with residual + LayerNorm.",
-    params=[_int("nhead", 4, "Attention heads (must divide d_model).", hi=256),
-            _int("dim_feedforward", 128, "Hidden size of the feed-forward block.", hi=65536),
-            Param("dropout", "float", 0.1, "Dropout rate.", min=0.0, max=1.0),
-            Param("activation", "choice", "relu", "Feed-forward activation.", choices=("relu", "gelu")),
-            Param("norm_first", "bool", False, "Pre-norm (LayerNorm before each block).")],
-    shape=_tel_shape, inferred=("d_model",), cost=_tel_cost,
-    ctor=lambda p, ins: ("TransformerEncoderLayer", {"d_model": ins[0].shape[-1], **p, "batch_first": True}),
-    strides="any"))
+def _tel_emit(e, attr, p, ins, types):
+    a = _args(_TEL, ins, types)
+    x = a["in"]
+    kw = {}
+    if p["causal"]:
+        kw["src_mask"] = causal_mask(e, x)  # (T, T)
+    if PADDING_MASK in a:
+        kw["src_key_padding_mask"] = a[PADDING_MASK]  # (B, T)
+    return e.module(attr, x, **kw)
+
+
+def _no_causal(cls: str, inferred: str):
+    """ctor: ``torch.nn.<cls>`` with the input's size and the params (``causal`` is a mask, not an argument)."""
+    def ctor(p, ins):
+        return cls, {inferred: ins[0].shape[-1], **{k: v for k, v in p.items() if k != "causal"}, "batch_first": True}
+    return ctor
+
+
+_FF_PARAMS = [_int("nhead", 4, "Attention heads (must divide d_model).", hi=256),
+              _int("dim_feedforward", 128, "Hidden size of the feed-forward block.", hi=65536),
+              Param("dropout", "float", 0.1, "Dropout rate.", min=0.0, max=1.0),
+              Param("activation", "choice", "relu", "Feed-forward activation.", choices=("relu", "gelu")),
+              Param("norm_first", "bool", False, "Pre-norm (LayerNorm before each block).")]
+
+_TEL = register(LayerSpec(
+    "TransformerEncoderLayer", "Attention", "Self-attention plus a feed-forward block, each with residual + "
+    "LayerNorm; `causal` makes it a decoder-only (GPT-style) block." + _MASK_DOC,
+    params=[*_FF_PARAMS, Param("causal", "bool", False, _CAUSAL_HELP)],
+    shape=_tel_shape, inferred=("d_model",), cost=_tel_cost, inputs=("in", PADDING_MASK),
+    optional_inputs=(PADDING_MASK,), mask_inputs=(PADDING_MASK,), emit=_tel_emit,
+    ctor=_no_causal("TransformerEncoderLayer", "d_model"), strides="any"))
+
+
+_TGT_MASK, _MEM_MASK = "tgt_padding_mask", "memory_padding_mask"
+
+
+def _tdl_shape(p, ins):
+    a = by_port(_TDL, ins)
+    t, m = a["tgt"], a["memory"]
+    _float(t, "tgt")
+    _float(m, "memory")
+    if len(t.shape) != 2:
+        raise ShapeError(f"expects a target sequence (B, T, E); received: {t}. Fix: feed an Embedding or a "
+                         "sequence", "tgt")
+    e = t.shape[-1]
+    _heads_check(e, p["nhead"], "nhead")
+    if len(m.shape) != 2 or m.shape[-1] != e:
+        raise ShapeError(f"memory must be a sequence (B, S, {e}) with the target's features; received: memory {m}. "
+                         f"Fix: feed the encoder's output (project it with a Linear to {e} features)", "memory")
+    _mask_check(a.get(_TGT_MASK), t, _TGT_MASK, "target")
+    _mask_check(a.get(_MEM_MASK), m, _MEM_MASK, "memory")
+    return t
+
+
+def _tdl_cost(p, ins, outs) -> Cost:
+    """As the encoder layer's, plus the cross-attention's query, key and value projections and its residual
+    (with dropout also its weights, nhead × T × S)."""
+    (t, e), s = ins[0].shape, ins[1].shape[0]
+    ff = p["dim_feedforward"]
+    extra = 4 * p["nhead"] * t * (t + s) + t * ff + 3 * t * e if p["dropout"] > 0 else 0
+    return Cost(work=9 * t * e + 2 * s * e + 2 * t * ff + extra)
+
+
+def _tdl_emit(e, attr, p, ins, types):
+    a = _args(_TDL, ins, types)
+    t = a["tgt"]
+    kw = {}
+    if p["causal"]:
+        kw["tgt_mask"] = causal_mask(e, t)  # (T, T)
+    if _TGT_MASK in a:
+        kw["tgt_key_padding_mask"] = a[_TGT_MASK]  # (B, T)
+    if _MEM_MASK in a:
+        kw["memory_key_padding_mask"] = a[_MEM_MASK]  # (B, S)
+    return e.module(attr, t, a["memory"], **kw)
+
+
+_TDL = register(LayerSpec(
+    "TransformerDecoderLayer", "Attention", "Masked self-attention over the target, cross-attention to the memory "
+    "(an encoder's output) and a feed-forward block, each with residual + LayerNorm. Padding masks of the target "
+    "and of the memory go into tgt_padding_mask and memory_padding_mask.",
+    params=[*_FF_PARAMS, Param("causal", "bool", True, _CAUSAL_HELP)],
+    shape=_tdl_shape, inferred=("d_model",), cost=_tdl_cost, inputs=("tgt", "memory", _TGT_MASK, _MEM_MASK),
+    optional_inputs=(_TGT_MASK, _MEM_MASK), mask_inputs=(_TGT_MASK, _MEM_MASK), emit=_tdl_emit,
+    ctor=_no_causal("TransformerDecoderLayer", "d_model"), strides="any",
+    doc_url="https://pytorch.org/docs/stable/generated/torch.nn.TransformerDecoderLayer.html"))
 
 
 def _pe_shape(p, ins):

@@ -9,11 +9,21 @@ from builder.graph.layers._common import (
     _int,
     _same,
 )
-from builder.graph.spec import MAX_SIZE, TOKENS, LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import (
+    MASK,
+    MAX_SIZE,
+    PADDING_MASK,
+    TOKENS,
+    LayerSpec,
+    Param,
+    ShapeError,
+    TensorType,
+    register,
+)
 
 # ----------------------------------------------------------------------------------------- Inputs
 
-def _input_shape(p: dict, ins: list[TensorType]) -> TensorType:
+def _input_shape(p: dict, ins: list[TensorType]) -> TensorType | dict[str, TensorType]:
     shape = tuple(p["shape"])
     modality = p["modality"]
     if any(s < 1 for s in shape):
@@ -26,13 +36,16 @@ def _input_shape(p: dict, ins: list[TensorType]) -> TensorType:
     if math.prod(shape) > 50_000_000:
         raise ShapeError(f"the input is too large ({math.prod(shape):,} values per sample); received: shape={list(shape)}. "
                          "Fix: use at most 50,000,000 values")
-    if modality == "tokens":
-        return TensorType(shape, TOKENS, p["vocab_size"])
-    return TensorType(shape)
+    out = TensorType(shape, TOKENS, p["vocab_size"]) if modality == "tokens" else TensorType(shape)
+    if modality == "tokens" or (len(shape) == 2 and modality in ("auto", "sequence")):
+        # (B, T) booleans, True = padding: what the dataset hands over as `padding_mask` with each batch
+        return {"out": out, PADDING_MASK: TensorType(shape[:1], MASK)}
+    return out
 
 
 register(LayerSpec(
-    "Input", "Inputs", "Where data enters: a feature vector, an image C×H×W, a sequence T×F or token ids.",
+    "Input", "Inputs", "Where data enters: a feature vector, an image C×H×W, a sequence T×F or token ids; a sequence "
+    "or token Input also gives its padding mask (True = padding) on the `padding_mask` port.",
     params=[
         Param("shape", "int_list", [4], "Size of one sample without the batch dimension: [features], "
               "[channels, height, width], [steps, features] or [steps] for tokens.", min=1, max=MAX_SIZE),
@@ -40,7 +53,7 @@ register(LayerSpec(
               choices=("auto", "vector", "image", "sequence", "tokens")),
         _int("vocab_size", 100, "Number of distinct token ids (tokens only); ids run from 0 to vocab_size-1.", lo=2),
     ],
-    shape=_input_shape, inputs=(), min_inputs=0, saves="none"))
+    shape=_input_shape, inputs=(), outputs=("out", PADDING_MASK), min_inputs=0, saves="none"))
 
 register(LayerSpec(
     "Output", "Inputs", "Marks a model output (optional: nodes without successors are outputs anyway).",
