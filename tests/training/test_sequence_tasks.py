@@ -120,3 +120,15 @@ def test_a_text_runs_export_carries_its_tokenizer(tmp_path):
     assert main(["export", "--run", res.run_id, "-o", str(code), "--workspace", str(tmp_path / "ws")]) == 0
     tok = load_tokenizer((tmp_path / "model.tokenizer.json").read_text())
     assert encode(tok, ["the film was good"], 20).shape == (1, 20)
+
+
+def test_the_gpt_template_fits_and_learns_its_builtin_corpus_as_it_comes():
+    """The decoder-only template on text_corpus with the data's own defaults (no adapting): it fits as drawn, and
+    one epoch takes the perplexity well below a uniform guess over the 1,000-token vocabulary."""
+    from builder.data import load_dataset
+    from builder.data.compat import check_compat
+
+    project = builder.load_template("gpt")
+    assert not check_compat(project.graph, load_dataset(project.training["dataset"]).info)
+    res = run_training(project, project.training["dataset"], {"epochs": 1})
+    assert res.status == "finished" and res.test["perplexity"] < 500
