@@ -59,7 +59,7 @@ from builder.interchange.onnx_values import (
 
 COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer"}
 
-_FIX_DEFAULT = "replace it in the source model with a supported layer (see the README's import matrix), or " \
+_FIX_DEFAULT = "replace it in the source model with a supported layer (see docs/reference/import-matrix.md), or " \
                "remove it and rebuild that part on the canvas"
 _FIXES: dict[str, str] = {}
 

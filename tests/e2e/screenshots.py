@@ -1,4 +1,5 @@
-"""Refresh the README screenshots: every page at 1440x900 and 900x900 (``make screenshots``).
+"""Refresh the documentation's screenshots (docs/screenshots/, shown by README.md and the site): every page at
+1440x900 and 900x900 (``make screenshots``).
 
 Not a test (pytest does not collect it) and the only code that writes ``docs/screenshots/``. It starts the app
 on 127.0.0.1 with a temporary workspace, opens it in headless Chromium (tests/serving.py), trains the MLP

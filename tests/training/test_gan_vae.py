@@ -247,10 +247,10 @@ def test_sample_grids_are_thinned_to_a_bound(digits, tmp_path, monkeypatch):
 
 
 def test_a_vaes_reported_loss_is_the_sampled_negative_elbo_not_the_loss_at_the_mean():
-    """Issue 34: the test loss was computed at z = μ (about 0.9 nats kinder than the sampled negative ELBO the
-    README names). A hand-written ELBO from the trained layers (z = μ + σ·ε, Bernoulli likelihood summed over the
-    64 pixels, KL to N(0, I)), averaged over 200 draws of ε, agrees with the reported loss; the loss at z = μ does
-    not; the reported figure is the same on every call (ε from a fixed seed)."""
+    """Issue 34: the test loss was computed at z = μ (about 0.9 nats kinder than the sampled negative ELBO that
+    docs/how-to/objectives.md names). A hand-written ELBO from the trained layers (z = μ + σ·ε, Bernoulli
+    likelihood summed over the 64 pixels, KL to N(0, I)), averaged over 200 draws of ε, agrees with the reported
+    loss; the loss at z = μ does not; the reported figure is the same on every call (ε from a fixed seed)."""
     p = load_template("vae")
     ds = fit_dataset(p.graph, load_dataset("digits"))
     settings = {k: v for k, v in p.training.items() if k not in ("dataset", "task", "parts")}  # the template's

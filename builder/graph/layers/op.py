@@ -51,7 +51,8 @@ def resolve_op(name: Any):
     if len(parts) not in (2, 3) or parts[0] != "aten" or f"aten.{parts[1]}" not in ALLOWED_OPS \
             or (len(parts) == 3 and (not parts[2].isidentifier() or parts[2].startswith("_"))):
         raise ShapeError(f"`op` must be an allow-listed ATen operator (aten.<name>[.<overload>]); received: "
-                         f"op={str(name)[:60]!r}. Fix: use e.g. 'aten.erf' (the README's import matrix lists them)")
+                         f"op={str(name)[:60]!r}. Fix: use e.g. 'aten.erf' (docs/reference/import-matrix.md "
+                         "lists them)")
     packet = getattr(_torch().ops.aten, parts[1], None)
     if packet is None or (len(parts) == 3 and parts[2] not in packet.overloads()):
         raise ShapeError(f"this torch build has no operator {name}; received: op={name!r}. Fix: use another "
