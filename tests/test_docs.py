@@ -42,7 +42,7 @@ KNOWN_LANGS = (*RUN_LANGS, "json", "text")
 #: fences marked ``<!-- no-run: ... -->``: the two set-up commands (README, the site's home), ``make app`` in the
 #: first tutorial, the class server, the development commands, the GPU commands, and scale-out's four torchrun and
 #: multi-machine commands. Change it only together with the fence you add or remove.
-NO_RUN = 10
+NO_RUN = 13
 NO_RUN_MARK = re.compile(r"^<!--\s*no-run:\s*(\S.*?)\s*-->$")
 README_LIMIT = 15_000
 
