@@ -36,10 +36,14 @@ docs: $(STAMP)
 screenshots: $(STAMP)
 	$(BIN)/python tests/e2e/screenshots.py
 
-# nightly-style: the graph fuzzer and the malformed-file corpus with fresh random examples (profile `fuzz`)
+# nightly-style volume (profile `fuzz`, fresh random examples): the graph fuzzer and the malformed-file corpus
+# whole, then every other hypothesis test in tests/ (`-m hypothesis`: each @given test), which CI runs with
+# 200 examples per property
+FUZZ_FILES = tests/graph/test_fuzz_graphs.py tests/test_escape.py tests/interchange/test_malformed_files.py
 fuzz: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics $(FUZZ_FILES)
 	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics \
-		tests/graph/test_fuzz_graphs.py tests/test_escape.py tests/interchange/test_malformed_files.py
+		-m hypothesis $(addprefix --ignore=,$(FUZZ_FILES)) tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check builder app_pages tests bench tools app.py

@@ -16,13 +16,15 @@ collect_ignore = ["canvas/demo_app.py", "canvas/big_app.py"]
 # Warm job launchers started by tests (builder.runs.jobs) exit 20 s after their last job, not 10 minutes later.
 os.environ.setdefault("LAYERLAB_LAUNCHER_IDLE_S", "20")
 
-# Hypothesis profiles. Tests that are slow per example set their own max_examples; the others (the graph
-# fuzzer in tests/graph/test_fuzz_graphs.py above all) take it from the profile:
-#   ci   (selected under CI=true): 2,000 examples, derandomised so a CI failure reproduces;
-#   fuzz (`make fuzz`, or --hypothesis-profile fuzz): 50,000 fresh random examples for the hypothesis
-#   tests (validation-only fuzz, escaping, malformed files); the child-process graph fuzzer runs 10,000;
-#   dev  (default): 200 examples.
-settings.register_profile("ci", max_examples=2000, deadline=None, derandomize=True, print_blob=True)
+# Hypothesis profiles. Tests that are slow per example set their own max_examples; the others take it from the
+# profile:
+#   ci   (selected under CI=true): 200 examples per property, derandomised so a CI failure reproduces (and
+#        print_blob, to replay one); CI checks every property, `make fuzz` carries the volume;
+#   fuzz (`make fuzz`, or --hypothesis-profile fuzz): 50,000 fresh random examples for every hypothesis test in
+#        tests/ (validation-only fuzz, escaping, malformed files, range parsers, ...); the child-process graph
+#        fuzzer runs 10,000;
+#   dev  (default): 200 fresh random examples.
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("fuzz", max_examples=50_000, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")

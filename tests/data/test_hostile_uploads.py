@@ -188,7 +188,9 @@ def build_corpus(d: Path, marker: Path) -> dict[str, tuple[str, Path, dict, str]
     (d / "wide.csv").write_text(",".join("c" * 150_000) + "\n" + ",".join("1" * 150_000) + "\n")
     c["CSV huge header"] = ("csv", d / "wide.csv", {"target": "c0"}, "columns, over the limit")
     rows = ["y," + ",".join(f"t{k}" for k in range(999))]
-    rows += [f"{r % 2}," + ",".join(f"v{(r + k) % 100}" for k in range(999)) for r in range(600)]
+    # 999 text columns of 100 values each (the widest table and the most values a column may have): 99,900
+    # features; 100 rows are enough for every value to appear (the scan's cost grows with the cells)
+    rows += [f"{r % 2}," + ",".join(f"v{(r + k) % 100}" for k in range(999)) for r in range(100)]
     (d / "cats.csv").write_text("\n".join(rows) + "\n")
     c["CSV one-hot bomb"] = ("csv", d / "cats.csv", {"target": "y"}, "features.*Fix")
     (d / "ids.csv").write_text("id,y\n" + "".join(f"user{k},{k % 2}\n" for k in range(5000)))

@@ -244,8 +244,14 @@ def test_failure_message_names_a_limit_only_where_one_was_met():
 
 def test_a_job_that_compiles_may_start_the_compiler(store):
     """torch.compile runs the C++ compiler (inductor on CPU; Triton's ptxas on CUDA): a run with torch_compile is
-    the one job whose process filter is left off (its other limits stay)."""
-    rid = submit(store, _spec(epochs=1, torch_compile=True))
+    the one job whose process filter is left off (its other limits stay). The tiniest graph (one Linear) and one
+    batch per epoch: one forward and one backward graph to compile, not a recompile for a short last batch."""
+    project = load_template("mlp").model_dump()
+    project["graph"]["nodes"] = [n for n in project["graph"]["nodes"] if n["id"] in ("input", "head")]
+    project["graph"]["edges"] = [{"source": "input", "target": "head"}]
+    spec = JobSpec(project=project, dataset="moons", dataset_options={"n_samples": 64}, owner="alice",
+                   config={"epochs": 1, "batch_size": 64, "early_stopping": None, "torch_compile": True})
+    rid = submit(store, spec)
     assert wait(store, [rid], TIMEOUT) == {rid: "finished"}, store.get(rid)["message"]
 
 
