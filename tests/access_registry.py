@@ -308,6 +308,9 @@ INTERNAL = {
     "builder.tracking.MlflowCallback.__init__", "builder.search.study.JobLauncher.stop",
     "builder.tracking.attach_tracking",  # the pipeline's callbacks for the run it has just recorded
     "builder.runs.classes.get_class",  # a lookup for code that then asks the policy (_own, class_for, deletion)
+    # where an admitted job runs: called by the queue's start after submit recorded it as the submitter's actor
+    "builder.jobs.executors.Executor.start", "builder.jobs.executors.LocalExecutor.start",
+    "builder.jobs.executors.RayExecutor.start", "builder.jobs.executors.job_resources",
 }
 
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",

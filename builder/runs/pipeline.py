@@ -227,7 +227,8 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         adapt: adapt the graph's Input shape and output width to the dataset.
         dist: a :class:`builder.training.distributed.DistContext` (torchrun); only rank 0 writes to the store.
         run_id: record into this existing (queued) run of ``store`` instead of creating one (job processes).
-        owner, tags: recorded with a new run.
+        owner: recorded with a new run (its owner).
+        tags: recorded with a new run.
         tracking: what logs the stored run elsewhere, attached by the caller (as Lightning's ``logger=``): called
             with the store and run id, it returns the callbacks to add (:func:`builder.tracking.tracker` of a job's
             or the CLI's MLflow destination; None: nothing is tracked beyond the run store).
