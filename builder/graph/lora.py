@@ -96,9 +96,7 @@ def trainable_params(graph, freeze: list[str] | tuple[str, ...] = (), *, report:
     """``{"trainable", "frozen", "adapter"}`` parameter values of a graph when the nodes in ``freeze`` are frozen:
     a LoRA node trains its adapter (and its base only with ``train_base``). ``report``: the graph's ShapeReport
     when the caller has it (the graph is then not analysed again)."""
-
     if report is None:
-
         report = infer_shapes(as_graph(graph))
     frozen_ids = set(freeze)
     out = {"trainable": 0, "frozen": 0, "adapter": 0}

@@ -41,7 +41,7 @@ from builder.interchange.errors import ModelImportError
 from builder.process.sandbox import env_positive
 
 CONFIG = "config.json"
-WEIGHTS = "model.safetensors"
+WEIGHTS = "model.safetensors"  # a Hugging Face folder's file (transformers names it), not a run folder's
 TOKENIZER = "tokenizer.json"
 PICKLED = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
 MAX_CONFIG_BYTES = 1 << 20

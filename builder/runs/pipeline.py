@@ -188,7 +188,7 @@ def record_environment(store: RunStore, run_id: str, trainer: Any, report: Shape
     ``graph``, the parameters that train and the fine-tuning mode), so the model card and the Runs page read them
     instead of analysing the graph again."""
 
-    counts = trainable_params(graph, trainer.config.freeze) if graph is not None else {}
+    counts = trainable_params(graph, trainer.config.freeze, report=report) if graph is not None else {}
     store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision, world_size=world_size,
                           params=int(report.total_params), macs=total_macs(node_costs(report)),
                           trainable=counts.get("trainable"), finetune=trainer.config.finetune)

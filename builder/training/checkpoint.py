@@ -128,7 +128,7 @@ def _json(obj: Any) -> str:
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     scheduler: Any = None, state: dict | None = None,
-                    tensors: dict[str, torch.Tensor] | None = None) -> Path:
+                    tensors: dict[str, torch.Tensor] | None = None, *, refer_frozen: bool = True) -> Path:
     """Write a checkpoint atomically (temporary file, then rename).
 
     Args:
@@ -137,6 +137,9 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         optimizer, scheduler: saved when given.
         state: JSON-serialisable loop state (epoch, history, ...).
         tensors: extra tensors (e.g. ``perm``, ``gen_state``); the torch CPU (and CUDA) RNG is always saved.
+        refer_frozen: keep the parameters that do not train (``requires_grad`` off for the whole run: frozen
+            layers, a LoRA run's base) by their content hash instead of copying them. A trainer whose parameters
+            only pause (a drawn objective's networks take turns) passes False: every weight is kept.
 
     Returns:
         The path written.
@@ -145,7 +148,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     path.parent.mkdir(parents=True, exist_ok=True)
     weights = model_tensors(model)
     meta: dict[str, Any] = {"format": FORMAT, "state": state or {}, "python_random": random.getstate()}
-    frozen = sorted(k for k, p in model.named_parameters() if not p.requires_grad and k in weights)
+    frozen = sorted(k for k, p in model.named_parameters() if not p.requires_grad and k in weights) \
+        if refer_frozen else []
     if frozen:  # what does not train is referred to by its content hash, not copied (a LoRA run: megabytes)
         base = {k: weights.pop(k) for k in frozen}
         meta["base"] = {"sha256": tensors_sha256(base), "keys": frozen}

@@ -527,7 +527,8 @@ class ObjectiveTrainer(RunControl):
             t, m = _split_optimizer(opt.state_dict())
             state["optimizers"][name] = m
             tensors.update({f"opt.{name}.{k}": v for k, v in t.items()})
-        save_checkpoint(self.checkpoint_path, self.model, None, None, state, tensors)
+        # the networks take turns (requires_grad toggled per step): every weight is kept, none referred to
+        save_checkpoint(self.checkpoint_path, self.model, None, None, state, tensors, refer_frozen=False)
         self._ckpt_t = time.perf_counter()
 
     def _restore(self) -> tuple[int, int, torch.Tensor | None, dict]:

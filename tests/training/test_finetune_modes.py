@@ -12,7 +12,8 @@ from builder.errors import TrainingError
 from builder.graph.compile import compile_graph
 from builder.graph.lora import merge_lora, peft_adapter
 from builder.graph.project import Edge, Node, Project
-from builder.interchange.importer import import_model, register_import
+from builder.interchange.hf_import import import_hf_folder
+from builder.interchange.importer import register_import
 from builder.runs.store import RunStore
 from builder.training.finetune import finetune_freeze
 from builder.training.pipeline import run_training
@@ -24,7 +25,7 @@ from tests.interchange.hf_models import SEQ, make_folder
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft")
     folder = make_folder("bert", root / "bert", tokenizer=False)
-    res = import_model(folder, seq_len=SEQ)
+    res = import_hf_folder(folder, seq_len=SEQ)
     store = RunStore(root / "ws", actor=Actor.local())
     rid = register_import(store, res)
     g = res.project.graph

@@ -185,7 +185,11 @@ _TGT_MASK, _MEM_MASK = "tgt_padding_mask", "memory_padding_mask"
 
 def _tdl_shape(p, ins):
     a = by_port(_TDL, ins)
-    t, m = a["tgt"], a["memory"]
+    t, m = a.get("tgt"), a.get("memory")
+    for port, got in (("tgt", t), ("memory", m)):
+        if got is None:
+            raise ShapeError(f"a decoder layer reads a target sequence (tgt) and the encoder's output (memory); "
+                             f"received: nothing on {port}. Fix: connect a sequence (B, T, E) to {port}", port)
     _float(t, "tgt")
     _float(m, "memory")
     if len(t.shape) != 2:
