@@ -13,7 +13,7 @@ from builder.data.uploads import UploadFolder
 from builder.runs.jobs import wait
 from builder.runs.owners import upload_dir
 from builder.runs.store import RunStore
-from tests.helpers import ME, open_app
+from tests.helpers import ME, open_app, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -72,6 +72,9 @@ def test_runs_prune_submits_a_job_whose_report_appears_and_drift_flags_the_moved
     new = [r["id"] for r in store.list_runs() if store.get(r["id"]).get("parent_id") == cnn]
     assert len(new) == 1 and store.get(new[0])["pid"] != os.getpid()  # a job process prunes and fine-tunes it
     assert wait(store, new, timeout=180)[new[0]] == "finished"
+    # the report (with its "after" figures) is kept when the fine-tune has finished: a loaded machine reads the
+    # finished run a moment before it
+    until(lambda: store.folder(new[0]).read_prune(), "the prune report", timeout=60)
     at.run()
     _no_bug(at)
     assert "Pruned from run" in _text(at)  # the new run is picked and shows its prune.json
