@@ -404,8 +404,9 @@ def first_visit_guide() -> None:
             c1.markdown("**1 · Pick a network** in *Templates…* below (an MLP on two moons, a CNN, an LSTM, a "
                         "Transformer), or drag layers from the palette onto the canvas.")
         else:
-            c1.markdown(f"**1 · Pick a network**: **{ui.md(ui.project().name or 'untitled')}** is on the canvas; "
-                        "*Templates…* holds others.")
+            c1.markdown(f"**1 ·** **{ui.md(ui.project().name or 'untitled')}** is on the canvas",
+                        help="*Templates…* below holds others: an MLP on two moons, a CNN, an LSTM, a Transformer, "
+                             "a GPT-style language model")
         go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this",
                        disabled=empty, width="stretch",
                        help="Train this network in the background with sensible settings; the live curves show "

@@ -196,7 +196,7 @@ def test_a_finished_run_offers_its_measured_latency_on_the_canvas(workspace):
 
 
 def _guide_text(at) -> str:
-    return " ".join(m.value for m in at.markdown if "Pick a network" in m.value)
+    return " ".join(m.value for m in at.markdown if "1 ·" in m.value)
 
 
 def test_the_guide_tells_an_empty_canvas_apart_and_stays_hidden_after_a_reload(workspace):

@@ -24,9 +24,11 @@ def test_a_stale_tab_is_told_and_neither_version_is_lost(browser, app_server):
         a = ctx.new_page()
         a.base_url = app_server
         open_app(a, "build")  # tab A opens first (and saves the starting project)
+        wait_idle(a)  # its first save is done before B opens (under load B could read the project before it)
         b = ctx.new_page()
         b.base_url = app_server
         open_app(b, "build")  # tab B: the same person, the same project
+        wait_idle(b)
         fill_field(b, "Project name", "edited in B")
         wait_idle(b)
         fill_field(a, "Project name", "edited in A")  # A still holds the project as it was before B's edit

@@ -134,7 +134,7 @@ def test_mark_interrupted_leaves_live_runs_alone(store):
 def test_killed_run_is_marked_interrupted_and_resumes(tmp_path):
     ws = tmp_path / "ws"
     cmd = [sys.executable, "-m", "builder.cli.train", "train", "mlp", "--dataset", "moons", "--dataset-option",
-           "n_samples=3000", "--batch-size", "8", "--epochs", "200", "--early-stopping", "0", "--workspace", str(ws), "--quiet"]
+           "n_samples=3000", "--batch-size", "8", "--epochs", "200", "--early-stopping", "0", "--checkpoint-every", "1", "--workspace", str(ws), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 180

@@ -369,9 +369,9 @@ def test_stop_request_ends_the_study(tmp_path, mlp):
 def test_seeded_study_beats_the_defaults_and_prunes(tmp_path, mlp):
     """moons/mlp with a deliberately poor learning rate: the study finds a better validation accuracy."""
     store = RunStore(tmp_path, actor=SYSTEM)
-    # long enough runs that a prune reaches a run before it ends (a 6-epoch run finished first, and a trial is
-    # pruned only when its run was stopped)
-    base = {"epochs": 60, "lr": 1e-5, "optimizer": "sgd", "momentum": 0.0, "early_stopping": 0}
+    # long enough runs that a prune reaches a run before it ends (6- and 60-epoch runs finished first on an idle
+    # machine; a trial is pruned only when its run was stopped)
+    base = {"epochs": 300, "lr": 1e-5, "optimizer": "sgd", "momentum": 0.0, "early_stopping": 0}
     default = run_training(mlp, "moons", base, store)
     default_acc = default.history[-1]["val_metric"]
     runner = StudyRunner(store, mlp, "moons", base, space=["lr=1e-4..1.0:log"],
