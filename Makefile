@@ -8,19 +8,28 @@ PORT   ?= 8501
 
 .PHONY: app test test-frontend fuzz install lint bench frontend screenshots docs clean
 
+# The first `make app` installs everything (~4 min, ~3 GB, mostly PyTorch); each step says what it does.
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,mlflow,mlflow-server,docs,sequences,hf,cluster]"
-	touch $(STAMP)
+	@echo "==> Setting up LayerLab in $(VENV) (first run only: about 4 minutes and 3 GB, mostly PyTorch)"
+	@echo "==> [1/3] Creating the virtual environment $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] Installing PyTorch, the largest download (2-3 minutes)"
+	@$(PIP) torch
+	@echo "==> [3/3] Installing LayerLab and the rest: Streamlit, ONNX, Captum, Optuna, MLflow, test tools"
+	@$(PIP) -e ".[dev,mlflow,mlflow-server,docs,sequences,hf,cluster]"
+	@touch $(STAMP)
+	@echo "==> Installed. Later runs start at once."
 
 install: $(STAMP)
 
 app: $(STAMP)
+	@echo "==> Starting LayerLab: open http://127.0.0.1:$(PORT) in your browser (Ctrl-C stops it)"
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
 # pytest's testpaths are tests/ and builder/ (the docstring examples run as doctests, see pyproject.toml)
 test: $(STAMP) test-frontend
-	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900 --durations=30
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --timeout 900 --durations=30
 
 # Canvas reducers (vitest, a few seconds). Installs the frontend's locked deps on first use.
 test-frontend:
@@ -38,7 +47,7 @@ screenshots: $(STAMP)
 
 # nightly-style volume (profile `fuzz`, fresh random examples): the graph fuzzer and the malformed-file corpus
 # whole, then every other hypothesis test in tests/ (`-m hypothesis`: each @given test), which CI runs with
-# 200 examples per property
+# 200 examples per property (a property slow per example: its own budget in CI, 25 times it here)
 FUZZ_FILES = tests/graph/test_fuzz_graphs.py tests/test_escape.py tests/interchange/test_malformed_files.py
 fuzz: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics $(FUZZ_FILES)

@@ -11,14 +11,19 @@ from pydantic import ValidationError
 
 import builder
 from app_pages import nav, tips, ui
+from builder.canvas import graph_canvas
+from builder.data.compat import train_problems
+from builder.data.sources import check_project, for_link
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text, safe_filename
 from builder.graph.edit import relabel_node, remove_nodes, set_param
 from builder.graph.project import Graph
+from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
 
 CANVAS_KEY = "ll_canvas"
 CANVAS_HEIGHT = 480  # minimum; the canvas grows to the bottom of the window
 INSPECTOR_HEIGHT = 600  # about the canvas's height in a 900 px window
+INSPECTOR_PANEL = '[data-testid="stColumn"]:has(.st-key-ll_inspector)'  # floats over the canvas below 1100 px
 HOW_IT_WORKS = ("Drag layers from the palette, connect their ports and watch shapes flow through the network. "
                 "Select a layer to edit it; press ? on the canvas for shortcuts.")
 
@@ -52,6 +57,13 @@ def _sync_from_browser() -> None:
                         ui.set_graph(graph, bump=False)
             sel = value.get("selected")
             st.session_state.ll_selected = sel if isinstance(sel, str) else None
+    if isinstance(event, dict) and event.get("type") == "library":  # a library model dropped from the palette
+        sig = json.dumps(event, sort_keys=True)
+        if sig != st.session_state.get("ll_library_sig"):
+            st.session_state.ll_library_sig = sig
+            place_library_model(str(event.get("name") or ""))
+            if st.session_state.get("ll_full_rerun"):  # placed, or waiting for the replace confirmation
+                st.rerun()
     if isinstance(event, dict) and event.get("type") == "group":
         sig = json.dumps(event, sort_keys=True)
         if sig != st.session_state.get("ll_group_sig"):
@@ -205,11 +217,8 @@ def _graph_table(report) -> None:
         lines.append(f"| {md_code(r['id'], table=True, max_len=60)} | {md_text(shape, 120)} | "
                      f"{ui.human_count(r['params'])} |")
     st.markdown("**Layers** (shapes without the batch dimension)")
-    freeze = [n for n in ((ui.project().training or {}).get("freeze") or []) if isinstance(n, str)]
-    if freeze or any(r.type == "LoRA" for r in report.nodes.values()):
-        from builder.graph.lora import trainable_params
-
-        c = trainable_params(None, freeze, report=report)
+    c = ui.analyse()[1]["summary"].get("trainable")  # the canvas's split: the freeze list and fine-tuning mode
+    if c:
         st.caption(f"Trains {ui.human_count(c['trainable'])} parameters, {ui.human_count(c['frozen'])} frozen"
                    + (f" (LoRA adapters: {ui.human_count(c['adapter'])})" if c["adapter"] else ""))
     box = st.container(height=min(460, 44 + 35 * min(len(rows), TABLE_ROWS)), border=False, key="ll_layer_table")
@@ -292,8 +301,6 @@ def _page_url() -> str:
 
 def share_link_box() -> None:
     """Copy link: the project (graph, parameters, dataset and training settings) in the address itself."""
-    from builder.data.sources import for_link
-    from builder.graph.share import LinkTooLongError, share_url
 
     proj, left = for_link(ui.project_with_data())
     try:
@@ -315,9 +322,7 @@ def share_link_box() -> None:
 def open_shared_link() -> None:
     """``/build?p=...``: open the linked project on the canvas as this visitor's copy (validated as an uploaded
     file; a confirmation first when it would replace work on the canvas; undoable)."""
-    from builder.data.sources import check_project, travels
-    from builder.graph.share import QUERY_KEY, decode_project
-    from builder.runs import owners
+    from builder.runs import owners  # lazy: heavy (sqlalchemy)
 
     value = st.query_params.get(QUERY_KEY)
     if not isinstance(value, str) or not value or st.session_state.get("ll_url_p") == value:
@@ -328,9 +333,22 @@ def open_shared_link() -> None:
     except LayerLabError as e:
         st.error(f"Cannot open the shared link: {ui.md(e)}", icon=":material/link_off:")
         return
-    data = dict(proj.dataset) if travels(proj.dataset) else None
-    if ui.graph_key(proj.graph) == ui.graph_key(ui.graph()):
-        return  # already on the canvas (a reload of the link)
+    proj, _ = for_link(proj)  # a crafted link keeps only what a made one carries: a sender's upload stays behind
+    data = dict(proj.dataset) if proj.dataset is not None else None
+    here = ui.project()
+    if ui.graph_key(proj.graph) == ui.graph_key(here.graph):  # the same network: its name and settings still arrive
+        same = (proj.name, proj.description, proj.training) == (here.name, here.description, here.training)
+        if same and (data is None or data == st.session_state.get("ll_data")):
+            return  # already on the canvas (a reload of the link)
+        owners.push_history(ui.workspace(), ui.owner(), ui.project_with_data())  # undoable from the sidebar
+        st.session_state.ll_project = here.model_copy(update={"name": proj.name, "description": proj.description,
+                                                              "training": proj.training, "dataset": proj.dataset})
+        ui.flash(f"Opened the shared project “{proj.name}”: its network is the one on your canvas; its name and "
+                 "training settings are now yours")
+        if data is not None:
+            st.session_state.ll_data = data
+        ui.autosave()
+        return
     flash = f"Opened the shared network “{proj.name}” as your own copy"
     pristine = ui.graph_key(ui.graph()) == ui.graph_key(ui.with_edge_ids(builder.load_template("cnn").graph))
     if pristine:  # the first visit's starting template: nothing of the visitor's to confirm
@@ -348,7 +366,6 @@ def open_shared_link() -> None:
 
 def _train_this() -> str | None:
     """Start a job for the canvas with the default settings on its dataset; an error message, or None."""
-    from builder.data.compat import train_problems
 
     g = ui.graph()
     report, _ = ui.analyse(g)
@@ -369,7 +386,7 @@ def _train_this() -> str | None:
 
 def _hide_guide() -> None:
     """Hide the guide card for this person, also after a reload (kept in their profile)."""
-    from builder.runs import owners
+    from builder.runs import owners  # lazy: heavy (sqlalchemy)
 
     st.session_state.ll_guide_hidden = True
     with contextlib.suppress(LayerLabError, OSError):  # else hidden for this session only
@@ -377,7 +394,7 @@ def _hide_guide() -> None:
 
 
 def _guide_hidden() -> bool:
-    from builder.runs import owners
+    from builder.runs import owners  # lazy: heavy (sqlalchemy)
 
     if st.session_state.get("ll_guide_hidden"):
         return True
@@ -399,7 +416,7 @@ def first_visit_guide() -> None:
         return
     empty = not ui.graph().nodes
     with st.container(border=True, key="ll_first_visit"):
-        c1, c2, c3, c4, c5 = st.columns([2.5, 1.45, 0.95, 1.2, 0.8], vertical_alignment="center", gap="small")
+        c1, c2, c3, c4, c5 = st.columns([2.3, 1.45, 1.0, 1.45, 0.6], vertical_alignment="center", gap="small")
         if empty:
             c1.markdown("**1 · Pick a network** in *Templates…* below (an MLP on two moons, a CNN, an LSTM, a "
                         "Transformer), or drag layers from the palette onto the canvas.")
@@ -431,7 +448,7 @@ def first_visit_guide() -> None:
 # ---------------------------------------------------------------------------- model exchange (ONNX, .pt2)
 def import_model_box() -> None:
     """Open an .onnx / .pt2 model: parsed in a worker process (never executed), weights kept as a run."""
-    from builder.interchange.worker import MAX_UPLOAD_BYTES, import_upload
+    from builder.interchange.worker import MAX_UPLOAD_BYTES, import_upload  # lazy: heavy (sqlalchemy)
 
     st.caption(f"Open an ONNX or torch.export (.pt2) model, up to {MAX_UPLOAD_BYTES // 2**20} MiB. It is parsed "
                "in a separate process and never executed; its weights are kept so training starts from them. An "
@@ -465,7 +482,7 @@ def import_model_box() -> None:
 def library_box() -> None:
     """The model library's models (Hugging Face folders the admin set up) with their size; one is imported by
     its name in a worker process and its weights kept as a run of this person's."""
-    from builder.interchange.hf_library import import_library_model, library_entries, library_folder
+    from builder.interchange.hf_library import library_entries, library_folder  # lazy: heavy (sqlalchemy)
 
     if library_folder(ui.workspace()) is None:
         return
@@ -480,17 +497,25 @@ def library_box() -> None:
                         f" params · {ui.human_count(entries[n]['macs'])} MACs · {entries[n]['memory_text']}")
     if name is None or not st.button("Place on the canvas", key="ll_library_go", icon=":material/download:"):
         return
+    place_library_model(name)
+    st.rerun()
+
+
+def place_library_model(name: str) -> None:
+    """Import the library model ``name`` (a name, never a path) in a worker process, keep its weights as a run of
+    this person's and put it on the canvas (asking first when the canvas holds a network; undoable)."""
+    from builder.interchange.hf_library import import_library_model  # lazy: heavy (sqlalchemy)
+
     try:
-        with st.spinner("Importing in a worker process…"):
+        with st.spinner(f"Importing {name} in a worker process…"):
             proj, rid, rep = import_library_model(ui.store(), ui.workspace(), name)
     except LayerLabError as e:
         st.session_state.ll_canvas_error = f"Cannot import {name}: {e}"
-        st.rerun()
+        return
     st.session_state.ll_canvas_error = None
-    ui.set_project(proj, flash=f"Imported {name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; outputs "
-                   f"match transformers to {rep.get('max_abs_diff', 0):.1e}. Training starts from its weights (run "
-                   f"{rid}); add a head, then pick Linear probe, LoRA or Full on the Train page.")
-    st.rerun()
+    ui.replace_project(proj, f"Imported {name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; outputs "
+                       f"match transformers to {rep.get('max_abs_diff', 0):.1e}. Training starts from its weights "
+                       f"(run {rid}); add a head, then pick Linear probe, LoRA or Full on the Train page.")
 
 
 def _onnx_weights() -> Path | None:
@@ -510,7 +535,7 @@ def _onnx_weights() -> Path | None:
 
 def export_onnx_box(g: Graph) -> None:
     """Build a verified ONNX file (dynamic batch, checked against onnxruntime) and offer it for download."""
-    from builder.interchange.worker import export_onnx_bytes
+    from builder.interchange.worker import export_onnx_bytes  # lazy: heavy (sqlalchemy)
 
     wpath = _onnx_weights()
     st.caption("ONNX with a dynamic batch axis, checked with onnx.checker and compared with onnxruntime. "
@@ -542,14 +567,14 @@ def export_onnx_box(g: Graph) -> None:
 
 
 def _export_py(g: Graph) -> str:
-    from builder.interchange import python_source  # torch: imported when the code is downloaded
+    from builder.interchange import python_source  # lazy: heavy (torch, on first use)
 
     return python_source(g)
 
 
 def _weights_run(g: Graph) -> dict | None:
     """The newest finished run of this owner whose graph is the canvas graph (what Weights exports)."""
-    from builder.runs.summary import finished_run
+    from builder.runs.summary import finished_run  # lazy: heavy (sqlalchemy)
 
     try:
         return finished_run(ui.store(), g, ui.owner())
@@ -568,12 +593,11 @@ def canvas_area() -> None:
     toolbar(report)
     if st.session_state.get("ll_canvas_error"):
         st.error(ui.md(st.session_state.ll_canvas_error))
-    from builder.canvas import graph_canvas
 
     def _canvas() -> None:
         graph_canvas(graph=_graph_payload(g), palette=ui.palette_with_blocks(), annotations=ann,
                      revision=st.session_state.ll_revision, selected=st.session_state.get("ll_selected"),
-                     height=CANVAS_HEIGHT, key=CANVAS_KEY)
+                     height=CANVAS_HEIGHT, key=CANVAS_KEY, covers=(INSPECTOR_PANEL,))
         if note := ann["summary"].get("latency"):  # the conditions of the Cost overlay's measured latency
             st.caption(note)
 
@@ -590,7 +614,7 @@ def canvas_area() -> None:
         side = st.segmented_control("Side panel", ["Layer", "Try it"], default="Layer", key="ll_side_view",
                                     label_visibility="collapsed")
         if side == "Try it":  # the newest run of this graph on your own input (app_pages/explain_tryit.py)
-            from app_pages import explain_tryit
+            from app_pages import explain_tryit  # lazy: heavy (plotly)
 
             explain_tryit.build_panel(g)
         else:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import ui
-from builder.entities.run_status import is_live
+from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.runs import classes, owners
+from builder.training.run_status import is_live
 
 METRICS = ["accuracy", "macro_f1", "loss", "r2", "mse", "mae"]
 
@@ -18,7 +19,6 @@ ui.page_header("Classes", "Join your class with the code your teacher shows, and
 
 def _open_starter(cls: dict) -> None:
     proj = classes.starter_project(cls)
-    from builder.data.sources import travels
 
     ds = proj.dataset  # a built-in travels; an upload or a path of the teacher's never does
     ui.replace_project(proj, f"Opened the starter of {cls['name']}", data=dict(ds) if travels(ds) else None)
@@ -37,7 +37,7 @@ def _join(key: str) -> None:
 
 def _my_quota() -> None:
     """This person's limits and use (builder.jobs.quotas), when the server sets any."""
-    from builder.jobs import quotas
+    from builder.jobs import quotas  # lazy: heavy (sqlalchemy)
 
     try:
         limit = quotas.limits(ui.workspace(), ui.owner())
@@ -76,8 +76,18 @@ def student_view() -> None:
                       help="Put the class's network and dataset on your canvas (your current work can be undone)")
     _my_quota()
     if mine:
-        st.caption("Your runs stay yours: other students do not see them; your teacher sees them read-only and "
-                   "may stop a job that runs away.")
+        st.caption("Your runs stay yours: other students do not see them; your teacher sees the runs you make "
+                   "for the class, read-only, and may stop one that runs away.")
+
+
+def teacher_id() -> None:
+    """The id a person gives whoever runs the server to be listed as a teacher: their pseudonym
+    (:func:`builder.runs.owners.pseudonym`, a keyed hash that cannot be turned back into the browser's key),
+    which ``LAYERLAB_TEACHERS`` accepts as it accepts an owner id."""
+    st.markdown("**Teaching a class?** Ask whoever runs this server to add your id to `LAYERLAB_TEACHERS` (or the "
+                "server config's `teachers`), then reload this page:")
+    st.code(owners.pseudonym(ui.workspace(), ui.owner()), language=None)
+    st.caption("Your id for the server config names you without revealing your browser's key: safe to share.")
 
 
 def _holdout() -> dict | None:
@@ -111,17 +121,17 @@ def _post(class_id: str) -> None:
 
 
 def _stop(run_id: str) -> None:
-    from builder.jobs.queue import request
+    from builder.jobs.queue import request  # lazy: heavy (torch)
 
     try:
-        request(ui.store(), run_id, "stop")  # builder.access: a teacher stops its students' jobs only
+        request(ui.store(), run_id, "stop")  # builder.data.access: a teacher stops its students' jobs only
         ui.flash(f"Asked run {run_id} to stop")
     except LayerLabError as e:
         st.session_state.ll_class_error = str(e)
 
 
 def _delete(class_id: str) -> None:
-    from builder.admin.housekeeping import delete_class_data
+    from builder.admin.housekeeping import delete_class_data  # lazy: heavy (sqlalchemy)
 
     try:
         got = delete_class_data(ui.store(), class_id, ui.owner())
@@ -142,7 +152,7 @@ def _view(run_id: str | None) -> None:
 
 
 def _curve_figure(epochs: list[dict], keys: tuple[str, str], title: str):
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: heavy (plotly)
 
     fig = go.Figure()
     for key, label in zip(keys, ("train", "validation"), strict=True):
@@ -156,7 +166,7 @@ def _curve_figure(epochs: list[dict], keys: tuple[str, str], title: str):
 
 def run_view(cls: dict, run_id: str) -> None:
     """A student's run, read-only for the teacher: settings, curves, final and test metrics; Stop is the only
-    control (the store and builder.access decide what the teacher may read and stop)."""
+    control (the store and builder.data.access decide what the teacher may read and stop)."""
     store = ui.store()
     try:
         run = store.get(run_id)
@@ -185,10 +195,20 @@ def run_view(cls: dict, run_id: str) -> None:
                               key="ll_class_view_metric")
         else:
             st.caption("No epoch recorded yet.")
-        for label, values in (("Final epoch", run.get("final_metrics")), ("Test split", run.get("test_metrics"))):
+        if cls.get("holdout") and run["status"] == "finished":  # the leaderboard's figure, named as it names it
+            test, _ = classes.holdout_result(store, cls, run)
+            if test is not None:
+                st.markdown(f"**Held-out (class) test:** {ui.md(cls['metric'])} {_fmt(test)}")
+        for label, values in (("Final epoch", run.get("final_metrics")),
+                              ("The run's own test split", run.get("test_metrics"))):
             flat = {k: v for k, v in (values or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
             if flat:
                 st.markdown(f"**{label}:** " + " · ".join(f"{ui.md(k)} {_fmt(float(v))}" for k, v in flat.items()))
+
+
+def test_label(cls: dict) -> str:
+    """What the leaderboard's test figure measures: the class's held-out set, or each run's own test split."""
+    return "held-out (class) test" if cls.get("holdout") else "the run's own test split"
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -197,7 +217,7 @@ def _fmt(v, digits: int = 3) -> str:
 
 def _class_usage(cls: dict) -> None:
     """The class's disk usage: its members' runs, projects and uploads (builder.admin.housekeeping)."""
-    from builder.admin.housekeeping import class_usage
+    from builder.admin.housekeeping import class_usage  # lazy: heavy (sqlalchemy)
 
     use = class_usage(ui.store(), cls)
     if not use["members"]:
@@ -211,7 +231,7 @@ def _class_usage(cls: dict) -> None:
 def _scorer(store):
     """The leaderboard's held-out scorer: each run's model runs in this session's sandboxed model probe
     (:meth:`builder.jobs.probe.ModelProbe.holdout`), never in the server; a crash there is one line."""
-    from app_pages.explain_tryit import session_probe
+    from app_pages.explain_tryit import session_probe  # lazy: heavy (plotly)
 
     def score(run_id: str, holdout: dict, metric: str):
         return session_probe().holdout(store, run_id, holdout, metric)
@@ -259,12 +279,36 @@ def teacher_view() -> None:
                     "their projects and earlier runs.")
         st.button("Delete permanently", type="primary", key="ll_class_delete", on_click=_delete, args=(cid,))
     _class_usage(cls)
+    every = st.session_state.ll_class_poll = poll_every(cls)
+    st.fragment(run_every=every)(members_view)(cid)
+
+
+# The teacher's page follows the class: every LIVE_POLL_S while a member's job runs (epochs, status, the
+# leaderboard as runs finish), every IDLE_POLL_S otherwise so a student who joins or starts a run shows up on its own.
+LIVE_POLL_S, IDLE_POLL_S = 2.0, 10.0
+
+
+def poll_every(cls: dict) -> float:
+    """Refresh interval of the class's runs on the teacher's page (students join and start runs meanwhile)."""
+    live = any(is_live(r["status"]) for r in ui.store().list_runs(class_id=cls["id"], limit=500))
+    return LIVE_POLL_S if live else IDLE_POLL_S
+
+
+def members_view(cid: str) -> None:
+    """The class's leaderboard and its members' runs (a fragment refreshed by :func:`poll_every`)."""
+    try:
+        cls = classes.get_class(ui.workspace(), cid)
+    except LayerLabError:  # deleted since the page was drawn
+        return
+    if poll_every(cls) != st.session_state.get("ll_class_poll"):
+        st.rerun(scope="app")  # a job started or ended: the whole page once, to follow at the new interval
     store = ui.store()
     rows = classes.class_runs(store, cls, scorer=_scorer(store))
     st.subheader("Leaderboard")
     board = classes.leaderboard(store, cls, rows)
     if board:
-        lines = [f"| # | student | run | test {ui.md(cls['metric'])} | params |", "|---:|---|---|---:|---:|"]
+        lines = [f"| # | student | run | {test_label(cls)}: {ui.md(cls['metric'])} | params |",
+                 "|---:|---|---|---:|---:|"]
         for r in board:
             lines.append(f"| {r['rank']} | {ui.md(classes.member_label(cls, r['owner'], ui.workspace()))} | {ui.md(r['name'] or '')} "
                          f"| {_fmt(r['test'])} | {ui.human_count(r['params'] or 0)} |")
@@ -283,7 +327,7 @@ def teacher_view() -> None:
             c[1].markdown(f"{ui.md(r['name'] or '')}  \n`{r['id']}`")
             c[2].markdown(f"{r['status']}  \n{r['epochs'] or 0} ep")
             c[3].markdown(f"best {_fmt(r['best'])}")
-            c[4].markdown(f"test {_fmt(r['test'])}")
+            c[4].markdown(f"{_fmt(r['test'])}  \n{test_label(cls)}")
             if r.get("test_error"):
                 st.warning(f"Not scored on the held-out set: {ui.md(r['test_error'])}", icon=":material/warning:")
             c[5].markdown(f"{ui.human_count(r['params'] or 0)} params  \n{ui.fmt_duration(r['time_s'])}")
@@ -300,3 +344,4 @@ if owners.is_teacher(ui.workspace(), ui.owner()):
         student_view()
 else:
     student_view()
+    teacher_id()

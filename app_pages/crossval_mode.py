@@ -13,10 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import ui
-from builder.entities.run_status import is_final, is_live
 from builder.errors import LayerLabError
 from builder.runs.crossval import fold_rows, format_summary, result_of
 from builder.training.config import TrainConfig
+from builder.training.run_status import is_final, is_live
 
 #: samples up to which the page offers cross-validation (each fold trains the network again)
 SMALL = 5_000
@@ -61,8 +61,8 @@ def render(ds, spec: dict, problems: list) -> None:  # noqa: ARG001  (spec: same
 
 def _submit(ds, folds: int, config: dict) -> None:
     """Submit the K fold jobs (all or none) and remember the group in the session."""
-    from builder.jobs.queue import submit_group
-    from builder.jobs.specs import crossval_job_specs
+    from builder.jobs.queue import submit_group  # lazy: heavy (torch)
+    from builder.jobs.specs import crossval_job_specs  # lazy: heavy (torch)
 
     name, opts = ds.info.reload_args()
     try:

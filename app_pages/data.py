@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+from PIL import Image, ImageOps
 
 import builder
 from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
 from builder.data.compat import adapt_graph, fitting_template, train_problems
+from builder.data.series import series_windows
 from builder.data.tabular import preview_csv
-from builder.data.text import TOKENIZER_KINDS
+from builder.data.text import TOKENIZER_KINDS, text_preview
 from builder.errors import LayerLabError
 
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
@@ -115,6 +117,24 @@ def _tokenizer_options(current: dict) -> dict:
     return {"tokenizer": kind, "vocab_size": vocab, "max_length": length, "lowercase": lower}
 
 
+def _kept_upload(mine: dict, opts: dict, ask: str) -> dict | None:
+    """No new file: the current upload of this kind with the options just set, or None after asking for one."""
+    if mine:
+        st.caption(f"Using {ui.md(mine.get('name'))}")
+        return {**mine, "options": {**dict(mine.get("options") or {}), **opts}}
+    st.info(ask, icon=":material/upload_file:")
+    return None
+
+
+def _csv_head(name: str, data: bytes):
+    """The first 200 rows of an uploaded CSV, or None after showing why it cannot be read."""
+    try:
+        return preview_csv(data, 200, name=name)
+    except LayerLabError as e:
+        st.error(ui.md(str(e)))
+        return None
+
+
 def text_picker(current: dict) -> dict | None:
     up = st.file_uploader("Text", type=["csv", "zip", "txt"], key="ll_txt_up",
                           help="A CSV with a text column and a label column; a .zip with one folder of .txt files "
@@ -122,18 +142,11 @@ def text_picker(current: dict) -> dict | None:
     mine = current if current.get("kind") == "text" else {}
     opts = _tokenizer_options(mine)
     if up is None:
-        if mine:
-            st.caption(f"Using {ui.md(mine.get('name'))}")
-            return {**mine, "options": {**dict(mine.get("options") or {}), **opts}}
-        st.info("Upload sentences with labels (.csv), texts by class (.zip) or a corpus (.txt).",
-                icon=":material/upload_file:")
-        return None
+        return _kept_upload(mine, opts, "Upload sentences with labels (.csv), texts by class (.zip) or a corpus (.txt).")
     data = up.getvalue()
     if up.name.lower().endswith(".csv"):
-        try:
-            head = preview_csv(data, 200, name=up.name)
-        except LayerLabError as e:
-            st.error(ui.md(str(e)))
+        head = _csv_head(up.name, data)
+        if head is None:
             return None
         cols = [str(c) for c in head.columns]
         if len(cols) < 2:
@@ -160,16 +173,10 @@ def series_picker(current: dict) -> dict | None:
            "stride": int(c[2].number_input("Stride", 1, 4096, int(o.get("stride", 1)), key="ll_ser_s",
                                            help="Steps between window starts"))}
     if up is None:
-        if mine:
-            st.caption(f"Using {ui.md(mine.get('name'))}")
-            return {**mine, "options": {**o, **win}}
-        st.info("Upload a CSV of numeric columns (one row per time step).", icon=":material/upload_file:")
-        return None
+        return _kept_upload(mine, win, "Upload a CSV of numeric columns (one row per time step).")
     data = up.getvalue()
-    try:
-        head = preview_csv(data, 200, name=up.name)
-    except LayerLabError as e:
-        st.error(ui.md(str(e)))
+    head = _csv_head(up.name, data)
+    if head is None:
         return None
     cols = [str(c) for c in head.columns]
     numeric = [c for c in cols if np.issubdtype(head[c].dtype, np.number)]
@@ -187,10 +194,8 @@ def series_picker(current: dict) -> dict | None:
 
 
 def _text_view(ds) -> None:
-    from builder.data.text import text_preview
-
     view = text_preview(ds, 10)
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
     st.markdown("**Tokenised samples** (as the model reads them, padding dropped)")
     st.dataframe(pd.DataFrame({"tokens": [" · ".join(s["tokens"]) for s in view["samples"]],
                                "label": [s["label"] for s in view["samples"]]}), hide_index=True, width="stretch")
@@ -199,7 +204,7 @@ def _text_view(ds) -> None:
     c[1].metric("Unknown tokens (val + test)", f"{view['oov_rate']:.1%}",
                 help="Tokens of the validation and test text the tokenizer never saw in training (<unk>)")
     c[2].metric("Samples at max length", f"{view['cut']:.0%}", help="Probably cut: raise max length if many are")
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: heavy (plotly)
     fig = go.Figure(go.Histogram(x=view["lengths"], marker_color="#6366f1"))
     fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title="Tokens per sample (train)",
                       xaxis_title="tokens", yaxis_title="samples")
@@ -207,9 +212,8 @@ def _text_view(ds) -> None:
 
 
 def _series_view(ds) -> None:
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: heavy (plotly)
 
-    from builder.data.series import series_windows
     st.markdown("**Windows** (test split, in the series' units: lookback, then what is forecast)")
     for i, w in enumerate(series_windows(ds, 3)):
         inp = np.asarray(w["inputs"])
@@ -247,7 +251,7 @@ def preview(ds) -> None:
         elif info.modality == "tokens":
             st.markdown("**Sample sequences**")
             rows = ds.preview(10)
-            import pandas as pd
+            import pandas as pd  # lazy: heavy (pandas)
             st.dataframe(pd.DataFrame({"tokens": [" ".join(r.get("tokens", map(str, r["x"]))) for r in rows],
                                        "label": [r.get("label", r.get("y")) for r in rows]}),
                          hide_index=True, width="stretch")
@@ -258,7 +262,7 @@ def preview(ds) -> None:
         counts = ds.class_counts("train")
         if counts:
             st.markdown("**Class balance (train split)**")
-            import plotly.graph_objects as go
+            import plotly.graph_objects as go  # lazy: heavy (plotly)
             fig = go.Figure(go.Bar(x=list(counts.keys()), y=list(counts.values()), marker_color="#6366f1"))
             fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="class",
                               yaxis_title="samples", xaxis_type="category")
@@ -266,15 +270,13 @@ def preview(ds) -> None:
         elif info.modality == "points2d" or (info.modality == "tabular" and len(info.input_shape) == 1):
             st.markdown("**Target distribution**")
             y = ds.train.y.detach().cpu().float().reshape(len(ds.train), -1)[:, 0].numpy()
-            import plotly.graph_objects as go
+            import plotly.graph_objects as go  # lazy: heavy (plotly)
             fig = go.Figure(go.Histogram(x=y, marker_color="#6366f1", nbinsx=30))
             fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10))
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
 
 
 def _image_grid(ds, n: int = 16) -> None:
-    from PIL import Image, ImageOps
-
     X = ds.train.X[:n].detach().cpu().numpy()
     y = ds.train.y[:n].detach().cpu().numpy().reshape(len(X), -1)[:, 0] if ds.info.task != "reconstruction" else None
     imgs, caps = [], []
@@ -294,7 +296,7 @@ def _image_grid(ds, n: int = 16) -> None:
 
 
 def _table_head(ds) -> None:
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
 
     X = ds.train.X[:10].detach().cpu().numpy().reshape(min(10, len(ds.train)), -1)
     names = ds.info.feature_names if len(ds.info.feature_names) == X.shape[1] else [f"x{i}" for i in range(X.shape[1])]

@@ -5,8 +5,8 @@ split) and draws :mod:`builder.interpret.figures`. A finished run's model never 
 questions go to :class:`builder.jobs.probe.ProbeSession` (the same methods), answered by the session's
 sandboxed child process (``ll_xp_probe``, started on the first question, restarted after a crash, ended when idle
 or with the session); a crash, timeout or limit there is one error line here. Per session it keeps, in
-``st.session_state``, the model chosen (the last trained one or a finished run from the run store) and a cache of
-results for that model (``ll_xp_cache``, reset when the model changes).
+``st.session_state``, the run chosen (a finished run of this owner from the run store) and a cache of results for
+its model (``ll_xp_cache``, reset when the model changes).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import streamlit as st
 from app_pages import explain_checks, explain_tryit, nav, tips, ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
+from builder.training.run_status import ENDED_CLEANLY, RunStatus, is_live
 
 if TYPE_CHECKING:  # the session module imports torch and Captum: loaded once a model is chosen
     from builder.interpret.session import ExplainSession
@@ -70,43 +71,26 @@ def _probe() -> Any:
     return explain_tryit.session_probe()
 
 
-def _session_dataset():
-    """The dataset the session's model was trained on (its run's), else the Data page's choice."""
-    run_id = st.session_state.get("ll_model_run")
-    if run_id:
-        try:
-            from builder.runs.pipeline import load_run_dataset
-
-            rs = ui.store()
-            return load_run_dataset(rs, ui.get_run(run_id, rs))
-        except LayerLabError:
-            pass
-    return ui.load_spec(ui.dataset_spec())
-
-
 def _model_options() -> dict[str, str]:
-    """Models to explain: a model handed over in this session (``ll_model``) and the finished runs this
-    session may see, each labelled so runs are told apart (name, dataset, lr, epochs, batch, best metric)."""
-    from builder.runs.summary import best_epoch, run_label
+    """Models to explain: the finished (or stopped) runs this session may see, each labelled so runs are told
+    apart (name, dataset, lr, epochs, batch, best metric)."""
+    from builder.runs.summary import best_epoch, run_label  # lazy: heavy (sqlalchemy)
 
-    ss = st.session_state
-    options: dict[str, str] = {}
-    if ss.get("ll_model") is not None:
-        rid = ss.get("ll_model_run")
-        options["session"] = f"Last trained model · run {rid}" if rid else "Last trained model (this session)"
-    try:
-        finished = ui.visible_runs(status="finished", limit=30)
+    try:  # finished runs, and stopped ones with an epoch behind them (read from their newest weights)
+        finished = [r for r in ui.visible_runs(limit=200) if r["status"] in ENDED_CLEANLY
+                    and (r["status"] == RunStatus.FINISHED or (r.get("epochs_done") or 0) > 0)][:30]
     except LayerLabError:
         finished = []
     rs = ui.store()
+    options: dict[str, str] = {}
     for r in finished:
-        if r["id"] != ss.get("ll_model_run"):
-            options[f"run:{r['id']}"] = run_label(r, best_epoch(ui.run_summary(rs, r).get("epochs") or []))
+        stopped = "" if r["status"] == RunStatus.FINISHED else f" · stopped after {r.get('epochs_done')} ep"
+        options[f"run:{r['id']}"] = run_label(r, best_epoch(ui.run_summary(rs, r).get("epochs") or [])) + stopped
     return options
 
 
 def _empty_state() -> None:
-    from builder.interpret.live import recording_run
+    from builder.interpret.live import recording_run  # lazy: heavy (torch)
 
     live = recording_run(ui.store(), ui.live_runs())  # this owner's run in progress that records attributions
     if live is not None or ui.live_runs():
@@ -124,35 +108,25 @@ def _empty_state() -> None:
 
 
 def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
-    """Model and split pickers (in the columns ``c``); returns the session or None (error shown)."""
-    from builder.interpret.session import ExplainSession, run_graph
-    from builder.jobs.probe import ProbeSession
+    """Model and split pickers (in the columns ``c``); returns the session or None (error shown). The chosen
+    run's model runs in the session's sandboxed probe, never in this process."""
+    from builder.jobs.probe import ProbeSession  # lazy: heavy (torch)
 
-    ss = st.session_state
-    ids = [k.split(":", 1)[1] for k in options if k.startswith("run:")]
-    if "session" in options and ss.get("ll_model_run"):
-        ids.append(ss.ll_model_run)
+    ids = [k.split(":", 1)[1] for k in options]
     url_run = ui.run_from_url("explain", ids, MISSING_RUN)  # /explain?run=ID opens that run's model
     if url_run is not None and f"run:{url_run}" in options:
-        ss.ll_xp_model = f"run:{url_run}"
-    elif url_run is not None and url_run == ss.get("ll_model_run") and "session" in options:
-        ss.ll_xp_model = "session"
+        st.session_state.ll_xp_model = f"run:{url_run}"
     choice = c[0].selectbox("Model", list(options), format_func=options.get, key="ll_xp_model",
-                            help="The model trained in this session, or any finished run in the workspace")
+                            help="Any of your finished or stopped runs in the workspace (a stopped run's newest "
+                                 "weights)")
     split = c[1].selectbox("Split", ["test", "val", "train"], key="ll_xp_split",
                            help="Which split the samples come from")
     try:
-        if choice != "session":  # a run: its model runs in the sandboxed probe, never here
-            run_id = choice.split(":", 1)[1]
-            _reset_cache(choice)
-            rs = ui.store()
-            ui.get_run(run_id, rs)  # this owner may see it
-            return _cached(("session", split), lambda: ProbeSession(_probe(), rs, run_id, split))
-        model, run_id = ss.ll_model, ss.get("ll_model_run")  # handed over in this process
-        _reset_cache(f"session:{run_id}:{id(model)}")
-        ds = _cached(("dataset",), _session_dataset)
-        graph = _cached(("graph",), lambda: run_graph(ui.store(), run_id))
-        return _cached(("session", split), lambda: ExplainSession(model, ds, split, run_id, graph))
+        run_id = choice.split(":", 1)[1]
+        _reset_cache(choice)
+        rs = ui.store()
+        ui.get_run(run_id, rs)  # this owner may see it
+        return _cached(("session", split), lambda: ProbeSession(_probe(), rs, run_id, split))
     except LayerLabError as e:
         ui.show_error(e)
         return None
@@ -286,8 +260,8 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
     if input_space and xs.modality == "image":
         def draw() -> Any:
             maps = {xs.title(e): e.attributions[0] for e in input_space.values()}
-            f = figs.image_attribution_figure(xs.sample_array(i), maps, mode=mode, title=f"Attributions for {about}")
-            return f.update_layout(height=250 if mode != "both" else 400)
+            return figs.image_attribution_figure(xs.sample_array(i), maps, mode=mode, row_height=190,
+                                                 title=f"Attributions for {about}")  # its rows set its height
         # figures with many subplots take tens of ms to build: keep them with the results they show
         fig = _cached(("fig_img", tuple(id(e) for e in input_space.values()), mode, about), draw)
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_image")
@@ -344,7 +318,7 @@ def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
 # ----------------------------------------------------------------------------------------- attention
 def attention_tab(xs: ExplainSession, i: int) -> None:
     if not xs.attention_nodes():
-        st.info("This model has no MultiheadAttention or TransformerEncoderLayer node, so there are no attention "
+        st.info("This model has no MultiheadAttention or Transformer encoder/decoder layer, so there are no attention "
                 "maps to show. Try the *Transformer-encoder classifier* template on the `sequence` dataset.",
                 icon=":material/visibility_off:")
         return
@@ -353,12 +327,12 @@ def attention_tab(xs: ExplainSession, i: int) -> None:
     except LayerLabError as e:
         ui.show_error(e)
         return
-    tokens = xs.tokens(i) if xs.modality == "tokens" else None
     types = xs.node_types()
     c = st.columns([2, 1, 1], vertical_alignment="bottom")
     node = c[0].selectbox("Attention node", list(maps), key=_k("ll_xp_attn_node"),
                           format_func=lambda n: f"{n} ({types.get(n, '?')})")
-    w = maps[node]  # (1, heads, T, T)
+    w = maps[node]  # (1, heads, T, T): T the real tokens when the model masks the padding
+    tokens = xs.tokens(i)[: w.shape[-1]] if xs.modality == "tokens" else None
     c[1].metric("Heads", int(w.shape[1]))
     c[2].metric("Tokens", int(w.shape[-1]))
     fig = _cached(("fig_heads", xs.split, i, node), lambda: figs.attention_heads_figure(
@@ -371,7 +345,7 @@ def attention_tab(xs: ExplainSession, i: int) -> None:
                            help="How much of each layer's map is the identity (the residual connection)")
     c[0].caption(f"Rollout multiplies the head-averaged maps of all {len(maps)} attention layers "
                  "(Abnar & Zuidema, 2020): row *i* says how much output token *i* draws on each input token.")
-    from builder.interpret.attention import attention_rollout
+    from builder.interpret.attention import attention_rollout  # lazy: heavy (torch)
 
     try:
         roll = attention_rollout(maps, residual=residual)
@@ -451,10 +425,13 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
     key = ("sanity", xs.split, start, n, tuple(methods), thr, target, base["baseline"])
     items = _cache()
     if run:
-        with st.spinner("Randomising layers…"):
-            items[key] = xs.sanity(i, n, methods, target, threshold=thr, **base)
+        explain_checks.run_check(items, key, "Randomising layers…",
+                                 lambda: xs.sanity(i, n, methods, target, threshold=thr, **base))
+    explain_checks.await_check(items, key, "The sanity check")
     rep = items.get(key)
-    if rep is not None:
+    if isinstance(rep, LayerLabError):
+        st.warning(ui.md(rep), icon=":material/warning:")
+    elif rep is not None:
         for msg in rep.errors:
             st.warning(msg, icon=":material/warning:")
         if rep.results:
@@ -472,10 +449,8 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
     go_ = c[1].button("Check completeness", key="ll_xp_ig_go", icon=":material/functions:")
     key = ("ig", xs.split, start, n, steps, target, base["baseline"], base["pad_token"])
     if go_:
-        try:
-            items[key] = xs.completeness(i, n, target, steps=steps, **base)
-        except LayerLabError as e:
-            items[key] = e
+        explain_checks.run_check(items, key, "Integrating…", lambda: xs.completeness(i, n, target, steps=steps, **base))
+    explain_checks.await_check(items, key, "The completeness check")
     res = items.get(key)
     if isinstance(res, LayerLabError):
         st.warning(str(res), icon=":material/warning:")
@@ -502,7 +477,6 @@ def _enable_hint(recording: bool) -> None:
 
 def live_tab(run_id: str | None) -> None:
     """Play back the frames recorded with the picked model's run (refreshing while that run trains)."""
-    from builder.entities.run_status import is_live
 
     polling = False
     if run_id:
@@ -515,8 +489,7 @@ def live_tab(run_id: str | None) -> None:
 
 
 def _live_view(run_id: str | None) -> None:
-    from builder.entities.run_status import is_live
-    from builder.interpret.live import live_playback, records_live
+    from builder.interpret.live import live_playback, records_live  # lazy: heavy (torch)
 
     if not run_id:
         _enable_hint(False)

@@ -7,6 +7,7 @@ Results are cached with the page's cache (``cached(key, fn)``, reset when the mo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ import streamlit as st
 from app_pages import ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
+from builder.training.run_folder import keep_report
 
 if TYPE_CHECKING:
     from builder.interpret.session import ExplainSession
@@ -34,6 +36,37 @@ def _refusal(xs: ExplainSession, what: str) -> str | None:
     return None
 
 
+INFLIGHT_KEY = "ll_xp_inflight"  # session state: the keys of checks being computed by some script run
+
+
+def run_check(items: dict, key: tuple, label: str, fn: Callable[[], Any]) -> None:
+    """Compute a check's result into ``items[key]`` (a LayerLabError is kept as the result), marked in flight
+    meanwhile: a click on another check starts a new script run at once (Streamlit's fast reruns) while this one
+    finishes, and that run waits for this result (:func:`await_check`) instead of showing the page without it."""
+    flight = st.session_state.setdefault(INFLIGHT_KEY, set())
+    flight.add(key)
+    try:
+        with st.spinner(label):
+            try:
+                items[key] = fn()
+            except LayerLabError as e:
+                items[key] = e
+    finally:
+        flight.discard(key)
+
+
+def await_check(items: dict, key: tuple, label: str, timeout: float = 600.0) -> None:
+    """Wait (with a spinner) while a check with ``key`` started by an earlier script run is still computing, so
+    its result is shown beside the one just asked for; returns at once when none is."""
+    flight = st.session_state.get(INFLIGHT_KEY) or set()
+    if key in items or key not in flight:
+        return
+    with st.spinner(f"{label} started before is still running…"):
+        end = time.monotonic() + timeout
+        while key in flight and key not in items and time.monotonic() < end:
+            time.sleep(0.1)
+
+
 def _message() -> None:
     """An error left by a button's callback (keeping a report with its run)."""
     if msg := st.session_state.pop("ll_xc_msg", None):
@@ -43,7 +76,7 @@ def _message() -> None:
 # ----------------------------------------------------------------------------------------- robustness
 def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
     """Accuracy against ε under FGSM/PGD on the session's split, and flipped samples beside their originals."""
-    from builder.interpret.robustness import ATTACKS, parse_eps, robustness_figure
+    from builder.interpret.robustness import ATTACKS, parse_eps, robustness_figure  # lazy: heavy (torch)
 
     _message()
     if why := _refusal(xs, "Robustness"):
@@ -92,7 +125,6 @@ def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
 
 def _keep(rep: Any, what: str, done: str) -> None:
     """Keep a report in its run's folder (``what``: calibration, robustness); flash ``done`` or show the error."""
-    from builder.entities.run_folder import keep_report
 
     try:
         keep_report(ui.store(), rep, what)
@@ -154,7 +186,11 @@ def _flips(xs: ExplainSession, rep: Any, cached: Cached, method: str, steps: int
 # ---------------------------------------------------------------------------------------- calibration
 def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
     """Reliability before/after temperature scaling, and the share of decisions automated at a target accuracy."""
-    from builder.interpret.calibration import CoverageCurve, coverage_at, coverage_figure
+    from builder.interpret.calibration import (  # lazy: heavy (torch)
+        CoverageCurve,
+        coverage_at,
+        coverage_figure,
+    )
 
     _message()
     if why := _refusal(xs, "Calibration"):
@@ -162,7 +198,8 @@ def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
         return
     bins = int(st.session_state.get("ll_cal_bins", 15))
     try:
-        rep = cached(("calibration", bins), lambda: xs.calibrate(bins))
+        with st.spinner("Fitting a temperature on the validation split and measuring the test split…"):
+            rep = cached(("calibration", bins), lambda: xs.calibrate(bins))  # seconds the first time
     except LayerLabError as e:
         ui.show_error(e)
         return

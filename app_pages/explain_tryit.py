@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from app_pages import tips, ui
+from builder.canvas.drawpad import draw_pad
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
 
@@ -36,8 +37,7 @@ def _method(xs: ExplainSession, key: Callable[[str], str], column) -> str | None
 
 def _image_input(xs: ExplainSession, form, key: Callable[[str], str], compact: bool):
     """A drawing or an upload as the model's input; None while there is nothing to try."""
-    from builder.canvas.drawpad import draw_pad
-    from builder.interpret import tryit
+    from builder.interpret import tryit  # lazy: heavy (torch)
 
     h, w = form.shape[1], form.shape[2]
     sources = ["Draw", "Upload"] if max(h, w) <= DRAW_MAX_SIDE else ["Upload", "Draw"]
@@ -66,7 +66,7 @@ def _image_input(xs: ExplainSession, form, key: Callable[[str], str], compact: b
 def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compact: bool = False) -> None:
     """Your own input: a row in the data's units, a drawing or an uploaded image, or typed words, predicted
     and explained. ``compact``: one column (the Build page's side panel)."""
-    from builder.interpret import tryit
+    from builder.interpret import tryit  # lazy: heavy (torch)
 
     tips.tip("try_it")
     form = tryit.try_form(xs, i)
@@ -83,11 +83,7 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
                                 key=key(f"ll_try_series_{i}"))
             x = tryit.encode_series(xs, text)
         elif form.kind == "features":
-            st.caption("Edit the values (in the data's own units; the model sees them standardised like its "
-                       f"training data). Starting from {xs.split} sample #{i}.")
-            rows = st.data_editor({"feature": form.names, "value": form.start}, hide_index=True, width="stretch",
-                                  disabled=["feature"], key=key(f"ll_try_rows_{i}"))
-            x = tryit.encode_row(xs, list(rows["value"]))
+            x = _row_input(xs, form, i, key, compact)
         elif form.kind == "image":
             x = _image_input(xs, form, key, compact)
             if x is None:
@@ -110,9 +106,29 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
     _answer(xs, form, x, res, text, took, key, compact)
 
 
+def _row_input(xs: ExplainSession, form, i: int, key: Callable[[str], str], compact: bool):
+    """A table row: the numbers in the data's own units, each text column as a picker of its categories."""
+    from builder.interpret import tryit  # lazy: heavy (torch)
+
+    st.caption("Edit the values in the data's own units (the model sees them standardised like its training "
+               f"data). Starting from {xs.split} sample #{i}.")
+    picks: dict[str, str] | None = None
+    if form.choices:
+        cols = st.columns(1 if compact else min(3, len(form.choices)))
+        picks = {c: cols[k % len(cols)].selectbox(c, levels, index=levels.index(form.picked.get(c, levels[0])),
+                                                  key=key(f"ll_try_pick_{i}_{c}"))
+                 for k, (c, levels) in enumerate(form.choices.items())}
+    values: list[float] = []
+    if form.names:
+        rows = st.data_editor({"feature": form.names, "value": form.start}, hide_index=True, width="stretch",
+                              disabled=["feature"], key=key(f"ll_try_rows_{i}"))
+        values = list(rows["value"])
+    return tryit.encode_row(xs, values, picks)
+
+
 def _prompt_panel(xs: ExplainSession, form, i: int, key: Callable[[str], str]) -> None:
     """A language model: a prompt, sampling settings, the continuation (written in the probe's child)."""
-    from builder.interpret import tryit
+    from builder.interpret import tryit  # lazy: heavy (torch)
 
     text = st.text_input("Your prompt", value=form.start_text, key=key(f"ll_try_prompt_{i}"))
     c = st.columns(3)
@@ -151,7 +167,7 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
             fig = figs.image_attribution_figure(x[0].detach().cpu().numpy(), {xs.title(e): e.attributions[0]},
                                                 title=f"{xs.title(e)} for {res.predicted}")
         else:
-            from builder.interpret.tryit import token_labels
+            from builder.interpret.tryit import token_labels  # lazy: heavy (torch)
 
             fig = figs.explanation_figure(e, x, 0, modality=xs.modality, feature_names=xs.feature_names(),
                                           tokens=token_labels(xs, x) if form.kind == "tokens" else None)
@@ -175,7 +191,7 @@ def session_probe() -> Any:
     the Explain page and the Build page's panel; its child starts on the first question."""
     ss = st.session_state
     if ss.get("ll_xp_probe") is None:
-        from builder.jobs.probe import ModelProbe
+        from builder.jobs.probe import ModelProbe  # lazy: heavy (torch)
 
         ss.ll_xp_probe = ModelProbe()
     return ss.ll_xp_probe
@@ -184,7 +200,7 @@ def session_probe() -> Any:
 def _session_for(tr: Any) -> Any:
     """The panel's session for the run's current weights: asked through the page session's sandboxed probe with the
     weights' version, so newer weights are read again in the same child (nothing runs the model here)."""
-    from builder.jobs.probe import ProbeSession
+    from builder.jobs.probe import ProbeSession  # lazy: heavy (torch)
 
     ss = st.session_state
     held = ss.get(BUILD_KEY)
@@ -198,7 +214,7 @@ def _session_for(tr: Any) -> Any:
 def build_panel(graph: Any) -> None:
     """Try it beside the canvas: the newest run of the canvas graph (its live run while one trains, read from
     its newest checkpoint and refreshed every :data:`POLL_S` seconds)."""
-    from builder.interpret.tryit import try_run
+    from builder.interpret.tryit import try_run  # lazy: heavy (torch)
 
     try:
         tr = try_run(ui.store(), graph, ui.owner())
@@ -214,7 +230,7 @@ def build_panel(graph: Any) -> None:
 
 
 def _build_view(graph: Any) -> None:
-    from builder.interpret.tryit import try_run
+    from builder.interpret.tryit import try_run  # lazy: heavy (torch)
 
     tr = try_run(ui.store(), graph, ui.owner())
     if tr is None:

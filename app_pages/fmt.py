@@ -7,16 +7,17 @@ import math
 import zipfile
 from typing import Any
 
+from builder.graph.shapes import human_bytes as hb
+from builder.graph.shapes import human_count as hc
+
 
 def human_count(n: int) -> str:
     """``1.2M``-style parameter counts."""
-    from builder.graph.shapes import human_count as hc
     return hc(int(n))
 
 
 def human_bytes(n: float) -> str:
     """``3.1 MB``-style sizes."""
-    from builder.graph.shapes import human_bytes as hb
     return hb(n)
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from builder.entities.run_status import RunStatus
 from builder.errors import LayerLabError
 from builder.runs.record import Run
+from builder.training.generative import read_samples, vae_nodes
+from builder.training.run_status import RunStatus
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316",
            "#64748b"]
@@ -91,7 +92,6 @@ def _vae_view(probe, store, run_id: str) -> dict:
 def render(run: Run, epochs: list[dict], active: bool, store) -> None:
     """The parts that apply to ``run``: the sample grid (slider over epochs once it ended), the loss terms, and for
     a finished VAE its reconstructions and (2-D latent) latent space."""
-    from builder.training.generative import read_samples, vae_nodes
 
     cfg = {"displayModeBar": False, "staticPlot": active}
     grids = read_samples(store.folder(run["id"]).samples)
@@ -112,7 +112,7 @@ def render(run: Run, epochs: list[dict], active: bool, store) -> None:
 
 def _vae_part(run: Run, store, cfg: dict) -> None:
     """A finished VAE's test inputs with their reconstructions and its 2-D latent space."""
-    from app_pages.explain_tryit import session_probe
+    from app_pages.explain_tryit import session_probe  # lazy: heavy (plotly)
 
     try:  # the model runs in the page session's sandboxed probe (builder.jobs.probe), not in this process
         probe = _vae_view(session_probe(), store, run["id"])

@@ -16,8 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import ui
-from builder.entities.run_status import RunStatus
 from builder.errors import LayerLabError
+from builder.training.run_status import RunStatus
 
 
 def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
@@ -53,8 +53,8 @@ def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
                        width="stretch"):
             st.session_state.ll_prune_open = rid
             try:  # a job of its own, like training (the parent's owner's): nothing is pruned here
-                from builder.jobs.queue import submit
-                from builder.jobs.specs import prune_job_spec
+                from builder.jobs.queue import submit  # lazy: heavy (torch)
+                from builder.jobs.specs import prune_job_spec  # lazy: heavy (torch)
 
                 new_id = submit(rs, prune_job_spec(rs, rid, amount, structured=kind == "structured",
                                                    criterion=criterion, finetune_epochs=epochs))
@@ -67,7 +67,7 @@ def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
 
 
 def _prune_report(rid: str, report: dict, open_project: Callable[[str], None]) -> None:
-    from builder.training.prune import prune_table
+    from builder.training.prune import prune_table  # lazy: heavy (torch)
 
     st.markdown(f"##### Pruned from run `{report.get('parent_id')}`")
     how = report.get("method", "?")
@@ -93,8 +93,9 @@ def drift_section(rec: dict) -> None:
                      expanded=(st.session_state.get("ll_drift_file") or {}).get("run") == rid):
         st.caption("Has the world moved since training? New rows (a CSV with the training columns) are compared "
                    "feature by feature with the training split (KS / χ², PSI); images (a .zip laid out like the "
-                   "training data) through the model's penultimate activations (MMD). Also: the shift of the "
-                   "model's confidence and predicted class mix.")
+                   "training data) through the model's penultimate activations (MMD); texts (a CSV with the training "
+                   "text column, a .txt of one text per line, or a .zip of .txt files) by length and unknown words "
+                   "too. Also: the shift of the model's confidence and predicted class mix.")
         c = st.columns([3, 1, 1], vertical_alignment="bottom")
         up = c[0].file_uploader("New data", type=["csv", "txt", "zip"], key=f"ll_drift_up_{rid}")
         if up is not None:
@@ -108,7 +109,7 @@ def drift_section(rec: dict) -> None:
             return
         if c[2].button("Compare", key=f"ll_drift_go_{rid}", icon=":material/query_stats:", type="primary",
                        width="stretch"):
-            from app_pages.explain_tryit import session_probe
+            from app_pages.explain_tryit import session_probe  # lazy: heavy (plotly)
 
             with st.spinner("Comparing…"):
                 try:  # the model runs in the page session's sandboxed probe, never in this process

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -13,13 +15,13 @@ import streamlit as st
 
 import builder
 from app_pages import nav, run_checks, ui
-from builder.entities.run_status import RunStatus, can_resume, is_live
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.runs.owners import owner_of
 from builder.runs.record import Run
 from builder.runs.summary import baseline_tags, dataset_label, dataset_spec_of_run, run_label
 from builder.training.lineage import baseline_line
+from builder.training.run_status import RunStatus, can_resume, is_live
 
 if ui.shared_runs():  # everyone's runs, with an owner column of pseudonyms
     ui.page_header("Runs", "Everyone's training runs on this server (shared mode; the owner column names each "
@@ -107,7 +109,8 @@ def overlay(runs: list[dict]) -> None:
         c = dict(r.get("config") or {})
         env = r.get("environment") or {}
         row = {"dataset": _dataset(r), "params": r.get("params"), "trainable params": env.get("trainable"),
-               "test accuracy": (r.get("test_metrics") or {}).get("accuracy"), "duration": r.get("duration_s")}
+               "test accuracy": (r.get("test_metrics") or {}).get("accuracy"), "duration": r.get("duration_s"),
+               "peak memory": _peak(r)}
         for k in ("finetune", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping",
                   "seed", "device"):
             row[k] = c.get(k)
@@ -117,6 +120,12 @@ def overlay(runs: list[dict]) -> None:
     st.markdown("**Settings** (rows that differ are marked ●)")
     df.index = [f"● {i}" if d else i for i, d in zip(df.index, differs)]
     st.dataframe(df, width="stretch")
+
+
+def _peak(run: dict) -> str | None:
+    """The run's peak memory (CUDA max allocated or peak RSS, recorded with each epoch), readable."""
+    peak = (run.get("final_metrics") or {}).get("peak_memory")
+    return ui.human_bytes(peak) if isinstance(peak, (int, float)) else None
 
 
 def _open_project(run_id: str) -> None:
@@ -163,15 +172,15 @@ def _delete(run_id: str) -> None:
 
 
 def model_card(run_id: str) -> str:
-    from builder.runs.modelcard import read_model_card
+    from builder.runs.modelcard import read_model_card  # lazy: heavy (torch)
 
     return read_model_card(ui.store(), run_id)
 
 
 def _sequence_views(rs, rec: dict) -> None:
     """A forecaster's forecast vs actual (lookback shaded); a language model's samples per epoch."""
-    from builder.training.forecasts import forecast_figure, read_forecasts
-    from builder.training.text_samples import read_text_samples
+    from builder.training.forecasts import forecast_figure, read_forecasts  # lazy: heavy (torch)
+    from builder.training.text_samples import read_text_samples  # lazy: heavy (torch)
 
     folder = rs.folder(rec["id"])
     kept = read_forecasts(folder.forecasts)
@@ -182,7 +191,8 @@ def _sequence_views(rs, rec: dict) -> None:
     if samples:
         with st.expander(f"Text written after each epoch ({len(samples)})", expanded=False):
             for s in samples[-10:]:
-                st.markdown(f"*epoch {s['epoch']}* · **{ui.md(s['prompt'])}**{ui.md(s['text'])}")
+                st.markdown(f"*epoch {s['epoch']}* · **{ui.md(' '.join(s['prompt'].split()))}** "
+                            f"{ui.md(' '.join(s['text'].split()))}")  # one line each (no Markdown code blocks)
 
 
 def details(rec: dict) -> None:
@@ -198,6 +208,8 @@ def details(rec: dict) -> None:
     c[1].metric("Dataset", ui.md(_dataset(run)))
     c[2].metric("Parameters", ui.human_count(int(rec.get("params") or 0)))
     c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
+    if run.stopped_by:  # a teacher's or an admin's stop
+        st.info(f"Stopped by {ui.md(run.stopped_by)}.", icon=":material/stop_circle:")
     if run.info.message:
         st.caption(ui.md(run.info.message))
     if line := baseline_line(baseline_tags(ui.store(), run), run.test_metrics):  # beside its student alone
@@ -222,10 +234,11 @@ def details(rec: dict) -> None:
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
     resumable = mine and can_resume(run, has_checkpoint=rs.folder(rid).has_checkpoint)
-    b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
-                disabled=not resumable, key=f"ll_resume_{rid}",
-                help="Continue from the last checkpoint, in a job of its own" if resumable else
-                "Only your stopped or interrupted runs with a checkpoint can be resumed")
+    if not is_live(status):  # a live run's Pause/Resume/Stop row above is its only Resume
+        b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
+                    disabled=not resumable, key=f"ll_resume_{rid}",
+                    help="Continue from the last checkpoint, in a job of its own" if resumable else
+                    "Only your stopped or interrupted runs with a checkpoint can be resumed")
     b[2].download_button("Model card", data=lambda: model_card(rid),
                          file_name=f"{safe_filename(rid, 'run')}-model-card.md",
                          mime="text/markdown", icon=":material/description:", width="stretch",
@@ -233,23 +246,37 @@ def details(rec: dict) -> None:
     folder = rs.folder(rid)
     has_weights = folder.has_weights
     stem = safe_filename(f"{rid}-{network}" if network else rid, "run")
-    b[3].download_button("Weights", data=lambda: (_network_file(rid, network, "weights") if network else
-                                                  folder.read_weights()) or b"",
-                         file_name=f"{stem}.safetensors", mime="application/octet-stream",
-                         icon=":material/deployed_code:", width="stretch", disabled=not has_weights,
-                         key=f"ll_w_{rid}", on_click="ignore",
-                         help=None if has_weights else "Weights are saved when a run finishes")
+    got_w = st.session_state.get("ll_run_netw")
+    if not (network and got_w and (got_w["run"], got_w["network"]) == (rid, network)):
+        got_w = None
+    if got_w and "data" in got_w:
+        b[3].download_button(f"Weights ({len(got_w['data']):,} bytes)", data=got_w["data"],
+                             file_name=f"{stem}.safetensors", mime="application/octet-stream",
+                             icon=":material/download:", width="stretch", key=f"ll_w_dl_{rid}", on_click="ignore")
+    elif network:  # built in a worker from the run's weights: a failure is shown, never an empty file
+        b[3].button("Weights", icon=":material/deployed_code:", width="stretch", disabled=not has_weights,
+                    key=f"ll_w_{rid}", on_click=_network_weights, args=(rid, network),
+                    help="This network's weights alone, taken from the run's in a worker process"
+                    if has_weights else "Weights are saved when a run finishes")
+    else:
+        b[3].download_button("Weights", data=lambda: folder.read_weights() or b"",
+                             file_name=f"{stem}.safetensors", mime="application/octet-stream",
+                             icon=":material/deployed_code:", width="stretch", disabled=not has_weights,
+                             key=f"ll_w_{rid}", on_click="ignore",
+                             help=None if has_weights else "Weights are saved when a run finishes")
 
     def _py() -> str:  # the exporter `layerlab export --run` uses; errors become an escaped comment file
-        from builder.interchange import python_source
+        from builder.interchange import python_source  # lazy: heavy (torch, on first use)
 
-        return _network_file(rid, network, "py") if network else python_source(run.project)
+        return _network_py(rid, network) if network else python_source(run.project)
 
     b[4].download_button("PyTorch .py", data=_py, file_name=f"{stem}.py", mime="text/x-python",
                          icon=":material/code:", width="stretch", key=f"ll_py_{rid}", on_click="ignore")
     with b[5].popover("Delete", icon=":material/delete:", width="stretch", disabled=not mine):
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
+    if got_w and "error" in got_w:
+        st.error(ui.md(got_w["error"]))
     exchange(rid, has_weights, network)
     run_checks.prune_section(run, _open_project)
     run_checks.drift_section(run)
@@ -264,7 +291,7 @@ def details(rec: dict) -> None:
 
 def _network_choice(run: Run) -> str | None:
     """For a run with a drawn objective: which network the downloads below deliver (None: the whole run)."""
-    from builder.interchange.network_export import network_names
+    from builder.interchange.network_export import network_names  # lazy: heavy (torch)
 
     try:
         names = network_names(run.project)
@@ -279,27 +306,42 @@ def _network_choice(run: Run) -> str | None:
     return None if pick == "whole run" else pick
 
 
-def _network_file(rid: str, network: str, what: str):
-    """One network of a run: its ``py`` source, ``weights`` bytes or ``project`` JSON (``layerlab export --run
-    --network``'s exporter); an error becomes an escaped comment file (py) or nothing."""
-    from builder.interchange.network_export import network_downloads
-    from builder.interchange.python_export import failed_export_source
+def _network_py(rid: str, network: str) -> str:
+    """One network of a run as PyTorch source (``layerlab export --run --network``'s exporter); an error becomes
+    an escaped comment file."""
+    from builder.interchange.network_export import network_downloads  # lazy: heavy (torch)
+    from builder.interchange.python_export import failed_export_source  # lazy: heavy (torch)
+
+    try:
+        return network_downloads(ui.store().get(rid).project, network, None)["py"]
+    except LayerLabError as err:
+        return failed_export_source(err)
+
+
+def _network_weights(rid: str, network: str) -> None:
+    """Weights › one network: its safetensors bytes, built from the run's weights in a worker, kept for the
+    download that replaces the button; the worker's error goes to the page's error line instead."""
+    from builder.interchange.network_export import network_downloads  # lazy: heavy (torch)
 
     rs = ui.store()
+    st.session_state.pop("ll_run_netw", None)
     try:
-        weights = rs.weights_path(rid) if what == "weights" and rs.folder(rid).has_weights else None
-        return network_downloads(rs.get(rid).project, network, weights)[what]
+        data = network_downloads(rs.get(rid).project, network, rs.weights_path(rid))["weights"]
     except LayerLabError as err:
-        return failed_export_source(err) if what == "py" else None
+        st.session_state.ll_run_netw = {"run": rid, "network": network, "error": str(err)}
+    else:
+        st.session_state.ll_run_netw = {"run": rid, "network": network, "data": data}
 
 
 def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
     """Export a run (or one of its networks) as ONNX and quantize it to int8 (size and test metric before/after go
     to the model card). Both run in a worker process."""
-    import tempfile
-    from pathlib import Path
 
-    from builder.interchange.worker import export_onnx_bytes, quantize_run_isolated
+    from builder.interchange.network_export import network_downloads  # lazy: heavy (torch)
+    from builder.interchange.worker import (  # lazy: heavy (sqlalchemy)
+        export_onnx_bytes,
+        quantize_run_isolated,
+    )
 
     rs = ui.store()
     e = st.columns([1, 1, 4], vertical_alignment="center")
@@ -309,9 +351,10 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
         try:
             with st.spinner("Exporting and verifying…"), tempfile.TemporaryDirectory(prefix="layerlab-") as tmp:
                 project, weights = rs.get(rid).project.to_json(), rs.weights_path(rid)
-                if network:
-                    project, weights = _network_file(rid, network, "project"), Path(tmp) / "w.safetensors"
-                    weights.write_bytes(_network_file(rid, network, "weights") or b"")
+                if network:  # the network's weights come from a worker too: its error is shown, not an empty file
+                    files = network_downloads(rs.get(rid).project, network, weights)
+                    project, weights = files["project"], Path(tmp) / "w.safetensors"
+                    weights.write_bytes(files["weights"])
                 data, rep = export_onnx_bytes(project, weights)
         except LayerLabError as err:
             st.error(ui.md(err))
@@ -397,10 +440,16 @@ else:
     st.caption("Pick a single run to open, resume, download or delete it.")
 
 live_sig = tuple((r["id"], r["status"], r.get("epochs_done")) for r in runs if is_live(r["status"]))
+_inline = [True]  # the fragment's first call is inside this page run, which has just read the rows
 
 
 def _watch() -> None:
-    """While jobs run, re-read their rows every 2 s and refresh the page when one changed."""
+    """While jobs run, re-read their rows every 2 s and refresh the page when one changed. Its first call, inline
+    in the page's own run, compares nothing: a job that ends an epoch between the two reads would rerun the page
+    at once, and a page slower than an epoch would rerun forever."""
+    if _inline[0]:
+        _inline[0] = False
+        return
     try:
         now = tuple((r["id"], r["status"], r.get("epochs_done")) for r in ui.visible_runs(limit=500)
                     if r["id"] in {s[0] for s in live_sig})

@@ -30,7 +30,7 @@ FIGURES = {"history": "Optimization history", "parallel": "Parallel coordinates"
 
 
 def _storage() -> str:
-    from builder.search import default_storage
+    from builder.search import default_storage  # lazy: heavy (sqlalchemy)
 
     return default_storage(ui.workspace())
 
@@ -48,7 +48,7 @@ def _default_name() -> str:
 
 def node_params_expander() -> list[str]:
     """One text field per numeric or choice parameter of the canvas nodes; filled fields are searched."""
-    from builder.search import searchable_params
+    from builder.search import searchable_params  # lazy: heavy (sqlalchemy)
 
     specs = []
     params = searchable_params(ui.project())
@@ -117,7 +117,7 @@ def search_form(task: str) -> dict | None:
 
 def start(req: dict, ds) -> None:
     """Check the request and start the study process; problems are shown located, nothing starts."""
-    from builder.search import SearchSpaceError, StudySettings, launch_study
+    from builder.search import SearchSpaceError, StudySettings, launch_study  # lazy: heavy (sqlalchemy)
 
     dataset, options = ds.info.reload_args()  # as the Train mode's jobs: the job process reloads the data
     settings = StudySettings(name=req["name"], storage=_storage(), n_trials=req["trials"], timeout=req["timeout"],
@@ -148,7 +148,12 @@ def _alive() -> bool:
 
 def study_view() -> None:
     """Live trial table, best so far, Optuna's views and the study's buttons (a fragment while it runs)."""
-    from builder.search import load_study, study_figures, study_result, trials_table
+    from builder.search import (  # lazy: heavy (sqlalchemy)
+        load_study,
+        study_figures,
+        study_result,
+        trials_table,
+    )
 
     cur = st.session_state.get("ll_study") or {}
     name = cur.get("name")
@@ -178,6 +183,11 @@ def study_view() -> None:
         st.dataframe(df, hide_index=True, width="stretch", key="ll_s_table",
                      column_config={"value": st.column_config.NumberColumn(format="%.4f"),
                                     "duration_s": st.column_config.NumberColumn("seconds", format="%.1f")})
+        failed = [r for r in rows if r["state"] == "fail" and r.get("message")]
+        if failed:  # why, in one line (a crash of a trial's job included), without scrolling to the last column
+            last = failed[-1]
+            st.warning(f"{len(failed)} trial{'s' if len(failed) > 1 else ''} failed; the last, trial {last['trial']}: "
+                       + ui.md(" ".join(str(last["message"]).split())[:300]), icon=":material/warning:")
     figs = study_figures(study) if rows else {}
     if figs:
         tabs = st.tabs([FIGURES[k] for k in FIGURES if k in figs])
@@ -185,15 +195,23 @@ def study_view() -> None:
             with tab:
                 figs[k].update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10))
                 st.plotly_chart(figs[k], width="stretch", key=f"ll_s_fig_{k}")
-    if running != st.session_state.get("ll_s_was_running", running):
-        st.session_state.ll_s_was_running = running
-        st.rerun(scope="app")  # buttons follow the study's state
-    st.session_state.ll_s_was_running = running
+    # the buttons below this fragment (drawn by the whole page) follow the study: the page runs again once for each
+    # new state this view sees. Only a change of running missed a study that had ended before its first reading
+    # here (it was still starting), so Best trial onto the canvas stayed disabled (CI, under load)
+    seen = (name, running, bool(res.best_params))
+    if seen != st.session_state.get("ll_s_drawn_for"):
+        st.session_state.ll_s_drawn_for = seen
+        st.rerun(scope="app")
 
 
 def actions(ds) -> None:
     """Stop / resume the study; the best trial onto the canvas or retrained with more epochs."""
-    from builder.search import best_project, load_study, request_stop, resume_study
+    from builder.search import (  # lazy: heavy (sqlalchemy)
+        best_project,
+        load_study,
+        request_stop,
+        resume_study,
+    )
 
     cur = st.session_state.get("ll_study") or {}
     name = cur.get("name")
@@ -238,7 +256,7 @@ def actions(ds) -> None:
 
 
 def _apply_tracking() -> None:
-    from builder.tracking import save_owner_setting
+    from builder.tracking import save_owner_setting  # lazy: heavy (torch)
 
     uri = (st.session_state.get("ll_mlflow_uri") or "").strip()
     try:
@@ -251,7 +269,7 @@ def _apply_tracking() -> None:
 def tracking_setting() -> None:
     """This person's MLflow setting: the runs they start from now on (training and search trials) are also logged
     there. Nobody else's runs are affected; where it may point is the admin's allow-list."""
-    from builder.tracking import owner_setting, server_tracking
+    from builder.tracking import owner_setting, server_tracking  # lazy: heavy (torch)
 
     try:
         default, allow = server_tracking(ui.workspace())

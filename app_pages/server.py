@@ -9,8 +9,9 @@ import os
 import streamlit as st
 
 from app_pages import ui
+from builder.admin import housekeeping
 from builder.errors import LayerLabError
-from builder.runs import housekeeping, owners
+from builder.runs import owners
 
 ui.page_header("Server", "What you keep on this server, and delete it. Admins see every job and every owner's "
                "disk usage here.")
@@ -93,7 +94,7 @@ def my_data() -> None:
 
 
 def _set_library() -> None:
-    from builder.interchange.hf_library import set_library_folder
+    from builder.interchange.hf_library import set_library_folder  # lazy: heavy (sqlalchemy)
 
     try:
         set_library_folder(ui.workspace(), ui.owner(), st.session_state.ll_model_library)
@@ -105,7 +106,11 @@ def _set_library() -> None:
 
 def library_view() -> None:
     """The model library's folder (admins set it) and its models with their size (Hugging Face model folders)."""
-    from builder.interchange.hf_library import LIBRARY_ENV, library_entries, library_folder
+    from builder.interchange.hf_library import (  # lazy: heavy (sqlalchemy)
+        LIBRARY_ENV,
+        library_entries,
+        library_folder,
+    )
 
     st.subheader("Model library")
     current = library_folder(ui.workspace())
@@ -121,6 +126,38 @@ def library_view() -> None:
         else:
             st.caption(f"**{ui.md(e['name'])}** · {e['architecture']} · {e['params']:,} parameters · "
                        f"{e['macs']:,} multiply-adds per sample · training {e['memory_text']} at batch 32")
+
+
+def _set_database() -> None:
+    from builder.runs.db import set_database_url  # lazy: heavy (sqlalchemy)
+
+    try:
+        note = set_database_url(ui.workspace(), ui.actor(), st.session_state.ll_database_url)
+    except LayerLabError as e:
+        return _error(e)
+    st.session_state.ll_server_error = None
+    st.session_state.ll_database_url = ""  # the password is not kept in the page
+    ui.flash(note)
+
+
+def database_view() -> None:
+    """The run database in use (never its password) and the server config's setting, which an admin changes; it
+    takes effect when the server restarts (builder.runs.db.set_database_url)."""
+    from builder.runs.db import ENV_DB_URL, database_setting  # lazy: heavy (sqlalchemy)
+
+    st.subheader("Run database")
+    now = database_setting(ui.workspace())
+    st.markdown(f"In use: `{now['in_use'].replace('`', '')}` (from {now['source']})")
+    if now["restart"]:
+        st.info(f"The server config names `{(now['configured'] or 'the workspace SQLite file').replace('`', '')}`: "
+                "it takes effect when the server restarts.", icon=":material/restart_alt:")
+    with st.form("ll_database_form", border=False):
+        st.text_input("Database URL", key="ll_database_url", type="password", disabled=now["overridden"],
+                      placeholder="postgresql+psycopg://layerlab:password@db.school.org/layerlab",
+                      help=f"PostgreSQL shared by several LayerLab servers (docs/scale-out.md), or sqlite:////path. "
+                      f"Empty: the workspace's own SQLite file. Saved in the server config; takes effect when the "
+                      f"server restarts. {ENV_DB_URL} overrides it.")
+        st.form_submit_button("Save database URL", on_click=_set_database, disabled=now["overridden"])
 
 
 def admin_view() -> None:
@@ -172,6 +209,7 @@ try:
         st.error(ui.md(st.session_state.ll_server_error))
     if owners.is_admin(ui.workspace(), ui.owner()):
         library_view()
+        database_view()
         admin_view()
 except LayerLabError as err:
     ui.show_error(err)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,16 @@ import streamlit as st
 
 import builder
 from app_pages.style import md
-from builder.access import CONTROL, READ, may
-from builder.errors import LayerLabError, StaleProjectError
+from builder.data.access import CONTROL, READ, may
+from builder.data.sources import own_spec
+from builder.data.uploads import UploadFolder
+from builder.errors import LayerLabError, StaleProjectError, TrainingError
 from builder.graph.cost import canvas_annotations
 from builder.graph.edit import with_edge_ids
 from builder.graph.layout import row_layout
 from builder.graph.project import Graph, Project
 from builder.runs import owners
+from builder.training.finetune import finetune_freeze
 
 OWNER_COOKIE = "layerlab_owner"
 ENV_SHARED = owners.ENV_SHARED
@@ -42,8 +46,8 @@ ENV_SHARED = owners.ENV_SHARED
 def workspace() -> Path:
     """The folder for runs and uploads: ``$LAYERLAB_WORKSPACE`` or ``~/.layerlab`` (as the CLI); an older
     workspace's owner folders are moved to keyed names the first time this process opens it."""
-    from builder.admin.owner_migration import migrate_once
-    from builder.runs.store import default_workspace
+    from builder.admin.owner_migration import migrate_once  # lazy: heavy (sqlalchemy)
+    from builder.runs.store import default_workspace  # lazy: heavy (sqlalchemy)
 
     root = default_workspace()
     root.mkdir(parents=True, exist_ok=True)
@@ -129,11 +133,10 @@ def shared_runs() -> bool:
 
 
 def actor():
-    """This session's :class:`builder.access.Actor`: its owner with its roles on this server (admin, teacher of
+    """This session's :class:`builder.data.access.Actor`: its owner with its roles on this server (admin, teacher of
     which students, shared mode), resolved once per page run (:func:`builder.runs.classes.actor_for`)."""
-    import time
 
-    from builder.runs.classes import actor_for
+    from builder.runs.classes import actor_for  # lazy: heavy (sqlalchemy)
 
     me, now = owner(), time.monotonic()
     cached = st.session_state.get("ll_actor")
@@ -143,12 +146,12 @@ def actor():
 
 
 def can_see(run: dict) -> bool:
-    """Whether this session may read a run (:func:`builder.access.may` ``read``)."""
+    """Whether this session may read a run (:func:`builder.data.access.may` ``read``)."""
     return may(actor(), READ, run)
 
 
 def can_control(run: dict) -> bool:
-    """Whether this session may pause, resume, stop or delete a run (:func:`builder.access.may` ``control``)."""
+    """Whether this session may pause, resume, stop or delete a run (:func:`builder.data.access.may` ``control``)."""
     return may(actor(), CONTROL, run)
 
 
@@ -175,8 +178,6 @@ def init_state() -> None:
     ss.setdefault("ll_data", None)
     ss.setdefault("ll_dataset", None)
     ss.setdefault("ll_run", None)
-    ss.setdefault("ll_model", None)
-    ss.setdefault("ll_model_run", None)
     ss.setdefault("ll_flash", [])
     ss.setdefault("ll_ann", None)
     ss.setdefault("ll_upload_nonce", 0)
@@ -316,8 +317,6 @@ def undo_replace() -> None:
 def _own_data(proj: Project) -> dict | None:
     """The dataset choice of this owner's own saved project (autosave, undo history): an upload saved by its path
     before upload ids becomes its id (:func:`builder.data.sources.own_spec`); None when it names none."""
-    from builder.data.sources import own_spec
-    from builder.data.uploads import UploadFolder
 
     data = proj.dataset or {}
     if not data.get("kind"):
@@ -383,15 +382,15 @@ def _run_overlays(g: Graph) -> tuple[dict, dict[str, float]]:
     """For the run the Train page shows for this graph (the owner's live run, else the newest): the training
     doctor's verdict per node and the measured seconds per node; ``({}, {})`` without one (the doctor, and so
     torch, is then not even imported). The run is looked up once per analysis."""
-    from builder.runs.store import RunStore
-    from builder.runs.summary import current_run
+    from builder.runs.store import RunStore  # lazy: heavy (sqlalchemy)
+    from builder.runs.summary import current_run  # lazy: heavy (sqlalchemy)
 
     try:
         store = RunStore(workspace(), actor=actor())
         run = current_run(store, g, owner())
         if run is None:
             return {}, {}
-        from builder.interpret.doctor import run_findings
+        from builder.interpret.doctor import run_findings  # lazy: heavy (torch)
 
         return run_findings(store, run["id"])["health"], store.folder(run["id"]).read_latency() or {}
     except LayerLabError:
@@ -403,26 +402,60 @@ def analyse(g: Graph | None = None) -> tuple[Any, dict]:
     its current run (the canvas tint follows a run while it trains) and that run's measured latency per node."""
     g = g if g is not None else graph()
     health, latency = _run_overlays(g)
-    key = (graph_key(g), json.dumps(health, sort_keys=True, default=str), json.dumps(latency, sort_keys=True))
+    training = project().training or {}
+    mode, freeze = training.get("finetune") or "full", [n for n in training.get("freeze") or [] if isinstance(n, str)]
+    key = (graph_key(g), json.dumps(health, sort_keys=True, default=str), json.dumps(latency, sort_keys=True),
+           str(mode), tuple(freeze))
     cached = st.session_state.get("ll_ann")
     if cached and cached[0] == key:
         return cached[1], cached[2]
     report = builder.infer_shapes(g)
-    ann = canvas_annotations(g, report, health=health or None, latency=latency or None)
+    ann = canvas_annotations(g, report, health=health or None, latency=latency or None,
+                             freeze=_frozen(g, report, str(mode), freeze))
     st.session_state.ll_ann = (key, report, ann)
     return report, ann
 
 
+def _frozen(g: Graph, report: Any, mode: str, freeze: list[str]) -> list[str]:
+    """The nodes a run of this project freezes: the Train page's freeze list and its fine-tuning mode's."""
+
+    try:
+        return sorted(set(freeze) | set(finetune_freeze(g, mode, report=report)))
+    except TrainingError:  # an unknown mode in a hand-edited project: the Train page says so
+        return freeze
+
+
 # ---------------------------------------------------------------------------------------- palette
 def palette_with_blocks() -> list[dict]:
-    """The layer palette plus this project's blocks (category ``Blocks``)."""
-    pal = list(_palette())
+    """The layer palette, the model library's models (category ``Pretrained``) and this project's blocks (category
+    ``Blocks``)."""
+    pal = list(_palette()) + _library_palette()
     for b in project().blocks:
         pal.append({"type": str(b.get("name", "block")), "category": "Blocks",
                     "description": f"Block of {len(b.get('nodes', []))} layers",
                     "inputs": [], "outputs": [], "variadic": False, "params": [], "inferred": [],
                     "block": {"nodes": b.get("nodes", []), "edges": b.get("edges", [])}})
     return pal
+
+
+def _library_palette() -> list[dict]:
+    """The model library's entries for the palette, with the training memory on the device this project trains on;
+    kept per session until the library folder or the device changes."""
+    from builder.interchange.hf_library import library_folder, library_palette  # lazy: heavy (sqlalchemy)
+
+    root = library_folder(workspace())
+    if root is None:
+        return []
+    device = str((project().training or {}).get("device") or "auto")
+    try:
+        key = (str(root), root.stat().st_mtime_ns, device)  # a model added or removed changes the folder's mtime
+    except OSError:
+        return []
+    cached = st.session_state.get("ll_library_palette")
+    if not cached or cached[0] != key:
+        cached = (key, library_palette(workspace(), device=device))
+        st.session_state.ll_library_palette = cached
+    return cached[1]
 
 
 def _palette() -> list[dict]:

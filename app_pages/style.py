@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import streamlit as st
@@ -42,11 +43,16 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
     flex: 1 1 100% !important; width: 100% !important; max-width: 100% !important;}
   [data-testid="stColumn"]:has(.st-key-ll_inspector_idle) {display: none !important;}
   .st-key-ll_build_tools button [data-testid="stMarkdownContainer"] {display: none;}
+  .st-key-ll_guide_hide button [data-testid="stMarkdownContainer"] {display: none;}  /* the guide's Hide: its × */
   .st-key-ll_build_tools button {justify-content: center;}
+  /* anchored bottom-right and no taller than the canvas below its toolbar: at the top it sat on the canvas
+     toolbar's Cost, Find and ? controls */
   [data-testid="stColumn"]:has(.st-key-ll_inspector) {
-    position: fixed !important; right: 10px; top: 70px; width: min(340px, 86vw) !important; flex: none !important;
+    position: fixed !important; right: 10px; bottom: 12px; width: min(340px, 86vw) !important; flex: none !important;
     z-index: 999; background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 8px 12px;
     box-shadow: 0 12px 36px rgba(15, 23, 42, 0.22);}
+  [data-testid="stLayoutWrapper"]:has(> .st-key-ll_inspector) {flex: 0 0 min(600px, calc(100vh - 380px)) !important;
+    height: min(600px, calc(100vh - 380px)) !important;}
 }
 button[kind="primary"], button[kind="primaryFormSubmit"] {background: #4f46e5 !important; border-color: #4f46e5 !important;}
 button[kind="primary"]:hover, button[kind="primaryFormSubmit"]:hover {background: #4338ca !important; border-color: #4338ca !important;}
@@ -72,7 +78,6 @@ def page_header(title: str, subtitle: str) -> None:
 
 
 def _esc(s: str) -> str:
-    import html
     return html.escape(str(s))
 
 
@@ -87,6 +92,44 @@ def md(text) -> str:
 
 def style() -> None:
     st.markdown(CSS, unsafe_allow_html=True)
+
+
+# Below NARROW_PX the sidebar floats over the page (CSS above) and covered the left third of the canvas at
+# 900x900: there it starts collapsed, as a phone-width site's menu does, and opens from its » button. A person's own
+# choice (Streamlit stores it per browser under ``stSidebarCollapsed-*`` when its button is pressed) wins; the
+# collapse made here is not stored, so a wider window gets the expanded sidebar again. The page's root element
+# gets ``data-ll-sidebar="settled"`` once the rule has been applied (browser tests wait for it).
+NARROW_PX = 1100
+SIDEBAR_JS = """<script>
+(() => {
+  const root = document.documentElement;
+  if (root.dataset.llSidebarRule) return;  // once per page load (the element may be mounted again)
+  root.dataset.llSidebarRule = "on";
+  const stored = () => { try { return Object.keys(localStorage).filter((k) => k.startsWith("stSidebarCollapsed-")); }
+                         catch (e) { return []; } };
+  const settle = () => { root.dataset.llSidebar = "settled"; };
+  const apply = (tries) => {
+    if (window.innerWidth > NARROW_PX || stored().length) return settle();
+    const bar = document.querySelector('[data-testid="stSidebar"]');
+    const btn = document.querySelector('[data-testid="stSidebarCollapseButton"] button');
+    if (bar && bar.dataset.collapsed === "true") return settle();
+    if (bar && btn) {
+      btn.click();  // Streamlit stores this as the person's choice: forget it (a default, not a choice)
+      try { stored().forEach((k) => localStorage.removeItem(k)); } catch (e) { /* storage blocked */ }
+      return settle();
+    }
+    if (tries > 0) requestAnimationFrame(() => apply(tries - 1)); else settle();
+  };
+  apply(600);
+  let timer;  // Streamlit expands the sidebar again on a resize: collapse it again at a narrow width
+  window.addEventListener("resize", () => { clearTimeout(timer); timer = setTimeout(() => apply(60), 150); });
+})();
+</script>""".replace("NARROW_PX", str(NARROW_PX))
+
+
+def sidebar_rule() -> None:
+    """The sidebar starts collapsed on narrow windows (see :data:`SIDEBAR_JS`); call inside ``st.sidebar``."""
+    st.html(SIDEBAR_JS, unsafe_allow_javascript=True)
 
 
 def show_error(e: BaseException) -> None:

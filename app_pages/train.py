@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import time
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
@@ -10,7 +12,13 @@ import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from builder.data.compat import train_problems
-from builder.entities.run_status import (
+from builder.errors import LayerLabError
+from builder.runs.classes import CLASS_KEY
+from builder.runs.summary import current_run, run_label
+from builder.training.config import TrainConfig
+from builder.training.lineage import baseline_line, baseline_tag
+from builder.training.objectives import has_objective, objective_compat, with_teacher
+from builder.training.run_status import (
     CUT_SHORT,
     ENDED_BY_ERROR,
     ENDED_CLEANLY,
@@ -18,11 +26,6 @@ from builder.entities.run_status import (
     can_resume,
     is_live,
 )
-from builder.errors import LayerLabError
-from builder.runs.classes import CLASS_KEY
-from builder.runs.summary import current_run, run_label
-from builder.training.config import TrainConfig
-from builder.training.objectives import has_objective, objective_compat
 
 ui.page_header("Train", "Set the hyper-parameters and train in the background. Training runs in its own "
                "process: curves update live, and it keeps going when you leave the page, close the tab or "
@@ -44,7 +47,6 @@ def _student_alone(student, ds, config: dict, teacher: str) -> dict:
     """A distillation's baseline, as ``layerlab train --teacher`` trains it: the student without its teacher,
     same settings and seed, on the teacher's split (``split_of``), as a job of its own started beside the
     distilled one; returns the distilled run's tags that name it (its figures are read when it finishes)."""
-    from builder.training.lineage import baseline_tag
 
     alone = student.model_copy(update={"name": f"{student.name or 'untitled'} (student alone)", "training": {
         **{k: v for k, v in (student.training or {}).items() if k in KEPT_KEYS}, "split_of": teacher}})
@@ -60,7 +62,6 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     teacher = config.pop("teacher", None)
     proj = student = ui.project()
     if teacher:  # distillation: the objective is drawn on the canvas (builder.training.objectives.with_teacher)
-        from builder.training.objectives import with_teacher
 
         try:
             proj = with_teacher(proj, teacher)
@@ -276,7 +277,6 @@ FAST_POLL_S, SLOW_POLL_S, FAST_WINDOW_S = 0.5, 2.0, 15.0
 def poll_every(run_id: str, shown: bool = False) -> float:
     """Refresh interval of the live view for ``run_id`` in this session: fast until its first curve point was
     ``shown`` (at most ``FAST_WINDOW_S``), then slow."""
-    import time
 
     now = time.monotonic()
     since = st.session_state.get("ll_fast_poll")
@@ -295,7 +295,7 @@ ICONS = {RunStatus.RUNNING: ":green[:material/play_circle:]", RunStatus.PAUSED: 
 
 def live_view() -> None:
     """The canvas's run: status, controls, progress and curves, read from the run store."""
-    from builder.jobs.queue import queue_position
+    from builder.jobs.queue import queue_position  # lazy: heavy (torch)
 
     rs = ui.store()
     run_id = st.session_state.get("ll_train_run")
@@ -357,9 +357,11 @@ def live_view() -> None:
 
     # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
     cfg = {"displayModeBar": False, "staticPlot": active}
+    if not active:  # an ended run replays: the charts (and boundary) as they stood after the chosen epoch
+        sess = curve_upto(sess, replay_controls(sess, run_id))
     drawn = any(e.get("terms") for e in sess.epochs)  # a drawn objective (GAN, VAE): its loss is its metric
     if drawn:  # what the run makes (samples, reconstructions) first, then its loss terms
-        from app_pages import generative_view
+        from app_pages import generative_view  # lazy: heavy (plotly)
 
         generative_view.render(run, sess.epochs, active, rs)
         c1, c3 = st.columns(2)
@@ -378,7 +380,8 @@ def live_view() -> None:
     if texts:  # a language model: what it writes after each epoch (temperature 0.8, top-k 20)
         st.markdown("**What the model writes after each epoch** (the same prompt, temperature 0.8, top-k 20)")
         for k, text in list(enumerate(texts, start=1))[-5:]:
-            st.caption(f"epoch {k}: {ui.md(text)}")
+            st.caption(f"epoch {k}: {ui.md(' '.join(text.split()))}")  # one line: a sample's newlines and indents
+            # would render as Markdown code blocks
     train_doctor.render(run)  # findings with one-click fixes, curve anomalies naming their nodes
     if sess.steps:
         poll_every(run_id, shown=True)  # a point is on screen: the next refresh switches to the slow interval
@@ -386,19 +389,106 @@ def live_view() -> None:
     if not active:
         if st.session_state.get("ll_polling"):
             st.session_state.ll_polling = False
+            if _quick(run) and len(eps := _epochs(st.session_state.ll_curve)) >= 2:  # watched, over in seconds
+                st.session_state.ll_replay = {"run": run_id, "epoch": eps[0]}  # so it plays back once by itself
             st.rerun()  # leave polling mode (full rerun, so the form's Start button comes back)
         results(run, rs)
+        replay_tick(run_id)
+
+
+# --------------------------------------------------------------------------------------------- replay
+# A first run is over in seconds (the CNN template: ~10 s, one or two chart frames): after it ends, the page
+# plays it back epoch by epoch (curves, decision boundary) from what was recorded; no run is slowed for it.
+REPLAY_FRAME_S, REPLAY_FRAMES = 0.5, 30  # seconds a frame; a long run is played in about this many frames
+
+
+REPLAY_BY_ITSELF_S = 60.0  # a run watched to its end plays back once by itself when it lasted at most this
+
+
+def _quick(run) -> bool:
+    """Whether ``run`` trained for at most :data:`REPLAY_BY_ITSELF_S` (its start and end times)."""
+
+    try:
+        took = dt.datetime.fromisoformat(run.info.finished_at) - dt.datetime.fromisoformat(run.info.started_at)
+    except (TypeError, ValueError):
+        return False
+    return took.total_seconds() <= REPLAY_BY_ITSELF_S
+
+
+def _epochs(sess: Curve) -> list[int]:
+    return sorted({int(e["epoch"]) for e in sess.epochs if e.get("epoch")})
+
+
+def _replay(run_id: str, playing: bool) -> None:
+    eps = _epochs(st.session_state.ll_curve)
+    st.session_state.ll_replay = {"run": run_id, "epoch": eps[0]} if playing else None
+    if not playing:  # the slider stays where the replay stopped
+        st.session_state[f"ll_replay_epoch_{run_id}"] = st.session_state.get("ll_replay_at", eps[-1])
+
+
+def replay_controls(sess: Curve, run_id: str) -> int | None:
+    """Replay of an ended run: a Play button and an epoch slider; returns the epoch the charts show (None: all)."""
+    eps = _epochs(sess)
+    if len(eps) < 2:
+        return None
+    play = st.session_state.get("ll_replay")
+    c = st.columns([1, 5], vertical_alignment="center")
+    if play and play["run"] == run_id:
+        epoch = st.session_state.ll_replay_at = min(play["epoch"], eps[-1])
+        c[0].button("Pause", icon=":material/pause:", key="ll_replay_pause", on_click=_replay, args=(run_id, False),
+                    width="stretch")
+        c[1].progress(eps.index(epoch) / (len(eps) - 1) if epoch in eps else 1.0,
+                      text=f"Replaying the run: epoch {epoch} of {eps[-1]}")
+        return epoch
+    c[0].button("Replay", icon=":material/replay:", key="ll_replay_play", on_click=_replay, args=(run_id, True),
+                width="stretch", help="Watch the run learn again: its curves (and decision boundary) epoch by epoch")
+    key = f"ll_replay_epoch_{run_id}"
+    if st.session_state.get(key) not in eps:  # the last epoch at first; where a replay stopped after one
+        st.session_state[key] = eps[-1]  # (a default value beside a state set by the replay: Streamlit warns)
+    return c[1].select_slider("Epoch shown", eps, key=key, help="The charts as they stood after this epoch")
+
+
+def replay_every(run_id: str) -> float | None:
+    """The view's refresh interval after ``run_id`` ended: one frame while its replay plays, else None."""
+    play = st.session_state.get("ll_replay")
+    return REPLAY_FRAME_S if play and play["run"] == run_id else None
+
+
+def replay_tick(run_id: str) -> None:
+    """After a frame of a playing replay is drawn: move it on to the next frame (the view refreshes every
+    :data:`REPLAY_FRAME_S`); after the last, stop. A full rerun starts and stops the refreshing."""
+    play = st.session_state.get("ll_replay")
+    if not play or play["run"] != run_id:
+        return
+    if st.session_state.get("ll_poll_every") != REPLAY_FRAME_S:
+        st.rerun()  # the view is not refreshing yet: the whole page once, to refresh every frame
+    eps = _epochs(st.session_state.ll_curve)
+    later = [e for e in eps if e > play["epoch"]]
+    if not later:
+        _replay(run_id, False)
+        st.rerun()  # the whole page once, to stop refreshing
+    play["epoch"] = later[min(max(1, len(eps) // REPLAY_FRAMES), len(later)) - 1]
+
+
+def curve_upto(sess: Curve, epoch: int | None) -> Curve:
+    """``sess`` as it stood after ``epoch`` (its epoch records and the steps up to it); ``sess`` when None."""
+    if epoch is None:
+        return sess
+    spe = sess.steps_per_epoch
+    return Curve(sess.run_id, sess.key, steps=[p for p in sess.steps if p[0] <= epoch * spe],
+                 epochs=[e for e in sess.epochs if int(e.get("epoch") or 0) <= epoch], active=False,
+                 _estimate=sess._estimate)
 
 
 def boundary_view(sess: Curve, cfg: dict) -> None:
     """2-D toy datasets: the model's decision boundary with the training points, redrawn every epoch (the job
     stores a grid with each epoch's metrics, see builder.interpret.boundary)."""
-    from builder.interpret.boundary import latest_boundary
+    from builder.interpret.boundary import latest_boundary  # lazy: heavy (torch)
 
     grid, points = latest_boundary(sess.epochs)
     if not grid:
         return
-    from builder.interpret.figures import boundary_figure
+    from builder.interpret.figures import boundary_figure  # lazy: heavy (plotly)
 
     left, right = st.columns([3, 2], gap="medium", vertical_alignment="center")
     left.plotly_chart(boundary_figure(grid, points, height=380), width="stretch", config=cfg,
@@ -426,16 +516,16 @@ def results(run: dict, rs) -> None:
         if run["status"] in CUT_SHORT:
             resumable = ui.can_control(run) and can_resume(run, has_checkpoint=rs.folder(run["id"]).has_checkpoint)
             c = st.columns([3, 1], vertical_alignment="center")
-            c[0].info("Training was stopped before its last epoch. Resume it from its last checkpoint, or start a "
-                      "new run below." if resumable else "Training was stopped. Start a new run below.",
+            by = f" by {ui.md(run.stopped_by)}" if run.stopped_by else ""  # a teacher's or an admin's stop says so
+            c[0].info(f"Training was stopped{by} before its last epoch. Resume it from its last checkpoint, or start a "
+                      "new run below." if resumable else f"Training was stopped{by}. Start a new run below.",
                       icon=":material/pause_circle:")
             if resumable:
                 c[1].button("Resume", type="primary", icon=":material/play_arrow:", key="ll_train_resume",
                             on_click=_resume, args=(run["id"],), width="stretch")
         return
     st.subheader("Test results")
-    from builder.runs.summary import baseline_tags
-    from builder.training.lineage import baseline_line
+    from builder.runs.summary import baseline_tags  # lazy: heavy (sqlalchemy)
 
     if line := baseline_line(baseline_tags(ui.store(), run), test):  # a distilled run beside its student alone
         st.info(ui.md(line), icon=":material/compare_arrows:")
@@ -455,7 +545,7 @@ def results(run: dict, rs) -> None:
                           key="ll_fig_cm")
         with left:
             tips.tip("confusion")
-        import pandas as pd
+        import pandas as pd  # lazy: heavy (pandas)
         rows = [{"class": name, "precision": v["precision"], "recall": v["recall"], "f1": v["f1"],
                  "support": v["support"]} for name, v in (test.get("per_class") or {}).items()]
         with right:
@@ -530,12 +620,13 @@ if mode == "Cross-validate":
     crossval_mode.render(ds, spec, problems)
     st.stop()
 
+train_doctor.applied_notice()  # what the doctor's last fix changed, with Undo
 if current is not None:
     st.subheader("Progress")
     st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current))}")
     if active:
         st.session_state.ll_polling = True
-    every = st.session_state.ll_poll_every = poll_every(current["id"]) if active else None
+    every = st.session_state.ll_poll_every = poll_every(current["id"]) if active else replay_every(current["id"])
     st.fragment(run_every=every)(live_view)()
     if ds is not None:
         # different labels so the expander opens again when a run ends (Streamlit keeps expander state)

@@ -1,5 +1,5 @@
-"""Train › training doctor: the findings of the canvas's run, each with a one-click fix (undoable from the
-sidebar's Undo replace), and the anomalies of its curves with links to the nodes involved on the canvas.
+"""Train › training doctor: the findings of the canvas's run, each with a one-click fix (what it changed is shown
+with Undo; the sidebar's Undo replace works too), and the anomalies of its curves with links to the nodes involved on the canvas.
 
 The page asks :func:`builder.interpret.doctor.run_findings` and applies a fix with
 :func:`builder.interpret.doctor.apply_fix`; nothing here reads a run file or runs a model.
@@ -17,20 +17,43 @@ ICON = {"bad": ":material/error:", "warn": ":material/warning:"}
 GOTO_KEY = "ll_doctor_goto"
 
 
-def _apply(action: dict, node: str) -> None:
-    """Apply a finding's fix to the canvas project; the project before it is kept for Undo replace."""
-    from builder.interpret.doctor import apply_fix, fix_label
+APPLIED_KEY = "ll_doctor_applied"  # the fix applied last: what changed, shown with Undo until the next one
 
+
+def _apply(action: dict, node: str) -> None:
+    """Apply a finding's fix to the canvas project; the project before it is kept for Undo (here and Undo replace)."""
+    from builder.interpret.doctor import apply_fix, fix_change  # lazy: heavy (torch)
+
+    before = ui.project_with_data()
     try:
-        fixed = apply_fix(ui.project_with_data(), action)
+        fixed = apply_fix(before, action)
     except LayerLabError as e:
         ui.flash(f"The fix could not be applied: {e}")
         return
-    owners.push_history(ui.workspace(), ui.owner(), ui.project_with_data())
-    ui.set_project(fixed.model_copy(update={"dataset": ui.project().dataset}),
-                   flash=f"Applied the fix for {node}: {fix_label(action)}. Undo it with Undo replace in the sidebar; "
-                         "train again to see its effect.")
+    owners.push_history(ui.workspace(), ui.owner(), before)
+    ui.set_project(fixed.model_copy(update={"dataset": ui.project().dataset}))
     ui.autosave()
+    st.session_state[APPLIED_KEY] = {"node": node, "change": fix_change(before, fixed, action)}
+
+
+def _undo() -> None:
+    """Take the applied fix back (the project before it, from the replace history)."""
+    st.session_state.pop(APPLIED_KEY, None)
+    ui.undo_replace()
+
+
+def applied_notice() -> None:
+    """What the last Apply changed on the canvas, with Undo (shown until Undo or the next fix): the Train page shows
+    it above its run, since a fix to the graph leaves the canvas without a run of its own."""
+    done = st.session_state.get(APPLIED_KEY)
+    if not done:
+        return
+    with st.container(border=True, key="ll_doctor_applied"):
+        c = st.columns([6, 1], vertical_alignment="center")
+        c[0].success(ui.md(f"Applied the doctor's fix: {done['change']}. The canvas has it now; train "
+                           "again to see its effect."), icon=":material/check_circle:")
+        c[1].button("Undo", key="ll_doc_undo", icon=":material/undo:", on_click=_undo, width="stretch",
+                    help="Bring back the project as it was before this fix")
 
 
 def _show_node(node: str) -> None:
@@ -40,7 +63,7 @@ def _show_node(node: str) -> None:
 
 def render(run: dict) -> None:
     """The doctor's box for one run (nothing when the run recorded no health samples and its curves are fine)."""
-    from builder.interpret.doctor import fix_label, run_findings
+    from builder.interpret.doctor import fix_label, run_findings  # lazy: heavy (torch)
 
     if st.session_state.pop(GOTO_KEY, False):
         st.switch_page(nav.BUILD)  # a node link: the Build page with that node selected
@@ -69,7 +92,7 @@ def render(run: dict) -> None:
         for j, f in enumerate(findings):
             c = st.columns([6, 1], vertical_alignment="center")
             c[0].markdown(f"{ICON.get(f['level'], ICON['warn'])} **{ui.md(f['node'])}** · {ui.md(f['message'])}")
-            if f.get("action"):
-                c[1].button("Apply", key=f"ll_doc_fix_{j}", icon=":material/build:", on_click=_apply,
-                            args=(f["action"], f["node"]), help=ui.md(fix_label(f["action"]).capitalize()),
-                            width="stretch")
+            if f.get("action") and c[1].button("Apply", key=f"ll_doc_fix_{j}", icon=":material/build:",
+                                                help=ui.md(fix_label(f["action"]).capitalize()), width="stretch"):
+                _apply(f["action"], f["node"])
+                st.rerun()  # the whole page (this box runs in the live view's fragment): the notice shows above

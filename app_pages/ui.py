@@ -8,7 +8,10 @@ processes (:mod:`builder.jobs.queue`); pages read the run store.
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
+import time
 
 import streamlit as st
 
@@ -47,12 +50,18 @@ from app_pages.state import (
     with_edge_ids,
     workspace,
 )
-from app_pages.style import LOGO, md, show_error, style
+from app_pages.style import LOGO, md, show_error, sidebar_rule, style
 from app_pages.style import page_header as _header
-from builder.entities.run_status import is_final, is_live, live_label
+from app_pages.tips import tips_toggle
+from builder.data import DatasetSource, list_datasets, load_dataset
+from builder.data.sources import check_project
+from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
 from builder.runs.record import Run
+from builder.training.lineage import child_options
+from builder.training.run_status import is_final, is_live, live_label
+from builder.training.threads import torch_threads as _job_threads
 
 APP_NAME = "LayerLab"
 
@@ -67,7 +76,6 @@ def page_header(title: str, subtitle: str) -> None:
 # ----------------------------------------------------------------------------------------- sidebar
 def sidebar() -> None:
     """Project name and new / open / save / undo, shown on every page."""
-    import base64
 
     st.logo("data:image/svg+xml;base64," + base64.b64encode(LOGO.encode()).decode(), size="large")
     with st.sidebar:
@@ -83,8 +91,6 @@ def sidebar() -> None:
                               help="A LayerLab project file (.json)")
         if up is not None:
             try:
-                from builder.data.sources import check_project
-
                 opened = check_project(builder.load_project(up.getvalue()), uploads())  # no server paths
             except LayerLabError as e:
                 st.error(f"Cannot open {md(up.name)}: {md(e)}")
@@ -101,9 +107,9 @@ def sidebar() -> None:
                          help="Follow them on the Train and Runs pages", icon=":material/model_training:")
         st.caption("Runs of everyone are shown (shared mode)" if shared_runs() else
                    "Your projects and runs are kept for this browser")
-        from app_pages.tips import tips_toggle
 
         tips_toggle()
+        sidebar_rule()
 
 
 def _rename_project(key: str) -> None:
@@ -138,7 +144,6 @@ def dataset_spec() -> dict:
             name = src["name"]
         if name:
             break
-    from builder.data import list_datasets
     known = {d["name"] for d in list_datasets()}
     return {"kind": "builtin", "name": name if name in known else "digits", "options": {}}
 
@@ -161,8 +166,7 @@ def load_spec(spec: dict):
 
 def uploads():
     """This owner's upload folder as the data stage resolves upload ids in it (:mod:`builder.data.uploads`)."""
-    from builder.data.uploads import UploadFolder
-    from builder.runs.owners import upload_dir
+    from builder.runs.owners import upload_dir  # lazy: heavy (sqlalchemy)
 
     return UploadFolder(upload_dir(workspace(), owner()))
 
@@ -170,7 +174,6 @@ def uploads():
 def open_spec(spec: dict):
     """Load a dataset spec without touching session state (also used from training threads): a built-in, or one
     of this owner's uploads by its id; a path in the spec is refused (:func:`builder.data.sources.check_content`)."""
-    from builder.data import DatasetSource, load_dataset
 
     folder = uploads()
     return load_dataset(DatasetSource.from_spec(spec, folder), uploads=folder)
@@ -185,13 +188,13 @@ def save_upload(name: str, data: bytes) -> str:
 # ------------------------------------------------------------------------------------------ run store
 def store():
     """The workspace's :class:`builder.runs.store.RunStore` (opened per call; SQLite connections are per call)."""
-    from builder.runs.store import RunStore
+    from builder.runs.store import RunStore  # lazy: heavy (sqlalchemy)
 
     return RunStore(workspace(), actor=actor())
 
 
 def visible_runs(rs=None, **kw) -> list[Run]:
-    """The runs this session may read (:meth:`RunStore.list_runs` asks :mod:`builder.access`), newest first
+    """The runs this session may read (:meth:`RunStore.list_runs` asks :mod:`builder.data.access`), newest first
     (listed records: no project; :func:`get_run` reads one in full)."""
     rs = rs or store()
     return rs.list_runs(**{"limit": 500, **kw})
@@ -214,7 +217,7 @@ def live_runs() -> list[dict]:
 
 def run_summary(rs, run: dict) -> dict:
     """Extra columns for a run (:func:`builder.runs.summary.run_overview`), cached per session once it ended."""
-    from builder.runs.summary import run_overview
+    from builder.runs.summary import run_overview  # lazy: heavy (sqlalchemy)
 
     cache = st.session_state.setdefault("ll_run_extra", {})
     key = (run["id"], run.get("status"), run.get("epochs_done"))
@@ -246,9 +249,8 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
     Raises:
         LayerLabError: bad settings, an unknown run, another owner's run, a run still live.
     """
-    from builder.interpret.boundary import supports
-    from builder.jobs.queue import JobSpec, submit
-    from builder.training.lineage import child_options
+    from builder.interpret.boundary import supports  # lazy: heavy (torch)
+    from builder.jobs.queue import JobSpec, submit  # lazy: heavy (torch)
 
     rs = store()
     callbacks = ["live_attributions"] if live else []
@@ -272,7 +274,7 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
 
 def control_job(run_id: str, action: str) -> None:
     """Pause, resume or stop one of this owner's jobs (through the store). Raises RunStoreError."""
-    from builder.jobs.queue import request
+    from builder.jobs.queue import request  # lazy: heavy (torch)
 
     rs = store()
     run = get_run(run_id, rs)
@@ -282,10 +284,9 @@ def control_job(run_id: str, action: str) -> None:
 
 
 def torch_threads() -> int:
-    """Torch threads a training job uses (:func:`builder.process.threads.torch_threads`)."""
-    from builder.process.threads import torch_threads as n
+    """Torch threads a training job uses (:func:`builder.training.threads.torch_threads`)."""
 
-    return n()
+    return _job_threads()
 
 
 def run_from_url(page: str, ids: list[str], missing: str = "No run {run} of yours in this workspace.") -> str | None:
@@ -315,8 +316,6 @@ def warm_up(delay_s: float = 1.5) -> None:
     figures, the jobs module) in a background thread that starts ``delay_s`` after the first page ran, and
     start the workspace's job launcher (:func:`builder.jobs.queue.warm_launcher`): off the request path, so
     Data/Train/Explain open fast and the first training job starts warm, without slowing the first visit."""
-    import threading
-    import time
 
     if _WARM:
         return
@@ -324,16 +323,16 @@ def warm_up(delay_s: float = 1.5) -> None:
     def work() -> None:
         time.sleep(delay_s)
         try:
-            from streamlit import runtime
+            from streamlit import runtime  # lazy: warm-up (imported in the background)
 
             if runtime.exists():  # a real server (not AppTest): the first Start then forks a warm job process
-                from builder.jobs.queue import warm_launcher
+                from builder.jobs.warm import warm_launcher  # lazy: heavy (torch)
 
                 warm_launcher(workspace())
-            from builder import data as _data  # noqa: F401
-            from builder.interpret import attributions as _explain  # noqa: F401  (Captum)
-            from builder.interpret import figures as _figures  # noqa: F401  (plotly figures)
-            from builder.jobs import queue as _jobs  # noqa: F401
+            from builder import data as _data  # noqa: F401  # lazy: warm-up (imported in the background)
+            from builder.interpret import attributions as _explain  # noqa: F401  (Captum)  # lazy: heavy (torch)
+            from builder.interpret import figures as _figures  # noqa: F401  (plotly figures)  # lazy: heavy (plotly)
+            from builder.jobs import queue as _jobs  # noqa: F401  # lazy: heavy (torch)
         except Exception:  # warming up is an optimisation only
             pass
 
@@ -344,7 +343,7 @@ def warm_up(delay_s: float = 1.5) -> None:
 
 def device_options() -> list[tuple[str, str]]:
     """(value, label) pairs for the device picker (:func:`builder.runs.summary.device_options`)."""
-    from builder.runs.summary import device_options as opts
+    from builder.runs.summary import device_options as opts  # lazy: heavy (sqlalchemy)
 
     return opts()
 

@@ -118,7 +118,7 @@ def wait_finished(page, timeout: float = 600, pid: int | None = None) -> dict[st
 
 
 def epoch_rates(workspace: Path, run_id: str) -> list[float]:
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.runs.store import RunStore
 
     eps = RunStore(workspace, actor=SYSTEM).metrics(run_id, "epoch")
@@ -131,8 +131,8 @@ sys.path.insert(0, sys.argv[3])
 from app_pages.ui import torch_threads
 torch.set_num_threads(torch_threads())
 import builder
-from builder.training.pipeline import run_training
-from builder.access import SYSTEM
+from builder.runs.pipeline import run_training
+from builder.data.access import SYSTEM
 from builder.runs.store import RunStore
 res = run_training(builder.load_template("cnn"), "digits", {"epochs": int(sys.argv[2])}, store=RunStore(sys.argv[1], actor=SYSTEM))
 eps = RunStore(sys.argv[1], actor=SYSTEM).metrics(res.run_id, "epoch")

@@ -8,7 +8,7 @@ fake GPU nodes (makespan against the ideal, waiting time per owner).
 2. Control polls/s: N writers read their run's control row (``RunStore.take_control``) as fast as they can;
    how many jobs one PostgreSQL server serves at a poll every 0.2 s / 1 s.
 3. Scheduling: 200 jobs (1-8 per owner, 50 owners, sleeping 0.5-1.5 s: the queue and Ray are measured, not
-   training) submitted through :func:`builder.runs.jobs.submit` (quotas, records) to the Ray executor; makespan
+   training) submitted through :func:`builder.jobs.queue.submit` (quotas, records) to the Ray executor; makespan
    ÷ ideal (GPU-seconds of work ÷ GPUs), and waits (start - submit): max ÷ median, and the spread of owners' mean
    waits.
 
@@ -41,7 +41,7 @@ def _worker(url: str | None, ws: str, mode: str, seconds: float, threads: int, b
 
     if url:
         os.environ["LAYERLAB_DB_URL"] = url
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.runs.store import RunStore, _new_id
 
     store = RunStore(ws, actor=SYSTEM, mark_interrupted=False)
@@ -75,7 +75,7 @@ def store_rate(url: str | None, writers: int, mode: str, seconds: float) -> floa
         os.environ["LAYERLAB_DB_URL"] = url
     else:
         os.environ.pop("LAYERLAB_DB_URL", None)
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.runs.store import RunStore
 
     RunStore(ws, actor=SYSTEM)  # schema made once, before the writers start
@@ -94,7 +94,7 @@ def _bench_task(workspace: str, run_id: str, env: dict) -> int:
     """Stands in for a training job on a node: running, sleep its tagged seconds, finished (store writes as a
     job makes them at its start and end)."""
     os.environ.update(env)
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.runs.store import RunStore
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
@@ -111,7 +111,7 @@ def schedule(url: str, n_jobs: int, owners: int, gpu_nodes: int) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.graph.templates import load_template
     from builder.jobs import executors
     from builder.jobs import queue as jobs

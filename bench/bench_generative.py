@@ -26,9 +26,9 @@ from builder import load_template
 from builder.data import fit_dataset, load_dataset
 from builder.graph.compile import compile_graph, module_names
 from builder.graph.project import Edge, Graph, Node
+from builder.runs.pipeline import build_model, prepare
 from builder.training.config import TrainConfig
 from builder.training.multi import ObjectiveTrainer
-from builder.training.pipeline import build_model, prepare
 from builder.training.trainer import Trainer
 
 

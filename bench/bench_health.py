@@ -24,9 +24,9 @@ import torch  # noqa: E402
 
 import builder  # noqa: E402
 from builder.interpret.doctor import diagnose  # noqa: E402
+from builder.runs.pipeline import build_model, prepare  # noqa: E402
 from builder.training.config import HEALTH_EVERY  # noqa: E402
 from builder.training.health import HealthMonitor  # noqa: E402
-from builder.training.pipeline import build_model, prepare  # noqa: E402
 from builder.training.trainer import Trainer  # noqa: E402
 
 

@@ -37,16 +37,16 @@ SECTION = "## Jobs (issue 8)"
 
 
 def rates(ws: Path, run_id: str) -> list[float]:
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.runs.store import RunStore
 
     return [e["samples_per_s"] for e in RunStore(ws, actor=SYSTEM).metrics(run_id, "epoch")[1:] if e.get("samples_per_s")]
 
 
 def headless_job(ws: Path, epochs: int, owner: str) -> str:
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.graph.templates import load_template
-    from builder.runs.jobs import JobSpec, submit, wait
+    from builder.jobs.queue import JobSpec, submit, wait
     from builder.runs.store import RunStore
 
     store = RunStore(ws, actor=SYSTEM)
@@ -66,8 +66,8 @@ def page_job(page, ws: Path, epochs: int) -> tuple[str, float]:
     """Start on the Train page; returns (run id, seconds from the click to the first curve point)."""
     import re
 
-    from builder.access import SYSTEM
-    from builder.runs.jobs import wait
+    from builder.data.access import SYSTEM
+    from builder.jobs.queue import wait
     from builder.runs.store import RunStore
 
     goto_page(page, "Train")
@@ -93,8 +93,8 @@ def reload_to_live(page, ws: Path, epochs: int) -> float:
     """Start a long run, reload the Train page, time until that run's curve shows again; stop it."""
     import re
 
-    from builder.access import SYSTEM
-    from builder.runs.jobs import request, wait
+    from builder.data.access import SYSTEM
+    from builder.jobs.queue import request, wait
     from builder.runs.store import RunStore
 
     goto_page(page, "Train")
@@ -172,7 +172,7 @@ def write_results(res: dict) -> None:
 
 `PYTHONPATH=$PWD python bench/bench_jobs.py --rounds {res['rounds']} --epochs {res['epochs']}` on a {res['cores']}-core
 machine shared with other work (1-minute load average {res['load']:.1f} at the end). Each training run is its own
-process (`builder.runs.jobs`); the Train page reads the run store every 0.5 s. CNN template on digits, medians of
+process (`builder.jobs.queue`); the Train page reads the run store every 0.5 s. CNN template on digits, medians of
 interleaved rounds.
 
 | measure | value | target |

@@ -66,10 +66,10 @@ def bench_import(repeats: int) -> None:
 
 def bench_int8() -> None:
     import builder
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.interchange.onnx_export import quantize_run
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
 
     cases = [("mlp", "moons", 30), ("cnn", "digits", 10), ("lstm", "sequence", 8)]
     print("Dynamic int8 (onnxruntime.quantization), test split scored with onnxruntime")

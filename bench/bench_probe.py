@@ -1,7 +1,7 @@
 """Latency the model probe adds to the Explain page (issue 21), CPU.
 
 For a trained run per template (MLP on moons, CNN on digits), the same questions are asked of an in-process
-:class:`~builder.interpret.session.ExplainSession` and of a :class:`~builder.interpret.probe.ProbeSession`
+:class:`~builder.interpret.session.ExplainSession` and of a :class:`~builder.jobs.probe.ProbeSession`
 (the sandboxed child):
 
 1. first question: starting the child (fresh interpreter, torch + Captum imported, limits set) and opening the
@@ -29,11 +29,11 @@ import warnings
 os.environ.setdefault("LAYERLAB_TORCH_THREADS", "1")
 
 import builder  # noqa: E402
-from builder.access import SYSTEM  # noqa: E402
-from builder.interpret.probe import ModelProbe, ProbeSession  # noqa: E402
+from builder.data.access import SYSTEM  # noqa: E402
 from builder.interpret.session import ExplainSession, open_run, run_graph  # noqa: E402
+from builder.jobs.probe import ModelProbe, ProbeSession  # noqa: E402
+from builder.runs.pipeline import run_training  # noqa: E402
 from builder.runs.store import RunStore  # noqa: E402
-from builder.training.pipeline import run_training  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

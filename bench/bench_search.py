@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from results import write_section  # noqa: E402  (bench/results.py)
 
-from builder.access import SYSTEM  # noqa: E402
+from builder.data.access import SYSTEM  # noqa: E402
 from builder.graph.templates import load_template  # noqa: E402
-from builder.runs import jobs  # noqa: E402
+from builder.jobs import queue as jobs  # noqa: E402
 from builder.runs.store import RunStore  # noqa: E402
 from builder.search import StudyRunner, StudySettings  # noqa: E402
 

@@ -80,6 +80,7 @@ def main() -> None:
         browser = launch_chromium(p)
         for r in range(args.rounds):
             ws = tempfile.mkdtemp(prefix="ll-bench-")
+            load0 = os.getloadavg()[0]
             t0 = time.perf_counter()
             with StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": ws}) as srv:
                 server_up.append(time.perf_counter() - t0)
@@ -88,13 +89,17 @@ def main() -> None:
                 time.sleep(args.settle)  # a bench may wait a fixed time: the warm-up has finished by then
                 settled.append(visit(browser, srv.url, args.path))
             print(f"round {r + 1}: server healthy {server_up[-1]:.2f} s, cold visit {cold[-1]:.2f} s, "
-                  f"warm visit {warm[-1]:.2f} s, settled visit {settled[-1]:.2f} s")
+                  f"warm visit {warm[-1]:.2f} s, settled visit {settled[-1]:.2f} s "
+                  f"(1-min load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
         browser.close()
     med = statistics.median
     print(f"median over {args.rounds} rounds: server healthy {med(server_up):.2f} s · cold first visit to a "
           f"visible canvas {med(cold):.2f} s · warm (new session, during the warm-up) {med(warm):.2f} s · "
           f"settled (new session {args.settle:g} s later) {med(settled):.2f} s · cold/warm "
           f"{med(c / w for c, w in zip(cold, warm)):.1f}x · machine load {os.getloadavg()[0]:.1f}")
+    spread = ", ".join(f"{name} {min(v):.2f}-{max(v):.2f} s" for name, v in
+                       (("server", server_up), ("cold", cold), ("warm", warm), ("settled", settled)))
+    print(f"spread (min-max over {args.rounds} rounds): {spread}")
 
 
 if __name__ == "__main__":

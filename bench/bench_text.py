@@ -32,8 +32,9 @@ import torch
 
 from builder import load_template
 from builder.data.text import decode, load_tokenizer
-from builder.graph.project import Edge, Graph, Node, Project
-from builder.training.pipeline import build_model, prepare
+from builder.graph.architectures import build as build_architecture
+from builder.graph.project import Project
+from builder.runs.pipeline import build_model, prepare
 from builder.training.trainer import Trainer
 
 
@@ -67,12 +68,7 @@ def sentiment() -> list[str]:
 
 
 def _lstm_lm(vocab: int, length: int) -> Project:
-    nodes = [Node(id="tokens", type="Input", params={"shape": [length], "modality": "tokens", "vocab_size": vocab}),
-             Node(id="embed", type="Embedding", params={"embedding_dim": 64}),
-             Node(id="lstm", type="LSTM", params={"hidden_size": 128, "output_mode": "all"}),
-             Node(id="head", type="Linear", params={"out_features": vocab})]
-    return Project(name="lm", graph=Graph(nodes=nodes, edges=[Edge(source=a.id, target=b.id)
-                                                              for a, b in zip(nodes, nodes[1:])]))
+    return build_architecture("lstm_lm", seq_len=length, vocab=vocab, embed=64, hidden=128)
 
 
 def language_model(epochs: int) -> list[str]:

@@ -36,9 +36,9 @@ from results import write_section  # noqa: E402  (bench/results.py)
 
 from builder.data import load_dataset  # noqa: E402
 from builder.graph.templates import load_template  # noqa: E402
+from builder.runs.pipeline import build_model, run_training  # noqa: E402
 from builder.training.callbacks import ChannelsLast  # noqa: E402
 from builder.training.config import TrainConfig  # noqa: E402
-from builder.training.pipeline import build_model, run_training  # noqa: E402
 from builder.training.trainer import Trainer, build_optimizer  # noqa: E402
 
 SECTION = "## Training (issue 3)"

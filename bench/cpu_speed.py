@@ -11,10 +11,10 @@ batch 64), the cnn template's architecture written by hand, Adam 3e-3, 30 epochs
   real run has) ÷ the tutorial's 30-epoch loop, and the bare loop over the trainer's own model and choices
   (:func:`bare_seconds`, the floor: what the same steps cost without validation, curves and checkpoints), with
   the thread count each would use (the trainer:
-  :func:`builder.runs.jobs.torch_threads`; the tutorial: torch's default, and also one thread), each measured in
+  :func:`builder.jobs.queue.torch_threads`; the tutorial: torch's default, and also one thread), each measured in
   a fresh process after a 2-epoch warm-up (``--one KIND``), interleaved;
 * ``--threads-rule``: seconds per training step of the templates (and a wider conv) at 1 and at every core,
-  next to their multiply-adds per batch, the measurements behind :data:`builder.runs.jobs.THREADS_MACS_PER_CORE`.
+  next to their multiply-adds per batch, the measurements behind :data:`builder.jobs.queue.THREADS_MACS_PER_CORE`.
 
 Medians of ``--repeats`` interleaved rounds after a warm-up, each with its p10-p90 spread; a ratio is the median
 (and p10-p90) of the per-round ratios. The machine's load average before and after is printed (other processes
@@ -119,9 +119,9 @@ def whole(repeats: int) -> tuple[list[float], list[float], list[float]]:
 
 def trainer_seconds(epochs: int = EPOCHS, **extra) -> float:
     """Seconds of ``Trainer.fit`` over the cnn template on digits (30 epochs, early stopping off), with a run
-    folder as a real run has; the trainer picks its threads (:func:`builder.runs.jobs.torch_threads`)."""
+    folder as a real run has; the trainer picks its threads (:func:`builder.jobs.queue.torch_threads`)."""
     import builder
-    from builder.training.pipeline import build_model, prepare
+    from builder.runs.pipeline import build_model, prepare
     from builder.training.trainer import Trainer
 
     project, ds, cfg, report = prepare(builder.load_template("cnn"), "digits",
@@ -140,9 +140,9 @@ def bare_seconds(epochs: int = EPOCHS) -> float:
     import torch
 
     import builder
-    from builder.runs.jobs import torch_threads
+    from builder.jobs.queue import torch_threads
+    from builder.runs.pipeline import build_model, prepare
     from builder.training.callbacks import ChannelsLast
-    from builder.training.pipeline import build_model, prepare
     from builder.training.trainer import build_optimizer
 
     project, ds, cfg, report = prepare(builder.load_template("cnn"), "digits",
@@ -250,7 +250,7 @@ def threads_rule(repeats: int) -> None:
 
     import builder
     from builder.graph.cost import node_costs, total_macs
-    from builder.training.pipeline import build_model, prepare
+    from builder.runs.pipeline import build_model, prepare
 
     cores = os.cpu_count() or 1
     threads = [1, cores]

@@ -1,8 +1,8 @@
 """GPU jobs that share, and how close the trainer comes to the compute-only step rate (issue 20).
 
 1. ``share``: ``--jobs`` N (16) digits cnn jobs submitted at once through the real job machinery
-   (:func:`builder.runs.jobs.submit`: a workspace, the warm launcher, slots claimed by GPU memory with
-   :mod:`builder.runs.gpus`), ``--epochs`` each (15); prints the makespan ÷ one job alone, and the GPU of each job.
+   (:func:`builder.jobs.queue.submit`: a workspace, the warm launcher, slots claimed by GPU memory with
+   :mod:`builder.training.gpus`), ``--epochs`` each (15); prints the makespan ÷ one job alone, and the GPU of each job.
 2. ``rate``: a ResNet-18-like graph (``builder.graph.architectures.build("resnet18")`` when present, else the resnet
    template widened to 3×32×32) on synthetic 32×32 images (``--images``): images/s of ``Trainer.fit``
    end to end (epoch events' samples/s, the first epoch left out) ÷ the compute-only rate (the same model, batch,
@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _submit_all(ws: Path, n: int, epochs: int) -> tuple[float, dict]:
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.graph.templates import load_template
-    from builder.runs import jobs
+    from builder.jobs import queue as jobs
     from builder.runs.store import RunStore
 
     store = RunStore(ws, actor=SYSTEM)
@@ -48,7 +48,8 @@ def _submit_all(ws: Path, n: int, epochs: int) -> tuple[float, dict]:
 
 def share(n: int, epochs: int) -> None:
     """Makespan of ``n`` concurrent jobs ÷ one job alone (the launcher warmed first, fresh workspaces)."""
-    from builder.runs import jobs
+    from builder.jobs import queue as jobs
+    from builder.jobs import warm
 
     print(f"job limit {jobs.max_jobs()}, GPUs {[(g.index, round(g.free / 2**30, 1)) for g in jobs.GPU_QUERY()]}",
           flush=True)
@@ -57,7 +58,7 @@ def share(n: int, epochs: int) -> None:
         ws.mkdir()
         _submit_all(ws, 1, 1)  # starts the warm launcher (its first job is launched cold)
         for _ in range(300):
-            if jobs._launcher_up(ws) and not jobs._launcher_starting(ws):
+            if warm._launcher_up(ws) and not warm._launcher_starting(ws):
                 break
             time.sleep(0.1)
         one, env1 = _submit_all(ws, 1, epochs)
@@ -95,8 +96,8 @@ def rate(images: int, batch: int, epochs: int, quick: bool) -> None:
     import torch
 
     from builder.data.splits import Dataset, Split
+    from builder.runs.pipeline import build_model
     from builder.training.config import amp_dtype, resolve_device
-    from builder.training.pipeline import build_model
     from builder.training.trainer import Trainer, build_optimizer
 
     graph, info = _resnet_graph(quick)

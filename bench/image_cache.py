@@ -84,7 +84,7 @@ def dataloader_rate(folder: Path, epochs: int) -> float:
     import torch
     from PIL import Image
 
-    from builder.training.pipeline import build_model, prepare
+    from builder.runs.pipeline import build_model, prepare
 
     files = sorted(folder.rglob("*.png"))
     labels = [int(f.parent.name[5:]) for f in files]

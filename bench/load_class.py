@@ -1,5 +1,5 @@
 """A class on one server under load (issue 22): N simulated students each submit a small training job through
-builder.runs.jobs (the path the Train page takes) within a short window, with quotas on, while the pages' store
+builder.jobs.queue (the path the Train page takes) within a short window, with quotas on, while the pages' store
 reads are timed server-side.
 
 What it reports:
@@ -61,13 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_TEACHERS": TEACHER, "LAYERLAB_ADMINS": "",
                        "LAYERLAB_QUOTA_RUNNING": "1", "LAYERLAB_QUOTA_QUEUED": "",
                        "LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_LAUNCHER_IDLE_S": "30"})
-    from builder.access import SYSTEM
+    from builder.admin import housekeeping
+    from builder.data.access import SYSTEM
     from builder.graph.templates import load_template
-    from builder.runs import classes, housekeeping, jobs, quotas
-    from builder.runs.jobs import JobSpec, submit
-    from builder.runs.quotas import QuotaError
-    from builder.runs.status import is_final, is_live
+    from builder.jobs import queue as jobs
+    from builder.jobs import quotas, warm
+    from builder.jobs.queue import JobSpec, submit
+    from builder.jobs.quotas import QuotaError
+    from builder.runs import classes
     from builder.runs.store import RunStore
+    from builder.training.run_status import is_final, is_live
 
     store = RunStore(ws, actor=SYSTEM)
     project = load_template("mlp")
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         classes.join_class(ws, cls["code"], s)
     cls = classes.get_class(ws, cls["id"])
     spec = project.model_dump(mode="json")
-    jobs.warm_launcher(ws)  # as the app's warm-up does
+    warm.warm_launcher(ws)  # as the app's warm-up does
     time.sleep(3.0)
 
     submitted: dict[str, float] = {}  # run id -> when submit returned
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
              f"Machine: {machine}; {jobs.max_jobs()} job(s) at a time (`LAYERLAB_MAX_JOBS` unset: cores − 1), one "
              "torch thread per job, the warm launcher. "
              f"{args.students} students joined one class; each submitted one job (MLP template, moons, "
-             f"{args.epochs} epochs, CPU) through `builder.runs.jobs.submit` at a random moment within "
+             f"{args.epochs} epochs, CPU) through `builder.jobs.queue.submit` at a random moment within "
              f"{args.window:g} s; {len(greedy)} of them fired three submits at once from three threads. Quotas "
              "`running=1` (one live job each, queued or running). The page reads below run back to back in one "
              f"thread of the submitting process (a core's worth of reads while the jobs train on the other). "

@@ -9,6 +9,8 @@ Public API::
     builder.export_python(graph) -> str
 """
 
+from importlib import import_module as _import_module
+
 from builder._moved import install as _install_moved
 from builder.errors import (
     BudgetError,
@@ -72,9 +74,7 @@ __all__ += list(_LAZY)
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        module = _import_module(f".{_LAZY[name]}", __name__)
         # `builder.explain` is the module builder.interpret.attributions, which is callable as the function
         return module if name == "explain" else getattr(module, name)
     raise AttributeError(f"module 'builder' has no attribute {name!r}")

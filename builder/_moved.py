@@ -53,12 +53,12 @@ MOVED: dict[str, str] = {
     "builder.cli_train": "builder.cli.train",
     "builder.cli_search": "builder.cli.search",
     # one-way data flow (issue 30): each module in the stage its imports put it in
-    "builder.runs.status": "builder.entities.run_status",
-    "builder.runs.folder": "builder.entities.run_folder",
+    "builder.runs.status": "builder.training.run_status",
+    "builder.runs.folder": "builder.training.run_folder",
     "builder.runs.launcher": "builder.process.launcher",
     "builder.runs.sandbox": "builder.process.sandbox",
-    "builder.runs.threads": "builder.process.threads",
-    "builder.runs.gpus": "builder.process.gpus",
+    "builder.runs.threads": "builder.training.threads",
+    "builder.runs.gpus": "builder.training.gpus",
     "builder.training.pipeline": "builder.runs.pipeline",
     "builder.training.crossval": "builder.runs.crossval",
     "builder.runs.tracking": "builder.tracking",
@@ -68,6 +68,9 @@ MOVED: dict[str, str] = {
     "builder.interpret.probe": "builder.jobs.probe",
     "builder.interpret.probe_child": "builder.jobs.probe_child",
     "builder.interpret.probe_wire": "builder.jobs.probe_wire",
+    # leaves that only stages read live in the lowest stage that reads them (nothing below a stage but errors/escape)
+    "builder.disk": "builder.data.disk",
+    "builder.access": "builder.data.access",
     "builder.runs.housekeeping": "builder.admin.housekeeping",
     "builder.runs.owner_migration": "builder.admin.owner_migration",
 }
@@ -113,6 +116,7 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
     "builder.training.generative": {"vae_probe": "builder.interpret.run_views"},
     "builder.data.drift": {"drift_run": "builder.interpret.run_views"},
     "builder.runs.classes": {"evaluate_holdout": "builder.interpret.run_views"},
+    "builder.process.launcher": {"pid_alive": "builder.training.run_status"},
 }
 
 

@@ -87,13 +87,13 @@ class StaleProjectError(RunStoreError):
 
 
 class AccessDenied(RunStoreError):
-    """The actor may not do this to this resource (:func:`builder.access.check`); worded as "no run X of yours",
+    """The actor may not do this to this resource (:func:`builder.data.access.check`); worded as "no run X of yours",
     the same as for an id that does not exist, so the answer tells nothing about other people's things."""
 
 
 class DiskFullError(RunStoreError, DatasetError, TrainingError):
     """A write met a full disk (or quota): one line naming the file system, the free and the needed space
-    (:mod:`builder.disk`). Also a RunStoreError, DatasetError and TrainingError, so the handlers of the stores,
+    (:mod:`builder.data.disk`). Also a RunStoreError, DatasetError and TrainingError, so the handlers of the stores,
     caches and trainer that meet it report it as their own."""
 
 

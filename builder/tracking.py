@@ -18,7 +18,7 @@ run goes on in LayerLab's store, what reached the tracker is recorded in the run
 the run, or an export). Needs the ``layerlab[mlflow]`` extra (``mlflow-skinny`` with SQLAlchemy is enough
 for ``sqlite:///`` and ``http(s)://`` trackers; the full ``mlflow`` works too). Example::
 
-    # not a doctest (needs files or training): run by tests/runs/test_tracking.py
+    # not a doctest (needs files or training): run by tests/test_tracking.py
     run_training(load_template("mlp"), "moons", {"epochs": 3}, store=store,
                  tracking=tracker("sqlite:////srv/mlflow.db"))
     export_runs(store, None, "sqlite:////srv/mlflow.db")
@@ -33,17 +33,19 @@ import math
 import os
 import re
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from builder.entities.run_status import RunStatus, is_live
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_dir, owner_of, server_config
 from builder.runs.summary import shown_dataset_options
 from builder.training.callbacks import Callback
+from builder.training.run_status import RunStatus, is_live
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 ENV_EXPERIMENT = "LAYERLAB_MLFLOW_EXPERIMENT"
@@ -83,7 +85,6 @@ def _local_paths(uri: str) -> list[Path]:
     >>> _local_paths("http://mlflow:5000") + _local_paths("sqlite://") + _local_paths("postgresql://h/db")
     []
     """
-    from urllib.parse import unquote, urlsplit
 
     uri = uri.strip()
     scheme = (_SCHEME_RE.match(uri) or [None, ""])[1].lower()
@@ -91,7 +92,7 @@ def _local_paths(uri: str) -> list[Path]:
         scheme = ""
     raw: list[str] = []
     if scheme.split("+")[0] == "sqlite":
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import make_url  # lazy: heavy (sqlalchemy)
 
         try:
             db = make_url(uri).database or ""
@@ -136,8 +137,6 @@ def _internal(uri: str, workspace: str | Path, also: Iterable[str] = ()) -> Path
 
 
 def _origin(uri: str) -> tuple[str, str, int | None, str] | None:
-    from urllib.parse import urlsplit
-
     try:
         u = urlsplit(uri.strip())
         port = u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
@@ -310,7 +309,7 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str | None = None, *, workspace: str | Path | None = None):
         _bounded_http()
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # lazy: heavy (mlflow)
 
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
@@ -357,7 +356,7 @@ class Tracker:
 
     def log_params(self, mlflow_id: str, params: dict[str, Any]) -> None:
         """Log parameters (a value already logged differently, e.g. changed on resume, is kept as it was)."""
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # lazy: heavy (mlflow)
 
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
@@ -371,9 +370,7 @@ class Tracker:
                         continue
 
     def log_metrics(self, mlflow_id: str, metrics: dict[str, float], step: int) -> None:
-        import time
-
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: heavy (mlflow)
 
         ts = int(time.time() * 1000)
         items = [Metric(k, float(v), ts, int(step)) for k, v in metrics.items()]
@@ -387,9 +384,8 @@ class Tracker:
 
     def log_rows(self, mlflow_id: str, rows: list[tuple[str, float, int]]) -> None:
         """Log ``(key, value, step)`` metric points in batches (MLflow takes 1000 a request)."""
-        import time
 
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: heavy (mlflow)
 
         ts = int(time.time() * 1000)
         items = [Metric(k, float(v), ts, int(step)) for k, v, step in rows]
@@ -697,7 +693,7 @@ def attach_tracking(store, run_id: str | None, uri: str | None = None) -> list[C
     if not uri:
         return []
     try:
-        import mlflow  # noqa: F401  (~1.5 s, only when tracking is on)
+        import mlflow  # noqa: F401  (~1.5 s, only when tracking is on)  # lazy: heavy (mlflow)
     except ImportError:
         _warn("missing", "MLflow tracking is set but mlflow is not installed (pip install 'layerlab[mlflow]'); runs "
               "are kept in LayerLab's store only")
@@ -713,7 +709,7 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     against the tracker and repaired: what it misses (after an outage: epochs, test metrics, artefacts, its
     final status) is written. ``force`` replaces it instead. ``uri`` defaults to :func:`resolve_tracking` for
     ``owner`` (default: the store's actor), and is checked by :func:`check_destination`; only runs the store's
-    actor may read are exported (:mod:`builder.access`).
+    actor may read are exported (:mod:`builder.data.access`).
 
     Returns:
         One dict per run: ``{"run_id", "mlflow_run_id", "status": "exported" | "repaired" | "complete" | "live"}``.
@@ -721,7 +717,7 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     Raises:
         LayerLabError: no tracking URI, a destination not allowed, mlflow missing, or the tracker cannot be reached.
     """
-    # the runs the store's actor may read (builder.access): every id checked before anything is written, an
+    # the runs the store's actor may read (builder.data.access): every id checked before anything is written, an
     # unknown and another's answered alike ("no run X of yours")
     ids = list(run_ids or []) or [r["id"] for r in reversed(store.list_runs(limit=100_000))]
     runs = [store.get(rid) for rid in ids]

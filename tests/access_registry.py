@@ -21,7 +21,7 @@ from typing import Any
 
 from builder.errors import AccessDenied, LayerLabError
 
-RUN, CLASS, STUDY, LINK, PROJECT = "run", "class", "study", "link", "project"
+RUN, CLASS, STUDY, LINK, PROJECT, SERVER = "run", "class", "study", "link", "project", "server"
 
 
 @dataclass
@@ -96,7 +96,7 @@ def _cli(*argv: str) -> Callable[[World, Any], Any]:
 
 
 def _train(w: World, store: Any, **training: Any) -> Any:
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training
 
     return run_training(_with_training(w.project, **training), "moons", {"epochs": 1}, store,
                         owner=store.actor.owner)
@@ -105,8 +105,8 @@ def _train(w: World, store: Any, **training: Any) -> Any:
 def _job(w: World, store: Any, spec: Any) -> None:
     """Record a job as the intruder and run its body in this process; the job's refusal (its run failed with
     "no run X of yours") raised as AccessDenied."""
-    from builder.runs import jobs
-    from builder.runs.quotas import admit
+    from builder.jobs import queue as jobs
+    from builder.jobs.quotas import admit
 
     with admit(store):
         rid = jobs._record(store, spec)
@@ -124,26 +124,29 @@ def _absent_from(ids: list[str], rid: str) -> None:
 
 
 def _doors() -> list[Door]:
-    from builder.data.drift import drift_run
+    from builder.admin import housekeeping
     from builder.graph.share import decode_project
     from builder.interchange.onnx_export import export_run_onnx, quantize_run
     from builder.interchange.worker import quantize_run_isolated
     from builder.interpret.calibration import calibrate_run, stored_temperature
     from builder.interpret.doctor import run_findings
     from builder.interpret.live import live_frames, records_live
-    from builder.interpret.probe import ModelProbe, ProbeSession
     from builder.interpret.robustness import robustness_run
+    from builder.interpret.run_views import drift_run, evaluate_holdout, vae_probe
     from builder.interpret.session import run_graph
-    from builder.runs import classes, housekeeping, jobs
+    from builder.jobs import queue as jobs
+    from builder.jobs.probe import ModelProbe, ProbeSession
+    from builder.jobs.specs import prune_job_spec
+    from builder.runs import classes
     from builder.runs.modelcard import read_model_card, write_model_card
+    from builder.runs.pipeline import load_run, resume_run
+    from builder.runs.prune_run import prune_run, resume_pruned, run_prune_job
     from builder.runs.store import workspace_of
-    from builder.runs.tracking import TrackingState, export_runs, sync_run, tracking_state
     from builder.search.runner import resume_study
     from builder.search.storage import load_study, request_stop
-    from builder.training.generative import vae_probe
+    from builder.tracking import TrackingState, export_runs, sync_run, tracking_state
+    from builder.training.lineage import inherit_tokenizer
     from builder.training.objectives import with_teacher
-    from builder.training.pipeline import load_run, resume_run
-    from builder.training.prune import prune_job_spec, prune_run, resume_pruned, run_prune_job
 
     probe = ModelProbe  # never started: the check comes before the child
 
@@ -152,8 +155,18 @@ def _doors() -> list[Door]:
         store.update_status(rid, "stopped")  # not queued: it must not hold the job queue of the doors after it
         return rid
 
+    def baseline(w: World, store: Any) -> Any:  # training.split_of: the teacher's split, read from its run
+        from builder.runs.pipeline import student_alone
+
+        return student_alone(w.project, w.ann, "moons", {"epochs": 1}, store, owner=store.actor.owner)
+
+    def library(w: World, store: Any) -> Any:  # a folder on the server, named in a form: the admin's setting
+        from builder.interchange.hf_library import set_library_folder
+
+        return set_library_folder(w.ws, store.actor.owner, str(w.ws))
+
     def distil(w: World, store: Any) -> Any:
-        from builder.training.pipeline import run_training
+        from builder.runs.pipeline import run_training
 
         return run_training(with_teacher(w.project, w.ann), "moons", {"epochs": 1}, store, owner=store.actor.owner)
 
@@ -171,6 +184,9 @@ def _doors() -> list[Door]:
         Door("builder.runs.store.RunStore.list_runs", (RUN,),
              lambda w, s: _absent_from([r["id"] for r in s.list_runs(owner=w.ann_owner)], w.ann)),
         Door("builder.runs.store.workspace_of", (RUN,), lambda w, s: workspace_of(s, w.ann)),
+        # a text run starting from another's run would read that run's tokenizer.json
+        Door("builder.training.lineage.inherit_tokenizer", (RUN,),
+             lambda w, s: inherit_tokenizer(s, w.ann, "text", {"upload": "u"})),
         # ---- after training: explanations, checks, exports
         Door("builder.jobs.probe.ModelProbe.request", (RUN,),
              lambda w, s: probe().request(s, w.ann, "test", "hello")),
@@ -201,13 +217,14 @@ def _doors() -> list[Door]:
         Door("builder.jobs.probe.ModelProbe.holdout", (RUN,),
              lambda w, s: probe().holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
         Door("builder.interpret.run_views.evaluate_holdout", (RUN,),
-             lambda w, s: classes.evaluate_holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
+             lambda w, s: evaluate_holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
         # ---- training from, distilling, resuming, pruning another's run
         Door("builder.runs.pipeline.load_run", (RUN,), lambda w, s: load_run(s, w.ann)),
         Door("builder.runs.pipeline.resume_run", (RUN,), lambda w, s: resume_run(w.ann, s)),
         Door("builder.runs.pipeline.run_training", (RUN, PROJECT), lambda w, s: _train(w, s, init_from=w.ann)),
         Door("builder.runs.pipeline.run_objective", (RUN, PROJECT), distil),  # training.teacher
         Door("builder.training.objectives.with_teacher", (RUN, PROJECT), distil),
+        Door("builder.runs.pipeline.student_alone", (RUN, PROJECT), baseline),
         Door("builder.runs.prune_run.prune_run", (RUN,), lambda w, s: prune_run(s, w.ann)),
         Door("builder.jobs.specs.prune_job_spec", (RUN,), lambda w, s: prune_job_spec(s, w.ann)),
         Door("builder.runs.prune_run.run_prune_job", (RUN,),
@@ -225,6 +242,8 @@ def _doors() -> list[Door]:
         Door("job: prune", (RUN,), lambda w, s: _job(w, s, jobs.JobSpec(
             project=w.project.model_dump(mode="json"), dataset="moons", owner=s.actor.owner, kind="prune",
             prune={"parent": w.ann}))),
+        # ---- the server's settings
+        Door("builder.interchange.hf_library.set_library_folder", (SERVER,), library),
         # ---- housekeeping, classes, studies (the actor named by its owner id, resolved inside)
         Door("builder.admin.housekeeping.server_jobs", (RUN,), lambda w, s: housekeeping.server_jobs(s)),
         Door("builder.admin.housekeeping.workspace_usage", (RUN,), lambda w, s: housekeeping.workspace_usage(s)),
@@ -271,6 +290,7 @@ def _doors() -> list[Door]:
         Door("cli: drift run_id", (RUN,), _cli("drift", "{ann}", "--data-path", "{ws}/p.json")),
         Door("cli: prune run_id", (RUN,), _cli("prune", "{ann}")),
         Door("cli: robustness run_id", (RUN,), _cli("robustness", "{ann}")),
+        Door("cli: predict run_id", (RUN,), _cli("predict", "{ann}", "--text", "1, 2, 3, 4")),
         Door("cli: tune study", (STUDY,), _cli("tune", "{ws}/p.json", "--study", "ann-study", "--trials", "1",
                                                    "--search", "lr=1e-4..1e-1:log")),
     ]
@@ -291,7 +311,7 @@ def doors() -> list[Door]:
 CLI_PRIVILEGE = {"cli: " + a for a in (
     "validate file", "summary file", "export file", "export weights", "export output", "import source",
     "import output", "templates output", "arch output", "train file", "train data_path", "tune file",
-    "tune storage", "tune owner", "tune data_path", "drift data_path",
+    "tune storage", "tune owner", "tune data_path", "drift data_path", "predict input_path",
 )}
 
 # store methods the job process uses on its own run (never called by a page or a CLI verb: tests/test_access.py
@@ -299,11 +319,12 @@ CLI_PRIVILEGE = {"cli: " + a for a in (
 INTERNAL = {
     "builder.runs.store.RunStore.create_run", "builder.runs.store.RunStore.update_run",
     "builder.runs.store.RunStore.set_control", "builder.runs.store.RunStore.take_control",
-    "builder.runs.store.RunStore.requeue", "builder.runs.store.RunStore.claim_slot",
+    "builder.runs.store.RunStore.requeue", "builder.runs.store.RunStore.claim_slot", "builder.runs.store.RunStore.beat",
+    "builder.runs.store.RunStore.mark_placed",
     "builder.runs.store.RunStore.queue_position", "builder.runs.store.RunStore.set_environment",
     "builder.runs.store.RunStore.update_status", "builder.runs.store.RunStore.log_metrics",
     "builder.runs.store.RunStore.truncate_metrics", "builder.runs.store.RunStore.finish",
-    "builder.runs.store.RunLogger.__init__", "builder.jobs.queue.StoreControl.__init__",
+    "builder.runs.store.RunLogger.__init__", "builder.jobs.control.StoreControl.__init__",
     "builder.jobs.queue.claim_gpu", "builder.jobs.queue.run_job", "builder.jobs.job_sandbox.record_death",
     "builder.tracking.MlflowCallback.__init__", "builder.search.study.JobLauncher.stop",
     "builder.tracking.attach_tracking",  # the pipeline's callbacks for the run it has just recorded
@@ -311,10 +332,12 @@ INTERNAL = {
     # where an admitted job runs: called by the queue's start after submit recorded it as the submitter's actor
     "builder.jobs.executors.Executor.start", "builder.jobs.executors.LocalExecutor.start",
     "builder.jobs.executors.RayExecutor.start", "builder.jobs.executors.job_resources",
+    "builder.jobs.ray_task.run_on_node",  # the Ray task body of a job RayExecutor.start placed (as run_job locally)
+    "builder.jobs.warm.launch_warm",  # asks the warm launcher to fork a job submit recorded (as LocalExecutor.start)
 }
 
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",
-                 "data_path", "weights", "storage", "output", "class_id"}
+                 "data_path", "weights", "storage", "output", "class_id", "input_path"}
 ID_PARAMS = {"run_id", "run_ids", "class_id"}
 
 __all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "SENSITIVE_CLI", "ID_PARAMS",

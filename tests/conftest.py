@@ -1,9 +1,16 @@
+import contextlib
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from tests.postgres import PostgresServer, bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -13,16 +20,19 @@ if str(ROOT) not in sys.path:
 # them in bare mode, where one script's session state leaks into the next.
 collect_ignore = ["canvas/demo_app.py", "canvas/big_app.py"]
 
-# Warm job launchers started by tests (builder.runs.jobs) exit 20 s after their last job, not 10 minutes later.
-os.environ.setdefault("LAYERLAB_LAUNCHER_IDLE_S", "20")
+# One warm job launcher per test process (builder.jobs.warm, $LAYERLAB_LAUNCHER_DIR): started when the session
+# starts, it forks the jobs of every test's workspace, and of the app servers and CLI processes the tests start
+# (they inherit the setting), so a job costs a fork instead of ~5 CPU-s of imports (torch, the pipeline,
+# scikit-learn's loaders). The launcher's own tests use per-workspace launchers (they unset it).
+os.environ.setdefault("LAYERLAB_LAUNCHER_IDLE_S", "3600")
 
-# Hypothesis profiles. Tests that are slow per example set their own max_examples; the others take it from the
-# profile:
+# Hypothesis profiles. Tests that are slow per example set their own budget (`max_examples=budget(n)`,
+# tests/fuzz_budget.py: n examples, 25 n under `fuzz`); the others take it from the profile:
 #   ci   (selected under CI=true): 200 examples per property, derandomised so a CI failure reproduces (and
 #        print_blob, to replay one); CI checks every property, `make fuzz` carries the volume;
-#   fuzz (`make fuzz`, or --hypothesis-profile fuzz): 50,000 fresh random examples for every hypothesis test in
-#        tests/ (validation-only fuzz, escaping, malformed files, range parsers, ...); the child-process graph
-#        fuzzer runs 10,000;
+#   fuzz (`make fuzz`, or --hypothesis-profile fuzz): 50,000 fresh random examples for every hypothesis test
+#        without its own budget (25 times its budget for the others) in tests/ (validation-only fuzz, escaping,
+#        malformed files, range parsers, ...); the child-process graph fuzzer runs 10,000;
 #   dev  (default): 200 fresh random examples.
 settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("fuzz", max_examples=50_000, deadline=None, print_blob=True)
@@ -54,6 +64,34 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _shared_launcher():
+    """Start this process's shared job launcher ahead of the first job; end it (and wait for it) at the end. Each
+    test process (each pytest-xdist worker) has its own: its private folder is made here, not inherited."""
+    from builder.jobs import warm
+
+    home = Path(tempfile.mkdtemp(prefix="ll-launch-"))
+    saved = os.environ.get("LAYERLAB_LAUNCHER_DIR")
+    os.environ["LAYERLAB_LAUNCHER_DIR"] = str(home)
+    warm.warm_launcher(home)
+    yield
+    if saved is None:
+        os.environ.pop("LAYERLAB_LAUNCHER_DIR", None)
+    else:
+        os.environ["LAYERLAB_LAUNCHER_DIR"] = saved
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((home / warm.LAUNCHER_PID).read_text())
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and warm.pid_alive(pid):  # reaped by the thread that started it
+            time.sleep(0.05)
+    log = home / warm.LAUNCHER_LOG
+    if log.is_file() and log.stat().st_size:  # kept for a failure's diagnosis (CI uploads test-artifacts/)
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        shutil.copy(log, ROOT / "test-artifacts" / f"launcher-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log")
+    shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture
 def example_project() -> dict:
     """The hand-written example from the project-file documentation."""
@@ -81,9 +119,113 @@ def workspace(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def job_workspace(workspace, monkeypatch) -> Path:
-    """A workspace for tests that start training jobs: one torch thread per job, two jobs at once, and a warm
-    launcher that does not outlive the test long."""
+    """A workspace for tests that start training jobs: one torch thread per job, two jobs at once (forked by the
+    session's shared launcher)."""
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
     monkeypatch.setenv("LAYERLAB_MAX_JOBS", "2")
-    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
     return workspace
+
+
+# PostgreSQL: one server per test session (tests/postgres.py), a fresh database per test. Under CI=true a missing
+# PostgreSQL fails the tests; elsewhere they skip and say why.
+
+def _missing(why: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why}; CI runs the PostgreSQL tests (.ci/run installs Debian's postgresql package)")
+    pytest.skip(f"{why}: install Debian's postgresql package (apt-get install postgresql) to run them")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server for the whole session (started on first use, ~2 s)."""
+    bindir = bin_dir()
+    if bindir is None:
+        _missing("PostgreSQL is not installed (no pg_ctl)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _missing("psycopg is not installed (layerlab[cluster])")
+    server = PostgresServer(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a new empty database on the session's server."""
+    return pg_server.database()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with browser or slow (training) tests first, most such tests first; the rest in collection order.
+
+    ``make test`` hands whole files to two workers (``--dist loadfile --no-loadscope-reorder``): a long file
+    handed out last leaves one worker idle while the other finishes it (xdist's default order, by test count,
+    put the one-test browser journeys and the Ray cluster's module last). Small files at the end let both
+    workers finish together. A module's tests stay together and in their order."""
+    heavy: dict[str, int] = {}
+    for item in items:
+        n = heavy.setdefault(item.nodeid.split("::")[0], 0)
+        if item.get_closest_marker("browser") or item.get_closest_marker("slow"):
+            heavy[item.nodeid.split("::")[0]] = n + 1
+    first = {m: i for i, m in enumerate(heavy)}
+    items.sort(key=lambda it: (-heavy[it.nodeid.split("::")[0]], first[it.nodeid.split("::")[0]]))
+
+
+# CPU seconds per test file (user + sys of the test process, the children it reaped, and the shared launcher with
+# the jobs it forked and reaped): each worker writes test-artifacts/cpu-<worker>.tsv, and the summary names the
+# files that cost most (issue 30: the suite's CPU budget). Processes reaped by another process's exit (a browser
+# under its driver) count where that process ends.
+_CPU: dict[str, float] = {}
+
+
+def _cpu_now() -> float:
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    home = os.environ.get("LAYERLAB_LAUNCHER_DIR")
+    with contextlib.suppress(OSError, ValueError, IndexError, TypeError):  # no launcher (yet): its share is 0
+        from builder.jobs import warm
+
+        pid = int((Path(home) / warm.LAUNCHER_PID).read_text())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return total
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = _cpu_now()
+    yield
+    path = item.nodeid.split("::")[0]
+    # the session's end stops the launcher inside the last test: its share leaves the sum (never below 0)
+    _CPU[path] = _CPU.get(path, 0.0) + max(0.0, _cpu_now() - start)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if _CPU:
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        rows = sorted(_CPU.items(), key=lambda kv: -kv[1])
+        (ROOT / "test-artifacts" / f"cpu-{worker or 'main'}.tsv").write_text(
+            "".join(f"{cpu:.1f}\t{path}\n" for path, cpu in rows))
+
+
+def pytest_configure(config):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller: this session's tables only
+        for old in (ROOT / "test-artifacts").glob("cpu-*.tsv"):
+            old.unlink()
+
+
+def pytest_terminal_summary(terminalreporter):
+    rows: dict[str, float] = {}
+    for table in (ROOT / "test-artifacts").glob("cpu-*.tsv"):
+        for line in table.read_text().splitlines():
+            cpu, path = line.split("\t", 1)
+            rows[path] = rows.get(path, 0.0) + float(cpu)
+    if len(rows) > 1:
+        top = sorted(rows.items(), key=lambda kv: -kv[1])[:25]
+        terminalreporter.write_sep("=", f"CPU seconds per test file: {sum(rows.values()):.0f} in all, the top 25")
+        for path, cpu in top:
+            terminalreporter.write_line(f"{cpu:8.1f}  {path}")

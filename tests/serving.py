@@ -92,6 +92,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, poll: float = 0.2) -> tuple[int | None, object]:
+    """Poll ``url`` until it answers HTTP 200 while ``proc`` lives: ``(None, None)`` then; ``(exit code, None)``
+    when the process ended first; ``(None, last answer)`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = "no answer yet"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return None, None
+                last = f"HTTP {r.status}"
+        except OSError as e:
+            last = e
+        if proc.poll() is not None:
+            return proc.returncode, None
+        if time.monotonic() > deadline:
+            return None, last
+        time.sleep(poll)  # a poll of another process's port: nothing to wait on but time
+
+
 class StreamlitServer:
     """``streamlit run SCRIPT`` on 127.0.0.1 and a free port; ``.url`` once healthy; ``.stop()`` ends it."""
 
@@ -116,22 +136,12 @@ class StreamlitServer:
             raise
 
     def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last: object = "no answer yet"
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-                    last = f"HTTP {r.status}"
-            except OSError as e:
-                last = e
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with code {self.proc.returncode}; see {self.log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s (last answer from "
-                                   f"/_stcore/health: {last}); see {self.log_path}")
-            time.sleep(0.3)  # a poll of another process's port: nothing to wait on but time
+        code, last = wait_healthy(self.url + "/_stcore/health", self.proc, timeout, poll=0.3)
+        if code is not None:
+            raise RuntimeError(f"streamlit exited with code {code}; see {self.log_path}")
+        if last is not None:
+            raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s (last answer from "
+                               f"/_stcore/health: {last}); see {self.log_path}")
 
     def stop(self) -> None:
         """Stop the server this object started (its own process group), then close the log."""

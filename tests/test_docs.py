@@ -32,6 +32,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fuzz_budget import budget
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
@@ -131,8 +133,8 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch):
     workspace = tmp_path / "ws"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LAYERLAB_", "MLFLOW_")) or k == "LAYERLAB_CHROMIUM"}
-    # a warm job launcher that the page's jobs start ends by itself 2 s after its last job
-    env.update(LAYERLAB_WORKSPACE=str(workspace), LAYERLAB_LAUNCHER_IDLE_S="2", LAYERLAB_TORCH_THREADS="1",
+    # no warm job launcher: a page's one or two jobs, each from a command of its own, would not be forked by it
+    env.update(LAYERLAB_WORKSPACE=str(workspace), LAYERLAB_LAUNCHER_IDLE_S="0", LAYERLAB_TORCH_THREADS="1",
                LAYERLAB_MAX_JOBS="2", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
     for k in set(os.environ) - set(env):
@@ -229,7 +231,7 @@ _LINE = st.text(st.characters(codec="utf-8", exclude_characters="`~\r\n\x0b\x0c\
                 max_size=30)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=budget(60), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(KNOWN_LANGS), st.lists(_LINE, max_size=4), st.booleans(), _LINE),
                 max_size=5))
 def test_collector_reads_back_what_a_page_holds(tmp_path_factory, blocks):

@@ -2,14 +2,14 @@
 server (the admin's view), and deleting data: an owner's own runs and projects, a class with its members'
 class runs (its teacher), anyone's data (an admin).
 
-Who may do what is decided by :mod:`builder.access` (``stop``, ``delete``, ``delete_data``,
+Who may do what is decided by :mod:`builder.data.access` (``stop``, ``delete``, ``delete_data``,
 ``delete_class_run``) for the actor :func:`builder.runs.classes.actor_for` resolves; the sums over every owner
-(disk use, every job) are an admin's (``oversee``, checked here) and then read as :data:`builder.access.SYSTEM`; nothing is
+(disk use, every job) are an admin's (``oversee``, checked here) and then read as :data:`builder.data.access.SYSTEM`; nothing is
 removed outside the workspace (run folders through :meth:`RunStore.run_dir`, owner folders checked to resolve
 under ``<workspace>/owners``). A live job is never deleted: it is left, and named, until it is stopped.
 Example::
 
-    # not a doctest (needs a workspace): run by tests/runs/test_housekeeping.py::test_owner_deletes_own_data_only
+    # not a doctest (needs a workspace): run by tests/admin/test_housekeeping.py::test_owner_deletes_own_data_only
     delete_owner_data(store, "anon:" + "a" * 32, "anon:" + "a" * 32)
     # -> {'runs': 2, 'kept': [], 'projects': 1, 'studies': 0}
 """
@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from builder.access import (
+from builder.data.access import (
     DELETE,
     DELETE_CLASS_RUN,
     DELETE_DATA,
@@ -33,7 +33,6 @@ from builder.access import (
     check,
     may,
 )
-from builder.entities.run_status import LIVE, RunStatus, is_live
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import resolves_inside
 from builder.jobs.quotas import folder_bytes
@@ -42,6 +41,7 @@ from builder.runs import owners as _owners
 from builder.runs.owners import OWNERS_DIR, owner_of, owner_path
 from builder.runs.store import DB_NAME, RunStore
 from builder.search.storage import STUDY_DB, default_storage, list_studies, open_storage
+from builder.training.run_status import LIVE, RunStatus, is_live
 
 CACHE_DIR = "cache"
 STUDIES = ("studies", STUDY_DB)  # study logs and the Optuna database (builder.search)
@@ -108,7 +108,7 @@ def workspace_usage(store: RunStore) -> dict[str, Any]:
     """Bytes of the whole workspace: ``owners`` (:func:`owner_usage` per known owner), ``cache`` (decoded
     datasets, shared by everyone), ``studies``, ``database`` (the run store), ``other`` (owner folders of no
     known owner, launcher files, ...) and ``total`` (every file under the workspace)."""
-    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.access), whoever calls it
+    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.data.access), whoever calls it
     ws = Path(store.workspace)
     by_run_owner: dict[str, list[dict]] = {}
     for r in store.list_runs(limit=1_000_000, actor=SYSTEM):
@@ -136,7 +136,7 @@ def server_jobs(store: RunStore) -> list[dict]:
     """Every queued, running or paused job on the server, queued last in queue order: ``id``, ``name``,
     ``owner``, ``status``, ``device`` (where it trains; a queued job's setting), ``age_s`` (since it was
     submitted), ``position`` (in the queue) and ``epochs``."""
-    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.access), whoever calls it
+    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.data.access), whoever calls it
     store.mark_interrupted()
     now = datetime.now(timezone.utc).timestamp()
     out = []
@@ -199,7 +199,7 @@ def _delete_studies(workspace: Path, target: str) -> int:
     """Delete ``target``'s studies from the workspace's study database (none when it has none)."""
     if not (workspace / STUDY_DB).is_file():
         return 0
-    import optuna
+    import optuna  # lazy: heavy (optuna)
 
 
     storage = default_storage(workspace)
@@ -267,7 +267,7 @@ def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str,
 def admin_owners(store: RunStore) -> list[dict]:
     """One row per known owner for the admin's view: ``owner``, ``teacher`` (listed as one), ``runs``, ``live``
     (jobs), bytes ``runs_b``, ``projects_b``, ``total_b``."""
-    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.access), whoever calls it
+    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.data.access), whoever calls it
     use = workspace_usage(store)["owners"]
     live: dict[str, int] = {}
     for j in server_jobs(store):

@@ -6,7 +6,7 @@ it (run records, job files, model cards, autosaves, classes, studies) is rewritt
 wrote into their ``job.json`` are removed. Idempotent, and safe when two processes open the workspace at once.
 Removed in LayerLab 0.3 (with ``owners._v1_safe_id``). Example::
 
-    # not a doctest (needs an old workspace): run by tests/runs/test_owner_migration.py
+    # not a doctest (needs an old workspace): run by tests/admin/test_owner_migration.py
     migrate_owner_folders(RunStore(ws, actor=SYSTEM))
     # -> {'anon-0123456789abcdef01234567-9f3c...': 'anon-k7x2qd...'}
 """
@@ -20,8 +20,8 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-from builder.access import SYSTEM
 from builder.admin.housekeeping import CACHE_DIR, known_owners
+from builder.data.access import SYSTEM
 from builder.errors import LayerLabError, RunStoreError
 from builder.runs import owners as _owners
 from builder.runs.owners import owner_of

@@ -41,7 +41,10 @@ def _ensure_asset_dir_known(manager: Any) -> None:
     """
     if manager.get_component_asset_root(COMPONENT_NAME) is not None:
         return
-    from streamlit.components.v2.manifest_scanner import ComponentConfig, ComponentManifest
+    from streamlit.components.v2.manifest_scanner import (  # lazy: heavy (streamlit)
+        ComponentConfig,
+        ComponentManifest,
+    )
 
     manifest = ComponentManifest(
         name=_PROJECT,
@@ -62,7 +65,9 @@ def _asset(pattern: str) -> Path:
 
 
 def _mounter() -> Any:
-    from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
+    from streamlit.components.v2.get_bidi_component_manager import (
+        get_bidi_component_manager,  # lazy: heavy (streamlit)
+    )
 
     manager = get_bidi_component_manager()
     mount = _mounters.get(id(manager))
@@ -113,6 +118,7 @@ def graph_canvas(
     height: int = 640,
     key: str = "canvas",
     fill: bool = True,
+    covers: tuple[str, ...] = (),
 ) -> dict | None:
     """Render the drag-and-drop network canvas and return what the user did.
 
@@ -155,6 +161,9 @@ def graph_canvas(
         browser measures the window, so the height follows resizes without a rerun.
     key:
         Streamlit widget key; also keys the browser-side live state.
+    covers:
+        CSS selectors of page elements that may float over the canvas's right side (the inspector on a
+        narrow window): a fit keeps the nodes clear of those shown over it when the fit is made.
 
     Returns
     -------
@@ -185,6 +194,7 @@ def graph_canvas(
         "height": int(height),
         "key": str(key),
         "fill": bool(fill),
+        "covers": _json(list(covers)),
     }
     result = mount(
         key=key,

@@ -119,7 +119,9 @@ _mounters: dict[int, Any] = {}
 
 
 def _mounter() -> Any:
-    from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
+    from streamlit.components.v2.get_bidi_component_manager import (
+        get_bidi_component_manager,  # lazy: heavy (streamlit)
+    )
 
     manager = get_bidi_component_manager()
     mount = _mounters.get(id(manager))

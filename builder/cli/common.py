@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from builder.access import Actor
+from builder.data.access import Actor
 from builder.errors import GraphError, LayerLabError, ProjectFormatError
 from builder.escape import terminal_line
 from builder.graph.project import Project, load_project
@@ -21,7 +21,7 @@ from builder.runs.store import RunStore
 
 
 def cli_store(workspace: str | Path | None):
-    """The workspace's run store as the CLI's local user (:meth:`builder.access.Actor.local`): its own runs,
+    """The workspace's run store as the CLI's local user (:meth:`builder.data.access.Actor.local`): its own runs,
     every run's stop and delete (an admin), a run id typed on the command line may be a unique prefix of its
     own (:func:`typed_run`)."""
     return RunStore(workspace, actor=Actor.local())
@@ -107,7 +107,7 @@ def load_project_arg(file: str) -> Project:
 
 #: arguments that name a folder or file of the local user's: made absolute once, at the door (a job, a trial or
 #: a study runner started later runs in another working folder)
-PATH_ARGS = ("workspace", "data_path", "output", "weights")
+PATH_ARGS = ("workspace", "data_path", "output", "weights", "input_path")
 
 
 def resolve_paths(args: argparse.Namespace, cwd: str | Path | None = None) -> argparse.Namespace:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from builder.cli.common import (
@@ -42,7 +43,7 @@ def _budget(args: argparse.Namespace, project) -> Budget:
     batch = args.batch_size or tr.get("batch_size") or 64
     device = args.device or tr.get("device") or "cpu"
     if device == "auto":
-        import torch
+        import torch  # lazy: heavy (torch)
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return Budget(batch_size=int(batch), device=str(device), optimizer=str(tr.get("optimizer") or "adam"))
@@ -175,7 +176,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return emit_text(export_python(project), args.output)
     if args.output in (None, "-"):
         return fail("--format safetensors needs -o OUT")
-    import torch
+    import torch  # lazy: heavy (torch)
 
     from builder.graph.compile import compile_graph  # lazy: heavy (torch)
     from builder.training.weights import save_weights  # lazy: heavy (torch, safetensors)
@@ -194,7 +195,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
     """``export FILE --network NAME -o OUT.py|OUT.onnx [--weights W]``: one network of a project file (weights:
     the trained run's file, else freshly initialised with --seed)."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     from builder.interchange.network_export import export_network  # lazy: heavy (torch, safetensors)
 
@@ -261,7 +262,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _copy_tokenizer(source: str, target: Path) -> bool:
     """Copy a Hugging Face model folder's ``tokenizer.json`` next to what the import wrote."""
-    import shutil
 
 
     if not (is_hf_folder(source) and (Path(source) / TOKENIZER).is_file()):
@@ -405,14 +405,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> tuple:
     """The modules adding sub-commands (``register(subparsers)``), in order: ``search`` extends ``train`` and
-    ``runs``; ``checks`` adds ``calibrate``, ``drift``, ``prune`` and ``robustness``. They import :mod:`builder.cli.common`, never this module.
+    ``runs``; ``checks`` adds ``calibrate``, ``drift``, ``prune`` and ``robustness``; ``predict`` a run's predictions. They import :mod:`builder.cli.common`, never this module.
     Imported here, not at the top, so that ``python -m builder.cli.train`` finds its module not yet imported."""
     import builder.cli.checks  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
     import builder.cli.db  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
+    import builder.cli.predict  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
     import builder.cli.search  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
     import builder.cli.train  # lazy: runpy (python -m builder.cli.train must find its module not yet imported)
 
-    return (builder.cli.train, builder.cli.search, builder.cli.checks, builder.cli.db)
+    return (builder.cli.train, builder.cli.search, builder.cli.checks, builder.cli.predict, builder.cli.db)
 
 
 def main(argv: list[str] | None = None) -> int:

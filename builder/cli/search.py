@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -84,8 +85,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _default_study(project) -> str:
-    import re
-
     base = re.sub(r"[^\w.\-]+", "-", (project.name or "study").lower()).strip("-")[:40] or "study"
     return f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
 

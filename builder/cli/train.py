@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -25,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from builder.cli.common import check_output_path, cli_store, infer_format, load_project_arg
-from builder.entities.run_status import ENDED_CLEANLY, HALTED, RunStatus
 from builder.errors import LayerLabError, TrainingError
 from builder.escape import safe_filename, terminal_line
 from builder.escape import terminal_line as tl
-from builder.process.threads import ENV_TORCH_THREADS
 from builder.runs.record import Run
 from builder.runs.summary import shown_dataset_options
 from builder.training.lineage import baseline_line, baseline_tag
 from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE, with_teacher
+from builder.training.run_status import ENDED_CLEANLY, HALTED, RunStatus
+from builder.training.threads import ENV_TORCH_THREADS
 
 _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "grad_clip",
                 "early_stopping", "seed", "device", "loss", "metric", "log_every", "checkpoint_every",
@@ -199,8 +200,7 @@ class Progress:
 
 
 def _config_overrides(args: argparse.Namespace) -> dict:
-    if getattr(args, "threads", None) is not None:  # read by builder.process.threads.torch_threads (also in job processes)
-        import os
+    if getattr(args, "threads", None) is not None:  # read by builder.training.threads.torch_threads (also in job processes)
 
 
         if args.threads < 1:
@@ -508,12 +508,22 @@ def export_run(args: argparse.Namespace) -> int:
             from builder.interpret.calibration import stored_temperature  # lazy: heavy (torch)
 
             temperature = stored_temperature(store, run.id)
-        # the exporter the Runs page uses too
-        source = export_python(run.project, temperature=temperature)
+        from builder.graph.lora import merged_project  # lazy: heavy (torch)
+        from builder.training.weights import read_weights  # lazy: heavy (safetensors)
+
+        state, _ = read_weights(weights)
+        project, merged = merged_project(run.project, state)  # LoRA adapters folded in: plain Linear layers
+        source = export_python(project, temperature=temperature)  # the exporter the Runs page uses too
         output.write_text(source, encoding="utf-8")
         wpath = output.with_suffix(".safetensors")
-        shutil.copyfile(weights, wpath)
-        print(f"wrote {output} and {wpath} (trained weights of run {run.id})")
+        if merged is state:
+            shutil.copyfile(weights, wpath)
+        else:
+            from safetensors.torch import save_file  # lazy: heavy (safetensors)
+
+            save_file({k: v.contiguous() for k, v in merged.items()}, str(wpath))
+        note = "; LoRA adapters merged into their base layers" if merged is not state else ""
+        print(f"wrote {output} and {wpath} (trained weights of run {run.id}{note})")
         _export_tokenizer(folder, output)
     else:
         shutil.copyfile(weights, output)
@@ -578,7 +588,7 @@ def _export_tokenizer(folder: Any, model_path: Path) -> None:
 
 def _weights_from_checkpoint(store, run_id: str, out: Path) -> Path:
     """A run's last checkpoint as a weights file (the frozen base a slim checkpoint refers to filled in)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: heavy (safetensors)
 
     from builder.runs.pipeline import load_run  # lazy: heavy (torch, safetensors)
 

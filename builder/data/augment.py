@@ -88,7 +88,7 @@ class Augment:
 
     def generator(self, epoch: int, batch: int) -> torch.Generator:
         """The CPU generator of one batch (seed, epoch, batch mixed into one 63-bit seed)."""
-        import torch
+        import torch  # lazy: heavy (torch)
 
         s = (self.seed * 1_000_003 + epoch) * 1_000_003 + batch
         return torch.Generator().manual_seed(s % (2**63 - 1))
@@ -99,7 +99,7 @@ class Augment:
 
     def __call__(self, x: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
         """Batch ``x`` augmented with the draws of (epoch, batch); draws on the CPU, work on ``x``'s device."""
-        import torch
+        import torch  # lazy: heavy (torch)
 
         st, g = self.settings, self.generator(epoch, batch)
         n, _, h, w = x.shape

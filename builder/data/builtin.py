@@ -9,8 +9,10 @@ themselves (``splits=True``: a tokenizer or a scaler learns from the training pa
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,7 +101,7 @@ def load_builtin(name: str, *, seed: int = 0, val_fraction: float = 0.15, test_f
 
 
 def _sk():
-    import sklearn.datasets as skd
+    import sklearn.datasets as skd  # lazy: heavy (sklearn)
     return skd
 
 
@@ -127,8 +129,6 @@ def _digits(seed: int):
 def _digits_table() -> np.ndarray:
     """scikit-learn's bundled digits file (64 pixel columns, then the label) read as its ``load_digits`` reads it,
     without importing scikit-learn and pandas (~1 s of a `layerlab train` start); the loader where the file moved."""
-    import importlib.util
-    from pathlib import Path
 
     spec = importlib.util.find_spec("sklearn")
     path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import builder.data.limits as limits
-from builder.disk import check_free
+from builder.data.disk import check_free
 from builder.errors import DatasetError
 
 CACHE_VERSION = 2  # bump when the layout or the decoding changes: old entries are then never read
@@ -262,7 +262,7 @@ def discard(d: Path) -> None:
 
 def check_free_disk(d: Path, nbytes: int, what: str, fix: str = "") -> None:
     """Refuse a cache entry of ``nbytes`` in folder ``d`` when its disk has less free (256 MiB kept spare):
-    :func:`builder.disk.check_free`, whose DiskFullError is also a DatasetError."""
+    :func:`builder.data.disk.check_free`, whose DiskFullError is also a DatasetError."""
     check_free(d, nbytes, f"{what} in the cache", f", or set {ENV_WORKSPACE} to a larger disk{fix}")
 
 

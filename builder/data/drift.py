@@ -44,6 +44,7 @@ from builder.data.sources import DatasetSource, LocalFile, load_dataset
 from builder.data.splits import Dataset, fold_split, split_indices
 from builder.data.tabular import preview_csv
 from builder.errors import DatasetError
+from builder.graph.spec import PAD_ID
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,7 +124,7 @@ def _psi(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _chi2(ref_counts: np.ndarray, new_counts: np.ndarray) -> tuple[float, float]:
-    from scipy.stats import chi2_contingency
+    from scipy.stats import chi2_contingency  # lazy: heavy (scipy)
 
     table = np.stack([ref_counts, new_counts]).astype(float)
     table = table[:, table.sum(0) > 0]
@@ -134,7 +135,7 @@ def _chi2(ref_counts: np.ndarray, new_counts: np.ndarray) -> tuple[float, float]
 
 
 def _numeric(name: str, ref: np.ndarray, new: np.ndarray) -> tuple[str, float, float, float, str, str]:
-    from scipy.stats import ks_2samp
+    from scipy.stats import ks_2samp  # lazy: heavy (scipy)
 
     ref, new = ref[np.isfinite(ref)], new[np.isfinite(new)]
     if len(ref) == 0 or len(new) == 0:
@@ -183,7 +184,7 @@ def compare_tables(reference: pd.DataFrame, new: pd.DataFrame, *, categorical: s
             test = _categorical(reference[c].where(reference[c].notna(), "<missing>"),
                                 new[c].where(new[c].notna(), "<missing>"))
         else:
-            import pandas as pd
+            import pandas as pd  # lazy: heavy (pandas)
 
             vals = pd.to_numeric(new[c], errors="coerce")
             if (vals.isna() & new[c].notna()).any():
@@ -221,7 +222,7 @@ def reference_table(ds: Dataset) -> tuple[pd.DataFrame, set[str]]:
     Raises:
         DatasetError: images or sequences (not yet), or a CSV whose file can no longer be read.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
 
     _check_table(ds)
     if ds.info.source == "csv":
@@ -244,7 +245,7 @@ def _read_table(path: str | Path) -> pd.DataFrame:
 
 def _csv_reference(ds: Dataset) -> tuple[pd.DataFrame, set[str]]:
     """A CSV run's training rows re-read from its file, the split reproduced as :func:`load_csv` makes it."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
 
 
     opts = ds.info.options
@@ -278,8 +279,8 @@ def encode_table(ds: Dataset, table: pd.DataFrame, reference: pd.DataFrame | Non
     Raises:
         DatasetError: a column the model needs is missing.
     """
-    import pandas as pd
-    import torch
+    import pandas as pd  # lazy: heavy (pandas)
+    import torch  # lazy: heavy (torch)
 
     if ds.info.source == "csv":
         ref = reference if reference is not None else _csv_reference(ds)[0]
@@ -308,14 +309,14 @@ def encode_table(ds: Dataset, table: pd.DataFrame, reference: pd.DataFrame | Non
 
 
 def _text_columns(ref: pd.DataFrame) -> set[str]:
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
 
     return {c for c in ref.columns if (pd.to_numeric(ref[c], errors="coerce").isna() & ref[c].notna()).any()}
 
 
 def prediction_shift(model: Any, ds: Dataset, X_new: torch.Tensor) -> dict[str, Any]:
     """The model's confidence and predicted class mix on the test split (reference) and on ``X_new``."""
-    from scipy.stats import ks_2samp
+    from scipy.stats import ks_2samp  # lazy: heavy (scipy)
 
     from builder.data.predictions import predict  # lazy: heavy (torch)
 
@@ -352,6 +353,8 @@ def check_drift(ds: Dataset, new: str | Path | pd.DataFrame, *, model: Any = Non
         if model is None:
             raise DatasetError(f"drift of {ds.info.modality} data is measured on the model's activations; received "
                                "no model. Fix: pass the run's model")
+        if ds.info.modality == "tokens" and ds.info.tokenizer:  # texts (the synthetic token sets have no words)
+            return text_drift(model, ds, new_token_ids(ds, new) if isinstance(new, (str, Path)) else new, alpha=alpha)
         X_new = new if not isinstance(new, (str, Path)) else load_new_inputs(ds, new)
         return activation_drift(model, ds, X_new, alpha=alpha)
     reference, categorical = reference_table(ds)
@@ -384,7 +387,7 @@ def penultimate_activations(model: Any, X: torch.Tensor, batch_size: int = 256) 
     Raises:
         DatasetError: the model has no Linear layer.
     """
-    import torch
+    import torch  # lazy: heavy (torch)
 
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     if not last:
@@ -416,7 +419,7 @@ def mmd_test(a: torch.Tensor, b: torch.Tensor, *, permutations: int = MMD_PERMUT
     >>> mmd_test(x, y)[1] > 0.05, mmd_test(x, y + 1.0)[1] < 0.01
     (True, True)
     """
-    import torch
+    import torch  # lazy: heavy (torch)
 
     z = torch.cat([a, b]).double()
     d2 = torch.cdist(z, z).pow(2)
@@ -434,7 +437,7 @@ def mmd_test(a: torch.Tensor, b: torch.Tensor, *, permutations: int = MMD_PERMUT
 
 
 def _subset(X: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    import torch
+    import torch  # lazy: heavy (torch)
 
     if len(X) <= n:
         return X
@@ -470,6 +473,56 @@ def activation_drift(model: Any, ds: Dataset, X_new: torch.Tensor, *, alpha: flo
     return report
 
 
+# ------------------------------------------------------------------------------------------------ text
+def new_token_ids(ds: Dataset, path: str | Path) -> torch.Tensor:
+    """New texts (:func:`builder.data.text.read_new_texts`: a CSV with the run's text column, a .txt of one text
+    per line, a .zip of .txt files) as token ids (N, max_length), by the run's own tokenizer.
+
+    Raises:
+        DatasetError: a run without a tokenizer, or texts that cannot be read.
+    """
+    import torch  # lazy: heavy (torch)
+
+    from builder.data.text import encode, load_tokenizer, read_new_texts  # lazy: heavy (tokenizers)
+
+    if not ds.info.tokenizer:
+        raise DatasetError(f"new texts are read with the run's tokenizer; received a run on {ds.info.name!r} without "
+                           "one. Fix: check a run trained on text (a text dataset or upload)")
+    texts = read_new_texts(path, ds.info.options.get("text_column"))
+    return torch.from_numpy(encode(load_tokenizer(ds.info.tokenizer), texts, int(ds.info.input_shape[0])))
+
+
+def text_drift(model: Any, ds: Dataset, X_new: torch.Tensor, *, alpha: float = 0.05) -> DriftReport:
+    """New token ids ``X_new`` (N, T) against the run's training texts: tokens per text (KS, PSI; what the model
+    reads, so cut at ``max_length``), the out-of-vocabulary rate (the share of ``<unk>`` among the real tokens;
+    χ²), the penultimate activations (MMD, :func:`activation_drift`) and the prediction shift. Bonferroni over
+    the three rows.
+
+    Raises:
+        DatasetError: as :func:`activation_drift`.
+    """
+    from builder.data.text import UNK_ID  # lazy: heavy (tokenizers)
+
+    report = activation_drift(model, ds, X_new, alpha=alpha)
+    ref, new = ds.train.X, X_new
+    lengths = [(x != PAD_ID).sum(1).cpu().numpy().astype(float) for x in (ref, new)]
+    test = _numeric("tokens per text", *lengths)
+    rows = [FeatureDrift("tokens per text", *test[:3], test[3], False, *test[4:])]
+    real = [int((x != PAD_ID).sum()) for x in (ref, new)]
+    unk = [int((x == UNK_ID).sum()) for x in (ref, new)]
+    counts = [np.array([r - u, u]) for r, u in zip(real, unk, strict=True)]
+    stat, p = _chi2(*counts)
+    rows.append(FeatureDrift("out-of-vocabulary rate", "chi2", stat, p, _psi(*counts), False,
+                             f"{unk[0] / max(real[0], 1):.2%}", f"{unk[1] / max(real[1], 1):.2%}"))
+    report.features = rows + report.features
+    report.threshold = float(alpha) / len(report.features)
+    for f in report.features:
+        f.moved = bool(f.p_value < report.threshold)
+    report.notes.append("texts: tokens per text as the model reads them (cut at max_length); out-of-vocabulary "
+                        "= the share of <unk> among the real tokens (0 for byte-level BPE, which has no unknowns)")
+    return report
+
+
 def load_new_inputs(ds: Dataset, path: str | Path) -> torch.Tensor:
     """The inputs of new data for a run trained on an image folder: a folder or .zip with the run's layout
     (one sub-folder per class), decoded at the run's size and channels; every split's images together.
@@ -477,7 +530,7 @@ def load_new_inputs(ds: Dataset, path: str | Path) -> torch.Tensor:
     Raises:
         DatasetError: a run that was not trained on an image folder, or the new data cannot be loaded.
     """
-    import torch
+    import torch  # lazy: heavy (torch)
 
 
     src = DatasetSource.of(ds.info)
@@ -492,6 +545,7 @@ def load_new_inputs(ds: Dataset, path: str | Path) -> torch.Tensor:
 
 __all__ = ["FeatureDrift", "DriftReport", "compare_tables", "reference_table", "encode_table", "prediction_shift",
            "check_drift", "penultimate_activations", "mmd_test", "activation_drift", "load_new_inputs",
+           "new_token_ids", "text_drift",
            "MAX_LEVELS"]
 
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 import functools
 import io
 import os
+import stat
+import struct
+import warnings
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 import builder.data.limits as limits
 from builder.data import cache as cache_mod
@@ -165,9 +170,6 @@ class _BadImage(Exception):
 
 def _image_header(data: bytes, name: str) -> tuple[int, int, str]:
     """``(width, height, mode)`` from an image's header, without decoding its pixels."""
-    import warnings
-
-    from PIL import Image
 
     try:
         with warnings.catch_warnings():
@@ -185,9 +187,6 @@ def _image_header(data: bytes, name: str) -> tuple[int, int, str]:
 
 def _decode(data: bytes, size: tuple[int, int], ch: int) -> np.ndarray:
     """Decode one image (its size was checked from the header) and resize it: (H, W, ch) uint8."""
-    import warnings
-
-    from PIL import Image
 
     try:
         with warnings.catch_warnings():
@@ -303,7 +302,6 @@ def _check_zip_directory(src, path: Path) -> None:
     """Refuse a zip whose central directory is too large or lists too many entries, before ``ZipFile`` reads
     it and builds one object per entry: the end record's byte size and count are checked, then the records
     themselves are counted (the end record's count may lie; ``ZipFile`` parses every record there is)."""
-    import struct
 
     try:
         if isinstance(src, (str, Path)):
@@ -340,8 +338,6 @@ def _check_zip_directory(src, path: Path) -> None:
 
 
 def _check_zip_name(i: zipfile.ZipInfo, path: Path) -> None:
-    import stat
-
     name = i.filename
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
@@ -357,7 +353,6 @@ def _check_zip_name(i: zipfile.ZipInfo, path: Path) -> None:
 def _read_member(zf: zipfile.ZipFile, i: zipfile.ZipInfo, path: Path, n: int | None = None) -> bytes:
     """A member's bytes (or its first ``n``), never more than it declares plus one (the CRC is checked when
     the whole member is read)."""
-    import zlib
 
     try:
         with zf.open(i) as f:

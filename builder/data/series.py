@@ -86,7 +86,7 @@ def series_dataset(values: np.ndarray, info: DatasetInfo, w: WindowOptions, *, l
                    seed: int, val_fraction: float, test_fraction: float) -> Dataset:
     """Windows of ``values`` (steps, columns) for ``forecast`` (``labels`` None) or sequence classification
     (``labels``: class ids per step, the window's label at its last step), scaled by the training part."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     w.check()
     values = np.asarray(values, dtype=np.float64)
@@ -143,7 +143,7 @@ def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, t
     Raises:
         DatasetError: missing or non-numeric columns, gaps, a size limit, too short for the windows.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
 
     w = WindowOptions(lookback, horizon, stride).check()
     label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded series")

@@ -31,7 +31,7 @@ def statsmodels_series(name: str) -> tuple[np.ndarray, str]:
     if path is None or not path.is_file():
         raise DatasetError(f"the built-in series {name} is read from statsmodels' bundled files; received: no "
                            "statsmodels installed. Fix: pip install 'layerlab[sequences]'")
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
 
     df = pd.read_csv(path)
     col = df.columns[-1]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
+from builder.data.disk import on_full_disk
 from builder.data.splits import Dataset, DatasetInfo, Split
-from builder.disk import on_full_disk
 from builder.errors import DatasetError
 
 
 def save_dataset(ds: Dataset, path: str | Path) -> Path:
     """Write a dataset's splits and info as one safetensors file (for uploads that cannot be re-read)."""
-    import json
-    import os
 
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: heavy (safetensors)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,7 +25,7 @@ def save_dataset(ds: Dataset, path: str | Path) -> Path:
         if s.y is not s.X:
             tensors[f"{name}.y"] = s.y.detach().cpu().contiguous()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:  # a full disk: one line (builder.disk), no partial snapshot
+    try:  # a full disk: one line (builder.data.disk), no partial snapshot
         with on_full_disk(path, "the dataset snapshot"):
             save_file(tensors, str(tmp), metadata={"info": json.dumps(ds.info.to_dict())})
             os.replace(tmp, path)
@@ -36,9 +36,8 @@ def save_dataset(ds: Dataset, path: str | Path) -> Path:
 
 def load_saved_dataset(path: str | Path) -> Dataset:
     """Inverse of :func:`save_dataset`. Raises DatasetError for a missing or foreign file."""
-    import json
 
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: heavy (safetensors)
 
     path = Path(path)
     if not path.is_file():

@@ -6,6 +6,7 @@ and the tensors wrapped as a :class:`Dataset`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -54,6 +55,8 @@ class DatasetInfo:
     target_std: list[float] | None = None
     input_mean: list[float] | None = None  # per feature, when the inputs were standardised (raw units back)
     input_std: list[float] | None = None
+    categories: dict[str, list[str]] = field(default_factory=dict)  # a CSV's text column -> its levels: one-hot
+    # features named ``column=level`` in this order (Try it offers them as one picker per column)
     notes: list[str] = field(default_factory=list)
     source: str = ""
     tokenizer: str = ""  # the JSON of the tokenizer learned on the training split (text, builder.data.text)
@@ -131,7 +134,7 @@ class PixelSplit(Split):
     def _norm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std as (1, C, 1, 1) tensors on ``x``'s device, made once per device (a copy to a GPU
         every batch would make the host wait for it every step)."""
-        import torch
+        import torch  # lazy: heavy (torch)
 
         key = (x.device, x.dtype)
         if key not in self._norms:
@@ -154,7 +157,7 @@ class PixelSplit(Split):
         if self.flat:
             return x.reshape(len(x), -1)
         if self.channels_last:  # NHWC rows permuted to NCHW are channels_last already
-            import torch
+            import torch  # lazy: heavy (torch)
 
             return x.contiguous(memory_format=torch.channels_last)
         return x.contiguous()
@@ -163,7 +166,7 @@ class PixelSplit(Split):
     def X(self) -> torch.Tensor:  # noqa: N802 - Split's field name
         """The whole split as float32 (converted once, in chunks; refused over ``limits.MAX_FLOAT_BYTES``)."""
         if self._X is None:
-            import torch
+            import torch  # lazy: heavy (torch)
 
             n = len(self)
             need = n * int(np.prod(self.pixels.shape[1:])) * 4
@@ -248,7 +251,7 @@ class Dataset:
         if self.info.task not in ("multiclass", "binary"):
             return {}
         y = getattr(self, split).y.detach().cpu().long().reshape(-1)
-        import torch
+        import torch  # lazy: heavy (torch)
 
         counts = torch.bincount(y, minlength=len(self.info.class_names)).tolist()
         return {name: int(c) for name, c in zip(self.info.class_names, counts)}
@@ -402,7 +405,7 @@ def _apply_task(y: np.ndarray, info: DatasetInfo, task: str | None) -> np.ndarra
 def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None, seed: int,
             val_fraction: float, test_fraction: float, standardise: bool) -> Dataset:
     """Apply a task override, split, standardise (train statistics), and wrap as tensors."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     y = _apply_task(y, info, task)
     classification = info.task in ("multiclass", "binary")
@@ -429,7 +432,7 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
 
 def _targets(y: np.ndarray, tr: np.ndarray, info: DatasetInfo, input_shape: tuple[int, ...]) -> torch.Tensor | None:
     """The target tensor for ``info.task`` (regression standardised on ``tr``); None: the inputs (reconstruction)."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     if info.task == "regression":
         y = y.astype(np.float32).reshape(len(y), -1)
@@ -463,9 +466,8 @@ def finish_pixels(pixels: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task:
     """:func:`finish` for images kept as uint8 ``pixels`` (N, H, W, C), e.g. a memory-mapped cache: the splits
     are :class:`PixelSplit` row indices into it (nothing is copied); batches become float on the device.
     ``normalize``: per-channel mean and standard deviation of the training split (in [0, 1] units)."""
-    import warnings
 
-    import torch
+    import torch  # lazy: heavy (torch)
 
     y = _apply_task(y, info, task)
     classification = info.task in ("multiclass", "binary")

@@ -44,7 +44,7 @@ MAX_CLASSES = 1000
 
 def numeric(s: pd.Series) -> pd.Series:
     """Text cells as numbers (NaN where a cell is empty or not a number; pandas's true/false words are 1/0)."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
 
     num = pd.to_numeric(s, errors="coerce")
     bad = num.isna() & s.notna()
@@ -129,7 +129,7 @@ class TablePlan:
 
     def scan(self, df: pd.DataFrame) -> None:
         """Pass 1 over one chunk (the target read as text; the index the 0-based data row)."""
-        from pandas.api.types import is_numeric_dtype
+        from pandas.api.types import is_numeric_dtype  # lazy: heavy (pandas)
 
         df = self._frame(df)
         self.rows += len(df)
@@ -274,7 +274,7 @@ class TablePlan:
     def encode(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Pass 2 over one chunk: float32 features (NaN where a number is missing; before standardisation) and
         the targets (int64 class indices, float32 values, or zeros for other tasks)."""
-        import pandas as pd
+        import pandas as pd  # lazy: heavy (pandas)
 
         enc = self.encoding if self.encoding is not None else self.decide()
         df = self._frame(df)
@@ -333,6 +333,7 @@ def standardise(X: np.ndarray, y: np.ndarray, enc: Encoding, info: DatasetInfo, 
     tr, _, _ = split_indices(y if classification else None, len(X), seed=seed, val_fraction=val_fraction,
                              test_fraction=test_fraction, stratify=classification)
     out = np.array(X, dtype=np.float32)
+    mean, std = np.zeros(enc.width), np.ones(enc.width)  # one-hot columns: as they are
     for i, kind in enumerate(enc.kinds):
         if kind != "num":
             continue
@@ -348,7 +349,10 @@ def standardise(X: np.ndarray, y: np.ndarray, enc: Encoding, info: DatasetInfo, 
                                "or remove them")
         ctr = col[tr]
         m, sd = ctr.mean(), ctr.std()
-        out[:, i] = (col - m) / (sd if sd > 1e-12 else 1.0)
+        mean[i], std[i] = m, (sd if sd > 1e-12 else 1.0)
+        out[:, i] = (col - m) / std[i]
+    info.input_mean, info.input_std = mean.tolist(), std.tolist()  # the data's own units back (Try it, drift)
+    info.categories = {c: [str(v) for v in levels] for c, k, levels in enc.plan if k == "cat"}
     return finish(out, y, info, task=None, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                   standardise=False)
 

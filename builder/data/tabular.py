@@ -106,7 +106,7 @@ class _Source:
     def frames(self, text: Collection[str] = (), only: Collection[str] | None = None) -> Iterator[pd.DataFrame]:
         """One pass over the table in chunks of about ``limits.CSV_CHUNK_CELLS`` cells: the ``text`` columns read as
         text, the others as pandas infers them per chunk; only the ``only`` columns when given (names stripped)."""
-        import pandas as pd
+        import pandas as pd  # lazy: heavy (pandas)
 
         rows = max(1, limits.CSV_CHUNK_CELLS // max(self.columns, 1))
         if isinstance(self.data, str):
@@ -313,7 +313,7 @@ def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None =
     Raises:
         DatasetError: an empty, binary, unreadable or over-limit file.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: heavy (pandas)
 
     label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded.csv")
     head = read_head(path, limits.MAX_CSV_LINE_BYTES, "CSV file")

@@ -9,8 +9,9 @@ of ``.txt`` files per class, and one plain ``.txt`` file (language modelling, ta
 The split comes first; the tokenizer (word-level or byte-level BPE, through the ``tokenizers`` library) is
 trained on the training texts only, so validation and test words it never saw are out-of-vocabulary
 (``<unk>``), as they would be for new text. Every sample is padded (id :data:`PAD_ID`) or cut to ``max_length``;
-:func:`padding_mask` (True = pad) is what flows with the tokens as ``padding_mask`` (a token split's
-:meth:`~TokenSplit.padding_mask`; attention layers read it). The tokenizer travels with the dataset
+:func:`padding_mask` (True = pad) is the mask of those ids (a token split's :meth:`~TokenSplit.padding_mask`);
+a compiled model derives the very same mask from the ids itself (``builder.graph.compile.padding_mask_of``), so
+the ids alone carry it to the attention layers. The tokenizer travels with the dataset
 (``DatasetInfo.tokenizer``, its JSON) and is written to the run folder as ``tokenizer.json``. Example::
 
     >>> tok = train_tokenizer(["a good film", "a bad film"], TokenizerOptions(vocab_size=50))
@@ -21,6 +22,7 @@ trained on the training texts only, so validation and test words it never saw ar
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
@@ -33,15 +35,21 @@ import builder.data.limits as limits
 from builder.data.files import natural_key, read_limited
 from builder.data.splits import Dataset, DatasetInfo, Split, _apply_task, _record, _targets, split_indices
 from builder.errors import DatasetError
+from builder.graph.spec import PAD_ID
 
 if TYPE_CHECKING:
     import torch
     from tokenizers import Tokenizer
 
 PAD, UNK = "<pad>", "<unk>"
-PAD_ID, UNK_ID = 0, 1
-#: the tokenizer kinds: words split on whitespace and punctuation, or byte-level BPE (no out-of-vocabulary)
+UNK_ID = 1  # PAD_ID (0) is the graph's: a compiled model derives its padding mask from it
+#: the tokenizer kinds learned on the training split: words split on whitespace and punctuation, or byte-level BPE
+#: (no out-of-vocabulary)
 TOKENIZER_KINDS = ("word", "bpe")
+#: the other kind: a model folder's own ``tokenizer.json``, used as it is (the run starts from that model)
+PRETRAINED = "pretrained"
+#: the padding tokens a pretrained tokenizer's id 0 may be (LayerLab pads with id 0: PAD_ID)
+PAD_TOKENS = (PAD, "[PAD]", "<|pad|>")
 TEXT_SUFFIXES = (".csv", ".zip", ".txt")
 
 
@@ -58,8 +66,9 @@ class TokenizerOptions:
     def problems(self) -> list[str]:
         """Every option out of range, each as "rule; received: value" (empty: fine)."""
         out = []
-        if self.kind not in TOKENIZER_KINDS:
-            out.append(f"tokenizer is one of {', '.join(TOKENIZER_KINDS)}; received: {str(self.kind)[:40]!r}")
+        if self.kind not in (*TOKENIZER_KINDS, PRETRAINED):
+            out.append(f"tokenizer is one of {', '.join((*TOKENIZER_KINDS, PRETRAINED))}; received: "
+                       f"{str(self.kind)[:40]!r}")
         lo = 260 if self.kind == "bpe" else 4  # byte-level BPE starts from its 256 bytes
         if not _int(self.vocab_size) or not lo <= self.vocab_size <= limits.MAX_VOCAB_SIZE:
             out.append(f"vocab_size is an integer from {lo} to {limits.MAX_VOCAB_SIZE} (limits.MAX_VOCAB_SIZE); "
@@ -87,7 +96,14 @@ def _int(v: Any) -> bool:
 # ------------------------------------------------------------------------------------------ tokenizer
 def train_tokenizer(texts: list[str], opts: TokenizerOptions) -> Tokenizer:
     """A tokenizer learned from ``texts`` (the training split only): ids 0 and 1 are ``<pad>`` and ``<unk>``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (  # lazy: heavy (tokenizers)
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
     opts.check()
     norm = [normalizers.NFKC(), *([normalizers.Lowercase()] if opts.lowercase else [])]
@@ -109,7 +125,7 @@ def train_tokenizer(texts: list[str], opts: TokenizerOptions) -> Tokenizer:
 
 def load_tokenizer(text: str) -> Tokenizer:
     """The tokenizer of its JSON (``DatasetInfo.tokenizer``, a run's ``tokenizer.json``). Raises DatasetError."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # lazy: heavy (tokenizers)
 
     try:
         return Tokenizer.from_str(text)
@@ -118,15 +134,16 @@ def load_tokenizer(text: str) -> Tokenizer:
                            f"({str(e)[:80]}). Fix: train the run again") from None
 
 
-def encode(tok: Tokenizer, texts: list[str], max_length: int) -> np.ndarray:
-    """Token ids (N, max_length) int64: each text cut to ``max_length`` tokens and padded with :data:`PAD_ID`."""
+def encode(tok: Tokenizer, texts: list[str], max_length: int, *, special: bool = False) -> np.ndarray:
+    """Token ids (N, max_length) int64: each text cut to ``max_length`` tokens and padded with :data:`PAD_ID`;
+    ``special``: with the special tokens the tokenizer adds (a pretrained model's ``[CLS]``, ``[SEP]``)."""
     n = len(texts)
     if n * max_length > limits.MAX_TOKEN_CELLS:
         raise DatasetError(f"{n:,} texts of {max_length} tokens are more token ids than the limit of "
                            f"{limits.MAX_TOKEN_CELLS:,} (limits.MAX_TOKEN_CELLS); received: {n * max_length:,}. "
                            "Fix: a smaller max_length or fewer texts")
     out = np.full((n, max_length), PAD_ID, dtype=np.int64)
-    for i, e in enumerate(tok.encode_batch(list(texts), add_special_tokens=False)):
+    for i, e in enumerate(tok.encode_batch(list(texts), add_special_tokens=special)):
         ids = e.ids[:max_length]
         out[i, :len(ids)] = ids
     return out
@@ -184,20 +201,57 @@ def _with_tokenizer(info: DatasetInfo, tok: Tokenizer, opts: TokenizerOptions) -
                       f"{opts.max_length} tokens (id {PAD_ID} = {PAD}, padding_mask True there)")
 
 
+def pretrained_tokenizer(text: str) -> Tokenizer:
+    """A model folder's tokenizer (its ``tokenizer.json`` text, read by the ``tokenizers`` library: nothing runs)
+    whose id 0 is its padding token, as LayerLab pads with :data:`PAD_ID`.
+
+    Raises:
+        DatasetError: unreadable, or id 0 is not a padding token.
+    """
+    tok = load_tokenizer(text)
+    first = tok.id_to_token(PAD_ID)
+    if first not in PAD_TOKENS:
+        raise DatasetError(f"a pretrained tokenizer pads with id {PAD_ID} here, so its id {PAD_ID} is its padding "
+                           f"token ({', '.join(PAD_TOKENS)}); received: id {PAD_ID} = {str(first)[:20]!r}. Fix: "
+                           "use tokenizer 'word' or 'bpe' (learned on your texts) with this model")
+    return tok
+
+
+def _pretrained_info(info: DatasetInfo, tok: Tokenizer, text: str, opts: TokenizerOptions) -> None:
+    info.vocab = [tok.id_to_token(i) or UNK for i in range(tok.get_vocab_size())]
+    info.tokenizer = text
+    info.input_dtype = "int64"
+    info.options.update(tokenizer=PRETRAINED, tokenizer_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                        max_length=opts.max_length)
+    info.notes.append(f"the model's own tokenizer ({len(info.vocab)} tokens); samples padded or cut to "
+                      f"{opts.max_length} tokens (id {PAD_ID} = {info.vocab[PAD_ID]}, padding_mask True there)")
+
+
 def texts_dataset(texts: list[str], y: np.ndarray, info: DatasetInfo, opts: TokenizerOptions, *,
-                  task: str | None, seed: int, val_fraction: float, test_fraction: float) -> Dataset:
+                  task: str | None, seed: int, val_fraction: float, test_fraction: float,
+                  pretrained: str | None = None) -> Dataset:
     """Labelled texts as a token dataset: split (stratified for classification), a tokenizer learned on the
-    training texts, every text encoded. ``info`` names the task and classes; ``y`` class ids or values."""
-    import torch
+    training texts (or, with ``pretrained``, that tokenizer's JSON: a model folder's, special tokens added as it
+    adds them), every text encoded. ``info`` names the task and classes; ``y`` class ids or values."""
+    import torch  # lazy: heavy (torch)
 
     opts.check()
     y = _apply_task(np.asarray(y), info, task)
     classification = info.task in ("multiclass", "binary")
     tr, va, te = split_indices(y if classification else None, len(texts), seed=seed, val_fraction=val_fraction,
                                test_fraction=test_fraction, stratify=classification)
-    tok = train_tokenizer([texts[i] for i in tr], opts)
-    X = torch.from_numpy(encode(tok, texts, opts.max_length))
-    _with_tokenizer(info, tok, opts)
+    if opts.kind == PRETRAINED:
+        if not pretrained:
+            raise DatasetError("tokenizer 'pretrained' is the tokenizer of the model the run starts from; received: "
+                               "no such tokenizer. Fix: start from (init_from) a model imported from a folder with "
+                               "a tokenizer.json, or use tokenizer 'word' or 'bpe'")
+        tok = pretrained_tokenizer(pretrained)
+        X = torch.from_numpy(encode(tok, texts, opts.max_length, special=True))
+        _pretrained_info(info, tok, pretrained, opts)
+    else:
+        tok = train_tokenizer([texts[i] for i in tr], opts)
+        X = torch.from_numpy(encode(tok, texts, opts.max_length))
+        _with_tokenizer(info, tok, opts)
     yt = _targets(y, tr, info, (opts.max_length,))
     _record(info, (opts.max_length,), (tr, va, te), seed, val_fraction, test_fraction)
 
@@ -213,7 +267,7 @@ def corpus_dataset(text: str, info: DatasetInfo, opts: TokenizerOptions, *, seed
     test text (in that order, so no block of validation or test text is trained on), a tokenizer learned on the
     training text, each part's token stream cut into blocks of ``max_length + 1``: inputs the first
     ``max_length`` tokens, targets the same block shifted by one."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     opts.check()
     for nm, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -273,15 +327,22 @@ def text_preview(ds: Dataset, n: int = 10) -> dict:
 def load_text(path: str | Path | bytes, target: str | None = None, task: str | None = None, *,
               text_column: str = "text", tokenizer: str = "word", vocab_size: int = 5000, lowercase: bool = True,
               max_length: int = 64, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
-              name: str | None = None) -> Dataset:
+              name: str | None = None, pretrained: str | None = None, tokenizer_sha256: str | None = None) -> Dataset:
     """Load user text as a token dataset, by the file's kind: a ``.csv`` (``text_column`` and label column
     ``target``), a ``.zip`` or folder of ``.txt`` files in one folder per class, or one ``.txt`` corpus
     (task ``next_token``). Sizes are checked against :mod:`builder.data.limits` before anything is held.
+    ``tokenizer="pretrained"`` tokenizes labelled texts with ``pretrained`` (a model folder's ``tokenizer.json``
+    text, handed in by the pipeline from the run the model starts from); ``tokenizer_sha256``, recorded with a
+    run, must then be that text's hash (a reload gets the very tokenizer it trained with).
 
     Raises:
         DatasetError: a missing column, one class, bad tokenizer options, a size limit.
     """
     opts = TokenizerOptions(tokenizer, vocab_size, lowercase, max_length).check()
+    if tokenizer == PRETRAINED and pretrained and tokenizer_sha256 and \
+            hashlib.sha256(pretrained.encode("utf-8")).hexdigest() != tokenizer_sha256:
+        raise DatasetError("a run's pretrained tokenizer is the one it trained with; received: another "
+                           "tokenizer.json. Fix: reload the run with its own tokenizer.json")
     label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded text")
     split = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     low = label.lower() if isinstance(path, bytes) else str(path).lower()
@@ -295,11 +356,14 @@ def load_text(path: str | Path | bytes, target: str | None = None, task: str | N
         if not target:
             raise DatasetError(f"{label}: a CSV of texts needs its label column; received: no target. Fix: "
                                "target=<the label column> (and text_column=<the text column>)")
-        return _csv_texts(path, target, task, text_column, opts, label, split)
+        return _csv_texts(path, target, task, text_column, opts, label, split, pretrained)
     elif low.endswith(".txt"):
         if task not in (None, "next_token"):
             raise DatasetError(f"{label}: one plain text file is a corpus for language modelling; received: task "
                                f"{task!r}. Fix: task next_token, or a CSV/zip of labelled texts")
+        if opts.kind == PRETRAINED:
+            raise DatasetError(f"{label}: a pretrained tokenizer tokenizes labelled texts (a CSV or a zip); "
+                               "received: one .txt corpus. Fix: tokenizer 'word' or 'bpe' for a corpus")
         text = _decode(read_limited(path, limits.MAX_TEXT_BYTES, "text file"), label)
         info = DatasetInfo(name=f"text:{label}", task="next_token", modality="tokens", input_shape=(max_length,),
                            description=f"language modelling on {label}", source="text")
@@ -310,7 +374,45 @@ def load_text(path: str | Path | bytes, target: str | None = None, task: str | N
     info = DatasetInfo(name=f"text:{label}", task="binary" if len(names) == 2 else "multiclass",
                        modality="tokens", input_shape=(max_length,), class_names=names, source="text",
                        description=f"texts of {len(names)} classes from a {kind} ({label})")
-    return texts_dataset(texts, y, info, opts, task=task, **split)
+    return texts_dataset(texts, y, info, opts, task=task, **split, pretrained=pretrained)
+
+
+def read_new_texts(path: str | Path, text_column: str | None = None) -> list[str]:
+    """The texts of new data for a text run (drift, prediction): a ``.csv`` (its ``text_column``, no label
+    needed), a ``.txt`` (one text per non-empty line) or a ``.zip`` of ``.txt`` files (one text per file, any
+    folders). Sizes are checked against :mod:`builder.data.limits`.
+
+    Raises:
+        DatasetError: another kind of file, a missing column, no text.
+    """
+    label = Path(path).name
+    low = label.lower()
+    data = read_limited(path, limits.MAX_TEXT_BYTES, "new texts")
+    if low.endswith(".csv"):
+        import pandas as pd  # lazy: heavy (pandas)
+
+        try:
+            df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{label}: not a readable CSV ({str(e).splitlines()[0][:120]}). Fix: save it as "
+                               "CSV with a header row") from None
+        df.columns = [str(c).strip() for c in df.columns]
+        col = text_column or "text"
+        if col not in df.columns:
+            raise DatasetError(f"{label}: the text column {col!r} of the run's data is not there; received columns: "
+                               f"{', '.join(map(repr, df.columns[:30]))}. Fix: name the column of texts {col!r}")
+        texts = df[col].tolist()
+    elif low.endswith(".txt"):
+        texts = _decode(data, label).splitlines()
+    elif low.endswith(".zip"):
+        texts = [_decode(b, label) for _, b in _zip_items(data, label, top_level=True)]
+    else:
+        raise DatasetError(f"{label}: new texts come as a .csv, a .txt (one text per line) or a .zip of .txt files; "
+                           f"received: {Path(low).suffix or 'no suffix'}. Fix: save them as one of these")
+    texts = [t for t in (str(t).strip() for t in texts) if t]
+    if not texts:
+        raise DatasetError(f"{label}: no text found; received an empty file. Fix: give at least a few dozen texts")
+    return texts
 
 
 def _decode(data: bytes, label: str) -> str:
@@ -323,8 +425,8 @@ def _decode(data: bytes, label: str) -> str:
 
 
 def _csv_texts(path: Any, target: str, task: str | None, text_column: str, opts: TokenizerOptions, label: str,
-               split: dict) -> Dataset:
-    import pandas as pd
+               split: dict, pretrained: str | None = None) -> Dataset:
+    import pandas as pd  # lazy: heavy (pandas)
 
     from builder.data.table_plan import TablePlan  # lazy: heavy (numpy)
 
@@ -351,7 +453,8 @@ def _csv_texts(path: Any, target: str, task: str | None, text_column: str, opts:
                        class_names=list(enc.class_names), source="text",
                        description=f"texts of column {text_column!r}, label {target!r} ({label})")
     info.options.update(target=target, text_column=text_column)
-    return texts_dataset(df[text_column].fillna("").tolist(), y, info, opts, task=None, **split)
+    return texts_dataset(df[text_column].fillna("").tolist(), y, info, opts, task=None, **split,
+                         pretrained=pretrained)
 
 
 def _by_class(items: list[tuple[str, bytes]], label: str) -> tuple[list[str], np.ndarray, list[str]]:
@@ -364,6 +467,12 @@ def _by_class(items: list[tuple[str, bytes]], label: str) -> tuple[list[str], np
 
 
 def _zip_texts(data: bytes, label: str) -> tuple[list[str], np.ndarray, list[str]]:
+    return _by_class(_zip_items(data, label), label)
+
+
+def _zip_items(data: bytes, label: str, top_level: bool = False) -> list[tuple[str, bytes]]:
+    """``(class folder, bytes)`` of each ``.txt`` of a zip; those at the top (no folder: class "") only with
+    ``top_level``."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
@@ -383,12 +492,12 @@ def _zip_texts(data: bytes, label: str) -> tuple[list[str], np.ndarray, list[str
         if total > limits.MAX_TEXT_BYTES or len(items) >= limits.MAX_TEXT_FILES:
             raise DatasetError(f"{label}: the texts are over the limit of {limits.MAX_TEXT_BYTES // 2**20} MiB or "
                                f"{limits.MAX_TEXT_FILES:,} files (limits.MAX_TEXT_BYTES, MAX_TEXT_FILES). Fix: a subset")
-        if len(parts) < 2:
+        if len(parts) < 2 and not top_level:
             continue  # a .txt at the top has no class
         with zf.open(i) as f:
             body = f.read(i.file_size + 1)
-        items.append((parts[-2], body[:i.file_size]))
-    return _by_class(items, label)
+        items.append((parts[-2] if len(parts) > 1 else "", body[:i.file_size]))
+    return items
 
 
 def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[str]]:
@@ -407,4 +516,4 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
 
 __all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "TokenizerOptions", "TokenSplit", "train_tokenizer",
            "load_tokenizer", "encode", "decode", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
-           "load_text", "text_preview"]
+           "load_text", "read_new_texts", "text_preview"]

@@ -13,6 +13,9 @@ learned on the training split only.
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
+import warnings
 
 import numpy as np
 
@@ -91,9 +94,6 @@ CORPUS_MODULES = ("collections", "itertools", "functools", "json", "re", "string
 def python_docs() -> str:
     """The docstrings of :data:`CORPUS_MODULES` (each module's, then its public classes' and functions'), one
     paragraph each, as this Python ships them."""
-    import importlib
-    import inspect
-    import warnings
 
     docs = []
     with warnings.catch_warnings():  # typing.io and typing.re warn when their docstrings are read

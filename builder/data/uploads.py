@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.disk import write_atomic
+from builder.data.disk import write_atomic
 from builder.errors import DatasetError
 
 UPLOAD_PREFIX = "upload:"

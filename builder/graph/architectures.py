@@ -132,11 +132,26 @@ def lstm_classifier(seq_len: int = 256, vocab: int = 20000, classes: int = 2, em
     return d.graph()
 
 
+def lstm_language_model(seq_len: int = 64, vocab: int = 10000, embed: int = 256, hidden: int = 512) -> Graph:
+    """An LSTM language model over token ids: one logit per token of the vocabulary at every step.
+
+    >>> [n.type for n in lstm_language_model(16, 300, 16, 32).nodes]
+    ['Input', 'Embedding', 'LSTM', 'Linear']
+    """
+    d = _Drawer()
+    d.add("tokens", "Input", shape=[seq_len], modality="tokens", vocab_size=vocab)
+    d.add("embed", "Embedding", embedding_dim=embed)
+    d.add("lstm", "LSTM", hidden_size=hidden, output_mode="all")
+    d.add("head", "Linear", out_features=vocab)
+    return d.graph()
+
+
 ARCHITECTURES: dict[str, tuple[str, Callable[..., Graph]]] = {
     "resnet18": ("ResNet-18", resnet18),
     "vgg11": ("VGG-11", vgg11),
     "vit_tiny": ("ViT-tiny/16", vit_tiny),
     "lstm": ("Bidirectional LSTM classifier", lstm_classifier),
+    "lstm_lm": ("LSTM language model", lstm_language_model),
 }
 
 

@@ -24,7 +24,7 @@ from builder.errors import BudgetError, GraphError
 from builder.escape import py_identifier
 from builder.graph.layers import sinusoid_table
 from builder.graph.project import as_graph
-from builder.graph.registry import PADDING_MASK, TOKENS, get_spec
+from builder.graph.registry import PAD_ID, PADDING_MASK, TOKENS, get_spec
 from builder.graph.report import Budget, ShapeReport
 from builder.graph.shapes import infer_shapes, module_ctor
 
@@ -135,9 +135,11 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         report: a report from :func:`infer_shapes` for this very graph, to skip re-analysis.
 
     Returns:
-        A ``torch.fx.GraphModule``; ``forward`` takes one tensor per Input node (graph order), then the padding
-        mask ((B, T) bool, True = padding) of each Input whose ``padding_mask`` port is connected
-        (``layerlab_padding_masks``, the same order), and returns the output tensor (or a tuple when the graph has several outputs). Attributes: ``layerlab_names`` (node id
+        A ``torch.fx.GraphModule``; ``forward`` takes one tensor per Input node (graph order) and returns the output
+        tensor (or a tuple when the graph has several outputs). The padding mask of each Input whose
+        ``padding_mask`` port is connected (``layerlab_padding_masks``) is derived inside from that Input's values
+        (:func:`padding_mask_of`), so every caller (trainer, explainers, Try it, exports) feeds the data alone.
+        Attributes: ``layerlab_names`` (node id
         → submodule name; a node that shares another's weights maps to that node's submodule), ``layerlab_types`` (node id → layer type), ``layerlab_inputs`` / ``layerlab_outputs``
         (node ids), ``layerlab_input_shapes`` (node id → shape without batch), ``layerlab_input_dtypes``.
 
@@ -160,8 +162,10 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         values[nid] = {"out": ph}
         types[nid] = "Input"
     masked = padding_mask_inputs(report)
-    for nid in masked:  # after every Input: a forward without masks keeps its signature
-        values[nid][PADDING_MASK] = g.placeholder(f"{names[nid]}_{PADDING_MASK}")
+    for nid in masked:  # derived from the Input's own values: a forward takes the data alone
+        emit.prefix = names[nid]
+        values[nid][PADDING_MASK] = padding_mask_of(emit, values[nid]["out"],
+                                                    report.nodes[nid].type_out.kind == TOKENS)
 
     for nid in report.order:
         info = report.nodes[nid]
@@ -178,7 +182,7 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         elif ctor is not None:
             root.add_module(attr, build_module(*ctor))
             module_of[nid] = attr
-        elif getattr(spec, "make_module", None) is not None:  # a node storing its own constants (Op)
+        elif spec.make_module is not None:  # a node building its own module (Op constants, LoRA)
             held = spec.make_module(info.params, ins)
             if held is not None:
                 root.add_module(attr, held)
@@ -238,6 +242,20 @@ def padding_mask_inputs(report: ShapeReport) -> list[str]:
     return [nid for nid in report.input_nodes if nid in used]
 
 
+def padding_mask_of(emit: _Emitter, x: fx.Node, tokens: bool) -> fx.Node:
+    """``(B, T)`` booleans, True = padding, derived from an Input's values ``x``: token id :data:`PAD_ID` for
+    token ids (B, T) (Keras ``Embedding(mask_zero=True)``), a step whose features are all 0 for a sequence
+    (B, T, F) (Keras ``Masking(mask_value=0.0)``). A row with no real step is not masked at all, so attention
+    always has a step to attend to (a fully masked row would give NaN)."""
+    if tokens:
+        pad = emit.method("eq", x, PAD_ID, as_="is_pad")  # (B, T)
+    else:
+        size = emit.method("sum", emit.method("abs", x, as_="abs"), -1, as_="step_size")  # (B, T)
+        pad = emit.method("eq", size, 0, as_="is_pad")
+    real = emit.method("any", emit.method("logical_not", pad, as_="is_real"), 1, keepdim=True, as_="has_real")
+    return emit.method("logical_and", pad, real, as_=PADDING_MASK)  # (B, T)
+
+
 def canonical(emit: _Emitter, value: fx.Node) -> fx.Node:
     """``value.clone(memory_format=torch.contiguous_format)``: a copy with the canonical strides of its shape.
 
@@ -279,8 +297,13 @@ def example_inputs(model: fx.GraphModule, batch_size: int = 2, seed: int = 0) ->
             out.append(torch.randint(0, model.layerlab_vocab[nid] or 2, shape, generator=gen))
         else:
             out.append(torch.randn(shape, generator=gen))
-    for nid in getattr(model, "layerlab_padding_masks", ()):  # right padding, at least one real step per row
-        steps = model.layerlab_input_shapes[nid][0]
-        lengths = torch.randint(1, steps + 1, (batch_size, 1), generator=gen)
-        out.append(torch.arange(steps).expand(batch_size, steps) >= lengths)
+    for i, nid in enumerate(model.layerlab_inputs):  # right padding, at least one real step per row
+        if nid in getattr(model, "layerlab_padding_masks", ()):
+            steps = model.layerlab_input_shapes[nid][0]
+            lengths = torch.randint(1, steps + 1, (batch_size, 1), generator=gen)
+            pad = torch.arange(steps).expand(batch_size, steps) >= lengths  # (B, T)
+            if out[i].dtype == torch.long:
+                out[i] = out[i].clamp(min=PAD_ID + 1).masked_fill(pad, PAD_ID)
+            else:
+                out[i] = out[i].masked_fill(pad.unsqueeze(-1), 0.0)
     return out

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from builder.graph.lora import node_training
 from builder.graph.memory import training_memory
 from builder.graph.registry import MASK, get_spec, has_spec
 from builder.graph.report import ShapeReport, human_bytes, human_count, kinds_of
@@ -240,14 +241,17 @@ def cost_overlay(costs: list[NodeCost], latency: Any = None) -> tuple[dict[str, 
 
 
 def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] | None = None,
-                       latency: Any = None) -> dict:
+                       latency: Any = None, freeze: list[str] | tuple[str, ...] = ()) -> dict:
     """What the canvas shows for a graph and its analysis (one pass): per node its output shape, parameters,
     multiply-adds, errors, output kind and cost overlay values (:func:`cost_overlay`); per edge its shape; the
     totals, the cost modes available (``summary.cost_modes``) and every problem (the format of
     :func:`builder.canvas.graph_canvas`'s ``annotations``). ``health``: per node ``{"level": "ok" | "warn" | "bad",
     "message"}`` of a training run (:func:`builder.interpret.doctor.health_annotations`), shown as the node's tint
     and badge; nodes it does not name get none. ``latency``: measured time per node (a
-    :class:`~builder.graph.latency.Latency` or ``{node: seconds}``), offered as the overlay's latency mode."""
+    :class:`~builder.graph.latency.Latency` or ``{node: seconds}``), offered as the overlay's latency mode.
+    ``freeze``: the nodes a run of this graph freezes; when anything does not train (a frozen node, a LoRA node's
+    base), each node with parameters gets ``train`` (:func:`builder.graph.lora.node_training`: shown dimmed with a
+    lock, or with its trainable count) and the summary ``trainable`` ``{"trainable", "frozen", "adapter"}``."""
     kinds = kinds_of(report)
     costs = node_costs(report)
     macs = {c.node: c.macs for c in costs}
@@ -262,6 +266,10 @@ def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] 
         if health and isinstance(health.get(nid), dict):
             nodes[nid]["health"] = {"level": str(health[nid].get("level", "ok")),
                                     "message": str(health[nid].get("message", ""))}
+    training = node_training(report, freeze)
+    if any(t["state"] != "trainable" for t in training.values()):
+        for nid, t in training.items():
+            nodes[nid]["train"] = {k: t[k] for k in ("state", "trainable", "frozen")}
     edges = {}
     for e in graph.edges:
         t = report.edges.get(e.key)
@@ -270,6 +278,8 @@ def canvas_annotations(graph: Any, report: ShapeReport, health: dict[str, dict] 
     problems = [{"node": p.node, "edge": p.edge, "message": p.message} for p in report.problems]
     summary = {"total_params": report.total_params, "memory": human_bytes(training_memory(report, 64).peak),
                "macs": human_count(sum(m for m in macs.values() if m)), "problems": problems, "cost_modes": modes}
+    if training and any("train" in nodes[nid] for nid in training):
+        summary["trainable"] = {k: sum(t[k] for t in training.values()) for k in ("trainable", "frozen", "adapter")}
     if "latency" in modes and (note := latency_note(latency)):
         summary["latency"] = note
     return {"nodes": nodes, "edges": edges, "summary": summary}

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +28,13 @@ def _taps(k: Any, dims: int) -> int:
     return math.prod(k) if isinstance(k, (list, tuple)) else int(k) ** dims
 
 
+def _dense(i: int, o: int, bias: bool) -> int:
+    """The values of an ``i``-to-``o`` weight matrix and its bias."""
+    return i * o + (o if bias else 0)
+
+
 def _linear(kw: dict) -> Counts:
-    i, o = kw["in_features"], kw["out_features"]
-    return i * o + (o if kw.get("bias", True) else 0), 0
+    return _dense(kw["in_features"], kw["out_features"], kw.get("bias", True)), 0
 
 
 def _conv(dims: int, transposed: bool = False) -> Callable[[dict], Counts]:
@@ -40,9 +45,13 @@ def _conv(dims: int, transposed: bool = False) -> Callable[[dict], Counts]:
     return count
 
 
-def _batchnorm(kw: dict) -> Counts:
-    c = kw["num_features"]
-    return (2 * c if kw.get("affine", True) else 0), (2 * c + 1 if kw.get("track_running_stats", True) else 0)
+def _running_norm(affine: bool, track: bool) -> Callable[[dict], Counts]:
+    """BatchNorm (affine, running statistics by default) and InstanceNorm (neither by default): a scale and a
+    shift per channel, and a running mean, a running variance and a batch count."""
+    def count(kw: dict) -> Counts:
+        c = kw["num_features"]
+        return (2 * c if kw.get("affine", affine) else 0), (2 * c + 1 if kw.get("track_running_stats", track) else 0)
+    return count
 
 
 def _layernorm(kw: dict) -> Counts:
@@ -55,11 +64,6 @@ def _layernorm(kw: dict) -> Counts:
 
 def _groupnorm(kw: dict) -> Counts:
     return (2 * kw["num_channels"] if kw.get("affine", True) else 0), 0
-
-
-def _instancenorm(kw: dict) -> Counts:
-    c = kw["num_features"]
-    return (2 * c if kw.get("affine", False) else 0), (2 * c + 1 if kw.get("track_running_stats", False) else 0)
 
 
 def _prelu(kw: dict) -> Counts:
@@ -83,31 +87,26 @@ def _rnn(gates: int) -> Callable[[dict], Counts]:
     return count
 
 
+def _attention(e: int, bias: bool) -> int:
+    """Multi-head attention of width ``e``: the query, key and value projections and the output projection."""
+    return 4 * _dense(e, e, bias)
+
+
 def _mha(kw: dict) -> Counts:
     e = kw["embed_dim"]
-    bias = kw.get("bias", True)
     if kw.get("kdim", e) != e or kw.get("vdim", e) != e or kw.get("add_bias_kv", False):
         raise KeyError("kdim/vdim/add_bias_kv")  # not built by any registered layer: counted by torch
-    return 4 * e * e + (4 * e if bias else 0), 0
+    return _attention(e, kw.get("bias", True)), 0
 
 
-def _encoder_layer(kw: dict) -> Counts:
-    e, f = kw["d_model"], kw.get("dim_feedforward", 2048)
-    b = kw.get("bias", True)
-    attn = 4 * e * e + (4 * e if b else 0)
-    ff = 2 * e * f + ((f + e) if b else 0)
-    norms = 2 * e * (2 if b else 1)
-    return attn + ff + norms, 0
-
-
-def _decoder_layer(kw: dict) -> Counts:
-    """Self-attention and cross-attention, the feed-forward block and three norms."""
-    e, f = kw["d_model"], kw.get("dim_feedforward", 2048)
-    b = kw.get("bias", True)
-    attn = 4 * e * e + (4 * e if b else 0)
-    ff = 2 * e * f + ((f + e) if b else 0)
-    norms = 3 * e * (2 if b else 1)
-    return 2 * attn + ff + norms, 0
+def _transformer_layer(attentions: int, norms: int) -> Callable[[dict], Counts]:
+    """A Transformer layer: its attention blocks (the encoder's self-attention; the decoder's also attends to the
+    memory), the feed-forward block (two Linear) and a LayerNorm after each of them."""
+    def count(kw: dict) -> Counts:
+        e, f, b = kw["d_model"], kw.get("dim_feedforward", 2048), kw.get("bias", True)
+        norm, _ = _layernorm({"normalized_shape": e, "bias": b})
+        return attentions * _attention(e, b) + _dense(e, f, b) + _dense(f, e, b) + norms * norm, 0
+    return count
 
 
 def _none(kw: dict) -> Counts:
@@ -116,9 +115,10 @@ def _none(kw: dict) -> Counts:
 
 _COUNTERS: dict[str, Callable[[dict], Counts]] = {
     "Linear": _linear, "Conv1d": _conv(1), "Conv2d": _conv(2), "ConvTranspose2d": _conv(2, transposed=True),
-    "ConvTranspose1d": _conv(1, transposed=True), "BatchNorm1d": _batchnorm, "BatchNorm2d": _batchnorm, "LayerNorm": _layernorm, "GroupNorm": _groupnorm,
+    "ConvTranspose1d": _conv(1, transposed=True), "BatchNorm1d": _running_norm(True, True), "BatchNorm2d": _running_norm(True, True), "LayerNorm": _layernorm, "GroupNorm": _groupnorm,
     "Embedding": _embedding, "RNN": _rnn(1), "LSTM": _rnn(4), "GRU": _rnn(3), "MultiheadAttention": _mha,
-    "TransformerEncoderLayer": _encoder_layer, "TransformerDecoderLayer": _decoder_layer, "InstanceNorm1d": _instancenorm, "InstanceNorm2d": _instancenorm,
+    "TransformerEncoderLayer": _transformer_layer(1, 2), "TransformerDecoderLayer": _transformer_layer(2, 3),
+    "InstanceNorm1d": _running_norm(False, False), "InstanceNorm2d": _running_norm(False, False),
     "PReLU": _prelu,
     **dict.fromkeys(("ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish", "SELU", "CELU", "Softplus", "Softsign",
                      "Tanhshrink", "LocalResponseNorm", "PixelShuffle", "PixelUnshuffle", "Upsample"), _none),
@@ -131,10 +131,9 @@ COUNTED = frozenset(_COUNTERS)
 
 def _meta_counts(cls: str, kwargs: dict) -> Counts:
     """Build ``nn.<cls>(**kwargs)`` on torch's meta device (nothing allocated) and count."""
-    import warnings
 
-    import torch
-    from torch import nn
+    import torch  # lazy: heavy (torch)
+    from torch import nn  # lazy: heavy (torch)
 
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's own warnings are reported as lint problems

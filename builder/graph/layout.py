@@ -3,6 +3,7 @@ into rows (:func:`row_layout`), for graphs without positions (templates, importe
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import networkx as nx
@@ -41,29 +42,45 @@ def auto_layout(graph: Graph, dx: float = 260.0, dy: float = 130.0, only_missing
     return graph.model_copy(update={"nodes": nodes})
 
 
-def row_layout(graph: Graph, per_row: int = 3, dx: float = 280.0, dy: float = 120.0, gap: float = 190.0) -> Graph:
+SCREEN_ASPECT = 1.6  # width / height of the canvas a fitted layout aims at (1440x900)
+
+
+def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: float = 120.0,
+               gap: float = 190.0) -> Graph:
     """:func:`auto_layout`'s columns wrapped into rows of ``per_row`` columns, so long chains fit a screen.
 
-    A graph of at most ``per_row + 1`` columns stays one row. Each further row starts at x = 0 and sits one
-    band lower (the height of the tallest column plus ``gap``). This is how a template or an imported file
-    is placed when it is loaded onto the canvas.
+    A graph of at most ``per_row + 1`` columns (``per_row`` when fitted to the screen) stays one row. Each further row starts at x = 0 and sits one
+    band lower (the height of the tallest column plus ``gap``). This is how a template (3 columns a row) or an
+    imported file (``per_row=None``: as many as make the whole about :data:`SCREEN_ASPECT` times as wide as
+    it is tall, at least 3) is placed when it is loaded onto the canvas.
 
     Args:
         graph: the graph to place (its positions are replaced).
-        per_row: columns per row.
+        per_row: columns per row; None fits them to the screen's shape.
         dx, dy: column and row spacing in pixels.
         gap: vertical space between two rows of columns.
 
     Returns:
         A copy of ``graph`` with every node positioned.
+
+    Example::
+
+        >>> from builder.graph.project import Graph
+        >>> chain = Graph(nodes=[{"id": f"n{i}", "type": "ReLU"} for i in range(30)],
+        ...               edges=[{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(29)])
+        >>> len({n.position.x for n in row_layout(chain, per_row=None).nodes})  # 6 columns by 5 rows, not 30 by 1
+        6
     """
     g = auto_layout(graph, dx=dx, dy=dy)
     xs = sorted({n.position.x for n in g.nodes})
-    if len(xs) <= per_row + 1:
+    ys = [n.position.y for n in g.nodes]
+    band = (max(ys, default=0.0) - min(ys, default=0.0)) + gap
+    slack = 1  # a template one column over its rows' width stays one row
+    if per_row is None:  # k columns a row, ceil(n / k) rows: k * dx ~ SCREEN_ASPECT * (n / k) * band
+        per_row, slack = max(3, round(math.sqrt(SCREEN_ASPECT * len(xs) * band / dx))), 0
+    if len(xs) <= per_row + slack:
         return g
     col = {x: i for i, x in enumerate(xs)}
-    ys = [n.position.y for n in g.nodes]
-    band = (max(ys) - min(ys)) + gap
     nodes = []
     for n in g.nodes:
         row, k = divmod(col[n.position.x], per_row)

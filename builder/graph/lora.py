@@ -4,8 +4,8 @@ PEFT reads them.
 * :func:`add_lora` turns a Linear node (or every Linear of a block: node ids under a prefix, or the attention
   projections of a block) into a ``LoRA`` node with the same id, so its base weights keep their node;
   :func:`lora_state` moves a Linear's weights under the LoRA node's ``base_layer``.
-* :func:`trainable_params` splits a graph's parameters into trainable and frozen (what the canvas and summaries
-  show).
+* :func:`trainable_params` splits a graph's parameters into trainable and frozen, :func:`node_training` per node
+  (what the canvas and summaries show).
 * :func:`merge_lora` folds each adapter into its base (W + alpha/rank · B A) and gives back plain Linear nodes: the
   merged model exports as plain ``.py`` and ONNX.
 * :func:`peft_adapter` writes ``adapter_config.json`` and ``adapter_model.safetensors`` as PEFT saves them, keyed by
@@ -92,34 +92,52 @@ def lora_state(graph, weights: dict[str, Any], module_names: dict[str, str]) -> 
     return out
 
 
-def trainable_params(graph, freeze: list[str] | tuple[str, ...] = (), *, report: Any = None) -> dict[str, int]:
-    """``{"trainable", "frozen", "adapter"}`` parameter values of a graph when the nodes in ``freeze`` are frozen:
-    a LoRA node trains its adapter (and its base only with ``train_base``). ``report``: the graph's ShapeReport
-    when the caller has it (the graph is then not analysed again)."""
-    if report is None:
-        report = infer_shapes(as_graph(graph))
+def node_training(report: Any, freeze: list[str] | tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Per node with parameters, what trains when the nodes in ``freeze`` are frozen: ``{"state": "trainable" |
+    "frozen" | "adapter", "trainable", "frozen", "adapter"}`` (values); ``adapter``: a LoRA node training its
+    adapter while its base stays fixed. Read off an analysed graph's ShapeReport (what the canvas badges show).
+
+    >>> from builder.graph.project import as_graph
+    >>> g = as_graph({"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+    ...                         {"id": "q", "type": "LoRA", "params": {"out_features": 4, "rank": 2}},
+    ...                         {"id": "head", "type": "Linear", "params": {"out_features": 2}}],
+    ...               "edges": [{"source": "x", "target": "q"}, {"source": "q", "target": "head"}]})
+    >>> t = node_training(infer_shapes(g), ["x"])
+    >>> t["q"]["state"], t["q"]["trainable"], t["q"]["frozen"], t["head"]["state"]
+    ('adapter', 16, 20, 'trainable')
+    """
     frozen_ids = set(freeze)
-    out = {"trainable": 0, "frozen": 0, "adapter": 0}
+    out: dict[str, dict[str, Any]] = {}
     for nid, info in report.nodes.items():
         n = int(info.num_params or 0)
-        if info.type == "LoRA" and info.inputs:
-            a = adapter_params(info.params, info.inputs[0].shape[-1])
-            base = n - a
-            out["adapter"] += a
-            if nid in frozen_ids:
-                out["frozen"] += n
-            else:
-                out["trainable"] += a + (base if info.params.get("train_base") else 0)
-                out["frozen"] += 0 if info.params.get("train_base") else base
+        if n <= 0:
+            continue
+        a = adapter_params(info.params, info.inputs[0].shape[-1]) if info.type == "LoRA" and info.inputs else 0
+        if nid in frozen_ids:
+            trains = 0
+        elif a and not info.params.get("train_base"):
+            trains = a
         else:
-            out["frozen" if nid in frozen_ids else "trainable"] += n
+            trains = n
+        state = "frozen" if trains == 0 else "trainable" if trains == n else "adapter"
+        out[nid] = {"state": state, "trainable": trains, "frozen": n - trains, "adapter": a}
     return out
+
+
+def trainable_params(graph, freeze: list[str] | tuple[str, ...] = (), *, report: Any = None) -> dict[str, int]:
+    """``{"trainable", "frozen", "adapter"}`` parameter values of a graph when the nodes in ``freeze`` are frozen:
+    a LoRA node trains its adapter (and its base only with ``train_base``); the sums of :func:`node_training`.
+    ``report``: the graph's ShapeReport when the caller has it (the graph is then not analysed again)."""
+    if report is None:
+        report = infer_shapes(as_graph(graph))
+    per_node = node_training(report, freeze).values()
+    return {k: sum(v[k] for v in per_node) for k in ("trainable", "frozen", "adapter")}
 
 
 def merge_lora(graph, weights: dict[str, Any], module_names: dict[str, str]) -> tuple[Graph, dict[str, Any]]:
     """Fold every LoRA node into a plain Linear: W + (alpha / rank) · B A, bias unchanged. Returns the graph with
     Linear nodes and its weights (keys of the merged graph's compiled module)."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     graph = as_graph(graph)
     out = dict(weights)
@@ -147,6 +165,17 @@ def _module_path(node) -> str:
     return label if re.fullmatch(r"[A-Za-z_][\w.]*", label) else node.id
 
 
+def merged_project(project: Any, weights: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A project with every LoRA adapter folded into its base (:func:`merge_lora`: plain Linear nodes, exported
+    as plain ``.py`` and ONNX) and the weights that go with it; a project without LoRA nodes comes back as is."""
+    if not any(n.type == "LoRA" for n in project.graph.nodes):
+        return project, weights
+    from builder.graph.compile import module_names  # lazy: heavy (torch)
+
+    graph, merged = merge_lora(project.graph, weights, module_names(project.graph))
+    return project.model_copy(update={"graph": graph}), merged
+
+
 def peft_adapter(graph, weights: dict[str, Any], module_names: dict[str, str], *, base_model: str = "",
                  fan_in_fan_out: bool = False) -> dict[str, bytes]:
     """``{"adapter_config.json": bytes, "adapter_model.safetensors": bytes}`` in PEFT's LoRA format: only the
@@ -156,7 +185,7 @@ def peft_adapter(graph, weights: dict[str, Any], module_names: dict[str, str], *
     Raises:
         LayerLabError: the graph has no LoRA node.
     """
-    from safetensors.torch import save
+    from safetensors.torch import save  # lazy: heavy (safetensors)
 
     lora = [n for n in as_graph(graph).nodes if n.type == "LoRA"]
     if not lora:
@@ -180,5 +209,5 @@ def peft_adapter(graph, weights: dict[str, Any], module_names: dict[str, str], *
             "adapter_model.safetensors": save(tensors, metadata={"format": "pt"})}
 
 
-__all__ = ["add_lora", "lora_targets", "lora_state", "trainable_params", "merge_lora", "peft_adapter",
+__all__ = ["add_lora", "lora_targets", "lora_state", "trainable_params", "node_training", "merge_lora", "merged_project", "peft_adapter",
            "ATTENTION_PROJECTIONS", "LORA_DEFAULTS"]

@@ -161,7 +161,7 @@ def device_memory(device: str = "cpu") -> int:
     Torch is imported only for a CUDA device; a CUDA device that is not there counts as the host.
     """
     if str(device).startswith("cuda"):
-        import torch
+        import torch  # lazy: heavy (torch)
 
         if torch.cuda.is_available():
             index = int(str(device).split(":")[1]) if ":" in str(device) else torch.cuda.current_device()

@@ -19,6 +19,7 @@ from builder.graph.spec import (  # noqa: F401  (re-exported: the spec types are
     CATEGORIES,
     MASK,
     MAX_SIZE,
+    PAD_ID,
     PADDING_MASK,
     TENSOR,
     TOKENS,

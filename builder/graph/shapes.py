@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import astuple, dataclass, field
 
 import networkx as nx
 
@@ -47,6 +51,14 @@ from builder.graph.spec import (
     _short,
 )
 
+
+def _bad_port(a, nid: str, e, msg: str) -> None:
+    """Mark node ``nid`` in error for edge ``e`` (a located ``bad_port`` problem); None: the edge carries nothing."""
+    info = a.nodes[nid]
+    info.status = "error"
+    info.errors.append(msg)
+    _err(a.problems, "bad_port", msg, node=nid, edge=e.key)
+    return None
 
 def _err(p: list[Problem], code: str, msg: str, node: str | None = None, edge: str | None = None) -> None:
     p.append(Problem(code, msg, node=node, edge=edge))
@@ -284,20 +296,19 @@ def _input_types(a: Analysis, nid: str, preds: list[tuple[Edge, str]]) -> list[T
         if src.status == "ok" and t is None and e.source_port:  # a port the spec lists but this node lacks (Op)
             msg = (f"`{e.source}` has no output `{e.source_port}` with these parameters; received: source_port="
                    f"{_short(e.source_port)}. Fix: connect one of {', '.join(map(repr, src.outputs)) or 'none'}")
-            info = a.nodes[nid]
-            info.status = "error"
-            info.errors.append(msg)
-            _err(a.problems, "bad_port", msg, node=nid, edge=e.key)
-            return None
+            return _bad_port(a, nid, e, msg)
         if src.type == "Target" and src.params.get("source") == "labels" and _port != "target":
             msg = (f"a Target's labels (class ids as integers for a classification dataset) feed a loss's `target` "
                    f"only; received: an edge into `{_port}` of {a.nodes[nid].type}. Fix: connect `{e.source}` to the "
                    "target port of a loss (e.g. CrossEntropyLoss)")
-            info = a.nodes[nid]
-            info.status = "error"
-            info.errors.append(msg)
-            _err(a.problems, "bad_port", msg, node=nid, edge=e.key)
-            return None
+            return _bad_port(a, nid, e, msg)
+        if (a.nodes[nid].type == "CrossEntropyLoss" and _port == "target" and t is not None and t.numel == 1
+                and src.type != "Input"
+                and not (src.type == "Target" and src.params.get("source", "labels") in ("labels", "ones", "zeros"))):
+            msg = (f"a cross-entropy's class ids (one value per sample) come from a Target of the labels (or ones, "
+                   f"zeros) or an Input: computed values are no class ids; received: `{e.source}` ({src.type}) into "
+                   "`target`. Fix: connect a Target node with source labels, or C probabilities per sample")
+            return _bad_port(a, nid, e, msg)
         if src.status != "ok" or t is None:
             info = a.nodes[nid]
             info.status, info.cause = "upstream", src.cause or e.source
@@ -305,11 +316,7 @@ def _input_types(a: Analysis, nid: str, preds: list[tuple[Edge, str]]) -> list[T
             return None
         msg = _mask_port_problem(a.specs[nid], _port, e, t)
         if msg:
-            info = a.nodes[nid]
-            info.status = "error"
-            info.errors.append(msg)
-            _err(a.problems, "bad_port", msg, node=nid, edge=e.key)
-            return None
+            return _bad_port(a, nid, e, msg)
         ins.append(t)
     return Inputs(ins, [port for _, port in preds])
 
@@ -340,7 +347,7 @@ def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], p
             info.inferred = {k: kwargs[k] for k in spec.inferred if k in kwargs}
             info.num_params, info.num_buffers = _count_params(
                 cls, tuple(sorted((k, _freeze(v)) for k, v in kwargs.items())))
-        elif getattr(spec, "counts", None) is not None:  # a node storing its own constants (Op)
+        elif spec.counts is not None:  # a node building its own module (LayerSpec.make_module)
             info.num_params, info.num_buffers = spec.counts(info.params, ins)
         cost = spec.cost(info.params, ins, outs) if spec.cost else Cost()
         info.num_buffers += cost.buffers
@@ -542,7 +549,38 @@ def infer_shapes(graph, budget: Budget | None = None) -> ShapeReport:
         _err(problems, "too_many_nodes", f"a graph may have at most {budget.max_nodes} nodes; received: "
              f"{n_raw} nodes. Fix: group repeated parts or build a smaller graph")
         return ShapeReport({}, {}, problems, [], [], [], {})
-    return analyse(graph, budget).report
+    memo = _MEMO.get()
+    if memo is None:
+        return analyse(graph, budget).report
+    key = hashlib.sha256(f"{graph.model_dump_json()}|{astuple(budget)}".encode()).hexdigest()
+    if key not in memo:
+        memo[key] = analyse(graph, budget).report
+    return memo[key]
+
+
+_MEMO: ContextVar[dict[str, ShapeReport] | None] = ContextVar("layerlab_analyses", default=None)
+
+
+@contextmanager
+def one_analysis_per_graph() -> Iterator[None]:
+    """Within this block :func:`infer_shapes` analyses each graph once: a graph of the same content (SHA-256 of
+    its JSON) and budget gets the report of its first analysis, the same object (reports are read, never changed).
+    For a pass that asks in several places, such as a job process's GPU estimate and then its training.
+
+    Example::
+
+        >>> from builder import load_template
+        >>> with one_analysis_per_graph():
+        ...     infer_shapes(load_template("mlp").graph) is infer_shapes(load_template("mlp").graph)
+        True
+        >>> infer_shapes(load_template("mlp").graph) is infer_shapes(load_template("mlp").graph)
+        False
+    """
+    token = _MEMO.set({} if _MEMO.get() is None else _MEMO.get())  # nested blocks share the outer memo
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
 
 
 def validate(graph, budget: Budget | None = None) -> list[Problem]:

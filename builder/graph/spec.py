@@ -22,6 +22,8 @@ MASK = "mask"  # a padding mask: (B, T) booleans, True = padding (the data's ``p
 #: The port name of a padding mask, on the Input node that gives it and on the layers that take it; also the batch
 #: key under which a dataset hands it over.
 PADDING_MASK = "padding_mask"
+#: The token id of padding: a token Input's padding mask is ``ids == PAD_ID`` (derived inside the compiled model).
+PAD_ID = 0
 
 CATEGORIES = ("Inputs", "Dense", "Convolution", "Pooling", "Normalisation", "Recurrent", "Attention",
               "Activation", "Merge", "Reshape", "Math")
@@ -322,6 +324,11 @@ class LayerSpec:
         macs: (params, input types, output types) -> multiply-adds per sample, for layers without a torch.nn
             module that do matrix products (MatMul); layers that build a module are counted by its class in
             :mod:`builder.graph.cost`.
+        make_module: (params, input types) -> the ``torch.nn.Module`` a node builds itself, or None (nodes whose
+            module no torch.nn class describes: an Op's stored constants, a LoRA adapter around its base Linear);
+            given with ``counts``.
+        counts: (params, input types) -> (parameter values, buffer values) of ``make_module``'s module, counted
+            without torch.
         saves: which of its tensors the layer's backward needs and autograd therefore keeps alive until the
             backward pass: ``"input"`` (convolutions, Linear, norms, GELU: the default), ``"output"`` (ReLU,
             Sigmoid, Tanh, Softmax compute their gradient from their result), ``"both"`` or ``"none"`` (views,
@@ -352,10 +359,15 @@ class LayerSpec:
     macs: Callable[[dict, list[TensorType], dict], int] | None = None
     saves: str = "input"
     mask_inputs: tuple[str, ...] = ()
+    make_module: Callable[[dict, list[TensorType]], Any] | None = None
+    counts: Callable[[dict, list[TensorType]], tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         if self.saves not in SAVES:
             raise ValueError(f"saves must be one of {SAVES}; received: {self.saves!r}")
+        if (self.make_module is None) != (self.counts is None):
+            raise ValueError(f"{self.type}: make_module and counts come together (what a node builds itself is "
+                             "counted without torch); received: only one of them")
 
     @property
     def param_names(self) -> list[str]:

@@ -6,6 +6,8 @@ onnx, onnxruntime and onnxscript are imported on first use (~1 s).
 
 from __future__ import annotations
 
+from importlib import import_module as _import_module
+
 from builder.interchange.errors import ModelImportError, UnsupportedOpsError
 
 __all__ = ["ModelImportError", "UnsupportedOpsError", "python_source", "export_onnx", "ExportReport", "quantize_int8",
@@ -18,7 +20,5 @@ _LAZY = {"python_source": "python_export", "export_onnx": "onnx_export", "Export
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(_import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'builder.interchange' has no attribute {name!r}")

@@ -30,8 +30,10 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,7 +223,7 @@ def load_reference(info: HFFolder):
     """The ``transformers`` base model from the folder: offline, safetensors only, no remote code, eager
     attention, eval mode. Runs library code only (nothing in the folder is executed)."""
     _offline()
-    import transformers
+    import transformers  # lazy: heavy (transformers)
 
     cls = getattr(transformers, ARCHITECTURES[info.model_type][0])
     extra = {"add_pooling_layer": False} if info.model_type in ("bert", "vit") else {}
@@ -238,9 +240,8 @@ def load_reference(info: HFFolder):
 def canonical_module(reference, info: HFFolder):
     """A module computing the same outputs as ``reference`` (the last hidden state) in a form the importer
     maps layer by layer (see the module docstring for the two exact rewrites)."""
-    import copy
 
-    import torch
+    import torch  # lazy: heavy (torch)
 
     model = copy.deepcopy(reference)
     if info.model_type == "bert":
@@ -253,8 +254,8 @@ def canonical_module(reference, info: HFFolder):
 
 def _conv1d_to_linear(module) -> None:
     """transformers' ``Conv1D`` (y = x W + b, W of shape (in, out)) as ``nn.Linear`` with weight Wᵀ."""
-    import torch
-    from transformers.pytorch_utils import Conv1D
+    import torch  # lazy: heavy (torch)
+    from transformers.pytorch_utils import Conv1D  # lazy: heavy (transformers)
 
     for name, child in list(module.named_children()):
         if isinstance(child, Conv1D):
@@ -268,7 +269,7 @@ def _conv1d_to_linear(module) -> None:
 
 
 def _modules():
-    import torch
+    import torch  # lazy: heavy (torch)
 
     class Plain(torch.nn.Module):
         """The model itself, its first output (the last hidden state)."""
@@ -331,7 +332,6 @@ def _Gpt2(model, seq_len):  # noqa: N802
 def _label_modules(graph, reference):
     """Label each node made from a module of ``reference`` with its dotted module path (``encoder.layer.0.
     attention.self.query``): the canvas groups by it and a PEFT adapter names layers by it."""
-    import re
 
     paths = {re.sub(r"\W", "_", p): p for p, _ in reference.named_modules() if p}
     nodes = []
@@ -343,7 +343,7 @@ def _label_modules(graph, reference):
 
 def example_input(info: HFFolder, batch: int = 2, seed: int = 0):
     """A random input batch for the folder's model: token ids below the vocabulary size, or images."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     g = torch.Generator().manual_seed(seed)
     if ARCHITECTURES[info.model_type][1] == "image":
@@ -363,7 +363,7 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     Raises:
         ModelImportError: from :func:`inspect_folder`, the build, the mapping or the comparison.
     """
-    import torch
+    import torch  # lazy: heavy (torch)
 
     from builder.interchange.importer import (  # lazy: heavy (torch, numpy)
         IMPORT_ATOL,

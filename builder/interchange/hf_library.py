@@ -18,21 +18,21 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from builder.disk import write_atomic
-from builder.errors import AccessDenied, LayerLabError
+from builder.data.access import CONFIGURE, SERVER, check
+from builder.errors import LayerLabError
 from builder.escape import visible
 from builder.graph.memory import counted_memory, device_memory
-from builder.graph.report import human_bytes
+from builder.graph.report import human_bytes, human_count
 from builder.interchange.errors import ModelImportError
 from builder.interchange.hf_import import ARCHITECTURES, inspect_folder
 from builder.interchange.worker import import_hf_isolated
-from builder.runs.owners import ENV_SERVER_CONFIG, SERVER_CONFIG, is_admin, server_config
+from builder.runs.classes import actor_for
+from builder.runs.owners import server_config, set_server_config
 
 LIBRARY_ENV = "LAYERLAB_MODEL_LIBRARY"
 CONFIG_KEY = "model_library"
@@ -48,24 +48,18 @@ def library_folder(workspace: str | os.PathLike) -> Path | None:
 
 
 def set_library_folder(workspace: str | os.PathLike, owner: str, folder: str) -> None:
-    """Write the server config's ``model_library`` (empty: none). Admins only.
+    """Write the server config's ``model_library`` (empty: none). Admins only (:data:`~builder.data.access.CONFIGURE`
+    of the server, asked of :func:`builder.data.access.check`).
 
     Raises:
         AccessDenied: ``owner`` is not an admin; LayerLabError: not an existing folder.
     """
-
-    if not is_admin(workspace, owner):
-        raise AccessDenied("only an admin sets the model library; received: a person who is not one. Fix: ask an "
-                           "admin")
+    check(actor_for(workspace, owner), CONFIGURE, SERVER)
     folder = str(folder or "").strip()
     if folder and not Path(folder).expanduser().is_dir():
         raise LayerLabError(f"the model library is a folder on the server; received: {folder[:200]!r}, which is "
                             "not one. Fix: give an existing folder")
-    cfg = dict(server_config(workspace))
-    cfg[CONFIG_KEY] = folder or None
-    env = os.environ.get(ENV_SERVER_CONFIG, "").strip()
-    path = Path(env).expanduser() if env else Path(workspace) / SERVER_CONFIG
-    write_atomic(path, json.dumps(cfg, indent=1).encode(), "the server config")
+    set_server_config(workspace, **{CONFIG_KEY: folder or None})  # 0600, as the config may hold a DB password
 
 
 def _folders(root: Path) -> list[Path]:
@@ -99,6 +93,37 @@ def library_entries(workspace: str | os.PathLike, *, device: str = "cpu", batch_
                      memory_text=human_bytes(est.peak), input_shape=list(info.input_shape),
                      tokenizer=info.tokenizer, fits=est.peak <= limit)
         out.append(entry)
+    return out
+
+
+PALETTE_CATEGORY = "Pretrained"
+PALETTE_PREFIX = "library:"
+
+
+def library_palette(workspace: str | os.PathLike, *, device: str = "cpu", batch_size: int = 32) -> list[dict]:
+    """The library's models as canvas palette entries (:func:`builder.canvas.graph_canvas`'s ``palette``), each
+    showing its size before it is placed: ``type`` ``library:NAME`` (never a layer's type), ``label`` NAME,
+    category ``Pretrained``, a ``description`` and ``library``: ``{"name", "architecture", "params", "macs",
+    "memory", "size" (one line), "fits", "device"}``. Models with a problem are left out (the Server page lists
+    them). ``device`` ``auto`` is resolved as the trainer resolves it. Dropping one on the canvas sends ``{"type": "library", "name"}``; the page imports it by that name
+    (:func:`import_library_model`)."""
+
+    if device == "auto":  # as the trainer resolves it
+        from builder.training.config import resolve_device  # lazy: heavy (torch)
+
+        device = resolve_device("auto").type
+    out = []
+    for e in library_entries(workspace, device=device, batch_size=batch_size):
+        if e["problem"]:
+            continue
+        size = (f"{human_count(e['params'])} params · {human_count(e['macs'])} MACs · {e['memory_text']} to train "
+                f"on {device} (batch {batch_size})" + ("" if e["fits"] else " — more than this device has"))
+        out.append({"type": PALETTE_PREFIX + e["name"], "label": e["name"], "category": PALETTE_CATEGORY,
+                    "description": f"{e['architecture']} model from the library: {size}", "inputs": [],
+                    "outputs": [], "variadic": False, "params": [], "inferred": [],
+                    "library": {"name": e["name"], "architecture": e["architecture"], "params": e["params"],
+                                "macs": e["macs"], "memory": e["memory"], "size": size, "fits": e["fits"],
+                                "device": device}})
     return out
 
 
@@ -143,5 +168,5 @@ def import_library_model(store, workspace: str | os.PathLike, name: str, *, seq_
     return import_hf_isolated(library_model(workspace, name), store, seq_len=seq_len, name=name)
 
 
-__all__ = ["LIBRARY_ENV", "library_folder", "set_library_folder", "library_entries", "library_model",
+__all__ = ["LIBRARY_ENV", "PALETTE_CATEGORY", "library_palette", "library_folder", "set_library_folder", "library_entries", "library_model",
            "import_library_model", "activation_values"]

@@ -21,10 +21,12 @@ Example::
 from __future__ import annotations
 
 import ast
+import importlib.util
 import io
 import json
 import os
 import re
+import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -34,13 +36,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils import _pytree
 
-from builder.disk import on_full_disk
-from builder.entities.run_status import RunStatus
+from builder.data.disk import on_full_disk
 from builder.errors import GraphError
 from builder.escape import visible
 from builder.graph.compile import compile_graph, example_inputs, module_names
-from builder.graph.layout import auto_layout
+from builder.graph.layout import row_layout
 from builder.graph.project import Project, as_graph
 from builder.graph.shapes import infer_shapes
 from builder.graph.spec import SHARES
@@ -49,6 +51,7 @@ from builder.interchange.onnx_export import ExportError, _quiet, ort_session, ou
 from builder.interchange.onnx_import import OnnxImporter
 from builder.interchange.onnx_read import read_onnx
 from builder.interchange.pt2_read import _open_zip, check_members, load_program
+from builder.training.run_status import RunStatus
 
 IMPORT_ATOL = 1e-5  # × the largest output magnitude when that is above 1 (float32 rounding is relative)
 
@@ -210,34 +213,61 @@ def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, nam
             return import_model(data, name=name or Path(source).stem, verify=verify, seed=seed)
     kind = _kind(source)
     label = name or ("model" if isinstance(source, bytes | bytearray) else Path(str(source).split(":")[0]).stem)
-    reference = None
+    reference, batch, bounds = None, None, ""
     if kind == "onnx":
         proto = read_onnx(source)
     elif kind == "pt2":
         ep = load_pt2(source)
         proto = _ep_to_onnx(ep)
-        reference = ep.module(check_guards=False)  # no generated guard code to exec
+        reference = _flat_call(ep)
+        batch, bounds = _pt2_batch(ep)
     else:
         module, example = load_python(str(source))
         proto = _module_to_onnx(module, example)
         reference = module
     result = build_from_onnx(proto, label, kind, str(source) if not isinstance(source, bytes | bytearray) else "bytes")
+    if bounds:
+        result.report["notes"].append(f"the file was exported for batches of {bounds} rows (torch checked its code "
+                                      "there only); the canvas takes any batch, so check other sizes yourself")
     if verify:
-        diff, scale = _verify(result, proto, reference)
+        diff, scale = _verify(result, proto, reference, batch)
         tol = IMPORT_ATOL * scale
         result.report.update(max_abs_diff=diff, tolerance=tol)
         result.report["verified_against"] = "onnxruntime" if reference is None else "the original PyTorch module"
         if not diff <= tol:
+            if low := low_precision(proto):  # a known cause: values rounded to 16 bits, computed in float32 here
+                raise ModelImportError(
+                    f"an imported model computes in float32, the original partly in {low[1]} (rounded values "
+                    f"differ by up to {diff:.3g}, over the tolerance {tol:.3g}); received: {low[0]}. Fix: export "
+                    "the model in float32 (remove the .half() or .to(torch.float16) cast, or call model.float() "
+                    "before exporting); nothing was written")
             raise ModelImportError(f"the imported model differs from the original by up to {diff:.3g}; received: "
                                    f"tolerance {tol:.3g}. Fix: report this model (nothing was written)")
     return result
+
+
+_LOW = {10: "float16", 16: "bfloat16"}  # ONNX TensorProto data types of 16-bit floats
+
+
+def low_precision(proto) -> tuple[str, str] | None:
+    """(where, dtype) of the first 16-bit float in an ONNX model (a Cast to it, or a weight stored in it), None
+    when it computes in 32 bits or more: rounding there is a cause an import's output check names."""
+    for n in proto.graph.node:
+        if n.op_type == "Cast":
+            to = next((a.i for a in n.attribute if a.name == "to"), None)
+            if to in _LOW:
+                return f"a Cast to {_LOW[to]} (node {visible(n.name or n.output[0], 60)})", _LOW[to]
+    for t in proto.graph.initializer:
+        if t.data_type in _LOW:
+            return f"a weight stored in {_LOW[t.data_type]} ({visible(t.name, 60)})", _LOW[t.data_type]
+    return None
 
 
 def build_from_onnx(proto, name: str, kind: str = "onnx", source: str = "") -> ImportResult:
     """Map an ONNX ModelProto to a project and weights (no verification)."""
     built = OnnxImporter(proto, name).run()
     graph = as_graph({"nodes": built.nodes, "edges": built.edges})
-    graph = auto_layout(graph)
+    graph = row_layout(graph, per_row=None)  # layered, wrapped into rows that fit a screen
     report = infer_shapes(graph)
     if not report.ok:
         errors = [p for p in report.problems if p.severity == "error"]
@@ -319,13 +349,15 @@ def output_scale(outputs: list) -> float:
     return float(max([1.0, *finite]))
 
 
-def _verify(result: ImportResult, proto, reference) -> tuple[float, float]:
-    """(max |imported - original| over random inputs, the outputs' scale)."""
+def _verify(result: ImportResult, proto, reference, batch: int | None = None) -> tuple[float, float]:
+    """(max |imported - original| over random inputs of ``batch`` rows (else the file's, else 3), the outputs'
+    scale)."""
     model = compile_graph(result.project.graph)
     model.load_state_dict(result.weights)
     model.eval()
     dims = [d for i in proto.graph.input[:1] for d in i.type.tensor_type.shape.dim[:1]]
-    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 3
+    if batch is None:
+        batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 3
     xs = _random_inputs(model, batch)
     with torch.no_grad():
         got = model(*xs)
@@ -368,6 +400,41 @@ def load_pt2(source: str | os.PathLike | bytes):
     return load_program(source)
 
 
+#: the largest batch the import's check will run a program at (a file may demand more; it is refused then)
+MAX_CHECK_BATCH = 64
+
+
+def _pt2_batch(ep) -> tuple[int | None, str]:
+    """The batch the import's check runs a program at (3 where the program's range for its batch allows it,
+    else the nearest size it allows; None for a fixed batch: the file's own size), and the range in words when
+    it bounds the batch beyond torch's usual ``2..`` (``"4 to 8"``, ``"5 or more"``), else ``""``."""
+    phs = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs]
+    val = phs[0].meta.get("val") if phs else None
+    if not isinstance(val, torch.Tensor) or val.dim() == 0 or isinstance(val.shape[0], int):
+        return None, ""
+    rng = ep.range_constraints.get(val.shape[0].node.expr)
+    lo = int(rng.lower) if rng is not None and getattr(rng.lower, "is_Integer", False) else 0
+    hi = int(rng.upper) if rng is not None and getattr(rng.upper, "is_Integer", False) else None  # int_oo
+    batch = max(lo, 3 if hi is None else min(3, hi))
+    if batch > MAX_CHECK_BATCH:
+        raise ModelImportError(f"the program only accepts batches of {lo} or more rows, more than the import's "
+                               f"check runs; received: {visible(str(rng), 80)}. Fix: export with a batch Dim whose "
+                               f"min is at most {MAX_CHECK_BATCH}")
+    return batch, (f"{lo} to {hi}" if hi is not None else f"{lo} or more" if lo > 2 else "")
+
+
+def _flat_call(ep):
+    """The program as a function of its flat inputs (the imported graph's Inputs, in order), whatever its
+    signature's nesting and keywords; no generated guard code to exec."""
+    module, spec = ep.module(check_guards=False), ep.call_spec.in_spec
+
+    def call(*xs):
+        args, kwargs = _pytree.tree_unflatten(list(xs), spec)
+        return module(*args, **kwargs)
+
+    return call
+
+
 def _ep_to_onnx(ep):
     """The exported program as ONNX (dynamo exporter: module scopes recorded for the mapper)."""
     with _quiet():
@@ -392,8 +459,6 @@ def load_python(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     The class may define ``example_inputs()`` (a method or attribute) returning example tensors; otherwise
     the inputs are found from the first layer (Linear/Conv/Embedding ...) with a batch of 2.
     """
-    import importlib.util
-    import sys
 
     m = re.match(r"^(?P<file>.+\.py):(?P<cls>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?$", spec, flags=re.S)
     if not m:
@@ -435,7 +500,7 @@ def _parse_args(text: str) -> tuple[list, dict]:
 
 
 def _guess_inputs(module: torch.nn.Module) -> tuple[torch.Tensor, ...]:
-    from torch import nn
+    from torch import nn  # lazy: heavy (torch)
 
     for m in module.modules():
         if isinstance(m, nn.Embedding):
@@ -460,7 +525,7 @@ def _guess_inputs(module: torch.nn.Module) -> tuple[torch.Tensor, ...]:
 def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``OUT.json`` (the project) and ``OUT.safetensors`` (weights, with the node → module map that
     ``--init-from`` reads)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: heavy (safetensors)
 
 
     path = Path(path)
@@ -472,7 +537,7 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
                                           if any(k.startswith(names[n.id] + ".") for k in result.weights)}),
             "imported_from": str(result.report.get("source", ""))[:500]}
     tmp = wpath.with_name(f".{wpath.name}.{os.getpid()}.tmp")
-    try:  # a full disk: one line (builder.disk), no partial weights
+    try:  # a full disk: one line (builder.data.disk), no partial weights
         with on_full_disk(wpath, "the imported weights"):
             save_file({k: v.contiguous() for k, v in result.weights.items()}, str(tmp), metadata=meta)
             os.replace(tmp, wpath)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from builder.interchange.onnx_read import node_attributes
-from builder.interchange.onnx_values import Const, T
+from builder.interchange.onnx_read import node_attributes, to_array
+from builder.interchange.onnx_values import INTEGER_TYPES, Const, Sym, SymArr, T
 
 ENCODER_CHILDREN = {"self_attn", "linear1", "linear2", "norm1", "norm2"}
+DECODER_CHILDREN = ENCODER_CHILDREN | {"multihead_attn", "norm3"}
 
 
 def classic_class(scope: str, names: list[str], ops: set[str]) -> str | None:
@@ -24,6 +25,8 @@ def classic_class(scope: str, names: list[str], ops: set[str]) -> str | None:
         scopes = classic_scopes(nm)
         if scope in scopes and scopes.index(scope) + 1 < len(scopes):
             children.add(scopes[scopes.index(scope) + 1][len(scope) + 1:])
+    if children >= DECODER_CHILDREN:
+        return "TransformerDecoderLayer"
     if children >= ENCODER_CHILDREN:
         return "TransformerEncoderLayer"
     if "Softmax" in ops and ("out_proj" in children or not children):  # F.multi_head_attention_forward inline
@@ -31,10 +34,22 @@ def classic_class(scope: str, names: list[str], ops: set[str]) -> str | None:
     return None
 
 
-def plausible(imp, cls: str, nodes) -> bool:
-    """Whether a classic scope guessed from names has the projections of ``cls`` (else its ops import one by one)."""
+def plausible(imp, cls: str, nodes, tensor_inputs: int) -> bool:
+    """Whether a classic scope guessed from names has the projections of ``cls`` (else its ops import one by one).
+
+    ``nn.MultiheadAttention`` fed by one tensor packs q, k and v into one in_proj (3E×E, then out_proj E×E); four
+    projections mean separate q/k/v weights, which torch uses only for a key/value of another width (two tensors).
+    A hand-written attention (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` Linears, or raw parameter matrices)
+    has the names and the Softmax but not that structure: it is not a MultiheadAttention and imports op by op."""
     n_proj = len(projections(imp, nodes))
-    return n_proj == 4 if cls == "TransformerEncoderLayer" else n_proj in (2, 4)
+    if cls == "TransformerEncoderLayer":
+        return n_proj == 4
+    if cls == "TransformerDecoderLayer":  # read by its weights' names (self_attn, multihead_attn, ...)
+        return True
+    roles = mha_roles(imp, nodes)  # a learned constant or another tensor as the key/value (or the query)
+    if roles is not None and separate_key_value(imp, roles[0]) or learned_inputs(imp, nodes):
+        return True
+    return mha_weights(imp, nodes) is not None if tensor_inputs == 1 else n_proj in (2, 4)
 
 
 def classic_scopes(name: str) -> list[str]:
@@ -45,8 +60,9 @@ def classic_scopes(name: str) -> list[str]:
     return [".".join(parts[1:k]) for k in range(2, len(parts))]
 
 
-def projections(imp, nodes) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """Constant-weight linear maps in computation order: (weight out×in, bias or None)."""
+def _linear_maps(imp, nodes) -> list[tuple[object, np.ndarray, np.ndarray | None]]:
+    """(node, weight out×in, bias or None) of each MatMul by a constant matrix and each Gemm by a constant weight,
+    in computation order (a MatMul of two constants included: a projection of a folded learned constant)."""
     consumers = {}
     for n in nodes:
         for v in n.input:
@@ -55,7 +71,7 @@ def projections(imp, nodes) -> list[tuple[np.ndarray, np.ndarray | None]]:
     for n in nodes:
         if n.op_type == "MatMul" and len(n.input) == 2:
             w = imp.value(n.input[1])
-            if not (isinstance(w, Const) and w.value.ndim == 2) or isinstance(imp.value(n.input[0]), Const):
+            if not (isinstance(w, Const) and w.value.ndim == 2):
                 continue
             bias = None
             for c in consumers.get(n.output[0], []):
@@ -63,7 +79,7 @@ def projections(imp, nodes) -> list[tuple[np.ndarray, np.ndarray | None]]:
                     other = [imp.value(v) for v in c.input if v != n.output[0]]
                     if other and isinstance(other[0], Const) and other[0].value.ndim == 1:
                         bias = other[0].value
-            out.append((np.asarray(w.value, np.float32).T, bias))
+            out.append((n, np.asarray(w.value, np.float32).T, bias))
         elif n.op_type == "Gemm":
             a = node_attributes(n)
             w = imp.value(n.input[1])
@@ -71,9 +87,15 @@ def projections(imp, nodes) -> list[tuple[np.ndarray, np.ndarray | None]]:
                 continue
             W = w.value if a.get("transB", 0) else w.value.T
             b = imp.value(n.input[2]) if len(n.input) > 2 and n.input[2] else None
-            out.append((np.asarray(W, np.float32), None if not isinstance(b, Const) else
+            out.append((n, np.asarray(W, np.float32), None if not isinstance(b, Const) else
                         np.broadcast_to(b.value, (W.shape[0],)).astype(np.float32)))
     return out
+
+
+def projections(imp, nodes) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Constant-weight linear maps of tensors in computation order: (weight out×in, bias or None)."""
+    return [(w, b) for n, w, b in _linear_maps(imp, nodes)
+            if n.op_type != "MatMul" or not isinstance(imp.value(n.input[0]), Const)]
 
 
 def norms(imp, nodes) -> list[tuple[np.ndarray, np.ndarray]] | None:
@@ -124,8 +146,122 @@ def mha_weights(imp, nodes) -> dict[str, np.ndarray] | None:
             "out_proj.weight": wo, "out_proj.bias": bo if bo is not None else np.zeros(e, np.float32)}
 
 
+_VIEWS = frozenset({"Transpose", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Cast"})  # the same values, moved
+
+
+def _source(name: str, made_in: dict) -> str | None:
+    """The value from outside the module that ``name`` is a view of (through transposes and reshapes), None when
+    the module computed it (an attention's result)."""
+    for _ in range(16):
+        n = made_in.get(name)
+        if n is None or n.op_type not in _VIEWS:
+            break
+        name = n.input[0]
+    return None if name in made_in else name
+
+
+def _sequence(imp, name: str) -> bool:
+    """A (B, S, E) tensor, or a float constant of that rank (a learned tensor the same for every sample)."""
+    v = imp.value(name)
+    return isinstance(v, T) or isinstance(v, Const) and v.value.ndim == 3 and v.value.dtype.kind == "f"
+
+
+def mha_roles(imp, nodes) -> tuple[tuple[str, str, str], dict[str, np.ndarray]] | None:
+    """``nn.MultiheadAttention(query, key, value)`` read from its projections, for a key/value other than the query.
+
+    torch projects a query that is also the key and value with all of in_proj (3E×E); else the query with its first
+    E rows and a key that is the value with the other 2E (or the key and the value with E rows each), in that order,
+    then the result with out_proj (E×E). Returns the names of the values outside the module that the query, key and
+    value are (tensors, or learned constants the exporter expanded over the batch) and the state dict (in_proj
+    stacked back, biases an optimiser dropped as zeros); None when the projections are not that."""
+    made_in = {o: n for n in nodes for o in n.output if o}
+    ins, outs = [], []
+    for n, w, b in _linear_maps(imp, nodes):
+        src = _source(n.input[0], made_in)
+        (ins if src is not None else outs).append((src, w, b))
+    if len(outs) != 1 or not ins:
+        return None
+    wo, bo = outs[0][1:]
+    e = wo.shape[0]
+    if wo.shape != (e, e) or any(w.shape[1] != e or w.shape[0] % e for _, w, _ in ins) \
+            or sum(w.shape[0] for _, w, _ in ins) != 3 * e:
+        return None
+    roles = tuple(src for src, w, _ in ins for _ in range(w.shape[0] // e))
+    if not all(_sequence(imp, v) for v in roles):
+        return None
+    wi = np.concatenate([w for _, w, _ in ins])
+    if bo is None and all(b is None for _, _, b in ins):  # bias=False
+        return roles, {"in_proj_weight": wi, "out_proj.weight": wo}
+    bi = np.concatenate([np.zeros(w.shape[0], np.float32) if b is None else np.asarray(b, np.float32)
+                         for _, w, b in ins])
+    return roles, {"in_proj_weight": wi, "in_proj_bias": bi, "out_proj.weight": wo,
+                   "out_proj.bias": np.zeros(e, np.float32) if bo is None else np.asarray(bo, np.float32)}
+
+
+def learned_inputs(imp, nodes) -> list[str]:
+    """The learned constants (float, (1, S, E) expanded over the batch) from outside an attention module that one of
+    its matrix products reads as data: a query, key or value that is no tensor of the input."""
+    made_in = {o: n for n in nodes for o in n.output if o}
+    found = (_source(n.input[0], made_in) for n in nodes if n.op_type == "MatMul")
+    return list(dict.fromkeys(v for v in found if v and _sequence(imp, v) and not isinstance(imp.value(v), T)))
+
+
+def separate_key_value(imp, roles: tuple[str, str, str]) -> bool:
+    """Whether an attention's query, key and value are other than one tensor (a learned constant counts)."""
+    return len(set(roles)) > 1 or not isinstance(imp.value(roles[0]), T)
+
+
+def _constant_leaves(imp, name: str, made_in: dict) -> list[np.ndarray] | None:
+    """The float constants a value inside a module is computed from (with shapes), None when a tensor flows in."""
+    stack, seen, leaves = [name], set(), []
+    while stack:
+        v = stack.pop()
+        if not v or v in seen:
+            continue
+        seen.add(v)
+        val = imp.value(v)
+        if isinstance(val, Const):
+            if val.value.dtype.kind == "f":
+                leaves.append(val.value)
+            continue
+        n = made_in.get(v)
+        if isinstance(val, SymArr | Sym) or n is not None and n.op_type == "Shape":
+            continue
+        if n is None:
+            return None  # a tensor from outside the module
+        if n.op_type == "ConstantOfShape":
+            fill = node_attributes(n).get("value")
+            leaves.append(to_array(fill) if fill is not None else np.zeros(1, np.float32))
+            continue
+        stack.extend(n.input)
+    return leaves
+
+
+def kv_extensions(imp, nodes) -> list[str]:
+    """The ``nn.MultiheadAttention`` arguments that append constant steps to its keys and values, read from its
+    operators (names and values of the constants play no part: an optimiser renames them): a Concat of tensors
+    whose last piece is computed from constants alone is ``add_zero_attn`` when they are zeros (torch appends a
+    zero step after the heads are split), else ``add_bias_kv`` (the learned ``bias_k``/``bias_v`` repeated over
+    the batch)."""
+    made_in = {o: n for n in nodes for o in n.output if o}
+    found: list[str] = []
+    for n in nodes:
+        out = imp.value(n.output[0]) if n.output else None
+        if n.op_type != "Concat" or len(n.input) < 2 or isinstance(out, SymArr | Sym) \
+                or isinstance(out, Const) and out.value.dtype.kind != "f" or imp.vtype.get(n.output[0]) in INTEGER_TYPES:
+            continue
+        leaves = _constant_leaves(imp, n.input[-1], made_in)
+        if leaves is None or not any(x.size > 0 for x in leaves):
+            continue
+        kind = "add_zero_attn" if not any(np.any(x) for x in leaves) else "add_bias_kv"
+        if kind not in found:
+            found.append(kind)
+    return found
+
+
 __all__ = ["classic_class", "classic_scopes", "projections", "norms", "encoder_weights", "mha_weights",
-           "ENCODER_CHILDREN", "plausible", "cross_attention"]
+           "ENCODER_CHILDREN", "plausible", "cross_attention", "mha_roles", "separate_key_value", "kv_extensions",
+           "learned_inputs"]
 
 
 def cross_attention(imp, scope: str, nodes, ext_inputs: list[str], weights: dict) -> object | None:

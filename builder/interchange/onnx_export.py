@@ -12,6 +12,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import io
 import json
 import logging
@@ -31,6 +33,7 @@ from builder.data import fit_dataset
 from builder.errors import LayerLabError, TrainingError
 from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.latency import compare_latency
+from builder.graph.lora import merged_project
 from builder.graph.project import as_graph
 from builder.interpret.calibration import stored_temperature
 from builder.runs.modelcard import write_model_card
@@ -100,11 +103,36 @@ def _quiet():
             logging.disable(prev)
 
 
+@functools.cache
+def keep_torchlib() -> bool:
+    """Make torch's exporter read onnxscript's ATen translations once per process, not on every export.
+
+    ``torch.onnx.export`` asks onnxscript for its ~2,000 translations each time and onnxscript parses each
+    one's Python source again: 0.6 s of every export (profiled with torch 2.13, onnxscript 0.5). The list only
+    changes when a translation is registered, which LayerLab never does, so the first answer is kept. Returns
+    whether the answer is kept (False when this torch reads onnxscript another way: exports then stay as
+    they were).
+
+    >>> keep_torchlib() and keep_torchlib()
+    True
+    """
+    try:
+        from torch.onnx._internal import _lazy_import  # lazy: heavy (torch.onnx)
+
+        apis = importlib.import_module(_lazy_import.onnxscript_apis._name)
+        read = apis.get_torchlib_ops
+    except (ImportError, AttributeError):
+        return False
+    apis.get_torchlib_ops = functools.cache(read)  # this function is cached itself: wrapped once
+    return True
+
+
 def to_onnx_proto(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],
                   output_names: list[str] | None = None, opset: int = OPSET):
     """Export with the torch.export-based exporter (``dynamo=True``): batch axis dynamic, module scopes
     recorded in node metadata (the importer reads them), BatchNorm kept as its own op (not folded).
     """
+    keep_torchlib()
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dyn = tuple({0: batch} for _ in example)
     with _quiet():
@@ -121,7 +149,7 @@ def to_onnx_proto(model: nn.Module, example: tuple[torch.Tensor, ...], input_nam
 
 def ort_session(model_bytes: bytes):
     """An onnxruntime CPU session (one thread: results are deterministic and the machine stays usable)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: heavy (onnxruntime)
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -220,7 +248,7 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
         ExportError: export failed, the checker rejected the file, or outputs differ by more than ``atol``.
         GraphError: the graph has problems.
     """
-    import onnx
+    import onnx  # lazy: heavy (onnx)
 
 
     if not isinstance(source, nn.Module):
@@ -230,8 +258,7 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
     example_given = example is not None
     if example is None:
         example = tuple(_inputs_for(model, 2, seed))
-        names = ([mod_names[n] for n in model.layerlab_inputs]
-                 + [f"{mod_names[n]}_padding_mask" for n in getattr(model, "layerlab_padding_masks", ())]
+        names = ([mod_names[n] for n in model.layerlab_inputs]  # padding masks are derived inside the model
                  if not isinstance(source, nn.Module) else [f"input_{i}" for i in range(len(example))])
         check_inputs = _inputs_for(model, 3, seed + 1)
     else:
@@ -288,8 +315,8 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
     Raises:
         ExportError: the quantizer or onnxruntime cannot handle the quantized model.
     """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    import onnx  # lazy: heavy (onnx)
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: heavy (onnxruntime)
 
     src, dst = Path(src), Path(dst)
     ops = ["MatMul", "Gemm", "LSTM", "GRU", "Attention"]
@@ -297,7 +324,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
         # the exporter's intermediate value_info can carry the traced batch size; let the quantizer re-infer
         proto = onnx.load(str(src), load_external_data=False)
         try:  # fold weight reshuffles (LSTM gate order, transposed Linear weights) into initializers
-            import onnxscript.optimizer
+            import onnxscript.optimizer  # lazy: heavy (onnxscript)
 
             proto = onnxscript.optimizer.optimize(proto)
         except Exception:  # noqa: S110  the quantizer still works, on fewer initializers
@@ -348,19 +375,22 @@ def _run_weights(store, run: dict) -> Path:
 
 def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None, *,
                     temperature: bool = False) -> ExportReport:
-    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``); with
-    ``temperature`` its logits are divided by the temperature kept by ``layerlab calibrate``.
+    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``; LoRA adapters merged
+    into their base layers); with ``temperature`` its logits are divided by the temperature kept by ``layerlab calibrate``.
 
     Raises:
         ExplainError: ``temperature`` for a run never calibrated. ExportError, TrainingError: as export_onnx.
     """
     run = store.get(run_id)
-    project = run.project
     path = Path(path) if path else store.folder(run.id).onnx
     t = None
     if temperature:
         t = stored_temperature(store, run["id"])
-    return export_onnx(project, path, _run_weights(store, run), temperature=t)
+    from builder.training.weights import read_weights  # lazy: heavy (safetensors)
+
+    weights, _ = read_weights(_run_weights(store, run))
+    project, weights = merged_project(run.project, weights)  # LoRA adapters folded in: plain MatMuls
+    return export_onnx(project, path, weights, temperature=t)
 
 
 def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> dict:

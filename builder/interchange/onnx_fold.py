@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from builder.interchange.errors import ModelImportError
-from builder.interchange.onnx_read import to_array
-from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Const, Sym, SymArr
+from builder.interchange.onnx_read import node_attributes, to_array
+from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Const, ConstSeq, Sym, SymArr, T
 
 
 class _NoFold(Exception):
@@ -61,7 +61,7 @@ def _fold_op(op: str, ins: list, a: dict):
     if op in ("Identity", "Cast"):
         v = ins[0]
         if isinstance(v, Const) and op == "Cast":
-            from onnx import helper
+            from onnx import helper  # lazy: heavy (onnx)
             return Const(v.value.astype(helper.tensor_dtype_to_np_dtype(a["to"])))
         return v
     if op == "Unsqueeze":
@@ -79,7 +79,7 @@ def _fold_op(op: str, ins: list, a: dict):
         axes = a.get("axes") or (_as_list(ins[1]) if len(ins) > 1 and ins[1] is not None else None)
         return Const(np.squeeze(ins[0].value, axis=tuple(axes) if axes else None))
     if op == "Concat":
-        if sym or all(v.value.ndim == 1 for v in ins):
+        if sym or all(v.value.ndim == 1 and v.value.dtype.kind in "iu" for v in ins):  # a shape, not weights
             items = [x for v in ins for x in _as_list(v)]
             return _arr(items)
         return Const(np.concatenate([v.value for v in ins], axis=int(a.get("axis", 0))))
@@ -201,6 +201,47 @@ def _fold_op(op: str, ins: list, a: dict):
     return None
 
 
+def fold_sequence(op: str, ins: list, a: dict) -> ConstSeq | Const | None:
+    """SplitToSequence of a constant by constant sizes (no more values than it holds) and SequenceAt of the
+    result; None for other ops and inputs.
+
+    >>> seq = fold_sequence("SplitToSequence", [Const(np.arange(6)), Const(np.array([2, 4]))], {})
+    >>> fold_sequence("SequenceAt", [seq, Const(np.array(1))], {}).value.tolist()
+    [2, 3, 4, 5]
+    >>> [p.value.tolist() for p in fold_sequence("SplitToSequence", [Const(np.arange(5)), Const(np.array(2))], {}).parts]
+    [[0, 1], [2, 3], [4]]
+    """
+    if op == "SplitToSequence" and len(ins) == 2 and isinstance(ins[0], Const) and isinstance(ins[1], Const) \
+            and ins[1].value.ndim <= 1 and ins[0].value.ndim and a.get("keepdims", 1):
+        v, axis = ins[0].value, int(a.get("axis", 0)) % ins[0].value.ndim
+        sizes = [int(x) for x in ins[1].value.reshape(-1)]
+        if ins[1].value.ndim == 0 and sizes[0] > 0:  # torch.chunk: pieces of that size, the last smaller
+            sizes = [min(sizes[0], v.shape[axis] - i) for i in range(0, v.shape[axis], sizes[0])]
+        if all(x >= 0 for x in sizes) and sum(sizes) == v.shape[axis]:
+            return ConstSeq(tuple(Const(p) for p in np.split(v, np.cumsum(sizes)[:-1], axis=axis)))
+    if op == "SequenceAt" and len(ins) == 2 and isinstance(ins[0], ConstSeq) and isinstance(ins[1], Const) \
+            and ins[1].value.size == 1 and -len(ins[0].parts) <= int(ins[1].value.reshape(-1)[0]) < len(ins[0].parts):
+        return ins[0].parts[int(ins[1].value.reshape(-1)[0])]
+    return None
+
+
+def batch_shape(imp, name: str, depth: int = 8) -> list | None:
+    """The shape of a tensor with its batch as ``Sym(1)``: a mapped tensor's (batch first, every other size known),
+    or a Transpose's of one (``x.transpose(0, 1)`` inside a module the importer maps as a whole, where the batch
+    is no longer first); None otherwise."""
+    s = imp.shape(name)
+    if s is None:
+        return None
+    if isinstance(imp.value(name), T):
+        return [Sym(1), *s[1:]] if all(d is not None for d in s[1:]) else None
+    n = imp.producer.get(name)
+    perm = list(node_attributes(n).get("perm", [])) if n is not None and n.op_type == "Transpose" else []
+    src = batch_shape(imp, n.input[0], depth - 1) if perm and depth else None
+    if src is None or len(src) != len(s) or sorted(perm) != list(range(len(s))):
+        return None
+    return [src[p] for p in perm]
+
+
 _BROADCAST = {"Mul", "Add", "Sub", "Div", "Equal", "Where", "Pow", "Neg", "Sqrt"}
 
 
@@ -245,4 +286,4 @@ _ELEMENTWISE = {"Clip": None, "Abs": np.abs, "Sign": np.sign, "Floor": np.floor,
                 "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal, "Not": np.logical_not}
 
 
-__all__ = ["fold_size"]  # used by builder.interchange.onnx_import
+__all__ = ["fold_size", "fold_sequence", "batch_shape"]  # used by builder.interchange.onnx_import

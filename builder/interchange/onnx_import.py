@@ -24,13 +24,21 @@ import numpy as np
 
 from builder.graph.layers import sinusoid_table
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
-from builder.interchange.onnx_attention import classic_class, classic_scopes
-from builder.interchange.onnx_fold import _arr, _f32, _fold_op, _NoFold, _s, _slice_rows, fold_size
-from builder.interchange.onnx_modules import STATELESS, ModuleGroups
+from builder.interchange.onnx_fold import (
+    _arr,
+    _f32,
+    _fold_op,
+    _NoFold,
+    _s,
+    _slice_rows,
+    batch_shape,
+    fold_sequence,
+    fold_size,
+)
+from builder.interchange.onnx_modules import ModuleGroups
 from builder.interchange.onnx_ops import NO_TORCH, generic
 from builder.interchange.onnx_read import node_attributes as _attrs
-from builder.interchange.onnx_read import node_scopes as _meta
-from builder.interchange.onnx_read import to_array
+from builder.interchange.onnx_read import readable_name, to_array
 from builder.interchange.onnx_rnn import (
     RNN_OPS,
     TIME_MAJOR_FIX,
@@ -42,7 +50,11 @@ from builder.interchange.onnx_rnn import (
     to_time_major,
     zero_state_nodes,
 )
-from builder.interchange.onnx_structure import folded_batchnorm, folded_batchnorm_note, tie_shared
+from builder.interchange.onnx_structure import (
+    folded_batchnorm,
+    folded_batchnorm_note,
+    tie_shared,
+)
 from builder.interchange.onnx_tensor_ops import TensorOps
 from builder.interchange.onnx_values import (
     MAX_FOLD_ELEMENTS,
@@ -57,15 +69,9 @@ from builder.interchange.onnx_values import (
     T,
 )
 
-COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer"}
-
 _FIX_DEFAULT = "replace it in the source model with a supported layer (see docs/reference/import-matrix.md), or " \
                "remove it and rebuild that part on the canvas"
 _FIXES: dict[str, str] = {}
-
-
-def _cls(qual: str) -> str:
-    return qual.rsplit(".", 1)[-1]
 
 
 def _ident(text: str) -> str:
@@ -77,7 +83,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
     """Map one ONNX ModelProto (already checked by :func:`read_onnx`) to nodes, edges and weights."""
 
     def __init__(self, model, name: str = "model"):
-        import onnx
+        import onnx  # lazy: heavy (onnx)
 
         self.name = name
         try:
@@ -96,6 +102,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 self.vtype[vi.name] = int(tt.elem_type)
             if tt.HasField("shape"):
                 self.vshape[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        self.producer = {o: n for n in self.g.node for o in n.output if o}
         self.consumers: dict[str, list[int]] = defaultdict(list)
         for i, n in enumerate(self.g.node):
             for v in n.input:
@@ -111,6 +118,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
         self.zero_state = zero_state_nodes(self.g)  # RNN initial states that are all zeros: no nodes
         self.reads: frozenset[str] = frozenset()  # the constant values (by ONNX name) the op being mapped reads
         self.weight_reads: dict[str, set[str]] = {}  # node id -> the constant values its weights came from
+        self.origin: dict[str, frozenset[str]] = {}  # folded value -> the initializers it was computed from
         # the classic exporter's merge of equal tensors: a tensor it computed (onnx::LSTM_213) read as another
         # computed one (a parameter's own name, g.weight = Identity(f.weight), stays a parameter of its own)
         self.alias = {n.output[0]: n.input[0] for n in self.g.node if n.op_type == "Identity" and n.input
@@ -118,6 +126,12 @@ class OnnxImporter(ModuleGroups, TensorOps):
                       and n.output[0].startswith("onnx::")}
 
     # ------------------------------------------------------------------ helpers
+    def made_of(self, names) -> frozenset[str]:
+        """The constants (by ONNX name) values ``names`` are: an initializer itself, a value folded from
+        initializers those initializers (a weight the exporter sliced and concatenated is still that weight)."""
+        return frozenset().union(*(self.origin[v] if v in self.origin else {self.alias.get(v, v)} & self.inits.keys()
+                                   for v in names if v and isinstance(self.value(v), Const)))
+
     def bad(self, op: str, where: str, fix: str | None = None) -> None:
         self.unsupported[op].append(where)
         if fix:
@@ -160,13 +174,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
         return nid
 
     def node_name(self, n) -> str:
-        scopes, classes = _meta(n)
-        if scopes and classes and len(scopes) >= 3 and scopes[-2] and classes[-2].startswith("torch.nn."):
-            return scopes[-2]
-        parts = (n.name or "").split("/")
-        if len(parts) >= 3 and not parts[0] and all(parts[1:-1]):  # the classic exporter's "/enc/fc1/Gemm"
-            return ".".join(parts[1:-1])
-        return n.name or (n.output[0] if n.output else n.op_type)
+        return readable_name(n)  # the module that made it, else its operator (builder.interchange.onnx_read)
 
     def rank(self, name: str) -> int | None:
         s = self.vshape.get(name)
@@ -223,52 +231,6 @@ class OnnxImporter(ModuleGroups, TensorOps):
             self.vals[i.name] = T(nid)
         self.token_inputs = token_inputs
 
-    def _schedule(self):
-        """Group the ops of complex modules; order groups and single ops topologically."""
-        import networkx as nx
-
-        group_of: dict[int, str] = {}
-        self.group_class: dict[str, str] = {}
-        self.recorded_scopes: set[str] = set()  # module scopes the file records (not guessed from names)
-        under: dict[str, tuple[list, set]] = defaultdict(lambda: ([], set()))  # classic names: /enc/fc/Gemm
-        for n in self.g.node:
-            for s in classic_scopes(n.name):
-                under[s][0].append(n.name)
-                under[s][1].add(n.op_type)
-        classic = {s: classic_class(s, *v) for s, v in under.items()}
-        for i, n in enumerate(self.g.node):
-            scopes, classes = _meta(n)
-            if not scopes:
-                hit = next((s for s in classic_scopes(n.name) if classic.get(s)), None)
-                if hit:
-                    group_of[i], self.group_class[hit] = hit, classic[hit]
-                continue
-            if not classes or len(scopes) != len(classes):
-                continue
-            for s, c in zip(scopes, classes):
-                if c.startswith("torch.nn.") and _cls(c) in COMPLEX | STATELESS and s:
-                    group_of[i] = s
-                    self.group_class[s] = _cls(c)
-                    self.recorded_scopes.add(s)
-                    break
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, s in group_of.items():
-            groups[s].append(i)
-        key = {i: group_of.get(i, i) for i in range(len(self.g.node))}
-        producer = {o: i for i, n in enumerate(self.g.node) for o in n.output if o}
-        dg = nx.DiGraph()
-        dg.add_nodes_from(dict.fromkeys(key.values()))
-        for i, n in enumerate(self.g.node):
-            for v in n.input:
-                if v in producer and key[producer[v]] != key[i]:
-                    dg.add_edge(key[producer[v]], key[i])
-        try:
-            order = list(nx.lexicographical_topological_sort(
-                dg, key=lambda k: min(groups[k]) if isinstance(k, str) else k))
-        except nx.NetworkXUnfeasible:
-            raise ModelImportError("the module scopes recorded in the file form a cycle; re-export the model") from None
-        return groups, order
-
     def _outputs(self) -> None:
         self.outputs = []
         for o in self.g.output:
@@ -321,7 +283,17 @@ class OnnxImporter(ModuleGroups, TensorOps):
 
     # ------------------------------------------------------------------ folding
     def _fold(self, n) -> bool:
-        """Evaluate ``n`` when every input is known (constants, symbolic shapes); True when folded."""
+        """Evaluate ``n`` when every input is known (constants, symbolic shapes); True when folded. A folded
+        value remembers the initializers it was computed from (what a layer's weights are made of)."""
+        if not self._fold_value(n):
+            return False
+        made_of = frozenset().union(*(self.origin.get(v, frozenset({v} & self.inits.keys())) for v in n.input if v))
+        if n.op_type == "Identity" and n.output[0] not in self.alias and made_of:
+            made_of = frozenset(n.output[:1])  # g.weight = Identity(f.weight): a parameter of its own, equal values
+        self.origin.update((o, made_of) for o in n.output if o)
+        return True
+
+    def _fold_value(self, n) -> bool:
         op = n.op_type
         ins = [self.value(v) for v in n.input]
         a = _attrs(n)
@@ -339,7 +311,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
             else:
                 return False
             return True
-        if op == "Shape" and (isinstance(ins[0], T | Const) or special(ins[0])):
+        if op == "Shape" and (isinstance(ins[0], T | Const) or special(ins[0]) or batch_shape(self, n.input[0])):
             if special(ins[0]):  # time-major values: the batch is dimension batch_axis
                 s, b = self.shape(n.input[0]), batch_axis(ins[0])
                 if s is None or any(d is None for i, d in enumerate(s) if i != b):
@@ -349,11 +321,8 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 full = [Sym(1) if i == b else d for i, d in enumerate(s)]
             elif isinstance(ins[0], Const):
                 full = list(ins[0].value.shape)
-            else:
-                s = self.shape(n.input[0])
-                if s is None or any(d is None for d in s[1:]):
-                    return False
-                full = [Sym(1), *s[1:]]
+            elif (full := batch_shape(self, n.input[0])) is None:
+                return False
             start, end = a.get("start", 0), a.get("end", len(full))
             self.vals[n.output[0]] = _arr(full[start:end])
             return True
@@ -364,6 +333,9 @@ class OnnxImporter(ModuleGroups, TensorOps):
             parts = np.split(v, np.cumsum(sizes)[:-1], axis=axis)
             for o, part in zip(n.output, parts):
                 self.vals[o] = Const(part)
+            return True
+        if (seq := fold_sequence(op, ins, a)) is not None:  # torch.split of a weight (in_proj into q and kv)
+            self.vals[n.output[0]] = seq
             return True
         if op == "CastLike" and isinstance(ins[0], Const):
             like = ins[1].value.dtype if isinstance(ins[1], Const) else np.float32
@@ -410,7 +382,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
             return
         if any(v is None for v, name in zip(ins, n.input) if name and name not in self.zero_state):
             return  # an input is already unsupported; that op is reported
-        self.reads = frozenset(self.alias.get(v, v) for v in n.input if v and isinstance(self.value(v), Const))
+        self.reads = self.made_of(n.input)
         if op in RNN_OPS or any(special(v) for v in ins) or to_time_major(self, n, ins, _attrs(n)) is not None:
             res = rnn_op(self, n, ins, _attrs(n)) if op in RNN_OPS else \
                 to_time_major(self, n, ins, _attrs(n)) or follow(self, n, ins, _attrs(n))

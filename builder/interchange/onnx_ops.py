@@ -245,6 +245,7 @@ def generic(imp, n, ins: list, a: dict):
         return c.node(op.lower(), [c.arg(ins[0]), int(a.get("axis", 0)), bool(a.get("keepdims", 1))])
     if op == "Cast":
         dt = _DTYPES.get(int(a.get("to", 1)))
+        dt = "float32" if dt in ("float64", "float16", "bfloat16") else dt  # LayerLab computes floats in float32
         return c.node("to", [c.arg(ins[0]), {"dtype": dt}]) if dt else None
     if op == "Pad":
         return _pad(c, imp, n, ins, a)

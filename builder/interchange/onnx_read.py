@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 
 from builder.escape import visible
@@ -40,8 +41,8 @@ def read_onnx(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_BY
     Raises:
         ModelImportError: unreadable, truncated, too large, external data outside the folder, huge tensors.
     """
-    import onnx
-    from google.protobuf.message import DecodeError
+    import onnx  # lazy: heavy (onnx)
+    from google.protobuf.message import DecodeError  # lazy: heavy (google)
 
     base: Path | None = None
     if isinstance(source, bytes | bytearray):
@@ -107,8 +108,8 @@ def _check_io_shapes(g, name: str) -> None:
 
 def _check_tensors(model, base: Path | None, name: str) -> None:
     """Bound every initializer before any numpy array exists; resolve external data safely."""
-    from onnx import TensorProto
-    from onnx.external_data_helper import load_external_data_for_tensor
+    from onnx import TensorProto  # lazy: heavy (onnx)
+    from onnx.external_data_helper import load_external_data_for_tensor  # lazy: heavy (onnx)
 
     total = 0
     tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.type == 4]
@@ -167,7 +168,6 @@ def _check_tensors(model, base: Path | None, name: str) -> None:
 def _check_acyclic(g, name: str) -> None:
     """Every node input must be a graph input, an initializer or produced by an earlier node (ONNX requires
     topological order); anything else is a cycle or a dangling reference."""
-    import networkx as nx
 
     known = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
     producer = {}
@@ -200,14 +200,14 @@ def _check_acyclic(g, name: str) -> None:
 
 def to_array(t) -> np.ndarray:
     """A numpy copy of a (bounded, already checked) TensorProto."""
-    from onnx import numpy_helper
+    from onnx import numpy_helper  # lazy: heavy (onnx)
 
     return np.array(numpy_helper.to_array(t))
 
 
 def node_attributes(node) -> dict:
     """A node's attributes as Python values (``helper.get_attribute_value``)."""
-    from onnx import helper
+    from onnx import helper  # lazy: heavy (onnx)
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
@@ -216,6 +216,37 @@ def node_scopes(node) -> tuple[list[str] | None, list[str] | None]:
     """The module scopes and classes torch's dynamo exporter records on a node (None when absent or odd)."""
     md = {p.key: p.value for p in node.metadata_props}
     return _str_list(md.get("pkg.torch.onnx.name_scopes")), _str_list(md.get("pkg.torch.onnx.class_hierarchy"))
+
+
+def generated_name(name: str, op: bool = False) -> str:
+    """A name an exporter made up, made readable: the dynamo exporter's ``node_`` prefix and the ``_<n>``
+    counters dropped, lower case (``node_Reshape_7`` -> ``reshape``; ``op``: an operator's name in a scope,
+    ``max_pool2d_1`` -> ``max_pool2d``); a name of the model's own is kept.
+
+    >>> generated_name("node_Reshape_7"), generated_name("relu_1", op=True), generated_name("fc_1")
+    ('reshape', 'relu', 'fc_1')
+    """
+    if name.startswith("node_") or op:
+        name = re.sub(r"(_\d+)+$", "", name.removeprefix("node_")).lower()
+    return name
+
+
+def readable_name(n) -> str:
+    """The base of a node's id, from the module that made it: a torch layer by its module path
+    (``enc.fc1``), a functional call by its operator inside its module (``block.relu``, at the top ``relu``),
+    a classic export's ``/enc/fc1/Gemm`` as ``enc.fc1``; else the node's name without the exporter's
+    ``node_`` prefix and counter (``node_Reshape_7`` -> ``reshape``). The importer's ``new_id`` makes it unique."""
+    scopes, classes = node_scopes(n)
+    if scopes and classes and len(scopes) == len(classes) and len(scopes) >= 2:
+        module, op = scopes[-2], generated_name(scopes[-1], op=True)
+        if module and classes[-2].startswith("torch.nn."):
+            return module
+        if op:
+            return f"{module}.{op}" if module else op
+    parts = (n.name or "").split("/")
+    if len(parts) >= 3 and not parts[0] and all(parts[1:-1]):  # the classic exporter's "/enc/fc1/Gemm"
+        return ".".join(parts[1:-1])
+    return generated_name(n.name or "") or (n.output[0] if n.output else n.op_type)
 
 
 _QUOTED = re.compile(r"""\s*('(?:[^'\\\n]|\\.){0,1000}'|"(?:[^"\\\n]|\\.){0,1000}")\s*([,\]])""")
@@ -242,4 +273,4 @@ def _str_list(text: str | None) -> list[str] | None:
     return None
 
 
-__all__ = ["node_attributes", "node_scopes", "read_onnx", "to_array", "MAX_FILE_BYTES"]
+__all__ = ["generated_name", "readable_name", "node_attributes", "node_scopes", "read_onnx", "to_array", "MAX_FILE_BYTES"]

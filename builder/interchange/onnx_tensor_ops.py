@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from builder.interchange.onnx_values import Const, Pieces, RnnHalf, T
-
-_INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})  # ONNX uint8, int8, uint16, int16, int32, int64, uint32, uint64
+from builder.interchange.onnx_values import INTEGER_TYPES, Const, Pieces, RnnHalf, T
 
 
 class TensorOps:
@@ -42,7 +40,7 @@ class TensorOps:
         if not isinstance(ins[0], T) or any(len(ins) > k and ins[k] is not None and not isinstance(ins[k], Const)
                                             for k in (1, 2)):
             return None
-        if self.vtype.get(n.input[0]) in _INTEGER_TYPES:  # ids (a Cast's clamp into its vocabulary): an Op
+        if self.vtype.get(n.input[0]) in INTEGER_TYPES:  # ids (a Cast's clamp into its vocabulary): an Op
             return None
         if lo == 0.0 and hi == 6.0:
             return self._unary("ReLU6")(n, ins, a)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_FOLD_ELEMENTS = 1 << 20  # constant folding never materialises more than this many values
+INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})  # ONNX uint8, int8, uint16, int16, int32, int64, uint32, uint64
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,14 @@ class RnnHalf:
 
 
 @dataclass(frozen=True)
+class ConstSeq:
+    """A constant split into a sequence (``torch.split`` of a weight: in_proj into the query's and the key/value's
+    rows, as SplitToSequence); SequenceAt takes one piece."""
+
+    parts: tuple[Const, ...]
+
+
+@dataclass(frozen=True)
 class Pieces:
     """``torch.chunk``-sized pieces of a tensor along ``dim`` (a SplitToSequence/Split without a node)."""
 
@@ -79,4 +88,4 @@ class Built:
     mapped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-__all__ = ["MAX_FOLD_ELEMENTS", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "Pieces", "Built"]
+__all__ = ["MAX_FOLD_ELEMENTS", "INTEGER_TYPES", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "ConstSeq", "Pieces", "Built"]

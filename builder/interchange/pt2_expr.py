@@ -35,8 +35,8 @@ _ASSUMPTIONS = {"integer", "positive", "nonnegative", "negative", "nonpositive",
 
 
 def functions() -> dict[str, tuple[Any, int, int]]:
-    import sympy
-    from torch.utils._sympy import functions as f
+    import sympy  # lazy: heavy (sympy)
+    from torch.utils._sympy import functions as f  # lazy: heavy (torch)
 
     return {"Add": (sympy.Add, 2, 64), "Mul": (sympy.Mul, 2, 64), "Max": (sympy.Max, 1, 64),
             "Min": (sympy.Min, 1, 64), "FloorDiv": (f.FloorDiv, 2, 2), "Mod": (f.Mod, 2, 2),
@@ -51,7 +51,7 @@ class _ExprParser:
     """Recursive descent over tokens; builds sympy objects directly (never sympify, parse_expr or eval)."""
 
     def __init__(self, text: str, funcs: dict):
-        import sympy
+        import sympy  # lazy: heavy (sympy)
 
         self.text, self.funcs, self.sp, self.toks, self.i, self.depth, pos = text, funcs, sympy, [], 0, 0, 0
         while text[pos:].strip():

@@ -12,8 +12,9 @@ What it cannot do (each is a one-line :class:`ModelImportError` before torch see
   read), native libraries, Python files, AOTInductor payloads;
 * name a call target outside the allow-list (torch resolves targets by attribute lookup), higher-order ops,
   subgraphs, operators passed as values, script/custom objects or effect tokens;
-* carry guard code (torch would ``exec`` it), size expressions that are not plain formulas (torch hands them
-  to ``sympy.sympify``, which evaluates Python), pytree specs that name enums (torch imports their module)
+* carry guard code (torch would ``exec`` it) beyond equal batch sizes of its inputs and bounds on the batch
+  (:mod:`builder.interchange.pt2_guards`; the accepted lines are dropped, never run), size expressions that
+  are not plain formulas (torch hands them to ``sympy.sympify``, which evaluates Python), pytree specs that name enums (torch imports their module)
   or types outside tuple/list/dict, names that are not identifiers (torch.fx writes them into Python source);
 * exceed the limits below: zip members, unpacked bytes and compression ratio (read from the central
   directory first), the program's JSON size and nesting (checked before it is parsed), string lengths,
@@ -28,10 +29,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import operator
 import os
 import re
 import threading
 import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,7 @@ import numpy as np
 from builder.escape import visible
 from builder.interchange.errors import ModelImportError
 from builder.interchange.pt2_expr import SYMBOL, functions, parse_size_expr
+from builder.interchange.pt2_guards import check_guards
 
 MAX_PT2_BYTES = 1 << 30            # the archive file
 MAX_ENTRIES = 10_000               # zip members
@@ -51,7 +56,7 @@ MAX_CONFIG_BYTES = 16 << 20        # weights / constants configs
 MAX_JSON_DEPTH = 64                # nesting of any JSON read from the archive
 MAX_STRING = 4096                  # any string kept from the program
 MAX_RANK = 32
-MAX_INT = 1 << 62
+MAX_INT = (1 << 63) - 1          # int64: its bounds are sentinels torch writes (a slice to the end, an unbounded dimension)
 
 from builder.graph.op_allow import ALLOWED_OPS  # noqa: E402  (the graph layer owns the one allow-list)
 
@@ -188,9 +193,8 @@ def load_json(raw: bytes | str, what: str) -> Any:
 def resolve_target(target: Any):
     """The operator object for an allow-listed target string (``torch.ops.aten.linear.default``,
     ``_operator.getitem``, ``torch.sym_max``); a one-line ModelImportError for anything else."""
-    import operator
 
-    import torch
+    import torch  # lazy: heavy (torch)
 
     refuse = _fail(f"the archive calls `{visible(target, 80)}`, which LayerLab does not import",
                    target, "Fix: export a model made of standard layers (torch.nn modules and tensor math)")
@@ -312,15 +316,30 @@ class _Checker:
             self.check(v, k, depth + 1)
 
 
+def _input_names(gm: dict) -> set[str]:
+    """The names guard code may give the program's inputs: the root call's argument names and the user inputs'
+    placeholder names (strings only; the walk below checks them)."""
+    calls = gm.get("module_call_graph")
+    roots = [c.get("signature") for c in calls if isinstance(c, dict) and c.get("fqn") == ""] \
+        if isinstance(calls, list) else []
+    args = [a for r in roots if isinstance(r, dict) and isinstance(r.get("forward_arg_names"), list)
+            for a in r["forward_arg_names"]]
+    specs = gm.get("signature", {}).get("input_specs") if isinstance(gm.get("signature"), dict) else None
+    for spec in specs if isinstance(specs, list) else []:
+        tensor = ((spec.get("user_input") or {}).get("arg") or {}).get("as_tensor") if isinstance(spec, dict) else None
+        args.append(tensor.get("name") if isinstance(tensor, dict) else None)
+    return {a for a in args if isinstance(a, str)}
+
+
 def check_program(program: Any) -> dict[str, Any]:
     """Validate (and strip free-text metadata from) a parsed ``models/model.json``; return the parsed size
     expressions keyed by their exact text."""
     if not isinstance(program, dict) or not isinstance(program.get("graph_module"), dict):
         raise _fail("the archive's program is not a torch.export program", type(program).__name__)
-    if program.get("guards_code"):
-        raise _fail("the archive carries guard code, which torch would run and LayerLab never does",
-                    program["guards_code"])
     gm = program["graph_module"]
+    if program.get("guards_code"):  # only the canvas's one batch, then dropped: nothing is left to exec
+        check_guards(program["guards_code"], _input_names(gm))
+        program["guards_code"] = []
     if gm.get("treespec_namedtuple_fields"):
         raise _fail("the archive's inputs or outputs use named tuples, which LayerLab does not import",
                     list(gm["treespec_namedtuple_fields"])[:1])
@@ -332,9 +351,9 @@ def check_program(program: Any) -> dict[str, Any]:
 
 def _read_payloads(zf: zipfile.ZipFile, prefix: str, kind: str) -> dict:
     """``data/weights`` or ``data/constants``: raw tensor bytes laid out by their tensor metadata."""
-    import torch
-    from torch._export.serde.schema import ScalarType
-    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+    import torch  # lazy: heavy (torch)
+    from torch._export.serde.schema import ScalarType  # lazy: heavy (torch)
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE  # lazy: heavy (torch)
 
     folder = f"{prefix}data/{kind}/"
     cfg_name = f"{folder}model_{kind}_config.json"
@@ -401,7 +420,7 @@ class _SympyView:
     parsed by :func:`parse_size_expr` (or sympy objects torch passes back); everything else is refused."""
 
     def __init__(self, exprs: dict[str, Any]):
-        import sympy
+        import sympy  # lazy: heavy (sympy)
 
         self._sympy, self._exprs = sympy, exprs
 
@@ -420,7 +439,7 @@ class _SympyView:
 def safe_sympify(exprs: dict[str, Any]):
     """Within the block, torch's serializer module sees :class:`_SympyView` as ``sympy`` (its one
     ``sympy.sympify`` call, in ``GraphModuleDeserializer._parse_sym_expr``, goes through it)."""
-    from torch._export.serde import serialize
+    from torch._export.serde import serialize  # lazy: heavy (torch)
 
     with _PATCH_LOCK:
         real = serialize.sympy
@@ -433,7 +452,6 @@ def safe_sympify(exprs: dict[str, Any]):
 
 def read_pt2(source: str | os.PathLike | bytes) -> tuple[dict, dict, dict, dict]:
     """The archive's checked program (JSON), its size expressions, weights and constants."""
-    import zlib
 
     with _open_zip(source) as zf:
         try:
@@ -447,10 +465,12 @@ def read_pt2(source: str | os.PathLike | bytes) -> tuple[dict, dict, dict, dict]
 
 def load_program(source: str | os.PathLike | bytes):
     """A ``torch.export.ExportedProgram`` from an uploaded .pt2, read as data (see the module docstring)."""
-    import logging
 
-    from torch._export.serde import schema
-    from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+    from torch._export.serde import schema  # lazy: heavy (torch)
+    from torch._export.serde.serialize import (  # lazy: heavy (torch)
+        ExportedProgramDeserializer,
+        _dict_to_dataclass,
+    )
 
     program, exprs, weights, constants = read_pt2(source)
     prev = logging.root.manager.disable

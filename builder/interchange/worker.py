@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -38,16 +39,18 @@ import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
 from builder.interchange.hf_import import TOKENIZER, _offline, import_hf_folder, inspect_folder
 from builder.process.sandbox import (
+    TEST_CRASH_ENV,
     WorkerLimits,
     cpu_budget,
+    crash_hook_for_tests,
     death_message,
     env_positive,
     lock_down,
@@ -66,13 +69,25 @@ DEFAULT_MEMORY_MB = 4096
 DEFAULT_FILE_MB = 2048
 MAX_ANSWER_BYTES = 16 * 2**20
 
-# the tasks a worker runs, by name: function name in this module, modules imported before the limits are set
-_TASKS = {"_child_import": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
-          "_child_export": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
-          "_child_quantize": ("torch", "onnx", "onnxruntime", "safetensors.torch"),
-          "_child_network_weights": ("torch", "safetensors.torch"),
-          "_child_import_hf": ("builder.interchange.hf_import", "torch", "onnx", "onnxruntime", "safetensors.torch",
-                               "transformers", "tokenizers")}
+class _Task(NamedTuple):
+    """A task a worker runs: the modules imported before the limits are set, and what the worker's death means
+    for the user (the ``outcome`` and ``fix`` of its one-line :func:`death_message`)."""
+
+    preload: tuple[str, ...]
+    outcome: str
+    fix: str
+
+
+_EXCHANGE = ("torch", "onnx", "onnxruntime", "safetensors.torch")
+_YOUR_MODEL = "check the model's layers, or try a smaller model"
+# the tasks a worker runs, by name: a function of this module
+_TASKS = {"_child_import": _Task(_EXCHANGE, "Nothing was imported", "check the file, or try a smaller model"),
+          "_child_export": _Task(_EXCHANGE, "Nothing was exported", _YOUR_MODEL),
+          "_child_quantize": _Task(_EXCHANGE, "Nothing was quantized", _YOUR_MODEL),
+          "_child_network_weights": _Task(("torch", "safetensors.torch"),
+                                          "The network's weights were not taken from the run", _YOUR_MODEL),
+          "_child_import_hf": _Task(("builder.interchange.hf_import", *_EXCHANGE, "transformers", "tokenizers"),
+                                    "Nothing was imported", "check the model folder, or try a smaller model")}
 TEST_TASKS: dict[str, str] = {}
 """Test hook: ``{name: "module:function"}`` tasks a test registers (``monkeypatch.setitem``); empty in the
 app, so a worker runs nothing but the functions of this module named in ``_TASKS``."""
@@ -104,7 +119,8 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
     private = tempfile.mkdtemp(prefix="layerlab-worker-")
     answer = Path(private) / "answer.json"
     request = json.dumps({"task": fn, "test": TEST_TASKS.get(fn), "kwargs": kwargs, "limits": asdict(lim),
-                          "answer": str(answer)})
+                          "answer": str(answer),
+                          "crash_on": os.environ.get(TEST_CRASH_ENV) or None})  # tests only: unset in production
     try:
         with open(Path(private) / "worker.log", "wb") as log:
             proc = spawn_sandboxed("builder.interchange.worker:_child_main", private, stdout=log, stderr=log)
@@ -116,7 +132,7 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
                                        "a smaller model") from None
             finally:
                 _kill_group(proc)  # anything it left behind in its session
-        return _answer(answer, proc.returncode, lim)
+        return _answer(answer, proc.returncode, lim, _TASKS.get(fn, _TASKS["_child_import"]))  # a test task: as an import
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -146,8 +162,9 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait(5)
 
 
-def _answer(path: Path, code: int | None, lim: WorkerLimits) -> Any:
-    """The task's result from the worker's answer file, or a one-line ModelImportError."""
+def _answer(path: Path, code: int | None, lim: WorkerLimits, task: _Task) -> Any:
+    """The task's result from the worker's answer file, or a one-line ModelImportError (a death: what it means
+    for ``task``)."""
     msg = None
     try:
         with open(path, "rb") as f:
@@ -164,7 +181,7 @@ def _answer(path: Path, code: int | None, lim: WorkerLimits) -> Any:
             text = (f"the worker ran out of memory (limit {lim.memory_mb} MiB over its start-up footprint; "
                     f"{text[:200]}). Fix: try a smaller model, or raise {MEMORY_ENV}")
         raise ModelImportError(text)
-    raise ModelImportError(death_message(code, lim))
+    raise ModelImportError(death_message(code, lim, outcome=task.outcome, fix=task.fix))
 
 
 # ----------------------------------------------------------------------------------------- inside the worker
@@ -175,9 +192,11 @@ def _child_main() -> None:
     req = json.loads(sys.stdin.buffer.read(MAX_ANSWER_BYTES))
     answer = req["answer"]
     lim = WorkerLimits(**req["limits"])
+    if req.get("crash_on"):  # tests only: the server's LAYERLAB_TEST_CRASH_JOB (this environment is clean)
+        os.environ[TEST_CRASH_ENV] = str(req["crash_on"])
     try:
         fn = _resolve(req["task"], req.get("test"))
-        lock_down(lim, _TASKS.get(req["task"], ()))
+        lock_down(lim, _TASKS[req["task"]].preload if req["task"] in _TASKS else ())
         out = {"status": "ok", "result": fn(**req["kwargs"])}
     except LayerLabError as e:
         out = {"status": "user", "message": f"{type(e).__name__}: {e}" if not isinstance(e, ModelImportError) else str(e)}
@@ -200,7 +219,6 @@ def _resolve(task: str, test: str | None):
         return globals()[task]
     if not test:
         raise ModelImportError(f"no worker task {task!r}")
-    import importlib
 
     module, _, name = test.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -225,7 +243,7 @@ def _child_import_hf(folder: str, out: str, seq_len: int | None) -> dict:
     save_import(res, out)
     tok = Path(folder) / TOKENIZER
     if tok.is_file():  # read by the tokenizers library here, in the worker: a broken file stops the import
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # lazy: heavy (tokenizers)
 
         try:
             res.report["vocab_size"] = Tokenizer.from_file(str(tok)).get_vocab_size()
@@ -239,19 +257,24 @@ def _child_import_hf(folder: str, out: str, seq_len: int | None) -> dict:
 def _child_export(project_json: str, weights: str | None, out: str) -> dict:
     from builder.interchange.onnx_export import export_onnx  # lazy: heavy (torch)
 
-    return export_onnx(load_project(project_json), out, weights).to_dict()
+    project = load_project(project_json)
+    crash_hook_for_tests(project.name)  # tests only: a project named with $LAYERLAB_TEST_CRASH_JOB dies here
+    return export_onnx(project, out, weights).to_dict()
 
 
 def _child_quantize(workspace: str, run_id: str) -> dict:
     from builder.interchange.onnx_export import quantize_run  # lazy: heavy (torch)
 
-    return quantize_run(RunStore(workspace, actor=SYSTEM), run_id)  # checked by quantize_run_isolated
+    store = RunStore(workspace, actor=SYSTEM)  # the run was checked by quantize_run_isolated
+    crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: a run named with $LAYERLAB_TEST_CRASH_JOB
+    return quantize_run(store, run_id)
 
 
 def _child_network_weights(project_json: str, network: str, weights: str, out: str) -> dict:
     from builder.training.networks import network_model  # lazy: heavy (torch, safetensors)
     from builder.training.weights import save_weights  # lazy: heavy (torch, safetensors)
 
+    crash_hook_for_tests(load_project(project_json).name)  # tests only: as _child_export
     save_weights(network_model(project_json, network, weights), out)
     return {"network": network}
 
@@ -272,7 +295,7 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     Raises:
         ModelImportError: wrong type, too large, unsupported operators (all listed), timeout.
     """
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: heavy (safetensors)
 
     from builder.interchange.importer import (  # lazy: heavy (torch)
         ImportResult,
@@ -323,7 +346,7 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
     Returns:
         ``(project, run_id, report)`` as :func:`import_upload`.
     """
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: heavy (safetensors)
 
     from builder.interchange.importer import ImportResult, register_import  # lazy: heavy (torch, numpy)
 

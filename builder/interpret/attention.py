@@ -1,4 +1,5 @@
-"""Per-head attention maps of every MultiheadAttention / TransformerEncoderLayer node, and rollout.
+"""Per-head attention maps of every MultiheadAttention / TransformerEncoderLayer / TransformerDecoderLayer node
+(a decoder's self-attention), and rollout.
 
 Graph nodes call attention with ``need_weights=False``; :func:`capture_attention` flips that with
 forward pre-hooks for one forward pass and reads the weights from the output. Example::
@@ -22,9 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from builder.errors import ExplainError
+from builder.graph.registry import PAD_ID
 from builder.interpret.model import eval_mode, layer_nodes, resolve_layer
 
-ATTENTION_TYPES = ("MultiheadAttention", "TransformerEncoderLayer")
+ATTENTION_TYPES = ("MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer")
 # nn.MultiheadAttention.forward(query, key, value, key_padding_mask, need_weights, attn_mask,
 #                               average_attn_weights, is_causal)
 _MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
@@ -32,12 +34,12 @@ _MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_
 
 
 def attention_nodes(model: nn.Module) -> list[str]:
-    """Node ids of the MultiheadAttention and TransformerEncoderLayer nodes, in module order.
+    """Node ids of the attention nodes (:data:`ATTENTION_TYPES`), in module order.
 
-    For a plain ``nn.Module`` an encoder layer's inner ``self_attn`` is not listed separately.
+    For a plain ``nn.Module`` an encoder or decoder layer's inner attention modules are not listed separately.
     """
     nodes = [n for n, t in layer_nodes(model).items() if t in ATTENTION_TYPES]
-    encoders = [n for n in nodes if layer_nodes(model)[n] == "TransformerEncoderLayer"]
+    encoders = [n for n in nodes if layer_nodes(model)[n] != "MultiheadAttention"]
     if getattr(model, "layerlab_names", None) is None:
         nodes = [n for n in nodes if not any(n.startswith(e + ".") for e in encoders)]
     return nodes
@@ -49,7 +51,7 @@ def _mha_of(module: nn.Module, node: str) -> nn.MultiheadAttention:
     attn = getattr(module, "self_attn", None)
     if isinstance(attn, nn.MultiheadAttention):
         return attn
-    raise ExplainError(f"node {node}: not a MultiheadAttention or TransformerEncoderLayer "
+    raise ExplainError(f"node {node}: not a MultiheadAttention, TransformerEncoderLayer or TransformerDecoderLayer "
                        f"(it is {type(module).__name__})")
 
 
@@ -118,6 +120,26 @@ def capture_attention(model: nn.Module, inputs: Tensor, nodes: Sequence[str] | N
     return captured
 
 
+def drop_padding(maps: Mapping[str, Tensor], ids: Tensor) -> dict[str, Tensor]:
+    """The maps of one sample of token ids ``ids`` (1, T) cut to its real tokens (those before the trailing
+    :data:`~builder.graph.registry.PAD_ID` padding), when no real token attends to the padding (the model masks
+    it): the padding's rows and columns say nothing then. Unchanged otherwise (float inputs, no padding, or a
+    model that reads the padding: worth seeing).
+
+    >>> w = torch.tensor([[[[1.0, 0, 0], [0.5, 0.5, 0], [0.3, 0.3, 0.4]]]])  # (1, heads, T, T)
+    >>> drop_padding({"a": w}, torch.tensor([[5, 7, 0]]))["a"].shape
+    torch.Size([1, 1, 2, 2])
+    """
+    steps = ids.reshape(-1)
+    if steps.dtype != torch.long or ids.shape[0] != 1:
+        return dict(maps)
+    real = (steps != PAD_ID).nonzero()
+    n = int(real[-1]) + 1 if len(real) else 0
+    if n in (0, len(steps)) or any(float(w[..., :n, n:].abs().sum()) > 1e-6 for w in maps.values()):
+        return dict(maps)
+    return {k: w[..., :n, :n] for k, w in maps.items()}  # (1, heads, n, n)
+
+
 def mean_over_heads(weights: Tensor) -> Tensor:
     """Average (B, heads, T, T) attention over heads -> (B, T, T)."""
     if weights.dim() != 4:
@@ -152,5 +174,5 @@ def attention_rollout(maps: Mapping[str, Tensor] | Sequence[Tensor], residual: f
     return rollout
 
 
-__all__ = ["ATTENTION_TYPES", "attention_nodes", "capture_attention", "mean_over_heads",
+__all__ = ["ATTENTION_TYPES", "attention_nodes", "capture_attention", "drop_padding", "mean_over_heads",
            "attention_rollout"]

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from builder.data import predict
 from builder.data.predictions import Prediction
-from builder.entities.run_folder import keep_report
 from builder.errors import ExplainError
+from builder.training.run_folder import keep_report
 
 CLASSIFICATION = ("multiclass", "binary")
 
@@ -275,7 +275,7 @@ def stored_temperature(store: Any, run_id: str) -> float:
 def coverage_figure(curve: CoverageCurve | dict, target: float | None = None, *, height: int = 320):
     """Accuracy against coverage (share of samples kept by a confidence threshold); with ``target``, the
     target accuracy as a dashed line and the largest coverage reaching it as a marker."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: heavy (plotly)
 
     c = curve if isinstance(curve, CoverageCurve) else CoverageCurve(**{k: list(curve[k]) for k in
                                                                         ("thresholds", "coverage", "accuracy")})

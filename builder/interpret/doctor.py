@@ -50,11 +50,14 @@ UPDATE_LOW = 1e-6  # |Δw|/|w| per step below this while gradients flow: the nod
 PLATEAU_EPOCHS = 3  # epochs of a flat training loss that count as a plateau
 PLATEAU_CHANGE = 0.01  # relative change of the training loss over PLATEAU_EPOCHS below this: flat
 PLATEAU_LEARNED = 0.1  # ... when the loss fell by less than this fraction since the first epoch (still untrained)
-DIVERGE_FACTOR = 1.5  # training loss this many times its best: diverging
+DIVERGE_FACTOR = 1.5  # training loss this many times its best: diverging, when also ...
+DIVERGE_SCALE = 0.1  # ... it rose above its best by this fraction of the first epoch's loss (the loss's scale: a
+# converged loss moving from 0.0004 to 0.002 is noise, not a divergence)
 OVERFIT_GAP = 0.2  # validation loss this fraction above its best while the training loss still falls
 OVERFIT_EPOCHS = 3  # ... for at least this many epochs after the best
 
 LEVELS = ("ok", "warn", "bad")
+LR_SIGNS = ("nonfinite", "update_high")  # rules that point at the learning rate itself: its fix ranks first
 
 
 @dataclass
@@ -168,8 +171,17 @@ def diagnose(log: HealthLog | dict, config: dict | None = None) -> list[Finding]
         found += _activations(log, n, lr)
         found += _updates(log, nid, lr, vanishing)
     order = {n["id"]: i for i, n in enumerate(log.nodes)}
-    found.sort(key=lambda f: (-LEVELS.index(f.level), order.get(f.node, 0)))
+    lr_cause = any(f.rule in LR_SIGNS for f in found)
+    found.sort(key=lambda f: (not (lr_cause and _lowers_lr(f.action, lr)), -LEVELS.index(f.level),
+                              order.get(f.node, 0)))
     return found
+
+
+def _lowers_lr(action: dict[str, Any] | None, lr: float | None) -> bool:
+    """Whether a fix action lowers the learning rate (the likely root cause when updates are too large or values
+    became non-finite: dead units and saturation downstream are its symptoms)."""
+    return (isinstance(action, dict) and action.get("action") == "set_training" and action.get("key") == "lr"
+            and lr is not None and (_num(action.get("value")) or math.inf) < lr)
 
 
 def _nonfinite(log: HealthLog, lr: float | None, cfg: dict) -> list[Finding]:
@@ -271,8 +283,7 @@ def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] =
     out: list[Anomaly] = []
     finite = [t for t in train if t is not None and math.isfinite(t)]
     last = train[-1] if train else None
-    if last is not None and (not math.isfinite(last) or (finite and last > DIVERGE_FACTOR * min(finite)
-                                                        and len(finite) > 1 and finite[-1] > finite[-2])):
+    if last is not None and (not math.isfinite(last) or _diverged(finite)):
         out.append(Anomaly("divergence", len(epochs), f"divergence: the training loss rose to {last:.3g} (best "
                            f"{min(finite) if finite else float('nan'):.3g}); lower the learning rate or clip gradients",
                            by_rule("nonfinite", "exploding", "update_high", "saturated")))
@@ -296,6 +307,20 @@ def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] =
                                "training loss still falls; add Dropout or weight decay, or use more data",
                                by_rule("std_drift")))
     return out
+
+
+def _diverged(finite: list[float]) -> bool:
+    """Whether the last of the finite training losses rose away from their best: relatively (over
+    :data:`DIVERGE_FACTOR` times the best) and absolutely (by over :data:`DIVERGE_SCALE` of the first epoch's loss),
+    and still rising.
+
+    >>> _diverged([0.7, 0.01, 0.0004, 0.002]), _diverged([0.7, 0.3, 0.2, 0.9])
+    (False, True)
+    """
+    if len(finite) < 2 or finite[-1] <= finite[-2]:
+        return False
+    best, last = min(finite), finite[-1]
+    return last > DIVERGE_FACTOR * best and last - best > DIVERGE_SCALE * abs(finite[0])
 
 
 # ----------------------------------------------------------------------------------------------- the canvas
@@ -366,6 +391,34 @@ def fix_label(action: dict[str, Any] | None) -> str:
     return ""
 
 
+def fix_change(before: Any, after: Any, action: dict[str, Any]) -> str:
+    """What applying ``action`` changed between two projects, with the old value (for the page's notice).
+
+    >>> from builder import load_template
+    >>> p = load_template("mlp")
+    >>> fix_change(p, apply_fix(p, {"action": "set_training", "key": "lr", "value": 0.0001}),
+    ...            {"action": "set_training", "key": "lr", "value": 0.0001})
+    'training setting lr: 0.01 → 0.0001'
+    """
+    before, after = load_project(before), load_project(after)
+    kind = action.get("action") if isinstance(action, dict) else None
+    if kind == "set_training":
+        key = str(action.get("key"))
+        old = (before.training or {}).get(key)
+        return f"training setting {key}: {'default' if old is None else old} → {(after.training or {}).get(key)}"
+    node = str(action.get("node")) if isinstance(action, dict) else ""
+    was, now = (next((n for n in p.graph.nodes if n.id == node), None) for p in (before, after))
+    if kind == "set_type" and was is not None and now is not None:
+        return f"{node}: {was.type} → {now.type}"
+    if kind == "set_param" and was is not None and now is not None:
+        param = str(action.get("param"))
+        return f"{node}.{param}: {was.params.get(param)} → {now.params.get(param)}"
+    added = sorted({n.id for n in after.graph.nodes} - {n.id for n in before.graph.nodes})
+    if kind == "insert_after" and added:
+        return f"added {', '.join(added)} ({action.get('type')}) after {node}"
+    return fix_label(action)
+
+
 def apply_fix(project: Any, action: dict[str, Any]) -> Project:
     """A new project with a finding's fix ``action`` applied (the argument is not changed, so an undo history
     keeps the old one). Actions: ``set_training`` (``key``, ``value``), ``set_param`` (``node``, ``param``,
@@ -400,5 +453,5 @@ def apply_fix(project: Any, action: dict[str, Any]) -> Project:
 
 
 __all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "health_annotations", "run_findings",
-           "graph_health", "fix_label", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH",
+           "graph_health", "fix_label", "fix_change", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH",
            "DEAD_FRACTION", "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]

@@ -106,43 +106,47 @@ def _square_axes(fig: go.Figure, n: int) -> None:
         fig.layout[f"xaxis{sfx}"].update(showticklabels=False, constrain="domain")
 
 
+MAX_GRID_COLS = 4  # image panels per row: with more, their titles run into each other at page width
+
+
 def image_attribution_figure(image: Any, attributions: Any | Mapping[str, Any], *, mode: str = "both",
                              signed: bool = True, alpha: float = 0.55, show_input: bool = True,
-                             title: str | None = None) -> go.Figure:
-    """Input, heatmap and overlay for one image; several methods side by side when given a dict.
+                             title: str | None = None, row_height: int = 260) -> go.Figure:
+    """Input, heatmap and overlay for one image; several methods side by side when given a dict, at most
+    :data:`MAX_GRID_COLS` panels per row (the heatmaps first, then the overlays, each method's overlay under
+    its heatmap while they fit one row).
 
     Args:
         image: (C, H, W) or (H, W).
         attributions: one map ((C, H, W), (1, H, W) or (H, W); channels are summed) or
             ``{method name: map}``.
-        mode: ``heatmap``, ``overlay`` or ``both`` (two rows).
+        mode: ``heatmap``, ``overlay`` or ``both``.
         signed: diverging colours around 0; False shows |attribution|.
+        row_height: pixels per row of panels (the figure's height follows its rows).
     """
     if mode not in ("heatmap", "overlay", "both"):
         raise ExplainError(f"mode must be heatmap, overlay or both; received {mode!r}")
     maps = dict(attributions) if isinstance(attributions, Mapping) else {"attribution": attributions}
     maps = {k: _as_map(v) if signed else np.abs(_as_map(v)) for k, v in maps.items()}
-    rows = 2 if mode == "both" else 1
-    cols = len(maps) + (1 if show_input else 0)
-    titles = []
-    for r in range(rows):
-        kind = "overlay" if mode == "overlay" or r == 1 else "heatmap"
-        titles += (["input" if r == 0 else ""] if show_input else []) + [f"{k} ({kind})" for k in maps]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
-                        vertical_spacing=0.08)
-    for r in range(1, rows + 1):
-        overlay = mode == "overlay" or r == 2
-        c0 = 1
+    kinds = ["heatmap", "overlay"] if mode == "both" else [mode]
+    # (title, method, map, kind): the input as method "input" with no map, a blank cell under it as ""
+    panels: list[tuple[str, str, Any, str]] = []
+    for n, kind in enumerate(kinds):
         if show_input:
-            if r == 1:
-                fig.add_trace(_image_trace(image), r, 1)
-            c0 = 2
-        for j, (name, a) in enumerate(maps.items()):
-            if overlay:
-                fig.add_trace(_image_trace(image), r, c0 + j)
-            fig.add_trace(_heat(a, signed, alpha if overlay else 1.0, name=name), r, c0 + j)
+            panels.append(("input", "input", None, kind) if n == 0 else ("", "", None, kind))
+        panels += [(f"{k} ({kind})", k, a, kind) for k, a in maps.items()]
+    cols = min(MAX_GRID_COLS, len(panels) // len(kinds))
+    rows = -(-len(panels) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.03,
+                        vertical_spacing=min(0.08, 0.5 / rows))
+    for k, (_, method, a, kind) in enumerate(panels):
+        r, c = divmod(k, cols)
+        if method == "input" or (a is not None and kind == "overlay"):
+            fig.add_trace(_image_trace(image), r + 1, c + 1)
+        if a is not None:
+            fig.add_trace(_heat(a, signed, alpha if kind == "overlay" else 1.0, name=method), r + 1, c + 1)
     _square_axes(fig, rows * cols)
-    fig.update_layout(title=title, height=260 * rows + 60, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_layout(title=title, height=row_height * rows + 60, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 

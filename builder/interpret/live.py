@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from builder.disk import on_full_disk
+from builder.data.disk import on_full_disk
 from builder.errors import AccessDenied, ExplainError, LayerLabError
 from builder.interpret.attributions import explain
 from builder.interpret.methods import get_spec, method_label
@@ -163,7 +163,7 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
 
     def save(self, path: str | Path) -> Path:
         """Write the frames and the fixed samples to a safetensors file atomically (a job's run folder)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save_file  # lazy: heavy (safetensors)
 
         if self.inputs is None or not self.frames:
             raise ExplainError("live attributions: nothing recorded yet")
@@ -178,7 +178,7 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
             tensors["targets"] = torch.from_numpy(np.stack([np.asarray(f["target"]) for f in self.frames]))
         tmp = path.with_name(path.name + ".tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # a full disk: one line (builder.disk), the frames recorded before kept
+        try:  # a full disk: one line (builder.data.disk), the frames recorded before kept
             with on_full_disk(path, "the live attributions"):
                 save_file(tensors, str(tmp), metadata={"method": self.method})
                 os.replace(tmp, path)
@@ -195,7 +195,7 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
 def load_frames(path: str | Path) -> dict[str, Any] | None:
     """Frames written by :meth:`LiveAttributions.save` as numpy arrays (None when there is no file):
     ``method``, ``epochs`` (E,), ``attributions`` (E, n, ...), ``inputs``, ``labels``, ``indices``, ``targets``."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: heavy (safetensors)
 
     path = Path(path)
     if not path.is_file():

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from builder.entities.run_folder import keep_report
 from builder.errors import ExplainError
 from builder.training.metrics import first_output
+from builder.training.run_folder import keep_report
 
 __all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",
            "model_robustness", "robustness_run", "flip_view", "robustness_figure", "parse_eps"]
@@ -335,7 +335,7 @@ def flip_view(model: torch.nn.Module, ds: Any, index: int, eps: float, *, method
 
 def robustness_figure(report: RobustnessReport | dict):
     """Accuracy against ε (a line with markers; the flip count in the hover)."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: heavy (plotly)
 
     r = report.to_dict() if isinstance(report, RobustnessReport) else dict(report)
     counts = [f.get("count", 0) for f in r.get("flips", [])]

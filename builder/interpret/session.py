@@ -26,7 +26,7 @@ from builder.data import fit_dataset, predict
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import md_text
 from builder.interpret.activations import activation_nodes, capture_activations, weight_histograms
-from builder.interpret.attention import attention_nodes, capture_attention
+from builder.interpret.attention import attention_nodes, capture_attention, drop_padding
 from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
 from builder.interpret.baselines import BASELINE_LABELS, baselines_for
 from builder.interpret.calibration import calibrate_model
@@ -362,8 +362,10 @@ class ExplainSession:
         return attention_nodes(self.model)
 
     def attention(self, i: int) -> dict[str, Tensor]:
-        """Attention maps of sample ``i`` per node: (1, heads, T, T)."""
-        return capture_attention(self.model, self.sample(i))
+        """Attention maps of sample ``i`` per node: (1, heads, T, T), cut to the sample's real tokens when the
+        model masks its padding (:func:`~builder.interpret.attention.drop_padding`)."""
+        x = self.sample(i)
+        return drop_padding(capture_attention(self.model, x), x)
 
     def activation_nodes(self) -> dict[str, str]:
         """Nodes whose output can be shown, with their type."""

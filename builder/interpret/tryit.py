@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +30,10 @@ import torch
 
 from builder.data import predict
 from builder.data.images import decode_image
-from builder.entities.run_status import is_live
 from builder.errors import DatasetError, ExplainError, TrainingError
 from builder.interpret.attributions import Explanation, explain
 from builder.runs.summary import current_run
+from builder.training.run_status import is_live
 
 __all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "encode_series", "continue_text", "token_labels", "try_input", "MAX_STROKE_POINTS"]
@@ -45,12 +46,15 @@ STROKE_SUPERSAMPLE = 4  # sub-pixels per pixel side when the strokes are drawn, 
 @dataclass(frozen=True)
 class TryForm:
     """How the Try-it panel asks for an input: ``kind`` (``image``, ``features``, ``tokens``), the input
-    shape, and for features their names and a starting row (a test sample, in the data's own units)."""
+    shape, and for features the names of the numeric ones with a starting row (a test sample, in the data's own
+    units) and, for a CSV's text columns, ``choices`` (column -> its categories) with the sample's ``picked`` one."""
 
     kind: str
     shape: tuple[int, ...]
     names: list[str] = field(default_factory=list)
     start: list[float] = field(default_factory=list)
+    choices: dict[str, list[str]] = field(default_factory=dict)
+    picked: dict[str, str] = field(default_factory=dict)
     vocab: list[str] = field(default_factory=list)
     start_text: str = ""
 
@@ -69,8 +73,8 @@ class TryResult:
 
 @dataclass(frozen=True)
 class TryRun:
-    """The run whose model Try it uses for a graph: ``version`` changes whenever newer weights land (a new
-    checkpoint while it trains, the final weights when it ends), so a caller reopens the model then; ``ready`` is
+    """The run whose model Try it uses for a graph: ``version`` changes whenever newer weights land (each epoch's
+    weights or a checkpoint while it trains, the final weights when it ends), so a caller reopens the model then; ``ready`` is
     False while the run has no weights or checkpoint yet."""
 
     run_id: str
@@ -82,8 +86,8 @@ class TryRun:
     def describe(self) -> str:
         """One line for the panel: which run, and whether its model is still changing."""
         if not self.ready:
-            return f"run {self.run_id} ({self.status}) has no checkpoint yet; it appears after the first epoch"
-        return (f"run {self.run_id}, newest checkpoint (refreshed as new ones land while it trains)" if self.live
+            return f"run {self.run_id} ({self.status}) has no weights yet; they appear after its first epoch"
+        return (f"run {self.run_id}, newest epoch (refreshed as each epoch ends while it trains)" if self.live
                 else f"run {self.run_id} ({self.status})")
 
 
@@ -94,7 +98,8 @@ def try_run(store: Any, graph: Any, owner: str | None) -> TryRun | None:
     if run is None:
         return None
     rid = run["id"]
-    stamps = [p.stat().st_mtime_ns for p in (store.weights_path(rid), store.checkpoint_path(rid)) if p.is_file()]
+    stamps = [p.stat().st_mtime_ns for p in (store.weights_path(rid), store.checkpoint_path(rid),
+                                              store.folder(rid).epoch_weights) if p.is_file()]
     live = is_live(run)
     return TryRun(rid, str(run["status"]), live, bool(stamps), f"{rid}:{run['status']}:{max(stamps, default=0)}")
 
@@ -136,15 +141,37 @@ def try_form(xs: Any, sample: int = 0) -> TryForm:
     if stats is not None and len(stats[0]) == row.size:
         row = row * stats[1] + stats[0]
     names = list(xs.feature_names() or [f"x{i + 1}" for i in range(row.size)])
-    return TryForm("features", shape, names=names, start=[float(v) for v in row])
+    onehot = _one_hot(xs, names)
+    picked = {c: lv for c, levels in _choices(xs, names).items() for lv in levels[:1]}
+    for name, v in zip(names, row):
+        if name in onehot and v > 0.5:
+            picked[onehot[name][0]] = onehot[name][1]
+    return TryForm("features", shape, names=[n for n in names if n not in onehot],
+                   start=[float(v) for n, v in zip(names, row) if n not in onehot], choices=_choices(xs, names),
+                   picked=picked)
+
+
+def _choices(xs: Any, names: list[str]) -> dict[str, list[str]]:
+    """The text columns whose one-hot features are all among ``names``: column -> categories."""
+    have = set(names)
+    cats = getattr(xs.info, "categories", None) or {}
+    return {str(c): [str(v) for v in levels] for c, levels in cats.items()
+            if levels and all(f"{c}={v}" in have for v in levels)}
+
+
+def _one_hot(xs: Any, names: list[str]) -> dict[str, tuple[str, str]]:
+    """One-hot feature name -> (its text column, its category)."""
+    return {f"{c}={v}": (c, v) for c, levels in _choices(xs, names).items() for v in levels}
 
 
 def _on_device(xs: Any, x: torch.Tensor) -> torch.Tensor:
     return x.to(xs.device)
 
 
-def encode_row(xs: Any, values: list[float]) -> torch.Tensor:
-    """A table row (or 2-D point) in the data's own units as the model's (1, ...) input."""
+def encode_row(xs: Any, values: list[float], picks: dict[str, str] | None = None) -> torch.Tensor:
+    """A table row (or 2-D point) in the data's own units as the model's (1, ...) input, standardised like the
+    training data. With ``picks`` (text column -> category, :attr:`TryForm.choices`), ``values`` are the numeric
+    features only (:attr:`TryForm.names`) and each text column is one-hot encoded from its pick."""
     shape = tuple(xs.info.input_shape)
     n = int(np.prod(shape))
     try:
@@ -152,6 +179,8 @@ def encode_row(xs: Any, values: list[float]) -> torch.Tensor:
     except (TypeError, ValueError):
         raise ExplainError("every value of the row must be a number; received: a value that is not. Fix: type "
                            "numbers only") from None
+    if picks is not None:
+        row = _with_picks(xs, row, picks, n)
     if row.size != n:
         raise ExplainError(f"the model reads {n} values per sample; received: {row.size}. Fix: give one value per "
                            "feature")
@@ -161,6 +190,23 @@ def encode_row(xs: Any, values: list[float]) -> torch.Tensor:
     if stats is not None and len(stats[0]) == n:
         row = (row - stats[0]) / stats[1]
     return _on_device(xs, torch.tensor(row, dtype=torch.float32).reshape(1, *shape))
+
+
+def _with_picks(xs: Any, numbers: np.ndarray, picks: dict[str, str], n: int) -> np.ndarray:
+    """The full encoded row: the numeric ``numbers`` in order, each text column's one-hot from ``picks``."""
+    names = list(xs.feature_names() or [f"x{i + 1}" for i in range(n)])
+    onehot, choices = _one_hot(xs, names), _choices(xs, names)
+    wrong = [f"{c}={picks.get(c)!r}" for c in choices if picks.get(c) not in choices[c]]
+    if wrong:
+        raise ExplainError(f"every text column takes one of its categories; received: {', '.join(wrong[:5])}. "
+                           "Fix: pick a category the training data had")
+    numeric = [nm for nm in names if nm not in onehot]
+    if numbers.size != len(numeric):
+        raise ExplainError(f"the model reads {len(numeric)} numeric value(s) per sample; received: {numbers.size}. "
+                           "Fix: give one value per numeric feature")
+    it = iter(numbers.tolist())
+    return np.asarray([float(picks[onehot[nm][0]] == onehot[nm][1]) if nm in onehot else next(it) for nm in names],
+                      dtype=np.float64)
 
 
 def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "image") -> torch.Tensor:
@@ -299,7 +345,6 @@ def encode_series(xs: Any, text: str) -> torch.Tensor:
     """A pasted series (one step per line, the columns separated by commas, spaces or tabs; at least the
     model's lookback steps, the last of them used) as the (1, lookback, columns) window the model reads, scaled
     with the training part's statistics. Raises ExplainError naming what to paste instead."""
-    import re
 
     lookback, cols = (int(s) for s in xs.info.input_shape)
     rows = []

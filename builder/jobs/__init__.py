@@ -1,6 +1,7 @@
 """The jobs edge: the processes that train and interpret for the server, above the stages they launch.
 
-:mod:`.queue` runs each training as its own OS process (submit, control, the warm launcher); :mod:`.job_sandbox`
+:mod:`.queue` runs each training as its own OS process (submit, control, the warm launcher; :mod:`.control` is a
+job's control and heartbeat thread); :mod:`.job_sandbox`
 puts a job under limits; :mod:`.quotas` checks an owner's quotas where jobs are submitted; :mod:`.specs` builds the
 job specs of a prune and of a cross-validation; :mod:`.probe` (with :mod:`.probe_child` and :mod:`.probe_wire`)
 answers the Explain, Runs and class pages from a sandboxed child process, so a run's model never runs in the server.

@@ -1,16 +1,17 @@
-"""Where jobs run: the executor interface and its backends. A job is recorded by :func:`builder.runs.jobs.submit`
-(owner, quotas and the queue decide first: :mod:`builder.runs.quotas`); an executor then starts it:
+"""Where jobs run: the executor interface and its backends. A job is recorded by :func:`builder.jobs.queue.submit`
+(owner, quotas and the queue decide first: :mod:`builder.jobs.quotas`); an executor then starts it:
 
 - :class:`LocalExecutor` (the default): a process on this server (the warm fork server of
-  :mod:`builder.runs.jobs`, GPU placement by memory estimate: :mod:`builder.runs.gpus`).
+  :mod:`builder.jobs.queue`, GPU placement by memory estimate: :mod:`builder.training.gpus`).
 - :class:`RayExecutor` (``LAYERLAB_RAY_ADDRESS=host:port``): a Ray task on the cluster with CPU, memory and a
   fraction of a GPU computed from LayerLab's own estimate (:func:`job_resources`). LayerLab's queue stays in front
   of Ray: a job goes to Ray only when the cluster has room for it, the owner with the fewest jobs on the cluster
-  first (one owner's 50 jobs do not hold back everyone else's). The task runs the same job process as a local
-  server (``python -m builder.runs.jobs run``, sandboxed) on the node, with the store's database URL
-  (PostgreSQL, shared), so pause, resume and stop go through the run's control row as on one machine. A job whose
-  node dies is marked ``interrupted`` (resume continues from its last checkpoint on another node); a cluster that
-  cannot be reached is a :class:`~builder.errors.RunStoreError` within :data:`CONNECT_TIMEOUT_S`, never a hang.
+  first (one owner's 50 jobs do not hold back everyone else's). The task (:mod:`builder.jobs.ray_task`) runs the
+  same job process as a local server (``python -m builder.jobs.queue run``, sandboxed) on the node, with the
+  store's database URL (PostgreSQL, shared), so pause, resume and stop go through the run's control row as on one
+  machine. A job whose node dies, or whose server dies (Ray ends a dead driver's tasks), is marked ``interrupted``
+  (resume continues from its last checkpoint on another node, from any server); a cluster that cannot be reached
+  is a :class:`~builder.errors.RunStoreError` within :data:`CONNECT_TIMEOUT_S`, never a hang.
 
 A Slurm backend (submitit) fits the same interface: ``start`` would ``sbatch`` the same job command with
 ``--gres=gpu`` and ``--mem`` from :func:`job_resources`, and its monitor would read ``sacct`` states (NODE_FAIL,
@@ -33,20 +34,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from builder.access import SYSTEM
-from builder.entities.run_status import RunStatus, is_final
+from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
-from builder.graph.shapes import infer_shapes
+from builder.graph.shapes import infer_shapes, one_analysis_per_graph
 from builder.jobs.queue import JobSpec, _gpu_device, job_need, start_local
 from builder.jobs.quotas import limits
+from builder.jobs.ray_task import ENV_PLACED, run_on_node
 from builder.runs import db as _db
 from builder.runs.store import RunStore
+from builder.training.run_status import ENV_HOST, RunStatus, beat_s, is_final
 
 ENV_RAY_ADDRESS = "LAYERLAB_RAY_ADDRESS"
 ENV_GPU_MEMORY = "LAYERLAB_RAY_GPU_MEMORY_GB"  # the memory of one GPU of the pool (what a fraction is of)
-ENV_PLACED = "LAYERLAB_JOB_PLACED"  # set for a job process a scheduler placed: it claims no slot of its host
 CONNECT_TIMEOUT_S = 20.0
 DISPATCH_S = 0.25  # how often the queue in front of Ray looks for room, finished tasks and stop requests
 RAM_BASE = 768 * 2**20  # a job process's own memory (Python, torch, the data loader) besides its model
@@ -60,7 +61,7 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """A process on this server: :func:`builder.runs.jobs.start_local` (warm fork server, else a new process)."""
+    """A process on this server: :func:`builder.jobs.queue.start_local` (warm fork server, else a new process)."""
 
     def start(self, store: RunStore, run_id: str) -> None:
         """Launch the job's process and record its pid."""
@@ -94,53 +95,20 @@ def gpu_bytes() -> int:
 
 def job_resources(store: RunStore, run_id: str) -> Resources:
     """A recorded job's resources from LayerLab's estimates: the graph's training memory at its batch size on
-    CUDA (:func:`builder.runs.jobs.job_need`) as a share of one GPU when the job may use one, the same on CPU
+    CUDA (:func:`builder.jobs.queue.job_need`) as a share of one GPU when the job may use one, the same on CPU
     plus :data:`RAM_BASE` as host memory."""
     data = json.loads(store.folder(run_id, actor=SYSTEM).job_spec.read_text(encoding="utf-8"))
     origin = data.pop("origin", None)
     spec = JobSpec(**{**(origin or data), "owner": "local"})
     project = load_project(spec.project)
     batch = (spec.config or {}).get("batch_size") or (project.training or {}).get("batch_size") or 64
-    ram = training_memory(infer_shapes(project.graph), int(batch), device="cpu").peak + RAM_BASE
-    gpu = job_need(spec) if _gpu_device(JobSpec(**{**data, "owner": "local"}), origin) else 0
+    with one_analysis_per_graph():  # the GPU estimate reuses the host-memory estimate's analysis
+        ram = training_memory(infer_shapes(project.graph), int(batch), device="cpu").peak + RAM_BASE
+        gpu = job_need(spec) if _gpu_device(JobSpec(**{**data, "owner": "local"}), origin) else 0
     return Resources.for_need(gpu, gpu_bytes=gpu_bytes(), ram=ram)
 
 
 # ----------------------------------------------------------------------------------------------- Ray
-def _run_on_node(workspace: str, run_id: str, env_extra: dict[str, str]) -> int:
-    """The Ray task: the job process of a local server (sandboxed: ``python -m builder.runs.jobs run``), on the
-    node Ray chose, killed with this worker when the node goes (``PR_SET_PDEATHSIG``); its exit code."""
-    import ctypes
-    import signal
-    import subprocess
-    import sys
-
-    from builder.jobs import job_sandbox  # lazy: heavy (torch)
-
-    os.environ.update(env_extra)  # the store's database (a one-task worker: max_calls=1)
-    import ray
-
-    store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
-    store.set_environment(run_id, ray_node=ray.get_runtime_context().get_node_id())  # which node runs it
-    folder = store.folder(run_id)
-    folder.tmp.mkdir(parents=True, exist_ok=True)
-    env = {**job_sandbox.job_env(folder.tmp), **env_extra, ENV_PLACED: run_id}
-    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # the GPU Ray gave this task
-        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def die_with_worker() -> None:
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the job ends when this worker (or its node) does
-
-    with open(folder.job_log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "builder.runs.jobs", "run", "--workspace", workspace, run_id],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=die_with_worker, cwd=str(Path(__file__).resolve().parents[2]))
-    code = proc.wait()
-    job_sandbox.record_death(store, run_id, proc.pid, code)
-    return code
-
-
 @dataclass
 class _Job:
     run_id: str
@@ -163,7 +131,8 @@ class RayExecutor:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
-        self._remote = self._ray.remote(max_retries=0, max_calls=1)(_run_on_node)
+        self._beat = 0.0  # when this server last wrote the heartbeat of the jobs it holds
+        self._remote = self._ray.remote(max_retries=0, max_calls=1)(run_on_node)
         self._thread = threading.Thread(target=self._loop, name="layerlab-ray-queue", daemon=True)
         if background:  # else the caller calls dispatch() (tests, benches)
             self._thread.start()
@@ -171,7 +140,7 @@ class RayExecutor:
     def start(self, store: RunStore, run_id: str) -> None:
         """Queue the job in front of Ray (it goes to Ray when the cluster has room: :meth:`dispatch`)."""
         run = store.get(run_id, actor=SYSTEM)
-        job = _Job(run_id, str(run.get("owner")), job_resources(store, run_id), time.monotonic())
+        job = _Job(run_id, str(run.get("owner")), job_resources(store, run_id), float(run.get("queued_at") or time.time()))
         store.set_environment(run_id, executor="ray", ray_address=self.address, resources=job.res.__dict__)
         with self._lock:
             self._pending.append(job)
@@ -179,7 +148,8 @@ class RayExecutor:
 
     # ---- the queue in front of Ray
     def close(self) -> None:
-        """Stop the queue's thread (the jobs already on the cluster go on)."""
+        """Stop the queue's thread (the jobs already on the cluster go on while this process lives; they end
+        with it: Ray ends the tasks of a driver that exits)."""
         self._closed = True
         self._wake.set()
 
@@ -195,11 +165,17 @@ class RayExecutor:
                 print(f"layerlab ray queue: {e}", flush=True)
 
     def dispatch(self) -> None:
-        """One round: collect finished tasks (a lost node: the run is interrupted), drop pending jobs asked to
-        stop, then hand pending jobs to Ray while the cluster has room, fewest running jobs per owner first."""
+        """One round: collect finished tasks (a lost node: the run is interrupted), write the heartbeat of the
+        jobs this server holds, drop pending jobs asked to stop, then hand to Ray the pending jobs
+        :func:`place_jobs` admits (decided against the store, so servers sharing it share the cluster's room,
+        the owners' running caps and one fair order)."""
         store = self.store
         self._collect(store)
         with self._lock:
+            held = [j.run_id for j in (*self._pending, *self._running.values())]
+            if held and time.monotonic() - self._beat >= beat_s():  # one statement for every job held here
+                self._beat = time.monotonic()
+                store.beat(held)
             if not self._pending:
                 return
             controls = _controls(store, [j.run_id for j in self._pending])  # one query for every waiting job
@@ -208,25 +184,21 @@ class RayExecutor:
                 store.take_control(job.run_id)
                 store.update_status(job.run_id, RunStatus.STOPPED, "stopped while queued; resume to start it")
             total = self._ray.cluster_resources()
-            used = {k: sum(getattr(j.res, k) for j in self._running.values()) for k in ("num_cpus", "num_gpus")}
-            per_owner: dict[str, int] = {}
-            for j in self._running.values():
-                per_owner[j.owner] = per_owner.get(j.owner, 0) + 1
-            caps = {o: running_cap(self.workspace, o) for o in {j.owner for j in self._pending}}
-            for job in fair_order(self._pending, per_owner):
-                fits = (used["num_gpus"] + job.res.num_gpus <= total.get("GPU", 0) + 1e-9
-                        and used["num_cpus"] + job.res.num_cpus <= total.get("CPU", 0) + 1e-9)
-                if not fits or per_owner.get(job.owner, 0) >= caps[job.owner]:
-                    continue
-                self._submit(job)
+            for job in place_jobs(store, self._pending, {"num_cpus": total.get("CPU", 0.0),
+                                                         "num_gpus": total.get("GPU", 0.0)}):
                 self._pending.remove(job)
+                try:
+                    self._submit(job)
+                except Exception as e:  # noqa: BLE001 - the run says why and can be resumed
+                    store.update_status(job.run_id, RunStatus.INTERRUPTED, f"not started on the Ray cluster: "
+                                        f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}; resume "
+                                        f"with `layerlab runs resume {job.run_id}`")
+                    continue
                 self._running[job.run_id] = job
-                per_owner[job.owner] = per_owner.get(job.owner, 0) + 1
-                used["num_gpus"] += job.res.num_gpus
-                used["num_cpus"] += job.res.num_cpus
 
     def _submit(self, job: _Job) -> None:
-        env = {k: v for k, v in os.environ.items() if k.startswith("LAYERLAB_") and k != ENV_RAY_ADDRESS}
+        env = {**{k: v for k, v in os.environ.items() if k.startswith("LAYERLAB_") and k not in (ENV_RAY_ADDRESS, ENV_HOST)},
+               **_db.process_env(self.workspace)}  # the server's database, wherever its URL came from
         opts = {"num_cpus": job.res.num_cpus, "num_gpus": job.res.num_gpus, "memory": job.res.memory}
         job.ref = self._remote.options(**opts).remote(str(self.workspace), job.run_id, env)
 
@@ -279,9 +251,57 @@ def fair_order(pending: list, running_per_owner: dict[str, int]) -> list:
     return out
 
 
+CLUSTER_LOCK = "cluster.lock"  # one server at a time decides what goes to the cluster (db.workspace_lock)
+
+
+def place_jobs(store: RunStore, mine: list[_Job], capacity: dict[str, float]) -> list[_Job]:
+    """Which of this server's waiting jobs ``mine`` go to the cluster now, decided against the store under one
+    lock for every server sharing it (an advisory lock in PostgreSQL, a lock file beside an SQLite store:
+    :func:`builder.runs.db.workspace_lock`). The live jobs any server placed (``runs.placed_at``) count against
+    ``capacity`` (``num_cpus``, ``num_gpus`` of the cluster) and their owners' running caps
+    (:func:`running_cap`); the waiting jobs of every server take turns in one :func:`fair_order`, and a job of
+    another server that comes first keeps its room for that server's next round (a server that died stops
+    beating: its jobs are interrupted after :func:`~builder.training.run_status.stale_s` and free their room).
+    The jobs returned are marked placed before the lock is released. Raises RunStoreError."""
+    mine_by_id = {j.run_id: j for j in mine}
+    with _db.workspace_lock(store.workspace, CLUSTER_LOCK):
+        store.mark_interrupted()  # a dead server's or node's jobs hold no room
+        rows = store.live_jobs()
+        used = {"num_cpus": 0.0, "num_gpus": 0.0}
+        per_owner: dict[str, int] = {}
+        waiting: list[_Job] = []
+        for r in rows:
+            env = json.loads(r["environment"] or "{}")
+            if env.get("executor") != "ray":
+                continue
+            res = env.get("resources") or {}
+            job = mine_by_id.get(r["id"]) or _Job(r["id"], str(r["owner"]), Resources(
+                float(res.get("num_cpus") or 0), float(res.get("num_gpus") or 0), int(res.get("memory") or 0)),
+                float(r["queued_at"] or 0))
+            if r["placed_at"] is not None:
+                per_owner[job.owner] = per_owner.get(job.owner, 0) + 1
+                for k in used:
+                    used[k] += getattr(job.res, k)
+            elif r["status"] == RunStatus.QUEUED:
+                waiting.append(job)
+        caps = {o: running_cap(store.workspace, o) for o in {j.owner for j in waiting}}
+        chosen: list[_Job] = []
+        for job in fair_order(waiting, per_owner):
+            fits = all(used[k] + getattr(job.res, k) <= capacity.get(k, 0.0) + 1e-9 for k in used)
+            if not fits or per_owner.get(job.owner, 0) >= caps[job.owner]:
+                continue
+            if job.run_id in mine_by_id:
+                chosen.append(job)
+            per_owner[job.owner] = per_owner.get(job.owner, 0) + 1  # another server's job keeps its room too
+            for k in used:
+                used[k] += getattr(job.res, k)
+        store.mark_placed([j.run_id for j in chosen])
+    return chosen
+
+
 def running_cap(workspace: str | Path, owner: str) -> float:
     """How many of ``owner``'s jobs may run at once on the cluster: its ``running`` quota
-    (:func:`builder.runs.quotas.limits`), else no limit."""
+    (:func:`builder.jobs.quotas.limits`), else no limit."""
     cap = limits(workspace, owner).get("running")
     return float("inf") if cap is None else cap
 
@@ -301,7 +321,7 @@ _CONNECTED: dict[str, str] = {}
 def _connect(address: str) -> Any:
     """The ``ray`` module connected to ``address``; RunStoreError when it cannot be reached in time."""
     try:
-        import ray
+        import ray  # lazy: heavy (ray)
     except ImportError:
         raise RunStoreError(f"{ENV_RAY_ADDRESS} is set but Ray is not installed. Fix: pip install "
                             "'layerlab[cluster]' on this server and every node") from None
@@ -362,4 +382,4 @@ def executor_for(workspace: str | Path) -> Executor:
 
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "Resources", "job_resources", "executor_for",
-           "fair_order", "running_cap", "close_all", "ENV_RAY_ADDRESS", "ENV_GPU_MEMORY", "ENV_PLACED", "CONNECT_TIMEOUT_S"]
+           "fair_order", "place_jobs", "running_cap", "close_all", "ENV_RAY_ADDRESS", "ENV_GPU_MEMORY", "ENV_PLACED", "CONNECT_TIMEOUT_S"]

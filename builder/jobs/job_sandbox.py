@@ -8,8 +8,9 @@ builds the model:
   ``EFBIG``); private writable memory up to ``LAYERLAB_JOB_MEMORY_MB`` (``RLIMIT_DATA``: memory-mapped image
   caches and CUDA's inaccessible address reservations do not count; unset: :data:`HOST_SHARE` of the host's
   memory on a host without CUDA, so one runaway job fails with a message instead of swapping the server, and no
-  cap on a CUDA host (unmeasured there); a small CPU job holds ~0.5 GiB, so 4096 per job suits a class server on
-  CPU; more with CUDA); CPU seconds from then on up to
+  cap on a CUDA host (unmeasured there); a small CPU job's peak is measured by bench/doc_figures.py (in
+  bench/RESULTS.md: at most 0.5 GiB for the mlp and cnn templates), so 4096 per job suits a class server on CPU;
+  more with CUDA); CPU seconds from then on up to
   ``LAYERLAB_JOB_CPU_S`` (unset = no cap; SIGXCPU ends the run, SIGKILL :data:`CPU_GRACE_S` later);
 - the environment: :func:`job_env`, nothing of the submitter's but ``PATH``, the locale and :data:`PASSED_ENV`
   (LayerLab's, the GPU, thread, MLflow and torch settings); ``HOME`` and ``TMPDIR`` are ``runs/<id>/tmp``,
@@ -44,10 +45,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from builder.entities.run_status import RunStatus, is_live
 from builder.errors import LayerLabError
 from builder.process import sandbox
-from builder.process.sandbox import WorkerLimits
+from builder.process.sandbox import TEST_CRASH_ENV, WorkerLimits, crash_hook_for_tests
+from builder.training.run_status import RunStatus, is_live
 
 PREFIX = "LAYERLAB_JOB"
 MEMORY_ENV = f"{PREFIX}_MEMORY_MB"
@@ -62,12 +63,6 @@ PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_T
 WHAT = "the training job"
 OUTCOME = "The run failed; resume it to continue from its last checkpoint"
 FIX = "use a smaller batch size or model, or fewer epochs"
-TEST_CRASH_ENV = "LAYERLAB_TEST_CRASH_JOB"
-"""Test hook (never set in production): a job whose run name contains this variable's value kills itself with
-SIGSEGV once it is sandboxed, before it builds the model (:func:`crash_hook_for_tests`); read only inside the job
-process, never by the server."""
-
-
 class JobLimitError(LayerLabError):
     """A job met one of its limits (raised in the job process on SIGXCPU)."""
 
@@ -119,16 +114,6 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
         signal.signal(signal.SIGXCPU, on_xcpu)
         sandbox.cpu_budget(lim.cpu_s, grace=CPU_GRACE_S)
     return lim
-
-
-def crash_hook_for_tests(run_name: str | None) -> None:
-    """TEST HOOK, called by a sandboxed job process only (:func:`builder.jobs.queue.run_job` after :func:`enter`):
-    when ``$LAYERLAB_TEST_CRASH_JOB`` is set and ``run_name`` contains it, the process dies by SIGSEGV, as a crash
-    of torch's native code would (the browser and job tests send "a graph that crashes torch" this way, without
-    depending on a torch bug). Unset, it does nothing."""
-    marker = os.environ.get(TEST_CRASH_ENV, "")
-    if marker and marker in str(run_name or ""):
-        os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def compiles(config: Mapping | None) -> bool:
@@ -193,7 +178,7 @@ def study_env(private: str | os.PathLike, source: Mapping[str, str] | None = Non
 def limit_study(pid: int, lim: WorkerLimits | None = None) -> None:
     """Set a just-started study runner's limits from outside (``prlimit``): no core files, the file size and the
     private memory of ``lim`` (default :func:`job_limits`); no CPU cap (it waits on its trials for hours)."""
-    import resource
+    import resource  # lazy: POSIX only (resource)
 
     lim = lim or job_limits()
     caps = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, lim.file_mb * 2**20)]

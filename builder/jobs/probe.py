@@ -16,7 +16,7 @@ safetensors). Questions and answers are framed JSON and ``.npz`` arrays with cap
 pickles. A crash, a question over ``LAYERLAB_PROBE_TIMEOUT_S`` (default 300 s), running out of memory or CPU
 time is a one-line :class:`~builder.errors.ExplainError`; the next question starts a fresh child. Example::
 
-    # not a doctest (a child process; a trained run): run by tests/interpret/test_probe.py
+    # not a doctest (a child process; a trained run): run by tests/jobs/test_probe.py
     probe = ModelProbe()
     xs = ProbeSession(probe, store, run_id, "test")   # opens the run in the child
     xs.explain(0, "saliency").attributions.shape                # the answer, read back as data
@@ -49,9 +49,10 @@ from builder.interchange.worker import (
     worker_limits,
 )
 from builder.interpret.session import ExplainSession
+from builder.jobs.job_sandbox import TEST_CRASH_ENV
 from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
-from builder.process.threads import ENV_TORCH_THREADS
 from builder.runs.store import RunStore, workspace_of
+from builder.training.threads import ENV_TORCH_THREADS
 
 TIMEOUT_ENV = "LAYERLAB_PROBE_TIMEOUT_S"  # seconds one question may take (default 300)
 IDLE_ENV = "LAYERLAB_PROBE_IDLE_S"  # seconds without a question before the child ends (default 600)
@@ -81,7 +82,8 @@ class _Child:
             self.proc = spawn_sandboxed("builder.jobs.probe_child:probe_main", self.private,
                                         stdout=subprocess.PIPE, stderr=log)
         cfg = {"limits": self.limits.__dict__, "idle_s": env_positive(IDLE_ENV, DEFAULT_IDLE_S, float),
-               "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook}
+               "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook,
+               "crash_on": os.environ.get(TEST_CRASH_ENV) or None}  # tests only: unset in production
         try:
             self.send(cfg)
             ready = self.receive(time.monotonic() + START_TIMEOUT_S)

@@ -13,22 +13,24 @@ after ``idle_s`` without a request.
 
 Example::
 
-    # not a doctest (a child process): run by tests/interpret/test_probe.py
+    # not a doctest (a child process): run by tests/jobs/test_probe.py
     probe_main()   # started by ModelProbe through spawn_sandboxed("builder.jobs.probe_child:probe_main", ...)
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import select
 import sys
 from collections import OrderedDict
 from typing import Any
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
+from builder.jobs.job_sandbox import TEST_CRASH_ENV, crash_hook_for_tests
 from builder.runs.store import RunStore
 
 CALLS = frozenset({
@@ -41,6 +43,8 @@ RUN_CALLS = frozenset({"drift", "vae_probe", "holdout"})
 """Questions about a whole run (no split): ``drift`` (:func:`builder.data.drift.check_drift` of new data with the
 run's model, answered as the report's dict), ``vae_probe`` (:func:`builder.interpret.run_views.vae_probe`) and
 ``holdout`` (:func:`builder.interpret.run_views.evaluate_holdout`: the run scored on a class's held-out set)."""
+_RUN_VIEWS = {"vae_probe": "vae_probe", "holdout": "evaluate_holdout"}
+"""The :data:`RUN_CALLS` answered by a :mod:`builder.interpret.run_views` function ``(store, run_id, ...)``."""
 MAX_RUNS = 3
 PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.runs.pipeline")
 
@@ -55,12 +59,13 @@ def probe_main() -> None:
     if start is None:
         return
     cfg = decode(*start)
+    if cfg.get("crash_on"):  # tests only: the server's LAYERLAB_TEST_CRASH_JOB (the child's environment is clean)
+        os.environ[TEST_CRASH_ENV] = str(cfg["crash_on"])
     lock_down(WorkerLimits(**cfg["limits"]), PRELOAD, who="the model probe")
-    import torch
+    import torch  # lazy: heavy (torch)
 
     torch.set_num_threads(max(1, int(cfg.get("threads") or 1)))
     if cfg.get("hook"):  # tests only: the parent's ModelProbe.TEST_HOOK, "module:function"
-        import importlib
 
         module, _, name = cfg["hook"].partition(":")
         getattr(importlib.import_module(module), name)()
@@ -124,14 +129,10 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
         new, alpha = args[0], kwargs.get("alpha", 0.05)
         return check_drift(entry["ds"], str(new), model=entry["model"], alpha=float(alpha)).to_dict()
 
+    from builder.interpret import run_views  # lazy: heavy (torch, safetensors)
+
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the caller checked the actor's access
-    if call == "holdout":
-        from builder.interpret.run_views import evaluate_holdout  # lazy: heavy (torch, safetensors)
-
-        return evaluate_holdout(store, run_id, dict(args[0]), str(args[1]))
-    from builder.interpret.run_views import vae_probe  # lazy: heavy (torch, safetensors)
-
-    return vae_probe(store, run_id, *args, **kwargs)
+    return getattr(run_views, _RUN_VIEWS[call])(store, run_id, *args, **kwargs)
 
 
 def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:
@@ -146,6 +147,7 @@ def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) 
             gc.collect()
         store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the parent checked (workspace_of)
         run = store.get(run_id)  # one record: its project parsed once for the model and the graph
+        crash_hook_for_tests(run.get("name"))  # tests only: a run named with $LAYERLAB_TEST_CRASH_JOB dies here by SIGSEGV
         model, ds = open_run(store, run)
         runs[key] = {"model": model, "ds": ds, "graph": run.project.graph, "splits": {}}
     runs.move_to_end(key)

@@ -20,7 +20,9 @@ import importlib
 import io
 import json
 import os
+import select
 import struct
+import time
 from typing import Any
 
 import numpy as np
@@ -65,7 +67,7 @@ def _classes() -> dict[str, type]:
 def encode(obj: Any) -> tuple[bytes, bytes]:
     """``obj`` as ``(head, body)``: tensors and arrays go to the body; a dataclass not in :data:`DATACLASSES`
     or another object is written as its type name (``{"$unknown": ...}``), which reads back as None."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     arrays: dict[str, np.ndarray] = {}
     known = {v: k for k, v in _classes().items()}
@@ -115,7 +117,7 @@ def decode(head: bytes, body: bytes) -> Any:
     Raises:
         ExplainError: a message that is not what :func:`encode` writes.
     """
-    import torch
+    import torch  # lazy: heavy (torch)
 
     try:
         tree = json.loads(head)
@@ -164,8 +166,6 @@ def write_frame(fd: int, head: bytes, body: bytes) -> None:
 
 def read_exact(fd: int, n: int, deadline: float | None = None) -> bytes | None:
     """``n`` bytes from ``fd``; None at end of file. Raises TimeoutError past ``deadline`` (``time.monotonic``)."""
-    import select
-    import time
 
     chunks, left = [], n
     while left:

@@ -1,19 +1,19 @@
 """Training jobs: each run started from the app (and each resume, each search trial) is its own OS process.
 
 :func:`submit` records the run (``queued``, with its owner and tags) and launches
-``python -m builder.runs.jobs run --workspace W RUN_ID`` in a new session, detached from the caller, with its
+``python -m builder.jobs.queue run --workspace W RUN_ID`` in a new session, detached from the caller, with its
 output in ``runs/<id>/job.log``. The process waits for a slot (at most :func:`max_jobs` running per
-workspace and host; the claim is one SQLite transaction), then trains through :mod:`builder.training.pipeline`,
+workspace and host; the claim is one SQLite transaction), then trains through :mod:`builder.runs.pipeline`,
 writing status, curves, checkpoints and live attributions to the run store. Nothing is shared with the
 caller but the store: :func:`request` writes ``pause``/``resume``/``stop`` into the run's ``control``
 column, which the process polls (:class:`StoreControl`). A stopped job writes a checkpoint and ends
 ``stopped``; a process that dies (exception outside training, kill -9, out of memory) is marked
 ``interrupted`` by the next :meth:`RunStore.mark_interrupted` (any reader calls it; :func:`wait` does every
 poll), and :func:`submit` with ``resume_run`` continues it from its last checkpoint. A job runs under limits,
-in a clean environment, starting no process (:mod:`builder.runs.job_sandbox`, entered before the model is
+in a clean environment, starting no process (:mod:`builder.jobs.job_sandbox`, entered before the model is
 built); one that meets a limit or crashes ends ``failed`` with a line naming it. Example::
 
-    # not a doctest (needs files or training): run by tests/runs/test_jobs.py::test_submit_runs_in_its_own_process_to_finished
+    # not a doctest (needs files or training): run by tests/jobs/test_queue.py::test_submit_runs_in_its_own_process_to_finished
     store = RunStore(tmp_path)
     rid = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="moons",
                                 config={"epochs": 5}, owner="alice"))
@@ -24,43 +24,34 @@ built); one that meets a limit or crashes ends ``failed`` with a line naming it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from builder.access import CONTROL, STOP, SYSTEM, Actor, check, refusal
-from builder.data import builtin
-from builder.entities.run_status import RunStatus, is_final, is_live, resume_refusal
+from builder.data.access import CONTROL, STOP, SYSTEM, Actor, check, refusal
 from builder.errors import DiskFullError, RunStoreError, TrainingError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
-from builder.graph.shapes import infer_shapes
+from builder.graph.shapes import infer_shapes, one_analysis_per_graph
 from builder.interpret.boundary import DecisionBoundary
 from builder.jobs import job_sandbox
+from builder.jobs.control import POLL_S, SHARED_POLL_S, StoreControl  # noqa: F401 (importable from here as before)
 from builder.jobs.quotas import admit, check_quota
-from builder.process import gpus as _gpus
-from builder.process.launcher import pid_alive, spawn_detached
-from builder.process.threads import (  # noqa: F401  (their home moved; these names stay importable from here)
-    ENV_MAX_JOBS,
-    ENV_TORCH_THREADS,
-    THREADS_MACS_PER_CORE,
-    explicit_threads,
-    max_jobs,
-    torch_threads,
-)
+from builder.jobs.ray_task import ENV_PLACED
+from builder.jobs.warm import launch_warm, launcher
+from builder.process.launcher import spawn_detached
 from builder.runs.classes import class_for
-from builder.runs.db import is_sqlite
+from builder.runs.db import process_env
 from builder.runs.owners import owner_of
+from builder.runs.record import stopped_tags
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.runs.summary import run_source
 from builder.tracking import (  # mlflow itself stays unimported here
@@ -69,12 +60,27 @@ from builder.tracking import (  # mlflow itself stays unimported here
     scrub_credentials,
     tracker,
 )
+from builder.training import gpus as _gpus
 from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig
+from builder.training.run_status import (
+    RunStatus,
+    beat_s,
+    host_name,
+    is_final,
+    is_live,
+    resume_refusal,
+)
+from builder.training.threads import (  # noqa: F401  (their home moved; these names stay importable from here)
+    ENV_MAX_JOBS,
+    ENV_TORCH_THREADS,
+    THREADS_MACS_PER_CORE,
+    explicit_threads,
+    max_jobs,
+    torch_threads,
+)
 
-POLL_S = 0.2  # how often a job reads its control column and a queued job tries to claim a slot
-SHARED_POLL_S = 1.0  # how often a job reads its control column in a shared PostgreSQL store (bench_cluster.py)
-GPU_QUERY: _gpus.GpuQuery = _gpus.query_gpus  # what the GPUs have free (tests fake it: builder.runs.gpus.Gpu lists)
+GPU_QUERY: _gpus.GpuQuery = _gpus.query_gpus  # what the GPUs have free (tests fake it: builder.training.gpus.Gpu lists)
 GPU_USED = _gpus.query_used  # GPU bytes per process id (jobs placed but not allocated yet count at their estimate)
 GPU_LOCK = "gpu.lock"  # in the workspace: one job at a time decides its GPU and claims its slot
 _CALLBACKS = ("live_attributions", "decision_boundary")
@@ -82,7 +88,7 @@ _CALLBACKS = ("live_attributions", "decision_boundary")
 
 @dataclass
 class JobSpec:
-    """What a job trains: the arguments of :func:`builder.training.pipeline.run_training`, as plain JSON data.
+    """What a job trains: the arguments of :func:`builder.runs.pipeline.run_training`, as plain JSON data.
 
     ``callbacks`` names callbacks the job process builds: ``live_attributions`` (or
     ``live_attributions:METHOD``) records attributions each epoch into the run folder
@@ -92,8 +98,8 @@ class JobSpec:
     and fine-tunes it (:func:`builder.training.prune.run_prune_job`; ``prune`` holds the arguments of
     :func:`~builder.training.prune.prune_run`, the spec is made by :func:`~builder.training.prune.prune_job_spec`).
     A cross-validation fold is a ``"train"`` job whose ``dataset_options`` carry ``fold``/``folds`` and whose tags
-    name its group (:func:`builder.training.crossval.crossval_job_specs`, submitted by :func:`submit_group`).
-    ``tracking``: the MLflow tracker the submitter chose for this run (:func:`builder.runs.tracking.resolve_tracking`
+    name its group (:func:`builder.runs.crossval.crossval_job_specs`, submitted by :func:`submit_group`).
+    ``tracking``: the MLflow tracker the submitter chose for this run (:func:`builder.tracking.resolve_tracking`
     at submission; checked again by the job), never a setting of the server process.
     """
 
@@ -131,10 +137,10 @@ def submit(store: RunStore, spec: JobSpec) -> str:
     Raises:
         RunStoreError: unknown run to resume, a run still live, or another owner's run.
         TrainingError, ProjectFormatError: bad settings or project (checked before anything is recorded).
-        QuotaError: the owner is over a quota (:mod:`builder.runs.quotas`; checked under its lock).
+        QuotaError: the owner is over a quota (:mod:`builder.jobs.quotas`; checked under its lock).
     """
     _check_spec(store, spec)
-    with admit(store):  # the quota check and the recording of the run as one step (builder.runs.quotas)
+    with admit(store):  # the quota check and the recording of the run as one step (builder.jobs.quotas)
         run_id = _record(store, spec)
     _start(store, run_id)
     return run_id
@@ -142,7 +148,7 @@ def submit(store: RunStore, spec: JobSpec) -> str:
 
 def submit_group(store: RunStore, specs: list[JobSpec]) -> list[str]:
     """Submit jobs that belong together (the folds of a cross-validation:
-    :func:`builder.training.crossval.crossval_job_specs`) all or none: the owner's quotas are checked for all of
+    :func:`builder.runs.crossval.crossval_job_specs`) all or none: the owner's quotas are checked for all of
     them at once (each counts as a job; the storage of each as it grows), then each is recorded and launched as
     :func:`submit` does; their run ids in order.
 
@@ -193,7 +199,7 @@ def _start(store: RunStore, run_id: str) -> None:
 def start_local(store: RunStore, run_id: str) -> None:
     """Launch a recorded job's process on this server (warm when the launcher answers) and record its pid."""
     folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded
-    pid = _launch_warm(store.workspace, run_id, folder.job_log)
+    pid = launch_warm(store.workspace, run_id, folder.job_log)
     if pid is None:
         pid = _launch(store.workspace, run_id, folder.job_log).pid
     store.update_run(run_id, pid=pid)
@@ -201,7 +207,7 @@ def start_local(store: RunStore, run_id: str) -> None:
 
 def _record(store: RunStore, spec: JobSpec) -> str:
     """Check the owner's quotas (QuotaError over a limit; nothing recorded), then record the run as queued with
-    its job spec; its id. :func:`submit` calls it under :func:`builder.runs.quotas.admit`."""
+    its job spec; its id. :func:`submit` calls it under :func:`builder.jobs.quotas.admit`."""
     tracking = _tracking(store, spec)  # a destination the owner may not use is refused before anything is recorded
     if spec.resume_run:
         store.mark_interrupted()
@@ -236,7 +242,7 @@ def _record(store: RunStore, spec: JobSpec) -> str:
 
 
 def _tracking(store: RunStore, spec: JobSpec) -> str | None:
-    """The MLflow tracker of a job: the spec's, else its owner's choice (:func:`builder.runs.tracking.resolve_tracking`),
+    """The MLflow tracker of a job: the spec's, else its owner's choice (:func:`builder.tracking.resolve_tracking`),
     checked for its owner. Raises LayerLabError for a destination the owner may not use."""
     if spec.tracking:
         return check_destination(spec.tracking, store.workspace, spec.owner)
@@ -251,7 +257,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
     """Start the job process detached (own session), output appended to ``log``, in a clean environment
-    (:func:`builder.runs.job_sandbox.job_env`); reaped by a thread, which records a death by signal."""
+    (:func:`builder.jobs.job_sandbox.job_env`); reaped by a thread, which records a death by signal."""
     tmp = RunStore(workspace, actor=SYSTEM, mark_interrupted=False).folder(run_id).tmp
     tmp.mkdir(parents=True, exist_ok=True)
 
@@ -259,249 +265,12 @@ def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
         job_sandbox.record_death(RunStore(workspace, actor=SYSTEM, mark_interrupted=False), run_id, pid, code)
 
     return spawn_detached(["-m", "builder.jobs.queue", "run", "--workspace", str(workspace), run_id], log,
-                          env=job_sandbox.job_env(tmp), name=f"layerlab-reap-{run_id}", on_exit=died)
-
-
-# ---------------------------------------------------------------------------------- the warm launcher
-# A fresh Python process spends seconds importing torch before it trains. A launcher process per workspace
-# (``python -m builder.runs.jobs launcher``) keeps torch and the pipeline imported and forks one child per job:
-# the child is a new process in a session of its own, exactly like a launched one, minus the imports. The
-# launcher is started by the first submit (that job is launched the ordinary way), listens on a Unix socket
-# in the workspace, reaps its children, and exits after LAUNCHER_IDLE_S (or $LAYERLAB_LAUNCHER_IDLE_S)
-# seconds without a request. When it cannot be
-# reached the job is launched the ordinary way.
-#
-# The handshake is versioned (LAUNCHER_PROTOCOL): a request is one JSON line ``{"protocol": N, "job": {"run_id",
-# "log", "env"}}`` and the reply ``{"protocol": N, "pid": PID}`` (or ``{"protocol": N, "error": ...}``). Both sides
-# check N, so a launcher left running by another LayerLab version never forks a job with its code: a launcher
-# that speaks an older protocol (version 1, the unversioned ``{"run_id", ...}`` line, fails on the "job" key
-# without forking) is retired (SIGTERM to the socket's peer) and a new one started; a newer one is left alone.
-# Either way that job is launched the ordinary way.
-LAUNCHER_SOCK = "launcher.sock"  # the warm launcher's files, in the workspace folder
-LAUNCHER_PID = "launcher.pid"
-LAUNCHER_LOG = "launcher.log"
-LAUNCHER_IDLE_S = 600.0
-LAUNCHER_PROTOCOL = 2
-_PASSED_ENV = job_sandbox.PASSED_ENV
-_FORKED: dict[int, tuple[Path, str]] = {}  # in the launcher: pid -> (workspace, run id) of its live children
-
-
-def _launcher_env() -> dict:
-    return {k: v for k, v in os.environ.items() if k.startswith(_PASSED_ENV)}
-
-
-def _ask_launcher(path: Path, message: dict) -> tuple[dict, int | None]:
-    """Send one request line to the launcher at ``path``; its reply (``{}`` when none) and its pid (None when
-    the OS does not tell). Raises OSError or ValueError when it cannot be reached or answers no JSON object."""
-    import socket as _socket
-    import struct
-
-    with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as c:
-        c.settimeout(5)
-        c.connect(str(path))
-        peer = None
-        with contextlib.suppress(AttributeError, OSError):  # Linux: the pid of the process that listens
-            peer = struct.unpack("3i", c.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED,
-                                                    struct.calcsize("3i")))[0]
-        c.sendall(json.dumps(message).encode() + b"\n")
-        reply = json.loads(c.makefile().readline() or "{}")
-    if not isinstance(reply, dict):
-        raise ValueError(f"launcher reply is not an object: {reply!r}")
-    return reply, peer
-
-
-def _reply_protocol(reply: dict) -> int:
-    """The protocol a reply speaks: 1 for the unversioned launcher of earlier versions."""
-    v = reply.get("protocol", 1)
-    return v if isinstance(v, int) and not isinstance(v, bool) else 1
-
-
-def _launch_warm(workspace: Path, run_id: str, log: Path) -> int | None:
-    """Ask the workspace's launcher to fork the job; its pid, or None (then a launcher is started for later,
-    unless one of a newer protocol holds the socket)."""
-    path = Path(workspace) / LAUNCHER_SOCK
-    if len(str(path)) >= 100:  # longer than a Unix socket address may be
-        return None
-    if path.exists():
-        try:
-            reply, peer = _ask_launcher(path, {"protocol": LAUNCHER_PROTOCOL,
-                                               "job": {"run_id": run_id, "log": str(log), "env": _launcher_env()}})
-        except (OSError, ValueError):
-            reply, peer = {}, None
-        version = _reply_protocol(reply)
-        if version == LAUNCHER_PROTOCOL and isinstance(reply.get("pid"), int) and reply["pid"] > 0:
-            return reply["pid"]
-        if reply and version > LAUNCHER_PROTOCOL:
-            return None  # a newer LayerLab's launcher: not ours to replace
-        if reply and version < LAUNCHER_PROTOCOL:
-            _retire(peer)
-    _start_launcher(Path(workspace))
-    return None
-
-
-def _retire(pid: int | None) -> None:
-    """Ask an older version's launcher to end (SIGTERM; its forked jobs live in sessions of their own)."""
-    if isinstance(pid, int) and pid > 1 and pid != os.getpid() and pid_alive(pid):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-
-
-def _launcher_starting(workspace: Path) -> bool:
-    """Whether a launcher is being started (its marker is younger than a minute; an older one is stale)."""
-    lock = workspace / "launcher.starting"
-    try:
-        return lock.exists() and time.time() - lock.stat().st_mtime < 60
-    except OSError:
-        return False
-
-
-def _launcher_up(workspace: Path) -> bool:
-    """Whether the workspace's launcher is being started, or runs (its pid file names a live process and its
-    socket exists)."""
-    if _launcher_starting(workspace):
-        return True
-    try:
-        pid = int((workspace / LAUNCHER_PID).read_text().strip())
-    except (OSError, ValueError):
-        return False
-    return pid_alive(pid) and (workspace / LAUNCHER_SOCK).exists()
-
-
-def warm_launcher(workspace: str | Path) -> bool:
-    """Start the workspace's launcher ahead of the first job (the app does this in its warm-up), so that the
-    first Start forks a warm process instead of launching a cold one (first curve point ~0.8 s instead of
-    ~10 s on 2 cores). Returns False when one is already up or starting, or the socket path is too long."""
-    ws = Path(workspace)
-    if len(str(ws / LAUNCHER_SOCK)) >= 100 or _launcher_up(ws):
-        return False
-    _start_launcher(ws)
-    return True
-
-
-def _start_launcher(workspace: Path) -> None:
-    if _launcher_starting(workspace):  # one starter at a time; a stale marker is taken over
-        return
-    try:
-        (workspace / "launcher.starting").write_text(str(os.getpid()))
-    except OSError:
-        return
-    import tempfile
-
-    spawn_detached(["-m", "builder.jobs.queue", "launcher", "--workspace", str(workspace)],
-                   workspace / LAUNCHER_LOG, env=job_sandbox.job_env(tempfile.gettempdir()),
-                   name="layerlab-reap-launcher")
-
-
-def launcher(workspace: str | Path) -> int:
-    """The warm launcher's body: import once, then fork a job per request until idle."""
-    import socket as _socket
-
-    import torch  # noqa: F401  - the point of this process: imported once, shared by every fork
-
-    from builder.runs import pipeline  # noqa: F401  # lazy: heavy (safetensors)
-
-    builtin.preload()  # scikit-learn's dataset loaders (~1.1 s to import): imported once here, not by every forked job
-    # torch's first optimizer imports torch._dynamo, sympy and mpmath (~1 s, 800 modules): once here too
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-
-    ws = Path(workspace)
-    path = ws / LAUNCHER_SOCK
-    signal.signal(signal.SIGCHLD, _reap_jobs)  # children are reaped here; a death by signal is recorded
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # retired or killed: clean up (finally below)
-    with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as srv:
-        path.unlink(missing_ok=True)
-        srv.bind(str(path))
-        bound = path.stat().st_ino
-        srv.listen(16)
-        srv.settimeout(float(os.environ.get("LAYERLAB_LAUNCHER_IDLE_S") or LAUNCHER_IDLE_S))
-        (ws / "launcher.starting").unlink(missing_ok=True)
-        (ws / LAUNCHER_PID).write_text(str(os.getpid()))
-        print(f"launcher {os.getpid()} ready on {path}", flush=True)
-        try:
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except TimeoutError:
-                    return 0
-                with conn:
-                    try:
-                        job = _job_request(json.loads(conn.makefile().readline() or "{}"))
-                        reply = {"pid": _fork_job(ws, str(job["run_id"]), Path(job["log"]),
-                                                  dict(job.get("env") or {}), (srv.fileno(), conn.fileno()))}
-                    except Exception as e:  # a bad request or another protocol: answer it, fork nothing, keep serving
-                        reply = {"error": str(e)}
-                    with contextlib.suppress(OSError):  # the asker may be gone
-                        conn.sendall(json.dumps({"protocol": LAUNCHER_PROTOCOL, **reply}).encode() + b"\n")
-        finally:  # a newer launcher may have taken the socket and pid file over: remove only our own
-            with contextlib.suppress(OSError):
-                if path.stat().st_ino == bound:
-                    path.unlink()
-            with contextlib.suppress(OSError, ValueError):
-                if int((ws / LAUNCHER_PID).read_text().strip()) == os.getpid():
-                    (ws / LAUNCHER_PID).unlink()
-
-
-def _job_request(req: Any) -> dict:
-    """The job of a launcher request; ValueError for a request of another protocol (nothing is forked)."""
-    version = req.get("protocol") if isinstance(req, dict) else None
-    if version != LAUNCHER_PROTOCOL or not isinstance(req.get("job"), dict):
-        raise ValueError(f"this launcher speaks protocol {LAUNCHER_PROTOCOL}; received: protocol {version!r}. "
-                         "Fix: launch the job the ordinary way")
-    return req["job"]
-
-
-def _reap_jobs(*_: Any) -> None:
-    """In the launcher, on SIGCHLD: reap every ended child; a job killed by a signal is marked failed with the
-    signal and limit named (:func:`builder.runs.job_sandbox.record_death`)."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        ws, run_id = _FORKED.pop(pid, (None, ""))
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                job_sandbox.record_death(RunStore(ws, actor=SYSTEM, mark_interrupted=False), run_id, pid,
-                                         -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-
-
-def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...]) -> int:
-    pid = os.fork()
-    if pid:
-        _FORKED[pid] = (ws, run_id)
-        return pid
-    code = 1
-    try:  # the child: a session of its own, output to the job log, the submitter's passed settings (PASSED_ENV)
-        for fd in close:
-            os.close(fd)
-        os.setsid()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for k in [k for k in os.environ if k.startswith(_PASSED_ENV)]:
-            del os.environ[k]
-        os.environ.update({k: str(v) for k, v in env.items() if str(k).startswith(_PASSED_ENV)})
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        sys.stdout = os.fdopen(1, "w", buffering=1)
-        sys.stderr = os.fdopen(2, "w", buffering=1)
-        code = run_job(ws, run_id, sandboxed=True)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+                          env={**job_sandbox.job_env(tmp), **process_env(workspace)}, name=f"layerlab-reap-{run_id}",
+                          on_exit=died)
 
 
 def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "stop"]) -> None:
-    """Ask a job to pause, resume or stop on behalf of the store's actor (:func:`builder.access.may`: ``stop``
+    """Ask a job to pause, resume or stop on behalf of the store's actor (:func:`builder.data.access.may`: ``stop``
     for stop, ``control`` for pause and resume); its process acts within a step of reading it (~0.2 s;
     ~1 s in a shared PostgreSQL store: :data:`SHARED_POLL_S`).
 
@@ -520,6 +289,8 @@ def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "st
     check(who, STOP if action == "stop" else CONTROL, run)
     if not is_live(run["status"]):
         raise RunStoreError(f"run {run['id']} is {run['status']}; only a queued, running or paused job can {action}")
+    if action == "stop" and (tags := stopped_tags(store.workspace, run, who)) != run.tags:
+        store.update_run(run["id"], tags=tags)  # who stopped another's run is written on it (Run.stopped_by)
     store.set_control(run["id"], action)
 
 
@@ -546,47 +317,6 @@ def wait(store: RunStore, run_ids: list[str], timeout: float | None = None) -> d
 
 
 # ------------------------------------------------------------------------------------------ the process
-class StoreControl(Callback):
-    """Trainer callback polling the run's ``control`` column in a thread and pausing/resuming/stopping."""
-
-    def __init__(self, store: RunStore, run_id: str, poll_s: float | None = None):
-        shared = not is_sqlite(getattr(store, "db_url", "sqlite:"))  # hundreds of jobs on one server: poll less
-        self.store, self.run_id, self.poll_s = store, run_id, poll_s or (SHARED_POLL_S if shared else POLL_S)
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.trainer: Any = None
-
-    def apply(self, action: str) -> None:
-        """Forward one action to the trainer."""
-        getattr(self.trainer, action)()
-
-    def _poll(self) -> None:
-        while not self._done.wait(self.poll_s):
-            try:
-                action = self.store.take_control(self.run_id)
-            except RunStoreError:
-                continue
-            if action:
-                self.apply(action)
-
-    def on_train_begin(self, trainer: Any) -> None:
-        """Start polling."""
-        self.trainer = trainer
-        action = self.store.take_control(self.run_id)  # a request made while the job was queued
-        if action in ("pause", "stop"):
-            self.apply(action)
-        self._thread = threading.Thread(target=self._poll, name="layerlab-control", daemon=True)
-        self._thread.start()
-
-    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
-        """Nothing per epoch."""
-        return None
-
-    def on_train_end(self, trainer: Any, result: Any) -> None:
-        """Stop polling."""
-        self._done.set()
-
-
 def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
     class _SaveLive(Callback):  # writes the frames to the run folder after every recorded epoch
         def __init__(self, live: Any, path: Path):
@@ -623,13 +353,12 @@ def job_need(spec: JobSpec) -> int:
 
 def _placements(store: RunStore) -> list[_gpus.Placed]:
     """The GPUs of this host's running jobs (recorded in their environment when they claimed their slot)."""
-    import socket
 
     out, used = [], None
     for r in store.list_runs(status=RunStatus.RUNNING, limit=10_000, actor=SYSTEM):  # every job of the host
         run = store.get(r["id"], actor=SYSTEM)
         env = run.get("environment") or {}
-        if run.get("host") in (None, socket.gethostname()) and isinstance(env.get("gpu"), int):
+        if run.get("host") in (None, host_name()) and isinstance(env.get("gpu"), int):
             used = GPU_USED() if used is None else used
             out.append(_gpus.Placed(run["id"], env["gpu"], int(env.get("gpu_need") or 0), used.get(run.get("pid"), 0)))
     return out
@@ -637,10 +366,10 @@ def _placements(store: RunStore) -> list[_gpus.Placed]:
 
 def claim_gpu(store: RunStore, run_id: str, need: int, gpus: list[_gpus.Gpu], limit: int,
               per_gpu: int | None = None) -> int | None:
-    """Claim a slot on the GPU where the job fits (:func:`builder.runs.gpus.place`); its index, or None when it
+    """Claim a slot on the GPU where the job fits (:func:`builder.training.gpus.place`); its index, or None when it
     must wait. One job of the workspace decides at a time (a lock file), and its GPU and estimate are recorded
     in its run's environment, where the next job reads them."""
-    import fcntl
+    import fcntl  # lazy: POSIX only (fcntl)
 
     per_gpu = per_gpu or _gpus.jobs_per_gpu()
     with open(store.workspace / GPU_LOCK, "a") as lock:
@@ -659,7 +388,7 @@ def _wait_for_slot(store: RunStore, run_id: str, need: int = 0,
                    gpus: list[_gpus.Gpu] | None = None) -> tuple[bool, int | None]:
     """Claim a slot (with ``gpus``: on one where the job's ``need`` bytes fit); ``(False, None)`` when a stop was
     requested while queued (the run is then ``stopped``), else ``(True, GPU index or None)``."""
-    limit, n = max_jobs(len(gpus) if gpus else None), 0
+    limit, n, beat = max_jobs(len(gpus) if gpus else None), 0, time.monotonic()
     while True:
         if gpus:
             gpu = claim_gpu(store, run_id, need, gpus, limit)
@@ -672,6 +401,9 @@ def _wait_for_slot(store: RunStore, run_id: str, need: int = 0,
             store.update_status(run_id, RunStatus.STOPPED, "stopped while queued; resume to start it")
             return False, None
         n += 1
+        if time.monotonic() - beat >= beat_s():  # a waiting job is alive too (servers sharing the store read it)
+            beat = time.monotonic()
+            store.beat([run_id])
         if n % 5 == 0:  # a dead job's slot is freed by marking it; the GPUs are asked again
             store.mark_interrupted()
             if gpus:
@@ -690,9 +422,15 @@ def _gpu_device(spec: JobSpec, origin: dict | None) -> str | None:
 
 def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> int:
     """The job process body: wait for a slot, train, record; returns the exit code. ``sandboxed`` (the job
-    processes' entries): once the slot is claimed, enter :mod:`builder.runs.job_sandbox` for good (limits, clean
-    environment, no new processes); a caller that runs a job in its own process leaves it False."""
-    import torch
+    processes' entries): once the slot is claimed, enter :mod:`builder.jobs.job_sandbox` for good (limits, clean
+    environment, no new processes); a caller that runs a job in its own process leaves it False. The graph is
+    analysed once for the GPU estimate and the training (:func:`~builder.graph.shapes.one_analysis_per_graph`)."""
+    with one_analysis_per_graph():
+        return _run_job(workspace, run_id, sandboxed=sandboxed)
+
+
+def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
+    import torch  # lazy: heavy (torch)
 
     from builder.runs.pipeline import run_training  # lazy: heavy (safetensors)
 
@@ -704,9 +442,12 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
     spec = JobSpec(**{**data, "owner": owner})
     store = store.as_actor(Actor.of_job(spec.owner))  # ids in its project (init_from, teacher) are its owner's
     torch.set_num_threads(torch_threads())
-    placed = os.environ.get("LAYERLAB_JOB_PLACED") == run_id  # a cluster's scheduler placed it (executors.py)
+    placed = os.environ.get(ENV_PLACED) == run_id  # a cluster's scheduler placed it (executors.py)
     gpus = GPU_QUERY() if _gpu_device(spec, origin) and not placed else []
-    need = job_need(JobSpec(**origin) if origin else spec) if gpus else 0
+    sized = JobSpec(**origin) if origin else spec
+    if gpus:  # parsed once: the GPU estimate and the training read the same Project
+        sized.project = load_project(sized.project)  # type: ignore[assignment]
+    need = job_need(sized) if gpus else 0
     if placed:  # its node and GPU share are the scheduler's: no slot of this host to wait for
         store.update_status(run_id, RunStatus.RUNNING)
     ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus)
@@ -720,14 +461,16 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
         job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
 
     scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
-    if gpu is not None:  # the GPU the packing chose (builder.runs.gpus), as the job's device
+    if gpu is not None:  # the GPU the packing chose (builder.training.gpus), as the job's device
         spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
           + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else ""), flush=True)
+    callbacks: list = []
     try:  # from here on a failure (a limit met while importing, too) is recorded with the run
         callbacks = _callbacks(list(spec.callbacks), store, run_id)
+        callbacks[0].start()  # the heartbeat while the data loads and the model is built
         signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())
-        first = JobSpec(**origin) if (spec.resume_run and origin) else spec
+        first = sized if (spec.resume_run and origin) else spec
         if spec.resume_run and store.folder(run_id).has_checkpoint:
             from builder.runs.prune_run import resume_pruned  # lazy: heavy (safetensors)
 
@@ -749,7 +492,7 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
                                   dataset_options=src.options if src is not None else first.dataset_options,
                                   adapt=first.adapt, run_id=run_id, owner=first.owner, tracking=tracker(spec.tracking))
     except Exception as e:
-        if isinstance(e, DiskFullError):  # one line, as everywhere (builder.disk)
+        if isinstance(e, DiskFullError):  # one line, as everywhere (builder.data.disk)
             print(f"job {run_id}: {e}", flush=True)
         else:
             traceback.print_exc()
@@ -763,23 +506,26 @@ def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> i
             print(f"job {run_id}: {full}", flush=True)
         return 1
     finally:
+        if callbacks:
+            callbacks[0].close()
         job_sandbox.leave(tmp)
     print(f"job {run_id}: {result.status} {result.message}", flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m builder.runs.jobs run --workspace W RUN_ID``."""
+    """``python -m builder.jobs.queue run --workspace W RUN_ID``."""
     p = argparse.ArgumentParser(prog="python -m builder.jobs.queue", description="run one LayerLab training job")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run a queued job (started by builder.runs.jobs.submit)")
+    r = sub.add_parser("run", help="run a queued job (started by builder.jobs.queue.submit)")
     r.add_argument("--workspace", required=True)
     r.add_argument("run_id")
     w = sub.add_parser("launcher", help="fork jobs from a process that has torch imported (started by submit)")
-    w.add_argument("--workspace", required=True)
+    w.add_argument("--workspace", required=True, help="the workspace, or the shared launcher's folder with --shared")
+    w.add_argument("--shared", action="store_true", help="fork the jobs of every workspace a request names")
     args = p.parse_args(argv)
     if args.cmd == "launcher":
-        return launcher(args.workspace)
+        return launcher(args.workspace, run_job, shared=args.shared)
     return run_job(args.workspace, args.run_id, sandboxed=True)
 
 

@@ -30,13 +30,13 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from builder.access import SYSTEM
-from builder.entities.run_status import STARTED, RunStatus, is_live
+from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.runs import db as _db
 from builder.runs.classes import class_quotas, list_classes
 from builder.runs.owners import LOCAL_OWNER, is_teacher, server_config
 from builder.runs.store import RunStore
+from builder.training.run_status import STARTED, RunStatus, is_live
 
 KEYS = ("running", "queued", "storage_mb", "gpu_seconds")
 DEFAULTS: dict[str, float | None] = {k: None for k in KEYS}

@@ -9,9 +9,14 @@ very code that started it), and a daemon thread that waits for it (no zombies). 
 
     >>> import tempfile, time
     >>> from pathlib import Path
+
+from builder._moved import moved_name
+
+
     >>> log = Path(tempfile.mkdtemp()) / "help.log"
     >>> proc = spawn_detached(["-c", "print('hello from a detached child')"], log)
     >>> _ = proc.wait(60)
+    >>> from builder.training.run_status import pid_alive
     >>> log.read_text().strip(), pid_alive(proc.pid)
     ('hello from a detached child', False)
 """
@@ -24,6 +29,8 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from builder._moved import moved_name
 
 _reapers: list[threading.Thread] = []
 
@@ -70,36 +77,27 @@ def spawn_detached(args: Sequence[str], log: str | Path, *, env: Mapping[str, st
     return proc
 
 
+def ended_code(info: os.waitid_result) -> int:
+    """A child's exit code from ``os.waitid``: its exit status, or minus the signal that killed it."""
+    return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
+
+
 def _reap(proc: subprocess.Popen, on_exit: Callable[[int, int], None] | None) -> None:
-    code = proc.wait()
+    try:  # how it ended is recorded before it is reaped: until then readers see it dying (run_status.reaping)
+        code = ended_code(os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT))
+    except OSError:  # not ours to wait for (ChildProcessError): the ordinary wait
+        code = proc.wait()
     if on_exit is not None:
         try:
             on_exit(proc.pid, code)
         except Exception as e:  # noqa: BLE001 - a reaper thread must not die loudly; the run store is the record
             print(f"layerlab: after process {proc.pid} ended ({code}): {type(e).__name__}: {e}", file=sys.stderr)
+    proc.wait()  # reaped now (a no-op when it already was)
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether ``pid`` names a live process of this host (a zombie, a killed child not reaped yet, is dead).
 
-    This process is alive; a process of another user is alive (we may not signal it, but it exists); anything
-    that is not a positive int is not.
-    """
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child that was not reaped yet is a zombie: dead for our purpose
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+__all__ = ["spawn_detached", "child_env", "package_root", "ended_code"]
 
 
-__all__ = ["spawn_detached", "pid_alive", "child_env", "package_root"]
+def __getattr__(name: str):  # pid_alive moved down to builder.training.run_status (builder/_moved.py)
+    return moved_name(__name__, name)

@@ -23,8 +23,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import importlib
 import os
+import platform
 import signal
+import site
+import struct
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,8 +79,6 @@ def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
     paths = [str(package_root())]
     paths += [p for p in src.get("PYTHONPATH", "").split(os.pathsep) if p]
     try:
-        import site
-
         user_site = site.getusersitepackages()
         if user_site in sys.path:
             paths.append(user_site)
@@ -144,7 +147,7 @@ def cpu_budget(seconds: int, grace: int | None = None) -> None:
     """Inside a long-lived process: allow ``seconds`` more CPU time from now (the soft ``RLIMIT_CPU`` moved to
     the time used so far plus ``seconds``, never over the hard limit); past it the kernel sends SIGXCPU.
     With ``grace``, the hard limit (SIGKILL) is set ``grace`` seconds after the soft one."""
-    import resource
+    import resource  # lazy: POSIX only (resource)
 
     used = resource.getrusage(resource.RUSAGE_SELF)
     total = int(used.ru_utime + used.ru_stime) + max(1, int(seconds))
@@ -158,7 +161,6 @@ def cpu_budget(seconds: int, grace: int | None = None) -> None:
 
 def _preload(modules: tuple[str, ...]) -> None:
     """Import the libraries a task needs before the address-space limit is measured and set."""
-    import importlib
 
     for m in modules:
         with contextlib.suppress(ImportError):
@@ -177,7 +179,7 @@ def _vm_size() -> int:
 
 
 def _set_limits(lim: WorkerLimits) -> None:
-    import resource
+    import resource  # lazy: POSIX only (resource)
 
     def cap(which: int, value: int) -> None:
         _, hard = resource.getrlimit(which)
@@ -211,9 +213,6 @@ def _seccomp_no_processes() -> bool:
     """Install a seccomp filter on every thread: ``fork``/``vfork``/``execve``/``execveat`` and ``clone``
     without ``CLONE_THREAD`` fail with EPERM, ``clone3`` with ENOSYS (its flags cannot be inspected; libc
     falls back to ``clone``). Returns whether it was installed (Linux on x86-64 or aarch64 only)."""
-    import ctypes
-    import platform
-    import struct
 
     arch = platform.machine()
     if sys.platform != "linux" or arch not in ("x86_64", "aarch64"):
@@ -250,5 +249,24 @@ def _seccomp_no_processes() -> bool:
         return False
 
 
+TEST_CRASH_ENV = "LAYERLAB_TEST_CRASH_JOB"
+"""Test hook (never set in production): a sandboxed process that opens a run (or a project) whose name contains
+this variable's value kills itself with SIGSEGV (:func:`crash_hook_for_tests`), as a crash of torch's native code
+would: a training, prune or search trial job once it is sandboxed, before it builds the model; the model probe's
+child as it opens the run (Explain, Try it, Check new data, the class leaderboard); the exchange worker as it
+exports, quantizes or takes one network's weights from a run (Runs, Build). A child whose environment is clean gets
+the value from its server in its request; read only inside those sandboxed processes."""
+
+
+def crash_hook_for_tests(name: str | None) -> None:
+    """TEST HOOK, called by sandboxed processes only, after they locked down: when ``$LAYERLAB_TEST_CRASH_JOB``
+    is set and ``name`` (the run's or the project's) contains it, the process dies by SIGSEGV (the browser and
+    job tests send "a model that crashes torch" through every door this way, without depending on a torch bug).
+    Unset, it does nothing."""
+    marker = os.environ.get(TEST_CRASH_ENV, "")
+    if marker and marker in str(name or ""):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
 __all__ = ["WorkerLimits", "env_positive", "sandbox_env", "lock_down", "cpu_budget", "death_message", "limit_why",
-           "limit_message"]
+           "limit_message", "TEST_CRASH_ENV", "crash_hook_for_tests"]

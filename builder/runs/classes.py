@@ -6,7 +6,7 @@ join), ``teacher`` (an owner the server's configuration marks as teacher: :func:
 ``members``, ``starter`` (a project with its built-in dataset), ``metric`` (the test metric of the leaderboard),
 ``quotas`` (overrides of :mod:`builder.jobs.quotas` for members) and timestamps. Writes happen under one lock
 file, so thirty students joining at once are all kept. Students see only their own work; the teacher sees
-every member's runs read-only and may stop their jobs (:func:`builder.access.may`, with the roles
+every member's runs read-only and may stop their jobs (:func:`builder.data.access.may`, with the roles
 :func:`actor_for` resolves). A member's run of the starter is recorded for the class (:func:`class_for`: the
 ``class_id`` of the run), and only those runs are the class's. Example::
 
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from builder._moved import moved_name
-from builder.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
+from builder.data.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from builder._moved import moved_name
-from builder.entities.run_status import RESUMABLE
 from builder.errors import TrainingError
+from builder.training.run_status import RESUMABLE
 
 TAG_GROUP = "crossval"  # the tag naming a cross-validation group (as "study" names a search's trials)
 MAX_FOLDS = 50

@@ -20,6 +20,7 @@ import fcntl
 import functools
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,10 +30,12 @@ import sqlalchemy as sa
 from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text
 from sqlalchemy.engine import Connection, Engine  # noqa: F401 - Connection: the store's type hints
 
-from builder.errors import RunStoreError
+from builder.data.access import CONFIGURE, SERVER, may
+from builder.errors import AccessDenied, RunStoreError
+from builder.runs.owners import server_config, set_server_config
 
 ENV_DB_URL = "LAYERLAB_DB_URL"
-HEAD = "0003"  # the newest migration in builder/runs/migrations/versions (a test checks it is Alembic's head)
+HEAD = "0004"  # the newest migration in builder/runs/migrations/versions (a test checks it is Alembic's head)
 UPGRADE_COMMAND = "layerlab db upgrade"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -49,6 +52,7 @@ runs = Table(
     Column("epochs_done", Integer, server_default="0"), Column("environment", Text),
     Column("owner", Text, server_default="local"), Column("tags", Text), Column("control", Text),
     Column("queued_at", Float(precision=53)), Column("graph_hash", Text), Column("class_id", Text),
+    Column("beat_at", Float(precision=53)), Column("placed_at", Float(precision=53)),
     Index("runs_by_status", "status", "queued_at"),
 )
 metrics = Table(
@@ -65,14 +69,164 @@ documents = Table(
 )
 
 
-def database_url(workspace: str | Path) -> str:
-    """``$LAYERLAB_DB_URL`` when set, else the SQLite file ``<workspace>/layerlab.db``.
+CONFIG_KEY = "database_url"  # the server config's setting (an admin sets it on the Server page)
+_PINNED: dict[str, tuple[str, str]] = {}  # workspace -> (URL, where from): this process keeps it until it restarts
 
-    >>> database_url("/ws").endswith("/ws/layerlab.db")
+
+def database_url(workspace: str | Path) -> str:
+    """``$LAYERLAB_DB_URL`` when set, else the server config's ``database_url`` (:func:`set_database_url`), else
+    the SQLite file ``<workspace>/layerlab.db``. What the config names is read once per workspace and process: a
+    changed setting takes effect when the server restarts, and the processes a server starts (jobs, the warm
+    launcher, Ray's tasks) get its database in ``$LAYERLAB_DB_URL`` (:func:`process_env`).
+
+    >>> database_url("/nonexistent-ws").endswith("/nonexistent-ws/layerlab.db")
     True
     """
+    return _resolved(workspace)[0]
+
+
+def _resolved(workspace: str | Path) -> tuple[str, str]:
     url = os.environ.get(ENV_DB_URL, "").strip()
-    return url or f"sqlite:///{Path(workspace).expanduser().absolute() / 'layerlab.db'}"
+    if url:
+        return url, ENV_DB_URL
+    key = str(Path(workspace).expanduser().absolute())
+    if key not in _PINNED:
+        configured = _configured(workspace)
+        _PINNED[key] = ((configured, "the server config") if configured else
+                        (f"sqlite:///{Path(key) / 'layerlab.db'}", "the workspace's SQLite file"))
+    return _PINNED[key]
+
+
+def process_env(workspace: str | Path) -> dict[str, str]:
+    """The environment a process this server starts for ``workspace`` needs to use the same run database."""
+    return {ENV_DB_URL: database_url(workspace)}
+
+
+def _configured(workspace: str | Path) -> str | None:
+    value = server_config(workspace).get(CONFIG_KEY)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+MLFLOW_SCHEMES = ("http", "https", "databricks", "file", "mlflow-artifacts", "uc", "databricks-uc")
+_MLFLOW_TABLES = ("experiments", "registered_models", "model_versions")  # MLflow's SQL store (never ours)
+
+
+def check_database_url(url: str, workspace: str | Path, *, connect: bool = True) -> list[str]:
+    """Every problem with ``url`` as the run database (empty: none), each worded "rule; received: value. Fix":
+    a PostgreSQL (``postgresql+psycopg://user:password@host/database``) or SQLite (``sqlite:////absolute/file``)
+    URL whose driver is installed, never an MLflow tracking store (an MLflow URI, the server's MLflow destination,
+    or a database holding MLflow's tables); with ``connect``, a database that answers within 5 s.
+
+    >>> check_database_url("https://mlflow.school.org", "/nonexistent-ws", connect=False)[0].split(";")[0]
+    'the run database is a PostgreSQL or SQLite database, never an MLflow tracking store'
+    >>> check_database_url("sqlite:///layerlab.db", "/nonexistent-ws", connect=False)[0].split(";")[0]
+    'an SQLite run database is an absolute file path (sqlite:////path/to/layerlab.db)'
+    """
+    shown = redact(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except Exception:  # noqa: BLE001 - SQLAlchemy's parse error names nothing more useful than ours
+        scheme = url.split(":", 1)[0].strip().lower()
+        if scheme in MLFLOW_SCHEMES:
+            return [f"the run database is a PostgreSQL or SQLite database, never an MLflow tracking store; "
+                    f"received: {shown!r}. Fix: give MLflow's URI under Tracking, and here e.g. "
+                    "postgresql+psycopg://layerlab:password@db.school.org/layerlab"]
+        return [f"the run database is a URL such as postgresql+psycopg://user:password@host/database; received: "
+                f"{shown!r}. Fix: write it in that form"]
+    backend = parsed.get_backend_name()
+    if backend in MLFLOW_SCHEMES:
+        return [f"the run database is a PostgreSQL or SQLite database, never an MLflow tracking store; received: "
+                f"{shown!r}. Fix: give MLflow's URI under Tracking, and here e.g. "
+                "postgresql+psycopg://layerlab:password@db.school.org/layerlab"]
+    problems = []
+    if backend not in ("postgresql", "sqlite"):
+        problems.append(f"the run database is PostgreSQL or SQLite; received: {backend!r} in {shown!r}. Fix: "
+                        "use postgresql+psycopg://user:password@host/database")
+    elif backend == "sqlite" and not (parsed.database and Path(parsed.database).is_absolute()):
+        problems.append(f"an SQLite run database is an absolute file path (sqlite:////path/to/layerlab.db); "
+                        f"received: {shown!r}. Fix: write the whole path after sqlite:///")
+    elif backend == "sqlite" and not Path(parsed.database).parent.is_dir():
+        problems.append(f"an SQLite run database is a file in an existing folder; received: {shown!r}. Fix: "
+                        "create the folder first")
+    elif backend == "postgresql" and not (parsed.host and parsed.database):
+        problems.append(f"a PostgreSQL run database names its host and database; received: {shown!r}. Fix: "
+                        "write postgresql+psycopg://user:password@host/database")
+    if _mlflow_destination(url, workspace):
+        problems.append(f"the run database is never the MLflow tracking store; received: {shown!r}, the server's "
+                        "MLflow destination. Fix: give LayerLab a database of its own")
+    if problems or not connect:
+        return problems
+    try:
+        eng = sa.create_engine(url, **({} if backend == "sqlite" else {"connect_args": {"connect_timeout": 5}}),
+                               poolclass=sa.pool.NullPool)
+        with eng.connect() as c:
+            tables = set(sa.inspect(c).get_table_names())
+        eng.dispose()
+    except (ImportError, sa.exc.NoSuchModuleError) as e:
+        return [f"the run database's driver is installed on the server; received: {shown!r} ({e}). Fix: pip "
+                "install 'layerlab[cluster]'"]
+    except Exception as e:  # noqa: BLE001 - any failure to connect is said, without the password
+        first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return [f"the run database answers; received: {shown!r}: {first}. Fix: check that the server runs, the "
+                "database exists and the user and password are right"]
+    if tables & set(_MLFLOW_TABLES):
+        problems.append(f"the run database is never an MLflow tracking store; received: {shown!r}, which holds "
+                        f"MLflow's tables ({', '.join(sorted(tables & set(_MLFLOW_TABLES)))}). Fix: create an "
+                        "empty database for LayerLab (CREATE DATABASE layerlab)")
+    return problems
+
+
+def _mlflow_destination(url: str, workspace: str | Path) -> bool:
+    """Whether ``url`` names the same database as an MLflow destination of this server (``$MLFLOW_TRACKING_URI``,
+    the server config's tracking URI or allow-list)."""
+    tracking = server_config(workspace).get("tracking") or {}
+    uris = [os.environ.get("MLFLOW_TRACKING_URI", "")]
+    if isinstance(tracking, dict):
+        uris += [tracking.get("uri") or "", *(tracking.get("allow") or [])]
+
+    def place(u: str) -> tuple | None:
+        try:
+            p = sa.engine.make_url(str(u).strip())
+        except Exception:  # noqa: BLE001 - an MLflow URI SQLAlchemy cannot read is not a database
+            return None
+        return p.get_backend_name(), p.host, p.port or None, p.database
+
+    mine = place(url)
+    return mine is not None and any(place(u) == mine for u in uris if str(u).strip())
+
+
+def set_database_url(workspace: str | Path, actor: Any, url: str) -> str:
+    """Save the run database's URL in the server config (an admin only: :data:`builder.data.access.CONFIGURE`;
+    empty: back to the workspace's SQLite file), after :func:`check_database_url`; it takes effect when the
+    server restarts. Returns the note to show.
+
+    Raises:
+        AccessDenied: the actor is not an admin.
+        RunStoreError: every problem of the URL, one per line (nothing saved).
+    """
+    if not may(actor, CONFIGURE, SERVER):
+        raise AccessDenied("only an admin sets the run database; received: a request by someone who is not an "
+                           "admin. Fix: ask the server's admin (LAYERLAB_ADMINS)")
+    url = str(url or "").strip()
+    problems = check_database_url(url, workspace) if url else []
+    if problems:
+        raise RunStoreError("\n".join(problems))
+    set_server_config(workspace, **{CONFIG_KEY: url or None})
+    return (f"Saved: the run database will be {redact(url) if url else 'the workspace SQLite file'} when the server "
+            f"restarts (restart every LayerLab server and job node that shares this config; a new PostgreSQL "
+            f"database gets its tables on the first start)")
+
+
+def database_setting(workspace: str | Path) -> dict[str, Any]:
+    """What the Server page shows, never a password: ``in_use`` (this process's database) and ``source`` (where
+    it comes from), ``configured`` (the server config's, or None), ``overridden`` (``$LAYERLAB_DB_URL`` wins over
+    the config) and ``restart`` (the config names another database than the one in use: restart to use it)."""
+    in_use, source = _resolved(workspace)
+    configured = _configured(workspace)
+    default = f"sqlite:///{Path(workspace).expanduser().absolute() / 'layerlab.db'}"
+    overridden = source == ENV_DB_URL
+    return {"in_use": redact(in_use), "source": source, "configured": redact(configured) if configured else None,
+            "overridden": overridden, "restart": not overridden and (configured or default) != in_use}
 
 
 def is_sqlite(url: str) -> bool:
@@ -223,7 +377,6 @@ def workspace_lock(workspace: str | Path, name: str) -> Iterator[None]:
 
 def save_document(workspace: str | Path, kind: str, doc_id: str, data: str) -> None:
     """Write (insert or replace) one JSON document of ``kind`` in the shared database."""
-    import time
 
     with engine(database_url(workspace)).connect() as c, c.begin():
         c.execute(documents.delete().where(documents.c.kind == kind, documents.c.id == doc_id))
@@ -260,7 +413,9 @@ def has_runs(c: Connection) -> bool:
 
 def alembic_config(c: Connection | None = None) -> Any:
     """An Alembic configuration for the migrations folder, bound to connection ``c`` (env.py uses it)."""
-    from alembic.config import Config  # ~60 ms; only when a schema is created or upgraded
+    from alembic.config import (
+        Config,  # ~60 ms; only when a schema is created or upgraded  # lazy: heavy (alembic)
+    )
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -271,7 +426,7 @@ def alembic_config(c: Connection | None = None) -> Any:
 def upgrade(url: str, journal: str = "WAL", revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade the database at ``url`` to ``revision``; ``(revision before, revision after)``. One process at a
     time (SQLite: the write lock; PostgreSQL: an advisory lock), so two servers starting together agree."""
-    from alembic import command
+    from alembic import command  # lazy: heavy (alembic)
 
     eng = engine(url, journal)
     with eng.connect() as c, write(c, lock="migrate"):
@@ -341,7 +496,7 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-__all__ = ["ENV_DB_URL", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
+__all__ = ["ENV_DB_URL", "CONFIG_KEY", "check_database_url", "set_database_url", "database_setting", "process_env", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
            "is_sqlite", "redact", "engine", "on_server", "workspace_lock", "save_document", "load_documents",
            "delete_document", "write", "statement", "params", "is_busy", "unreachable",
            "current_revision", "upgrade", "ensure_schema"]

@@ -11,14 +11,14 @@ Example::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from builder.data.disk import on_full_disk
 from builder.data.sources import DatasetSource
-from builder.disk import on_full_disk
-from builder.entities.run_folder import RunFolder
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
@@ -27,6 +27,7 @@ from builder.training.lineage import baseline_line
 from builder.training.metrics import loss_kind
 from builder.training.objectives import has_objective, resolve_objective
 from builder.training.prune import latency_cell, latency_text
+from builder.training.run_folder import RunFolder
 
 
 def _shown_options(run: dict) -> dict:
@@ -168,7 +169,8 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     return "\n".join(out)
 
 
-_BUILT_IN = {"ce": "cross-entropy", "bce": "binary cross-entropy with logits", "reg": "regression loss"}
+_BUILT_IN = {"ce": "cross-entropy", "bce": "binary cross-entropy with logits", "reg": "regression loss",
+             "tok": "cross-entropy of each next token (perplexity = exp(loss))"}
 _OPTIMISER_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "grad_clip")
 
 
@@ -226,8 +228,6 @@ def _quantization(run_dir: Path | None) -> list[str]:
     if path is None or not path.is_file():
         return []
     try:
-        import json
-
         q = json.loads(path.read_text(encoding="utf-8"))
         return ["", "## Quantization (ONNX, dynamic int8)", "",
                 f"- file size {int(q['bytes_before']):,} -> {int(q['bytes_after']):,} bytes (ratio {float(q['ratio']):.3f})",
@@ -277,7 +277,7 @@ def write_card(run: dict, curve: list[dict], run_dir: Path) -> Path:
     path = RunFolder(run_dir).model_card
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
-    try:  # a full disk: one line (builder.disk), the card there before kept
+    try:  # a full disk: one line (builder.data.disk), the card there before kept
         with on_full_disk(path, "the model card"):
             tmp.write_text(model_card(run, curve, run_dir), encoding="utf-8")
             tmp.replace(path)

@@ -9,7 +9,7 @@ may put in ``LAYERLAB_TEACHERS``) come from a keyed hash (HMAC-SHA256 with the w
 Each owner has a folder ``<workspace>/owners/<safe id>/`` holding
 ``project.json`` (the canvas, autosaved) and ``history/`` (projects replaced by New, a template or "open
 on canvas", newest last, so a replacement can be undone). Runs carry their owner in the run store; who may
-read, control or delete them is decided by :mod:`builder.access` alone, from the roles listed here: teachers
+read, control or delete them is decided by :mod:`builder.data.access` alone, from the roles listed here: teachers
 (``LAYERLAB_TEACHERS`` or the server config, :func:`teachers`) and admins (``LAYERLAB_ADMINS`` or the config's
 ``admins``, :func:`admins`). Example::
 
@@ -34,7 +34,8 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from builder.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
+from builder.data.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
+from builder.data.disk import write_atomic
 from builder.errors import LayerLabError, StaleProjectError
 from builder.graph.project import Project, load_project
 
@@ -51,12 +52,27 @@ SERVER_CONFIG = "server.json"  # in the workspace unless LAYERLAB_SERVER_CONFIG 
 MAX_CONFIG_BYTES = 256 * 1024
 
 
-def server_config(workspace: str | Path) -> dict:
-    """The server's configuration file (``$LAYERLAB_SERVER_CONFIG`` or ``<workspace>/server.json``), ``{}`` when
-    there is none. It holds ``teachers`` (a list of owner ids or e-mails) and ``quotas``
-    (:mod:`builder.jobs.quotas`). Raises LayerLabError for a file that is not a JSON object."""
+def server_config_path(workspace: str | Path) -> Path:
+    """Where the server's configuration file is: ``$LAYERLAB_SERVER_CONFIG``, else ``<workspace>/server.json``."""
     env = os.environ.get(ENV_SERVER_CONFIG, "").strip()
-    path = Path(env).expanduser() if env else Path(workspace) / SERVER_CONFIG
+    return Path(env).expanduser() if env else Path(workspace) / SERVER_CONFIG
+
+
+def set_server_config(workspace: str | Path, **values: object) -> None:
+    """Set keys of the server's configuration file (a value of None removes its key), written whole or not at
+    all, readable by the server's user only (it may hold a database password). The caller checks that its actor
+    may (an admin: :data:`builder.data.access.CONFIGURE`). Raises LayerLabError for a malformed file."""
+    cfg = {k: v for k, v in {**server_config(workspace), **values}.items() if v is not None}
+    write_atomic(server_config_path(workspace), json.dumps(cfg, indent=1).encode(), "the server config", mode=0o600)
+
+
+def server_config(workspace: str | Path) -> dict:
+    """The server's configuration file (:func:`server_config_path`), ``{}`` when there is none. It holds
+    ``teachers`` (a list of owner ids or e-mails), ``quotas`` (:mod:`builder.jobs.quotas`) and the other
+    server-wide settings (``database_url``: :func:`builder.runs.db.database_url`). Raises LayerLabError for a file
+    that is not a JSON object."""
+    env = os.environ.get(ENV_SERVER_CONFIG, "").strip()
+    path = server_config_path(workspace)
     if not path.is_file():
         if env:
             raise LayerLabError(f"{ENV_SERVER_CONFIG} names the server's config file; received: {env!r}, which is "
@@ -459,7 +475,7 @@ def project_revision(workspace: str | Path, owner: str) -> int:
 def _project_lock(folder: Path):
     """One writer of an owner's project at a time (two tabs autosave from two threads, or two processes)."""
     try:
-        import fcntl
+        import fcntl  # lazy: POSIX only (fcntl)
     except ImportError:  # not POSIX: the compare and the write are not atomic together
         yield
         return
@@ -548,7 +564,7 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
     return d
 
 
-__all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "teachers",
+__all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
            "PSEUDONYM_RE", "workspace_secret", "safe_id", "pseudonym", "owner_path", "owner_dir",

@@ -16,14 +16,12 @@ from typing import Any
 
 import torch
 
-from builder.access import SYSTEM
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
+from builder.data.access import SYSTEM
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
+from builder.data.disk import write_atomic
 from builder.data.uploads import UploadFolder
-from builder.disk import write_atomic
-from builder.entities.run_folder import RunFolder
-from builder.entities.run_status import resume_refusal
 from builder.errors import (
     AccessDenied,
     BudgetError,
@@ -47,10 +45,12 @@ from builder.training.checkpoint import previous_path, read_checkpoint, read_res
 from builder.training.config import TrainConfig
 from builder.training.finetune import apply_finetune
 from builder.training.forecasts import KeepForecasts
-from builder.training.lineage import inherit_split, parents
+from builder.training.lineage import inherit_split, inherit_tokenizer, parents, pretrained_of
 from builder.training.multi import ObjectiveTrainer
 from builder.training.networks import NetworkError, explain_view, network_state
 from builder.training.objectives import has_objective, objective_compat
+from builder.training.run_folder import RunFolder
+from builder.training.run_status import resume_refusal
 from builder.training.text_samples import TextSamples
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
@@ -127,25 +127,7 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
         DatasetError, TrainingError: bad dataset or settings.
     """
     project = load_project(project).model_copy(deep=True)
-    tr = dict(project.training or {})
-    cfg = TrainConfig.resolve(tr.get("task"), None, tr, config)  # bad settings fail before the data loads
-    if dataset is None:
-        dataset = tr.get("dataset") or (project.dataset or {}).get("name")
-        if not dataset:
-            raise TrainingError("no dataset given and the project names none; pass a dataset name")
-    dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
-    if isinstance(dataset, str):
-        opts = dict(dataset_options or {})
-        if "task" in tr and "task" not in opts:
-            opts["task"] = tr["task"]
-        opts.setdefault("seed", cfg.seed)
-        ds = load_dataset(dataset, uploads=uploads, **opts)
-    else:
-        ds = dataset
-    if split_note and split_note not in ds.info.notes:  # the model card says which split the run used
-        ds.info.notes.append(split_note)
-    cfg = TrainConfig.resolve(ds.info.task, len(ds.train), tr, config)
-    ds = fit_dataset(project.graph, ds)  # a vector Input of the flattened size (MLP autoencoder on digits)
+    ds, cfg = _data_and_settings(project, dataset, config, dataset_options, store, uploads)
     project.graph, cfg = apply_finetune(project.graph, cfg)  # linear probe / LoRA: what trains
     report = infer_shapes(project.graph)
     if adapt:  # adapting reads the structure only; a changed graph's shapes need their own analysis
@@ -159,6 +141,50 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     if problems:
         raise GraphError(problems)
     return (project, ds, cfg, report) if with_report else (project, ds, cfg)
+
+
+def dataset_of(project: Project, dataset: str | Dataset | None) -> str | Dataset:
+    """The dataset a project trains on: ``dataset`` when given, else the one its training settings or its
+    ``dataset`` section name.
+
+    Raises:
+        TrainingError: neither names one.
+
+    Example::
+
+        >>> from builder.graph.templates import load_template
+        >>> dataset_of(load_template("mlp"), "digits"), dataset_of(load_template("mlp"), None)
+        ('digits', 'moons')
+    """
+    if dataset is None:
+        dataset = (project.training or {}).get("dataset") or (project.dataset or {}).get("name")
+    if not isinstance(dataset, Dataset) and not dataset:  # None or an empty name
+        raise TrainingError("no dataset given and the project names none; received: none. Fix: pass a dataset name")
+    return dataset
+
+
+def _data_and_settings(project: Project, dataset: str | Dataset | None, config: TrainConfig | dict | None,
+                       dataset_options: dict | None, store: RunStore | None,
+                       uploads: UploadFolder | None) -> tuple[Dataset, TrainConfig]:
+    """The dataset (fitted to the graph's Input) and the settings a project trains with, as :func:`prepare`
+    documents them; shared by :func:`prepare` and :func:`run_objective`."""
+    tr = dict(project.training or {})
+    cfg = TrainConfig.resolve(tr.get("task"), None, tr, config)  # bad settings fail before the data loads
+    dataset = dataset_of(project, dataset)
+    dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
+    dataset_options = inherit_tokenizer(store, cfg.init_from, dataset, dataset_options)  # a model folder's own
+    if isinstance(dataset, str):
+        opts = dict(dataset_options or {})
+        if "task" in tr and "task" not in opts:
+            opts["task"] = tr["task"]
+        opts.setdefault("seed", cfg.seed)
+        ds = load_dataset(dataset, uploads=uploads, **opts)
+    else:
+        ds = dataset
+    if split_note and split_note not in ds.info.notes:  # the model card says which split the run used
+        ds.info.notes.append(split_note)
+    cfg = TrainConfig.resolve(ds.info.task, len(ds.train), tr, config)
+    return fit_dataset(project.graph, ds), cfg  # a vector Input of the flattened size (MLP autoencoder on digits)
 
 
 def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Dataset, cfg: TrainConfig, *,
@@ -390,7 +416,8 @@ def load_run_dataset(store: RunStore, run: Run) -> Dataset:
     if snapshot.is_file():
         return load_saved_dataset(snapshot)
     with use_cache_dir(store.workspace):
-        return load_dataset(run_source(store.workspace, run), uploads=owner_uploads(store, owner_of(run)))
+        return load_dataset(run_source(store.workspace, run), uploads=owner_uploads(store, owner_of(run)),
+                            **pretrained_of(store, run))
 
 
 def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",
@@ -412,6 +439,8 @@ def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",
     ds = fit_dataset(run.project.graph, load_run_dataset(store, run))
     model = build_model(run.project.graph, run.config.seed, report)
     wpath, ckpt = store.weights_path(run.id), store.checkpoint_path(run.id)
+    if weights == "final" and not wpath.is_file():  # a run in progress or stopped: its newest epoch's weights
+        wpath = _epoch_weights(store, run.id, ckpt) or wpath
     if not (weights == "final" and wpath.is_file()) and not ckpt.is_file():
         raise RunStoreError(f"run {run.id} ({run.status}) has no trained weights yet")
     try:
@@ -437,7 +466,7 @@ def _teacher_model(store: Any, run_id: str | None) -> torch.nn.Module | None:
         raise TrainingError(f"a teacher run needs the run store to load it from; received: teacher={run_id!r} and "
                             "no store. Fix: train through the CLI or the app (they pass the workspace's store)")
     try:
-        model, _ = load_run(store, run_id)  # exact id, a run the store's actor may read (builder.access)
+        model, _ = load_run(store, run_id)  # exact id, a run the store's actor may read (builder.data.access)
     except AccessDenied:
         raise
     except RunStoreError as e:
@@ -457,21 +486,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     try:
         project = load_project(project).model_copy(deep=True)
         tr = dict(project.training or {})
-        cfg = TrainConfig.resolve(tr.get("task"), None, tr, config)
-        if dataset is None:
-            dataset = tr.get("dataset") or (project.dataset or {}).get("name")
-            if not dataset:
-                raise TrainingError("no dataset given and the project names none; received: none. Fix: pass a "
-                                    "dataset name")
-        dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
-        if isinstance(dataset, str):
-            opts = {**({"task": tr["task"]} if "task" in tr else {}), **dict(dataset_options or {})}
-            opts.setdefault("seed", cfg.seed)
-            dataset = load_dataset(dataset, uploads=owner_uploads(store, owner), **opts)
-        if split_note and split_note not in dataset.info.notes:  # the model card says which split the run used
-            dataset.info.notes.append(split_note)
-        cfg = TrainConfig.resolve(dataset.info.task, len(dataset.train), tr, config)
-        ds = fit_dataset(project.graph, dataset)
+        ds, cfg = _data_and_settings(project, dataset, config, dataset_options, store, owner_uploads(store, owner))
         report = infer_shapes(project.graph)
         problems = [p for p in report.problems if p.severity == "error"]
         problems += objective_compat(project.graph, ds, report)
@@ -516,6 +531,20 @@ def resume_objective(run: dict, store: Any, project: Project, ds: Dataset, cfg: 
 
 
 # ------------------------------------------------------- a finished run opened for the questions asked of it
+def _epoch_weights(store: RunStore, run_id: str, ckpt: Path) -> Path | None:
+    """The run's newest epoch's weights (:attr:`RunFolder.epoch_weights`) when they are at least as new as its last
+    checkpoint ``ckpt``, else None (read the checkpoint)."""
+    path = store.folder(run_id).epoch_weights
+    try:
+        t = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    try:
+        return path if t >= ckpt.stat().st_mtime_ns else None
+    except OSError:
+        return path
+
+
 def open_run(store: Any, run: Run) -> tuple[torch.nn.Module, Any]:
     """A finished run's model and dataset (:func:`load_run`), the graph first checked against the memory budget.
 
@@ -560,5 +589,5 @@ def _objective_view(project: Any, model: torch.nn.Module, ds: Any) -> tuple[torc
 
 
 __all__ = ["run_training", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes",
-           "load_run", "load_run_dataset", "owner_uploads", "run_objective", "resume_objective", "Tracker",
+           "load_run", "load_run_dataset", "owner_uploads", "run_objective", "dataset_of", "resume_objective", "Tracker",
            "open_run"]

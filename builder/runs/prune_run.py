@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from builder.data import DatasetSource, save_dataset
-from builder.entities.run_folder import keep_report
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.latency import compare_latency, model_forward
 from builder.runs.modelcard import write_model_card
@@ -37,6 +36,7 @@ from builder.training.prune import (
     magnitude_masks,
     structured_prune,
 )
+from builder.training.run_folder import keep_report
 from builder.training.weights import save_weights
 
 __all__ = ["prune_run", "run_prune_job", "resume_pruned", "CompleteReport"]

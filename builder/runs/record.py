@@ -2,7 +2,7 @@
 
 MLflow's store returns ``Run(info, data)``, never a row dict; so does ours (:meth:`RunStore.get`,
 :meth:`RunStore.list_runs`). :attr:`Run.info` holds who, what and when (id, owner, status as a
-:class:`~builder.runs.status.RunStatus`, times, class); :attr:`Run.project`, :attr:`Run.config` and
+:class:`~builder.training.run_status.RunStatus`, times, class); :attr:`Run.project`, :attr:`Run.config` and
 :attr:`Run.dataset` are parsed on first use and kept, so every reader of one record shares one parse: take the
 record and hand it on instead of re-reading ``run["project"]``. The stored columns stay readable as a mapping
 (``run["status"]``, ``run.get("config")``: the decoded JSON, as the row dict of earlier releases gave it).
@@ -22,19 +22,35 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from builder.access import owner_of
-from builder.entities.run_status import RunStatus
+from builder.data.access import Actor, owner_of
 from builder.errors import LayerLabError, RunStoreError
 from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes
+from builder.runs.owners import label
 from builder.training.config import TrainConfig
+from builder.training.run_status import RunStatus
 
 if TYPE_CHECKING:  # parsing settings or a dataset source is paid for by the reader that asks
     from builder.data.sources import DatasetSource
     from builder.graph.project import Project
+
+
+STOPPED_BY = "stopped_by"  # the tag naming who stopped a run that is not theirs (a teacher, an admin)
+
+
+def stopped_tags(workspace: str | Path, run: Run, who: Actor) -> dict:
+    """``run``'s tags once ``who`` stops it: who that is when not its owner, as the owner reads it (``your
+    teacher <pseudonym>``, ``an admin of this server``; a pseudonym or chosen name, never an owner id); the
+    owner's own stop clears an earlier one (:attr:`Run.stopped_by`)."""
+    tags = {k: v for k, v in run.tags.items() if k != STOPPED_BY}
+    if who.owner != owner_of(run) and not who.system:
+        teacher = run.info.class_id and run.info.class_id in who.teaching
+        tags[STOPPED_BY] = f"your teacher {label(workspace, who.owner)}" if teacher else "an admin of this server"
+    return tags
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,19 @@ class Run(Mapping[str, Any]):
     def tags(self) -> dict:
         """The run's tags ({} when none)."""
         return self._json("tags")
+
+    @property
+    def stopped_by(self) -> str | None:
+        """Who stopped this run when it was not its owner, as the run's owner reads it (``your teacher
+        anon-k7x2qd4mzt``; recorded by :func:`builder.jobs.queue.request`), for a stopped run only; else None.
+
+        >>> Run({"id": "r", "status": "stopped", "tags": {STOPPED_BY: "your teacher anon-k7x2qd4mzt"}}).stopped_by
+        'your teacher anon-k7x2qd4mzt'
+        >>> Run({"id": "r", "status": "finished", "tags": {STOPPED_BY: "an admin"}}).stopped_by is None
+        True
+        """
+        who = self.tags.get(STOPPED_BY)
+        return str(who) if who and self.status is RunStatus.STOPPED else None
 
     @property
     def environment(self) -> dict:

@@ -1,12 +1,12 @@
 """The run store: one database (SQLite in WAL mode by default, PostgreSQL by ``LAYERLAB_DB_URL``: builder.runs.db)
 plus one folder per run. It stores; training lives in
-:mod:`builder.training.pipeline`.
+:mod:`builder.runs.pipeline`.
 
 Layout of a workspace (default ``~/.layerlab``; ``LAYERLAB_WORKSPACE`` or the CLI's ``--workspace``
 override it)::
 
     layerlab.db                      runs and metrics tables
-    runs/<run id>/                   one folder per run; its files are named by builder.runs.folder.RunFolder
+    runs/<run id>/                   one folder per run; its files are named by builder.training.run_folder.RunFolder
 
 Every call takes a connection from the process's pool (:func:`builder.runs.db.engine`), so threads and processes
 can write at once (SQLite serialises the
@@ -23,19 +23,19 @@ when a store is opened, and :func:`resume_run` continues it from its last checkp
     # -> 'finished'
 
 Every call that returns a run, its curves, files, weights or checkpoint, lists runs or deletes one asks
-:func:`builder.access.check` for the store's actor (``RunStore(ws, actor=...)``, or ``actor=`` on the call): a
+:func:`builder.data.access.check` for the store's actor (``RunStore(ws, actor=...)``, or ``actor=`` on the call): a
 store opened without one refuses (deny by default). Ids are matched exactly; ``get(..., prefix=True)`` (an id
 typed on the command line or a page) also takes a unique prefix among the runs the actor may read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -44,24 +44,32 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
-from builder.disk import on_full_disk
-from builder.entities.run_folder import RunFolder
-from builder.entities.run_status import LIVE, RunStatus, is_final, is_live
+from builder.data.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
+from builder.data.disk import on_full_disk
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import resolves_inside
 from builder.graph.project import Project, load_project
-from builder.process.launcher import pid_alive
 from builder.runs import db as _db
 from builder.runs.record import Run
 from builder.training.config import TrainConfig
+from builder.training.run_folder import RunFolder
+from builder.training.run_status import (
+    LIVE,
+    RunStatus,
+    host_name,
+    is_final,
+    is_live,
+    is_orphaned,
+    pid_alive,
+    stale_s,
+)
 
 if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
     from builder.training.config import TrainConfig
 
 ENV_WORKSPACE = "LAYERLAB_WORKSPACE"
 DB_NAME = "layerlab.db"
-DB_WHAT = "the run database"  # in a full disk's message (builder.disk)
+DB_WHAT = "the run database"  # in a full disk's message (builder.data.disk)
 _LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE))  # for "status IN (...)" in SQL
 
 RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what _new_id makes, e.g. 20261121-104000-ab12cd
@@ -71,7 +79,7 @@ _ID_HELP = ("a run id is 8 digits, 6 digits and 6 hex digits joined by dashes (e
 _JSON_COLS = ("project", "dataset_options", "dataset_info", "config", "final_metrics", "test_metrics",
               "environment", "tags")
 # columns added after the first release (class_id: the class a member trained the run for); migrations add them
-_ADDED_COLUMNS = ("owner", "tags", "control", "queued_at", "graph_hash", "class_id")
+_ADDED_COLUMNS = ("owner", "tags", "control", "queued_at", "graph_hash", "class_id", "beat_at", "placed_at")
 CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
@@ -123,6 +131,28 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def running_clock(env: dict, status: str, now: datetime | None = None) -> dict | None:
+    """The environment fields that keep a run's running time as its status changes: ``running_since`` (set when it
+    starts running) and ``run_s`` (seconds it ran before, added to when it stops running); None when nothing changes.
+
+    >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> on = running_clock({}, "running", t0)
+    >>> running_clock(on, "paused", t0.replace(second=30))
+    {'run_s': 30.0, 'running_since': None}
+    """
+    now = now or datetime.now(timezone.utc)
+    since = env.get("running_since")
+    if status == RunStatus.RUNNING:
+        return None if since else {"running_since": now.isoformat()}
+    if not since:
+        return None
+    try:
+        ran = max(0.0, (now - datetime.fromisoformat(since)).total_seconds())
+    except (TypeError, ValueError):
+        ran = 0.0
+    return {"run_s": float(env.get("run_s") or 0.0) + ran, "running_since": None}
+
+
 def _new_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
@@ -156,15 +186,17 @@ class RunStore:
     """
 
     def __init__(self, workspace: str | Path | None = None, *, actor: Actor | None = None,
-                 mark_interrupted: bool = True):
+                 mark_interrupted: bool = True, db_url: str | None = None):
         self.workspace = default_workspace(workspace)
-        self.actor = actor  # who reads through this store (builder.access); None refuses every checked call
+        self.actor = actor  # who reads through this store (builder.data.access); None refuses every checked call
         try:
             with on_full_disk(self.workspace, "the workspace"):
                 (self.workspace / "runs").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunStoreError(f"cannot create workspace {self.workspace}: {e.strerror}") from None
-        self.db_url = _db.database_url(self.workspace)  # LAYERLAB_DB_URL, else <workspace>/layerlab.db
+        # given (the warm launcher records a forked job's end in the database its request named), else
+        # LAYERLAB_DB_URL, else the server config's, else <workspace>/layerlab.db
+        self.db_url = db_url or _db.database_url(self.workspace)
         self.db_path = self.workspace / DB_NAME if _db.is_sqlite(self.db_url) else self.workspace
         self._held = threading.local()  # a connection a thread keeps between calls (hold/release)
         self.filesystem = filesystem_type(self.workspace)
@@ -187,7 +219,7 @@ class RunStore:
         who = actor if actor is not None else self.actor
         if not isinstance(who, Actor):
             raise AccessDenied("a run store answers only for an actor; received: none. Fix: open it as "
-                               "RunStore(workspace, actor=...) or pass actor= (builder.access.Actor)")
+                               "RunStore(workspace, actor=...) or pass actor= (builder.data.access.Actor)")
         return who
 
     # ---- plumbing
@@ -292,7 +324,7 @@ class RunStore:
                    class_id: str | None = None) -> str:
         """Insert a ``queued`` run owned by ``owner`` (made for class ``class_id``, already checked by the caller:
         :func:`builder.runs.classes.check_class_for`) and create its folder; returns the run id."""
-        import torch
+        import torch  # lazy: heavy (torch)
 
 
         project = load_project(project)
@@ -301,11 +333,11 @@ class RunStore:
         folder = RunFolder(self._run_dir(run_id)).create()
         folder.project.write_text(project.to_json(), encoding="utf-8")
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
-               "platform": __import__("platform").platform(), "host": socket.gethostname()}
+               "platform": __import__("platform").platform(), "host": host_name()}
         self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
                     " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
                     " graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, name or project.name, _now(), _now(), os.getpid(), socket.gethostname(),
+                    (run_id, name or project.name, _now(), _now(), os.getpid(), host_name(),
                      project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
                      _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
                      str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))
@@ -327,7 +359,7 @@ class RunStore:
         if self._write(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?", [*args, _now(), run_id]) == 0:
             raise RunStoreError(f"no run {run_id!r}")
 
-    # ---- job control and scheduling (see builder.runs.jobs)
+    # ---- job control and scheduling (see builder.jobs.queue)
     def set_control(self, run_id: str, action: str | None) -> None:
         """Request ``pause``, ``resume`` or ``stop`` of a job (None clears); its process polls this column."""
         if action is not None and action not in CONTROL_ACTIONS:
@@ -349,13 +381,35 @@ class RunStore:
     def requeue(self, run_id: str, pid: int | None = None) -> None:
         """Put a run back at the end of the queue (``queued``, control cleared) for a job process ``pid``."""
         self._write("UPDATE runs SET status = 'queued', message = '', control = NULL, queued_at = ?, pid = ?,"
-                    " host = ?, updated_at = ?, finished_at = NULL WHERE id = ?",
-                    (time.time(), pid or os.getpid(), socket.gethostname(), _now(), run_id))
+                    " host = ?, updated_at = ?, finished_at = NULL, beat_at = ?, placed_at = NULL WHERE id = ?",
+                    (time.time(), pid or os.getpid(), host_name(), _now(), time.time(), run_id))
+
+    def beat(self, run_ids: Iterable[str]) -> None:
+        """Write the heartbeat of live runs (one statement for all): their process, or the server that holds them
+        in its queue, is alive (:func:`builder.training.run_status.is_orphaned` reads it)."""
+        ids = list(run_ids)
+        if ids:
+            self._write(f"UPDATE runs SET beat_at = ? WHERE status IN ({_LIVE_SQL}) AND id IN "
+                        f"({', '.join('?' * len(ids))})", [time.time(), *ids])
+
+    def live_jobs(self) -> list[_db.sa.RowMapping]:
+        """Every live run of every host (``id``, ``owner``, ``status``, ``environment`` as stored, ``queued_at``,
+        ``placed_at``): what a cluster's admission counts (:func:`builder.jobs.executors.place_jobs`)."""
+        return self._read(f"SELECT id, owner, status, environment, queued_at, placed_at FROM runs "
+                          f"WHERE status IN ({_LIVE_SQL})")
+
+    def mark_placed(self, run_ids: Iterable[str]) -> None:
+        """Record that a cluster's scheduler took these queued runs (``runs.placed_at``; cleared by
+        :meth:`requeue`)."""
+        ids = list(run_ids)
+        if ids:
+            self._write(f"UPDATE runs SET placed_at = ? WHERE status = 'queued' AND id IN ({', '.join('?' * len(ids))})",
+                        [time.time(), *ids])
 
     def _live_rows(self, c: _db.Connection) -> tuple[list[_db.sa.RowMapping], list[_db.sa.RowMapping]]:
         """(running or paused rows, queued rows in queue order) of this host whose process is alive."""
         rows = _exec(c, f"SELECT id, pid, status, queued_at FROM runs WHERE host = ? AND status IN ({_LIVE_SQL}) "
-                     "ORDER BY queued_at, id", (socket.gethostname(),)).mappings().all()
+                     "ORDER BY queued_at, id", (host_name(),)).mappings().all()
         rows = [r for r in rows if pid_alive(r["pid"])]
         queued = [r for r in rows if r["status"] == RunStatus.QUEUED]
         return [r for r in rows if r["status"] != RunStatus.QUEUED], queued
@@ -366,14 +420,14 @@ class RunStore:
         for attempt in range(20):
             try:
                 with on_full_disk(self.db_path, DB_WHAT), self._errors(), self._conn() as c, \
-                        _db.write(c, lock=f"slots:{socket.gethostname()}"):
+                        _db.write(c, lock=f"slots:{host_name()}"):
                     active, queue = self._live_rows(c)
                     free = int(limit) - len(active)
                     ok = free > 0 and run_id in [r["id"] for r in queue[:free]]
                     if ok:
                         _exec(c, "UPDATE runs SET status = 'running', message = '', pid = ?, host = ?, "
-                              "started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ?",
-                              (os.getpid(), socket.gethostname(), _now(), _now(), run_id))
+                              "started_at = COALESCE(started_at, ?), updated_at = ?, beat_at = ? WHERE id = ?",
+                              (os.getpid(), host_name(), _now(), _now(), time.time(), run_id))
                     return ok
             except RunStoreError as e:
                 if not _db.is_busy(e):
@@ -400,9 +454,17 @@ class RunStore:
         """Set a run's status (and message); ``running`` records this process's pid and start time."""
         status = _checked_status(status)
         sets, args = ["status = ?", "message = ?", "updated_at = ?"], [status, message, _now()]
+        try:
+            env = self._row(run_id).get("environment") or {}
+        except (AccessDenied, RunStoreError):
+            env = None  # an unknown run: refused below
+        clock = running_clock(env, status) if env is not None and "environment" not in fields else None
+        if clock is not None:  # the time it ran, without the time it was paused, stopped or queued
+            sets.append("environment = ?")
+            args.append(_dumps({**env, **clock}))
         if status == RunStatus.RUNNING:
-            sets += ["pid = ?", "host = ?", "started_at = COALESCE(started_at, ?)"]
-            args += [os.getpid(), socket.gethostname(), _now()]
+            sets += ["pid = ?", "host = ?", "started_at = COALESCE(started_at, ?)", "beat_at = ?"]
+            args += [os.getpid(), host_name(), _now(), time.time()]
         if is_final(status):
             sets.append("finished_at = ?")
             args.append(_now())
@@ -456,7 +518,7 @@ class RunStore:
         return _record(rows[0])
 
     def get(self, run_id: str, *, actor: Actor | None = None, prefix: bool = False) -> Run:
-        """A run the actor may read (:func:`builder.access.may`), as a :class:`~builder.runs.record.Run`, by exact id;
+        """A run the actor may read (:func:`builder.data.access.may`), as a :class:`~builder.runs.record.Run`, by exact id;
         with ``prefix`` (an id typed on the command line or a page) a prefix unique among the runs the actor may
         read works too, and an ambiguous one lists only those. Ids inside content (``init_from``, ``teacher``, a
         starter, a link) are never prefixes.
@@ -481,7 +543,7 @@ class RunStore:
 
     def list_runs(self, status: str | None = None, limit: int = 100, *, owner: str | None = None,
                   tags: dict | None = None, class_id: str | None = None, actor: Actor | None = None) -> list[Run]:
-        """The runs the actor may read (:func:`builder.access.may`), newest first: id, name, status, owner, tags,
+        """The runs the actor may read (:func:`builder.data.access.may`), newest first: id, name, status, owner, tags,
         class, dataset, timestamps, epochs done, settings, final and test metrics (records without their project: read
         one with :meth:`get`). ``owner`` keeps that owner's
         runs; ``class_id`` those recorded for that class; ``tags`` those whose tags contain these items."""
@@ -535,14 +597,14 @@ class RunStore:
 
     def delete_run(self, run_id: str, *, actor: Actor | None = None) -> None:
         """Delete a run's rows and folder: the actor's own, anyone's for an admin, a class's run for its teacher
-        (:func:`builder.access.may` ``delete``/``delete_class_run``). Raises RunStoreError for a run that is
+        (:func:`builder.data.access.may` ``delete``/``delete_class_run``). Raises RunStoreError for a run that is
         still live, AccessDenied for one the actor may not delete (worded as for an unknown one)."""
         who = self.who(actor)
         rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,)) if isinstance(run_id, str) else []
         if not rows or not (may(who, DELETE, dict(rows[0])) or may(who, DELETE_CLASS_RUN, dict(rows[0]))):
             raise refusal(run_id)
         run = _record(rows[0])
-        if is_live(run["status"]) and pid_alive(run["pid"]) and run["host"] == socket.gethostname():
+        if is_live(run["status"]) and pid_alive(run["pid"]) and run["host"] == host_name():
             raise RunStoreError(f"run {run['id']} is {run['status']} in process {run['pid']}; stop it first")
         folder = self._run_dir(run["id"])  # checked before anything is deleted
         self._write("DELETE FROM metrics WHERE run_id = ?", (run["id"],))
@@ -550,15 +612,25 @@ class RunStore:
         shutil.rmtree(folder, ignore_errors=True)
 
     def mark_interrupted(self) -> list[str]:
-        """Mark runs left live by a dead process (same host) as ``interrupted``; returns their ids."""
-        host = socket.gethostname()
-        rows = self._read(f"SELECT id, pid, host, status FROM runs WHERE status IN ({_LIVE_SQL})")
-        dead = [r["id"] for r in rows if r["host"] == host and not pid_alive(r["pid"])]
-        for rid in dead:
-            self._write(f"UPDATE runs SET status = ?, message = ?, updated_at = ? WHERE id = ? AND status IN ({_LIVE_SQL})",
-                        (RunStatus.INTERRUPTED.value, "the training process ended unexpectedly; resume with "
-                         f"`layerlab runs resume {rid}`", _now(), rid))
-        return dead
+        """Mark live runs whose process is gone as ``interrupted`` (resumable); returns their ids. On this host a
+        run's process is gone when its pid is; a run of another host (a cluster node, another server sharing the
+        store) when its heartbeat is older than :func:`~builder.training.run_status.stale_s`
+        (:func:`~builder.training.run_status.is_orphaned`), so a job whose node and server both died does not
+        stay ``running`` for ever."""
+        host, now, stale = host_name(), time.time(), stale_s()
+        rows = self._read(f"SELECT id, pid, host, status, beat_at FROM runs WHERE status IN ({_LIVE_SQL})")
+        dead = [r for r in rows if is_orphaned(r, host, now)]
+        for r in dead:
+            rid = r["id"]
+            why = ("the training process ended unexpectedly" if r["host"] == host else
+                   f"its host {str(r['host'])[:64]} sent no heartbeat for {now - r['beat_at']:.0f} s (more than "
+                   f"{stale:.0f} s: its node or server stopped)")
+            # the heartbeat is checked again in the update: a beat written since the read keeps the run live
+            self._write(f"UPDATE runs SET status = ?, message = ?, updated_at = ? WHERE id = ? AND status IN "
+                        f"({_LIVE_SQL}) AND (host = ? OR beat_at IS NULL OR beat_at < ?)",
+                        (RunStatus.INTERRUPTED.value, f"{why}; resume with `layerlab runs resume {rid}`", _now(), rid,
+                         host, now - stale))
+        return [r["id"] for r in dead]
 
     def checkpoint_path(self, run_id: str, *, actor: Actor | None = None) -> Path:
         """The last checkpoint file of a run the actor may read (may not exist); ``folder(run_id).checkpoint``."""
@@ -571,7 +643,7 @@ class RunStore:
 
 def workspace_of(store: RunStore, run_id: str) -> str:
     """The workspace of a run the store's actor may read, for a child process that opens the run again as
-    :data:`~builder.access.SYSTEM` on the strength of this check (explanations, drift, int8 export).
+    :data:`~builder.data.access.SYSTEM` on the strength of this check (explanations, drift, int8 export).
 
     Raises:
         AccessDenied: not a RunStore with an actor (a bare path names no one), or no such run of the actor's.
@@ -613,7 +685,6 @@ def graph_hash(graph: Any) -> str:
 
     Two projects with the same hash train the same model, so a run matches the canvas when the hashes agree.
     """
-    import hashlib
 
     g = graph.model_dump() if hasattr(graph, "model_dump") else dict(graph or {})
     nodes = sorted((str(n.get("id")), str(n.get("type")), json.dumps(n.get("params") or {}, sort_keys=True,

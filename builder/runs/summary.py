@@ -13,15 +13,15 @@ train on, and a model's predictions with their confidence. Example::
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.entities.run_status import RunStatus, is_live
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.store import Run, RunStore, graph_hash
 from builder.training.lineage import BASELINE_TAG, baseline_tag
+from builder.training.run_status import RunStatus, is_live
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,7 +40,19 @@ def best_epoch(epochs: list[dict]) -> dict:
 
 
 def duration_s(run: dict) -> float | None:
-    """Seconds from start (or creation) to finish (or last update); None when unknown."""
+    """Seconds the run spent running (not paused, stopped or queued: :func:`builder.runs.store.running_clock`); for a
+    run recorded before that clock, from start (or creation) to finish (or last update); None when unknown."""
+    env = run.get("environment") or {}
+    if isinstance(env, dict) and ("run_s" in env or env.get("running_since")):
+        total = float(env.get("run_s") or 0.0)
+        if env.get("running_since"):  # running now (or, marked interrupted, until its last update)
+            try:
+                end = (datetime.now(timezone.utc) if run.get("status") == RunStatus.RUNNING
+                       else datetime.fromisoformat(run.get("updated_at")))
+                total += max(0.0, (end - datetime.fromisoformat(env["running_since"])).total_seconds())
+            except (TypeError, ValueError):
+                pass
+        return total
     start = run.get("started_at") or run.get("created_at")
     end = run.get("finished_at") or run.get("updated_at")
     try:
@@ -149,7 +161,7 @@ def dataset_spec_of_run(run: dict, workspace: str | Path | None = None) -> dict 
 
 def device_options() -> list[tuple[str, str]]:
     """(value, label) pairs for a device picker, naming GPUs where present."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     opts = [("auto", "Auto")]
     if torch.cuda.is_available():

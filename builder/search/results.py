@@ -122,7 +122,7 @@ def best_project(study) -> tuple[Project, dict]:
 def study_figures(study) -> dict[str, Any]:
     """Optuna's plotly views: ``history``, ``parallel``, ``importances``, ``intermediate`` (those that can be
     drawn yet; importances need two complete trials and a searched value that varies)."""
-    import optuna.visualization as vis
+    import optuna.visualization as vis  # lazy: heavy (optuna)
 
     figs: dict[str, Any] = {}
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
@@ -143,7 +143,7 @@ def study_figures(study) -> dict[str, Any]:
 
 def pareto_figure(study, front: list[dict]):
     """Every complete trial's objective against its multiply-adds, the Pareto front drawn as a step line."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: heavy (plotly)
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
             and isinstance(t.user_attrs.get("macs"), int)]

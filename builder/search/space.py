@@ -18,6 +18,7 @@ training settings; :func:`searchable_params` lists what a project offers to sear
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import math
 import re
@@ -114,7 +115,7 @@ class Dimension:
 
     def distribution(self):
         """The Optuna distribution of this dimension."""
-        import optuna.distributions as d
+        import optuna.distributions as d  # lazy: heavy (optuna)
 
         if self.kind == "choice":
             return d.CategoricalDistribution(list(self.choices))
@@ -366,8 +367,6 @@ def _check_dimension(d: Dimension, project: Project) -> tuple[list[Problem], Dim
         return probs, d2, []
     if d.node is None:
         if d.key not in TRAINING_DIMS:
-            import difflib
-
             close = difflib.get_close_matches(d.key, list(TRAINING_DIMS), n=1)
             hint = f"did you mean `{close[0]}`?" if close else (
                 "search a training setting (" + ", ".join(TRAINING_DIMS) + ") or a node parameter as node_id.param")
@@ -387,8 +386,6 @@ def _check_dimension(d: Dimension, project: Project) -> tuple[list[Problem], Dim
     nid, pname = d.node, d.param
     node = next((n for n in project.graph.nodes if n.id == nid), None)
     if node is None:
-        import difflib
-
         ids = [n.id for n in project.graph.nodes]
         close = difflib.get_close_matches(nid, ids, n=1)
         hint = f"did you mean `{close[0]}`?" if close else "node ids are " + ", ".join(ids[:20])
@@ -403,8 +400,6 @@ def _check_dimension(d: Dimension, project: Project) -> tuple[list[Problem], Dim
                               f"received: {d.key}. Fix: search the size of the layer before it", node=nid,
                               key=d.key)], d, []
     if pname not in spec.param_names:
-        import difflib
-
         close = difflib.get_close_matches(pname, spec.param_names, n=1)
         hint = f"did you mean `{close[0]}`?" if close else (
             "it takes " + ", ".join(spec.param_names) if spec.param_names else f"{spec.type} takes no parameters")

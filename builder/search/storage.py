@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from builder.access import CONTROL, Actor, Resource, may
+from builder.data.access import CONTROL, Actor, Resource, may
 from builder.errors import AccessDenied, LayerLabError
 from builder.runs.owners import owner_of
 
@@ -32,7 +32,7 @@ def open_storage(url: str):
     Raises:
         LayerLabError: the URL cannot be opened.
     """
-    import optuna
+    import optuna  # lazy: heavy (optuna)
 
     kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
     err: Exception | None = None
@@ -56,7 +56,7 @@ def _schema_lock(url: str):
     """For a local SQLite file, one process at a time creates or upgrades the schema (a lock file beside it)."""
     path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
     try:
-        import fcntl
+        import fcntl  # lazy: POSIX only (fcntl)
     except ImportError:  # not POSIX: the retries in open_storage cover the race
         fcntl = None
     if not path or path == ":memory:" or fcntl is None:
@@ -77,14 +77,14 @@ def _redact(url: str) -> str:
 
 
 def _quiet_optuna() -> None:
-    import optuna
+    import optuna  # lazy: heavy (optuna)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def list_studies(storage: str) -> list[dict]:
     """Studies in a storage: name, direction, trial count, best value, creation time."""
-    import optuna
+    import optuna  # lazy: heavy (optuna)
 
     _quiet_optuna()
     out = []
@@ -111,7 +111,7 @@ def study_owner(storage: str, name: str) -> str | None:
 
 def _check_owner(name: str, owner: str, asking: str) -> None:
     """A study belongs to whoever created it: nobody else resumes it, adds trials to it or reads it by name
-    (:func:`builder.access.may` ``control`` of a study)."""
+    (:func:`builder.data.access.may` ``control`` of a study)."""
     if not may(Actor(asking), CONTROL, Resource("study", owner, name)):
         raise AccessDenied(f"the study name {name!r} is taken by another person's study; received: study name "
                             f"{name!r}. Fix: pick another study name")
@@ -119,10 +119,10 @@ def _check_owner(name: str, owner: str, asking: str) -> None:
 
 def load_study(storage: str, name: str, *, owner: str | None = None):
     """Load an existing study. With ``owner`` (a page's or a job's asker), only a study that owner may use by
-    name (:func:`builder.access.may` ``control``); another person's study and an unknown name get the same
+    name (:func:`builder.data.access.may` ``control``); another person's study and an unknown name get the same
     answer, which lists only the asker's own studies. Without it (the command line's local user, trusted code)
     any study. Raises LayerLabError (AccessDenied with ``owner``) naming the studies present."""
-    import optuna
+    import optuna  # lazy: heavy (optuna)
 
     _quiet_optuna()
     st = open_storage(storage)

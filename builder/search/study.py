@@ -25,16 +25,15 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from builder.entities.run_status import RunStatus, is_final
 from builder.errors import LayerLabError, Problem, TrainingError
 from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import infer_shapes
-from builder.process.launcher import pid_alive
 from builder.search.results import StudyResult, study_result
 from builder.search.settings import StudySettings, objective_direction, objective_metric, objective_value
 from builder.search.space import SearchSpace, parse_space
@@ -47,6 +46,7 @@ from builder.search.storage import (
     open_storage,
 )
 from builder.training.config import TrainConfig
+from builder.training.run_status import RunStatus, is_final, pid_alive
 
 
 class JobLauncher:
@@ -84,10 +84,17 @@ class _Active:
     reported: int = 0
     last: float | None = None
     pruned_at: int | None = None
+    interrupted_at: float | None = None  # when the run was first seen interrupted (time.monotonic)
+
+
+DEATH_GRACE_S = 15.0
+"""How long a trial waits on a run a reader marked interrupted (its job's process was gone) for the process that
+started the job to record how it died (:func:`builder.jobs.job_sandbox.record_death`: failed, with the signal,
+e.g. SIGSEGV), before the trial takes the run's status and message as final."""
 
 
 def _make_sampler(name: str, seed: int | None):
-    import optuna
+    import optuna  # lazy: heavy (optuna)
 
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -95,7 +102,7 @@ def _make_sampler(name: str, seed: int | None):
 
 
 def _make_pruner(s: StudySettings):
-    import optuna
+    import optuna  # lazy: heavy (optuna)
 
     if s.pruner == "none":
         return optuna.pruners.NopPruner()
@@ -125,7 +132,7 @@ class StudyRunner:
                  dataset_options: dict | None = None, on_update: Callable[[dict], None] | None = None,
                  launcher: JobLauncher | None = None):
         from builder.data import load_dataset  # lazy: heavy (numpy)
-        from builder.runs.pipeline import owner_uploads  # lazy: heavy (torch, safetensors)
+        from builder.runs.pipeline import dataset_of, owner_uploads  # lazy: heavy (torch, safetensors)
 
         self.store = store
         self.settings = settings or StudySettings()
@@ -133,9 +140,7 @@ class StudyRunner:
         self.project = load_project(project)
         self.space = space if isinstance(space, SearchSpace) else parse_space(space, self.project)
         tr = dict(self.project.training or {})
-        self.dataset = dataset or tr.get("dataset") or (self.project.dataset or {}).get("name")
-        if not self.dataset:
-            raise TrainingError("no dataset given and the project names none; pass a dataset name")
+        self.dataset = dataset_of(self.project, dataset or None)
         self.dataset_options = dict(dataset_options or {})
         base = {k: v for k, v in tr.items() if k in TrainConfig.model_fields}
         self.config = {**base, **dict(config or {})}
@@ -178,7 +183,6 @@ class StudyRunner:
                     tr.client.set_tag(rid, f"best.{k}", str(v))
                 tr.client.set_tag(rid, "best.run_id", str(result.best_run_id))
         except Exception as e:  # tracking never stops a study
-            import warnings
 
             warnings.warn(f"MLflow study run not written: {type(e).__name__}: {e}", TrackingWarning, stacklevel=2)
 
@@ -200,7 +204,7 @@ class StudyRunner:
                 "max_params": self.settings.max_params, "max_macs": self.settings.max_macs}
 
     def _open_study(self):
-        import optuna
+        import optuna  # lazy: heavy (optuna)
 
         _quiet_optuna()
         s = self.settings
@@ -280,7 +284,7 @@ class StudyRunner:
         return not active and (self._stopping or out_of_time or self._remaining() <= 0)
 
     def _stop_requested(self) -> bool:
-        import optuna
+        import optuna  # lazy: heavy (optuna)
 
         try:
             attrs = optuna.load_study(study_name=self.settings.name,
@@ -296,7 +300,7 @@ class StudyRunner:
         return f"{socket.gethostname()}:{os.getpid()}"
 
     def _start_trial(self) -> _Active | None:
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: heavy (optuna)
 
         study = self.study
         trial = study.ask(self.space.distributions())
@@ -363,7 +367,7 @@ class StudyRunner:
 
     def _poll(self, a: _Active, stopping: bool) -> bool:
         """Report new epochs of one trial, prune it if due, tell Optuna when its job ends. True when done."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: heavy (optuna)
 
         s, study = self.settings, self.study
         epochs = self.store.metrics(a.run_id, "epoch")
@@ -385,6 +389,10 @@ class StudyRunner:
         status = run["status"]
         if not is_final(status):
             return False
+        if status == RunStatus.INTERRUPTED and a.pruned_at is None:  # the job's starter may still say how it died
+            a.interrupted_at = a.interrupted_at or time.monotonic()
+            if time.monotonic() - a.interrupted_at < DEATH_GRACE_S:
+                return False
         if a.reported < len(self.store.metrics(a.run_id, "epoch")):
             return self._poll(a, stopping)  # epochs written just before the end: report them first
         n = a.trial.number
@@ -412,8 +420,8 @@ class StudyRunner:
 
     def _adopt_orphans(self, active: dict[int, _Active]) -> None:
         """Trials left running by a dead runner on this host: follow their jobs (or close them) again."""
-        import optuna
-        from optuna.trial import TrialState
+        import optuna  # lazy: heavy (optuna)
+        from optuna.trial import TrialState  # lazy: heavy (optuna)
 
         host = socket.gethostname()
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

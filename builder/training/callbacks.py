@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from builder.data.splits import Dataset, PixelSplit, Split
-from builder.entities.run_folder import RunFolder
 from builder.errors import TrainingError
 from builder.graph.latency import module_latency
+from builder.training.run_folder import RunFolder
+from builder.training.weights import save_weights
 
 if TYPE_CHECKING:
     from builder.training.config import TrainConfig
@@ -300,6 +302,39 @@ class RecordLatency(Callback):
             return
 
 
+class EpochWeights(Callback):
+    """After an epoch, the model's weights as the run folder's ``checkpoints/epoch.safetensors`` (written to a
+    temporary name and renamed, so a reader sees a whole file): Try it and Explain answer from the newest epoch
+    while the run trains, not from the last checkpoint (written every ``checkpoint_interval_s``). At most
+    :attr:`MAX_SHARE` of the training time goes to it (epochs shorter than that share of a write are skipped until
+    it is due: a 5,000-epoch run on a toy set is not slowed); skipped for a model over ``max_bytes`` of weights (the
+    checkpoint serves those) and on ranks other than 0; removed when the run finishes (its final weights replace
+    it)."""
+
+    MAX_SHARE = 0.05
+
+    def __init__(self, max_bytes: int = 64 * 2**20):
+        self.max_bytes = int(max_bytes)
+        self._written: float | None = None  # time.perf_counter() when the last write ended
+        self._cost = 0.0  # seconds the last write took
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> None:
+        if trainer.run_dir is None or getattr(trainer, "rank", 0) != 0:
+            return
+        start = time.perf_counter()
+        if self._written is not None and start - self._written < self._cost / self.MAX_SHARE:
+            return
+        size = sum(t.numel() * t.element_size() for t in trainer.model.state_dict().values())
+        if size <= self.max_bytes:
+            save_weights(trainer.model, RunFolder(trainer.run_dir).create().epoch_weights)
+            self._written = time.perf_counter()
+            self._cost = self._written - start
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        if trainer.run_dir is not None and result.status == "finished":
+            RunFolder(trainer.run_dir).epoch_weights.unlink(missing_ok=True)
+
+
 def builtin_callbacks(cfg: TrainConfig) -> list[Callback]:
     """The callbacks a config asks for: channels_last and freezing (setup order), early stopping (always:
     it reports the best epoch) and, with early stopping on, best weights. The trainer adds the training-health
@@ -313,5 +348,6 @@ def builtin_callbacks(cfg: TrainConfig) -> list[Callback]:
     return out
 
 
-__all__ = ["Callback", "EarlyStopping", "BestWeights", "ChannelsLast", "Freeze", "RecordLatency", "freeze_nodes",
+__all__ = ["Callback", "EarlyStopping", "BestWeights", "ChannelsLast", "Freeze", "RecordLatency", "EpochWeights",
+           "freeze_nodes",
            "builtin_callbacks", "improves"]

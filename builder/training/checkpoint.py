@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from builder.disk import on_full_disk
+from builder.data.disk import on_full_disk
 from builder.errors import TrainingError
 
 FORMAT = "layerlab-checkpoint-1"
@@ -168,7 +168,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     meta["sha256"] = tensors_sha256(out)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     need = sum(t.numel() * t.element_size() for t in out.values())
-    try:  # a full disk: one line (builder.disk), the last good checkpoint kept
+    try:  # a full disk: one line (builder.data.disk), the last good checkpoint kept
         with on_full_disk(path, "the checkpoint", needed=need):
             _write_checkpoint(path, tmp, out, meta)
     finally:

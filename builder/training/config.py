@@ -55,8 +55,8 @@ class TrainConfig(BaseModel):
     ``health_every``: steps between samples of per-node training health (:mod:`builder.training.health`, kept as
     the run's ``health.json``); 0 turns the recording off.
     ``torch_compile``: train through ``torch.compile`` (inductor; off by default: on this project's 2-core CPU it
-    made every template's step slower, the cnn's 1.4x and the resnet's 1.08x after 8-20 s of compiling, see
-    bench/RESULTS.md; on a GPU it can pay for long runs of large models). The validation, the test and every
+    did not pay, the cnn template's step slower compiled and the resnet's no faster, after half a minute of
+    compiling (bench/doc_figures.py, in bench/RESULTS.md); on a GPU it can pay for long runs of large models). The validation, the test and every
     explanation run the uncompiled module; training health then samples gradients and updates but not
     activations (forward hooks would recompile); a job that compiles may start the compiler's processes.
     ``augment``: image augmentation drawn per batch on the device, e.g. ``{"flip": 1, "crop": 4}`` (empty: off;
@@ -184,7 +184,7 @@ class TrainConfig(BaseModel):
 # ----------------------------------------------------------------------------------- device, precision
 def resolve_device(spec: str = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; an explicit device must exist. Raises TrainingError."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     spec = (spec or "auto").lower()
     if spec == "auto":
@@ -216,7 +216,7 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     computes it natively (AVX512-BF16 / AMX, through oneDNN), where it speeds matrix products up; None on
     other CPUs and on MPS. :class:`~builder.training.trainer.Trainer` refuses ``amp=True`` when this is None.
     """
-    import torch
+    import torch  # lazy: heavy (torch)
 
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -226,7 +226,7 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def _cpu_has_native_bf16() -> bool:
-    import torch
+    import torch  # lazy: heavy (torch)
 
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

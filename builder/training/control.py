@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from builder.entities.run_folder import RunFolder
 from builder.training.events import History
+from builder.training.run_folder import RunFolder
 
 
 class StopRequested(Exception):

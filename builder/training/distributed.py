@@ -52,7 +52,7 @@ def init_distributed(device: str = "auto") -> DistContext | None:
     world = env_world_size()
     if world <= 1:
         return None
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy: heavy (torch)
 
     try:
         rank = int(os.environ["RANK"])
@@ -83,7 +83,7 @@ def cleanup(ctx: DistContext | None) -> None:
     """Leave the process group (no-op when not distributed)."""
     if ctx is None:
         return
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy: heavy (torch)
 
     if dist.is_initialized():
         try:

@@ -33,25 +33,27 @@ from builder.graph.shapes import infer_shapes
 MODES = ("full", "linear_probe", "lora")
 
 
-def _weighted(graph: Graph) -> list[str]:
+def _weighted(graph: Graph, report: Any = None) -> list[str]:
 
-    report = infer_shapes(graph)
+    report = report if report is not None else infer_shapes(graph)
     return [nid for nid, info in report.nodes.items() if (info.num_params or 0) > 0]
 
 
-def head_nodes(graph) -> list[str]:
-    """The layers with weights that no other layer with weights follows (a classifier's last Linear)."""
+def head_nodes(graph, *, report: Any = None) -> list[str]:
+    """The layers with weights that no other layer with weights follows (a classifier's last Linear); ``report``:
+    the graph's ShapeReport when the caller has it."""
     graph = as_graph(graph)
-    weighted = _weighted(graph)
+    weighted = _weighted(graph, report)
     g = nx.DiGraph([(e.source, e.target) for e in graph.edges])
     g.add_nodes_from(n.id for n in graph.nodes)
     keep = set(weighted)
     return [n for n in weighted if not (nx.descendants(g, n) & keep)]
 
 
-def finetune_freeze(graph, mode: str) -> list[str]:
+def finetune_freeze(graph, mode: str, *, report: Any = None) -> list[str]:
     """The node ids a mode freezes (sorted): none for ``full``; every layer with weights but the head (and, for
-    ``lora``, but the LoRA nodes) otherwise.
+    ``lora``, but the LoRA nodes) otherwise. ``report``: the graph's ShapeReport when the caller has it (the
+    canvas's pass), so the graph is not analysed again.
 
     Raises:
         TrainingError: an unknown mode.
@@ -63,8 +65,8 @@ def finetune_freeze(graph, mode: str) -> list[str]:
         return []
     graph = as_graph(graph)
     types = {n.id: n.type for n in graph.nodes}
-    head = set(head_nodes(graph))
-    return sorted(n for n in _weighted(graph) if n not in head and not (mode == "lora" and types[n] == "LoRA"))
+    head = set(head_nodes(graph, report=report))
+    return sorted(n for n in _weighted(graph, report) if n not in head and not (mode == "lora" and types[n] == "LoRA"))
 
 
 def apply_finetune(graph, cfg: Any) -> tuple[Graph, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from builder.disk import write_atomic
+from builder.data.disk import write_atomic
 from builder.training.callbacks import Callback
 
 KEPT_WINDOWS = 6
@@ -59,8 +59,8 @@ def read_forecasts(path: str | Path) -> dict:
 
 def forecast_figure(data: dict, column: int = 0) -> Any:
     """Forecast vs actual for each kept window (one row of panels), the lookback shaded."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go  # lazy: heavy (plotly)
+    from plotly.subplots import make_subplots  # lazy: heavy (plotly)
 
     windows = data.get("windows") or []
     fig = make_subplots(rows=1, cols=max(len(windows), 1), shared_yaxes=True, horizontal_spacing=0.02)
@@ -69,7 +69,6 @@ def forecast_figure(data: dict, column: int = 0) -> Any:
                         for key in ("inputs", "targets", "forecast"))
         lb = len(inp)
         ahead = list(range(lb, lb + len(tgt)))
-        fig.add_vrect(x0=-0.5, x1=lb - 0.5, fillcolor="#e0e7ff", opacity=0.6, line_width=0, row=1, col=k)
         show = k == 1
         fig.add_trace(go.Scatter(x=list(range(lb)), y=inp, name="lookback", line_color="#6366f1",
                                  showlegend=show), row=1, col=k)
@@ -77,6 +76,9 @@ def forecast_figure(data: dict, column: int = 0) -> Any:
                                  showlegend=show), row=1, col=k)
         fig.add_trace(go.Scatter(x=ahead, y=fc, name="forecast", mode="lines+markers",
                                  line={"color": "#f59e0b", "dash": "dash"}, showlegend=show), row=1, col=k)
+        # after the traces: plotly leaves shapes out of subplots that are still empty (exclude_empty_subplots)
+        fig.add_vrect(x0=-0.5, x1=lb - 0.5, fillcolor="#e0e7ff", opacity=0.6, line_width=0, layer="below",
+                      row=1, col=k)
     cols = data.get("columns") or [""]
     fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 36, "b": 10},
                       title=f"Forecast vs actual on test windows ({cols[column] if column < len(cols) else ''}; "

@@ -14,7 +14,7 @@ Cost: nothing runs on the steps in between. On a sample step forward hooks are r
 removed after it; optimizer step hooks (registered once) compute the norms with ``torch._foreach_norm``. Every
 statistic stays a device tensor until the epoch ends, where all samples of the epoch are read with one host
 transfer (no per-step synchronisation on a GPU). The log is kept with the run as ``health.json``
-(:attr:`builder.entities.run_folder.RunFolder.health`), written atomically at the first epoch end, then at an epoch end at
+(:attr:`builder.training.run_folder.RunFolder.health`), written atomically at the first epoch end, then at an epoch end at
 most every :data:`WRITE_EVERY_S` seconds (a live page sees it within seconds; rewriting the whole log after every
 short epoch cost ~4% of a small model's run) and always when the run ends;
 :func:`read_health` reads it back. :mod:`builder.interpret.doctor` turns it into findings. Example::
@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from builder.entities.run_folder import RunFolder
 from builder.training.callbacks import Callback
 from builder.training.config import HEALTH_EVERY as DEFAULT_EVERY
+from builder.training.run_folder import RunFolder
 
 if TYPE_CHECKING:
     from builder.training.trainer import Trainer, TrainResult

@@ -18,7 +18,7 @@ from typing import Any
 
 from builder.errors import TrainingError
 
-__all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "child_options", "BASELINE_TAG", "baseline_tag", "baseline_line"]
+__all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "inherit_tokenizer", "pretrained_of", "TEXT_SOURCE", "child_options", "BASELINE_TAG", "baseline_tag", "baseline_line"]
 
 #: the run tag a distilled run keeps its student-alone baseline under: ``{"run": id, "accuracy": ..., ...}``
 BASELINE_TAG = "student_alone"
@@ -40,6 +40,37 @@ def parents(training: dict | None, config: Any) -> list[tuple[str, str]]:
     if cfg.get("init_from"):
         out.append(("init_from", str(cfg["init_from"])))
     return out
+
+
+TEXT_SOURCE = "text"  # the dataset name of user text (builder.data.sources' text kind)
+
+
+def inherit_tokenizer(store: Any, init_from: str | None, dataset: Any, options: dict | None) -> dict:
+    """The text source's options with the tokenizer of the run the weights start from: a run that starts from a
+    model imported from a folder with a ``tokenizer.json`` (kept in that run's folder) tokenizes its texts with it
+    (``tokenizer="pretrained"``, the JSON as ``pretrained``; :func:`builder.data.text.load_text`). Options that
+    name another tokenizer (``word``, ``bpe``) are kept; other datasets are left alone.
+
+    >>> inherit_tokenizer(None, None, "text", {"tokenizer": "word"})
+    {'tokenizer': 'word'}
+    """
+    opts = dict(options or {})
+    if not init_from or store is None or dataset != TEXT_SOURCE or opts.get("tokenizer") not in (None, "pretrained"):
+        return opts
+    run = store.get(init_from)  # exact id, a run the store's actor may read (else "no run X of yours")
+    path = store.folder(run["id"]).tokenizer
+    if path.is_file():
+        opts.update(tokenizer="pretrained", pretrained=path.read_text(encoding="utf-8"))
+    return opts
+
+
+def pretrained_of(store: Any, run: Any) -> dict:
+    """What reloading a run's text dataset needs besides its recorded options: its own ``tokenizer.json`` when it
+    trained with a pretrained tokenizer (``{"pretrained": text}``), else nothing."""
+    if (run.get("dataset_options") or {}).get("tokenizer") != "pretrained":
+        return {}
+    path = store.folder(run["id"]).tokenizer
+    return {"pretrained": path.read_text(encoding="utf-8")} if path.is_file() else {}
 
 
 def child_options(training: dict | None, config: Any, options: dict) -> dict:

@@ -13,7 +13,7 @@ Checkpoints use :func:`~builder.training.checkpoint.save_checkpoint` with every 
 ``opt.<network>.`` (tensors) and ``state["optimizers"]`` (hyper-parameters); the schedule position is the
 global step, the noise is a function of (seed, epoch, batch), so a run killed and resumed from its last
 checkpoint ends with the same weights as one never interrupted. A generator's samples on fixed noise are kept
-per epoch in the run's ``samples.npz`` (:attr:`~builder.entities.run_folder.RunFolder.samples`).
+per epoch in the run's ``samples.npz`` (:attr:`~builder.training.run_folder.RunFolder.samples`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import torch
 
 from builder._moved import moved_name
 from builder.data.splits import Dataset, Split
-from builder.entities.run_folder import RunFolder
 from builder.errors import TrainingError
 from builder.graph.compile import compile_graph
 from builder.graph.layers.objective import LOSS_TYPES
@@ -52,6 +51,7 @@ from builder.training.objectives import (
     resolve_objective,
     training_graph,
 )
+from builder.training.run_folder import RunFolder
 from builder.training.trainer import TrainResult, build_optimizer, call_hook
 from builder.training.weights import save_weights
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from builder.disk import write_atomic
+from builder.data.disk import write_atomic
 from builder.errors import TrainingError
 from builder.training.callbacks import Callback
 

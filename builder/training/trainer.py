@@ -25,6 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,15 @@ import torch
 
 from builder.data.augment import Augment, check_augment_input
 from builder.data.splits import Dataset, PixelSplit, Split
-from builder.entities.run_folder import RunFolder
 from builder.errors import DatasetError, TrainingError
-from builder.process.threads import torch_threads
-from builder.training.callbacks import Callback, EarlyStopping, builtin_callbacks, int_in, number
+from builder.training.callbacks import (
+    Callback,
+    EarlyStopping,
+    EpochWeights,
+    builtin_callbacks,
+    int_in,
+    number,
+)
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
 from builder.training.config import SCHEDULER_PARAMS, TrainConfig, amp_dtype, precision_label, resolve_device
 from builder.training.control import RunControl, StopRequested
@@ -55,6 +61,9 @@ from builder.training.metrics import (
     quick_metric,
     regression_metrics,
 )
+from builder.training.peak import peak_bytes, reset_peak
+from builder.training.run_folder import RunFolder
+from builder.training.threads import torch_threads
 from builder.training.weights import save_weights
 
 _CB_PREFIX = "callbacks."  # checkpoint tensors of callback states: callbacks.<state_key>.<name>
@@ -89,6 +98,30 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------------------- optimisation
+class _Precision:
+    """The step's precision as one path (Lightning's precision plugins): an autocast context, the loss read in
+    float32 and a gradient scaler, each a no-op in float32; the scaler works under float16 autocast only.
+
+    Example::
+
+        >>> p = _Precision("cpu", None)
+        >>> p.scaler.is_enabled(), p.loss(torch.ones(1)).dtype
+        (False, torch.float32)
+    """
+
+    def __init__(self, device_type: str, dtype: torch.dtype | None) -> None:
+        self.device_type, self.dtype = device_type, dtype
+        self.scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
+
+    def autocast(self) -> AbstractContextManager:
+        """The forward's context: autocast to the mixed-precision dtype, nothing in float32."""
+        return nullcontext() if self.dtype is None else torch.autocast(self.device_type, dtype=self.dtype)
+
+    def loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss as it is summed and differentiated: float32 under autocast, untouched in float32."""
+        return loss if self.dtype is None else loss.float()
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named in ``cfg``; SGD, Adam and AdamW use torch's fused kernels where available."""
     params = list(params)
@@ -133,7 +166,7 @@ def grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
 
 def _flop_counter() -> Any:
     """torch's FLOP counter (matrix products and convolutions: the multiply-adds of builder.graph.cost × 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # lazy: heavy (torch)
 
     return FlopCounterMode(display=False)
 
@@ -169,7 +202,8 @@ class Trainer(RunControl):
         self.dataset = dataset.to(self.device)
         self.task = dataset.info.task
         health = [HealthMonitor(self.config.health_every)] if self.config.health_every else []
-        self.callbacks: list[Any] = [*builtin_callbacks(self.config), *health, *callbacks]
+        newest = [EpochWeights()] if run_dir else []  # the newest epoch's weights for Try it while it trains
+        self.callbacks: list[Any] = [*builtin_callbacks(self.config), *health, *newest, *callbacks]
         self.run_dir = Path(run_dir) if run_dir else None
         if on_event is None:
             self.listeners: list[Callable[[dict], None]] = []
@@ -229,14 +263,13 @@ class Trainer(RunControl):
         self.scheduler, self._sched_when = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self._fwd: torch.nn.Module = self.model
         if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
+            from torch.nn.parallel import DistributedDataParallel as DDP  # lazy: heavy (torch)
             ids = [self.device.index or 0] if self.device.type == "cuda" else None
             self._fwd = DDP(self.model, device_ids=ids)
         self.compiled = bool(cfg.torch_compile)  # the training forward only (evaluation stays eager)
         if self.compiled:
             self._fwd = torch.compile(self._fwd)
-        self._amp = self._amp_dtype is not None
-        self._scaler = (torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None)
+        self._precision = _Precision(self.device.type, self._amp_dtype)
         # probe the output once: catches shape mismatches early with a clear message
         try:
             probe = ds.train.head(2).X
@@ -291,7 +324,7 @@ class Trainer(RunControl):
         return make_loss(self._kind, self.task, self.config.loss)
 
     def _set_threads(self) -> None:
-        """Intra-op threads on a CPU from the model's multiply-adds per batch (:func:`builder.runs.threads.torch_threads`;
+        """Intra-op threads on a CPU from the model's multiply-adds per batch (:func:`builder.training.threads.torch_threads`;
         the threads this process has are the cap). The process keeps the count after :meth:`fit`: raising it again
         makes the next calls on more threads 4-25x slower for a while on torch 2.13 (OpenMP/oneDNN; bench/RESULTS.md
         "CPU runs"). Torchrun sets its own."""
@@ -317,8 +350,8 @@ class Trainer(RunControl):
             if cb_state or cb_tensors:
                 state["callbacks"][cb.state_key] = cb_state
                 tensors.update({f"{_CB_PREFIX}{cb.state_key}.{k}": v for k, v in cb_tensors.items()})
-        if self._scaler is not None:
-            state["scaler"] = self._scaler.state_dict()
+        if self._precision.scaler.is_enabled():
+            state["scaler"] = self._precision.scaler.state_dict()
         save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.scheduler, state, tensors)
         self._ckpt_t, self._ckpt_due = time.perf_counter(), False
 
@@ -380,8 +413,8 @@ class Trainer(RunControl):
         gn = state.get("grad_norm")
         self._last_gn = None if gn is None else number(gn, "grad_norm")
         self._restore_callbacks(state, extra)
-        if self._scaler is not None and "scaler" in state:
-            self._scaler.load_state_dict(state["scaler"])
+        if "scaler" in state:  # a float16 run's loss scale (ignored by the disabled scaler of the others)
+            self._precision.scaler.load_state_dict(state["scaler"])
         perm = extra.get("perm")
         n = len(self.dataset.train)
         if perm is not None and (perm.dtype != torch.int64 or perm.shape != (n,)
@@ -431,6 +464,7 @@ class Trainer(RunControl):
         self._ckpt_t, self._ckpt_due = time.perf_counter(), False
         try:
             self._setup()
+            reset_peak(self.device)  # each epoch event carries the peak so far (builder.training.peak)
             start_epoch, start_batch, perm, acc = 0, 0, None, {}
             if self.resume_from is not None:
                 start_epoch, start_batch, perm, acc = self._restore()
@@ -485,7 +519,7 @@ class Trainer(RunControl):
         per_step_sched = self._sched_when == "step"
         clip, log_every = cfg.grad_clip, cfg.log_every
         world, rank = self.world, self.rank
-        params = self.params
+        params, precision, scaler = self.params, self._precision, self._precision.scaler
         for epoch in range(start_epoch, cfg.epochs):
             self.epoch = epoch
             if perm is None:  # a checkpoint taken inside an epoch brings that epoch's permutation
@@ -516,35 +550,22 @@ class Trainer(RunControl):
                         idx = idx[rank::world]
                     xb = take(idx, None if aug is None else aug.at(epoch, b))
                     yb = xb if Y is None else Y[idx]
-                    if self._amp:
-                        with torch.autocast(self.device.type, dtype=self._amp_dtype):
-                            out = fwd(xb)
-                            loss = lossf(first_output(out) if not isinstance(out, torch.Tensor) else out, xb, yb)
-                        loss = loss.float()
-                    else:
+                    with precision.autocast():
                         out = fwd(xb)
                         loss = lossf(out if isinstance(out, torch.Tensor) else first_output(out), xb, yb)
+                    loss = precision.loss(loss)
                     if self._check_each_step and not math.isfinite(loss.item()):
                         self._nonfinite(epoch, b)
                     opt.zero_grad(set_to_none=True)
                     self.global_step += 1
                     phase = 1
-                    if self._scaler is not None:
-                        self._scaler.scale(loss).backward()
-                        if clip:
-                            self._scaler.unscale_(opt)
-                            self._last_gn_t = torch.nn.utils.clip_grad_norm_(params, clip)
-                        phase = 2
-                        self._scaler.step(opt)
-                        self._scaler.update()
-                    else:
-                        loss.backward()
-                        if clip:
-                            self._last_gn_t = torch.nn.utils.clip_grad_norm_(params, clip)
-                        elif b == nb - 1:  # reported once per epoch
-                            self._last_gn_t = grad_norm(params)
-                        phase = 2
-                        opt.step()
+                    scaler.scale(loss).backward()
+                    if clip or b == nb - 1:  # the norm of the unscaled gradients, reported once per epoch
+                        scaler.unscale_(opt)
+                        self._last_gn_t = torch.nn.utils.clip_grad_norm_(params, clip) if clip else grad_norm(params)
+                    phase = 2
+                    scaler.step(opt)  # opt.step() unless float16 gradients overflowed
+                    scaler.update()
                     if per_step_sched:
                         sched.step()
                     seen += len(idx)
@@ -616,7 +637,8 @@ class Trainer(RunControl):
         logs = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                 "train_metric": train_metric, "val_metric": val_metric, "metric_name": self.metric_name,
                 "lr": lr, "grad_norm": self._last_gn, "samples_per_s": seen / max(dt, 1e-9),
-                "eta_s": mean_t * (cfg.epochs - epoch - 1), "step": self.global_step}
+                "eta_s": mean_t * (cfg.epochs - epoch - 1), "step": self.global_step,
+                "peak_memory": peak_bytes(self.device)}
         extras: dict = {}
         for r in call_hook(self.callbacks, "on_epoch_end", self, epoch, logs):
             if isinstance(r, dict):

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from builder.disk import on_full_disk
+from builder.data.disk import on_full_disk
 from builder.errors import TrainingError
 from builder.training.checkpoint import model_tensors, tensors_sha256
 
@@ -49,7 +49,7 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, s
     tensors = model_tensors(model)
     md[WEIGHTS_SHA_KEY] = tensors_sha256(tensors)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:  # a full disk: one line (builder.disk), the weights there before kept
+    try:  # a full disk: one line (builder.data.disk), the weights there before kept
         with on_full_disk(path, "the weights", needed=sum(t.numel() * t.element_size() for t in tensors.values())):
             save_file(tensors, str(tmp), metadata=md)
             read_weights(tmp)

@@ -7,7 +7,6 @@ import {
   ReactFlow,
   ReactFlowProvider,
   MiniMap,
-  Controls,
   Background,
   BackgroundVariant,
   useReactFlow,
@@ -32,12 +31,13 @@ import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, index
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
 import { withMarker } from './clipboard.js';
 import { initialState } from './sync.js';
-import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, fitDue } from './viewport.js';
+import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, coveredRight, fitDue } from './viewport.js';
 import { loadPanels, paletteMode, savePanels } from './panels.js';
 import { useHistory } from './useHistory.js';
 import { usePythonSync } from './usePythonSync.js';
 import { useKeyboard } from './useKeyboard.js';
 import { usePaletteDrag } from './usePaletteDrag.js';
+import { entryLabel, libraryEvent } from './library.js';
 import { useSelection } from './useSelection.js';
 import { useClipboard } from './useClipboard.js';
 import { useContextMenu } from './useContextMenu.js';
@@ -100,7 +100,26 @@ function Canvas({ data, api, store }) {
   const [tip, setTip] = useState(null);
   // true while the viewport pans/zooms/animates (exposed as data-moving for tests that wait for it)
   const [moving, setMoving] = useState(false);
+  // The programmatic move in flight (null: none). data-moving stays true until *its* animation ends: an earlier
+  // glide it interrupted reports its end a tick later, which must not read as "stopped" (a search after a
+  // block opened was measured mid-flight). A pan or zoom by the user cancels the token (onMoveStart).
+  const glideRef = useRef(null);
+  const glide = useCallback((move) => {
+    const token = {};
+    glideRef.current = token;
+    setMoving(true);
+    return Promise.resolve(move()).then((r) => {
+      if (glideRef.current === token) {
+        glideRef.current = null;
+        setMoving(false);
+      }
+      return r;
+    });
+  }, []);
   const [panels, setPanels] = useState(() => loadPanels(localStore()));
+  const [mapOpen, setMapOpen] = useState(false); // the minimap, opened from the toolbar (closed it covers no node)
+  const mapOpenRef = useRef(false);
+  mapOpenRef.current = mapOpen;
   useEffect(() => savePanels(localStore(), panels), [panels]);
 
   const rf = useReactFlow();
@@ -112,6 +131,8 @@ function Canvas({ data, api, store }) {
   const zoom = useStore((s) => s.transform[2]);
   // Fit leaves room for a palette floating over the canvas's left side.
   const leftInsetRef = useRef(0);
+  const coversRef = useRef([]);
+  coversRef.current = Array.isArray(data.covers) ? data.covers : [];
   leftInsetRef.current = mode === 'overlay' ? PALETTE_OVERLAY_W : 0;
 
   // Latest nodes/edges, updated together with every setNodes/setEdges call.
@@ -197,17 +218,26 @@ function Canvas({ data, api, store }) {
         return;
       }
       const b = rf.getNodesBounds(nds);
-      const padding = { left: FIT_PADDING.left + leftInsetRef.current };
+      // the page's panels floating over the canvas's right side now (data.covers: the inspector on a narrow window)
+      const panels = (coversRef.current || []).flatMap((sel) => {
+        try {
+          return [...document.querySelectorAll(sel)].map((e) => e.getBoundingClientRect()).filter((r) => r.width > 0 && r.height > 0);
+        } catch {
+          return []; // a selector the browser does not know
+        }
+      });
+      const right = coveredRight(el.getBoundingClientRect(), panels);
+      const padding = { left: FIT_PADDING.left + leftInsetRef.current, ...(right ? { right: FIT_PADDING.right + right } : {}) };
       // a collapsed view is an overview: fit more of it (block names are large enough at 0.6); Fit shows it all
       const minZoom = all ? FIT_ALL_ZOOM : blocksRef.current ? 0.6 : undefined;
-      const corners = size.width >= MINIMAP_FROM ? CORNERS : false;
+      const corners = mapOpenRef.current && size.width >= MINIMAP_FROM ? CORNERS : false;
       const v = clearViewport(b, size.width, size.height, { padding, ...(minZoom ? { minZoom } : {}) }, corners);
       const cur = rf.getViewport();
       const same = Math.abs(cur.x - v.x) < 0.5 && Math.abs(cur.y - v.y) < 0.5 && Math.abs(cur.zoom - v.zoom) < 1e-3;
-      const done = Promise.resolve(rf.setViewport(v, duration && !same ? { duration } : undefined));
+      const done = duration && !same ? glide(() => rf.setViewport(v, { duration })) : Promise.resolve(rf.setViewport(v));
       done.then(() => setTimeout(() => markFitted(seq), 0));
     },
-    [rf, store, markFitted],
+    [rf, store, markFitted, glide],
   );
   const nodesInitialized = useNodesInitialized();
   const [fitTick, setFitTick] = useState(0); // a replaced graph asks for a fit (the effect below makes it)
@@ -438,9 +468,9 @@ function Canvas({ data, api, store }) {
         }
       }
       if (target) userMoved();
-      if (target) rf.setCenter(target.x, target.y, { zoom: Math.max(rf.getZoom(), 1), duration: 300 });
+      if (target) glide(() => rf.setCenter(target.x, target.y, { zoom: Math.max(rf.getZoom(), 1), duration: 300 }));
     },
-    [rf, selectOnly, userMoved],
+    [rf, selectOnly, userMoved, glide],
   );
 
   // ---- grouping into a block (one-shot event to Python) ----
@@ -469,7 +499,11 @@ function Canvas({ data, api, store }) {
   const addFromPalette = useCallback(
     (entry, flowPos) => {
       const origin = { x: flowPos.x - NODE_W / 2, y: flowPos.y - NODE_H / 2 };
-      if (entry.block && Array.isArray(entry.block.nodes)) {
+      const lib = libraryEvent(entry, Date.now());
+      if (lib) {
+        apiRef.current.setTriggerValue?.('event', lib);
+        showToast(`Importing ${lib.name}…`);
+      } else if (entry.block && Array.isArray(entry.block.nodes)) {
         insertItems({ nodes: entry.block.nodes, edges: entry.block.edges || [] }, origin);
       } else {
         let createdId = null;
@@ -484,7 +518,7 @@ function Canvas({ data, api, store }) {
         if (createdId) primaryRef.current = createdId;
       }
     },
-    [insertItems, mutate],
+    [insertItems, mutate, showToast],
   );
   const toFlow = useCallback((p) => rf.screenToFlowPosition(p), [rf]);
   const countNodes = useCallback(() => nodesRef.current.length, []);
@@ -551,10 +585,10 @@ function Canvas({ data, api, store }) {
         const z = rf.getZoom();
         const fits = flowRef.current ? Math.min(flowRef.current.clientWidth / (w + 80), flowRef.current.clientHeight / (h + 80)) : z;
         userMoved();
-        rf.setCenter(el.position.x + w / 2, el.position.y + h / 2, { zoom: Math.max(0.3, Math.min(z, fits, 1)), duration: 250 });
+        glide(() => rf.setCenter(el.position.x + w / 2, el.position.y + h / 2, { zoom: Math.max(0.3, Math.min(z, fits, 1)), duration: 250 }));
       }
     },
-    [arrange, rf, userMoved],
+    [arrange, rf, userMoved, glide],
   );
   const idsKey = useMemo(() => nodes.map((n) => n.id).join('\n'), [nodes]);
   const canBlocks = useMemo(() => !!blocks || (nodes.length > 50 && blockTree(nodesRef.current).roots.length > 0), [idsKey, blocks]); // eslint-disable-line react-hooks/exhaustive-deps
@@ -596,13 +630,15 @@ function Canvas({ data, api, store }) {
       primaryRef.current = id;
       const n = nds.find((x) => x.id === id);
       userMoved();
-      rf.setCenter(n.position.x + (n.measured?.width || NODE_W) / 2, n.position.y + (n.measured?.height || NODE_H) / 2, {
-        zoom: Math.max(rf.getZoom(), 0.9),
-        duration: 300,
-      });
+      glide(() =>
+        rf.setCenter(n.position.x + (n.measured?.width || NODE_W) / 2, n.position.y + (n.measured?.height || NODE_H) / 2, {
+          zoom: Math.max(rf.getZoom(), 0.9),
+          duration: 300,
+        }),
+      );
       return { index, total: hits.length };
     },
-    [arrange, setGraph, rf, showToast, primaryRef, userMoved],
+    [arrange, setGraph, rf, showToast, primaryRef, userMoved, glide],
   );
   // What React Flow draws: in the collapsed view the layers shown (and any added since), the blocks and
   // frames, the edges between shown layers and the aggregated ones.
@@ -679,6 +715,10 @@ function Canvas({ data, api, store }) {
             onRedo={history.redo}
             onLayout={autoLayout}
             onFit={fit}
+            onZoomIn={() => glide(() => rf.zoomIn({ duration: 150 }))}
+            onZoomOut={() => glide(() => rf.zoomOut({ duration: 150 }))}
+            mapOpen={mapOpen}
+            onToggleMap={() => setMapOpen((m) => !m)}
             hasNodes={nodes.length > 0}
             groupForm={groupForm}
             setGroupForm={setGroupForm}
@@ -732,9 +772,14 @@ function Canvas({ data, api, store }) {
               onPaneClick={onPaneClick}
               onMoveStart={(event) => {
                 setMoving(true);
-                if (event) userMoved(); // a pan or zoom by the user (a programmatic move has no event)
+                if (event) {
+                  glideRef.current = null; // a pan or zoom by the user (a programmatic move has no event) ends a glide
+                  userMoved();
+                }
               }}
-              onMoveEnd={() => setMoving(false)}
+              onMoveEnd={() => {
+                if (!glideRef.current) setMoving(false);
+              }}
               deleteKeyCode={null}
               selectionKeyCode="Shift"
               multiSelectionKeyCode={['Control', 'Meta']}
@@ -745,7 +790,7 @@ function Canvas({ data, api, store }) {
               elevateNodesOnSelect
             >
               <Background variant={BackgroundVariant.Dots} gap={18} size={1.2} color="#cbd5e1" />
-              <MiniMap
+              {mapOpen && <MiniMap
                 position="bottom-right"
                 pannable
                 zoomable
@@ -755,8 +800,7 @@ function Canvas({ data, api, store }) {
                 maskColor="rgba(226,232,240,0.55)"
                 style={{ width: 168, height: 108, marginBottom: 24 }}
                 ariaLabel="Mini map"
-              />
-              <Controls position="top-right" orientation="horizontal" showInteractive={false} />
+              />}
             </ReactFlow>
             {mode === 'overlay' && palettePanel}
             {nodes.length === 0 && (
@@ -798,7 +842,7 @@ function Canvas({ data, api, store }) {
         </div>
         {ghost && (
           <div className={`ll-ghost${ghost.over ? ' over' : ''}`} style={{ left: ghost.x, top: ghost.y, '--cat': colorFor(ghost.entry.category) }}>
-            {ghost.entry.type}
+            {entryLabel(ghost.entry)}
           </div>
         )}
       </div>

@@ -2,9 +2,10 @@ import { memo, useContext, useEffect, useRef, useState } from 'react';
 import { Handle, Position } from '@xyflow/react';
 import { CanvasContext } from './context.js';
 import { useAnnotation } from './annotations.js';
-import { colorFor, formatCount, portsOf, outKind, inKind } from './graph.js';
+import { colorFor, formatCount, portsOf, nodeOutputs, outKind, inKind } from './graph.js';
 import { healthClass, healthOf } from './health.js';
 import { costAlpha, costOf, shareText, COST_LABELS } from './cost.js';
+import { trainOf } from './training.js';
 
 function RenameInput({ initial, onDone }) {
   const [value, setValue] = useState(initial);
@@ -45,7 +46,9 @@ function LayerNode({ id, data, selected }) {
   const errors = Array.isArray(ann.errors) ? ann.errors.filter((m) => m != null).map(String) : [];
   const health = healthOf(ann);
   const cost = costOf(ann, ctx.costMode);
-  const { inputs, outputs } = portsOf(entry);
+  const train = trainOf(ann);
+  const { inputs } = portsOf(entry);
+  const outputs = nodeOutputs({ data }, entry, ann); // an image Input has no padding mask
   const category = entry?.category || (data.ltype === 'Input' ? 'Inputs' : null);
   const color = colorFor(category);
   const title = data.label || id;
@@ -57,7 +60,7 @@ function LayerNode({ id, data, selected }) {
 
   return (
     <div
-      className={`ll-node${selected ? ' is-selected' : ''}${errors.length ? ' has-error' : ''}${entry ? '' : ' is-unknown'}${healthClass(health)}${cost ? ' has-cost' : ''}`}
+      className={`ll-node${selected ? ' is-selected' : ''}${errors.length ? ' has-error' : ''}${entry ? '' : ' is-unknown'}${healthClass(health)}${cost ? ' has-cost' : ''}${train ? train.cls : ''}`}
       style={cost ? { '--cat': color, '--cost-a': costAlpha(cost.share) } : { '--cat': color }}
       data-node-id={id}
       data-testid={`node-${id}`}
@@ -78,6 +81,11 @@ function LayerNode({ id, data, selected }) {
             onPointerLeave={ctx.hideTip}
           >
             {errors.length}
+          </span>
+        )}
+        {train?.badge && (
+          <span className="ll-train-badge" title={train.title} aria-label={train.title} data-testid={`train-${id}`}>
+            {train.badge}
           </span>
         )}
         {health && health.lines.length > 0 && (

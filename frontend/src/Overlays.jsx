@@ -3,6 +3,7 @@ import { CheckIcon, CloseIcon, WarnIcon } from './icons.jsx';
 import { formatCount } from './graph.js';
 import { menuItems } from './contextMenu.js';
 import { GESTURES, SHORTCUTS } from './keyboard.js';
+import { trainableText } from './training.js';
 
 // Renders the entries of contextMenu.js's menuItems; `actions` maps each entry's
 // action name to the function it runs.
@@ -52,10 +53,14 @@ export function HelpPanel({ onClose }) {
 export function ProblemsBar({ annotations, problems, open, setOpen, onFocus }) {
   const totalParams = formatCount(annotations.summary?.total_params);
   const memory = annotations.summary?.memory;
+  const trainable = trainableText(annotations.summary);
   return (
     <div className="ll-summary">
       <span className="ll-stat"><span className="ll-stat-k">Parameters</span><span className="ll-stat-v" data-testid="total-params">{totalParams ?? '—'}</span></span>
       <span className="ll-stat" title="Multiply-adds per sample (matrix products and convolutions)"><span className="ll-stat-k">MACs</span><span className="ll-stat-v" data-testid="total-macs">{annotations.summary?.macs ?? '—'}</span></span>
+      {trainable && (
+        <span className="ll-stat" title="Parameters that train (the rest is frozen: frozen layers, LoRA bases)"><span className="ll-stat-k">Trainable</span><span className="ll-stat-v" data-testid="trainable-params">{trainable}</span></span>
+      )}
       <span className="ll-stat"><span className="ll-stat-k">Memory</span><span className="ll-stat-v">{memory ? String(memory) : '—'}</span></span>
       <span className="ll-spacer" />
       {problems.length ? (

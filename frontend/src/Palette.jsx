@@ -1,6 +1,7 @@
 import { memo, useMemo, useState } from 'react';
 import { CATEGORY_ORDER, colorFor } from './graph.js';
 import { CloseIcon, PinIcon } from './icons.jsx';
+import { entryLabel } from './library.js';
 
 function groupPalette(palette, query) {
   const q = query.trim().toLowerCase();
@@ -9,7 +10,7 @@ function groupPalette(palette, query) {
     if (!entry || typeof entry.type !== 'string') continue;
     const cat = entry.category || 'Other';
     if (q) {
-      const hay = `${entry.type} ${cat} ${entry.description || ''}`.toLowerCase();
+      const hay = `${entryLabel(entry)} ${cat} ${entry.description || ''}`.toLowerCase();
       if (!q.split(/\s+/).every((w) => hay.includes(w))) continue;
     }
     if (!groups.has(cat)) groups.set(cat, []);
@@ -94,12 +95,16 @@ function Palette({ palette, onPointerDownItem, overlay, docked, onToggleDock, on
                       tabIndex={0}
                       data-type={entry.type}
                       data-testid={`palette-${entry.type}`}
-                      title={entry.description ? `${entry.type}: ${entry.description}` : entry.type}
+                      title={entry.description ? `${entryLabel(entry)}: ${entry.description}` : entryLabel(entry)}
                       style={{ '--cat': colorFor(cat) }}
                       onPointerDown={(e) => onPointerDownItem(entry, e)}
                     >
-                      <span className="ll-item-name">{entry.type}</span>
-                      {entry.description ? <span className="ll-item-desc">{entry.description}</span> : null}
+                      <span className="ll-item-name">{entryLabel(entry)}</span>
+                      {entry.library ? (
+                        <span className={`ll-item-size${entry.library.fits === false ? ' too-big' : ''}`} data-testid={`palette-size-${entry.library.name}`}>
+                          {entry.library.size}
+                        </span>
+                      ) : entry.description ? <span className="ll-item-desc">{entry.description}</span> : null}
                     </div>
                   ))}
                 </div>

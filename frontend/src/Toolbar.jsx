@@ -1,6 +1,6 @@
 import { memo, useState } from 'react';
 import { COST_LABELS } from './cost.js';
-import { FitIcon, GroupIcon, HelpIcon, LayoutIcon, PanelIcon, RedoIcon, TrashIcon, UndoIcon } from './icons.jsx';
+import { FitIcon, GroupIcon, HelpIcon, LayoutIcon, MapIcon, PanelIcon, RedoIcon, TrashIcon, UndoIcon, ZoomInIcon, ZoomOutIcon } from './icons.jsx';
 
 function Toolbar(p) {
   return (
@@ -23,11 +23,28 @@ function Toolbar(p) {
         <RedoIcon />
       </button>
       <span className="ll-sep" />
-      <button type="button" className="ll-btn" title="Arrange layers left to right" onClick={p.onLayout} disabled={!p.hasNodes}>
-        <LayoutIcon /> <span className="ll-btn-label">Auto-layout</span>
+      <button type="button" className="ll-btn" title="Arrange layers left to right" aria-label="Auto-layout" onClick={p.onLayout} disabled={!p.hasNodes}>
+        <LayoutIcon /> <span className="ll-btn-label wide-only">Auto-layout</span>
       </button>
       <button type="button" className="ll-btn" title="Show the whole graph (F)" onClick={p.onFit} disabled={!p.hasNodes}>
         <FitIcon /> <span className="ll-btn-label">Fit</span>
+      </button>
+      {/* zoom and the minimap live here, not over the canvas: floating there they sat on nodes */}
+      <button type="button" className="ll-btn icon" title="Zoom out" aria-label="Zoom out" onClick={p.onZoomOut}>
+        <ZoomOutIcon />
+      </button>
+      <button type="button" className="ll-btn icon" title="Zoom in" aria-label="Zoom in" onClick={p.onZoomIn}>
+        <ZoomInIcon />
+      </button>
+      <button
+        type="button"
+        className={`ll-btn icon${p.mapOpen ? ' is-on' : ''}`}
+        title={p.mapOpen ? 'Hide the minimap' : 'Show a minimap of the whole graph (bottom right)'}
+        aria-label="Minimap"
+        aria-pressed={!!p.mapOpen}
+        onClick={p.onToggleMap}
+      >
+        <MapIcon />
       </button>
       <span className="ll-sep" />
       {p.groupForm ? (
@@ -58,8 +75,8 @@ function Toolbar(p) {
           </button>
         </form>
       ) : (
-        <button type="button" className="ll-btn" title="Group the selected layers into a reusable block" onClick={p.onOpenGroup} disabled={p.selCount < 2}>
-          <GroupIcon /> <span className="ll-btn-label">Group as block</span>
+        <button type="button" className="ll-btn" title="Group the selected layers into a reusable block" aria-label="Group as block" onClick={p.onOpenGroup} disabled={p.selCount < 2}>
+          <GroupIcon /> <span className="ll-btn-label wide-only">Group as block</span>
         </button>
       )}
       <button

@@ -3,7 +3,7 @@
 
 export const CATEGORY_ORDER = [
   'Inputs', 'Dense', 'Convolution', 'Pooling', 'Normalisation', 'Recurrent',
-  'Attention', 'Activation', 'Merge', 'Reshape', 'Blocks',
+  'Attention', 'Activation', 'Merge', 'Reshape', 'Blocks', 'Pretrained',
 ];
 
 export const CATEGORY_COLORS = {
@@ -18,6 +18,7 @@ export const CATEGORY_COLORS = {
   Merge: '#ca8a04',
   Reshape: '#64748b',
   Blocks: '#0f172a',
+  Pretrained: '#b45309',
 };
 
 export function colorFor(category) {
@@ -41,6 +42,24 @@ export function portsOf(entry) {
     inputs: Array.isArray(entry.inputs) ? entry.inputs : DEFAULT_IN,
     outputs: Array.isArray(entry.outputs) ? entry.outputs : DEFAULT_OUT,
   };
+}
+
+// Does `node` offer its `padding_mask` output? Only an Input that yields a sequence does: token ids (Python's
+// annotation out_kind "tokens") or (B, T, F) features (its annotated shape has three dimensions); before Python
+// has answered, the node's own modality says it. Other layers keep every port of their palette entry.
+export function offersPaddingMask(node, ann) {
+  if (node?.data?.ltype !== 'Input') return true;
+  if (ann?.out_kind === 'tokens') return true;
+  const shape = typeof ann?.shape === 'string' && ann.shape.startsWith('(') ? ann.shape : null;
+  if (shape) return shape.split(',').length === 3;
+  const modality = node?.data?.params?.modality;
+  return modality === 'tokens' || modality === 'sequence';
+}
+
+// The output ports `node` shows: its palette entry's, less a padding mask it does not offer.
+export function nodeOutputs(node, entry, ann) {
+  const { outputs } = portsOf(entry);
+  return offersPaddingMask(node, ann) ? outputs : outputs.filter((p) => p.name !== PADDING_MASK);
 }
 
 // Kind of the tensors leaving `node` through output port `portName`.

@@ -47,3 +47,12 @@ export const PinIcon = () => (
 export const CloseIcon = () => (
   <svg {...base}><path d="M18 6 6 18M6 6l12 12" /></svg>
 );
+export const ZoomInIcon = () => (
+  <svg {...base}><circle cx="11" cy="11" r="7" /><path d="M21 21l-5-5M8 11h6M11 8v6" /></svg>
+);
+export const ZoomOutIcon = () => (
+  <svg {...base}><circle cx="11" cy="11" r="7" /><path d="M21 21l-5-5M8 11h6" /></svg>
+);
+export const MapIcon = () => (
+  <svg {...base}><path d="M3 6l6-2 6 2 6-2v14l-6 2-6-2-6 2zM9 4v14M15 6v14" /></svg>
+);

@@ -83,7 +83,7 @@ export function takeEcho(sent, sel) {
 // Python sends the graph, palette and annotations as JSON text (Streamlit would otherwise probe every dict or
 // list value for a dataframe and import pandas for it on the first visit). Decode them, reusing the last
 // decoded value while the text is unchanged so memoised consumers keep their identity.
-export const JSON_KEYS = ['graph', 'palette', 'annotations'];
+export const JSON_KEYS = ['graph', 'palette', 'annotations', 'covers'];
 
 export function decodeData(data, cache = new Map()) {
   const d = data && typeof data === 'object' ? { ...data } : {};

@@ -42,12 +42,29 @@ export function fitDue(state, size, ready = true) {
 
 // The Fit button shows the whole graph: the zoom may go this low (the first view stays readable instead).
 export const FIT_ALL_ZOOM = 0.1;
-// The minimap (bottom-right, with its margins) and the zoom buttons (top-right) sit over the canvas: a fit keeps
-// nodes off them, either in a strip on the right (clear of both) or below the buttons and above the minimap,
-// whichever leaves the larger zoom.
-export const CORNERS = { right: 204, top: 54, bottom: 150 };
+// The minimap (bottom-right, with its margins; opened from the toolbar, where the zoom buttons are) sits over the
+// canvas: a fit keeps nodes off it, either in a strip on the right or above it, whichever leaves the larger zoom.
+// (`top`: a top-right corner, none since the zoom buttons moved to the toolbar.)
+export const CORNERS = { right: 204, top: 0, bottom: 150 };
 
-// readableViewport with the nodes clear of the minimap and zoom buttons (`corners`: false when they are hidden).
+// Does the box `bounds` (flow coordinates) land on the minimap (bottom-right) or the zoom buttons (top-right) when
+// shown with viewport `v` on a `width` x `height` canvas?
+export function onCorners(bounds, v, width, height, corners = CORNERS) {
+  const x0 = bounds.x * v.zoom + v.x;
+  const y0 = bounds.y * v.zoom + v.y;
+  const x1 = x0 + bounds.width * v.zoom;
+  const y1 = y0 + bounds.height * v.zoom;
+  const hits = (b) => x0 < b.x1 && x1 > b.x0 && y0 < b.y1 && y1 > b.y0;
+  return (
+    hits({ x0: width - corners.right, y0: height - corners.bottom, x1: width, y1: height }) ||
+    hits({ x0: width - corners.right, y0: 0, x1: width, y1: corners.top })
+  );
+}
+
+// readableViewport with the nodes clear of the minimap and zoom buttons (`corners`: false when they are hidden):
+// of a strip on the right and a band between the buttons and the minimap, the one that keeps the nodes off both
+// (a graph wider than the canvas at the readable zoom overflows to the right: in the strip its right end would sit
+// under the minimap), else the one with the larger zoom.
 export function clearViewport(bounds, width, height, opts = {}, corners = CORNERS) {
   if (!corners) return readableViewport(bounds, width, height, opts);
   const pad = opts.padding || {};
@@ -56,5 +73,19 @@ export function clearViewport(bounds, width, height, opts = {}, corners = CORNER
     ...opts,
     padding: { ...pad, top: Math.max(pad.top ?? 0, corners.top), bottom: Math.max(pad.bottom ?? 0, corners.bottom) },
   });
+  const clear = [strip, band].filter((v) => !onCorners(bounds, v, width, height, corners));
+  if (clear.length === 1) return clear[0];
   return band.zoom > strip.zoom + 1e-6 ? band : strip;
+}
+
+// How much of the canvas's right side (screen px) panels floating over it hide: `flow` and `panels` are
+// client rects ({left, right, top, bottom}). A panel counts when it overlaps the canvas and reaches its right
+// edge (the inspector floating over a narrow window); a fit then keeps the nodes left of it.
+export function coveredRight(flow, panels) {
+  let covered = 0;
+  for (const p of panels || []) {
+    const overlaps = p.left < flow.right && p.right > flow.left && p.top < flow.bottom && p.bottom > flow.top;
+    if (overlaps && p.right >= flow.right - 1) covered = Math.max(covered, flow.right - Math.max(p.left, flow.left));
+  }
+  return Math.max(0, covered);
 }

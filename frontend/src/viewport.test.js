@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CORNERS, FIT_ALL_ZOOM, MAX_FIT_ZOOM, READABLE_ZOOM, clearViewport, fitDue, readableViewport } from './viewport.js';
+import { CORNERS, FIT_ALL_ZOOM, MAX_FIT_ZOOM, READABLE_ZOOM, clearViewport, fitDue, onCorners, readableViewport, coveredRight } from './viewport.js';
 
 describe('readable viewport', () => {
   it('a small graph is centred, never zoomed above the max', () => {
@@ -65,8 +65,33 @@ describe('Fit shows the whole graph clear of the minimap and zoom buttons', () =
     const clearBand = inside(v, b, 0, CORNERS.top, 1100, 600 - CORNERS.bottom);
     expect(clearStrip || clearBand).toBe(true);
   });
+  it('a graph wider than the canvas at the readable zoom keeps its right end off the minimap', () => {
+    // both fits are clamped to the readable zoom (a tie): the strip would put the overflowing right end (the
+    // CNN template's fc at 1440x900) under the minimap, the band between the buttons and the minimap does not
+    const b = { x: 0, y: 0, width: 2400, height: 380 };
+    const v = clearViewport(b, 1000, 600);
+    expect(v.zoom).toBeCloseTo(READABLE_ZOOM);
+    expect(onCorners(b, v, 1000, 600)).toBe(false);
+  });
   it('without the corners it is the readable viewport', () => {
     const b = { x: 0, y: 0, width: 200, height: 100 };
     expect(clearViewport(b, 1000, 600, {}, false)).toEqual(readableViewport(b, 1000, 600));
+  });
+});
+
+describe('coveredRight', () => {
+  const flow = { left: 24, right: 876, top: 300, bottom: 850 };
+  it('is the width of a panel floating over the right side', () => {
+    // the inspector floating at 900x900: from x = 550 to the window's right edge
+    expect(coveredRight(flow, [{ left: 550, right: 890, top: 70, bottom: 690 }])).toBe(326);
+  });
+  it('ignores panels beside the canvas, above it, or not reaching its right edge', () => {
+    expect(coveredRight(flow, [{ left: 890, right: 1130, top: 300, bottom: 850 }])).toBe(0); // docked beside it
+    expect(coveredRight(flow, [{ left: 550, right: 890, top: 0, bottom: 200 }])).toBe(0); // above it
+    expect(coveredRight(flow, [{ left: 300, right: 500, top: 400, bottom: 500 }])).toBe(0); // a tooltip inside
+    expect(coveredRight(flow, [])).toBe(0);
+  });
+  it('takes the widest of several panels', () => {
+    expect(coveredRight(flow, [{ left: 700, right: 900, top: 300, bottom: 400 }, { left: 600, right: 880, top: 500, bottom: 600 }])).toBe(276);
   });
 });

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 from tests.helpers import ME
 
 

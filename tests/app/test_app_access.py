@@ -5,9 +5,9 @@ link."""
 from __future__ import annotations
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 from tests.helpers import ME, OTHER, open_app
 
 

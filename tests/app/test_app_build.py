@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from tests.helpers import ME, open_app
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -163,8 +163,8 @@ def test_first_build_run_imports_neither_torch_nor_pandas(tmp_path):
 
 def test_a_trained_run_tints_the_canvas_with_its_health(workspace):
     """After a run of the canvas graph, every recorded node carries the doctor's verdict in the annotations."""
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
 
     run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, RunStore(workspace, actor=SYSTEM))  # owner local
     at = open_app(owner="local", template="mlp")
@@ -177,8 +177,8 @@ def test_a_trained_run_tints_the_canvas_with_its_health(workspace):
 def test_a_finished_run_offers_its_measured_latency_on_the_canvas(workspace):
     """A stored run of the canvas graph records each node's time (latency.json); the Build page's annotations
     then offer the overlay's latency mode with a value on the timed nodes."""
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
 
     store = RunStore(workspace, actor=SYSTEM)
     project = builder.load_template("cnn")

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from builder.access import SYSTEM
 from builder.data import load_dataset
+from builder.data.access import SYSTEM
 from builder.data.drift import reference_table
 from builder.data.uploads import UploadFolder
-from builder.runs.jobs import wait
+from builder.jobs.queue import wait
 from builder.runs.owners import upload_dir
 from builder.runs.store import RunStore
 from tests.helpers import ME, open_app, until

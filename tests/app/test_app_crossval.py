@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from builder.access import SYSTEM
-from builder.runs.job_sandbox import TEST_CRASH_ENV
-from builder.runs.jobs import wait
+from builder.data.access import SYSTEM
+from builder.jobs.job_sandbox import TEST_CRASH_ENV
+from builder.jobs.queue import wait
 from builder.runs.store import RunStore
 from tests.helpers import assert_no_exception, open_app
 
@@ -81,7 +81,7 @@ def test_a_group_over_the_owners_queue_quota_records_nothing(job_workspace, monk
 
 
 def test_stop_all_folds_stops_every_fold_job_and_leaves_them_resumable(job_workspace, monkeypatch):
-    from builder.runs.status import can_resume
+    from builder.training.run_status import can_resume
     from tests.helpers import wait_for_status
 
     at = _submit(monkeypatch, 2, 1000, early_stopping=False)

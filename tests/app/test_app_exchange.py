@@ -8,10 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.interchange.onnx_export import export_onnx
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 from tests.helpers import open_app
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

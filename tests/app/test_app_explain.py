@@ -1,8 +1,10 @@
-"""The Explain page under Streamlit's AppTest: empty state, and a trained model driving the library.
+"""The Explain page under Streamlit's AppTest: empty state, and trained runs driving the library.
 
-Models are trained once per module (a few epochs, a second or two each) and injected into session state
-(``ll_model``); other tests train runs into the store (owner ``local``, this session's owner) or as job
-processes, and pick them on the page.
+Every model the page explains is a finished run in the run store, asked through the page session's sandboxed
+probe (:class:`builder.jobs.probe.ProbeSession`), as in the served app: the runs are trained once per module into
+one workspace (owner ``local``, this session's owner; a few epochs, a second or two each) and one probe child
+answers the tests that share it; tests that change the store train their own runs (in process or as job
+processes).
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.interpret.live import LiveAttributions
+from builder.jobs.probe import ModelProbe
+from builder.runs.pipeline import load_run_dataset, run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import build_model, prepare, run_training
-from builder.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,40 +29,56 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-def _train(template: str, dataset: str, epochs: int, *, adapt: bool = False, callbacks=(), **options):
-    proj, ds, cfg = prepare(builder.load_template(template), dataset, {"epochs": epochs, "seed": 0},
-                            dataset_options=options or None, adapt=adapt)
-    torch.manual_seed(0)
-    model = build_model(proj.graph, 0)
-    Trainer(model, ds, cfg, list(callbacks)).fit()
-    return model, ds
+def _train(store: RunStore, template: str, dataset: str, epochs: int, **kw) -> str:
+    """A finished run of ``template`` on ``dataset`` (seed 0) in ``store``; its id."""
+    return run_training(builder.load_template(template), dataset, {"epochs": epochs, "seed": 0}, store=store,
+                        **kw).run_id
 
 
 @pytest.fixture(scope="module")
-def cnn():
-    """The digits CNN after 2 epochs, with live attributions recorded."""
+def trained(tmp_path_factory):
+    """A workspace with the runs the tests explain: the digits CNN (2 epochs, live attributions recorded and
+    saved with the run), the iris MLP, the sequence transformer and the diabetes regression MLP."""
+    ws = tmp_path_factory.mktemp("explain-runs")
+    store = RunStore(ws, actor=SYSTEM)
     live = LiveAttributions("integrated_gradients", n_samples=3)
-    model, ds = _train("cnn", "digits", 2, callbacks=[live])
-    return model, ds, live
+    runs = {"cnn": _train(store, "cnn", "digits", 2, callbacks=[live]),
+            "iris": _train(store, "mlp", "iris", 20, adapt=True),
+            "transformer": _train(store, "transformer", "sequence", 1, dataset_options={"n_samples": 600}),
+            "diabetes": _train(store, "mlp", "diabetes", 2, adapt=True)}
+    live.save(store.folder(runs["cnn"]).live_attributions)
+    return ws, runs, live
 
 
 @pytest.fixture(scope="module")
-def mlp_iris():
-    model, ds = _train("mlp", "iris", 20, adapt=True)
-    return model, ds
+def probe():
+    """One sandboxed probe child for the tests on the trained runs (each AppTest is a new page session; the
+    served app starts one per session)."""
+    p = ModelProbe()
+    yield p
+    p.close()
 
 
-@pytest.fixture(scope="module")
-def transformer():
-    model, ds = _train("transformer", "sequence", 1, n_samples=600)
-    return model, ds
+@pytest.fixture
+def runs(trained, probe, monkeypatch):
+    """The trained workspace as this test's workspace; ``runs(name, **state)`` opens the page on that run."""
+    ws, ids, _ = trained
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(ws))
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+
+    def page_on(name: str, **state) -> AppTest:
+        return _page({"ll_xp_probe": probe, "ll_xp_model": f"run:{ids[name]}", **state})
+
+    page_on.ids = ids
+    page_on.store = RunStore(ws, actor=SYSTEM)
+    return page_on
 
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
-    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")  # the warm launcher does not outlive the test long
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "0")  # no warm launcher: the jobs here start before one would be up
     return tmp_path
 
 
@@ -131,9 +148,8 @@ def test_empty_state_without_a_model(workspace):
     assert not at.error
 
 
-def test_trained_cnn_shows_default_attributions(workspace, cnn):
-    model, ds, _ = cnn
-    at = _page({"ll_model": model, "ll_model_run": None})
+def test_trained_cnn_shows_default_attributions(runs):
+    at = runs("cnn")
     methods = _widget(at.multiselect, "Methods (side by side)")
     assert methods.value == ["saliency", "integrated_gradients", "grad_cam"]
     titles = _titles(at)
@@ -148,8 +164,8 @@ def test_trained_cnn_shows_default_attributions(workspace, cnn):
     assert "confident" in str(_widget(at.metric, "Prediction").proto.delta)
 
 
-def test_unavailable_methods_show_their_reason(workspace, cnn):
-    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+def test_unavailable_methods_show_their_reason(runs):
+    at = runs("cnn")
     exp = [e for e in at.expander if e.label.startswith("Not available")]
     assert exp, "unavailable methods are listed"
     text = "\n".join(m.value for m in exp[0].markdown)
@@ -158,8 +174,8 @@ def test_unavailable_methods_show_their_reason(workspace, cnn):
     assert "feature_ablation" not in _widget(at.multiselect, "Methods (side by side)").options
 
 
-def test_choosing_a_method_draws_its_figure(workspace, cnn):
-    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+def test_choosing_a_method_draws_its_figure(runs):
+    at = runs("cnn")
     _widget(at.multiselect, "Methods (side by side)").set_value(["occlusion", "deep_lift"]).run()
     _no_bug(at)
     titles = _titles(at)
@@ -172,8 +188,8 @@ def test_choosing_a_method_draws_its_figure(workspace, cnn):
     assert "conductance of node fc" in _titles(at)
 
 
-def test_target_class_and_baseline_drive_the_explanation(workspace, cnn):
-    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+def test_target_class_and_baseline_drive_the_explanation(runs):
+    at = runs("cnn")
     _widget(at.selectbox, "Explain class").set_value(7).run()
     assert "for class 7" in _titles(at)
     _widget(at.selectbox, "Baseline").set_value("blur").run()
@@ -183,8 +199,8 @@ def test_target_class_and_baseline_drive_the_explanation(workspace, cnn):
     assert figs, "the attribution figure is still there"
 
 
-def test_sample_pickers(workspace, cnn):
-    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+def test_sample_pickers(runs):
+    at = runs("cnn")
     _widget(at.number_input, "Index (0–268)").set_value(5).run()
     _no_bug(at)
     for by in ("class", "correct", "incorrect", "confident_mistakes"):
@@ -198,8 +214,8 @@ def test_sample_pickers(workspace, cnn):
     assert sample.options and all("true 4 " in o for o in sample.options)
 
 
-def test_trust_checks_run_on_demand(workspace, cnn):
-    at = _tab(_page({"ll_model": cnn[0], "ll_model_run": None}), "Trust")
+def test_trust_checks_run_on_demand(runs):
+    at = _tab(runs("cnn"), "Trust")
     assert "Model-parameter randomisation" not in _titles(at)  # behind a button
     _widget(at.multiselect, "Methods").set_value(["saliency", "grad_cam"]).run()
     _widget(at.button, "Run sanity check").click().run()
@@ -209,10 +225,11 @@ def test_trust_checks_run_on_demand(workspace, cnn):
     _widget(at.button, "Check completeness").click().run()
     _no_bug(at)
     assert "IG completeness" in _titles(at)
+    assert "Model-parameter randomisation" in _titles(at)  # the first check's result stays beside the second's
 
 
-def test_activations_and_weights(workspace, cnn):
-    at = _tab(_page({"ll_model": cnn[0], "ll_model_run": None}), "Activations & weights")
+def test_activations_and_weights(runs):
+    at = _tab(runs("cnn"), "Activations & weights")
     assert "ch 0" in _titles(at)  # conv1 feature-map grid
     assert "conv1.weight" in _titles(at)
     _widget(at.selectbox, "Node").set_value("fc").run()
@@ -221,23 +238,24 @@ def test_activations_and_weights(workspace, cnn):
     assert "no MultiheadAttention" in _text(_tab(at, "Attention"))
 
 
-def test_live_attributions_play_back(workspace, cnn):
-    model, _, live = cnn
-    at = _tab(_page({"ll_model": model, "ll_model_run": None}), "Live")
-    assert "Record attributions live" in _text(at)  # how to enable it
-    store = RunStore(workspace, actor=SYSTEM)  # the frames saved with the model's run play back (after a restart too)
-    rid = store.create_run(builder.load_template("cnn"), "digits", {}, {"epochs": 2})
-    store.finish(rid, "finished")
-    live.save(store.folder(rid).live_attributions)
-    at = _tab(_page({"ll_model": model, "ll_model_run": rid}), "Live")
+def test_live_attributions_play_back(runs, trained):
+    live = trained[2]
+    at = _tab(runs("iris"), "Live")
+    assert "Record attributions live" in _text(at)  # how to enable it (a run recorded none)
+    at = _tab(runs("cnn"), "Live")  # the frames saved with the model's run play back (after a restart too)
     live_figs = [s for s in _specs(at) if s.get("frames")]
     assert live_figs and len(live_figs[0]["frames"]) == len(live.frames) == 2
     assert live_figs[0]["layout"]["sliders"]
 
 
-def test_tabular_bars_and_global_ranking(workspace, mlp_iris):
-    model, ds = mlp_iris
-    at = _page({"ll_model": model, "ll_model_run": None, "ll_data": {"kind": "builtin", "name": "iris", "options": {}}})
+def _dataset(runs, name: str):
+    """The dataset a trained run was trained on (for what the page should show)."""
+    return load_run_dataset(runs.store, runs.store.get(runs.ids[name]))
+
+
+def test_tabular_bars_and_global_ranking(runs):
+    ds = _dataset(runs, "iris")
+    at = runs("iris")
     assert _widget(at.multiselect, "Methods (side by side)").value == ["integrated_gradients", "feature_ablation"]
     assert "Attribution per feature" in _titles(at)
     bars = [t for s in _specs(at) for t in s["data"] if t.get("type") == "bar"]
@@ -251,29 +269,26 @@ def test_tabular_bars_and_global_ranking(workspace, mlp_iris):
     assert not at.warning
 
 
-def test_try_it_predicts_and_explains_your_own_input(workspace, mlp_iris, transformer):
-    model, ds = mlp_iris
-    at = _tab(_page({"ll_model": model, "ll_model_run": None,
-                     "ll_data": {"kind": "builtin", "name": "iris", "options": {}}}), "Try it")
+def test_try_it_predicts_and_explains_your_own_input(runs):
+    ds = _dataset(runs, "iris")
+    at = _tab(runs("iris"), "Try it")
     pred = _widget(at.metric, "Your input's prediction")
     assert pred.value in ds.info.class_names and "confident" in pred.delta
     assert "for " + pred.value in _titles(at)  # the attribution of the predicted class is drawn
     tab = next(t for t in at.tabs if t.label == "Try it")
     assert tab.dataframe, "the row editor is shown"  # AppTest reads a data editor as a dataframe
-    model, ds = transformer
-    at = _tab(_page({"ll_model": model, "ll_model_run": None,
-                     "ll_data": {"kind": "builtin", "name": "sequence", "options": {"n_samples": 600}}}), "Try it")
+    ds = _dataset(runs, "transformer")
+    at = _tab(runs("transformer"), "Try it")
     box = _widget(at.text_input, "Your sequence (words of the vocabulary, separated by spaces)")
     assert _widget(at.metric, "Your input's prediction").value in ds.info.class_names
     box.set_value("zebra " + box.value).run()
     assert any("vocabulary; received\\: 'zebra'" in w.value for w in at.warning)  # Markdown-escaped
 
 
-def test_try_it_drawing_pad_on_an_image_model(workspace, cnn):
+def test_try_it_drawing_pad_on_an_image_model(runs):
     """An 8×8 digits model offers the drawing pad first; the strokes it sends are predicted and attributed."""
-    model, ds, _ = cnn
-    at = _tab(_page({"ll_model": model, "ll_model_run": None,
-                     "ll_data": {"kind": "builtin", "name": "digits", "options": {}}}), "Try it")
+    ds = _dataset(runs, "cnn")
+    at = _tab(runs("cnn"), "Try it")
     assert "Draw a digit: it is centred and resampled to the model's 8×8 input." in _text(at)
     pad = next(k for k in at.session_state._state._state.filtered_state if k.startswith("ll_try_pad@"))
     at.session_state[pad] = {"strokes": json.dumps([[[0.5, 0.1], [0.5, 0.9]]])}  # what the browser sends
@@ -283,10 +298,8 @@ def test_try_it_drawing_pad_on_an_image_model(workspace, cnn):
     assert "Answered in" in _text(at) and " for " in _titles(at)
 
 
-def test_tokens_attention_and_rollout(workspace, transformer):
-    model, ds = transformer
-    at = _page({"ll_model": model, "ll_model_run": None,
-                "ll_data": {"kind": "builtin", "name": "sequence", "options": {"n_samples": 600}}})
+def test_tokens_attention_and_rollout(runs):
+    at = runs("transformer")
     assert _widget(at.multiselect, "Methods (side by side)").value == ["layer_integrated_gradients", "occlusion"]
     titles = _titles(at)
     assert "Layer Integrated Gradients" in titles and "Occlusion" in titles
@@ -306,9 +319,7 @@ def test_tokens_attention_and_rollout(workspace, transformer):
 def test_pick_a_finished_run_from_the_store(workspace, monkeypatch):
     """A run's model runs in the session's sandboxed probe: a segfault there is one error line, the server
     keeps serving and the next question is answered by a fresh child (issue 21)."""
-    from builder.interpret.probe import ModelProbe
-
-    monkeypatch.setattr(ModelProbe, "TEST_HOOK", "tests.interpret.test_probe:crash_in_activation")
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", "tests.jobs.test_probe:crash_in_activation")
     res = run_training(builder.load_template("mlp"), "moons", {"epochs": 3}, store=RunStore(workspace, actor=SYSTEM))
     at = _page()
     model = _widget(at.selectbox, "Model")
@@ -329,31 +340,47 @@ def test_pick_a_finished_run_from_the_store(workspace, monkeypatch):
     probe.close()
 
 
-def test_regression_model_explains_its_output(workspace):
-    model, ds = _train("mlp", "diabetes", 2, adapt=True)
-    at = _page({"ll_model": model, "ll_model_run": None,
-                "ll_data": {"kind": "builtin", "name": "diabetes", "options": {}}})
+def test_a_stopped_run_is_offered_from_its_newest_weights(workspace):
+    """A run stopped after an epoch has no final weights but a model to explain: the picker lists it."""
+    from builder.training.callbacks import Callback
+
+    class StopAfterFirst(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop()
+
+    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 5}, RunStore(workspace, actor=SYSTEM),
+                       callbacks=[StopAfterFirst()])
+    assert res.status == "stopped"
+    at = _page()
+    model = _widget(at.selectbox, "Model")
+    assert model.value == f"run:{res.run_id}" and "stopped after 1 ep" in model.format_func(model.value)
+    _no_bug(at)
+    assert "Attribution per feature" in _titles(at) and not at.error
+    at.session_state["ll_xp_probe"].close()
+
+
+def test_regression_model_explains_its_output(runs):
+    at = runs("diabetes")
     assert "Attribution per feature for the model's output" in _titles(at)
     assert [s.label for s in at.selectbox if s.label in ("Explain class", "Pick samples")] == ["Pick samples"]
     assert _widget(at.selectbox, "Pick samples").options == ["By index"]  # no classes to pick by
     assert not at.error and not at.warning
 
 
-def test_switching_models_resets_model_specific_choices(workspace, cnn):
-    res = run_training(builder.load_template("mlp"), "moons", {"epochs": 2}, store=RunStore(workspace, actor=SYSTEM))
-    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+def test_switching_models_resets_model_specific_choices(runs):
+    at = runs("cnn")
     _widget(at.multiselect, "Methods (side by side)").set_value(["occlusion"]).run()
-    _widget(at.selectbox, "Model").set_value(f"run:{res.run_id}").run()
+    _widget(at.selectbox, "Model").set_value(f"run:{runs.ids['iris']}").run()
     _no_bug(at)
     assert _widget(at.multiselect, "Methods (side by side)").value == ["integrated_gradients", "feature_ablation"]
-    _widget(at.selectbox, "Model").set_value("session").run()
+    _widget(at.selectbox, "Model").set_value(f"run:{runs.ids['cnn']}").run()
     _no_bug(at)
     assert _widget(at.multiselect, "Methods (side by side)").value == ["saliency", "integrated_gradients", "grad_cam"]
 
 
 def test_live_frames_of_a_job_follow_the_picked_model(workspace):
     """A job recording attributions saves them with its run; the Live tab shows the picked run's frames."""
-    from builder.runs.jobs import JobSpec, submit, wait
+    from builder.jobs.queue import JobSpec, submit, wait
 
     store = RunStore(workspace, actor=SYSTEM)
     spec = dict(project=builder.load_template("cnn").model_dump(), dataset="digits", owner="local")
@@ -391,30 +418,32 @@ def test_the_page_only_draws():
     assert [m for m in method_names() if f'"{m}"' in source] == []
 
 
-def test_a_registered_method_is_offered_and_drawn(workspace, cnn):
-    """A method added with one spec (builder/interpret/methods.py) shows up in the page's options and draws."""
-    from builder.interpret.methods import Attribution, MethodSpec, registered
+def test_a_registered_method_is_offered_and_drawn(runs, monkeypatch):
+    """A method added with one spec (builder/interpret/methods.py) shows up in the page's options and draws (the
+    spec registered here, for the page, and in the probe child, which computes it)."""
+    from builder.interpret.methods import registered
+    from tests.jobs.test_probe import input_sign_spec
 
-    spec = MethodSpec("input_sign", "Input sign", None, lambda c: Attribution(c.inputs.sign()),
-                      frozenset({"image"}), "input_sign is for images")
-    with registered(spec):
-        at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", "tests.jobs.test_probe:register_input_sign")
+    with registered(input_sign_spec()):
+        at = runs("cnn", ll_xp_probe=None)  # a fresh child, which runs the hook
         methods = _widget(at.multiselect, "Methods (side by side)")
         assert "Input sign" in methods.options  # options as shown: the spec's label
         methods.set_value(["input_sign"]).run()
         _no_bug(at)
         assert "Input sign (heatmap)" in _titles(at)
         assert "Input sign" in _widget(_tab(at, "Trust").multiselect, "Methods").options
+    at.session_state["ll_xp_probe"].close()
 
 
-def test_an_unexpected_failure_is_one_message_not_a_traceback(workspace, cnn, monkeypatch):
+def test_an_unexpected_failure_is_one_message_not_a_traceback(runs, monkeypatch):
     from builder.interpret import figures
 
     def broken(*a, **k):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(figures, "weight_histogram_figure", broken)
-    at = _page({"ll_model": cnn[0], "ll_model_run": None})
+    at = runs("cnn")
     at.session_state["ll_xp_tab"] = "Activations & weights"
     at.run()
     assert not at.exception

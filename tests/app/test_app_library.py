@@ -1,11 +1,11 @@
-"""AppTest: Build › Import › Model library: a model of the admin's library placed on the canvas by its name (built
-by transformers in the worker), its weights kept as the person's run; the Server page lists the library."""
+"""AppTest: Build › the palette's model library: a model of the admin's library shown with its size and placed on the
+canvas by its name when dropped (built by transformers in the worker), its weights kept as the person's run; the Server page lists the library."""
 
 from __future__ import annotations
 
 import pytest
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.interchange.hf_library import LIBRARY_ENV
 from builder.runs.store import RunStore
 from tests.helpers import open_app
@@ -25,8 +25,15 @@ def test_library_model_goes_on_the_canvas_with_its_weights(workspace, library):
     assert not at.exception, [e.value for e in at.exception]
     pick = at.selectbox(key="ll_library_pick")
     assert pick.options and "tiny-distilbert · distilbert" in pick.options[0]
-    pick.set_value("tiny-distilbert").run()
-    at.button(key="ll_library_go").click().run()
+    # the palette lists it with its size (what the canvas shows before placing) ...
+    entry = next(e for e in at.session_state["ll_library_palette"][1] if e["label"] == "tiny-distilbert")
+    assert entry["category"] == "Pretrained" and " params · " in entry["library"]["size"]
+    # ... and a drop sends its name: the page imports it in the worker and places it
+    at.session_state["ll_canvas"] = {"value": None, "event": {"type": "library", "name": "tiny-distilbert", "nonce": 1}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["ll_pending"]["project"].name  # the starter network on the canvas: asked first
+    at.button(key="ll_confirm_replace").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.session_state["ll_canvas_error"]
     proj = at.session_state["ll_project"]

@@ -6,11 +6,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
+from builder.jobs.queue import JobSpec, submit, wait
 from builder.runs import owners
-from builder.runs.jobs import JobSpec, submit, wait
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 from tests.helpers import ME, OTHER, open_app, wait_for_epochs, wait_for_status
 
 TIMEOUT = 180
@@ -52,6 +52,8 @@ def test_lists_compares_and_deletes(ws):
     settings = next(d.value for d in at.dataframe if any("lr" in str(i) for i in d.value.index))
     lr_row = settings.loc[[i for i in settings.index if str(i).endswith("lr")][0]]
     assert set(lr_row) == {"0.003", "0.001235"}, list(lr_row)
+    peak = settings.loc[[i for i in settings.index if str(i).endswith("peak memory")][0]]  # beside time, accuracy
+    assert all(str(v).endswith(("MB", "GB")) for v in peak), list(peak)
     at.multiselect(key="ll_runs_pick").set_value([a]).run()
     at.button(key=f"ll_delc_{a}").click().run()
     assert not at.exception
@@ -114,7 +116,7 @@ def test_resume_a_stopped_run_and_open_its_project(ws):
     rid = submit(store, JobSpec(project=builder.load_template("mlp").model_dump(), dataset="moons",
                                 config={"epochs": 5000, "early_stopping": None}, owner=ME))
     wait_for_epochs(store, rid, 1, TIMEOUT)
-    from builder.runs.jobs import request
+    from builder.jobs.queue import request
     request(store, rid, "stop")
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     at = open_runs()
@@ -124,6 +126,8 @@ def test_resume_a_stopped_run_and_open_its_project(ws):
     resume.click().run()
     assert not at.exception, [e.value for e in at.exception]
     wait_for_status(store, rid, {"running", "paused"}, TIMEOUT)
+    at.run()
+    assert [b.key for b in at.button if b.label == "Resume"] == [f"ll_jresume_{rid}"]  # one Resume, the live row's
     request(store, rid, "stop")
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     at.run()
@@ -169,3 +173,30 @@ def test_a_render_parses_each_shown_runs_project_once_and_analyses_its_graph_onc
     parsed = [args[0]["name"] for args, _ in parses]
     assert sorted(parsed) == ["first", "second"], f"each shown run's project parsed once; parsed: {parsed}"
     assert len(analyses) == 2, "each shown run's graph analysed once (its size), the details reuse it"
+
+
+def test_the_page_settles_while_a_job_ends_an_epoch_between_any_two_reads(ws, monkeypatch):
+    """A live job whose epoch count changes on every read (a busy server, a page slower than an epoch): the page
+    run ends after reading as often as with a job that stands still; the 2-s watcher compares only on its own
+    timed runs, never inline in the page's run (which reran the page until it timed out)."""
+    from builder.runs.record import Run
+
+    store = RunStore(ws, actor=SYSTEM)
+    rid = _train(store)
+    reads, real = [], RunStore.list_runs
+
+    def live(self, *a, **kw):
+        reads.append(1)
+        epochs = len(reads) if moving else 1
+        return [Run({**dict(r), "status": "running", "epochs_done": epochs}) if r["id"] == rid else r
+                for r in real(self, *a, **kw)]
+
+    monkeypatch.setattr(RunStore, "list_runs", live)
+    moving = False
+    open_runs(timeout=30)
+    still = len(reads)
+    reads.clear()
+    moving = True
+    at = open_runs(timeout=30)
+    assert not at.exception and rid in at.multiselect(key="ll_runs_pick").value
+    assert len(reads) == still

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from tests.helpers import open_app
 
 
@@ -65,6 +65,7 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["state"]) <= {"complete", "pruned"}
+    assert not [w.value for w in at.warning if "failed" in w.value]  # the line of a failed trial: none here
     assert set(table["fc1.out_features"]) <= {4, 24}
     labels = {m.label: m.value for m in at.metric}
     assert labels["Study"].replace("\\", "") == "app-study" and labels["Trials"] == "2 / 2"
@@ -79,7 +80,7 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
     at.run()
     at.button(key="ll_s_retrain").click().run()  # retrain the best trial with 3x the epochs
     assert not at.exception, [e.value for e in at.exception]
-    from builder.runs.jobs import wait
+    from builder.jobs.queue import wait
     from builder.runs.store import RunStore
 
     rid = at.session_state["ll_run"]
@@ -96,7 +97,7 @@ def test_mlflow_setting_is_the_visitors_own_and_checked(at, monkeypatch, tmp_pat
     import json
     import os
 
-    from builder.runs.tracking import owner_setting, resolve_tracking
+    from builder.tracking import owner_setting, resolve_tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-after-test")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")

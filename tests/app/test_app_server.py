@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.runs import classes, owners
 from builder.runs.store import RunStore
 from tests.helpers import ME, OTHER, assert_no_exception, open_app
@@ -119,10 +119,34 @@ def test_teacher_views_a_run_read_only_and_deletes_the_class(workspace, monkeypa
     teacher.button(key=f"ll_class_view_{done}").click().run()
     assert_no_exception(teacher)
     assert any("read-only" in m.value for m in teacher.markdown)
-    assert any("0.812" in m.value and "Test split" in m.value for m in teacher.markdown)
+    assert any("0.812" in m.value and "own test split" in m.value for m in teacher.markdown)  # named as such
     view_keys = {b.key for b in teacher.button if b.key and b.key.startswith("ll_class_view_")}
     assert view_keys >= {"ll_class_view_close"} and "ll_class_view_stop" not in view_keys  # finished: no Stop
     assert len(teacher.get("plotly_chart")) == 2
     teacher.button(key="ll_class_delete").click().run()
     assert_no_exception(teacher)
     assert classes.list_classes(workspace) == [] and store.list_runs(owner=ME) == []
+
+
+def test_an_admin_sets_the_run_database_for_the_next_start(workspace, monkeypatch, tmp_path):
+    from builder.runs import db
+
+    monkeypatch.setenv("LAYERLAB_ADMINS", "it@school.org")
+    monkeypatch.delenv(db.ENV_DB_URL, raising=False)
+    monkeypatch.setattr(db, "_PINNED", {})
+    RunStore(workspace, actor=SYSTEM)
+    me = open_app("app_pages/server.py", owner=ME)
+    assert not [t for t in me.text_input if t.key == "ll_database_url"]  # an admin's setting only
+    admin = open_app("app_pages/server.py", owner=ADMIN)
+    assert any("In use: `sqlite:///" in m.value for m in admin.markdown)
+    admin.text_input(key="ll_database_url").set_value("https://mlflow.school.org")
+    admin.button(key="FormSubmitter:ll_database_form-Save database URL").click().run()
+    assert any("never an MLflow tracking store" in e.value for e in admin.error)
+    shared = tmp_path / "shared" / "layerlab.db"
+    shared.parent.mkdir()
+    admin.text_input(key="ll_database_url").set_value(f"sqlite:///{shared}")
+    admin.button(key="FormSubmitter:ll_database_form-Save database URL").click().run()
+    assert_no_exception(admin)
+    assert owners.server_config(workspace)[db.CONFIG_KEY] == f"sqlite:///{shared}"
+    assert any("takes effect when the server restarts" in i.value for i in admin.info)
+    assert any(f"In use: `sqlite:///{workspace.absolute()}" in m.value for m in admin.markdown)  # until then

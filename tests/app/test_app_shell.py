@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 import builder
 from app_pages import nav
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from tests.helpers import ME, open_app
 
 PAGES = [p.path for p in nav.PAGES]
@@ -81,8 +81,8 @@ def test_cancel_keeps_the_project():
 def test_tips_for_students_show_beside_the_panels_and_hide_from_the_sidebar(workspace):
     """The Train page explains its curves for students; the sidebar's toggle hides every tip for the session."""
     from app_pages.tips import TIPS
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
 
     run_training(builder.load_template("cnn"), "digits", {"epochs": 1}, store=RunStore(workspace, actor=SYSTEM), owner=ME,
                  adapt=True)

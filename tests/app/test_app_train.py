@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from builder.access import SYSTEM
-from builder.runs.jobs import wait
+from builder.data.access import SYSTEM
+from builder.jobs.queue import wait
 from builder.runs.store import RunStore
 from tests.helpers import button, open_app, wait_for_status
 
@@ -50,7 +50,7 @@ def test_form_has_task_aware_defaults_and_devices(at):
 def test_form_starts_from_the_settings_a_run_resolves(at):
     """The form's starting values are TrainConfig's resolution (task defaults < project settings), the same the
     CLI and jobs train with (tests/cli/test_cli_train.py)."""
-    from builder.training.pipeline import prepare
+    from builder.runs.pipeline import prepare
 
     proj = at.session_state["ll_project"]
     at.session_state["ll_project"] = proj.model_copy(update={"training": {"dataset": "moons", "lr": 0.02}})
@@ -73,6 +73,45 @@ def test_start_runs_a_job_process_and_shows_results(at, ws):
     assert any(s.value == "Test results" for s in at.subheader)
     assert any(m.label == "Accuracy" for m in at.metric)
     assert at.session_state["ll_train_run"] == rid and len(at.session_state["ll_curve"].epochs) == 3
+    # the run was over in seconds: it plays back once by itself (a frame each refresh of the view) ...
+    assert _play(at) == [[1], [1, 2], [1, 2, 3]]
+    assert _validation_epochs(at) == [1, 2, 3] and at.session_state["ll_poll_every"] is None
+    last = _boundary(at)
+    # ... and the slider shows any epoch
+    at.select_slider(key=f"ll_replay_epoch_{rid}").set_value(1).run()
+    assert _validation_epochs(at) == [1]  # the charts (and the boundary) as they stood after epoch 1
+    assert _boundary(at) != last
+    at.button(key="ll_replay_play").click().run()  # Replay plays it again from epoch 1
+    assert at.session_state["ll_poll_every"] == 0.5
+    assert _play(at) == [[1], [1, 2], [1, 2, 3]] and at.session_state["ll_poll_every"] is None
+
+
+def _play(at) -> list[list[int]]:
+    """The validation epochs of each frame of a playing replay, refreshing the view as its timer does."""
+    shown = [_validation_epochs(at)]
+    while at.session_state["ll_replay"] is not None and len(shown) < 6:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown.append(_validation_epochs(at))
+    return shown
+
+
+def _figures(at) -> list[dict]:
+    import json
+
+    return [json.loads(p.proto.spec) for p in at.get("plotly_chart")]
+
+
+def _validation_epochs(at) -> list[int]:
+    """The epochs on the Loss chart's validation curve."""
+    loss = next(f for f in _figures(at) if f["layout"]["title"]["text"] == "Loss")
+    return next(t["x"] for t in loss["data"] if t["name"] == "validation")
+
+
+def _boundary(at) -> list:
+    """The decision boundary's probabilities over the plane (the chart coloured by P(1))."""
+    return next(t["z"] for f in _figures(at) for t in f["data"]
+                if ((t.get("colorbar") or {}).get("title") or {}).get("text") == "P(1)")
 
 
 def test_stop_keeps_a_resumable_run(at, ws):
@@ -91,7 +130,7 @@ def test_stop_keeps_a_resumable_run(at, ws):
     wait_for_status(store, rid, {"running"}, TIMEOUT)
     at.run()
     assert at.session_state["ll_run"] == rid and "ll_train_resume" not in [b.key for b in at.button]
-    from builder.runs.jobs import request
+    from builder.jobs.queue import request
 
     request(store, rid, "stop")  # end the long run
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
@@ -150,7 +189,7 @@ def test_train_shows_only_the_run_of_the_canvas(at, ws):
 
 def test_freeze_layers_keeps_their_weights(at, ws):
     """The form's 'Freeze layers' reaches the job (transfer learning from imported or pretrained weights)."""
-    from builder.training.pipeline import build_model
+    from builder.runs.pipeline import build_model
     from builder.training.weights import read_weights
 
     freeze = at.multiselect(key="ll_hp_freeze")
@@ -174,7 +213,7 @@ def test_freeze_layers_keeps_their_weights(at, ws):
 def test_a_distilled_run_trains_its_student_alone_beside_it_and_shows_both(at, ws):
     """Teacher run on the form: the student alone (same settings, seed, the teacher's split) trains as its own
     job beside the distilled one, and the distilled run's results show the student alone's figure."""
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training
 
     store = RunStore(ws, actor=SYSTEM)
     me = at.session_state["ll_owner"]

@@ -8,10 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
 from builder.training.health import HealthLog, write_health
-from builder.training.pipeline import run_training
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def _texts(at: AppTest) -> str:
 
 
 def test_doctor_lists_findings_with_apply_and_links_anomalies_to_nodes(job_workspace):
-    workspace = job_workspace  # tests/conftest.py: one torch thread per job, a launcher that ends soon
+    workspace = job_workspace  # tests/conftest.py: one torch thread per job, no warm launcher
     _sick_run(workspace)
     at = _train_page()
     text = _texts(at)
@@ -62,7 +62,15 @@ def test_doctor_lists_findings_with_apply_and_links_anomalies_to_nodes(job_works
     assert not at.exception, [e.value for e in at.exception]
     types = {n.id: n.type for n in at.session_state["ll_project"].graph.nodes}
     assert types["relu1"] == "LeakyReLU"  # the dead ReLU's fix
-    undo = next(b for b in at.button if b.key == "ll_undo_replace")  # undoable from the sidebar
+    shown = "\n".join(str(x.value) for x in at.success).replace("\\", "")
+    assert "relu1: ReLU → LeakyReLU" in shown  # the Train page says what changed on the canvas ...
+    undo = next(b for b in at.button if b.key == "ll_doc_undo")  # ... with Undo beside it
     undo.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    types = {n.id: n.type for n in at.session_state["ll_project"].graph.nodes}
+    assert types["relu1"] == "ReLU"
+    assert not any("LeakyReLU" in str(x.value) for x in at.success)  # the notice went with the fix
+    next(b for b in at.button if b.key == "ll_doc_fix_0").click().run()
+    next(b for b in at.button if b.key == "ll_undo_replace").click().run()  # the sidebar's Undo replace too
     types = {n.id: n.type for n in at.session_state["ll_project"].graph.nodes}
     assert types["relu1"] == "ReLU"

@@ -10,10 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.interpret.tryit import try_run
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def _text(at: AppTest) -> str:
 
 
 def test_build_page_try_it_uses_the_newest_run_of_the_canvas_graph(job_workspace):
-    workspace = job_workspace  # tests/conftest.py: one torch thread per job, a launcher that ends soon
+    workspace = job_workspace  # tests/conftest.py: one torch thread per job, no warm launcher
     at = _build("Try it")
     assert "Train this network" in _text(at)  # no run of this graph yet
     store = RunStore(workspace, actor=SYSTEM)

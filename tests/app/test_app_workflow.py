@@ -9,7 +9,7 @@ import os
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from tests.helpers import APP, button, open_app
 
 
@@ -109,7 +109,7 @@ def test_build_page_empty_canvas_says_what_to_do(at):
 
 def _train_mlp(at, epochs: int) -> str:
     """Load the MLP-on-moons template, train it as a job (its own process) and wait for the end."""
-    from builder.runs.jobs import wait
+    from builder.jobs.queue import wait
     from builder.runs.store import RunStore
 
     at.selectbox(key="ll_tpl_pick").set_value("mlp").run()

@@ -49,7 +49,8 @@ def test_big_graph_opens_collapsed_expands_and_finds(page):
     pg.wait_for_function("(el) => el.dataset.moving === 'false'", arg=el, timeout=10000)
     fb, vb = found.bounding_box(), flow.bounding_box()
     assert vb["x"] <= fb["x"] + fb["width"] / 2 <= vb["x"] + vb["width"]
-    assert pg.locator(".react-flow__minimap-mask").count() == 1  # the minimap shows the viewport
+    pg.locator('.ll-toolbar button[aria-label="Minimap"]').click()  # opened from the toolbar (closed by default)
+    pg.locator(".react-flow__minimap-mask").wait_for(timeout=10000)  # the minimap shows the viewport
     pg.screenshot(path=str(ARTIFACTS / "canvas_big_found.png"))
 
     # collapsing the frame hides its layers again (its header may be panned out of view: dispatch the click)

@@ -12,10 +12,10 @@ import pytest
 from playwright.sync_api import expect
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.runs import owners
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 from tests.serving import ARTIFACTS, StreamlitServer, chromium_browser
 
 pytestmark = pytest.mark.browser

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from builder.access import SYSTEM
 from builder.cli.main import main
+from builder.data.access import SYSTEM
 
 
 def run(*args):
@@ -167,8 +167,8 @@ def test_run_export_listing_and_card_with_hostile_names(tmp_path, capsys):
     from safetensors.torch import load_file
 
     from builder.graph.templates import load_template
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
 
     torch.set_num_threads(1)
     project = load_template("mlp")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder import cli
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.runs.store import RunStore
 from builder.search import default_storage, load_study, trials_table
 
@@ -64,7 +64,7 @@ def test_two_processes_share_one_study_without_duplicates(tmp_path):
     cmd = [sys.executable, "-m", "builder", "tune", "mlp", "--dataset", "moons", "--trials", "4", "--epochs", "2",
            "--search", "lr=1e-3..1e-1:log", "--study", "shared", "--storage", storage, "--workers", "1", "--pruner", "none",
            "--workspace", str(tmp_path), "--json"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LAYERLAB_LAUNCHER_IDLE_S": "20"}  # trials in a row: forked
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
              for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]

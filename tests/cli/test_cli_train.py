@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from builder import cli
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import TrainingError
 from builder.graph.templates import load_template
-from builder.runs import jobs
-from builder.training.pipeline import build_model
+from builder.jobs import warm
+from builder.runs.pipeline import build_model
 
 
 def _train(capsys, ws, *extra):
@@ -202,12 +202,12 @@ def test_cli_and_jobs_resolve_the_same_settings(tmp_path, capsys, monkeypatch):
     import signal
 
     from builder.data import load_dataset
-    from builder.runs.jobs import JobSpec, submit, wait
+    from builder.jobs.queue import JobSpec, submit, wait
     from builder.runs.store import RunStore
     from builder.training.config import TrainConfig
 
     monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
-    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "0")  # one job: no warm launcher for it
     project = load_template("mlp")
     project.training = {"dataset": "moons", "lr": 0.02, "early_stopping": 2}
     path = tmp_path / "p.json"
@@ -222,7 +222,7 @@ def test_cli_and_jobs_resolve_the_same_settings(tmp_path, capsys, monkeypatch):
     try:
         assert wait(store, [rid], 180) == {rid: "finished"}
     finally:
-        pidfile = store.workspace / jobs.LAUNCHER_PID
+        pidfile = store.workspace / warm.LAUNCHER_PID
         if pidfile.is_file():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)

@@ -45,7 +45,7 @@ def test_the_fix_trains_or_names_the_network_that_fits():
     verdict says so and names the kind of network that fits; "fits" is Train's own check."""
     from builder.data.fit import fit_dataset
     from builder.graph.shapes import infer_shapes
-    from builder.training.pipeline import prepare
+    from builder.runs.pipeline import prepare
 
     digits, iris = load_dataset("digits"), load_dataset("iris")
     # MLP + images: adapted, it trains (Train's preparation accepts it) and the head gives one logit per class

@@ -14,6 +14,7 @@ from builder.errors import DatasetError
 from builder.graph.compile import compile_graph
 from builder.graph.project import Graph, Node
 from builder.graph.templates import load_template
+from tests.fuzz_budget import budget
 
 
 def _ds(shape: tuple[int, ...], dtype: str = "float32", n: int = 6) -> Dataset:
@@ -61,7 +62,7 @@ def test_a_compiled_model_is_fitted_by_its_input_shape():
 
 
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple))
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=budget(30), deadline=None)
 def test_flat_size_input_always_flattens(shape):
     ds = _ds(shape)
     flat = fit_dataset(_graph([math.prod(shape)]), ds)

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder import cli
-from builder.access import SYSTEM
 from builder.data import load_dataset
+from builder.data.access import SYSTEM
 from builder.data.sources import PATH_KEYS, DatasetSource, LocalFile, check_project, content_problems
 from builder.data.uploads import UploadFolder
 from builder.errors import DatasetError, LayerLabError
@@ -21,10 +21,11 @@ from builder.graph.project import Project, load_project
 from builder.graph.share import decode_project, encode_project
 from builder.graph.templates import load_template
 from builder.runs.owners import upload_dir
+from builder.runs.pipeline import load_run_dataset, run_training
 from builder.runs.store import RunStore
 from builder.runs.summary import shown_dataset_options
 from builder.training.config import TrainConfig
-from builder.training.pipeline import load_run_dataset, run_training
+from tests.fuzz_budget import budget
 
 SECRET = "SECRET-FIRST-LINE,y"
 ANN, BOB = "user:ann", "user:bob"
@@ -71,7 +72,7 @@ def _message(spec, uploads: UploadFolder) -> str:
     return str(e.value)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=budget(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["csv", "image_folder", "images", "moons", "digits"]), key=st.sampled_from(KEYS),
        which=st.sampled_from(["file", "link", "dir"]), shape=st.integers(0, 11), form=st.integers(0, 5))
 def test_a_path_in_any_key_of_any_spec_is_refused_without_a_leak(secret, tmp_path, name, key, which, shape, form):
@@ -85,7 +86,7 @@ def test_a_path_in_any_key_of_any_spec_is_refused_without_a_leak(secret, tmp_pat
     assert msg.replace(secret[which].name, "X") == other.replace(secret["missing"].name, "X")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=budget(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["csv", "image_folder", "moons"]), key=st.sampled_from(KEYS), shape=st.integers(0, 11),
        kind=st.sampled_from(["builtin", "csv", "images"]))
 def test_links_and_project_files_naming_a_path_are_refused_at_the_door(secret, name, key, shape, kind):
@@ -179,7 +180,7 @@ def test_a_local_file_is_made_only_by_code_and_records_as_text(tmp_path):
 
 def test_a_job_trains_on_its_owners_upload_and_resumes_but_not_on_another_owners(job_workspace):
     """Data page upload -> Train page job -> run -> resume, as the app does it, for two owners."""
-    from builder.runs.jobs import JobSpec, submit, wait
+    from builder.jobs.queue import JobSpec, submit, wait
 
     store = RunStore(job_workspace, actor=SYSTEM)  # submits each owner's job as the server does
     ref = UploadFolder(upload_dir(job_workspace, ANN)).save("mine.csv", _table(80))

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from builder.access import SYSTEM
 from builder.data import load_dataset
+from builder.data.access import SYSTEM
 from builder.data.drift import check_drift, compare_tables, encode_table, reference_table
 from builder.data.sources import LocalFile
 from builder.errors import DatasetError
@@ -72,8 +72,8 @@ def test_csv_run_drift_from_the_command_line(tmp_path, capsys):
     from builder.cli.main import main
     from builder.graph.templates import load_template
     from builder.interpret.session import open_run
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
 
     rng = np.random.default_rng(0)
     n = 300

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 import builder
 from builder.data.drift import check_drift, load_new_inputs, mmd_test, penultimate_activations
 from builder.errors import DatasetError
-from builder.training.pipeline import build_model, prepare
+from builder.runs.pipeline import build_model, prepare
 from builder.training.trainer import Trainer
+from tests.fuzz_budget import budget
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_held_out_images_pass_and_dimmed_images_are_flagged(cnn):
         load_new_inputs(ds, "new.zip")  # digits is a built-in, not a folder
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=budget(8), deadline=None)
 @given(st.integers(0, 10_000), st.floats(0.0, 0.05))
 def test_mmd_p_value_is_a_permutation_p_value(seed, shift):
     g = torch.Generator().manual_seed(seed)
@@ -63,3 +64,32 @@ def test_token_sequences_compare_on_activations_too():
     rep = check_drift(ds, ds.test.X, model=model)  # an untrained LSTM: only the mechanics
     assert ds.info.modality == "tokens" and rep.features[0].test == "mmd" and "activations" in rep.features[0].name
     assert rep.prediction["class_mix_new"]
+
+
+def test_new_texts_are_compared_by_length_unknown_words_and_predictions(tmp_path):
+    """A text run's drift reads new texts with its tokenizer: reviews like the training ones pass; long texts of
+    words it never saw move the length and the out-of-vocabulary rate."""
+    from builder.data.text_builtin import sentiment_reviews
+
+    proj, ds, cfg = prepare(builder.load_template("text_encoder"), "text_sentiment", {"epochs": 1, "seed": 0},
+                            dataset_options={"n_samples": 400}, adapt=True)
+    model = build_model(proj.graph, 0)
+    Trainer(model, ds, cfg, []).fit()
+    alike = tmp_path / "alike.txt"
+    alike.write_text("\n".join(sentiment_reviews(150, seed=7)[0]))
+    rep = check_drift(ds, alike, model=model)
+    names = [f.name for f in rep.features]
+    assert names[:2] == ["tokens per text", "out-of-vocabulary rate"] and rep.features[2].test == "mmd"
+    assert rep.threshold == pytest.approx(0.05 / 3) and rep.n_new == 150
+    assert "tokens per text" not in rep.moved and "out-of-vocabulary rate" not in rep.moved
+    assert rep.prediction["class_mix_new"]
+
+    strange = tmp_path / "strange.csv"
+    rows = [" ".join(f"qq{i}x{j}" for j in range(30)) for i in range(120)]
+    strange.write_text("text,extra\n" + "\n".join(f"{r},1" for r in rows) + "\n")
+    rep = check_drift(ds, strange, model=model)
+    assert {"tokens per text", "out-of-vocabulary rate"} <= set(rep.moved)
+    assert rep.features[1].new == "100.00%"
+    with pytest.raises(DatasetError, match="text column 'text'"):
+        (tmp_path / "bad.csv").write_text("words\nhello\n")
+        check_drift(ds, tmp_path / "bad.csv", model=model)

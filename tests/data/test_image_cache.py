@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 import builder.data.cache as cache
 import builder.data.images as images
 import builder.data.limits as limits
-from builder.access import SYSTEM
 from builder.data import load_dataset, load_image_folder
+from builder.data.access import SYSTEM
 from builder.data.augment import Augment, check_augment_input, parse_augment
 from builder.data.sources import DatasetSource, LocalFile
 from builder.data.splits import PixelSplit
 from builder.errors import DatasetError, TrainingError
 from builder.training.trainer import Trainer
+from tests.fuzz_budget import budget
 
 
 def _tree(root: Path, n: int = 12, classes: tuple[str, ...] = ("cat", "dog", "owl")) -> Path:
@@ -153,7 +154,7 @@ def test_parse_augment():
         check_augment_input({"flip": 1}, (64,), "tabular")
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=budget(15), deadline=None)
 @given(seed=st.integers(0, 2**40), epoch=st.integers(0, 50), batch=st.integers(0, 500))
 def test_augmentation_is_a_function_of_seed_epoch_and_batch(seed, epoch, batch):
     x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(1))

@@ -13,9 +13,10 @@ from builder.data import DatasetSource, list_datasets, load_dataset
 from builder.data.series import WindowOptions, boundaries, load_series, unscale, window_starts
 from builder.data.uploads import UploadFolder
 from builder.errors import DatasetError
+from tests.fuzz_budget import budget
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=budget(60), deadline=None)
 @given(n=st.integers(10, 400), lookback=st.integers(1, 30), horizon=st.integers(1, 8), stride=st.integers(1, 5),
        val=st.floats(0.05, 0.3), test=st.floats(0.05, 0.3))
 def test_no_window_of_validation_or_test_touches_a_training_step(n, lookback, horizon, stride, val, test):

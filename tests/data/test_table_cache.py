@@ -16,6 +16,7 @@ import builder.data.table_plan as table_plan
 from builder.data import load_csv
 from builder.data.tabular import preview_csv
 from builder.errors import DatasetError
+from tests.fuzz_budget import budget
 
 
 def _text(n: int = 240, seed: int = 0) -> str:
@@ -55,7 +56,7 @@ def _same(a, b) -> None:
     assert a.info.to_dict() == b.info.to_dict()
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=budget(4), deadline=None)
 @given(chunk_cells=st.integers(40, 2000))
 def test_cached_load_equals_the_in_memory_load_for_any_chunk_size(tmp_path_factory, chunk_cells):
     p = tmp_path_factory.mktemp("t") / "t.csv"

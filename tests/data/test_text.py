@@ -28,6 +28,7 @@ from builder.data.text import (
 )
 from builder.data.uploads import UploadFolder
 from builder.errors import DatasetError
+from tests.fuzz_budget import budget
 
 _WORDS = ["good", "great", "fine", "bad", "awful", "dull", "film", "plot", "the", "was", "and"]
 
@@ -55,7 +56,7 @@ def word_tok():
     return train_tokenizer([s for s, _ in _sentences()], TokenizerOptions(vocab_size=100))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=budget(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(_WORDS), min_size=0, max_size=12))
 def test_word_tokens_round_trip_and_pad(word_tok, words):
     ids = encode(word_tok, [" ".join(words)], 8)
@@ -71,7 +72,7 @@ def bpe_tok():
                                                                            lowercase=False))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=budget(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30))
 def test_byte_level_bpe_round_trips_any_text_without_unknowns(bpe_tok, text):
     import unicodedata
@@ -167,3 +168,16 @@ def test_the_data_page_preview_counts_lengths_and_unknown_words():
     assert view["cut"] == 1.0  # every sentence has more than 6 words
     held = torch.cat([ds.val.X, ds.test.X])
     assert view["oov_rate"] == pytest.approx(float((held == UNK_ID).sum()) / float((held != PAD_ID).sum()))
+
+
+def test_a_pretrained_tokenizer_pads_with_id_0():
+    """LayerLab pads with id 0: a pretrained tokenizer whose id 0 is a word (GPT-2's "!") is refused by name."""
+    from tokenizers import Tokenizer, models
+
+    from builder.data.text import pretrained_tokenizer
+
+    ok = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "good": 2}, unk_token="[UNK]"))
+    assert pretrained_tokenizer(ok.to_str()).token_to_id("good") == 2
+    bad = Tokenizer(models.WordLevel({"!": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    with pytest.raises(DatasetError, match="received: id 0 = '!'. Fix: use tokenizer 'word' or 'bpe'"):
+        pretrained_tokenizer(bad.to_str())

@@ -21,15 +21,25 @@ ROOT = Path(__file__).resolve().parents[2]
 def app_server(tmp_path_factory):
     """Start the app with its own workspace; yields its base URL."""
     ws = tmp_path_factory.mktemp("workspace")
+    library = ws.parent / "model-library"  # empty until a test saves a model there (model_library fixture)
+    library.mkdir(exist_ok=True)
     try:
         # two jobs may run at once (two browser sessions train side by side); one torch thread each
         server = StreamlitServer("app.py", env={"LAYERLAB_WORKSPACE": str(ws), "LAYERLAB_MAX_JOBS": "2",
-                                               "LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_LAUNCHER_IDLE_S": "30"},
+                                               "LAYERLAB_TORCH_THREADS": "1", "LAYERLAB_LAUNCHER_IDLE_S": "30",
+                                               "LAYERLAB_MODEL_LIBRARY": str(library)},
                                  log_path=ARTIFACTS / "streamlit-server.log")
     except RuntimeError as e:
         pytest.fail(str(e))
     with server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def model_library(app_server, tmp_path_factory):
+    """The session server's model library folder (``LAYERLAB_MODEL_LIBRARY``; a model saved there shows in the
+    palette of the next page load)."""
+    return tmp_path_factory.getbasetemp() / "model-library"
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,16 @@ def person(browser, url: str, anon_id: str | None = None, size: tuple[int, int] 
     return ctx, page
 
 
-def end_jobs(ws: Path) -> None:
+def end_jobs(ws: Path, launcher: bool = True) -> None:
     """End what a test's server started in workspace ``ws``, by the pids they wrote: the warm launcher
-    (SIGTERM) and every job still queued, running or paused (SIGKILL: they are processes of their own)."""
-    from builder.access import SYSTEM
-    from builder.runs import jobs
+    (SIGTERM; kept with ``launcher=False``, for the next test on the same server) and every job still queued,
+    running or paused (SIGKILL: they are processes of their own)."""
+    from builder.data.access import SYSTEM
+    from builder.jobs import warm
     from builder.runs.store import RunStore
 
-    pidfile = ws / jobs.LAUNCHER_PID
-    if pidfile.is_file():
+    pidfile = ws / warm.LAUNCHER_PID
+    if launcher and pidfile.is_file():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
     if (ws / "layerlab.db").is_file():
@@ -67,6 +68,15 @@ def wait_idle(page, timeout: float = 30.0) -> None:
                                         document.querySelector('[data-testid=stStatusWidget]')?.innerText]""")
         raise TimeoutError(f"Streamlit still busy after {timeout:.0f} s: script state {state[0]!r}, "
                            f"status widget {state[1]!r}") from None
+
+
+def identity_cookie(ctx) -> str:
+    """The browser's anonymous id, once the first page's script has stored it (a second tab opened before that
+    is another person: the cookie is set by the page after its first run, not by the server)."""
+    from tests.helpers import until
+
+    return until(lambda: next((c["value"] for c in ctx.cookies() if c["name"] == COOKIE), None),
+                 "the identity cookie")
 
 
 def open_app(page, path: str = "") -> None:
@@ -111,8 +121,14 @@ def new_project(page) -> None:
     wait_idle(page)
 
 
+# The app has applied its narrow-window sidebar rule (app_pages/style.py SIDEBAR_JS: collapsed below 1100 px).
+SIDEBAR_SETTLED_JS = "() => document.documentElement.dataset.llSidebar === 'settled'"
+
+
 def collapse_sidebar(page) -> None:
-    """Collapse the app sidebar (it floats over the page below 1100 px; Streamlit remembers the choice)."""
+    """Collapse the app sidebar (it floats over the page below 1100 px, where it starts collapsed; Streamlit
+    remembers a person's choice)."""
+    page.wait_for_function(SIDEBAR_SETTLED_JS, timeout=30_000)  # the app's own collapse is done (no double toggle)
     if page.locator("[data-testid=stSidebar][data-collapsed=false]").count():
         page.locator("[data-testid=stSidebar]").hover()
         page.get_by_role("button", name="Collapse sidebar").click()

@@ -21,7 +21,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 from e2e_helpers import collapse_sidebar, goto_page, pick_template, wait_idle  # noqa: E402
 
-from builder.access import SYSTEM  # noqa: E402
+from builder.data.access import SYSTEM  # noqa: E402
 from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
 
 FITTED_JS = """() => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
@@ -43,7 +43,7 @@ def shoot(page, out: Path, name: str, full: bool = False) -> None:
 
 def train_mlp(page, ws: Path, epochs: int) -> str:
     """Load the MLP-on-moons template, train it, wait for the job; returns the run id."""
-    from builder.runs.jobs import wait
+    from builder.jobs.queue import wait
     from builder.runs.store import RunStore
 
     goto_page(page, "Build")

@@ -14,13 +14,13 @@ import time
 import pytest
 from e2e_helpers import end_jobs, goto_page, open_app, person, wait_idle
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.graph.share import encode_project
 from builder.graph.templates import load_template
+from builder.jobs.queue import JobSpec, submit
 from builder.runs import classes, owners
-from builder.runs.jobs import JobSpec, submit
-from builder.runs.status import FINAL
 from builder.runs.store import RunStore
+from builder.training.run_status import FINAL
 from tests.helpers import until
 from tests.serving import ARTIFACTS, StreamlitServer
 
@@ -97,18 +97,14 @@ def test_teacher_and_three_students(browser, ws):
         runaway = submit(store, JobSpec(project=classes.starter_project(cls).model_dump(mode="json"), dataset="moons",
                                         config={"epochs": 5000, "early_stopping": None}, owner=students[2],
                                         name="runaway"))  # early stopping off: it runs until the teacher stops it
-        tpage.reload()
+        # the teacher's page is live: the new job shows up with its Stop button without a reload
         tpage.wait_for_selector(f".st-key-ll_class_stop_{runaway} button", timeout=30_000)
         # every member's run of the starter is recorded for the class, and the teacher's page lists them all
         shown = [*runs.values(), runaway]
         assert [store.get(r).get("class_id") for r in shown] == [cls["id"]] * len(shown)
 
-        def listed() -> bool:  # the page is not live: reloaded until the runs show
-            if all(r in tpage.locator("[data-testid=stMain]").inner_text() for r in shown):
-                return True
-            tpage.reload()
-            wait_idle(tpage)
-            return False
+        def listed() -> bool:  # the page follows the class on its own
+            return all(r in tpage.locator("[data-testid=stMain]").inner_text() for r in shown)
 
         until(listed, "every class run on the teacher's page", timeout=120, poll=1.0, page=tpage,
               state=lambda: [r for r in shown if r not in tpage.locator("[data-testid=stMain]").inner_text()])
@@ -117,6 +113,14 @@ def test_teacher_and_three_students(browser, ws):
         _click(tpage, f"ll_class_stop_{runaway}")
         until(lambda: store.get(runaway)["status"] in FINAL, "the runaway job to stop", timeout=30)
         assert store.get(runaway)["status"] == "stopped"
+        # its student is told who stopped it, by the teacher's pseudonym (Train shows the graph's newest run)
+        spage = people[2][1]
+        open_app(spage, "train")
+        until(lambda: "stopped by your teacher" in spage.locator("[data-testid=stMain]").inner_text(),
+              "the student's Train page naming the teacher's stop", timeout=60, page=spage,
+              state=lambda: (spage.screenshot(path=str(ARTIFACTS / "class-student-stopped.png"), full_page=True),
+                             " ".join(spage.locator("[data-testid=stMain]").inner_text().split())[:1200])[1])
+        assert owners.pseudonym(ws, teacher) in spage.locator("[data-testid=stMain]").inner_text()
 
         # a student sees only their own runs: a link to another student's run is answered "no run of yours"
         page = people[0][1]

@@ -15,9 +15,9 @@ import pytest
 from e2e_helpers import end_jobs, fill_field, goto_page, open_app, person, wait_idle
 from playwright.sync_api import expect
 
-from builder.access import SYSTEM
-from builder.runs import jobs
-from builder.runs.job_sandbox import TEST_CRASH_ENV
+from builder.data.access import SYSTEM
+from builder.jobs import queue as jobs
+from builder.jobs.job_sandbox import TEST_CRASH_ENV
 from builder.runs.store import RunStore
 from tests.serving import ARTIFACTS, StreamlitServer
 
@@ -38,6 +38,7 @@ def server(tmp_path):
 
 def test_a_crashing_fold_fails_with_one_line_and_the_server_keeps_serving(browser, server):
     srv, ws = server
+    pid = srv.proc.pid
     ctx, page = person(browser, srv.url)
     open_app(page)  # the first visit's CNN on 8x8 digits (small: cross-validation is offered)
     goto_page(page, "Train")
@@ -62,10 +63,15 @@ def test_a_crashing_fold_fails_with_one_line_and_the_server_keeps_serving(browse
     assert [statuses[r["id"]] for r in runs] == ["failed", "finished"], [store.get(r["id"])["message"] for r in runs]
     expect(page.locator("[data-testid=stMetric]", has_text="accuracy").first).to_be_visible(timeout=60_000)
 
-    # the server answers: its health endpoint, and another page of this browser
+    # the same server process answers: its health endpoint, another page of this browser and another person
+    assert srv.proc.poll() is None and srv.proc.pid == pid
     with urllib.request.urlopen(f"{srv.url}/_stcore/health", timeout=30) as r:
         assert r.status == 200
     goto_page(page, "Runs")
     expect(main).to_contain_text("Run details", timeout=60_000)
     expect(main).to_contain_text(re.compile("|".join(r["id"] for r in runs)), timeout=30_000)
+    other_ctx, other = person(browser, srv.url)
+    other.goto(f"{srv.url}/runs")
+    expect(other.locator("[data-testid=stMain]")).to_contain_text("No runs yet", timeout=60_000)  # not this one's
+    other_ctx.close()
     ctx.close()

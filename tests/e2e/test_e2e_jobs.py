@@ -1,7 +1,8 @@
 """End-to-end: work is durable and owned. A training job is its own process: it survives a reload, the
 server's death, and its own death leaves the server answering. Each browser is its own owner (a cookie).
 
-Each test starts its own server on its own workspace (so it can read the run store and kill the server).
+The tests read the run store of their server's workspace: the reload and the dying job share one server of
+this module (each browser is a person of its own there); the restart test starts and kills servers of its own.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import time
 import urllib.request
 
 import pytest
-from e2e_helpers import COOKIE, curve_points, end_jobs, goto_page, open_app, person, wait_idle
+from e2e_helpers import curve_points, end_jobs, goto_page, identity_cookie, open_app, person, wait_idle
 from playwright.sync_api import expect
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.graph.templates import load_template
-from builder.runs.jobs import JobSpec, submit, wait
+from builder.jobs.queue import JobSpec, submit, wait
 from builder.runs.store import RunStore
 from tests.helpers import until
 from tests.serving import ARTIFACTS, StreamlitServer
@@ -42,9 +43,25 @@ def _server(ws, name: str) -> StreamlitServer:
                            log_path=ARTIFACTS / f"streamlit-{name}.log")
 
 
-def _owner_cookie(ctx) -> str:
-    return until(lambda: next((c["value"] for c in ctx.cookies() if c["name"] == COOKIE), None),
-                  "the identity cookie")
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``(server, workspace)``: one server of this module (a start-up of the app and its warm launcher, not one
+    per test); the jobs and launcher it started are ended with it."""
+    ws = tmp_path_factory.mktemp("jobs-served") / "ws"
+    try:
+        with _server(ws, "jobs-served") as server:
+            yield server, ws
+    finally:
+        end_jobs(ws)
+
+
+@pytest.fixture
+def shared(served):
+    """The module's server for one test; the jobs still queued, running or paused at its end are killed (the
+    warm launcher stays up for the next test)."""
+    server, ws = served
+    yield server, ws
+    end_jobs(ws, launcher=False)
 
 
 def _main_text(page) -> str:
@@ -79,66 +96,65 @@ def _rename(page, name: str) -> None:
     wait_idle(page)
 
 
-def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(browser, tmp_path):
-    ws = tmp_path / "ws"
-    with _server(ws, "durable") as server:
-        ctx, page = person(browser, server.url)
-        open_app(page)
-        me = _owner_cookie(ctx)
-        page.reload()
-        wait_idle(page)
-        assert _owner_cookie(ctx) == me, "a reload is the same person"
-        tab = ctx.new_page()
-        tab.goto(server.url)
-        tab.wait_for_selector("h1", timeout=60_000)
-        assert _owner_cookie(ctx) == me, "a new tab of the same browser is the same person"
-        tab.close()
+def test_reload_keeps_project_and_live_run_and_another_person_sees_nothing(browser, shared):
+    server, ws = shared
+    ctx, page = person(browser, server.url)
+    open_app(page)
+    me = identity_cookie(ctx)
+    page.reload()
+    wait_idle(page)
+    assert identity_cookie(ctx) == me, "a reload is the same person"
+    tab = ctx.new_page()
+    tab.goto(server.url)
+    tab.wait_for_selector("h1", timeout=60_000)
+    assert identity_cookie(ctx) == me, "a new tab of the same browser is the same person"
+    tab.close()
 
-        _rename(page, "Durable net")
-        run_id = _start(page, 400)
-        until(lambda: curve_points(page) > 0, "the first curve point", page=page)
-        store = RunStore(ws, actor=SYSTEM)
-        assert store.get(run_id)["owner"] == "anon:" + me
+    _rename(page, "Durable net")
+    run_id = _start(page, 400)
+    until(lambda: curve_points(page) > 0, "the first curve point", page=page)
+    store = RunStore(ws, actor=SYSTEM)
+    assert store.get(run_id)["owner"] == "anon:" + me
 
-        t0 = time.monotonic()
-        page.reload()  # F5 during training, on the Train page
-        page.wait_for_selector("h1:has-text('Train')", timeout=60_000)
-        # the Train page shows a run only when its graph is the canvas graph: the same graph came back
-        until(lambda: run_id in _main_text(page) and curve_points(page) > 0, "the same run live on Train",
-               timeout=30, page=page)
-        print(f"the run was live on Train {time.monotonic() - t0:.1f} s after the reload")  # target < 5 s
-        expect(page.locator("[data-testid=stSidebar]").get_by_label("Project name")).to_have_value("Durable net")
-        n1 = curve_points(page)
-        until(lambda: curve_points(page) > n1, "the curve to grow after the reload", page=page)
-        goto_page(page, "Build")
-        page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)  # the CNN on the canvas
+    t0 = time.monotonic()
+    page.reload()  # F5 during training, on the Train page
+    page.wait_for_selector("h1:has-text('Train')", timeout=60_000)
+    # the Train page shows a run only when its graph is the canvas graph: the same graph came back
+    until(lambda: run_id in _main_text(page) and curve_points(page) > 0, "the same run live on Train",
+           timeout=30, page=page)
+    print(f"the run was live on Train {time.monotonic() - t0:.1f} s after the reload")  # target < 5 s
+    expect(page.locator("[data-testid=stSidebar]").get_by_label("Project name")).to_have_value("Durable net")
+    n1 = curve_points(page)
+    until(lambda: curve_points(page) > n1, "the curve to grow after the reload", page=page)
+    goto_page(page, "Build")
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)  # the CNN on the canvas
 
-        r = store.get(run_id)
-        assert r["status"] == "running", (r["message"], r["epochs_done"], r["config"])
-        goto_page(page, "Runs")
-        stop = page.locator(f".st-key-ll_jstop_{run_id} button").first
-        try:
-            stop.click(timeout=30_000)
-        except Exception:
-            raise AssertionError(f"no Stop button; status {store.get(run_id)['status']}; page: "
-                                 f"{_main_text(page)[:1500]}") from None
-        assert wait(store, [run_id], 60) == {run_id: "stopped"}
-        expect(page.locator("[data-testid=stMain]")).to_contain_text("stopped", timeout=30_000)
+    r = store.get(run_id)
+    assert r["status"] == "running", (r["message"], r["epochs_done"], r["config"])
+    goto_page(page, "Runs")
+    stop = page.locator(f".st-key-ll_jstop_{run_id} button").first
+    try:
+        stop.click(timeout=30_000)
+    except Exception:
+        raise AssertionError(f"no Stop button; status {store.get(run_id)['status']}; page: "
+                             f"{_main_text(page)[:1500]}") from None
+    assert wait(store, [run_id], 60) == {run_id: "stopped"}
+    expect(page.locator("[data-testid=stMain]")).to_contain_text("stopped", timeout=30_000)
 
-        other_ctx, other = person(browser, server.url)  # another person
-        open_app(other)
-        assert _owner_cookie(other_ctx) != me
-        expect(other.locator("[data-testid=stSidebar]").get_by_label("Project name")).not_to_have_value("Durable net")
-        goto_page(other, "Runs")
-        expect(other.locator("[data-testid=stMain]")).to_contain_text("No runs yet", timeout=30_000)
-        other.goto(f"{server.url}/runs?run={run_id}")
-        other.wait_for_selector("h1", timeout=60_000)
-        wait_idle(other)
-        text = _main_text(other)
-        assert "No runs yet" in text and "Durable net" not in text  # the id is only quoted as unknown
-        assert other.locator("[data-testid=stDataFrame]").count() == 0
-        other_ctx.close()
-        ctx.close()
+    other_ctx, other = person(browser, server.url)  # another person
+    open_app(other)
+    assert identity_cookie(other_ctx) != me
+    expect(other.locator("[data-testid=stSidebar]").get_by_label("Project name")).not_to_have_value("Durable net")
+    goto_page(other, "Runs")
+    expect(other.locator("[data-testid=stMain]")).to_contain_text("No runs yet", timeout=30_000)
+    other.goto(f"{server.url}/runs?run={run_id}")
+    other.wait_for_selector("h1", timeout=60_000)
+    wait_idle(other)
+    text = _main_text(other)
+    assert "No runs yet" in text and "Durable net" not in text  # the id is only quoted as unknown
+    assert other.locator("[data-testid=stDataFrame]").count() == 0
+    other_ctx.close()
+    ctx.close()
 
 
 def test_a_job_outlives_the_server_and_a_restarted_server_shows_it(browser, tmp_path):
@@ -165,25 +181,24 @@ def test_a_job_outlives_the_server_and_a_restarted_server_shows_it(browser, tmp_
     ctx.close()
 
 
-def test_a_job_that_dies_leaves_the_server_answering_and_the_run_marked(browser, tmp_path):
-    ws = tmp_path / "ws"
-    with _server(ws, "dying-jobs") as server:
-        ctx, page = person(browser, server.url)
-        open_app(page)
-        me = "anon:" + _owner_cookie(ctx)
-        run_id = _start(page, 400)
-        store = RunStore(ws, actor=SYSTEM)
-        until(lambda: (store.get(run_id)["epochs_done"] or 0) >= 1, "an epoch")
-        os.kill(store.get(run_id)["pid"], signal.SIGKILL)  # as the OOM killer would
-        expect(page.locator("[data-testid=stMain]")).to_contain_text("Interrupted", timeout=30_000)
-        assert store.get(run_id)["status"] == "interrupted"
-        # a job failing with an exception (a graph that does not fit its data), owned by this browser
-        bad = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="digits", owner=me))
-        assert wait(store, [bad], 120) == {bad: "failed"}
-        with urllib.request.urlopen(server.url + "/_stcore/health", timeout=10) as r:
-            assert r.status == 200
-        goto_page(page, "Runs")
-        main = page.locator("[data-testid=stMain]")
-        expect(main).to_contain_text("interrupted", timeout=30_000)
-        expect(main).to_contain_text("failed", timeout=30_000)
-        ctx.close()
+def test_a_job_that_dies_leaves_the_server_answering_and_the_run_marked(browser, shared):
+    server, ws = shared
+    ctx, page = person(browser, server.url)
+    open_app(page)
+    me = "anon:" + identity_cookie(ctx)
+    run_id = _start(page, 400)
+    store = RunStore(ws, actor=SYSTEM)
+    until(lambda: (store.get(run_id)["epochs_done"] or 0) >= 1, "an epoch")
+    os.kill(store.get(run_id)["pid"], signal.SIGKILL)  # as the OOM killer would
+    expect(page.locator("[data-testid=stMain]")).to_contain_text("Interrupted", timeout=30_000)
+    assert store.get(run_id)["status"] == "interrupted"
+    # a job failing with an exception (a graph that does not fit its data), owned by this browser
+    bad = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="digits", owner=me))
+    assert wait(store, [bad], 120) == {bad: "failed"}
+    with urllib.request.urlopen(server.url + "/_stcore/health", timeout=10) as r:
+        assert r.status == 200
+    goto_page(page, "Runs")
+    main = page.locator("[data-testid=stMain]")
+    expect(main).to_contain_text("interrupted", timeout=30_000)
+    expect(main).to_contain_text("failed", timeout=30_000)
+    ctx.close()

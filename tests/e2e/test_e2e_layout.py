@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from e2e_helpers import collapse_sidebar, pick_template, wait_idle
+from e2e_helpers import SIDEBAR_SETTLED_JS, collapse_sidebar, pick_template, wait_idle
 from playwright.sync_api import expect
 
 import builder
@@ -142,8 +142,9 @@ def test_enter_in_a_hyper_parameter_field_starts_no_run(browser, app_server):
         expect(page.get_by_role("button", name="Start training")).to_be_visible()
 
 
-# Every node's box lies inside the visible canvas: within the flow element and right of a palette floating over
-# its left side (the minimap and controls are small corners, checked by the Fit test below).
+# Every node's box lies inside the visible canvas: within the flow element, right of a palette floating over
+# its left side and left of the inspector floating over its right side on a narrow window (the minimap and
+# controls are small corners, checked by the Fit test below).
 NODES_VISIBLE_JS = """() => {
   const hosts = [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')];
   const root = hosts.map((h) => h.shadowRoot).filter(Boolean).find((r) => r.querySelector('.ll-root'));
@@ -151,7 +152,10 @@ NODES_VISIBLE_JS = """() => {
   const f = root.querySelector('.ll-flow').getBoundingClientRect();
   const pal = root.querySelector('.ll-palette.is-overlay');
   const left = pal ? Math.max(f.left, pal.getBoundingClientRect().right) : f.left;
-  const bottom = Math.min(f.bottom, window.innerHeight), right = Math.min(f.right, window.innerWidth);
+  let right = Math.min(f.right, window.innerWidth);
+  for (const p of document.querySelectorAll('[data-testid="stColumn"]:has(.st-key-ll_inspector)')) { const b = p.getBoundingClientRect();
+    if (b.width && b.left < f.right && b.right >= f.right - 1 && b.top < f.bottom && b.bottom > f.top) right = Math.min(right, b.left); }
+  const bottom = Math.min(f.bottom, window.innerHeight);
   const nodes = [...root.querySelectorAll('.react-flow__node')];
   const inside = nodes.filter((n) => { const b = n.getBoundingClientRect();
     return b.left >= left - 1 && b.right <= right + 1 && b.top >= Math.max(f.top, 0) - 1 && b.bottom <= bottom + 1; });
@@ -211,6 +215,95 @@ def test_a_returning_user_sees_their_graph(browser, app_server):
             page.screenshot(path=str(ARTIFACTS / f"layout-return-{other.lower() or 'resized'}.png"))
             # the first view is a readable fit from the input side: the input and most of the graph are on screen
             assert seen["visible"] * 2 >= len(ids) and "tokens" in seen["ids"], (other or "resized", seen)
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
+
+
+
+# The output ports of a node (by id) as drawn.
+OUT_PORTS_JS = """(id) => {
+  const hosts = [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')];
+  const root = hosts.map((h) => h.shadowRoot).filter(Boolean).find((r) => r.querySelector('.ll-root'));
+  const node = root && root.querySelector(`.react-flow__node[data-id="${id}"]`);
+  return node ? [...node.querySelectorAll('.react-flow__handle.source')].map((h) => h.dataset.handleid) : null;
+}"""
+
+
+def test_the_image_input_shows_no_padding_mask_port_and_nothing_covers_nodes(browser, app_server):
+    """Issue 29 item 14: the CNN template's image Input showed a ``padding_mask`` port (only a token or sequence
+    Input has one; frontend/src/ports.test.js has the rule), and at 1440x900 the minimap sat on ``fc``. The
+    starting CNN, as a first visit sees it."""
+    page = new_page(browser, (1440, 900))
+    try:
+        open_build(page, app_server)
+        ids = [nd.id for nd in builder.load_template("cnn").graph.nodes]
+        page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
+        page.wait_for_function(PORTS_LAID_OUT_JS, timeout=30_000)
+        wait_idle(page)
+        page.screenshot(path=str(ARTIFACTS / "layout-cnn-input-ports-1440.png"))
+        assert page.evaluate(OUT_PORTS_JS, ids[0]) == ["out"]  # the Input "image": no padding_mask
+        assert page.evaluate(OUT_PORTS_JS, "conv1") == ["out"]
+        # nothing floats over the nodes (the minimap sat on fc, the zoom buttons on relu1): zoom is in the toolbar
+        # and the minimap opens from it
+        assert page.locator(".react-flow__minimap").count() == 0
+        assert page.locator(".react-flow__controls").count() == 0
+        page.locator('.ll-toolbar button[aria-label="Zoom in"]').wait_for()
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
+
+
+# Every control of the canvas toolbar (buttons, the cost select, the Find box) with its box on screen and whether
+# it lies wholly inside the canvas frame, uncovered at its centre (the Find box was clipped at 1440x900 once the
+# toolbar got zoom buttons; the inspector floating at 900 px sat on Cost and Find).
+TOOLBAR_JS = """() => {
+  const hosts = [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')];
+  const root = hosts.map((h) => h.shadowRoot).filter(Boolean).find((r) => r.querySelector('.ll-root'));
+  const f = root.querySelector('.ll-root').getBoundingClientRect();
+  return [...root.querySelectorAll('.ll-toolbar button, .ll-toolbar select, .ll-toolbar input')].map((e) => {
+    const b = e.getBoundingClientRect();
+    const hit = root.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);  // what a click there reaches
+    return { name: e.getAttribute('aria-label') || e.textContent.trim(), left: b.left, right: b.right, width: b.width,
+             inside: b.width > 0 && b.left >= f.left - 0.5 && b.right <= f.right + 0.5 && b.top >= f.top - 0.5
+                     && b.bottom <= f.bottom + 0.5 && b.right <= window.innerWidth && !!hit && e.contains(hit) }; });
+}"""
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_nothing_covers_or_clips_the_canvas(browser, app_server, size):
+    """Issue 29: at 1440x900 the toolbar's Find box was clipped; at 900x900 the sidebar floated over the left
+    third of Build on a first visit (it now starts collapsed below 1100 px: what a narrow window's menu does) and
+    a Fit put the CNN's right column under the inspector floating over the canvas while a layer is selected.
+    Fit shows every node of the CNN and the transformer templates in the visible canvas, with a layer selected."""
+    page = new_page(browser, size)
+    try:
+        open_build(page, app_server)
+        page.wait_for_function(SIDEBAR_SETTLED_JS, timeout=10_000)
+        narrow = size[0] <= 1100
+        expect(page.locator("[data-testid=stSidebar]")).to_have_attribute("data-collapsed", str(narrow).lower())
+        flow = measure(page)["flow"]
+        bar = page.locator("[data-testid=stSidebar]").bounding_box()
+        assert bar is None or bar["x"] + bar["width"] <= flow["x"] + 1, (bar, flow)  # beside it, or away
+        controls = page.evaluate(TOOLBAR_JS)
+        assert len(controls) >= 12, controls
+        assert all(c["inside"] for c in controls), [c for c in controls if not c["inside"]]
+        assert min(c["width"] for c in controls) >= 28, controls  # none squeezed below its size either
+        for name in ("transformer", "cnn"):  # a new session starts with the CNN: the transformer first
+            ids = [nd.id for nd in builder.load_template(name).graph.nodes]
+            pick_template(page, builder.load_template(name).name)
+            page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
+            wait_idle(page)
+            page.locator(f"[data-testid=node-{ids[1]}]").click()  # a layer selected: the inspector shows it
+            page.locator(".st-key-ll_inspector").wait_for(timeout=30_000)
+            wait_idle(page)
+            # the inspector floating over a narrow window's canvas leaves the toolbar alone (it sat on Cost and Find)
+            controls = page.evaluate(TOOLBAR_JS)
+            assert all(c["inside"] for c in controls), (name, [c for c in controls if not c["inside"]])
+            press_fit(page)
+            seen = wait_all_visible(page, len(ids))
+            page.screenshot(path=str(ARTIFACTS / f"layout-uncovered-{name}-{size[0]}.png"))
+            assert seen["visible"] == len(ids), (name, seen)
         assert not page.errors, page.errors
     finally:
         page.context.close()

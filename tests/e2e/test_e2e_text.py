@@ -1,5 +1,6 @@
-"""End-to-end: upload a CSV of sentences, pick the sentiment template, train, see attributions on the words in
-Try it (issue 31's first journey)."""
+"""End-to-end journeys of issue 31: upload a CSV of sentences, pick the sentiment template, train, see attributions
+on the words in Try it; train the GPT template on the built-in corpus and watch a sample per epoch; forecast a
+built-in series with the RNN forecaster and see the forecast-vs-actual plot."""
 
 from __future__ import annotations
 
@@ -61,3 +62,47 @@ def test_upload_sentences_train_the_sentiment_lstm_and_see_attributions_on_words
     wait_for_value(page, WORDS_JS, 1, "an attribution chart labelled with the typed words", timeout=90)
     assert page.locator("[data-testid=stException]").count() == 0
     shot(page, "text-tryit")
+
+
+# the epochs whose sample the Train page lists ("epoch k: ..." captions under "What the model writes")
+SAMPLE_EPOCHS_JS = """() => Array.from(document.querySelectorAll('[data-testid=stCaptionContainer]'))
+    .map(el => /^epoch (\\d+):/.exec(el.innerText.trim())).filter(m => m).length"""
+
+# the forecast-vs-actual chart of the Runs page: how many of its series (lookback, actual, forecast) have points
+FORECAST_JS = """() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))
+    .filter(el => el.layout && el.layout.title && /Forecast vs actual/.test(el.layout.title.text || ''))
+    .map(el => new Set((el.data || []).filter(t => (t.x || []).length > 0).map(t => t.name)
+                       .filter(n => ['lookback', 'actual', 'forecast'].includes(n))).size)
+    .reduce((a, b) => Math.max(a, b), 0)"""
+
+
+def test_the_gpt_template_trains_on_the_corpus_and_writes_a_sample_per_epoch(page):
+    open_app(page)
+    pick_template(page, "GPT-style language model")
+    goto_page(page, "Train")
+    fill_field(page, "Epochs", 2)
+    page.locator("button", has_text="Start training").first.click()
+    wait_for_value(page, SAMPLE_EPOCHS_JS, 1, "the sample written after epoch 1", timeout=240)
+    shot(page, "lm-sample-epoch1")
+    wait_for_value(page, SAMPLE_EPOCHS_JS, 2, "the samples of both epochs", timeout=240)
+    expect(page.locator("text=What the model writes after each epoch")).to_be_visible()
+    page.wait_for_selector("text=Test results", timeout=180_000)
+    assert page.locator("[data-testid=stException]").count() == 0
+    page.locator("[data-testid=stCaptionContainer]", has_text="epoch 2:").first.scroll_into_view_if_needed()
+    shot(page, "lm-samples")
+
+
+def test_the_rnn_forecaster_forecasts_sunspots_and_shows_forecast_vs_actual(page):
+    open_app(page)
+    pick_template(page, "RNN forecaster")
+    goto_page(page, "Train")
+    fill_field(page, "Epochs", 2)
+    page.locator("button", has_text="Start training").first.click()
+    page.wait_for_selector("text=Test results", timeout=240_000)
+    wait_idle(page)
+    goto_page(page, "Runs")
+    expect(page.locator("[data-testid=stMain]")).to_contain_text("Run details", timeout=60_000)
+    wait_for_value(page, FORECAST_JS, 3, "the forecast-vs-actual chart (lookback, actual, forecast)", timeout=90)
+    page.get_by_text("Forecast vs actual").first.scroll_into_view_if_needed()
+    assert page.locator("[data-testid=stException]").count() == 0
+    shot(page, "forecast-vs-actual")

@@ -5,7 +5,7 @@ silently dropped tab B's edits). Waits are for states, never sleeps."""
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import fill_field, open_app, wait_idle
+from e2e_helpers import fill_field, identity_cookie, open_app, wait_idle
 from playwright.sync_api import expect
 
 from tests.serving import ARTIFACTS
@@ -25,11 +25,16 @@ def test_a_stale_tab_is_told_and_neither_version_is_lost(browser, app_server):
         a.base_url = app_server
         open_app(a, "build")  # tab A opens first (and saves the starting project)
         wait_idle(a)  # its first save is done before B opens (under load B could read the project before it)
+        identity_cookie(ctx)  # and the browser knows the person: a tab opened before the page's script stores the
+        # cookie is another person with its own project (CI: B saved to another folder, A's save met no conflict)
         b = ctx.new_page()
         b.base_url = app_server
         open_app(b, "build")  # tab B: the same person, the same project
         wait_idle(b)
         fill_field(b, "Project name", "edited in B")
+        # B's rerun with the new name ran (the autosave comes before the page, which shows the name): idle alone
+        # could be read before that rerun started, and A then saved first (CI: no prompt in A)
+        expect(b.locator("[data-testid=stMain]")).to_contain_text("edited in B", timeout=30_000)
         wait_idle(b)
         fill_field(a, "Project name", "edited in A")  # A still holds the project as it was before B's edit
         wait_idle(a)

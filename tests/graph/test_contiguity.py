@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from builder import compile_graph, export_python, infer_shapes
 from builder.graph.compile import canonical_strides
 from builder.graph.registry import all_specs
+from tests.fuzz_budget import budget
 from tests.strategies import layer_case
 
 SPECS = [s for s in all_specs() if s.type not in ("Input",)]
@@ -36,7 +37,7 @@ def _outputs(model, xs):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.type)
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+@settings(max_examples=budget(8), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
 @given(data=st.data())
 def test_layout_claims_hold(spec, data):
     """``follow``/``fresh``: contiguous inputs give contiguous outputs; ``fresh``: so do non-contiguous ones."""
@@ -151,7 +152,7 @@ def test_a_size_one_dimension_moved_by_a_permute_gets_canonical_strides(layer):
 
 
 @pytest.mark.parametrize("layer", STRIDE_BUGGY)
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+@settings(max_examples=budget(6), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
 @given(data=st.data())
 def test_every_stride_buggy_kernel_gets_canonical_strides_after_any_permute(layer, data):
     rank = data.draw(st.integers(1, 4))

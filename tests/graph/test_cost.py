@@ -22,6 +22,7 @@ import builder
 from builder.cli.main import main as cli_main
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.cost import module_macs, node_costs, total_macs
+from tests.fuzz_budget import budget
 
 
 def _counted_macs(fn) -> int:
@@ -90,7 +91,7 @@ def test_costs_come_from_one_analysis_and_list_analysed_nodes():
     assert all(c.activation_bytes > 0 for c in costs)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25), deadline=None)
 @given(cin=st.integers(1, 6), cout_mult=st.integers(1, 3), groups=st.sampled_from([1, 2]), k=st.integers(1, 3),
        stride=st.integers(1, 2), pad=st.integers(0, 1), size=st.integers(3, 9), transposed=st.booleans())
 def test_convolutions_match_the_counter(cin, cout_mult, groups, k, stride, pad, size, transposed):

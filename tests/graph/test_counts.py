@@ -16,6 +16,7 @@ from torch import nn
 from builder.graph.counts import COUNTED, module_counts
 from builder.graph.registry import all_specs
 from builder.graph.shapes import infer_shapes
+from tests.fuzz_budget import budget
 from tests.graph.test_layers import _graph
 from tests.strategies import layer_case
 
@@ -31,7 +32,7 @@ def _torch_counts(cls: str, kwargs: dict) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("spec", BUILT, ids=lambda s: s.type)
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=budget(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_counts_match_the_module(spec, data):
     """For every drawn valid node, the computed counts are torch's, and its class needs no torch fallback."""

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from builder.graph.edit import MAX_LABEL, relabel_node, remove_nodes, set_param, with_edge_ids
 from builder.graph.project import Graph
+from tests.fuzz_budget import budget
 
 
 @st.composite
@@ -32,7 +33,7 @@ def graphs(draw) -> Graph:
 node_ids = st.sampled_from(["n0", "n1", "n3", "n7", "ghost"])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(graphs(), node_ids, st.sampled_from(["out_features", "p", "new"]), st.integers(-5, 50) | st.lists(st.integers(), max_size=2))
 def test_set_param_changes_one_value_of_one_node(g, nid, name, value):
     before = g.model_copy(deep=True)
@@ -47,7 +48,7 @@ def test_set_param_changes_one_value_of_one_node(g, nid, name, value):
             assert new == old
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(graphs(), node_ids, st.none() | st.text(max_size=260))
 def test_relabel_node_sets_a_trimmed_label_or_clears_it(g, nid, label):
     out = relabel_node(g, nid, label)
@@ -57,7 +58,7 @@ def test_relabel_node_sets_a_trimmed_label_or_clears_it(g, nid, label):
     assert out.edges == g.edges
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(graphs(), st.lists(node_ids, max_size=3))
 def test_remove_nodes_drops_the_nodes_and_every_edge_touching_them(g, ids):
     out = remove_nodes(g, ids)
@@ -69,7 +70,7 @@ def test_remove_nodes_drops_the_nodes_and_every_edge_touching_them(g, ids):
         assert out == g  # unknown ids change nothing
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(graphs())
 def test_with_edge_ids_names_every_edge_by_its_key(g):
     out = with_edge_ids(g)

@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, event, given, settings
 from builder import compile_graph, infer_shapes, load_project
 from builder.errors import GraphError, LayerLabError
 from builder.escape import terminal_line
+from tests.fuzz_budget import budget
 from tests.fuzz_graphs import (
     FAILURES,
     GRAPH_LEVEL,
@@ -72,7 +73,7 @@ def test_drawn_projects_load_and_validate_with_located_problems(text):
     event(check_rejections(text))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+@settings(max_examples=budget(60), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                    HealthCheck.filter_too_much])
 @given(op_project_text())
 def test_drawn_operator_graphs_validate_with_located_problems(text):

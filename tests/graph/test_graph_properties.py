@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from builder import compile_graph, example_inputs, infer_shapes
 from builder.graph.registry import all_specs
+from tests.fuzz_budget import budget
 
 TYPES = [s.type for s in all_specs()]
 GRAPH_LEVEL = {"no_input", "too_many_nodes"}
@@ -45,7 +46,7 @@ def random_graph(draw):
     return {"nodes": nodes, "edges": edges}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=budget(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_graph())
 def test_random_graphs(graph):
     report = infer_shapes(graph)  # must never raise

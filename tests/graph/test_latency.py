@@ -25,6 +25,7 @@ from builder.graph.latency import (
     node_latency,
     time_calls,
 )
+from tests.fuzz_budget import budget
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet", "transformer"])
@@ -98,7 +99,7 @@ def test_time_calls_warms_up_interleaves_pins_threads_and_records_the_load():
     assert t.repeats == 20 and "p10-p90 1.900-9.100" in t.text()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25), deadline=None)
 @given(base=st.lists(st.floats(1e-4, 1e-2), min_size=5, max_size=30), factor=st.floats(0.2, 5.0))
 def test_a_difference_is_called_only_when_the_spreads_separate(base, factor):
     """Two deterministic workloads: ``after`` takes ``factor`` times ``before``'s durations. The verdict follows

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from builder import Project, compile_graph, infer_shapes, load_project
 from builder.graph.compile import example_inputs
 from builder.graph.registry import PADDING_MASK, TOKENS, all_specs, get_spec
+from tests.fuzz_budget import budget
 from tests.strategies import layer_case
 
 SPECS = [s for s in all_specs() if s.type != "Input"]
@@ -45,7 +46,7 @@ def test_every_palette_type_is_covered():
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.type)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=budget(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_inferred_shape_matches_module(spec, data):
     shapes, params = data.draw(layer_case(spec))
@@ -109,3 +110,14 @@ def test_param_schema_is_complete():
             assert p.help, f"{spec.type}.{p.name} has no help text"
             v, err = p.check(p.default) if p.default is not None or p.nullable else (None, None)
             assert err is None, (spec.type, p.name, err)
+
+
+def test_self_built_modules_are_counted_without_torch():
+    """A spec that builds its own module (Op, LoRA) also counts it: one without the other is refused."""
+    from builder.graph.spec import LayerSpec
+
+    held = [s.type for s in all_specs() if s.make_module is not None]
+    assert {"Op", "LoRA"} <= set(held)
+    assert all(get_spec(t).counts is not None for t in held)
+    with pytest.raises(ValueError, match="make_module and counts come together"):
+        LayerSpec("Half", "Dense", "only a module", make_module=lambda p, ins: None)

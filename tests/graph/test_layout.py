@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from builder.graph.layout import auto_layout, row_layout
 from builder.graph.project import Graph
 from builder.graph.templates import TEMPLATE_NAMES, load_template
+from tests.fuzz_budget import budget
 
 
 @st.composite
@@ -21,7 +22,7 @@ def dags(draw) -> Graph:
     return Graph(nodes=nodes, edges=edges)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(dags())
 def test_auto_layout_puts_every_edge_left_to_right(g):
     out = auto_layout(g)
@@ -31,7 +32,7 @@ def test_auto_layout_puts_every_edge_left_to_right(g):
     assert len({(p.x, p.y) for p in pos.values()}) == len(pos)  # no two nodes on one spot
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(dags(), st.integers(1, 5))
 def test_row_layout_wraps_columns_into_rows(g, per_row):
     cols = auto_layout(g, dx=280.0, dy=120.0)
@@ -62,3 +63,27 @@ def test_row_layout_by_hand():
                   edges=[{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(4)])
     out = row_layout(chain, per_row=2)
     assert [(n.position.x, n.position.y) for n in out.nodes] == [(0, 0), (280, 0), (0, 190), (280, 190), (0, 380)]
+
+
+def _extent(g: Graph) -> tuple[float, float]:
+    """(width, height) of a placed graph, one column and one row gap included."""
+    xs, ys = [n.position.x for n in g.nodes], [n.position.y for n in g.nodes]
+    return max(xs) - min(xs) + 280.0, max(ys) - min(ys) + 190.0
+
+
+@settings(max_examples=budget(60), deadline=None)
+@given(dags(), st.integers(0, 60))
+def test_a_fitted_layout_is_about_as_wide_as_a_screen(g, chain):
+    """``per_row=None`` (imported files): a long chain or a DAG is wrapped into rows, never one long row; a
+    graph with more than a few columns ends at most 3 times as wide as tall (a 1440x900 screen is 1.6)."""
+    if chain:  # a long chain after the DAG, as an imported CNN or transformer is
+        ids = [f"c{i}" for i in range(chain)]
+        g = Graph(nodes=[*g.nodes, *({"id": i, "type": "ReLU"} for i in ids)],
+                  edges=[*g.edges, {"source": g.nodes[-1].id, "target": ids[0]},
+                         *({"source": a, "target": b} for a, b in zip(ids, ids[1:]))])
+    out = row_layout(g, per_row=None)
+    pos = {n.id: n.position for n in out.nodes}
+    assert len({(p.x, p.y) for p in pos.values()}) == len(pos)
+    if len({n.position.x for n in auto_layout(g).nodes}) > 4:
+        width, height = _extent(out)
+        assert width <= 3 * height, (width, height)

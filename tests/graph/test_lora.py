@@ -14,6 +14,7 @@ from builder.graph.compile import compile_graph, module_names
 from builder.graph.lora import add_lora, lora_state, lora_targets, merge_lora, peft_adapter, trainable_params
 from builder.graph.project import as_graph
 from builder.interchange.hf_import import import_hf_folder, inspect_folder, load_reference
+from tests.fuzz_budget import budget
 from tests.interchange.hf_models import SEQ, make_folder
 
 RANK, ALPHA = 4, 8.0
@@ -154,7 +155,7 @@ def test_unknown_target_lists_the_linear_nodes():
         lora_targets(_small(), "encoder")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25), deadline=None)
 @given(out=st.integers(1, 6), rank=st.integers(1, 8), alpha=st.floats(0.5, 64), bias=st.booleans())
 def test_counts_match_the_built_module(out, rank, alpha, bias):
     g = _small(out)
@@ -170,3 +171,42 @@ def test_counts_match_the_built_module(out, rank, alpha, bias):
     plain.load_state_dict(weights)
     x = torch.randn(2, 5)
     assert torch.allclose(plain(x), model.eval()(x), atol=1e-5)
+
+
+def test_canvas_shows_what_trains_per_node_and_in_the_summary():
+    """Frozen nodes, LoRA nodes (adapter trains, base frozen) and trainable ones reach the canvas annotations; a
+    graph where everything trains gets no badges."""
+    from builder.graph.cost import canvas_annotations
+    from builder.graph.lora import add_lora, trainable_params
+    from builder.graph.project import as_graph
+    from builder.graph.shapes import infer_shapes
+
+    g = as_graph({"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+                            {"id": "body", "type": "Linear", "params": {"out_features": 4}},
+                            {"id": "enc_q", "type": "Linear", "params": {"out_features": 4}},
+                            {"id": "head", "type": "Linear", "params": {"out_features": 2}}],
+                  "edges": [{"source": "x", "target": "body"}, {"source": "body", "target": "enc_q"},
+                            {"source": "enc_q", "target": "head"}]})
+    plain = canvas_annotations(g, infer_shapes(g))
+    assert "trainable" not in plain["summary"] and not any("train" in n for n in plain["nodes"].values())
+    g2 = add_lora(g, "enc_q", rank=2)
+    report = infer_shapes(g2)
+    ann = canvas_annotations(g2, report, freeze=["body"])
+    nodes = ann["nodes"]
+    assert nodes["body"]["train"] == {"state": "frozen", "trainable": 0, "frozen": 20}
+    assert nodes["enc_q"]["train"] == {"state": "adapter", "trainable": 16, "frozen": 20}
+    assert nodes["head"]["train"]["state"] == "trainable" and "train" not in nodes["x"]
+    assert ann["summary"]["trainable"] == trainable_params(g2, ["body"]) == {"trainable": 26, "frozen": 40,
+                                                                            "adapter": 16}
+
+
+def test_finetune_freeze_reuses_the_canvas_pass():
+    from builder.graph.project import as_graph
+    from builder.graph.shapes import infer_shapes
+    from builder.training.finetune import finetune_freeze
+
+    g = as_graph({"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+                            {"id": "body", "type": "Linear", "params": {"out_features": 4}},
+                            {"id": "head", "type": "Linear", "params": {"out_features": 2}}],
+                  "edges": [{"source": "x", "target": "body"}, {"source": "body", "target": "head"}]})
+    assert finetune_freeze(g, "linear_probe", report=infer_shapes(g)) == finetune_freeze(g, "linear_probe") == ["body"]

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builder import compile_graph, infer_shapes
-from builder.graph.registry import MASK, PADDING_MASK, get_spec
+from builder.graph.registry import MASK, PAD_ID, PADDING_MASK, get_spec
+from tests.fuzz_budget import budget
 
 ATTENTION = ("MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer")
 _HEADS = {"MultiheadAttention": "num_heads"}
@@ -35,7 +36,7 @@ def _model(layer: str, steps: int, causal: bool, masked: bool) -> torch.nn.Modul
 
 
 @pytest.mark.parametrize("layer", ATTENTION)
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=budget(5), deadline=None)
 @given(steps=st.integers(2, 6), cut=st.integers(1, 5), seed=st.integers(0, 99))
 def test_causal_output_ignores_later_steps(layer, steps, cut, seed):
     cut = min(cut, steps - 1)
@@ -75,22 +76,45 @@ def test_causal_decoder_ignores_later_target_steps():
 
 
 @pytest.mark.parametrize("layer", ATTENTION)
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=budget(5), deadline=None)
 @given(steps=st.integers(2, 6), data=st.data(), causal=st.booleans())
 def test_padded_steps_change_no_real_step(layer, steps, data, causal):
+    """The mask is derived from the ids inside the model (id 0 = padding): no caller feeds it."""
     length = data.draw(st.integers(1, steps - 1))
     model = _model(layer, steps, causal=causal, masked=True)
     assert model.layerlab_padding_masks == ["x"]
-    x = torch.randint(0, 11, (2, steps))
-    y = x.clone()
-    y[:, length:] = (y[:, length:] + 3) % 11  # other tokens on the padding
-    mask = torch.arange(steps).expand(2, steps) >= length  # True = padding
+    x = torch.randint(1, 11, (2, steps))
+    padded = x.clone()
+    padded[:, length:] = PAD_ID
     with torch.no_grad():
-        a, b = model(x, mask), model(y, mask)
-        c = model(y, torch.zeros_like(mask))  # the same tokens, nothing padded
-    torch.testing.assert_close(a[:, :length], b[:, :length])
-    if not causal:  # unmasked, the real steps see the padding's tokens
-        assert not torch.allclose(c[:, :length], b[:, :length])
+        a, b = model(padded), model(x[:, :length])  # padded to `steps`, and the bare sentence
+        c = model(x)  # real tokens where the padding was
+    torch.testing.assert_close(a[:, :length], b)
+    if not causal:  # unmasked, the real steps see the later tokens
+        assert not torch.allclose(c[:, :length], b)
+
+
+def test_a_row_of_padding_only_attends_to_all_of_it():
+    """A row with no real token is not masked (a fully masked attention row would be NaN)."""
+    model = _model("TransformerEncoderLayer", 4, causal=False, masked=True)
+    with torch.no_grad():
+        assert not model(torch.zeros(2, 4, dtype=torch.long)).isnan().any()
+
+
+def test_a_sequence_input_pads_its_all_zero_steps():
+    """A float sequence's padding is a step of all-zero features (Keras ``Masking(0.0)``): derived, not fed."""
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [5, 4]}},
+                       {"id": "att", "type": "MultiheadAttention", "params": {"num_heads": 2}},
+                       {"id": "pool", "type": "Mean", "params": {"dim": 1}}],
+             "edges": [{"source": "x", "target": "att"}, {"source": "att", "target": "pool"},
+                       {"source": "x", "source_port": PADDING_MASK, "target": "att", "target_port": PADDING_MASK},
+                       {"source": "x", "source_port": PADDING_MASK, "target": "pool", "target_port": PADDING_MASK}]}
+    torch.manual_seed(0)
+    model = compile_graph(graph).eval()
+    x = torch.randn(3, 2, 4)
+    padded = torch.cat([x, torch.zeros(3, 3, 4)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(padded), model(x))
 
 
 def test_input_gives_a_padding_mask_for_sequences_only():

@@ -12,6 +12,7 @@ from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.memory import CUDA_RUNTIME, device_memory, training_memory
 from builder.graph.report import Budget
 from builder.graph.shapes import infer_shapes, validate
+from tests.fuzz_budget import budget
 
 
 def _saved_bytes(graph, batch: int) -> int:
@@ -55,7 +56,7 @@ def test_estimate_follows_what_autograd_keeps():
         assert 0.85 * measured <= est <= 1.5 * measured + 64 * 1024, (name, est, measured)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=budget(30), deadline=None)
 @given(limit_mib=st.integers(1, 64 * 1024), name=st.sampled_from(sorted(ARCHITECTURES)),
        device=st.sampled_from(["cpu", "cuda"]))
 def test_fitting_batch_is_the_largest_that_fits(limit_mib, name, device):

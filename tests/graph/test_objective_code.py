@@ -13,6 +13,7 @@ from builder import compile_graph, export_python, infer_shapes
 from builder.graph.layers.objective import LOSS_FUNCTIONS, reparameterize
 from builder.graph.registry import get_spec
 from builder.graph.templates import OBJECTIVE_TEMPLATES, load_template
+from tests.fuzz_budget import budget
 
 
 def _graph(layer: str, shapes, params: dict) -> dict:
@@ -53,7 +54,7 @@ def loss_case(draw, layer: str):
 
 
 @pytest.mark.parametrize("layer", sorted(LOSS_FUNCTIONS))
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=budget(6), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_compiled_losses_equal_their_functions(layer, data):
     shapes, params, xs = data.draw(loss_case(layer))
@@ -123,3 +124,27 @@ def test_objective_templates_export_python_that_runs_without_layerlab(name):
     with torch.no_grad():
         for a, b in zip(exported(x), model(x), strict=True):
             assert torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("source", ["PenaltyLoss", "Linear", "Target input"])
+def test_a_cross_entropys_class_ids_come_from_a_target_of_the_labels(source):
+    """``make fuzz`` (seed 31437, graph 9473): a PenaltyLoss's per-sample value fed a CrossEntropyLoss's target as
+    class ids; validation accepted it and the forward pass failed ("Class values must be non-negative"). One value
+    per sample into the target is a class id only from a Target of the labels (ones, zeros); probabilities of the
+    input's width may come from anywhere."""
+    from builder import validate
+
+    src = {"PenaltyLoss": {"id": "s", "type": "PenaltyLoss"},
+           "Linear": {"id": "s", "type": "Linear", "params": {"out_features": 1}},
+           "Target input": {"id": "s", "type": "Target", "params": {"source": "input", "size": 1}}}[source]
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [1]}}, src,
+                       {"id": "fc", "type": "Linear", "params": {"out_features": 3}},
+                       {"id": "ce", "type": "CrossEntropyLoss"}],
+             "edges": [{"source": "x", "target": "s"}, {"source": "x", "target": "fc"},
+                       {"source": "fc", "target": "ce", "target_port": "input"},
+                       {"source": "s", "target": "ce", "target_port": "target"}]}
+    problems = [p for p in validate(graph) if p.severity == "error"]
+    assert [(p.code, p.node, p.edge) for p in problems] == [("bad_port", "ce", "s->ce.target")], problems
+    assert "Fix:" in problems[0].message
+    graph["nodes"][1] = {"id": "s", "type": "Target", "params": {"source": "labels", "size": 1}}
+    assert not [p for p in validate(graph) if p.severity == "error"]

@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builder import compile_graph, export_python, infer_shapes, validate
+from tests.fuzz_budget import budget
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,7 +92,7 @@ def test_a_dtype_given_as_an_integer_never_reaches_torch_twice_in_one_process():
     assert out.stdout.splitlines() == ["[('shape', 'o'), ('shape', 'p')]"] * 3
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=budget(60), deadline=None)
 @given(value=st.one_of(st.integers(-10 ** 20, 10 ** 20), st.floats(allow_nan=True), st.text(max_size=5),
                        st.booleans(), st.lists(st.integers(-3, 3), max_size=3)))
 def test_any_literal_in_a_dtype_slot_is_refused(value):
@@ -183,6 +184,100 @@ def test_a_tuple_returning_operator_declared_as_one_output_is_a_located_problem(
     assert "returns 2 tensor(s)" in problems[0].message
 
 
+def test_a_list_returning_operator_of_one_tensor_hands_on_the_tensor_not_the_list():
+    """``make fuzz`` (operator fuzzer, seed 28, graph 874): aten.split of a size larger than the dimension returns a
+    list of one tensor; validation accepted ``outputs: 1`` and the compiled model returned the list itself."""
+    graph = _graph(_op("s", "aten.split.Tensor", [T0, 2 ** 40, -1], outputs=1), shape=(5, 2))
+    assert not [p for p in validate(graph) if p.severity == "error"]
+    x = torch.randn(3, 5, 2)
+    out = compile_graph(graph)(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 5, 2)
+    namespace: dict = {"__name__": "exported"}
+    exec(compile(export_python(graph), "<exported>", "exec"), namespace)  # noqa: S102
+    torch.testing.assert_close(namespace["Model"]()(x), out)
+    # a tuple of two (``make fuzz`` seed 31437, graph 1250: the ports were zipped against the whole port list)
+    values = compile_graph(_graph(_op("m", "aten.max.dim", [T0, -1], outputs=2), shape=(5, 2)))(x)
+    torch.testing.assert_close(values, x.max(-1).values)
+
+
+@pytest.mark.parametrize("call", [("aten.cumsum", [T0, -1], {"dtype": {"dtype": "uint8"}}),
+                                  ("aten.sum.dim_IntList", [T0, [-1]], {"dtype": {"dtype": "int64"}}),
+                                  ("aten.prod.dim_int", [T0, 1], {"dtype": {"dtype": "bool"}})])
+def test_a_float_input_reduced_into_an_integer_dtype_is_a_located_problem(call):
+    """``make fuzz`` (operator fuzzer, seed 28, graphs 1101-1104): aten.cumsum of a float input with
+    ``dtype: uint8`` passed validation and failed in training ("Autograd not support dtype: Byte"), as it does for
+    Explain's input gradients; a cast with aten.to (no gradient through it) still passes."""
+    op, args, kwargs = call
+    problems = validate(_graph(_op("o", op, args, kwargs)))
+    assert [(p.code, p.node) for p in problems] == [("shape", "o")], problems
+    assert "floating-point" in problems[0].message and "Fix:" in problems[0].message
+    cast = _graph(_op("o", "aten.to.dtype", [T0], {"dtype": {"dtype": "uint8"}}))
+    assert not [p for p in validate(cast) if p.severity == "error"]
+
+
+def test_a_float_operator_asked_for_an_integer_dtype_is_a_located_problem():
+    """``make fuzz`` (operator fuzzer, seed 2232740939, graph 1108): aten.log_softmax of a factory's float result
+    (no gradient, so autograd's refusal above never fired) with ``dtype: int32`` passed validation and failed in
+    the forward pass ("log_softmax_lastdim_kernel_impl" not implemented for 'Int'); a float dtype and an integer
+    factory still pass."""
+    def graph(*ops: dict) -> dict:
+        x = {"id": "x", "type": "Input", "params": {"shape": [4]}}
+        return {"nodes": [x, _op("z", "aten.zeros", [[{"b": 1}, 4]]), *ops],
+                "edges": [{"source": "x", "target": "z"}] + [{"source": "z", "target": o["id"]} for o in ops]}
+
+    for op in ("aten.log_softmax.int", "aten.softmax.int"):
+        problems = validate(graph(_op("o", op, [T0, 1, {"dtype": "int32"}])))
+        assert [(p.code, p.node) for p in problems if p.severity == "error"] == [("shape", "o")], problems
+        assert "dtype=int32" in problems[0].message and "Fix:" in problems[0].message
+    fine = graph(_op("f", "aten.log_softmax.int", [T0, 1, {"dtype": "float32"}]))
+    fine["nodes"].append(_op("n", "aten.zeros", [[{"b": 1}, 2]], {"dtype": {"dtype": "int64"}}))
+    fine["edges"].append({"source": "x", "target": "n"})
+    assert not [p for p in validate(fine) if p.severity == "error"]
+
+
+def test_non_finite_fill_values_are_written_into_the_exported_py():
+    """``make fuzz`` (operator fuzzer, seed 3065547435, graph 1127): aten.new_full with a NaN fill value exported a
+    ``.py`` that raised NameError (torch.fx writes the names nan and inf); -inf (attention masks) likewise."""
+    graph = _graph(_op("n", "aten.new_full", [T0, [{"b": 1}, 3], float("nan")]),
+                   _op("i", "aten.new_full", [T0, [{"b": 1}, 2], float("-inf")]))
+    x = torch.randn(2, 4)
+    namespace: dict = {}
+    exec(compile(export_python(graph), "model.py", "exec"), namespace)  # noqa: S102 - our own generated file
+    for got, want in zip(namespace["Model"]()(x), compile_graph(graph)(x), strict=True):
+        torch.testing.assert_close(got, want, equal_nan=True)
+
+
+def test_an_operators_bool_result_reaches_layers_as_token_ids_and_operators_as_analysed():
+    """``make fuzz`` (operator fuzzer, seed 3065547435, graphs 1874-1880): aten.logical_or's result (typed as token
+    ids of vocabulary 2) into an Embedding failed at run time ("Expected tensor for argument #1 'indices' to have
+    one of the following scalar types: Long, Int; but got CPUBoolType"): bool results are int64 ids at run time,
+    as analysed, and an operator analysed with bool inputs (a mask of ids 0/1) gets bools."""
+    x = {"id": "x", "type": "Input", "params": {"shape": [4]}}
+    graph = {"nodes": [x, _op("o", "aten.logical_or", [T0, T0]), {"id": "e", "type": "Embedding",
+                                                                   "params": {"embedding_dim": 3}}],
+             "edges": [{"source": "x", "target": "o"}, {"source": "o", "target": "e"}]}
+    mask = {"nodes": [x, {"id": "m", "type": "Input", "params": {"shape": [4], "modality": "tokens",
+                                                                  "vocab_size": 2}},
+                      _op("f", "aten.masked_fill.Scalar", [T0, {"t": 1}, 0.0])],
+            "edges": [{"source": "x", "target": "f", "target_port": "0"}, {"source": "m", "target": "f", "target_port": "1"}]}
+    for g, inputs in ((graph, (torch.randn(3, 4),)), (mask, (torch.randn(3, 4), torch.randint(0, 2, (3, 4))))):
+        assert not [p for p in validate(g) if p.severity == "error"]
+        model = compile_graph(g)
+        out = model(*inputs)
+        namespace: dict = {}
+        exec(compile(export_python(g), "model.py", "exec"), namespace)  # noqa: S102 - our own generated file
+        exported = namespace["Model"]()
+        exported.load_state_dict(model.state_dict())
+        torch.testing.assert_close(exported(*inputs), out)
+    assert out.shape == (3, 4) and (out[inputs[1].bool()] == 0).all()
+
+
+def test_one_hot_with_enough_classes_still_compiles_and_runs():
+    model = compile_graph(_graph(_op("o", "aten.one_hot", [T0, 5]), tokens=True))
+    ids = torch.randint(0, 5, (3, 4))
+    torch.testing.assert_close(model(ids), torch.nn.functional.one_hot(ids, 5))
+
+
 @pytest.mark.parametrize("op", ["aten.relu_", "aten.hardtanh_"])
 def test_in_place_operators_are_refused(op):
     problems = validate(_graph(_op("o", op, [T0])))
@@ -229,7 +324,7 @@ def test_token_ids_into_integer_operators_still_work():
     graph = _graph(_op("o", "aten.add.Tensor", [T0, T0]), _op("e", "aten.eq.Tensor", [T0, T0]), tokens=True)
     model = compile_graph(graph)
     outs = model(torch.randint(0, 5, (3, 4)))
-    assert [o.dtype for o in outs] == [torch.int64, torch.bool]
+    assert [o.dtype for o in outs] == [torch.int64, torch.int64]  # a comparison's result: ids 0/1, as typed
 
 
 def test_every_layer_refuses_token_ids_unless_its_kernel_takes_them():
@@ -264,17 +359,81 @@ META_LAX = {
     "celu_alpha_zero": ("aten.celu", [T0, 0.0], {}, (4,)),
     "empty_output": ("aten.slice.Tensor", [T0, 1, 2, 2], {}, (4,)),  # (B, 0): adaptive pools' backward refuses it
     "internal_attention": ("aten._scaled_dot_product_flash_attention_for_cpu", [T0, T0, T0], {}, (2, 3, 4)),
+    # make fuzz, operator fuzzer (seed 2232740939): graphs 758/759 (uninitialised values: the exported .py gave
+    # others), 2536/2537 (one_hot of ids 0..2 into 1 class: "Class values must be smaller than num_classes")
+    "empty_uninitialised": ("aten.empty.memory_format", [[{"b": 1}, 1]], {}, (4,)),
+    "one_hot_too_few_classes": ("aten.one_hot", [T0, 1], {}, "tokens"),
+    # seed 3065547435, graph 1977: a bfloat16 result into a Linear ("expected m1 and m2 to have the same dtype")
+    "bfloat16_output": ("aten.to.dtype", [T0, {"dtype": "bfloat16"}], {}, (4,)),
+    # seed 1490306169, graphs 1290-1293: a float input and an int64 inline weight ("Found dtype Long")
+    "integer_constant_into_float_op": ("aten._prelu_kernel", [T0, {"tensor": [2], "dtype": "int64", "shape": [1]}],
+                                       {}, (1, 5, 5)),
+    # seed 777001, graphs 447-450: a float index constant ("index_select(): Expected dtype int32 or int64")
+    "index_select_float_index": ("aten.index_select", [T0, 1, {"tensor": [0.0, 1.0], "dtype": "float32",
+                                                               "shape": [2]}], {}, (4,)),
+    # seed 9090, graphs 1966-1971: aten._convolution with transposed=1 and the wrong channels ("to have 1 channels")
+    "transposed_convolution_channels": ("aten.convolution", [T0, {"w": "k"}, None, [1, 1], [0, 0], [1, 1], True,
+                                                             [0, 0], 1], {}, (1, 3, 2)),
+    # seed 5150, graphs 2267-2270: a bool constant into aten.matmul ("addmv input tensors must have the same dtype")
+    "matmul_bool_constant": ("aten.matmul", [T0, {"tensor": [True, False], "dtype": "bool", "shape": [2]}], {},
+                             (3, 2)),
+    # seed 424242, graphs 399-403: a bool exponent (backward: "Subtraction ... with a bool tensor is not supported")
+    "pow_bool_exponent": ("aten.pow.Tensor_Tensor", [T0, {"tensor": [False, True], "dtype": "bool", "shape": [2]}],
+                          {}, (3, 2)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(META_LAX))
 def test_calls_the_meta_kernel_takes_and_the_cpu_kernel_refuses_are_located_problems(case):
     op, args, kwargs, shape = META_LAX[case]
-    extra = {"weights": {"k": [3, 1, 3, 2]}} if case == "conv_transpose_channels" else \
-        {"outputs": 2} if case == "internal_attention" else {}
+    transposed = case in ("conv_transpose_channels", "transposed_convolution_channels")
+    extra = {"weights": {"k": [3, 1, 3, 2]}} if transposed else {"outputs": 2} if case == "internal_attention" else {}
     tokens = shape == "tokens"
     problems = validate(_graph(_op("o", op, args, kwargs, **extra), shape=(4,) if tokens else shape, tokens=tokens))
     assert [(p.code, p.node) for p in problems if p.severity == "error"] == [("shape", "o")], problems
+
+
+def _const(dtype: str, values: list) -> dict:
+    return {"tensor": values, "dtype": dtype, "shape": [len(values)]}
+
+
+# Issue 30: the dtype rules of inline constants are one walk over the bound arguments, nested lists included, and
+# each problem names its argument. Before, the mask rule read top-level values only: a bool constant inside
+# aten.einsum's `tensors` got torch's own refusal ("expected scalar type torch.float32 but found torch.bool"), or
+# none at all next to a float constant (which CPU refuses in the other order: "expected scalar type Float but
+# found Bool"); the other two rules said "an inline constant of dtype ..." without the argument.
+NAMED_CONSTANTS = {
+    "bool_in_a_list": ("aten.einsum", ["bi,i->b", [T0, _const("bool", [True, False])]],
+                       "computes on float values; received: a bool constant as `tensors`. Fix: write the constant "
+                       "as float32 (bool constants are masks"),
+    "bool_before_a_float_in_a_list": ("aten.einsum", ["bi,i,i->b", [T0, _const("bool", [True, False]),
+                                                                    _const("float32", [0.0, 1.0])]],
+                                      "received: a bool constant as `tensors`"),
+    "int_in_a_list": ("aten.einsum", ["bi,i->b", [T0, _const("int64", [0, 1])]],
+                      "computes on float values; received: an inline constant of dtype int64 as `tensors`. Fix: "
+                      "write the constant as float32"),
+    "bool_exponent": ("aten.pow.Tensor_Tensor", [T0, _const("bool", [False, True])],
+                      "cannot compute with bool values (its CPU kernel or its derivative subtracts from them); "
+                      "received: a bool constant as `exponent`. Fix: write the constant as float32"),
+    # the rules' order decides between two constants, whatever their order: the integer one before the bool one
+    "int_after_a_bool": ("aten.scaled_dot_product_attention", [T0, _const("bool", [True, False]),
+                                                               _const("int64", [0, 1])],
+                         "received: an inline constant of dtype int64 as `value`"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NAMED_CONSTANTS))
+def test_an_inline_constants_dtype_problem_names_its_argument_nested_ones_too(case):
+    op, args, message = NAMED_CONSTANTS[case]
+    problems = [p for p in validate(_graph(_op("o", op, args), shape=(2,))) if p.severity == "error"]
+    assert [(p.code, p.node) for p in problems] == [("shape", "o")], problems
+    assert f"{op} " in problems[0].message and message in problems[0].message, problems[0].message
+
+
+def test_a_bool_mask_constant_stays_allowed():
+    mask = {"tensor": [True, False, True] * 3, "dtype": "bool", "shape": [3, 3]}  # (L, S): 3 queries, 3 keys
+    graph = _graph(_op("o", "aten.scaled_dot_product_attention", [T0, T0, T0], {"attn_mask": mask}), shape=(3, 4))
+    assert [p for p in validate(graph) if p.severity == "error"] == []
 
 
 def test_index_values_within_range_still_compile_and_run():

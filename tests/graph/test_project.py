@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from builder import Graph, Project, ProjectFormatError, load_project
 from builder.graph.project import as_graph
+from tests.fuzz_budget import budget
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
                            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
@@ -78,7 +79,7 @@ def test_missing_file_and_directory(tmp_path):
         load_project(tmp_path / "bin.json")
 
 
-@settings(max_examples=300)
+@settings(max_examples=budget(300))
 @given(json_values)
 def test_garbage_never_crashes(value):
     try:

@@ -19,8 +19,9 @@ from torch import nn
 from builder import compile_graph, example_inputs, export_python, infer_shapes, module_names
 from builder.graph.compile import _RESERVED
 from builder.interpret.model import resolve_layer
+from builder.runs.pipeline import transfer_weights
 from builder.training.callbacks import freeze_nodes
-from builder.training.pipeline import transfer_weights
+from tests.fuzz_budget import budget
 
 _GM = fx.GraphModule(nn.Module(), fx.Graph())
 LAYERLAB_ATTRS = ["layerlab_names", "layerlab_types", "layerlab_inputs", "layerlab_outputs", "layerlab_input_shapes",
@@ -87,7 +88,7 @@ def test_reserved_names_export_to_onnx():
                             "layerlab_names"]))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=budget(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(NAMES) | st.text(min_size=1, max_size=12), min_size=2, max_size=9, unique=True))
 def test_drawn_reserved_ids_accepted_and_work_or_refused_with_a_location(ids):
     graph = _chain(ids)

@@ -13,6 +13,7 @@ from builder import infer_shapes
 from builder.graph.registry import TOKENS, TensorType, all_specs
 from builder.graph.shapes import _count_params, _freeze, module_ctor
 from builder.graph.spec import ShapeError
+from tests.fuzz_budget import budget
 from tests.strategies import layer_case, param_value
 
 SPECS = [s for s in all_specs() if s.inputs]
@@ -73,7 +74,7 @@ def check_rule(spec, params: dict, ins: list[TensorType]) -> None:
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.type)
-@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.differing_executors])
+@settings(max_examples=budget(2), deadline=None, suppress_health_check=[HealthCheck.differing_executors])
 @given(data=st.data())
 def test_every_rank_and_kind_on_every_port(spec, data):
     """Exhaustive over ports × ranks 0..5 × kinds × port counts, from the defaults and a drawn valid case."""
@@ -94,7 +95,7 @@ def test_every_rank_and_kind_on_every_port(spec, data):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.type)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=budget(40), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.differing_executors])
 @given(data=st.data())
 def test_shape_rules_raise_only_shape_errors(spec, data):
@@ -106,7 +107,7 @@ def test_shape_rules_raise_only_shape_errors(spec, data):
 RANK0 = [{"id": "v", "type": "Input", "params": {"shape": [4]}}, {"id": "r0", "type": "Mean", "params": {"dim": 1}}]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=budget(200), deadline=None)
 @given(st.sampled_from(SPECS), st.integers(0, 2), st.sampled_from(["r0", "v", "t"]))
 def test_validate_locates_problems_of_rank_0_and_token_inputs_on_every_port(spec, port_i, src):
     nodes = [*RANK0, {"id": "t", "type": "Input", "params": {"shape": [3], "modality": "tokens", "vocab_size": 5}},

@@ -10,6 +10,7 @@ from builder import Budget, infer_shapes, validate
 from builder.errors import Problem
 from builder.graph.project import as_graph
 from builder.graph.shapes import PHASES, Analysis, analyse
+from tests.fuzz_budget import budget
 
 
 def g(nodes, edges):
@@ -395,7 +396,7 @@ def small_graph(draw) -> dict:
     return g(nodes, edges)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=budget(150), deadline=None)
 @given(small_graph())
 def test_phases_add_only_their_own_problems_and_make_the_report(graph):
     a = Analysis(as_graph(graph), Budget())

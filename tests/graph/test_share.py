@@ -19,6 +19,7 @@ from builder.graph.share import (
     encode_project,
     share_url,
 )
+from tests.fuzz_budget import budget
 
 _scalars = (st.none() | st.booleans() | st.integers(-10**12, 10**12)
             | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
@@ -42,7 +43,7 @@ def projects(draw) -> Project:
                    dataset=draw(st.none() | st.just({"kind": "builtin", "name": "digits", "options": {}})))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=budget(40), deadline=None)
 @given(projects())
 def test_round_trip_node_by_node(p):
     back = decode_project(encode_project(p, limit=None))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from builder.graph.compile import compile_graph
 from builder.graph.shapes import infer_shapes
 from builder.interchange.python_export import export_python
+from tests.fuzz_budget import budget
 
 
 def _two_branches(features: int, hidden: int, b_params: dict | None = None) -> dict:
@@ -24,7 +25,7 @@ def _two_branches(features: int, hidden: int, b_params: dict | None = None) -> d
                       {"source": "c", "target": "s"}, {"source": "b", "target": "s"}]}
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=budget(15), deadline=None)
 @given(features=st.integers(1, 12), hidden=st.integers(1, 12))
 def test_a_shared_node_holds_no_weights_of_its_own(features, hidden):
     graph = _two_branches(features, hidden)

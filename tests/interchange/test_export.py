@@ -65,6 +65,7 @@ from builder import load_project  # noqa: E402
 from builder.errors import LayerLabError, ProjectFormatError  # noqa: E402
 from builder.escape import visible  # noqa: E402
 from builder.interchange.python_export import failed_export_source  # noqa: E402
+from tests.fuzz_budget import budget  # noqa: E402
 from tests.fuzz_graphs import hostile_text  # noqa: E402
 
 
@@ -87,7 +88,7 @@ def _run_exported(src: str, xs):
     return ns["Model"]().eval()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=budget(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=hostile_text(0, 40), ids=st.lists(hostile_text(1, 12), min_size=4, max_size=4, unique=True),
        labels=st.lists(hostile_text(0, 12), min_size=4, max_size=4), description=hostile_text(0, 40))
 def test_export_compiles_and_matches_for_any_names(name, ids, labels, description):

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from builder.access import Actor
+from builder.data.access import Actor
 from builder.interchange import ModelImportError
 from builder.interchange.importer import import_model
 from builder.interchange.worker import import_upload

@@ -15,7 +15,7 @@ from builder.interchange.hf_library import (
     library_model,
     set_library_folder,
 )
-from builder.runs.owners import LOCAL_OWNER
+from builder.runs.owners import LOCAL_OWNER, server_config, server_config_path, set_server_config
 from tests.interchange.hf_models import make_folder
 
 
@@ -60,9 +60,14 @@ def test_only_an_admin_sets_the_library(library, workspace, monkeypatch):
         set_library_folder(workspace, "anon:" + "ab" * 16, str(library))
     with pytest.raises(LayerLabError, match="not one"):
         set_library_folder(workspace, LOCAL_OWNER, str(library / "nothing-here"))
+    set_server_config(workspace, database_url="postgresql://ll:secret@db/ll")  # the config holds a password
     set_library_folder(workspace, LOCAL_OWNER, str(library))
     assert library_folder(workspace) == library
     assert [e["name"] for e in library_entries(workspace)] == ["broken", "tiny-bert", "tiny-vit"]
+    path = server_config_path(workspace)  # rewritten through the one writer: kept private, the other keys kept
+    assert path.stat().st_mode & 0o777 == 0o600 and server_config(workspace)["database_url"].endswith("@db/ll")
+    set_library_folder(workspace, LOCAL_OWNER, "")  # cleared: the key is gone, not null
+    assert "model_library" not in json.loads(path.read_text()) and library_folder(workspace) is None
 
 
 def test_cli_lists_and_imports_by_name(library, workspace, monkeypatch, tmp_path, capsys):
@@ -75,3 +80,20 @@ def test_cli_lists_and_imports_by_name(library, workspace, monkeypatch, tmp_path
     assert main(["import", "library:tiny-vit", "-o", str(tmp_path / "vit.json")]) == 0
     assert "outputs match transformers" in capsys.readouterr().out
     assert main(["import", "library:../tiny-vit", "-o", str(tmp_path / "x.json")]) != 0
+
+
+def test_palette_entries_show_the_size_before_placing(library, workspace, monkeypatch):
+    """Each usable library model is a palette entry whose type is no layer's and whose size line names the
+    parameters, multiply-adds and the training memory on the device asked for; a broken folder is left out."""
+    from builder.graph.registry import all_specs
+    from builder.interchange.hf_library import library_palette
+
+    monkeypatch.setenv(LIBRARY_ENV, str(library))
+    entries = {e["label"]: e for e in library_palette(workspace, device="cpu")}
+    assert set(entries) == {"tiny-bert", "tiny-vit"}
+    bert = entries["tiny-bert"]
+    assert bert["category"] == "Pretrained" and bert["type"] not in {s.type for s in all_specs()}
+    lib = bert["library"]
+    assert lib["name"] == "tiny-bert" and lib["params"] == 4400 and lib["device"] == "cpu"
+    assert lib["size"].startswith("4.4k params · ") and "to train on cpu (batch 32)" in lib["size"]
+    assert lib["memory"] == {e["name"]: e for e in library_entries(workspace)}["tiny-bert"]["memory"]

@@ -7,16 +7,20 @@ from __future__ import annotations
 import logging
 import warnings
 
+import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from builder.data import Dataset, DatasetInfo, Split
 from builder.graph.compile import compile_graph
-from builder.interchange import UnsupportedOpsError
+from builder.interchange import ModelImportError, UnsupportedOpsError
 from builder.interchange.importer import import_model
-from builder.interchange.onnx_structure import KEEP_BATCHNORM
+from builder.interchange.onnx_structure import CALL, KEEP_BATCHNORM, stray_reads, unscoped_calls
 from builder.training.trainer import Trainer
+from tests.fuzz_budget import budget
 
 SOURCES = ("onnx_classic", "onnx_dynamo", "pt2_static", "pt2_dynamic")
 
@@ -58,21 +62,26 @@ def _build(cls) -> tuple[nn.Module, torch.Tensor]:
 
 
 def _export(model, x, source: str, folder, **options) -> str:
+    """``model`` on ``x`` (a tensor, or a tuple of inputs ``x``, ``y``) saved from ``source``, the batch dynamic
+    except in ``pt2_static``."""
     path = folder / ("m.pt2" if source.startswith("pt2") else "m.onnx")
+    args = x if isinstance(x, tuple) else (x,)
+    names = ["x", "y"][:len(args)]
+    batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.disable(logging.WARNING)
         try:
             if source == "onnx_classic":
-                torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["x"],
-                                  dynamic_axes={"x": {0: "batch"}}, **options)
+                torch.onnx.export(model, args, str(path), dynamo=False, input_names=names,
+                                  dynamic_axes={n: {0: "batch"} for n in names}, **options)
             elif source == "onnx_dynamo":
-                prog = torch.onnx.export(model, (x,), dynamo=True, verbose=False,
-                                         dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), **options)
+                prog = torch.onnx.export(model, args, dynamo=True, verbose=False,
+                                         dynamic_shapes=tuple({0: batch} for _ in args), **options)
                 prog.save(str(path))
             else:
-                dyn = ({0: torch.export.Dim("batch")},) if source == "pt2_dynamic" else None
-                torch.export.save(torch.export.export(model, (x,), dynamic_shapes=dyn), str(path))
+                dyn = tuple({0: batch} for _ in args) if source == "pt2_dynamic" else None
+                torch.export.save(torch.export.export(model, args, dynamic_shapes=dyn), str(path))
         finally:
             logging.disable(logging.NOTSET)
     return str(path)
@@ -88,10 +97,10 @@ def _imported(res) -> torch.fx.GraphModule:
     return model.eval()
 
 
-def _max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
-    x = torch.cat([x, x[:1]])  # a batch size other than the exported one
+def _max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor | tuple) -> float:
+    args = [torch.cat([t, t[:1]]) for t in (x if isinstance(x, tuple) else (x,))]  # another batch size
     with torch.no_grad():
-        return float((a(x) - b(x)).abs().max())
+        return float((a(*args) - b(*args)).abs().max())
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -208,20 +217,151 @@ def test_a_shared_encoder_with_batchnorm_stays_shared(source, tmp_path):
         assert res.report["total_params"] == _params(model)
 
 
-def test_a_shared_lstm_from_the_classic_exporter_stays_shared(tmp_path):
-    class TwoReads(nn.Module):
+#: one module of each kind with state or several weights, and what it is applied to
+TWO_CALLS = {"MultiheadAttention": lambda: nn.MultiheadAttention(8, 2, batch_first=True),
+             "LSTM": lambda: nn.LSTM(8, 6, batch_first=True), "GRU": lambda: nn.GRU(8, 6, batch_first=True),
+             "RNN": lambda: nn.RNN(8, 6, batch_first=True),
+             "TransformerEncoderLayer": lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True),
+             "Embedding": lambda: nn.Embedding(10, 8)}
+
+
+class TwoCalls(nn.Module):
+    """One module applied to two inputs (``x`` and ``2x``; two inputs of token ids), the last step of both into a
+    head: self-attention (or a recurrent layer, an encoder layer, an embedding) on two branches."""
+
+    def __init__(self, kind: str, second: dict | None = None):
+        super().__init__()
+        self.kind, self.second = kind, second or {}
+        self.mod = TWO_CALLS[kind]()
+        self.fc = nn.Linear(12 if kind in ("LSTM", "GRU", "RNN") else 16, 2)
+
+    def _call(self, x, **extra):
+        if self.kind == "MultiheadAttention":
+            return self.mod(x, x, x, **extra)[0]
+        return self.mod(x)[0] if self.kind in ("LSTM", "GRU", "RNN") else self.mod(x)
+
+    def forward(self, x, y=None):
+        y = x * 2.0 if y is None else y
+        return self.fc(torch.cat([self._call(x)[:, -1], self._call(y, **self.second)[:, -1]], 1))
+
+
+def _two_calls(kind: str, **second) -> tuple[nn.Module, torch.Tensor | tuple]:
+    torch.manual_seed(0)  # an embedding reads token ids straight from an Input: two of them
+    x = (torch.randint(0, 10, (2, 5)), torch.randint(0, 10, (2, 5))) if kind == "Embedding" else torch.randn(2, 5, 8)
+    return TwoCalls(kind, second).eval(), x
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("kind", list(TWO_CALLS))
+def test_a_module_called_twice_imports_as_one_layer_used_twice(kind, source, tmp_path):
+    """Issue 34: from every source, one node per call and one set of weights, outputs exact (the import's own
+    check against onnxruntime / the torch program passes, and so does a batch size other than the file's)."""
+    model, x = _two_calls(kind)
+    path = _export(model, x, source, tmp_path)
+    res = import_model(path)  # Embedding, pt2_dynamic: two inputs of one batch, written as guard code (read, not run)
+    assert res.report["max_abs_diff"] <= res.report["tolerance"]
+    assert _max_diff(model, _imported(res), x) <= 1e-5
+    assert res.report["total_params"] == _params(model)
+    graph = res.project.graph
+    [(tied, first)] = res.report["shared"].items()
+    assert graph.node(tied).type == graph.node(first).type == kind
+    assert [n.type for n in graph.nodes].count(kind) == 2
+
+
+def test_a_later_call_with_other_arguments_is_refused_naming_the_cause(tmp_path):
+    """A .pt2 records the module of the first call only; a second call that computes differently (here with a
+    causal mask) is not the first again: refused, naming the module and what to change, not an untied copy or a
+    message about batch dimensions."""
+    mask = torch.triu(torch.full((5, 5), float("-inf")), 1)
+    model, x = _two_calls("MultiheadAttention", attn_mask=mask)
+    with pytest.raises(ModelImportError, match=r"module `mod` \(MultiheadAttention\) is used again by operators "
+                                               r"that do not repeat its call.*Fix: call the module the same way"):
+        import_model(_export(model, x, "pt2_static", tmp_path))
+
+
+@pytest.mark.parametrize("source", ["onnx_dynamo", "pt2_static"])
+def test_weights_tied_across_layer_types_are_said_to_be_copied(source, tmp_path):
+    """An embedding tied to the output layer (one matrix, two layer types): LayerLab ties layers of one type only,
+    so the import keeps two copies and says so next to the parameter count."""
+    class Tied(nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = nn.LSTM(4, 6, batch_first=True)
-            self.fc = nn.Linear(12, 2)
+            self.emb, self.head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+            self.head.weight = self.emb.weight
 
         def forward(self, x):
-            a, _ = self.rnn(x)
-            b, _ = self.rnn(x * 2.0)
-            return self.fc(torch.cat([a[:, -1], b[:, -1]], 1))
+            return self.head(self.emb(x).mean(1))
 
     torch.manual_seed(0)
-    model, x = TwoReads().eval(), torch.randn(2, 5, 4)
-    res = import_model(_export(model, x, "onnx_classic", tmp_path))  # the exporter computed the LSTM's weights
-    assert _max_diff(model, _imported(res), x) <= 1e-5
-    assert res.report["total_params"] == _params(model) and len(res.report["shared"]) == 1
+    model, x = Tied().eval(), torch.randint(0, 10, (2, 5))
+    res = import_model(_export(model, x, source, tmp_path))
+    assert res.report["total_params"] == 2 * _params(model) and not res.report["shared"]
+    assert any("reads the same weights as" in n and "unties" in n for n in res.report["notes"])
+
+
+class LastStep(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 6, batch_first=True)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+def test_a_dynamic_pt2_slicing_to_the_end_imports(tmp_path):
+    """``a[:, -1]`` with a dynamic batch writes int64's largest value (a slice to the end): a sentinel, not a
+    hostile integer."""
+    torch.manual_seed(0)
+    model, x = LastStep().eval(), torch.randn(2, 5, 4)
+    res = import_model(_export(model, x, "pt2_dynamic", tmp_path))
+    assert _max_diff(model, _imported(res), x) <= 1e-5 and res.report["total_params"] == _params(model)
+
+
+_STEPS = st.lists(st.sampled_from(["Tanh", "MatMul", "Add", "Relu", "Transpose"]), min_size=1, max_size=6)
+
+
+def _chain(steps: list[str], src: str, tag: str, weight: str = "w") -> list:
+    """One call of a module: ``steps`` applied to ``src`` (MatMul by the weight matrix, Add of the bias, a
+    transpose of the weight computed inside the call)."""
+    mk = onnx.helper.make_node
+    out, v = [], src
+    for k, op in enumerate(steps):
+        o = f"{tag}{k}"
+        if op == "MatMul":
+            out.append(mk("MatMul", [v, weight], [o], name=o))
+        elif op == "Add":
+            out.append(mk("Add", [v, "b"], [o], name=o))
+        elif op == "Transpose":
+            out.append(mk("Transpose", [weight], [o + "t"], name=o + "t"))
+            out.append(mk("MatMul", [v, o + "t"], [o], name=o))
+        else:
+            out.append(mk(op, [v], [o], name=o))
+        v = o
+    return out
+
+
+@settings(max_examples=budget(40), deadline=None)
+@given(steps=_STEPS, change=st.sampled_from([None, "op", "weight"]))
+def test_a_later_call_is_found_by_structure_only_when_it_repeats_the_first(steps, change):
+    """``unscoped_calls`` (a .pt2's unnamed later call): the second application of a chain of operators on the
+    same weights is found, operator for operator; one with another operator or another weight matrix is not, and
+    ``stray_reads`` names it when it reads the module's weight matrix."""
+    steps = ["MatMul", *steps]  # a module with a weight matrix
+    first = _chain(steps, "x", "a")
+    second_steps = list(steps)
+    if change == "op":
+        second_steps[-1] = "Relu" if steps[-1] != "Relu" else "Tanh"
+    weight = "w2" if change == "weight" else "w"
+    second = _chain(second_steps, "y", "c", weight=weight)
+    nodes = [*first, onnx.helper.make_node("Neg", ["x"], ["y"], name="neg"), *second]
+    g = onnx.helper.make_graph(nodes, "g", [onnx.helper.make_tensor_value_info("x", 1, [2, 2])], [])
+    consts = {"w", "w2", "b"}
+    groups = {"f": list(range(len(first)))}
+    found = unscoped_calls(g, groups, consts)
+    if change is None:
+        assert found == {"f": groups["f"], "f" + CALL + "1": list(range(len(first) + 1, len(nodes)))}
+    else:
+        assert found == groups
+        reads_w = weight == "w" and any(op in ("MatMul", "Transpose") for op in second_steps)
+        assert bool(stray_reads(g, found, consts, {"w", "w2"}).get("f")) == reads_w

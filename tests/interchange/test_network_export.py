@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from builder import cli, compile_graph, example_inputs, infer_shapes, load_template
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.graph.templates import OBJECTIVE_TEMPLATES
 from builder.interchange.network_export import (
     NetworkError,
@@ -21,11 +21,11 @@ from builder.interchange.network_export import (
     network_state,
 )
 from builder.interchange.onnx_export import ort_session
-from builder.runs.folder import RunFolder
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
 from builder.training.multi import SAMPLE_COUNT, _mix
 from builder.training.objectives import add_distillation, training_graph
-from builder.training.pipeline import run_training
+from builder.training.run_folder import RunFolder
 
 SEED = 5
 

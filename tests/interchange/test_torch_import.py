@@ -158,3 +158,49 @@ def test_pt2_bytes_and_not_a_zip(tmp_path):
         z.writestr("archive/data.pkl", b"x")
     with pytest.raises(ModelImportError):
         import_model(buf.getvalue())
+
+
+def test_imported_graphs_are_named_by_their_modules_and_fit_a_screen(tmp_path):
+    """``torch.onnx.export``'s default (dynamo) file and a ``.pt2``: nodes are named after the modules that made
+    them (``conv1``, ``fc2``) and functional calls after their operator (``relu``), never the exporter's
+    ``node_relu_1`` / ``node_Reshape_7``; the layout wraps the 14-layer chain into rows instead of one long row."""
+    model = build("lenet")
+    torch.onnx.export(model, model.example_inputs(), str(tmp_path / "m.onnx"), external_data=False)
+    torch.export.save(torch.export.export(model, model.example_inputs()), tmp_path / "m.pt2")
+    for name in ("m.onnx", "m.pt2"):
+        graph = import_model(tmp_path / name).project.graph
+        ids = [n.id for n in graph.nodes]
+        assert {"conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "fc3"} <= set(ids), (name, ids)
+        assert "relu" in ids and not [i for i in ids if i.startswith("node_")], (name, ids)
+        xs, ys = {n.position.x for n in graph.nodes}, {n.position.y for n in graph.nodes}
+        assert len(xs) < len(graph.nodes) / 2 and len(ys) > 2, (name, sorted(xs))  # rows, not one long row
+
+
+class _HalfCast(torch.nn.Module):
+    """Rounds its input to float16 and back: LayerLab computes that part in float32 (no rounding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x.half().float() * 3.0)
+
+
+@pytest.mark.parametrize("how", ["pt2", "onnx"])
+def test_a_model_rounding_to_float16_is_refused_naming_the_cast_and_the_fix(how, tmp_path):
+    """An import whose output check fails because the original rounds to 16 bits says so (it said 'report this
+    model'); a float64 cast imports as float32 and passes (tests/interchange/test_onnx_import.py covers Cast)."""
+    torch.manual_seed(0)
+    m, x = _HalfCast().eval(), torch.randn(2, 4) * 10
+    if how == "pt2":
+        path = tmp_path / "m.pt2"
+        torch.export.save(torch.export.export(m, (x,)), path)
+    else:
+        path = tmp_path / "m.onnx"
+        torch.onnx.export(m, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "b"}})
+    with pytest.raises(ModelImportError) as e:
+        import_model(path)
+    msg = str(e.value)
+    assert "partly in float16" in msg and "received: a Cast to float16" in msg and "Fix: export the model in float32" \
+        in msg and "report this model" not in msg, msg

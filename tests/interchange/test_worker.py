@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import platform
 import sys
 from pathlib import Path
 
 import pytest
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.interchange.errors import ModelImportError
 from builder.interchange.worker import export_onnx_bytes, import_upload
@@ -165,3 +166,52 @@ def test_only_registered_tasks_run_in_a_worker():
 
     for name in ("os.system", "_entry", "segfault", "__import__"):
         assert "no worker task" in _one_line_error(run_isolated, name, 10)
+
+
+def test_a_model_that_crashes_torch_in_export_or_quantize_is_one_line_and_the_caller_lives(tmp_path, monkeypatch):
+    """Runs › Export ONNX and Quantize int8 run the user's model in the worker: the crash hook the browser test
+    sends through every door (``LAYERLAB_TEST_CRASH_JOB``, tests only) reaches the worker, whose environment is
+    clean, and the crash comes back as one line; another project exports."""
+    from builder.interchange.worker import quantize_run_isolated
+    from builder.process.sandbox import TEST_CRASH_ENV
+    from builder.runs.pipeline import run_training
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    crashing = load_template("mlp").model_copy(update={"name": "CRASHES net"})
+    rid = run_training(crashing, "moons", {"epochs": 1, "seed": 0}, store=store, name="CRASHES run").run_id
+    monkeypatch.setenv(TEST_CRASH_ENV, "CRASHES")
+    for door, outcome in ((lambda: export_onnx_bytes(crashing.to_json(), store.weights_path(rid)), "exported"),
+                          (lambda: quantize_run_isolated(store, rid), "quantized")):
+        msg = _one_line_error(door)
+        assert "SIGSEGV" in msg and f"Nothing was {outcome}; the app is unaffected" in msg, msg  # not "imported"
+    data, _ = export_onnx_bytes(load_template("mlp").to_json())  # a project of another name: exported
+    assert data
+
+
+def test_a_model_that_crashes_torch_in_one_networks_weights_is_one_line_and_the_caller_lives(tmp_path, monkeypatch):
+    """Runs › Download › network: the network is built with the run's weights in the worker
+    (``network_downloads`` → ``_child_network_weights``): a model that crashes torch there (the crash hook, tests
+    only) is one line naming the signal; the calling process lives on and its next request (another project's
+    network from the same run's weights) is answered with that network's weights."""
+    import torch
+    from safetensors.torch import load as load_safetensors
+    from safetensors.torch import load_file
+
+    from builder.interchange.network_export import network_downloads, network_state
+    from builder.process.sandbox import TEST_CRASH_ENV
+    from builder.runs.pipeline import run_training
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    gan = load_template("gan")
+    rid = run_training(gan, "digits", {"epochs": 1, "seed": 0}, store=store).run_id
+    weights = store.weights_path(rid)
+    monkeypatch.setenv(TEST_CRASH_ENV, "CRASHES")
+    caller = os.getpid()
+    crashing = gan.model_copy(update={"name": "CRASHES gan"})
+    msg = _one_line_error(network_downloads, crashing, "generator", weights)
+    assert "died from SIGSEGV" in msg and "segmentation fault" in msg and "Fix:" in msg
+    assert "The network's weights were not taken from the run; the app is unaffected" in msg, msg
+    assert os.getpid() == caller  # the worker died, not the caller
+    got = load_safetensors(network_downloads(gan, "generator", weights)["weights"])
+    want = network_state(gan, "generator", load_file(str(weights)))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

@@ -139,3 +139,35 @@ def test_transformer_template_maps():
         assert w.shape == (2, 4, x.shape[1], x.shape[1])
         torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
     torch.testing.assert_close(attention_rollout(maps).sum(-1), torch.ones(2, x.shape[1]))
+
+
+def test_a_padded_sentence_shows_its_real_tokens_only_and_a_decoder_is_read():
+    """The text encoder masks its padding (derived from id 0): the maps and the rollout cover the real tokens,
+    labelled with them on both axes; a decoder-only block built from a TransformerDecoderLayer is listed too."""
+    import builder
+    from builder.interpret.attention import drop_padding
+    from builder.interpret.figures import attention_map_figure
+
+    model = builder.compile_graph(builder.load_template("text_encoder").graph)
+    ids = torch.tensor([[5, 9, 7, 5] + [0] * 16])
+    maps = drop_padding(capture_attention(model, ids), ids)
+    assert maps["encoder"].shape == (1, 4, 4, 4)
+    words = ["the", "plot", "was", "the"]
+    fig = attention_map_figure(attention_rollout(maps)[0], words)
+    assert list(fig.data[0].x) == list(fig.data[0].y) == ["the (0)", "plot", "was", "the (3)"]
+    # a model that reads its padding keeps it on the map (worth seeing)
+    unmasked = builder.load_template("text_encoder")
+    unmasked.graph.edges = [e for e in unmasked.graph.edges if e.source_port != "padding_mask"]
+    plain = builder.compile_graph(unmasked.graph)
+    assert drop_padding(capture_attention(plain, ids), ids)["encoder"].shape == (1, 4, 20, 20)
+
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [6], "modality": "tokens", "vocab_size": 9}},
+                       {"id": "emb", "type": "Embedding", "params": {"embedding_dim": 8}},
+                       {"id": "dec", "type": "TransformerDecoderLayer",
+                        "params": {"nhead": 2, "dim_feedforward": 16, "dropout": 0.0}}],
+             "edges": [{"source": "x", "target": "emb"}, {"source": "emb", "target": "dec", "target_port": "tgt"},
+                       {"source": "emb", "target": "dec", "target_port": "memory"}]}
+    dec = builder.compile_graph(graph)
+    assert attention_nodes(dec) == ["dec"]
+    w = capture_attention(dec, torch.randint(1, 9, (1, 6)))["dec"]  # causal self-attention over the target
+    assert w.shape == (1, 2, 6, 6) and float(w[0, :, 0, 1:].abs().sum()) == 0.0

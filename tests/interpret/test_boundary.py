@@ -21,6 +21,7 @@ from builder.interpret.boundary import (
     supports,
 )
 from builder.training.trainer import Trainer
+from tests.fuzz_budget import budget
 
 
 class Linear2(torch.nn.Module):
@@ -82,7 +83,7 @@ def test_predict_keeps_the_training_mode():
 
 
 @given(n=st.integers(1, 50), k=st.integers(1, 60))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25), deadline=None)
 def test_sample_points_is_bounded_and_aligned(n, k):
     X = torch.randn(n, 2)
     y = torch.randint(0, 3, (n,))
@@ -259,7 +260,7 @@ def test_the_setup_counts_as_grid_time_not_training_time():
 
 @given(epoch_ms=st.floats(0.5, 50.0), grid_ms=st.floats(0.01, 60.0), jitter=st.floats(0.0, 1.0),
        epochs=st.integers(1, 80), budget=st.sampled_from([0.01, 0.05, 0.2]), planned=st.booleans())
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=budget(150), deadline=None)
 def test_budget_property(epoch_ms, grid_ms, jitter, epochs, budget, planned):
     """Grid costs vary in [Y, Y * (1 + jitter)]: at every epoch end the grids cost at most the budget plus a
     grid's misprediction (at most the spread of the costs; twice at the end, for the grid in reserve), unless
@@ -320,12 +321,12 @@ def test_a_distilled_run_draws_its_boundary_and_records_attributions(tmp_path):
     callbacks its prediction as a model of the inputs; the boundary callback called the whole training graph
     with the data alone and failed the run ("forward() missing 2 required positional arguments")."""
     from builder import load_template
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.interpret.boundary import DecisionBoundary
     from builder.interpret.live import LiveAttributions
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
     from builder.training.objectives import with_teacher
-    from builder.training.pipeline import run_training
 
     store = RunStore(tmp_path, actor=SYSTEM)
     teacher = run_training(load_template("mlp"), "moons", {"epochs": 1}, store).run_id

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import ExplainError
 from builder.interpret.calibration import (
     calibration_report,
@@ -79,8 +79,8 @@ def test_calibrate_a_run_stores_calibration_json_and_the_cli_prints_it(tmp_path,
     from builder.cli.main import main
     from builder.data import load_dataset, predict
     from builder.graph.templates import load_template
+    from builder.runs.pipeline import load_run, run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import load_run, run_training
 
     store = RunStore(tmp_path, actor=SYSTEM)
     r = run_training(load_template("mlp"), "moons", {"epochs": 2}, store, dataset_options={"noise": 0.3})

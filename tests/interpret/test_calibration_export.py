@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.onnx_export import ExportError, export_onnx, export_run_onnx, ort_session
 from builder.interchange.python_export import export_python
 from builder.interpret.calibration import calibrate_run, stored_temperature
+from builder.runs.pipeline import load_run, run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import load_run, run_training
 
 
 def test_python_and_onnx_exports_divide_the_logits_by_the_temperature(tmp_path):

@@ -8,7 +8,14 @@ from builder import load_template
 from builder.errors import LayerLabError
 from builder.graph.cost import canvas_annotations
 from builder.graph.shapes import infer_shapes
-from builder.interpret.doctor import Finding, apply_fix, curve_anomalies, diagnose, health_annotations
+from builder.interpret.doctor import (
+    Finding,
+    apply_fix,
+    curve_anomalies,
+    diagnose,
+    fix_change,
+    health_annotations,
+)
 from builder.training.health import HealthLog
 
 NODES = [{"id": "fc1", "type": "Linear", "kind": "other", "params": True},
@@ -69,6 +76,31 @@ def test_curve_anomalies_point_at_the_findings_nodes():
     assert [a.kind for a in curve_anomalies([{"train_loss": 1.0}, {"train_loss": float("nan")}])] == ["divergence"]
     over = [{"train_loss": t, "val_loss": v} for t, v in ((1, 1), (0.5, 0.5), (0.3, 0.6), (0.2, 0.7), (0.1, 0.8))]
     assert [a.kind for a in curve_anomalies(over)] == ["overfitting"]
+
+
+def test_a_converged_loss_wobbling_near_zero_is_no_divergence():
+    """0.0004 -> 0.002 is five times the best but a rounding error against the first epoch's 0.69: not divergence."""
+    converged = [{"train_loss": v} for v in (0.69, 0.05, 0.003, 0.0004, 0.002)]
+    assert curve_anomalies(converged) == []
+    blown = [{"train_loss": v} for v in (0.69, 0.05, 0.003, 0.0004, 0.3)]
+    assert [a.kind for a in curve_anomalies(blown)] == ["divergence"]
+
+
+def test_the_learning_rate_ranks_first_when_updates_are_too_large():
+    """Too large a step kills ReLUs downstream: the dead ReLU (bad) is the symptom, the learning rate the cause."""
+    log = log_of(healthy(), *[healthy(act1__dead=0.95, fc1__update_ratio=0.5, head__update_ratio=0.4)] * 3)
+    found = diagnose(log, {"lr": 0.5})
+    assert {f.rule for f in found} == {"dead_relu", "update_high"}
+    assert found[0].action == {"action": "set_training", "key": "lr", "value": 0.05}
+    alone = diagnose(log_of(healthy(), *[healthy(act1__dead=0.95)] * 3), {"lr": 0.5})
+    assert [f.rule for f in alone] == ["dead_relu"]  # no sign of the learning rate: the node's own fix
+
+
+def test_fix_change_names_the_old_and_new_value():
+    p = load_template("mlp")
+    act = next(n.id for n in p.graph.nodes if n.type == "ReLU")
+    action = {"action": "set_type", "node": act, "type": "LeakyReLU"}
+    assert fix_change(p, apply_fix(p, action), action) == f"{act}: ReLU → LeakyReLU"
 
 
 def test_health_annotations_reach_the_canvas_annotations():

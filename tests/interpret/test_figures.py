@@ -163,3 +163,16 @@ def test_explanation_figure_dispatches_by_modality():
     assert np.asarray(_ok(explanation_figure(explain(seq, s3, "saliency"), s3)).data[0].z).shape == (2, 3)
     with pytest.raises(ExplainError, match="sample"):
         explanation_figure(explain(seq, s3, "saliency"), s3, 3)
+
+
+def test_many_methods_wrap_so_their_titles_do_not_overlap():
+    """Eight methods side by side gave 17 panels in two rows of nine: the titles ran into each other."""
+    from builder.interpret.figures import MAX_GRID_COLS
+
+    img, attr = torch.rand(1, 8, 8), torch.randn(1, 8, 8)
+    names = [f"Method number {k}" for k in range(8)]
+    fig = _ok(image_attribution_figure(img, dict.fromkeys(names, attr)))
+    starts = sorted({round(fig.layout[k].domain[0], 3) for k in fig.layout if k.startswith("xaxis")})
+    assert len(starts) <= MAX_GRID_COLS  # at most four panels per row
+    assert fig.layout.height > 260 * 2  # more rows, taller figure
+    assert {a.text for a in fig.layout.annotations} >= {f"{n} (heatmap)" for n in names}

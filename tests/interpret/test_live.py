@@ -103,7 +103,7 @@ def test_token_models_switch_to_layer_ig_and_errors_never_stop_training():
     import builder
     from builder.data import load_dataset
     from builder.interpret.live import LiveAttributions
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training
 
     project = builder.load_template("transformer")
     ds = load_dataset("sequence", n_samples=300)

@@ -33,6 +33,7 @@ from builder.interpret.methods import (
     unregister,
 )
 from builder.interpret.session import ExplainSession
+from tests.fuzz_budget import budget
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*require gradients:UserWarning")]
 
@@ -148,7 +149,7 @@ def test_session_picks_from_its_predictions(mlp, iris):
     assert xs.target_kind() == "class" and xs.target_choices() == [-1, 0, 1, 2]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=budget(60), deadline=None)
 @given(n_total=st.integers(1, 40), data=st.data())
 def test_trust_window_stays_in_the_split(n_total, data):
     i = data.draw(st.integers(0, n_total - 1))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 
 import builder
-from builder.access import SYSTEM
-from builder.data.drift import drift_run, reference_table
+from builder.data.access import SYSTEM
+from builder.data.drift import reference_table
 from builder.errors import ExplainError, TrainingError
-from builder.interpret.probe import ModelProbe
+from builder.interpret import run_views
+from builder.interpret.run_views import drift_run
+from builder.jobs.probe import ModelProbe
+from builder.runs.pipeline import load_run_dataset, run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import load_run_dataset, run_training
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -105,7 +107,7 @@ def test_leaderboard_scores_in_the_probe_and_a_crash_is_one_cached_line(moons, m
         def scorer(run_id, holdout, metric):
             return probe.holdout(store, run_id, holdout, metric)
 
-        here = classes.evaluate_holdout(store, rid, good["holdout"], "accuracy")
+        here = run_views.evaluate_holdout(store, rid, good["holdout"], "accuracy")
         value, error = classes.holdout_result(store, good, run, scorer)
         assert error is None and value == pytest.approx(here, abs=1e-6)  # the child's answer is the in-process one
         value, error = classes.holdout_result(store, bad, run, scorer)

@@ -10,9 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import ExplainError, LayerLabError
 from builder.interpret.robustness import attack, input_bounds, parse_eps, robustness_curve, robustness_figure
+from tests.fuzz_budget import budget
 
 
 def _tiny(seed: int = 0) -> torch.nn.Module:
@@ -99,7 +100,7 @@ def test_a_value_with_a_tiny_gradient_still_moves_and_each_feature_keeps_its_own
     torch.testing.assert_close(adv, torch.tensor([[0.2, 1.0]]))
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=budget(8), deadline=None)
 @given(eps=st.floats(0.0, 0.5), steps=st.integers(1, 5), seed=st.integers(0, 1000))
 def test_pgd_stays_in_the_ball_and_the_valid_range(eps, steps, seed):
     model = _tiny(seed)
@@ -123,8 +124,8 @@ def test_token_ids_regression_and_bad_eps_are_refused():
 def test_layerlab_robustness_keeps_the_curve_with_the_run(tmp_path, capsys):
     from builder.cli.main import main
     from builder.graph.templates import load_template
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
 
     store = RunStore(tmp_path, actor=SYSTEM)
     r = run_training(load_template("mlp"), "moons", {"epochs": 1}, store)  # binary, one logit

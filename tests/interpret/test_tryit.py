@@ -116,3 +116,74 @@ def test_a_drawing_is_centred_resampled_and_predicted():
     with pytest.raises(ExplainError, match="not images"):
         encode_strokes(_session("mlp", "wine"), one)
 
+
+
+def test_a_csv_row_round_trips_in_its_own_units_with_its_categories():
+    from builder.data.tabular import load_csv
+
+    lines = ["age,sex,grown"] + [f"{1.2 + 0.25 * i:.2f},{'FM'[i % 2]},{int(i > 30)}" for i in range(66)]
+    ds = load_csv("\n".join(lines).encode(), "grown")
+    torch.manual_seed(0)
+    xs = ExplainSession(builder.compile_graph(adapt_graph(builder.load_template("mlp").graph, ds.info)).eval(),
+                        ds, "test")
+    form = try_form(xs, 2)
+    assert form.names == ["age"] and 1.2 <= form.start[0] <= 17.5 and form.choices == {"sex": ["F", "M"]}
+    x = encode_row(xs, form.start, form.picked)
+    assert torch.allclose(x, xs.sample(2), atol=1e-5)  # standardised inside, exactly as the training data
+    other = {"sex": "M" if form.picked["sex"] == "F" else "F"}
+    assert not torch.allclose(encode_row(xs, form.start, other), x)
+    with pytest.raises(ExplainError, match="one of its categories; received: sex='X'"):
+        encode_row(xs, form.start, {"sex": "X"})
+
+
+def test_a_training_run_is_tried_on_its_newest_epoch(tmp_path, monkeypatch):
+    """While a run trains (no checkpoint yet: they come every minute), Try it's run and the model it opens are
+    those of the epoch that just ended; the file goes when the final weights land."""
+    from builder.data.access import SYSTEM
+    from builder.interpret.tryit import try_run
+    from builder.runs.pipeline import load_run, run_training
+    from builder.runs.store import RunStore
+    from builder.training.callbacks import Callback, EpochWeights
+
+    monkeypatch.setattr(EpochWeights, "MAX_SHARE", 1.0)  # every epoch (by default short epochs skip some writes)
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    project = builder.load_template("mlp")
+    seen: list[tuple[str, bool]] = []
+
+    class Probe(Callback):  # runs after the trainer's own callbacks, as a reader would between epochs
+        def on_epoch_end(self, trainer, epoch, logs):
+            tr = try_run(store, store.get(trainer.run_id).project.graph, "local")  # the adapted graph
+            model, _ = load_run(store, trainer.run_id)
+            same = all(torch.equal(v.cpu(), model.state_dict()[k]) for k, v in trainer.model.state_dict().items())
+            seen.append((tr.version if tr and tr.ready else "", same))
+
+    res = run_training(project, "iris", {"epochs": 2, "seed": 0}, store, [Probe()], adapt=True)
+    assert len(seen) == 2 and all(same for _, same in seen), seen  # each epoch's own weights
+    assert all(v for v, _ in seen) and len({v for v, _ in seen}) == 2  # a new version per epoch
+    assert not store.folder(res.run_id).epoch_weights.exists() and store.folder(res.run_id).has_weights
+
+
+def test_epoch_weights_cost_at_most_their_share_of_training(tmp_path):
+    """Epochs far shorter than a write (a toy set's thousands of epochs) skip writes until one is due."""
+    from types import SimpleNamespace
+
+    from builder.training.callbacks import EpochWeights
+    from builder.training.run_folder import RunFolder
+
+    cb = EpochWeights()
+    trainer = SimpleNamespace(run_dir=tmp_path, rank=0, model=torch.nn.Linear(4, 3))
+    path = RunFolder(tmp_path).epoch_weights
+    cb.on_epoch_end(trainer, 0, {})
+    first = path.stat().st_mtime_ns
+    with torch.no_grad():
+        trainer.model.weight.add_(1.0)
+    cb.on_epoch_end(trainer, 1, {})  # microseconds later: not due
+    assert path.stat().st_mtime_ns == first
+    cb._written -= cb._cost / cb.MAX_SHARE  # as if a due share of time had passed
+    cb.on_epoch_end(trainer, 2, {})
+    from builder.training.weights import read_weights
+
+    assert torch.equal(read_weights(path)[0]["weight"], trainer.model.weight)
+    cb.on_train_end(trainer, SimpleNamespace(status="finished"))
+    assert not path.exists()

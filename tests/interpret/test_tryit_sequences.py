@@ -7,24 +7,20 @@ import numpy as np
 import pytest
 
 import builder
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import ExplainError
-from builder.graph.project import Edge, Graph, Node, Project
+from builder.graph.architectures import build as build_architecture
+from builder.graph.project import Project
 from builder.interpret import tryit
-from builder.interpret.probe import ModelProbe, ProbeSession
+from builder.jobs.probe import ModelProbe, ProbeSession
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _lstm_lm(vocab: int, length: int) -> Project:
-    nodes = [Node(id="tokens", type="Input", params={"shape": [length], "modality": "tokens", "vocab_size": vocab}),
-             Node(id="embed", type="Embedding", params={"embedding_dim": 16}),
-             Node(id="lstm", type="LSTM", params={"hidden_size": 32, "output_mode": "all"}),
-             Node(id="head", type="Linear", params={"out_features": vocab})]
-    return Project(name="lm", graph=Graph(nodes=nodes, edges=[Edge(source=a.id, target=b.id)
-                                                              for a, b in zip(nodes, nodes[1:])]))
+    return build_architecture("lstm_lm", seq_len=length, vocab=vocab, embed=16, hidden=32)
 
 
 @pytest.fixture(scope="module")

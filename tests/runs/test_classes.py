@@ -8,12 +8,13 @@ import threading
 
 import pytest
 
-from builder.access import SYSTEM, may
+from builder.data.access import SYSTEM, may
 from builder.errors import AccessDenied, LayerLabError
 from builder.graph.templates import load_template
+from builder.interpret import run_views
+from builder.jobs.queue import request
 from builder.runs import classes, owners
 from builder.runs.classes import ClassError
-from builder.runs.jobs import request
 from builder.runs.store import RunStore
 
 TEACHER = "user:t@school.org"
@@ -114,7 +115,7 @@ def test_class_runs_leaderboard_and_teacher_stop(ws):
 
 
 def test_leaderboard_scores_the_teachers_held_out_set(ws):
-    from builder.training.pipeline import run_training
+    from builder.runs.pipeline import run_training
 
     store = RunStore(ws, actor=SYSTEM)
     c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), metric="accuracy",
@@ -127,7 +128,7 @@ def test_leaderboard_scores_the_teachers_held_out_set(ws):
 
     def scorer(run_id, holdout, metric):  # the app's runs the model in the sandboxed probe (tests/interpret)
         calls.append(run_id)
-        return classes.evaluate_holdout(store, run_id, holdout, metric)
+        return run_views.evaluate_holdout(store, run_id, holdout, metric)
 
     (row,) = classes.leaderboard(store, c, scorer=scorer)
     assert row["id"] == rid and 0.0 <= row["test"] <= 1.0 and row["test_error"] is None

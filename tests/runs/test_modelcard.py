@@ -6,11 +6,11 @@ import re
 
 import torch
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs.modelcard import model_card, write_model_card
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 
 
 def test_card_of_a_finished_run(tmp_path):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from builder.errors import LayerLabError
 from builder.graph.templates import load_template
 from builder.runs import owners
+from tests.fuzz_budget import budget
 
 
 def test_anonymous_ids_are_validated():
@@ -46,7 +47,7 @@ def _runs(cookie: str, n: int = 6) -> set[str]:
     return {cookie[i:i + n] for i in range(len(cookie) - n + 1)}
 
 
-@settings(max_examples=300)
+@settings(max_examples=budget(300))
 @given(cookie=st.binary(min_size=16, max_size=16).map(bytes.hex))
 def test_folder_names_and_pseudonyms_carry_nothing_of_the_cookie(ws, cookie):
     """No run of 6 hex digits of an anonymous id appears in its folder name or pseudonym (an admin who saw
@@ -208,7 +209,7 @@ def test_a_hidden_guide_stays_hidden_and_keeps_the_display_name(tmp_path):
         owners.set_preference(tmp_path, me, "../x", True)
 
 
-@settings(max_examples=200)
+@settings(max_examples=budget(200))
 @given(name=st.text(max_size=60))
 def test_a_display_name_is_kept_checked_or_refused(ws, name):
     me = "anon:" + "b" * 32

@@ -11,15 +11,16 @@ from hypothesis import strategies as st
 
 import builder.graph.project as project_module
 import builder.graph.shapes as shapes_module
-from builder.access import SYSTEM, Actor
+from builder.data.access import SYSTEM, Actor
 from builder.errors import ProjectFormatError, RunStoreError
 from builder.graph.project import Project
 from builder.graph.templates import load_template
+from builder.runs.pipeline import load_run, resume_run, run_training
 from builder.runs.record import Run, RunInfo
-from builder.runs.status import RunStatus
 from builder.runs.store import RunStore
 from builder.training.config import TrainConfig
-from builder.training.pipeline import load_run, resume_run, run_training
+from builder.training.run_status import RunStatus
+from tests.fuzz_budget import budget
 from tests.helpers import count_calls
 
 
@@ -72,7 +73,7 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_siz
                      max_leaves=8)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=budget(50), deadline=None)
 @given(st.dictionaries(st.text(max_size=12), _JSON, max_size=8))
 def test_a_record_reads_as_the_row_it_was_made_from(row):
     run = Run(row)
@@ -101,3 +102,35 @@ def test_a_pass_from_project_to_trained_run_parses_once_and_analyses_once(store,
     del parses[:], analyses[:]
     load_run(store, store.get(run.id))  # a record in hand: its project parsed once, its graph analysed once
     assert len(parses) == 1 and len(analyses) == 1
+
+
+def test_a_job_on_a_gpu_host_parses_its_project_and_analyses_its_graph_once(store, monkeypatch):
+    """On a GPU host the job process estimates the graph's GPU memory (job_need) before it trains: the same
+    job body (run_job, in this process) with a GPU reported and its slot given on the CPU analyses the graph once
+    for the estimate and the training."""
+    import os
+    import signal
+
+    import torch
+
+    from builder.jobs import queue
+    from builder.training.gpus import Gpu
+
+    monkeypatch.setattr(queue, "launch_warm", lambda *a: os.getpid())  # recorded, not launched
+    monkeypatch.setattr(queue, "GPU_QUERY", lambda: [Gpu(0, free=80 * 2**30, total=80 * 2**30)])
+    needs, wait = [], queue._wait_for_slot
+    monkeypatch.setattr(queue, "_wait_for_slot", lambda s, rid, need=0, gpus=None: (needs.append(need), wait(s, rid))[1])
+    rid = queue.submit(store, queue.JobSpec(project=json.loads(load_template("mlp").to_json()), dataset="moons",
+                                            dataset_options={"n_samples": 100}, config={"epochs": 1}, adapt=True))
+    real_analyses = count_calls(monkeypatch, shapes_module, "analyse")  # analyses made, memo answers not counted
+    parses = count_calls(monkeypatch, project_module, "parse_project")
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    try:
+        assert queue.run_job(store.workspace, rid) == 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+    assert store.get(rid)["status"] == "finished"
+    assert len(needs) == 1 and needs[0] > 0, "the job estimated its GPU memory"
+    assert len(real_analyses) == 1, "the GPU estimate and the training share one analysis"
+    assert len(parses) == 1, "the GPU estimate and the training read one parsed project"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import GraphError, RunStoreError
 from builder.graph.templates import load_template
+from builder.runs.pipeline import resume_run, run_training
 from builder.runs.store import RunStore, default_workspace
 from builder.training.checkpoint import read_checkpoint
-from builder.training.pipeline import resume_run, run_training
 from builder.training.trainer import TrainingJob
 from builder.training.weights import read_weights
 
@@ -98,7 +98,7 @@ def test_two_runs_at_once_in_threads(store):
 
 _WRITER = textwrap.dedent("""
     import sys
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.runs.store import RunStore
     store = RunStore(sys.argv[1], actor=SYSTEM)
     rid = store.create_run({"graph": {"nodes": [], "edges": []}}, "moons", {}, {})
@@ -220,7 +220,7 @@ def test_transfer_learning_by_node_id_and_freeze(store):
 
     from builder.data import load_dataset
     from builder.data.compat import adapt_graph
-    from builder.training.pipeline import build_model, transfer_weights
+    from builder.runs.pipeline import build_model, transfer_weights
     g = adapt_graph(load_template("mlp").graph, load_dataset("iris").info)
     model = build_model(g)
     _, md = read_weights(store.weights_path(src.run_id))

@@ -1,5 +1,5 @@
 """The run store on both of its databases: SQLite (the default) and PostgreSQL (``LAYERLAB_DB_URL``, a real
-server started by the tests: tests/runs/conftest.py), its Alembic migrations from a workspace made before them,
+server started by the tests: tests/conftest.py), its Alembic migrations from a workspace made before them,
 and two LayerLab processes sharing one PostgreSQL store."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from builder.access import SYSTEM, Actor
 from builder.cli.main import main as cli
+from builder.data.access import SYSTEM, Actor
 from builder.errors import AccessDenied, RunStoreError
 from builder.graph.templates import load_template
 from builder.runs import db
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.training.pipeline import run_training
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,9 +182,10 @@ def test_an_unreachable_database_server_is_a_message(tmp_path, monkeypatch):
 
 _SERVER = textwrap.dedent("""
     import json, sys
-    from builder.access import SYSTEM, Actor
+    from builder.data.access import SYSTEM, Actor
     from builder.graph.templates import load_template
-    from builder.runs import classes, quotas
+    from builder.runs import classes
+    from builder.jobs import quotas
     from builder.runs.store import RunStore
     ws, step = sys.argv[1], sys.argv[2]
     store = RunStore(ws, actor=SYSTEM)

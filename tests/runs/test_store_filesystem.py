@@ -4,10 +4,10 @@ shared memory cannot reach the other hosts (builder.runs.store.NETWORK_FILESYSTE
 from __future__ import annotations
 
 from builder import load_template
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.runs import store as store_mod
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore, filesystem_type
-from builder.training.pipeline import run_training
 
 
 def _journal(store: RunStore) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from builder.access import SYSTEM
 from builder.data import predict
+from builder.data.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.runs import summary
 from builder.runs.store import RunStore, graph_hash
@@ -53,3 +53,25 @@ def test_predictions_for_one_logit_and_regression():
     assert (pred == 0).all() and torch.allclose(value, one(X)[:, 0].detach())
     pred, conf = predict(torch.nn.Linear(3, 4), X, "multiclass").pair()
     assert pred.max() < 4 and conf.shape == (10,)
+
+
+def test_a_runs_duration_counts_only_the_time_it_ran(tmp_path):
+    """Ran 40 s, stopped for an hour, resumed for 20 s: 60 s, not the hour between start and finish."""
+    from datetime import datetime, timedelta, timezone
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1})
+    now = datetime.now(timezone.utc)
+
+    def ran_since(seconds: float) -> None:  # the clock as if the current running stretch began `seconds` ago
+        store.set_environment(rid, running_since=(now - timedelta(seconds=seconds)).isoformat())
+
+    store.update_status(rid, "running")
+    ran_since(40)
+    store.update_status(rid, "stopped")
+    store.update_status(rid, "running")
+    ran_since(20)
+    store.finish(rid, "finished")
+    start = (now - timedelta(hours=1)).isoformat()
+    store._write("UPDATE runs SET started_at = ? WHERE id = ?", (start, rid))  # began an hour ago
+    assert 59 <= summary.duration_s(store.get(rid)) <= 62

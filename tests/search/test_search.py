@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import AccessDenied, LayerLabError
 from builder.graph.templates import load_template
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
 from builder.search import (
     Dimension,
@@ -35,8 +36,14 @@ from builder.search import (
     study_owner,
     trials_table,
 )
-from builder.training.pipeline import run_training
 from tests.helpers import until
+
+
+@pytest.fixture(autouse=True)
+def _warm_launcher(monkeypatch):
+    """A study's trials are jobs submitted one after another: after the first, each is forked by the workspace's
+    warm launcher (tests/conftest.py turns launchers off for the many one-job workspaces)."""
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "20")
 
 
 @pytest.fixture
@@ -302,6 +309,40 @@ def test_resume_runs_until_the_study_holds_n_trials(tmp_path, mlp):
     assert {"history", "parallel", "intermediate"} <= set(figs)
 
 
+class CrashingJobs(ThreadJobs):
+    """Trials whose job process dies by SIGSEGV: a reader marks the run interrupted as soon as its process is gone,
+    and the process that started the job records how it died a moment later (builder.jobs.job_sandbox.record_death),
+    as on a loaded server."""
+
+    def submit(self, store, spec):
+        rid = store.create_run(spec["project"], spec["dataset"], spec["dataset_options"], spec["config"],
+                               name=spec["name"], owner=spec["owner"], tags=spec["tags"])
+        store.update_status(rid, "running")
+
+        def die():
+            time.sleep(0.3)
+            store.update_status(rid, "interrupted", "the training process ended unexpectedly")  # a reader
+            time.sleep(1.0)
+            store.finish(rid, "failed", message="the training job died from SIGSEGV: a crash in native code")
+
+        self.jobs[rid] = threading.Thread(target=die, daemon=True)
+        self.jobs[rid].start()
+        return rid
+
+
+def test_a_trial_whose_job_crashed_says_how_it_died(tmp_path, mlp):
+    """The browser test's crashing trial (Train › Search) said only "its job process ended unexpectedly": the study
+    took the interim status a reader wrote before the job's starter recorded the SIGSEGV."""
+    store = RunStore(tmp_path, actor=SYSTEM)
+    runner = StudyRunner(store, mlp, "moons", {"epochs": 1}, space=["lr=1e-3..1e-1:log"],
+                         settings=StudySettings(name="crash", n_trials=1, pruner="none", poll_s=0.05),
+                         launcher=JobLauncher(CrashingJobs(1)))
+    runner.run()
+    (row,) = trials_table(runner.study)
+    assert row["state"] == "fail" and "SIGSEGV" in row["message"], row
+    assert store.get(row["run_id"])["status"] == "failed"
+
+
 class LateStopJobs(ThreadJobs):
     """A stop that arrives too late: the job trains on to the end (as a fast epoch outruns the request)."""
 
@@ -315,9 +356,13 @@ def test_a_pruned_trial_and_its_run_agree(tmp_path, mlp, jobs):
     value. Now pruned <-> stopped and complete <-> finished, a complete trial's value is its run's last epoch."""
     store = RunStore(tmp_path, actor=SYSTEM)
     launcher = jobs(1)
-    # long enough runs that a prune reaches a run before it ends (a 6-epoch moons run outran the request)
-    runner = StudyRunner(store, mlp, "moons", {"epochs": 200, "optimizer": "sgd", "momentum": 0.0, "early_stopping": 0},
-                         space=["lr=1e-5..1.0:log"],
+    # ThreadJobs: runs of many short epochs (200 samples), long enough that a prune reaches a run before it ends
+    # (a 6-epoch moons run outran the request); LateStopJobs never stops a run and the pruner judges every epoch a
+    # run wrote, finished or not, so short runs ask it just the same
+    epochs = 200 if jobs is ThreadJobs else 8
+    runner = StudyRunner(store, mlp, "moons", {"epochs": epochs, "optimizer": "sgd", "momentum": 0.0,
+                                               "early_stopping": 0},
+                         space=["lr=1e-5..1.0:log"], dataset_options={"n_samples": 200},
                          settings=StudySettings(name="agree", n_trials=8, objective="val_accuracy", seed=0,
                                                 sampler="random", prune_startup=1, prune_warmup=0),
                          launcher=JobLauncher(launcher))

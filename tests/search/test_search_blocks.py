@@ -11,6 +11,7 @@ from builder.graph.edit import chain_between, repeat_chain
 from builder.graph.shapes import infer_shapes
 from builder.graph.templates import load_template
 from builder.search import SearchSpaceError, parse_space
+from tests.fuzz_budget import budget
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def mlp():
     return load_template("mlp")  # input -> fc1 -> act1 -> fc2 (32 -> 32) -> act2 -> head
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=budget(12), deadline=None)
 @given(st.integers(0, 5))
 def test_repeated_block_keeps_a_valid_graph_with_n_copies(times):
     g = load_template("mlp").graph

@@ -8,7 +8,7 @@ import torch
 
 from builder.data import load_dataset
 from builder.errors import TrainingError
-from builder.runs import jobs
+from builder.jobs import queue as jobs
 from builder.training.checkpoint import read_checkpoint
 from builder.training.config import CHECKPOINT_INTERVAL_S, TrainConfig
 from builder.training.trainer import Trainer

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.runs.store import RunStore
 from builder.training.distributed import env_world_size, init_distributed
 from builder.training.weights import read_weights

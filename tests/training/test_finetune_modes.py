@@ -7,16 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from builder.access import Actor
+from builder.data.access import Actor
 from builder.errors import TrainingError
 from builder.graph.compile import compile_graph
 from builder.graph.lora import merge_lora, peft_adapter
 from builder.graph.project import Edge, Node, Project
 from builder.interchange.hf_import import import_hf_folder
 from builder.interchange.importer import register_import
+from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
 from builder.training.finetune import finetune_freeze
-from builder.training.pipeline import run_training
 from builder.training.weights import read_weights
 from tests.interchange.hf_models import SEQ, make_folder
 
@@ -102,8 +102,8 @@ def test_lora_checkpoint_keeps_what_trains_and_refers_to_the_base(setup):
     """A LoRA run's checkpoint holds the adapters and the head, and the frozen base only as a SHA-256: it is a
     fraction of the full run's; loading it needs the very base (a changed base is refused)."""
     from builder.graph.project import load_project
+    from builder.runs.pipeline import build_model, load_run
     from builder.training.checkpoint import checkpoint_weights, read_checkpoint, tensors_sha256
-    from builder.training.pipeline import build_model, load_run
 
     store, res, rid, runs = setup
     lora_ckpt, full_ckpt = (store.folder(runs[m]).checkpoint for m in ("lora", "full"))
@@ -137,3 +137,52 @@ def test_export_of_an_unfinished_run_fills_in_the_base(setup, tmp_path):
     q = "encoder_layer_0_attention_self_query"
     assert torch.equal(got[f"{q}.base_layer.weight"], res.weights[f"{q}.weight"])
     assert f"{q}.lora_A.weight" in got and "head.weight" in got
+
+
+def test_each_mode_records_its_peak_memory(setup):
+    """Runs compares the modes' peak memory: each run's final epoch carries it (peak RSS here, on a CPU)."""
+    store, _, _, runs = setup
+    peaks = {m: store.get(r)["final_metrics"].get("peak_memory") for m, r in runs.items()}
+    assert all(isinstance(p, int) and p > 2**20 for p in peaks.values()), peaks
+
+
+def test_a_model_folder_tokenizer_tokenizes_the_csv_and_is_saved_with_the_run(tmp_path):
+    """A run starting from a model imported with its tokenizer.json tokenizes the user's CSV texts with that
+    tokenizer (not one learned on the texts), saves it with the run, and reloads the data with it."""
+    import hashlib
+    import json
+
+    from builder.data.sources import LocalFile
+    from builder.data.text import load_tokenizer
+    from builder.runs.pipeline import load_run_dataset
+
+    folder = make_folder("bert", tmp_path / "bert", tokenizer=True)
+    res = import_hf_folder(folder, seq_len=SEQ)
+    store = RunStore(tmp_path / "ws", actor=Actor.local())
+    rid = register_import(store, res)
+    (store.folder(rid).tokenizer).write_bytes((folder / "tokenizer.json").read_bytes())  # as the worker keeps it
+    g = res.project.graph
+    graph = g.model_copy(update={
+        "nodes": [*g.nodes, Node(id="first", type="Select", params={"dim": 1, "index": 0}),
+                  Node(id="head", type="Linear", params={"out_features": 2})],
+        "edges": [*g.edges, Edge(source=g.nodes[-1].id, target="first"), Edge(source="first", target="head")]})
+    words = ["good", "bad", "great", "awful", "movie", "film", "plot", "zebra"]
+    rows = [f"the {words[i % 8]} {words[(i * 3) % 8]} was very fine,{i % 2}" for i in range(40)]
+    csv = tmp_path / "sentences.csv"
+    csv.write_text("text,label\n" + "\n".join(rows) + "\n")
+    out = run_training(Project(name="tok", graph=graph), "text",
+                       {"epochs": 1, "batch_size": 16, "init_from": rid, "finetune": "linear_probe",
+                        "early_stopping": None},
+                       store, dataset_options={"path": LocalFile(csv), "target": "label", "max_length": SEQ})
+    assert out.status == "finished", out.message
+    run = store.get(out.run_id)
+    text = (folder / "tokenizer.json").read_text()
+    assert run["dataset_options"]["tokenizer"] == "pretrained"
+    assert run["dataset_options"]["tokenizer_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    saved = store.folder(out.run_id).tokenizer.read_text()
+    assert json.loads(saved) == json.loads(text)
+    ds = load_run_dataset(store, run)
+    tok = load_tokenizer(text)
+    first = ds.train.X[0].tolist()
+    assert max(first) < tok.get_vocab_size() and tok.token_to_id("[UNK]") in ds.train.X  # "zebra": not learned
+    assert ds.info.vocab[:2] == ["[PAD]", "[UNK]"]

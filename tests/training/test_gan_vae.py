@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from builder import load_template
-from builder.access import SYSTEM
 from builder.data import fit_dataset, load_dataset
+from builder.data.access import SYSTEM
 from builder.data.splits import Dataset, Split
 from builder.errors import TrainingError
-from builder.runs.folder import RunFolder
+from builder.runs.pipeline import resume_run, run_training
 from builder.runs.store import RunStore
 from builder.training.checkpoint import previous_path
 from builder.training.multi import ObjectiveTrainer
 from builder.training.objectives import add_distillation
-from builder.training.pipeline import resume_run, run_training
+from builder.training.run_folder import RunFolder
 
 CFG = {"epochs": 2, "batch_size": 16, "lr": 0.002, "log_every": 2, "seed": 3, "checkpoint_every": 1}
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from builder import load_template
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.graph.project import Graph, Project
 from builder.interpret.doctor import diagnose, graph_health, run_findings
+from builder.runs.pipeline import build_model, prepare, run_training
 from builder.runs.store import RunStore
 from builder.training.health import HealthMonitor, read_health
-from builder.training.pipeline import build_model, prepare, run_training
 from builder.training.trainer import Trainer
 
 
@@ -97,7 +97,7 @@ def test_health_file_is_json_kept_with_the_run_and_off_with_zero(tmp_path):
 
 
 def test_resumed_run_keeps_the_samples_before_its_checkpoint(tmp_path):
-    from builder.training.pipeline import resume_run
+    from builder.runs.pipeline import resume_run
 
     store = RunStore(tmp_path, actor=SYSTEM)
     proj = load_template("mlp")

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from builder import cli
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import TrainingError
 from builder.graph.templates import load_template
+from builder.runs.pipeline import load_run_dataset, run_training
 from builder.runs.store import RunStore
 from builder.training.lineage import BASELINE_TAG
-from builder.training.pipeline import load_run_dataset, run_training
 
 
 def _student(tmp_path):

@@ -22,9 +22,10 @@ from builder.training.objectives import (
     training_graph,
     with_teacher,
 )
+from tests.fuzz_budget import budget
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=budget(15), deadline=None)
 @given(b=st.integers(1, 6), c=st.integers(2, 7), seed=st.integers(0, 10_000))
 def test_loss_values_match_torch(b, c, seed):
     g = torch.Generator().manual_seed(seed)

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.errors import LayerLabError
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.project import load_project
@@ -24,6 +24,7 @@ from builder.training.prune import (
     module_names_of,
     structured_prune,
 )
+from tests.fuzz_budget import budget
 
 
 def _project(nodes: list[tuple], edges: list[tuple]) -> object:
@@ -89,7 +90,7 @@ def _randomise_norms(model: torch.nn.Module, gen: torch.Generator) -> None:
             m.weight.data.copy_(torch.randn(m.weight.shape, generator=gen))
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=budget(12), deadline=None)
 @given(which=st.sampled_from(["cnn", "resnet", "mlp", "autoencoder", "concat"]),
        amount=st.floats(0.0, 0.9), seed=st.integers(0, 2**16), taylor=st.booleans())
 def test_shrunk_model_equals_the_old_one_with_removed_channels_cut_at_their_consumers(which, amount, seed, taylor):
@@ -162,8 +163,8 @@ def test_global_magnitude_masks_zero_the_smallest_weights():
 def test_layerlab_prune_makes_new_runs_with_reports(tmp_path, capsys):
     from builder.cli.main import main
     from builder.graph.latency import NO_DIFFERENCE
+    from builder.runs.pipeline import load_run, run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import load_run, run_training
 
     store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1}, store).run_id
@@ -198,9 +199,9 @@ def test_layerlab_prune_makes_new_runs_with_reports(tmp_path, capsys):
 
 
 def test_a_resumed_unstructured_run_keeps_its_mask(tmp_path):
+    from builder.runs.pipeline import load_run, resume_run, run_training
+    from builder.runs.prune_run import prune_run, resume_pruned
     from builder.runs.store import RunStore
-    from builder.training.pipeline import load_run, resume_run, run_training
-    from builder.training.prune import prune_run, resume_pruned
 
     store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "iris", {"epochs": 3, "seed": 0}, store, adapt=True).run_id

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from builder.access import SYSTEM
+from builder.data.access import SYSTEM
 from builder.data.splits import Dataset, Split
 from builder.graph.templates import load_template
+from builder.runs.pipeline import build_model, prepare
 from builder.runs.store import RunStore
-from builder.training.pipeline import build_model, prepare
 from builder.training.trainer import Trainer
 from builder.training.weights import read_weights
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import builder
-from builder.graph.project import Edge, Graph, Node, Project
+from builder.graph.architectures import build as build_architecture
+from builder.graph.project import Project
+from builder.runs.pipeline import run_training
 from builder.training.metrics import evaluate, quick_metric
-from builder.training.pipeline import run_training
 
 
 @pytest.mark.parametrize("name, options", [("sentiment_lstm", {"n_samples": 300}),
@@ -28,12 +29,7 @@ def test_a_sequence_template_trains_on_its_builtin_data(name, options):
 
 
 def _lstm_lm(vocab: int, length: int) -> Project:
-    nodes = [Node(id="tokens", type="Input", params={"shape": [length], "modality": "tokens", "vocab_size": vocab}),
-             Node(id="embed", type="Embedding", params={"embedding_dim": 16}),
-             Node(id="lstm", type="LSTM", params={"hidden_size": 32, "output_mode": "all"}),
-             Node(id="head", type="Linear", params={"out_features": vocab})]
-    edges = [Edge(source=a.id, target=b.id) for a, b in zip(nodes, nodes[1:])]
-    return Project(name="lm", graph=Graph(nodes=nodes, edges=edges))
+    return build_architecture("lstm_lm", seq_len=length, vocab=vocab, embed=16, hidden=32)
 
 
 def test_next_token_trains_with_shifted_targets_and_reports_perplexity():
@@ -66,7 +62,7 @@ def test_a_language_model_without_a_sequence_output_is_told_how_to_fix_it():
 
 
 def test_a_language_model_run_keeps_a_sample_per_epoch(workspace):
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.runs.store import RunStore
     from builder.training.text_samples import read_text_samples
 
@@ -77,6 +73,8 @@ def test_a_language_model_run_keeps_a_sample_per_epoch(workspace):
     samples = read_text_samples(folder.text_samples)
     assert [s["epoch"] for s in samples] == [1, 2] and all(s["text"] and s["prompt"] for s in samples)
     assert folder.tokenizer.read_text() == store.get(res.run_id)["dataset_info"]["tokenizer"]
+    assert "model card not written" not in store.get(res.run_id)["message"]  # it was: the card knew no "tok" loss
+    assert "cross-entropy of each next token" in folder.model_card.read_text()
     shown = [e["extras"]["text_sample"] for e in store.metrics(res.run_id)]  # what the Train page lists
     assert shown == [s["text"] for s in samples]
 
@@ -93,7 +91,7 @@ def test_sampling_is_seeded_and_top_k_one_is_greedy():
 
 
 def test_a_forecast_run_keeps_forecast_vs_actual_for_the_runs_page(workspace):
-    from builder.access import SYSTEM
+    from builder.data.access import SYSTEM
     from builder.runs.store import RunStore
     from builder.training.forecasts import forecast_figure, read_forecasts
 
@@ -105,11 +103,14 @@ def test_a_forecast_run_keeps_forecast_vs_actual_for_the_runs_page(workspace):
     assert 400 < w["targets"][0][0] < 1500  # the Nile's flow in its own units
     fig = forecast_figure(kept)
     assert {t.name for t in fig.data} == {"lookback", "actual", "forecast"}
+    # the lookback is shaded in every panel (it was in none: the shapes went in before the panels had traces)
+    shaded = [(s.xref, s.x1) for s in fig.layout.shapes]
+    assert len(shaded) == len(kept["windows"]) and all(x1 == len(w["inputs"]) - 0.5 for _, x1 in shaded)
 
 
 def test_a_text_runs_export_carries_its_tokenizer(tmp_path):
-    from builder.access import SYSTEM
     from builder.cli.main import main
+    from builder.data.access import SYSTEM
     from builder.data.text import encode, load_tokenizer
     from builder.runs.store import RunStore
 
@@ -132,3 +133,23 @@ def test_the_gpt_template_fits_and_learns_its_builtin_corpus_as_it_comes():
     assert not check_compat(project.graph, load_dataset(project.training["dataset"]).info)
     res = run_training(project, project.training["dataset"], {"epochs": 1})
     assert res.status == "finished" and res.test["perplexity"] < 500
+
+
+def test_a_trained_text_encoder_ignores_extra_padding():
+    """The padding mask is derived from the ids inside the model: trained as the pipeline trains it (no caller
+    feeds a mask), a sentence gives the same logits bare, padded to the Input's length, and padded further."""
+    from builder.data.text import encode, load_tokenizer
+    from builder.runs.pipeline import build_model, prepare
+    from builder.training.trainer import Trainer
+
+    project, ds, cfg = prepare(builder.load_template("text_encoder"), "text_sentiment", {"epochs": 1},
+                               dataset_options={"n_samples": 300}, adapt=True)
+    model = build_model(project.graph, cfg.seed)
+    assert Trainer(model, ds, cfg).fit().status == "finished"
+    ids = torch.from_numpy(encode(load_tokenizer(ds.info.tokenizer), ["a wonderful film but the plot was dull"], 40))
+    length = int((ids != 0).sum())
+    model.eval()
+    with torch.no_grad():
+        bare, padded, longer = model(ids[:, :length]), model(ids[:, :20]), model(ids)
+    torch.testing.assert_close(padded, bare)
+    torch.testing.assert_close(longer, bare)

@@ -9,7 +9,7 @@ import math
 import torch
 
 from builder.data import load_dataset
-from builder.runs import job_sandbox
+from builder.jobs import job_sandbox
 from builder.training.health import HealthMonitor
 from builder.training.trainer import Trainer
 

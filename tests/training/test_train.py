@@ -11,14 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from builder.access import SYSTEM
 from builder.data import Dataset, DatasetInfo, Split, load_dataset
+from builder.data.access import SYSTEM
 from builder.errors import TrainingError
 from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig, resolve_device
 from builder.training.events import Channel, History
 from builder.training.metrics import classification_metrics, evaluate
 from builder.training.trainer import Trainer, TrainingJob
+from tests.fuzz_budget import budget
 
 
 def mlp(d_in=2, d_out=2, hidden=16, seed=0, dropout=0.0):
@@ -56,7 +57,7 @@ def test_config_json_round_trip_and_device():
 TASKS = ("multiclass", "binary", "regression", "reconstruction")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=budget(60), deadline=None)
 @given(task=st.sampled_from((*TASKS, None)), n_train=st.one_of(st.none(), st.integers(0, 10**6)),
        own=st.integers(1, 500), flag=st.integers(1, 500))
 def test_defaults_per_task_and_their_precedence(task, n_train, own, flag):
@@ -77,7 +78,7 @@ def test_defaults_per_task_and_their_precedence(task, n_train, own, flag):
 def test_prepare_resolves_defaults_for_the_dataset():
     """The pipeline resolves with the loaded dataset's task and training-split size."""
     from builder.graph.templates import load_template
-    from builder.training.pipeline import prepare
+    from builder.runs.pipeline import prepare
 
     project = load_template("mlp")
     project.training = {"dataset": "moons", "lr": 0.02}
@@ -452,7 +453,7 @@ def test_tiny_custom_dataset_bundle():
 # ------------------------------------------------------------------------------- templates learn
 def _template_fit(template, dataset, epochs, **opts):
     from builder.graph.templates import load_template
-    from builder.training.pipeline import build_model, prepare
+    from builder.runs.pipeline import build_model, prepare
 
     project, ds, cfg = prepare(load_template(template), dataset, {"epochs": epochs}, dataset_options=opts)
     return Trainer(build_model(project.graph, cfg.seed), ds, cfg).fit()
@@ -484,6 +485,41 @@ def test_autoencoder_template_loss_falls():
     assert losses[-1] < 0.8 * losses[0]
 
 
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_float32_loop_matches_a_hand_written_pytorch_loop(moons, clip):
+    """The one step path (autocast and scaler as no-ops in float32) gives the weights, bit for bit, of the
+    plain PyTorch loop: the seed's permutation per epoch, slices of it as batches, zero_grad, backward, clip,
+    step."""
+    import copy
+
+    from builder.training.trainer import build_optimizer
+
+    cfg = TrainConfig.from_dict({"epochs": 2, "batch_size": 48, "optimizer": "sgd", "lr": 0.05, "seed": 7,
+                                 "grad_clip": clip, "early_stopping": None, "device": "cpu"})
+    model = mlp(seed=3)
+    ref = copy.deepcopy(model)
+    assert Trainer(model, moons, cfg).fit().status == "finished"
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = build_optimizer(ref.parameters(), cfg)
+    X, y = moons.train.X, moons.train.y
+    n = len(X)
+    steps = n // cfg.batch_size + (1 if n % cfg.batch_size >= 2 else 0)
+    ref.train()
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n, generator=gen)
+        for b in range(steps):
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            loss = torch.nn.functional.cross_entropy(ref(X[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)
+            opt.step()
+    for (name, a), b in zip(model.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_mixed_precision_path_runs(moons, monkeypatch, dtype):
     """The autocast (and GradScaler for float16) branch, exercised on the CPU by forcing the dtype."""
@@ -492,8 +528,9 @@ def test_mixed_precision_path_runs(moons, monkeypatch, dtype):
     monkeypatch.setattr(T, "amp_dtype", lambda device: dtype)
     t = Trainer(mlp(), moons, {"epochs": 2, "amp": True, "lr": 0.01, "grad_clip": 1.0})
     r = t.fit()
-    assert t._amp and (t._scaler is not None) == (dtype == torch.float16)
+    assert t._precision.dtype == dtype and t._precision.scaler.is_enabled() == (dtype == torch.float16)
     assert r.status == "finished" and all(math.isfinite(e["train_loss"]) for e in r.history)
+    assert all(e["grad_norm"] is not None and math.isfinite(e["grad_norm"]) for e in r.history)
 
 
 def test_empty_validation_and_test_splits_and_torch_errors_are_reported():
@@ -544,8 +581,8 @@ def test_run_record_and_model_card_state_what_ran(tmp_path, monkeypatch):
     import builder.training.config as T
     from builder.graph.templates import load_template
     from builder.runs.modelcard import model_card
+    from builder.runs.pipeline import run_training
     from builder.runs.store import RunStore
-    from builder.training.pipeline import run_training
 
     monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: True)
     store = RunStore(tmp_path, actor=SYSTEM)

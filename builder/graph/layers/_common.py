@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
-from builder.graph.spec import MASK, MAX_SIZE, PADDING_MASK, TOKENS, Cost, Param, ShapeError, TensorType
+from builder.graph.spec import (
+    MASK,
+    MAX_SIZE,
+    PADDING_MASK,
+    TOKENS,
+    Cost,
+    LayerSpec,
+    Param,
+    ShapeError,
+    TensorType,
+    by_port,
+)
 
 
 def _torch():
     """torch, imported when a graph is compiled (not when one is validated)."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     return torch
+
+
+def _mask_check(mask, seq, port: str, what: str) -> None:
+    """A padding mask ``(B, S)`` must have one flag per step of the sequence ``seq`` it masks."""
+    if mask is not None and (mask.kind != MASK or mask.shape != seq.shape[:1]):
+        raise ShapeError(f"`{port}` must be a padding mask with one flag per step of the {what} {seq}: (B, "
+                         f"{seq.shape[0]}); received: {mask}. Fix: connect the padding_mask port of the Input that "
+                         f"feeds the {what}", port)
+
+
+def _args(spec: LayerSpec, args: list, types: list) -> dict:
+    """``{port: fx value}`` of a node's call arguments (``types`` carries the ports: :class:`Inputs`)."""
+    ports = getattr(types, "ports", None) or list(by_port(spec, types))
+    return dict(zip(ports, args, strict=True))
 
 
 

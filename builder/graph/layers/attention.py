@@ -11,10 +11,12 @@ if TYPE_CHECKING:  # torch is imported where a module is built: validating a gra
     import torch
 
 from builder.graph.layers._common import (
+    _args,
     _float,
     _int,
+    _mask_check,
 )
-from builder.graph.spec import MASK, PADDING_MASK, Cost, LayerSpec, Param, ShapeError, by_port, register
+from builder.graph.spec import PADDING_MASK, Cost, LayerSpec, Param, ShapeError, by_port, register
 
 # ----------------------------------------------------------------------------------------- Attention
 
@@ -57,25 +59,11 @@ def _causal_check(causal: bool, q, k) -> None:
                          "steps", "key")
 
 
-def _mask_check(mask, seq, port: str, what: str) -> None:
-    """A padding mask ``(B, S)`` must have one flag per step of the sequence ``seq`` it masks."""
-    if mask is not None and (mask.kind != MASK or mask.shape != seq.shape[:1]):
-        raise ShapeError(f"`{port}` must be a padding mask with one flag per step of the {what} {seq}: (B, "
-                         f"{seq.shape[0]}); received: {mask}. Fix: connect the padding_mask port of the Input that "
-                         f"feeds the {what}", port)
-
-
-def _args(spec: LayerSpec, args: list, types: list) -> dict:
-    """``{port: fx value}`` of a node's call arguments (``types`` carries the ports: :class:`Inputs`)."""
-    ports = getattr(types, "ports", None) or list(by_port(spec, types))
-    return dict(zip(ports, args, strict=True))
-
-
 def causal_mask(e, x):
     """``(T, T)`` booleans, True above the diagonal (step t may not see later steps), for a sequence ``x`` (B, T, E).
 
     Built from ``x``'s length at run time, so exports keep a dynamic sequence length."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     steps = e.method("size", x, 1, as_="steps")
     ones = e.fn(torch.ones, steps, steps, dtype=torch.bool, device=e.fn(getattr, x, "device", as_="device"),
@@ -83,17 +71,22 @@ def causal_mask(e, x):
     return e.method("triu", ones, 1, as_="causal")  # (T, T)
 
 
+def _mask_kwargs(e, a: dict, causal_on, causal_kw: str, padding: dict[str, str]) -> dict:
+    """The mask keyword arguments of an attention module's call: ``causal_kw`` gets the causal mask of the
+    sequence ``causal_on`` (none when it is None), and each padding port of ``padding`` ({port: keyword}) that is
+    connected in ``a`` passes its (B, S) mask on."""
+    kw = {} if causal_on is None else {causal_kw: causal_mask(e, causal_on)}  # (T, T)
+    kw.update({name: a[port] for port, name in padding.items() if port in a})  # (B, S) each
+    return kw
+
+
 def _mha_emit(e, attr, p, ins, types):
     a = _args(_MHA, ins, types)
     q = a["query"]
     k = a.get("key", q)
     v = a.get("value", k)
-    kw = {"need_weights": False}
-    if PADDING_MASK in a:
-        kw["key_padding_mask"] = a[PADDING_MASK]  # (B, S)
-    if p["causal"]:
-        kw["attn_mask"] = causal_mask(e, q)
-    res = e.module(attr, q, k, v, **kw, as_="result")
+    kw = _mask_kwargs(e, a, q if p["causal"] else None, "attn_mask", {PADDING_MASK: "key_padding_mask"})
+    res = e.module(attr, q, k, v, need_weights=False, **kw, as_="result")
     return e.fn(operator.getitem, res, 0)
 
 
@@ -150,11 +143,7 @@ def _tel_cost(p, ins, outs) -> Cost:
 def _tel_emit(e, attr, p, ins, types):
     a = _args(_TEL, ins, types)
     x = a["in"]
-    kw = {}
-    if p["causal"]:
-        kw["src_mask"] = causal_mask(e, x)  # (T, T)
-    if PADDING_MASK in a:
-        kw["src_key_padding_mask"] = a[PADDING_MASK]  # (B, T)
+    kw = _mask_kwargs(e, a, x if p["causal"] else None, "src_mask", {PADDING_MASK: "src_key_padding_mask"})
     return e.module(attr, x, **kw)
 
 
@@ -217,13 +206,8 @@ def _tdl_cost(p, ins, outs) -> Cost:
 def _tdl_emit(e, attr, p, ins, types):
     a = _args(_TDL, ins, types)
     t = a["tgt"]
-    kw = {}
-    if p["causal"]:
-        kw["tgt_mask"] = causal_mask(e, t)  # (T, T)
-    if _TGT_MASK in a:
-        kw["tgt_key_padding_mask"] = a[_TGT_MASK]  # (B, T)
-    if _MEM_MASK in a:
-        kw["memory_key_padding_mask"] = a[_MEM_MASK]  # (B, S)
+    kw = _mask_kwargs(e, a, t if p["causal"] else None, "tgt_mask",
+                      {_TGT_MASK: "tgt_key_padding_mask", _MEM_MASK: "memory_key_padding_mask"})
     return e.module(attr, t, a["memory"], **kw)
 
 
@@ -267,7 +251,7 @@ def _pe_emit(e, attr, p, ins, types):
 
 def sinusoid_table(max_len: int, dim: int) -> torch.Tensor:
     """The fixed sinusoidal position table of "Attention is all you need": (max_len, dim)."""
-    import torch
+    import torch  # lazy: heavy (torch)
 
     pos = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
     freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))

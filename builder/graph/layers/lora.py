@@ -96,14 +96,7 @@ def _macs(p: dict, ins: list[TensorType], outs: dict) -> int:
     return rows * (ins[0].shape[-1] * p["out_features"] + p["rank"] * (ins[0].shape[-1] + p["out_features"]))
 
 
-class LoRASpec(LayerSpec):
-    """A LayerSpec whose node builds its own module (``make_module``) and counts its own parameters."""
-
-    make_module = staticmethod(make_module)
-    counts = staticmethod(counts)
-
-
-LORA = register(LoRASpec(
+LORA = register(LayerSpec(
     "LoRA", "Dense", "A Linear layer with a low-rank adapter (LoRA): the base weights stay fixed, only the rank-r "
     "matrices A and B train; output = base(x) + alpha/rank · B(A(x)).",
     params=[_int("out_features", 10, "Number of output features (the wrapped Linear's)."),
@@ -113,7 +106,7 @@ LORA = register(LoRASpec(
                   min=0.0, max=1e6),
             Param("dropout", "float", 0.0, "Dropout on the adapter's input while training.", min=0.0, max=0.99),
             Param("train_base", "bool", False, "Also train the wrapped Linear's weights (off: LoRA).")],
-    shape=_shape, emit=_emit, export_init=_export_init, macs=_macs,
+    shape=_shape, emit=_emit, export_init=_export_init, macs=_macs, make_module=make_module, counts=counts,
     doc_url="https://arxiv.org/abs/2106.09685"))
 
-__all__ = ["LORA", "LoRASpec", "PARTS", "scaling", "counts", "adapter_params", "make_module"]
+__all__ = ["LORA", "PARTS", "scaling", "counts", "adapter_params", "make_module"]

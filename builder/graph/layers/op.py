@@ -40,7 +40,7 @@ OUTPUT_PORTS = ("out", *(f"out{i}" for i in range(1, MAX_OUTPUTS)))
 
 
 def _torch():
-    import torch
+    import torch  # lazy: heavy (torch)
 
     return torch
 
@@ -252,6 +252,11 @@ def parse_call(p: dict, n_in: int) -> tuple[Any, list, dict]:
     builder.graph.spec.ShapeError: aten.to: argument `dtype` must be a dtype such as {"dtype": "float32"}; \
 received: -1 (overload to.dtype). Fix: write the call as the operator's schema says (aten::to.dtype(...))
     """
+    return _resolve_call(p, n_in)[:3]
+
+
+def _resolve_call(p: dict, n_in: int) -> tuple[Any, list, dict, dict]:
+    """:func:`parse_call` and the arguments bound by name (what :func:`_check_values` reads)."""
     fn = resolve_op(p.get("op"))
     w, b = consts(p)
     names = set(w) | set(b)
@@ -289,7 +294,7 @@ received: -1 (overload to.dtype). Fix: write the call as the operator's schema s
                                  f"{', '.join(rets) or 'nothing'}. Fix: use an operator that returns tensors")
             best = best or (o, "returns no tensor", 0)
             continue
-        return o, args, kwargs
+        return o, args, kwargs, bound
     if best is None:
         raise ShapeError(f"{p['op']} has no overload LayerLab can call; received: op={p['op']}. Fix: use another "
                          "operator")
@@ -325,16 +330,34 @@ def _run(p: dict, ins: list[TensorType], batch: int, bools: bool = False) -> lis
     """The operator's outputs on torch's ``meta`` device for inputs of ``ins`` (token inputs as int64, or with
     ``bools`` those of a vocabulary of 2 as bool: an Op's bool output, e.g. ``aten.lt``'s, is typed as tokens of
     vocabulary 2). Nothing is allocated: inputs, constants and every factory operator's result (``aten.full``,
-    ``aten.arange`` ...: their ``device`` is set to meta) are meta tensors, whatever sizes the call names."""
+    ``aten.arange`` ...: their ``device`` is set to meta) are meta tensors, whatever sizes the call names. Float
+    inputs and learned constants carry gradients, as in training and in Explain's input gradients: an operator
+    autograd refuses there (a float input summed into ``dtype=uint8``) is refused here."""
     torch = _torch()
     fn, args, kwargs = parse_call(p, len(ins))
     w, b = consts(p)
-    tensors = [torch.empty((batch, *t.shape), dtype=_in_dtype(t, bools), device="meta") for t in ins]
-    cs = {k: torch.empty(s, device="meta") for k, s in {**w, **b}.items()}
+    grad = not torch.is_inference_mode_enabled()
+
+    def meta(shape: tuple, dtype: Any, requires_grad: bool) -> Any:
+        x = torch.empty(shape, dtype=dtype, device="meta")
+        return x.requires_grad_() if grad and requires_grad and x.is_floating_point() else x
+
+    # inputs as a layer's outputs (not leaves), learned constants as parameters (leaves)
+    tensors = [meta((batch, *t.shape), _in_dtype(t, bools), True) for t in ins]
+    tensors = [x.clone() if x.requires_grad else x for x in tensors]
+    cs = {k: meta(s, torch.float32, k in w) for k, s in {**w, **b}.items()}
     kw = {k: _materialise(v, tensors, cs, batch, "meta") for k, v in kwargs.items()}
     if any(a.name == "device" for a in fn._schema.arguments):
         kw["device"] = "meta"  # a factory operator: its result is a meta tensor too
-    out = fn(*_materialise(args, tensors, cs, batch, "meta"), **kw)
+    try:
+        with torch.enable_grad():
+            out = fn(*_materialise(args, tensors, cs, batch, "meta"), **kw)
+    except RuntimeError as ex:
+        if "Autograd not support dtype" not in str(ex):
+            raise
+        raise ShapeError(f"{p['op']} computes on values that carry gradients, so it must return floating-point "
+                         f"values; received: a result of dtype {str(ex).rsplit(':', 1)[-1].strip()}. Fix: leave out "
+                         "the dtype argument, or cast the result with an Op aten.to after it") from None
     out = list(out) if isinstance(out, tuple | list) else [out]
     if not all(isinstance(o, torch.Tensor) and o.device.type == "meta" for o in out):
         raise ShapeError(f"{p['op']} returns something other than tensors; received: "
@@ -370,6 +393,10 @@ lift_fresh_copy square div floor ceil round pow exp log sqrt rsqrt reciprocal si
 INTEGER_OPS = frozenset(_INTEGER_OPS.split())
 
 
+#: Operators that refuse a bool operand on the CPU or in their derivative, where meta kernels take it (make fuzz,
+#: seed 424242: ``aten.pow`` of a bool exponent failed in backward; ``sub``/``rsub`` refuse bools, ``lerp`` a bool
+#: weight).
+BOOL_REFUSED_OPS = frozenset({"pow", "sub", "rsub", "lerp"})
 #: Operators whose CPU kernels take only integer or bool tensors (meta kernels take floats too).
 INTEGER_ONLY_OPS = frozenset({"bitwise_not"})
 #: Value ranges the CPU kernels check and the meta kernels do not: (operators, argument) -> (low, high).
@@ -393,6 +420,42 @@ def _check_integer_inputs(p: dict, ins: list[TensorType]) -> None:
                              f"{i}. Fix: use it on token ids or comparison results", str(i))
 
 
+def _check_constant_dtypes(p: dict, name: str, bound: dict) -> None:
+    """Each inline constant's dtype against the operator ``name``, looked at once and named by its argument.
+
+    Constants nested in lists count (``aten.einsum``'s ``tensors``). The first rule of three (in this order) that a
+    constant breaks is the problem: a bool constant into :data:`BOOL_REFUSED_OPS` (``aten.pow``'s derivative
+    subtracts 1 from its exponent); outside :data:`INTEGER_OPS`, an integer constant (``aten._prelu_kernel`` of an
+    int64 weight: "Found dtype Long"), or a bool one other than a mask (``aten.matmul`` of one: "addmv ... got Bool,
+    Float").
+
+    >>> _check_constant_dtypes({"op": "aten.einsum"}, "einsum",
+    ...                        {"tensors": [{"t": 0}, {"tensor": [True], "dtype": "bool", "shape": [1]}]})
+    Traceback (most recent call last):
+    ...
+    builder.graph.spec.ShapeError: aten.einsum computes on float values; received: a bool constant as `tensors`. \
+Fix: write the constant as float32 (bool constants are masks: attn_mask, mask)
+    """
+    found: list[tuple[str, str]] = []  # (argument, dtype) of each inline constant, in argument order
+    for arg, v in bound.items():
+        _walk(v, lambda d, arg=arg: found.append((arg, d["dtype"])) if "tensor" in d else None)
+    floats = name not in INTEGER_OPS  # the operator's CPU kernel computes on float values only
+    problems = []  # (rule, message): the first rule listed wins, then the first argument
+    for arg, dtype in found:
+        if dtype == "bool" and name in BOOL_REFUSED_OPS:
+            problems.append((0, f"{p['op']} cannot compute with bool values (its CPU kernel or its derivative "
+                                f"subtracts from them); received: a bool constant as `{arg}`. Fix: write the "
+                                "constant as float32"))
+        elif floats and dtype != "bool" and not _dtype(dtype).is_floating_point:
+            problems.append((1, f"{p['op']} computes on float values; received: an inline constant of dtype {dtype} "
+                                f"as `{arg}`. Fix: write the constant as float32"))
+        elif floats and dtype == "bool" and "mask" not in arg:  # bool constants are masks (attn_mask, mask) only
+            problems.append((2, f"{p['op']} computes on float values; received: a bool constant as `{arg}`. Fix: "
+                                "write the constant as float32 (bool constants are masks: attn_mask, mask)"))
+    if problems:
+        raise ShapeError(min(problems, key=lambda r: r[0])[1])
+
+
 def _shape_of(v: Any, ins: list[TensorType], consts_: dict) -> tuple[int, ...] | None:
     """The shape (batch as -1) of a tensor argument, None for anything else."""
     if isinstance(v, dict) and set(v) == {"t"}:
@@ -406,7 +469,10 @@ def _shape_of(v: Any, ins: list[TensorType], consts_: dict) -> tuple[int, ...] |
 
 def _index_range(v: Any, ins: list[TensorType]) -> tuple[int, int] | None:
     """(lowest, highest) value an index argument can hold; None when unknown."""
-    if isinstance(v, dict) and "tensor" in v:
+    if isinstance(v, dict) and "tensor" in v:  # an index constant is int64 or int32 (a float or bool one is no index)
+        if str(v.get("dtype") or "int64") not in ("int64", "int32", "long", "int") or \
+                not all(isinstance(x, int) and not isinstance(x, bool) for x in v["tensor"]):
+            return None
         vals = [int(x) for x in v["tensor"]]
         return (min(vals), max(vals)) if vals else (0, 0)
     if isinstance(v, dict) and set(v) == {"t"} and ins[v["t"]].kind == TOKENS and ins[v["t"]].vocab:
@@ -417,22 +483,44 @@ def _index_range(v: Any, ins: list[TensorType]) -> tuple[int, int] | None:
 #: Internal operators whose meta kernels accept calls their CPU kernels refuse in ways no argument check covers
 #: (found by the graph fuzzer); their layers (MultiheadAttention) are the way to use them.
 OP_NODE_REFUSED = frozenset({"_native_multi_head_attention", "_scaled_dot_product_flash_attention_for_cpu"})
+#: Factory operators whose result is uninitialised memory (whatever it held: another value on every run, in
+#: training, Explain and the exported ``.py``); an Op node has no in-place operator that would fill it.
+UNINITIALISED_OPS = frozenset({"empty", "new_empty", "empty_like", "empty_strided"})
 _DROPOUTS = ("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
 
 
-def _check_values(p: dict, fn, args: list, kwargs: dict, ins: list[TensorType]) -> None:
-    """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels."""
-    bound, _, _ = _bind(fn._schema, args, kwargs)
+def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
+    """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels
+    (``bound``: the call's arguments by name, as :func:`_resolve_call` bound them)."""
     name = fn._schema.name.split("::")[-1]
     if name in OP_NODE_REFUSED:
         raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
                          f"op={p['op']}. Fix: use the MultiheadAttention layer")
+    _check_constant_dtypes(p, name, bound)
+    if name in UNINITIALISED_OPS:
+        raise ShapeError(f"{p['op']} leaves its values uninitialised (whatever the memory held: other values on every "
+                         f"run and in the exported .py); received: op={p['op']}. Fix: use aten.zeros or aten.full")
+    dtype = bound.get("dtype")
+    if (name not in INTEGER_OPS and isinstance(dtype, dict) and set(dtype) == {"dtype"}
+            and any(str(a.type) == "Tensor" for a in fn._schema.arguments)
+            and not _dtype(dtype["dtype"]).is_floating_point):  # a factory (no tensor argument) may make integers
+        raise ShapeError(f"{p['op']} computes on float values (its CPU kernel has no integer version); received: "
+                         f"dtype={dtype['dtype']}. Fix: leave out the dtype argument (or give a float one) and cast "
+                         "the result with an Op aten.to after it")
+    if name == "one_hot":  # class values against num_classes (-1, inferred from the values, is refused by meta)
+        seen, classes = _index_range(bound.get("self"), ins), bound.get("num_classes", -1)
+        if isinstance(classes, int) and classes > 0 and (seen is None or seen[0] < 0 or seen[1] >= classes):
+            got = "values of unknown range (integers without a vocabulary)" if seen is None else \
+                f"values {seen[0]}..{seen[1]}"
+            raise ShapeError(f"{p['op']}: class values must lie in 0..{classes - 1} (num_classes={classes}); "
+                             f"received: {got}. Fix: set num_classes to the vocabulary size, or feed token ids with a "
+                             "vocabulary")
     if name in _DROPOUTS and bound.get("train") is not False:  # an Op knows no train/eval mode
         raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode); "
                          f"received: train={bound.get('train')}. Fix: use a Dropout layer, or train=false")
     w, b = consts(p)
     shapes = {**w, **b}
-    if name.startswith("conv_transpose"):
+    if name.startswith("conv_transpose") or (name in ("convolution", "_convolution") and bound.get("transposed")):
         x, weight = (_shape_of(bound.get(k), ins, shapes) for k in ("input", "weight"))
         if x and weight and len(x) > 1 and x[1] != weight[0]:
             raise ShapeError(f"{p['op']}: the input's channels must equal the weight's first size; received: input "
@@ -488,9 +576,9 @@ def _check_index(p: dict, src: str, shape, dim, index, ins: list[TensorType], sh
 
 def _op_shape(p: dict, ins: list[TensorType]):
     n_out = p["outputs"]
-    fn, args, kwargs = parse_call(p, len(ins))  # every argument checked against the schema before torch sees it
+    fn, _, _, bound = _resolve_call(p, len(ins))  # every argument checked against the schema before torch sees it
     _check_integer_inputs(p, ins)
-    _check_values(p, fn, args, kwargs, ins)
+    _check_values(p, fn, bound, ins)
     results = []
     for batch in (2, 3, 1):  # batch 1 too: aten.squeeze drops every size-1 dimension, the batch's included
         try:
@@ -518,19 +606,41 @@ def _op_shape(p: dict, ins: list[TensorType]):
             raise ShapeError(f"{p['op']}'s output {i} has an empty dimension; received: output shape {list(sa)} for a "
                              "batch of 2. Fix: change the sizes so that every dimension keeps at least one value")
         dtype = a[i].dtype
+        if dtype.is_floating_point and dtype != _torch().float32:  # every analysis of a float edge assumes float32
+            raise ShapeError(f"{p['op']}'s output {i} must be float32 (the layers and operators after it compute in "
+                             f"float32); received: dtype {str(dtype).removeprefix('torch.')}. Fix: leave out the dtype "
+                             "argument, or cast to float32")
         types[OUTPUT_PORTS[i]] = TensorType(sa[1:]) if dtype.is_floating_point else \
             TensorType(sa[1:], TOKENS, 2 if dtype == _torch().bool else None)
     return types if n_out > 1 else types["out"]
 
 
+def _takes_bools(p: dict, types: list[TensorType]) -> bool:
+    """Whether the analysis ran the call with its vocabulary-2 token inputs as bool (:func:`_run_any`: int64 was
+    refused, e.g. ``aten.masked_fill``'s mask); the compiled call casts them so, as analysed."""
+    if not any(t.kind == TOKENS and t.vocab == 2 for t in types):
+        return False
+    try:
+        _run(p, types, 2)
+    except Exception:  # noqa: BLE001 - the analysis then ran it with bools (it passed validation so)
+        return True
+    return False
+
+
 def _op_emit(e, attr, p, ins, types):
+    """The call, as analysed: token inputs as int64 (bool where :func:`_takes_bools`), and bool results as int64
+    token ids (a comparison's result is typed as tokens of vocabulary 2, which an Embedding or a loss's target
+    reads as ids: a bool tensor failed there at run time, found by ``make fuzz``, seed 3065547435)."""
     torch = _torch()
     fn, args, kwargs = parse_call(p, len(ins))
     batch: dict = {}
+    bools = _takes_bools(p, types)
+    out_bool = [o.dtype == torch.bool for o in _run_any(p, types, 2)]
 
     def leaf(d):
         if "t" in d:
-            return ins[d["t"]]
+            t = types[d["t"]]
+            return e.method("bool", ins[d["t"]]) if bools and t.kind == TOKENS and t.vocab == 2 else ins[d["t"]]
         if "w" in d:
             return e.attr(f"{attr}.{d['w']}", as_=d["w"])
         if "b" in d:
@@ -546,9 +656,22 @@ def _op_emit(e, attr, p, ins, types):
     call_args = _walk(args, leaf)
     call_kwargs = {k: _walk(v, leaf) for k, v in kwargs.items()}
     out = e.fn(fn, *call_args, **call_kwargs)
-    if p["outputs"] == 1:
-        return out
-    return {OUTPUT_PORTS[i]: e.fn(operator.getitem, out, i, as_=f"out{i}") for i in range(p["outputs"])}
+    if not _returns_sequence(fn):  # one tensor (validation matched ``outputs`` to what the operator returns)
+        return e.method("long", out) if out_bool[0] else out
+    items = [e.fn(operator.getitem, out, i, as_=f"out{i}") for i in range(p["outputs"])]
+    items = [e.method("long", x) if is_bool else x for x, is_bool in zip(items, out_bool, strict=False)]
+    return items[0] if p["outputs"] == 1 else dict(zip(OUTPUT_PORTS[:len(items)], items, strict=True))
+
+
+def _returns_sequence(fn: Any) -> bool:
+    """Whether an operator returns a tuple or a list of tensors (``aten.split`` returns a list even of one).
+
+    >>> import torch
+    >>> _returns_sequence(torch.ops.aten.split.Tensor), _returns_sequence(torch.ops.aten.erf.default)
+    (True, False)
+    """
+    returns = fn._schema.returns
+    return len(returns) != 1 or isinstance(returns[0].type, _torch()._C.ListType)
 
 
 def make_module(p: dict, ins: list[TensorType]):
@@ -582,14 +705,7 @@ def _export_init(name: str, p: dict, ins: list[TensorType]) -> list[str]:
     return lines
 
 
-class OpSpec(LayerSpec):
-    """A LayerSpec whose node may store constants (``make_module``) counted without a torch.nn class."""
-
-    make_module = staticmethod(make_module)
-    counts = staticmethod(counts)
-
-
-OP = register(OpSpec(
+OP = register(LayerSpec(
     "Op", "Operator", "A torch operator without a LayerLab layer (imported models): calls `op` from LayerLab's "
     "allow-list of ATen operators on its inputs (ports 0, 1, ...).",
     params=[Param("op", "str", "aten.erf", "The ATen operator, e.g. aten.erf or aten.add.Tensor (allow-listed)."),
@@ -601,6 +717,6 @@ OP = register(OpSpec(
             Param("outputs", "int", 1, "Number of tensors the operator returns (ports out, out1, ...).", min=1,
                   max=MAX_OUTPUTS)],
     shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1, input_kind=ANY,
-    outputs=OUTPUT_PORTS, strides="any"))
+    outputs=OUTPUT_PORTS, strides="any", make_module=make_module, counts=counts))
 
-__all__ = ["OP", "OpSpec", "INTEGER_OPS", "resolve_op", "parse_call", "consts", "counts", "make_module", "DTYPES", "OUTPUT_PORTS"]
+__all__ = ["OP", "INTEGER_OPS", "resolve_op", "parse_call", "consts", "counts", "make_module", "DTYPES", "OUTPUT_PORTS"]

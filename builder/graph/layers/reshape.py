@@ -4,13 +4,25 @@ Max, Min."""
 from __future__ import annotations
 
 import math
+import operator
 
 from builder.graph.layers._common import (
+    _args,
     _check_dim,
     _float,
+    _mask_check,
     _mod,
 )
-from builder.graph.spec import MAX_SIZE, LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import (
+    MAX_SIZE,
+    PADDING_MASK,
+    LayerSpec,
+    Param,
+    ShapeError,
+    TensorType,
+    by_port,
+    register,
+)
 
 # ----------------------------------------------------------------------------------------- Reshape
 
@@ -127,13 +139,50 @@ def _reduce_emit(method: str):
     return emit
 
 
+def _mean_shape(p, ins):
+    """A Mean with a padding mask averages over the real steps (dim 1) only."""
+    a = by_port(_MEAN, ins)
+    t, mask = a["in"], a.get(PADDING_MASK)
+    if mask is not None:
+        _float(t)
+        if not t.shape or _reduce_dims(p, t) != [0]:
+            raise ShapeError(f"a padding mask averages over the steps only (dim 1 of a sequence); received: dim="
+                             f"{_dim_list(p)} for input {t}. Fix: set dim to 1, or disconnect the padding_mask")
+        _mask_check(mask, t, PADDING_MASK, "input")
+    return _reduce_shape(p, [t])
+
+
+def _mean_emit(e, attr, p, ins, types):
+    """The mean over dim 1 of the steps the mask keeps: sum(x · keep) / max(1, count(keep))."""
+    a = _args(_MEAN, ins, types)
+    if PADDING_MASK not in a:
+        return _reduce_emit("mean")(e, attr, p, [a["in"]], types)
+    x = a["in"]
+    rank = len(by_port(_MEAN, types)["in"].shape) + 1
+    real = e.method("logical_not", a[PADDING_MASK], as_="real")  # (B, T)
+    keep = e.fn(operator.getitem, real, (slice(None), slice(None), *[None] * (rank - 2)), as_="keep")  # (B, T, 1…)
+    weight = e.method("to", keep, e.fn(getattr, x, "dtype", as_="dtype"), as_="weight")  # x's float type
+    kw = {"keepdim": True} if p["keepdim"] else {}
+    total = e.method("sum", e.method("mul", x, weight, as_="kept"), 1, **kw, as_="total")
+    count = e.method("clamp", e.method("sum", weight, 1, **kw, as_="steps"), min=1.0, as_="count")
+    return e.method("div", total, count)
+
+
 for _name, _method, _what, _default in (
         ("Mean", "mean", "Averages", [1]), ("Sum", "sum", "Sums", [1]),
         ("Max", "amax", "Takes the maximum", [-1]), ("Min", "amin", "Takes the minimum", [-1])):
-    register(LayerSpec(
+    _masked = _name == "Mean"
+    _spec = register(LayerSpec(
         _name, "Reshape", f"{_what} over one or more dimensions, e.g. over time steps (dim 1) of a sequence or "
-        "over height and width (dim [2, 3]) of an image.",
+        "over height and width (dim [2, 3]) of an image."
+        + (" An optional padding_mask port (from a sequence or token Input) leaves padded steps out of a mean over "
+           "the steps." if _masked else ""),
         params=[Param("dim", "int_list", _default, "Dimension(s) to reduce (0 is the batch): 1, or a list such as "
                       "2, 3.", min=-8, max=8, scalar=True),
                 Param("keepdim", "bool", False, "Keep each reduced dimension with size 1 (e.g. to broadcast back).")],
-        shape=_reduce_shape, emit=_reduce_emit(_method), saves="both" if _name in ("Max", "Min") else "none"))
+        shape=_mean_shape if _masked else _reduce_shape, emit=_mean_emit if _masked else _reduce_emit(_method),
+        saves="both" if _name in ("Max", "Min") else "none",
+        **({"inputs": ("in", PADDING_MASK), "optional_inputs": (PADDING_MASK,), "mask_inputs": (PADDING_MASK,)}
+           if _masked else {})))
+    if _masked:
+        _MEAN = _spec

@@ -1,0 +1,334 @@
+"""A run's folder: the one place that names the files of ``<workspace>/runs/<run id>/``.
+
+Nobody else joins a file name onto a run folder: every reader and writer asks a :class:`RunFolder` for the
+path (MLflow's ``file_store`` with its ``_get_*_path`` helpers is the model). The names are those older
+workspaces hold, so they keep working::
+
+    project.json                     the project snapshot trained
+    checkpoints/last.safetensors     the last checkpoint (``last.previous.safetensors`` before it)
+    checkpoints/epoch.safetensors    the newest epoch's weights while the run trains (Try it, Explain read them)
+    model.safetensors                final weights (the best epoch with early stopping; an import's weights)
+    dataset.safetensors              the data of an upload, kept so the run can be resumed
+    job.json / job.log               the job's spec and its process output (builder.jobs.queue)
+    tmp/                             the job's private HOME and TMPDIR while it runs (builder.jobs.job_sandbox)
+    live_attributions.safetensors    attributions recorded during training (builder.interpret.live)
+    model_card.md                    the Markdown model card (builder.runs.modelcard)
+    imported.json                    the project of an imported model (builder.interchange.importer)
+    calibration.json                 temperature, ECE and coverage of a classifier (builder.interpret.calibration)
+    latency.json                     measured time per node of the trained model (builder.training.callbacks.RecordLatency)
+    health.json                      per-node gradient/activation samples while training (builder.training.health)
+    prune.json                       a pruned run: what was removed, size, latency, test before/after (builder.training.prune)
+    robustness.json                  accuracy vs ε under an adversarial attack, flipped examples (builder.interpret.robustness)
+    samples.npz                      a generator's samples on fixed noise, one array per epoch (builder.training.multi)
+    tokenizer.json                   the tokenizer learned on a text run's training split (builder.data.text)
+    text_samples.json                a language model's continuations of a prompt, one list per epoch
+    forecast.json                    a forecaster's first test windows: lookback, actual, forecast (builder.training.forecasts)
+    exports/                         model.onnx, model.int8.onnx, quantization.json, model.py, ...
+
+Example::
+
+    >>> folder = RunFolder("/ws/runs/20261121-104000-ab12cd")
+    >>> folder.checkpoint.relative_to(folder.path).as_posix()
+    'checkpoints/last.safetensors'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from builder.errors import RunStoreError
+
+
+class RunFolder:
+    """Named paths into one run folder (nothing is created or read until asked)."""
+
+    PROJECT = "project.json"
+    CHECKPOINTS = "checkpoints"
+    CHECKPOINT = "last.safetensors"
+    EPOCH_WEIGHTS = "epoch.safetensors"
+    WEIGHTS = "model.safetensors"
+    DATASET = "dataset.safetensors"
+    JOB_SPEC = "job.json"
+    JOB_LOG = "job.log"
+    TMP = "tmp"
+    LIVE_ATTRIBUTIONS = "live_attributions.safetensors"
+    MODEL_CARD = "model_card.md"
+    IMPORTED = "imported.json"
+    CALIBRATION = "calibration.json"
+    HEALTH = "health.json"
+    LATENCY = "latency.json"
+    PRUNE = "prune.json"
+    ROBUSTNESS = "robustness.json"
+    SAMPLES = "samples.npz"
+    TOKENIZER = "tokenizer.json"
+    TEXT_SAMPLES = "text_samples.json"
+    FORECASTS = "forecast.json"
+    EXPORTS = "exports"
+    ONNX = "model.onnx"
+    ONNX_INT8 = "model.int8.onnx"
+    QUANTIZATION = "quantization.json"
+    PYTHON = "model.py"
+    CHECKPOINT_WEIGHTS = "last_checkpoint.safetensors"
+    TRACKING = "tracking.json"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunFolder) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def run_id(self) -> str:
+        """The run id (the folder's name)."""
+        return self.path.name
+
+    # ---- files written when the run is created and while it trains
+    @property
+    def project(self) -> Path:
+        """The project snapshot the run trained."""
+        return self.path / self.PROJECT
+
+    @property
+    def checkpoints(self) -> Path:
+        """The checkpoints folder."""
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def checkpoint(self) -> Path:
+        """The last checkpoint (may not exist; see :func:`builder.training.checkpoint.previous_path`)."""
+        return self.checkpoints / self.CHECKPOINT
+
+    @property
+    def epoch_weights(self) -> Path:
+        """The newest epoch's weights, written after every epoch of a small model while the run trains (cheaper than
+        a checkpoint: no optimizer state; :class:`builder.training.callbacks.EpochWeights`)."""
+        return self.checkpoints / self.EPOCH_WEIGHTS
+
+    @property
+    def weights(self) -> Path:
+        """The final weights (exist once the run finished, or for an imported model)."""
+        return self.path / self.WEIGHTS
+
+    @property
+    def dataset(self) -> Path:
+        """The dataset snapshot of an upload (absent for a built-in dataset, which is reloaded)."""
+        return self.path / self.DATASET
+
+    @property
+    def job_spec(self) -> Path:
+        """The job spec a job process reads (``builder.jobs.queue.JobSpec`` as JSON)."""
+        return self.path / self.JOB_SPEC
+
+    @property
+    def job_log(self) -> Path:
+        """The job process's output."""
+        return self.path / self.JOB_LOG
+
+    @property
+    def tracking(self) -> Path:
+        """What of the run reached each MLflow tracker (:class:`builder.tracking.TrackingState`)."""
+        return self.path / self.TRACKING
+
+    @property
+    def tmp(self) -> Path:
+        """The job's private home and temporary folder while it runs (removed when it ends)."""
+        return self.path / self.TMP
+
+    @property
+    def live_attributions(self) -> Path:
+        """Attribution frames recorded during training."""
+        return self.path / self.LIVE_ATTRIBUTIONS
+
+    @property
+    def model_card(self) -> Path:
+        """The Markdown model card."""
+        return self.path / self.MODEL_CARD
+
+    @property
+    def imported(self) -> Path:
+        """The project file of an imported model."""
+        return self.path / self.IMPORTED
+
+    @property
+    def calibration(self) -> Path:
+        """The calibration report (temperature, ECE before/after, coverage; builder.interpret.calibration)."""
+        return self.path / self.CALIBRATION
+
+    @property
+    def health(self) -> Path:
+        """The training-health log (per-node samples; builder.training.health, read by builder.interpret.doctor)."""
+        return self.path / self.HEALTH
+
+    @property
+    def latency(self) -> Path:
+        """Measured seconds per node of the trained model (:class:`builder.graph.latency.Latency` as JSON)."""
+        return self.path / self.LATENCY
+
+    @property
+    def samples(self) -> Path:
+        """A generator's samples on fixed noise per epoch (``epoch_<k>`` arrays; builder.training.multi)."""
+        return self.path / self.SAMPLES
+
+    @property
+    def tokenizer(self) -> Path:
+        """The tokenizer learned on a text run's training split (its JSON; builder.data.text)."""
+        return self.path / self.TOKENIZER
+
+    @property
+    def text_samples(self) -> Path:
+        """A language model's continuations of a fixed prompt, per epoch (builder.training.text_samples)."""
+        return self.path / self.TEXT_SAMPLES
+
+    @property
+    def forecasts(self) -> Path:
+        """A forecaster's first test windows with its forecasts (builder.training.forecasts)."""
+        return self.path / self.FORECASTS
+
+    @property
+    def prune(self) -> Path:
+        """The pruning report of a pruned run (parent, groups or sparsity, before/after; builder.training.prune)."""
+        return self.path / self.PRUNE
+
+    @property
+    def robustness(self) -> Path:
+        """The adversarial robustness report (accuracy per ε, flipped examples; builder.interpret.robustness)."""
+        return self.path / self.ROBUSTNESS
+
+    # ---- exports
+    @property
+    def exports(self) -> Path:
+        """The exports folder (created by whoever writes into it)."""
+        return self.path / self.EXPORTS
+
+    def export(self, name: str) -> Path:
+        """A file of the exports folder; ``name`` is a plain file name (no folders). Raises ValueError."""
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"an export is a plain file name; received: {name!r}. Fix: drop the folders")
+        return self.exports / name
+
+    @property
+    def onnx(self) -> Path:
+        """The exported ONNX model."""
+        return self.exports / self.ONNX
+
+    @property
+    def onnx_int8(self) -> Path:
+        """The int8-quantized ONNX model."""
+        return self.exports / self.ONNX_INT8
+
+    @property
+    def quantization(self) -> Path:
+        """Size and test metric before/after int8 quantization (shown in the model card)."""
+        return self.exports / self.QUANTIZATION
+
+    # ---- questions and readers
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether the last checkpoint is on disk (reading it may still fall back to the one before it,
+        :func:`builder.training.checkpoint.read_resumable`)."""
+        return self.checkpoint.is_file()
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether final weights are on disk."""
+        return self.weights.is_file()
+
+    def create(self) -> RunFolder:
+        """Create the folder and its checkpoints folder; returns self."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def read_job_spec(self) -> dict[str, Any] | None:
+        """The job spec as a dict, or None when the run has none (a CLI run) or it cannot be read."""
+        try:
+            data = json.loads(self.job_spec.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def read_weights(self) -> bytes | None:
+        """The final weights file's bytes (what a Weights download delivers), or None before the run finished."""
+        return _read_bytes(self.weights)
+
+    def read_onnx_int8(self) -> bytes | None:
+        """The int8 ONNX file's bytes (written by ``quantize_run``), or None when the run was not quantized."""
+        return _read_bytes(self.onnx_int8)
+
+    def read_calibration(self) -> dict[str, Any] | None:
+        """The calibration report as a dict (``temperature``, ``ece_before``, ``ece_after``, ...), or None when
+        the run was not calibrated or the file cannot be read."""
+        try:
+            data = json.loads(self.calibration.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def read_latency(self) -> dict[str, Any] | None:
+        """The measured latency record (:class:`builder.graph.latency.Latency` as a dict: ``per_node`` medians in
+        seconds, their ``spread`` p10-p90, threads, warm-up, load), or None when none was measured."""
+        data = _read_json(self.latency)
+        per = data.get("per_node") if data else None
+        if not isinstance(per, dict):
+            return None
+        return {**data, "per_node": {str(k): float(v) for k, v in per.items() if isinstance(v, int | float)}}
+
+    def read_prune(self) -> dict[str, Any] | None:
+        """The pruning report as a dict, or None when the run is not a pruned one or the file cannot be read."""
+        return _read_json(self.prune)
+
+    def read_robustness(self) -> dict[str, Any] | None:
+        """The robustness report as a dict, or None when none was measured or the file cannot be read."""
+        return _read_json(self.robustness)
+
+    def read_model_card(self) -> str | None:
+        """The written model card, or None when there is none yet."""
+        try:
+            return self.model_card.read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+
+def keep_report(store: Any, report: Any, what: str) -> Path:
+    """Keep a run's report (a dataclass with ``run_id`` and ``to_dict()``) as indented JSON in its run folder,
+    at the file named by the folder's attribute ``what`` (``calibration``, ``robustness``, ``prune``); the
+    matching ``RunFolder.read_*`` reads it back. Returns the path.
+
+    Raises:
+        RunStoreError: the report belongs to no run (a model trained in the session only).
+    """
+    if not getattr(report, "run_id", None):
+        raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
+                            "Fix: pick a finished run")
+    path = getattr(store.folder(report.run_id), what)
+    path.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+    return path
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+__all__ = ["RunFolder", "keep_report"]

@@ -1,0 +1,273 @@
+"""Training jobs run under limits (builder.runs.job_sandbox): private memory, file size, CPU time, no new
+processes, a clean environment; a limit met or a crash is a failed run whose message names it (real job
+processes, cold and forked from the warm launcher, in one workspace so the launcher serves most of them)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import queue as jobs
+from builder.jobs import warm
+from builder.jobs.job_sandbox import host_memory_mb
+from builder.jobs.queue import JobSpec, submit, wait
+from builder.process.launcher import child_env
+from builder.runs.store import RunStore
+from tests.helpers import until
+
+TIMEOUT = 180
+LONG = {"epochs": 30, "batch_size": 8, "seed": 3, "early_stopping": None}
+SECRET = "hunter2-not-for-jobs"
+SECCOMP = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAYERLAB_TORCH_THREADS", "1")
+        mp.setenv("LAYERLAB_MAX_JOBS", "2")
+        mp.setenv("LAYERLAB_LAUNCHER_IDLE_S", "60")
+        mp.delenv("LAYERLAB_LAUNCHER_DIR", raising=False)  # the workspace's own launcher: its files are read below
+        s = RunStore(tmp_path_factory.mktemp("jobs") / "ws", actor=SYSTEM)
+        yield s
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int((s.workspace / warm.LAUNCHER_PID).read_text()), signal.SIGTERM)
+
+
+def _mlp(width: int = 32) -> dict:
+    project = load_template("mlp").model_dump()
+    for node in project["graph"]["nodes"]:
+        if node["id"] in ("fc1", "fc2"):
+            node["params"]["out_features"] = width
+    return project
+
+
+def _spec(width: int = 32, **config) -> JobSpec:
+    return JobSpec(project=_mlp(width), dataset="moons", dataset_options={"n_samples": 1000},
+                   config={"epochs": 3, **config}, owner="alice")
+
+
+def _proc(pid: int, name: str) -> str:
+    return Path(f"/proc/{pid}/{name}").read_bytes().decode(errors="replace")
+
+
+def _run_python(code: str, env: dict | None = None) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=env or child_env())
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_rlimit_data_caps_private_memory_but_not_read_only_file_maps(tmp_path):
+    """The job memory cap is RLIMIT_DATA because a read-only map of a large file (an image cache) is not
+    counted, while an allocation is."""
+    big = tmp_path / "cache.u8"
+    with open(big, "wb") as f:
+        f.truncate(512 * 2**20)
+    seen = _run_python(f"""
+import json, mmap, resource
+import numpy as np
+data = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmData:')][0] * 1024
+resource.setrlimit(resource.RLIMIT_DATA, (data + 64 * 2**20, resource.RLIM_INFINITY))
+with open({str(big)!r}, 'rb') as f:
+    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+touched = sum(m[i] for i in range(0, len(m), 4096))
+arr = np.memmap({str(big)!r}, mode='r', dtype=np.uint8)
+try:
+    block = bytearray(256 * 2**20)
+    refused = False
+except MemoryError:
+    refused = True
+print(json.dumps({{"mapped": len(m), "memmap": int(arr.shape[0]), "touched": touched, "refused": refused}}))
+""")
+    assert seen == {"mapped": 512 * 2**20, "memmap": 512 * 2**20, "touched": 0, "refused": True}
+
+
+def test_a_locked_down_job_process_sees_a_clean_environment_and_starts_no_process(tmp_path):
+    env = {**child_env(), "AWS_SECRET_ACCESS_KEY": SECRET, "LAYERLAB_JOB_FILE_MB": "8", "MLFLOW_TRACKING_URI": "x"}
+    seen = _run_python(f"""
+import ctypes, json, os, resource, subprocess, tempfile
+from builder.jobs import job_sandbox
+job_sandbox.enter({str(tmp_path / 'tmp')!r})
+tried = {{}}
+for name, call in (("subprocess", lambda: subprocess.run(["true"])), ("system", lambda: os.system("true")),
+                   ("fork", os.fork)):
+    try:
+        call()
+        tried[name] = "ran"
+    except PermissionError as e:
+        tried[name] = str(e)
+libc = ctypes.CDLL(None, use_errno=True)
+pid = libc.syscall(57 if os.uname().machine == "x86_64" else 220, 17, 0, 0, 0, 0)  # fork / clone(SIGCHLD)
+if pid == 0:
+    os._exit(0)
+print(json.dumps({{"env": dict(os.environ), "tmp": tempfile.gettempdir(), "tried": tried,
+                  "native": [pid, ctypes.get_errno()],
+                  "core": resource.getrlimit(resource.RLIMIT_CORE)[0],
+                  "fsize": resource.getrlimit(resource.RLIMIT_FSIZE)[0]}}))
+""", env)
+    assert SECRET not in json.dumps(seen["env"]) and "AWS_SECRET_ACCESS_KEY" not in seen["env"]
+    assert seen["env"]["HOME"] == seen["env"]["TMPDIR"] == seen["tmp"] == str(tmp_path / "tmp")
+    assert seen["env"]["MLFLOW_TRACKING_URI"] == "x" and seen["env"]["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
+    assert all("the training job may not start processes" in v for v in seen["tried"].values()), seen["tried"]
+    if SECCOMP:
+        assert seen["native"] == [-1, 1]  # EPERM from the seccomp filter
+    assert seen["core"] == 0 and seen["fsize"] == 8 * 2**20
+
+
+def _failed_with(store, rid: str, prefix: str) -> str:
+    """The run's message once it failed with ``prefix`` (the job names the limit just after the trainer recorded
+    the failure, and a death by signal is recorded by its starter just after a reader may mark it interrupted)."""
+    end = time.monotonic() + TIMEOUT
+    while time.monotonic() < end:
+        run = store.get(rid)
+        if run["status"] == "failed" and run["message"].startswith(prefix):
+            assert "\n" not in run["message"] and "the app is unaffected" in run["message"]
+            return run["message"]
+        time.sleep(0.05)
+    pytest.fail(f"run {rid} did not fail with {prefix!r}: {store.get(rid)['status']}, {store.get(rid)['message']!r}")
+
+
+def _running(store, rid: str) -> int:
+    until(lambda: (store.get(rid)["epochs_done"] or 0) >= 1, f"run {rid} to train", TIMEOUT)
+    return store.get(rid)["pid"]
+
+
+def test_jobs_cold_and_forked_are_locked_down_and_a_crash_is_a_failed_run(store, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "64")
+    cold = submit(store, _spec(**LONG))  # no launcher yet: launched, and the launcher started for later
+    until(lambda: warm._launcher_up(store.workspace) and not warm._launcher_starting(store.workspace), "launcher", TIMEOUT)
+    launcher = int((store.workspace / warm.LAUNCHER_PID).read_text())
+    forked_rid = submit(store, _spec(**LONG))
+    for rid, forked in ((cold, False), (forked_rid, True)):
+        pid = _running(store, rid)
+        assert (int(_proc(pid, "stat").rsplit(")", 1)[1].split()[1]) == launcher) is forked
+        assert SECRET not in _proc(pid, "environ")
+        status = dict(line.split(":", 1) for line in _proc(pid, "status").splitlines() if ":" in line)
+        assert status["NoNewPrivs"].strip() == "1" and (status["Seccomp"].strip() == "2" or not SECCOMP)
+        limits = _proc(pid, "limits")
+        assert any(line.startswith("Max core file size") and line.split()[4] == "0" for line in limits.splitlines())
+        assert any(line.startswith("Max file size") and line.split()[3] == str(64 * 2**20)
+                   for line in limits.splitlines())
+        if not torch.cuda.is_available():  # a CPU host: private memory capped by default (a share of the host's)
+            assert any(line.startswith("Max data size") and line.split()[3] == str(host_memory_mb() * 2**20)
+                       for line in limits.splitlines())
+        assert store.folder(rid).tmp.is_dir()  # its private HOME and TMPDIR
+        os.kill(pid, signal.SIGSEGV)  # a crash in native code: seen by whoever started it
+    for rid in (cold, forked_rid):  # the first final status a reader sees is failed: its starter records the
+        assert wait(store, [rid], TIMEOUT) == {rid: "failed"}  # death before it reaps (never 'interrupted' first)
+        _failed_with(store, rid, "the training job died from SIGSEGV: a crash in native code")
+
+
+def test_a_job_over_its_memory_limit_fails_naming_the_limit(store, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_JOB_MEMORY_MB", "1200")
+    rid = submit(store, _spec(width=12_000))  # 144 M parameters: 576 MB of weights, 2.3 GB with Adam
+    _failed_with(store, rid, "the training job stopped: it ran out of memory (limit 1200 MiB; raise "
+                 "LAYERLAB_JOB_MEMORY_MB)")
+    until(lambda: not store.folder(rid).tmp.exists(), "its private folder to be removed", TIMEOUT)
+    ok = submit(store, _spec())  # the same limit leaves a small model alone
+    assert wait(store, [ok], TIMEOUT) == {ok: "finished"}
+
+
+def test_a_job_over_its_file_size_limit_fails_writing_its_checkpoint(store, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "1")
+    rid = submit(store, _spec(width=1000))  # 1 M parameters: a 4 MB checkpoint
+    _failed_with(store, rid, "the training job stopped: it wrote a file over the size limit (1 MiB; raise "
+                 "LAYERLAB_JOB_FILE_MB)")
+
+
+def test_a_job_over_its_cpu_time_fails_naming_the_limit(store, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_JOB_CPU_S", "1")
+    rid = submit(store, _spec(**LONG))
+    _failed_with(store, rid, "the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)")
+    assert (store.get(rid)["epochs_done"] or 0) < LONG["epochs"]
+
+
+def test_a_study_runner_starts_with_a_clean_environment_and_the_jobs_limits(tmp_path, monkeypatch):
+    from builder.search.runner import launch_study
+    from builder.search.settings import StudySettings
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("LAYERLAB_JOB_MEMORY_MB", "3000")
+    proc = launch_study(tmp_path, load_template("mlp"), "moons", ["lr=1e-3..1e-1:log"],
+                        StudySettings(name="box", n_trials=1, workers=1, pruner="none"), config={"epochs": 1})
+    try:
+        environ, limits = _proc(proc.pid, "environ"), _proc(proc.pid, "limits").splitlines()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert SECRET not in environ and f"HOME={tmp_path / 'studies' / 'box.tmp'}" in environ.split("\0")
+    assert any(line.startswith("Max data size") and line.split()[3] == str(3000 * 2**20) for line in limits)
+    assert any(line.startswith("Max core file size") and line.split()[4] == "0" for line in limits)
+
+
+def test_failure_message_names_a_limit_only_where_one_was_met():
+    import errno
+
+    from builder.errors import TrainingError
+    from builder.jobs.job_sandbox import failure_message, job_limits
+
+    capped, free = job_limits({"LAYERLAB_JOB_MEMORY_MB": "512"}), job_limits({})
+
+    def chained(cause: BaseException) -> TrainingError:
+        try:
+            raise TrainingError(f"training failed: {cause}") from cause
+        except TrainingError as e:
+            return e
+
+    oom = chained(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))
+    assert "ran out of memory (limit 512 MiB; raise LAYERLAB_JOB_MEMORY_MB)" in failure_message(oom, capped)
+    assert failure_message(oom, free) is None  # no cap: the machine's memory, not a limit of ours
+    assert failure_message(chained(RuntimeError("CUDA out of memory. Tried to allocate")), capped) is None
+    big = chained(OSError(errno.EFBIG, "File too large"))
+    assert "over the size limit (16384 MiB; raise LAYERLAB_JOB_FILE_MB)" in failure_message(big, free)
+    assert failure_message(chained(ValueError("shapes do not match")), capped) is None
+
+
+def test_a_job_that_compiles_may_start_the_compiler(store):
+    """torch.compile runs the C++ compiler (inductor on CPU; Triton's ptxas on CUDA): a run with torch_compile is
+    the one job whose process filter is left off (its other limits stay). The tiniest graph (one Linear) and one
+    batch per epoch: one forward and one backward graph to compile, not a recompile for a short last batch."""
+    project = load_template("mlp").model_dump()
+    project["graph"]["nodes"] = [n for n in project["graph"]["nodes"] if n["id"] in ("input", "head")]
+    project["graph"]["edges"] = [{"source": "input", "target": "head"}]
+    spec = JobSpec(project=project, dataset="moons", dataset_options={"n_samples": 64}, owner="alice",
+                   config={"epochs": 1, "batch_size": 64, "early_stopping": None, "torch_compile": True})
+    rid = submit(store, spec)
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}, store.get(rid)["message"]
+
+
+def test_a_limit_met_before_training_starts_is_recorded_with_the_run(tmp_path, monkeypatch):
+    """A cold job met its CPU limit while importing its callbacks' libraries and died with a traceback, its run left
+    `running`; everything after the sandbox is entered is now inside the job's failure record."""
+    from builder.jobs.job_sandbox import JobLimitError
+
+    monkeypatch.setattr(jobs, "launch_warm", lambda *a: os.getpid())  # recorded, not launched: run in process
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+
+    def over(*_a):
+        raise JobLimitError("the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)")
+
+    monkeypatch.setattr(jobs, "_callbacks", over)
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    rid = submit(store, _spec())
+    try:
+        assert jobs.run_job(store.workspace, rid) == 1
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+    run = store.get(rid)
+    assert run["status"] == "failed" and run["message"].startswith("the training job stopped: its CPU time ran out")

@@ -1,0 +1,97 @@
+"""Quotas: limits from config file < environment < class, per-owner usage, and the refusal in jobs.submit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import quotas
+from builder.jobs.queue import JobSpec, submit
+from builder.jobs.quotas import QuotaError, check_usage
+from builder.runs import classes
+from builder.runs.store import RunStore
+from tests.fuzz_budget import budget
+
+ME, OTHER, TEACHER = "anon:" + "a" * 32, "anon:" + "b" * 32, "user:t@school.org"
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    for name in (*quotas.ENV.values(), "LAYERLAB_TEACHERS", "LAYERLAB_SERVER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def _runs(store: RunStore, owner: str, statuses: list[str]) -> list[str]:
+    ids = []
+    for status in statuses:
+        rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=owner)
+        if status != "queued":
+            store.update_status(rid, status)
+        ids.append(rid)
+    return ids
+
+
+def test_limits_layer_config_env_class(ws, monkeypatch):
+    assert quotas.limits(ws, ME) == {"running": None, "queued": None, "storage_mb": None, "gpu_seconds": None}
+    (ws / "server.json").write_text(json.dumps({"teachers": [TEACHER[5:]],
+                                                "quotas": {"running": 2, "queued": 3, "storage_mb": 100}}))
+    assert quotas.limits(ws, ME) == {"running": 2, "queued": 3, "storage_mb": 100, "gpu_seconds": None}
+    monkeypatch.setenv("LAYERLAB_QUOTA_QUEUED", "1")
+    assert quotas.limits(ws, ME)["queued"] == 1
+    c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), quotas={"running": 1, "storage_mb": 0})
+    classes.join_class(ws, c["code"], ME)
+    assert quotas.limits(ws, ME) == {"running": 1, "queued": 1, "storage_mb": None, "gpu_seconds": None}  # 0: no limit
+    assert quotas.limits(ws, OTHER)["running"] == 2
+    assert quotas.limits(ws, TEACHER) == {"running": None, "queued": None, "storage_mb": None, "gpu_seconds": None}
+    monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "many")
+    with pytest.raises(QuotaError, match="received: 'many' in the environment. Fix"):
+        quotas.limits(ws, OTHER)
+
+
+@settings(max_examples=budget(60), deadline=None)
+@given(running=st.integers(0, 4), queued=st.integers(0, 4), run_cap=st.none() | st.integers(1, 3),
+       queue_cap=st.none() | st.integers(1, 3))
+def test_live_jobs_never_exceed_running_plus_queued(running, queued, run_cap, queue_cap):
+    used = {"running": running, "queued": queued, "storage_mb": 0.0}
+    try:
+        check_usage(used, {"running": run_cap, "queued": queue_cap})
+    except QuotaError as e:
+        assert "received:" in str(e) and "Fix:" in str(e)
+        return
+    if queue_cap is not None:
+        assert queued < queue_cap
+    if run_cap is not None:
+        assert running + queued < run_cap + (queue_cap or 0)
+
+
+def test_submit_refuses_over_quota_and_records_nothing(ws, monkeypatch):
+    store = RunStore(ws, actor=SYSTEM)
+    _runs(store, ME, ["running", "queued"])
+    monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "1")
+    monkeypatch.setenv("LAYERLAB_QUOTA_QUEUED", "1")
+    before = len(store.list_runs(limit=1000))
+    spec = JobSpec(project=load_template("mlp").model_dump(mode="json"), dataset="moons", owner=ME)
+    with pytest.raises(QuotaError, match="at most 1 job\\(s\\) waiting; received: 1 queued. Fix:"):
+        submit(store, spec)
+    assert len(store.list_runs(limit=1000)) == before
+    # others are unaffected by ME's usage
+    assert quotas.usage(store, OTHER) == {"running": 0, "queued": 0, "storage_mb": 0.0, "gpu_seconds": 0.0}
+    quotas.check_quota(store, OTHER)
+
+
+def test_storage_quota_counts_the_owners_run_folders(ws, monkeypatch):
+    store = RunStore(ws, actor=SYSTEM)
+    (rid,) = _runs(store, ME, ["finished"])
+    (store.run_dir(rid) / "blob.bin").write_bytes(b"\0" * (2 * 2**20))
+    used = quotas.usage(store, ME)
+    assert used["storage_mb"] >= 2.0 and used["running"] == 0
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "1")
+    with pytest.raises(QuotaError, match="at most 1 MiB; received: 2.0 MiB in use. Fix: delete runs"):
+        quotas.check_quota(store, ME)
+    quotas.check_quota(store, OTHER)

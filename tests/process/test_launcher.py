@@ -1,0 +1,98 @@
+"""builder/process/launcher.py: detached processes (own session, log, environment, no stdin) and pid liveness."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from builder.process.launcher import child_env, package_root, spawn_detached
+from builder.training.run_status import host_name, is_orphaned, pid_alive, reaping
+from tests.helpers import until
+
+# the child reports what a detached process sees: its session, stdin, working folder, import path
+_REPORT = ("import builder, json, os, sys; print(json.dumps({'pid': os.getpid(), 'sid': os.getsid(0), "
+           "'stdin': sys.stdin.read(), 'cwd': os.getcwd(), 'builder': builder.__file__, "
+           "'path': os.environ.get('PYTHONPATH'), 'x': os.environ.get('LAYERLAB_X')}))")
+
+
+
+def test_package_root_holds_this_builder():
+    import builder
+
+    assert (package_root() / "builder" / "__init__.py").samefile(builder.__file__)
+
+
+def test_spawn_detached_runs_in_its_own_session_with_its_log(tmp_path):
+    log = tmp_path / "child.log"
+    log.write_text("earlier output\n")
+    proc = spawn_detached(["-c", _REPORT], log, env={**os.environ, "LAYERLAB_X": "1"})
+    assert proc.wait(60) == 0
+    earlier, line = log.read_text().splitlines()
+    seen = json.loads(line)
+    assert earlier == "earlier output"  # appended, not truncated
+    assert seen["pid"] == proc.pid and seen["sid"] == proc.pid  # a session of its own
+    assert seen["stdin"] == ""  # /dev/null: never waits on the caller's terminal
+    assert os.path.samefile(seen["cwd"], package_root())
+    assert os.path.samefile(seen["builder"], package_root() / "builder" / "__init__.py")  # this very copy
+    assert seen["path"].split(os.pathsep)[0] == str(package_root()) and seen["x"] == "1"
+
+
+def test_spawn_detached_output_and_errors_share_the_log(tmp_path):
+    log = tmp_path / "err.log"
+    proc = spawn_detached(["-c", "import sys; print('out', flush=True); sys.exit('boom')"], log, cwd=tmp_path)
+    assert proc.wait(60) == 1
+    assert log.read_text().splitlines() == ["out", "boom"]
+
+
+def test_spawn_detached_missing_log_folder_raises(tmp_path):
+    with pytest.raises(OSError):
+        spawn_detached(["-c", "pass"], tmp_path / "no" / "such" / "x.log")
+
+
+@given(st.lists(st.text(alphabet="abc/._", max_size=6), max_size=4))
+def test_child_env_puts_the_package_root_first(parts):
+    env = child_env({"PYTHONPATH": os.pathsep.join(parts), "A": "b"})
+    assert env["A"] == "b"
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(package_root()), *[p for p in parts if p]]
+
+
+def test_pid_alive_for_live_ended_and_zombie_processes():
+    assert pid_alive(os.getpid())
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        until(lambda: not pid_alive(proc.pid), "the killed child to read as dead (a zombie until reaped)", 60)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert not pid_alive(proc.pid)
+
+
+def test_a_zombie_whose_parent_lives_is_being_reaped_and_a_job_of_it_is_not_orphaned():
+    """A zombie child of a live parent (this process) is dying, not gone: its starter records how it ended before
+    it reaps it, so a reader does not mark its run interrupted first (:func:`reaping`, :func:`is_orphaned`)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    run = {"status": "running", "host": host_name(), "pid": proc.pid, "beat_at": 0.0}
+    try:
+        assert not reaping(proc.pid) and not is_orphaned(run, host_name(), 0.0)  # alive
+        proc.send_signal(signal.SIGKILL)
+        until(lambda: reaping(proc.pid), "the killed child to be a zombie of this live process", 60)
+        assert not pid_alive(proc.pid) and not is_orphaned(run, host_name(), 0.0)  # ended, left to its starter
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert not reaping(proc.pid) and is_orphaned(run, host_name(), 0.0)  # reaped with no word: orphaned
+    assert not reaping(os.getpid()) and not reaping(None) and not reaping(-3)
+
+
+@given(st.one_of(st.integers(max_value=0), st.none(), st.booleans(), st.text(max_size=3), st.floats()))
+def test_pid_alive_refuses_what_is_not_a_pid(pid):
+    assert pid_alive(pid) is False

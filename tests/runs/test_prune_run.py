@@ -1,0 +1,94 @@
+"""The prune job (issue 21): the Runs page's Prune is a job like training, recorded by builder.runs.jobs.submit
+(queued, parent and prune tags set, quota-checked) and run by run_job, which calls the same prune_run as
+``layerlab prune``. Here run_job runs in this process (the detached launch is replaced), so the test is cheap."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from builder import load_template
+from builder.data.access import SYSTEM
+from builder.errors import LayerLabError, TrainingError
+from builder.graph.project import load_project
+from builder.jobs import queue as jobs
+from builder.jobs.specs import prune_job_spec
+from builder.runs.pipeline import run_training
+from builder.runs.store import RunStore
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture
+def no_launch(monkeypatch):
+    """submit records the run; nothing is launched (the test calls run_job itself, which sets this process's
+    SIGTERM handler and torch threads: put back afterwards)."""
+    monkeypatch.setattr(jobs, "launch_warm", lambda *a: os.getpid())
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    yield
+    signal.signal(signal.SIGTERM, handler)
+    torch.set_num_threads(threads)
+
+
+def test_a_prune_job_records_the_run_then_prunes_and_fine_tunes_it(tmp_path, no_launch):
+    store = RunStore(tmp_path, actor=SYSTEM)
+    parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store, owner="ann").run_id
+    spec = prune_job_spec(store, parent, 0.5, finetune_epochs=1)
+    assert spec.kind == "prune" and spec.owner == "ann" and spec.config["epochs"] == 1
+    rid = jobs.submit(store, spec)
+    run = store.get(rid)
+    assert run["status"] == "queued" and run["parent_id"] == parent and run["owner"] == "ann"
+    assert run["tags"]["pruned_from"] == parent and store.folder(rid).read_prune() is None
+    assert jobs.run_job(tmp_path, rid) == 0
+    run = store.get(rid)
+    assert run["status"] == "finished" and run["parent_id"] == parent
+    assert load_project(run["project"]).graph.node("fc2").params["out_features"] == 16  # the pruned graph
+    rep = store.folder(rid).read_prune()
+    assert rep["run_id"] == rid and rep["after"]["params"] < rep["before"]["params"]
+    assert len(store.metrics(rid)) == 1  # its fine-tune's curve, as a training run's
+
+
+def test_a_prune_job_is_checked_before_anything_is_recorded(tmp_path, no_launch):
+    store = RunStore(tmp_path, actor=SYSTEM)
+    parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
+    with pytest.raises(LayerLabError, match="criterion"):
+        prune_job_spec(store, parent, 0.5, criterion="random")
+    with pytest.raises(LayerLabError, match="amount"):
+        prune_job_spec(store, parent, 1.5)
+    with pytest.raises(LayerLabError, match="channels can be removed"):  # the output layer only: nothing to prune
+        prune_job_spec(store, parent, 0.5, nodes=["head"])
+    with pytest.raises(TrainingError, match="prune"):
+        jobs.submit(store, jobs.JobSpec(project={}, dataset="", kind="prune"))
+    assert [r["id"] for r in store.list_runs()] == [parent]
+
+
+def test_a_prune_job_stops_on_request_and_resumes_as_a_job(tmp_path, no_launch):
+    store = RunStore(tmp_path, actor=SYSTEM)
+    parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
+    rid = jobs.submit(store, prune_job_spec(store, parent, 0.6, structured=False, finetune_epochs=2))
+    jobs.request(store, rid, "stop")  # taken by the fine-tune as it begins
+    assert jobs.run_job(tmp_path, rid) == 0
+    assert store.get(rid)["status"] == "stopped" and store.folder(rid).read_prune()["after"] == {}
+    rid2 = jobs.submit(store, jobs.JobSpec(project={}, dataset="", resume_run=rid))
+    assert rid2 == rid and jobs.run_job(tmp_path, rid) == 0
+    assert store.get(rid)["status"] == "finished"
+    rep = store.folder(rid).read_prune()  # the resumed fine-tune completed the report and the card
+    assert rep["after"]["params"] == rep["before"]["params"] and rep["after"]["nonzero"] < rep["before"]["nonzero"]
+    assert rep["sparsity"] and min(rep["sparsity"].values()) > 0 and rep["after"]["test"]
+    assert f"{rep['after']['nonzero']:,}" in store.folder(rid).model_card.read_text(encoding="utf-8")
+
+
+def test_the_cli_resumes_a_stopped_unstructured_fine_tune_with_its_mask(tmp_path, no_launch, capsys):
+    from builder.cli.main import main
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
+    rid = jobs.submit(store, prune_job_spec(store, parent, 0.6, structured=False, finetune_epochs=2))
+    jobs.request(store, rid, "stop")
+    assert jobs.run_job(tmp_path, rid) == 0 and store.get(rid)["status"] == "stopped"
+    assert main(["runs", "resume", rid, "--workspace", str(tmp_path), "--quiet"]) == 0
+    rep = store.folder(rid).read_prune()
+    assert store.get(rid)["status"] == "finished" and rep["after"]["nonzero"] < 0.5 * rep["before"]["nonzero"]

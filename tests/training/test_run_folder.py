@@ -1,0 +1,90 @@
+"""The run folder: every file of runs/<id>/ named in one class, with the names older workspaces hold."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from builder.data.access import SYSTEM
+from builder.errors import RunStoreError
+from builder.graph.templates import load_template
+from builder.runs.modelcard import read_model_card
+from builder.runs.store import RunStore
+from builder.training.run_folder import RunFolder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_file_names_are_those_of_existing_workspaces(tmp_path):
+    f = RunFolder(tmp_path / "runs" / "20261121-104000-ab12cd")
+    rel = {k: getattr(f, k).relative_to(f.path).as_posix() for k in (
+        "project", "checkpoint", "weights", "dataset", "job_spec", "job_log", "live_attributions", "model_card",
+        "imported", "onnx", "onnx_int8", "quantization")}
+    assert rel == {"project": "project.json", "checkpoint": "checkpoints/last.safetensors",
+                   "weights": "model.safetensors", "dataset": "dataset.safetensors", "job_spec": "job.json",
+                   "job_log": "job.log", "live_attributions": "live_attributions.safetensors",
+                   "model_card": "model_card.md", "imported": "imported.json", "onnx": "exports/model.onnx",
+                   "onnx_int8": "exports/model.int8.onnx", "quantization": "exports/quantization.json"}
+    assert f.run_id == "20261121-104000-ab12cd" and Path(f) == f.path and f == RunFolder(f.path)
+    assert f.export("model.py") == f.exports / "model.py"
+
+
+@given(st.sampled_from(["", ".", "..", "../x", "a/b", "/etc/passwd", "sub/model.onnx"]))
+def test_an_export_name_cannot_leave_the_exports_folder(name):
+    with pytest.raises(ValueError, match="plain file name"):
+        RunFolder("/ws/runs/x").export(name)
+
+
+def test_the_store_hands_out_folders(tmp_path):
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1})
+    folder = store.folder(rid)
+    assert folder.path == store.run_dir(rid) and folder.project.is_file() and folder.checkpoints.is_dir()
+    assert store.checkpoint_path(rid) == folder.checkpoint and store.weights_path(rid) == folder.weights
+    assert not folder.has_checkpoint and not folder.has_weights
+    folder.checkpoint.write_bytes(b"x")
+    folder.weights.write_bytes(b"x")
+    assert folder.has_checkpoint and folder.has_weights
+    with pytest.raises(RunStoreError, match="invalid run id"):
+        store.folder("../../etc")
+
+
+def test_job_spec_and_model_card_readers(tmp_path):
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, name="spec run")
+    folder = store.folder(rid)
+    assert store.job_spec(rid) is None  # a CLI run has none
+    folder.job_spec.write_text("{not json", encoding="utf-8")
+    assert store.job_spec(rid) is None
+    folder.job_spec.write_text(json.dumps({"callbacks": ["live_attributions"], "tags": {"study": "s"}}))
+    assert store.job_spec(rid)["tags"] == {"study": "s"}
+    assert folder.read_model_card() is None
+    card = read_model_card(store, rid)  # a live run: made from the store
+    assert card.startswith("# Model card: spec run") and not folder.model_card.exists()
+    store.finish(rid, "finished")  # writes the card into the folder
+    assert folder.read_model_card() == read_model_card(store, rid) and folder.model_card.is_file()
+
+
+def test_nobody_else_joins_file_names_onto_a_run_folder():
+    """Every path into a run folder comes from RunFolder: no ``run_dir(...) / "name"`` joins in builder/ or
+    app_pages/, and the folder's file names are spelled only in builder/training/run_folder.py."""
+    names = [RunFolder.CHECKPOINT, RunFolder.WEIGHTS, RunFolder.DATASET, RunFolder.JOB_SPEC, RunFolder.JOB_LOG,
+             RunFolder.LIVE_ATTRIBUTIONS, RunFolder.MODEL_CARD, RunFolder.QUANTIZATION, RunFolder.ONNX_INT8]
+    spelled = re.compile("|".join(re.escape(f'"{n}"') for n in names))
+    join = re.compile(r"run_dir\([^)]*\)\s*/")
+    found = []
+    for folder in ("builder", "app_pages"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in ("builder/training/run_folder.py", "builder/_moved.py"):
+                continue
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                other = "file_name=" in line or "Hugging Face folder's file" in line  # a download's, a model folder's
+                if join.search(line) or (spelled.search(line) and not other):
+                    found.append(f"{rel}:{i}: {line.strip()[:90]}")
+    assert not found, "ask builder.runs.folder.RunFolder (store.folder(run_id)) for the path:\n" + "\n".join(found)
