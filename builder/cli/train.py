@@ -29,7 +29,7 @@ from builder.cli.common import check_output_path, cli_store, infer_format, load_
 from builder.errors import LayerLabError, TrainingError
 from builder.escape import safe_filename, terminal_line
 from builder.escape import terminal_line as tl
-from builder.runs.record import Run
+from builder.runs.record import Run, shown_time
 from builder.runs.summary import shown_dataset_options
 from builder.training.lineage import baseline_line, baseline_tag
 from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE, with_teacher
@@ -434,7 +434,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     print(tl(f"run {info.id}  ({info.name})"))
     print(tl(f"status      {info.status}" + (f"  - {info.message}" if info.message else "")))
     print(tl(f"dataset     {run['dataset_name']} {shown_dataset_options(run)}"))
-    print(tl(f"created     {info.created_at}   finished {info.finished_at or '-'}"))
+    print(tl(f"created     {shown_time(info.created_at)}   finished {shown_time(info.finished_at)}"))
     cfg = run.get("config") or {}
     print(tl("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {}))))
     if curve:

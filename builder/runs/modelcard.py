@@ -22,7 +22,7 @@ from builder.data.sources import DatasetSource
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
-from builder.runs.record import Run
+from builder.runs.record import Run, shown_time
 from builder.training.lineage import baseline_line
 from builder.training.metrics import loss_kind
 from builder.training.objectives import has_objective, resolve_objective
@@ -89,8 +89,8 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     info = run.get("dataset_info") or {}
     env = run.get("environment") or {}
     out = [f"# Model card: {md_text(run.get('name') or 'run')} ({md_code(run.get('id'))})", "",
-           f"Status **{md_text(run.get('status'))}**; created {_fmt(run.get('created_at'))}, finished "
-           f"{_fmt(run.get('finished_at') or '-')}.",
+           f"Status **{md_text(run.get('status'))}**; created {md_text(shown_time(run.get('created_at')))}, "
+           f"finished {md_text(shown_time(run.get('finished_at')))}.",
            ""]
     if run.get("message"):
         out += [f"> {md_text(run['message'], 2000, line_start=True)}", ""]

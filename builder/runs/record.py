@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -40,6 +41,21 @@ if TYPE_CHECKING:  # parsing settings or a dataset source is paid for by the rea
 
 
 STOPPED_BY = "stopped_by"  # the tag naming who stopped a run that is not theirs (a teacher, an admin)
+
+
+def shown_time(ts: Any) -> str:
+    """A stored timestamp as people read it: to the second, in UTC (``-`` when there is none; text that is not a
+    timestamp as it is).
+
+    >>> shown_time("2026-11-24T21:14:26.123456+00:00"), shown_time(None)
+    ('2026-11-24 21:14:26 UTC', '-')
+    """
+    if not ts:
+        return "-"
+    try:
+        return datetime.fromisoformat(str(ts)).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return str(ts)
 
 
 def stopped_tags(workspace: str | Path, run: Run, who: Actor) -> dict:
@@ -229,4 +245,4 @@ class Run(Mapping[str, Any]):
         return out
 
 
-__all__ = ["Run", "RunInfo"]
+__all__ = ["Run", "RunInfo", "shown_time"]

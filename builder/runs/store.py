@@ -127,8 +127,10 @@ def filesystem_type(path: str | Path, mountinfo: str | None = None) -> str | Non
     return kind
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _now(precise: bool = False) -> str:
+    """Now in UTC as ISO text, to the second; ``precise``: to the microsecond (a run's ``created_at``, which lists
+    runs newest first, so that two runs made in one second keep their order)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds" if precise else "seconds")
 
 
 def running_clock(env: dict, status: str, now: datetime | None = None) -> dict | None:
@@ -337,7 +339,7 @@ class RunStore:
         self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
                     " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
                     " graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, name or project.name, _now(), _now(), os.getpid(), host_name(),
+                    (run_id, name or project.name, _now(precise=True), _now(), os.getpid(), host_name(),
                      project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
                      _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
                      str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))

@@ -115,7 +115,6 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     assert f"ll_class_stop_{done}" not in [b.key for b in teacher.button]
     # the student is told who stopped the job (by the teacher's pseudonym, never the teacher's id)
     store.update_status(live, "stopped", "stopped by request; resume to continue from the checkpoint")
-    store.update_run(done, created_at="2026-01-01T00:00:00+00:00")  # the older run (both were made this second)
     student.switch_page("app_pages/train.py").run()
     who = pseudonym(workspace, TEACHER).split("-", 1)[1]  # the page escapes its dash as Markdown
     assert any("stopped by your teacher user" in i.value and who in i.value for i in student.info)

@@ -72,6 +72,17 @@ def test_rows_curves_control_and_access(backend, tmp_path):
     assert [r["id"] for r in store.list_runs()] == [other]
 
 
+def test_runs_made_in_one_second_are_listed_newest_first(backend, tmp_path):
+    """The Train page shows the newest run of the canvas: a job submitted a moment after another (same second)
+    must come first, whatever its id's random part; an old record (created_at to the second) sorts below it."""
+    store = _store(tmp_path)
+    made = [store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, name=f"r{i}") for i in range(6)]
+    old = made[0]
+    store.update_run(old, created_at=store.get(made[1])["created_at"][:19] + "+00:00")  # a record before this fix
+    assert [r["id"] for r in store.list_runs()] == made[::-1]
+    assert store.get(made[5])["created_at"] > store.get(made[4])["created_at"]
+
+
 def test_concurrent_claims_give_exactly_the_free_slots(backend, tmp_path):
     store = _store(tmp_path)
     ids = [store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}) for _ in range(6)]
