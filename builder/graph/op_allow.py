@@ -11,7 +11,7 @@ from __future__ import annotations
 _ATEN = """linear conv1d conv2d conv3d convolution _convolution conv_transpose1d conv_transpose2d conv_transpose3d
 batch_norm _native_batch_norm_legit _native_batch_norm_legit_no_training _native_batch_norm_legit_functional
 native_batch_norm instance_norm layer_norm native_layer_norm group_norm native_group_norm rms_norm
-relu relu_ relu6 leaky_relu gelu silu sigmoid tanh hardtanh hardtanh_ hardswish hardsigmoid elu selu celu
+relu relu6 leaky_relu gelu silu sigmoid tanh hardtanh hardswish hardsigmoid elu selu celu
 softplus mish prelu _prelu_kernel glu threshold log_sigmoid_forward
 view _unsafe_view reshape permute flatten unflatten transpose t unsqueeze squeeze select slice narrow cat stack
 split split_with_sizes chunk unbind expand expand_as repeat contiguous clone alias detach to _to_copy type_as
@@ -31,13 +31,28 @@ zeros ones full zeros_like ones_like full_like empty arange new_zeros new_ones n
 lift_fresh_copy upsample_nearest2d upsample_bilinear2d pixel_shuffle pixel_unshuffle upsample_nearest1d upsample_linear1d tan
 sym_size sym_numel sym_stride sym_storage_offset _assert_scalar sym_constrain_range_for_size
 _assert_tensor_metadata"""
+#: In-place twins of allowed operators that torch.export's program keeps (``nn.ReLU(inplace=True)``'s ``relu_``,
+#: ``MultiheadAttention``'s float mask from ``zeros_like(..).masked_fill_``, a model's ``x += y``): accepted in an
+#: imported program only, which is converted (functionalised) before anything runs. An Op node on the canvas
+#: calls out-of-place operators only: an in-place one would change a tensor another node also reads.
+_ATEN_INPLACE = """relu_ relu6_ hardtanh_ leaky_relu_ elu_ celu_ selu_ silu_ mish_ gelu_ hardswish_ hardsigmoid_
+sigmoid_ tanh_ threshold_ dropout_ feature_dropout_ alpha_dropout_ feature_alpha_dropout_ masked_fill_ add_ sub_
+mul_ div_ clamp_ clamp_min_ clamp_max_ neg_ abs_ sqrt_ exp_ pow_ tril_ triu_"""
 _PRIMS = "convert_element_type broadcast_in_dim squeeze"
 _OPERATOR = "getitem add sub mul floordiv mod neg truediv eq ne lt le gt ge"
 _TORCH_SYM = "sym_max sym_min sym_not sym_float sym_int sym_ite"
 ALLOWED_OPS: frozenset[str] = frozenset(
     [f"aten.{n}" for n in _ATEN.split()] + [f"prims.{n}" for n in _PRIMS.split()]
     + [f"_operator.{n}" for n in _OPERATOR.split()] + [f"torch.{n}" for n in _TORCH_SYM.split()])
-"""Operators an uploaded program may call (``namespace.name``; any overload of an ATen/prims op)."""
+"""Operators an Op node and an uploaded program may call (``namespace.name``; any overload of an ATen/prims op)."""
+PROGRAM_INPLACE_OPS: frozenset[str] = frozenset(f"aten.{n}" for n in _ATEN_INPLACE.split())
+"""In-place operators an uploaded program may also call (never an Op node).
+
+>>> "aten.masked_fill_" in PROGRAM_INPLACE_OPS and "aten.masked_fill_" not in ALLOWED_OPS
+True
+>>> all(op[:-1] in ALLOWED_OPS for op in PROGRAM_INPLACE_OPS)  # each the twin of an allowed operator
+True
+"""
 
 
-__all__ = ["ALLOWED_OPS"]
+__all__ = ["ALLOWED_OPS", "PROGRAM_INPLACE_OPS"]

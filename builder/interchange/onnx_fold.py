@@ -227,14 +227,22 @@ def fold_sequence(op: str, ins: list, a: dict) -> ConstSeq | Const | None:
 
 def batch_shape(imp, name: str, depth: int = 8) -> list | None:
     """The shape of a tensor with its batch as ``Sym(1)``: a mapped tensor's (batch first, every other size known),
-    or a Transpose's of one (``x.transpose(0, 1)`` inside a module the importer maps as a whole, where the batch
-    is no longer first); None otherwise."""
+    a Transpose's of one (``x.transpose(0, 1)`` inside a module the importer maps as a whole, where the batch
+    is no longer first), or a Reshape's to a shape whose every item is known (the heads' split inside attention,
+    whose sizes SDPA's ``is_causal`` mask is made from); None otherwise."""
+    n = imp.producer.get(name)
+    if n is not None and n.op_type == "Reshape" and len(n.input) > 1:
+        to = imp.value(n.input[1])
+        items = to.items if isinstance(to, SymArr) else to.value.reshape(-1).tolist() if isinstance(to, Const) \
+            else None
+        zero_kept = node_attributes(n).get("allowzero", 0)  # else 0 copies the input's size
+        if items is not None and all(isinstance(x, Sym) or int(x) > 0 or int(x) == 0 and zero_kept for x in items):
+            return [x if isinstance(x, Sym) else int(x) for x in items]
     s = imp.shape(name)
     if s is None:
         return None
     if isinstance(imp.value(name), T):
         return [Sym(1), *s[1:]] if all(d is not None for d in s[1:]) else None
-    n = imp.producer.get(name)
     perm = list(node_attributes(n).get("perm", [])) if n is not None and n.op_type == "Transpose" else []
     src = batch_shape(imp, n.input[0], depth - 1) if perm and depth else None
     if src is None or len(src) != len(s) or sorted(perm) != list(range(len(s))):

@@ -94,6 +94,14 @@ def other_mask(imp, nodes) -> bool:
     return False
 
 
+def unread_mask(imp, nodes) -> bool:
+    """Whether a module builds a mask (``Trilu``: SDPA's ``is_causal``) from sizes the importer could not fold to a
+    constant, while reading no causal constant: the layer would be imported without its mask. The optimised
+    dynamo export hides the sizes behind a ``Reshape`` to ``-1``."""
+    return any(n.op_type == "Trilu" and not isinstance(imp.value(n.output[0]), Const) for n in nodes) \
+        and not causal_mask(imp, nodes)
+
+
 def causal_mask(imp, nodes, values: list | None = None) -> bool:
     """Whether a module's ops read a causal attention mask (or ``values`` hold one): a constant (T, T) (T > 1) that
     hides the steps above the diagonal, as booleans (True = hidden: ``triu(ones, 1)``) or as an additive float mask
@@ -255,6 +263,10 @@ class ModuleGroups:
             self.bad(f"{cls} with a constant attention mask that is not causal", where,
                      "pass no mask, or the causal one (torch.nn.Transformer.generate_square_subsequent_mask); "
                      "LayerLab's attention layers take a causal mask and the data's padding mask only")
+            return
+        if cls in COMPLEX - {"LSTM", "GRU", "RNN"} and unread_mask(self, nodes):
+            self.bad(f"{cls} with a mask built from its sizes (is_causal) that this file does not let LayerLab read",
+                     where, "export with torch.onnx.export(..., dynamo=True, optimize=False) or save a .pt2")
             return
         if cls == "MultiheadAttention" and (extended := kv_extensions(self, nodes)):
             for arg in extended:  # steps appended to the keys and values: LayerLab's layer has no such argument

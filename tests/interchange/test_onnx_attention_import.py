@@ -288,7 +288,66 @@ class ConstantMask(nn.Module):
         return self.attn(x, x, x, attn_mask=self.mask, need_weights=False)[0]
 
 
-@pytest.mark.parametrize("route", ROUTES[:3])  # a .pt2 calls masked_fill_, refused by name before
+class CausalMask(nn.Module):
+    """Self-attention with a causal constant mask, as models write it: a bool ``triu`` buffer, a float ``-inf``
+    one (``nn.Transformer.generate_square_subsequent_mask``), or ``is_causal`` with that mask."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind, self.attn = kind, nn.MultiheadAttention(8, 2, batch_first=True)
+        bool_mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), 1)
+        self.register_buffer("mask", bool_mask if kind == "bool" else nn.Transformer.generate_square_subsequent_mask(5))
+
+    def forward(self, x):
+        return self.attn(x, x, x, attn_mask=self.mask, need_weights=False, is_causal=self.kind == "is_causal")[0]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("kind", ["bool", "float", "is_causal"])
+def test_causal_mask_imports_as_the_layers_causal_on_every_route(kind, route, tmp_path):
+    """A causal mask becomes the layer's ``causal``. A ``.pt2`` was refused for any mask ("calls
+    `aten.masked_fill_`"): torch.export keeps the in-place op MultiheadAttention turns a bool mask into a float
+    one with; an imported program may call it (its conversion functionalises it), an Op node may not. With
+    ``is_causal`` SDPA builds the mask from the heads' sizes (a Reshape's shape is now read for that); every
+    such file imported without its mask, to fail the output check with "report this model". The optimised dynamo
+    file hides a size behind -1 and is refused by name."""
+    torch.manual_seed(0)
+    model, x = CausalMask(kind).eval(), torch.randn(2, 5, 8)
+    if (kind, route) == ("is_causal", "onnx_dynamo_optimized"):  # its sizes hidden behind a Reshape to -1
+        with pytest.raises(ModelImportError) as err:
+            import_model(_export(model, x, route, tmp_path))
+        assert "mask built from its sizes (is_causal)" in str(err.value) and "optimize=False" in str(err.value)
+        return
+    res = import_model(_export(model, x, route, tmp_path))
+    (attn,) = [n for n in res.project.graph.nodes if n.type == "MultiheadAttention"]
+    assert attn.params["causal"] is True
+    assert _imported_matches(res, model, torch.randn(3, 5, 8)) <= 1e-5
+
+
+class InPlace(nn.Module):
+    """Ordinary in-place code: ``inplace=True`` activations and augmented assignments."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 4)
+        self.acts = nn.Sequential(nn.ReLU(inplace=True), nn.Hardswish(inplace=True), nn.Dropout(0.1, inplace=True))
+
+    def forward(self, x):
+        h = self.a(x)
+        h += x
+        h *= 0.5
+        return self.b(self.acts(h)).clamp_(-1.0, 1.0)
+
+
+def test_a_pt2_with_in_place_operators_imports_exactly(tmp_path):
+    torch.manual_seed(0)
+    model = InPlace().eval()
+    res = import_model(_export(model, torch.randn(2, 8), "pt2", tmp_path))
+    assert res.report["max_abs_diff"] <= res.report["tolerance"]
+    assert _imported_matches(res, model, torch.randn(5, 8)) <= 1e-6
+
+
+@pytest.mark.parametrize("route", ROUTES)
 def test_constant_mask_that_is_not_causal_is_refused_naming_it(route, tmp_path):
     """Only a causal constant mask is read (the layer's ``causal``); any other was left out of the import, to
     fail the output check with "report this model"."""

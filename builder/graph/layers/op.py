@@ -29,7 +29,7 @@ import operator
 from typing import Any
 
 from builder.graph.layers.tensor import ANY
-from builder.graph.op_allow import ALLOWED_OPS
+from builder.graph.op_allow import ALLOWED_OPS, PROGRAM_INPLACE_OPS
 from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register
 
 MAX_OUTPUTS = 8
@@ -48,6 +48,9 @@ def _torch():
 def resolve_op(name: Any):
     """The torch operator an allow-listed ``aten.<name>[.<overload>]`` denotes (ShapeError for anything else)."""
     parts = name.split(".") if isinstance(name, str) and len(name) <= 120 else []
+    if len(parts) in (2, 3) and parts[0] == "aten" and f"aten.{parts[1]}" in PROGRAM_INPLACE_OPS:
+        raise ShapeError(f"{name} writes into its arguments (in place), which would change a tensor other nodes "
+                         f"also read; received: op={name!r}. Fix: use aten.{parts[1][:-1]}, which returns a new one")
     if len(parts) not in (2, 3) or parts[0] != "aten" or f"aten.{parts[1]}" not in ALLOWED_OPS \
             or (len(parts) == 3 and (not parts[2].isidentifier() or parts[2].startswith("_"))):
         raise ShapeError(f"`op` must be an allow-listed ATen operator (aten.<name>[.<overload>]); received: "
