@@ -5,6 +5,9 @@
 2. validate + infer_shapes + compile_graph time for 10-, 100- and 1000-node graphs. Targets: < 50 ms at
    100 nodes, < 500 ms at 1000, growing linearly.
 
+Every timing is printed as its median with the spread of the repeats (p10-p90) and the conditions it ran under
+(threads, load before and after).
+
 Run: python bench/bench_core.py [--repeats N]
 """
 
@@ -12,14 +15,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
+import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from builder import compile_graph, infer_shapes, load_template, validate
 from builder.graph.shapes import _count_params
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import conditions, spread  # noqa: E402
 
 
 class HandMLP(nn.Module):
@@ -66,7 +74,7 @@ def _time(fn, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def bench_step(repeats: int) -> list[tuple[str, float, float, float]]:
+def bench_step(repeats: int) -> list[tuple[str, list[float], list[float], list[float]]]:
     rows = []
     for name, hand_cls, x, y in (("MLP", HandMLP, torch.randn(64, 2), torch.randint(0, 2, (64,))),
                                  ("CNN", HandCNN, torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,)))):
@@ -83,9 +91,8 @@ def bench_step(repeats: int) -> list[tuple[str, float, float, float]]:
             order = ("compiled", "hand") if r % 2 == 0 else ("hand", "compiled")
             for k in order:
                 times[k].append(_time(steps[k], inner))
-        c, h = statistics.median(times["compiled"]), statistics.median(times["hand"])
         ratios = [a / b for a, b in zip(times["compiled"], times["hand"])]
-        rows.append((name, c * 1e6, h * 1e6, statistics.median(ratios)))
+        rows.append((name, times["compiled"], times["hand"], ratios))
     return rows
 
 
@@ -112,7 +119,7 @@ def chain_graph(n: int) -> dict:
     return {"nodes": nodes, "edges": edges}
 
 
-def bench_pipeline(repeats: int) -> list[tuple[int, float, float, float, float]]:
+def bench_pipeline(repeats: int) -> list[tuple[int, list[float], list[float], list[float], list[float]]]:
     rows = []
     for n in (10, 100, 1000):
         g = chain_graph(n)
@@ -130,8 +137,7 @@ def bench_pipeline(repeats: int) -> list[tuple[int, float, float, float, float]]
             tv.append(t1 - t0)
             ti.append(t2 - t1)
             tc.append(t3 - t2)
-        v, i, c = (statistics.median(x) * 1e3 for x in (tv, ti, tc))
-        rows.append((n, v, i, c, v + i + c))
+        rows.append((n, tv, ti, tc, [a + b + c for a, b, c in zip(tv, ti, tc)]))
     return rows
 
 
@@ -158,19 +164,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats}\n")
-    print("1. training step, compiled template ÷ hand-written module (batch 64, Adam, CPU)")
-    print(f"{'model':<6} {'compiled µs':>12} {'hand µs':>10} {'ratio':>7}")
+    conditions(f"Core library: bench/bench_core.py --repeats {args.repeats}")
+    print("\n1. training step, compiled template ÷ hand-written module (batch 64, Adam, CPU); µs per step")
+    print("| model | compiled µs | hand-written µs | ratio (per pair) |\n|---|---|---|---|")
     for name, c, h, r in bench_step(args.repeats):
-        print(f"{name:<6} {c:>12.1f} {h:>10.1f} {r:>7.3f}")
-    print("\n2. validate + infer_shapes + compile_graph (ms, medians)")
-    print(f"{'nodes':>6} {'validate':>9} {'infer':>8} {'compile':>8} {'total':>8} {'ms/node':>8}")
-    for n, v, i, c, tot in bench_pipeline(max(3, args.repeats // 3)):
-        print(f"{n:>6} {v:>9.1f} {i:>8.1f} {c:>8.1f} {tot:>8.1f} {tot / n:>8.3f}")
+        print(f"| {name} | {spread(c, 1e6, digits=1)} | {spread(h, 1e6, digits=1)} | {spread(r, digits=3)} |")
+    print("\n2. validate + infer_shapes + compile_graph (ms)")
+    print("| nodes | validate | infer | compile | total | ms / node (median) |\n|---|---|---|---|---|---|")
+    for n, v, i, c, tot in bench_pipeline(max(5, args.repeats // 3)):
+        med = sorted(tot)[len(tot) // 2]
+        print(f"| {n} | {spread(v, 1e3, digits=1)} | {spread(i, 1e3, digits=1)} | {spread(c, 1e3, digits=1)} "
+              f"| {spread(tot, 1e3, digits=1)} | {med * 1e3 / n:.3f} |")
     a, b = bench_huge()
     print(f"\n3. a 100,000-node graph is refused in {a * 1e3:.1f} ms (validate on a dict), "
           f"{b * 1e3:.0f} ms (load_project on JSON text incl. parsing)")
-
+    print(f"load average {os.getloadavg()[0]:.1f} after")
 
 if __name__ == "__main__":
     main()

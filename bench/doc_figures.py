@@ -36,9 +36,7 @@ are. Never asserts a time.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -53,27 +51,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results import conditions, spread  # noqa: E402
+
 PARTS = ("csv", "probe", "sandbox", "memory", "links", "mha")
 BLOCK = 20  # training steps timed together in the compile part (one step is a few ms: too short to time alone)
-
-
-def spread(v: list[float], scale: float = 1.0, unit: str = "", digits: int = 2) -> str:
-    """``median (p10-p90 a-b, n)`` of ``v`` times ``scale`` (min-max below 5 values), quantiles as numpy's."""
-    from builder.graph.latency import quantile
-
-    xs = [x * scale for x in v]
-    lo, hi, name = (quantile(xs, 0.1), quantile(xs, 0.9), "p10-p90") if len(xs) >= 5 else (min(xs), max(xs), "min-max")
-    return f"{quantile(xs, 0.5):.{digits}f}{unit} ({name} {lo:.{digits}f}-{hi:.{digits}f}, n={len(xs)})"
-
-
-def conditions(label: str) -> None:
-    """One line: what ran, when, on what, under which load."""
-    import torch
-
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"\n## {label}\n{now}; {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} torch thread(s) here; load average "
-          f"{os.getloadavg()[0]:.1f} before", flush=True)
 
 
 def _after() -> None:

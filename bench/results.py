@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -17,3 +20,22 @@ def write_section(section: str, text: str, path: Path = RESULTS) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text
     path.write_text(new, encoding="utf-8")
+
+
+def spread(v: list[float], scale: float = 1.0, unit: str = "", digits: int = 2) -> str:
+    """``median (p10-p90 a-b, n)`` of ``v`` times ``scale`` (min-max below 5 values), quantiles as numpy's."""
+    from builder.graph.latency import quantile
+
+    xs = [x * scale for x in v]
+    lo, hi, name = (quantile(xs, 0.1), quantile(xs, 0.9), "p10-p90") if len(xs) >= 5 else (min(xs), max(xs), "min-max")
+    return f"{quantile(xs, 0.5):.{digits}f}{unit} ({name} {lo:.{digits}f}-{hi:.{digits}f}, n={len(xs)})"
+
+
+def conditions(label: str) -> None:
+    """One line: what ran, when, on what, under which load."""
+    import torch
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"\n## {label}\n{now}; {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} torch thread(s) here; load average "
+          f"{os.getloadavg()[0]:.1f} before", flush=True)
