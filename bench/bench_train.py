@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results import write_section  # noqa: E402  (bench/results.py)
+from results import spread, write_section  # noqa: E402  (bench/results.py)
 
 from builder.data import load_dataset  # noqa: E402
 from builder.graph.templates import load_template  # noqa: E402
@@ -149,8 +149,9 @@ def bench_ratios(repeats: int, epochs: int) -> list[dict]:
             tr_step.append(s)
         med = statistics.median
         rows.append({"model": name, "tutorial_epoch_ms": med(tut) * 1e3, "trainer_epoch_ms": med(tr_epoch) * 1e3,
-                     "epoch_ratio": med(tr_epoch) / med(tut), "minimal_step_us": med(mini) * 1e6,
-                     "trainer_step_us": med(tr_step) * 1e6, "step_ratio": med(tr_step) / med(mini)})
+                     "epoch_ratio": spread([a / b for a, b in zip(tr_epoch, tut)], digits=2),  # per pair
+                     "minimal_step_us": med(mini) * 1e6, "trainer_step_us": med(tr_step) * 1e6,
+                     "step_ratio": spread([a / b for a, b in zip(tr_step, mini)], digits=3)})
     return rows
 
 
@@ -167,7 +168,7 @@ def bench_first_metric(repeats: int) -> dict:
         run_training(load_template("cnn"), "digits", {"epochs": 1}, on_event=on_event)
         firsts_step.append(marks["step"])
         firsts_epoch.append(marks["epoch"])
-    return {"first_step_s": statistics.median(firsts_step), "first_epoch_s": statistics.median(firsts_epoch)}
+    return {"first_step_s": spread(firsts_step, unit=" s"), "first_epoch_s": spread(firsts_epoch, unit=" s")}
 
 
 def bench_default_cnn(repeats: int) -> dict:
@@ -177,7 +178,7 @@ def bench_default_cnn(repeats: int) -> dict:
         r = run_training(load_template("cnn"), "digits")
         walls.append(CLOCK() - t0)
         accs.append(r.test["accuracy"])
-    return {"accuracy": statistics.median(accs), "wall_s": statistics.median(walls), "epochs": r.epochs_completed,
+    return {"accuracy": statistics.median(accs), "wall_s": spread(walls, unit=" s", digits=1), "epochs": r.epochs_completed,
             "accuracies": accs}
 
 
@@ -186,7 +187,7 @@ def render(tables, first, default, repeats, epochs) -> str:
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other "
              f"work (load average {LOAD[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end), "
              f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, CPU. Medians of {repeats} "
-             f"interleaved repeats; {epochs} epochs per timing; digits (1259 training images), batch 64, Adam. "
+             f"interleaved repeats (the ratios: median and p10-p90 of the per-repeat ratios, n={repeats}); {epochs} epochs per timing; digits (1259 training images), batch 64, Adam. "
              f"Command: `python bench/bench_train.py --repeats {repeats} --epochs {epochs} --threads "
              f"{torch.get_num_threads()} --write`. `cpu` = process CPU time (steadier on a shared machine), "
              "`wall` = elapsed time.", "",
@@ -195,14 +196,14 @@ def render(tables, first, default, repeats, epochs) -> str:
     for clock, rows in tables:
         for r in rows:
             lines.append(f"| {clock} | digits {r['model']} | {r['tutorial_epoch_ms']:.1f} | "
-                         f"{r['trainer_epoch_ms']:.1f} | **{r['epoch_ratio']:.2f}** | {r['minimal_step_us']:.0f} | "
-                         f"{r['trainer_step_us']:.0f} | **{r['step_ratio']:.3f}** |")
+                         f"{r['trainer_epoch_ms']:.1f} | **{r['epoch_ratio']}** | {r['minimal_step_us']:.0f} | "
+                         f"{r['trainer_step_us']:.0f} | **{r['step_ratio']}** |")
     lines += ["", f"Start to first reported metric (`run_training` on digits with the CNN template, including "
-              f"dataset split, compile and setup, in a warm process): first step loss after **{first['first_step_s']:.2f} s**, first "
-              f"epoch metrics after **{first['first_epoch_s']:.2f} s**.", "",
+              f"dataset split, compile and setup, in a warm process): first step loss after **{first['first_step_s']}**, first "
+              f"epoch metrics after **{first['first_epoch_s']}**.", "",
               f"Default digits CNN template ({default['epochs']} epochs, its own settings): test accuracy "
               f"**{default['accuracy']:.3f}** (runs: {', '.join(f'{a:.3f}' for a in default['accuracies'])}), "
-              f"wall time **{default['wall_s']:.1f} s**.", "",
+              f"wall time **{default['wall_s']}**.", "",
               "The trainer's epoch includes its validation pass and its train-metric pass (512 samples); the "
               "tutorial loop's includes its validation pass and uses torch's default Adam and memory layout, the "
               "trainer fused Adam and (CNN) channels_last. The minimal loop uses fused Adam and channels_last too, so the step ratio is the trainer's own overhead "
@@ -210,9 +211,8 @@ def render(tables, first, default, repeats, epochs) -> str:
               "Reading: the MLP epoch is about twice as fast as the tutorial loop, which spends much of its "
               "time in per-sample DataLoader work; the CNN epoch is compute-bound (convolution, pooling and their "
               "backward are most of a step), so removing the DataLoader, fused Adam and channels_last bring it to about "
-              "0.65-0.7, short of the 0.5 target. The step overhead is within noise of the minimal loop; on "
-              "this shared machine repeated runs of the whole script moved the step ratios between about 0.92 "
-              "and 1.11.", ""]
+              "0.65-0.7, short of the 0.5 target. The step ratio is the trainer's own cost per step over the "
+              "leanest loop: where its p10 is above 1.0 the overhead is real, not noise.", ""]
     return "\n".join(lines)
 
 
