@@ -11,7 +11,7 @@ import numpy as np
 
 from builder.interchange.errors import ModelImportError
 from builder.interchange.onnx_read import node_attributes, to_array
-from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Const, ConstSeq, Sym, SymArr, T
+from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Const, ConstSeq, Sym, SymArr, T, shape_items
 
 
 class _NoFold(Exception):
@@ -233,11 +233,10 @@ def batch_shape(imp, name: str, depth: int = 8) -> list | None:
     n = imp.producer.get(name)
     if n is not None and n.op_type == "Reshape" and len(n.input) > 1:
         to = imp.value(n.input[1])
-        items = to.items if isinstance(to, SymArr) else to.value.reshape(-1).tolist() if isinstance(to, Const) \
-            else None
+        items = shape_items(to) if isinstance(to, Const | SymArr) else None
         zero_kept = node_attributes(n).get("allowzero", 0)  # else 0 copies the input's size
-        if items is not None and all(isinstance(x, Sym) or int(x) > 0 or int(x) == 0 and zero_kept for x in items):
-            return [x if isinstance(x, Sym) else int(x) for x in items]
+        if items is not None and all(isinstance(x, Sym) or x > 0 or x == 0 and zero_kept for x in items):
+            return items
     s = imp.shape(name)
     if s is None:
         return None

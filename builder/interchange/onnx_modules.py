@@ -36,7 +36,7 @@ from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import node_scopes as _meta
 from builder.interchange.onnx_read import to_array
 from builder.interchange.onnx_structure import CALL, module_calls, stray_reads, stray_refusal, unscoped_calls
-from builder.interchange.onnx_values import Const, RnnHalf, RnnState, Sym, SymArr, T
+from builder.interchange.onnx_values import Const, RnnHalf, RnnState, Sym, SymArr, T, shape_items
 
 COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer"}
 #: the modules whose layer takes the data's padding masks, and its mask ports (from the layer's spec)
@@ -74,12 +74,6 @@ def _affine(imp, nodes) -> dict:
     if len(muls) == 1 and len(adds) == 1 and muls[0].value.size == adds[0].value.size:
         return {"weight": muls[0].value.reshape(-1), "bias": adds[0].value.reshape(-1)}
     return {"unrecognised": np.zeros(0)}
-
-
-def _ints_of(v: Const | SymArr) -> list:
-    """The items of a constant or symbolic shape (the batch stays a :class:`Sym`)."""
-    return [int(x) for x in v.value.reshape(-1)] if isinstance(v, Const) else \
-        [x if isinstance(x, Sym) else int(x) for x in v.items]
 
 
 def other_mask(imp, nodes) -> bool:
@@ -445,9 +439,9 @@ class ModuleGroups:
         sizes = ins[3] if len(ins) > 3 else None
         if isinstance(scales, Const) and scales.value.size == r and len(set(scales.value[2:].tolist())) == 1:
             out["scale_factor"] = float(scales.value[2])
-        elif isinstance(sizes, Const | SymArr) and len(_ints_of(sizes)) == r and \
-                all(isinstance(v, int) for v in _ints_of(sizes)[2:]):
-            size = _ints_of(sizes)[2:]
+        elif isinstance(sizes, Const | SymArr) and len(shape_items(sizes)) == r and \
+                all(isinstance(v, int) for v in shape_items(sizes)[2:]):
+            size = shape_items(sizes)[2:]
             out["size"] = size[0] if len(set(size)) == 1 else size
         else:
             return None

@@ -31,6 +31,16 @@ class SymArr:
     items: list                  # ints and Sym
 
 
+def shape_items(v: Const | SymArr) -> list:
+    """The items of a constant or symbolic shape (the batch stays a :class:`Sym`).
+
+    >>> shape_items(SymArr([Sym(1), np.int64(5)])), shape_items(Const(np.array([2, 3])))
+    ([Sym(coef=1), 5], [2, 3])
+    """
+    return [int(x) for x in v.value.reshape(-1)] if isinstance(v, Const) else \
+        [x if isinstance(x, Sym) else int(x) for x in v.items]
+
+
 @dataclass(frozen=True)
 class T:
     """A tensor produced by a LayerLab node (port ``port``)."""
@@ -88,4 +98,4 @@ class Built:
     mapped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-__all__ = ["MAX_FOLD_ELEMENTS", "INTEGER_TYPES", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "ConstSeq", "Pieces", "Built"]
+__all__ = ["MAX_FOLD_ELEMENTS", "INTEGER_TYPES", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "ConstSeq", "Pieces", "Built", "shape_items"]
