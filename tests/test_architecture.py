@@ -32,6 +32,7 @@ else:  # pytest's own dependency on 3.10
 
 import pytest
 
+from tools.archmap import is_type_checking, module_name, resolve_from, typing_only
 from tools.mark_lazy import LAZY_MARK, fix, unmarked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,16 +90,7 @@ def _tree(path: Path) -> ast.Module:
 
 
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+    return module_name(path, ROOT)
 
 
 def _toplevel_imports(tree: ast.Module, module: str, is_package: bool) -> list[tuple[int, str]]:
@@ -111,16 +103,11 @@ def _toplevel_imports(tree: ast.Module, module: str, is_package: bool) -> list[t
             if isinstance(node, ast.Import):
                 out.extend((node.lineno, a.name) for a in node.names)
             elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = module.split(".") if is_package else module.split(".")[:-1]
-                    base = base[: len(base) - (node.level - 1)]
-                    prefix = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    prefix = node.module or ""
+                prefix = resolve_from(module, is_package, node)
                 out.append((node.lineno, prefix))
                 out.extend((node.lineno, f"{prefix}.{a.name}") for a in node.names)
             elif isinstance(node, ast.If):
-                if not _is_type_checking(node):
+                if not is_type_checking(node):
                     visit(node.body)
                 visit(node.orelse)
             elif isinstance(node, ast.Try):
@@ -435,17 +422,16 @@ def _all_imports() -> list[_Import]:
 
 def _imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[_Import]:
     tree, lines = _tree(path), path.read_text(encoding="utf-8").splitlines()
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block)
-                   for stmt in block.body for n in ast.walk(stmt)}
+    skip = typing_only(tree)
     out: list[_Import] = []
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.Import, ast.ImportFrom)) and id(child) not in typing_only:
+            if isinstance(child, (ast.Import, ast.ImportFrom)) and id(child) not in skip:
                 if isinstance(child, ast.Import):
                     names = [a.name for a in child.names]
                 else:
-                    base = _resolve_from(module, path.name == "__init__.py", child)
+                    base = resolve_from(module, path.name == "__init__.py", child)
                     names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in child.names]
                 for name in dict.fromkeys(n for n in names if n.split(".")[0] == "builder"):
                     text = "\n".join(lines[child.lineno - 1:child.end_lineno])  # the whole statement
@@ -454,14 +440,6 @@ def _imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[_Impo
 
     visit(tree, False)
     return out
-
-
-def _resolve_from(module: str, is_package: bool, node: ast.ImportFrom) -> str:
-    if not node.level:
-        return node.module or ""
-    base = module.split(".") if is_package else module.split(".")[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
 
 
 def _rank(module: str, layers: list[list[str]]) -> tuple[int, str] | None:

@@ -30,7 +30,9 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def _resolve(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+def resolve_from(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` in module ``mod`` (a package's ``__init__`` when ``is_pkg``)
+    names: its relative dots resolved."""
     if not node.level:
         return node.module or ""
     base = mod.split(".") if is_pkg else mod.split(".")[:-1]
@@ -38,13 +40,18 @@ def _resolve(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _is_type_checking(node: ast.AST) -> bool:
+def is_type_checking(node: ast.AST) -> bool:
     """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for annotations, not run."""
     if not isinstance(node, ast.If):
         return False
     t = node.test
     return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
         isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
+def typing_only(tree: ast.AST) -> set[int]:
+    """Ids of the nodes under ``if TYPE_CHECKING:`` blocks (annotations, never run)."""
+    return {id(n) for block in ast.walk(tree) if is_type_checking(block) for stmt in block.body for n in ast.walk(stmt)}
 
 
 def import_graph(root: Path, package: str = "builder", top_level_only: bool = True) -> nx.DiGraph:
@@ -55,17 +62,16 @@ def import_graph(root: Path, package: str = "builder", top_level_only: bool = Tr
     g.add_nodes_from(files)
     for mod, path in files.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block)
-                       for stmt in block.body for n in ast.walk(stmt)}  # annotations only, never run
+        skip = typing_only(tree)  # annotations only, never run
         body = tree.body if top_level_only else list(ast.walk(tree))
         for node in body:
-            if id(node) in typing_only:
+            if id(node) in skip:
                 continue
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                base = _resolve(mod, path.name == "__init__.py", node)
+                base = resolve_from(mod, path.name == "__init__.py", node)
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
             for t in targets:
                 while t and t not in files:

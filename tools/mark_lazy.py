@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script (python tools/mark_lazy.py): the repository root as the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.archmap import module_name, resolve_from, typing_only  # noqa: E402
+
 LAZY_MARK = "# lazy:"
 FOLDERS = ("builder", "app_pages")
 OURS = frozenset(FOLDERS)
@@ -55,32 +59,10 @@ class Found:
         return f"{self.path}:{self.line}: {self.text.splitlines()[0].strip()}  ({self.kind}: {todo})"
 
 
-def module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
-    if not node.level:
-        return node.module or ""
-    base = module.split(".") if is_package else module.split(".")[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-def _typing_only(tree: ast.Module) -> set[int]:
-    """Ids of the nodes under ``if TYPE_CHECKING:`` (annotations, never run)."""
-    def checking(t: ast.expr) -> bool:
-        return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-            isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
-    return {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and checking(block.test)
-            for stmt in block.body for n in ast.walk(stmt)}
-
-
 def _targets(module: str, is_package: bool, node: ast.Import | ast.ImportFrom, files: dict[str, Path]) -> list[str]:
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
-    base = _resolve(module, is_package, node)
+    base = resolve_from(module, is_package, node)
     return [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
 
 
@@ -97,7 +79,7 @@ def _module_level_imports(root: Path, module: str) -> tuple[str, ...]:
     if path is None:
         return ()
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip = _typing_only(tree)
+    skip = typing_only(tree)
     out: list[str] = []
     for node in ast.walk(tree):  # module level: not inside a function (a class body runs at import)
         if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skip and _at_module_level(tree, node):
@@ -182,7 +164,7 @@ def unmarked(root: Path) -> list[Found]:
     for module, path in files.items():
         text = path.read_text(encoding="utf-8")
         tree, lines = ast.parse(text), text.splitlines()
-        skip = _typing_only(tree)
+        skip = typing_only(tree)
 
         def visit(node: ast.AST, in_function: bool, body_of_function: bool, module: str = module,
                   path: Path = path, lines: list[str] = lines, skip: set[int] = skip) -> None:
