@@ -109,6 +109,13 @@ def fill_field(page, label: str, value) -> None:
     expect(box).to_have_value(str(value))
 
 
+def start_training(page, epochs: int) -> None:
+    """On the Train page: set the epochs, as a user does, and press Start training."""
+    goto_page(page, "Train")
+    fill_field(page, "Epochs", epochs)
+    page.locator("button", has_text="Start training").first.click()
+
+
 def new_project(page) -> None:
     """Sidebar › New; confirms the replacement when the canvas holds a project."""
     page.locator("[data-testid=stSidebar] button", has_text="New").first.click()

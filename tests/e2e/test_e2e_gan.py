@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from e2e_helpers import fill_field, goto_page, open_app, pick_template, shot, wait_idle
+from e2e_helpers import open_app, pick_template, shot, start_training, wait_idle
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -47,9 +47,7 @@ def test_gan_template_trains_and_the_sample_grid_changes(page):
     page.wait_for_selector("[data-testid=node-g_fc1]", timeout=30_000)  # the generator is on the canvas
     page.wait_for_selector("[data-testid=node-d_loss_fake]", timeout=30_000)  # and its objective
     wait_idle(page)
-    goto_page(page, "Train")
-    fill_field(page, "Epochs", 300)  # the test stops the run once it has seen the grid change
-    page.locator("button", has_text="Start training").first.click()
+    start_training(page, 300)  # the test stops the run once it has seen the grid change
     first = wait_for_grid(page, None, timeout=60)
     shot(page, "gan-grid-first")
     later = wait_for_grid(page, first, timeout=30)

@@ -5,7 +5,7 @@ built-in series with the RNN forecaster and see the forecast-vs-actual plot."""
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import fill_field, goto_page, open_app, pick_template, shot, wait_for_value, wait_idle
+from e2e_helpers import goto_page, open_app, pick_template, shot, start_training, wait_for_value, wait_idle
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -42,9 +42,7 @@ def test_upload_sentences_train_the_sentiment_lstm_and_see_attributions_on_words
         page.wait_for_selector("text=fit this dataset", timeout=30_000)
     shot(page, "text-data")
 
-    goto_page(page, "Train")
-    fill_field(page, "Epochs", 3)
-    page.locator("button", has_text="Start training").first.click()
+    start_training(page, 3)
     page.wait_for_selector("text=Test results", timeout=180_000)
     wait_idle(page)
 
@@ -79,9 +77,7 @@ FORECAST_JS = """() => Array.from(document.querySelectorAll('[data-testid=stPlot
 def test_the_gpt_template_trains_on_the_corpus_and_writes_a_sample_per_epoch(page):
     open_app(page)
     pick_template(page, "GPT-style language model")
-    goto_page(page, "Train")
-    fill_field(page, "Epochs", 2)
-    page.locator("button", has_text="Start training").first.click()
+    start_training(page, 2)
     wait_for_value(page, SAMPLE_EPOCHS_JS, 1, "the sample written after epoch 1", timeout=240)
     shot(page, "lm-sample-epoch1")
     wait_for_value(page, SAMPLE_EPOCHS_JS, 2, "the samples of both epochs", timeout=240)
@@ -95,9 +91,7 @@ def test_the_gpt_template_trains_on_the_corpus_and_writes_a_sample_per_epoch(pag
 def test_the_rnn_forecaster_forecasts_sunspots_and_shows_forecast_vs_actual(page):
     open_app(page)
     pick_template(page, "RNN forecaster")
-    goto_page(page, "Train")
-    fill_field(page, "Epochs", 2)
-    page.locator("button", has_text="Start training").first.click()
+    start_training(page, 2)
     page.wait_for_selector("text=Test results", timeout=240_000)
     wait_idle(page)
     goto_page(page, "Runs")

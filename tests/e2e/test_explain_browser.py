@@ -7,7 +7,7 @@ started here with the flags the project's CI uses. Under ``CI=true`` a missing C
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import ARTIFACTS, goto_page, open_app, shot, wait_for_value, wait_idle
+from e2e_helpers import ARTIFACTS, goto_page, open_app, shot, start_training, wait_for_value, wait_idle
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -20,11 +20,7 @@ HEATMAPS_JS = """() => Array.from(document.querySelectorAll('[data-testid=stPlot
 
 def _train_cnn(page, epochs: int = 3) -> None:
     """The default project is the digits CNN template: train it for a few epochs on the Train page."""
-    goto_page(page, "Train")
-    box = page.get_by_label("Epochs", exact=True)
-    box.fill(str(epochs))
-    box.press("Tab")
-    page.locator("button", has_text="Start training").first.click()
+    start_training(page, epochs)
     page.wait_for_selector("text=Test results", timeout=120_000)
     wait_idle(page)
 
