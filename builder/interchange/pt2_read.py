@@ -60,6 +60,8 @@ MAX_INT = (1 << 63) - 1          # int64: its bounds are sentinels torch writes 
 
 from builder.graph.op_allow import ALLOWED_OPS, PROGRAM_INPLACE_OPS  # noqa: E402  (the graph layer owns the list)
 
+_PROGRAM_OPS = ALLOWED_OPS | PROGRAM_INPLACE_OPS  # what a program may call: the in-place twins too
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 _FQN = re.compile(r"[A-Za-z0-9_]{1,255}(\.[A-Za-z0-9_]{1,255}){0,63}\Z")
 _MEMBER = re.compile(r"[^/\\:\x00-\x1f\x7f]{1,255}(/[^/\\:\x00-\x1f\x7f]{1,255}){0,15}/?\Z")
@@ -203,7 +205,7 @@ def resolve_target(target: Any):
     parts = target.split(".")
     if parts[:2] == ["torch", "ops"] and len(parts) == 5 and parts[2] in ("aten", "prims"):
         ns, name, overload = parts[2:]
-        if f"{ns}.{name}" not in ALLOWED_OPS | PROGRAM_INPLACE_OPS or not _IDENT.match(overload) or overload.startswith("_"):
+        if f"{ns}.{name}" not in _PROGRAM_OPS or not _IDENT.match(overload) or overload.startswith("_"):
             raise refuse
         packet = getattr(getattr(torch.ops, ns), name, None)  # allow-listed names only
         if packet is None or overload not in packet.overloads():
