@@ -19,7 +19,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from builder.data import fit_dataset, predict
@@ -36,6 +35,7 @@ from builder.interpret.robustness import flip_view, model_robustness
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
 from builder.interpret.tryit import try_input
 from builder.runs.pipeline import open_run  # noqa: F401  (its home is beside load_run; importable here too)
+from builder.training.metrics import model_device
 
 MAX_CANDIDATES = 50  # samples offered by a picker
 SANITY_STEPS = 16  # n_steps of path methods in the randomisation check (one explanation per layer)
@@ -91,11 +91,6 @@ class SanityReport:
     errors: list[str]
 
 
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 class ExplainSession:
     """A model, the dataset it was trained on (shaped for its Input) and one split, with the split's predictions.
 
@@ -115,7 +110,7 @@ class ExplainSession:
         modality = model_modality(model) or infer_modality(self.ds.test.X)
         self.modality = "tabular" if modality == "points2d" else modality
         data = getattr(self.ds, split)
-        self.device = _device(model)
+        self.device = model_device(model)
         self.X: Tensor = data.X.to(self.device)  # (N, ...)
         self.y: Tensor | None = data.y if data.y is not None and data.y is not data.X else None
         self.prediction = predict(model, self.X, self.info.task)

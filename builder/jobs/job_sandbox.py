@@ -140,7 +140,8 @@ def failure_message(exc: BaseException, lim: WorkerLimits) -> str | None:
         if isinstance(e, OSError) and e.errno == errno.EFBIG or "File too large" in text or "os error 27" in text:
             return sandbox.limit_message("file", lim, what=WHAT, outcome=OUTCOME, fix=f"{FIX}, or free space")
         if lim.memory_mb > 0 and "CUDA" not in text and (isinstance(e, MemoryError) or "can't allocate memory" in text
-                                                         or "Cannot allocate memory" in text):
+                                                         or "Cannot allocate memory" in text
+                                                         or "can't start new thread" in text):  # a stack is memory
             return sandbox.limit_message("memory", lim, what=WHAT, outcome=OUTCOME, fix=FIX)
         e = e.__cause__ or e.__context__
     return None

@@ -461,8 +461,8 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
 
     scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
-    if gpu is not None:  # the GPU the packing chose (builder.training.gpus), as the job's device
-        spec.config = {**(spec.config or {}), "device": f"cuda:{gpu}"}
+    if gpu is not None:  # the GPU the packing chose (builder.training.gpus) is this process's current device:
+        torch.cuda.set_device(gpu)  # `auto`/`cuda` resolve to it, and the run keeps the settings it was given
     print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
           + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else ""), flush=True)
     callbacks: list = []

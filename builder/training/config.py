@@ -183,13 +183,20 @@ class TrainConfig(BaseModel):
 
 # ----------------------------------------------------------------------------------- device, precision
 def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist. Raises TrainingError."""
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist. Raises TrainingError.
+
+    A CUDA device comes back with its index (``cuda`` → ``cuda:0``, the current device), so it equals the
+    device of the tensors placed on it (``torch.device("cuda") != torch.device("cuda:0")``).
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     import torch  # lazy: heavy (torch)
 
     spec = (spec or "auto").lower()
     if spec == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")
@@ -202,6 +209,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise TrainingError(f"device {spec!r} requested but CUDA is not available; use device 'auto' or 'cpu'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise TrainingError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise TrainingError("device 'mps' requested but not available; use device 'auto' or 'cpu'")
     if dev.type not in ("cpu", "cuda", "mps"):

@@ -44,7 +44,8 @@ def env_world_size() -> int:
 def init_distributed(device: str = "auto") -> DistContext | None:
     """Join the process group torchrun prepared; returns None when not running distributed.
 
-    ``device`` ``auto`` uses ``cuda:LOCAL_RANK`` with nccl when GPUs exist, else the CPU with gloo.
+    ``device`` ``auto`` uses ``cuda:LOCAL_RANK`` with nccl when this host has a GPU for each of its processes,
+    else the CPU with gloo; ``cuda`` with fewer GPUs than processes is refused (NCCL's "invalid usage").
 
     Raises:
         TrainingError: the environment is incomplete or the process group cannot be formed.
@@ -59,17 +60,23 @@ def init_distributed(device: str = "auto") -> DistContext | None:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     except (KeyError, ValueError):
         raise TrainingError("WORLD_SIZE is set but RANK is missing; launch with torchrun") from None
-    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    # NCCL needs a GPU of its own per process: `auto` with fewer GPUs than processes on this host trains on CPUs
+    use_cuda = device.startswith("cuda") or (device == "auto" and 0 < local_world <= gpus)
     if use_cuda:
-        if not torch.cuda.is_available():
+        if not gpus:
             raise TrainingError(f"device {device!r} requested but CUDA is not available")
+        if local_world > gpus:
+            raise TrainingError(f"{local_world} processes on this host share {gpus} GPU(s); received: device "
+                                f"{device!r}. Fix: start at most {gpus} process(es) per host (--nproc_per_node), "
+                                "or use device cpu")
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(dev)
         backend = "nccl"
     else:
         dev = torch.device("cpu")
         backend = "gloo"
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(local_world, 1)))
     if not dist.is_initialized():
         try:

@@ -410,7 +410,10 @@ class ObjectiveTrainer(RunControl):
         """Mean of every term, the weighted total (``loss``) and the accuracy of the prediction (when labels are
         fed) on a split; noise drawn from fixed seeds, so the numbers are comparable across epochs. A
         ``Reparameterize`` node samples z = μ + σ·ε here too (ε seeded per split and chunk): a VAE's loss is the
-        sampled negative ELBO, not the loss at z = μ."""
+        sampled negative ELBO, not the loss at z = μ. A split elsewhere (the caller's, on the CPU) is copied to the
+        trainer's device first."""
+        if split.X.device != self.device:
+            split = split.to(self.device)
         n = len(split)
         if n == 0:
             return {"loss": float("nan")}

@@ -109,4 +109,6 @@ def test_batches_do_not_change_the_result():
     model = torch.nn.Linear(4, 3)
     X = torch.randn(50, 4)
     a, b = predict(model, X, batch_size=7), predict(model, X, batch_size=None)
-    assert torch.allclose(a.outputs, b.outputs) and torch.equal(a.labels, b.labels)
+    # equal up to float rounding: another batch size may take another kernel (it did on a 16-core host)
+    torch.testing.assert_close(a.outputs, b.outputs)
+    assert torch.equal(a.labels, b.labels)

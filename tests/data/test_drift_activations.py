@@ -17,7 +17,7 @@ from tests.fuzz_budget import budget
 
 @pytest.fixture(scope="module")
 def cnn():
-    proj, ds, cfg = prepare(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0})
+    proj, ds, cfg = prepare(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0, "device": "cpu"})
     torch.manual_seed(0)
     model = build_model(proj.graph, 0)
     Trainer(model, ds, cfg, []).fit()

@@ -174,7 +174,7 @@ def test_jobs_cold_and_forked_are_locked_down_and_a_crash_is_a_failed_run(store,
 
 def test_a_job_over_its_memory_limit_fails_naming_the_limit(store, monkeypatch):
     monkeypatch.setenv("LAYERLAB_JOB_MEMORY_MB", "1200")
-    rid = submit(store, _spec(width=12_000))  # 144 M parameters: 576 MB of weights, 2.3 GB with Adam
+    rid = submit(store, _spec(width=12_000, device="cpu"))  # 144 M parameters: 576 MB of weights, 2.3 GB with Adam
     _failed_with(store, rid, "the training job stopped: it ran out of memory (limit 1200 MiB; raise "
                  "LAYERLAB_JOB_MEMORY_MB)")
     until(lambda: not store.folder(rid).tmp.exists(), "its private folder to be removed", TIMEOUT)

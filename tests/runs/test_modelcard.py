@@ -16,7 +16,7 @@ from builder.runs.store import RunStore
 def test_card_of_a_finished_run(tmp_path):
     torch.set_num_threads(1)
     store = RunStore(tmp_path, actor=SYSTEM)
-    r = run_training(load_template("mlp"), "moons", {"epochs": 2}, store)
+    r = run_training(load_template("mlp"), "moons", {"epochs": 2, "device": "cpu"}, store)  # `auto` on a GPU host
     text = (store.run_dir(r.run_id) / "model_card.md").read_text()
     for section in ("# Model card", "## Architecture", "## Dataset", "## Hyper-parameters", "## Training curve",
                     "## Test metrics", "## Environment"):

@@ -50,7 +50,8 @@ class Boom(torch.nn.Module):
         return self.net(x)
 
 
-CFG = {"epochs": 3, "batch_size": 40, "log_every": 2, "early_stopping": None, "health_every": 0}
+CFG = {"epochs": 3, "batch_size": 40, "log_every": 2, "early_stopping": None, "health_every": 0,
+       "device": "cpu"}  # CPU threads and speed: `auto` would be the GPU on a GPU host
 
 
 def test_default_checkpoints_on_a_time_interval_not_every_epoch(tmp_path, moons):

@@ -35,6 +35,7 @@ class StrictSync(Trainer):
 
     _flush = _allowed("_flush")
     _end_epoch = _allowed("_end_epoch")
+    _save = _allowed("_save")  # a checkpoint (at the run's end, or every checkpoint_interval_s) copies to the host
     _handle_flag = _allowed("_handle_flag")
 
 
@@ -50,3 +51,13 @@ def test_no_host_sync_per_step_on_cuda(tmp_path, health_every):
     assert result.status == "finished" and t.global_step > 20
     assert t.precision == ("bfloat16 autocast" if torch.cuda.is_bf16_supported() else "float16 autocast + GradScaler")
     assert next(t.model.parameters()).device.type == "cuda"
+
+
+@pytest.mark.parametrize("spec", ["auto", "cuda", "CUDA"])
+def test_a_cuda_device_equals_the_device_of_its_tensors(spec):
+    """``cuda`` is resolved to ``cuda:N``: ``torch.device("cuda")`` never equals a tensor's ``cuda:0``, so a check
+    of data against the trainer's device failed on every GPU host."""
+    from builder.training.config import resolve_device
+
+    dev = resolve_device(spec)
+    assert dev == torch.zeros(1, device=dev).device and dev.index == torch.cuda.current_device()

@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from builder.data.access import SYSTEM
+from builder.errors import TrainingError
 from builder.runs.store import RunStore
 from builder.training.distributed import env_world_size, init_distributed
 from builder.training.weights import read_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["train", "mlp", "--dataset", "moons", "--epochs", "3", "--optimizer", "sgd", "--lr", "0.05",
-        "--batch-size", "64", "--quiet"]
+        "--batch-size", "64", "--device", "cpu", "--quiet"]
 
 
 def test_not_distributed_without_torchrun(monkeypatch):
@@ -51,3 +52,15 @@ def test_two_cpu_processes_match_one(tmp_path):
     assert [e["val_loss"] for e in ca] == pytest.approx([e["val_loss"] for e in cb], rel=1e-4)
     assert [e["train_loss"] for e in ca] == pytest.approx([e["train_loss"] for e in cb], rel=1e-4)
     assert store.get(ddp_id)["test_metrics"]["accuracy"] == pytest.approx(store.get(one_id)["test_metrics"]["accuracy"])
+
+
+def test_more_processes_than_gpus_on_cuda_is_refused_by_name(monkeypatch):
+    """NCCL cannot put two processes on one GPU ("invalid usage", seen on a one-GPU host): refused before the
+    process group forms, naming the counts and the fix."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(TrainingError, match=r"2 processes on this host share 1 GPU\(s\).*at most 1 process"):
+        init_distributed("cuda")

@@ -142,7 +142,7 @@ def test_a_trained_text_encoder_ignores_extra_padding():
     from builder.runs.pipeline import build_model, prepare
     from builder.training.trainer import Trainer
 
-    project, ds, cfg = prepare(builder.load_template("text_encoder"), "text_sentiment", {"epochs": 1},
+    project, ds, cfg = prepare(builder.load_template("text_encoder"), "text_sentiment", {"epochs": 1, "device": "cpu"},
                                dataset_options={"n_samples": 300}, adapt=True)
     model = build_model(project.graph, cfg.seed)
     assert Trainer(model, ds, cfg).fit().status == "finished"

@@ -21,7 +21,7 @@ def test_a_compiled_run_trains_and_samples_health_without_forward_hooks(tmp_path
     before = model[0].weight.detach().clone()
     health = HealthMonitor(every=3)
     t = Trainer(model, ds, {"epochs": 2, "batch_size": 32, "early_stopping": None, "health_every": 0,
-                            "torch_compile": True, "lr": 0.01}, [health], run_dir=tmp_path)
+                            "torch_compile": True, "lr": 0.01, "device": "cpu"}, [health], run_dir=tmp_path)
     result = t.fit()
     assert result.status == "finished" and t.compiled and t._fwd is not t.model
     assert all(math.isfinite(e["train_loss"]) for e in result.history) and result.test["accuracy"] > 0.5

@@ -298,7 +298,7 @@ def test_freeze_is_a_callback_of_the_trainer(moons):
     model = mlp()
     model.layerlab_names = {"fc1": "0"}
     before = model[0].weight.detach().clone()
-    t = Trainer(model, moons, {"epochs": 2, "lr": 0.05, "freeze": ["fc1"]})
+    t = Trainer(model, moons, {"epochs": 2, "lr": 0.05, "freeze": ["fc1"], "device": "cpu"})
     t.fit()
     assert torch.equal(t.model[0].weight, before) and not torch.equal(t.model[3].weight, mlp()[3].weight)
     with pytest.raises(TrainingError, match="cannot freeze 'nope'"):
@@ -335,7 +335,9 @@ class Exploding(torch.nn.Module):
 
 def test_nan_loss_stops_within_a_step_and_keeps_last_good_checkpoint(tmp_path, moons):
     events = []
-    t = Trainer(Exploding(), moons, {"epochs": 3, "batch_size": 100, "lr": 0.5, "checkpoint_every": 1},
+    # the per-step check is the CPU's (on CUDA the loss is read at the log interval: no host sync per step)
+    t = Trainer(Exploding(), moons, {"epochs": 3, "batch_size": 100, "lr": 0.5, "checkpoint_every": 1,
+                                     "device": "cpu"},
                 run_dir=tmp_path, on_event=events.append)  # every epoch (the default is a time interval)
     with pytest.raises(TrainingError, match="NaN/Inf.*learning rate \\(0.5\\) is probably too high"):
         t.fit()
@@ -574,7 +576,7 @@ def test_amp_on_cpu_runs_bfloat16_or_is_refused(moons, monkeypatch):
     monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: False)
     with pytest.raises(TrainingError, match="mixed precision.*not available.*without --amp"):
         Trainer(mlp(), moons, cfg)
-    assert Trainer(mlp(), moons, {"epochs": 1}).precision == "float32"
+    assert Trainer(mlp(), moons, {"epochs": 1, "device": "cpu"}).precision == "float32"
 
 
 def test_run_record_and_model_card_state_what_ran(tmp_path, monkeypatch):
@@ -591,7 +593,8 @@ def test_run_record_and_model_card_state_what_ran(tmp_path, monkeypatch):
     run = store.get(r.run_id)
     assert run["environment"]["precision"] == "bfloat16 autocast"
     assert "precision bfloat16 autocast" in model_card(run, store.metrics(r.run_id))
-    r = run_training(load_template("mlp"), "moons", {"epochs": 1}, store, dataset_options={"n_samples": 100})
+    r = run_training(load_template("mlp"), "moons", {"epochs": 1, "device": "cpu"}, store,
+                     dataset_options={"n_samples": 100})
     run = store.get(r.run_id)
     card = model_card(run, store.metrics(r.run_id))
     assert "precision float32" in card and "mixed precision on" not in card
