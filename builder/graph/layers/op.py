@@ -222,7 +222,7 @@ def _bind(schema, args: list, kwargs: dict) -> tuple[dict | None, str, int]:
         if a.name == "pin_memory":
             t = "Optional[false]"  # pinned memory needs an accelerator: never written by LayerLab
         if a.name not in bound:
-            if not a.has_default_value() and not t.startswith("Optional["):
+            if not a.has_default_value():  # `Tensor? weight` without `=None` too: torch needs a value for it
                 return None, f"needs argument `{a.name}`; received: nothing", k
             continue
         if not _fits(t, bound[a.name], a.N):
