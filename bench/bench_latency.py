@@ -28,17 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     a = ap.parse_args(argv)
     threads = torch.get_num_threads()
-    print(f"device {a.device}, batch {a.batch_size}, median of {a.repeats}; torch threads 1 and {threads}")
-    print(f"{'template':<12} {'MACs/sample':>12} {'ms (1 thr)':>11} {'ms (all)':>9}  slowest nodes (1 thread)")
+    print(f"device {a.device}, batch {a.batch_size}, median (p10-p90) of {a.repeats}; torch threads 1 and {threads}")
+    print(f"{'template':<14} {'MACs/sample':>12} {'ms, 1 thread':>22} {'ms, ' + str(threads) + ' threads':>22}"
+          "  slowest nodes (1 thread)")
     for t in builder.list_templates():
         graph = builder.load_template(t["name"]).graph
         macs = total_macs(node_costs(graph))
-        torch.set_num_threads(1)
-        one = node_latency(graph, batch_size=a.batch_size, device=a.device, repeats=a.repeats)
-        torch.set_num_threads(threads)
-        allt = node_latency(graph, batch_size=a.batch_size, device=a.device, repeats=a.repeats)
+        one = node_latency(graph, batch_size=a.batch_size, device=a.device, repeats=a.repeats, threads=1)
+        allt = node_latency(graph, batch_size=a.batch_size, device=a.device, repeats=a.repeats, threads=threads)
         slow = ", ".join(f"{r['node']} {r['share']:.0%}" for r in one.rows()[:3])
-        print(f"{t['name']:<12} {macs:>12,} {one.total_s * 1e3:>11.3f} {allt.total_s * 1e3:>9.3f}  {slow}")
+        cols = [f"{x.total_s * 1e3:.3f} ({x.total_p10_s * 1e3:.3f}-{x.total_p90_s * 1e3:.3f})" for x in (one, allt)]
+        print(f"{t['name']:<14} {macs:>12,} {cols[0]:>22} {cols[1]:>22}  {slow}")
     return 0
 
 
