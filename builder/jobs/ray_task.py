@@ -5,12 +5,9 @@ and holds no model library in its memory."""
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
+
+from builder.process.launcher import run_attached
 
 ENV_PLACED = "LAYERLAB_JOB_PLACED"  # set for a job process a scheduler placed: it claims no slot of its host
 
@@ -33,17 +30,9 @@ def run_on_node(workspace: str, run_id: str, env_extra: dict[str, str]) -> int:
     env = {**job_sandbox.job_env(folder.tmp), **env_extra, ENV_PLACED: run_id}
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # the GPU Ray gave this task
         env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def die_with_worker() -> None:
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the job ends when this worker (or its node) does
-
-    with open(folder.job_log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "builder.jobs.queue", "run", "--workspace", workspace, run_id],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=die_with_worker, cwd=str(Path(__file__).resolve().parents[2]))
-    code = proc.wait()
-    job_sandbox.record_death(store, run_id, proc.pid, code)
+    pid, code = run_attached(["-m", "builder.jobs.queue", "run", "--workspace", workspace, run_id], folder.job_log,
+                             env=env)
+    job_sandbox.record_death(store, run_id, pid, code)
     return code
 
 

@@ -1,18 +1,14 @@
-"""Detached processes: start a command in a session of its own with its output appended to a log, and tell
-whether a process id still names a live process.
+"""Child processes of LayerLab: a command detached in a session of its own, or attached (waited for, and ended
+with its parent), its output appended to a log.
 
 The one place that starts LayerLab's background processes (a training job, the warm job launcher, a study
-runner): each is ``sys.executable`` in a new session (so it outlives the Streamlit server, the page and the
+runner, a Ray task's job process): each is ``sys.executable`` in a new session (so it outlives the Streamlit server, the page and the
 terminal that started it), stdin from ``/dev/null``, stdout and stderr appended to one log file, no inherited
 file descriptors, the folder holding this copy of ``builder`` first on ``PYTHONPATH`` (the child imports the
 very code that started it), and a daemon thread that waits for it (no zombies). Example::
 
     >>> import tempfile, time
     >>> from pathlib import Path
-
-from builder._moved import moved_name
-
-
     >>> log = Path(tempfile.mkdtemp()) / "help.log"
     >>> proc = spawn_detached(["-c", "print('hello from a detached child')"], log)
     >>> _ = proc.wait(60)
@@ -23,7 +19,9 @@ from builder._moved import moved_name
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -95,8 +93,29 @@ def _reap(proc: subprocess.Popen, on_exit: Callable[[int, int], None] | None) ->
     proc.wait()  # reaped now (a no-op when it already was)
 
 
+def run_attached(args: Sequence[str], log: str | Path, *, env: Mapping[str, str] | None = None,
+                 cwd: str | Path | None = None) -> tuple[int, int]:
+    """Run ``python ARGS`` to its end, its output appended to ``log``, killed (SIGKILL) if the thread that started
+    it dies first (``PR_SET_PDEATHSIG``: a Ray task's job process ends with its worker or its node). ``env`` and
+    ``cwd`` as :func:`spawn_detached`. Returns (pid, exit code; negative: the signal that killed it).
 
-__all__ = ["spawn_detached", "child_env", "package_root", "ended_code"]
+    >>> import tempfile
+    >>> run_attached(["-c", "raise SystemExit(3)"], Path(tempfile.mkdtemp()) / "x.log")[1]
+    3
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def die_with_parent() -> None:
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=child_env(env), cwd=str(cwd or package_root()),
+                                close_fds=True, preexec_fn=die_with_parent)
+    return proc.pid, proc.wait()
+
+
+__all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code"]
 
 
 def __getattr__(name: str):  # pid_alive moved down to builder.training.run_status (builder/_moved.py)

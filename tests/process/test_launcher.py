@@ -96,3 +96,28 @@ def test_a_zombie_whose_parent_lives_is_being_reaped_and_a_job_of_it_is_not_orph
 @given(st.one_of(st.integers(max_value=0), st.none(), st.booleans(), st.text(max_size=3), st.floats()))
 def test_pid_alive_refuses_what_is_not_a_pid(pid):
     assert pid_alive(pid) is False
+
+
+def test_run_attached_waits_for_its_child_and_the_child_dies_with_its_starter(tmp_path):
+    """A Ray task's job process (builder/jobs/ray_task.py) is started by :func:`run_attached`: waited for, its
+    output in the log, and killed when the process that started it is (``PR_SET_PDEATHSIG``)."""
+    from builder.process.launcher import run_attached
+
+    log = tmp_path / "attached.log"
+    pid, code = run_attached(["-c", "print('attached'); raise SystemExit(4)"], log)
+    assert code == 4 and log.read_text().splitlines()[-1] == "attached" and not pid_alive(pid)
+    child_pid = tmp_path / "child.pid"
+    sleeper = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from builder.process.launcher import run_attached; "
+        f"run_attached(['-c', {sleeper!r}, sys.argv[1]], sys.argv[2])"), str(child_pid),
+        str(tmp_path / "starter.log")], cwd=package_root())
+    try:
+        until(lambda: child_pid.is_file() and child_pid.read_text().strip(), "the child to start", 60)
+        child = int(child_pid.read_text())
+        assert pid_alive(child)
+        starter.kill()
+        starter.wait(30)
+        until(lambda: not pid_alive(child), "the child to die with its starter", 30)
+    finally:
+        starter.kill()
