@@ -3,7 +3,6 @@ check new data."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import tempfile
@@ -18,7 +17,7 @@ from app_pages import nav, run_checks, ui
 from builder.errors import LayerLabError
 from builder.escape import safe_filename
 from builder.runs.owners import owner_of
-from builder.runs.record import Run
+from builder.runs.record import Run, shown_time
 from builder.runs.summary import baseline_tags, dataset_label, dataset_spec_of_run, run_label
 from builder.training.lineage import baseline_line
 from builder.training.run_status import RunStatus, can_resume, is_live
@@ -35,15 +34,6 @@ PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#8
 STATUS_ICON = {RunStatus.FINISHED: "✔ finished", RunStatus.RUNNING: "● running", RunStatus.PAUSED: "‖ paused",
                RunStatus.STOPPED: "■ stopped", RunStatus.FAILED: "✖ failed", RunStatus.INTERRUPTED: "⚠ interrupted",
                RunStatus.QUEUED: "… queued"}  # an imported model shows its plain status
-
-
-def _when(ts) -> str:
-    if not ts:
-        return "—"
-    try:
-        return dt.datetime.fromisoformat(str(ts)).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        return str(ts)
 
 
 def _best_metric(r: dict) -> float | None:
@@ -76,7 +66,7 @@ def _table(runs: list[dict]) -> pd.DataFrame:
             "best val metric": _best_metric(r),
             "test acc / R²": test.get("accuracy", test.get("r2")),
             "duration": ui.fmt_duration(r.get("duration_s")),
-            "started": _when(r.get("created_at")),
+            "started": shown_time(r.get("created_at"), seconds=False, missing="—"),
         })
     df = pd.DataFrame(rows)
     df["params"] = pd.to_numeric(df["params"], errors="coerce")

@@ -43,17 +43,20 @@ if TYPE_CHECKING:  # parsing settings or a dataset source is paid for by the rea
 STOPPED_BY = "stopped_by"  # the tag naming who stopped a run that is not theirs (a teacher, an admin)
 
 
-def shown_time(ts: Any) -> str:
-    """A stored timestamp as people read it: to the second, in UTC (``-`` when there is none; text that is not a
-    timestamp as it is).
+def shown_time(ts: Any, *, seconds: bool = True, missing: str = "-") -> str:
+    """A stored timestamp as people read it: to the second (or the minute), in UTC (``missing`` when there is
+    none; text that is not a timestamp as it is).
 
     >>> shown_time("2026-11-24T21:14:26.123456+00:00"), shown_time(None)
     ('2026-11-24 21:14:26 UTC', '-')
+    >>> shown_time("2026-11-24T21:14:26+00:00", seconds=False)
+    '2026-11-24 21:14 UTC'
     """
     if not ts:
-        return "-"
+        return missing
     try:
-        return datetime.fromisoformat(str(ts)).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return datetime.fromisoformat(str(ts)).astimezone(timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
     except ValueError:
         return str(ts)
 
