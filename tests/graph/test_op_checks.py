@@ -71,6 +71,16 @@ def test_a_literal_of_the_wrong_schema_type_is_a_located_problem(case):
     assert "; received: " in problems[0].message and "Fix: " in problems[0].message
 
 
+@pytest.mark.parametrize(("op", "args", "missing"), [("aten.mean.dim", [T0], "dim"),
+                                                    ("aten.div.Tensor_mode", [T0, T0], "rounding_mode")])
+def test_an_optional_argument_without_a_default_must_be_given(op, args, missing):
+    """``int[1]? dim`` (no ``=None``) is still required: torch refuses the call without it ("missing value for
+    argument"), as it refused ``aten.full.names``' ``str[]? names`` on torch 2.11 at shape inference."""
+    problems = validate(_graph(_op("o", op, args)))
+    assert [(p.code, p.node) for p in problems] == [("shape", "o")], problems
+    assert f"needs argument `{missing}`; received: nothing" in problems[0].message
+
+
 def test_every_bad_literal_is_reported_at_once():
     ops = [_op(f"o{i}", *BAD_LITERALS[c]) for i, c in enumerate(sorted(BAD_LITERALS))]
     assert sorted(p.node for p in validate(_graph(*ops))) == sorted(o["id"] for o in ops)
