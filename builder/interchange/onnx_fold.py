@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import numpy as np
 
@@ -245,8 +246,27 @@ def batch_shape(imp, name: str, depth: int = 8) -> list | None:
     perm = list(node_attributes(n).get("perm", [])) if n is not None and n.op_type == "Transpose" else []
     src = batch_shape(imp, n.input[0], depth - 1) if perm and depth else None
     if src is None or len(src) != len(s) or sorted(perm) != list(range(len(s))):
-        return None
+        return stated_shape(s, imp.vparam.get(name), imp.batch_param)
     return [src[p] for p in perm]
+
+
+def stated_shape(dims: list | None, params: list | None, batch: str | None) -> list | None:
+    """A shape as the exporter stated it (value_info), each size an int or a multiple of the batch (``batch``,
+    ``2*batch``: a :class:`Sym`), as the optimised dynamo export states the heads' split it reshapes to ``-1``;
+    None when a size is unknown or another symbol.
+
+    >>> stated_shape([None, 2, 5], [None, None, None], "batch"), stated_shape([None, 4], ["2*batch", None], "batch")
+    (None, [Sym(coef=2), 4])
+    """
+    if dims is None or params is None or not batch or len(params) != len(dims):
+        return None
+    out: list = []
+    for d, p in zip(dims, params, strict=True):
+        m = None if d is not None else re.fullmatch(rf"(?:(\d+)\*)?{re.escape(batch)}", p or "")
+        if d is None and m is None:
+            return None
+        out.append(int(d) if d is not None else Sym(int(m.group(1) or 1)))
+    return out
 
 
 _BROADCAST = {"Mul", "Add", "Sub", "Div", "Equal", "Where", "Pow", "Neg", "Sqrt"}

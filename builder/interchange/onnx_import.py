@@ -95,6 +95,8 @@ class OnnxImporter(ModuleGroups, TensorOps):
         self.vals: dict[str, Any] = {}
         self.inits = {t.name: t for t in self.g.initializer}
         self.vshape: dict[str, list] = {}
+        self.vparam: dict[str, list] = {}  # the exporter's names of sizes it left symbolic
+        self.batch_param: str | None = None  # the first input's name for its batch size
         self.vtype: dict[str, int] = {}  # ONNX element types where the model states them (1 float, 7 int64, ...)
         for vi in [*self.g.value_info, *self.g.input, *self.g.output]:
             tt = vi.type.tensor_type
@@ -102,6 +104,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 self.vtype[vi.name] = int(tt.elem_type)
             if tt.HasField("shape"):
                 self.vshape[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+                self.vparam[vi.name] = [d.dim_param or None for d in tt.shape.dim]  # `batch`, `2*batch`...
         self.producer = {o: n for n in self.g.node for o in n.output if o}
         self.consumers: dict[str, list[int]] = defaultdict(list)
         for i, n in enumerate(self.g.node):
@@ -216,6 +219,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 self.bad("scalar input", i.name, "give the model a batch dimension")
                 continue
             rest = dims[1:]
+            self.batch_param = self.batch_param or tt.shape.dim[0].dim_param or None
             self.static_batch = dims[0] if dims[0] and dims[0] > 1 else None  # Reshape([2, -1]) at batch 2
             self.export_batch = dims[0] or None  # the file's fixed batch, 1 included (Reshape([1, 64]) at batch 1)
             if any(d is None or d < 1 for d in rest):
