@@ -131,6 +131,36 @@ def encoder_weights(imp, nodes) -> dict[str, np.ndarray] | None:
             "norm1.weight": lns[0][0], "norm1.bias": lns[0][1], "norm2.weight": lns[1][0], "norm2.bias": lns[1][1]}
 
 
+def decoder_weights(imp, nodes) -> dict[str, np.ndarray] | None:
+    """The state dict of a TransformerDecoderLayer read from its operators (the optimised dynamo export renames
+    and deduplicates its weights): self-attention in_proj 3E×E and out_proj E×E, the cross-attention's query E×E
+    and memory key/value 2E×E (either first) and out_proj E×E, linear1 F×E, linear2 E×F, three LayerNorms in
+    order; biases an optimiser dropped as zeros; a learned target or memory's projections (of a constant) too.
+    None when the structure differs."""
+    proj, lns = [(w, b) for _, w, b in _linear_maps(imp, nodes)], norms(imp, nodes)
+    if len(proj) != 7 or not lns or len(lns) != 3:
+        return None
+    e = proj[0][0].shape[1]
+    kv_first = proj[2][0].shape == (2 * e, e)
+    (si, sib), (so, sob), (cq, cqb), (ckv, ckvb), (co, cob), (w1, b1), (w2, b2) = \
+        [proj[0], proj[1], proj[3], proj[2], *proj[4:]] if kv_first else proj
+    f = w1.shape[0]
+    if [w.shape for w in (si, so, cq, ckv, co, w1, w2)] != [(3 * e, e), (e, e), (e, e), (2 * e, e), (e, e), (f, e), (e, f)]:
+        return None
+
+    def bias(b: np.ndarray | None, n: int) -> np.ndarray:
+        return b if b is not None else np.zeros(n, np.float32)
+    out = {"self_attn.in_proj_weight": si, "self_attn.in_proj_bias": bias(sib, 3 * e),
+           "self_attn.out_proj.weight": so, "self_attn.out_proj.bias": bias(sob, e),
+           "multihead_attn.in_proj_weight": np.concatenate([cq, ckv]),
+           "multihead_attn.in_proj_bias": np.concatenate([bias(cqb, e), bias(ckvb, 2 * e)]),
+           "multihead_attn.out_proj.weight": co, "multihead_attn.out_proj.bias": bias(cob, e),
+           "linear1.weight": w1, "linear1.bias": bias(b1, f), "linear2.weight": w2, "linear2.bias": bias(b2, e)}
+    for k, (w, b) in enumerate(lns, 1):
+        out.update({f"norm{k}.weight": w, f"norm{k}.bias": b})
+    return out
+
+
 def mha_weights(imp, nodes) -> dict[str, np.ndarray] | None:
     """A packed-projection MultiheadAttention's state dict from its operators (in_proj 3E×E, out_proj E×E)."""
     proj = projections(imp, nodes)
@@ -259,7 +289,7 @@ def kv_extensions(imp, nodes) -> list[str]:
     return found
 
 
-__all__ = ["classic_class", "classic_scopes", "projections", "norms", "encoder_weights", "mha_weights",
+__all__ = ["classic_class", "classic_scopes", "projections", "norms", "encoder_weights", "decoder_weights", "mha_weights",
            "ENCODER_CHILDREN", "plausible", "cross_attention", "mha_roles", "separate_key_value", "kv_extensions",
            "learned_inputs"]
 

@@ -22,6 +22,7 @@ from builder.interchange.onnx_attention import (
     classic_class,
     classic_scopes,
     cross_attention,
+    decoder_weights,
     encoder_weights,
     kv_extensions,
     learned_inputs,
@@ -90,8 +91,8 @@ def other_mask(imp, nodes) -> bool:
 
 def unread_mask(imp, nodes) -> bool:
     """Whether a module builds a mask (``Trilu``: SDPA's ``is_causal``) from sizes the importer could not fold to a
-    constant, while reading no causal constant: the layer would be imported without its mask. The optimised
-    dynamo export hides the sizes behind a ``Reshape`` to ``-1``."""
+    constant, while reading no causal constant: the layer would be imported without its mask (the optimised
+    dynamo export's ``Reshape`` to ``-1`` is read from the shape the exporter states: onnx_fold.stated_shape)."""
     return any(n.op_type == "Trilu" and not isinstance(imp.value(n.output[0]), Const) for n in nodes) \
         and not causal_mask(imp, nodes)
 
@@ -654,9 +655,10 @@ class ModuleGroups:
         need = [f"{p}weight" for p in parts] + \
             [f"{m}.{k}" for m in ("linear1", "linear2", "norm1", "norm2", "norm3") for k in ("weight", "bias")]
         if any(k not in weights for k in need) or "self_attn.in_proj_bias" not in weights:
-            self.bad("TransformerDecoderLayer (bias=False, or weights renamed by the exporter or an optimiser)", where,
-                     "use bias=True and export with torch.onnx.export(..., dynamo=True, optimize=False) or save a "
-                     ".pt2, which keep the module's weights by name")
+            weights = decoder_weights(self, nodes) or weights  # by structure: an optimiser renamed them
+        if any(k not in weights for k in need) or "self_attn.in_proj_bias" not in weights:
+            self.bad("TransformerDecoderLayer (bias=False, or its weights split by the classic exporter)", where,
+                     "use bias=True and export with torch.onnx.export(..., dynamo=True) or save a .pt2")
             return
         if len(ext_inputs) != 2:
             self.bad(f"TransformerDecoderLayer with {len(ext_inputs)} tensor inputs", where,
