@@ -113,6 +113,11 @@ def norms(imp, nodes) -> list[tuple[np.ndarray, np.ndarray]] | None:
     return res
 
 
+def _or_zeros(b: np.ndarray | None, n: int) -> np.ndarray:
+    """A bias read from the file, or the zeros an optimiser dropped it as."""
+    return np.zeros(n, np.float32) if b is None else np.asarray(b, np.float32)
+
+
 def encoder_weights(imp, nodes) -> dict[str, np.ndarray] | None:
     """The state dict of a TransformerEncoderLayer read from its operators; None when the structure differs."""
     proj, lns = projections(imp, nodes), norms(imp, nodes)
@@ -123,11 +128,9 @@ def encoder_weights(imp, nodes) -> dict[str, np.ndarray] | None:
     f = w1.shape[0]
     if wi.shape != (3 * e, e) or wo.shape != (e, e) or w1.shape != (f, e) or w2.shape != (e, f):
         return None
-    z = np.zeros
-    return {"self_attn.in_proj_weight": wi, "self_attn.in_proj_bias": bi if bi is not None else z(3 * e, np.float32),
-            "self_attn.out_proj.weight": wo, "self_attn.out_proj.bias": bo if bo is not None else z(e, np.float32),
-            "linear1.weight": w1, "linear1.bias": b1 if b1 is not None else z(f, np.float32),
-            "linear2.weight": w2, "linear2.bias": b2 if b2 is not None else z(e, np.float32),
+    return {"self_attn.in_proj_weight": wi, "self_attn.in_proj_bias": _or_zeros(bi, 3 * e),
+            "self_attn.out_proj.weight": wo, "self_attn.out_proj.bias": _or_zeros(bo, e),
+            "linear1.weight": w1, "linear1.bias": _or_zeros(b1, f), "linear2.weight": w2, "linear2.bias": _or_zeros(b2, e),
             "norm1.weight": lns[0][0], "norm1.bias": lns[0][1], "norm2.weight": lns[1][0], "norm2.bias": lns[1][1]}
 
 
@@ -147,15 +150,12 @@ def decoder_weights(imp, nodes) -> dict[str, np.ndarray] | None:
     f = w1.shape[0]
     if [w.shape for w in (si, so, cq, ckv, co, w1, w2)] != [(3 * e, e), (e, e), (e, e), (2 * e, e), (e, e), (f, e), (e, f)]:
         return None
-
-    def bias(b: np.ndarray | None, n: int) -> np.ndarray:
-        return b if b is not None else np.zeros(n, np.float32)
-    out = {"self_attn.in_proj_weight": si, "self_attn.in_proj_bias": bias(sib, 3 * e),
-           "self_attn.out_proj.weight": so, "self_attn.out_proj.bias": bias(sob, e),
+    out = {"self_attn.in_proj_weight": si, "self_attn.in_proj_bias": _or_zeros(sib, 3 * e),
+           "self_attn.out_proj.weight": so, "self_attn.out_proj.bias": _or_zeros(sob, e),
            "multihead_attn.in_proj_weight": np.concatenate([cq, ckv]),
-           "multihead_attn.in_proj_bias": np.concatenate([bias(cqb, e), bias(ckvb, 2 * e)]),
-           "multihead_attn.out_proj.weight": co, "multihead_attn.out_proj.bias": bias(cob, e),
-           "linear1.weight": w1, "linear1.bias": bias(b1, f), "linear2.weight": w2, "linear2.bias": bias(b2, e)}
+           "multihead_attn.in_proj_bias": np.concatenate([_or_zeros(cqb, e), _or_zeros(ckvb, 2 * e)]),
+           "multihead_attn.out_proj.weight": co, "multihead_attn.out_proj.bias": _or_zeros(cob, e),
+           "linear1.weight": w1, "linear1.bias": _or_zeros(b1, f), "linear2.weight": w2, "linear2.bias": _or_zeros(b2, e)}
     for k, (w, b) in enumerate(lns, 1):
         out.update({f"norm{k}.weight": w, f"norm{k}.bias": b})
     return out
@@ -172,8 +172,8 @@ def mha_weights(imp, nodes) -> dict[str, np.ndarray] | None:
         return None
     if bi is None and bo is None:  # bias=False
         return {"in_proj_weight": wi, "out_proj.weight": wo}
-    return {"in_proj_weight": wi, "in_proj_bias": bi if bi is not None else np.zeros(3 * e, np.float32),
-            "out_proj.weight": wo, "out_proj.bias": bo if bo is not None else np.zeros(e, np.float32)}
+    return {"in_proj_weight": wi, "in_proj_bias": _or_zeros(bi, 3 * e), "out_proj.weight": wo,
+            "out_proj.bias": _or_zeros(bo, e)}
 
 
 _VIEWS = frozenset({"Transpose", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Cast"})  # the same values, moved
@@ -222,10 +222,9 @@ def mha_roles(imp, nodes) -> tuple[tuple[str, str, str], dict[str, np.ndarray]] 
     wi = np.concatenate([w for _, w, _ in ins])
     if bo is None and all(b is None for _, _, b in ins):  # bias=False
         return roles, {"in_proj_weight": wi, "out_proj.weight": wo}
-    bi = np.concatenate([np.zeros(w.shape[0], np.float32) if b is None else np.asarray(b, np.float32)
-                         for _, w, b in ins])
+    bi = np.concatenate([_or_zeros(b, w.shape[0]) for _, w, b in ins])
     return roles, {"in_proj_weight": wi, "in_proj_bias": bi, "out_proj.weight": wo,
-                   "out_proj.bias": np.zeros(e, np.float32) if bo is None else np.asarray(bo, np.float32)}
+                   "out_proj.bias": _or_zeros(bo, e)}
 
 
 def learned_inputs(imp, nodes) -> list[str]:
