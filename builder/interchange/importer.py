@@ -47,7 +47,14 @@ from builder.graph.project import Project, as_graph
 from builder.graph.shapes import infer_shapes
 from builder.graph.spec import SHARES
 from builder.interchange.errors import ModelImportError
-from builder.interchange.onnx_export import ExportError, _quiet, ort_session, output_difference, to_onnx_proto
+from builder.interchange.onnx_export import (
+    ExportError,
+    _quiet,
+    keep_torchlib,
+    ort_session,
+    output_difference,
+    to_onnx_proto,
+)
 from builder.interchange.onnx_import import OnnxImporter
 from builder.interchange.onnx_read import read_onnx
 from builder.interchange.pt2_read import _open_zip, check_members, load_program
@@ -437,6 +444,7 @@ def _flat_call(ep):
 
 def _ep_to_onnx(ep):
     """The exported program as ONNX (dynamo exporter: module scopes recorded for the mapper)."""
+    keep_torchlib()
     with _quiet():
         try:
             prog = torch.onnx.export(ep, dynamo=True, optimize=False, verbose=False)

@@ -52,8 +52,8 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def probe():
-    """One sandboxed probe child for the tests on the trained runs (each AppTest is a new page session; the
-    served app starts one per session)."""
+    """One sandboxed probe child for the module's pages (each AppTest is a new page session; the served app
+    starts one per session, as the crash test does): a cold child costs a few CPU-seconds of imports."""
     p = ModelProbe()
     yield p
     p.close()
@@ -340,7 +340,7 @@ def test_pick_a_finished_run_from_the_store(workspace, monkeypatch):
     probe.close()
 
 
-def test_a_stopped_run_is_offered_from_its_newest_weights(workspace):
+def test_a_stopped_run_is_offered_from_its_newest_weights(workspace, probe):
     """A run stopped after an epoch has no final weights but a model to explain: the picker lists it."""
     from builder.training.callbacks import Callback
 
@@ -351,12 +351,11 @@ def test_a_stopped_run_is_offered_from_its_newest_weights(workspace):
     res = run_training(builder.load_template("mlp"), "moons", {"epochs": 5}, RunStore(workspace, actor=SYSTEM),
                        callbacks=[StopAfterFirst()])
     assert res.status == "stopped"
-    at = _page()
+    at = _page({"ll_xp_probe": probe})
     model = _widget(at.selectbox, "Model")
     assert model.value == f"run:{res.run_id}" and "stopped after 1 ep" in model.format_func(model.value)
     _no_bug(at)
     assert "Attribution per feature" in _titles(at) and not at.error
-    at.session_state["ll_xp_probe"].close()
 
 
 def test_regression_model_explains_its_output(runs):
@@ -378,7 +377,7 @@ def test_switching_models_resets_model_specific_choices(runs):
     assert _widget(at.multiselect, "Methods (side by side)").value == ["saliency", "integrated_gradients", "grad_cam"]
 
 
-def test_live_frames_of_a_job_follow_the_picked_model(workspace):
+def test_live_frames_of_a_job_follow_the_picked_model(workspace, probe):
     """A job recording attributions saves them with its run; the Live tab shows the picked run's frames."""
     from builder.jobs.queue import JobSpec, submit, wait
 
@@ -387,7 +386,7 @@ def test_live_frames_of_a_job_follow_the_picked_model(workspace):
     rec = submit(store, JobSpec(**spec, config={"epochs": 2}, callbacks=["live_attributions"]))
     plain = submit(store, JobSpec(**spec, config={"epochs": 1}))
     assert wait(store, [rec, plain], 180) == {rec: "finished", plain: "finished"}
-    at = _page()
+    at = _page({"ll_xp_probe": probe})
     _widget(at.selectbox, "Model").set_value(f"run:{rec}").run()
     at = _tab(at, "Live")
     live_figs = [s for s in _specs(at) if s.get("frames")]
@@ -451,22 +450,22 @@ def test_an_unexpected_failure_is_one_message_not_a_traceback(runs, monkeypatch)
     assert "ch 0" in _titles(at)  # what ran before the failure is still shown
 
 
-def test_a_run_whose_weights_do_not_load_is_an_error_message(workspace):
+def test_a_run_whose_weights_do_not_load_is_an_error_message(workspace, probe):
     store = RunStore(workspace, actor=SYSTEM)
     res = run_training(builder.load_template("mlp"), "moons", {"epochs": 1}, store=store)
     store.weights_path(res.run_id).write_bytes(b"not a safetensors file")
-    at = _page()
+    at = _page({"ll_xp_probe": probe})
     assert any("do not fit its project" in e.value for e in at.error)
     assert not at.get("plotly_chart")
 
 
-def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace):
+def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace, probe):
     """A VAE run is explained through its encoder (μ per latent unit, attributions per input pixel); a GAN run,
     whose networks read noise or stacked pairs, says so in one line instead of offering nothing."""
     store = RunStore(workspace, actor=SYSTEM)
     gan = run_training(builder.load_template("gan"), "digits", {"epochs": 1}, store=store).run_id
     vae = run_training(builder.load_template("vae"), "digits", {"epochs": 1}, store=store).run_id
-    at = _page()
+    at = _page({"ll_xp_probe": probe})
     _widget(at.selectbox, "Model").set_value(f"run:{vae}").run()
     _no_bug(at)
     assert "the encoder network's outputs" in _text(at) and not at.error
@@ -474,4 +473,3 @@ def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace):
     _widget(at.selectbox, "Model").set_value(f"run:{gan}").run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "reads the dataset's samples" in errors[0], errors
-    at.session_state["ll_xp_probe"].close()
