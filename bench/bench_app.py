@@ -9,6 +9,9 @@ Measures (see the "App (issue 4)" section of RESULTS.md):
    annotation (error badge) being visible, and how many rerun requests the browser sent for it; plus the
    server-side analysis cost (shape inference + annotations) per change.
 
+Every timing and ratio is printed as its median with its spread (p10-p90; min-max below 5 values), after the
+conditions line (bench/results.py).
+
 Usage::
 
     .venv/bin/python bench/bench_app.py            # everything, writes bench/RESULTS.md
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from e2e_helpers import curve_points  # noqa: E402  (tests/e2e is on sys.path)
 
+from bench.results import commit, conditions, spread, write_section  # noqa: E402
 from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
 
 SECTION = "## App (issue 4)"
@@ -149,7 +153,7 @@ def headless_rates(workspace: Path, epochs: int) -> tuple[list[float], int]:
 
 def hundred_node_project(path: Path) -> None:
     import builder
-    from app_pages.ui import layout
+    from builder.graph.layout import row_layout as layout  # was app_pages.ui.layout (moved to the library)
     from builder.graph.project import Edge, Graph, Node, Project
 
     nodes = [Node(id="x", type="Input", params={"shape": [64]})]
@@ -167,10 +171,10 @@ def hundred_node_project(path: Path) -> None:
     path.write_text(Project(name="hundred", graph=g).to_json())
 
 
-def analysis_cost(repeats: int = 20) -> float:
-    """Median seconds of shape inference + annotations for the 100-node graph after a one-param change."""
+def analysis_cost(repeats: int = 20) -> list[float]:
+    """Seconds (each repeat) of shape inference + annotations for the 100-node graph after a one-param change."""
     import builder
-    from app_pages.ui import annotations
+    from builder.graph.cost import canvas_annotations as annotations  # was app_pages.ui.annotations
 
     tmp = Path(tempfile.mkdtemp()) / "h.json"
     hundred_node_project(tmp)
@@ -183,7 +187,7 @@ def analysis_cost(repeats: int = 20) -> float:
         t0 = time.perf_counter()
         annotations(g2, builder.infer_shapes(g2))
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
 def canvas_100(page, project_file: Path, repeats: int = 5) -> dict:
@@ -216,6 +220,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved live/headless rounds")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    conditions(f"App: bench/bench_app.py --epochs {args.epochs} --rounds {args.rounds}")
     import torch
     from playwright.sync_api import sync_playwright
 
@@ -269,16 +274,16 @@ def main() -> None:
 def write_results(res: dict, args) -> None:
     med = statistics.median
     live, head = med(res["live"]), med(res["headless"])
+    analysis = res["analysis_s"] if isinstance(res["analysis_s"], list) else [res["analysis_s"]]
     ratio = live / head
     per_round = [a / b for a, b in zip(res["live"], res["headless"])]
-    paired = med(per_round)
     cpu = res.get("cpu") or [{"chromium": float("nan"), "trainer": float("nan"), "server_other": float("nan")}]
     chrom, trainer, other = (med([c[k] for c in cpu]) for k in ("chromium", "trainer", "server_other"))
     lat = res["canvas"]["latency_s"]
     text = f"""{SECTION}
 
-`bench/bench_app.py` (`.venv/bin/python bench/bench_app.py --epochs {args.epochs} --rounds {args.rounds}`):
-a real `streamlit run app.py` driven by headless Chromium (Playwright) on the same machine: {res['cpus']} CPU
+`bench/bench_app.py` (`.venv/bin/python bench/bench_app.py --epochs {args.epochs} --rounds {args.rounds}`;
+{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}): a real `streamlit run app.py` driven by headless Chromium (Playwright) on the same machine: {res['cpus']} CPU
 cores shared with other engineers' test runs (1-min load average {min(res['load']):.1f}–{max(res['load']):.1f}
 during the rounds), torch {res['torch']} CPU. The app trains with `torch.set_num_threads({res['torch_threads_app']})`
 (one core fewer than the machine, `LAYERLAB_TORCH_THREADS` overrides); the headless baseline uses the same
@@ -286,12 +291,12 @@ setting. CNN template on digits (1259 training samples, batch 64).
 
 | What | Result | Target |
 |---|---|---|
-| Train click → first point on the live loss curve (median of {len(res['first_point_s'])}; each: {', '.join(f'{x:.2f}' for x in res['first_point_s'])} s) | {med(res['first_point_s']):.2f} s | < 2 s |
-| Throughput with the live Train page open ÷ headless: median of the per-round ratios ({', '.join(f'{x:.2f}' for x in per_round)}; each round = one headless run then one live run, median samples/s of epochs 2–{args.epochs}) | {paired:.2f} | ≥ 0.95 |
+| Train click → first point on the live loss curve (each: {', '.join(f'{x:.2f}' for x in res['first_point_s'])} s) | {spread(res['first_point_s'], unit=' s')} | < 2 s |
+| Throughput with the live Train page open ÷ headless, per round (each: {', '.join(f'{x:.2f}' for x in per_round)}; each round = one headless run then one live run, median samples/s of epochs 2–{args.epochs}) | {spread(per_round)} | ≥ 0.95 |
 | same, ratio of the medians over all rounds ({live:,.0f} vs {head:,.0f} samples/s) | {ratio:.2f} | |
-| Canvas change at 100 nodes: palette drop (mouse-up) → Python's error badge on the new node, in the browser (median of {len(lat)}; max {max(lat):.2f} s) | {med(lat):.2f} s | < 0.3 s |
+| Canvas change at 100 nodes: palette drop (mouse-up) → Python's error badge on the new node, in the browser | {spread(lat, unit=' s')} | < 0.3 s |
 | Rerun requests the browser sent per drop (each of {len(lat)}) | {', '.join(map(str, res['canvas']['rerun_requests']))} | 1 |
-| Server-side analysis per change at 100 nodes (shape inference + annotations, median of 20) | {res['analysis_s'] * 1000:.1f} ms | |
+| Server-side analysis per change at 100 nodes (shape inference + annotations) | {spread(analysis, 1e3, ' ms', 1)} | |
 
 The live page polls the training channel every 0.5 s in an `st.fragment` and redraws three plotly charts.
 CPU use during the live runs (median over rounds, in cores): trainer thread {trainer:.2f}, every other thread
@@ -301,18 +306,8 @@ the same {res['cpus']} cores as the trainer (in a real deployment the browser ru
 the app's GIL switch interval of 0.5 ms and its torch thread cap, the same page slowed training 5–20× on this
 machine (see `app_pages/ui.py`, `_apply_threads`).
 """
-    path = ROOT / "bench" / "RESULTS.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION in old:
-        head_, rest = old.split(SECTION, 1)
-        nxt = re.search(r"^## ", rest, flags=re.M)
-        tail = rest[nxt.start():] if nxt else ""
-        new = head_ + text + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new, encoding="utf-8")
-    print(f"wrote {path}")
-
+    write_section(SECTION, text)
+    print(f"wrote {ROOT / 'bench' / 'RESULTS.md'}")
 
 if __name__ == "__main__":
     main()

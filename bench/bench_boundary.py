@@ -4,12 +4,13 @@ template.
 
     python bench/bench_boundary.py [--rounds 5] [--epochs 20] [--resolution 40]
 
-Prints, per dataset, the median epoch time without the callback, the median grid time per epoch (the
+Prints the conditions it ran under (bench/results.py), then per dataset the median epoch time without the callback, the median grid time per epoch (the
 callback's own clock), their ratio against the plain fit (target < 5 % of an epoch), the share within the fit
 that drew the grids (grid seconds / that fit's other seconds: what the callback's 5 % budget bounds, free of
 the noise between fits), how many epochs got a grid (the callback skips epochs to keep within the budget), the
 paired ratio of fit times with/without (noisy: +-10 % between identical fits on a loaded machine) and the size
-of one grid as JSON (what the job's run store writes with the epoch).
+of one grid as JSON (what the job's run store writes with the epoch). Each timing and timing ratio is the
+median over the rounds with its spread (p10-p90; min-max below 5 rounds).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import builder  # noqa: E402
+from bench.results import conditions, spread  # noqa: E402
 from builder.data import load_dataset  # noqa: E402
 from builder.data.compat import adapt_graph  # noqa: E402
 from builder.interpret.boundary import DecisionBoundary  # noqa: E402
@@ -54,8 +56,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, int(os.environ.get("LAYERLAB_TORCH_THREADS", "1"))))
     proj = builder.load_template("mlp")
+    conditions(f"Decision boundary: bench/bench_boundary.py --rounds {args.rounds} --epochs {args.epochs} "
+               f"--resolution {args.resolution}")
     print(f"MLP template, {args.epochs} epochs per fit, grid {args.resolution}x{args.resolution}, "
-          f"torch threads {torch.get_num_threads()}, {args.rounds} interleaved rounds (medians)")
+          f"torch threads {torch.get_num_threads()}, {args.rounds} interleaved rounds: median (spread)")
     for name in ("moons", "circles", "spirals", "xor", "blobs"):
         ds = load_dataset(name)
         graph = adapt_graph(proj.graph, ds.info)  # blobs has 3 classes
@@ -71,12 +75,11 @@ def main() -> None:
             own.append(share)
         kb = len(json.dumps(cb.last)) / 1e3
         med = statistics.median
-        print(f"{name:8s} train {len(ds.train):5d} · epoch {med(plain) * 1e3:7.2f} ms without, "
-              f"{med(with_cb) * 1e3:7.2f} ms with the boundary · grid {med(grid) * 1e3:5.3f} ms/epoch = "
-              f"{med(g / p for g, p in zip(grid, plain)):.1%} of an epoch (max {max(g / p for g, p in zip(grid, plain)):.1%}) · "
-              f"within its fit {med(own):.1%} (max {max(own):.1%}) · grids drawn {med(drawn):.0f}/{args.epochs} · "
-              f"paired ratio with/without {med(w / p for w, p in zip(with_cb, plain)):.3f} · JSON {kb:.1f} KB/grid")
-
+        print(f"{name:8s} train {len(ds.train):5d} · epoch {spread(plain, 1e3, ' ms')} without, "
+              f"{spread(with_cb, 1e3, ' ms')} with the boundary · grid {spread(grid, 1e3, ' ms', 3)}/epoch = "
+              f"{spread([g / p for g, p in zip(grid, plain)], 100, ' %', 1)} of an epoch · within its fit "
+              f"{spread(own, 100, ' %', 1)} · grids drawn {med(drawn):.0f}/{args.epochs} · paired ratio with/without "
+              f"{spread([w / p for w, p in zip(with_cb, plain)], digits=3)} · JSON {kb:.1f} KB/grid", flush=True)
 
 if __name__ == "__main__":
     main()

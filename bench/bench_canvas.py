@@ -1,6 +1,7 @@
 """Canvas with big graphs: time to first render and frames per second during a scripted pan/zoom.
 
-    .venv/bin/python bench/bench_canvas.py [--sizes 500 2000] [--rounds 5] [--open-only] [--screenshots DIR]
+    .venv/bin/python bench/bench_canvas.py [--sizes 500 2000] [--rounds 5] [--gesture-rounds 1] [--open-only]
+        [--screenshots DIR]
 
 Serves tests/canvas/big_app.py (a graph with a ResNet-style module hierarchy, DETR-style above 1,000 nodes)
 on 127.0.0.1 and opens it in headless Chromium (/usr/bin/chromium, software rendering: --disable-gpu).
@@ -8,8 +9,10 @@ Open time = navigation start -> the canvas's first fitted view (``data-fitted`` 
 node measured; it includes Streamlit's start of the page. The page's own marks split it: ``data`` (the
 component first called with Python's data), ``visible`` (nodes measured and shown), ``fitted`` (the first
 fitted view; bundles without that mark: when Playwright saw it), each from navigation start.
-``--rounds N`` opens each size N times, each with a fresh server and page, and prints the medians (and
-ranges) of the open figures. Frames per second = requestAnimationFrame
+``--rounds N`` opens each size N times, each with a fresh server and page, and prints the open figures as
+median (spread: p10-p90, min-max below 5 rounds; bench/results.py), after the conditions line. The first
+``--gesture-rounds`` of them (default 1) also run the gestures below, printed the same way (n=1: a single
+value, said so by the count). Frames per second = requestAnimationFrame
 callbacks counted in the page during 3 s of mouse-wheel zooms and drags, then again with every layer shown
 ("Blocks: off"). Then one block is expanded by a click and a node is found with the search box.
 """
@@ -17,7 +20,6 @@ callbacks counted in the page during 3 s of mouse-wheel zooms and drags, then ag
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results import conditions, spread  # noqa: E402
 from tests.serving import StreamlitServer, launch_chromium  # noqa: E402
 
 APP = ROOT / "tests" / "canvas" / "big_app.py"
@@ -95,8 +98,19 @@ def run(size: int, shots: Path | None, browser, open_only: bool = False) -> dict
             page.screenshot(path=str(shots / f"canvas_{size}_collapsed.png"))
         collapsed = measure(page, box)
         # expand the first block shown, then find a node deep inside another one
+        # the gestures moved the view: fit it again (the canvas's F key; the drags made it the active widget),
+        # then a block box inside the canvas's visible part, as tests/canvas/test_big_graph_browser.py picks it
+        page.keyboard.press("f")
+        page.wait_for_timeout(300)
+        page.wait_for_function("(el) => el.dataset.moving === 'false'", arg=el, timeout=10000)
+        buttons = page.locator(".ll-block-btn")
+        inside = [buttons.nth(i) for i in range(buttons.count())
+                  if (bb := buttons.nth(i).bounding_box()) and box["x"] < bb["x"] + 20 < box["x"] + box["width"] - 40
+                  and box["y"] < bb["y"] + 10 < box["y"] + box["height"] - 10]
+        if not inside:
+            raise RuntimeError(f"no block box inside the visible canvas at {size} nodes")
         t1 = time.perf_counter()
-        page.locator(".ll-block-btn").first.click()
+        inside[0].click()
         page.wait_for_selector(".ll-frame-head", timeout=10000)
         expand_s = time.perf_counter() - t1
         t1 = time.perf_counter()
@@ -128,6 +142,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     ap.add_argument("--rounds", type=int, default=1, help="fresh opens per size (medians printed)")
+    ap.add_argument("--gesture-rounds", type=int, default=1, help="rounds (of --rounds) that also run the gestures")
     ap.add_argument("--open-only", action="store_true", help="measure the open only (no gestures, expand, find)")
     ap.add_argument("--screenshots", type=Path, default=None)
     a = ap.parse_args()
@@ -135,31 +150,38 @@ def main() -> None:
         a.screenshots.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
+    conditions(f"Canvas with big graphs: bench/bench_canvas.py --sizes {' '.join(map(str, a.sizes))} --rounds "
+               f"{a.rounds} --gesture-rounds {a.gesture_rounds}" + (" --open-only" if a.open_only else ""))
     rows = []
     with sync_playwright() as p:
         b = launch_chromium(p)
         try:
             for size in a.sizes:
                 for k in range(a.rounds):
-                    rows.append(run(size, a.screenshots, b, open_only=a.open_only or k > 0))
+                    rows.append(run(size, a.screenshots, b, open_only=a.open_only or k >= a.gesture_rounds))
         finally:
             b.close()
     print_opens(rows)
     rows = [r for r in rows if "fps_collapsed" in r]
-    print("| nodes | open (s) | shown / blocks | fps pan+zoom (collapsed) | worst frame (ms) | expand (s) | "
-          "find (s) | show all (s) | fps pan+zoom (all) | worst frame (ms) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']} | {r['open_s']:.2f} | {r['shown']} / {r['blocks']} | {r['fps_collapsed']:.0f} | "
-              f"{r['worst_collapsed_ms']:.0f} | {r['expand_s']:.2f} | {r['find_s']:.2f} | {r['show_all_s']:.2f} | "
-              f"{r['fps_all']:.0f} | {r['worst_all_ms']:.0f} |")
-
+    if not rows:
+        return
+    print("\nGestures, per size: median (spread, n rounds)")
+    keys = [("open (s)", "open_s", 2), ("fps pan+zoom (collapsed)", "fps_collapsed", 0),
+            ("worst frame, collapsed (ms)", "worst_collapsed_ms", 0), ("expand (s)", "expand_s", 2),
+            ("find (s)", "find_s", 2), ("show all (s)", "show_all_s", 2), ("fps pan+zoom (all)", "fps_all", 0),
+            ("worst frame, all (ms)", "worst_all_ms", 0)]
+    print("| nodes | shown / blocks | " + " | ".join(k[0] for k in keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
+    for size in dict.fromkeys(r["size"] for r in rows):
+        rs = [r for r in rows if r["size"] == size]
+        print(f"| {size} | {rs[0]['shown']} / {rs[0]['blocks']} | "
+              + " | ".join(spread([r[k] for r in rs], digits=d) for _, k, d in keys) + " |")
 
 def print_opens(rows: list[dict]) -> None:
-    """Open figures per size from the page's marks: median (min-max) over the rounds, in seconds."""
+    """Open figures per size from the page's marks: median (spread) over the rounds, in seconds."""
     def fig(vals: list) -> str:
-        vals = sorted(v / 1000 for v in vals if v is not None)
-        return f"{statistics.median(vals):.2f} ({vals[0]:.2f}-{vals[-1]:.2f})" if vals else "-"
+        vals = [v for v in vals if v is not None]
+        return spread(vals, 1e-3) if vals else "-"
 
     print("| nodes | rounds | data (s) | visible (s) | fitted (s) | shown / blocks |")
     print("|---|---|---|---|---|---|")

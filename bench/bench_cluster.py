@@ -12,9 +12,13 @@ fake GPU nodes (makespan against the ideal, waiting time per owner).
    ÷ ideal (GPU-seconds of work ÷ GPUs), and waits (start - submit): max ÷ median, and the spread of owners' mean
    waits.
 
+The store rates are measured ``--rounds`` times (the stores alternating within a round) and printed as the median
+with its spread (p10-p90; min-max below 5 rounds; bench/results.py); the scheduling run is one run (its makespan a
+single value; the waits' median with their p10-p90 over the jobs). The conditions line comes first.
+
 Usage::
 
-    PYTHONPATH=$PWD python bench/bench_cluster.py [--seconds 5] [--jobs 200] [--write]
+    PYTHONPATH=$PWD python bench/bench_cluster.py [--seconds 5] [--rounds 3] [--jobs 200] [--write]
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.results import commit, conditions, spread  # noqa: E402
 
 SECTION = "## Several servers: PostgreSQL store and Ray jobs (issue 33)"
 
@@ -164,17 +170,20 @@ def schedule(url: str, n_jobs: int, owners: int, gpu_nodes: int) -> dict:
             "gpu_fraction": frac, "makespan_s": makespan, "ideal_s": work / gpu_nodes,
             "wait_max_over_median": max(flat) / max(statistics.median(flat), 1e-9),
             "owner_mean_wait_max_over_median": max(means) / max(statistics.median(means), 1e-9),
-            "wait_median_s": statistics.median(flat), "wait_max_s": max(flat)}
+            "wait_median_s": statistics.median(flat), "wait_max_s": max(flat), "waits": spread(flat, unit=" s", digits=1)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the store rates, the stores alternating")
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--owners", type=int, default=50)
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    conditions(f"Several servers: bench/bench_cluster.py --seconds {args.seconds:g} --rounds {args.rounds} --jobs "
+               f"{args.jobs} --owners {args.owners}" + (" --skip-ray" if args.skip_ray else ""))
     from tests.postgres import PostgresServer, bin_dir
 
     pg = PostgresServer(bin_dir())
@@ -182,28 +191,39 @@ def main() -> None:
     try:
         rows = []
         for writers in (8, 64):
-            for name, url_of in (("SQLite (WAL)", lambda: None), ("PostgreSQL 15", pg.database)):
-                w = store_rate(url_of(), writers, "write", args.seconds)
-                p = store_rate(url_of(), writers, "poll", args.seconds) if name.startswith("Postgre") else None
-                rows.append((name, writers, w, p))
-                print(name, writers, f"writes/s {w:.0f}", f"polls/s {p:.0f}" if p else "", flush=True)
-        lines += ["| store | writers | epoch writes/s | control polls/s | jobs at 1 poll / 0.2 s | at 1 poll / 1 s |",
+            got: dict[str, tuple[list[float], list[float]]] = {}
+            for r in range(args.rounds):
+                stores = [("SQLite (WAL)", lambda: None), ("PostgreSQL 15", pg.database)]
+                for name, url_of in (stores if r % 2 == 0 else stores[::-1]):
+                    w, p = got.setdefault(name, ([], []))
+                    w.append(store_rate(url_of(), writers, "write", args.seconds))
+                    if name.startswith("Postgre"):
+                        p.append(store_rate(url_of(), writers, "poll", args.seconds))
+                    print(name, writers, f"writes/s {w[-1]:.0f}", f"polls/s {p[-1]:.0f}" if p else "", flush=True)
+            for name in ("SQLite (WAL)", "PostgreSQL 15"):
+                rows.append((name, writers, *got[name]))
+        lines += [f"`bench/bench_cluster.py --seconds {args.seconds:g} --rounds {args.rounds}` "
+                  f"({time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}, load average "
+                  f"{os.getloadavg()[0]:.1f} at the end); rates: median (spread) of the rounds.", "",
+                  "| store | writers | epoch writes/s | control polls/s | jobs at 1 poll / 0.2 s | at 1 poll / 1 s |",
                   "|---|---|---|---|---|---|"]
         for name, writers, w, p in rows:
-            jobs_02 = f"{p * 0.2:.0f}" if p else "-"
-            jobs_1 = f"{p:.0f}" if p else "-"
-            lines.append(f"| {name} | {writers} | {w:.0f} | {p:.0f} | {jobs_02} | {jobs_1} |" if p else
-                         f"| {name} | {writers} | {w:.0f} | - | - | - |")
+            if p:
+                m = statistics.median(p)
+                lines.append(f"| {name} | {writers} | {spread(w, digits=0)} | {spread(p, digits=0)} | {m * 0.2:.0f} | "
+                             f"{m:.0f} |")
+            else:
+                lines.append(f"| {name} | {writers} | {spread(w, digits=0)} | - | - | - |")
         if not args.skip_ray:
             r = schedule(pg.database(), args.jobs, args.owners, 4)
             print(r, flush=True)
             lines += ["", f"{r['jobs']} jobs of {r['owners']} owners (1-8 each), 0.5-1.5 s each, GPU share "
                       f"{r['gpu_fraction']} each, on 4 fake GPU nodes (4 CPUs, 1 GPU each; Ray 2.60, one machine of 2 "
                       "cores):", "",
-                      "| makespan s | ideal s | makespan ÷ ideal | wait median s | wait max s | max ÷ median wait | "
-                      "owners' mean wait max ÷ median |", "|---|---|---|---|---|---|---|",
+                      "| makespan s (one run) | ideal s | makespan ÷ ideal | wait over the jobs, median (spread) | "
+                      "wait max s | max ÷ median wait | owners' mean wait max ÷ median |", "|---|---|---|---|---|---|---|",
                       f"| {r['makespan_s']:.1f} | {r['ideal_s']:.1f} | **{r['makespan_s'] / r['ideal_s']:.2f}** | "
-                      f"{r['wait_median_s']:.1f} | {r['wait_max_s']:.1f} | {r['wait_max_over_median']:.2f} | "
+                      f"{r['waits']} | {r['wait_max_s']:.1f} | {r['wait_max_over_median']:.2f} | "
                       f"{r['owner_mean_wait_max_over_median']:.2f} |"]
     finally:
         pg.stop()
@@ -212,7 +232,7 @@ def main() -> None:
     if args.write:
         from bench.results import write_section
 
-        write_section(SECTION, f"{SECTION}\n\n`bench/bench_cluster.py --seconds {args.seconds:g}`\n\n{text}\n")
+        write_section(SECTION, f"{SECTION}\n\n{text}\n")
 
 
 if __name__ == "__main__":

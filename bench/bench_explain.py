@@ -5,7 +5,8 @@
 3. Live attributions' cost on epoch time: the CNN template trained on digits with and without
    ``LiveAttributions`` (target < 10 %).
 
-Timings are medians of interleaved repeats (A, B, A, B, ...) after a warm-up. Run::
+Timings are medians of interleaved repeats (A, B, A, B, ...) after a warm-up, each with its spread (p10-p90;
+min-max below 5 values), after the conditions they ran under (bench/results.py). Run::
 
     .venv/bin/python bench/bench_explain.py [--repeats 15] [--epochs 3] [--json out.json]
 """
@@ -17,9 +18,11 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -30,6 +33,9 @@ from builder.interpret.attention import attention_rollout, capture_attention
 from builder.interpret.attributions import explain
 from builder.interpret.live import LiveAttributions
 from builder.training.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import conditions, spread  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*(require gradients|non-linear).*")
 
@@ -64,7 +70,7 @@ def bench_ig(repeats: int) -> dict:
     for _ in range(repeats):
         for k, fn in runs.items():
             times[k].append(_time(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return _summary(times)
 
 
 def bench_attention(repeats: int) -> dict:
@@ -81,7 +87,12 @@ def bench_attention(repeats: int) -> dict:
     for _ in range(repeats):
         for k, fn in runs.items():
             times[k].append(_time(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return _summary(times)
+
+
+def _summary(times: dict[str, list[float]]) -> dict:
+    """Per variant: the median seconds and the printed ``median (spread, n)`` in ms."""
+    return {k: {"median_s": statistics.median(v), "ms": spread(v, 1e3, " ms", 3)} for k, v in times.items()}
 
 
 def _fit(live: LiveAttributions | None, epochs: int, ds) -> tuple[list[float], list[float]]:
@@ -104,7 +115,8 @@ def bench_live(repeats: int, epochs: int, settings: dict[str, dict]) -> dict:
     """Cost of live attributions on epoch time, two ways.
 
     * ``overhead``: median epoch time with the callback over median epoch time without it (fits
-      interleaved off, setting 1, setting 2, ...); sensitive to machine load.
+      interleaved off, setting 1, setting 2, ...); sensitive to machine load. Its spread is over the
+      rounds: each round's median epoch with the callback over the same round's without.
     * ``in_run``: within each epoch of the same fit, callback seconds / (epoch seconds - callback
       seconds); both sides see the same load, so this is the steadier figure.
     """
@@ -113,20 +125,25 @@ def bench_live(repeats: int, epochs: int, settings: dict[str, dict]) -> dict:
     per_epoch: dict[str, list[float]] = {k: [] for k in variants}
     callback_s: dict[str, list[float]] = {k: [] for k in variants}
     ratios: dict[str, list[float]] = {k: [] for k in variants}
+    per_round: dict[str, list[float]] = {k: [] for k in variants}
     _fit(None, 2, ds)  # warm-up
     for _ in range(repeats):
         for k, opts in variants.items():
             live = LiveAttributions(**opts) if opts is not None else None
             times, secs = _fit(live, epochs, ds)
             per_epoch[k].extend(times)
+            per_round[k].append(statistics.median(times))
             callback_s[k].extend(secs)
             ratios[k].extend(c / (t - c) for t, c in zip(times, secs))
     base = statistics.median(per_epoch["off"])
-    out: dict = {"off": {"epoch_s": base}}
+    out: dict = {"off": {"epoch_s": base, "epoch": spread(per_epoch["off"], 1.0, " s", 3)}}
     for k in settings:
         med = statistics.median(per_epoch[k])
-        out[k] = {"epoch_s": med, "overhead": med / base - 1, "callback_s": statistics.median(callback_s[k]),
-                  "in_run": statistics.median(ratios[k])}
+        rounds = [a / b - 1 for a, b in zip(per_round[k], per_round["off"])]
+        out[k] = {"epoch_s": med, "epoch": spread(per_epoch[k], 1.0, " s", 3), "overhead": med / base - 1,
+                  "overhead_per_round": spread(rounds, 100, " %", 1),
+                  "callback_s": statistics.median(callback_s[k]), "callback": spread(callback_s[k], 1.0, " s", 3),
+                  "in_run": statistics.median(ratios[k]), "in_run_spread": spread(ratios[k], 100, " %", 1)}
     out["train_samples"] = len(ds.train)
     out["val_samples"] = len(ds.val)
     return out
@@ -149,6 +166,8 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    conditions(f"Explainability: bench/bench_explain.py --repeats {args.repeats} --live-repeats "
+               f"{args.live_repeats} --epochs {args.epochs}")
     info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
             "cpu": platform.processor() or platform.machine(), "loadavg_start": os.getloadavg()}
     res = {"env": info, "ig": bench_ig(args.repeats), "attention": bench_attention(args.repeats),

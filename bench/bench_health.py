@@ -2,7 +2,8 @@
 
 Overhead: per template, runs of ``--epochs`` epochs with ``health_every=0`` and with the default interval are
 interleaved (``--repeats`` pairs, the order alternating), each writing into a fresh run folder as a real run does
-(checkpoint every epoch, health.json every epoch); prints the median seconds per epoch of each and their ratio.
+(checkpoint every epoch, health.json every epoch); prints the conditions it ran under, the median seconds per
+epoch of each and the median of the per-pair ratios, each with its spread (p10-p90; min-max below 5 pairs).
 With ``--doctor``: every template's default run (its own epochs and early stopping) and the two broken networks
 of tests/training/test_health.py, with the findings' count (false alarms on the templates). Never asserts a time.
 
@@ -12,7 +13,6 @@ of tests/training/test_health.py, with the findings' count (false alarms on the 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import builder  # noqa: E402
+from bench.results import conditions, spread  # noqa: E402
 from builder.interpret.doctor import diagnose  # noqa: E402
 from builder.runs.pipeline import build_model, prepare  # noqa: E402
 from builder.training.config import HEALTH_EVERY  # noqa: E402
@@ -45,8 +46,11 @@ def epoch_seconds(project, ds, cfg, health_every: int, epochs: int, device: str)
 
 
 def overhead(names: list[str], epochs: int, repeats: int, device: str) -> None:
-    print(f"health_every {HEALTH_EVERY} vs 0; {epochs} epochs per run, {repeats} interleaved pairs, device {device}")
-    print(f"{'template':<12} {'steps/ep':>8} {'off s/ep':>9} {'on s/ep':>9} {'ratio':>7}")
+    conditions(f"Training doctor overhead: bench/bench_health.py --templates {' '.join(names)} --epochs {epochs} "
+               f"--repeats {repeats} --device {device}")
+    print(f"health_every {HEALTH_EVERY} vs 0; {epochs} epochs per run, {repeats} interleaved pairs, device {device}; "
+          "median (spread)")
+    print("| template | steps/epoch | off, s/epoch | on, s/epoch | on ÷ off, per pair |\n|---|---:|---:|---:|---:|")
     for name in names:
         project, ds, cfg = prepare(builder.load_template(name), None)
         off, on = [], []
@@ -56,8 +60,8 @@ def overhead(names: list[str], epochs: int, repeats: int, device: str) -> None:
             for every in order:
                 (on if every else off).append(epoch_seconds(project, ds, cfg, every, epochs, device))
         steps = -(-len(ds.train) // cfg.batch_size)
-        m_off, m_on = statistics.median(off), statistics.median(on)
-        print(f"{name:<12} {steps:>8} {m_off:>9.4f} {m_on:>9.4f} {m_on / m_off:>7.3f}", flush=True)
+        print(f"| {name} | {steps} | {spread(off, digits=4)} | {spread(on, digits=4)} | "
+              f"{spread([b / a for a, b in zip(off, on)], digits=3)} |", flush=True)
 
 
 def broken_networks() -> None:

@@ -6,6 +6,10 @@ The bench makes its own models: a BERT-style and a GPT-2-style model with random
 into a temporary folder), hidden 128, 2 layers, 4 heads, vocabulary 1000, 32 tokens. The training task: the
 first token's hidden state → Linear(2), cross-entropy on fixed random labels, AdamW (lr 1e-3), batch 16.
 
+Step times are the median with its spread (p10-p90 over the timed steps; bench/results.py), the LayerLab ÷ PEFT
+ratio the median with its p10-p90 over interleaved rounds; the import time is one import (a single value). The
+conditions line comes first.
+
 Peak memory: CPU, the allocator's peak during one training step from torch's profiler (as bench_memory.py); CUDA,
 ``torch.cuda.max_memory_allocated`` over the step.
 
@@ -15,6 +19,7 @@ Peak memory: CPU, the allocator's peak during one training step from torch's pro
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_memory import _cpu_peak  # noqa: E402
-from bench.results import write_section  # noqa: E402
+from bench.results import commit, conditions, spread, write_section  # noqa: E402
 from builder.graph.compile import compile_graph, module_names  # noqa: E402
 from builder.graph.lora import add_lora, lora_state  # noqa: E402
 from builder.interchange.hf_import import import_hf_folder, inspect_folder, load_reference  # noqa: E402
@@ -100,13 +105,14 @@ def train(model, steps: int, device: str) -> dict:
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    return {"loss": float(loss), "ms": 1000 * statistics.median(times), "trainable": sum(p.numel() for p in params),
+    return {"loss": float(loss), "ms": 1000 * statistics.median(times), "ms_spread": spread(times, 1e3, digits=1),
+            "trainable": sum(p.numel() for p in params),
             "total": sum(p.numel() for p in model.parameters()), "peak": peak}
 
 
 def interleaved(a, b, steps: int, repeats: int, device: str) -> dict:
     """Step time of ``a`` ÷ ``b`` from ``repeats`` rounds, each timing ``steps`` steps of one then the other (the
-    order alternating), so the machine's load reaches both alike: the median ratio and its spread (min, max)."""
+    order alternating), so the machine's load reaches both alike: the median ratio and its spread (p10-p90; min-max below 5 rounds)."""
     runs = []
     for m in (a, b):
         m = m.to(device).train()
@@ -133,7 +139,8 @@ def interleaved(a, b, steps: int, repeats: int, device: str) -> dict:
         order = runs if r % 2 == 0 else runs[::-1]
         t = {id(m): block(m, opt) for m, opt in order}
         ratios.append(t[id(runs[0][0])] / t[id(runs[1][0])])
-    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "repeats": repeats}
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "repeats": repeats,
+            "spread": spread(ratios)}
 
 
 def layerlab(res, lora: bool):
@@ -192,13 +199,14 @@ def bench(arch: str, steps: int, device: str, root: Path, repeats: int = 9) -> d
 
 def table(rows: list[dict], device: str, steps: int) -> str:
     lines = ["## Hugging Face models and LoRA (issue 32)\n",
-             f"`bench/bench_hf.py --steps {steps} --device {device}`, torch {torch.__version__}, "
+             f"`bench/bench_hf.py --steps {steps} --device {device}` ({time.strftime('%Y-%m-%d', time.gmtime())}, "
+             f"commit {commit()}, load average {os.getloadavg()[0]:.1f} after), torch {torch.__version__}, "
              f"{torch.get_num_threads()} thread(s). Models made by the bench with random weights: hidden {H}, "
              f"{LAYERS} layers, {HEADS} heads, vocabulary {VOCAB}, {SEQ} tokens; batch {BATCH}; first token → Linear(2), "
              f"AdamW 1e-3 on one fixed batch, dropout 0 (so both LoRA paths see the same computation); LoRA rank {RANK}, alpha {ALPHA:g} on the attention projections (BERT: "
-             "query, key, value; GPT-2: the fused c_attn). Step time: median of the timed steps; the ratio: "
+             "query, key, value; GPT-2: the fused c_attn). Step time: median (spread) of the timed steps; the ratio: "
              "rounds of steps of one model then the other (order alternating), median and spread of the rounds' "
-             "ratios.\n",
+             "ratios. Import: one import each (a single value).\n",
              "| model | import s | max abs diff vs transformers | parameters |", "|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['arch']} | {r['import_s']:.1f} | {r['diff']:.2g} | {r['params']:,} |")
@@ -209,12 +217,12 @@ def table(rows: list[dict], device: str, steps: int) -> str:
                             ("peft", "LoRA (PEFT)")):
             m = r[mode]
             lines.append(f"| {r['arch']} | {label} | {m['trainable']:,} of {m['total']:,} | "
-                         f"{m['peak'] / 2**20:.1f} MiB | {m['ms']:.1f} | {m['loss']:.4f} |")
-    lines += ["", "| model | LoRA step time LayerLab ÷ PEFT: median of interleaved repeats (min–max) | final loss "
+                         f"{m['peak'] / 2**20:.1f} MiB | {m['ms_spread']} | {m['loss']:.4f} |")
+    lines += ["", "| model | LoRA step time LayerLab ÷ PEFT: median of interleaved repeats (spread) | final loss "
                   "LayerLab − PEFT |", "|---|---|---|"]
     for r in rows:
         q = r["ratio"]
-        lines.append(f"| {r['arch']} | **{q['median']:.2f}** ({q['min']:.2f}–{q['max']:.2f}, {q['repeats']} repeats) "
+        lines.append(f"| {r['arch']} | **{q['spread']}** "
                      f"| {r['lora']['loss'] - r['peft']['loss']:.2g} |")
     return "\n".join(lines) + "\n"
 
@@ -227,6 +235,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1 if args.device == "cpu" else torch.get_num_threads())
+    conditions(f"Hugging Face and LoRA: bench/bench_hf.py --steps {args.steps} --device {args.device} --repeats "
+               f"{args.repeats}")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench(a, args.steps, args.device, Path(tmp), args.repeats) for a in ("bert", "gpt2")]
     text = table(rows, args.device, args.steps)

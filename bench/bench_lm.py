@@ -15,7 +15,9 @@ read the very same tensors (LayerLab's prepared dataset).
 * **Unigram**: each validation token predicted by its training frequency (add-one smoothed).
 
 Figure: validation perplexity (``exp`` of the mean cross-entropy per token) after N epochs, the median over seeds
-with the range. The two networks match when their ranges overlap (initialisations differ: the template's
+with the range; training time per run the median over seeds with its spread (min-max below 5 seeds, p10-p90 from 5;
+bench/results.py), the two models interleaved seed by seed, and LayerLab ÷ by hand per seed. The conditions line
+comes first. The two networks match when their perplexity ranges overlap (initialisations differ: the template's
 attention projections start Xavier-uniform, the hand-written ones PyTorch's default Linear init).
 
 Run: ``.venv/bin/python bench/bench_lm.py [--epochs 3] [--seeds 0,1,2] [--threads 2] [--write]``; prints a Markdown
@@ -26,8 +28,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
-import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +41,9 @@ from torch import nn
 
 from builder import load_template
 from builder.runs.pipeline import build_model, prepare
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import commit, conditions, spread  # noqa: E402
 from builder.training.metrics import evaluate
 from builder.training.trainer import Trainer
 
@@ -131,24 +137,29 @@ def unigram() -> float:
 
 
 def _cell(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+    return spread(values, digits=1)
 
 
 def table(epochs: int, seeds: list[int]) -> list[str]:
-    ours = [layerlab(epochs, s) for s in seeds]
-    hand = [by_hand(epochs, s) for s in seeds]
-    rows = ["| model | parameters | validation perplexity, median (range) | training time per run, median |",
+    ours, hand = [], []
+    for k, s in enumerate(seeds):  # interleaved, the order alternating
+        for which in ((ours, hand) if k % 2 == 0 else (hand, ours)):
+            which.append((layerlab if which is ours else by_hand)(epochs, s))
+    rows = ["| model | parameters | validation perplexity, median (range) | training time per run, median (spread) |",
             "|---|---|---|---|"]
     for name, got in (("`gpt` template, trained by LayerLab", ours), ("the same network by hand (PyTorch)", hand)):
         rows.append(f"| {name} | {got[0][1]:,} | {_cell([g[0] for g in got])} | "
-                    f"{statistics.median(g[2] for g in got):.1f} s |")
+                    f"{spread([g[2] for g in got], unit=' s', digits=1)} |")
+    rows.append(f"| LayerLab ÷ by hand, training time per seed | - | - | "
+                f"{spread([a[2] / b[2] for a, b in zip(ours, hand)])} |")
     rows.append(f"| unigram (training frequencies, add-one) | - | {unigram():.1f} | - |")
     lo, hi = (max(min(g[0] for g in ours), min(g[0] for g in hand)), min(max(g[0] for g in ours), max(g[0] for g in hand)))
     verdict = "overlap" if lo <= hi else "do not overlap"
     return [HEADING, "",
             f"`text_corpus` (BPE 1,000, blocks of 32), {epochs} epochs, seeds {', '.join(map(str, seeds))}; "
-            f"{platform.machine()}, {torch.get_num_threads()} torch threads, shared CPU. The two networks' ranges "
-            f"{verdict}.", "", *rows]
+            f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}; {platform.machine()}, "
+            f"{torch.get_num_threads()} torch threads, shared CPU, load average {os.getloadavg()[0]:.1f} after. The two "
+            f"networks' perplexity ranges {verdict}.", "", *rows]
 
 
 def main() -> None:
@@ -159,6 +170,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="put the block in bench/RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    conditions(f"Language model: bench/bench_lm.py --epochs {args.epochs} --seeds {args.seeds} --threads {args.threads}")
     block = table(args.epochs, [int(s) for s in args.seeds.split(",")])
     text = "\n".join(block) + "\n"
     print(text)

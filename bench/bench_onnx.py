@@ -2,7 +2,8 @@
 
 1. ONNX import time (read, fold, map, validate, compile, place weights) for a 100-layer and a 1,000-layer
    graph (Gemm/Relu chains written with onnx.helper), without and with the onnxruntime comparison.
-   Medians of interleaved repeats. Targets: < 1 s and < 5 s.
+   Medians of interleaved repeats with their spread (p10-p90; min-max below 5 repeats), after the conditions
+   they ran under (bench/results.py). Targets: < 1 s and < 5 s.
 2. Dynamic int8 quantization of the MLP (moons), CNN (digits) and LSTM (sequence) templates trained briefly:
    file size ratio int8 ÷ float32 and the test metric before/after (onnxruntime on the held-out split).
 
@@ -12,7 +13,7 @@ Run: python bench/bench_onnx.py [--repeats N] [--skip-int8]
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +21,10 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from builder.interchange.importer import import_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.results import conditions, spread  # noqa: E402
+from builder.interchange.importer import import_model  # noqa: E402
 
 
 def chain(layers: int, width: int = 16):
@@ -54,15 +58,14 @@ def bench_import(repeats: int) -> None:
                     res = import_model(path, verify=verify)
                     times[(n, verify)].append(time.perf_counter() - t)
                     assert res.report["nodes"] == n + 1
-        print("ONNX import (median of", repeats, "interleaved repeats)")
+        conditions(f"ONNX import: bench/bench_onnx.py --repeats {repeats}")
+        print(f"ONNX import, {repeats} interleaved repeats: median (spread)")
         for n in files:
-            a, b = statistics.median(times[(n, False)]), statistics.median(times[(n, True)])
             target = 1.0 if n == 100 else 5.0
-            print(f"  {n:>5} layers: {a:.3f} s (target < {target:g} s); with the onnxruntime comparison "
-                  f"{b:.3f} s; ratio 1000/100 = {statistics.median(times[(1000, False)]) / statistics.median(times[(100, False)]):.1f}"
-                  if n == 1000 else f"  {n:>5} layers: {a:.3f} s (target < {target:g} s); with the onnxruntime "
-                  f"comparison {b:.3f} s")
-
+            print(f"  {n:>5} layers: {spread(times[(n, False)], unit=' s', digits=3)} (target < {target:g} s); with "
+                  f"the onnxruntime comparison {spread(times[(n, True)], unit=' s', digits=3)}")
+        ratio = [b / a for a, b in zip(times[(100, False)], times[(1000, False)])]
+        print(f"  1000 / 100 layers, per repeat: {spread(ratio, digits=1)}")
 
 def bench_int8() -> None:
     import builder

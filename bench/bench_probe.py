@@ -7,8 +7,13 @@ For a trained run per template (MLP on moons, CNN on digits), the same questions
 1. first question: starting the child (fresh interpreter, torch + Captum imported, limits set) and opening the
    run there (weights, dataset, the split's predictions), against opening it in process;
 2. warm questions: a sample (data only), Saliency, Integrated Gradients (50 steps), a node's activations,
-   Try it (predict + Saliency): medians of interleaved repeats, in process vs through the probe; the
-   difference is the added latency (framing, JSON + npz both ways, a pipe round trip).
+   Try it (predict + Saliency): medians of interleaved repeats with their spread (p10-p90; min-max below 5
+   repeats), in process vs through the probe; the added latency (framing, JSON + npz both ways, a pipe round
+   trip) is the median of the per-repeat differences, with its spread.
+
+The first-question figures are one measurement each per model (single values, printed as such); the spread of
+the child's start and of a fresh child's first question over repeats is printed by ``bench/doc_figures.py
+--only probe``. The conditions line (bench/results.py) comes first.
 
 Run::
 
@@ -22,13 +27,17 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 os.environ.setdefault("LAYERLAB_TORCH_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import builder  # noqa: E402
+from bench.results import conditions, spread  # noqa: E402
 from builder.data.access import SYSTEM  # noqa: E402
 from builder.interpret.session import ExplainSession, open_run, run_graph  # noqa: E402
 from builder.jobs.probe import ModelProbe, ProbeSession  # noqa: E402
@@ -76,7 +85,7 @@ def bench(repeats: int) -> list[dict]:
             probe._ensure()
             start = time.perf_counter() - t
             t = time.perf_counter()
-            remote = ProbeSession(probe, store.workspace, rid, "test")
+            remote = ProbeSession(probe, store, rid, "test")
             hello = time.perf_counter() - t
             node = local.default_activation_node(local.activation_nodes())
             ql, qr = _questions(local, node), _questions(remote, node)
@@ -89,14 +98,17 @@ def bench(repeats: int) -> list[dict]:
                     rows[name][0].append(_t(ql[name]))
                     rows[name][1].append(_t(qr[name]))
             t = time.perf_counter()
-            ProbeSession(probe, store.workspace, rid, "test", version="newer weights")
+            ProbeSession(probe, store, rid, "test", version="newer weights")
             reopen = time.perf_counter() - t
             probe.close()
             out.append({"model": f"{template} on {dataset}", "child_start_s": start, "open_run_probe_s": hello,
                         "reopen_same_child_s": reopen,
                         "open_run_in_process_s": open_local,
                         "warm_ms": {n: (1e3 * statistics.median(a), 1e3 * statistics.median(b))
-                                    for n, (a, b) in rows.items()}})
+                                    for n, (a, b) in rows.items()},
+                        "warm_spread_ms": {n: (spread(a, 1e3), spread(b, 1e3),
+                                               spread([y - x for x, y in zip(a, b)], 1e3))
+                                           for n, (a, b) in rows.items()}})
     return out
 
 
@@ -105,15 +117,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json")
     a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # before the conditions line, which reports it
+    conditions(f"Model probe: bench/bench_probe.py --repeats {a.repeats}")
     res = bench(a.repeats)
-    print(f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, torch threads 1")
+    print(f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, torch threads 1; the first-question "
+          "figures are single measurements, the warm ones median (spread) of the repeats")
     for r in res:
         print(f"\n{r['model']}: child start {r['child_start_s']:.2f} s; opening the run there "
               f"{r['open_run_probe_s']:.2f} s (in process {r['open_run_in_process_s']:.2f} s); opening it again (new "
               f"weights) in the same child {r['reopen_same_child_s']:.2f} s")
-        print("| question | in process ms | probe ms | added ms |\n|---|---:|---:|---:|")
-        for n, (a_, b) in r["warm_ms"].items():
-            print(f"| {n} | {a_:.2f} | {b:.2f} | {b - a_:+.2f} |")
+        print("| question | in process ms | probe ms | added ms, per repeat |\n|---|---:|---:|---:|")
+        for n, (a_, b, d) in r["warm_spread_ms"].items():
+            print(f"| {n} | {a_} | {b} | {d} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

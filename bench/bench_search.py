@@ -3,9 +3,11 @@
 1. Overhead per trial: wall time of a one-trial study (``StudyRunner.run``: study in SQLite, ask, the trial's
    job, polling the run store for per-epoch values, tell) ÷ wall time of the same run submitted alone as a
    job (``jobs.submit`` + ``jobs.wait``), same project, data and settings. Target <= 1.05. Interleaved
-   repeats (alone, trial, alone, trial, ...); medians and their ratio.
+   repeats (alone, trial, alone, trial, ...); medians with their spread (p10-p90; min-max below 5 repeats)
+   and the median of the paired ratios.
 2. Throughput: trials per minute of an n-trial study with 1 worker and with the job limit
-   (``jobs.max_jobs()``, or ``--workers``), random sampler, no pruning, so both do the same work.
+   (``jobs.max_jobs()``, or ``--workers``), random sampler, no pruning, so both do the same work. One study
+   each: single values, said so in the table.
 
 ``--write`` replaces the section "## Search (issue 12)" of bench/RESULTS.md. Timing is never asserted in tests.
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results import write_section  # noqa: E402  (bench/results.py)
+from results import commit, conditions, spread, write_section  # noqa: E402  (bench/results.py)
 
 from builder.data.access import SYSTEM  # noqa: E402
 from builder.graph.templates import load_template  # noqa: E402
@@ -81,10 +83,12 @@ def main() -> None:
     a = ap.parse_args()
     config = {"epochs": a.epochs, "lr": 0.01, "batch_size": 32, "device": "cpu"}
     many = a.workers or jobs.max_jobs()
+    conditions(f"Search: bench/bench_search.py --repeats {a.repeats} --epochs {a.epochs} --trials {a.trials}")
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="layerlab-bench-search-") as tmp:
         store = RunStore(tmp, actor=SYSTEM)
         t_alone, t_trial, t_call = [], [], []
+        alone(store, config)  # warm-up, untimed: the first job also starts the workspace's warm launcher
         for i in range(a.repeats):
             t_alone.append(alone(store, config))
             tt, tc = as_trial(store, config, f"overhead-{i}")
@@ -93,28 +97,28 @@ def main() -> None:
             print(f"repeat {i + 1}: alone {t_alone[-1]:.2f} s, as a trial {tt:.2f} s (whole call {tc:.2f} s)",
                   flush=True)
         ma, mt, mc = statistics.median(t_alone), statistics.median(t_trial), statistics.median(t_call)
-        paired = statistics.median(t / a_ for t, a_ in zip(t_trial, t_alone))
+        paired = [t / a_ for t, a_ in zip(t_trial, t_alone)]
         tpm1 = throughput(store, config, a.trials, 1, "tput-1")
         print(f"1 worker: {tpm1:.2f} trials/min", flush=True)
-        tpmn = throughput(store, config, a.trials, many, f"tput-{many}")
+        tpmn = throughput(store, config, a.trials, many, f"tput-many-{many}")  # its own study, also when many == 1
         print(f"{many} workers: {tpmn:.2f} trials/min", flush=True)
     load1 = os.getloadavg()
     lines = [SECTION, "",
              f"`python bench/bench_search.py --repeats {a.repeats} --epochs {a.epochs} --trials {a.trials}"
              + (f" --workers {a.workers}" if a.workers else "") + "`; "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, job limit {jobs.max_jobs()}, "
+             f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, job limit {jobs.max_jobs()}, "
              f"load average {load0[0]:.1f} before / {load1[0]:.1f} after. MLP on moons (2000 samples), "
              f"{a.epochs} epochs, batch 32, CPU; each trial and each run is its own job process.", "",
              "| measure | value |", "|---|---|",
-             f"| run alone as a job (median wall time) | {ma:.2f} s |",
-             f"| same run as a trial (median wall time, ask to tell) | {mt:.2f} s |",
-             f"| **trial ÷ alone** (target ≤ 1.05), ratio of medians | **{mt / ma:.3f}** |",
-             f"| trial ÷ alone, median of the {a.repeats} paired ratios | {paired:.3f} |",
+             f"| run alone as a job (wall time, median and spread) | {spread(t_alone, unit=' s')} |",
+             f"| same run as a trial (wall time, ask to tell) | {spread(t_trial, unit=' s')} |",
+             f"| **trial ÷ alone** (target ≤ 1.05), paired ratios | **{spread(paired, digits=3)}** |",
+             f"| trial ÷ alone, ratio of the medians | {mt / ma:.3f} |",
              f"| one-trial study, whole call incl. opening the study and loading the data to check graphs | "
-             f"{mc:.2f} s ({mc / ma:.3f}×) |",
-             f"| trials per minute, 1 worker ({a.trials} trials) | {tpm1:.2f} |",
-             f"| trials per minute, {many} workers ({a.trials} trials) | {tpmn:.2f} |",
-             f"| speed-up | {tpmn / tpm1:.2f}× |", ""]
+             f"{spread(t_call, unit=' s')}; ratio of medians to alone {mc / ma:.3f}× |",
+             f"| trials per minute, 1 worker ({a.trials} trials; one study, a single value) | {tpm1:.2f} |",
+             f"| trials per minute, {many} workers ({a.trials} trials; one study, a single value) | {tpmn:.2f} |",
+             f"| speed-up (ratio of the two single values) | {tpmn / tpm1:.2f}× |", ""]
     text = "\n".join(lines)
     print(text)
     if a.write:

@@ -16,16 +16,25 @@ PyTorch with the same data, initial seed, optimiser, learning rate, batch size a
 either), and against two baselines: the last value, and seasonal naive (the value 11 years before the forecast
 year: the solar cycle).
 
-Run: ``.venv/bin/python bench/bench_text.py [--threads 2] [--epochs-lm 3] [--write]``; prints a Markdown block,
-``--write`` puts it in bench/RESULTS.md.
+Every fit runs ``--repeats`` times with the same seed (the models interleaved within a round): training times
+and throughputs are the median with its spread (p10-p90; min-max below 5 repeats), the LayerLab ÷ by-hand ratio
+the median of the per-round ratios; an accuracy, perplexity or MAE is shown once, or as its range where the
+repeats differ. Forecasting starts with an untimed 2-epoch warm-up of both; the sentiment and language-model fits
+have none (each is long against first-use costs). The conditions line (bench/results.py) comes first.
+
+Run: ``.venv/bin/python bench/bench_text.py [--threads 2] [--epochs-lm 3] [--repeats 3] [--write]``; prints a
+Markdown block, ``--write`` puts it in bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +46,17 @@ from builder.graph.project import Project
 from builder.runs.pipeline import build_model, prepare
 from builder.training.trainer import Trainer
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import commit, conditions, spread  # noqa: E402
+
+REPEATS = 3
+
+
+def _once(values: list[float], digits: int) -> str:
+    """One value, or its range where the repeats differ."""
+    lo, hi = min(values), max(values)
+    return f"{lo:.{digits}f}" if f"{lo:.{digits}f}" == f"{hi:.{digits}f}" else f"{lo:.{digits}f}-{hi:.{digits}f}"
+
 
 def _train(project, dataset: str, overrides: dict, options: dict | None = None):
     project, ds, cfg = prepare(project, dataset, overrides, dataset_options=options, adapt=True)
@@ -46,24 +66,33 @@ def _train(project, dataset: str, overrides: dict, options: dict | None = None):
     return res, ds, time.perf_counter() - t0, model
 
 
-def sentiment() -> list[str]:
+def sentiment(repeats: int = REPEATS) -> list[str]:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     rows = []
     ds = None
-    for name in ("sentiment_lstm", "text_encoder"):
-        res, ds, took, _ = _train(load_template(name), "text_sentiment", {"seed": 0})
-        tokens = len(ds.train) * ds.info.input_shape[0] * res.epochs_completed
-        rows.append(f"| `{name}` template | {res.test['accuracy']:.3f} | {res.epochs_completed} | {took:.1f} s | "
-                    f"{tokens / took:,.0f} |")
+    names = ("sentiment_lstm", "text_encoder")
+    fits: dict[str, list] = {n: [] for n in names}
+    for _ in range(repeats):
+        for name in names:
+            res, ds, took, _ = _train(load_template(name), "text_sentiment", {"seed": 0})
+            fits[name].append((res, took, len(ds.train) * ds.info.input_shape[0] * res.epochs_completed))
+    for name in names:
+        f = fits[name]
+        rows.append(f"| `{name}` template | {_once([r.test['accuracy'] for r, _, _ in f], 3)} | "
+                    f"{_once([r.epochs_completed for r, _, _ in f], 0)} | {spread([t for _, t, _ in f], unit=' s', digits=1)} | "
+                    f"{spread([n / t for _, t, n in f], digits=0)} |")
     tok = load_tokenizer(ds.info.tokenizer)
     texts = {s: [decode(tok, x) for x in getattr(ds, s).X] for s in ("train", "test")}
     vec = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"[^ ]+")
-    t0 = time.perf_counter()
-    clf = LogisticRegression(max_iter=2000).fit(vec.fit_transform(texts["train"]), ds.train.y.numpy())
+    took = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        clf = LogisticRegression(max_iter=2000).fit(vec.fit_transform(texts["train"]), ds.train.y.numpy())
+        took.append(time.perf_counter() - t0)
     acc = float((clf.predict(vec.transform(texts["test"])) == ds.test.y.numpy()).mean())
-    rows.append(f"| TF-IDF (1-2 grams) + logistic regression | {acc:.3f} | - | {time.perf_counter() - t0:.1f} s | - |")
+    rows.append(f"| TF-IDF (1-2 grams) + logistic regression | {acc:.3f} | - | {spread(took, unit=' s')} | - |")
     return ["| model | test accuracy | epochs | training time | tokens/s |", "|---|---|---|---|---|", *rows]
 
 
@@ -71,20 +100,24 @@ def _lstm_lm(vocab: int, length: int) -> Project:
     return build_architecture("lstm_lm", seq_len=length, vocab=vocab, embed=64, hidden=128)
 
 
-def language_model(epochs: int) -> list[str]:
-    res, ds, took, model = _train(_lstm_lm(1000, 32), "text_corpus",
-                                  {"seed": 0, "epochs": epochs, "lr": 0.005, "batch_size": 32, "optimizer": "adam",
-                                   "early_stopping": 0})
+def language_model(epochs: int, repeats: int = REPEATS) -> list[str]:
     from builder.training.metrics import evaluate
 
-    val = evaluate(model, ds.val.X, ds.val.y, "next_token")
+    took, perp = [], []
+    for _ in range(repeats):
+        res, ds, t, model = _train(_lstm_lm(1000, 32), "text_corpus",
+                                   {"seed": 0, "epochs": epochs, "lr": 0.005, "batch_size": 32, "optimizer": "adam",
+                                    "early_stopping": 0})
+        took.append(t)
+        perp.append(evaluate(model, ds.val.X, ds.val.y, "next_token")["perplexity"])
     counts = np.bincount(ds.train.y.reshape(-1).numpy(), minlength=ds.info.out_size) + 1.0
     logp = np.log(counts / counts.sum())
     unigram = math.exp(-float(logp[ds.val.y.reshape(-1).numpy()].mean()))
     tokens = ds.train.X.numel() * res.epochs_completed
     return ["| model | validation perplexity | epochs | training time | tokens/s |", "|---|---|---|---|---|",
             f"| LSTM language model (64/128, {sum(p.numel() for p in model.parameters()):,} parameters) | "
-            f"{val['perplexity']:.1f} | {res.epochs_completed} | {took:.1f} s | {tokens / took:,.0f} |",
+            f"{_once(perp, 1)} | {res.epochs_completed} | {spread(took, unit=' s', digits=1)} | "
+            f"{spread([tokens / t for t in took], digits=0)} |",
             f"| unigram (training frequencies, add-one) | {unigram:.1f} | - | - | - |",
             f"| uniform over the vocabulary | {ds.info.out_size:.1f} | - | - | - |"]
 
@@ -127,23 +160,35 @@ def _mae(ds, pred) -> float:
     return float((np.abs(pred.numpy().reshape(len(pred), -1) - ds.test.y.numpy()) * std).mean())
 
 
-def forecasting() -> list[str]:
+def forecasting(repeats: int = REPEATS) -> list[str]:
     project = load_template("rnn_forecaster")
     tr = project.training
     settings = {"seed": 0, "epochs": tr["epochs"], "lr": tr["lr"], "batch_size": tr["batch_size"],
                 "optimizer": "adam", "early_stopping": 0, "scheduler": "none"}
-    res, ds, took, model = _train(project, "sunspots", settings)
-    with torch.no_grad():
-        mine = _mae(ds, model.eval()(ds.test.X))
-    hand, hand_took = _hand_lstm(ds, tr["epochs"], tr["lr"], tr["batch_size"], 0)
+    took, hand_took, mine, hand = [], [], [], []
+    _, ds, _, _ = _train(project, "sunspots", {**settings, "epochs": 2})  # warm-up of both, untimed: first-use
+    _hand_lstm(ds, 2, tr["lr"], tr["batch_size"], 0)                       # costs stay out of the rounds
+    for r in range(repeats):  # interleaved, the order alternating
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            if which == 0:
+                res, ds, t, model = _train(project, "sunspots", settings)
+                took.append(t)
+                with torch.no_grad():
+                    mine.append(_mae(ds, model.eval()(ds.test.X)))
+            else:
+                m, t = _hand_lstm(ds, tr["epochs"], tr["lr"], tr["batch_size"], 0)
+                hand.append(m)
+                hand_took.append(t)
     std, mean = np.asarray(ds.info.input_std), np.asarray(ds.info.input_mean)
     raw = ds.test.X.numpy()[:, :, 0] * std[0] + mean[0]
     actual = ds.test.y.numpy()[:, 0] * std[0] + mean[0]
     last = float(np.abs(raw[:, -1] - actual).mean())
     seasonal = float(np.abs(raw[:, -11] - actual).mean())
     return ["| model | test MAE (sunspot number) | training time |", "|---|---|---|",
-            f"| `rnn_forecaster` template (LayerLab, {tr['epochs']} epochs) | {mine:.2f} | {took:.1f} s |",
-            f"| the same LSTM written by hand in PyTorch | {hand:.2f} | {hand_took:.1f} s |",
+            f"| `rnn_forecaster` template (LayerLab, {tr['epochs']} epochs) | {_once(mine, 2)} | "
+            f"{spread(took, unit=' s', digits=1)} |",
+            f"| the same LSTM written by hand in PyTorch | {_once(hand, 2)} | {spread(hand_took, unit=' s', digits=1)} |",
+            f"| LayerLab ÷ by hand, training time per round | - | {spread([a / b for a, b in zip(took, hand_took)])} |",
             f"| last value | {last:.2f} | - |", f"| seasonal naive (11 years before) | {seasonal:.2f} | - |",
             f"\n{len(ds.test)} test windows (years {1700 + ds.info.series['boundaries'][1] + 22}-2008)."]
 
@@ -154,20 +199,24 @@ def main() -> None:
     ap.add_argument("--epochs-lm", type=int, default=3)
     ap.add_argument("--write", action="store_true", help="put the block in bench/RESULTS.md")
     ap.add_argument("--only", choices=("sentiment", "lm", "forecast"))
+    ap.add_argument("--repeats", type=int, default=REPEATS, help="fits per model (same seed), for the time spreads")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    conditions(f"Text and time series: bench/bench_text.py --threads {a.threads} --epochs-lm {a.epochs_lm} "
+               f"--repeats {a.repeats}" + (f" --only {a.only}" if a.only else ""))
     parts = []
     if a.only in (None, "sentiment"):
         parts += ["### Sentiment: `text_sentiment` (2,000 generated reviews, word-level tokenizer of the training "
-                  "split, max_length 20)", "", *sentiment(), ""]
+                  "split, max_length 20)", "", *sentiment(a.repeats), ""]
     if a.only in (None, "lm"):
         parts += [f"### Language model: `text_corpus` (BPE 1,000, blocks of 32), {a.epochs_lm} epochs", "",
-                  *language_model(a.epochs_lm), ""]
+                  *language_model(a.epochs_lm, a.repeats), ""]
     if a.only in (None, "forecast"):
-        parts += ["### Forecasting: `sunspots` (lookback 22, horizon 1)", "", *forecasting(), ""]
+        parts += ["### Forecasting: `sunspots` (lookback 22, horizon 1)", "", *forecasting(a.repeats), ""]
     head = (f"## Text and time series (bench/bench_text.py, issue 31, {time.strftime('%Y-%m-%d')})\n\n"
-            f"{platform.processor() or platform.machine()}, {a.threads} threads, torch {torch.__version__}; shared "
-            "machine, times indicative.\n\n")
+            f"commit {commit()}; {platform.processor() or platform.machine()}, {a.threads} threads, torch "
+            f"{torch.__version__}; load average {os.getloadavg()[0]:.1f} after; {a.repeats} fits "
+            "per model, times as median (spread).\n\n")
     text = head + "\n".join(parts) + "\n"
     print(text)
     if a.write:

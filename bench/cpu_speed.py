@@ -86,10 +86,12 @@ def _timed(cmd: list[str], env: dict) -> float:
 
 
 def _spread(v: list[float], unit: str = " s") -> str:
-    """``median (p10-p90 low-high)`` of ``v`` (:func:`builder.graph.latency.quantile`, numpy's interpolation)."""
-    from builder.graph.latency import quantile
+    """``median (p10-p90 low-high, n)`` of ``v``: :func:`bench.results.spread` (min-max below 5 values)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench.results import spread
 
-    return f"{quantile(v, 0.5):.2f}{unit} (p10-p90 {quantile(v, 0.1):.2f}-{quantile(v, 0.9):.2f})"
+    return spread(v, unit=unit)
 
 
 def _ratio(a: list[float], b: list[float]) -> str:

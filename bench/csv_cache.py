@@ -10,9 +10,11 @@ and a 10-class target ``y`` (about 160 MB), then:
   ``builder/data/tabular.py`` before the table cache, read from git) loading a 400,000-row file of the same
   columns in a fresh process: seconds and peak RSS.
 
-Never asserts a time. Prints a Markdown block for bench/RESULTS.md.
+``--repeats`` rounds (each a fresh workspace: first run, second run, then the previous loader): every time, rate
+and size is printed as its median with its spread (p10-p90; min-max below 5 rounds; bench/results.py), after the
+conditions line. Never asserts a time. Prints a Markdown block for bench/RESULTS.md.
 
-    python bench/csv_cache.py [--rows 1000000] [--old-rows 400000] [--old-rev a745ebf] [--keep DIR]
+    python bench/csv_cache.py [--rows 1000000] [--old-rows 400000] [--old-rev a745ebf] [--repeats 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.results import conditions, spread  # noqa: E402
 
 
 def make_table(path: Path, n: int, seed: int = 0) -> float:
@@ -106,38 +110,48 @@ def main() -> None:
     ap.add_argument("--old-rows", type=int, default=400_000)
     ap.add_argument("--old-rev", default="a745ebf", help="a commit whose tabular.py predates the table cache")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds, each in a fresh workspace")
     ap.add_argument("--keep", help="generate into (or reuse) this folder instead of a temporary one")
     a = ap.parse_args()
     import resource
 
+    conditions(f"CSV cache: bench/csv_cache.py --rows {a.rows} --old-rows {a.old_rows} --old-rev {a.old_rev} "
+               f"--epochs {a.epochs} --repeats {a.repeats}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(a.keep) if a.keep else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         big, small = folder / f"table{a.rows}.csv", folder / f"table{a.old_rows}.csv"
         gen = make_table(big, a.rows) if not big.is_file() else 0.0
-        ws = Path(tmp) / "ws"
-        first = cli_run(big, ws, a.epochs)
-        second = cli_run(big, ws, a.epochs)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        metas = [json.loads(m.read_text()) for m in (ws / "cache" / "tables").glob("*/meta.json")]
-        parse_s = metas[0]["parse_s"] if metas else float("nan")
-        cache_mib = sum(f.stat().st_size for f in (ws / "cache").rglob("*") if f.is_file()) / 2**20
         if not small.is_file():
             make_table(small, a.old_rows)
-        old = old_load(small, a.old_rev, Path(tmp))
+        firsts, seconds, parse_s, cache_mib, olds = [], [], [], [], []
+        for r in range(a.repeats):
+            ws = Path(tmp) / f"ws{r}"
+            firsts.append(cli_run(big, ws, a.epochs))
+            seconds.append(cli_run(big, ws, a.epochs))
+            metas = [json.loads(m.read_text()) for m in (ws / "cache" / "tables").glob("*/meta.json")]
+            parse_s.append(metas[0]["parse_s"] if metas else float("nan"))
+            cache_mib.append(sum(f.stat().st_size for f in (ws / "cache").rglob("*") if f.is_file()) / 2**20)
+            olds.append(old_load(small, a.old_rev, Path(tmp)))
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        big_mib = big.stat().st_size / 2**20  # before the temporary folder goes
     host = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"\n### CSV of {a.rows:,} rows x 21 columns, 10 classes (bench/csv_cache.py; {host})\n")
-    print(f"File: {big.stat().st_size / 2**20 if big.exists() else float('nan'):.0f} MiB (generated in {gen:.0f} s). "
-          f"Cache entry: {cache_mib:.0f} MiB float32 + targets. Parse into the cache (two passes): {parse_s:.1f} s.\n")
+    print(f"File: {big_mib:.0f} MiB (generated in {gen:.0f} s). "
+          f"Cache entry: {max(cache_mib):.0f} MiB float32 + targets. Parse into the cache (two passes): "
+          f"{spread(parse_s, unit=' s', digits=1)}. {a.repeats} rounds: median (spread).\n")
     print("| run | whole process s | peak RSS MiB | samples/s (epoch) | test accuracy |")
     print("|---|---|---|---|---|")
-    for name, r in (("first (parse into cache)", first), ("second (cached)", second)):
-        print(f"| `layerlab train mlp --adapt --epochs {a.epochs}`, {name} | {r['wall_s']:.1f} | {r['rss_mib']:.0f} | "
-              f"{r['final'].get('samples_per_s', float('nan')):.0f} | {r['test'].get('accuracy', float('nan')):.3f} |")
+    for name, rs in (("first (parse into cache)", firsts), ("second (cached)", seconds)):
+        accs = sorted({round(r["test"].get("accuracy", float("nan")), 3) for r in rs})
+        print(f"| `layerlab train mlp --adapt --epochs {a.epochs}`, {name} | "
+              f"{spread([r['wall_s'] for r in rs], digits=1)} | {spread([r['rss_mib'] for r in rs], digits=0)} | "
+              f"{spread([r['final'].get('samples_per_s', float('nan')) for r in rs], digits=0)} | "
+              f"{', '.join(f'{x:.3f}' for x in accs)} |")
     print(f"| the previous loader (`{a.old_rev}`, whole text + pandas + float64) on {a.old_rows:,} rows, "
-          f"load only | {old[1]:.1f} (load {old[0]:.1f}) | {old[2]:.0f} | | |")
+          f"load only | {spread([o[1] for o in olds], digits=1)} (load {spread([o[0] for o in olds], digits=1)}) | "
+          f"{spread([o[2] for o in olds], digits=0)} | | |")
     print(f"\nPeak RSS per process from wait4; the largest of all child processes (RUSAGE_CHILDREN): {children:.0f} MiB.")
-
 
 if __name__ == "__main__":
     main()

@@ -8,10 +8,16 @@
    end to end (epoch events' samples/s, the first epoch left out) ÷ the compute-only rate (the same model, batch,
    optimizer and autocast stepping on one device-resident batch, synchronised at the end).
 
+Every figure is a median with its spread (p10-p90; min-max below 5 values; bench/results.py), after the
+conditions line: the makespan over ``--share-rounds`` rounds (one job alone, N at once, one alone again; the
+ratio per round against the mean of the two alone runs around it), the end-to-end rate over the epochs after the
+first, the compute-only rate over ``--chunks`` timed chunks of steps.
+
 Runs on CPU too (``--quick``: 3 jobs, 2 epochs, a small image set) to check the machinery; the figures that matter
 are the GPU ones. Never asserts a time.
 
-    python bench/gpu_share.py [--quick] [--jobs 16] [--epochs 15] [--images 20000] [--skip-share] [--skip-rate]
+    python bench/gpu_share.py [--quick] [--jobs 16] [--epochs 15] [--share-rounds 1] [--images 20000] [--chunks 5]
+        [--skip-share] [--skip-rate]
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.results import conditions, spread  # noqa: E402
 
 
 def _submit_all(ws: Path, n: int, epochs: int) -> tuple[float, dict]:
@@ -46,7 +54,7 @@ def _submit_all(ws: Path, n: int, epochs: int) -> tuple[float, dict]:
     return dt, envs
 
 
-def share(n: int, epochs: int) -> None:
+def share(n: int, epochs: int, rounds: int = 1) -> None:
     """Makespan of ``n`` concurrent jobs ÷ one job alone (the launcher warmed first, fresh workspaces)."""
     from builder.jobs import queue as jobs
     from builder.jobs import warm
@@ -61,15 +69,20 @@ def share(n: int, epochs: int) -> None:
             if warm._launcher_up(ws) and not warm._launcher_starting(ws):
                 break
             time.sleep(0.1)
-        one, env1 = _submit_all(ws, 1, epochs)
-        many, envs = _submit_all(ws, n, epochs)
-        one_b, _ = _submit_all(ws, 1, epochs)
-    alone = statistics.mean([one, one_b])
+        ones = [_submit_all(ws, 1, epochs)[0]]
+        manys, envs = [], {}
+        for _ in range(rounds):
+            many, got = _submit_all(ws, n, epochs)
+            manys.append(many)
+            envs.update(got)
+            ones.append(_submit_all(ws, 1, epochs)[0])
+    alone = [statistics.mean(ones[i:i + 2]) for i in range(rounds)]  # the alone runs either side of each round
     done = sum(1 for s, _ in envs.values() if s == "finished")
     gpus = sorted({g for _, g in envs.values()}, key=str)
-    print(f"one job alone {alone:.1f} s ({one:.1f}, {one_b:.1f}); {n} jobs at once {many:.1f} s "
-          f"({done}/{n} finished, GPUs {gpus}); makespan ÷ one job {many / alone:.2f} "
-          f"(÷ {n} jobs one after another {many / (n * alone):.2f})", flush=True)
+    print(f"one job alone {spread(ones, unit=' s', digits=1)}; {n} jobs at once {spread(manys, unit=' s', digits=1)} "
+          f"({done}/{n * rounds} finished, GPUs {gpus}); makespan ÷ one job, per round "
+          f"{spread([m / a for m, a in zip(manys, alone)])} (÷ {n} jobs one after another "
+          f"{spread([m / (n * a) for m, a in zip(manys, alone)])})", flush=True)
 
 
 def _resnet_graph(quick: bool):
@@ -91,7 +104,7 @@ def _resnet_graph(quick: bool):
         builder.load_template("resnet").graph, info, None), info
 
 
-def rate(images: int, batch: int, epochs: int, quick: bool) -> None:
+def rate(images: int, batch: int, epochs: int, quick: bool, chunks: int = 5) -> None:
     """Images/s end to end (Trainer.fit) ÷ images/s of bare steps on one resident batch."""
     import torch
 
@@ -113,7 +126,7 @@ def rate(images: int, batch: int, epochs: int, quick: bool) -> None:
     model = build_model(graph, 0)
     t = Trainer(model, ds, cfg, on_event=lambda ev: ev["type"] == "epoch" and rates.append(ev["samples_per_s"]))
     t.fit()
-    end_to_end = statistics.median(rates[1:] or rates)
+    end_to_end = rates[1:] or rates
 
     model = build_model(graph, 0).to(device)
     if device.type in ("cuda", "cpu") and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
@@ -135,18 +148,22 @@ def rate(images: int, batch: int, epochs: int, quick: bool) -> None:
 
     for _ in range(5):
         step()
-    k = max(10, images // batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(k):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    compute = k * batch / (time.perf_counter() - t0)
+    k = max(10, images // batch // chunks)
+    compute = []
+    for _ in range(chunks):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(k):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        compute.append(k * batch / (time.perf_counter() - t0))
     print(f"{device} {torch.cuda.get_device_name() if device.type == 'cuda' else ''} precision {t.precision}, "
-          f"threads {t.threads}: end to end {end_to_end:,.0f} images/s, compute-only {compute:,.0f} images/s, "
-          f"ratio {end_to_end / compute:.3f} (batch {batch}, {images} images)", flush=True)
+          f"threads {t.threads}: end to end {spread(end_to_end, digits=0)} images/s (epochs after the first), "
+          f"compute-only {spread(compute, digits=0)} images/s ({chunks} chunks of {k} steps), ratio of the medians "
+          f"{statistics.median(end_to_end) / statistics.median(compute):.3f} (batch {batch}, {images} images)",
+          flush=True)
 
 
 def main() -> int:
@@ -158,6 +175,8 @@ def main() -> int:
     p.add_argument("--images", type=int, default=20000)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--rate-epochs", type=int, default=4)
+    p.add_argument("--share-rounds", type=int, default=1, help="rounds of N jobs at once, each between alone runs")
+    p.add_argument("--chunks", type=int, default=5, help="timed chunks of the compute-only steps")
     p.add_argument("--skip-share", action="store_true")
     p.add_argument("--skip-rate", action="store_true")
     a = p.parse_args()
@@ -165,13 +184,13 @@ def main() -> int:
         a.jobs, a.epochs, a.images, a.batch, a.rate_epochs = 3, 2, 512, 64, 2
     import torch
 
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, "
-          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    conditions(f"GPU jobs that share: bench/gpu_share.py{' --quick' if a.quick else ''} --jobs {a.jobs} --epochs "
+               f"{a.epochs} --share-rounds {a.share_rounds} --images {a.images} --chunks {a.chunks}")
+    print(f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}", flush=True)
     if not a.skip_share:
-        share(a.jobs, a.epochs)
+        share(a.jobs, a.epochs, a.share_rounds)
     if not a.skip_rate:
-        rate(a.images, a.batch, a.rate_epochs, a.quick)
+        rate(a.images, a.batch, a.rate_epochs, a.quick, a.chunks)
     return 0
 
 

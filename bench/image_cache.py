@@ -9,9 +9,11 @@ process pool writes them), then side by side in one run:
   DataLoader (batch 64, shuffled, 2 workers), the same compiled CNN, Adam, 1 epoch over the same training
   files: samples/s.
 
+``--repeats`` rounds (each a fresh workspace: first run, second run, the plain loop): times and rates are printed
+as the median with its spread (p10-p90; min-max below 5 rounds; bench/results.py), after the conditions line.
 Never asserts a time. Prints a Markdown block for bench/RESULTS.md.
 
-    python bench/image_cache.py [--n 60000] [--epochs 1] [--keep DIR]
+    python bench/image_cache.py [--n 60000] [--epochs 1] [--repeats 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.results import conditions, spread  # noqa: E402
 
 
 def _write(args: tuple[str, int, int]) -> None:
@@ -127,29 +131,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60_000)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds, each in a fresh workspace")
     ap.add_argument("--keep", help="generate into (or reuse) this folder instead of a temporary one")
     a = ap.parse_args()
+    conditions(f"Image cache: bench/image_cache.py --n {a.n} --epochs {a.epochs} --repeats {a.repeats}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(a.keep) if a.keep else Path(tmp) / "images"
         gen = make_folder(folder, a.n) if not (folder / "class9").is_dir() else 0.0
-        ws = Path(tmp) / "ws"
-        first = cli_run(folder, ws, a.epochs)
-        rss_first = _rss_of_children_mib()
-        second = cli_run(folder, ws, a.epochs)
-        rss_both = _rss_of_children_mib()
-        cache_mib = sum(f.stat().st_size for f in (ws / "cache").rglob("*") if f.is_file()) / 2**20
-        plain = dataloader_rate(folder, a.epochs)
+        firsts, seconds, plain, rss_first = [], [], [], float("nan")
+        for r in range(a.repeats):
+            ws = Path(tmp) / f"ws{r}"
+            firsts.append(cli_run(folder, ws, a.epochs))
+            rss_first = _rss_of_children_mib() if r == 0 else rss_first
+            seconds.append(cli_run(folder, ws, a.epochs))
+            rss_both = _rss_of_children_mib()
+            cache_mib = sum(f.stat().st_size for f in (ws / "cache").rglob("*") if f.is_file()) / 2**20
+            plain.append(dataloader_rate(folder, a.epochs))
     host = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"\n### Image folder of {a.n:,} 32x32 PNGs, 10 classes (bench/image_cache.py; {host})\n")
-    print(f"Generating the PNGs: {gen:.0f} s. Cache entry: {cache_mib:.0f} MiB uint8 + labels.\n")
+    print(f"Generating the PNGs: {gen:.0f} s. Cache entry: {cache_mib:.0f} MiB uint8 + labels. {a.repeats} rounds: "
+          "median (spread).\n")
     print("| run | whole process s | peak RSS MiB | samples/s (epoch) | test accuracy |")
     print("|---|---|---|---|---|")
-    for name, r, rss in (("first (decode into cache)", first, rss_first), ("second (cached)", second, rss_both)):
-        print(f"| `layerlab train cnn --adapt --epochs {a.epochs}`, {name} | {r['wall_s']:.1f} | {rss:.0f} | "
-              f"{r['final'].get('samples_per_s', float('nan')):.0f} | {r['test'].get('accuracy', float('nan')):.3f} |")
-    print(f"| plain DataLoader over the files (Pillow per item, 2 workers), same CNN | | | {plain:.0f} | |")
-    print("\nPeak RSS is the largest of the `layerlab train` processes so far (RUSAGE_CHILDREN), so the second row "
-          "is max(first, second).")
+    for name, rs, rss in (("first (decode into cache)", firsts, rss_first), ("second (cached)", seconds, rss_both)):
+        accs = sorted({round(r["test"].get("accuracy", float("nan")), 3) for r in rs})
+        print(f"| `layerlab train cnn --adapt --epochs {a.epochs}`, {name} | "
+              f"{spread([r['wall_s'] for r in rs], digits=1)} | {rss:.0f} | "
+              f"{spread([r['final'].get('samples_per_s', float('nan')) for r in rs], digits=0)} | "
+              f"{', '.join(f'{x:.3f}' for x in accs)} |")
+    print(f"| plain DataLoader over the files (Pillow per item, 2 workers), same CNN | | | {spread(plain, digits=0)} | |")
+    print("\nPeak RSS is the largest of the `layerlab train` processes so far (RUSAGE_CHILDREN): the first row after "
+          "the first round's first run, the second row over every run (a single value each, not a timing).")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.results import write_section  # noqa: E402
+from bench.results import commit, conditions, spread, write_section  # noqa: E402
 
 SECTION = "## Import coverage"
 
@@ -86,21 +86,24 @@ def synthetic(n_ops: int, width: int = 16) -> bytes:
     return model.SerializeToString() if onnx.checker.check_model(model) is None else b""
 
 
-def timing(sizes=(100, 1000), repeats: int = 3) -> list[dict]:
-    """Best-of-``repeats`` import time (verification included) of :func:`synthetic` graphs."""
+def timing(sizes=(100, 1000), repeats: int = 5) -> list[dict]:
+    """Import time (verification included) of :func:`synthetic` graphs, ``repeats`` times each (sizes interleaved):
+    the median with its spread (bench/results.py)."""
     from builder.interchange.importer import import_model
 
+    data = {n: synthetic(n) for n in sizes}
+    got: dict[int, list[float]] = {n: [] for n in sizes}
+    res = {}
+    for _ in range(repeats):
+        for n in sizes:
+            t0 = time.perf_counter()
+            res[n] = import_model(data[n], name=f"chain{n}")
+            got[n].append(time.perf_counter() - t0)
     out = []
     for n in sizes:
-        data = synthetic(n)
-        best, res = float("inf"), None
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            res = import_model(data, name=f"chain{n}")
-            best = min(best, time.perf_counter() - t0)
-        types = [nd.type for nd in res.project.graph.nodes]
-        out.append({"ops": n, "seconds": best, "nodes": len(types), "op_nodes": types.count("Op")})
-        print(f"{n} ops: {best:.2f} s, {len(types)} nodes", flush=True)
+        types = [nd.type for nd in res[n].project.graph.nodes]
+        out.append({"ops": n, "seconds": spread(got[n], unit=" s"), "nodes": len(types), "op_nodes": types.count("Op")})
+        print(f"{n} ops: {out[-1]['seconds']}, {len(types)} nodes", flush=True)
     return out
 
 
@@ -133,12 +136,13 @@ def report(rows: list[dict], times: list[dict]) -> str:
         lines += ["Failures:", ""] + [f"- {r['model']} / {r['source']}: {_why(r)}" for r in fails] + [""]
     secs = [r["seconds"] for r in rows if "seconds" in r]
     if secs:
-        lines += [f"Import time per zoo model (read, map, verify against onnxruntime/the program): median "
-                  f"{np.median(secs):.2f} s, max {max(secs):.2f} s.", ""]
+        lines += [f"Import time per zoo model and source (read, map, verify against onnxruntime/the program; one import "
+                  f"each), over the {len(secs)} imports: median {spread(secs, unit=' s')}, max {max(secs):.2f} s.", ""]
     if times:
         lines += ["Synthetic ONNX chains (Gemm+Relu → layers, Erf+Add → Add layer and Op nodes), import incl. "
-                  "verification, best of 3:", "", "| operators | nodes | Op nodes | seconds |", "|---|---|---|---|"]
-        lines += [f"| {t['ops']} | {t['nodes']} | {t['op_nodes']} | {t['seconds']:.2f} |" for t in times]
+                  "verification, median (spread) of 5 interleaved repeats:", "",
+                  "| operators | nodes | Op nodes | seconds |", "|---|---|---|---|"]
+        lines += [f"| {t['ops']} | {t['nodes']} | {t['op_nodes']} | {t['seconds']} |" for t in times]
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -158,7 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     from tests.interchange.zoo import ZOO
 
     names = list(ZOO)[:4] if args.quick else list(ZOO)
+    conditions("Import coverage: bench/import_coverage.py" + (" --quick" if args.quick else ""))
     text = report(coverage(names), timing())
+    text = text.replace("\n\n", f"\n\n{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}.\n\n", 1)
     print(text)
     if not args.no_write:
         write_section(SECTION, text)

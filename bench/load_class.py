@@ -4,15 +4,18 @@ reads are timed server-side.
 
 What it reports:
 
-* queue wait per job (submit returned -> the job seen ``running``; polled every 0.1 s), median and max; the
-  makespan (first submit -> last job ended); every admitted job ends ``finished`` (none lost);
+* queue wait per job (submit returned -> the job seen ``running``; polled every 0.1 s), median with its p10-p90
+  over the jobs (bench/results.py) and max; the makespan (first submit -> last job ended: one class, a single
+  value); every admitted job ends ``finished`` (none lost);
 * quotas under load: some students (``--greedy``) fire three submits at once from three threads with
   ``running=1`` (one live job, queued or running, per student): each must get exactly one admitted and two
   QuotaErrors, and no student ever holds more than one live job;
 * per-request latency of the store reads the pages make while the queue drains, each timed as the server
   does it (one call, its own connection): a student's Train page (its run, queue position, new curve points),
   Runs page (its runs), Classes page (its quota line), the teacher's Classes page (every member's runs +
-  leaderboard) and the admin's Server page (every job).
+  leaderboard) and the admin's Server page (every job): median with its p10-p90, p95 and max over the requests.
+
+The conditions line (bench/results.py) is printed first.
 
 Usage::
 
@@ -28,7 +31,6 @@ import os
 import platform
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -42,9 +44,8 @@ SECTION = "## Class on one server under load (bench/load_class.py, issue 22)"
 TEACHER = "user:teacher@school.org"
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
+from bench.results import commit, conditions, spread  # noqa: E402
+from builder.graph.latency import quantile  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=30.0, help="seconds over which the students submit")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
+    conditions(f"Class on one server: bench/load_class.py --students {args.students} --greedy {args.greedy} "
+               f"--epochs {args.epochs} --window {args.window:g}")
 
     ws = Path(tempfile.mkdtemp(prefix="layerlab-load-"))
     load_before = os.getloadavg()[0]
@@ -211,25 +214,26 @@ def main(argv: list[str] | None = None) -> int:
              "`running=1` (one live job each, queued or running). The page reads below run back to back in one "
              f"thread of the submitting process (a core's worth of reads while the jobs train on the other). "
              f"Load average before the run {load_before:.1f} (the machine is shared). Run "
-             f"{time.strftime('%Y-%m-%d', time.gmtime())}.", "",
+             f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit()}.", "",
              "| figure | value |", "|---|---:|",
              f"| jobs admitted / refused by quota / errors | {len(ids)} / {sum(refused.values())} / {len(errors)} |",
              f"| jobs ended finished | {statuses.get('finished', 0)} of {len(ids)} "
              f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}) |",
-             f"| queue wait (submit → running), median / max | {statistics.median(waits):.1f} s / {max(waits):.1f} s |"
-             if waits else "| queue wait | — |",
-             f"| job run time (running → ended, incl. the process start), median / max | "
-             f"{statistics.median(runs_s):.1f} s / {max(runs_s):.1f} s |" if runs_s else "| job run time | — |",
-             f"| last submit / makespan (first submit → last job ended) | {t_last_submit:.1f} s / {t_end - t0:.1f} s |",
+             f"| queue wait (submit → running) over the jobs, median (spread) / max | "
+             f"{spread(waits, unit=' s', digits=1)} / {max(waits):.1f} s |" if waits else "| queue wait | — |",
+             f"| job run time (running → ended, incl. the process start), median (spread) / max | "
+             f"{spread(runs_s, unit=' s', digits=1)} / {max(runs_s):.1f} s |" if runs_s else "| job run time | — |",
+             f"| last submit / makespan (first submit → last job ended; one run, single values) | "
+             f"{t_last_submit:.1f} s / {t_end - t0:.1f} s |",
              f"| greedy students: exactly 1 admitted + 2 refused each | {'yes' if greedy_ok else 'NO'} |",
              f"| other students: 1 admitted, none refused | {'yes' if nongreedy_ok else 'NO'} |",
              f"| students over 1 recorded or live job (quota bypass) | {len(bypass)} |", "",
              "Server-side latency of the store reads the open pages make while the queue drains (each request on "
              "its own connection, as a page rerun does; milliseconds):", "",
-             "| page read | requests | median | p95 | max |", "|---|---:|---:|---:|---:|"]
+             "| page read | requests | median (spread) | p95 | max |", "|---|---:|---:|---:|---:|"]
     for kind, xs in lat.items():
         if xs:
-            lines.append(f"| {kind} | {len(xs)} | {1e3 * statistics.median(xs):.1f} | {1e3 * _pct(xs, 0.95):.1f} "
+            lines.append(f"| {kind} | {len(xs)} | {spread(xs, 1e3, digits=1)} | {1e3 * quantile(xs, 0.95):.1f} "
                          f"| {1e3 * max(xs):.1f} |")
     lines += ["", "Train page: the run, its queue position and new curve points; Runs page: the student's runs; "
               "quota line: `quotas.usage` (its runs, their folder sizes, GPU-seconds); teacher: "

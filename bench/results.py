@@ -31,11 +31,26 @@ def spread(v: list[float], scale: float = 1.0, unit: str = "", digits: int = 2) 
     return f"{quantile(xs, 0.5):.{digits}f}{unit} ({name} {lo:.{digits}f}-{hi:.{digits}f}, n={len(xs)})"
 
 
+def commit() -> str:
+    """The checkout's short commit, ``+`` when it has uncommitted changes; ``?`` outside git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (sha or "?") + ("+" if dirty else "")
+
+
 def conditions(label: str) -> None:
-    """One line: what ran, when, on what, under which load."""
+    """One line: what ran, when, at which commit, on what, under which load."""
     import torch
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"\n## {label}\n{now}; {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} torch thread(s) here; load average "
+    print(f"\n## {label}\n{now}; commit {commit()}; {platform.machine()} {platform.system()}, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} torch thread(s) here; load average "
           f"{os.getloadavg()[0]:.1f} before", flush=True)
