@@ -141,7 +141,9 @@ def decoder_weights(imp, nodes) -> dict[str, np.ndarray] | None:
     order; biases an optimiser dropped as zeros; a learned target or memory's projections (of a constant) too.
     None when the structure differs."""
     proj, lns = [(w, b) for _, w, b in _linear_maps(imp, nodes)], norms(imp, nodes)
-    if len(proj) != 7 or not lns or len(lns) != 3:
+    if len(proj) == 5 and lns and len(lns) == 3:  # the classic exporter: the cross-attention sliced at run time
+        proj = _sliced_cross_attention(imp, nodes, proj)
+    if proj is None or len(proj) != 7 or not lns or len(lns) != 3:
         return None
     e = proj[0][0].shape[1]
     kv_first = proj[2][0].shape == (2 * e, e)
@@ -159,6 +161,22 @@ def decoder_weights(imp, nodes) -> dict[str, np.ndarray] | None:
     for k, (w, b) in enumerate(lns, 1):
         out.update({f"norm{k}.weight": w, f"norm{k}.bias": b})
     return out
+
+
+def _sliced_cross_attention(imp, nodes, proj: list) -> list | None:
+    """The classic exporter's decoder: its cross-attention slices the query rows and the key/value rows out of
+    in_proj (3E×E, and its bias) while it runs, so only 5 projections are constant (self in and out, cross out,
+    linear1, linear2). The 7 of :func:`decoder_weights`, the sliced ones read from the constants the module's
+    ``Slice`` nodes cut; None when they are not one (3E, E) weight and at most one (3E,) bias."""
+    e = proj[0][0].shape[1]
+    cut = {id(v): v.value for n in nodes if n.op_type == "Slice" and isinstance(v := imp.value(n.input[0]), Const)}
+    ws = [np.asarray(v, np.float32) for v in cut.values() if v.shape == (3 * e, e)]
+    bs = [np.asarray(v, np.float32) for v in cut.values() if v.shape == (3 * e,)]
+    if len(ws) != 1 or len(bs) > 1 or [w.shape for w, _ in proj[:3]] != [(3 * e, e), (e, e), (e, e)]:
+        return None
+    b = bs[0] if bs else None
+    return [proj[0], proj[1], (ws[0][:e], None if b is None else b[:e]),
+            (ws[0][e:], None if b is None else b[e:]), *proj[2:]]
 
 
 def mha_weights(imp, nodes) -> dict[str, np.ndarray] | None:

@@ -116,6 +116,16 @@ def causal_mask(imp, nodes, values: list | None = None) -> bool:
     return False
 
 
+def _layer_notes(nid: str, weights: dict) -> list[str]:
+    """What a Transformer layer's import changes: dropout (not in the file), and biases the file does not have
+    (``bias=False``: its feed-forward biases read as zeros), which LayerLab's layer has and fine-tuning trains."""
+    notes = [f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used"]
+    if all(not np.any(weights.get(k, 1)) for k in ("linear1.bias", "linear2.bias")):
+        notes.append(f"{nid}: the file's layer has no biases (bias=False); LayerLab's layer has them, starting at "
+                     "zero, so the outputs are the same and fine-tuning also trains them")
+    return notes
+
+
 def _cls(qual: str) -> str:
     return qual.rsplit(".", 1)[-1]
 
@@ -643,7 +653,7 @@ class ModuleGroups:
                         "dropout": 0.1, "activation": act, "norm_first": norm_first,
                         "causal": causal_mask(self, nodes)}, [src, *masks.values()], weights,
                        ports=[None, *masks] if masks else None)
-        self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
+        self.out.notes.extend(_layer_notes(nid, weights))
         self.vals[out] = T(nid)
         self.out.mapped["TransformerEncoderLayer"] += 1
 
@@ -657,8 +667,8 @@ class ModuleGroups:
         if any(k not in weights for k in need) or "self_attn.in_proj_bias" not in weights:
             weights = decoder_weights(self, nodes) or weights  # by structure: an optimiser renamed them
         if any(k not in weights for k in need) or "self_attn.in_proj_bias" not in weights:
-            self.bad("TransformerDecoderLayer (bias=False, or its weights split by the classic exporter)", where,
-                     "use bias=True and export with torch.onnx.export(..., dynamo=True) or save a .pt2")
+            self.bad("TransformerDecoderLayer (bias=False, or weights LayerLab could not read)", where,
+                     "use bias=True; if it has, export with torch.onnx.export(..., dynamo=True) or save a .pt2")
             return
         if len(ext_inputs) != 2:
             self.bad(f"TransformerDecoderLayer with {len(ext_inputs)} tensor inputs", where,
@@ -683,7 +693,7 @@ class ModuleGroups:
         nid = self.add(scope, "TransformerDecoderLayer", params,
                        [self.value(tgt[0]), self.value(memory), *masks.values()], weights,
                        ports=["tgt", "memory", *masks])
-        self.out.notes.append(f"{nid}: dropout is not stored in the file; LayerLab's default 0.1 is used")
+        self.out.notes.extend(_layer_notes(nid, weights))
         self.vals[out] = T(nid)
         self.out.mapped["TransformerDecoderLayer"] += 1
 

@@ -357,23 +357,24 @@ def test_constant_mask_that_is_not_causal_is_refused_naming_it(route, tmp_path):
 class DecoderWithLearned(nn.Module):
     """A TransformerDecoderLayer whose target (learned queries) or memory is a learned tensor."""
 
-    def __init__(self, learned: str):
+    def __init__(self, learned: str, bias: bool = True):
         super().__init__()
         self.learned, self.table = learned, nn.Parameter(torch.randn(1, 3, 8))
-        self.dec = nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.dec = nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True, bias=bias)
 
     def forward(self, x):
         t = self.table.expand(x.shape[0], -1, -1)
         return self.dec(t, x) if self.learned == "tgt" else self.dec(x, t)
 
 
-@pytest.mark.parametrize("route", ["onnx_dynamo", "onnx_dynamo_optimized", "pt2"])
+@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("learned", ["tgt", "memory"])
 def test_decoder_layer_with_a_learned_target_or_memory_imports_with_a_parameter_node(learned, route, tmp_path):
     """A learned target or memory was folded into the decoder's constants, which then had one tensor input and
     was refused as "TransformerDecoderLayer with 1 tensor inputs": it is a Parameter node on its port. The
-    optimised dynamo file renames and deduplicates the decoder's weights (equal LayerNorm ones and zeros): they
-    are read by structure (it was refused)."""
+    optimised dynamo file renames and deduplicates the decoder's weights (equal LayerNorm ones and zeros), and the
+    classic one also slices the cross-attention's projections out of in_proj while it runs: both are read by
+    structure (both were refused)."""
     torch.manual_seed(0)
     model = DecoderWithLearned(learned).eval()
     res = import_model(_export(model, torch.randn(2, 5, 8), route, tmp_path))
@@ -384,17 +385,16 @@ def test_decoder_layer_with_a_learned_target_or_memory_imports_with_a_parameter_
     assert _imported_matches(res, model, torch.randn(3, 5, 8)) <= 1e-5
 
 
-def test_decoder_layer_whose_weights_the_classic_exporter_split_is_refused_naming_it(tmp_path):
-    """The classic exporter slices the cross-attention's projections out of in_proj at run time and renames the
-    rest: its decoder was taken for an encoder layer or refused op by op ("op `Shape` has no LayerLab layer"); it
-    is refused by name, with the exports that work (the optimised dynamo file's renamed and deduplicated weights
-    are read by structure: the learned-target tests above)."""
+@pytest.mark.parametrize("route", ["onnx_dynamo", "onnx_classic", "pt2"])
+def test_a_layer_without_bias_imports_and_says_its_biases_are_new(route, tmp_path):
+    """``bias=False`` has no LayerLab parameter: the layer imports with zero biases (the same outputs) and a note
+    says that fine-tuning will train biases the original did not have (an import changes structure only with a
+    note: issue 34)."""
     torch.manual_seed(0)
-    with pytest.raises(ModelImportError) as err:
-        import_model(_export(DecoderWithLearned("memory").eval(), torch.randn(2, 5, 8), "onnx_classic", tmp_path))
-    assert "TransformerDecoderLayer (bias=False, or its weights split by the classic exporter)` has no LayerLab " \
-           "layer; received: node(s) dec (TransformerDecoderLayer). Fix: use bias=True and export with " \
-           "torch.onnx.export(..., dynamo=True) or save a .pt2" in str(err.value)
+    model = DecoderWithLearned("memory", bias=False).eval()
+    res = import_model(_export(model, torch.randn(2, 5, 8), route, tmp_path))
+    assert _imported_matches(res, model, torch.randn(3, 5, 8)) <= 1e-5
+    assert any("has no biases (bias=False)" in n and "fine-tuning also trains them" in n for n in res.report["notes"]), res.report["notes"]
 
 
 # ---------------------------------------------------------------- the data's padding masks on attention layers
