@@ -450,9 +450,9 @@ class ModuleGroups:
         sizes = ins[3] if len(ins) > 3 else None
         if isinstance(scales, Const) and scales.value.size == r and len(set(scales.value[2:].tolist())) == 1:
             out["scale_factor"] = float(scales.value[2])
-        elif isinstance(sizes, Const | SymArr) and len(shape_items(sizes)) == r and \
-                all(isinstance(v, int) for v in shape_items(sizes)[2:]):
-            size = shape_items(sizes)[2:]
+        elif isinstance(sizes, Const | SymArr) and len(items := shape_items(sizes)) == r and \
+                all(isinstance(v, int) for v in items[2:]):
+            size = items[2:]
             out["size"] = size[0] if len(set(size)) == 1 else size
         else:
             return None

@@ -27,6 +27,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from builder._moved import moved_name
 
@@ -65,10 +66,7 @@ def spawn_detached(args: Sequence[str], log: str | Path, *, env: Mapping[str, st
     Raises:
         OSError: the log cannot be opened or the interpreter cannot be started.
     """
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, env=child_env(env), cwd=str(cwd or package_root()),
-                                start_new_session=True, close_fds=True)
+    proc = _start(args, log, env, cwd, start_new_session=True)
     t = threading.Thread(target=_reap, args=(proc, on_exit), name=name, daemon=True)  # reaped when it ends: no zombie
     t.start()
     _reapers[:] = [r for r in _reapers if r.is_alive()] + [t]
@@ -108,11 +106,18 @@ def run_attached(args: Sequence[str], log: str | Path, *, env: Mapping[str, str]
     def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, env=child_env(env), cwd=str(cwd or package_root()),
-                                close_fds=True, preexec_fn=die_with_parent)
+    proc = _start(args, log, env, cwd, preexec_fn=die_with_parent)
     return proc.pid, proc.wait()
+
+
+def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, cwd: str | Path | None,
+           **popen: Any) -> subprocess.Popen:
+    """``python ARGS``: stdin ``/dev/null``, output appended to ``log``, no inherited descriptors, the package root
+    first on its path (:func:`child_env`), in ``cwd`` (default: :func:`package_root`)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=child_env(env), cwd=str(cwd or package_root()),
+                                close_fds=True, **popen)
 
 
 __all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code"]

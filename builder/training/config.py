@@ -196,7 +196,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     spec = (spec or "auto").lower()
     if spec == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
+            return resolve_device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")

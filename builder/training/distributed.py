@@ -71,7 +71,7 @@ def init_distributed(device: str = "auto") -> DistContext | None:
             raise TrainingError(f"{local_world} processes on this host share {gpus} GPU(s); received: device "
                                 f"{device!r}. Fix: start at most {gpus} process(es) per host (--nproc_per_node), "
                                 "or use device cpu")
-        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
+        dev = torch.device("cuda", local_rank % gpus)
         torch.cuda.set_device(dev)
         backend = "nccl"
     else:
