@@ -271,7 +271,9 @@ class ModuleGroups:
             return
         if cls in COMPLEX - {"LSTM", "GRU", "RNN"} and unread_mask(self, nodes):
             self.bad(f"{cls} with a mask built from its sizes (is_causal) that this file does not let LayerLab read",
-                     where, "export with torch.onnx.export(..., dynamo=True, optimize=False) or save a .pt2")
+                     where, "keep the shapes the exporter states for its values (the file's value_info, which "
+                     "some tools strip), export with torch.onnx.export(..., dynamo=True, optimize=False), or save a "
+                     ".pt2")
             return
         if cls == "MultiheadAttention" and (extended := kv_extensions(self, nodes)):
             for arg in extended:  # steps appended to the keys and values: LayerLab's layer has no such argument

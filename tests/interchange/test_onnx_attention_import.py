@@ -9,6 +9,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 import torch.nn.functional as F
@@ -461,3 +462,20 @@ def test_padding_masks_come_back_on_their_ports(case, tmp_path):
         have = imported(*(by_name[n.id] for n in res.project.graph.nodes if n.type == "Input"))
     for w, h in zip(*(o if isinstance(o, tuple) else (o,) for o in (want, have)), strict=True):
         torch.testing.assert_close(h, w, atol=1e-5, rtol=1e-5)
+
+
+def test_is_causal_in_a_file_stripped_of_its_stated_shapes_is_refused_naming_them(tmp_path):
+    """The optimised dynamo file's causal mask is built from a size read from the shapes the exporter states
+    (``value_info``). A file without them (a tool stripped them) would import the layer without its mask: it is
+    refused by name, and the fix names what brings the sizes back."""
+    torch.manual_seed(0)
+    path = _export(CausalMask("is_causal").eval(), torch.randn(2, 5, 8), "onnx_dynamo_optimized", tmp_path)
+    proto = onnx.load(path)
+    del proto.graph.value_info[:]
+    onnx.save(proto, path)
+    with pytest.raises(ModelImportError) as err:
+        import_model(path)
+    msg = str(err.value)
+    assert "MultiheadAttention with a mask built from its sizes (is_causal) that this file does not let LayerLab " \
+           "read" in msg
+    assert "Fix: keep the shapes the exporter states for its values (the file's value_info" in msg
