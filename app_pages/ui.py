@@ -314,7 +314,8 @@ _WARM: list = []  # process-wide: the warm-up thread, started once
 def warm_up(delay_s: float = 1.5) -> None:
     """Once per process, import what the other pages need (torch, scikit-learn loaders, Captum, plotly
     figures, the jobs module) in a background thread that starts ``delay_s`` after the first page ran, and
-    start the workspace's job launcher (:func:`builder.jobs.queue.warm_launcher`): off the request path, so
+    start the workspace's job launcher (:func:`builder.jobs.queue.warm_launcher`) and the sandbox's zygote
+    (:func:`builder.interchange.worker.warm_sandbox`): off the request path, so
     Data/Train/Explain open fast and the first training job starts warm, without slowing the first visit."""
 
     if _WARM:
@@ -326,9 +327,11 @@ def warm_up(delay_s: float = 1.5) -> None:
             from streamlit import runtime  # lazy: warm-up (imported in the background)
 
             if runtime.exists():  # a real server (not AppTest): the first Start then forks a warm job process
+                from builder.interchange.worker import warm_sandbox  # lazy: warm-up (the sandbox's zygote)
                 from builder.jobs.warm import warm_launcher  # lazy: heavy (torch)
 
                 warm_launcher(workspace())
+                warm_sandbox()  # the first export, import or Explain question forks instead of starting cold
             from builder import data as _data  # noqa: F401  # lazy: warm-up (imported in the background)
             from builder.interpret import attributions as _explain  # noqa: F401  (Captum)  # lazy: heavy (torch)
             from builder.interpret import figures as _figures  # noqa: F401  (plotly figures)  # lazy: heavy (plotly)

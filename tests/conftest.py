@@ -174,8 +174,9 @@ def pytest_collection_modifyitems(config, items):
 
 # CPU seconds per test file (user + sys of the test process, the children it reaped, and the shared launcher with
 # the jobs it forked and reaped): each worker writes test-artifacts/cpu-<worker>.tsv, and the summary names the
-# files that cost most (issue 30: the suite's CPU budget). Processes reaped by another process's exit (a browser
-# under its driver) count where that process ends.
+# files that cost most (issue 30: the suite's CPU budget). The sandbox's zygote and the children it forked and
+# reaped count likewise. Processes reaped by another process's exit (a browser under its driver) count where that
+# process ends.
 _CPU: dict[str, float] = {}
 
 
@@ -188,10 +189,17 @@ def _cpu_now() -> float:
     with contextlib.suppress(OSError, ValueError, IndexError, TypeError):  # no launcher (yet): its share is 0
         from builder.jobs import warm
 
-        pid = int((Path(home) / warm.LAUNCHER_PID).read_text())
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+        total += _proc_cpu(int((Path(home) / warm.LAUNCHER_PID).read_text()))
+    zyg = getattr(sys.modules.get("builder.process.zygote"), "_ZYGOTE", None)
+    with contextlib.suppress(OSError, ValueError, IndexError, AttributeError):  # the sandbox's zygote, likewise
+        total += _proc_cpu(zyg.proc.pid)
     return total
+
+
+def _proc_cpu(pid: int) -> float:
+    """A live process's CPU seconds and those of the children it reaped (utime stime cutime cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -205,6 +213,8 @@ def pytest_runtest_protocol(item, nextitem):
 
 def pytest_sessionfinish(session, exitstatus):
     worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if "builder.process.zygote" in sys.modules:  # reap the sandbox's zygote, which reaped its forked children
+        sys.modules["builder.process.zygote"].shutdown()
     if _CPU:
         (ROOT / "test-artifacts").mkdir(exist_ok=True)
         rows = sorted(_CPU.items(), key=lambda kv: -kv[1])

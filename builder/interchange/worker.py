@@ -46,6 +46,7 @@ from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
 from builder.interchange.hf_import import TOKENIZER, _offline, import_hf_folder, inspect_folder
+from builder.process import zygote
 from builder.process.sandbox import (
     TEST_CRASH_ENV,
     WorkerLimits,
@@ -138,16 +139,27 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
 
 
 def spawn_sandboxed(entry: str, private: str | os.PathLike, *, stdout: Any, stderr: Any) -> subprocess.Popen:
-    """Start ``entry`` (``"module:function"`` of this package) in a fresh interpreter with the worker's clean
-    environment (:func:`worker_env`), ``private`` as its working, home and temporary folder, in a session of its
-    own (so :func:`kill_group` ends it and anything it left), its standard input a pipe. The entry function
+    """Start ``entry`` (``"module:function"`` of this package) with the worker's clean environment
+    (:func:`worker_env`), ``private`` as its working, home and temporary folder, in a session of its own (so
+    :func:`kill_group` ends it and anything it left), its standard input a pipe: forked from this process's
+    warm zygote (:mod:`builder.process.zygote`, torch and the rest already imported), or a fresh interpreter
+    when there is none. The entry function
     reads its request and calls :func:`lock_down` before it touches anything untrusted."""
     module, _, name = entry.partition(":")
     if not module.startswith("builder.") or not name.isidentifier():
         raise ModelImportError(f"a worker runs an entry point of this package; received: {entry!r}")
+    forked = zygote.spawn(entry, private, worker_env, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr)
+    if forked is not None:  # forked from this server's warm zygote: the same environment, folder and session
+        return forked  # type: ignore[return-value]
     return subprocess.Popen([sys.executable, "-c", f"from {module} import {name}; {name}()"], stdin=subprocess.PIPE,
                             stdout=stdout, stderr=stderr, env=worker_env(private), cwd=str(private),
                             start_new_session=True, close_fds=True)
+
+
+def warm_sandbox() -> bool:
+    """Start the sandbox's zygote now (a server's warm-up), so the first worker or probe is a fork, not a fresh
+    interpreter; whether it runs (:func:`builder.process.zygote.warm`)."""
+    return zygote.warm(worker_env)
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -400,5 +412,5 @@ def network_weights_bytes(project_json: str, network: str, weights: str | os.Pat
 
 
 __all__ = ["import_upload", "import_hf_isolated", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
-           "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "spawn_sandboxed", "kill_group", "lock_down", "cpu_budget",
+           "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "spawn_sandboxed", "warm_sandbox", "kill_group", "lock_down", "cpu_budget",
            "death_message", "env_positive"]
