@@ -178,6 +178,7 @@ def pytest_collection_modifyitems(config, items):
 # reaped count likewise. Processes reaped by another process's exit (a browser under its driver) count where that
 # process ends.
 _CPU: dict[str, float] = {}
+_CPU_TESTS: dict[str, float] = {}
 
 
 def _cpu_now() -> float:
@@ -208,7 +209,9 @@ def pytest_runtest_protocol(item, nextitem):
     yield
     path = item.nodeid.split("::")[0]
     # the session's end stops the launcher inside the last test: its share leaves the sum (never below 0)
-    _CPU[path] = _CPU.get(path, 0.0) + max(0.0, _cpu_now() - start)
+    spent = max(0.0, _cpu_now() - start)
+    _CPU[path] = _CPU.get(path, 0.0) + spent
+    _CPU_TESTS[item.nodeid] = spent
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -220,6 +223,9 @@ def pytest_sessionfinish(session, exitstatus):
         rows = sorted(_CPU.items(), key=lambda kv: -kv[1])
         (ROOT / "test-artifacts" / f"cpu-{worker or 'main'}.tsv").write_text(
             "".join(f"{cpu:.1f}\t{path}\n" for path, cpu in rows))
+        tests = sorted(_CPU_TESTS.items(), key=lambda kv: -kv[1])  # per test, for finding what costs most
+        (ROOT / "test-artifacts" / f"cpu-tests-{worker or 'main'}.tsv").write_text(
+            "".join(f"{cpu:.2f}\t{nodeid}\n" for nodeid, cpu in tests))
 
 
 def pytest_configure(config):
@@ -231,6 +237,8 @@ def pytest_configure(config):
 def pytest_terminal_summary(terminalreporter):
     rows: dict[str, float] = {}
     for table in (ROOT / "test-artifacts").glob("cpu-*.tsv"):
+        if table.name.startswith("cpu-tests-"):
+            continue  # the per-test tables
         for line in table.read_text().splitlines():
             cpu, path = line.split("\t", 1)
             rows[path] = rows.get(path, 0.0) + float(cpu)

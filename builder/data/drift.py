@@ -320,9 +320,8 @@ def prediction_shift(model: Any, ds: Dataset, X_new: torch.Tensor) -> dict[str, 
 
     from builder.data.predictions import predict  # lazy: heavy (torch)
 
-    device = next((p.device for p in model.parameters()), None)
-    ref = predict(model, ds.test.X.to(device) if device is not None else ds.test.X, ds.info.task)
-    new = predict(model, X_new.to(device) if device is not None else X_new, ds.info.task)
+    ref = predict(model, ds.test.X, ds.info.task)  # each batch runs on the model's device
+    new = predict(model, X_new, ds.info.task)
     cr, cn = ref.confidence.cpu().numpy(), new.confidence.cpu().numpy()
     out: dict[str, Any] = {"confidence_reference": float(cr.mean()), "confidence_new": float(cn.mean()),
                            "confidence_ks": float(ks_2samp(cr, cn).statistic),

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from builder.errors import TrainingError
 
 CLASSIFICATION = ("multiclass", "binary")
 
@@ -109,35 +112,60 @@ class Prediction:
         return self.labels, self.confidence
 
 
-@torch.no_grad()
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter (or buffer); CPU for a model with neither."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def first_output(out: Any) -> Tensor:
+    """The tensor a model returned (the first of a tuple). Raises TrainingError for anything else."""
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise TrainingError(f"the model returned {type(out).__name__}; training needs one tensor output")
+    return out
+
+
+def forward_all(model: torch.nn.Module, X: Tensor, batch_size: int | None = 1024) -> Tensor:
+    """The model's outputs on ``X`` in eval mode without gradients, in batches (``None``: one pass), training mode
+    restored. Each batch goes to the model's device and its outputs come back to ``X``'s (a model trained on a
+    GPU, measured on the data where it lies). The one batched forward pass of LayerLab: metrics, predictions,
+    drift and calibration all run models through it.
+
+    >>> forward_all(torch.nn.Linear(3, 2), torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+    """
+    was = model.training
+    dev = model_device(model)
+    step = max(1, len(X) if batch_size is None else batch_size)
+    model.eval()
+    try:
+        with torch.no_grad():
+            outs = [first_output(model(X[i:i + step].to(dev))).to(X.device) for i in range(0, len(X), step)]
+    finally:
+        model.train(was)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
 def predict(model: torch.nn.Module, X: Tensor, task: str = "multiclass", *,
             batch_size: int | None = 256) -> Prediction:
-    """Run ``model`` (in eval mode, restored after) on ``X`` and read its outputs for ``task``.
+    """Run ``model`` on ``X`` (:func:`forward_all`) and read its outputs for ``task``.
 
     Args:
         model: any module returning (N, ...) outputs (or a tuple whose first item is).
-        X: inputs (N, ...), on the model's device.
+        X: inputs (N, ...), on any device (each batch runs on the model's).
         task: ``multiclass``, ``binary``, ``regression`` or ``reconstruction``.
         batch_size: samples per forward pass; None for one pass over all of ``X``.
 
     Returns:
-        A :class:`Prediction` (outputs on the model's device, float).
+        A :class:`Prediction` (outputs on ``X``'s device, float, flattened to (N, K)).
     """
-    was_training = model.training
-    model.eval()
-    try:
-        step = len(X) if batch_size is None else batch_size
-        outs = [_flat(model(X[i:i + step])) for i in range(0, len(X), max(step, 1))]
-    finally:
-        model.train(was_training)
-    out = torch.cat(outs) if outs else torch.zeros(0, 1)
-    return Prediction(task, out)
+    if not len(X):
+        return Prediction(task, torch.zeros(0, 1, device=X.device))
+    out = forward_all(model, X, batch_size)
+    return Prediction(task, out.float().reshape(len(out), -1))
 
 
-def _flat(out) -> Tensor:
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    return out.float().reshape(len(out), -1)  # (B, K)
-
-
-__all__ = ["Prediction", "predict", "CLASSIFICATION"]
+__all__ = ["Prediction", "predict", "forward_all", "model_device", "first_output", "CLASSIFICATION"]

@@ -225,9 +225,8 @@ def calibrate_model(model: Any, ds: Any, *, target_accuracy: float = 0.95, bins:
     if task not in CLASSIFICATION:
         raise ExplainError(f"calibration needs a classification model; received task {task!r}. Fix: pick a "
                            "multiclass or binary run")
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    val = predict(model, ds.val.X.to(device), task).outputs
-    test = predict(model, ds.test.X.to(device), task).outputs
+    val = predict(model, ds.val.X, task).outputs  # each batch runs on the model's device
+    test = predict(model, ds.test.X, task).outputs
     return calibration_report(val, ds.val.y, test, ds.test.y, task, bins=bins, target_accuracy=target_accuracy,
                               run_id=run_id)
 

@@ -14,50 +14,14 @@ The trainer reads :func:`quick_metric` at each epoch end and :func:`evaluate` fo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from builder.data.predictions import first_output, forward_all, model_device  # noqa: F401  (one home: data)
 from builder.errors import TrainingError
 
 TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples
-
-
-def forward_all(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """The model's outputs on ``X`` in eval mode without gradients, in batches (training mode restored). Each
-    batch goes to the model's device and its outputs come back to ``X``'s (a model trained on a GPU, measured on
-    the data where it lies).
-
-    >>> forward_all(torch.nn.Linear(3, 2), torch.zeros(5, 3)).shape
-    torch.Size([5, 2])
-    """
-    was = model.training
-    dev = model_device(model)
-    model.eval()
-    try:
-        with torch.no_grad():
-            outs = [first_output(model(X[i:i + batch_size].to(dev))).to(X.device)
-                    for i in range(0, len(X), batch_size)]
-    finally:
-        model.train(was)
-    return torch.cat(outs) if outs else torch.empty(0)
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of a model's first parameter (or buffer); CPU for a model with neither."""
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-def first_output(out: Any) -> torch.Tensor:
-    """The tensor a model returned (the first of a tuple). Raises TrainingError for anything else."""
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if not isinstance(out, torch.Tensor):
-        raise TrainingError(f"the model returned {type(out).__name__}; training needs one tensor output")
-    return out
 
 
 def loss_kind(task: str, out_width: int) -> str:
