@@ -4,8 +4,11 @@ For a trained run per template (MLP on moons, CNN on digits), the same questions
 :class:`~builder.interpret.session.ExplainSession` and of a :class:`~builder.jobs.probe.ProbeSession`
 (the sandboxed child):
 
-1. first question: starting the child (fresh interpreter, torch + Captum imported, limits set) and opening the
-   run there (weights, dataset, the split's predictions), against opening it in process;
+0. a page session's child start: forked from the server process's warm zygote (builder.process.zygote) against a
+   fresh interpreter (``LAYERLAB_SANDBOX_ZYGOTE=0``), interleaved rounds with their spread and ratio, and the
+   zygote's own start (once per server process);
+1. first question: starting the child (torch + Captum imported, limits set) and opening the run there
+   (weights, dataset, the split's predictions), against opening it in process;
 2. warm questions: a sample (data only), Saliency, Integrated Gradients (50 steps), a node's activations,
    Try it (predict + Saliency): medians of interleaved repeats with their spread (p10-p90; min-max below 5
    repeats), in process vs through the probe; the added latency (framing, JSON + npz both ways, a pipe round
@@ -112,15 +115,44 @@ def bench(repeats: int) -> list[dict]:
     return out
 
 
+def starts(repeats: int) -> dict:
+    """A page session's child start (``ModelProbe._ensure``: the child running, torch and Captum imported, limits
+    set), forked from this process's warm zygote vs a fresh interpreter (``LAYERLAB_SANDBOX_ZYGOTE=0``),
+    interleaved; and the zygote's own start, once per server process (the first child of a process)."""
+    from builder.process import zygote
+
+    zygote.shutdown()
+    os.environ.pop(zygote.ENV_ZYGOTE, None)
+    p = ModelProbe()
+    first = _t(p._ensure)  # the zygote's start plus the first fork
+    p.close()
+    times: dict[str, list[float]] = {"fork": [], "fresh": []}
+    for _ in range(repeats):
+        for mode in times:
+            os.environ[zygote.ENV_ZYGOTE] = "1" if mode == "fork" else "0"
+            p = ModelProbe()
+            times[mode].append(_t(p._ensure))
+            p.close()
+    os.environ.pop(zygote.ENV_ZYGOTE, None)
+    return {"first_of_process_s": first, **times}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--starts", type=int, default=7, help="interleaved child starts, fork vs fresh interpreter")
     ap.add_argument("--json")
     a = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)  # before the conditions line, which reports it
-    conditions(f"Model probe: bench/bench_probe.py --repeats {a.repeats}")
+    conditions(f"Model probe: bench/bench_probe.py --repeats {a.repeats} --starts {a.starts}")
+    st = starts(a.starts)
+    ratio = [f / c for f, c in zip(st["fork"], st["fresh"])]
+    print(f"A page session's child start, {a.starts} interleaved rounds: forked from the warm zygote "
+          f"{spread(st['fork'], 1, ' s')}, a fresh interpreter {spread(st['fresh'], 1, ' s')}; fork ÷ fresh per round "
+          f"{spread(ratio, 1, '', 3)}. The zygote's own start with the first fork (once per server process): "
+          f"{st['first_of_process_s']:.2f} s (one measurement)")
     res = bench(a.repeats)
     print(f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, torch threads 1; the first-question "
           "figures are single measurements, the warm ones median (spread) of the repeats")

@@ -93,6 +93,13 @@ TEST_TASKS: dict[str, str] = {}
 """Test hook: ``{name: "module:function"}`` tasks a test registers (``monkeypatch.setitem``); empty in the
 app, so a worker runs nothing but the functions of this module named in ``_TASKS``."""
 
+SANDBOX_PRELOAD = ("torch", "numpy", "onnx", "safetensors.torch", "captum.attr", "builder.interpret.session",
+                   "builder.runs.pipeline", "builder.interchange.worker", "builder.jobs.probe_child")
+"""What the sandbox's zygote imports before it forks (:mod:`builder.process.zygote`): what the worker's tasks and
+the model probe import first, less onnxruntime (its import starts a thread of its own, so a child imports it
+after the fork)."""
+
+
 def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:
     """The limits a worker gets: defaults, or the ``LAYERLAB_WORKER_*`` variables of the server's environment."""
     return WorkerLimits(memory_mb=env_positive(MEMORY_ENV, DEFAULT_MEMORY_MB),
@@ -148,7 +155,8 @@ def spawn_sandboxed(entry: str, private: str | os.PathLike, *, stdout: Any, stde
     module, _, name = entry.partition(":")
     if not module.startswith("builder.") or not name.isidentifier():
         raise ModelImportError(f"a worker runs an entry point of this package; received: {entry!r}")
-    forked = zygote.spawn(entry, private, worker_env, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr)
+    forked = zygote.spawn(entry, private, worker_env, SANDBOX_PRELOAD, stdin=subprocess.PIPE, stdout=stdout,
+                          stderr=stderr)
     if forked is not None:  # forked from this server's warm zygote: the same environment, folder and session
         return forked  # type: ignore[return-value]
     return subprocess.Popen([sys.executable, "-c", f"from {module} import {name}; {name}()"], stdin=subprocess.PIPE,
@@ -159,7 +167,7 @@ def spawn_sandboxed(entry: str, private: str | os.PathLike, *, stdout: Any, stde
 def warm_sandbox() -> bool:
     """Start the sandbox's zygote now (a server's warm-up), so the first worker or probe is a fork, not a fresh
     interpreter; whether it runs (:func:`builder.process.zygote.warm`)."""
-    return zygote.warm(worker_env)
+    return zygote.warm(worker_env, SANDBOX_PRELOAD)
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -412,5 +420,5 @@ def network_weights_bytes(project_json: str, network: str, weights: str | os.Pat
 
 
 __all__ = ["import_upload", "import_hf_isolated", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
-           "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "spawn_sandboxed", "warm_sandbox", "kill_group", "lock_down", "cpu_budget",
+           "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "SANDBOX_PRELOAD", "spawn_sandboxed", "warm_sandbox", "kill_group", "lock_down", "cpu_budget",
            "death_message", "env_positive"]

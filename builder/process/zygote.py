@@ -27,7 +27,8 @@ turns it off.
 Example::
 
     # not a doctest (starts processes): run by tests/process/test_zygote.py
-    child = spawn("builder.jobs.probe_child:probe_main", private, worker_env, stdin=-1, stdout=-1, stderr=log)
+    child = spawn("builder.jobs.probe_child:probe_main", private, worker_env, SANDBOX_PRELOAD, stdin=-1, stdout=-1,
+                  stderr=log)
 """
 
 from __future__ import annotations
@@ -53,11 +54,6 @@ from typing import IO, Any
 ENV_ZYGOTE = "LAYERLAB_SANDBOX_ZYGOTE"  # "0": every sandboxed child is a fresh interpreter
 IDLE_S = 600.0  # the zygote exits after this long with no child (the next child starts a new one)
 ENV_IDLE = "LAYERLAB_SANDBOX_ZYGOTE_IDLE_S"
-PRELOAD = ("torch", "numpy", "onnx", "safetensors.torch", "captum.attr",
-           "builder.interpret.session", "builder.runs.pipeline", "builder.interchange.worker",
-           "builder.jobs.probe_child")
-"""What the zygote imports before it forks: what the sandboxed tasks import first, less onnxruntime (its import
-starts a thread of its own; a child imports it after the fork)."""
 START_TIMEOUT_S = 120.0
 _MAX_MSG = 1 << 16
 
@@ -120,15 +116,15 @@ def _write_all(f: IO[bytes], data: bytes) -> None:
 class _Zygote:
     """The server's handle on its zygote: the control socket, the reader thread, the children's ends."""
 
-    def __init__(self, make_env: Callable[[str], Mapping[str, str]]) -> None:
+    def __init__(self, make_env: Callable[[str], Mapping[str, str]], preload: tuple[str, ...]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.private = tempfile.mkdtemp(prefix="layerlab-zygote-")
         env = dict(make_env(self.private))
         try:
             with open(Path(self.private) / "zygote.log", "ab") as log:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-c",
-                     f"from builder.process.zygote import serve; serve({theirs.fileno()}, {_idle_s()!r})"],
+                    [sys.executable, "-c", f"from builder.process.zygote import serve; "
+                     f"serve({theirs.fileno()}, {_idle_s()!r}, {tuple(preload)!r})"],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=self.private,
                     start_new_session=True, pass_fds=[theirs.fileno()])
         finally:
@@ -219,7 +215,7 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def _zygote(make_env: Callable[[str], Mapping[str, str]]) -> _Zygote | None:
+def _zygote(make_env: Callable[[str], Mapping[str, str]], preload: tuple[str, ...]) -> _Zygote | None:
     global _ZYGOTE
     with _ZYGOTE_LOCK:
         if _ZYGOTE is not None and _ZYGOTE.alive and _ZYGOTE.proc.poll() is None:
@@ -227,15 +223,15 @@ def _zygote(make_env: Callable[[str], Mapping[str, str]]) -> _Zygote | None:
         if _ZYGOTE is not None:
             _ZYGOTE.close()
         try:
-            _ZYGOTE = _Zygote(make_env)
+            _ZYGOTE = _Zygote(make_env, preload)
         except OSError:
             _ZYGOTE = None
         return _ZYGOTE
 
 
-def warm(make_env: Callable[[str], Mapping[str, str]]) -> bool:
+def warm(make_env: Callable[[str], Mapping[str, str]], preload: tuple[str, ...]) -> bool:
     """Start this process's zygote ahead of the first sandboxed child (a server's warm-up); whether one runs."""
-    return enabled() and _zygote(make_env) is not None
+    return enabled() and _zygote(make_env, preload) is not None
 
 
 def _pipe_or(spec: Any, for_child_reading: bool) -> tuple[int, IO[bytes] | None, int | None]:
@@ -251,16 +247,17 @@ def _pipe_or(spec: Any, for_child_reading: bool) -> tuple[int, IO[bytes] | None,
     return spec.fileno(), None, None
 
 
-def spawn(entry: str, private: str | os.PathLike, make_env: Callable[[str], Mapping[str, str]], *, stdin: Any,
-          stdout: Any, stderr: Any) -> ForkedChild | None:
+def spawn(entry: str, private: str | os.PathLike, make_env: Callable[[str], Mapping[str, str]],
+          preload: tuple[str, ...], *, stdin: Any, stdout: Any, stderr: Any) -> ForkedChild | None:
     """Fork ``entry`` (``"module:function"``) from this process's zygote with ``make_env(private)`` as its whole
     environment and ``private`` as its folder; ``stdin``/``stdout``/``stderr`` as for ``subprocess.Popen``
-    (``PIPE``, ``DEVNULL`` or a file). The zygote itself is started with ``make_env`` of a folder of its own.
-    None when the zygote is off, cannot start or refused (start a fresh interpreter)."""
+    (``PIPE``, ``DEVNULL`` or a file). The zygote itself is started with ``make_env`` of a folder of its own and
+    imports ``preload`` (modules that start no thread) before it forks. None when the zygote is off, cannot
+    start or refused (start a fresh interpreter)."""
     if not enabled():
         return None
     env = make_env(str(private))
-    zyg = _zygote(make_env)
+    zyg = _zygote(make_env, preload)
     if zyg is None:
         return None
     specs = [_pipe_or(stdin, True), _pipe_or(stdout, False), _pipe_or(stderr, False)]
@@ -279,11 +276,11 @@ def spawn(entry: str, private: str | os.PathLike, make_env: Callable[[str], Mapp
 
 
 # ------------------------------------------------------------------------------------------------ zygote side
-def serve(fd: int, idle_s: float = IDLE_S) -> None:
-    """The zygote's body: import :data:`PRELOAD`, say ready, then fork a child per request and report each
-    child's end, until the server closes the socket or ``idle_s`` seconds pass with no child."""
+def serve(fd: int, idle_s: float = IDLE_S, preload: tuple[str, ...] = ()) -> None:
+    """The zygote's body: import ``preload``, say ready, then fork a child per request and report each child's
+    end, until the server closes the socket or ``idle_s`` seconds pass with no child."""
     sock = socket.socket(fileno=fd)
-    for m in PRELOAD:
+    for m in preload:
         with contextlib.suppress(ImportError):
             importlib.import_module(m)
     wake_r, wake_w = os.pipe()  # SIGCHLD wakes the select below (a child's end is reported at once)
@@ -387,4 +384,4 @@ def _reseed() -> None:
         sys.modules["torch"].seed()
 
 
-__all__ = ["ENV_ZYGOTE", "ForkedChild", "PRELOAD", "enabled", "serve", "shutdown", "spawn", "warm"]
+__all__ = ["ENV_ZYGOTE", "ForkedChild", "enabled", "serve", "shutdown", "spawn", "warm"]

@@ -71,7 +71,7 @@ def test_the_zygote_holds_nothing_of_the_server_and_forks_from_one_python_thread
     # torch's import starts one native thread of its own (the warm job launcher forks with it as well);
     # onnxruntime's would be a second, so the zygote leaves onnxruntime to its children
     assert len(os.listdir(f"/proc/{pid}/task")) <= 2
-    assert "onnxruntime" not in zygote.PRELOAD
+    assert "onnxruntime" not in worker.SANDBOX_PRELOAD
 
 
 def test_a_child_still_running_is_killed_with_its_session_and_its_end_reported(tasks, tmp_path):
