@@ -200,6 +200,8 @@ class _Zygote:
 
 _ZYGOTE: _Zygote | None = None
 _ZYGOTE_LOCK = threading.Lock()
+_FRESH_LEFT = 1  # children started fresh before the zygote is (unless warm() started it): a one-shot process
+# (`layerlab predict`) starts one child, and a zygote would import more than that child does
 
 
 def shutdown() -> None:
@@ -252,10 +254,17 @@ def spawn(entry: str, private: str | os.PathLike, make_env: Callable[[str], Mapp
     """Fork ``entry`` (``"module:function"``) from this process's zygote with ``make_env(private)`` as its whole
     environment and ``private`` as its folder; ``stdin``/``stdout``/``stderr`` as for ``subprocess.Popen``
     (``PIPE``, ``DEVNULL`` or a file). The zygote itself is started with ``make_env`` of a folder of its own and
-    imports ``preload`` (modules that start no thread) before it forks. None when the zygote is off, cannot
-    start or refused (start a fresh interpreter)."""
+    imports ``preload`` (modules that start no thread) before it forks: by :func:`warm`, or at a process's second
+    child (its first is a fresh interpreter). None when the zygote is off, not started yet, cannot start or
+    refused (start a fresh interpreter)."""
+    global _FRESH_LEFT
     if not enabled():
         return None
+    with _ZYGOTE_LOCK:
+        running = _ZYGOTE is not None and _ZYGOTE.alive
+        if not running and _FRESH_LEFT > 0:  # a process that may start one child only (a CLI command) pays no
+            _FRESH_LEFT -= 1  # zygote: its first child is a fresh interpreter, the zygote comes with the second
+            return None
     env = make_env(str(private))
     zyg = _zygote(make_env, preload)
     if zyg is None:

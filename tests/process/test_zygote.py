@@ -38,9 +38,21 @@ def _task_sleep(seconds: float) -> None:
 
 @pytest.fixture
 def tasks(monkeypatch):
+    """``run_isolated`` with this module's tasks, the zygote started as a server's warm-up starts it."""
     for name in ("identity", "sleep"):
         monkeypatch.setitem(worker.TEST_TASKS, name, f"{__name__}:_task_{name}")
+    assert worker.warm_sandbox()
     return worker.run_isolated
+
+
+def test_a_process_first_child_is_fresh_and_the_zygote_comes_with_the_second(tasks, monkeypatch):
+    """A one-shot process (``layerlab predict``) starts one child: a zygote would import more than it does."""
+    zygote.shutdown()
+    monkeypatch.setattr(zygote, "_FRESH_LEFT", 1)
+    first = tasks("identity", 60)
+    assert first["ppid"] == os.getpid() and zygote._ZYGOTE is None
+    second = tasks("identity", 60)
+    assert second["ppid"] == zygote._ZYGOTE.proc.pid
 
 
 def test_forked_children_are_fresh_sessions_with_the_requests_environment_and_their_own_seeds(tasks, monkeypatch):
@@ -63,6 +75,7 @@ def test_forked_children_are_fresh_sessions_with_the_requests_environment_and_th
 def test_the_zygote_holds_nothing_of_the_server_and_forks_from_one_python_thread(tasks, monkeypatch):
     monkeypatch.setenv("LAYERLAB_TEST_SECRET", "hunter2")
     zygote.shutdown()  # a zygote started while the secret is set
+    assert worker.warm_sandbox()
     tasks("identity", 60)
     pid = zygote._ZYGOTE.proc.pid
     environ = Path(f"/proc/{pid}/environ").read_bytes()
@@ -100,6 +113,7 @@ SERVER = textwrap.dedent("""
     from builder.interchange import worker
     from builder.process import zygote
     log = open(sys.argv[1], "wb")
+    worker.warm_sandbox()  # as the app's warm-up
     child = worker.spawn_sandboxed("builder.interchange.worker:_child_main", sys.argv[2], stdout=log, stderr=log)
     print(zygote._ZYGOTE.proc.pid, child.pid, flush=True)
     time.sleep(600)
@@ -130,6 +144,7 @@ def test_the_zygote_and_its_children_end_when_the_server_dies(tmp_path):
 
 def test_an_idle_zygote_ends_and_the_next_child_starts_another(tasks, monkeypatch):
     monkeypatch.setenv(zygote.ENV_IDLE, "0.5")
+    monkeypatch.setattr(zygote, "_FRESH_LEFT", 0)
     zygote.shutdown()
     tasks("identity", 60)
     first = zygote._ZYGOTE.proc
