@@ -119,22 +119,31 @@ def starts(repeats: int) -> dict:
     """A page session's child start (``ModelProbe._ensure``: the child running, torch and Captum imported, limits
     set), forked from this process's warm zygote vs a fresh interpreter (``LAYERLAB_SANDBOX_ZYGOTE=0``),
     interleaved; and the zygote's own start, once per server process (the first child of a process)."""
+    from builder.interchange import worker
     from builder.process import zygote
 
     zygote.shutdown()
     os.environ.pop(zygote.ENV_ZYGOTE, None)
-    p = ModelProbe()
-    first = _t(p._ensure)  # the zygote's start plus the first fork
-    p.close()
-    times: dict[str, list[float]] = {"fork": [], "fresh": []}
+    first = _t(worker.warm_sandbox)  # the zygote's start (a server's warm-up), once per server process
+
+    worker.TEST_TASKS["noop"] = f"{__name__ if __name__ != '__main__' else 'bench.bench_probe'}:_noop"
+    times: dict[str, list[float]] = {"fork": [], "fresh": [], "worker fork": [], "worker fresh": []}
     for _ in range(repeats):
         for mode in times:
-            os.environ[zygote.ENV_ZYGOTE] = "1" if mode == "fork" else "0"
+            os.environ[zygote.ENV_ZYGOTE] = "0" if mode.endswith("fresh") else "1"
+            if mode.startswith("worker"):  # an exchange worker's whole round trip for a task that does nothing
+                times[mode].append(_t(lambda: worker.run_isolated("noop", 60)))
+                continue
             p = ModelProbe()
             times[mode].append(_t(p._ensure))
             p.close()
     os.environ.pop(zygote.ENV_ZYGOTE, None)
+    worker.TEST_TASKS.pop("noop")
     return {"first_of_process_s": first, **times}
+
+
+def _noop() -> None:
+    """The exchange worker's task in :func:`starts` (it measures the worker's start and answer, nothing else)."""
 
 
 def main() -> None:
@@ -151,8 +160,12 @@ def main() -> None:
     ratio = [f / c for f, c in zip(st["fork"], st["fresh"])]
     print(f"A page session's child start, {a.starts} interleaved rounds: forked from the warm zygote "
           f"{spread(st['fork'], 1, ' s')}, a fresh interpreter {spread(st['fresh'], 1, ' s')}; fork ÷ fresh per round "
-          f"{spread(ratio, 1, '', 3)}. The zygote's own start with the first fork (once per server process): "
+          f"{spread(ratio, 1, '', 3)}. The zygote's own start (once per server process, at its warm-up): "
           f"{st['first_of_process_s']:.2f} s (one measurement)")
+    wratio = [f / c for f, c in zip(st["worker fork"], st["worker fresh"])]
+    print(f"An exchange worker's round trip (a task that does nothing), the same rounds: forked "
+          f"{spread(st['worker fork'], 1, ' s')}, a fresh interpreter {spread(st['worker fresh'], 1, ' s')}; "
+          f"fork ÷ fresh per round {spread(wratio, 1, '', 3)}")
     res = bench(a.repeats)
     print(f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, torch threads 1; the first-question "
           "figures are single measurements, the warm ones median (spread) of the repeats")

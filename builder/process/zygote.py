@@ -135,6 +135,7 @@ class _Zygote:
         self.replies: list[dict] = []
         self.alive = True
         self.lock = threading.Lock()  # one request at a time
+        self.requests = 0
         threading.Thread(target=self._read, name="layerlab-zygote", daemon=True).start()
         ready = self._reply(time.monotonic() + START_TIMEOUT_S)
         if not (ready and ready.get("ready")):
@@ -159,25 +160,30 @@ class _Zygote:
                     self.replies.append(msg)
                 self.cond.notify_all()
 
-    def _reply(self, deadline: float) -> dict | None:
+    def _reply(self, deadline: float, rid: int | None = None) -> dict | None:
+        """The zygote's next reply (to request ``rid``: a late reply to an earlier, abandoned request is dropped)."""
         with self.cond:
-            while not self.replies:
+            while True:
+                while self.replies:
+                    msg = self.replies.pop(0)
+                    if rid is None or msg.get("id") == rid:
+                        return msg
                 if not self.alive or time.monotonic() >= deadline:
                     return None
                 self.cond.wait(min(0.5, max(0.0, deadline - time.monotonic())))
-            return self.replies.pop(0)
 
     def fork(self, entry: str, private: str, env: Mapping[str, str], fds: list[int]) -> int | None:
         """Ask for a child; its pid, or None when the zygote is gone or refused."""
         with self.lock:
             if not self.alive:
                 return None
-            req = json.dumps({"entry": entry, "private": str(private), "env": dict(env)}).encode()
+            self.requests += 1
+            req = json.dumps({"id": self.requests, "entry": entry, "private": str(private), "env": dict(env)}).encode()
             try:
                 socket.send_fds(self.sock, [req], fds)
             except OSError:
                 return None
-            reply = self._reply(time.monotonic() + 30)
+            reply = self._reply(time.monotonic() + 30, self.requests)
         return int(reply["pid"]) if reply and "pid" in reply else None
 
     def close(self) -> None:
@@ -335,7 +341,7 @@ def serve(fd: int, idle_s: float = IDLE_S, preload: tuple[str, ...] = ()) -> Non
             for f in fds:
                 os.close(f)
             children.add(pid)
-            sock.send(json.dumps({"pid": pid}).encode())
+            sock.send(json.dumps({"id": req.get("id"), "pid": pid}).encode())
         if not children and time.monotonic() - idle_since > idle_s:
             return
 

@@ -151,3 +151,13 @@ def test_an_idle_zygote_ends_and_the_next_child_starts_another(tasks, monkeypatc
     until(lambda: first.poll() is not None, "the idle zygote to end", timeout=30)
     seen = tasks("identity", 60)
     assert zygote._ZYGOTE.proc.pid != first.pid and seen["ppid"] == zygote._ZYGOTE.proc.pid
+
+
+def test_a_late_reply_to_an_abandoned_request_is_not_taken_for_the_next_child(tasks):
+    """A request the server gave up on (no reply within its wait) may still be answered later: that pid must not
+    be handed to the next caller as its child."""
+    zyg = zygote._ZYGOTE
+    with zyg.cond:
+        zyg.replies.append({"id": -1, "pid": 1})  # as if an earlier request's reply came late
+    seen = tasks("identity", 60)
+    assert seen["ppid"] == zyg.proc.pid and seen["pid"] != 1
