@@ -98,11 +98,12 @@ class ForkedChild:
 
     def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[None, None]:
         """Write ``input`` to the child's standard input, close it, and wait (its output goes to files)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         if self.stdin is not None:
             writer = threading.Thread(target=_write_all, args=(self.stdin, input or b""), daemon=True)
             writer.start()
             writer.join(timeout)
-        self.wait(timeout)
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return None, None
 
 
@@ -184,7 +185,11 @@ class _Zygote:
             except OSError:
                 return None
             reply = self._reply(time.monotonic() + 30, self.requests)
-        return int(reply["pid"]) if reply and "pid" in reply else None
+        if not (reply and "pid" in reply):
+            return None
+        with self.cond:  # a pid the kernel reused: the end recorded for its earlier owner is not this child's
+            self.ended.pop(int(reply["pid"]), None)
+        return int(reply["pid"])
 
     def close(self) -> None:
         self.alive = False

@@ -161,3 +161,22 @@ def test_a_late_reply_to_an_abandoned_request_is_not_taken_for_the_next_child(ta
         zyg.replies.append({"id": -1, "pid": 1})  # as if an earlier request's reply came late
     seen = tasks("identity", 60)
     assert seen["ppid"] == zyg.proc.pid and seen["pid"] != 1
+
+
+def test_a_reused_pid_is_not_taken_for_an_ended_child(tasks, tmp_path):
+    """The kernel reuses pids: the end recorded for a pid's earlier child must not end its next one."""
+    zyg = zygote._ZYGOTE
+    with open(tmp_path / "log", "wb") as log:
+        child = worker.spawn_sandboxed("builder.interchange.worker:_child_main", tmp_path, stdout=log, stderr=log)
+    stale = range(child.pid + 1, child.pid + 5000)  # the pids the next child may get (allocated upwards)
+    with zyg.cond:
+        zyg.ended.update(dict.fromkeys(stale, 0))  # as if earlier children with those pids had ended
+    with open(tmp_path / "log2", "wb") as log:
+        later = worker.spawn_sandboxed("builder.interchange.worker:_child_main", tmp_path, stdout=log, stderr=log)
+    assert later.pid in stale and later.poll() is None  # running: its pid's earlier end was dropped
+    with zyg.cond:  # the made-up ends go; the two real children's stay to be recorded
+        for pid in set(stale) - {later.pid}:
+            zyg.ended.pop(pid, None)
+    for c in (child, later):
+        worker.kill_group(c)
+        assert c.returncode == -signal.SIGKILL
