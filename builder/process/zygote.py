@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -303,6 +304,8 @@ def serve(fd: int, idle_s: float = IDLE_S, preload: tuple[str, ...] = ()) -> Non
     for m in preload:
         with contextlib.suppress(ImportError):
             importlib.import_module(m)
+    gc.collect()
+    gc.freeze()  # the imported objects leave the collector's view: a child's collections do not touch (copy) them
     wake_r, wake_w = os.pipe()  # SIGCHLD wakes the select below (a child's end is reported at once)
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
