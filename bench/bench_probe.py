@@ -4,9 +4,10 @@ For a trained run per template (MLP on moons, CNN on digits), the same questions
 :class:`~builder.interpret.session.ExplainSession` and of a :class:`~builder.jobs.probe.ProbeSession`
 (the sandboxed child):
 
-0. a page session's child start: forked from the server process's warm zygote (builder.process.zygote) against a
-   fresh interpreter (``LAYERLAB_SANDBOX_ZYGOTE=0``), interleaved rounds with their spread and ratio, and the
-   zygote's own start (once per server process);
+0. a page session's child start, an exchange worker's round trip and Build › ONNX of the cnn template: forked
+   from the server process's warm zygote (builder.process.zygote) against a fresh interpreter
+   (``LAYERLAB_SANDBOX_ZYGOTE=0``), interleaved rounds with their spread and ratio, and the zygote's own start
+   (once per server process);
 1. first question: starting the child (torch + Captum imported, limits set) and opening the run there
    (weights, dataset, the split's predictions), against opening it in process;
 2. warm questions: a sample (data only), Saliency, Integrated Gradients (50 steps), a node's activations,
@@ -127,12 +128,17 @@ def starts(repeats: int) -> dict:
     first = _t(worker.warm_sandbox)  # the zygote's start (a server's warm-up), once per server process
 
     worker.TEST_TASKS["noop"] = f"{__name__ if __name__ != '__main__' else 'bench.bench_probe'}:_noop"
-    times: dict[str, list[float]] = {"fork": [], "fresh": [], "worker fork": [], "worker fresh": []}
+    project = builder.load_template("cnn").model_dump_json()
+    times: dict[str, list[float]] = {"fork": [], "fresh": [], "worker fork": [], "worker fresh": [],
+                                     "export fork": [], "export fresh": []}
     for _ in range(repeats):
         for mode in times:
             os.environ[zygote.ENV_ZYGOTE] = "0" if mode.endswith("fresh") else "1"
             if mode.startswith("worker"):  # an exchange worker's whole round trip for a task that does nothing
                 times[mode].append(_t(lambda: worker.run_isolated("noop", 60)))
+                continue
+            if mode.startswith("export"):  # Build › ONNX: the cnn template exported, checked and compared
+                times[mode].append(_t(lambda: worker.export_onnx_bytes(project)))
                 continue
             p = ModelProbe()
             times[mode].append(_t(p._ensure))
@@ -166,6 +172,10 @@ def main() -> None:
     print(f"An exchange worker's round trip (a task that does nothing), the same rounds: forked "
           f"{spread(st['worker fork'], 1, ' s')}, a fresh interpreter {spread(st['worker fresh'], 1, ' s')}; "
           f"fork ÷ fresh per round {spread(wratio, 1, '', 3)}")
+    eratio = [f / c for f, c in zip(st["export fork"], st["export fresh"])]
+    print(f"Build › ONNX of the cnn template in the exchange worker (export, onnx.checker, onnxruntime comparison), "
+          f"the same rounds: forked {spread(st['export fork'], 1, ' s')}, a fresh interpreter "
+          f"{spread(st['export fresh'], 1, ' s')}; fork ÷ fresh per round {spread(eratio, 1, '', 3)}")
     res = bench(a.repeats)
     print(f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, torch threads 1; the first-question "
           "figures are single measurements, the warm ones median (spread) of the repeats")

@@ -170,6 +170,21 @@ def to_onnx_proto(model: nn.Module, example: tuple[torch.Tensor, ...], input_nam
     return prog.model_proto
 
 
+def warm_exporter() -> None:
+    """Export a one-layer model once, so this process has torch's exporter imported and its registry and
+    decomposition table built (:func:`keep_torchlib`): the sandbox's zygote calls it before it forks, and each
+    forked export, import or quantization then skips that cold start (~2.5 CPU-s). The exporter's progress bars
+    would start tqdm's monitor thread, which a process that forks must not have: it is turned off here."""
+    with contextlib.suppress(ImportError):
+        import tqdm  # lazy: only to turn its monitor thread off
+
+        tqdm.tqdm.monitor_interval = 0
+    torch.set_num_threads(1)  # no intra-op thread pool in a process that forks (each child sets its own)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        to_onnx_proto(nn.Linear(2, 1).eval(), (torch.zeros(2, 2),), ["x"])
+
+
 def ort_session(model_bytes: bytes):
     """An onnxruntime CPU session (one thread: results are deterministic and the machine stays usable)."""
     import onnxruntime as ort  # lazy: heavy (onnxruntime)
@@ -453,5 +468,5 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     return record
 
 
-__all__ = ["export_onnx", "ExportReport", "ExportError", "quantize_int8", "quantize_run", "export_run_onnx",
+__all__ = ["warm_exporter", "export_onnx", "ExportReport", "ExportError", "quantize_int8", "quantize_run", "export_run_onnx",
            "compare_with_ort", "output_difference", "ort_session", "OrtModule", "to_onnx_proto"]

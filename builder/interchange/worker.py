@@ -94,10 +94,11 @@ TEST_TASKS: dict[str, str] = {}
 app, so a worker runs nothing but the functions of this module named in ``_TASKS``."""
 
 SANDBOX_PRELOAD = ("torch", "numpy", "onnx", "safetensors.torch", "captum.attr", "builder.interpret.session",
-                   "builder.runs.pipeline", "builder.interchange.worker", "builder.jobs.probe_child")
+                   "builder.runs.pipeline", "builder.interchange.worker", "builder.jobs.probe_child",
+                   "builder.interchange.onnx_export:warm_exporter")
 """What the sandbox's zygote imports before it forks (:mod:`builder.process.zygote`): what the worker's tasks and
 the model probe import first, less onnxruntime (its import starts a thread of its own, so a child imports it
-after the fork)."""
+after the fork), and one small export (torch's exporter and its tables, built once for every forked export)."""
 
 
 def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:

@@ -301,9 +301,12 @@ def serve(fd: int, idle_s: float = IDLE_S, preload: tuple[str, ...] = ()) -> Non
     """The zygote's body: import ``preload``, say ready, then fork a child per request and report each child's
     end, until the server closes the socket or ``idle_s`` seconds pass with no child."""
     sock = socket.socket(fileno=fd)
-    for m in preload:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(m)
+    for m in preload:  # "module", or "module:function" called once imported (a warm-up of its own)
+        module, _, fn = m.partition(":")
+        with contextlib.suppress(Exception):
+            loaded = importlib.import_module(module)
+            if fn:
+                getattr(loaded, fn)()
     gc.collect()
     gc.freeze()  # the imported objects leave the collector's view: a child's collections do not touch (copy) them
     wake_r, wake_w = os.pipe()  # SIGCHLD wakes the select below (a child's end is reported at once)
