@@ -33,8 +33,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from builder.data.predictions import first_output
 from builder.errors import ExplainError
-from builder.training.metrics import first_output
 from builder.training.run_folder import keep_report
 
 __all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",

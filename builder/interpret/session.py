@@ -22,6 +22,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from builder.data import fit_dataset, predict
+from builder.data.predictions import model_device
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import md_text
 from builder.interpret.activations import activation_nodes, capture_activations, weight_histograms
@@ -35,7 +36,6 @@ from builder.interpret.robustness import flip_view, model_robustness
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
 from builder.interpret.tryit import try_input
 from builder.runs.pipeline import open_run  # noqa: F401  (its home is beside load_run; importable here too)
-from builder.training.metrics import model_device
 
 MAX_CANDIDATES = 50  # samples offered by a picker
 SANITY_STEPS = 16  # n_steps of path methods in the randomisation check (one explanation per layer)

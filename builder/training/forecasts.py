@@ -27,8 +27,8 @@ class KeepForecasts(Callback):
         self.path = Path(path)
 
     def on_before_test(self, trainer: Any) -> None:
+        from builder.data.predictions import forward_all  # lazy: heavy (torch, numpy)
         from builder.data.series import series_windows, unscale  # lazy: heavy (numpy)
-        from builder.training.metrics import forward_all  # lazy: heavy (torch, numpy)
 
         ds = trainer.dataset
         if ds.info.task != "forecast" or not len(ds.test):

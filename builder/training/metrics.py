@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from builder.data.predictions import first_output, forward_all, model_device  # noqa: F401  (one home: data)
+from builder.data.predictions import first_output, forward_all, model_device  # noqa: F401  (their home; kept here for library users)
 from builder.errors import TrainingError
 
 TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples

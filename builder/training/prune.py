@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from builder._moved import moved_name
+from builder.data.predictions import first_output
 from builder.errors import LayerLabError
 from builder.graph.compile import module_names
 from builder.graph.latency import Conditions
@@ -41,7 +42,7 @@ from builder.graph.project import Project
 from builder.graph.shrink import CONSUMER_DIM, PRODUCERS, ChannelPlan, Layout, channel_plan, shrink_graph
 from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig
-from builder.training.metrics import compute_loss, evaluate, first_output
+from builder.training.metrics import compute_loss, evaluate
 
 __all__ = ["PruneReport", "prune_table", "FINETUNE", "FINETUNE_LR_FACTOR", "keep_channels", "channel_importance", "layout_index", "slice_state", "structured_prune", "prunable_groups",
            "magnitude_masks", "latency_text", "latency_cell", "finetune_config", "KeepMasks", "StartFrom", "CRITERIA"]

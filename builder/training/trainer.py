@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from builder.data.augment import Augment, check_augment_input
+from builder.data.predictions import first_output, forward_all
 from builder.data.splits import Dataset, PixelSplit, Split
 from builder.errors import DatasetError, TrainingError
 from builder.training.callbacks import (
@@ -53,8 +54,6 @@ from builder.training.metrics import (
     classification_metrics,
     compute_loss,
     evaluate,
-    first_output,
-    forward_all,
     loss_kind,
     make_loss,
     metric_name,
