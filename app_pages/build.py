@@ -407,6 +407,7 @@ def _guide_hidden() -> bool:
 def first_visit_guide() -> None:
     """The empty state of a first visit (no run yet): pick a template → Train this network → Explain, in one
     compact row (the canvas below it takes the page) that a student can hide for good."""
+    st.session_state.ll_guide_empty = None  # not shown: the canvas needs no full rerun for it
     if _guide_hidden():
         return
     try:
@@ -415,15 +416,17 @@ def first_visit_guide() -> None:
     except LayerLabError:
         return
     empty = not ui.graph().nodes
+    st.session_state.ll_guide_empty = empty  # canvas_area reruns the page when the canvas empties or fills
     with st.container(border=True, key="ll_first_visit"):
         c1, c2, c3, c4, c5 = st.columns([2.3, 1.45, 1.0, 1.45, 0.6], vertical_alignment="center", gap="small")
+        # both texts take two lines (style.py: at most two, at least two), so the canvas below never moves
+        # when the first layer arrives or the last one goes
+        examples = ("*Templates…* below holds networks to start from: an MLP on two moons, a CNN, an LSTM, a "
+                    "Transformer, a GPT-style language model")
         if empty:
-            c1.markdown("**1 · Pick a network** in *Templates…* below (an MLP on two moons, a CNN, an LSTM, a "
-                        "Transformer), or drag layers from the palette onto the canvas.")
+            c1.markdown("**1 · Pick a network** in *Templates…*, or drag layers onto the canvas", help=examples)
         else:
-            c1.markdown(f"**1 ·** **{ui.md(ui.project().name or 'untitled')}** is on the canvas",
-                        help="*Templates…* below holds others: an MLP on two moons, a CNN, an LSTM, a Transformer, "
-                             "a GPT-style language model")
+            c1.markdown(f"**1 ·** **{ui.md(ui.project().name or 'untitled')}** is on the canvas", help=examples)
         go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this",
                        disabled=empty, width="stretch",
                        help="Train this network in the background with sensible settings; the live curves show "
@@ -589,6 +592,9 @@ def canvas_area() -> None:
         st.rerun()  # a replaced project also changes the sidebar (name)
     _sync_from_browser()
     g = ui.graph()
+    guide_empty = st.session_state.get("ll_guide_empty")
+    if guide_empty is not None and guide_empty != (not g.nodes) and st.context is not None:
+        st.rerun()  # the first layer arrived or the last one went: the guide above says so and can Train
     report, ann = ui.analyse(g)
     toolbar(report)
     if st.session_state.get("ll_canvas_error"):

@@ -33,6 +33,9 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
 /* Build page: the first-visit guide is one compact row (the canvas below it takes the page) */
 .st-key-ll_first_visit {padding: 0.35rem 0.75rem !important; gap: 0.3rem !important;}
 .st-key-ll_first_visit p {margin-bottom: 0 !important; font-size: 0.92rem;}
+/* its text is always two lines high (clamped to two), so the canvas below keeps its place when the text changes */
+.st-key-ll_first_visit [data-testid="stColumn"]:first-child [data-testid="stMarkdownContainer"] p {
+  min-height: 2lh; display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; overflow: hidden;}
 /* Build page: the inspector's layer table, compact and one line per layer */
 .st-key-ll_layer_table table {font-size: 0.82rem; width: 100%;}
 .st-key-ll_layer_table th, .st-key-ll_layer_table td {padding: 0.2rem 0.45rem; white-space: nowrap;}

@@ -3,6 +3,7 @@ import { COST_LABELS } from './cost.js';
 import { FitIcon, GroupIcon, HelpIcon, LayoutIcon, MapIcon, PanelIcon, RedoIcon, TrashIcon, UndoIcon, ZoomInIcon, ZoomOutIcon } from './icons.jsx';
 
 function Toolbar(p) {
+  const hasCost = !!p.costModes && p.costModes.length > 1;
   return (
     <div className="ll-toolbar" role="toolbar" aria-label="Canvas tools">
       <button
@@ -89,7 +90,13 @@ function Toolbar(p) {
       >
         <TrashIcon />
       </button>
-      <span className="ll-spacer" />
+      {/* The counts are the toolbar's flexible gap (no width of their own, shortened with an ellipsis), and the
+          cost overlay is always there (disabled on an empty canvas): the toolbar keeps its height when the first
+          layer arrives or layers are selected, so the canvas and the palette never jump under the pointer. */}
+      <span className="ll-counts">
+        {p.selCount > 1 ? `${p.selCount} selected · ` : ''}
+        {p.nodeCount} layer{p.nodeCount === 1 ? '' : 's'} · {p.edgeCount} connection{p.edgeCount === 1 ? '' : 's'}
+      </span>
       {p.canBlocks && (
         <button
           type="button"
@@ -101,24 +108,19 @@ function Toolbar(p) {
           <span className="ll-btn-label">{p.blocksOn ? 'Blocks: on' : 'Blocks: off'}</span>
         </button>
       )}
-      {p.costModes && p.costModes.length > 1 && (
-        <select
-          className={`ll-input ll-cost-select${p.costMode !== 'off' ? ' is-on' : ''}`}
-          aria-label="Cost overlay"
-          title="Tint layers by their share of the network's cost and show each layer's value"
-          value={p.costMode}
-          onChange={(e) => p.onCostMode(e.target.value)}
-        >
-          {p.costModes.map((m) => (
-            <option key={m} value={m}>{m === 'off' ? COST_LABELS.off : `Cost: ${COST_LABELS[m]}`}</option>
-          ))}
-        </select>
-      )}
+      <select
+        className={`ll-input ll-cost-select${p.costMode !== 'off' ? ' is-on' : ''}`}
+        aria-label="Cost overlay"
+        title={hasCost ? "Tint layers by their share of the network's cost and show each layer's value" : 'The cost overlay needs layers on the canvas'}
+        value={hasCost ? p.costMode : 'off'}
+        disabled={!hasCost}
+        onChange={(e) => p.onCostMode(e.target.value)}
+      >
+        {(hasCost ? p.costModes : ['off']).map((m) => (
+          <option key={m} value={m}>{m === 'off' ? COST_LABELS.off : `Cost: ${COST_LABELS[m]}`}</option>
+        ))}
+      </select>
       <FindBox onFind={p.onFind} disabled={!p.hasNodes} />
-      <span className="ll-counts">
-        {p.selCount > 1 ? `${p.selCount} selected · ` : ''}
-        {p.nodeCount} layer{p.nodeCount === 1 ? '' : 's'} · {p.edgeCount} connection{p.edgeCount === 1 ? '' : 's'}
-      </span>
       <button
         type="button"
         className={`ll-btn icon${p.helpOpen ? ' is-on' : ''}`}

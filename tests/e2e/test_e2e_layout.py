@@ -307,3 +307,64 @@ def test_nothing_covers_or_clips_the_canvas(browser, app_server, size):
         assert not page.errors, page.errors
     finally:
         page.context.close()
+
+
+# The canvas toolbar's height and the free canvas's top, as drawn.
+TOOLBAR_BOX_JS = """() => { for (const h of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+  const r = h.shadowRoot && h.shadowRoot.querySelector('.ll-root'); if (!r) continue;
+  const t = r.querySelector('.ll-toolbar').getBoundingClientRect();
+  return {width: Math.round(t.width), height: Math.round(t.height),
+          pane: Math.round(r.querySelector('.react-flow__pane').getBoundingClientRect().y)}; } return null; }"""
+COST_READY_JS = """() => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some((h) => {
+  const s = h.shadowRoot && h.shadowRoot.querySelector('select[aria-label="Cost overlay"]'); return s && !s.disabled; })"""
+WIDTHS = (1920, 1600, 1500, 1440, 1280)
+
+
+def test_the_canvas_does_not_move_when_layers_arrive_or_are_selected(browser, app_server):
+    """The toolbar above the canvas keeps its height whatever the graph holds: at 1600 px it grew a second row when
+    the first layer arrived (the cost overlay appeared and pushed the counts down), so the canvas and the palette
+    jumped 34 px under the pointer and the next drag from the palette picked up a category header instead of the
+    layer (a lost drop). The guide above the canvas changed its height with its text likewise. The starting network,
+    empty, one layer, two selected: the same height and canvas top at every width."""
+    from e2e_helpers import drag_from_palette, new_project
+
+    page = new_page(browser, (1600, 1000))
+
+    def at_widths() -> dict:
+        seen = {}
+        for w in WIDTHS:
+            page.set_viewport_size({"width": w, "height": 1000})
+            page.wait_for_function(f"() => window.innerWidth === {w}")
+            seen[w] = page.evaluate("() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => "
+                                    f"ok(({TOOLBAR_BOX_JS})()))))")
+        page.set_viewport_size({"width": 1600, "height": 1000})
+        page.wait_for_function("() => window.innerWidth === 1600")
+        return seen
+
+    try:
+        open_build(page, app_server)
+        template = at_widths()  # the starting network
+        new_project(page)
+        empty = at_widths()
+        drag_from_palette(page, "Input", 120, 200)
+        page.locator("[data-testid=node-input_1]").wait_for(timeout=15_000)
+        page.wait_for_function(COST_READY_JS, timeout=30_000)  # the graph's annotations (cost modes) arrived
+        # the guide above follows the canvas: a network is there, so it can be trained (it stayed disabled)
+        expect(page.get_by_role("button", name="Train this network")).to_be_enabled(timeout=30_000)
+        wait_idle(page)
+        one = at_widths()
+        drag_from_palette(page, "Linear", 420, 200)  # right after: nothing moved, so the drop lands
+        page.locator("[data-testid=node-linear_1]").wait_for(timeout=15_000)
+        wait_idle(page)
+        page.locator(".react-flow__pane").first.click(position={"x": 600, "y": 40})
+        page.keyboard.press("Control+a")
+        expect(page.locator(".ll-counts").first).to_contain_text("2 selected", timeout=10_000)
+        selected = at_widths()
+        page.screenshot(path=str(ARTIFACTS / "layout-toolbar-two-selected.png"))
+        for w in WIDTHS:
+            seen = (template[w], empty[w], one[w], selected[w])
+            assert len({s["height"] for s in seen}) == 1 and len({s["pane"] for s in seen}) == 1, (w, seen)
+            assert empty[w]["height"] < 60, (w, empty[w])  # one row
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
