@@ -120,11 +120,19 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def first_output(out: Any) -> Tensor:
-    """The tensor a model returned (the first of a tuple). Raises TrainingError for anything else."""
+    """The tensor a model returned (the first of a tuple). Raises TrainingError for anything else.
+
+    >>> first_output((torch.zeros(2, 3), "extra")).shape
+    torch.Size([2, 3])
+    >>> first_output({"logits": torch.zeros(2, 3)})
+    Traceback (most recent call last):
+    builder.errors.TrainingError: the model returned dict, not a tensor; training, predictions and explanations need it to return one tensor (or a tuple whose first item is one)
+    """
     if isinstance(out, (tuple, list)):
         out = out[0]
     if not isinstance(out, torch.Tensor):
-        raise TrainingError(f"the model returned {type(out).__name__}; training needs one tensor output")
+        raise TrainingError(f"the model returned {type(out).__name__}, not a tensor; training, predictions and "
+                            "explanations need it to return one tensor (or a tuple whose first item is one)")
     return out
 
 
