@@ -42,19 +42,21 @@ def _sync_from_browser() -> None:
     if isinstance(value, dict):
         rev = value.get("revision")
         rev = int(rev) if isinstance(rev, (int, float)) else -1
+        g = value.get("graph")
+        sig = json.dumps(g, sort_keys=True) if isinstance(g, dict) else None
+        if sig is not None and sig != st.session_state.get("ll_canvas_sig"):
+            st.session_state.ll_canvas_sig = sig
+            try:
+                graph = Graph.model_validate(g)
+            except ValidationError as e:
+                st.session_state.ll_canvas_error = f"The canvas sent an invalid graph: {e.errors()[0]['msg']}"
+            else:
+                st.session_state.ll_canvas_error = None
+                if rev >= st.session_state.ll_revision:
+                    ui.set_graph(graph, bump=False)
+                else:  # drawn before Python changed the graph (an inspector edit meanwhile): applied on top of it
+                    ui.rebase_stale(graph, rev)
         if rev >= st.session_state.ll_revision:
-            g = value.get("graph")
-            if isinstance(g, dict):
-                sig = json.dumps(g, sort_keys=True)
-                if sig != st.session_state.get("ll_canvas_sig"):
-                    st.session_state.ll_canvas_sig = sig
-                    try:
-                        graph = Graph.model_validate(g)
-                    except ValidationError as e:
-                        st.session_state.ll_canvas_error = f"The canvas sent an invalid graph: {e.errors()[0]['msg']}"
-                    else:
-                        st.session_state.ll_canvas_error = None
-                        ui.set_graph(graph, bump=False)
             sel = value.get("selected")
             st.session_state.ll_selected = sel if isinstance(sel, str) else None
     if isinstance(event, dict) and event.get("type") == "library":  # a library model dropped from the palette

@@ -32,7 +32,7 @@ from builder.data.sources import own_spec
 from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, StaleProjectError, TrainingError
 from builder.graph.cost import canvas_annotations
-from builder.graph.edit import with_edge_ids
+from builder.graph.edit import rebase, with_edge_ids
 from builder.graph.layout import row_layout
 from builder.graph.project import Graph, Project
 from builder.runs import owners
@@ -339,18 +339,42 @@ def set_project(proj: Project, flash: str | None = None, relayout: bool = False)
         g = row_layout(g)
     st.session_state.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
     st.session_state.ll_revision += 1
+    st.session_state.ll_rev_bases = {}  # a replaced project: the browser's edits of the old one are not carried over
     st.session_state.ll_selected = None
     st.session_state.ll_full_rerun = True
     if flash:
         st.session_state.ll_flash.append(flash)
 
 
+REV_BASES = 3  # revisions whose last graph is kept, to apply a browser's edit made on one of them (rebase_stale)
+
+
 def set_graph(g: Graph, bump: bool = True) -> None:
-    """Replace the graph (autosaved); ``bump`` makes the canvas show it (Python-side changes)."""
-    st.session_state.ll_project = project().model_copy(update={"graph": with_edge_ids(g)})
+    """Replace the graph (autosaved); ``bump`` makes the canvas show it (Python-side changes). The graph the
+    revision ends with is kept, so an edit the browser made on it meanwhile is applied, not dropped
+    (:func:`rebase_stale`)."""
+    ss = st.session_state
     if bump:
-        st.session_state.ll_revision += 1
+        bases = ss.get("ll_rev_bases") or {}
+        bases[ss.ll_revision] = graph()
+        ss.ll_rev_bases = {r: bases[r] for r in sorted(bases)[-REV_BASES:]}
+    ss.ll_project = project().model_copy(update={"graph": with_edge_ids(g)})
+    if bump:
+        ss.ll_revision += 1
     autosave()
+
+
+def rebase_stale(local: Graph, revision: int) -> bool:
+    """The browser sent ``local``, drawn on ``revision``, after Python changed the graph (an inspector edit while
+    the person was still drawing): its edits are applied on top of Python's graph (:func:`builder.graph.edit.rebase`)
+    and the canvas is sent the result. False when that revision's graph is no longer kept (a replaced project)."""
+    base = (st.session_state.get("ll_rev_bases") or {}).get(revision)
+    if base is None:
+        return False
+    merged = rebase(base, local, graph())
+    if merged != graph():
+        set_graph(merged, bump=True)
+    return True
 
 
 def entered_page(path: str) -> None:
@@ -476,6 +500,7 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 
 
 __all__ = ["owner", "keep_identity", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
+           "rebase_stale",
            "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
            "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "flash",
            "show_flash", "analyse", "annotations", "graph_key", "palette_with_blocks", "make_block", "workspace"]

@@ -40,6 +40,7 @@ from app_pages.state import (
     palette_with_blocks,
     project,
     project_with_data,
+    rebase_stale,
     replace_project,
     set_graph,
     set_project,
@@ -358,4 +359,4 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_identity", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",
-           "run_from_url", "warm_up"]
+           "run_from_url", "warm_up", "rebase_stale"]

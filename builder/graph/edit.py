@@ -1,5 +1,6 @@
 """Edits of a graph as the Build page makes them: set a parameter, relabel a node, change a node's type, insert a
-node after another, remove nodes, name every edge.
+node after another, remove nodes, name every edge, and apply the browser's edits on top of a graph Python changed
+meanwhile (:func:`rebase`).
 
 Each function takes a :class:`~builder.graph.project.Graph` and returns a new one (the argument is not
 changed), like the canvas's reducers. Ids that are not in the graph are ignored: the browser may already
@@ -195,3 +196,92 @@ def repeat_chain(graph: Graph, first: str, last: str, times: int) -> Graph:
         prev_last = ids[last]
     edges = [e.model_copy(update={"source": prev_last, "id": None}) if e.source == last else e for e in graph.edges]
     return graph.model_copy(update={"nodes": nodes, "edges": edges + added})
+
+
+def _three_way(base: Any, local: Any, current: Any) -> Any:
+    """``local`` where only the browser changed the value, else ``current`` (Python's, or the same in both)."""
+    return local if local != base and current == base else current
+
+
+def _merge_node(base: Node, local: Node, current: Node) -> Node:
+    """A layer both sides may have changed: each field, and each parameter, from the side that changed it (Python's
+    where both did)."""
+    keys = dict.fromkeys([*current.params, *local.params, *base.params])
+    params = {}
+    for k in keys:
+        v = _three_way(base.params.get(k, _GONE), local.params.get(k, _GONE), current.params.get(k, _GONE))
+        if v is not _GONE:
+            params[k] = v
+    return current.model_copy(update={"params": params, **{
+        f: _three_way(getattr(base, f), getattr(local, f), getattr(current, f)) for f in ("type", "label", "position")}})
+
+
+_GONE = object()  # a parameter one side removed
+
+
+def rebase(base: Graph, local: Graph, current: Graph) -> Graph:
+    """The browser's edits (``base`` → ``local``) applied on top of ``current``, a graph Python changed meanwhile
+    (``base`` → ``current``: an inspector edit while the person was still drawing). Nothing is lost silently: the
+    layers and connections the browser added are added, those it removed are removed (unless Python changed them),
+    and a layer both changed takes each field and parameter from the side that changed it (Python's where both
+    did). A layer the browser added under an id Python gave another layer meanwhile gets a free id; a
+    connection whose ends are gone is dropped.
+
+    Example::
+
+        >>> base = Graph(nodes=[{"id": "x", "type": "Input"}, {"id": "fc", "type": "Linear"}],
+        ...              edges=[{"source": "x", "target": "fc", "id": "x->fc"}])
+        >>> local = base.model_copy(update={"nodes": [*base.nodes, Node(id="relu", type="ReLU")],
+        ...                                 "edges": [*base.edges, Edge(source="fc", target="relu", id="fc->relu")]})
+        >>> current = set_param(base, "fc", "out_features", 3)
+        >>> g = rebase(base, local, current)
+        >>> [n.id for n in g.nodes], [e.key for e in g.edges], g.node("fc").params
+        (['x', 'fc', 'relu'], ['x->fc', 'fc->relu'], {'out_features': 3})
+    """
+    b = {n.id: n for n in base.nodes}
+    loc = {n.id: n for n in local.nodes}
+    nodes: list[Node] = []
+    for n in current.nodes:
+        if n.id in b and n.id not in loc:  # the browser removed it: gone, unless Python changed it meanwhile
+            if n == b[n.id]:
+                continue
+            nodes.append(n)
+        elif n.id in b and loc[n.id] != b[n.id]:  # the browser changed it: field by field, parameter by parameter
+            nodes.append(_merge_node(b[n.id], loc[n.id], n))
+        else:
+            nodes.append(n)
+    taken = {n.id for n in nodes} | {n.id for n in current.nodes}
+    renamed: dict[str, str] = {}  # a layer the browser added under an id Python gave another layer meanwhile
+    cur = {n.id: n for n in current.nodes}
+    for n in local.nodes:
+        if n.id in b or cur.get(n.id) == n:  # a layer of the base, or one already added (applied twice)
+            continue
+        if n.id in taken:
+            i = 2
+            while True:
+                moved = n.model_copy(update={"id": f"{n.id}_{i}"})
+                if cur.get(moved.id) == moved or (moved.id not in taken and moved.id not in loc):
+                    break
+                i += 1
+            renamed[n.id] = moved.id
+            if cur.get(moved.id) == moved:
+                continue
+            n = moved
+        nodes.append(n)
+        taken.add(n.id)
+    have = {n.id for n in nodes}
+    base_e = {e.key for e in base.edges}
+    local_e = {e.key for e in local.edges}
+    edges = [e for e in current.edges if not (e.key in base_e and e.key not in local_e)]  # the browser's removals
+    keys = {e.key for e in edges}
+    for e in local.edges:  # and additions
+        if e.key in base_e or e.key in keys:
+            continue
+        if e.source in renamed or e.target in renamed:
+            e = e.model_copy(update={"source": renamed.get(e.source, e.source),
+                                     "target": renamed.get(e.target, e.target), "id": None})
+            e = e.model_copy(update={"id": e.key})
+        edges.append(e)
+        keys.add(e.key)
+    edges = [e for e in edges if e.source in have and e.target in have]
+    return current.model_copy(update={"nodes": nodes, "edges": edges})

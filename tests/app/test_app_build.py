@@ -66,6 +66,31 @@ def test_template_menu_offers_the_drawn_objectives(at, name):
     assert not next(b for b in at.button if b.label == "Start training").disabled
 
 
+def test_a_layer_drawn_while_the_inspector_changed_the_graph_is_kept(at):
+    """An inspector edit bumps the canvas revision; a layer the person dropped meanwhile arrived from the browser
+    drawn on the old revision and was dropped without a trace (then Python's graph replaced the canvas). Now the
+    browser's edits are applied on top of Python's: both survive, and the canvas is sent the result."""
+    at.session_state["ll_selected"] = "conv1"
+    at.run()
+    rev = at.session_state["ll_revision"]
+    drawn = graph(at)  # what the browser holds at this revision
+    at.number_input(key=f"ll_p_conv1_out_channels_{rev}").set_value(8).run()
+    assert at.session_state["ll_revision"] == rev + 1
+    # meanwhile, in the browser (still on the old revision): a ReLU dropped and wired after the first ReLU's output
+    local = drawn.model_copy(update={
+        "nodes": [*drawn.nodes, builder.Node(id="relu_9", type="ReLU", position={"x": 5, "y": 5})],
+        "edges": [*drawn.edges, builder.Edge(source="relu1", target="relu_9", id="relu1->relu_9")]})
+    at.session_state["ll_canvas"] = {"value": {"graph": local.model_dump(mode="json"), "selected": "relu_9",
+                                               "revision": rev}, "event": None}
+    at.run()
+    g = graph(at)
+    assert g.node("conv1").params["out_channels"] == 8 and g.node("relu_9").type == "ReLU"
+    assert any(e.source == "relu1" and e.target == "relu_9" for e in g.edges)
+    assert at.session_state["ll_revision"] == rev + 2  # the canvas is sent the merged graph
+    at.run()  # the same stale value again (a rerun): nothing changes twice
+    assert graph(at) == g and at.session_state["ll_revision"] == rev + 2
+
+
 def test_inspector_edits_params_and_renames_as_text(at):
     at.session_state["ll_selected"] = "conv1"
     at.run()

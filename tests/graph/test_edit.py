@@ -89,3 +89,86 @@ def test_edits_by_hand():
     cut = remove_nodes(g, ["fc"])
     assert [n.id for n in cut.nodes] == ["x", "r"] and cut.edges == []
     assert [e.id for e in with_edge_ids(g).edges] == ["x->fc", "fc->r"]
+
+
+@st.composite
+def _edited(draw, base: Graph, tag: str) -> Graph:
+    """``base`` after a person's (or Python's) edits: some layers removed, changed or moved, some added (ids
+    ``<tag>0``...), some connections removed or added."""
+    from builder.graph.project import Edge, Node
+
+    nodes = []
+    for n in base.nodes:
+        act = draw(st.sampled_from(["keep", "keep", "drop", "param", "move"]))
+        if act == "drop":
+            continue
+        if act == "param":
+            n = n.model_copy(update={"params": {**n.params, "out_features": draw(st.integers(10, 20))}})
+        elif act == "move":
+            n = n.model_copy(update={"position": {"x": draw(st.integers(0, 99)), "y": 0}})
+        nodes.append(n)
+    nodes += [Node(id=f"{tag}{i}", type="ReLU") for i in range(draw(st.integers(0, 3)))]
+    ids = [n.id for n in nodes]
+    edges = [e for e in base.edges if e.source in ids and e.target in ids and draw(st.booleans())]
+    if ids:
+        for s, t in draw(st.lists(st.tuples(st.sampled_from(ids), st.sampled_from(ids)), max_size=3)):
+            edges.append(Edge(source=s, target=t, id=f"{tag}-{s}->{t}"))
+    return Graph(nodes=nodes, edges=edges)
+
+
+@settings(max_examples=budget(100), deadline=None)
+@given(data=st.data())
+def test_rebase_keeps_the_browsers_edits_and_pythons(data):
+    """A graph Python changed while the person drew (an inspector edit): the browser's stale graph is applied on top
+    of it, never dropped (issue 29: an edit is never lost without a trace)."""
+    from builder.graph.edit import rebase
+
+    base = with_edge_ids(data.draw(graphs()))
+    base = base.model_copy(update={"edges": list({e.key: e for e in base.edges}.values())})  # keys are unique
+    local, current = data.draw(_edited(base, "a")), data.draw(_edited(base, "p"))
+    got = rebase(base, local, current)
+    ids = [n.id for n in got.nodes]
+    by = {n.id: n for n in got.nodes}
+    b, loc, cur = ({n.id: n for n in g.nodes} for g in (base, local, current))
+    assert len(ids) == len(set(ids))
+    assert all(e.source in by and e.target in by for e in got.edges)
+    for i, n in loc.items():
+        if i not in b:
+            assert by[i] == n  # added in the browser
+    for i, n in cur.items():
+        if i not in b:
+            assert by[i] == n  # added by Python
+    for i in b:
+        if i in loc and i in cur:
+            for f in ("type", "label", "position"):  # each field from the side that changed it, Python's if both
+                one = getattr(loc[i], f) if getattr(cur[i], f) == getattr(b[i], f) else getattr(cur[i], f)
+                assert getattr(by[i], f) == one, f
+            for k in {*b[i].params, *loc[i].params, *cur[i].params}:
+                side = loc[i] if cur[i].params.get(k, "gone") == b[i].params.get(k, "gone") else cur[i]
+                assert by[i].params.get(k, "gone") == side.params.get(k, "gone"), k
+            if loc[i] == b[i]:
+                assert by[i] == cur[i]  # the browser left it: Python's
+            elif cur[i] == b[i]:
+                assert by[i] == loc[i]  # Python left it: the browser's
+        elif i not in loc and i in cur and cur[i] == b[i]:
+            assert i not in by  # removed in the browser, untouched by Python
+        elif i not in cur:
+            assert i not in by  # removed by Python
+    keys = {e.key for e in got.edges}
+    for e in local.edges:
+        if e.key not in {x.key for x in base.edges} and e.source in by and e.target in by:
+            assert e.key in keys
+    assert rebase(base, local, got) == got  # applying it again changes nothing
+    assert rebase(base, base, current) == current  # no browser edit: Python's graph as it is
+
+
+def test_rebase_gives_a_layer_added_under_an_id_python_used_a_free_id():
+    from builder.graph.edit import rebase
+    from builder.graph.project import Edge, Node
+
+    base = Graph(nodes=[Node(id="x", type="Input")])
+    local = Graph(nodes=[*base.nodes, Node(id="relu_1", type="ReLU")], edges=[Edge(source="x", target="relu_1")])
+    current = Graph(nodes=[*base.nodes, Node(id="relu_1", type="Sigmoid")])
+    got = rebase(base, local, current)
+    assert [(n.id, n.type) for n in got.nodes] == [("x", "Input"), ("relu_1", "Sigmoid"), ("relu_1_2", "ReLU")]
+    assert [(e.source, e.target) for e in got.edges] == [("x", "relu_1_2")]
