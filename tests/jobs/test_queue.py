@@ -29,6 +29,8 @@ from tests.helpers import until
 # long enough (~0.25 s an epoch on one core) that a stop or a kill lands mid-run
 LONG = {"epochs": 30, "batch_size": 8, "seed": 3, "early_stopping": None}  # all 30 epochs: resume is compared whole
 DATA = {"n_samples": 1000}
+# a job the test itself ends (stop, crash): far longer than any wait (500 epochs finished in ~4 s on an idle machine)
+UNENDING = 20_000
 TIMEOUT = 180
 
 
@@ -215,7 +217,7 @@ def test_warm_launcher_makes_the_first_job_a_fork(store):
     until(lambda: (store.workspace / warm.LAUNCHER_PID).is_file() and (store.workspace / warm.LAUNCHER_SOCK).exists(), "the launcher", TIMEOUT)
     assert warm.warm_launcher(store.workspace) is False  # up
     launcher = int((store.workspace / warm.LAUNCHER_PID).read_text())
-    rid = submit(store, _spec(config={"epochs": 500, "early_stopping": None}))
+    rid = submit(store, _spec(config={"epochs": UNENDING, "early_stopping": None}))
     until(lambda: store.get(rid)["status"] == "running", "the job running", TIMEOUT)
     pid = store.get(rid)["pid"]
     ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -478,7 +480,7 @@ def test_an_idle_launcher_stays_while_its_jobs_run_and_records_how_they_end(stor
     until(lambda: warm._launcher_up(store.workspace) and not warm._launcher_starting(store.workspace), "the launcher",
           TIMEOUT)
     launcher = int((store.workspace / warm.LAUNCHER_PID).read_text())
-    rid = submit(store, _spec(config={"epochs": 500, "early_stopping": None}))
+    rid = submit(store, _spec(config={"epochs": UNENDING, "early_stopping": None}))
     until(lambda: (store.get(rid)["epochs_done"] or 0) >= 1, "the job training", TIMEOUT)
     pid = store.get(rid)["pid"]
     assert f"forked by the warm launcher {launcher}" in (store.run_dir(rid) / "job.log").read_text()

@@ -142,7 +142,7 @@ def ray_nodes(store):
 def test_quotas_hold_jobs_in_front_of_ray_and_pause_resume_stop_go_through_the_control_row(store, monkeypatch):
     monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "1")
     monkeypatch.setenv("LAYERLAB_QUOTA_QUEUED", "1")
-    first = jobs.submit(store, _spec("user:cy", epochs=500, n=400))
+    first = jobs.submit(store, _spec("user:cy", epochs=20_000, n=400))
     _until(lambda: store.get(first)["epochs_done"] >= 1)
     second = jobs.submit(store, _spec("user:cy", epochs=1, n=100))
     ex = executors.executor_for(store.workspace)
@@ -220,7 +220,7 @@ def test_a_dead_servers_jobs_end_with_it_and_another_server_resumes_them(store, 
 
 
 def test_a_job_whose_node_dies_is_interrupted_and_resumes_on_another_node(store, ray_cluster):
-    rid = jobs.submit(store, _spec("user:eve", epochs=500, n=400))
+    rid = jobs.submit(store, _spec("user:eve", epochs=20_000, n=400))
     _until(lambda: store.get(rid)["epochs_done"] >= 2 and store.folder(rid).has_checkpoint)
     node_id = store.get(rid)["environment"]["ray_node"]
     node = next(n for n in ray_cluster.list_all_nodes() if n.node_id == node_id)
