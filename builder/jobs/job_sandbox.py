@@ -104,16 +104,28 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
     tempfile.tempdir = str(private)
     sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT, processes=processes)
     if lim.cpu_s > 0:  # from now (a cold job's imports do not count); SIGXCPU raises, SIGKILL after the grace
-        fired: list[bool] = []
-
         def on_xcpu(_sig, _frame) -> None:
-            if not fired:
-                fired.append(True)
-                raise JobLimitError(sandbox.limit_message("cpu", lim, what=WHAT, outcome=OUTCOME, fix=FIX))
+            if not _LIMIT_MET:  # kept: the error may land in code that swallows errors (see limit_met)
+                _LIMIT_MET.append(sandbox.limit_message("cpu", lim, what=WHAT, outcome=OUTCOME, fix=FIX))
+                raise JobLimitError(_LIMIT_MET[0])
 
         signal.signal(signal.SIGXCPU, on_xcpu)
         sandbox.cpu_budget(lim.cpu_s, grace=CPU_GRACE_S)
     return lim
+
+
+_LIMIT_MET: list[str] = []  # the line of the limit this job process met (set by its SIGXCPU handler)
+
+
+def limit_met() -> str | None:
+    """The line naming the limit this job process met (its CPU time), or None. The signal's error is raised
+    wherever the main thread is, which may be code that swallows errors (a measurement at the end of a run, a
+    model card): the job reads this once training returns, so the run is failed whatever caught the error.
+
+    >>> limit_met() is None  # no limit met in this process
+    True
+    """
+    return _LIMIT_MET[0] if _LIMIT_MET else None
 
 
 def compiles(config: Mapping | None) -> bool:
@@ -192,4 +204,4 @@ def limit_study(pid: int, lim: WorkerLimits | None = None) -> None:
 
 
 __all__ = ["job_limits", "host_memory_mb", "HOST_SHARE", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
-           "JobLimitError", "PASSED_ENV", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]
+           "JobLimitError", "limit_met", "PASSED_ENV", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]

@@ -481,8 +481,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
             from builder.runs.prune_run import run_prune_job  # lazy: heavy (safetensors)
 
             rep = run_prune_job(store, run_id, first.prune, callbacks, tracking=tracker(spec.tracking))
-            print(f"job {run_id}: pruned run {rep.parent_id}, {store.get(run_id)['status']}", flush=True)
-            return 0
+            result = f"pruned run {rep.parent_id}, {store.get(run_id)['status']}"
         else:  # a new run, or one stopped before its first checkpoint: train from the start
             config = {**first.config, **spec.config} if first is not spec else dict(spec.config or {})
             # the submitter's uploads resolve in its own folder; a path only in a job of the CLI's local user
@@ -497,11 +496,13 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         else:
             traceback.print_exc()
         try:
-            run, limit = store.get(run_id), job_sandbox.failure_message(e, lim)
+            run, limit = store.get(run_id), job_sandbox.failure_message(e, lim) or job_sandbox.limit_met()
             if not is_final(run["status"]):  # failed before the trainer could record it
                 store.finish(run_id, RunStatus.FAILED, message=limit or str(e) or type(e).__name__)
             elif limit and run["status"] == RunStatus.FAILED:  # the trainer recorded it; name the limit it met
                 store.update_run(run_id, message=limit)
+            elif limit:  # met after the trainer recorded its end: the job ended at its limit all the same
+                store.update_status(run_id, RunStatus.FAILED, limit)
         except DiskFullError as full:  # not even the failure fits: the run is marked interrupted, resumable
             print(f"job {run_id}: {full}", flush=True)
         return 1
@@ -509,7 +510,12 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         if callbacks:
             callbacks[0].close()
         job_sandbox.leave(tmp)
-    print(f"job {run_id}: {result.status} {result.message}", flush=True)
+    limit = job_sandbox.limit_met()  # met where its error was swallowed (after training: the run ended anyway)
+    if limit and store.get(run_id)["status"] != RunStatus.FAILED:
+        store.update_status(run_id, RunStatus.FAILED, limit)
+        print(f"job {run_id}: {limit}", flush=True)
+        return 1
+    print(f"job {run_id}: {result if isinstance(result, str) else f'{result.status} {result.message}'}", flush=True)
     return 0
 
 

@@ -28,7 +28,9 @@ from builder.runs.store import RunStore
 from tests.helpers import until
 
 TIMEOUT = 180
-LONG = {"epochs": 30, "batch_size": 8, "seed": 3, "early_stopping": None}
+# Long enough to still be training when a test acts on it (a crash sent, a CPU limit reached) on a fast, idle
+# machine: every test ends it (30 epochs ran in under 1 CPU-s there, so the CPU limit never struck)
+LONG = {"epochs": 3000, "batch_size": 8, "seed": 3, "early_stopping": None}
 SECRET = "hunter2-not-for-jobs"
 SECCOMP = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
 
@@ -194,6 +196,29 @@ def test_a_job_over_its_cpu_time_fails_naming_the_limit(store, monkeypatch):
     rid = submit(store, _spec(**LONG))
     _failed_with(store, rid, "the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)")
     assert (store.get(rid)["epochs_done"] or 0) < LONG["epochs"]
+
+
+def test_a_cpu_limit_met_inside_code_that_swallows_errors_is_still_known(tmp_path):
+    """SIGXCPU raises wherever the main thread is: in a measurement or model card that swallows errors (the end
+    of a short run), the error is lost, yet the job reads :func:`limit_met` and fails the run (it used to be
+    recorded 'finished' when the limit struck after the last epoch)."""
+    env = {**child_env(), "LAYERLAB_JOB_CPU_S": "1"}
+    seen = _run_python(f"""
+import json, time
+from builder.jobs import job_sandbox
+before = job_sandbox.limit_met()
+job_sandbox.enter({str(tmp_path / 'tmp')!r})
+swallowed = []
+end = time.monotonic() + 60
+while not swallowed and time.monotonic() < end:
+    try:
+        sum(i * i for i in range(100_000))  # CPU time, until the kernel's SIGXCPU
+    except Exception as e:  # noqa: BLE001 - as a measurement at the end of a run does
+        swallowed.append(type(e).__name__)
+print(json.dumps({{"before": before, "swallowed": swallowed, "met": job_sandbox.limit_met()}}))
+""", env)
+    assert seen["before"] is None and seen["swallowed"] == ["JobLimitError"]
+    assert seen["met"].startswith("the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)")
 
 
 def test_a_study_runner_starts_with_a_clean_environment_and_the_jobs_limits(tmp_path, monkeypatch):
