@@ -9,7 +9,7 @@ split, in nats per image, and the share of 500 decoded prior samples the classif
 Distillation: the judge as teacher, a student MLP with under a quarter of its parameters, trained alone and with
 distillation (same settings), test accuracy for seeds 0, 1, 2 and the medians.
 
-Run: ``.venv/bin/python bench/bench_generative.py [--threads 2] [--seed 0] [--only gan|vae|distill]``; prints a Markdown block for
+Run: ``.venv/bin/python bench/bench_generative.py [--threads 2] [--seed 0 | --seeds 0,1,2] [--only gan|vae|distill]``; prints a Markdown block for
 bench/RESULTS.md. Distillation options: ``--distill-seeds 0,1,2 --distill-epochs 20,60 --temperature 4 --alpha 0.5
 --width 32``.
 """
@@ -17,8 +17,10 @@ bench/RESULTS.md. Distillation options: ``--distill-seeds 0,1,2 --distill-epochs
 from __future__ import annotations
 
 import argparse
-import platform
+import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -30,6 +32,9 @@ from builder.runs.pipeline import build_model, prepare
 from builder.training.config import TrainConfig
 from builder.training.multi import ObjectiveTrainer
 from builder.training.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import conditions, spread  # noqa: E402  (bench/results.py, beside this file)
 
 
 def classifier(seed: int) -> tuple[torch.nn.Module, float]:
@@ -201,6 +206,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", help="GAN and VAE: several seeds, e.g. 0,1,2 (each judged by its own seed's "
+                    "classifier); the wall times are then given as a median with their spread")
     ap.add_argument("--only", choices=("gan", "vae", "distill"), help="one part only")
     ap.add_argument("--distill-seeds", default="0,1,2", help="distillation: seeds (teacher, split, student)")
     ap.add_argument("--distill-epochs", default="20,60", help="distillation: the students' epochs, comma-separated")
@@ -212,8 +219,6 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.sweep:
-        import os
-
         pairs = [(float(x.split(":")[0]), float(x.split(":")[1])) for x in a.sweep.split(",")]
         seeds = tuple(int(x) for x in a.distill_seeds.split(","))
         ep = int(a.distill_epochs.split(",")[0])
@@ -229,8 +234,8 @@ def main() -> None:
             print(f"| {name[0]} | {name[1]} | {', '.join(f'{x:.3f}' for x in r['acc'])} | {r['mean']:.3f} | "
                   f"{r['delta_mean']:+.2f} ({r['delta_min']:+.2f} to {r['delta_max']:+.2f}) |")
         return
-    print(f"### Drawn objectives on digits (bench/bench_generative.py, seed {a.seed}, {a.threads} threads, "
-          f"{platform.processor() or platform.machine()})\n")
+    conditions(f"Drawn objectives on digits (bench/bench_generative.py, {a.threads} torch thread(s))")
+    print()
     clf, acc = classifier(a.seed)
     print(f"- judge: the `cnn` template at its defaults, test accuracy {acc:.3f}")
     if a.only in (None, "distill"):
@@ -249,17 +254,30 @@ def main() -> None:
                   f"{d['taught_median']:.3f}, mean {d['taught_mean']:.3f}), seeds {a.distill_seeds}")
     if a.only == "distill":
         return
-    if a.only in (None, "gan"):
-        g = gan(a.seed, clf)
-        print(f"- GAN (`gan` template defaults, {g['epochs']} epochs, {g['wall_s']:.0f} s): {g['share']:.1%} of 500 "
-              f"samples classified with confidence > 0.9; classes among them {g['sure']} ({len(g['sure'])}/10); "
-              f"confident samples per digit {g['counts']}; classes among all predictions {g['all']}; last "
-              f"epoch's terms {g['final_terms']}")
-    if a.only in (None, "vae"):
-        v = vae(a.seed, clf)
-        print(f"- VAE (`vae` template defaults, {v['epochs']} epochs, {v['wall_s']:.0f} s): test reconstruction MSE "
-              f"{v['mse']:.4f} (pixels in [0, 1], z = μ), ELBO {v['elbo']:.2f} nats per image; {v['share']:.1%} of 500 "
-              f"prior samples recognised with confidence > 0.9, classes {v['sure']}")
+    seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else [a.seed]
+    walls: dict[str, list[float]] = {"gan": [], "vae": []}
+    for seed in seeds:  # the objectives seed by seed (interleaved), each judged by its own seed's classifier
+        if seed != a.seed:
+            clf, acc = classifier(seed)
+            print(f"- seed {seed}: judge test accuracy {acc:.3f}")
+        if a.only in (None, "gan"):
+            g = gan(seed, clf)
+            walls["gan"].append(g["wall_s"])
+            print(f"- GAN seed {seed} (`gan` template defaults, {g['epochs']} epochs, {g['wall_s']:.1f} s): {g['share']:.1%} "
+                  f"of 500 samples classified with confidence > 0.9; classes among them {g['sure']} "
+                  f"({len(g['sure'])}/10); confident samples per digit {g['counts']}; classes among all predictions "
+                  f"{g['all']}; last epoch's terms {g['final_terms']}", flush=True)
+        if a.only in (None, "vae"):
+            v = vae(seed, clf)
+            walls["vae"].append(v["wall_s"])
+            print(f"- VAE seed {seed} (`vae` template defaults, {v['epochs']} epochs, {v['wall_s']:.1f} s): test "
+                  f"reconstruction MSE {v['mse']:.4f} (pixels in [0, 1], z = μ), ELBO {v['elbo']:.2f} nats per image; "
+                  f"{v['share']:.1%} of 500 prior samples recognised with confidence > 0.9, classes {v['sure']}",
+                  flush=True)
+    for name, w in walls.items():
+        if w:
+            print(f"- {name.upper()} training wall time over seeds {','.join(map(str, seeds))}: {spread(w, unit=' s', digits=1)}")
+    print(f"- load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
