@@ -6,7 +6,9 @@ import contextlib
 
 import builder
 from builder.data.access import SYSTEM
+from builder.errors import RunStoreError
 from builder.graph.share import encode_project
+from builder.training.run_status import is_live
 from tests.helpers import ME, OTHER, assert_no_exception, open_app
 
 
@@ -104,7 +106,10 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
                             class_id=cls["id"])
     store.update_status(live, "running")
     teacher.run()
-    assert any("0.875" in m.value for m in teacher.markdown)
+    assert any("0.875" in m.value for m in teacher.markdown), (  # said in full: this failed once in ~20 runs
+        [m.value for m in teacher.markdown], [c.value for c in teacher.caption], [e.value for e in teacher.exception],
+        [(r["id"], r["status"], r["class_id"], r["test_metrics"]) for r in store.list_runs(class_id=cls["id"])],
+        classes.get_class(workspace, cls["id"]))
     # which test a figure is: the leaderboard's and the run view's say the same (no held-out set here)
     assert any("the run's own test split: accuracy" in m.value for m in teacher.markdown)
     teacher.button(key=f"ll_class_view_{done}").click().run()
@@ -136,7 +141,10 @@ def test_first_visit_guide_trains_this_network_and_hides(job_workspace):
     (run,) = store.list_runs(owner=ME)
     assert at.session_state["ll_run"] == run["id"] and run["dataset_name"] == "moons"
     assert at.title[0].value == "Train"  # landed on the live curves
-    request(store, run["id"], "stop")
+    try:
+        request(store, run["id"], "stop")
+    except RunStoreError:  # the default run (a few seconds) may have ended already on an idle machine
+        assert not is_live(store.get(run["id"])["status"])
     wait_for_status(store, run["id"], ("stopped", "finished", "failed", "interrupted"))
     at.switch_page("app_pages/build.py").run()
     assert "ll_train_this" not in [b.key for b in at.button]  # not a first visit any more
