@@ -122,17 +122,24 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _internal(uri: str, workspace: str | Path, also: Iterable[str] = ()) -> Path | None:
-    """The path of LayerLab's own files that ``uri`` would write into, or None. LayerLab's own: everything in
-    the workspace (the run database, studies, run folders, owners' folders, caches), found by resolved path
-    (links followed), and by file identity (a hard link elsewhere to the run database or a studies database),
-    and the local files of ``also`` (a study's storage given elsewhere)."""
+def _internal(uri: str, workspace: str | Path, also: Iterable[str] = ()) -> str | None:
+    """What of LayerLab's own that ``uri`` would write into (a path, or a database named without its
+    credentials), or None. LayerLab's own: everything in the workspace (the run database, studies, run folders,
+    owners' folders, caches), found by resolved path (links followed), and by file identity (a hard link elsewhere
+    to the run database or a studies database); the run database on a database server (``$LAYERLAB_DB_URL`` or
+    the server config's), whoever connects to it; and ``also`` (a study's storage given elsewhere), a file or a
+    database."""
+    from builder.runs.db import database_url, redact, same_database  # lazy: heavy (sqlalchemy)
+
     ws = Path(workspace).expanduser().resolve()
     own = [ws / "layerlab.db", ws / "studies.db"] + [p for a in also for p in _local_paths(a)]
     for p in _local_paths(uri):
         resolved = p.resolve()
         if resolved.is_relative_to(ws) or any(resolved == o.resolve() or _same_file(resolved, o) for o in own):
-            return p
+            return str(p)
+    for db in (database_url(workspace), *also):
+        if same_database(uri, db):
+            return redact(db)
     return None
 
 
@@ -230,7 +237,8 @@ def check_destination(uri: str, workspace: str | Path, owner: str, *, also: Iter
         where = "" if owner != LOCAL_OWNER else f" ({hit})"
         raise LayerLabError(f"an MLflow tracking store may not be one of LayerLab's own files (the workspace, its run "
                             f"and study databases){where}; received: {_redact(uri)[:120]!r}. Fix: give a database "
-                            "or folder outside the workspace, e.g. sqlite:///$HOME/mlflow/mlflow.db, or a server")
+                            "or folder outside the workspace and apart from LayerLab's run database, e.g. "
+                            "sqlite:///$HOME/mlflow/mlflow.db, or a server")
     return uri
 
 

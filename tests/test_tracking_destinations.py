@@ -118,6 +118,37 @@ def test_layerlabs_own_databases_are_never_a_tracking_store(workspace, tmp_path,
     assert check_destination(f"sqlite:///{outside / 'mlflow.db'}", workspace, "local")
 
 
+def test_the_run_database_on_a_server_is_never_a_tracking_store_however_it_is_written(workspace, monkeypatch):
+    """With the run store on PostgreSQL, a tracking URI naming that database in any spelling (another user or
+    driver, the default port written out or not, the host's case, a query) is refused, also when the admin
+    lists it; another database on the same server is a destination like any other. No connection is made."""
+    monkeypatch.setenv("LAYERLAB_DB_URL", "postgresql+psycopg://layerlab:s3cret@db.school.org/layerlab")
+    same = ["postgresql+psycopg://layerlab:s3cret@db.school.org/layerlab", "postgresql://mallory@db.school.org/layerlab",
+            "postgresql+psycopg2://x:y@DB.School.org:5432/layerlab?sslmode=require", "postgresql://db.school.org/layerlab"]
+    for uri in same:
+        for owner in ("local", ANN):
+            _config(workspace, allow=[uri])  # not even when the admin lists it
+            with pytest.raises(LayerLabError, match="LayerLab's own files") as e:
+                check_destination(uri, workspace, owner)
+            assert "s3cret" not in str(e.value)
+    (workspace / "server.json").unlink()
+    assert check_destination("postgresql://ann@db.school.org/mlflow", workspace, "local")
+    assert check_destination("postgresql://ann@db.school.org:5433/layerlab", workspace, "local")  # another server
+    study = "postgresql+psycopg://opt:pw@127.0.0.1:5432/studies"  # a study storage given elsewhere, on a server
+    with pytest.raises(LayerLabError, match="LayerLab's own files"):
+        check_destination("postgresql://someone@localhost/studies", workspace, "local", also=[study])
+
+
+def test_the_run_database_is_never_the_mlflow_store_however_either_is_written(workspace, monkeypatch):
+    from builder.runs.db import check_database_url
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow@LOCALHOST/ml")
+    problems = check_database_url("postgresql+psycopg://layerlab:pw@127.0.0.1:5432/ml", workspace, connect=False)
+    assert any("never the MLflow tracking store" in p for p in problems), problems
+    assert check_database_url("postgresql+psycopg://layerlab:pw@127.0.0.1:5432/layerlab", workspace,
+                              connect=False) == []
+
+
 @settings(max_examples=budget(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(st.sampled_from(["runs", "owners", "..", ".", "a b", "x", "studies.db", "layerlab.db"]),
                       min_size=1, max_size=5),

@@ -176,6 +176,42 @@ def check_database_url(url: str, workspace: str | Path, *, connect: bool = True)
     return problems
 
 
+_LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")  # one database server: this host's, by socket or loopback
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
+
+
+def database_place(url: str) -> tuple[str, str, int | None, str] | None:
+    """Which database ``url`` names, as ``(backend, host, port, database)`` with the driver, the user, the
+    password and the query left out, the host lower-cased (this host's loopback names and a socket as one) and
+    the backend's default port filled in; an SQLite file as its resolved path (relative to the working folder,
+    as SQLite takes it); None for anything else (an MLflow server, an in-memory database, text that is no URL).
+
+    >>> database_place("postgresql+psycopg://ann:pw@DB.school.org/layerlab?sslmode=require")
+    ('postgresql', 'db.school.org', 5432, 'layerlab')
+    >>> database_place("postgresql://127.0.0.1:5432/x") == database_place("postgresql://bob@localhost/x")
+    True
+    >>> database_place("sqlite:////tmp/a.db"), database_place("https://mlflow.school.org")
+    (('sqlite', '', None, '/tmp/a.db'), None)
+    """
+    try:
+        p = sa.engine.make_url(str(url).strip())
+        backend = p.get_backend_name()
+    except Exception:  # noqa: BLE001 - text SQLAlchemy cannot read is not a database
+        return None
+    if backend in MLFLOW_SCHEMES or not p.database or p.database == ":memory:":
+        return None
+    if backend == "sqlite":
+        return backend, "", None, str(Path(p.database).expanduser().resolve())
+    host = (p.host or "").strip("[]").lower()
+    return backend, "localhost" if host in _LOCAL_HOSTS else host, p.port or _DEFAULT_PORTS.get(backend), p.database
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether two URLs name one database (:func:`database_place`), whoever connects and however."""
+    place = database_place(a)
+    return place is not None and place == database_place(b)
+
+
 def _mlflow_destination(url: str, workspace: str | Path) -> bool:
     """Whether ``url`` names the same database as an MLflow destination of this server (``$MLFLOW_TRACKING_URI``,
     the server config's tracking URI or allow-list)."""
@@ -183,16 +219,7 @@ def _mlflow_destination(url: str, workspace: str | Path) -> bool:
     uris = [os.environ.get("MLFLOW_TRACKING_URI", "")]
     if isinstance(tracking, dict):
         uris += [tracking.get("uri") or "", *(tracking.get("allow") or [])]
-
-    def place(u: str) -> tuple | None:
-        try:
-            p = sa.engine.make_url(str(u).strip())
-        except Exception:  # noqa: BLE001 - an MLflow URI SQLAlchemy cannot read is not a database
-            return None
-        return p.get_backend_name(), p.host, p.port or None, p.database
-
-    mine = place(url)
-    return mine is not None and any(place(u) == mine for u in uris if str(u).strip())
+    return any(same_database(url, str(u)) for u in uris if str(u).strip())
 
 
 def set_database_url(workspace: str | Path, actor: Any, url: str) -> str:
