@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from urllib3.util import parse_url  # how requests (MLflow's HTTP client) reads a URL
+
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_dir, owner_of, server_config
 from builder.runs.summary import shown_dataset_options
@@ -144,14 +146,34 @@ def _internal(uri: str, workspace: str | Path, also: Iterable[str] = ()) -> str 
 
 
 def _origin(uri: str) -> tuple[str, str, int | None, str] | None:
+    """``(scheme, host, port, path)`` of an http(s) URI as the HTTP client that MLflow sends it with (requests,
+    through urllib3) reads it too, else None: a URI that parsers read differently (a backslash, a control
+    character or space, hosts or ports that Python's and urllib3's parsers disagree on) names no destination."""
+    text = uri.strip()
+    if "\\" in text or any(ord(c) <= 32 or ord(c) == 127 for c in text):
+        return None  # 'https://evil.com\\@allowed.org': urllib reads allowed.org, urllib3 connects to evil.com
     try:
-        u = urlsplit(uri.strip())
+        u = urlsplit(text)
         port = u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
-    except ValueError:
+        sent = parse_url(text)  # urllib3's reading: where the request goes
+    except ValueError:  # urllib3's LocationParseError is a ValueError
         return None
     if u.scheme.lower() not in ("http", "https") or not u.hostname:
         return None
+    if (sent.host or "").lower() != u.hostname.lower() or (sent.port or port) != port:
+        return None
     return u.scheme.lower(), u.hostname.lower(), port, u.path.rstrip("/")
+
+
+def _dot_segments(path: str) -> bool:
+    """Whether ``path`` holds a ``.`` or ``..`` segment once percent-decoded (repeatedly) with backslashes as
+    slashes, as a proxy that normalises paths may read it (``/team-a/..%2f..%2fother`` leaves ``/team-a``)."""
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    return any(seg in (".", "..") for seg in path.replace("\\", "/").split("/"))
 
 
 def allowed_by(uri: str, entry: str) -> bool:
@@ -164,11 +186,12 @@ def allowed_by(uri: str, entry: str) -> bool:
     >>> allowed_by("https://ml.school.org.evil.com", "https://ml.school.org"), allowed_by("http://ml.school.org/x",
     ...     "https://ml.school.org"), allowed_by("https://ml.school.org/a/../b", "https://ml.school.org/a")
     (False, False, False)
+    >>> allowed_by("https://evil.com\\\\@ml.school.org", "https://ml.school.org")  # the client would go to evil.com
+    False
     """
     a, b = _origin(uri), _origin(entry)
     if a is not None or b is not None:
-        dots = a is not None and any(seg.lower() in (".", "..", "%2e", "%2e%2e", ".%2e", "%2e.")
-                                     for seg in a[3].split("/"))  # a client collapses them: out of the path
+        dots = a is not None and _dot_segments(a[3])  # a client or proxy collapses them: out of the path
         return (a is not None and b is not None and not dots and a[:3] == b[:3]
                 and (a[3] + "/").startswith(b[3] + "/"))
     pa, pb = _local_paths(uri), _local_paths(entry)
