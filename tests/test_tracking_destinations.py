@@ -147,6 +147,10 @@ def test_the_run_database_is_never_the_mlflow_store_however_either_is_written(wo
     assert any("never the MLflow tracking store" in p for p in problems), problems
     assert check_database_url("postgresql+psycopg://layerlab:pw@127.0.0.1:5432/layerlab", workspace,
                               connect=False) == []
+    db = workspace.parent / "runs.db"  # an SQLite run database and MLflow's store written as an SQLite URI
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///file:{db}?mode=rwc&uri=true")
+    problems = check_database_url(f"sqlite:///{db}", workspace, connect=False)
+    assert any("never the MLflow tracking store" in p for p in problems), problems
 
 
 @settings(max_examples=budget(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

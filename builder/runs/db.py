@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text
@@ -192,6 +193,8 @@ def database_place(url: str) -> tuple[str, str, int | None, str] | None:
     True
     >>> database_place("sqlite:////tmp/a.db"), database_place("https://mlflow.school.org")
     (('sqlite', '', None, '/tmp/a.db'), None)
+    >>> database_place("sqlite:///file:/tmp/a.db?mode=rw&uri=true") == database_place("sqlite:////tmp/./a.db")
+    True
     """
     try:
         p = sa.engine.make_url(str(url).strip())
@@ -200,8 +203,9 @@ def database_place(url: str) -> tuple[str, str, int | None, str] | None:
         return None
     if backend in MLFLOW_SCHEMES or not p.database or p.database == ":memory:":
         return None
-    if backend == "sqlite":
-        return backend, "", None, str(Path(p.database).expanduser().resolve())
+    if backend == "sqlite":  # a file, also written as an SQLite URI (sqlite:///file:/x.db?mode=rw&uri=true)
+        db = urlsplit(p.database).path or p.database[5:] if p.database.startswith("file:") else p.database
+        return backend, "", None, str(Path(unquote(db)).expanduser().resolve())
     host = (p.host or "").strip("[]").lower()
     return backend, "localhost" if host in _LOCAL_HOSTS else host, p.port or _DEFAULT_PORTS.get(backend), p.database
 
