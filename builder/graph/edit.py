@@ -250,9 +250,9 @@ def rebase(base: Graph, local: Graph, current: Graph) -> Graph:
             nodes.append(_merge_node(b[n.id], loc[n.id], n))
         else:
             nodes.append(n)
-    taken = {n.id for n in nodes} | {n.id for n in current.nodes}
-    renamed: dict[str, str] = {}  # a layer the browser added under an id Python gave another layer meanwhile
     cur = {n.id: n for n in current.nodes}
+    taken = set(cur)  # the kept layers are some of these
+    renamed: dict[str, str] = {}  # a layer the browser added under an id Python gave another layer meanwhile
     for n in local.nodes:
         if n.id in b or cur.get(n.id) == n:  # a layer of the base, or one already added (applied twice)
             continue
