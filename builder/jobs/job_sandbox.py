@@ -8,9 +8,11 @@ builds the model:
   ``EFBIG``); private writable memory up to ``LAYERLAB_JOB_MEMORY_MB`` (``RLIMIT_DATA``: memory-mapped image
   caches and CUDA's inaccessible address reservations do not count; unset: :data:`HOST_SHARE` of the host's
   memory on a host without CUDA, so one runaway job fails with a message instead of swapping the server, and no
-  cap on a CUDA host (unmeasured there); a small CPU job's peak is measured by bench/doc_figures.py (in
-  bench/RESULTS.md: at most 0.5 GiB for the mlp and cnn templates), so 4096 per job suits a class server on CPU;
-  more with CUDA); CPU seconds from then on up to
+  cap on a CUDA host; a small CPU job's peak is measured by bench/doc_figures.py (in bench/RESULTS.md: at most
+  0.5 GiB for the mlp and cnn templates), so 4096 per job suits a class server on CPU; a job on a GPU starts its
+  CUDA runtime first and is limited to that much *resident* memory over what it then holds, watched by a thread
+  (:func:`on_gpu`: ``RLIMIT_DATA`` cannot cap a CUDA process));
+  CPU seconds from then on up to
   ``LAYERLAB_JOB_CPU_S`` (unset = no cap; SIGXCPU ends the run, SIGKILL :data:`CPU_GRACE_S` later);
 - the environment: :func:`job_env`, nothing of the submitter's but ``PATH``, the locale and :data:`PASSED_ENV`
   (LayerLab's, the GPU, thread, MLflow and torch settings); ``HOME`` and ``TMPDIR`` are ``runs/<id>/tmp``,
@@ -41,6 +43,8 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -103,6 +107,8 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
     os.environ.update(env)
     tempfile.tempdir = str(private)
     sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT, processes=processes)
+    if lim.memory_mb > 0 and lim.memory == "resident":
+        _watch_resident(lim)
     if lim.cpu_s > 0:  # from now (a cold job's imports do not count); SIGXCPU raises, SIGKILL after the grace
         def on_xcpu(_sig, _frame) -> None:
             if not _LIMIT_MET:  # kept: the error may land in code that swallows errors (see limit_met)
@@ -115,6 +121,36 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
 
 
 _LIMIT_MET: list[str] = []  # the line of the limit this job process met (set by its SIGXCPU handler)
+WATCH_S = 0.2  # how often a GPU job's resident memory is read (:func:`_watch_resident`)
+
+
+def _watch_resident(lim: WorkerLimits) -> None:
+    """A GPU job's memory limit: a thread reads the resident memory every :data:`WATCH_S`; over
+    ``memory_mb + runtime_mb`` it records the limit's line (:func:`limit_met`) and raises it in the main thread
+    (SIGUSR2); a job still over the limit :data:`CPU_GRACE_S` later is killed (SIGKILL: left interrupted)."""
+    cap = (lim.memory_mb + lim.runtime_mb) * 2**20
+    line = sandbox.limit_message("memory", lim, what=WHAT, outcome=OUTCOME, fix=FIX)
+
+    def raise_it(_sig, _frame) -> None:
+        raise JobLimitError(line)
+
+    def watch() -> None:
+        over_since = None
+        while True:
+            time.sleep(WATCH_S)
+            if sandbox.resident_size() <= cap:
+                over_since = None
+                continue
+            if not _LIMIT_MET:
+                _LIMIT_MET.append(line)
+            if over_since is None:
+                over_since = time.monotonic()
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR2)
+            elif time.monotonic() - over_since > CPU_GRACE_S:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    signal.signal(signal.SIGUSR2, raise_it)
+    threading.Thread(target=watch, name="layerlab-memory-watch", daemon=True).start()
 
 
 def limit_met() -> str | None:
@@ -131,6 +167,21 @@ def limit_met() -> str | None:
 def compiles(config: Mapping | None) -> bool:
     """Whether a job's training config asks for ``torch.compile`` (its job may then start the compilers)."""
     return bool((config or {}).get("torch_compile"))
+
+
+def on_gpu(index: int, lim: WorkerLimits) -> WorkerLimits:
+    """Before :func:`enter`, in a job that trains on GPU ``index``: make it the current device and start the CUDA
+    runtime there (:func:`builder.training.gpus.start_runtime`). Under a memory limit the job's *resident*
+    memory is watched instead of ``RLIMIT_DATA`` (on an H100 host torch for CUDA alone holds ~1.7 GiB of
+    writable mappings, and a 3-epoch MLP needed more than 1.2 GiB beyond that, untouched; the refusals surfaced
+    as "CUDA error: out of memory" on an idle GPU), and what the process holds once its runtime has started
+    (measured per job) is allowed on top of ``LAYERLAB_JOB_MEMORY_MB`` and named beside it."""
+    from builder.training.gpus import start_runtime  # lazy: heavy (torch)
+
+    start_runtime(index)
+    if lim.memory_mb <= 0:
+        return lim
+    return replace(lim, memory="resident", runtime_mb=-(-sandbox.resident_size() // 2**20))
 
 
 def leave(private: str | os.PathLike) -> None:
@@ -151,9 +202,10 @@ def failure_message(exc: BaseException, lim: WorkerLimits) -> str | None:
             return text
         if isinstance(e, OSError) and e.errno == errno.EFBIG or "File too large" in text or "os error 27" in text:
             return sandbox.limit_message("file", lim, what=WHAT, outcome=OUTCOME, fix=f"{FIX}, or free space")
-        if lim.memory_mb > 0 and "CUDA" not in text and (isinstance(e, MemoryError) or "can't allocate memory" in text
-                                                         or "Cannot allocate memory" in text
-                                                         or "can't start new thread" in text):  # a stack is memory
+        if lim.memory_mb > 0 and ("CUDA" not in text and (isinstance(e, MemoryError) or "can't allocate memory" in text
+                                                          or "Cannot allocate memory" in text
+                                                          or "can't start new thread" in text)  # a stack is memory
+                                  or "std::bad_alloc" in text):  # C++ refused host memory (a CUDA library too)
             return sandbox.limit_message("memory", lim, what=WHAT, outcome=OUTCOME, fix=FIX)
         e = e.__cause__ or e.__context__
     return None

@@ -411,13 +411,31 @@ def _wait_for_slot(store: RunStore, run_id: str, need: int = 0,
         time.sleep(POLL_S)
 
 
+def _device_setting(spec: JobSpec, origin: dict | None) -> str:
+    """A job's device setting (``auto`` unless its config or project names one)."""
+    first = origin or {}
+    return str({**(first.get("config") or {}), **(spec.config or {})}.get("device")
+               or ((first.get("project") or spec.project or {}).get("training") or {}).get("device") or "auto")
+
+
 def _gpu_device(spec: JobSpec, origin: dict | None) -> str | None:
     """The device setting of a job when it may go to a GPU (``auto`` or ``cuda``), else None (CPU, MPS, or a
     numbered GPU the user chose)."""
-    first = origin or {}
-    dev = str({**(first.get("config") or {}), **(spec.config or {})}.get("device")
-              or ((first.get("project") or spec.project or {}).get("training") or {}).get("device") or "auto")
+    dev = _device_setting(spec, origin)
     return dev if dev in ("auto", "cuda") else None
+
+
+def _cuda_index(dev: str, slot: int | None) -> int | None:
+    """The GPU a job with the device setting ``dev`` will train on: the slot's GPU, else (placed by a cluster, or
+    a numbered GPU the user chose) the one ``dev`` resolves to on this host; None for a job on the CPU or MPS."""
+    import torch  # lazy: heavy (torch)
+
+    if slot is not None:
+        return slot
+    if not torch.cuda.is_available() or not (dev in ("auto", "cuda") or dev.startswith("cuda:")):
+        return None
+    index = dev.partition(":")[2]
+    return int(index) if index.isdigit() and int(index) < torch.cuda.device_count() else 0
 
 
 def run_job(workspace: str | Path, run_id: str, *, sandboxed: bool = False) -> int:
@@ -435,38 +453,43 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
     from builder.runs.pipeline import run_training  # lazy: heavy (safetensors)
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
-    data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
-    owner = owner_of(store.get(run_id))  # job.json names no owner: the run row does
-    origin = data.pop("origin", None)
-    origin = {**origin, "owner": owner} if origin else None
-    spec = JobSpec(**{**data, "owner": owner})
-    store = store.as_actor(Actor.of_job(spec.owner))  # ids in its project (init_from, teacher) are its owner's
-    torch.set_num_threads(torch_threads())
-    placed = os.environ.get(ENV_PLACED) == run_id  # a cluster's scheduler placed it (executors.py)
-    gpus = GPU_QUERY() if _gpu_device(spec, origin) and not placed else []
-    sized = JobSpec(**origin) if origin else spec
-    if gpus:  # parsed once: the GPU estimate and the training read the same Project
-        sized.project = load_project(sized.project)  # type: ignore[assignment]
-    need = job_need(sized) if gpus else 0
-    if placed:  # its node and GPU share are the scheduler's: no slot of this host to wait for
-        store.update_status(run_id, RunStatus.RUNNING)
-    ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus)
-    if not ok:
-        return 0
-    tmp = store.folder(run_id).tmp  # limits, clean environment, no new processes, before the model is built
-    config = {**(store.get(run_id).get("config") or {}), **(origin or {}).get("config", {}), **(spec.config or {})}
+    tmp = store.folder(run_id).tmp  # its private folder (job_sandbox.enter), removed at the end
     lim = job_sandbox.job_limits(cuda=torch.cuda.is_available())  # a CPU host caps private memory by default
-    if sandboxed:
-        lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
-        job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
-
-    scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
-    if gpu is not None:  # the GPU the packing chose (builder.training.gpus) is this process's current device:
-        torch.cuda.set_device(gpu)  # `auto`/`cuda` resolve to it, and the run keeps the settings it was given
-    print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
-          + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else ""), flush=True)
     callbacks: list = []
-    try:  # from here on a failure (a limit met while importing, too) is recorded with the run
+    try:  # from here on a failure (a GPU that cannot start, a limit met while importing, too) is recorded with the run
+        data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
+        owner = owner_of(store.get(run_id))  # job.json names no owner: the run row does
+        origin = data.pop("origin", None)
+        origin = {**origin, "owner": owner} if origin else None
+        spec = JobSpec(**{**data, "owner": owner})
+        store = store.as_actor(Actor.of_job(spec.owner))  # ids in its project (init_from, teacher) are its owner's
+        torch.set_num_threads(torch_threads())
+        placed = os.environ.get(ENV_PLACED) == run_id  # a cluster's scheduler placed it (executors.py)
+        device = _device_setting(spec, origin)  # read before the project is parsed below
+        gpus = GPU_QUERY() if device in ("auto", "cuda") and not placed else []
+        sized = JobSpec(**origin) if origin else spec
+        if gpus:  # parsed once: the GPU estimate and the training read the same Project
+            sized.project = load_project(sized.project)  # type: ignore[assignment]
+        need = job_need(sized) if gpus else 0
+        if placed:  # its node and GPU share are the scheduler's: no slot of this host to wait for
+            store.update_status(run_id, RunStatus.RUNNING)
+        ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus)
+        if not ok:
+            return 0
+        config = {**(store.get(run_id).get("config") or {}), **(origin or {}).get("config", {}), **(spec.config or {})}
+        cuda = _cuda_index(device, gpu)
+        if cuda is not None:  # the GPU the packing chose (builder.training.gpus) is this process's current device:
+            lim = job_sandbox.on_gpu(cuda, lim)  # `auto`/`cuda` resolve to it (the run keeps its settings); its
+            # CUDA runtime starts before the limits, which allow the host memory the process then holds on top
+        if sandboxed:  # limits, clean environment, no new processes, before the model is built
+            lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
+            job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
+
+        scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
+        print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
+              + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else "")
+              + (f", resident memory limit {lim.memory_mb} MiB over the {lim.runtime_mb} MiB it holds now"
+                 if lim.runtime_mb else ""), flush=True)
         callbacks = _callbacks(list(spec.callbacks), store, run_id)
         callbacks[0].start()  # the heartbeat while the data loads and the model is built
         signal.signal(signal.SIGTERM, lambda *_: callbacks[0].trainer and callbacks[0].trainer.stop())

@@ -50,13 +50,18 @@ class WorkerLimits:
     ``"data"`` caps private writable memory (``RLIMIT_DATA``) at ``memory_mb`` in all, leaving read-only
     and shared file mappings and reserved-but-inaccessible ranges uncounted. ``prefix`` names the
     environment variables that set the limits (``PREFIX_MEMORY_MB``, ``PREFIX_CPU_S``, ``PREFIX_FILE_MB``).
+    ``"resident"`` sets no kernel limit: the process's owner watches its resident memory (a GPU job's, whose
+    CUDA runtime maps gigabytes of writable address space it never touches). ``runtime_mb``: the memory a
+    runtime held when the limits were set (a GPU job's torch and CUDA runtime, measured), allowed on top of
+    ``memory_mb`` and named beside it.
     """
 
     memory_mb: int
     cpu_s: int
     file_mb: int
-    memory: Literal["address", "data"] = "address"
+    memory: Literal["address", "data", "resident"] = "address"
     prefix: str = "LAYERLAB_WORKER"
+    runtime_mb: int = 0
 
 
 def env_positive(name: str, default: float, kind: type = int, env: Mapping[str, str] | None = None) -> Any:
@@ -101,8 +106,9 @@ def limit_why(kind: str, lim: WorkerLimits) -> str:
         return f"its CPU time ran out (limit {lim.cpu_s} s; raise {lim.prefix}_CPU_S)"
     if kind == "file":
         return f"it wrote a file over the size limit ({lim.file_mb} MiB; raise {lim.prefix}_FILE_MB)"
-    over = " over its start-up footprint" if lim.memory == "address" else ""
-    return f"it ran out of memory (limit {lim.memory_mb} MiB{over}; raise {lim.prefix}_MEMORY_MB)"
+    over = {"address": " over its start-up footprint", "resident": " of resident memory"}.get(lim.memory, "")
+    runtime = f" over the {lim.runtime_mb} MiB torch and its CUDA runtime held at its start" if lim.runtime_mb else ""
+    return f"it ran out of memory (limit {lim.memory_mb} MiB{over}{runtime}; raise {lim.prefix}_MEMORY_MB)"
 
 
 def limit_message(kind: str, lim: WorkerLimits, *, what: str, outcome: str, fix: str) -> str:
@@ -167,15 +173,37 @@ def _preload(modules: tuple[str, ...]) -> None:
             importlib.import_module(m)
 
 
-def _vm_size() -> int:
-    """This process's mapped address space in bytes (0 where /proc is missing)."""
+def _vm_size(field: str = "VmSize") -> int:
+    """This process's mapped address space in bytes (0 where /proc is missing); ``field="VmData"``: its private
+    writable memory, what ``RLIMIT_DATA`` counts."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def resident_size() -> int:
+    """This process's resident memory in bytes (``/proc/self/statm``; 0 where it is missing).
+
+    >>> resident_size() > 0 or not Path("/proc/self/statm").exists()
+    True
+    """
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def data_size() -> int:
+    """This process's private writable memory in bytes, as ``RLIMIT_DATA`` counts it (0 where /proc is missing).
+
+    >>> data_size() > 0 or not Path("/proc/self/status").exists()
+    True
+    """
+    return _vm_size("VmData")
 
 
 def _set_limits(lim: WorkerLimits) -> None:
@@ -193,8 +221,8 @@ def _set_limits(lim: WorkerLimits) -> None:
     if lim.cpu_s > 0:
         cap(resource.RLIMIT_CPU, lim.cpu_s)
     if lim.memory_mb > 0 and lim.memory == "data":
-        cap(resource.RLIMIT_DATA, lim.memory_mb * 2**20)
-    elif lim.memory_mb > 0:
+        cap(resource.RLIMIT_DATA, (lim.memory_mb + lim.runtime_mb) * 2**20)
+    elif lim.memory_mb > 0 and lim.memory == "address":
         cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
 
 
