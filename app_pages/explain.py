@@ -238,7 +238,7 @@ def attributions_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> Non
     if ms.unavailable:
         with st.expander(f"Not available for this model ({len(ms.unavailable)})", icon=":material/block:"):
             for m in ms.unavailable:
-                st.markdown(f"- **{m.label}** — {m.reason.split(': ', 1)[-1]}")
+                st.markdown(f"- **{m.label}** — {ui.md(m.reason.split(': ', 1)[-1])}")
     if xs.modality == "tabular":
         _global_ranking(xs, ms.ranking, base)
 
@@ -252,7 +252,7 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
         try:
             results[m] = _cached(key, lambda m=m: xs.explain(i, m, target, layer=layers.get(m), steps=steps, **base))
         except LayerLabError as e:
-            st.warning(f"{xs.method_label(m)}: {e}", icon=":material/warning:")
+            st.warning(f"{xs.method_label(m)}: {ui.md(e)}", icon=":material/warning:")
     if not results:
         return
     about = xs.about(next(iter(results.values())), target)
@@ -384,7 +384,7 @@ def activations_tab(xs: ExplainSession, i: int) -> None:
                 a, kind=k, title=f"{node} ({nodes[node]})", row_labels=tokens))
             st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_act")
         else:
-            st.info(f"Node {node} gave no tensor output for this sample.")
+            st.info(f"Node {ui.md(node)} gave no tensor output for this sample.")
 
     st.markdown("##### Weight histograms")
     wn = xs.weighted_nodes()
@@ -508,7 +508,7 @@ def _live_view(run_id: str | None) -> None:
     c = st.columns([2, 3], vertical_alignment="bottom")
     s = c[0].selectbox("Sample", list(range(len(play.names))), format_func=play.names.__getitem__,
                        key="ll_xp_live_sample")
-    c[1].caption(f"{play.label}, {len(frames)} frames {'recording' if active else 'recorded'} (epochs "
+    c[1].caption(f"{ui.md(play.label)}, {len(frames)} frames {'recording' if active else 'recorded'} (epochs "
                  f"{frames[0]['epoch']}–{frames[-1]['epoch']}) while training run `{run_id}`. Drag the slider or "
                  "press ▶ to play.")
     view = play.sample_view(s)
@@ -564,7 +564,7 @@ def _guarded(name: str, view: Callable[[], None]) -> None:
     except LayerLabError as e:
         ui.show_error(e)
     except Exception as e:  # noqa: BLE001 - a bug in the page or the library; keep the rest of the page usable
-        st.error(f"The {name} view failed ({type(e).__name__}: {e}). This is a bug in LayerLab; please report it.",
+        st.error(f"The {name} view failed ({type(e).__name__}: {ui.md(e)}). This is a bug in LayerLab; please report it.",
                  icon=":material/bug_report:")
 
 

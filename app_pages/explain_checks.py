@@ -178,7 +178,7 @@ def _flips(xs: ExplainSession, rep: Any, cached: Cached, method: str, steps: int
         cc[0].plotly_chart(fig, width="stretch", config=CFG, key="ll_rb_flip_tab")
         cc[1].dataframe({"feature": names, "original": inputs[0].tolist(), "adversarial": inputs[1].tolist()},
                         hide_index=True, width="stretch", height=min(320, 36 + 35 * len(names)))
-    st.caption(f"Sample #{index} of the {xs.split} split, true class {view.label}. The largest change of any input "
+    st.caption(f"Sample #{index} of the {xs.split} split, true class {ui.md(view.label)}. The largest change of any input "
                f"value is {view.max_change:.3g} (ε {e:g}). Red pushes the score of the "
                "predicted class up, blue pushes it down.")
 

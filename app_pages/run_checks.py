@@ -74,13 +74,13 @@ def _prune_report(rid: str, report: dict, open_project: Callable[[str], None]) -
     detail = (", ".join(f"{'+'.join(g['members'])} {g['before']}→{g['after']}" for g in report.get("groups", []))
               if how == "structured" else ", ".join(f"{n} {s:.0%} zero" for n, s in report.get("sparsity", {}).items()))
     st.caption(f"{how.capitalize()} ({report.get('criterion') if how == 'structured' else 'magnitude'}), amount "
-               f"{report.get('amount', 0):.0%}, {report.get('finetune_epochs', 0)} fine-tune epochs: {detail}")
+               f"{report.get('amount', 0):.0%}, {report.get('finetune_epochs', 0)} fine-tune epochs: {ui.md(detail)}")
     c = st.columns([3, 1], vertical_alignment="top")
     c[0].dataframe(pd.DataFrame(prune_table(report)), hide_index=True, width="stretch")
     c[1].button("Open pruned graph on canvas", icon=":material/account_tree:", on_click=open_project, args=(rid,),
                 width="stretch", key=f"ll_prune_open_{rid}")
     for g in report.get("left_alone", []):
-        c[1].caption(f"Left alone {'+'.join(g['members'])}: {'; '.join(g['reasons'])}")
+        c[1].caption(f"Left alone {ui.md('+'.join(g['members']))}: {ui.md('; '.join(g['reasons']))}")
 
 
 # ------------------------------------------------------------------------------------------ drift

@@ -105,3 +105,53 @@ def test_safe_filename_examples():
     assert safe_filename("CON") == "file_CON"
     assert safe_filename("") == "file"
     assert safe_filename("My model (v2).json") == "My_model_v2_.json"
+
+
+# ---------------------------------------------------------------------------------- the pages' Markdown
+# Streamlit renders these elements' text as Markdown (links, images, emphasis): a value formatted into one must be
+# escaped (``md``) unless it is one of the values below, which never hold a person's text.
+_MD_ELEMENTS = {"markdown", "caption", "info", "warning", "error", "success", "write", "subheader", "header", "title",
+                "toast", "expander"}
+_ESCAPED_BY = {"md", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration", "_fmt",
+               "test_label", "key_of", "none_found"}
+_NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry names, constants of the page
+    "MAX_UPLOAD_BYTES // 2 ** 20", "spec.type", "spec.doc_url", "title", "text", "run['id']", "run['status']",
+    "run.get('epochs_done') or 0", "r['id']", "r['status']", "r['epochs'] or 0", "r['fold']", "r['run']",
+    "'recording' if active else 'recorded'", "frames[0]['epoch']", "frames[-1]['epoch']", "run_id", "xs.split",
+    "name", "type(e).__name__", "m.label", "xs.method_label(m)", "index", "i", "h", "w",
+    "probe['latent'].shape[1]", "report.get('parent_id')", "how.capitalize()",
+    "report.get('criterion') if how == 'structured' else 'magnitude'", "report.get('finetune_epochs', 0)",
+    "rec['tags']['pruned_from']", "rid", "q['metric']", "q.get('latency_text', 'not measured')", "s['epoch']",
+    "lines", "now['in_use'].replace('`', '')", "now['source']",
+    "(now['configured'] or 'the workspace SQLite file').replace('`', '')", "e['architecture']", "e['memory_text']",
+    "j['id']", "j['status']", "where", "j['device'].replace('`', '')[:20]", "r['runs']",
+    "'' if r['runs'] == 1 else 's'", "r['live']", "ICONS.get(status, ICONS[RunStatus.QUEUED])", "shown.capitalize()",
+    "k", "d['samples']", "ICON.get(f['level'], ICON['warn'])",
+}
+
+
+def _unescaped_page_values() -> list[str]:
+    from pathlib import Path
+
+    found = []
+    for path in sorted((Path(__file__).parent.parent / "app_pages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in _MD_ELEMENTS and node.args and isinstance(node.args[0], ast.JoinedStr)):
+                continue
+            for part in node.args[0].values:
+                if not isinstance(part, ast.FormattedValue) or part.format_spec is not None:
+                    continue
+                call = part.value.func if isinstance(part.value, ast.Call) else None
+                name = call.attr if isinstance(call, ast.Attribute) else call.id if isinstance(call, ast.Name) else None
+                if name in _ESCAPED_BY or ast.unparse(part.value) in _NOT_TEXT:
+                    continue
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(part.value)}")
+    return found
+
+
+def test_pages_escape_what_they_format_into_markdown():
+    """A class name (a CSV's target value, a zip's folder), a node id, a pruned group's members or an error quoting
+    them is shown escaped: a teacher or a shared-mode reader opening another person's run sees no link or image
+    that person wrote (each was rendered as Markdown on the Explain and Runs pages)."""
+    assert _unescaped_page_values() == []
