@@ -103,6 +103,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not args.search:
         raise LayerLabError("tune needs at least one --search; received: none. Fix: e.g. --search "
                             "'lr=1e-4..1e-1:log' --search 'fc1.out_features=16..256:log'")
+    if os.environ.get(ENV_STUDY_OWNER):  # a study runner the app started: its memory limit, over its imports
+        from builder.jobs.job_sandbox import limit_study_memory  # lazy: heavy (torch)
+
+        limit_study_memory()
     owner = args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local"  # resolved once, at the door
     store = cli_store(args.workspace)
     if owner != store.actor.owner:  # a study the app started for a session (builder.search.runner): its trials

@@ -22,8 +22,9 @@ builds the model:
 
 A job that meets a limit ends ``failed`` with one line naming it (:func:`failure_message` for what the job
 itself sees: an allocation refused, a write too large, SIGXCPU; :func:`record_death` for a death by signal seen
-by the process that started it). A study runner (:func:`study_env`, :func:`limit_study`) gets the clean
-environment, the memory and file limits, and no core files; it may start processes (its trials are jobs).
+by the process that started it). A study runner (:func:`study_env`, :func:`limit_study`,
+:func:`limit_study_memory`) gets the clean environment, the file limit, no core files, and the memory limit over
+what it holds once torch is imported; it may start processes (its trials are jobs).
 
 Example::
 
@@ -176,8 +177,13 @@ def on_gpu(index: int, lim: WorkerLimits) -> WorkerLimits:
     writable mappings, and a 3-epoch MLP needed more than 1.2 GiB beyond that, untouched; the refusals surfaced
     as "CUDA error: out of memory" on an idle GPU), and what the process holds once its runtime has started
     (measured per job) is allowed on top of ``LAYERLAB_JOB_MEMORY_MB`` and named beside it."""
+    import resource  # lazy: POSIX only (resource)
+
     from builder.training.gpus import start_runtime  # lazy: heavy (torch)
 
+    with contextlib.suppress(ValueError, OSError):  # a cap it inherited (a study runner's, which counted the
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)  # runner's own imports) gives way to its own limit
+        resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
     start_runtime(index)
     if lim.memory_mb <= 0:
         return lim
@@ -241,19 +247,38 @@ def study_env(private: str | os.PathLike, source: Mapping[str, str] | None = Non
 
 
 def limit_study(pid: int, lim: WorkerLimits | None = None) -> None:
-    """Set a just-started study runner's limits from outside (``prlimit``): no core files, the file size and the
-    private memory of ``lim`` (default :func:`job_limits`); no CPU cap (it waits on its trials for hours)."""
+    """Set a just-started study runner's limits from outside (``prlimit``): no core files and the file size of
+    ``lim`` (default :func:`job_limits`); no CPU cap (it waits on its trials for hours). Its memory limit it sets
+    itself once it has imported torch (:func:`limit_study_memory`)."""
     import resource  # lazy: POSIX only (resource)
 
     lim = lim or job_limits()
     caps = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, lim.file_mb * 2**20)]
-    if lim.memory_mb > 0:
-        caps.append((resource.RLIMIT_DATA, lim.memory_mb * 2**20))
     for which, value in caps:
         with contextlib.suppress(AttributeError, ValueError, OSError):
             _, hard = resource.prlimit(pid, which)
             resource.prlimit(pid, which, (value if hard == resource.RLIM_INFINITY else min(value, hard), hard))
 
 
+def limit_study_memory(lim: WorkerLimits | None = None) -> int:
+    """Inside a study runner, once torch is imported: its private memory (``RLIMIT_DATA``) capped at what it holds
+    now plus ``LAYERLAB_JOB_MEMORY_MB`` (of ``lim``, default :func:`job_limits`). A cap set at its start counted
+    torch itself: torch built for CUDA alone holds more than 1.2 GiB, so on an H100 host a 1200 MiB limit refused
+    the runner's imports. Returns the cap in bytes (0: none)."""
+    import resource  # lazy: POSIX only (resource)
+
+    import torch  # noqa: F401  lazy: heavy (torch); imported before the cap is measured
+
+    lim = lim or job_limits()
+    if lim.memory_mb <= 0:
+        return 0
+    value = sandbox.data_size() + lim.memory_mb * 2**20
+    with contextlib.suppress(ValueError, OSError):
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        resource.setrlimit(resource.RLIMIT_DATA, (value if hard == resource.RLIM_INFINITY else min(value, hard), hard))
+    return value
+
+
 __all__ = ["job_limits", "host_memory_mb", "HOST_SHARE", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
+           "limit_study_memory",
            "JobLimitError", "limit_met", "PASSED_ENV", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]
