@@ -267,7 +267,7 @@ def limit_study_memory(lim: WorkerLimits | None = None) -> int:
     the runner's imports. Returns the cap in bytes (0: none)."""
     import resource  # lazy: POSIX only (resource)
 
-    import torch  # noqa: F401  lazy: heavy (torch); imported before the cap is measured
+    import torch  # noqa: F401  - imported before the cap is measured  # lazy: heavy (torch)
 
     lim = lim or job_limits()
     if lim.memory_mb <= 0:

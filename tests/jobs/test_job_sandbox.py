@@ -283,25 +283,29 @@ def test_a_job_that_compiles_may_start_the_compiler(store):
     assert wait(store, [rid], TIMEOUT) == {rid: "finished"}, store.get(rid)["message"]
 
 
+def _run_in_process(store: RunStore, rid: str) -> int:
+    """The job body (run_job) in this process, its SIGTERM handler and thread count restored after."""
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    try:
+        return jobs.run_job(store.workspace, rid)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+
+
 def test_a_limit_met_before_training_starts_is_recorded_with_the_run(tmp_path, monkeypatch):
     """A cold job met its CPU limit while importing its callbacks' libraries and died with a traceback, its run left
     `running`; everything after the sandbox is entered is now inside the job's failure record."""
     from builder.jobs.job_sandbox import JobLimitError
 
     monkeypatch.setattr(jobs, "launch_warm", lambda *a: os.getpid())  # recorded, not launched: run in process
-    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
-
     def over(*_a):
         raise JobLimitError("the training job stopped: its CPU time ran out (limit 1 s; raise LAYERLAB_JOB_CPU_S)")
 
     monkeypatch.setattr(jobs, "_callbacks", over)
     store = RunStore(tmp_path / "ws", actor=SYSTEM)
     rid = submit(store, _spec())
-    try:
-        assert jobs.run_job(store.workspace, rid) == 1
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-        torch.set_num_threads(threads)
+    assert _run_in_process(store, rid) == 1
     run = store.get(rid)
     assert run["status"] == "failed" and run["message"].startswith("the training job stopped: its CPU time ran out")
 
@@ -329,12 +333,7 @@ def test_a_gpu_that_cannot_start_is_a_failed_run_that_says_why(tmp_path, monkeyp
     monkeypatch.setattr(job_sandbox, "on_gpu", start)
     store = RunStore(tmp_path / "ws", actor=SYSTEM)
     rid = submit(store, _spec())
-    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
-    try:
-        assert jobs.run_job(store.workspace, rid) == 1
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-        torch.set_num_threads(threads)
+    assert _run_in_process(store, rid) == 1
     run = store.get(rid)
     assert run["status"] == "failed" and run["message"].startswith(expect), run["message"]
 
