@@ -58,7 +58,7 @@ def node_params_expander() -> list[str]:
         for p in params:
             rng = f"[{p['min'] if p['min'] is not None else '-∞'}, {p['max'] if p['max'] is not None else '∞'}]" \
                 if p["kind"] in ("int", "float") else "{" + ", ".join(map(str, p["choices"] or [])) + "}"
-            body = st.text_input(f"{p['node']}.{p['param']}", key=f"ll_s_node_{p['key']}",
+            body = st.text_input(ui.md(f"{p['node']}.{p['param']}"), key=f"ll_s_node_{p['key']}",
                                  placeholder=f"now {p['value']!r}; allowed {rng}",
                                  help=f"{p['type']} · {p['help']}")
             if body.strip():

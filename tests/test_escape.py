@@ -111,7 +111,10 @@ def test_safe_filename_examples():
 # Streamlit renders these elements' text as Markdown (links, images, emphasis): a value formatted into one must be
 # escaped (``md``) unless it is one of the values below, which never hold a person's text.
 _MD_ELEMENTS = {"markdown", "caption", "info", "warning", "error", "success", "write", "subheader", "header", "title",
-                "toast", "expander"}
+                "toast", "expander",  # and widget labels, which Streamlit renders as Markdown too
+                "button", "checkbox", "radio", "selectbox", "multiselect", "text_input", "number_input", "slider",
+                "select_slider", "toggle", "download_button", "popover", "text_area", "file_uploader", "page_link",
+                "form_submit_button"}
 _ESCAPED_BY = {"md", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration", "_fmt",
                "test_label", "key_of", "none_found"}
 _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry names, constants of the page
@@ -126,7 +129,8 @@ _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry n
     "(now['configured'] or 'the workspace SQLite file').replace('`', '')", "e['architecture']", "e['memory_text']",
     "j['id']", "j['status']", "where", "j['device'].replace('`', '')[:20]", "r['runs']",
     "'' if r['runs'] == 1 else 's'", "r['live']", "ICONS.get(status, ICONS[RunStatus.QUEUED])", "shown.capitalize()",
-    "k", "d['samples']", "ICON.get(f['level'], ICON['warn'])",
+    "k", "d['samples']", "ICON.get(f['level'], ICON['warn'])", "xs.n_samples", "n - 1",
+    "dict(with_flips)[e]['count']", "lookback", "cols", "stem", "ep",
 }
 
 
