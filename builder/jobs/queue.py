@@ -456,6 +456,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
     tmp = store.folder(run_id).tmp  # its private folder (job_sandbox.enter), removed at the end
     lim = job_sandbox.job_limits(cuda=torch.cuda.is_available())  # a CPU host caps private memory by default
     callbacks: list = []
+    held = False
     try:  # from here on a failure (a GPU that cannot start, a limit met while importing, too) is recorded with the run
         data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
         owner = owner_of(store.get(run_id))  # job.json names no owner: the run row does
@@ -476,6 +477,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus)
         if not ok:
             return 0
+        held = True  # its slot: its private folder is its own until it ends (a run resumed later gets a new one)
         config = {**(store.get(run_id).get("config") or {}), **(origin or {}).get("config", {}), **(spec.config or {})}
         cuda = _cuda_index(device, gpu)
         if cuda is not None:  # the GPU the packing chose (builder.training.gpus) is this process's current device:
@@ -532,7 +534,8 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
     finally:
         if callbacks:
             callbacks[0].close()
-        job_sandbox.leave(tmp)
+        if held:
+            job_sandbox.leave(tmp)
     limit = job_sandbox.limit_met()  # met where its error was swallowed (after training: the run ended anyway)
     if limit and store.get(run_id)["status"] != RunStatus.FAILED:
         store.update_status(run_id, RunStatus.FAILED, limit)
