@@ -168,6 +168,51 @@ def test_a_factory_operator_over_the_budget_is_a_located_budget_problem():
     assert ["budget", "big", "error"] in res["problems"], res
 
 
+_WIDE = 300_000  # one input dimension: as many meta tensors, three times over, if a list-returning operator ran
+LISTS = {
+    "unbind": ("aten.unbind", [T0, 1], {}),
+    "split": ("aten.split", [T0, 1, 1], {}),
+    "chunk": ("aten.chunk", [T0, _WIDE, 1], {}),
+}
+
+
+def test_a_list_returning_operator_longer_than_the_output_ports_is_refused_before_it_runs():
+    """``aten.unbind`` of a dimension of 10^6 made 10^6 meta tensors for each of the three batches tried: 2 GiB and
+    13 s of the server's for one node of a graph that validates (the canvas, a share link)."""
+    graph = _graph(*[_op(name, *call) for name, call in LISTS.items()], shape=(_WIDE,))
+    res = _rss_probe(graph)
+    assert res["grew_mib"] < 40, res
+    assert sorted(node for code, node, sev in res["problems"] if sev == "error") == sorted(LISTS), res
+
+
+def test_list_lengths_are_computed_as_torch_counts_them():
+    from builder.graph.layers.op import MAX_OUTPUTS
+
+    calls = [("aten.unbind", [T0, 1], (8, 3)), ("aten.unbind", [T0, -1], (8, 3)), ("aten.chunk", [T0, 3, 1], (10,)),
+             ("aten.chunk", [T0, 100, 1], (7,)), ("aten.split", [T0, 3, 1], (10,)),
+             ("aten.split", [T0, [4, 6], 1], (10,)), ("aten.split_with_sizes", [T0, [2, 2, 2], 1], (6,))]
+    for op, args, shape in calls:
+        n = len(getattr(torch.ops.aten, op.split(".")[1])(torch.zeros(2, *shape), *args[1:]))
+        assert n <= MAX_OUTPUTS
+        assert validate(_graph(_op("o", op, args, outputs=n), shape=shape)) == [], (op, args)
+    for op, args, shape in [("aten.unbind", [T0, 1], (9,)), ("aten.chunk", [T0, 100, 1], (10,)),
+                            ("aten.split", [T0, 2, 1], (17,))]:
+        (p,) = validate(_graph(_op("o", op, args, outputs=8), shape=shape))
+        assert p.node == "o" and "at most 8" in p.message, p
+
+
+def test_every_allow_listed_operator_returning_a_tensor_list_has_its_length_computed():
+    from builder.graph.layers.op import LIST_OPS
+    from builder.graph.op_allow import ALLOWED_OPS
+
+    for name in ALLOWED_OPS:
+        packet = getattr(torch.ops.aten, name.split(".")[1]) if name.startswith("aten.") else None
+        for overload in packet.overloads() if packet else ():
+            returns = getattr(packet, overload)._schema.returns
+            if len(returns) == 1 and str(returns[0].type) == "List[Tensor]":
+                assert name.split(".")[1] in LIST_OPS, (name, overload)
+
+
 def test_factory_results_are_meta_tensors_whatever_device_the_call_names():
     from builder.graph.layers.op import _run
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from builder.graph.layers.tensor import ANY
 from builder.graph.op_allow import ALLOWED_OPS, PROGRAM_INPLACE_OPS
-from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, _short, register
 
 MAX_OUTPUTS = 8
 MAX_INLINE = 64          # values of an inline constant (more are stored as a buffer)
@@ -492,10 +492,51 @@ UNINITIALISED_OPS = frozenset({"empty", "new_empty", "empty_like", "empty_stride
 _DROPOUTS = ("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
 
 
+#: The operators that return a list of tensors as long as their arguments say, and the argument that says it:
+#: their length is computed before they run (:func:`list_length`); every allow-listed overload that returns a
+#: ``Tensor[]`` is here (``tests/graph/test_op_checks.py`` checks it).
+LIST_OPS = frozenset({"chunk", "split", "split_with_sizes", "unbind", "where"})
+
+
+def list_length(name: str, bound: dict, ins: list[TensorType], shapes: dict) -> int | None:
+    """How many tensors the list-returning operator ``name`` (:data:`LIST_OPS`) returns for the ``bound`` call,
+    from the arguments and the input's shape alone (None when it depends on the batch or on values, or when the
+    meta kernel refuses the call itself). ``aten.unbind`` of a dimension of 10^6 made 10^6 meta tensors three
+    times over: 2 GiB and 13 s of the server's for one node of a graph that validates."""
+    shape = _shape_of(bound.get("self"), ins, shapes)
+    dim = bound.get("dim", 0)
+    if shape is None or not isinstance(dim, int) or not -len(shape) <= dim < len(shape) or shape[dim] < 0:
+        return None
+    size, count = shape[dim], None
+    if name == "unbind":
+        count = size
+    elif name == "chunk" and isinstance(bound.get("chunks"), int) and bound["chunks"] > 0:
+        per = -(-size // bound["chunks"])
+        count = -(-size // per) if per else 1
+    elif name in ("split", "split_with_sizes"):
+        sizes = bound.get("split_size", bound.get("split_sizes"))
+        if isinstance(sizes, list):
+            count = len(sizes)
+        elif isinstance(sizes, int) and sizes > 0:
+            count = max(1, -(-size // sizes))
+    return count
+
+
+def _check_list_length(p: dict, name: str, bound: dict, ins: list[TensorType], shapes: dict) -> None:
+    """Refuse a list-returning operator whose list would outnumber the output ports, before it runs."""
+    count = list_length(name, bound, ins, shapes) if name in LIST_OPS else None
+    if count is not None and count > MAX_OUTPUTS:
+        raise ShapeError(f"{p['op']} would return {count:,} tensors, one per output port, and an Op node has at most "
+                         f"{MAX_OUTPUTS}; received: op={p['op']} with args {_short(p.get('args'))}. Fix: "
+                         f"split into at most {MAX_OUTPUTS} parts (larger split sizes, fewer chunks), or use "
+                         "Select/Slice layers for the parts you need")
+
+
 def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels
     (``bound``: the call's arguments by name, as :func:`_resolve_call` bound them)."""
     name = fn._schema.name.split("::")[-1]
+    _check_list_length(p, name, bound, ins, {**consts(p)[0], **consts(p)[1]})
     if name in OP_NODE_REFUSED:
         raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
                          f"op={p['op']}. Fix: use the MultiheadAttention layer")
