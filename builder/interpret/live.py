@@ -33,6 +33,10 @@ except ImportError:  # pragma: no cover - depends on what has landed
     Callback = object  # type: ignore[assignment,misc]
 
 
+MAX_FRAME_BYTES = 64 * 2**20  # the recorded frames kept at most: past it every other frame goes (see record)
+MAX_FILE_BYTES = 256 * 2**20  # a frames file the server reads at most (load_frames): checked before reading
+
+
 def _pick_fixed(y: Tensor | None, n: int, total: int) -> list[int]:
     """First sample of each class, then the next ones in order, up to ``n`` (deterministic)."""
     if y is None or y.dim() != 1 or y.is_floating_point():
@@ -124,6 +128,11 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
             exp = explain(model, x, self.method, tgt, **self.options)
         self.frames.append({"epoch": int(epoch), "attributions": exp.attributions.cpu().numpy(),
                             "target": None if exp.target is None else exp.target.cpu().numpy()})
+        while len(self.frames) > 2 and sum(f["attributions"].nbytes for f in self.frames) > MAX_FRAME_BYTES:
+            # a long run: every other frame goes (the first and the newest stay) and the interval doubles, so
+            # the playback still spans the whole run within MAX_FRAME_BYTES
+            self.frames = self.frames[:-1:2] + self.frames[-1:]
+            self.every *= 2
         sec = time.perf_counter() - start
         self.seconds.append(sec)
         return {"method": self.method, "epoch": int(epoch), "n_samples": len(self.indices),
@@ -200,6 +209,11 @@ def load_frames(path: str | Path) -> dict[str, Any] | None:
     path = Path(path)
     if not path.is_file():
         return None
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:  # bounded before anything is read into the server
+        raise ExplainError(f"the live attributions of this run are too large to play back; received: "
+                           f"{size / 2**20:.0f} MiB, over {MAX_FILE_BYTES // 2**20} MiB. Fix: record them "
+                           "with fewer samples, or on a smaller input")
     try:
         with safe_open(str(path), framework="pt") as f:
             out: dict[str, Any] = {k: f.get_tensor(k).numpy() for k in f.keys()}  # noqa: SIM118 (not iterable)

@@ -125,3 +125,38 @@ def test_predict_single_logit_binary():
     pred, conf = predict(model, torch.tensor([[-2.0], [3.0]]))
     assert pred.tolist() == [0, 1]
     assert torch.allclose(conf, torch.sigmoid(torch.tensor([2.0, 3.0])))
+
+
+def test_a_long_run_keeps_its_frames_within_the_cap_and_spans_the_run(monkeypatch):
+    """Frames are epochs x samples x the input's size, unbounded before: past MAX_FRAME_BYTES every other frame
+    goes and the interval doubles, so the playback still spans the run."""
+    from builder.interpret import live as live_mod
+
+    tr = _trainer()
+    live = LiveAttributions("saliency", n_samples=2)
+    frame = 2 * 4 * 4  # bytes of one frame: 2 samples x 4 features, float32
+    monkeypatch.setattr(live_mod, "MAX_FRAME_BYTES", 10 * frame)
+    live.on_train_begin(tr)
+    for e in range(100):
+        live.on_epoch_end(tr, e, {"epoch": e + 1})
+    assert sum(f["attributions"].nbytes for f in live.frames) <= 10 * frame
+    assert live.epochs[0] == 1 and live.epochs[-1] >= 90 and live.epochs == sorted(live.epochs)
+    assert len(live.epochs) >= 5 and live.every > 1
+
+
+def test_a_frames_file_over_the_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from builder.interpret import live as live_mod
+
+    tr = _trainer()
+    live = LiveAttributions("saliency", n_samples=2)
+    live.on_train_begin(tr)
+    for e in range(3):
+        live.on_epoch_end(tr, e, {"epoch": e + 1})
+    path = live.save(tmp_path / "live.safetensors")
+    assert live_mod.load_frames(path)["epochs"] == [1, 2, 3]
+    monkeypatch.setattr(live_mod, "MAX_FILE_BYTES", path.stat().st_size - 1)
+    read = []
+    monkeypatch.setattr("safetensors.safe_open", lambda *a, **k: read.append(a))
+    with pytest.raises(ExplainError, match="too large to play back; received: 0 MiB, over 0 MiB"):
+        live_mod.load_frames(path)
+    assert not read
