@@ -106,13 +106,16 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
                             class_id=cls["id"])
     store.update_status(live, "running")
     teacher.run()
-    assert any("0.875" in m.value for m in teacher.markdown), (  # short enough to be read whole in CI's log: this
-        # failed about once in 100 runs under load, the data right (the run finished, 0.875, the class's) and the
-        # page without it
-        "holdout", classes.get_class(workspace, cls["id"]).get("holdout"), "exceptions",
+    assert any("0.875" in m.value for m in teacher.markdown), repr((  # a str: pytest cuts a tuple message to ~240
+        # characters at -q (the page and the runs never reached CI's log). This failed about once in 100 runs under
+        # load, the data right (the run finished, 0.875, the class's) and the page without it
+        "holdout", classes.get_class(workspace, cls["id"]).get("holdout"), "metric", cls.get("metric"),
+        # what the page's access check saw: its cached actor teaches this class and has the student
+        "actor", [(cls["id"] in a.teaching, ME in a.students) for a in [teacher.session_state["ll_actor"][2]]],
+        "exceptions",
         [e.value for e in teacher.exception], "page", [m.value[:120] for m in teacher.markdown if "<style>" not in m.value],
         [c.value[:120] for c in teacher.caption], [w.value[:120] for w in teacher.warning],
-        "runs", [(r["status"], r["class_id"] == cls["id"], r["test_metrics"]) for r in store.list_runs(class_id=cls["id"])])
+        "runs", [(r["status"], r["class_id"] == cls["id"], r["test_metrics"]) for r in store.list_runs(class_id=cls["id"])]))
     # which test a figure is: the leaderboard's and the run view's say the same (no held-out set here)
     assert any("the run's own test split: accuracy" in m.value for m in teacher.markdown)
     teacher.button(key=f"ll_class_view_{done}").click().run()
