@@ -233,6 +233,9 @@ def _doors() -> list[Door]:
         # ---- jobs
         Door("builder.jobs.queue.submit", (RUN, PROJECT),
              lambda w, s: jobs.submit(s, jobs.JobSpec(project={}, dataset="", owner=s.actor.owner, resume_run=w.ann))),
+        Door("builder.jobs.queue.submit: a prune job", (RUN,), lambda w, s: jobs.submit(s, jobs.JobSpec(
+            project=w.project.model_dump(mode="json"), dataset="moons", owner=s.actor.owner, kind="prune",
+            prune={"parent": w.ann}))),  # refused before anything is recorded (the job would refuse it too)
         Door("builder.jobs.queue.request", (RUN,), lambda w, s: jobs.request(s, w.ann, "stop")),
         Door("builder.jobs.queue.queue_position", (RUN,), lambda w, s: jobs.queue_position(s, w.ann)),
         Door("builder.jobs.queue.wait", (RUN,), lambda w, s: jobs.wait(s, [w.ann], timeout=0)),

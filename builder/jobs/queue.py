@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from builder.data.access import CONTROL, STOP, SYSTEM, Actor, check, refusal
+from builder.data.access import CONTROL, LOCAL_OWNER, STOP, SYSTEM, Actor, check, refusal
 from builder.errors import DiskFullError, RunStoreError, TrainingError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
@@ -180,6 +180,21 @@ def _check_spec(store: RunStore, spec: JobSpec) -> None:
     if spec.kind not in JOB_KINDS or (spec.kind == "prune" and not spec.prune.get("parent")):
         raise TrainingError(f"a job trains or prunes (a prune job names its parent run); received: kind "
                             f"{spec.kind!r}. Fix: make prune jobs with builder.training.prune.prune_job_spec")
+    _check_content(store, spec)
+
+
+def _check_content(store: RunStore, spec: JobSpec) -> None:
+    """What a job's spec names, checked for its owner before anything is recorded: a new training job's data is a
+    built-in dataset or one of the owner's uploads (a path only for the CLI's local user, whose command line it
+    came from) and its project names no file (:func:`builder.data.sources.check_project`); a prune job's parent
+    is a run its owner may read (refused as an unknown one). Raises DatasetError or AccessDenied."""
+    from builder.data.sources import DatasetSource, check_content, check_project  # lazy: heavy (numpy)
+
+    if spec.kind == "prune":
+        store.get(str(spec.prune["parent"]), actor=Actor.of_job(spec.owner))
+    elif not spec.resume_run and spec.owner != LOCAL_OWNER:
+        check_content(DatasetSource(spec.dataset, dict(spec.dataset_options or {})))
+        check_project(load_project(spec.project))
 
 
 def _start(store: RunStore, run_id: str) -> None:

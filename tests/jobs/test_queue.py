@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from builder.data.access import SYSTEM
-from builder.errors import RunStoreError, TrainingError
+from builder.data.access import SYSTEM, Actor
+from builder.errors import AccessDenied, DatasetError, RunStoreError, TrainingError
 from builder.graph.templates import load_template
 from builder.interpret.live import live_frames
 from builder.jobs import queue as jobs
@@ -261,6 +261,38 @@ def test_bad_requests_are_refused(store, monkeypatch):
     assert jobs.max_jobs() == 3
     monkeypatch.delenv("LAYERLAB_MAX_JOBS")
     assert jobs.max_jobs() >= 1
+
+
+@pytest.mark.parametrize("dataset, options, project_dataset", [
+    ("csv", {"path": "/etc/passwd", "target": "y"}, None),  # a built-in user-file kind with a server path
+    ("moons", {"cache_dir": "../../owners/x"}, None),  # a path under any key
+    ("/srv/ws/owners/x/uploads/a.csv", {}, None),  # a path as the name
+    ("moons", {}, {"kind": "csv", "file": "/etc/passwd", "target": "y"}),  # the project's own data choice
+])
+def test_a_visitors_job_naming_a_server_path_is_refused_before_anything_is_recorded(store, dataset, options,
+                                                                                    project_dataset):
+    project = load_template("mlp").model_dump()
+    if project_dataset is not None:
+        project["dataset"] = project_dataset
+    me = store.as_actor(Actor("user:bob"))
+    with pytest.raises(DatasetError, match="never a file on the server") as e:
+        submit(me, _spec(project=project, dataset=dataset, dataset_options=options, owner="user:bob"))
+    assert "/etc/passwd" not in str(e.value) and "owners/x" not in str(e.value)  # keys only, never a value
+    assert store.list_runs() == []
+
+
+def test_a_prune_job_of_another_owners_run_is_refused_as_an_unknown_one(store):
+    theirs = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="user:ann")
+    store.finish(theirs, "finished")
+    me = store.as_actor(Actor("user:bob"))
+    spec = _spec(owner="user:bob", kind="prune", prune={"parent": theirs})
+    other = theirs[:-6] + ("ffffff" if theirs[-6:] != "ffffff" else "000000")
+    with pytest.raises(AccessDenied) as forbidden:
+        submit(me, spec)
+    with pytest.raises(AccessDenied) as unknown:
+        submit(me, _spec(owner="user:bob", kind="prune", prune={"parent": other}))
+    assert str(forbidden.value).replace(theirs, "X") == str(unknown.value).replace(other, "X")
+    assert [r["id"] for r in store.list_runs()] == [theirs]  # nothing recorded for bob
 
 
 def test_an_old_database_gains_the_new_columns(tmp_path):
