@@ -43,7 +43,9 @@ from builder.errors import GraphError
 from builder.escape import visible
 from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.layout import row_layout
+from builder.graph.memory import training_memory
 from builder.graph.project import Project, as_graph
+from builder.graph.report import ShapeReport, human_bytes
 from builder.graph.shapes import infer_shapes
 from builder.graph.spec import SHARES
 from builder.interchange.errors import ModelImportError
@@ -61,6 +63,12 @@ from builder.interchange.pt2_read import _open_zip, check_members, load_program
 from builder.training.run_status import RunStatus
 
 IMPORT_ATOL = 1e-5  # × the largest output magnitude when that is above 1 (float32 rounding is relative)
+#: What checking an import (``verify``) may hold at once: a file whose check would need more is refused before
+#: anything runs (a 2 KB file can describe a layer that outputs billions of values per sample).
+MAX_VERIFY_BYTES = 2 * 2**30
+#: What the check holds whatever the model (onnxruntime's session, the compiled module), measured: a model
+#: whose outputs are 8 to 40 million values grew the importing process by this plus 40.7 bytes per output value.
+VERIFY_RUNTIME = 96 * 2**20
 
 
 @dataclass
@@ -356,6 +364,36 @@ def output_scale(outputs: list) -> float:
     return float(max([1.0, *finite]))
 
 
+def verify_memory(report: ShapeReport, batch: int) -> tuple[int, str]:
+    """(bytes, node id) of checking an imported model on ``batch`` samples at its peak: the weights twice (the
+    imported model and the original's runtime), the largest inputs-plus-outputs of one node twice (each model runs
+    its layers one at a time, without gradients), the outputs compared (float32 from each model, float64 copies
+    and their difference) and :data:`VERIFY_RUNTIME`; the node is the one whose inputs and outputs are
+    largest (tests/interchange/test_onnx_fold_limits.py measures it against a process's growth)."""
+    est = training_memory(report, batch)
+    outs = sum(t.numel for n in report.output_nodes
+               for t in (list(report.nodes[n].outputs.values()) or report.nodes[n].inputs))
+    worst = max(report.nodes.values(),
+                key=lambda i: sum(t.numel for t in i.outputs.values()) + sum(t.numel for t in i.inputs))
+    return (VERIFY_RUNTIME + 2 * est.weights + 2 * batch * est.transient_per_sample + batch * outs * (4 + 4 + 8 * 3),
+            worst.id)
+
+
+def check_verify_memory(graph, batch: int) -> None:
+    """Refuse, before anything runs, an import whose check would hold more than :data:`MAX_VERIFY_BYTES`
+    (:func:`verify_memory`, estimated on meta tensors). Raises ModelImportError naming the node."""
+    report = infer_shapes(graph)
+    need, node = verify_memory(report, batch)
+    if need > MAX_VERIFY_BYTES:
+        shapes = ", ".join(f"(B, {', '.join(map(str, t.shape))})" for t in report.nodes[node].outputs.values())
+        raise ModelImportError(
+            f"checking the imported model against the original runs both on {batch} random sample(s) and would "
+            f"hold about {human_bytes(need)}, above the {human_bytes(MAX_VERIFY_BYTES)} an import may use; "
+            f"received: node {visible(node, 80)} with outputs {shapes or 'of its inputs size'}. Fix: export the model "
+            "with smaller inputs or layers (in Python, import_model(..., verify=False) skips the check); nothing "
+            "was written")
+
+
 def _verify(result: ImportResult, proto, reference, batch: int | None = None) -> tuple[float, float]:
     """(max |imported - original| over random inputs of ``batch`` rows (else the file's, else 3), the outputs'
     scale)."""
@@ -365,6 +403,7 @@ def _verify(result: ImportResult, proto, reference, batch: int | None = None) ->
     dims = [d for i in proto.graph.input[:1] for d in i.type.tensor_type.shape.dim[:1]]
     if batch is None:
         batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 3
+    check_verify_memory(result.project.graph, batch)
     xs = _random_inputs(model, batch)
     with torch.no_grad():
         got = model(*xs)

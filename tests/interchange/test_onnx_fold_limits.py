@@ -101,3 +101,53 @@ def test_fold_size_is_exact_for_broadcasts_and_bounded_for_the_rest():
     assert fold_size("Reshape", [a, Const(np.array([7]))], {}) is None
     assert fold_size("Expand", [a, Const(np.array([4, 7, 3]))], {}) == 84
     assert MAX_FOLD_ELEMENTS < 30_000 ** 2
+
+
+def _grows(op: str, n: int) -> bytes:
+    """x (1, 4) -> ``op`` that makes each sample's output n times larger (Tile, Pad), a file of a few hundred bytes."""
+    if op == "Tile":
+        node, arg = helper.make_node("Tile", ["x", "a"], ["y"]), np.array([1, n], np.int64)
+    else:
+        node, arg = helper.make_node("Pad", ["x", "a"], ["y"]), np.array([0, 0, 0, 4 * n], np.int64)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=[numpy_helper.from_array(arg, "a")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.parametrize("op", ["Tile", "Pad"])
+def test_an_import_whose_check_would_outgrow_the_limit_is_refused_before_it_runs(op):
+    """The check runs both models on random samples: a layer that outputs 4·10^8 values per sample (15 GB to check;
+    before: 8-30 s and 3-4 GB, then a MemoryError or an onnxruntime arena failure) is refused from its estimate."""
+    from builder.interchange.importer import MAX_VERIFY_BYTES
+
+    data = _grows(op, 10**8)
+    assert len(data) < 400
+    with pytest.raises(ModelImportError, match="checking the imported model .* would hold about") as info:
+        import_model(data)
+    msg = str(info.value)
+    assert "node y with outputs (B, 400000004)" in msg or "node y with outputs (B, 400000000)" in msg, msg
+    assert "Fix:" in msg and "\n" not in msg
+    import_model(_grows(op, 1000))  # small: checked as before
+    assert MAX_VERIFY_BYTES >= 2**30  # room for ordinary models (a ResNet-50 at 224x224 checks in ~0.3 GB)
+
+
+def test_the_checks_memory_estimate_matches_what_checking_holds():
+    """verify_memory against the peak growth of a fresh process checking a model whose outputs are 8·10^6 values."""
+    code = textwrap.dedent("""
+        import json, resource
+        from builder.graph.shapes import infer_shapes
+        from builder.interchange import import_model, importer
+        from tests.interchange.test_onnx_fold_limits import _grows
+        import_model(_grows("Tile", 10))  # imports and warm-up
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        res = import_model(_grows("Tile", 2_000_000))
+        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        est = importer.verify_memory(infer_shapes(res.project.graph), 1)[0]
+        print(json.dumps({"estimate": est, "grew": grew}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.splitlines()[-1])
+    assert 0.7 < res["estimate"] / res["grew"] < 1.5, res
