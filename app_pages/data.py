@@ -317,8 +317,13 @@ def _adapt(ds) -> None:
              "Graph adapted, but it still does not train on this dataset: " + left[0].message)
 
 
-def _load_fitting(name: str) -> None:
+def _load_fitting(name: str, ds) -> None:
+    """Load the template ``name``, adapted to ``ds`` (Input shape, output width) when that makes it train: one
+    click gives a network Train accepts (it loaded the template as is, and the page asked for a second fix)."""
     proj = builder.load_template(name)
+    fixed = adapt_graph(proj.graph, ds.info)
+    if not train_problems(fixed, ds):
+        proj = proj.model_copy(update={"graph": fixed})
     ui.replace_project(proj, f"Loaded template “{proj.name}” for this dataset", relayout=True,
                        data=st.session_state.get("ll_data"))
 
@@ -349,7 +354,7 @@ def compat(ds) -> None:
     st.info(ui.md(f"This kind of network does not take this data, and changing its Input and last layer is not "
                   f"enough. A network that fits it: {title}."), icon=":material/lightbulb:")
     st.button(f"Load the {title} template", type="primary", icon=":material/swap_horiz:", on_click=_load_fitting,
-              args=(name,), key="ll_fit_template", help="Replace the canvas (undoable) with a network for this data")
+              args=(name, ds), key="ll_fit_template", help="Replace the canvas (undoable) with a network for this data")
 
 
 current = ui.dataset_spec()

@@ -191,19 +191,20 @@ def train_problems(graph, ds, report: ShapeReport | None = None) -> list[Problem
 
 
 # the template that fits a kind of data when a graph cannot be adapted to it (builder/graph/templates)
-_FITTING = {"tokens": "lstm", "image": "cnn", "vector": "mlp"}
+_FITTING = {"next_token": "gpt", "tokens": "lstm", "image": "cnn", "vector": "mlp"}
 
 
 def fitting_template(info: DatasetInfo) -> str:
-    """The name of the template whose kind of network fits ``info``'s samples: an LSTM for token ids, a CNN for
-    images (channels, height, width), an MLP for feature vectors.
+    """The name of the template whose kind of network fits ``info``'s samples: a GPT for next-token prediction (logits
+    per position), an LSTM for other token ids, a CNN for images (channels, height, width), an MLP for feature
+    vectors.
 
     >>> from builder.data import load_dataset
     >>> fitting_template(load_dataset("digits").info), fitting_template(load_dataset("moons").info)
     ('cnn', 'mlp')
     """
     if info.modality == "tokens":
-        return _FITTING["tokens"]
+        return _FITTING["next_token" if info.task == "next_token" else "tokens"]
     return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
 
 

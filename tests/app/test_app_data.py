@@ -45,10 +45,27 @@ def test_mismatch_is_shown_and_fixed_only_where_the_fix_trains(at):
     at.button(key="ll_confirm_replace").click().run()
     assert any(n.type == "Linear" for n in at.session_state["ll_project"].graph.nodes)
     assert at.session_state["ll_data"]["name"] == "iris"  # the dataset is kept
-    button(at, "Fix the graph for this dataset").click().run()
+    # the one click loaded the MLP fitted to the data: it trains, no second fix asked for (it loaded the template
+    # as is: 2 warnings and a "Fix the graph" button)
     g = at.session_state["ll_project"].graph
     assert next(n for n in g.nodes if n.type == "Input").params["shape"] == [4]
     assert any("fit this dataset" in s.value for s in at.success)
+    assert not at.warning and "Fix the graph for this dataset" not in [b.label for b in at.button]
+
+
+def test_next_token_data_names_the_network_that_predicts_tokens(at):
+    """A corpus for next-token prediction named the LSTM classifier, which cannot be adapted to it (logits per
+    position): loading it showed the same advice and button again, a loop. It names the GPT template, and its
+    one click gives a network that trains."""
+    at.selectbox(key="ll_ds_name").set_value("text_corpus").run()  # the session starts with the CNN template
+    assert not at.exception
+    assert "Fix the graph for this dataset" not in [b.label for b in at.button]
+    assert "GPT" in at.button(key="ll_fit_template").label
+    at.button(key="ll_fit_template").click().run()
+    at.button(key="ll_confirm_replace").click().run()
+    assert not at.exception
+    assert at.session_state["ll_project"].name == builder.load_template("gpt").name
+    assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
 
 
 def test_csv_dataset_from_a_saved_upload(at, tmp_path):
