@@ -31,7 +31,7 @@ import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, index
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
 import { withMarker } from './clipboard.js';
 import { initialState } from './sync.js';
-import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, coveredRight, fitDue } from './viewport.js';
+import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, coveredRight, fitDue, revealDx } from './viewport.js';
 import { loadPanels, paletteMode, savePanels } from './panels.js';
 import { useHistory } from './useHistory.js';
 import { usePythonSync } from './usePythonSync.js';
@@ -200,6 +200,18 @@ function Canvas({ data, api, store }) {
   // shown again after another page, or fitted while the page above it was still being laid out, otherwise
   // kept a view computed for another size (every node far below the visible area).
   const fitState = useRef({ wanted: true, auto: false, fitted: null });
+  // How much of the canvas element `el`'s right side the page's panels floating over it hide now (data.covers:
+  // the inspector on a narrow window).
+  const coveredNow = useCallback((el) => {
+    const panels = (coversRef.current || []).flatMap((sel) => {
+      try {
+        return [...document.querySelectorAll(sel)].map((e) => e.getBoundingClientRect()).filter((r) => r.width > 0 && r.height > 0);
+      } catch {
+        return []; // a selector the browser does not know
+      }
+    });
+    return coveredRight(el.getBoundingClientRect(), panels);
+  }, []);
   const flowSize = useElementSize(flowRef);
   const initialView = useCallback(
     (duration = 0, all = false) => {
@@ -218,15 +230,7 @@ function Canvas({ data, api, store }) {
         return;
       }
       const b = rf.getNodesBounds(nds);
-      // the page's panels floating over the canvas's right side now (data.covers: the inspector on a narrow window)
-      const panels = (coversRef.current || []).flatMap((sel) => {
-        try {
-          return [...document.querySelectorAll(sel)].map((e) => e.getBoundingClientRect()).filter((r) => r.width > 0 && r.height > 0);
-        } catch {
-          return []; // a selector the browser does not know
-        }
-      });
-      const right = coveredRight(el.getBoundingClientRect(), panels);
+      const right = coveredNow(el);
       const padding = { left: FIT_PADDING.left + leftInsetRef.current, ...(right ? { right: FIT_PADDING.right + right } : {}) };
       // a collapsed view is an overview: fit more of it (block names are large enough at 0.6); Fit shows it all
       const minZoom = all ? FIT_ALL_ZOOM : blocksRef.current ? 0.6 : undefined;
@@ -237,7 +241,7 @@ function Canvas({ data, api, store }) {
       const done = duration && !same ? glide(() => rf.setViewport(v, { duration })) : Promise.resolve(rf.setViewport(v));
       done.then(() => setTimeout(() => markFitted(seq), 0));
     },
-    [rf, store, markFitted, glide],
+    [rf, store, markFitted, glide, coveredNow],
   );
   const nodesInitialized = useNodesInitialized();
   const [fitTick, setFitTick] = useState(0); // a replaced graph asks for a fit (the effect below makes it)
@@ -668,6 +672,32 @@ function Canvas({ data, api, store }) {
   );
   const selCount = nodes.reduce((a, n) => a + (n.selected ? 1 : 0), 0);
   const selEdgeCount = edges.reduce((a, e) => a + (e.selected ? 1 : 0), 0);
+  // A layer selected alone opens the page's inspector, which floats over the canvas's right side on a narrow
+  // window (data.covers): it sat on the very layer clicked. The inspector comes with Python's rerun for the
+  // selection, so watch for it a few seconds and pan that layer clear of it once (viewport.js revealDx).
+  const selectedOne = selCount === 1 ? nodes.find((n) => n.selected)?.id : null;
+  useEffect(() => {
+    if (!selectedOne) return undefined;
+    let frame = 0;
+    const until = performance.now() + 4000;
+    const step = () => {
+      const el = flowRef.current;
+      const covered = el ? coveredNow(el) : 0;
+      const nodeEl = el && el.querySelector(`.react-flow__node[data-id="${CSS.escape(selectedOne)}"]`);
+      if (nodeEl && covered > 0) {
+        const f = el.getBoundingClientRect();
+        const dx = revealDx(nodeEl.getBoundingClientRect(), f, f.left + leftInsetRef.current, covered);
+        if (dx) {
+          const v = rf.getViewport();
+          glide(() => rf.setViewport({ ...v, x: v.x + dx }, { duration: 200 }));
+        }
+        return;
+      }
+      if (performance.now() < until) frame = requestAnimationFrame(step);
+    };
+    frame = requestAnimationFrame(step);
+    return () => cancelAnimationFrame(frame);
+  }, [selectedOne, rf, glide, coveredNow]);
   const miniColor = useCallback(
     (n) => (n.type === 'frame' ? 'rgba(148,163,184,0.18)' : n.type === 'block' ? '#334155' : colorFor(paletteRef.current.get(n.data?.ltype)?.category)),
     [],

@@ -89,3 +89,18 @@ export function coveredRight(flow, panels) {
   }
   return Math.max(0, covered);
 }
+
+// How far (screen px) to pan the view so that a node just selected is not hidden by a panel floating over the
+// canvas's right side (the inspector that opens for it on a narrow window sat on the very layer clicked).
+// `node`, `flow`: client rects ({left, right}); `left`: the free canvas's left edge on screen (right of a palette
+// floating over the canvas); `covered`: the width the panels hide on the right (coveredRight). Returns the x
+// offset to add to the viewport (negative: the graph moves left), 0 when the node is clear of the panel or no
+// panel covers the canvas. A node wider than the free part is aligned with its left edge.
+export function revealDx(node, flow, left, covered, pad = 24) {
+  if (!(covered > 0)) return 0;
+  const freeRight = flow.right - covered - pad;
+  const freeLeft = Math.max(flow.left, left) + pad;
+  if (node.right <= freeRight) return 0;
+  const dx = freeRight - node.right; // negative: move the graph left
+  return node.left + dx < freeLeft ? freeLeft - node.left : dx;
+}

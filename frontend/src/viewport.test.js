@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CORNERS, FIT_ALL_ZOOM, MAX_FIT_ZOOM, READABLE_ZOOM, clearViewport, fitDue, onCorners, readableViewport, coveredRight } from './viewport.js';
+import { CORNERS, FIT_ALL_ZOOM, MAX_FIT_ZOOM, READABLE_ZOOM, clearViewport, fitDue, onCorners, readableViewport, coveredRight, revealDx } from './viewport.js';
 
 describe('readable viewport', () => {
   it('a small graph is centred, never zoomed above the max', () => {
@@ -93,5 +93,22 @@ describe('coveredRight', () => {
   });
   it('takes the widest of several panels', () => {
     expect(coveredRight(flow, [{ left: 700, right: 900, top: 300, bottom: 400 }, { left: 600, right: 880, top: 500, bottom: 600 }])).toBe(276);
+  });
+});
+
+describe('a selected node is revealed from under a floating panel', () => {
+  const flow = { left: 25, right: 875 };
+  it('a node under the inspector moves left of it', () => {
+    // the CNN's conv1 at 900x900: x 567..750, the inspector floating over the right 340 px (x >= 535)
+    const dx = revealDx({ left: 567, right: 750 }, flow, 272, 340);
+    expect(750 + dx).toBeLessThanOrEqual(875 - 340 - 24 + 1e-9);
+    expect(567 + dx).toBeGreaterThanOrEqual(272 + 24 - 1e-9); // and stays right of the palette
+  });
+  it('a node clear of the panel, or no panel: no move', () => {
+    expect(revealDx({ left: 300, right: 480 }, flow, 272, 340)).toBe(0);
+    expect(revealDx({ left: 567, right: 750 }, flow, 272, 0)).toBe(0);
+  });
+  it('a node wider than the free part is aligned with its left edge', () => {
+    expect(revealDx({ left: 500, right: 900 }, flow, 272, 340)).toBe(296 - 500);
   });
 });

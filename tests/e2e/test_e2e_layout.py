@@ -368,3 +368,39 @@ def test_the_canvas_does_not_move_when_layers_arrive_or_are_selected(browser, ap
         assert not page.errors, page.errors
     finally:
         page.context.close()
+
+
+# The box of node ``id`` on screen, the inspector column's and the floating palette's (null when not shown).
+SELECTED_CLEAR_JS = """(id) => {
+  const hosts = [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')];
+  const root = hosts.map((h) => h.shadowRoot).filter(Boolean).find((r) => r.querySelector('.ll-root'));
+  const n = root && root.querySelector(`.react-flow__node[data-id="${id}"]`);
+  const insp = document.querySelector('[data-testid="stColumn"]:has(.st-key-ll_inspector)');
+  const pal = root && root.querySelector('.ll-palette.is-overlay');
+  const box = (e) => { if (!e) return null; const b = e.getBoundingClientRect(); return {left: b.left, right: b.right}; };
+  return {node: box(n), inspector: box(insp), palette: box(pal),
+          moving: root ? root.querySelector('.ll-flow').dataset.moving : null};
+}"""
+
+
+def test_the_inspector_does_not_hide_the_layer_it_shows(browser, app_server):
+    """At 900x900 the inspector floats over the canvas's right 340 px once a layer is selected: it opened on top of
+    the layer just clicked (the CNN's conv1, x 567-750 of a canvas whose free part ended at 550). The view pans that
+    layer clear of it, and right of the palette."""
+    page = new_page(browser, (900, 900))
+    try:
+        open_build(page, app_server)
+        collapse_sidebar(page)
+        page.locator("[data-testid=node-conv1]").click()
+        page.locator(".st-key-ll_inspector").wait_for(timeout=30_000)
+        clear = ("(id) => { const s = (" + SELECTED_CLEAR_JS + ")(id); return s.node && s.inspector && s.moving === 'false'"
+                 " && s.node.right <= s.inspector.left && (!s.palette || s.node.left >= s.palette.right); }")
+        with contextlib.suppress(Exception):
+            page.wait_for_function(clear, arg="conv1", timeout=10_000, polling=100)
+        seen = page.evaluate(SELECTED_CLEAR_JS, "conv1")
+        page.screenshot(path=str(ARTIFACTS / "layout-inspector-reveals-900.png"))
+        assert seen["node"]["right"] <= seen["inspector"]["left"], seen
+        assert seen["palette"] is None or seen["node"]["left"] >= seen["palette"]["right"], seen
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
