@@ -327,6 +327,11 @@ def live_view() -> None:
     if status == RunStatus.PAUSED:
         head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(run_id, "resume"),
                        disabled=not mine, width="stretch", key="ll_resume")
+    elif _resumable(run, rs):  # a stopped run: Resume where Pause was (both controls were greyed out, Resume
+        # sat below the charts)
+        head[1].button("Resume", type="primary", icon=":material/play_arrow:", key="ll_train_resume",
+                       on_click=_resume, args=(run_id,), width="stretch",
+                       help="Continue this run from its last checkpoint")
     else:
         head[1].button("Pause", icon=":material/pause:", on_click=_control, args=(run_id, "pause"),
                        disabled=not (active and mine), width="stretch", key="ll_pause")
@@ -499,6 +504,13 @@ def boundary_view(sess: Curve, cfg: dict) -> None:
                   "as in TensorFlow Playground.")
 
 
+def _resumable(run: dict, rs) -> bool:
+    """Whether this person can resume ``run`` from here: it was cut short, is theirs to control and has a
+    checkpoint."""
+    return (run["status"] in CUT_SHORT and ui.can_control(run)
+            and can_resume(run, has_checkpoint=rs.folder(run["id"]).has_checkpoint))
+
+
 def _resume(run_id: str) -> None:
     try:
         ui.start_job(None, None, {}, resume_run=run_id)
@@ -514,15 +526,10 @@ def results(run: dict, rs) -> None:
     test = run.get("test_metrics")
     if not test:
         if run["status"] in CUT_SHORT:
-            resumable = ui.can_control(run) and can_resume(run, has_checkpoint=rs.folder(run["id"]).has_checkpoint)
-            c = st.columns([3, 1], vertical_alignment="center")
             by = f" by {ui.md(run.stopped_by)}" if run.stopped_by else ""  # a teacher's or an admin's stop says so
-            c[0].info(f"Training was stopped{by} before its last epoch. Resume it from its last checkpoint, or start a "
-                      "new run below." if resumable else f"Training was stopped{by}. Start a new run below.",
-                      icon=":material/pause_circle:")
-            if resumable:
-                c[1].button("Resume", type="primary", icon=":material/play_arrow:", key="ll_train_resume",
-                            on_click=_resume, args=(run["id"],), width="stretch")
+            st.info(f"Training was stopped{by} before its last epoch. Resume it from its last checkpoint (Resume, "
+                    "above), or start a new run below." if _resumable(run, rs) else
+                    f"Training was stopped{by}. Start a new run below.", icon=":material/pause_circle:")
         return
     st.subheader("Test results")
     from builder.runs.summary import baseline_tags  # lazy: heavy (sqlalchemy)

@@ -123,8 +123,12 @@ def test_stop_keeps_a_resumable_run(at, ws):
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     at.run()
     assert store.checkpoint_path(rid).is_file()
-    # Resume is right here, not only on the Runs page (issue 29, item 5)
+    # Resume is right here, not only on the Runs page (issue 29, item 5), and in the run's own controls where
+    # Pause was (a stopped run showed Pause and Stop greyed out there, and Resume below the charts)
     assert any("Resume it from its last checkpoint" in i.value for i in at.info)
+    keys = [b.key for b in at.button]
+    assert "ll_pause" not in keys and keys.count("ll_train_resume") == 1, keys
+    assert at.button(key="ll_stop").disabled
     at.button(key="ll_train_resume").click().run()
     assert not at.exception, [e.value for e in at.exception]
     wait_for_status(store, rid, {"running"}, TIMEOUT)
