@@ -98,10 +98,11 @@ def render(run: Run, epochs: list[dict], active: bool, store) -> None:
     if grids:
         keys = list(grids)
         epoch = keys[-1]
+        slot = st.empty()  # the grid above its slider: the slider pushed it below a 900 px window once a run ended
         if not active and len(keys) > 1:
             epoch = st.select_slider("Samples after epoch", keys, value=keys[-1], key="ll_sample_epoch")
-        st.plotly_chart(grid_figure(grids[epoch][:64], f"Generator samples after epoch {epoch} (fixed noise)"),
-                        width="stretch", config=cfg, key="ll_fig_samples")
+        slot.plotly_chart(grid_figure(grids[epoch][:64], f"Generator samples after epoch {epoch} (fixed noise)"),
+                          width="stretch", config=cfg, key="ll_fig_samples")
         st.caption("The same noise every epoch, so the grid shows how the generator changes.")
     if not active and run.status == RunStatus.FINISHED and vae_nodes(run.project) is not None:
         _vae_part(run, store, cfg)

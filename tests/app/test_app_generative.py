@@ -55,8 +55,14 @@ def test_gan_run_shows_terms_and_sample_grid_per_epoch(gen_ws):
     assert _has_chart(at, "ll_fig_terms") and _has_chart(at, "ll_fig_samples")
     slider = at.select_slider(key="ll_sample_epoch")
     assert list(slider.options) == ["1", "2"] and str(slider.value) == "2"
+    # the grid comes first, its slider below it (above it, the slider pushed the grid's images below a 900 px
+    # window once the run ended)
+    keyed = [str(getattr(n, "key", None) or getattr(getattr(n, "proto", None), "id", "")) for n in at.main]
+    grid = next(i for i, k in enumerate(keyed) if "ll_fig_samples" in k)
+    assert grid < keyed.index("ll_sample_epoch"), keyed
     slider.set_value(1).run()
     assert_no_exception(at)
+    assert "after epoch 1 " in str(next(c.proto.spec for c in at.get("plotly_chart") if "ll_fig_samples" in c.proto.id))
     assert not _has_chart(at, "ll_fig_latent")
 
 
