@@ -40,7 +40,7 @@ from builder.data.images import load_image_folder
 from builder.data.series import load_series
 from builder.data.splits import Dataset, DatasetInfo, fold_split
 from builder.data.tabular import load_csv
-from builder.data.text import load_text
+from builder.data.text import RunTokenizer, load_text
 from builder.data.uploads import UploadFolder, is_upload_id, no_upload
 from builder.errors import DatasetError
 from builder.escape import terminal_line
@@ -104,8 +104,9 @@ def content_problems(source: Any) -> list[str]:
     """Every way a dataset description from content names a file on the server (empty: none).
 
     Content may name a built-in and its options, or an upload (option ``upload`` holding ``upload:<id>``); a
-    path in any key or value is refused, except a :class:`LocalFile` (the CLI's command line). The problems name
-    the option keys only, never a value, so nothing of a file, or whether it exists, shows.
+    path in any key or value is refused, except a :class:`LocalFile` (the CLI's command line), and so is option
+    ``pretrained`` unless it is the :class:`~builder.data.text.RunTokenizer` the server read from a run. The
+    problems name the option keys only, never a value, so nothing of a file, or whether it exists, shows.
     """
     try:
         src = DatasetSource.of(source)
@@ -121,6 +122,10 @@ def content_problems(source: Any) -> list[str]:
         if key == "upload":
             if not is_upload_id(value):
                 problems.append("option upload is not an upload id")
+        elif key == "pretrained":  # the tokenizer of the run the weights start from: the server reads it
+            if not isinstance(value, RunTokenizer):
+                problems.append("option pretrained is the tokenizer of the run the weights start from, read by the "
+                                "server; content never gives one")
         elif str(key).lower() in PATH_KEYS or _path_values(value) or _path_values(key):
             problems.append(f"option {shown} names a file on the server")
     return problems

@@ -53,6 +53,16 @@ PAD_TOKENS = (PAD, "[PAD]", "<|pad|>")
 TEXT_SUFFIXES = (".csv", ".zip", ".txt")
 
 
+class RunTokenizer(str):
+    """A model's ``tokenizer.json`` text that the server read from a run's folder (option ``pretrained``, handed in
+    by :mod:`builder.training.lineage`). Made only by that code, never by decoded content (JSON gives plain
+    strings): content never gives a tokenizer (:func:`builder.data.sources.content_problems` refuses a plain one),
+    and the run's own is not mistaken for a path, whatever characters its vocabulary holds ('and/or', '##/').
+    It is the text itself, so it records and serialises as text."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class TokenizerOptions:
     """How a tokenizer is learned and applied: ``kind`` (word or bpe), ``vocab_size``, ``lowercase``,
@@ -514,6 +524,6 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
     return _by_class(items, label)
 
 
-__all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "TokenizerOptions", "TokenSplit", "train_tokenizer",
+__all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "RunTokenizer", "TokenizerOptions", "TokenSplit", "train_tokenizer",
            "load_tokenizer", "encode", "decode", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
            "load_text", "read_new_texts", "text_preview"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from builder.data.text import RunTokenizer
 from builder.errors import TrainingError
 
 __all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "inherit_tokenizer", "pretrained_of", "TEXT_SOURCE", "child_options", "BASELINE_TAG", "baseline_tag", "baseline_line"]
@@ -48,7 +49,8 @@ TEXT_SOURCE = "text"  # the dataset name of user text (builder.data.sources' tex
 def inherit_tokenizer(store: Any, init_from: str | None, dataset: Any, options: dict | None) -> dict:
     """The text source's options with the tokenizer of the run the weights start from: a run that starts from a
     model imported from a folder with a ``tokenizer.json`` (kept in that run's folder) tokenizes its texts with it
-    (``tokenizer="pretrained"``, the JSON as ``pretrained``; :func:`builder.data.text.load_text`). Options that
+    (``tokenizer="pretrained"``, the JSON as ``pretrained``, a :class:`~builder.data.text.RunTokenizer`;
+    :func:`builder.data.text.load_text`). Options that
     name another tokenizer (``word``, ``bpe``) are kept; other datasets are left alone.
 
     >>> inherit_tokenizer(None, None, "text", {"tokenizer": "word"})
@@ -60,7 +62,7 @@ def inherit_tokenizer(store: Any, init_from: str | None, dataset: Any, options: 
     run = store.get(init_from)  # exact id, a run the store's actor may read (else "no run X of yours")
     path = store.folder(run["id"]).tokenizer
     if path.is_file():
-        opts.update(tokenizer="pretrained", pretrained=path.read_text(encoding="utf-8"))
+        opts.update(tokenizer="pretrained", pretrained=RunTokenizer(path.read_text(encoding="utf-8")))
     return opts
 
 
@@ -70,7 +72,7 @@ def pretrained_of(store: Any, run: Any) -> dict:
     if (run.get("dataset_options") or {}).get("tokenizer") != "pretrained":
         return {}
     path = store.folder(run["id"]).tokenizer
-    return {"pretrained": path.read_text(encoding="utf-8")} if path.is_file() else {}
+    return {"pretrained": RunTokenizer(path.read_text(encoding="utf-8"))} if path.is_file() else {}
 
 
 def child_options(training: dict | None, config: Any, options: dict) -> dict:

@@ -178,6 +178,24 @@ def test_a_local_file_is_made_only_by_code_and_records_as_text(tmp_path):
         check_project(Project(dataset={"kind": "csv", "file": "../x.csv"}))
 
 
+def test_a_run_tokenizer_is_made_only_by_code_and_holds_any_character():
+    """Option ``pretrained`` (a model's tokenizer.json text) comes from the run the weights start from, read by the
+    server; a real vocabulary holds '/' ('and/or', BERT's '##/'), which is no path. From content it is refused,
+    whatever it holds, and the message quotes none of it."""
+    from builder.data.text import RunTokenizer
+
+    up = "upload:" + "a" * 64 + ".csv"
+    text = json.dumps({"model": {"vocab": {"[PAD]": 0, "and/or": 1, "http://x": 2}}})
+    assert content_problems(DatasetSource("text", {"upload": up, "tokenizer": "pretrained",
+                                                   "pretrained": RunTokenizer(text)})) == []
+    for plain in (text, "{}", "/etc/passwd"):
+        problems = content_problems(DatasetSource("text", {"upload": up, "tokenizer": "pretrained",
+                                                           "pretrained": plain}))
+        assert problems == ["option pretrained is the tokenizer of the run the weights start from, read by the "
+                            "server; content never gives one"], problems
+    assert json.loads(json.dumps({"pretrained": RunTokenizer(text)})) == {"pretrained": text}  # records as text
+
+
 def test_a_job_trains_on_its_owners_upload_and_resumes_but_not_on_another_owners(job_workspace):
     """Data page upload -> Train page job -> run -> resume, as the app does it, for two owners."""
     from builder.jobs.queue import JobSpec, submit, wait
