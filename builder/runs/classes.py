@@ -30,8 +30,9 @@ from pathlib import Path
 
 from builder._moved import moved_name
 from builder.data.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
-from builder.data.sources import travels
+from builder.data.sources import content_problems, project_problems, travels
 from builder.errors import LayerLabError
+from builder.escape import terminal_line
 from builder.graph.project import Project, load_project
 from builder.graph.share import LOCAL_TRAINING_KEYS
 from builder.runs import db as _db
@@ -167,6 +168,11 @@ def _starter(project: Project | dict) -> dict:
         proj = proj.model_copy(update={"training": {k: v for k, v in proj.training.items()
                                                     if k not in LOCAL_TRAINING_KEYS}})
     ds = proj.dataset or {}
+    problems = project_problems(proj)  # a server path in the dataset or in training.dataset (named by key only)
+    if problems:
+        raise ClassError("a class's starter names its data as a built-in dataset (every student can load it), "
+                         f"never a file on the server; received: {'; '.join(problems)}. Fix: pick a built-in "
+                         "dataset on the Data page")
     if ds and not travels(ds):  # the teacher's upload: no student may read it
         raise ClassError(f"a class's starter uses a built-in dataset (every student can load it); received: a "
                          f"{str(ds.get('name') or ds.get('kind'))[:20]} file. Fix: pick a built-in dataset on "
@@ -211,7 +217,14 @@ def _holdout(holdout: dict | None) -> dict | None:
     name, options = holdout.get("dataset"), holdout.get("options") or {}
     if not isinstance(name, str) or not name or not isinstance(options, dict):
         raise ClassError(f"a class's held-out set is {{\"dataset\": name, \"options\": {{...}}}}; received: "
-                         f"{str(holdout)[:60]}. Fix: name a built-in dataset")
+                         f"{terminal_line(str(holdout), 60) if not content_problems((str(name), {})) else 'a path'}. "
+                         "Fix: name a built-in dataset")
+    spec = {"name": name, "options": dict(options)}
+    if not travels(spec):  # the leaderboard loads it with no one's uploads (builder.interpret.run_views)
+        problems = content_problems(spec) or [f"dataset {terminal_line(name, 40)!r}, a file of the teacher's"]
+        raise ClassError("a class's held-out set is a built-in dataset (the leaderboard loads it for every run, "
+                         f"with no one's uploads), never a file; received: {'; '.join(problems)}. Fix: name a "
+                         "built-in dataset, e.g. moons with another seed")
     return {"dataset": name, "options": dict(options)}
 
 

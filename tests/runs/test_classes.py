@@ -137,3 +137,31 @@ def test_leaderboard_scores_the_teachers_held_out_set(ws):
     assert [x["id"] for x in classes.list_classes(ws)] == [c["id"]]  # the scores file is not a class
     with pytest.raises(ClassError, match="held-out set"):
         classes.create_class(ws, TEACHER, "x", load_template("mlp"), holdout={"options": {}})
+
+
+def test_a_starter_and_a_held_out_set_name_no_file(ws, tmp_path):
+    """A class's starter and held-out set are content every student's run meets: a built-in dataset only, refused
+    at the door when they name a server path (also as ``training.dataset``) or the teacher's upload (the
+    leaderboard loads the held-out set with no one's uploads, so it could only ever score nothing); the message
+    quotes no path."""
+    secret = tmp_path / "private" / "grades.csv"
+    up = "upload:" + "b" * 64 + ".csv"
+    starters = [load_template("mlp").model_copy(update={"training": {"dataset": str(secret)}}),
+                load_template("mlp").model_copy(update={"training": {"dataset": "../grades.csv"}})]
+    for starter in starters:
+        with pytest.raises(ClassError, match="never a file on the server") as e:
+            classes.create_class(ws, TEACHER, "x", starter)
+        assert "grades" not in str(e.value) and "private" not in str(e.value)
+    holdouts = [{"dataset": "csv", "options": {"path": str(secret), "target": "y"}},
+                {"dataset": "csv", "options": {"upload": up, "target": "y"}},
+                {"dataset": str(secret), "options": {}},
+                {"dataset": "moons", "options": {"noise": "file:///" + str(secret)}}]
+    for holdout in holdouts:
+        with pytest.raises(ClassError, match="held-out set is a built-in dataset") as e:
+            classes.create_class(ws, TEACHER, "x", load_template("mlp"), holdout=holdout)
+        assert "grades" not in str(e.value) and "private" not in str(e.value) and up not in str(e.value)
+    c = classes.create_class(ws, TEACHER, "ok", load_template("mlp"),
+                             holdout={"dataset": "moons", "options": {"seed": 7}})
+    with pytest.raises(ClassError, match="never a file on the server"):
+        classes.post_starter(ws, c["id"], TEACHER, starters[0])
+    assert classes.list_classes(ws) == [classes.get_class(ws, c["id"])]  # nothing else was kept
