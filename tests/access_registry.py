@@ -165,6 +165,47 @@ def _doors() -> list[Door]:
 
         return set_library_folder(w.ws, store.actor.owner, str(w.ws))
 
+    def database(w: World, store: Any) -> Any:  # a database URL (a file on the server), typed in a form
+        from builder.runs.db import set_database_url
+
+        return set_database_url(w.ws, store.actor, f"sqlite:///{w.ws / 'other.db'}")
+
+    def library_model(w: World, store: Any) -> None:
+        """A library model is named by its folder's name (a canvas drop, Build › Import): a path, a climb, ``~``,
+        the workspace's runs or another owner's uploads name nothing, and the answer quotes no server folder."""
+        import os
+
+        from builder.escape import visible
+        from builder.interchange.hf_library import LIBRARY_ENV, import_library_model
+        from builder.runs.owners import upload_dir
+
+        lib = w.ws.parent / "library"
+        (lib / "tiny").mkdir(parents=True, exist_ok=True)
+        (w.ws.parent / "outside").mkdir(exist_ok=True)
+        names = [str(w.ws), "..", "../outside", "~", "/", "tiny/../../outside", f"tiny/../../{w.ws.name}/runs",
+                 str(w.ws / "runs" / w.ann), str(upload_dir(w.ws, w.ann_owner)), "tiny/", "./tiny", "tiny\x00",
+                 "file:///etc", "upload:" + "0" * 64]
+        def answer(name: str) -> str:  # the refusal with the name as received replaced: the same for every name
+            try:
+                import_library_model(store, w.ws, name)
+            except LayerLabError as e:
+                return str(e).replace(repr(visible(name, 80)), "NAME")
+            raise AssertionError(f"the library imported {name!r}")
+
+        before = os.environ.get(LIBRARY_ENV)
+        os.environ[LIBRARY_ENV] = str(lib)
+        try:
+            unknown = answer("no-such-model")
+            for name in names:  # whether the folder exists or not, inside the workspace or not: one answer
+                if answer(name) != unknown:
+                    raise AssertionError(f"{name!r}: {answer(name)}")
+        finally:
+            if before is None:
+                os.environ.pop(LIBRARY_ENV, None)
+            else:
+                os.environ[LIBRARY_ENV] = before
+        refused("a name outside the library resolves to nothing")
+
     def distil(w: World, store: Any) -> Any:
         from builder.runs.pipeline import run_training
 
@@ -247,6 +288,9 @@ def _doors() -> list[Door]:
             prune={"parent": w.ann}))),
         # ---- the server's settings
         Door("builder.interchange.hf_library.set_library_folder", (SERVER,), library),
+        Door("builder.runs.db.set_database_url", (SERVER,), database),
+        # ---- content: a library model is a name, never a folder
+        Door("builder.interchange.hf_library.import_library_model", (PROJECT,), library_model),
         # ---- housekeeping, classes, studies (the actor named by its owner id, resolved inside)
         Door("builder.admin.housekeeping.server_jobs", (RUN,), lambda w, s: housekeeping.server_jobs(s)),
         Door("builder.admin.housekeeping.workspace_usage", (RUN,), lambda w, s: housekeeping.workspace_usage(s)),
