@@ -56,6 +56,9 @@ _SPLIT_ARGS: dict[str, Any] = {"seed": 0, "val_fraction": 0.15, "test_fraction":
 PATH_KEYS = frozenset({"path", "root", "file", "dir", "folder", "directory", "data_dir", "filename", "filepath",
                        "url", "uri", "location", "source", "src"})
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+#: options of a user-file source whose values are column names of the actor's own file (matched against its
+#: header, never opened): a name may hold '/' ("speed km/h", "date/time") without naming a file
+COLUMN_KEYS = frozenset({"target", "text_column", "time_column", "columns"})
 
 
 class LocalFile(str):
@@ -100,11 +103,20 @@ def _path_values(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _column_names(src: DatasetSource, key: Any, value: Any) -> bool:
+    """Whether option ``key`` of a user-file source holds column names (a string or a list of strings)."""
+    if src.upload is None or key not in COLUMN_KEYS:
+        return False
+    names = value if isinstance(value, list | tuple) else [value]
+    return all(type(v) is str for v in names)
+
+
 def content_problems(source: Any) -> list[str]:
     """Every way a dataset description from content names a file on the server (empty: none).
 
     Content may name a built-in and its options, or an upload (option ``upload`` holding ``upload:<id>``); a
-    path in any key or value is refused, except a :class:`LocalFile` (the CLI's command line), and so is option
+    path in any key or value is refused, except a :class:`LocalFile` (the CLI's command line) and the column names
+    of a user file's :data:`COLUMN_KEYS` (never opened), and so is option
     ``pretrained`` unless it is the :class:`~builder.data.text.RunTokenizer` the server read from a run. The
     problems name the option keys only, never a value, so nothing of a file, or whether it exists, shows.
     """
@@ -126,6 +138,8 @@ def content_problems(source: Any) -> list[str]:
             if not isinstance(value, RunTokenizer):
                 problems.append("option pretrained is the tokenizer of the run the weights start from, read by the "
                                 "server; content never gives one")
+        elif _column_names(src, key, value):
+            continue  # a column of the actor's own file, matched to its header and never opened
         elif str(key).lower() in PATH_KEYS or _path_values(value) or _path_values(key):
             problems.append(f"option {shown} names a file on the server")
     return problems
@@ -496,7 +510,7 @@ class DatasetSource:
         out = {k: v for k, v in self.options.items() if k not in ("path", "upload")}
         if self.upload is not None and (self.file_ref() or self.options.get("path")):
             out = {"file": self.shown_file(), **out}
-        return {k: (v if not _path_values(v) else "(a file)") for k, v in out.items()}
+        return {k: (v if _column_names(self, k, v) or not _path_values(v) else "(a file)") for k, v in out.items()}
 
     def reloadable(self) -> bool:
         """Whether :func:`load_dataset` can load this source again (a built-in, an upload, a file of the command
@@ -576,6 +590,7 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
     return ds.flattened() if flatten else ds
 
 
-__all__ = ["travels", "for_link", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "LocalFile", "source_kinds",
+__all__ = ["travels", "for_link", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
+           "LocalFile", "source_kinds",
            "kind_for_path", "content_problems", "check_content", "project_problems", "check_project", "own_spec",
            "load_dataset"]

@@ -196,6 +196,24 @@ def test_a_run_tokenizer_is_made_only_by_code_and_holds_any_character():
     assert json.loads(json.dumps({"pretrained": RunTokenizer(text)})) == {"pretrained": text}  # records as text
 
 
+def test_column_names_of_your_own_file_may_hold_a_slash(tmp_path):
+    """A column of the actor's upload named "speed km/h" or "date/time" is no path: the CSV, text and series
+    kinds take it as target, text or time column (it was refused as "names a file on the server"); on a built-in,
+    nested, or as any other option it is still refused, and a model card shows it as it is."""
+    mine = UploadFolder(tmp_path / "uploads")
+    ref = mine.save("speeds.csv", ("a,speed km/h\n" + "".join(f"{i},{i % 2}\n" for i in range(40))).encode())
+    up = "upload:" + "a" * 64 + ".csv"
+    for name, opts in (("csv", {"target": "speed km/h"}), ("text", {"target": "y", "text_column": "review/text"}),
+                       ("series", {"columns": ["a/b", "c"], "time_column": "date/time"})):
+        assert content_problems(DatasetSource(name, {"upload": up, **opts})) == [], name
+    ds = load_dataset({"kind": "csv", "name": "speeds.csv", "file": ref, "target": "speed km/h"}, uploads=mine)
+    assert ds.info.options["target"] == "speed km/h"
+    assert DatasetSource.of(ds.info).shown_options()["target"] == "speed km/h"
+    for src in (DatasetSource("moons", {"target": "/etc/passwd"}), DatasetSource("csv", {"upload": up,
+                "target": {"x": "/etc/passwd"}}), DatasetSource("csv", {"upload": up, "target": "y", "sep": "a/b"})):
+        assert content_problems(src), src
+
+
 def test_a_job_trains_on_its_owners_upload_and_resumes_but_not_on_another_owners(job_workspace):
     """Data page upload -> Train page job -> run -> resume, as the app does it, for two owners."""
     from builder.jobs.queue import JobSpec, submit, wait
