@@ -26,7 +26,7 @@ from builder.data.disk import write_atomic
 from builder.errors import DatasetError
 
 UPLOAD_PREFIX = "upload:"
-_NAME = re.compile(r"^[0-9a-f]{16,64}(?:\.[a-z0-9]{1,8})?$")
+_NAME = re.compile(r"^[0-9a-f]{16,64}(?:\.[a-z0-9]{1,8})?\Z")
 
 
 def is_upload_id(value: object) -> bool:

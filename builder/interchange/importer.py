@@ -84,7 +84,7 @@ def _kind(source: Any) -> str:
     if isinstance(source, bytes | bytearray):
         return "pt2" if bytes(source[:4]) == b"PK\x03\x04" else "onnx"
     s = str(source)
-    if re.match(r"^.+\.py:[A-Za-z_]\w*(\(.*\))?$", s, flags=re.S):
+    if re.match(r"^.+\.py:[A-Za-z_]\w*(\(.*\))?\Z", s, flags=re.S):
         return "python"
     suffix = Path(s).suffix.lower()
     if suffix == ".onnx":
@@ -507,7 +507,7 @@ def load_python(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     the inputs are found from the first layer (Linear/Conv/Embedding ...) with a batch of 2.
     """
 
-    m = re.match(r"^(?P<file>.+\.py):(?P<cls>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?$", spec, flags=re.S)
+    m = re.match(r"^(?P<file>.+\.py):(?P<cls>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?\Z", spec, flags=re.S)
     if not m:
         raise ModelImportError(f"expected file.py:ClassName or file.py:ClassName(args); received: {spec[:80]!r}")
     path = Path(m["file"])

@@ -45,7 +45,7 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read aloud 
 CODE_LEN = 6
 MAX_MEMBERS = 500
 LOWER_IS_BETTER = ("loss", "mse", "mae")
-_ID_RE = re.compile(r"^c-[0-9a-f]{12}$")
+_ID_RE = re.compile(r"^c-[0-9a-f]{12}\Z")
 
 
 class ClassError(LayerLabError):

@@ -42,7 +42,7 @@ from builder.graph.project import Project, load_project
 ANON_PREFIX = "anon:"
 USER_PREFIX = "user:"
 HISTORY_KEEP = 10
-_ANON_RE = re.compile(r"^[0-9a-f]{32}$")
+_ANON_RE = re.compile(r"^[0-9a-f]{32}\Z")
 
 
 # ------------------------------------------------------------------------------------ the server's config
@@ -169,7 +169,7 @@ def user_owner(name: str) -> str:
 # ------------------------------------------------------------------ keyed identities: folder names, pseudonyms
 SECRET_FILE = "identity.key"  # in the workspace: the HMAC key of folder names and pseudonyms (mode 0600)
 OWNERS_DIR = "owners"
-PSEUDONYM_RE = re.compile(r"^(anon|user|other)-[a-z2-7]{10}$")
+PSEUDONYM_RE = re.compile(r"^(anon|user|other)-[a-z2-7]{10}\Z")
 
 
 def _create_secret(path: Path) -> None:
@@ -267,7 +267,7 @@ def _v1_safe_id(owner: str) -> str:
     return f"{_kind(owner)}-{readable}-{digest}" if readable else f"{_kind(owner)}-{digest}"
 
 
-_V1_FOLDER_RE = re.compile(r"^(anon|user|other)(-[a-z0-9-]+)?-[0-9a-f]{16}$")
+_V1_FOLDER_RE = re.compile(r"^(anon|user|other)(-[a-z0-9-]+)?-[0-9a-f]{16}\Z")
 _LEGACY = "legacy"  # an old folder whose owner is not known yet: legacy-<keyed hash of its old name>
 
 
@@ -362,7 +362,7 @@ def owner_dir(workspace: str | Path, owner: str) -> Path:
 PROFILE = "profile.json"  # in an owner's folder: ``{"display_name": ..., "guide_hidden": ...}``
 PREFERENCES = frozenset({"guide_hidden"})  # on/off choices kept with the profile (they outlive a reload)
 DISPLAY_NAME_MAX = 40
-_DISPLAY_RE = re.compile(r"^[^\W_][\w .'-]*$")  # letters of any script, digits, spaces, . ' - _; a letter first
+_DISPLAY_RE = re.compile(r"^[^\W_][\w .'-]*\Z")  # letters of any script, digits, spaces, . ' - _; a letter first
 
 
 def _checked_display_name(name: str) -> str | None:

@@ -219,3 +219,23 @@ def test_a_display_name_is_kept_checked_or_refused(ws, name):
         return
     assert kept == owners.display_name(ws, me)
     assert kept is None or (0 < len(kept) <= owners.DISPLAY_NAME_MAX and not set(kept) & set("<>*|`[]():\n\\"))
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "\x00", " "])
+def test_ids_are_whole_strings_with_nothing_after_them(tmp_path, suffix, monkeypatch):
+    """Validators of ids take the whole string (a regex's ``$`` also matches before a final newline)."""
+    from builder.data.uploads import is_upload_id
+    from builder.runs import classes
+    from builder.runs.classes import ClassError
+
+    upload = "upload:" + "ab" * 32 + ".csv"
+    anon = "0123456789abcdef" * 2
+    pseudo = owners.pseudonym(tmp_path, "user:ann@school.org")
+    assert is_upload_id(upload) and owners.valid_anonymous_id(anon) and owners.PSEUDONYM_RE.match(pseudo)
+    assert not is_upload_id(upload + suffix)
+    assert not owners.valid_anonymous_id(anon + suffix)
+    assert not owners.PSEUDONYM_RE.match(pseudo + suffix)
+    monkeypatch.setenv("LAYERLAB_TEACHERS", "t@school.org")
+    cls = classes.create_class(tmp_path, "user:t@school.org", "ML", load_template("mlp"))
+    with pytest.raises(ClassError):
+        classes.get_class(tmp_path, cls["id"] + suffix)
