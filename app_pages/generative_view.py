@@ -89,20 +89,18 @@ def _vae_view(probe, store, run_id: str) -> dict:
     return cache[run_id]
 
 
-def render(run: Run, epochs: list[dict], active: bool, store) -> None:
-    """The parts that apply to ``run``: the sample grid (slider over epochs once it ended), the loss terms, and for
-    a finished VAE its reconstructions and (2-D latent) latent space."""
+def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None = None) -> None:
+    """The parts that apply to ``run``: the sample grid, the loss terms, and for a finished VAE its
+    reconstructions and (2-D latent) latent space. ``epoch``: the epoch the page's replay shows (its one slider
+    and Replay drive every chart, the grid included); None: the newest grid."""
 
     cfg = {"displayModeBar": False, "staticPlot": active}
     grids = read_samples(store.folder(run["id"]).samples)
     if grids:
-        keys = list(grids)
-        epoch = keys[-1]
-        slot = st.empty()  # the grid above its slider: the slider pushed it below a 900 px window once a run ended
-        if not active and len(keys) > 1:
-            epoch = st.select_slider("Samples after epoch", keys, value=keys[-1], key="ll_sample_epoch")
-        slot.plotly_chart(grid_figure(grids[epoch][:64], f"Generator samples after epoch {epoch} (fixed noise)"),
-                          width="stretch", config=cfg, key="ll_fig_samples")
+        keys = [k for k in grids if epoch is None or k <= epoch] or list(grids)[:1]
+        key = keys[-1]  # the newest grid at or before the epoch shown
+        st.plotly_chart(grid_figure(grids[key][:64], f"Generator samples after epoch {key} (fixed noise)"),
+                        width="stretch", config=cfg, key="ll_fig_samples")
         st.caption("The same noise every epoch, so the grid shows how the generator changes.")
     if not active and run.status == RunStatus.FINISHED and vae_nodes(run.project) is not None:
         _vae_part(run, store, cfg)

@@ -362,13 +362,17 @@ def live_view() -> None:
 
     # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
     cfg = {"displayModeBar": False, "staticPlot": active}
-    if not active:  # an ended run replays: the charts (and boundary) as they stood after the chosen epoch
-        sess = curve_upto(sess, replay_controls(sess, run_id))
     drawn = any(e.get("terms") for e in sess.epochs)  # a drawn objective (GAN, VAE): its loss is its metric
+    made = st.container() if drawn else None  # what the run makes (samples) first, above the replay's slider
+    shown = None
+    if not active:  # an ended run replays: every chart (boundary, samples) as it stood after the chosen epoch
+        shown = replay_controls(sess, run_id)
+        sess = curve_upto(sess, shown)
     if drawn:  # what the run makes (samples, reconstructions) first, then its loss terms
         from app_pages import generative_view  # lazy: heavy (plotly)
 
-        generative_view.render(run, sess.epochs, active, rs)
+        with made:
+            generative_view.render(run, sess.epochs, active, rs, epoch=shown)
         c1, c3 = st.columns(2)
     else:
         c1, c2, c3 = st.columns(3)

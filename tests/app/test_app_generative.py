@@ -49,21 +49,41 @@ def _has_chart(at, key: str) -> bool:
     return any(key in str(c.proto.id) for c in at.get("plotly_chart"))
 
 
+def _grid_epoch(at) -> int:
+    """The epoch named in the sample grid's title."""
+    import re
+
+    spec = str(next(c.proto.spec for c in at.get("plotly_chart") if "ll_fig_samples" in c.proto.id))
+    return int(re.search(r"after epoch (\d+) ", spec).group(1))
+
+
 def test_gan_run_shows_terms_and_sample_grid_per_epoch(gen_ws):
+    """The sample grid follows the page's one epoch slider and its Replay: the grid had a slider of its own, so
+    "Replaying the run: epoch 1 of 2" played over a grid that stayed at epoch 2 (issue 29, item 15)."""
     at = _open("gan")
-    assert at.session_state["ll_train_run"] == gen_ws[1]
+    rid = gen_ws[1]
+    assert at.session_state["ll_train_run"] == rid
     assert _has_chart(at, "ll_fig_terms") and _has_chart(at, "ll_fig_samples")
-    slider = at.select_slider(key="ll_sample_epoch")
-    assert list(slider.options) == ["1", "2"] and str(slider.value) == "2"
-    # the grid comes first, its slider below it (above it, the slider pushed the grid's images below a 900 px
+    sliders = [s for s in at.select_slider]
+    assert [s.key for s in sliders] == [f"ll_replay_epoch_{rid}"]  # one epoch slider on the page
+    slider = sliders[0]
+    assert list(slider.options) == ["1", "2"] and str(slider.value) == "2" and _grid_epoch(at) == 2
+    # the grid comes first, the slider below it (above it, the slider pushed the grid's images below a 900 px
     # window once the run ended)
     keyed = [str(getattr(n, "key", None) or getattr(getattr(n, "proto", None), "id", "")) for n in at.main]
     grid = next(i for i, k in enumerate(keyed) if "ll_fig_samples" in k)
-    assert grid < keyed.index("ll_sample_epoch"), keyed
+    assert grid < keyed.index(f"ll_replay_epoch_{rid}"), keyed
     slider.set_value(1).run()
     assert_no_exception(at)
-    assert "after epoch 1 " in str(next(c.proto.spec for c in at.get("plotly_chart") if "ll_fig_samples" in c.proto.id))
+    assert _grid_epoch(at) == 1
     assert not _has_chart(at, "ll_fig_latent")
+    at.button(key="ll_replay_play").click().run()  # Replay: the grid plays along, and the replay ends
+    seen = [_grid_epoch(at)]
+    while at.session_state["ll_replay"] is not None and len(seen) < 6:
+        at.run()
+        assert_no_exception(at)
+        seen.append(_grid_epoch(at))
+    assert seen == [1, 2] and at.session_state["ll_replay"] is None
 
 
 def test_vae_run_shows_reconstructions_and_latent_space(gen_ws):
