@@ -445,7 +445,7 @@ def first_visit_guide() -> None:
     if go:
         err = _train_this()
         if err:
-            st.error(ui.md(err))
+            ui.show_error(err)
         else:
             st.switch_page(nav.TRAIN)
 
@@ -558,7 +558,7 @@ def export_onnx_box(g: Graph) -> None:
                     rep["notes"] = ["the weights no longer fit the edited graph; exported freshly initialised"]
         except LayerLabError as e:
             st.session_state.ll_onnx = None
-            st.error(ui.md(e))
+            ui.show_error(e)
             return
         st.session_state.ll_onnx = {"data": data, "report": rep}
     got = st.session_state.get("ll_onnx")

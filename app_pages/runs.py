@@ -347,7 +347,7 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
                     weights.write_bytes(files["weights"])
                 data, rep = export_onnx_bytes(project, weights)
         except LayerLabError as err:
-            st.error(ui.md(err))
+            ui.show_error(err)
         else:
             st.session_state.ll_run_onnx = {"run": rid, "network": network, "data": data,
                                             "diff": rep["max_abs_diff"]}
@@ -358,7 +358,7 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
             with st.spinner("Exporting, quantizing and scoring the test split…"):
                 st.session_state.ll_run_int8 = quantize_run_isolated(rs, rid)
         except LayerLabError as err:
-            st.error(ui.md(err))
+            ui.show_error(err)
     got = st.session_state.get("ll_run_onnx")
     if got and got["run"] == rid and got.get("network") == network:
         stem = safe_filename(f"{rid}-{network}" if network else rid, "run")

@@ -31,6 +31,7 @@ from builder.data.access import CONTROL, READ, may
 from builder.data.sources import own_spec
 from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, StaleProjectError, TrainingError
+from builder.escape import hide_paths
 from builder.graph.cost import canvas_annotations
 from builder.graph.edit import rebase, with_edge_ids
 from builder.graph.layout import row_layout
@@ -392,7 +393,7 @@ def flash(msg: str) -> None:
 def show_flash() -> None:
     """Show queued messages as toasts."""
     for msg in st.session_state.get("ll_flash", []):
-        st.toast(md(msg))
+        st.toast(md(hide_paths(msg)))  # an error's text in a toast names no server folder either
     st.session_state.ll_flash = []
 
 

@@ -8,6 +8,7 @@ import re
 import streamlit as st
 
 import builder
+from builder.escape import hide_paths
 
 CSS = """
 <style>
@@ -135,13 +136,13 @@ def sidebar_rule() -> None:
     st.html(SIDEBAR_JS, unsafe_allow_javascript=True)
 
 
-def show_error(e: BaseException) -> None:
-    """A LayerLabError as a readable message (never a traceback)."""
+def show_error(e: BaseException | str) -> None:
+    """A LayerLabError (or an error's text) as a readable message: never a traceback, never a server folder."""
     if isinstance(e, builder.GraphError) and e.problems:
-        lines = "\n".join(f"- {md(p)}" for p in e.problems[:8])
+        lines = "\n".join(f"- {md(hide_paths(p))}" for p in e.problems[:8])
         st.error(f"The graph has {len(e.problems)} problem(s):\n\n{lines}")
     else:
-        st.error(md(e))
+        st.error(md(hide_paths(e)))  # no folder of the server in what a page shows
 
 
 

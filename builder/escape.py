@@ -23,7 +23,7 @@ import unicodedata
 from pathlib import Path
 
 __all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "terminal_line", "md_text",
-           "md_code", "safe_filename", "resolves_inside"]
+           "md_code", "safe_filename", "resolves_inside", "hide_paths"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -164,3 +164,23 @@ def resolves_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     test that a path a user influenced stays inside the workspace (or a folder of it)."""
     return Path(path).resolve().is_relative_to(Path(root).resolve())
 
+
+
+# an absolute POSIX path of two or more parts, not inside a word or a URL ("km/h", "and/or", "http://h/x" stay)
+_ABS_PATH = re.compile(r"(?<![\w/.:~\\-])/(?:[^\s/'\"`<>|;,()\[\]{}]+/)+([^\s/'\"`<>|;,()\[\]{}]*)")
+
+
+def hide_paths(text: object) -> str:
+    """``text`` with every absolute server path cut to its last part (``.../name``): what a person is shown about
+    an error or a run never names a folder on the server (a workspace, an owner's folder, a library).
+
+    >>> hide_paths("cannot read '/srv/ws/owners/3fa9/uploads/data.csv' (km/h, and/or, 1/2)")
+    "cannot read '.../data.csv' (km/h, and/or, 1/2)"
+    >>> hide_paths("see https://example.org/a/b and /tmp/x/")
+    'see https://example.org/a/b and .../x'
+    """
+    def short(m: re.Match) -> str:
+        last = m.group(1) or m.group(0).rstrip("/").rsplit("/", 1)[-1]
+        return f".../{last}"
+
+    return _ABS_PATH.sub(short, str(text))

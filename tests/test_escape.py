@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from builder.escape import (
     docstring_text,
+    hide_paths,
     md_code,
     md_text,
     py_comment,
@@ -105,6 +106,26 @@ def test_safe_filename_examples():
     assert safe_filename("CON") == "file_CON"
     assert safe_filename("") == "file"
     assert safe_filename("My model (v2).json") == "My_model_v2_.json"
+
+
+_PART = st.text(st.characters(categories=("L", "N"), include_characters="._-"), min_size=1, max_size=12)
+
+
+@given(st.lists(_PART, min_size=2, max_size=6), st.sampled_from(["", "'", '"', "(", "received: ", "at "]),
+       st.sampled_from(["", "'", '"', ")", ".", ",", " and more"]))
+def test_hide_paths_keeps_only_a_paths_last_part(parts, before, after):
+    """No folder of an absolute path survives, whatever surrounds it; its last part does (the file named)."""
+    path = "/" + "/".join(parts)
+    out = hide_paths(f"cannot read {before}{path}{after}")
+    assert f".../{parts[-1]}" in out
+    assert "/" + "/".join(parts[:-1]) + "/" not in out and out.count("/") == 1
+
+
+@given(st.lists(_PART, min_size=2, max_size=4))
+def test_hide_paths_leaves_words_with_slashes(parts):
+    """A '/' inside a word (km/h, and/or, val/loss), a fraction or a URL is no server path."""
+    text = f"{'/'.join(parts)} is 1/2 of https://example.org/{'/'.join(parts)}"
+    assert hide_paths(text) == text
 
 
 # ---------------------------------------------------------------------------------- the pages' Markdown

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from builder.data.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
 from builder.data.disk import on_full_disk
 from builder.errors import AccessDenied, RunStoreError
-from builder.escape import resolves_inside
+from builder.escape import hide_paths, resolves_inside
 from builder.graph.project import Project, load_project
 from builder.runs import db as _db
 from builder.runs.record import Run
@@ -356,6 +356,8 @@ class RunStore:
         unknown = set(fields) - _COLUMNS
         if unknown:
             raise RunStoreError(f"no run column(s) {', '.join(sorted(unknown))}")
+        if isinstance(fields.get("message"), str):  # as update_status: no server folder in a message
+            fields["message"] = hide_paths(fields["message"])
         sets = ", ".join(f"{k} = ?" for k in fields)
         args = [_dumps(v) if k in _JSON_COLS and k != "project" else v for k, v in fields.items()]
         if self._write(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?", [*args, _now(), run_id]) == 0:
@@ -455,7 +457,8 @@ class RunStore:
     def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
         """Set a run's status (and message); ``running`` records this process's pid and start time."""
         status = _checked_status(status)
-        sets, args = ["status = ?", "message = ?", "updated_at = ?"], [status, message, _now()]
+        # a run's message is shown to its owner, teachers and admins: no server folder in it (builder.escape)
+        sets, args = ["status = ?", "message = ?", "updated_at = ?"], [status, hide_paths(message), _now()]
         try:
             env = self._row(run_id).get("environment") or {}
         except (AccessDenied, RunStoreError):
@@ -510,7 +513,7 @@ class RunStore:
             write_card(run, self.metrics(run["id"], actor=SYSTEM), self._run_dir(run["id"]))
         except Exception as e:  # a model card is a convenience; never fail a run for it
             self._write("UPDATE runs SET message = ? WHERE id = ?",
-                        ((message + f" (model card not written: {e})").strip(), run_id))
+                        (hide_paths(message + f" (model card not written: {e})").strip(), run_id))
 
     def _row(self, run_id: str) -> Run:
         """A run by exact id, unchecked: for the store's own writers (finish, environment)."""

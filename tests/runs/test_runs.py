@@ -338,3 +338,16 @@ def test_a_run_folder_linked_outside_the_workspace_is_refused(store, tmp_path):
         store.weights_path(rid)
     assert all(k.read_text() == "keep" for k in keep)
     assert store.get(rid)["status"] == "stopped"  # the refused delete left the row alone
+
+
+def test_a_runs_message_names_no_server_folder(store):
+    """A run's message is shown to its owner, a teacher and an admin: an error quoting a file of the workspace
+    (an owner's upload, the run folder) keeps only the file's name, whichever writer records it."""
+    rid = store.create_run(load_template("mlp"), "moons", {}, {})
+    upload = store.workspace / "owners" / "3fa9c0" / "uploads" / "data.csv"
+    store.update_status(rid, "failed", f"cannot read '{upload}': no such file")
+    assert store.get(rid)["message"] == "cannot read '.../data.csv': no such file"
+    store.update_run(rid, message=f"the training file of this run is gone; received: {upload}")
+    assert str(store.workspace) not in store.get(rid)["message"] and "3fa9c0" not in store.get(rid)["message"]
+    store.finish(rid, "failed", message=f"stopped at {store.workspace / 'runs' / rid / 'checkpoint.pt'}")
+    assert store.get(rid)["message"] == "stopped at .../checkpoint.pt"
