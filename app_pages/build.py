@@ -250,7 +250,7 @@ def _pick_template(key: str) -> None:
 
 def toolbar(report) -> None:
     g = ui.graph()
-    # below 1100 px the buttons show their icons only (app_pages/style.py); each keeps its tooltip
+    # below 1100 px the buttons show their words only, smaller (app_pages/style.py); each keeps its tooltip
     bar = st.container(key="ll_build_tools")
     c_tpl, c_imp, c_py, c_w, c_json, c_link, c_onnx, _gap, c_insp = bar.columns(
         [1.6, 0.85, 1, 0.9, 0.9, 0.75, 0.85, 0.15, 1.05], vertical_alignment="center")

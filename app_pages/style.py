@@ -46,7 +46,10 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
   [data-testid="stHorizontalBlock"]:has(.st-key-ll_inspector, .st-key-ll_inspector_idle) > [data-testid="stColumn"]:first-child {
     flex: 1 1 100% !important; width: 100% !important; max-width: 100% !important;}
   [data-testid="stColumn"]:has(.st-key-ll_inspector_idle) {display: none !important;}
-  .st-key-ll_build_tools button [data-testid="stMarkdownContainer"] {display: none;}
+  /* the Build toolbar's buttons keep their words (bare icons were a puzzle) and drop their icons instead */
+  .st-key-ll_build_tools button span:has(> [data-testid="stIconMaterial"]) {display: none;}
+  .st-key-ll_build_tools button {padding-left: 0.4rem !important; padding-right: 0.4rem !important; gap: 0.2rem;}
+  .st-key-ll_build_tools button p {font-size: 0.85rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;}
   .st-key-ll_guide_hide button [data-testid="stMarkdownContainer"] {display: none;}  /* the guide's Hide: its × */
   .st-key-ll_build_tools button {justify-content: center;}
   /* anchored bottom-right and no taller than the canvas below its toolbar: at the top it sat on the canvas

@@ -289,6 +289,11 @@ def test_nothing_covers_or_clips_the_canvas(browser, app_server, size):
         assert len(controls) >= 12, controls
         assert all(c["inside"] for c in controls), [c for c in controls if not c["inside"]]
         assert min(c["width"] for c in controls) >= 28, controls  # none squeezed below its size either
+        # the page's Build toolbar says what each button does, in full, on one line (at 900 px they were bare
+        # icons: a puzzle for a newcomer)
+        words = page.evaluate(BUILD_TOOLS_JS)
+        assert [w["text"] for w in words] == ["Import", "PyTorch .py", "Weights", "Project", "Link", "ONNX"], words
+        assert all(w["whole"] and w["height"] <= 24 for w in words), words
         for name in ("transformer", "cnn"):  # a new session starts with the CNN: the transformer first
             ids = [nd.id for nd in builder.load_template(name).graph.nodes]
             pick_template(page, builder.load_template(name).name)
@@ -309,6 +314,13 @@ def test_nothing_covers_or_clips_the_canvas(browser, app_server, size):
         page.context.close()
 
 
+# The Build page's toolbar buttons (Import … ONNX): their words, whether each shows whole, and its line height.
+BUILD_TOOLS_JS = """() => [...document.querySelectorAll('.st-key-ll_build_tools button')].map((b) => {
+  const p = b.querySelector('[data-testid="stMarkdownContainer"]'); if (!p) return null;
+  const r = p.getBoundingClientRect(); if (!b.getBoundingClientRect().height) return null;  // a hidden copy
+  return {text: p.innerText.trim(), whole: p.scrollWidth <= p.clientWidth + 1 && r.width > 0 &&
+          r.right <= b.getBoundingClientRect().right,
+          height: Math.round(r.height)}; }).filter((w) => w && w.text)"""
 # The canvas toolbar's height and the free canvas's top, as drawn.
 TOOLBAR_BOX_JS = """() => { for (const h of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
   const r = h.shadowRoot && h.shadowRoot.querySelector('.ll-root'); if (!r) continue;
