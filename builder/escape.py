@@ -1,4 +1,5 @@
-r'''Escaping user strings for the place they leave LayerLab: Python source, Markdown, a terminal line, a file name.
+r'''Escaping user strings for the place they leave LayerLab: Python source, Markdown, a terminal line, a plotly
+figure, a file name.
 
 Every user string (project name, node id, label, run name, class name, error message quoting any of them)
 goes through one of these functions at the point where it is written out, never earlier. Example::
@@ -9,6 +10,8 @@ goes through one of these functions at the point where it is written out, never 
     C:\\Nodes \"\"\"
     >>> print(terminal_line("evil\x1b[31m\nnode x: ok"))
     evil\x1b[31m\nnode x: ok
+    >>> print(plotly_text('<a href="https://x.example">x</a> %{y}'))
+    &lt;a href="https://x.example"&gt;x&lt;/a&gt; %&#123;y}
     >>> safe_filename("../../etc/passwd")
     'etc_passwd'
     >>> resolves_inside("/ws/runs/a/../b", "/ws/runs"), resolves_inside("/ws/runs/../x", "/ws/runs")
@@ -23,7 +26,7 @@ import unicodedata
 from pathlib import Path
 
 __all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "terminal_line", "md_text",
-           "md_code", "safe_filename", "resolves_inside", "hide_paths"]
+           "md_code", "plotly_text", "safe_filename", "resolves_inside", "hide_paths"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -141,6 +144,28 @@ def md_code(text: object, table: bool = False, max_len: int | None = 200) -> str
     if table:
         s = s.replace("|", "\\|")
     return f"{fence}{s}{fence}" if s else "` `"
+
+
+def plotly_text(text: object, max_len: int | None = 200) -> str:
+    r"""Text plotly.js draws literally, in any string of a figure: a title, an axis title, a trace name (legend),
+    a tick or category label, an annotation, ``text``/``customdata`` shown by a template, or inside a
+    ``hovertemplate``/``texttemplate`` that is ours.
+
+    plotly.js renders a subset of HTML in every text it draws (``<a href>``, ``<span style>``, ``<br>``, ``<b>``)
+    and decodes the entities ``&amp;``, ``&lt;``, ``&gt;`` and ``&#NN;``; a template replaces ``%{name}``. So: one
+    visible line (:func:`visible`: a newline would be a line break), ``&``, ``<`` and ``>`` as entities, and the
+    ``{`` of ``%{`` as ``&#123;``, which a template no longer matches and the drawn text shows as ``{`` again
+    (checked in Chromium with plotly.js 4: titles, legend, ticks, annotations and hover labels show the text
+    as it was, with no ``<a>`` element or styled span). One function serves templates and plain text alike: the
+    entity draws as ``{`` in both. ``max_len`` counts the visible text, so no entity is cut.
+
+    >>> print(plotly_text("<span style='font-size:400px'>x</span> & %{x}"))
+    &lt;span style='font-size:400px'&gt;x&lt;/span&gt; &amp; %&#123;x}
+    >>> print(plotly_text("line\nbreak \u202eevil"))
+    line\nbreak \u202eevil
+    """
+    s = visible(text, max_len).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return s.replace("%{", "%&#123;")  # last: its & is an entity of ours
 
 
 _FILE_BAD = re.compile(r"[^\w.-]+")

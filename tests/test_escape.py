@@ -13,6 +13,7 @@ from builder.escape import (
     hide_paths,
     md_code,
     md_text,
+    plotly_text,
     py_comment,
     py_identifier,
     py_string,
@@ -126,6 +127,40 @@ def test_hide_paths_leaves_words_with_slashes(parts):
     """A '/' inside a word (km/h, and/or, val/loss), a fraction or a URL is no server path."""
     text = f"{'/'.join(parts)} is 1/2 of https://example.org/{'/'.join(parts)}"
     assert hide_paths(text) == text
+
+
+# plotly.js's own rules (src/lib/svg_text_utils.js and Lib.hovertemplateString, v4): the entities it decodes in drawn
+# text, the tags it renders, the template placeholders it replaces
+_PLOTLY_ENTITY = re.compile(r"&(#\d+|#x[\da-fA-F]+|[a-z]+);")
+_PLOTLY_NAMED = {"mu": "μ", "amp": "&", "lt": "<", "gt": ">", "nbsp": "\xa0", "times": "×", "plusmn": "±", "deg": "°"}
+_PLOTLY_TEMPLATE = re.compile(r"%{([^\s%{}:]*)([:|\|][^}]*)?}")
+
+
+def plotly_drawn(text: str) -> str:
+    """What plotly.js draws for a string with no tags in it (its convertEntities)."""
+    def one(m: re.Match) -> str:
+        code = m.group(1)
+        if code.startswith("#"):
+            return chr(int(code[2:], 16) if code[1] == "x" else int(code[1:]))
+        return _PLOTLY_NAMED.get(code, m.group())
+    return _PLOTLY_ENTITY.sub(one, text)
+
+
+@given(ANY_TEXT)
+def test_plotly_text_is_drawn_literally(text):
+    s = plotly_text(text)
+    assert "<" not in s and ">" not in s and "\n" not in s and "\r" not in s  # no tag, no line break
+    assert not _PLOTLY_TEMPLATE.search(s) and "%{" not in s  # no placeholder, inside a hovertemplate too
+    assert plotly_drawn(s) == visible(text, 200)  # the entities give back the visible text, no more
+
+
+def test_plotly_text_examples():
+    assert plotly_text('<a href="https://x.example">x</a>%{y}') == (
+        '&lt;a href="https://x.example"&gt;x&lt;/a&gt;%&#123;y}')
+    assert plotly_text("&lt;") == "&amp;lt;"  # drawn as the five characters, not as <
+    assert plotly_text("a\nb") == "a\\nb"
+    assert plotly_text("x" * 300).endswith("...") and len(plotly_text("<" * 300)) == 197 * 4 + 3
+    assert plotly_text("conv1 (Linear)") == "conv1 (Linear)"
 
 
 # ---------------------------------------------------------------------------------- the pages' Markdown
