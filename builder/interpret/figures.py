@@ -23,6 +23,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from builder.errors import ExplainError
+from builder.escape import plotly_text
+
+# Every string argument (a title, method label, feature, token, class or node name) is plain text: the figure
+# escapes it with plotly_text where it puts it (plotly.js draws tags, links and %{...} placeholders in its text).
+
+
+def _title(title: str | None) -> str | None:
+    return None if title is None else plotly_text(title)
+
 
 SIGNED_SCALE = "RdBu_r"  # blue negative, red positive, white 0
 MAGNITUDE_SCALE = "Inferno"
@@ -134,7 +143,7 @@ def image_attribution_figure(image: Any, attributions: Any | Mapping[str, Any], 
     for n, kind in enumerate(kinds):
         if show_input:
             panels.append(("input", "input", None, kind) if n == 0 else ("", "", None, kind))
-        panels += [(f"{k} ({kind})", k, a, kind) for k, a in maps.items()]
+        panels += [(f"{plotly_text(k)} ({kind})", k, a, kind) for k, a in maps.items()]
     cols = min(MAX_GRID_COLS, len(panels) // len(kinds))
     rows = -(-len(panels) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.03,
@@ -144,9 +153,9 @@ def image_attribution_figure(image: Any, attributions: Any | Mapping[str, Any], 
         if method == "input" or (a is not None and kind == "overlay"):
             fig.add_trace(_image_trace(image), r + 1, c + 1)
         if a is not None:
-            fig.add_trace(_heat(a, signed, alpha if kind == "overlay" else 1.0, name=method), r + 1, c + 1)
+            fig.add_trace(_heat(a, signed, alpha if kind == "overlay" else 1.0, name=plotly_text(method)), r + 1, c + 1)
     _square_axes(fig, rows * cols)
-    fig.update_layout(title=title, height=row_height * rows + 60, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_layout(title=_title(title), height=row_height * rows + 60, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 
@@ -170,13 +179,14 @@ def tabular_attribution_figure(attributions: Any, feature_names: Sequence[str] |
     if top_k is not None:
         order = order[-top_k:]
     snames = list(sample_names) if sample_names is not None else [f"sample {i}" for i in range(len(a))]
+    names, snames = [plotly_text(n) for n in names], [plotly_text(n) for n in snames]
     fig = go.Figure()
     for i, row in enumerate(a):
         vals = row[order]
         colors = None if len(a) > 1 else ["#d62728" if v >= 0 else "#1f77b4" for v in vals]
         fig.add_bar(x=vals, y=[names[j] for j in order], orientation="h", name=snames[i],
                     marker_color=colors, hovertemplate="%{y}: %{x:.4g}<extra>" + snames[i] + "</extra>")
-    fig.update_layout(barmode="group", title=title, xaxis_title="attribution (signed)",
+    fig.update_layout(barmode="group", title=_title(title), xaxis_title="attribution (signed)",
                       height=max(250, 22 * len(order) * max(1, len(a) // 2) + 100),
                       showlegend=len(a) > 1, margin=dict(l=10, r=10, t=50, b=40))
     fig.add_vline(x=0, line_color="gray", line_width=1)
@@ -193,12 +203,13 @@ def global_importance_figure(attributions: Any, feature_names: Sequence[str] | N
     names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(a.shape[1])]
     if len(names) != a.shape[1]:
         raise ExplainError(f"feature_names: expected {a.shape[1]} names; received {len(names)}")
+    names = [plotly_text(n) for n in names]
     mean, std = a.mean(0), a.std(0)
     order = np.argsort(mean)[-top_k:]
     fig = go.Figure(go.Bar(x=mean[order], y=[names[j] for j in order], orientation="h",
                            error_x=dict(type="data", array=std[order], visible=True),
                            marker_color="#636efa", hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="mean |attribution|", height=max(250, 22 * len(order) + 100),
+    fig.update_layout(title=_title(title), xaxis_title="mean |attribution|", height=max(250, 22 * len(order) + 100),
                       margin=dict(l=10, r=10, t=50, b=40))
     return fig
 
@@ -216,14 +227,14 @@ def token_attribution_figure(tokens: Sequence[str], attributions: Any, *, per_ro
     text = np.full((rows, per_row), "", dtype=object)
     for i, (tok, v) in enumerate(zip(tokens, a)):
         z[i // per_row, i % per_row] = v
-        text[i // per_row, i % per_row] = str(tok)
+        text[i // per_row, i % per_row] = plotly_text(tok)
     m = float(np.nanmax(np.abs(a))) if a.size else 1.0
     fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", colorscale=SIGNED_SCALE,
                                zmin=-(m or 1.0), zmax=m or 1.0, zmid=0, xgap=3, ygap=3,
                                hovertemplate="%{text}: %{z:.4g}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(title=title, height=70 * rows + 90, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(title=_title(title), height=70 * rows + 90, margin=dict(l=10, r=10, t=50, b=10))
     return fig
 
 
@@ -232,8 +243,9 @@ def _labels(tokens: Sequence[str] | None, n: int) -> list[str]:
         return [str(i) for i in range(n)]
     if len(tokens) != n:
         raise ExplainError(f"tokens: expected {n} labels; received {len(tokens)}")
-    # plotly merges equal category labels; keep repeated tokens apart with their position
-    return [f"{t} ({i})" if list(tokens).count(t) > 1 else str(t) for i, t in enumerate(tokens)]
+    # plotly merges equal category labels; keep repeated tokens (or ones escaped alike) apart with their position
+    shown = [plotly_text(t) for t in tokens]
+    return [f"{t} ({i})" if shown.count(t) > 1 else t for i, t in enumerate(shown)]
 
 
 def attention_map_figure(matrix: Any, tokens: Sequence[str] | None = None, *, title: str | None = None,
@@ -248,7 +260,7 @@ def attention_map_figure(matrix: Any, tokens: Sequence[str] | None = None, *, ti
                                hovertemplate="query %{y} → key %{x}: %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="query", type="category")
     fig.update_xaxes(title="key", type="category")
-    fig.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(title=_title(title), height=420, margin=dict(l=10, r=10, t=50, b=10))
     return fig
 
 
@@ -280,7 +292,7 @@ def attention_heads_figure(weights: Any, tokens: Sequence[str] | None = None, *,
                       i // cols + 1, i % cols + 1)
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", tickangle=-45)
-    fig.update_layout(title=title, height=300 * rows + 80, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_layout(title=_title(title), height=300 * rows + 80, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 
@@ -299,7 +311,7 @@ def activation_figure(activation: Any, *, kind: str = "auto", max_maps: int = 32
         kind = {3: "grid", 2: "strip"}.get(a.ndim, "strip")
     if kind == "histogram":
         fig = go.Figure(go.Histogram(x=a.ravel(), nbinsx=bins, marker_color="#636efa"))
-        fig.update_layout(title=title, xaxis_title="activation", yaxis_title="count", height=320,
+        fig.update_layout(title=_title(title), xaxis_title="activation", yaxis_title="count", height=320,
                           margin=dict(l=10, r=10, t=50, b=40))
         return fig
     if kind == "strip":
@@ -307,10 +319,10 @@ def activation_figure(activation: Any, *, kind: str = "auto", max_maps: int = 32
         fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis",
                                    hovertemplate="unit %{x}, row %{y}: %{z:.4g}<extra></extra>"))
         fig.update_yaxes(autorange="reversed", showticklabels=z.shape[0] > 1)
-        fig.update_layout(title=title, height=120 + min(400, 12 * z.shape[0]), margin=dict(l=10, r=10, t=50, b=30),
+        fig.update_layout(title=_title(title), height=120 + min(400, 12 * z.shape[0]), margin=dict(l=10, r=10, t=50, b=30),
                           xaxis_title="unit")
         if row_labels is not None and a.ndim == 2 and len(row_labels) == z.shape[0]:  # (T, D): one row per token
-            fig.update_yaxes(tickvals=list(range(z.shape[0])), ticktext=list(row_labels), title="token",
+            fig.update_yaxes(tickvals=list(range(z.shape[0])), ticktext=[plotly_text(t) for t in row_labels], title="token",
                              showticklabels=True)
         return fig
     if kind != "grid":
@@ -331,7 +343,7 @@ def activation_figure(activation: Any, *, kind: str = "auto", max_maps: int = 32
     _square_axes(fig, rows * cols)
     fig.update_annotations(font_size=10)
     extra = f" (first {n} of {a.shape[0]} channels)" if n < a.shape[0] else ""
-    fig.update_layout(title=(title or "feature maps") + extra, height=row_px * rows + 80, plot_bgcolor="white",
+    fig.update_layout(title=(_title(title) or "feature maps") + extra, height=row_px * rows + 80, plot_bgcolor="white",
                       margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
@@ -344,14 +356,15 @@ def weight_histogram_figure(histograms: Sequence[Any], *, max_cols: int = 3, tit
     cols = min(max_cols, len(histograms))
     rows = math.ceil(len(histograms) / cols)
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=min(0.1, 0.6 / rows),
-                        subplot_titles=[f"{h.node}.{h.param} (μ={h.mean:.3g}, σ={h.std:.3g})" for h in histograms])
+                        subplot_titles=[f"{plotly_text(f'{h.node}.{h.param}')} (μ={h.mean:.3g}, σ={h.std:.3g})"
+                                        for h in histograms])
     for i, h in enumerate(histograms):
         centers = (h.edges[:-1] + h.edges[1:]) / 2
         fig.add_trace(go.Bar(x=centers, y=h.counts, width=np.diff(h.edges), marker_color="#636efa",
-                             name=f"{h.node}.{h.param}", showlegend=False,
+                             name=plotly_text(f"{h.node}.{h.param}"), showlegend=False,
                              hovertemplate="%{x:.3g}: %{y}<extra></extra>"), i // cols + 1, i % cols + 1)
     fig.update_annotations(font_size=10)
-    fig.update_layout(title=title, bargap=0, height=200 * rows + 60, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_layout(title=_title(title), bargap=0, height=200 * rows + 60, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 
@@ -367,11 +380,11 @@ def sanity_figure(results: Any | Sequence[Any], labels: Mapping[str, str] | None
         raise ExplainError("sanity figure: no results")
     fig = go.Figure()
     for r in results:
-        x = ["trained"] + [("+" if i else "") + n for i, n in enumerate(r.layers)]
-        name = (labels or {}).get(r.method, r.method) + (" ⚠ barely changes" if r.flagged else "")
+        x = ["trained"] + [("+" if i else "") + plotly_text(n) for i, n in enumerate(r.layers)]
+        name = plotly_text((labels or {}).get(r.method, r.method)) + (" ⚠ barely changes" if r.flagged else "")
         fig.add_scatter(x=x, y=[1.0] + list(r.correlations), mode="lines+markers", name=name,
                         line=dict(dash="dot" if r.flagged else "solid"),
-                        hovertemplate="%{x}: %{y:.3f}<extra>" + r.method + "</extra>")
+                        hovertemplate="%{x}: %{y:.3f}<extra>" + plotly_text(r.method) + "</extra>")
     fig.add_hline(y=results[0].threshold, line_dash="dash", line_color="gray",
                   annotation_text="flag threshold", annotation_position="top left")
     fig.update_layout(title="Model-parameter randomisation (cascading, from the output layer)",
@@ -396,7 +409,7 @@ def completeness_figure(result: Any) -> go.Figure:
                     text=[f"sample {i}" for i in range(x.size)],
                     hovertemplate="%{text}<br>f(x) − f(b) = %{x:.4g}<br>Σ attr = %{y:.4g}"
                                   "<br>delta = %{customdata:.3g}<extra></extra>")
-    fig.update_layout(title=f"IG completeness<br><sup>{result.verdict}</sup>",
+    fig.update_layout(title=f"IG completeness<br><sup>{plotly_text(result.verdict, 300)}</sup>",
                       xaxis_title="f(x) − f(baseline)", yaxis_title="Σ attributions", height=420,
                       margin=dict(l=10, r=10, t=60, b=40))
     return fig
@@ -430,7 +443,8 @@ def live_attribution_figure(frames: Sequence[Mapping[str, Any]], *, sample: int 
         if tokens is not None:
             return [go.Heatmap(z=v[None], x=_labels(tokens, v.size), colorscale=SIGNED_SCALE, zmin=-m, zmax=m,
                                zmid=0, xgap=2, hovertemplate="%{x}: %{z:.4g}<extra></extra>")]
-        names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(v.size)]
+        names = [plotly_text(n) for n in feature_names] if feature_names is not None else [
+            f"x{i}" for i in range(v.size)]
         return [go.Bar(x=v, y=names, orientation="h", marker_color=["#d62728" if t >= 0 else "#1f77b4" for t in v])]
 
     fig = go.Figure(data=traces(maps[-1]),
@@ -439,7 +453,7 @@ def live_attribution_figure(frames: Sequence[Mapping[str, Any]], *, sample: int 
                   args=[[str(f["epoch"])], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                 transition=dict(duration=0))]) for f in frames]
     fig.update_layout(
-        title=title or "attributions during training",
+        title=_title(title) or "attributions during training",
         sliders=[dict(active=len(frames) - 1, steps=steps, currentvalue=dict(prefix="epoch "), pad=dict(t=40))],
         updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.05, xanchor="right", yanchor="top",
                           buttons=[dict(label="▶", method="animate",
@@ -502,10 +516,10 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
     if modality == "sequence":
         a = _np(attr[sample])
         m = float(np.abs(a).max()) or 1.0
-        fig = go.Figure(go.Heatmap(z=a.T, y=list(feature_names) if feature_names is not None else None,
+        fig = go.Figure(go.Heatmap(z=a.T, y=[plotly_text(n) for n in feature_names] if feature_names is not None else None,
                                    colorscale=SIGNED_SCALE, zmin=-m, zmax=m, zmid=0,
                                    hovertemplate="t=%{x} %{y}: %{z:.4g}<extra></extra>"))
-        fig.update_layout(title=title, xaxis_title="time step", height=320, margin=dict(l=10, r=10, t=50, b=40))
+        fig.update_layout(title=_title(title), xaxis_title="time step", height=320, margin=dict(l=10, r=10, t=50, b=40))
         return fig
     return tabular_attribution_figure(attr[sample], feature_names, title=title)
 
@@ -551,11 +565,11 @@ def boundary_figure(grid: Mapping[str, Any], points: Mapping[str, Any] | None = 
             sel = [i for i, v in enumerate(labels) if v == c]
             fig.add_trace(go.Scattergl(
                 x=[points["x"][i] for i in sel], y=[points["y"][i] for i in sel], mode="markers",
-                name=str(names[c]) if c < len(names) else f"class {c}",
+                name=plotly_text(names[c]) if c < len(names) else f"class {c}",
                 marker=dict(size=6, color=_BOUNDARY_COLORS[c % len(_BOUNDARY_COLORS)],
                             line=dict(color="#ffffff", width=1))))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      title=dict(text=f"Decision boundary · epoch {grid.get('epoch', '—')}", font=dict(size=14)),
+                      title=dict(text=f"Decision boundary · epoch {plotly_text(grid.get('epoch', '—'))}", font=dict(size=14)),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
                       xaxis=dict(range=[xs[0], xs[-1]], title="x₁", zeroline=False),
                       yaxis=dict(range=[ys[0], ys[-1]], title="x₂", zeroline=False, scaleanchor="x", scaleratio=1),

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from builder.data.predictions import first_output
 from builder.errors import ExplainError
+from builder.escape import plotly_text
 from builder.training.run_folder import keep_report
 
 __all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",
@@ -339,10 +340,12 @@ def robustness_figure(report: RobustnessReport | dict):
 
     r = report.to_dict() if isinstance(report, RobustnessReport) else dict(report)
     counts = [f.get("count", 0) for f in r.get("flips", [])]
-    fig = go.Figure(go.Scatter(x=r["eps"], y=r["accuracy"], mode="lines+markers", name=str(r["attack"]).upper(),
+    counts = [plotly_text(n) if isinstance(n, str) else n for n in counts]  # a number; a report file may say else
+    attack = plotly_text(str(r["attack"]).upper())
+    fig = go.Figure(go.Scatter(x=r["eps"], y=r["accuracy"], mode="lines+markers", name=attack,
                                customdata=counts, hovertemplate="ε %{x}<br>accuracy %{y:.3f}<br>flipped "
                                "%{customdata}<extra></extra>"))
-    fig.update_layout(xaxis_title="ε (L∞, input units)", yaxis_title=f"{r.get('split', 'test')} accuracy",
+    fig.update_layout(xaxis_title="ε (L∞, input units)", yaxis_title=f"{plotly_text(r.get('split', 'test'))} accuracy",
                       yaxis_range=[0, 1.02], height=320, margin=dict(l=40, r=20, t=30, b=40),
-                      title=f"{str(r['attack']).upper()} robustness")
+                      title=f"{attack} robustness")
     return fig

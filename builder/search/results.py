@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder.errors import LayerLabError
+from builder.escape import plotly_text
 from builder.graph.project import Project, load_project
 from builder.search.space import parse_space
 from builder.search.storage import _ATTR, _redact
@@ -132,13 +133,42 @@ def study_figures(study) -> dict[str, Any]:
         makers["importances"] = vis.plot_param_importances
     for k, f in makers.items():
         try:
-            figs[k] = f(study)
+            figs[k] = _escape_optuna(f(study))
         except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for this view yet
             continue
     front = pareto_front(study)
     if len(front) > 1:
         figs["pareto"] = pareto_figure(study, front)
     return figs
+
+
+_EXTRA = "<extra></extra>"
+
+
+def _escape_optuna(fig):
+    """Optuna's figure with the study's own strings escaped: parameter names (``node_id.param``, a node id being
+    anyone's text), categorical choices and objective names land in trace names, category values, customdata,
+    per-point hovertemplates (``"{name} ({distribution}): {importance}<extra></extra>"``), tick texts and the
+    annotations that label the parallel plot's categorical axes. Its scalar hovertemplates are its own templates
+    (``%{customdata[0]}: ...``) and stay."""
+    def esc(v):
+        return plotly_text(v) if isinstance(v, str) else [esc(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    for tr in fig.data:
+        for prop in ("name", "text", "hovertext", "customdata", "x", "y"):
+            v = getattr(tr, prop, None)
+            if v is not None and (isinstance(v, str) or (isinstance(v, (list, tuple)) and not hasattr(v, "dtype"))):
+                tr[prop] = esc(v)
+        hover = getattr(tr, "hovertemplate", None)
+        if isinstance(hover, (list, tuple)):  # per point: optuna's text holding names, not a template
+            tr.hovertemplate = [plotly_text(h.removesuffix(_EXTRA)) + _EXTRA if isinstance(h, str) else h
+                                for h in hover]
+    for ax in ("xaxis", "yaxis"):
+        axis = fig.layout[ax]
+        if axis.ticktext is not None:
+            axis.ticktext = esc(list(axis.ticktext))
+    fig.layout.annotations = [a.update(text=plotly_text(a.text)) if a.text else a for a in fig.layout.annotations]
+    return fig
 
 
 def pareto_figure(study, front: list[dict]):
@@ -154,7 +184,7 @@ def pareto_figure(study, front: list[dict]):
     fig.add_scatter(x=[p["macs"] for p in front], y=[p["value"] for p in front], mode="lines+markers",
                     line_shape="hv", name="Pareto front", text=[f"trial {p['trial']}" for p in front],
                     marker=dict(color="#4f46e5", size=10))
-    fig.update_layout(xaxis_title="multiply-adds per sample", yaxis_title=objective, xaxis_type="log",
+    fig.update_layout(xaxis_title="multiply-adds per sample", yaxis_title=plotly_text(objective), xaxis_type="log",
                       title="Objective against cost: no trial beats a front trial on both")
     return fig
 

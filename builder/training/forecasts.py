@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from builder.data.disk import write_atomic
+from builder.escape import plotly_text
 from builder.training.callbacks import Callback
 
 KEPT_WINDOWS = 6
@@ -81,7 +82,7 @@ def forecast_figure(data: dict, column: int = 0) -> Any:
                       row=1, col=k)
     cols = data.get("columns") or [""]
     fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 36, "b": 10},
-                      title=f"Forecast vs actual on test windows ({cols[column] if column < len(cols) else ''}; "
+                      title=f"Forecast vs actual on test windows ({plotly_text(cols[column]) if column < len(cols) else ''}; "
                             "lookback shaded)")
     return fig
 
