@@ -8,6 +8,7 @@ import streamlit as st
 from app_pages import ui
 from builder.data.sources import travels
 from builder.errors import LayerLabError
+from builder.escape import plotly_text
 from builder.runs import classes, owners
 from builder.training.run_status import is_live
 
@@ -159,7 +160,7 @@ def _curve_figure(epochs: list[dict], keys: tuple[str, str], title: str):
         pts = [(e["epoch"], e[key]) for e in epochs if isinstance(e.get(key), (int, float)) and e.get("epoch")]
         if pts:
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=label))
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=260, margin=dict(l=10, r=10, t=40, b=10),
+    fig.update_layout(title=dict(text=plotly_text(title), font=dict(size=14)), height=260, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="epoch", legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
     return fig
 

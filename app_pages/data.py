@@ -14,6 +14,7 @@ from builder.data.series import series_windows
 from builder.data.tabular import preview_csv
 from builder.data.text import TOKENIZER_KINDS, text_preview
 from builder.errors import LayerLabError
+from builder.escape import plotly_text
 
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
                "balance; mismatches with the graph come with a one-click fix.")
@@ -225,7 +226,7 @@ def _series_view(ds) -> None:
             fig.add_trace(go.Scatter(x=list(range(len(inp), len(inp) + len(tgt))), y=tgt[:, 0], name="to forecast",
                                      mode="lines+markers", line_color="#f59e0b"))
         fig.update_layout(height=180, margin=dict(l=10, r=10, t=24, b=10), showlegend=i == 0,
-                          title=w.get("label", "") and f"label: {w['label']}")
+                          title=w.get("label", "") and f"label: {plotly_text(w['label'])}")
         st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key=f"ll_ser_win_{i}")
 
 
@@ -263,7 +264,8 @@ def preview(ds) -> None:
         if counts:
             st.markdown("**Class balance (train split)**")
             import plotly.graph_objects as go  # lazy: heavy (plotly)
-            fig = go.Figure(go.Bar(x=list(counts.keys()), y=list(counts.values()), marker_color="#6366f1"))
+            fig = go.Figure(go.Bar(x=[plotly_text(k) for k in counts], y=list(counts.values()),  # class names
+                                   marker_color="#6366f1"))
             fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="class",
                               yaxis_title="samples", xaxis_type="category")
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})

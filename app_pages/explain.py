@@ -18,6 +18,7 @@ import streamlit as st
 
 from app_pages import explain_checks, explain_tryit, nav, tips, ui
 from builder.errors import LayerLabError
+from builder.escape import plotly_text
 from builder.interpret import figures as figs
 from builder.training.run_status import ENDED_CLEANLY, RunStatus, is_live
 
@@ -276,7 +277,7 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
         for m, e in input_space.items():
             fig = figs.explanation_figure(e, xs.sample(i), 0, modality=xs.modality, feature_names=xs.feature_names(),
                                           tokens=xs.tokens(i) if xs.modality == "tokens" else None)
-            fig.update_layout(title=f"{xs.title(e)} for {about}")
+            fig.update_layout(title=plotly_text(f"{xs.title(e)} for {about}"))
             fig.update_traces(textfont=dict(size=15), selector=dict(type="heatmap"))
             st.plotly_chart(fig, width="stretch", config=CFG, key=f"ll_xp_fig_{m}")
     for m, e in xs.in_layer_space(results).items():

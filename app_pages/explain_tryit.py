@@ -17,6 +17,7 @@ import streamlit as st
 from app_pages import tips, ui
 from builder.canvas.drawpad import draw_pad
 from builder.errors import LayerLabError
+from builder.escape import plotly_text
 from builder.interpret import figures as figs
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
 
             fig = figs.explanation_figure(e, x, 0, modality=xs.modality, feature_names=xs.feature_names(),
                                           tokens=token_labels(xs, x) if form.kind == "tokens" else None)
-            fig.update_layout(title=f"{xs.title(e)} for {res.predicted}")
+            fig.update_layout(title=plotly_text(f"{xs.title(e)} for {res.predicted}"))
         if compact:
             fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})
         c[1].plotly_chart(fig, width="stretch", config=CFG, key=key("ll_try_fig"))

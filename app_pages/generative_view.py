@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from builder.errors import LayerLabError
+from builder.escape import plotly_text
 from builder.runs.record import Run
 from builder.training.generative import read_samples, vae_nodes
 from builder.training.run_status import RunStatus
@@ -40,7 +41,7 @@ def grid_figure(images: np.ndarray, title: str, cols: int = 8, height: int = 340
     """A grid of greyscale samples as one heatmap (white background, dark ink like the digits)."""
     fig = go.Figure(go.Heatmap(z=mosaic(images, cols), colorscale="Greys", showscale=False, hoverinfo="skip",
                                zmin=0, zmax=1))
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=5, r=5, t=40, b=5),
+    fig.update_layout(title=dict(text=plotly_text(title), font=dict(size=14)), height=height, margin=dict(l=5, r=5, t=40, b=5),
                       xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"),
                       plot_bgcolor="white")
     return fig
@@ -59,7 +60,7 @@ def terms_figure(epochs: list[dict]) -> go.Figure | None:
             pts = [(x, y) for x, y in pts if isinstance(y, int | float) and math.isfinite(y)]
             if pts:
                 fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
-                                         name=name + suffix, line=dict(color=color, width=2, dash=dash)))
+                                         name=plotly_text(name) + suffix, line=dict(color=color, width=2, dash=dash)))
     fig.update_layout(title=dict(text="Loss terms", font=dict(size=14)), height=290,
                       margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch", yaxis_title="loss",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), uirevision="keep")
@@ -71,7 +72,7 @@ def latent_figure(latent: np.ndarray, labels: np.ndarray, class_names: list | No
     fig = go.Figure()
     for i, c in enumerate(sorted(set(labels.tolist()))):
         m = labels == c
-        name = str(class_names[c]) if class_names and 0 <= c < len(class_names) else str(c)
+        name = plotly_text(class_names[c]) if class_names and 0 <= c < len(class_names) else str(c)
         fig.add_trace(go.Scattergl(x=latent[m, 0], y=latent[m, 1], mode="markers", name=name,
                                    marker=dict(size=6, color=PALETTE[i % len(PALETTE)], opacity=0.8)))
     fig.update_layout(title=dict(text="Latent space (test samples, z = μ)", font=dict(size=14)), height=380,

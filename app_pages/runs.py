@@ -15,7 +15,7 @@ import streamlit as st
 import builder
 from app_pages import nav, run_checks, ui
 from builder.errors import LayerLabError
-from builder.escape import safe_filename
+from builder.escape import plotly_text, safe_filename
 from builder.runs.owners import owner_of
 from builder.runs.record import Run, shown_time
 from builder.runs.summary import baseline_tags, dataset_label, dataset_spec_of_run, run_label
@@ -83,11 +83,12 @@ def overlay(runs: list[dict]) -> None:
         color = PALETTE[i % len(PALETTE)]
         eps = r.get("epochs") or []
         x = [e.get("epoch") for e in eps]
-        figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("val_loss") for e in eps], name=f"{r['id'][-6:]} val",
+        rid = plotly_text(r["id"][-6:])
+        figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("val_loss") for e in eps], name=f"{rid} val",
                                           line=dict(color=color, width=2)))
-        figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("train_loss") for e in eps], name=f"{r['id'][-6:]} train",
+        figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("train_loss") for e in eps], name=f"{rid} train",
                                           line=dict(color=color, width=1, dash="dot")))
-        figs["metric"].add_trace(go.Scatter(x=x, y=[e.get("val_metric") for e in eps], name=f"{r['id'][-6:]} val",
+        figs["metric"].add_trace(go.Scatter(x=x, y=[e.get("val_metric") for e in eps], name=f"{rid} val",
                                             line=dict(color=color, width=2)))
     for (name, fig), col in zip(figs.items(), (c1, c2)):
         fig.update_layout(title=dict(text="Loss (solid: validation, dotted: train)" if name == "loss" else

@@ -13,6 +13,7 @@ import streamlit as st
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from builder.data.compat import train_problems
 from builder.errors import LayerLabError
+from builder.escape import plotly_text
 from builder.runs.classes import CLASS_KEY
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
@@ -199,9 +200,10 @@ def _mode(sess: Curve) -> str:
 
 
 def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=290, margin=dict(l=10, r=10, t=40, b=10),
+    fig.update_layout(title=dict(text=plotly_text(title), font=dict(size=14)), height=290,
+                      margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
-                      xaxis_title="epoch", yaxis_title=ytitle, uirevision="keep")
+                      xaxis_title="epoch", yaxis_title=plotly_text(ytitle), uirevision="keep")
     return fig
 
 
@@ -249,7 +251,7 @@ def lr_figure(sess: Curve) -> go.Figure:
 
 def confusion_figure(test: dict) -> go.Figure:
     cm = test["confusion_matrix"]
-    names = [str(n) for n in test.get("class_names") or range(len(cm))]
+    names = [plotly_text(n) for n in test.get("class_names") or range(len(cm))]  # the category labels
     fig = go.Figure(go.Heatmap(z=cm, x=names, y=names, colorscale="Blues", showscale=False,
                                text=cm, texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>"))
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), title=dict(text="Confusion matrix (test)", font=dict(size=14)),
