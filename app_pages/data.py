@@ -226,7 +226,7 @@ def _series_view(ds) -> None:
             fig.add_trace(go.Scatter(x=list(range(len(inp), len(inp) + len(tgt))), y=tgt[:, 0], name="to forecast",
                                      mode="lines+markers", line_color="#f59e0b"))
         fig.update_layout(height=180, margin=dict(l=10, r=10, t=24, b=10), showlegend=i == 0,
-                          title=w.get("label", "") and f"label: {plotly_text(w['label'])}")
+                          title=f"label: {plotly_text(w['label'])}" if w.get("label", "") else "")
         st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key=f"ll_ser_win_{i}")
 
 

@@ -72,7 +72,7 @@ def latent_figure(latent: np.ndarray, labels: np.ndarray, class_names: list | No
     fig = go.Figure()
     for i, c in enumerate(sorted(set(labels.tolist()))):
         m = labels == c
-        name = plotly_text(class_names[c]) if class_names and 0 <= c < len(class_names) else str(c)
+        name = plotly_text(class_names[c]) if class_names and 0 <= c < len(class_names) else str(int(c))
         fig.add_trace(go.Scattergl(x=latent[m, 0], y=latent[m, 1], mode="markers", name=name,
                                    marker=dict(size=6, color=PALETTE[i % len(PALETTE)], opacity=0.8)))
     fig.update_layout(title=dict(text="Latent space (test samples, z = μ)", font=dict(size=14)), height=380,

@@ -215,3 +215,164 @@ def test_pages_escape_what_they_format_into_markdown():
     them is shown escaped: a teacher or a shared-mode reader opening another person's run sees no link or image
     that person wrote (each was rendered as Markdown on the Explain and Runs pages)."""
     assert _unescaped_page_values() == []
+
+
+# ---------------------------------------------------------------------------------- the figures' text
+# plotly.js draws tags (<a href>, <span style>, <br>) and %{...} placeholders in every text of a figure: a string in
+# one of these arguments of a figure-building call is a literal of ours, a number we format, or plotly_text's output.
+_FIGURE_CALLS = {"Figure", "Scatter", "Scattergl", "Bar", "Heatmap", "Histogram", "Contour", "Image", "add_trace",
+                 "add_scatter", "add_bar", "update_layout", "update_xaxes", "update_yaxes", "update_traces",
+                 "update_annotations", "make_subplots", "add_annotation", "add_hline", "add_vline", "add_vrect"}
+_FIGURE_TEXT = {"title", "name", "text", "hovertext", "hovertemplate", "texttemplate", "ticktext", "annotation_text",
+                "subplot_titles", "xaxis_title", "yaxis_title", "customdata", "annotations",
+                "xaxis", "yaxis", "colorbar", "legend"}  # these four: a dict whose text, title or ticktext is checked
+_DICT_TEXT = ("text", "title", "ticktext")
+_FIGURE_ESCAPED_BY = {"plotly_text", "_title"}  # _title: figures.py's plotly_text of an optional title
+_FIGURE_NOT_TEXT = {  # (file, expression): values that never hold a person's text, or were escaped before
+    ("calibration.py", "customdata=c.thresholds"),  # floats of coverage_curve (CoverageCurve)
+    ("robustness.py", "customdata=counts"),  # flip counts: numbers, a string among them plotly_text'ed above
+    ("figures.py", "customdata=d"),  # completeness deltas: a float array (_np)
+    ("figures.py", "customdata=[p[2] for p in pts]"),  # reliability: samples per bin, counts
+    ("figures.py", "text=text"),  # token_attribution_figure's object array, each cell plotly_text(tok) or ""
+    ("figures.py", "name=name"),  # _heat's and attention_heads_figure's: plotly_text(method), 'head 0', 'mean ...'
+    ("figures.py", "subplot_titles=[p[0] for p in panels]"),  # 'input', '' or f'{plotly_text(method)} (heatmap)'
+    ("figures.py", "subplot_titles=[t for t, _ in maps]"),  # 'head 0'..., 'mean over heads'
+    ("results.py", "text=[f'trial {t.number}' for t in done]"),  # Optuna's trial numbers: ints
+    ("results.py", "text=[f\"trial {p['trial']}\" for p in front]"),  # pareto_front's trial numbers: ints
+    ("train.py", "text=cm"),  # the confusion matrix: counts (ints) drawn as cell text
+}
+
+
+def _figure_value_safe(node: ast.AST, scope: ast.AST | None, seen: frozenset = frozenset()) -> bool:
+    """Whether an argument's value is ours or escaped: literals, numbers formatted by a spec, plotly_text calls,
+    and names whose every assignment in the function is so."""
+    def safe(n: ast.AST) -> bool:
+        return _figure_value_safe(n, scope, seen)
+
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.JoinedStr):
+        return all(not isinstance(v, ast.FormattedValue) or v.format_spec is not None or safe(v.value)
+                   for v in node.values)
+    if isinstance(node, ast.Call):
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+        if name in _FIGURE_ESCAPED_BY:
+            return True
+        if name == "dict":  # title=dict(text=..., font=...), xaxis=dict(title=..., ticktext=...)
+            return all(safe(k.value) for k in node.keywords if k.arg in _DICT_TEXT)
+        if name in ("int", "float", "len", "range", "round", "min", "max"):
+            return True
+        return name == "str" and len(node.args) == 1 and safe(node.args[0])
+    if isinstance(node, ast.Dict):
+        return all(safe(v) for k, v in zip(node.keys, node.values)
+                   if isinstance(k, ast.Constant) and k.value in _DICT_TEXT)
+    if isinstance(node, ast.BinOp):
+        return safe(node.left) and safe(node.right)
+    if isinstance(node, ast.IfExp):
+        return safe(node.body) and safe(node.orelse)
+    if isinstance(node, ast.BoolOp):
+        return all(safe(v) for v in node.values)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return all(safe(e) for e in node.elts)
+    if isinstance(node, ast.ListComp):
+        return safe(node.elt)
+    if isinstance(node, ast.Subscript):  # an array's shape, or an item of a safe list
+        v = node.value
+        return (isinstance(v, ast.Attribute) and v.attr == "shape") or safe(v)
+    if isinstance(node, ast.Name) and scope is not None and node.id not in seen:
+        return _name_safe(node, scope, seen | {node.id})
+    return False
+
+
+def _name_safe(node: ast.Name, scope: ast.AST, seen: frozenset) -> bool:
+    """A loop variable over range(), enumerate()'s index or a tuple of literals, or a name whose last assignment
+    before its use is safe."""
+    def safe(n: ast.AST) -> bool:
+        return _figure_value_safe(n, scope, seen)
+
+    for loop in ast.walk(scope):
+        if not isinstance(loop, (ast.For, ast.comprehension)):
+            continue
+        target, it = loop.target, loop.iter
+        if isinstance(target, ast.Name) and target.id == node.id:
+            if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range":
+                return True
+            return isinstance(it, (ast.Tuple, ast.List)) and all(safe(e) for e in it.elts)
+        if isinstance(target, ast.Tuple):
+            for k, t in enumerate(target.elts):
+                if any(isinstance(n, ast.Name) and n.id == node.id for n in ast.walk(t)):
+                    if (k == 0 and isinstance(t, ast.Name) and isinstance(it, ast.Call)
+                            and isinstance(it.func, ast.Name) and it.func.id == "enumerate"):
+                        return True  # enumerate's index
+                    if isinstance(it, (ast.Tuple, ast.List)) and all(isinstance(e, ast.Tuple) for e in it.elts):
+                        return isinstance(t, ast.Name) and all(safe(e.elts[k]) for e in it.elts)
+                    if (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "zip"
+                            and k < len(it.args)):
+                        arg = it.args[k]
+                        return isinstance(arg, (ast.Tuple, ast.List)) and all(safe(e) for e in arg.elts)
+                    return False
+    assigned = []
+    for a in ast.walk(scope):
+        if isinstance(a, ast.Assign) and a.lineno < node.lineno:
+            for t in a.targets:
+                if isinstance(t, ast.Name) and t.id == node.id:
+                    assigned.append((a.lineno, a.value))
+                elif isinstance(t, ast.Tuple) and isinstance(a.value, ast.Tuple):
+                    assigned += [(a.lineno, v) for e, v in zip(t.elts, a.value.elts)
+                                 if isinstance(e, ast.Name) and e.id == node.id]
+    return bool(assigned) and safe(max(assigned, key=lambda x: x[0])[1])
+
+
+def _unescaped_figure_values(sources: dict[str, str] | None = None) -> list[str]:
+    from pathlib import Path
+
+    if sources is None:
+        root = Path(__file__).parent.parent
+        sources = {str(p.relative_to(root)): p.read_text(encoding="utf-8")
+                   for d in ("builder", "app_pages") for p in sorted((root / d).rglob("*.py"))}
+    found = []
+    for path, src in sources.items():
+        if "plotly" not in src:
+            continue
+        tree = ast.parse(src)
+        scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if (f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None) \
+                    not in _FIGURE_CALLS:
+                continue
+            scope = min((s for s in scopes if s.lineno <= node.lineno <= s.end_lineno),
+                        key=lambda s: s.end_lineno - s.lineno, default=tree)
+            for kw in node.keywords:
+                if kw.arg not in _FIGURE_TEXT:
+                    continue
+                expr = ast.unparse(kw.value)
+                if (Path(path).name, f"{kw.arg}={expr}") in _FIGURE_NOT_TEXT or _figure_value_safe(kw.value, scope):
+                    continue
+                found.append(f"{path}:{kw.value.lineno}: {kw.arg}={expr}")
+    return found
+
+
+def test_figures_escape_the_text_they_show():
+    """A node id, class name, CSV column, run, metric or search-parameter name reaches a plotly figure only through
+    plotly_text: a shared link's node named <a href=...> drew a live link (or page-covering text) in another
+    person's chart, and a %{y} in it was filled in by the hover template."""
+    assert _unescaped_figure_values() == []
+
+
+def test_figure_scanner_sees_unescaped_text():
+    src = '''import plotly.graph_objects as go
+from builder.escape import plotly_text
+def f(node, names, k):
+    fig = go.Figure(go.Bar(x=[1], y=[2], name=node.id, hovertemplate="%{y}<extra>" + k + "</extra>"))
+    label = f"{node.id} ({k:.2f})"
+    fig.update_layout(title=dict(text=label), yaxis=dict(ticktext=names))
+    fig.update_xaxes(ticktext=[plotly_text(n) for n in names], title=f"{len(names)} of {plotly_text(k)}")
+    return fig
+'''
+    assert sorted(_unescaped_figure_values({"sample.py": src})) == [
+        "sample.py:4: hovertemplate='%{y}<extra>' + k + '</extra>'", "sample.py:4: name=node.id",
+        "sample.py:6: title=dict(text=label)", "sample.py:6: yaxis=dict(ticktext=names)"]

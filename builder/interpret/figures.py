@@ -565,7 +565,7 @@ def boundary_figure(grid: Mapping[str, Any], points: Mapping[str, Any] | None = 
             sel = [i for i, v in enumerate(labels) if v == c]
             fig.add_trace(go.Scattergl(
                 x=[points["x"][i] for i in sel], y=[points["y"][i] for i in sel], mode="markers",
-                name=plotly_text(names[c]) if c < len(names) else f"class {c}",
+                name=plotly_text(names[c]) if c < len(names) else f"class {int(c)}",
                 marker=dict(size=6, color=_BOUNDARY_COLORS[c % len(_BOUNDARY_COLORS)],
                             line=dict(color="#ffffff", width=1))))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
