@@ -96,7 +96,8 @@ def search_form(task: str) -> dict | None:
                               help="Stop trials whose per-epoch validation value falls below the median")
         epochs = c[1].number_input("Epochs per trial", 1, 10_000, int(saved.get("epochs") or 20), key="ll_s_epochs")
         name = c[2].text_input("Study name", value=st.session_state.get("ll_s_default_name") or _default_name(),
-                               key="ll_s_name", help="Your existing study of this name is resumed (a name taken by someone else is refused)")
+                               key="ll_s_name", help="Your existing study of this name is resumed; study names are yours alone "
+                                    "(someone else's study of the same name is another study)")
         seed = c[3].number_input("Sampler seed", 0, 2**31 - 1, 0, key="ll_s_seed")
         c = st.columns(4)
         max_params = c[0].number_input("Max parameters", 1, None, None, key="ll_s_max_params", placeholder="no limit",
@@ -160,7 +161,7 @@ def study_view() -> None:
     if not name:
         return
     try:
-        study = load_study(_storage(), name, owner=ui.owner())
+        study = load_study(_storage(), name, owner=ui.owner(), workspace=ui.workspace())
     except LayerLabError:
         st.info("The study is starting…", icon=":material/hourglass_top:")
         return
@@ -220,7 +221,7 @@ def actions(ds) -> None:
     running = _alive()
     c = st.columns(4)
     if c[0].button("Stop search", key="ll_s_stop", icon=":material/stop:", disabled=not running):
-        request_stop(_storage(), name, owner=ui.owner())
+        request_stop(_storage(), name, owner=ui.owner(), workspace=ui.workspace())
         ui.flash(f"Stopping study {name}: running trials are stopped")
         st.rerun()
     more = c[1].number_input("Trials in all", 1, 100_000, value=None, key="ll_s_more", placeholder="same",
@@ -234,7 +235,7 @@ def actions(ds) -> None:
             st.session_state.ll_study = {"name": name, "pid": proc.pid, "proc": proc}
             st.rerun()
     try:
-        best, cfg = best_project(load_study(_storage(), name, owner=ui.owner()))
+        best, cfg = best_project(load_study(_storage(), name, owner=ui.owner(), workspace=ui.workspace()))
     except LayerLabError:
         best = None
     if c[2].button("Best trial onto the canvas", key="ll_s_canvas", icon=":material/account_tree:",

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a searched value: NAME=LOW..HIGH[:log] or NAME={A,B,...}; NAME is a training setting "
                    "(lr, batch_size, weight_decay, epochs, momentum, optimizer, scheduler, dropout) or node_id.param")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<workspace>/studies.db)")
-    p.add_argument("--study", help="study name (default: a new one); an existing study is resumed")
+    p.add_argument("--study", help="study name (default: a new one); your existing study of that name is resumed "
+                   "(names are per owner: the local user's are its own)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     p.add_argument("--sampler-seed", type=int, default=None, dest="sampler_seed", help="seed of the sampler")
     p.add_argument("--pruner", choices=PRUNERS, default="median")

@@ -12,12 +12,13 @@ from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.graph.project import Project, load_project
 from builder.search.space import parse_space
-from builder.search.storage import _ATTR, _redact
+from builder.search.storage import _ATTR, _redact, study_display_name
 
 
 @dataclass
 class StudyResult:
-    """What :meth:`StudyRunner.run` returns (also the ``layerlab tune --json`` output)."""
+    """What :meth:`StudyRunner.run` returns (also the ``layerlab tune --json`` output); ``study`` is its display
+    name."""
 
     study: str
     storage: str
@@ -43,7 +44,7 @@ def study_result(study, storage: str, stopped: bool = False) -> StudyResult:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     bt = best_trial(study)
     sig = study.user_attrs.get(_ATTR) or {}
-    return StudyResult(study=study.study_name, storage=_redact(storage), direction=study.direction.name.lower(),
+    return StudyResult(study=study_display_name(study.study_name), storage=_redact(storage), direction=study.direction.name.lower(),
                        objective=sig.get("objective", ""), best_value=bt.value if bt else None,
                        best_params=dict(bt.params) if bt else {}, best_run_id=bt.user_attrs.get("run_id") if bt else None,
                        best_trial=bt.number if bt else None, n_trials=len(study.trials), states=states, stopped=stopped,
@@ -111,7 +112,7 @@ def best_project(study) -> tuple[Project, dict]:
     """
     bt = best_trial(study)
     if bt is None:
-        raise LayerLabError(f"study {study.study_name!r} has no complete trial yet. Fix: wait for one, or run more trials")
+        raise LayerLabError(f"study {study_display_name(study.study_name)!r} has no complete trial yet. Fix: wait for one, or run more trials")
     sig = study_settings(study)
     project = load_project(sig["project"])
     space = parse_space(sig["space"], project)

@@ -1,8 +1,10 @@
 """The detached study runner: a study in its own OS process (``python -m builder tune``) that outlives the page.
 
-:func:`launch_study` checks the space and the settings, then starts the runner through
-:func:`builder.process.launcher.spawn_detached` with its output in ``<workspace>/studies/<name>.log``, in a jobs'
-clean environment and under their memory and file limits (:mod:`builder.jobs.job_sandbox`);
+:func:`launch_study` checks the space and the settings, claims the study for its owner in the storage
+(:func:`builder.search.storage.claim_study`), then starts the runner through
+:func:`builder.process.launcher.spawn_detached` with its output in the study's log
+(:func:`builder.search.storage.study_files`: per owner), in a jobs' clean environment and under their memory
+and file limits (:mod:`builder.jobs.job_sandbox`);
 :func:`resume_study` starts it again with the settings the study was created with.
 """
 
@@ -18,9 +20,9 @@ from builder.graph.project import Project, load_project
 from builder.jobs.job_sandbox import limit_study, study_env
 from builder.process.launcher import spawn_detached
 from builder.search.results import study_settings
-from builder.search.settings import StudySettings
+from builder.search.settings import StudySettings, objective_direction
 from builder.search.space import parse_space
-from builder.search.storage import _check_owner, default_storage, load_study, study_owner
+from builder.search.storage import claim_study, default_storage, load_study, study_display_name, study_files
 
 ENV_STUDY_OWNER = "LAYERLAB_STUDY_OWNER"  # the runner's owner: in its environment, never on its command line
 
@@ -29,9 +31,11 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
                  settings: StudySettings, *, config: dict | None = None,
                  dataset_options: dict | None = None) -> subprocess.Popen:
     """Run a study in its own OS process (``python -m builder tune``), detached, so that it outlives the page
-    that started it; its output goes to ``<workspace>/studies/<name>.log``.
+    that started it; its output goes to the study's log (:func:`builder.search.storage.study_files`).
 
-    The space and settings are checked here first, so mistakes are reported before anything starts.
+    The space and settings are checked here first, so mistakes are reported before anything starts. The study is
+    then claimed for ``settings.owner`` in the storage before any of its files is written: ``settings.name`` is
+    that owner's name (another person's study of that name is never touched or named).
 
     Raises:
         SearchSpaceError, LayerLabError: a bad space or settings.
@@ -40,12 +44,11 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     settings.check()
     parse_space(specs, project)
     workspace = Path(workspace).expanduser().resolve()  # the runner's HOME and working folder are not ours
-    owner = study_owner(settings.storage or default_storage(workspace), settings.name)
-    if owner is not None:  # resuming: only the study's own owner may (checked before anything starts)
-        _check_owner(settings.name, owner, settings.owner)
-    d = workspace / "studies"
-    d.mkdir(parents=True, exist_ok=True)
-    pfile = d / f"{settings.name}.project.json"
+    claim_study(settings.storage or default_storage(workspace), settings.name, owner=settings.owner,
+                workspace=workspace, direction=objective_direction(settings.objective))  # before any file
+    files = study_files(workspace, settings.owner, settings.name)  # this owner's, whatever others named theirs
+    files["log"].parent.mkdir(parents=True, exist_ok=True)
+    pfile = files["project"]
     pfile.write_text(project.to_json(), encoding="utf-8")
     cmd = ["-m", "builder", "tune", str(pfile), "--dataset", dataset, "--trials",
            str(settings.n_trials), "--study", settings.name, "--sampler", settings.sampler, "--pruner",
@@ -72,11 +75,10 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     for k, v in (config or {}).items():
         if k in flags and v is not None:
             cmd += [flags[k], str(v)]
-    private = d / f"{settings.name}.tmp"  # its HOME and TMPDIR; the clean environment passes on to its trials
+    private = files["tmp"]  # its HOME and TMPDIR; the clean environment passes on to its trials
     private.mkdir(exist_ok=True)
     env = {**study_env(private), ENV_STUDY_OWNER: settings.owner}  # a command line is public (ps); an id is a key
-    proc = spawn_detached(cmd, d / f"{settings.name}.log", env=env,
-                          name=f"layerlab-reap-study-{settings.name}")
+    proc = spawn_detached(cmd, files["log"], env=env, name=f"layerlab-reap-study-{settings.name}")
     limit_study(proc.pid)  # no core files, the jobs' file size and memory limits (it starts its trials' jobs)
     return proc
 
@@ -84,18 +86,18 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
 def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int | None = None, *,
                  owner: str | None = None) -> subprocess.Popen:
     """Start a study's runner again with the settings it was created with (``n_trials`` may grow it); with
-    ``owner``, only when the study is that owner's."""
-    study = load_study(storage, name, owner=owner)  # another person's study answers as an unknown name
+    ``owner``, ``name`` is that owner's display name and only its study is found; without (trusted code), a
+    storage name."""
+    study = load_study(storage, name, owner=owner, workspace=workspace)  # another's answers as an unknown name
     sig = study_settings(study)
-    if not sig:
-        raise LayerLabError(f"study {name!r} was not created by LayerLab; received: no settings. Fix: resume it "
-                            "with `layerlab tune`")
-    if owner is not None:
-        _check_owner(name, sig.get("owner") or "local", owner)
-    settings = StudySettings(name=name, storage=storage, n_trials=int(n_trials or sig.get("n_trials") or 20),
+    display = study_display_name(study.study_name)
+    if "project" not in sig:  # not LayerLab's, or claimed by a start whose runner never began
+        raise LayerLabError(f"study {display!r} has no LayerLab settings yet; received: none. Fix: start it again "
+                            "from the Search form or with `layerlab tune`")
+    settings = StudySettings(name=display, storage=storage, n_trials=int(n_trials or sig.get("n_trials") or 20),
                              objective=sig["objective"], sampler=sig.get("sampler", "tpe"),
                              pruner=sig.get("pruner", "median"), timeout=sig.get("timeout"),
-                             owner=sig.get("owner", "local"))
+                             owner=owner if owner is not None else sig.get("owner", "local"))
     return launch_study(workspace, sig["project"], sig["dataset"], sig["space"], settings,
                         config=sig.get("config"), dataset_options=sig.get("dataset_options"))
 

@@ -40,8 +40,8 @@ from builder.search.space import SearchSpace, parse_space
 from builder.search.storage import (
     _ATTR,
     _STOP_ATTR,
-    _check_owner,
     _quiet_optuna,
+    claim_study,
     default_storage,
     open_storage,
 )
@@ -204,19 +204,22 @@ class StudyRunner:
                 "max_params": self.settings.max_params, "max_macs": self.settings.max_macs}
 
     def _open_study(self):
+        """The owner's study ``settings.name`` (claimed in the storage first: another person's study of that name
+        is never opened), created with this runner's settings or checked against the ones it was created with."""
         import optuna  # lazy: heavy (optuna)
 
         _quiet_optuna()
         s = self.settings
-        study = optuna.create_study(study_name=s.name, storage=open_storage(self.storage_url),
+        self.storage_name = claim_study(self.storage_url, s.name, owner=s.owner, workspace=self.store.workspace,
+                                        direction=objective_direction(s.objective))
+        study = optuna.create_study(study_name=self.storage_name, storage=open_storage(self.storage_url),
                                     direction=objective_direction(s.objective), sampler=_make_sampler(s.sampler, s.seed),
                                     pruner=_make_pruner(s), load_if_exists=True)
         sig = self._signature()
         old = study.user_attrs.get(_ATTR)
-        if old is None:
+        if not isinstance(old, dict) or "space" not in old:  # new, or claimed by launch_study and not yet signed
             study.set_user_attr(_ATTR, sig)
         else:
-            _check_owner(s.name, old.get("owner") or "local", s.owner)
             diff = [k for k in ("space", "objective", "dataset") if old.get(k) != sig[k]]
             if diff:
                 k = diff[0]
@@ -284,11 +287,8 @@ class StudyRunner:
         return not active and (self._stopping or out_of_time or self._remaining() <= 0)
 
     def _stop_requested(self) -> bool:
-        import optuna  # lazy: heavy (optuna)
-
-        try:
-            attrs = optuna.load_study(study_name=self.settings.name,
-                                      storage=self.study._storage).user_attrs  # fresh read of shared state
+        try:  # a fresh read of shared state, by the study's id (its name may have moved: storage._move_aside)
+            attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
         except Exception:  # storage briefly unavailable: keep going
             return False
         return bool(attrs.get(_STOP_ATTR))

@@ -136,12 +136,19 @@ def test_shared_mode_comes_from_the_environment(monkeypatch):
     assert owners.shared_runs() is False
 
 
-def test_a_study_follows_the_rule_of_runs():
-    from builder.search.storage import _check_owner
+def test_a_study_follows_the_rule_of_runs(tmp_path):
+    """A study recording no owner is the local user's (as a run); an app owner's is under its own key, or a bare
+    name recording it (made before names were per owner)."""
+    from builder.search.storage import _owns, study_key
 
-    _check_owner("s", "local", "local")
-    with pytest.raises(LayerLabError, match="another person's study"):
-        _check_owner("s", "local", "anon:" + "a" * 32)
+    me, other = "anon:" + "a" * 32, "anon:" + "b" * 32
+    mine = study_key(tmp_path, me, "s")
+    assert _owns("s", None, "local", "s") and not _owns("s", None, me, mine)
+    assert _owns(mine, None, me, mine) and _owns(mine, {"owner": me}, me, mine)
+    assert not _owns(mine, {"owner": other}, me, mine)  # a recorded owner must agree with the key
+    assert _owns("s", {"owner": me}, me, mine) and not _owns("s", {"owner": me}, other, study_key(tmp_path, other, "s"))
+    assert not _owns(mine, {"owner": me}, other, study_key(tmp_path, other, "s"))
+    assert not _owns(mine, {"owner": me}, "local", "s")
 
 
 # ------------------------------------------------------------------------- the name a person chose to be shown

@@ -31,8 +31,10 @@ from builder.search import (
     parse_dimension,
     parse_space,
     request_stop,
+    resolve_study,
     resume_study,
     study_figures,
+    study_key,
     study_owner,
     trials_table,
 )
@@ -172,35 +174,32 @@ def test_settings_and_objective_task_are_checked(tmp_path, mlp):
 
 
 def test_a_study_belongs_to_its_owner(tmp_path, mlp):
-    """Another person cannot resume, extend or read a study by typing its name (app or CLI)."""
+    """Another person cannot resume, extend or read a study by typing its name (app or CLI): the name is theirs to
+    use for a study of their own (tests/search/test_study_names.py has the rest)."""
     store = RunStore(tmp_path, actor=SYSTEM)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    assert study_owner(storage, "shared") is None
+    assert resolve_study(storage, "shared", owner="anon:alice", workspace=tmp_path) is None
     StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"],
                 settings=StudySettings(name="shared", storage=storage, owner="anon:alice"))
-    assert study_owner(storage, "shared") == "anon:alice"
+    key = resolve_study(storage, "shared", owner="anon:alice", workspace=tmp_path)
+    assert key == study_key(tmp_path, "anon:alice", "shared") and study_owner(storage, key) == "anon:alice"
     StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"],  # its owner may resume it
                 settings=StudySettings(name="shared", storage=storage, owner="anon:alice"))
-    with pytest.raises(LayerLabError, match="taken by another person's study") as e:
-        StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"],
-                    settings=StudySettings(name="shared", storage=storage, owner="anon:bob"))
-    assert "alice" not in str(e.value)  # the other owner is not named
-    with pytest.raises(LayerLabError, match="taken by another person's study"):  # refused before any process
-        launch_study(tmp_path, mlp, "moons", ["lr=1e-3..1e-1"],
-                     StudySettings(name="shared", storage=storage, owner="anon:bob"))
-    assert not (tmp_path / "studies" / "shared.log").exists()
     # resuming, reading or stopping it by name: answered as for an unknown name, listing only the asker's studies
     for door in (lambda: resume_study(tmp_path, storage, "shared", owner="anon:bob"),
-                 lambda: load_study(storage, "shared", owner="anon:bob"),
-                 lambda: request_stop(storage, "shared", owner="anon:bob")):
+                 lambda: load_study(storage, "shared", owner="anon:bob", workspace=tmp_path),
+                 lambda: request_stop(storage, "shared", owner="anon:bob", workspace=tmp_path)):
         with pytest.raises(AccessDenied, match="no study named 'shared'.*none yet"):
             door()
     with pytest.raises(AccessDenied) as unknown:
-        load_study(storage, "nope", owner="anon:bob")
+        load_study(storage, "nope", owner="anon:bob", workspace=tmp_path)
     with pytest.raises(AccessDenied) as forbidden:
-        load_study(storage, "shared", owner="anon:bob")
+        load_study(storage, "shared", owner="anon:bob", workspace=tmp_path)
     assert str(unknown.value).replace("nope", "shared") == str(forbidden.value)  # no oracle
-    assert load_study(storage, "shared", owner="anon:alice").study_name == "shared"
+    bobs = StudyRunner(store, mlp, "moons", space=["lr=1e-4..1e-1"],  # Bob's own "shared", another space
+                       settings=StudySettings(name="shared", storage=storage, owner="anon:bob"))
+    assert bobs.study._study_id != load_study(storage, "shared", owner="anon:alice", workspace=tmp_path)._study_id
+    assert load_study(storage, "shared", owner="anon:alice", workspace=tmp_path).study_name == key
 
 
 def test_a_study_runner_gets_its_owner_outside_its_command_line(tmp_path, mlp):
@@ -212,9 +211,10 @@ def test_a_study_runner_gets_its_owner_outside_its_command_line(tmp_path, mlp):
                         config={"epochs": 1})
     try:
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
-        until(lambda: study_owner(f"sqlite:///{tmp_path / 'studies.db'}", "mine"), "the runner records its study",
-              120)
-        assert study_owner(f"sqlite:///{tmp_path / 'studies.db'}", "mine") == "anon:" + cookie
+        storage = f"sqlite:///{tmp_path / 'studies.db'}"
+        until(lambda: "space" in (load_study(storage, "mine", owner="anon:" + cookie, workspace=tmp_path)
+                                  .user_attrs.get("layerlab") or {}), "the runner records its study", 120)
+        assert study_owner(storage, study_key(tmp_path, "anon:" + cookie, "mine")) == "anon:" + cookie
     finally:
         proc.kill()
         proc.wait(30)
