@@ -25,6 +25,7 @@ from builder.data.access import (
     DELETE,
     DELETE_CLASS_RUN,
     DELETE_DATA,
+    LOCAL_OWNER,
     OVERSEE,
     SERVER,
     STOP,
@@ -40,7 +41,15 @@ from builder.runs import classes as _classes
 from builder.runs import owners as _owners
 from builder.runs.owners import OWNERS_DIR, owner_of, owner_path
 from builder.runs.store import DB_NAME, RunStore
-from builder.search.storage import STUDY_DB, default_storage, list_studies, open_storage
+from builder.search.storage import (
+    STUDY_DB,
+    default_storage,
+    list_studies,
+    open_storage,
+    study_display_name,
+    study_files,
+    valid_study_name,
+)
 from builder.training.run_status import LIVE, RunStatus, is_live
 
 CACHE_DIR = "cache"
@@ -195,24 +204,57 @@ def delete_runs(store: RunStore, owner: str, run_ids: list[str]) -> dict[str, An
     return {"runs": done, "kept": kept}
 
 
+def _study_owner(settings: object) -> str:
+    """The owner a study's LayerLab settings record (``local`` when they record none)."""
+    return owner_of(settings if isinstance(settings, dict) else None)
+
+
+def _remove_study_files(workspace: Path, files: dict[str, Path]) -> None:
+    """Delete a study's files (:func:`builder.search.storage.study_files`) that lie inside ``<workspace>/studies``."""
+    root = workspace / "studies"
+    for kind, path in files.items():
+        if path.is_symlink() or not resolves_inside(path, root):
+            continue
+        if kind == "tmp" and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file():
+            path.unlink()
+
+
 def _delete_studies(workspace: Path, target: str) -> int:
-    """Delete ``target``'s studies from the workspace's study database (none when it has none)."""
+    """Delete ``target``'s studies from the workspace's study database (none when it has none), with their files
+    (found by the one naming function, :func:`builder.search.storage.study_files`)."""
     if not (workspace / STUDY_DB).is_file():
         return 0
     import optuna  # lazy: heavy (optuna)
 
-
     storage = default_storage(workspace)
     n = 0
     for s in list_studies(storage):
-        if owner_of(s.get("settings") if isinstance(s.get("settings"), dict) else None) == target:
-            optuna.delete_study(study_name=s["name"], storage=open_storage(storage))
-            log = workspace / "studies" / f"{s['name']}.log"
-            inside = resolves_inside(log, workspace / "studies")
-            if inside and log.is_file() and not log.is_symlink():
-                log.unlink()
-            n += 1
+        if _study_owner(s.get("settings")) != target:
+            continue
+        optuna.delete_study(study_name=s["name"], storage=open_storage(storage))
+        name = study_display_name(s["name"])
+        if valid_study_name(name):
+            _remove_study_files(workspace, study_files(workspace, target, name))
+            if s["name"] == name and target != LOCAL_OWNER:  # made before names were per owner: its files were bare
+                _remove_study_files(workspace, {"project": workspace / "studies" / f"{name}.project.json",
+                                                "log": workspace / "studies" / f"{name}.log",
+                                                "tmp": workspace / "studies" / f"{name}.tmp"})
+        n += 1
     return n
+
+
+def admin_studies(store: RunStore) -> list[dict]:
+    """Every study of the workspace for the admin's view: ``name`` (as its owner sees it), ``owner`` (a
+    :func:`builder.runs.owners.label`, never an owner id), ``n_trials``, ``best_value``, ``created``."""
+    check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.data.access), whoever calls it
+    ws = Path(store.workspace)
+    if not (ws / STUDY_DB).is_file():
+        return []
+    return [{"name": study_display_name(s["name"]), "owner": _owners.label(ws, _study_owner(s.get("settings"))),
+             "n_trials": s["n_trials"], "best_value": s["best_value"], "created": s["created"]}
+            for s in list_studies(default_storage(ws))]
 
 
 def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool = True) -> dict[str, Any]:
@@ -278,4 +320,4 @@ def admin_owners(store: RunStore) -> list[dict]:
 
 
 __all__ = ["HousekeepingError", "owner_usage", "class_usage", "known_owners", "workspace_usage", "server_jobs",
-           "stop_job", "delete_runs", "delete_owner_data", "class_run_ids", "delete_class_data", "admin_owners"]
+           "stop_job", "delete_runs", "delete_owner_data", "class_run_ids", "delete_class_data", "admin_owners", "admin_studies"]

@@ -38,7 +38,8 @@ def _study_owners(workspace: Path) -> set[str]:
     if not (workspace / STUDY_DB).is_file():
         return set()
     try:
-        return {owner_of(s.get("settings")) for s in list_studies(default_storage(workspace))}
+        return {owner_of(s["settings"] if isinstance(s.get("settings"), dict) else None)
+                for s in list_studies(default_storage(workspace))}
     except LayerLabError:
         return set()
 

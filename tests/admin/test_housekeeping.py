@@ -157,3 +157,37 @@ def test_an_owners_studies_are_deleted_with_its_data(store):
     assert housekeeping.delete_owner_data(store, ME, ME)["studies"] == 1
     assert [s["name"] for s in storage.list_studies(url)] == ["theirs"]
     assert not (store.workspace / "studies" / "mine.log").exists()
+
+
+def test_an_owners_same_named_study_and_its_files_are_deleted_alone(store):
+    """Issue 28: studies are per owner; deleting one owner's data removes its study of a name and that study's
+    files, never another owner's study of the same name or its files."""
+    from builder.search import storage
+
+    url, ws = storage.default_storage(store.workspace), store.workspace
+    for owner in (ME, OTHER):
+        storage.claim_study(url, "lr-sweep", owner=owner, workspace=ws)
+        for kind, path in storage.study_files(ws, owner, "lr-sweep").items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir() if kind == "tmp" else path.write_text(owner)
+    assert housekeeping.delete_owner_data(store, ME, ME)["studies"] == 1
+    assert not any(p.exists() for p in storage.study_files(ws, ME, "lr-sweep").values())
+    assert all(p.exists() for p in storage.study_files(ws, OTHER, "lr-sweep").values())
+    assert [s["name"] for s in storage.list_studies(url, owner=OTHER, workspace=ws)] == ["lr-sweep"]
+    assert storage.list_studies(url, owner=ME, workspace=ws) == []
+
+
+def test_the_admins_study_list_names_owners_by_pseudonym(store):
+    from builder.search import storage
+
+    url, ws = storage.default_storage(store.workspace), store.workspace
+    for owner in (ME, OTHER):
+        storage.claim_study(url, "lr-sweep", owner=owner, workspace=ws)
+    owners.set_display_name(ws, OTHER, "Bea")
+    admin = store.as_actor(classes.actor_for(ws, ADMIN))
+    rows = housekeeping.admin_studies(admin)
+    assert sorted((r["name"], r["owner"]) for r in rows) == sorted(
+        [("lr-sweep", owners.pseudonym(ws, ME)), ("lr-sweep", f"Bea ({owners.pseudonym(ws, OTHER)})")])
+    assert "a" * 12 not in str(rows) and "b" * 12 not in str(rows)  # never an owner id
+    with pytest.raises(AccessDenied):
+        housekeeping.admin_studies(store.as_actor(classes.actor_for(ws, ME)))

@@ -99,3 +99,25 @@ def test_a_relative_workspace_is_resolved_once_at_the_door_for_a_search_with_tri
     assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)
     assert {p.name for p in ROOT.iterdir()} == before and not (ROOT / "ws").exists()
     assert not (here / "ws" / "ws").exists()
+
+
+def test_tune_keeps_the_local_users_bare_names_beside_an_app_owners_older_study(tmp_path, capsys):
+    """Issue 28: an app owner's study made before names were per owner held a bare name; `layerlab tune --study x`
+    then answered "taken by another person's study". Now the local user gets its own study "x", and the owner's
+    study keeps its trials and is still found by its owner."""
+    import optuna
+
+    storage = default_storage(tmp_path)
+    ann = "anon:" + "d4" * 16
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    old = optuna.create_study(study_name="x", storage=storage)
+    old.set_user_attr("layerlab", {"owner": ann})
+    rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "1", "--workspace", str(tmp_path),
+                   "--search", "lr=1e-3..1e-1:log", "--study", "x", "--max-params", "10", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert json.loads(captured.out)["study"] == "x" and "another person" not in captured.err
+    mine = load_study(storage, "x")
+    assert mine._study_id != old._study_id and len(mine.trials) == 1
+    theirs = load_study(storage, "x", owner=ann, workspace=tmp_path)
+    assert theirs._study_id == old._study_id and theirs.trials == []
