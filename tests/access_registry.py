@@ -27,7 +27,9 @@ RUN, CLASS, STUDY, LINK, PROJECT, SERVER = "run", "class", "study", "link", "pro
 @dataclass
 class World:
     """The first owner's things in one workspace: ``ann`` (a finished run with weights), ``ann_class`` (a class
-    ann is in, taught by ``teacher``), ``ann_study`` (a study), and ``project`` (a tiny project)."""
+    ann is in, taught by ``teacher``), ``ann_study`` (a study made before study names were per owner: a bare
+    name), ``project`` (a tiny project), and in ``extra["ann_studies"]`` every name of ann's studies (that one, a
+    per-owner study's display name and its storage name)."""
 
     ws: Any
     ann: str
@@ -95,6 +97,70 @@ def _cli(*argv: str) -> Callable[[World, Any], Any]:
     return attempt
 
 
+def _studies(call: Callable[[World, Any, str], Any]) -> Callable[[World, Any], Any]:
+    """A study door tried with every name of the first owner's studies (``world.extra["ann_studies"]``: an older
+    bare-named study, a study's display name and its storage name); each must get the unknown name's answer."""
+
+    def attempt(w: World, store: Any) -> None:
+        last: AccessDenied | None = None
+        for name in w.extra["ann_studies"]:
+            try:
+                call(w, store, name)
+            except AccessDenied as e:
+                if not str(e).startswith(f"no study named {name!r}"):
+                    raise AssertionError(f"not the unknown name's answer for {name!r}: {e}") from None
+                last = e
+                continue
+            raise AssertionError(f"the door let {store.actor.owner} reach study {name!r}")
+        assert last is not None
+        raise last
+
+    return attempt
+
+
+def _no_ann_study(w: World, names: list[Any]) -> None:
+    """A listing or lookup that names none of the first owner's studies (their display or storage names)."""
+    from builder.search.storage import resolve_study
+
+    ann = {resolve_study(w.storage, n, owner=w.ann_owner, workspace=w.ws) for n in w.extra["ann_studies"]}
+    leaked = [n for n in names if n is not None and (n in ann or n == w.ann_study)]
+    if leaked:
+        raise AssertionError(f"the first owner's studies reached: {leaked}")
+    refused("left out")
+
+
+def _cli_tune_study(w: World, store: Any) -> None:
+    """``layerlab tune --study NAME`` by the command line's local user, whose study names are its own: the first
+    owner's storage name is no name, and its display name makes the local user's own study, the first owner's
+    keeping its trials."""
+    import contextlib
+    import io
+
+    from builder.cli.main import main
+    from builder.search.storage import load_study
+
+    def tune(name: str) -> tuple[int, str]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["tune", f"{w.ws}/p.json", "--study", name, "--trials", "1", "--search", "lr=1e-4..1e-1:log",
+                         "--max-params", "1", "--json", "--workspace", str(w.ws)])
+        return code, err.getvalue()
+
+    def ann_trials() -> list[int]:
+        return [len(load_study(w.storage, n, owner=w.ann_owner, workspace=w.ws).trials)
+                for n in w.extra["ann_studies"] if "/" not in n]
+
+    before = ann_trials()
+    key = next(n for n in w.extra["ann_studies"] if "/" in n)
+    code, text = tune(key)
+    if code == 0:
+        raise AssertionError(f"the CLI ran a study by another owner's storage name: {text[-400:]}")
+    code, text = tune(w.ann_study)
+    if code != 0 or "another person" in text or ann_trials() != before:
+        raise AssertionError(f"the CLI's own study of a name touched another owner's (exit {code}): {text[-400:]}")
+    refused("the local user's own study; the first owner's untouched")
+
+
 def _train(w: World, store: Any, **training: Any) -> Any:
     from builder.runs.pipeline import run_training
 
@@ -143,7 +209,7 @@ def _doors() -> list[Door]:
     from builder.runs.prune_run import prune_run, resume_pruned, run_prune_job
     from builder.runs.store import workspace_of
     from builder.search.runner import resume_study
-    from builder.search.storage import load_study, request_stop
+    from builder.search.storage import claim_study, list_studies, load_study, request_stop, resolve_study
     from builder.tracking import TrackingState, export_runs, sync_run, tracking_state
     from builder.training.lineage import inherit_tokenizer
     from builder.training.objectives import with_teacher
@@ -313,11 +379,20 @@ def _doors() -> list[Door]:
                            else None)(classes.create_class(w.ws, w.teacher, "x", _with_training(w.project,
                                                                                                 init_from=w.ann)))),
         Door("builder.search.storage.load_study", (STUDY,),
-             lambda w, s: load_study(w.storage, w.ann_study, owner=s.actor.owner)),
+             _studies(lambda w, s, n: load_study(w.storage, n, owner=s.actor.owner, workspace=w.ws))),
         Door("builder.search.storage.request_stop", (STUDY,),
-             lambda w, s: request_stop(w.storage, w.ann_study, owner=s.actor.owner)),
+             _studies(lambda w, s, n: request_stop(w.storage, n, owner=s.actor.owner, workspace=w.ws))),
         Door("builder.search.runner.resume_study", (STUDY,),
-             lambda w, s: resume_study(w.ws, w.storage, w.ann_study, owner=s.actor.owner)),
+             _studies(lambda w, s, n: resume_study(w.ws, w.storage, n, owner=s.actor.owner))),
+        Door("builder.search.storage.list_studies", (STUDY,),
+             lambda w, s: _no_ann_study(w, [r["name"] for r in list_studies(w.storage, owner=s.actor.owner,
+                                                                            workspace=w.ws)])),
+        Door("builder.search.storage.resolve_study", (STUDY,),
+             lambda w, s: _no_ann_study(w, [resolve_study(w.storage, n, owner=s.actor.owner, workspace=w.ws)
+                                            for n in w.extra["ann_studies"]])),
+        Door("builder.search.storage.claim_study", (STUDY,),  # a name of ann's gives the intruder its own study
+             lambda w, s: _no_ann_study(w, [claim_study(w.storage, "ann-new", owner=s.actor.owner, workspace=w.ws)])),
+        Door("builder.admin.housekeeping.admin_studies", (STUDY,), lambda w, s: housekeeping.admin_studies(s)),
         # ---- content: a share link names no run
         Door("builder.graph.share.decode_project", (LINK, RUN),
              lambda w, s: (lambda p: refused("dropped") if not set(p.training or {}) & {"init_from", "teacher",
@@ -338,8 +413,7 @@ def _doors() -> list[Door]:
         Door("cli: prune run_id", (RUN,), _cli("prune", "{ann}")),
         Door("cli: robustness run_id", (RUN,), _cli("robustness", "{ann}")),
         Door("cli: predict run_id", (RUN,), _cli("predict", "{ann}", "--text", "1, 2, 3, 4")),
-        Door("cli: tune study", (STUDY,), _cli("tune", "{ws}/p.json", "--study", "ann-study", "--trials", "1",
-                                                   "--search", "lr=1e-4..1e-1:log")),
+        Door("cli: tune study", (STUDY,), _cli_tune_study),
     ]
 
 

@@ -172,7 +172,7 @@ def world(tmp_path_factory) -> World:
     import optuna
 
     from builder.runs.pipeline import run_training
-    from builder.search.storage import default_storage
+    from builder.search.storage import claim_study, default_storage
 
     mp = pytest.MonkeyPatch()
     for k in ("LAYERLAB_SHARED_RUNS", "LAYERLAB_SERVER_CONFIG", "LAYERLAB_ADMINS", "MLFLOW_TRACKING_URI"):
@@ -195,9 +195,11 @@ def world(tmp_path_factory) -> World:
         store.update_status(rid, "stopped")  # not queued: the job doors' runs take the queue's one slot
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = default_storage(ws)
-    optuna.create_study(study_name="ann-study", storage=storage).set_user_attr("layerlab", {"owner": ANN})
+    optuna.create_study(study_name="ann-study", storage=storage).set_user_attr("layerlab", {"owner": ANN})  # older
+    key = claim_study(storage, "ann-new", owner=ANN, workspace=ws)  # a study of a name that is ann's alone
     yield World(ws=ws, ann=ann, ann_owner=ANN, ann_class=c["id"], teacher=TEACHER, ann_study="ann-study",
-                storage=storage, project=project, extra={"ann_ids": {ann, second}})
+                storage=storage, project=project,
+                extra={"ann_ids": {ann, second}, "ann_studies": ["ann-study", "ann-new", key]})
     mp.undo()
 
 
