@@ -188,7 +188,7 @@ def refusal(resource: Resource | Mapping[str, Any] | str, kind: str = "run") -> 
         return AccessDenied("only an admin sees every job and every owner's disk use, or changes the server's "
                             "settings; received: a request by someone who is not an admin. Fix: ask the server's "
                             "admin (LAYERLAB_ADMINS)")
-    where = {"run": " (`layerlab runs list` or the Runs page)", "study": " (`layerlab search list`)",
+    where = {"run": " (`layerlab runs list` or the Runs page)", "study": " (the Train page's Search mode lists them)",
              "class": " (the Classes page)"}.get(kind, "")
     return AccessDenied(f"no {kind} {rid!r} of yours; received: {kind} id {rid!r}. Fix: pick one of your "
                         f"{'classes' if kind == 'class' else kind + 's'}{where}")

@@ -9,7 +9,7 @@ from builder.graph.project import Project, load_project
 
 #: Templates with a drawn objective (loss nodes, several outputs; the GAN two networks with their own optimizers).
 OBJECTIVE_TEMPLATES = ("gan", "vae")
-#: Every template, in the order the Build page's picker and ``layerlab template --list`` show them.
+#: Every template, in the order the Build page's picker and ``layerlab templates`` list them.
 TEMPLATE_NAMES = ("mlp", "cnn", "resnet", "lstm", "transformer", "gpt", "sentiment_lstm", "text_encoder",
                   "rnn_forecaster", "autoencoder", *OBJECTIVE_TEMPLATES)
 
