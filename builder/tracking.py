@@ -117,6 +117,32 @@ def _local_paths(uri: str) -> list[Path]:
     return out
 
 
+def absolute_uri(uri: str, cwd: str | Path) -> str:
+    """``uri`` with a relative local path in it made absolute against ``cwd``: ``sqlite:///mlflow.db``, a
+    ``file:`` URI or a plain folder, as the command line's door does for every path it is given (a job or a trial
+    runs in another working folder: a relative tracker landed in the install folder). Other URIs unchanged.
+
+    >>> absolute_uri("sqlite:///runs/mlflow.db", "/home/me"), absolute_uri("mlruns", "/home/me")
+    ('sqlite:////home/me/runs/mlflow.db', '/home/me/mlruns')
+    >>> absolute_uri("sqlite:////srv/m.db", "/x"), absolute_uri("http://h:5000", "/x"), absolute_uri("file:m", "/x")
+    ('sqlite:////srv/m.db', 'http://h:5000', 'file:///x/m')
+    """
+    text = uri.strip()
+    scheme = (_SCHEME_RE.match(text) or [None, ""])[1].lower()
+    base = Path(cwd)
+    if scheme.split("+")[0] == "sqlite" and text.startswith(f"{scheme}:///"):
+        rest = text[len(scheme) + 4:]
+        if rest and not rest.startswith(("/", "file:", ":memory:")):
+            return f"{text[:len(scheme)]}:///{os.path.abspath(base / Path(rest).expanduser())}"
+        return text
+    if scheme == "file":
+        path = urlsplit(text).path
+        return text if path.startswith("/") else f"file://{os.path.abspath(base / path)}"
+    if not scheme and text:
+        return os.path.abspath(base / Path(text).expanduser())
+    return text
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)

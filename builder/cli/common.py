@@ -108,6 +108,7 @@ def load_project_arg(file: str) -> Project:
 #: arguments that name a folder or file of the local user's: made absolute once, at the door (a job, a trial or
 #: a study runner started later runs in another working folder)
 PATH_ARGS = ("workspace", "data_path", "output", "weights", "input_path")
+URI_ARGS = ("mlflow", "storage")  # URIs that may hold a local path (sqlite:///mlflow.db, a file store's folder)
 
 
 def resolve_paths(args: argparse.Namespace, cwd: str | Path | None = None) -> argparse.Namespace:
@@ -133,6 +134,12 @@ def resolve_paths(args: argparse.Namespace, cwd: str | Path | None = None) -> ar
         )
 
         args.data_path = LocalFile(args.data_path)
+    for name in URI_ARGS:  # a tracker or study database given as a relative path
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            from builder.tracking import absolute_uri  # lazy: heavy (torch)
+
+            setattr(args, name, absolute_uri(value, base))
     file = getattr(args, "file", None)
     if isinstance(file, str) and file and (base / Path(file).expanduser()).exists():
         args.file = absolute(file)

@@ -92,13 +92,16 @@ def test_a_relative_workspace_is_resolved_once_at_the_door_for_a_search_with_tri
     here.mkdir()
     monkeypatch.chdir(here)
     rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "2", "--epochs", "1", "--workspace", "ws",
-                   "--search", "lr=1e-3..1e-1:log", "--study", "rel", "--json"])
+                   "--search", "lr=1e-3..1e-1:log", "--study", "rel", "--json", "--mlflow", "sqlite:///track.db"])
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["states"] == {"complete": 2}
     runs = RunStore(here / "ws", actor=SYSTEM).list_runs()
     assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)
-    assert {p.name for p in ROOT.iterdir()} == before and not (ROOT / "ws").exists()
-    assert not (here / "ws" / "ws").exists()
+    # the relative tracker too: the trials logged into ./track.db (they wrote track.db and mlartifacts/ into
+    # the install folder, their working folder)
+    assert {p.name for p in ROOT.iterdir()} == before and not (ROOT / "ws").exists(), \
+        {p.name for p in ROOT.iterdir()} - before
+    assert not (here / "ws" / "ws").exists() and (here / "track.db").is_file()
 
 
 def test_tune_keeps_the_local_users_bare_names_beside_an_app_owners_older_study(tmp_path, capsys):
