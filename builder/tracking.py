@@ -334,7 +334,8 @@ def resolve_tracking(workspace: str | Path, owner: str, flag: str | None = None,
     """
     uri = (flag or "").strip() or owner_setting(workspace, owner)
     if not uri and owner == LOCAL_OWNER:
-        uri = tracking_uri()
+        uri = tracking_uri()  # the shell's: a relative path in it is the shell's working folder's (jobs run elsewhere)
+        uri = absolute_uri(uri, Path.cwd()) if uri else uri
     uri = uri or server_tracking(workspace)[0]
     return check_destination(uri, workspace, owner, also=also) if uri else None
 

@@ -265,3 +265,13 @@ def test_the_admins_mlflow_credentials_reach_only_the_admins_tracker(workspace):
         env = {**secrets, "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
         assert sorted(scrub_credentials(workspace, uri, env)) == sorted(CREDENTIAL_ENV)
         assert env == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+def test_the_shells_relative_tracker_is_its_working_folders(tmp_path, monkeypatch):
+    """The local user's $MLFLOW_TRACKING_URI with a relative path names a file of the shell's working folder: it is
+    made absolute where it is read, since the jobs that log to it run in other folders (the install folder)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///rel.db")
+    assert resolve_tracking(tmp_path / "ws", "local") == f"sqlite:///{tmp_path / 'rel.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "mlruns")
+    assert resolve_tracking(tmp_path / "ws", "local") == str(tmp_path / "mlruns")
