@@ -96,8 +96,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = _config_overrides(args)
     cfg.pop("metric", None)  # --metric is the objective here; the trainer's metric follows from it
     opts = dict(_kv(o) for o in args.dataset_option)
+    owner = args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local"  # resolved once, at the door
     if args.data_path:  # the command line's file: the local user's privilege, never an app owner's study's
-        if args.owner != "local":
+        if owner != "local":
             raise LayerLabError("--data-path names a file of the local user; received: a study of another owner. "
                                 "Fix: name the owner's upload with --dataset-option upload=ID")
         opts["path"] = args.data_path
@@ -108,7 +109,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from builder.jobs.job_sandbox import limit_study_memory  # lazy: heavy (torch)
 
         limit_study_memory()
-    owner = args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local"  # resolved once, at the door
     store = cli_store(args.workspace)
     if owner != store.actor.owner:  # a study the app started for a session (builder.search.runner): its trials
 

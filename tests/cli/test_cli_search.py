@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from builder import cli
@@ -124,3 +125,20 @@ def test_tune_keeps_the_local_users_bare_names_beside_an_app_owners_older_study(
     assert mine._study_id != old._study_id and len(mine.trials) == 1
     theirs = load_study(storage, "x", owner=ann, workspace=tmp_path)
     assert theirs._study_id == old._study_id and theirs.trials == []
+
+
+def test_tune_trains_on_the_local_users_file(tmp_path, monkeypatch, capsys):
+    """`layerlab tune --data-path data.csv` searches on the command line's own file (it was refused as "a study of
+    another owner" whenever no hidden --owner was given: the check read the flag, not the owner it resolves to);
+    an app owner's study runner still may not name a file."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 2))
+    (tmp_path / "data.csv").write_text("a,b,y\n" + "".join(f"{a},{b},{int(a > 0)}\n" for a, b in x))
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", "mlp", "--dataset", "csv", "--data-path", "data.csv", "--dataset-option", "target=y",
+            "--trials", "1", "--epochs", "1", "--workspace", "ws", "--search", "lr=1e-3..1e-1:log", "--json"]
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["states"] == {"complete": 1}
+    monkeypatch.setenv("LAYERLAB_STUDY_OWNER", "anon:" + "e5" * 16)
+    assert cli.main(args) == 2
+    assert "--data-path names a file of the local user" in capsys.readouterr().err
