@@ -90,14 +90,19 @@ def emit_text(text: str, output: str | None) -> int:
     return 0
 
 
-def load_project_arg(file: str) -> Project:
-    """The FILE argument of ``train`` and ``tune``: a project file, or a template name such as ``mlp``. A project
-    file follows the content rule (:func:`builder.data.sources.check_project`): its data is a built-in or an
-    upload, never a path; the command line names files with ``--data-path``."""
+def load_project_arg(file: str, *, trains: bool = True) -> Project:
+    """The FILE argument of a command: a project file, or a template name such as ``mlp``. A project file that
+    ``trains`` (``train``, ``tune``) follows the content rule (:func:`builder.data.sources.check_project`): its data
+    is a built-in or an upload, never a path; the command line names files with ``--data-path``. Commands that
+    only read the network (``validate``, ``summary``, ``export``) take any project file."""
     if not Path(file).exists():
         name = Path(file).stem if file.endswith(".json") else file
         if name in TEMPLATE_NAMES and not file.endswith(".json"):
             return load_template(name)
+        raise ProjectFormatError(f"{terminal_line(file, 200)}: no such file or template; received: {terminal_line(file, 200)}. "
+                                 f"Fix: give a project file or a template name ({', '.join(TEMPLATE_NAMES)})")
+    if not trains:
+        return load_project(file)
     from builder.data.sources import (
         check_project,  # the data stage: only for a project file  # lazy: heavy (numpy)
     )

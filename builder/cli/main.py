@@ -20,6 +20,7 @@ from builder.cli.common import (
     fail,
     finish_process,
     infer_format,
+    load_project_arg,
     print_problems,
 )
 from builder.escape import terminal_line
@@ -27,7 +28,6 @@ from builder.graph.architectures import ARCHITECTURES
 from builder.graph.architectures import build as build_architecture
 from builder.graph.cost import node_costs
 from builder.graph.memory import training_memory
-from builder.graph.project import load_project
 from builder.graph.registry import all_specs
 from builder.graph.report import Budget, human_bytes
 from builder.graph.shapes import infer_shapes
@@ -51,7 +51,7 @@ def _budget(args: argparse.Namespace, project) -> Budget:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Print every problem; exit 0 when the graph is valid."""
-    project = load_project(args.file)
+    project = load_project_arg(args.file, trains=False)
     budget = _budget(args, project)
     report = infer_shapes(project.graph, budget)
     if not report.ok:
@@ -91,7 +91,7 @@ def cmd_arch(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """Per node: type, output shape, parameters."""
-    project = load_project(args.file)
+    project = load_project_arg(args.file, trains=False)
     report = infer_shapes(project.graph)
     macs = {c.node: c.macs for c in node_costs(report)}  # the same analysis: the graph is analysed once
     ms: dict[str, float] = {}
@@ -169,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_onnx_file(args)
     if getattr(args, "quantize", None):
         return fail("--quantize needs --format onnx")
-    project = load_project(args.file)
+    project = load_project_arg(args.file, trains=False)
     if fmt == "py":
         from builder.interchange.python_export import export_python  # lazy: heavy (torch, safetensors)
 
@@ -202,7 +202,7 @@ def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
     if args.output in (None, "-") or fmt == "safetensors":
         return fail("--network needs -o OUT.py (also writes OUT.safetensors) or -o OUT.onnx")
     torch.manual_seed(args.seed)
-    rep = export_network(load_project(args.file), args.network, getattr(args, "weights", None), args.output, fmt)
+    rep = export_network(load_project_arg(args.file, trains=False), args.network, getattr(args, "weights", None), args.output, fmt)
     extra = f"; onnxruntime max abs difference {rep['max_abs_diff']:.3g}" if rep["max_abs_diff"] is not None else ""
     print(terminal_line(f"wrote {' and '.join(rep['files'])} (network {args.network}: inputs "
                         f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})"))
@@ -215,7 +215,7 @@ def _export_onnx_file(args: argparse.Namespace) -> int:
 
     if args.output in (None, "-"):
         return fail("--format onnx needs -o OUT.onnx")
-    rep = export_onnx(load_project(args.file), args.output, getattr(args, "weights", None))
+    rep = export_onnx(load_project_arg(args.file, trains=False), args.output, getattr(args, "weights", None))
     print(terminal_line(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max "
                         f"abs difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})"))
     if getattr(args, "quantize", None) == "int8":

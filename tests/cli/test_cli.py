@@ -56,7 +56,17 @@ def test_malformed_file_in_a_real_process(tmp_path):
 
 def test_missing_file(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope.json")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no such file" in err and "template name (mlp, cnn" in err  # what to give instead
+
+
+def test_every_command_that_reads_a_network_takes_a_template_name(tmp_path, capsys):
+    """`validate mlp`, `summary cnn`, `export mlp` read the template as `train mlp` and `tune mlp` do (they said
+    "mlp: no such file")."""
+    assert main(["validate", "mlp"]) == 0
+    assert main(["summary", "cnn"]) == 0
+    assert main(["export", "mlp", "-o", str(tmp_path / "m.py")]) == 0 and (tmp_path / "m.py").is_file()
+    assert "no such file" not in capsys.readouterr().err
 
 
 def test_summary(ex_file, capsys):
