@@ -110,7 +110,9 @@ def resume_refusal(run: Mapping, *, more_epochs: bool = False, own_process: bool
     if is_live(status) and not own_process:
         return f"run {rid} is {status} in process {run.get('pid')}; it cannot run twice. Fix: resume or stop it there"
     if status == RunStatus.FINISHED and not more_epochs:
-        return f"run {rid} already finished; pass a larger epochs to train further"
+        done = run.get("epochs_done")
+        return (f"run {rid} already finished{f' after {done} epoch' + ('s' if done != 1 else '') if done else ''}; received: a resume with no more "
+                f"epochs. Fix: give it more epochs to train further (`layerlab runs resume {rid} --epochs N`)")
     if status == RunStatus.IMPORTED:
         return f"run {rid} is an imported model, not a training run. Fix: train with --init-from {rid}"
     return None
