@@ -400,7 +400,10 @@ def live_view() -> None:
     if not active:
         if st.session_state.get("ll_polling"):
             st.session_state.ll_polling = False
-            if _quick(run) and len(eps := _epochs(st.session_state.ll_curve)) >= 2:  # watched, over in seconds
+            # watched to its own end, over in seconds (not a run the person has just stopped: its curves moving
+            # again right after Stop looked as if the Stop had not worked)
+            if (run["status"] == RunStatus.FINISHED and _quick(run)
+                    and len(eps := _epochs(st.session_state.ll_curve)) >= 2):
                 st.session_state.ll_replay = {"run": run_id, "epoch": eps[0]}  # so it plays back once by itself
             st.rerun()  # leave polling mode (full rerun, so the form's Start button comes back)
         results(run, rs)
@@ -446,7 +449,7 @@ def replay_controls(sess: Curve, run_id: str) -> int | None:
     c = st.columns([1, 5], vertical_alignment="center")
     if play and play["run"] == run_id:
         epoch = st.session_state.ll_replay_at = min(play["epoch"], eps[-1])
-        c[0].button("Pause", icon=":material/pause:", key="ll_replay_pause", on_click=_replay, args=(run_id, False),
+        c[0].button("Pause replay", icon=":material/pause:", key="ll_replay_pause", on_click=_replay, args=(run_id, False),
                     width="stretch")
         c[1].progress(eps.index(epoch) / (len(eps) - 1) if epoch in eps else 1.0,
                       text=f"Replaying the run: epoch {epoch} of {eps[-1]}")

@@ -121,6 +121,12 @@ def test_stop_keeps_a_resumable_run(at, ws):
     at.run()
     at.button(key="ll_stop").click().run()
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+    at.run()  # the page sees the run end
+    assert not at.exception, [e.value for e in at.exception]
+    # a run the person stopped does not play back by itself (its curves moved again right after Stop); Replay
+    # is offered (issue 29)
+    assert ("ll_replay" not in at.session_state or at.session_state["ll_replay"] is None)
+    assert at.button(key="ll_replay_play")
     at.run()
     assert store.checkpoint_path(rid).is_file()
     # Resume is right here, not only on the Runs page (issue 29, item 5), and in the run's own controls where
@@ -163,6 +169,12 @@ def test_pause_and_resume(at, ws):
     at.run()
     at.button(key="ll_stop").click().run()
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+    at.run()  # the page sees the run end
+    assert not at.exception, [e.value for e in at.exception]
+    # a run the person stopped does not play back by itself (its curves moved again right after Stop); Replay
+    # is offered (issue 29)
+    assert ("ll_replay" not in at.session_state or at.session_state["ll_replay"] is None)
+    assert at.button(key="ll_replay_play")
 
 
 def test_record_attributions_live(at, ws):
