@@ -265,11 +265,13 @@ def replace_project(proj: Project, flash_msg: str, *, relayout: bool = False, da
     """Replace the canvas project: at once when the canvas is empty, else after a confirmation
     (:func:`confirm_replace`). The replaced project is kept so the replacement can be undone."""
     ss = st.session_state
-    pending = {"project": proj, "flash": flash_msg, "relayout": relayout, "data": data, "goto": goto}
+    pending = {"project": proj, "flash": flash_msg, "relayout": relayout, "data": data, "goto": goto,
+               "seq": ss.get("ll_pending_seq", 0) + 1}
     if not graph().nodes:
         _apply_replace(pending)
     else:
         ss.ll_pending = pending
+        ss.ll_pending_seq = pending["seq"]
         ss.ll_full_rerun = True
 
 
@@ -285,12 +287,26 @@ def _apply_replace(pending: dict) -> None:
     autosave()
 
 
+# Brings the confirmation into view once: it is asked at the top of the page, and a button far down the page (Data's
+# "Load the ... template") asked for it out of sight, so the click seemed to do nothing. SEQ makes each
+# confirmation's script new, so the browser runs it once per question, not on every rerun.
+_SHOW_CONFIRM_JS = """<script>
+(() => {
+  const box = document.querySelector(".st-key-ll_confirm_box");
+  if (box && box.dataset.llShown !== "SEQ") { box.dataset.llShown = "SEQ"; box.scrollIntoView({block: "nearest"}); }
+})();
+</script>"""
+
+
 def confirm_replace() -> None:
-    """The confirmation of a pending replacement, at the top of the page (Replace / Cancel)."""
+    """The confirmation of a pending replacement, at the top of the page (Replace / Cancel), scrolled into view
+    when it is asked. It belongs to the page where it was asked: :func:`entered_page` drops it (as a Cancel) when
+    the person goes to another page without answering."""
     pending = st.session_state.get("ll_pending")
     if not pending:
         return
     with st.container(border=True, key="ll_confirm_box"):
+        st.html(_SHOW_CONFIRM_JS.replace("SEQ", str(pending.get("seq", 0))), unsafe_allow_javascript=True)
         st.warning(f"Replace **{md(project().name or 'untitled')}** on the canvas with "
                    f"**{md(pending['project'].name or 'untitled')}**? You can undo this from the sidebar.",
                    icon=":material/swap_horiz:")
@@ -379,9 +395,13 @@ def rebase_stale(local: Graph, revision: int) -> bool:
 
 
 def entered_page(path: str) -> None:
-    """A new page is shown: messages left by the page the person left (an import's error on Build) are dropped."""
+    """A new page is shown: messages left by the page the person left (an import's error on Build) and a project
+    replacement it asked about and the person did not answer (:func:`confirm_replace`; leaving is a Cancel: the
+    question showed up again on every later page) are dropped."""
     ss = st.session_state
     if ss.get("ll_page") != path:
+        if ss.get("ll_page") is not None:
+            ss.pop("ll_pending", None)
         ss.ll_page = path
         ss.ll_canvas_error = None
 

@@ -78,6 +78,24 @@ def test_cancel_keeps_the_project():
     assert a.session_state["ll_project"] == before and "ll_pending" not in a.session_state
 
 
+def test_an_unanswered_replacement_is_dropped_on_another_page():
+    """Issue 29: a Replace/Cancel question asked on one page (Data's "Load the template", the sidebar's New) and
+    left unanswered showed up again at the top of every later page, long after the person moved on."""
+    a = _as("d")
+    before = a.session_state["ll_project"]
+    a.button(key="ll_new").click().run()
+    assert a.session_state["ll_pending"]  # asked here, at the top of this page
+    a.switch_page(nav.TRAIN).run()
+    assert not a.exception, [e.value for e in a.exception]
+    assert "ll_pending" not in a.session_state
+    assert not [b for b in a.button if b.key == "ll_confirm_replace"]
+    assert a.session_state["ll_project"] == before  # leaving is a Cancel
+    a.switch_page(nav.BUILD).run()
+    assert not [b for b in a.button if b.key == "ll_confirm_replace"]
+    a.button(key="ll_new").click().run()  # asked again, it is shown again
+    assert [b for b in a.button if b.key == "ll_confirm_replace"]
+
+
 def test_tips_for_students_show_beside_the_panels_and_hide_from_the_sidebar(workspace):
     """The Train page explains its curves for students; the sidebar's toggle hides every tip for the session."""
     from app_pages.tips import TIPS

@@ -416,3 +416,21 @@ def test_the_inspector_does_not_hide_the_layer_it_shows(browser, app_server):
         assert not page.errors, page.errors
     finally:
         page.context.close()
+
+
+def test_a_replacement_asked_far_down_the_page_is_brought_into_view(browser, app_server):
+    """Issue 29: Data's "Load the ... template" (below the preview) asked its Replace/Cancel question at the top of
+    the page, out of sight: the click seemed to do nothing. The question is scrolled into view when asked."""
+    with visit(browser, f"{app_server}/data", "Data", size=(900, 900)) as page:
+        page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first.click()
+        page.locator("[role=option]", has_text="moons").first.click()  # tabular data, the CNN on the canvas
+        load = page.locator(".st-key-ll_fit_template button").first
+        load.wait_for(timeout=60_000)
+        wait_idle(page)
+        load.scroll_into_view_if_needed()
+        load.click()
+        box = page.locator(".st-key-ll_confirm_box")
+        box.wait_for(timeout=30_000)
+        wait_idle(page)
+        expect(box).to_be_in_viewport()
+        expect(page.locator(".st-key-ll_confirm_replace button")).to_be_in_viewport()
