@@ -434,3 +434,5 @@ def test_a_replacement_asked_far_down_the_page_is_brought_into_view(browser, app
         wait_idle(page)
         expect(box).to_be_in_viewport()
         expect(page.locator(".st-key-ll_confirm_replace button")).to_be_in_viewport()
+        header = page.locator("header[data-testid=stHeader]").bounding_box()
+        assert box.bounding_box()["y"] >= header["y"] + header["height"] - 1  # its question is not under the header
