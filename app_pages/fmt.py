@@ -22,9 +22,12 @@ def human_bytes(n: float) -> str:
 
 
 def fmt_duration(s: float | None) -> str:
-    """``42s``, ``3m 05s`` or ``1h 02m``; ``—`` when unknown."""
+    """``0.3s`` (under 10 s, to a tenth: a small run on the digits trains in well under a second and read ``0s``,
+    as if it had not run), ``42s``, ``3m 05s`` or ``1h 02m``; ``—`` when unknown."""
     if s is None or not math.isfinite(s):
         return "—"
+    if s < 9.95:
+        return f"{max(0.0, s):.1f}s"
     s = int(round(s))
     if s < 60:
         return f"{s}s"
