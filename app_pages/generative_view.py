@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages.fmt import whole_epoch_ticks
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs.record import Run
@@ -64,7 +65,7 @@ def terms_figure(epochs: list[dict]) -> go.Figure | None:
     fig.update_layout(title=dict(text="Loss terms", font=dict(size=14)), height=290,
                       margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch", yaxis_title="loss",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), uirevision="keep")
-    return fig
+    return whole_epoch_ticks(fig)
 
 
 def latent_figure(latent: np.ndarray, labels: np.ndarray, class_names: list | None = None) -> go.Figure:

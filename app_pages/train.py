@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
+from app_pages.fmt import whole_epoch_ticks
 from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
@@ -204,7 +205,7 @@ def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
                       margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
                       xaxis_title="epoch", yaxis_title=plotly_text(ytitle), uirevision="keep")
-    return fig
+    return whole_epoch_ticks(fig)
 
 
 def loss_figure(sess: Curve) -> go.Figure:

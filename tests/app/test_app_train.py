@@ -76,6 +76,9 @@ def test_start_runs_a_job_process_and_shows_results(at, ws):
     # the run was over in seconds: it plays back once by itself (a frame each refresh of the view) ...
     assert _play(at) == [[1], [1, 2], [1, 2, 3]]
     assert _validation_epochs(at) == [1, 2, 3] and at.session_state["ll_poll_every"] is None
+    # a 3-epoch run's charts are ticked at whole epochs (plotly put ticks at 1.5 and 2.5: issue 29)
+    epoch_axes = [f["layout"]["xaxis"] for f in _figures(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text") == "epoch"]
+    assert len(epoch_axes) >= 3 and all(a.get("dtick") == 1 for a in epoch_axes)
     last = _boundary(at)
     # ... and the slider shows any epoch
     at.select_slider(key=f"ll_replay_epoch_{rid}").set_value(1).run()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_pages.fmt import fmt_duration
+from app_pages.fmt import fmt_duration, whole_epoch_ticks
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -14,3 +14,12 @@ from app_pages.fmt import fmt_duration
 ])
 def test_durations_read_as_people_read_them(seconds, shown):
     assert fmt_duration(seconds) == shown
+
+
+def test_a_short_epoch_axis_is_ticked_at_whole_epochs():
+    import plotly.graph_objects as go
+
+    short = whole_epoch_ticks(go.Figure(go.Scatter(x=[0.5, 1, 1.5, 2, 2.5, 3], y=[1] * 6)))
+    assert short.layout.xaxis.dtick == 1
+    long = whole_epoch_ticks(go.Figure(go.Scatter(x=list(range(1, 51)), y=[1] * 50)))
+    assert long.layout.xaxis.dtick is None  # plotly's own ticks (5, 10, ...) are whole already
