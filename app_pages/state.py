@@ -37,6 +37,7 @@ from builder.graph.edit import rebase, with_edge_ids
 from builder.graph.layout import row_layout
 from builder.graph.project import Graph, Project
 from builder.runs import owners
+from builder.runs.store import graph_hash
 from builder.training.finetune import finetune_freeze
 
 OWNER_COOKIE = "layerlab_owner"
@@ -267,12 +268,19 @@ def replace_project(proj: Project, flash_msg: str, *, relayout: bool = False, da
     ss = st.session_state
     pending = {"project": proj, "flash": flash_msg, "relayout": relayout, "data": data, "goto": goto,
                "seq": ss.get("ll_pending_seq", 0) + 1}
-    if not graph().nodes:
+    if not graph().nodes or _same_project(project(), proj):  # nothing would be lost: no question to answer
         _apply_replace(pending)
     else:
         ss.ll_pending = pending
         ss.ll_pending_seq = pending["seq"]
         ss.ll_full_rerun = True
+
+
+def _same_project(a: Project, b: Project) -> bool:
+    """Whether ``b`` is ``a`` again: the same name, training settings and network (positions aside), as when the
+    template on the canvas is picked once more (it asked "Replace Small CNN with Small CNN?")."""
+    return (a.name == b.name and (a.training or {}) == (b.training or {})
+            and graph_hash(a.graph) == graph_hash(b.graph))
 
 
 def _apply_replace(pending: dict) -> None:

@@ -122,3 +122,17 @@ def test_the_sidebar_says_what_the_jobs_are_doing(workspace):
     labels = [link.label for link in at.get("page_link")]
     assert "1 training job queued" in labels, labels
     assert not any("running" in str(x) for x in labels), labels
+
+
+def test_picking_the_template_already_on_the_canvas_asks_nothing():
+    """Issue 29: picking the CNN template over the untouched starting CNN asked "Replace Small CNN for 8x8 digits
+    with Small CNN for 8x8 digits?": nothing would be lost, so it is loaded at once; an edited one still asks."""
+    a = _as("e")
+    before = a.session_state["ll_project"]
+    a.selectbox(key="ll_tpl_pick").set_value("cnn").run()
+    assert not a.exception, [e.value for e in a.exception]
+    assert "ll_pending" not in a.session_state and not [b for b in a.button if b.key == "ll_confirm_replace"]
+    assert a.session_state["ll_project"].name == before.name
+    a.sidebar.text_input(key=f"ll_name_{a.session_state['ll_revision']}").set_value("My CNN").run()
+    a.selectbox(key="ll_tpl_pick").set_value("cnn").run()
+    assert a.session_state["ll_pending"] and a.session_state["ll_project"].name == "My CNN"
