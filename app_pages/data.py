@@ -344,19 +344,56 @@ def compat(ds) -> None:
         st.success("The graph trains on this dataset: its Input, shapes and output fit this dataset.",
                    icon=":material/check_circle:")
         return
-    for p in probs:
-        where = f"{p.node}: " if p.node else ""
-        st.warning(ui.md(f"{where}{p.message}"), icon=":material/warning:")
-    if not train_problems(adapt_graph(g, ds.info), ds):
+    lines = [f"{p.node}: {p.message}" if p.node else p.message for p in probs]
+    if not train_problems(adapt_graph(g, ds.info), ds):  # the Input and the last layer are all that is wrong
+        for line in lines:
+            st.warning(ui.md(line), icon=":material/warning:")
         st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
                   args=(ds,), help="Sets the Input shape/modality and the last Linear layer's width so that it trains")
         return
+    # another kind of network: its per-layer fixes would not make it train, so they are not offered as advice
+    # (the page said "set shape to [4]" and "set out_features to 3", then that this was not enough)
     name = fitting_template(ds.info)
     title = next(t["title"] for t in builder.list_templates() if t["name"] == name)
-    st.info(ui.md(f"This kind of network does not take this data, and changing its Input and last layer is not "
-                  f"enough. A network that fits it: {title}."), icon=":material/lightbulb:")
+    st.info(ui.md(f"The network on the canvas takes {_network_kind(g)}; this data is {_data_kind(ds.info)}. "
+                  f"Changing its Input and last layer is not enough: a network that fits this data is {title}."),
+            icon=":material/lightbulb:")
     st.button(f"Load the {title} template", type="primary", icon=":material/swap_horiz:", on_click=_load_fitting,
               args=(name, ds), key="ll_fit_template", help="Replace the canvas (undoable) with a network for this data")
+    with st.expander("What does not fit"):
+        for line in lines:
+            st.caption(ui.md(line))
+
+
+_KINDS = {"image": "images", "tabular": "table rows", "vector": "vectors", "tokens": "texts (token ids)",
+          "series": "time-series windows"}
+
+
+def _shape_text(shape, modality: str) -> str:
+    dims = [int(d) for d in shape or []]
+    if len(dims) == 1 and modality in ("tabular", "vector"):
+        return f"{dims[0]} values"
+    if len(dims) == 1 and modality == "tokens":
+        return f"{dims[0]} tokens"
+    return "×".join(map(str, dims)) if dims else "any shape"
+
+
+def _network_kind(g) -> str:
+    """What the canvas's network takes, in a person's words ("images of 1×8×8")."""
+    inp = next((n for n in g.nodes if n.type == "Input"), None)
+    if inp is None:
+        return "no Input"
+    shape = inp.params.get("shape") or []
+    modality = inp.params.get("modality") or ("image" if len(shape) == 3 else "vector")
+    return f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
+
+
+def _data_kind(info) -> str:
+    """This data in a person's words ("table rows of 4 values with 3 classes")."""
+    what = _KINDS.get(info.modality, info.modality)
+    n = int(getattr(info, "num_classes", 0) or 0)
+    classes = f" with {n} classes" if info.task in ("multiclass", "binary") and n else ""
+    return f"{what} of {_shape_text(info.input_shape, info.modality)}{classes}"
 
 
 current = ui.dataset_spec()

@@ -38,7 +38,12 @@ def test_mismatch_is_shown_and_fixed_only_where_the_fix_trains(at):
     at.selectbox(key="ll_ds_name").set_value("iris").run()  # the session starts with the CNN template
     assert not at.exception
     assert at.session_state["ll_data"]["name"] == "iris"
-    assert any("shape" in w.value.lower() for w in at.warning)
+    # one answer: the kind of network that fits, not per-layer fixes that would not make this one train (it said
+    # "set shape to [4]" and "set out_features to 3", then that changing those was not enough)
+    assert not at.warning
+    advice = " ".join(i.value for i in at.info)
+    assert "takes images of 1×8×8" in advice and "table rows of 4 values with 3 classes" in advice, advice
+    assert "MLP" in advice and any("set shape to" in c.value for c in at.caption)  # the details, folded
     assert "Fix the graph for this dataset" not in [b.label for b in at.button]
     assert not any("fit this dataset" in s.value for s in at.success)
     at.button(key="ll_fit_template").click().run()
