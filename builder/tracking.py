@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from urllib.parse import unquote, urlsplit
 from urllib3.util import parse_url  # how requests (MLflow's HTTP client) reads a URL
 
 from builder.errors import LayerLabError
-from builder.runs.owners import LOCAL_OWNER, owner_dir, owner_of, server_config
+from builder.runs.owners import LOCAL_OWNER, owner_dir, owner_of, safe_id, server_config
 from builder.runs.summary import shown_dataset_options
 from builder.training.callbacks import Callback
 from builder.training.run_status import RunStatus, is_live
@@ -370,6 +371,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient  # lazy: heavy (mlflow)
 
         self.uri = uri
+        self.workspace = workspace
         self.client = MlflowClient(tracking_uri=uri)
         name = experiment or os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
         exp = self.client.get_experiment_by_name(name)
@@ -389,12 +391,26 @@ class Tracker:
         runs = self.client.search_runs([self.experiment_id], f"tags.`{tag}` = '{safe}'", max_results=1)
         return runs[0].info.run_id if runs else None
 
-    def study_parent(self, study: str) -> str:
-        """The parent run of a study (created on first use)."""
-        rid = self.find(TAG_STUDY_PARENT, study)
+    def study_key(self, study: str, owner: str = LOCAL_OWNER) -> str:
+        """The tag that names ``owner``'s study ``study`` in the tracker: study names are per owner (two people's
+        studies of one name in one tracker never share a parent run), so an app owner's is an opaque digest of its
+        storage name (:func:`builder.search.storage.study_key`: the owner's keyed folder name and the name), which
+        names neither the owner's id nor its folder; the command line's ``local`` user keeps the bare name."""
+        if owner == LOCAL_OWNER:
+            return study
+        if self.workspace is None:
+            raise LayerLabError("an app owner's study is tracked with its workspace; received: a tracker without "
+                                "one. Fix: pass Tracker(uri, workspace=...)")
+        key = f"{safe_id(self.workspace, owner)}/{study}"
+        return f"{study}@{hashlib.sha256(key.encode('utf-8')).hexdigest()[:24]}"
+
+    def study_parent(self, study: str, owner: str = LOCAL_OWNER) -> str:
+        """The parent run of ``owner``'s study ``study`` (created on first use), found by :meth:`study_key`."""
+        key = self.study_key(study, owner)
+        rid = self.find(TAG_STUDY_PARENT, key)
         if rid is None:
             rid = self.client.create_run(self.experiment_id, run_name=f"study {study}",
-                                         tags={TAG_STUDY_PARENT: study, TAG_STUDY: study}).info.run_id
+                                         tags={TAG_STUDY_PARENT: key, TAG_STUDY: study}).info.run_id
         return rid
 
     def start(self, run: dict, tags: dict) -> str:
@@ -408,7 +424,7 @@ class Tracker:
         if study is not None:
             mtags[TAG_STUDY] = str(study)
             mtags["layerlab.trial"] = str(tags.get("trial", ""))
-            mtags["mlflow.parentRunId"] = self.study_parent(str(study))
+            mtags["mlflow.parentRunId"] = self.study_parent(str(study), owner_of(run))  # the trial's owner's study
         r = self.client.create_run(self.experiment_id, run_name=run.get("name") or run["id"], tags=mtags)
         return r.info.run_id
 

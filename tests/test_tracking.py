@@ -127,6 +127,35 @@ def test_search_trials_are_nested_under_the_study(tmp_path, uri):
         assert row["tags.mlflow.parentRunId"] == pid and row["tags.layerlab.trial"] == str(r["trial"])
 
 
+def test_two_owners_studies_of_one_name_never_share_a_parent_in_one_tracker(tmp_path, uri):
+    """Study names are per owner (issue 28): two people's studies of one name mirrored into one tracker (the
+    server's default, or one the admin allows both) get a parent run each: the second's trials never nest under
+    the first's study (nor would its best result be written onto it), and the parent's key names neither owner's
+    id nor its folder."""
+    from mlflow.tracking import MlflowClient
+
+    from builder.runs.owners import safe_id
+    from builder.tracking import TAG_STUDY_PARENT, Tracker
+
+    ws = tmp_path / "ws"
+    ann, bob = "anon:" + "a" * 32, "anon:" + "b" * 32
+    tr = Tracker(uri, workspace=ws)
+    trial = {"ann": tr.start({"id": "20261125-000000-aaaaaa", "owner": ann, "name": "sweep #0"},
+                             {"study": "sweep", "trial": 0}),
+             "bob": tr.start({"id": "20261125-000000-bbbbbb", "owner": bob, "name": "sweep #0"},
+                             {"study": "sweep", "trial": 0})}
+    client = MlflowClient(tracking_uri=uri)
+    parent = {who: client.get_run(rid).data.tags["mlflow.parentRunId"] for who, rid in trial.items()}
+    assert parent["ann"] != parent["bob"]
+    assert tr.study_parent("sweep", owner=ann) == parent["ann"] and tr.study_parent("sweep", owner=bob) == parent["bob"]
+    for who, owner in (("ann", ann), ("bob", bob)):
+        tags = client.get_run(parent[who]).data.tags
+        assert tags["layerlab.study"] == "sweep"
+        assert "a" * 8 not in tags[TAG_STUDY_PARENT] and "b" * 8 not in tags[TAG_STUDY_PARENT]
+        assert safe_id(ws, owner) not in tags[TAG_STUDY_PARENT]
+    assert tr.study_parent("sweep") != parent["ann"]  # the command line's own study of that name: its own
+
+
 def test_train_mlflow_flag(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "restored-after-test")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")

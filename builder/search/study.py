@@ -176,7 +176,7 @@ class StudyRunner:
             return
         try:
             tr = Tracker(self.tracking, workspace=self.store.workspace)
-            rid = tr.study_parent(self.settings.name)
+            rid = tr.study_parent(self.settings.name, self.settings.owner)  # the owner's own study of that name
             if result is not None and result.best_value is not None:
                 tr.log_metrics(rid, {f"best_{self.settings.objective}": result.best_value}, step=result.n_trials)
                 for k, v in result.best_params.items():
