@@ -270,15 +270,15 @@ def _apply_tracking() -> None:
 def tracking_setting() -> None:
     """This person's MLflow setting: the runs they start from now on (training and search trials) are also logged
     there. Nobody else's runs are affected; where it may point is the admin's allow-list."""
-    from builder.tracking import owner_setting, server_tracking  # lazy: heavy (torch)
+    from builder.tracking import owner_setting, server_tracking_shown, shown_uri  # lazy: heavy (torch)
 
-    try:
-        default, allow = server_tracking(ui.workspace())
+    try:  # the server's tracker and allow-list as a visitor may see them: without the admin's credentials
+        default, allow = server_tracking_shown(ui.workspace())
     except LayerLabError as e:
         st.error(ui.md(str(e)))
         return
     cur = owner_setting(ui.workspace(), ui.owner()) or ""
-    on = cur or default
+    on = shown_uri(cur) if cur else default
     with st.expander("Experiment tracking (MLflow)" + (" — on" if on else ""), icon=":material/monitoring:"):
         st.text_input("MLflow tracking URI", value=cur, key="ll_mlflow_uri", on_change=_apply_tracking,
                       disabled=not allow and not cur,

@@ -353,8 +353,53 @@ def _bounded_http() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 
-def _redact(uri: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
+_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#]*(?:token|key|secret|pass|pwd|auth|sig|credential)[^=&;#]*=)[^&;#]*")
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as messages and pages may show it: its credentials replaced by ``***`` (a password, a token given as
+    the user name, a secret-looking query parameter), the tracker itself still named.
+
+    >>> shown_uri("https://ann:pw@ml.org/x"), shown_uri("https://TOKEN@ml.org"), shown_uri("https://u:p@ss@ml.org")
+    ('https://ann:***@ml.org/x', 'https://***@ml.org', 'https://u:***@ml.org')
+    >>> shown_uri("https://ml.org/?api_key=K1&experiment=a"), shown_uri("sqlite:////tmp/m.db")
+    ('https://ml.org/?api_key=***&experiment=a', 'sqlite:////tmp/m.db')
+    """
+    text = str(uri)
+    scheme, sep, rest = text.partition("//")
+    if sep:
+        end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0] or [len(rest)])
+        netloc = rest[:end]
+        if "@" in netloc:
+            user, _, host = netloc.rpartition("@")
+            netloc = (f"{user.split(':', 1)[0]}:***" if ":" in user else "***") + "@" + host
+        text = scheme + sep + netloc + rest[end:]
+    return _SECRET_PARAM.sub(r"\1***", text)
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
+
+
+def shown_error(e: BaseException) -> str:
+    """An exception from a tracker as one line a message may carry: its type and first line, every URL in it
+    without credentials (MLflow quotes the request's URL, the tracking URI's password or token included).
+
+    >>> shown_error(RuntimeError("API request to https://admin:pw@ml.org/api/2.0/x failed"))
+    'RuntimeError: API request to https://admin:***@ml.org/api/2.0/x failed'
+    """
+    first = str(e).splitlines()[0][:400] if str(e) else ""
+    return f"{type(e).__name__}: {_URL_IN_TEXT.sub(lambda m: shown_uri(m.group(0)), first)[:200]}"
+
+
+_redact = shown_uri  # messages, logs and the run folder's tracking state name a tracker without its credentials
+
+
+def server_tracking_shown(workspace: str | Path) -> tuple[str | None, list[str]]:
+    """:func:`server_tracking` as every visitor may see it (the Train page names the server's default tracker and
+    the admin's allow-list): each URI without its credentials (:func:`shown_uri`). Raises LayerLabError for a
+    malformed entry."""
+    default, allow = server_tracking(workspace)
+    return (shown_uri(default) if default else None), [shown_uri(a) for a in allow]
 
 
 class Tracker:
@@ -696,7 +741,7 @@ class MlflowCallback(Callback):
 
     def _fail(self, e: Exception) -> None:
         self.tracker, self.behind = None, True
-        self.state.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        self.state.error = shown_error(e)
         self.wait = RETRY_EPOCHS[min(self.failures, len(RETRY_EPOCHS) - 1)]
         self.failures += 1
         _warn(f"uri:{self.uri}:{self.run_id}", f"MLflow tracking at {_redact(self.uri)} is unavailable "
@@ -808,8 +853,8 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     except LayerLabError:
         raise
     except Exception as e:
-        raise LayerLabError(f"cannot reach MLflow at {_redact(uri)}; received: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200] if str(e) else ''}. Fix: check the URI and the server") from None
+        raise LayerLabError(f"cannot reach MLflow at {_redact(uri)}; received: {shown_error(e)}. Fix: check the URI "
+                            "and the server") from None
     out = []
     for run in runs:
         if is_live(run["status"]):
@@ -827,7 +872,7 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     return out
 
 
-__all__ = ["check_destination", "allowed_by", "server_tracking", "owner_setting", "save_owner_setting",
+__all__ = ["check_destination", "allowed_by", "server_tracking", "server_tracking_shown", "shown_uri", "shown_error", "owner_setting", "save_owner_setting",
            "resolve_tracking", "scrub_credentials", "CREDENTIAL_ENV", "MlflowCallback", "Tracker", "TrackingState", "TrackingWarning", "sync_run",
            "tracking_state", "attach_tracking", "export_runs", "tracking_uri", "run_params", "epoch_metrics",
            "eval_metrics", "run_tags", "RETRY_EPOCHS"]

@@ -156,6 +156,27 @@ def test_two_owners_studies_of_one_name_never_share_a_parent_in_one_tracker(tmp_
     assert tr.study_parent("sweep") != parent["ann"]  # the command line's own study of that name: its own
 
 
+def test_a_trackers_error_never_carries_its_credentials(tmp_path, monkeypatch):
+    """MLflow quotes the request's URL in its errors, the tracking URI's password included: a run's tracking
+    error (kept in its folder, warned into its log) and an export's refusal name the tracker without it (the
+    server's default tracker is the admin's, used by every visitor's runs)."""
+    from builder.errors import LayerLabError
+    from builder.tracking import MlflowCallback, TrackingState, export_runs
+
+    cb = MlflowCallback.__new__(MlflowCallback)
+    cb.uri, cb.run_id, cb.tracker, cb.behind, cb.failures, cb.wait = ("https://admin:S3CRETPW@ml.org", "r1", None,
+                                                                       False, 0, 0)
+    cb.state = TrackingState()
+    with pytest.warns(TrackingWarning) as caught:
+        cb._fail(RuntimeError("API request to https://admin:S3CRETPW@ml.org/api/2.0/x failed"))
+    assert "ml.org/api" in cb.state.error and "S3CRETPW" not in cb.state.error
+    assert not [w for w in caught if "S3CRETPW" in str(w.message)]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(LayerLabError) as e:
+        export_runs(RunStore(tmp_path / "ws", actor=SYSTEM), [], "https://admin:S3CRETPW@127.0.0.1:9")
+    assert "127.0.0.1" in str(e.value) and "S3CRETPW" not in str(e.value)
+
+
 def test_train_mlflow_flag(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "restored-after-test")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")

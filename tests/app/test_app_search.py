@@ -113,3 +113,23 @@ def test_mlflow_setting_is_the_visitors_own_and_checked(at, monkeypatch, tmp_pat
     assert "MLFLOW_TRACKING_URI" not in os.environ  # the setting is this visitor's, not the server process's
     assert owner_setting(ws, at.session_state["ll_owner"]) == allowed
     assert resolve_tracking(ws, "anon:" + "f" * 32) is None  # another visitor's runs go nowhere
+
+
+def test_the_servers_tracker_credentials_are_never_shown_to_a_visitor(at, tmp_path):
+    """The Train page's MLflow box names the server's default tracker and the admin's allow-list to every visitor
+    (issue 28): without the credentials in them (a password, a token as the user name, a token in the query)."""
+    import json
+
+    ws = tmp_path / "ws"
+    (ws / "server.json").write_text(json.dumps({"tracking": {
+        "uri": "https://admin:S3CRETPW@mlflow.example.org",
+        "allow": ["https://robot:ALLOWPW@ml.school.org", "https://TOKENUSER0123@ml2.school.org/x",
+                  "https://ml3.school.org/?token=QUERYTOKEN9&experiment=a"]}}), encoding="utf-8")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    box = at.text_input(key="ll_mlflow_uri")
+    shown = " ".join([*(c.value for c in at.caption), box.help or "", box.placeholder or "", box.value or "",
+                      *(e.value for e in at.error)])
+    assert "example" in shown and "ml3" in shown, shown  # the trackers are named
+    for secret in ("S3CRETPW", "ALLOWPW", "TOKENUSER0123", "QUERYTOKEN9"):
+        assert secret not in shown, shown
