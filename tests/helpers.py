@@ -85,7 +85,8 @@ def open_app(page: str | None = None, *, owner: str | None = None, template: str
     app.run()  # `/` redirects to /build (and drops its query): a deep link is the page's own query below
     if template is not None:
         app.selectbox(key="ll_tpl_pick").set_value(template).run()
-        app.button(key="ll_confirm_replace").click().run()
+        if any(b.key == "ll_confirm_replace" for b in app.button):  # not asked when it is already on the canvas
+            app.button(key="ll_confirm_replace").click().run()
     for k, v in (query or {}).items():
         app.query_params[k] = v
     if page is not None:

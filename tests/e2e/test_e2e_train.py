@@ -25,7 +25,8 @@ RUN_RE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
 
 
 def load_cnn(page) -> None:
-    pick_template(page, "Small CNN for 8×8 digits")
+    # a new visitor's canvas holds this very template: picking it again asks nothing (nothing would be lost)
+    pick_template(page, "Small CNN for 8×8 digits", confirm=False)
     page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
     wait_idle(page)
 
