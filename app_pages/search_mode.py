@@ -14,6 +14,7 @@ import streamlit as st
 
 from app_pages import nav, ui
 from builder.errors import LayerLabError
+from builder.escape import md_text, shown_uri
 
 OBJECTIVES = {"val_loss": "Validation loss (minimise)", "val_accuracy": "Validation accuracy (maximise)",
               "val_f1": "Validation macro F1 (maximise)", "val_r2": "Validation R² (maximise)"}
@@ -58,7 +59,9 @@ def node_params_expander() -> list[str]:
         for p in params:
             rng = f"[{p['min'] if p['min'] is not None else '-∞'}, {p['max'] if p['max'] is not None else '∞'}]" \
                 if p["kind"] in ("int", "float") else "{" + ", ".join(map(str, p["choices"] or [])) + "}"
-            body = st.text_input(ui.md(f"{p['node']}.{p['param']}"), key=f"ll_s_node_{p['key']}",
+            # md_text: the label shows literally and reads as itself (md's backslashes before every '.' and '_'
+            # stayed in its accessible name: "fc1\\.out\\_features")
+            body = st.text_input(md_text(f"{p['node']}.{p['param']}"), key=f"ll_s_node_{p['key']}",
                                  placeholder=f"now {p['value']!r}; allowed {rng}",
                                  help=f"{p['type']} · {p['help']}")
             if body.strip():
@@ -257,7 +260,7 @@ def actions(ds) -> None:
 
 
 def _apply_tracking() -> None:
-    from builder.tracking import save_owner_setting  # lazy: heavy (torch)
+    from builder.tracking_destinations import save_owner_setting  # lazy: heavy (sqlalchemy)
 
     uri = (st.session_state.get("ll_mlflow_uri") or "").strip()
     try:
@@ -270,7 +273,7 @@ def _apply_tracking() -> None:
 def tracking_setting() -> None:
     """This person's MLflow setting: the runs they start from now on (training and search trials) are also logged
     there. Nobody else's runs are affected; where it may point is the admin's allow-list."""
-    from builder.tracking import owner_setting, server_tracking_shown, shown_uri  # lazy: heavy (torch)
+    from builder.tracking_destinations import owner_setting, server_tracking_shown  # lazy: heavy (sqlalchemy)
 
     try:  # the server's tracker and allow-list as a visitor may see them: without the admin's credentials
         default, allow = server_tracking_shown(ui.workspace())

@@ -26,7 +26,7 @@ import unicodedata
 from pathlib import Path
 
 __all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "terminal_line", "md_text",
-           "md_code", "plotly_text", "safe_filename", "resolves_inside", "hide_paths"]
+           "md_code", "plotly_text", "safe_filename", "resolves_inside", "hide_paths", "shown_uri", "shown_error"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -209,3 +209,42 @@ def hide_paths(text: object) -> str:
         return f".../{last}"
 
     return _ABS_PATH.sub(short, str(text))
+
+
+# ------------------------------------------------------------------ addresses shown without their credentials
+_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#]*(?:token|key|secret|pass|pwd|auth|sig|credential)[^=&;#]*=)[^&;#]*")
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as messages and pages may show it: its credentials replaced by ``***`` (a password, a token given as
+    the user name, a secret-looking query parameter), the tracker itself still named.
+
+    >>> shown_uri("https://ann:pw@ml.org/x"), shown_uri("https://TOKEN@ml.org"), shown_uri("https://u:p@ss@ml.org")
+    ('https://ann:***@ml.org/x', 'https://***@ml.org', 'https://u:***@ml.org')
+    >>> shown_uri("https://ml.org/?api_key=K1&experiment=a"), shown_uri("sqlite:////tmp/m.db")
+    ('https://ml.org/?api_key=***&experiment=a', 'sqlite:////tmp/m.db')
+    """
+    text = str(uri)
+    scheme, sep, rest = text.partition("//")
+    if sep:
+        end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0] or [len(rest)])
+        netloc = rest[:end]
+        if "@" in netloc:
+            user, _, host = netloc.rpartition("@")
+            netloc = (f"{user.split(':', 1)[0]}:***" if ":" in user else "***") + "@" + host
+        text = scheme + sep + netloc + rest[end:]
+    return _SECRET_PARAM.sub(r"\1***", text)
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
+
+
+def shown_error(e: BaseException) -> str:
+    """An exception from a tracker as one line a message may carry: its type and first line, every URL in it
+    without credentials (MLflow quotes the request's URL, the tracking URI's password or token included).
+
+    >>> shown_error(RuntimeError("API request to https://admin:pw@ml.org/api/2.0/x failed"))
+    'RuntimeError: API request to https://admin:***@ml.org/api/2.0/x failed'
+    """
+    first = str(e).splitlines()[0][:400] if str(e) else ""
+    return f"{type(e).__name__}: {_URL_IN_TEXT.sub(lambda m: shown_uri(m.group(0)), first)[:200]}"

@@ -16,13 +16,13 @@ from builder.errors import LayerLabError
 from builder.graph.templates import load_template
 from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from builder.tracking import (
+from builder.tracking import tracker
+from builder.tracking_destinations import (
     allowed_by,
     check_destination,
     owner_setting,
     resolve_tracking,
     save_owner_setting,
-    tracker,
 )
 from tests.fuzz_budget import budget
 
@@ -254,7 +254,7 @@ def test_a_visitor_exports_only_their_own_runs(workspace, tmp_path):
 def test_the_admins_mlflow_credentials_reach_only_the_admins_tracker(workspace):
     """A job inherits the server's MLFLOW_* settings; the credentials among them stay only for the admin's own
     default tracker, never a visitor's allowed one (or a job with none)."""
-    from builder.tracking import CREDENTIAL_ENV, scrub_credentials
+    from builder.tracking_destinations import CREDENTIAL_ENV, scrub_credentials
 
     _config(workspace, uri="https://ml.school.org/team", allow=["https://ml.other.org"])
     secrets = {k: "s3cret" for k in CREDENTIAL_ENV}

@@ -142,7 +142,7 @@ def resolve_paths(args: argparse.Namespace, cwd: str | Path | None = None) -> ar
     for name in URI_ARGS:  # a tracker or study database given as a relative path
         value = getattr(args, name, None)
         if isinstance(value, str) and value:
-            from builder.tracking import absolute_uri  # lazy: heavy (torch)
+            from builder.tracking_destinations import absolute_uri  # lazy: heavy (sqlalchemy)
 
             setattr(args, name, absolute_uri(value, base))
     file = getattr(args, "file", None)

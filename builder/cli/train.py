@@ -229,7 +229,7 @@ def _config_overrides(args: argparse.Namespace) -> dict:
 
 def _mlflow(args: argparse.Namespace):
     """The run's MLflow tracker (:func:`builder.tracking.tracker`) of the command's ``--mlflow URI`` (None: the
-    local user's ``$MLFLOW_TRACKING_URI`` or the server config's, :func:`builder.tracking.resolve_tracking`),
+    local user's ``$MLFLOW_TRACKING_URI`` or the server config's, :func:`builder.tracking_destinations.resolve_tracking`),
     attached to the run, never written into the environment."""
     from builder.tracking import tracker  # lazy: heavy (a command that trains nothing does not import it)
 

@@ -54,12 +54,8 @@ from builder.runs.owners import owner_of
 from builder.runs.record import stopped_tags
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.runs.summary import run_source
-from builder.tracking import (  # mlflow itself stays unimported here
-    check_destination,
-    resolve_tracking,
-    scrub_credentials,
-    tracker,
-)
+from builder.tracking import tracker  # mlflow itself stays unimported here
+from builder.tracking_destinations import check_destination, resolve_tracking, scrub_credentials
 from builder.training import gpus as _gpus
 from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig
@@ -99,7 +95,7 @@ class JobSpec:
     :func:`~builder.training.prune.prune_run`, the spec is made by :func:`~builder.training.prune.prune_job_spec`).
     A cross-validation fold is a ``"train"`` job whose ``dataset_options`` carry ``fold``/``folds`` and whose tags
     name its group (:func:`builder.runs.crossval.crossval_job_specs`, submitted by :func:`submit_group`).
-    ``tracking``: the MLflow tracker the submitter chose for this run (:func:`builder.tracking.resolve_tracking`
+    ``tracking``: the MLflow tracker the submitter chose for this run (:func:`builder.tracking_destinations.resolve_tracking`
     at submission; checked again by the job), never a setting of the server process.
     """
 
@@ -257,7 +253,7 @@ def _record(store: RunStore, spec: JobSpec) -> str:
 
 
 def _tracking(store: RunStore, spec: JobSpec) -> str | None:
-    """The MLflow tracker of a job: the spec's, else its owner's choice (:func:`builder.tracking.resolve_tracking`),
+    """The MLflow tracker of a job: the spec's, else its owner's choice (:func:`builder.tracking_destinations.resolve_tracking`),
     checked for its owner. Raises LayerLabError for a destination the owner may not use."""
     if spec.tracking:
         return check_destination(spec.tracking, store.workspace, spec.owner)

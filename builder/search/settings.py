@@ -63,7 +63,7 @@ class StudySettings:
         max_macs: trials whose graph needs more multiply-adds per sample fail before training (``None``: no
             limit). Every trial records both figures, and :func:`builder.search.results.pareto_front` reads the
             trade-off between the objective and either of them.
-        tracking: the MLflow tracker of the trials (default: the owner's, :func:`builder.tracking.resolve_tracking`).
+        tracking: the MLflow tracker of the trials (default: the owner's, :func:`builder.tracking_destinations.resolve_tracking`).
     """
 
     name: str = "study"

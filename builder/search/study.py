@@ -158,9 +158,7 @@ class StudyRunner:
         self.on_update = on_update
         self.launcher = launcher or JobLauncher()
         self.storage_url = self.settings.storage or default_storage(store.workspace)
-        from builder.tracking import (
-            resolve_tracking,  # the owner's tracker, never the study's storage  # lazy: heavy (torch)
-        )
+        from builder.tracking_destinations import resolve_tracking  # lazy: heavy (sqlalchemy)
 
         self.tracking = resolve_tracking(store.workspace, self.settings.owner, self.settings.tracking,
                                          also=[self.storage_url])

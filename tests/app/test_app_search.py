@@ -97,7 +97,7 @@ def test_mlflow_setting_is_the_visitors_own_and_checked(at, monkeypatch, tmp_pat
     import json
     import os
 
-    from builder.tracking import owner_setting, resolve_tracking
+    from builder.tracking_destinations import owner_setting, resolve_tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-after-test")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
