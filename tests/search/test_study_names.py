@@ -15,7 +15,6 @@ from builder.data.access import SYSTEM
 from builder.errors import AccessDenied, LayerLabError
 from builder.graph.project import load_project
 from builder.graph.templates import load_template
-from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
 from builder.search import (
     JobLauncher,
@@ -29,28 +28,9 @@ from builder.search import (
     resume_study,
 )
 from builder.search import runner as runner_mod
+from tests.search.test_search import ThreadJobs  # trials as in-process background jobs
 
 ALICE, BOB = "anon:" + "a1" * 16, "user:bob@school.org"
-
-
-class ThreadJobs:
-    """Trials as in-process background jobs (fast)."""
-
-    def __init__(self):
-        self.jobs = {}
-
-    def max_jobs(self):
-        return 1
-
-    def submit(self, store, spec):
-        job = run_training(spec["project"], spec["dataset"], spec["config"], store, background=True,
-                           dataset_options=spec["dataset_options"], name=spec["name"], owner=spec["owner"],
-                           tags=spec["tags"])
-        self.jobs[job.run_id] = job
-        return job.run_id
-
-    def request(self, store, run_id, action):
-        self.jobs[run_id].stop()
 
 
 @pytest.fixture
@@ -62,7 +42,7 @@ def _runner(store, owner, name, n_trials=1, lr="lr=1e-3..1e-1:log", run=False):
     r = StudyRunner(store, load_template("mlp"), "moons", {"epochs": 1}, space=[lr],
                     dataset_options={"n_samples": 120},
                     settings=StudySettings(name=name, n_trials=n_trials, pruner="none", owner=owner, seed=1),
-                    launcher=JobLauncher(ThreadJobs()))
+                    launcher=JobLauncher(ThreadJobs(1)))
     return r.run() if run else r
 
 
