@@ -78,7 +78,6 @@ def _bounded_http() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 
-_redact = shown_uri  # messages, logs and the run folder's tracking state name a tracker without its credentials
 
 
 class Tracker:
@@ -106,7 +105,7 @@ class Tracker:
         where = exp.artifact_location if exp is not None else _artifact_root(uri)
         if workspace is not None and where and internal_place(where, workspace) is not None:
             raise LayerLabError(f"MLflow would write a run's artefacts into LayerLab's own files; received: the "
-                                f"experiment {name!r} at {_redact(uri)}. Fix: give the experiment an artefact "
+                                f"experiment {name!r} at {shown_uri(uri)}. Fix: give the experiment an artefact "
                                 "location outside the workspace")
 
     def find(self, tag: str, value: str) -> str | None:
@@ -297,7 +296,7 @@ class TrackingState:
     def load(cls, folder, uri: str) -> TrackingState:
         """The state of ``folder``'s run at tracker ``uri`` (empty when none is recorded)."""
         try:
-            entry = json.loads(Path(folder.tracking).read_text(encoding="utf-8")).get(_redact(uri)) or {}
+            entry = json.loads(Path(folder.tracking).read_text(encoding="utf-8")).get(shown_uri(uri)) or {}
             return cls(**{k: v for k, v in entry.items() if k in cls.__dataclass_fields__})
         except (OSError, ValueError, TypeError, AttributeError):
             return cls()
@@ -310,7 +309,7 @@ class TrackingState:
             data = data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             data = {}
-        data[_redact(uri)] = asdict(self)
+        data[shown_uri(uri)] = asdict(self)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, path)
@@ -423,7 +422,7 @@ class MlflowCallback(Callback):
         self.state.error = shown_error(e)
         self.wait = RETRY_EPOCHS[min(self.failures, len(RETRY_EPOCHS) - 1)]
         self.failures += 1
-        _warn(f"uri:{self.uri}:{self.run_id}", f"MLflow tracking at {_redact(self.uri)} is unavailable "
+        _warn(f"uri:{self.uri}:{self.run_id}", f"MLflow tracking at {shown_uri(self.uri)} is unavailable "
               f"({self.state.error}); run {self.run_id} is kept in LayerLab's store, and what MLflow missed is "
               "written when it answers again (or by `layerlab runs export-mlflow`)")
 
@@ -532,7 +531,7 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     except LayerLabError:
         raise
     except Exception as e:
-        raise LayerLabError(f"cannot reach MLflow at {_redact(uri)}; received: {shown_error(e)}. Fix: check the URI "
+        raise LayerLabError(f"cannot reach MLflow at {shown_uri(uri)}; received: {shown_error(e)}. Fix: check the URI "
                             "and the server") from None
     out = []
     for run in runs:

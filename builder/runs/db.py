@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine  # noqa: F401 - Connection: the
 
 from builder.data.access import CONFIGURE, SERVER, may
 from builder.errors import AccessDenied, RunStoreError
+from builder.escape import shown_uri
 from builder.runs.owners import server_config, set_server_config
 
 ENV_DB_URL = "LAYERLAB_DB_URL"
@@ -270,11 +271,9 @@ def is_sqlite(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """``url`` with its password replaced, for messages and logs."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is said without its credentials
-        return url.split("@")[-1]
+    """``url`` without its credentials, for messages and logs (:func:`builder.escape.shown_uri`, the one rule for
+    every address LayerLab shows: a tracker, a study storage, this database)."""
+    return shown_uri(url)
 
 
 _ENGINES: dict[tuple[str, str, int], Engine] = {}

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder.errors import LayerLabError
-from builder.escape import plotly_text
+from builder.escape import plotly_text, shown_uri
 from builder.graph.project import Project, load_project
 from builder.search.space import parse_space
-from builder.search.storage import _ATTR, _redact, study_display_name
+from builder.search.storage import _ATTR, study_display_name
 
 
 @dataclass
@@ -44,7 +44,7 @@ def study_result(study, storage: str, stopped: bool = False) -> StudyResult:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     bt = best_trial(study)
     sig = study.user_attrs.get(_ATTR) or {}
-    return StudyResult(study=study_display_name(study.study_name), storage=_redact(storage), direction=study.direction.name.lower(),
+    return StudyResult(study=study_display_name(study.study_name), storage=shown_uri(storage), direction=study.direction.name.lower(),
                        objective=sig.get("objective", ""), best_value=bt.value if bt else None,
                        best_params=dict(bt.params) if bt else {}, best_run_id=bt.user_attrs.get("run_id") if bt else None,
                        best_trial=bt.number if bt else None, n_trials=len(study.trials), states=states, stopped=stopped,

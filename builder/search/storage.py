@@ -21,6 +21,7 @@ from pathlib import Path
 
 from builder.data.access import CONTROL, LOCAL_OWNER, Actor, Resource, may
 from builder.errors import AccessDenied, LayerLabError
+from builder.escape import shown_uri
 from builder.runs.owners import owner_of, safe_id
 
 STUDY_DB = "studies.db"
@@ -57,7 +58,7 @@ def open_storage(url: str):
                 break
             time.sleep(0.2 * (attempt + 1))  # another process is creating the same schema right now
     first = str(err).splitlines()[0][:200] if str(err) else ""
-    raise LayerLabError(f"cannot open study storage; received: {_redact(url)} ({type(err).__name__}: {first}). "
+    raise LayerLabError(f"cannot open study storage; received: {shown_uri(url)} ({type(err).__name__}: {first}). "
                         "Fix: give a URL such as sqlite:///studies.db or postgresql://user@host/db")
 
 
@@ -80,10 +81,6 @@ def _schema_lock(url: str):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
 def _quiet_optuna() -> None:
