@@ -422,6 +422,9 @@ def _wait_for_slot(store: RunStore, run_id: str, need: int = 0,
         time.sleep(POLL_S)
 
 
+GPU_SETTINGS = ("auto", "cuda")  # the device settings with which a job may be placed on a GPU of this host
+
+
 def _device_setting(spec: JobSpec, origin: dict | None) -> str:
     """A job's device setting (``auto`` unless its config or project names one)."""
     first = origin or {}
@@ -433,7 +436,7 @@ def _gpu_device(spec: JobSpec, origin: dict | None) -> str | None:
     """The device setting of a job when it may go to a GPU (``auto`` or ``cuda``), else None (CPU, MPS, or a
     numbered GPU the user chose)."""
     dev = _device_setting(spec, origin)
-    return dev if dev in ("auto", "cuda") else None
+    return dev if dev in GPU_SETTINGS else None
 
 
 def _cuda_index(dev: str, slot: int | None) -> int | None:
@@ -443,7 +446,7 @@ def _cuda_index(dev: str, slot: int | None) -> int | None:
 
     if slot is not None:
         return slot
-    if not torch.cuda.is_available() or not (dev in ("auto", "cuda") or dev.startswith("cuda:")):
+    if not torch.cuda.is_available() or not (dev in GPU_SETTINGS or dev.startswith("cuda:")):
         return None
     index = dev.partition(":")[2]
     return int(index) if index.isdigit() and int(index) < torch.cuda.device_count() else 0
@@ -478,7 +481,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         torch.set_num_threads(torch_threads())
         placed = os.environ.get(ENV_PLACED) == run_id  # a cluster's scheduler placed it (executors.py)
         device = _device_setting(spec, origin)  # read before the project is parsed below
-        gpus = GPU_QUERY() if device in ("auto", "cuda") and not placed else []
+        gpus = GPU_QUERY() if device in GPU_SETTINGS and not placed else []
         sized = JobSpec(**origin) if origin else spec
         if gpus:  # parsed once: the GPU estimate and the training read the same Project
             sized.project = load_project(sized.project)  # type: ignore[assignment]
