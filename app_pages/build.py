@@ -308,7 +308,7 @@ def share_link_box() -> None:
     try:
         url = share_url(_page_url(), proj)
     except LinkTooLongError as e:
-        st.warning(ui.md(e), icon=":material/link_off:")
+        st.warning(ui.error_md(e), icon=":material/link_off:")
         st.download_button("Download the project file", data=ui.project_json(), file_name=ui.project_filename(),
                            mime="application/json", icon=":material/download:", key="ll_link_file",
                            on_click="ignore")
@@ -333,7 +333,7 @@ def open_shared_link() -> None:
     try:
         proj = check_project(decode_project(value))  # a link names built-in data only, never a server path
     except LayerLabError as e:
-        st.error(f"Cannot open the shared link: {ui.md(e)}", icon=":material/link_off:")
+        st.error(f"Cannot open the shared link: {ui.error_md(e)}", icon=":material/link_off:")
         return
     proj, _ = for_link(proj)  # a crafted link keeps only what a made one carries: a sender's upload stays behind
     data = dict(proj.dataset) if proj.dataset is not None else None

@@ -75,7 +75,7 @@ def csv_picker(current: dict) -> dict | None:
     try:  # every size limit is checked before pandas parses anything
         head = preview_csv(data, 200, name=up.name)
     except LayerLabError as e:
-        st.error(ui.md(str(e)))
+        ui.show_error(e)
         return None
     if head.empty or len(head.columns) < 2:
         st.error(f"{ui.md(up.name)}: needs a header row, at least two columns and one data row")
@@ -132,7 +132,7 @@ def _csv_head(name: str, data: bytes):
     try:
         return preview_csv(data, 200, name=name)
     except LayerLabError as e:
-        st.error(ui.md(str(e)))
+        ui.show_error(e)
         return None
 
 

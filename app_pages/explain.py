@@ -253,7 +253,7 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
         try:
             results[m] = _cached(key, lambda m=m: xs.explain(i, m, target, layer=layers.get(m), steps=steps, **base))
         except LayerLabError as e:
-            st.warning(f"{xs.method_label(m)}: {ui.md(e)}", icon=":material/warning:")
+            st.warning(f"{xs.method_label(m)}: {ui.error_md(e)}", icon=":material/warning:")
     if not results:
         return
     about = xs.about(next(iter(results.values())), target)
@@ -307,7 +307,7 @@ def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
             try:
                 _cached(key, lambda: xs.global_ranking(m, **base))
             except LayerLabError as e:
-                st.warning(str(e), icon=":material/warning:")
+                st.warning(ui.error_md(e), icon=":material/warning:")
     res = _cache().get(key)
     if res is None or isinstance(res, LayerLabError):
         return
@@ -351,7 +351,7 @@ def attention_tab(xs: ExplainSession, i: int) -> None:
     try:
         roll = attention_rollout(maps, residual=residual)
     except LayerLabError as e:
-        c[1].warning(str(e))
+        c[1].warning(ui.error_md(e))
         return
     c[1].plotly_chart(figs.attention_map_figure(roll[0], tokens, title=f"Rollout across {', '.join(maps)}"),
                       width="stretch", config=CFG, key="ll_xp_fig_rollout")
@@ -517,7 +517,7 @@ def _live_view(run_id: str | None) -> None:
         fig = figs.live_attribution_figure(frames, sample=s, **view,
                                            title=f"{play.label} for {play.names[s]} during training")
     except LayerLabError as e:
-        st.warning(str(e), icon=":material/warning:")
+        st.warning(ui.error_md(e), icon=":material/warning:")
         return
     if view["image"] is not None:
         fig.update_layout(width=640)
@@ -565,7 +565,7 @@ def _guarded(name: str, view: Callable[[], None]) -> None:
     except LayerLabError as e:
         ui.show_error(e)
     except Exception as e:  # noqa: BLE001 - a bug in the page or the library; keep the rest of the page usable
-        st.error(f"The {name} view failed ({type(e).__name__}: {ui.md(e)}). This is a bug in LayerLab; please report it.",
+        st.error(f"The {name} view failed ({type(e).__name__}: {ui.error_md(e)}). This is a bug in LayerLab; please report it.",
                  icon=":material/bug_report:")
 
 

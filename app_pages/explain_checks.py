@@ -96,7 +96,7 @@ def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
     try:
         eps = parse_eps(eps_text)
     except LayerLabError as e:
-        st.warning(str(e), icon=":material/warning:")
+        st.warning(ui.error_md(e), icon=":material/warning:")
         return
     key = ("robustness", xs.split, tuple(eps), method, steps if method == "pgd" else None)
     if go_:

@@ -102,7 +102,7 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
         res = tryit.try_input(xs, x, method)
         took = time.perf_counter() - started
     except LayerLabError as e:
-        st.warning(ui.md(e), icon=":material/warning:")
+        st.warning(ui.error_md(e), icon=":material/warning:")
         return
     _answer(xs, form, x, res, text, took, key, compact)
 
@@ -141,7 +141,7 @@ def _prompt_panel(xs: ExplainSession, form, i: int, key: Callable[[str], str]) -
     try:
         out = tryit.continue_text(xs, tryit.encode_tokens(xs, text), int(steps), float(temperature), int(top_k))
     except LayerLabError as e:
-        st.warning(ui.md(e), icon=":material/warning:")
+        st.warning(ui.error_md(e), icon=":material/warning:")
         return
     st.markdown(f"**{ui.md(out['prompt'])}**{ui.md(out['continuation'])}")
 
@@ -220,7 +220,7 @@ def build_panel(graph: Any) -> None:
     try:
         tr = try_run(ui.store(), graph, ui.owner())
     except LayerLabError as e:
-        st.warning(ui.md(e), icon=":material/warning:")
+        st.warning(ui.error_md(e), icon=":material/warning:")
         return
     if tr is None:
         st.caption("Train this network (Train page) and try your own input on it here: a drawing, an image, a "
@@ -246,4 +246,4 @@ def _build_view(graph: Any) -> None:
         xs = _session_for(tr)
         try_it_panel(xs, 0, _build_key, compact=True)
     except LayerLabError as e:
-        st.warning(ui.md(e), icon=":material/warning:")
+        st.warning(ui.error_md(e), icon=":material/warning:")

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.fmt import whole_epoch_ticks
+from app_pages.style import error_md
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs.record import Run
@@ -118,7 +119,7 @@ def _vae_part(run: Run, store, cfg: dict) -> None:
     try:  # the model runs in the page session's sandboxed probe (builder.jobs.probe), not in this process
         probe = _vae_view(session_probe(), store, run["id"])
     except LayerLabError as e:
-        st.caption(str(e))
+        st.caption(error_md(e))
         return
     left, right = st.columns(2, gap="medium")
     both = np.concatenate([probe["inputs"][:8], probe["recons"][:8]])

@@ -278,7 +278,7 @@ def tracking_setting() -> None:
     try:  # the server's tracker and allow-list as a visitor may see them: without the admin's credentials
         default, allow = server_tracking_shown(ui.workspace())
     except LayerLabError as e:
-        st.error(ui.md(str(e)))
+        ui.show_error(e)
         return
     cur = owner_setting(ui.workspace(), ui.owner()) or ""
     on = shown_uri(cur) if cur else default

@@ -141,14 +141,20 @@ def sidebar_rule() -> None:
     st.html(SIDEBAR_JS, unsafe_allow_javascript=True)
 
 
+def error_md(e: BaseException | str) -> str:
+    """An error's text for any Markdown element of a page: no server folder (:func:`builder.escape.hide_paths`),
+    nothing that renders as markup (:func:`md`). :func:`show_error` and every warning that quotes an error use it."""
+    return md(hide_paths(e))
+
+
 def show_error(e: BaseException | str) -> None:
     """A LayerLabError (or an error's text) as a readable message: never a traceback, never a server folder."""
     if isinstance(e, builder.GraphError) and e.problems:
-        lines = "\n".join(f"- {md(hide_paths(p))}" for p in e.problems[:8])
+        lines = "\n".join(f"- {error_md(p)}" for p in e.problems[:8])
         st.error(f"The graph has {len(e.problems)} problem(s):\n\n{lines}")
     else:
-        st.error(md(hide_paths(e)))  # no folder of the server in what a page shows
+        st.error(error_md(e))  # no folder of the server in what a page shows
 
 
 
-__all__ = ["CSS", "LOGO", "page_header", "md", "style", "show_error"]
+__all__ = ["CSS", "LOGO", "page_header", "md", "error_md", "style", "show_error"]

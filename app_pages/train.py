@@ -620,7 +620,7 @@ if problems and not active:
     with st.container(border=True):
         st.markdown("**Fix these before training**")
         for p in problems:
-            st.warning(ui.md(p), icon=":material/warning:")
+            st.warning(ui.error_md(p), icon=":material/warning:")  # some quote an error
         c1, c2 = st.columns(2)
         c1.page_link(nav.BUILD, label="Open the Build page", icon=":material/account_tree:")
         c2.page_link(nav.DATA, label="Open the Data page (one-click fix)", icon=":material/dataset:")

@@ -51,7 +51,7 @@ from app_pages.state import (
     with_edge_ids,
     workspace,
 )
-from app_pages.style import LOGO, md, show_error, sidebar_rule, style
+from app_pages.style import LOGO, error_md, md, show_error, sidebar_rule, style
 from app_pages.style import page_header as _header
 from app_pages.tips import tips_toggle
 from builder.data import DatasetSource, list_datasets, load_dataset
@@ -94,7 +94,7 @@ def sidebar() -> None:
             try:
                 opened = check_project(builder.load_project(up.getvalue()), uploads())  # no server paths
             except LayerLabError as e:
-                st.error(f"Cannot open {md(up.name)}: {md(e)}")
+                st.error(f"Cannot open {md(up.name)}: {error_md(e)}")
             else:
                 st.session_state.ll_upload_nonce += 1
                 replace_project(opened, f"Opened {opened.name}")
@@ -355,7 +355,7 @@ def device_options() -> list[tuple[str, str]]:
 __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_project", "set_graph", "project",
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
            "open_spec", "uploads", "save_upload", "visible_runs", "get_run", "live_runs", "owner", "owner_label",
-           "replace_project", "autosave", "md",
+           "replace_project", "autosave", "md", "error_md",
            "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_identity", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",

@@ -171,7 +171,7 @@ _MD_ELEMENTS = {"markdown", "caption", "info", "warning", "error", "success", "w
                 "button", "checkbox", "radio", "selectbox", "multiselect", "text_input", "number_input", "slider",
                 "select_slider", "toggle", "download_button", "popover", "text_area", "file_uploader", "page_link",
                 "form_submit_button"}
-_ESCAPED_BY = {"md", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration", "_fmt",
+_ESCAPED_BY = {"md", "error_md", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration", "_fmt",
                "test_label", "key_of", "none_found"}
 _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry names, constants of the page
     "MAX_UPLOAD_BYTES // 2 ** 20", "spec.type", "spec.doc_url", "title", "text", "run['id']", "run['status']",
@@ -215,6 +215,43 @@ def test_pages_escape_what_they_format_into_markdown():
     them is shown escaped: a teacher or a shared-mode reader opening another person's run sees no link or image
     that person wrote (each was rendered as Markdown on the Explain and Runs pages)."""
     assert _unescaped_page_values() == []
+
+
+_MESSAGE_ELEMENTS = {"markdown", "caption", "info", "warning", "error", "success", "write", "toast"}
+
+
+def _errors_shown_raw() -> list[str]:
+    """Messages of the pages that quote a caught exception other than through ``error_md``/``show_error`` (an
+    error's text can name a folder of the server, and a person's names inside it render as Markdown)."""
+    from pathlib import Path
+
+    found = []
+    for path in sorted((Path(__file__).parent.parent / "app_pages").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for handler in (n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler) and n.name):
+            for call in (n for b in handler.body for n in ast.walk(b) if isinstance(n, ast.Call)):
+                if not (isinstance(call.func, ast.Attribute) and call.func.attr in _MESSAGE_ELEMENTS and call.args):
+                    continue
+                for use in (n for n in ast.walk(call.args[0]) if isinstance(n, ast.Name) and n.id == handler.name):
+                    node, ok = use, False
+                    while node is not call and node in parents:
+                        node = parents[node]
+                        f = node.func if isinstance(node, ast.Call) else None
+                        # error_md/show_error format it; type(e) and len(e.problems) are no text of it
+                        if (f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)) in (
+                                "error_md", "show_error", "type", "len"):
+                            ok = True
+                            break
+                    if not ok:
+                        found.append(f"{path.name}:{call.lineno}: {ast.unparse(call)[:100]}")
+    return found
+
+
+def test_pages_show_an_errors_text_through_one_formatter():
+    """A caught error shown on a page goes through ``error_md`` (or ``show_error``): escaped for Markdown and with
+    no folder of the server (several warnings showed ``str(e)`` as Markdown, with its paths)."""
+    assert _errors_shown_raw() == []
 
 
 # ---------------------------------------------------------------------------------- the figures' text
