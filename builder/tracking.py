@@ -43,7 +43,7 @@ from typing import Any
 
 from builder.errors import LayerLabError
 from builder.escape import shown_error, shown_uri
-from builder.runs.owners import LOCAL_OWNER, owner_of, safe_id
+from builder.runs.owners import LOCAL_OWNER, owned_name, owner_of
 from builder.runs.summary import shown_dataset_options
 from builder.tracking_destinations import (  # where runs may be logged
     ENV_URI,
@@ -117,14 +117,14 @@ class Tracker:
     def study_key(self, study: str, owner: str = LOCAL_OWNER) -> str:
         """The tag that names ``owner``'s study ``study`` in the tracker: study names are per owner (two people's
         studies of one name in one tracker never share a parent run), so an app owner's is an opaque digest of its
-        storage name (:func:`builder.search.storage.study_key`: the owner's keyed folder name and the name), which
+        storage name (:func:`builder.runs.owners.owned_name`, as :func:`builder.search.storage.study_key`), which
         names neither the owner's id nor its folder; the command line's ``local`` user keeps the bare name."""
         if owner == LOCAL_OWNER:
             return study
         if self.workspace is None:
             raise LayerLabError("an app owner's study is tracked with its workspace; received: a tracker without "
                                 "one. Fix: pass Tracker(uri, workspace=...)")
-        key = f"{safe_id(self.workspace, owner)}/{study}"
+        key = owned_name(self.workspace, owner, study)
         return f"{study}@{hashlib.sha256(key.encode('utf-8')).hexdigest()[:24]}"
 
     def study_parent(self, study: str, owner: str = LOCAL_OWNER) -> str:

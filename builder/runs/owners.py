@@ -245,6 +245,22 @@ def safe_id(workspace: str | Path, owner: str) -> str:
     return f"{_kind(owner)}-{_owner_hash(workspace, owner)[:26]}"
 
 
+def owned_name(workspace: str | Path, owner: str, name: str) -> str:
+    """The name ``owner``'s thing called ``name`` has where several owners' things share one name space (a
+    study's storage, its tracker): ``<safe id>/<name>`` (:func:`safe_id`, nothing of the owner id), the bare
+    ``name`` for the CLI's ``local`` user. The one rule for names that are per owner.
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> owned_name(ws, LOCAL_OWNER, "lr-sweep")
+    'lr-sweep'
+    >>> key = owned_name(ws, "anon:" + "ab" * 16, "lr-sweep")
+    >>> key == safe_id(ws, "anon:" + "ab" * 16) + "/lr-sweep"
+    True
+    """
+    return name if owner == LOCAL_OWNER else f"{safe_id(workspace, owner)}/{name}"
+
+
 def pseudonym(workspace: str | Path, owner: str) -> str:
     """The label people see for an owner and may write in ``LAYERLAB_TEACHERS`` / ``LAYERLAB_ADMINS``: its kind
     and 10 characters of its keyed hash (``anon-k7x2qd4mzt``), stable for the workspace; ``local`` for the CLI.
@@ -567,7 +583,7 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
 __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
-           "PSEUDONYM_RE", "workspace_secret", "safe_id", "pseudonym", "owner_path", "owner_dir",
+           "PSEUDONYM_RE", "workspace_secret", "safe_id", "owned_name", "pseudonym", "owner_path", "owner_dir",
            "move_owner_folder", "replace_in_text_files", "old_owner_folders", "new_folder_names", "PROFILE",
            "DISPLAY_NAME_MAX", "set_display_name", "display_name", "label",
            "save_project", "project_revision", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

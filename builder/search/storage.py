@@ -22,14 +22,14 @@ from pathlib import Path
 from builder.data.access import CONTROL, LOCAL_OWNER, Actor, Resource, may
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import shown_uri
-from builder.runs.owners import owner_of, safe_id
+from builder.runs.owners import owned_name, owner_of
 
 STUDY_DB = "studies.db"
 STUDIES_DIR = "studies"  # in the workspace: the files of the studies the app started (study_files)
 _ATTR = "layerlab"  # the study's user attribute holding its LayerLab settings
 _STOP_ATTR = "layerlab_stop"
 STUDY_NAME_RE = re.compile(r"[\w.\-]{1,100}")  # a display name; never a '/', which joins an owner's key to it
-_SEP = "/"
+_SEP = "/"  # between the owner's key and the name in a storage name (builder.runs.owners.owned_name)
 
 
 def default_storage(workspace: str | Path) -> str:
@@ -97,7 +97,7 @@ def valid_study_name(name: object) -> bool:
 
 def study_key(workspace: str | Path, owner: str, name: str) -> str:
     """The storage name of the study ``name`` of ``owner``: ``<safe id>/<name>`` (the owner's keyed folder name,
-    :func:`builder.runs.owners.safe_id`), the bare ``name`` for the CLI's ``local`` user. Every reader and writer
+    :func:`builder.runs.owners.owned_name`), the bare ``name`` for the CLI's ``local`` user. Every reader and writer
     of a study by name goes through here (and :func:`resolve_study`, which also finds older bare names).
 
     >>> import tempfile
@@ -111,7 +111,7 @@ def study_key(workspace: str | Path, owner: str, name: str) -> str:
     if not valid_study_name(name):
         raise LayerLabError(f"a study name uses letters, digits, '.', '_' or '-' (at most 100); received: "
                             f"{str(name)[:100]!r}. Fix: e.g. mlp-moons-1")
-    return name if owner == LOCAL_OWNER else f"{safe_id(workspace, owner)}{_SEP}{name}"
+    return owned_name(workspace, owner, name)
 
 
 def study_display_name(storage_name: str) -> str:
