@@ -418,7 +418,13 @@ def _verify(result: ImportResult, proto, reference, batch: int | None = None) ->
         for i, x in zip(sess.get_inputs(), xs):
             feeds[i.name] = x.numpy().astype(np.int64 if "int64" in i.type else
                                              np.int32 if "int32" in i.type else np.float32)
-        want = [torch.from_numpy(np.asarray(w)) for w in sess.run(None, feeds)]
+        try:
+            ran = sess.run(None, feeds)
+        except Exception as e:  # onnxruntime's own error, as one line: the original fails on random inputs
+            raise ModelImportError(f"onnxruntime cannot run the original model on random inputs to compare; "
+                                   f"received: {visible(str(e).splitlines()[0], 200)}. Fix: pass verify=False to "
+                                   "skip the check") from None
+        want = [torch.from_numpy(np.asarray(w)) for w in ran]
     else:
         with torch.no_grad():
             w = reference(*xs)

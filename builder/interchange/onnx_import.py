@@ -74,6 +74,14 @@ _FIX_DEFAULT = "replace it in the source model with a supported layer (see docs/
 _FIXES: dict[str, str] = {}
 
 
+#: ONNX element types an input may have (the canvas's Input: 0 unset and 1 float32 as floats, 6/7 token ids)
+_INPUT_TYPES = (0, 1, 6, 7)
+_ELEM_NAMES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 8: "string", 9: "boolean", 10: "float16",
+               11: "float64", 12: "uint32", 13: "uint64", 14: "complex64", 15: "complex128", 16: "bfloat16"}
+_MASK_FIX = ("a boolean input (a mask) has no place on the canvas: compute the mask inside the model from its "
+             "main input (e.g. `ids == pad_id`) and export with that input only")
+
+
 def _ident(text: str) -> str:
     s = re.sub(r"\W+", "_", text, flags=re.ASCII).strip("_")
     return (s or "node")[:120]
@@ -225,6 +233,11 @@ class OnnxImporter(ModuleGroups, TensorOps):
             if any(d is None or d < 1 for d in rest):
                 self.bad("dynamic input size", i.name, "export with fixed sizes for every dimension but the "
                          "batch (LayerLab checks shapes at build time)")
+                continue
+            if tt.elem_type not in _INPUT_TYPES:  # what the canvas's Input holds: floats, or int token ids
+                kind = _ELEM_NAMES.get(tt.elem_type, f"element type {tt.elem_type}")
+                self.bad(f"{kind} input", i.name, _MASK_FIX if tt.elem_type == 9 else
+                         "export with float32 inputs (model.float() and a float32 example input) or int64 token ids")
                 continue
             nid = self.new_id(i.name)
             params: dict = {"shape": [int(d) for d in rest]}

@@ -160,6 +160,24 @@ def test_a_cast_to_another_float_type_imports_as_float32(tmp_path):
     assert res.report["max_abs_diff"] <= 1e-6
 
 
+@pytest.mark.parametrize("elem, kind", [(TensorProto.BOOL, "boolean"), (TensorProto.DOUBLE, "float64"),
+                                         (TensorProto.UINT8, "uint8"), (TensorProto.FLOAT16, "float16")])
+def test_an_input_the_canvas_cannot_hold_is_refused_by_name(elem, kind, tmp_path):
+    """A second input of booleans (a mask) or an input of another element type was given random float32 values
+    by the import's check: onnxruntime's raw "Unexpected input data type". It is refused by name, with the fix."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], vals=np.eye(4, dtype=np.float32).reshape(-1))
+    extra = helper.make_tensor_value_info("m", elem, ["batch", 4])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+             helper.make_node("Cast", ["m"], ["mf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["h", "mf"], ["y"], name="masked")]
+    (tmp_path / "m.onnx").write_bytes(_model(nodes, [_x(), extra], [_x("y")], [w]).SerializeToString())
+    with pytest.raises(UnsupportedOpsError) as info:
+        import_model(tmp_path / "m.onnx")
+    assert {u.op: u.nodes for u in info.value.unsupported} == {f"{kind} input": ("m",)}
+    assert "ONNXRuntime" not in str(info.value) and "Fix:" in str(info.value)
+    assert ("mask inside the model" if kind == "boolean" else "float32 inputs") in str(info.value)
+
+
 def test_control_flow_is_refused_by_name(tmp_path):
     then = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [], [_x("t")])
     nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
