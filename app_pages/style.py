@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import html
-import re
 
 import streamlit as st
 
 import builder
-from builder.escape import hide_paths
+from builder.escape import hide_paths, md_lines
 
 CSS = """
 <style>
@@ -90,13 +89,10 @@ def _esc(s: str) -> str:
     return html.escape(str(s))
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
-
-
 def md(text) -> str:
-    """Escape user-controlled text (names, ids, messages that quote them) for Streamlit markdown, so it is
-    shown literally: no links, images, emphasis or HTML."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+    """User-controlled text (names, ids, messages that quote them) for Streamlit Markdown, shown literally: no
+    links, images, emphasis, HTML or block markup (:func:`builder.escape.md_lines`, the one Markdown escaper)."""
+    return md_lines(text)
 
 
 def style() -> None:

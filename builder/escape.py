@@ -26,7 +26,7 @@ import unicodedata
 from pathlib import Path
 
 __all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "terminal_line", "md_text",
-           "md_code", "plotly_text", "safe_filename", "resolves_inside", "hide_paths", "shown_uri", "shown_error"]
+           "md_lines", "md_code", "plotly_text", "safe_filename", "resolves_inside", "hide_paths", "shown_uri", "shown_error"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -107,7 +107,7 @@ def terminal_line(text: object, max_len: int | None = None) -> str:
 
 
 _MD_ACTIVE = set("\\`*_[]<>|~&$")  # characters inline Markdown (CommonMark + GFM) can give a meaning to
-_MD_LINE_START = re.compile(r"^([#+=>-]|\d+[.)])")  # headings, list items, quotes, setext lines
+_MD_LINE_START = re.compile(r"^ *([#+=>-]|\d+[.)])")  # headings, list items, quotes, setext lines (indented too)
 
 
 def md_text(text: object, max_len: int | None = 500, line_start: bool = False) -> str:
@@ -129,6 +129,17 @@ def md_text(text: object, max_len: int | None = 500, line_start: bool = False) -
     if m:
         s = s[: m.end() - 1] + "\\" + s[m.end() - 1:]
     return s
+
+
+def md_lines(text: object, max_len: int | None = None) -> str:
+    """Markdown that shows ``text`` literally, keeping its lines: each line is :func:`md_text` (as a line's
+    start), joined by hard line breaks. The pages' one escaper for names, ids and messages that quote them.
+
+    >>> md_lines(chr(10).join(["loss *up*", "# not a heading", "  - nor a list"])).split("  " + chr(10))
+    ['loss \\\\*up\\\\*', '\\\\# not a heading', '  \\\\- nor a list']
+    """
+    lines = str(text).splitlines() or [""]
+    return "  \n".join(md_text(line, max_len, line_start=True) for line in lines)
 
 
 def md_code(text: object, table: bool = False, max_len: int | None = 200) -> str:

@@ -93,7 +93,7 @@ def test_server_page_names_owners_by_pseudonym_and_nothing_of_a_cookie(workspace
         label = owners.pseudonym(workspace, who)
         assert f"ll_admin_owner_{label}" in page and f"ll_admin_del_{label}" in page
     assert "teacher" in page and "ll_admin_stop_" in page
-    tag = owners.pseudonym(workspace, a).replace("-", "\\-")  # as markdown escapes it
+    tag = owners.pseudonym(workspace, a)
     assert any("Ann B" in m.value and tag in m.value for m in at.markdown)  # the chosen name, with the id
     for cookie in COOKIES:
         leaked = {cookie[i:i + 6] for i in range(len(cookie) - 5)} & {page[i:i + 6] for i in range(len(page) - 5)}
@@ -150,3 +150,24 @@ def test_an_admin_sets_the_run_database_for_the_next_start(workspace, monkeypatc
     assert owners.server_config(workspace)[db.CONFIG_KEY] == f"sqlite:///{shared}"
     assert any("takes effect when the server restarts" in i.value for i in admin.info)
     assert any(f"In use: `sqlite:///{workspace.absolute()}" in m.value for m in admin.markdown)  # until then
+
+
+def test_an_admin_sees_every_study_by_its_owners_label_and_nobody_else_does(workspace, monkeypatch):
+    from builder.search import storage
+
+    monkeypatch.setenv("LAYERLAB_ADMINS", "it@school.org")
+    url = storage.default_storage(workspace)
+    for owner in (ME, OTHER):
+        storage.claim_study(url, "lr-sweep", owner=owner, workspace=workspace)
+    owners.set_display_name(workspace, OTHER, "Bea")
+    admin = open_app("app_pages/server.py", owner=ADMIN)
+    assert_no_exception(admin)
+    assert "Studies" in [h.value for h in admin.subheader]
+    (table,) = [d.value for d in admin.dataframe if list(d.value.columns)[:2] == ["Study", "Owner"]]
+    assert sorted(zip(table["Study"], table["Owner"], strict=True)) == sorted(
+        [("lr-sweep", owners.pseudonym(workspace, ME)), ("lr-sweep", f"Bea ({owners.pseudonym(workspace, OTHER)})")])
+    assert list(table["Trials"]) == [0, 0]
+    me = open_app("app_pages/server.py", owner=ME)
+    assert_no_exception(me)
+    assert not [d for d in me.dataframe if "Study" in d.value.columns]
+    assert "Studies" not in [h.value for h in me.subheader]
