@@ -1,6 +1,6 @@
 """Server page: what this person keeps on the server (disk usage, quota, delete it all); for an admin (listed by
-LAYERLAB_ADMINS or the server config's "admins") every job on the server with Stop, and the disk usage of every
-owner with Delete (builder.admin.housekeeping)."""
+LAYERLAB_ADMINS or the server config's "admins") every job on the server with Stop, the disk usage of every
+owner with Delete, and every study (builder.admin.housekeeping)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from app_pages import ui
 from builder.admin import housekeeping
 from builder.errors import LayerLabError
 from builder.runs import owners
+from builder.runs.record import shown_time
 
 ui.page_header("Server", "What you keep on this server, and delete it. Admins see every job and every owner's "
                "disk usage here.")
@@ -201,6 +202,21 @@ def admin_view() -> None:
                 st.markdown(f"Delete every run, project, upload and study of {ui.md(who(r['owner']))}?")
                 st.button("Delete permanently", type="primary", on_click=_delete_owner, args=(r["owner"],),
                           key=f"ll_admin_del_{key_of(r['owner'])}")
+    studies_view()
+
+
+def studies_view() -> None:
+    """Every hyperparameter study on the server: its name as its owner sees it, its owner's label, trials, best
+    value, age (:func:`builder.admin.housekeeping.admin_studies`). Deleting an owner's data deletes its studies."""
+    st.subheader("Studies")
+    rows = housekeeping.admin_studies(ui.store())
+    if not rows:
+        st.caption("No hyperparameter study on this server yet (Train › Search starts one).")
+        return
+    st.dataframe([{"Study": r["name"], "Owner": r["owner"], "Trials": r["n_trials"],
+                   "Best value": r["best_value"], "Created": shown_time(r["created"], seconds=False, missing="—")} for r in rows],
+                 hide_index=True, key="ll_admin_studies", column_config={
+                     "Best value": st.column_config.NumberColumn(format="%.4g")})
 
 
 try:
