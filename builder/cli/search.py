@@ -18,8 +18,9 @@ import sys
 import time
 
 from builder.cli.common import cli_store, load_project_arg
-from builder.cli.train import _config_overrides, _kv, add_train_args
+from builder.cli.train import add_train_args, config_overrides, key_value
 from builder.errors import LayerLabError
+from builder.escape import terminal_line as tl
 from builder.runs.classes import actor_for  # are that owner's jobs (the command line's privilege)
 from builder.search import OBJECTIVES, PRUNERS, SAMPLERS, StudyRunner, StudySettings
 from builder.search.runner import ENV_STUDY_OWNER
@@ -93,9 +94,9 @@ def _default_study(project) -> str:
 def cmd_tune(args: argparse.Namespace) -> int:
     """``layerlab tune FILE --dataset NAME --trials N --search SPEC ...``."""
     project = load_project_arg(args.file)
-    cfg = _config_overrides(args)
+    cfg = config_overrides(args)
     cfg.pop("metric", None)  # --metric is the objective here; the trainer's metric follows from it
-    opts = dict(_kv(o) for o in args.dataset_option)
+    opts = dict(key_value(o) for o in args.dataset_option)
     owner = args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local"  # resolved once, at the door
     if args.data_path:  # the command line's file: the local user's privilege, never an app owner's study's
         if owner != "local":
@@ -126,11 +127,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
             return
         params = ", ".join(f"{k}={_short(v)}" for k, v in ev.get("params", {}).items())
         if ev["type"] == "trial_started":
-            print(f"trial {ev['trial']} started: {params} (run {ev['run_id']})", file=sys.stderr)
+            print(tl(f"trial {ev['trial']} started: {params} (run {ev['run_id']})", 400), file=sys.stderr)
         else:
             val = f" {objective} {ev['value']:.4g}" if ev.get("value") is not None and ev["state"] == "complete" else ""
             msg = f" - {ev['message']}" if ev.get("message") else ""
-            print(f"trial {ev['trial']} {ev['state']}{val}{msg}", file=sys.stderr)
+            print(tl(f"trial {ev['trial']} {ev['state']}{val}{msg}", 400), file=sys.stderr)
 
     runner = StudyRunner(store, project, args.dataset, cfg, space=args.search, settings=settings,
                          dataset_options=opts, on_update=show)
@@ -142,10 +143,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(json.dumps(res.to_dict(), default=str))
         return 0
     if res.best_value is None:
-        print(f"study {res.study}: no trial completed ({res.states})")
+        print(tl(f"study {res.study}: no trial completed ({res.states})"))
         return 1
-    print(f"best {res.objective} {res.best_value:.4g} (trial {res.best_trial}, run id {res.best_run_id})")
-    print("best params " + ", ".join(f"{k}={_short(v)}" for k, v in res.best_params.items()))
+    print(tl(f"best {res.objective} {res.best_value:.4g} (trial {res.best_trial}, run id {res.best_run_id})"))
+    print(tl("best params " + ", ".join(f"{k}={_short(v)}" for k, v in res.best_params.items())))
     print(f"trials {res.n_trials}: " + ", ".join(f"{k} {v}" for k, v in sorted(res.states.items())))
     if len(res.pareto) > 1:
         print(f"{objective} vs multiply-adds, the trials no other beats on both (Pareto front):")

@@ -41,7 +41,7 @@ _CONFIG_ARGS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_d
                 "init_from")
 
 
-def _kv(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     k, v = text.split("=", 1)
@@ -62,7 +62,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nesterov", action="store_true", default=None)
     g.add_argument("--weight-decay", type=float, dest="weight_decay")
     g.add_argument("--scheduler", choices=("none", "step", "cosine", "onecycle", "plateau"))
-    g.add_argument("--scheduler-param", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+    g.add_argument("--scheduler-param", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    dest="scheduler_param")
     g.add_argument("--grad-clip", type=float, dest="grad_clip")
     g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE",
@@ -101,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", help="target column for --dataset csv")
     p.add_argument("--task", choices=("multiclass", "binary", "regression", "reconstruction"),
                    help="override the dataset's task")
-    p.add_argument("--dataset-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    dest="dataset_option", help="e.g. n_samples=2000, noise=0.2")
     p.add_argument("--adapt", action="store_true", help="set the Input shape and last Linear to fit the dataset")
     p.add_argument("--init-from", dest="init_from", metavar="RUN", help="initialise nodes from a past run")
@@ -199,7 +199,7 @@ class Progress:
         self.stream.flush()
 
 
-def _config_overrides(args: argparse.Namespace) -> dict:
+def config_overrides(args: argparse.Namespace) -> dict:
     if getattr(args, "threads", None) is not None:  # read by builder.training.threads.torch_threads (also in job processes)
 
 
@@ -242,7 +242,7 @@ def _print_result(result, args: argparse.Namespace, out=None) -> None:
         print(json.dumps(result.to_dict(), default=str), file=out)
         return
     if result.status != RunStatus.FINISHED:
-        print(f"run {result.status}: {result.message}", file=out)
+        print(tl(f"run {result.status}: {result.message}", 2000), file=out)
     if result.test:
         for k in ("accuracy", "macro_f1", "r2", "mse", "mae", "loss"):
             if k in result.test:
@@ -293,7 +293,7 @@ def _run_job(start, args: argparse.Namespace) -> int:
     try:
         result = job.join()
     except LayerLabError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(tl(f"error: {e}", 2000), file=sys.stderr)
         if getattr(job, "run_id", None):
             print(f"run id {job.run_id}")
         return 1
@@ -315,7 +315,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     student = project
     if getattr(args, "teacher", None):
         project = with_teacher(project, args.teacher, args.distill_temperature, args.distill_alpha)
-    cfg = _config_overrides(args)
+    cfg = config_overrides(args)
     opts = dict(args.dataset_option or [])
     if args.data_path:  # the command line's file (builder.cli.common.resolve_paths): the local user's privilege
         opts["path"] = args.data_path
@@ -455,7 +455,7 @@ def cmd_runs_resume(args: argparse.Namespace) -> int:
 
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
-    overrides = _config_overrides(args)  # a pruned run keeps its mask and completes its report (resume_pruned)
+    overrides = config_overrides(args)  # a pruned run keeps its mask and completes its report (resume_pruned)
     return _run_job(lambda progress: resume_pruned(store, run.id, callbacks=[progress], on_event=progress,
                                                    background=True, overrides=overrides or None,
                                                    tracking=_mlflow(args)), args)

@@ -119,6 +119,20 @@ def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line]
 
 
+def test_a_failed_runs_message_is_one_terminal_line(capsys):
+    """A run's message (a failure that quotes a node name, a column, a file's text) was printed raw by `train`:
+    a newline forged lines, an escape sequence recoloured or cleared the terminal."""
+    import argparse
+    from types import SimpleNamespace
+
+    from builder.cli.train import _print_result
+
+    result = SimpleNamespace(status="failed", message=f"node {HOSTILE!s}: broke", test=None, run_id="r1")
+    _print_result(result, argparse.Namespace(json=False))
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and _lines(out)[0].startswith("run failed: node evil\\n")
+
+
 def test_problem_lines_are_escaped_for_the_terminal(tmp_path, capsys):
     """Regression: node ids with newlines or ANSI escapes printed raw (forged lines, recoloured terminal)."""
     bad_id = "c\nnode x: ok\x1b[2J"
