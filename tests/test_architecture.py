@@ -353,6 +353,21 @@ def test_builder_has_no_assert_statements():
     assert not bad, "raise a LayerLabError (builder/errors.py) instead of assert:\n" + "\n".join(bad)
 
 
+def test_no_module_imports_another_modules_private_names():
+    """A name another module needs is that module's public name (one home, named as shared): ``from x import
+    _helper`` across modules hid 40 such names (a message formatter, a registry, the per-owner study settings,
+    the pruning measurements). A private module (``_common``) is its package's own."""
+    bad = []
+    for p in [*_py_files(BUILDER), *_py_files(PAGES), ROOT / "app.py"]:
+        for node in ast.walk(_tree(p)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {"builder", "app_pages"}:
+                if node.module.split(".")[-1].startswith("_"):
+                    continue
+                bad += [f"{_rel(p)}:{node.lineno} {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad, "make the name public in its module (no leading underscore):\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize("folder", [BUILDER, PAGES], ids=["builder", "app_pages"])
 def test_no_module_over_800_lines(folder: Path):
     lengths = {_rel(p): len(p.read_text(encoding="utf-8").splitlines()) for p in _py_files(folder)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import html
 import re
 
 from hypothesis import given
@@ -12,6 +13,7 @@ from builder.escape import (
     docstring_text,
     hide_paths,
     md_code,
+    md_lines,
     md_text,
     plotly_text,
     py_comment,
@@ -83,6 +85,23 @@ def test_md_text_examples():
     assert md_text("<script>alert(1)</script>") == "\\<script\\>alert(1)\\</script\\>"
     assert md_text("# title", line_start=True) == "\\# title"
     assert md_text("a|b") == "a\\|b"
+
+
+MARKDOWN_TEXT = st.one_of(ANY_TEXT, st.text("#>+=-*_`[]()!<>|~&$:\\ 1.\n\tab", max_size=30))
+
+
+@given(st.lists(MARKDOWN_TEXT, max_size=4))
+def test_md_lines_render_as_the_text_itself(lines):
+    """What the pages show of a user's text (md_lines) renders, by a CommonMark + GFM renderer, as paragraphs of
+    exactly that text: no element but paragraphs and line breaks, every character as it was."""
+    from markdown_it import MarkdownIt
+
+    text = "\n".join(lines)
+    out = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(md_lines(text))
+    assert set(re.findall(r"</?(\w+)", out)) <= {"p", "br"}, (text, out)
+    shown = html.unescape(re.sub(r"<[^>]+>", "", out))
+    want = "".join(visible(line) for line in text.splitlines())
+    assert "".join(shown.split()) == "".join(want.split()), (text, md_lines(text), out)
 
 
 @given(ANY_TEXT)

@@ -29,7 +29,7 @@ def regular_file(path: str | Path, what: str) -> Path:
     return p
 
 
-def _too_large(limit: int, what: str, size: int | None = None) -> DatasetError:
+def too_large(limit: int, what: str, size: int | None = None) -> DatasetError:
     got = f"{size:,} bytes" if size is not None else f"more than {limit} bytes"
     return DatasetError(f"the {what} is larger than the limit of {limit // 2**20} MiB; received: {got}. "
                         "Fix: sample it down or split it")
@@ -41,7 +41,7 @@ def read_limited(path: str | Path | bytes, limit: int, what: str) -> bytes:
     0 and stream more). Devices and pipes are refused. Raises DatasetError."""
     if isinstance(path, (bytes, bytearray)):
         if len(path) > limit:
-            raise _too_large(limit, what, len(path))
+            raise too_large(limit, what, len(path))
         return bytes(path)
     p = regular_file(path, what)
     try:
@@ -49,10 +49,10 @@ def read_limited(path: str | Path | bytes, limit: int, what: str) -> bytes:
     except OSError:
         size = 0
     if size > limit:
-        raise _too_large(limit, what, size)
+        raise too_large(limit, what, size)
     data = read_at_most(p, limit)
     if len(data) > limit:
-        raise _too_large(limit, what)
+        raise too_large(limit, what)
     return data
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 import builder.data.limits as limits
 from builder.data.files import read_limited
-from builder.data.splits import Dataset, DatasetInfo, Split, _record
+from builder.data.splits import Dataset, DatasetInfo, Split, dataset_record
 from builder.errors import DatasetError
 
 
@@ -128,7 +128,7 @@ def series_dataset(values: np.ndarray, info: DatasetInfo, w: WindowOptions, *, l
     info.options.update(asdict(w))
     info.notes.append(f"series of {n} steps cut at steps {a} and {b} (training, validation, test); every window "
                       "lies inside one part; columns scaled by the training part's mean and standard deviation")
-    _record(info, (w.lookback, f), starts, seed, val_fraction, test_fraction)
+    dataset_record(info, (w.lookback, f), starts, seed, val_fraction, test_fraction)
     return Dataset(info, *(part(s) for s in starts))
 
 

@@ -372,7 +372,7 @@ def split_indices(y: np.ndarray | None, n: int, *, seed: int, val_fraction: floa
     return rng.permutation(tr), va, te
 
 
-def _apply_task(y: np.ndarray, info: DatasetInfo, task: str | None) -> np.ndarray:
+def apply_task(y: np.ndarray, info: DatasetInfo, task: str | None) -> np.ndarray:
     """Apply a task override to ``info`` (checked against the data); the targets it implies."""
     if task is not None and task != info.task:
         if task not in TASKS:
@@ -407,7 +407,7 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
     """Apply a task override, split, standardise (train statistics), and wrap as tensors."""
     import torch  # lazy: heavy (torch)
 
-    y = _apply_task(y, info, task)
+    y = apply_task(y, info, task)
     classification = info.task in ("multiclass", "binary")
     tr, va, te = split_indices(y if classification else None, len(X), seed=seed, val_fraction=val_fraction,
                                test_fraction=test_fraction, stratify=classification)
@@ -420,9 +420,9 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
         info.notes.append("features standardised with training-split mean and standard deviation")
     X = np.ascontiguousarray(X)
     Xt = torch.from_numpy(X.astype(np.int64 if info.input_dtype == "int64" else np.float32, copy=not X.flags.writeable))
-    yt = _targets(y, tr, info, tuple(int(s) for s in X.shape[1:]))
+    yt = task_targets(y, tr, info, tuple(int(s) for s in X.shape[1:]))
     yt = Xt if yt is None else yt
-    _record(info, tuple(int(s) for s in X.shape[1:]), (tr, va, te), seed, val_fraction, test_fraction)
+    dataset_record(info, tuple(int(s) for s in X.shape[1:]), (tr, va, te), seed, val_fraction, test_fraction)
 
     def part(idx):
         xi = Xt[torch.from_numpy(idx)]
@@ -430,7 +430,7 @@ def finish(X: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task: str | None,
     return Dataset(info, part(tr), part(va), part(te))
 
 
-def _targets(y: np.ndarray, tr: np.ndarray, info: DatasetInfo, input_shape: tuple[int, ...]) -> torch.Tensor | None:
+def task_targets(y: np.ndarray, tr: np.ndarray, info: DatasetInfo, input_shape: tuple[int, ...]) -> torch.Tensor | None:
     """The target tensor for ``info.task`` (regression standardised on ``tr``); None: the inputs (reconstruction)."""
     import torch  # lazy: heavy (torch)
 
@@ -452,7 +452,7 @@ def _targets(y: np.ndarray, tr: np.ndarray, info: DatasetInfo, input_shape: tupl
     return torch.from_numpy(y.astype(np.int64))
 
 
-def _record(info: DatasetInfo, input_shape: tuple[int, ...], parts: tuple, seed: int, val_fraction: float,
+def dataset_record(info: DatasetInfo, input_shape: tuple[int, ...], parts: tuple, seed: int, val_fraction: float,
             test_fraction: float) -> None:
     info.input_shape = input_shape
     info.sizes = {k: len(p) for k, p in zip(("train", "val", "test"), parts)}
@@ -469,7 +469,7 @@ def finish_pixels(pixels: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task:
 
     import torch  # lazy: heavy (torch)
 
-    y = _apply_task(y, info, task)
+    y = apply_task(y, info, task)
     classification = info.task in ("multiclass", "binary")
     n, h, w, c = (int(s) for s in pixels.shape)
     tr, va, te = split_indices(y if classification else None, n, seed=seed, val_fraction=val_fraction,
@@ -489,8 +489,8 @@ def finish_pixels(pixels: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task:
         std = np.sqrt(np.maximum(acc[1] / cnt - (acc[0] / cnt) ** 2, 0)).clip(1e-3).tolist()
         info.options["normalize"] = True
         info.notes.append("pixels normalised per channel with the training split's mean and standard deviation")
-    yt = _targets(y, tr, info, (c, h, w))
-    _record(info, (c, h, w), (tr, va, te), seed, val_fraction, test_fraction)
+    yt = task_targets(y, tr, info, (c, h, w))
+    dataset_record(info, (c, h, w), (tr, va, te), seed, val_fraction, test_fraction)
 
     def part(idx):
         ix = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))

@@ -13,7 +13,7 @@ import numpy as np
 
 import builder.data.limits as limits
 from builder.data.cache import content_hash, fingerprint
-from builder.data.files import _too_large, read_head, read_limited, regular_file
+from builder.data.files import read_head, read_limited, regular_file, too_large
 from builder.data.splits import TASKS, Dataset, DatasetInfo
 from builder.data.table_cache import load_table, open_cached
 from builder.data.table_plan import Encoding, TablePlan, plan_table, standardise
@@ -164,7 +164,7 @@ def _inspect(path: str | Path | bytes, label: str) -> _Source:
         except OSError:
             size = 0
         if size > limit:
-            raise _too_large(limit, "CSV file", size)
+            raise too_large(limit, "CSV file", size)
         try:
             fh = data.open("rb")
         except OSError as e:
@@ -227,7 +227,7 @@ def _scan(fh: Any, label: str, limit: int | None, block: int = 8 * 2**20) -> _Sc
             break
         out.size += len(b)
         if limit is not None and out.size > limit:
-            raise _too_large(limit, "CSV file")
+            raise too_large(limit, "CSV file")
         if not first:
             first = b[: limits.MAX_CSV_LINE_BYTES + 1]
             out.columns = _count_fields(first.split(b"\n", 1)[0])
@@ -324,7 +324,7 @@ def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None =
     else:
         size, limit = regular_file(path, "CSV file").stat().st_size, limits.MAX_CSV_BYTES
     if size > limit:
-        raise _too_large(limit, "CSV file", size)
+        raise too_large(limit, "CSV file", size)
     if size <= limits.MAX_CSV_MEMORY_BYTES or head.startswith(_UTF16_BOMS) or rows >= limits.CACHE_MIN_ROWS:
         src = _inspect(path, label)  # the whole file's checks (drift reads whole tables this way)
     else:  # a big file: only its head is read (cut at its last whole line) and checked

@@ -33,7 +33,15 @@ import numpy as np
 
 import builder.data.limits as limits
 from builder.data.files import natural_key, read_limited
-from builder.data.splits import Dataset, DatasetInfo, Split, _apply_task, _record, _targets, split_indices
+from builder.data.splits import (
+    Dataset,
+    DatasetInfo,
+    Split,
+    apply_task,
+    dataset_record,
+    split_indices,
+    task_targets,
+)
 from builder.errors import DatasetError
 from builder.graph.spec import PAD_ID
 
@@ -246,7 +254,7 @@ def texts_dataset(texts: list[str], y: np.ndarray, info: DatasetInfo, opts: Toke
     import torch  # lazy: heavy (torch)
 
     opts.check()
-    y = _apply_task(np.asarray(y), info, task)
+    y = apply_task(np.asarray(y), info, task)
     classification = info.task in ("multiclass", "binary")
     tr, va, te = split_indices(y if classification else None, len(texts), seed=seed, val_fraction=val_fraction,
                                test_fraction=test_fraction, stratify=classification)
@@ -262,8 +270,8 @@ def texts_dataset(texts: list[str], y: np.ndarray, info: DatasetInfo, opts: Toke
         tok = train_tokenizer([texts[i] for i in tr], opts)
         X = torch.from_numpy(encode(tok, texts, opts.max_length))
         _with_tokenizer(info, tok, opts)
-    yt = _targets(y, tr, info, (opts.max_length,))
-    _record(info, (opts.max_length,), (tr, va, te), seed, val_fraction, test_fraction)
+    yt = task_targets(y, tr, info, (opts.max_length,))
+    dataset_record(info, (opts.max_length,), (tr, va, te), seed, val_fraction, test_fraction)
 
     def part(idx: np.ndarray) -> TokenSplit:
         ix = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
@@ -308,7 +316,7 @@ def corpus_dataset(text: str, info: DatasetInfo, opts: TokenizerOptions, *, seed
     _with_tokenizer(info, tok, opts)
     info.num_classes, info.class_names = None, []
     info.out_size = len(info.vocab)
-    _record(info, (L,), tuple(s.X for s in splits), seed, val_fraction, test_fraction)
+    dataset_record(info, (L,), tuple(s.X for s in splits), seed, val_fraction, test_fraction)
     info.notes.append("corpus cut by position: the first part trains, the next validates, the last tests")
     return Dataset(info, *splits)
 

@@ -20,7 +20,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from builder.errors import ProjectFormatError
-from builder.graph.spec import _short
+from builder.graph.spec import short_repr
 
 FORMAT = "layerlab"
 VERSION = 1
@@ -164,11 +164,11 @@ def parse_project(data: Any) -> Project:
         raise ProjectFormatError(f"a project file must be a JSON object, got {type(data).__name__}")
     fmt = data.get("format", FORMAT)
     if fmt != FORMAT:
-        raise ProjectFormatError(f"unknown format {_short(fmt)}; expected \"{FORMAT}\"")
+        raise ProjectFormatError(f"unknown format {short_repr(fmt)}; expected \"{FORMAT}\"")
     version = data.get("version", VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
         raise ProjectFormatError(
-            f"unsupported project version {_short(version)}; this LayerLab reads version(s) "
+            f"unsupported project version {short_repr(version)}; this LayerLab reads version(s) "
             f"{', '.join(map(str, SUPPORTED_VERSIONS))}: upgrade LayerLab or re-save the file")
     if "graph" not in data and "nodes" in data:
         # a bare graph is accepted too

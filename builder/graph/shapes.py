@@ -48,7 +48,7 @@ from builder.graph.spec import (
     LayerSpec,
     ShapeError,
     TensorType,
-    _short,
+    short_repr,
 )
 
 
@@ -108,7 +108,7 @@ def _resolve_port(spec: LayerSpec, edge: Edge, taken: Counter) -> tuple[str | No
     hint = f"did you mean `{close[0]}`?" if close else "use one of " + ", ".join(f"`{n}`" for n in spec.inputs)
     if spec.variadic:
         hint = f"number the inputs with ASCII digits `0`, `1`, ... (or use `{spec.inputs[0]}`)"
-    return None, f"unknown target_port for {spec.type}; received: target_port={_short(port)}. Fix: {hint}"
+    return None, f"unknown target_port for {spec.type}; received: target_port={short_repr(port)}. Fix: {hint}"
 
 
 @dataclass
@@ -295,7 +295,7 @@ def _input_types(a: Analysis, nid: str, preds: list[tuple[Edge, str]]) -> list[T
         t = src.outputs.get(e.source_port or "", None) if e.source_port else src.type_out
         if src.status == "ok" and t is None and e.source_port:  # a port the spec lists but this node lacks (Op)
             msg = (f"`{e.source}` has no output `{e.source_port}` with these parameters; received: source_port="
-                   f"{_short(e.source_port)}. Fix: connect one of {', '.join(map(repr, src.outputs)) or 'none'}")
+                   f"{short_repr(e.source_port)}. Fix: connect one of {', '.join(map(repr, src.outputs)) or 'none'}")
             return _bad_port(a, nid, e, msg)
         if src.type == "Target" and src.params.get("source") == "labels" and _port != "target":
             msg = (f"a Target's labels (class ids as integers for a classification dataset) feed a loss's `target` "
@@ -408,11 +408,11 @@ def check_ties(a: Analysis) -> None:
         other = a.nodes.get(target) if isinstance(target, str) else None
         if other is None or target == nid:
             a.error(nid, "bad_share", f"`{SHARES}` must name another node of the graph; received: {SHARES}="
-                    f"{_short(target)}. {fix}")
+                    f"{short_repr(target)}. {fix}")
             continue
         if (raw.get(target) or {}).get(SHARES) is not None:
             a.error(nid, "bad_share", f"a node can share only a node that holds its own weights; received: "
-                    f"{SHARES}={target!r}, which shares {_short(raw[target][SHARES])}. Fix: name that node instead")
+                    f"{SHARES}={target!r}, which shares {short_repr(raw[target][SHARES])}. Fix: name that node instead")
             continue
         if other.status != "ok":
             continue  # its own problem is reported on it
@@ -431,7 +431,7 @@ def check_ties(a: Analysis) -> None:
 def _ctor_diff(theirs: tuple[str, dict], mine: tuple[str, dict]) -> str:
     """``out_features=32 there, 16 here`` for the constructor arguments two nodes differ in."""
     keys = sorted(set(theirs[1]) | set(mine[1]), key=str)
-    return "; ".join(f"{k}={_short(theirs[1].get(k))} there, {_short(mine[1].get(k))} here" for k in keys
+    return "; ".join(f"{k}={short_repr(theirs[1].get(k))} there, {short_repr(mine[1].get(k))} here" for k in keys
                      if theirs[1].get(k) != mine[1].get(k))[:300] or f"{theirs[0]} there, {mine[0]} here"
 
 

@@ -108,45 +108,45 @@ class Param:
             v = _as_int(value)
             if v is None:
                 return None, self._out_of_range(value) or \
-                    f"`{self.name}` must be an integer; received: {_short(value)}. Fix: use e.g. {self.default!r}"
+                    f"`{self.name}` must be an integer; received: {short_repr(value)}. Fix: use e.g. {self.default!r}"
             return self._range(v)
         if k == "float":
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                return None, f"`{self.name}` must be a finite number; received: {_short(value)}. Fix: use e.g. {self.default!r}"
+                return None, f"`{self.name}` must be a finite number; received: {short_repr(value)}. Fix: use e.g. {self.default!r}"
             return self._range(float(value))
         if k == "bool":
             if not isinstance(value, bool):
-                return None, f"`{self.name}` must be true or false; received: {_short(value)}"
+                return None, f"`{self.name}` must be true or false; received: {short_repr(value)}"
             return value, None
         if k == "choice":
             if value not in self.choices:
                 close = difflib.get_close_matches(str(value)[:100], [str(c) for c in self.choices], n=1)
                 hint = f"did you mean {close[0]!r}?" if close else "use one of " + ", ".join(map(repr, self.choices))
-                return None, f"`{self.name}` must be one of {', '.join(map(repr, self.choices))}; received: {_short(value)}. Fix: {hint}"
+                return None, f"`{self.name}` must be one of {', '.join(map(repr, self.choices))}; received: {short_repr(value)}. Fix: {hint}"
             return value, None
         if k == "str":
             if not isinstance(value, str):
-                return None, f"`{self.name}` must be text; received: {_short(value)}"
+                return None, f"`{self.name}` must be text; received: {short_repr(value)}"
             return value, None
         if k == "int_list":
             if self.scalar and (_as_int(value) is not None or isinstance(value, float) and math.isinf(value)):
                 value = [value]
             if not isinstance(value, list | tuple) or not value or len(value) > 8:
-                return None, f"`{self.name}` must be a list of 1 to 8 integers; received: {_short(value)}. Fix: e.g. {self.default!r}"
-            return self._ints(value, f"`{self.name}` must hold integers; received: {_short(value)}")
+                return None, f"`{self.name}` must be a list of 1 to 8 integers; received: {short_repr(value)}. Fix: e.g. {self.default!r}"
+            return self._ints(value, f"`{self.name}` must hold integers; received: {short_repr(value)}")
         if k == "int_or_pair":
             if isinstance(value, list | tuple):
                 if len(value) != 2:
-                    return None, f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
+                    return None, f"`{self.name}` must be an integer or a pair of integers; received: {short_repr(value)}"
                 out, err = self._ints(value, f"`{self.name}` must be an integer or a pair of integers; received: "
-                                             f"{_short(value)}")
+                                             f"{short_repr(value)}")
                 if err:
                     return None, err
                 return (out[0] if out[0] == out[1] else out), None
             v = _as_int(value)
             if v is None:
                 return None, self._out_of_range(value) or \
-                    f"`{self.name}` must be an integer or a pair of integers; received: {_short(value)}"
+                    f"`{self.name}` must be an integer or a pair of integers; received: {short_repr(value)}"
             return self._range(v)
         raise ValueError(f"unknown parameter kind {k}")  # programming error in a spec
 
@@ -208,7 +208,7 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 8, 8, 4, 40, 40
 
 
-def _short(v: Any) -> str:
+def short_repr(v: Any) -> str:
     """A repr of at most 40 characters, whatever the value (huge integers, deep nesting, long text)."""
     try:
         s = _REPR.repr(_tame(v))
@@ -394,13 +394,13 @@ class LayerSpec:
                 continue
             if key not in names:
                 close = difflib.get_close_matches(str(key), names, n=1) if len(str(key)) <= 100 else []
-                shown = key if isinstance(key, str) and len(key) <= 40 else _short(key)
+                shown = key if isinstance(key, str) and len(key) <= 40 else short_repr(key)
                 if key in self.inferred:
-                    errors.append(f"`{shown}` is inferred from the input and cannot be set; received: {shown}={_short(params[key])}. Fix: remove it")
+                    errors.append(f"`{shown}` is inferred from the input and cannot be set; received: {shown}={short_repr(params[key])}. Fix: remove it")
                 else:
                     hint = f"did you mean `{close[0]}`?" if close else (
                         "known: " + ", ".join(names) if names else f"{self.type} takes no parameters")
-                    errors.append(f"unknown parameter `{shown}` for {self.type}; received: {shown}={_short(params[key])}. Fix: {hint}")
+                    errors.append(f"unknown parameter `{shown}` for {self.type}; received: {shown}={short_repr(params[key])}. Fix: {hint}")
         for p in self.params:
             if p.name in params:
                 v, err = p.check(params[p.name])
@@ -425,12 +425,12 @@ class LayerSpec:
                 "doc_url": self.doc_url}
 
 
-_REGISTRY: dict[str, LayerSpec] = {}
+LAYER_REGISTRY: dict[str, LayerSpec] = {}
 
 
 def register(spec: LayerSpec) -> LayerSpec:
     """Add a spec to the registry (its type must be new)."""
-    if spec.type in _REGISTRY:
+    if spec.type in LAYER_REGISTRY:
         raise ValueError(f"layer type {spec.type} is already registered")
-    _REGISTRY[spec.type] = spec
+    LAYER_REGISTRY[spec.type] = spec
     return spec

@@ -212,7 +212,7 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
 # ----------------------------------------------------------------------------------------- building (worker side)
 
 
-def _offline() -> None:
+def offline() -> None:
     """No network for anything transformers or huggingface_hub does in this process."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -222,7 +222,7 @@ def _offline() -> None:
 def load_reference(info: HFFolder):
     """The ``transformers`` base model from the folder: offline, safetensors only, no remote code, eager
     attention, eval mode. Runs library code only (nothing in the folder is executed)."""
-    _offline()
+    offline()
     import transformers  # lazy: heavy (transformers)
 
     cls = getattr(transformers, ARCHITECTURES[info.model_type][0])
@@ -367,15 +367,15 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
 
     from builder.interchange.importer import (  # lazy: heavy (torch, numpy)
         IMPORT_ATOL,
-        _module_to_onnx,
         build_from_onnx,
+        module_to_onnx,
         output_scale,
     )
 
     info = inspect_folder(folder, seq_len=seq_len)
     reference = load_reference(info)
     module = canonical_module(reference, info)
-    proto = _module_to_onnx(module, (example_input(info),))
+    proto = module_to_onnx(module, (example_input(info),))
     result = build_from_onnx(proto, name or info.folder.name, "hf", info.folder.name)
     result.project.graph = _label_modules(result.project.graph, reference)
     result.report.update(architecture=info.model_type, tokenizer=info.tokenizer, seq_len=info.seq_len,

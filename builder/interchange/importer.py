@@ -51,15 +51,15 @@ from builder.graph.spec import SHARES
 from builder.interchange.errors import ModelImportError
 from builder.interchange.onnx_export import (
     ExportError,
-    _quiet,
     keep_torchlib,
     ort_session,
     output_difference,
+    quiet_export,
     to_onnx_proto,
 )
 from builder.interchange.onnx_import import OnnxImporter
 from builder.interchange.onnx_read import read_onnx
-from builder.interchange.pt2_read import _open_zip, check_members, load_program
+from builder.interchange.pt2_read import check_members, load_program, open_zip
 from builder.training.run_status import RunStatus
 
 IMPORT_ATOL = 1e-5  # × the largest output magnitude when that is above 1 (float32 rounding is relative)
@@ -238,7 +238,7 @@ def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, nam
         batch, bounds = _pt2_batch(ep)
     else:
         module, example = load_python(str(source))
-        proto = _module_to_onnx(module, example)
+        proto = module_to_onnx(module, example)
         reference = module
     result = build_from_onnx(proto, label, kind, str(source) if not isinstance(source, bytes | bytearray) else "bytes")
     if bounds:
@@ -442,7 +442,7 @@ def _verify(result: ImportResult, proto, reference, batch: int | None = None) ->
 def check_pt2_archive(data_or_path: str | os.PathLike | bytes) -> None:
     """Refuse a .pt2 whose zip is not a plain torch.export archive (not a zip, e.g. a raw pickle; pickled
     members, native libraries, hostile member names, a zip bomb), from its central directory only."""
-    with _open_zip(data_or_path) as zf:
+    with open_zip(data_or_path) as zf:
         check_members(zf)
 
 
@@ -490,7 +490,7 @@ def _flat_call(ep):
 def _ep_to_onnx(ep):
     """The exported program as ONNX (dynamo exporter: module scopes recorded for the mapper)."""
     keep_torchlib()
-    with _quiet():
+    with quiet_export():
         try:
             prog = torch.onnx.export(ep, dynamo=True, optimize=False, verbose=False)
         except Exception as e:
@@ -499,7 +499,7 @@ def _ep_to_onnx(ep):
     return prog.model_proto
 
 
-def _module_to_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...]):
+def module_to_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...]):
     try:
         return to_onnx_proto(module.eval(), example, [f"input_{i}" for i in range(len(example))])
     except ExportError as e:

@@ -20,7 +20,7 @@ from builder.interchange.worker import network_weights_bytes
 from builder.training.networks import (
     TRAINING_ONLY,
     NetworkError,
-    _project,
+    as_project,
     explain_view,
     network_model,
     network_names,
@@ -38,7 +38,7 @@ def export_network(project: Any, network: str, weights: str | os.PathLike | dict
     """Write ``network`` as ``fmt`` ``"py"`` (``OUTPUT`` and its weights at ``OUTPUT`` with ``.safetensors``) or
     ``"onnx"`` (verified against onnxruntime). Returns ``{"files": [...], "inputs", "outputs", "max_abs_diff"}``
     (the difference for ONNX only). Raises NetworkError, ExportError, GraphError."""
-    project = _project(project)
+    project = as_project(project)
     output = Path(output)
     sub = network_project(project, network)
     model = network_model(project, network, weights)
@@ -66,7 +66,7 @@ def network_downloads(project: Any, network: str, weights: str | os.PathLike | N
     None without ``weights``) and ``"project"`` (the network's project JSON, for the ONNX worker). The network
     is built with its weights in a worker process (:func:`builder.interchange.worker.network_weights_bytes`),
     never in the caller's (the server's)."""
-    project = _project(project)
+    project = as_project(project)
     sub = network_project(project, network)
     data = None if weights is None else network_weights_bytes(project.to_json(), network, weights)
     return {"py": python_source(sub), "weights": data, "project": sub.to_json()}

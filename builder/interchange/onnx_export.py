@@ -91,7 +91,7 @@ def _inputs_for(model: nn.Module, batch: int, seed: int = 0) -> list[torch.Tenso
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_export():
     """The exporter logs and warns a lot (torchvision ops, deprecations); keep the terminal readable."""
     prev = logging.root.manager.disable
     logging.disable(logging.WARNING)
@@ -158,7 +158,7 @@ def to_onnx_proto(model: nn.Module, example: tuple[torch.Tensor, ...], input_nam
     keep_torchlib()
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dyn = tuple({0: batch} for _ in example)
-    with _quiet():
+    with quiet_export():
         try:
             prog = torch.onnx.export(model, example, dynamo=True, dynamic_shapes=dyn, opset_version=opset,
                                      input_names=input_names, output_names=output_names, optimize=False,
@@ -358,7 +358,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
 
     src, dst = Path(src), Path(dst)
     ops = ["MatMul", "Gemm", "LSTM", "GRU", "Attention"]
-    with tempfile.TemporaryDirectory() as tmp, _quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet_export():
         # the exporter's intermediate value_info can carry the traced batch size; let the quantizer re-infer
         proto = onnx.load(str(src), load_external_data=False)
         try:  # fold weight reshuffles (LSTM gate order, transposed Linear weights) into initializers

@@ -15,20 +15,20 @@ from builder.interchange.onnx_read import node_attributes, to_array
 from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Const, ConstSeq, Sym, SymArr, T, shape_items
 
 
-class _NoFold(Exception):
+class NoFold(Exception):
     pass
 
 
-def _f32(v) -> float:
+def as_f32(v) -> float:
     """A float32 attribute as the decimal it was written as (1e-12 stays 1e-12, not 9.99999996e-13)."""
     return float(f"{float(v):.7g}")
 
 
-def _s(v) -> str:
+def text_of(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _arr(items: list):
+def const_array(items: list):
     if any(isinstance(v, Sym) for v in items):
         return SymArr([v if isinstance(v, Sym) else int(v) for v in items])
     return Const(np.array(items, dtype=np.int64))
@@ -49,14 +49,14 @@ def _scalar(v):
         return v.items[0]
     if isinstance(v, Const) and v.value.size == 1:
         return v.value.reshape(()).item()
-    raise _NoFold
+    raise NoFold
 
 
-def _slice_rows(ins, src: np.ndarray, res: np.ndarray) -> int | None:
+def slice_rows(ins, src: np.ndarray, res: np.ndarray) -> int | None:
     return int(res.shape[0]) if res.ndim == src.ndim and res.shape[1:] == src.shape[1:] else None
 
 
-def _fold_op(op: str, ins: list, a: dict):
+def fold_op(op: str, ins: list, a: dict):
     """Numpy/symbolic evaluation of shape-arithmetic ops; None when ``op`` is not foldable here."""
     sym = any(isinstance(v, SymArr | Sym) for v in ins)
     if op in ("Identity", "Cast"):
@@ -70,30 +70,30 @@ def _fold_op(op: str, ins: list, a: dict):
         if sym:
             if isinstance(ins[0], Sym) and axes in ([0], [-1]):
                 return SymArr([ins[0]])
-            raise _NoFold
+            raise NoFold
         return Const(np.expand_dims(ins[0].value, tuple(int(x) for x in axes)))
     if op == "Squeeze":
         if sym:
             if isinstance(ins[0], SymArr) and len(ins[0].items) == 1:
                 return ins[0].items[0]
-            raise _NoFold
+            raise NoFold
         axes = a.get("axes") or (_as_list(ins[1]) if len(ins) > 1 and ins[1] is not None else None)
         return Const(np.squeeze(ins[0].value, axis=tuple(axes) if axes else None))
     if op == "Concat":
         if sym or all(v.value.ndim == 1 and v.value.dtype.kind in "iu" for v in ins):  # a shape, not weights
             items = [x for v in ins for x in _as_list(v)]
-            return _arr(items)
+            return const_array(items)
         return Const(np.concatenate([v.value for v in ins], axis=int(a.get("axis", 0))))
     if op == "Gather":
         data, idx = ins
         if isinstance(data, SymArr):
             if not isinstance(idx, Const):
-                raise _NoFold
+                raise NoFold
             picked = [data.items[int(i)] for i in idx.value.reshape(-1)]
             return picked[0] if idx.value.ndim == 0 and isinstance(picked[0], Sym) else \
-                (Const(np.array(picked[0], dtype=np.int64)) if idx.value.ndim == 0 else _arr(picked))
+                (Const(np.array(picked[0], dtype=np.int64)) if idx.value.ndim == 0 else const_array(picked))
         if sym:
-            raise _NoFold
+            raise NoFold
         return Const(np.take(data.value, idx.value, axis=int(a.get("axis", 0))))
     if op == "Slice":
         data = ins[0]
@@ -101,11 +101,11 @@ def _fold_op(op: str, ins: list, a: dict):
         axes = _as_list(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
         steps = _as_list(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
         if any(isinstance(v, Sym) for v in starts + ends):
-            raise _NoFold
+            raise NoFold
         if isinstance(data, SymArr):
             if axes != [0]:
-                raise _NoFold
-            return _arr(data.items[slice(starts[0], ends[0], steps[0])])
+                raise NoFold
+            return const_array(data.items[slice(starts[0], ends[0], steps[0])])
         sl = [slice(None)] * data.value.ndim
         for s, e, ax, st in zip(starts, ends, axes, steps):
             sl[ax] = slice(s, e, st)
@@ -119,10 +119,10 @@ def _fold_op(op: str, ins: list, a: dict):
                 return Sym(y.coef * int(x))
             if op == "Div" and isinstance(x, Sym) and isinstance(y, int) and y and x.coef % y == 0:
                 return Sym(x.coef // y)
-            raise _NoFold
+            raise NoFold
         x, y = ins[0].value, ins[1].value
         if x.size * y.size > MAX_FOLD_ELEMENTS:
-            raise _NoFold
+            raise NoFold
         f = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract}.get(op)
         if f is not None:
             return Const(f(x, y).astype(np.result_type(x, y)))
@@ -136,20 +136,20 @@ def _fold_op(op: str, ins: list, a: dict):
             if len(items) == v.ndim and v.ndim and v.shape[0] == 1 and isinstance(items[0], Sym) and \
                     all(isinstance(d, int) and d in (1, -1, v.shape[k]) for k, d in enumerate(items) if k):
                 return ins[0]
-            raise _NoFold
+            raise NoFold
         if op == "Shape" and isinstance(ins[0], SymArr):
             return Const(np.array([len(ins[0].items)], dtype=np.int64))
         if op == "Equal" and all(isinstance(v, SymArr | Const) for v in ins):  # expand(x.shape[0], -1, -1)
             x, y = (_as_list(v) for v in ins)
             if len(x) != len(y):
-                raise _NoFold
+                raise NoFold
             return Const(np.array([p == q for p, q in zip(x, y)]))
         if op == "Where" and isinstance(ins[0], Const) and all(isinstance(v, SymArr | Const) for v in ins[1:]):
             c, x, y = ins[0].value.reshape(-1), _as_list(ins[1]), _as_list(ins[2])
             if not (len(c) == len(x) == len(y)):
-                raise _NoFold
-            return _arr([p if k else q for k, p, q in zip(c, x, y)])
-        raise _NoFold
+                raise NoFold
+            return const_array([p if k else q for k, p, q in zip(c, x, y)])
+        raise NoFold
     if op == "Reshape":
         shape = [int(v) for v in ins[1].value.reshape(-1)]
         shape = [ins[0].value.shape[i] if v == 0 and not a.get("allowzero", 0) else v for i, v in enumerate(shape)]
@@ -170,12 +170,12 @@ def _fold_op(op: str, ins: list, a: dict):
         if op == "Expand":
             shape = [int(v) for v in ins[1].value.reshape(-1)]
             if math.prod(shape) > MAX_FOLD_ELEMENTS:
-                raise _NoFold
+                raise NoFold
             return Const(ins[0].value * np.ones(shape, dtype=ins[0].value.dtype))
         if op == "Range":
             s, e, d = (v.value.item() for v in ins)
             if d == 0 or abs((e - s) / d) > MAX_FOLD_ELEMENTS:
-                raise _NoFold
+                raise NoFold
             return Const(np.arange(s, e, d, dtype=ins[0].value.dtype))
         if op == "Equal":
             return Const(np.equal(ins[0].value, ins[1].value))

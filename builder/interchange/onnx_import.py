@@ -25,15 +25,15 @@ import numpy as np
 from builder.graph.layers import sinusoid_table
 from builder.interchange.errors import ModelImportError, Unsupported, UnsupportedOpsError
 from builder.interchange.onnx_fold import (
-    _arr,
-    _f32,
-    _fold_op,
-    _NoFold,
-    _s,
-    _slice_rows,
+    NoFold,
+    as_f32,
     batch_shape,
+    const_array,
+    fold_op,
     fold_sequence,
     fold_size,
+    slice_rows,
+    text_of,
 )
 from builder.interchange.onnx_modules import ModuleGroups
 from builder.interchange.onnx_ops import NO_TORCH, generic
@@ -341,7 +341,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
             elif (full := batch_shape(self, n.input[0])) is None:
                 return False
             start, end = a.get("start", 0), a.get("end", len(full))
-            self.vals[n.output[0]] = _arr(full[start:end])
+            self.vals[n.output[0]] = const_array(full[start:end])
             return True
         if op == "Split" and isinstance(ins[0], Const) and all(v is None or isinstance(v, Const) for v in ins[1:]):
             v, axis = ins[0].value, int(a.get("axis", 0))
@@ -367,8 +367,8 @@ class OnnxImporter(ModuleGroups, TensorOps):
             raise ModelImportError(f"node {n.name or op}: a constant would hold {size:,} values; received: op {op}. "
                                    f"Fix: import models whose constants stay below {MAX_FOLD_ELEMENTS:,} values")
         try:
-            res = _fold_op(op, ins, a)
-        except (ValueError, TypeError, IndexError, OverflowError, _NoFold):
+            res = fold_op(op, ins, a)
+        except (ValueError, TypeError, IndexError, OverflowError, NoFold):
             return False
         if res is None:
             return False
@@ -377,7 +377,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                                    f"received: op {op}. Fix: import models whose constants stay below "
                                    f"{MAX_FOLD_ELEMENTS:,} values")
         if isinstance(res, Const) and isinstance(ins[0], Const) and ins[0].src and op == "Slice":
-            res.src, res.rows = ins[0].src, _slice_rows(ins, ins[0].value, res.value)
+            res.src, res.rows = ins[0].src, slice_rows(ins, ins[0].value, res.value)
         if isinstance(res, Const) and isinstance(ins[0], Const) and (
                 op in ("Identity", "Cast") or op in ("Reshape", "Unsqueeze", "Squeeze")
                 and res.value.size == ins[0].value.size):  # a learned vector viewed (C, 1, 1) stays learned
@@ -444,7 +444,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
         simple = {"_op_Relu": ("ReLU", None), "_op_Sigmoid": ("Sigmoid", None), "_op_Tanh": ("Tanh", None),
                   "_op_LeakyRelu": ("LeakyReLU", lambda a: {"negative_slope": float(a.get("alpha", 0.01))}),
                   "_op_Elu": ("ELU", lambda a: {"alpha": float(a.get("alpha", 1.0))}),
-                  "_op_Gelu": ("GELU", lambda a: {"approximate": _s(a.get("approximate", "none"))}),
+                  "_op_Gelu": ("GELU", lambda a: {"approximate": text_of(a.get("approximate", "none"))}),
                   "_op_Softmax": ("Softmax", lambda a: {"dim": int(a.get("axis", -1))}),
                   "_op_LogSoftmax": ("LogSoftmax", lambda a: {"dim": int(a.get("axis", -1))}),
                   "_op_HardSwish": ("Hardswish", None), "_op_Mish": ("Mish", None), "_op_Selu": ("SELU", None)}
@@ -544,7 +544,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
     def _op_Conv(self, n, ins, a):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
-        if not (isinstance(x, T) and isinstance(w, Const)) or _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+        if not (isinstance(x, T) and isinstance(w, Const)) or text_of(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
             return None
         W = w.value
         dims = W.ndim - 2
@@ -617,7 +617,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
         if affine:
             weights.update(weight=ins[1].value, bias=ins[2].value)
         return T(self.add(self.node_name(n), "BatchNorm2d" if r == 4 else "BatchNorm1d",
-                          {"eps": _f32(a.get("epsilon", 1e-5)), "momentum": round(mom, 6), "affine": affine}, [x],
+                          {"eps": as_f32(a.get("epsilon", 1e-5)), "momentum": round(mom, 6), "affine": affine}, [x],
                           weights))
 
     def _op_LayerNormalization(self, n, ins, a):
@@ -634,13 +634,13 @@ class OnnxImporter(ModuleGroups, TensorOps):
         if bias is None and affine:
             self.out.notes.append(f"{self.node_name(n)}: LayerNorm without bias imported with a zero bias "
                                   "(one extra trainable vector)")
-        return T(self.add(self.node_name(n), "LayerNorm", {"eps": _f32(a.get("epsilon", 1e-5)),
+        return T(self.add(self.node_name(n), "LayerNorm", {"eps": as_f32(a.get("epsilon", 1e-5)),
                                                             "elementwise_affine": affine}, [x],
                           {"weight": scale.value, "bias": b} if affine else None))
 
     def _pool(self, n, ins, a, kind: str):
         x = ins[0]
-        if not isinstance(x, T) or a.get("ceil_mode", 0) or _s(a.get("auto_pad", "NOTSET")) != "NOTSET":
+        if not isinstance(x, T) or a.get("ceil_mode", 0) or text_of(a.get("auto_pad", "NOTSET")) != "NOTSET":
             return None
         k = list(a["kernel_shape"])
         dims = len(k)

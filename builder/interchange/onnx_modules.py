@@ -32,7 +32,7 @@ from builder.interchange.onnx_attention import (
     projections,
     separate_key_value,
 )
-from builder.interchange.onnx_fold import _s
+from builder.interchange.onnx_fold import text_of
 from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import node_scopes as _meta
 from builder.interchange.onnx_read import to_array
@@ -438,8 +438,8 @@ class ModuleGroups:
         if len(rs) != 1 or r not in (3, 4):
             return None
         a, ins = _attrs(rs[0]), [self.value(v) if v else None for v in rs[0].input]
-        mode, ctm = _s(a.get("mode", "nearest")), _s(a.get("coordinate_transformation_mode", "half_pixel"))
-        if mode == "nearest" and (ctm != "asymmetric" or _s(a.get("nearest_mode", "round_prefer_floor")) != "floor"):
+        mode, ctm = text_of(a.get("mode", "nearest")), text_of(a.get("coordinate_transformation_mode", "half_pixel"))
+        if mode == "nearest" and (ctm != "asymmetric" or text_of(a.get("nearest_mode", "round_prefer_floor")) != "floor"):
             return None
         if mode in ("linear", "cubic") and ctm not in ("align_corners", "half_pixel", "pytorch_half_pixel"):
             return None
@@ -505,7 +505,7 @@ class ModuleGroups:
             roles[o] = {0: "out", 1: "h", 2: "c"}[hit[1]]
         params: dict = {"hidden_size": hidden, "num_layers": layers}
         if cls == "RNN":
-            acts = [_s(x).lower() for n in nodes if n.op_type == "RNN" for x in _attrs(n).get("activations", [])]
+            acts = [text_of(x).lower() for n in nodes if n.op_type == "RNN" for x in _attrs(n).get("activations", [])]
             relu = "relu" in acts or (unrolled and any(n.op_type == "Relu" for n in nodes))
             params["nonlinearity"] = "relu" if relu else "tanh"
         params.update(bidirectional=directions == 2, dropout=0.0,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from builder.interchange.onnx_fold import _s
+from builder.interchange.onnx_fold import text_of
 from builder.interchange.onnx_values import Const, Sym, SymArr, T
 
 REFUSED = {
@@ -112,7 +112,7 @@ def _np_dtype(a: np.ndarray) -> str | None:
     return {"f": "float32", "i": "int64", "u": "int64", "b": "bool"}.get(a.dtype.kind)
 
 
-def _ints(v: Any) -> list[int] | None:
+def const_ints(v: Any) -> list[int] | None:
     if isinstance(v, Const):
         return [int(x) for x in np.asarray(v.value).reshape(-1)]
     if isinstance(v, SymArr) and not any(isinstance(x, Sym) for x in v.items):
@@ -150,7 +150,7 @@ def generic(imp, n, ins: list, a: dict):
         if op == "Celu":
             return c.node("celu", [x, float(a.get("alpha", 1.0))])
         if op == "Gelu":
-            return c.node("gelu", [x], {"approximate": _s(a.get("approximate", "none"))})
+            return c.node("gelu", [x], {"approximate": text_of(a.get("approximate", "none"))})
         alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
         if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
             return None
@@ -177,7 +177,7 @@ def generic(imp, n, ins: list, a: dict):
         return c.node("permute", [c.arg(ins[0]), perm]) if perm else None
     if op == "Reshape":
         shape = ins[1]
-        items = c.arg(shape) if isinstance(shape, SymArr) else _ints(shape)
+        items = c.arg(shape) if isinstance(shape, SymArr) else const_ints(shape)
         if items is None:
             return None
         s_in = imp.shape(n.input[0]) or []
@@ -201,7 +201,7 @@ def generic(imp, n, ins: list, a: dict):
         c.needs_batch = True
         return c.node("reshape", [c.arg(ins[0]), [{"b": 1}, *[int(d) for d in s_in[1:axis]], rest]])
     if op in ("Squeeze", "Unsqueeze"):
-        axes = _ints(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("axes")
+        axes = const_ints(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("axes")
         if op == "Squeeze":
             return c.node("squeeze", [c.arg(ins[0]), [int(x) for x in axes]] if axes else [c.arg(ins[0])])
         if not axes:
@@ -215,7 +215,7 @@ def generic(imp, n, ins: list, a: dict):
         return c.node("reshape", [c.arg(ins[0]), [{"b": 1}, *[int(d) for d in out[1:]]]])
     if op == "Expand":
         shape = ins[1]
-        items = c.arg(shape) if isinstance(shape, SymArr) else _ints(shape)
+        items = c.arg(shape) if isinstance(shape, SymArr) else const_ints(shape)
         r = imp.rank(n.input[0])
         if items is None or r is None:
             return None
@@ -234,7 +234,7 @@ def generic(imp, n, ins: list, a: dict):
     if op == "Slice":
         return _slice(imp, n, ins)
     if op in _REDUCE:
-        axes = _ints(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("axes")
+        axes = const_ints(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("axes")
         r = imp.rank(n.input[0])
         if not axes:
             if a.get("noop_with_empty_axes", 0) or r is None:
@@ -252,12 +252,12 @@ def generic(imp, n, ins: list, a: dict):
     if op == "Resize":
         return _resize(c, imp, n, ins, a)
     if op in ("DepthToSpace", "SpaceToDepth"):
-        if op == "DepthToSpace" and _s(a.get("mode", "DCR")) != "CRD":
+        if op == "DepthToSpace" and text_of(a.get("mode", "DCR")) != "CRD":
             return None
         return c.node("pixel_shuffle" if op == "DepthToSpace" else "pixel_unshuffle",
                       [c.arg(ins[0]), int(a["blocksize"])])
     if op == "Tile":
-        reps = _ints(ins[1])
+        reps = const_ints(ins[1])
         return c.node("repeat", [c.arg(ins[0]), reps]) if reps else None
     if op == "Split":
         return _split(c, imp, n, ins, a)
@@ -267,7 +267,7 @@ def generic(imp, n, ins: list, a: dict):
             return None
         return c.node("cumsum", [c.arg(ins[0]), int(ax)])
     if op == "Einsum":
-        return c.node("einsum", [_s(a["equation"]), [c.arg(v) for v in ins]])
+        return c.node("einsum", [text_of(a["equation"]), [c.arg(v) for v in ins]])
     if op == "InstanceNormalization":
         return c.node("instance_norm", [c.arg(ins[0]), c.arg(ins[1]), c.arg(ins[2]), None, None, True, 0.0,
                                         float(a.get("epsilon", 1e-5)), False])
@@ -296,9 +296,9 @@ def generic(imp, n, ins: list, a: dict):
 
 
 def _slice(imp, n, ins):
-    starts, ends = _ints(ins[1]), _ints(ins[2])
-    axes = _ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts or [])))
-    steps = _ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(axes or [])
+    starts, ends = const_ints(ins[1]), const_ints(ins[2])
+    axes = const_ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts or [])))
+    steps = const_ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(axes or [])
     if starts is None or ends is None or axes is None or steps is None or any(s < 1 for s in steps):
         return None
     cur = ins[0]
@@ -312,8 +312,8 @@ def _slice(imp, n, ins):
 
 
 def _pad(c, imp, n, ins, a):
-    pads = _ints(ins[1]) if len(ins) > 1 else a.get("pads")
-    mode = _s(a.get("mode", "constant"))
+    pads = const_ints(ins[1]) if len(ins) > 1 else a.get("pads")
+    mode = text_of(a.get("mode", "constant"))
     r = imp.rank(n.input[0])
     if pads is None or r is None or len(pads) != 2 * r or (len(ins) > 3 and ins[3] is not None):
         return None
@@ -332,12 +332,12 @@ def _pad(c, imp, n, ins, a):
 
 def _resize(c, imp, n, ins, a):
     out = imp.shape(n.output[0])
-    mode, ctm = _s(a.get("mode", "nearest")), _s(a.get("coordinate_transformation_mode", "half_pixel"))
+    mode, ctm = text_of(a.get("mode", "nearest")), text_of(a.get("coordinate_transformation_mode", "half_pixel"))
     if out is None or any(d is None for d in out[2:]) or len(out) not in (3, 4):
         return None
     size = [int(d) for d in out[2:]]
     dims = len(size)
-    if mode == "nearest" and _s(a.get("nearest_mode", "round_prefer_floor")) == "floor" and ctm == "asymmetric":
+    if mode == "nearest" and text_of(a.get("nearest_mode", "round_prefer_floor")) == "floor" and ctm == "asymmetric":
         return c.node(f"upsample_nearest{dims}d", [c.arg(ins[0]), size])
     if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel", "align_corners"):
         name = "upsample_bilinear2d" if dims == 2 else "upsample_linear1d"
@@ -347,7 +347,7 @@ def _resize(c, imp, n, ins, a):
 
 def _split(c, imp, n, ins, a):
     axis = int(a.get("axis", 0))
-    sizes = _ints(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("split")
+    sizes = const_ints(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("split")
     if sizes is None:
         s = imp.shape(n.input[0])
         if s is None or s[axis] is None:
@@ -363,7 +363,7 @@ def _pool(c, imp, n, ins, a):
     k = [int(v) for v in a.get("kernel_shape", [])]
     dims = len(k)
     pads = [int(v) for v in a.get("pads", [0] * 2 * dims)]
-    if dims not in (1, 2, 3) or pads[:dims] != pads[dims:] or _s(a.get("auto_pad", "NOTSET")) != "NOTSET" \
+    if dims not in (1, 2, 3) or pads[:dims] != pads[dims:] or text_of(a.get("auto_pad", "NOTSET")) != "NOTSET" \
             or (len(n.output) > 1 and n.output[1] and imp.consumers[n.output[1]]):
         return None
     st = [int(v) for v in a.get("strides", [1] * dims)]
@@ -378,7 +378,7 @@ def _pool(c, imp, n, ins, a):
 
 def _conv(c, imp, n, ins, a):
     w = ins[1]
-    if not isinstance(w, Const) or _s(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+    if not isinstance(w, Const) or text_of(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
         return None
     dims = np.asarray(w.value).ndim - 2
     pads = list(a.get("pads", [0] * 2 * dims))

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builder.interchange.onnx_fold import _s
-from builder.interchange.onnx_ops import _ints
+from builder.interchange.onnx_fold import text_of
+from builder.interchange.onnx_ops import const_ints
 from builder.interchange.onnx_read import node_attributes, to_array
 from builder.interchange.onnx_values import Const, RnnState, T
 
@@ -135,8 +135,8 @@ def rnn_op(imp, n, ins: list, a: dict):
         if len(n.input) > k and n.input[k] and not zero and n.input[k] not in imp.zero_state:
             imp.bad(f"{kind} with an initial state", where, "start from the zero state (no h0/c0 argument)")
             return False
-    direction = _s(a.get("direction", "forward"))
-    acts = [_s(v).lower() for v in a.get("activations", [])]
+    direction = text_of(a.get("direction", "forward"))
+    acts = [text_of(v).lower() for v in a.get("activations", [])]
     directions = 2 if direction == "bidirectional" else 1
     rnn_act = "tanh"
     if kind == "RNN" and acts and acts[0] in ("relu", "tanh"):
@@ -181,7 +181,7 @@ def follow(imp, n, ins: list, a: dict):
             return RnnY(x.node, x.directions, "btdh")
         return None
     if op == "Squeeze" and isinstance(x, RnnY) and x.directions == 1:
-        axes = _ints(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("axes")
+        axes = const_ints(ins[1]) if len(ins) > 1 and ins[1] is not None else a.get("axes")
         axes = [int(v) % 4 for v in axes or []]
         if x.stage == "y" and axes == [1]:
             return TimeMajor(T(x.node, "out"))
@@ -189,7 +189,7 @@ def follow(imp, n, ins: list, a: dict):
             return T(x.node, "out")
         return None
     if op == "Reshape" and isinstance(x, RnnY) and x.stage in ("tbdh", "btdh"):
-        shape = _ints(ins[1]) if not hasattr(ins[1], "items") else [
+        shape = const_ints(ins[1]) if not hasattr(ins[1], "items") else [
             v if isinstance(v, int) else -2 for v in ins[1].items]
         if shape is None or len(shape) != 3 or shape[2] not in (-1, imp.rnn_info[x.node]["hidden"] * x.directions):
             return None

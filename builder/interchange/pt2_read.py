@@ -85,7 +85,7 @@ def _fail(what: str, received: Any, fix: str = _FIX) -> ModelImportError:
     return ModelImportError(f"{what}; received: {visible(received, 80)}. {fix}")
 
 
-def _open_zip(source: str | os.PathLike | bytes) -> zipfile.ZipFile:
+def open_zip(source: str | os.PathLike | bytes) -> zipfile.ZipFile:
     if isinstance(source, bytes | bytearray):
         if len(source) > MAX_PT2_BYTES:
             raise _fail("the .pt2 archive is larger than the limit", f"{len(source):,} bytes")
@@ -455,7 +455,7 @@ def safe_sympify(exprs: dict[str, Any]):
 def read_pt2(source: str | os.PathLike | bytes) -> tuple[dict, dict, dict, dict]:
     """The archive's checked program (JSON), its size expressions, weights and constants."""
 
-    with _open_zip(source) as zf:
+    with open_zip(source) as zf:
         try:
             prefix = check_members(zf)
             program = load_json(_read(zf, prefix + "models/model.json", MAX_PROGRAM_BYTES), "program")

@@ -45,7 +45,7 @@ from builder.data.access import SYSTEM
 from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
-from builder.interchange.hf_import import TOKENIZER, _offline, import_hf_folder, inspect_folder
+from builder.interchange.hf_import import TOKENIZER, import_hf_folder, inspect_folder, offline
 from builder.process import zygote
 from builder.process.sandbox import (
     TEST_CRASH_ENV,
@@ -259,7 +259,7 @@ def _child_import(path: str, out: str) -> dict:
 def _child_import_hf(folder: str, out: str, seq_len: int | None) -> dict:
     from builder.interchange.importer import save_import  # lazy: heavy (torch, numpy)
 
-    _offline()
+    offline()
     res = import_hf_folder(folder, seq_len=seq_len)
     save_import(res, out)
     tok = Path(folder) / TOKENIZER

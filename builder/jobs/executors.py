@@ -39,7 +39,7 @@ from builder.errors import RunStoreError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes, one_analysis_per_graph
-from builder.jobs.queue import JobSpec, _gpu_device, job_need, start_local
+from builder.jobs.queue import JobSpec, gpu_device, job_need, start_local
 from builder.jobs.quotas import limits
 from builder.jobs.ray_task import ENV_PLACED, run_on_node
 from builder.runs import db as _db
@@ -104,7 +104,7 @@ def job_resources(store: RunStore, run_id: str) -> Resources:
     batch = (spec.config or {}).get("batch_size") or (project.training or {}).get("batch_size") or 64
     with one_analysis_per_graph():  # the GPU estimate reuses the host-memory estimate's analysis
         ram = training_memory(infer_shapes(project.graph), int(batch), device="cpu").peak + RAM_BASE
-        gpu = job_need(spec) if _gpu_device(JobSpec(**{**data, "owner": "local"}), origin) else 0
+        gpu = job_need(spec) if gpu_device(JobSpec(**{**data, "owner": "local"}), origin) else 0
     return Resources.for_need(gpu, gpu_bytes=gpu_bytes(), ram=ram)
 
 

@@ -432,7 +432,7 @@ def _device_setting(spec: JobSpec, origin: dict | None) -> str:
                or ((first.get("project") or spec.project or {}).get("training") or {}).get("device") or "auto")
 
 
-def _gpu_device(spec: JobSpec, origin: dict | None) -> str | None:
+def gpu_device(spec: JobSpec, origin: dict | None) -> str | None:
     """The device setting of a job when it may go to a GPU (``auto`` or ``cuda``), else None (CPU, MPS, or a
     numbered GPU the user chose)."""
     dev = _device_setting(spec, origin)

@@ -14,8 +14,8 @@ from typing import Any
 
 from builder.graph.shrink import channel_plan
 from builder.jobs.queue import JobSpec
-from builder.runs.crossval import TAG_GROUP, _check_request, new_group
-from builder.training.prune import _check_args, finetune_config, prunable_groups
+from builder.runs.crossval import TAG_GROUP, check_request, new_group
+from builder.training.prune import check_prune_args, finetune_config, prunable_groups
 
 __all__ = ["prune_job_spec", "crossval_job_specs"]
 
@@ -32,7 +32,7 @@ def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: 
     Raises:
         RunStoreError: unknown run. LayerLabError: bad amount, criterion or epochs.
     """
-    _check_args(amount, structured, criterion, finetune_epochs)
+    check_prune_args(amount, structured, criterion, finetune_epochs)
     run = store.get(run_id)
     project = run.project
     if structured:
@@ -64,7 +64,7 @@ def crossval_job_specs(project: Any, dataset: str, config: dict | None = None, *
         TrainingError: a loaded Dataset instead of a name, fold options given, or folds outside 2..50.
     """
     opts = dict(dataset_options or {})
-    _check_request(dataset, folds, opts)
+    check_request(dataset, folds, opts)
     k_all, group = int(folds), group or new_group()
     data = project.model_dump(mode="json") if hasattr(project, "model_dump") else dict(project)
     base = name or data.get("name") or "cross-validation"

@@ -101,7 +101,7 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
     from builder.runs.pipeline import run_training  # lazy: heavy (torch, safetensors)
 
     opts = dict(dataset_options or {})
-    _check_request(dataset, folds, opts)
+    check_request(dataset, folds, opts)
     group = group or new_group()
     res = CrossValResult(group, int(folds), [], [], [])
     base = name or getattr(project, "name", None) or "cross-validation"
@@ -120,7 +120,7 @@ def cross_validate(project: Any, dataset: Any = None, config: Any = None, store:
     return res
 
 
-def _check_request(dataset: Any, folds: int, opts: dict) -> None:
+def check_request(dataset: Any, folds: int, opts: dict) -> None:
     if dataset is not None and not isinstance(dataset, str):
         raise TrainingError("cross-validation reloads the dataset once per fold; pass its name (and options), "
                             "not a loaded Dataset")

@@ -27,13 +27,13 @@ from builder.training.prune import (
     KeepMasks,
     PruneReport,
     StartFrom,
-    _batches,
-    _check_args,
-    _measure,
-    _sparsity,
     after_test,
+    check_prune_args,
+    eval_batches,
     finetune_config,
+    layer_sparsity,
     magnitude_masks,
+    measure_model,
     structured_prune,
 )
 from builder.training.run_folder import keep_report
@@ -92,8 +92,8 @@ def _complete(store: Any, rep: PruneReport, model: torch.nn.Module, graph: Any, 
               masks: dict[str, torch.Tensor], latency_batch: int, latency_repeats: int = 20) -> None:
     """Fill ``rep.after`` (and an unstructured run's sparsity) from the pruned run's final model; keep the report."""
     if masks:
-        rep.sparsity = _sparsity(model, masks)
-    rep.after = _measure(model, graph, ds, store.weights_path(rep.run_id), latency_repeats, latency_batch)
+        rep.sparsity = layer_sparsity(model, masks)
+    rep.after = measure_model(model, graph, ds, store.weights_path(rep.run_id), latency_repeats, latency_batch)
     parent, _ = load_run(store, rep.parent_id)  # the model before pruning, timed interleaved with the one after
     model = model.cpu().eval()
     xs = example_inputs(model, batch_size=latency_batch)
@@ -138,7 +138,7 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
         RunStoreError: unknown run or no weights. LayerLabError: bad amount, criterion or nodes.
     """
 
-    _check_args(amount, structured, criterion, finetune_epochs)
+    check_prune_args(amount, structured, criterion, finetune_epochs)
     run = store.get(run_id)
     parent = run.id
     project = run.project
@@ -147,10 +147,10 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
     cfg = run.config
     rep = PruneReport(parent, None, "structured" if structured else "unstructured", criterion, float(amount),
                       int(finetune_epochs), metric_name(task, cfg.metric))
-    rep.before = _measure(model, project.graph, ds, store.weights_path(parent), latency_repeats, latency_batch)
+    rep.before = measure_model(model, project.graph, ds, store.weights_path(parent), latency_repeats, latency_batch)
     masks: dict[str, torch.Tensor] = {}
     if structured:
-        batches = _batches(ds, taylor_batches) if criterion == "taylor" else ()
+        batches = eval_batches(ds, taylor_batches) if criterion == "taylor" else ()
         new, state, rep.groups, rep.left_alone = structured_prune(project, model, amount, criterion=criterion,
                                                                   nodes=nodes, batches=batches, task=task)
     else:

@@ -12,7 +12,7 @@ from builder.errors import LayerLabError
 from builder.escape import plotly_text, shown_uri
 from builder.graph.project import Project, load_project
 from builder.search.space import parse_space
-from builder.search.storage import _ATTR, study_display_name
+from builder.search.storage import SETTINGS_ATTR, study_display_name
 
 
 @dataclass
@@ -43,7 +43,7 @@ def study_result(study, storage: str, stopped: bool = False) -> StudyResult:
     for t in study.get_trials(deepcopy=False):
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     bt = best_trial(study)
-    sig = study.user_attrs.get(_ATTR) or {}
+    sig = study.user_attrs.get(SETTINGS_ATTR) or {}
     return StudyResult(study=study_display_name(study.study_name), storage=shown_uri(storage), direction=study.direction.name.lower(),
                        objective=sig.get("objective", ""), best_value=bt.value if bt else None,
                        best_params=dict(bt.params) if bt else {}, best_run_id=bt.user_attrs.get("run_id") if bt else None,
@@ -101,7 +101,7 @@ def pareto_front(study, cost: str = "macs") -> list[dict]:
 
 def study_settings(study) -> dict:
     """The LayerLab settings a study was created with (space, objective, dataset, config, project)."""
-    return dict(study.user_attrs.get(_ATTR) or {})
+    return dict(study.user_attrs.get(SETTINGS_ATTR) or {})
 
 
 def best_project(study) -> tuple[Project, dict]:
@@ -178,7 +178,7 @@ def pareto_figure(study, front: list[dict]):
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
             and isinstance(t.user_attrs.get("macs"), int)]
-    objective = (study.user_attrs.get(_ATTR) or {}).get("objective", "value")
+    objective = (study.user_attrs.get(SETTINGS_ATTR) or {}).get("objective", "value")
     fig = go.Figure()
     fig.add_scatter(x=[t.user_attrs["macs"] for t in done], y=[t.value for t in done], mode="markers",
                     name="trials", text=[f"trial {t.number}" for t in done], marker=dict(color="#94a3b8", size=8))

@@ -26,8 +26,8 @@ from builder.runs.owners import owned_name, owner_of
 
 STUDY_DB = "studies.db"
 STUDIES_DIR = "studies"  # in the workspace: the files of the studies the app started (study_files)
-_ATTR = "layerlab"  # the study's user attribute holding its LayerLab settings
-_STOP_ATTR = "layerlab_stop"
+SETTINGS_ATTR = "layerlab"  # the study's user attribute holding its LayerLab settings
+STOP_ATTR = "layerlab_stop"
 STUDY_NAME_RE = re.compile(r"[\w.\-]{1,100}")  # a display name; never a '/', which joins an owner's key to it
 _SEP = "/"  # between the owner's key and the name in a storage name (builder.runs.owners.owned_name)
 
@@ -83,7 +83,7 @@ def _schema_lock(url: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _quiet_optuna() -> None:
+def quiet_optuna() -> None:
     import optuna  # lazy: heavy (optuna)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -160,7 +160,7 @@ def _find(st, workspace: str | Path, owner: str, name: str) -> tuple[int, str] |
             sid = st.get_study_id_from_name(candidate)
         except KeyError:
             continue
-        if _owns(candidate, st.get_study_user_attrs(sid).get(_ATTR), owner, key):
+        if _owns(candidate, st.get_study_user_attrs(sid).get(SETTINGS_ATTR), owner, key):
             return sid, candidate
     return None
 
@@ -168,7 +168,7 @@ def _find(st, workspace: str | Path, owner: str, name: str) -> tuple[int, str] |
 def resolve_study(storage: str, name: str, *, owner: str, workspace: str | Path) -> str | None:
     """The storage name of ``owner``'s study ``name`` (its :func:`study_key`, or the bare name of a study it made
     before names were per owner), None when it has none: another person's study of that name is never found."""
-    _quiet_optuna()
+    quiet_optuna()
     found = _find(open_storage(storage), workspace, owner, name)
     return found[1] if found else None
 
@@ -190,7 +190,7 @@ def _own_name(storage_name: str, attrs: dict, workspace: str | Path, owner: str)
     name = study_display_name(storage_name)
     if not valid_study_name(name):
         return None
-    return name if _owns(storage_name, attrs.get(_ATTR), owner, study_key(workspace, owner, name)) else None
+    return name if _owns(storage_name, attrs.get(SETTINGS_ATTR), owner, study_key(workspace, owner, name)) else None
 
 
 def _move_aside(st, workspace: str | Path, name: str) -> None:
@@ -204,7 +204,7 @@ def _move_aside(st, workspace: str | Path, name: str) -> None:
         sid = st.get_study_id_from_name(name)
     except KeyError:
         return
-    owner = _recorded_owner(st.get_study_user_attrs(sid).get(_ATTR))
+    owner = _recorded_owner(st.get_study_user_attrs(sid).get(SETTINGS_ATTR))
     if owner in (None, LOCAL_OWNER):
         return
     table = StudyModel.__table__
@@ -224,7 +224,7 @@ def claim_study(storage: str, name: str, *, owner: str, workspace: str | Path,
     studies and the same owner twice gets one. Raises LayerLabError for a bad name."""
     import optuna  # lazy: heavy (optuna)
 
-    _quiet_optuna()
+    quiet_optuna()
     key = study_key(workspace, owner, name)
     st = open_storage(storage)
     found = _find(st, workspace, owner, name)
@@ -237,7 +237,7 @@ def claim_study(storage: str, name: str, *, owner: str, workspace: str | Path,
     except optuna.exceptions.DuplicatedStudyError:  # the same owner's other start created it a moment ago
         pass
     else:
-        st.set_study_user_attr(sid, _ATTR, {"owner": owner})
+        st.set_study_user_attr(sid, SETTINGS_ATTR, {"owner": owner})
     found = _find(st, workspace, owner, name)
     if not found:  # a bare name that stays another's (moved back meanwhile): the unknown name's answer
         raise _no_study(st, workspace, owner, name)
@@ -251,7 +251,7 @@ def list_studies(storage: str, *, owner: str | None = None, workspace: str | Pat
     code: housekeeping, migrations)."""
     import optuna  # lazy: heavy (optuna)
 
-    _quiet_optuna()
+    quiet_optuna()
     out = []
     for s in optuna.get_all_study_summaries(open_storage(storage), include_best_trial=True):
         name = s.study_name
@@ -265,7 +265,7 @@ def list_studies(storage: str, *, owner: str | None = None, workspace: str | Pat
         out.append({"name": name, "direction": s.direction.name.lower() if s.direction else None,
                     "n_trials": s.n_trials, "best_value": s.best_trial.value if s.best_trial else None,
                     "created": str(s.datetime_start) if s.datetime_start else None,
-                    "settings": s.user_attrs.get(_ATTR)})
+                    "settings": s.user_attrs.get(SETTINGS_ATTR)})
     return sorted(out, key=lambda r: r["name"]) if owner is not None else out
 
 
@@ -273,13 +273,13 @@ def study_owner(storage: str, storage_name: str) -> str | None:
     """The owner recorded with the study stored as ``storage_name`` (``local`` when none was), or None when there
     is no such study (trusted code; a person's study is found by :func:`resolve_study`)."""
 
-    _quiet_optuna()
+    quiet_optuna()
     st = open_storage(storage)
     try:
         sid = st.get_study_id_from_name(storage_name)
     except KeyError:
         return None
-    return owner_of(st.get_study_user_attrs(sid).get(_ATTR))  # the rule of runs: none recorded is "local"
+    return owner_of(st.get_study_user_attrs(sid).get(SETTINGS_ATTR))  # the rule of runs: none recorded is "local"
 
 
 def load_study(storage: str, name: str, *, owner: str | None = None, workspace: str | Path | None = None):
@@ -290,7 +290,7 @@ def load_study(storage: str, name: str, *, owner: str | None = None, workspace: 
     with ``owner``)."""
     import optuna  # lazy: heavy (optuna)
 
-    _quiet_optuna()
+    quiet_optuna()
     st = open_storage(storage)
     if owner is not None:
         if workspace is None:
@@ -309,7 +309,7 @@ def load_study(storage: str, name: str, *, owner: str | None = None, workspace: 
 def request_stop(storage: str, name: str, *, owner: str | None = None, workspace: str | Path | None = None) -> None:
     """Ask every runner of a study (in any process, on any machine) to stop: no new trials, live jobs stopped.
     ``owner``, ``workspace``: as :func:`load_study` (only that owner's study)."""
-    load_study(storage, name, owner=owner, workspace=workspace).set_user_attr(_STOP_ATTR, time.time())
+    load_study(storage, name, owner=owner, workspace=workspace).set_user_attr(STOP_ATTR, time.time())
 
 
 __all__ = ["default_storage", "open_storage", "valid_study_name", "study_key", "study_display_name", "study_files",

@@ -38,12 +38,12 @@ from builder.search.results import StudyResult, study_result
 from builder.search.settings import StudySettings, objective_direction, objective_metric, objective_value
 from builder.search.space import SearchSpace, parse_space
 from builder.search.storage import (
-    _ATTR,
-    _STOP_ATTR,
-    _quiet_optuna,
+    SETTINGS_ATTR,
+    STOP_ATTR,
     claim_study,
     default_storage,
     open_storage,
+    quiet_optuna,
 )
 from builder.training.config import TrainConfig
 from builder.training.run_status import RunStatus, is_final, pid_alive
@@ -206,7 +206,7 @@ class StudyRunner:
         is never opened), created with this runner's settings or checked against the ones it was created with."""
         import optuna  # lazy: heavy (optuna)
 
-        _quiet_optuna()
+        quiet_optuna()
         s = self.settings
         self.storage_name = claim_study(self.storage_url, s.name, owner=s.owner, workspace=self.store.workspace,
                                         direction=objective_direction(s.objective))
@@ -214,9 +214,9 @@ class StudyRunner:
                                     direction=objective_direction(s.objective), sampler=_make_sampler(s.sampler, s.seed),
                                     pruner=_make_pruner(s), load_if_exists=True)
         sig = self._signature()
-        old = study.user_attrs.get(_ATTR)
+        old = study.user_attrs.get(SETTINGS_ATTR)
         if not isinstance(old, dict) or "space" not in old:  # new, or claimed by launch_study and not yet signed
-            study.set_user_attr(_ATTR, sig)
+            study.set_user_attr(SETTINGS_ATTR, sig)
         else:
             diff = [k for k in ("space", "objective", "dataset") if old.get(k) != sig[k]]
             if diff:
@@ -241,8 +241,8 @@ class StudyRunner:
         Ctrl-C (KeyboardInterrupt) stops cleanly: running jobs are stopped and their trials told.
         """
         s = self.settings
-        if self.study.user_attrs.get(_STOP_ATTR):
-            self.study.set_user_attr(_STOP_ATTR, 0)  # a new run of the study clears an earlier stop request
+        if self.study.user_attrs.get(STOP_ATTR):
+            self.study.set_user_attr(STOP_ATTR, 0)  # a new run of the study clears an earlier stop request
         self._workers = max(1, int(s.workers or self.launcher.slots()))
         self._deadline = time.monotonic() + s.timeout if s.timeout else None
         self._stopping, self._last_check = False, 0.0
@@ -289,7 +289,7 @@ class StudyRunner:
             attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
         except Exception:  # storage briefly unavailable: keep going
             return False
-        return bool(attrs.get(_STOP_ATTR))
+        return bool(attrs.get(STOP_ATTR))
 
     def _remaining(self) -> int:
         return self.settings.n_trials - len(self.study.get_trials(deepcopy=False))

@@ -42,7 +42,7 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: _cpu(v) for k, v in model.state_dict().items()}
 
 
-def _split_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def split_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, state_meta = {}, {}
     for pid, st in sd["state"].items():
         meta = {}
@@ -55,8 +55,8 @@ def _split_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, {"state": state_meta, "param_groups": sd["param_groups"]}
 
 
-def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    """Inverse of :func:`_split_optimizer`. Raises KeyError/TypeError/ValueError on malformed metadata."""
+def join_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """Inverse of :func:`split_optimizer`. Raises KeyError/TypeError/ValueError on malformed metadata."""
     if not isinstance(meta.get("state"), dict) or not isinstance(meta.get("param_groups"), list):
         raise TypeError("optimizer metadata needs a 'state' dict and a 'param_groups' list")
     state: dict[int, dict[str, Any]] = {}
@@ -155,7 +155,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         meta["base"] = {"sha256": tensors_sha256(base), "keys": frozen}
     out = {f"model.{k}": v for k, v in weights.items()}
     if optimizer is not None:
-        t, m = _split_optimizer(optimizer.state_dict())
+        t, m = split_optimizer(optimizer.state_dict())
         out.update(t)
         meta["optimizer"] = m
     if scheduler is not None:
@@ -267,8 +267,8 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         raise TrainingError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0]}") from None
     try:
         if optimizer is not None and "optimizer" in meta:
-            optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
-            _check_optimizer_shapes(optimizer)
+            optimizer.load_state_dict(join_optimizer(tensors, meta["optimizer"]))
+            check_optimizer_shapes(optimizer)
             match_param_layout(optimizer)
         if scheduler is not None and "scheduler" in meta:
             scheduler.load_state_dict(meta["scheduler"])
@@ -317,7 +317,7 @@ def checkpoint_weights(tensors: dict[str, torch.Tensor], meta: dict, model: torc
     return {**{k: v.detach().cpu() for k, v in held.items()}, **weights}
 
 
-def _check_optimizer_shapes(optimizer: torch.optim.Optimizer) -> None:
+def check_optimizer_shapes(optimizer: torch.optim.Optimizer) -> None:
     """Every optimizer state tensor that is not a scalar must have its parameter's shape. Raises ValueError."""
     for group in optimizer.param_groups:
         for p in group["params"]:

@@ -34,12 +34,12 @@ from builder.graph.compile import compile_graph
 from builder.graph.layers.objective import LOSS_TYPES
 from builder.graph.project import Edge, Node, Project
 from builder.training.checkpoint import (
-    _check_optimizer_shapes,
-    _join_optimizer,
-    _split_optimizer,
+    check_optimizer_shapes,
+    join_optimizer,
     load_checkpoint,
     match_param_layout,
     save_checkpoint,
+    split_optimizer,
 )
 from builder.training.config import TrainConfig, resolve_device
 from builder.training.control import RunControl, StopRequested
@@ -527,7 +527,7 @@ class ObjectiveTrainer(RunControl):
         if perm is not None:
             tensors["perm"] = perm
         for name, opt in self.optimizers.items():
-            t, m = _split_optimizer(opt.state_dict())
+            t, m = split_optimizer(opt.state_dict())
             state["optimizers"][name] = m
             tensors.update({f"opt.{name}.{k}": v for k, v in t.items()})
         # the networks take turns (requires_grad toggled per step): every weight is kept, none referred to
@@ -540,9 +540,9 @@ class ObjectiveTrainer(RunControl):
             saved = state["optimizers"]
             for name, opt in self.optimizers.items():
                 prefix = f"opt.{name}."
-                opt.load_state_dict(_join_optimizer({k[len(prefix):]: v for k, v in extra.items()
+                opt.load_state_dict(join_optimizer({k[len(prefix):]: v for k, v in extra.items()
                                                      if k.startswith(prefix)}, saved[name]))
-                _check_optimizer_shapes(opt)
+                check_optimizer_shapes(opt)
                 match_param_layout(opt)
             epoch, batch = int(state["epoch"]), int(state.get("batch", 0))
             if not (0 <= epoch <= 100_000 and 0 <= batch < self.steps_per_epoch):

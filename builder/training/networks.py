@@ -46,7 +46,7 @@ class NetworkError(LayerLabError):
     """A network that a project does not have, or one that cannot stand on its own."""
 
 
-def _project(project: Any) -> Project:
+def as_project(project: Any) -> Project:
     return project if isinstance(project, Project) else load_project(project)
 
 
@@ -75,7 +75,7 @@ def network_names(project: Any) -> list[str]:
     """The networks of a project with a drawn objective (``training.networks``, else the one ``model``) and its
     export-only parts (``training.parts``); ``[]`` for a project without loss nodes (its whole graph is its one
     model)."""
-    project = _project(project)
+    project = as_project(project)
     if not has_objective(project):
         return []
     return list(_groups(project))
@@ -96,7 +96,7 @@ def _check_name(project: Project, network: str) -> list[str]:
 def network_project(project: Any, network: str) -> Project:
     """The project holding only ``network`` (see the module docstring). Raises NetworkError for a network the
     project does not have or one left without any layer."""
-    project = _project(project)
+    project = as_project(project)
     _check_name(project, network)
     members = set(_groups(project)[network])
     original = {n.id: n.type for n in project.graph.nodes}
@@ -145,7 +145,7 @@ def explain_view(project: Any) -> tuple[str, Project]:
         NetworkError: no network reads the dataset's samples (a GAN's generator reads noise, its discriminator
         a stack of real and generated samples).
     """
-    project = _project(project)
+    project = as_project(project)
     data = {n.id for n in project.graph.nodes if n.type == "Input"}
     best: tuple[int, str, Project, str] | None = None
     for name in network_names(project):
@@ -196,7 +196,7 @@ def _as_input(node: Node, report) -> Node:
 def network_state(project: Any, network: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The weights of ``network`` taken from a run's state dict (the trainer's model), under the names the
     network's own graph gives its nodes."""
-    project = _project(project)
+    project = as_project(project)
     sub = network_project(project, network)
     full = module_names(training_graph(project.graph))
     mine = module_names(sub.graph)
@@ -212,7 +212,7 @@ def network_state(project: Any, network: str, state: dict[str, torch.Tensor]) ->
 def network_model(project: Any, network: str, weights: str | os.PathLike | dict | None = None) -> torch.nn.Module:
     """The compiled network in eval mode, with the run's ``weights`` (a weights file or state dict) when given.
     Raises NetworkError when the weights are not this project's."""
-    project = _project(project)
+    project = as_project(project)
     sub = network_project(project, network)
     model = compile_graph(sub.graph)
     if weights is not None:

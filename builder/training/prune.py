@@ -403,7 +403,7 @@ class StartFrom(KeepMasks):
 
 
 # ------------------------------------------------------------------------------------------ measures
-def _measure(model: torch.nn.Module, graph: Any, ds: Any, weights_path: Any, latency_repeats: int,
+def measure_model(model: torch.nn.Module, graph: Any, ds: Any, weights_path: Any, latency_repeats: int,
              latency_batch: int) -> dict:
     """Size and test figures of one model; its latency is timed later, interleaved with the other's
     (:func:`_complete`)."""
@@ -417,7 +417,7 @@ def _measure(model: torch.nn.Module, graph: Any, ds: Any, weights_path: Any, lat
             "test": {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
 
 
-def _batches(ds: Any, n: int, size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(ds: Any, n: int, size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(ds.train), generator=g)[: n * size]
     return [(ds.train.X[perm[i:i + size]], ds.train.y[perm[i:i + size]]) for i in range(0, len(perm), size)]
@@ -431,7 +431,7 @@ def finetune_config(parent_config: dict, finetune_epochs: int, config: dict | No
             "lr": min(cfg.lr * FINETUNE_LR_FACTOR, 10.0), **(config or {}), "epochs": int(finetune_epochs)}
 
 
-def _check_args(amount: float, structured: bool, criterion: str, finetune_epochs: int) -> None:
+def check_prune_args(amount: float, structured: bool, criterion: str, finetune_epochs: int) -> None:
     if int(finetune_epochs) < 0:
         raise LayerLabError(f"fine-tune epochs are 0 or more; received: {finetune_epochs}. Fix: e.g. 5")
     if not (0 <= float(amount) < 1 or (not structured and float(amount) == 1)):
@@ -447,7 +447,7 @@ def after_test(model: torch.nn.Module, ds: Any) -> dict:
                     num_classes=info.num_classes)
 
 
-def _sparsity(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, float]:
+def layer_sparsity(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, float]:
     by_attr = {v: k for k, v in module_names_of(model).items()}
     sd = model.state_dict()
     return {by_attr.get(key.rsplit(".", 1)[0], key): float((sd[key] == 0).float().mean()) for key in masks}

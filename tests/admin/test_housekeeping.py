@@ -151,7 +151,7 @@ def test_an_owners_studies_are_deleted_with_its_data(store):
     url = storage.default_storage(store.workspace)
     for name, owner in (("mine", ME), ("theirs", OTHER)):
         study = optuna.create_study(study_name=name, storage=storage.open_storage(url))
-        study.set_user_attr(storage._ATTR, {"owner": owner})
+        study.set_user_attr(storage.SETTINGS_ATTR, {"owner": owner})
     (store.workspace / "studies").mkdir(exist_ok=True)
     (store.workspace / "studies" / "mine.log").write_text("log")
     assert housekeeping.delete_owner_data(store, ME, ME)["studies"] == 1

@@ -115,10 +115,10 @@ def test_threads_follow_the_model(moons, monkeypatch):
 def test_cli_threads_flag_sets_the_setting_every_run_reads(monkeypatch):
     import argparse
 
-    from builder.cli.train import _config_overrides
+    from builder.cli.train import config_overrides
 
     monkeypatch.setenv(jobs.ENV_TORCH_THREADS, "1")  # recorded, so the flag's value is removed after the test
-    _config_overrides(argparse.Namespace(threads=3))
+    config_overrides(argparse.Namespace(threads=3))
     assert jobs.explicit_threads() == 3 and jobs.torch_threads(1, cap=1) == 3
     with pytest.raises(TrainingError, match="--threads must be 1 or more; received: 0"):
-        _config_overrides(argparse.Namespace(threads=0))
+        config_overrides(argparse.Namespace(threads=0))

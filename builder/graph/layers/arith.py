@@ -2,7 +2,7 @@
 Merge); Arithmetic (a tensor and a constant) and the unary functions Sqrt, Exp, Log, Erf, Abs, Neg,
 Reciprocal, Clamp (Math); Constant and Parameter (Inputs).
 
-Two-tensor ops broadcast as Add does (:func:`builder.graph.layers.merge._broadcast`: same rank, sizes equal or 1,
+Two-tensor ops broadcast as Add does (:func:`builder.graph.layers.merge.broadcast_shape`: same rank, sizes equal or 1,
 the batch never broadcasts). Constant and Parameter take one input that only gives the batch size (and the
 device): every tensor in a graph has a batch dimension, so a class token (1, D) is repeated over the batch.
 """
@@ -19,7 +19,7 @@ from builder.graph.layers._common import (
     _same_float,
     _torch,
 )
-from builder.graph.layers.merge import _broadcast, _merge_cost
+from builder.graph.layers.merge import broadcast_shape, merge_cost
 from builder.graph.spec import MAX_SIZE, LayerSpec, Param, ShapeError, TensorType, register
 
 ANY = "any"  # port kind: float tensors and token ids
@@ -34,7 +34,7 @@ def _binary(fn):
 
 
 def _binary_shape(p, ins):
-    return _broadcast(p, ins)
+    return broadcast_shape(p, ins)
 
 
 for _name, _fn, _desc, _ports in (
@@ -57,9 +57,9 @@ def _torch_fn(name: str):
 
 
 register(LayerSpec("Maximum", "Merge", "Element-wise maximum of all inputs (sizes of 1 broadcast).",
-                   shape=_broadcast, variadic=True, min_inputs=2, emit=_torch_fn("maximum"), cost=_merge_cost))
+                   shape=broadcast_shape, variadic=True, min_inputs=2, emit=_torch_fn("maximum"), cost=merge_cost))
 register(LayerSpec("Minimum", "Merge", "Element-wise minimum of all inputs (sizes of 1 broadcast).",
-                   shape=_broadcast, variadic=True, min_inputs=2, emit=_torch_fn("minimum"), cost=_merge_cost))
+                   shape=broadcast_shape, variadic=True, min_inputs=2, emit=_torch_fn("minimum"), cost=merge_cost))
 
 
 def _matmul_shape(p, ins):

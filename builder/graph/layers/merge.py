@@ -15,7 +15,7 @@ from builder.graph.spec import Cost, LayerSpec, Param, ShapeError, TensorType, r
 # ----------------------------------------------------------------------------------------- Merge
 
 
-def _broadcast(p, ins):
+def broadcast_shape(p, ins):
     """Element-wise merge: per-sample shapes of the same rank whose sizes match or are 1.
 
     The batch dimension never broadcasts: inputs of different ranks are refused (torch would align them from
@@ -61,14 +61,14 @@ def _merge_emit(fn):
     return emit
 
 
-def _merge_cost(p, ins, outs) -> Cost:
+def merge_cost(p, ins, outs) -> Cost:
     return Cost(work=max(0, len(ins) - 2) * _out(outs).numel)  # the partial results of a + b + c ...
 
 
-register(LayerSpec("Add", "Merge", "Element-wise sum of all inputs (residual connections).", shape=_broadcast,
+register(LayerSpec("Add", "Merge", "Element-wise sum of all inputs (residual connections).", shape=broadcast_shape,
                    variadic=True, min_inputs=2, emit=_merge_emit(operator.add), saves="none"))
-register(LayerSpec("Multiply", "Merge", "Element-wise product of all inputs (gating).", shape=_broadcast,
-                   variadic=True, min_inputs=2, emit=_merge_emit(operator.mul), cost=_merge_cost))
+register(LayerSpec("Multiply", "Merge", "Element-wise product of all inputs (gating).", shape=broadcast_shape,
+                   variadic=True, min_inputs=2, emit=_merge_emit(operator.mul), cost=merge_cost))
 
 
 def _concat_shape(p, ins):

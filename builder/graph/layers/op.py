@@ -30,7 +30,7 @@ from typing import Any
 
 from builder.graph.layers.tensor import ANY
 from builder.graph.op_allow import ALLOWED_OPS, PROGRAM_INPLACE_OPS
-from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, _short, register
+from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register, short_repr
 
 MAX_OUTPUTS = 8
 MAX_INLINE = 64          # values of an inline constant (more are stored as a buffer)
@@ -527,7 +527,7 @@ def _check_list_length(p: dict, name: str, bound: dict, ins: list[TensorType], s
     count = list_length(name, bound, ins, shapes) if name in LIST_OPS else None
     if count is not None and count > MAX_OUTPUTS:
         raise ShapeError(f"{p['op']} would return {count:,} tensors, one per output port, and an Op node has at most "
-                         f"{MAX_OUTPUTS}; received: op={p['op']} with args {_short(p.get('args'))}. Fix: "
+                         f"{MAX_OUTPUTS}; received: op={p['op']} with args {short_repr(p.get('args'))}. Fix: "
                          f"split into at most {MAX_OUTPUTS} parts (larger split sizes, fewer chunks), or use "
                          "Select/Slice layers for the parts you need")
 
