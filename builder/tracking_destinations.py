@@ -299,6 +299,34 @@ def resolve_tracking(workspace: str | Path, owner: str, flag: str | None = None,
     return check_destination(uri, workspace, owner, also=also) if uri else None
 
 
+#: what a job's spec records for the server config's default tracker: the admin's URI (which may carry the admin's
+#: password or token) is read from the config by the job process, never copied into a run folder
+SERVER_DEFAULT = "layerlab:server-default"
+
+
+def recorded_destination(uri: str | None, workspace: str | Path) -> str | None:
+    """What a job's spec (``job.json``, in the run's folder) records of its tracker ``uri``: :data:`SERVER_DEFAULT`
+    for the server config's default, else ``uri`` itself (the owner's own choice). :func:`job_destination` reads
+    it back in the job process.
+
+    >>> recorded_destination(None, "/nonexistent-ws"), recorded_destination("sqlite:////m.db", "/nonexistent-ws")
+    (None, 'sqlite:////m.db')
+    """
+    if not uri:
+        return None
+    default = server_tracking(workspace)[0]
+    return SERVER_DEFAULT if default and uri.strip() == default else uri
+
+
+def job_destination(recorded: str | None, workspace: str | Path) -> str | None:
+    """In the job process: the tracker a spec's record (:func:`recorded_destination`) names, the server config's
+    default read now for :data:`SERVER_DEFAULT` (None when the admin has since removed it). Raises LayerLabError
+    for a malformed server config."""
+    if recorded == SERVER_DEFAULT:
+        return server_tracking(workspace)[0]
+    return recorded
+
+
 def server_tracking_shown(workspace: str | Path) -> tuple[str | None, list[str]]:
     """:func:`server_tracking` as every visitor may see it (the Train page names the server's default tracker and
     the admin's allow-list): each URI without its credentials (:func:`shown_uri`). Raises LayerLabError for a
@@ -308,5 +336,6 @@ def server_tracking_shown(workspace: str | Path) -> tuple[str | None, list[str]]
 
 
 __all__ = ["ENV_URI", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
-           "allowed_by", "server_tracking", "server_tracking_shown", "scrub_credentials", "check_destination",
+           "allowed_by", "server_tracking", "server_tracking_shown", "SERVER_DEFAULT", "recorded_destination",
+           "job_destination", "scrub_credentials", "check_destination",
            "owner_setting", "save_owner_setting", "resolve_tracking"]

@@ -393,6 +393,18 @@ def _doors() -> list[Door]:
         Door("builder.search.storage.claim_study", (STUDY,),  # a name of ann's gives the intruder its own study
              lambda w, s: _no_ann_study(w, [claim_study(w.storage, "ann-new", owner=s.actor.owner, workspace=w.ws)])),
         Door("builder.admin.housekeeping.admin_studies", (STUDY,), lambda w, s: housekeeping.admin_studies(s)),
+        Door("builder.admin.housekeeping.delete_owner_data", (RUN, PROJECT),  # the first owner's runs and folder
+             lambda w, s: housekeeping.delete_owner_data(s, s.actor.owner, w.ann_owner)),
+        Door("builder.admin.housekeeping.owner_usage", (RUN,), lambda w, s: housekeeping.owner_usage(s, w.ann_owner)),
+        Door("builder.admin.housekeeping.class_usage", (CLASS,),
+             lambda w, s: housekeeping.class_usage(s, classes.get_class(w.ws, w.ann_class))),
+        Door("builder.admin.housekeeping.class_run_ids", (CLASS, RUN),
+             lambda w, s: housekeeping.class_run_ids(s, classes.get_class(w.ws, w.ann_class))),
+        # ---- the class leaderboard (the class as its record: the page reads the teacher's own classes)
+        Door("builder.runs.classes.class_runs", (CLASS, RUN), lambda w, s: _absent_from(
+            [r["id"] for r in classes.class_runs(s, classes.get_class(w.ws, w.ann_class))], w.ann)),
+        Door("builder.runs.classes.leaderboard", (CLASS, RUN), lambda w, s: _absent_from(
+            [r["id"] for r in classes.leaderboard(s, classes.get_class(w.ws, w.ann_class))], w.ann)),
         # ---- content: a share link names no run
         Door("builder.graph.share.decode_project", (LINK, RUN),
              lambda w, s: (lambda p: refused("dropped") if not set(p.training or {}) & {"init_from", "teacher",
@@ -450,6 +462,10 @@ INTERNAL = {
     "builder.tracking.MlflowCallback.__init__", "builder.search.study.JobLauncher.stop",
     "builder.tracking.attach_tracking",  # the pipeline's callbacks for the run it has just recorded
     "builder.runs.classes.get_class",  # a lookup for code that then asks the policy (_own, class_for, deletion)
+    # a row class_runs listed for its actor: the score is the run's on the class's held-out set, by the scorer
+    # (the page's probe, which reads the run as the actor) or from the class's cache
+    "builder.runs.classes.holdout_score", "builder.runs.classes.holdout_result",
+    "builder.runs.classes.member_label",  # a pseudonym of a member of a class the caller holds (no run, no file)
     # where an admitted job runs: called by the queue's start after submit recorded it as the submitter's actor
     "builder.jobs.executors.Executor.start", "builder.jobs.executors.LocalExecutor.start",
     "builder.jobs.executors.RayExecutor.start", "builder.jobs.executors.job_resources",
@@ -459,7 +475,7 @@ INTERNAL = {
 
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",
                  "data_path", "weights", "storage", "output", "class_id", "input_path"}
-ID_PARAMS = {"run_id", "run_ids", "class_id"}
+ID_PARAMS = {"run_id", "run_ids", "class_id", "cls"}  # cls: a class's record (its members' runs and folders)
 
 __all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "SENSITIVE_CLI", "ID_PARAMS",
            "LayerLabError"]

@@ -275,3 +275,27 @@ def test_the_shells_relative_tracker_is_its_working_folders(tmp_path, monkeypatc
     assert resolve_tracking(tmp_path / "ws", "local") == f"sqlite:///{tmp_path / 'rel.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "mlruns")
     assert resolve_tracking(tmp_path / "ws", "local") == str(tmp_path / "mlruns")
+
+
+def test_a_job_spec_names_the_admins_default_tracker_without_its_credentials(workspace, monkeypatch):
+    """A visitor without a setting of their own logs to the admin's default tracker, whose URI may carry the admin's
+    password: the run folder's job.json records "the server default", and only the job process reads the URI from
+    the config (its run folder, exports and resumes never carry the password)."""
+    from builder.jobs import queue
+    from builder.jobs.queue import JobSpec, submit
+    from builder.tracking_destinations import SERVER_DEFAULT, job_destination
+
+    secret = "https://admin:S3CRET-pw@ml.school.org/team"
+    _config(workspace, uri=secret)
+    monkeypatch.setattr(queue, "_start", lambda store, run_id: None)  # recorded, not launched
+    store = RunStore(workspace, actor=Actor(ANN))
+    project = load_template("mlp").model_dump(mode="json")
+    rid = submit(store, JobSpec(project=project, dataset="moons", config={"epochs": 1}, owner=ANN))
+    text = store.folder(rid).job_spec.read_text(encoding="utf-8")
+    assert "S3CRET" not in text and store.job_spec(rid)["tracking"] == SERVER_DEFAULT
+    assert job_destination(store.job_spec(rid)["tracking"], workspace) == secret  # what the job process logs to
+    store.finish(rid, "stopped")
+    again = submit(store, JobSpec(project=project, dataset="moons", config={"epochs": 2}, owner=ANN, resume_run=rid))
+    assert again == rid and "S3CRET" not in store.folder(rid).job_spec.read_text(encoding="utf-8")
+    _config(workspace, uri=None)  # the admin removed the default since: the job logs nowhere
+    assert job_destination(SERVER_DEFAULT, workspace) is None

@@ -33,6 +33,7 @@ from builder.data.access import (
     Resource,
     check,
     may,
+    refusal,
 )
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import resolves_inside
@@ -86,7 +87,19 @@ def _run_bytes(store: RunStore, run_id: str) -> int:
 
 def owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> dict[str, int]:
     """Bytes ``owner`` keeps: ``runs`` (its run folders), ``projects`` (its autosave, undo history and uploads:
-    ``owners/<safe id>/``), ``total``, and ``n_runs``."""
+    ``owners/<safe id>/``), ``total``, and ``n_runs``; for the owner itself or an admin (those who may delete
+    it, ``delete_data``).
+
+    Raises:
+        AccessDenied: the store's actor is neither.
+    """
+    if not may(store.who(), DELETE_DATA, Resource("owner", owner)):
+        raise refusal(_owners.pseudonym(store.workspace, owner), "owner")  # never the owner id
+    return _owner_usage(store, owner, runs)
+
+
+def _owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> dict[str, int]:
+    """:func:`owner_usage` for a caller that checked its actor (a class's teacher, an admin's sums)."""
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM) if runs is None else runs
     run_b = sum(_run_bytes(store, r["id"]) for r in runs)
     try:
@@ -98,8 +111,13 @@ def owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> 
 
 def class_usage(store: RunStore, cls: dict) -> dict[str, Any]:
     """Bytes of a class: ``members`` (:func:`owner_usage` of each member) and their sums ``runs``, ``projects``,
-    ``total``."""
-    members = {m: owner_usage(store, m) for m in cls.get("members", [])}
+    ``total``; for the class's teacher or an admin.
+
+    Raises:
+        AccessDenied: the store's actor is neither (worded as an unknown class).
+    """
+    _check_class(store, cls)
+    members = {m: _owner_usage(store, m) for m in cls.get("members", [])}
     sums = {k: sum(u[k] for u in members.values()) for k in ("runs", "projects", "total")}
     return {"members": members, **sums}
 
@@ -122,7 +140,7 @@ def workspace_usage(store: RunStore) -> dict[str, Any]:
     by_run_owner: dict[str, list[dict]] = {}
     for r in store.list_runs(limit=1_000_000, actor=SYSTEM):
         by_run_owner.setdefault(owner_of(r), []).append(r)
-    owners = {o: owner_usage(store, o, by_run_owner.get(o, [])) for o in known_owners(store)}
+    owners = {o: _owner_usage(store, o, by_run_owner.get(o, [])) for o in known_owners(store)}
     total = _bytes(ws)
     cache = _bytes(ws / CACHE_DIR)
     studies = sum(_bytes(ws / name) for name in STUDIES)
@@ -280,9 +298,18 @@ def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool
     return {"runs": done, "kept": kept, "projects": removed, "studies": n_studies}
 
 
+def _check_class(store: RunStore, cls: dict) -> None:
+    """Refuse (as an unknown class) an actor that is not the class's teacher nor an admin: the class views over
+    every member's runs and folders read as :data:`SYSTEM` after this check."""
+    if not may(store.who(), DELETE, Resource.klass(cls)):
+        raise refusal(str(cls.get("id")), "class")
+
+
 def class_run_ids(store: RunStore, cls: dict) -> list[dict]:
     """The class's runs: those recorded for it (``class_id``, set when a member trains the class's starter:
-    :func:`builder.runs.classes.class_for`); a member's other runs are not the class's."""
+    :func:`builder.runs.classes.class_for`); a member's other runs are not the class's. For the class's teacher or
+    an admin (those who delete a class): AccessDenied, worded as an unknown class, otherwise."""
+    _check_class(store, cls)
     return store.list_runs(class_id=cls["id"], limit=1_000_000, actor=SYSTEM)
 
 

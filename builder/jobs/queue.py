@@ -55,7 +55,13 @@ from builder.runs.record import stopped_tags
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.runs.summary import run_source
 from builder.tracking import tracker  # mlflow itself stays unimported here
-from builder.tracking_destinations import check_destination, resolve_tracking, scrub_credentials
+from builder.tracking_destinations import (
+    check_destination,
+    job_destination,
+    recorded_destination,
+    resolve_tracking,
+    scrub_credentials,
+)
 from builder.training import gpus as _gpus
 from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig
@@ -96,7 +102,9 @@ class JobSpec:
     A cross-validation fold is a ``"train"`` job whose ``dataset_options`` carry ``fold``/``folds`` and whose tags
     name its group (:func:`builder.runs.crossval.crossval_job_specs`, submitted by :func:`submit_group`).
     ``tracking``: the MLflow tracker the submitter chose for this run (:func:`builder.tracking_destinations.resolve_tracking`
-    at submission; checked again by the job), never a setting of the server process.
+    at submission; checked again by the job), never a setting of the server process; its ``job.json`` names the
+    server config's default as :data:`~builder.tracking_destinations.SERVER_DEFAULT` (its URI may carry the admin's
+    credentials), which the job process reads from the config (:func:`~builder.tracking_destinations.job_destination`).
     """
 
     project: dict
@@ -241,10 +249,12 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded or resumed (checked above)
     folder.path.mkdir(parents=True, exist_ok=True)
     data = {k: v for k, v in asdict(spec).items() if k != "owner"}  # an owner id is a key: the run row keeps it
-    data["tracking"] = tracking
+    data["tracking"] = recorded_destination(tracking, store.workspace)  # the admin's default by name: its URI may
+    # carry the admin's password, which no run folder keeps (read from the config by the job process)
     if spec.resume_run and folder.job_spec.is_file():  # keep what the run was first started with
         old = json.loads(folder.job_spec.read_text(encoding="utf-8"))
-        data["origin"] = {k: v for k, v in (old.get("origin") or old).items() if k != "owner"}
+        # its tracker is this job's (above): an older spec's resolved one is not kept
+        data["origin"] = {k: v for k, v in (old.get("origin") or old).items() if k not in ("owner", "tracking")}
         if not spec.callbacks:
             data["callbacks"] = list(data["origin"].get("callbacks") or [])
     _write_json(folder.job_spec, data)
@@ -501,6 +511,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
             lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
             job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
 
+        spec.tracking = job_destination(spec.tracking, workspace)  # the server's default, read from its config now
         scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
         print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
               + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else "")

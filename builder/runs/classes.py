@@ -32,7 +32,7 @@ from builder._moved import moved_name
 from builder.data.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.data.sources import content_problems, project_problems, travels
 from builder.errors import LayerLabError
-from builder.escape import terminal_line
+from builder.escape import hide_paths, terminal_line
 from builder.graph.project import Project, load_project
 from builder.graph.share import LOCAL_TRAINING_KEYS
 from builder.runs import db as _db
@@ -367,7 +367,8 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
         try:
             cache[key] = scorer(run["id"], ho, name)
         except LayerLabError as e:
-            cache[key] = {"error": " ".join(str(e).split())[:300]}
+            # the teacher reads it: a student's folders on the server are never named (builder.escape.hide_paths)
+            cache[key] = {"error": hide_paths(" ".join(str(e).split()))[:300]}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache), encoding="utf-8")
         os.replace(tmp, path)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from builder.errors import LayerLabError, Problem, TrainingError
+from builder.escape import shown_error
 from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import infer_shapes
@@ -182,7 +183,8 @@ class StudyRunner:
                 tr.client.set_tag(rid, "best.run_id", str(result.best_run_id))
         except Exception as e:  # tracking never stops a study
 
-            warnings.warn(f"MLflow study run not written: {type(e).__name__}: {e}", TrackingWarning, stacklevel=2)
+            # MLflow quotes the request's URL, the admin's password included
+            warnings.warn(f"MLflow study run not written: {shown_error(e)}", TrackingWarning, stacklevel=2)
 
     # ---- setup
     def _check_objective(self) -> None:

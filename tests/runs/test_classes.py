@@ -137,6 +137,12 @@ def test_leaderboard_scores_the_teachers_held_out_set(ws):
     assert [x["id"] for x in classes.list_classes(ws)] == [c["id"]]  # the scores file is not a class
     with pytest.raises(ClassError, match="held-out set"):
         classes.create_class(ws, TEACHER, "x", load_template("mlp"), holdout={"options": {}})
+    def crashed(run_id, holdout, metric):  # a scorer's one line may quote the student's files on the server
+        raise LayerLabError(f"cannot load {ws}/runs/{run_id}/weights.safetensors for {ws}/owners/x/uploads/a.csv")
+
+    c = classes.update_class(ws, c["id"], TEACHER, metric="loss")  # another metric: scored again
+    (row,) = classes.class_runs(store, c, scorer=crashed)
+    assert row["test"] is None and "weights.safetensors" in row["test_error"] and str(ws) not in row["test_error"]
 
 
 def test_a_starter_and_a_held_out_set_name_no_file(ws, tmp_path):
