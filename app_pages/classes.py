@@ -276,8 +276,8 @@ def teacher_view() -> None:
     b1.button("Post the canvas as starter", key="ll_class_post", on_click=_post, args=(cid,),
               icon=":material/publish:")
     with b2.popover("Delete class", icon=":material/delete:"):
-        st.markdown("Deletes the class and its runs: each student's runs made since joining it. Students keep "
-                    "their projects and earlier runs.")
+        st.markdown("Deletes the class and its runs: the runs students made of its starter (recorded for this "
+                    "class). Students keep their projects and every other run.")
         st.button("Delete permanently", type="primary", key="ll_class_delete", on_click=_delete, args=(cid,))
     _class_usage(cls)
     every = st.session_state.ll_class_poll = poll_every(cls)

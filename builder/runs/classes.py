@@ -249,7 +249,7 @@ def join_class(workspace: str | Path, code: str, owner: str) -> dict:
                 raise ClassError(f"a class has at most {MAX_MEMBERS} members; received: a join to a full class. "
                                  "Fix: ask the teacher to open a second class")
             cls["members"].append(owner)
-            cls.setdefault("joined", {})[owner] = time.time()  # class runs: a member's runs since joining
+            cls.setdefault("joined", {})[owner] = time.time()  # when; a class's runs are those recorded for it
             cls["updated"] = time.time()
             _save(workspace, cls)
     return cls
@@ -307,12 +307,6 @@ def starter_project(cls: dict) -> Project:
 def students_of(workspace: str | Path, teacher: str) -> frozenset[str]:
     """Every member of the classes ``teacher`` teaches (whose jobs the teacher may stop)."""
     return frozenset(m for c in list_classes(workspace, teacher=teacher) for m in c.get("members", []))
-
-
-def joined_at(cls: dict, owner: str) -> float:
-    """When ``owner`` joined the class (its creation time for classes made before join times were kept)."""
-    t = (cls.get("joined") or {}).get(owner)
-    return float(t) if isinstance(t, (int, float)) else float(cls.get("created") or 0.0)
 
 
 def class_quotas(workspace: str | Path, owner: str) -> dict:
@@ -455,7 +449,7 @@ def member_label(cls: dict, owner: str, workspace: str | Path | None = None) -> 
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
-           "update_class", "delete_class", "joined_at", "holdout_score", "holdout_result", "HoldoutScorer", "starter_project", "students_of", "class_quotas", "class_runs",
+           "update_class", "delete_class", "holdout_score", "holdout_result", "HoldoutScorer", "starter_project", "students_of", "class_quotas", "class_runs",
            "actor_for", "class_for", "CLASS_KEY",
            "leaderboard", "member_label"]
 
