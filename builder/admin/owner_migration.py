@@ -13,6 +13,7 @@ Removed in LayerLab 0.3 (with ``owners._v1_safe_id``). Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ from builder.runs import owners as _owners
 from builder.runs.owners import owner_of
 from builder.runs.store import DB_NAME, RunStore
 from builder.search.storage import STUDY_DB, default_storage, list_studies
+from builder.tracking_destinations import SERVER_DEFAULT, server_tracking
 
 TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".log", ".yaml", ".yml")  # files that may name a folder
 _SKIP_DIRS = (CACHE_DIR, "uploads")  # decoded datasets and people's own data files are never rewritten
@@ -86,8 +88,15 @@ def _text_files(workspace: Path) -> list[Path]:
     return out
 
 
-def _drop_job_owners(store: RunStore) -> None:
-    """Remove the owner id older jobs wrote into their ``job.json`` (the run row keeps it; newer jobs write none)."""
+def scrub_job_specs(store: RunStore) -> int:
+    """Remove from older jobs' ``job.json`` what no run folder keeps: the owner id (the run row keeps it) and the
+    server config's default tracker as a URI (it may carry the admin's password; newer jobs record
+    :data:`~builder.tracking_destinations.SERVER_DEFAULT`). Returns the files rewritten."""
+    try:
+        default = server_tracking(store.workspace)[0]
+    except LayerLabError:
+        default = None
+    done = 0
     for run in store.list_runs(limit=1_000_000):
         try:
             path = store.folder(run["id"]).job_spec
@@ -97,15 +106,20 @@ def _drop_job_owners(store: RunStore) -> None:
         if not isinstance(data, dict):
             continue
         origin = data.get("origin") if isinstance(data.get("origin"), dict) else {}
-        if "owner" in data or "owner" in origin:
-            data.pop("owner", None)
-            origin.pop("owner", None)
+        changed = False
+        for d in (data, origin):
+            changed |= d.pop("owner", None) is not None
+            if default and isinstance(d.get("tracking"), str) and d["tracking"].strip() == default:
+                d["tracking"], changed = SERVER_DEFAULT, True
+        if changed:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
             try:
                 tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
                 os.replace(tmp, path)
+                done += 1
             except OSError:
                 tmp.unlink(missing_ok=True)
+    return done
 
 
 def migrate_owner_folders(store: RunStore) -> dict[str, str]:
@@ -123,21 +137,30 @@ def migrate_owner_folders(store: RunStore) -> dict[str, str]:
     for db in (DB_NAME, STUDY_DB):
         _replace_in_database(ws / db, renames)
     _owners.replace_in_text_files(_text_files(ws), renames)
-    _drop_job_owners(store)
+    scrub_job_specs(store)
     root = ws / _owners.OWNERS_DIR
     for old, new in renames.items():
         _owners.move_owner_folder(root / old, root / new, renames)
     return renames
 
 
+#: a workspace whose job files :func:`scrub_job_specs` has cleaned (once; newer jobs write clean ones)
+SCRUBBED_MARK = ".job-specs-scrubbed"
+
+
 def migrate_once(workspace: str | Path) -> None:
     """:func:`migrate_owner_folders` the first time this process opens ``workspace`` (the app's pages call it on
-    every run)."""
+    every run), and :func:`scrub_job_specs` once per workspace."""
     key = str(workspace)
     if key not in _DONE:
         if _owners.old_owner_folders(workspace):  # most opens: one listing, no store
             migrate_owner_folders(RunStore(workspace, actor=SYSTEM, mark_interrupted=False))
+        mark = Path(workspace) / SCRUBBED_MARK
+        if not mark.exists():
+            scrub_job_specs(RunStore(workspace, actor=SYSTEM, mark_interrupted=False))
+            with contextlib.suppress(OSError):  # a read-only workspace: scrubbed again on the next start
+                mark.touch()
         _DONE.add(key)
 
 
-__all__ = ["TEXT_SUFFIXES", "migrate_owner_folders", "migrate_once"]
+__all__ = ["TEXT_SUFFIXES", "SCRUBBED_MARK", "migrate_owner_folders", "scrub_job_specs", "migrate_once"]

@@ -112,3 +112,28 @@ def test_the_app_migrates_once_per_process(tmp_path, monkeypatch):
     assert owners.old_owner_folders(ws) == [_old_name(A)]
     assert migrate_owner_folders(RunStore(ws, actor=SYSTEM)) == {_old_name(A): owners.safe_id(ws, A)}  # merged into the new one
     assert owners.old_owner_folders(ws) == [] and owners.load_autosave(ws, A) is not None
+
+
+def test_older_job_files_lose_the_admins_tracker_uri_once(tmp_path):
+    """Jobs recorded before job files named the server's default tracker by SERVER_DEFAULT kept its URI, the
+    admin's password included: the first open rewrites them (a visitor's own tracker stays), once per workspace."""
+    from builder.admin.owner_migration import SCRUBBED_MARK
+    from builder.tracking_destinations import SERVER_DEFAULT, job_destination
+
+    ws = tmp_path / "ws"
+    secret = "https://admin:S3CRET-pw@ml.school.org/team"
+    store = RunStore(ws, actor=SYSTEM)
+    owners.set_server_config(ws, tracking={"uri": secret, "allow": ["https://ml.other.org"]})
+    old, own = (store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=A) for _ in "ab")
+    for rid, uri in ((old, secret), (own, "https://ml.other.org")):
+        folder = store.folder(rid)
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.job_spec.write_text(json.dumps({"dataset": "moons", "tracking": uri, "owner": A,
+                                               "origin": {"tracking": uri, "owner": A}}))
+    migrate_once(ws)
+    first = json.loads(store.folder(old).job_spec.read_text())
+    assert "S3CRET" not in store.folder(old).job_spec.read_text() and "owner" not in first
+    assert first["tracking"] == first["origin"]["tracking"] == SERVER_DEFAULT
+    assert job_destination(first["tracking"], ws) == secret  # the job still logs where it did
+    assert json.loads(store.folder(own).job_spec.read_text())["tracking"] == "https://ml.other.org"
+    assert (ws / SCRUBBED_MARK).exists()
