@@ -7,10 +7,11 @@ is given), :func:`transfer_weights` and :func:`freeze_nodes` do transfer learnin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,17 @@ from builder.training.run_status import resume_refusal
 from builder.training.text_samples import TextSamples
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
+
+
+@contextlib.contextmanager
+def _fails_run(store: RunStore | None, run_id: str | None) -> Iterator[None]:
+    """A step of starting a run whose error fails the run (its message recorded) before it propagates."""
+    try:
+        yield
+    except Exception as e:
+        if run_id is not None and store is not None:
+            store.finish(run_id, "failed", message=str(e))
+        raise
 
 
 def build_model(graph, seed: int = 0, report: ShapeReport | None = None) -> torch.nn.Module:
@@ -272,15 +284,11 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
             return run_objective(project, dataset, config, store, callbacks, dataset_options=dataset_options,
                                  on_event=on_event, background=background, name=name, run_id=run_id, owner=owner,
                                  tags=tags)
-    try:
-        with use_cache_dir(store.workspace if store is not None else None):  # decoded images: the store's cache
-            project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options,
-                                               adapt=adapt, with_report=True, store=store,
-                                               uploads=owner_uploads(store, owner))
-    except Exception as e:
-        if run_id is not None and store is not None:
-            store.finish(run_id, "failed", message=str(e))
-        raise
+    # decoded images: the store's cache
+    with _fails_run(store, run_id), use_cache_dir(store.workspace if store is not None else None):
+        project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options,
+                                           adapt=adapt, with_report=True, store=store,
+                                           uploads=owner_uploads(store, owner))
     main = dist is None or getattr(dist, "rank", 0) == 0
     run_dir, listeners = None, []
     if store is not None and main:
@@ -296,14 +304,10 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     if ds.info.task == "next_token" and main:  # a language model writes a sample after every epoch
         callbacks.append(TextSamples(RunFolder(run_dir).text_samples if run_dir is not None else None,
                                      seed=cfg.seed))
-    try:
+    with _fails_run(store, run_id):
         model = build_model(project.graph, cfg.seed, report)
         _load_init(store, model, cfg)
         trainer = Trainer(model, ds, cfg, callbacks, run_dir, on_event=listeners, dist=dist)
-    except Exception as e:
-        if run_id is not None:
-            store.finish(run_id, "failed", message=str(e))
-        raise
     trainer.run_id = run_id
     if run_id is not None:
         record_environment(store, run_id, trainer, report,
@@ -483,7 +487,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     """:func:`~builder.runs.pipeline.run_training` for a project with a drawn objective (same arguments and
     result; the graph's Input must fit the dataset, its outputs are the loss nodes). ``training.teacher`` names
     the finished run whose model feeds ``Target(source="teacher")``."""
-    try:
+    with _fails_run(store, run_id):
         project = load_project(project).model_copy(deep=True)
         tr = dict(project.training or {})
         ds, cfg = _data_and_settings(project, dataset, config, dataset_options, store, owner_uploads(store, owner))
@@ -493,22 +497,14 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
         if problems:
             raise GraphError(problems)
         teacher = _teacher_model(store, tr.get("teacher"))
-    except Exception as e:
-        if run_id is not None and store is not None:
-            store.finish(run_id, "failed", message=str(e))
-        raise
     run_dir, listeners = None, []
     if store is not None:
         run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
         listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
     if on_event is not None:
         listeners.append(on_event)
-    try:
+    with _fails_run(store, run_id):
         trainer = ObjectiveTrainer(project, ds, cfg, callbacks, run_dir, on_event=listeners, teacher=teacher)
-    except Exception as e:
-        if run_id is not None:
-            store.finish(run_id, "failed", message=str(e))
-        raise
     trainer.run_id = run_id
     if run_id is not None:
         record_environment(store, run_id, trainer, report)
