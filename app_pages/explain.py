@@ -182,7 +182,7 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
             c[2].metric("Prediction", s.predicted, f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%} "
                         "confident", delta_color="normal" if s.correct else "inverse", delta_arrow="off")
             if s.runners_up:
-                c[2].caption("Runners-up: " + ", ".join(f"{name} ({p:.1%})" for name, p in s.runners_up))
+                c[2].caption("Runners-up: " + ", ".join(f"{ui.md(name)} ({p:.1%})" for name, p in s.runners_up))
         elif s.kind == "value":
             c[1].metric("True value", s.true)
             c[2].metric("Prediction", s.predicted)

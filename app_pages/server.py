@@ -125,7 +125,7 @@ def library_view() -> None:
         if e["problem"]:
             st.caption(f"{ui.md(e['name'])}: {ui.md(e['problem'])}")
         else:
-            st.caption(f"**{ui.md(e['name'])}** · {e['architecture']} · {e['params']:,} parameters · "
+            st.caption(f"**{ui.md(e['name'])}** · {ui.md(e['architecture'])} · {e['params']:,} parameters · "
                        f"{e['macs']:,} multiply-adds per sample · training {e['memory_text']} at batch 32")
 
 
