@@ -17,10 +17,9 @@ as a new run (:mod:`builder.training.prune`); ``robustness`` measures accuracy u
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 
-from builder.cli.common import cli_store, typed_run
+from builder.cli.common import cli_store, say, say_json, typed_run
 from builder.escape import terminal_line as tl
 
 
@@ -83,17 +82,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     store = cli_store(args.workspace)
     rep = calibrate_run(store, typed_run(store, args.run_id), target_accuracy=args.target_accuracy, bins=args.bins)
     if args.json:
-        print(json.dumps(rep.to_dict()))
+        say_json(rep.to_dict())
         return 0
     thr = "-" if rep.threshold_at_target is None else f"{rep.threshold_at_target:.4f}"
-    print(tl(f"run {rep.run_id} ({rep.task}); temperature fitted on {rep.fit_split}, measured on {rep.split}"))
-    print(f"temperature            {rep.temperature:.4f}")
-    print(f"ECE ({rep.bins} bins)          {rep.ece_before:.4f} -> {rep.ece_after:.4f}")
-    print(f"NLL                    {rep.nll_before:.4f} -> {rep.nll_after:.4f}")
-    print(f"accuracy               {rep.accuracy:.4f}")
-    print(f"coverage at {rep.target_accuracy:.2%} accuracy: {rep.coverage_at_target:.2%} of samples (confidence >= "
+    say(tl(f"run {rep.run_id} ({rep.task}); temperature fitted on {rep.fit_split}, measured on {rep.split}"))
+    say(f"temperature            {rep.temperature:.4f}")
+    say(f"ECE ({rep.bins} bins)          {rep.ece_before:.4f} -> {rep.ece_after:.4f}")
+    say(f"NLL                    {rep.nll_before:.4f} -> {rep.nll_after:.4f}")
+    say(f"accuracy               {rep.accuracy:.4f}")
+    say(f"coverage at {rep.target_accuracy:.2%} accuracy: {rep.coverage_at_target:.2%} of samples (confidence >= "
           f"{thr}; {rep.coverage_at_target_uncalibrated:.2%} before scaling)")
-    print(tl(f"wrote {store.folder(rep.run_id).calibration}"))
+    say(tl(f"wrote {store.folder(rep.run_id).calibration}"))
     return 0
 
 
@@ -107,10 +106,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
     model, ds = open_run(store, run)
     rep = check_drift(ds, args.data_path, model=model, alpha=args.alpha)
     if args.json:
-        print(json.dumps({"run_id": run.id, **rep.to_dict()}, default=str))
+        say_json({"run_id": run.id, **rep.to_dict()}, default=str)
         return 0
     for line in rep.lines():
-        print(tl(line, 300))
+        say(tl(line, 300))
     return 0
 
 
@@ -124,11 +123,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     rep = prune_run(store, typed_run(store, args.run_id), args.amount, structured=args.structured, criterion=args.criterion,
                     finetune_epochs=args.finetune_epochs, nodes=nodes, tracking=tracker())  # the local user's MLflow
     if args.json:
-        print(json.dumps(rep.to_dict()))
+        say_json(rep.to_dict())
         return 0
     for line in rep.lines():
-        print(tl(line, 300))
-    print(tl(f"wrote {store.folder(rep.run_id).prune}"))
+        say(tl(line, 300))
+    say(tl(f"wrote {store.folder(rep.run_id).prune}"))
     return 0
 
 
@@ -139,15 +138,15 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     store = cli_store(args.workspace)
     rep = robustness_run(store, typed_run(store, args.run_id), args.eps, method=args.attack, steps=args.steps)
     if args.json:
-        print(json.dumps(rep.to_dict()))
+        say_json(rep.to_dict())
         return 0
     for line in rep.lines():
-        print(tl(line, 300))
+        say(tl(line, 300))
     for f in rep.flips:
         shown = ", ".join(f"#{x['index']} {x['original']}->{x['adversarial']}" for x in f["examples"][:5])
         if shown:
-            print(tl(f"  eps {f['eps']:g} flips: {shown}", 300))
-    print(tl(f"wrote {store.folder(rep.run_id).robustness}"))
+            say(tl(f"  eps {f['eps']:g} flips: {shown}", 300))
+    say(tl(f"wrote {store.folder(rep.run_id).robustness}"))
     return 0
 
 

@@ -32,16 +32,36 @@ def typed_run(store, text: str) -> str:
     return store.get(text, prefix=True).id
 
 
+def say(text: object = "", *, file=None, max_len: int | None = None) -> None:
+    """Print one line of the command's output: every ``layerlab`` line goes through here (a test forbids a bare
+    ``print`` in :mod:`builder.cli`), escaped for the terminal (:func:`builder.escape.terminal_line`: a newline,
+    carriage return or escape sequence in a name, a message or a file's text shows as ``\\n``, ``\\x1b``...)."""
+    print(terminal_line(text, max_len), file=file or sys.stdout)
+
+
+def say_block(text: str, *, file=None) -> None:
+    """Print output of several lines that LayerLab wrote itself (a model card, a generated table) whose user
+    strings were escaped for its own format already: each line escaped for the terminal, the lines kept."""
+    print("\n".join(terminal_line(line) for line in str(text).splitlines()), file=file or sys.stdout)
+
+
+def say_json(data: object, *, file=None, **kwargs) -> None:
+    """Print the command's ``--json`` answer (JSON escapes every control character)."""
+    import json
+
+    print(json.dumps(data, **kwargs), file=file or sys.stdout)
+
+
 def fail(msg: str, code: int = 2) -> int:
     """Print ``error: msg`` (one escaped line) to stderr and return the exit code."""
-    print(f"error: {terminal_line(msg)}", file=sys.stderr)
+    say(f"error: {msg}", file=sys.stderr)
     return code
 
 
 def print_problems(problems) -> None:
     """One escaped line per problem (warnings prefixed ``warning:``)."""
     for p in problems:
-        print(terminal_line(f"warning: {p}" if p.severity == "warning" else str(p)))
+        say(f"warning: {p}" if p.severity == "warning" else str(p))
 
 
 def check_output_path(output: str) -> Path:
@@ -86,7 +106,7 @@ def emit_text(text: str, output: str | None) -> int:
             path.write_text(text, encoding="utf-8")
         except OSError as e:
             raise LayerLabError(f"cannot write {output}: {e.strerror or e}") from None
-        print(terminal_line(f"wrote {output}"))
+        say(f"wrote {output}")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from builder.cli.common import say
 from builder.errors import RunStoreError
 from builder.runs import db as _db
 from builder.runs.store import default_workspace
@@ -19,17 +20,17 @@ def cmd_db(args: argparse.Namespace) -> int:
         if args.action == "upgrade":
             ws.mkdir(parents=True, exist_ok=True)
             before, after = _db.upgrade(url, "WAL")
-            print(f"{_db.redact(url)}: {before or 'none'} -> {after}")
+            say(f"{_db.redact(url)}: {before or 'none'} -> {after}")
         elif _db.is_sqlite(url) and not (ws / "layerlab.db").is_file():
-            print(f"{_db.redact(url)}: no run database yet (made when the workspace is first opened)")
+            say(f"{_db.redact(url)}: no run database yet (made when the workspace is first opened)")
         else:
             with _db.engine(url).connect() as c:
                 rev = _db.current_revision(c)
             state = "up to date" if rev == _db.HEAD else f"needs `{_db.UPGRADE_COMMAND}`"
-            print(f"{_db.redact(url)}: revision {rev or 'none'} (this LayerLab: {_db.HEAD}, {state})")
+            say(f"{_db.redact(url)}: revision {rev or 'none'} (this LayerLab: {_db.HEAD}, {state})")
     except (RunStoreError, _db.sa.exc.DBAPIError) as e:
         err = e if isinstance(e, RunStoreError) else (_db.unreachable(e, url) or RunStoreError(str(e.orig)))
-        print(f"error: {err}")
+        say(f"error: {err}")
         return 1
     return 0
 

@@ -8,7 +8,6 @@ arguments cannot be used (one line, no traceback). Every line that quotes user t
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from builder.cli.common import (
     infer_format,
     load_project_arg,
     print_problems,
+    say,
+    say_json,
 )
 from builder.escape import terminal_line
 from builder.graph.architectures import ARCHITECTURES
@@ -59,7 +60,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     print_problems(report.problems)  # warnings only
     est = training_memory(report, budget.batch_size, budget.optimizer, budget.device)
-    print(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters; training on {budget.device} "
+    say(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters; training on {budget.device} "
           f"needs about {est.describe()}")
     return 0
 
@@ -68,7 +69,7 @@ def cmd_arch(args: argparse.Namespace) -> int:
     """List the full-size architectures, or write one as a project file."""
     if not args.name:
         for name, (title, fn) in ARCHITECTURES.items():
-            print(f"{name:<10} {title:<30} {(fn.__doc__ or '').strip().splitlines()[0]}")
+            say(f"{name:<10} {title:<30} {(fn.__doc__ or '').strip().splitlines()[0]}")
         return 0
     if args.name not in ARCHITECTURES:
         return fail(f"unknown architecture {args.name!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -121,7 +122,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
                                "warmup": lat.warmup, "load": lat.load}} if lat else {}),
                "activation_bytes_per_sample": report.activation_bytes,
                "problems": [p.to_dict() for p in report.problems]}
-        print(json.dumps(out, indent=2))
+        say_json(out, indent=2)
         return 0 if report.ok else 1
     rows = [{**r, "id": terminal_line(r["id"], 60), "type": terminal_line(r["type"], 40)} for r in report.summary_rows()]
     w_id = max([len("node"), *(len(r["id"]) for r in rows)])
@@ -129,23 +130,23 @@ def cmd_summary(args: argparse.Namespace) -> int:
     w_sh = max([len("output shape"), *(len(r["shape"]) for r in rows)])
     extra = f"  {'ms':>9}  {'p10-p90 ms':>17}" if lat else ""
     width = w_id + w_ty + w_sh + 31 + len(extra)
-    print(f"{'node':<{w_id}}  {'type':<{w_ty}}  {'output shape':<{w_sh}}  {'params':>10}  {'MACs':>13}{extra}")
-    print("-" * width)
+    say(f"{'node':<{w_id}}  {'type':<{w_ty}}  {'output shape':<{w_sh}}  {'params':>10}  {'MACs':>13}{extra}")
+    say("-" * width)
     for r, nid in zip(rows, report.order):
         m, t = macs.get(nid), ms.get(nid)
         p = spread.get(nid) if lat else None
         timed = (f"  {'' if t is None else format(t, '.3f'):>9}  {'' if p is None else f'{p[0]:.3f}-{p[1]:.3f}':>17}"
                  if lat else "")
-        print(f"{r['id']:<{w_id}}  {r['type']:<{w_ty}}  {r['shape']:<{w_sh}}  {r['params']:>10,}  "
+        say(f"{r['id']:<{w_id}}  {r['type']:<{w_ty}}  {r['shape']:<{w_sh}}  {r['params']:>10,}  "
               f"{'' if m is None else format(m, ','):>13}{timed}")
-    print("-" * width)
-    print(f"total params: {report.total_params:,}   multiply-adds per sample: {sum(macs.values()):,}   "
+    say("-" * width)
+    say(f"total params: {report.total_params:,}   multiply-adds per sample: {sum(macs.values()):,}   "
           f"activations per sample: {human_bytes(report.activation_bytes)}")
     if lat:
-        print(f"forward pass: {lat.total.text()} at batch {lat.batch_size} on {lat.device} (median of "
+        say(f"forward pass: {lat.total.text()} at batch {lat.batch_size} on {lat.device} (median of "
               f"{lat.repeats}; random weights; {lat.conditions.text()})")
     if report.problems:
-        print()
+        say()
         print_problems(report.problems)
     return 0 if report.ok else 1
 
@@ -187,7 +188,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         save_weights(model, args.output)
     except OSError as e:
         return fail(f"cannot write {args.output}: {e.strerror or e}")
-    print(terminal_line(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
+    say(terminal_line(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
                         "weights)"))
     return 0
 
@@ -204,7 +205,7 @@ def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
     torch.manual_seed(args.seed)
     rep = export_network(load_project_arg(args.file, trains=False), args.network, getattr(args, "weights", None), args.output, fmt)
     extra = f"; onnxruntime max abs difference {rep['max_abs_diff']:.3g}" if rep["max_abs_diff"] is not None else ""
-    print(terminal_line(f"wrote {' and '.join(rep['files'])} (network {args.network}: inputs "
+    say(terminal_line(f"wrote {' and '.join(rep['files'])} (network {args.network}: inputs "
                         f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})"))
     return 0
 
@@ -216,12 +217,12 @@ def _export_onnx_file(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         return fail("--format onnx needs -o OUT.onnx")
     rep = export_onnx(load_project_arg(args.file, trains=False), args.output, getattr(args, "weights", None))
-    print(terminal_line(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max "
+    say(terminal_line(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max "
                         f"abs difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})"))
     if getattr(args, "quantize", None) == "int8":
         out = Path(args.output).with_suffix(".int8.onnx")
         q = quantize_int8(args.output, out)
-        print(terminal_line(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio "
+        say(terminal_line(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio "
                             f"{q['ratio']:.2f}; use --run ID to measure the test metric)"))
     return 0
 
@@ -244,18 +245,18 @@ def cmd_import(args: argparse.Namespace) -> int:
         result = import_model(args.source, name=args.name)
     jpath, wpath = save_import(result, args.output)
     rep = result.report
-    print(terminal_line(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
+    say(terminal_line(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
                         f"outputs match {rep.get('verified_against', '-')} to "
                         f"{rep.get('max_abs_diff', float('nan')):.3g}"))
     for note in rep.get("notes", []):
-        print(terminal_line(f"note: {note}"))
+        say(terminal_line(f"note: {note}"))
     if _copy_tokenizer(args.source, Path(jpath).with_name(Path(jpath).stem + ".tokenizer.json")):
-        print(terminal_line(f"wrote {Path(jpath).stem}.tokenizer.json (the model folder's tokenizer)"))
+        say(terminal_line(f"wrote {Path(jpath).stem}.tokenizer.json (the model folder's tokenizer)"))
     if args.register:
         store = cli_store(args.workspace)
         rid = register_import(store, result)
         _copy_tokenizer(args.source, store.folder(rid).tokenizer)
-        print(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
+        say(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
                             f"--init-from {rid})"))
     return 0
 
@@ -278,9 +279,9 @@ def cmd_library(args: argparse.Namespace) -> int:
         return fail(f"no model library is configured; set {LIBRARY_ENV} or the server config's model_library")
     for e in library_entries(ws, device=args.device, batch_size=args.batch_size):
         if e["problem"]:
-            print(terminal_line(f"{e['name']:<24} {e['problem']}"))
+            say(terminal_line(f"{e['name']:<24} {e['problem']}"))
         else:
-            print(terminal_line(f"{e['name']:<24} {e['architecture']:<10} {e['params']:>14,} params "
+            say(terminal_line(f"{e['name']:<24} {e['architecture']:<10} {e['params']:>14,} params "
                                 f"{e['macs']:>16,} MACs  training {e['memory_text']} at batch {args.batch_size} "
                                 f"on {args.device}{'' if e['fits'] else ' (does not fit)'}"))
     return 0
@@ -290,7 +291,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
     """List templates or write one."""
     if not args.name:
         for t in list_templates():
-            print(f"{t['name']:<12} {t['title']}  [{t['dataset'] or '-'}]  {t['description']}")
+            say(f"{t['name']:<12} {t['title']}  [{t['dataset'] or '-'}]  {t['description']}")
         return 0
     if args.name not in TEMPLATE_NAMES:
         return fail(f"unknown template {args.name!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
@@ -303,8 +304,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     for d in list_datasets():
         opts = ", ".join(f"{k}={v!r}" for k, v in (d.get("options") or {}).items())
-        print(f"{d['name']:<14} {d['task']:<14} {d['modality']:<9} {d['description']}" + (f"  [{opts}]" if opts else ""))
-        print(f"{'':<14} source: {d['origin']}; licence: {d['licence']}")
+        say(f"{d['name']:<14} {d['task']:<14} {d['modality']:<9} {d['description']}" + (f"  [{opts}]" if opts else ""))
+        say(f"{'':<14} source: {d['origin']}; licence: {d['licence']}")
     return 0
 
 
@@ -312,7 +313,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     """List the layer palette."""
     for spec in all_specs():
         params = ", ".join(f"{p.name}={p.default!r}" for p in spec.params)
-        print(f"{spec.category:<14} {spec.type:<24} {params}")
+        say(f"{spec.category:<14} {spec.type:<24} {params}")
     return 0
 
 

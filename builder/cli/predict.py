@@ -21,11 +21,10 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from builder.cli.common import cli_store, typed_run
+from builder.cli.common import cli_store, say, say_json, typed_run
 from builder.errors import ExplainError
 from builder.escape import terminal_line as tl
 
@@ -148,14 +147,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         probe.close()
     if args.json:
-        print(json.dumps({"run_id": run_id, "predictions": answers}, default=str))
+        say_json({"run_id": run_id, "predictions": answers}, default=str)
         return 0
     for a in answers:
         if "continuation" in a:
-            print(tl(f"{a['input']} → {a['continuation']}", 400))
+            say(tl(f"{a['input']} → {a['continuation']}", 400))
             continue
         conf = f" ({a['confidence']:.1%})" if "confidence" in a else ""
-        print(tl(f"{a['input'][:60]}: {a['prediction']}{conf}", 300))
+        say(tl(f"{a['input'][:60]}: {a['prediction']}{conf}", 300))
         if a.get("attribution"):
-            print(tl("  most attributed: " + ", ".join(f"{n} {v:+.3g}" for n, v in a["attribution"]), 300))
+            say(tl("  most attributed: " + ", ".join(f"{n} {v:+.3g}" for n, v in a["attribution"]), 300))
     return 0

@@ -11,13 +11,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import time
 
-from builder.cli.common import cli_store, load_project_arg
+from builder.cli.common import cli_store, load_project_arg, say, say_json
 from builder.cli.train import add_train_args, config_overrides, key_value
 from builder.errors import LayerLabError
 from builder.escape import terminal_line as tl
@@ -127,31 +126,31 @@ def cmd_tune(args: argparse.Namespace) -> int:
             return
         params = ", ".join(f"{k}={_short(v)}" for k, v in ev.get("params", {}).items())
         if ev["type"] == "trial_started":
-            print(tl(f"trial {ev['trial']} started: {params} (run {ev['run_id']})", 400), file=sys.stderr)
+            say(tl(f"trial {ev['trial']} started: {params} (run {ev['run_id']})", 400), file=sys.stderr)
         else:
             val = f" {objective} {ev['value']:.4g}" if ev.get("value") is not None and ev["state"] == "complete" else ""
             msg = f" - {ev['message']}" if ev.get("message") else ""
-            print(tl(f"trial {ev['trial']} {ev['state']}{val}{msg}", 400), file=sys.stderr)
+            say(tl(f"trial {ev['trial']} {ev['state']}{val}{msg}", 400), file=sys.stderr)
 
     runner = StudyRunner(store, project, args.dataset, cfg, space=args.search, settings=settings,
                          dataset_options=opts, on_update=show)
     if not quiet:
-        print(f"study {settings.name} ({runner.study.direction.name.lower()} {objective}) in {runner.result().storage}",
+        say(f"study {settings.name} ({runner.study.direction.name.lower()} {objective}) in {runner.result().storage}",
               file=sys.stderr)
     res = runner.run()  # Ctrl-C stops the study cleanly (running trials are stopped and marked failed)
     if args.json:
-        print(json.dumps(res.to_dict(), default=str))
+        say_json(res.to_dict(), default=str)
         return 0
     if res.best_value is None:
-        print(tl(f"study {res.study}: no trial completed ({res.states})"))
+        say(tl(f"study {res.study}: no trial completed ({res.states})"))
         return 1
-    print(tl(f"best {res.objective} {res.best_value:.4g} (trial {res.best_trial}, run id {res.best_run_id})"))
-    print(tl("best params " + ", ".join(f"{k}={_short(v)}" for k, v in res.best_params.items())))
-    print(f"trials {res.n_trials}: " + ", ".join(f"{k} {v}" for k, v in sorted(res.states.items())))
+    say(tl(f"best {res.objective} {res.best_value:.4g} (trial {res.best_trial}, run id {res.best_run_id})"))
+    say(tl("best params " + ", ".join(f"{k}={_short(v)}" for k, v in res.best_params.items())))
+    say(f"trials {res.n_trials}: " + ", ".join(f"{k} {v}" for k, v in sorted(res.states.items())))
     if len(res.pareto) > 1:
-        print(f"{objective} vs multiply-adds, the trials no other beats on both (Pareto front):")
+        say(f"{objective} vs multiply-adds, the trials no other beats on both (Pareto front):")
         for t in res.pareto:
-            print(f"  trial {t['trial']}: {objective} {t['value']:.4g}, {t['macs']:,} MACs, {t['params']:,} params "
+            say(f"  trial {t['trial']}: {objective} {t['value']:.4g}, {t['macs']:,} MACs, {t['params']:,} params "
                   f"(run id {t['run_id']})")
     return 0
 
@@ -166,10 +165,10 @@ def cmd_export_mlflow(args: argparse.Namespace) -> int:
 
     out = export_runs(cli_store(args.workspace), args.run_ids, args.mlflow, force=args.force)  # the local user's
     if args.json:
-        print(json.dumps(out))
+        say_json(out)
         return 0
     for r in out:
         what = {"exported": "exported as", "repaired": "repaired (what MLflow missed was written) in",
                 "complete": "already complete in MLflow as", "live": "still live; not exported"}
-        print(f"{r['run_id']}: {what[r['status']]} {r['mlflow_run_id'] or ''}".rstrip())
+        say(f"{r['run_id']}: {what[r['status']]} {r['mlflow_run_id'] or ''}".rstrip())
     return 0

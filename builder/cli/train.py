@@ -25,7 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.cli.common import check_output_path, cli_store, infer_format, load_project_arg
+from builder.cli.common import (
+    check_output_path,
+    cli_store,
+    infer_format,
+    load_project_arg,
+    say,
+    say_block,
+    say_json,
+)
 from builder.errors import LayerLabError, TrainingError
 from builder.escape import safe_filename, terminal_line
 from builder.escape import terminal_line as tl
@@ -239,16 +247,16 @@ def _mlflow(args: argparse.Namespace):
 def _print_result(result, args: argparse.Namespace, out=None) -> None:
     out = out or sys.stdout
     if getattr(args, "json", False):
-        print(json.dumps(result.to_dict(), default=str), file=out)
+        say_json(result.to_dict(), default=str, file=out)
         return
     if result.status != RunStatus.FINISHED:
-        print(tl(f"run {result.status}: {result.message}", 2000), file=out)
+        say(tl(f"run {result.status}: {result.message}", 2000), file=out)
     if result.test:
         for k in ("accuracy", "macro_f1", "r2", "mse", "mae", "loss"):
             if k in result.test:
-                print(f"test {k} {result.test[k]:.3f}", file=out)
+                say(f"test {k} {result.test[k]:.3f}", file=out)
     if result.run_id:
-        print(f"run id {result.run_id}", file=out)
+        say(f"run id {result.run_id}", file=out)
 
 
 def _run_job(start, args: argparse.Namespace) -> int:
@@ -268,8 +276,8 @@ def _run_job(start, args: argparse.Namespace) -> int:
         if interrupted.is_set():
             raise KeyboardInterrupt
         interrupted.set()
-        print("\nstopping at the next step (a checkpoint is written; Ctrl-C again to quit at once)...",
-              file=sys.stderr, flush=True)
+        say(file=sys.stderr)
+        say("stopping at the next step (a checkpoint is written; Ctrl-C again to quit at once)...", file=sys.stderr)
         if "job" in holder:
             holder["job"].stop()
 
@@ -284,7 +292,7 @@ def _run_job(start, args: argparse.Namespace) -> int:
                 pass
         except KeyboardInterrupt:  # the second Ctrl-C
             run_id = getattr(holder.get("job"), "run_id", None)
-            print("quit without a final checkpoint" + (f"; resume from the last one with `layerlab runs resume "
+            say("quit without a final checkpoint" + (f"; resume from the last one with `layerlab runs resume "
                                                         f"{run_id}`" if run_id else ""), file=sys.stderr)
             return 130
     finally:
@@ -293,15 +301,15 @@ def _run_job(start, args: argparse.Namespace) -> int:
     try:
         result = job.join()
     except LayerLabError as e:
-        print(tl(f"error: {e}", 2000), file=sys.stderr)
+        say(tl(f"error: {e}", 2000), file=sys.stderr)
         if getattr(job, "run_id", None):
-            print(f"run id {job.run_id}")
+            say(f"run id {job.run_id}")
         return 1
     result.run_id = getattr(job, "run_id", None)
     _print_result(result, args)
     if interrupted.is_set() and result.status == RunStatus.STOPPED:
         if result.run_id:
-            print(f"stopped by Ctrl-C; resume with `layerlab runs resume {result.run_id}`", file=sys.stderr)
+            say(f"stopped by Ctrl-C; resume with `layerlab runs resume {result.run_id}`", file=sys.stderr)
         return 130
     return 0 if result.status in ENDED_CLEANLY else 1
 
@@ -340,7 +348,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from builder.runs.pipeline import student_alone  # lazy: heavy (torch, safetensors)
 
         if not args.quiet:
-            print("training the student alone first (same settings, seed and split; the distillation's baseline)",
+            say("training the student alone first (same settings, seed and split; the distillation's baseline)",
                   file=sys.stderr)
         base = student_alone(student, args.teacher, dataset, cfg, store, dataset_options=opts, adapt=args.adapt,
                              name=f"{args.name or student.name} (student alone)", tracking=_mlflow(args))
@@ -351,7 +359,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         adapt=args.adapt, name=args.name, tags=tags, tracking=_mlflow(args))) or jobs[0], args)
     if tags and not getattr(args, "json", False):
         result = getattr(jobs[0], "result", None) if jobs else None
-        print(baseline_line(tags, getattr(result, "test", None)))
+        say(baseline_line(tags, getattr(result, "test", None)))
     return rc
 
 
@@ -365,17 +373,17 @@ def _train_folds(project, dataset, cfg, opts, args) -> int:
         if not args.json:
             test = ", ".join(f"{m} {v:.4f}" for m, v in (result.test or {}).items()
                              if m != "n" and isinstance(v, (int, float)))
-            print(f"fold {k + 1}/{args.folds}: run {result.run_id} {result.status}" + (f"; test {test}" if test else ""))
+            say(f"fold {k + 1}/{args.folds}: run {result.run_id} {result.status}" + (f"; test {test}" if test else ""))
 
     res = cross_validate(project, dataset, cfg, cli_store(args.workspace), folds=args.folds, dataset_options=opts,
                          callbacks=[progress], adapt=args.adapt, name=args.name, on_fold=on_fold,
                          on_event=progress, tracking=_mlflow(args))
     if args.json:
-        print(json.dumps(res.to_dict(), default=str))
+        say_json(res.to_dict(), default=str)
     else:
-        print(f"cross-validation group {res.group} ({res.folds} folds; list with tag crossval={res.group})")
+        say(f"cross-validation group {res.group} ({res.folds} folds; list with tag crossval={res.group})")
         for line in format_summary(res.summary):
-            print(f"test {line}")
+            say(f"test {line}")
     return 0 if res.ok else 1
 
 
@@ -400,18 +408,18 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     """``layerlab runs list``."""
     runs = cli_store(args.workspace).list_runs(args.status, args.limit)
     if args.json:
-        print(json.dumps([dict(r) for r in runs], default=str, indent=2))
+        say_json([dict(r) for r in runs], default=str, indent=2)
         return 0
     if not runs:
-        print("no runs yet; start one with `layerlab train FILE --dataset NAME`")
+        say("no runs yet; start one with `layerlab train FILE --dataset NAME`")
         return 0
 
-    print(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
+    say(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
     for r in runs:
         t = r.test_metrics
         k = "accuracy" if "accuracy" in t else "r2" if "r2" in t else None
         test = f"{k[:3]} {t[k]:.3f}" if k else "-"
-        print(f"{tl(r.id, 23):<23} {tl(r.status, 11):<11} {tl(r['dataset_name'], 14):<14} "
+        say(f"{tl(r.id, 23):<23} {tl(r.status, 11):<11} {tl(r['dataset_name'], 14):<14} "
               f"{tl(r.info.epochs_done):>6} {test:>14}  {tl(r.info.name or '', 80)}")
     return 0
 
@@ -424,28 +432,28 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     run = store.get(args.run_id, prefix=True)
     curve = store.metrics(run.id)
     if args.json:
-        print(json.dumps({**run, "curve": curve}, default=str, indent=2))
+        say_json({**run, "curve": curve}, default=str, indent=2)
         return 0
     if args.card:
-        print(model_card(run, curve, store.run_dir(run.id)))
+        say_block(model_card(run, curve, store.run_dir(run.id)))
         return 0
 
     info = run.info
-    print(tl(f"run {info.id}  ({info.name})"))
-    print(tl(f"status      {info.status}" + (f"  - {info.message}" if info.message else "")))
-    print(tl(f"dataset     {run['dataset_name']} {shown_dataset_options(run)}"))
-    print(tl(f"created     {shown_time(info.created_at)}   finished {shown_time(info.finished_at)}"))
+    say(tl(f"run {info.id}  ({info.name})"))
+    say(tl(f"status      {info.status}" + (f"  - {info.message}" if info.message else "")))
+    say(tl(f"dataset     {run['dataset_name']} {shown_dataset_options(run)}"))
+    say(tl(f"created     {shown_time(info.created_at)}   finished {shown_time(info.finished_at)}"))
     cfg = run.get("config") or {}
-    print(tl("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {}))))
+    say(tl("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {}))))
     if curve:
         last = curve[-1]
         m = last.get("metric_name", "metric")
-        print(tl(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss "
+        say(tl(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss "
                  f"{last['val_loss']:.4f} val_{m} {last['val_metric']:.4f}"))
     for k, v in run.test_metrics.items():
         if isinstance(v, (int, float)):
-            print(tl(f"test {k} {v:.4f}"))
-    print(tl(f"folder      {store.run_dir(run.id)}"))
+            say(tl(f"test {k} {v:.4f}"))
+    say(tl(f"folder      {store.run_dir(run.id)}"))
     return 0
 
 
@@ -466,7 +474,7 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
     store = cli_store(args.workspace)
     run = store.get(args.run_id, prefix=True)
     store.delete_run(run.id)
-    print(f"deleted run {run.id}")
+    say(f"deleted run {run.id}")
     return 0
 
 
@@ -523,11 +531,11 @@ def export_run(args: argparse.Namespace) -> int:
 
             save_file({k: v.contiguous() for k, v in merged.items()}, str(wpath))
         note = "; LoRA adapters merged into their base layers" if merged is not state else ""
-        print(f"wrote {output} and {wpath} (trained weights of run {run.id}{note})")
+        say(f"wrote {output} and {wpath} (trained weights of run {run.id}{note})")
         _export_tokenizer(folder, output)
     else:
         shutil.copyfile(weights, output)
-        print(f"wrote {output} (trained weights of run {run.id}, status {run.status})")
+        say(f"wrote {output} (trained weights of run {run.id}, status {run.status})")
     return 0
 
 
@@ -548,7 +556,7 @@ def _export_run_network(run: Run, args: argparse.Namespace, weights: Path, outpu
     out.parent.mkdir(parents=True, exist_ok=True)
     rep = export_network(run.project, network, weights, out, fmt)
     extra = f"; onnxruntime max abs difference {rep['max_abs_diff']:.3g}" if rep["max_abs_diff"] is not None else ""
-    print(terminal_line(f"wrote {' and '.join(rep['files'])} (network {network} of run {run.id}: inputs "
+    say(terminal_line(f"wrote {' and '.join(rep['files'])} (network {network} of run {run.id}: inputs "
                         f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})"))
     return 0
 
@@ -564,15 +572,15 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
         q = quantize_run(store, run.id, output.with_suffix(".int8.onnx") if output else None)
         if output is not None:
             shutil.copyfile(q["fp32_path"], output)
-        print(f"wrote {output or q['fp32_path']} and {q['int8_path']}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
+        say(f"wrote {output or q['fp32_path']} and {q['int8_path']}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
               f"bytes (ratio {q['ratio']:.2f}); test {q['metric']} {q['test_before']:.4f} -> {q['test_after']:.4f} "
               f"(delta {q['delta']:+.4f}); recorded in the model card")
-        print(f"latency (onnxruntime, fp32 -> int8): {comparison_text(q.get('latency') or {})}")
+        say(f"latency (onnxruntime, fp32 -> int8): {comparison_text(q.get('latency') or {})}")
         return 0
     tempered = bool(getattr(args, "temperature", False))
     rep = export_run_onnx(store, run["id"], output, temperature=tempered)
     extra = "; logits divided by the calibrated temperature" if tempered else ""
-    print(f"wrote {rep.path} (trained weights of run {run['id']}; dynamic batch; onnxruntime max abs difference "
+    say(f"wrote {rep.path} (trained weights of run {run['id']}; dynamic batch; onnxruntime max abs difference "
           f"{rep.max_abs_diff:.3g}{extra})")
     _export_tokenizer(store.folder(run["id"]), Path(rep.path))
     return 0
@@ -583,7 +591,7 @@ def _export_tokenizer(folder: Any, model_path: Path) -> None:
     if folder.tokenizer.is_file():
         out = model_path.with_name(model_path.stem + ".tokenizer.json")
         shutil.copyfile(folder.tokenizer, out)
-        print(f"wrote {out} (the tokenizer the model's token ids come from; tokenizers.Tokenizer.from_file)")
+        say(f"wrote {out} (the tokenizer the model's token ids come from; tokenizers.Tokenizer.from_file)")
 
 
 def _weights_from_checkpoint(store, run_id: str, out: Path) -> Path:

@@ -285,3 +285,25 @@ def test_load_project_arg_takes_a_file_or_a_template_name(tmp_path, example_proj
     assert len(load_project_arg(str(f)).graph.nodes) == len(example_project["graph"]["nodes"])
     with pytest.raises(ProjectFormatError):
         load_project_arg(str(tmp_path / "mlp.json"))  # a missing .json file is no template name
+
+
+def test_every_cli_line_goes_through_say():
+    """A command's output is escaped for the terminal in one place (builder.cli.common.say, say_block, say_json):
+    a bare print with a name, a message or a file's text in it forged lines or sent escape sequences (a failed
+    run's message and a study's trial lines did)."""
+    import ast
+    from pathlib import Path
+
+    import builder.cli
+
+    homes = {"say", "say_block", "say_json", "emit_text"}  # emit_text: generated code, escaped for Python
+    bad = []
+    for path in sorted(Path(builder.cli.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        allowed = {id(n) for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef) and fn.name in homes
+                   for n in ast.walk(fn)}
+        bad += [f"{path.name}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Name) and n.func.id == "print" and id(n) not in allowed]
+        bad += [f"{path.name}:{n.lineno} sys.stdout.write" for n in ast.walk(tree) if isinstance(n, ast.Call)
+                and ast.unparse(n.func) in ("sys.stdout.write", "sys.stderr.write") and id(n) not in allowed]
+    assert not bad, "print through builder.cli.common.say (or say_block, say_json, emit_text):\n" + "\n".join(bad)
