@@ -9,7 +9,7 @@ import torch
 from builder.data.access import SYSTEM
 from builder.jobs.queue import wait
 from builder.runs.store import RunStore
-from tests.helpers import button, open_app, wait_for_status
+from tests.helpers import button, open_app, wait_for_epochs, wait_for_status
 
 TIMEOUT = 180
 
@@ -121,7 +121,8 @@ def test_stop_keeps_a_resumable_run(at, ws):
     rid = _start(at, 5000)
     store = RunStore(ws, actor=SYSTEM)
     wait_for_status(store, rid, {"running"}, TIMEOUT)
-    at.run()
+    wait_for_epochs(store, rid, 2, TIMEOUT)  # Replay is offered once two epochs are recorded (stopping sooner on a
+    at.run()                                 # fast machine left nothing to replay)
     at.button(key="ll_stop").click().run()
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
     at.run()  # the page sees the run end
