@@ -434,6 +434,40 @@ def test_the_inspector_does_not_hide_the_layer_it_shows(browser, app_server):
         page.context.close()
 
 
+# The canvas's status bar (parameters … "No problems") and the inspector floating over a narrow window, as drawn.
+STATUS_AND_INSPECTOR_JS = """() => {
+  const hosts = [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')];
+  const root = hosts.map((h) => h.shadowRoot).filter(Boolean).find((r) => r.querySelector('.ll-root'));
+  const bar = root && root.querySelector('.ll-summary');
+  const ok = root && root.querySelector('.ll-summary .ll-ok, .ll-summary .ll-problems-btn');
+  const insp = document.querySelector('[data-testid="stColumn"]:has(.st-key-ll_inspector)');
+  const box = (e) => { if (!e) return null; const b = e.getBoundingClientRect();
+                       return {left: b.left, right: b.right, top: b.top, bottom: b.bottom}; };
+  return {bar: box(bar), status: box(ok), inspector: box(insp), toolbar: box(root && root.querySelector('.ll-toolbar'))};
+}"""
+
+
+def test_the_floating_inspector_leaves_the_status_bar_visible(browser, app_server):
+    """At 900x900 the inspector floating bottom-right over the canvas covered the canvas's status bar: its
+    "No problems" (or the problems button) and the memory figure were hidden while a layer was selected. It now
+    ends above the status bar and still starts below the canvas toolbar."""
+    page = new_page(browser, (900, 900))
+    try:
+        open_build(page, app_server)
+        collapse_sidebar(page)
+        page.locator("[data-testid=node-conv1]").click()
+        page.locator(".st-key-ll_inspector").wait_for(timeout=30_000)
+        wait_idle(page)
+        seen = page.evaluate(STATUS_AND_INSPECTOR_JS)
+        page.screenshot(path=str(ARTIFACTS / "layout-inspector-status-900.png"))
+        assert seen["status"] and seen["inspector"], seen
+        assert seen["inspector"]["bottom"] <= seen["bar"]["top"] + 0.5, seen  # the status bar shows whole
+        assert seen["inspector"]["top"] >= seen["toolbar"]["bottom"] - 0.5, seen  # and the toolbar too
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
+
+
 def test_a_replacement_asked_far_down_the_page_is_brought_into_view(browser, app_server):
     """Issue 29: Data's "Load the ... template" (below the preview) asked its Replace/Cancel question at the top of
     the page, out of sight: the click seemed to do nothing. The question is scrolled into view when asked."""
