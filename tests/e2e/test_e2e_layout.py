@@ -468,6 +468,40 @@ def test_the_floating_inspector_leaves_the_status_bar_visible(browser, app_serve
         page.context.close()
 
 
+# The guide card's text, as drawn: every piece of it (a text run or an element such as the bold name) and the
+# number of lines each takes, and the paragraph's lines in all.
+GUIDE_LINES_JS = """() => {
+  const p = document.querySelector('.st-key-ll_first_visit [data-testid="stColumn"] [data-testid="stMarkdownContainer"] p');
+  if (!p) return null;
+  const lines = (rects) => { const tops = [...rects].filter((r) => r.width > 0).map((r) => r.top).sort((a, b) => a - b);
+                              return tops.filter((t, i) => i === 0 || t - tops[i - 1] > 8).length; };
+  const pieces = [...p.childNodes].map((n) => {
+    if (n.nodeType === 3) { const r = document.createRange(); r.selectNodeContents(n);
+                            return {text: n.textContent, lines: lines(r.getClientRects())}; }
+    return {text: n.textContent, lines: n.getClientRects ? lines(n.getClientRects()) : 0};
+  }).filter((x) => x.text.trim());
+  const r = document.createRange(); r.selectNodeContents(p);
+  return {text: p.innerText, pieces, lines: lines(r.getClientRects())};
+}"""
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_guide_card_breaks_its_line_between_phrases(browser, app_server, size):
+    """At 900 px the guide card's "1 · Small CNN for 8×8 digits is on the canvas" broke inside its phrase ("is on the
+    / canvas"). It says what is on the canvas on one line and names it on the next, each whole."""
+    with visit(browser, f"{app_server}/build", "Build", size=size) as page:
+        page.locator(".st-key-ll_first_visit").wait_for(timeout=30_000)
+        page.wait_for_function(SIDEBAR_SETTLED_JS, timeout=30_000)  # the page's width is final
+        if size[0] <= 1100:  # the sidebar starts collapsed there
+            page.locator("[data-testid=stSidebar][data-collapsed=true]").wait_for(state="attached", timeout=10_000)
+        wait_idle(page)
+        seen = page.evaluate(GUIDE_LINES_JS)
+        page.locator(".st-key-ll_first_visit").screenshot(path=str(ARTIFACTS / f"layout-guide-{size[0]}.png"))
+        assert seen and "Small CNN" in seen["text"], seen
+        assert all(x["lines"] == 1 for x in seen["pieces"]), seen  # no phrase broken across two lines
+        assert seen["lines"] <= 2, seen
+
+
 def test_a_replacement_asked_far_down_the_page_is_brought_into_view(browser, app_server):
     """Issue 29: Data's "Load the ... template" (below the preview) asked its Replace/Cancel question at the top of
     the page, out of sight: the click seemed to do nothing. The question is scrolled into view when asked."""
