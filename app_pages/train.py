@@ -16,6 +16,7 @@ from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs.classes import CLASS_KEY
+from builder.runs.record import shown_time
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag
@@ -325,8 +326,10 @@ def live_view() -> None:
     if status == RunStatus.QUEUED:
         pos = queue_position(rs, run_id)
         where = f" · place {pos} in the queue" if pos else ""
-    head[0].markdown(f"{ICONS.get(status, ICONS[RunStatus.QUEUED])} **{shown.capitalize()}**{where} · run `{run_id}`",
-                     help=ui.md(run_label(run)))
+    # the run is named in the caption above (its name and start, never a hash); its id, for the Runs page and the
+    # command line, is in the help
+    head[0].markdown(f"{ICONS.get(status, ICONS[RunStatus.QUEUED])} **{shown.capitalize()}**{where}",
+                     help=f"Run id `{run_id}` (the Runs page and `layerlab runs` know it by this id)")
     if status == RunStatus.PAUSED:
         head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(run_id, "resume"),
                        disabled=not mine, width="stretch", key="ll_resume")
@@ -640,7 +643,8 @@ if mode == "Cross-validate":
 train_doctor.applied_notice()  # what the doctor's last fix changed, with Undo
 if current is not None:
     st.subheader("Progress")
-    st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current))}")
+    st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current, short_id=False))} · started "
+               f"{ui.md(shown_time(current.get('created_at'), seconds=False))}")
     if active:
         st.session_state.ll_polling = True
     every = st.session_state.ll_poll_every = poll_every(current["id"]) if active else replay_every(current["id"])

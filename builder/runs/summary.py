@@ -138,8 +138,9 @@ def dataset_label(run: dict) -> str:
     return src.display() if src is not None else "—"
 
 
-def run_label(run: dict, best: dict | None = None) -> str:
-    """One line telling a run apart: name, dataset, lr, epochs, batch size, best metric, end of its id."""
+def run_label(run: dict, best: dict | None = None, *, short_id: bool = True) -> str:
+    """One line telling a run apart: name, dataset, lr, epochs, batch size, best metric, end of its id (not with
+    ``short_id=False``: where one run is shown, named, a hash says nothing)."""
     cfg = run.get("config") or {}
     bits = [str(run.get("name") or "run"), dataset_label(run)]
     if cfg.get("lr") is not None:
@@ -151,7 +152,8 @@ def run_label(run: dict, best: dict | None = None) -> str:
     shown = best_metric(best if best is not None else run.get("best") or {})
     if shown:  # a GAN's or VAE's "metric" is its loss: nothing more to say
         bits.append(f"best {shown[0]} {shown[1]:.3f}")
-    bits.append(f"…{str(run.get('id', ''))[-6:]}")
+    if short_id:
+        bits.append(f"…{str(run.get('id', ''))[-6:]}")
     return " · ".join(bits)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from app_pages.style import md
 from builder.data.access import SYSTEM
 from builder.jobs.queue import wait
 from builder.runs.store import RunStore
@@ -73,6 +74,12 @@ def test_start_runs_a_job_process_and_shows_results(at, ws):
     assert any(s.value == "Test results" for s in at.subheader)
     assert any(m.label == "Accuracy" for m in at.metric)
     assert at.session_state["ll_train_run"] == rid and len(at.session_state["ll_curve"].epochs) == 3
+    # the run is named by its name and start, not a hash: the caption said "… · …abc123" and the header
+    # "Finished · run `20261125-150536-abc123`" (its id is in the header's help, for the Runs page and the CLI)
+    caption = next(c.value for c in at.caption if c.value.startswith("The newest run of the network on the canvas"))
+    assert md(run["name"]) in caption and "started 2" in caption and rid[-6:] not in caption, caption
+    head = next(m for m in at.markdown if "**Finished**" in m.value)
+    assert rid not in head.value and rid in head.help, head.value
     # the run was over in seconds: it plays back once by itself (a frame each refresh of the view) ...
     assert _play(at) == [[1], [1, 2], [1, 2, 3]]
     assert _validation_epochs(at) == [1, 2, 3] and at.session_state["ll_poll_every"] is None
