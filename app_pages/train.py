@@ -574,7 +574,8 @@ def results(run: dict, rs) -> None:
                          column_config={k: st.column_config.NumberColumn(format="%.3f")
                                         for k in ("precision", "recall", "f1")})
     st.session_state.ll_run_focus = run["id"]
-    st.page_link(nav.RUNS, label=f"Open run {run['id']} on the Runs page", icon=":material/open_in_new:")
+    st.page_link(nav.RUNS, label="Open this run on the Runs page", icon=":material/open_in_new:",
+                 help=f"Run id {run['id']}")  # the run is named above, not by a hash
 
 
 # --------------------------------------------------------------------------------------------- page

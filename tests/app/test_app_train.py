@@ -80,6 +80,8 @@ def test_start_runs_a_job_process_and_shows_results(at, ws):
     assert md(run["name"]) in caption and "started 2" in caption and rid[-6:] not in caption, caption
     head = next(m for m in at.markdown if "**Finished**" in m.value)
     assert rid not in head.value and rid in head.help, head.value
+    link = next(p for p in at.get("page_link") if "Runs page" in p.proto.label)
+    assert link.proto.label == "Open this run on the Runs page" and rid in link.proto.help  # was "Open run <id> …"
     # the run was over in seconds: it plays back once by itself (a frame each refresh of the view) ...
     assert _play(at) == [[1], [1, 2], [1, 2, 3]]
     assert _validation_epochs(at) == [1, 2, 3] and at.session_state["ll_poll_every"] is None
