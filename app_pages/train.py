@@ -313,8 +313,12 @@ def live_view() -> None:
     rs.mark_interrupted()
     sess = read_curve(rs, run)
     active, status = sess.active, run["status"]
-    if active and st.session_state.get("ll_poll_every") == FAST_POLL_S and poll_every(run_id) != FAST_POLL_S:
-        st.rerun()  # the whole page once, to follow the run at the slower interval
+    polling = st.session_state.get("ll_poll_every")
+    if active and (polling not in (FAST_POLL_S, SLOW_POLL_S) or (polling == FAST_POLL_S and poll_every(run_id) != FAST_POLL_S)):
+        # the whole page once, to follow the run at the slower interval, or to follow it at all: a stopped run
+        # resumed here (Resume reruns this view only) was drawn by a view that did not refresh, and stayed at its
+        # stopped epoch, "Stopping · place 1 in the queue", while it trained to its end
+        st.rerun()
     mine = ui.can_control(run)
     req = st.session_state.get("ll_requested")
     shown = status
@@ -326,10 +330,9 @@ def live_view() -> None:
     if status == RunStatus.QUEUED:
         pos = queue_position(rs, run_id)
         where = f" · place {pos} in the queue" if pos else ""
-    # the run is named in the caption above (its name and start, never a hash); its id, for the Runs page and the
-    # command line, is in the help
+    # the run is named in the caption above (its name and start, then its id)
     head[0].markdown(f"{ICONS.get(status, ICONS[RunStatus.QUEUED])} **{shown.capitalize()}**{where}",
-                     help=f"Run id `{run_id}` (the Runs page and `layerlab runs` know it by this id)")
+                     help=f"Run `{run_id}` (the Runs page and `layerlab runs` know it by this id)")
     if status == RunStatus.PAUSED:
         head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(run_id, "resume"),
                        disabled=not mine, width="stretch", key="ll_resume")
@@ -532,7 +535,8 @@ def _resume(run_id: str) -> None:
         return
     st.session_state.ll_run = run_id
     st.session_state.ll_polling = True
-    ui.flash(f"Resuming run {run_id} from its last checkpoint")
+    st.session_state.pop("ll_requested", None)  # the Stop asked before: the resumed run showed as "Stopping"
+    ui.flash("Resuming this run from its last checkpoint")
 
 
 def results(run: dict, rs) -> None:
@@ -644,8 +648,9 @@ if mode == "Cross-validate":
 train_doctor.applied_notice()  # what the doctor's last fix changed, with Undo
 if current is not None:
     st.subheader("Progress")
+    # named by its name and start; its id last, for the Runs page and `layerlab runs` (the caption ended in "…d025d7")
     st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current, short_id=False))} · started "
-               f"{ui.md(shown_time(current.get('created_at'), seconds=False))}")
+               f"{ui.md(shown_time(current.get('created_at'), seconds=False))} · run `{current['id']}`")
     if active:
         st.session_state.ll_polling = True
     every = st.session_state.ll_poll_every = poll_every(current["id"]) if active else replay_every(current["id"])
