@@ -495,6 +495,10 @@ def test_the_guide_card_breaks_its_line_between_phrases(browser, app_server, siz
         if size[0] <= 1100:  # the sidebar starts collapsed there
             page.locator("[data-testid=stSidebar][data-collapsed=true]").wait_for(state="attached", timeout=10_000)
         wait_idle(page)
+        # the page's columns settle after the sidebar's collapse (a transition): wait for the lines to be whole
+        with contextlib.suppress(Exception):
+            page.wait_for_function(f"() => {{ const s = ({GUIDE_LINES_JS})(); return !!s && s.lines <= 2"
+                                   " && s.pieces.every((x) => x.lines === 1); }", timeout=10_000, polling=100)
         seen = page.evaluate(GUIDE_LINES_JS)
         page.locator(".st-key-ll_first_visit").screenshot(path=str(ARTIFACTS / f"layout-guide-{size[0]}.png"))
         assert seen and "Small CNN" in seen["text"], seen
