@@ -53,6 +53,9 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
   .st-key-ll_build_tools button {padding-left: 0.4rem !important; padding-right: 0.4rem !important; gap: 0.2rem;}
   .st-key-ll_build_tools button p {font-size: 0.85rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;}
   .st-key-ll_guide_hide button [data-testid="stMarkdownContainer"] {display: none;}  /* the guide's Hide: its × */
+  /* Runs: a run's actions keep their words too ("Open on canvas" showed as "Open on c…" at 900 px) */
+  .st-key-ll_run_actions button span:has(> [data-testid="stIconMaterial"]) {display: none;}
+  .st-key-ll_run_actions button {padding-left: 0.4rem !important; padding-right: 0.4rem !important;}
   .st-key-ll_build_tools button {justify-content: center;}
   /* anchored bottom-right, between the canvas toolbar and the canvas's status bar: at the top it sat on the
      toolbar's Cost, Find and ? controls; at bottom 12px it hid the status bar's "No problems" (the canvas ends

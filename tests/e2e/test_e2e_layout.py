@@ -506,6 +506,37 @@ def test_the_guide_card_breaks_its_line_between_phrases(browser, app_server, siz
         assert seen["lines"] <= 2, seen
 
 
+# A run's action buttons on the Runs page: their words and whether each shows whole.
+RUN_ACTIONS_JS = """() => [...document.querySelectorAll('.st-key-ll_run_actions button')].map((b) => {
+  const p = b.querySelector('[data-testid="stMarkdownContainer"]'); if (!p || !b.getBoundingClientRect().height) return null;
+  return {text: p.innerText.trim(), whole: p.scrollWidth <= p.clientWidth + 1
+          && p.getBoundingClientRect().right <= b.getBoundingClientRect().right + 0.5}; }).filter((w) => w && w.text)"""
+
+
+def test_a_runs_actions_show_their_words_on_a_narrow_window(browser, app_server):
+    """At 900x900 the Runs page's "Open on canvas" showed as "Open on c…" (six buttons with icons in a row)."""
+    page = new_page(browser, (900, 900))
+    try:
+        open_build(page, app_server)
+        page.locator(".st-key-ll_train_this button:visible").first.click()  # the guide trains the starting CNN
+        page.wait_for_selector("h1:has-text('Train')", timeout=60_000)
+        page.locator("[data-testid=stMarkdownContainer] strong", has_text="Finished").first.wait_for(timeout=180_000)
+        wait_idle(page)
+        page.goto(f"{app_server}/runs")
+        page.locator(".st-key-ll_run_actions button").first.wait_for(timeout=60_000)
+        wait_idle(page)
+        with contextlib.suppress(Exception):  # the row is drawn (all six) and its words are laid out
+            page.wait_for_function(f"() => {{ const w = ({RUN_ACTIONS_JS})(); return w.length >= 5"
+                                   " && w.every((x) => x.whole); }", timeout=15_000, polling=100)
+        words = page.evaluate(RUN_ACTIONS_JS)
+        page.screenshot(path=str(ARTIFACTS / "layout-run-actions-900.png"))
+        assert "Open on canvas" in [w["text"] for w in words], words
+        assert all(w["whole"] for w in words), words
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
+
+
 def test_a_replacement_asked_far_down_the_page_is_brought_into_view(browser, app_server):
     """Issue 29: Data's "Load the ... template" (below the preview) asked its Replace/Cancel question at the top of
     the page, out of sight: the click seemed to do nothing. The question is scrolled into view when asked."""
