@@ -422,13 +422,14 @@ def first_visit_guide() -> None:
     with st.container(border=True, key="ll_first_visit"):
         c1, c2, c3, c4, c5 = st.columns([2.3, 1.45, 1.0, 1.45, 0.6], vertical_alignment="center", gap="small")
         # both texts take two lines (style.py: at most two, at least two), so the canvas below never moves
-        # when the first layer arrives or the last one goes
+        # when the first layer arrives or the last one goes; each breaks between its phrases (at 900 px the
+        # name's sentence broke as "… is on the / canvas")
         examples = ("*Templates…* below holds networks to start from: an MLP on two moons, a CNN, an LSTM, a "
                     "Transformer, a GPT-style language model")
         if empty:
-            c1.markdown("**1 · Pick a network** in *Templates…*, or drag layers onto the canvas", help=examples)
+            c1.markdown("**1 · Pick a network** in *Templates…*  \nor drag layers onto the canvas", help=examples)
         else:
-            c1.markdown(f"**1 ·** **{ui.md(ui.project().name or 'untitled')}** is on the canvas", help=examples)
+            c1.markdown(f"**1 ·** On the canvas:  \n**{ui.md(ui.project().name or 'untitled')}**", help=examples)
         go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this",
                        disabled=empty, width="stretch",
                        help="Train this network in the background with sensible settings; the live curves show "

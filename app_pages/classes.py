@@ -10,6 +10,7 @@ from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs import classes, owners
+from builder.runs.summary import has_own_metric
 from builder.training.run_status import is_live
 
 METRICS = ["accuracy", "macro_f1", "loss", "r2", "mse", "mae"]
@@ -192,8 +193,9 @@ def run_view(cls: dict, run_id: str) -> None:
             name = next((e.get("metric_name") for e in epochs if e.get("metric_name")), "metric")
             c = st.columns(2)
             c[0].plotly_chart(_curve_figure(epochs, ("train_loss", "val_loss"), "Loss"), key="ll_class_view_loss")
-            c[1].plotly_chart(_curve_figure(epochs, ("train_metric", "val_metric"), str(name).capitalize()),
-                              key="ll_class_view_metric")
+            if has_own_metric(name):  # a GAN's or VAE's "metric" is its loss: a second Loss chart, the same
+                c[1].plotly_chart(_curve_figure(epochs, ("train_metric", "val_metric"), str(name).capitalize()),
+                                  key="ll_class_view_metric")
         else:
             st.caption("No epoch recorded yet.")
         if cls.get("holdout") and run["status"] == "finished":  # the leaderboard's figure, named as it names it

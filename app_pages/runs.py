@@ -4,7 +4,6 @@ check new data."""
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,14 @@ from builder.errors import LayerLabError
 from builder.escape import plotly_text, safe_filename
 from builder.runs.owners import owner_of
 from builder.runs.record import Run, shown_time
-from builder.runs.summary import baseline_tags, dataset_label, dataset_spec_of_run, run_label
+from builder.runs.summary import (
+    baseline_tags,
+    best_metric,
+    dataset_label,
+    dataset_spec_of_run,
+    has_own_metric,
+    run_label,
+)
 from builder.training.lineage import baseline_line
 from builder.training.run_status import RunStatus, can_resume, is_live
 
@@ -37,9 +43,8 @@ STATUS_ICON = {RunStatus.FINISHED: "✔ finished", RunStatus.RUNNING: "● runni
 
 
 def _best_metric(r: dict) -> float | None:
-    b = r.get("best") or {}
-    v = b.get("val_metric")
-    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+    shown = best_metric(r.get("best") or {})  # none for a GAN or VAE: its "metric" is its loss
+    return shown[1] if shown else None
 
 
 def _dataset(r: dict) -> str:
@@ -77,8 +82,10 @@ def _table(runs: list[dict]) -> pd.DataFrame:
 
 
 def overlay(runs: list[dict]) -> None:
-    c1, c2 = st.columns(2)
-    figs = {"loss": go.Figure(), "metric": go.Figure()}
+    # a GAN's or VAE's "metric" is its loss: such runs draw no second curve, and with only such runs there is
+    # no metric chart (it repeated the loss chart)
+    metric = [r for r in runs if any(has_own_metric(e.get("metric_name")) for e in r.get("epochs") or [])]
+    figs = {"loss": go.Figure(), **({"metric": go.Figure()} if metric else {})}
     for i, r in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
         eps = r.get("epochs") or []
@@ -88,9 +95,10 @@ def overlay(runs: list[dict]) -> None:
                                           line=dict(color=color, width=2)))
         figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("train_loss") for e in eps], name=f"{rid} train",
                                           line=dict(color=color, width=1, dash="dot")))
-        figs["metric"].add_trace(go.Scatter(x=x, y=[e.get("val_metric") for e in eps], name=f"{rid} val",
-                                            line=dict(color=color, width=2)))
-    for (name, fig), col in zip(figs.items(), (c1, c2)):
+        if r in metric:
+            figs["metric"].add_trace(go.Scatter(x=x, y=[e.get("val_metric") for e in eps], name=f"{rid} val",
+                                                line=dict(color=color, width=2)))
+    for (name, fig), col in zip(figs.items(), st.columns(2)):
         fig.update_layout(title=dict(text="Loss (solid: validation, dotted: train)" if name == "loss" else
                                      "Validation metric", font=dict(size=14)),
                           height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch")
@@ -221,7 +229,7 @@ def details(rec: dict) -> None:
                     help="Stop at the next step; a checkpoint is kept so the run can be resumed")
         j[3].page_link(nav.TRAIN, label="Follow on Train", icon=":material/model_training:")
     network = _network_choice(run)
-    b = st.columns(6)
+    b = st.container(key="ll_run_actions").columns(6)  # style.py: words without icons on a narrow window
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
     resumable = mine and can_resume(run, has_checkpoint=rs.folder(rid).has_checkpoint)

@@ -52,15 +52,19 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
   .st-key-ll_build_tools button {padding-left: 0.4rem !important; padding-right: 0.4rem !important; gap: 0.2rem;}
   .st-key-ll_build_tools button p {font-size: 0.85rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;}
   .st-key-ll_guide_hide button [data-testid="stMarkdownContainer"] {display: none;}  /* the guide's Hide: its × */
+  /* Runs: a run's actions keep their words too ("Open on canvas" showed as "Open on c…" at 900 px) */
+  .st-key-ll_run_actions button span:has(> [data-testid="stIconMaterial"]) {display: none;}
+  .st-key-ll_run_actions button {padding-left: 0.4rem !important; padding-right: 0.4rem !important;}
   .st-key-ll_build_tools button {justify-content: center;}
-  /* anchored bottom-right and no taller than the canvas below its toolbar: at the top it sat on the canvas
-     toolbar's Cost, Find and ? controls */
+  /* anchored bottom-right, between the canvas toolbar and the canvas's status bar: at the top it sat on the
+     toolbar's Cost, Find and ? controls; at bottom 12px it hid the status bar's "No problems" (the canvas ends
+     ~13 px above the window's bottom, its status bar is 36 px tall) */
   [data-testid="stColumn"]:has(.st-key-ll_inspector) {
-    position: fixed !important; right: 10px; bottom: 12px; width: min(340px, 86vw) !important; flex: none !important;
+    position: fixed !important; right: 10px; bottom: 56px; width: min(340px, 86vw) !important; flex: none !important;
     z-index: 999; background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 8px 12px;
     box-shadow: 0 12px 36px rgba(15, 23, 42, 0.22);}
-  [data-testid="stLayoutWrapper"]:has(> .st-key-ll_inspector) {flex: 0 0 min(600px, calc(100vh - 380px)) !important;
-    height: min(600px, calc(100vh - 380px)) !important;}
+  [data-testid="stLayoutWrapper"]:has(> .st-key-ll_inspector) {flex: 0 0 min(556px, calc(100vh - 424px)) !important;
+    height: min(556px, calc(100vh - 424px)) !important;}
 }
 button[kind="primary"], button[kind="primaryFormSubmit"] {background: #4f46e5 !important; border-color: #4f46e5 !important;}
 button[kind="primary"]:hover, button[kind="primaryFormSubmit"]:hover {background: #4338ca !important; border-color: #4338ca !important;}

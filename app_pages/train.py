@@ -16,6 +16,7 @@ from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs.classes import CLASS_KEY
+from builder.runs.record import shown_time
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag
@@ -312,8 +313,12 @@ def live_view() -> None:
     rs.mark_interrupted()
     sess = read_curve(rs, run)
     active, status = sess.active, run["status"]
-    if active and st.session_state.get("ll_poll_every") == FAST_POLL_S and poll_every(run_id) != FAST_POLL_S:
-        st.rerun()  # the whole page once, to follow the run at the slower interval
+    polling = st.session_state.get("ll_poll_every")
+    if active and (polling not in (FAST_POLL_S, SLOW_POLL_S) or (polling == FAST_POLL_S and poll_every(run_id) != FAST_POLL_S)):
+        # the whole page once, to follow the run at the slower interval, or to follow it at all: a stopped run
+        # resumed here (Resume reruns this view only) was drawn by a view that did not refresh, and stayed at its
+        # stopped epoch, "Stopping · place 1 in the queue", while it trained to its end
+        st.rerun()
     mine = ui.can_control(run)
     req = st.session_state.get("ll_requested")
     shown = status
@@ -325,8 +330,9 @@ def live_view() -> None:
     if status == RunStatus.QUEUED:
         pos = queue_position(rs, run_id)
         where = f" · place {pos} in the queue" if pos else ""
-    head[0].markdown(f"{ICONS.get(status, ICONS[RunStatus.QUEUED])} **{shown.capitalize()}**{where} · run `{run_id}`",
-                     help=ui.md(run_label(run)))
+    # the run is named in the caption above (its name and start, then its id)
+    head[0].markdown(f"{ICONS.get(status, ICONS[RunStatus.QUEUED])} **{shown.capitalize()}**{where}",
+                     help=f"Run `{run_id}` (the Runs page and `layerlab runs` know it by this id)")
     if status == RunStatus.PAUSED:
         head[1].button("Resume", icon=":material/play_arrow:", on_click=_control, args=(run_id, "resume"),
                        disabled=not mine, width="stretch", key="ll_resume")
@@ -529,7 +535,8 @@ def _resume(run_id: str) -> None:
         return
     st.session_state.ll_run = run_id
     st.session_state.ll_polling = True
-    ui.flash(f"Resuming run {run_id} from its last checkpoint")
+    st.session_state.pop("ll_requested", None)  # the Stop asked before: the resumed run showed as "Stopping"
+    ui.flash("Resuming this run from its last checkpoint")
 
 
 def results(run: dict, rs) -> None:
@@ -571,7 +578,8 @@ def results(run: dict, rs) -> None:
                          column_config={k: st.column_config.NumberColumn(format="%.3f")
                                         for k in ("precision", "recall", "f1")})
     st.session_state.ll_run_focus = run["id"]
-    st.page_link(nav.RUNS, label=f"Open run {run['id']} on the Runs page", icon=":material/open_in_new:")
+    st.page_link(nav.RUNS, label="Open this run on the Runs page", icon=":material/open_in_new:",
+                 help=f"Run id {run['id']}")  # the run is named above, not by a hash
 
 
 # --------------------------------------------------------------------------------------------- page
@@ -640,7 +648,9 @@ if mode == "Cross-validate":
 train_doctor.applied_notice()  # what the doctor's last fix changed, with Undo
 if current is not None:
     st.subheader("Progress")
-    st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current))}")
+    # named by its name and start; its id last, for the Runs page and `layerlab runs` (the caption ended in "…d025d7")
+    st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current, short_id=False))} · started "
+               f"{ui.md(shown_time(current.get('created_at'), seconds=False))} · run `{current['id']}`")
     if active:
         st.session_state.ll_polling = True
     every = st.session_state.ll_poll_every = poll_every(current["id"]) if active else replay_every(current["id"])

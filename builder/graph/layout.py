@@ -8,7 +8,27 @@ from collections import defaultdict
 
 import networkx as nx
 
-from builder.graph.project import Graph, Position
+from builder.graph.project import Graph, Node, Position
+from builder.graph.registry import get_spec, has_spec
+
+# A node's height on the canvas (frontend/src/LayerNode.jsx, measured in Chromium): 114 px with one row of ports,
+# 22 px more for each further row (Reparameterize's mu and logvar, a loss's input and target, a token Input's
+# padding_mask). Nodes of a column are stacked at least this tall plus NODE_GAP apart.
+NODE_H, PORT_ROW_H, NODE_GAP = 114.0, 22.0, 6.0
+
+
+def node_height(node: Node) -> float:
+    """The height (px) ``node`` takes on the canvas: :data:`NODE_H` with one row of ports, more with more rows.
+
+    >>> from builder.graph.project import Node
+    >>> node_height(Node(id="a", type="ReLU")), node_height(Node(id="z", type="Reparameterize"))
+    (114.0, 136.0)
+    """
+    if not has_spec(node.type):
+        return NODE_H
+    spec = get_spec(node.type)
+    rows = max(len(spec.inputs) + len(spec.optional_inputs), len(spec.outputs), 1)
+    return NODE_H + PORT_ROW_H * (rows - 1)
 
 
 def auto_layout(graph: Graph, dx: float = 260.0, dy: float = 130.0, only_missing: bool = False) -> Graph:
@@ -16,7 +36,9 @@ def auto_layout(graph: Graph, dx: float = 260.0, dy: float = 130.0, only_missing
 
     Args:
         graph: the graph to place.
-        dx, dy: column and row spacing in pixels.
+        dx, dy: column and row spacing in pixels; a node taller than ``dy`` (more rows of ports, see
+            :func:`node_height`) keeps its height plus :data:`NODE_GAP` to the next one (the VAE's ``z`` and
+            ``kl_loss``, the GAN's three losses overlapped by 16 px at 120 px apart).
         only_missing: keep positions that are already set.
     """
     g = nx.DiGraph()
@@ -32,11 +54,14 @@ def auto_layout(graph: Graph, dx: float = 260.0, dy: float = 130.0, only_missing
     columns: dict[int, list[str]] = defaultdict(list)
     for n in graph.nodes:
         columns[level.get(n.id, 0)].append(n.id)
+    heights = {n.id: node_height(n) for n in graph.nodes}
     pos: dict[str, Position] = {}
     for col, ids in columns.items():
-        top = -(len(ids) - 1) * dy / 2
+        steps = [max(dy, heights[a] + NODE_GAP) for a in ids[:-1]]  # from each node's top to the next one's
+        y = -sum(steps) / 2
         for row, nid in enumerate(ids):
-            pos[nid] = Position(x=col * dx, y=top + row * dy)
+            pos[nid] = Position(x=col * dx, y=y)
+            y += steps[row] if row < len(steps) else 0.0
     nodes = [n.model_copy(update={"position": pos[n.id]}) if not (only_missing and n.position) else n
              for n in graph.nodes]
     return graph.model_copy(update={"nodes": nodes})

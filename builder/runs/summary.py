@@ -39,6 +39,31 @@ def best_epoch(epochs: list[dict]) -> dict:
             "metric_name": b.get("metric_name")}
 
 
+def has_own_metric(metric_name: str | None) -> bool:
+    """Whether a run's recorded metric is a figure of its own, not its loss again: a drawn objective without
+    labels (GAN, VAE, an autoencoder; :mod:`builder.training.multi`) records its loss as ``metric_name`` "loss".
+
+    >>> has_own_metric("accuracy"), has_own_metric("loss"), has_own_metric(None)
+    (True, False, False)
+    """
+    return bool(metric_name) and metric_name != "loss"
+
+
+def best_metric(best: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The best epoch's metric as shown beside its loss (``best``: :func:`best_epoch`): ``(name, value)``, or None
+    when there is none to show: a run whose metric is its loss (:func:`has_own_metric`) or a value that is not a
+    finite number.
+
+    >>> best_metric({"val_metric": 0.9, "metric_name": "accuracy"}), best_metric({"val_metric": 1.96, "metric_name": "loss"})
+    (('accuracy', 0.9), None)
+    """
+    v = (best or {}).get("val_metric")
+    name = (best or {}).get("metric_name")
+    if not has_own_metric(name) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return str(name), float(v)
+
+
 def duration_s(run: dict) -> float | None:
     """Seconds the run spent running (not paused, stopped or queued: :func:`builder.runs.store.running_clock`); for a
     run recorded before that clock, from start (or creation) to finish (or last update); None when unknown."""
@@ -113,8 +138,9 @@ def dataset_label(run: dict) -> str:
     return src.display() if src is not None else "—"
 
 
-def run_label(run: dict, best: dict | None = None) -> str:
-    """One line telling a run apart: name, dataset, lr, epochs, batch size, best metric, end of its id."""
+def run_label(run: dict, best: dict | None = None, *, short_id: bool = True) -> str:
+    """One line telling a run apart: name, dataset, lr, epochs, batch size, best metric, end of its id (not with
+    ``short_id=False``: where one run is shown, named, a hash says nothing)."""
     cfg = run.get("config") or {}
     bits = [str(run.get("name") or "run"), dataset_label(run)]
     if cfg.get("lr") is not None:
@@ -123,11 +149,11 @@ def run_label(run: dict, best: dict | None = None) -> str:
         bits.append(f"{cfg['epochs']} ep")
     if cfg.get("batch_size") is not None:
         bits.append(f"bs {cfg['batch_size']}")
-    best = best if best is not None else run.get("best") or {}
-    v = best.get("val_metric")
-    if isinstance(v, (int, float)) and math.isfinite(v):
-        bits.append(f"best {best.get('metric_name') or 'metric'} {v:.3f}")
-    bits.append(f"…{str(run.get('id', ''))[-6:]}")
+    shown = best_metric(best if best is not None else run.get("best") or {})
+    if shown:  # a GAN's or VAE's "metric" is its loss: nothing more to say
+        bits.append(f"best {shown[0]} {shown[1]:.3f}")
+    if short_id:
+        bits.append(f"…{str(run.get('id', ''))[-6:]}")
     return " · ".join(bits)
 
 
@@ -174,7 +200,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run",
+__all__ = ["best_epoch", "best_metric", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 

@@ -23,8 +23,22 @@ describe('readable viewport', () => {
     expect(v.zoom).toBeCloseTo(1);
   });
 
-  it('12 px text at the readable zoom is at least 11 px on screen', () => {
-    expect(12 * READABLE_ZOOM).toBeGreaterThanOrEqual(11);
+  it('at the readable zoom a layer name (14.5 px) is at least 9 px on screen, the smallest text (12 px) 7.5 px', () => {
+    expect(14.5 * READABLE_ZOOM).toBeGreaterThanOrEqual(9);
+    expect(12 * READABLE_ZOOM).toBeGreaterThanOrEqual(7.5);
+  });
+
+  it('a graph that fits at a legible zoom is shown whole on the first view (the CNN showed 6 of its 12 nodes)', () => {
+    // the CNN template (3 columns x 4 rows, ~745 x 670 px) on the 887 x 580 px canvas at 1440x900, the open
+    // palette floating over its left 256 px
+    const b = { x: 0, y: 0, width: 745, height: 670 };
+    const v = readableViewport(b, 887, 580, { padding: { left: 28 + 256 } });
+    expect(v.zoom).toBeLessThan(0.92);
+    expect(v.zoom).toBeGreaterThanOrEqual(READABLE_ZOOM);
+    expect(v.x).toBeGreaterThanOrEqual(28 + 256 - 0.5);
+    expect(v.x + b.width * v.zoom).toBeLessThanOrEqual(887 - 28 + 0.5);
+    expect(v.y).toBeGreaterThanOrEqual(24 - 0.5);
+    expect(v.y + b.height * v.zoom).toBeLessThanOrEqual(580 - 28 + 0.5);
   });
 });
 

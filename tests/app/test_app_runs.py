@@ -202,3 +202,25 @@ def test_the_page_settles_while_a_job_ends_an_epoch_between_any_two_reads(ws, mo
     at = open_runs(timeout=30)
     assert not at.exception and rid in at.multiselect(key="ll_runs_pick").value
     assert len(reads) == still
+
+
+def test_a_gan_run_shows_no_metric_that_repeats_its_loss(ws):
+    """A GAN (or VAE) records its loss as its metric: the table's "best val metric" column repeated the best val
+    loss (1.9639 and 1.9639), its label said "best loss", and comparing drew a "Validation metric" chart that
+    was the loss chart again. Its metric is "—", and only runs with a metric of their own draw one."""
+    store = RunStore(ws, actor=SYSTEM)
+    gan = run_training(builder.load_template("gan"), "digits", {"epochs": 1}, store=store, owner=ME).run_id
+    mlp = _train(store, epochs=1)
+    at = open_runs()
+    df = at.dataframe[0].value.set_index("run")
+    assert df.loc[gan, "best val metric"] == "—" and df.loc[gan, "best val loss"] != "—", df.loc[gan].to_dict()
+    assert df.loc[mlp, "best val metric"] != "—"  # accuracy
+    pick = at.multiselect(key="ll_runs_pick")
+    assert "best" not in pick.format_func(gan) and "best accuracy" in pick.format_func(mlp)
+    pick.set_value([gan]).run()
+    assert not at.exception
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert sum("Validation metric" in t for t in titles) == 0 and sum("Loss (solid" in t for t in titles) == 1
+    at.multiselect(key="ll_runs_pick").set_value([gan, mlp]).run()
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert sum("Validation metric" in t for t in titles) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from app_pages.style import md
 from builder.data.access import SYSTEM
 from builder.jobs.queue import wait
 from builder.runs.store import RunStore
@@ -73,6 +74,15 @@ def test_start_runs_a_job_process_and_shows_results(at, ws):
     assert any(s.value == "Test results" for s in at.subheader)
     assert any(m.label == "Accuracy" for m in at.metric)
     assert at.session_state["ll_train_run"] == rid and len(at.session_state["ll_curve"].epochs) == 3
+    # the run is named by its name and start, its id last: the caption ended in "· …abc123" and the status line
+    # read "Finished · run `20261125-150536-abc123`"
+    caption = next(c.value for c in at.caption if c.value.startswith("The newest run of the network on the canvas"))
+    assert md(run["name"]) in caption and "started 2" in caption and f"…{rid[-6:]}" not in caption, caption
+    assert caption.endswith(f"run `{rid}`"), caption
+    head = next(m for m in at.markdown if "**Finished**" in m.value)
+    assert rid not in head.value and rid in head.help, head.value
+    link = next(p for p in at.get("page_link") if "Runs page" in p.proto.label)
+    assert link.proto.label == "Open this run on the Runs page" and rid in link.proto.help  # was "Open run <id> …"
     # the run was over in seconds: it plays back once by itself (a frame each refresh of the view) ...
     assert _play(at) == [[1], [1, 2], [1, 2, 3]]
     assert _validation_epochs(at) == [1, 2, 3] and at.session_state["ll_poll_every"] is None
@@ -250,3 +260,25 @@ def test_a_distilled_run_trains_its_student_alone_beside_it_and_shows_both(at, w
     at.run()
     line = next(i.value for i in at.info if "student alone" in i.value).replace("\\", "")  # Markdown-escaped
     assert f"run {alone['id']}" in line and f"{store.get(alone['id'])['test_metrics']['accuracy']:.3f}" in line
+
+
+def test_a_run_resumed_here_shows_as_running_not_stopping(at, ws):
+    """Stop, then Resume on the Train page: the resumed run's status line read "Stopping · place 1 in the queue"
+    (the Stop asked before was still taken as pending) while it trained."""
+    from builder.jobs.queue import request
+
+    rid = _start(at, 5000)
+    store = RunStore(ws, actor=SYSTEM)
+    wait_for_status(store, rid, {"running"}, TIMEOUT)
+    at.run()
+    at.button(key="ll_stop").click().run()
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+    at.run()
+    at.button(key="ll_train_resume").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    wait_for_status(store, rid, {"running"}, TIMEOUT)
+    at.run()
+    status = [m.value for m in at.markdown if "**" in m.value and "material/" in m.value]
+    assert any("**Running**" in v for v in status) and not any("Stopping" in v for v in status), status
+    request(store, rid, "stop")  # end the long run
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}

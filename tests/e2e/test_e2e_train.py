@@ -143,3 +143,30 @@ def test_finished_run_shows_test_results_and_explain_page(page):
     assert page.locator("[data-testid=stException]").count() == 0
     assert page.dialogs == []
     shot(page, "explain")
+
+
+# The live view's progress bar, as a number (the epoch's share of the run).
+PROGRESS_JS = """() => { const b = document.querySelector('[data-testid=stProgress] [role=progressbar]');
+  return b ? Number(b.getAttribute('aria-valuenow') || 0) : -1; }"""
+
+
+def test_a_run_stopped_and_resumed_on_the_train_page_is_followed_live(page):
+    """Stop, then Resume where Pause was: the page stayed at the stopped epoch, reading "Stopping · place 1 in the
+    queue", while the resumed run trained to its end (Resume reran only the view, which did not refresh)."""
+    open_app(page)
+    load_cnn(page)
+    start(page, 400)
+    wait_for_curve_points(page, 0, timeout=90)
+    main = page.locator("[data-testid=stMain]")
+    page.locator(".st-key-ll_stop button").click()
+    expect(main).to_contain_text("Stopped", timeout=30_000)
+    wait_idle(page)
+    stopped = page.evaluate(PROGRESS_JS)
+    page.locator(".st-key-ll_train_resume button").first.click()
+    # the view follows the resumed run: its progress moves on from where it stopped
+    page.wait_for_function(f"() => ({PROGRESS_JS})() > {stopped}", timeout=90_000, polling=250)
+    expect(page.locator("[data-testid=stMarkdownContainer] strong", has_text="Running").first).to_be_visible(timeout=30_000)
+    assert page.locator("[data-testid=stMarkdownContainer] strong", has_text="Stopping").count() == 0
+    shot(page, "train-resumed")
+    page.locator(".st-key-ll_stop button").click()  # end the long run
+    expect(main).to_contain_text("Stopped", timeout=30_000)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.graph.layout import auto_layout, row_layout
+from builder.graph.layout import auto_layout, node_height, row_layout
 from builder.graph.project import Graph
 from builder.graph.templates import TEMPLATE_NAMES, load_template
 from tests.fuzz_budget import budget
@@ -87,3 +87,14 @@ def test_a_fitted_layout_is_about_as_wide_as_a_screen(g, chain):
     if len({n.position.x for n in auto_layout(g).nodes}) > 4:
         width, height = _extent(out)
         assert width <= 3 * height, (width, height)
+
+
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_no_two_layers_of_a_template_overlap(name):
+    """The VAE's ``z`` and ``kl_loss`` and the GAN's three losses (136 px tall: two rows of ports) sat 120 px apart
+    in their columns, each over the next one's top 16 px (its output shape hidden)."""
+    nodes = row_layout(load_template(name).graph).nodes
+    for a in nodes:
+        for b in nodes:
+            if a is not b and a.position.x == b.position.x and a.position.y <= b.position.y:
+                assert b.position.y - a.position.y >= node_height(a), (name, a.id, b.id)

@@ -21,6 +21,10 @@ def test_best_epoch_and_label():
            "dataset_options": {"path": "/w/owners/x/uploads/f.csv"}, "config": {"lr": 0.01, "epochs": 5,
                                                                               "batch_size": 32}}
     assert summary.run_label(run, best) == "net · csv: f.csv · lr 0.01 · 5 ep · bs 32 · best accuracy 0.900 · …abcdef"
+    # a GAN's or VAE's metric is its loss: its label says no "best loss 1.964" beside nothing else
+    gan = summary.best_epoch([{"epoch": 1, "val_loss": 1.9639, "val_metric": 1.9639, "metric_name": "loss"}])
+    assert summary.best_metric(gan) is None and summary.best_metric(best) == ("accuracy", 0.9)
+    assert "best" not in summary.run_label(run, gan)
     assert summary.dataset_spec_of_run(run)["kind"] == "csv"
     assert summary.dataset_spec_of_run({"dataset_name": "moons", "dataset_options": {"seed": 0, "noise": 0.1}}) == \
         {"kind": "builtin", "name": "moons", "options": {"noise": 0.1}}
