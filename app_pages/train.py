@@ -128,30 +128,37 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
             key="ll_hp_freeze", placeholder="none: every layer trains",
             help="Keep these layers' weights fixed (transfer learning: train only the new head of an imported or "
                  "pretrained model). Same as `layerlab train --freeze`.")
-        modes = {"full": "Full fine-tune: every layer trains", "linear_probe": "Linear probe: only the head trains",
-                 "lora": "LoRA: the head and LoRA adapters train"}
-        finetune = st.radio("Fine-tuning", list(modes), format_func=modes.get, horizontal=True, key="ll_hp_finetune",
-                            index=list(modes).index(d.get("finetune", "full")) if d.get("finetune") in modes else 0,
-                            help="What trains when starting from a pretrained model: LoRA adds adapters to the "
-                                 "attention projections when the canvas has no LoRA layer. Same as `layerlab train "
-                                 "--finetune`.")
-        teachers = {r["id"]: run_label(r) for r in ui.store().list_runs("finished", 30)
-                    if "accuracy" in (r.get("test_metrics") or {})}  # a classifier's run, not a GAN's
-        own = (ui.project().training or {}).get("teacher") or ""
-        own = own if own in teachers else ""
-        teacher = st.selectbox(
-            "Teacher run (distillation)", ["", *teachers], index=["", *teachers].index(own),
-            format_func=lambda r: teachers.get(r, "none") if r else "none", key="ll_hp_teacher",
-            help="Train this network to mimic a finished run's outputs as well as the labels (knowledge "
-                 "distillation): a DistillationLoss (T = 1, weight 0.5) and a CrossEntropyLoss (0.5) are added to "
-                 "the canvas, and the student alone (same settings, seed and split, no teacher) trains beside it "
-                 "as its baseline. Same as `layerlab train STUDENT --teacher RUN_ID`.")
+        finetune, teacher = _finetune_inputs(d) if not has_objective(ui.project()) else ("full", None)
         go_ = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=disabled)
     if not go_:
         return None
     return {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "optimizer": opt, "scheduler": sched,
             "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev,
             "freeze": list(frozen), "finetune": finetune, "live_attributions": bool(live), "teacher": teacher or None}
+
+
+def _finetune_inputs(d: dict) -> tuple[str, str | None]:
+    """The fine-tuning mode and distillation teacher of a network trained on labels (a canvas that draws its own
+    objective, a GAN's or a VAE's losses, has neither: they are not offered there)."""
+    modes = {"full": "Full fine-tune: every layer trains", "linear_probe": "Linear probe: only the head trains",
+             "lora": "LoRA: the head and LoRA adapters train"}
+    finetune = st.radio("Fine-tuning", list(modes), format_func=modes.get, horizontal=True, key="ll_hp_finetune",
+                        index=list(modes).index(d.get("finetune", "full")) if d.get("finetune") in modes else 0,
+                        help="What trains when starting from a pretrained model: LoRA adds adapters to the "
+                             "attention projections when the canvas has no LoRA layer. Same as `layerlab train "
+                             "--finetune`.")
+    teachers = {r["id"]: run_label(r) for r in ui.store().list_runs("finished", 30)
+                if "accuracy" in (r.get("test_metrics") or {})}  # a classifier's run, not a GAN's
+    own = (ui.project().training or {}).get("teacher") or ""
+    own = own if own in teachers else ""
+    teacher = st.selectbox(
+        "Teacher run (distillation)", ["", *teachers], index=["", *teachers].index(own),
+        format_func=lambda r: teachers.get(r, "none") if r else "none", key="ll_hp_teacher",
+        help="Train this network to mimic a finished run's outputs as well as the labels (knowledge "
+             "distillation): a DistillationLoss (T = 1, weight 0.5) and a CrossEntropyLoss (0.5) are added to "
+             "the canvas, and the student alone (same settings, seed and split, no teacher) trains beside it "
+             "as its baseline. Same as `layerlab train STUDENT --teacher RUN_ID`.")
+    return finetune, teacher or None
 
 
 # ------------------------------------------------------------------------------------------ figures

@@ -104,6 +104,16 @@ def test_teacher_control_offers_finished_classifier_runs_only(gen_ws):
     assert box.value == "" and len(box.options) == 2 and box.options[1].endswith(gen_ws[3][-6:])  # no GAN/VAE
 
 
+@pytest.mark.parametrize("template", ["gan", "vae"])
+def test_a_canvas_with_its_own_objective_is_offered_no_fine_tuning_or_teacher(gen_ws, template):
+    """Linear probe, LoRA and a distillation teacher concern a network trained on labels: a GAN's or a VAE's Train
+    form offered them (a teacher would have added a classifier's losses to a GAN)."""
+    at = _open(template)
+    keys = {w.key for w in [*at.radio, *at.selectbox]}
+    assert "ll_hp_finetune" not in keys and "ll_hp_teacher" not in keys, keys
+    assert {"ll_hp_finetune", "ll_hp_teacher"} <= {w.key for w in [*_open("mlp").radio, *_open("mlp").selectbox]}
+
+
 def test_mosaic_tiles_images_with_blank_padding():
     from app_pages.generative_view import mosaic
 
