@@ -24,6 +24,9 @@ h1 {font-size: 1.75rem !important; font-weight: 700 !important; letter-spacing: 
 h2 {font-size: 1.25rem !important; font-weight: 650 !important;}
 h3 {font-size: 1.05rem !important; font-weight: 650 !important;}
 [data-testid="stMetricValue"] {font-size: 1.35rem;}
+/* a metric's value wraps rather than ending in an ellipsis: "Small CNN for 8×8 d…" hid the project's name at 900 px */
+[data-testid="stMetricValue"] .stMarkdownEllipsis, [data-testid="stMetricValue"] p {
+  white-space: normal !important; text-overflow: clip !important; overflow-wrap: anywhere; line-height: 1.25;}
 [data-testid="stMetricLabel"] p {font-size: 0.8rem; color: #64748b;}
 .ll-sub {color: #64748b; font-size: 0.92rem; margin: 0.1rem 0 0.9rem 0;}
 .ll-brand {font-weight: 750; font-size: 1.2rem; letter-spacing: -0.01em;}

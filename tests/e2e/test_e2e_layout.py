@@ -555,3 +555,18 @@ def test_a_replacement_asked_far_down_the_page_is_brought_into_view(browser, app
         expect(page.locator(".st-key-ll_confirm_replace button")).to_be_in_viewport()
         header = page.locator("header[data-testid=stHeader]").bounding_box()
         assert box.bounding_box()["y"] >= header["y"] + header["height"] - 1  # its question is not under the header
+
+
+def test_the_train_pages_figures_show_the_whole_project_name_on_a_narrow_window(browser, app_server):
+    """At 900x900 the Train page's Project figure read "Small CNN for 8×8 d…" (a metric's value ended in an
+    ellipsis): values wrap, so the whole name is on screen."""
+    with visit(browser, f"{app_server}/train", "Train", size=(900, 900)) as page:
+        value = page.locator("[data-testid=stMetricValue]").first
+        value.wait_for(timeout=60_000)
+        wait_idle(page)
+        shown = value.evaluate("e => { const p = e.querySelector('p') || e; const r = document.createRange();"
+                               " r.selectNodeContents(p); const t = r.getBoundingClientRect(), c = e.getBoundingClientRect();"
+                               " const cut = [...e.querySelectorAll('*')].some((x) => x.scrollWidth > x.clientWidth + 1);"
+                               " return {text: p.textContent, clipped: cut || t.right > c.right + 1}; }")
+        page.screenshot(path=str(ARTIFACTS / "layout-train-figures-900.png"))
+        assert shown["text"] == builder.load_template("cnn").name and not shown["clipped"], shown
