@@ -260,7 +260,10 @@ def toolbar(report) -> None:
                     format_func=lambda n: templates[n]["title"], label_visibility="collapsed",
                     on_change=_pick_template, args=("ll_tpl_pick",),
                     help="Replace the canvas with a ready-made network")
-    with c_imp.popover("Import", icon=":material/upload_file:", width="stretch", help="Open an ONNX or .pt2 model"):
+    if st.session_state.pop("ll_import_close", False):  # an import ended: its answer (the question whether to
+        st.session_state.ll_import_pop = False           # replace the canvas, an error) is not left under the popover
+    with c_imp.popover("Import", icon=":material/upload_file:", width="stretch", help="Open an ONNX or .pt2 model",
+                       key="ll_import_pop", on_change="rerun"):
         import_model_box()
         library_box()
     ok = report.ok and bool(g.nodes)
@@ -475,8 +478,10 @@ def import_model_box() -> None:
                                            companions={u.name: u.getvalue() for u in ups if u is not up} or None)
     except LayerLabError as e:
         st.session_state.ll_canvas_error = f"Cannot import {up.name}: {e}"
+        st.session_state.ll_import_close = True
         st.rerun()
     st.session_state.ll_canvas_error = None
+    st.session_state.ll_import_close = True
     # like New and the templates: a canvas holding a project asks before it is replaced (undoable)
     ui.replace_project(proj, f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
                    f"outputs match the original to {rep.get('max_abs_diff', 0):.1e}. Training starts from the "
@@ -517,7 +522,9 @@ def place_library_model(name: str) -> None:
             proj, rid, rep = import_library_model(ui.store(), ui.workspace(), name)
     except LayerLabError as e:
         st.session_state.ll_canvas_error = f"Cannot import {name}: {e}"
+        st.session_state.ll_import_close = True
         return
+    st.session_state.ll_import_close = True
     st.session_state.ll_canvas_error = None
     ui.replace_project(proj, f"Imported {name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; outputs "
                        f"match transformers to {rep.get('max_abs_diff', 0):.1e}. Training starts from its weights "
