@@ -576,3 +576,33 @@ def test_an_operator_after_a_strided_operator_gets_the_strides_it_was_analysed_w
     with Strides():
         model(torch.randn(2, 5, 1, 1))
     assert seen == [((2, 1, 5, 1), canonical_strides((2, 1, 5, 1)))]
+
+
+# probe of h-probe2: convolution arguments the meta kernels take and the CPU kernels refuse in the forward
+CONV_LAX = {
+    "negative_padding": ("aten.conv2d", [T0, {"w": "k"}, None, [1, 1], [-1, -1]], [2, 2, 3, 3]),  # "negative padding"
+    "negative_padding_1d": ("aten.conv1d", [T0, {"w": "k"}, None, [1], [-2]], [2, 2, 3]),
+    "negative_padding_convolution": ("aten.convolution", [T0, {"w": "k"}, None, [1, 1], [-1, 0], [1, 1], False,
+                                                          [0, 0], 1], [2, 2, 3, 3]),
+    # "output padding must be smaller than either stride or dilation"
+    "output_padding_too_large": ("aten.conv_transpose2d.input", [T0, {"w": "k"}, None, [1, 1], [0, 0], [3, 3], 1,
+                                                                 [1, 1]], [2, 2, 3, 3]),
+    "output_padding_too_large_convolution": ("aten.convolution", [T0, {"w": "k"}, None, [2, 2], [0, 0], [1, 1],
+                                                                  True, [0, 2], 1], [2, 2, 3, 3]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_LAX))
+def test_convolution_arguments_the_cpu_kernel_refuses_are_located_problems(case):
+    op, args, weight = CONV_LAX[case]
+    shape = (2, 5) if len(weight) == 3 else (2, 5, 5)
+    problems = validate(_graph(_op("o", op, args, weights={"k": weight}), shape=shape))
+    assert [(p.code, p.node) for p in problems if p.severity == "error"] == [("shape", "o")], problems
+    assert "; received: " in problems[0].message and "Fix: " in problems[0].message
+
+
+def test_a_transposed_convolution_within_its_output_padding_still_runs():
+    args = [T0, {"w": "k"}, None, [2, 2], [0, 0], [1, 1], 1, [1, 1]]
+    graph = _graph(_op("o", "aten.conv_transpose2d.input", args, weights={"k": [2, 2, 3, 3]}), shape=(2, 5, 5))
+    assert validate(graph) == []
+    assert compile_graph(graph)(torch.randn(2, 2, 5, 5)).shape == (2, 2, 12, 12)

@@ -602,6 +602,21 @@ def _check_list_length(p: dict, name: str, bound: dict, ins: list[TensorType], s
                          "Select/Slice layers for the parts you need")
 
 
+def _check_output_padding(p: dict, bound: dict) -> None:
+    """A transposed convolution's output padding, per dimension, must lie below its stride or its dilation ("output
+    padding must be smaller than either stride or dilation", which the CPU kernel checks and meta does not)."""
+    def per_dim(key: str, default: int) -> list:
+        v = bound.get(key, [default])
+        return v if isinstance(v, list) and v else [v]
+    out, stride, dilation = per_dim("output_padding", 0), per_dim("stride", 1), per_dim("dilation", 1)
+    for k in range(max(len(out), len(stride), len(dilation))):
+        o, s, d = (v[k] if k < len(v) else v[-1] for v in (out, stride, dilation))
+        if isinstance(o, int) and isinstance(s, int) and isinstance(d, int) and (o < 0 or o >= max(s, d)):
+            raise ShapeError(f"{p['op']}: output_padding must lie in 0..max(stride, dilation) - 1 in every dimension; "
+                             f"received: output_padding={bound.get('output_padding')}, stride={bound.get('stride')}, "
+                             f"dilation={bound.get('dilation')}. Fix: use an output padding of at most {max(s, d) - 1}")
+
+
 def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels
     (``bound``: the call's arguments by name, as :func:`_resolve_call` bound them)."""
@@ -645,6 +660,12 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
         if x and weight and len(x) > 1 and x[1] != weight[0]:
             raise ShapeError(f"{p['op']}: the input's channels must equal the weight's first size; received: input "
                              f"{list(x[1:])}, weight {list(weight)}. Fix: feed {weight[0]} channels")
+        _check_output_padding(p, bound)
+    if name.startswith("conv") or name == "_convolution":
+        pad = bound.get("padding")
+        if any(isinstance(v, int) and v < 0 for v in (pad if isinstance(pad, list) else [pad])):
+            raise ShapeError(f"{p['op']}: padding must not be negative (the CPU kernel refuses it); received: "
+                             f"padding={pad}. Fix: use 0 or more, and crop with aten.slice (or a Slice layer) after it")
     for ops, (arg, lo, hi) in _RANGES.items():
         v = bound.get(arg)
         if name in ops and isinstance(v, int | float) and not lo <= v <= hi:
