@@ -448,6 +448,11 @@ META_LAX = {
                                                                      "dtype": "bool", "shape": [4]}, 1e30], {},
                                     "tokens"),
     "round_decimals_of_integers": ("aten.round.decimals", [T0], {"decimals": 2}, "tokens"),  # "round_cpu" for Long
+    # "value cannot be converted to type float without overflow": numbers beyond float32's range
+    "threshold_beyond_float32": ("aten.threshold", [T0, 1e308, 0.0], {}, (4,)),
+    "fill_beyond_float32": ("aten.full_like", [T0, -1e300], {}, (4,)),
+    "pad_value_beyond_float32": ("aten.constant_pad_nd", [T0, [1, 1], 1e300], {}, (2, 3)),
+    "clamp_beyond_float32": ("aten.clamp", [T0], {"max": 1e39}, (4,)),
 }
 
 
@@ -582,6 +587,7 @@ def test_an_operator_after_a_strided_operator_gets_the_strides_it_was_analysed_w
 CONV_LAX = {
     "negative_padding": ("aten.conv2d", [T0, {"w": "k"}, None, [1, 1], [-1, -1]], [2, 2, 3, 3]),  # "negative padding"
     "negative_padding_1d": ("aten.conv1d", [T0, {"w": "k"}, None, [1], [-2]], [2, 2, 3]),
+    "negative_dilation": ("aten.conv2d", [T0, {"w": "k"}, None, [1, 1], [0, 0], [-1, -1]], [2, 2, 3, 3]),
     "negative_padding_convolution": ("aten.convolution", [T0, {"w": "k"}, None, [1, 1], [-1, 0], [1, 1], False,
                                                           [0, 0], 1], [2, 2, 3, 3]),
     # "output padding must be smaller than either stride or dilation"

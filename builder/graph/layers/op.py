@@ -537,6 +537,25 @@ def _check_integer_values(p: dict, fn, name: str, bound: dict, ins: list[TensorT
                          "cast to float32 first")
 
 
+#: The largest finite float32: the CPU kernels convert a number argument to the tensor's dtype with an overflow check
+#: ("value cannot be converted to type float without overflow": aten.threshold, clamp, full_like, constant_pad_nd,
+#: where, elu ...) that meta kernels do not make.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_float_range(p: dict, fn, bound: dict) -> None:
+    """Every finite number in a ``Scalar`` (``number``) or ``float`` argument lies within float32's range (LayerLab computes in
+    float32; infinities convert, 1e308 does not)."""
+    for a in fn._schema.arguments:
+        t = str(a.real_type).removeprefix("Optional[").rstrip("]")
+        v = bound.get(a.name)
+        if t in ("number", "float") and isinstance(v, int | float) and not isinstance(v, bool) and \
+                math.isfinite(v) and abs(v) > FLOAT32_MAX:
+            raise ShapeError(f"{p['op']}: `{a.name}` must lie within float32's range (±{FLOAT32_MAX:.4g}), in "
+                             f"which LayerLab computes; received: {a.name}={v:.4g}. Fix: use a smaller magnitude, or "
+                             "inf (-inf) for no bound")
+
+
 def _check_fill(p: dict, name: str, bound: dict, ins: list[TensorType]) -> None:
     """A number written into an integer result must fit its dtype (:data:`_FILLS`)."""
     torch = _torch()
@@ -650,6 +669,7 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
                              f"refuse at the first training step; received: {arg}=true. Fix: leave out {arg} (false)")
     _check_integer_values(p, fn, name, bound, ins)
     _check_fill(p, name, bound, ins)
+    _check_float_range(p, fn, bound)
     if name in _DROPOUTS and bound.get("train") is not False:  # an Op knows no train/eval mode
         raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode); "
                          f"received: train={bound.get('train')}. Fix: use a Dropout layer, or train=false")
@@ -666,6 +686,11 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
         if any(isinstance(v, int) and v < 0 for v in (pad if isinstance(pad, list) else [pad])):
             raise ShapeError(f"{p['op']}: padding must not be negative (the CPU kernel refuses it); received: "
                              f"padding={pad}. Fix: use 0 or more, and crop with aten.slice (or a Slice layer) after it")
+        for arg in ("stride", "dilation"):
+            v = bound.get(arg)
+            if any(isinstance(x, int) and x < 1 for x in (v if isinstance(v, list) else [v])):
+                raise ShapeError(f"{p['op']}: `{arg}` must be at least 1 in every dimension (the CPU kernel refuses "
+                                 f"less); received: {arg}={v}. Fix: use 1 or more")
     for ops, (arg, lo, hi) in _RANGES.items():
         v = bound.get(arg)
         if name in ops and isinstance(v, int | float) and not lo <= v <= hi:
