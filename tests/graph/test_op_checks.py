@@ -453,6 +453,19 @@ META_LAX = {
     "fill_beyond_float32": ("aten.full_like", [T0, -1e300], {}, (4,)),
     "pad_value_beyond_float32": ("aten.constant_pad_nd", [T0, [1, 1], 1e300], {}, (2, 3)),
     "clamp_beyond_float32": ("aten.clamp", [T0], {"max": 1e39}, (4,)),
+    # an inline constant's values outside its dtype: torch.tensor refused them in the forward only
+    "int8_constant_overflows": ("aten.add.Tensor", [T0, {"tensor": [300], "dtype": "int8", "shape": [1]}], {},
+                                "tokens"),
+    "int64_constant_overflows": ("aten.add.Tensor", [T0, {"tensor": [10 ** 30], "dtype": "int64", "shape": [1]}], {},
+                                 "tokens"),
+    "int64_constant_of_400_digits": ("aten.add.Tensor", [T0, {"tensor": [10 ** 400], "dtype": "int64", "shape": [1]}],
+                                     {}, "tokens"),
+    "int64_constant_of_a_huge_float": ("aten.add.Tensor", [T0, {"tensor": [1e30], "dtype": "int64", "shape": [1]}],
+                                       {}, "tokens"),
+    "int64_constant_of_nan": ("aten.add.Tensor", [T0, {"tensor": [float("nan")], "dtype": "int64", "shape": [1]}],
+                              {}, "tokens"),
+    "uint8_constant_negative": ("aten.add.Tensor", [T0, {"tensor": [-1], "dtype": "uint8", "shape": [1]}], {},
+                                "tokens"),
 }
 
 

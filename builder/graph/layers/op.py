@@ -137,7 +137,13 @@ def _check_leaf(v: dict, n_in: int, names: set[str]) -> None:
                 not all(isinstance(x, int | float) for x in vals):
             raise ShapeError(f"an inline constant must hold at most {MAX_INLINE} numbers matching its shape; "
                              f"received: {str(v)[:40]}. Fix: re-import the model")
-        _dtype(v["dtype"])
+        dtype = _dtype(v["dtype"])
+        if not dtype.is_floating_point and dtype != _torch().bool:  # torch.tensor refuses these in the forward
+            info = _torch().iinfo(dtype)
+            bad = [x for x in vals if (isinstance(x, float) and not math.isfinite(x)) or not info.min <= x <= info.max]
+            if bad:
+                raise ShapeError(f"an inline {v['dtype']} constant's values must lie in {info.min}..{info.max}; "
+                                 f"received: {str(bad[0])[:30]}. Fix: use values in that range, or a float32 constant")
     else:
         raise ShapeError(f"unknown Op argument; received: {str(v)[:40]}. Fix: use {{\"t\": i}}, {{\"w\": name}}, "
                          "{\"b\": k}, {\"dtype\": ...} or an inline tensor")
