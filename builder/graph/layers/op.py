@@ -846,6 +846,12 @@ def _returns_sequence(fn: Any) -> bool:
     return len(returns) != 1 or isinstance(returns[0].type, _torch()._C.ListType)
 
 
+def _op_grad(p: dict, ins: list[TensorType]) -> bool:
+    """Whether any result of the call carries a gradient from its float inputs or learned constants (:func:`_run`
+    gives them ``requires_grad``): ``aten.detach`` and factories such as ``aten.zeros_like`` carry none."""
+    return any(o.requires_grad for o in _run_any(p, ins, 2))
+
+
 def make_module(p: dict, ins: list[TensorType]):
     """The module holding an Op node's stored constants (None when it stores none)."""
     w, b = consts(p)
@@ -889,7 +895,7 @@ OP = register(LayerSpec(
             Param("outputs", "int", 1, "Number of tensors the operator returns (ports out, out1, ...).", min=1,
                   max=MAX_OUTPUTS)],
     shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1, input_kind=ANY,
-    outputs=OUTPUT_PORTS, strides="any", make_module=make_module, counts=counts,
+    outputs=OUTPUT_PORTS, strides="any", make_module=make_module, counts=counts, grad=_op_grad,
     # its shape rule ran the call on fresh (canonical) meta inputs: a transpose before aten.view failed in the
     # forward only ("view size is not compatible with input tensor's size and stride"), and an allow-listed norm
     # kernel (aten.group_norm ...) has the stride bugs of the norm layers
