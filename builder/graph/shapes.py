@@ -43,6 +43,7 @@ from builder.graph.spec import (
     MASK,
     PADDING_MASK,
     SHARES,
+    TOKENS,
     Cost,
     Inputs,
     LayerSpec,
@@ -515,8 +516,37 @@ def check_budget(a: Analysis) -> None:
 
 
 #: The phases of one analysis pass, in order; each reads what the earlier ones left on the :class:`Analysis`.
+def check_gradient(a: Analysis) -> None:
+    """A graph with learned parameters needs one output whose gradient reaches one of them: else the first training
+    step fails ("element 0 of tensors does not require grad"). Checked on graphs without other errors."""
+    report = a.report
+    if report is None or any(p.severity == "error" for p in a.problems) or report.total_params == 0:
+        return
+    grad: dict[str, bool] = {}
+    cut: list[str] = []  # nodes where a gradient from the parameters stops
+    for nid in report.order:
+        info = a.nodes[nid]
+        if info.type == "Input":
+            grad[nid] = False
+            continue
+        spec = get_spec(info.type)
+        upstream = any(grad.get(e.source, False) for e, _ in report.in_edges.get(nid, []))
+        own = info.num_params > 0 or info.shares is not None
+        passes = all(t.kind != TOKENS for t in info.outputs.values()) and \
+            (spec.grad is None or spec.grad(info.params, info.inputs))
+        grad[nid] = passes and (own or upstream)
+        if not grad[nid] and (own or upstream):
+            cut.append(nid)
+    if report.output_nodes and not any(grad.get(n) for n in report.output_nodes):
+        where = ", ".join(f"`{n}` ({a.nodes[n].type})" for n in cut[:3]) or "none"
+        for nid in report.output_nodes:
+            _err(a.problems, "no_gradient", "an output's gradient must reach a learned parameter, or training stops "
+                 f"at its first step; received: every path from the parameters is cut at {where}. Fix: remove "
+                 "the Detach (or the operator that stops gradients), or add a learned layer after it", node=nid)
+
+
 PHASES = (check_nodes, check_edges, check_arity, check_cycles, check_reachability, propagate_shapes, check_ties,
-          build_report, check_budget)
+          build_report, check_gradient, check_budget)
 
 
 def analyse(graph: Graph, budget: Budget | None = None) -> Analysis:

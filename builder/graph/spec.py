@@ -334,6 +334,9 @@ class LayerSpec:
             Sigmoid, Tanh, Softmax compute their gradient from their result), ``"both"`` or ``"none"`` (views,
             sums, concatenation). Anything else they keep (pooling indices, dropout masks, attention weights,
             recurrent gates) is the ``work`` of their :class:`Cost`. Read by :mod:`builder.graph.memory`.
+        grad: (params, input types) -> whether a gradient flows from the node's float inputs (and its own
+            parameters) to its output; None means it does. ``Detach`` never; an ``Op`` as its call on meta tensors
+            says (``aten.detach``, ``aten.zeros_like``: no). Read by :func:`builder.graph.shapes.check_gradient`.
     """
 
     type: str
@@ -361,6 +364,7 @@ class LayerSpec:
     mask_inputs: tuple[str, ...] = ()
     make_module: Callable[[dict, list[TensorType]], Any] | None = None
     counts: Callable[[dict, list[TensorType]], tuple[int, int]] | None = None
+    grad: Callable[[dict, list[TensorType]], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.saves not in SAVES:

@@ -151,7 +151,8 @@ def test_a_size_one_dimension_moved_by_a_permute_gets_canonical_strides(layer):
     _check_canonical(_permuted_into(layer, shape, perm))
 
 
-@pytest.mark.parametrize("layer", STRIDE_BUGGY)
+# the Op node calls no module to hook: tests/graph/test_op_checks.py checks the strides its call receives
+@pytest.mark.parametrize("layer", [t for t in STRIDE_BUGGY if t != "Op"])
 @settings(max_examples=budget(6), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
 @given(data=st.data())
 def test_every_stride_buggy_kernel_gets_canonical_strides_after_any_permute(layer, data):

@@ -22,8 +22,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from builder import compile_graph, export_python, infer_shapes, validate
+from builder.graph.compile import canonical_strides
 from tests.fuzz_budget import budget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -435,6 +437,35 @@ META_LAX = {
     # seed 424242, graphs 399-403: a bool exponent (backward: "Subtraction ... with a bool tensor is not supported")
     "pow_bool_exponent": ("aten.pow.Tensor_Tensor", [T0, {"tensor": [False, True], "dtype": "bool", "shape": [2]}],
                           {}, (3, 2)),
+    # probe of h-probe2 (issue 28 class a): integer kernels refuse values their meta kernels take
+    "integer_power_negative_exponent": ("aten.pow.Tensor_Scalar", [T0, -1], {}, "tokens"),  # "Integers to negative"
+    "integer_division_by_zero": ("aten.div.Scalar_mode", [T0, 0], {"rounding_mode": "trunc"}, "tokens"),
+    "integer_division_by_token_ids": ("aten.div.Tensor_mode", [T0, T0], {"rounding_mode": "floor"}, "tokens"),
+    "fill_overflows_int64": ("aten.full_like", [T0, 1e30], {}, "tokens"),  # "cannot be converted to type int64_t"
+    "new_full_overflows_int64": ("aten.new_full", [T0, [{"b": 1}, 2], 1e30], {}, "tokens"),
+    "factory_fill_overflows_uint8": ("aten.full", [[{"b": 1}, 2], 300], {"dtype": {"dtype": "uint8"}}, (4,)),
+    "masked_fill_overflows_int64": ("aten.masked_fill.Scalar", [T0, {"tensor": [True, False, True, False],
+                                                                     "dtype": "bool", "shape": [4]}, 1e30], {},
+                                    "tokens"),
+    "round_decimals_of_integers": ("aten.round.decimals", [T0], {"decimals": 2}, "tokens"),  # "round_cpu" for Long
+    # "value cannot be converted to type float without overflow": numbers beyond float32's range
+    "threshold_beyond_float32": ("aten.threshold", [T0, 1e308, 0.0], {}, (4,)),
+    "fill_beyond_float32": ("aten.full_like", [T0, -1e300], {}, (4,)),
+    "pad_value_beyond_float32": ("aten.constant_pad_nd", [T0, [1, 1], 1e300], {}, (2, 3)),
+    "clamp_beyond_float32": ("aten.clamp", [T0], {"max": 1e39}, (4,)),
+    # an inline constant's values outside its dtype: torch.tensor refused them in the forward only
+    "int8_constant_overflows": ("aten.add.Tensor", [T0, {"tensor": [300], "dtype": "int8", "shape": [1]}], {},
+                                "tokens"),
+    "int64_constant_overflows": ("aten.add.Tensor", [T0, {"tensor": [10 ** 30], "dtype": "int64", "shape": [1]}], {},
+                                 "tokens"),
+    "int64_constant_of_400_digits": ("aten.add.Tensor", [T0, {"tensor": [10 ** 400], "dtype": "int64", "shape": [1]}],
+                                     {}, "tokens"),
+    "int64_constant_of_a_huge_float": ("aten.add.Tensor", [T0, {"tensor": [1e30], "dtype": "int64", "shape": [1]}],
+                                       {}, "tokens"),
+    "int64_constant_of_nan": ("aten.add.Tensor", [T0, {"tensor": [float("nan")], "dtype": "int64", "shape": [1]}],
+                              {}, "tokens"),
+    "uint8_constant_negative": ("aten.add.Tensor", [T0, {"tensor": [-1], "dtype": "uint8", "shape": [1]}], {},
+                                "tokens"),
 }
 
 
@@ -509,3 +540,88 @@ def test_a_targets_labels_feed_a_losss_target_only(layer):
              "edges": [{"source": "x", "target": "y"}, {"source": "y", "target": "f"}]}
     problems = [p for p in validate(graph) if p.severity == "error"]
     assert [(p.code, p.node, p.edge) for p in problems] == [("bad_port", "f", "y->f")], problems
+
+
+@pytest.mark.parametrize("call", [
+    ("aten.embedding", [{"w": "w"}, T0, -1, False, True], {}),  # sparse=True
+    ("aten.embedding", [{"w": "w"}, T0], {"sparse": True}),
+])
+def test_a_call_asking_for_sparse_gradients_is_a_located_problem(call):
+    """Adam and AdamW refuse sparse gradients ("Adam does not support sparse gradients") at the first step: an
+    Op embedding with ``sparse=true`` passed validation and failed in training."""
+    op, args, kwargs = call
+    problems = validate(_graph(_op("o", op, args, kwargs, weights={"w": [5, 3]}), tokens=True))
+    assert [(p.code, p.node) for p in problems if p.severity == "error"] == [("shape", "o")], problems
+    assert "sparse" in problems[0].message and "Fix: " in problems[0].message
+
+
+def test_gather_with_sparse_gradients_is_a_located_problem():
+    x = {"id": "x", "type": "Input", "params": {"shape": [4]}}
+    i = {"id": "i", "type": "Input", "params": {"shape": [4], "modality": "tokens", "vocab_size": 4}}
+    o = _op("o", "aten.gather", [T0, 1, {"t": 1}], {"sparse_grad": True})
+    graph = {"nodes": [x, i, o], "edges": [{"source": "x", "target": "o", "target_port": "0"},
+                                           {"source": "i", "target": "o", "target_port": "1"}]}
+    problems = validate(graph)
+    assert [(p.code, p.node) for p in problems if p.severity == "error"] == [("shape", "o")], problems
+    o["params"]["kwargs"] = "{}"
+    assert not [p for p in validate(graph) if p.severity == "error"]
+
+
+def test_an_operator_after_a_strided_operator_gets_the_strides_it_was_analysed_with():
+    """Shape inference runs each Op on fresh (contiguous) meta inputs; the compiled forward handed it a transpose,
+    so ``aten.view`` after ``aten.transpose`` validated and failed in the forward ("view size is not compatible
+    with input tensor's size and stride"), and a norm kernel behind a permuting Op got the strides issue 28.4
+    crashes on. An Op's strided inputs get canonical strides, as the norm layers' do."""
+    graph = _graph(shape=(3, 4))
+    graph["nodes"] += [_op("t", "aten.transpose.int", [T0, 1, 2]), _op("v", "aten.view", [T0, [{"b": 1}, 12]])]
+    graph["edges"] = [{"source": "x", "target": "t"}, {"source": "t", "target": "v"}]
+    assert validate(graph) == []
+    model = compile_graph(graph)
+    assert model(torch.randn(2, 3, 4)).shape == (2, 12)
+    # a permute moving a size-1 dimension (issue 28.4's strides) into a norm kernel called by an Op
+    graph = _graph(shape=(5, 1, 1))
+    graph["nodes"] += [_op("p", "aten.permute", [T0, [0, 2, 1, 3]]), _op("n", "aten.group_norm", [T0, 1])]
+    graph["edges"] = [{"source": "x", "target": "p"}, {"source": "p", "target": "n"}]
+    assert validate(graph) == []
+    seen = []
+
+    class Strides(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.native_group_norm.default:
+                seen.append((tuple(args[0].shape), args[0].stride()))
+            return func(*args, **(kwargs or {}))
+    model = compile_graph(graph)
+    with Strides():
+        model(torch.randn(2, 5, 1, 1))
+    assert seen == [((2, 1, 5, 1), canonical_strides((2, 1, 5, 1)))]
+
+
+# probe of h-probe2: convolution arguments the meta kernels take and the CPU kernels refuse in the forward
+CONV_LAX = {
+    "negative_padding": ("aten.conv2d", [T0, {"w": "k"}, None, [1, 1], [-1, -1]], [2, 2, 3, 3]),  # "negative padding"
+    "negative_padding_1d": ("aten.conv1d", [T0, {"w": "k"}, None, [1], [-2]], [2, 2, 3]),
+    "negative_dilation": ("aten.conv2d", [T0, {"w": "k"}, None, [1, 1], [0, 0], [-1, -1]], [2, 2, 3, 3]),
+    "negative_padding_convolution": ("aten.convolution", [T0, {"w": "k"}, None, [1, 1], [-1, 0], [1, 1], False,
+                                                          [0, 0], 1], [2, 2, 3, 3]),
+    # "output padding must be smaller than either stride or dilation"
+    "output_padding_too_large": ("aten.conv_transpose2d.input", [T0, {"w": "k"}, None, [1, 1], [0, 0], [3, 3], 1,
+                                                                 [1, 1]], [2, 2, 3, 3]),
+    "output_padding_too_large_convolution": ("aten.convolution", [T0, {"w": "k"}, None, [2, 2], [0, 0], [1, 1],
+                                                                  True, [0, 2], 1], [2, 2, 3, 3]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_LAX))
+def test_convolution_arguments_the_cpu_kernel_refuses_are_located_problems(case):
+    op, args, weight = CONV_LAX[case]
+    shape = (2, 5) if len(weight) == 3 else (2, 5, 5)
+    problems = validate(_graph(_op("o", op, args, weights={"k": weight}), shape=shape))
+    assert [(p.code, p.node) for p in problems if p.severity == "error"] == [("shape", "o")], problems
+    assert "; received: " in problems[0].message and "Fix: " in problems[0].message
+
+
+def test_a_transposed_convolution_within_its_output_padding_still_runs():
+    args = [T0, {"w": "k"}, None, [2, 2], [0, 0], [1, 1], 1, [1, 1]]
+    graph = _graph(_op("o", "aten.conv_transpose2d.input", args, weights={"k": [2, 2, 3, 3]}), shape=(2, 5, 5))
+    assert validate(graph) == []
+    assert compile_graph(graph)(torch.randn(2, 2, 5, 5)).shape == (2, 2, 12, 12)

@@ -376,6 +376,7 @@ PHASE_CODES = {
     "propagate_shapes": {"shape", "bad_param", "warning"},
     "check_ties": {"bad_share"},
     "build_report": set(),
+    "check_gradient": {"no_gradient"},
     "check_budget": {"budget"},
 }
 

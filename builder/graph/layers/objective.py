@@ -413,7 +413,7 @@ register(LayerSpec(
 
 register(LayerSpec(
     "Detach", CATEGORY, "Stop-gradient: passes values through, no gradient flows back.", shape=_same_float,
-    emit=lambda e, attr, p, ins, types: e.method("detach", ins[0]), saves="none"))
+    emit=lambda e, attr, p, ins, types: e.method("detach", ins[0]), saves="none", grad=lambda p, ins: False))
 
 
 __all__ = ["LOSS_TYPES", "LOSS_FUNCTIONS", "FED_TYPES", "TARGET_SOURCES", "FED_SOURCES", "cross_entropy", "bce_logits", "mse", "l1",

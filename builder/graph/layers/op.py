@@ -137,7 +137,13 @@ def _check_leaf(v: dict, n_in: int, names: set[str]) -> None:
                 not all(isinstance(x, int | float) for x in vals):
             raise ShapeError(f"an inline constant must hold at most {MAX_INLINE} numbers matching its shape; "
                              f"received: {str(v)[:40]}. Fix: re-import the model")
-        _dtype(v["dtype"])
+        dtype = _dtype(v["dtype"])
+        if not dtype.is_floating_point and dtype != _torch().bool:  # torch.tensor refuses these in the forward
+            info = _torch().iinfo(dtype)
+            bad = [x for x in vals if (isinstance(x, float) and not math.isfinite(x)) or not info.min <= x <= info.max]
+            if bad:
+                raise ShapeError(f"an inline {v['dtype']} constant's values must lie in {info.min}..{info.max}; "
+                                 f"received: {str(bad[0])[:30]}. Fix: use values in that range, or a float32 constant")
     else:
         raise ShapeError(f"unknown Op argument; received: {str(v)[:40]}. Fix: use {{\"t\": i}}, {{\"w\": name}}, "
                          "{\"b\": k}, {\"dtype\": ...} or an inline tensor")
@@ -490,6 +496,95 @@ OP_NODE_REFUSED = frozenset({"_native_multi_head_attention", "_scaled_dot_produc
 #: training, Explain and the exported ``.py``); an Op node has no in-place operator that would fill it.
 UNINITIALISED_OPS = frozenset({"empty", "new_empty", "empty_like", "empty_strided"})
 _DROPOUTS = ("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
+#: Arguments asking for sparse gradients, which Adam and AdamW refuse at their first step ("Adam does not support
+#: sparse gradients"); an Op's gradients are dense, as every layer's.
+_SPARSE_ARGS = ("sparse", "sparse_grad")
+#: Operators that write a number into their result, and its argument: the number must fit the result's dtype (the
+#: CPU kernel refuses 1e30 into int64, "value cannot be converted to type int64_t without overflow"; meta does not).
+_FILLS = {"full": "fill_value", "full_like": "fill_value", "new_full": "fill_value", "masked_fill": "value"}
+
+
+def _integer_tensor(v: Any, ins: list[TensorType]) -> bool:
+    """Whether a tensor argument holds integers or bools (token ids, an integer or bool inline constant)."""
+    if isinstance(v, dict) and set(v) == {"t"}:
+        return ins[v["t"]].kind == TOKENS
+    return isinstance(v, dict) and "tensor" in v and not _dtype(v["dtype"]).is_floating_point
+
+
+def _integer_values(v: Any, ins: list[TensorType]) -> tuple[int, int] | None:
+    """(lowest, highest) of an integer argument: a literal, token ids of a vocabulary, an integer constant."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v, v
+    return _index_range(v, ins)
+
+
+def _check_integer_values(p: dict, fn, name: str, bound: dict, ins: list[TensorType]) -> None:
+    """Values the CPU kernels of integer arithmetic refuse and their meta kernels take: a division with a rounding
+    mode by an integer that may be 0 ("ZeroDivisionError"), an integer raised to a negative integer ("Integers to
+    negative integer powers are not allowed"), decimals of integers ("round_cpu" not implemented for 'Long')."""
+    mode, other = bound.get("rounding_mode"), bound.get("other")
+    if name == "div" and mode is not None and _integer_tensor(bound.get("self"), ins) and \
+            (_integer_tensor(other, ins) or (isinstance(other, int) and not isinstance(other, bool))):
+        seen = _integer_values(other, ins)
+        if seen is None or seen[0] <= 0 <= seen[1]:
+            got = "divisor values of unknown range" if seen is None else f"divisor values {seen[0]}..{seen[1]}"
+            raise ShapeError(f"{p['op']}: an integer division (rounding_mode={mode!r}) needs a divisor that is never "
+                             f"0; received: {got}. Fix: divide by a nonzero number, or cast to float32 first (an Op "
+                             "aten.to), where x / 0 is inf")
+    exponent = bound.get("exponent")
+    if name == "pow" and _integer_tensor(bound.get("self"), ins) and isinstance(exponent, int) and \
+            not isinstance(exponent, bool) and exponent < 0:
+        raise ShapeError(f"{p['op']}: integers cannot be raised to a negative integer power; received: integer input, "
+                         f"exponent={exponent}. Fix: use a float exponent (e.g. {float(exponent)}) or cast the input to "
+                         "float32 first")
+    if name == "round" and fn._overloadname == "decimals" and _integer_tensor(bound.get("self"), ins):
+        raise ShapeError(f"{p['op']}: decimals round float values only; received: integers (token ids) with "
+                         f"decimals={bound.get('decimals')}. Fix: leave out decimals (integers are already round), or "
+                         "cast to float32 first")
+
+
+#: The largest finite float32: the CPU kernels convert a number argument to the tensor's dtype with an overflow check
+#: ("value cannot be converted to type float without overflow": aten.threshold, clamp, full_like, constant_pad_nd,
+#: where, elu ...) that meta kernels do not make.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_float_range(p: dict, fn, bound: dict) -> None:
+    """Every finite number in a ``Scalar`` (``number``) or ``float`` argument lies within float32's range (LayerLab computes in
+    float32; infinities convert, 1e308 does not)."""
+    for a in fn._schema.arguments:
+        t = str(a.real_type).removeprefix("Optional[").rstrip("]")
+        v = bound.get(a.name)
+        if t in ("number", "float") and isinstance(v, int | float) and not isinstance(v, bool) and \
+                math.isfinite(v) and abs(v) > FLOAT32_MAX:
+            raise ShapeError(f"{p['op']}: `{a.name}` must lie within float32's range (±{FLOAT32_MAX:.4g}), in "
+                             f"which LayerLab computes; received: {a.name}={v:.4g}. Fix: use a smaller magnitude, or "
+                             "inf (-inf) for no bound")
+
+
+def _check_fill(p: dict, name: str, bound: dict, ins: list[TensorType]) -> None:
+    """A number written into an integer result must fit its dtype (:data:`_FILLS`)."""
+    torch = _torch()
+    value = bound.get(_FILLS.get(name, ""))
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    dtype = bound.get("dtype")
+    if isinstance(dtype, dict) and set(dtype) == {"dtype"}:
+        dtype = _dtype(dtype["dtype"])
+    elif name == "full":
+        dtype = torch.int64 if isinstance(value, int) else torch.float32  # torch.full's own default
+    else:
+        src = bound.get("self")
+        dtype = torch.int64 if _integer_tensor(src, ins) else torch.float32
+        if isinstance(src, dict) and "tensor" in src:
+            dtype = _dtype(src["dtype"])
+    if dtype.is_floating_point or dtype == torch.bool:
+        return
+    info = torch.iinfo(dtype)
+    if not (math.isfinite(value) and info.min <= value <= info.max):
+        raise ShapeError(f"{p['op']} writes {_FILLS[name]} into a {str(dtype).removeprefix('torch.')} result, whose "
+                         f"values lie in {info.min}..{info.max}; received: {_FILLS[name]}={value}. Fix: use a value in "
+                         "that range, or a float result (cast to float32 first)")
 
 
 #: The operators that return a list of tensors as long as their arguments say, and the argument that says it:
@@ -532,6 +627,21 @@ def _check_list_length(p: dict, name: str, bound: dict, ins: list[TensorType], s
                          "Select/Slice layers for the parts you need")
 
 
+def _check_output_padding(p: dict, bound: dict) -> None:
+    """A transposed convolution's output padding, per dimension, must lie below its stride or its dilation ("output
+    padding must be smaller than either stride or dilation", which the CPU kernel checks and meta does not)."""
+    def per_dim(key: str, default: int) -> list:
+        v = bound.get(key, [default])
+        return v if isinstance(v, list) and v else [v]
+    out, stride, dilation = per_dim("output_padding", 0), per_dim("stride", 1), per_dim("dilation", 1)
+    for k in range(max(len(out), len(stride), len(dilation))):
+        o, s, d = (v[k] if k < len(v) else v[-1] for v in (out, stride, dilation))
+        if isinstance(o, int) and isinstance(s, int) and isinstance(d, int) and (o < 0 or o >= max(s, d)):
+            raise ShapeError(f"{p['op']}: output_padding must lie in 0..max(stride, dilation) - 1 in every dimension; "
+                             f"received: output_padding={bound.get('output_padding')}, stride={bound.get('stride')}, "
+                             f"dilation={bound.get('dilation')}. Fix: use an output padding of at most {max(s, d) - 1}")
+
+
 def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels
     (``bound``: the call's arguments by name, as :func:`_resolve_call` bound them)."""
@@ -559,6 +669,13 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
             raise ShapeError(f"{p['op']}: class values must lie in 0..{classes - 1} (num_classes={classes}); "
                              f"received: {got}. Fix: set num_classes to the vocabulary size, or feed token ids with a "
                              "vocabulary")
+    for arg in _SPARSE_ARGS:
+        if bound.get(arg) is True:
+            raise ShapeError(f"{p['op']} with {arg}=true makes sparse gradients, which the optimizers (Adam, AdamW) "
+                             f"refuse at the first training step; received: {arg}=true. Fix: leave out {arg} (false)")
+    _check_integer_values(p, fn, name, bound, ins)
+    _check_fill(p, name, bound, ins)
+    _check_float_range(p, fn, bound)
     if name in _DROPOUTS and bound.get("train") is not False:  # an Op knows no train/eval mode
         raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode); "
                          f"received: train={bound.get('train')}. Fix: use a Dropout layer, or train=false")
@@ -569,6 +686,17 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
         if x and weight and len(x) > 1 and x[1] != weight[0]:
             raise ShapeError(f"{p['op']}: the input's channels must equal the weight's first size; received: input "
                              f"{list(x[1:])}, weight {list(weight)}. Fix: feed {weight[0]} channels")
+        _check_output_padding(p, bound)
+    if name.startswith("conv") or name == "_convolution":
+        pad = bound.get("padding")
+        if any(isinstance(v, int) and v < 0 for v in (pad if isinstance(pad, list) else [pad])):
+            raise ShapeError(f"{p['op']}: padding must not be negative (the CPU kernel refuses it); received: "
+                             f"padding={pad}. Fix: use 0 or more, and crop with aten.slice (or a Slice layer) after it")
+        for arg in ("stride", "dilation"):
+            v = bound.get(arg)
+            if any(isinstance(x, int) and x < 1 for x in (v if isinstance(v, list) else [v])):
+                raise ShapeError(f"{p['op']}: `{arg}` must be at least 1 in every dimension (the CPU kernel refuses "
+                                 f"less); received: {arg}={v}. Fix: use 1 or more")
     for ops, (arg, lo, hi) in _RANGES.items():
         v = bound.get(arg)
         if name in ops and isinstance(v, int | float) and not lo <= v <= hi:
@@ -718,6 +846,12 @@ def _returns_sequence(fn: Any) -> bool:
     return len(returns) != 1 or isinstance(returns[0].type, _torch()._C.ListType)
 
 
+def _op_grad(p: dict, ins: list[TensorType]) -> bool:
+    """Whether any result of the call carries a gradient from its float inputs or learned constants (:func:`_run`
+    gives them ``requires_grad``): ``aten.detach`` and factories such as ``aten.zeros_like`` carry none."""
+    return any(o.requires_grad for o in _run_any(p, ins, 2))
+
+
 def make_module(p: dict, ins: list[TensorType]):
     """The module holding an Op node's stored constants (None when it stores none)."""
     w, b = consts(p)
@@ -761,6 +895,10 @@ OP = register(LayerSpec(
             Param("outputs", "int", 1, "Number of tensors the operator returns (ports out, out1, ...).", min=1,
                   max=MAX_OUTPUTS)],
     shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1, input_kind=ANY,
-    outputs=OUTPUT_PORTS, strides="any", make_module=make_module, counts=counts))
+    outputs=OUTPUT_PORTS, strides="any", make_module=make_module, counts=counts, grad=_op_grad,
+    # its shape rule ran the call on fresh (canonical) meta inputs: a transpose before aten.view failed in the
+    # forward only ("view size is not compatible with input tensor's size and stride"), and an allow-listed norm
+    # kernel (aten.group_norm ...) has the stride bugs of the norm layers
+    contiguous_inputs=True))
 
 __all__ = ["OP", "INTEGER_OPS", "resolve_op", "parse_call", "consts", "counts", "make_module", "DTYPES", "OUTPUT_PORTS"]
