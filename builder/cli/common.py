@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import json
 import os
 import sys
 import threading
@@ -47,8 +48,6 @@ def say_block(text: str, *, file=None) -> None:
 
 def say_json(data: object, *, file=None, **kwargs) -> None:
     """Print the command's ``--json`` answer (JSON escapes every control character)."""
-    import json
-
     print(json.dumps(data, **kwargs), file=file or sys.stdout)
 
 
