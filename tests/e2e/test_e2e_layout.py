@@ -411,16 +411,21 @@ SELECTED_CLEAR_JS = """(id) => {
 }"""
 
 
+def _select_conv1_narrow(page, app_server) -> None:
+    """The Build page with the sidebar collapsed and the CNN's conv1 selected (its inspector open)."""
+    open_build(page, app_server)
+    collapse_sidebar(page)
+    page.locator("[data-testid=node-conv1]").click()
+    page.locator(".st-key-ll_inspector").wait_for(timeout=30_000)
+
+
 def test_the_inspector_does_not_hide_the_layer_it_shows(browser, app_server):
     """At 900x900 the inspector floats over the canvas's right 340 px once a layer is selected: it opened on top of
     the layer just clicked (the CNN's conv1, x 567-750 of a canvas whose free part ended at 550). The view pans that
     layer clear of it, and right of the palette."""
     page = new_page(browser, (900, 900))
     try:
-        open_build(page, app_server)
-        collapse_sidebar(page)
-        page.locator("[data-testid=node-conv1]").click()
-        page.locator(".st-key-ll_inspector").wait_for(timeout=30_000)
+        _select_conv1_narrow(page, app_server)
         clear = ("(id) => { const s = (" + SELECTED_CLEAR_JS + ")(id); return s.node && s.inspector && s.moving === 'false'"
                  " && s.node.right <= s.inspector.left && (!s.palette || s.node.left >= s.palette.right); }")
         with contextlib.suppress(Exception):
@@ -453,10 +458,7 @@ def test_the_floating_inspector_leaves_the_status_bar_visible(browser, app_serve
     ends above the status bar and still starts below the canvas toolbar."""
     page = new_page(browser, (900, 900))
     try:
-        open_build(page, app_server)
-        collapse_sidebar(page)
-        page.locator("[data-testid=node-conv1]").click()
-        page.locator(".st-key-ll_inspector").wait_for(timeout=30_000)
+        _select_conv1_narrow(page, app_server)
         wait_idle(page)
         seen = page.evaluate(STATUS_AND_INSPECTOR_JS)
         page.screenshot(path=str(ARTIFACTS / "layout-inspector-status-900.png"))
