@@ -515,7 +515,6 @@ def check_budget(a: Analysis) -> None:
             report.problems.append(Problem("budget", msg, node=worst.id))
 
 
-#: The phases of one analysis pass, in order; each reads what the earlier ones left on the :class:`Analysis`.
 def check_gradient(a: Analysis) -> None:
     """A graph with learned parameters needs one output whose gradient reaches one of them: else the first training
     step fails ("element 0 of tensors does not require grad"). Checked on graphs without other errors."""
@@ -545,6 +544,7 @@ def check_gradient(a: Analysis) -> None:
                  "the Detach (or the operator that stops gradients), or add a learned layer after it", node=nid)
 
 
+#: The phases of one analysis pass, in order; each reads what the earlier ones left on the :class:`Analysis`.
 PHASES = (check_nodes, check_edges, check_arity, check_cycles, check_reachability, propagate_shapes, check_ties,
           build_report, check_gradient, check_budget)
 
