@@ -14,7 +14,7 @@ from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from app_pages.fmt import whole_epoch_ticks
 from builder.data.compat import train_problems
 from builder.errors import LayerLabError
-from builder.escape import plotly_text
+from builder.escape import md_code, plotly_text
 from builder.runs.classes import CLASS_KEY
 from builder.runs.record import shown_time
 from builder.runs.summary import current_run, run_label
@@ -657,7 +657,7 @@ if current is not None:
     st.subheader("Progress")
     # named by its name and start; its id last, for the Runs page and `layerlab runs` (the caption ended in "…d025d7")
     st.caption(f"The newest run of the network on the canvas: {ui.md(run_label(current, short_id=False))} · started "
-               f"{ui.md(shown_time(current.get('created_at'), seconds=False))} · run `{current['id']}`")
+               f"{ui.md(shown_time(current.get('created_at'), seconds=False))} · run {md_code(current['id'])}")
     if active:
         st.session_state.ll_polling = True
     every = st.session_state.ll_poll_every = poll_every(current["id"]) if active else replay_every(current["id"])
