@@ -202,6 +202,16 @@ CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLO
                   "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4")
 
 
+def is_server_default(uri: str | None, workspace: str | Path) -> bool:
+    """Whether ``uri`` is the server config's default tracker (the admin's, which alone receives the admin's
+    credentials); False under a malformed config (it trusts no destination)."""
+    try:
+        default = server_tracking(workspace)[0]
+    except Exception:  # a malformed config trusts no destination with the credentials
+        return False
+    return bool(uri and default and uri.strip() == default)
+
+
 def scrub_credentials(workspace: str | Path, uri: str | None, env: dict | None = None) -> list[str]:
     """In a job process: drop the MLflow credentials it inherited unless its tracker is the admin's default
     tracker (a visitor's own allowed tracker never receives the admin's token or password). Returns the names
@@ -212,11 +222,7 @@ def scrub_credentials(workspace: str | Path, uri: str | None, env: dict | None =
     (['MLFLOW_TRACKING_TOKEN'], {'PATH': '/bin'})
     """
     env = os.environ if env is None else env
-    try:
-        default = server_tracking(workspace)[0]
-    except Exception:  # a malformed config trusts no destination with the credentials
-        default = None
-    if uri and default and uri.strip() == default:
+    if is_server_default(uri, workspace):
         return []
     gone = [k for k in CREDENTIAL_ENV if k in env]
     for k in gone:
@@ -314,8 +320,7 @@ def recorded_destination(uri: str | None, workspace: str | Path) -> str | None:
     """
     if not uri:
         return None
-    default = server_tracking(workspace)[0]
-    return SERVER_DEFAULT if default and uri.strip() == default else uri
+    return SERVER_DEFAULT if is_server_default(uri, workspace) else uri
 
 
 def job_destination(recorded: str | None, workspace: str | Path) -> str | None:
@@ -336,6 +341,6 @@ def server_tracking_shown(workspace: str | Path) -> tuple[str | None, list[str]]
 
 
 __all__ = ["ENV_URI", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
-           "allowed_by", "server_tracking", "server_tracking_shown", "SERVER_DEFAULT", "recorded_destination",
+           "allowed_by", "server_tracking", "server_tracking_shown", "is_server_default", "SERVER_DEFAULT", "recorded_destination",
            "job_destination", "scrub_credentials", "check_destination",
            "owner_setting", "save_owner_setting", "resolve_tracking"]

@@ -28,7 +28,7 @@ from builder.runs import owners as _owners
 from builder.runs.owners import owner_of
 from builder.runs.store import DB_NAME, RunStore
 from builder.search.storage import STUDY_DB, default_storage, list_studies
-from builder.tracking_destinations import SERVER_DEFAULT, server_tracking
+from builder.tracking_destinations import SERVER_DEFAULT, is_server_default
 
 TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".log", ".yaml", ".yml")  # files that may name a folder
 _SKIP_DIRS = (CACHE_DIR, "uploads")  # decoded datasets and people's own data files are never rewritten
@@ -92,10 +92,6 @@ def scrub_job_specs(store: RunStore) -> int:
     """Remove from older jobs' ``job.json`` what no run folder keeps: the owner id (the run row keeps it) and the
     server config's default tracker as a URI (it may carry the admin's password; newer jobs record
     :data:`~builder.tracking_destinations.SERVER_DEFAULT`). Returns the files rewritten."""
-    try:
-        default = server_tracking(store.workspace)[0]
-    except LayerLabError:
-        default = None
     done = 0
     for run in store.list_runs(limit=1_000_000):
         try:
@@ -109,7 +105,7 @@ def scrub_job_specs(store: RunStore) -> int:
         changed = False
         for d in (data, origin):
             changed |= d.pop("owner", None) is not None
-            if default and isinstance(d.get("tracking"), str) and d["tracking"].strip() == default:
+            if isinstance(d.get("tracking"), str) and is_server_default(d["tracking"], store.workspace):
                 d["tracking"], changed = SERVER_DEFAULT, True
         if changed:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
