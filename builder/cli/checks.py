@@ -20,7 +20,6 @@ import argparse
 from collections.abc import Callable
 
 from builder.cli.common import cli_store, say, say_json, typed_run
-from builder.escape import terminal_line as tl
 
 
 def _report_options(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int]) -> None:
@@ -85,14 +84,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         say_json(rep.to_dict())
         return 0
     thr = "-" if rep.threshold_at_target is None else f"{rep.threshold_at_target:.4f}"
-    say(tl(f"run {rep.run_id} ({rep.task}); temperature fitted on {rep.fit_split}, measured on {rep.split}"))
+    say(f"run {rep.run_id} ({rep.task}); temperature fitted on {rep.fit_split}, measured on {rep.split}")
     say(f"temperature            {rep.temperature:.4f}")
     say(f"ECE ({rep.bins} bins)          {rep.ece_before:.4f} -> {rep.ece_after:.4f}")
     say(f"NLL                    {rep.nll_before:.4f} -> {rep.nll_after:.4f}")
     say(f"accuracy               {rep.accuracy:.4f}")
     say(f"coverage at {rep.target_accuracy:.2%} accuracy: {rep.coverage_at_target:.2%} of samples (confidence >= "
           f"{thr}; {rep.coverage_at_target_uncalibrated:.2%} before scaling)")
-    say(tl(f"wrote {store.folder(rep.run_id).calibration}"))
+    say(f"wrote {store.folder(rep.run_id).calibration}")
     return 0
 
 
@@ -109,7 +108,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         say_json({"run_id": run.id, **rep.to_dict()}, default=str)
         return 0
     for line in rep.lines():
-        say(tl(line, 300))
+        say(line, max_len=300)
     return 0
 
 
@@ -126,8 +125,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         say_json(rep.to_dict())
         return 0
     for line in rep.lines():
-        say(tl(line, 300))
-    say(tl(f"wrote {store.folder(rep.run_id).prune}"))
+        say(line, max_len=300)
+    say(f"wrote {store.folder(rep.run_id).prune}")
     return 0
 
 
@@ -141,12 +140,12 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         say_json(rep.to_dict())
         return 0
     for line in rep.lines():
-        say(tl(line, 300))
+        say(line, max_len=300)
     for f in rep.flips:
         shown = ", ".join(f"#{x['index']} {x['original']}->{x['adversarial']}" for x in f["examples"][:5])
         if shown:
-            say(tl(f"  eps {f['eps']:g} flips: {shown}", 300))
-    say(tl(f"wrote {store.folder(rep.run_id).robustness}"))
+            say(f"  eps {f['eps']:g} flips: {shown}", max_len=300)
+    say(f"wrote {store.folder(rep.run_id).robustness}")
     return 0
 
 

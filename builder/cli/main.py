@@ -188,8 +188,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         save_weights(model, args.output)
     except OSError as e:
         return fail(f"cannot write {args.output}: {e.strerror or e}")
-    say(terminal_line(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
-                        "weights)"))
+    say(f"wrote {args.output} (freshly initialised with seed {args.seed}; use --run ID for trained "
+                        "weights)")
     return 0
 
 
@@ -205,8 +205,8 @@ def _export_network_file(args: argparse.Namespace, fmt: str) -> int:
     torch.manual_seed(args.seed)
     rep = export_network(load_project_arg(args.file, trains=False), args.network, getattr(args, "weights", None), args.output, fmt)
     extra = f"; onnxruntime max abs difference {rep['max_abs_diff']:.3g}" if rep["max_abs_diff"] is not None else ""
-    say(terminal_line(f"wrote {' and '.join(rep['files'])} (network {args.network}: inputs "
-                        f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})"))
+    say(f"wrote {' and '.join(rep['files'])} (network {args.network}: inputs "
+                        f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})")
     return 0
 
 
@@ -217,13 +217,13 @@ def _export_onnx_file(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         return fail("--format onnx needs -o OUT.onnx")
     rep = export_onnx(load_project_arg(args.file, trains=False), args.output, getattr(args, "weights", None))
-    say(terminal_line(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max "
-                        f"abs difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})"))
+    say(f"wrote {args.output} ({rep.bytes:,} bytes; dynamic batch; onnx.checker ok; onnxruntime max "
+                        f"abs difference {rep.max_abs_diff:.3g} at batch {rep.verified_batch})")
     if getattr(args, "quantize", None) == "int8":
         out = Path(args.output).with_suffix(".int8.onnx")
         q = quantize_int8(args.output, out)
-        say(terminal_line(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio "
-                            f"{q['ratio']:.2f}; use --run ID to measure the test metric)"))
+        say(f"wrote {out} (int8: {q['bytes_before']:,} -> {q['bytes_after']:,} bytes, ratio "
+                            f"{q['ratio']:.2f}; use --run ID to measure the test metric)")
     return 0
 
 
@@ -245,19 +245,19 @@ def cmd_import(args: argparse.Namespace) -> int:
         result = import_model(args.source, name=args.name)
     jpath, wpath = save_import(result, args.output)
     rep = result.report
-    say(terminal_line(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
+    say(f"wrote {jpath} and {wpath}: {rep['nodes']} nodes, {rep['total_params']:,} parameters; "
                         f"outputs match {rep.get('verified_against', '-')} to "
-                        f"{rep.get('max_abs_diff', float('nan')):.3g}"))
+                        f"{rep.get('max_abs_diff', float('nan')):.3g}")
     for note in rep.get("notes", []):
-        say(terminal_line(f"note: {note}"))
+        say(f"note: {note}")
     if _copy_tokenizer(args.source, Path(jpath).with_name(Path(jpath).stem + ".tokenizer.json")):
-        say(terminal_line(f"wrote {Path(jpath).stem}.tokenizer.json (the model folder's tokenizer)"))
+        say(f"wrote {Path(jpath).stem}.tokenizer.json (the model folder's tokenizer)")
     if args.register:
         store = cli_store(args.workspace)
         rid = register_import(store, result)
         _copy_tokenizer(args.source, store.folder(rid).tokenizer)
-        say(terminal_line(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
-                            f"--init-from {rid})"))
+        say(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
+                            f"--init-from {rid})")
     return 0
 
 
@@ -279,11 +279,11 @@ def cmd_library(args: argparse.Namespace) -> int:
         return fail(f"no model library is configured; set {LIBRARY_ENV} or the server config's model_library")
     for e in library_entries(ws, device=args.device, batch_size=args.batch_size):
         if e["problem"]:
-            say(terminal_line(f"{e['name']:<24} {e['problem']}"))
+            say(f"{e['name']:<24} {e['problem']}")
         else:
-            say(terminal_line(f"{e['name']:<24} {e['architecture']:<10} {e['params']:>14,} params "
+            say(f"{e['name']:<24} {e['architecture']:<10} {e['params']:>14,} params "
                                 f"{e['macs']:>16,} MACs  training {e['memory_text']} at batch {args.batch_size} "
-                                f"on {args.device}{'' if e['fits'] else ' (does not fit)'}"))
+                                f"on {args.device}{'' if e['fits'] else ' (does not fit)'}")
     return 0
 
 

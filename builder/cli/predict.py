@@ -26,7 +26,6 @@ from typing import Any
 
 from builder.cli.common import cli_store, say, say_json, typed_run
 from builder.errors import ExplainError
-from builder.escape import terminal_line as tl
 
 MAX_INPUTS = 1000  # predictions one command makes (rows, texts)
 
@@ -151,10 +150,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     for a in answers:
         if "continuation" in a:
-            say(tl(f"{a['input']} → {a['continuation']}", 400))
+            say(f"{a['input']} → {a['continuation']}", max_len=400)
             continue
         conf = f" ({a['confidence']:.1%})" if "confidence" in a else ""
-        say(tl(f"{a['input'][:60]}: {a['prediction']}{conf}", 300))
+        say(f"{a['input'][:60]}: {a['prediction']}{conf}", max_len=300)
         if a.get("attribution"):
-            say(tl("  most attributed: " + ", ".join(f"{n} {v:+.3g}" for n, v in a["attribution"]), 300))
+            say("  most attributed: " + ", ".join(f"{n} {v:+.3g}" for n, v in a["attribution"]), max_len=300)
     return 0

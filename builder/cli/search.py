@@ -19,7 +19,6 @@ import time
 from builder.cli.common import cli_store, load_project_arg, say, say_json
 from builder.cli.train import add_train_args, config_overrides, key_value
 from builder.errors import LayerLabError
-from builder.escape import terminal_line as tl
 from builder.runs.classes import actor_for  # are that owner's jobs (the command line's privilege)
 from builder.search import OBJECTIVES, PRUNERS, SAMPLERS, StudyRunner, StudySettings
 from builder.search.runner import ENV_STUDY_OWNER
@@ -126,11 +125,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
             return
         params = ", ".join(f"{k}={_short(v)}" for k, v in ev.get("params", {}).items())
         if ev["type"] == "trial_started":
-            say(tl(f"trial {ev['trial']} started: {params} (run {ev['run_id']})", 400), file=sys.stderr)
+            say(f"trial {ev['trial']} started: {params} (run {ev['run_id']})", max_len=400, file=sys.stderr)
         else:
             val = f" {objective} {ev['value']:.4g}" if ev.get("value") is not None and ev["state"] == "complete" else ""
             msg = f" - {ev['message']}" if ev.get("message") else ""
-            say(tl(f"trial {ev['trial']} {ev['state']}{val}{msg}", 400), file=sys.stderr)
+            say(f"trial {ev['trial']} {ev['state']}{val}{msg}", max_len=400, file=sys.stderr)
 
     runner = StudyRunner(store, project, args.dataset, cfg, space=args.search, settings=settings,
                          dataset_options=opts, on_update=show)
@@ -142,10 +141,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         say_json(res.to_dict(), default=str)
         return 0
     if res.best_value is None:
-        say(tl(f"study {res.study}: no trial completed ({res.states})"))
+        say(f"study {res.study}: no trial completed ({res.states})")
         return 1
-    say(tl(f"best {res.objective} {res.best_value:.4g} (trial {res.best_trial}, run id {res.best_run_id})"))
-    say(tl("best params " + ", ".join(f"{k}={_short(v)}" for k, v in res.best_params.items())))
+    say(f"best {res.objective} {res.best_value:.4g} (trial {res.best_trial}, run id {res.best_run_id})")
+    say("best params " + ", ".join(f"{k}={_short(v)}" for k, v in res.best_params.items()))
     say(f"trials {res.n_trials}: " + ", ".join(f"{k} {v}" for k, v in sorted(res.states.items())))
     if len(res.pareto) > 1:
         say(f"{objective} vs multiply-adds, the trials no other beats on both (Pareto front):")

@@ -35,7 +35,7 @@ from builder.cli.common import (
     say_json,
 )
 from builder.errors import LayerLabError, TrainingError
-from builder.escape import safe_filename, terminal_line
+from builder.escape import safe_filename
 from builder.escape import terminal_line as tl
 from builder.runs.record import Run, shown_time
 from builder.runs.summary import shown_dataset_options
@@ -250,7 +250,7 @@ def _print_result(result, args: argparse.Namespace, out=None) -> None:
         say_json(result.to_dict(), default=str, file=out)
         return
     if result.status != RunStatus.FINISHED:
-        say(tl(f"run {result.status}: {result.message}", 2000), file=out)
+        say(f"run {result.status}: {result.message}", max_len=2000, file=out)
     if result.test:
         for k in ("accuracy", "macro_f1", "r2", "mse", "mae", "loss"):
             if k in result.test:
@@ -301,7 +301,7 @@ def _run_job(start, args: argparse.Namespace) -> int:
     try:
         result = job.join()
     except LayerLabError as e:
-        say(tl(f"error: {e}", 2000), file=sys.stderr)
+        say(f"error: {e}", max_len=2000, file=sys.stderr)
         if getattr(job, "run_id", None):
             say(f"run id {job.run_id}")
         return 1
@@ -439,21 +439,21 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         return 0
 
     info = run.info
-    say(tl(f"run {info.id}  ({info.name})"))
-    say(tl(f"status      {info.status}" + (f"  - {info.message}" if info.message else "")))
-    say(tl(f"dataset     {run['dataset_name']} {shown_dataset_options(run)}"))
-    say(tl(f"created     {shown_time(info.created_at)}   finished {shown_time(info.finished_at)}"))
+    say(f"run {info.id}  ({info.name})")
+    say(f"status      {info.status}" + (f"  - {info.message}" if info.message else ""))
+    say(f"dataset     {run['dataset_name']} {shown_dataset_options(run)}")
+    say(f"created     {shown_time(info.created_at)}   finished {shown_time(info.finished_at)}")
     cfg = run.get("config") or {}
-    say(tl("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {}))))
+    say("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {})))
     if curve:
         last = curve[-1]
         m = last.get("metric_name", "metric")
-        say(tl(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss "
-                 f"{last['val_loss']:.4f} val_{m} {last['val_metric']:.4f}"))
+        say(f"epochs      {len(curve)}; last: train_loss {last['train_loss']:.4f} val_loss "
+                 f"{last['val_loss']:.4f} val_{m} {last['val_metric']:.4f}")
     for k, v in run.test_metrics.items():
         if isinstance(v, (int, float)):
-            say(tl(f"test {k} {v:.4f}"))
-    say(tl(f"folder      {store.run_dir(run.id)}"))
+            say(f"test {k} {v:.4f}")
+    say(f"folder      {store.run_dir(run.id)}")
     return 0
 
 
@@ -556,8 +556,8 @@ def _export_run_network(run: Run, args: argparse.Namespace, weights: Path, outpu
     out.parent.mkdir(parents=True, exist_ok=True)
     rep = export_network(run.project, network, weights, out, fmt)
     extra = f"; onnxruntime max abs difference {rep['max_abs_diff']:.3g}" if rep["max_abs_diff"] is not None else ""
-    say(terminal_line(f"wrote {' and '.join(rep['files'])} (network {network} of run {run.id}: inputs "
-                        f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})"))
+    say(f"wrote {' and '.join(rep['files'])} (network {network} of run {run.id}: inputs "
+                        f"{', '.join(rep['inputs'])}, outputs {', '.join(rep['outputs'])}{extra})")
     return 0
 
 
