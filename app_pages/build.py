@@ -472,16 +472,15 @@ def import_model_box() -> None:
         return
     up = models[0]
     st.session_state.ll_import_nonce = nonce + 1
+    st.session_state.ll_import_close = True  # whatever the import answers, the popover closes for it
     try:
         with st.spinner("Importing in a worker process…"):
             proj, rid, rep = import_upload(up.getvalue(), up.name, ui.store(),
                                            companions={u.name: u.getvalue() for u in ups if u is not up} or None)
     except LayerLabError as e:
         st.session_state.ll_canvas_error = f"Cannot import {up.name}: {e}"
-        st.session_state.ll_import_close = True
         st.rerun()
     st.session_state.ll_canvas_error = None
-    st.session_state.ll_import_close = True
     # like New and the templates: a canvas holding a project asks before it is replaced (undoable)
     ui.replace_project(proj, f"Imported {proj.name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; "
                    f"outputs match the original to {rep.get('max_abs_diff', 0):.1e}. Training starts from the "
@@ -517,14 +516,13 @@ def place_library_model(name: str) -> None:
     this person's and put it on the canvas (asking first when the canvas holds a network; undoable)."""
     from builder.interchange.hf_library import import_library_model  # lazy: heavy (sqlalchemy)
 
+    st.session_state.ll_import_close = True  # whatever the import answers, the popover closes for it
     try:
         with st.spinner(f"Importing {name} in a worker process…"):
             proj, rid, rep = import_library_model(ui.store(), ui.workspace(), name)
     except LayerLabError as e:
         st.session_state.ll_canvas_error = f"Cannot import {name}: {e}"
-        st.session_state.ll_import_close = True
         return
-    st.session_state.ll_import_close = True
     st.session_state.ll_canvas_error = None
     ui.replace_project(proj, f"Imported {name}: {rep['nodes']} layers, {rep['total_params']:,} parameters; outputs "
                        f"match transformers to {rep.get('max_abs_diff', 0):.1e}. Training starts from its weights "
