@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.data.disk import write_atomic
 from builder.errors import LayerLabError
 from builder.escape import shown_error, shown_uri
 from builder.runs.owners import LOCAL_OWNER, owned_name, owner_of
@@ -310,9 +311,7 @@ class TrackingState:
         except (OSError, ValueError):
             data = {}
         data[shown_uri(uri)] = asdict(self)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data), "the tracking state")
 
 
 def tracking_state(store, run_id: str, uri: str) -> TrackingState:

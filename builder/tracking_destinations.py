@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from urllib3.util import parse_url  # how requests (MLflow's HTTP client) reads a URL
 
+from builder.data.disk import write_atomic
 from builder.errors import LayerLabError
 from builder.escape import shown_uri
 from builder.runs.owners import LOCAL_OWNER, owner_dir, server_config
@@ -282,9 +283,7 @@ def save_owner_setting(workspace: str | Path, owner: str, uri: str | None) -> st
         path.unlink(missing_ok=True)
         return None
     uri = check_destination(uri, workspace, owner)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"uri": uri}), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"uri": uri}), "the tracking setting")
     return uri
 
 

@@ -2,6 +2,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,6 +91,20 @@ def _shared_launcher():
         (ROOT / "test-artifacts").mkdir(exist_ok=True)
         shutil.copy(log, ROOT / "test-artifacts" / f"launcher-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log")
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 4 MiB tmpfs mounted for the test (unmounted after it): a disk to fill (:func:`tests.helpers.fill_disk`)."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root (the CI containers run as root)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(d)], check=True)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], check=False)
 
 
 @pytest.fixture

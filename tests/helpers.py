@@ -5,6 +5,7 @@ Fixtures (the workspace environment) are in tests/conftest.py; browser helpers i
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -118,3 +119,16 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list
                 mod.__dict__.get(name) is real:
             monkeypatch.setattr(mod, name, counting)
     return calls
+
+
+def fill_disk(disk: Path, leave: int = 0) -> Path:
+    """Fill ``disk`` until ``leave`` bytes (about) are free; the filler file, to delete for room."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize > leave:
+                f.write(b"\0" * 4096)
+                f.flush()
+        except OSError:
+            pass
+    return filler

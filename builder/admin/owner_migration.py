@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
 from builder.admin.housekeeping import CACHE_DIR, known_owners
 from builder.data.access import SYSTEM
+from builder.data.disk import write_atomic
 from builder.errors import LayerLabError, RunStoreError
 from builder.runs import owners as _owners
 from builder.runs.owners import owner_of
@@ -108,13 +108,11 @@ def scrub_job_specs(store: RunStore) -> int:
             if isinstance(d.get("tracking"), str) and is_server_default(d["tracking"], store.workspace):
                 d["tracking"], changed = SERVER_DEFAULT, True
         if changed:
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
             try:
-                tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-                os.replace(tmp, path)
+                write_atomic(path, json.dumps(data, indent=1), "a job file")
                 done += 1
-            except OSError:
-                tmp.unlink(missing_ok=True)
+            except (OSError, LayerLabError):  # a full disk: the next open scrubs it
+                pass
     return done
 
 

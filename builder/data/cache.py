@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import builder.data.limits as limits
-from builder.data.disk import check_free
+from builder.data.disk import check_free, write_atomic
 from builder.errors import DatasetError
 
 CACHE_VERSION = 2  # bump when the layout or the decoding changes: old entries are then never read
@@ -304,9 +304,7 @@ def _progress(d: Path, n: int, shape: tuple[int, int, int]) -> set[int]:
 
 def write_json(path: Path, obj: dict) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (a temporary name, then a rename): a reader sees all or none."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj), "the dataset cache's index")
 
 
 __all__ = ["build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "content_hash", "discard",

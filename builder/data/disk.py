@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -128,26 +129,54 @@ def on_full_disk(path: str | os.PathLike, what: str, needed: int | Callable[[], 
         raise
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, what: str, *, mode: int | None = None) -> Path:
-    """Write ``data`` to ``path`` whole or not at all (a temporary file renamed once complete), with room for it
-    checked first; a full disk is :func:`disk_full_error` and leaves no partial file under ``path``'s name.
-    ``mode`` (e.g. ``0o600`` for a file that holds a password): the file's permissions from its first byte."""
+@contextmanager
+def atomic_file(path: str | os.PathLike, what: str, needed: int | Callable[[], int] | None = None) -> Iterator[Path]:
+    """The temporary path to write ``path``'s new content to (a name of its own: two writers, threads or
+    processes, never share one), renamed to ``path`` when the block ends without an error, removed otherwise: a
+    reader sees the old file or the whole new one, never half. A full disk met inside is :func:`disk_full_error`
+    (``needed``: as :func:`on_full_disk`), the file there before kept. For writers that take a file name
+    (safetensors' ``save_file``, ``np.savez``); bytes and text go through :func:`write_atomic`.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     with atomic_file(Path(d) / "b.bin", "a test file") as tmp:
+    ...         _ = tmp.write_bytes(b"xy")
+    ...     sorted(f.name for f in Path(d).iterdir())
+    ['b.bin']
+    """
     path = Path(path)
-    check_free(path.parent, len(data), what, spare=0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        with on_full_disk(path, what, needed=len(data)):
-            if mode is None:
-                tmp.write_bytes(data)
-            else:
-                tmp.unlink(missing_ok=True)
-                with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
-                    f.write(data)
+        with on_full_disk(path, what, needed=needed):
+            yield tmp
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, what: str, *, mode: int | None = None) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` whole or not at all (:func:`atomic_file`), with room for it
+    checked first: the one atomic write of bytes or text in LayerLab. A full disk is :func:`disk_full_error` and
+    leaves no partial file under ``path``'s name, the file there before kept. ``mode`` (e.g. ``0o600`` for a file
+    that holds a password): the file's permissions from its first byte.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = write_atomic(Path(d) / "a.json", '{"x": 1}', "a test file")
+    ...     p.read_text(), sorted(f.name for f in Path(d).iterdir())
+    ('{"x": 1}', ['a.json'])
+    """
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    check_free(path.parent, len(raw), what, spare=0)
+    with atomic_file(path, what, needed=len(raw)) as tmp:
+        if mode is None:
+            tmp.write_bytes(raw)
+        else:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
+                f.write(raw)
     return path
 
 
-__all__ = ["write_atomic", "SPARE_BYTES", "mount_point", "free_bytes", "human", "is_disk_full", "disk_full_error", "check_free",
+__all__ = ["write_atomic", "atomic_file", "SPARE_BYTES", "mount_point", "free_bytes", "human", "is_disk_full", "disk_full_error", "check_free",
            "on_full_disk", "NEARLY_FULL"]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from builder.data.disk import on_full_disk
+from builder.data.disk import atomic_file
 from builder.data.splits import Dataset, DatasetInfo, Split
 from builder.errors import DatasetError
 
@@ -24,13 +23,8 @@ def save_dataset(ds: Dataset, path: str | Path) -> Path:
         tensors[f"{name}.X"] = s.X.detach().cpu().contiguous()
         if s.y is not s.X:
             tensors[f"{name}.y"] = s.y.detach().cpu().contiguous()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:  # a full disk: one line (builder.data.disk), no partial snapshot
-        with on_full_disk(path, "the dataset snapshot"):
-            save_file(tensors, str(tmp), metadata={"info": json.dumps(ds.info.to_dict())})
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path, "the dataset snapshot") as tmp:  # a full disk: one line, no partial snapshot
+        save_file(tensors, str(tmp), metadata={"info": json.dumps(ds.info.to_dict())})
     return path
 
 

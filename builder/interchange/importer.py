@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils import _pytree
 
-from builder.data.disk import on_full_disk
+from builder.data.disk import atomic_file, write_atomic
 from builder.errors import GraphError
 from builder.escape import visible
 from builder.graph.compile import compile_graph, example_inputs, module_names
@@ -584,18 +584,13 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wpath = path.with_suffix(".safetensors")
-    result.project.save(path)
+    write_atomic(path, result.project.to_json(), "the imported project")
     names = module_names(result.project.graph)
     meta = {"layerlab_names": json.dumps({n.id: names[n.id] for n in result.project.graph.nodes
                                           if any(k.startswith(names[n.id] + ".") for k in result.weights)}),
             "imported_from": str(result.report.get("source", ""))[:500]}
-    tmp = wpath.with_name(f".{wpath.name}.{os.getpid()}.tmp")
-    try:  # a full disk: one line (builder.data.disk), no partial weights
-        with on_full_disk(wpath, "the imported weights"):
-            save_file({k: v.contiguous() for k, v in result.weights.items()}, str(tmp), metadata=meta)
-            os.replace(tmp, wpath)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(wpath, "the imported weights") as tmp:  # a full disk: one line, no partial weights
+        save_file({k: v.contiguous() for k, v in result.weights.items()}, str(tmp), metadata=meta)
     return path, wpath
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from builder.data import fit_dataset
+from builder.data.disk import write_atomic
 from builder.errors import LayerLabError, TrainingError
 from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.latency import compare_latency
@@ -333,9 +334,7 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, "the ONNX file")
 
 
 # ----------------------------------------------------------------------------------------- int8
@@ -463,7 +462,7 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
               "onnx_max_abs_diff": rep.max_abs_diff, "n_test": int(len(ds.test)), "latency": lat.to_dict(),
               "latency_text": lat.text()}
     folder.exports.mkdir(parents=True, exist_ok=True)
-    folder.quantization.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_atomic(folder.quantization, json.dumps(record, indent=2), "the quantization record")
     write_model_card(store, rid)
     return record
 

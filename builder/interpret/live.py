@@ -12,7 +12,6 @@ Off by default: add ``LiveAttributions(...)`` to the trainer's callbacks. The Ex
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from builder.data.disk import on_full_disk
+from builder.data.disk import atomic_file
 from builder.errors import AccessDenied, ExplainError, LayerLabError
 from builder.interpret.attributions import explain
 from builder.interpret.methods import get_spec, method_label
@@ -185,14 +184,10 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
             tensors["labels"] = self.labels.detach().cpu().contiguous()
         if all(f["target"] is not None for f in self.frames):
             tensors["targets"] = torch.from_numpy(np.stack([np.asarray(f["target"]) for f in self.frames]))
-        tmp = path.with_name(path.name + ".tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # a full disk: one line (builder.data.disk), the frames recorded before kept
-            with on_full_disk(path, "the live attributions"):
-                save_file(tensors, str(tmp), metadata={"method": self.method})
-                os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # a full disk: one line (builder.data.disk), the frames recorded before kept
+        with atomic_file(path, "the live attributions") as tmp:
+            save_file(tensors, str(tmp), metadata={"method": self.method})
         return path
 
     @property

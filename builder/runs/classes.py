@@ -18,9 +18,9 @@ every member's runs read-only and may stop their jobs (:func:`builder.data.acces
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
-import os
 import re
 import secrets
 import time
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from builder._moved import moved_name
 from builder.data.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
+from builder.data.disk import write_atomic
 from builder.data.sources import content_problems, project_problems, travels
 from builder.errors import LayerLabError
 from builder.escape import hide_paths, terminal_line
@@ -76,10 +77,7 @@ def _save(workspace: str | Path, cls: dict) -> None:
     if _db.on_server(workspace):
         _db.save_document(workspace, CLASSES_DIR, cls["id"], json.dumps(cls))
         return
-    path = _dir(workspace) / f"{cls['id']}.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cls, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(_dir(workspace) / f"{cls['id']}.json", json.dumps(cls, indent=1), "the class file")
 
 
 def list_classes(workspace: str | Path, *, teacher: str | None = None, member: str | None = None) -> list[dict]:
@@ -363,9 +361,8 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
         except LayerLabError as e:
             # the teacher reads it: a student's folders on the server are never named (builder.escape.hide_paths)
             cache[key] = {"error": hide_paths(" ".join(str(e).split()))[:300]}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache), encoding="utf-8")
-        os.replace(tmp, path)
+        with contextlib.suppress(LayerLabError, OSError):  # a full disk: scored again next time
+            write_atomic(path, json.dumps(cache), "the class's held-out scores")
     value = cache[key]
     if isinstance(value, dict):
         return None, str(value.get("error") or "not scored")

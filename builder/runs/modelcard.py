@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from builder.data.disk import on_full_disk
+from builder.data.disk import write_atomic
 from builder.data.sources import DatasetSource
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text
@@ -276,14 +276,7 @@ def write_card(run: dict, curve: list[dict], run_dir: Path) -> Path:
     """Write the card of ``run`` (a :meth:`RunStore.get` dict and its epoch curve) as ``run_dir/model_card.md``."""
     path = RunFolder(run_dir).model_card
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    try:  # a full disk: one line (builder.data.disk), the card there before kept
-        with on_full_disk(path, "the model card"):
-            tmp.write_text(model_card(run, curve, run_dir), encoding="utf-8")
-            tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, model_card(run, curve, run_dir), "the model card")  # a full disk: one line
 
 
 def write_model_card(store, run_id: str) -> Path:

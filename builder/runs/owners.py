@@ -467,13 +467,7 @@ def label(workspace: str | Path, owner: str) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # two threads: two names
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, f"your {path.name}" if path.suffix else "your project's history")
 
 
 PROJECT_REV = "project.rev"  # beside project.json: how many times it was saved (a stale tab is told apart)

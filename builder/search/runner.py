@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from builder.data.disk import write_atomic
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 from builder.jobs.job_sandbox import limit_study, study_env
@@ -49,7 +50,7 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     files = study_files(workspace, settings.owner, settings.name)  # this owner's, whatever others named theirs
     files["log"].parent.mkdir(parents=True, exist_ok=True)
     pfile = files["project"]
-    pfile.write_text(project.to_json(), encoding="utf-8")
+    write_atomic(pfile, project.to_json(), "the study's project")
     cmd = ["-m", "builder", "tune", str(pfile), "--dataset", dataset, "--trials",
            str(settings.n_trials), "--study", settings.name, "--sampler", settings.sampler, "--pruner",
            settings.pruner, "--metric", settings.objective, "--workspace", str(workspace), "--json"]

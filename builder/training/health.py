@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from builder.data.disk import write_atomic
 from builder.training.callbacks import Callback
 from builder.training.config import HEALTH_EVERY as DEFAULT_EVERY
 from builder.training.run_folder import RunFolder
@@ -119,10 +120,7 @@ def _json_value(v: float) -> float | str:
 
 def write_health(log: HealthLog, path: str | os.PathLike) -> None:
     """Write ``log`` as JSON atomically (a reader never sees half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(log.to_dict(), separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(log.to_dict(), separators=(",", ":")), "the training health log")
 
 
 def read_health(run_folder: str | os.PathLike | RunFolder) -> HealthLog | None:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from builder._moved import moved_name
+from builder.data.disk import atomic_file
 from builder.data.splits import Dataset, Split
 from builder.errors import TrainingError
 from builder.graph.compile import compile_graph
@@ -507,9 +508,8 @@ class ObjectiveTrainer(RunControl):
             arrays = {k: v for k, v in arrays.items()
                       if int(k.split("_")[1]) % stride == 0 or k == f"epoch_{epoch + 1}"}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_file(path, "the sample grids") as tmp:  # a full disk: one line, the grids before kept
+            np.savez(tmp, **arrays)
 
     # ---- checkpoint
     def _interval_due(self) -> bool:

@@ -39,6 +39,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from builder.data.disk import write_atomic
 from builder.errors import RunStoreError
 
 
@@ -312,8 +313,7 @@ def keep_report(store: Any, report: Any, what: str) -> Path:
         raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
                             "Fix: pick a finished run")
     path = getattr(store.folder(report.run_id), what)
-    path.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
-    return path
+    return write_atomic(path, json.dumps(report.to_dict(), indent=1), f"the run's {what} report")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -16,14 +16,13 @@ functions. Nothing is pickled. Example::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from builder.data.disk import on_full_disk
+from builder.data.disk import atomic_file
 from builder.errors import TrainingError
 from builder.training.checkpoint import model_tensors, tensors_sha256
 
@@ -48,14 +47,10 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, s
         md["layerlab_names"] = json.dumps(dict(names))
     tensors = model_tensors(model)
     md[WEIGHTS_SHA_KEY] = tensors_sha256(tensors)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:  # a full disk: one line (builder.data.disk), the weights there before kept
-        with on_full_disk(path, "the weights", needed=sum(t.numel() * t.element_size() for t in tensors.values())):
-            save_file(tensors, str(tmp), metadata=md)
-            read_weights(tmp)
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # a full disk: one line (builder.data.disk), the weights there before kept
+    with atomic_file(path, "the weights", needed=sum(t.numel() * t.element_size() for t in tensors.values())) as tmp:
+        save_file(tensors, str(tmp), metadata=md)
+        read_weights(tmp)
     return path
 
 
