@@ -327,7 +327,6 @@ def share_link_box() -> None:
 def open_shared_link() -> None:
     """``/build?p=...``: open the linked project on the canvas as this visitor's copy (validated as an uploaded
     file; a confirmation first when it would replace work on the canvas; undoable)."""
-    from builder.runs import owners  # lazy: heavy (sqlalchemy)
 
     value = st.query_params.get(QUERY_KEY)
     if not isinstance(value, str) or not value or st.session_state.get("ll_url_p") == value:
@@ -345,7 +344,8 @@ def open_shared_link() -> None:
         same = (proj.name, proj.description, proj.training) == (here.name, here.description, here.training)
         if same and (data is None or data == st.session_state.get("ll_data")):
             return  # already on the canvas (a reload of the link)
-        owners.push_history(ui.workspace(), ui.owner(), ui.project_with_data())  # undoable from the sidebar
+        if not ui.keep_in_history(ui.project_with_data()):  # undoable from the sidebar
+            return
         st.session_state.ll_project = here.model_copy(update={"name": proj.name, "description": proj.description,
                                                               "training": proj.training, "dataset": proj.dataset})
         ui.flash(f"Opened the shared project “{proj.name}”: its network is the one on your canvas; its name and "
@@ -357,7 +357,8 @@ def open_shared_link() -> None:
     flash = f"Opened the shared network “{proj.name}” as your own copy"
     pristine = ui.graph_key(ui.graph()) == ui.graph_key(ui.with_edge_ids(builder.load_template("cnn").graph))
     if pristine:  # the first visit's starting template: nothing of the visitor's to confirm
-        owners.push_history(ui.workspace(), ui.owner(), ui.project_with_data())
+        if not ui.keep_in_history(ui.project_with_data()):
+            return
         ui.set_project(proj, flash=flash)
         if data is not None:
             st.session_state.ll_data = data

@@ -213,10 +213,10 @@ def autosave() -> None:
         except StaleProjectError:
             # another tab of this person saved since this one read the project: this tab's version is kept in the
             # history (never lost without a trace) and the person chooses (stale_prompt)
-            owners.push_history(workspace(), owner(), proj)
-            ss.ll_stale = True
-        except OSError as e:
-            flash(f"Could not autosave the project: {e.strerror}")
+            if keep_in_history(proj):
+                ss.ll_stale = True
+        except (LayerLabError, OSError) as e:  # a full disk: one line; the next change tries again
+            flash(f"Could not autosave the project: {getattr(e, 'strerror', None) or e}")
 
 
 def _load_theirs() -> None:
@@ -236,8 +236,8 @@ def _keep_mine() -> None:
     """Stale tab › keep this tab's version, as a copy: the other tab's is kept in the history first."""
     ss = st.session_state
     theirs = owners.load_autosave(workspace(), owner())
-    if theirs is not None:
-        owners.push_history(workspace(), owner(), theirs)
+    if theirs is not None and not keep_in_history(theirs):
+        return
     ss.ll_saved_rev = owners.project_revision(workspace(), owner())
     ss.ll_stale = False
     name = project().name or "untitled"
@@ -283,15 +283,28 @@ def _same_project(a: Project, b: Project) -> bool:
             and graph_hash(a.graph) == graph_hash(b.graph))
 
 
+def keep_in_history(proj: Project) -> bool:
+    """Keep ``proj`` in the owner's replace history (Undo replace brings it back) before the canvas changes;
+    False, with the reason flashed, when it cannot be kept (a full disk): the caller then leaves the canvas as it
+    is, so no edit is lost without a trace."""
+    try:
+        owners.push_history(workspace(), owner(), proj)
+    except (LayerLabError, OSError) as e:
+        flash(f"The canvas was left as it is: {e}")
+        return False
+    return True
+
+
 def _apply_replace(pending: dict) -> None:
     ss = st.session_state
-    owners.push_history(workspace(), owner(), project_with_data())
+    ss.pop("ll_pending", None)
+    if not keep_in_history(project_with_data()):
+        return
     set_project(pending["project"], flash=pending["flash"], relayout=pending["relayout"])
     if pending.get("data") is not None:
         ss.ll_data = pending["data"]
     if pending.get("goto"):
         ss.ll_goto = pending["goto"]
-    ss.pop("ll_pending", None)
     autosave()
 
 
@@ -528,7 +541,7 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 
 
 
-__all__ = ["owner", "keep_identity", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
+__all__ = ["owner", "keep_identity", "keep_in_history", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
            "rebase_stale",
            "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
            "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "flash",

@@ -11,7 +11,6 @@ import streamlit as st
 
 from app_pages import nav, ui
 from builder.errors import LayerLabError
-from builder.runs import owners
 
 ICON = {"bad": ":material/error:", "warn": ":material/warning:"}
 GOTO_KEY = "ll_doctor_goto"
@@ -30,7 +29,8 @@ def _apply(action: dict, node: str) -> None:
     except LayerLabError as e:
         ui.flash(f"The fix could not be applied: {e}")
         return
-    owners.push_history(ui.workspace(), ui.owner(), before)
+    if not ui.keep_in_history(before):
+        return
     ui.set_project(fixed.model_copy(update={"dataset": ui.project().dataset}))
     ui.autosave()
     st.session_state[APPLIED_KEY] = {"node": node, "change": fix_change(before, fixed, action)}

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.data.access import CONTROL, LOCAL_OWNER, STOP, SYSTEM, Actor, check, refusal
+from builder.data.disk import write_atomic
 from builder.errors import DiskFullError, RunStoreError, TrainingError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
@@ -226,40 +227,42 @@ def start_local(store: RunStore, run_id: str) -> None:
 
 def _record(store: RunStore, spec: JobSpec) -> str:
     """Check the owner's quotas (QuotaError over a limit; nothing recorded), then record the run as queued with
-    its job spec; its id. :func:`submit` calls it under :func:`builder.jobs.quotas.admit`."""
+    its job spec; its id. :func:`submit` calls it under :func:`builder.jobs.quotas.admit`. A new run's row, folder
+    and job spec are written all or none (a full disk: one line, nothing recorded); a resumed run's new spec is
+    written before it is queued again (a full disk: it keeps its status)."""
     tracking = _tracking(store, spec)  # a destination the owner may not use is refused before anything is recorded
-    if spec.resume_run:
-        store.mark_interrupted()
-        run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
-        run_id = run.id
-        check(Actor(spec.owner), CONTROL, run)  # resuming is the owner's alone (not a reader's in shared mode)
-        if why := resume_refusal(run, more_epochs=bool((spec.config or {}).get("epochs"))):
-            raise RunStoreError(why)
-        cfg = TrainConfig.from_dict(run.config, **dict(spec.config or {}))  # the changed settings, checked
-        check_quota(store, spec.owner, device=str(cfg.device))
-    else:
+    data = {k: v for k, v in asdict(spec).items() if k != "owner"}  # an owner id is a key: the run row keeps it
+    data["tracking"] = recorded_destination(tracking, store.workspace)  # the admin's default by name: its URI may
+    # carry the admin's password, which no run folder keeps (read from the config by the job process)
+    if not spec.resume_run:
         project = load_project(spec.project)
         # resolved again in the job once its dataset is loaded (task and training-split size known)
         cfg = TrainConfig.resolve((project.training or {}).get("task"), None, project.training, spec.config)
         class_id = class_for(store.workspace, store.actor, project)  # AccessDenied for a class not the owner's
         check_quota(store, spec.owner, device=str(cfg.device))
         run_id = store.create_run(project, spec.dataset, spec.dataset_options, cfg, name=spec.name,
-                                  owner=spec.owner, tags=spec.tags, class_id=class_id,
+                                  owner=spec.owner, tags=spec.tags, class_id=class_id, job_spec=data,
                                   parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
-    folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded or resumed (checked above)
+        store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
+        return run_id
+    store.mark_interrupted()
+    run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
+    check(Actor(spec.owner), CONTROL, run)  # resuming is the owner's alone (not a reader's in shared mode)
+    if why := resume_refusal(run, more_epochs=bool((spec.config or {}).get("epochs"))):
+        raise RunStoreError(why)
+    cfg = TrainConfig.from_dict(run.config, **dict(spec.config or {}))  # the changed settings, checked
+    check_quota(store, spec.owner, device=str(cfg.device))
+    folder = store.folder(run.id, actor=SYSTEM)  # the run just resumed (checked above)
     folder.path.mkdir(parents=True, exist_ok=True)
-    data = {k: v for k, v in asdict(spec).items() if k != "owner"}  # an owner id is a key: the run row keeps it
-    data["tracking"] = recorded_destination(tracking, store.workspace)  # the admin's default by name: its URI may
-    # carry the admin's password, which no run folder keeps (read from the config by the job process)
-    if spec.resume_run and folder.job_spec.is_file():  # keep what the run was first started with
+    if folder.job_spec.is_file():  # keep what the run was first started with
         old = json.loads(folder.job_spec.read_text(encoding="utf-8"))
         # its tracker is this job's (above): an older spec's resolved one is not kept
         data["origin"] = {k: v for k, v in (old.get("origin") or old).items() if k not in ("owner", "tracking")}
         if not spec.callbacks:
             data["callbacks"] = list(data["origin"].get("callbacks") or [])
     _write_json(folder.job_spec, data)
-    store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
-    return run_id
+    store.requeue(run.id)  # queued at the back, pid = this process until the job process takes over
+    return run.id
 
 
 def _tracking(store: RunStore, spec: JobSpec) -> str | None:
@@ -271,9 +274,7 @@ def _tracking(store: RunStore, spec: JobSpec) -> str | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, default=str), f"the job's {path.name}")
 
 
 def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.data.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
-from builder.data.disk import on_full_disk
+from builder.data.disk import on_full_disk, write_atomic
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import hide_paths, resolves_inside
 from builder.graph.project import Project, load_project
@@ -323,26 +323,36 @@ class RunStore:
     def create_run(self, project: Project | dict, dataset_name: str, dataset_options: dict | None,
                    config: TrainConfig | dict, *, name: str | None = None, dataset_info: dict | None = None,
                    parent_id: str | None = None, owner: str = "local", tags: dict | None = None,
-                   class_id: str | None = None) -> str:
+                   class_id: str | None = None, job_spec: dict | None = None) -> str:
         """Insert a ``queued`` run owned by ``owner`` (made for class ``class_id``, already checked by the caller:
-        :func:`builder.runs.classes.check_class_for`) and create its folder; returns the run id."""
+        :func:`builder.runs.classes.check_class_for`) and create its folder, with ``job_spec`` as its ``job.json``
+        when given (:func:`builder.jobs.queue.submit`); returns the run id. All or nothing: a full disk leaves
+        neither a folder nor a row."""
         import torch  # lazy: heavy (torch)
 
 
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
         run_id = _new_id()
-        folder = RunFolder(self._run_dir(run_id)).create()
-        folder.project.write_text(project.to_json(), encoding="utf-8")
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
                "platform": __import__("platform").platform(), "host": host_name()}
-        self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
-                    " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
-                    " graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, name or project.name, _now(precise=True), _now(), os.getpid(), host_name(),
-                     project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
-                     _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
-                     str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))
+        folder = RunFolder(self._run_dir(run_id))
+        try:  # a full disk: one line, and no run folder left without its row
+            with on_full_disk(folder.path, "a new run's folder", needed=len(project.to_json()) * 2):
+                folder.create()
+                write_atomic(folder.project, project.to_json(), "the run's project")
+                if job_spec is not None:
+                    write_atomic(folder.job_spec, json.dumps(job_spec, default=str), "the run's job spec")
+            self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
+                        " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
+                        " graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, name or project.name, _now(precise=True), _now(), os.getpid(), host_name(),
+                         project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
+                         _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
+                         str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))
+        except BaseException:
+            shutil.rmtree(folder.path, ignore_errors=True)
+            raise
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
