@@ -607,7 +607,7 @@ def canvas_area() -> None:
     report, ann = ui.analyse(g)
     toolbar(report)
     if st.session_state.get("ll_canvas_error"):
-        st.error(ui.md(st.session_state.ll_canvas_error))
+        st.error(ui.error_md(st.session_state.ll_canvas_error))
 
     def _canvas() -> None:
         graph_canvas(graph=_graph_payload(g), palette=ui.palette_with_blocks(), annotations=ann,

@@ -69,7 +69,7 @@ def student_view() -> None:
                       help="The six characters your teacher shows")
         st.form_submit_button("Join class", icon=":material/group_add:", on_click=_join, args=("ll_join_code",))
     if st.session_state.get("ll_class_error"):
-        st.error(ui.md(st.session_state.ll_class_error))
+        st.error(ui.error_md(st.session_state.ll_class_error))
     mine = classes.list_classes(ui.workspace(), member=ui.owner())
     for cls in mine:
         with st.container(border=True):
@@ -257,7 +257,7 @@ def teacher_view() -> None:
         st.button("Create class from the canvas", icon=":material/school:", key="ll_class_create", on_click=_create,
                   help="The project on the canvas (network, settings, built-in dataset) becomes the starter")
     if st.session_state.get("ll_class_error"):
-        st.error(ui.md(st.session_state.ll_class_error))
+        st.error(ui.error_md(st.session_state.ll_class_error))
     mine = classes.list_classes(ui.workspace(), teacher=ui.owner())
     if not mine:
         return

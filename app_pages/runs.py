@@ -275,7 +275,7 @@ def details(rec: dict) -> None:
         st.markdown("Delete this run, its checkpoints and weights? This cannot be undone.")
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
     if got_w and "error" in got_w:
-        st.error(ui.md(got_w["error"]))
+        st.error(ui.error_md(got_w["error"]))
     exchange(rid, has_weights, network)
     run_checks.prune_section(run, _open_project)
     run_checks.drift_section(run)
@@ -388,7 +388,7 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
 if st.session_state.get("ll_goto"):
     st.switch_page(st.session_state.pop("ll_goto"))
 if st.session_state.get("ll_runs_error"):
-    st.error(ui.md(st.session_state.pop("ll_runs_error")))
+    st.error(ui.error_md(st.session_state.pop("ll_runs_error")))
 
 try:
     rs = ui.store()

@@ -191,7 +191,7 @@ def study_view() -> None:
         if failed:  # why, in one line (a crash of a trial's job included), without scrolling to the last column
             last = failed[-1]
             st.warning(f"{len(failed)} trial{'s' if len(failed) > 1 else ''} failed; the last, trial {last['trial']}: "
-                       + ui.md(" ".join(str(last["message"]).split())[:300]), icon=":material/warning:")
+                       + ui.error_md(" ".join(str(last["message"]).split())[:300]), icon=":material/warning:")
     figs = study_figures(study) if rows else {}
     if figs:
         tabs = st.tabs([FIGURES[k] for k in FIGURES if k in figs])
@@ -290,7 +290,7 @@ def tracking_setting() -> None:
                       "empty turns your setting off. Only your runs are affected. Allowed by the server's admin: "
                       + (", ".join(allow) or "none") + ".")
         if st.session_state.get("ll_mlflow_error"):
-            st.error(ui.md(st.session_state.ll_mlflow_error))
+            st.error(ui.error_md(st.session_state.ll_mlflow_error))
         elif on:
             st.caption(f"Your runs are logged to {ui.md(on)}" + ("" if cur else " (the server's setting)"))
 

@@ -222,7 +222,7 @@ def studies_view() -> None:
 try:
     my_data()
     if st.session_state.get("ll_server_error"):
-        st.error(ui.md(st.session_state.ll_server_error))
+        st.error(ui.error_md(st.session_state.ll_server_error))
     if owners.is_admin(ui.workspace(), ui.owner()):
         library_view()
         database_view()

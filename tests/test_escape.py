@@ -267,6 +267,65 @@ def _errors_shown_raw() -> list[str]:
     return found
 
 
+def _state_key(target: ast.AST) -> str | None:
+    """The session-state key an assignment target names (``st.session_state.k``, ``ss.k``, ``ss["k"]``)."""
+    if isinstance(target, ast.Attribute) and ast.unparse(target.value).endswith(("session_state", "ss")):
+        return target.attr
+    if isinstance(target, ast.Subscript) and ast.unparse(target.value).endswith(("session_state", "ss")) and \
+            isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str):
+        return target.slice.value
+    return None
+
+
+def _stored_errors_shown_raw() -> list[str]:
+    """Messages of the pages that show an error's text kept in the session state (a callback catches it, the next
+    run shows it) other than through ``error_md``: the Classes, Runs, Build, Search and Server pages showed a
+    full disk's message with the workspace's folders (found on a full disk, issue 28 item 11)."""
+    from pathlib import Path
+
+    found = []
+    for path in sorted((Path(__file__).parent.parent / "app_pages").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        keys: set[str] = set()
+        # an error: a handler's name, or a function's parameter annotated as one (server.py's _error(e))
+        holders = [(h.name, h.body) for h in ast.walk(tree) if isinstance(h, ast.ExceptHandler) and h.name] + [
+            (a.arg, f.body) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) for a in f.args.args
+            if a.annotation is not None and "Error" in ast.unparse(a.annotation)]
+        for name, body in holders:
+            for a in (n for b in body for n in ast.walk(b) if isinstance(n, ast.Assign)):
+                if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(a.value)):
+                    keys |= {k for t in a.targets if (k := _state_key(t))}
+
+        def names_a_key(node: ast.AST, keys: set[str] = keys) -> bool:
+            return (isinstance(node, ast.Attribute) and node.attr in keys) or (
+                isinstance(node, ast.Constant) and node.value in keys)
+
+        held = {t.id for a in ast.walk(tree) if isinstance(a, ast.Assign) and any(map(names_a_key, ast.walk(a.value)))
+                for t in a.targets if isinstance(t, ast.Name)}  # got = st.session_state.get("k")
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            if not (isinstance(call.func, ast.Attribute) and call.func.attr in _MESSAGE_ELEMENTS and call.args):
+                continue
+            for use in (n for n in ast.walk(call.args[0]) if names_a_key(n) or (isinstance(n, ast.Name) and n.id in held)):
+                node, ok = use, False
+                while node is not call and node in parents:
+                    node = parents[node]
+                    f = node.func if isinstance(node, ast.Call) else None
+                    if (f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)) in ("error_md", "show_error"):
+                        ok = True
+                        break
+                if not ok:
+                    found.append(f"{path.name}:{call.lineno}: {ast.unparse(call)[:100]}")
+                    break
+    return found
+
+
+def test_pages_show_a_kept_errors_text_through_one_formatter():
+    """An error caught in a callback, kept in the session state and shown on the next run goes through
+    ``error_md`` too (escaped, no server folder)."""
+    assert _stored_errors_shown_raw() == []
+
+
 def test_pages_show_an_errors_text_through_one_formatter():
     """A caught error shown on a page goes through ``error_md`` (or ``show_error``): escaped for Markdown and with
     no folder of the server (several warnings showed ``str(e)`` as Markdown, with its paths)."""

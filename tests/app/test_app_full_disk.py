@@ -45,3 +45,20 @@ def test_training_on_a_full_disk_is_one_line_and_records_nothing(full):
     assert len(errors) == 1 and errors[0].startswith("the disk is full") and "\n" not in errors[0], errors
     assert str(ws) not in errors[0]
     assert not any((ws / "runs").iterdir())
+
+
+def test_a_class_on_a_full_disk_is_one_line_naming_no_server_folder(small_disk, monkeypatch):
+    """The Classes page showed a kept error through ``md`` only: a full disk's message named the workspace's
+    folders to the teacher (five pages did the same; tests/test_escape.py now checks every kept error)."""
+    ws = small_disk / "ws"
+    ws.mkdir()
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(ws))
+    monkeypatch.setenv("LAYERLAB_TEACHERS", "user:teach")
+    at = open_app("app_pages/classes.py", owner="user:teach")
+    fill_disk(small_disk)
+    at.text_input(key="ll_class_name").set_value("ML 101").run()
+    at.button(key="ll_class_create").click().run()
+    assert_no_exception(at)
+    errors = [e.value for e in at.error]
+    assert errors and all(e.startswith("the disk is full") for e in errors), errors
+    assert not any(str(small_disk) in e for e in errors), errors
