@@ -216,7 +216,8 @@ def details(rec: dict) -> None:
     _sequence_views(rs, run)
     mine = ui.can_control(run)
     if not mine:
-        st.caption(f"This run belongs to {ui.md(ui.owner_label(run.owner))}: shown read-only (shared mode).")
+        why = "shared mode" if ui.shared_runs() else "a run for a class you teach"
+        st.caption(f"This run belongs to {ui.md(ui.owner_label(run.owner))}: shown read-only ({why}).")
     status = run.status
     if is_live(status):
         j = st.columns(4)

@@ -25,7 +25,7 @@ from typing import Any
 
 from builder.data.access import CONFIGURE, SERVER, check
 from builder.errors import LayerLabError
-from builder.escape import visible
+from builder.escape import resolves_inside, visible
 from builder.graph.memory import counted_memory, device_memory
 from builder.graph.report import human_bytes, human_count
 from builder.interchange.errors import ModelImportError
@@ -40,11 +40,20 @@ MAX_ENTRIES = 200
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,99}")
 
 
+def _in_workspace(folder: Path, workspace: str | os.PathLike) -> bool:
+    """Whether ``folder`` is LayerLab's own workspace, inside it or holds it: its folders (runs, owners' folders)
+    would be listed to every visitor as models and read as one."""
+    return resolves_inside(folder, workspace) or resolves_inside(workspace, folder)
+
+
 def library_folder(workspace: str | os.PathLike) -> Path | None:
-    """The configured library folder (the variable wins over the server config), or None."""
+    """The configured library folder (the variable wins over the server config), or None; None too for a folder
+    that is the workspace, inside it or holding it (:func:`set_library_folder` refuses one; a variable or a config
+    edited by hand may still name it)."""
 
     value = os.environ.get(LIBRARY_ENV, "").strip() or str(server_config(workspace).get(CONFIG_KEY) or "").strip()
-    return Path(value).expanduser() if value else None
+    folder = Path(value).expanduser() if value else None
+    return None if folder is None or _in_workspace(folder, workspace) else folder
 
 
 def set_library_folder(workspace: str | os.PathLike, owner: str, folder: str) -> None:
@@ -52,13 +61,19 @@ def set_library_folder(workspace: str | os.PathLike, owner: str, folder: str) ->
     of the server, asked of :func:`builder.data.access.check`).
 
     Raises:
-        AccessDenied: ``owner`` is not an admin; LayerLabError: not an existing folder.
+        AccessDenied: ``owner`` is not an admin; LayerLabError: not an existing folder, or LayerLab's own workspace
+            (the workspace, a folder in it or one holding it: its runs and owners' folders would be listed to everyone
+            as models).
     """
     check(actor_for(workspace, owner), CONFIGURE, SERVER)
     folder = str(folder or "").strip()
     if folder and not Path(folder).expanduser().is_dir():
         raise LayerLabError(f"the model library is a folder on the server; received: {folder[:200]!r}, which is "
                             "not one. Fix: give an existing folder")
+    if folder and _in_workspace(Path(folder).expanduser(), workspace):
+        raise LayerLabError("the model library is a folder of its own, never LayerLab's own workspace (its runs and "
+                            "owners' folders would be listed to everyone as models); received: the workspace, a "
+                            "folder inside it or one holding it. Fix: give a folder beside the workspace")
     set_server_config(workspace, **{CONFIG_KEY: folder or None})  # 0600, as the config may hold a DB password
 
 

@@ -132,6 +132,11 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     runs_page = open_app("app_pages/runs.py", owner=ME, query={"run": live})
     assert any(i.value.startswith("Stopped by your teacher") and who in i.value for i in runs_page.info)
     assert all(TEACHER not in i.value for i in student.info)
+    # the teacher opens the student's class run on the Runs page: read-only, because it is the class's (this
+    # server is not in shared mode: the page said so to teachers)
+    teaching = open_app("app_pages/runs.py", owner=TEACHER, query={"run": done})
+    read_only = [c.value for c in teaching.caption if "shown read-only" in c.value]
+    assert read_only and "a run for a class you teach" in read_only[0] and "shared mode" not in read_only[0], read_only
 
 
 def test_first_visit_guide_trains_this_network_and_hides(job_workspace):

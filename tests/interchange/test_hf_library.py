@@ -97,3 +97,26 @@ def test_palette_entries_show_the_size_before_placing(library, workspace, monkey
     assert lib["name"] == "tiny-bert" and lib["params"] == 4400 and lib["device"] == "cpu"
     assert lib["size"].startswith("4.4k params · ") and "to train on cpu (batch 32)" in lib["size"]
     assert lib["memory"] == {e["name"]: e for e in library_entries(workspace)}["tiny-bert"]["memory"]
+
+
+def test_the_library_is_never_the_workspace(library, workspace, monkeypatch):
+    """The library's folders are listed to every visitor and read as models: a library set to the workspace (its
+    runs, its owners' folders), a folder inside it, or one holding it would show every run id and owner folder
+    name to everyone and read another owner's files. Refused when set; a config or variable naming one names no
+    library."""
+    monkeypatch.delenv(LIBRARY_ENV, raising=False)
+    for sub in ("runs/20260101-000000-abcdef", "owners/anon-x"):
+        (workspace / sub).mkdir(parents=True, exist_ok=True)
+    for folder in (workspace, workspace / "runs", workspace / "owners", workspace / "owners" / "anon-x",
+                   workspace.parent, workspace / "runs" / ".." / "owners"):
+        with pytest.raises(LayerLabError, match="LayerLab's own workspace") as e:
+            set_library_folder(workspace, LOCAL_OWNER, str(folder))
+        assert str(workspace) not in str(e.value)  # the answer names no server folder
+        assert library_folder(workspace) is None
+        monkeypatch.setenv(LIBRARY_ENV, str(folder))  # the operator's variable, or a config edited by hand
+        assert library_folder(workspace) is None and library_entries(workspace) == []
+        with pytest.raises(LayerLabError, match="no model library is configured"):
+            library_model(workspace, "runs")
+        monkeypatch.delenv(LIBRARY_ENV)
+    set_library_folder(workspace, LOCAL_OWNER, str(library))  # a folder beside the workspace is fine
+    assert library_folder(workspace) == library
