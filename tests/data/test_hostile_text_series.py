@@ -161,3 +161,14 @@ def test_a_legitimate_series_and_csv_of_texts_still_load():
     texts = "\n".join(f'"text, number {i}",{"ab"[i % 2]}' for i in range(60))
     ds = load_text(f"text,label\n{texts}\n".encode(), "label", name="ok.csv")
     assert ds.info.class_names == ["a", "b"]
+
+
+@pytest.mark.parametrize("case", ["corrupt lzma", "corrupt deflate"])
+def test_a_damaged_zip_of_images_is_one_line_too(case, tmp_path):
+    from builder.data import load_image_folder
+    from tests.data.test_hostile_uploads import _png
+
+    members = [(f"{c}/{i}.png", _png()) for c in ("cat", "dog") for i in range(3)]
+    path = tmp_path / "img.zip"
+    path.write_bytes(damaged_zips(members)[case])
+    _refused(lambda: load_image_folder(path), "img.zip: .*damaged")
