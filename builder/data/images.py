@@ -10,10 +10,8 @@ import functools
 import io
 import os
 import stat
-import struct
 import warnings
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from PIL import Image
 import builder.data.limits as limits
 from builder.data import cache as cache_mod
 from builder.data.cache import content_hash
-from builder.data.files import natural_key, read_at_most
+from builder.data.files import ZIP_ERRORS, check_zip_directory, natural_key, read_at_most
 from builder.data.splits import Dataset, DatasetInfo, finish_pixels
 from builder.errors import DatasetError
 
@@ -299,42 +297,8 @@ def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[int | None],
 
 
 def _check_zip_directory(src, path: Path) -> None:
-    """Refuse a zip whose central directory is too large or lists too many entries, before ``ZipFile`` reads
-    it and builds one object per entry: the end record's byte size and count are checked, then the records
-    themselves are counted (the end record's count may lie; ``ZipFile`` parses every record there is)."""
-
-    try:
-        if isinstance(src, (str, Path)):
-            with open(src, "rb") as f:
-                return _check_zip_directory(f, path)
-        end = zipfile._EndRecData(src)
-        if not end:
-            return  # ZipFile reports the broken archive
-        declared, size, offset = (int(end[k]) for k in (zipfile._ECD_ENTRIES_TOTAL, zipfile._ECD_SIZE,
-                                                         zipfile._ECD_OFFSET))
-        if declared > limits.MAX_ZIP_ENTRIES:
-            raise DatasetError(f"{path}: the zip lists {declared} entries, over the limit of {limits.MAX_ZIP_ENTRIES}. "
-                               "Fix: upload a smaller subset")
-        if size > limits.MAX_ZIP_DIRECTORY_BYTES:
-            raise DatasetError(f"{path}: the zip's directory takes {size:,} bytes, over the limit of "
-                               f"{limits.MAX_ZIP_DIRECTORY_BYTES:,} (too many or too long entries). Fix: upload a "
-                               "smaller subset")
-        start = int(end[zipfile._ECD_LOCATION]) - size  # as ZipFile finds it (zip64 records sit in between)
-        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
-            start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
-        if start < 0:
-            return
-        src.seek(start)
-        data = src.read(size)
-    except (AttributeError, OSError, ValueError, struct.error):
-        return  # ZipFile reports the broken archive
-    pos, count = 0, 0
-    while pos + 46 <= len(data) and data[pos:pos + 4] == b"PK\x01\x02":
-        count += 1
-        if count > limits.MAX_ZIP_ENTRIES:
-            raise DatasetError(f"{path}: the zip holds more than {limits.MAX_ZIP_ENTRIES} entries (its end record "
-                               f"declares {declared}), over the limit. Fix: upload a smaller subset")
-        pos += 46 + sum(struct.unpack_from("<HHH", data, pos + 28))
+    """The zip's directory bounded before ``ZipFile`` reads it (:func:`builder.data.files.check_zip_directory`)."""
+    check_zip_directory(src, str(path))
 
 
 def _check_zip_name(i: zipfile.ZipInfo, path: Path) -> None:
@@ -359,8 +323,7 @@ def _read_member(zf: zipfile.ZipFile, i: zipfile.ZipInfo, path: Path, n: int | N
             if n is not None:
                 return f.read(min(n, i.file_size))
             data = f.read(i.file_size + 1)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
-            RuntimeError) as e:
+    except ZIP_ERRORS as e:
         raise DatasetError(f"{path}: member {i.filename[:120]!r} is damaged ({str(e)[:120]}). Fix: re-create "
                            "the zip") from None
     if len(data) != i.file_size:

@@ -17,7 +17,6 @@ the training part only. Example::
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 import builder.data.limits as limits
 from builder.data.files import read_limited
 from builder.data.splits import Dataset, DatasetInfo, Split, dataset_record
+from builder.data.tabular import read_csv_capped
 from builder.errors import DatasetError
 
 
@@ -148,11 +148,7 @@ def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, t
     w = WindowOptions(lookback, horizon, stride).check()
     label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded series")
     data = read_limited(path, limits.MAX_CSV_UPLOAD_BYTES, "CSV series")
-    try:
-        df = pd.read_csv(io.BytesIO(data))
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{label}: not a readable CSV ({str(e).splitlines()[0][:120]}). Fix: save it as CSV "
-                           "with a header row") from None
+    df = read_csv_capped(data, label, limits.MAX_SERIES_ROWS, what="steps")  # bounded before it is whole
     df.columns = [str(c).strip() for c in df.columns]
     if len(df) > limits.MAX_SERIES_ROWS:
         raise DatasetError(f"{label}: {len(df):,} steps, over the limit of {limits.MAX_SERIES_ROWS:,} "

@@ -347,6 +347,40 @@ def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None =
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
+def read_csv_capped(data: bytes, label: str, max_rows: int, *, what: str = "rows",
+                    columns: Collection[str] | None = None, **read_options: Any) -> pd.DataFrame:
+    """A CSV held in memory as one DataFrame, never parsed whole before it is checked: the header first (its
+    length and columns, :func:`_check_header`), then chunks of about ``limits.CSV_CHUNK_CELLS`` cells, refused as
+    soon as the rows pass ``max_rows`` or the cells ``limits.MAX_CSV_CELLS`` (quoted newlines cannot hide rows).
+    ``columns``: read only these (names stripped; a missing one is the caller's to name); ``read_options`` go to
+    ``pandas.read_csv``. Raises DatasetError, also for an unreadable file."""
+    import pandas as pd  # lazy: heavy (pandas)
+
+    width = _check_header(read_head(data, limits.MAX_CSV_LINE_BYTES, "CSV file"), label)
+    wanted = None if columns is None else {str(c).strip() for c in columns}
+    if wanted is not None:
+        width = min(width, max(len(wanted), 1))
+    parts, rows = [], 0
+    try:
+        reader = pd.read_csv(io.BytesIO(data), chunksize=max(1, min(limits.CSV_CHUNK_CELLS // width, max_rows + 1)),
+                             usecols=None if wanted is None else (lambda c: str(c).strip() in wanted), **read_options)
+        for df in reader:
+            rows += len(df)
+            if rows > max_rows or rows * width > limits.MAX_CSV_CELLS:
+                raise DatasetError(f"{label}: more than {min(max_rows, limits.MAX_CSV_CELLS // width):,} {what}, "
+                                   f"over the limit of {max_rows:,} {what} and {limits.MAX_CSV_CELLS:,} cells; "
+                                   f"received: {rows:,} and more. Fix: sample it down or drop columns")
+            parts.append(df)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OverflowError) as e:
+        raise DatasetError(f"{label}: not a readable CSV ({str(e).splitlines()[0][:120] if str(e) else ''}). Fix: "
+                           "save it as CSV with a header row") from None
+    if not parts:
+        return pd.read_csv(io.BytesIO(data), nrows=0, **read_options)
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
+
+
 def _check_header(head: bytes, label: str) -> int:
     """The header's number of columns, from the file's first ``MAX_CSV_LINE_BYTES + 1`` bytes (or fewer): an
     over-long first line or too many columns is refused without splitting anything. Raises DatasetError."""
@@ -369,4 +403,4 @@ def _count_fields(line: bytes) -> int:
     return int(np.count_nonzero((a == 44) & (quoted == 0))) + 1
 
 
-__all__ = ["load_csv", "preview_csv"]
+__all__ = ["load_csv", "preview_csv", "read_csv_capped"]

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import builder.data.limits as limits
-from builder.data.files import natural_key, read_limited
+from builder.data.files import (
+    ZIP_ERRORS,
+    check_zip_directory,
+    error_name,
+    natural_key,
+    read_limited,
+    read_zip_member,
+)
 from builder.data.splits import (
     Dataset,
     DatasetInfo,
@@ -43,6 +50,7 @@ from builder.data.splits import (
     task_targets,
 )
 from builder.errors import DatasetError
+from builder.escape import visible
 from builder.graph.spec import PAD_ID
 
 if TYPE_CHECKING:
@@ -407,18 +415,17 @@ def read_new_texts(path: str | Path, text_column: str | None = None) -> list[str
     low = label.lower()
     data = read_limited(path, limits.MAX_TEXT_BYTES, "new texts")
     if low.endswith(".csv"):
-        import pandas as pd  # lazy: heavy (pandas)
+        from builder.data.tabular import read_csv_capped  # lazy: heavy (pandas)
 
-        try:
-            df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise DatasetError(f"{label}: not a readable CSV ({str(e).splitlines()[0][:120]}). Fix: save it as "
-                               "CSV with a header row") from None
-        df.columns = [str(c).strip() for c in df.columns]
         col = text_column or "text"
+        df = read_csv_capped(data, label, limits.MAX_CSV_ROWS, columns=[col], dtype=str, keep_default_na=False)
+        df.columns = [str(c).strip() for c in df.columns]
         if col not in df.columns:
+            import pandas as pd  # lazy: heavy (pandas)
+
+            header = [str(c).strip() for c in pd.read_csv(io.BytesIO(data), nrows=0).columns]  # bounded: checked
             raise DatasetError(f"{label}: the text column {col!r} of the run's data is not there; received columns: "
-                               f"{', '.join(map(repr, df.columns[:30]))}. Fix: name the column of texts {col!r}")
+                               f"{', '.join(map(repr, header[:30]))}. Fix: name the column of texts {col!r}")
         texts = df[col].tolist()
     elif low.endswith(".txt"):
         texts = _decode(data, label).splitlines()
@@ -447,18 +454,17 @@ def _csv_texts(path: Any, target: str, task: str | None, text_column: str, opts:
     import pandas as pd  # lazy: heavy (pandas)
 
     from builder.data.table_plan import TablePlan  # lazy: heavy (numpy)
+    from builder.data.tabular import read_csv_capped  # lazy: heavy (pandas)
 
     data = read_limited(path, limits.MAX_TEXT_BYTES, "CSV of texts")
-    try:
-        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{label}: not a readable CSV ({str(e).splitlines()[0][:120]}). Fix: save it as "
-                           "CSV with a header row") from None
+    df = read_csv_capped(data, label, limits.MAX_CSV_ROWS, columns=[text_column, target], dtype=str,
+                         keep_default_na=False, na_values=[""])  # the two columns, bounded before they are whole
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in (text_column, target) if c not in df.columns]
     if missing:
+        header = [str(c).strip() for c in pd.read_csv(io.BytesIO(data), nrows=0).columns]  # bounded: checked
         raise DatasetError(f"{label}: column(s) {', '.join(map(repr, missing))} not found; received columns: "
-                           f"{', '.join(map(repr, df.columns[:30]))}. Fix: text_column=... and target=...")
+                           f"{', '.join(map(repr, header[:30]))}. Fix: text_column=... and target=...")
     if len(df) > limits.MAX_CSV_ROWS:
         raise DatasetError(f"{label}: {len(df):,} rows, over the limit of {limits.MAX_CSV_ROWS:,}. Fix: sample it")
     df = df[df[target].notna()]
@@ -490,12 +496,15 @@ def _zip_texts(data: bytes, label: str) -> tuple[list[str], np.ndarray, list[str
 
 def _zip_items(data: bytes, label: str, top_level: bool = False) -> list[tuple[str, bytes]]:
     """``(class folder, bytes)`` of each ``.txt`` of a zip; those at the top (no folder: class "") only with
-    ``top_level``."""
+    ``top_level``. The directory is bounded before it is parsed, each member read capped at its declared size
+    (:func:`builder.data.files.read_zip_member`): a damaged zip is one DatasetError."""
+    check_zip_directory(data, label)
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"{label}: not a readable zip ({str(e)[:80]}). Fix: zip the class folders") from None
+    except ZIP_ERRORS as e:
+        raise DatasetError(f"{label}: not a readable zip; received: {error_name(e)}. Fix: zip the class "
+                           "folders") from None
     if len(infos) > limits.MAX_ZIP_ENTRIES:
         raise DatasetError(f"{label}: {len(infos):,} zip entries, over the limit of {limits.MAX_ZIP_ENTRIES:,}")
     items, total = [], 0
@@ -505,16 +514,15 @@ def _zip_items(data: bytes, label: str, top_level: bool = False) -> list[tuple[s
             continue
         if i.filename.startswith(("/", "\\")) or ".." in parts or i.flag_bits & 0x1:
             raise DatasetError(f"{label}: a zip member points outside the archive or is encrypted; received: "
-                               f"{i.filename[:80]!r}. Fix: zip the class folders themselves, without a password")
+                               f"{visible(i.filename, 80)!r}. Fix: zip the class folders themselves, without a "
+                               "password")
         total += i.file_size
         if total > limits.MAX_TEXT_BYTES or len(items) >= limits.MAX_TEXT_FILES:
             raise DatasetError(f"{label}: the texts are over the limit of {limits.MAX_TEXT_BYTES // 2**20} MiB or "
                                f"{limits.MAX_TEXT_FILES:,} files (limits.MAX_TEXT_BYTES, MAX_TEXT_FILES). Fix: a subset")
         if len(parts) < 2 and not top_level:
             continue  # a .txt at the top has no class
-        with zf.open(i) as f:
-            body = f.read(i.file_size + 1)
-        items.append((parts[-2] if len(parts) > 1 else "", body[:i.file_size]))
+        items.append((parts[-2] if len(parts) > 1 else "", read_zip_member(zf, i, label)))
     return items
 
 

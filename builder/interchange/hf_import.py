@@ -63,6 +63,28 @@ ARCHITECTURES: dict[str, tuple[str, str, dict[str, int]]] = {
 }
 
 
+#: model_type -> {alias: key}: the names ``transformers`` reads as another key of the config (its config class's
+#: ``attribute_map``; an alias present wins): sizes are counted from the key it builds
+ALIASES: dict[str, dict[str, str]] = {
+    "gpt2": {"hidden_size": "n_embd", "max_position_embeddings": "n_positions", "num_attention_heads": "n_head",
+             "num_hidden_layers": "n_layer"},
+    "distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"},
+}
+
+
+def resolved(model_type: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config as ``transformers`` builds it: each alias present (:data:`ALIASES`) set on its key.
+
+    >>> resolved("gpt2", {"n_embd": 4, "hidden_size": 64})["n_embd"]
+    64
+    """
+    out = dict(cfg)
+    for alias, key in ALIASES.get(model_type, {}).items():
+        if alias in cfg:
+            out[key] = cfg[alias]
+    return out
+
+
 @dataclass
 class HFFolder:
     """What ``config.json`` says about a model folder (nothing else read)."""
@@ -84,8 +106,9 @@ class HFFolder:
 
 def _value(cfg: dict, key: str, defaults: dict[str, int]) -> int:
     v = cfg.get(key, defaults[key])
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"config.json: {key} must be a positive integer; received: {str(v)[:40]!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:  # the value itself is not quoted: file content
+        raise ValueError(f"config.json: {key} must be a positive integer; received: "
+                         f"{'a number below 1' if isinstance(v, int) and not isinstance(v, bool) else type(v).__name__}")
     return v
 
 
@@ -169,7 +192,7 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
             cfg = json.loads(raw)
             if not isinstance(cfg, dict):
                 raise ValueError(f"{CONFIG} is not a JSON object")
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # RecursionError: nesting deeper than json's stack
             problems.append(f"unreadable {CONFIG} ({type(e).__name__})")
             cfg = {}
     model_type = str(cfg.get("model_type", ""))[:40]
@@ -181,6 +204,7 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
         if cfg.get("auto_map"):
             problems.append("unsupported architecture: the config asks for custom code (auto_map); remote code is "
                             "never run")
+        cfg = resolved(model_type, cfg)  # sizes as transformers builds them (an alias wins)
         try:
             params, macs, seq = config_params(model_type, cfg)
         except ValueError as e:
@@ -190,8 +214,9 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
             if params > limit:
                 problems.append(f"too big: {params:,} parameters, above the size budget of {limit:,}")
             kind = ARCHITECTURES[model_type][1]
-            if kind == "tokens" and seq_len is not None:
-                top = int(cfg.get("max_position_embeddings", cfg.get("n_positions", seq)))
+            if kind == "tokens" and seq_len is not None:  # the key was checked by config_params
+                key = "n_positions" if model_type == "gpt2" else "max_position_embeddings"
+                top = cfg.get(key, ARCHITECTURES[model_type][2][key])
                 if not 1 <= seq_len <= top:
                     problems.append(f"sequence length {seq_len} outside 1..{top}")
                 seq = seq_len
@@ -399,5 +424,5 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     return result
 
 
-__all__ = ["HFFolder", "ARCHITECTURES", "inspect_folder", "is_hf_folder", "config_params", "import_hf_folder",
+__all__ = ["HFFolder", "ARCHITECTURES", "ALIASES", "resolved", "inspect_folder", "is_hf_folder", "config_params", "import_hf_folder",
            "load_reference", "canonical_module", "example_input", "max_params"]

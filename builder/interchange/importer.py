@@ -39,7 +39,8 @@ import torch
 from torch.utils import _pytree
 
 from builder.data.disk import atomic_file, write_atomic
-from builder.errors import GraphError
+from builder.data.files import ZIP_ERRORS, check_zip_directory, error_name
+from builder.errors import DatasetError, GraphError
 from builder.escape import visible
 from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.layout import row_layout
@@ -138,9 +139,28 @@ def write_bundle(files: Mapping[str, bytes], folder: str | os.PathLike) -> Path:
     return folder / models[0]
 
 
+#: entries a zipped model's directory may list (its files, the folders they sit in), counted before it is parsed
+MAX_BUNDLE_ENTRIES = 4 * MAX_BUNDLE_FILES
+
+
+def _zip_directory_problem(data: bytes) -> str | None:
+    """Why a zip's directory is refused before ``ZipFile`` parses it (one object per entry: a 200 MB upload can
+    list millions), or None."""
+    try:
+        check_zip_directory(data, "the zipped model", MAX_BUNDLE_ENTRIES)
+    except DatasetError as e:
+        return str(e)
+    return None
+
+
 def zip_members(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, bytes]:
     """The files of a zipped upload by their plain names (folders inside the zip dropped), read with bounds
-    that the zip's own size fields cannot lift. Raises ModelImportError for a bad zip or one over the limits."""
+    that the zip's own size fields cannot lift; its directory is bounded before it is parsed. Raises
+    ModelImportError for a bad, damaged or encrypted zip or one over the limits (a line quoting nothing of it)."""
+    fix = "Fix: zip the .onnx and its .data file again (no password)"
+    if (problem := _zip_directory_problem(data)) is not None:
+        raise ModelImportError(f"{problem.removesuffix('. Fix: upload a smaller subset')}. Fix: zip the model and its "
+                               "external-data files only")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -152,8 +172,11 @@ def zip_members(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, byt
             for info in infos:
                 name = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
                 if name in out:
-                    raise ModelImportError(f"a zipped model holds two files named {name!r}; received: "
-                                           f"{info.filename!r}. Fix: zip one model and its data files")
+                    raise ModelImportError(f"a zipped model holds two files named {visible(name, 80)!r}; received: "
+                                           f"{visible(info.filename, 80)!r}. Fix: zip one model and its data files")
+                if info.flag_bits & 0x1:
+                    raise ModelImportError(f"a zipped model's file is encrypted; received: a password-protected "
+                                           f"member. {fix}")
                 with zf.open(info) as f:
                     out[name] = f.read(max_bytes - total + 1)
                 total += len(out[name])
@@ -161,21 +184,24 @@ def zip_members(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, byt
                     raise ModelImportError(f"the zipped model unpacks to more than {max_bytes:,} bytes. Fix: import "
                                            "a smaller model")
             return out
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError, OSError) as e:
-        raise ModelImportError(f"not a readable zip file; received: {type(e).__name__}. Fix: zip the .onnx and "
-                               "its .data file again") from None
+    except ZIP_ERRORS as e:
+        raise ModelImportError(f"not a readable zip file (damaged or encrypted); received: {error_name(e)}. "
+                               f"{fix}") from None
 
 
 def _is_onnx_zip(source) -> bool:
-    """A zip whose files include an ``.onnx`` (a .pt2 is a zip too, without one)."""
+    """A zip whose files include an ``.onnx`` (a .pt2 is a zip too, without one); a zip whose directory lists
+    too many entries counts as one, so :func:`zip_members` refuses it before it is parsed."""
     if isinstance(source, bytes | bytearray):
         data = bytes(source[:4])
         if data != b"PK\x03\x04":
             return False
+        if _zip_directory_problem(bytes(source)) is not None:
+            return True
         try:
             with zipfile.ZipFile(io.BytesIO(bytes(source))) as zf:
                 return any(n.lower().endswith(".onnx") for n in zf.namelist())
-        except (zipfile.BadZipFile, ValueError, OSError):
+        except ZIP_ERRORS:
             return False
     return False
 

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from builder.data.files import ZIP_ERRORS, check_zip_directory
+from builder.errors import DatasetError
 from builder.escape import visible
 from builder.interchange.errors import ModelImportError
 from builder.interchange.pt2_expr import SYMBOL, functions, parse_size_expr
@@ -98,9 +100,14 @@ def open_zip(source: str | os.PathLike | bytes) -> zipfile.ZipFile:
             raise _fail(f"{visible(p.name, 80)}: the file is larger than {MAX_PT2_BYTES:,} bytes",
                         f"{p.stat().st_size:,} bytes")
         src = str(p)
+    try:  # the directory bounded before ZipFile builds one object per entry (check_members counts them again)
+        check_zip_directory(src, "the .pt2 archive", MAX_ENTRIES)
+    except DatasetError as e:
+        raise _fail(f"the .pt2 archive has more than {MAX_ENTRIES:,} members or a directory too large",
+                    str(e).split(": ", 1)[-1].split(". Fix")[0]) from None
     try:
         return zipfile.ZipFile(src)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except ZIP_ERRORS:
         raise ModelImportError("not a torch.export archive (.pt2 files are zip archives); received: another "
                                "format, e.g. a pickle from torch.save, which LayerLab never loads because "
                                "unpickling can run code. Fix: save with torch.export.save(torch.export.export("

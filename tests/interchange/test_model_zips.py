@@ -1,0 +1,80 @@
+"""Hostile zips of an ONNX model (the Build page's Import takes ``m.onnx`` with ``m.onnx.data`` as a .zip): the
+zip is unpacked in the server process (:func:`builder.interchange.importer.zip_members`, before the worker), so
+a damaged member (corrupt deflate or LZMA, a CRC or header mismatch, encryption) is one ModelImportError line
+that quotes nothing of the file, and a zip listing many entries is refused from its directory before ``ZipFile``
+builds one object per entry. Peak memory is traced; the time each takes is printed, never asserted."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+from builder.data.access import SYSTEM
+from builder.interchange.errors import ModelImportError
+from builder.interchange.importer import import_model, zip_members
+from builder.interchange.worker import import_upload
+from builder.runs.store import RunStore
+from tests.data.test_hostile_text_series import SECRET, damaged_zips, raw_zip
+
+MODEL = [("m.onnx", b"\x08\x07" + SECRET * 50), ("m.onnx.data", SECRET * 100)]
+
+
+def _encrypted(raw: bytes) -> bytes:
+    """The zip with the encryption flag set on every member (local and central headers)."""
+    import struct
+
+    out = bytearray(raw)
+    for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = out.find(sig)
+        while i >= 0:
+            struct.pack_into("<H", out, i + off, struct.unpack_from("<H", out, i + off)[0] | 1)
+            i = out.find(sig, i + 4)
+    return bytes(out)
+
+
+def hostile_model_zips() -> dict[str, bytes]:
+    out = damaged_zips(MODEL)
+    out["encrypted"] = _encrypted(damaged_zips.__globals__["_zip"](MODEL))
+    out["100,000 entries"] = raw_zip(100_000, b".onnx.data")
+    return out
+
+
+def _refused(fn, match: str, peak_mib: float = 16) -> str:
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(ModelImportError, match=match) as e:
+            fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    msg = str(e.value)
+    print(f"{time.perf_counter() - t0:.2f} s, peak {peak / 2**20:.1f} MiB: {msg}")
+    assert "\n" not in msg and SECRET.decode() not in msg and "Traceback" not in msg
+    assert peak < peak_mib * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    return msg
+
+
+@pytest.mark.parametrize("case", sorted(hostile_model_zips()))
+def test_a_hostile_model_zip_is_one_line_from_the_server_side_unpacking(case):
+    data = hostile_model_zips()[case]
+    _refused(lambda: zip_members(data), "zip|entries")
+
+
+@pytest.mark.parametrize("case", ["corrupt deflate", "encrypted", "100,000 entries"])
+def test_the_import_door_refuses_it_before_any_worker_starts(case, tmp_path):
+    data = hostile_model_zips()[case]
+    _refused(lambda: import_upload(data, "model.zip", RunStore(tmp_path, actor=SYSTEM)), "zip|entries")
+    _refused(lambda: import_model(data), "zip|entries|torch.export", peak_mib=64)
+
+
+def test_a_pt2_listing_many_entries_is_refused_from_its_directory(tmp_path):
+    from builder.interchange.pt2_read import read_pt2
+
+    data = raw_zip(100_000, b".json")
+    path = tmp_path / "many.pt2"
+    path.write_bytes(data)
+    _refused(lambda: read_pt2(data), "more than 10,000 members", peak_mib=4)
+    _refused(lambda: read_pt2(path), "more than 10,000 members", peak_mib=4)
