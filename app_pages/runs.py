@@ -216,8 +216,9 @@ def details(rec: dict) -> None:
     _sequence_views(rs, run)
     mine = ui.can_control(run)
     if not mine:
-        why = "shared mode" if ui.shared_runs() else "a run for a class you teach"
-        st.caption(f"This run belongs to {ui.md(ui.owner_label(run.owner))}: shown read-only ({why}).")
+        whose = ui.md(ui.owner_label(run.owner))
+        st.caption(f"This run belongs to {whose}: shown read-only (shared mode)." if ui.shared_runs() else
+                   f"This run belongs to {whose}: shown read-only (a run for a class you teach).")
     status = run.status
     if is_live(status):
         j = st.columns(4)
