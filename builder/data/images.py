@@ -21,7 +21,14 @@ from PIL import Image
 import builder.data.limits as limits
 from builder.data import cache as cache_mod
 from builder.data.cache import content_hash
-from builder.data.files import ZIP_ERRORS, check_zip_directory, natural_key, read_at_most
+from builder.data.files import (
+    ZIP_ERRORS,
+    check_zip_directory,
+    error_name,
+    natural_key,
+    read_at_most,
+    read_zip_member,
+)
 from builder.data.splits import Dataset, DatasetInfo, finish_pixels
 from builder.errors import DatasetError
 
@@ -315,21 +322,16 @@ def _check_zip_name(i: zipfile.ZipInfo, path: Path) -> None:
 
 
 def _read_member(zf: zipfile.ZipFile, i: zipfile.ZipInfo, path: Path, n: int | None = None) -> bytes:
-    """A member's bytes (or its first ``n``), never more than it declares plus one (the CRC is checked when
-    the whole member is read)."""
-
+    """A member's bytes (:func:`builder.data.files.read_zip_member`: never more than it declares plus one, its
+    CRC checked), or its first ``n`` (a header to size the image)."""
+    if n is None:
+        return read_zip_member(zf, i, f"{path}: member {i.filename[:120]!r}")
     try:
         with zf.open(i) as f:
-            if n is not None:
-                return f.read(min(n, i.file_size))
-            data = f.read(i.file_size + 1)
+            return f.read(min(n, i.file_size))
     except ZIP_ERRORS as e:
-        raise DatasetError(f"{path}: member {i.filename[:120]!r} is damaged ({str(e)[:120]}). Fix: re-create "
-                           "the zip") from None
-    if len(data) != i.file_size:
-        raise DatasetError(f"{path}: member {i.filename[:120]!r} inflates to a different size than it declares "
-                           f"({i.file_size} bytes). Fix: re-create the zip")
-    return data
+        raise DatasetError(f"{path}: member {i.filename[:120]!r} is damaged; received: {error_name(e)}. Fix: "
+                           "re-create the zip") from None
 
 
 def _check_image_file_size(size: int, name: str, where: Path) -> None:

@@ -6,11 +6,6 @@ pandas' arrays); the time each takes is printed, never asserted."""
 
 from __future__ import annotations
 
-import io
-import struct
-import time
-import tracemalloc
-import zipfile
 from pathlib import Path
 
 import pandas  # noqa: F401  (imported here: its import is not a file's peak)
@@ -20,82 +15,13 @@ import builder.data.limits as limits
 from builder.data.series import load_series
 from builder.data.text import load_text, read_new_texts
 from builder.errors import DatasetError
+from tests.hostile_zips import SECRET, damaged_zips, raw_zip, refused, zip_bytes
 
-SECRET = b"the-secret-text-of-the-file"
 TEXTS = [("pos/a.txt", b"good movie " + SECRET), ("neg/b.txt", b"bad movie " + SECRET)]
 
 
-def _zip(members, compression=zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression) as zf:
-        for name, data in members:
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def _member_data(raw: bytearray) -> int:
-    """Where the first member's compressed data starts."""
-    i = raw.find(b"PK\x03\x04")
-    return i + 30 + sum(struct.unpack_from("<HH", raw, i + 26))
-
-
-def damaged_zips(members) -> dict[str, bytes]:
-    """Zips whose directory reads fine and whose first member does not: each makes zipfile (or the codec under
-    it) raise an exception of its own when the member is read."""
-    out = {}
-    raw = bytearray(_zip(members))
-    raw[_member_data(raw)] = 0xFF  # an invalid deflate block type: zlib.error
-    out["corrupt deflate"] = bytes(raw)
-    raw = bytearray(_zip(members, zipfile.ZIP_LZMA))
-    start = _member_data(raw)
-    raw[start + 4:start + 14] = bytes(b ^ 0x55 for b in raw[start + 4:start + 14])  # lzma.LZMAError
-    out["corrupt lzma"] = bytes(raw)
-    raw = bytearray(_zip(members))
-    raw[raw.find(b"PK\x03\x04") + 30] ^= 0x20  # the local header's name differs from the directory's: BadZipFile
-    out["names differ"] = bytes(raw)
-    raw = bytearray(_zip(members, zipfile.ZIP_STORED))
-    raw[raw.find(SECRET)] ^= 0x01  # a stored member whose CRC-32 fails: BadZipFile
-    out["bad crc"] = bytes(raw)
-    raw = bytearray(_zip(members))
-    i = raw.find(b"PK\x03\x04")
-    crc = raw[i + 14:i + 18]
-    raw[i + 14:i + 18] = bytes(4)  # the local header lies about the CRC (the directory too)
-    j = raw.find(b"PK\x01\x02")
-    raw[j + 16:j + 20] = bytes(4)
-    assert crc != bytes(4)
-    out["wrong crc in both headers"] = bytes(raw)
-    return out
-
-
-def raw_zip(n: int, suffix: bytes = b".txt") -> bytes:
-    """A zip of ``n`` empty stored members in class folders, written directly (fast)."""
-    local, central, offset = [], [], 0
-    for k in range(n):
-        name = b"%s/%d%s" % (b"ab"[k % 2:k % 2 + 1], k, suffix)
-        head = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
-        central.append(struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0,
-                                   0, offset) + name)
-        local.append(head)
-        offset += len(head)
-    cd = b"".join(central)
-    count = min(n, 0xFFFF)
-    return b"".join(local) + cd + struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, count, count, len(cd), offset, 0)
-
-
 def _refused(fn, match: str, peak_mib: float = 64) -> str:
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    try:
-        with pytest.raises(DatasetError, match=match) as e:
-            fn()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    msg = str(e.value)
-    print(f"{time.perf_counter() - t0:.2f} s, peak {peak / 2**20:.1f} MiB: {msg}")
-    assert "\n" not in msg and SECRET.decode() not in msg
-    assert peak < peak_mib * 2**20, f"peak {peak / 2**20:.0f} MiB"
-    return msg
+    return refused(fn, DatasetError, match, peak_mib)
 
 
 @pytest.mark.parametrize("case", sorted(damaged_zips(TEXTS)))
@@ -116,7 +42,7 @@ def test_a_zip_of_texts_with_too_many_entries_is_refused_from_its_directory(monk
 
 def test_a_legitimate_zip_of_texts_still_loads():
     members = [(f"{c}/{i}.txt", f"{c} text number {i}".encode()) for c in ("pos", "neg") for i in range(20)]
-    ds = load_text(_zip(members), name="ok.zip")
+    ds = load_text(zip_bytes(members), name="ok.zip")
     assert ds.info.class_names == ["neg", "pos"]
 
 

@@ -27,6 +27,7 @@ import builder.data.limits as limits
 from builder.data import load_csv, load_image_folder
 from builder.data.tabular import preview_csv
 from builder.errors import DatasetError
+from tests.hostile_zips import raw_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 PEAK_LIMIT = 300 * 2**20
@@ -63,22 +64,8 @@ def _png_claiming(w: int, h: int) -> bytes:
 
 
 def _raw_zip(path: Path, n: int, declared: int | None = None) -> Path:
-    """A zip of ``n`` empty stored members, written directly (fast); its end record declares ``declared``
-    entries (default ``n``, capped at 65535 as in a zip without zip64 records)."""
-    import struct
-
-    local, central, offset = [], [], 0
-    for k in range(n):
-        name = b"cat/%d.png" % k
-        head = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
-        central.append(struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0,
-                                   0, offset) + name)
-        local.append(head)
-        offset += len(head)
-    cd = b"".join(central)
-    count = min(n if declared is None else declared, 0xFFFF)
-    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, count, count, len(cd), offset, 0)
-    path.write_bytes(b"".join(local) + cd + end)
+    """A zip of ``n`` empty stored members ``cat/<k>.png`` (:func:`tests.hostile_zips.raw_zip`), as a file."""
+    path.write_bytes(raw_zip(n, b".png", folder=lambda k: b"cat", declared=declared))
     return path
 
 

@@ -6,9 +6,6 @@ builds one object per entry. Peak memory is traced; the time each takes is print
 
 from __future__ import annotations
 
-import time
-import tracemalloc
-
 import pytest
 
 from builder.data.access import SYSTEM
@@ -16,45 +13,20 @@ from builder.interchange.errors import ModelImportError
 from builder.interchange.importer import import_model, zip_members
 from builder.interchange.worker import import_upload
 from builder.runs.store import RunStore
-from tests.data.test_hostile_text_series import SECRET, damaged_zips, raw_zip
+from tests.hostile_zips import SECRET, damaged_zips, encrypted, raw_zip, refused, zip_bytes
 
 MODEL = [("m.onnx", b"\x08\x07" + SECRET * 50), ("m.onnx.data", SECRET * 100)]
 
 
-def _encrypted(raw: bytes) -> bytes:
-    """The zip with the encryption flag set on every member (local and central headers)."""
-    import struct
-
-    out = bytearray(raw)
-    for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
-        i = out.find(sig)
-        while i >= 0:
-            struct.pack_into("<H", out, i + off, struct.unpack_from("<H", out, i + off)[0] | 1)
-            i = out.find(sig, i + 4)
-    return bytes(out)
-
-
 def hostile_model_zips() -> dict[str, bytes]:
     out = damaged_zips(MODEL)
-    out["encrypted"] = _encrypted(damaged_zips.__globals__["_zip"](MODEL))
+    out["encrypted"] = encrypted(zip_bytes(MODEL))
     out["100,000 entries"] = raw_zip(100_000, b".onnx.data")
     return out
 
 
 def _refused(fn, match: str, peak_mib: float = 16) -> str:
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    try:
-        with pytest.raises(ModelImportError, match=match) as e:
-            fn()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    msg = str(e.value)
-    print(f"{time.perf_counter() - t0:.2f} s, peak {peak / 2**20:.1f} MiB: {msg}")
-    assert "\n" not in msg and SECRET.decode() not in msg and "Traceback" not in msg
-    assert peak < peak_mib * 2**20, f"peak {peak / 2**20:.0f} MiB"
-    return msg
+    return refused(fn, ModelImportError, match, peak_mib)
 
 
 @pytest.mark.parametrize("case", sorted(hostile_model_zips()))
