@@ -78,6 +78,26 @@ def ended_code(info: os.waitid_result) -> int:
     return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
 
+def process_token(pid: int) -> str | None:
+    """``"PID:START"`` for a live process: its pid and its start time (clock ticks after boot, ``/proc/PID/stat``),
+    which a later process given the same pid does not share; None when it is not running (or a zombie).
+
+    >>> token_alive(process_token(os.getpid())), process_token(2**22 + 1)
+    (True, None)
+    """
+    try:
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+    return None if len(fields) < 20 or fields[0] in ("Z", "X") else f"{int(pid)}:{fields[19]}"
+
+
+def token_alive(token: str | None) -> bool:
+    """Whether the process :func:`process_token` named is still the one running under its pid."""
+    pid, _, start = str(token or "").partition(":")
+    return pid.isdigit() and bool(start) and process_token(int(pid)) == str(token)
+
+
 def _reap(proc: subprocess.Popen, on_exit: Callable[[int, int], None] | None) -> None:
     try:  # how it ended is recorded before it is reaped: until then readers see it dying (run_status.reaping)
         code = ended_code(os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT))
@@ -120,7 +140,7 @@ def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, 
                                 close_fds=True, **popen)
 
 
-__all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code"]
+__all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code", "process_token", "token_alive"]
 
 
 def __getattr__(name: str):  # pid_alive moved down to builder.training.run_status (builder/_moved.py)
