@@ -1,6 +1,7 @@
 """Per-owner quotas, checked where jobs are submitted (:func:`builder.jobs.queue.submit`) and where a study's runner
 is started (:func:`check_study`): live jobs (running or paused), queued jobs, the bytes of the owner's run folders
-and the GPU-seconds its jobs used in the last day; live study runners up to the ``running`` limit.
+and the GPU-seconds its jobs used in the last day; live study runners up to the ``running`` limit; an import's run
+within the storage limit (:func:`check_storage`).
 
 Limits come from, lowest precedence first: the defaults (:data:`DEFAULTS`: no limit), the server config's
 ``"quotas"`` (:func:`builder.runs.owners.server_config`), the environment (``LAYERLAB_QUOTA_RUNNING``,
@@ -236,6 +237,17 @@ def check_quota(store: RunStore, owner: str, *, device: str = "auto", jobs: int 
     check_usage(usage(store, owner, gpu=gpu), limit, gpu=gpu, where=where, jobs=jobs)
 
 
+def check_storage(store: RunStore, owner: str) -> None:
+    """Refuse new stored work of ``owner`` whose runs already take its ``storage_mb`` limit (:class:`QuotaError`):
+    an import, whose weights become a run of the importer's (a job checks this with the rest in :func:`check_quota`).
+    Called by the import doors (the Build page's Import and model library) before the worker starts."""
+    limit, where = limit_sources(store.workspace, owner)
+    if limit.get("storage_mb") is None:
+        return
+    used = {"running": 0, "queued": 0, "storage_mb": usage(store, owner, gpu=False)["storage_mb"]}
+    check_usage(used, {"storage_mb": limit["storage_mb"]}, gpu=False, where=where)
+
+
 def check_study(store: RunStore, owner: str, *, studies: int, device: str = "auto") -> None:
     """Refuse a new study runner of ``owner`` (:class:`QuotaError`): its live study runners (``studies``, counted
     by the caller: :func:`builder.search.runner.live_runners`) already as many as its ``running`` limit, or no
@@ -263,4 +275,4 @@ def admit(store: RunStore) -> Iterator[None]:
 
 
 __all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "limit_sources", "usage", "check_usage", "check_quota",
-           "check_study", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]
+           "check_study", "check_storage", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]
