@@ -46,7 +46,7 @@ from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
 from builder.interchange.hf_import import TOKENIZER, import_hf_folder, inspect_folder, offline
-from builder.process import zygote
+from builder.process import launcher, zygote
 from builder.process.sandbox import (
     TEST_CRASH_ENV,
     WorkerLimits,
@@ -147,22 +147,16 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
 
 
 def spawn_sandboxed(entry: str, private: str | os.PathLike, *, stdout: Any, stderr: Any) -> subprocess.Popen:
-    """Start ``entry`` (``"module:function"`` of this package) with the worker's clean environment
-    (:func:`worker_env`), ``private`` as its working, home and temporary folder, in a session of its own (so
-    :func:`kill_group` ends it and anything it left), its standard input a pipe: forked from this process's
-    warm zygote (:mod:`builder.process.zygote`, torch and the rest already imported), or a fresh interpreter
-    when there is none. The entry function
-    reads its request and calls :func:`lock_down` before it touches anything untrusted."""
-    module, _, name = entry.partition(":")
-    if not module.startswith("builder.") or not name.isidentifier():
-        raise ModelImportError(f"a worker runs an entry point of this package; received: {entry!r}")
-    forked = zygote.spawn(entry, private, worker_env, SANDBOX_PRELOAD, stdin=subprocess.PIPE, stdout=stdout,
-                          stderr=stderr)
-    if forked is not None:  # forked from this server's warm zygote: the same environment, folder and session
-        return forked  # type: ignore[return-value]
-    return subprocess.Popen([sys.executable, "-c", f"from {module} import {name}; {name}()"], stdin=subprocess.PIPE,
-                            stdout=stdout, stderr=stderr, env=worker_env(private), cwd=str(private),
-                            start_new_session=True, close_fds=True)
+    """Start ``entry`` (``"module:function"`` of this package) through the one launcher
+    (:func:`builder.process.launcher.spawn_sandboxed`) with the worker's clean environment (:func:`worker_env`),
+    ``private`` as its working, home and temporary folder, in a session of its own (so :func:`kill_group` ends it
+    and anything it left), its standard input a pipe: forked from this process's warm zygote, or a fresh
+    interpreter when there is none. The entry function reads its request and calls :func:`lock_down` before it
+    touches anything untrusted. Raises ModelImportError for an entry that is not this package's."""
+    try:
+        return launcher.spawn_sandboxed(entry, private, worker_env, SANDBOX_PRELOAD, stdout=stdout, stderr=stderr)
+    except ValueError as e:
+        raise ModelImportError(str(e)) from None
 
 
 def warm_sandbox() -> bool:

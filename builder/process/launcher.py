@@ -1,8 +1,9 @@
 """Child processes of LayerLab: a command detached in a session of its own, or attached (waited for, and ended
 with its parent), its output appended to a log.
 
-The one place that starts LayerLab's background processes (a training job, the warm job launcher, a study
-runner, a Ray task's job process): each is ``sys.executable`` in a new session (so it outlives the Streamlit server, the page and the
+The one place that starts LayerLab's processes: its background processes (a training job, the warm job launcher, a
+study runner, a Ray task's job process) and, with :func:`spawn_sandboxed`, the sandboxed children that read an
+upload or run a user's model for the server (the exchange worker, the model probe). A background process is ``sys.executable`` in a new session (so it outlives the Streamlit server, the page and the
 terminal that started it), stdin from ``/dev/null``, stdout and stderr appended to one log file, no inherited
 file descriptors, the folder holding this copy of ``builder`` first on ``PYTHONPATH`` (the child imports the
 very code that started it), and a daemon thread that waits for it (no zombies). Example::
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from builder._moved import moved_name
+from builder.process import zygote
 
 _reapers: list[threading.Thread] = []
 
@@ -130,6 +132,26 @@ def run_attached(args: Sequence[str], log: str | Path, *, env: Mapping[str, str]
     return proc.pid, proc.wait()
 
 
+def spawn_sandboxed(entry: str, private: str | os.PathLike, make_env: Callable[[str], Mapping[str, str]],
+                    preload: tuple[str, ...] = (), *, stdout: Any, stderr: Any) -> subprocess.Popen:
+    """Start ``entry`` (``"module:function"`` of this package) with ``make_env(private)`` as its whole environment
+    (:func:`builder.process.sandbox.sandbox_env`: nothing of the server's), ``private`` as its working folder, in a
+    session of its own (its group is killed with it), its standard input a pipe: forked from this process's sandbox
+    zygote (:mod:`builder.process.zygote`, ``preload`` imported), or a fresh interpreter when there is none. The
+    entry reads its request and locks itself down (:func:`builder.process.sandbox.lock_down`) before it touches
+    anything untrusted. Raises ValueError for an entry that is not this package's, OSError when it cannot start."""
+    module, _, name = entry.partition(":")
+    if not module.startswith("builder.") or not all(p.isidentifier() for p in module.split(".")) \
+            or not name.isidentifier():
+        raise ValueError(f"a sandboxed child runs an entry point of this package; received: {entry!r}")
+    forked = zygote.spawn(entry, private, make_env, preload, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr)
+    if forked is not None:  # forked from this server's warm zygote: the same environment, folder and session
+        return forked  # type: ignore[return-value]
+    return subprocess.Popen([sys.executable, "-c", f"from {module} import {name}; {name}()"], stdin=subprocess.PIPE,
+                            stdout=stdout, stderr=stderr, env=dict(make_env(str(private))), cwd=str(private),
+                            start_new_session=True, close_fds=True)
+
+
 def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, cwd: str | Path | None,
            **popen: Any) -> subprocess.Popen:
     """``python ARGS``: stdin ``/dev/null``, output appended to ``log``, no inherited descriptors, the package root
@@ -140,7 +162,8 @@ def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, 
                                 close_fds=True, **popen)
 
 
-__all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code", "process_token", "token_alive"]
+__all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code", "process_token", "token_alive",
+           "spawn_sandboxed"]
 
 
 def __getattr__(name: str):  # pid_alive moved down to builder.training.run_status (builder/_moved.py)
