@@ -11,7 +11,8 @@
 (g) data flows one way: each builder module imports only its own package and the layers below it (the order of
     pyproject.toml's import-linter ``layers`` contract), imports inside functions included; no import cycle; no old
     module path (builder/_moved.py); an import inside a function of builder/ or app_pages/ (ours, third-party or
-    standard library) says why it is there (``# lazy: heavy (torch)``; tools/mark_lazy.py reports and mends them).
+    standard library) says why it is there (``# lazy: heavy (torch)``; tools/mark_lazy.py reports and mends them);
+(h) processes start only in builder/process/ (the launcher and the sandbox's zygote), allow-listed sites aside.
 
 Known violations are listed in allow-lists, each entry naming the file and why. The lists must shrink: a new
 violation fails, and so does an entry that is no longer a violation (delete it from the list).
@@ -366,6 +367,41 @@ def test_no_module_imports_another_modules_private_names():
                 bad += [f"{_rel(p)}:{node.lineno} {node.module}.{a.name}" for a in node.names
                         if a.name.startswith("_") and not a.name.startswith("__")]
     assert not bad, "make the name public in its module (no leading underscore):\n" + "\n".join(bad)
+
+
+#: the calls that start a process (``subprocess.run``, ``os.fork``, ...), by their last name
+PROCESS_CALLS = {"Popen", "run", "call", "check_call", "check_output", "getoutput", "getstatusoutput", "fork",
+                 "forkpty", "system", "popen", "posix_spawn", "posix_spawnp", "spawnv", "spawnve", "spawnl",
+                 "spawnle", "execv", "execve", "execvp", "execl", "execlp"}
+#: where LayerLab starts processes outside builder/process/ (the one launcher: spawn_detached, run_attached,
+#: spawn_sandboxed and the sandbox's zygote); each names why. Shrink only: a new site goes through the launcher
+PROCESS_SITES = {
+    "builder/jobs/warm.py": "the warm launcher (itself started by spawn_detached) forks each job, which locks "
+                            "itself down (job_sandbox.enter) before it builds the model",
+    "builder/training/gpus.py": "nvidia-smi reads the GPUs' free memory: a fixed command, no user content",
+}
+
+
+def _process_calls(path: Path) -> list[str]:
+    """``subprocess.X`` / ``os.X`` calls of :data:`PROCESS_CALLS` in ``path`` (``line name``)."""
+    out = []
+    for node in ast.walk(_tree(path)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in PROCESS_CALLS
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in ("subprocess", "os", "pty")):
+            out.append(f"{node.lineno} {node.func.value.id}.{node.func.attr}")
+    return out
+
+
+def test_processes_start_only_through_the_launcher():
+    """(h) One home for starting a process: builder/process/ (the launcher and the sandbox's zygote), whose
+    children get the limits, the clean environment and the private folder; the allow-listed sites say why. A page
+    never starts one."""
+    found = {_rel(p): calls for p in [*_py_files(BUILDER), *_py_files(PAGES), ROOT / "app.py"]
+             if not _rel(p).startswith("builder/process/") and (calls := _process_calls(p))}
+    bad = [f"{f}: {', '.join(c)}" for f, c in found.items() if f not in PROCESS_SITES]
+    stale = [f for f in PROCESS_SITES if f not in found]
+    assert not bad, "start it through builder/process/launcher.py:\n" + "\n".join(bad)
+    assert not stale, f"no longer starts a process: delete it from PROCESS_SITES: {stale}"
 
 
 @pytest.mark.parametrize("folder", [BUILDER, PAGES], ids=["builder", "app_pages"])

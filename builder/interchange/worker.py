@@ -46,7 +46,7 @@ from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
 from builder.interchange.hf_import import TOKENIZER, import_hf_folder, inspect_folder, offline
-from builder.process import zygote
+from builder.process import launcher, zygote
 from builder.process.sandbox import (
     TEST_CRASH_ENV,
     WorkerLimits,
@@ -114,9 +114,10 @@ def worker_env(private: str | os.PathLike) -> dict[str, str]:
     return {**sandbox_env(private), "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2"}
 
 
-def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> Any:
+def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | None = None, **kwargs: Any) -> Any:
     """Run ``fn(**kwargs)`` (a task of this module: ``_child_import``, ``_child_export``, ``_child_quantize``)
-    in a sandboxed interpreter (see the module docstring). Arguments and the answer are JSON.
+    in a sandboxed interpreter (see the module docstring). Arguments and the answer are JSON. ``owner``: the
+    person it works for (:func:`builder.process.launcher.counted_owner`), whose live children are capped.
 
     Raises:
         ModelImportError: the task's own error, or one line naming a crash (signal), a timeout, running out of
@@ -132,7 +133,8 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
                           "crash_on": os.environ.get(TEST_CRASH_ENV) or None})  # tests only: unset in production
     try:
         with open(Path(private) / "worker.log", "wb") as log:
-            proc = spawn_sandboxed("builder.interchange.worker:_child_main", private, stdout=log, stderr=log)
+            proc = spawn_sandboxed("builder.interchange.worker:_child_main", private, stdout=log, stderr=log,
+                                   owner=owner)
             try:
                 proc.communicate(request.encode(), timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -146,23 +148,20 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, **kwargs: Any) -> A
         shutil.rmtree(private, ignore_errors=True)
 
 
-def spawn_sandboxed(entry: str, private: str | os.PathLike, *, stdout: Any, stderr: Any) -> subprocess.Popen:
-    """Start ``entry`` (``"module:function"`` of this package) with the worker's clean environment
-    (:func:`worker_env`), ``private`` as its working, home and temporary folder, in a session of its own (so
-    :func:`kill_group` ends it and anything it left), its standard input a pipe: forked from this process's
-    warm zygote (:mod:`builder.process.zygote`, torch and the rest already imported), or a fresh interpreter
-    when there is none. The entry function
-    reads its request and calls :func:`lock_down` before it touches anything untrusted."""
-    module, _, name = entry.partition(":")
-    if not module.startswith("builder.") or not name.isidentifier():
-        raise ModelImportError(f"a worker runs an entry point of this package; received: {entry!r}")
-    forked = zygote.spawn(entry, private, worker_env, SANDBOX_PRELOAD, stdin=subprocess.PIPE, stdout=stdout,
-                          stderr=stderr)
-    if forked is not None:  # forked from this server's warm zygote: the same environment, folder and session
-        return forked  # type: ignore[return-value]
-    return subprocess.Popen([sys.executable, "-c", f"from {module} import {name}; {name}()"], stdin=subprocess.PIPE,
-                            stdout=stdout, stderr=stderr, env=worker_env(private), cwd=str(private),
-                            start_new_session=True, close_fds=True)
+def spawn_sandboxed(entry: str, private: str | os.PathLike, *, stdout: Any, stderr: Any,
+                    owner: str | None = None) -> subprocess.Popen:
+    """Start ``entry`` (``"module:function"`` of this package) through the one launcher
+    (:func:`builder.process.launcher.spawn_sandboxed`) with the worker's clean environment (:func:`worker_env`),
+    ``private`` as its working, home and temporary folder, in a session of its own (so :func:`kill_group` ends it
+    and anything it left), its standard input a pipe: forked from this process's warm zygote, or a fresh
+    interpreter when there is none. The entry function reads its request and calls :func:`lock_down` before it
+    touches anything untrusted. ``owner``: whose child it is (one person's live children are capped: a
+    LayerLabError past the cap). Raises ModelImportError for an entry that is not this package's."""
+    try:
+        return launcher.spawn_sandboxed(entry, private, worker_env, SANDBOX_PRELOAD, stdout=stdout, stderr=stderr,
+                                        owner=owner)
+    except (ValueError, LayerLabError) as e:  # another entry, or one person's cap: one line
+        raise ModelImportError(str(e)) from None
 
 
 def warm_sandbox() -> bool:
@@ -344,7 +343,8 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
         (Path(tmp) / "upload").mkdir()
         src = write_bundle(files, Path(tmp) / "upload")  # plain names only: external data stays in the set
         out = Path(tmp) / "imported.json"
-        report = run_isolated("_child_import", timeout, path=str(src), out=str(out))
+        report = run_isolated("_child_import", timeout, path=str(src), out=str(out),
+                              owner=launcher.counted_owner(store.actor))
         project = load_project(out)
         weights = load_file(str(out.with_suffix(".safetensors")))
     stem = Path(filename).stem[:100] or "model"
@@ -375,6 +375,7 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
     with tempfile.TemporaryDirectory(prefix="layerlab-import-") as tmp:
         out = Path(tmp) / "imported.json"
         report = run_isolated("_child_import_hf", timeout, folder=str(Path(folder).resolve()), out=str(out),
+                              owner=launcher.counted_owner(store.actor),
                               seq_len=info.seq_len if info.input_shape and len(info.input_shape) == 1 else None)
         project = load_project(out)
         weights = load_file(str(out.with_suffix(".safetensors")))
@@ -402,7 +403,8 @@ def export_onnx_bytes(project_json: str, weights: str | os.PathLike | None = Non
 def quantize_run_isolated(store: Any, run_id: str, timeout: float = IMPORT_TIMEOUT_S) -> dict:
     """:func:`builder.interchange.onnx_export.quantize_run` in a worker process, for a run the store's actor may
     read (:func:`builder.runs.store.workspace_of`; the worker trusts that check). Raises AccessDenied."""
-    return run_isolated("_child_quantize", timeout, workspace=workspace_of(store, run_id), run_id=run_id)
+    return run_isolated("_child_quantize", timeout, workspace=workspace_of(store, run_id), run_id=run_id,
+                        owner=launcher.counted_owner(store.actor))
 
 
 def network_weights_bytes(project_json: str, network: str, weights: str | os.PathLike,

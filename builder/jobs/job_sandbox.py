@@ -264,12 +264,14 @@ def limit_study_memory(lim: WorkerLimits | None = None) -> int:
     """Inside a study runner, once torch is imported: its private memory (``RLIMIT_DATA``) capped at what it holds
     now plus ``LAYERLAB_JOB_MEMORY_MB`` (of ``lim``, default :func:`job_limits`). A cap set at its start counted
     torch itself: torch built for CUDA alone holds more than 1.2 GiB, so on an H100 host a 1200 MiB limit refused
-    the runner's imports. Returns the cap in bytes (0: none)."""
+    the runner's imports. Unset on a host without CUDA: :data:`HOST_SHARE` of its memory, as a job there (the runner
+    loads the dataset and checks each trial's graph; uncapped, a runaway one swapped the server). Returns the cap in
+    bytes (0: none)."""
     import resource  # lazy: POSIX only (resource)
 
-    import torch  # noqa: F401  - imported before the cap is measured  # lazy: heavy (torch)
+    import torch  # imported before the cap is measured  # lazy: heavy (torch)
 
-    lim = lim or job_limits()
+    lim = lim or job_limits(cuda=torch.cuda.is_available())  # a CPU host: capped by default, as its jobs are
     if lim.memory_mb <= 0:
         return 0
     value = sandbox.data_size() + lim.memory_mb * 2**20

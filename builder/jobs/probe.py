@@ -51,6 +51,7 @@ from builder.interchange.worker import (
 from builder.interpret.session import ExplainSession
 from builder.jobs.job_sandbox import TEST_CRASH_ENV
 from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
+from builder.process.launcher import counted_owner
 from builder.runs.store import RunStore, workspace_of
 from builder.training.threads import ENV_TORCH_THREADS
 
@@ -75,12 +76,16 @@ def _threads() -> int:
 class _Child:
     """One running child: its process, private folder and the pipe ends."""
 
-    def __init__(self, hook: str | None, timeout: float):
+    def __init__(self, hook: str | None, timeout: float, owner: str | None = None):
         self.limits = worker_limits(timeout)
         self.private = tempfile.mkdtemp(prefix="layerlab-probe-")
-        with open(Path(self.private) / "probe.log", "wb") as log:
-            self.proc = spawn_sandboxed("builder.jobs.probe_child:probe_main", self.private,
-                                        stdout=subprocess.PIPE, stderr=log)
+        try:
+            with open(Path(self.private) / "probe.log", "wb") as log:
+                self.proc = spawn_sandboxed("builder.jobs.probe_child:probe_main", self.private,
+                                            stdout=subprocess.PIPE, stderr=log, owner=owner)
+        except BaseException:  # refused (one person's cap) or not started: its folder goes
+            shutil.rmtree(self.private, ignore_errors=True)
+            raise
         cfg = {"limits": self.limits.__dict__, "idle_s": env_positive(IDLE_ENV, DEFAULT_IDLE_S, float),
                "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook,
                "crash_on": os.environ.get(TEST_CRASH_ENV) or None}  # tests only: unset in production
@@ -131,6 +136,7 @@ class ModelProbe:
         self._child: _Child | None = None
         self._lock = threading.Lock()
         self.starts = 0  # children started (a restart after a crash counts)
+        self.owner: str | None = None  # whose child it starts (launcher.counted_owner): set by the first request
         self._holder: list = [None]  # the child, for the finalizer (which must not hold the probe)
         weakref.finalize(self, _close_box, self._holder)
 
@@ -154,6 +160,7 @@ class ModelProbe:
             LayerLabError: the session's own error (its class kept for the common ones), or one line
                 (ExplainError) naming a crash, a timeout, running out of memory or CPU time.
         """
+        self.owner = self.owner or counted_owner(store.actor)
         return self._request(workspace_of(store, run_id), run_id, split, call, *args, version=version, **kwargs)
 
     def _request(self, workspace: str, run_id: str, split: str, call: str, *args: Any,
@@ -226,7 +233,11 @@ class ModelProbe:
         if self._child is None:
             self.starts += 1
             try:
-                self._child = _Child(self.TEST_HOOK, self.timeout)
+                self._child = _Child(self.TEST_HOOK, self.timeout, self.owner)
+            except ExplainError:
+                raise
+            except errors.LayerLabError as e:  # one person's cap of live model processes (builder.process.launcher)
+                raise ExplainError(str(e)) from None
             except (OSError, TimeoutError, BrokenPipeError) as e:
                 raise ExplainError(f"{WHAT} could not start ({type(e).__name__}: {str(e)[:200]}). Fix: try again; "
                                    "if it persists, check the server's memory") from None
@@ -310,6 +321,7 @@ class ProbeSession:
                  version: str | None = None):
         """A session of a run the store's actor may read. Raises AccessDenied for another person's run."""
         self.probe, self.workspace, self.run_id, self.split = probe, workspace_of(store, run_id), run_id, split
+        probe.owner = probe.owner or counted_owner(store.actor)
         self.version = version
         self._memo: dict[tuple, Any] = {}
         hello = self._ask("hello")

@@ -1,5 +1,7 @@
-"""Per-owner quotas, checked where jobs are submitted (:func:`builder.jobs.queue.submit`): live jobs (running or
-paused), queued jobs, the bytes of the owner's run folders and the GPU-seconds its jobs used in the last day.
+"""Per-owner quotas, checked where jobs are submitted (:func:`builder.jobs.queue.submit`) and where a study's runner
+is started (:func:`check_study`): live jobs (running or paused), queued jobs, the bytes of the owner's run folders
+and the GPU-seconds its jobs used in the last day; live study runners up to the ``running`` limit; an import's run
+within the storage limit (:func:`check_storage`).
 
 Limits come from, lowest precedence first: the defaults (:data:`DEFAULTS`: no limit), the server config's
 ``"quotas"`` (:func:`builder.runs.owners.server_config`), the environment (``LAYERLAB_QUOTA_RUNNING``,
@@ -235,6 +237,33 @@ def check_quota(store: RunStore, owner: str, *, device: str = "auto", jobs: int 
     check_usage(usage(store, owner, gpu=gpu), limit, gpu=gpu, where=where, jobs=jobs)
 
 
+def check_storage(store: RunStore, owner: str) -> None:
+    """Refuse new stored work of ``owner`` whose runs already take its ``storage_mb`` limit (:class:`QuotaError`):
+    an import, whose weights become a run of the importer's (a job checks this with the rest in :func:`check_quota`).
+    Called by the import doors (the Build page's Import and model library) before the worker starts."""
+    limit, where = limit_sources(store.workspace, owner)
+    if limit.get("storage_mb") is None:
+        return
+    used = {"running": 0, "queued": 0, "storage_mb": usage(store, owner, gpu=False)["storage_mb"]}
+    check_usage(used, {"storage_mb": limit["storage_mb"]}, gpu=False, where=where)
+
+
+def check_study(store: RunStore, owner: str, *, studies: int, device: str = "auto") -> None:
+    """Refuse a new study runner of ``owner`` (:class:`QuotaError`): its live study runners (``studies``, counted
+    by the caller: :func:`builder.search.runner.live_runners`) already as many as its ``running`` limit, or no
+    room for one more job (:func:`check_quota`: storage full, live and queued jobs at their limits). A runner is a
+    process its owner started (torch imported, held for the study's hours) whose trials are its jobs. Called by
+    :func:`builder.search.runner.launch_study` under :func:`admit`, before anything is claimed or started."""
+    limit, where = limit_sources(store.workspace, owner)
+    run_cap = limit.get("running")
+    if run_cap is not None and studies >= run_cap:
+        src = where.get("running")
+        raise QuotaError(f"one person may have at most {run_cap:g} search(es) running at once; received: {studies} "
+                         "running. Fix: stop one on the Search page, or wait for it to finish"
+                         + (f" (limit set by {src})" if src else ""))
+    check_quota(store, owner, device=device)
+
+
 @contextmanager
 def admit(store: RunStore) -> Iterator[None]:
     """Hold the workspace's quota lock (``<workspace>/quota.lock``, an exclusive ``flock``; an advisory lock in a
@@ -246,4 +275,4 @@ def admit(store: RunStore) -> Iterator[None]:
 
 
 __all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "limit_sources", "usage", "check_usage", "check_quota",
-           "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]
+           "check_study", "check_storage", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]

@@ -1,8 +1,9 @@
 """Child processes of LayerLab: a command detached in a session of its own, or attached (waited for, and ended
 with its parent), its output appended to a log.
 
-The one place that starts LayerLab's background processes (a training job, the warm job launcher, a study
-runner, a Ray task's job process): each is ``sys.executable`` in a new session (so it outlives the Streamlit server, the page and the
+The one place that starts LayerLab's processes: its background processes (a training job, the warm job launcher, a
+study runner, a Ray task's job process) and, with :func:`spawn_sandboxed`, the sandboxed children that read an
+upload or run a user's model for the server (the exchange worker, the model probe). A background process is ``sys.executable`` in a new session (so it outlives the Streamlit server, the page and the
 terminal that started it), stdin from ``/dev/null``, stdout and stderr appended to one log file, no inherited
 file descriptors, the folder holding this copy of ``builder`` first on ``PYTHONPATH`` (the child imports the
 very code that started it), and a daemon thread that waits for it (no zombies). Example::
@@ -30,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from builder._moved import moved_name
+from builder.data.access import LOCAL_OWNER
+from builder.errors import LayerLabError
+from builder.process import zygote
 
 _reapers: list[threading.Thread] = []
 
@@ -78,6 +82,26 @@ def ended_code(info: os.waitid_result) -> int:
     return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
 
+def process_token(pid: int) -> str | None:
+    """``"PID:START"`` for a live process: its pid and its start time (clock ticks after boot, ``/proc/PID/stat``),
+    which a later process given the same pid does not share; None when it is not running (or a zombie).
+
+    >>> token_alive(process_token(os.getpid())), process_token(2**22 + 1)
+    (True, None)
+    """
+    try:
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+    return None if len(fields) < 20 or fields[0] in ("Z", "X") else f"{int(pid)}:{fields[19]}"
+
+
+def token_alive(token: str | None) -> bool:
+    """Whether the process :func:`process_token` named is still the one running under its pid."""
+    pid, _, start = str(token or "").partition(":")
+    return pid.isdigit() and bool(start) and process_token(int(pid)) == str(token)
+
+
 def _reap(proc: subprocess.Popen, on_exit: Callable[[int, int], None] | None) -> None:
     try:  # how it ended is recorded before it is reaped: until then readers see it dying (run_status.reaping)
         code = ended_code(os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT))
@@ -110,6 +134,81 @@ def run_attached(args: Sequence[str], log: str | Path, *, env: Mapping[str, str]
     return proc.pid, proc.wait()
 
 
+PER_OWNER_ENV = "LAYERLAB_SANDBOX_PER_OWNER"  # one person's live sandboxed children at most (default 4)
+DEFAULT_PER_OWNER = 4
+_live: dict[str, list[Any]] = {}  # owner -> its sandboxed children started by this process
+_live_lock = threading.Lock()
+
+
+def per_owner() -> int:
+    """``$LAYERLAB_SANDBOX_PER_OWNER`` (default :data:`DEFAULT_PER_OWNER`; not a positive number: the default)."""
+    try:
+        n = int(os.environ.get(PER_OWNER_ENV, "").strip())
+    except ValueError:
+        return DEFAULT_PER_OWNER
+    return n if n > 0 else DEFAULT_PER_OWNER
+
+
+def counted_owner(actor: Any) -> str | None:
+    """Whose sandboxed child one started for ``actor`` (a :class:`builder.data.access.Actor`) is: its owner, or None
+    (not counted) for trusted code and the CLI's local user, never limited (as in :mod:`builder.jobs.quotas`).
+
+    >>> from builder.data.access import SYSTEM, Actor
+    >>> counted_owner(Actor("anon:x")), counted_owner(Actor.local()), counted_owner(SYSTEM), counted_owner(None)
+    ('anon:x', None, None, None)
+    """
+    owner = getattr(actor, "owner", None)
+    return None if not owner or getattr(actor, "system", False) or owner == LOCAL_OWNER else str(owner)
+
+
+def spawn_sandboxed(entry: str, private: str | os.PathLike, make_env: Callable[[str], Mapping[str, str]],
+                    preload: tuple[str, ...] = (), *, stdout: Any, stderr: Any,
+                    owner: str | None = None) -> subprocess.Popen:
+    """Start ``entry`` (``"module:function"`` of this package) with ``make_env(private)`` as its whole environment
+    (:func:`builder.process.sandbox.sandbox_env`: nothing of the server's), ``private`` as its working folder, in a
+    session of its own (its group is killed with it), its standard input a pipe: forked from this process's sandbox
+    zygote (:mod:`builder.process.zygote`, ``preload`` imported), or a fresh interpreter when there is none. The
+    entry reads its request and locks itself down (:func:`builder.process.sandbox.lock_down`) before it touches
+    anything untrusted. ``owner``: the person it works for; at most :func:`per_owner` of theirs live at once (each
+    may hold gigabytes: one person's many tabs must not take the memory of everyone else's); None for a trusted
+    caller's, not counted.
+
+    Raises:
+        LayerLabError: ``owner`` already has :func:`per_owner` live children (nothing started).
+        ValueError: an entry that is not this package's.
+        OSError: it cannot start.
+    """
+    module, _, name = entry.partition(":")
+    if not module.startswith("builder.") or not all(p.isidentifier() for p in module.split(".")) \
+            or not name.isidentifier():
+        raise ValueError(f"a sandboxed child runs an entry point of this package; received: {entry!r}")
+    if owner is None:
+        return _spawn_sandboxed(module, name, private, make_env, preload, stdout, stderr)
+    with _live_lock:  # the count and the child it admits, as one step
+        live = [p for p in _live.get(owner, []) if p.poll() is None]
+        if len(live) >= (cap := per_owner()):
+            raise LayerLabError(f"one person may have at most {cap} model process(es) at once (Explain, Try it, "
+                                f"imports and exports); received: {len(live)} running. Fix: close the Explain or "
+                                f"Try it page in another tab, or wait for it to end; or raise {PER_OWNER_ENV}")
+        proc = _spawn_sandboxed(module, name, private, make_env, preload, stdout, stderr)
+        _live[owner] = [*live, proc]
+        for other in [o for o, ps in _live.items() if o != owner and all(p.poll() is not None for p in ps)]:
+            del _live[other]
+        return proc
+
+
+def _spawn_sandboxed(module: str, name: str, private: str | os.PathLike,
+                     make_env: Callable[[str], Mapping[str, str]], preload: tuple[str, ...], stdout: Any,
+                     stderr: Any) -> subprocess.Popen:
+    forked = zygote.spawn(f"{module}:{name}", private, make_env, preload, stdin=subprocess.PIPE, stdout=stdout,
+                          stderr=stderr)
+    if forked is not None:  # forked from this server's warm zygote: the same environment, folder and session
+        return forked  # type: ignore[return-value]
+    return subprocess.Popen([sys.executable, "-c", f"from {module} import {name}; {name}()"], stdin=subprocess.PIPE,
+                            stdout=stdout, stderr=stderr, env=dict(make_env(str(private))), cwd=str(private),
+                            start_new_session=True, close_fds=True)
+
+
 def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, cwd: str | Path | None,
            **popen: Any) -> subprocess.Popen:
     """``python ARGS``: stdin ``/dev/null``, output appended to ``log``, no inherited descriptors, the package root
@@ -120,7 +219,8 @@ def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, 
                                 close_fds=True, **popen)
 
 
-__all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code"]
+__all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code", "process_token", "token_alive",
+           "spawn_sandboxed", "counted_owner", "per_owner", "PER_OWNER_ENV", "DEFAULT_PER_OWNER"]
 
 
 def __getattr__(name: str):  # pid_alive moved down to builder.training.run_status (builder/_moved.py)

@@ -15,15 +15,25 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from builder.data.access import SYSTEM
 from builder.data.disk import write_atomic
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
 from builder.jobs.job_sandbox import limit_study, study_env
-from builder.process.launcher import spawn_detached
+from builder.jobs.quotas import admit, check_study
+from builder.process.launcher import process_token, spawn_detached, token_alive
+from builder.runs.store import RunStore
 from builder.search.results import study_settings
 from builder.search.settings import StudySettings, objective_direction
 from builder.search.space import parse_space
-from builder.search.storage import claim_study, default_storage, load_study, study_display_name, study_files
+from builder.search.storage import (
+    RUNNER_SUFFIX,
+    claim_study,
+    default_storage,
+    load_study,
+    study_display_name,
+    study_files,
+)
 
 ENV_STUDY_OWNER = "LAYERLAB_STUDY_OWNER"  # the runner's owner: in its environment, never on its command line
 
@@ -38,13 +48,39 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     then claimed for ``settings.owner`` in the storage before any of its files is written: ``settings.name`` is
     that owner's name (another person's study of that name is never touched or named).
 
+    A runner counts against its owner's quotas (:func:`builder.jobs.quotas.check_study`: live runners up to its
+    ``running`` limit, room for one more job), checked with the runner recorded as one step.
+
     Raises:
         SearchSpaceError, LayerLabError: a bad space or settings.
+        QuotaError: the owner's quotas admit no further study now (nothing claimed, written or started).
     """
     project = load_project(project)
     settings.check()
     parse_space(specs, project)
     workspace = Path(workspace).expanduser().resolve()  # the runner's HOME and working folder are not ours
+    store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
+    with admit(store):  # the owner's quotas and the runner it admits, as one step (builder.jobs.quotas)
+        check_study(store, settings.owner, studies=live_runners(workspace, settings.owner),
+                    device=str((config or {}).get("device") or "auto"))
+        return _launch(workspace, project, dataset, specs, settings, config, dataset_options)
+
+
+def live_runners(workspace: str | Path, owner: str) -> int:
+    """How many study runners of ``owner`` run now: the runner files of its studies
+    (:func:`builder.search.storage.study_files`) that name a live process (a reused pid does not count)."""
+    folder = study_files(workspace, owner, "x")["runner"].parent
+    try:
+        return sum(token_alive(f.read_text(encoding="utf-8").strip()) for f in folder.glob(f"*{RUNNER_SUFFIX}")
+                   if f.is_file() and not f.is_symlink())
+    except OSError:
+        return 0
+
+
+def _launch(workspace: Path, project: Project, dataset: str, specs: Sequence[str], settings: StudySettings,
+            config: dict | None, dataset_options: dict | None) -> subprocess.Popen:
+    """:func:`launch_study` once its quotas admitted it: claim the study, write its files, start its runner and
+    record it (:func:`live_runners` counts it while it lives)."""
     claim_study(settings.storage or default_storage(workspace), settings.name, owner=settings.owner,
                 workspace=workspace, direction=objective_direction(settings.objective))  # before any file
     files = study_files(workspace, settings.owner, settings.name)  # this owner's, whatever others named theirs
@@ -81,6 +117,8 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     env = {**study_env(private), ENV_STUDY_OWNER: settings.owner}  # a command line is public (ps); an id is a key
     proc = spawn_detached(cmd, files["log"], env=env, name=f"layerlab-reap-study-{settings.name}")
     limit_study(proc.pid)  # no core files, the jobs' file size and memory limits (it starts its trials' jobs)
+    if token := process_token(proc.pid):
+        write_atomic(files["runner"], token, "the study's runner record")
     return proc
 
 
@@ -103,4 +141,4 @@ def resume_study(workspace: str | Path, storage: str, name: str, n_trials: int |
                         config=sig.get("config"), dataset_options=sig.get("dataset_options"))
 
 
-__all__ = ["ENV_STUDY_OWNER", "launch_study", "resume_study"]
+__all__ = ["ENV_STUDY_OWNER", "launch_study", "resume_study", "live_runners"]

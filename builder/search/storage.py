@@ -25,6 +25,7 @@ from builder.escape import shown_uri
 from builder.runs.owners import owned_name, owner_of
 
 STUDY_DB = "studies.db"
+RUNNER_SUFFIX = ".runner"  # beside a study's log: its live runner (study_files)
 STUDIES_DIR = "studies"  # in the workspace: the files of the studies the app started (study_files)
 SETTINGS_ATTR = "layerlab"  # the study's user attribute holding its LayerLab settings
 STOP_ATTR = "layerlab_stop"
@@ -126,10 +127,12 @@ def study_display_name(storage_name: str) -> str:
 def study_files(workspace: str | Path, owner: str, name: str) -> dict[str, Path]:
     """The files of the study ``name`` of ``owner``, keyed by its :func:`study_key` (so two owners' studies of
     one name never share one): ``project`` (the project its runner reads), ``log`` (the runner's output),
-    ``tmp`` (its private HOME and TMPDIR), all under ``<workspace>/studies/`` (an owner's in its key's folder)."""
+    ``tmp`` (its private HOME and TMPDIR), ``runner`` (its live runner's :func:`~builder.process.launcher.process_token`,
+    counted by :func:`builder.jobs.quotas.check_study`), all under ``<workspace>/studies/`` (an owner's in its key's
+    folder)."""
     base = Path(workspace) / STUDIES_DIR / study_key(workspace, owner, name)
     return {"project": base.with_name(base.name + ".project.json"), "log": base.with_name(base.name + ".log"),
-            "tmp": base.with_name(base.name + ".tmp")}
+            "tmp": base.with_name(base.name + ".tmp"), "runner": base.with_name(base.name + RUNNER_SUFFIX)}
 
 
 def _recorded_owner(attrs: dict | None) -> str | None:

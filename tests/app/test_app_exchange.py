@@ -73,3 +73,20 @@ def test_runs_page_exports_onnx_and_quantizes(ws):
     assert any("int8:" in s.value for s in at.success)
     card = (store.run_dir(rid) / "model_card.md").read_text()
     assert "Quantization (ONNX, dynamic int8)" in card
+
+
+def test_an_import_over_the_storage_quota_is_refused_before_the_worker(ws, tmp_path, monkeypatch):
+    """An import keeps its weights as a run of the importer's: over the storage quota it is refused in one line
+    and nothing is recorded (each import of up to 200 MiB was kept past the limit before)."""
+    owner = "anon:" + "d4" * 16
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=owner)
+    (store.run_dir(rid) / "blob.bin").write_bytes(b"\0" * (2 * 2**20))
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "1")
+    src = tmp_path / "mlp.onnx"
+    export_onnx(builder.load_template("mlp"), src)
+    at = open_app(owner=owner, timeout=300)
+    at.file_uploader(key="ll_import_0").upload("mlp.onnx", src.read_bytes()).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "at most 1 MiB; received: 2.0 MiB in use" in at.session_state["ll_canvas_error"]
+    assert [r["id"] for r in store.list_runs(owner=owner, limit=100)] == [rid]

@@ -378,3 +378,16 @@ except job_sandbox.JobLimitError as e:
     assert out.get("error", "").startswith("the training job stopped: it ran out of memory (limit 64 MiB of resident "
                                            "memory over the "), out
     assert out["met"] == out["error"] and 64 <= out["held"] <= 64 + 256, out
+
+
+def test_a_study_runner_on_a_host_without_cuda_gets_the_jobs_default_memory_cap(tmp_path):
+    """A study runner loads its dataset and checks every trial's graph: on a host without CUDA, with no
+    LAYERLAB_JOB_MEMORY_MB, it is capped as a job there is (a share of the host's memory over what it holds) instead
+    of not at all (a runaway runner swapped the server)."""
+    env = {k: v for k, v in child_env().items() if k != "LAYERLAB_JOB_MEMORY_MB"}
+    seen = _run_python("""
+import json, torch
+from builder.jobs import job_sandbox
+print(json.dumps({"cap": job_sandbox.limit_study_memory(), "cuda": torch.cuda.is_available()}))
+""", env)
+    assert seen["cap"] > host_memory_mb() * 2**20 or seen["cuda"]

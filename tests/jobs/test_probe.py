@@ -195,3 +195,22 @@ def test_a_frame_over_the_cap_is_refused_before_it_is_read(monkeypatch):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_one_persons_probes_past_the_cap_are_refused_in_one_line(run, monkeypatch):
+    """Each page session's probe is a child allowed gigabytes: one person's further tabs past
+    LAYERLAB_SANDBOX_PER_OWNER get one line, not another child; the first one's answers go on."""
+    store, rid = run
+    monkeypatch.setenv("LAYERLAB_SANDBOX_PER_OWNER", "1")
+    first, second = ModelProbe(), ModelProbe()
+    first.owner = second.owner = "anon:" + "e5" * 16  # as a page session's ProbeSession sets it from its actor
+    try:
+        ProbeSession(first, store, rid, "test")
+        with pytest.raises(ExplainError, match=r"^one person may have at most 1 model process\(es\) at once"):
+            ProbeSession(second, store, rid, "test")
+        assert second.pid() is None and first.pid() is not None
+        first.close()
+        assert ProbeSession(second, store, rid, "test").n_samples > 0  # its place is free again
+    finally:
+        first.close()
+        second.close()

@@ -121,3 +121,40 @@ def test_run_attached_waits_for_its_child_and_the_child_dies_with_its_starter(tm
         until(lambda: not pid_alive(child), "the child to die with its starter", 30)
     finally:
         starter.kill()
+
+
+
+def test_one_person_has_at_most_so_many_sandboxed_children_at_once(tmp_path, monkeypatch):
+    """Each Explain/Try it page session holds a model probe and each import a worker, each allowed gigabytes: one
+    person's many tabs could start any number of them (memory for everyone else). Per owner at most
+    ``LAYERLAB_SANDBOX_PER_OWNER`` live at once; a further one is refused in one line; others are unaffected."""
+    from builder.errors import LayerLabError
+    from builder.process.launcher import spawn_sandboxed
+    from builder.process.sandbox import sandbox_env
+
+    monkeypatch.setenv("LAYERLAB_SANDBOX_ZYGOTE", "0")  # fresh interpreters: nothing shared with other tests
+    monkeypatch.setenv("LAYERLAB_SANDBOX_PER_OWNER", "1")
+    started = []
+
+    def start(owner):  # the worker's entry reads its request to the end: it lives while its stdin is open
+        proc = spawn_sandboxed("builder.interchange.worker:_child_main", tmp_path, sandbox_env, owner=owner,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(proc)
+        return proc
+
+    def end(proc):
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+    try:
+        alive = start("anon:a")
+        with pytest.raises(LayerLabError, match=r"at most 1 model process\(es\) at once \(Explain.*; received: 1 running\. Fix:"):
+            start("anon:a")
+        end(start("anon:b"))  # another person is unaffected
+        end(start(None))  # a trusted caller's (no owner) is not counted
+        end(alive)
+        end(start("anon:a"))  # its place is free again
+    finally:
+        for proc in started:  # only what this test started, by pid
+            if proc.poll() is None:
+                end(proc)
