@@ -27,6 +27,11 @@ collect_ignore = ["canvas/demo_app.py", "canvas/big_app.py"]
 # scikit-learn's loaders). The launcher's own tests use per-workspace launchers (they unset it).
 os.environ.setdefault("LAYERLAB_LAUNCHER_IDLE_S", "3600")
 
+# One person's live sandboxed children (model probes, import workers) are capped (builder.process.launcher,
+# default 4). The suite opens hundreds of page sessions as one owner in one process, and a session's probe ends
+# when the session is collected, which a long test process may delay; the cap's own tests set it low.
+os.environ.setdefault("LAYERLAB_SANDBOX_PER_OWNER", "64")
+
 # Hypothesis profiles. Tests that are slow per example set their own budget (`max_examples=budget(n)`,
 # tests/fuzz_budget.py: n examples, 25 n under `fuzz`); the others take it from the profile:
 #   ci   (selected under CI=true): 200 examples per property, derandomised so a CI failure reproduces (and

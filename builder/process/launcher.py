@@ -189,7 +189,8 @@ def spawn_sandboxed(entry: str, private: str | os.PathLike, make_env: Callable[[
         if len(live) >= (cap := per_owner()):
             raise LayerLabError(f"one person may have at most {cap} model process(es) at once (Explain, Try it, "
                                 f"imports and exports); received: {len(live)} running. Fix: close the Explain or "
-                                f"Try it page in another tab, or wait for it to end; or raise {PER_OWNER_ENV}")
+                                "Try it page in another tab (a tab closed or reloaded counts for two more minutes), or "
+                                f"wait for an import or export to end; an admin may raise {PER_OWNER_ENV}")
         proc = _spawn_sandboxed(module, name, private, make_env, preload, stdout, stderr)
         _live[owner] = [*live, proc]
         for other in [o for o, ps in _live.items() if o != owner and all(p.poll() is not None for p in ps)]:
