@@ -473,3 +473,43 @@ def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace, 
     _widget(at.selectbox, "Model").set_value(f"run:{gan}").run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "reads the dataset's samples" in errors[0], errors
+
+
+def test_no_tab_runs_a_model_in_the_server_process(runs, monkeypatch):
+    """Every view of the page (every attribution method side by side, the global ranking, Try it, attention,
+    activations, the trust checks, robustness, calibration, live playback) asks the sandboxed probe: no module
+    of the run's model is called on a real tensor in this process, the server's (found walking a live,
+    instrumented server; the page's figures of the probe's answers stay here). Fails when a view runs the
+    model in-process (an ExplainSession built here instead of the probe's)."""
+    import torch
+
+    from builder.interpret.methods import method_label, method_names
+
+    called: list[str] = []
+    call = torch.nn.Module.__call__
+
+    def spy(self, *a, **k):
+        if any(isinstance(t, torch.Tensor) and t.device.type != "meta" for t in (*a, *k.values())):
+            called.append(type(self).__name__)
+        return call(self, *a, **k)
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", spy)
+    by_label = {method_label(m): m for m in method_names()}
+    clicked: list[str] = []
+    for name in ("cnn", "iris", "transformer"):
+        at = runs(name)
+        every = _widget(at.multiselect, "Methods (side by side)")
+        every.set_value([by_label[o] for o in every.options]).run()
+        _no_bug(at)
+        for b in [b for b in at.button if b.label.startswith("Rank over")]:
+            b.click().run()
+        for tab, buttons in (("Try it", ()), ("Attention", ()), ("Activations & weights", ()),
+                             ("Trust", ("Run sanity check", "Check completeness")), ("Robustness", ("Run attack",)),
+                             ("Calibration", ()), ("Live", ())):
+            at = _tab(at, tab)
+            for b in [b for b in at.button if b.label in buttons]:  # a view the model has (not every one has all)
+                b.click().run()
+                _no_bug(at)
+                clicked.append(b.label)
+        assert called == [], f"{name}: the model ran in the server process ({sorted(set(called))})"
+    assert {"Run sanity check", "Check completeness", "Run attack"} <= set(clicked)  # the checks were walked
