@@ -74,10 +74,11 @@ def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: flo
                gap: float = 190.0) -> Graph:
     """:func:`auto_layout`'s columns wrapped into rows of ``per_row`` columns, so long chains fit a screen.
 
-    A graph of at most ``per_row + 1`` columns (``per_row`` when fitted to the screen) stays one row. Each further row starts at x = 0 and sits one
-    band lower (the height of the tallest column plus ``gap``). This is how a template (3 columns a row) or an
-    imported file (``per_row=None``: as many as make the whole about :data:`SCREEN_ASPECT` times as wide as
-    it is tall, at least 3) is placed when it is loaded onto the canvas.
+    A graph of at most ``per_row`` columns stays one row (a template of four in one row needed zoom 0.52-0.55
+    beside the open palette, below the first view's readable 0.65, and showed 3 of its 4 layers). Each further
+    row starts at x = 0 and sits one band lower (the height of the tallest column plus ``gap``). This is how a
+    template (3 columns a row) or an imported file (``per_row=None``: as many as make the whole about
+    :data:`SCREEN_ASPECT` times as wide as it is tall, at least 3) is placed when it is loaded onto the canvas.
 
     Args:
         graph: the graph to place (its positions are replaced).
@@ -100,10 +101,9 @@ def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: flo
     xs = sorted({n.position.x for n in g.nodes})
     ys = [n.position.y for n in g.nodes]
     band = (max(ys, default=0.0) - min(ys, default=0.0)) + gap
-    slack = 1  # a template one column over its rows' width stays one row
     if per_row is None:  # k columns a row, ceil(n / k) rows: k * dx ~ SCREEN_ASPECT * (n / k) * band
-        per_row, slack = max(3, round(math.sqrt(SCREEN_ASPECT * len(xs) * band / dx))), 0
-    if len(xs) <= per_row + slack:
+        per_row = max(3, round(math.sqrt(SCREEN_ASPECT * len(xs) * band / dx)))
+    if len(xs) <= per_row:
         return g
     col = {x: i for i, x in enumerate(xs)}
     nodes = []

@@ -41,7 +41,7 @@ def test_row_layout_wraps_columns_into_rows(g, per_row):
     pos = {n.id: n.position for n in out.nodes}
     assert len({(p.x, p.y) for p in pos.values()}) == len(pos)
     xs = sorted({n.position.x for n in cols.nodes})
-    if len(xs) <= per_row + 1:
+    if len(xs) <= per_row:
         assert out == cols  # short graphs stay one row
         return
     assert {p.x for p in pos.values()} <= {k * 280.0 for k in range(per_row)}
@@ -54,8 +54,10 @@ def test_row_layout_wraps_columns_into_rows(g, per_row):
 
 @pytest.mark.parametrize("name", TEMPLATE_NAMES)
 def test_templates_fit_three_columns(name):
+    """Three columns a row: the two 4-layer LSTM templates stayed one row of four, which needs zoom 0.52-0.55 beside
+    the open palette, so their first view (zoom >= 0.65) showed 3 of their 4 layers at 1440x900 and 900x900."""
     g = row_layout(load_template(name).graph)
-    assert {n.position.x for n in g.nodes} <= {0.0, 280.0, 560.0, 840.0}
+    assert {n.position.x for n in g.nodes} <= {0.0, 280.0, 560.0}
 
 
 def test_row_layout_by_hand():
