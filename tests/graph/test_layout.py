@@ -100,3 +100,34 @@ def test_no_two_layers_of_a_template_overlap(name):
         for b in nodes:
             if a is not b and a.position.x == b.position.x and a.position.y <= b.position.y:
                 assert b.position.y - a.position.y >= node_height(a), (name, a.id, b.id)
+
+
+def _rows(g: Graph, per_row: int = 3) -> list[list]:
+    """The placed nodes of ``row_layout(g)`` grouped by row (the row a node's column wraps into)."""
+    cols = sorted({n.position.x for n in auto_layout(g).nodes})
+    col = {n.id: cols.index(n.position.x) for n in auto_layout(g).nodes}
+    placed = row_layout(g, per_row=per_row).nodes
+    rows: dict[int, list] = {}
+    for n in placed:
+        rows.setdefault(col[n.id] // per_row, []).append(n)
+    return [rows[r] for r in sorted(rows)]
+
+
+@settings(max_examples=budget(100), deadline=None)
+@given(dags(), st.integers(1, 5))
+def test_each_row_sits_its_own_height_below_the_last(g, per_row):
+    """A row starts ``gap`` below the lowest layer of the row above, whatever the tallest column elsewhere: every
+    row of the GAN template (19 columns, one of them 4 layers tall) was as tall as that column, so its simple
+    chains sat ~400 px apart and Fit showed the graph at zoom 0.16."""
+    rows = _rows(g, per_row)
+    for upper, lower in zip(rows, rows[1:]):
+        bottom = max(n.position.y for n in upper)
+        top = min(n.position.y for n in lower)
+        assert top - bottom == pytest.approx(190.0), (bottom, top)
+
+
+def test_the_gan_template_is_no_taller_than_its_rows():
+    rows = _rows(load_template("gan").graph)
+    ys = [n.position.y for n in row_layout(load_template("gan").graph).nodes]
+    tallest = [max(n.position.y for n in r) - min(n.position.y for n in r) for r in rows]
+    assert max(ys) - min(ys) == pytest.approx(sum(tallest) + 190.0 * (len(rows) - 1))
