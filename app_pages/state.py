@@ -215,6 +215,7 @@ def autosave() -> None:
             # history (never lost without a trace) and the person chooses (stale_prompt)
             owners.push_history(workspace(), owner(), proj)
             ss.ll_stale = True
+            ss.ll_full_rerun = True  # the question is above the canvas: a canvas edit (a fragment) reruns the page
         except OSError as e:
             flash(f"Could not autosave the project: {e.strerror}")
 
