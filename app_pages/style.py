@@ -38,6 +38,8 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
 [data-testid="stButtonGroup"] > div:has(> button) {flex-wrap: wrap; row-gap: 4px; overflow-x: visible;}
 /* a replacement's Replace/Cancel question, scrolled into view when asked, stops below the app's header bar */
 .st-key-ll_confirm_box {scroll-margin-top: 72px;}
+/* ... and starts with its question: the element of that scroll script took an empty row above it */
+.st-key-ll_confirm_box [data-testid="stElementContainer"]:has(> [data-testid="stHtml"]) {display: none;}
 /* Build page: the first-visit guide is one compact row (the canvas below it takes the page) */
 .st-key-ll_first_visit {padding: 0.35rem 0.75rem !important; gap: 0.3rem !important;}
 .st-key-ll_first_visit p {margin-bottom: 0 !important; font-size: 0.92rem;}

@@ -81,3 +81,19 @@ def test_the_open_palette_covers_at_most_a_quarter_of_the_canvas(browser, app_se
         assert m["palette"] / m["canvas"] <= 0.27, m
     finally:
         page.context.close()
+
+
+def test_the_replace_question_starts_at_the_top_of_its_box(browser, app_server):
+    """The box asking "Replace ... on the canvas with ...?" began with an empty row (the element of its scroll-into-
+    view script) above the question."""
+    page = new_page(browser, SIZES[1])
+    try:
+        open_build(page, app_server)
+        pick_template(page, "LSTM sequence classifier", confirm=False)
+        box = page.locator(".st-key-ll_confirm_box")
+        box.wait_for(timeout=30_000)
+        alert = box.locator("[data-testid=stAlert]").first
+        gap = alert.bounding_box()["y"] - box.bounding_box()["y"]
+        assert gap <= 20, f"the question starts {gap:.0f} px below the top of its box"
+    finally:
+        page.context.close()
