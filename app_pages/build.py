@@ -609,6 +609,8 @@ def canvas_area() -> None:
     if st.session_state.pop("ll_full_rerun", False) and st.context is not None:
         st.rerun()  # a replaced project also changes the sidebar (name)
     _sync_from_browser()
+    if st.session_state.pop("ll_full_rerun", False) and st.context is not None:
+        st.rerun()  # the browser's edit met another tab's save: the page above asks which version to go on with
     g = ui.graph()
     guide_empty = st.session_state.get("ll_guide_empty")
     if guide_empty is not None and guide_empty != (not g.nodes) and st.context is not None:

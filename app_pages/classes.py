@@ -268,6 +268,7 @@ def teacher_view() -> None:
     cls = by_id[cid]
     c1, c2, c3 = st.columns(3)
     c1.metric("Join code", cls["code"])
+    st.session_state.setdefault("ll_class_members", {})[cid] = len(cls["members"])  # members_view follows it
     c2.metric("Students", len(cls["members"]))
     c3.metric("Starter", cls["starter"].get("name", "untitled"))
     ho = cls.get("holdout")
@@ -303,8 +304,11 @@ def members_view(cid: str) -> None:
         cls = classes.get_class(ui.workspace(), cid)
     except LayerLabError:  # deleted since the page was drawn
         return
-    if poll_every(cls) != st.session_state.get("ll_class_poll"):
-        st.rerun(scope="app")  # a job started or ended: the whole page once, to follow at the new interval
+    counted = st.session_state.get("ll_class_members", {}).get(cid)
+    if poll_every(cls) != st.session_state.get("ll_class_poll") or counted != len(cls["members"]):
+        # a job started or ended (the whole page once, to follow at the new interval), or a student joined or
+        # left (the head above counts them: it read "Students 0" beside a leaderboard of three)
+        st.rerun(scope="app")
     store = ui.store()
     rows = classes.class_runs(store, cls, scorer=_scorer(store))
     st.subheader("Leaderboard")

@@ -218,7 +218,7 @@ def attributions_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> Non
     chosen = ms.default if chosen is None else [m for m in chosen if m in avail]
     layer_methods = [m for m in chosen if avail[m].layers]
     image = xs.modality == "image"
-    c = st.columns([3.2] + [1.6] * image + [0.9] + [1.1] * len(layer_methods), vertical_alignment="bottom")
+    c = st.columns([2.8] + [2.0] * image + [0.9] + [1.1] * len(layer_methods), vertical_alignment="bottom")  # View: 3 words
     chosen = c.pop(0).multiselect("Methods (side by side)", list(avail), default=ms.default, format_func=xs.method_label,
                                   key=_k("ll_xp_methods"), placeholder="Choose one or more attribution methods")
     mode = "both"
@@ -365,7 +365,7 @@ def activations_tab(xs: ExplainSession, i: int) -> None:
         st.info("No node outputs to show.")
     else:
         names = list(nodes)
-        c = st.columns([2, 1.4, 2], vertical_alignment="bottom")
+        c = st.columns([1.8, 2.0, 1.6], vertical_alignment="bottom")  # Show as: its 3 choices on one line at 900 px
         node = c[0].selectbox("Node", names, index=names.index(xs.default_activation_node(nodes)),
                               key=_k("ll_xp_act_node"), format_func=lambda n: f"{n} ({nodes[n]})")
         kind = c[1].segmented_control("Show as", ["auto", "strip", "histogram"], default="auto", key="ll_xp_act_kind",
@@ -534,7 +534,7 @@ def main() -> None:
         _empty_state()
         return
     with st.container(border=True):
-        row = st.columns([2.4, 0.7, 1.3, 1.1, 2.5], vertical_alignment="bottom")
+        row = st.columns([2.4, 0.9, 1.3, 1.1, 2.3], vertical_alignment="bottom")  # Split: "test" read "te" at 0.7
         xs = _choose_model(options, row)
         if xs is None:
             return

@@ -215,6 +215,7 @@ def autosave() -> None:
             # history (never lost without a trace) and the person chooses (stale_prompt)
             if keep_in_history(proj):
                 ss.ll_stale = True
+                ss.ll_full_rerun = True  # the question is above the canvas: a canvas edit (a fragment) reruns the page
         except (LayerLabError, OSError) as e:  # a full disk: one line; the next change tries again
             flash(f"Could not autosave the project: {getattr(e, 'strerror', None) or e}")
 

@@ -33,8 +33,13 @@ h3 {font-size: 1.05rem !important; font-weight: 650 !important;}
 .ll-brand span {color: #4f46e5;}
 div[data-testid="stExpander"] details summary p {font-weight: 600;}
 [data-testid="stAppDeployButton"] {display: none;}
+/* a segmented control narrower than its buttons wraps them instead of scrolling them out of sight (Explain's
+   View read "tmap | Overlay | Both" at 900 px) */
+[data-testid="stButtonGroup"] > div:has(> button) {flex-wrap: wrap; row-gap: 4px; overflow-x: visible;}
 /* a replacement's Replace/Cancel question, scrolled into view when asked, stops below the app's header bar */
 .st-key-ll_confirm_box {scroll-margin-top: 72px;}
+/* ... and starts with its question: the element of that scroll script took an empty row above it */
+.st-key-ll_confirm_box [data-testid="stElementContainer"]:has(> [data-testid="stHtml"]) {display: none;}
 /* Build page: the first-visit guide is one compact row (the canvas below it takes the page) */
 .st-key-ll_first_visit {padding: 0.35rem 0.75rem !important; gap: 0.3rem !important;}
 .st-key-ll_first_visit p {margin-bottom: 0 !important; font-size: 0.92rem;}

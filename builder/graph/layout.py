@@ -74,10 +74,11 @@ def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: flo
                gap: float = 190.0) -> Graph:
     """:func:`auto_layout`'s columns wrapped into rows of ``per_row`` columns, so long chains fit a screen.
 
-    A graph of at most ``per_row + 1`` columns (``per_row`` when fitted to the screen) stays one row. Each further row starts at x = 0 and sits one
-    band lower (the height of the tallest column plus ``gap``). This is how a template (3 columns a row) or an
-    imported file (``per_row=None``: as many as make the whole about :data:`SCREEN_ASPECT` times as wide as
-    it is tall, at least 3) is placed when it is loaded onto the canvas.
+    A graph of at most ``per_row`` columns stays one row (a template of four in one row needed zoom 0.52-0.55
+    beside the open palette, below the first view's readable 0.65, and showed 3 of its 4 layers). Each further
+    row starts at x = 0, ``gap`` below the lowest layer of the row above (each row as tall as its own columns). This is how a
+    template (3 columns a row) or an imported file (``per_row=None``: as many as make the whole about
+    :data:`SCREEN_ASPECT` times as wide as it is tall, at least 3) is placed when it is loaded onto the canvas.
 
     Args:
         graph: the graph to place (its positions are replaced).
@@ -98,16 +99,47 @@ def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: flo
     """
     g = auto_layout(graph, dx=dx, dy=dy)
     xs = sorted({n.position.x for n in g.nodes})
-    ys = [n.position.y for n in g.nodes]
-    band = (max(ys, default=0.0) - min(ys, default=0.0)) + gap
-    slack = 1  # a template one column over its rows' width stays one row
-    if per_row is None:  # k columns a row, ceil(n / k) rows: k * dx ~ SCREEN_ASPECT * (n / k) * band
-        per_row, slack = max(3, round(math.sqrt(SCREEN_ASPECT * len(xs) * band / dx))), 0
-    if len(xs) <= per_row + slack:
-        return g
     col = {x: i for i, x in enumerate(xs)}
-    nodes = []
+    spans = [(math.inf, -math.inf)] * len(xs)  # column -> (top, bottom) of its layers' tops
     for n in g.nodes:
-        row, k = divmod(col[n.position.x], per_row)
-        nodes.append(n.model_copy(update={"position": Position(x=k * dx, y=n.position.y + row * band)}))
+        lo, hi = spans[col[n.position.x]]
+        spans[col[n.position.x]] = (min(lo, n.position.y), max(hi, n.position.y))
+    if per_row is None:  # the fewest columns a row that make the whole at least SCREEN_ASPECT wide, at least 3
+        per_row = _screen_columns(spans, dx, gap)
+    if len(xs) <= per_row:
+        return g
+    shift, _ = _row_shifts(spans, per_row, gap)
+    nodes = [n.model_copy(update={"position": Position(x=(col[n.position.x] % per_row) * dx,
+                                                        y=n.position.y + shift[col[n.position.x] // per_row])})
+             for n in g.nodes]
     return g.model_copy(update={"nodes": nodes})
+
+
+def _row_shifts(spans: list[tuple[float, float]], per_row: int, gap: float) -> tuple[list[float], float]:
+    """How far down each row of ``per_row`` columns moves (each row starts ``gap`` below the lowest layer of the
+    row above: as tall as its own columns), and the height of the whole (tops of the first and last layers)."""
+    shift: list[float] = []
+    first = below = 0.0
+    for r in range(0, len(spans), per_row):
+        top = min(lo for lo, _ in spans[r:r + per_row])
+        bottom = max(hi for _, hi in spans[r:r + per_row])
+        shift.append(below + gap - top if shift else 0.0)
+        first = top if len(shift) == 1 else first
+        below = bottom + shift[-1]
+    return shift, below - first
+
+
+def _screen_columns(spans: list[tuple[float, float]], dx: float, gap: float) -> int:
+    """The fewest columns a row (at least 3) for which the wrapped layout is at least :data:`SCREEN_ASPECT` times
+    as wide as tall (a row and a column gap included), by bisection: more columns a row, wider and lower."""
+    def wide_enough(k: int) -> bool:
+        return k * dx >= SCREEN_ASPECT * (_row_shifts(spans, k, gap)[1] + gap)
+
+    lo, hi = 3, max(3, len(spans))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if wide_enough(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

@@ -135,8 +135,13 @@ def _check_tensors(model, base: Path | None, name: str) -> None:
                 target = (base / loc).resolve()
             except (ValueError, OSError):  # a NUL or an unresolvable link in the location
                 target = Path("/")
-            if Path(loc).is_absolute() or ".." in Path(loc).parts or not target.is_relative_to(base) or \
-                    not target.is_file():
+            inside = not Path(loc).is_absolute() and ".." not in Path(loc).parts and target.is_relative_to(base)
+            if inside and not target.is_file():  # the default torch export is two files; one came alone
+                raise ModelImportError(f"initializer `{visible(t.name, 60)}` keeps its data in "
+                                       f"{visible(loc, 80)!r}, which is missing; received: the model without it. "
+                                       f"Fix: import both files together: choose {visible(loc, 80)} with the "
+                                       "model (or a .zip of the two), or the folder holding both")
+            if not inside or not target.is_file():
                 raise ModelImportError(f"initializer `{visible(t.name, 60)}` points to external data outside the "
                                        f"model's folder; received: location={visible(loc, 80)!r}. Fix: keep external "
                                        "data files next to the model, or save all tensors inside it")

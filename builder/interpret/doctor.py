@@ -47,6 +47,8 @@ STD_DRIFT = 50.0  # activation std grown or shrunk this many times since the fir
 # graph's outputs: logits grow as a classifier grows confident; healthy hidden layers grew up to ~20x in the templates)
 UPDATE_HIGH = 0.1  # |Δw|/|w| per step above this: the weights are rewritten in a few steps (target ~1e-3)
 UPDATE_LOW = 1e-6  # |Δw|/|w| per step below this while gradients flow: the node barely learns
+UPDATE_EXTREME = 0.5  # |Δw|/|w| in one step above this in any sample: the weights were rewritten at once (the
+# templates' largest first step is ~0.08; the CNN at lr 2 read ~1.0 and then stopped learning, every ReLU dead)
 PLATEAU_EPOCHS = 3  # epochs of a flat training loss that count as a plateau
 PLATEAU_CHANGE = 0.01  # relative change of the training loss over PLATEAU_EPOCHS below this: flat
 PLATEAU_LEARNED = 0.1  # ... when the loss fell by less than this fraction since the first epoch (still untrained)
@@ -170,6 +172,9 @@ def diagnose(log: HealthLog | dict, config: dict | None = None) -> list[Finding]
             continue
         found += _activations(log, n, lr)
         found += _updates(log, nid, lr, vanishing)
+    if any(f.rule == "dead_relu" and f.level == "bad" for f in found):  # no gradient passes dead units: that
+        # is why none reaches the first layer, not depth (the advice was Sigmoid/Tanh, which the net may not have)
+        found = [f for f in found if not (f.rule == "vanishing" and f.value < TINY_GRAD)]
     order = {n["id"]: i for i, n in enumerate(log.nodes)}
     lr_cause = any(f.rule in LR_SIGNS for f in found)
     found.sort(key=lambda f: (not (lr_cause and _lowers_lr(f.action, lr)), -LEVELS.index(f.level),
@@ -257,6 +262,12 @@ def _updates(log: HealthLog, nid: str, lr: float | None, vanishing: set[str]) ->
     ratio = _recent(_series(log, nid, "update_ratio"))
     if ratio is None:
         return []
+    peak = max(((r, s["step"]) for s in log.samples
+                if (r := _num(s["nodes"].get(nid, {}).get("update_ratio"))) is not None and math.isfinite(r)),
+               default=None)
+    if ratio <= UPDATE_HIGH and peak and peak[0] > UPDATE_EXTREME:  # then stopped: the units it killed stop it
+        return [_finding(nid, "update_high", "warn", peak[0], f"{peak[0]:.2g} at step {peak[1]}",
+                         "lower the learning rate" + (f" to {lr / 10:g}" if lr else ""), _lr_action(lr))]
     if ratio > UPDATE_HIGH:
         return [_finding(nid, "update_high", "warn", ratio, f"{ratio:.2g}",
                          "lower the learning rate" + (f" to {lr / 10:g}" if lr else ""), _lr_action(lr))]

@@ -29,6 +29,11 @@ from builder.escape import plotly_text
 # escapes it with plotly_text where it puts it (plotly.js draws tags, links and %{...} placeholders in its text).
 
 
+# An axis with no labels draws no tick marks either (Streamlit's plotly theme draws them: stray dashes along every
+# image's edges).
+_BARE = {"showticklabels": False, "ticks": ""}
+
+
 def _title(title: str | None) -> str | None:
     return None if title is None else plotly_text(title)
 
@@ -111,8 +116,8 @@ def _heat(a: np.ndarray, signed: bool, opacity: float = 1.0, showscale: bool = F
 def _square_axes(fig: go.Figure, n: int) -> None:
     for i in range(1, n + 1):
         sfx = "" if i == 1 else str(i)
-        fig.layout[f"yaxis{sfx}"].update(autorange="reversed", scaleanchor=f"x{sfx}", showticklabels=False)
-        fig.layout[f"xaxis{sfx}"].update(showticklabels=False, constrain="domain")
+        fig.layout[f"yaxis{sfx}"].update(autorange="reversed", scaleanchor=f"x{sfx}", **_BARE)
+        fig.layout[f"xaxis{sfx}"].update(**_BARE, constrain="domain")
 
 
 MAX_GRID_COLS = 4  # image panels per row: with more, their titles run into each other at page width
@@ -232,8 +237,8 @@ def token_attribution_figure(tokens: Sequence[str], attributions: Any, *, per_ro
     fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", colorscale=SIGNED_SCALE,
                                zmin=-(m or 1.0), zmax=m or 1.0, zmid=0, xgap=3, ygap=3,
                                hovertemplate="%{text}: %{z:.4g}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(autorange="reversed", **_BARE)
+    fig.update_xaxes(**_BARE)
     fig.update_layout(title=_title(title), height=70 * rows + 90, margin=dict(l=10, r=10, t=50, b=10))
     return fig
 
@@ -460,10 +465,10 @@ def live_attribution_figure(frames: Sequence[Mapping[str, Any]], *, sample: int 
                                         args=[None, dict(frame=dict(duration=400, redraw=True), fromcurrent=True)])])],
         height=460, margin=dict(l=10, r=10, t=60, b=80))
     if is_image:
-        fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
-        fig.update_xaxes(showticklabels=False, constrain="domain")
+        fig.update_yaxes(autorange="reversed", scaleanchor="x", **_BARE)
+        fig.update_xaxes(**_BARE, constrain="domain")
     elif tokens is not None:
-        fig.update_yaxes(showticklabels=False)
+        fig.update_yaxes(**_BARE)
     return fig
 
 
@@ -475,8 +480,8 @@ def sample_figure(sample: Any, modality: str) -> go.Figure:
     """
     if modality == "image":
         fig = go.Figure(_image_trace(sample))
-        fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
-        fig.update_xaxes(showticklabels=False, constrain="domain")
+        fig.update_yaxes(autorange="reversed", scaleanchor="x", **_BARE)
+        fig.update_xaxes(**_BARE, constrain="domain")
         return fig.update_layout(height=120, margin=dict(l=0, r=0, t=0, b=0))
     if modality == "sequence":
         fig = go.Figure(go.Heatmap(z=_np(sample).T, colorscale="Viridis", showscale=False))

@@ -49,7 +49,7 @@ const isViewId = (id) => id.startsWith(BLOCK_PREFIX) || id.startsWith(FRAME_PREF
 const VISIBLE_ONLY_ABOVE = 300; // render only the elements in the viewport above this many nodes
 const NODE_W = 200;
 const NODE_H = 110;
-const PALETTE_OVERLAY_W = 256;
+const PALETTE_OVERLAY_W = 232;
 const MINIMAP_FROM = 560; // the minimap is hidden in a canvas narrower than this (styles.css)
 
 const localStore = () => {

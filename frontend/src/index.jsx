@@ -7,6 +7,7 @@ import '@xyflow/react/dist/style.css';
 import './styles.css';
 import App from './App.jsx';
 import { decodeData } from './sync.js';
+import { gateUntilStyled, hostStyled } from './styleGate.js';
 
 const mounts = new WeakMap(); // parentElement -> { root, host, api, unmountTimer }
 const stores = new Map(); // Python key -> live editing state (survives remounts)
@@ -19,7 +20,9 @@ export default function mountGraphCanvas(component) {
     const host = document.createElement('div');
     host.className = 'll-host';
     parentElement.appendChild(host);
-    entry = { root: createRoot(host), host, api: {}, unmountTimer: null };
+    // hidden until Streamlit's stylesheet link in this new shadow root has loaded (styleGate.js)
+    const ungate = gateUntilStyled(host, () => hostStyled(host), (fn) => requestAnimationFrame(fn), () => performance.now());
+    entry = { root: createRoot(host), host, api: {}, unmountTimer: null, ungate };
     mounts.set(parentElement, entry);
   }
   clearTimeout(entry.unmountTimer);
@@ -39,6 +42,7 @@ export default function mountGraphCanvas(component) {
     if (!e) return;
     clearTimeout(e.unmountTimer);
     e.unmountTimer = setTimeout(() => {
+      e.ungate();
       e.root.unmount();
       e.host.remove();
       mounts.delete(parentElement);

@@ -6,7 +6,8 @@
 // At 0.65 a layer's name (14.5 px) renders at >= 9.4 px and the smallest node text (12 px: shapes, port names)
 // at >= 7.8 px: read in screenshots of every template. At the former 0.92 (smallest text >= 11 px) the first view
 // cut every template at 1440x900 and 900x900 with the palette open (the CNN showed 6 of its 12 nodes, the MLP 4
-// of 6); at 0.65, 8 of the 12 show whole (not ResNet and GAN, 24 nodes each, nor the two 4-node LSTM rows).
+// of 6); at 0.65, 10 of the 12 show whole (not ResNet and GAN, 24 nodes each; the two 4-layer LSTM templates
+// showed 3 of 4 while they were laid out in one row: templates now wrap after 3 columns, builder/graph/layout.py).
 export const READABLE_ZOOM = 0.65;
 export const MAX_FIT_ZOOM = 1.1;
 export const FIT_PADDING = { top: 24, left: 28, right: 28, bottom: 28 };

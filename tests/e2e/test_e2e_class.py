@@ -13,6 +13,7 @@ import time
 
 import pytest
 from e2e_helpers import end_jobs, goto_page, open_app, person, wait_idle
+from playwright.sync_api import expect
 
 from builder.data.access import SYSTEM
 from builder.graph.share import encode_project
@@ -67,6 +68,11 @@ def test_teacher_and_three_students(browser, ws):
         tpage.get_by_label("Class name").press("Tab")
         _click(tpage, "ll_class_create")
         (cls,) = until(lambda: classes.list_classes(ws, teacher=teacher), "the class", page=tpage)
+        # a student who joins shows in the class's head on its own, before any run (it read "Students 0" beside a
+        # leaderboard of three students: the count was drawn once, outside the part of the page that refreshes)
+        classes.join_class(ws, cls["code"], students[0])  # joins again in the browser below
+        students_metric = tpage.locator("[data-testid=stMetric]", has_text="Students")
+        expect(students_metric.locator("[data-testid=stMetricValue]")).to_have_text("1", timeout=30_000)
 
         # three students join with the link's code, get the starter and press Train this network
         people = []

@@ -58,3 +58,37 @@ def test_a_stale_tab_is_told_and_neither_version_is_lost(browser, app_server):
         expect(project_name(a)).to_have_value("edited in A", timeout=30_000)
     finally:
         ctx.close()
+
+
+def test_a_stale_tab_is_told_when_its_edit_is_on_the_canvas(browser, app_server):
+    """The same, with the stale tab's edit made on the canvas (a node moved: a rerun of the canvas alone). The save
+    was refused and the tab's version kept in the history, but the question is asked above the canvas, which only
+    a whole-page rerun draws: the tab went on editing, nothing of it saved, and nobody said so."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        a = ctx.new_page()
+        a.base_url = app_server
+        open_app(a, "build")
+        a.locator("[data-testid=node-conv1]").wait_for(timeout=60_000)
+        wait_idle(a)
+        identity_cookie(ctx)
+        b = ctx.new_page()
+        b.base_url = app_server
+        open_app(b, "build")
+        wait_idle(b)
+        fill_field(b, "Project name", "edited in B")
+        expect(b.locator("[data-testid=stMain]")).to_contain_text("edited in B", timeout=30_000)
+        wait_idle(b)
+        a.bring_to_front()
+        box = a.locator("[data-testid=node-conv1] .ll-node-title").first.bounding_box()
+        x, y = box["x"] + 10, box["y"] + 5
+        a.mouse.move(x, y)
+        a.mouse.down()
+        for i in range(1, 11):
+            a.mouse.move(x + 4 * i, y + 3 * i)
+        a.mouse.up()
+        prompt = a.locator(".st-key-ll_stale_box")
+        expect(prompt).to_be_visible(timeout=30_000)
+        expect(prompt).to_contain_text("changed in another tab")
+    finally:
+        ctx.close()

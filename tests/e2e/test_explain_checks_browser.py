@@ -90,3 +90,34 @@ def test_a_trust_check_still_computing_is_waited_for_not_dropped(explain_page):
     page.screenshot(path=str(ARTIFACTS / "explain-trust-both.png"))
     assert alerts.count() >= before[1] + 2, alerts.all_inner_texts()  # a verdict per method, and IG's
     assert page.locator("[data-testid=stException]").count() == 0
+
+
+# Controls whose content is wider than their box (it scrolls or is cut): segmented controls' button rows and the
+# select boxes' shown values, on the main page.
+CLIPPED_JS = """() => {
+  const out = [];
+  for (const g of document.querySelectorAll('[data-testid=stMain] [data-testid=stButtonGroup]')) {
+    const row = [...g.children].find((e) => e.querySelector('button'));
+    if (row && row.getBoundingClientRect().width > 0 && row.scrollWidth > row.clientWidth + 1)
+      out.push(['segmented', g.innerText.replace(/\\s+/g, ' ').slice(0, 60), row.clientWidth, row.scrollWidth]);
+  }
+  for (const v of document.querySelectorAll('[data-testid=stMain] [data-testid=stSelectbox] input')) {
+    // a short value fits its box (a long one, a run's whole label, may end in an ellipsis)
+    if (v.value.length <= 20 && v.getBoundingClientRect().width > 0 && v.scrollWidth > v.clientWidth + 1)
+      out.push(['select', v.value, v.clientWidth, v.scrollWidth]);
+  }
+  return out; }"""
+
+
+def test_no_control_is_cut_at_900_px(explain_page):
+    """At 900x900 the Split select read "te", the View switch "tmap | Overlay | Both" (scrolled), Activations'
+    "Show as" ended in "Histogr"."""
+    page = explain_page
+    page.set_viewport_size({"width": 900, "height": 900})
+    try:
+        for tab in ("Attributions", "Activations & weights", "Robustness"):
+            page.get_by_role("tab", name=tab).click()
+            wait_idle(page, timeout=60)
+            assert page.evaluate(CLIPPED_JS) == [], (tab, page.evaluate(CLIPPED_JS))
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 900})

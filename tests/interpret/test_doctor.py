@@ -96,6 +96,22 @@ def test_the_learning_rate_ranks_first_when_updates_are_too_large():
     assert [f.rule for f in alone] == ["dead_relu"]  # no sign of the learning rate: the node's own fix
 
 
+def test_a_learning_rate_that_killed_the_network_in_its_first_steps_is_named_first():
+    """The CNN template at lr 2 (a newcomer's typo): the first step rewrote every layer's weights (update ratio ~1),
+    then every ReLU was dead and no gradient reached conv1. The doctor's first finding was "vanishing gradients ...
+    use ReLU-like activations instead of Sigmoid/Tanh" (the network has none), and nothing named the learning rate:
+    the recent updates were 0, the dead units having stopped them."""
+    dead = healthy(act1__dead=1.0, fc1__grad_norm=0.0, fc1__update_ratio=0.0, head__update_ratio=2e-3)
+    log = log_of(healthy(fc1__update_ratio=0.99, head__update_ratio=1.0), *[dead] * 5)
+    found = diagnose(log, {"lr": 2.0})
+    assert found[0].rule == "update_high" and found[0].action == {"action": "set_training", "key": "lr", "value": 0.2}
+    assert "step 0" in found[0].message, found[0].message
+    assert "vanishing" not in {f.rule for f in found}  # the dead units stop the gradient: their finding says so
+    assert "dead_relu" in {f.rule for f in found}
+    # a healthy first step (the templates' largest: ~0.08) is no sign
+    assert diagnose(log_of(healthy(fc1__update_ratio=0.08), healthy(), healthy(), healthy(), healthy())) == []
+
+
 def test_fix_change_names_the_old_and_new_value():
     p = load_template("mlp")
     act = next(n.id for n in p.graph.nodes if n.type == "ReLU")

@@ -176,3 +176,22 @@ def test_many_methods_wrap_so_their_titles_do_not_overlap():
     assert len(starts) <= MAX_GRID_COLS  # at most four panels per row
     assert fig.layout.height > 260 * 2  # more rows, taller figure
     assert {a.text for a in fig.layout.annotations} >= {f"{n} (heatmap)" for n in names}
+
+
+def _axes(fig: go.Figure) -> list:
+    return [fig.layout[k] for k in fig.layout if k.startswith(("xaxis", "yaxis"))]
+
+
+def test_an_axis_without_labels_draws_no_tick_marks():
+    """An image's axes hide their labels; Streamlit's plotly theme still drew tick marks, so every digit in Explain,
+    Try it and the Data preview had stray dashes along its left and bottom edges (seen at 1440x900 and 900x900)."""
+    from builder.interpret.figures import sample_figure
+
+    img, attr = torch.rand(1, 8, 8), torch.randn(1, 8, 8)
+    figs = [image_attribution_figure(img, {"saliency": attr}), sample_figure(img, "image"),
+            token_attribution_figure(list("abcdefg"), rng.normal(size=7), per_row=3),
+            live_attribution_figure([{"epoch": 1, "attributions": rng.normal(size=(1, 1, 8, 8))}], image=img)]
+    for fig in figs:
+        hidden = [a for a in _axes(fig) if a.showticklabels is False]
+        assert hidden, fig.layout
+        assert all(a.ticks == "" for a in hidden), [(a.plotly_name, a.ticks) for a in hidden]
