@@ -169,20 +169,19 @@ for _name, _m, _desc in _UNARY:
                        saves="output" if _m in ("sqrt", "exp", "reciprocal") else "none" if _m == "neg" else "input"))
 
 
-def _clamp_shape(p, ins):
-    t = _same_float(p, ins)
+def _clamp_check(p: dict) -> list[str]:
     if p["min"] is None and p["max"] is None:
-        raise ShapeError("Clamp needs a bound; received: min=None, max=None. Fix: set min, max or both")
+        return ["Clamp needs a bound; received: min=None, max=None. Fix: set min, max or both"]
     if p["min"] is not None and p["max"] is not None and p["min"] > p["max"]:
-        raise ShapeError(f"min must not exceed max; received: min={p['min']}, max={p['max']}. Fix: swap them")
-    return t
+        return [f"`min` must not exceed `max`; received: min={p['min']:g}, max={p['max']:g}. Fix: swap them"]
+    return []
 
 
 register(LayerSpec(
     "Clamp", "Math", "Limits values to [min, max] (either bound may be empty).",
     params=[Param("min", "float", 0.0, "Lower bound (empty: none).", min=-1e6, max=1e6, nullable=True),
             Param("max", "float", 1.0, "Upper bound (empty: none).", min=-1e6, max=1e6, nullable=True)],
-    shape=_clamp_shape, emit=lambda e, attr, p, ins, types: e.method("clamp", ins[0], p["min"], p["max"])))
+    shape=_same_float, check=_clamp_check, emit=lambda e, attr, p, ins, types: e.method("clamp", ins[0], p["min"], p["max"])))
 
 # ----------------------------------------------------------------------------------------- Constant, Parameter
 
