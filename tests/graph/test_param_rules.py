@@ -20,6 +20,12 @@ CASES = {
     "ConvTranspose1d": ({"stride": 1, "dilation": 2, "output_padding": 2}, [2, 4], "output_padding"),
     "MaxPool2d": ({"kernel_size": 2, "padding": [0, 2]}, [2, 4, 4], "padding"),
     "AvgPool1d": ({"kernel_size": 3, "padding": 2}, [2, 8], "padding"),
+    "Arithmetic": ({"op": "div", "constant": 0.0}, [4], "dividing by 0"),
+    "Reshape": ({"shape": [-1, 2, -1]}, [4], "-1"),
+    "Permute": ({"dims": [1, 0, 2]}, [2, 3], "batch"),
+    "Pad": ({"pad": [1, 1, 1]}, [4], "pair"),
+    "Constant": ({"shape": [10_000, 10_000]}, [4], "too large"),
+    "Parameter": ({"shape": [10_000, 10_000]}, [4], "too large"),
 }
 
 
