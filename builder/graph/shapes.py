@@ -1,7 +1,7 @@
 """Graph analysis: structure checks (networkx), parameter checks, shape inference and the size budget.
 
 One pass runs the phases of :data:`PHASES` over one :class:`Analysis` (node checks, edges, arity, cycles,
-reachability, shape propagation, the report, the size budget) and produces a :class:`ShapeReport`;
+reachability, shape propagation, ties, the report, outputs, gradients, the size budget) and produces a :class:`ShapeReport`;
 :func:`builder.validate` returns its problems and :func:`infer_shapes` the whole report. Example::
 
     >>> from builder import load_template
