@@ -65,3 +65,20 @@ def test_every_parameter_rule_passes_the_defaults():
     for spec in all_specs():
         if spec.check is not None:
             assert spec.check(spec.defaults()) == [], spec.type
+
+
+@pytest.mark.parametrize("layer, shape", [("ConvTranspose2d", [2, 4, 4]), ("ConvTranspose1d", [2, 4])])
+def test_a_transposed_convolutions_output_padding_stays_below_its_stride(layer, shape):
+    """torch takes an output padding up to max(stride, dilation) - 1, onnxruntime only up to stride - 1: stride 1,
+    dilation 2, output_padding 1 validated and its ONNX export failed ("Computed output shape is inconsistent with
+    input spatial dimensions. output_padding (1) may be too large"; graph fuzzer seed 777010, graph 620)."""
+    x = {"id": "x", "type": "Input", "params": {"shape": shape}}
+
+    def graph(**params):
+        return {"nodes": [x, {"id": "L", "type": layer, "params": {"out_channels": 2, **params}}],
+                "edges": [{"source": "x", "target": "L"}]}
+    problems = validate(graph(stride=1, dilation=2, output_padding=1))
+    assert [(p.code, p.node) for p in problems] == [("bad_param", "L")], problems
+    assert "stride" in problems[0].message and "onnx" in problems[0].message.lower()
+    assert validate(graph(stride=2, dilation=3, output_padding=1)) == []
+

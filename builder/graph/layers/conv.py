@@ -97,12 +97,14 @@ register(LayerSpec(
 
 
 def _output_padding_check(p: dict) -> list[str]:
-    """A transposed convolution's output padding lies below its stride or its dilation, in every dimension."""
-    for op, s, d in zip(*(_pair(p[n]) for n in ("output_padding", "stride", "dilation")), strict=True):
-        if op >= max(s, d):
-            return [f"`output_padding` must be smaller than stride or dilation in every dimension; received: "
-                    f"output_padding={p['output_padding']}, stride={p['stride']}, dilation={p['dilation']}. Fix: use "
-                    f"output_padding ≤ {max(s, d) - 1} there, or a larger stride"]
+    """A transposed convolution's output padding lies below its stride in every dimension: torch takes up to
+    max(stride, dilation) - 1, onnxruntime only stride - 1 (its ConvTranspose failed the ONNX export beyond)."""
+    for op, s in zip(_pair(p["output_padding"]), _pair(p["stride"]), strict=True):
+        if op >= s:
+            return [f"`output_padding` must be smaller than the stride in every dimension (ONNX Runtime's rule; "
+                    f"torch would take it up to the dilation, and the ONNX export then fails); received: "
+                    f"output_padding={p['output_padding']}, stride={p['stride']}. Fix: use output_padding ≤ {s - 1} "
+                    "there, or a larger stride"]
     return []
 
 
