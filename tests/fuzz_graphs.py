@@ -256,7 +256,9 @@ def graph_dict(draw) -> dict:
         nodes.append(node)
         types.setdefault(node["id"], t)
         kind.setdefault(node["id"], "Input")
-    for i in range(len(nodes), len(nodes) + _roll(draw, 8)):
+    # a graph of Inputs alone now and then (refused: no_output); else 1 to 7 layers
+    layers = _roll(draw, 8) or (1 if _roll(draw, 4) else 0)
+    for i in range(len(nodes), len(nodes) + layers):
         known = [nid for nid, t in types.items() if t is not None]
         last = nodes[-1]["id"]
         after_permute = kind.get(last) == "Permute" and types.get(last) is not None and _roll(draw, 3)

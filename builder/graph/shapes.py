@@ -1,7 +1,7 @@
 """Graph analysis: structure checks (networkx), parameter checks, shape inference and the size budget.
 
 One pass runs the phases of :data:`PHASES` over one :class:`Analysis` (node checks, edges, arity, cycles,
-reachability, shape propagation, the report, the size budget) and produces a :class:`ShapeReport`;
+reachability, shape propagation, ties, the report, outputs, gradients, the size budget) and produces a :class:`ShapeReport`;
 :func:`builder.validate` returns its problems and :func:`infer_shapes` the whole report. Example::
 
     >>> from builder import load_template
@@ -449,6 +449,18 @@ def build_report(a: Analysis) -> None:
     a.report = report
 
 
+def check_outputs(a: Analysis) -> None:
+    """A graph needs a layer after its Inputs: the model's outputs are the nodes no other node reads, and an Input is
+    never one. A graph of Inputs alone compiled to a forward returning nothing (no loss to train) and failed its ONNX
+    export in onnxruntime. (Nodes on cycles are no outputs either; their cycle is the problem reported.)"""
+    if a.report is None or a.report.output_nodes or not a.inputs or a.cyclic:
+        return
+    names = ", ".join(f"`{n}`" for n in a.inputs[:3]) + (" ..." if len(a.inputs) > 3 else "")
+    a.error(a.inputs[0], "no_output", f"a graph needs at least one layer after its Input, whose result is the model's "
+            f"output; received: Input nodes only ({names}), feeding no layer. Fix: connect a layer to `{a.inputs[0]}` "
+            "(e.g. a Linear, or an Output node to return the input as it is)")
+
+
 def _ordered_inputs(spec: LayerSpec, preds: list[tuple[Edge, str]]) -> list[tuple[Edge, str]]:
     """Inputs in call order: named ports in spec order; variadic ones by numeric target_port, then edge order."""
     if spec.variadic:
@@ -546,7 +558,7 @@ def check_gradient(a: Analysis) -> None:
 
 #: The phases of one analysis pass, in order; each reads what the earlier ones left on the :class:`Analysis`.
 PHASES = (check_nodes, check_edges, check_arity, check_cycles, check_reachability, propagate_shapes, check_ties,
-          build_report, check_gradient, check_budget)
+          build_report, check_outputs, check_gradient, check_budget)
 
 
 def analyse(graph: Graph, budget: Budget | None = None) -> Analysis:

@@ -334,6 +334,10 @@ class LayerSpec:
             Sigmoid, Tanh, Softmax compute their gradient from their result), ``"both"`` or ``"none"`` (views,
             sums, concatenation). Anything else they keep (pooling indices, dropout masks, attention weights,
             recurrent gates) is the ``work`` of their :class:`Cost`. Read by :mod:`builder.graph.memory`.
+        check: params -> messages for rules between the node's own parameters that need no input (Hardtanh's
+            min_val below max_val, a transposed convolution's output padding below its stride or dilation); read by
+            :meth:`resolve_params` once every value is within its own range, so validation reports them on the
+            node whatever feeds it (a shape rule runs only on a healthy input).
         grad: (params, input types) -> whether a gradient flows from the node's float inputs (and its own
             parameters) to its output; None means it does. ``Detach`` never; an ``Op`` as its call on meta tensors
             says (``aten.detach``, ``aten.zeros_like``: no). Read by :func:`builder.graph.shapes.check_gradient`.
@@ -365,6 +369,7 @@ class LayerSpec:
     make_module: Callable[[dict, list[TensorType]], Any] | None = None
     counts: Callable[[dict, list[TensorType]], tuple[int, int]] | None = None
     grad: Callable[[dict, list[TensorType]], bool] | None = None
+    check: Callable[[dict], list[str]] | None = None
 
     def __post_init__(self) -> None:
         if self.saves not in SAVES:
@@ -416,6 +421,8 @@ class LayerSpec:
                     errors.append(f"`{p.name}` is required for {self.type}. Fix: set it, e.g. {p.default!r}")
                 v = p.default
             out[p.name] = list(v) if isinstance(v, tuple) else v
+        if not errors and self.check is not None:  # between values that each passed their own range
+            errors += self.check(out)
         return out, errors
 
     def port_info(self) -> dict:

@@ -416,6 +416,11 @@ META_LAX = {
     "celu_alpha_zero": ("aten.celu", [T0, 0.0], {}, (4,)),
     "empty_output": ("aten.slice.Tensor", [T0, 1, 2, 2], {}, (4,)),  # (B, 0): adaptive pools' backward refuses it
     "internal_attention": ("aten._scaled_dot_product_flash_attention_for_cpu", [T0, T0, T0], {}, (2, 3, 4)),
+    # probe of h-graphs: attention's dropout_p drops in evaluation too (an Op has no training mode: the exported .py
+    # gave other values), and a negative one fails the CPU forward ("Currently do not support dropout > 0")
+    "attention_dropout_in_eval": ("aten.scaled_dot_product_attention", [T0, T0, T0], {"dropout_p": 0.5}, (2, 3, 4)),
+    "attention_negative_dropout": ("aten.scaled_dot_product_attention", [T0, T0, T0], {"dropout_p": -1.0},
+                                   (2, 3, 4)),
     # make fuzz, operator fuzzer (seed 2232740939): graphs 758/759 (uninitialised values: the exported .py gave
     # others), 2536/2537 (one_hot of ids 0..2 into 1 class: "Class values must be smaller than num_classes")
     "empty_uninitialised": ("aten.empty.memory_format", [[{"b": 1}, 1]], {}, (4,)),
@@ -597,6 +602,7 @@ def test_an_operator_after_a_strided_operator_gets_the_strides_it_was_analysed_w
 
 
 # probe of h-probe2: convolution arguments the meta kernels take and the CPU kernels refuse in the forward
+_BIAS3 = {"tensor": [0.0, 0.0, 0.0], "dtype": "float32", "shape": [3]}
 CONV_LAX = {
     "negative_padding": ("aten.conv2d", [T0, {"w": "k"}, None, [1, 1], [-1, -1]], [2, 2, 3, 3]),  # "negative padding"
     "negative_padding_1d": ("aten.conv1d", [T0, {"w": "k"}, None, [1], [-2]], [2, 2, 3]),
@@ -608,6 +614,18 @@ CONV_LAX = {
                                                                  [1, 1]], [2, 2, 3, 3]),
     "output_padding_too_large_convolution": ("aten.convolution", [T0, {"w": "k"}, None, [2, 2], [0, 0], [1, 1],
                                                                   True, [0, 2], 1], [2, 2, 3, 3]),
+    # probe of h-graphs: groups and bias against the weight ("Given groups=2, expected weight to be divisible by 2 at
+    # dimension 0", "expected bias to be 1-dimensional with 2 elements"), which meta kernels do not check
+    "groups_not_dividing_out_channels": ("aten.conv2d", [T0, {"w": "k"}, None, [1, 1], [0, 0], [1, 1], 2],
+                                         [3, 1, 3, 3]),
+    "groups_not_dividing_out_channels_1d": ("aten.conv1d", [T0, {"w": "k"}, None, [1], [0], [1], 2], [3, 1, 3]),
+    "groups_not_dividing_out_channels_convolution": ("aten.convolution", [T0, {"w": "k"}, None, [1, 1], [0, 0],
+                                                                          [1, 1], False, [0, 0], 2], [3, 1, 3, 3]),
+    "groups_not_dividing_in_channels_transposed": ("aten.conv_transpose2d.input", [T0, {"w": "k"}, None, [1, 1],
+                                                                                   [0, 0], [0, 0], 3], [2, 1, 3, 3]),
+    "bias_not_one_per_out_channel": ("aten.conv2d", [T0, {"w": "k"}, _BIAS3], [2, 2, 3, 3]),
+    "bias_not_one_per_out_channel_transposed": ("aten.conv_transpose2d.input", [T0, {"w": "k"}, _BIAS3],
+                                                [2, 2, 3, 3]),
 }
 
 

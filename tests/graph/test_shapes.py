@@ -376,6 +376,7 @@ PHASE_CODES = {
     "propagate_shapes": {"shape", "bad_param", "warning"},
     "check_ties": {"bad_share"},
     "build_report": set(),
+    "check_outputs": {"no_output"},
     "check_gradient": {"no_gradient"},
     "check_budget": {"budget"},
 }
@@ -431,3 +432,17 @@ def test_phases_leave_their_results_on_the_analysis():
     rep = analyse(graph).report
     assert rep.output_nodes == ["fc"] and rep.total_params == 64 * 3 + 3
     assert analyse(graph, Budget(max_params=10)).report.problems[-1].code == "budget"
+
+
+def test_a_graph_of_inputs_alone_has_no_output_and_says_so():
+    """Inputs are never outputs: a graph of Input nodes alone validated clean, compiled to a forward returning nothing
+    (no loss to train) and failed its ONNX export in onnxruntime ("OrtValue indexes should have been populated";
+    40 of 187 accepted graphs of the graph fuzzer, seed 777007)."""
+    x = {"id": "x", "type": "Input", "params": {"shape": [4]}}
+    y = {"id": "y", "type": "Input", "params": {"shape": [3]}}
+    for nodes in ([x], [x, y]):
+        problems = validate({"nodes": nodes, "edges": []})
+        assert [(p.code, p.node) for p in problems] == [("no_output", "x")], problems
+        assert "; received: " in problems[0].message and "Fix: " in problems[0].message
+    fed = {"nodes": [x, y, {"id": "out", "type": "Output"}], "edges": [{"source": "y", "target": "out"}]}
+    assert validate(fed) == []  # an unused Input beside a network is no problem of this kind

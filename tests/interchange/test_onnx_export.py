@@ -99,6 +99,17 @@ def test_every_layer_exports_matches_onnxruntime_and_imports_back(spec, data, tm
     assert res.report["total_params"] == report.total_params, (spec.type, params)
 
 
+@pytest.mark.parametrize("layer, shape", [("ConvTranspose2d", [2, 4, 4]), ("ConvTranspose1d", [2, 4])])
+def test_a_transposed_convolution_at_its_largest_output_padding_exports(layer, shape):
+    """The layers' rule (output_padding below the stride) is onnxruntime's: at stride - 1, with a larger dilation, the
+    export runs and matches (at output_padding = stride it failed in onnxruntime; validation now refuses it)."""
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": shape}},
+                       {"id": "up", "type": layer, "params": {"out_channels": 2, "stride": 2, "dilation": 3,
+                                                               "output_padding": 1}}],
+             "edges": [{"source": "x", "target": "up"}]}
+    assert export_onnx(graph, None).max_abs_diff < 1e-4
+
+
 def test_export_writes_nothing_when_weights_do_not_fit(tmp_path):
     other = compile_graph(load_template("cnn").graph).state_dict()
     with pytest.raises(ExportError, match="weights do not fit"):

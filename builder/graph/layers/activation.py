@@ -45,17 +45,16 @@ _ACT = [("ReLU", [], "max(0, x)."),
 _FROM_RESULT = ("ReLU", "Sigmoid", "Tanh")  # their gradients are computed from the output, not the input
 
 
-def _hardtanh_shape(p, ins):
-    t = _same_float(p, ins)
-    if p["min_val"] >= p["max_val"]:
-        raise ShapeError(f"min_val must be below max_val; received: min_val={p['min_val']}, max_val={p['max_val']}. "
-                         "Fix: swap them")
-    return t
+def _hardtanh_check(p: dict) -> list[str]:
+    if p["min_val"] < p["max_val"]:  # nn.Hardtanh asserts max_val > min_val
+        return []
+    return [f"`min_val` must be below `max_val`; received: min_val={p['min_val']:g}, max_val={p['max_val']:g}. Fix: "
+            + ("swap them" if p["min_val"] > p["max_val"] else "lower min_val or raise max_val")]
 
 
 for _name, _params, _desc in _ACT:
-    register(LayerSpec(_name, "Activation", _desc, params=_params, ctor=_mod(_name),
-                       shape=_hardtanh_shape if _name == "Hardtanh" else _same_float,
+    register(LayerSpec(_name, "Activation", _desc, params=_params, ctor=_mod(_name), shape=_same_float,
+                       check=_hardtanh_check if _name == "Hardtanh" else None,
                        saves="output" if _name in _FROM_RESULT else "input"))
 
 

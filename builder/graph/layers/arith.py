@@ -127,12 +127,10 @@ _ARITH = {"add": ("x + c", operator.add, False), "sub": ("x - c", operator.sub, 
           "rdiv": ("c / x", operator.truediv, True)}
 
 
-def _arith_shape(p, ins):
-    t = _same_float(p, ins)
+def _arith_check(p: dict) -> list[str]:
     if p["op"] == "div" and p["constant"] == 0:
-        raise ShapeError("dividing by 0 gives inf or NaN; received: op='div', constant=0. Fix: use a non-zero "
-                         "constant")
-    return t
+        return ["dividing by 0 gives inf or NaN; received: op='div', constant=0. Fix: use a non-zero constant"]
+    return []
 
 
 def _arith_emit(e, attr, p, ins, types):
@@ -147,7 +145,7 @@ register(LayerSpec(
     params=[Param("op", "choice", "mul", "The operation: " + ", ".join(f"{k}: {v[0]}" for k, v in _ARITH.items()) + ".",
                   choices=tuple(_ARITH)),
             Param("constant", "float", 1.0, "The constant c.", min=-1e6, max=1e6)],
-    shape=_arith_shape, emit=_arith_emit))
+    shape=_same_float, check=_arith_check, emit=_arith_emit))
 
 # ----------------------------------------------------------------------------------------- unary functions
 
@@ -169,20 +167,19 @@ for _name, _m, _desc in _UNARY:
                        saves="output" if _m in ("sqrt", "exp", "reciprocal") else "none" if _m == "neg" else "input"))
 
 
-def _clamp_shape(p, ins):
-    t = _same_float(p, ins)
+def _clamp_check(p: dict) -> list[str]:
     if p["min"] is None and p["max"] is None:
-        raise ShapeError("Clamp needs a bound; received: min=None, max=None. Fix: set min, max or both")
+        return ["Clamp needs a bound; received: min=None, max=None. Fix: set min, max or both"]
     if p["min"] is not None and p["max"] is not None and p["min"] > p["max"]:
-        raise ShapeError(f"min must not exceed max; received: min={p['min']}, max={p['max']}. Fix: swap them")
-    return t
+        return [f"`min` must not exceed `max`; received: min={p['min']:g}, max={p['max']:g}. Fix: swap them"]
+    return []
 
 
 register(LayerSpec(
     "Clamp", "Math", "Limits values to [min, max] (either bound may be empty).",
     params=[Param("min", "float", 0.0, "Lower bound (empty: none).", min=-1e6, max=1e6, nullable=True),
             Param("max", "float", 1.0, "Upper bound (empty: none).", min=-1e6, max=1e6, nullable=True)],
-    shape=_clamp_shape, emit=lambda e, attr, p, ins, types: e.method("clamp", ins[0], p["min"], p["max"])))
+    shape=_same_float, check=_clamp_check, emit=lambda e, attr, p, ins, types: e.method("clamp", ins[0], p["min"], p["max"])))
 
 # ----------------------------------------------------------------------------------------- Constant, Parameter
 
@@ -191,12 +188,15 @@ _SOURCE_SHAPE = Param("shape", "int_list", [1, 8], "Size of the tensor without t
 _MAX_VALUES = 10_000_000
 
 
+def _source_check(p: dict) -> list[str]:
+    if math.prod(p["shape"]) > _MAX_VALUES:
+        return [f"the tensor is too large ({math.prod(p['shape']):,} values); received: shape={list(p['shape'])}. "
+                f"Fix: use at most {_MAX_VALUES:,} values"]
+    return []
+
+
 def _source_shape(p, ins):
-    shape = tuple(p["shape"])
-    if math.prod(shape) > _MAX_VALUES:
-        raise ShapeError(f"the tensor is too large ({math.prod(shape):,} values); received: shape={list(shape)}. "
-                         f"Fix: use at most {_MAX_VALUES:,} values")
-    return TensorType(shape)
+    return TensorType(tuple(p["shape"]))
 
 
 def _batch_of(e, x):
@@ -212,7 +212,7 @@ register(LayerSpec(
     "Constant", "Inputs", "A fixed tensor of `shape` filled with `value`, repeated over the batch of its input "
     "(the input only gives the batch size).",
     params=[_SOURCE_SHAPE, Param("value", "float", 0.0, "The value of every element.", min=-1e6, max=1e6)],
-    shape=_source_shape, inputs=("like",), input_kind=ANY, emit=_constant_emit, saves="none"))
+    shape=_source_shape, check=_source_check, inputs=("like",), input_kind=ANY, emit=_constant_emit, saves="none"))
 
 
 def _param_ctor(p, ins):
@@ -235,4 +235,5 @@ register(LayerSpec(
     "sample of the batch of its input (the input only gives the batch size). Counted as model parameters.",
     params=[_SOURCE_SHAPE, Param("init", "choice", "normal", "Initial values: standard normal or zeros.",
                                  choices=("normal", "zeros"))],
-    shape=_source_shape, inputs=("like",), input_kind=ANY, ctor=_param_ctor, emit=_param_emit, strides="any", saves="none"))
+    shape=_source_shape, check=_source_check, inputs=("like",), input_kind=ANY, ctor=_param_ctor, emit=_param_emit,
+    strides="any", saves="none"))

@@ -96,14 +96,22 @@ register(LayerSpec(
     doc_url="https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html"))
 
 
+def _output_padding_check(p: dict) -> list[str]:
+    """A transposed convolution's output padding lies below its stride in every dimension: torch takes up to
+    max(stride, dilation) - 1, onnxruntime only stride - 1 (its ConvTranspose failed the ONNX export beyond)."""
+    for op, s in zip(_pair(p["output_padding"]), _pair(p["stride"]), strict=True):
+        if op >= s:
+            return [f"`output_padding` must be smaller than the stride in every dimension (ONNX Runtime's rule; "
+                    f"torch would take it up to the dilation, and the ONNX export then fails); received: "
+                    f"output_padding={p['output_padding']}, stride={p['stride']}. Fix: use output_padding ≤ {s - 1} "
+                    "there, or a larger stride"]
+    return []
+
+
 def _convT2d_shape(p, ins):
     t = _conv_input(p, ins, 3, "image")
     c, h, w = t.shape
     k, s, pad, d, op = (_pair(p[n]) for n in ("kernel_size", "stride", "padding", "dilation", "output_padding"))
-    for i in range(2):
-        if op[i] >= max(s[i], d[i]):
-            raise ShapeError(f"output_padding must be smaller than stride or dilation; received: output_padding={p['output_padding']}, "
-                             f"stride={p['stride']}. Fix: lower output_padding")
     oh = (h - 1) * s[0] - 2 * pad[0] + d[0] * (k[0] - 1) + op[0] + 1
     ow = (w - 1) * s[1] - 2 * pad[1] + d[1] * (k[1] - 1) + op[1] + 1
     if oh < 1 or ow < 1:
@@ -116,7 +124,7 @@ register(LayerSpec(
     params=[*_CONV_PARAMS_2D[:4],
             Param("output_padding", "int_or_pair", 0, "Extra size added to one side of the output.", min=0, max=1024),
             *_CONV_PARAMS_2D[4:]],
-    shape=_convT2d_shape, inferred=("in_channels",),
+    shape=_convT2d_shape, inferred=("in_channels",), check=_output_padding_check,
     ctor=lambda p, ins: ("ConvTranspose2d", {"in_channels": ins[0].shape[0], **p})))
 
 
@@ -125,9 +133,6 @@ def _convT1d_shape(p, ins):
     t = _conv_input(p, ins, 2, "sequence")
     c, n = t.shape
     k, s, pad, d, op = (p[n_] for n_ in ("kernel_size", "stride", "padding", "dilation", "output_padding"))
-    if op >= max(s, d):
-        raise ShapeError(f"output_padding must be smaller than stride or dilation; received: output_padding={op}, "
-                         f"stride={s}, dilation={d}. Fix: use output_padding ≤ {max(s, d) - 1}")
     out = (n - 1) * s - 2 * pad + d * (k - 1) + op + 1
     if out < 1:
         raise ShapeError(f"padding {pad} leaves no output for input {t}; received: padding={pad}. Fix: reduce padding")
@@ -139,7 +144,7 @@ register(LayerSpec(
     params=[*_CONV_PARAMS_1D[:4],
             _int("output_padding", 0, "Extra length added to one side of the output.", lo=0, hi=1024),
             *_CONV_PARAMS_1D[4:]],
-    shape=_convT1d_shape, inferred=("in_channels",),
+    shape=_convT1d_shape, inferred=("in_channels",), check=_output_padding_check,
     ctor=lambda p, ins: ("ConvTranspose1d", {"in_channels": ins[0].shape[0], **p})))
 
 # ----------------------------------------------------------------------------------------- Pooling
@@ -158,9 +163,6 @@ def _pool_shape(dims: int, dilation: bool):
         d = (_pair(p["dilation"]) if dims == 2 else (p["dilation"],)) if dilation else (1,) * dims
         out = []
         for i in range(dims):
-            if pad[i] * 2 > k[i]:
-                raise ShapeError(f"padding must be at most half the kernel; received: padding={p['padding']}, "
-                                 f"kernel_size={p['kernel_size']}. Fix: lower padding")
             n = _conv_len(spatial[i], k[i], s[i], pad[i], d[i])
             if n < 1:
                 raise ShapeError(f"the pooling window {p['kernel_size']} is larger than the input {t}. "
@@ -175,6 +177,14 @@ def _pool_shape(dims: int, dilation: bool):
             out.append(n)
         return TensorType((t.shape[0], *out))
     return rule
+
+
+def _pool_check(p: dict) -> list[str]:
+    """A pooling window's padding is at most half the window, in every dimension (torch's rule)."""
+    if any(pad * 2 > k for pad, k in zip(_pair(p["padding"]), _pair(p["kernel_size"]), strict=True)):
+        return [f"`padding` must be at most half the kernel; received: padding={p['padding']}, kernel_size="
+                f"{p['kernel_size']}. Fix: lower padding"]
+    return []
 
 
 def _padding_only_window(size: int, k: int, s: int, pad: int, d: int, n: int) -> int | None:
@@ -202,10 +212,10 @@ def _pool_params(dims: int, dilation: bool) -> list[Param]:
 
 for _dims in (1, 2):
     register(LayerSpec(f"MaxPool{_dims}d", "Pooling", f"{_dims}-d max pooling.", params=_pool_params(_dims, True),
-                       shape=_pool_shape(_dims, True), ctor=_mod(f"MaxPool{_dims}d"),
+                       shape=_pool_shape(_dims, True), ctor=_mod(f"MaxPool{_dims}d"), check=_pool_check,
                        cost=lambda p, ins, outs: Cost(work=2 * _out(outs).numel)))  # int64 argmax indices
     register(LayerSpec(f"AvgPool{_dims}d", "Pooling", f"{_dims}-d average pooling.", params=_pool_params(_dims, False),
-                       shape=_pool_shape(_dims, False), ctor=_mod(f"AvgPool{_dims}d")))
+                       shape=_pool_shape(_dims, False), ctor=_mod(f"AvgPool{_dims}d"), check=_pool_check))
 
 
 def _adaptive_shape(dims: int):

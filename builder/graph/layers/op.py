@@ -227,6 +227,10 @@ OP_NODE_REFUSED = frozenset({"_native_multi_head_attention", "_scaled_dot_produc
 #: training, Explain and the exported ``.py``); an Op node has no in-place operator that would fill it.
 UNINITIALISED_OPS = frozenset({"empty", "new_empty", "empty_like", "empty_strided"})
 _DROPOUTS = ("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
+#: Arguments of other operators that drop values at random while their ``train`` is not false (attention's
+#: ``dropout_p`` always): an Op node has no training mode, so they must be 0.
+_DROP_ARGS = {"scaled_dot_product_attention": "dropout_p", "lstm": "dropout", "gru": "dropout",
+              "rnn_tanh": "dropout", "rnn_relu": "dropout"}
 #: Arguments asking for sparse gradients, which Adam and AdamW refuse at their first step ("Adam does not support
 #: sparse gradients"); an Op's gradients are dense, as every layer's.
 _SPARSE_ARGS = ("sparse", "sparse_grad")
@@ -373,6 +377,43 @@ def _check_output_padding(p: dict, bound: dict) -> None:
                              f"dilation={bound.get('dilation')}. Fix: use an output padding of at most {max(s, d) - 1}")
 
 
+def _check_convolution(p: dict, name: str, bound: dict, ins: list[TensorType], shapes: dict) -> None:
+    """A convolution's arguments the CPU kernel checks and the meta kernel does not: padding, stride, dilation and
+    output padding; channels, groups and bias against the weight ("Given groups=2, expected weight to be divisible by
+    2 at dimension 0", "expected bias to be 1-dimensional with 4 elements")."""
+    transposed = name.startswith("conv_transpose") or (name in ("convolution", "_convolution")
+                                                       and bool(bound.get("transposed")))
+    x, weight, bias = (_shape_of(bound.get(k), ins, shapes) for k in ("input", "weight", "bias"))
+    if transposed and x and weight and len(x) > 1 and x[1] != weight[0]:
+        raise ShapeError(f"{p['op']}: the input's channels must equal the weight's first size; received: input "
+                         f"{list(x[1:])}, weight {list(weight)}. Fix: feed {weight[0]} channels")
+    if transposed:
+        _check_output_padding(p, bound)
+    pad = bound.get("padding")
+    if any(isinstance(v, int) and v < 0 for v in (pad if isinstance(pad, list) else [pad])):
+        raise ShapeError(f"{p['op']}: padding must not be negative (the CPU kernel refuses it); received: "
+                         f"padding={pad}. Fix: use 0 or more, and crop with aten.slice (or a Slice layer) after it")
+    for arg in ("stride", "dilation"):
+        v = bound.get(arg)
+        if any(isinstance(x, int) and x < 1 for x in (v if isinstance(v, list) else [v])):
+            raise ShapeError(f"{p['op']}: `{arg}` must be at least 1 in every dimension (the CPU kernel refuses "
+                             f"less); received: {arg}={v}. Fix: use 1 or more")
+    groups = bound.get("groups", 1)
+    if not weight or len(weight) < 2 or min(weight) < 0 or not isinstance(groups, int) or isinstance(groups, bool) \
+            or groups < 1:
+        return  # the meta kernel refuses these itself (a weight from a batched input: its own shape problem)
+    what = "input" if transposed else "output"
+    if weight[0] % groups:
+        fits = [d for d in range(1, min(weight[0], 64) + 1) if weight[0] % d == 0]
+        raise ShapeError(f"{p['op']}: groups must divide the weight's first size (its {weight[0]} {what} channels); "
+                         f"received: groups={groups}, weight {list(weight)}. Fix: use one of {fits}")
+    out = weight[1] * groups if transposed else weight[0]
+    if bias is not None and bias != (out,):
+        raise ShapeError(f"{p['op']}: the bias holds one value per output channel, {out} here (weight "
+                         f"{list(weight)}{f', groups={groups}' if transposed and groups > 1 else ''}); received: bias "
+                         f"of shape {list(bias)}. Fix: give a bias of shape [{out}], or none")
+
+
 def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels
     (``bound``: the call's arguments by name, as :func:`resolve_call` bound them)."""
@@ -412,22 +453,13 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
                          f"received: train={bound.get('train')}. Fix: use a Dropout layer, or train=false")
     w, b = consts(p)
     shapes = {**w, **b}
-    if name.startswith("conv_transpose") or (name in ("convolution", "_convolution") and bound.get("transposed")):
-        x, weight = (_shape_of(bound.get(k), ins, shapes) for k in ("input", "weight"))
-        if x and weight and len(x) > 1 and x[1] != weight[0]:
-            raise ShapeError(f"{p['op']}: the input's channels must equal the weight's first size; received: input "
-                             f"{list(x[1:])}, weight {list(weight)}. Fix: feed {weight[0]} channels")
-        _check_output_padding(p, bound)
     if name.startswith("conv") or name == "_convolution":
-        pad = bound.get("padding")
-        if any(isinstance(v, int) and v < 0 for v in (pad if isinstance(pad, list) else [pad])):
-            raise ShapeError(f"{p['op']}: padding must not be negative (the CPU kernel refuses it); received: "
-                             f"padding={pad}. Fix: use 0 or more, and crop with aten.slice (or a Slice layer) after it")
-        for arg in ("stride", "dilation"):
-            v = bound.get(arg)
-            if any(isinstance(x, int) and x < 1 for x in (v if isinstance(v, list) else [v])):
-                raise ShapeError(f"{p['op']}: `{arg}` must be at least 1 in every dimension (the CPU kernel refuses "
-                                 f"less); received: {arg}={v}. Fix: use 1 or more")
+        _check_convolution(p, name, bound, ins, shapes)
+    arg = _DROP_ARGS.get(name)
+    if arg and bound.get(arg) not in (None, 0) and bound.get("train") is not False:
+        raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode), and the "
+                         f"CPU kernel refuses a negative one; received: {arg}={bound.get(arg)}. Fix: set {arg} to 0 "
+                         "(and add a Dropout layer after the node)")
     for ops, (arg, lo, hi) in _RANGES.items():
         v = bound.get(arg)
         if name in ops and isinstance(v, int | float) and not lo <= v <= hi:

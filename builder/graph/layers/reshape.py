@@ -69,8 +69,6 @@ def _reshape_shape(p, ins):
     (t,) = ins
     target = list(p["shape"])
     total = t.numel
-    if target.count(-1) > 1:
-        raise ShapeError(f"at most one size may be -1; received: shape={target}. Fix: give all sizes but one")
     known = math.prod(s for s in target if s != -1)
     if -1 in target:
         if known == 0 or total % known:
@@ -85,7 +83,8 @@ def _reshape_shape(p, ins):
 register(LayerSpec(
     "Reshape", "Reshape", "Reshapes each sample to `shape` (one size may be -1).",
     params=[Param("shape", "int_list", [-1], "New shape without the batch dimension.", min=-1, max=MAX_SIZE)],
-    shape=_reshape_shape,
+    shape=_reshape_shape, check=lambda p: [f"at most one size may be -1; received: shape={p['shape']}. Fix: give all "
+                                           "sizes but one"] if p["shape"].count(-1) > 1 else [],
     emit=lambda e, attr, p, ins, types: e.method("reshape", ins[0], -1, *_reshape_shape(p, types).shape), saves="none"))
 
 
@@ -96,15 +95,14 @@ def _permute_shape(p, ins):
     if sorted(dims) != list(range(full)):
         raise ShapeError(f"`dims` must be a permutation of 0..{full - 1} for a {full}-d input {t}; received: "
                          f"dims={dims}. Fix: e.g. {[0, *range(full - 1, 0, -1)]}")
-    if dims[0] != 0:
-        raise ShapeError(f"the batch dimension must stay first; received: dims={dims}. Fix: start with 0")
     return TensorType(tuple(t.shape[d - 1] for d in dims[1:]), t.kind, t.vocab)
 
 
 register(LayerSpec(
     "Permute", "Reshape", "Reorders dimensions (torch numbering; 0, the batch, stays first), e.g. [0, 2, 1].",
     params=[Param("dims", "int_list", [0, 2, 1], "New order of the dimensions.", min=0, max=8)],
-    shape=_permute_shape,
+    shape=_permute_shape, check=lambda p: [f"the batch dimension must stay first; received: dims={p['dims']}. Fix: "
+                                           "start with 0"] if p["dims"][0] != 0 else [],
     emit=lambda e, attr, p, ins, types: e.method("permute", ins[0], *p["dims"]), strides="any", saves="none"))
 
 

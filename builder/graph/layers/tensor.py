@@ -225,9 +225,6 @@ def _pad_shape(p, ins):
     (t,) = ins
     _float(t)
     pads, mode, r = p["pad"], p["mode"], len(t.shape)
-    if len(pads) % 2:
-        raise ShapeError(f"pad needs a pair (before, after) per dimension, last dimension first; received: pad={pads}. "
-                         f"Fix: e.g. {[*pads, 0]}")
     k = len(pads) // 2
     if k > r:
         raise ShapeError(f"pad names {k} dimensions but the input {t} has {r} besides the batch; received: pad={pads}. "
@@ -265,7 +262,9 @@ register(LayerSpec(
             Param("mode", "choice", "constant", "Fill with `value`, mirror the border (reflect), repeat the edge "
                   "(replicate) or wrap around (circular).", choices=("constant", "reflect", "replicate", "circular")),
             Param("value", "float", 0.0, "Fill value for mode 'constant'.", min=-1e6, max=1e6)],
-    shape=_pad_shape, emit=_pad_emit, saves="none"))
+    shape=_pad_shape, emit=_pad_emit, saves="none",
+    check=lambda p: [f"pad needs a pair (before, after) per dimension, last dimension first; received: pad={p['pad']}. "
+                     f"Fix: e.g. {[*p['pad'], 0]}"] if len(p["pad"]) % 2 else []))
 
 # ----------------------------------------------------------------------------------------- PixelShuffle
 
