@@ -248,7 +248,12 @@ class Trainer(RunControl):
         self._gen = torch.Generator().manual_seed(cfg.seed)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
-            raise TrainingError("the model has no trainable parameters (every node frozen?); unfreeze a node")
+            total = sum(p.numel() for p in self.model.parameters())
+            raise TrainingError(
+                "training needs learned parameters; received: a network without any (only layers without weights, "
+                "e.g. Input → ReLU). Fix: add a layer that learns, such as Linear or Conv2d" if total == 0 else
+                f"training needs parameters that are not frozen; received: {total:,} parameters, every one frozen. "
+                "Fix: unfreeze at least one node (Train › fine-tuning)")
         n = len(ds.train)
         if n == 0:
             raise TrainingError("the training split is empty")

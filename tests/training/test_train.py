@@ -182,8 +182,11 @@ def test_mismatched_model_is_a_clear_error(moons):
     frozen = mlp()
     for p in frozen.parameters():
         p.requires_grad_(False)
-    with pytest.raises(TrainingError, match="no trainable parameters"):
+    with pytest.raises(TrainingError, match="every one frozen. Fix: unfreeze"):
         Trainer(frozen, moons, {"epochs": 1}).fit()
+    # a network without weights was told "every node frozen?" (found by the graph fuzzer: Input → ReLU validates)
+    with pytest.raises(TrainingError, match="a network without any .*Fix: add a layer that learns"):
+        Trainer(torch.nn.ReLU(), moons, {"epochs": 1}).fit()
 
 
 def test_seed_reproducible(moons):
