@@ -27,10 +27,10 @@ from builder.search.results import study_settings
 from builder.search.settings import StudySettings, objective_direction
 from builder.search.space import parse_space
 from builder.search.storage import (
-    RUNNER_SUFFIX,
     claim_study,
     default_storage,
     load_study,
+    runner_records,
     study_display_name,
     study_files,
 )
@@ -69,10 +69,8 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
 def live_runners(workspace: str | Path, owner: str) -> int:
     """How many study runners of ``owner`` run now: the runner files of its studies
     (:func:`builder.search.storage.study_files`) that name a live process (a reused pid does not count)."""
-    folder = study_files(workspace, owner, "x")["runner"].parent
     try:
-        return sum(token_alive(f.read_text(encoding="utf-8").strip()) for f in folder.glob(f"*{RUNNER_SUFFIX}")
-                   if f.is_file() and not f.is_symlink())
+        return sum(token_alive(f.read_text(encoding="utf-8").strip()) for f in runner_records(workspace, owner))
     except OSError:
         return 0
 

@@ -135,6 +135,16 @@ def study_files(workspace: str | Path, owner: str, name: str) -> dict[str, Path]
             "tmp": base.with_name(base.name + ".tmp"), "runner": base.with_name(base.name + RUNNER_SUFFIX)}
 
 
+def runner_records(workspace: str | Path, owner: str) -> list[Path]:
+    """The ``runner`` files (:func:`study_files`) of every study of ``owner``: those in its key's folder (all in
+    ``<workspace>/studies/`` for the CLI's local user), links left out."""
+    folder = (Path(workspace) / STUDIES_DIR / study_key(workspace, owner, "x")).parent
+    try:
+        return [f for f in folder.glob(f"*{RUNNER_SUFFIX}") if f.is_file() and not f.is_symlink()]
+    except OSError:
+        return []
+
+
 def _recorded_owner(attrs: dict | None) -> str | None:
     """The owner a study's LayerLab settings record (None when they record none)."""
     value = (attrs or {}).get("owner") if isinstance(attrs, dict) else None
@@ -315,6 +325,6 @@ def request_stop(storage: str, name: str, *, owner: str | None = None, workspace
     load_study(storage, name, owner=owner, workspace=workspace).set_user_attr(STOP_ATTR, time.time())
 
 
-__all__ = ["default_storage", "open_storage", "valid_study_name", "study_key", "study_display_name", "study_files",
+__all__ = ["runner_records", "default_storage", "open_storage", "valid_study_name", "study_key", "study_display_name", "study_files",
            "resolve_study", "claim_study", "list_studies", "study_owner", "load_study",
            "request_stop", "STUDY_DB", "STUDIES_DIR"]
