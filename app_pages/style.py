@@ -11,7 +11,7 @@ from builder.escape import hide_paths, md_lines
 
 CSS = """
 <style>
-.block-container {padding: 1.6rem 1.5rem 1.5rem 1.5rem !important; max-width: 100%;}
+.block-container {padding: 2.6rem 1.5rem 1.5rem 1.5rem !important; max-width: 100%;}  /* the title clears the header bar */
 section[data-testid="stSidebar"][data-collapsed="false"] {width: 248px !important; min-width: 248px !important;}
 /* narrow windows: the sidebar floats over the page instead of squeezing it (collapse it with its « button;
    Streamlit remembers that per browser) */
@@ -40,6 +40,9 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
 .st-key-ll_confirm_box {scroll-margin-top: 72px;}
 /* ... and starts with its question: the element of that scroll script took an empty row above it */
 .st-key-ll_confirm_box [data-testid="stElementContainer"]:has(> [data-testid="stHtml"]) {display: none;}
+/* the identity cookie's zero-height script (app_pages/state.py) takes no row of the page: in the flow it cost a
+   first visit 16 px above every page's title */
+.st-key-ll_identity {position: absolute !important; width: 0; height: 0; overflow: hidden;}
 /* Build page: the first-visit guide is one compact row (the canvas below it takes the page) */
 .st-key-ll_first_visit {padding: 0.35rem 0.75rem !important; gap: 0.3rem !important;}
 .st-key-ll_first_visit p {margin-bottom: 0 !important; font-size: 0.92rem;}
@@ -108,7 +111,7 @@ def md(text) -> str:
 
 
 def style() -> None:
-    st.markdown(CSS, unsafe_allow_html=True)
+    st.html(CSS)  # style tags only: Streamlit keeps them out of the page's rows (a markdown element took one)
 
 
 # Below NARROW_PX the sidebar floats over the page (CSS above) and covered the left third of the canvas at

@@ -38,6 +38,11 @@ PORTS_LAID_OUT_JS = """() => [...document.querySelectorAll('[data-testid="stBidi
   const r = h.shadowRoot && h.shadowRoot.querySelector('.ll-root'); if (!r) return false;
   const hs = [...r.querySelectorAll('.react-flow__node .react-flow__handle')];
   return hs.length > 0 && hs.every((e) => { const b = e.getBoundingClientRect(); return b.width > 0 && b.height > 0; }); })"""
+# the rows above the canvas (tag, key or test id, top, height), named in the message when the canvas starts too low
+ROWS_ABOVE_JS = """() => [...document.querySelectorAll('.block-container [data-testid=stElementContainer], .block-container [data-testid=stLayoutWrapper]')]
+  .filter((e) => !e.parentElement.closest('[data-testid=stElementContainer], [data-testid=stLayoutWrapper]'))
+  .map((e) => { const b = e.getBoundingClientRect(); const k = [...e.classList, ...(e.firstElementChild?.classList || [])].find((c) => c.startsWith('st-key-'));
+                return `${k || e.firstElementChild?.dataset.testid || e.tagName} @${Math.round(b.top)}+${Math.round(b.height)}`; })"""
 FITTED_NOW_JS = """() => { for (const h of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
   const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow'); if (f) return Number(f.dataset.fitted); }
   return -1; }"""
@@ -78,14 +83,21 @@ def test_canvas_takes_the_page_and_every_template_is_legible(browser, app_server
         open_build(page, app_server)
         if size[0] < 1100:  # the sidebar floats over the page there: a user closes it once (remembered)
             collapse_sidebar(page)
+        page.wait_for_function("() => document.fonts.status === 'loaded'", timeout=30_000)
         m = measure(page)
+        above = page.evaluate(ROWS_ABOVE_JS)  # what the page holds above the canvas, for a failure's message
+        if m["flow"]["y"] > size[1] / 3:
+            page.screenshot(path=str(ARTIFACTS / f"layout-build-{size[0]}-low-canvas.png"))
         share = m["flow"]["width"] / size[0]
         assert share >= 0.6, f"canvas is {m['flow']['width']:.0f} px = {share:.0%} of {size[0]} px"
         # the canvas takes the page: it started at y = 505 of 900 below the guide card and toolbar (issue 29,
         # item 14); on a first visit (the guide card shown) it starts in the top third and ends in the window
-        assert m["flow"]["y"] <= size[1] / 3, f"canvas starts at y = {m['flow']['y']:.0f} of {size[1]}"
+        assert m["flow"]["y"] <= size[1] / 3, f"canvas starts at y = {m['flow']['y']:.0f} of {size[1]} below {above}"
         assert m["flow"]["y"] + m["flow"]["height"] <= size[1], m["flow"]
         assert m["flow"]["height"] >= 0.55 * size[1], f"canvas is {m['flow']['height']:.0f} px tall"
+        # the title clears the app's header bar (an opaque 60 px band with the logo)
+        title = page.locator("h1").first.bounding_box()
+        assert title["y"] + 20 >= 60, f"the page's title starts under the header bar: {title}"
         figures = {}
         current = "cnn"  # a new session starts with the CNN template
         for t in sorted(builder.list_templates(), key=lambda t: t["name"] == current):  # a different one first
