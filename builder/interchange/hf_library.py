@@ -25,7 +25,7 @@ from typing import Any
 
 from builder.data.access import CONFIGURE, SERVER, check
 from builder.errors import LayerLabError
-from builder.escape import resolves_inside, visible
+from builder.escape import add_server_folder, resolves_inside, visible
 from builder.graph.memory import counted_memory, device_memory
 from builder.graph.report import human_bytes, human_count
 from builder.interchange.errors import ModelImportError
@@ -53,7 +53,10 @@ def library_folder(workspace: str | os.PathLike) -> Path | None:
 
     value = os.environ.get(LIBRARY_ENV, "").strip() or str(server_config(workspace).get(CONFIG_KEY) or "").strip()
     folder = Path(value).expanduser() if value else None
-    return None if folder is None or _in_workspace(folder, workspace) else folder
+    if folder is None or _in_workspace(folder, workspace):
+        return None
+    add_server_folder(folder)  # a model's error names it: hidden, spaces and all (builder.escape.hide_paths)
+    return folder
 
 
 def set_library_folder(workspace: str | os.PathLike, owner: str, folder: str) -> None:
