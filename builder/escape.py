@@ -211,16 +211,18 @@ _ABS_PATH = re.compile(rf"(?:(?<![\w/.:~\\-])|(?<=:)(?=/[^/]))/+(?:{_SEG}+/+)+({
 # a local file named as a URI (file:///srv/ws/x, file://localhost/srv/ws/x, sqlite:////srv/ws/x.db): the path in it
 _FILE_URI = re.compile(rf"(?i)(?<![\w+.-])(file|sqlite(?:\+[a-z0-9]+)?):/{{2,}}(?:{_SEG}+/+)*({_SEG}*)")
 _SERVER_FOLDERS: set[str] = set()
+_UNSAFE_IN_PATH = re.compile(r"[\s'\"`<>|;,()\[\]{}]")  # what ends a path to _ABS_PATH
 
 
 def add_server_folder(folder: str | os.PathLike) -> None:
     """Name a folder of this server (a workspace, the model library) whose spelling :func:`hide_paths` must hide
     whatever characters it holds: a folder with a space in its name ("/Users/Ann Smith/LayerLab ws") is not one
     path to a pattern, and everything after the space (an owner's folder, an upload) would show. The run store
-    names its workspace; the user's home and the temporary folder are named from the start."""
+    names its workspace; the user's home and the temporary folder are named from the start. A folder whose name
+    holds none of the characters that end a path to the pattern needs no naming and is not kept."""
     for spelling in {str(folder), str(Path(folder).expanduser().absolute()), _resolved(folder)}:
         spelling = spelling.rstrip("/")
-        if spelling.startswith("/") and len(spelling) > 1:
+        if spelling.startswith("/") and _UNSAFE_IN_PATH.search(spelling):  # a plain one is cut by _ABS_PATH anyway
             _SERVER_FOLDERS.add(spelling)
 
 
@@ -234,9 +236,8 @@ def _resolved(folder: str | os.PathLike) -> str:
 def _known_folders(text: str) -> str:
     """``text`` with every named server folder (:func:`add_server_folder`) written ``/...``, so the path it starts
     holds no space and :data:`_ABS_PATH` cuts it whole."""
-    for folder in sorted(_SERVER_FOLDERS, key=len, reverse=True):
-        if folder in text:
-            text = re.sub(r"(?<![\w.~\\-])" + re.escape(folder) + r"(?=/|[\s'\"`<>|;,()\[\]{}.:]|$)", "/...", text)
+    for folder in sorted((f for f in _SERVER_FOLDERS if f in text), key=len, reverse=True):
+        text = re.sub(r"(?<![\w.~\\-])" + re.escape(folder) + r"(?=/|[\s'\"`<>|;,()\[\]{}.:]|$)", "/...", text)
     return text
 
 
