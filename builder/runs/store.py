@@ -677,9 +677,9 @@ _COLUMNS = {"id", "name", "status", "created_at", "started_at", "updated_at", "f
 
 
 def _record(row: Mapping[str, Any]) -> Run:
-    """A database row as a :class:`~builder.runs.record.Run` (its JSON columns decoded): the one place a row
-    becomes a record."""
-    d = dict(row)
+    """A database row as a :class:`~builder.runs.record.Run` (its JSON columns decoded, its message without server
+    folders, as :meth:`RunStore.update_status` records one, for rows written before): the one place a row becomes a record."""
+    d = {**row, **({"message": hide_paths(row["message"])} if isinstance(row.get("message"), str) else {})}
     for k in _JSON_COLS:
         if d.get(k) is not None:
             d[k] = json.loads(d[k])
