@@ -20,13 +20,15 @@ goes through one of these functions at the point where it is written out, never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 import unicodedata
 from pathlib import Path
 
 __all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "terminal_line", "md_text",
-           "md_lines", "md_code", "plotly_text", "safe_filename", "resolves_inside", "hide_paths", "shown_uri", "shown_error"]
+           "md_lines", "md_code", "plotly_text", "safe_filename", "resolves_inside", "hide_paths", "add_server_folder", "shown_uri", "shown_error"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -202,24 +204,69 @@ def resolves_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
 
 
 
-# an absolute POSIX path of two or more parts, not inside a word or a URL ("km/h", "and/or", "http://h/x" stay)
-_ABS_PATH = re.compile(r"(?<![\w/.:~\\-])/(?:[^\s/'\"`<>|;,()\[\]{}]+/)+([^\s/'\"`<>|;,()\[\]{}]*)")
+# an absolute POSIX path of two or more parts, not inside a word or a URL ("km/h", "and/or", "http://h/x" stay); a
+# doubled slash ("//srv/ws", "/srv//ws") and a path right after a colon ("received:/srv/ws/x") are paths too
+_SEG = r"[^\s/'\"`<>|;,()\[\]{}]"
+_ABS_PATH = re.compile(rf"(?:(?<![\w/.:~\\-])|(?<=:)(?=/[^/]))/+(?:{_SEG}+/+)+({_SEG}*)")
+# a local file named as a URI (file:///srv/ws/x, file://localhost/srv/ws/x, sqlite:////srv/ws/x.db): the path in it
+_FILE_URI = re.compile(rf"(?i)(?<![\w+.-])(file|sqlite(?:\+[a-z0-9]+)?):/{{2,}}(?:{_SEG}+/+)*({_SEG}*)")
+_SERVER_FOLDERS: set[str] = set()
+_UNSAFE_IN_PATH = re.compile(r"[\s'\"`<>|;,()\[\]{}]")  # what ends a path to _ABS_PATH
+
+
+def add_server_folder(folder: str | os.PathLike) -> None:
+    """Name a folder of this server (a workspace, the model library) whose spelling :func:`hide_paths` must hide
+    whatever characters it holds: a folder with a space in its name ("/Users/Ann Smith/LayerLab ws") is not one
+    path to a pattern, and everything after the space (an owner's folder, an upload) would show. The run store
+    names its workspace; the user's home and the temporary folder are named from the start. A folder whose name
+    holds none of the characters that end a path to the pattern needs no naming and is not kept."""
+    for spelling in {str(folder), str(Path(folder).expanduser().absolute()), _resolved(folder)}:
+        spelling = spelling.rstrip("/")
+        if spelling.startswith("/") and _UNSAFE_IN_PATH.search(spelling):  # a plain one is cut by _ABS_PATH anyway
+            _SERVER_FOLDERS.add(spelling)
+
+
+def _resolved(folder: str | os.PathLike) -> str:
+    try:
+        return str(Path(folder).expanduser().resolve())
+    except (OSError, RuntimeError, ValueError):
+        return str(folder)
+
+
+def _known_folders(text: str) -> str:
+    """``text`` with every named server folder (:func:`add_server_folder`) written ``/...``, so the path it starts
+    holds no space and :data:`_ABS_PATH` cuts it whole."""
+    for folder in sorted((f for f in _SERVER_FOLDERS if f in text), key=len, reverse=True):
+        text = re.sub(r"(?<![\w.~\\-])" + re.escape(folder) + r"(?=/|[\s'\"`<>|;,()\[\]{}.:]|$)", "/...", text)
+    return text
 
 
 def hide_paths(text: object) -> str:
     """``text`` with every absolute server path cut to its last part (``.../name``): what a person is shown about
-    an error or a run never names a folder on the server (a workspace, an owner's folder, a library).
+    an error or a run never names a folder on the server (a workspace, an owner's folder, a library), also inside a
+    ``file://`` or ``sqlite://`` URI, with doubled slashes, or in a named server folder with spaces in its name
+    (:func:`add_server_folder`).
 
     >>> hide_paths("cannot read '/srv/ws/owners/3fa9/uploads/data.csv' (km/h, and/or, 1/2)")
     "cannot read '.../data.csv' (km/h, and/or, 1/2)"
     >>> hide_paths("see https://example.org/a/b and /tmp/x/")
     'see https://example.org/a/b and .../x'
+    >>> hide_paths("artifacts at file:///srv/ws/owners/3fa9/mlartifacts, db sqlite:////srv/ws/m.db")
+    'artifacts at file://.../mlartifacts, db sqlite://.../m.db'
     """
     def short(m: re.Match) -> str:
         last = m.group(1) or m.group(0).rstrip("/").rsplit("/", 1)[-1]
         return f".../{last}"
 
-    return _ABS_PATH.sub(short, str(text))
+    def uri(m: re.Match) -> str:
+        return f"{m.group(1)}://.../{m.group(2)}"
+
+    return _ABS_PATH.sub(short, _FILE_URI.sub(uri, _known_folders(str(text))))
+
+
+with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: a user without a home
+    add_server_folder(Path.home())
+add_server_folder(tempfile.gettempdir())
 
 
 # ------------------------------------------------------------------ addresses shown without their credentials
@@ -252,10 +299,14 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
 
 def shown_error(e: BaseException) -> str:
     """An exception from a tracker as one line a message may carry: its type and first line, every URL in it
-    without credentials (MLflow quotes the request's URL, the tracking URI's password or token included).
+    without credentials (MLflow quotes the request's URL, the tracking URI's password or token included) and every
+    server path cut to its last part (:func:`hide_paths`: a local store's ``file:///`` artefact root names the
+    workspace).
 
     >>> shown_error(RuntimeError("API request to https://admin:pw@ml.org/api/2.0/x failed"))
     'RuntimeError: API request to https://admin:***@ml.org/api/2.0/x failed'
+    >>> shown_error(OSError("cannot log to file:///srv/ws/owners/3fa9/mlartifacts/1/a"))
+    'OSError: cannot log to file://.../a'
     """
     first = str(e).splitlines()[0][:400] if str(e) else ""
-    return f"{type(e).__name__}: {_URL_IN_TEXT.sub(lambda m: shown_uri(m.group(0)), first)[:200]}"
+    return f"{type(e).__name__}: {hide_paths(_URL_IN_TEXT.sub(lambda m: shown_uri(m.group(0)), first))[:200]}"

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builder.escape import (
+    add_server_folder,
     docstring_text,
     hide_paths,
     md_code,
@@ -146,6 +147,41 @@ def test_hide_paths_leaves_words_with_slashes(parts):
     """A '/' inside a word (km/h, and/or, val/loss), a fraction or a URL is no server path."""
     text = f"{'/'.join(parts)} is 1/2 of https://example.org/{'/'.join(parts)}"
     assert hide_paths(text) == text
+
+
+_SPACED = st.text(st.characters(categories=("L", "N"), include_characters="._- "), min_size=1, max_size=12).filter(
+    lambda p: p.strip(" ") and p not in (".", ".."))
+
+
+@given(st.lists(_PART, min_size=2, max_size=5), st.sampled_from(["file://", "file://localhost", "sqlite:///",
+                                                                 "sqlite+pysqlite:///", "FILE://", "/", ":", "x:"]))
+def test_hide_paths_hides_a_path_in_a_uri_or_after_doubled_slashes(parts, head):
+    """A local file as a URI (MLflow's artefact root, an SQLite tracker), a doubled slash or a path right after a
+    colon names a server folder as much as a plain path (they all showed every folder)."""
+    path = "/" + "//".join(parts) if head == "/" else "/" + "/".join(parts)
+    out = hide_paths(f"cannot write {head}{path}: denied")
+    assert out.replace("://", "", 1).count("/") == 1 and f".../{parts[-1]}: denied" in out
+
+
+@given(st.lists(_SPACED, min_size=1, max_size=3), st.lists(_PART, min_size=1, max_size=3),
+       st.sampled_from(["", "'", '"', "received: ", "file://"]))
+def test_hide_paths_hides_a_named_server_folder_with_spaces(root, rest, before):
+    """A workspace whose name holds a space ('/Users/Ann Smith/LayerLab ws') is hidden whole, and the owner's folder
+    after it too (the pattern stopped at the space and showed 'Smith/LayerLab ws/owners/3fa9/uploads/...')."""
+    folder = "/srv/" + "/".join(root)
+    add_server_folder(folder)
+    out = hide_paths(f"cannot read {before}{folder}/owners/3fa9c0/{'/'.join(rest)} now")
+    assert "3fa9c0" not in out and out.replace("://", "", 1).count("/") == 1
+
+
+def test_the_run_store_names_its_workspace(tmp_path):
+    """A workspace opened by the run store is hidden in its messages, whatever its name holds."""
+    from builder.data.access import SYSTEM
+    from builder.runs.store import RunStore
+
+    ws = tmp_path / "Ann Smith" / "LayerLab ws"
+    RunStore(ws, actor=SYSTEM)
+    assert hide_paths(f"no file '{ws}/owners/3fa9c0/uploads/ab.csv'") == "no file '.../ab.csv'"
 
 
 # plotly.js's own rules (src/lib/svg_text_utils.js and Lib.hovertemplateString, v4): the entities it decodes in drawn

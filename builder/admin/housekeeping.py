@@ -42,6 +42,7 @@ from builder.runs import classes as _classes
 from builder.runs import owners as _owners
 from builder.runs.owners import OWNERS_DIR, owner_of, owner_path
 from builder.runs.store import DB_NAME, RunStore
+from builder.search.settings import valid_study_name
 from builder.search.storage import (
     STUDY_DB,
     default_storage,
@@ -49,7 +50,6 @@ from builder.search.storage import (
     open_storage,
     study_display_name,
     study_files,
-    valid_study_name,
 )
 from builder.training.run_status import LIVE, RunStatus, is_live
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from builder.data.access import CONFIGURE, SERVER, check
 from builder.errors import LayerLabError
-from builder.escape import resolves_inside, visible
+from builder.escape import add_server_folder, resolves_inside, visible
 from builder.graph.memory import counted_memory, device_memory
 from builder.graph.report import human_bytes, human_count
 from builder.interchange.errors import ModelImportError
@@ -53,7 +53,10 @@ def library_folder(workspace: str | os.PathLike) -> Path | None:
 
     value = os.environ.get(LIBRARY_ENV, "").strip() or str(server_config(workspace).get(CONFIG_KEY) or "").strip()
     folder = Path(value).expanduser() if value else None
-    return None if folder is None or _in_workspace(folder, workspace) else folder
+    if folder is None or _in_workspace(folder, workspace):
+        return None
+    add_server_folder(folder)  # a model's error names it: hidden, spaces and all (builder.escape.hide_paths)
+    return folder
 
 
 def set_library_folder(workspace: str | os.PathLike, owner: str, folder: str) -> None:
@@ -77,10 +80,21 @@ def set_library_folder(workspace: str | os.PathLike, owner: str, folder: str) ->
     set_server_config(workspace, **{CONFIG_KEY: folder or None})  # 0600, as the config may hold a DB password
 
 
-def _folders(root: Path) -> list[Path]:
+def _reaches_workspace(folder: Path, workspace: str | os.PathLike) -> bool:
+    """Whether a model folder of the library, or a file in it, is a link into LayerLab's workspace (or to a folder
+    holding it): read as a model, it would read another owner's run or upload, as a library set to the workspace
+    would (:func:`_in_workspace`, the same rule one level down)."""
+    try:
+        return _in_workspace(folder, workspace) or any(_in_workspace(f, workspace) for f in folder.iterdir())
+    except OSError:
+        return True
+
+
+def _folders(root: Path, workspace: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))[:MAX_ENTRIES]
+    found = sorted(p for p in root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))[:MAX_ENTRIES]
+    return [p for p in found if not _reaches_workspace(p, workspace)]
 
 
 def library_entries(workspace: str | os.PathLike, *, device: str = "cpu", batch_size: int = 32,
@@ -93,7 +107,7 @@ def library_entries(workspace: str | os.PathLike, *, device: str = "cpu", batch_
     root = library_folder(workspace)
     out = []
     limit = device_memory(device)
-    for folder in _folders(root) if root else []:
+    for folder in _folders(root, workspace) if root else []:
         entry: dict[str, Any] = {"name": folder.name, "architecture": None, "params": None, "macs": None,
                                  "memory": None, "memory_text": None, "input_shape": None, "tokenizer": False,
                                  "fits": None, "problem": None}
@@ -168,7 +182,7 @@ def library_model(workspace: str | os.PathLike, name: str) -> Path:
     if root is None:
         raise LayerLabError(f"no model library is configured. Fix: an admin sets {LIBRARY_ENV} or the Server page's "
                             "model library")
-    names = {p.name: p for p in _folders(root)}
+    names = {p.name: p for p in _folders(root, workspace)}
     if not isinstance(name, str) or name not in names:
 
         shown = ", ".join(sorted(names)[:10]) or "none"

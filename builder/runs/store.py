@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from builder.data.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
 from builder.data.disk import on_full_disk, write_atomic
 from builder.errors import AccessDenied, RunStoreError
-from builder.escape import hide_paths, resolves_inside
+from builder.escape import add_server_folder, hide_paths, resolves_inside
 from builder.graph.project import Project, load_project
 from builder.runs import db as _db
 from builder.runs.record import Run
@@ -84,11 +84,11 @@ CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
 def default_workspace(flag: str | Path | None = None) -> Path:
-    """The workspace folder: ``flag`` if given, else ``$LAYERLAB_WORKSPACE``, else ``~/.layerlab``."""
-    if flag:
-        return Path(flag).expanduser()
-    env = os.environ.get(ENV_WORKSPACE)
-    return Path(env).expanduser() if env else Path.home() / ".layerlab"
+    """The workspace folder: ``flag`` if given, else ``$LAYERLAB_WORKSPACE``, else ``~/.layerlab``; named to
+    :func:`builder.escape.hide_paths` (every message hides it, even with a space in its name)."""
+    ws = Path(flag or os.environ.get(ENV_WORKSPACE) or Path.home() / ".layerlab").expanduser()
+    add_server_folder(ws)
+    return ws
 
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "lustre", "gpfs", "afs", "9p",
@@ -677,9 +677,9 @@ _COLUMNS = {"id", "name", "status", "created_at", "started_at", "updated_at", "f
 
 
 def _record(row: Mapping[str, Any]) -> Run:
-    """A database row as a :class:`~builder.runs.record.Run` (its JSON columns decoded): the one place a row
-    becomes a record."""
-    d = dict(row)
+    """A database row as a :class:`~builder.runs.record.Run` (its JSON columns decoded, its message without server
+    folders, as :meth:`RunStore.update_status` records one, for rows written before): the one place a row becomes a record."""
+    d = {**row, **({"message": hide_paths(row["message"])} if isinstance(row.get("message"), str) else {})}
     for k in _JSON_COLS:
         if d.get(k) is not None:
             d[k] = json.loads(d[k])

@@ -20,6 +20,21 @@ SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 
 
+#: a study's display name: never a '/' (which joins an owner's key to it) and never only dots ('.' and '..' name a
+#: folder: the study's files, named after it, would sit beside its owner's folder instead of in it)
+STUDY_NAME_RE = re.compile(r"(?!\.+\Z)[\w.\-]{1,100}")
+STUDY_NAME_RULE = "a study name uses letters, digits, '.', '_' or '-' (at most 100, not only dots)"
+
+
+def valid_study_name(name: object) -> bool:
+    """Whether ``name`` is a display name (:data:`STUDY_NAME_RE`).
+
+    >>> valid_study_name("lr-sweep.2"), valid_study_name("."), valid_study_name(".."), valid_study_name("a/b")
+    (True, False, False, False)
+    """
+    return isinstance(name, str) and STUDY_NAME_RE.fullmatch(name) is not None
+
+
 def objective_direction(objective: str) -> Literal["minimize", "maximize"]:
     """``minimize`` for ``val_loss``, ``maximize`` for a validation metric."""
     return "minimize" if objective == "val_loss" else "maximize"
@@ -86,9 +101,8 @@ class StudySettings:
     def check(self) -> None:
         """Raises LayerLabError for a bad setting."""
         bad = []
-        if not re.fullmatch(r"[\w.\-]{1,100}", self.name or ""):
-            bad.append(f"a study name uses letters, digits, '.', '_' or '-' (at most 100); received: {self.name!r}. "
-                       "Fix: e.g. mlp-moons-1")
+        if not valid_study_name(self.name):
+            bad.append(f"{STUDY_NAME_RULE}; received: {str(self.name)[:100]!r}. Fix: e.g. mlp-moons-1")
         if not (1 <= int(self.n_trials) <= MAX_TRIALS):
             bad.append(f"the number of trials must be from 1 to {MAX_TRIALS}; received: {self.n_trials}. Fix: e.g. 20")
         if self.timeout is not None and not (self.timeout > 0):
@@ -110,5 +124,5 @@ class StudySettings:
             raise LayerLabError("; ".join(bad))
 
 
-__all__ = ["StudySettings", "objective_direction", "objective_metric", "objective_value", "OBJECTIVES", "SAMPLERS",
+__all__ = ["StudySettings", "STUDY_NAME_RE", "STUDY_NAME_RULE", "valid_study_name", "objective_direction", "objective_metric", "objective_value", "OBJECTIVES", "SAMPLERS",
            "PRUNERS", "MAX_TRIALS"]

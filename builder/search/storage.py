@@ -15,7 +15,6 @@ folder) are :func:`study_files`, keyed the same way.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from pathlib import Path
 
@@ -23,13 +22,13 @@ from builder.data.access import CONTROL, LOCAL_OWNER, Actor, Resource, may
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import shown_uri
 from builder.runs.owners import owned_name, owner_of
+from builder.search.settings import STUDY_NAME_RULE, valid_study_name
 
 STUDY_DB = "studies.db"
 RUNNER_SUFFIX = ".runner"  # beside a study's log: its live runner (study_files)
 STUDIES_DIR = "studies"  # in the workspace: the files of the studies the app started (study_files)
 SETTINGS_ATTR = "layerlab"  # the study's user attribute holding its LayerLab settings
 STOP_ATTR = "layerlab_stop"
-STUDY_NAME_RE = re.compile(r"[\w.\-]{1,100}")  # a display name; never a '/', which joins an owner's key to it
 _SEP = "/"  # between the owner's key and the name in a storage name (builder.runs.owners.owned_name)
 
 
@@ -91,11 +90,6 @@ def quiet_optuna() -> None:
 
 
 # ------------------------------------------------------------------ names: the one home of "study N of owner O"
-def valid_study_name(name: object) -> bool:
-    """Whether ``name`` is a display name (letters, digits, ``.``, ``_``, ``-``; at most 100)."""
-    return isinstance(name, str) and STUDY_NAME_RE.fullmatch(name) is not None
-
-
 def study_key(workspace: str | Path, owner: str, name: str) -> str:
     """The storage name of the study ``name`` of ``owner``: ``<safe id>/<name>`` (the owner's keyed folder name,
     :func:`builder.runs.owners.owned_name`), the bare ``name`` for the CLI's ``local`` user. Every reader and writer
@@ -110,8 +104,7 @@ def study_key(workspace: str | Path, owner: str, name: str) -> str:
     True
     """
     if not valid_study_name(name):
-        raise LayerLabError(f"a study name uses letters, digits, '.', '_' or '-' (at most 100); received: "
-                            f"{str(name)[:100]!r}. Fix: e.g. mlp-moons-1")
+        raise LayerLabError(f"{STUDY_NAME_RULE}; received: {str(name)[:100]!r}. Fix: e.g. mlp-moons-1")
     return owned_name(workspace, owner, name)
 
 
@@ -325,6 +318,6 @@ def request_stop(storage: str, name: str, *, owner: str | None = None, workspace
     load_study(storage, name, owner=owner, workspace=workspace).set_user_attr(STOP_ATTR, time.time())
 
 
-__all__ = ["runner_records", "default_storage", "open_storage", "valid_study_name", "study_key", "study_display_name", "study_files",
+__all__ = ["runner_records", "default_storage", "open_storage", "study_key", "study_display_name", "study_files",
            "resolve_study", "claim_study", "list_studies", "study_owner", "load_study",
            "request_stop", "STUDY_DB", "STUDIES_DIR"]

@@ -120,3 +120,23 @@ def test_the_library_is_never_the_workspace(library, workspace, monkeypatch):
         monkeypatch.delenv(LIBRARY_ENV)
     set_library_folder(workspace, LOCAL_OWNER, str(library))  # a folder beside the workspace is fine
     assert library_folder(workspace) == library
+
+
+def test_a_library_entry_never_links_into_the_workspace(library, workspace, monkeypatch, tmp_path):
+    """A model folder of the library (or a file in it) that is a link into the workspace, or to a folder holding
+    it, is no model: it was listed to every visitor and read as one, another owner's run or upload with it."""
+    run = workspace / "runs" / "20260101-000000-abcdef"
+    run.mkdir(parents=True, exist_ok=True)
+    make_folder("bert", run / "hf")
+    lib = tmp_path / "lib"
+    make_folder("bert", lib / "mine")
+    (lib / "linked").symlink_to(run / "hf")
+    (lib / "up").symlink_to(workspace.parent)
+    make_folder("bert", lib / "sneaky")
+    (lib / "sneaky" / "tokenizer.json").unlink(missing_ok=True)
+    (lib / "sneaky" / "tokenizer.json").symlink_to(run / "hf" / "config.json")
+    monkeypatch.setenv(LIBRARY_ENV, str(lib))
+    assert [e["name"] for e in library_entries(workspace)] == ["mine"]
+    for name in ("linked", "up", "sneaky"):
+        with pytest.raises(LayerLabError, match="Fix: use one of: mine$"):
+            library_model(workspace, name)

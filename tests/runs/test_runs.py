@@ -351,3 +351,7 @@ def test_a_runs_message_names_no_server_folder(store):
     assert str(store.workspace) not in store.get(rid)["message"] and "3fa9c0" not in store.get(rid)["message"]
     store.finish(rid, "failed", message=f"stopped at {store.workspace / 'runs' / rid / 'checkpoint.pt'}")
     assert store.get(rid)["message"] == "stopped at .../checkpoint.pt"
+    # a row recorded before (or by a writer that skipped the rule) is read without it: as a URI, after a colon
+    store._write("UPDATE runs SET message = ? WHERE id = ?", (f"MLflow: file://{upload}; at:{upload}", rid))
+    assert store.get(rid)["message"] == "MLflow: file://.../data.csv; at:.../data.csv"
+    assert all("3fa9c0" not in r["message"] for r in store.list_runs())

@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builder.data.access import SYSTEM
 from builder.errors import AccessDenied, LayerLabError
@@ -28,6 +30,7 @@ from builder.search import (
     resume_study,
 )
 from builder.search import runner as runner_mod
+from builder.search.storage import study_key
 from tests.search.test_search import ThreadJobs  # trials as in-process background jobs
 
 ALICE, BOB = "anon:" + "a1" * 16, "user:bob@school.org"
@@ -182,3 +185,29 @@ def test_the_files_of_two_owners_same_named_studies_are_separate(tmp_path, monke
     launch_study(tmp_path, projects[ALICE], "moons", ["lr=1e-3..1e-1:log"],  # Alice again: her one study
                  StudySettings(name="lr-sweep", n_trials=1, owner=ALICE))
     assert len(_stored_names(storage)) == 2 and started[-1]["log"] == by[ALICE]["log"]
+
+
+_NAMES = st.one_of(st.sampled_from([".", "..", "...", ".-", "a.", "ｌｒ", "x" * 100]),
+                   st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12))
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=_NAMES, owner=st.sampled_from(["local", ALICE]))
+def test_a_study_name_never_names_a_folder(tmp_path_factory, name, owner):
+    """A study's files lie in its owner's folder of ``studies/`` whatever the name typed; a name that would put them
+    elsewhere is refused, by the settings and the storage alike. '.' put them beside the owner's folder
+    (``studies/<key>.project.json``, its private HOME ``studies/<key>.tmp``; the local user's ``<ws>/studies.tmp``),
+    where the owner's runner records are not looked for (:func:`runner_records`, the study quota)."""
+    from builder.search.storage import STUDIES_DIR, study_files
+
+    ws = tmp_path_factory.getbasetemp() / "names"
+    try:
+        files = study_files(ws, owner, name)
+    except LayerLabError:
+        with pytest.raises(LayerLabError, match="study name"):
+            StudySettings(name=name).check()
+        return
+    StudySettings(name=name).check()
+    home = (ws / STUDIES_DIR / study_key(ws, owner, "x")).parent
+    for path in files.values():
+        assert path.parent == home and path.name.startswith(name) and path.resolve().parent == home.resolve()
