@@ -1,0 +1,33 @@
+"""ONNX stores float attributes in float32: an imported norm's ``eps`` (or an ELU's ``alpha``) is the decimal the
+graph was written with, not its float32 neighbour. ``eps=1e-12``, the schema's minimum, came back as
+9.99999996e-13 and the re-imported graph failed its own validation (``eps must be ≥ 1e-12``; the graph fuzzer's
+ONNX round trip, LAYERLAB_FUZZ_DEEP=1, operator graphs seed 91003, graph 463)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from builder import export_onnx, import_model, load_project
+
+
+def _project(layer: dict, shape: list[int]):
+    return load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {
+        "nodes": [{"id": "x", "type": "Input", "params": {"shape": shape}}, {"id": "n", **layer}],
+        "edges": [{"source": "x", "target": "n"}]}}))
+
+
+@pytest.mark.parametrize(("layer", "shape", "param"), [
+    ({"type": "InstanceNorm1d", "params": {"eps": 1e-12, "affine": True, "track_running_stats": True}}, [2, 8], "eps"),
+    ({"type": "InstanceNorm1d", "params": {"eps": 1e-12}}, [2, 8], "eps"),
+    ({"type": "GroupNorm", "params": {"num_groups": 2, "eps": 1e-12}}, [4, 3], "eps"),
+    ({"type": "ELU", "params": {"alpha": 0.3}}, [5], "alpha"),
+], ids=["instancenorm-stats", "instancenorm", "groupnorm", "elu"])
+def test_float32_attributes_import_as_the_decimal_written(tmp_path, layer, shape, param):
+    path = tmp_path / "m.onnx"
+    export_onnx(_project(layer, shape), path)
+    res = import_model(path)  # raised ModelImportError ('the imported graph does not validate') for eps 1e-12
+    got = [n for n in res.project.graph.nodes if n.type == layer["type"]]
+    assert got, [n.type for n in res.project.graph.nodes]
+    assert got[0].params[param] == layer["params"][param]
