@@ -442,8 +442,8 @@ class OnnxImporter(ModuleGroups, TensorOps):
 
     def __getattr__(self, name: str):
         simple = {"_op_Relu": ("ReLU", None), "_op_Sigmoid": ("Sigmoid", None), "_op_Tanh": ("Tanh", None),
-                  "_op_LeakyRelu": ("LeakyReLU", lambda a: {"negative_slope": float(a.get("alpha", 0.01))}),
-                  "_op_Elu": ("ELU", lambda a: {"alpha": float(a.get("alpha", 1.0))}),
+                  "_op_LeakyRelu": ("LeakyReLU", lambda a: {"negative_slope": as_f32(a.get("alpha", 0.01))}),
+                  "_op_Elu": ("ELU", lambda a: {"alpha": as_f32(a.get("alpha", 1.0))}),
                   "_op_Gelu": ("GELU", lambda a: {"approximate": text_of(a.get("approximate", "none"))}),
                   "_op_Softmax": ("Softmax", lambda a: {"dim": int(a.get("axis", -1))}),
                   "_op_LogSoftmax": ("LogSoftmax", lambda a: {"dim": int(a.get("axis", -1))}),

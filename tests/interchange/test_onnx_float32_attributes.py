@@ -31,3 +31,16 @@ def test_float32_attributes_import_as_the_decimal_written(tmp_path, layer, shape
     got = [n for n in res.project.graph.nodes if n.type == layer["type"]]
     assert got, [n.type for n in res.project.graph.nodes]
     assert got[0].params[param] == layer["params"][param]
+
+
+@pytest.mark.parametrize(("op", "layer", "param"), [("LeakyRelu", "LeakyReLU", "negative_slope"), ("Elu", "ELU", "alpha")])
+def test_a_bare_onnx_activation_imports_its_alpha_as_written(op, layer, param):
+    """The same on the operator path (a file without module scopes): alpha 0.3 imported as 0.30000001192092896."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], alpha=0.3)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    res = import_model(model.SerializeToString())
+    assert [n.params[param] for n in res.project.graph.nodes if n.type == layer] == [0.3]
