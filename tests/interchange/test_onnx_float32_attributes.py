@@ -1,5 +1,6 @@
-"""ONNX stores float attributes in float32: an imported norm's ``eps`` (or an ELU's ``alpha``) is the decimal the
-graph was written with, not its float32 neighbour. ``eps=1e-12``, the schema's minimum, came back as
+"""An ONNX round trip that came back refused by the layers' own rules. ONNX stores float attributes in float32:
+an imported norm's ``eps`` (or an ELU's ``alpha``) is the decimal the graph was written with, not its float32
+neighbour. ``eps=1e-12``, the schema's minimum, came back as
 9.99999996e-13 and the re-imported graph failed its own validation (``eps must be ≥ 1e-12``; the graph fuzzer's
 ONNX round trip, LAYERLAB_FUZZ_DEEP=1, operator graphs seed 91003, graph 463)."""
 
@@ -44,3 +45,16 @@ def test_a_bare_onnx_activation_imports_its_alpha_as_written(op, layer, param):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     res = import_model(model.SerializeToString())
     assert [n.params[param] for n in res.project.graph.nodes if n.type == layer] == [0.3]
+
+
+@pytest.mark.parametrize(("op", "dim"), [("aten.softmax", -3), ("aten.log_softmax", 0)])
+def test_a_softmax_over_the_batch_imports_as_an_op_node(tmp_path, op, dim):
+    """An Op node's softmax over the batch axis (allowed there) exported to ONNX came back as a Softmax layer with
+    dim -3, which that layer refuses ('dim 0 is the batch dimension'): the import failed validation (operator graphs
+    seed 91003, graph 47). It comes back as an Op node; a sample's axis still imports as the layer."""
+    args = json.dumps([{"t": 0}, dim])
+    path = tmp_path / "m.onnx"
+    export_onnx(_project({"type": "Op", "params": {"op": op, "args": args, "kwargs": "{}", "weights": "{}",
+                                                   "buffers": "{}", "outputs": 1}}, [5, 6]), path)
+    res = import_model(path)
+    assert [n.type for n in res.project.graph.nodes] == ["Input", "Op"]
