@@ -46,11 +46,11 @@ screenshots: $(STAMP)
 	$(BIN)/python tests/e2e/screenshots.py
 
 # nightly-style volume (profile `fuzz`, fresh random examples): the graph fuzzer and the malformed-file corpus
-# whole, then every other hypothesis test in tests/ (`-m hypothesis`: each @given test), which CI runs with
+# whole (LAYERLAB_FUZZ_DEEP: each accepted graph also through ONNX, onnxruntime and the importer), then every other hypothesis test in tests/ (`-m hypothesis`: each @given test), which CI runs with
 # 200 examples per property (a property slow per example: its own budget in CI, 25 times it here)
 FUZZ_FILES = tests/graph/test_fuzz_graphs.py tests/test_escape.py tests/interchange/test_malformed_files.py
 fuzz: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics $(FUZZ_FILES)
+	LAYERLAB_FUZZ_DEEP=1 $(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics $(FUZZ_FILES)
 	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile fuzz --hypothesis-show-statistics \
 		-m hypothesis $(addprefix --ignore=,$(FUZZ_FILES)) tests
 

@@ -9,15 +9,21 @@ and the project name are drawn from hostile text (``\"\"\"``, ``\\N``, backslash
 overrides, surrogates, newlines, reserved Python names).
 
 Running them: :func:`check_graph` takes one project file through load, analysis, compile, forward (eval, batch 1
-and 3), forward and backward (train, batch 3, inputs requiring gradients) and the ``.py`` export, and classifies
+and 3), forward and backward (train, batch 3, inputs requiring gradients), two optimizer steps each with Adam and
+SGD on fresh compiles (inputs of the inferred shapes and dtypes: token ids where the Input says so; a finite loss
+must leave finite parameters), the project file saved and loaded back, and the ``.py`` export (re-imported, same
+outputs on the same weights); with ``LAYERLAB_FUZZ_DEEP=1`` (``make fuzz``) also the ONNX export (checked by
+onnx.checker and run in onnxruntime against PyTorch within export_onnx's tolerance) imported back. It classifies
 what went wrong; :func:`run_in_children` runs a list of project files in child processes (one child per batch;
 before each graph the child records its index, so a signal or a hang is attributed to the graph that was
 running, and a fresh child goes on with the next one) and counts the failures of :data:`FAILURES`.
-``python -m tests.fuzz_graphs N [SEED]`` runs N drawn graphs and prints the counts.
+``python -m tests.fuzz_graphs N [SEED]`` runs N drawn graphs and prints the counts (``LAYERLAB_FUZZ_OPS=1``: operator
+graphs; ``LAYERLAB_FUZZ_KIND=templates``: mutated templates, :func:`template_graph`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -388,6 +394,69 @@ def op_project_text(draw) -> str:
     return json.dumps({"format": "layerlab", "version": 1, "graph": draw(op_graph())})
 
 
+# ------------------------------------------------------------------------------------------- template graphs
+# The built-in templates (text: Embedding and token ids with padding masks; time series; GPT-style causal
+# decoders; LoRA; GAN and VAE with their losses, Noise and Reparameterize) mutated: an Input's sizes and vocabulary
+# redrawn, layers' integer sizes redrawn small, the graph cut to the ancestors of one node (a GAN's generator or a
+# VAE's encoder alone), and now and then a Permute or Reshape with a normalisation spliced after a node.
+
+@functools.cache
+def _templates() -> dict[str, dict]:
+    from builder import list_templates, load_template
+
+    return {t["name"]: json.loads(load_template(t["name"]).to_json())["graph"] for t in list_templates()}
+
+
+SMALL_INT_PARAMS = ("out_features", "hidden_size", "embed_dim", "d_model", "dim_feedforward", "out_channels",
+                    "num_embeddings", "embedding_dim", "rank", "max_len", "num_layers", "size")
+SPLICE = ["LayerNorm", "GroupNorm", "BatchNorm1d", "InstanceNorm1d", "BatchNorm2d", "InstanceNorm2d", "LSTM",
+          "MultiheadAttention", "Linear", "Conv1d"]
+
+
+@st.composite
+def template_graph(draw) -> dict:
+    """A built-in template, mutated (see above), as a JSON-ready graph dict."""
+    templates = _templates()
+    graph = json.loads(json.dumps(templates[_pick(draw, sorted(templates))]))
+    nodes, edges = graph["nodes"], graph["edges"]
+    for node in nodes:
+        params = node.setdefault("params", {})
+        if node["type"] == "Input" and _roll(draw, 2):
+            shape = params.get("shape") or [4]
+            params["shape"] = [draw(_ints(1, 9)) if _roll(draw, 2) else d for d in shape]
+            if "vocab_size" in params and draw(BOOL):
+                params["vocab_size"] = draw(_ints(2, 40))
+        elif _roll(draw, 4) == 0:
+            for name in [k for k in params if k in SMALL_INT_PARAMS]:
+                params[name] = draw(_ints(1, 9))
+    if _roll(draw, 3) == 0:  # the ancestors of one node: a part of the template
+        keep = {_pick(draw, [n["id"] for n in nodes])}
+        while True:
+            more = {e["source"] for e in edges if e["target"] in keep} - keep
+            if not more:
+                break
+            keep |= more
+        graph["nodes"] = nodes = [n for n in nodes if n["id"] in keep]
+        graph["edges"] = edges = [e for e in edges if e["source"] in keep and e["target"] in keep]
+    if _roll(draw, 3) == 0:  # Permute/Reshape then a layer on non-canonical strides
+        src = _pick(draw, [n["id"] for n in nodes])
+        if draw(BOOL):
+            nodes.append({"id": "fz_perm", "type": "Permute", "params": {"dims": [0, 2, 1]}})
+        else:
+            nodes.append({"id": "fz_perm", "type": "Reshape", "params": {"shape": [-1, draw(_ints(1, 4))]}})
+        edges.append({"source": src, "target": "fz_perm"})
+        typ = _pick(draw, SPLICE)
+        nodes.append({"id": "fz_after", "type": typ, "params": {}})
+        edges.append({"source": "fz_perm", "target": "fz_after"})
+    return graph
+
+
+@st.composite
+def template_project_text(draw) -> str:
+    """A project file around :func:`template_graph`."""
+    return json.dumps({"format": "layerlab", "version": 1, "graph": draw(template_graph())})
+
+
 # ------------------------------------------------------------------------------------------- running
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -461,7 +530,7 @@ def _run_accepted(project, report, stage: list[str]) -> None:
     """Compile, forward (eval: batch 1 and 3), forward + backward (train, batch 3), export and compare."""
     import torch
 
-    from builder import compile_graph, export_python
+    from builder import compile_graph, export_python, load_project
     from builder.graph.compile import example_inputs
 
     def outputs(out) -> tuple:
@@ -489,6 +558,11 @@ def _run_accepted(project, report, stage: list[str]) -> None:
     loss = sum((o * torch.randn(o.shape, generator=gen)).sum() for o in outs if o.is_floating_point())
     if isinstance(loss, torch.Tensor) and loss.requires_grad:
         loss.backward()
+    _optimizer_steps(project, report, stage)
+    stage[0] = "project file round trip"
+    again = load_project(project.to_json())
+    if again.to_json() != project.to_json():
+        raise RuntimeError("the saved project file loads as another project")
     stage[0] = "export .py"
     model.eval()
     namespace: dict = {"__name__": "exported_by_layerlab"}
@@ -500,6 +574,65 @@ def _run_accepted(project, report, stage: list[str]) -> None:
     with torch.no_grad():
         for a, b in zip(outputs(exported(*xs)), outputs(model(*xs)), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-6, equal_nan=True)  # Log, Sqrt of negatives
+    if DEEP:
+        _onnx_round_trip(project, model, stage)
+
+
+#: ``LAYERLAB_FUZZ_DEEP=1`` (``make fuzz``): every accepted graph also exported to ONNX, run in onnxruntime against
+#: PyTorch (export_onnx's own check, VERIFY_ATOL) and imported back (seconds per graph, so not in CI's sample)
+DEEP = os.environ.get("LAYERLAB_FUZZ_DEEP", "") not in ("", "0")
+
+
+def _optimizer_steps(project, report, stage: list[str]) -> None:
+    """A fresh compile per optimizer (Adam, SGD): two training steps on real inputs of the inferred shapes and
+    dtypes (token ids where the Input says so); a finite loss must leave finite parameters and outputs of the
+    inferred shapes."""
+    import torch
+
+    from builder import compile_graph
+    from builder.graph.compile import example_inputs
+
+    for name, make in (("Adam", lambda ps: torch.optim.Adam(ps, lr=1e-3)),
+                       ("SGD", lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9))):
+        torch.manual_seed(0)
+        model = compile_graph(project.graph, report=report)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            return
+        opt = make(params)
+        model.train()
+        for step in range(2):
+            stage[0] = f"optimizer step ({name}, step {step})"
+            opt.zero_grad(set_to_none=True)
+            outs = model(*example_inputs(model, batch_size=3, seed=10 + step))
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            gen = torch.Generator().manual_seed(4)
+            floats = [o for o in outs if o.is_floating_point() and o.requires_grad]
+            if not floats:
+                return
+            loss = sum((o.float() * torch.randn(o.shape, generator=gen)).mean() for o in floats)
+            finite = bool(torch.isfinite(loss))
+            loss.backward()
+            opt.step()
+            if finite and step == 0 and not all(bool(torch.isfinite(p).all()) for p in params):
+                bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+                raise RuntimeError(f"a finite loss ({float(loss):.3g}) left non-finite parameters after "
+                                   f"{name}: {bad[:3]}")
+
+
+def _onnx_round_trip(project, model, stage: list[str]) -> None:
+    """ONNX export (checked by onnx.checker and run in onnxruntime against PyTorch by export_onnx itself), then the
+    file imported back; an operator the importer does not map is an honest refusal (UnsupportedOpsError)."""
+    from builder import export_onnx, import_model
+    from builder.interchange.errors import UnsupportedOpsError
+
+    stage[0] = "export ONNX"
+    with tempfile.TemporaryDirectory(prefix="layerlab-fuzz-onnx-") as tmp:
+        path = Path(tmp, "m.onnx")
+        export_onnx(project, path, weights=model.state_dict())
+        stage[0] = "import ONNX"
+        with contextlib.suppress(UnsupportedOpsError):
+            import_model(path, name="reimported")
 
 
 def draw_projects(n: int, seed: int, strategy=None) -> list[str]:
@@ -658,7 +791,9 @@ def main(argv: list[str]) -> int:
     seed = int(argv[1]) if len(argv) > 1 else int.from_bytes(os.urandom(4), "little")
     jobs = int(os.environ.get("LAYERLAB_FUZZ_JOBS", os.cpu_count() or 1))
     t0 = time.perf_counter()
-    texts = draw_projects(n, seed, op_project_text() if os.environ.get("LAYERLAB_FUZZ_OPS") else None)
+    which = os.environ.get("LAYERLAB_FUZZ_OPS") and "ops" or os.environ.get("LAYERLAB_FUZZ_KIND", "graphs")
+    strategy = {"ops": op_project_text(), "templates": template_project_text()}.get(which)
+    texts = draw_projects(n, seed, strategy)
     print(f"seed {seed}: drew {len(texts)} graphs in {time.perf_counter() - t0:.1f} s")
     res = run_in_children(texts, jobs=jobs)
     print(res.line())
@@ -669,7 +804,8 @@ def main(argv: list[str]) -> int:
     return 1 if any(res.counts[k] for k in FAILURES) else 0
 
 
-__all__ = ["CAP", "graph_dict", "project_text", "op_graph", "op_project_text", "hostile_text", "HOSTILE_TEXT", "EDGE_VALUES", "SPECS",
+__all__ = ["CAP", "graph_dict", "project_text", "op_graph", "op_project_text", "template_graph",
+           "template_project_text", "hostile_text", "HOSTILE_TEXT", "EDGE_VALUES", "SPECS",
            "check_graph", "draw_projects", "run_in_children", "save_failures", "FuzzResult", "FAILURES"]
 
 if __name__ == "__main__":

@@ -138,8 +138,14 @@ class Project(BaseModel):
     blocks: list[dict[str, Any]] = Field(default_factory=list)
 
     def to_json(self, indent: int | None = 2) -> str:
-        """Serialise to JSON (unset optional fields omitted)."""
-        return self.model_dump_json(indent=indent, exclude_none=True)
+        """Serialise to JSON (unset optional fields omitted).
+
+        A lone surrogate (a name loaded from the JSON escape ``"\\ud800"``) has no UTF-8 form: such a project is
+        written with ASCII escapes, so that it saves and loads back as it was."""
+        try:
+            return self.model_dump_json(indent=indent, exclude_none=True)
+        except ValueError:  # pydantic's serialiser: 'surrogates not allowed'
+            return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=indent, ensure_ascii=True)
 
     def save(self, path: str | Path) -> None:
         """Write the project file atomically."""

@@ -442,15 +442,25 @@ class OnnxImporter(ModuleGroups, TensorOps):
 
     def __getattr__(self, name: str):
         simple = {"_op_Relu": ("ReLU", None), "_op_Sigmoid": ("Sigmoid", None), "_op_Tanh": ("Tanh", None),
-                  "_op_LeakyRelu": ("LeakyReLU", lambda a: {"negative_slope": float(a.get("alpha", 0.01))}),
-                  "_op_Elu": ("ELU", lambda a: {"alpha": float(a.get("alpha", 1.0))}),
+                  "_op_LeakyRelu": ("LeakyReLU", lambda a: {"negative_slope": as_f32(a.get("alpha", 0.01))}),
+                  "_op_Elu": ("ELU", lambda a: {"alpha": as_f32(a.get("alpha", 1.0))}),
                   "_op_Gelu": ("GELU", lambda a: {"approximate": text_of(a.get("approximate", "none"))}),
-                  "_op_Softmax": ("Softmax", lambda a: {"dim": int(a.get("axis", -1))}),
-                  "_op_LogSoftmax": ("LogSoftmax", lambda a: {"dim": int(a.get("axis", -1))}),
                   "_op_HardSwish": ("Hardswish", None), "_op_Mish": ("Mish", None), "_op_Selu": ("SELU", None)}
         if name in simple:
             return self._unary(*simple[name])
+        if name in ("_op_Softmax", "_op_LogSoftmax"):
+            return self._softmax(name.removeprefix("_op_"))
         raise AttributeError(name)
+
+    def _softmax(self, type_: str):
+        """Softmax/LogSoftmax over a sample's axis; over the batch axis (an Op node's ``softmax(x, 0)``) the layer
+        refuses it (dim 0 is the batch), so a generic Op node keeps it."""
+        def h(n, ins, a):
+            axis, rank = int(a.get("axis", -1)), self.rank(n.input[0])
+            if rank is not None and axis % rank == 0:
+                return None
+            return self._unary(type_, {"dim": axis})(n, ins, a)
+        return h
 
     def _op_Sigmoid(self, n, ins, a):
         res = self._unary("Sigmoid")(n, ins, a)

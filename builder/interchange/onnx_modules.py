@@ -32,7 +32,7 @@ from builder.interchange.onnx_attention import (
     projections,
     separate_key_value,
 )
-from builder.interchange.onnx_fold import text_of
+from builder.interchange.onnx_fold import as_f32, text_of
 from builder.interchange.onnx_read import node_attributes as _attrs
 from builder.interchange.onnx_read import node_scopes as _meta
 from builder.interchange.onnx_read import to_array
@@ -373,7 +373,7 @@ class ModuleGroups:
             g = self.value(norm[0].input[1]) if len(norm) == 1 else None
             weights = weights or _affine(self, nodes)  # renamed by an optimiser: the Mul/Add after the norm
             if isinstance(g, Const) and g.value.ndim == 1 and set(weights) in (set(), {"weight", "bias"}):
-                params = {"num_groups": int(g.value.shape[0]), "eps": float(_attrs(norm[0]).get("epsilon", 1e-5)),
+                params = {"num_groups": int(g.value.shape[0]), "eps": as_f32(_attrs(norm[0]).get("epsilon", 1e-5)),
                           "affine": bool(weights)}
         elif cls.startswith("InstanceNorm"):
             norm_nodes = [n for n in nodes if n.op_type in ("InstanceNormalization", "BatchNormalization")]
@@ -384,12 +384,12 @@ class ModuleGroups:
                 norm = []  # renamed learned scale/shift or statistics: op by op keeps them
             if len(norm) == 1 and set(weights) - {"running_mean", "running_var"} in (set(), {"weight", "bias"}):
                 mom = round(1.0 - float(norm[0].get("momentum", 0.9)), 6) if track else 0.1  # not stored otherwise
-                params = {"eps": float(norm[0].get("epsilon", 1e-5)), "momentum": mom,
+                params = {"eps": as_f32(norm[0].get("epsilon", 1e-5)), "momentum": mom,
                           "affine": "weight" in weights, "track_running_stats": track}
         elif cls == "ELU":
             elu = [_attrs(n) for n in nodes if n.op_type == "Elu"]
             if len(elu) == 1:
-                params = {"alpha": float(elu[0].get("alpha", 1.0))}
+                params = {"alpha": as_f32(elu[0].get("alpha", 1.0))}
         elif cls == "GELU":
             params = {"approximate": "tanh" if "Tanh" in ops else "none"}
         elif cls == "Upsample":
