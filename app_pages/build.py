@@ -19,6 +19,7 @@ from builder.escape import md_code, md_text, safe_filename
 from builder.graph.edit import relabel_node, remove_nodes, set_param
 from builder.graph.project import Graph
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
+from builder.runs.summary import has_trained
 
 CANVAS_KEY = "ll_canvas"
 CANVAS_HEIGHT = 480  # minimum; the canvas grows to the bottom of the window
@@ -417,7 +418,7 @@ def first_visit_guide() -> None:
     if _guide_hidden():
         return
     try:
-        if ui.store().list_runs(owner=ui.owner(), limit=1):
+        if has_trained(ui.store(), ui.owner()):  # an import's weights are a run too: the guide stays for it
             return
     except LayerLabError:
         return

@@ -179,8 +179,11 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         s = xs.summary(i)
         if s.kind == "class":
             c[1].metric("True label", s.true)
-            c[2].metric("Prediction", s.predicted, f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%} "
-                        "confident", delta_color="normal" if s.correct else "inverse", delta_arrow="off")
+            # the pill stays short: "wrong · 98.8% confident" was cut at 900 px; the help says what the % is
+            c[2].metric("Prediction", s.predicted, f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%}",
+                        delta_color="normal" if s.correct else "inverse", delta_arrow="off",
+                        help="Whether it matches the true label, and the model's confidence: the probability it "
+                             "gives the predicted class")
             if s.runners_up:
                 c[2].caption("Runners-up: " + ", ".join(f"{ui.md(name)} ({p:.1%})" for name, p in s.runners_up))
         elif s.kind == "value":

@@ -91,7 +91,9 @@ def render(run: dict) -> None:
                              args=(node,), help=f"Show {node} on the Build page's canvas", width="stretch")
         for j, f in enumerate(findings):
             c = st.columns([6, 1], vertical_alignment="center")
-            c[0].markdown(f"{ICON.get(f['level'], ICON['warn'])} **{ui.md(f['node'])}** · {ui.md(f['message'])}")
+            nodes = f.get("nodes") or [f["node"]]  # a training-setting fix found at several layers: one row
+            where = ", ".join(nodes) + (f" ({len(nodes)} layers)" if len(nodes) > 1 else "")
+            c[0].markdown(f"{ICON.get(f['level'], ICON['warn'])} **{ui.md(where)}** · {ui.md(f['message'])}")
             if f.get("action") and c[1].button("Apply", key=f"ll_doc_fix_{j}", icon=":material/build:",
                                                 help=ui.md(fix_label(f["action"]).capitalize()), width="stretch"):
                 _apply(f["action"], f["node"])

@@ -19,6 +19,7 @@ noisy batch flags nothing. Example::
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable
@@ -360,8 +361,35 @@ def health_annotations(log: HealthLog | dict | None, findings: Iterable[Finding]
     return out
 
 
+def merge_repeats(findings: Iterable[Finding]) -> list[dict[str, Any]]:
+    """The findings as the page lists them: one rule whose fix is the same training setting (the learning rate) is
+    one row for all its nodes, not one row and one Apply per layer. Each dict is :meth:`Finding.to_dict` plus
+    ``nodes`` (every node it was found at, first the one whose message it keeps: the most severe, in graph order).
+
+    >>> lr = {"action": "set_training", "key": "lr", "value": 0.05}
+    >>> rows = merge_repeats([Finding(n, "saturated", "warn", 0.9, "saturated ...", lr) for n in ("a6", "a7", "a8")])
+    >>> [(r["node"], r["nodes"]) for r in rows]
+    [('a6', ['a6', 'a7', 'a8'])]
+    """
+    rows: list[dict[str, Any]] = []
+    by_fix: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in findings:
+        a = f.action
+        key = (f.rule, json.dumps(a, sort_keys=True)) if isinstance(a, dict) and a.get("action") == "set_training" \
+            else None
+        if key is not None and key in by_fix:
+            by_fix[key]["nodes"].append(f.node)
+            continue
+        row = {**f.to_dict(), "nodes": [f.node]}
+        rows.append(row)
+        if key is not None:
+            by_fix[key] = row
+    return rows
+
+
 def run_findings(store: RunStore, run_id: str) -> dict[str, Any]:
-    """What the doctor says about one run (live or finished): ``findings`` and ``anomalies`` (dicts),
+    """What the doctor says about one run (live or finished): ``findings`` (:func:`merge_repeats`) and
+    ``anomalies`` (dicts),
     ``health`` (:func:`health_annotations`), ``samples`` (how many were taken) and ``recorded`` (False when the
     run has no health log: recording off, or nothing sampled yet). Raises RunStoreError for an unknown run."""
     run = store.get(run_id)
@@ -369,7 +397,7 @@ def run_findings(store: RunStore, run_id: str) -> dict[str, Any]:
     findings = diagnose(log, run.get("config")) if log is not None else []
     anomalies = curve_anomalies(store.metrics(run["id"], "epoch"), findings)
     return {"recorded": log is not None, "samples": len(log.samples) if log else 0,
-            "findings": [f.to_dict() for f in findings], "anomalies": [a.to_dict() for a in anomalies],
+            "findings": merge_repeats(findings), "anomalies": [a.to_dict() for a in anomalies],
             "health": health_annotations(log, findings)}
 
 
@@ -464,5 +492,5 @@ def apply_fix(project: Any, action: dict[str, Any]) -> Project:
 
 
 __all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "health_annotations", "run_findings",
-           "graph_health", "fix_label", "fix_change", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH",
+           "graph_health", "merge_repeats", "fix_label", "fix_change", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH",
            "DEAD_FRACTION", "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]

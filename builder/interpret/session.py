@@ -218,6 +218,15 @@ class ExplainSession:
         if self.info.task == "regression":
             true = "—" if self.y is None else f"{float(self.y[i].reshape(-1)[0]):.4g}"
             return SampleSummary("value", true, f"{float(self.conf[i]):.4g}")
+        if self.info.task == "forecast" and self.info.target_mean is not None:  # the series' own units (the page
+            # showed "Sample #0" and nothing of what the window's next value was or what the model said)
+            from builder.data.series import unscale  # lazy: heavy (numpy)
+
+            def own(t: Any) -> str:
+                return ", ".join(f"{v:.4g}" for v in unscale(self.info, t.reshape(1, -1).detach().cpu().numpy())
+                                 .reshape(-1))
+
+            return SampleSummary("value", "—" if self.y is None else own(self.y[i]), own(self.prediction.values[i]))
         return SampleSummary("other")
 
     # ------------------------------------------------------------------------------------------ targets

@@ -170,6 +170,13 @@ def current_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:
     return (live or runs or [None])[0]
 
 
+def has_trained(store: RunStore, owner: str | None, limit: int = 100) -> bool:
+    """Whether the owner has started a training run (one that is not an import: an imported model's weights are a
+    run of status ``imported``, and a newcomer who imported a model has still to meet Train). Looks at the newest
+    ``limit`` runs."""
+    return any(r["status"] != RunStatus.IMPORTED for r in store.list_runs(owner=owner, limit=limit))
+
+
 def finished_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:
     """The newest finished run of this graph with weights on disk (what Build › Weights exports), or None."""
     for r in runs_of_graph(store, graph, owner):
@@ -200,7 +207,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "best_metric", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run",
+__all__ = ["best_epoch", "best_metric", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run", "has_trained",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 

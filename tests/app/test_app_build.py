@@ -250,6 +250,22 @@ def test_the_guide_tells_an_empty_canvas_apart_and_stays_hidden_after_a_reload(w
     assert "ll_guide_hide" in [b.key for b in other.button]
 
 
+def test_the_guide_stays_after_an_import_and_goes_after_a_first_run(workspace):
+    """The guide card vanished after an import: the imported model's weights are a run (status ``imported``), and
+    the guide counted any run as "has trained"."""
+    from builder.runs.store import RunStore
+    from builder.training.run_status import RunStatus
+
+    store = RunStore(workspace, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "imported", {}, {}, owner=ME)
+    store.update_status(rid, RunStatus.IMPORTED, "imported from m.onnx")
+    at = open_app(owner=ME, timeout=60)
+    assert "On the canvas:" in _guide_text(at) and "ll_train_this" in [b.key for b in at.button]
+    store.create_run(builder.load_template("mlp"), "moons", {}, {}, owner=ME)  # a first training run (queued)
+    at = open_app(owner=ME, timeout=60)
+    assert not _guide_text(at) and "ll_train_this" not in [b.key for b in at.button]
+
+
 def test_an_error_banner_of_build_is_gone_after_another_page(workspace):
     """Issue 29, item 11: an import's error banner stayed on Build after navigating away and back."""
     at = open_app(owner=ME, timeout=60)

@@ -161,7 +161,8 @@ def test_trained_cnn_shows_default_attributions(runs):
     # the prediction is shown with its confidence
     labels = [m.label for m in at.metric]
     assert "True label" in labels and "Prediction" in labels
-    assert "confident" in str(_widget(at.metric, "Prediction").proto.delta)
+    pred = _widget(at.metric, "Prediction").proto
+    assert "%" in pred.delta and "confidence" in pred.help  # a short pill (cut at 900 px when it said "confident")
 
 
 def test_unavailable_methods_show_their_reason(runs):

@@ -58,8 +58,11 @@ def test_templates_carry_epochs_and_patience():
 
     for t in builder.list_templates():
         tr = builder.load_template(t["name"]).training or {}
-        if t["name"] == "gan":  # many short epochs (40 s in all on 2 cores) and no early stopping: its losses
-            assert tr["epochs"] >= 1 and tr["early_stopping"] is None  # fight, a falling val loss means little
+        if t["name"] == "gan":  # many short epochs and no early stopping: its losses fight, a falling val loss
+            assert tr["early_stopping"] is None  # means little. 1,000 epochs took a newcomer ~2.5 min on a loaded
+            # server; 400 take ~21-26 s on one free core (74-79 % of samples confidently recognised, every digit,
+            # seeds 0-2; 81-85 % at 1,000), and the grid is readable from the first minute
+            assert 1 <= tr["epochs"] <= 400
             continue
         assert 1 <= tr.get("epochs", 0) <= 60 and tr.get("early_stopping", 0) >= 1, t["name"]
     assert set(OBJECTIVE_TEMPLATES) <= {t["name"] for t in builder.list_templates()}  # in the Build page's picker

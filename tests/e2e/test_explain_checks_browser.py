@@ -92,8 +92,8 @@ def test_a_trust_check_still_computing_is_waited_for_not_dropped(explain_page):
     assert page.locator("[data-testid=stException]").count() == 0
 
 
-# Controls whose content is wider than their box (it scrolls or is cut): segmented controls' button rows and the
-# select boxes' shown values, on the main page.
+# Controls whose content is wider than their box (it scrolls or is cut): segmented controls' button rows, the
+# select boxes' shown values and the metrics' delta pills, on the main page.
 CLIPPED_JS = """() => {
   const out = [];
   for (const g of document.querySelectorAll('[data-testid=stMain] [data-testid=stButtonGroup]')) {
@@ -105,6 +105,12 @@ CLIPPED_JS = """() => {
     // a short value fits its box (a long one, a run's whole label, may end in an ellipsis)
     if (v.value.length <= 20 && v.getBoundingClientRect().width > 0 && v.scrollWidth > v.clientWidth + 1)
       out.push(['select', v.value, v.clientWidth, v.scrollWidth]);
+  }
+  for (const d of document.querySelectorAll('[data-testid=stMain] [data-testid=stMetricDelta]')) {
+    // the prediction's pill: "wrong · 98.8% confid…" at 900 px
+    const t = d.querySelector('div') || d;
+    if (t.getBoundingClientRect().width > 0 && t.scrollWidth > t.clientWidth + 1)
+      out.push(['metric delta', d.innerText, t.clientWidth, t.scrollWidth]);
   }
   return out; }"""
 

@@ -15,6 +15,7 @@ from builder.interpret.doctor import (
     diagnose,
     fix_change,
     health_annotations,
+    merge_repeats,
 )
 from builder.training.health import HealthLog
 
@@ -110,6 +111,22 @@ def test_a_learning_rate_that_killed_the_network_in_its_first_steps_is_named_fir
     assert "dead_relu" in {f.rule for f in found}
     # a healthy first step (the templates' largest: ~0.08) is no sign
     assert diagnose(log_of(healthy(fc1__update_ratio=0.08), healthy(), healthy(), healthy(), healthy())) == []
+
+
+def test_one_learning_rate_fix_is_one_row_not_one_per_layer():
+    """A high learning rate shows at every layer: the page listed the same "lower the learning rate to 0.05" with
+    its own Apply once per layer. One rule with one training-setting fix is one row naming all its nodes; a
+    node's own fix (insert a BatchNorm after it) stays a row per node, and the canvas still tints every node."""
+    log = log_of(healthy(), *[healthy(fc1__update_ratio=0.5, head__update_ratio=0.4)] * 3)
+    found = diagnose(log, {"lr": 0.5})
+    assert [f.node for f in found] == ["fc1", "head"]
+    rows = merge_repeats(found)
+    assert [(r["rule"], r["nodes"]) for r in rows] == [("update_high", ["fc1", "head"])]
+    assert rows[0]["action"] == {"action": "set_training", "key": "lr", "value": 0.05}
+    assert set(health_annotations(log, found)) >= {"fc1", "head"}
+    own = [Finding(n, "std_drift", "warn", 12.0, "drift", {"action": "insert_after", "node": n, "type": "BatchNorm1d"})
+           for n in ("fc1", "head")]
+    assert [r["nodes"] for r in merge_repeats(own)] == [["fc1"], ["head"]]
 
 
 def test_fix_change_names_the_old_and_new_value():

@@ -70,3 +70,15 @@ def test_a_pasted_series_is_forecast_in_its_own_units(runs):
         tryit.encode_series(xs, "1\n2\n3")
     with pytest.raises(ExplainError, match="numbers, one step per line"):
         tryit.encode_series(xs, "1\nabc\n3")
+
+
+def test_an_explained_forecast_window_shows_its_true_and_predicted_value_in_the_series_units(runs):
+    """The Explain page showed only "Sample #0" for a forecaster: neither the window's next value nor the model's."""
+    store, ids, probe = runs
+    s = ProbeSession(probe, store, ids["forecast"], "test").summary(0)
+    assert s.kind == "value", s
+    true, predicted = float(s.true), float(s.predicted)
+    assert 0 <= true < 400 and -100 < predicted < 400  # sunspot numbers, not standardised units
+    xs = ProbeSession(probe, store, ids["forecast"], "test")
+    trues = [float(xs.summary(i).true) for i in range(5)]
+    assert sum(trues) / 5 > 10, trues  # standardised sunspot numbers sit within a few units of 0

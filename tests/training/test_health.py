@@ -42,7 +42,12 @@ def test_deep_sigmoid_stack_with_a_high_learning_rate_is_flagged_in_two_epochs(t
     result = run_training(stack("Sigmoid", 8), "moons", cfg, store)
     log = read_health(store.folder(result.run_id).path)
     assert log is not None and len(log.samples) >= 2 and {s["epoch"] for s in log.samples} == {1, 2}
-    found = {(f["node"], f["rule"]) for f in run_findings(store, result.run_id)["findings"]}
+    rows = run_findings(store, result.run_id)["findings"]
+    found = {(n, f["rule"]) for f in rows for n in f["nodes"]}
+    # one row and one Apply per learning-rate fix, not one per layer (the page listed act6, act7, act8 each with
+    # "lower the learning rate to 0.05")
+    lr_rows = [(f["rule"], str(f["action"])) for f in rows if (f["action"] or {}).get("key") == "lr"]
+    assert len(lr_rows) == len(set(lr_rows)), lr_rows
     assert ("fc1", "vanishing") in found  # the first layer gets no gradient
     saturated = {n for n, r in found if r == "saturated"}
     assert {"act6", "act7", "act8"} <= saturated and not {n for n in saturated if n.startswith("fc")}
