@@ -107,6 +107,17 @@ def _say(capsys, line: str) -> None:
 CRASH = "PLANTED-CRASH"  # the child segfaults on the graph holding this (LAYERLAB_FUZZ_CRASH_ON)
 
 
+def _judge(capsys, res, seed: int, title: str, total: int) -> None:
+    """Print a campaign's counts, keep its failing graphs in test-artifacts and assert: every one of ``total``
+    graphs was read, refused, over budget or accepted, and none failed."""
+    _say(capsys, f"\n{title} (seed {seed}): {res.line()}")
+    if res.failures:
+        save_failures(res, seed)
+    shown = "\n".join(f"  graph {f['i']}: {f['failure']}: {f['detail']}" for f in res.failures[:10])
+    assert sum(res.counts[k] for k in ("unreadable", "rejected", "budget", "accepted")) == total
+    assert not any(res.counts[k] for k in FAILURES), f"{res.line()} (seed {seed}; files in test-artifacts)\n{shown}"
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_accepted_graphs_compile_run_forward_backward_and_export_in_child_processes(request, monkeypatch, capsys):
     n, seed, jobs = _sample(request)
@@ -122,12 +133,7 @@ def test_accepted_graphs_compile_run_forward_backward_and_export_in_child_proces
     assert "signal 11" in next(f["detail"] for f in crashes if CRASH in f["text"])
     res.counts["crash"] -= 1
     res.failures = [f for f in res.failures if CRASH not in f["text"]]
-    assert sum(res.counts[k] for k in ("unreadable", "rejected", "budget", "accepted")) == len(texts) - 1
-    _say(capsys, f"\ngraph fuzzer (seed {seed}): {res.line()}")
-    if res.failures:
-        save_failures(res, seed)
-    shown = "\n".join(f"  graph {f['i']}: {f['failure']}: {f['detail']}" for f in res.failures[:10])
-    assert not any(res.counts[k] for k in FAILURES), f"{res.line()} (seed {seed}; files in test-artifacts)\n{shown}"
+    _judge(capsys, res, seed, "graph fuzzer", len(texts) - 1)
     assert res.counts["accepted"] > n // 5  # the generator still produces mostly runnable graphs
 
 
@@ -138,12 +144,7 @@ def test_operator_graphs_of_the_full_allow_list_compile_run_and_export_in_child_
     n, seed, jobs = _sample(request, ops=True)
     texts = draw_projects(n, seed, op_project_text())
     res = run_in_children(texts, jobs=jobs)
-    _say(capsys, f"\noperator fuzzer, full allow-list (seed {seed}): {res.line()}")
-    if res.failures:
-        save_failures(res, seed)
-    shown = "\n".join(f"  graph {f['i']}: {f['failure']}: {f['detail']}" for f in res.failures[:10])
-    assert sum(res.counts[k] for k in ("unreadable", "rejected", "budget", "accepted")) == n
-    assert not any(res.counts[k] for k in FAILURES), f"{res.line()} (seed {seed}; files in test-artifacts)\n{shown}"
+    _judge(capsys, res, seed, "operator fuzzer, full allow-list", n)
     assert res.counts["accepted"] > n // 50  # the generator still reaches graphs that run (most calls are refused)
 
 
@@ -155,10 +156,5 @@ def test_mutated_templates_and_their_parts_compile_train_and_export_in_child_pro
     n, seed, jobs = _sample(request, templates=True)
     texts = draw_projects(n, seed, template_project_text())
     res = run_in_children(texts, jobs=jobs)
-    _say(capsys, f"\ntemplate fuzzer (seed {seed}): {res.line()}")
-    if res.failures:
-        save_failures(res, seed)
-    shown = "\n".join(f"  graph {f['i']}: {f['failure']}: {f['detail']}" for f in res.failures[:10])
-    assert sum(res.counts[k] for k in ("unreadable", "rejected", "budget", "accepted")) == n
-    assert not any(res.counts[k] for k in FAILURES), f"{res.line()} (seed {seed}; files in test-artifacts)\n{shown}"
+    _judge(capsys, res, seed, "template fuzzer", n)
     assert res.counts["accepted"] >= n // 4
