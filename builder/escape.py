@@ -211,6 +211,7 @@ _ABS_PATH = re.compile(rf"(?:(?<![\w/.:~\\-])|(?<=:)(?=/[^/]))/+(?:{_SEG}+/+)+({
 # a local file named as a URI (file:///srv/ws/x, file://localhost/srv/ws/x, sqlite:////srv/ws/x.db): the path in it
 _FILE_URI = re.compile(rf"(?i)(?<![\w+.-])(file|sqlite(?:\+[a-z0-9]+)?):/{{2,}}(?:{_SEG}+/+)*({_SEG}*)")
 _SERVER_FOLDERS: set[str] = set()
+_NAMED_FOLDERS: set[str] = set()  # what add_server_folder was given (the store names its workspace at every open)
 _UNSAFE_IN_PATH = re.compile(r"[\s'\"`<>|;,()\[\]{}]")  # what ends a path to _ABS_PATH
 
 
@@ -220,6 +221,9 @@ def add_server_folder(folder: str | os.PathLike) -> None:
     path to a pattern, and everything after the space (an owner's folder, an upload) would show. The run store
     names its workspace; the user's home and the temporary folder are named from the start. A folder whose name
     holds none of the characters that end a path to the pattern needs no naming and is not kept."""
+    if str(folder) in _NAMED_FOLDERS:
+        return
+    _NAMED_FOLDERS.add(str(folder))
     for spelling in {str(folder), str(Path(folder).expanduser().absolute()), _resolved(folder)}:
         spelling = spelling.rstrip("/")
         if spelling.startswith("/") and _UNSAFE_IN_PATH.search(spelling):  # a plain one is cut by _ABS_PATH anyway

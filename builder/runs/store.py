@@ -557,11 +557,13 @@ class RunStore:
         return _record(rows[0])
 
     def list_runs(self, status: str | None = None, limit: int = 100, *, owner: str | None = None,
-                  tags: dict | None = None, class_id: str | None = None, actor: Actor | None = None) -> list[Run]:
+                  tags: dict | None = None, class_id: str | None = None, actor: Actor | None = None,
+                  not_status: str | None = None) -> list[Run]:
         """The runs the actor may read (:func:`builder.data.access.may`), newest first: id, name, status, owner, tags,
         class, dataset, timestamps, epochs done, settings, final and test metrics (records without their project: read
         one with :meth:`get`). ``owner`` keeps that owner's
-        runs; ``class_id`` those recorded for that class; ``tags`` those whose tags contain these items."""
+        runs; ``class_id`` those recorded for that class; ``tags`` those whose tags contain these items; ``not_status``
+        leaves that status out."""
         who = self.who(actor)
         sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
                "dataset_name, dataset_options, epochs_done, final_metrics, test_metrics, message, config, "
@@ -576,6 +578,9 @@ class RunStore:
         if status:
             where.append("status = ?")
             args.append(status)
+        if not_status:
+            where.append("status != ?")
+            args.append(str(not_status))
         if owner is not None:
             where.append("owner = ?")
             args.append(str(owner))

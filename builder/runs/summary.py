@@ -170,11 +170,10 @@ def current_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:
     return (live or runs or [None])[0]
 
 
-def has_trained(store: RunStore, owner: str | None, limit: int = 100) -> bool:
+def has_trained(store: RunStore, owner: str | None) -> bool:
     """Whether the owner has started a training run (one that is not an import: an imported model's weights are a
-    run of status ``imported``, and a newcomer who imported a model has still to meet Train). Looks at the newest
-    ``limit`` runs."""
-    return any(r["status"] != RunStatus.IMPORTED for r in store.list_runs(owner=owner, limit=limit))
+    run of status ``imported``, and a newcomer who imported a model has still to meet Train)."""
+    return bool(store.list_runs(owner=owner, not_status=RunStatus.IMPORTED, limit=1))
 
 
 def finished_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:

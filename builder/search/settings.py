@@ -35,6 +35,11 @@ def valid_study_name(name: object) -> bool:
     return isinstance(name, str) and STUDY_NAME_RE.fullmatch(name) is not None
 
 
+def study_name_problem(name: object) -> str | None:
+    """What is wrong with ``name`` as a study name, as rule, received value and fix; None for a valid one."""
+    return None if valid_study_name(name) else f"{STUDY_NAME_RULE}; received: {str(name)[:100]!r}. Fix: e.g. mlp-moons-1"
+
+
 def objective_direction(objective: str) -> Literal["minimize", "maximize"]:
     """``minimize`` for ``val_loss``, ``maximize`` for a validation metric."""
     return "minimize" if objective == "val_loss" else "maximize"
@@ -101,8 +106,8 @@ class StudySettings:
     def check(self) -> None:
         """Raises LayerLabError for a bad setting."""
         bad = []
-        if not valid_study_name(self.name):
-            bad.append(f"{STUDY_NAME_RULE}; received: {str(self.name)[:100]!r}. Fix: e.g. mlp-moons-1")
+        if problem := study_name_problem(self.name):
+            bad.append(problem)
         if not (1 <= int(self.n_trials) <= MAX_TRIALS):
             bad.append(f"the number of trials must be from 1 to {MAX_TRIALS}; received: {self.n_trials}. Fix: e.g. 20")
         if self.timeout is not None and not (self.timeout > 0):
@@ -124,5 +129,5 @@ class StudySettings:
             raise LayerLabError("; ".join(bad))
 
 
-__all__ = ["StudySettings", "STUDY_NAME_RE", "STUDY_NAME_RULE", "valid_study_name", "objective_direction", "objective_metric", "objective_value", "OBJECTIVES", "SAMPLERS",
+__all__ = ["StudySettings", "STUDY_NAME_RE", "STUDY_NAME_RULE", "valid_study_name", "study_name_problem", "objective_direction", "objective_metric", "objective_value", "OBJECTIVES", "SAMPLERS",
            "PRUNERS", "MAX_TRIALS"]

@@ -22,7 +22,7 @@ from builder.data.access import CONTROL, LOCAL_OWNER, Actor, Resource, may
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import shown_uri
 from builder.runs.owners import owned_name, owner_of
-from builder.search.settings import STUDY_NAME_RULE, valid_study_name
+from builder.search.settings import study_name_problem, valid_study_name
 
 STUDY_DB = "studies.db"
 RUNNER_SUFFIX = ".runner"  # beside a study's log: its live runner (study_files)
@@ -103,8 +103,8 @@ def study_key(workspace: str | Path, owner: str, name: str) -> str:
     >>> key.startswith("anon-") and key.endswith("/lr-sweep") and "abab" not in key
     True
     """
-    if not valid_study_name(name):
-        raise LayerLabError(f"{STUDY_NAME_RULE}; received: {str(name)[:100]!r}. Fix: e.g. mlp-moons-1")
+    if problem := study_name_problem(name):
+        raise LayerLabError(problem)
     return owned_name(workspace, owner, name)
 
 
