@@ -561,9 +561,8 @@ class RunStore:
                   not_status: str | None = None) -> list[Run]:
         """The runs the actor may read (:func:`builder.data.access.may`), newest first: id, name, status, owner, tags,
         class, dataset, timestamps, epochs done, settings, final and test metrics (records without their project: read
-        one with :meth:`get`). ``owner`` keeps that owner's
-        runs; ``class_id`` those recorded for that class; ``tags`` those whose tags contain these items; ``not_status``
-        leaves that status out."""
+        one with :meth:`get`). ``owner`` keeps that owner's runs; ``class_id`` those recorded for that class; ``tags``
+        those whose tags contain these items; ``not_status`` leaves that status out."""
         who = self.who(actor)
         sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
                "dataset_name, dataset_options, epochs_done, final_metrics, test_metrics, message, config, "
@@ -572,18 +571,11 @@ class RunStore:
         if not (who.system or who.shared):  # what READ allows, as SQL (may() filters the rows again below)
             where.append(f"owner IN ({', '.join('?' * (1 + len(who.students)))})")
             args += [who.owner, *sorted(who.students)]
-        if class_id is not None:
-            where.append("class_id = ?")
-            args.append(str(class_id))
-        if status:
-            where.append("status = ?")
-            args.append(status)
-        if not_status:
-            where.append("status != ?")
-            args.append(str(not_status))
-        if owner is not None:
-            where.append("owner = ?")
-            args.append(str(owner))
+        for clause, value in (("class_id = ?", class_id), ("status = ?", status or None),
+                              ("status != ?", not_status or None), ("owner = ?", owner)):
+            if value is not None:
+                where.append(clause)
+                args.append(str(value))
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC"
