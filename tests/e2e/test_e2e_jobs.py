@@ -163,9 +163,12 @@ def test_a_job_outlives_the_server_and_a_restarted_server_shows_it(browser, tmp_
     try:
         ctx, page = person(browser, server.url)
         open_app(page)
-        run_id = _start(page, 12)
+        # long enough to be caught running: 12 epochs went from queued to finished in 2 s on the warm launcher,
+        # between two polls of a loaded fresh-clone run
+        run_id = _start(page, 60)
         store = RunStore(ws, actor=SYSTEM)
-        until(lambda: store.get(run_id)["status"] == "running", "the job to run")
+        until(lambda: store.get(run_id)["status"] == "running", "the job to run",
+              state=lambda: store.get(run_id)["status"])
         pid = store.get(run_id)["pid"]
         assert os.getpgid(pid) != os.getpgid(server.proc.pid)  # the job is in a session of its own
     finally:
