@@ -13,6 +13,7 @@ from app_pages import nav, ui
 
 st.set_page_config(page_title="LayerLab", page_icon="🧩", layout="wide",
                    initial_sidebar_state="expanded")
+ui.fresh_roles()  # roles as of this run: a class created or joined a moment ago counts
 ui.init_state()
 ui.style()
 

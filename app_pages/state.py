@@ -134,9 +134,18 @@ def shared_runs() -> bool:
     return owners.shared_runs()
 
 
+def fresh_roles() -> None:
+    """Forget this session's cached actor: called at the top of every full run (``app.py``), so the page shown after
+    a class is created, joined or deleted, here or in another session, judges with the roles of now. A time alone
+    (the cache's 1 s) let the run right after a teacher created a class, when it came within that second, refuse
+    them their own student's runs."""
+    st.session_state.pop("ll_actor", None)
+
+
 def actor():
     """This session's :class:`builder.data.access.Actor`: its owner with its roles on this server (admin, teacher of
-    which students, shared mode), resolved once per page run (:func:`builder.runs.classes.actor_for`)."""
+    which students, shared mode), resolved once per page run (:func:`fresh_roles`) and at most 1 s old in a
+    fragment's reruns (:func:`builder.runs.classes.actor_for`)."""
 
     from builder.runs.classes import actor_for  # lazy: heavy (sqlalchemy)
 

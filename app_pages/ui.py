@@ -29,6 +29,7 @@ from app_pages.state import (
     confirm_replace,
     entered_page,
     flash,
+    fresh_roles,
     graph,
     graph_key,
     init_state,
@@ -360,4 +361,5 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_identity", "keep_in_history", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",
+           "fresh_roles",
            "run_from_url", "warm_up", "rebase_stale"]
