@@ -86,6 +86,8 @@ def csv_picker(current: dict) -> dict | None:
                           help="The column the model predicts")
     task = c2.selectbox("Task", list(TASKS), format_func=TASKS.get, key="ll_csv_task")
     ref = ui.save_upload(up.name, data)  # an upload id: the spec, the project and the run never hold a path
+    if ref is None:  # over the storage quota (shown)
+        return None
     return {"kind": "csv", "name": up.name, "file": ref, "target": target, "task": task}
 
 
@@ -101,6 +103,8 @@ def images_picker(current: dict) -> dict | None:
         st.info("Upload a .zip with one folder of images per class.", icon=":material/folder_zip:")
         return None
     ref = ui.save_upload(up.name, up.getvalue())
+    if ref is None:  # over the storage quota (shown)
+        return None
     return {"kind": "images", "name": up.name, "file": ref, "size": size}
 
 
@@ -158,6 +162,8 @@ def text_picker(current: dict) -> dict | None:
         target = c2.selectbox("Label column", [c for c in cols if c != text_col], key="ll_txt_target")
         opts.update(text_column=text_col, target=target)
     ref = ui.save_upload(up.name, data)
+    if ref is None:  # over the storage quota (shown)
+        return None
     return {"kind": "text", "name": up.name, "file": ref, "task": None, "options": opts}
 
 
@@ -191,6 +197,8 @@ def series_picker(current: dict) -> dict | None:
     opts = {**win, "columns": picked, **({"time_column": time_col} if time_col else {}),
             **({"target": label} if label else {})}
     ref = ui.save_upload(up.name, data)
+    if ref is None:  # over the storage quota (shown)
+        return None
     return {"kind": "series", "name": up.name, "file": ref, "task": None, "options": opts}
 
 

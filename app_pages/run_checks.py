@@ -98,9 +98,9 @@ def drift_section(rec: dict) -> None:
                    "too. Also: the shift of the model's confidence and predicted class mix.")
         c = st.columns([3, 1, 1], vertical_alignment="bottom")
         up = c[0].file_uploader("New data", type=["csv", "txt", "zip"], key=f"ll_drift_up_{rid}")
-        if up is not None:
-            st.session_state.ll_drift_file = {"run": rid, "name": up.name,
-                                              "upload": ui.save_upload(up.name, up.getvalue())}
+        ref = ui.save_upload(up.name, up.getvalue()) if up is not None else None  # None: over the quota (shown)
+        if ref is not None:
+            st.session_state.ll_drift_file = {"run": rid, "name": up.name, "upload": ref}
         alpha = float(c[1].number_input("α", 0.001, 0.5, 0.05, 0.01, key=f"ll_drift_alpha_{rid}", format="%.3f",
                                         help="Significance level (Bonferroni-corrected over the features)"))
         got = st.session_state.get("ll_drift_file") or {}

@@ -182,10 +182,18 @@ def open_spec(spec: dict):
     return load_dataset(DatasetSource.from_spec(spec, folder), uploads=folder)
 
 
-def save_upload(name: str, data: bytes) -> str:
+def save_upload(name: str, data: bytes) -> str | None:
     """Keep an uploaded file in the owner's folder (content-addressed) so runs can be resumed later; returns its
-    upload id (``upload:<sha256>.<suffix>``), what the page's spec, the project and the run record name."""
-    return uploads().save(name, data)
+    upload id (``upload:<sha256>.<suffix>``), what the page's spec, the project and the run record name. None,
+    with the refusal shown, when it would take the owner past its storage quota (uploads count as runs do:
+    :func:`builder.jobs.quotas.check_upload`)."""
+    from builder.jobs.quotas import check_upload  # lazy: heavy (sqlalchemy)
+
+    try:
+        return uploads().save(name, data, admit=lambda n: check_upload(store(), owner(), n))
+    except LayerLabError as e:
+        show_error(e)
+        return None
 
 
 # ------------------------------------------------------------------------------------------ run store

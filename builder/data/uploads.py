@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,12 +61,16 @@ class UploadFolder:
     def __init__(self, root: str | Path):
         object.__setattr__(self, "root", Path(root))
 
-    def save(self, name: str, data: bytes) -> str:
+    def save(self, name: str, data: bytes, admit: Callable[[int], None] | None = None) -> str:
         """Keep ``data`` (an uploaded file called ``name``) and return its upload id; written under a temporary
-        name and renamed, so a half-written file is never an upload."""
+        name and renamed, so a half-written file is never an upload. ``admit`` is called with the bytes about to
+        be written (not for a file already kept) and refuses them by raising (the owner's storage quota:
+        :func:`builder.jobs.quotas.check_upload`)."""
         ref = upload_id(name, data)
         path = self.root / ref[len(UPLOAD_PREFIX):]
         if not path.is_file() or path.is_symlink():
+            if admit is not None:
+                admit(len(data))
             self.root.mkdir(parents=True, exist_ok=True)
             write_atomic(path, data, f"the upload {path.suffix or 'file'}")
         return ref

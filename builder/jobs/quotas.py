@@ -36,7 +36,7 @@ from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.runs import db as _db
 from builder.runs.classes import class_quotas, list_classes
-from builder.runs.owners import LOCAL_OWNER, is_teacher, server_config
+from builder.runs.owners import LOCAL_OWNER, is_teacher, owner_folders, server_config
 from builder.runs.store import RunStore
 from builder.training.run_status import STARTED, RunStatus, is_live
 
@@ -47,6 +47,11 @@ ENV = {"running": "LAYERLAB_QUOTA_RUNNING", "queued": "LAYERLAB_QUOTA_QUEUED", "
 GPU_WINDOW_S = 24 * 3600.0  # the GPU-time quota counts the last day (a rolling window, no midnight rush)
 QUOTA_LOCK = "quota.lock"  # in the workspace: a quota check and the run it admits are recorded as one step
 CPU_DEVICES = ("cpu", "mps")  # a job set to one of these never uses GPU time
+
+
+STORED = "one person's runs, uploads and studies"  # what the storage quota counts (usage)
+FREE_UP = ("delete runs you no longer need on the Runs page, or your data on the Server page, or ask your "
+           "teacher")
 
 
 class QuotaError(RunStoreError):
@@ -164,12 +169,13 @@ def _gpu_records(store: RunStore, runs: list[dict], now: float) -> list[dict]:
 
 def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
     """What ``owner`` uses now: ``running`` (running or paused jobs), ``queued`` jobs, ``storage_mb`` (MiB of
-    its run folders) and ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with ``gpu=False``)."""
+    its run folders and of its other stored files, :func:`builder.runs.owners.owner_folders`: uploads, projects,
+    studies) and ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with ``gpu=False``)."""
     store.mark_interrupted()
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)  # counted whoever asks (a number)
     running = sum(r["status"] in STARTED for r in runs)
     queued = sum(r["status"] == RunStatus.QUEUED for r in runs)
-    size = 0
+    size = sum(folder_bytes(f) for f in owner_folders(store.workspace, owner) if f.is_dir() and not f.is_symlink())
     for r in runs:
         try:
             size += folder_bytes(store.run_dir(r["id"], actor=SYSTEM))
@@ -202,9 +208,8 @@ def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *,
         return QuotaError(text + (f" (limit set by {src})" if src else ""))
 
     if mb_cap is not None and used["storage_mb"] >= mb_cap:
-        raise refuse("storage_mb", f"one person's runs may take at most {mb_cap:g} MiB; received: "
-                     f"{used['storage_mb']:.1f} MiB in use. Fix: delete runs you no longer need on the Runs page "
-                     "or the Server page, or ask your teacher")
+        raise refuse("storage_mb", f"{STORED} may take at most {mb_cap:g} MiB; received: "
+                     f"{used['storage_mb']:.1f} MiB in use. Fix: {FREE_UP}")
     more = max(1, int(jobs)) - 1  # the jobs asked for beyond the first
     asked = f", {more + 1:g} more asked for" if more else ""
     if queue_cap is not None and used["queued"] + more >= queue_cap:
@@ -248,6 +253,26 @@ def check_storage(store: RunStore, owner: str) -> None:
     check_usage(used, {"storage_mb": limit["storage_mb"]}, gpu=False, where=where)
 
 
+def check_upload(store: RunStore, owner: str, nbytes: int) -> None:
+    """Refuse an upload of ``nbytes`` new bytes that would take ``owner``'s stored files past its ``storage_mb``
+    limit (:class:`QuotaError`), before it is written; uploads, like runs, count (:func:`usage`). Called by the
+    one door that keeps an upload (``app_pages.ui.save_upload``; the CLI's local user has no quota).
+
+    Raises:
+        QuotaError: over the limit, naming the limit, the bytes in use and asked for, and where it was set.
+    """
+    limit, where = limit_sources(store.workspace, owner)
+    cap = limit.get("storage_mb")
+    if cap is None or nbytes <= 0:
+        return
+    used = usage(store, owner, gpu=False)["storage_mb"]
+    if used + nbytes / 2**20 > cap:
+        src = where.get("storage_mb")
+        raise QuotaError(f"{STORED} may take at most {cap:g} MiB; received: {used:.1f} MiB in use and "
+                         f"{nbytes / 2**20:.1f} MiB more uploaded. Fix: {FREE_UP}"
+                         + (f" (limit set by {src})" if src else ""))
+
+
 def check_study(store: RunStore, owner: str, *, studies: int, device: str = "auto") -> None:
     """Refuse a new study runner of ``owner`` (:class:`QuotaError`): its live study runners (``studies``, counted
     by the caller: :func:`builder.search.runner.live_runners`) already as many as its ``running`` limit, or no
@@ -275,4 +300,4 @@ def admit(store: RunStore) -> Iterator[None]:
 
 
 __all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "limit_sources", "usage", "check_usage", "check_quota",
-           "check_study", "check_storage", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]
+           "check_study", "check_storage", "check_upload", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]

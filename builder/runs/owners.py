@@ -367,6 +367,27 @@ def new_folder_names(workspace: str | Path, known: Iterable[str]) -> dict[str, s
             for old in old_owner_folders(workspace)}
 
 
+STUDIES_DIR = "studies"  # in the workspace: the files of the studies the app started (builder.search.storage)
+
+
+def owner_folders(workspace: str | Path, owner: str) -> list[Path]:
+    """Every folder of ``owner``'s stored files besides its run folders (not created): ``owners/<safe id>`` (its
+    autosave, undo history, profile and uploads) and ``studies/<safe id>`` (its studies' projects, logs and
+    private temporary folders, :func:`builder.search.storage.study_files`); what the storage quota counts with the
+    run folders (:func:`builder.jobs.quotas.usage`). The CLI's ``local`` user keeps its studies at the top of
+    ``studies/``, among everyone's folders: only its owner folder is listed (it has no quota).
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> [p.parent.name for p in owner_folders(ws, "anon:" + "ab" * 16)]
+    ['owners', 'studies']
+    """
+    home = owner_path(workspace, owner)
+    if owner == LOCAL_OWNER:
+        return [home]
+    return [home, Path(workspace) / STUDIES_DIR / safe_id(workspace, owner)]
+
+
 def owner_dir(workspace: str | Path, owner: str) -> Path:
     """``<workspace>/owners/<safe id>`` (created)."""
     d = owner_path(workspace, owner)
@@ -577,7 +598,7 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
 __all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
-           "PSEUDONYM_RE", "workspace_secret", "safe_id", "owned_name", "pseudonym", "owner_path", "owner_dir",
+           "PSEUDONYM_RE", "workspace_secret", "safe_id", "owned_name", "pseudonym", "owner_path", "owner_dir", "owner_folders", "STUDIES_DIR",
            "move_owner_folder", "replace_in_text_files", "old_owner_folders", "new_folder_names", "PROFILE",
            "DISPLAY_NAME_MAX", "set_display_name", "display_name", "label",
            "save_project", "project_revision", "load_autosave", "push_history", "pop_history", "history", "upload_dir"]

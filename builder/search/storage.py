@@ -21,12 +21,11 @@ from pathlib import Path
 from builder.data.access import CONTROL, LOCAL_OWNER, Actor, Resource, may
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import shown_uri
-from builder.runs.owners import owned_name, owner_of
+from builder.runs.owners import STUDIES_DIR, owned_name, owner_of
 from builder.search.settings import study_name_problem, valid_study_name
 
 STUDY_DB = "studies.db"
 RUNNER_SUFFIX = ".runner"  # beside a study's log: its live runner (study_files)
-STUDIES_DIR = "studies"  # in the workspace: the files of the studies the app started (study_files)
 SETTINGS_ATTR = "layerlab"  # the study's user attribute holding its LayerLab settings
 STOP_ATTR = "layerlab_stop"
 _SEP = "/"  # between the owner's key and the name in a storage name (builder.runs.owners.owned_name)

@@ -160,3 +160,17 @@ def test_a_builtin_series_previews_its_windows(at):
     labels = {m.label: m.value for m in at.metric}
     assert labels["Task"] == "forecast" and labels["Input shape"] == "10×1"
     assert any("public domain" in c.value for c in at.caption)
+
+
+def test_an_upload_past_the_storage_quota_is_refused_and_not_kept(at, monkeypatch):
+    import os
+
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "1")
+    at.segmented_control(key="ll_ds_kind").set_value("csv").run()
+    rows = "".join(f"{i},{i % 7},{i % 2}\n" for i in range(150_000))  # ~1.5 MiB: more than the whole quota
+    at.file_uploader(key="ll_csv_up").upload("big.csv", ("a,b,y\n" + rows).encode()).run()
+    assert not at.exception
+    assert any("may take at most 1 MiB" in e.value for e in at.error), [e.value for e in at.error]
+    folder = upload_dir(os.environ["LAYERLAB_WORKSPACE"], ME)
+    assert not list(folder.iterdir())
+    assert (at.session_state["ll_data"] or {}).get("kind") != "csv"

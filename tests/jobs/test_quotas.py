@@ -95,3 +95,33 @@ def test_storage_quota_counts_the_owners_run_folders(ws, monkeypatch):
     with pytest.raises(QuotaError, match="at most 1 MiB; received: 2.0 MiB in use. Fix: delete runs"):
         quotas.check_quota(store, ME)
     quotas.check_quota(store, OTHER)
+
+
+def test_storage_quota_counts_uploads_and_studies_and_refuses_an_upload_past_it(ws, monkeypatch):
+    """Uploads and study files were outside the quota: a visitor under ``storage_mb`` could fill the disk with
+    uploads (each within the uploader's size limit) or with a study's private folder."""
+    from builder.data.uploads import UploadFolder
+    from builder.runs.owners import upload_dir
+    from builder.search.storage import study_files
+
+    store = RunStore(ws, actor=SYSTEM)
+    mine = UploadFolder(upload_dir(ws, ME))
+    kept = mine.save("big.csv", b"\0" * 2**20)
+    tmp = study_files(ws, ME, "sweep")["tmp"]
+    tmp.mkdir(parents=True)
+    (tmp / "cache.bin").write_bytes(b"\0" * 2**20)
+    assert quotas.usage(store, ME)["storage_mb"] >= 2.0
+    assert quotas.usage(store, OTHER)["storage_mb"] == 0.0
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "2.5")
+    admit = lambda n: quotas.check_upload(store, ME, n)  # noqa: E731  (the Data page's door)
+    with pytest.raises(QuotaError, match=r"runs, uploads and studies may take at most 2.5 MiB; received: 2.0 MiB in "
+                                         r"use and 1.0 MiB more uploaded\. Fix: delete runs .* \(limit set by "
+                                         r"LAYERLAB_QUOTA_STORAGE_MB\)"):
+        mine.save("more.csv", b"\1" * 2**20, admit=admit)
+    assert sorted(p.name for p in mine.root.iterdir()) == [kept.split(":", 1)[1]]  # nothing written
+    assert mine.save("again.csv", b"\0" * 2**20, admit=admit) == kept  # a file already kept costs nothing
+    mine.save("small.csv", b"a,b\n1,2\n", admit=admit)  # within the limit
+    UploadFolder(upload_dir(ws, OTHER)).save("x.csv", b"\1" * 2**20, admit=lambda n: quotas.check_upload(store, OTHER, n))
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "2")
+    with pytest.raises(QuotaError, match="at most 2 MiB; received: 2.0 MiB in use"):  # a job is refused the same way
+        quotas.check_quota(store, ME)
