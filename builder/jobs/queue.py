@@ -519,12 +519,12 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         if cuda is not None:  # the GPU the packing chose (builder.training.gpus) is this process's current device:
             lim = job_sandbox.on_gpu(cuda, lim)  # `auto`/`cuda` resolve to it (the run keeps its settings); its
             # CUDA runtime starts before the limits, which allow the host memory the process then holds on top
-        if sandboxed:  # limits, clean environment, no new processes, before the model is built
-            lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
-            job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
-
         spec.tracking = job_destination(spec.tracking, workspace)  # the server's default, read from its config now
         scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
+        if sandboxed:  # files confined, limits, clean environment, no new processes, before the model is built
+            rules = job_sandbox.confinement(store, run_id, spec.owner, spec.tracking)
+            lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config), rules=rules)
+            job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
         print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
               + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else "")
               + (f", resident memory limit {lim.memory_mb} MiB over the {lim.runtime_mb} MiB it holds now"

@@ -419,3 +419,56 @@ def test_mlflow_credentials_go_only_to_a_job_that_logs_to_the_admins_tracker(tmp
             assert ("MLFLOW_TRACKING_PASSWORD" in env) is expect and ("MLFLOW_TRACKING_TOKEN" in env) is expect
             assert not {"LAYERLAB_ADMINS", "LAYERLAB_TEACHERS", "LAYERLAB_SECRET_X"} & set(env)
     assert jobs._credentials(tmp_path / "missing.json") is False
+
+
+def test_a_confined_job_reads_no_secret_nor_another_owners_run_but_uses_its_own(tmp_path):
+    """Landlock (where the kernel has it): a web owner's job process reads and writes its run folder and the run
+    database, reads its own owner folder and the runs it may read, and cannot read the workspace's identity.key,
+    server.json or another owner's run folder (it ran as the server's user and could read them all)."""
+    from builder.process import landlock
+
+    seen = _run_python(f"""
+import json
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.runs import owners
+from builder.runs.store import RunStore
+ws = Path({str(tmp_path / 'ws')!r})
+store = RunStore(ws, actor=SYSTEM)
+owners.set_server_config(ws, admins=["user:root@x"])
+a, b = "anon:" + "a" * 32, "anon:" + "b" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+theirs = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=b)
+folder = owners.owner_path(ws, a)
+line = job_sandbox.confine(job_sandbox.confinement(store, mine, a))
+out = {{"line": line}}
+for name, path in (("key", ws / "identity.key"), ("config", ws / "server.json"),
+                   ("theirs", store.folder(theirs).project), ("mine", store.folder(mine).project)):
+    try:
+        out[name] = len(path.read_bytes())
+    except PermissionError:
+        out[name] = "denied"
+store.folder(mine).export("x.txt").parent.mkdir(exist_ok=True)
+store.folder(mine).export("x.txt").write_text("ok")
+store.update_run(mine, message="still writes its run")
+out["db"] = store.get(mine)["message"]
+out["folder"] = owners.owner_path(ws, a) == folder and owners.server_config(ws)["admins"] == ["user:root@x"]
+print(json.dumps(out))
+""")
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    assert seen["key"] == seen["config"] == seen["theirs"] == "denied", seen
+    assert isinstance(seen["mine"], int) and seen["db"] == "still writes its run" and seen["folder"] is True
+
+
+def test_the_clis_local_user_is_not_confined(tmp_path):
+    from builder.data.access import LOCAL_OWNER
+    from builder.jobs.job_sandbox import confinement
+
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {}, owner=LOCAL_OWNER)
+    assert "local user" in confinement(store, rid, LOCAL_OWNER)
