@@ -49,14 +49,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from builder.data.access import SYSTEM as SYSTEM_ACTOR
 from builder.errors import LayerLabError
+from builder.interchange.hf_library import library_folder
 from builder.process import landlock, sandbox
+from builder.process.landlock import Confinement
 from builder.process.sandbox import TEST_CRASH_ENV, WorkerLimits, crash_hook_for_tests
-from builder.tracking_destinations import CREDENTIAL_ENV, SERVER_DEFAULT
+from builder.tracking_destinations import CREDENTIAL_ENV, SERVER_DEFAULT, local_paths
 from builder.training.run_status import RunStatus, is_live
 
 PREFIX = "LAYERLAB_JOB"
@@ -130,66 +131,16 @@ def tracking_credentials(recorded: str | None) -> bool:
 
 
 def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> Confinement | str:
-    """What a job of ``owner`` may touch on disk once :func:`enter` confines it (:mod:`builder.process.landlock`):
-    read the interpreter and system (:func:`~builder.process.landlock.system_read_paths`), this package, the
-    owner's own folder (its uploads), the model library and the folders of the runs the owner may read
-    (:meth:`~builder.runs.store.RunStore.list_runs`: an ``init_from``, a teacher, a pruned parent); read and write
-    its own run folder (its private HOME inside), the dataset cache, ``/dev`` and a local tracker's folder; read
-    and write the SQLite run database and its WAL files (not the workspace beside them: ``identity.key``,
-    ``server.json``, other owners' folders stay shut). A string says why it is left unconfined: the CLI's local
-    user (its paths are its own) or an SQLite database without its WAL file (a rollback journal is a new file
-    each write, which no rule can name)."""
-    from builder.data.access import LOCAL_OWNER, Actor  # lazy: keeps this module's imports few
-    from builder.data.cache import cache_dir
-    from builder.interchange.hf_library import library_folder
-    from builder.process.launcher import package_root
-    from builder.runs import db as _db
-    from builder.runs.owners import owner_path, pin, upload_dir
-    from builder.tracking_destinations import _local_paths
-
-    if owner == LOCAL_OWNER:
-        return "the CLI's local user's job (its paths are its own)"
-    ws = Path(store.workspace)
-    files: list[Path] = []
-    if _db.is_sqlite(store.db_url):
-        import sqlalchemy as sa  # lazy: heavy (sqlalchemy)
-
-        db = Path(sa.engine.make_url(store.db_url).database or "")
-        if not db.is_absolute() or not Path(f"{db}-wal").is_file():
-            return "an SQLite run database without its WAL file (a rollback journal cannot be confined)"
-        files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
-    readable = store.as_actor(Actor.of_job(owner)).list_runs(limit=100_000)
-    read = [*landlock.system_read_paths(), package_root(), owner_path(ws, owner),
-            *[store.folder(r["id"], actor=SYSTEM_ACTOR).path for r in readable]]
+    """What a job of ``owner`` may touch on disk once :func:`enter` confines it: the run's own
+    (:func:`builder.process.landlock.confinement`), the model library (read) and a local tracker's folder (read
+    and write)."""
+    read, write = [], []
     with contextlib.suppress(Exception):  # a malformed config: no library to read
-        if (lib := library_folder(ws)) is not None:
+        if (lib := library_folder(store.workspace)) is not None:
             read.append(lib)
-    write = [store.folder(run_id, actor=SYSTEM_ACTOR).path, ws / "cache", cache_dir(), Path("/dev")]
-    with contextlib.suppress(Exception):
-        write += [p if p.is_dir() else p.parent for p in _local_paths(tracking or "")]
-    pin(ws, owner)  # its owner's folder name and the server config, read now: identity.key and server.json close
-    upload_dir(ws, owner)  # created now: read-only from here on
-    return Confinement(read, write, files)
-
-
-@dataclass(frozen=True)
-class Confinement:
-    """The folders a confined job reads, those it also writes, and the single files it reads and writes."""
-
-    read: list
-    write: list
-    files: list
-
-
-def confine(rules: Confinement | str | None) -> str:
-    """Apply :func:`confinement`'s answer with Landlock; one line for the job's log: what was applied, or why not
-    (a kernel without Landlock: the job runs with its other walls only)."""
-    if not isinstance(rules, Confinement):
-        return f"files not confined: {rules or 'no rules'}"
-    version = landlock.restrict(rules.read, rules.write, rules.files)
-    if not version:
-        return "files not confined: this kernel has no Landlock (Linux 5.13+); the other limits stand"
-    return f"files confined by Landlock (ABI {version}): its run folder, its owner's, the runs it may read"
+    with contextlib.suppress(Exception):  # a network tracker: nothing on this host
+        write += [p if p.is_dir() else p.parent for p in local_paths(tracking or "")]
+    return landlock.confinement(store, run_id, owner, read=read, write=write)
 
 
 def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, processes: bool = False,
@@ -201,7 +152,7 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
     lim = lim or job_limits()
     Path(private).mkdir(parents=True, exist_ok=True)
     if rules is not None:
-        print(f"job: {confine(rules)}", flush=True)
+        print(f"job: {landlock.confine(rules)}", flush=True)
     env = job_env(private, credentials=True)  # the credentials its starter passed (only for the admin's tracker)
     os.environ.clear()
     os.environ.update(env)
@@ -386,4 +337,4 @@ def limit_study_memory(lim: WorkerLimits | None = None) -> int:
 
 __all__ = ["job_limits", "host_memory_mb", "HOST_SHARE", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
            "limit_study_memory",
-           "JobLimitError", "limit_met", "Confinement", "confinement", "confine", "PASSED_ENV", "CREDENTIAL_ENV", "tracking_credentials", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]
+           "JobLimitError", "limit_met", "confinement", "PASSED_ENV", "CREDENTIAL_ENV", "tracking_credentials", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]

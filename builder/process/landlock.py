@@ -20,7 +20,14 @@ import ctypes
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from builder.data.access import LOCAL_OWNER, SYSTEM, Actor
+from builder.data.cache import cache_dir
+from builder.process.launcher import package_root
+from builder.runs import db as _db
+from builder.runs.owners import owner_path, pin, upload_dir
 
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
 _VERSION = 1  # LANDLOCK_CREATE_RULESET_VERSION
@@ -132,4 +139,56 @@ def _add(libc: ctypes.CDLL, ruleset: int, path: str, allowed: int) -> None:
         os.close(fd)
 
 
-__all__ = ["abi", "handled", "restrict", "system_read_paths", "READ", "WRITE"]
+@dataclass(frozen=True)
+class Confinement:
+    """The folders a confined process reads, those it also writes, and the single files it reads and writes."""
+
+    read: list = field(default_factory=list)
+    write: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+
+
+def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: Iterable = ()) -> Confinement | str:
+    """What a process working on ``owner``'s run ``run_id`` (a training job, a quantization) may touch once
+    confined: read the interpreter and system (:func:`system_read_paths`), this package, the owner's own folder
+    (its uploads), the folders of the runs the owner may read (``store.list_runs`` as the job's actor: an
+    ``init_from``, a teacher, a pruned parent) and ``read``; read and write its own run folder (a job's private
+    HOME is inside), the dataset cache, ``/dev`` and ``write``; read and write the SQLite run database and its
+    WAL files, not the workspace folder beside them (``identity.key``, ``server.json``, other owners' folders
+    stay shut). The owner's folder name and the server config are read now (:func:`builder.runs.owners.pin`).
+    A string says why it is left unconfined: the CLI's local user (its paths are its own), an SQLite database
+    without its WAL file (a rollback journal is a new file each write, which no rule can name)."""
+    if owner == LOCAL_OWNER:
+        return "the CLI's local user's (its paths are its own)"
+    ws = Path(store.workspace)
+    files: list[Path] = []
+    if _db.is_sqlite(store.db_url):
+        import sqlalchemy as sa  # lazy: heavy (sqlalchemy)
+
+        db = Path(sa.engine.make_url(store.db_url).database or "")
+        if not db.is_absolute() or not Path(f"{db}-wal").is_file():
+            return "an SQLite run database without its WAL file (a rollback journal cannot be confined)"
+        files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    readable = store.as_actor(Actor.of_job(owner)).list_runs(limit=100_000)
+    pin(ws, owner)  # its owner's folder name and the server config, read now: identity.key and server.json close
+    upload_dir(ws, owner)  # created now: read-only from here on
+    rules = Confinement([*system_read_paths(), package_root(), owner_path(ws, owner), *read,
+                         *[store.folder(r["id"], actor=SYSTEM).path for r in readable]],
+                        [store.folder(run_id, actor=SYSTEM).path, ws / "cache", cache_dir(), Path("/dev"), *write],
+                        files)
+    return rules
+
+
+def confine(rules: Confinement | str | None) -> str:
+    """Apply :func:`confinement`'s answer to this process; one line for its log: what was applied, or why not (a
+    kernel without Landlock: the process runs with its other walls only)."""
+    if not isinstance(rules, Confinement):
+        return f"files not confined: {rules or 'no rules'}"
+    version = restrict(rules.read, rules.write, rules.files)
+    if not version:
+        return "files not confined: this kernel has no Landlock (Linux 5.13+); the other limits stand"
+    return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read"
+
+
+__all__ = ["abi", "handled", "restrict", "system_read_paths", "READ", "WRITE", "Confinement", "confinement",
+           "confine"]

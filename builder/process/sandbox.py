@@ -92,9 +92,9 @@ def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
     such as ``LAYERLAB_`` or ``MLFLOW_`` would pass the server's secrets); ``HOME`` and the temporary folder are
     ``private``; this package (and the user site, when this interpreter uses it) importable.
 
-    >>> sorted(sandbox_env("/p", ("LAYERLAB_TORCH_THREADS", "PYTORCH_"), {"LAYERLAB_TORCH_THREADS_X": "1",
-    ...     "LAYERLAB_TORCH_THREADS": "2", "PYTORCH_CUDA_ALLOC_CONF": "x", "LAYERLAB_ADMINS": "a"}))[:3]
-    ['HOME', 'LANG', 'LAYERLAB_TORCH_THREADS']
+    >>> sorted(sandbox_env("/p", ("OMP_NUM_THREADS", "PYTORCH_"), {"OMP_NUM_THREADS_X": "1",
+    ...     "OMP_NUM_THREADS": "2", "PYTORCH_CUDA_ALLOC_CONF": "x", "LAYERLAB_ADMINS": "a"}))[:3]
+    ['HOME', 'LANG', 'OMP_NUM_THREADS']
     >>> [k for k in sandbox_env("/p", ("PYTORCH_",), {"PYTORCH_CUDA_ALLOC_CONF": "x"}) if k.startswith("PY")][:1]
     ['PYTORCH_CUDA_ALLOC_CONF']
     """

@@ -433,6 +433,7 @@ from pathlib import Path
 from builder.data.access import SYSTEM
 from builder.graph.templates import load_template
 from builder.jobs import job_sandbox
+from builder.process import landlock
 from builder.runs import owners
 from builder.runs.store import RunStore
 ws = Path({str(tmp_path / 'ws')!r})
@@ -442,7 +443,7 @@ a, b = "anon:" + "a" * 32, "anon:" + "b" * 32
 mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
 theirs = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=b)
 folder = owners.owner_path(ws, a)
-line = job_sandbox.confine(job_sandbox.confinement(store, mine, a))
+line = landlock.confine(job_sandbox.confinement(store, mine, a))
 out = {{"line": line}}
 for name, path in (("key", ws / "identity.key"), ("config", ws / "server.json"),
                    ("theirs", store.folder(theirs).project), ("mine", store.folder(mine).project)):
