@@ -187,7 +187,9 @@ def confine(rules: Confinement | str | None) -> str:
     version = restrict(rules.read, rules.write, rules.files)
     if not version:
         return "files not confined: this kernel has no Landlock (Linux 5.13+); the other limits stand"
-    return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read"
+    others = len(os.listdir("/proc/self/task")) - 1 if os.path.isdir("/proc/self/task") else 0
+    left = f"; {others} thread(s) started before it are not (Landlock confines the calling thread)" if others else ""
+    return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{left}"
 
 
 __all__ = ["abi", "handled", "restrict", "system_read_paths", "READ", "WRITE", "Confinement", "confinement",
