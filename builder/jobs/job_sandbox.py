@@ -146,9 +146,10 @@ def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> 
 def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, processes: bool = False,
           rules: Confinement | str | None = None) -> WorkerLimits:
     """Inside a job process, before it builds the model: the clean environment with ``private`` (created) as
-    home and temporary folder, its files confined to ``rules`` (:func:`confinement`, :func:`confine`), the
-    limits ``lim`` (default :func:`job_limits`), no new processes unless ``processes`` (a run with
-    ``torch_compile``: inductor runs the C++ compiler, Triton ``ptxas``). Returns the limits in force."""
+    home and temporary folder, its files confined to ``rules`` (:func:`confinement`, applied by
+    :func:`builder.process.landlock.confine`), the limits ``lim`` (default :func:`job_limits`), no new processes
+    unless ``processes`` (a run with ``torch_compile``: inductor runs the C++ compiler, Triton ``ptxas``).
+    Returns the limits in force."""
     lim = lim or job_limits()
     Path(private).mkdir(parents=True, exist_ok=True)
     if rules is not None:
