@@ -210,6 +210,11 @@ _SEG = r"[^\s/'\"`<>|;,()\[\]{}]"
 _ABS_PATH = re.compile(rf"(?:(?<![\w/.:~\\-])|(?<=:)(?=/[^/]))/+(?:{_SEG}+/+)+({_SEG}*)")
 # a local file named as a URI (file:///srv/ws/x, file://localhost/srv/ws/x, sqlite:////srv/ws/x.db): the path in it
 _FILE_URI = re.compile(rf"(?i)(?<![\w+.-])(file|sqlite(?:\+[a-z0-9]+)?):/{{2,}}(?:{_SEG}+/+)*({_SEG}*)")
+# a Windows path (a drive's "C:\\Users\\ann\\owners\\x", "C:/Users/..", a share's "\\\\srv\\share\\x", their repr's doubled
+# backslashes): a folder may hold single spaces ("C:\\Users\\Ann Smith\\..."), its last part ends at one
+_WSEG = r"[^\s\\/'\"`<>|;,()\[\]{}:*?]"
+_WIN_PATH = re.compile(rf"(?<![\w\\/.:-])(?:[A-Za-z]:[\\/]+|\\\\\\*(?={_WSEG}+(?: +{_WSEG}+)*\\))"
+                       rf"(?:{_WSEG}+(?: +{_WSEG}+)*[\\/]+)*({_WSEG}*)")
 _SERVER_FOLDERS: set[str] = set()
 _NAMED_FOLDERS: set[str] = set()  # what add_server_folder was given (the store names its workspace at every open)
 _UNSAFE_IN_PATH = re.compile(r"[\s'\"`<>|;,()\[\]{}]")  # what ends a path to _ABS_PATH
@@ -248,8 +253,8 @@ def _known_folders(text: str) -> str:
 def hide_paths(text: object) -> str:
     """``text`` with every absolute server path cut to its last part (``.../name``): what a person is shown about
     an error or a run never names a folder on the server (a workspace, an owner's folder, a library), also inside a
-    ``file://`` or ``sqlite://`` URI, with doubled slashes, or in a named server folder with spaces in its name
-    (:func:`add_server_folder`).
+    ``file://`` or ``sqlite://`` URI, with doubled slashes, in a named server folder with spaces in its name
+    (:func:`add_server_folder`), or written the Windows way (``C:\\Users\\...``, ``C:/...``, ``\\\\server\\share\\...``).
 
     >>> hide_paths("cannot read '/srv/ws/owners/3fa9/uploads/data.csv' (km/h, and/or, 1/2)")
     "cannot read '.../data.csv' (km/h, and/or, 1/2)"
@@ -257,6 +262,8 @@ def hide_paths(text: object) -> str:
     'see https://example.org/a/b and .../x'
     >>> hide_paths("artifacts at file:///srv/ws/owners/3fa9/mlartifacts, db sqlite:////srv/ws/m.db")
     'artifacts at file://.../mlartifacts, db sqlite://.../m.db'
+    >>> hide_paths(r"no file 'C:\\Users\\Ann Smith\\ws\\owners\\3fa9\\a.csv' nor \\\\srv\\share\\b.pt at c:/x/y")
+    "no file '.../a.csv' nor .../b.pt at .../y"
     """
     def short(m: re.Match) -> str:
         last = m.group(1) or m.group(0).rstrip("/").rsplit("/", 1)[-1]
@@ -265,7 +272,12 @@ def hide_paths(text: object) -> str:
     def uri(m: re.Match) -> str:
         return f"{m.group(1)}://.../{m.group(2)}"
 
-    return _ABS_PATH.sub(short, _FILE_URI.sub(uri, _known_folders(str(text))))
+    def windows(m: re.Match) -> str:
+        parts = [p for p in re.split(r"[\\/]", m.group(0)) if p]
+        return f".../{m.group(1) or parts[-1]}"
+
+    text = _FILE_URI.sub(uri, _known_folders(str(text)))
+    return _ABS_PATH.sub(short, _WIN_PATH.sub(windows, text))
 
 
 with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: a user without a home

@@ -36,15 +36,15 @@ CONFIG_KEY = "tracking"  # the server config's {"tracking": {"uri": default for 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 
 
-def _local_paths(uri: str) -> list[Path]:
+def local_paths(uri: str) -> list[Path]:
     """The files or folders on this host a tracking (or artefact) URI writes into: a ``sqlite:`` database (also
     ``sqlite:///file:...?uri=true``, a ``~`` left as sqlite leaves it and as a shell expands it), a ``file:`` or
     plain path (MLflow's file store); ``[]`` for a network store or an in-memory database. Relative paths are
     taken from the working folder, as sqlite and MLflow take them.
 
-    >>> [p.name for p in _local_paths("sqlite:///file:/tmp/a.db?mode=rw&uri=true")]
+    >>> [p.name for p in local_paths("sqlite:///file:/tmp/a.db?mode=rw&uri=true")]
     ['a.db']
-    >>> _local_paths("http://mlflow:5000") + _local_paths("sqlite://") + _local_paths("postgresql://h/db")
+    >>> local_paths("http://mlflow:5000") + local_paths("sqlite://") + local_paths("postgresql://h/db")
     []
     """
 
@@ -120,8 +120,8 @@ def internal_place(uri: str, workspace: str | Path, also: Iterable[str] = ()) ->
     from builder.runs.db import database_url, redact, same_database  # lazy: heavy (sqlalchemy)
 
     ws = Path(workspace).expanduser().resolve()
-    own = [ws / "layerlab.db", ws / "studies.db"] + [p for a in also for p in _local_paths(a)]
-    for p in _local_paths(uri):
+    own = [ws / "layerlab.db", ws / "studies.db"] + [p for a in also for p in local_paths(a)]
+    for p in local_paths(uri):
         resolved = p.resolve()
         if resolved.is_relative_to(ws) or any(resolved == o.resolve() or _same_file(resolved, o) for o in own):
             return str(p)
@@ -180,7 +180,7 @@ def allowed_by(uri: str, entry: str) -> bool:
         dots = a is not None and _dot_segments(a[3])  # a client or proxy collapses them: out of the path
         return (a is not None and b is not None and not dots and a[:3] == b[:3]
                 and (a[3] + "/").startswith(b[3] + "/"))
-    pa, pb = _local_paths(uri), _local_paths(entry)
+    pa, pb = local_paths(uri), local_paths(entry)
     if pa or pb:
         return bool(pa and pb) and pa[0].resolve() == pb[0].resolve()
     return uri.strip() == entry.strip()
@@ -339,7 +339,7 @@ def server_tracking_shown(workspace: str | Path) -> tuple[str | None, list[str]]
     return (shown_uri(default) if default else None), [shown_uri(a) for a in allow]
 
 
-__all__ = ["ENV_URI", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
+__all__ = ["ENV_URI", "local_paths", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
            "allowed_by", "server_tracking", "server_tracking_shown", "is_server_default", "SERVER_DEFAULT", "recorded_destination",
            "job_destination", "scrub_credentials", "check_destination",
            "owner_setting", "save_owner_setting", "resolve_tracking"]

@@ -471,6 +471,8 @@ INTERNAL = {
     "builder.jobs.executors.RayExecutor.start", "builder.jobs.executors.job_resources",
     "builder.jobs.ray_task.run_on_node",  # the Ray task body of a job RayExecutor.start placed (as run_job locally)
     "builder.jobs.warm.launch_warm",  # asks the warm launcher to fork a job submit recorded (as LocalExecutor.start)
+    # inside a job (or the quantizing worker) on its own run: the paths it may touch once it confines itself
+    "builder.process.landlock.confinement", "builder.jobs.job_sandbox.confinement",
 }
 
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",

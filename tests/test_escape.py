@@ -527,3 +527,33 @@ def f(node, names, k):
     assert sorted(_unescaped_figure_values({"sample.py": src})) == [
         "sample.py:4: hovertemplate='%{y}<extra>' + k + '</extra>'", "sample.py:4: name=node.id",
         "sample.py:6: title=dict(text=label)", "sample.py:6: yaxis=dict(ticktext=names)"]
+
+
+_WIN_PART = st.text(st.characters(categories=("L", "N"), include_characters="._-$"), min_size=1, max_size=12)
+
+
+@given(st.sampled_from(["C:", "c:", "D:"]), st.lists(_WIN_PART, min_size=1, max_size=5), st.sampled_from(["\\", "/", "\\\\"]),
+       st.sampled_from(["", "'", '"', "(", "received: ", "at ", "file "]), st.sampled_from(["", "'", ")", ",", " now"]),
+       st.booleans())
+def test_hide_paths_hides_a_windows_path(drive, parts, sep, before, after, spaced):
+    """A Windows path (a drive's, with backslashes, forward slashes or a repr's doubled backslashes, a folder with a
+    space in its name) keeps only its last part: 'C:\\Users\\ann\\owners\\3fa9\\a.csv' showed every folder."""
+    folders = ["Users", "Ann Smith" if spaced else "ann", "owners", "3fa9c0", *parts[:-1]]
+    path = drive + sep + sep.join([*folders, parts[-1]])
+    out = hide_paths(f"cannot read {before}{path}{after}")
+    assert f".../{parts[-1]}{after}" in out
+    assert "3fa9c0" not in out and "Users" not in out and drive not in out.replace(before, "")
+
+
+@given(st.lists(_WIN_PART, min_size=2, max_size=5), st.sampled_from(["\\\\", "\\\\\\\\"]))
+def test_hide_paths_hides_a_windows_share(parts, head):
+    """A share's path (\\\\server\\share\\owners\\...) keeps only its last part."""
+    sep = head[: len(head) // 2]
+    out = hide_paths(f"cannot read {head}{sep.join(['srv', 'share', 'owners', '3fa9c0', *parts])} now")
+    assert out == f"cannot read .../{parts[-1]} now"
+
+
+def test_hide_paths_leaves_windows_like_words():
+    """A drive-like word without a separator, a ratio or a URL is no path."""
+    for text in ("ratio 3:1 of a:b", "see http://example.org/x and C: drive", "escape \\n is a newline"):
+        assert hide_paths(text) == text

@@ -569,10 +569,11 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     output = getattr(args, "output", None)
     output = None if output in (None, "-") else Path(output)
     if getattr(args, "quantize", None) == "int8":
-        q = quantize_run(store, run.id, output.with_suffix(".int8.onnx") if output else None)
+        int8 = output.with_suffix(".int8.onnx") if output else store.folder(run.id).onnx_int8
+        q = quantize_run(store, run.id, int8)  # its record names the files in the run folder, not the server's paths
         if output is not None:
-            shutil.copyfile(q["fp32_path"], output)
-        say(f"wrote {output or q['fp32_path']} and {q['int8_path']}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
+            shutil.copyfile(store.folder(run.id).onnx, output)
+        say(f"wrote {output or store.folder(run.id).onnx} and {int8}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
               f"bytes (ratio {q['ratio']:.2f}); test {q['metric']} {q['test_before']:.4f} -> {q['test_after']:.4f} "
               f"(delta {q['delta']:+.4f}); recorded in the model card")
         say(f"latency (onnxruntime, fp32 -> int8): {comparison_text(q.get('latency') or {})}")

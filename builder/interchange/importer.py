@@ -41,7 +41,7 @@ from torch.utils import _pytree
 from builder.data.disk import atomic_file, write_atomic
 from builder.data.files import ZIP_ERRORS, check_zip_directory, error_name
 from builder.errors import DatasetError, GraphError
-from builder.escape import visible
+from builder.escape import hide_paths, visible
 from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.layout import row_layout
 from builder.graph.memory import training_memory
@@ -614,7 +614,7 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
     names = module_names(result.project.graph)
     meta = {"layerlab_names": json.dumps({n.id: names[n.id] for n in result.project.graph.nodes
                                           if any(k.startswith(names[n.id] + ".") for k in result.weights)}),
-            "imported_from": str(result.report.get("source", ""))[:500]}
+            "imported_from": hide_paths(str(result.report.get("source", "")))[:500]}  # downloaded with the weights
     with atomic_file(wpath, "the imported weights") as tmp:  # a full disk: one line, no partial weights
         save_file({k: v.contiguous() for k, v in result.weights.items()}, str(tmp), metadata=meta)
     return path, wpath

@@ -434,7 +434,9 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     """Export a run to ONNX, quantize it to int8 and score both files on the run's test split.
 
     The figures go to ``exports/quantization.json`` in the run folder, and the model card gains a
-    "Quantization" section. Returns that record: sizes, ratio, test metrics before/after, delta, and the
+    "Quantization" section. Returns that record: the two files (``fp32_path``, ``int8_path``: their place in the
+    run folder, e.g. ``exports/model.onnx``, or an outside file's name; never a server path), sizes, ratio, test
+    metrics before/after, delta, and the
     onnxruntime latency of both files on a test batch, timed interleaved with its p10-p90 spread and verdict
     (:func:`builder.graph.latency.compare_latency`).
     """
@@ -455,7 +457,11 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     after = evaluate(m8, ds.test.X, ds.test.y, info.task, **kw)
     batch = ds.test.X[:32]  # both files' sessions (one thread each) timed interleaved on one batch
     lat = compare_latency(lambda: m32(batch), lambda: m8(batch), batch_size=len(batch), repeats=20, warmup=3)
-    record = {"run": rid, "fp32_path": str(fp32), "int8_path": str(out), **sizes, "metric": metric,
+    # the files by their place in the run folder (an outside one by its name): the record is downloaded and shown,
+    # and a server path names the workspace
+    shown = {k: (p.relative_to(folder.path).as_posix() if p.is_relative_to(folder.path) else p.name)
+             for k, p in (("fp32_path", fp32), ("int8_path", out))}
+    record = {"run": rid, **shown, **sizes, "metric": metric,
               "test_before": before.get(metric), "test_after": after.get(metric),
               "delta": (after.get(metric) - before.get(metric)) if before.get(metric) is not None else None,
               "test_loss_before": before.get("loss"), "test_loss_after": after.get("loss"),

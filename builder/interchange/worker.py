@@ -37,16 +37,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from builder.data.access import SYSTEM
+from builder.data.access import SYSTEM, owner_of
 from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
 from builder.interchange.hf_import import TOKENIZER, import_hf_folder, inspect_folder, offline
-from builder.process import launcher, zygote
+from builder.process import landlock, launcher, zygote
 from builder.process.sandbox import (
     TEST_CRASH_ENV,
     WorkerLimits,
@@ -216,6 +216,7 @@ def _child_main() -> None:
         os.environ[TEST_CRASH_ENV] = str(req["crash_on"])
     try:
         fn = _resolve(req["task"], req.get("test"))
+        print(f"worker: {landlock.confine(_rules(req['task'], req['kwargs'], Path(answer).parent))}", file=sys.stderr)
         lock_down(lim, _TASKS[req["task"]].preload if req["task"] in _TASKS else ())
         out = {"status": "ok", "result": fn(**req["kwargs"])}
     except LayerLabError as e:
@@ -232,6 +233,22 @@ def _child_main() -> None:
         data = json.dumps({"status": "crash", "message": f"the worker's answer is not JSON ({str(e)[:200]})"})
     with open(answer, "w", encoding="utf-8") as f:
         f.write(data)
+
+
+def _rules(task: str, kwargs: dict, private: Path) -> landlock.Confinement | str:
+    """What the worker may touch on disk (:mod:`builder.process.landlock`): a quantization its run's
+    (:func:`builder.process.landlock.confinement`); any other task reads the interpreter, this package and the
+    files and folders its request names (a folder, or a file's folder), and writes its private folder and its
+    output's folder: never the workspace's secrets or another person's files."""
+    if task == "_child_quantize":
+        store = RunStore(kwargs["workspace"], actor=SYSTEM)
+        rules = landlock.confinement(store, kwargs["run_id"], owner_of(store.get(kwargs["run_id"])))
+        return replace(rules, write=[*rules.write, private]) if isinstance(rules, landlock.Confinement) else rules
+    named = [Path(v) for v in kwargs.values() if isinstance(v, str) and v.startswith("/") and len(v) < 4096]
+    read = [p if p.is_dir() else p.parent for p in named if p.exists()]
+    out = [Path(kwargs["out"]).parent] if isinstance(kwargs.get("out"), str) else []
+    return landlock.Confinement([*landlock.system_read_paths(), launcher.package_root(), *read],
+                                [private, Path("/dev"), *out])
 
 
 def _resolve(task: str, test: str | None):

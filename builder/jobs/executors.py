@@ -39,9 +39,11 @@ from builder.errors import RunStoreError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes, one_analysis_per_graph
+from builder.jobs.job_sandbox import PASSED_ENV
 from builder.jobs.queue import JobSpec, gpu_device, job_need, start_local
 from builder.jobs.quotas import limits
 from builder.jobs.ray_task import ENV_PLACED, run_on_node
+from builder.process.sandbox import passes
 from builder.runs import db as _db
 from builder.runs.store import RunStore
 from builder.training.run_status import ENV_HOST, RunStatus, beat_s, is_final
@@ -197,7 +199,8 @@ class RayExecutor:
                 self._running[job.run_id] = job
 
     def _submit(self, job: _Job) -> None:
-        env = {**{k: v for k, v in os.environ.items() if k.startswith("LAYERLAB_") and k not in (ENV_RAY_ADDRESS, ENV_HOST)},
+        env = {**{k: v for k, v in os.environ.items()  # the settings a job reads, by name (not the server's roles)
+                  if passes(k, PASSED_ENV) and k.startswith("LAYERLAB_") and k not in (ENV_RAY_ADDRESS, ENV_HOST)},
                **_db.process_env(self.workspace)}  # the server's database, wherever its URL came from
         opts = {"num_cpus": job.res.num_cpus, "num_gpus": job.res.num_gpus, "memory": job.res.memory}
         job.ref = self._remote.options(**opts).remote(str(self.workspace), job.run_id, env)

@@ -15,7 +15,8 @@ builds the model:
   CPU seconds from then on up to
   ``LAYERLAB_JOB_CPU_S`` (unset = no cap; SIGXCPU ends the run, SIGKILL :data:`CPU_GRACE_S` later);
 - the environment: :func:`job_env`, nothing of the submitter's but ``PATH``, the locale and :data:`PASSED_ENV`
-  (LayerLab's, the GPU, thread, MLflow and torch settings); ``HOME`` and ``TMPDIR`` are ``runs/<id>/tmp``,
+  (the LayerLab, GPU, thread and torch settings a job reads, by name; MLflow's credentials only for the admin's
+  tracker, passed by its starter); ``HOME`` and ``TMPDIR`` are ``runs/<id>/tmp``,
   removed by :func:`leave` when the job ends; ``TORCHINDUCTOR_COMPILE_THREADS=1`` (no compile worker pool);
 - no new processes: the seccomp filter and the audit hook of the import worker (except for a run with
   ``torch_compile``, whose compilers are processes: :func:`compiles`).
@@ -31,9 +32,10 @@ Example::
     >>> lim = job_limits({"LAYERLAB_JOB_MEMORY_MB": "4096"})
     >>> lim.memory_mb, lim.cpu_s, lim.file_mb, lim.memory
     (4096, 0, 16384, 'data')
-    >>> sorted(k for k in job_env("/tmp/x", {"AWS_SECRET_ACCESS_KEY": "s", "MLFLOW_TRACKING_URI": "u"})
-    ...        if k.startswith(("AWS", "MLFLOW")))
-    ['MLFLOW_TRACKING_URI']
+    >>> sorted(k for k in job_env("/tmp/x", {"AWS_SECRET_ACCESS_KEY": "s", "MLFLOW_TRACKING_PASSWORD": "p",
+    ...                                      "LAYERLAB_ADMINS": "a", "LAYERLAB_JOB_CPU_S": "9"})
+    ...        if k.startswith(("AWS", "MLFLOW", "LAYERLAB")))
+    ['LAYERLAB_JOB_CPU_S']
 """
 
 from __future__ import annotations
@@ -51,8 +53,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from builder.errors import LayerLabError
-from builder.process import sandbox
+from builder.interchange.hf_library import library_folder
+from builder.process import landlock, sandbox
+from builder.process.landlock import Confinement
 from builder.process.sandbox import TEST_CRASH_ENV, WorkerLimits, crash_hook_for_tests
+from builder.tracking_destinations import CREDENTIAL_ENV, SERVER_DEFAULT, local_paths
 from builder.training.run_status import RunStatus, is_live
 
 PREFIX = "LAYERLAB_JOB"
@@ -62,9 +67,18 @@ FILE_ENV = f"{PREFIX}_FILE_MB"
 DEFAULT_FILE_MB = 16384
 HOST_SHARE = 0.75  # a CPU job's private memory by default: this share of the host's physical memory
 CPU_GRACE_S = 30
-PASSED_ENV = ("LAYERLAB_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MLFLOW_", "PYTORCH_",
-              "TORCH_", "CUBLAS_WORKSPACE_CONFIG")
-"""The variables a job (and the warm launcher) gets from the submitter, by name prefix; nothing else passes."""
+PASSED_ENV = ("LAYERLAB_TORCH_THREADS", "LAYERLAB_MAX_JOBS", "LAYERLAB_JOBS_PER_GPU", MEMORY_ENV, CPU_ENV, FILE_ENV,
+              "LAYERLAB_DB_URL", "LAYERLAB_WORKSPACE", "LAYERLAB_SERVER_CONFIG", "LAYERLAB_SHARED_RUNS",
+              "LAYERLAB_STALE_S", "LAYERLAB_BEAT_S", "LAYERLAB_HOST", "LAYERLAB_MLFLOW_EXPERIMENT", "LAYERLAB_QUOTA_",
+              "LAYERLAB_LAUNCHER_IDLE_S", "LAYERLAB_LAUNCHER_DIR", "LAYERLAB_JOB_PLACED", "LAYERLAB_RAY_ADDRESS",
+              "LAYERLAB_RAY_GPU_MEMORY_GB", "LAYERLAB_HF_MAX_PARAMS", "LAYERLAB_MODEL_LIBRARY", TEST_CRASH_ENV,
+              "MLFLOW_HTTP_REQUEST_", "CUDA_VISIBLE_DEVICES",
+              "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTORCH_", "TORCH_", "CUBLAS_WORKSPACE_CONFIG")
+"""The variables a job (and the warm launcher, a study runner) gets from the submitter: the settings the job's code
+reads, each by its name (``sandbox.passes``: an entry ending in ``_`` is a prefix); nothing else passes. Not the
+server's roles (``LAYERLAB_ADMINS``, ``LAYERLAB_TEACHERS``), its other secrets, its ``MLFLOW_TRACKING_URI`` (a job's
+tracker is in its spec), nor MLflow's credentials (:data:`~builder.tracking_destinations.CREDENTIAL_ENV`: only to a
+job whose tracker is the admin's, :func:`job_env`'s ``credentials``)."""
 WHAT = "the training job"
 OUTCOME = "The run failed; resume it to continue from its last checkpoint"
 FIX = "use a smaller batch size or model, or fewer epochs"
@@ -90,20 +104,57 @@ def job_limits(env: Mapping[str, str] | None = None, *, cuda: bool = True) -> Wo
                         file_mb=positive(FILE_ENV, DEFAULT_FILE_MB), memory="data", prefix=PREFIX)
 
 
-def job_env(private: str | os.PathLike, source: Mapping[str, str] | None = None) -> dict[str, str]:
+def job_env(private: str | os.PathLike, source: Mapping[str, str] | None = None, *,
+            credentials: bool = False) -> dict[str, str]:
     """A job's whole environment: :func:`builder.process.sandbox.sandbox_env` with :data:`PASSED_ENV` from
-    ``source`` (default: ours), ``private`` as home and temporary folder, one torch compile thread."""
-    return {**sandbox.sandbox_env(private, PASSED_ENV, source), "TORCHINDUCTOR_COMPILE_THREADS": "1"}
+    ``source`` (default: ours), ``private`` as home and temporary folder, one torch compile thread; with
+    ``credentials`` (the job logs to the admin's default tracker: :func:`tracking_credentials`) also
+    :data:`CREDENTIAL_ENV`.
+
+    >>> src = {"MLFLOW_TRACKING_TOKEN": "t", "LAYERLAB_ADMINS": "a", "LAYERLAB_JOB_CPU_S": "9"}
+    >>> sorted(k for k in job_env("/p", src) if k in src), "MLFLOW_TRACKING_TOKEN" in job_env("/p", src, credentials=True)
+    (['LAYERLAB_JOB_CPU_S'], True)
+    """
+    passed = PASSED_ENV + CREDENTIAL_ENV if credentials else PASSED_ENV
+    return {**sandbox.sandbox_env(private, passed, source), "TORCHINDUCTOR_COMPILE_THREADS": "1"}
 
 
-def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, processes: bool = False) -> WorkerLimits:
+def tracking_credentials(recorded: str | None) -> bool:
+    """Whether a job whose spec records the tracker ``recorded`` gets the admin's MLflow credentials
+    (:data:`CREDENTIAL_ENV`): only one that logs to the server config's default tracker
+    (:data:`builder.tracking_destinations.SERVER_DEFAULT`), decided by the process that starts it.
+
+    >>> tracking_credentials("layerlab:server-default"), tracking_credentials("https://ml.example.org")
+    (True, False)
+    """
+    return recorded == SERVER_DEFAULT
+
+
+def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> Confinement | str:
+    """What a job of ``owner`` may touch on disk once :func:`enter` confines it: the run's own
+    (:func:`builder.process.landlock.confinement`), the model library (read) and a local tracker's folder (read
+    and write)."""
+    read, write = [], []
+    with contextlib.suppress(Exception):  # a malformed config: no library to read
+        if (lib := library_folder(store.workspace)) is not None:
+            read.append(lib)
+    with contextlib.suppress(Exception):  # a network tracker: nothing on this host
+        write += [p if p.is_dir() else p.parent for p in local_paths(tracking or "")]
+    return landlock.confinement(store, run_id, owner, read=read, write=write)
+
+
+def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, processes: bool = False,
+          rules: Confinement | str | None = None) -> WorkerLimits:
     """Inside a job process, before it builds the model: the clean environment with ``private`` (created) as
-    home and temporary folder, the limits ``lim`` (default :func:`job_limits`), no new processes unless
-    ``processes`` (a run with ``torch_compile``: inductor runs the C++ compiler, Triton ``ptxas``). Returns the
-    limits in force."""
+    home and temporary folder, its files confined to ``rules`` (:func:`confinement`, applied by
+    :func:`builder.process.landlock.confine`), the limits ``lim`` (default :func:`job_limits`), no new processes
+    unless ``processes`` (a run with ``torch_compile``: inductor runs the C++ compiler, Triton ``ptxas``).
+    Returns the limits in force."""
     lim = lim or job_limits()
     Path(private).mkdir(parents=True, exist_ok=True)
-    env = job_env(private)
+    if rules is not None:
+        print(f"job: {landlock.confine(rules)}", flush=True)
+    env = job_env(private, credentials=True)  # the credentials its starter passed (only for the admin's tracker)
     os.environ.clear()
     os.environ.update(env)
     tempfile.tempdir = str(private)
@@ -241,9 +292,13 @@ def record_death(store, run_id: str, pid: int, code: int | None) -> bool:
     return False
 
 
-def study_env(private: str | os.PathLike, source: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A study runner's whole environment: that of its jobs (:func:`job_env`); the jobs it submits inherit it."""
-    return job_env(private, source)
+def study_env(private: str | os.PathLike, source: Mapping[str, str] | None = None, *,
+              credentials: bool = False) -> dict[str, str]:
+    """A study runner's whole environment: that of its jobs (:func:`job_env`), and the teachers (its trials'
+    quotas exempt them, :mod:`builder.jobs.quotas`); the jobs it submits take theirs from it."""
+    src = os.environ if source is None else source
+    teachers = {"LAYERLAB_TEACHERS": src["LAYERLAB_TEACHERS"]} if "LAYERLAB_TEACHERS" in src else {}
+    return {**job_env(private, source, credentials=credentials), **teachers}
 
 
 def limit_study(pid: int, lim: WorkerLimits | None = None) -> None:
@@ -283,4 +338,4 @@ def limit_study_memory(lim: WorkerLimits | None = None) -> int:
 
 __all__ = ["job_limits", "host_memory_mb", "HOST_SHARE", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
            "limit_study_memory",
-           "JobLimitError", "limit_met", "PASSED_ENV", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]
+           "JobLimitError", "limit_met", "confinement", "PASSED_ENV", "CREDENTIAL_ENV", "tracking_credentials", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]

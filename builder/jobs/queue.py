@@ -219,9 +219,10 @@ def _start(store: RunStore, run_id: str) -> None:
 def start_local(store: RunStore, run_id: str) -> None:
     """Launch a recorded job's process on this server (warm when the launcher answers) and record its pid."""
     folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded
-    pid = launch_warm(store.workspace, run_id, folder.job_log)
+    credentials = _credentials(folder.job_spec)
+    pid = launch_warm(store.workspace, run_id, folder.job_log, credentials)
     if pid is None:
-        pid = _launch(store.workspace, run_id, folder.job_log).pid
+        pid = _launch(store.workspace, run_id, folder.job_log, credentials).pid
     store.update_run(run_id, pid=pid)
 
 
@@ -277,9 +278,19 @@ def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, default=str), f"the job's {path.name}")
 
 
-def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
+def _credentials(job_spec: Path) -> bool:
+    """Whether the job of this ``job.json`` gets the admin's MLflow credentials: its tracker is the admin's default
+    (:func:`builder.jobs.job_sandbox.tracking_credentials`); False for one that cannot be read."""
+    try:
+        return job_sandbox.tracking_credentials(json.loads(job_spec.read_text(encoding="utf-8")).get("tracking"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _launch(workspace: Path, run_id: str, log: Path, credentials: bool = False) -> subprocess.Popen:
     """Start the job process detached (own session), output appended to ``log``, in a clean environment
-    (:func:`builder.jobs.job_sandbox.job_env`); reaped by a thread, which records a death by signal."""
+    (:func:`builder.jobs.job_sandbox.job_env`; the admin's MLflow credentials only with ``credentials``); reaped by
+    a thread, which records a death by signal."""
     tmp = RunStore(workspace, actor=SYSTEM, mark_interrupted=False).folder(run_id).tmp
     tmp.mkdir(parents=True, exist_ok=True)
 
@@ -287,7 +298,7 @@ def _launch(workspace: Path, run_id: str, log: Path) -> subprocess.Popen:
         job_sandbox.record_death(RunStore(workspace, actor=SYSTEM, mark_interrupted=False), run_id, pid, code)
 
     return spawn_detached(["-m", "builder.jobs.queue", "run", "--workspace", str(workspace), run_id], log,
-                          env={**job_sandbox.job_env(tmp), **process_env(workspace)}, name=f"layerlab-reap-{run_id}",
+                          env={**job_sandbox.job_env(tmp, credentials=credentials), **process_env(workspace)}, name=f"layerlab-reap-{run_id}",
                           on_exit=died)
 
 
@@ -508,12 +519,12 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         if cuda is not None:  # the GPU the packing chose (builder.training.gpus) is this process's current device:
             lim = job_sandbox.on_gpu(cuda, lim)  # `auto`/`cuda` resolve to it (the run keeps its settings); its
             # CUDA runtime starts before the limits, which allow the host memory the process then holds on top
-        if sandboxed:  # limits, clean environment, no new processes, before the model is built
-            lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config))
-            job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
-
         spec.tracking = job_destination(spec.tracking, workspace)  # the server's default, read from its config now
         scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
+        if sandboxed:  # files confined, limits, clean environment, no new processes, before the model is built
+            rules = job_sandbox.confinement(store, run_id, spec.owner, spec.tracking)
+            lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config), rules=rules)
+            job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
         print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
               + (f", GPU {gpu} (estimate {need / 2**30:.2f} GiB)" if gpu is not None else "")
               + (f", resident memory limit {lim.memory_mb} MiB over the {lim.runtime_mb} MiB it holds now"

@@ -26,8 +26,10 @@ from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.jobs import job_sandbox
 from builder.process.launcher import ended_code, spawn_detached
+from builder.process.sandbox import passes
 from builder.runs.db import ENV_DB_URL, process_env
 from builder.runs.store import RunStore
+from builder.tracking_destinations import CREDENTIAL_ENV
 from builder.training.run_status import pid_alive
 
 # ---------------------------------------------------------------------------------- the warm launcher
@@ -58,7 +60,7 @@ LAUNCHER_IDLE_S = 600.0
 LAUNCHER_PROTOCOL = 3
 REAP_S = 0.25  # how often an idle launcher looks for ended jobs
 ENV_LAUNCHER_DIR = "LAYERLAB_LAUNCHER_DIR"
-_PASSED_ENV = job_sandbox.PASSED_ENV
+_PASSED_ENV = job_sandbox.PASSED_ENV + CREDENTIAL_ENV  # what a request may set in its job (the server chose)
 _FORKED: dict[int, tuple[Path, str, str | None]] = {}  # in the launcher: pid -> (workspace, run id, run database) of its children
 
 
@@ -84,9 +86,12 @@ def launcher_home(workspace: str | Path) -> Path:
     return home
 
 
-def _launcher_env(workspace: Path) -> dict:
-    """What a forked job's environment takes from this server: LayerLab's settings, and its run database."""
-    return {**{k: v for k, v in os.environ.items() if k.startswith(_PASSED_ENV)}, **process_env(workspace)}
+def _launcher_env(workspace: Path, credentials: bool = False) -> dict:
+    """What a forked job's environment takes from this server: the settings a job reads
+    (:data:`builder.jobs.job_sandbox.PASSED_ENV`), MLflow's credentials only with ``credentials`` (its tracker is
+    the admin's: :func:`builder.jobs.job_sandbox.tracking_credentials`), and its run database."""
+    passed = _PASSED_ENV if credentials else job_sandbox.PASSED_ENV
+    return {**{k: v for k, v in os.environ.items() if passes(k, passed)}, **process_env(workspace)}
 
 
 def _ask_launcher(path: Path, message: dict) -> tuple[dict, int | None]:
@@ -123,9 +128,10 @@ def launcher_idle_s(env: Mapping[str, str] | None = None) -> float:
     return float((os.environ if env is None else env).get("LAYERLAB_LAUNCHER_IDLE_S") or LAUNCHER_IDLE_S)
 
 
-def launch_warm(workspace: Path, run_id: str, log: Path) -> int | None:
-    """Ask the workspace's launcher to fork the job; its pid, or None (then a launcher is started for later,
-    unless one of a newer protocol holds the socket or launchers are off: :func:`launcher_idle_s` is 0)."""
+def launch_warm(workspace: Path, run_id: str, log: Path, credentials: bool = False) -> int | None:
+    """Ask the workspace's launcher to fork the job (``credentials``: with the admin's MLflow credentials, for a
+    job that logs to the admin's tracker); its pid, or None (then a launcher is started for later, unless one of a
+    newer protocol holds the socket or launchers are off: :func:`launcher_idle_s` is 0)."""
     try:
         home = launcher_home(workspace)
     except (RunStoreError, OSError) as e:  # the job still runs, launched the ordinary way
@@ -138,7 +144,8 @@ def launch_warm(workspace: Path, run_id: str, log: Path) -> int | None:
         try:
             reply, peer = _ask_launcher(path, {"protocol": LAUNCHER_PROTOCOL,
                                                "job": {"workspace": str(Path(workspace).absolute()), "run_id": run_id,
-                                                       "log": str(log), "env": _launcher_env(workspace)}})
+                                                       "log": str(log),
+                                                       "env": _launcher_env(workspace, credentials)}})
         except (OSError, ValueError):
             reply, peer = {}, None
         version = _reply_protocol(reply)
@@ -315,9 +322,9 @@ def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...
         os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for k in [k for k in os.environ if k.startswith(_PASSED_ENV)]:
+        for k in [k for k in os.environ if passes(k, _PASSED_ENV)]:
             del os.environ[k]
-        os.environ.update({k: str(v) for k, v in env.items() if str(k).startswith(_PASSED_ENV)})
+        os.environ.update({k: str(v) for k, v in env.items() if passes(str(k), _PASSED_ENV)})
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)

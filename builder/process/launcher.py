@@ -59,7 +59,8 @@ def spawn_detached(args: Sequence[str], log: str | Path, *, env: Mapping[str, st
     Args:
         args: the interpreter's arguments, e.g. ``["-m", "builder.jobs.queue", "run", ...]``.
         log: the file that receives stdout and stderr (appended to; created when missing).
-        env: the child's environment before :func:`child_env` adds the package root (default: ours).
+        env: the child's environment before :func:`child_env` adds the package root (default: :data:`BARE_ENV`
+            of ours, nothing that could be a secret).
         cwd: the child's working folder (default: :func:`package_root`).
         name: the name of the thread that reaps the child.
         on_exit: called by that thread with the child's pid and exit code (negative: the signal that killed it).
@@ -210,17 +211,26 @@ def _spawn_sandboxed(module: str, name: str, private: str | os.PathLike,
                             start_new_session=True, close_fds=True)
 
 
+BARE_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH")
+"""What a background process started without an ``env`` takes from ours: nothing that could be a secret (the
+server's roles, MLflow's credentials, its database URL); a caller that means more passes it (a job:
+:func:`builder.jobs.job_sandbox.job_env`)."""
+
+
 def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, cwd: str | Path | None,
            **popen: Any) -> subprocess.Popen:
     """``python ARGS``: stdin ``/dev/null``, output appended to ``log``, no inherited descriptors, the package root
-    first on its path (:func:`child_env`), in ``cwd`` (default: :func:`package_root`)."""
+    first on its path (:func:`child_env`), in ``cwd`` (default: :func:`package_root`); ``env`` None: only
+    :data:`BARE_ENV` of ours (deny by default)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k in BARE_ENV}
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, env=child_env(env), cwd=str(cwd or package_root()),
                                 close_fds=True, **popen)
 
 
-__all__ = ["spawn_detached", "run_attached", "child_env", "package_root", "ended_code", "process_token", "token_alive",
+__all__ = ["spawn_detached", "run_attached", "child_env", "BARE_ENV", "package_root", "ended_code", "process_token", "token_alive",
            "spawn_sandboxed", "counted_owner", "per_owner", "PER_OWNER_ENV", "DEFAULT_PER_OWNER"]
 
 

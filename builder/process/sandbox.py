@@ -75,11 +75,29 @@ def env_positive(name: str, default: float, kind: type = int, env: Mapping[str, 
         return default
 
 
+def passes(name: str, passed: tuple[str, ...]) -> bool:
+    """Whether ``passed`` lets the variable ``name`` through: an entry ending in ``_`` is a prefix, any other an
+    exact name.
+
+    >>> passes("LAYERLAB_JOB_CPU_S", ("LAYERLAB_JOB_CPU_S",)), passes("LAYERLAB_ADMINS", ("LAYERLAB_JOB_CPU_S",))
+    (True, False)
+    """
+    return any(name.startswith(p) if p.endswith("_") else name == p for p in passed)
+
+
 def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
                 source: Mapping[str, str] | None = None) -> dict[str, str]:
     """A sandboxed process's whole environment: nothing of ``source`` (default: ours) but ``PATH``, the locale
-    and the variables whose names start with one of ``passed``; ``HOME`` and the temporary folder are
-    ``private``; this package (and the user site, when this interpreter uses it) importable."""
+    and the variables ``passed`` names (an entry ending in ``_`` is a prefix, any other an exact name: a prefix
+    such as ``LAYERLAB_`` or ``MLFLOW_`` would pass the server's secrets); ``HOME`` and the temporary folder are
+    ``private``; this package (and the user site, when this interpreter uses it) importable.
+
+    >>> sorted(sandbox_env("/p", ("OMP_NUM_THREADS", "PYTORCH_"), {"OMP_NUM_THREADS_X": "1",
+    ...     "OMP_NUM_THREADS": "2", "PYTORCH_CUDA_ALLOC_CONF": "x", "LAYERLAB_ADMINS": "a"}))[:3]
+    ['HOME', 'LANG', 'OMP_NUM_THREADS']
+    >>> [k for k in sandbox_env("/p", ("PYTORCH_",), {"PYTORCH_CUDA_ALLOC_CONF": "x"}) if k.startswith("PY")][:1]
+    ['PYTORCH_CUDA_ALLOC_CONF']
+    """
     src = os.environ if source is None else source
     paths = [str(package_root())]
     paths += [p for p in src.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -89,7 +107,7 @@ def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
             paths.append(user_site)
     except (AttributeError, ValueError):
         pass
-    env = {k: str(v) for k, v in src.items() if passed and k.startswith(passed)}
+    env = {k: str(v) for k, v in src.items() if passes(k, passed)}
     env.update({"PATH": src.get("PATH", "/usr/bin:/bin"), "HOME": str(private), "TMPDIR": str(private),
                 "TMP": str(private), "TEMP": str(private), "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "LANG": src.get("LANG", "C.UTF-8")})
@@ -296,5 +314,5 @@ def crash_hook_for_tests(name: str | None) -> None:
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
-__all__ = ["WorkerLimits", "env_positive", "sandbox_env", "lock_down", "cpu_budget", "death_message", "limit_why",
+__all__ = ["WorkerLimits", "env_positive", "sandbox_env", "passes", "lock_down", "cpu_budget", "death_message", "limit_why",
            "limit_message", "TEST_CRASH_ENV", "crash_hook_for_tests"]

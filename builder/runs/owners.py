@@ -33,6 +33,7 @@ import shutil
 import time
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from builder.data.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
 from builder.data.disk import write_atomic
@@ -71,6 +72,8 @@ def server_config(workspace: str | Path) -> dict:
     ``teachers`` (a list of owner ids or e-mails), ``quotas`` (:mod:`builder.jobs.quotas`) and the other
     server-wide settings (``database_url``: :func:`builder.runs.db.database_url`). Raises LayerLabError for a file
     that is not a JSON object."""
+    if (pinned := _PINNED.get(("config", str(Path(workspace)), ""))) is not None:
+        return dict(pinned)
     env = os.environ.get(ENV_SERVER_CONFIG, "").strip()
     path = server_config_path(workspace)
     if not path.is_file():
@@ -225,8 +228,23 @@ def workspace_secret(workspace: str | Path) -> bytes:
 
 def _owner_hash(workspace: str | Path, owner: str) -> str:
     """HMAC-SHA256 of an owner id with the workspace's secret, in lower-case base32 (no digits 0, 1, 8, 9)."""
+    if (pinned := _PINNED.get(("hash", str(Path(workspace)), owner))) is not None:
+        return pinned
     mac = hmac.new(workspace_secret(workspace), owner.encode("utf-8"), hashlib.sha256).digest()
     return base64.b32encode(mac).decode("ascii").rstrip("=").lower()
+
+
+_PINNED: dict[tuple[str, str, str], Any] = {}  # a confined job's answers, read before its files were shut
+
+
+def pin(workspace: str | Path, owner: str) -> None:
+    """In a job about to confine its files (:func:`builder.jobs.job_sandbox.confine`: ``identity.key`` and
+    ``server.json`` unreadable from then on): keep this process's answers that read them, its owner's folder name
+    and the server config, so the job goes on finding its owner's uploads and settings (the key itself is not
+    kept)."""
+    ws = str(Path(workspace))
+    _PINNED[("hash", ws, owner)] = _owner_hash(workspace, owner)
+    _PINNED[("config", ws, "")] = server_config(workspace)
 
 
 def _kind(owner: str) -> str:
@@ -595,7 +613,7 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
     return d
 
 
-__all__ = ["LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
+__all__ = ["pin", "LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
            "PSEUDONYM_RE", "workspace_secret", "safe_id", "owned_name", "pseudonym", "owner_path", "owner_dir", "owner_folders", "STUDIES_DIR",

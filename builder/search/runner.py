@@ -34,6 +34,7 @@ from builder.search.storage import (
     study_display_name,
     study_files,
 )
+from builder.tracking_destinations import is_server_default, resolve_tracking
 
 ENV_STUDY_OWNER = "LAYERLAB_STUDY_OWNER"  # the runner's owner: in its environment, never on its command line
 
@@ -75,6 +76,15 @@ def live_runners(workspace: str | Path, owner: str) -> int:
         return 0
 
 
+def _admins_tracker(workspace: Path, settings: StudySettings) -> bool:
+    """Whether the study logs to the admin's default tracker (its runner and trials then get the admin's MLflow
+    credentials, :func:`builder.jobs.job_sandbox.job_env`); False for a destination its owner may not use."""
+    try:
+        return is_server_default(resolve_tracking(workspace, settings.owner, settings.tracking), workspace)
+    except LayerLabError:
+        return False
+
+
 def _launch(workspace: Path, project: Project, dataset: str, specs: Sequence[str], settings: StudySettings,
             config: dict | None, dataset_options: dict | None) -> subprocess.Popen:
     """:func:`launch_study` once its quotas admitted it: claim the study, write its files, start its runner and
@@ -112,7 +122,8 @@ def _launch(workspace: Path, project: Project, dataset: str, specs: Sequence[str
             cmd += [flags[k], str(v)]
     private = files["tmp"]  # its HOME and TMPDIR; the clean environment passes on to its trials
     private.mkdir(exist_ok=True)
-    env = {**study_env(private), ENV_STUDY_OWNER: settings.owner}  # a command line is public (ps); an id is a key
+    env = {**study_env(private, credentials=_admins_tracker(workspace, settings)),  # MLflow's, for the admin's only
+           ENV_STUDY_OWNER: settings.owner}  # a command line is public (ps); an id is a key
     proc = spawn_detached(cmd, files["log"], env=env, name=f"layerlab-reap-study-{settings.name}")
     limit_study(proc.pid)  # no core files, the jobs' file size and memory limits (it starts its trials' jobs)
     if token := process_token(proc.pid):

@@ -7,6 +7,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from builder import infer_shapes, load_template
@@ -225,3 +228,24 @@ def test_an_output_also_used_inside_keeps_its_place(tmp_path):
     res = import_model(tmp_path / "o.onnx")
     assert [n.type for n in res.project.graph.nodes][-2:] == ["Output", "Output"]
     assert [o[0] for o in infer_shapes(res.project.graph).output_nodes] == ["y", "h"] and res.report["max_abs_diff"] <= 1e-6
+
+
+_FOLDER = st.text(st.characters(categories=("L", "N"), include_characters="._-"), min_size=1, max_size=10)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(_FOLDER, min_size=1, max_size=4), st.sampled_from(["/srv/ws/owners/", "C:\\Users\\ann\\owners\\",
+                                                                     "file:///srv/ws/owners/"]))
+def test_imported_weights_name_their_source_without_a_server_path(tmp_path_factory, parts, root):
+    """The weights an import writes (downloadable as a run's Weights) name the file imported from by its name:
+    the metadata held the whole server path of the upload or library folder."""
+    from safetensors import safe_open
+
+    from builder.interchange.importer import ImportResult
+
+    source = root + "3fa9c0" + root[-1] + root[-1].join([*parts, "model.onnx"])
+    res = ImportResult(load_template("mlp"), {"fc1.weight": torch.zeros(2, 2)}, {"source": source})
+    _, wpath = save_import(res, tmp_path_factory.mktemp("imp") / "imp.json")
+    with safe_open(str(wpath), "pt") as f:
+        shown = f.metadata()["imported_from"]
+    assert shown.endswith("model.onnx") and "3fa9c0" not in shown and "owners" not in shown

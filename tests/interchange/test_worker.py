@@ -79,8 +79,8 @@ def _task_native_fork() -> dict:
     return {"pid": pid, "errno": ctypes.get_errno()}
 
 
-def _task_write(path: str, mb: int) -> int:
-    with open(path, "wb") as f:
+def _task_write(out: str, mb: int) -> int:
+    with open(out, "wb") as f:  # its output: the one place outside its private folder it may write
         f.write(bytes(mb * 2**20))
     return mb
 
@@ -97,7 +97,7 @@ def hostile(monkeypatch):
     """Register this module's tasks with the worker's test hook; returns ``run(name, **kw)``."""
     from builder.interchange import worker
 
-    for name in ("segfault", "allocate", "loop", "spawn", "system", "native_fork", "write", "environment"):
+    for name in ("segfault", "allocate", "loop", "spawn", "system", "native_fork", "write", "environment", "peek"):
         monkeypatch.setitem(worker.TEST_TASKS, name, f"{__name__}:_task_{name}")
     return worker.run_isolated
 
@@ -144,8 +144,8 @@ def test_a_worker_may_not_fork_from_native_code(hostile):
 
 def test_a_worker_writes_no_file_over_the_size_limit(hostile, monkeypatch, tmp_path):
     monkeypatch.setenv("LAYERLAB_WORKER_FILE_MB", "1")
-    assert "File too large" in _one_line_error(hostile, "write", 60, path=str(tmp_path / "big"), mb=2)
-    assert hostile("write", 60, path=str(tmp_path / "small"), mb=0) == 0
+    assert "File too large" in _one_line_error(hostile, "write", 60, out=str(tmp_path / "big"), mb=2)
+    assert hostile("write", 60, out=str(tmp_path / "small"), mb=0) == 0
 
 
 def test_a_worker_sees_a_clean_environment_and_a_private_folder(hostile, monkeypatch):
@@ -215,3 +215,30 @@ def test_a_model_that_crashes_torch_in_one_networks_weights_is_one_line_and_the_
     got = load_safetensors(network_downloads(gan, "generator", weights)["weights"])
     want = network_state(gan, "generator", load_file(str(weights)))
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_worker_reads_and_writes_only_what_its_request_names(hostile, monkeypatch, tmp_path):
+    """Landlock (where the kernel has it): a worker writes its output's folder, and neither writes nor reads
+    beside it (a workspace's identity.key, another person's folder): it ran as the server's user."""
+    from builder.process import landlock
+
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "identity.key").write_text("0" * 64)
+    (tmp_path / "out").mkdir()
+    key = list((tmp_path / "ws" / "identity.key").parts)  # not named as a path: the request does not grant it
+    seen = hostile("peek", 60, key=key, out=str(tmp_path / "out" / "o"))
+    if landlock.abi() == 0:
+        return
+    assert seen == {"key": "denied", "out": "written", "beside": "denied"}
+
+
+def _task_peek(key: list, out: str) -> dict:
+    seen = {}
+    for name, act in (("key", lambda: Path(*key).read_bytes()), ("out", lambda: Path(out).write_text("x")),
+                      ("beside", lambda: (Path(out).parent.parent / "x").write_text("x"))):
+        try:
+            act()
+            seen[name] = "written" if name == "out" else "read"
+        except PermissionError:
+            seen[name] = "denied"
+    return seen

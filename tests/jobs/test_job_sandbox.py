@@ -32,6 +32,9 @@ TIMEOUT = 180
 # machine: every test ends it (30 epochs ran in under 1 CPU-s there, so the CPU limit never struck)
 LONG = {"epochs": 3000, "batch_size": 8, "seed": 3, "early_stopping": None}
 SECRET = "hunter2-not-for-jobs"
+# the server's own secrets: none may reach a job (cold, forked from the warm launcher, a study runner's)
+SERVER_SECRETS = {"LAYERLAB_ADMINS": f"user:{SECRET}", "LAYERLAB_TEACHERS": f"anon:{SECRET}",
+                  "MLFLOW_TRACKING_PASSWORD": SECRET, "MLFLOW_TRACKING_TOKEN": SECRET, "LAYERLAB_SECRET_X": SECRET}
 SECCOMP = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
 
 
@@ -98,7 +101,9 @@ print(json.dumps({{"mapped": len(m), "memmap": int(arr.shape[0]), "touched": tou
 
 
 def test_a_locked_down_job_process_sees_a_clean_environment_and_starts_no_process(tmp_path):
-    env = {**child_env(), "AWS_SECRET_ACCESS_KEY": SECRET, "LAYERLAB_JOB_FILE_MB": "8", "MLFLOW_TRACKING_URI": "x"}
+    roles = {k: v for k, v in SERVER_SECRETS.items() if not k.startswith("MLFLOW_")}  # MLflow's: its starter's choice
+    env = {**child_env(), "AWS_SECRET_ACCESS_KEY": SECRET, "LAYERLAB_JOB_FILE_MB": "8", "MLFLOW_TRACKING_URI": "x",
+           **roles}
     seen = _run_python(f"""
 import ctypes, json, os, resource, subprocess, tempfile
 from builder.jobs import job_sandbox
@@ -122,7 +127,9 @@ print(json.dumps({{"env": dict(os.environ), "tmp": tempfile.gettempdir(), "tried
 """, env)
     assert SECRET not in json.dumps(seen["env"]) and "AWS_SECRET_ACCESS_KEY" not in seen["env"]
     assert seen["env"]["HOME"] == seen["env"]["TMPDIR"] == seen["tmp"] == str(tmp_path / "tmp")
-    assert seen["env"]["MLFLOW_TRACKING_URI"] == "x" and seen["env"]["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
+    assert not set(roles) & set(seen["env"]), "the server's roles reached the job"
+    assert "MLFLOW_TRACKING_URI" not in seen["env"] and seen["env"]["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
+    assert seen["env"]["LAYERLAB_JOB_FILE_MB"] == "8"
     assert all("the training job may not start processes" in v for v in seen["tried"].values()), seen["tried"]
     if SECCOMP:
         assert seen["native"] == [-1, 1]  # EPERM from the seccomp filter
@@ -149,6 +156,8 @@ def _running(store, rid: str) -> int:
 
 def test_jobs_cold_and_forked_are_locked_down_and_a_crash_is_a_failed_run(store, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    for k, v in SERVER_SECRETS.items():  # in the server when it starts the job and the warm launcher
+        monkeypatch.setenv(k, v)
     monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "64")
     cold = submit(store, _spec(**LONG))  # no launcher yet: launched, and the launcher started for later
     until(lambda: warm._launcher_up(store.workspace) and not warm._launcher_starting(store.workspace), "launcher", TIMEOUT)
@@ -157,7 +166,8 @@ def test_jobs_cold_and_forked_are_locked_down_and_a_crash_is_a_failed_run(store,
     for rid, forked in ((cold, False), (forked_rid, True)):
         pid = _running(store, rid)
         assert (int(_proc(pid, "stat").rsplit(")", 1)[1].split()[1]) == launcher) is forked
-        assert SECRET not in _proc(pid, "environ")
+        assert SECRET not in _proc(pid, "environ")  # what it started with (a forked job: its launcher's)
+        assert SECRET not in _proc(launcher, "environ")
         status = dict(line.split(":", 1) for line in _proc(pid, "status").splitlines() if ":" in line)
         assert status["NoNewPrivs"].strip() == "1" and (status["Seccomp"].strip() == "2" or not SECCOMP)
         limits = _proc(pid, "limits")
@@ -226,6 +236,8 @@ def test_a_study_runner_starts_with_a_clean_environment_and_the_jobs_limits(tmp_
     from builder.search.settings import StudySettings
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    for k, v in SERVER_SECRETS.items():  # the teachers pass (its trials' quotas exempt them), nothing else
+        monkeypatch.setenv(k, v if k != "LAYERLAB_TEACHERS" else "anon-k7x2qd4mzt")
     monkeypatch.setenv("LAYERLAB_JOB_MEMORY_MB", "3000")
     proc = launch_study(tmp_path, load_template("mlp"), "moons", ["lr=1e-3..1e-1:log"],
                         StudySettings(name="box", n_trials=1, workers=1, pruner="none"), config={"epochs": 1})
@@ -391,3 +403,73 @@ from builder.jobs import job_sandbox
 print(json.dumps({"cap": job_sandbox.limit_study_memory(), "cuda": torch.cuda.is_available()}))
 """, env)
     assert seen["cap"] > host_memory_mb() * 2**20 or seen["cuda"]
+
+
+def test_mlflow_credentials_go_only_to_a_job_that_logs_to_the_admins_tracker(tmp_path, monkeypatch):
+    from builder.jobs.job_sandbox import job_env
+    from builder.tracking_destinations import SERVER_DEFAULT
+
+    for k, v in SERVER_SECRETS.items():
+        monkeypatch.setenv(k, v)
+    for recorded, expect in ((SERVER_DEFAULT, True), ("https://ml.example.org", False), (None, False)):
+        (tmp_path / "job.json").write_text(json.dumps({"tracking": recorded}))
+        credentials = jobs._credentials(tmp_path / "job.json")
+        assert credentials is expect
+        for env in (warm._launcher_env(tmp_path, credentials), job_env(tmp_path, credentials=credentials)):
+            assert ("MLFLOW_TRACKING_PASSWORD" in env) is expect and ("MLFLOW_TRACKING_TOKEN" in env) is expect
+            assert not {"LAYERLAB_ADMINS", "LAYERLAB_TEACHERS", "LAYERLAB_SECRET_X"} & set(env)
+    assert jobs._credentials(tmp_path / "missing.json") is False
+
+
+def test_a_confined_job_reads_no_secret_nor_another_owners_run_but_uses_its_own(tmp_path):
+    """Landlock (where the kernel has it): a web owner's job process reads and writes its run folder and the run
+    database, reads its own owner folder and the runs it may read, and cannot read the workspace's identity.key,
+    server.json or another owner's run folder (it ran as the server's user and could read them all)."""
+    from builder.process import landlock
+
+    seen = _run_python(f"""
+import json
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs import owners
+from builder.runs.store import RunStore
+ws = Path({str(tmp_path / 'ws')!r})
+store = RunStore(ws, actor=SYSTEM)
+owners.set_server_config(ws, admins=["user:root@x"])
+a, b = "anon:" + "a" * 32, "anon:" + "b" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+theirs = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=b)
+folder = owners.owner_path(ws, a)
+line = landlock.confine(job_sandbox.confinement(store, mine, a))
+out = {{"line": line}}
+for name, path in (("key", ws / "identity.key"), ("config", ws / "server.json"),
+                   ("theirs", store.folder(theirs).project), ("mine", store.folder(mine).project)):
+    try:
+        out[name] = len(path.read_bytes())
+    except PermissionError:
+        out[name] = "denied"
+store.folder(mine).export("x.txt").parent.mkdir(exist_ok=True)
+store.folder(mine).export("x.txt").write_text("ok")
+store.update_run(mine, message="still writes its run")
+out["db"] = store.get(mine)["message"]
+out["folder"] = owners.owner_path(ws, a) == folder and owners.server_config(ws)["admins"] == ["user:root@x"]
+print(json.dumps(out))
+""")
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    assert seen["key"] == seen["config"] == seen["theirs"] == "denied", seen
+    assert isinstance(seen["mine"], int) and seen["db"] == "still writes its run" and seen["folder"] is True
+
+
+def test_the_clis_local_user_is_not_confined(tmp_path):
+    from builder.data.access import LOCAL_OWNER
+    from builder.jobs.job_sandbox import confinement
+
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {}, owner=LOCAL_OWNER)
+    assert "local user" in confinement(store, rid, LOCAL_OWNER)

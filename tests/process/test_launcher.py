@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from builder.process.launcher import child_env, package_root, spawn_detached
+from builder.process.launcher import child_env, package_root, run_attached, spawn_detached
 from builder.training.run_status import host_name, is_orphaned, pid_alive, reaping
 from tests.helpers import until
 
@@ -42,6 +42,20 @@ def test_spawn_detached_runs_in_its_own_session_with_its_log(tmp_path):
     assert os.path.samefile(seen["cwd"], package_root())
     assert os.path.samefile(seen["builder"], package_root() / "builder" / "__init__.py")  # this very copy
     assert seen["path"].split(os.pathsep)[0] == str(package_root()) and seen["x"] == "1"
+
+
+def test_a_background_process_started_without_an_env_gets_none_of_the_servers_secrets(tmp_path, monkeypatch):
+    """Deny by default: spawn_detached and run_attached without ``env`` passed the server's whole environment
+    (its admins, MLflow's credentials) to whatever a new caller started."""
+    for k in ("LAYERLAB_ADMINS", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, "hunter2")
+    code = "import json, os; print(json.dumps(dict(os.environ)))"
+    proc = spawn_detached(["-c", code], tmp_path / "a.log")
+    assert proc.wait(60) == 0
+    run_attached(["-c", code], tmp_path / "b.log")
+    for log in ("a.log", "b.log"):
+        env = json.loads((tmp_path / log).read_text().splitlines()[-1])
+        assert "hunter2" not in json.dumps(env) and env["PYTHONPATH"].startswith(str(package_root()))
 
 
 def test_spawn_detached_output_and_errors_share_the_log(tmp_path):

@@ -88,3 +88,36 @@ def test_nobody_else_joins_file_names_onto_a_run_folder():
                 if join.search(line) or (spelled.search(line) and not other):
                     found.append(f"{rel}:{i}: {line.strip()[:90]}")
     assert not found, "ask builder.runs.folder.RunFolder (store.folder(run_id)) for the path:\n" + "\n".join(found)
+
+
+def test_a_run_folder_as_downloaded_names_no_owner_id_and_no_server_path(tmp_path, monkeypatch):
+    """Every file a job, an int8 quantization and the model card write into a run folder, zipped as the app zips
+    files (app_pages.fmt.zip_dir_bytes), carries the owner's pseudonym at most: never the raw owner id (a cookie's
+    key) nor a server path (quantization.json named both ONNX files by their full paths)."""
+    import zipfile
+
+    from app_pages.fmt import zip_dir_bytes
+    from builder.interchange.onnx_export import quantize_run
+    from builder.jobs.queue import JobSpec, submit, wait
+    from builder.runs.modelcard import write_model_card
+
+    monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "0")  # one cold job: no launcher left behind
+    monkeypatch.setenv("LAYERLAB_TORCH_THREADS", "1")
+    ws = tmp_path / "server ws" / "layerlab"
+    store = RunStore(ws, actor=SYSTEM)
+    owner = "anon:" + "c0ffee42" * 4
+    rid = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="moons", config={"epochs": 2},
+                                dataset_options={"n_samples": 300}, owner=owner))
+    assert wait(store, [rid], 300) == {rid: "finished"}
+    quantize_run(store, rid)
+    write_model_card(store, rid)
+    folder = store.folder(rid)
+    files = {p.relative_to(folder.path).as_posix(): p.read_bytes() for p in folder.path.rglob("*") if p.is_file()}
+    assert {"job.json", "model_card.md", "exports/quantization.json", "exports/model.int8.onnx"} <= set(files)
+    with zipfile.ZipFile(__import__("io").BytesIO(zip_dir_bytes(files))) as z:
+        for name in z.namelist():
+            data = z.read(name)
+            for secret in (owner, "c0ffee42", str(ws), str(ws.resolve()), str(tmp_path), "server ws"):
+                assert secret.encode() not in data, f"{name} names {secret!r}"
+    q = json.loads(files["exports/quantization.json"])
+    assert (q["fp32_path"], q["int8_path"]) == ("exports/model.onnx", "exports/model.int8.onnx")

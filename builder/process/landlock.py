@@ -1,0 +1,196 @@
+"""Landlock: a process confines its own file access to named folders and files, without root (Linux 5.13+).
+
+A sandboxed child runs as the server's user, so file modes cannot keep it from the workspace's secrets
+(``identity.key``, ``server.json``) or another person's run folder. Landlock (``landlock_create_ruleset``,
+``landlock_add_rule``, ``landlock_restrict_self``: syscalls 444-446 on every architecture) lets it give up, for
+itself and everything it starts, every file access but those it names: :func:`restrict` takes the folders it
+may read (and execute from) and those it may also write, and the single files it may read and write. What
+it already holds open stays open. :func:`abi` says whether this kernel has it (0: no, the caller goes on
+unconfined and says so: the other walls, the clean environment, limits and seccomp, still stand).
+
+Example::
+
+    >>> abi() >= 0
+    True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.data.access import LOCAL_OWNER, SYSTEM, Actor
+from builder.data.cache import cache_dir
+from builder.process.launcher import package_root
+from builder.runs import db as _db
+from builder.runs.owners import owner_path, pin, upload_dir
+
+_CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
+_VERSION = 1  # LANDLOCK_CREATE_RULESET_VERSION
+_RULE_PATH_BENEATH = 1
+_PR_SET_NO_NEW_PRIVS = 38
+
+EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, MAKE_DIR, MAKE_REG, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM = (
+    1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 8, 1 << 9, 1 << 10, 1 << 11, 1 << 12)
+REFER, TRUNCATE = 1 << 13, 1 << 14  # ABI 2, ABI 3
+READ = EXECUTE | READ_FILE | READ_DIR
+WRITE = (WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_CHAR | MAKE_DIR | MAKE_REG | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK
+         | MAKE_SYM)
+FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE  # the rights a rule on a single file may carry
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+def abi() -> int:
+    """The Landlock ABI version of this kernel (0: none, or not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    v = _libc().syscall(_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_VERSION))
+    return int(v) if v > 0 else 0
+
+
+def handled(version: int) -> int:
+    """The file rights this module handles under ABI ``version`` (what is not handled stays allowed)."""
+    rights = READ | WRITE
+    if version >= 2:
+        rights |= REFER
+    if version >= 3:
+        rights |= TRUNCATE
+    return rights
+
+
+def system_read_paths() -> list[Path]:
+    """What any Python process of this server reads: the interpreter and its libraries (``sys.prefix``, the
+    base and exec prefixes, every folder on ``sys.path``), the system's programs and libraries, ``/etc``,
+    ``/proc`` and ``/sys``."""
+    paths = [Path(p) for p in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys",
+                               "/run", "/var/lib")]
+    for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path}:
+        if p:
+            paths.append(Path(p))
+    paths.append(Path(sys.executable).resolve().parent.parent)
+    return paths
+
+
+def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLike] = (),
+             files: Iterable[str | os.PathLike] = ()) -> int:
+    """Confine this process (and what it starts) to reading and executing beneath ``read``, reading and writing
+    beneath ``write``, and reading and writing the single ``files``; a path that does not exist is skipped.
+    Returns the ABI applied (0: this kernel has no Landlock, nothing changed).
+
+    Raises:
+        OSError: the kernel has Landlock but refused the ruleset (nothing is confined then).
+    """
+    version = abi()
+    if version <= 0:
+        return 0
+    rights = handled(version)
+    libc = _libc()
+    attr = _RulesetAttr(rights)
+    ruleset = libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+                           ctypes.c_uint32(0))
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    try:
+        rw = READ | WRITE | (rights & (REFER | TRUNCATE))
+        for paths, allowed in ((read, READ), (write, rw), (files, READ_FILE | WRITE_FILE | TRUNCATE)):
+            for p in dict.fromkeys(str(p) for p in paths):
+                _add(libc, ruleset, p, allowed & rights)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+        if libc.syscall(_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    finally:
+        os.close(ruleset)
+    return version
+
+
+def _add(libc: ctypes.CDLL, ruleset: int, path: str, allowed: int) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return  # not there: nothing to allow
+    try:
+        if not os.path.isdir(path):
+            allowed &= FILE_RIGHTS
+        rule = _PathBeneath(allowed, fd)
+        if libc.syscall(_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(rule),
+                        ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for {Path(path).name!r}")
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """The folders a confined process reads, those it also writes, and the single files it reads and writes."""
+
+    read: list = field(default_factory=list)
+    write: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+
+
+def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: Iterable = ()) -> Confinement | str:
+    """What a process working on ``owner``'s run ``run_id`` (a training job, a quantization) may touch once
+    confined: read the interpreter and system (:func:`system_read_paths`), this package, the owner's own folder
+    (its uploads), the folders of the runs the owner may read (``store.list_runs`` as the job's actor: an
+    ``init_from``, a teacher, a pruned parent) and ``read``; read and write its own run folder (a job's private
+    HOME is inside), the dataset cache, ``/dev`` and ``write``; read and write the SQLite run database and its
+    WAL files, not the workspace folder beside them (``identity.key``, ``server.json``, other owners' folders
+    stay shut). The owner's folder name and the server config are read now (:func:`builder.runs.owners.pin`).
+    A string says why it is left unconfined: the CLI's local user (its paths are its own), an SQLite database
+    without its WAL file (a rollback journal is a new file each write, which no rule can name)."""
+    if owner == LOCAL_OWNER:
+        return "the CLI's local user's (its paths are its own)"
+    ws = Path(store.workspace)
+    files: list[Path] = []
+    if _db.is_sqlite(store.db_url):
+        import sqlalchemy as sa  # lazy: heavy (sqlalchemy)
+
+        db = Path(sa.engine.make_url(store.db_url).database or "")
+        if not db.is_absolute() or not Path(f"{db}-wal").is_file():
+            return "an SQLite run database without its WAL file (a rollback journal cannot be confined)"
+        files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    readable = store.as_actor(Actor.of_job(owner)).list_runs(limit=100_000)
+    pin(ws, owner)  # its owner's folder name and the server config, read now: identity.key and server.json close
+    upload_dir(ws, owner)  # created now: read-only from here on
+    rules = Confinement([*system_read_paths(), package_root(), owner_path(ws, owner), *read,
+                         *[store.folder(r["id"], actor=SYSTEM).path for r in readable]],
+                        [store.folder(run_id, actor=SYSTEM).path, ws / "cache", cache_dir(), Path("/dev"), *write],
+                        files)
+    return rules
+
+
+def confine(rules: Confinement | str | None) -> str:
+    """Apply :func:`confinement`'s answer to this process; one line for its log: what was applied, or why not (a
+    kernel without Landlock: the process runs with its other walls only)."""
+    if not isinstance(rules, Confinement):
+        return f"files not confined: {rules or 'no rules'}"
+    version = restrict(rules.read, rules.write, rules.files)
+    if not version:
+        return "files not confined: this kernel has no Landlock (Linux 5.13+); the other limits stand"
+    others = len(os.listdir("/proc/self/task")) - 1 if os.path.isdir("/proc/self/task") else 0
+    left = f"; {others} thread(s) started before it are not (Landlock confines the calling thread)" if others else ""
+    return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{left}"
+
+
+__all__ = ["abi", "handled", "restrict", "system_read_paths", "READ", "WRITE", "Confinement", "confinement",
+           "confine"]
