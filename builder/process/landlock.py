@@ -148,6 +148,36 @@ class Confinement:
     files: list = field(default_factory=list)
 
 
+def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[Path]:
+    """``paths`` with ``shut`` left out: a path that holds ``shut`` (an ancestor, or ``shut`` itself) is replaced
+    by its entries that do not, down to ``shut``'s parent; paths inside ``shut`` are kept (a rule on a run folder
+    inside the workspace). Landlock only adds rights, so a rule on ``/var/lib`` would open a workspace in
+    ``/var/lib/layerlab`` (``identity.key``, every owner's runs) to the confined process whatever else it says.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for d in ("srv/ws/runs/a", "srv/other", "usr"):
+    ...     (root / d).mkdir(parents=True)
+    >>> sorted(str(p.relative_to(root)) for p in beside([root, root / "srv/ws/runs/a"], root / "srv/ws"))
+    ['srv/other', 'srv/ws/runs/a', 'usr']
+    """
+    shut = Path(os.path.abspath(shut))
+    out: list[Path] = []
+    for p in paths:
+        p = Path(os.path.abspath(p))
+        if p != shut and shut not in p.parents and p not in shut.parents:
+            out.append(p)  # beside it
+        elif shut in p.parents:
+            out.append(p)  # inside it: named on purpose
+        elif p != shut:  # holds it: its other entries, then the same one level down
+            try:
+                entries = list(p.iterdir())
+            except OSError:
+                continue
+            out += beside([e for e in entries if not e.is_symlink() or e.resolve() != shut], shut)
+    return out
+
+
 def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: Iterable = ()) -> Confinement | str:
     """What a process working on ``owner``'s run ``run_id`` (a training job, a quantization) may touch once
     confined: read the interpreter and system (:func:`system_read_paths`), this package, the owner's own folder
@@ -172,11 +202,13 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     readable = store.as_actor(Actor.of_job(owner)).list_runs(limit=100_000)
     pin(ws, owner)  # its owner's folder name and the server config, read now: identity.key and server.json close
     upload_dir(ws, owner)  # created now: read-only from here on
-    rules = Confinement([*system_read_paths(), package_root(), owner_path(ws, owner), *read,
-                         *[store.folder(r["id"], actor=SYSTEM).path for r in readable]],
-                        [store.folder(run_id, actor=SYSTEM).path, ws / "cache", cache_dir(), Path("/dev"), *write],
-                        files)
-    return rules
+    # the workspace stays shut even where it lies inside a folder every process reads (a server's /var/lib/layerlab,
+    # a checkout, the working directory on sys.path): such a folder is opened entry by entry around it
+    return Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read,
+                               *[store.folder(r["id"], actor=SYSTEM).path for r in readable]], ws),
+                       beside([store.folder(run_id, actor=SYSTEM).path, ws / "cache", cache_dir(), Path("/dev"),
+                               *write], ws),
+                       files)
 
 
 def confine(rules: Confinement | str | None) -> str:
@@ -192,5 +224,5 @@ def confine(rules: Confinement | str | None) -> str:
     return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{left}"
 
 
-__all__ = ["abi", "handled", "restrict", "system_read_paths", "READ", "WRITE", "Confinement", "confinement",
+__all__ = ["abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "Confinement", "confinement",
            "confine"]

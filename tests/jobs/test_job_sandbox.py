@@ -466,6 +466,45 @@ print(json.dumps(out))
     assert isinstance(seen["mine"], int) and seen["db"] == "still writes its run" and seen["folder"] is True
 
 
+def test_a_workspace_inside_a_folder_the_job_reads_stays_shut(tmp_path):
+    """Landlock only adds rights: a workspace in a folder every job reads (a server's ``/var/lib/layerlab`` under
+    the readable ``/var/lib``, a checkout, a tracker's folder beside it) was opened whole by that folder's rule;
+    the rules now go around it (:func:`builder.process.landlock.beside`)."""
+    from builder.process import landlock
+
+    seen = _run_python(f"""
+import json
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.process import landlock
+from builder.runs.store import RunStore
+srv = Path({str(tmp_path / 'srv')!r})
+ws = srv / "layerlab"
+store = RunStore(ws, actor=SYSTEM)
+a, b = "anon:" + "a" * 32, "anon:" + "b" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+theirs = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=b)
+(srv / "library").mkdir()
+(srv / "library" / "model.txt").write_text("weights")
+line = landlock.confine(landlock.confinement(store, mine, a, read=[srv], write=[srv]))
+out = {{"line": line}}
+for name, path in (("key", ws / "identity.key"), ("theirs", store.folder(theirs).project),
+                   ("mine", store.folder(mine).project), ("library", srv / "library" / "model.txt")):
+    try:
+        out[name] = len(path.read_bytes())
+    except PermissionError:
+        out[name] = "denied"
+print(json.dumps(out))
+""")
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    assert seen["key"] == seen["theirs"] == "denied", seen
+    assert isinstance(seen["mine"], int) and seen["library"] == 7, seen
+
+
 def test_the_clis_local_user_is_not_confined(tmp_path):
     from builder.data.access import LOCAL_OWNER
     from builder.jobs.job_sandbox import confinement
