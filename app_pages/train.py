@@ -381,6 +381,7 @@ def live_view() -> None:
     drawn = any(e.get("terms") for e in sess.epochs)  # a drawn objective (GAN, VAE): its loss is its metric
     made = st.container() if drawn else None  # what the run makes (samples) first, above the replay's slider
     shown = None
+    last = (_epochs(sess) or [None])[-1]
     if not active:  # an ended run replays: every chart (boundary, samples) as it stood after the chosen epoch
         shown = replay_controls(sess, run_id)
         sess = curve_upto(sess, shown)
@@ -388,7 +389,8 @@ def live_view() -> None:
         from app_pages import generative_view  # lazy: heavy (plotly)
 
         with made:
-            generative_view.render(run, sess.epochs, active, rs, epoch=shown)
+            playing = (st.session_state.get("ll_replay") or {}).get("run") == run_id
+            generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing)
         c1, c3 = st.columns(2)
     else:
         c1, c2, c3 = st.columns(3)
