@@ -79,3 +79,17 @@ def test_a_runs_duration_counts_only_the_time_it_ran(tmp_path):
     start = (now - timedelta(hours=1)).isoformat()
     store._write("UPDATE runs SET started_at = ? WHERE id = ?", (start, rid))  # began an hour ago
     assert 59 <= summary.duration_s(store.get(rid)) <= 62
+
+
+def test_a_scaled_targets_error_is_shown_in_its_own_units_and_named():
+    """The Runs table's best val metric of the RNN forecaster on sunspots read 1.2496: the MAE in standard deviations
+    of the scaled series (std 34.2), with no name (the column's help said accuracy or R²)."""
+    run = {"dataset_info": {"target_std": [34.197], "target_mean": [42.9]},
+           "best": {"val_metric": 1.2496, "metric_name": "mae"}}
+    assert summary.best_metric_text(run) == f"mae {1.2496 * 34.197:.4f}"
+    assert "best mae 42.733" in summary.run_label({**run, "name": "f", "id": "x"})
+    two = {**run, "dataset_info": {"target_std": [34.0, 2.0]}}
+    assert summary.best_metric_text(two) == "mae 1.2496 (scaled)"
+    acc = {"best": {"val_metric": 0.9, "metric_name": "accuracy"}, "dataset_info": {}}
+    assert summary.best_metric_text(acc) == "accuracy 0.9000"
+    assert summary.best_metric_text({"best": {"val_metric": 2.0, "metric_name": "loss"}}) is None
