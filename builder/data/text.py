@@ -183,6 +183,20 @@ def decode(tok: Tokenizer, ids: Any) -> str:
     return tok.decode(ids, skip_special_tokens=False)
 
 
+def tokens_text(tokens: list[str]) -> str:
+    """A sample's tokens as one line to read, its trailing padding counted instead of written out: a five-word
+    sentence padded to 64 tokens showed as 59 ``<pad>`` filling the Explain page's first screen at 900x900.
+
+    >>> tokens_text(["a", "film", PAD, PAD]), tokens_text(["a", PAD, "b"]), tokens_text([PAD])
+    ('a film … (+2 <pad>)', 'a <pad> b', '<pad>')
+    """
+    end = len(tokens)
+    while end > 1 and tokens[end - 1] in PAD_TOKENS:
+        end -= 1
+    pads = len(tokens) - end
+    return " ".join(tokens[:end]) + (f" … (+{pads} {tokens[-1]})" if pads else "")
+
+
 def vocab_of(tok: Tokenizer) -> list[str]:
     """Each id's token as people read it (byte-level pieces decoded: ``Ġgood`` is `` good``), in id order."""
     n = tok.get_vocab_size()
@@ -541,5 +555,5 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
 
 
 __all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "RunTokenizer", "TokenizerOptions", "TokenSplit", "train_tokenizer",
-           "load_tokenizer", "encode", "decode", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
+           "load_tokenizer", "encode", "decode", "tokens_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
            "load_text", "read_new_texts", "text_preview"]
