@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
-from app_pages.fmt import whole_epoch_ticks
+from app_pages.fmt import share_axis, whole_epoch_ticks
 from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
@@ -243,7 +243,8 @@ def metric_figure(sess: Curve) -> go.Figure:
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess),
                                      name="validation" if split == "val" else "train",
                                      line=dict(color=COLORS[split], width=2)))
-    return _layout(fig, name.capitalize() if name else "Metric", name)
+    fig = _layout(fig, name.capitalize() if name else "Metric", name)
+    return share_axis(fig) if name in ("accuracy", "f1") else fig
 
 
 def lr_figure(sess: Curve) -> go.Figure:
