@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
-from app_pages.fmt import share_axis, whole_epoch_ticks
+from app_pages.fmt import curve_mode, share_axis, whole_epoch_ticks
 from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
@@ -204,8 +204,8 @@ def read_curve(rs, run: dict) -> Curve:
 
 
 def _mode(sess: Curve) -> str:
-    """Markers only for short curves of a finished run: a marker is an SVG node the browser redraws."""
-    return "lines+markers" if not sess.active and len(sess.epochs) <= 40 else "lines"
+    """Markers for short curves of a finished run and for one point (:func:`app_pages.fmt.curve_mode`)."""
+    return curve_mode(len(sess.epochs), sess.active)
 
 
 def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:

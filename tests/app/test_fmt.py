@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_pages.fmt import fmt_duration, share_axis, whole_epoch_ticks
+from app_pages.fmt import curve_mode, fmt_duration, share_axis, whole_epoch_ticks
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -33,3 +33,10 @@ def test_an_accuracy_axis_stays_between_0_and_1():
     assert list(flat.layout.yaxis.range) == pytest.approx([0.45, 0.55])
     top = share_axis(go.Figure(go.Scatter(x=[1, 2], y=[0.2, 1.0])))
     assert list(top.layout.yaxis.range) == pytest.approx([0.12, 1.01])
+
+
+def test_a_one_point_curve_of_a_live_run_is_drawn():
+    """After epoch 1 of a live GPT run its perplexity and learning-rate charts stood empty (lines only: one point
+    draws nothing) while the epoch's sample showed below them."""
+    assert curve_mode(1, True) == "lines+markers"
+    assert curve_mode(5, True) == "lines" and curve_mode(5, False) == "lines+markers"
