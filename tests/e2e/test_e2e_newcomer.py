@@ -145,3 +145,20 @@ def test_a_new_mount_never_shows_its_graph_before_its_first_fit(browser, app_ser
         assert not page.errors, page.errors
     finally:
         page.context.close()
+
+
+def test_a_page_chosen_from_the_floating_sidebar_closes_it(browser, app_server):
+    """Below 1100 px the sidebar floats over the page: a page chosen from it left it open over that page (at 900x900
+    the Train page's Start training button was under it; a click on it landed on the sidebar)."""
+    page = new_page(browser, SIZES[1])
+    try:
+        open_build(page, app_server)
+        collapse_sidebar(page)
+        for title in ("Train", "Data"):
+            page.locator("[data-testid=stExpandSidebarButton]").click()
+            page.locator("[data-testid=stSidebar][data-collapsed=false]").wait_for(state="attached", timeout=10_000)
+            goto_page(page, title)
+            page.locator("[data-testid=stSidebar][data-collapsed=true]").wait_for(state="attached", timeout=10_000)
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
