@@ -202,6 +202,10 @@ def series_picker(current: dict) -> dict | None:
     return {"kind": "series", "name": up.name, "file": ref, "task": None, "options": opts}
 
 
+def _set_max_length(n: int) -> None:
+    st.session_state.ll_txt_len = n  # the Max length field (the dataset loads again with it)
+
+
 def _text_view(ds) -> None:
     view = text_preview(ds, 10)
     import pandas as pd  # lazy: heavy (pandas)
@@ -213,6 +217,14 @@ def _text_view(ds) -> None:
     c[1].metric("Unknown tokens (val + test)", f"{view['oov_rate']:.1%}",
                 help="Tokens of the validation and test text the tokenizer never saw in training (<unk>)")
     c[2].metric("Samples at max length", f"{view['cut']:.0%}", help="Probably cut: raise max length if many are")
+    if (n := view.get("shorter_max_length")) and "ll_txt_len" in st.session_state:
+        longest, length = max(view["lengths"]), int(ds.train.X.shape[1])
+        st.warning(f"Your longest text is {longest} tokens, but every sample is padded to {length}: mostly padding. "
+                   "An LSTM or GRU that reads the last step must carry its answer through all of it and may not "
+                   f"learn (a sentiment LSTM on 5-word reviews stayed at 50 % padded to 64; at 8 it reached 97 % "
+                   f"in 4 epochs). A max length of {n} fits every text here.", icon=":material/short_text:")
+        st.button(f"Use max length {n}", key="ll_txt_len_fit", icon=":material/compress:", on_click=_set_max_length,
+                  args=(n,))
     import plotly.graph_objects as go  # lazy: heavy (plotly)
     fig = go.Figure(go.Histogram(x=view["lengths"], marker_color="#6366f1"))
     fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title="Tokens per sample (train)",

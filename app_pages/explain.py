@@ -157,7 +157,9 @@ def _pick(xs: ExplainSession, c: list) -> int | None:
 def _preview(xs: ExplainSession, i: int) -> None:
     """A small view of one sample."""
     if xs.modality == "tokens":
-        st.code(" ".join(xs.tokens(i)), language=None, wrap_lines=True)
+        from builder.data.text import tokens_text  # lazy: heavy (tokenizers, numpy)
+
+        st.code(tokens_text(xs.tokens(i)), language=None, wrap_lines=True)
     elif xs.modality == "tabular":
         names, values = xs.feature_values(i)
         st.dataframe({"feature": names, "value": values}, hide_index=True, height=min(200, 36 + 35 * len(names)),

@@ -92,7 +92,10 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
         elif getattr(xs.info, "tokenizer", ""):  # free text, tokenized as the training data was
             text = st.text_input("Your sentence", value=form.start_text, key=key(f"ll_try_text_{i}"))
             x = tryit.encode_tokens(xs, text)
-            st.caption("Tokens: " + ui.md(" · ".join(t for t in tryit.token_labels(xs, x) if t != "<pad>")))
+            cut = tryit.tokens_cut(xs, text)
+            st.caption("Tokens: " + ui.md(" · ".join(t for t in tryit.token_labels(xs, x) if t != "<pad>"))
+                       + (f" — cut to the model's {x.shape[-1]} tokens: the last {cut} "
+                          f"{'are' if cut > 1 else 'is'} not read" if cut else ""))
         else:
             text = st.text_input("Your sequence (words of the vocabulary, separated by spaces)",
                                  value=form.start_text, key=key(f"ll_try_text_{i}"))

@@ -79,4 +79,32 @@ def zip_dir_bytes(paths: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["human_count", "human_bytes", "fmt_duration", "fmt_metric", "whole_epoch_ticks", "zip_dir_bytes"]
+__all__ = ["human_count", "human_bytes", "fmt_duration", "fmt_metric", "whole_epoch_ticks", "share_axis", "curve_mode", "zip_dir_bytes"]
+
+
+def share_axis(fig: Any) -> Any:
+    """Keep a share's y axis (accuracy, F1) inside [0, 1]: a 4-epoch run stuck at 0.5 was drawn on an axis from
+    -0.5 to 1.5 (plotly's range for a flat line), an accuracy below zero and over one. The range follows the
+    points, with a margin, clamped to [0, 1.01].
+
+    Returns:
+        ``fig``, changed in place.
+    """
+    ys = [y for tr in fig.data for y in (tr.y or ()) if isinstance(y, int | float) and math.isfinite(y)]
+    if ys:
+        lo, hi = min(ys), max(ys)
+        pad = max(0.05, (hi - lo) * 0.1)
+        fig.update_yaxes(range=[max(0.0, lo - pad), min(1.01, hi + pad)])
+    return fig
+
+
+def curve_mode(epochs: int, active: bool) -> str:
+    """The plotly mode of a per-epoch curve: markers for short curves of an ended run (a marker is an SVG node
+    the browser redraws), and always for a curve of one point, which a line alone leaves invisible (a live GPT
+    run's perplexity and learning-rate charts stood empty after epoch 1 while its first sample showed below).
+
+    >>> curve_mode(1, True), curve_mode(12, True), curve_mode(12, False), curve_mode(41, False)
+    ('lines+markers', 'lines', 'lines+markers', 'lines')
+    """
+    return "lines+markers" if epochs <= 1 or (not active and epochs <= 40) else "lines"
+

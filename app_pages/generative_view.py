@@ -92,19 +92,26 @@ def _vae_view(probe, store, run_id: str) -> dict:
     return cache[run_id]
 
 
-def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None = None) -> None:
+def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None = None, *,
+           last: int | None = None, playing: bool = False) -> None:
     """The parts that apply to ``run``: the sample grid, the loss terms, and for a finished VAE its
     reconstructions and (2-D latent) latent space. ``epoch``: the epoch the page's replay shows (its one slider
-    and Replay drive every chart, the grid included); None: the newest grid."""
+    and Replay drive every chart, the grid included); None: the newest grid. ``last``: the run's last epoch and
+    ``playing``: whether its replay plays, so that a grid of an earlier epoch says so (under "Finished" at 900x900
+    the grid read "after epoch 2" while the replay's own bar was below the window)."""
 
     cfg = {"displayModeBar": False, "staticPlot": active}
     grids = read_samples(store.folder(run["id"]).samples)
     if grids:
         keys = [k for k in grids if epoch is None or k <= epoch] or list(grids)[:1]
         key = keys[-1]  # the newest grid at or before the epoch shown
-        st.plotly_chart(grid_figure(grids[key][:64], f"Generator samples after epoch {key} (fixed noise)"),
+        earlier = last is not None and key < last
+        of = f" of {last}" if earlier else ""
+        st.plotly_chart(grid_figure(grids[key][:64], f"Generator samples after epoch {key}{of} (fixed noise)"),
                         width="stretch", config=cfg, key="ll_fig_samples")
-        st.caption("The same noise every epoch, so the grid shows how the generator changes.")
+        where = ("Replaying the run" if playing else "An earlier epoch") + f": epoch {key} of {last} (the replay's " \
+            "controls are below the samples). " if earlier else ""
+        st.caption(f"{where}The same noise every epoch, so the grid shows how the generator changes.")
     if not active and run.status == RunStatus.FINISHED and vae_nodes(run.project) is not None:
         _vae_part(run, store, cfg)
     fig = terms_figure(epochs)  # below what the run makes (issue 29, item 13: the grid was two screens down)

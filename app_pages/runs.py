@@ -19,7 +19,7 @@ from builder.runs.owners import owner_of
 from builder.runs.record import Run, shown_time
 from builder.runs.summary import (
     baseline_tags,
-    best_metric,
+    best_metric_text,
     dataset_label,
     dataset_spec_of_run,
     has_own_metric,
@@ -42,9 +42,8 @@ STATUS_ICON = {RunStatus.FINISHED: "✔ finished", RunStatus.RUNNING: "● runni
                RunStatus.QUEUED: "… queued"}  # an imported model shows its plain status
 
 
-def _best_metric(r: dict) -> float | None:
-    shown = best_metric(r.get("best") or {})  # none for a GAN or VAE: its "metric" is its loss
-    return shown[1] if shown else None
+def _best_metric(r: dict) -> str:
+    return best_metric_text(r) or "—"  # none for a GAN or VAE: its "metric" is its loss
 
 
 def _dataset(r: dict) -> str:
@@ -75,7 +74,7 @@ def _table(runs: list[dict]) -> pd.DataFrame:
         })
     df = pd.DataFrame(rows)
     df["params"] = pd.to_numeric(df["params"], errors="coerce")
-    for c in ("best val loss", "best val metric", "test acc / R²"):
+    for c in ("best val loss", "test acc / R²"):
         vals = pd.to_numeric(df[c], errors="coerce")
         df[c] = ["—" if pd.isna(v) else f"{v:.4f}" for v in vals]
     return df
@@ -416,7 +415,9 @@ st.dataframe(
     column_config={
         "params": st.column_config.NumberColumn(format="compact"),
         "lr": st.column_config.NumberColumn(format="%.4g"),  # a searched rate has 17 digits
-        "best val metric": st.column_config.TextColumn(help="Accuracy (classification) or R² (regression)"),
+        "best val metric": st.column_config.TextColumn(
+            help="The best epoch's validation metric, named: accuracy, R², perplexity, or an error (MAE, RMSE) in "
+                 "the target's own units; '(scaled)': in standard deviations of several targets"),
         "test acc / R²": st.column_config.TextColumn(help="Measured on the test split when a run finishes"),
     })
 default = [focus] if focus in by_id else [runs[0]["id"]]

@@ -141,6 +141,19 @@ SIDEBAR_JS = """<script>
     if (tries > 0) requestAnimationFrame(() => apply(tries - 1)); else settle();
   };
   apply(600);
+  // A page chosen from the floating sidebar closes it, as a narrow site's menu does: at 900x900 it stayed open over
+  // the new page (Train's Start button under it) until the person found its close button.
+  document.addEventListener("click", (ev) => {
+    if (window.innerWidth > NARROW_PX || !ev.target.closest || !ev.target.closest('[data-testid="stSidebarNav"] a')) return;
+    setTimeout(() => {
+      const bar = document.querySelector('[data-testid="stSidebar"]');
+      const btn = document.querySelector('[data-testid="stSidebarCollapseButton"] button');
+      if (!bar || bar.dataset.collapsed === "true" || !btn) return;
+      const before = stored();
+      btn.click();  // not the person's choice either: only the keys stored before stay
+      try { stored().filter((k) => !before.includes(k)).forEach((k) => localStorage.removeItem(k)); } catch (e) { /* blocked */ }
+    }, 0);
+  }, true);
   let timer;  // Streamlit expands the sidebar again on a resize: collapse it again at a narrow width
   window.addEventListener("resize", () => { clearTimeout(timer); timer = setTimeout(() => apply(60), 150); });
 })();

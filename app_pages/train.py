@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
-from app_pages.fmt import whole_epoch_ticks
+from app_pages.fmt import curve_mode, share_axis, whole_epoch_ticks
 from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
@@ -204,8 +204,8 @@ def read_curve(rs, run: dict) -> Curve:
 
 
 def _mode(sess: Curve) -> str:
-    """Markers only for short curves of a finished run: a marker is an SVG node the browser redraws."""
-    return "lines+markers" if not sess.active and len(sess.epochs) <= 40 else "lines"
+    """Markers for short curves of a finished run and for one point (:func:`app_pages.fmt.curve_mode`)."""
+    return curve_mode(len(sess.epochs), sess.active)
 
 
 def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
@@ -243,7 +243,8 @@ def metric_figure(sess: Curve) -> go.Figure:
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess),
                                      name="validation" if split == "val" else "train",
                                      line=dict(color=COLORS[split], width=2)))
-    return _layout(fig, name.capitalize() if name else "Metric", name)
+    fig = _layout(fig, name.capitalize() if name else "Metric", name)
+    return share_axis(fig) if name in ("accuracy", "f1") else fig
 
 
 def lr_figure(sess: Curve) -> go.Figure:
@@ -381,6 +382,7 @@ def live_view() -> None:
     drawn = any(e.get("terms") for e in sess.epochs)  # a drawn objective (GAN, VAE): its loss is its metric
     made = st.container() if drawn else None  # what the run makes (samples) first, above the replay's slider
     shown = None
+    last = (_epochs(sess) or [None])[-1]
     if not active:  # an ended run replays: every chart (boundary, samples) as it stood after the chosen epoch
         shown = replay_controls(sess, run_id)
         sess = curve_upto(sess, shown)
@@ -388,7 +390,8 @@ def live_view() -> None:
         from app_pages import generative_view  # lazy: heavy (plotly)
 
         with made:
-            generative_view.render(run, sess.epochs, active, rs, epoch=shown)
+            playing = (st.session_state.get("ll_replay") or {}).get("run") == run_id
+            generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing)
         c1, c3 = st.columns(2)
     else:
         c1, c2, c3 = st.columns(3)

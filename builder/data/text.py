@@ -183,6 +183,20 @@ def decode(tok: Tokenizer, ids: Any) -> str:
     return tok.decode(ids, skip_special_tokens=False)
 
 
+def tokens_text(tokens: list[str]) -> str:
+    """A sample's tokens as one line to read, its trailing padding counted instead of written out: a five-word
+    sentence padded to 64 tokens showed as 59 ``<pad>`` filling the Explain page's first screen at 900x900.
+
+    >>> tokens_text(["a", "film", PAD, PAD]), tokens_text(["a", PAD, "b"]), tokens_text([PAD])
+    ('a film … (+2 <pad>)', 'a <pad> b', '<pad>')
+    """
+    end = len(tokens)
+    while end > 1 and tokens[end - 1] in PAD_TOKENS:
+        end -= 1
+    pads = len(tokens) - end
+    return " ".join(tokens[:end]) + (f" … (+{pads} {tokens[-1]})" if pads else "")
+
+
 def vocab_of(tok: Tokenizer) -> list[str]:
     """Each id's token as people read it (byte-level pieces decoded: ``Ġgood`` is `` good``), in id order."""
     n = tok.get_vocab_size()
@@ -333,7 +347,8 @@ def text_preview(ds: Dataset, n: int = 10) -> dict:
     """What the Data page shows of a token dataset: ``samples`` (the first ``n`` training samples as tokens,
     padding dropped, with their label), ``lengths`` (tokens per training sample before padding, for a histogram),
     ``cut`` (the share of samples that filled ``max_length``: possibly cut), ``oov_rate`` (the share of the
-    validation and test tokens that are ``<unk>``: words the tokenizer never saw in training) and ``vocab_size``."""
+    validation and test tokens that are ``<unk>``: words the tokenizer never saw in training), ``vocab_size`` and
+    ``shorter_max_length`` (:func:`shorter_max_length`, or None)."""
     vocab = list(ds.info.vocab)
     X = ds.train.X
     lengths = (X != PAD_ID).sum(1)
@@ -346,7 +361,23 @@ def text_preview(ds: Dataset, n: int = 10) -> dict:
     unk = sum(int((h == UNK_ID).sum()) for h in held)
     return {"samples": samples, "lengths": lengths.tolist(), "vocab_size": len(vocab),
             "cut": float((lengths == X.shape[1]).float().mean()) if len(X) else 0.0,
-            "oov_rate": unk / real if real else 0.0}
+            "oov_rate": unk / real if real else 0.0,
+            "shorter_max_length": shorter_max_length(lengths.tolist(), int(X.shape[1])) if len(X) else None}
+
+
+def shorter_max_length(lengths: list[int], max_length: int) -> int | None:
+    """A max length that fits texts of ``lengths`` tokens (the longest, rounded up to a multiple of 8) when
+    ``max_length`` is over twice the longest, else None. Every sample is padded at its end, and a recurrent layer
+    that reads its last step carries its answer through all that padding: the Sentiment LSTM on 240 five-word
+    reviews padded to 64 stayed at 50 % validation accuracy after 15 epochs; padded to 8 it reached 97 % in 4.
+
+    >>> shorter_max_length([5, 6, 3], 64), shorter_max_length([40, 12], 64), shorter_max_length([9], 20)
+    (8, None, 16)
+    """
+    longest = max(lengths, default=0)
+    if not longest or 2 * longest > max_length:
+        return None
+    return min(max_length, max(2, -(-longest // 8) * 8))
 
 
 # ------------------------------------------------------------------------------------------ user files
@@ -541,5 +572,5 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
 
 
 __all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "RunTokenizer", "TokenizerOptions", "TokenSplit", "train_tokenizer",
-           "load_tokenizer", "encode", "decode", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
-           "load_text", "read_new_texts", "text_preview"]
+           "load_tokenizer", "encode", "decode", "tokens_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
+           "load_text", "read_new_texts", "text_preview", "shorter_max_length"]

@@ -484,9 +484,23 @@ def sample_figure(sample: Any, modality: str) -> go.Figure:
         fig.update_xaxes(**_BARE, constrain="domain")
         return fig.update_layout(height=120, margin=dict(l=0, r=0, t=0, b=0))
     if modality == "sequence":
-        fig = go.Figure(go.Heatmap(z=_np(sample).T, colorscale="Viridis", showscale=False))
+        z = _np(sample).T  # (F, T)
+        fig = go.Figure(go.Heatmap(z=z, y=_series_rows(len(z)), colorscale="Viridis", showscale=False))
+        fig.update_yaxes(type="category")
         return fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0), xaxis_title="time step")
     raise ExplainError(f"sample preview: for image and sequence inputs; received {modality!r}")
+
+
+def _series_rows(n: int, names: Sequence[str] | None = None) -> list[str]:
+    """The row labels of a (features x time steps) heatmap: the features' names, else ``value`` for a lone feature
+    and ``feature 1`` ... (a one-row heatmap of a univariate series was ticked -0.5, 0, 0.5 on its y axis).
+
+    >>> _series_rows(1), _series_rows(2), _series_rows(1, ["sunspots"])
+    (['value'], ['feature 1', 'feature 2'], ['sunspots'])
+    """
+    if names is not None and len(names) == n:
+        return [plotly_text(str(x)) for x in names]
+    return ["value"] if n == 1 else [f"feature {i + 1}" for i in range(n)]
 
 
 def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modality: str | None = None,
@@ -521,9 +535,10 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
     if modality == "sequence":
         a = _np(attr[sample])
         m = float(np.abs(a).max()) or 1.0
-        fig = go.Figure(go.Heatmap(z=a.T, y=[plotly_text(n) for n in feature_names] if feature_names is not None else None,
+        fig = go.Figure(go.Heatmap(z=a.T, y=_series_rows(a.shape[-1], feature_names),
                                    colorscale=SIGNED_SCALE, zmin=-m, zmax=m, zmid=0,
                                    hovertemplate="t=%{x} %{y}: %{z:.4g}<extra></extra>"))
+        fig.update_yaxes(type="category")
         fig.update_layout(title=_title(title), xaxis_title="time step", height=320, margin=dict(l=10, r=10, t=50, b=40))
         return fig
     return tabular_attribution_figure(attr[sample], feature_names, title=title)

@@ -36,7 +36,7 @@ from builder.runs.summary import current_run
 from builder.training.run_status import is_live
 
 __all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
-           "encode_tokens", "encode_series", "continue_text", "token_labels", "try_input", "MAX_STROKE_POINTS"]
+           "encode_tokens", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
 MAX_STROKE_POINTS = 5000  # points of a drawing, all strokes together (a pad sends a few hundred)
@@ -333,6 +333,22 @@ def encode_tokens(xs: Any, text: str) -> torch.Tensor:
                            f"{', '.join(vocab[:12])}{' ...' if len(vocab) > 12 else ''}")
     ids = [index[w] for w in words][:steps] + [0] * max(0, steps - len(words))
     return _on_device(xs, torch.tensor([ids], dtype=torch.long))
+
+
+def tokens_cut(xs: Any, text: str) -> int:
+    """How many of ``text``'s tokens :func:`encode_tokens` leaves out, being past the model's length (0 for a
+    prompt, which keeps its last tokens): 'the story was brilliant but the ending was awful' at a max length of 8
+    lost 'awful' without a word said."""
+    steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
+    if getattr(xs.info, "tokenizer", ""):
+        if xs.info.task == "next_token":
+            return 0
+        from builder.data.text import load_tokenizer  # lazy: heavy (numpy)
+
+        n = len(load_tokenizer(xs.info.tokenizer).encode(str(text)[:100_000], add_special_tokens=False).ids)
+    else:
+        n = len(str(text).split())
+    return max(0, n - steps)
 
 
 def token_labels(xs: Any, x: torch.Tensor) -> list[str]:

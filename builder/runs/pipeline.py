@@ -175,6 +175,17 @@ def dataset_of(project: Project, dataset: str | Dataset | None) -> str | Dataset
     return dataset
 
 
+def _upload_label(project: Project, opts: dict) -> str | None:
+    """The name people gave the upload ``opts`` names, from the project's Data page spec (a job's options carry
+    only the upload's id): a text run on ``my_reviews.csv`` was shown everywhere as ``text: upload:23bdceb4...csv``
+    (the Train page's progress line, the Runs table, Explain's model picker)."""
+    spec = project.dataset or {}
+    ref, name = spec.get("file"), spec.get("name")
+    if not ref or ref != opts.get("upload") or not isinstance(name, str) or not name.strip():
+        return None
+    return Path(name).name or None
+
+
 def _data_and_settings(project: Project, dataset: str | Dataset | None, config: TrainConfig | dict | None,
                        dataset_options: dict | None, store: RunStore | None,
                        uploads: UploadFolder | None) -> tuple[Dataset, TrainConfig]:
@@ -190,7 +201,7 @@ def _data_and_settings(project: Project, dataset: str | Dataset | None, config: 
         if "task" in tr and "task" not in opts:
             opts["task"] = tr["task"]
         opts.setdefault("seed", cfg.seed)
-        ds = load_dataset(dataset, uploads=uploads, **opts)
+        ds = load_dataset(DatasetSource(dataset, {}, _upload_label(project, opts)), uploads=uploads, **opts)
     else:
         ds = dataset
     if split_note and split_note not in ds.info.notes:  # the model card says which split the run used

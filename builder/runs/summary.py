@@ -64,6 +64,45 @@ def best_metric(best: Mapping[str, Any]) -> tuple[str, float] | None:
     return str(name), float(v)
 
 
+# metrics in the target's units to the power given: a scaled target (a forecast's series, a regression's target)
+# makes them read in standard deviations unless multiplied back
+_TARGET_POWER = {"mae": 1, "rmse": 1, "mse": 2}
+
+
+def metric_in_units(name: str, value: float, dataset_info: Mapping[str, Any] | None) -> tuple[float, bool]:
+    """``value`` of metric ``name`` in the target's own units: ``(value, scaled)``. The trainer measures on scaled
+    targets (``dataset_info``'s ``target_std``): a forecaster's best MAE showed as 1.2496 in the Runs table for
+    sunspots that vary by ~34 (42.7 in sunspots). ``scaled`` is True when the value stays in standard deviations
+    (several targets, each scaled by its own deviation).
+
+    >>> metric_in_units("mae", 1.25, {"target_std": [34.0, 34.0]}), metric_in_units("accuracy", 0.9, {"target_std": [2.0]})
+    ((42.5, False), (0.9, False))
+    >>> metric_in_units("mse", 1.0, {"target_std": [2.0, 3.0]})
+    (1.0, True)
+    """
+    power = _TARGET_POWER.get(name)
+    std = (dataset_info or {}).get("target_std") if power else None
+    if not std:
+        return value, False
+    if len({round(float(x), 12) for x in std}) != 1:
+        return value, True
+    return value * float(std[0]) ** power, False
+
+
+def best_metric_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = None, digits: int = 4) -> str | None:
+    """The best epoch's metric, named and in the target's units (:func:`metric_in_units`): ``accuracy 0.9000``,
+    ``mae 42.73``, ``mae 1.2496 (scaled)``; None where there is none to show (:func:`best_metric`).
+
+    >>> best_metric_text({"dataset_info": {"target_std": [10.0]}}, {"val_metric": 0.5, "metric_name": "mae"})
+    'mae 5.0000'
+    """
+    shown = best_metric(best if best is not None else run.get("best") or {})
+    if shown is None:
+        return None
+    value, scaled = metric_in_units(shown[0], shown[1], run.get("dataset_info"))
+    return f"{shown[0]} {value:.{digits}f}" + (" (scaled)" if scaled else "")
+
+
 def duration_s(run: dict) -> float | None:
     """Seconds the run spent running (not paused, stopped or queued: :func:`builder.runs.store.running_clock`); for a
     run recorded before that clock, from start (or creation) to finish (or last update); None when unknown."""
@@ -149,9 +188,9 @@ def run_label(run: dict, best: dict | None = None, *, short_id: bool = True) -> 
         bits.append(f"{cfg['epochs']} ep")
     if cfg.get("batch_size") is not None:
         bits.append(f"bs {cfg['batch_size']}")
-    shown = best_metric(best if best is not None else run.get("best") or {})
+    shown = best_metric_text(run, best, digits=3)
     if shown:  # a GAN's or VAE's "metric" is its loss: nothing more to say
-        bits.append(f"best {shown[0]} {shown[1]:.3f}")
+        bits.append(f"best {shown}")
     if short_id:
         bits.append(f"…{str(run.get('id', ''))[-6:]}")
     return " · ".join(bits)
@@ -206,7 +245,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "best_metric", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run", "has_trained",
+__all__ = ["best_epoch", "best_metric", "best_metric_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run", "has_trained",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 

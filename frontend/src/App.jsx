@@ -31,6 +31,7 @@ import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, index
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
 import { withMarker } from './clipboard.js';
 import { initialState } from './sync.js';
+import { STYLE_WAIT_MS, hostStyled } from './styleGate.js';
 import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, coveredRight, fitDue, revealDx } from './viewport.js';
 import { loadPanels, paletteMode, savePanels } from './panels.js';
 import { useHistory } from './useHistory.js';
@@ -188,8 +189,13 @@ function Canvas({ data, api, store }) {
   // after Python replaced the graph; a replacement re-renders, so the attribute follows revRef).
   // ---- viewport: fit, but never below a readable zoom ----
   // data-fitted on the flow element counts finished fits (tests wait for it instead of a margin or a sleep).
-  // The count lives in the page-level store so it keeps rising across remounts of the host element.
-  const [fitted, setFitted] = useState(store.fitSeq || 0);
+  // The count lives in the page-level store so it keeps rising across remounts of the host element, but a new
+  // mount shows 0 until it has made its own first fit: Streamlit mounts the component again after a template pick
+  // (the confirmation above the canvas) and after another page, and the new mount drew its graph for a frame or
+  // more at React Flow's default view (zoom 1 at the origin) while showing the last mount's count, so a wait for
+  // "a fit after this one" was over before the fit (the 900x900 layout test once read the GAN template's first
+  // view with 0 of its 24 nodes in the window). Until that first fit the nodes are not shown (is-unfitted).
+  const [fitted, setFitted] = useState(0);
   const fitSeqRef = useRef(store.fitSeq || 0);
   const markFitted = useCallback((seq) => {
     performance.mark?.('layerlab:canvas:fitted'); // the first one: the graph opened (bench/bench_canvas.py)
@@ -213,13 +219,26 @@ function Canvas({ data, api, store }) {
     return coveredRight(el.getBoundingClientRect(), panels);
   }, []);
   const flowSize = useElementSize(flowRef);
+  // A new mount's stylesheet may not apply yet (styleGate.js keeps the host hidden meanwhile): the canvas and its
+  // nodes are laid out unstyled, the flow ~3,700 px tall at 900x900, and a fit made then centred the GAN template
+  // far below the window; it was made again once the styles applied, but it counted as the first view (the
+  // layout test read 0 of 24 nodes in the window). A fit waits for the styles (checked each frame by the effect
+  // below), never longer than the gate does.
+  const [styleTick, setStyleTick] = useState(0);
+  const styleWaitRef = useRef(null); // when a fit first waited for the styles
+  const styledOrLate = useCallback((el) => {
+    if (hostStyled(el)) return true;
+    styleWaitRef.current ??= performance.now();
+    return performance.now() - styleWaitRef.current >= STYLE_WAIT_MS;
+  }, []);
   const initialView = useCallback(
     (duration = 0, all = false) => {
       const nds = renderRef.current.filter((n) => n.type !== 'frame' || !n.data.depth);
       const el = flowRef.current;
       const size = el ? { width: el.clientWidth, height: el.clientHeight } : null;
-      if (nds.length && !fitDue({ wanted: true }, size)) {
+      if (nds.length && !fitDue({ wanted: true }, size, !el || styledOrLate(el))) {
         fitState.current = { ...fitState.current, wanted: true, all }; // made when the canvas has a size (the effect below)
+        setStyleTick((t) => t + 1);
         return;
       }
       const seq = (fitSeqRef.current = Math.max(fitSeqRef.current, store.fitSeq || 0) + 1);
@@ -241,7 +260,7 @@ function Canvas({ data, api, store }) {
       const done = duration && !same ? glide(() => rf.setViewport(v, { duration })) : Promise.resolve(rf.setViewport(v));
       done.then(() => setTimeout(() => markFitted(seq), 0));
     },
-    [rf, store, markFitted, glide, coveredNow],
+    [rf, store, markFitted, glide, coveredNow, styledOrLate],
   );
   const nodesInitialized = useNodesInitialized();
   const [fitTick, setFitTick] = useState(0); // a replaced graph asks for a fit (the effect below makes it)
@@ -249,13 +268,18 @@ function Canvas({ data, api, store }) {
   useEffect(() => {
     // every node shown is in React Flow's store and measured (a replaced graph: not yet in the first render)
     const measured = nodesInitialized && renderRef.current.every((n) => rf.getInternalNode(n.id)?.measured?.width);
-    if (!fitDue(fitState.current, flowSize, measured)) return;
+    if (!fitDue(fitState.current, flowSize, measured)) return undefined;
+    if (flowRef.current && !styledOrLate(flowRef.current)) {
+      const id = requestAnimationFrame(() => setStyleTick((t) => t + 1));
+      return () => cancelAnimationFrame(id);
+    }
     if (!viewDone.current) {
       viewDone.current = true;
       performance.mark?.('layerlab:canvas:visible'); // nodes measured and shown (bench/bench_startup.py)
     }
     initialView(0, !!fitState.current.all); // the same kind of fit again: readable, or the whole graph after Fit
-  }, [nodesInitialized, initialView, flowSize, fitTick, rf]);
+    return undefined;
+  }, [nodesInitialized, initialView, flowSize, fitTick, styleTick, rf, styledOrLate]);
   const userMoved = useCallback(() => {
     fitState.current.auto = false; // the user's own view is kept when the canvas is resized
   }, []);
@@ -770,7 +794,7 @@ function Canvas({ data, api, store }) {
             onToggleHelp={() => setHelpOpen((o) => !o)}
           />
           <div
-            className={`ll-flow${ghost?.over ? ' is-drop-target' : ''}`}
+            className={`ll-flow${ghost?.over ? ' is-drop-target' : ''}${fitted ? '' : ' is-unfitted'}`}
             ref={flowRef}
             style={{ '--ll-zoom': zoom || 1 }}
             data-zoom={(zoom || 1).toFixed(3)}

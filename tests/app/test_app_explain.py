@@ -341,6 +341,19 @@ def test_pick_a_finished_run_from_the_store(workspace, monkeypatch):
     probe.close()
 
 
+def test_a_padded_sentence_is_shown_with_its_padding_counted(workspace, probe):
+    """A sentence's trailing padding is counted, not written out: an uploaded five-word review padded to 64 tokens
+    filled the Explain page's first screen at 900x900 with 59 <pad>."""
+    res = run_training(builder.load_template("sentiment_lstm"), "text_sentiment",
+                       {"epochs": 1, "seed": 0}, store=RunStore(workspace, actor=SYSTEM),
+                       dataset_options={"n_samples": 200})
+    at = _page({"ll_xp_probe": probe, "ll_xp_model": f"run:{res.run_id}"})
+    _no_bug(at)
+    shown = [c.value for c in at.code]
+    assert shown and all("<pad> <pad>" not in v for v in shown), shown
+    assert any("<pad>)" in v for v in shown), shown  # "… (+k <pad>)"
+
+
 def test_a_stopped_run_is_offered_from_its_newest_weights(workspace, probe):
     """A run stopped after an epoch has no final weights but a model to explain: the picker lists it."""
     from builder.training.callbacks import Callback

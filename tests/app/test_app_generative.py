@@ -49,6 +49,10 @@ def _has_chart(at, key: str) -> bool:
     return any(key in str(c.proto.id) for c in at.get("plotly_chart"))
 
 
+def _grid_spec(at) -> str:
+    return str(next(c.proto.spec for c in at.get("plotly_chart") if "ll_fig_samples" in c.proto.id))
+
+
 def _grid_epoch(at) -> int:
     """The epoch named in the sample grid's title."""
     import re
@@ -76,9 +80,14 @@ def test_gan_run_shows_terms_and_sample_grid_per_epoch(gen_ws):
     slider.set_value(1).run()
     assert_no_exception(at)
     assert _grid_epoch(at) == 1
+    # an earlier epoch says so above the fold: under "Finished" the grid read "after epoch 2" of 8 at 900x900, the
+    # replay's bar below the window
+    assert "after epoch 1 of 2" in _grid_spec(at)
+    assert any("An earlier epoch: epoch 1 of 2" in c.value for c in at.caption), [c.value for c in at.caption]
     assert not _has_chart(at, "ll_fig_latent")
     at.button(key="ll_replay_play").click().run()  # Replay: the grid plays along, and the replay ends
     seen = [_grid_epoch(at)]
+    assert any("Replaying the run: epoch 1 of 2" in c.value for c in at.caption), [c.value for c in at.caption]
     while at.session_state["ll_replay"] is not None and len(seen) < 6:
         at.run()
         assert_no_exception(at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_pages.fmt import fmt_duration, whole_epoch_ticks
+from app_pages.fmt import curve_mode, fmt_duration, share_axis, whole_epoch_ticks
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -23,3 +23,20 @@ def test_a_short_epoch_axis_is_ticked_at_whole_epochs():
     assert short.layout.xaxis.dtick == 1
     long = whole_epoch_ticks(go.Figure(go.Scatter(x=list(range(1, 51)), y=[1] * 50)))
     assert long.layout.xaxis.dtick is None  # plotly's own ticks (5, 10, ...) are whole already
+
+
+def test_an_accuracy_axis_stays_between_0_and_1():
+    """A sentiment LSTM stuck at 0.5 for 4 epochs: its accuracy chart's y axis ran from -0.5 to 1.5."""
+    import plotly.graph_objects as go
+
+    flat = share_axis(go.Figure(go.Scatter(x=[1, 2, 3, 4], y=[0.5] * 4)))
+    assert list(flat.layout.yaxis.range) == pytest.approx([0.45, 0.55])
+    top = share_axis(go.Figure(go.Scatter(x=[1, 2], y=[0.2, 1.0])))
+    assert list(top.layout.yaxis.range) == pytest.approx([0.12, 1.01])
+
+
+def test_a_one_point_curve_of_a_live_run_is_drawn():
+    """After epoch 1 of a live GPT run its perplexity and learning-rate charts stood empty (lines only: one point
+    draws nothing) while the epoch's sample showed below them."""
+    assert curve_mode(1, True) == "lines+markers"
+    assert curve_mode(5, True) == "lines" and curve_mode(5, False) == "lines+markers"

@@ -181,3 +181,15 @@ def test_a_pretrained_tokenizer_pads_with_id_0():
     bad = Tokenizer(models.WordLevel({"!": 0, "[UNK]": 1}, unk_token="[UNK]"))
     with pytest.raises(DatasetError, match="received: id 0 = '!'. Fix: use tokenizer 'word' or 'bpe'"):
         pretrained_tokenizer(bad.to_str())
+
+
+def test_the_preview_offers_a_max_length_that_fits_short_texts():
+    """Five-word reviews padded to 64 tokens: a recurrent layer reading the last step stayed at 50 % (the Sentiment
+    LSTM on an upload, 15 epochs); the Data page now offers a max length that fits (8: 97 % in 4 epochs)."""
+    from builder.data.text import text_preview
+
+    rows = [(f"the film was {'good' if i % 2 else 'bad'} overall", "pos" if i % 2 else "neg") for i in range(60)]
+    ds = load_text(_csv_bytes(rows), "label", text_column="sentence", name="s.csv", max_length=64, seed=0)
+    assert text_preview(ds, 3)["shorter_max_length"] == 8
+    fitted = load_text(_csv_bytes(rows), "label", text_column="sentence", name="s.csv", max_length=8, seed=0)
+    assert text_preview(fitted, 3)["shorter_max_length"] is None

@@ -195,3 +195,25 @@ def test_an_axis_without_labels_draws_no_tick_marks():
         hidden = [a for a in _axes(fig) if a.showticklabels is False]
         assert hidden, fig.layout
         assert all(a.ticks == "" for a in hidden), [(a.plotly_name, a.ticks) for a in hidden]
+
+
+def test_a_series_heatmap_names_its_rows():
+    """A univariate series' attribution (and its preview) is a one-row heatmap: its y axis was ticked -0.5, 0, 0.5,
+    meaningless numbers beside the row (Explain, the RNN forecaster, 900x900)."""
+    from torch import nn
+
+    from builder.interpret.attributions import explain
+    from builder.interpret.figures import sample_figure
+
+    seq = nn.Sequential(nn.Flatten(), nn.Linear(5, 1))
+    x = torch.randn(1, 5, 1)  # (B, T, F): one feature
+    e = explain(seq, x, "saliency")
+    for fig in (explanation_figure(e, x, modality="sequence"), sample_figure(x[0], "sequence")):
+        _ok(fig)
+        assert list(fig.data[0].y) == ["value"] and fig.layout.yaxis.type == "category"
+    fig = explanation_figure(e, x, modality="sequence", feature_names=["sunspots"])
+    assert list(fig.data[0].y) == ["sunspots"]
+    two = torch.randn(1, 3, 2)
+    seq2 = nn.Sequential(nn.Flatten(), nn.Linear(6, 1))
+    fig = explanation_figure(explain(seq2, two, "saliency"), two, modality="sequence")
+    assert list(fig.data[0].y) == ["feature 1", "feature 2"]

@@ -43,6 +43,9 @@ def test_a_sentence_is_tokenized_like_the_training_data_and_attributed_per_token
     assert tryit.try_form(xs).kind == "tokens"
     x = tryit.encode_tokens(xs, "Honestly, the plot was NOT wonderful but zzyzx")  # unknown word: <unk>, no refusal
     assert x.shape == (1, 20) and int(x[0, -1]) == 0
+    # a sentence past the model's 20 tokens says how many are left out (they were dropped silently)
+    assert tryit.tokens_cut(xs, "Honestly, the plot was NOT wonderful") == 0
+    assert tryit.tokens_cut(xs, " ".join(["good"] * 23)) == 3
     res = tryit.try_input(xs, x, "layer_integrated_gradients")
     assert res.predicted in ("negative", "positive") and not res.error
     assert res.explanation.attributions.reshape(-1).shape[0] == 20  # one value per token position

@@ -79,3 +79,40 @@ def test_a_runs_duration_counts_only_the_time_it_ran(tmp_path):
     start = (now - timedelta(hours=1)).isoformat()
     store._write("UPDATE runs SET started_at = ? WHERE id = ?", (start, rid))  # began an hour ago
     assert 59 <= summary.duration_s(store.get(rid)) <= 62
+
+
+def test_a_scaled_targets_error_is_shown_in_its_own_units_and_named():
+    """The Runs table's best val metric of the RNN forecaster on sunspots read 1.2496: the MAE in standard deviations
+    of the scaled series (std 34.2), with no name (the column's help said accuracy or R²)."""
+    run = {"dataset_info": {"target_std": [34.197], "target_mean": [42.9]},
+           "best": {"val_metric": 1.2496, "metric_name": "mae"}}
+    assert summary.best_metric_text(run) == f"mae {1.2496 * 34.197:.4f}"
+    assert "best mae 42.733" in summary.run_label({**run, "name": "f", "id": "x"})
+    two = {**run, "dataset_info": {"target_std": [34.0, 2.0]}}
+    assert summary.best_metric_text(two) == "mae 1.2496 (scaled)"
+    acc = {"best": {"val_metric": 0.9, "metric_name": "accuracy"}, "dataset_info": {}}
+    assert summary.best_metric_text(acc) == "accuracy 0.9000"
+    assert summary.best_metric_text({"best": {"val_metric": 2.0, "metric_name": "loss"}}) is None
+
+
+def test_a_text_upload_run_is_named_by_its_file_not_its_upload_id(tmp_path):
+    """A job reloads the data from its options, which name the upload by id: a text run on my_reviews.csv was
+    shown as 'text: upload:23bdceb4...csv' on the Train page's progress line, in the Runs table and in Explain's
+    model picker (the Train page's header said 'my_reviews.csv'). The project's Data page spec names the file."""
+    from builder.data import load_dataset
+    from builder.data.uploads import UploadFolder
+    from builder.graph.templates import load_template
+    from builder.runs.pipeline import prepare
+
+    uploads = UploadFolder(tmp_path / "up")
+    rows = "text,label\n" + "".join(f"the film was {'good' if i % 2 else 'bad'},{i % 2}\n" for i in range(40))
+    ref = uploads.save("my_reviews.csv", rows.encode())
+    spec = {"kind": "text", "name": "my_reviews.csv", "file": ref, "task": None,
+            "options": {"target": "label", "text_column": "text", "max_length": 20}}
+    page = load_dataset(spec, uploads=uploads)  # what the Data page loaded; a job gets its reload arguments
+    name, opts = page.info.reload_args()
+    project = load_template("sentiment_lstm").model_copy(update={"dataset": spec})
+    _, ds, _ = prepare(project, name, {"epochs": 1}, dataset_options=opts, uploads=uploads)
+    assert ds.info.name == "text:my_reviews.csv", ds.info.name
+    run = {"dataset_name": name, "dataset_options": ds.info.options, "dataset_info": {"name": ds.info.name}}
+    assert summary.dataset_label(run) == "text: my_reviews.csv"
