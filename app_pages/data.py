@@ -116,7 +116,9 @@ def _tokenizer_options(current: dict) -> dict:
     vocab = int(c[1].number_input("Vocabulary size", 260 if kind == "bpe" else 4, 50_000,
                                   max(int(o.get("vocab_size", 5000)), 260 if kind == "bpe" else 4), key="ll_txt_vocab",
                                   help="Learned from the training split only"))
-    length = int(c[2].number_input("Max length", 2, 1024, int(o.get("max_length", 64)), key="ll_txt_len",
+    if "ll_txt_len" not in st.session_state:  # its value lives in the state ("Use max length N" sets it there)
+        st.session_state.ll_txt_len = min(max(int(o.get("max_length", 64)), 2), 1024)
+    length = int(c[2].number_input("Max length", 2, 1024, key="ll_txt_len",
                                    help="Tokens per sample: longer texts are cut, shorter ones padded"))
     lower = c[3].toggle("Lower-case", value=bool(o.get("lowercase", True)), key="ll_txt_lower")
     return {"tokenizer": kind, "vocab_size": vocab, "max_length": length, "lowercase": lower}
