@@ -25,6 +25,18 @@ UNSTYLED_PROBE_JS = """() => { window.__llUnstyled = 0;
   tick(); }"""
 
 
+def _pick_and_fit(page, name: str) -> list[str]:
+    """Pick the template ``name`` and wait until its graph is on the canvas, fitted by the new mount; its node ids."""
+    t = next(t for t in builder.list_templates() if t["name"] == name)
+    before = page.evaluate(FITTED_NOW_JS)
+    pick_template(page, t["title"])
+    ids = [nd.id for nd in builder.load_template(name).graph.nodes]
+    page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
+    page.wait_for_function(FITTED_JS, arg=before, timeout=30_000)
+    wait_idle(page)
+    return ids
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_canvas_never_paints_unstyled(browser, app_server, size):
     """Streamlit mounts the component again (new shadow root, new stylesheet link) after a template replaces the
@@ -37,13 +49,7 @@ def test_the_canvas_never_paints_unstyled(browser, app_server, size):
             collapse_sidebar(page)
         page.evaluate(UNSTYLED_PROBE_JS)
         for name in ("lstm", "transformer", "cnn"):
-            t = next(t for t in builder.list_templates() if t["name"] == name)
-            before = page.evaluate(FITTED_NOW_JS)
-            pick_template(page, t["title"])
-            ids = [nd.id for nd in builder.load_template(name).graph.nodes]
-            page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
-            page.wait_for_function(FITTED_JS, arg=before, timeout=30_000)
-            wait_idle(page)
+            _pick_and_fit(page, name)
         for _ in range(3):  # another page and back: a new mount each time
             for title in ("Data", "Build"):
                 if page.locator("[data-testid=stSidebar][data-collapsed=true]").count():
@@ -123,13 +129,7 @@ def test_a_new_mount_never_shows_its_graph_before_its_first_fit(browser, app_ser
         collapse_sidebar(page)
         page.evaluate(UNFITTED_PROBE_JS)
         for name in ("autoencoder", "gan", "autoencoder", "gan"):
-            t = next(t for t in builder.list_templates() if t["name"] == name)
-            before = page.evaluate(FITTED_NOW_JS)
-            pick_template(page, t["title"])
-            ids = [nd.id for nd in builder.load_template(name).graph.nodes]
-            page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
-            page.wait_for_function(FITTED_JS, arg=before, timeout=30_000)
-            wait_idle(page)
+            ids = _pick_and_fit(page, name)
             # what the wait above promises: this graph, fitted (its first node in the window at zoom >= 0.65)
             seen = nodes_visible(page)
             assert ids[0] in seen["ids"], (name, seen)
