@@ -570,9 +570,14 @@ def results(run: dict, rs) -> None:
         shown.append(("n", "Test samples", False))
     if not shown:
         return
+    from builder.runs.summary import metric_in_units  # lazy: heavy (sqlalchemy)
+
     cols = st.columns(len(shown))
     for col, (k, lab, pct) in zip(cols, shown):
-        col.metric(lab, test[k] if k == "n" else ui.fmt_metric(test[k], pct))
+        value, scaled = metric_in_units(k, test[k], run.get("dataset_info"))  # a scaled target's errors in its units
+        col.metric(lab + (" (scaled)" if scaled else ""), test[k] if k == "n" else ui.fmt_metric(value, pct),
+                   help="In standard deviations of each target (several targets, each scaled by its own)"
+                   if scaled else None)
     if test.get("confusion_matrix"):
         left, right = st.columns([1, 1], gap="large")
         left.plotly_chart(confusion_figure(test), width="stretch", config={"displayModeBar": False},

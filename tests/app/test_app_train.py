@@ -282,3 +282,20 @@ def test_a_run_resumed_here_shows_as_running_not_stopping(at, ws):
     assert any("**Running**" in v for v in status) and not any("Stopping" in v for v in status), status
     request(store, rid, "stop")  # end the long run
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+
+
+def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
+    """A forecaster (or a regression) trains on standardised targets: its Test results showed MAE 1.016 for
+    sunspots that vary by ~34 (34.8 in sunspots), beside a Runs table that now gives its best MAE in units."""
+    import builder
+    from tests.helpers import ME
+
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME,
+                           dataset_info={"task": "regression", "target_std": [10.0], "target_mean": [3.0]})
+    store.finish(rid, "finished", test={"mae": 0.5, "mse": 0.25, "r2": 0.9, "loss": 0.25, "n": 12})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["MAE"], shown["MSE"], shown["R²"]) == ("5", "25", "0.9"), shown  # were 0.5 and 0.25
