@@ -23,6 +23,7 @@ from builder.runs.summary import (
     dataset_label,
     dataset_spec_of_run,
     has_own_metric,
+    metric_in_units,
     run_label,
 )
 from builder.training.lineage import baseline_line
@@ -94,9 +95,10 @@ def overlay(runs: list[dict]) -> None:
                                           line=dict(color=color, width=2)))
         figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("train_loss") for e in eps], name=f"{rid} train",
                                           line=dict(color=color, width=1, dash="dot")))
-        if r in metric:
-            figs["metric"].add_trace(go.Scatter(x=x, y=[e.get("val_metric") for e in eps], name=f"{rid} val",
-                                                line=dict(color=color, width=2)))
+        if r in metric:  # a scaled target's errors in its own units, as the table's best metric
+            y = [None if e.get("val_metric") is None else
+                 metric_in_units(str(e.get("metric_name")), e["val_metric"], r.get("dataset_info"))[0] for e in eps]
+            figs["metric"].add_trace(go.Scatter(x=x, y=y, name=f"{rid} val", line=dict(color=color, width=2)))
     for (name, fig), col in zip(figs.items(), st.columns(2)):
         fig.update_layout(title=dict(text="Loss (solid: validation, dotted: train)" if name == "loss" else
                                      "Validation metric", font=dict(size=14)),

@@ -174,6 +174,7 @@ class Curve:
     after_epoch: int = 0
     active: bool = False
     first_point_s: float | None = None
+    info: dict = field(default_factory=dict)  # the run's dataset_info (a scaled target's std: metric_in_units)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -192,6 +193,7 @@ def read_curve(rs, run: dict) -> Curve:
         cfg, info = run.get("config") or {}, run.get("dataset_info") or {}
         n = int((info.get("sizes") or {}).get("train") or 1)
         cur._estimate = max(1, -(-n // max(1, min(int(cfg.get("batch_size") or 64), n))))
+        cur.info = info
         st.session_state.ll_curve = cur
     steps, cur.after_step = rs.metrics_after(run["id"], "step", cur.after_step)
     epochs, cur.after_epoch = rs.metrics_after(run["id"], "epoch", cur.after_epoch)
@@ -235,10 +237,14 @@ def loss_figure(sess: Curve) -> go.Figure:
 
 
 def metric_figure(sess: Curve) -> go.Figure:
+    """The metric per epoch, train and validation; a scaled target's errors in its own units (metric_in_units)."""
+    from builder.runs.summary import metric_in_units  # lazy: heavy (sqlalchemy)
+
     fig = go.Figure()
     name = next((e.get("metric_name") for e in sess.epochs if e.get("metric_name")), "metric")
     for split, key in (("train", "train_metric"), ("val", "val_metric")):
-        pts = [(e["epoch"], e[key]) for e in sess.epochs if e.get(key) is not None and math.isfinite(e[key])]
+        pts = [(e["epoch"], metric_in_units(name, e[key], sess.info)[0]) for e in sess.epochs
+               if e.get(key) is not None and math.isfinite(e[key])]
         if pts:
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess),
                                      name="validation" if split == "val" else "train",

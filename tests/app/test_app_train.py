@@ -294,8 +294,16 @@ def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
     store = RunStore(ws, actor=SYSTEM)
     rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME,
                            dataset_info={"task": "regression", "target_std": [10.0], "target_mean": [3.0]})
+    store.log_metrics(rid, [{"type": "epoch", "epoch": 1, "train_loss": 0.3, "val_loss": 0.3, "metric_name": "mae",
+                             "train_metric": 0.75, "val_metric": 0.5}])
     store.finish(rid, "finished", test={"mae": 0.5, "mse": 0.25, "r2": 0.9, "loss": 0.25, "n": 12})
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     shown = {m.label: m.value for m in at.metric}
     assert (shown["MAE"], shown["MSE"], shown["R²"]) == ("5", "25", "0.9"), shown  # were 0.5 and 0.25
+    import json
+
+    (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("ll_fig_metric")
+              or "ll_fig_metric" in c.proto.id]
+    assert {t["name"]: t["y"] for t in fig["data"]} == {"train": [7.5], "validation": [5.0]}  # the curve too
+
