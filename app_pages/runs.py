@@ -23,10 +23,10 @@ from builder.runs.summary import (
     dataset_label,
     dataset_spec_of_run,
     has_own_metric,
-    metric_in_units,
     run_label,
 )
 from builder.training.lineage import baseline_line
+from builder.training.metrics_units import metric_in_units
 from builder.training.run_status import RunStatus, can_resume, is_live
 
 if ui.shared_runs():  # everyone's runs, with an owner column of pseudonyms

@@ -20,6 +20,7 @@ from builder.runs.record import shown_time
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag
+from builder.training.metrics_units import metric_in_units
 from builder.training.objectives import has_objective, objective_compat, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
@@ -238,8 +239,6 @@ def loss_figure(sess: Curve) -> go.Figure:
 
 def metric_figure(sess: Curve) -> go.Figure:
     """The metric per epoch, train and validation; a scaled target's errors in its own units (metric_in_units)."""
-    from builder.runs.summary import metric_in_units  # lazy: heavy (sqlalchemy)
-
     fig = go.Figure()
     name = next((e.get("metric_name") for e in sess.epochs if e.get("metric_name")), "metric")
     for split, key in (("train", "train_metric"), ("val", "val_metric")):
@@ -576,8 +575,6 @@ def results(run: dict, rs) -> None:
         shown.append(("n", "Test samples", False))
     if not shown:
         return
-    from builder.runs.summary import metric_in_units  # lazy: heavy (sqlalchemy)
-
     cols = st.columns(len(shown))
     for col, (k, lab, pct) in zip(cols, shown):
         value, scaled = metric_in_units(k, test[k], run.get("dataset_info"))  # a scaled target's errors in its units

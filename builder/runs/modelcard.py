@@ -25,6 +25,7 @@ from builder.graph.latency import comparison_text
 from builder.runs.record import Run, shown_time
 from builder.training.lineage import baseline_line
 from builder.training.metrics import loss_kind
+from builder.training.metrics_units import metric_in_units
 from builder.training.objectives import has_objective, resolve_objective
 from builder.training.prune import latency_cell, latency_text
 from builder.training.run_folder import RunFolder
@@ -125,28 +126,35 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     out += ["", "## Hyper-parameters", "", "| setting | value |", "|---|---|"]
     out += [f"| {md_text(k)} | {_fmt(v)} |" for k, v in cfg.items() if v not in (None, [], {})]
     out += ["", "## Training curve", ""]
+    info = run.get("dataset_info") or {}
+
+    def units(name: object, value: object) -> object:  # a scaled target's errors in its own units
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return metric_in_units(str(name), float(value), info)[0] if ok else value
+
     if curve:
-        metric = md_text(curve[-1].get("metric_name", "metric"))
+        name = curve[-1].get("metric_name", "metric")
+        metric = md_text(name)
         best = min(curve, key=lambda e: e.get("val_loss", float("inf")))
         out += [f"- epochs run: {len(curve)}",
                 f"- train loss {_fmt(curve[0].get('train_loss'))} -> {_fmt(curve[-1].get('train_loss'))}; "
                 f"validation loss {_fmt(curve[0].get('val_loss'))} -> {_fmt(curve[-1].get('val_loss'))}",
                 f"- best validation loss {_fmt(best.get('val_loss'))} at epoch {best.get('epoch')} "
-                f"(validation {metric} {_fmt(best.get('val_metric'))})",
-                f"- final validation {metric} {_fmt(curve[-1].get('val_metric'))}, learning rate "
+                f"(validation {metric} {_fmt(units(name, best.get('val_metric')))})",
+                f"- final validation {metric} {_fmt(units(name, curve[-1].get('val_metric')))}, learning rate "
                 f"{_fmt(curve[-1].get('lr'))}", ""]
         out += ["| epoch | train loss | val loss | val " + metric + " |", "|---|---|---|---|"]
         step = max(1, len(curve) // 20)
         for e in curve[::step]:
             out.append(f"| {e.get('epoch')} | {_fmt(e.get('train_loss'))} | {_fmt(e.get('val_loss'))} | "
-                       f"{_fmt(e.get('val_metric'))} |")
+                       f"{_fmt(units(name, e.get('val_metric')))} |")
     else:
         out.append("No epoch completed.")
     out += ["", "## Test metrics (held-out test split)", ""]
     test = run.get("test_metrics")
     if test:
         scalars = {k: v for k, v in test.items() if isinstance(v, (int, float))}
-        out += [", ".join(f"{md_text(k)} **{_fmt(v)}**" for k, v in scalars.items()), ""]
+        out += [", ".join(f"{md_text(k)} **{_fmt(units(k, v))}**" for k, v in scalars.items()), ""]
         if test.get("per_class"):
             out += ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
             for c, m in test["per_class"].items():

@@ -21,6 +21,7 @@ from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.store import Run, RunStore, graph_hash
 from builder.training.lineage import BASELINE_TAG, baseline_tag
+from builder.training.metrics_units import metric_in_units
 from builder.training.run_status import RunStatus, is_live
 
 if TYPE_CHECKING:
@@ -62,31 +63,6 @@ def best_metric(best: Mapping[str, Any]) -> tuple[str, float] | None:
     if not has_own_metric(name) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return str(name), float(v)
-
-
-# metrics in the target's units to the power given: a scaled target (a forecast's series, a regression's target)
-# makes them read in standard deviations unless multiplied back
-_TARGET_POWER = {"mae": 1, "rmse": 1, "mse": 2}
-
-
-def metric_in_units(name: str, value: float, dataset_info: Mapping[str, Any] | None) -> tuple[float, bool]:
-    """``value`` of metric ``name`` in the target's own units: ``(value, scaled)``. The trainer measures on scaled
-    targets (``dataset_info``'s ``target_std``): a forecaster's best MAE showed as 1.2496 in the Runs table for
-    sunspots that vary by ~34 (42.7 in sunspots). ``scaled`` is True when the value stays in standard deviations
-    (several targets, each scaled by its own deviation).
-
-    >>> metric_in_units("mae", 1.25, {"target_std": [34.0, 34.0]}), metric_in_units("accuracy", 0.9, {"target_std": [2.0]})
-    ((42.5, False), (0.9, False))
-    >>> metric_in_units("mse", 1.0, {"target_std": [2.0, 3.0]})
-    (1.0, True)
-    """
-    power = _TARGET_POWER.get(name)
-    std = (dataset_info or {}).get("target_std") if power else None
-    if not std:
-        return value, False
-    if len({round(float(x), 12) for x in std}) != 1:
-        return value, True
-    return value * float(std[0]) ** power, False
 
 
 def best_metric_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = None, digits: int = 4) -> str | None:

@@ -63,3 +63,21 @@ def test_card_escapes_every_run_string():
             tables.append(current)
             current = []
     assert len(tables) == 4 and all(len(set(t)) == 1 for t in tables), tables  # no row gained a cell
+
+
+def test_a_model_card_gives_a_scaled_targets_errors_in_its_own_units(tmp_path):
+    """The model card listed a forecaster's test MAE and its curve's validation MAE in standard deviations."""
+    import builder
+    from builder.data.access import SYSTEM
+    from builder.runs.modelcard import model_card
+    from builder.runs.store import RunStore
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1},
+                           dataset_info={"task": "regression", "target_std": [10.0], "target_mean": [0.0]})
+    store.log_metrics(rid, [{"type": "epoch", "epoch": 1, "train_loss": 0.3, "val_loss": 0.3, "metric_name": "mae",
+                             "val_metric": 0.25}])
+    store.finish(rid, "finished", test={"mae": 0.5, "mse": 0.25, "r2": 0.9})
+    card = model_card(store.get(rid), store.metrics(rid, "epoch"))
+    assert "mae **5**" in card and "mse **25**" in card and "r2 **0.9**" in card, card
+    assert "| 1 | 0.3 | 0.3 | 2.5 |" in card, card

@@ -116,3 +116,4 @@ def test_a_text_upload_run_is_named_by_its_file_not_its_upload_id(tmp_path):
     assert ds.info.name == "text:my_reviews.csv", ds.info.name
     run = {"dataset_name": name, "dataset_options": ds.info.options, "dataset_info": {"name": ds.info.name}}
     assert summary.dataset_label(run) == "text: my_reviews.csv"
+
