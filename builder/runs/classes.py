@@ -40,6 +40,7 @@ from builder.runs import db as _db
 from builder.runs.owners import display_name, is_admin, is_teacher, owner_of, pseudonym
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
+from builder.training.metrics_units import has_units, metric_in_units
 
 CLASSES_DIR = "classes"
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read aloud or from a slide
@@ -315,9 +316,13 @@ def class_quotas(workspace: str | Path, owner: str) -> dict:
     return {}
 
 
-def _metric(run: dict, name: str) -> float | None:
-    v = (run.get("test_metrics") or {}).get(name)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+def _metric(run: dict, name: str, value: object = None) -> float | None:
+    """The run's own test ``name`` (or ``value``, a held-out score of it) in the target's units (a scaled
+    target's errors multiplied back, :func:`builder.training.metrics_units.metric_in_units`), or None."""
+    v = (run.get("test_metrics") or {}).get(name) if value is None else value
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    return metric_in_units(name, float(v), run.get("dataset_info"))[0]
 
 
 def _scores_path(store: RunStore, cls: dict) -> Path:
@@ -366,7 +371,7 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
     value = cache[key]
     if isinstance(value, dict):
         return None, str(value.get("error") or "not scored")
-    return (float(value) if isinstance(value, (int, float)) else None), None
+    return _metric(run, name, value), None
 
 
 _PARAMS: dict[str, int | None] = {}  # parameters per graph hash (a class's runs mostly share the starter's graph)
@@ -405,10 +410,15 @@ def class_runs(store: RunStore, cls: dict, limit: int = 200, *, scorer: HoldoutS
             best = best_epoch(store.metrics(run["id"], "epoch"))
         except LayerLabError:
             best = {}
+        if has_units(cls.get("metric", "accuracy")) or has_units(str(best.get("metric_name"))):
+            with contextlib.suppress(LayerLabError):  # a scaled target's std, to show its errors in its units
+                run = {**run, "dataset_info": store.get(run["id"]).dataset_info}
         test, error = holdout_result(store, cls, run, scorer)
         rows.append({"owner": owner, "member": members[owner], "id": run["id"], "name": run.get("name"),
                      "status": run["status"], "epochs": run.get("epochs_done"),
-                     "best": best.get("val_metric"), "metric_name": best.get("metric_name"),
+                     "best": None if best.get("val_metric") is None else
+                     _metric(run, str(best.get("metric_name")), best["val_metric"]),
+                     "metric_name": best.get("metric_name"),
                      "test": test, "test_error": error, "params": _params(store, run),
                      "time_s": duration_s(run), "created_at": run.get("created_at")})
     return sorted(rows, key=lambda r: str(r.get("created_at") or ""), reverse=True)

@@ -13,6 +13,16 @@ from typing import Any
 _TARGET_POWER = {"mae": 1, "rmse": 1, "mse": 2}
 
 
+def has_units(name: str) -> bool:
+    """Whether metric ``name`` is measured in the target's units (an error: mae, rmse, mse), so scaled targets
+    change it.
+
+    >>> has_units("mae"), has_units("accuracy")
+    (True, False)
+    """
+    return name in _TARGET_POWER
+
+
 def metric_in_units(name: str, value: float, dataset_info: Mapping[str, Any] | None) -> tuple[float, bool]:
     """``value`` of metric ``name`` in the target's own units: ``(value, scaled)``. The trainer measures on scaled
     targets (``dataset_info``'s ``target_std``): a forecaster's best MAE showed as 1.2496 in the Runs table for
@@ -33,4 +43,4 @@ def metric_in_units(name: str, value: float, dataset_info: Mapping[str, Any] | N
     return value * float(std[0]) ** power, False
 
 
-__all__ = ["metric_in_units"]
+__all__ = ["has_units", "metric_in_units"]

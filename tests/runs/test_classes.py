@@ -171,3 +171,25 @@ def test_a_starter_and_a_held_out_set_name_no_file(ws, tmp_path):
     with pytest.raises(ClassError, match="never a file on the server"):
         classes.post_starter(ws, c["id"], TEACHER, starters[0])
     assert classes.list_classes(ws) == [classes.get_class(ws, c["id"])]  # nothing else was kept
+
+
+def test_a_regression_class_shows_its_errors_in_the_targets_units(tmp_path, monkeypatch):
+    """A class scored by MAE on a scaled target listed each run's best and test MAE in standard deviations."""
+    from builder.data.access import SYSTEM
+    from builder.graph.templates import load_template
+    from builder.runs import classes
+    from builder.runs.store import RunStore
+
+    ws, teacher, student = tmp_path, "user:t@school.org", "anon:" + "c" * 32
+    monkeypatch.setenv("LAYERLAB_TEACHERS", teacher)
+    cls = classes.create_class(ws, teacher, "Stats", load_template("mlp"))
+    classes.join_class(ws, cls["code"], student)
+    cls = classes.update_class(ws, cls["id"], teacher, metric="mae")
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=student, class_id=cls["id"],
+                           dataset_info={"task": "regression", "target_std": [4.0], "target_mean": [0.0]})
+    store.log_metrics(rid, [{"type": "epoch", "epoch": 1, "train_loss": 1.0, "val_loss": 1.0,
+                             "metric_name": "mae", "val_metric": 0.5}])
+    store.finish(rid, "finished", test={"mae": 0.25})
+    (row,) = classes.class_runs(store, cls)
+    assert (row["best"], row["test"]) == (2.0, 1.0)  # were 0.5 and 0.25
