@@ -10,6 +10,7 @@ import torch
 from builder import compile_graph
 from builder.graph.registry import PAD_ID, PADDING_MASK
 from builder.interchange import import_model
+from builder.interchange.errors import ModelImportError
 from builder.interchange.onnx_export import ExportError, export_onnx, ort_session
 from builder.interchange.python_export import python_source
 
@@ -62,3 +63,17 @@ def test_a_bidirectional_masked_layer_exports_to_python_and_refuses_onnx_naming_
     with pytest.raises(ExportError, match="bidirectional recurrent layer with a padding mask.*node 'rec'"):
         export_onnx(graph, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+    # nor does its .py export import (import goes through ONNX): refused, saying why
+    code = tmp_path / "model.py"
+    code.write_text(python_source(graph))
+    with pytest.raises(ModelImportError, match="packs its sequences.*Fix"):
+        import_model(f"{code}:Model")
+
+
+def test_a_masked_layer_exported_to_python_imports_back(tmp_path):
+    graph = _graph("GRU")
+    code = tmp_path / "model.py"
+    code.write_text(python_source(graph))
+    res = import_model(f"{code}:Model")
+    assert res.report["max_abs_diff"] <= res.report["tolerance"]
+    assert [n.type for n in res.project.graph.nodes].count("GRU") == 1
