@@ -140,7 +140,8 @@ def _rnn_params(cls: str) -> list[Param]:
         ps.append(Param("nonlinearity", "choice", "tanh", "Activation inside the cell.", choices=("tanh", "relu")))
     ps += [Param("bidirectional", "bool", False, "Also read the sequence backwards (doubles the output size)."),
            Param("dropout", "float", 0.0, "Dropout between stacked layers.", min=0.0, max=1.0),
-           Param("output_mode", "choice", "last", "'last': the final hidden state (B, H); 'all': every step (B, T, H).",
+           Param("output_mode", "choice", "last", "'last': the final hidden state (B, H); 'all': every step (B, T, H). "
+                 "With a padding_mask: the state at each row's last real step, and zeros at the padded steps after it.",
                  choices=("last", "all"))]
     return ps
 
