@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -529,7 +530,20 @@ def module_to_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...]):
     try:
         return to_onnx_proto(module.eval(), example, [f"input_{i}" for i in range(len(example))])
     except ExportError as e:
+        if "pack_padded_sequence" in _forward_source(module):  # torch's own error names neither the call nor a fix
+            raise ModelImportError("a model that packs its sequences (pack_padded_sequence in forward: LayerLab's "
+                                   "bidirectional recurrent layer with a padding mask) cannot be imported: import "
+                                   "goes through ONNX, which cannot express packed sequences. Fix: rebuild that "
+                                   "layer in LayerLab, or import the model without the padding mask") from None
         raise ModelImportError(str(e)) from None
+
+
+def _forward_source(module: torch.nn.Module) -> str:
+    """The source of ``module``'s forward ('' when it cannot be read)."""
+    try:
+        return inspect.getsource(type(module).forward)
+    except (OSError, TypeError):
+        return ""
 
 
 def load_python(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:

@@ -85,6 +85,22 @@ def _model_from(source: Any, weights: Any) -> nn.Module:
     return model.eval()
 
 
+def refuse_packed_sequences(model: nn.Module) -> None:
+    """Raise ExportError naming each node whose compiled code packs its rows (a bidirectional RNN/LSTM/GRU with a
+    padding mask): torch.onnx cannot export packed sequences, and its own error names no node."""
+    from builder.graph.layers.recurrent import ONNX_REFUSAL  # lazy: the layer modules load with the registry
+
+    packing = torch.nn.utils.rnn.pack_padded_sequence
+    graph = getattr(model, "graph", None)
+    attrs = {n.target for n in getattr(graph, "nodes", ()) if n.op == "call_module"
+             and any(getattr(a, "target", None) is packing for a in n.args)}
+    if attrs:
+        node_of = {attr: nid for nid, attr in getattr(model, "layerlab_names", {}).items()}
+        names = ", ".join(sorted(f"'{node_of.get(a, a)}'" for a in attrs))
+        raise ExportError(f"{ONNX_REFUSAL}; received: node {names}. Fix: set bidirectional off or disconnect its "
+                          "padding_mask for an ONNX file; the .py export keeps it")
+
+
 def _inputs_for(model: nn.Module, batch: int, seed: int = 0) -> list[torch.Tensor]:
     if hasattr(model, "layerlab_inputs"):
         return example_inputs(model, batch, seed)
@@ -293,6 +309,7 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
     if not isinstance(source, nn.Module):
         source = as_graph(source)  # once, here at the entry point
     model = _model_from(source, weights)
+    refuse_packed_sequences(model)
     mod_names = module_names(source) if not isinstance(source, nn.Module) else {}
     example_given = example is not None
     if example is None:
@@ -473,5 +490,5 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     return record
 
 
-__all__ = ["warm_exporter", "export_onnx", "ExportReport", "ExportError", "quantize_int8", "quantize_run", "export_run_onnx",
+__all__ = ["warm_exporter", "export_onnx", "refuse_packed_sequences", "ExportReport", "ExportError", "quantize_int8", "quantize_run", "export_run_onnx",
            "compare_with_ort", "output_difference", "ort_session", "OrtModule", "to_onnx_proto"]

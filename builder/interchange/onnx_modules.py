@@ -41,7 +41,8 @@ from builder.interchange.onnx_values import Const, RnnHalf, RnnState, Sym, SymAr
 
 COMPLEX = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer"}
 #: the modules whose layer takes the data's padding masks, and its mask ports (from the layer's spec)
-MASK_PORTS = {c: get_spec(c).mask_inputs for c in sorted(COMPLEX) if get_spec(c).mask_inputs}
+# the recurrent layers' mask ports are not the module's input: their masked reads are plain ops beside the module
+MASK_PORTS = {c: get_spec(c).mask_inputs for c in sorted(COMPLEX - {"LSTM", "GRU", "RNN"}) if get_spec(c).mask_inputs}
 STATELESS = {"LocalResponseNorm", "PixelUnshuffle", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "ELU", "GELU",
              "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample"}  # modules the dynamo exporter decomposes; their parameters are read from the ops
 #: modules of other libraries that compute what a torch.nn module does, read as that module (their ops then map

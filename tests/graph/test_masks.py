@@ -164,3 +164,61 @@ def test_a_model_without_masks_keeps_its_signature():
     model = _model("TransformerEncoderLayer", 5, causal=True, masked=False)
     assert model.layerlab_padding_masks == []
     assert model(torch.randint(0, 11, (2, 5))).shape == (2, 5, 8)
+
+
+def _recurrent(layer: str, steps: int, masked: bool, **params) -> torch.nn.Module:
+    """tokens (``steps``) → Embedding(4) → ``layer`` (hidden 3, two stacked layers), masked or not."""
+    nodes = [{"id": "x", "type": "Input", "params": {"shape": [steps], "modality": "tokens", "vocab_size": 11}},
+             {"id": "emb", "type": "Embedding", "params": {"embedding_dim": 4}},
+             {"id": "r", "type": layer, "params": {"hidden_size": 3, "num_layers": 2, **params}}]
+    edges = [{"source": "x", "target": "emb"}, {"source": "emb", "target": "r"}]
+    if masked:
+        edges.append({"source": "x", "source_port": PADDING_MASK, "target": "r", "target_port": PADDING_MASK})
+    graph = {"nodes": nodes, "edges": edges}
+    assert infer_shapes(graph).ok, infer_shapes(graph).problems
+    torch.manual_seed(0)
+    return compile_graph(graph).eval()
+
+
+@pytest.mark.parametrize("layer", ("RNN", "LSTM", "GRU"))
+@pytest.mark.parametrize("bidirectional", (False, True))
+@pytest.mark.parametrize("mode", ("last", "all"))
+def test_a_masked_recurrent_layer_reads_a_padded_row_as_the_bare_row(layer, bidirectional, mode):
+    """With the padding mask, a row padded at the end gives what the bare row gives (the last state is read at the
+    last real step; a bidirectional layer's backward direction starts there), and zeros at the padded steps.
+    Unmasked, 'last' was the state after the trailing pads."""
+    padded = _recurrent(layer, 6, True, bidirectional=bidirectional, output_mode=mode)
+    bare = _recurrent(layer, 3, False, bidirectional=bidirectional, output_mode=mode)
+    bare.load_state_dict(padded.state_dict())
+    x = torch.tensor([[3, 4, 5, PAD_ID, PAD_ID, PAD_ID], [1, 2, 3, 4, 5, 6], [7, PAD_ID, 8, PAD_ID, PAD_ID, 9]])
+    with torch.no_grad():
+        got, want = padded(x), bare(x[:1, :3])
+        full = _recurrent(layer, 6, False, bidirectional=bidirectional, output_mode=mode)(x[1:2])
+        middle = padded(x[2:])  # padding between real steps is read: no step after the last real one to zero
+    if mode == "all":
+        torch.testing.assert_close(got[:1, :3], want)
+        assert not got[0, 3:].any()  # zeros after the last real step
+        assert middle[0, 3].abs().sum() > 0
+    else:
+        torch.testing.assert_close(got[:1], want)
+    torch.testing.assert_close(got[1:2], full)  # a row without padding: as unmasked
+    with torch.no_grad():
+        unmasked = _recurrent(layer, 6, False, bidirectional=bidirectional, output_mode=mode)(x[:1])
+    if mode == "last":
+        assert not torch.allclose(unmasked, want)  # what the mask fixes: the state after the pads
+
+
+def test_a_bidirectional_masked_recurrent_layer_warns_it_has_no_onnx_export():
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [5], "modality": "tokens", "vocab_size": 9}},
+                       {"id": "emb", "type": "Embedding", "params": {"embedding_dim": 4}},
+                       {"id": "r", "type": "GRU", "params": {"hidden_size": 3, "bidirectional": True}}],
+             "edges": [{"source": "x", "target": "emb"}, {"source": "emb", "target": "r"},
+                       {"source": "x", "source_port": PADDING_MASK, "target": "r", "target_port": PADDING_MASK}]}
+    rep = infer_shapes(graph)
+    assert rep.ok and any("ONNX export cannot express" in w and "Fix" in w for w in rep.nodes["r"].warnings)
+    # a mask of another length: a problem on the node
+    graph["nodes"].append({"id": "y", "type": "Input", "params": {"shape": [4], "modality": "tokens",
+                                                                  "vocab_size": 9}})
+    graph["edges"][-1] = {"source": "y", "source_port": PADDING_MASK, "target": "r", "target_port": PADDING_MASK}
+    bad = infer_shapes(graph)
+    assert not bad.ok and any(p.node == "r" and "one flag per step" in p.message for p in bad.problems)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,6 +27,29 @@ def test_a_sequence_template_trains_on_its_builtin_data(name, options):
         assert {"mae", "rmse"} <= set(res.test) and math.isclose(res.test["rmse"] ** 2, res.test["mse"], rel_tol=1e-6)
     else:
         assert 0.0 <= res.test["accuracy"] <= 1.0
+
+
+def test_the_sentiment_lstm_template_learns_short_texts_padded_to_64(tmp_path):
+    """An uploaded CSV of five-word reviews padded to 64 tokens: the template's LSTM reads its final state at each
+    text's last word (its padding_mask), so it learns in a few epochs. Without the mask the state came after 59
+    pads and the run sat at 0.50 (measured: 0.50 here after 4 epochs, 1.00 with it)."""
+    from builder.data.sources import LocalFile
+
+    rng = np.random.default_rng(0)
+    pos, neg = ["good", "great", "fine", "lovely", "superb"], ["bad", "awful", "poor", "dull", "boring"]
+    filler = ["the", "film", "movie", "plot", "was", "a", "really", "story", "cast", "so", "very", "it"]
+    rows = []
+    for i in range(600):
+        words = [str(w) for w in rng.choice(filler, 4)]
+        words.insert(int(rng.integers(0, 5)), str(rng.choice(pos if i % 2 else neg)))
+        rows.append(f"{' '.join(words)},{i % 2}")
+    csv = tmp_path / "short.csv"
+    csv.write_text("text,label\n" + "\n".join(rows) + "\n")
+    project = builder.load_template("sentiment_lstm")
+    assert any(e.source_port == "padding_mask" and e.target == "lstm" for e in project.graph.edges)
+    res = run_training(project, "text", {"epochs": 4, "early_stopping": None, "device": "cpu"}, adapt=True,
+                       dataset_options={"path": LocalFile(csv), "target": "label", "max_length": 64})
+    assert res.status == "finished" and res.test["accuracy"] >= 0.85, res.test
 
 
 def _lstm_lm(vocab: int, length: int) -> Project:

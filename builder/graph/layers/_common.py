@@ -71,8 +71,8 @@ def _same(p: dict, ins: list[TensorType]) -> TensorType:
 def _float(t: TensorType, port: str | None = None) -> None:
     if t.kind == MASK:
         raise ShapeError(f"a padding mask is no feature tensor: it feeds the `{PADDING_MASK}` port of an attention "
-                         f"layer; received: mask {t}. Fix: connect it to MultiheadAttention, TransformerEncoderLayer "
-                         "or TransformerDecoderLayer", port)
+                         f"or recurrent layer; received: mask {t}. Fix: connect it to MultiheadAttention, "
+                         "TransformerEncoderLayer, TransformerDecoderLayer, RNN, LSTM, GRU or Mean", port)
     if t.kind == TOKENS:
         raise ShapeError(f"tokens must go through an Embedding first: this layer needs float features; received: "
                          f"token ids {t}. Fix: put an Embedding between the token Input and this layer", port)

@@ -5,11 +5,24 @@ from __future__ import annotations
 import operator
 
 from builder.graph.layers._common import (
+    _args,
     _float,
     _int,
+    _mask_check,
     _torch,
 )
-from builder.graph.spec import MAX_SIZE, TOKENS, Cost, LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import (
+    MAX_SIZE,
+    PADDING_MASK,
+    TOKENS,
+    Cost,
+    LayerSpec,
+    Param,
+    ShapeError,
+    TensorType,
+    by_port,
+    register,
+)
 
 # ----------------------------------------------------------------------------------------- Recurrent
 
@@ -38,11 +51,13 @@ register(LayerSpec(
 
 
 def _rnn_shape(p, ins):
-    (t,) = ins
+    a = by_port(_RNN, ins)
+    t = a["in"]
     _float(t)
     if len(t.shape) != 2:
         raise ShapeError(f"expects a sequence (B, T, F); received: {t}. Fix: feed an Embedding, a sequence Input, "
                          "or Permute a (B, C, L) tensor with dims [0, 2, 1]")
+    _mask_check(a.get(PADDING_MASK), t, PADDING_MASK, "input")
     h = p["hidden_size"] * (2 if p["bidirectional"] else 1)
     last = TensorType((h,))
     out = TensorType((t.shape[0], h)) if p["output_mode"] == "all" else last
@@ -51,7 +66,7 @@ def _rnn_shape(p, ins):
 
 def _rnn_ctor(cls: str):
     def ctor(p, ins):
-        kw = {"input_size": ins[0].shape[-1], "hidden_size": p["hidden_size"], "num_layers": p["num_layers"]}
+        kw = {"input_size": by_port(_RNN, ins)["in"].shape[-1], "hidden_size": p["hidden_size"], "num_layers": p["num_layers"]}
         if cls == "RNN":
             kw["nonlinearity"] = p["nonlinearity"]
         kw.update(batch_first=True, dropout=p["dropout"], bidirectional=p["bidirectional"])
@@ -59,18 +74,61 @@ def _rnn_ctor(cls: str):
     return ctor
 
 
+def _final_state(e, cls: str, p, res):
+    """The last layer's final hidden state (B, H·D) of a recurrent module's result ``(steps, state)``."""
+    h = e.fn(operator.getitem, res, 1, as_="state")
+    if cls == "LSTM":
+        h = e.fn(operator.getitem, h, 0, as_="hidden")  # (layers*D, B, H)
+    if p["bidirectional"]:
+        return e.fn(_torch().cat, [e.fn(operator.getitem, h, -2, as_="fwd"),
+                                   e.fn(operator.getitem, h, -1, as_="bwd")], dim=-1)
+    return e.fn(operator.getitem, h, -1)  # (B, H)
+
+
+def _last_real(e, mask):
+    """``(B, T)`` masks of each row's last real (unpadded) step and of the padded steps after it: where the
+    running count of real steps equals its total (none for a row without real steps)."""
+    real = e.method("logical_not", mask, as_="real")  # (B, T)
+    count = e.method("cumsum", e.method("long", real, as_="real_ids"), 1, as_="real_count")
+    total = e.fn(operator.getitem, count, (slice(None), slice(-1, None)), as_="real_total")  # (B, 1)
+    done = e.method("eq", count, total, as_="no_more_real")
+    return e.method("logical_and", real, done, as_="last_step"), e.method("logical_and", mask, done, as_="after_last")
+
+
+def _masked_emit(e, cls: str, attr, p, x, mask, steps: int):
+    """The recurrent layer on rows padded at the end: one direction runs over the whole row (a padded step after
+    the real ones changes none of their outputs) and each row's state is read at its last real step; two
+    directions pack the rows (the backward one must start at the last real step), which ONNX cannot express.
+    Steps after the last real one are zeros in the sequence output (a padded step between real ones is read)."""
+    last, after = _last_real(e, mask)
+    if p["bidirectional"]:
+        rnn = _torch().nn.utils.rnn
+        lengths = e.method("add", e.method("argmax", e.method("long", last, as_="last_ids"), 1, as_="last_index"), 1,
+                           as_="lengths")
+        packed = e.fn(rnn.pack_padded_sequence, x, e.method("cpu", lengths, as_="lengths_cpu"), batch_first=True,
+                      enforce_sorted=False, as_="packed")
+        res = e.module(attr, packed, as_="result")
+        seq = e.fn(operator.getitem, e.fn(rnn.pad_packed_sequence, e.fn(operator.getitem, res, 0, as_="packed_steps"),
+                                          batch_first=True, total_length=steps, as_="unpacked"), 0, as_="steps")
+        final = _final_state(e, cls, p, res)
+    else:
+        res = e.module(attr, x, as_="result")
+        seq = e.fn(operator.getitem, res, 0, as_="steps")  # (B, T, H)
+        pick = e.method("to", e.method("unsqueeze", last, -1, as_="pick_step"), e.fn(getattr, seq, "dtype"),
+                        as_="pick")  # (B, T, 1): 1 at the last real step (a sum, not a gather: ONNX imports it)
+        final = e.method("sum", e.method("mul", seq, pick, as_="picked"), 1)  # (B, H)
+    seq = e.method("masked_fill", seq, e.method("unsqueeze", after, -1, as_="pad_steps"), 0.0)  # zeros at padding
+    return {"out": seq if p["output_mode"] == "all" else final, "h_n": final}
+
+
 def _rnn_emit(cls: str):
     def emit(e, attr, p, ins, types):
-        res = e.module(attr, ins[0], as_="result")
+        a = _args(_RNN, ins, types)
+        if PADDING_MASK in a:
+            return _masked_emit(e, cls, attr, p, a["in"], a[PADDING_MASK], by_port(_RNN, types)["in"].shape[0])
+        res = e.module(attr, a["in"], as_="result")
         seq = e.fn(operator.getitem, res, 0, as_="steps")  # (B, T, H*D)
-        h = e.fn(operator.getitem, res, 1, as_="state")
-        if cls == "LSTM":
-            h = e.fn(operator.getitem, h, 0, as_="hidden")  # (layers*D, B, H)
-        if p["bidirectional"]:
-            last = e.fn(_torch().cat, [e.fn(operator.getitem, h, -2, as_="fwd"),
-                                    e.fn(operator.getitem, h, -1, as_="bwd")], dim=-1)
-        else:
-            last = e.fn(operator.getitem, h, -1)  # (B, H)
+        last = _final_state(e, cls, p, res)
         return {"out": seq if p["output_mode"] == "all" else last, "h_n": last}
     return emit
 
@@ -82,16 +140,26 @@ def _rnn_params(cls: str) -> list[Param]:
         ps.append(Param("nonlinearity", "choice", "tanh", "Activation inside the cell.", choices=("tanh", "relu")))
     ps += [Param("bidirectional", "bool", False, "Also read the sequence backwards (doubles the output size)."),
            Param("dropout", "float", 0.0, "Dropout between stacked layers.", min=0.0, max=1.0),
-           Param("output_mode", "choice", "last", "'last': the final hidden state (B, H); 'all': every step (B, T, H).",
+           Param("output_mode", "choice", "last", "'last': the final hidden state (B, H); 'all': every step (B, T, H). "
+                 "With a padding_mask: the state at each row's last real step, and zeros at the padded steps after it.",
                  choices=("last", "all"))]
     return ps
 
 
 def _rnn_lint(p, ins) -> list[str]:
+    out = []
     if p["dropout"] > 0 and p["num_layers"] == 1:
-        return [f"dropout only acts between stacked layers; received: dropout={p['dropout']:g} with num_layers=1. "
-                "Fix: set num_layers ≥ 2 or add a Dropout node after this layer"]
-    return []
+        out.append(f"dropout only acts between stacked layers; received: dropout={p['dropout']:g} with "
+                   "num_layers=1. Fix: set num_layers ≥ 2 or add a Dropout node after this layer")
+    if p["bidirectional"] and PADDING_MASK in by_port(_RNN, ins):
+        out.append(f"{ONNX_REFUSAL}; received: bidirectional=True with a padding_mask. Fix: for an ONNX file "
+                   "set bidirectional off or disconnect the padding_mask (.py export and training work)")
+    return out
+
+
+#: why a bidirectional recurrent layer with a padding mask has no ONNX export (onnx_export refuses it)
+ONNX_REFUSAL = ("ONNX export cannot express a bidirectional recurrent layer with a padding mask (its backward "
+                "direction starts at each row's last real step: packed sequences, which torch.onnx cannot export)")
 
 
 def _rnn_cost(cls: str):
@@ -104,14 +172,18 @@ def _rnn_cost(cls: str):
 
     def cost(p, ins, outs) -> Cost:
         """Per layer and direction: the gate pre-activations and hidden states of every step, kept for backward."""
-        steps = p["num_layers"] * (2 if p["bidirectional"] else 1) * ins[0].shape[0] * p["hidden_size"]
+        steps = p["num_layers"] * (2 if p["bidirectional"] else 1) * by_port(_RNN, ins)["in"].shape[0] * p["hidden_size"]
         return Cost(work=steps * kept, cuda_work=steps * kept_cuda)
     return cost
 
 
 for _cls in ("RNN", "LSTM", "GRU"):
-    register(LayerSpec(_cls, "Recurrent", f"{_cls} over a sequence (B, T, F). Ports: out (per output_mode), h_n "
-                       "(final state).", params=_rnn_params(_cls), shape=_rnn_shape, ctor=_rnn_ctor(_cls), lint=_rnn_lint,
-                       cost=_rnn_cost(_cls),
-                       inferred=("input_size",), outputs=("out", "h_n"), emit=_rnn_emit(_cls),
-                       strides="any"))  # batch_first outputs are transposes
+    _RNN = register(LayerSpec(
+        _cls, "Recurrent", f"{_cls} over a sequence (B, T, F). Ports: out (per output_mode), h_n (final state). "
+        "An optional padding_mask port (from a token or sequence Input, padded at the end) reads each row's state "
+        "at its last real step and gives zeros at padded steps, so short padded texts are read as they are "
+        "(bidirectional: the backward direction starts at the last real step; no ONNX export then).",
+        params=_rnn_params(_cls), shape=_rnn_shape, ctor=_rnn_ctor(_cls), lint=_rnn_lint, cost=_rnn_cost(_cls),
+        inferred=("input_size",), inputs=("in", PADDING_MASK), optional_inputs=(PADDING_MASK,),
+        mask_inputs=(PADDING_MASK,), outputs=("out", "h_n"), emit=_rnn_emit(_cls),
+        strides="any"))  # batch_first outputs are transposes
