@@ -253,9 +253,9 @@ function reaches(from, to, edges) {
 // both sides give the same answers (frontend/src/connection.test.js and
 // tests/graph/test_connection_rules.py).
 export const ANY = 'any';
-// A padding mask (an Input's `padding_mask` port; Python: spec.MASK) feeds only the mask ports of attention layers.
+// A padding mask (an Input's `padding_mask` port; Python: spec.MASK) feeds only mask ports (attention, recurrent, Mean).
 export const MASK = 'mask';
-const PADDING_MASK = 'padding_mask';
+export const PADDING_MASK = 'padding_mask';
 const KIND_AGNOSTIC = new Set(['Output', 'Identity', 'Flatten', 'Unflatten', 'Reshape', 'Permute']);
 
 // Does input port `portName` of a layer of `entry` take tensors of `kind`?

@@ -162,3 +162,26 @@ def test_a_page_chosen_from_the_floating_sidebar_closes_it(browser, app_server):
         assert not page.errors, page.errors
     finally:
         page.context.close()
+
+
+EDGE_KINDS_JS = """() => { const out = {}; for (const h of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+  const r = h.shadowRoot; if (!r) continue; for (const e of r.querySelectorAll('.react-flow__edge')) {
+    const p = e.querySelector('.react-flow__edge-path');
+    out[e.getAttribute('data-id')] = [p.classList.contains('is-mask'), getComputedStyle(p).strokeDasharray]; } }
+  return out; }"""
+
+
+def test_a_padding_mask_wire_is_dotted_apart_from_the_layers_it_runs_behind(browser, app_server):
+    """The Sentiment LSTM's mask runs from its Input to the LSTM behind the Embedding, and as a plain line read as
+    the Embedding's input (screenshot at 900x900); it is dotted, every other wire solid."""
+    page = new_page(browser, (900, 900))
+    try:
+        open_build(page, app_server)
+        collapse_sidebar(page)
+        _pick_and_fit(page, "sentiment_lstm")
+        edges = page.evaluate(EDGE_KINDS_JS)
+        masks = {k for k, (mask, _dash) in edges.items() if mask}
+        assert len(masks) == 1 and len(edges) == 4, edges
+        assert all((dash not in ("none", "")) == (k in masks) for k, (_m, dash) in edges.items()), edges
+    finally:
+        page.close()
