@@ -72,6 +72,7 @@ def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explai
         if landlock.abi():
             assert seen["key"] == seen["config"] == seen["theirs"] == "denied", seen
             assert probe.files.startswith("files confined by Landlock"), probe.files
+            assert "started before it" not in probe.files, probe.files  # no thread of it left unconfined
         else:
             assert probe.files.startswith("files not confined: this kernel has no Landlock"), probe.files
         assert isinstance(seen["mine"], int) and seen["upload"] == 10, seen
