@@ -11,8 +11,13 @@ ended) or by itself after ``LAYERLAB_PROBE_IDLE_S`` seconds without a question (
 The child (:mod:`builder.jobs.probe_child`) is the import worker's sandbox
 (:mod:`builder.interchange.worker`): a fresh interpreter with a clean environment and a private temporary folder,
 limits on address space (``LAYERLAB_WORKER_MEMORY_MB`` over its start-up footprint), CPU time per question
-(``LAYERLAB_WORKER_CPU_S``), file size, no core files and no new processes. It loads runs by id (weights from
-safetensors). Questions and answers are framed JSON and ``.npz`` arrays with caps (:mod:`.probe_wire`), never
+(``LAYERLAB_WORKER_CPU_S``), file size, no core files and no new processes. Its files are confined (Landlock:
+:func:`builder.process.landlock.reader_confinement`, listed as the page session's actor when it starts) to the runs
+that actor may read, its own owner folder (uploads), the dataset cache and its private folder: never
+``identity.key``, ``server.json`` or another owner's folder (the CLI's local user's child is not confined; a kernel
+without Landlock is said in its log, :attr:`ModelProbe.files`). Landlock cannot widen a process's rules, so a
+question about a run made after the child started (or from another actor's store) ends it and starts a fresh
+one first, as after an idle exit. It loads runs by id (weights from safetensors). Questions and answers are framed JSON and ``.npz`` arrays with caps (:mod:`.probe_wire`), never
 pickles. A crash, a question over ``LAYERLAB_PROBE_TIMEOUT_S`` (default 300 s), running out of memory or CPU
 time is a one-line :class:`~builder.errors.ExplainError`; the next question starts a fresh child. Example::
 
