@@ -123,8 +123,14 @@ class _Child:
     def opens(self, store: RunStore, run_id: str) -> bool:
         """Whether this child may open ``run_id`` for ``store``'s actor: the same workspace and actor, and the run
         among those its rules opened (a run made after it started is not: a fresh child gets fresh rules)."""
-        return (self.workspace == str(store.workspace) and self.actor == store.actor
-                and self.grant.opens(run_id))
+        if self.workspace != str(store.workspace) or self.actor != store.actor:
+            return False
+        if self.grant.opens(run_id):
+            return True
+        try:  # a run without a folder: a fresh child could not open it either; this one answers the error
+            return not store.folder(run_id).path.is_dir()  # as the session's actor
+        except errors.LayerLabError:
+            return True
 
     def death(self) -> str:
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -10,11 +10,13 @@ The child reads files through the test-only hook ``ModelProbe.TEST_HOOK`` (:func
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 import builder
 from builder.data.access import LOCAL_OWNER, SYSTEM, Actor
-from builder.errors import AccessDenied
+from builder.errors import AccessDenied, LayerLabError
 from builder.jobs.probe import ModelProbe, ProbeSession
 from builder.process import landlock
 from builder.runs import owners
@@ -91,6 +93,12 @@ def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explai
         assert again.explain(3, "saliency") is not None and probe.pid() == second  # no restart once inside
         if landlock.abi():
             assert again.explain(0, "x-read", path=str(ws / owners.SECRET_FILE)) == "denied"
+        # a run of A's without a folder: a fresh child could not open it either, so this one answers the error
+        ghost = store.create_run(builder.load_template("mlp"), "moons", {}, {}, owner=A)
+        shutil.rmtree(store.folder(ghost).path)
+        with pytest.raises(LayerLabError):
+            ProbeSession(probe, mine, ghost, "test")
+        assert probe.pid() == second
     finally:
         probe.close()
 
