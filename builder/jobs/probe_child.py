@@ -33,6 +33,8 @@ from builder.data.access import SYSTEM
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
 from builder.jobs.job_sandbox import TEST_CRASH_ENV, crash_hook_for_tests
+from builder.process import landlock
+from builder.runs import owners
 from builder.runs.store import RunStore
 
 CALLS = frozenset({
@@ -101,9 +103,6 @@ def _confine(files: dict) -> str:
     for the page session's actor), its owners' folder names pinned first (``identity.key`` and ``server.json`` shut
     from then on); one line for the probe's log (what was applied, or why not: the CLI's local user, a kernel
     without Landlock)."""
-    from builder.process import landlock
-    from builder.runs import owners
-
     rules = files.get("rules")
     if isinstance(rules, dict):
         RunStore(str(files["workspace"]), actor=SYSTEM, mark_interrupted=False)  # its schema checked now (a lock file)
