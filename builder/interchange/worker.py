@@ -110,8 +110,10 @@ def worker_limits(timeout: float = IMPORT_TIMEOUT_S) -> WorkerLimits:
 
 def worker_env(private: str | os.PathLike) -> dict[str, str]:
     """The worker's whole environment (:func:`builder.process.sandbox.sandbox_env`): nothing of the server's but
-    ``PATH`` and the locale; ``HOME`` and the temporary folder are ``private``; no GPU; this package importable."""
-    return {**sandbox_env(private), "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2"}
+    ``PATH`` and the locale; ``HOME`` and the temporary folder are ``private``; no GPU; this package importable;
+    NumPy's OpenBLAS without a thread pool: its threads start when NumPy is imported (again after the zygote's fork),
+    before the child confines its files, and Landlock confines only the calling thread and those it starts later."""
+    return {**sandbox_env(private), "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | None = None, **kwargs: Any) -> Any:

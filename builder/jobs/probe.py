@@ -11,8 +11,13 @@ ended) or by itself after ``LAYERLAB_PROBE_IDLE_S`` seconds without a question (
 The child (:mod:`builder.jobs.probe_child`) is the import worker's sandbox
 (:mod:`builder.interchange.worker`): a fresh interpreter with a clean environment and a private temporary folder,
 limits on address space (``LAYERLAB_WORKER_MEMORY_MB`` over its start-up footprint), CPU time per question
-(``LAYERLAB_WORKER_CPU_S``), file size, no core files and no new processes. It loads runs by id (weights from
-safetensors). Questions and answers are framed JSON and ``.npz`` arrays with caps (:mod:`.probe_wire`), never
+(``LAYERLAB_WORKER_CPU_S``), file size, no core files and no new processes. Its files are confined (Landlock:
+:func:`builder.process.landlock.reader_confinement`, listed as the page session's actor when it starts) to the runs
+that actor may read, its own owner folder (uploads), the dataset cache and its private folder: never
+``identity.key``, ``server.json`` or another owner's folder (the CLI's local user's child is not confined; a kernel
+without Landlock is said in its log, :attr:`ModelProbe.files`). Landlock cannot widen a process's rules, so a
+question about a run made after the child started (or from another actor's store) ends it and starts a fresh
+one first, as after an idle exit. It loads runs by id (weights from safetensors). Questions and answers are framed JSON and ``.npz`` arrays with caps (:mod:`.probe_wire`), never
 pickles. A crash, a question over ``LAYERLAB_PROBE_TIMEOUT_S`` (default 300 s), running out of memory or CPU
 time is a one-line :class:`~builder.errors.ExplainError`; the next question starts a fresh child. Example::
 
@@ -51,6 +56,7 @@ from builder.interchange.worker import (
 from builder.interpret.session import ExplainSession
 from builder.jobs.job_sandbox import TEST_CRASH_ENV
 from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
+from builder.process import landlock
 from builder.process.launcher import counted_owner
 from builder.runs.store import RunStore, workspace_of
 from builder.training.threads import ENV_TORCH_THREADS
@@ -76,10 +82,14 @@ def _threads() -> int:
 class _Child:
     """One running child: its process, private folder and the pipe ends."""
 
-    def __init__(self, hook: str | None, timeout: float, owner: str | None = None):
+    def __init__(self, hook: str | None, timeout: float, owner: str | None, store: RunStore):
         self.limits = worker_limits(timeout)
         self.private = tempfile.mkdtemp(prefix="layerlab-probe-")
+        self.workspace, self.actor = str(store.workspace), store.actor  # whose runs it opens: bound for its life
+        self.files = ""  # its log's line about its files (confined, or why not)
         try:
+            # what it may read, listed as its actor now: Landlock cannot widen the rules once applied
+            self.grant = landlock.reader_confinement(store, self.private)
             with open(Path(self.private) / "probe.log", "wb") as log:
                 self.proc = spawn_sandboxed("builder.jobs.probe_child:probe_main", self.private,
                                             stdout=subprocess.PIPE, stderr=log, owner=owner)
@@ -88,12 +98,14 @@ class _Child:
             raise
         cfg = {"limits": self.limits.__dict__, "idle_s": env_positive(IDLE_ENV, DEFAULT_IDLE_S, float),
                "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook,
-               "crash_on": os.environ.get(TEST_CRASH_ENV) or None}  # tests only: unset in production
+               "crash_on": os.environ.get(TEST_CRASH_ENV) or None,  # tests only: unset in production
+               "files": _wire_rules(self.grant, self.workspace)}
         try:
             self.send(cfg)
             ready = self.receive(time.monotonic() + START_TIMEOUT_S)
             if not (isinstance(ready, dict) and ready.get("status") == "ready"):
                 raise ExplainError(self.death())
+            self.files = str(ready.get("files") or "")
         except BaseException:
             self.close()
             raise
@@ -107,6 +119,18 @@ class _Child:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def opens(self, store: RunStore, run_id: str) -> bool:
+        """Whether this child may open ``run_id`` for ``store``'s actor: the same workspace and actor, and the run
+        among those its rules opened (a run made after it started is not: a fresh child gets fresh rules)."""
+        if self.workspace != str(store.workspace) or self.actor != store.actor:
+            return False
+        if self.grant.opens(run_id):
+            return True
+        try:  # a run without a folder: a fresh child could not open it either; this one answers the error
+            return not store.folder(run_id).path.is_dir()  # as the session's actor
+        except errors.LayerLabError:
+            return True
 
     def death(self) -> str:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -137,8 +161,15 @@ class ModelProbe:
         self._lock = threading.Lock()
         self.starts = 0  # children started (a restart after a crash counts)
         self.owner: str | None = None  # whose child it starts (launcher.counted_owner): set by the first request
+        self._files = ""
         self._holder: list = [None]  # the child, for the finalizer (which must not hold the probe)
         weakref.finalize(self, _close_box, self._holder)
+
+    @property
+    def files(self) -> str:
+        """The running (or last) child's log line about its files: confined by Landlock to what its actor may
+        read, or why not (the CLI's local user, a kernel without Landlock)."""
+        return self._files
 
     @property
     def running(self) -> bool:
@@ -160,16 +191,18 @@ class ModelProbe:
             LayerLabError: the session's own error (its class kept for the common ones), or one line
                 (ExplainError) naming a crash, a timeout, running out of memory or CPU time.
         """
-        self.owner = self.owner or counted_owner(store.actor)
-        return self._request(workspace_of(store, run_id), run_id, split, call, *args, version=version, **kwargs)
+        workspace_of(store, run_id)  # AccessDenied: not a run of the store's actor
+        return self._request(store, run_id, split, call, *args, version=version, **kwargs)
 
-    def _request(self, workspace: str, run_id: str, split: str, call: str, *args: Any,
+    def _request(self, store: RunStore, run_id: str, split: str, call: str, *args: Any,
                  version: str | None = None, **kwargs: Any) -> Any:
-        msg = {"workspace": str(workspace), "run": run_id, "split": split, "call": call, "args": (args, kwargs),
-               "version": version}
+        """Ask the child about a run ``store``'s actor may read (checked by the caller: :func:`workspace_of`)."""
+        self.owner = self.owner or counted_owner(store.actor)
+        msg = {"workspace": str(store.workspace), "run": run_id, "split": split, "call": call,
+               "args": (args, kwargs), "version": version}
         with self._lock:
             for attempt in (1, 2):
-                child = self._ensure()
+                child = self._ensure(store, run_id)
                 answer = self._exchange(child, msg)
                 if answer is not None:
                     break
@@ -227,13 +260,16 @@ class ModelProbe:
             self._stop()
             raise
 
-    def _ensure(self) -> _Child:
+    def _ensure(self, store: RunStore, run_id: str) -> _Child:
         if self._child is not None and not self._child.alive():
             self._stop()  # it ended (idle, or a crash already reported): start another
+        if self._child is not None and not self._child.opens(store, run_id):
+            self._stop()  # a run its files' rules do not open (made since it started), or another actor's store:
+            # Landlock cannot widen a process's rules, so a fresh child gets rules listed now
         if self._child is None:
             self.starts += 1
             try:
-                self._child = _Child(self.TEST_HOOK, self.timeout, self.owner)
+                self._child = _Child(self.TEST_HOOK, self.timeout, self.owner, store)
             except ExplainError:
                 raise
             except errors.LayerLabError as e:  # one person's cap of live model processes (builder.process.launcher)
@@ -242,6 +278,7 @@ class ModelProbe:
                 raise ExplainError(f"{WHAT} could not start ({type(e).__name__}: {str(e)[:200]}). Fix: try again; "
                                    "if it persists, check the server's memory") from None
             self._holder[0] = self._child
+            self._files = self._child.files
         return self._child
 
     def _stop(self) -> None:
@@ -254,6 +291,14 @@ class ModelProbe:
         """End the child now (the next question starts another)."""
         with self._lock:
             self._stop()
+
+
+def _wire_rules(grant: landlock.ReaderRules, workspace: str) -> dict:
+    """The child's file rules as plain data for its start message (:func:`builder.jobs.probe_child._confine`)."""
+    rules = grant.rules
+    if isinstance(rules, landlock.Confinement):
+        rules = {k: [str(p) for p in getattr(rules, k)] for k in ("read", "write", "files")}
+    return {"rules": rules, "owners": list(grant.owners), "workspace": workspace}
 
 
 def _close_box(box: list) -> None:
@@ -321,6 +366,7 @@ class ProbeSession:
                  version: str | None = None):
         """A session of a run the store's actor may read. Raises AccessDenied for another person's run."""
         self.probe, self.workspace, self.run_id, self.split = probe, workspace_of(store, run_id), run_id, split
+        self.store = store  # its actor: the child's rules are the runs this actor may read
         probe.owner = probe.owner or counted_owner(store.actor)
         self.version = version
         self._memo: dict[tuple, Any] = {}
@@ -336,8 +382,8 @@ class ProbeSession:
         self.device = torch.device("cpu")  # inputs built here (Try it) are sent to the child's device there
 
     def _ask(self, call: str, *args: Any, **kwargs: Any) -> Any:
-        return self.probe._request(self.workspace, self.run_id, self.split, call, *args, version=self.version,
-                                  **kwargs)
+        return self.probe._request(self.store, self.run_id, self.split, call, *args, version=self.version,
+                                   **kwargs)
 
     def _memo_ask(self, call: str, *args: Any, **kwargs: Any) -> Any:
         """A question whose answer depends on its arguments only: asked once (errors are not kept)."""

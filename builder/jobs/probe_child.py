@@ -4,7 +4,9 @@
 It reads a start message (limits, idle time, threads), locks itself down with the import worker's sandbox
 (:func:`builder.interchange.worker.lock_down`: address space, CPU time, file size, no core files, no new
 processes; the clean environment and private folder came with :func:`~builder.interchange.worker.spawn_sandboxed`),
-then answers requests one at a time: ``{"workspace", "run", "split", "call", "args"}``, where ``call`` is
+confines its files to what its page session's actor may read (:func:`_confine`: the runs it may read, its own
+uploads, the dataset cache; never ``identity.key``, ``server.json`` or another owner's folder), then answers requests
+one at a time: ``{"workspace", "run", "split", "call", "args"}``, where ``call`` is
 ``hello``, one of :data:`CALLS` (:class:`~builder.interpret.session.ExplainSession`'s methods that read the
 model) or one of :data:`RUN_CALLS` (the Runs page's drift check and the Train page's VAE view, about the run
 as a whole). Runs are opened from the workspace by id (weights from safetensors, never a pickle) and kept (the last
@@ -31,6 +33,8 @@ from builder.data.access import SYSTEM
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
 from builder.jobs.job_sandbox import TEST_CRASH_ENV, crash_hook_for_tests
+from builder.process import landlock
+from builder.runs import owners
 from builder.runs.store import RunStore
 
 CALLS = frozenset({
@@ -61,6 +65,7 @@ def probe_main() -> None:
     cfg = decode(*start)
     if cfg.get("crash_on"):  # tests only: the server's LAYERLAB_TEST_CRASH_JOB (the child's environment is clean)
         os.environ[TEST_CRASH_ENV] = str(cfg["crash_on"])
+    files = _confine(cfg.get("files") or {})
     lock_down(WorkerLimits(**cfg["limits"]), PRELOAD, who="the model probe")
     import torch  # lazy: heavy (torch)
 
@@ -70,7 +75,7 @@ def probe_main() -> None:
         module, _, name = cfg["hook"].partition(":")
         getattr(importlib.import_module(module), name)()
     runs: OrderedDict[tuple, Any] = OrderedDict()
-    write_frame(out, *encode({"status": "ready"}))
+    write_frame(out, *encode({"status": "ready", "files": files}))
     while True:
         if not select.select([0], [], [], float(cfg["idle_s"]))[0]:
             os._exit(0)  # idle: the parent starts another one when it needs it (no interpreter teardown)
@@ -91,6 +96,23 @@ def probe_main() -> None:
             head, body = encode({"status": "crash", "message": f"the answer could not be written ({str(e)[:200]})"})
         write_frame(out, head, body)
         del answer, head, body
+
+
+def _confine(files: dict) -> str:
+    """Confine this process's files to the rules the parent sent (:func:`builder.process.landlock.reader_confinement`
+    for the page session's actor), its owners' folder names pinned first (``identity.key`` and ``server.json`` shut
+    from then on); one line for the probe's log (what was applied, or why not: the CLI's local user, a kernel
+    without Landlock)."""
+    rules = files.get("rules")
+    if isinstance(rules, dict):
+        RunStore(str(files["workspace"]), actor=SYSTEM, mark_interrupted=False)  # its schema checked now (a lock file)
+        for owner in files.get("owners") or ():
+            owners.pin(str(files["workspace"]), str(owner))
+        rules = landlock.Confinement([str(p) for p in rules["read"]], [str(p) for p in rules["write"]],
+                                     [str(p) for p in rules["files"]])
+    line = landlock.confine(rules if isinstance(rules, landlock.Confinement) else str(rules or "no rules"))
+    print(f"probe: {line}", file=sys.stderr, flush=True)
+    return line
 
 
 def _failure(e: BaseException) -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from builder.data.access import LOCAL_OWNER, SYSTEM, Actor
 from builder.data.cache import cache_dir
-from builder.process.launcher import package_root
+from builder.process.launcher import counted_owner, package_root
 from builder.runs import db as _db
 from builder.runs.owners import owner_path, pin, upload_dir
 
@@ -189,16 +189,11 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     A string says why it is left unconfined: the CLI's local user (its paths are its own), an SQLite database
     without its WAL file (a rollback journal is a new file each write, which no rule can name)."""
     if owner == LOCAL_OWNER:
-        return "the CLI's local user's (its paths are its own)"
+        return LOCAL_REASON
     ws = Path(store.workspace)
-    files: list[Path] = []
-    if _db.is_sqlite(store.db_url):
-        import sqlalchemy as sa  # lazy: heavy (sqlalchemy)
-
-        db = Path(sa.engine.make_url(store.db_url).database or "")
-        if not db.is_absolute() or not Path(f"{db}-wal").is_file():
-            return "an SQLite run database without its WAL file (a rollback journal cannot be confined)"
-        files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    files = _db_files(store)
+    if isinstance(files, str):
+        return files
     readable = store.as_actor(Actor.of_job(owner)).list_runs(limit=100_000)
     pin(ws, owner)  # its owner's folder name and the server config, read now: identity.key and server.json close
     upload_dir(ws, owner)  # created now: read-only from here on
@@ -209,6 +204,70 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
                        beside([store.folder(run_id, actor=SYSTEM).path, ws / "cache", cache_dir(), Path("/dev"),
                                *write], ws),
                        files)
+
+
+LOCAL_REASON = "the CLI's local user's (its paths are its own)"
+
+
+def _db_files(store) -> list[Path] | str:
+    """The SQLite run database and its WAL files a confined process reads and writes (none for a database
+    server); a string says why it cannot be confined (no WAL file: a rollback journal is a new file each write)."""
+    if not _db.is_sqlite(store.db_url):
+        return []
+    import sqlalchemy as sa  # lazy: heavy (sqlalchemy)
+
+    db = Path(sa.engine.make_url(store.db_url).database or "")
+    if not db.is_absolute() or not Path(f"{db}-wal").is_file():
+        return "an SQLite run database without its WAL file (a rollback journal cannot be confined)"
+    return [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+
+
+@dataclass(frozen=True)
+class ReaderRules:
+    """:func:`reader_confinement`'s answer: the ``rules`` (or why none), the ids of the runs whose folders they
+    open (``runs``; a run outside them needs a process started with fresh rules: Landlock cannot widen them) and
+    the ``owners`` whose folder names the process pins (:func:`builder.runs.owners.pin`) before it confines."""
+
+    rules: Confinement | str
+    runs: frozenset = frozenset()
+    owners: tuple = ()
+
+    def opens(self, run_id: str) -> bool:
+        """Whether a process under these rules can open run ``run_id`` (always, unconfined)."""
+        return not isinstance(self.rules, Confinement) or run_id in self.runs
+
+
+def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = (),
+                       write: Iterable = ()) -> ReaderRules:
+    """What a long-lived process that runs the models of the runs ``store``'s actor may read (a page session's
+    model probe: Explain, Try it, drift, the VAE view, held-out scores) may touch once confined: read the
+    interpreter and system (:func:`system_read_paths`), this package, the actor's own owner folder (its uploads:
+    drift and Try it files), the folders of the runs the actor may read now (``store.list_runs`` as that actor)
+    and ``read``; read and write ``private`` (its home and temporary folder), the dataset cache, ``/dev`` and
+    ``write``; read and write the SQLite run database and its WAL files. ``identity.key``, ``server.json`` and
+    other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
+    (:func:`builder.process.launcher.counted_owner` is None: their paths are their own) and for an SQLite database
+    without its WAL file."""
+    owner = counted_owner(store.actor)
+    if owner is None:
+        return ReaderRules(LOCAL_REASON if getattr(store.actor, "owner", None) == LOCAL_OWNER
+                           else "trusted code's (no person's actor)")
+    ws = Path(store.workspace)
+    files = _db_files(store)
+    if isinstance(files, str):
+        return ReaderRules(files)
+    runs: dict[str, Path] = {}
+    owners = {owner: None}
+    for r in store.list_runs(limit=100_000):  # as the store's actor: the runs it may read, nothing else
+        path = store.folder(r["id"], actor=SYSTEM).path
+        if path.is_dir():  # a folder made later is not in the rules: that run starts a fresh process
+            runs[str(r["id"])] = path
+            owners[str(r.get("owner") or LOCAL_OWNER)] = None
+    upload_dir(ws, owner)  # created now: read-only from here on
+    rules = Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read, *runs.values()],
+                               ws),
+                        beside([Path(private), ws / "cache", cache_dir(), Path("/dev"), *write], ws), files)
+    return ReaderRules(rules, frozenset(runs), tuple(owners))
 
 
 def confine(rules: Confinement | str | None) -> str:
@@ -225,4 +284,4 @@ def confine(rules: Confinement | str | None) -> str:
 
 
 __all__ = ["abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "Confinement", "confinement",
-           "confine"]
+           "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON"]

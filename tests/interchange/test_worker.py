@@ -155,7 +155,8 @@ def test_a_worker_sees_a_clean_environment_and_a_private_folder(hostile, monkeyp
     env = seen["env"]
     assert "hunter2" not in json.dumps(env)
     assert set(env) <= {"PATH", "HOME", "TMPDIR", "TMP", "TEMP", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE",
-                        "PYTHONNOUSERSITE", "CUDA_VISIBLE_DEVICES", "MALLOC_ARENA_MAX", "LANG", "LC_ALL", "LC_CTYPE"}
+                        "PYTHONNOUSERSITE", "CUDA_VISIBLE_DEVICES", "MALLOC_ARENA_MAX", "OPENBLAS_NUM_THREADS", "LANG",
+                        "LC_ALL", "LC_CTYPE"}
     private = Path(seen["cwd"])
     assert env["HOME"] == env["TMPDIR"] == seen["tmp"] == str(private)
     assert private.name.startswith("layerlab-worker-") and not private.exists()  # removed afterwards

@@ -1,0 +1,110 @@
+"""builder.jobs.probe: a page session's model probe child is confined (Landlock, where the kernel has it) to what
+its actor may read: the runs it may read, its own owner folder and the dataset cache. It ran as the server's user
+and a model exploiting torch inside it could read the workspace's ``identity.key`` (which signs every owner id),
+``server.json`` and every owner's run folder. A run made after the child started (the owner trained again) is
+outside its rules: the parent starts a fresh child with fresh rules before it asks.
+
+The child reads files through the test-only hook ``ModelProbe.TEST_HOOK`` (:func:`_reader`: the method
+``x-read`` of ``explain`` reads ``path`` in the child).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import builder
+from builder.data.access import LOCAL_OWNER, SYSTEM, Actor
+from builder.errors import AccessDenied, LayerLabError
+from builder.jobs.probe import ModelProbe, ProbeSession
+from builder.process import landlock
+from builder.runs import owners
+from builder.runs.pipeline import run_training
+from builder.runs.store import RunStore
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+A, B = "anon:" + "a" * 32, "anon:" + "b" * 32
+
+
+def _reader() -> None:
+    """Inside the child: ``explain(i, "x-read", path=...)`` answers the bytes it read of ``path``, or "denied"."""
+    from builder.interpret.session import ExplainSession
+
+    original = ExplainSession.explain
+
+    def explain(self, i, method, *a, **k):
+        if method == "x-read":
+            try:
+                with open(k["path"], "rb") as f:
+                    return len(f.read())
+            except PermissionError:
+                return "denied"
+        return original(self, i, method, *a, **k)
+
+    ExplainSession.explain = explain
+
+
+def _train(store: RunStore, owner: str) -> str:
+    return run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store=store,
+                        owner=owner).run_id
+
+
+def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explains_its_own(tmp_path, monkeypatch):
+    ws = tmp_path / "ws"
+    store = RunStore(ws, actor=SYSTEM)
+    owners.set_server_config(ws, admins=["user:root@x"])
+    mine_id, theirs = _train(store, A), _train(store, B)
+    (owners.upload_dir(ws, A) / "new.csv").write_text("x1,x2\n0,1\n")
+    mine = store.as_actor(Actor(A))
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:_reader")
+    probe = ModelProbe()
+    try:
+        xs = ProbeSession(probe, mine, mine_id, "test")
+        assert xs.explain(0, "saliency").attributions.shape == (1, 2)
+        assert xs.try_input(xs.sample(1), "saliency").predicted is not None
+
+        def read(path) -> int | str:
+            return xs.explain(0, "x-read", path=str(path))
+
+        seen = {"key": read(ws / owners.SECRET_FILE), "config": read(ws / "server.json"),
+                "theirs": read(store.folder(theirs).project), "mine": read(store.folder(mine_id).project),
+                "upload": read(owners.upload_dir(ws, A) / "new.csv")}
+        if landlock.abi():
+            assert seen["key"] == seen["config"] == seen["theirs"] == "denied", seen
+            assert probe.files.startswith("files confined by Landlock"), probe.files
+            assert "started before it" not in probe.files, probe.files  # no thread of it left unconfined
+        else:
+            assert probe.files.startswith("files not confined: this kernel has no Landlock"), probe.files
+        assert isinstance(seen["mine"], int) and seen["upload"] == 10, seen
+        with pytest.raises(AccessDenied):  # the parent's check as the session's actor stands
+            ProbeSession(probe, mine, theirs, "test")
+
+        # the owner trains again: the new run is outside the running child's rules; a fresh child opens it
+        first = probe.pid()
+        newer = _train(store, A)
+        again = ProbeSession(probe, mine, newer, "test")
+        assert probe.pid() != first and probe.files.startswith("files ")
+        assert again.explain(2, "saliency").attributions.shape == (1, 2)
+        assert isinstance(again.explain(0, "x-read", path=str(store.folder(newer).project)), int)
+        assert xs.explain(1, "saliency") is not None and probe.pid() != first  # the first run too, same child
+        second = probe.pid()
+        assert again.explain(3, "saliency") is not None and probe.pid() == second  # no restart once inside
+        if landlock.abi():
+            assert again.explain(0, "x-read", path=str(ws / owners.SECRET_FILE)) == "denied"
+        # a run of A's without a folder: a fresh child could not open it either, so this one answers the error
+        ghost = store.create_run(builder.load_template("mlp"), "moons", {}, {}, owner=A)
+        shutil.rmtree(store.folder(ghost).path)
+        with pytest.raises(LayerLabError):
+            ProbeSession(probe, mine, ghost, "test")
+        assert probe.pid() == second
+    finally:
+        probe.close()
+
+
+def test_the_clis_local_user_and_trusted_code_get_an_unconfined_probe(tmp_path):
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    assert landlock.reader_confinement(store, tmp_path).rules.startswith("trusted code")
+    local = landlock.reader_confinement(store.as_actor(Actor(LOCAL_OWNER, admin=True)), tmp_path)
+    assert "local user" in local.rules and local.opens("any run")
