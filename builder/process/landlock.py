@@ -243,7 +243,7 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     model probe: Explain, Try it, drift, the VAE view, held-out scores) may touch once confined: read the
     interpreter and system (:func:`system_read_paths`), this package, the actor's own owner folder (its uploads:
     drift and Try it files), the folders of the runs the actor may read now (``store.list_runs`` as that actor)
-    and ``read``; read and write ``private`` (its home and temporary folder), the dataset cache, ``/dev`` and
+    and the upload folders of their owners (the data those runs trained on), and ``read``; read and write ``private`` (its home and temporary folder), the dataset cache, ``/dev`` and
     ``write``; read and write the SQLite run database and its WAL files. ``identity.key``, ``server.json`` and
     other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
     (:func:`builder.process.launcher.counted_owner` is None: their paths are their own) and for an SQLite database
@@ -264,8 +264,11 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
             runs[str(r["id"])] = path
             owners[str(r.get("owner") or LOCAL_OWNER)] = None
     upload_dir(ws, owner)  # created now: read-only from here on
-    rules = Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read, *runs.values()],
-                               ws),
+    # the upload folders of the runs' owners (a teacher explains a student's run on the student's upload): that
+    # folder of theirs only, not their autosaved canvas nor profile
+    theirs = [upload_dir(ws, o) for o in owners if o not in (owner, LOCAL_OWNER)]
+    rules = Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read, *runs.values(),
+                                *theirs], ws),
                         beside([Path(private), ws / "cache", cache_dir(), Path("/dev"), *write], ws), files)
     return ReaderRules(rules, frozenset(runs), tuple(owners))
 

@@ -108,3 +108,33 @@ def test_the_clis_local_user_and_trusted_code_get_an_unconfined_probe(tmp_path):
     assert landlock.reader_confinement(store, tmp_path).rules.startswith("trusted code")
     local = landlock.reader_confinement(store.as_actor(Actor(LOCAL_OWNER, admin=True)), tmp_path)
     assert "local user" in local.rules and local.opens("any run")
+
+
+def test_a_teachers_probe_explains_a_students_run_on_the_students_upload(tmp_path, monkeypatch):
+    """The teacher may read a student's run and the data it trained on: a run on the student's upload resolves it
+    in the student's upload folder, which a teacher's confined probe must read (only that folder of the
+    student's, not its autosaved canvas), still never identity.key."""
+    from builder.data.uploads import UploadFolder
+    from builder.runs import classes
+
+    ws, teacher = tmp_path / "ws", "user:t@school.org"
+    monkeypatch.setenv("LAYERLAB_TEACHERS", teacher)
+    store = RunStore(ws, actor=SYSTEM)
+    cls = classes.create_class(ws, teacher, "ML", builder.load_template("mlp"))
+    classes.join_class(ws, cls["code"], B)
+    rows = "".join(f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(120))
+    ref = UploadFolder(owners.upload_dir(ws, B)).save("mine.csv", ("a,b,y\n" + rows).encode())
+    rid = run_training(classes.starter_project(cls), "csv", {"epochs": 1, "seed": 0}, store=store, owner=B,
+                       dataset_options={"upload": ref, "target": "y"}, adapt=True).run_id
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:_reader")
+    probe = ModelProbe()
+    try:
+        xs = ProbeSession(probe, store.as_actor(classes.actor_for(ws, teacher)), rid, "test")
+        assert xs.explain(0, "saliency").attributions.shape[0] == 1
+        if landlock.abi():
+            canvas = owners.owner_path(ws, B) / "project.json"  # the student's autosave: not the run's data
+            canvas.write_text("{}")
+            assert xs.explain(0, "x-read", path=str(ws / owners.SECRET_FILE)) == "denied"
+            assert xs.explain(0, "x-read", path=str(canvas)) == "denied"
+    finally:
+        probe.close()
