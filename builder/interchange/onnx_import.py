@@ -249,29 +249,30 @@ class OnnxImporter(ModuleGroups, TensorOps):
         self.token_inputs = token_inputs
 
     def _outputs(self) -> None:
-        self.outputs = []
+        """Every output of the file, in its order, as a canvas node, each paired with its own name as it is mapped
+        (a learned tensor returned as it is becomes a Parameter node here, unknown to ``vals`` as a tensor)."""
+        pairs: list[tuple[str, T]] = []
+        inputs = self.token_inputs | {n["id"] for n in self.out.nodes if n["type"] == "Input"}
+        first = next((T(nd["id"]) for nd in self.out.nodes if nd["type"] == "Input"), None)
         for o in self.g.output:
             v = self.vals.get(o.name)
-            if isinstance(v, T) and v.node in self.token_inputs | {n["id"] for n in self.out.nodes
-                                                                     if n["type"] == "Input"}:
+            if isinstance(v, T) and v.node in inputs:
                 v = T(self.add(o.name, "Identity", {}, [v]))  # a pass-through model keeps an output node
-            first = next((T(nd["id"]) for nd in self.out.nodes if nd["type"] == "Input"), None)
-            producer = next((nd for nd in self.g.node if o.name in nd.output), None)
-            if isinstance(v, Const) and v.src in self.inits and first is not None and producer is not None:
-                v = self._parameter(producer, v, first)  # a learned tensor returned as it is: a Parameter node
+            if isinstance(v, Const) and v.src in self.inits and first is not None and o.name in self.producer:
+                self.reads = self.made_of([o.name])  # what its weights are (tie_shared), not the last op's reads
+                v = self._parameter(self.producer[o.name], v, first)  # a learned tensor returned: a Parameter node
             if isinstance(v, T):
-                self.outputs.append(v)
+                pairs.append((o.name, v))
             elif not any(self.unsupported.values()):
                 self.bad("non-tensor output", o.name, "make the model return tensors computed from its inputs")
         fed = {e["source"] for e in self.out.edges}
         pos = {nd["id"]: i for i, nd in enumerate(self.out.nodes)}
-        order = [pos[v.node] for v in self.outputs]
-        if len(self.outputs) > 1 and (any(v.node in fed or v.port for v in self.outputs) or order != sorted(set(order))):
+        order = [pos[v.node] for _, v in pairs]
+        if len(pairs) > 1 and (any(v.node in fed or v.port for _, v in pairs) or order != sorted(set(order))):
             # an output that also feeds other layers (a VAE's mu), a port, or outputs out of file order: Output
             # nodes, added in the file's output order (a graph's outputs are its sinks in node order)
-            names = [o.name for o in self.g.output if isinstance(self.vals.get(o.name), T)]
-            self.outputs = [T(self.add(name, "Output", {}, [v])) for name, v in zip(names, self.outputs)]
-        self.outputs = [v.node for v in self.outputs]
+            pairs = [(name, T(self.add(name, "Output", {}, [v]))) for name, v in pairs]
+        self.outputs = [v.node for _, v in pairs]
 
     def _prune(self) -> None:
         """Drop nodes that do not lead to an output (e.g. the unused state of an LSTM)."""
