@@ -51,6 +51,7 @@ from builder.interchange.onnx_rnn import (
     zero_state_nodes,
 )
 from builder.interchange.onnx_structure import (
+    checked_layer,
     folded_batchnorm,
     folded_batchnorm_note,
     tie_shared,
@@ -249,8 +250,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
         self.token_inputs = token_inputs
 
     def _outputs(self) -> None:
-        """Every output of the file, in its order, as a canvas node, each paired with its own name as it is mapped
-        (a learned tensor returned as it is becomes a Parameter node here, unknown to ``vals`` as a tensor)."""
+        """Every output of the file, in order, as a canvas node paired with its name as mapped (a Parameter too)."""
         pairs: list[tuple[str, T]] = []
         inputs = self.token_inputs | {n["id"] for n in self.out.nodes if n["type"] == "Input"}
         first = next((T(nd["id"]) for nd in self.out.nodes if nd["type"] == "Input"), None)
@@ -418,7 +418,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 and not stack:
             self.bad(op, where, "use the recurrent layer's last hidden state (h[-1]) or its output sequence")
             return
-        res = handler(n, ins, _attrs(n)) if handler is not None else None
+        res = checked_layer(self, handler, n, ins, _attrs(n))  # None also when the layer refuses its parameters
         if res is None:  # no layer fits: a generic Op node (onnx_ops), or a refusal naming the node
             res = generic(self, n, ins, _attrs(n))
             if res is None:

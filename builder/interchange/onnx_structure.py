@@ -10,9 +10,33 @@ import json
 
 import numpy as np
 
+from builder.graph.registry import get_spec
 from builder.graph.spec import SHARES
 from builder.interchange.onnx_read import node_scopes
 from builder.interchange.onnx_values import Built, Const
+
+
+def checked_layer(imp, handler, n, ins: list, a: dict):
+    """What ``handler`` maps ONNX node ``n`` to, or None (a generic Op node then keeps the operator) when a layer it
+    added refuses the parameters it was given: the handlers read an operator's attributes as the layer's parameters,
+    and some of an operator's values are outside the layer's rules (a Clip to +inf read as a Clamp, a Clip with its
+    bounds crossed, a LeakyRelu's negative slope): the import then failed 'the imported graph does not validate'
+    (graph fuzzer's ONNX round trip, operator graphs seed 92001). The nodes it added are taken back."""
+    if handler is None:
+        return None
+    nodes, edges = len(imp.out.nodes), len(imp.out.edges)
+    res = handler(n, ins, a)
+    added = imp.out.nodes[nodes:]
+    if res is None or res is False or not any(
+            get_spec(nd["type"]).resolve_params(nd["params"])[1] for nd in added):
+        return res
+    for nd in added:
+        imp.ids.discard(nd["id"])
+        imp.out.weights.pop(nd["id"], None)
+        imp.weight_reads.pop(nd["id"], None)
+    del imp.out.nodes[nodes:], imp.out.edges[edges:]
+    return None
+
 
 #: How to export a model so that its BatchNorm layers stay in the file (named in the import's note).
 KEEP_BATCHNORM = ("export with torch.onnx.export(model, args, f, dynamo=False, "
@@ -328,4 +352,4 @@ def folded_batchnorm_note(nodes: dict[str, str]) -> str:
             f"BatchNorm, {KEEP_BATCHNORM}")
 
 
-__all__ = ["module_calls", "unscoped_calls", "stray_reads", "stray_refusal", "CALL", "tie_shared", "folded_batchnorm", "folded_batchnorm_note", "KEEP_BATCHNORM"]
+__all__ = ["checked_layer", "module_calls", "unscoped_calls", "stray_reads", "stray_refusal", "CALL", "tie_shared", "folded_batchnorm", "folded_batchnorm_note", "KEEP_BATCHNORM"]
