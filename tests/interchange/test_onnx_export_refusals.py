@@ -19,8 +19,8 @@ from builder.interchange.onnx_export import ExportError, export_onnx
 T = {"t": 0}
 
 
-def _project(op: str, args: list, shape: list[int], outputs: int = 1, around: bool = False):
-    nodes = [{"id": "x", "type": "Input", "params": {"shape": shape}},
+def _project(op: str, args: list, shape: list[int] | dict, outputs: int = 1, around: bool = False):
+    nodes = [{"id": "x", "type": "Input", "params": shape if isinstance(shape, dict) else {"shape": shape}},
              {"id": "pool", "type": "Op", "label": "my pool", "params": {"op": op, "args": json.dumps(args),
                                                                           "outputs": outputs}}]
     edges = [{"source": "x", "target": "pool", "target_port": "0"}]
@@ -30,6 +30,13 @@ def _project(op: str, args: list, shape: list[int], outputs: int = 1, around: bo
         edges = [{"source": "x", "target": "scale", "target_port": "0"},
                  {"source": "scale", "target": "pool", "target_port": "0"}, {"source": "pool", "target": "act"}]
     return load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {"nodes": nodes, "edges": edges}}))
+
+
+IDS = {"shape": [5], "modality": "tokens", "vocab_size": 4}
+
+
+def _const(n: int) -> dict:
+    return {"tensor": [0.25] * n, "dtype": "float32", "shape": [n]}
 
 
 # (op, args, input shape, outputs): measured with torch's exporter at opset 18, both ways
@@ -46,6 +53,15 @@ CASES = [
     ("aten.avg_pool2d", [T, [3, 3], [2, 2], [1, 1], True, True, 2], [2, 6, 6], 1),  # the override is dropped
     ("aten.avg_pool2d", [T, [3, 3], [2, 2], [1, 1], False, True, 9], [2, 6, 6], 1),  # 9 = 3 × 3: the same
     ("aten.avg_pool3d", [T, [3, 3, 3], [2, 2, 2], [0, 0, 0], False, True, 9], [2, 6, 6, 6], 1),  # 9 ≠ 27
+    # operator fuzzer, seed 92001: a bit cast, float scalars on ids, PReLU slopes onnxruntime cannot broadcast
+    ("aten.view.dtype", [T, {"dtype": "float32"}], [6], 1),
+    ("aten.rsub.Scalar", [T, 0.0, 1.0], IDS, 1),
+    ("aten.rsub.Scalar", [T, 1, 1], IDS, 1),  # integers: exports
+    ("aten.rsub.Scalar", [T, 1.0, 2.0], [6], 1),  # on floats: exports
+    ("aten._prelu_kernel", [T, T], [6], 1),
+    ("aten._prelu_kernel", [T, _const(4)], [2, 3, 4], 1),
+    ("aten._prelu_kernel", [T, _const(6)], [6], 1),  # one per feature of (batch, 6): exports
+    ("aten._prelu_kernel", [T, _const(1)], [2, 3, 4], 1),  # one slope: exports
 ]
 
 

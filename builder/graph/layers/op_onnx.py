@@ -10,7 +10,11 @@ Found by the graph fuzzer's ONNX round trip (``make fuzz``) and measured against
   (then it is a plain max pool); 3 from 5, or 7 from 5, has no ONNX form;
 * ``adaptive_avg_pool3d``: only to 1×1×1 (global average pooling); ``adaptive_avg_pool1d``/``2d`` export at any size;
 * ``avg_pool2d`` / ``avg_pool3d`` with ``divisor_override``: the exporter drops it (ONNX's AveragePool has none), so
-  only a divisor equal to the kernel's size over windows that are always whole computes the same.
+  only a divisor equal to the kernel's size over windows that are always whole computes the same;
+* ``view.dtype`` (a bit cast): no ONNX function at all;
+* ``rsub.Scalar`` of integer ids with a float ``other`` or ``alpha``: the exporter finds no overload of ``sub``;
+* ``_prelu_kernel`` with a slope of more than one value, unless it is one per feature of a (batch, features)
+  input: onnxruntime refuses the file's PRelu broadcast (a slope from a tensor input always carries the batch).
 
 >>> from builder.graph.spec import TensorType
 >>> print(no_onnx_form({"op": "aten.adaptive_max_pool1d", "args": '[{"t": 0}, [3]]', "kwargs": "{}",
@@ -26,8 +30,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from builder.graph.layers.op_call import resolve_call
-from builder.graph.spec import TensorType
+from builder.graph.layers.op_call import consts, resolve_call
+from builder.graph.spec import TOKENS, TensorType
 
 _ADAPTIVE_MAX = {"adaptive_max_pool1d": 1, "adaptive_max_pool2d": 2}
 _AVG_DIVISOR = {"avg_pool2d": 2, "avg_pool3d": 3}
@@ -50,6 +54,23 @@ def _input_shape(bound: dict, ins: list[TensorType]) -> tuple[int, ...] | None:
     return None
 
 
+def _is_ids(x: Any, ins: list[TensorType]) -> bool:
+    return isinstance(x, dict) and set(x) == {"t"} and isinstance(x["t"], int) and 0 <= x["t"] < len(ins) \
+        and ins[x["t"]].kind == TOKENS
+
+
+def _slope_shape(w: Any, p: dict, ins: list[TensorType]) -> tuple[int, ...] | None:
+    """The shape of a PReLU slope: a tensor input's (with its batch), a stored or inline constant's; None unknown."""
+    if isinstance(w, dict) and set(w) == {"t"} and isinstance(w["t"], int) and 0 <= w["t"] < len(ins):
+        return (2, *ins[w["t"]].shape)  # the batch (any size but 1 in use) is part of it
+    if isinstance(w, dict) and "tensor" in w and isinstance(w.get("shape"), list):
+        return tuple(w["shape"])
+    if isinstance(w, dict) and set(w) == {"w"}:
+        shape = consts(p)[0].get(w["w"]) or consts(p)[1].get(w["w"])
+        return tuple(shape) if shape is not None else None
+    return None
+
+
 def no_onnx_form(p: dict, ins: list[TensorType]) -> str | None:
     """Why this Op node's call has no ONNX form (rule; received; fix), or None when it has one, as far as known."""
     try:
@@ -60,6 +81,20 @@ def no_onnx_form(p: dict, ins: list[TensorType]) -> str | None:
     shape = _input_shape(bound, ins)
     if shape is None:
         return None
+    if name == "view" and "dtype" in bound:
+        return (f"aten.view with a dtype (a bit cast) has no ONNX form; received: dtype={bound['dtype']}. Fix: use "
+                f"aten._to_copy with that dtype (a value conversion),{_FIX_TAIL}")
+    if name == "rsub" and any(isinstance(bound.get(k), float) for k in ("other", "alpha")) and \
+            _is_ids(bound.get("self"), ins):
+        return (f"aten.rsub of integer ids with a float scalar has no ONNX form (the exporter finds no overload of "
+                f"sub); received: other={bound.get('other')}, alpha={bound.get('alpha', 1)}. Fix: write integers "
+                f"(1, not 1.0), or convert the ids to float first (aten._to_copy),{_FIX_TAIL}")
+    if name == "_prelu_kernel" and (w := _slope_shape(bound.get("weight"), p, ins)) is not None and math.prod(w) != 1 \
+            and not (len(shape) == 1 and list(w) == [shape[0]]):
+        return (f"aten._prelu_kernel with a slope of more than one value has no ONNX form unless the input is "
+                f"(batch, features) and the slope one per feature (onnxruntime refuses the PRelu broadcast); "
+                f"received: slope of shape {list(w)} for input (batch, {', '.join(map(str, shape))}). Fix: use one "
+                f"slope (shape [1]), or aten.prelu (one per channel),{_FIX_TAIL}")
     if name in _ADAPTIVE_MAX or name == "adaptive_avg_pool3d":
         k = _ADAPTIVE_MAX.get(name, 3)
         out, size = _ints(bound.get("output_size"), k), list(shape[-k:])
