@@ -62,6 +62,8 @@ CASES = [
     ("aten._prelu_kernel", [T, _const(4)], [2, 3, 4], 1),
     ("aten._prelu_kernel", [T, _const(6)], [6], 1),  # one per feature of (batch, 6): exports
     ("aten._prelu_kernel", [T, _const(1)], [2, 3, 4], 1),  # one slope: exports
+    ("aten.scaled_dot_product_attention", [T, T, T], [4, 4], 1),  # seed 92002: 3-d (batch, length, features)
+    ("aten.scaled_dot_product_attention", [T, T, T], [2, 4, 4], 1),  # 4-d: exports
 ]
 
 

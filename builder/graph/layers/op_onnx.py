@@ -13,6 +13,7 @@ Found by the graph fuzzer's ONNX round trip (``make fuzz``) and measured against
   only a divisor equal to the kernel's size over windows that are always whole computes the same;
 * ``view.dtype`` (a bit cast): no ONNX function at all;
 * ``rsub.Scalar`` of integer ids with a float ``other`` or ``alpha``: the exporter finds no overload of ``sub``;
+* ``scaled_dot_product_attention`` on query, key or value of another rank than 4 (the exporter asserts it);
 * ``_prelu_kernel`` with a slope of more than one value, unless it is one per feature of a (batch, features)
   input: onnxruntime refuses the file's PRelu broadcast (a slope from a tensor input always carries the batch).
 
@@ -59,8 +60,9 @@ def _is_ids(x: Any, ins: list[TensorType]) -> bool:
         and ins[x["t"]].kind == TOKENS
 
 
-def _slope_shape(w: Any, p: dict, ins: list[TensorType]) -> tuple[int, ...] | None:
-    """The shape of a PReLU slope: a tensor input's (with its batch), a stored or inline constant's; None unknown."""
+def _arg_shape(w: Any, p: dict, ins: list[TensorType]) -> tuple[int, ...] | None:
+    """The shape of a tensor argument: a tensor input's (with its batch), a stored or inline constant's; None when
+    unknown."""
     if isinstance(w, dict) and set(w) == {"t"} and isinstance(w["t"], int) and 0 <= w["t"] < len(ins):
         return (2, *ins[w["t"]].shape)  # the batch (any size but 1 in use) is part of it
     if isinstance(w, dict) and "tensor" in w and isinstance(w.get("shape"), list):
@@ -78,6 +80,13 @@ def no_onnx_form(p: dict, ins: list[TensorType]) -> str | None:
     except Exception:  # noqa: BLE001 - an invalid call is validation's to refuse, not this rule's
         return None
     name = o._schema.name.split("::")[-1]
+    if name == "scaled_dot_product_attention":
+        ranks = [len(s_) if (s_ := _arg_shape(bound.get(k), p, ins)) is not None else 4
+                 for k in ("query", "key", "value")]
+        if any(r != 4 for r in ranks):
+            return (f"aten.scaled_dot_product_attention has no ONNX form but on 4-d query, key and value (batch, "
+                    f"heads, length, features); received: ranks {ranks} (batch included). Fix: add a heads axis "
+                    f"(aten.unsqueeze at 1) before it and remove it after,{_FIX_TAIL}")
     shape = _input_shape(bound, ins)
     if shape is None:
         return None
@@ -89,7 +98,7 @@ def no_onnx_form(p: dict, ins: list[TensorType]) -> str | None:
         return (f"aten.rsub of integer ids with a float scalar has no ONNX form (the exporter finds no overload of "
                 f"sub); received: other={bound.get('other')}, alpha={bound.get('alpha', 1)}. Fix: write integers "
                 f"(1, not 1.0), or convert the ids to float first (aten._to_copy),{_FIX_TAIL}")
-    if name == "_prelu_kernel" and (w := _slope_shape(bound.get("weight"), p, ins)) is not None and math.prod(w) != 1 \
+    if name == "_prelu_kernel" and (w := _arg_shape(bound.get("weight"), p, ins)) is not None and math.prod(w) != 1 \
             and not (len(shape) == 1 and list(w) == [shape[0]]):
         return (f"aten._prelu_kernel with a slope of more than one value has no ONNX form unless the input is "
                 f"(batch, features) and the slope one per feature (onnxruntime refuses the PRelu broadcast); "
