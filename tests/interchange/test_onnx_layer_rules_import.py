@@ -48,3 +48,20 @@ def test_a_layer_the_importer_maps_within_its_rules_stays_that_layer(tmp_path):
     export_onnx(project, tmp_path / "m.onnx")
     types = [n.type for n in import_model(tmp_path / "m.onnx").project.graph.nodes]
     assert "ReLU6" in types and "LeakyReLU" in types and "Op" not in types, types
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_model_that_adds_an_axis_before_the_batch_is_refused_by_name(tmp_path):
+    """A 2-d pooling of a 3-d tensor (batch taken for channels) exports as Unsqueeze(0) ... Squeeze(0): refused
+    naming the operator and what to do (it imported as an Op node that moves the batch: 'the imported graph does
+    not validate'; deep operator fuzzer, seed 92002, graph 344)."""
+    from builder.interchange.errors import UnsupportedOpsError
+
+    nodes = [{"id": "x", "type": "Input", "params": {"shape": [4, 4]}},
+             {"id": "f", "type": "Op", "params": {"op": "aten.adaptive_avg_pool2d", "args": '[{"t": 0}, [2, 2]]'}}]
+    project = load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {
+        "nodes": nodes, "edges": [{"source": "x", "target": "f", "target_port": "0"}]}}))
+    export_onnx(project, tmp_path / "m.onnx")
+    with pytest.raises(UnsupportedOpsError, match="before the batch") as e:
+        import_model(tmp_path / "m.onnx")
+    assert "so that the batch stays the first axis" in str(e.value)
