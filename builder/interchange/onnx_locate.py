@@ -5,9 +5,9 @@ A graph validation accepts can still fail to export: torch's exporter has no ONN
 named neither the node nor the reason ("torch.onnx.export failed; received: ConversionError: Failed to convert the
 exported program to an ONNX model. This is step 3/3 ..."; graph fuzzer, ``make fuzz``). Here:
 
-* :func:`no_onnx_nodes`: the nodes whose call is known to have no ONNX form
-  (:func:`builder.graph.layers.op_onnx.no_onnx_form`, also a validation warning on the node), refused by name
-  before anything is exported;
+* :func:`no_onnx_nodes`: the nodes validation warns have no ONNX form (an Op node's call,
+  :func:`builder.graph.layers.op_onnx.no_onnx_form`; an Upsample's scale_factor), refused by name before anything
+  is exported;
 * :func:`locate_failure`: for any other failure, the first node, in topological order, at which the graph cut
   there fails the same check (a bisection over the order: a few exports of parts of the graph, on failure only);
 * :func:`exporter_reason`: the innermost cause of torch's exception on one line (what has no ONNX function).
@@ -22,7 +22,6 @@ import torch
 
 from builder.errors import LayerLabError
 from builder.graph.compile import compile_graph
-from builder.graph.layers.op_onnx import no_onnx_form
 from builder.graph.shapes import infer_shapes
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -34,15 +33,15 @@ def node_name(graph, nid: str) -> str:
     return f"node {nid}" + (f" ({label[:60]!r})" if label and label != nid else "")
 
 
+#: what the validation warning of a node that cannot be exported says (an Op node's call, an Upsample's scale_factor)
+NO_ONNX = "has no ONNX form"
+
+
 def no_onnx_nodes(graph) -> list[str]:
-    """``node <id>: <why>`` for every node whose call has no ONNX form, in topological order."""
+    """``node <id>: <why>`` for every node validation warns has no ONNX form (:data:`NO_ONNX`: an Op node's call,
+    :func:`builder.graph.layers.op_onnx.no_onnx_form`; an Upsample's scale_factor), in topological order."""
     report = infer_shapes(graph)
-    out = []
-    for nid in report.order:
-        info = report.nodes[nid]
-        if info.type == "Op" and info.status == "ok" and (why := no_onnx_form(info.params, info.inputs)):
-            out.append(f"{node_name(graph, nid)}: {why}")
-    return out
+    return [f"{node_name(graph, nid)}: {w}" for nid in report.order for w in report.nodes[nid].warnings if NO_ONNX in w]
 
 
 def exporter_reason(e: BaseException) -> str:
@@ -105,4 +104,4 @@ def locate_failure(graph, state: dict, check: Callable) -> str | None:
     return order[lo - 1]
 
 
-__all__ = ["node_name", "no_onnx_nodes", "exporter_reason", "locate_failure"]
+__all__ = ["NO_ONNX", "node_name", "no_onnx_nodes", "exporter_reason", "locate_failure"]

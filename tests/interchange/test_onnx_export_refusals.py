@@ -106,3 +106,34 @@ def test_an_export_failure_no_rule_foresaw_names_its_node_and_the_exporters_reas
     assert "No ONNX function found" in msg and "adaptive_max_pool" in msg, msg
     assert "\x1b" not in msg and "\n" not in msg and "Fix: " in msg
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("shape, scale, mode", [
+    ([2, 2, 5], 1.4456564234038898, "nearest"),  # graph fuzzer seed 92002, graph 778: 2 stays 2, off by 2.49
+    ([2, 2, 5], 1.4, "bilinear"),  # onnx.checker rejected the file
+    ([2, 4, 4], 1.4456564234038898, "nearest"),  # 4 → 5: exports
+    ([2, 2, 5], 1.5, "bilinear"),  # 2 → 3: exports
+    ([2, 2, 5], 0.7, "nearest"),  # 2 → 1: exports
+])
+def test_an_upsample_that_leaves_a_size_unchanged_is_warned_and_refused_by_name(shape, scale, mode, tmp_path,
+                                                                                 monkeypatch):
+    project = load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {
+        "nodes": [{"id": "x", "type": "Input", "params": {"shape": shape}},
+                  {"id": "up", "type": "Upsample", "params": {"scale_factor": scale, "mode": mode}}],
+        "edges": [{"source": "x", "target": "up"}]}}))
+    report = infer_shapes(project.graph)
+    assert report.ok
+    warned = [w for w in report.nodes["up"].warnings if "has no ONNX form" in w]
+    monkeypatch.setattr(onnx_export, "no_onnx_nodes", lambda graph: [])
+    try:
+        export_onnx(project, None)
+    except ExportError:
+        exported = False
+    else:
+        exported = True
+    assert exported != bool(warned)
+    monkeypatch.undo()
+    if warned:
+        with pytest.raises(ExportError, match=r"node up: a scale_factor that leaves a size unchanged"):
+            export_onnx(project, tmp_path / "m.onnx")
