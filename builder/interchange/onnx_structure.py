@@ -10,10 +10,11 @@ import json
 
 import numpy as np
 
+from builder.errors import LayerLabError
 from builder.graph.registry import get_spec
-from builder.graph.spec import SHARES
+from builder.graph.spec import SHARES, TENSOR, TensorType
 from builder.interchange.onnx_read import node_scopes
-from builder.interchange.onnx_values import Built, Const
+from builder.interchange.onnx_values import INTEGER_TYPES, Built, Const, T
 
 
 def checked_layer(imp, handler, n, ins: list, a: dict):
@@ -27,8 +28,7 @@ def checked_layer(imp, handler, n, ins: list, a: dict):
     nodes, edges = len(imp.out.nodes), len(imp.out.edges)
     res = handler(n, ins, a)
     added = imp.out.nodes[nodes:]
-    if res is None or res is False or not any(
-            get_spec(nd["type"]).resolve_params(nd["params"])[1] for nd in added):
+    if res is None or res is False or not any(_refused(imp, n, ins, nd, imp.out.edges[edges:]) for nd in added):
         return res
     for nd in added:
         imp.ids.discard(nd["id"])
@@ -36,6 +36,30 @@ def checked_layer(imp, handler, n, ins: list, a: dict):
         imp.weight_reads.pop(nd["id"], None)
     del imp.out.nodes[nodes:], imp.out.edges[edges:]
     return None
+
+
+def _refused(imp, n, ins: list, node: dict, edges: list[dict]) -> bool:
+    """Whether ``node`` (added for ONNX node ``n``) refuses its parameters, or, fed by ``n``'s first input alone
+    (shape and element type known), that input: integer ids into a layer of float features (a Relu of a comparison's
+    ids read as a ReLU, seed 92003, graph 591), a rank its rule refuses (a Reshape of a per-sample scalar read as a
+    Flatten from dim 1, seed 92002, graph 772)."""
+    spec = get_spec(node["type"])
+    params, errors = spec.resolve_params(node["params"])
+    if errors:
+        return True
+    fed = [e for e in edges if e["target"] == node["id"]]
+    x = ins[0] if ins and isinstance(ins[0], T) else None
+    shape = imp.shape(n.input[0]) if x is not None else None
+    if len(fed) != 1 or (fed[0]["source"], fed[0].get("source_port")) != (x and x.node, x and x.port) or \
+            not shape or any(d is None for d in shape[1:]):
+        return False
+    if imp.vtype.get(n.input[0]) in INTEGER_TYPES:  # ids: the kinds alone (a rule of ids reads their vocabulary)
+        return spec.input_kind == TENSOR
+    try:
+        spec.shape(params, [TensorType(tuple(shape[1:]))])
+    except LayerLabError:
+        return True
+    return False
 
 
 #: How to export a model so that its BatchNorm layers stay in the file (named in the import's note).

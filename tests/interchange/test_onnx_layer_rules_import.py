@@ -65,3 +65,30 @@ def test_a_model_that_adds_an_axis_before_the_batch_is_refused_by_name(tmp_path)
     with pytest.raises(UnsupportedOpsError, match="before the batch") as e:
         import_model(tmp_path / "m.onnx")
     assert "so that the batch stays the first axis" in str(e.value)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("nodes, layer", [
+    # a Relu of a comparison's ids (int64) was a ReLU layer, which takes float features (seed 92003, graph 591)
+    ([{"id": "x", "type": "Input", "params": {"shape": [2]}},
+      {"id": "c", "type": "Op", "params": {"op": "aten.logical_and", "args": '[{"t": 0}, {"t": 0}]'}},
+      {"id": "r", "type": "Op", "params": {"op": "aten.relu", "args": '[{"t": 0}]'}}], "ReLU"),
+    # a Reshape of a per-sample scalar (a summed loss) was a Flatten from dim 1 of a 1-d tensor (seed 92002, 772)
+    ([{"id": "x", "type": "Input", "params": {"shape": [1, 6]}},
+      {"id": "s", "type": "Op", "params": {"op": "aten.sum.dim_IntList", "args": '[{"t": 0}, [1, 2]]'}},
+      {"id": "r", "type": "Reshape", "params": {}}], "Flatten"),
+])
+def test_an_operator_whose_input_a_layer_refuses_imports_as_an_op_node(nodes, layer, tmp_path):
+    edges = [{"source": a["id"], "target": b["id"], **({"target_port": "0"} if b["type"] == "Op" else {})}
+             for a, b in zip(nodes, nodes[1:])]
+    project = load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {"nodes": nodes, "edges": edges}}))
+    assert infer_shapes(project.graph).ok
+    model = compile_graph(project.graph).eval()
+    export_onnx(project, tmp_path / "m.onnx", weights=model.state_dict())
+    res = import_model(tmp_path / "m.onnx")  # raised: the imported graph does not validate
+    assert layer not in [n.type for n in res.project.graph.nodes]
+    again = compile_graph(res.project.graph).eval()
+    again.load_state_dict(res.weights)
+    xs = example_inputs(model, batch_size=3, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(again(*xs), model(*xs), rtol=0, atol=1e-6)
