@@ -424,6 +424,11 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
         raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
                          f"op={p['op']}. Fix: use the MultiheadAttention layer")
     _check_constant_dtypes(p, name, bound)
+    dim, x = bound.get("dim"), bound.get("self", bound.get("input"))
+    if type(dim) is int and name != "unsqueeze" and isinstance(x, dict) and set(x) == {"t"} \
+            and isinstance(x["t"], int) and 0 <= x["t"] < len(ins) and not -(r := len(ins[x["t"]].shape) + 1) <= dim < r:
+        raise ShapeError(f"{p['op']}: `dim` must lie in -{r}..{r - 1} for an input of {r} dimensions (batch "  # meta
+                         f"included); received: dim={dim}. Fix: pick a dimension of the input")  # softmax takes any
     if name in UNINITIALISED_OPS:
         raise ShapeError(f"{p['op']} leaves its values uninitialised (whatever the memory held: other values on every "
                          f"run and in the exported .py); received: op={p['op']}. Fix: use aten.zeros or aten.full")
