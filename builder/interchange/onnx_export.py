@@ -36,6 +36,7 @@ from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.latency import compare_latency
 from builder.graph.lora import merged_project
 from builder.graph.project import as_graph
+from builder.interchange.onnx_locate import exporter_reason, locate_failure, no_onnx_nodes, node_name
 from builder.interpret.calibration import stored_temperature
 from builder.runs.modelcard import write_model_card
 from builder.training.metrics import evaluate
@@ -45,7 +46,12 @@ VERIFY_ATOL = 1e-4  # float32 kernels of torch and onnxruntime differ by roundin
 
 
 class ExportError(LayerLabError):
-    """A model cannot be exported to ONNX, or the exported file does not match the PyTorch model."""
+    """A model cannot be exported to ONNX, or the exported file does not match the PyTorch model (``reason``: what
+    failed, without the fix, for a message that names the node it failed at)."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass
@@ -180,10 +186,9 @@ def to_onnx_proto(model: nn.Module, example: tuple[torch.Tensor, ...], input_nam
             prog = torch.onnx.export(model, example, dynamo=True, dynamic_shapes=dyn, opset_version=opset,
                                      input_names=input_names, output_names=output_names, optimize=False,
                                      verbose=False)
-        except Exception as e:  # torch raises many types; the user needs the first line
-            raise ExportError(f"torch.onnx.export failed; received: {type(e).__name__}: "
-                              f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}. "
-                              "Fix: simplify the graph or report the layer that fails") from None
+        except Exception as e:  # torch raises many types; the user needs its innermost cause, on one line
+            why = f"torch.onnx.export failed; received: {exporter_reason(e)}"
+            raise ExportError(f"{why}. Fix: simplify the graph or report the layer that fails", why) from None
     return prog.model_proto
 
 
@@ -213,8 +218,10 @@ def ort_session(model_bytes: bytes):
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 
-def compare_with_ort(model_bytes: bytes, reference: nn.Module, inputs: list[torch.Tensor]) -> float:
-    """Max |torch - onnxruntime| over every output for these inputs."""
+def compare_with_ort(model_bytes: bytes, reference: nn.Module, inputs: list[torch.Tensor],
+                     scale: list | None = None) -> float:
+    """Max |torch - onnxruntime| over every output for these inputs (``scale``: a list that gets the largest finite
+    |torch output|, what a tolerance for float32 rounding is relative to)."""
     try:
         sess = ort_session(model_bytes)
         feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
@@ -229,7 +236,11 @@ def compare_with_ort(model_bytes: bytes, reference: nn.Module, inputs: list[torc
     want = list(want) if isinstance(want, tuple | list) else [want]
     if len(want) != len(got):
         raise ExportError(f"onnxruntime returned {len(got)} outputs, PyTorch {len(want)}")
-    return output_difference([w.detach().numpy() for w in want], got)
+    want = [w.detach().numpy() for w in want]
+    if scale is not None:
+        finite = [np.abs(w[np.isfinite(w)]).max() for w in want if w.size and np.isfinite(w).any()]
+        scale.append(float(max(finite, default=0.0)))
+    return output_difference(want, got)
 
 
 def output_difference(want: list, got: list) -> float:
@@ -293,7 +304,8 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
         path: where to write the ``.onnx`` file (None: verify only).
         weights: a safetensors path or a state dict to load first (default: the model's current weights).
         example: example inputs for a plain ``nn.Module``.
-        atol: largest accepted absolute difference.
+        atol: largest accepted difference, times the largest output magnitude where that is above 1 (float32
+            rounding grows with the values).
         temperature: divide the (single) output by it, as a calibrated classifier's logits (:class:`Tempered`).
 
     Returns:
@@ -302,12 +314,14 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
     Raises:
         ExportError: export failed, the checker rejected the file, or outputs differ by more than ``atol``.
         GraphError: the graph has problems.
+
+    A node that cannot be exported (:func:`~builder.interchange.onnx_locate.no_onnx_nodes`, or the one a failure
+    is located at, :func:`~builder.interchange.onnx_locate.locate_failure`) is named in the ExportError.
     """
-    import onnx  # lazy: heavy (onnx)
-
-
     if not isinstance(source, nn.Module):
         source = as_graph(source)  # once, here at the entry point
+        if bad := no_onnx_nodes(source):  # known before exporting: named, with why and what to do
+            raise ExportError(f"{len(bad)} node(s) cannot be exported to ONNX: " + "; ".join(bad[:5]))
     model = _model_from(source, weights)
     refuse_packed_sequences(model)
     mod_names = module_names(source) if not isinstance(source, nn.Module) else {}
@@ -331,22 +345,48 @@ def export_onnx(source: Any, path: str | os.PathLike | None, weights: Any = None
             raise ExportError(f"a temperature is applied to a one-input classifier; received {len(example)} inputs. "
                               "Fix: export without the temperature")
         model = Tempered(model, check_temperature(temperature)).eval()
-    proto = to_onnx_proto(model, example, names, outs, opset=opset)
     try:
-        onnx.checker.check_model(proto, full_check=True)
-    except Exception as e:
-        raise ExportError(f"onnx.checker rejected the exported model; received: {str(e).splitlines()[0][:300]}") from None
-    data = proto.SerializeToString()
-    diff = compare_with_ort(data, model, check_inputs)
-    if not diff <= atol:
-        raise ExportError(f"onnxruntime differs from PyTorch by up to {diff:.3g}; received: tolerance {atol:g}. "
-                          "Fix: report this graph (an exporter or runtime bug); the file was not written")
+        proto, data, diff = _verified(model, example, names, outs, check_inputs, opset, atol)
+    except ExportError as e:
+        if isinstance(source, nn.Module) or example_given or temperature is not None:
+            raise
+        nid = locate_failure(source, model.state_dict(), lambda m: _verified(
+            m, tuple(_inputs_for(m, 2, seed)), [f"input_{i}" for i in range(len(m.layerlab_inputs))], None,
+            _inputs_for(m, 3, seed + 1), opset, atol))
+        if nid is None:
+            raise
+        raise ExportError(f"{node_name(source, nid)}: the ONNX export fails at this node; {e.reason}. Fix: give "
+                          "it other settings, or use another layer or operator, to export this model to ONNX (it "
+                          "trains and runs as it is)", e.reason) from None
     report = ExportReport(path=str(path) if path else "", bytes=len(data), max_abs_diff=diff,
                           inputs=[i.name for i in proto.graph.input], outputs=[o.name for o in proto.graph.output],
                           opset=opset, verified_batch=int(check_inputs[0].shape[0]))
     if path is not None:
         _atomic_write(Path(path), data)
     return report
+
+
+def _verified(model: nn.Module, example: tuple, names: list[str], outs: list[str] | None, check_inputs: list,
+              opset: int, atol: float) -> tuple[Any, bytes, float]:
+    """(ONNX proto, its bytes, onnxruntime's largest difference from PyTorch) of ``model``, checked by onnx.checker
+    and within ``atol``; ExportError otherwise."""
+    import onnx  # lazy: heavy (onnx)
+
+    proto = to_onnx_proto(model, example, names, outs, opset=opset)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:
+        why = f"onnx.checker rejected the exported model; received: {str(e).splitlines()[0][:300]}"
+        raise ExportError(why, why) from None
+    data = proto.SerializeToString()
+    largest: list = []
+    diff = compare_with_ort(data, model, check_inputs, largest)
+    tol = atol * max(1.0, *largest)  # float32 rounding grows with the values (x ** 3 then 3 ** that: 8e-4 at 1e4)
+    if not diff <= tol:
+        why = f"onnxruntime differs from PyTorch by up to {diff:.3g}; received: tolerance {tol:.3g}"
+        raise ExportError(f"{why}. Fix: report this graph (an exporter or runtime bug); the file was not written",
+                          why)
+    return proto, data, diff
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

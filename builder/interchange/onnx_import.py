@@ -51,6 +51,7 @@ from builder.interchange.onnx_rnn import (
     zero_state_nodes,
 )
 from builder.interchange.onnx_structure import (
+    checked_layer,
     folded_batchnorm,
     folded_batchnorm_note,
     tie_shared,
@@ -249,29 +250,29 @@ class OnnxImporter(ModuleGroups, TensorOps):
         self.token_inputs = token_inputs
 
     def _outputs(self) -> None:
-        self.outputs = []
+        """Every output of the file, in order, as a canvas node paired with its name as mapped (a Parameter too)."""
+        pairs: list[tuple[str, T]] = []
+        inputs = self.token_inputs | {n["id"] for n in self.out.nodes if n["type"] == "Input"}
+        first = next((T(nd["id"]) for nd in self.out.nodes if nd["type"] == "Input"), None)
         for o in self.g.output:
             v = self.vals.get(o.name)
-            if isinstance(v, T) and v.node in self.token_inputs | {n["id"] for n in self.out.nodes
-                                                                     if n["type"] == "Input"}:
+            if isinstance(v, T) and v.node in inputs:
                 v = T(self.add(o.name, "Identity", {}, [v]))  # a pass-through model keeps an output node
-            first = next((T(nd["id"]) for nd in self.out.nodes if nd["type"] == "Input"), None)
-            producer = next((nd for nd in self.g.node if o.name in nd.output), None)
-            if isinstance(v, Const) and v.src in self.inits and first is not None and producer is not None:
-                v = self._parameter(producer, v, first)  # a learned tensor returned as it is: a Parameter node
+            if isinstance(v, Const) and v.src in self.inits and first is not None and o.name in self.producer:
+                self.reads = self.made_of([o.name])  # what its weights are (tie_shared), not the last op's reads
+                v = self._parameter(self.producer[o.name], v, first)  # a learned tensor returned: a Parameter node
             if isinstance(v, T):
-                self.outputs.append(v)
+                pairs.append((o.name, v))
             elif not any(self.unsupported.values()):
                 self.bad("non-tensor output", o.name, "make the model return tensors computed from its inputs")
         fed = {e["source"] for e in self.out.edges}
         pos = {nd["id"]: i for i, nd in enumerate(self.out.nodes)}
-        order = [pos[v.node] for v in self.outputs]
-        if len(self.outputs) > 1 and (any(v.node in fed or v.port for v in self.outputs) or order != sorted(set(order))):
+        order = [pos[v.node] for _, v in pairs]
+        if len(pairs) > 1 and (any(v.node in fed or v.port for _, v in pairs) or order != sorted(set(order))):
             # an output that also feeds other layers (a VAE's mu), a port, or outputs out of file order: Output
             # nodes, added in the file's output order (a graph's outputs are its sinks in node order)
-            names = [o.name for o in self.g.output if isinstance(self.vals.get(o.name), T)]
-            self.outputs = [T(self.add(name, "Output", {}, [v])) for name, v in zip(names, self.outputs)]
-        self.outputs = [v.node for v in self.outputs]
+            pairs = [(name, T(self.add(name, "Output", {}, [v]))) for name, v in pairs]
+        self.outputs = [v.node for _, v in pairs]
 
     def _prune(self) -> None:
         """Drop nodes that do not lead to an output (e.g. the unused state of an LSTM)."""
@@ -417,7 +418,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
                 and not stack:
             self.bad(op, where, "use the recurrent layer's last hidden state (h[-1]) or its output sequence")
             return
-        res = handler(n, ins, _attrs(n)) if handler is not None else None
+        res = checked_layer(self, handler, n, ins, _attrs(n))  # None also when the layer refuses its parameters
         if res is None:  # no layer fits: a generic Op node (onnx_ops), or a refusal naming the node
             res = generic(self, n, ins, _attrs(n))
             if res is None:

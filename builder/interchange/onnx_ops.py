@@ -32,6 +32,12 @@ REFUSED = {
     "NonZero": "a data-dependent output size (NonZero) has no LayerLab form",
     "Unique": "a data-dependent output size (Unique) has no LayerLab form",
 }
+#: an axis added before the batch: the exporter's form of an operator run on an unbatched input (a 2-d pooling of
+#: a 3-d tensor, whose batch it took for channels), which a graph of batch-first tensors cannot hold (the import
+#: failed 'the imported graph does not validate'; deep operator fuzzer, seed 92002, graph 344)
+BATCH_MOVED = ("the model adds an axis before the batch (an operator given an unbatched input, such as a 2-d pooling "
+               "of a 3-d tensor); export it with the input that operator treats as batched (e.g. 4-d for a 2-d "
+               "pooling), so that the batch stays the first axis")
 NO_TORCH = ("this ONNX operator has no torch equivalent in LayerLab's operator allow-list; rebuild that part of "
             "the model from standard layers")
 
@@ -206,6 +212,10 @@ def generic(imp, n, ins: list, a: dict):
             return c.node("squeeze", [c.arg(ins[0]), [int(x) for x in axes]] if axes else [c.arg(ins[0])])
         if not axes:
             return None
+        r = imp.rank(n.input[0])
+        if r is not None and any(int(x) % (r + 1) == 0 for x in axes):  # an Op node there never validates
+            imp.bad("Unsqueeze before the batch", n.name or op, BATCH_MOVED)
+            return False
         out = imp.shape(n.output[0])
         if len(axes) == 1:
             return c.node("unsqueeze", [c.arg(ins[0]), int(axes[0])])

@@ -10,9 +10,57 @@ import json
 
 import numpy as np
 
-from builder.graph.spec import SHARES
+from builder.errors import LayerLabError
+from builder.graph.registry import get_spec
+from builder.graph.spec import SHARES, TENSOR, TensorType
 from builder.interchange.onnx_read import node_scopes
-from builder.interchange.onnx_values import Built, Const
+from builder.interchange.onnx_values import INTEGER_TYPES, Built, Const, T
+
+
+def checked_layer(imp, handler, n, ins: list, a: dict):
+    """What ``handler`` maps ONNX node ``n`` to, or None (a generic Op node then keeps the operator) when a layer it
+    added refuses the parameters it was given: the handlers read an operator's attributes as the layer's parameters,
+    and some of an operator's values are outside the layer's rules (a Clip to +inf read as a Clamp, a Clip with its
+    bounds crossed, a LeakyRelu's negative slope): the import then failed 'the imported graph does not validate'
+    (graph fuzzer's ONNX round trip, operator graphs seed 92001). The nodes it added are taken back."""
+    if handler is None:
+        return None
+    nodes, edges = len(imp.out.nodes), len(imp.out.edges)
+    res = handler(n, ins, a)
+    added = imp.out.nodes[nodes:]
+    if res is None or res is False or not any(_refused(imp, n, ins, nd, imp.out.edges[edges:]) for nd in added):
+        return res
+    for nd in added:
+        imp.ids.discard(nd["id"])
+        imp.out.weights.pop(nd["id"], None)
+        imp.weight_reads.pop(nd["id"], None)
+    del imp.out.nodes[nodes:], imp.out.edges[edges:]
+    return None
+
+
+def _refused(imp, n, ins: list, node: dict, edges: list[dict]) -> bool:
+    """Whether ``node`` (added for ONNX node ``n``) refuses its parameters, or, fed by ``n``'s first input alone
+    (shape and element type known), that input: integer ids into a layer of float features (a Relu of a comparison's
+    ids read as a ReLU, seed 92003, graph 591), a rank its rule refuses (a Reshape of a per-sample scalar read as a
+    Flatten from dim 1, seed 92002, graph 772)."""
+    spec = get_spec(node["type"])
+    params, errors = spec.resolve_params(node["params"])
+    if errors:
+        return True
+    fed = [e for e in edges if e["target"] == node["id"]]
+    x = ins[0] if ins and isinstance(ins[0], T) else None
+    shape = imp.shape(n.input[0]) if x is not None else None
+    if len(fed) != 1 or (fed[0]["source"], fed[0].get("source_port")) != (x and x.node, x and x.port) or \
+            not shape or any(d is None for d in shape[1:]):
+        return False
+    if imp.vtype.get(n.input[0]) in INTEGER_TYPES:  # ids: the kinds alone (a rule of ids reads their vocabulary)
+        return spec.input_kind == TENSOR
+    try:
+        spec.shape(params, [TensorType(tuple(shape[1:]))])
+    except LayerLabError:
+        return True
+    return False
+
 
 #: How to export a model so that its BatchNorm layers stay in the file (named in the import's note).
 KEEP_BATCHNORM = ("export with torch.onnx.export(model, args, f, dynamo=False, "
@@ -328,4 +376,4 @@ def folded_batchnorm_note(nodes: dict[str, str]) -> str:
             f"BatchNorm, {KEEP_BATCHNORM}")
 
 
-__all__ = ["module_calls", "unscoped_calls", "stray_reads", "stray_refusal", "CALL", "tie_shared", "folded_batchnorm", "folded_batchnorm_note", "KEEP_BATCHNORM"]
+__all__ = ["checked_layer", "module_calls", "unscoped_calls", "stray_reads", "stray_refusal", "CALL", "tie_shared", "folded_batchnorm", "folded_batchnorm_note", "KEEP_BATCHNORM"]

@@ -158,3 +158,45 @@ def test_mutated_templates_and_their_parts_compile_train_and_export_in_child_pro
     res = run_in_children(texts, jobs=jobs)
     _judge(capsys, res, seed, "template fuzzer", n)
     assert res.counts["accepted"] >= n // 4
+
+
+def _small_project(*layers: dict):
+    nodes = [{"id": "x", "type": "Input", "params": {"shape": [2, 5]}}, *layers]
+    edges = [{"source": a["id"], "target": b["id"], **({"target_port": "0"} if b["type"] == "Op" else {})}
+             for a, b in zip(nodes, nodes[1:])]
+    return load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {"nodes": nodes, "edges": edges}}))
+
+
+def test_the_fuzzers_one_loss_is_checked_both_ways():
+    """One loss for backward and the optimizer steps (tests.fuzz_graphs._probe_loss): fresh weights in a graph of
+    layers that stay finite must give a finite loss (before, only 'a finite loss leaves finite parameters' was
+    checked), and finite outputs never overflow the loss (float64: 3e38 times a weight overflowed float32)."""
+    import torch
+
+    from tests.fuzz_graphs import _probe_loss
+
+    finite = _small_project({"id": "l", "type": "Linear", "params": {"out_features": 3}})
+    logs = _small_project({"id": "l", "type": "Log"})
+    bad = torch.tensor([[float("nan"), 1.0]], requires_grad=True)
+    with pytest.raises(RuntimeError, match="non-finite loss"):
+        _probe_loss(finite, (bad,), seed=0, fresh=True)
+    assert not torch.isfinite(_probe_loss(logs, (bad,), seed=0, fresh=True))  # a Log may leave the finite numbers
+    assert not torch.isfinite(_probe_loss(finite, (bad,), seed=0, fresh=False))  # trained weights: not claimed
+    big = torch.full((1, 8), 3e38, requires_grad=True)
+    assert torch.isfinite(_probe_loss(finite, (big,), seed=0, fresh=True))
+    assert _probe_loss(finite, (torch.ones(1, 2),), seed=0, fresh=True) is None  # nothing carries a gradient
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_deep_fuzzer_takes_a_refusal_validation_foretold_and_only_that(monkeypatch):
+    """Under LAYERLAB_FUZZ_DEEP an export refused for a node validation warned has no ONNX form is an honest
+    refusal (before: 'accepted_fails: export ONNX: ExportError: torch.onnx.export failed ... ConversionError')."""
+    import tests.fuzz_graphs as fz
+
+    monkeypatch.setattr(fz, "DEEP", True)
+    pool = {"id": "pool", "type": "Op", "params": {"op": "aten.adaptive_max_pool1d", "args": '[{"t": 0}, [3]]',
+                                                   "outputs": 2}}
+    assert fz.check_graph(_small_project(pool).to_json()) == ("accepted", None, "")
+    monkeypatch.setattr("builder.interchange.onnx_export.no_onnx_nodes", lambda graph: [])  # refused unforetold
+    outcome, failure, detail = fz.check_graph(_small_project(pool).to_json())
+    assert (outcome, failure) == ("accepted", "accepted_fails") and "node pool" in detail, detail

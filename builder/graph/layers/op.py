@@ -39,6 +39,7 @@ from builder.graph.layers.op_call import (  # the call's reading and binding; re
     resolve_op,
     walk_call,
 )
+from builder.graph.layers.op_onnx import onnx_lint
 from builder.graph.layers.tensor import ANY
 from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register, short_repr
 
@@ -423,6 +424,11 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
         raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
                          f"op={p['op']}. Fix: use the MultiheadAttention layer")
     _check_constant_dtypes(p, name, bound)
+    dim, x = bound.get("dim"), bound.get("self", bound.get("input"))
+    if type(dim) is int and name != "unsqueeze" and isinstance(x, dict) and set(x) == {"t"} \
+            and isinstance(x["t"], int) and 0 <= x["t"] < len(ins) and not -(r := len(ins[x["t"]].shape) + 1) <= dim < r:
+        raise ShapeError(f"{p['op']}: `dim` must lie in -{r}..{r - 1} for an input of {r} dimensions (batch "  # meta
+                         f"included); received: dim={dim}. Fix: pick a dimension of the input")  # softmax takes any
     if name in UNINITIALISED_OPS:
         raise ShapeError(f"{p['op']} leaves its values uninitialised (whatever the memory held: other values on every "
                          f"run and in the exported .py); received: op={p['op']}. Fix: use aten.zeros or aten.full")
@@ -658,7 +664,7 @@ OP = register(LayerSpec(
             Param("outputs", "int", 1, "Number of tensors the operator returns (ports out, out1, ...).", min=1,
                   max=MAX_OUTPUTS)],
     shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1, input_kind=ANY,
-    outputs=OUTPUT_PORTS, strides="any", make_module=make_module, counts=counts, grad=_op_grad,
+    outputs=OUTPUT_PORTS, strides="any", make_module=make_module, counts=counts, grad=_op_grad, lint=onnx_lint,
     # its shape rule ran the call on fresh (canonical) meta inputs: a transpose before aten.view failed in the
     # forward only ("view size is not compatible with input tensor's size and stride"), and an allow-listed norm
     # kernel (aten.group_norm ...) has the stride bugs of the norm layers

@@ -339,6 +339,19 @@ def _upsample_shape(p, ins):
     return TensorType((t.shape[0], *out))
 
 
+def _upsample_lint(p, ins) -> list[str]:
+    """A scale_factor other than 1 that leaves a spatial size as it is (2 × 1.4 → 2) has no ONNX form: the exported
+    file is refused by onnx.checker or computes other numbers in onnxruntime (graph fuzzer's ONNX round trip, seed
+    92002, graph 778: 2 × 5 by 1.4457 → 2 × 7, off by 2.49; measured with torch's exporter at opset 18)."""
+    s, spatial = p["scale_factor"], ins[0].shape[1:] if ins and ins[0].shape else ()
+    if p["size"] is not None or s is None or s == 1 or not any(math.floor(n * s) == n for n in spatial):
+        return []
+    out = [math.floor(n * s) for n in spatial]
+    return [f"a scale_factor that leaves a size unchanged has no ONNX form (the exported file fails onnx.checker or "
+            f"differs in onnxruntime); received: scale_factor={s:g} from {list(spatial)} to {out}. Fix: give the "
+            f"output `size` {out} instead, to export this model to ONNX (it trains and runs as it is)"]
+
+
 def _upsample_ctor(p, ins):
     kw = {"size": p["size"], "scale_factor": p["scale_factor"], "mode": p["mode"]}
     if p["mode"] != "nearest":
@@ -356,4 +369,4 @@ register(LayerSpec(
             Param("mode", "choice", "nearest", "Interpolation: nearest, linear (sequences), bilinear or bicubic "
                   "(images).", choices=tuple(_MODE_RANK)),
             Param("align_corners", "bool", False, "Linear modes: align the corner pixels of input and output.")],
-    shape=_upsample_shape, ctor=_upsample_ctor, saves="none"))
+    shape=_upsample_shape, ctor=_upsample_ctor, lint=_upsample_lint, saves="none"))

@@ -1,0 +1,148 @@
+"""Calls of the generic operator node (``Op``) that run in PyTorch but have no ONNX form: torch's exporter refuses
+them ("No ONNX function found ... no decompositions registered"), or writes a file that computes something else
+(onnxruntime then differs and the export is refused). Each is a warning on its node when the graph is validated
+(``Op``'s lint: the model trains and runs, only the ONNX export cannot take it) and the reason
+:func:`builder.interchange.onnx_export.export_onnx` names the node with, before it exports anything.
+
+Found by the graph fuzzer's ONNX round trip (``make fuzz``) and measured against torch's exporter at opset 18:
+
+* ``adaptive_max_pool1d`` / ``adaptive_max_pool2d``: exported only when every output size divides its input size
+  (then it is a plain max pool); 3 from 5, or 7 from 5, has no ONNX form;
+* ``adaptive_avg_pool3d``: only to 1×1×1 (global average pooling); ``adaptive_avg_pool1d``/``2d`` export at any size;
+* ``avg_pool2d`` / ``avg_pool3d`` with ``divisor_override``: the exporter drops it (ONNX's AveragePool has none), so
+  only a divisor equal to the kernel's size over windows that are always whole computes the same;
+* ``view.dtype`` (a bit cast): no ONNX function at all;
+* ``rsub.Scalar`` of integer ids with a float ``other`` or ``alpha``: the exporter finds no overload of ``sub``;
+* ``scaled_dot_product_attention`` on query, key or value of another rank than 4 (the exporter asserts it);
+* ``_prelu_kernel`` with a slope of more than one value, unless it is one per feature of a (batch, features)
+  input: onnxruntime refuses the file's PRelu broadcast (a slope from a tensor input always carries the batch).
+
+>>> from builder.graph.spec import TensorType
+>>> print(no_onnx_form({"op": "aten.adaptive_max_pool1d", "args": '[{"t": 0}, [3]]', "kwargs": "{}",
+...                     "weights": "{}", "buffers": "{}", "outputs": 2}, [TensorType((2, 5))]))
+aten.adaptive_max_pool1d has no ONNX form when an output size does not divide its input size (ONNX has no adaptive \
+max pooling; the exporter needs a plain max pool); received: output size [3] from input size [5]. Fix: pick output \
+sizes that divide [5] (e.g. [1] or [5]), or use aten.max_pool1d with a fixed kernel, to export this model to ONNX \
+(it trains and runs as it is)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from builder.graph.layers.op_call import consts, resolve_call
+from builder.graph.spec import TOKENS, TensorType
+
+_ADAPTIVE_MAX = {"adaptive_max_pool1d": 1, "adaptive_max_pool2d": 2}
+_AVG_DIVISOR = {"avg_pool2d": 2, "avg_pool3d": 3}
+_FIX_TAIL = " to export this model to ONNX (it trains and runs as it is)"
+
+
+def _ints(v: Any, n: int) -> list[int] | None:
+    """A size argument as ``n`` ints (one int repeated), None when it is not plain integers."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return [v] * n
+    if isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return list(v) * n if len(v) == 1 and n > 1 else list(v)
+    return None
+
+
+def _input_shape(bound: dict, ins: list[TensorType]) -> tuple[int, ...] | None:
+    x = bound.get("self", bound.get("input"))
+    if isinstance(x, dict) and set(x) == {"t"} and isinstance(x["t"], int) and 0 <= x["t"] < len(ins):
+        return tuple(ins[x["t"]].shape)
+    return None
+
+
+def _is_ids(x: Any, ins: list[TensorType]) -> bool:
+    return isinstance(x, dict) and set(x) == {"t"} and isinstance(x["t"], int) and 0 <= x["t"] < len(ins) \
+        and ins[x["t"]].kind == TOKENS
+
+
+def _arg_shape(w: Any, p: dict, ins: list[TensorType]) -> tuple[int, ...] | None:
+    """The shape of a tensor argument: a tensor input's (with its batch), a stored or inline constant's; None when
+    unknown."""
+    if isinstance(w, dict) and set(w) == {"t"} and isinstance(w["t"], int) and 0 <= w["t"] < len(ins):
+        return (2, *ins[w["t"]].shape)  # the batch (any size but 1 in use) is part of it
+    if isinstance(w, dict) and "tensor" in w and isinstance(w.get("shape"), list):
+        return tuple(w["shape"])
+    if isinstance(w, dict) and set(w) == {"w"}:
+        shape = consts(p)[0].get(w["w"]) or consts(p)[1].get(w["w"])
+        return tuple(shape) if shape is not None else None
+    return None
+
+
+def no_onnx_form(p: dict, ins: list[TensorType]) -> str | None:
+    """Why this Op node's call has no ONNX form (rule; received; fix), or None when it has one, as far as known."""
+    try:
+        o, _, _, bound = resolve_call(p, len(ins))
+    except Exception:  # noqa: BLE001 - an invalid call is validation's to refuse, not this rule's
+        return None
+    name = o._schema.name.split("::")[-1]
+    if name == "scaled_dot_product_attention":
+        ranks = [len(s_) if (s_ := _arg_shape(bound.get(k), p, ins)) is not None else 4
+                 for k in ("query", "key", "value")]
+        if any(r != 4 for r in ranks):
+            return (f"aten.scaled_dot_product_attention has no ONNX form but on 4-d query, key and value (batch, "
+                    f"heads, length, features); received: ranks {ranks} (batch included). Fix: add a heads axis "
+                    f"(aten.unsqueeze at 1) before it and remove it after,{_FIX_TAIL}")
+    shape = _input_shape(bound, ins)
+    if shape is None:
+        return None
+    if name == "view" and "dtype" in bound:
+        return (f"aten.view with a dtype (a bit cast) has no ONNX form; received: dtype={bound['dtype']}. Fix: use "
+                f"aten._to_copy with that dtype (a value conversion),{_FIX_TAIL}")
+    if name == "rsub" and any(isinstance(bound.get(k), float) for k in ("other", "alpha")) and \
+            _is_ids(bound.get("self"), ins):
+        return (f"aten.rsub of integer ids with a float scalar has no ONNX form (the exporter finds no overload of "
+                f"sub); received: other={bound.get('other')}, alpha={bound.get('alpha', 1)}. Fix: write integers "
+                f"(1, not 1.0), or convert the ids to float first (aten._to_copy),{_FIX_TAIL}")
+    if name == "_prelu_kernel" and (w := _arg_shape(bound.get("weight"), p, ins)) is not None and math.prod(w) != 1 \
+            and not (len(shape) == 1 and list(w) == [shape[0]]):
+        return (f"aten._prelu_kernel with a slope of more than one value has no ONNX form unless the input is "
+                f"(batch, features) and the slope one per feature (onnxruntime refuses the PRelu broadcast); "
+                f"received: slope of shape {list(w)} for input (batch, {', '.join(map(str, shape))}). Fix: use one "
+                f"slope (shape [1]), or aten.prelu (one per channel),{_FIX_TAIL}")
+    if name in _ADAPTIVE_MAX or name == "adaptive_avg_pool3d":
+        k = _ADAPTIVE_MAX.get(name, 3)
+        out, size = _ints(bound.get("output_size"), k), list(shape[-k:])
+        if out is None or len(out) != k or len(size) != k:
+            return None
+        if name == "adaptive_avg_pool3d":
+            if out == [1, 1, 1]:
+                return None
+            return (f"aten.{name} has no ONNX form but to 1×1×1 (global average pooling); received: output size "
+                    f"{out} from input size {size}. Fix: pool to [1, 1, 1], or use aten.avg_pool3d with a fixed "
+                    f"kernel,{_FIX_TAIL}")
+        if all(s % d == 0 for s, d in zip(size, out, strict=True) if d > 0):
+            return None
+        ok = sorted({d for d in range(1, max(size) + 1) if all(s % d == 0 for s in size)})
+        return (f"aten.{name} has no ONNX form when an output size does not divide its input size (ONNX has no "
+                f"adaptive max pooling; the exporter needs a plain max pool); received: output size {out} from "
+                f"input size {size}. Fix: pick output sizes that divide {size} (e.g. {[ok[0]] * k} or {size}), or "
+                f"use aten.max_pool{k}d with a fixed kernel,{_FIX_TAIL}")
+    if name in _AVG_DIVISOR and bound.get("divisor_override") is not None:
+        k = _AVG_DIVISOR[name]
+        kernel = _ints(bound.get("kernel_size"), k)
+        pad = _ints(bound.get("padding", 0), k)
+        divisor = bound["divisor_override"]
+        whole = pad is not None and (not any(pad) or bound.get("count_include_pad", True)) \
+            and not bound.get("ceil_mode", False)
+        if kernel is not None and divisor == math.prod(kernel) and whole:
+            return None
+        return (f"aten.{name}'s divisor_override has no ONNX form (ONNX's AveragePool divides by the window's size; "
+                f"the exporter drops the override); received: divisor_override={divisor} with kernel {kernel}"
+                f"{', padding not counted' if pad and any(pad) and not bound.get('count_include_pad', True) else ''}"
+                f"{', ceil_mode' if bound.get('ceil_mode') else ''}. Fix: leave divisor_override out (null), or "
+                f"scale the result with aten.mul,{_FIX_TAIL}")
+    return None
+
+
+def onnx_lint(p: dict, ins: list[TensorType]) -> list[str]:
+    """``Op``'s lint: the warning of :func:`no_onnx_form`, if any."""
+    why = no_onnx_form(p, ins)
+    return [why] if why else []
+
+
+__all__ = ["no_onnx_form", "onnx_lint"]
