@@ -221,11 +221,11 @@ def _text_view(ds) -> None:
     c[2].metric("Samples at max length", f"{view['cut']:.0%}", help="Probably cut: raise max length if many are")
     if (n := view.get("shorter_max_length")) and "ll_txt_len" in st.session_state:
         longest, length = max(view["lengths"]), int(ds.train.X.shape[1])
-        st.warning(f"Your longest text is {longest} tokens, but every sample is padded to {length}: mostly padding. "
+        st.warning(f"Your longest text is {longest:d} tokens, but every sample is padded to {length:d}: mostly padding. "
                    "An LSTM or GRU that reads the last step must carry its answer through all of it and may not "
                    f"learn (a sentiment LSTM on 5-word reviews stayed at 50 % padded to 64; at 8 it reached 97 % "
-                   f"in 4 epochs). A max length of {n} fits every text here.", icon=":material/short_text:")
-        st.button(f"Use max length {n}", key="ll_txt_len_fit", icon=":material/compress:", on_click=_set_max_length,
+                   f"in 4 epochs). A max length of {n:d} fits every text here.", icon=":material/short_text:")
+        st.button(f"Use max length {n:d}", key="ll_txt_len_fit", icon=":material/compress:", on_click=_set_max_length,
                   args=(n,))
     import plotly.graph_objects as go  # lazy: heavy (plotly)
     fig = go.Figure(go.Histogram(x=view["lengths"], marker_color="#6366f1"))

@@ -194,6 +194,9 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     files = _db_files(store)
     if isinstance(files, str):
         return files
+    write = list(write)
+    if (why := holds_workspace(write, ws)) is not None:
+        return why
     readable = store.as_actor(Actor.of_job(owner)).list_runs(limit=100_000)
     pin(ws, owner)  # its owner's folder name and the server config, read now: identity.key and server.json close
     upload_dir(ws, owner)  # created now: read-only from here on
@@ -207,6 +210,24 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
 
 
 LOCAL_REASON = "the CLI's local user's (its paths are its own)"
+
+
+def holds_workspace(write: Iterable[str | os.PathLike], ws: str | os.PathLike) -> str | None:
+    """Why a process that must create files in one of ``write`` cannot be confined, or None: a folder that holds
+    the workspace (a local tracker's ``sqlite:///$HOME/mlflow.db`` beside ``~/.layerlab``). SQLite's journal is a
+    new file in that folder at every write, and a rule that lets it be made there opens the workspace below it
+    (:func:`beside` serves folders that are only read).
+
+    >>> holds_workspace(["/srv"], "/srv/ws")[:40], holds_workspace(["/srv/mlflow"], "/srv/ws")
+    ('a folder it writes holds the workspace (', None)
+    """
+    shut = Path(os.path.abspath(ws))
+    for p in write:
+        p = Path(os.path.abspath(p))
+        if p == shut or p in shut.parents:
+            return ("a folder it writes holds the workspace (a local tracker's folder beside it); the other limits "
+                    "stand. Fix: give the tracker a folder of its own, e.g. sqlite:///$HOME/mlflow/mlflow.db")
+    return None
 
 
 def _db_files(store) -> list[Path] | str:
@@ -256,6 +277,9 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     files = _db_files(store)
     if isinstance(files, str):
         return ReaderRules(files)
+    write = list(write)
+    if (why := holds_workspace(write, ws)) is not None:
+        return ReaderRules(why)
     runs: dict[str, Path] = {}
     owners = {owner: None}
     for r in store.list_runs(limit=100_000):  # as the store's actor: the runs it may read, nothing else
@@ -287,4 +311,4 @@ def confine(rules: Confinement | str | None) -> str:
 
 
 __all__ = ["abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "Confinement", "confinement",
-           "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON"]
+           "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

@@ -487,8 +487,9 @@ mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
 theirs = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=b)
 (srv / "library").mkdir()
 (srv / "library" / "model.txt").write_text("weights")
-line = landlock.confine(landlock.confinement(store, mine, a, read=[srv], write=[srv]))
-out = {{"line": line}}
+held = landlock.confinement(store, mine, a, write=[srv])  # a tracker's folder holding it: said, not confined
+line = landlock.confine(landlock.confinement(store, mine, a, read=[srv]))
+out = {{"line": line, "held": held}}
 for name, path in (("key", ws / "identity.key"), ("theirs", store.folder(theirs).project),
                    ("mine", store.folder(mine).project), ("library", srv / "library" / "model.txt")):
     try:
@@ -503,6 +504,8 @@ print(json.dumps(out))
     assert seen["line"].startswith("files confined by Landlock"), seen["line"]
     assert seen["key"] == seen["theirs"] == "denied", seen
     assert isinstance(seen["mine"], int) and seen["library"] == 7, seen
+    # a folder it must create files in cannot go around it (a journal is a new file each write): said so
+    assert seen["held"].startswith("a folder it writes holds the workspace"), seen
 
 
 def test_the_clis_local_user_is_not_confined(tmp_path):
