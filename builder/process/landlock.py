@@ -190,23 +190,34 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     without its WAL file (a rollback journal is a new file each write, which no rule can name)."""
     if owner == LOCAL_OWNER:
         return LOCAL_REASON
-    ws = Path(store.workspace)
-    files = _db_files(store)
-    if isinstance(files, str):
-        return files
-    write = list(write)
-    if (why := holds_workspace(write, ws)) is not None:
-        return why
+    refused = _refused(store, write)
+    if refused is not None:
+        return refused
     readable = store.as_actor(Actor.of_job(owner)).list_runs(limit=100_000)
-    pin(ws, owner)  # its owner's folder name and the server config, read now: identity.key and server.json close
+    pin(Path(store.workspace), owner)  # its owner's folder name and the server config, read now: identity.key and
+    # server.json close
+    return _rules(store, owner, [*read, *[store.folder(r["id"], actor=SYSTEM).path for r in readable]],
+                  [store.folder(run_id, actor=SYSTEM).path, *write])
+
+
+def _refused(store, write: Iterable) -> str | None:
+    """Why no confinement can be built for ``store``'s database and these ``write`` folders, or None."""
+    files = _db_files(store)
+    return files if isinstance(files, str) else holds_workspace(list(write), store.workspace)
+
+
+def _rules(store, owner: str, read: list, write: list) -> Confinement:
+    """The rules every confined process of ``owner`` shares, with its own ``read`` and ``write``: read the
+    interpreter and system, this package and the owner's folder; write the dataset cache, ``/dev`` and the SQLite
+    files. The workspace stays shut even where it lies inside a folder every process reads (a server's
+    /var/lib/layerlab, a checkout, the working directory on sys.path): such a folder is opened entry by entry
+    around it (:func:`beside`)."""
+    ws = Path(store.workspace)
     upload_dir(ws, owner)  # created now: read-only from here on
-    # the workspace stays shut even where it lies inside a folder every process reads (a server's /var/lib/layerlab,
-    # a checkout, the working directory on sys.path): such a folder is opened entry by entry around it
-    return Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read,
-                               *[store.folder(r["id"], actor=SYSTEM).path for r in readable]], ws),
-                       beside([store.folder(run_id, actor=SYSTEM).path, ws / "cache", cache_dir(), Path("/dev"),
-                               *write], ws),
-                       files)
+    files = _db_files(store)
+    return Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read], ws),
+                       beside([*write, ws / "cache", cache_dir(), Path("/dev")], ws),
+                       files if isinstance(files, list) else [])
 
 
 LOCAL_REASON = "the CLI's local user's (its paths are its own)"
@@ -274,12 +285,9 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
         return ReaderRules(LOCAL_REASON if getattr(store.actor, "owner", None) == LOCAL_OWNER
                            else "trusted code's (no person's actor)")
     ws = Path(store.workspace)
-    files = _db_files(store)
-    if isinstance(files, str):
-        return ReaderRules(files)
-    write = list(write)
-    if (why := holds_workspace(write, ws)) is not None:
-        return ReaderRules(why)
+    refused = _refused(store, write)
+    if refused is not None:
+        return ReaderRules(refused)
     runs: dict[str, Path] = {}
     owners = {owner: None}
     for r in store.list_runs(limit=100_000):  # as the store's actor: the runs it may read, nothing else
@@ -287,13 +295,10 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
         if path.is_dir():  # a folder made later is not in the rules: that run starts a fresh process
             runs[str(r["id"])] = path
             owners[str(r.get("owner") or LOCAL_OWNER)] = None
-    upload_dir(ws, owner)  # created now: read-only from here on
     # the upload folders of the runs' owners (a teacher explains a student's run on the student's upload): that
     # folder of theirs only, not their autosaved canvas nor profile
     theirs = [upload_dir(ws, o) for o in owners if o not in (owner, LOCAL_OWNER)]
-    rules = Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read, *runs.values(),
-                                *theirs], ws),
-                        beside([Path(private), ws / "cache", cache_dir(), Path("/dev"), *write], ws), files)
+    rules = _rules(store, owner, [*read, *runs.values(), *theirs], [Path(private), *write])
     return ReaderRules(rules, frozenset(runs), tuple(owners))
 
 
