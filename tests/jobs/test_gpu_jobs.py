@@ -1,0 +1,120 @@
+"""On a CUDA host, a web owner's job trains on the GPU inside its sandbox: files confined by Landlock (where the
+kernel has it), the limits and the process filter on; with ``torch_compile`` Triton compiles for the GPU (it starts
+``ptxas`` and writes its cache in the job's private home); the page's model probe then explains the GPU-trained run
+(its weights written from CUDA tensors) on the CPU. The confinement rules were written and tested on CPU hosts:
+a GPU job opens ``/dev/nvidia*``, the driver's files under ``/proc`` and ``/sys`` and the CUDA libraries.
+
+These need a CUDA GPU (the lent device machine; bench/RESULTS.md "On a lent GPU"); every other host skips them,
+as tests/training/test_cuda_sync.py does."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import pytest
+import torch
+
+from builder.data.access import SYSTEM, Actor
+from builder.graph.templates import load_template
+from builder.jobs import warm
+from builder.jobs.probe import ModelProbe, ProbeSession
+from builder.jobs.queue import JobSpec, submit, wait
+from builder.process import landlock
+from builder.runs.store import RunStore
+
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+              pytest.mark.filterwarnings("ignore::UserWarning")]
+
+OWNER = "anon:" + "c" * 32  # a web visitor: confined (the CLI's local user is not)
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAYERLAB_MAX_JOBS", "2")
+        mp.setenv("LAYERLAB_LAUNCHER_IDLE_S", "60")
+        mp.delenv("LAYERLAB_LAUNCHER_DIR", raising=False)
+        s = RunStore(tmp_path_factory.mktemp("gpu") / "ws", actor=SYSTEM)
+        yield s
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int((s.workspace / warm.LAUNCHER_PID).read_text()), signal.SIGTERM)
+
+
+def _finished(store: RunStore, rid: str) -> str:
+    """The job's log once it finished (the test fails with the run's message and log otherwise)."""
+    status = wait(store, [rid], TIMEOUT)[rid]
+    log = store.folder(rid).job_log.read_text(errors="replace")
+    assert status == "finished", (store.get(rid)["message"], log[-3000:])
+    return log
+
+
+def _confined(log: str) -> None:
+    if landlock.abi():
+        assert "job: files confined by Landlock" in log, log[-2000:]
+    else:
+        assert "job: files not confined: this kernel has no Landlock" in log, log[-2000:]
+
+
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_a_confined_web_owners_job_trains_on_the_gpu(store, device):
+    spec = JobSpec(project=load_template("cnn").model_dump(), dataset="digits", owner=OWNER,
+                   config={"epochs": 2, "device": device, "early_stopping": None})
+    rid = submit(store, spec)
+    log = _finished(store, rid)
+    _confined(log)
+    assert ", GPU 0 (estimate" in log, log[-2000:]  # placed on the GPU, not fallen back to the CPU
+    run = store.get(rid)
+    assert run["config"]["device"] == device and (run.get("metrics") or run.get("final_metrics") or True)
+
+    # the page session's probe (a confined child on the CPU) explains the GPU-trained run
+    probe = ModelProbe()
+    try:
+        session = ProbeSession(probe, store.as_actor(Actor(OWNER)), rid, "test")
+        assert session.explain(0, "saliency").attributions.shape[-2:] == (8, 8)
+        if landlock.abi():
+            assert probe.files.startswith("files confined by Landlock"), probe.files
+    finally:
+        probe.close()
+
+
+def test_a_confined_job_with_torch_compile_compiles_for_the_gpu(store):
+    """Triton's ptxas is a new process and its kernels a cache in the job's home: the compiling job's process
+    filter is off, its files stay confined."""
+    project = load_template("mlp").model_dump()
+    spec = JobSpec(project=project, dataset="moons", dataset_options={"n_samples": 256}, owner=OWNER,
+                   config={"epochs": 2, "batch_size": 128, "device": "cuda", "early_stopping": None,
+                           "torch_compile": True})
+    log = _finished(store, submit(store, spec))
+    _confined(log)
+    assert ", GPU 0 (estimate" in log, log[-2000:]
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "GRU"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_masked_recurrent_layer_gives_on_the_gpu_what_it_gives_on_the_cpu(layer, bidirectional):
+    """The padding mask packs the sequences: pack_padded_sequence wants its lengths on the CPU whatever the data's
+    device; forward and backward on CUDA match the CPU's."""
+    from builder import compile_graph
+    from builder.graph.registry import PAD_ID, PADDING_MASK
+
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [6], "modality": "tokens", "vocab_size": 12}},
+                       {"id": "emb", "type": "Embedding", "params": {"embedding_dim": 8}},
+                       {"id": "r", "type": layer, "params": {"hidden_size": 8, "bidirectional": bidirectional,
+                                                              "output_mode": "last"}}],
+             "edges": [{"source": "x", "target": "emb"}, {"source": "emb", "target": "r"},
+                       {"source": "x", "source_port": PADDING_MASK, "target": "r", "target_port": PADDING_MASK}]}
+    torch.manual_seed(0)
+    cpu = compile_graph(graph)
+    gpu = compile_graph(graph)
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.cuda()
+    x = torch.tensor([[3, 4, 5, PAD_ID, PAD_ID, PAD_ID], [1, 2, 3, 4, 5, 6], [7, PAD_ID, 8, PAD_ID, PAD_ID, 9]])
+    want, got = cpu(x), gpu(x.cuda())
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-5)
+    want.sum().backward()
+    got.sum().backward()
+    for (name, a), (_, b) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-3, atol=1e-5, msg=name)
