@@ -67,6 +67,12 @@ FILE_ENV = f"{PREFIX}_FILE_MB"
 DEFAULT_FILE_MB = 16384
 HOST_SHARE = 0.75  # a CPU job's private memory by default: this share of the host's physical memory
 CPU_GRACE_S = 30
+START_HEADROOM_MB = 64
+"""The least private memory a job's limit must leave over what the job holds when it enters its sandbox (Python,
+torch, a forked job's share of its launcher): its threads' stacks, the data and the model come after. Under less,
+a thread's start met the limit inside CPython's thread set-up and the job waited for that thread for ever, its run
+``running`` with no message (a job forked on a CUDA host, whose torch holds ~1.2 GiB, under a 1200 MiB limit);
+:func:`enter` refuses such a limit at once, naming it and the number that would do."""
 PASSED_ENV = ("LAYERLAB_TORCH_THREADS", "LAYERLAB_MAX_JOBS", "LAYERLAB_JOBS_PER_GPU", MEMORY_ENV, CPU_ENV, FILE_ENV,
               "LAYERLAB_DB_URL", "LAYERLAB_WORKSPACE", "LAYERLAB_SERVER_CONFIG", "LAYERLAB_SHARED_RUNS",
               "LAYERLAB_STALE_S", "LAYERLAB_BEAT_S", "LAYERLAB_HOST", "LAYERLAB_MLFLOW_EXPERIMENT", "LAYERLAB_QUOTA_",
@@ -151,6 +157,7 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
     unless ``processes`` (a run with ``torch_compile``: inductor runs the C++ compiler, Triton ``ptxas``).
     Returns the limits in force."""
     lim = lim or job_limits()
+    check_headroom(lim)
     Path(private).mkdir(parents=True, exist_ok=True)
     if rules is not None:
         print(f"job: {landlock.confine(rules)}", flush=True)
@@ -170,6 +177,30 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
         signal.signal(signal.SIGXCPU, on_xcpu)
         sandbox.cpu_budget(lim.cpu_s, grace=CPU_GRACE_S)
     return lim
+
+
+def check_headroom(lim: WorkerLimits, held_mb: int | None = None) -> None:
+    """Raise :class:`JobLimitError` (the run fails naming the limit) where ``lim``'s private memory cap leaves
+    less than :data:`START_HEADROOM_MB` over ``held_mb`` (default: what this process holds now), before the cap is
+    set: the job cannot train under it, and meeting it this early can hang the job instead of failing it.
+
+    >>> lim = WorkerLimits(memory_mb=1200, cpu_s=0, file_mb=1, memory="data", prefix=PREFIX)
+    >>> check_headroom(lim, held_mb=1000)
+    >>> check_headroom(lim, held_mb=1180)
+    Traceback (most recent call last):
+    builder.jobs.job_sandbox.JobLimitError: the training job stopped: it ran out of memory (limit 1200 MiB; raise \
+LAYERLAB_JOB_MEMORY_MB to at least 1244: the job holds 1180 MiB (Python, torch) before it loads the data). The run \
+failed; resume it to continue from its last checkpoint; the app is unaffected. Fix: raise LAYERLAB_JOB_MEMORY_MB
+    """
+    if lim.memory != "data" or lim.memory_mb <= 0:
+        return
+    held = -(-sandbox.data_size() // 2**20) if held_mb is None else held_mb
+    if lim.memory_mb + lim.runtime_mb >= held + START_HEADROOM_MB:
+        return
+    need = held + START_HEADROOM_MB - lim.runtime_mb
+    raise JobLimitError(f"{WHAT} stopped: it ran out of memory (limit {lim.memory_mb} MiB; raise {lim.prefix}_MEMORY_MB "
+                        f"to at least {need}: the job holds {held} MiB (Python, torch) before it loads the data). "
+                        f"{OUTCOME}; the app is unaffected. Fix: raise {lim.prefix}_MEMORY_MB")
 
 
 _LIMIT_MET: list[str] = []  # the line of the limit this job process met (set by its SIGXCPU handler)

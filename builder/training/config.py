@@ -171,7 +171,7 @@ class TrainConfig(BaseModel):
         if unknown:
             raise TrainingError(f"scheduler {self.scheduler!r} has no parameter(s) {', '.join(unknown)}; "
                                 f"it takes: {', '.join(allowed) or 'none'}")
-        resolve_device(self.device)
+        check_device(self.device)
         if self.augment:
             from builder.data.augment import parse_augment  # lazy: heavy (numpy)
 
@@ -182,6 +182,31 @@ class TrainConfig(BaseModel):
 
 
 # ----------------------------------------------------------------------------------- device, precision
+def check_device(spec: str = "auto") -> None:
+    """Raise TrainingError unless ``spec`` names a device (auto, cpu, cuda, cuda:N, mps). Whether this host has it
+    is not asked: a stored run's settings are read where they were not made (the Explain probe sees no GPU, a
+    workspace moves to a CPU host, a cluster's job trains on a GPU node the server lacks); the process that
+    trains resolves it (:func:`resolve_device`) and a missing GPU fails that run, saying so.
+
+    >>> check_device("cuda:1"), check_device("auto")
+    (None, None)
+    >>> check_device("gpu")
+    Traceback (most recent call last):
+    builder.errors.TrainingError: unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps
+    """
+    import torch  # lazy: heavy (torch)
+
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
 def resolve_device(spec: str = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; an explicit device must exist. Raises TrainingError.
 
@@ -201,10 +226,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    check_device(spec)
+    dev = torch.device(spec)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(f"device {spec!r} requested but CUDA is not available; use device 'auto' or 'cpu'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -251,4 +274,4 @@ def precision_label(dtype: torch.dtype | None) -> str:
     return f"{name} autocast" + (" + GradScaler" if name == "float16" else "")
 
 
-__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "HEALTH_EVERY", "CHECKPOINT_INTERVAL_S", "resolve_device", "amp_dtype", "precision_label"]
+__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "HEALTH_EVERY", "CHECKPOINT_INTERVAL_S", "check_device", "resolve_device", "amp_dtype", "precision_label"]
