@@ -223,15 +223,21 @@ def _proc_cpu(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+_WALL: dict[str, float] = {}  # wall seconds per test file in this worker (for the order above: wall-<worker>.tsv)
+_LAST_END: list[float] = []  # when this worker's last test ended (time.time()): how long the other one idled
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    start = _cpu_now()
+    start, wall = _cpu_now(), time.monotonic()
     yield
     path = item.nodeid.split("::")[0]
     # the session's end stops the launcher inside the last test: its share leaves the sum (never below 0)
     spent = max(0.0, _cpu_now() - start)
     _CPU[path] = _CPU.get(path, 0.0) + spent
     _CPU_TESTS[item.nodeid] = spent
+    _WALL[path] = _WALL.get(path, 0.0) + time.monotonic() - wall
+    _LAST_END[:] = [time.time()]
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -246,6 +252,9 @@ def pytest_sessionfinish(session, exitstatus):
         tests = sorted(_CPU_TESTS.items(), key=lambda kv: -kv[1])  # per test, for finding what costs most
         (ROOT / "test-artifacts" / f"cpu-tests-{worker or 'main'}.tsv").write_text(
             "".join(f"{cpu:.2f}\t{nodeid}\n" for nodeid, cpu in tests))
+        walls = sorted(_WALL.items(), key=lambda kv: -kv[1])
+        (ROOT / "test-artifacts" / f"cpu-wall-{worker or 'main'}.tsv").write_text(
+            f"{_LAST_END[0] if _LAST_END else 0:.1f}\tEND\n" + "".join(f"{w:.1f}\t{path}\n" for path, w in walls))
 
 
 def pytest_configure(config):
@@ -256,9 +265,18 @@ def pytest_configure(config):
 
 def pytest_terminal_summary(terminalreporter):
     rows: dict[str, float] = {}
+    walls: dict[str, float] = {}
+    ends: list[float] = []
+    for table in (ROOT / "test-artifacts").glob("cpu-wall-*.tsv"):
+        for line in table.read_text().splitlines():
+            wall, path = line.split("\t", 1)
+            if path == "END":
+                ends.append(float(wall))
+            else:
+                walls[path] = walls.get(path, 0.0) + float(wall)
     for table in (ROOT / "test-artifacts").glob("cpu-*.tsv"):
-        if table.name.startswith("cpu-tests-"):
-            continue  # the per-test tables
+        if table.name.startswith(("cpu-tests-", "cpu-wall-")):
+            continue  # the per-test and wall tables
         for line in table.read_text().splitlines():
             cpu, path = line.split("\t", 1)
             rows[path] = rows.get(path, 0.0) + float(cpu)
@@ -267,3 +285,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("=", f"CPU seconds per test file: {sum(rows.values()):.0f} in all, the top 25")
         for path, cpu in top:
             terminalreporter.write_line(f"{cpu:8.1f}  {path}")
+    if len(walls) > 1:
+        top = sorted(walls.items(), key=lambda kv: -kv[1])[:15]
+        idle = f"; the workers' last tests ended {max(ends) - min(ends):.0f} s apart" if len(ends) > 1 else ""
+        terminalreporter.write_sep("=", f"wall seconds per test file, the top 15{idle}")
+        for path, wall in top:
+            terminalreporter.write_line(f"{wall:8.1f}  {path}")
