@@ -12,7 +12,6 @@ import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from app_pages.fmt import curve_mode, share_axis, whole_epoch_ticks
-from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
 from builder.runs.classes import CLASS_KEY
@@ -21,7 +20,7 @@ from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag
 from builder.training.metrics_units import metric_in_units
-from builder.training.objectives import has_objective, objective_compat, with_teacher
+from builder.training.objectives import dataset_problems, has_objective, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
     ENDED_BY_ERROR,
@@ -635,13 +634,11 @@ if not g.nodes:
     problems.append("The canvas is empty — build a network or load a template on the Build page.")
 elif not report.ok:
     problems += [str(p) for p in report.problems[:6]]
-elif ds is not None and has_objective(g):  # drawn losses: the data fit to the Input, the Input checks only
+elif ds is not None:  # the Data page's verdict is this one (drawn losses: the Input checks only)
     try:
-        problems += [p.message for p in objective_compat(g, ds, report)]
+        problems += [p.message for p in dataset_problems(g, ds, report)]
     except LayerLabError as e:
         problems.append(str(e))
-elif ds is not None:  # the Data page's verdict is this one (images flattened for a network of vectors)
-    problems += [p.message for p in train_problems(g, ds, report)]
 if problems and not active:
     with st.container(border=True):
         st.markdown("**Fix these before training**")

@@ -169,6 +169,27 @@ def test_first_visit_guide_trains_this_network_and_hides(job_workspace):
     assert "ll_train_this" not in [b.key for b in fresh.button]
 
 
+def test_first_visit_guide_trains_a_gan(job_workspace):
+    """Issue 29: "Train this network" on the GAN template said "The dataset does not fit the network: training
+    needs exactly one output" (its loss nodes counted as outputs), while Train accepted it."""
+    from builder.jobs.queue import request
+    from builder.runs.store import RunStore
+    from tests.helpers import wait_for_status
+
+    at = open_app("app_pages/build.py", owner=ME, template="gan")
+    at.button(key="ll_train_this").click().run()
+    assert_no_exception(at)
+    assert not any("does not fit" in e.value for e in at.error), [e.value for e in at.error]
+    store = RunStore(job_workspace, actor=SYSTEM)
+    (run,) = store.list_runs(owner=ME)
+    assert run["dataset_name"] == "digits" and at.title[0].value == "Train"
+    try:
+        request(store, run["id"], "stop")
+    except RunStoreError:  # it may have ended already
+        assert not is_live(store.get(run["id"])["status"])
+    wait_for_status(store, run["id"], ("stopped", "finished", "failed", "interrupted"))
+
+
 def test_a_model_that_crashes_the_leaderboards_scoring_is_one_line_and_the_page_serves(workspace, monkeypatch):
     from builder.jobs.probe import ModelProbe
     from builder.runs import classes
