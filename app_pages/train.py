@@ -259,7 +259,8 @@ def lr_figure(sess: Curve) -> go.Figure:
                                  line=dict(color=COLORS["lr"], width=2)))
     fig = _layout(fig, "Learning rate", "lr")
     top = max((p[1] for p in pts), default=1e-3)
-    fig.update_layout(showlegend=False, yaxis=dict(range=[0, top * 1.15], tickformat=".1e"))
+    # plain numbers (0.01, 0.005, 0): ".1e" ticked a constant rate "1.0e−2, 5.0e−3, 0.0e+0"
+    fig.update_layout(showlegend=False, yaxis=dict(range=[0, top * 1.15], tickformat=".3~g"))
     return fig
 
 

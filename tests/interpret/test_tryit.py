@@ -36,6 +36,9 @@ def test_a_row_in_raw_units_round_trips_and_is_predicted_like_the_sample():
     assert form.kind == "features" and len(form.names) == len(form.start) == 13
     assert xs.info.input_mean is not None  # standardised: the form shows the data's own units
     assert abs(form.start[0] - float(xs.sample(3)[0, 0])) > 1  # alcohol ~13 %, not a z-score
+    # the Explain page's sample table shows the same numbers as Try it (it showed the z-scores beside them)
+    names, values = xs.feature_values(3)
+    assert names == form.names and values == pytest.approx(form.start)
     x = encode_row(xs, form.start)
     assert torch.allclose(x, xs.sample(3), atol=1e-5)
     res = try_input(xs, x, "integrated_gradients")
