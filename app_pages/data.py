@@ -438,14 +438,18 @@ with st.container(border=True):
     spec = PICKERS[kind](current)
 
 if spec is not None:
-    if ui.spec_key(spec) != ui.spec_key(current) or st.session_state.get("ll_data") is None:
-        _use(spec)
     try:
         with st.spinner("Loading data…"):
             ds = ui.load_spec(spec)
     except LayerLabError as e:
         ui.show_error(e)
+        # a file that cannot be read is not put in use: an empty .zip replaced the digits, and Train then showed
+        # only this error, with no dataset to train on
+        if ui.spec_key(spec) != ui.spec_key(current):
+            st.caption(f"Training still uses {ui.md(ui.spec_public(current))}.")
     else:
+        if ui.spec_key(spec) != ui.spec_key(current) or st.session_state.get("ll_data") is None:
+            _use(spec)
         st.subheader("Preview")
         preview(ds)
         compat(ds)

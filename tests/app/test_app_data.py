@@ -125,6 +125,24 @@ def test_image_zip_dataset(at, tmp_path):
     assert next(n for n in g.nodes if n.type == "Input").params["shape"] == [1 * 8 * 8]  # grey 8x8, flattened
 
 
+def test_an_unreadable_upload_is_not_put_in_use(at):
+    """Issue 29: an empty .zip replaced the dataset in use (the digits); Train then showed only its error, with no
+    dataset to train on. The page shows the error and keeps the dataset that loads."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    zipfile.ZipFile(buf, "w").close()
+    before = at.session_state["ll_data"] if "ll_data" in at.session_state else None
+    at.segmented_control(key="ll_ds_kind").set_value("images").run()
+    at.file_uploader(key="ll_img_up").upload("empty_photos.zip", buf.getvalue()).run()
+    assert not at.exception
+    assert any("empty_photos.zip: no class sub-folders" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("Training still uses" in c.value for c in at.caption)
+    after = at.session_state["ll_data"] if "ll_data" in at.session_state else None
+    assert after == before and (after or {}).get("kind", "builtin") == "builtin", after
+
+
 @pytest.mark.parametrize("spec", [
     {"kind": "csv", "name": "x.csv", "file": "{secret}", "target": "y", "task": ""},
     {"kind": "images", "name": "x.zip", "file": "{secret}", "size": 8},
