@@ -168,7 +168,7 @@ def _delete(run_id: str) -> None:
     except LayerLabError as e:
         st.session_state.ll_runs_error = str(e)
         return
-    ui.flash(f"Deleted run {run_id}")
+    ui.flash(f"Deleted the run {run_label(run)}")  # named as the page lists it, not by its id alone
 
 
 def model_card(run_id: str) -> str:
