@@ -332,6 +332,11 @@ def live_view() -> None:
         # resumed here (Resume reruns this view only) was drawn by a view that did not refresh, and stayed at its
         # stopped epoch, "Stopping · place 1 in the queue", while it trained to its end
         st.rerun()
+    if active and status != st.session_state.get("ll_page_status"):
+        # paused, resumed or started by its queue since the page was drawn: the whole page once, so that the
+        # sidebar's count says so (it said "1 training job running" beside "Paused" until one left the page)
+        st.session_state.ll_page_status = status
+        st.rerun()
     mine = ui.can_control(run)
     req = st.session_state.get("ll_requested")
     shown = status
@@ -609,6 +614,7 @@ except LayerLabError as e:
     current = None
     ui.show_error(e)
 st.session_state.ll_train_run = current["id"] if current else None
+st.session_state.ll_page_status = current["status"] if current else None  # what the sidebar's job count says
 active = current is not None and is_live(current["status"])
 
 try:
