@@ -375,7 +375,7 @@ def live_view() -> None:
     eta = last.get("eta_s")
     sps = last.get("samples_per_s")
     bits = [f"Epoch {min(ep_done + (1 if status == RunStatus.RUNNING else 0), total_epochs)}/{total_epochs}"]
-    if active and eta is not None:
+    if status == RunStatus.RUNNING and eta is not None:  # paused or queued, it is not ending in that time
         bits.append(f"ETA {ui.fmt_duration(eta)}")
     if sps:
         bits.append(f"{sps:,.0f} samples/s")
