@@ -229,6 +229,16 @@ def autosave() -> None:
             flash(f"Could not autosave the project: {getattr(e, 'strerror', None) or e}")
 
 
+def autosave_after_page() -> None:
+    """:func:`autosave` at the end of a page's run; when that save is the one refused (another tab saved since this
+    one read the project), the page once more, so that its header asks which version to go on with: a dataset picked
+    on the Data page of a stale tab was not saved and nobody said so until the next click."""
+    was = st.session_state.get("ll_stale")
+    autosave()
+    if st.session_state.get("ll_stale") and not was:
+        st.rerun()
+
+
 def _load_theirs() -> None:
     """Stale tab › load the version the other tab saved (this tab's is in the history: Undo replace)."""
     ss = st.session_state
@@ -552,7 +562,7 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 
 
 __all__ = ["owner", "keep_identity", "keep_in_history", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
-           "rebase_stale",
+           "rebase_stale", "autosave_after_page",
            "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
            "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "flash",
            "show_flash", "analyse", "annotations", "graph_key", "palette_with_blocks", "make_block", "workspace"]
