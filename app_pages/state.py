@@ -435,6 +435,10 @@ def rebase_stale(local: Graph, revision: int) -> bool:
     return True
 
 
+# the error lines a page keeps in the session for its next run (a callback's failure), dropped when one leaves it
+PAGE_ERRORS = ("ll_canvas_error", "ll_class_error", "ll_server_error", "ll_mlflow_error", "ll_runs_error")
+
+
 def entered_page(path: str) -> None:
     """A new page is shown: messages left by the page the person left (an import's error on Build) and a project
     replacement it asked about and the person did not answer (:func:`confirm_replace`; leaving is a Cancel: the
@@ -444,7 +448,8 @@ def entered_page(path: str) -> None:
         if ss.get("ll_page") is not None:
             ss.pop("ll_pending", None)
         ss.ll_page = path
-        ss.ll_canvas_error = None
+        for key in PAGE_ERRORS:  # each shown by its page until its next success: a join code's error on Classes
+            ss[key] = None       # was still there after a visit to Build
 
 
 def flash(msg: str) -> None:
