@@ -582,10 +582,31 @@ class RunStore:
         if not tags:
             sql += " LIMIT ?"
             args.append(int(limit))
-        runs = [r for r in map(_record, self._read(sql, args)) if may(who, READ, r)]
+        rows = self._read(sql, args)
+        shown = self._upload_names([r["id"] for r in rows if '"upload"' in str(r.get("dataset_options") or "")
+                                    or '"path"' in str(r.get("dataset_options") or "")])
+        runs = [r for r in (_record({**row, **({"dataset_label": shown[row["id"]]} if row["id"] in shown else {})})
+                            for row in rows) if may(who, READ, r)]
         if tags:
             runs = [r for r in runs if all((r.get("tags") or {}).get(k, _MISSING) == v for k, v in tags.items())]
         return runs[:int(limit)]
+
+    def _upload_names(self, ids: list[str]) -> dict[str, str]:
+        """The name people know the dataset of each of these runs by (``csv:students.csv``, its ``dataset_info``
+        name), read for runs of an uploaded file only: :meth:`list_runs` leaves ``dataset_info`` out, and its
+        rows named such a dataset by its upload id (``csv: upload:8a817a…csv``)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            for row in self._read(f"SELECT id, dataset_info FROM runs WHERE id IN ({', '.join('?' * len(part))})",
+                                  part):
+                try:
+                    name = (json.loads(row["dataset_info"] or "null") or {}).get("name")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(name, str) and name:
+                    out[row["id"]] = name
+        return out
 
     def metrics(self, run_id: str, kind: str = "epoch", *, actor: Actor | None = None) -> list[dict]:
         """A run's curve: the logged events of one kind (``epoch`` or ``step``) in order. Raises AccessDenied."""
