@@ -35,7 +35,7 @@ from builder.interpret.attributions import Explanation, explain
 from builder.runs.summary import current_run
 from builder.training.run_status import is_live
 
-__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "raw_row", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
+__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "raw_row", "shown_row", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
@@ -121,6 +121,29 @@ def raw_row(xs: Any, i: int) -> np.ndarray:
     if stats is not None and len(stats[0]) == row.size:
         row = row * stats[1] + stats[0]
     return row
+
+
+def shown_row(xs: Any, i: int) -> tuple[list[str], list[float | str]]:
+    """Sample ``i`` as people know it: (feature names, values) in the data's own units, each one-hot encoded text
+    column as one entry holding its category (Try it's pickers): the Explain page's sample table listed
+    ``school=east 0, school=north 1, school=south 0`` beside Try it's ``school: north``."""
+    row = raw_row(xs, i)
+    names = list(xs.feature_names() or [f"x{k}" for k in range(row.size)])
+    onehot = _one_hot(xs, names)
+    out_names: list[str] = []
+    values: list[float | str] = []
+    for name, v in zip(names, row):
+        if name not in onehot:
+            out_names.append(name)
+            values.append(float(v))
+            continue
+        column, level = onehot[name]
+        if column not in out_names:
+            out_names.append(column)
+            values.append("—")
+        if v > 0.5:
+            values[out_names.index(column)] = level
+    return out_names, values
 
 
 def try_form(xs: Any, sample: int = 0) -> TryForm:
