@@ -134,6 +134,9 @@ def test_a_csv_row_round_trips_in_its_own_units_with_its_categories():
     # the Explain page's sample table shows the row as Try it does: age in years, sex as its category (it listed
     # sex=F 0, sex=M 1 in z-scores)
     assert xs.feature_values(2) == (["age", "sex"], [pytest.approx(form.start[0]), form.picked["sex"]])
+    # the upload's file name is the person's text: the page's dataset line shows it literally (it was bold Markdown)
+    xs.info.name = "csv:[x](https://evil.example) *e*.csv"
+    assert "\\[x\\]" in xs.describe() and "\\*e\\*" in xs.describe(), xs.describe()
     x = encode_row(xs, form.start, form.picked)
     assert torch.allclose(x, xs.sample(2), atol=1e-5)  # standardised inside, exactly as the training data
     other = {"sex": "M" if form.picked["sex"] == "F" else "F"}
