@@ -467,8 +467,7 @@ class DatasetSource:
                 opts["upload"] = ref
             elif local:
                 opts["path"] = LocalFile(path)
-        # "csv:<the upload's name>"; a row of RunStore.list_runs carries it as dataset_label (no dataset_info)
-        shown = str((run.get("dataset_info") or {}).get("name") or run.get("dataset_label") or "")
+        shown = str((run.get("dataset_info") or {}).get("name") or "")  # "csv:<the upload's name>"
         label = shown.split(":", 1)[1] if ":" in shown and _BY_ALIAS.get(name) is not None else None
         return cls(name, opts, label or None)
 

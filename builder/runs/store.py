@@ -560,14 +560,15 @@ class RunStore:
                   tags: dict | None = None, class_id: str | None = None, actor: Actor | None = None,
                   not_status: str | None = None) -> list[Run]:
         """The runs the actor may read (:func:`builder.data.access.may`), newest first: id, name, status, owner, tags,
-        class, dataset, timestamps, epochs done, settings, final and test metrics (records without their project: read
-        one with :meth:`get`). ``owner`` keeps that owner's runs; ``class_id`` those recorded for that class; ``tags``
+        class, dataset (an upload's with its info, which names the file), timestamps, epochs done, settings, final and
+        test metrics (records without their project: read one with :meth:`get`). ``owner`` keeps that owner's runs; ``class_id`` those recorded for that class; ``tags``
         those whose tags contain these items; ``not_status`` leaves that status out."""
         who = self.who(actor)
         sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
                "dataset_name, dataset_options, epochs_done, final_metrics, test_metrics, message, config, "
-               "graph_hash, parent_id, class_id FROM runs")
-        where, args = [], []
+               "graph_hash, parent_id, class_id, CASE WHEN dataset_options LIKE ? THEN dataset_info END AS "
+               "dataset_info FROM runs")  # an upload's run: its info names the file, not the upload id (issue 29)
+        where, args = [], ['%"upload"%']
         if not (who.system or who.shared):  # what READ allows, as SQL (may() filters the rows again below)
             where.append(f"owner IN ({', '.join('?' * (1 + len(who.students)))})")
             args += [who.owner, *sorted(who.students)]
@@ -582,31 +583,10 @@ class RunStore:
         if not tags:
             sql += " LIMIT ?"
             args.append(int(limit))
-        rows = self._read(sql, args)
-        shown = self._upload_names([r["id"] for r in rows if '"upload"' in str(r.get("dataset_options") or "")
-                                    or '"path"' in str(r.get("dataset_options") or "")])
-        runs = [r for r in (_record({**row, **({"dataset_label": shown[row["id"]]} if row["id"] in shown else {})})
-                            for row in rows) if may(who, READ, r)]
+        runs = [r for r in map(_record, self._read(sql, args)) if may(who, READ, r)]
         if tags:
             runs = [r for r in runs if all((r.get("tags") or {}).get(k, _MISSING) == v for k, v in tags.items())]
         return runs[:int(limit)]
-
-    def _upload_names(self, ids: list[str]) -> dict[str, str]:
-        """The name people know the dataset of each of these runs by (``csv:students.csv``, its ``dataset_info``
-        name), read for runs of an uploaded file only: :meth:`list_runs` leaves ``dataset_info`` out, and its
-        rows named such a dataset by its upload id (``csv: upload:8a817a…csv``)."""
-        out: dict[str, str] = {}
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            for row in self._read(f"SELECT id, dataset_info FROM runs WHERE id IN ({', '.join('?' * len(part))})",
-                                  part):
-                try:
-                    name = (json.loads(row["dataset_info"] or "null") or {}).get("name")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(name, str) and name:
-                    out[row["id"]] = name
-        return out
 
     def metrics(self, run_id: str, kind: str = "epoch", *, actor: Actor | None = None) -> list[dict]:
         """A run's curve: the logged events of one kind (``epoch`` or ``step``) in order. Raises AccessDenied."""
