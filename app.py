@@ -35,5 +35,5 @@ ui.show_flash()
 ui.autosave()
 ui.entered_page(router.url_path)
 router.run()
-ui.autosave()
+ui.autosave_after_page()  # a save refused here (another tab saved) reruns the page to ask
 ui.warm_up()  # once per process, in the background after this first page (Train/Explain open fast later)

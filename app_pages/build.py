@@ -12,7 +12,6 @@ from pydantic import ValidationError
 import builder
 from app_pages import nav, tips, ui
 from builder.canvas import graph_canvas
-from builder.data.compat import train_problems
 from builder.data.sources import check_project, for_link
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text, safe_filename
@@ -20,6 +19,7 @@ from builder.graph.edit import relabel_node, remove_nodes, set_param
 from builder.graph.project import Graph
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
 from builder.runs.summary import has_trained
+from builder.training.objectives import dataset_problems
 
 CANVAS_KEY = "ll_canvas"
 CANVAS_HEIGHT = 480  # minimum; the canvas grows to the bottom of the window
@@ -380,7 +380,7 @@ def _train_this() -> str | None:
         return "Fix the network first: the bar under the canvas lists its problems."
     try:
         ds = ui.load_spec(ui.dataset_spec())
-        problems = [p.message for p in train_problems(g, ds, report)]
+        problems = [p.message for p in dataset_problems(g, ds, report)]
         if problems:
             return "The dataset does not fit the network: " + problems[0] + " (the Data page offers a fix)."
         ui.start_job(ui.project(), ds, {})

@@ -9,12 +9,13 @@ from PIL import Image, ImageOps
 import builder
 from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
-from builder.data.compat import adapt_graph, fitting_template, train_problems
+from builder.data.compat import adapt_graph, fitting_template
 from builder.data.series import series_windows
 from builder.data.tabular import preview_csv
 from builder.data.text import TOKENIZER_KINDS, text_preview
-from builder.errors import LayerLabError
+from builder.errors import LayerLabError, Problem
 from builder.escape import plotly_text
+from builder.training.objectives import dataset_problems
 
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
                "balance; mismatches with the graph come with a one-click fix.")
@@ -333,10 +334,19 @@ def _table_head(ds) -> None:
     st.dataframe(df, hide_index=True, width="stretch")
 
 
+def _refused(g, ds) -> list:
+    """What Train refuses for ``g`` on ``ds`` (:func:`builder.training.objectives.dataset_problems`: a GAN's or VAE's
+    drawn losses too); data that cannot fit a drawn objective's Input is one problem."""
+    try:
+        return dataset_problems(g, ds)
+    except LayerLabError as e:
+        return [Problem("dataset", str(e))]
+
+
 def _adapt(ds) -> None:
     fixed = adapt_graph(ui.graph(), ds.info)
     ui.set_graph(fixed, bump=True)
-    left = train_problems(fixed, ds)
+    left = _refused(fixed, ds)
     ui.flash("Graph adapted to the dataset: it trains on it" if not left else
              "Graph adapted, but it still does not train on this dataset: " + left[0].message)
 
@@ -346,14 +356,14 @@ def _load_fitting(name: str, ds) -> None:
     click gives a network Train accepts (it loaded the template as is, and the page asked for a second fix)."""
     proj = builder.load_template(name)
     fixed = adapt_graph(proj.graph, ds.info)
-    if not train_problems(fixed, ds):
+    if not _refused(fixed, ds):
         proj = proj.model_copy(update={"graph": fixed})
     ui.replace_project(proj, f"Loaded template “{proj.name}” for this dataset", relayout=True,
                        data=st.session_state.get("ll_data"))
 
 
 def compat(ds) -> None:
-    """Does the canvas train on this dataset? Train's own check (:func:`builder.data.compat.train_problems`); the
+    """Does the canvas train on this dataset? Train's own check (:func:`builder.training.objectives.dataset_problems`); the
     fix when adapting makes it train, else the template whose kind of network fits."""
     st.subheader("Fit with the graph")
     g = ui.graph()
@@ -361,13 +371,13 @@ def compat(ds) -> None:
         st.info("The canvas is empty: build a network or load a template on the Build page.", icon=":material/info:")
         st.page_link(nav.BUILD, label="Open the Build page", icon=":material/account_tree:")
         return
-    probs = train_problems(g, ds)
+    probs = _refused(g, ds)
     if not probs:
         st.success("The graph trains on this dataset: its Input, shapes and output fit this dataset.",
                    icon=":material/check_circle:")
         return
     lines = [f"{p.node}: {p.message}" if p.node else p.message for p in probs]
-    if not train_problems(adapt_graph(g, ds.info), ds):  # the Input and the last layer are all that is wrong
+    if not _refused(adapt_graph(g, ds.info), ds):  # the Input and the last layer are all that is wrong
         for line in lines:
             st.warning(ui.md(line), icon=":material/warning:")
         st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
@@ -428,14 +438,18 @@ with st.container(border=True):
     spec = PICKERS[kind](current)
 
 if spec is not None:
-    if ui.spec_key(spec) != ui.spec_key(current) or st.session_state.get("ll_data") is None:
-        _use(spec)
     try:
         with st.spinner("Loading data…"):
             ds = ui.load_spec(spec)
     except LayerLabError as e:
         ui.show_error(e)
+        # a file that cannot be read is not put in use: an empty .zip replaced the digits, and Train then showed
+        # only this error, with no dataset to train on
+        if ui.spec_key(spec) != ui.spec_key(current):
+            st.caption(f"Training still uses {ui.md(ui.spec_public(current))}.")
     else:
+        if ui.spec_key(spec) != ui.spec_key(current) or st.session_state.get("ll_data") is None:
+            _use(spec)
         st.subheader("Preview")
         preview(ds)
         compat(ds)

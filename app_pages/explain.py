@@ -162,6 +162,8 @@ def _preview(xs: ExplainSession, i: int) -> None:
         st.code(tokens_text(xs.tokens(i)), language=None, wrap_lines=True)
     elif xs.modality == "tabular":
         names, values = xs.feature_values(i)
+        if any(isinstance(v, str) for v in values):  # a text column's category: one column of text, numbers short
+            values = [v if isinstance(v, str) else f"{v:.4g}" for v in values]
         st.dataframe({"feature": names, "value": values}, hide_index=True, height=min(200, 36 + 35 * len(names)),
                      width="stretch")
     else:

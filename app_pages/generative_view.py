@@ -119,6 +119,15 @@ def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None 
         st.plotly_chart(fig, width="stretch", config=cfg, key="ll_fig_terms")
 
 
+def newest_grid(store, run_id: str) -> None:
+    """A run's newest generator sample grid (the Runs page: what a GAN made, above its buttons; it showed none)."""
+    grids = read_samples(store.folder(run_id).samples)
+    if grids:
+        key = list(grids)[-1]
+        st.plotly_chart(grid_figure(grids[key][:64], f"Generator samples after epoch {key} (fixed noise)"),
+                        width="stretch", config={"displayModeBar": False}, key=f"ll_run_samples_{run_id}")
+
+
 def _vae_part(run: Run, store, cfg: dict) -> None:
     """A finished VAE's test inputs with their reconstructions and its 2-D latent space."""
     from app_pages.explain_tryit import session_probe  # lazy: heavy (plotly)

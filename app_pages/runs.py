@@ -168,7 +168,7 @@ def _delete(run_id: str) -> None:
     except LayerLabError as e:
         st.session_state.ll_runs_error = str(e)
         return
-    ui.flash(f"Deleted run {run_id}")
+    ui.flash(f"Deleted the run {run_label(run)}")  # named as the page lists it, not by its id alone
 
 
 def model_card(run_id: str) -> str:
@@ -178,7 +178,9 @@ def model_card(run_id: str) -> str:
 
 
 def _sequence_views(rs, rec: dict) -> None:
-    """A forecaster's forecast vs actual (lookback shaded); a language model's samples per epoch."""
+    """What the run makes: a forecaster's forecast vs actual (lookback shaded); a language model's samples per
+    epoch; a generator's newest sample grid."""
+    from app_pages import generative_view  # lazy: heavy (plotly)
     from builder.training.forecasts import forecast_figure, read_forecasts  # lazy: heavy (torch)
     from builder.training.text_samples import read_text_samples  # lazy: heavy (torch)
 
@@ -187,6 +189,7 @@ def _sequence_views(rs, rec: dict) -> None:
     if kept:
         st.plotly_chart(forecast_figure(kept), width="stretch", config={"displayModeBar": False},
                         key=f"ll_forecast_{rec['id']}")
+    generative_view.newest_grid(rs, rec["id"])
     samples = read_text_samples(folder.text_samples)
     if samples:
         with st.expander(f"Text written after each epoch ({len(samples)})", expanded=False):

@@ -184,8 +184,11 @@ def study_view() -> None:
                    + f" — run {ui.md(res.best_run_id)}")
     if rows:
         df = pd.DataFrame(rows)
+        # a sampled rate in 4 significant digits, as on the Runs page (a searched rate has 17 digits)
+        sampled = {c: st.column_config.NumberColumn(format="%.4g") for c in df.columns
+                   if c not in ("value", "duration_s") and df[c].dtype.kind == "f"}
         st.dataframe(df, hide_index=True, width="stretch", key="ll_s_table",
-                     column_config={"value": st.column_config.NumberColumn(format="%.4f"),
+                     column_config={**sampled, "value": st.column_config.NumberColumn(format="%.4f"),
                                     "duration_s": st.column_config.NumberColumn("seconds", format="%.1f")})
         failed = [r for r in rows if r["state"] == "fail" and r.get("message")]
         if failed:  # why, in one line (a crash of a trial's job included), without scrolling to the last column

@@ -229,6 +229,16 @@ def autosave() -> None:
             flash(f"Could not autosave the project: {getattr(e, 'strerror', None) or e}")
 
 
+def autosave_after_page() -> None:
+    """:func:`autosave` at the end of a page's run; when that save is the one refused (another tab saved since this
+    one read the project), the page once more, so that its header asks which version to go on with: a dataset picked
+    on the Data page of a stale tab was not saved and nobody said so until the next click."""
+    was = st.session_state.get("ll_stale")
+    autosave()
+    if st.session_state.get("ll_stale") and not was:
+        st.rerun()
+
+
 def _load_theirs() -> None:
     """Stale tab › load the version the other tab saved (this tab's is in the history: Undo replace)."""
     ss = st.session_state
@@ -425,6 +435,10 @@ def rebase_stale(local: Graph, revision: int) -> bool:
     return True
 
 
+# the error lines a page keeps in the session for its next run (a callback's failure), dropped when one leaves it
+PAGE_ERRORS = ("ll_canvas_error", "ll_class_error", "ll_server_error", "ll_mlflow_error", "ll_runs_error")
+
+
 def entered_page(path: str) -> None:
     """A new page is shown: messages left by the page the person left (an import's error on Build) and a project
     replacement it asked about and the person did not answer (:func:`confirm_replace`; leaving is a Cancel: the
@@ -434,7 +448,8 @@ def entered_page(path: str) -> None:
         if ss.get("ll_page") is not None:
             ss.pop("ll_pending", None)
         ss.ll_page = path
-        ss.ll_canvas_error = None
+        for key in PAGE_ERRORS:  # each shown by its page until its next success: a join code's error on Classes
+            ss[key] = None       # was still there after a visit to Build
 
 
 def flash(msg: str) -> None:
@@ -552,7 +567,7 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 
 
 __all__ = ["owner", "keep_identity", "keep_in_history", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
-           "rebase_stale",
+           "rebase_stale", "autosave_after_page",
            "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
            "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "flash",
            "show_flash", "analyse", "annotations", "graph_key", "palette_with_blocks", "make_block", "workspace"]

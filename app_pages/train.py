@@ -12,7 +12,6 @@ import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from app_pages.fmt import curve_mode, share_axis, whole_epoch_ticks
-from builder.data.compat import train_problems
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
 from builder.runs.classes import CLASS_KEY
@@ -21,7 +20,7 @@ from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag
 from builder.training.metrics_units import metric_in_units
-from builder.training.objectives import has_objective, objective_compat, with_teacher
+from builder.training.objectives import dataset_problems, has_objective, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
     ENDED_BY_ERROR,
@@ -260,7 +259,8 @@ def lr_figure(sess: Curve) -> go.Figure:
                                  line=dict(color=COLORS["lr"], width=2)))
     fig = _layout(fig, "Learning rate", "lr")
     top = max((p[1] for p in pts), default=1e-3)
-    fig.update_layout(showlegend=False, yaxis=dict(range=[0, top * 1.15], tickformat=".1e"))
+    # plain numbers (0.01, 0.005, 0): ".1e" ticked a constant rate "1.0e−2, 5.0e−3, 0.0e+0"
+    fig.update_layout(showlegend=False, yaxis=dict(range=[0, top * 1.15], tickformat=".3~g"))
     return fig
 
 
@@ -332,6 +332,11 @@ def live_view() -> None:
         # resumed here (Resume reruns this view only) was drawn by a view that did not refresh, and stayed at its
         # stopped epoch, "Stopping · place 1 in the queue", while it trained to its end
         st.rerun()
+    if active and status != st.session_state.get("ll_page_status"):
+        # paused, resumed or started by its queue since the page was drawn: the whole page once, so that the
+        # sidebar's count says so (it said "1 training job running" beside "Paused" until one left the page)
+        st.session_state.ll_page_status = status
+        st.rerun()
     mine = ui.can_control(run)
     req = st.session_state.get("ll_requested")
     shown = status
@@ -370,7 +375,7 @@ def live_view() -> None:
     eta = last.get("eta_s")
     sps = last.get("samples_per_s")
     bits = [f"Epoch {min(ep_done + (1 if status == RunStatus.RUNNING else 0), total_epochs)}/{total_epochs}"]
-    if active and eta is not None:
+    if status == RunStatus.RUNNING and eta is not None:  # paused or queued, it is not ending in that time
         bits.append(f"ETA {ui.fmt_duration(eta)}")
     if sps:
         bits.append(f"{sps:,.0f} samples/s")
@@ -609,6 +614,7 @@ except LayerLabError as e:
     current = None
     ui.show_error(e)
 st.session_state.ll_train_run = current["id"] if current else None
+st.session_state.ll_page_status = current["status"] if current else None  # what the sidebar's job count says
 active = current is not None and is_live(current["status"])
 
 try:
@@ -635,13 +641,11 @@ if not g.nodes:
     problems.append("The canvas is empty — build a network or load a template on the Build page.")
 elif not report.ok:
     problems += [str(p) for p in report.problems[:6]]
-elif ds is not None and has_objective(g):  # drawn losses: the data fit to the Input, the Input checks only
+elif ds is not None:  # the Data page's verdict is this one (drawn losses: the Input checks only)
     try:
-        problems += [p.message for p in objective_compat(g, ds, report)]
+        problems += [p.message for p in dataset_problems(g, ds, report)]
     except LayerLabError as e:
         problems.append(str(e))
-elif ds is not None:  # the Data page's verdict is this one (images flattened for a network of vectors)
-    problems += [p.message for p in train_problems(g, ds, report)]
 if problems and not active:
     with st.container(border=True):
         st.markdown("**Fix these before training**")

@@ -23,6 +23,7 @@ from app_pages.state import (
     analyse,
     annotations,
     autosave,
+    autosave_after_page,
     can_control,
     can_see,
     can_undo_replace,

@@ -191,13 +191,13 @@ def train_problems(graph, ds, report: ShapeReport | None = None) -> list[Problem
 
 
 # the template that fits a kind of data when a graph cannot be adapted to it (builder/graph/templates)
-_FITTING = {"next_token": "gpt", "tokens": "lstm", "image": "cnn", "vector": "mlp"}
+_FITTING = {"next_token": "gpt", "tokens": "lstm", "series": "rnn_forecaster", "image": "cnn", "vector": "mlp"}
 
 
 def fitting_template(info: DatasetInfo) -> str:
     """The name of the template whose kind of network fits ``info``'s samples: a GPT for next-token prediction (logits
-    per position), an LSTM for other token ids, a CNN for images (channels, height, width), an MLP for feature
-    vectors.
+    per position), an LSTM for other token ids, the RNN forecaster for time-series windows (the page named "MLP for
+    tabular data" for sunspots), a CNN for images (channels, height, width), an MLP for feature vectors.
 
     >>> from builder.data import load_dataset
     >>> fitting_template(load_dataset("digits").info), fitting_template(load_dataset("moons").info)
@@ -205,6 +205,8 @@ def fitting_template(info: DatasetInfo) -> str:
     """
     if info.modality == "tokens":
         return _FITTING["next_token" if info.task == "next_token" else "tokens"]
+    if info.modality == "series":
+        return _FITTING["series"]
     return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
 
 

@@ -34,7 +34,7 @@ from builder.interpret.methods import get_spec, method_label
 from builder.interpret.model import infer_modality, layer_nodes, model_modality
 from builder.interpret.robustness import flip_view, model_robustness
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
-from builder.interpret.tryit import try_input
+from builder.interpret.tryit import shown_row, try_input
 from builder.runs.pipeline import open_run  # noqa: F401  (its home is beside load_run; importable here too)
 
 MAX_CANDIDATES = 50  # samples offered by a picker
@@ -162,10 +162,10 @@ class ExplainSession:
         names = self.info.feature_names
         return list(names) if names and len(names) == int(self.X[0].numel()) else None
 
-    def feature_values(self, i: int) -> tuple[list[str], list[float]]:
-        """Sample ``i`` as (feature names, values) for a table (names ``x0``, ``x1``... when there are none)."""
-        values = self.X[i].reshape(-1).float().cpu().tolist()
-        return self.feature_names() or [f"x{k}" for k in range(len(values))], values
+    def feature_values(self, i: int) -> tuple[list[str], list[float | str]]:
+        """Sample ``i`` as (feature names, values) for a table (names ``x0``, ``x1``... when there are none), as Try
+        it shows it: the data's own units, a text column's category (:func:`builder.interpret.tryit.shown_row`)."""
+        return shown_row(self, i)
 
     def sample_array(self, i: int) -> np.ndarray:
         """Sample ``i`` as a float numpy array (for previews)."""
@@ -175,7 +175,7 @@ class ExplainSession:
         """One line about the dataset and the split (markdown)."""
         info = self.info
         task = f"the {md_text(self.explained, 40)} network's outputs" if self.explained else info.task
-        return (f"Dataset **{info.name}** · {task} · {self.modality} input {list(info.input_shape)} · "
+        return (f"Dataset **{md_text(info.name, 80)}** · {task} · {self.modality} input {list(info.input_shape)} · "
                 f"{self.n_samples} {self.split} samples")
 
     # ------------------------------------------------------------------------------------------ samples

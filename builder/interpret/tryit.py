@@ -35,7 +35,7 @@ from builder.interpret.attributions import Explanation, explain
 from builder.runs.summary import current_run
 from builder.training.run_status import is_live
 
-__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
+__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "raw_row", "shown_row", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
@@ -112,6 +112,40 @@ def _stats(xs: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
 
+def raw_row(xs: Any, i: int) -> np.ndarray:
+    """Sample ``i`` of the session's split as a flat row in the data's own units: standardised features are
+    given back their training mean and deviation (Try it starts from it; the Explain page's sample table showed
+    the standardised values, "sepal length -1.458", beside Try it's 4.7 for the same sample)."""
+    row = xs.sample(i).reshape(-1).double().cpu().numpy()
+    stats = _stats(xs)
+    if stats is not None and len(stats[0]) == row.size:
+        row = row * stats[1] + stats[0]
+    return row
+
+
+def shown_row(xs: Any, i: int) -> tuple[list[str], list[float | str]]:
+    """Sample ``i`` as people know it: (feature names, values) in the data's own units, each one-hot encoded text
+    column as one entry holding its category (Try it's pickers): the Explain page's sample table listed
+    ``school=east 0, school=north 1, school=south 0`` beside Try it's ``school: north``."""
+    row = raw_row(xs, i)
+    names = list(xs.feature_names() or [f"x{k}" for k in range(row.size)])
+    onehot = _one_hot(xs, names)
+    out_names: list[str] = []
+    values: list[float | str] = []
+    for name, v in zip(names, row):
+        if name not in onehot:
+            out_names.append(name)
+            values.append(float(v))
+            continue
+        column, level = onehot[name]
+        if column not in out_names:
+            out_names.append(column)
+            values.append("—")
+        if v > 0.5:
+            values[out_names.index(column)] = level
+    return out_names, values
+
+
 def try_form(xs: Any, sample: int = 0) -> TryForm:
     """What to ask for, starting from sample ``sample`` of the session's split."""
     info, shape = xs.info, tuple(xs.info.input_shape)
@@ -136,10 +170,7 @@ def try_form(xs: Any, sample: int = 0) -> TryForm:
             window = window * stats[1] + stats[0]
         text = "\n".join(", ".join(f"{v:.6g}" for v in row) for row in window)
         return TryForm("series", shape, names=list(xs.feature_names() or []), start_text=text)
-    row = xs.sample(sample).reshape(-1).double().cpu().numpy()
-    stats = _stats(xs)
-    if stats is not None and len(stats[0]) == row.size:
-        row = row * stats[1] + stats[0]
+    row = raw_row(xs, sample)
     names = list(xs.feature_names() or [f"x{i + 1}" for i in range(row.size)])
     onehot = _one_hot(xs, names)
     picked = {c: lv for c, levels in _choices(xs, names).items() for lv in levels[:1]}

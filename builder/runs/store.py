@@ -560,14 +560,15 @@ class RunStore:
                   tags: dict | None = None, class_id: str | None = None, actor: Actor | None = None,
                   not_status: str | None = None) -> list[Run]:
         """The runs the actor may read (:func:`builder.data.access.may`), newest first: id, name, status, owner, tags,
-        class, dataset, timestamps, epochs done, settings, final and test metrics (records without their project: read
-        one with :meth:`get`). ``owner`` keeps that owner's runs; ``class_id`` those recorded for that class; ``tags``
+        class, dataset (an upload's with its info, which names the file), timestamps, epochs done, settings, final and
+        test metrics (records without their project: read one with :meth:`get`). ``owner`` keeps that owner's runs; ``class_id`` those recorded for that class; ``tags``
         those whose tags contain these items; ``not_status`` leaves that status out."""
         who = self.who(actor)
         sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
                "dataset_name, dataset_options, epochs_done, final_metrics, test_metrics, message, config, "
-               "graph_hash, parent_id, class_id FROM runs")
-        where, args = [], []
+               "graph_hash, parent_id, class_id, CASE WHEN dataset_options LIKE ? THEN dataset_info END AS "
+               "dataset_info FROM runs")  # an upload's run: its info names the file, not the upload id (issue 29)
+        where, args = [], ['%"upload"%']
         if not (who.system or who.shared):  # what READ allows, as SQL (may() filters the rows again below)
             where.append(f"owner IN ({', '.join('?' * (1 + len(who.students)))})")
             args += [who.owner, *sorted(who.students)]

@@ -275,6 +275,28 @@ def objective_compat(graph: Any, dataset: Any, report: Any = None) -> list:
     return [p for p in check_compat(graph, ds.info, report) if p.code in _INPUT_CODES]
 
 
+def dataset_problems(graph: Any, dataset: Any, report: Any = None) -> list:
+    """What Train refuses for ``graph`` on ``dataset``, for every kind of graph: the graph's own errors, then
+    :func:`objective_compat` for a drawn objective (a GAN's or VAE's loss nodes are its outputs), else
+    :func:`~builder.data.compat.train_problems`. The one verdict of the Train page, the Data page's fit and fix,
+    and Build's "Train this" (the Data page told a GAN on its own digits to load the CNN, which Train accepted).
+    Raises DatasetError for data that cannot fit a drawn objective's Input.
+
+    >>> from builder.data import load_dataset
+    >>> from builder.graph.templates import load_template
+    >>> dataset_problems(load_template("gan").graph, load_dataset("digits"))
+    []
+    """
+    from builder.data.compat import train_problems  # lazy: heavy (numpy)
+
+    graph = as_graph(graph)
+    report = report if report is not None else infer_shapes(graph)
+    if not has_objective(graph):
+        return train_problems(graph, dataset, report)
+    errors = [p for p in report.problems if p.severity == "error"]
+    return errors or objective_compat(graph, dataset, report)
+
+
 def output_node(project: Any) -> str | None:
     """The node whose output is the model's prediction in a project with an objective: the input of its
     cross-entropy term (accuracy is measured on it), else None."""
@@ -288,4 +310,4 @@ def output_node(project: Any) -> str | None:
 
 
 __all__ = ["Objective", "Term", "has_objective", "training_graph", "resolve_objective", "add_distillation",
-           "with_teacher", "DISTILL_TEMPERATURE", "DISTILL_ALPHA", "output_node", "objective_compat", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]
+           "with_teacher", "DISTILL_TEMPERATURE", "DISTILL_ALPHA", "output_node", "objective_compat", "dataset_problems", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]

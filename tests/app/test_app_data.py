@@ -125,6 +125,24 @@ def test_image_zip_dataset(at, tmp_path):
     assert next(n for n in g.nodes if n.type == "Input").params["shape"] == [1 * 8 * 8]  # grey 8x8, flattened
 
 
+def test_an_unreadable_upload_is_not_put_in_use(at):
+    """Issue 29: an empty .zip replaced the dataset in use (the digits); Train then showed only its error, with no
+    dataset to train on. The page shows the error and keeps the dataset that loads."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    zipfile.ZipFile(buf, "w").close()
+    before = at.session_state["ll_data"] if "ll_data" in at.session_state else None
+    at.segmented_control(key="ll_ds_kind").set_value("images").run()
+    at.file_uploader(key="ll_img_up").upload("empty_photos.zip", buf.getvalue()).run()
+    assert not at.exception
+    assert any("empty_photos.zip: no class sub-folders" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("Training still uses" in c.value for c in at.caption)
+    after = at.session_state["ll_data"] if "ll_data" in at.session_state else None
+    assert after == before and (after or {}).get("kind", "builtin") == "builtin", after
+
+
 @pytest.mark.parametrize("spec", [
     {"kind": "csv", "name": "x.csv", "file": "{secret}", "target": "y", "task": ""},
     {"kind": "images", "name": "x.zip", "file": "{secret}", "size": 8},
@@ -160,6 +178,21 @@ def test_a_builtin_series_previews_its_windows(at):
     labels = {m.label: m.value for m in at.metric}
     assert labels["Task"] == "forecast" and labels["Input shape"] == "10×1"
     assert any("public domain" in c.value for c in at.caption)
+    # the CNN cannot be adapted to windows: the page names the forecaster (it named "MLP for tabular data")
+    assert "RNN forecaster" in at.button(key="ll_fit_template").label
+    at.button(key="ll_fit_template").click().run()
+    at.button(key="ll_confirm_replace").click().run()
+    assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
+
+
+@pytest.mark.parametrize("template", ["gan", "vae"])
+def test_a_drawn_objective_on_its_own_data_fits_as_train_says(workspace, template):
+    """Issue 29: the GAN and VAE templates on their digits were told they "take images of 1×8×8; this data is
+    images of 1×8×8 ... a network that fits this data is the Small CNN" (one output wanted, their loss nodes
+    counted), while Train accepted them; the Data page now asks Train's own question."""
+    at = open_app("app_pages/data.py", owner=ME, template=template, timeout=90)
+    assert not at.info or not any("a network that fits" in i.value for i in at.info), [i.value for i in at.info]
+    assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
 
 
 def test_an_upload_past_the_storage_quota_is_refused_and_not_kept(at, monkeypatch):

@@ -151,3 +151,13 @@ def test_a_gan_run_view_puts_its_samples_first_and_says_no_classifier_things(gen
     recon = next(i for i, c in enumerate(order) if "ll_fig_recon" in c)
     assert all(recon < i for i, c in enumerate(order) if "ll_fig_loss" in c or "ll_fig_terms" in c), order
     vae.session_state["ll_xp_probe"].close()
+
+
+def test_a_gan_run_on_the_runs_page_shows_what_it_made(gen_ws):
+    """Issue 29: the Runs page of a GAN run showed its status, buttons and loss curves, no sample it made; its newest
+    grid comes with its details, before the buttons."""
+    ws, gan, _vae, mlp = gen_ws
+    at = open_app("app_pages/runs.py", owner=ME, query={"run": gan})
+    assert _has_chart(at, f"ll_run_samples_{gan}")
+    at = open_app("app_pages/runs.py", owner=ME, query={"run": mlp})
+    assert not any("ll_run_samples_" in str(c.proto.id) for c in at.get("plotly_chart"))

@@ -55,9 +55,12 @@ def test_lists_compares_and_deletes(ws):
     peak = settings.loc[[i for i in settings.index if str(i).endswith("peak memory")][0]]  # beside time, accuracy
     assert all(str(v).endswith(("MB", "GB")) for v in peak), list(peak)
     at.multiselect(key="ll_runs_pick").set_value([a]).run()
+    name = RunStore(ws, actor=SYSTEM).get(a)["name"]
     at.button(key=f"ll_delc_{a}").click().run()
     assert not at.exception
     assert {r["id"] for r in RunStore(ws, actor=SYSTEM).list_runs()} == {b}
+    # the toast names the run as the page listed it (it said "Deleted run 20261126-063100-7fa788")
+    assert any(t.value.startswith("Deleted the run ") and name in t.value for t in at.toast), [t.value for t in at.toast]
 
 
 def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):

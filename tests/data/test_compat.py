@@ -61,4 +61,5 @@ def test_the_fix_trains_or_names_the_network_that_fits():
     problems = train_problems(cnn, iris)
     assert problems and any(p.node == "conv1" for p in problems)
     assert fitting_template(iris.info) == "mlp" and fitting_template(digits.info) == "cnn"
+    assert fitting_template(load_dataset("nile").info) == "rnn_forecaster"  # windows: not "MLP for tabular data"
     assert check_compat(cnn, iris.info) == []  # the old verdict: "fits" (Input and head only)

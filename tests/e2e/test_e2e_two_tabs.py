@@ -92,3 +92,27 @@ def test_a_stale_tab_is_told_when_its_edit_is_on_the_canvas(browser, app_server)
         expect(prompt).to_contain_text("changed in another tab")
     finally:
         ctx.close()
+
+
+def test_a_stale_tab_is_told_when_its_edit_is_a_dataset(browser, app_server):
+    """The same, with the stale tab's change made on the Data page (a dataset picked): its save comes after the
+    page is drawn, so the refusal was said nowhere until the next click (issue 29)."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        a = ctx.new_page()
+        a.base_url = app_server
+        open_app(a, "data")
+        wait_idle(a)
+        identity_cookie(ctx)
+        b = ctx.new_page()
+        b.base_url = app_server
+        open_app(b, "build")
+        wait_idle(b)
+        fill_field(b, "Project name", "edited in B")
+        expect(b.locator("[data-testid=stMain]")).to_contain_text("edited in B", timeout=30_000)
+        wait_idle(b)
+        a.locator(".st-key-ll_ds_name input").first.click()
+        a.locator("[role=option]", has_text="iris").first.click()
+        expect(a.locator(".st-key-ll_stale_box")).to_contain_text("changed in another tab", timeout=30_000)
+    finally:
+        ctx.close()

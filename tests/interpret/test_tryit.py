@@ -36,6 +36,9 @@ def test_a_row_in_raw_units_round_trips_and_is_predicted_like_the_sample():
     assert form.kind == "features" and len(form.names) == len(form.start) == 13
     assert xs.info.input_mean is not None  # standardised: the form shows the data's own units
     assert abs(form.start[0] - float(xs.sample(3)[0, 0])) > 1  # alcohol ~13 %, not a z-score
+    # the Explain page's sample table shows the same numbers as Try it (it showed the z-scores beside them)
+    names, values = xs.feature_values(3)
+    assert names == form.names and values == pytest.approx(form.start)
     x = encode_row(xs, form.start)
     assert torch.allclose(x, xs.sample(3), atol=1e-5)
     res = try_input(xs, x, "integrated_gradients")
@@ -128,6 +131,12 @@ def test_a_csv_row_round_trips_in_its_own_units_with_its_categories():
                         ds, "test")
     form = try_form(xs, 2)
     assert form.names == ["age"] and 1.2 <= form.start[0] <= 17.5 and form.choices == {"sex": ["F", "M"]}
+    # the Explain page's sample table shows the row as Try it does: age in years, sex as its category (it listed
+    # sex=F 0, sex=M 1 in z-scores)
+    assert xs.feature_values(2) == (["age", "sex"], [pytest.approx(form.start[0]), form.picked["sex"]])
+    # the upload's file name is the person's text: the page's dataset line shows it literally (it was bold Markdown)
+    xs.info.name = "csv:[x](https://evil.example) *e*.csv"
+    assert "\\[x\\]" in xs.describe() and "\\*e\\*" in xs.describe(), xs.describe()
     x = encode_row(xs, form.start, form.picked)
     assert torch.allclose(x, xs.sample(2), atol=1e-5)  # standardised inside, exactly as the training data
     other = {"sex": "M" if form.picked["sex"] == "F" else "F"}

@@ -116,4 +116,12 @@ def test_a_text_upload_run_is_named_by_its_file_not_its_upload_id(tmp_path):
     assert ds.info.name == "text:my_reviews.csv", ds.info.name
     run = {"dataset_name": name, "dataset_options": ds.info.options, "dataset_info": {"name": ds.info.name}}
     assert summary.dataset_label(run) == "text: my_reviews.csv"
+    # the rows of RunStore.list_runs (the Runs page's picker, Explain's model picker) carried no dataset_info: they
+    # named it "csv: upload:8a817a8e...csv" (issue 29); an upload's row carries it
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    store.create_run(project, name, ds.info.options, {"epochs": 1}, dataset_info=ds.info.to_dict())
+    store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1})
+    rows = store.list_runs()
+    assert [summary.dataset_label(r) for r in rows] == ["moons", "text: my_reviews.csv"]
+    assert rows[0].get("dataset_info") is None and "upload:" not in summary.run_label(rows[1])
 
