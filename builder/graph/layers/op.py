@@ -6,7 +6,8 @@ operator (``aten.erf``, ``aten.hardswish``, ``aten.where`` ...) becomes an ``Op`
 * ``op``: the operator, ``aten.<name>`` or ``aten.<name>.<overload>``, looked up in
   :data:`builder.graph.op_allow.ALLOWED_OPS` (the one allow-list; never ``eval``, never an import);
 * ``args`` / ``kwargs``: the call as JSON: ``{"t": i}`` is tensor input ``i`` (edges into ports ``0``, ``1``...),
-  ``{"w": name}`` a stored constant, ``{"b": k}`` ``k`` × the batch size, ``{"tensor": [...], "dtype": ...,
+  ``{"w": name}`` a stored constant, ``{"b": k}`` ``k`` × the batch size (first in a shape only:
+  :mod:`builder.graph.layers.op_batch`), ``{"tensor": [...], "dtype": ...,
   "shape": [...]}`` a small inline constant, ``{"dtype": "float32"}`` a dtype, anything else a literal;
 * ``weights`` / ``buffers``: the stored constants as JSON ``{name: shape}`` (learned parameters and fixed
   buffers of the node; their values are the node's weights, like any layer's);
@@ -28,6 +29,7 @@ import operator
 from typing import Any
 
 from builder.graph.layers._common import _torch
+from builder.graph.layers.op_batch import batch_problem
 from builder.graph.layers.op_call import (  # the call's reading and binding; re-exported: DTYPES, resolve_op
     DTYPES,
     MAX_OUTPUTS,
@@ -420,6 +422,10 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     (``bound``: the call's arguments by name, as :func:`resolve_call` bound them)."""
     name = fn._schema.name.split("::")[-1]
     _check_list_length(p, name, bound, ins, {**consts(p)[0], **consts(p)[1]})
+    x = bound.get("self", bound.get("input"))
+    rank = len(ins[x["t"]].shape) + 1 if isinstance(x, dict) and set(x) == {"t"} else None
+    if (why := batch_problem(p, fn, bound, rank)) is not None:  # the shape rule tries batches of 2, 3 and 1 only
+        raise ShapeError(why)
     if name in OP_NODE_REFUSED:
         raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
                          f"op={p['op']}. Fix: use the MultiheadAttention layer")
@@ -657,7 +663,7 @@ OP = register(LayerSpec(
     "allow-list of ATen operators on its inputs (ports 0, 1, ...).",
     params=[Param("op", "str", "aten.erf", "The ATen operator, e.g. aten.erf or aten.add.Tensor (allow-listed)."),
             Param("args", "str", '[{"t": 0}]', 'Arguments as JSON: {"t": i} input i, {"w": name} a stored '
-                  'constant, {"b": k} k × batch size, or a literal.'),
+                  'constant, {"b": k} k × batch size (first in a shape), or a literal.'),
             Param("kwargs", "str", "{}", "Keyword arguments as JSON."),
             Param("weights", "str", "{}", "Learned constants as JSON {name: shape} (values in the weights)."),
             Param("buffers", "str", "{}", "Fixed constants as JSON {name: shape} (values in the weights)."),
