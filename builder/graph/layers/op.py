@@ -43,7 +43,16 @@ from builder.graph.layers.op_call import (  # the call's reading and binding; re
 )
 from builder.graph.layers.op_onnx import onnx_lint
 from builder.graph.layers.tensor import ANY
-from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register, short_repr
+from builder.graph.spec import (
+    TOKENS,
+    LayerSpec,
+    Param,
+    ShapeError,
+    TensorType,
+    float_problem,
+    register,
+    short_repr,
+)
 
 
 def _materialise(v: Any, tensors: list, consts_: dict, batch: int, device: str | None) -> Any:
@@ -281,23 +290,26 @@ def _check_integer_values(p: dict, fn, name: str, bound: dict, ins: list[TensorT
                          "cast to float32 first")
 
 
-#: The largest finite float32: the CPU kernels convert a number argument to the tensor's dtype with an overflow check
-#: ("value cannot be converted to type float without overflow": aten.threshold, clamp, full_like, constant_pad_nd,
-#: where, elu ...) that meta kernels do not make.
-FLOAT32_MAX = 3.4028234663852886e38
-
-
-def _check_float_range(p: dict, fn, bound: dict) -> None:
-    """Every finite number in a ``Scalar`` (``number``) or ``float`` argument lies within float32's range (LayerLab computes in
-    float32; infinities convert, 1e308 does not)."""
+def _check_floats(p: dict, fn, bound: dict) -> None:
+    """Every number in a ``Scalar`` (``number``), ``float`` or ``float[]`` argument, and every value of an inline
+    float constant, is one its dtype can hold (:func:`builder.graph.spec.float_problem`, float32 for the numbers:
+    LayerLab computes in it). Beyond its range, the CPU kernels refuse the number ("value cannot be converted to
+    type float without overflow": aten.threshold, clamp, full_like ...; meta kernels do not) or the constant is inf;
+    below its smallest, the exported file holds 0 where PyTorch's kernel may not (``aten.pow`` of -5.4e-159)."""
     for a in fn._schema.arguments:
         t = str(a.real_type).removeprefix("Optional[").rstrip("]")
         v = bound.get(a.name)
-        if t in ("number", "float") and isinstance(v, int | float) and not isinstance(v, bool) and \
-                math.isfinite(v) and abs(v) > FLOAT32_MAX:
-            raise ShapeError(f"{p['op']}: `{a.name}` must lie within float32's range (±{FLOAT32_MAX:.4g}), in "
-                             f"which LayerLab computes; received: {a.name}={v:.4g}. Fix: use a smaller magnitude, or "
-                             "inf (-inf) for no bound")
+        for x in (v if t == "List[float]" and isinstance(v, list) else [v] if t in ("number", "float") else []):
+            if (why := float_problem(a.name, x)) is not None:
+                raise ShapeError(f"{p['op']}: {why}")
+    for arg, v in bound.items():
+        found: list[dict] = []
+        walk_call(v, lambda d, found=found: found.append(d) if "tensor" in d and d["dtype"] in
+                  ("float32", "float16", "bfloat16") else None)
+        for d in found:
+            why = next((w for x in d["tensor"] if (w := float_problem(arg, float(x), d["dtype"])) is not None), None)
+            if why is not None:
+                raise ShapeError(f"{p['op']}: an inline {d['dtype']} constant as {why}")
 
 
 def _check_fill(p: dict, name: str, bound: dict, ins: list[TensorType]) -> None:
@@ -459,7 +471,7 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
                              f"refuse at the first training step; received: {arg}=true. Fix: leave out {arg} (false)")
     _check_integer_values(p, fn, name, bound, ins)
     _check_fill(p, name, bound, ins)
-    _check_float_range(p, fn, bound)
+    _check_floats(p, fn, bound)
     if name in _DROPOUTS and bound.get("train") is not False:  # an Op knows no train/eval mode
         raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode); "
                          f"received: train={bound.get('train')}. Fix: use a Dropout layer, or train=false")
