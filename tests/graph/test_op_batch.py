@@ -32,6 +32,9 @@ TIED = {
     "roll_the_batch": ("aten.roll", [T0, [1], [0]], (6,)),
     "roll_flattened": ("aten.roll", [T0, [1]], (6,)),
     "slice_the_batch_negative_dim": ("aten.slice.Tensor", [T0, -2, -3], (6,)),
+    "softmax_over_the_batch": ("aten.softmax.int", [T0, 0], (6,)),
+    "cumsum_over_the_batch": ("aten.cumsum", [T0, -2], (6,)),
+    "flip_the_batch": ("aten.flip", [T0, [0]], (6,)),
 }
 #: batch-independent calls naming the batch or dim 0 that stay valid
 SOUND = {
@@ -43,6 +46,7 @@ SOUND = {
     "slice_of_features": ("aten.slice.Tensor", [T0, 1, 1, 4], (6,)),
     "group_norm_fixed_groups": ("aten.group_norm", [T0, 3], (6, 4)),
     "roll_features": ("aten.roll", [T0, [2], [-1]], (6,)),
+    "softmax_over_features": ("aten.softmax.int", [T0, 1], (6,)),
     "one_chunk_of_the_batch": ("aten.chunk", [T0, 1, 0], (6,)),
 }
 

@@ -8,8 +8,8 @@ short batch, a batch of 64, ONNX with a dynamic batch), so it is refused before 
   ``aten.reshape``, ``aten.expand``, ``aten.zeros`` ...), where it is the batch's own size: ``aten.group_norm``
   with ``num_groups`` = the batch divides 6 channels at 1, 2 and 3 and fails at 4; ``aten.roll`` by the batch
   moves values by another amount at every batch size;
-* slicing, selecting, splitting or rolling along the batch dimension (dim 0) by a literal: ``aten.slice`` to 3
-  keeps all of a batch up to 3 and drops samples from 4 on.
+* slicing, selecting, splitting, rolling, flipping or mixing (softmax, cumsum) along the batch dimension (dim 0):
+  ``aten.slice`` to 3 keeps all of a batch up to 3 and drops samples from 4 on (the layers refuse dim 0 alike).
 
 >>> from builder.graph.layers.op_call import resolve_call
 >>> p = {"op": "aten.group_norm", "args": '[{"t": 0}, {"b": 1}]', "kwargs": "{}", "weights": "{}", "buffers": "{}"}
@@ -27,10 +27,11 @@ from builder.graph.layers.op_call import walk_call
 
 #: Arguments that are a shape: their first size may be the batch's (``{"b": 1}``), the only place it means that.
 SHAPE_ARGS = frozenset({"size", "shape", "sizes", "repeats"})
-#: Operators that keep, drop, split or move values by their position along ``dim`` (or ``dims``): along the batch,
-#: what they do changes with the batch size.
+#: Operators that keep, drop, split, move or mix values along ``dim`` (or ``dims``) and keep the batch's size:
+#: along the batch, a sample's result depends on the batch it is in (the layers refuse dim 0 alike).
 ALONG_DIM = {"slice": "dim", "narrow": "dim", "select": "dim", "split": "dim", "split_with_sizes": "dim",
-             "chunk": "dim", "unbind": "dim", "roll": "dims"}
+             "chunk": "dim", "unbind": "dim", "roll": "dims", "flip": "dims", "cumsum": "dim", "softmax": "dim",
+             "_softmax": "dim", "log_softmax": "dim", "_log_softmax": "dim"}
 _NO_END = 1 << 31  # a slice end at or beyond it keeps every sample of any batch LayerLab can hold
 
 
@@ -81,9 +82,9 @@ def batch_problem(p: dict, fn, bound: dict, rank: int | None) -> str | None:
     if name == "roll" and not dims:
         dims = [0]  # no dims: roll the flattened tensor, batch included
     if any(isinstance(d, int) and d in (0, -rank) for d in dims):
-        return (f"{p['op']} keeps, drops or moves values by their position along the batch dimension, whose size "
-                f"changes from batch to batch (the last short batch in training, batch 1 in Try it, a dynamic "
-                f"batch in ONNX), so the model would compute something else at another batch size; received: "
+        return (f"{p['op']} works along the batch dimension, whose size changes from batch to batch (the last "
+                f"short batch in training, batch 1 in Try it, a dynamic batch in ONNX), so a sample's result would "
+                f"depend on the batch it is in and its place there; received: "
                 f"{key}={json.dumps(dim)} on an input of {rank} dimensions (the batch first). Fix: apply it to "
                 "another dimension (each sample is computed on its own)")
     return None
