@@ -40,6 +40,7 @@ UNHELD = {
     "op_inline_constant_inf": _op("aten.add", [T0, _inline(1e39, 1.0, 2.0, 3.0)]),
     "op_inline_constant_rounds_to_0": _op("aten.pow", [T0, _inline(-5.4e-159)]),
     "op_inline_constant_in_a_list": _op("aten.cat", [[T0, _inline(1.0, 1e-50)], -1]),
+    "op_inline_constant_of_400_digits": _op("aten.mul", [T0, _inline(10 ** 400)]),  # no OverflowError either
     "arithmetic_pow_constant": {"id": "n", "type": "Arithmetic", "params": {"op": "pow", "constant": -5.4e-159}},
     "leaky_relu_slope": {"id": "n", "type": "LeakyReLU", "params": {"negative_slope": 1e-300}},
     "constant_value": {"id": "n", "type": "Constant", "params": {"shape": [2], "value": 1e-300}},

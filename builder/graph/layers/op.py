@@ -290,6 +290,9 @@ def _check_integer_values(p: dict, fn, name: str, bound: dict, ins: list[TensorT
                          "cast to float32 first")
 
 
+_BIG = 1 << 1000  # a finite float64, far beyond float32's range
+
+
 def _check_floats(p: dict, fn, bound: dict) -> None:
     """Every number in a ``Scalar`` (``number``), ``float`` or ``float[]`` argument, and every value of an inline
     float constant, is one its dtype can hold (:func:`builder.graph.spec.float_problem`, float32 for the numbers:
@@ -306,8 +309,9 @@ def _check_floats(p: dict, fn, bound: dict) -> None:
         found: list[dict] = []
         walk_call(v, lambda d, found=found: found.append(d) if "tensor" in d and d["dtype"] in
                   ("float32", "float16", "bfloat16") else None)
-        for d in found:
-            why = next((w for x in d["tensor"] if (w := float_problem(arg, float(x), d["dtype"])) is not None), None)
+        for d in found:  # an integer of 400 digits is no float: clipped to 2^1000, which float32 cannot hold either
+            why = next((w for x in d["tensor"] if (w := float_problem(
+                arg, float(max(-_BIG, min(_BIG, x))) if isinstance(x, int) else x, d["dtype"])) is not None), None)
             if why is not None:
                 raise ShapeError(f"{p['op']}: an inline {d['dtype']} constant as {why}")
 
