@@ -71,6 +71,12 @@ CASES = [
     ("aten.squeeze.dims", [T, [1, 2]], [3, 1, 4], 1),  # one of them is 1: exports
     ("aten.squeeze.dims", [T, [2]], [3, 1, 4], 1),  # size 1: exports
     ("aten.squeeze.dim", [T, -1], [4, 1], 1),  # exports
+    # deep fuzzer, seed 2493507342: integer ids raised to a float tensor (the file's Pow keeps int64, the checker
+    # refuses it); a float scalar exponent or an integer tensor one exports
+    ("aten.pow.Tensor_Tensor", [T, _const(5)], IDS, 1),
+    ("aten.pow.Tensor_Tensor", [T, {"tensor": [2], "dtype": "int64", "shape": [1]}], IDS, 1),  # exports
+    ("aten.pow.Tensor_Scalar", [T, 2.5], IDS, 1),  # exports
+    ("aten.pow.Tensor_Tensor", [T, _const(6)], [6], 1),  # float base: exports
 ]
 
 
