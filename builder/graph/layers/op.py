@@ -24,6 +24,7 @@ code, so the ``.py`` and ONNX exports need nothing special. Example::
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 from typing import Any
@@ -503,6 +504,10 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
             raise ShapeError(f"{p['op']} takes a ({dims + 2})-d input and {dims} output size(s) or scale(s); "
                              f"received: input {list(x or ())}, sizes {sizes}. Fix: match them")
     if name == "index":  # self[indices[0], indices[1], ...]: each index against its dimension
+        if isinstance(bound.get("indices"), list) and all(i is None for i in bound["indices"]):
+            raise ShapeError(f"{p['op']} needs at least one index tensor (the CPU kernel fails on none: \"ntensor >= 3 "
+                             f"INTERNAL ASSERT FAILED\"); received: indices={json.dumps(bound['indices'])}. Fix: give "
+                             "an index tensor, or leave the node out (null indices select everything)")
         for k, index in enumerate(bound.get("indices") or []):
             if index is not None:
                 _check_index(p, "self", _shape_of(bound.get("self"), ins, shapes), k, index, ins, shapes, True)
