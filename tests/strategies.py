@@ -37,7 +37,8 @@ def param_value(p: Param, in_shape: tuple[int, ...]) -> st.SearchStrategy:
         hi = p.max if p.max is not None else 5.0
         if p.name in ("p", "dropout"):
             hi = min(hi, 0.9)
-        return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+        # float32 holds it (builder.graph.spec.float_problem): no nonzero magnitude below 1e-38
+        return st.floats(lo, hi, allow_nan=False, allow_infinity=False).map(lambda v: 0.0 if abs(v) < 1e-38 else v)
     if p.kind in ("int", "int_or_pair"):
         lo = int(p.min) if p.min is not None else -3
         hi = min(int(p.max) if p.max is not None else 3, max(lo, CAP.get(p.name, 6)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import reprlib
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,7 +114,8 @@ class Param:
         if k == "float":
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 return None, f"`{self.name}` must be a finite number; received: {short_repr(value)}. Fix: use e.g. {self.default!r}"
-            return self._range(float(value))
+            v, err = self._range(float(value))
+            return (None, err) if err else (v, float_problem(self.name, v))
         if k == "bool":
             if not isinstance(value, bool):
                 return None, f"`{self.name}` must be true or false; received: {short_repr(value)}"
@@ -195,6 +197,43 @@ def _tame(v: Any, depth: int = 1) -> Any:
     if depth and isinstance(v, list | tuple) and len(v) <= 16:
         return [_tame(x, depth - 1) for x in v]
     return v
+
+
+#: The largest finite float32.
+FLOAT32_MAX = 3.4028234663852886e38
+_PACK = {"float32": "f", "bfloat16": "f", "float16": "e"}  # bfloat16 has float32's range (fewer digits)
+
+
+def float_problem(name: str, value: Any, dtype: str = "float32") -> str | None:
+    """Why ``value`` cannot be a number of ``dtype`` (float32: LayerLab computes in it), worded as rule, received
+    value, fix; None when it can (or is no float). A finite number beyond the range becomes inf, a nonzero one
+    below the smallest becomes 0, and PyTorch and the exported file then compute different things (``aten.pow``
+    of exponent -5.4e-159: 0 in the ONNX file, a NaN for negative inputs in PyTorch's kernel). The one rule for a
+    layer's float parameters (:meth:`Param.check`) and an ``Op`` node's numbers and inline constants.
+
+    >>> float_problem("exponent", -5.4e-159)
+    '`exponent` must be a number float32 can hold (LayerLab computes in float32: magnitudes from 1.4e-45 to \
+3.403e+38, or 0); received: exponent=-5.4e-159, which float32 rounds to 0. Fix: use 0, or a magnitude of at least \
+1e-38'
+    >>> float_problem("value", 1e39), float_problem("value", 1e-30), float_problem("value", 1e5, "float16") is None
+    ('`value` must be a number float32 can hold (LayerLab computes in float32: magnitudes from 1.4e-45 to \
+3.403e+38, or 0); received: value=1e+39, which float32 turns into inf. Fix: use a smaller magnitude, or inf (-inf)', \
+None, False)
+    """
+    fmt = _PACK.get(dtype)
+    if fmt is None or not isinstance(value, float) or not math.isfinite(value) or value == 0:
+        return None
+    try:
+        held = struct.unpack(fmt, struct.pack(fmt, value))[0]
+    except OverflowError:  # the float16 format refuses; float32's packs inf
+        held = math.inf
+    if held != 0 and math.isfinite(held):
+        return None
+    became, fix = ("rounds to 0", "use 0, or a magnitude of at least " + ("1e-38" if fmt == "f" else "1e-7")) \
+        if held == 0 else ("turns into inf", "use a smaller magnitude, or inf (-inf)")
+    low, high = ("1.4e-45", f"{FLOAT32_MAX:.4g}") if fmt == "f" else ("6e-08", "6.55e+04")
+    return (f"`{name}` must be a number {dtype} can hold (LayerLab computes in {dtype}: magnitudes from {low} to "
+            f"{high}, or 0); received: {name}={value:.4g}, which {dtype} {became}. Fix: {fix}")
 
 
 def _num(v: float) -> str:

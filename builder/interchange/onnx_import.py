@@ -274,6 +274,23 @@ class OnnxImporter(ModuleGroups, TensorOps):
             pairs = [(name, T(self.add(name, "Output", {}, [v]))) for name, v in pairs]
         self.outputs = [v.node for _, v in pairs]
 
+    def _learned_node(self, n) -> None:
+        """A learned tensor the file returns and also computes with (a Parameter node that is an output and feeds a
+        layer), or expands over the batch for more than one operator (a Parameter node feeding two), becomes its
+        Parameter node as soon as it is folded, so the operators after it read that node: one set of weights.
+        Before, each operator stored a copy of the weights (the parameter count doubled, training untied them)
+        and the Parameter node of a returned one was made in :meth:`_outputs`, after them."""
+        first = next((T(nd["id"]) for nd in self.out.nodes if nd["type"] == "Input"), None)
+        returned = {o.name for o in self.g.output}
+        for o in n.output:
+            v, users = self.vals.get(o), set(self.consumers.get(o, ()))
+            if not (isinstance(v, Const) and v.src in self.inits and first is not None and users) or \
+                    not (o in returned or (n.op_type == "Expand" and len(users) > 1)):
+                continue
+            self.reads = self.made_of([o])  # what its weights are (tie_shared)
+            if isinstance(t := self._parameter(n, v, first), T):
+                self.vals[o] = t
+
     def _prune(self) -> None:
         """Drop nodes that do not lead to an output (e.g. the unused state of an LSTM)."""
         keep = set(self.outputs)
@@ -391,6 +408,7 @@ class OnnxImporter(ModuleGroups, TensorOps):
     # ------------------------------------------------------------------ single ops
     def _node(self, n) -> None:
         if self._fold(n):
+            self._learned_node(n)
             return
         op = n.op_type
         handler = getattr(self, f"_op_{op}", None)

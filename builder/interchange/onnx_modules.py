@@ -65,8 +65,9 @@ def _scalars(imp, nodes, op: str, kind: str = "f") -> list:
 
 
 def _affine(imp, nodes) -> dict:
-    """A norm's learned scale and shift by structure (one Mul and one Add by float constants of one size);
-    ``{"weight": ...}`` alone never, ``{"x": ...}`` (refused by the caller) when the pattern is another."""
+    """A norm's learned scale and shift by structure (one Mul and one Add by float constants of one size; none when
+    they are ones and zeros the file holds as no tensor, a GroupNorm with affine=False); ``{"weight": ...}`` alone
+    never, ``{"x": ...}`` (refused by the caller) when the pattern is another."""
     def consts(op):
         return [c for n in nodes if n.op_type == op for c in map(imp.value, n.input)
                 if isinstance(c, Const) and c.value.ndim >= 1 and c.value.dtype.kind == "f"]
@@ -74,6 +75,9 @@ def _affine(imp, nodes) -> dict:
     if not muls and not adds:
         return {}
     if len(muls) == 1 and len(adds) == 1 and muls[0].value.size == adds[0].value.size:
+        if not imp.made_of([v for n in nodes if n.op_type in ("Mul", "Add") for v in n.input]) and \
+                np.all(muls[0].value == 1) and np.all(adds[0].value == 0):
+            return {}  # the exporter's own ones and zeros, read from no tensor of the file: affine=False
         return {"weight": muls[0].value.reshape(-1), "bias": adds[0].value.reshape(-1)}
     return {"unrecognised": np.zeros(0)}
 

@@ -200,3 +200,21 @@ def test_the_deep_fuzzer_takes_a_refusal_validation_foretold_and_only_that(monke
     monkeypatch.setattr("builder.interchange.onnx_export.no_onnx_nodes", lambda graph: [])  # refused unforetold
     outcome, failure, detail = fz.check_graph(_small_project(pool).to_json())
     assert (outcome, failure) == ("accepted", "accepted_fails") and "node pool" in detail, detail
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_deep_fuzzer_takes_the_refusal_of_a_bidirectional_masked_recurrent_layer(monkeypatch):
+    """Its validation warning says it has no ONNX form like every such warning, so export_onnx refuses it by name
+    before exporting (before: 'accepted_fails: export ONNX: ExportError: ONNX export cannot express a
+    bidirectional recurrent layer with a padding mask', deep fuzzer, seed 969781063)."""
+    import tests.fuzz_graphs as fz
+    from builder.graph.spec import PADDING_MASK
+
+    monkeypatch.setattr(fz, "DEEP", True)
+    nodes = [{"id": "x", "type": "Input", "params": {"shape": [5], "modality": "tokens", "vocab_size": 9}},
+             {"id": "emb", "type": "Embedding", "params": {"embedding_dim": 4}},
+             {"id": "r", "type": "GRU", "params": {"hidden_size": 3, "bidirectional": True}}]
+    edges = [{"source": "x", "target": "emb"}, {"source": "emb", "target": "r"},
+             {"source": "x", "source_port": PADDING_MASK, "target": "r", "target_port": PADDING_MASK}]
+    text = json.dumps({"format": "layerlab", "version": 1, "graph": {"nodes": nodes, "edges": edges}})
+    assert fz.check_graph(text) == ("accepted", None, "")

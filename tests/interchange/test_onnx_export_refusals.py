@@ -64,6 +64,19 @@ CASES = [
     ("aten._prelu_kernel", [T, _const(1)], [2, 3, 4], 1),  # one slope: exports
     ("aten.scaled_dot_product_attention", [T, T, T], [4, 4], 1),  # seed 92002: 3-d (batch, length, features)
     ("aten.scaled_dot_product_attention", [T, T, T], [2, 4, 4], 1),  # 4-d: exports
+    # deep fuzzer: a squeeze of a dimension whose size is not 1 (a no-op in PyTorch), or of no dimension at all
+    ("aten.squeeze.dim", [T, -2], [3, 6, 7], 1),  # the checker refuses ONNX's Squeeze of a size-6 axis
+    ("aten.squeeze.dims", [T, []], [3, 6], 1),  # prims.view_of: no ONNX function
+    ("aten.squeeze.dims", [T, [1]], [3, 1, 4], 1),  # size 3: squeezes nothing
+    ("aten.squeeze.dims", [T, [1, 2]], [3, 1, 4], 1),  # one of them is 1: exports
+    ("aten.squeeze.dims", [T, [2]], [3, 1, 4], 1),  # size 1: exports
+    ("aten.squeeze.dim", [T, -1], [4, 1], 1),  # exports
+    # deep fuzzer, seed 2493507342: integer ids raised to a float tensor (the file's Pow keeps int64, the checker
+    # refuses it); a float scalar exponent or an integer tensor one exports
+    ("aten.pow.Tensor_Tensor", [T, _const(5)], IDS, 1),
+    ("aten.pow.Tensor_Tensor", [T, {"tensor": [2], "dtype": "int64", "shape": [1]}], IDS, 1),  # exports
+    ("aten.pow.Tensor_Scalar", [T, 2.5], IDS, 1),  # exports
+    ("aten.pow.Tensor_Tensor", [T, _const(6)], [6], 1),  # float base: exports
 ]
 
 

@@ -249,3 +249,22 @@ def test_imported_weights_name_their_source_without_a_server_path(tmp_path_facto
     with safe_open(str(wpath), "pt") as f:
         shown = f.metadata()["imported_from"]
     assert shown.endswith("model.onnx") and "3fa9c0" not in shown and "owners" not in shown
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("affine", [False, True])
+def test_a_group_norm_comes_back_with_its_affine_setting_and_parameter_count(affine, tmp_path):
+    """affine=False exports its scale and shift as the exporter's own ones and zeros (no tensor of the file): it
+    came back as affine=True with 2 parameters for 0 (test_onnx_export's drawn GroupNorm); a fresh affine one, whose
+    learned weights are ones and zeros too, keeps them."""
+    from builder import compile_graph
+
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [2, 3]}},
+                       {"id": "gn", "type": "GroupNorm", "params": {"num_groups": 1, "affine": affine}}],
+             "edges": [{"source": "x", "target": "gn"}]}
+    model = compile_graph(graph).eval()
+    export_onnx(graph, tmp_path / "m.onnx", weights=model.state_dict())
+    res = import_model(tmp_path / "m.onnx", name="again")
+    (gn,) = [n for n in res.project.graph.nodes if n.type == "GroupNorm"]
+    assert gn.params["affine"] is affine
+    assert res.report["total_params"] == infer_shapes(graph).total_params == (4 if affine else 0)

@@ -47,6 +47,21 @@ GRAPHS = {
                                    _node("o2", "Output")], [_e("x", "l"), _e("l", "o1"), _e("l", "o2")]),
     "an output consumed inside": ([X, _node("l", "Linear", out_features=4), _node("o", "Output"), _node("r", "ReLU")],
                                   [_e("x", "l"), _e("l", "o"), _e("l", "r")]),
+    # a parameter returned and also used inside, or used by two operators, came back as two copies (its Parameter
+    # node or a constant stored in each operator that used it): 8 parameters for 4, untied in training
+    "parameter returned and added": ([X, _node("p", "Parameter", shape=[4]), _node("o", "Output"), _node("a", "Add")],
+                                     [_e("x", "p"), _e("p", "o"), _e("x", "a"), _e("p", "a")]),
+    "parameter table returned and multiplied": (
+        [{**X, "params": {"shape": [2, 3]}}, _node("p", "Parameter", shape=[2, 3]), _node("o", "Output"),
+         _node("m", "Multiply")], [_e("x", "p"), _e("p", "o"), _e("x", "m"), _e("p", "m")]),
+    "parameter returned and through a layer": ([X, _node("p", "Parameter", shape=[4]), _node("o", "Output"),
+                                                _node("t", "Tanh")], [_e("x", "p"), _e("p", "o"), _e("p", "t")]),
+    "parameter returned and into a Linear": ([X, _node("p", "Parameter", shape=[4]), _node("o", "Output"),
+                                              _node("l", "Linear", out_features=2)],
+                                             [_e("x", "p"), _e("p", "o"), _e("p", "l")]),
+    "parameter used twice inside": ([X, _node("p", "Parameter", shape=[4]), _node("a", "Add"), _node("m", "Multiply"),
+                                     _node("s", "Add")], [_e("x", "p"), _e("x", "a"), _e("p", "a"), _e("x", "m"),
+                                                          _e("p", "m"), _e("a", "s"), _e("m", "s")]),
 }
 
 

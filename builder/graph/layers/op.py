@@ -6,7 +6,8 @@ operator (``aten.erf``, ``aten.hardswish``, ``aten.where`` ...) becomes an ``Op`
 * ``op``: the operator, ``aten.<name>`` or ``aten.<name>.<overload>``, looked up in
   :data:`builder.graph.op_allow.ALLOWED_OPS` (the one allow-list; never ``eval``, never an import);
 * ``args`` / ``kwargs``: the call as JSON: ``{"t": i}`` is tensor input ``i`` (edges into ports ``0``, ``1``...),
-  ``{"w": name}`` a stored constant, ``{"b": k}`` ``k`` × the batch size, ``{"tensor": [...], "dtype": ...,
+  ``{"w": name}`` a stored constant, ``{"b": k}`` ``k`` × the batch size (first in a shape only:
+  :mod:`builder.graph.layers.op_batch`), ``{"tensor": [...], "dtype": ...,
   "shape": [...]}`` a small inline constant, ``{"dtype": "float32"}`` a dtype, anything else a literal;
 * ``weights`` / ``buffers``: the stored constants as JSON ``{name: shape}`` (learned parameters and fixed
   buffers of the node; their values are the node's weights, like any layer's);
@@ -23,11 +24,13 @@ code, so the ``.py`` and ONNX exports need nothing special. Example::
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 from typing import Any
 
 from builder.graph.layers._common import _torch
+from builder.graph.layers.op_batch import batch_problem
 from builder.graph.layers.op_call import (  # the call's reading and binding; re-exported: DTYPES, resolve_op
     DTYPES,
     MAX_OUTPUTS,
@@ -41,7 +44,16 @@ from builder.graph.layers.op_call import (  # the call's reading and binding; re
 )
 from builder.graph.layers.op_onnx import onnx_lint
 from builder.graph.layers.tensor import ANY
-from builder.graph.spec import TOKENS, LayerSpec, Param, ShapeError, TensorType, register, short_repr
+from builder.graph.spec import (
+    TOKENS,
+    LayerSpec,
+    Param,
+    ShapeError,
+    TensorType,
+    float_problem,
+    register,
+    short_repr,
+)
 
 
 def _materialise(v: Any, tensors: list, consts_: dict, batch: int, device: str | None) -> Any:
@@ -279,23 +291,30 @@ def _check_integer_values(p: dict, fn, name: str, bound: dict, ins: list[TensorT
                          "cast to float32 first")
 
 
-#: The largest finite float32: the CPU kernels convert a number argument to the tensor's dtype with an overflow check
-#: ("value cannot be converted to type float without overflow": aten.threshold, clamp, full_like, constant_pad_nd,
-#: where, elu ...) that meta kernels do not make.
-FLOAT32_MAX = 3.4028234663852886e38
+_BIG = 1 << 1000  # a finite float64, far beyond float32's range
 
 
-def _check_float_range(p: dict, fn, bound: dict) -> None:
-    """Every finite number in a ``Scalar`` (``number``) or ``float`` argument lies within float32's range (LayerLab computes in
-    float32; infinities convert, 1e308 does not)."""
+def _check_floats(p: dict, fn, bound: dict) -> None:
+    """Every number in a ``Scalar`` (``number``), ``float`` or ``float[]`` argument, and every value of an inline
+    float constant, is one its dtype can hold (:func:`builder.graph.spec.float_problem`, float32 for the numbers:
+    LayerLab computes in it). Beyond its range, the CPU kernels refuse the number ("value cannot be converted to
+    type float without overflow": aten.threshold, clamp, full_like ...; meta kernels do not) or the constant is inf;
+    below its smallest, the exported file holds 0 where PyTorch's kernel may not (``aten.pow`` of -5.4e-159)."""
     for a in fn._schema.arguments:
         t = str(a.real_type).removeprefix("Optional[").rstrip("]")
         v = bound.get(a.name)
-        if t in ("number", "float") and isinstance(v, int | float) and not isinstance(v, bool) and \
-                math.isfinite(v) and abs(v) > FLOAT32_MAX:
-            raise ShapeError(f"{p['op']}: `{a.name}` must lie within float32's range (±{FLOAT32_MAX:.4g}), in "
-                             f"which LayerLab computes; received: {a.name}={v:.4g}. Fix: use a smaller magnitude, or "
-                             "inf (-inf) for no bound")
+        for x in (v if t == "List[float]" and isinstance(v, list) else [v] if t in ("number", "float") else []):
+            if (why := float_problem(a.name, x)) is not None:
+                raise ShapeError(f"{p['op']}: {why}")
+    for arg, v in bound.items():
+        found: list[dict] = []
+        walk_call(v, lambda d, found=found: found.append(d) if "tensor" in d and d["dtype"] in
+                  ("float32", "float16", "bfloat16") else None)
+        for d in found:  # an integer of 400 digits is no float: clipped to 2^1000, which float32 cannot hold either
+            why = next((w for x in d["tensor"] if (w := float_problem(
+                arg, float(max(-_BIG, min(_BIG, x))) if isinstance(x, int) else x, d["dtype"])) is not None), None)
+            if why is not None:
+                raise ShapeError(f"{p['op']}: an inline {d['dtype']} constant as {why}")
 
 
 def _check_fill(p: dict, name: str, bound: dict, ins: list[TensorType]) -> None:
@@ -420,6 +439,10 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     (``bound``: the call's arguments by name, as :func:`resolve_call` bound them)."""
     name = fn._schema.name.split("::")[-1]
     _check_list_length(p, name, bound, ins, {**consts(p)[0], **consts(p)[1]})
+    x = bound.get("self", bound.get("input"))
+    rank = len(ins[x["t"]].shape) + 1 if isinstance(x, dict) and set(x) == {"t"} else None
+    if (why := batch_problem(p, fn, bound, rank)) is not None:  # the shape rule tries batches of 2, 3 and 1 only
+        raise ShapeError(why)
     if name in OP_NODE_REFUSED:
         raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
                          f"op={p['op']}. Fix: use the MultiheadAttention layer")
@@ -453,7 +476,7 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
                              f"refuse at the first training step; received: {arg}=true. Fix: leave out {arg} (false)")
     _check_integer_values(p, fn, name, bound, ins)
     _check_fill(p, name, bound, ins)
-    _check_float_range(p, fn, bound)
+    _check_floats(p, fn, bound)
     if name in _DROPOUTS and bound.get("train") is not False:  # an Op knows no train/eval mode
         raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode); "
                          f"received: train={bound.get('train')}. Fix: use a Dropout layer, or train=false")
@@ -481,6 +504,10 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
             raise ShapeError(f"{p['op']} takes a ({dims + 2})-d input and {dims} output size(s) or scale(s); "
                              f"received: input {list(x or ())}, sizes {sizes}. Fix: match them")
     if name == "index":  # self[indices[0], indices[1], ...]: each index against its dimension
+        if isinstance(bound.get("indices"), list) and all(i is None for i in bound["indices"]):
+            raise ShapeError(f"{p['op']} needs at least one index tensor (the CPU kernel fails on none: \"ntensor >= 3 "
+                             f"INTERNAL ASSERT FAILED\"); received: indices={json.dumps(bound['indices'])}. Fix: give "
+                             "an index tensor, or leave the node out (null indices select everything)")
         for k, index in enumerate(bound.get("indices") or []):
             if index is not None:
                 _check_index(p, "self", _shape_of(bound.get("self"), ins, shapes), k, index, ins, shapes, True)
@@ -657,7 +684,7 @@ OP = register(LayerSpec(
     "allow-list of ATen operators on its inputs (ports 0, 1, ...).",
     params=[Param("op", "str", "aten.erf", "The ATen operator, e.g. aten.erf or aten.add.Tensor (allow-listed)."),
             Param("args", "str", '[{"t": 0}]', 'Arguments as JSON: {"t": i} input i, {"w": name} a stored '
-                  'constant, {"b": k} k × batch size, or a literal.'),
+                  'constant, {"b": k} k × batch size (first in a shape), or a literal.'),
             Param("kwargs", "str", "{}", "Keyword arguments as JSON."),
             Param("weights", "str", "{}", "Learned constants as JSON {name: shape} (values in the weights)."),
             Param("buffers", "str", "{}", "Fixed constants as JSON {name: shape} (values in the weights)."),

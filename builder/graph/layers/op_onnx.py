@@ -14,6 +14,9 @@ Found by the graph fuzzer's ONNX round trip (``make fuzz``) and measured against
 * ``view.dtype`` (a bit cast): no ONNX function at all;
 * ``rsub.Scalar`` of integer ids with a float ``other`` or ``alpha``: the exporter finds no overload of ``sub``;
 * ``scaled_dot_product_attention`` on query, key or value of another rank than 4 (the exporter asserts it);
+* ``pow`` of integer ids raised to a float tensor (the file's Pow keeps int64; deep fuzzer);
+* ``squeeze.dim`` / ``squeeze.dims`` that squeeze nothing (no dimension, or none of size 1): a no-op in PyTorch, an
+  invalid ONNX Squeeze or ``prims.view_of`` in the file (deep fuzzer);
 * ``_prelu_kernel`` with a slope of more than one value, unless it is one per feature of a (batch, features)
   input: onnxruntime refuses the file's PRelu broadcast (a slope from a tensor input always carries the batch).
 
@@ -60,6 +63,21 @@ def _is_ids(x: Any, ins: list[TensorType]) -> bool:
         and ins[x["t"]].kind == TOKENS
 
 
+def _is_float_tensor(x: Any, ins: list[TensorType]) -> bool:
+    """Whether a tensor argument holds float values: a float input, a stored constant, a float inline constant."""
+    if isinstance(x, dict) and set(x) == {"t"}:
+        return isinstance(x["t"], int) and 0 <= x["t"] < len(ins) and ins[x["t"]].kind != TOKENS
+    return (isinstance(x, dict) and set(x) == {"w"}) or \
+        (isinstance(x, dict) and "tensor" in x and x.get("dtype") in ("float32", "float64", "float16", "bfloat16"))
+
+
+def _describe(x: Any) -> str:
+    """A tensor argument in words: ``a float input``, ``the stored constant c0``, ``an inline float32 constant``."""
+    if "t" in x:
+        return f"input {x['t']} (float)"
+    return f"the stored constant {x['w']}" if "w" in x else f"an inline {x['dtype']} constant"
+
+
 def _arg_shape(w: Any, p: dict, ins: list[TensorType]) -> tuple[int, ...] | None:
     """The shape of a tensor argument: a tensor input's (with its batch), a stored or inline constant's; None when
     unknown."""
@@ -90,6 +108,21 @@ def no_onnx_form(p: dict, ins: list[TensorType]) -> str | None:
     shape = _input_shape(bound, ins)
     if shape is None:
         return None
+    if name == "pow" and _is_ids(bound.get("self"), ins) and _is_float_tensor(bound.get("exponent"), ins):
+        return (f"aten.pow of integer ids raised to a float tensor has no ONNX form (the exporter's Pow keeps the "
+                f"ids' int64 type, which the checker refuses for a float result); received: exponent "
+                f"{_describe(bound['exponent'])}. Fix: convert the ids to float first (aten._to_copy with dtype "
+                f"float32),{_FIX_TAIL}")
+    if name == "squeeze" and "dim" in bound:  # squeeze.dim / squeeze.dims (plain squeeze: validation's batch check)
+        dims = bound["dim"] if isinstance(bound["dim"], list) else [bound["dim"]]
+        full = (2, *shape)  # the batch is never squeezed here: validation refuses a squeeze of it at batch 1
+        sizes = [full[d] for d in dims if isinstance(d, int) and -len(full) <= d < len(full)]
+        if len(sizes) == len(dims) and 1 not in sizes:
+            what = "no dimension" if not dims else f"only dimensions whose size is not 1 ({sizes})"
+            return (f"aten.squeeze of {what} has no ONNX form (in PyTorch it leaves the tensor as it is; ONNX's "
+                    f"Squeeze refuses such a dimension, and the exporter has no function for an empty one); received: "
+                    f"dim={bound['dim']} on an input of shape (batch, {', '.join(map(str, shape))}). Fix: remove the "
+                    f"node (it changes nothing), or squeeze a dimension of size 1,{_FIX_TAIL}")
     if name == "view" and "dtype" in bound:
         return (f"aten.view with a dtype (a bit cast) has no ONNX form; received: dtype={bound['dtype']}. Fix: use "
                 f"aten._to_copy with that dtype (a value conversion),{_FIX_TAIL}")

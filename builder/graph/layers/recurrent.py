@@ -157,9 +157,11 @@ def _rnn_lint(p, ins) -> list[str]:
     return out
 
 
-#: why a bidirectional recurrent layer with a padding mask has no ONNX export (onnx_export refuses it)
-ONNX_REFUSAL = ("ONNX export cannot express a bidirectional recurrent layer with a padding mask (its backward "
-                "direction starts at each row's last real step: packed sequences, which torch.onnx cannot export)")
+#: why a bidirectional recurrent layer with a padding mask has no ONNX export: its validation warning, which
+#: onnx_export's no_onnx_nodes reads (the marker ``has no ONNX form``) to refuse it by name before exporting
+ONNX_REFUSAL = ("a bidirectional recurrent layer with a padding mask has no ONNX form: ONNX export cannot express its "
+                "backward direction, which starts at each row's last real step (packed sequences, which torch.onnx "
+                "cannot export)")
 
 
 def _rnn_cost(cls: str):

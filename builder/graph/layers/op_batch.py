@@ -1,0 +1,93 @@
+"""An ``Op`` call's arguments against the batch: what would tie the model to the batch sizes its analysis tried.
+
+The shape rule of :mod:`builder.graph.layers.op` runs the call on meta tensors at batches of 2, 3 and 1. An argument
+that depends on the batch passes there and fails, or computes something else, at another batch (training's last
+short batch, a batch of 64, ONNX with a dynamic batch), so it is refused before the call runs:
+
+* the batch size (``{"b": k}``) anywhere but first in a shape (``size``/``shape`` of ``aten.view``,
+  ``aten.reshape``, ``aten.expand``, ``aten.zeros`` ...), where it is the batch's own size: ``aten.group_norm``
+  with ``num_groups`` = the batch divides 6 channels at 1, 2 and 3 and fails at 4; ``aten.roll`` by the batch
+  moves values by another amount at every batch size;
+* slicing, selecting, splitting, rolling, flipping or mixing (softmax, cumsum) along the batch dimension (dim 0):
+  ``aten.slice`` to 3 keeps all of a batch up to 3 and drops samples from 4 on (the layers refuse dim 0 alike).
+
+>>> from builder.graph.layers.op_call import resolve_call
+>>> p = {"op": "aten.group_norm", "args": '[{"t": 0}, {"b": 1}]', "kwargs": "{}", "weights": "{}", "buffers": "{}"}
+>>> fn, _, _, bound = resolve_call(p, 1)
+>>> batch_problem(p, fn, bound, 2)  # doctest: +ELLIPSIS
+'aten.group_norm: `num_groups` is the batch size ({"b": 1}), which ties the model to the batch sizes...'
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from builder.graph.layers.op_call import walk_call
+
+#: Arguments that are a shape: their first size may be the batch's (``{"b": 1}``), the only place it means that.
+SHAPE_ARGS = frozenset({"size", "shape", "sizes", "repeats"})
+#: Operators that keep, drop, split, move or mix values along ``dim`` (or ``dims``) and keep the batch's size:
+#: along the batch, a sample's result depends on the batch it is in (the layers refuse dim 0 alike).
+ALONG_DIM = {"slice": "dim", "narrow": "dim", "select": "dim", "split": "dim", "split_with_sizes": "dim",
+             "chunk": "dim", "unbind": "dim", "roll": "dims", "flip": "dims", "cumsum": "dim", "softmax": "dim",
+             "_softmax": "dim", "log_softmax": "dim", "_log_softmax": "dim"}
+_NO_END = 1 << 31  # a slice end at or beyond it keeps every sample of any batch LayerLab can hold
+
+
+def _batch_leaves(v: Any) -> list:
+    """The batch-size leaves (``{"b": k}``) anywhere in an argument."""
+    found: list = []
+    walk_call(v, lambda d: found.append(d) if set(d) == {"b"} else None)
+    return found
+
+
+def _default(fn, name: str) -> Any:
+    arg = next((a for a in fn._schema.arguments if a.name == name), None)
+    return arg.default_value if arg is not None and arg.has_default_value() else None
+
+
+def _is_identity(name: str, bound: dict) -> bool:
+    """Whether the call keeps every sample of any batch whole and in place: ``aten.slice`` with no bounds (which
+    exports with a dynamic batch; ``aten.chunk`` of the batch into 1 does not: its ONNX file is fixed to one batch
+    size, deep fuzzer)."""
+    return name == "slice" and bound.get("start") in (None, 0) and bound.get("step", 1) == 1 and \
+        (bound.get("end") is None or (isinstance(bound["end"], int) and bound["end"] >= _NO_END))
+
+
+def batch_problem(p: dict, fn, bound: dict, rank: int | None) -> str | None:
+    """Why the call's arguments tie the model to one batch size (rule; received; fix), None when they do not.
+
+    ``bound``: the call's arguments by name; ``rank``: the dimensions of its ``self``/``input`` tensor input,
+    batch included (None when that is no tensor input, whose dim 0 is no batch).
+    """
+    for arg, v in bound.items():
+        leaves = _batch_leaves(v)
+        if not leaves:
+            continue
+        first_of_shape = arg in SHAPE_ARGS and isinstance(v, list) and v and isinstance(v[0], dict) and \
+            set(v[0]) == {"b"} and len(leaves) == 1
+        if not first_of_shape:
+            return (f"{p['op']}: `{arg}` is the batch size ({json.dumps(leaves[0])}), which ties the model to the "
+                    f"batch sizes its analysis tried: at another (the last short batch in training, a dynamic batch "
+                    f"in ONNX) it fails or computes something else; received: {arg}={json.dumps(v)[:60]}. Fix: use "
+                    "a fixed number (the batch size belongs only first in a shape: size/shape of aten.view, "
+                    "aten.reshape, aten.expand, aten.zeros ...)")
+    name = fn._schema.name.split("::")[-1]
+    key = ALONG_DIM.get(name)
+    if key is None or rank is None or _is_identity(name, bound):
+        return None
+    dim = bound.get(key, _default(fn, key))
+    dims = dim if isinstance(dim, list) else [dim]
+    if name == "roll" and not dims:
+        dims = [0]  # no dims: roll the flattened tensor, batch included
+    if any(isinstance(d, int) and d in (0, -rank) for d in dims):
+        return (f"{p['op']} works along the batch dimension, whose size changes from batch to batch (the last "
+                f"short batch in training, batch 1 in Try it, a dynamic batch in ONNX), so a sample's result would "
+                f"depend on the batch it is in and its place there; received: "
+                f"{key}={json.dumps(dim)} on an input of {rank} dimensions (the batch first). Fix: apply it to "
+                "another dimension (each sample is computed on its own)")
+    return None
+
+
+__all__ = ["ALONG_DIM", "SHAPE_ARGS", "batch_problem"]

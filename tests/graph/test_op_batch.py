@@ -1,0 +1,99 @@
+"""An ``Op`` call whose arguments depend on the batch (builder/graph/layers/op_batch.py): the shape rule tries
+batches of 2, 3 and 1, so ``aten.group_norm`` with ``num_groups`` = the batch size over 6 channels, or
+``aten.slice`` of the batch to 3, validated and then failed (or dropped samples) at a batch of 4 (graph fuzzer,
+``make fuzz``). What validation accepts computes each sample on its own at any batch size."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builder import compile_graph, infer_shapes, load_project
+from tests.fuzz_budget import budget
+
+T0 = {"t": 0}
+B = {"b": 1}
+
+#: (operator, args, input shape without the batch): each validated before, and failed or changed at batch 4+
+TIED = {
+    "group_norm_groups_of_the_batch": ("aten.group_norm", [T0, B], (6, 4)),
+    "roll_by_the_batch": ("aten.roll", [T0, [B], [1]], (6,)),
+    "add_the_batch": ("aten.add", [T0, B], (6,)),
+    "narrow_length_of_the_batch_along_features": ("aten.narrow", [T0, 1, 0, B], (6,)),
+    "view_with_the_batch_second": ("aten.view", [T0, [-1, B]], (6,)),
+    "slice_the_batch_to_3": ("aten.slice.Tensor", [T0, 0, 0, 3], (6,)),
+    "slice_the_last_3_samples": ("aten.slice.Tensor", [T0, 0, -3], (6,)),
+    "split_the_batch_by_3": ("aten.split.Tensor", [T0, 3, 0], (6,)),
+    "roll_the_batch": ("aten.roll", [T0, [1], [0]], (6,)),
+    "roll_flattened": ("aten.roll", [T0, [1]], (6,)),
+    "slice_the_batch_negative_dim": ("aten.slice.Tensor", [T0, -2, -3], (6,)),
+    "softmax_over_the_batch": ("aten.softmax.int", [T0, 0], (6,)),
+    "cumsum_over_the_batch": ("aten.cumsum", [T0, -2], (6,)),
+    "flip_the_batch": ("aten.flip", [T0, [0]], (6,)),
+    "one_chunk_of_the_batch": ("aten.chunk", [T0, 1], (6,)),  # its ONNX file took one batch size (deep fuzzer)
+}
+#: batch-independent calls naming the batch or dim 0 that stay valid
+SOUND = {
+    "view_batch_first": ("aten.view", [T0, [B, 3, 2]], (6,)),
+    "reshape_batch_first": ("aten.reshape", [T0, [B, -1]], (2, 3)),
+    "zeros_of_the_batch": ("aten.zeros", [[B, 4]], (6,)),
+    "new_full_of_the_batch": ("aten.new_full", [T0, [B, 2], 1.5], (6,)),
+    "whole_slice_of_the_batch": ("aten.slice.Tensor", [T0, 0, 0, 1 << 62], (6,)),
+    "slice_of_features": ("aten.slice.Tensor", [T0, 1, 1, 4], (6,)),
+    "group_norm_fixed_groups": ("aten.group_norm", [T0, 3], (6, 4)),
+    "roll_features": ("aten.roll", [T0, [2], [-1]], (6,)),
+    "softmax_over_features": ("aten.softmax.int", [T0, 1], (6,)),
+    "whole_slice_no_bounds": ("aten.slice.Tensor", [T0], (6,)),
+}
+
+
+def _project(op: str, args: list, shape: tuple):
+    nodes = [{"id": "x", "type": "Input", "params": {"shape": list(shape)}},
+             {"id": "op", "type": "Op", "params": {"op": op, "args": json.dumps(args)}}]
+    edges = [{"source": "x", "target": "op", "target_port": "0"}]
+    return load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {"nodes": nodes, "edges": edges}}))
+
+
+@pytest.mark.parametrize("case", sorted(TIED))
+def test_an_argument_tied_to_the_batch_is_a_located_problem(case):
+    report = infer_shapes(_project(*TIED[case]).graph)
+    assert not report.ok
+    (problem,) = report.problems
+    assert problem.node == "op", problem
+    assert "batch" in problem.message and "received:" in problem.message and "Fix:" in problem.message, problem
+
+
+@functools.cache
+def _model(case: str):
+    op, args, shape = {**TIED, **SOUND}[case]
+    project = _project(op, args, shape)
+    report = infer_shapes(project.graph)
+    if not report.ok:
+        return None, shape
+    torch.manual_seed(0)
+    return compile_graph(project.graph, report=report).eval(), shape
+
+
+@pytest.mark.parametrize("case", sorted(SOUND))
+def test_the_batch_first_in_a_shape_or_a_whole_batch_stays_valid(case):
+    assert _model(case)[0] is not None
+
+
+@settings(max_examples=budget(40), deadline=None)
+@given(case=st.sampled_from(sorted({**TIED, **SOUND})), batch=st.integers(1, 70))
+def test_what_validates_computes_each_sample_on_its_own_at_any_batch_size(case, batch):
+    """An accepted call runs at any batch size, and each sample's result is the one it has alone."""
+    model, shape = _model(case)
+    if model is None:
+        return
+    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(batch))
+    with torch.no_grad():
+        y = model(x)
+        assert y.shape[0] == batch, (case, batch, tuple(y.shape))
+        for i in {0, batch - 1}:
+            torch.testing.assert_close(y[i:i + 1], model(x[i:i + 1]))
