@@ -18,24 +18,31 @@ def project_name(page):
     return page.get_by_label("Project name", exact=True).last
 
 
+def stale_tab(ctx, app_server, page: str = "build"):
+    """Tab A opened on ``page`` (its first save done, the person known by cookie), then tab B of the same person
+    renamed the project and saved it: A is now stale. Returns A."""
+    a = ctx.new_page()
+    a.base_url = app_server
+    open_app(a, page)
+    wait_idle(a)  # its first save is done before B opens (under load B could read the project before it)
+    identity_cookie(ctx)  # and the browser knows the person: a tab opened before the page's script stores the
+    # cookie is another person with its own project (CI: B saved to another folder, A's save met no conflict)
+    b = ctx.new_page()
+    b.base_url = app_server
+    open_app(b, "build")  # tab B: the same person, the same project
+    wait_idle(b)
+    fill_field(b, "Project name", "edited in B")
+    # B's rerun with the new name ran (the autosave comes before the page, which shows the name): idle alone
+    # could be read before that rerun started, and A then saved first (CI: no prompt in A)
+    expect(b.locator("[data-testid=stMain]")).to_contain_text("edited in B", timeout=30_000)
+    wait_idle(b)
+    return a
+
+
 def test_a_stale_tab_is_told_and_neither_version_is_lost(browser, app_server):
     ctx = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
-        a = ctx.new_page()
-        a.base_url = app_server
-        open_app(a, "build")  # tab A opens first (and saves the starting project)
-        wait_idle(a)  # its first save is done before B opens (under load B could read the project before it)
-        identity_cookie(ctx)  # and the browser knows the person: a tab opened before the page's script stores the
-        # cookie is another person with its own project (CI: B saved to another folder, A's save met no conflict)
-        b = ctx.new_page()
-        b.base_url = app_server
-        open_app(b, "build")  # tab B: the same person, the same project
-        wait_idle(b)
-        fill_field(b, "Project name", "edited in B")
-        # B's rerun with the new name ran (the autosave comes before the page, which shows the name): idle alone
-        # could be read before that rerun started, and A then saved first (CI: no prompt in A)
-        expect(b.locator("[data-testid=stMain]")).to_contain_text("edited in B", timeout=30_000)
-        wait_idle(b)
+        a = stale_tab(ctx, app_server)
         fill_field(a, "Project name", "edited in A")  # A still holds the project as it was before B's edit
         wait_idle(a)
         prompt = a.locator(".st-key-ll_stale_box")
@@ -66,20 +73,9 @@ def test_a_stale_tab_is_told_when_its_edit_is_on_the_canvas(browser, app_server)
     a whole-page rerun draws: the tab went on editing, nothing of it saved, and nobody said so."""
     ctx = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
-        a = ctx.new_page()
-        a.base_url = app_server
-        open_app(a, "build")
-        a.locator("[data-testid=node-conv1]").wait_for(timeout=60_000)
-        wait_idle(a)
-        identity_cookie(ctx)
-        b = ctx.new_page()
-        b.base_url = app_server
-        open_app(b, "build")
-        wait_idle(b)
-        fill_field(b, "Project name", "edited in B")
-        expect(b.locator("[data-testid=stMain]")).to_contain_text("edited in B", timeout=30_000)
-        wait_idle(b)
+        a = stale_tab(ctx, app_server)
         a.bring_to_front()
+        a.locator("[data-testid=node-conv1]").wait_for(timeout=60_000)
         box = a.locator("[data-testid=node-conv1] .ll-node-title").first.bounding_box()
         x, y = box["x"] + 10, box["y"] + 5
         a.mouse.move(x, y)
@@ -99,18 +95,7 @@ def test_a_stale_tab_is_told_when_its_edit_is_a_dataset(browser, app_server):
     page is drawn, so the refusal was said nowhere until the next click (issue 29)."""
     ctx = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
-        a = ctx.new_page()
-        a.base_url = app_server
-        open_app(a, "data")
-        wait_idle(a)
-        identity_cookie(ctx)
-        b = ctx.new_page()
-        b.base_url = app_server
-        open_app(b, "build")
-        wait_idle(b)
-        fill_field(b, "Project name", "edited in B")
-        expect(b.locator("[data-testid=stMain]")).to_contain_text("edited in B", timeout=30_000)
-        wait_idle(b)
+        a = stale_tab(ctx, app_server, "data")
         a.locator(".st-key-ll_ds_name input").first.click()
         a.locator("[role=option]", has_text="iris").first.click()
         expect(a.locator(".st-key-ll_stale_box")).to_contain_text("changed in another tab", timeout=30_000)
