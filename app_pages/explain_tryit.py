@@ -170,6 +170,11 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
         if form.kind == "image":
             fig = figs.image_attribution_figure(x[0].detach().cpu().numpy(), {xs.title(e): e.attributions[0]},
                                                 title=f"{xs.title(e)} for {res.predicted}")
+        elif form.kind == "features" and form.choices:  # a text column is one bar, as it is one picker
+            from builder.interpret.tryit import grouped_attributions  # lazy: heavy (torch)
+
+            names, values = grouped_attributions(xs, x[0], e.attributions[0])
+            fig = figs.tabular_attribution_figure(values, names, title=f"{xs.title(e)} for {res.predicted}")
         else:
             from builder.interpret.tryit import token_labels  # lazy: heavy (torch)
 

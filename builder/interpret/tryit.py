@@ -35,7 +35,7 @@ from builder.interpret.attributions import Explanation, explain
 from builder.runs.summary import current_run
 from builder.training.run_status import is_live
 
-__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "raw_row", "shown_row", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
+__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "raw_row", "shown_row", "grouped_attributions", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
@@ -144,6 +144,42 @@ def shown_row(xs: Any, i: int) -> tuple[list[str], list[float | str]]:
         if v > 0.5:
             values[out_names.index(column)] = level
     return out_names, values
+
+
+def grouped_attributions(xs: Any, row: Any, attributions: Any) -> tuple[list[str], np.ndarray]:
+    """One table row's attributions as people read the row: each one-hot encoded text column's attributions
+    summed into one bar named by the column and the category the row holds (``school: north``), the numeric
+    features as they are. Attributions add up (the sum over a column's one-hot features is that column's share),
+    so the bars still sum to the whole. Try it asked "school: north" with a picker and answered with bars for
+    ``school=east``, ``school=north`` and ``school=south``.
+
+    ``row`` is the model's input row (standardised or not: a one-hot feature above 0.5 is the category held).
+    """
+    a = np.asarray(attributions.detach().cpu() if hasattr(attributions, "detach") else attributions,
+                   dtype=np.float64).reshape(-1)
+    x = np.asarray(row.detach().cpu() if hasattr(row, "detach") else row, dtype=np.float64).reshape(-1)
+    names = list(xs.feature_names() or [f"x{k + 1}" for k in range(a.size)])
+    onehot = _one_hot(xs, names) if len(names) == a.size else {}
+    stats = _stats(xs)
+    if stats is not None and len(stats[0]) == x.size:
+        x = x * stats[1] + stats[0]  # a standardised one-hot feature: back to 0/1
+    out: list[str] = []
+    values: list[float] = []
+    seen: dict[str, int] = {}
+    for k, name in enumerate(names[:a.size]):
+        if name not in onehot:
+            out.append(name)
+            values.append(float(a[k]))
+            continue
+        column, level = onehot[name]
+        if column not in seen:
+            seen[column] = len(out)
+            out.append(column)
+            values.append(0.0)
+        values[seen[column]] += float(a[k])
+        if k < x.size and x[k] > 0.5:
+            out[seen[column]] = f"{column}: {level}"
+    return out, np.asarray(values)
 
 
 def try_form(xs: Any, sample: int = 0) -> TryForm:

@@ -46,6 +46,16 @@ def test_a_table_row_is_in_the_data_units_with_categories_as_pickers():
     (pick,) = [s for s in at.selectbox if s.label == "sex"]
     assert pick.options == ["F", "M"] and pick.value == form.picked["sex"]
     assert [m for m in at.metric if m.label == "Your input's prediction"]
+    assert _bars(at) == {"age", f"sex: {pick.value}"}  # one bar per picker (it drew sex=F and sex=M)
     pick.set_value("M" if pick.value == "F" else "F").run()  # another category: still answered
     assert not at.exception, [e.value for e in at.exception]
     assert [m for m in at.metric if m.label == "Your input's prediction"]
+    assert _bars(at) == {"age", f"sex: {pick.value}"}
+
+
+def _bars(at) -> set[str]:
+    """The feature names of the answer's attribution bars."""
+    import json
+
+    (chart,) = at.get("plotly_chart")
+    return {str(y) for trace in json.loads(chart.proto.spec)["data"] for y in trace.get("y") or []}

@@ -17,6 +17,7 @@ from builder.interpret.tryit import (
     encode_row,
     encode_strokes,
     encode_tokens,
+    grouped_attributions,
     rasterise_strokes,
     try_form,
     try_input,
@@ -143,6 +144,12 @@ def test_a_csv_row_round_trips_in_its_own_units_with_its_categories():
     assert not torch.allclose(encode_row(xs, form.start, other), x)
     with pytest.raises(ExplainError, match="one of its categories; received: sex='X'"):
         encode_row(xs, form.start, {"sex": "X"})
+    # Try it's answer: one bar per picker (it drew sex=F and sex=M), the category held in its name, the same sum
+    attr = xs.try_input(x, "integrated_gradients").explanation.attributions[0]
+    names, values = grouped_attributions(xs, x[0], attr)
+    assert names == ["age", f"sex: {form.picked['sex']}"], names
+    assert values.shape == (2,) and values.sum() == pytest.approx(float(attr.sum()), abs=1e-6)
+    assert values[1] == pytest.approx(float(attr[1:].sum()), abs=1e-6)
 
 
 def test_a_training_run_is_tried_on_its_newest_epoch(tmp_path, monkeypatch):
