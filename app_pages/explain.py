@@ -276,7 +276,11 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
         st.caption("Red pushes the score of the explained class up, blue pushes it down. Grad-CAM is computed "
                    "at the chosen convolution and upsampled to the input.")
     elif input_space and xs.modality == "tabular":
-        fig = figs.tabular_attribution_figure(xs.rows(input_space), xs.feature_names(), top_k=20,
+        from builder.interpret.tryit import grouped_attributions  # lazy: heavy (torch)
+
+        # a text column is one bar (named by the category the sample holds), as in the sample table and Try it
+        grouped = [grouped_attributions(xs, xs.sample(i), row) for row in xs.rows(input_space)]
+        fig = figs.tabular_attribution_figure([g[1] for g in grouped], grouped[0][0], top_k=20,
                                               sample_names=[xs.method_label(m) for m in input_space],
                                               title=f"Attribution per feature for {about}")
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_tab")
