@@ -366,7 +366,7 @@ def device_options() -> list[tuple[str, str]]:
 __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_project", "set_graph", "project",
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
            "open_spec", "uploads", "save_upload", "visible_runs", "get_run", "live_runs", "owner", "owner_label",
-           "replace_project", "autosave", "md", "error_md",
+           "replace_project", "autosave", "autosave_after_page", "md", "error_md",
            "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_identity", "keep_in_history", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",

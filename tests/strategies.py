@@ -153,7 +153,9 @@ def _value(draw, t: str, name: str, shape: tuple[int, ...], n_in: int, consts: d
         return [draw(st.integers(-rank, rank - 1)) for _ in range(draw(st.integers(0, 2)))]
     if t == "int":
         if name in ("dim", "dim0", "dim1", "start_dim", "end_dim", "axis"):
-            return draw(st.integers(-rank, rank - 1))
+            if rank < 2 or draw(st.integers(0, 3)) == 0:  # the batch dimension now and then: refused on the node
+                return draw(st.integers(-rank, rank - 1))  # (op_batch.py) for most operators
+            return draw(st.integers(1, rank - 1) | st.integers(-rank + 1, -1))
         return draw(st.sampled_from([0, 1, 2, 3, -1, {"b": 1}] + list(shape)))
     if t in ("float", "number"):
         return draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, -1.0, 1e-5, 3]))

@@ -133,13 +133,13 @@ def test_an_unreadable_upload_is_not_put_in_use(at):
 
     buf = io.BytesIO()
     zipfile.ZipFile(buf, "w").close()
-    before = at.session_state["ll_data"] if "ll_data" in at.session_state else None
+    before = at.session_state["ll_data"] if "ll_data" in at.session_state else None  # noqa: SIM401 - no .get
     at.segmented_control(key="ll_ds_kind").set_value("images").run()
     at.file_uploader(key="ll_img_up").upload("empty_photos.zip", buf.getvalue()).run()
     assert not at.exception
     assert any("empty_photos.zip: no class sub-folders" in e.value for e in at.error), [e.value for e in at.error]
     assert any("Training still uses" in c.value for c in at.caption)
-    after = at.session_state["ll_data"] if "ll_data" in at.session_state else None
+    after = at.session_state["ll_data"] if "ll_data" in at.session_state else None  # noqa: SIM401 - no .get
     assert after == before and (after or {}).get("kind", "builtin") == "builtin", after
 
 
