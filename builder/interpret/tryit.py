@@ -129,21 +129,32 @@ def shown_row(xs: Any, i: int) -> tuple[list[str], list[float | str]]:
     ``school=east 0, school=north 1, school=south 0`` beside Try it's ``school: north``."""
     row = raw_row(xs, i)
     names = list(xs.feature_names() or [f"x{k}" for k in range(row.size)])
-    onehot = _one_hot(xs, names)
     out_names: list[str] = []
     values: list[float | str] = []
-    for name, v in zip(names, row):
+    for column, members, held in _groups(xs, names, row):
+        out_names.append(column)
+        values.append(float(row[members[0]]) if column == names[members[0]] else held or "—")
+    return out_names, values
+
+
+def _groups(xs: Any, names: list[str], row: np.ndarray) -> list[tuple[str, list[int], str | None]]:
+    """The row's features as people read them, in order: (name, feature indices, category held). A numeric
+    feature is itself (``[k]``, None); each one-hot encoded text column is one entry over its features, holding the
+    category whose feature is above 0.5 in ``row`` (in the data's own units)."""
+    onehot = _one_hot(xs, names)
+    out: list[tuple[str, list[int], str | None]] = []
+    at: dict[str, int] = {}
+    for k, name in enumerate(names):
         if name not in onehot:
-            out_names.append(name)
-            values.append(float(v))
+            out.append((name, [k], None))
             continue
         column, level = onehot[name]
-        if column not in out_names:
-            out_names.append(column)
-            values.append("—")
-        if v > 0.5:
-            values[out_names.index(column)] = level
-    return out_names, values
+        if column not in at:
+            at[column] = len(out)
+            out.append((column, [], None))
+        c, members, held = out[at[column]]
+        out[at[column]] = (c, [*members, k], level if k < row.size and row[k] > 0.5 else held)
+    return out
 
 
 def grouped_attributions(xs: Any, row: Any, attributions: Any) -> tuple[list[str], np.ndarray]:
@@ -158,28 +169,13 @@ def grouped_attributions(xs: Any, row: Any, attributions: Any) -> tuple[list[str
     a = np.asarray(attributions.detach().cpu() if hasattr(attributions, "detach") else attributions,
                    dtype=np.float64).reshape(-1)
     x = np.asarray(row.detach().cpu() if hasattr(row, "detach") else row, dtype=np.float64).reshape(-1)
-    names = list(xs.feature_names() or [f"x{k + 1}" for k in range(a.size)])
-    onehot = _one_hot(xs, names) if len(names) == a.size else {}
+    names = list(xs.feature_names() or [f"x{k + 1}" for k in range(a.size)])[:a.size]
     stats = _stats(xs)
     if stats is not None and len(stats[0]) == x.size:
         x = x * stats[1] + stats[0]  # a standardised one-hot feature: back to 0/1
-    out: list[str] = []
-    values: list[float] = []
-    seen: dict[str, int] = {}
-    for k, name in enumerate(names[:a.size]):
-        if name not in onehot:
-            out.append(name)
-            values.append(float(a[k]))
-            continue
-        column, level = onehot[name]
-        if column not in seen:
-            seen[column] = len(out)
-            out.append(column)
-            values.append(0.0)
-        values[seen[column]] += float(a[k])
-        if k < x.size and x[k] > 0.5:
-            out[seen[column]] = f"{column}: {level}"
-    return out, np.asarray(values)
+    groups = _groups(xs, names, x) if len(names) == a.size else [(n, [k], None) for k, n in enumerate(names)]
+    out = [f"{column}: {held}" if held is not None else column for column, _, held in groups]
+    return out, np.asarray([float(a[members].sum()) for _, members, _ in groups])
 
 
 def try_form(xs: Any, sample: int = 0) -> TryForm:
