@@ -17,7 +17,7 @@ Runs on CPU too (``--quick``: 3 jobs, 2 epochs, a small image set) to check the 
 are the GPU ones. Never asserts a time.
 
     python bench/gpu_share.py [--quick] [--jobs 16] [--epochs 15] [--share-rounds 1] [--images 20000] [--chunks 5]
-        [--skip-share] [--skip-rate]
+        [--owners local,web] [--skip-share] [--skip-rate]
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.results import conditions, spread  # noqa: E402
 
+OWNERS = {"local": None, "web": "anon:" + "b" * 32}  # the CLI's local user (unconfined), a web visitor (confined)
 
-def _submit_all(ws: Path, n: int, epochs: int) -> tuple[float, dict]:
+
+def _submit_all(ws: Path, n: int, epochs: int, owner: str = "local") -> tuple[float, dict]:
     from builder.data.access import SYSTEM
     from builder.graph.templates import load_template
     from builder.jobs import queue as jobs
@@ -44,23 +46,30 @@ def _submit_all(ws: Path, n: int, epochs: int) -> tuple[float, dict]:
 
     store = RunStore(ws, actor=SYSTEM)
     project = load_template("cnn").model_dump()
+    extra = {"owner": OWNERS[owner]} if OWNERS[owner] else {}
     t0 = time.perf_counter()
     ids = [jobs.submit(store, jobs.JobSpec(project=project, dataset="digits",
-                                           config={"epochs": epochs, "early_stopping": None}))
+                                           config={"epochs": epochs, "early_stopping": None}, **extra))
            for _ in range(n)]
     status = jobs.wait(store, ids, timeout=3600)
     dt = time.perf_counter() - t0
-    envs = {rid: (status[rid], (store.get(rid).get("environment") or {}).get("gpu")) for rid in ids}
+    envs = {rid: (status[rid], (store.get(rid).get("environment") or {}).get("gpu"),
+                  "files confined by Landlock" in store.folder(rid).job_log.read_text(errors="replace"))
+            for rid in ids}
     return dt, envs
 
 
-def share(n: int, epochs: int, rounds: int = 1) -> None:
-    """Makespan of ``n`` concurrent jobs ÷ one job alone (the launcher warmed first, fresh workspaces)."""
+def share(n: int, epochs: int, rounds: int = 1, owners: tuple[str, ...] = ("local",)) -> None:
+    """Makespan of ``n`` concurrent jobs ÷ one job alone (the launcher warmed first, fresh workspaces), for each
+    owner kind in ``owners``, interleaved round by round (``web``: jobs confined by the sandbox; ``local``: not)."""
     from builder.jobs import queue as jobs
     from builder.jobs import warm
 
     print(f"job limit {jobs.max_jobs()}, GPUs {[(g.index, round(g.free / 2**30, 1)) for g in jobs.GPU_QUERY()]}",
           flush=True)
+    ones: dict[str, list[float]] = {o: [] for o in owners}
+    manys: dict[str, list[float]] = {o: [] for o in owners}
+    envs: dict[str, dict] = {o: {} for o in owners}
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/tmp")) as d:
         ws = Path(d) / "ws"
         ws.mkdir()
@@ -69,20 +78,27 @@ def share(n: int, epochs: int, rounds: int = 1) -> None:
             if warm._launcher_up(ws) and not warm._launcher_starting(ws):
                 break
             time.sleep(0.1)
-        ones = [_submit_all(ws, 1, epochs)[0]]
-        manys, envs = [], {}
+        for o in owners:
+            ones[o].append(_submit_all(ws, 1, epochs, o)[0])
         for _ in range(rounds):
-            many, got = _submit_all(ws, n, epochs)
-            manys.append(many)
-            envs.update(got)
-            ones.append(_submit_all(ws, 1, epochs)[0])
-    alone = [statistics.mean(ones[i:i + 2]) for i in range(rounds)]  # the alone runs either side of each round
-    done = sum(1 for s, _ in envs.values() if s == "finished")
-    gpus = sorted({g for _, g in envs.values()}, key=str)
-    print(f"one job alone {spread(ones, unit=' s', digits=1)}; {n} jobs at once {spread(manys, unit=' s', digits=1)} "
-          f"({done}/{n * rounds} finished, GPUs {gpus}); makespan ÷ one job, per round "
-          f"{spread([m / a for m, a in zip(manys, alone)])} (÷ {n} jobs one after another "
-          f"{spread([m / (n * a) for m, a in zip(manys, alone)])})", flush=True)
+            for o in owners:
+                many, got = _submit_all(ws, n, epochs, o)
+                manys[o].append(many)
+                envs[o].update(got)
+                ones[o].append(_submit_all(ws, 1, epochs, o)[0])
+    for o in owners:
+        alone = [statistics.mean(ones[o][i:i + 2]) for i in range(rounds)]  # the alone runs either side
+        done = sum(1 for s, _, _ in envs[o].values() if s == "finished")
+        gpus = sorted({g for _, g, _ in envs[o].values()}, key=str)
+        confined = sum(1 for _, _, c in envs[o].values() if c)
+        print(f"[{o}] one job alone {spread(ones[o], unit=' s', digits=1)}; {n} jobs at once "
+              f"{spread(manys[o], unit=' s', digits=1)} ({done}/{n * rounds} finished, {confined} confined by Landlock, GPUs {gpus}); makespan ÷ one "
+              f"job, per round {spread([m / a for m, a in zip(manys[o], alone)])} (÷ {n} jobs one after another "
+              f"{spread([m / (n * a) for m, a in zip(manys[o], alone)])})", flush=True)
+    if len(owners) == 2:
+        a, b = owners
+        print(f"{b} ÷ {a}, per round: {n} jobs at once {spread([y / x for x, y in zip(manys[a], manys[b])])}; "
+              f"one job alone {spread([y / x for x, y in zip(ones[a], ones[b])])}", flush=True)
 
 
 def _resnet_graph(quick: bool):
@@ -177,6 +193,8 @@ def main() -> int:
     p.add_argument("--rate-epochs", type=int, default=4)
     p.add_argument("--share-rounds", type=int, default=1, help="rounds of N jobs at once, each between alone runs")
     p.add_argument("--chunks", type=int, default=5, help="timed chunks of the compute-only steps")
+    p.add_argument("--owners", default="local", help="comma-separated: local (the CLI's user, unconfined), web "
+                   "(a visitor: Landlock, limits); two give their ratio per round")
     p.add_argument("--skip-share", action="store_true")
     p.add_argument("--skip-rate", action="store_true")
     a = p.parse_args()
@@ -185,10 +203,10 @@ def main() -> int:
     import torch
 
     conditions(f"GPU jobs that share: bench/gpu_share.py{' --quick' if a.quick else ''} --jobs {a.jobs} --epochs "
-               f"{a.epochs} --share-rounds {a.share_rounds} --images {a.images} --chunks {a.chunks}")
+               f"{a.epochs} --share-rounds {a.share_rounds} --owners {a.owners} --images {a.images} --chunks {a.chunks}")
     print(f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}", flush=True)
     if not a.skip_share:
-        share(a.jobs, a.epochs, a.share_rounds)
+        share(a.jobs, a.epochs, a.share_rounds, tuple(a.owners.split(",")))
     if not a.skip_rate:
         rate(a.images, a.batch, a.rate_epochs, a.quick, a.chunks)
     return 0
