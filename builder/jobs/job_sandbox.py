@@ -122,7 +122,22 @@ def job_env(private: str | os.PathLike, source: Mapping[str, str] | None = None,
     (['LAYERLAB_JOB_CPU_S'], True)
     """
     passed = PASSED_ENV + CREDENTIAL_ENV if credentials else PASSED_ENV
-    return {**sandbox.sandbox_env(private, passed, source), "TORCHINDUCTOR_COMPILE_THREADS": "1"}
+    return {**sandbox.sandbox_env(private, passed, source), **compiler_homes(private),
+            "TORCHINDUCTOR_COMPILE_THREADS": "1"}
+
+
+def compiler_homes(private: str | os.PathLike) -> dict[str, str]:
+    """Where ``torch_compile``'s compilers keep their files in a job: its private folder, named outright. Triton
+    takes its home from ``HOME`` when it is imported, and the warm launcher imports it (with torch._dynamo) before
+    it forks a job: a forked job then wrote ``~/.triton`` of the server's home, outside its confinement, and a
+    compiling GPU job failed "Permission denied: '.../.triton'" (found on a lent H100).
+
+    >>> sorted(compiler_homes("/p").items())[0]
+    ('TORCHINDUCTOR_CACHE_DIR', '/p/inductor')
+    """
+    home = Path(private)
+    return {"TRITON_HOME": str(home), "TRITON_CACHE_DIR": str(home / ".triton" / "cache"),
+            "TORCHINDUCTOR_CACHE_DIR": str(home / "inductor")}
 
 
 def tracking_credentials(recorded: str | None) -> bool:

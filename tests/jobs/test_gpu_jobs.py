@@ -23,6 +23,7 @@ from builder.jobs.probe import ModelProbe, ProbeSession
 from builder.jobs.queue import JobSpec, submit, wait
 from builder.process import landlock
 from builder.runs.store import RunStore
+from tests.helpers import until
 
 pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
               pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -82,14 +83,20 @@ def test_a_confined_web_owners_job_trains_on_the_gpu(store, device):
 
 def test_a_confined_job_with_torch_compile_compiles_for_the_gpu(store):
     """Triton's ptxas is a new process and its kernels a cache in the job's home: the compiling job's process
-    filter is off, its files stay confined."""
+    filter is off, its files stay confined. The job is forked by the warm launcher, which imported Triton (with
+    torch._dynamo) under the server's home: a forked job wrote ``~/.triton`` there and failed "Permission denied"
+    (on a lent H100, whenever this test ran after another of this file on its worker)."""
     project = load_template("mlp").model_dump()
+    spec = JobSpec(project=project, dataset="moons", dataset_options={"n_samples": 256}, owner=OWNER,
+                   config={"epochs": 1, "batch_size": 128, "device": "cpu", "early_stopping": None})
+    _finished(store, submit(store, spec))  # starts the warm launcher if no earlier test did
+    until(lambda: warm._launcher_up(store.workspace), "the warm launcher", TIMEOUT)
     spec = JobSpec(project=project, dataset="moons", dataset_options={"n_samples": 256}, owner=OWNER,
                    config={"epochs": 2, "batch_size": 128, "device": "cuda", "early_stopping": None,
                            "torch_compile": True})
     log = _finished(store, submit(store, spec))
     _confined(log)
-    assert ", GPU 0 (estimate" in log, log[-2000:]
+    assert "forked by the warm launcher" in log and ", GPU 0 (estimate" in log, log[-2000:]
 
 
 @pytest.mark.parametrize("layer", ["LSTM", "GRU"])
