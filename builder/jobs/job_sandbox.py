@@ -7,8 +7,8 @@ builds the model:
 - limits: no core files; files up to ``LAYERLAB_JOB_FILE_MB`` (default 16384 MiB; a larger write fails with
   ``EFBIG``); private writable memory up to ``LAYERLAB_JOB_MEMORY_MB`` (``RLIMIT_DATA``: memory-mapped image
   caches and CUDA's inaccessible address reservations do not count; unset: :data:`HOST_SHARE` of the host's
-  memory on a host without CUDA, so one runaway job fails with a message instead of swapping the server, and no
-  cap on a CUDA host; a small CPU job's peak is measured by bench/doc_figures.py (in bench/RESULTS.md: at most
+  memory, with or without CUDA, so one runaway job fails with a message instead of swapping the server; a small
+  CPU job's peak is measured by bench/doc_figures.py (in bench/RESULTS.md: at most
   0.5 GiB for the mlp and cnn templates), so 4096 per job suits a class server on CPU; a job on a GPU starts its
   CUDA runtime first and is limited to that much *resident* memory over what it then holds, watched by a thread
   (:func:`on_gpu`: ``RLIMIT_DATA`` cannot cap a CUDA process));
@@ -100,13 +100,15 @@ def host_memory_mb() -> int:
         return 0
 
 
-def job_limits(env: Mapping[str, str] | None = None, *, cuda: bool = True) -> WorkerLimits:
-    """The limits of a job from ``LAYERLAB_JOB_*`` in ``env`` (default: ours); see the module docstring. ``cuda``
-    False (a host without CUDA): private memory is capped at :func:`host_memory_mb` unless the setting says."""
+def job_limits(env: Mapping[str, str] | None = None) -> WorkerLimits:
+    """The limits of a job from ``LAYERLAB_JOB_*`` in ``env`` (default: ours); see the module docstring. Memory is
+    capped at :func:`host_memory_mb` unless the setting says, on a CUDA host too (there a job on a GPU is held to
+    it as resident memory over what its CUDA runtime holds, :func:`on_gpu`; a CPU job there, as anywhere, by
+    ``RLIMIT_DATA``): uncapped, one job's runaway host memory could make the kernel's OOM killer pick the server."""
     def positive(name: str, default: int) -> int:
         return sandbox.env_positive(name, default, env=env)
 
-    return WorkerLimits(memory_mb=positive(MEMORY_ENV, 0 if cuda else host_memory_mb()), cpu_s=positive(CPU_ENV, 0),
+    return WorkerLimits(memory_mb=positive(MEMORY_ENV, host_memory_mb()), cpu_s=positive(CPU_ENV, 0),
                         file_mb=positive(FILE_ENV, DEFAULT_FILE_MB), memory="data", prefix=PREFIX)
 
 
@@ -365,14 +367,13 @@ def limit_study_memory(lim: WorkerLimits | None = None) -> int:
     """Inside a study runner, once torch is imported: its private memory (``RLIMIT_DATA``) capped at what it holds
     now plus ``LAYERLAB_JOB_MEMORY_MB`` (of ``lim``, default :func:`job_limits`). A cap set at its start counted
     torch itself: torch built for CUDA alone holds more than 1.2 GiB, so on an H100 host a 1200 MiB limit refused
-    the runner's imports. Unset on a host without CUDA: :data:`HOST_SHARE` of its memory, as a job there (the runner
-    loads the dataset and checks each trial's graph; uncapped, a runaway one swapped the server). Returns the cap in
-    bytes (0: none)."""
+    the runner's imports. Unset: :data:`HOST_SHARE` of the host's memory, as a job's (the runner loads the dataset
+    and checks each trial's graph; uncapped, a runaway one swapped the server). Returns the cap in bytes (0: none)."""
     import resource  # lazy: POSIX only (resource)
 
-    import torch  # imported before the cap is measured  # lazy: heavy (torch)
+    import torch  # noqa: F401  - imported before the cap is measured  # lazy: heavy (torch)
 
-    lim = lim or job_limits(cuda=torch.cuda.is_available())  # a CPU host: capped by default, as its jobs are
+    lim = lim or job_limits()  # capped by default, as its jobs are
     if lim.memory_mb <= 0:
         return 0
     value = sandbox.data_size() + lim.memory_mb * 2**20

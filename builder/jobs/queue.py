@@ -490,7 +490,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
     tmp = store.folder(run_id).tmp  # its private folder (job_sandbox.enter), removed at the end
-    lim = job_sandbox.job_limits(cuda=torch.cuda.is_available())  # a CPU host caps private memory by default
+    lim = job_sandbox.job_limits()  # private memory capped by default (HOST_SHARE of the host's)
     callbacks: list = []
     held = False
     try:  # from here on a failure (a GPU that cannot start, a limit met while importing, too) is recorded with the run

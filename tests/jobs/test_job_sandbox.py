@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -286,7 +287,7 @@ def test_failure_message_names_a_limit_only_where_one_was_met():
     from builder.errors import TrainingError
     from builder.jobs.job_sandbox import failure_message, job_limits
 
-    capped, free = job_limits({"LAYERLAB_JOB_MEMORY_MB": "512"}), job_limits({})
+    capped, free = job_limits({"LAYERLAB_JOB_MEMORY_MB": "512"}), replace(job_limits({}), memory_mb=0)
 
     def chained(cause: BaseException) -> TrainingError:
         try:
@@ -386,7 +387,9 @@ def test_a_gpu_jobs_cuda_runtime_is_allowed_on_top_of_its_memory_limit(monkeypat
     assert lim.runtime_mb >= before + 290 and lim.memory_mb == 1200 and lim.memory == "resident"
     assert (f"limit 1200 MiB of resident memory over the {lim.runtime_mb} MiB torch and its CUDA runtime held at "
             "its start" in sandbox.limit_why("memory", lim))
-    assert job_sandbox.on_gpu(0, job_sandbox.job_limits({}, cuda=True)).runtime_mb == 0
+    assert job_sandbox.on_gpu(0, replace(job_sandbox.job_limits({}), memory_mb=0)).runtime_mb == 0
+    unset = job_sandbox.on_gpu(0, job_sandbox.job_limits({}))  # unset: a share of the host's memory, on top of it
+    assert unset.memory_mb == job_sandbox.host_memory_mb() > 0 and unset.memory == "resident" and unset.runtime_mb
 
 
 def test_a_job_over_its_resident_memory_limit_is_stopped_by_its_watch():
