@@ -592,6 +592,7 @@ def _optimizer_steps(project, report, stage: list[str]) -> None:
 
     from builder import compile_graph
     from builder.graph.compile import example_inputs
+    from builder.training.nonfinite import diagnose
 
     for name, make in (("Adam", lambda ps: torch.optim.Adam(ps, lr=1e-3)),
                        ("SGD", lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9))):
@@ -613,6 +614,9 @@ def _optimizer_steps(project, report, stage: list[str]) -> None:
             loss.backward()
             opt.step()
             if finite and step == 0 and not all(bool(torch.isfinite(p).all()) for p in params):
+                if {n.type for n in project.graph.nodes} & MAY_BE_NONFINITE and \
+                        diagnose(model).kind == "gradient":  # no finite derivative where the data took it (pow of a
+                    return  # negative base to a learned exponent): training names the node (training.nonfinite)
                 bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
                 raise RuntimeError(f"a finite loss ({float(loss):.3g}) left non-finite parameters after "
                                    f"{name}: {bad[:3]}")

@@ -220,6 +220,7 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
     type(gm).__call__ = nn.Module.__call__
     attrs = {
         "layerlab_names": module_of,
+        "layerlab_node_names": names,  # every node's name in the fx graph (its output value's; builder.training.nonfinite)
         "layerlab_types": types,
         "layerlab_inputs": list(report.input_nodes),
         "layerlab_padding_masks": masked,

@@ -45,6 +45,7 @@ from builder.training.checkpoint import (
 from builder.training.config import TrainConfig, resolve_device
 from builder.training.control import RunControl, StopRequested
 from builder.training.events import History
+from builder.training.nonfinite import Cause, diagnose, nonfinite_message
 from builder.training.objectives import (
     ADAM_BETAS,
     Objective,
@@ -353,7 +354,7 @@ class ObjectiveTrainer(RunControl):
                 terms = self._terms(self._outputs(self._feeds(ds.train, idx, xb, (epoch, b))))
                 loss = self._total(terms, network)
                 if self.device.type == "cpu" and not math.isfinite(loss.item()):
-                    self._nonfinite(epoch, network)
+                    self._nonfinite(epoch, network, diagnose(self.model))  # checked each step: exact
                 opt = self.optimizers[network]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -400,11 +401,9 @@ class ObjectiveTrainer(RunControl):
                         "terms": {key: v / k for key, v in zip(ids, vals, strict=False)}})
         return sums, count + k, []
 
-    def _nonfinite(self, epoch: int, network: str) -> None:
-        raise TrainingError(f"loss became NaN/Inf at epoch {epoch + 1}, step {self.global_step}"
-                            + (f" (network {network!r})" if network else "")
-                            + f": the learning rate ({self.config.lr:g}) is probably too high; lower it or set "
-                            "grad_clip. Training stopped; the last good checkpoint is kept.")
+    def _nonfinite(self, epoch: int, network: str, cause: Cause | None = None) -> None:
+        raise TrainingError(nonfinite_message(self.config.lr, epoch, self.global_step, cause,
+                                              grad_clip=self.config.grad_clip, network=network))
 
     @torch.no_grad()
     def evaluate(self, split: Split, tag: int = -1) -> dict[str, float]:

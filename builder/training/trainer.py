@@ -60,6 +60,7 @@ from builder.training.metrics import (
     quick_metric,
     regression_metrics,
 )
+from builder.training.nonfinite import Cause, diagnose, nonfinite_message
 from builder.training.peak import peak_bytes, reset_peak
 from builder.training.run_folder import RunFolder
 from builder.training.threads import torch_threads
@@ -559,7 +560,7 @@ class Trainer(RunControl):
                         loss = lossf(out if isinstance(out, torch.Tensor) else first_output(out), xb, yb)
                     loss = precision.loss(loss)
                     if self._check_each_step and not math.isfinite(loss.item()):
-                        self._nonfinite(epoch, b)
+                        self._nonfinite(epoch, b, diagnose(self.model, xb))  # checked each step: exact
                     opt.zero_grad(set_to_none=True)
                     self.global_step += 1
                     phase = 1
@@ -615,14 +616,10 @@ class Trainer(RunControl):
         self._emit({"type": "step", "step": self.global_step, "epoch": epoch, "loss": s / max(k, 1)})
         return sum_loss + s, count + k
 
-    def _nonfinite(self, epoch: int, batch: int) -> None:
+    def _nonfinite(self, epoch: int, batch: int, cause: Cause | None = None) -> None:
         cfg = self.config
-        hint = (f"the learning rate ({cfg.lr:g}) is probably too high; lower it (e.g. {cfg.lr / 10:g})"
-                + ("" if cfg.grad_clip else " or set grad_clip (e.g. 1.0)"))
-        if self.task in ("regression", "reconstruction"):
-            hint += "; also check the targets for extreme values"
-        raise TrainingError(f"loss became NaN/Inf at epoch {epoch + 1}, step {self.global_step}: {hint}. "
-                            "Training stopped; the last good checkpoint is kept.")
+        raise TrainingError(nonfinite_message(cfg.lr, epoch, self.global_step, cause, grad_clip=cfg.grad_clip,
+                                              task=self.task))
 
     def _end_epoch(self, epoch: int, train_loss: float, seen: int, dt: float) -> None:
         cfg, ds = self.config, self.dataset
