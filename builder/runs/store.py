@@ -381,13 +381,13 @@ class RunStore:
         if self._write("UPDATE runs SET control = ? WHERE id = ?", (action, run_id)) == 0:
             raise RunStoreError(f"no run {run_id!r}")
 
-    def take_control(self, run_id: str) -> str | None:
-        """The pending control action of a run, cleared atomically (None when there is none)."""
+    def take_control(self, run_id: str, *, peek: bool = False) -> str | None:
+        """The pending control action of a run, cleared atomically (None when there is none; ``peek``: left)."""
         for _ in range(20):
             rows = self._read("SELECT control FROM runs WHERE id = ?", (run_id,))
             action = rows[0]["control"] if rows else None
-            if action is None:
-                return None
+            if action is None or peek:
+                return action
             if self._write("UPDATE runs SET control = NULL WHERE id = ? AND control = ?", (run_id, action)):
                 return action
         return None
