@@ -49,12 +49,14 @@ SOUND = {
     "roll_features": ("aten.roll", [T0, [2], [-1]], (6,)),
     "softmax_over_features": ("aten.softmax.int", [T0, 1], (6,)),
     "whole_slice_no_bounds": ("aten.slice.Tensor", [T0], (6,)),
+    "narrow_the_whole_batch": ("aten.narrow", [T0, 0, 0, B], (6,)),  # refused before though sound (deep fuzzer)
+    "native_group_norm_of_the_batch": ("aten.native_group_norm", [T0, None, None, B, 4, 3, 2, 1e-5], (4, 3), 3),
 }
 
 
-def _project(op: str, args: list, shape: tuple):
+def _project(op: str, args: list, shape: tuple, outputs: int = 1):
     nodes = [{"id": "x", "type": "Input", "params": {"shape": list(shape)}},
-             {"id": "op", "type": "Op", "params": {"op": op, "args": json.dumps(args)}}]
+             {"id": "op", "type": "Op", "params": {"op": op, "args": json.dumps(args), "outputs": outputs}}]
     edges = [{"source": "x", "target": "op", "target_port": "0"}]
     return load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {"nodes": nodes, "edges": edges}}))
 
@@ -70,8 +72,8 @@ def test_an_argument_tied_to_the_batch_is_a_located_problem(case):
 
 @functools.cache
 def _model(case: str):
-    op, args, shape = {**TIED, **SOUND}[case]
-    project = _project(op, args, shape)
+    op, args, shape, *outputs = {**TIED, **SOUND}[case]
+    project = _project(op, args, shape, *outputs)
     report = infer_shapes(project.graph)
     if not report.ok:
         return None, shape

@@ -32,7 +32,11 @@ SHAPE_ARGS = frozenset({"size", "shape", "sizes", "repeats"})
 ALONG_DIM = {"slice": "dim", "narrow": "dim", "select": "dim", "split": "dim", "split_with_sizes": "dim",
              "chunk": "dim", "unbind": "dim", "roll": "dims", "flip": "dims", "cumsum": "dim", "softmax": "dim",
              "_softmax": "dim", "log_softmax": "dim", "_log_softmax": "dim"}
+#: Arguments that must be the batch's own size (the kernel checks it against its input): the batch size there,
+#: ``{"b": 1}``, is what the call needs at every batch.
+BATCH_SIZED = {"native_group_norm": "N"}
 _NO_END = 1 << 31  # a slice end at or beyond it keeps every sample of any batch LayerLab can hold
+_BATCH = {"b": 1}
 
 
 def _batch_leaves(v: Any) -> list:
@@ -50,7 +54,9 @@ def _default(fn, name: str) -> Any:
 def _is_identity(name: str, bound: dict) -> bool:
     """Whether the call keeps every sample of any batch whole and in place: ``aten.slice`` with no bounds (which
     exports with a dynamic batch; ``aten.chunk`` of the batch into 1 does not: its ONNX file is fixed to one batch
-    size, deep fuzzer)."""
+    size, deep fuzzer), ``aten.narrow`` of dim 0 from 0 for the batch's size."""
+    if name == "narrow":
+        return bound.get("dim") == 0 and bound.get("start") == 0 and bound.get("length") == _BATCH
     return name == "slice" and bound.get("start") in (None, 0) and bound.get("step", 1) == 1 and \
         (bound.get("end") is None or (isinstance(bound["end"], int) and bound["end"] >= _NO_END))
 
@@ -61,9 +67,12 @@ def batch_problem(p: dict, fn, bound: dict, rank: int | None) -> str | None:
     ``bound``: the call's arguments by name; ``rank``: the dimensions of its ``self``/``input`` tensor input,
     batch included (None when that is no tensor input, whose dim 0 is no batch).
     """
+    name = fn._schema.name.split("::")[-1]
+    if rank is not None and _is_identity(name, bound):
+        return None
     for arg, v in bound.items():
         leaves = _batch_leaves(v)
-        if not leaves:
+        if not leaves or (rank is not None and BATCH_SIZED.get(name) == arg and v == _BATCH):
             continue
         first_of_shape = arg in SHAPE_ARGS and isinstance(v, list) and v and isinstance(v[0], dict) and \
             set(v[0]) == {"b"} and len(leaves) == 1
@@ -73,9 +82,8 @@ def batch_problem(p: dict, fn, bound: dict, rank: int | None) -> str | None:
                     f"in ONNX) it fails or computes something else; received: {arg}={json.dumps(v)[:60]}. Fix: use "
                     "a fixed number (the batch size belongs only first in a shape: size/shape of aten.view, "
                     "aten.reshape, aten.expand, aten.zeros ...)")
-    name = fn._schema.name.split("::")[-1]
     key = ALONG_DIM.get(name)
-    if key is None or rank is None or _is_identity(name, bound):
+    if key is None or rank is None:
         return None
     dim = bound.get(key, _default(fn, key))
     dims = dim if isinstance(dim, list) else [dim]
@@ -90,4 +98,4 @@ def batch_problem(p: dict, fn, bound: dict, rank: int | None) -> str | None:
     return None
 
 
-__all__ = ["ALONG_DIM", "SHAPE_ARGS", "batch_problem"]
+__all__ = ["ALONG_DIM", "SHAPE_ARGS", "BATCH_SIZED", "batch_problem"]
