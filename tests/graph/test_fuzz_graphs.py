@@ -135,8 +135,7 @@ def test_accepted_graphs_compile_run_forward_backward_and_export_in_child_proces
     res.failures = [f for f in res.failures if CRASH not in f["text"]]
     _judge(capsys, res, seed, "graph fuzzer", len(texts) - 1)
     # the generator still produces runnable graphs: a sixth at least since Op calls along the batch are refused
-    # (op_batch.py; seed 21 drew 58 of 300 in the whole suite, 95 with this file alone: the draws depend on what
-    # the worker ran before, not yet found)
+    # (op_batch.py; seed 21 accepts 111 of 300, in any process: fuzz_graphs._no_local_constants)
     assert res.counts["accepted"] > n // 6
 
 
@@ -148,7 +147,9 @@ def test_operator_graphs_of_the_full_allow_list_compile_run_and_export_in_child_
     texts = draw_projects(n, seed, op_project_text())
     res = run_in_children(texts, jobs=jobs)
     _judge(capsys, res, seed, "operator fuzzer, full allow-list", n)
-    assert res.counts["accepted"] > n // 50  # the generator still reaches graphs that run (most calls are refused)
+    # the generator still reaches graphs that run (most calls are refused): drawn without Hypothesis's local constants
+    # (fuzz_graphs._no_local_constants), seeds 28-33 accept 5, 27, 34, 24, 29, 32 of 400
+    assert res.counts["accepted"] > n // 100
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
