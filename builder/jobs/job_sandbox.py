@@ -215,9 +215,9 @@ failed; resume it to continue from its last checkpoint; the app is unaffected. F
     if lim.memory_mb + lim.runtime_mb >= held + START_HEADROOM_MB:
         return
     need = held + START_HEADROOM_MB - lim.runtime_mb
-    raise JobLimitError(f"{WHAT} stopped: it ran out of memory (limit {lim.memory_mb} MiB; raise {lim.prefix}_MEMORY_MB "
-                        f"to at least {need}: the job holds {held} MiB (Python, torch) before it loads the data). "
-                        f"{OUTCOME}; the app is unaffected. Fix: raise {lim.prefix}_MEMORY_MB")
+    raise JobLimitError(sandbox.limit_message(
+        "memory", lim, what=WHAT, outcome=OUTCOME, fix=f"raise {lim.prefix}_MEMORY_MB",
+        raise_to=f"{need}: the job holds {held} MiB (Python, torch) before it loads the data"))
 
 
 _LIMIT_MET: list[str] = []  # the line of the limit this job process met (set by its SIGXCPU handler)

@@ -117,21 +117,23 @@ def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
     return env
 
 
-def limit_why(kind: str, lim: WorkerLimits) -> str:
+def limit_why(kind: str, lim: WorkerLimits, raise_to: str = "") -> str:
     """What a limit of ``lim`` did and the variable that raises it: ``kind`` is ``"cpu"``, ``"file"`` or
-    ``"memory"``."""
+    ``"memory"``; ``raise_to`` (memory) says how far to raise it and why."""
     if kind == "cpu":
         return f"its CPU time ran out (limit {lim.cpu_s} s; raise {lim.prefix}_CPU_S)"
     if kind == "file":
         return f"it wrote a file over the size limit ({lim.file_mb} MiB; raise {lim.prefix}_FILE_MB)"
     over = {"address": " over its start-up footprint", "resident": " of resident memory"}.get(lim.memory, "")
     runtime = f" over the {lim.runtime_mb} MiB torch and its CUDA runtime held at its start" if lim.runtime_mb else ""
-    return f"it ran out of memory (limit {lim.memory_mb} MiB{over}{runtime}; raise {lim.prefix}_MEMORY_MB)"
+    to = f" to at least {raise_to}" if raise_to else ""
+    return f"it ran out of memory (limit {lim.memory_mb} MiB{over}{runtime}; raise {lim.prefix}_MEMORY_MB{to})"
 
 
-def limit_message(kind: str, lim: WorkerLimits, *, what: str, outcome: str, fix: str) -> str:
-    """One line for a process that met a limit of ``lim`` (``kind`` as in :func:`limit_why`) and said so."""
-    return f"{what} stopped: {limit_why(kind, lim)}. {outcome}; the app is unaffected. Fix: {fix}"
+def limit_message(kind: str, lim: WorkerLimits, *, what: str, outcome: str, fix: str, raise_to: str = "") -> str:
+    """One line for a process that met a limit of ``lim`` (``kind`` and ``raise_to`` as in :func:`limit_why`) and
+    said so."""
+    return f"{what} stopped: {limit_why(kind, lim, raise_to)}. {outcome}; the app is unaffected. Fix: {fix}"
 
 
 def death_message(code: int | None, lim: WorkerLimits, *, what: str = "the worker process",
