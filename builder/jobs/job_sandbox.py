@@ -220,6 +220,23 @@ failed; resume it to continue from its last checkpoint; the app is unaffected. F
         raise_to=f"{need}: the job holds {held} MiB (Python, torch) before it loads the data"))
 
 
+def check_store_room(store, lim: WorkerLimits) -> None:
+    """Raise :class:`JobLimitError` where ``lim``'s file size limit leaves an SQLite run database (and its WAL
+    file) no room to grow by its own size: the limit (``RLIMIT_FSIZE``) is on every file the job writes, the
+    database included, and a job whose database had passed it could write nothing, not even its failure ("run
+    database error: disk I/O error"; its run stayed ``running``). Checked before the limit is set, so the refusal
+    is recorded. A database server (PostgreSQL) is not a file of the job's."""
+    from builder.process.landlock import _db_files  # lazy: heavy (sqlalchemy)
+
+    files = _db_files(store) if lim.file_mb > 0 else []
+    size = sum(f.stat().st_size for f in files if isinstance(f, Path) and f.is_file()) if isinstance(files, list) else 0
+    need = -(-2 * size // 2**20) + 1
+    if size and lim.file_mb < need:
+        raise JobLimitError(sandbox.limit_message(
+            "file", lim, what=WHAT, outcome=OUTCOME, fix=f"raise {lim.prefix}_FILE_MB",
+            raise_to=f"{need}: the run database, which the job writes too, is {size / 2**20:.1f} MiB"))
+
+
 _LIMIT_MET: list[str] = []  # the line of the limit this job process met (set by its SIGXCPU handler)
 WATCH_S = 0.2  # how often a GPU job's resident memory is read (:func:`_watch_resident`)
 
@@ -385,4 +402,4 @@ def limit_study_memory(lim: WorkerLimits | None = None) -> int:
 
 __all__ = ["job_limits", "host_memory_mb", "HOST_SHARE", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
            "limit_study_memory",
-           "JobLimitError", "limit_met", "confinement", "PASSED_ENV", "CREDENTIAL_ENV", "tracking_credentials", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]
+           "JobLimitError", "limit_met", "check_store_room", "confinement", "PASSED_ENV", "CREDENTIAL_ENV", "tracking_credentials", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]

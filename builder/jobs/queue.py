@@ -523,6 +523,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
         if sandboxed:  # files confined, limits, clean environment, no new processes, before the model is built
             rules = job_sandbox.confinement(store, run_id, spec.owner, spec.tracking)
+            job_sandbox.check_store_room(store, lim)  # before its file limit: a refusal is still recorded
             lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config), rules=rules)
             job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
         print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"

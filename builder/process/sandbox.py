@@ -119,14 +119,14 @@ def sandbox_env(private: str | os.PathLike, passed: tuple[str, ...] = (),
 
 def limit_why(kind: str, lim: WorkerLimits, raise_to: str = "") -> str:
     """What a limit of ``lim`` did and the variable that raises it: ``kind`` is ``"cpu"``, ``"file"`` or
-    ``"memory"``; ``raise_to`` (memory) says how far to raise it and why."""
+    ``"memory"``; ``raise_to`` (memory, file) says how far to raise it and why."""
     if kind == "cpu":
         return f"its CPU time ran out (limit {lim.cpu_s} s; raise {lim.prefix}_CPU_S)"
+    to = f" to at least {raise_to}" if raise_to else ""
     if kind == "file":
-        return f"it wrote a file over the size limit ({lim.file_mb} MiB; raise {lim.prefix}_FILE_MB)"
+        return f"it wrote a file over the size limit ({lim.file_mb} MiB; raise {lim.prefix}_FILE_MB{to})"
     over = {"address": " over its start-up footprint", "resident": " of resident memory"}.get(lim.memory, "")
     runtime = f" over the {lim.runtime_mb} MiB torch and its CUDA runtime held at its start" if lim.runtime_mb else ""
-    to = f" to at least {raise_to}" if raise_to else ""
     return f"it ran out of memory (limit {lim.memory_mb} MiB{over}{runtime}; raise {lim.prefix}_MEMORY_MB{to})"
 
 

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -216,11 +217,27 @@ def test_a_memory_limit_at_what_a_forked_job_already_holds_fails_it_at_once(stor
         assert "MiB (Python, torch) before it loads the data" in message
 
 
-def test_a_job_over_its_file_size_limit_fails_writing_its_checkpoint(store, monkeypatch):
-    monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "1")
-    rid = submit(store, _spec(width=1000))  # 1 M parameters: a 4 MB checkpoint
-    _failed_with(store, rid, "the training job stopped: it wrote a file over the size limit (1 MiB; raise "
-                 "LAYERLAB_JOB_FILE_MB)")
+def test_a_job_over_its_file_size_limit_fails_writing_its_checkpoint(store, monkeypatch, tmp_path):
+    small = RunStore(tmp_path / "ws", actor=SYSTEM)  # a new run database, far under the limit (see below)
+    monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "2")
+    rid = submit(small, _spec(width=1000))  # 1 M parameters: a 4 MB checkpoint
+    message = _failed_with(small, rid, "the training job stopped: it wrote a file over the size limit (2 MiB; raise "
+                           "LAYERLAB_JOB_FILE_MB).")
+    assert "run database" not in message
+
+
+def test_a_file_size_limit_the_run_database_has_outgrown_fails_the_job_at_once(store, monkeypatch):
+    """The file size limit is on every file a job writes, the SQLite run database too: a database past it refused
+    the job's every write, its failure included ("run database error: disk I/O error"; the run stayed running).
+    Now a limit that leaves the database no room to grow by its own size fails the job before it is set."""
+    store._write("CREATE TABLE IF NOT EXISTS test_padding (x BLOB)")
+    store._write("INSERT INTO test_padding VALUES (?)", (b"\0" * 1_500_000,))  # a database of over 1.5 MB
+    monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "1")  # under the database: before, the job could not even fail
+    rid = submit(store, _spec())
+    message = _failed_with(store, rid, "the training job stopped: it wrote a file over the size limit (1 MiB; raise "
+                           "LAYERLAB_JOB_FILE_MB to at least ")
+    assert re.search(r"at least \d+: the run database, which the job writes too, is \d+\.\d MiB\)\. The run failed",
+                     message), message
 
 
 def test_a_job_over_its_cpu_time_fails_naming_the_limit(store, monkeypatch):
