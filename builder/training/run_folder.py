@@ -39,6 +39,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from builder.data.access import CONTROL, check
 from builder.data.disk import write_atomic
 from builder.errors import RunStoreError
 
@@ -306,13 +307,19 @@ def keep_report(store: Any, report: Any, what: str) -> Path:
     at the file named by the folder's attribute ``what`` (``calibration``, ``robustness``, ``prune``); the
     matching ``RunFolder.read_*`` reads it back. Returns the path.
 
+    Keeping writes into the run: the store's actor must control it (its owner; reading it, as shared mode or a
+    teacher does, is not enough: a kept calibration's temperature divides the run's exported logits).
+
     Raises:
         RunStoreError: the report belongs to no run (a model trained in the session only).
+        AccessDenied: a run the store's actor does not control, worded as an unknown one.
     """
     if not getattr(report, "run_id", None):
         raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
                             "Fix: pick a finished run")
-    path = getattr(store.folder(report.run_id), what)
+    run = store.get(report.run_id)  # exact id, a run the actor may read (else "no run X of yours")
+    check(store.who(), CONTROL, run)
+    path = getattr(store.folder(run["id"]), what)
     return write_atomic(path, json.dumps(report.to_dict(), indent=1), f"the run's {what} report")
 
 
