@@ -194,6 +194,7 @@ def _absent_from(ids: list[str], rid: str) -> None:
 
 def _doors() -> list[Door]:
     from builder.admin import housekeeping
+    from builder.data.access import controlled_run
     from builder.graph.share import decode_project
     from builder.interchange.onnx_export import export_run_onnx, quantize_run
     from builder.interchange.worker import quantize_run_isolated
@@ -208,7 +209,7 @@ def _doors() -> list[Door]:
     from builder.jobs.specs import prune_job_spec
     from builder.runs import classes
     from builder.runs.modelcard import read_model_card, write_model_card
-    from builder.runs.pipeline import controlled_run, load_run, resume_run, run_objective, run_training
+    from builder.runs.pipeline import load_run, resume_run, run_objective, run_training
     from builder.runs.prune_run import prune_run, resume_pruned, run_prune_job
     from builder.runs.store import workspace_of
     from builder.search.runner import resume_study
@@ -370,7 +371,7 @@ def _doors() -> list[Door]:
         Door("builder.runs.pipeline.run_objective", (RUN,), lambda w, s: into(w, s, lambda: run_objective(
             with_teacher(w.project, own_finished(w, s)), "moons", {"epochs": 1}, s, owner=s.actor.owner,
             run_id=w.ann))),
-        Door("builder.runs.pipeline.controlled_run", (RUN,), lambda w, s: controlled_run(s, w.ann)),
+        Door("builder.data.access.controlled_run", (RUN,), lambda w, s: controlled_run(s, w.ann)),
         Door("builder.training.objectives.with_teacher", (RUN, PROJECT), distil),
         Door("builder.runs.pipeline.student_alone", (RUN, PROJECT), baseline),
         Door("builder.runs.prune_run.prune_run", (RUN,), lambda w, s: prune_run(s, w.ann), via="run_id"),

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
-from builder.data.access import CONTROL, SYSTEM, check
+from builder.data.access import SYSTEM, controlled_run
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.disk import write_atomic
@@ -55,19 +55,6 @@ from builder.training.run_status import resume_refusal
 from builder.training.text_samples import TextSamples
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
-
-
-def controlled_run(store: RunStore, run_id: str) -> Run:
-    """A run the store's actor may write into: resume it, record a job's training into it, prune into it. Reading
-    is not enough (shared mode reads everyone's runs, a teacher its students'): ``control`` is the owner's alone
-    (:func:`builder.data.access.may`), and a job process acts as the owner that submitted it.
-
-    Raises:
-        AccessDenied: not a run the actor may read or control, worded as an unknown id ("no run X of yours").
-    """
-    run = store.get(run_id)  # exact id, a run the actor may read (else "no run X of yours")
-    check(store.who(), CONTROL, run)
-    return run
 
 
 def acting_owner(store: RunStore | None, owner: str) -> str:
@@ -630,5 +617,5 @@ def _objective_view(project: Any, model: torch.nn.Module, ds: Any) -> tuple[torc
 
 
 __all__ = ["run_training", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes",
-           "load_run", "load_run_dataset", "owner_uploads", "controlled_run", "acting_owner", "run_objective", "dataset_of", "resume_objective", "Tracker",
+           "load_run", "load_run_dataset", "owner_uploads", "acting_owner", "run_objective", "dataset_of", "resume_objective", "Tracker",
            "open_run"]

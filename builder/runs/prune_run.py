@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from builder.data import DatasetSource, save_dataset
+from builder.data.access import controlled_run
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.latency import compare_latency, model_forward
 from builder.runs.modelcard import write_model_card
-from builder.runs.pipeline import Tracker, controlled_run, load_run, resume_run, run_training
+from builder.runs.pipeline import Tracker, load_run, resume_run, run_training
 from builder.training.callbacks import Callback
 from builder.training.metrics import metric_name
 from builder.training.prune import (

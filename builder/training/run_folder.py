@@ -39,7 +39,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from builder.data.access import CONTROL, check
+from builder.data.access import controlled_run
 from builder.data.disk import write_atomic
 from builder.errors import RunStoreError
 
@@ -317,9 +317,7 @@ def keep_report(store: Any, report: Any, what: str) -> Path:
     if not getattr(report, "run_id", None):
         raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
                             "Fix: pick a finished run")
-    run = store.get(report.run_id)  # exact id, a run the actor may read (else "no run X of yours")
-    check(store.who(), CONTROL, run)
-    path = getattr(store.folder(run["id"]), what)
+    path = getattr(store.folder(controlled_run(store, report.run_id)["id"]), what)
     return write_atomic(path, json.dumps(report.to_dict(), indent=1), f"the run's {what} report")
 
 

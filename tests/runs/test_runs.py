@@ -359,7 +359,7 @@ def test_a_runs_message_names_no_server_folder(store):
 
 def test_reading_a_run_is_not_writing_into_it(store, monkeypatch):
     """Shared mode reads everyone's runs and a teacher its students' class runs; neither resumes another's run, has
-    a job record into it, prunes into it or trains in its owner's name (pipeline.controlled_run, acting_owner):
+    a job record into it, prunes into it or trains in its owner's name (access.controlled_run, pipeline.acting_owner):
     resume_run asked only to read, and run_training's ``run_id`` and ``owner`` were not asked at all."""
     from builder.data.access import Actor
     from builder.errors import AccessDenied
