@@ -117,10 +117,19 @@ def robustness_tab(xs: ExplainSession, cached: Cached, items: dict) -> None:
     for e, a, f in zip(rep.eps, rep.accuracy, rep.flips):
         cc[1].metric(f"ε = {e:g}", f"{a:.1%}", f"{f['count']} flipped" if e else None, delta_color="inverse",
                      delta_arrow="off")
-    if xs.run_id:
+    if _writable(xs.run_id):
         cc[1].button("Keep with the run", key="ll_rb_save", icon=":material/save:", on_click=_keep,
                      args=(rep, "robustness", f"Robustness kept with run {rep.run_id}"), help="Write robustness.json into the run's folder (as `layerlab robustness`)")
     _flips(xs, rep, cached, method, steps)
+
+
+def _writable(run_id: str | None) -> bool:
+    """Whether this session may keep a report with run ``run_id`` (it writes into the run: its owner's, not a
+    reader's in shared mode or a teacher's); keep_report refuses the others anyway."""
+    try:
+        return bool(run_id) and ui.can_control(ui.store().get(run_id))
+    except LayerLabError:
+        return False
 
 
 def _keep(rep: Any, what: str, done: str) -> None:
@@ -213,7 +222,7 @@ def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
                 delta_color="inverse", delta_arrow="off")
     c[1].metric("Temperature", f"{rep.temperature:.3f}")
     c[1].number_input("Bins", 2, 50, 15, key="ll_cal_bins", help="Equal-width confidence bins of the diagram")
-    if rep.run_id:
+    if _writable(rep.run_id):
         c[1].button("Keep with the run", key="ll_cal_save", icon=":material/save:", on_click=_keep,
                     args=(rep, "calibration", f"Calibration kept with run {rep.run_id} (temperature "
                                                    f"{rep.temperature:.3f})"),

@@ -282,7 +282,7 @@ def details(rec: dict) -> None:
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
     if got_w and "error" in got_w:
         st.error(ui.error_md(got_w["error"]))
-    exchange(rid, has_weights, network)
+    exchange(rid, has_weights, network, mine=mine)
     run_checks.prune_section(run, _open_project)
     run_checks.drift_section(run)
     test = run.test_metrics
@@ -338,9 +338,10 @@ def _network_weights(rid: str, network: str) -> None:
         st.session_state.ll_run_netw = {"run": rid, "network": network, "data": data}
 
 
-def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
+def exchange(rid: str, has_weights: bool, network: str | None = None, *, mine: bool = True) -> None:
     """Export a run (or one of its networks) as ONNX and quantize it to int8 (size and test metric before/after go
-    to the model card). Both run in a worker process."""
+    to the model card). Both run in a worker process. Quantizing writes into the run: ``mine`` (the session
+    controls it) or the button is off."""
 
     from builder.interchange.network_export import network_downloads  # lazy: heavy (torch)
     from builder.interchange.worker import (  # lazy: heavy (sqlalchemy)
@@ -351,6 +352,8 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
     rs = ui.store()
     e = st.columns([1, 1, 4], vertical_alignment="center")
     why = None if has_weights else "Weights are saved when a run finishes"
+    why_q = why or (None if mine else "Quantizing writes the int8 file and a model-card section into the run: "
+                                      "only its owner does")
     if e[0].button("Export ONNX", icon=":material/output:", key=f"ll_onnx_{rid}", width="stretch",
                    disabled=not has_weights, help=why or "ONNX with a dynamic batch axis, verified with onnxruntime"):
         try:
@@ -367,8 +370,8 @@ def exchange(rid: str, has_weights: bool, network: str | None = None) -> None:
             st.session_state.ll_run_onnx = {"run": rid, "network": network, "data": data,
                                             "diff": rep["max_abs_diff"]}
     if e[1].button("Quantize int8", icon=":material/compress:", key=f"ll_int8_{rid}", width="stretch",
-                   disabled=not has_weights or bool(network),
-                   help=why or "Dynamic int8 ONNX; file size and test metric before/after go to the model card"):
+                   disabled=not has_weights or bool(network) or not mine,
+                   help=why_q or "Dynamic int8 ONNX; file size and test metric before/after go to the model card"):
         try:
             with st.spinner("Exporting, quantizing and scoring the test split…"):
                 st.session_state.ll_run_int8 = quantize_run_isolated(rs, rid)

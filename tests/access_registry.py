@@ -45,11 +45,14 @@ class World:
 @dataclass(frozen=True)
 class Door:
     """One entry point: ``name`` (dotted path, ``cli: <verb> <argument>``, ``job: <kind>``), what it ``takes``
-    and the ``attempt``."""
+    and the ``attempt``; ``via``: the parameter the attempt passes the first owner's id through, when it is not
+    the function's one id parameter (``project``: an id inside content; a function taking two ids has a door
+    for each: tests/test_access.py fails for an id parameter no attempt goes through)."""
 
     name: str
     takes: tuple[str, ...]
     attempt: Callable[[World, Any], Any] | None
+    via: str | None = None
 
 
 class Refused(AccessDenied):
@@ -191,6 +194,7 @@ def _absent_from(ids: list[str], rid: str) -> None:
 
 def _doors() -> list[Door]:
     from builder.admin import housekeeping
+    from builder.data.access import controlled_run
     from builder.graph.share import decode_project
     from builder.interchange.onnx_export import export_run_onnx, quantize_run
     from builder.interchange.worker import quantize_run_isolated
@@ -205,7 +209,7 @@ def _doors() -> list[Door]:
     from builder.jobs.specs import prune_job_spec
     from builder.runs import classes
     from builder.runs.modelcard import read_model_card, write_model_card
-    from builder.runs.pipeline import load_run, resume_run
+    from builder.runs.pipeline import load_run, resume_run, run_objective, run_training
     from builder.runs.prune_run import prune_run, resume_pruned, run_prune_job
     from builder.runs.store import workspace_of
     from builder.search.runner import resume_study
@@ -220,6 +224,36 @@ def _doors() -> list[Door]:
         rid = store.create_run(w.project, "moons", {}, {}, owner=store.actor.owner)
         store.update_status(rid, "stopped")  # not queued: it must not hold the job queue of the doors after it
         return rid
+
+    def own_finished(w: World, store: Any) -> str:  # the intruder's own trained run (a parent of its own)
+        return run_training(w.project, "moons", {"epochs": 1}, store, owner=store.actor.owner).run_id
+
+    def into(w: World, store: Any, call: Callable[[], Any]) -> None:
+        """A call that records into the first owner's run (a job's queued run, a prune's new run): refused before
+        anything of that run changed (its row, its weights)."""
+        from builder.data.access import SYSTEM
+        from builder.runs.store import RunStore
+
+        def state() -> tuple:
+            check = RunStore(w.ws, actor=SYSTEM)
+            row, weights = check.get(w.ann), check.weights_path(w.ann)
+            return (row.project.to_json(), row.get("config"), row.get("dataset_options"), row.get("status"),
+                    row.get("message"), weights.read_bytes() if weights.is_file() else None)
+
+        before = state()
+        try:
+            call()
+        except LayerLabError:
+            if state() != before:
+                raise AssertionError(f"{store.actor.owner} changed another owner's run {w.ann} before the "
+                                     "refusal") from None
+            raise
+        raise AssertionError(f"{store.actor.owner} trained into another owner's run {w.ann}")
+
+    def in_name_of(w: World, store: Any) -> None:
+        """``owner=`` the first owner on the intruder's store: its uploads, a run recorded in its name."""
+        rid = run_training(w.project, "moons", {"epochs": 1}, store, owner=w.ann_owner).run_id
+        raise AssertionError(f"{store.actor.owner} recorded run {rid} in another owner's name")
 
     def baseline(w: World, store: Any) -> Any:  # training.split_of: the teacher's split, read from its run
         from builder.runs.pipeline import student_alone
@@ -273,8 +307,6 @@ def _doors() -> list[Door]:
         refused("a name outside the library resolves to nothing")
 
     def distil(w: World, store: Any) -> Any:
-        from builder.runs.pipeline import run_training
-
         return run_training(with_teacher(w.project, w.ann), "moons", {"epochs": 1}, store, owner=store.actor.owner)
 
     return [
@@ -328,14 +360,28 @@ def _doors() -> list[Door]:
         # ---- training from, distilling, resuming, pruning another's run
         Door("builder.runs.pipeline.load_run", (RUN,), lambda w, s: load_run(s, w.ann)),
         Door("builder.runs.pipeline.resume_run", (RUN,), lambda w, s: resume_run(w.ann, s)),
-        Door("builder.runs.pipeline.run_training", (RUN, PROJECT), lambda w, s: _train(w, s, init_from=w.ann)),
-        Door("builder.runs.pipeline.run_objective", (RUN, PROJECT), distil),  # training.teacher
+        Door("builder.runs.pipeline.run_training", (RUN, PROJECT), lambda w, s: _train(w, s, init_from=w.ann),
+             via="project"),  # training.init_from
+        # run_id: record into this queued run (a job's own); another's finished run was retrained into its folder
+        Door("builder.runs.pipeline.run_training", (RUN,), lambda w, s: into(w, s, lambda: run_training(
+            w.project, "moons", {"epochs": 1}, s, owner=s.actor.owner, run_id=w.ann))),
+        # owner: whose uploads it reads and whose run it records (the store's actor only)
+        Door("builder.runs.pipeline.run_training", (RUN, PROJECT), in_name_of, via="owner"),
+        Door("builder.runs.pipeline.run_objective", (RUN, PROJECT), distil, via="project"),  # training.teacher
+        Door("builder.runs.pipeline.run_objective", (RUN,), lambda w, s: into(w, s, lambda: run_objective(
+            with_teacher(w.project, own_finished(w, s)), "moons", {"epochs": 1}, s, owner=s.actor.owner,
+            run_id=w.ann))),
+        Door("builder.data.access.controlled_run", (RUN,), lambda w, s: controlled_run(s, w.ann)),
         Door("builder.training.objectives.with_teacher", (RUN, PROJECT), distil),
         Door("builder.runs.pipeline.student_alone", (RUN, PROJECT), baseline),
-        Door("builder.runs.prune_run.prune_run", (RUN,), lambda w, s: prune_run(s, w.ann)),
+        Door("builder.runs.prune_run.prune_run", (RUN,), lambda w, s: prune_run(s, w.ann), via="run_id"),
+        Door("builder.runs.prune_run.prune_run", (RUN,), lambda w, s: into(w, s, lambda: prune_run(
+            s, own_finished(w, s), finetune_epochs=0, latency_repeats=1, new_run=w.ann)), via="new_run"),
         Door("builder.jobs.specs.prune_job_spec", (RUN,), lambda w, s: prune_job_spec(s, w.ann)),
         Door("builder.runs.prune_run.run_prune_job", (RUN,),
-             lambda w, s: run_prune_job(s, own_run(w, s), {"parent": w.ann})),
+             lambda w, s: run_prune_job(s, own_run(w, s), {"parent": w.ann}), via="args"),  # the parent
+        Door("builder.runs.prune_run.run_prune_job", (RUN,), lambda w, s: into(w, s, lambda: run_prune_job(
+            s, w.ann, {"parent": own_finished(w, s), "finetune_epochs": 0, "latency_repeats": 1}))),
         Door("builder.runs.prune_run.resume_pruned", (RUN,), lambda w, s: resume_pruned(s, w.ann)),
         # ---- jobs
         Door("builder.jobs.queue.submit", (RUN, PROJECT),
@@ -477,7 +523,9 @@ INTERNAL = {
 
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",
                  "data_path", "weights", "storage", "output", "class_id", "input_path"}
-ID_PARAMS = {"run_id", "run_ids", "class_id", "cls"}  # cls: a class's record (its members' runs and folders)
+ID_PARAMS = {"run_id", "run_ids", "class_id", "cls", "new_run", "rid", "parent", "init_from"}
+"""Parameters that name a run or a class (``cls``: a class's record, its members' runs and folders; ``new_run``:
+a run to record into; ``parent``, ``init_from``: a run to learn from; a ``teacher`` is a person here)."""
 
 __all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "SENSITIVE_CLI", "ID_PARAMS",
            "LayerLabError"]

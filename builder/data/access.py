@@ -200,6 +200,20 @@ def check(actor: Actor, action: str, resource: Resource | Mapping[str, Any]) -> 
         raise refusal(resource)
 
 
-__all__ = ["Actor", "Resource", "SYSTEM", "may", "check", "refusal", "owner_of", "shared_runs", "LOCAL_OWNER",
+def controlled_run(store: Any, run_id: str) -> Any:
+    """The run ``run_id`` of ``store`` (a :class:`~builder.runs.store.RunStore`) if its actor may write into it:
+    resume it, record a job's training into it, prune into it, keep a report or an export in its folder. Reading is
+    not enough (shared mode reads everyone's runs, a teacher its students' class runs): :data:`CONTROL` is the
+    owner's alone, and a job process acts as the owner that submitted it.
+
+    Raises:
+        AccessDenied: not a run the actor may read or control, worded as an unknown id ("no run X of yours").
+    """
+    run = store.get(run_id)  # exact id, a run the actor may read (else "no run X of yours")
+    check(store.who(), CONTROL, run)
+    return run
+
+
+__all__ = ["Actor", "Resource", "SYSTEM", "may", "check", "controlled_run", "refusal", "owner_of", "shared_runs", "LOCAL_OWNER",
            "ENV_SHARED", "ACTIONS", "TEACHER_ACTIONS", "ADMIN_ACTIONS", "KINDS", "READ", "CONTROL", "STOP", "DELETE",
            "DELETE_DATA", "DELETE_CLASS_RUN", "TRAIN_FOR", "TEACH", "OVERSEE", "CONFIGURE", "SERVER"]

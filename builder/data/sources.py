@@ -32,7 +32,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from builder.data.builtin import is_builtin, list_names, load_builtin
@@ -77,6 +77,15 @@ class LocalFile(str):
     def path(self) -> Path:
         """The file as a Path."""
         return Path(str(self))
+
+
+def _base_name(path: Any) -> str:
+    r"""A file's name without any folder, '/' or '\\' (a Windows path is one name to a POSIX ``Path``).
+
+    >>> _base_name("/srv/ws/owners/x/data.csv"), _base_name("C:\\Users\\ann\\d.csv"), _base_name("C:")
+    ('data.csv', 'd.csv', 'upload')
+    """
+    return PureWindowsPath(str(path)).name or "upload"
 
 
 def _looks_like_path(value: str) -> bool:
@@ -472,24 +481,22 @@ class DatasetSource:
         return cls(name, opts, label or None)
 
     def file_ref(self) -> str | None:
-        """The upload id of this source, or the command line's path as text (the CLI only); None for built-ins
-        and for a path from content (never shown, never loaded)."""
+        """The upload id of this source, as the Data page's spec (content) names its file; None for built-ins and
+        for any path, a command-line :class:`LocalFile` included: a spec goes into projects and to whoever opens a
+        run (shared mode reads the CLI's runs), and a path there would name a folder of the server."""
         ref = self.options.get("upload")
-        if is_upload_id(ref):
-            return ref
-        path = self.options.get("path")
-        return str(path) if isinstance(path, LocalFile) else None
+        return ref if is_upload_id(ref) else None
 
     def shown_file(self) -> str:
         """The file as shown to people: the upload's label (its original name) or id, a command-line file's name;
         never a folder on the server."""
         if self.label:
-            return Path(str(self.label)).name or "upload"
+            return _base_name(self.label)
         ref = self.options.get("upload")
         if ref is not None:
             return str(ref)
         path = self.options.get("path")
-        return Path(str(path)).name if path else "upload"
+        return _base_name(path) if path else "upload"
 
     def to_spec(self) -> dict:
         """The Data page's dict for this source (built-ins without the ``seed`` and ``task`` of a run)."""

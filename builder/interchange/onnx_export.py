@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from builder.data import fit_dataset
+from builder.data.access import controlled_run
 from builder.data.disk import write_atomic
 from builder.errors import LayerLabError, TrainingError
 from builder.graph.compile import compile_graph, example_inputs, module_names
@@ -495,9 +496,10 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     run folder, e.g. ``exports/model.onnx``, or an outside file's name; never a server path), sizes, ratio, test
     metrics before/after, delta, and the
     onnxruntime latency of both files on a test batch, timed interleaved with its p10-p90 spread and verdict
-    (:func:`builder.graph.latency.compare_latency`).
+    (:func:`builder.graph.latency.compare_latency`). The files and the card are written into the run: the store's
+    actor controls it (:func:`~builder.data.access.controlled_run`; reading it is not enough).
     """
-    run = store.get(run_id)
+    run = controlled_run(store, run_id)
     rid = run.id
     project = run.project
     folder = store.folder(rid)

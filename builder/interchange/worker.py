@@ -41,7 +41,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from builder.data.access import SYSTEM, owner_of
+from builder.data.access import SYSTEM, controlled_run, owner_of
 from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
@@ -420,8 +420,10 @@ def export_onnx_bytes(project_json: str, weights: str | os.PathLike | None = Non
 
 
 def quantize_run_isolated(store: Any, run_id: str, timeout: float = IMPORT_TIMEOUT_S) -> dict:
-    """:func:`builder.interchange.onnx_export.quantize_run` in a worker process, for a run the store's actor may
-    read (:func:`builder.runs.store.workspace_of`; the worker trusts that check). Raises AccessDenied."""
+    """:func:`builder.interchange.onnx_export.quantize_run` in a worker process, for a run the store's actor
+    controls (it writes the int8 file and the card's section into the run: :func:`builder.data.access.controlled_run`;
+    the worker trusts that check). Raises AccessDenied."""
+    controlled_run(store, run_id)
     return run_isolated("_child_quantize", timeout, workspace=workspace_of(store, run_id), run_id=run_id,
                         owner=launcher.counted_owner(store.actor))
 

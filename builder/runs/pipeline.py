@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
-from builder.data.access import SYSTEM
+from builder.data.access import SYSTEM, controlled_run
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.disk import write_atomic
@@ -55,6 +55,21 @@ from builder.training.run_status import resume_refusal
 from builder.training.text_samples import TextSamples
 from builder.training.trainer import Trainer, TrainingJob, TrainResult
 from builder.training.weights import read_weights
+
+
+def acting_owner(store: RunStore | None, owner: str) -> str:
+    """The owner a training call records a new run for and whose uploads it reads: the store's actor's. Trusted
+    code (:data:`~builder.data.access.SYSTEM`, no store) names any owner; anyone else only itself, so a caller
+    holding one owner's store cannot read another's uploads or record runs in another's name.
+
+    Raises:
+        AccessDenied: ``owner`` is not the store's actor.
+    """
+    who = store.who() if store is not None else None
+    if who is None or who.system or owner == who.owner:
+        return owner
+    raise AccessDenied("a run is trained for the actor of the run store it is recorded in; received: another "
+                       "owner than the store's actor. Fix: open the store as that owner (RunStore.as_actor)")
 
 
 @contextlib.contextmanager
@@ -289,6 +304,9 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         LayerLabError: a ``GraphError``, ``DatasetError`` or ``TrainingError`` (a failed run is recorded as
             ``failed`` first).
     """
+    owner = acting_owner(store, owner)
+    if run_id is not None and store is not None:  # a job's queued run: the actor's own (never another's)
+        run_id = controlled_run(store, run_id).id
     project = load_project(project)  # parsed once here; every step below takes the Project
     if has_objective(project):  # drawn losses (GAN, VAE, distillation): builder.training.multi
         with use_cache_dir(store.workspace if store is not None else None):
@@ -384,7 +402,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         RunStoreError: unknown run, a run still live or finished, or no checkpoint.
     """
     store.mark_interrupted()
-    run = store.get(run_id)
+    run = controlled_run(store, run_id)  # resuming writes into the run: its owner's alone, not a reader's
     run_id = run.id
     own = claimed and run.info.pid == os.getpid()  # this process holds the run's job slot: its live status is its own
     if why := resume_refusal(run, more_epochs=bool((overrides or {}).get("epochs")), own_process=own):
@@ -498,6 +516,9 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     """:func:`~builder.runs.pipeline.run_training` for a project with a drawn objective (same arguments and
     result; the graph's Input must fit the dataset, its outputs are the loss nodes). ``training.teacher`` names
     the finished run whose model feeds ``Target(source="teacher")``."""
+    owner = acting_owner(store, owner)
+    if run_id is not None and store is not None:  # as run_training: a queued run the actor controls
+        run_id = controlled_run(store, run_id).id
     with _fails_run(store, run_id):
         project = load_project(project).model_copy(deep=True)
         tr = dict(project.training or {})
@@ -596,5 +617,5 @@ def _objective_view(project: Any, model: torch.nn.Module, ds: Any) -> tuple[torc
 
 
 __all__ = ["run_training", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes",
-           "load_run", "load_run_dataset", "owner_uploads", "run_objective", "dataset_of", "resume_objective", "Tracker",
+           "load_run", "load_run_dataset", "owner_uploads", "acting_owner", "run_objective", "dataset_of", "resume_objective", "Tracker",
            "open_run"]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from builder.data import DatasetSource, save_dataset
+from builder.data.access import controlled_run
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.latency import compare_latency, model_forward
 from builder.runs.modelcard import write_model_card
@@ -140,6 +141,8 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
 
     check_prune_args(amount, structured, criterion, finetune_epochs)
     run = store.get(run_id)
+    if new_run is not None:  # a prune job's queued run: the actor's own, checked before any work
+        new_run = controlled_run(store, new_run).id
     parent = run.id
     project = run.project
     model, ds = load_run(store, run)
@@ -157,7 +160,8 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
         masks = magnitude_masks(model, amount, nodes)
         new = project.model_copy(deep=True)
         state = {k: (v * masks[k] if k in masks else v) for k, v in model.state_dict().items()}
-    owner = run.get("owner") or "local"  # the pruned run belongs to whoever owns the parent
+    who = store.who()  # the pruned run is the pruner's (trusted code keeps the parent's owner)
+    owner = (run.get("owner") or "local") if who.system else who.owner
     label = name or f"{run.get('name') or project.name} pruned {float(amount):.0%} ({rep.method})"
     tags: dict[str, Any] = {"pruned_from": parent, "prune": rep.method}
     if not structured:  # what resume_pruned needs to rebuild the mask

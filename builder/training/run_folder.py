@@ -39,6 +39,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from builder.data.access import controlled_run
 from builder.data.disk import write_atomic
 from builder.errors import RunStoreError
 
@@ -306,13 +307,17 @@ def keep_report(store: Any, report: Any, what: str) -> Path:
     at the file named by the folder's attribute ``what`` (``calibration``, ``robustness``, ``prune``); the
     matching ``RunFolder.read_*`` reads it back. Returns the path.
 
+    Keeping writes into the run: the store's actor must control it (its owner; reading it, as shared mode or a
+    teacher does, is not enough: a kept calibration's temperature divides the run's exported logits).
+
     Raises:
         RunStoreError: the report belongs to no run (a model trained in the session only).
+        AccessDenied: a run the store's actor does not control, worded as an unknown one.
     """
     if not getattr(report, "run_id", None):
         raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
                             "Fix: pick a finished run")
-    path = getattr(store.folder(report.run_id), what)
+    path = getattr(store.folder(controlled_run(store, report.run_id)["id"]), what)
     return write_atomic(path, json.dumps(report.to_dict(), indent=1), f"the run's {what} report")
 
 

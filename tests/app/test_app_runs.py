@@ -77,6 +77,7 @@ def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):
     assert set(at.dataframe[0].value["run"]) == {mine, theirs}
     at.multiselect(key="ll_runs_pick").set_value([theirs]).run()
     assert at.button(key=f"ll_resume_{theirs}").disabled and any("read-only" in c.value for c in at.caption)
+    assert at.button(key=f"ll_int8_{theirs}").disabled  # quantizing writes into the run (its owner's alone)
 
 
 def test_shared_mode_names_each_runs_owner_by_pseudonym(workspace, monkeypatch):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builder.data import DatasetSource, load_csv, load_dataset, source_kinds
-from builder.data.sources import SPEC_KEYS, kind_for_path
+from builder.data.sources import SPEC_KEYS, content_problems, kind_for_path
 from builder.data.uploads import UploadFolder
 from builder.errors import DatasetError
 from builder.runs.summary import dataset_label, dataset_spec_of_run
@@ -72,6 +76,28 @@ def test_a_run_reopens_as_the_page_spec_it_came_from(run, spec):
     assert dataset_spec_of_run({**run, "owner": "user:ann"}) == spec
     assert DatasetSource.from_spec(spec).kind == spec["kind"]
     assert dataset_spec_of_run({}) is None
+
+
+_FOLDER = st.text(st.characters(codec="utf-8", exclude_characters="/\\\x00"), min_size=3, max_size=12).filter(
+    lambda t: t.strip(". ") != "").map(lambda t: f"owner-folder-{t}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(folder=_FOLDER, kind=st.sampled_from(["csv", "image_folder", "images", "text", "series"]),
+       form=st.sampled_from(["/srv/{f}/data.csv", "~/{f}/data.csv", "{f}/data.csv", "../{f}/x.zip",
+                             "file:///srv/{f}/d.csv", "C:\\{f}\\d.csv"]),
+       owner=st.sampled_from(["local", "user:ann", ""]))
+def test_a_runs_page_spec_never_carries_a_path(folder, kind, form, owner):
+    """Runs › Open project puts the run's data into the opener's Data page spec and project (content, saved,
+    downloaded). A run of the CLI's local user recorded its command-line file, which came back as the spec's
+    ``file`` (a LocalFile): in shared mode anyone opening that run got the path of a folder of the server."""
+    path = form.format(f=folder)
+    run = {"dataset_name": kind, "dataset_options": {"path": path, "target": "y"}, "owner": owner}
+    spec = dataset_spec_of_run(run, "/ws")
+    assert spec["file"] is None and "owner-folder-" not in json.dumps(spec, ensure_ascii=False)
+    assert spec["name"] == path.replace("\\", "/").rsplit("/", 1)[-1]  # its name alone, whichever separator
+    assert not DatasetSource.from_spec(spec).file_ref()
+    assert not content_problems(spec)  # a spec the opener's Data page keeps: it names no file of the server
 
 
 def test_labels_kinds_and_paths():

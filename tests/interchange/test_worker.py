@@ -243,3 +243,27 @@ def _task_peek(key: list, out: str) -> dict:
         except PermissionError:
             seen[name] = "denied"
     return seen
+
+
+def test_a_run_is_quantized_only_by_whoever_controls_it(tmp_path, monkeypatch):
+    """int8 export writes model.int8.onnx, exports/quantization.json and a model card section into the run's
+    folder: a teacher reading a student's class run, or anyone in shared mode, wrote them into another owner's
+    run (and storage quota); only its owner does, before any worker starts."""
+    from builder.data.access import Actor
+    from builder.errors import AccessDenied
+    from builder.interchange.onnx_export import quantize_run
+    from builder.interchange.worker import quantize_run_isolated
+
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="user:ann", class_id="c-1")
+    folder = store.folder(rid)
+    files = sorted(p.relative_to(folder.path) for p in folder.path.rglob("*"))
+    for who in (Actor("user:bob", shared=True),
+                Actor("user:t", students=frozenset({"user:ann"}), teaching=frozenset({"c-1"}))):
+        reader = store.as_actor(who)
+        assert reader.get(rid)["id"] == rid
+        for call in (quantize_run, quantize_run_isolated):
+            with pytest.raises(AccessDenied, match=f"no run '{rid}' of yours"):
+                call(reader, rid)
+    assert sorted(p.relative_to(folder.path) for p in folder.path.rglob("*")) == files

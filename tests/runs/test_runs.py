@@ -355,3 +355,38 @@ def test_a_runs_message_names_no_server_folder(store):
     store._write("UPDATE runs SET message = ? WHERE id = ?", (f"MLflow: file://{upload}; at:{upload}", rid))
     assert store.get(rid)["message"] == "MLflow: file://.../data.csv; at:.../data.csv"
     assert all("3fa9c0" not in r["message"] for r in store.list_runs())
+
+
+def test_reading_a_run_is_not_writing_into_it(store, monkeypatch):
+    """Shared mode reads everyone's runs and a teacher its students' class runs; neither resumes another's run, has
+    a job record into it, prunes into it or trains in its owner's name (access.controlled_run, pipeline.acting_owner):
+    resume_run asked only to read, and run_training's ``run_id`` and ``owner`` were not asked at all."""
+    from builder.data.access import Actor
+    from builder.errors import AccessDenied
+    from builder.runs.prune_run import prune_run
+
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
+    ann = store.as_actor(Actor("user:ann"))
+    mlp = load_template("mlp")
+    finished = run_training(mlp, "moons", {"epochs": 1}, ann, owner="user:ann").run_id
+    stopped = run_training(mlp, "moons", {"epochs": 3}, ann, owner="user:ann", callbacks=[_StopAfterFirstEpoch()]).run_id
+    store.update_run(finished, class_id="c-000000000001")
+    before = {r: (store.get(r)["status"], store.weights_path(r).read_bytes() if store.weights_path(r).is_file()
+                  else None) for r in (finished, stopped)}
+    for who in (Actor("user:bob", shared=True),
+                Actor("user:t", students=frozenset({"user:ann"}), teaching=frozenset({"c-000000000001"}))):
+        other = store.as_actor(who)
+        assert other.get(finished)["id"] == finished  # it reads the run
+        attempts = [(resume_run, (stopped, other), {}), (resume_run, (finished, other), {"overrides": {"epochs": 2}}),
+                    (run_training, (mlp, "moons", {"epochs": 1}, other), {"owner": who.owner, "run_id": finished}),
+                    (run_training, (mlp, "moons", {"epochs": 1}, other), {"owner": "user:ann"}),
+                    (prune_run, (other, finished), {"finetune_epochs": 0, "latency_repeats": 1, "new_run": stopped})]
+        for call, args, kwargs in attempts:
+            with pytest.raises(AccessDenied) as e:
+                call(*args, **kwargs)
+            assert "user:ann" not in str(e.value)
+    after = {r: (store.get(r)["status"], store.weights_path(r).read_bytes() if store.weights_path(r).is_file()
+                 else None) for r in (finished, stopped)}
+    assert after == before and [r["id"] for r in store.list_runs()] == [stopped, finished]
+    resumed = resume_run(stopped, ann)  # its owner still resumes it
+    assert resumed.status == "finished"

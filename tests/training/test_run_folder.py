@@ -121,3 +121,41 @@ def test_a_run_folder_as_downloaded_names_no_owner_id_and_no_server_path(tmp_pat
                 assert secret.encode() not in data, f"{name} names {secret!r}"
     q = json.loads(files["exports/quantization.json"])
     assert (q["fp32_path"], q["int8_path"]) == ("exports/model.onnx", "exports/model.int8.onnx")
+
+
+def test_a_report_is_kept_only_by_whoever_controls_the_run(tmp_path, monkeypatch):
+    """Explain's "Keep with the run" (calibration, robustness) wrote into any run its session could read: a
+    teacher explaining a student's class run, or anyone in shared mode, set the temperature that divides that
+    run's exported logits (keep_report asked the store to read, not to control)."""
+    from dataclasses import dataclass
+
+    from builder.data.access import Actor
+    from builder.errors import AccessDenied, ExplainError
+    from builder.interpret.calibration import stored_temperature
+    from builder.training.run_folder import keep_report
+
+    @dataclass
+    class Report:
+        run_id: str
+        temperature: float = 5.0
+
+        def to_dict(self) -> dict:
+            return {"run_id": self.run_id, "temperature": self.temperature}
+
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="user:ann", class_id="c-1")
+    readers = [Actor("user:bob", shared=True), Actor("user:t", students=frozenset({"user:ann"}),
+                                                     teaching=frozenset({"c-1"}))]
+    for who in readers:
+        other = store.as_actor(who)
+        assert other.get(rid)["id"] == rid  # it reads the run
+        for what in ("calibration", "robustness"):
+            with pytest.raises(AccessDenied, match=f"no run '{rid}' of yours"):
+                keep_report(other, Report(rid), what)
+    folder = store.folder(rid)
+    assert not folder.calibration.exists() and not folder.robustness.exists()
+    with pytest.raises(ExplainError, match="no calibration.json"):
+        stored_temperature(store, rid)
+    keep_report(store.as_actor(Actor("user:ann")), Report(rid), "calibration")  # its owner keeps it
+    assert stored_temperature(store, rid) == 5.0
