@@ -19,7 +19,7 @@ from builder.data.access import SYSTEM
 from builder.data.disk import write_atomic
 from builder.errors import LayerLabError
 from builder.graph.project import Project, load_project
-from builder.jobs.job_sandbox import limit_study, study_env
+from builder.jobs.job_sandbox import check_store_room, job_limits, limit_study, study_env
 from builder.jobs.quotas import admit, check_study
 from builder.process.launcher import process_token, spawn_detached, token_alive
 from builder.runs.store import RunStore
@@ -61,6 +61,7 @@ def launch_study(workspace: str | Path, project: Project | dict, dataset: str, s
     parse_space(specs, project)
     workspace = Path(workspace).expanduser().resolve()  # the runner's HOME and working folder are not ours
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
+    check_store_room(store, job_limits())  # its file size limit must leave the run database room (as a job's)
     with admit(store):  # the owner's quotas and the runner it admits, as one step (builder.jobs.quotas)
         check_study(store, settings.owner, studies=live_runners(workspace, settings.owner),
                     device=str((config or {}).get("device") or "auto"))

@@ -74,3 +74,23 @@ def test_a_person_whose_storage_is_full_starts_no_study(ws, monkeypatch):
     with pytest.raises(QuotaError, match="at most 1 MiB; received: 2.0 MiB in use"):
         _launch(ws, "full")
     assert started == [] and not study_files(ws, ME, "full")["project"].exists()
+
+
+def test_a_file_size_limit_the_run_database_has_outgrown_starts_no_study(ws, monkeypatch):
+    """A study runner writes the run database under the jobs' file size limit (as a job does,
+    builder.jobs.job_sandbox.check_store_room): past it, it could record nothing; it is refused before it starts."""
+    ws, started = ws
+    from builder.data.access import SYSTEM
+    from builder.jobs.job_sandbox import JobLimitError
+    from builder.runs.store import RunStore
+
+    store = RunStore(ws, actor=SYSTEM)
+    store._write("CREATE TABLE IF NOT EXISTS test_padding (x BLOB)")
+    store._write("INSERT INTO test_padding VALUES (?)", (b"\0" * 1_500_000,))
+    monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "1")
+    with pytest.raises(JobLimitError, match=r"raise LAYERLAB_JOB_FILE_MB to at least \d+: the run database"):
+        _launch(ws, "cramped")
+    assert started == [] and not study_files(ws, ME, "cramped")["project"].exists()
+    monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "64")
+    _launch(ws, "roomy")
+    assert len(started) == 1
