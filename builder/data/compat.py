@@ -17,6 +17,7 @@ from builder.data.splits import DatasetInfo
 from builder.errors import Problem
 from builder.graph.project import Graph, as_graph
 from builder.graph.shapes import ShapeReport, infer_shapes
+from builder.graph.templates import load_template
 
 
 def _last_linear(graph, report: ShapeReport, out_id: str) -> str | None:
@@ -194,6 +195,47 @@ def train_problems(graph, ds, report: ShapeReport | None = None) -> list[Problem
 _FITTING = {"next_token": "gpt", "tokens": "lstm", "series": "rnn_forecaster", "image": "cnn", "vector": "mlp"}
 
 
+_KINDS = {"image": "images", "tabular": "table rows", "vector": "vectors", "points2d": "2-D points", "tokens": "texts (token ids)",
+          "series": "time-series windows"}
+
+
+def _shape_text(shape, modality: str) -> str:
+    dims = [int(d) for d in shape or []]
+    if len(dims) == 1 and modality in ("tabular", "vector", "points2d"):
+        return f"{dims[0]} values"
+    if len(dims) == 1 and modality == "tokens":
+        return f"{dims[0]} tokens"
+    return "×".join(map(str, dims)) if dims else "any shape"
+
+
+def network_kind(graph) -> str:
+    """What a graph's network takes, in a person's words.
+
+    >>> from builder.graph.templates import load_template
+    >>> network_kind(load_template("cnn").graph), network_kind(load_template("gan").graph)
+    ('images of 1×8×8', 'vectors of 64 values')
+    """
+    inp = next((n for n in as_graph(graph).nodes if n.type == "Input"), None)
+    if inp is None:
+        return "no Input"
+    shape = inp.params.get("shape") or []
+    modality = inp.params.get("modality") or ("image" if len(shape) == 3 else "vector")
+    return f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
+
+
+def data_kind(info: DatasetInfo) -> str:
+    """A dataset's samples in a person's words ("table rows of 4 values with 3 classes")."""
+    what = _KINDS.get(info.modality, info.modality)
+    n = int(getattr(info, "num_classes", 0) or 0)
+    classes = f" with {n} classes" if info.task in ("multiclass", "binary") and n else ""
+    return f"{what} of {_shape_text(info.input_shape, info.modality)}{classes}"
+
+
+def template_title(name: str) -> str:
+    """The title a template is shown with ("MLP for tabular data")."""
+    return load_template(name).name
+
+
 def fitting_template(info: DatasetInfo) -> str:
     """The name of the template whose kind of network fits ``info``'s samples: a GPT for next-token prediction (logits
     per position), an LSTM for other token ids, the RNN forecaster for time-series windows (the page named "MLP for
@@ -210,4 +252,5 @@ def fitting_template(info: DatasetInfo) -> str:
     return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
 
 
-__all__ = ["check_compat", "adapt_graph", "train_problems", "fitting_template", "fixed_by_data"]
+__all__ = ["check_compat", "adapt_graph", "train_problems", "fitting_template", "fixed_by_data", "network_kind",
+           "data_kind", "template_title"]

@@ -207,3 +207,21 @@ def test_an_upload_past_the_storage_quota_is_refused_and_not_kept(at, monkeypatc
     folder = upload_dir(os.environ["LAYERLAB_WORKSPACE"], ME)
     assert not list(folder.iterdir())
     assert (at.session_state["ll_data"] or {}).get("kind") != "csv"
+
+
+@pytest.mark.parametrize("template", ["gan", "vae"])
+def test_a_drawn_objective_on_a_table_is_told_the_kind_that_fits(workspace, template):
+    """Issue 29: a GAN or VAE on table rows was told "the network takes vectors of 64 values ... a network that fits
+    is MLP" on the Data page and "set shape to [4]" on Train and Build (its generator still made 64 values). The one
+    verdict names the kind of network on the canvas, the data, and the template that fits; Train shows the same."""
+    at = open_app("app_pages/data.py", owner=ME, template=template, timeout=90)
+    at.selectbox(key="ll_ds_name").set_value("iris").run()
+    advice = " ".join(i.value for i in at.info)
+    assert f"The {template.upper()} on the canvas" in advice and "table rows of 4 values" in advice, advice
+    assert "MLP for tabular data" in advice and "64 values per sample" in advice, advice
+    assert not any("set shape to" in t.value for t in [*at.caption, *at.warning, *at.info])
+    assert "Load the MLP for tabular data template" in [b.label for b in at.button]
+    at.switch_page("app_pages/train.py").run()
+    said = [w.value for w in at.warning]
+    assert any(f"the {template.upper()} on the canvas" in w and "MLP for tabular data" in w for w in said), said
+    assert not any("set shape to" in w for w in said), said
