@@ -322,7 +322,11 @@ def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
     res = _cache().get(key)
     if res is None or isinstance(res, LayerLabError):
         return
-    fig = figs.global_importance_figure(res, xs.feature_names(),
+    from builder.interpret.tryit import grouped_ranking  # lazy: heavy (torch)
+
+    # a text column is one feature, as in the bars above and Try it (it listed sex=F and sex=M)
+    names_, per_column = grouped_ranking(xs, res)
+    fig = figs.global_importance_figure(per_column, names_,
                                         title=f"mean |{xs.method_label(m)}| over {len(res)} {xs.split} samples")
     st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_global")
 
