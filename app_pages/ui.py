@@ -244,9 +244,12 @@ def run_summary(rs, run: dict) -> dict:
 
 
 def spec_public(spec: dict) -> str:
+    """The Data page's dataset as shown: a built-in's name, an upload as everywhere (``csv: students.csv``)."""
+    from builder.data.splits import upload_label  # lazy: heavy (numpy)
+
     if spec.get("kind", "builtin") == "builtin":
         return spec.get("name", "?")
-    return f"{spec.get('name', 'upload')} ({spec.get('kind')})"
+    return upload_label(str(spec.get("kind")), str(spec.get("name") or "upload"))
 
 
 

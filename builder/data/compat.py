@@ -57,28 +57,28 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
     inputs = [n for n in graph.nodes if n.type == "Input"]
     want = list(info.input_shape)
     if len(inputs) != 1:
-        problems.append(Problem("dataset_inputs", f"dataset {info.name!r} feeds exactly one Input node; the "
+        problems.append(Problem("dataset_inputs", f"dataset {info.shown_name!r} feeds exactly one Input node; the "
                                 f"graph has {len(inputs)}: keep one Input with shape {want}"))
     for n in inputs[:1]:
         shape = n.params.get("shape")
         if shape is None or list(shape) != want:
             problems.append(Problem("input_shape_mismatch", f"Input shape {shape} does not match dataset "
-                                    f"{info.name!r}, which gives samples of shape {want}; set shape to {want}",
+                                    f"{info.shown_name!r}, which gives samples of shape {want}; set shape to {want}",
                                     node=n.id))
         modality = n.params.get("modality", "vector")
         if info.modality == "tokens":
             if modality != "tokens":
-                problems.append(Problem("input_modality_mismatch", f"dataset {info.name!r} gives token ids; "
+                problems.append(Problem("input_modality_mismatch", f"dataset {info.shown_name!r} gives token ids; "
                                         f"Input modality is {modality!r}: set modality to 'tokens' and "
                                         f"vocab_size to {info.vocab_size}", node=n.id))
             elif int(n.params.get("vocab_size") or 0) < (info.vocab_size or 0):
                 problems.append(Problem("vocab_size_mismatch", f"Input vocab_size "
                                         f"{n.params.get('vocab_size')} is smaller than dataset "
-                                        f"{info.name!r}'s vocabulary of {info.vocab_size} tokens; set "
+                                        f"{info.shown_name!r}'s vocabulary of {info.vocab_size} tokens; set "
                                         f"vocab_size to {info.vocab_size}", node=n.id))
         elif modality == "tokens":
             problems.append(Problem("input_modality_mismatch", f"Input modality is 'tokens' but dataset "
-                                    f"{info.name!r} gives float {info.input_modality}s; set modality to "
+                                    f"{info.shown_name!r} gives float {info.input_modality}s; set modality to "
                                     f"{info.input_modality!r}", node=n.id))
     outs = list(report.output_nodes)
     if len(outs) != 1:
@@ -101,7 +101,7 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
                 "next_token": f"a vocabulary of {info.out_size} tokens (logits per position)",
                 "forecast": f"{info.out_size} values to forecast (horizon x series)"}[info.task]
         problems.append(Problem("output_size_mismatch", f"the model outputs {width} values per sample but "
-                                f"dataset {info.name!r} has {what}; set out_features of {lin!r} to "
+                                f"dataset {info.shown_name!r} has {what}; set out_features of {lin!r} to "
                                 f"{info.out_size}", node=lin))
     return problems
 

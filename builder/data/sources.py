@@ -38,7 +38,7 @@ from typing import Any
 from builder.data.builtin import is_builtin, list_names, load_builtin
 from builder.data.images import load_image_folder
 from builder.data.series import load_series
-from builder.data.splits import Dataset, DatasetInfo, fold_split
+from builder.data.splits import Dataset, DatasetInfo, fold_split, upload_label
 from builder.data.tabular import load_csv
 from builder.data.text import RunTokenizer, load_text
 from builder.data.uploads import UploadFolder, is_upload_id, no_upload
@@ -502,7 +502,7 @@ class DatasetSource:
     def display(self) -> str:
         """The dataset as shown to people: the name, or ``csv: file.csv`` for an upload (never a server path)."""
         if self.upload is not None and (self.file_ref() or self.options.get("path")):
-            return f"{self.name}: {self.shown_file()}"
+            return upload_label(self.name, self.shown_file())
         return self.name
 
     def shown_options(self) -> dict:

@@ -82,6 +82,9 @@ def test_csv_dataset_from_a_saved_upload(at, tmp_path):
     assert not at.exception
     labels = {m.label: m.value for m in at.metric}
     assert labels["Task"] == "binary"
+    # the upload is named as on every page, card and command (issue 29: "csv:flowers.csv", "flowers.csv (csv)")
+    at.switch_page("app_pages/train.py").run()
+    assert {m.label: m.value for m in at.metric}["Dataset"] == "csv: flowers.csv"
 
 
 def test_bad_csv_shows_a_clear_error(at, tmp_path):

@@ -53,13 +53,15 @@ def trained(tmp_path_factory):
 
 def _csv_run(store: RunStore, ws: Path) -> str:
     """A finished MLP run on an upload with a text column (age, sex F/M, grown); its id."""
+    from builder.data.sources import DatasetSource, load_dataset
     from builder.data.uploads import UploadFolder
     from builder.runs.owners import upload_dir
 
     rows = "".join(f"{1.2 + 0.25 * i:.2f},{'FM'[i % 2]},{int(i > 30)}\n" for i in range(66))
     ref = UploadFolder(upload_dir(ws, "local")).save("students.csv", ("age,sex,grown\n" + rows).encode())
-    return run_training(builder.load_template("mlp"), "csv", {"epochs": 2, "seed": 0}, store=store,
-                        dataset_options={"upload": ref, "target": "grown"}, adapt=True).run_id
+    ds = load_dataset(DatasetSource("csv", {"upload": ref, "target": "grown"}, "students.csv"),
+                      uploads=upload_dir(ws, "local"))  # named as the Data page names it
+    return run_training(builder.load_template("mlp"), ds, {"epochs": 2, "seed": 0}, store=store, adapt=True).run_id
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +288,8 @@ def test_the_ranking_groups_a_text_column_as_the_bars_do(runs):
     """Issue 29: "Rank over N" listed ``sex=F`` and ``sex=M`` as two features while the bars above it and Try it
     show one ``sex``: the ranking groups a text column's one-hot features the same way."""
     at = runs("table")
+    # the upload is named as everywhere ("csv: students.csv"; this line said "csv:students.csv")
+    assert "Dataset **csv: students.csv**" in _text(at), _text(at)
     bars = {y for s in _specs(at) for t in s["data"] if t.get("type") == "bar" for y in t["y"]}
     assert any(y.startswith("sex: ") for y in bars) and not any("=" in y for y in bars), bars
     n = len(_dataset(runs, "table").test)
