@@ -224,11 +224,23 @@ def network_kind(graph) -> str:
 
 
 def data_kind(info: DatasetInfo) -> str:
-    """A dataset's samples in a person's words ("table rows of 4 values with 3 classes")."""
+    """A dataset's samples in a person's words ("table rows of 4 values with 3 classes"; a CSV with text columns:
+    "table rows of 3 columns (6 values once its text columns are one-hot encoded)", it said 6 values for 3 columns).
+
+    >>> from builder.data.tabular import load_csv
+    >>> rows = "".join(f"{i},{'FM'[i % 2]},{i % 2}\\n" for i in range(40))
+    >>> data_kind(load_csv(("age,sex,y\\n" + rows).encode(), "y").info)
+    'table rows of 2 columns (3 values once its text columns are one-hot encoded) with 2 classes'
+    """
     what = _KINDS.get(info.modality, info.modality)
     n = int(getattr(info, "num_classes", 0) or 0)
     classes = f" with {n} classes" if info.task in ("multiclass", "binary") and n else ""
-    return f"{what} of {_shape_text(info.input_shape, info.modality)}{classes}"
+    shape = _shape_text(info.input_shape, info.modality)
+    levels = sum(len(v) for v in (info.categories or {}).values())
+    if info.modality == "tabular" and levels and len(info.input_shape) == 1:  # a CSV's text columns: one-hot
+        columns = int(info.input_shape[0]) - levels + len(info.categories)
+        shape = f"{columns} columns ({shape} once its text columns are one-hot encoded)"
+    return f"{what} of {shape}{classes}"
 
 
 def template_title(name: str) -> str:
