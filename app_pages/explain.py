@@ -307,7 +307,8 @@ def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
     st.markdown("##### Global feature ranking")
     if not names:
         return
-    c = st.columns([2, 1, 2], vertical_alignment="bottom")
+    # the button's words need about a third of a 900 px page ("Rank over 12 tes…" in a fifth)
+    c = st.columns([2, 1.6, 2], vertical_alignment="bottom")
     m = c[0].selectbox("Method for the ranking", names, format_func=xs.method_label, key=_k("ll_xp_global_method"))
     key = ("global", xs.split, m, base["baseline"])
     go_ = c[1].button(f"Rank over {xs.n_samples} {xs.split} samples", key="ll_xp_global_go",
