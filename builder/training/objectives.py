@@ -354,10 +354,12 @@ def objective_mismatch(graph: Any, info: Any) -> Problem:
               "VAE": "learns to rebuild the samples it is fed and make new ones"}.get(kind, "learns from its Input")
     same = f", or choose data of {size} values per sample" if size else ""
     digits = " (the 8×8 digits)" if size == 64 else ""
-    title = template_title(fitting_template(info))
+    name = fitting_template(info)
+    # what that network does instead (a GPT writes text too: "makes no new ones" was said of it)
+    does = "it learns to continue texts" if info.task == "next_token" else "it predicts from a sample and makes no new ones"
     return Problem("network_kind", f"the {kind} on the canvas {learns}, {network_kind(graph)}; received: "
-                                   f"{data_kind(info)}. Fix: load the {title} template, a network that fits this "
-                                   f"data (it predicts from a sample and makes no new ones){same}{digits}")
+                                   f"{data_kind(info)}. Fix: load the {template_title(name)} template, a network "
+                                   f"that fits this data ({does}){same}{digits}")
 
 
 def output_node(project: Any) -> str | None:

@@ -147,3 +147,12 @@ def test_a_drawn_objective_on_data_it_cannot_learn_gets_the_kind_that_fits(templ
     assert msg.startswith(f"the {template.upper()} on the canvas") and fits in msg and "set shape" not in msg, msg
     assert "64 values per sample (the 8×8 digits)" in msg
 
+
+def test_a_drawn_objective_on_a_corpus_is_offered_the_gpt_without_saying_it_makes_nothing():
+    """The GPT that fits a corpus writes text: the verdict said of it "makes no new ones"."""
+    from builder.data import load_dataset
+    from builder.training.objectives import dataset_problems
+
+    (p,) = dataset_problems(load_template("gan").graph, load_dataset("text_corpus"))
+    assert "GPT" in p.message and "continue texts" in p.message and "makes no new" not in p.message, p.message
+
