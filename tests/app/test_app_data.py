@@ -228,3 +228,17 @@ def test_a_drawn_objective_on_a_table_is_told_the_kind_that_fits(workspace, temp
     said = [w.value for w in at.warning]
     assert any(f"the {template.upper()} on the canvas" in w and "MLP for tabular data" in w for w in said), said
     assert not any("set shape to" in w for w in said), said
+
+
+def test_the_autoencoder_trains_on_its_digits_as_its_project_says(workspace):
+    """The Autoencoder template (training task "reconstruction") on its own digits: the pages loaded the digits for
+    classification and asked to set its output to 10 classes; Train refused the template as it came, while the
+    command line trained it. The pages ask the project's task of a built-in dataset, as the job does."""
+    at = open_app("app_pages/data.py", owner=ME, template="autoencoder", timeout=90)
+    assert {m.label: m.value for m in at.metric}["Task"] == "reconstruction"
+    assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
+    at.selectbox(key="ll_ds_name").set_value("iris").run()  # another table: its fix keeps an autoencoder
+    assert {m.label: m.value for m in at.metric}["Task"] == "reconstruction"
+    assert any("(the flattened input)" in w.value for w in at.warning), [w.value for w in at.warning]
+    at.switch_page("app_pages/train.py").run()
+    assert {m.label: m.value for m in at.metric}["Task"] == "reconstruction"
