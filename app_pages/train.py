@@ -260,7 +260,8 @@ def metric_figure(sess: Curve) -> go.Figure:
                                      name="validation" if split == "val" else "train",
                                      line=dict(color=COLORS[split], width=2)))
     _empty_note(fig, sess, per_epoch=True)
-    fig = _layout(fig, name.capitalize() if name else "Metric", name)
+    shown = {"r2": "R²", "mae": "MAE", "rmse": "RMSE", "mse": "MSE", "f1": "F1"}.get(name, name)  # as the results
+    fig = _layout(fig, shown[:1].upper() + shown[1:] if shown else "Metric", shown)
     return share_axis(fig) if name in ("accuracy", "f1") else fig
 
 

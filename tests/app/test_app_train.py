@@ -306,6 +306,7 @@ def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
     (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("ll_fig_metric")
               or "ll_fig_metric" in c.proto.id]
     assert {t["name"]: t["y"] for t in fig["data"]} == {"train": [7.5], "validation": [5.0]}  # the curve too
+    assert fig["layout"]["title"]["text"] == "MAE"  # named as the results name it (the chart said "Mae", "R2")
 
 
 
