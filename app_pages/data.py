@@ -388,7 +388,7 @@ def compat(ds) -> None:
     name = fitting_template(ds.info)
     title = template_title(name)
     kind = next((p for p in probs if p.code == "network_kind"), None)  # a GAN or VAE: builder's own verdict
-    st.info(ui.md(kind.message[:1].upper() + kind.message[1:] if kind is not None else
+    st.info(ui.md(kind.message if kind is not None else
                   f"The network on the canvas takes {network_kind(g)}; this data is {data_kind(ds.info)}. "
                   f"Changing its Input and last layer is not enough: a network that fits this data is {title}."),
             icon=":material/lightbulb:")

@@ -357,7 +357,7 @@ def objective_mismatch(graph: Any, info: Any) -> Problem:
     name = fitting_template(info)
     # what that network does instead (a GPT writes text too: "makes no new ones" was said of it)
     does = "it learns to continue texts" if info.task == "next_token" else "it predicts from a sample and makes no new ones"
-    return Problem("network_kind", f"the {kind} on the canvas {learns}, {network_kind(graph)}; received: "
+    return Problem("network_kind", f"The {kind} on the canvas {learns}, {network_kind(graph)}; received: "
                                    f"{data_kind(info)}. Fix: load the {template_title(name)} template, a network "
                                    f"that fits this data ({does}){same}{digits}")
 

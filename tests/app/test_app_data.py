@@ -226,7 +226,7 @@ def test_a_drawn_objective_on_a_table_is_told_the_kind_that_fits(workspace, temp
     assert "Load the MLP for tabular data template" in [b.label for b in at.button]
     at.switch_page("app_pages/train.py").run()
     said = [w.value for w in at.warning]
-    assert any(f"the {template.upper()} on the canvas" in w and "MLP for tabular data" in w for w in said), said
+    assert any(f"The {template.upper()} on the canvas" in w and "MLP for tabular data" in w for w in said), said
     assert not any("set shape to" in w for w in said), said
 
 

@@ -144,7 +144,7 @@ def test_a_drawn_objective_on_data_it_cannot_learn_gets_the_kind_that_fits(templ
     problems = dataset_problems(load_template(template).graph, load_dataset(dataset))
     assert [p.code for p in problems] == ["network_kind"]
     msg = problems[0].message
-    assert msg.startswith(f"the {template.upper()} on the canvas") and fits in msg and "set shape" not in msg, msg
+    assert msg.startswith(f"The {template.upper()} on the canvas") and fits in msg and "set shape" not in msg, msg
     assert "64 values per sample (the 8×8 digits)" in msg
 
 
