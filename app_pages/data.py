@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 import builder
 from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
-from builder.data.compat import adapt_graph, fitting_template
+from builder.data.compat import adapt_graph, data_kind, fitting_template, network_kind, template_title
 from builder.data.series import series_windows
 from builder.data.tabular import preview_csv
 from builder.data.text import TOKENIZER_KINDS, text_preview
@@ -386,46 +386,19 @@ def compat(ds) -> None:
     # another kind of network: its per-layer fixes would not make it train, so they are not offered as advice
     # (the page said "set shape to [4]" and "set out_features to 3", then that this was not enough)
     name = fitting_template(ds.info)
-    title = next(t["title"] for t in builder.list_templates() if t["name"] == name)
-    st.info(ui.md(f"The network on the canvas takes {_network_kind(g)}; this data is {_data_kind(ds.info)}. "
+    title = template_title(name)
+    kind = next((p for p in probs if p.code == "network_kind"), None)  # a GAN or VAE: builder's own verdict
+    st.info(ui.md(kind.message if kind is not None else
+                  f"The network on the canvas takes {network_kind(g)}; this data is {data_kind(ds.info)}. "
                   f"Changing its Input and last layer is not enough: a network that fits this data is {title}."),
             icon=":material/lightbulb:")
     st.button(f"Load the {title} template", type="primary", icon=":material/swap_horiz:", on_click=_load_fitting,
               args=(name, ds), key="ll_fit_template", help="Replace the canvas (undoable) with a network for this data")
+    if kind is not None:  # the verdict above is the whole answer
+        return
     with st.expander("What does not fit"):
         for line in lines:
             st.caption(ui.md(line))
-
-
-_KINDS = {"image": "images", "tabular": "table rows", "vector": "vectors", "tokens": "texts (token ids)",
-          "series": "time-series windows"}
-
-
-def _shape_text(shape, modality: str) -> str:
-    dims = [int(d) for d in shape or []]
-    if len(dims) == 1 and modality in ("tabular", "vector"):
-        return f"{dims[0]} values"
-    if len(dims) == 1 and modality == "tokens":
-        return f"{dims[0]} tokens"
-    return "×".join(map(str, dims)) if dims else "any shape"
-
-
-def _network_kind(g) -> str:
-    """What the canvas's network takes, in a person's words ("images of 1×8×8")."""
-    inp = next((n for n in g.nodes if n.type == "Input"), None)
-    if inp is None:
-        return "no Input"
-    shape = inp.params.get("shape") or []
-    modality = inp.params.get("modality") or ("image" if len(shape) == 3 else "vector")
-    return f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
-
-
-def _data_kind(info) -> str:
-    """This data in a person's words ("table rows of 4 values with 3 classes")."""
-    what = _KINDS.get(info.modality, info.modality)
-    n = int(getattr(info, "num_classes", 0) or 0)
-    classes = f" with {n} classes" if info.task in ("multiclass", "binary") and n else ""
-    return f"{what} of {_shape_text(info.input_shape, info.modality)}{classes}"
 
 
 current = ui.dataset_spec()

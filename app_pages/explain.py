@@ -307,7 +307,8 @@ def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
     st.markdown("##### Global feature ranking")
     if not names:
         return
-    c = st.columns([2, 1, 2], vertical_alignment="bottom")
+    # the button's words need about a third of a 900 px page ("Rank over 12 tes…" in a fifth)
+    c = st.columns([2, 1.6, 2], vertical_alignment="bottom")
     m = c[0].selectbox("Method for the ranking", names, format_func=xs.method_label, key=_k("ll_xp_global_method"))
     key = ("global", xs.split, m, base["baseline"])
     go_ = c[1].button(f"Rank over {xs.n_samples} {xs.split} samples", key="ll_xp_global_go",
@@ -322,7 +323,11 @@ def _global_ranking(xs: ExplainSession, names: list[str], base: dict) -> None:
     res = _cache().get(key)
     if res is None or isinstance(res, LayerLabError):
         return
-    fig = figs.global_importance_figure(res, xs.feature_names(),
+    from builder.interpret.tryit import grouped_ranking  # lazy: heavy (torch)
+
+    # a text column is one feature, as in the bars above and Try it (it listed sex=F and sex=M)
+    names_, per_column = grouped_ranking(xs, res)
+    fig = figs.global_importance_figure(per_column, names_,
                                         title=f"mean |{xs.method_label(m)}| over {len(res)} {xs.split} samples")
     st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_global")
 

@@ -210,6 +210,17 @@ def _mode(sess: Curve) -> str:
     return curve_mode(len(sess.epochs), sess.active)
 
 
+def _empty_note(fig: go.Figure, sess: Curve, per_epoch: bool) -> None:
+    """Say in an empty chart why it is empty: a run's first seconds (on a busy machine more than a second, just
+    before a quick run's replay) showed three blank charts, as if nothing were happening."""
+    if fig.data:
+        return
+    text = ("no points were recorded" if not sess.active else
+            "drawn when epoch 1 ends" if per_epoch else "waiting for the first training steps…")
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=13, color="#6b7280"))
+
+
 def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
     fig.update_layout(title=dict(text=plotly_text(title), font=dict(size=14)), height=290,
                       margin=dict(l=10, r=10, t=40, b=10),
@@ -233,6 +244,7 @@ def loss_figure(sess: Curve) -> go.Figure:
     if ep:
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in ep], y=[e["val_loss"] for e in ep], mode=_mode(sess),
                                  name="validation", line=dict(color=COLORS["val"], width=2)))
+    _empty_note(fig, sess, per_epoch=False)
     return _layout(fig, "Loss", "loss")
 
 
@@ -247,7 +259,9 @@ def metric_figure(sess: Curve) -> go.Figure:
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess),
                                      name="validation" if split == "val" else "train",
                                      line=dict(color=COLORS[split], width=2)))
-    fig = _layout(fig, name.capitalize() if name else "Metric", name)
+    _empty_note(fig, sess, per_epoch=True)
+    shown = {"r2": "R²", "mae": "MAE", "rmse": "RMSE", "mse": "MSE", "f1": "F1"}.get(name, name)  # as the results
+    fig = _layout(fig, shown[:1].upper() + shown[1:] if shown else "Metric", shown)
     return share_axis(fig) if name in ("accuracy", "f1") else fig
 
 
@@ -257,6 +271,7 @@ def lr_figure(sess: Curve) -> go.Figure:
     if pts:
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess), name="lr",
                                  line=dict(color=COLORS["lr"], width=2)))
+    _empty_note(fig, sess, per_epoch=True)
     fig = _layout(fig, "Learning rate", "lr")
     top = max((p[1] for p in pts), default=1e-3)
     # plain numbers (0.01, 0.005, 0): ".1e" ticked a constant rate "1.0e−2, 5.0e−3, 0.0e+0"

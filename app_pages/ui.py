@@ -58,7 +58,7 @@ from app_pages.style import LOGO, error_md, md, show_error, sidebar_rule, style
 from app_pages.style import page_header as _header
 from app_pages.tips import tips_toggle
 from builder.data import DatasetSource, list_datasets, load_dataset
-from builder.data.sources import check_project
+from builder.data.sources import check_project, project_task
 from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
@@ -157,8 +157,13 @@ def spec_key(spec: dict) -> str:
 
 
 def load_spec(spec: dict):
-    """Load (or reuse) the Dataset for a spec. Raises DatasetError."""
+    """Load (or reuse) the Dataset for a spec, for the project on the canvas: a built-in with the task its training
+    settings ask for (:func:`builder.data.sources.project_task`: the Autoencoder's reconstruction), as the job
+    trains it. Raises DatasetError."""
 
+    task = project_task(project().training)
+    if task and spec.get("kind", "builtin") == "builtin" and "task" not in (spec.get("options") or {}):
+        spec = {**spec, "options": {**(spec.get("options") or {}), **task}}
     key = spec_key(spec)
     cached = st.session_state.get("ll_dataset")
     if cached is not None and cached[0] == key:
@@ -244,9 +249,12 @@ def run_summary(rs, run: dict) -> dict:
 
 
 def spec_public(spec: dict) -> str:
+    """The Data page's dataset as shown: a built-in's name, an upload as everywhere (``csv: students.csv``)."""
+    from builder.data.splits import upload_label  # lazy: heavy (numpy)
+
     if spec.get("kind", "builtin") == "builtin":
         return spec.get("name", "?")
-    return f"{spec.get('name', 'upload')} ({spec.get('kind')})"
+    return upload_label(str(spec.get("kind")), str(spec.get("name") or "upload"))
 
 
 

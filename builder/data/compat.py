@@ -17,6 +17,7 @@ from builder.data.splits import DatasetInfo
 from builder.errors import Problem
 from builder.graph.project import Graph, as_graph
 from builder.graph.shapes import ShapeReport, infer_shapes
+from builder.graph.templates import load_template
 
 
 def _last_linear(graph, report: ShapeReport, out_id: str) -> str | None:
@@ -56,28 +57,28 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
     inputs = [n for n in graph.nodes if n.type == "Input"]
     want = list(info.input_shape)
     if len(inputs) != 1:
-        problems.append(Problem("dataset_inputs", f"dataset {info.name!r} feeds exactly one Input node; the "
+        problems.append(Problem("dataset_inputs", f"dataset {info.shown_name!r} feeds exactly one Input node; the "
                                 f"graph has {len(inputs)}: keep one Input with shape {want}"))
     for n in inputs[:1]:
         shape = n.params.get("shape")
         if shape is None or list(shape) != want:
             problems.append(Problem("input_shape_mismatch", f"Input shape {shape} does not match dataset "
-                                    f"{info.name!r}, which gives samples of shape {want}; set shape to {want}",
+                                    f"{info.shown_name!r}, which gives samples of shape {want}; set shape to {want}",
                                     node=n.id))
         modality = n.params.get("modality", "vector")
         if info.modality == "tokens":
             if modality != "tokens":
-                problems.append(Problem("input_modality_mismatch", f"dataset {info.name!r} gives token ids; "
+                problems.append(Problem("input_modality_mismatch", f"dataset {info.shown_name!r} gives token ids; "
                                         f"Input modality is {modality!r}: set modality to 'tokens' and "
                                         f"vocab_size to {info.vocab_size}", node=n.id))
             elif int(n.params.get("vocab_size") or 0) < (info.vocab_size or 0):
                 problems.append(Problem("vocab_size_mismatch", f"Input vocab_size "
                                         f"{n.params.get('vocab_size')} is smaller than dataset "
-                                        f"{info.name!r}'s vocabulary of {info.vocab_size} tokens; set "
+                                        f"{info.shown_name!r}'s vocabulary of {info.vocab_size} tokens; set "
                                         f"vocab_size to {info.vocab_size}", node=n.id))
         elif modality == "tokens":
             problems.append(Problem("input_modality_mismatch", f"Input modality is 'tokens' but dataset "
-                                    f"{info.name!r} gives float {info.input_modality}s; set modality to "
+                                    f"{info.shown_name!r} gives float {info.input_modality}s; set modality to "
                                     f"{info.input_modality!r}", node=n.id))
     outs = list(report.output_nodes)
     if len(outs) != 1:
@@ -100,7 +101,7 @@ def check_compat(graph, info: DatasetInfo, report: ShapeReport | None = None) ->
                 "next_token": f"a vocabulary of {info.out_size} tokens (logits per position)",
                 "forecast": f"{info.out_size} values to forecast (horizon x series)"}[info.task]
         problems.append(Problem("output_size_mismatch", f"the model outputs {width} values per sample but "
-                                f"dataset {info.name!r} has {what}; set out_features of {lin!r} to "
+                                f"dataset {info.shown_name!r} has {what}; set out_features of {lin!r} to "
                                 f"{info.out_size}", node=lin))
     return problems
 
@@ -194,6 +195,59 @@ def train_problems(graph, ds, report: ShapeReport | None = None) -> list[Problem
 _FITTING = {"next_token": "gpt", "tokens": "lstm", "series": "rnn_forecaster", "image": "cnn", "vector": "mlp"}
 
 
+_KINDS = {"image": "images", "tabular": "table rows", "vector": "vectors", "points2d": "2-D points", "tokens": "texts (token ids)",
+          "series": "time-series windows"}
+
+
+def _shape_text(shape, modality: str) -> str:
+    dims = [int(d) for d in shape or []]
+    if len(dims) == 1 and modality in ("tabular", "vector", "points2d"):
+        return f"{dims[0]} values"
+    if len(dims) == 1 and modality == "tokens":
+        return f"{dims[0]} tokens"
+    return "×".join(map(str, dims)) if dims else "any shape"
+
+
+def network_kind(graph) -> str:
+    """What a graph's network takes, in a person's words.
+
+    >>> from builder.graph.templates import load_template
+    >>> network_kind(load_template("cnn").graph), network_kind(load_template("gan").graph)
+    ('images of 1×8×8', 'vectors of 64 values')
+    """
+    inp = next((n for n in as_graph(graph).nodes if n.type == "Input"), None)
+    if inp is None:
+        return "no Input"
+    shape = inp.params.get("shape") or []
+    modality = inp.params.get("modality") or ("image" if len(shape) == 3 else "vector")
+    return f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
+
+
+def data_kind(info: DatasetInfo) -> str:
+    """A dataset's samples in a person's words ("table rows of 4 values with 3 classes"; a CSV with text columns:
+    "table rows of 3 columns (6 values once its text columns are one-hot encoded)", it said 6 values for 3 columns).
+
+    >>> from builder.data.tabular import load_csv
+    >>> rows = "".join(f"{i},{'FM'[i % 2]},{i % 2}\\n" for i in range(40))
+    >>> data_kind(load_csv(("age,sex,y\\n" + rows).encode(), "y").info)
+    'table rows of 2 columns (3 values once its text columns are one-hot encoded) with 2 classes'
+    """
+    what = _KINDS.get(info.modality, info.modality)
+    n = int(getattr(info, "num_classes", 0) or 0)
+    classes = f" with {n} classes" if info.task in ("multiclass", "binary") and n else ""
+    shape = _shape_text(info.input_shape, info.modality)
+    levels = sum(len(v) for v in (info.categories or {}).values())
+    if info.modality == "tabular" and levels and len(info.input_shape) == 1:  # a CSV's text columns: one-hot
+        columns = int(info.input_shape[0]) - levels + len(info.categories)
+        shape = f"{columns} columns ({shape} once its text columns are one-hot encoded)"
+    return f"{what} of {shape}{classes}"
+
+
+def template_title(name: str) -> str:
+    """The title a template is shown with ("MLP for tabular data")."""
+    return load_template(name).name
+
+
 def fitting_template(info: DatasetInfo) -> str:
     """The name of the template whose kind of network fits ``info``'s samples: a GPT for next-token prediction (logits
     per position), an LSTM for other token ids, the RNN forecaster for time-series windows (the page named "MLP for
@@ -210,4 +264,5 @@ def fitting_template(info: DatasetInfo) -> str:
     return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
 
 
-__all__ = ["check_compat", "adapt_graph", "train_problems", "fitting_template", "fixed_by_data"]
+__all__ = ["check_compat", "adapt_graph", "train_problems", "fitting_template", "fixed_by_data", "network_kind",
+           "data_kind", "template_title"]

@@ -485,7 +485,7 @@ def new_token_ids(ds: Dataset, path: str | Path) -> torch.Tensor:
     from builder.data.text import encode, load_tokenizer, read_new_texts  # lazy: heavy (tokenizers)
 
     if not ds.info.tokenizer:
-        raise DatasetError(f"new texts are read with the run's tokenizer; received a run on {ds.info.name!r} without "
+        raise DatasetError(f"new texts are read with the run's tokenizer; received a run on {ds.info.shown_name!r} without "
                            "one. Fix: check a run trained on text (a text dataset or upload)")
     texts = read_new_texts(path, ds.info.options.get("text_column"))
     return torch.from_numpy(encode(load_tokenizer(ds.info.tokenizer), texts, int(ds.info.input_shape[0])))

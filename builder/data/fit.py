@@ -61,7 +61,7 @@ def fit_dataset(graph: Any, ds: Dataset, *, strict: bool = False) -> Dataset:
     if len(have) > 1 and want == (math.prod(have),) and ds.info.input_dtype == "float32":
         return ds.flattened()
     if strict:
-        raise DatasetError(f"the dataset {ds.info.name!r} gives inputs of shape {list(have)} but the model's "
+        raise DatasetError(f"the dataset {ds.info.shown_name!r} gives inputs of shape {list(have)} but the model's "
                            f"Input expects {list(want)}; pick the run's own dataset on the Data page")
     return ds
 

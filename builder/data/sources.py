@@ -38,7 +38,7 @@ from typing import Any
 from builder.data.builtin import is_builtin, list_names, load_builtin
 from builder.data.images import load_image_folder
 from builder.data.series import load_series
-from builder.data.splits import Dataset, DatasetInfo, fold_split
+from builder.data.splits import Dataset, DatasetInfo, fold_split, upload_label
 from builder.data.tabular import load_csv
 from builder.data.text import RunTokenizer, load_text
 from builder.data.uploads import UploadFolder, is_upload_id, no_upload
@@ -369,6 +369,18 @@ _BY_ALIAS = {a: k for k in SOURCE_KINDS.values() for a in (k.name, *k.aliases)}
 _BY_PAGE_KIND = {k.kind: k for k in SOURCE_KINDS.values()}
 
 
+def project_task(training: Any) -> dict:
+    """The dataset options a project's training settings ask of every dataset it trains on: its ``task`` (the
+    Autoencoder template's ``"reconstruction"``). The command line applied it; the pages did not, and told the
+    Autoencoder on the digits to set its output to 10 classes (Train refused it as it came).
+
+    >>> project_task({"task": "reconstruction", "epochs": 30}), project_task(None)
+    ({'task': 'reconstruction'}, {})
+    """
+    task = training.get("task") if isinstance(training, dict) else None
+    return {"task": task} if isinstance(task, str) and task else {}
+
+
 def source_kinds() -> dict[str, str]:
     """The Data page's source kinds and their labels: ``{"builtin": "Built-in", "csv": "CSV file", ...}``."""
     return {"builtin": "Built-in", **{k.kind: k.label for k in SOURCE_KINDS.values()}}
@@ -509,7 +521,7 @@ class DatasetSource:
     def display(self) -> str:
         """The dataset as shown to people: the name, or ``csv: file.csv`` for an upload (never a server path)."""
         if self.upload is not None and (self.file_ref() or self.options.get("path")):
-            return f"{self.name}: {self.shown_file()}"
+            return upload_label(self.name, self.shown_file())
         return self.name
 
     def shown_options(self) -> dict:
@@ -597,7 +609,7 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
     return ds.flattened() if flatten else ds
 
 
-__all__ = ["travels", "for_link", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
+__all__ = ["travels", "for_link", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
            "LocalFile", "source_kinds",
            "kind_for_path", "content_problems", "check_content", "project_problems", "check_project", "own_spec",
            "load_dataset"]

@@ -28,6 +28,21 @@ SEQUENCE_TASKS = ("next_token", "forecast")
 MODALITIES = ("image", "tabular", "points2d", "tokens", "series")
 
 
+#: the kinds an uploaded dataset's recorded name starts with (``csv:students.csv``, ``images:cats.zip``)
+UPLOAD_PREFIXES = ("csv", "images", "text", "series", "image_folder")
+
+
+def upload_label(kind: str, file: str) -> str:
+    """An uploaded dataset as people see it on every page, card and command: the kind, a colon, a space and the
+    file's name. The one home of that label: pages showed ``csv:students.csv``, ``csv: students.csv`` and
+    ``students.csv (csv)`` for one upload.
+
+    >>> upload_label("csv", "students.csv")
+    'csv: students.csv'
+    """
+    return f"{kind}: {file}"
+
+
 # --------------------------------------------------------------------------------------------- bundle
 @dataclass
 class DatasetInfo:
@@ -61,6 +76,13 @@ class DatasetInfo:
     source: str = ""
     tokenizer: str = ""  # the JSON of the tokenizer learned on the training split (text, builder.data.text)
     series: dict[str, Any] = field(default_factory=dict)  # windows of a series (builder.data.series.SeriesInfo)
+
+    @property
+    def shown_name(self) -> str:
+        """The name as people see it: an upload's recorded ``csv:students.csv`` as :func:`upload_label` writes
+        it (``csv: students.csv``), a built-in's name as it is."""
+        kind, sep, file = self.name.partition(":")
+        return upload_label(kind, file) if sep and kind in UPLOAD_PREFIXES else self.name
 
     @property
     def vocab_size(self) -> int | None:
@@ -379,11 +401,11 @@ def apply_task(y: np.ndarray, info: DatasetInfo, task: str | None) -> np.ndarray
             raise DatasetError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
         if task in SEQUENCE_TASKS or info.task in SEQUENCE_TASKS:
             raise DatasetError(f"task {info.task} is the dataset's own (a corpus gives next_token, a series "
-                               f"forecast); received: task={task!r} for {info.name!r}. Fix: leave the task as it is")
+                               f"forecast); received: task={task!r} for {info.shown_name!r}. Fix: leave the task as it is")
         if task in ("multiclass", "binary") and info.task not in ("multiclass", "binary"):
-            raise DatasetError(f"dataset {info.name!r} has a continuous target; it cannot be used for {task}")
+            raise DatasetError(f"dataset {info.shown_name!r} has a continuous target; it cannot be used for {task}")
         if task == "binary" and info.num_classes not in (None, 2) and len(np.unique(y)) != 2:
-            raise DatasetError(f"task binary needs exactly 2 classes; {info.name!r} has {len(np.unique(y))}")
+            raise DatasetError(f"task binary needs exactly 2 classes; {info.shown_name!r} has {len(np.unique(y))}")
         if task == "regression" and info.task in ("multiclass", "binary"):
             y = y.astype(np.float32)
             info.class_names = []

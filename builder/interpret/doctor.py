@@ -31,6 +31,7 @@ from builder.graph.edit import insert_after, set_param, set_type
 from builder.graph.project import Project, load_project
 from builder.runs.summary import current_run
 from builder.training.health import HealthLog, read_health
+from builder.training.objectives import resolve_objective
 
 if TYPE_CHECKING:
     from builder.runs.store import RunStore
@@ -280,9 +281,14 @@ def _updates(log: HealthLog, nid: str, lr: float | None, vanishing: set[str]) ->
 
 
 # ------------------------------------------------------------------------------------------------- curves
-def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] = ()) -> list[Anomaly]:
+def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] = (), *,
+                    adversarial: bool = False) -> list[Anomaly]:
     """A loss plateau, a divergence or an overfitting gap in a run's epoch metrics (``train_loss``,
     ``val_loss`` per epoch, oldest first), each pointing at the nodes of the findings that likely cause it.
+
+    ``adversarial``: networks trained against each other (a GAN, :func:`is_adversarial`), whose summed loss does not
+    fall as they learn: only a non-finite loss is an anomaly. A GAN drawing good digits was told "loss plateau: ...
+    the model is not learning".
 
     >>> curve_anomalies([{"train_loss": 0.69}, {"train_loss": 0.69}, {"train_loss": 0.692}, {"train_loss": 0.69}])[0].kind
     'plateau'
@@ -295,6 +301,10 @@ def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] =
     out: list[Anomaly] = []
     finite = [t for t in train if t is not None and math.isfinite(t)]
     last = train[-1] if train else None
+    if adversarial:
+        return [Anomaly("divergence", len(epochs), f"the training loss is {last}; lower the learning rates or clip "
+                        "gradients", by_rule("nonfinite", "exploding", "update_high", "saturated"))
+                ] if last is not None and not math.isfinite(last) else []
     if last is not None and (not math.isfinite(last) or _diverged(finite)):
         out.append(Anomaly("divergence", len(epochs), f"divergence: the training loss rose to {last:.3g} (best "
                            f"{min(finite) if finite else float('nan'):.3g}); lower the learning rate or clip gradients",
@@ -319,6 +329,21 @@ def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] =
                                "training loss still falls; add Dropout or weight decay, or use more data",
                                by_rule("std_drift")))
     return out
+
+
+def is_adversarial(project: Any) -> bool:
+    """Whether a project trains several networks against each other (its objective names more than one network:
+    a GAN's generator and discriminator), so that its summed loss says nothing about learning. False for a
+    project that cannot be read.
+
+    >>> from builder.graph.templates import load_template
+    >>> is_adversarial(load_template("gan")), is_adversarial(load_template("vae")), is_adversarial(load_template("mlp"))
+    (True, False, False)
+    """
+    try:
+        return len(resolve_objective(project).networks) > 1
+    except (LayerLabError, ValueError, TypeError):
+        return False
 
 
 def _diverged(finite: list[float]) -> bool:
@@ -395,7 +420,8 @@ def run_findings(store: RunStore, run_id: str) -> dict[str, Any]:
     run = store.get(run_id)
     log = read_health(store.folder(run["id"]).path)
     findings = diagnose(log, run.get("config")) if log is not None else []
-    anomalies = curve_anomalies(store.metrics(run["id"], "epoch"), findings)
+    anomalies = curve_anomalies(store.metrics(run["id"], "epoch"), findings,
+                                adversarial=is_adversarial(run.get("project") or {}))
     return {"recorded": log is not None, "samples": len(log.samples) if log else 0,
             "findings": merge_repeats(findings), "anomalies": [a.to_dict() for a in anomalies],
             "health": health_annotations(log, findings)}
@@ -491,6 +517,6 @@ def apply_fix(project: Any, action: dict[str, Any]) -> Project:
     return project
 
 
-__all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "health_annotations", "run_findings",
+__all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "is_adversarial", "health_annotations", "run_findings",
            "graph_health", "merge_repeats", "fix_label", "fix_change", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH",
            "DEAD_FRACTION", "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]

@@ -175,7 +175,7 @@ class ExplainSession:
         """One line about the dataset and the split (markdown)."""
         info = self.info
         task = f"the {md_text(self.explained, 40)} network's outputs" if self.explained else info.task
-        return (f"Dataset **{md_text(info.name, 80)}** · {task} · {self.modality} input {list(info.input_shape)} · "
+        return (f"Dataset **{md_text(info.shown_name, 80)}** · {task} · {self.modality} input {list(info.input_shape)} · "
                 f"{self.n_samples} {self.split} samples")
 
     # ------------------------------------------------------------------------------------------ samples

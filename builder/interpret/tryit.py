@@ -35,7 +35,7 @@ from builder.interpret.attributions import Explanation, explain
 from builder.runs.summary import current_run
 from builder.training.run_status import is_live
 
-__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "raw_row", "shown_row", "grouped_attributions", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
+__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "raw_row", "shown_row", "grouped_attributions", "grouped_ranking", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
@@ -176,6 +176,23 @@ def grouped_attributions(xs: Any, row: Any, attributions: Any) -> tuple[list[str
     groups = _groups(xs, names, x) if len(names) == a.size else [(n, [k], None) for k, n in enumerate(names)]
     out = [f"{column}: {held}" if held is not None else column for column, _, held in groups]
     return out, np.asarray([float(a[members].sum()) for _, members, _ in groups])
+
+
+def grouped_ranking(xs: Any, attributions: Any) -> tuple[list[str] | None, np.ndarray]:
+    """Many rows' attributions (N, F) grouped as :func:`grouped_attributions` groups one row's: each one-hot
+    encoded text column summed into one column named by the text column alone (the category differs per row), the
+    numeric features as they are; (names, (N, groups)). Explain's "Rank over N" listed ``sex=F`` and ``sex=M`` as
+    two features while its bars and Try it showed one ``sex``. Names None (and the array as is) for rows whose
+    width the feature names do not give.
+    """
+    a = np.asarray(attributions.detach().cpu() if hasattr(attributions, "detach") else attributions,
+                   dtype=np.float64)
+    a = a.reshape(len(a), -1)
+    names = list(xs.feature_names() or [])
+    if len(names) != a.shape[1]:
+        return None, a
+    groups = _groups(xs, names, np.zeros(len(names)))
+    return [column for column, _, _ in groups], np.stack([a[:, members].sum(1) for _, members, _ in groups], 1)
 
 
 def try_form(xs: Any, sample: int = 0) -> TryForm:

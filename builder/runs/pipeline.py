@@ -22,6 +22,7 @@ from builder.data.access import SYSTEM, controlled_run
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.disk import write_atomic
+from builder.data.sources import project_task
 from builder.data.uploads import UploadFolder
 from builder.errors import (
     AccessDenied,
@@ -212,9 +213,7 @@ def _data_and_settings(project: Project, dataset: str | Dataset | None, config: 
     dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
     dataset_options = inherit_tokenizer(store, cfg.init_from, dataset, dataset_options)  # a model folder's own
     if isinstance(dataset, str):
-        opts = dict(dataset_options or {})
-        if "task" in tr and "task" not in opts:
-            opts["task"] = tr["task"]
+        opts = {**project_task(tr), **(dataset_options or {})}
         opts.setdefault("seed", cfg.seed)
         ds = load_dataset(DatasetSource(dataset, {}, _upload_label(project, opts)), uploads=uploads, **opts)
     else:

@@ -324,7 +324,7 @@ class ObjectiveTrainer(RunControl):
             with torch.no_grad():
                 self._outputs(self._feeds(split, idx, split.batch(idx), (0, 0)))
         except Exception as e:
-            raise TrainingError(f"the graph cannot process dataset {self.dataset.info.name!r} samples: "
+            raise TrainingError(f"the graph cannot process dataset {self.dataset.info.shown_name!r} samples: "
                                 f"{str(e).splitlines()[0][:300] if str(e) else type(e).__name__}") from None
 
     def _loop(self, start_epoch: int, start_batch: int, perm: torch.Tensor | None, acc: dict):

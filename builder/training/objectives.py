@@ -25,10 +25,11 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder.errors import TrainingError
+from builder.errors import DatasetError, Problem, TrainingError
 from builder.graph.layers.objective import FED_SOURCES, LOSS_TYPES
 from builder.graph.project import Edge, Graph, Node, Project, as_graph, load_project
 from builder.graph.shapes import infer_shapes
@@ -280,7 +281,9 @@ def dataset_problems(graph: Any, dataset: Any, report: Any = None) -> list:
     :func:`objective_compat` for a drawn objective (a GAN's or VAE's loss nodes are its outputs), else
     :func:`~builder.data.compat.train_problems`. The one verdict of the Train page, the Data page's fit and fix,
     and Build's "Train this" (the Data page told a GAN on its own digits to load the CNN, which Train accepted).
-    Raises DatasetError for data that cannot fit a drawn objective's Input.
+    A drawn objective on data it cannot learn from, even with its Input set for it, gets one verdict
+    (:func:`objective_mismatch`: the kind of network that fits and its template), not per-layer fixes. Raises
+    DatasetError for data that cannot fit a drawn objective's Input when setting the Input would make it fit.
 
     >>> from builder.data import load_dataset
     >>> from builder.graph.templates import load_template
@@ -294,7 +297,69 @@ def dataset_problems(graph: Any, dataset: Any, report: Any = None) -> list:
     if not has_objective(graph):
         return train_problems(graph, dataset, report)
     errors = [p for p in report.problems if p.severity == "error"]
-    return errors or objective_compat(graph, dataset, report)
+    if errors:
+        return errors
+    refused = None
+    try:
+        problems = objective_compat(graph, dataset, report)
+    except DatasetError as e:
+        problems, refused = [], e
+    if (refused is None and not any(p.code in _KIND_CODES for p in problems)) or _adapts(graph, dataset):
+        if refused is not None:
+            raise refused
+        return problems
+    return [objective_mismatch(graph, dataset.info)]
+
+
+_KIND_CODES = ("input_shape_mismatch", "input_modality_mismatch")
+
+
+def _adapts(graph: Graph, dataset: Any) -> bool:
+    """Does setting the Input (and last Linear) for the data make a drawn objective train (the Data page's fix)?"""
+    from builder.data.compat import adapt_graph  # lazy: heavy (numpy)
+
+    fixed = adapt_graph(graph, dataset.info)
+    report = infer_shapes(fixed)
+    if not report.ok:
+        return False
+    try:
+        return not objective_compat(fixed, dataset, report)
+    except DatasetError:
+        return False
+
+
+def objective_kind(graph: Any) -> str:
+    """What a graph with a drawn objective is, in a person's words: "GAN" (a Noise node feeds it), "VAE" (a
+    Reparameterize node), else "network with drawn losses".
+
+    >>> from builder.graph.templates import load_template
+    >>> objective_kind(load_template("gan").graph), objective_kind(load_template("vae").graph)
+    ('GAN', 'VAE')
+    """
+    types = {n.type for n in as_graph(graph).nodes}
+    return "VAE" if "Reparameterize" in types else "GAN" if "Noise" in types else "network with drawn losses"
+
+
+def objective_mismatch(graph: Any, info: Any) -> Problem:
+    """The verdict for a drawn objective (a GAN, a VAE) on data whose samples do not fit its Input, when setting
+    the Input would not make it train: what it learns from, what the data is, and the template whose kind of
+    network fits the data (:func:`~builder.data.compat.fitting_template`). The Data page, Train and Build said
+    "set shape to [4]" for a GAN on a table, which left its generator making 64 values."""
+    from builder.data.compat import data_kind, fitting_template, network_kind, template_title  # lazy: numpy
+
+    kind = objective_kind(graph)
+    inp = next((n for n in as_graph(graph).nodes if n.type == "Input"), None)
+    size = math.prod(int(d) for d in (inp.params.get("shape") or [])) if inp is not None else 0
+    learns = {"GAN": "learns to make new samples like the ones it is fed",
+              "VAE": "learns to rebuild the samples it is fed and make new ones"}.get(kind, "learns from its Input")
+    same = f", or choose data of {size} values per sample" if size else ""
+    digits = " (the 8×8 digits)" if size == 64 else ""
+    name = fitting_template(info)
+    # what that network does instead (a GPT writes text too: "makes no new ones" was said of it)
+    does = "it learns to continue texts" if info.task == "next_token" else "it predicts from a sample and makes no new ones"
+    return Problem("network_kind", f"The {kind} on the canvas {learns}, {network_kind(graph)}; received: "
+                                   f"{data_kind(info)}. Fix: load the {template_title(name)} template, a network "
+                                   f"that fits this data ({does}){same}{digits}")
 
 
 def output_node(project: Any) -> str | None:
@@ -310,4 +375,5 @@ def output_node(project: Any) -> str | None:
 
 
 __all__ = ["Objective", "Term", "has_objective", "training_graph", "resolve_objective", "add_distillation",
-           "with_teacher", "DISTILL_TEMPERATURE", "DISTILL_ALPHA", "output_node", "objective_compat", "dataset_problems", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]
+           "with_teacher", "DISTILL_TEMPERATURE", "DISTILL_ALPHA", "output_node", "objective_compat", "dataset_problems", "objective_kind",
+           "objective_mismatch", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]

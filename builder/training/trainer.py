@@ -283,13 +283,13 @@ class Trainer(RunControl):
         except TrainingError:
             raise
         except Exception as e:  # a model/data mismatch surfaces here as a torch error
-            raise TrainingError(f"the model cannot process dataset {ds.info.name!r} samples of shape "
+            raise TrainingError(f"the model cannot process dataset {ds.info.shown_name!r} samples of shape "
                                 f"{list(ds.info.input_shape)}: {str(e).splitlines()[0][:300]}") from None
         width = out.shape[-1] if out.dim() > 1 else 1
         self._kind = loss_kind(self.task, width)
         self._num_classes = ds.info.num_classes or width
         if self._kind == "ce" and width != (ds.info.num_classes or width):
-            raise TrainingError(f"the model outputs {width} values but dataset {ds.info.name!r} has "
+            raise TrainingError(f"the model outputs {width} values but dataset {ds.info.shown_name!r} has "
                                 f"{ds.info.num_classes} classes; set the last layer's out_features to "
                                 f"{ds.info.num_classes}")
         if self._kind == "tok" and (out.dim() != 3 or width != ds.info.out_size):

@@ -2,7 +2,7 @@
 // committed change, and merging a graph Python replaced (revision bump).
 import { fromPy, toPy } from './graph.js';
 import { layeredLayout } from './layout.js';
-import { emptyHistory } from './history.js';
+import { emptyHistory, record, snapshotOf } from './history.js';
 import { withMarker } from './clipboard.js';
 import { primarySelection } from './selection.js';
 
@@ -20,7 +20,15 @@ export function initialState(data, store, paletteMap) {
     nodes = nodes.map((n) => ({ ...n, position: pos.get(n.id) || n.position }));
   }
   if (data.selected) nodes = nodes.map((n) => (n.id === data.selected ? { ...n, selected: true } : n));
-  return { nodes, edges: g.edges.map(withMarker), revision, history: emptyHistory(), layout: g.missingPositions };
+  return { nodes, edges: g.edges.map(withMarker), revision, history: replacedHistory(store), layout: g.missingPositions };
+}
+
+// The history of a canvas whose graph Python replaced while it was not shown (a template loaded on the Data
+// page): the graph it last showed is one undo step away, as for a replacement it received while shown
+// (usePythonSync). Undo was greyed out there, its history started afresh with the new graph.
+function replacedHistory(store) {
+  if (!store.nodes || !store.nodes.length) return emptyHistory();
+  return record(store.history || emptyHistory(), snapshotOf(store.nodes, store.edges || []));
 }
 
 // The JSON text sent to Python (compared with the last one sent, so an

@@ -16,6 +16,16 @@ describe('python sync', () => {
     expect(initialState({ ...data, revision: 3 }, live, palette).nodes[0].id).toBe('a');
   });
 
+  it('a graph Python replaced while the canvas was away is one undo step from the one it showed', () => {
+    const data = { revision: 3, graph: pyGraph([pyNode('a', 0, 0)]) };
+    const live = { nodes: [makeNode('z', 'Linear', null, {}, { x: 1, y: 1 })], edges: [], revision: 2, history: { past: [], future: ['r'] } };
+    const s = initialState(data, live, palette);
+    expect(s.nodes[0].id).toBe('a');
+    expect(s.history.past.map((snap) => snap.nodes.map((n) => n.id))).toEqual([['z']]);
+    expect(s.history.future).toEqual([]);
+    expect(initialState(data, {}, palette).history).toEqual({ past: [], future: [] }); // a first load: nothing to undo
+  });
+
   it('lays out a graph without positions', () => {
     const s = initialState({ revision: 1, graph: pyGraph([pyNode('a'), pyNode('b')], [{ source: 'a', target: 'b' }]) }, {}, palette);
     expect(s.layout).toBe(true);

@@ -45,9 +45,23 @@ def trained(tmp_path_factory):
     runs = {"cnn": _train(store, "cnn", "digits", 2, callbacks=[live]),
             "iris": _train(store, "mlp", "iris", 20, adapt=True),
             "transformer": _train(store, "transformer", "sequence", 1, dataset_options={"n_samples": 600}),
-            "diabetes": _train(store, "mlp", "diabetes", 2, adapt=True)}
+            "diabetes": _train(store, "mlp", "diabetes", 2, adapt=True),
+            "table": _csv_run(store, ws)}
     live.save(store.folder(runs["cnn"]).live_attributions)
     return ws, runs, live
+
+
+def _csv_run(store: RunStore, ws: Path) -> str:
+    """A finished MLP run on an upload with a text column (age, sex F/M, grown); its id."""
+    from builder.data.sources import DatasetSource, load_dataset
+    from builder.data.uploads import UploadFolder
+    from builder.runs.owners import upload_dir
+
+    rows = "".join(f"{1.2 + 0.25 * i:.2f},{'FM'[i % 2]},{int(i > 30)}\n" for i in range(66))
+    ref = UploadFolder(upload_dir(ws, "local")).save("students.csv", ("age,sex,grown\n" + rows).encode())
+    ds = load_dataset(DatasetSource("csv", {"upload": ref, "target": "grown"}, "students.csv"),
+                      uploads=upload_dir(ws, "local"))  # named as the Data page names it
+    return run_training(builder.load_template("mlp"), ds, {"epochs": 2, "seed": 0}, store=store, adapt=True).run_id
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +282,21 @@ def test_tabular_bars_and_global_ranking(runs):
     _widget(at.selectbox, "Baseline").set_value("mean").run()
     _no_bug(at)
     assert not at.warning
+
+
+def test_the_ranking_groups_a_text_column_as_the_bars_do(runs):
+    """Issue 29: "Rank over N" listed ``sex=F`` and ``sex=M`` as two features while the bars above it and Try it
+    show one ``sex``: the ranking groups a text column's one-hot features the same way."""
+    at = runs("table")
+    # the upload is named as everywhere ("csv: students.csv"; this line said "csv:students.csv")
+    assert "Dataset **csv: students.csv**" in _text(at), _text(at)
+    bars = {y for s in _specs(at) for t in s["data"] if t.get("type") == "bar" for y in t["y"]}
+    assert any(y.startswith("sex: ") for y in bars) and not any("=" in y for y in bars), bars
+    n = len(_dataset(runs, "table").test)
+    _widget(at.button, f"Rank over {n} test samples").click().run()
+    _no_bug(at)
+    spec = next(s for s in _specs(at) if f"over {n} test samples" in str(s["layout"].get("title")))
+    assert set(spec["data"][0]["y"]) == {"age", "sex"}, spec["data"][0]["y"]
 
 
 def test_try_it_predicts_and_explains_your_own_input(runs):

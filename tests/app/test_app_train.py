@@ -306,4 +306,29 @@ def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
     (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("ll_fig_metric")
               or "ll_fig_metric" in c.proto.id]
     assert {t["name"]: t["y"] for t in fig["data"]} == {"train": [7.5], "validation": [5.0]}  # the curve too
+    assert fig["layout"]["title"]["text"] == "MAE"  # named as the results name it (the chart said "Mae", "R2")
 
+
+
+def test_a_run_without_points_yet_says_so_in_its_charts(ws):
+    """Issue 29: a run's first moments (a second or more on a busy machine, just before a quick run's replay) showed
+    three blank charts; each now says what it waits for."""
+    import builder
+    from tests.helpers import ME
+
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 3}, owner=ME)
+    store.update_status(rid, "running")  # this process's pid: alive, with no point recorded yet
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    notes = {f["layout"]["title"]["text"]: [a["text"] for a in f["layout"].get("annotations", [])]
+             for f in _figures(at)}
+    assert notes["Loss"] == ["waiting for the first training steps…"], notes
+    assert notes["Learning rate"] == ["drawn when epoch 1 ends"], notes
+    store.log_metrics(rid, [{"type": "step", "step": 1, "loss": 0.7}])
+    at.run()
+    notes = {f["layout"]["title"]["text"]: [a["text"] for a in f["layout"].get("annotations", [])]
+             for f in _figures(at)}
+    assert notes["Loss"] == [] and notes["Learning rate"] == ["drawn when epoch 1 ends"], notes
+    store.finish(rid, "stopped")

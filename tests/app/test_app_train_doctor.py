@@ -74,3 +74,21 @@ def test_doctor_lists_findings_with_apply_and_links_anomalies_to_nodes(job_works
     next(b for b in at.button if b.key == "ll_undo_replace").click().run()  # the sidebar's Undo replace too
     types = {n.id: n.type for n in at.session_state["ll_project"].graph.nodes}
     assert types["relu1"] == "ReLU"
+
+
+def test_a_gans_steady_summed_loss_is_not_called_a_plateau(job_workspace):
+    """Issue 29: a GAN drawing good digits after 270 epochs was told "loss plateau: ... the model is not learning"
+    (its generator and discriminator losses, summed, stay level as they learn against each other). The doctor
+    reads no plateau, divergence or overfitting into an adversarial run's summed loss (one network's flat loss is
+    still a plateau: the test above)."""
+    from tests.helpers import open_app
+
+    store = RunStore(job_workspace, actor=SYSTEM)
+    gan = builder.load_template("gan")
+    rid = store.create_run(gan, "digits", {}, {"epochs": 6}, owner="local")
+    store.log_metrics(rid, [{"type": "epoch", "epoch": e, "train_loss": 2.13, "val_loss": 2.1 + 0.3 * e}
+                            for e in range(1, 7)])
+    store.finish(rid, "finished")
+    at = open_app("app_pages/train.py", owner="local", template="gan")
+    text = _texts(at)
+    assert "GAN (MLP, digits)" in text and "loss plateau" not in text and "overfitting" not in text, text

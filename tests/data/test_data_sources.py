@@ -103,6 +103,11 @@ def test_a_runs_page_spec_never_carries_a_path(folder, kind, form, owner):
 def test_labels_kinds_and_paths():
     assert dataset_label({"dataset_name": "csv", "dataset_options": {"path": "/a/b/f.csv"}}) == "csv: f.csv"
     assert dataset_label({"dataset_name": "digits"}) == "digits" and dataset_label({}) == "—"
+    # a dataset's recorded name is shown with the same label (Explain and errors said "csv:f.csv")
+    from builder.data.splits import DatasetInfo
+
+    assert DatasetInfo("csv:f.csv", "binary", "tabular", (2,)).shown_name == "csv: f.csv"
+    assert DatasetInfo("digits", "multiclass", "image", (1, 8, 8)).shown_name == "digits"
     assert source_kinds() == {"builtin": "Built-in", "csv": "CSV file", "images": "Image folder (.zip)",
                               "text": "Text (sentences, .txt per class, a corpus)",
                               "series": "Time series (.csv of numeric columns)"}

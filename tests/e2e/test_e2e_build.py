@@ -121,3 +121,38 @@ def test_group_block_and_upload_validation(page, tmp_path):
     err = page.locator("[data-testid=stSidebar] [data-testid=stAlertContentError]")
     err.wait_for(timeout=15_000)
     assert "unsupported project version" in err.inner_text()
+
+
+def test_the_canvas_undo_brings_back_the_graph_a_data_page_template_replaced(page):
+    """Issue 29: Data › Load the MLP template replaced the CNN while the canvas was not on screen; back on Build the
+    canvas's Undo was greyed out (its history started afresh with the new graph), although Undo brings back the
+    graph a template loaded on Build replaced. Now both are one undoable step."""
+    open_app(page)
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)  # the starting CNN
+    wait_idle(page)
+    goto_page(page, "Data")
+    page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first.click()
+    page.locator("[role=option]", has_text="moons").first.click()  # tabular data: the page offers the MLP
+    load = page.locator(".st-key-ll_fit_template button").first
+    load.wait_for(timeout=60_000)
+    wait_idle(page)
+    load.click()
+    replace = page.locator(".st-key-ll_confirm_replace button")
+    replace.click(timeout=30_000)
+    replace.wait_for(state="detached", timeout=30_000)
+    wait_idle(page)
+    goto_page(page, "Build")
+    page.wait_for_selector("[data-testid=node-fc1]", timeout=60_000)  # the MLP
+    expect(page.locator("[data-testid=node-conv1]")).to_have_count(0)
+    undo = page.locator("button[aria-label=Undo]")
+    expect(undo).to_be_enabled(timeout=10_000)
+    undo.click()
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)  # the CNN is back, in the browser
+    wait_idle(page)
+    # and in Python: the Data page sees the CNN on the canvas again (the MLP fitted the moons)
+    goto_page(page, "Data")
+    page.locator(".st-key-ll_fit_template button").first.wait_for(timeout=60_000)
+    goto_page(page, "Build")
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
+    expect(page.locator("[data-testid=node-fc1]")).to_have_count(0)
+    shot(page, "undo-data-template")

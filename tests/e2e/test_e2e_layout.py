@@ -585,3 +585,44 @@ def test_the_train_pages_figures_show_the_whole_project_name_on_a_narrow_window(
                                " return {text: p.textContent, clipped: cut || t.right > c.right + 1}; }")
         page.screenshot(path=str(ARTIFACTS / "layout-train-figures-900.png"))
         assert shown["text"] == builder.load_template("cnn").name and not shown["clipped"], shown
+
+
+RANK_BUTTON_JS = """() => { const b = document.querySelector('.st-key-ll_xp_global_go button'); if (!b) return null;
+  const p = b.querySelector('[data-testid="stMarkdownContainer"]');
+  return {text: p.innerText.trim(), whole: p.scrollWidth <= p.clientWidth + 1}; }"""
+
+
+def test_explains_ranking_button_shows_its_words_on_a_narrow_window(browser, app_server):
+    """At 900x900 Explain's "Rank over 12 test samples" showed as "Rank over 12 tes…" (a fifth of the row)."""
+    page = new_page(browser, (900, 900))
+    try:
+        page.goto(f"{app_server}/data")
+        page.wait_for_selector("h1:has-text('Data')", timeout=90_000)
+        wait_idle(page)
+        page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first.click()
+        page.locator("[role=option]", has_text="iris").first.click()  # a table: the page offers the MLP
+        load = page.locator(".st-key-ll_fit_template button").first
+        load.wait_for(timeout=60_000)
+        wait_idle(page)
+        load.click()
+        page.locator(".st-key-ll_confirm_replace button").click(timeout=30_000)
+        page.locator(".st-key-ll_confirm_replace button").wait_for(state="detached", timeout=30_000)
+        wait_idle(page)
+        page.goto(f"{app_server}/train")
+        page.locator("button", has_text="Start training").first.wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_label("Epochs", exact=True).fill("3")
+        page.get_by_label("Epochs", exact=True).press("Tab")
+        wait_idle(page)
+        page.locator("button", has_text="Start training").first.click()
+        page.locator("[data-testid=stMarkdownContainer] strong", has_text="Finished").first.wait_for(timeout=180_000)
+        wait_idle(page)
+        page.goto(f"{app_server}/explain")
+        page.locator(".st-key-ll_xp_global_go button").wait_for(timeout=120_000)
+        wait_idle(page)
+        words = page.evaluate(RANK_BUTTON_JS)
+        page.screenshot(path=str(ARTIFACTS / "layout-explain-ranking-900.png"))
+        assert words["text"].startswith("Rank over") and words["whole"], words
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()

@@ -18,6 +18,7 @@ from builder.interpret.tryit import (
     encode_strokes,
     encode_tokens,
     grouped_attributions,
+    grouped_ranking,
     rasterise_strokes,
     try_form,
     try_input,
@@ -150,6 +151,12 @@ def test_a_csv_row_round_trips_in_its_own_units_with_its_categories():
     assert names == ["age", f"sex: {form.picked['sex']}"], names
     assert values.shape == (2,) and values.sum() == pytest.approx(float(attr.sum()), abs=1e-6)
     assert values[1] == pytest.approx(float(attr[1:].sum()), abs=1e-6)
+    # Rank over N: the text column is one feature there too (it ranked sex=F and sex=M apart), per row its sum
+    many = torch.randn(5, 3)
+    names, per_column = grouped_ranking(xs, many)
+    assert names == ["age", "sex"] and per_column.shape == (5, 2)
+    assert per_column[:, 1] == pytest.approx(many[:, 1:].sum(1).double().numpy(), abs=1e-6)
+    assert grouped_ranking(xs, torch.randn(5, 4))[0] is None  # rows the names do not describe: as they are
 
 
 def test_a_training_run_is_tried_on_its_newest_epoch(tmp_path, monkeypatch):

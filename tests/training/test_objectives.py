@@ -131,3 +131,28 @@ def test_with_teacher_adds_distillation_once_and_names_the_run():
         with_teacher(load_template("mlp"), "x", alpha=1.5)
     with pytest.raises(TrainingError, match="student without loss nodes"):
         with_teacher(load_template("vae"), "x")
+
+
+@pytest.mark.parametrize(("template", "dataset", "fits"), [("gan", "iris", "MLP for tabular data"),
+                                                           ("vae", "moons", "MLP for tabular data")])
+def test_a_drawn_objective_on_data_it_cannot_learn_gets_the_kind_that_fits(template, dataset, fits):
+    """Issue 29: a GAN on table rows was told "set shape to [4]" (its generator still made 64 values): one verdict
+    names the network, the data and the template that fits; nothing that would not make it train."""
+    from builder.data import load_dataset
+    from builder.training.objectives import dataset_problems
+
+    problems = dataset_problems(load_template(template).graph, load_dataset(dataset))
+    assert [p.code for p in problems] == ["network_kind"]
+    msg = problems[0].message
+    assert msg.startswith(f"The {template.upper()} on the canvas") and fits in msg and "set shape" not in msg, msg
+    assert "64 values per sample (the 8×8 digits)" in msg
+
+
+def test_a_drawn_objective_on_a_corpus_is_offered_the_gpt_without_saying_it_makes_nothing():
+    """The GPT that fits a corpus writes text: the verdict said of it "makes no new ones"."""
+    from builder.data import load_dataset
+    from builder.training.objectives import dataset_problems
+
+    (p,) = dataset_problems(load_template("gan").graph, load_dataset("text_corpus"))
+    assert "GPT" in p.message and "continue texts" in p.message and "makes no new" not in p.message, p.message
+
