@@ -226,9 +226,9 @@ def check_store_room(store, lim: WorkerLimits) -> None:
     database included, and a job whose database had passed it could write nothing, not even its failure ("run
     database error: disk I/O error"; its run stayed ``running``). Checked before the limit is set, so the refusal
     is recorded. A database server (PostgreSQL) is not a file of the job's."""
-    from builder.process.landlock import _db_files  # lazy: heavy (sqlalchemy)
+    from builder.process.landlock import db_files  # lazy: heavy (sqlalchemy)
 
-    files = _db_files(store) if lim.file_mb > 0 else []
+    files = db_files(store) if lim.file_mb > 0 else []
     size = sum(f.stat().st_size for f in files if isinstance(f, Path) and f.is_file()) if isinstance(files, list) else 0
     need = -(-2 * size // 2**20) + 1
     if size and lim.file_mb < need:

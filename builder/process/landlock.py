@@ -202,7 +202,7 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
 
 def _refused(store, write: Iterable) -> str | None:
     """Why no confinement can be built for ``store``'s database and these ``write`` folders, or None."""
-    files = _db_files(store)
+    files = db_files(store)
     return files if isinstance(files, str) else holds_workspace(list(write), store.workspace)
 
 
@@ -214,7 +214,7 @@ def _rules(store, owner: str, read: list, write: list) -> Confinement:
     around it (:func:`beside`)."""
     ws = Path(store.workspace)
     upload_dir(ws, owner)  # created now: read-only from here on
-    files = _db_files(store)
+    files = db_files(store)
     return Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read], ws),
                        beside([*write, ws / "cache", cache_dir(), Path("/dev")], ws),
                        files if isinstance(files, list) else [])
@@ -241,7 +241,7 @@ def holds_workspace(write: Iterable[str | os.PathLike], ws: str | os.PathLike) -
     return None
 
 
-def _db_files(store) -> list[Path] | str:
+def db_files(store) -> list[Path] | str:
     """The SQLite run database and its WAL files a confined process reads and writes (none for a database
     server); a string says why it cannot be confined (no WAL file: a rollback journal is a new file each write)."""
     if not _db.is_sqlite(store.db_url):
@@ -315,5 +315,5 @@ def confine(rules: Confinement | str | None) -> str:
     return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{left}"
 
 
-__all__ = ["abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "Confinement", "confinement",
+__all__ = ["abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]
