@@ -98,6 +98,26 @@ def goto_page(page, title: str, tries: int = 4) -> None:
     wait_idle(page)
 
 
+def choose_dataset(page, name: str):
+    """On the Data page: pick the built-in dataset ``name``; returns its "Load the ... template" button (the data
+    does not fit the canvas's network), once shown and the page idle."""
+    page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first.click()
+    page.locator("[role=option]", has_text=name).first.click()
+    load = page.locator(".st-key-ll_fit_template button").first
+    load.wait_for(timeout=60_000)
+    wait_idle(page)
+    return load
+
+
+def load_fitting_template(page, name: str) -> None:
+    """On the Data page: pick ``name``, load the template that fits it and confirm the replacement."""
+    choose_dataset(page, name).click()
+    replace = page.locator(".st-key-ll_confirm_replace button")
+    replace.click(timeout=30_000)
+    replace.wait_for(state="detached", timeout=30_000)
+    wait_idle(page)
+
+
 def fill_field(page, label: str, value) -> None:
     """Type ``value`` into the form field labelled ``label`` and leave it (Tab), as a user does; waits until
     the field shows it."""

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import connect, drag_from_palette, goto_page, new_project, open_app, shot, wait_idle
+from e2e_helpers import (
+    connect,
+    drag_from_palette,
+    goto_page,
+    load_fitting_template,
+    new_project,
+    open_app,
+    shot,
+    wait_idle,
+)
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -131,16 +140,7 @@ def test_the_canvas_undo_brings_back_the_graph_a_data_page_template_replaced(pag
     page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)  # the starting CNN
     wait_idle(page)
     goto_page(page, "Data")
-    page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first.click()
-    page.locator("[role=option]", has_text="moons").first.click()  # tabular data: the page offers the MLP
-    load = page.locator(".st-key-ll_fit_template button").first
-    load.wait_for(timeout=60_000)
-    wait_idle(page)
-    load.click()
-    replace = page.locator(".st-key-ll_confirm_replace button")
-    replace.click(timeout=30_000)
-    replace.wait_for(state="detached", timeout=30_000)
-    wait_idle(page)
+    load_fitting_template(page, "moons")  # tabular data: the page offers the MLP
     goto_page(page, "Build")
     page.wait_for_selector("[data-testid=node-fc1]", timeout=60_000)  # the MLP
     expect(page.locator("[data-testid=node-conv1]")).to_have_count(0)

@@ -9,7 +9,14 @@ import re
 from pathlib import Path
 
 import pytest
-from e2e_helpers import SIDEBAR_SETTLED_JS, collapse_sidebar, pick_template, wait_idle
+from e2e_helpers import (
+    SIDEBAR_SETTLED_JS,
+    choose_dataset,
+    collapse_sidebar,
+    load_fitting_template,
+    pick_template,
+    wait_idle,
+)
 from playwright.sync_api import expect
 
 import builder
@@ -556,11 +563,7 @@ def test_a_replacement_asked_far_down_the_page_is_brought_into_view(browser, app
     """Issue 29: Data's "Load the ... template" (below the preview) asked its Replace/Cancel question at the top of
     the page, out of sight: the click seemed to do nothing. The question is scrolled into view when asked."""
     with visit(browser, f"{app_server}/data", "Data", size=(900, 900)) as page:
-        page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first.click()
-        page.locator("[role=option]", has_text="moons").first.click()  # tabular data, the CNN on the canvas
-        load = page.locator(".st-key-ll_fit_template button").first
-        load.wait_for(timeout=60_000)
-        wait_idle(page)
+        load = choose_dataset(page, "moons")  # tabular data, the CNN on the canvas
         load.scroll_into_view_if_needed()
         load.click()
         box = page.locator(".st-key-ll_confirm_box")
@@ -599,15 +602,7 @@ def test_explains_ranking_button_shows_its_words_on_a_narrow_window(browser, app
         page.goto(f"{app_server}/data")
         page.wait_for_selector("h1:has-text('Data')", timeout=90_000)
         wait_idle(page)
-        page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first.click()
-        page.locator("[role=option]", has_text="iris").first.click()  # a table: the page offers the MLP
-        load = page.locator(".st-key-ll_fit_template button").first
-        load.wait_for(timeout=60_000)
-        wait_idle(page)
-        load.click()
-        page.locator(".st-key-ll_confirm_replace button").click(timeout=30_000)
-        page.locator(".st-key-ll_confirm_replace button").wait_for(state="detached", timeout=30_000)
-        wait_idle(page)
+        load_fitting_template(page, "iris")  # a table: the page offers the MLP
         page.goto(f"{app_server}/train")
         page.locator("button", has_text="Start training").first.wait_for(timeout=60_000)
         wait_idle(page)
