@@ -17,6 +17,13 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
+from builder.data.access import SYSTEM, Actor
+from builder.errors import AccessDenied
+from builder.graph.templates import load_template
+from builder.runs.store import RunStore
+
 ROOT = Path(__file__).resolve().parents[1]
 
 READ_ACCESSORS = {"folder", "run_dir", "weights_path", "checkpoint_path"}
@@ -195,3 +202,102 @@ def keep(store, rid, data):
     assert reader_writes(fixed, "m") == []
     assert reader_writes("def f(t):\n    save_weights(t.model, RunFolder(t.run_dir).weights)\n", "m",
                          trainer=True) == []  # the trainer writes into the folder it was handed
+
+
+# ------------------------------------------------------------------------------------ the accessor itself
+ANN = "user:ann"
+READERS = {"shared mode": Actor("user:bob", shared=True),
+           "teacher": Actor("user:t", students=frozenset({ANN}), teaching=frozenset({"c-1"}))}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
+    return RunStore(tmp_path, actor=SYSTEM)
+
+
+@pytest.fixture
+def ann_run(store) -> str:
+    """A run of ann's made for class c-1 (its teacher reads it; shared mode reads it)."""
+    return store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ANN, class_id="c-1")
+
+
+def _files(store: RunStore, rid: str) -> dict[str, bytes]:
+    folder = store.folder(rid)
+    return {p.relative_to(folder.path).as_posix(): p.read_bytes() for p in folder.path.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("who", READERS)
+def test_a_reader_gets_a_folder_to_read_never_one_to_write(store, ann_run, who):
+    reader = store.as_actor(READERS[who])
+    folder = reader.folder(ann_run)  # it reads the run
+    assert folder.path == store.folder(ann_run).path and not folder.writable
+    for call in (lambda: reader.folder(ann_run, write=True), lambda: reader.run_dir(ann_run, write=True),
+                 folder.to_write):
+        with pytest.raises(AccessDenied, match=f"no run '{ann_run}' of yours"):
+            call()
+    assert store.as_actor(Actor(ANN)).folder(ann_run, write=True).to_write().writable  # its owner writes
+    assert store.folder(ann_run, write=True).writable  # trusted code (the job on its own run)
+
+
+@pytest.mark.parametrize("who", READERS)
+def test_the_model_card_and_the_tracking_state_are_written_only_by_whoever_controls_the_run(store, ann_run, who):
+    """write_model_card and export_runs's tracking.json wrote into any run the caller could read."""
+    from builder.runs.modelcard import write_model_card
+    from builder.tracking import TrackingState
+
+    reader = store.as_actor(READERS[who])
+    before = _files(store, ann_run)
+    with pytest.raises(AccessDenied):
+        write_model_card(reader, ann_run)
+    with pytest.raises(AccessDenied):
+        TrackingState("m1").save(reader.folder(ann_run), "sqlite:///x.db")
+    assert _files(store, ann_run) == before
+    ann = store.as_actor(Actor(ANN))
+    assert write_model_card(ann, ann_run).is_file()
+    TrackingState("m1").save(ann.folder(ann_run, write=True), "sqlite:///x.db")
+    assert store.folder(ann_run).tracking.is_file()
+
+
+def _no_work(*a, **k):
+    raise AssertionError("computed for a reader who may not keep the result")
+
+
+@pytest.mark.parametrize("who", READERS)
+def test_a_report_that_will_be_kept_is_refused_before_it_is_computed(store, ann_run, who, monkeypatch):
+    """`layerlab robustness RUN` (and calibrate) attacked the whole test split, then was refused when keeping."""
+    import builder.runs.pipeline as pipeline
+    from builder.interpret.calibration import calibrate_run
+    from builder.interpret.robustness import robustness_run
+
+    monkeypatch.setattr(pipeline, "open_run", _no_work)
+    reader = store.as_actor(READERS[who])
+    with pytest.raises(AccessDenied):
+        robustness_run(reader, ann_run)
+    with pytest.raises(AccessDenied):
+        calibrate_run(reader, ann_run)
+    with pytest.raises(AssertionError, match="computed"):  # only to look at: the reader may compute it
+        robustness_run(reader, ann_run, save=False)
+
+
+@pytest.mark.parametrize("argv", [["robustness", "{rid}"], ["calibrate", "{rid}"], ["export", "--run", "{rid}"],
+                                  ["export", "--run", "{rid}", "--format", "onnx"]])
+def test_the_cli_refuses_to_save_into_a_run_it_reads_before_any_work(store, ann_run, argv, monkeypatch):
+    """The command line's local user in shared mode reads everyone's runs; a command that saves into the run
+    (robustness, calibrate, an export without -o) is refused before it computes or reads the weights."""
+    import contextlib
+    import io
+
+    import builder.runs.pipeline as pipeline
+    import builder.training.weights as weights
+    from builder.cli.main import main
+
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    for mod, name in ((pipeline, "open_run"), (pipeline, "load_run"), (weights, "read_weights")):
+        monkeypatch.setattr(mod, name, _no_work)
+    before = _files(store, ann_run)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([a.format(rid=ann_run) for a in argv] + ["--workspace", str(store.workspace)])
+    assert code != 0 and f"no run '{ann_run}' of yours" in err.getvalue(), err.getvalue()[-400:]
+    assert _files(store, ann_run) == before
