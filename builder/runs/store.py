@@ -289,7 +289,7 @@ class RunStore:
     def run_dir(self, run_id: str, *, actor: Actor | None = None, write: bool = False) -> Path:
         """The folder of a run the actor may read, as a path (its files are named by :meth:`folder`); with ``write``
         one it controls (:data:`~builder.data.access.CONTROL`: reading, as shared mode or a teacher does, is not
-        enough). The one door to a run's folder for anything that writes into it (tests/test_run_writes.py).
+        enough). The one door to a run's folder for anything that writes into it (tests/runs/test_run_writes.py).
 
         Raises:
             RunStoreError: an id of the wrong format, a folder that resolves outside the workspace (e.g. a

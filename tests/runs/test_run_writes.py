@@ -24,7 +24,7 @@ from builder.errors import AccessDenied
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 READ_ACCESSORS = {"folder", "run_dir", "weights_path", "checkpoint_path"}
 """Store methods that hand out a run's folder (or a file of it) to read; with ``write=True`` (the first two) to
