@@ -204,7 +204,7 @@ def _doors() -> list[Door]:
     from builder.interchange.worker import quantize_run_isolated
     from builder.interpret.calibration import calibrate_run, stored_temperature
     from builder.interpret.doctor import run_findings
-    from builder.interpret.live import live_frames, records_live
+    from builder.interpret.live import live_frames, live_playback, records_live
     from builder.interpret.robustness import robustness_run
     from builder.interpret.run_views import drift_run, evaluate_holdout, vae_probe
     from builder.interpret.session import run_graph
@@ -213,13 +213,22 @@ def _doors() -> list[Door]:
     from builder.jobs.specs import prune_job_spec
     from builder.runs import classes
     from builder.runs.modelcard import read_model_card, write_model_card
-    from builder.runs.pipeline import load_run, resume_run, run_objective, run_training
+    from builder.runs.pipeline import (
+        load_run,
+        load_run_dataset,
+        open_run,
+        resume_objective,
+        resume_run,
+        run_objective,
+        run_training,
+    )
     from builder.runs.prune_run import prune_run, resume_pruned, run_prune_job
     from builder.runs.store import workspace_of
+    from builder.runs.summary import run_overview
     from builder.search.runner import resume_study
     from builder.search.storage import claim_study, list_studies, load_study, request_stop, resolve_study
-    from builder.tracking import TrackingState, export_runs, sync_run, tracking_state
-    from builder.training.lineage import inherit_tokenizer
+    from builder.tracking import TrackingState, export_runs, run_tags, sync_run, tracking_state
+    from builder.training.lineage import inherit_tokenizer, pretrained_of
     from builder.training.objectives import with_teacher
     from builder.training.run_folder import keeping
 
@@ -311,6 +320,19 @@ def _doors() -> list[Door]:
                 os.environ[LIBRARY_ENV] = before
         refused("a name outside the library resolves to nothing")
 
+    def ann_record(w: World) -> Any:
+        """The first owner's run as a whole record (read by trusted code), handed to a door that takes one."""
+        from builder.data.access import SYSTEM
+        from builder.runs.store import RunStore
+
+        return RunStore(w.ws, actor=SYSTEM).get(w.ann)
+
+    def overview(w: World, store: Any) -> None:  # swallows errors: what it found must be nothing
+        o = run_overview(store, ann_record(w))
+        if o["record"] is None and not o["epochs"]:
+            refused("nothing read")
+        raise AssertionError(f"run_overview read another owner's run: {sorted(k for k, v in o.items() if v)}")
+
     def distil(w: World, store: Any) -> Any:
         return run_training(with_teacher(w.project, w.ann), "moons", {"epochs": 1}, store, owner=store.actor.owner)
 
@@ -373,6 +395,16 @@ def _doors() -> list[Door]:
              lambda w, s: probe().holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
         Door("builder.interpret.run_views.evaluate_holdout", (RUN,),
              lambda w, s: evaluate_holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
+        # ---- a whole run record: its id is read (or written) through the store, as the actor
+        Door("builder.runs.pipeline.open_run", (RUN,), lambda w, s: open_run(s, ann_record(w))),
+        Door("builder.runs.pipeline.load_run_dataset", (RUN,), lambda w, s: load_run_dataset(s, ann_record(w))),
+        Door("builder.runs.pipeline.resume_objective", (RUN,), lambda w, s: resume_objective(
+            ann_record(w), s, w.project, None, None, [], [], w.ws / "none.safetensors"), writes=True),
+        Door("builder.interpret.live.live_playback", (RUN,), lambda w, s: live_playback(s, ann_record(w))),
+        Door("builder.runs.summary.run_overview", (RUN,), overview),
+        Door("builder.tracking.run_tags", (RUN,), lambda w, s: run_tags(s, {**dict(ann_record(w)), "tags": None})),
+        Door("builder.training.lineage.pretrained_of", (RUN,), lambda w, s: pretrained_of(
+            s, {**dict(ann_record(w)), "dataset_options": {"tokenizer": "pretrained"}})),
         # ---- training from, distilling, resuming, pruning another's run
         Door("builder.runs.pipeline.load_run", (RUN,), lambda w, s: load_run(s, w.ann)),
         Door("builder.runs.pipeline.resume_run", (RUN,), lambda w, s: resume_run(w.ann, s), writes=True),
@@ -540,13 +572,18 @@ INTERNAL = {
     "builder.jobs.warm.launch_warm",  # asks the warm launcher to fork a job submit recorded (as LocalExecutor.start)
     # inside a job (or the quantizing worker) on its own run: the paths it may touch once it confines itself
     "builder.process.landlock.confinement", "builder.jobs.job_sandbox.confinement",
+    # a run record the caller read through the store, mapped to its dataset source without opening anything (no
+    # actor to ask here: the check was the caller's get; an upload resolves inside the record's owner's folder)
+    "builder.runs.summary.run_source", "builder.runs.summary.dataset_spec_of_run",
+    "builder.jobs.warm.launcher",  # ``run`` is the job body it forks, not a run
 }
 
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",
                  "data_path", "weights", "storage", "output", "class_id", "input_path"}
-ID_PARAMS = {"run_id", "run_ids", "class_id", "cls", "new_run", "rid", "parent", "init_from"}
+ID_PARAMS = {"run_id", "run_ids", "class_id", "cls", "new_run", "rid", "parent", "init_from", "run"}
 """Parameters that name a run or a class (``cls``: a class's record, its members' runs and folders; ``new_run``:
-a run to record into; ``parent``, ``init_from``: a run to learn from; a ``teacher`` is a person here)."""
+a run to record into; ``parent``, ``init_from``: a run to learn from; ``run``: a whole run record, whose id the
+function reads or writes through; a ``teacher`` is a person here)."""
 
 __all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "SENSITIVE_CLI", "ID_PARAMS",
            "READER_MAY",

@@ -212,7 +212,9 @@ def controlled_run(store: Any, run_id: str) -> Any:
     Raises:
         AccessDenied: not a run the actor may read or control, worded as an unknown id ("no run X of yours").
     """
-    return store.get(store.folder(run_id, write=True).run_id)  # exact id; CONTROL asked by the accessor
+    run = store.get(run_id)  # exact id, a run the actor may read (else "no run X of yours")
+    store.folder(run["id"], write=True)  # CONTROL, asked by the accessor
+    return run
 
 
 __all__ = ["Actor", "Resource", "SYSTEM", "may", "check", "controlled_run", "refusal", "owner_of", "shared_runs", "LOCAL_OWNER",

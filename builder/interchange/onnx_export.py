@@ -498,8 +498,8 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     (:func:`builder.graph.latency.compare_latency`). The files and the card are written into the run: the store's
     actor controls it (``store.folder(run_id, write=True)``; reading it is not enough).
     """
-    folder = store.folder(run_id, write=True)  # AccessDenied: a run the actor reads but does not control
-    run = store.get(folder.run_id)
+    run = store.get(run_id)
+    folder = store.folder(run.id, write=True)  # AccessDenied: a run the actor reads but does not control
     rid = run.id
     project = run.project
     fp32 = folder.onnx

@@ -404,8 +404,8 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         RunStoreError: unknown run, a run still live or finished, or no checkpoint.
     """
     store.mark_interrupted()
-    folder = store.folder(run_id, write=True)  # resuming writes into the run: its owner's alone, not a reader's
-    run = store.get(folder.run_id)
+    run = store.get(run_id)
+    folder = store.folder(run.id, write=True)  # resuming writes into the run: its owner's alone, not a reader's
     run_id = run.id
     own = claimed and run.info.pid == os.getpid()  # this process holds the run's job slot: its live status is its own
     if why := resume_refusal(run, more_epochs=bool((overrides or {}).get("epochs")), own_process=own):
