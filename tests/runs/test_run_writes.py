@@ -159,6 +159,26 @@ def test_every_write_into_a_run_folder_goes_through_the_write_accessor():
                      "(the actor must control the run):\n" + "\n".join(bad))
 
 
+def bypasses(source: str, where: str) -> list[str]:
+    """``where:line what`` for each way around the accessor: a writable ``RunFolder`` made by hand, a path joined
+    onto the workspace's ``runs`` folder."""
+    out = []
+    for n in ast.walk(ast.parse(source)):
+        if isinstance(n, ast.Call) and _name(n.func) == "RunFolder" and any(k.arg == "writable" for k in n.keywords):
+            out.append(f"{where}:{n.lineno} RunFolder(writable=...)")
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and isinstance(n.right, ast.Constant) \
+                and n.right.value == "runs":
+            out.append(f"{where}:{n.lineno} / 'runs'")
+    return out
+
+
+def test_only_the_store_makes_a_writable_folder_or_a_path_into_the_runs():
+    bad = [w for rel, src in _sources() for w in bypasses(src, rel)]
+    assert not bad, "ask the store for a run's folder (store.folder(run_id, write=True)):\n" + "\n".join(bad)
+    assert bypasses("f = RunFolder(ws / 'runs' / rid, writable=True)", "m") == ["m:1 RunFolder(writable=...)",
+                                                                                "m:1 / 'runs'"]
+
+
 def test_the_check_finds_the_writers_it_should():
     """The members of the class as they were written: each is found, and its fixed form is not."""
     old = '''
