@@ -469,8 +469,9 @@ def _run_weights(store, run: dict) -> Path:
 
 def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None, *,
                     temperature: bool = False) -> ExportReport:
-    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``, for a run the actor controls; LoRA adapters merged
-    into their base layers); with ``temperature`` its logits are divided by the temperature kept by ``layerlab calibrate``.
+    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``, for a run the store's
+    actor controls; LoRA adapters merged into their base layers); with ``temperature`` its logits are divided by the
+    temperature kept by ``layerlab calibrate``.
 
     Raises:
         ExplainError: ``temperature`` for a run never calibrated. ExportError, TrainingError: as export_onnx.

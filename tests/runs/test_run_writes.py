@@ -39,8 +39,9 @@ WRITERS = re.compile(r"^_?(write|save|keep|copy|dump|move|rmtree|export_onnx$|ex
 """Calls that write into a path handed to them (``write_atomic``, ``save_weights``, ``shutil.copyfile``,
 ``TrackingState.save``, ``KeepForecasts``, a Trainer's run folder, ...)."""
 DESTINATION = {"copyfile": (1, "dst"), "copy": (1, "dst"), "copy2": (1, "dst"), "copytree": (1, "dst"),
-               "move": (1, "dst"), "save_weights": (1, "path"), "save_dataset": (1, "path"), "save_file": (1, "filename"),
-               "export_onnx": (1, "path"), "quantize_int8": (1, "out"), "export_network": (3, "out")}
+               "move": (1, "dst"), "save_weights": (1, "path"), "save_dataset": (1, "path"),
+               "save_file": (1, "filename"), "export_onnx": (1, "path"), "quantize_int8": (1, "out"),
+               "export_network": (3, "out")}
 """Writers whose other arguments are read: the argument (position, keyword) they write to."""
 TRAINER_PACKAGE = "builder/training/"
 """The trainer and its callbacks write into the ``run_dir`` they are handed (by the pipeline, from the write
@@ -132,14 +133,17 @@ def reader_writes(source: str, where: str, *, trainer: bool = False) -> list[str
             f, name = call.func, _name(call.func)
             if isinstance(f, ast.Attribute) and name in PATH_WRITES and dirty(f.value):
                 bad = True
-            elif isinstance(f, ast.Attribute) and name == "open" and dirty(f.value) or name == "open" and call.args and dirty(call.args[0]):
+            elif name == "open" and (isinstance(f, ast.Attribute) and dirty(f.value)
+                                     or bool(call.args) and dirty(call.args[0])):  # path.open(...), open(path, ...)
                 bad = _writing_open(call)
             elif name in DESTINATION:  # a copy reads its source: only where it writes counts
                 i, key = DESTINATION[name]
-                dest = call.args[i] if len(call.args) > i else next((k.value for k in call.keywords if k.arg == key), None)
+                dest = call.args[i] if len(call.args) > i else next(
+                    (k.value for k in call.keywords if k.arg == key), None)
                 bad = dirty(dest)
             else:
-                bad = bool(WRITERS.match(name)) and any(dirty(a) for a in [*call.args, *(k.value for k in call.keywords)])
+                args = [*call.args, *(k.value for k in call.keywords)]
+                bad = bool(WRITERS.match(name)) and any(dirty(a) for a in args)
             if bad:
                 out.append(f"{where}:{call.lineno} {name}")
     return sorted(set(out))
