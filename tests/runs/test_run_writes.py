@@ -30,9 +30,9 @@ READ_ACCESSORS = {"folder", "run_dir", "weights_path", "checkpoint_path"}
 """Store methods that hand out a run's folder (or a file of it) to read; with ``write=True`` (the first two) to
 write."""
 PATH_WRITES = {"write_text", "write_bytes", "mkdir", "touch", "unlink", "rename", "replace", "symlink_to",
-               "hardlink_to", "chmod", "rmdir"}
+               "hardlink_to", "chmod", "rmdir", "create"}
 """Methods of a path (or a folder) that change the file system."""
-PATH_OPS = {"export", "with_suffix", "with_name", "with_stem", "joinpath", "resolve", "absolute", "create"}
+PATH_OPS = {"export", "with_suffix", "with_name", "with_stem", "joinpath", "resolve", "absolute"}
 """Methods that give a path (or a folder) inside the one they are called on."""
 WRITERS = re.compile(r"^_?(write|save|keep|copy|dump|move|rmtree|export_onnx$|export_network$|quantize_int8$|"
                      r"(Objective)?Trainer$)", re.IGNORECASE)
@@ -231,6 +231,7 @@ def keep(store, rid, data):
     path = folder.tokenizer
     write_atomic(path, data, "x")
     folder.exports.mkdir(parents=True)
+    folder.create()
     with open(folder.onnx, "wb") as f:
         f.write(data)
 
@@ -240,8 +241,8 @@ def train(store, rid, model):
     KeepForecasts(RunFolder(rid).forecasts)
 '''
     found = [w.split(" ", 1)[1] for w in reader_writes(old, "m")]
-    assert sorted(found) == sorted(["write_card", "save", "write_atomic", "mkdir", "open", "Trainer", "save_weights",
-                                    "KeepForecasts"]), found
+    assert sorted(found) == sorted(["write_card", "save", "write_atomic", "mkdir", "create", "open", "Trainer",
+                                    "save_weights", "KeepForecasts"]), found
     fixed = '''
 def write_model_card(store, run_id):
     run = store.get(run_id)
