@@ -361,8 +361,9 @@ def exchange(rid: str, has_weights: bool, network: str | None = None, *, mine: b
                 project, weights = rs.get(rid).project.to_json(), rs.weights_path(rid)
                 if network:  # the network's weights come from a worker too: its error is shown, not an empty file
                     files = network_downloads(rs.get(rid).project, network, weights)
-                    project, weights = files["project"], Path(tmp) / "w.safetensors"
-                    weights.write_bytes(files["weights"])
+                    cut = Path(tmp) / "w.safetensors"
+                    cut.write_bytes(files["weights"])
+                    project, weights = files["project"], cut
                 data, rep = export_onnx_bytes(project, weights)
         except LayerLabError as err:
             ui.show_error(err)

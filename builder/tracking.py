@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.data.disk import write_atomic
-from builder.errors import LayerLabError
+from builder.errors import AccessDenied, LayerLabError
 from builder.escape import shown_error, shown_uri
 from builder.runs.owners import LOCAL_OWNER, owned_name, owner_of
 from builder.runs.summary import shown_dataset_options
@@ -303,8 +303,9 @@ class TrackingState:
             return cls()
 
     def save(self, folder, uri: str) -> None:
-        """Record this state for tracker ``uri`` (atomic; other trackers' entries kept)."""
-        path = Path(folder.tracking)
+        """Record this state for tracker ``uri`` (atomic; other trackers' entries kept) in ``folder``, one the store
+        opened to write (``RunStore.folder(run_id, write=True)``; AccessDenied for one opened to read)."""
+        path = folder.to_write().tracking
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             data = data if isinstance(data, dict) else {}
@@ -435,7 +436,7 @@ class MlflowCallback(Callback):
         except Exception as e:  # unreachable server, bad URI, missing driver: never break training
             self._fail(e)
         with contextlib.suppress(OSError):  # the record is a help for later repairs, not a reason to stop
-            self.state.save(self.store.folder(self.run_id), self.uri)
+            self.state.save(self.store.folder(self.run_id, write=True), self.uri)
 
     def on_train_begin(self, trainer) -> None:
         """Create (or find again, on resume) the MLflow run and log the parameters; a resumed run ends again, and
@@ -505,7 +506,8 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     against the tracker and repaired: what it misses (after an outage: epochs, test metrics, artefacts, its
     final status) is written. ``force`` replaces it instead. ``uri`` defaults to :func:`resolve_tracking` for
     ``owner`` (default: the store's actor), and is checked by :func:`check_destination`; only runs the store's
-    actor may read are exported (:mod:`builder.data.access`).
+    actor may read are exported (:mod:`builder.data.access`); what reached the tracker is recorded in the folders of
+    those it controls only (a reader, in shared mode or a teacher, writes nothing into another's run).
 
     Returns:
         One dict per run: ``{"run_id", "mlflow_run_id", "status": "exported" | "repaired" | "complete" | "live"}``.
@@ -543,7 +545,8 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
             existing = None
         state, have = _remote_state(tracker, existing, store, run["id"]) if existing else (TrackingState(), None)
         wrote = sync_run(tracker, store, run["id"], state, final=True, have=have)
-        state.save(store.folder(run["id"]), uri)
+        with contextlib.suppress(AccessDenied):  # the record is written into the run: a reader exports, keeps nothing
+            state.save(store.folder(run["id"], write=True), uri)
         what = "exported" if not existing else "repaired" if wrote else "complete"
         out.append({"run_id": run["id"], "mlflow_run_id": state.mlflow_run_id, "status": what})
     return out

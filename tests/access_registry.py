@@ -47,12 +47,16 @@ class Door:
     """One entry point: ``name`` (dotted path, ``cli: <verb> <argument>``, ``job: <kind>``), what it ``takes``
     and the ``attempt``; ``via``: the parameter the attempt passes the first owner's id through, when it is not
     the function's one id parameter (``project``: an id inside content; a function taking two ids has a door
-    for each: tests/test_access.py fails for an id parameter no attempt goes through)."""
+    for each: tests/test_access.py fails for an id parameter no attempt goes through). ``writes``: the door writes
+    into the run it names (its folder or its row), so it is also tried by actors that read the first owner's run
+    without controlling it (shared mode, the teacher of its class): the run must come out unchanged, whether the
+    door refused or did what a reader may (an MLflow export copies a run it reads)."""
 
     name: str
     takes: tuple[str, ...]
     attempt: Callable[[World, Any], Any] | None
     via: str | None = None
+    writes: bool = False
 
 
 class Refused(AccessDenied):
@@ -200,7 +204,7 @@ def _doors() -> list[Door]:
     from builder.interchange.worker import quantize_run_isolated
     from builder.interpret.calibration import calibrate_run, stored_temperature
     from builder.interpret.doctor import run_findings
-    from builder.interpret.live import live_frames, records_live
+    from builder.interpret.live import live_frames, live_playback, records_live
     from builder.interpret.robustness import robustness_run
     from builder.interpret.run_views import drift_run, evaluate_holdout, vae_probe
     from builder.interpret.session import run_graph
@@ -209,14 +213,24 @@ def _doors() -> list[Door]:
     from builder.jobs.specs import prune_job_spec
     from builder.runs import classes
     from builder.runs.modelcard import read_model_card, write_model_card
-    from builder.runs.pipeline import load_run, resume_run, run_objective, run_training
+    from builder.runs.pipeline import (
+        load_run,
+        load_run_dataset,
+        open_run,
+        resume_objective,
+        resume_run,
+        run_objective,
+        run_training,
+    )
     from builder.runs.prune_run import prune_run, resume_pruned, run_prune_job
     from builder.runs.store import workspace_of
+    from builder.runs.summary import run_overview
     from builder.search.runner import resume_study
     from builder.search.storage import claim_study, list_studies, load_study, request_stop, resolve_study
-    from builder.tracking import TrackingState, export_runs, sync_run, tracking_state
-    from builder.training.lineage import inherit_tokenizer
+    from builder.tracking import TrackingState, export_runs, run_tags, sync_run, tracking_state
+    from builder.training.lineage import inherit_tokenizer, pretrained_of
     from builder.training.objectives import with_teacher
+    from builder.training.run_folder import keeping
 
     probe = ModelProbe  # never started: the check comes before the child
 
@@ -306,6 +320,19 @@ def _doors() -> list[Door]:
                 os.environ[LIBRARY_ENV] = before
         refused("a name outside the library resolves to nothing")
 
+    def ann_record(w: World) -> Any:
+        """The first owner's run as a whole record (read by trusted code), handed to a door that takes one."""
+        from builder.data.access import SYSTEM
+        from builder.runs.store import RunStore
+
+        return RunStore(w.ws, actor=SYSTEM).get(w.ann)
+
+    def overview(w: World, store: Any) -> None:  # swallows errors: what it found must be nothing
+        o = run_overview(store, ann_record(w))
+        if o["record"] is None and not o["epochs"]:
+            refused("nothing read")
+        raise AssertionError(f"run_overview read another owner's run: {sorted(k for k, v in o.items() if v)}")
+
     def distil(w: World, store: Any) -> Any:
         return run_training(with_teacher(w.project, w.ann), "moons", {"epochs": 1}, store, owner=store.actor.owner)
 
@@ -314,6 +341,11 @@ def _doors() -> list[Door]:
         Door("builder.runs.store.RunStore.get", (RUN,), lambda w, s: s.get(w.ann)),
         Door("builder.runs.store.RunStore.run_dir", (RUN,), lambda w, s: s.run_dir(w.ann)),
         Door("builder.runs.store.RunStore.folder", (RUN,), lambda w, s: s.folder(w.ann)),
+        # the one door to a run's folder for writers (tests/runs/test_run_writes.py): control, not reading
+        Door("builder.runs.store.RunStore.folder", (RUN,), lambda w, s: s.folder(w.ann, write=True).to_write(),
+             via="write", writes=True),
+        Door("builder.runs.store.RunStore.run_dir", (RUN,), lambda w, s: s.run_dir(w.ann, write=True),
+             via="write", writes=True),
         Door("builder.runs.store.RunStore.job_spec", (RUN,), lambda w, s: s.job_spec(w.ann)),
         Door("builder.runs.store.RunStore.weights_path", (RUN,), lambda w, s: s.weights_path(w.ann)),
         Door("builder.runs.store.RunStore.checkpoint_path", (RUN,), lambda w, s: s.checkpoint_path(w.ann)),
@@ -332,23 +364,30 @@ def _doors() -> list[Door]:
         Door("builder.jobs.probe.ModelProbe.drift", (RUN,), lambda w, s: probe().drift(s, w.ann, w.ws)),
         Door("builder.jobs.probe.ModelProbe.vae", (RUN,), lambda w, s: probe().vae(s, w.ann)),
         Door("builder.jobs.probe.ProbeSession.__init__", (RUN,), lambda w, s: ProbeSession(probe(), s, w.ann)),
-        Door("builder.interchange.worker.quantize_run_isolated", (RUN,), lambda w, s: quantize_run_isolated(s, w.ann)),
-        Door("builder.interchange.onnx_export.quantize_run", (RUN,), lambda w, s: quantize_run(s, w.ann)),
+        Door("builder.interchange.worker.quantize_run_isolated", (RUN,), lambda w, s: quantize_run_isolated(s, w.ann),
+             writes=True),
+        Door("builder.interchange.onnx_export.quantize_run", (RUN,), lambda w, s: quantize_run(s, w.ann), writes=True),
         Door("builder.interchange.onnx_export.export_run_onnx", (RUN,),
              lambda w, s: export_run_onnx(s, w.ann, w.ws / "x.onnx")),
+        # without a path: into the run's exports/ (its controller's alone)
+        Door("builder.interchange.onnx_export.export_run_onnx", (RUN,), lambda w, s: export_run_onnx(s, w.ann),
+             via="path", writes=True),
         Door("builder.interpret.run_views.drift_run", (RUN,), lambda w, s: drift_run(s, w.ann, w.ws)),
-        Door("builder.interpret.calibration.calibrate_run", (RUN,), lambda w, s: calibrate_run(s, w.ann)),
+        Door("builder.interpret.calibration.calibrate_run", (RUN,), lambda w, s: calibrate_run(s, w.ann), writes=True),
         Door("builder.interpret.calibration.stored_temperature", (RUN,), lambda w, s: stored_temperature(s, w.ann)),
         Door("builder.interpret.doctor.run_findings", (RUN,), lambda w, s: run_findings(s, w.ann)),
         Door("builder.interpret.live.live_frames", (RUN,), lambda w, s: live_frames(s, w.ann)),
         Door("builder.interpret.live.records_live", (RUN,), lambda w, s: records_live(s, w.ann)),
-        Door("builder.interpret.robustness.robustness_run", (RUN,), lambda w, s: robustness_run(s, w.ann)),
+        Door("builder.interpret.robustness.robustness_run", (RUN,), lambda w, s: robustness_run(s, w.ann), writes=True),
         Door("builder.interpret.session.run_graph", (RUN,), lambda w, s: run_graph(s, w.ann)),
-        Door("builder.runs.modelcard.write_model_card", (RUN,), lambda w, s: write_model_card(s, w.ann)),
+        Door("builder.training.run_folder.keeping", (RUN,), lambda w, s: keeping(s, w.ann, "robustness"), writes=True),
+        Door("builder.runs.modelcard.write_model_card", (RUN,), lambda w, s: write_model_card(s, w.ann), writes=True),
         Door("builder.runs.modelcard.read_model_card", (RUN,), lambda w, s: read_model_card(s, w.ann)),
         Door("builder.interpret.run_views.vae_probe", (RUN,), lambda w, s: vae_probe(s, w.ann)),
         Door("builder.tracking.export_runs", (RUN,),
-             lambda w, s: export_runs(s, [w.ann], f"sqlite:///{w.ws.parent / 'mlflow.db'}")),
+             # the command line's destination (owner local: a server owner's is the admin's allow-list)
+             lambda w, s: export_runs(s, [w.ann], f"sqlite:///{w.ws.parent / 'mlflow.db'}", owner="local"),
+             writes=True),
         Door("builder.tracking.tracking_state", (RUN,),
              lambda w, s: tracking_state(s, w.ann, f"sqlite:///{w.ws.parent / 'mlflow.db'}")),
         Door("builder.tracking.sync_run", (RUN,),  # the run is read before the tracker is touched
@@ -357,35 +396,46 @@ def _doors() -> list[Door]:
              lambda w, s: probe().holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
         Door("builder.interpret.run_views.evaluate_holdout", (RUN,),
              lambda w, s: evaluate_holdout(s, w.ann, {"dataset": "moons"}, "accuracy")),
+        # ---- a whole run record: its id is read (or written) through the store, as the actor
+        Door("builder.runs.pipeline.open_run", (RUN,), lambda w, s: open_run(s, ann_record(w))),
+        Door("builder.runs.pipeline.load_run_dataset", (RUN,), lambda w, s: load_run_dataset(s, ann_record(w))),
+        Door("builder.runs.pipeline.resume_objective", (RUN,), lambda w, s: resume_objective(
+            ann_record(w), s, w.project, None, None, [], [], w.ws / "none.safetensors"), writes=True),
+        Door("builder.interpret.live.live_playback", (RUN,), lambda w, s: live_playback(s, ann_record(w))),
+        Door("builder.runs.summary.run_overview", (RUN,), overview),
+        Door("builder.tracking.run_tags", (RUN,), lambda w, s: run_tags(s, {**dict(ann_record(w)), "tags": None})),
+        Door("builder.training.lineage.pretrained_of", (RUN,), lambda w, s: pretrained_of(
+            s, {**dict(ann_record(w)), "dataset_options": {"tokenizer": "pretrained"}})),
         # ---- training from, distilling, resuming, pruning another's run
         Door("builder.runs.pipeline.load_run", (RUN,), lambda w, s: load_run(s, w.ann)),
-        Door("builder.runs.pipeline.resume_run", (RUN,), lambda w, s: resume_run(w.ann, s)),
+        Door("builder.runs.pipeline.resume_run", (RUN,), lambda w, s: resume_run(w.ann, s), writes=True),
         Door("builder.runs.pipeline.run_training", (RUN, PROJECT), lambda w, s: _train(w, s, init_from=w.ann),
              via="project"),  # training.init_from
         # run_id: record into this queued run (a job's own); another's finished run was retrained into its folder
         Door("builder.runs.pipeline.run_training", (RUN,), lambda w, s: into(w, s, lambda: run_training(
-            w.project, "moons", {"epochs": 1}, s, owner=s.actor.owner, run_id=w.ann))),
+            w.project, "moons", {"epochs": 1}, s, owner=s.actor.owner, run_id=w.ann)), writes=True),
         # owner: whose uploads it reads and whose run it records (the store's actor only)
         Door("builder.runs.pipeline.run_training", (RUN, PROJECT), in_name_of, via="owner"),
         Door("builder.runs.pipeline.run_objective", (RUN, PROJECT), distil, via="project"),  # training.teacher
         Door("builder.runs.pipeline.run_objective", (RUN,), lambda w, s: into(w, s, lambda: run_objective(
             with_teacher(w.project, own_finished(w, s)), "moons", {"epochs": 1}, s, owner=s.actor.owner,
-            run_id=w.ann))),
-        Door("builder.data.access.controlled_run", (RUN,), lambda w, s: controlled_run(s, w.ann)),
+            run_id=w.ann)), writes=True),
+        Door("builder.data.access.controlled_run", (RUN,), lambda w, s: controlled_run(s, w.ann), writes=True),
         Door("builder.training.objectives.with_teacher", (RUN, PROJECT), distil),
         Door("builder.runs.pipeline.student_alone", (RUN, PROJECT), baseline),
         Door("builder.runs.prune_run.prune_run", (RUN,), lambda w, s: prune_run(s, w.ann), via="run_id"),
         Door("builder.runs.prune_run.prune_run", (RUN,), lambda w, s: into(w, s, lambda: prune_run(
-            s, own_finished(w, s), finetune_epochs=0, latency_repeats=1, new_run=w.ann)), via="new_run"),
+            s, own_finished(w, s), finetune_epochs=0, latency_repeats=1, new_run=w.ann)), via="new_run", writes=True),
         Door("builder.jobs.specs.prune_job_spec", (RUN,), lambda w, s: prune_job_spec(s, w.ann)),
         Door("builder.runs.prune_run.run_prune_job", (RUN,),
              lambda w, s: run_prune_job(s, own_run(w, s), {"parent": w.ann}), via="args"),  # the parent
         Door("builder.runs.prune_run.run_prune_job", (RUN,), lambda w, s: into(w, s, lambda: run_prune_job(
-            s, w.ann, {"parent": own_finished(w, s), "finetune_epochs": 0, "latency_repeats": 1}))),
-        Door("builder.runs.prune_run.resume_pruned", (RUN,), lambda w, s: resume_pruned(s, w.ann)),
+            s, w.ann, {"parent": own_finished(w, s), "finetune_epochs": 0, "latency_repeats": 1})), writes=True),
+        Door("builder.runs.prune_run.resume_pruned", (RUN,), lambda w, s: resume_pruned(s, w.ann), writes=True),
         # ---- jobs
         Door("builder.jobs.queue.submit", (RUN, PROJECT),
-             lambda w, s: jobs.submit(s, jobs.JobSpec(project={}, dataset="", owner=s.actor.owner, resume_run=w.ann))),
+             lambda w, s: jobs.submit(s, jobs.JobSpec(project={}, dataset="", owner=s.actor.owner, resume_run=w.ann)),
+             writes=True),
         Door("builder.jobs.queue.submit: a prune job", (RUN,), lambda w, s: jobs.submit(s, jobs.JobSpec(
             project=w.project.model_dump(mode="json"), dataset="moons", owner=s.actor.owner, kind="prune",
             prune={"parent": w.ann}))),  # refused before anything is recorded (the job would refuse it too)
@@ -459,17 +509,17 @@ def _doors() -> list[Door]:
                                                                 class_id=w.ann_class).to_json()))))),
         # ---- the command line (its local user: an admin that reads only its own runs)
         Door("cli: runs show run_id", (RUN,), _cli("runs", "show", "{ann}")),
-        Door("cli: runs resume run_id", (RUN,), _cli("runs", "resume", "{ann}")),
+        Door("cli: runs resume run_id", (RUN,), _cli("runs", "resume", "{ann}"), writes=True),
         Door("cli: runs delete run_id", (RUN,), _cli("runs", "delete", "{ann12}")),  # exact ids: an admin's right
         Door("cli: runs export-mlflow run_ids", (RUN,), _cli("runs", "export-mlflow", "{ann}", "--mlflow",
-                                                             "sqlite:///{ws}/../m.db")),
-        Door("cli: export run", (RUN,), _cli("export", "--run", "{ann}")),
+                                                             "sqlite:///{ws}/../m.db"), writes=True),
+        Door("cli: export run", (RUN,), _cli("export", "--run", "{ann}"), writes=True),  # into the run's exports/
         Door("cli: train init_from", (RUN,), _cli("train", "{ws}/p.json", "--init-from", "{ann}", "--epochs", "1")),
         Door("cli: train teacher", (RUN,), _cli("train", "{ws}/p.json", "--teacher", "{ann}", "--epochs", "1")),
-        Door("cli: calibrate run_id", (RUN,), _cli("calibrate", "{ann}")),
+        Door("cli: calibrate run_id", (RUN,), _cli("calibrate", "{ann}"), writes=True),
         Door("cli: drift run_id", (RUN,), _cli("drift", "{ann}", "--data-path", "{ws}/p.json")),
         Door("cli: prune run_id", (RUN,), _cli("prune", "{ann}")),
-        Door("cli: robustness run_id", (RUN,), _cli("robustness", "{ann}")),
+        Door("cli: robustness run_id", (RUN,), _cli("robustness", "{ann}"), writes=True),
         Door("cli: predict run_id", (RUN,), _cli("predict", "{ann}", "--text", "1, 2, 3, 4")),
         Door("cli: tune study", (STUDY,), _cli_tune_study),
     ]
@@ -492,6 +542,10 @@ CLI_PRIVILEGE = {"cli: " + a for a in (
     "import output", "templates output", "arch output", "train file", "train data_path", "tune file",
     "tune storage", "tune owner", "tune data_path", "drift data_path", "predict input_path",
 )}
+
+# writer doors a reader may pass through, as long as nothing of the run changes: an MLflow export copies a run the
+# actor reads (its tracking record is kept only in runs the actor controls)
+READER_MAY = {"builder.tracking.export_runs", "cli: runs export-mlflow run_ids"}
 
 # store methods the job process uses on its own run (never called by a page or a CLI verb: tests/test_access.py
 # checks), and functions that take an already-checked run row
@@ -519,13 +573,19 @@ INTERNAL = {
     "builder.jobs.warm.launch_warm",  # asks the warm launcher to fork a job submit recorded (as LocalExecutor.start)
     # inside a job (or the quantizing worker) on its own run: the paths it may touch once it confines itself
     "builder.process.landlock.confinement", "builder.jobs.job_sandbox.confinement",
+    # a run record the caller read through the store, mapped to its dataset source without opening anything (no
+    # actor to ask here: the check was the caller's get; an upload resolves inside the record's owner's folder)
+    "builder.runs.summary.run_source", "builder.runs.summary.dataset_spec_of_run",
+    "builder.jobs.warm.launcher",  # ``run`` is the job body it forks, not a run
 }
 
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",
                  "data_path", "weights", "storage", "output", "class_id", "input_path"}
-ID_PARAMS = {"run_id", "run_ids", "class_id", "cls", "new_run", "rid", "parent", "init_from"}
+ID_PARAMS = {"run_id", "run_ids", "class_id", "cls", "new_run", "rid", "parent", "init_from", "run"}
 """Parameters that name a run or a class (``cls``: a class's record, its members' runs and folders; ``new_run``:
-a run to record into; ``parent``, ``init_from``: a run to learn from; a ``teacher`` is a person here)."""
+a run to record into; ``parent``, ``init_from``: a run to learn from; ``run``: a whole run record, whose id the
+function reads or writes through; a ``teacher`` is a person here)."""
 
 __all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "SENSITIVE_CLI", "ID_PARAMS",
+           "READER_MAY",
            "LayerLabError"]

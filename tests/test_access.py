@@ -23,7 +23,7 @@ from builder.graph.templates import load_template
 from builder.runs import classes
 from builder.runs.classes import ClassError
 from builder.runs.store import RunStore
-from tests.access_registry import CLI_PRIVILEGE, ID_PARAMS, INTERNAL, SENSITIVE_CLI, World, doors
+from tests.access_registry import CLI_PRIVILEGE, ID_PARAMS, INTERNAL, READER_MAY, SENSITIVE_CLI, World, doors
 from tests.fuzz_budget import budget
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,6 +225,51 @@ def test_no_door_lets_an_intruder_through(world, door, who):
     check = RunStore(world.ws, actor=SYSTEM)
     assert check.get(world.ann)["status"] == "finished" and check.weights_path(world.ann).is_file()
     assert classes.get_class(world.ws, world.ann_class)["teacher"] == TEACHER
+
+
+READERS = {"shared mode": BOB, "teacher of the class": TEACHER}
+"""Actors that read the first owner's run (everyone in shared mode; the teacher of the class it was made for) and
+control none of it."""
+
+
+def _run_state(world: World) -> tuple:
+    """The first owner's run as stored: its row and every file of its folder."""
+    check = RunStore(world.ws, actor=SYSTEM)
+    row = check.get(world.ann)
+    folder = check.folder(world.ann)
+    files = {p.relative_to(folder.path).as_posix(): p.read_bytes() for p in sorted(folder.path.rglob("*"))
+             if p.is_file()}
+    return ({k: row.get(k) for k in ("status", "message", "config", "tags", "epochs_done", "final_metrics",
+                                     "test_metrics", "parent_id", "dataset_options")}, row.project.to_json(), files)
+
+
+def _reader_attempts() -> list:
+    return [pytest.param(door, who, id=f"{door.name}-{who}") for door in doors() if door.writes for who in READERS
+            if not door.name.startswith("cli:") or who == "shared mode"]
+
+
+@pytest.mark.parametrize(("door", "who"), _reader_attempts())
+def test_no_writer_lets_a_reader_write(world, door, who, monkeypatch):
+    """Reading a run was enough to write into it (run_training's run_id, resume, prune's new run, Explain's keep,
+    int8 quantizing, the model card, the MLflow export's tracking.json, the CLI's robustness after computing it):
+    every door that writes into the run it names is tried by actors that read the run and do not control it; the
+    door refuses (or, for READER_MAY, does only what a reader may) and the run comes out unchanged."""
+    if who == "shared mode":  # the CLI's local user too
+        monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    store = RunStore(world.ws, actor=classes.actor_for(world.ws, READERS[who]))
+    assert store.get(world.ann)["id"] == world.ann  # it reads the run
+    before = _run_state(world)
+    try:
+        door.attempt(world, store)
+    except REFUSALS:
+        pass
+    except AssertionError as e:  # the door let the reader through
+        if door.name not in READER_MAY:
+            raise AssertionError(f"{door.name} let a reader ({who}) through: {e}") from None
+    else:
+        if door.name not in READER_MAY:
+            raise AssertionError(f"{door.name} let a reader ({who}) through")
+    assert _run_state(world) == before, f"{door.name} let a reader ({who}) write into another owner's run"
 
 
 def test_the_owner_passes_the_cheap_doors(world):

@@ -95,7 +95,7 @@ def scrub_job_specs(store: RunStore) -> int:
     done = 0
     for run in store.list_runs(limit=1_000_000):
         try:
-            path = store.folder(run["id"]).job_spec
+            path = store.folder(run["id"], write=True).job_spec  # the store's (trusted) sweep rewrites it
             data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         except (OSError, ValueError, RunStoreError):
             continue

@@ -255,7 +255,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.register:
         store = cli_store(args.workspace)
         rid = register_import(store, result)
-        _copy_tokenizer(args.source, store.folder(rid).tokenizer)
+        _copy_tokenizer(args.source, store.folder(rid, write=True).tokenizer)  # the run just registered
         say(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
                             f"--init-from {rid})")
     return 0

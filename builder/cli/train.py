@@ -491,21 +491,24 @@ def export_run(args: argparse.Namespace) -> int:
     store = cli_store(getattr(args, "workspace", None))
     run = store.get(args.run, prefix=True)
     folder = store.folder(run.id)
+    # without -o the files go into the run's exports/: a run the local user controls, asked before any work
+    into = store.folder(run.id, write=True) if output in (None, "-") else None
     weights = folder.weights
     if not weights.is_file():
         ckpt = folder.checkpoint
         if not ckpt.is_file():
             raise TrainingError(f"run {run.id} ({run.status}) has no trained weights yet")
-        weights = _weights_from_checkpoint(store, run.id, folder.export(folder.CHECKPOINT_WEIGHTS))
+        # the checkpoint's weights are kept in the run's exports/: its controller's alone (AccessDenied otherwise)
+        weights = _weights_from_checkpoint(store, run.id, folder.to_write().export(folder.CHECKPOINT_WEIGHTS))
     if getattr(args, "network", None):
-        return _export_run_network(run, args, weights, output, fmt, folder)
+        return _export_run_network(run, args, weights, output, fmt, into)
     if getattr(args, "temperature", False) and (fmt == "safetensors" or getattr(args, "quantize", None)):
         raise TrainingError("--temperature changes the exported model's output; it applies to --format py or "
                             "onnx (without --quantize); received: --format " + str(fmt))
     if fmt == "onnx" or getattr(args, "quantize", None):
         return _export_run_onnx(store, run, args)
-    if output in (None, "-"):
-        output = folder.export(folder.PYTHON if fmt == "py" else f"{run.id}.safetensors")
+    if into is not None:
+        output = into.export(into.PYTHON if fmt == "py" else f"{run.id}.safetensors")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "py":
@@ -540,7 +543,7 @@ def export_run(args: argparse.Namespace) -> int:
 
 
 def _export_run_network(run: Run, args: argparse.Namespace, weights: Path, output: str | None, fmt: str,
-                        folder) -> int:
+                        folder: Any) -> int:
     """``export --run ID --network NAME [--format py|onnx] [-o OUT]``: one network of a multi-network run (the
     GAN's generator alone, its input the noise); without ``-o`` into the run's ``exports/NAME.py|.onnx``."""
     from builder.interchange.network_export import export_network  # lazy: heavy (torch, safetensors)
@@ -569,11 +572,12 @@ def _export_run_onnx(store, run: dict, args: argparse.Namespace) -> int:
     output = getattr(args, "output", None)
     output = None if output in (None, "-") else Path(output)
     if getattr(args, "quantize", None) == "int8":
-        int8 = output.with_suffix(".int8.onnx") if output else store.folder(run.id).onnx_int8
+        folder = store.folder(run.id, write=True)  # the int8 record and the fp32 file go into the run
+        int8 = output.with_suffix(".int8.onnx") if output else folder.onnx_int8
         q = quantize_run(store, run.id, int8)  # its record names the files in the run folder, not the server's paths
         if output is not None:
-            shutil.copyfile(store.folder(run.id).onnx, output)
-        say(f"wrote {output or store.folder(run.id).onnx} and {int8}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
+            shutil.copyfile(folder.onnx, output)
+        say(f"wrote {output or folder.onnx} and {int8}: {q['bytes_before']:,} -> {q['bytes_after']:,} "
               f"bytes (ratio {q['ratio']:.2f}); test {q['metric']} {q['test_before']:.4f} -> {q['test_after']:.4f} "
               f"(delta {q['delta']:+.4f}); recorded in the model card")
         say(f"latency (onnxruntime, fp32 -> int8): {comparison_text(q.get('latency') or {})}")

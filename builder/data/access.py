@@ -206,11 +206,14 @@ def controlled_run(store: Any, run_id: str) -> Any:
     not enough (shared mode reads everyone's runs, a teacher its students' class runs): :data:`CONTROL` is the
     owner's alone, and a job process acts as the owner that submitted it.
 
+    The check is the store's write accessor's (``store.folder(run_id, write=True)``), the one door to a run's folder
+    for writers: this is the run row behind it, for callers that also write the row.
+
     Raises:
         AccessDenied: not a run the actor may read or control, worded as an unknown id ("no run X of yours").
     """
     run = store.get(run_id)  # exact id, a run the actor may read (else "no run X of yours")
-    check(store.who(), CONTROL, run)
+    store.folder(run["id"], write=True)  # CONTROL, asked by the accessor
     return run
 
 

@@ -639,7 +639,7 @@ def register_import(store, result: ImportResult, name: str | None = None) -> str
     weights and ``--freeze`` can keep chosen nodes fixed. The run is the store's actor's. Returns the run id."""
     rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}",
                            owner=store.who().owner)
-    folder = store.folder(rid)
+    folder = store.folder(rid, write=True)  # the run just created: the actor's
     _, wpath = save_import(result, folder.imported)
     os.replace(wpath, folder.weights)
     store.update_status(rid, RunStatus.IMPORTED, f"imported from {Path(str(result.report.get('source', ''))).name}")

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from builder.data import fit_dataset
-from builder.data.access import controlled_run
 from builder.data.disk import write_atomic
 from builder.errors import LayerLabError, TrainingError
 from builder.graph.compile import compile_graph, example_inputs, module_names
@@ -470,14 +469,15 @@ def _run_weights(store, run: dict) -> Path:
 
 def export_run_onnx(store, run_id: str, path: str | os.PathLike | None = None, *,
                     temperature: bool = False) -> ExportReport:
-    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``; LoRA adapters merged
-    into their base layers); with ``temperature`` its logits are divided by the temperature kept by ``layerlab calibrate``.
+    """Export a run's trained model to ONNX (default path: the run's ``exports/model.onnx``, for a run the store's
+    actor controls; LoRA adapters merged into their base layers); with ``temperature`` its logits are divided by the
+    temperature kept by ``layerlab calibrate``.
 
     Raises:
         ExplainError: ``temperature`` for a run never calibrated. ExportError, TrainingError: as export_onnx.
     """
     run = store.get(run_id)
-    path = Path(path) if path else store.folder(run.id).onnx
+    path = Path(path) if path else store.folder(run.id, write=True).onnx  # into the run: its controller's alone
     t = None
     if temperature:
         t = stored_temperature(store, run["id"])
@@ -497,12 +497,12 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
     metrics before/after, delta, and the
     onnxruntime latency of both files on a test batch, timed interleaved with its p10-p90 spread and verdict
     (:func:`builder.graph.latency.compare_latency`). The files and the card are written into the run: the store's
-    actor controls it (:func:`~builder.data.access.controlled_run`; reading it is not enough).
+    actor controls it (``store.folder(run_id, write=True)``; reading it is not enough).
     """
-    run = controlled_run(store, run_id)
+    run = store.get(run_id)
+    folder = store.folder(run.id, write=True)  # AccessDenied: a run the actor reads but does not control
     rid = run.id
     project = run.project
-    folder = store.folder(rid)
     fp32 = folder.onnx
     out = Path(path) if path else folder.onnx_int8
     rep = export_onnx(project, fp32, _run_weights(store, run))

@@ -41,7 +41,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from builder.data.access import SYSTEM, controlled_run, owner_of
+from builder.data.access import SYSTEM, owner_of
 from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
@@ -404,7 +404,7 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
                                                                           f"model folder {stem}."})
         rid = register_import(store, ImportResult(project, weights, report), name=f"imported {stem}")
         if tok.is_file():
-            shutil.copyfile(tok, store.folder(rid).tokenizer)
+            shutil.copyfile(tok, store.folder(rid, write=True).tokenizer)  # the import's new run
     project = project.model_copy(update={"training": {"init_from": rid}})
     return project, rid, report
 
@@ -421,9 +421,9 @@ def export_onnx_bytes(project_json: str, weights: str | os.PathLike | None = Non
 
 def quantize_run_isolated(store: Any, run_id: str, timeout: float = IMPORT_TIMEOUT_S) -> dict:
     """:func:`builder.interchange.onnx_export.quantize_run` in a worker process, for a run the store's actor
-    controls (it writes the int8 file and the card's section into the run: :func:`builder.data.access.controlled_run`;
-    the worker trusts that check). Raises AccessDenied."""
-    controlled_run(store, run_id)
+    controls (it writes the int8 file and the card's section into the run: the store's write accessor,
+    ``store.folder(run_id, write=True)``; the worker trusts that check). Raises AccessDenied."""
+    store.folder(run_id, write=True)
     return run_isolated("_child_quantize", timeout, workspace=workspace_of(store, run_id), run_id=run_id,
                         owner=launcher.counted_owner(store.actor))
 

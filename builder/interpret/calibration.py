@@ -34,7 +34,7 @@ from torch import Tensor
 from builder.data import predict
 from builder.data.predictions import Prediction
 from builder.errors import ExplainError
-from builder.training.run_folder import keep_report
+from builder.training.run_folder import keep_report, keeping
 
 CLASSIFICATION = ("multiclass", "binary")
 
@@ -250,6 +250,8 @@ def calibrate_run(store: Any, run_id: str, *, target_accuracy: float = 0.95, bin
     from builder.runs.pipeline import open_run  # lazy: heavy (safetensors)
 
     run = store.get(run_id)
+    if save:  # keeping writes into the run: refused before the work for a reader who does not control it
+        keeping(store, run["id"], "calibration")
     model, ds = open_run(store, run)
     rep = calibrate_model(model, ds, target_accuracy=target_accuracy, bins=bins, run_id=run["id"])
     if save:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from builder.data.predictions import first_output
 from builder.errors import ExplainError
 from builder.escape import plotly_text
-from builder.training.run_folder import keep_report
+from builder.training.run_folder import keep_report, keeping
 
 __all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",
            "model_robustness", "robustness_run", "flip_view", "robustness_figure", "parse_eps"]
@@ -260,6 +260,8 @@ def robustness_run(store: Any, run_id: str, eps: list[float] | str = (0, 0.05, 0
     if info.get("input_dtype") == "int64":
         raise ExplainError(f"adversarial attacks perturb float inputs; run {run['id']} reads integer token ids. "
                            "Fix: pick a run on images or tables (token ids have no ε-neighbourhood)")
+    if save:  # keeping writes into the run: refused before the attacks for a reader who does not control it
+        keeping(store, run["id"], "robustness")
     model, ds = open_run(store, run)
     rep = model_robustness(model, ds, eps, method=method, steps=steps, examples=examples, run_id=run["id"])
     if save:

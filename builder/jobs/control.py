@@ -129,7 +129,7 @@ class StoreControl(Callback):
                 self.store.update_status(self.run_id, RunStatus.STOPPED, (
                     f"stopped: the job did not end within {self.grace_s:g} s of the stop request (busy in {where}), "
                     "so its process was ended; resume it from its last checkpoint"))
-            shutil.rmtree(self.store.folder(self.run_id).tmp, ignore_errors=True)  # its private folder
+            shutil.rmtree(self.store.folder(self.run_id, write=True).tmp, ignore_errors=True)  # its private folder
         except (LayerLabError, OSError) as e:
             print(f"job {self.run_id}: its end was not recorded: {e}", file=sys.stderr, flush=True)
         finally:

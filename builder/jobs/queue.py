@@ -218,7 +218,7 @@ def _start(store: RunStore, run_id: str) -> None:
 
 def start_local(store: RunStore, run_id: str) -> None:
     """Launch a recorded job's process on this server (warm when the launcher answers) and record its pid."""
-    folder = store.folder(run_id, actor=SYSTEM)  # the run just recorded
+    folder = store.folder(run_id, actor=SYSTEM, write=True)  # the run just recorded (its log is written)
     credentials = _credentials(folder.job_spec)
     pid = launch_warm(store.workspace, run_id, folder.job_log, credentials)
     if pid is None:
@@ -248,12 +248,12 @@ def _record(store: RunStore, spec: JobSpec) -> str:
         return run_id
     store.mark_interrupted()
     run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
-    check(Actor(spec.owner), CONTROL, run)  # resuming is the owner's alone (not a reader's in shared mode)
+    # resuming writes into the run: the owner's alone (not a reader's in shared mode)
+    folder = store.folder(run.id, actor=Actor(spec.owner), write=True)
     if why := resume_refusal(run, more_epochs=bool((spec.config or {}).get("epochs"))):
         raise RunStoreError(why)
     cfg = TrainConfig.from_dict(run.config, **dict(spec.config or {}))  # the changed settings, checked
     check_quota(store, spec.owner, device=str(cfg.device))
-    folder = store.folder(run.id, actor=SYSTEM)  # the run just resumed (checked above)
     folder.path.mkdir(parents=True, exist_ok=True)
     if folder.job_spec.is_file():  # keep what the run was first started with
         old = json.loads(folder.job_spec.read_text(encoding="utf-8"))
@@ -291,7 +291,7 @@ def _launch(workspace: Path, run_id: str, log: Path, credentials: bool = False) 
     """Start the job process detached (own session), output appended to ``log``, in a clean environment
     (:func:`builder.jobs.job_sandbox.job_env`; the admin's MLflow credentials only with ``credentials``); reaped by
     a thread, which records a death by signal."""
-    tmp = RunStore(workspace, actor=SYSTEM, mark_interrupted=False).folder(run_id).tmp
+    tmp = RunStore(workspace, actor=SYSTEM, mark_interrupted=False).folder(run_id, write=True).tmp
     tmp.mkdir(parents=True, exist_ok=True)
 
     def died(pid: int, code: int) -> None:
@@ -367,7 +367,7 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
             from builder.interpret.live import LiveAttributions  # lazy: heavy (captum)
 
             live = LiveAttributions(method or "integrated_gradients")
-            out += [live, _SaveLive(live, store.folder(run_id).live_attributions)]
+            out += [live, _SaveLive(live, store.folder(run_id, write=True).live_attributions)]
         elif kind == "decision_boundary":  # grid per epoch in the epoch metrics (2-D toy data; else silent)
 
             out.append(DecisionBoundary())
@@ -489,7 +489,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
     from builder.runs.pipeline import run_training  # lazy: heavy (safetensors)
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
-    tmp = store.folder(run_id).tmp  # its private folder (job_sandbox.enter), removed at the end
+    tmp = store.folder(run_id, write=True).tmp  # its private folder (job_sandbox.enter), removed at the end
     lim = job_sandbox.job_limits()  # private memory capped by default (HOST_SHARE of the host's)
     callbacks: list = []
     held = False

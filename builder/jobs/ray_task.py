@@ -25,7 +25,7 @@ def run_on_node(workspace: str, run_id: str, env_extra: dict[str, str]) -> int:
 
     store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
     store.set_environment(run_id, ray_node=ray.get_runtime_context().get_node_id())  # which node runs it
-    folder = store.folder(run_id)
+    folder = store.folder(run_id, write=True)  # the job's own run
     folder.tmp.mkdir(parents=True, exist_ok=True)
     env = {**job_sandbox.job_env(folder.tmp), **env_extra, ENV_PLACED: run_id}
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # the GPU Ray gave this task

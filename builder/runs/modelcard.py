@@ -280,17 +280,24 @@ def _int5(v: Any) -> str:
     return f"{v:5d}" if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**12 else "    ?"
 
 
-def write_card(run: dict, curve: list[dict], run_dir: Path) -> Path:
-    """Write the card of ``run`` (a :meth:`RunStore.get` dict and its epoch curve) as ``run_dir/model_card.md``."""
-    path = RunFolder(run_dir).model_card
+def write_card(run: dict, curve: list[dict], folder: RunFolder) -> Path:
+    """Write the card of ``run`` (a :meth:`RunStore.get` dict and its epoch curve) as ``folder``'s ``model_card.md``;
+    ``folder`` is one the store opened to write (``RunStore.folder(run_id, write=True)``). Raises AccessDenied for
+    one opened to read."""
+    path = folder.to_write().model_card
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomic(path, model_card(run, curve, run_dir), "the model card")  # a full disk: one line
+    return write_atomic(path, model_card(run, curve, folder.path), "the model card")  # a full disk: one line
 
 
 def write_model_card(store, run_id: str) -> Path:
-    """Write ``model_card.md`` into the run folder of ``store`` and return its path."""
+    """Write ``model_card.md`` into the run folder of ``store`` and return its path: the card is the run's, so the
+    store's actor must control it (reading it, as shared mode or a teacher does, is not enough).
+
+    Raises:
+        AccessDenied: a run the store's actor does not control, worded as an unknown one.
+    """
     run = store.get(run_id)
-    return write_card(run, store.metrics(run["id"]), store.run_dir(run["id"]))
+    return write_card(run, store.metrics(run["id"]), store.folder(run["id"], write=True))
 
 
 def read_model_card(store, run_id: str) -> str:

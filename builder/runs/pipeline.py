@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
-from builder.data.access import SYSTEM, controlled_run
+from builder.data.access import controlled_run
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.disk import write_atomic
@@ -225,10 +225,11 @@ def _data_and_settings(project: Project, dataset: str | Dataset | None, config: 
 
 
 def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Dataset, cfg: TrainConfig, *,
-                 name: str | None, owner: str, tags: dict | None) -> tuple[str, Path]:
+                 name: str | None, owner: str, tags: dict | None) -> tuple[str, RunFolder]:
     """Create the run row for a prepared project, dataset and config (or, for a job's queued row, record what
     preparation resolved: the adapted graph, the dataset's reload arguments); keep an upload's data in the run
-    folder so the run can be resumed. Returns ``(run_id, run_dir)``; shared by every trainer's entry point."""
+    folder so the run can be resumed. Returns ``(run_id, folder)``, the run's folder opened to write (the actor
+    controls the run); shared by every trainer's entry point."""
     src_name, src_opts = ds.info.reload_args()
     if run_id is None:
         class_id = class_for(store.workspace, store.who(), project)  # AccessDenied: not the actor's class
@@ -237,12 +238,12 @@ def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Data
     else:
         store.update_run(run_id, project=project, dataset_name=src_name, dataset_options=src_opts,
                          dataset_info=ds.info.to_dict(), config=cfg.model_dump())
-    folder = store.folder(run_id, actor=SYSTEM)
+    folder = store.folder(run_id, write=True)  # the run this call records: the actor's (a queued one: checked)
     if not DatasetSource.of(ds.info).reloadable():
-        save_dataset(ds, folder.dataset)  # the run this call records
+        save_dataset(ds, folder.dataset)
     if ds.info.tokenizer:  # Try it, drift, predict and export read the run's own tokenizer
         write_atomic(folder.tokenizer, ds.info.tokenizer.encode("utf-8"), "the tokenizer")
-    return run_id, store.run_dir(run_id, actor=SYSTEM)
+    return run_id, folder
 
 
 def record_environment(store: RunStore, run_id: str, trainer: Any, report: ShapeReport, world_size: int = 1,
@@ -318,19 +319,20 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
                                            adapt=adapt, with_report=True, store=store,
                                            uploads=owner_uploads(store, owner))
     main = dist is None or getattr(dist, "rank", 0) == 0
-    run_dir, listeners = None, []
+    run_dir, folder, listeners = None, None, []
     if store is not None and main:
-        run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
+        run_id, folder = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
+        run_dir = folder.path
         listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
     if on_event is not None and main:
         listeners.append(on_event)
     callbacks = [*callbacks, *_tracked(tracking, store, run_id)]  # MLflow, when the caller attached a tracker
     if run_id is not None:  # time per node of the trained model, for the canvas's cost overlay
         callbacks.append(RecordLatency(total_macs(node_costs(report)), cfg.batch_size))
-    if ds.info.task == "forecast" and run_dir is not None:  # forecast vs actual for the Runs page
-        callbacks.append(KeepForecasts(RunFolder(run_dir).forecasts))
+    if ds.info.task == "forecast" and folder is not None:  # forecast vs actual for the Runs page
+        callbacks.append(KeepForecasts(folder.forecasts))
     if ds.info.task == "next_token" and main:  # a language model writes a sample after every epoch
-        callbacks.append(TextSamples(RunFolder(run_dir).text_samples if run_dir is not None else None,
+        callbacks.append(TextSamples(folder.text_samples if folder is not None else None,
                                      seed=cfg.seed))
     with _fails_run(store, run_id):
         model = build_model(project.graph, cfg.seed, report)
@@ -401,12 +403,13 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         RunStoreError: unknown run, a run still live or finished, or no checkpoint.
     """
     store.mark_interrupted()
-    run = controlled_run(store, run_id)  # resuming writes into the run: its owner's alone, not a reader's
+    run = store.get(run_id)
+    folder = store.folder(run.id, write=True)  # resuming writes into the run: its owner's alone, not a reader's
     run_id = run.id
     own = claimed and run.info.pid == os.getpid()  # this process holds the run's job slot: its live status is its own
     if why := resume_refusal(run, more_epochs=bool((overrides or {}).get("epochs")), own_process=own):
         raise RunStoreError(why)
-    ckpt = store.checkpoint_path(run_id)
+    ckpt = folder.checkpoint
     if not ckpt.is_file() and not previous_path(ckpt).is_file():
         raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
     cfg = TrainConfig.from_dict(run.config, **overrides) if overrides else run.config
@@ -423,7 +426,7 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         return resume_objective(run, store, project, ds, cfg, callbacks, listeners, ckpt, background)
     model = build_model(project.graph, cfg.seed)
     _load_init(store, model, cfg)  # the frozen base a checkpoint refers to by content (checkpoint_weights)
-    trainer = Trainer(model, ds, cfg, callbacks, store.run_dir(run_id), on_event=listeners,
+    trainer = Trainer(model, ds, cfg, callbacks, folder.path, on_event=listeners,
                       resume_from=ckpt, dist=dist)
     _, meta, _ = read_resumable(ckpt)
     step = meta.get("state", {}).get("global_step", 0)
@@ -530,7 +533,8 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
         teacher = _teacher_model(store, tr.get("teacher"))
     run_dir, listeners = None, []
     if store is not None:
-        run_id, run_dir = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
+        run_id, folder = open_run_row(store, run_id, project, ds, cfg, name=name, owner=owner, tags=tags)
+        run_dir = folder.path
         listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
     if on_event is not None:
         listeners.append(on_event)
@@ -546,7 +550,7 @@ def resume_objective(run: dict, store: Any, project: Project, ds: Dataset, cfg: 
                      callbacks: Iterable[Any], listeners: list, ckpt: Path, background: bool = False) -> Any:
     """:func:`~builder.runs.pipeline.resume_run`'s second half for a project with a drawn objective."""
     teacher = _teacher_model(store, (project.training or {}).get("teacher"))
-    trainer = ObjectiveTrainer(project, ds, cfg, callbacks, store.run_dir(run["id"]), on_event=listeners,
+    trainer = ObjectiveTrainer(project, ds, cfg, callbacks, store.run_dir(run["id"], write=True), on_event=listeners,
                                resume_from=ckpt, teacher=teacher)
     _, meta, _ = read_resumable(ckpt)
     step = meta.get("state", {}).get("global_step", 0)

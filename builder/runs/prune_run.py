@@ -180,11 +180,12 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
             new_id = new_run
             store.update_run(new_id, project=new, dataset_name=src_name, dataset_options=src_opts,
                              dataset_info=ds.info.to_dict(), config=cfg.model_dump())
+        folder = store.folder(new_id, write=True)  # the pruner's new (or queued) run
         if not DatasetSource.of(ds.info).reloadable():  # an upload: keep the data, as the pipeline does
-            save_dataset(ds, store.folder(new_id).dataset)
+            save_dataset(ds, folder.dataset)
         pruned_model = compile_graph(new.graph)
         pruned_model.load_state_dict(state)
-        save_weights(pruned_model, store.weights_path(new_id))
+        save_weights(pruned_model, folder.weights)
     store.update_run(new_id, parent_id=parent)
     rep.run_id = new_id
     if not store.weights_path(new_id).is_file():  # the fine-tune was stopped (or failed): no weights to measure

@@ -1,6 +1,5 @@
 """The run store: one database (SQLite in WAL mode by default, PostgreSQL by ``LAYERLAB_DB_URL``: builder.runs.db)
-plus one folder per run. It stores; training lives in
-:mod:`builder.runs.pipeline`.
+plus one folder per run. It stores; training lives in :mod:`builder.runs.pipeline`.
 
 Layout of a workspace (default ``~/.layerlab``; ``LAYERLAB_WORKSPACE`` or the CLI's ``--workspace``
 override it)::
@@ -9,12 +8,12 @@ override it)::
     runs/<run id>/                   one folder per run; its files are named by builder.training.run_folder.RunFolder
 
 Every call takes a connection from the process's pool (:func:`builder.runs.db.engine`), so threads and processes
-can write at once (SQLite serialises the
-writers; WAL lets readers continue; a workspace on a network file system gets a rollback journal instead,
-:data:`NETWORK_FILESYSTEMS`); a training loop holds one for its thread while it runs
-(:meth:`RunStore.hold`): closing the last connection of a process makes SQLite checkpoint the WAL, 3-20 ms per
-write on this machine, more than a small model's epoch spends on its own work. A run left ``running`` by a killed process is marked ``interrupted``
-when a store is opened, and :func:`resume_run` continues it from its last checkpoint. Example::
+can write at once (SQLite serialises the writers; WAL lets readers continue; a workspace on a network file system
+gets a rollback journal instead, :data:`NETWORK_FILESYSTEMS`); a training loop holds one for its thread while it
+runs (:meth:`RunStore.hold`): closing the last connection of a process makes SQLite checkpoint the WAL, 3-20 ms per
+write on this machine, more than a small model's epoch spends on its own work. A run left ``running`` by a killed
+process is marked ``interrupted`` when a store is opened, and :func:`resume_run` continues it from its last
+checkpoint. Example::
 
     # not a doctest (needs files or training): run by tests/runs/test_runs.py::test_run_training_records_everything
     store = RunStore(tmp_path, actor=Actor("user:ann"))
@@ -25,7 +24,8 @@ when a store is opened, and :func:`resume_run` continues it from its last checkp
 Every call that returns a run, its curves, files, weights or checkpoint, lists runs or deletes one asks
 :func:`builder.data.access.check` for the store's actor (``RunStore(ws, actor=...)``, or ``actor=`` on the call): a
 store opened without one refuses (deny by default). Ids are matched exactly; ``get(..., prefix=True)`` (an id
-typed on the command line or a page) also takes a unique prefix among the runs the actor may read.
+typed on the command line or a page) also takes a unique prefix among the runs the actor may read. Writing into a
+run's folder needs more than reading it: ``folder(run_id, write=True)`` asks for ``control``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.data.access import DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, may, refusal
+from builder.data.access import CONTROL, DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, check, may, refusal
 from builder.data.disk import on_full_disk, write_atomic
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import add_server_folder, hide_paths, resolves_inside
@@ -286,26 +286,27 @@ class RunStore:
     def _run_dir(self, run_id: str) -> Path:
         return self._safe_path(self.workspace / "runs" / check_run_id(run_id))
 
-    def run_dir(self, run_id: str, *, actor: Actor | None = None) -> Path:
-        """The folder of a run the actor may read, as a path (its files are named by :meth:`folder`).
+    def run_dir(self, run_id: str, *, actor: Actor | None = None, write: bool = False) -> Path:
+        """The folder of a run the actor may read, as a path (its files are named by :meth:`folder`); with ``write``
+        one it controls (:data:`~builder.data.access.CONTROL`: reading, as shared mode or a teacher does, is not
+        enough). The one door to a run's folder for anything that writes into it (tests/runs/test_run_writes.py).
 
         Raises:
             RunStoreError: an id of the wrong format, a folder that resolves outside the workspace (e.g. a
-                symlink); AccessDenied: no such run of the actor's.
+                symlink); AccessDenied: no such run of the actor's (to read, or with ``write`` to control).
         """
         who = self.who(actor)
         if not who.system:
-            self.get(run_id, actor=who)
+            run = self.get(run_id, actor=who)
+            if write:
+                check(who, CONTROL, run)
         return self._run_dir(run_id)
 
-    def folder(self, run_id: str, *, actor: Actor | None = None) -> RunFolder:
-        """The folder of a run the actor may read, with its named files (checkpoint, weights, job spec, model
-        card, exports, ...).
-
-        Raises:
-            RunStoreError: as :meth:`run_dir`.
-        """
-        return RunFolder(self.run_dir(run_id, actor=actor))
+    def folder(self, run_id: str, *, actor: Actor | None = None, write: bool = False) -> RunFolder:
+        """The folder of a run the actor may read (with ``write``: control), with its named files (checkpoint,
+        weights, job spec, model card, exports, ...); only a ``write`` one is :attr:`RunFolder.writable`. Raises as
+        :meth:`run_dir`."""
+        return RunFolder(self.run_dir(run_id, actor=actor, write=write), writable=write)
 
     def job_spec(self, run_id: str, *, actor: Actor | None = None) -> dict | None:
         """The job spec a run was started with (``job.json``), or None for a run without one (a CLI run)."""
@@ -330,13 +331,12 @@ class RunStore:
         neither a folder nor a row."""
         import torch  # lazy: heavy (torch)
 
-
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
         run_id = _new_id()
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
                "platform": __import__("platform").platform(), "host": host_name()}
-        folder = RunFolder(self._run_dir(run_id))
+        folder = RunFolder(self._run_dir(run_id), writable=True)  # a new run: the creator's
         try:  # a full disk: one line, and no run folder left without its row
             with on_full_disk(folder.path, "a new run's folder", needed=len(project.to_json()) * 2):
                 folder.create()
@@ -520,7 +520,7 @@ class RunStore:
             from builder.runs.modelcard import write_card  # lazy: heavy (torch)
             run = self._row(run_id)
             run = run.with_project(project) if project is not None else run
-            write_card(run, self.metrics(run["id"], actor=SYSTEM), self._run_dir(run["id"]))
+            write_card(run, self.metrics(run["id"], actor=SYSTEM), self.folder(run["id"], actor=SYSTEM, write=True))
         except Exception as e:  # a model card is a convenience; never fail a run for it
             self._write("UPDATE runs SET message = ? WHERE id = ?",
                         (hide_paths(message + f" (model card not written: {e})").strip(), run_id))
@@ -561,8 +561,9 @@ class RunStore:
                   not_status: str | None = None) -> list[Run]:
         """The runs the actor may read (:func:`builder.data.access.may`), newest first: id, name, status, owner, tags,
         class, dataset (an upload's with its info, which names the file), timestamps, epochs done, settings, final and
-        test metrics (records without their project: read one with :meth:`get`). ``owner`` keeps that owner's runs; ``class_id`` those recorded for that class; ``tags``
-        those whose tags contain these items; ``not_status`` leaves that status out."""
+        test metrics (records without their project: read one with :meth:`get`). ``owner`` keeps that owner's runs;
+        ``class_id`` those recorded for that class; ``tags`` those whose tags contain these items; ``not_status``
+        leaves that status out."""
         who = self.who(actor)
         sql = ("SELECT id, name, status, owner, tags, control, created_at, started_at, finished_at, updated_at, "
                "dataset_name, dataset_options, epochs_done, final_metrics, test_metrics, message, config, "

@@ -39,7 +39,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from builder.data.access import controlled_run
+from builder.data.access import refusal
 from builder.data.disk import write_atomic
 from builder.errors import RunStoreError
 
@@ -76,8 +76,21 @@ class RunFolder:
     CHECKPOINT_WEIGHTS = "last_checkpoint.safetensors"
     TRACKING = "tracking.json"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, writable: bool = False):
         self.path = Path(path)
+        self.writable = writable  # made by the store's write accessor (RunStore.folder(run_id, write=True))
+
+    def to_write(self) -> RunFolder:
+        """This folder, for a writer handed it: only one made by the store's write accessor
+        (``RunStore.folder(run_id, write=True)``, which asked that the actor controls the run) may be written into.
+
+        Raises:
+            AccessDenied: a folder opened to read (shared mode and a teacher read runs they do not control),
+                worded as an unknown run.
+        """
+        if not self.writable:
+            raise refusal(self.run_id)
+        return self
 
     def __fspath__(self) -> str:
         return os.fspath(self.path)
@@ -308,17 +321,28 @@ def keep_report(store: Any, report: Any, what: str) -> Path:
     matching ``RunFolder.read_*`` reads it back. Returns the path.
 
     Keeping writes into the run: the store's actor must control it (its owner; reading it, as shared mode or a
-    teacher does, is not enough: a kept calibration's temperature divides the run's exported logits).
+    teacher does, is not enough: a kept calibration's temperature divides the run's exported logits). A caller that
+    computes the report first asks :func:`keeping` before it computes.
 
     Raises:
         RunStoreError: the report belongs to no run (a model trained in the session only).
         AccessDenied: a run the store's actor does not control, worded as an unknown one.
     """
-    if not getattr(report, "run_id", None):
+    path = getattr(keeping(store, getattr(report, "run_id", None), what), what)
+    return write_atomic(path, json.dumps(report.to_dict(), indent=1), f"the run's {what} report")
+
+
+def keeping(store: Any, run_id: str | None, what: str = "report") -> RunFolder:
+    """The folder a report of run ``run_id`` will be kept in (:func:`keep_report`), asked before the report is
+    computed so that a reader who may not keep it is refused at once, not after minutes of work.
+
+    Raises:
+        RunStoreError: no run (a model trained in the session only). AccessDenied: as :func:`keep_report`.
+    """
+    if not run_id:
         raise RunStoreError(f"only a run's {what} can be kept; received a report of a model without a run. "
                             "Fix: pick a finished run")
-    path = getattr(store.folder(controlled_run(store, report.run_id)["id"]), what)
-    return write_atomic(path, json.dumps(report.to_dict(), indent=1), f"the run's {what} report")
+    return store.folder(store.get(run_id)["id"], write=True)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -336,4 +360,4 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-__all__ = ["RunFolder", "keep_report"]
+__all__ = ["RunFolder", "keep_report", "keeping"]
