@@ -43,6 +43,7 @@ def load_saved_dataset(path: str | Path) -> Dataset:
     except (KeyError, ValueError, OSError) as e:
         raise DatasetError(f"{path} is not a LayerLab dataset snapshot ({e})") from None
     meta["input_shape"] = tuple(meta["input_shape"])
+    meta["flat_from"] = tuple(meta.get("flat_from") or ())
     info = DatasetInfo(**meta)
 
     def part(name: str) -> Split:

@@ -46,7 +46,8 @@ def trained(tmp_path_factory):
             "iris": _train(store, "mlp", "iris", 20, adapt=True),
             "transformer": _train(store, "transformer", "sequence", 1, dataset_options={"n_samples": 600}),
             "diabetes": _train(store, "mlp", "diabetes", 2, adapt=True),
-            "table": _csv_run(store, ws)}
+            "table": _csv_run(store, ws),
+            "autoencoder": _train(store, "autoencoder", "digits", 1)}
     live.save(store.folder(runs["cnn"]).live_attributions)
     return ws, runs, live
 
@@ -401,6 +402,21 @@ def test_a_stopped_run_is_offered_from_its_newest_weights(workspace, probe):
     assert "Attribution per feature" in _titles(at) and not at.error
 
 
+def test_an_mlp_autoencoder_shows_its_flattened_digits_as_pictures(runs):
+    """Issue 29: the MLP autoencoder reads the 8x8 digits as 64 values; the page described them as "tabular input
+    [64]", showed a sample as a table of x0..x63 and its attributions as bars of pixels ranked x14, x53, ..."""
+    at = runs("autoencoder")
+    text = _text(at)
+    assert "8×8 images read as 64 values (flattened)" in text and "tabular input [" not in text, text[:600]
+    assert not at.dataframe  # no table of x0..x63: the sample is its picture
+    titles = _titles(at)
+    assert "Integrated Gradients (heatmap)" in titles and "Attribution per feature" not in titles, titles
+    maps = [t for s in _specs(at) for t in s["data"] if t.get("type") == "heatmap"]
+    assert maps and {t["z"]["shape"].replace(" ", "") for t in maps} == {"8,8"}  # each map is the 8x8 picture
+    assert not [b for b in at.button if b.label.startswith("Rank over")]  # no ranking of 64 pixels as features
+    assert "explained class" not in text  # it reconstructs; no class is explained
+
+
 def test_regression_model_explains_its_output(runs):
     at = runs("diabetes")
     assert "Attribution per feature for the model's output" in _titles(at)
@@ -512,7 +528,8 @@ def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace, 
     _widget(at.selectbox, "Model").set_value(f"run:{vae}").run()
     _no_bug(at)
     assert "the encoder network's outputs" in _text(at) and not at.error
-    assert "Attribution per feature" in _titles(at)
+    assert "8×8 images read as 64 values" in _text(at)  # the encoder reads the digits flattened: shown as pictures
+    assert "Integrated Gradients (heatmap)" in _titles(at)
     _widget(at.selectbox, "Model").set_value(f"run:{gan}").run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "reads the dataset's samples" in errors[0], errors
