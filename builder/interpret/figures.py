@@ -60,6 +60,25 @@ def _as_map(attr: Any) -> np.ndarray:
     return a
 
 
+def _grey(image: Any) -> np.ndarray:
+    """An image (C, H, W) or (H, W) as (H, W) in [0, 1]: channels averaged, stretched to its own range."""
+    img = _np(image).astype(float)
+    while img.ndim > 2:
+        img = img.mean(0)
+    lo, hi = float(img.min()), float(img.max())
+    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def grey_image(image: Any, scale: int = 16) -> np.ndarray:
+    """An image as a grey uint8 picture ``(H·scale, W·scale)`` with no plotting library (a reconstruction in Try
+    it).
+
+    >>> grey_image(np.eye(2), scale=1).tolist()
+    [[255, 0], [0, 255]]
+    """
+    return np.kron(_grey(image) * 255, np.ones((scale, scale))).round().astype(np.uint8)
+
+
 def attribution_image(image: Any, attribution: Any, scale: int = 16, gap: int = 8) -> np.ndarray:
     """The input and its signed attribution side by side as one RGB picture (uint8, ``(H·scale, 2·W·scale + gap,
     3)``): the input in grey (its channels averaged), the attribution red where it pushed towards the answer and
@@ -68,15 +87,11 @@ def attribution_image(image: Any, attribution: Any, scale: int = 16, gap: int = 
     >>> attribution_image(np.eye(2), np.array([[1.0, 0], [0, -1]]), scale=1, gap=0).shape
     (2, 4, 3)
     """
-    img = _np(image)
-    while img.ndim > 2:
-        img = img.mean(0)
+    img = _grey(image)
     a = _as_map(attribution)
     if img.shape != a.shape:
         raise ExplainError(f"the attribution must have the image's size; received {a.shape} for {img.shape}")
-    lo, hi = float(img.min()), float(img.max())
-    grey = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img, dtype=float)
-    left = np.repeat((grey * 255)[..., None], 3, axis=2)
+    left = np.repeat((img * 255)[..., None], 3, axis=2)
     m = float(np.abs(a).max()) or 1.0
     pos, neg = np.clip(a / m, 0, 1), np.clip(-a / m, 0, 1)
     right = np.stack([1 - neg * 0.8, 1 - (pos + neg) * 0.8, 1 - pos * 0.8], axis=2) * 255  # white -> red / blue
@@ -544,7 +559,7 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
     return tabular_attribution_figure(attr[sample], feature_names, title=title)
 
 
-__all__ = ["explanation_figure", "image_attribution_figure", "attribution_image", "tabular_attribution_figure", "global_importance_figure",
+__all__ = ["explanation_figure", "image_attribution_figure", "attribution_image", "grey_image", "tabular_attribution_figure", "global_importance_figure",
            "token_attribution_figure", "attention_map_figure", "attention_heads_figure", "activation_figure",
            "weight_histogram_figure", "sanity_figure", "completeness_figure", "live_attribution_figure",
            "sample_figure"]

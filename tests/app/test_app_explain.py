@@ -329,6 +329,24 @@ def test_try_it_drawing_pad_on_an_image_model(runs):
     assert "Answered in" in _text(at) and " for " in _titles(at)
 
 
+def test_try_it_on_an_mlp_autoencoder_draws_a_digit_and_shows_its_reconstruction(runs):
+    """Issue 29: Try it on the MLP autoencoder (digits read as 64 values) showed an empty row editor and "Your
+    input's prediction -0.01506" (the first of 64 reconstructed values) beside bars of x0..x63: it offers the
+    drawing pad, shows the reconstruction as a picture and the attribution of one named output over the picture."""
+    at = _tab(runs("autoencoder"), "Try it")
+    assert "Draw a digit: it is centred and resampled to the model's 8×8 input." in _text(at)
+    pad = next(k for k in at.session_state._state._state.filtered_state if k.startswith("ll_try_pad@"))
+    at.session_state[pad] = {"strokes": json.dumps([[[0.5, 0.1], [0.5, 0.9]]])}
+    at.run()
+    _no_bug(at)
+    assert not [m for m in at.metric if m.label == "Your input's prediction"]  # no first value as "the" answer
+    assert "Its reconstruction" in _text(at) and at.get("image"), "the reconstruction is a picture"
+    titles = _titles(at)
+    assert "for output " in titles and "(the largest)" in titles, titles
+    maps = [t for s in _specs(at) for t in s["data"] if t.get("type") == "heatmap"]
+    assert maps and {t["z"]["shape"].replace(" ", "") for t in maps} == {"8,8"}
+
+
 def test_tokens_attention_and_rollout(runs):
     at = runs("transformer")
     assert _widget(at.multiselect, "Methods (side by side)").value == ["layer_integrated_gradients", "occlusion"]
