@@ -166,10 +166,13 @@ def _preview(xs: ExplainSession, i: int) -> None:
             values = [v if isinstance(v, str) else f"{v:.4g}" for v in values]
         st.dataframe({"feature": names, "value": values}, hide_index=True, height=min(200, 36 + 35 * len(names)),
                      width="stretch")
+    elif xs.shown_modality == "image":  # also an image the model reads flattened (an MLP autoencoder's digits)
+        # a picture, not a chart: it fits the narrow column (a plotly preview is at least 150 px wide and showed 5
+        # of a digit's 8 columns at 900 px)
+        st.image(figs.picture_image(xs.picture(xs.sample_array(i))), width="stretch")
     else:
-        # an image the model reads flattened (an MLP autoencoder's digits) is shown as the picture it is
-        st.plotly_chart(figs.sample_figure(xs.picture(xs.sample_array(i)), xs.shown_modality), width="stretch",
-                        config=CFG, key="ll_xp_preview")
+        st.plotly_chart(figs.sample_figure(xs.sample_array(i), xs.shown_modality), width="stretch", config=CFG,
+                        key="ll_xp_preview")
 
 
 def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | None:

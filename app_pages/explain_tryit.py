@@ -156,7 +156,7 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
     with c[0].container(key=key("ll_try_answer")):
         if res.output is not None and form.kind == "image":  # a reconstruction: the picture it gives back
             st.markdown("**Its reconstruction**")
-            st.image(figs.grey_image(xs.picture(res.output[0].numpy())), width=120,
+            st.image(figs.picture_image(xs.picture(res.output[0].numpy())), width=120,
                      caption="what the model gives back for your input")
         else:
             st.metric("Your input's prediction", ui.md(res.predicted), delta=conf, delta_color="off",

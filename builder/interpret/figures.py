@@ -69,14 +69,23 @@ def _grey(image: Any) -> np.ndarray:
     return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
 
 
-def grey_image(image: Any, scale: int = 16) -> np.ndarray:
-    """An image as a grey uint8 picture ``(H·scale, W·scale)`` with no plotting library (a reconstruction in Try
-    it).
+def picture_image(image: Any, scale: int = 16) -> np.ndarray:
+    """An image (C, H, W) or (H, W) as a uint8 picture ``(H·scale, W·scale)`` in grey, or ``(H·scale, W·scale, 3)``
+    for colour, stretched to its own range, with no plotting library: it scales to any column (a plotly preview
+    has a 150 px minimum width, and cut an 8x8 digit to 5 columns in the Explain page's narrow sample column).
 
-    >>> grey_image(np.eye(2), scale=1).tolist()
+    >>> picture_image(np.eye(2), scale=1).tolist()
     [[255, 0], [0, 255]]
+    >>> picture_image(np.zeros((3, 2, 2)), scale=2).shape
+    (4, 4, 3)
     """
-    return np.kron(_grey(image) * 255, np.ones((scale, scale))).round().astype(np.uint8)
+    img = _np(image).astype(float)
+    if img.ndim == 3 and img.shape[0] in (3, 4):  # colour: (H, W, 3)
+        rgb = img[:3].transpose(1, 2, 0)
+        lo, hi = float(rgb.min()), float(rgb.max())
+        rgb = (rgb - lo) / (hi - lo) if hi > lo else np.zeros_like(rgb)
+        return np.kron(rgb * 255, np.ones((scale, scale, 1))).round().astype(np.uint8)
+    return np.kron(_grey(img) * 255, np.ones((scale, scale))).round().astype(np.uint8)
 
 
 def attribution_image(image: Any, attribution: Any, scale: int = 16, gap: int = 8) -> np.ndarray:
@@ -559,7 +568,7 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
     return tabular_attribution_figure(attr[sample], feature_names, title=title)
 
 
-__all__ = ["explanation_figure", "image_attribution_figure", "attribution_image", "grey_image", "tabular_attribution_figure", "global_importance_figure",
+__all__ = ["explanation_figure", "image_attribution_figure", "attribution_image", "picture_image", "tabular_attribution_figure", "global_importance_figure",
            "token_attribution_figure", "attention_map_figure", "attention_heads_figure", "activation_figure",
            "weight_histogram_figure", "sanity_figure", "completeness_figure", "live_attribution_figure",
            "sample_figure"]

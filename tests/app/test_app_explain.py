@@ -180,6 +180,17 @@ def test_trained_cnn_shows_default_attributions(runs):
     assert "%" in pred.delta and "confidence" in pred.help  # a short pill (cut at 900 px when it said "confident")
 
 
+def _preview_is_a_picture(at: AppTest) -> None:
+    """The sample beside the pickers is a picture that scales to its column: a plotly preview is at least 150 px
+    wide, and its column is ~92 px at 900x900 (~140 px at 1440): a digit showed 5 of its 8 columns."""
+    assert not [c for c in at.get("plotly_chart") if "ll_xp_preview" in str(c.proto.id)]
+    assert at.get("imgs") or at.get("image"), "the sample is shown as a picture"
+
+
+def test_an_image_sample_is_a_picture_that_fits_its_column(runs):
+    _preview_is_a_picture(runs("cnn"))
+
+
 def test_unavailable_methods_show_their_reason(runs):
     at = runs("cnn")
     exp = [e for e in at.expander if e.label.startswith("Not available")]
@@ -427,6 +438,7 @@ def test_an_mlp_autoencoder_shows_its_flattened_digits_as_pictures(runs):
     text = _text(at)
     assert "8×8 images read as 64 values (flattened)" in text and "tabular input [" not in text, text[:600]
     assert not at.dataframe  # no table of x0..x63: the sample is its picture
+    _preview_is_a_picture(at)
     titles = _titles(at)
     assert "Integrated Gradients (heatmap)" in titles and "Attribution per feature" not in titles, titles
     maps = [t for s in _specs(at) for t in s["data"] if t.get("type") == "heatmap"]
