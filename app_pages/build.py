@@ -262,9 +262,12 @@ def toolbar(report) -> None:
                     on_change=_pick_template, args=("ll_tpl_pick",),
                     help="Replace the canvas with a ready-made network")
     if st.session_state.pop("ll_import_close", False):  # an import ended: its answer (the question whether to
-        st.session_state.ll_import_pop = False           # replace the canvas, an error) is not left under the popover
+        # replace the canvas, an error) is not left under the popover. A popover of a new key: the browser keeps
+        # the open state it last sent for a key and sends it again with the next click, so setting the old key
+        # to closed reopened it over the imported graph as soon as Replace was pressed
+        st.session_state.ll_import_gen = st.session_state.get("ll_import_gen", 0) + 1
     with c_imp.popover("Import", icon=":material/upload_file:", width="stretch", help="Open an ONNX or .pt2 model",
-                       key="ll_import_pop", on_change="rerun"):
+                       key=import_popover_key(), on_change="rerun"):
         import_model_box()
         library_box()
     ok = report.ok and bool(g.nodes)
@@ -457,6 +460,11 @@ def first_visit_guide() -> None:
 
 
 # ---------------------------------------------------------------------------- model exchange (ONNX, .pt2)
+def import_popover_key() -> str:
+    """The Import popover's widget key: a new one each time an import closes it (``ll_import_gen``)."""
+    return f"ll_import_pop_{st.session_state.get('ll_import_gen', 0)}"
+
+
 def import_model_box() -> None:
     """Open an .onnx / .pt2 model: parsed in a worker process (never executed), weights kept as a run."""
     from builder.interchange.worker import MAX_UPLOAD_BYTES, import_upload  # lazy: heavy (sqlalchemy)

@@ -10,7 +10,7 @@ from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs import classes, owners
-from builder.runs.summary import has_own_metric
+from builder.runs.summary import dataset_label, has_own_metric
 from builder.training.run_status import is_live
 
 METRICS = ["accuracy", "macro_f1", "loss", "r2", "mse", "mae"]
@@ -187,7 +187,7 @@ def run_view(cls: dict, run_id: str) -> None:
         h[2].button("Close", key="ll_class_view_close", on_click=_view, args=(None,), icon=":material/close:")
         cfg = run.get("config") or {}
         st.caption(" · ".join(f"{k} {cfg[k]}" for k in ("epochs", "lr", "batch_size", "optimizer", "device")
-                              if cfg.get(k) is not None) + f" · dataset {ui.md(run.get('dataset_name') or '—')}")
+                              if cfg.get(k) is not None) + f" · dataset {ui.md(dataset_label(run))}")
         epochs = store.metrics(run["id"], "epoch")
         if epochs:
             name = next((e.get("metric_name") for e in epochs if e.get("metric_name")), "metric")

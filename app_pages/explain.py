@@ -160,14 +160,18 @@ def _preview(xs: ExplainSession, i: int) -> None:
         from builder.data.text import tokens_text  # lazy: heavy (tokenizers, numpy)
 
         st.code(tokens_text(xs.tokens(i)), language=None, wrap_lines=True)
-    elif xs.modality == "tabular":
+    elif xs.shown_modality == "tabular":
         names, values = xs.feature_values(i)
         if any(isinstance(v, str) for v in values):  # a text column's category: one column of text, numbers short
             values = [v if isinstance(v, str) else f"{v:.4g}" for v in values]
         st.dataframe({"feature": names, "value": values}, hide_index=True, height=min(200, 36 + 35 * len(names)),
                      width="stretch")
+    elif xs.shown_modality == "image":  # also an image the model reads flattened (an MLP autoencoder's digits)
+        # a picture, not a chart: it fits the narrow column (a plotly preview is at least 150 px wide and showed 5
+        # of a digit's 8 columns at 900 px)
+        st.image(figs.picture_image(xs.picture(xs.sample_array(i))), width="stretch")
     else:
-        st.plotly_chart(figs.sample_figure(xs.sample_array(i), xs.modality), width="stretch", config=CFG,
+        st.plotly_chart(figs.sample_figure(xs.sample_array(i), xs.shown_modality), width="stretch", config=CFG,
                         key="ll_xp_preview")
 
 
@@ -177,7 +181,7 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         i = _pick(xs, row)
         if i is None:
             return None
-        c = st.columns([0.7 if xs.modality == "image" else 1.6, 0.9, 1.1, 1.4, 1.4], vertical_alignment="center")
+        c = st.columns([0.7 if xs.shown_modality == "image" else 1.6, 0.9, 1.1, 1.4, 1.4], vertical_alignment="center")
         with c[0]:
             _preview(xs, i)
         s = xs.summary(i)
@@ -224,7 +228,7 @@ def attributions_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> Non
     chosen = st.session_state.get(_k("ll_xp_methods"))
     chosen = ms.default if chosen is None else [m for m in chosen if m in avail]
     layer_methods = [m for m in chosen if avail[m].layers]
-    image = xs.modality == "image"
+    image = xs.shown_modality == "image"
     c = st.columns([2.8] + [2.0] * image + [0.9] + [1.1] * len(layer_methods), vertical_alignment="bottom")  # View: 3 words
     chosen = c.pop(0).multiselect("Methods (side by side)", list(avail), default=ms.default, format_func=xs.method_label,
                                   key=_k("ll_xp_methods"), placeholder="Choose one or more attribution methods")
@@ -247,7 +251,7 @@ def attributions_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> Non
         with st.expander(f"Not available for this model ({len(ms.unavailable)})", icon=":material/block:"):
             for m in ms.unavailable:
                 st.markdown(f"- **{m.label}** — {ui.md(m.reason.split(': ', 1)[-1])}")
-    if xs.modality == "tabular":
+    if xs.shown_modality == "tabular":
         _global_ranking(xs, ms.ranking, base)
 
 
@@ -265,16 +269,18 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
         return
     about = xs.about(next(iter(results.values())), target)
     input_space = xs.in_input_space(results)
-    if input_space and xs.modality == "image":
+    if input_space and xs.shown_modality == "image":
         def draw() -> Any:
-            maps = {xs.title(e): e.attributions[0] for e in input_space.values()}
-            return figs.image_attribution_figure(xs.sample_array(i), maps, mode=mode, row_height=190,
+            maps = {xs.title(e): xs.picture(e.attributions[0]) for e in input_space.values()}
+            return figs.image_attribution_figure(xs.picture(xs.sample_array(i)), maps, mode=mode, row_height=190,
                                                  title=f"Attributions for {about}")  # its rows set its height
         # figures with many subplots take tens of ms to build: keep them with the results they show
         fig = _cached(("fig_img", tuple(id(e) for e in input_space.values()), mode, about), draw)
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_image")
-        st.caption("Red pushes the score of the explained class up, blue pushes it down. Grad-CAM is computed "
-                   "at the chosen convolution and upsampled to the input.")
+        what = "the score of the explained class" if xs.classification else "the explained output"
+        at_layer = "".join(f" {xs.method_label(e.method)} is computed at node {e.layer} and upsampled to the input."
+                           for e in input_space.values() if e.layer)  # Grad-CAM: a convolution's map
+        st.caption(ui.md(f"Red pushes {what} up, blue pushes it down.{at_layer}"))
     elif input_space and xs.modality == "tabular":
         from builder.interpret.tryit import grouped_attributions  # lazy: heavy (torch)
 

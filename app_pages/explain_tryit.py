@@ -154,7 +154,13 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
     c = (st.container(), st.container()) if compact else st.columns([1, 3])
     conf = f"{res.confidence:.1%} confident" if res.confidence == res.confidence else None  # NaN: a value
     with c[0].container(key=key("ll_try_answer")):
-        st.metric("Your input's prediction", ui.md(res.predicted), delta=conf, delta_color="off", delta_arrow="off")
+        if res.output is not None and form.kind == "image":  # a reconstruction: the picture it gives back
+            st.markdown("**Its reconstruction**")
+            st.image(figs.picture_image(xs.picture(res.output[0].numpy())), width=120,
+                     caption="what the model gives back for your input")
+        else:
+            st.metric("Your input's prediction", ui.md(res.predicted), delta=conf, delta_color="off",
+                      delta_arrow="off")
         if res.runners_up:
             st.caption("Next: " + ", ".join(f"{ui.md(n)} {p:.0%}" for n, p in res.runners_up))
         st.caption(f"Answered in {took * 1e3:.0f} ms")
@@ -162,14 +168,16 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
         c[1].warning(ui.md(res.error), icon=":material/warning:")
     elif res.explanation is not None:
         e = res.explanation
+        about = res.explained or res.predicted  # one unit of a reconstruction, else the prediction
+        if form.kind == "image":  # the picture, also of a model that reads it flattened
+            shown, attr = xs.picture(x[0].detach().cpu().numpy()), xs.picture(e.attributions[0].numpy())
         if form.kind == "image" and compact:  # a picture, not a chart: no plotting bundle to load in the browser
             c[1].container(key=key("ll_try_pic")).image(
-                figs.attribution_image(x[0].detach().cpu().numpy(), e.attributions[0]), width="stretch",
-                caption=f"{xs.title(e)} for {res.predicted}: your input | red pushed towards it, blue against")
+                figs.attribution_image(shown, attr), width="stretch",
+                caption=f"{xs.title(e)} for {about}: your input | red pushed towards it, blue against")
             return
         if form.kind == "image":
-            fig = figs.image_attribution_figure(x[0].detach().cpu().numpy(), {xs.title(e): e.attributions[0]},
-                                                title=f"{xs.title(e)} for {res.predicted}")
+            fig = figs.image_attribution_figure(shown, {xs.title(e): attr}, title=f"{xs.title(e)} for {about}")
         elif form.kind == "features" and form.choices:  # a text column is one bar, as it is one picker
             from builder.interpret.tryit import grouped_attributions  # lazy: heavy (torch)
 

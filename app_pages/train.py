@@ -229,7 +229,7 @@ def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
     return whole_epoch_ticks(fig)
 
 
-def loss_figure(sess: Curve) -> go.Figure:
+def loss_figure(sess: Curve, title: str = "Loss") -> go.Figure:
     fig = go.Figure()
     spe = max(1, sess.steps_per_epoch)
     steps = sess.steps
@@ -245,7 +245,7 @@ def loss_figure(sess: Curve) -> go.Figure:
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in ep], y=[e["val_loss"] for e in ep], mode=_mode(sess),
                                  name="validation", line=dict(color=COLORS["val"], width=2)))
     _empty_note(fig, sess, per_epoch=False)
-    return _layout(fig, "Loss", "loss")
+    return _layout(fig, title, "loss")
 
 
 def metric_figure(sess: Curve) -> go.Figure:
@@ -421,11 +421,14 @@ def live_view() -> None:
     else:
         c1, c2, c3 = st.columns(3)
         c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
-    c1.plotly_chart(loss_figure(sess), width="stretch", config=cfg, key="ll_fig_loss")
+    adversarial = drawn and _adversarial(run)
+    c1.plotly_chart(loss_figure(sess, SUMMED_LOSS if adversarial else "Loss"), width="stretch", config=cfg,
+                    key="ll_fig_loss")
     c3.plotly_chart(lr_figure(sess), width="stretch", config=cfg, key="ll_fig_lr")
     with c1:
-        tips.tip("loss")
-        tips.tip("overfitting")
+        for name in ("adversarial",) if adversarial else ("loss", "overfitting"):  # "both should fall" is not
+            # true of a GAN's networks
+            tips.tip(name)
     with c3:
         tips.tip("learning_rate")
     boundary_view(sess, cfg)
@@ -574,6 +577,16 @@ def _resume(run_id: str) -> None:
     ui.flash("Resuming this run from its last checkpoint")
 
 
+SUMMED_LOSS = "Summed loss (all terms)"  # a GAN's: its networks' losses added, which need not fall
+
+
+def _adversarial(run) -> bool:
+    """Whether ``run`` trains networks against each other (a GAN): its summed loss is no measure of learning."""
+    from builder.interpret.doctor import is_adversarial  # lazy: heavy (torch)
+
+    return is_adversarial(run.get("project") or {})
+
+
 def results(run: dict, rs) -> None:
     test = run.get("test_metrics")
     if not test:
@@ -595,12 +608,16 @@ def results(run: dict, rs) -> None:
         shown.append(("n", "Test samples", False))
     if not shown:
         return
+    adversarial = "loss" in test and _adversarial(run)
     cols = st.columns(len(shown))
     for col, (k, lab, pct) in zip(cols, shown):
         value, scaled = metric_in_units(k, test[k], run.get("dataset_info"))  # a scaled target's errors in its units
+        helptext = "In standard deviations of each target (several targets, each scaled by its own)" if scaled else None
+        if k == "loss" and adversarial:  # a GAN's summed loss on the test split is no score of its samples
+            lab, helptext = SUMMED_LOSS, ("The generator's and the discriminator's losses added on the test split: "
+                                          "they play against each other, so this is not a score of the samples")
         col.metric(lab + (" (scaled)" if scaled else ""), test[k] if k == "n" else ui.fmt_metric(value, pct),
-                   help="In standard deviations of each target (several targets, each scaled by its own)"
-                   if scaled else None)
+                   help=helptext)
     if test.get("confusion_matrix"):
         left, right = st.columns([1, 1], gap="large")
         left.plotly_chart(confusion_figure(test), width="stretch", config={"displayModeBar": False},

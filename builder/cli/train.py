@@ -38,7 +38,7 @@ from builder.errors import LayerLabError, TrainingError
 from builder.escape import safe_filename
 from builder.escape import terminal_line as tl
 from builder.runs.record import Run, shown_time
-from builder.runs.summary import shown_dataset_options
+from builder.runs.summary import dataset_label, shown_dataset_options
 from builder.training.lineage import baseline_line, baseline_tag
 from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE, with_teacher
 from builder.training.run_status import ENDED_CLEANLY, HALTED, RunStatus
@@ -414,12 +414,12 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         say("no runs yet; start one with `layerlab train FILE --dataset NAME`")
         return 0
 
-    say(f"{'id':<23} {'status':<11} {'dataset':<14} {'epochs':>6} {'test':>14}  {'name'}")
+    say(f"{'id':<23} {'status':<11} {'dataset':<20} {'epochs':>6} {'test':>14}  {'name'}")
     for r in runs:
         t = r.test_metrics
         k = "accuracy" if "accuracy" in t else "r2" if "r2" in t else None
         test = f"{k[:3]} {t[k]:.3f}" if k else "-"
-        say(f"{tl(r.id, 23):<23} {tl(r.status, 11):<11} {tl(r['dataset_name'], 14):<14} "
+        say(f"{tl(r.id, 23):<23} {tl(r.status, 11):<11} {tl(dataset_label(r), 20):<20} "
               f"{tl(r.info.epochs_done):>6} {test:>14}  {tl(r.info.name or '', 80)}")
     return 0
 
@@ -441,7 +441,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     info = run.info
     say(f"run {info.id}  ({info.name})")
     say(f"status      {info.status}" + (f"  - {info.message}" if info.message else ""))
-    say(f"dataset     {run['dataset_name']} {shown_dataset_options(run)}")
+    opts = {k: v for k, v in shown_dataset_options(run).items() if k != "file"}  # the file is in the label
+    say(f"dataset     {tl(dataset_label(run), 120)}" + (f" {opts}" if opts else ""))
     say(f"created     {shown_time(info.created_at)}   finished {shown_time(info.finished_at)}")
     cfg = run.get("config") or {}
     say("settings    " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v not in (None, [], {})))

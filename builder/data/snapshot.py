@@ -43,6 +43,7 @@ def load_saved_dataset(path: str | Path) -> Dataset:
     except (KeyError, ValueError, OSError) as e:
         raise DatasetError(f"{path} is not a LayerLab dataset snapshot ({e})") from None
     meta["input_shape"] = tuple(meta["input_shape"])
+    meta["flat_from"] = tuple(meta.get("flat_from") or ())
     info = DatasetInfo(**meta)
 
     def part(name: str) -> Split:
@@ -52,10 +53,16 @@ def load_saved_dataset(path: str | Path) -> Dataset:
 
 
 def describe(info: DatasetInfo) -> str:
-    """One line: name, task, shape, classes, split sizes."""
+    """One line: name (an upload as every page shows it, :attr:`DatasetInfo.shown_name`), task, shape, classes,
+    split sizes.
+
+    >>> from builder.data.splits import DatasetInfo
+    >>> describe(DatasetInfo("csv:students.csv", "binary", "tabular", (2,), sizes={"train": 84, "val": 18, "test": 18}))
+    'csv: students.csv: binary, input [2] (float32), split 84/18/18'
+    """
     cls = f", {info.num_classes} classes" if info.num_classes else ""
     sz = "/".join(str(info.sizes.get(k, "?")) for k in ("train", "val", "test"))
-    return f"{info.name}: {info.task}, input {list(info.input_shape)} ({info.input_dtype}){cls}, split {sz}"
+    return f"{info.shown_name}: {info.task}, input {list(info.input_shape)} ({info.input_dtype}){cls}, split {sz}"
 
 
 

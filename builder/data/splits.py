@@ -76,6 +76,7 @@ class DatasetInfo:
     source: str = ""
     tokenizer: str = ""  # the JSON of the tokenizer learned on the training split (text, builder.data.text)
     series: dict[str, Any] = field(default_factory=dict)  # windows of a series (builder.data.series.SeriesInfo)
+    flat_from: tuple[int, ...] = ()  # the (C, H, W) of image samples given as flat vectors (Dataset.flattened)
 
     @property
     def shown_name(self) -> str:
@@ -102,6 +103,7 @@ class DatasetInfo:
         """JSON-serialisable form."""
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
+        d["flat_from"] = list(self.flat_from)
         return d
 
 
@@ -263,8 +265,10 @@ class Dataset:
                 return s.flattened()
             X = s.X.reshape(len(s.X), -1)
             return Split(X, X if s.y is s.X else s.y)
+        image = self.info.modality == "image"
         info = replace(self.info, input_shape=(int(np.prod(self.info.input_shape)),),
-                       modality="tabular" if self.info.modality == "image" else self.info.modality,
+                       modality="tabular" if image else self.info.modality,
+                       flat_from=tuple(self.info.input_shape) if image else self.info.flat_from,
                        options={**self.info.options, "flatten": True})
         return Dataset(info, flat(self.train), flat(self.val), flat(self.test))
 

@@ -60,6 +60,34 @@ def _as_map(attr: Any) -> np.ndarray:
     return a
 
 
+def _grey(image: Any) -> np.ndarray:
+    """An image (C, H, W) or (H, W) as (H, W) in [0, 1]: channels averaged, stretched to its own range."""
+    img = _np(image).astype(float)
+    while img.ndim > 2:
+        img = img.mean(0)
+    lo, hi = float(img.min()), float(img.max())
+    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def picture_image(image: Any, scale: int = 16) -> np.ndarray:
+    """An image (C, H, W) or (H, W) as a uint8 picture ``(H·scale, W·scale)`` in grey, or ``(H·scale, W·scale, 3)``
+    for colour, stretched to its own range, with no plotting library: it scales to any column (a plotly preview
+    has a 150 px minimum width, and cut an 8x8 digit to 5 columns in the Explain page's narrow sample column).
+
+    >>> picture_image(np.eye(2), scale=1).tolist()
+    [[255, 0], [0, 255]]
+    >>> picture_image(np.zeros((3, 2, 2)), scale=2).shape
+    (4, 4, 3)
+    """
+    img = _np(image).astype(float)
+    if img.ndim == 3 and img.shape[0] in (3, 4):  # colour: (H, W, 3)
+        rgb = img[:3].transpose(1, 2, 0)
+        lo, hi = float(rgb.min()), float(rgb.max())
+        rgb = (rgb - lo) / (hi - lo) if hi > lo else np.zeros_like(rgb)
+        return np.kron(rgb * 255, np.ones((scale, scale, 1))).round().astype(np.uint8)
+    return np.kron(_grey(img) * 255, np.ones((scale, scale))).round().astype(np.uint8)
+
+
 def attribution_image(image: Any, attribution: Any, scale: int = 16, gap: int = 8) -> np.ndarray:
     """The input and its signed attribution side by side as one RGB picture (uint8, ``(H·scale, 2·W·scale + gap,
     3)``): the input in grey (its channels averaged), the attribution red where it pushed towards the answer and
@@ -68,15 +96,11 @@ def attribution_image(image: Any, attribution: Any, scale: int = 16, gap: int = 
     >>> attribution_image(np.eye(2), np.array([[1.0, 0], [0, -1]]), scale=1, gap=0).shape
     (2, 4, 3)
     """
-    img = _np(image)
-    while img.ndim > 2:
-        img = img.mean(0)
+    img = _grey(image)
     a = _as_map(attribution)
     if img.shape != a.shape:
         raise ExplainError(f"the attribution must have the image's size; received {a.shape} for {img.shape}")
-    lo, hi = float(img.min()), float(img.max())
-    grey = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img, dtype=float)
-    left = np.repeat((grey * 255)[..., None], 3, axis=2)
+    left = np.repeat((img * 255)[..., None], 3, axis=2)
     m = float(np.abs(a).max()) or 1.0
     pos, neg = np.clip(a / m, 0, 1), np.clip(-a / m, 0, 1)
     right = np.stack([1 - neg * 0.8, 1 - (pos + neg) * 0.8, 1 - pos * 0.8], axis=2) * 255  # white -> red / blue
@@ -544,7 +568,7 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
     return tabular_attribution_figure(attr[sample], feature_names, title=title)
 
 
-__all__ = ["explanation_figure", "image_attribution_figure", "attribution_image", "tabular_attribution_figure", "global_importance_figure",
+__all__ = ["explanation_figure", "image_attribution_figure", "attribution_image", "picture_image", "tabular_attribution_figure", "global_importance_figure",
            "token_attribution_figure", "attention_map_figure", "attention_heads_figure", "activation_figure",
            "weight_histogram_figure", "sanity_figure", "completeness_figure", "live_attribution_figure",
            "sample_figure"]

@@ -91,6 +91,16 @@ class SanityReport:
     errors: list[str]
 
 
+def _picture_words(shape: tuple[int, ...]) -> str:
+    """Images of ``shape`` (C, H, W) in words.
+
+    >>> _picture_words((1, 8, 8)), _picture_words((3, 32, 32)), _picture_words((2, 4, 4))
+    ('8×8 images', '32×32 colour images', '2-channel 4×4 images')
+    """
+    c, size = (shape[0], "×".join(map(str, shape[1:]))) if len(shape) == 3 else (1, "×".join(map(str, shape)))
+    return f"{size} images" if c == 1 else f"{size} colour images" if c == 3 else f"{c}-channel {size} images"
+
+
 class ExplainSession:
     """A model, the dataset it was trained on (shaped for its Input) and one split, with the split's predictions.
 
@@ -167,6 +177,19 @@ class ExplainSession:
         it shows it: the data's own units, a text column's category (:func:`builder.interpret.tryit.shown_row`)."""
         return shown_row(self, i)
 
+    @property
+    def shown_modality(self) -> str:
+        """How samples are shown: ``image`` for images the model reads as flat vectors (the digits of an MLP
+        autoencoder, :attr:`~builder.data.DatasetInfo.flat_from`), else :attr:`modality`. Methods run on the model's
+        own input (:attr:`modality`); pictures go through :meth:`picture`."""
+        return "image" if tuple(self.info.flat_from or ()) else self.modality
+
+    def picture(self, values: Any) -> Any:
+        """An array of one sample's values (a flat sample, a flat attribution) in the sample's picture shape
+        (C, H, W) when the model reads images as flat vectors; otherwise as it is."""
+        shape = tuple(self.info.flat_from or ())
+        return np.asarray(values).reshape(shape) if shape else values
+
     def sample_array(self, i: int) -> np.ndarray:
         """Sample ``i`` as a float numpy array (for previews)."""
         return self.X[i].detach().float().cpu().numpy()
@@ -175,7 +198,10 @@ class ExplainSession:
         """One line about the dataset and the split (markdown)."""
         info = self.info
         task = f"the {md_text(self.explained, 40)} network's outputs" if self.explained else info.task
-        return (f"Dataset **{md_text(info.shown_name, 80)}** · {task} · {self.modality} input {list(info.input_shape)} · "
+        shape = tuple(info.flat_from or ())
+        given = (f"{_picture_words(shape)} read as {info.input_shape[0]} values (flattened)" if shape
+                 else f"{self.modality} input {list(info.input_shape)}")
+        return (f"Dataset **{md_text(info.shown_name, 80)}** · {task} · {given} · "
                 f"{self.n_samples} {self.split} samples")
 
     # ------------------------------------------------------------------------------------------ samples

@@ -35,7 +35,7 @@ from builder.interpret.attributions import Explanation, explain
 from builder.runs.summary import current_run
 from builder.training.run_status import is_live
 
-__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "raw_row", "shown_row", "grouped_attributions", "grouped_ranking", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
+__all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "picture_shape", "raw_row", "shown_row", "grouped_attributions", "grouped_ranking", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
            "encode_tokens", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
@@ -69,6 +69,8 @@ class TryResult:
     runners_up: list[tuple[str, float]]
     explanation: Explanation | None
     error: str = ""
+    output: torch.Tensor | None = None  # a reconstruction (1, ...): the model's whole answer, shown as it is
+    explained: str = ""  # what the attribution explains when it is not the prediction (one unit of a reconstruction)
 
 
 @dataclass(frozen=True)
@@ -195,11 +197,18 @@ def grouped_ranking(xs: Any, attributions: Any) -> tuple[list[str] | None, np.nd
     return [column for column, _, _ in groups], np.stack([a[:, members].sum(1) for _, members, _ in groups], 1)
 
 
+def picture_shape(xs: Any) -> tuple[int, ...]:
+    """The (C, H, W) of an image input: the model's own, or the picture of images it reads flattened (an MLP
+    autoencoder's digits, :attr:`~builder.data.DatasetInfo.flat_from`)."""
+    return tuple(getattr(xs.info, "flat_from", ()) or ()) or tuple(xs.info.input_shape)
+
+
 def try_form(xs: Any, sample: int = 0) -> TryForm:
     """What to ask for, starting from sample ``sample`` of the session's split."""
     info, shape = xs.info, tuple(xs.info.input_shape)
-    if xs.modality == "image":
-        return TryForm("image", shape)
+    if xs.modality == "image" or getattr(info, "flat_from", ()):  # a picture, drawn or uploaded, even when the
+        # model reads it flattened (it asked for 64 numbers x1..x64)
+        return TryForm("image", picture_shape(xs))
     if xs.modality == "tokens":
         ids = xs.sample(sample).reshape(-1).tolist()
         vocab = list(info.vocab or [])
@@ -292,9 +301,10 @@ def _with_picks(xs: Any, numbers: np.ndarray, picks: dict[str, str], n: int) -> 
 def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "image") -> torch.Tensor:
     """An uploaded image resized, converted and scaled like the dataset's images, as a (1, C, H, W) input.
 
-    ``invert`` turns dark-on-light drawings into the light-on-dark digits of the built-in set.
+    ``invert`` turns dark-on-light drawings into the light-on-dark digits of the built-in set; a model that reads
+    images flattened gets the picture as its flat row.
     """
-    shape = tuple(xs.info.input_shape)
+    shape = picture_shape(xs)
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ExplainError(f"this model reads inputs of shape {list(shape)}, not images. Fix: use the row editor")
     if len(data) > MAX_TRY_IMAGE_BYTES:
@@ -306,7 +316,7 @@ def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "ima
         raise ExplainError(str(e)) from None
     if invert:
         a = 1.0 - a
-    return _on_device(xs, torch.from_numpy(a).unsqueeze(0))
+    return _on_device(xs, torch.from_numpy(a).reshape(1, *xs.info.input_shape))
 
 
 def _stroke_points(strokes: Any) -> list[np.ndarray]:
@@ -378,15 +388,16 @@ def rasterise_strokes(strokes: Any, size: tuple[int, int], *, width: float | Non
 
 def encode_strokes(xs: Any, strokes: Any, *, invert: bool = False) -> torch.Tensor:
     """A drawing from the pad (strokes of [x, y] in [0, 1]) resampled to the model's image size, light strokes
-    on a dark ground like the built-in digits (``invert`` for dark on light), as a (1, C, H, W) input."""
-    shape = tuple(xs.info.input_shape)
+    on a dark ground like the built-in digits (``invert`` for dark on light), as a (1, C, H, W) input (its flat
+    row for a model that reads images flattened)."""
+    shape = picture_shape(xs)
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ExplainError(f"this model reads inputs of shape {list(shape)}, not images. Fix: use the row editor")
     a = rasterise_strokes(strokes, (shape[1], shape[2]))
     if invert:
         a = 1.0 - a
     x = torch.from_numpy(np.repeat(a[None], shape[0], axis=0))
-    return _on_device(xs, x.unsqueeze(0))
+    return _on_device(xs, x.reshape(1, *xs.info.input_shape))
 
 
 def encode_tokens(xs: Any, text: str) -> torch.Tensor:
@@ -506,12 +517,24 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
 
         values = unscale(xs.info, pred.values[:1].detach().cpu().numpy()).reshape(-1)
         name, conf, runners, target = ", ".join(f"{v:.4g}" for v in values), float("nan"), [], None
+    elif xs.info.task == "reconstruction":  # the answer is a whole input again: shown, not its first value
+        out = pred.values[:1].detach().cpu()
+        target = int(out.reshape(-1).argmax())  # the largest output, as the Explain page's default
+        exp, err = _explained(xs, x, method, target, baseline)
+        return TryResult(f"a reconstruction of {out.numel()} values", float("nan"), [], exp, err, output=out,
+                         explained=f"output {target} (the largest)")
     else:
         name, conf, runners, target = f"{float(pred.values[0].reshape(-1)[0]):.4g}", float("nan"), [], None
-    exp, err = None, ""
-    if method:
-        try:
-            exp = explain(xs.model, x, method, target, **xs.options(baseline))
-        except ExplainError as e:
-            err = str(e)
+    exp, err = _explained(xs, x, method, target, baseline)
     return TryResult(name, conf, runners, exp, err)
+
+
+def _explained(xs: Any, x: torch.Tensor, method: str | None, target: int | None,
+               baseline: str) -> tuple[Explanation | None, str]:
+    """``method``'s attribution of ``target`` for ``x``, or its error (none without a method)."""
+    if not method:
+        return None, ""
+    try:
+        return explain(xs.model, x, method, target, **xs.options(baseline)), ""
+    except ExplainError as e:
+        return None, str(e)

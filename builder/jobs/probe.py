@@ -341,6 +341,8 @@ class ProbeSession:
     # pure helpers of ExplainSession that need only what the hello answer holds
     class_name = ExplainSession.class_name
     describe = ExplainSession.describe
+    shown_modality = ExplainSession.shown_modality
+    picture = ExplainSession.picture
     pick_modes = ExplainSession.pick_modes
     window = ExplainSession.window
     baselines = ExplainSession.baselines

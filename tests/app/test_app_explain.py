@@ -46,7 +46,8 @@ def trained(tmp_path_factory):
             "iris": _train(store, "mlp", "iris", 20, adapt=True),
             "transformer": _train(store, "transformer", "sequence", 1, dataset_options={"n_samples": 600}),
             "diabetes": _train(store, "mlp", "diabetes", 2, adapt=True),
-            "table": _csv_run(store, ws)}
+            "table": _csv_run(store, ws),
+            "autoencoder": _train(store, "autoencoder", "digits", 1)}
     live.save(store.folder(runs["cnn"]).live_attributions)
     return ws, runs, live
 
@@ -177,6 +178,17 @@ def test_trained_cnn_shows_default_attributions(runs):
     assert "True label" in labels and "Prediction" in labels
     pred = _widget(at.metric, "Prediction").proto
     assert "%" in pred.delta and "confidence" in pred.help  # a short pill (cut at 900 px when it said "confident")
+
+
+def _preview_is_a_picture(at: AppTest) -> None:
+    """The sample beside the pickers is a picture that scales to its column: a plotly preview is at least 150 px
+    wide, and its column is ~92 px at 900x900 (~140 px at 1440): a digit showed 5 of its 8 columns."""
+    assert not [c for c in at.get("plotly_chart") if "ll_xp_preview" in str(c.proto.id)]
+    assert at.get("imgs") or at.get("image"), "the sample is shown as a picture"
+
+
+def test_an_image_sample_is_a_picture_that_fits_its_column(runs):
+    _preview_is_a_picture(runs("cnn"))
 
 
 def test_unavailable_methods_show_their_reason(runs):
@@ -328,6 +340,24 @@ def test_try_it_drawing_pad_on_an_image_model(runs):
     assert "Answered in" in _text(at) and " for " in _titles(at)
 
 
+def test_try_it_on_an_mlp_autoencoder_draws_a_digit_and_shows_its_reconstruction(runs):
+    """Issue 29: Try it on the MLP autoencoder (digits read as 64 values) showed an empty row editor and "Your
+    input's prediction -0.01506" (the first of 64 reconstructed values) beside bars of x0..x63: it offers the
+    drawing pad, shows the reconstruction as a picture and the attribution of one named output over the picture."""
+    at = _tab(runs("autoencoder"), "Try it")
+    assert "Draw a digit: it is centred and resampled to the model's 8×8 input." in _text(at)
+    pad = next(k for k in at.session_state._state._state.filtered_state if k.startswith("ll_try_pad@"))
+    at.session_state[pad] = {"strokes": json.dumps([[[0.5, 0.1], [0.5, 0.9]]])}
+    at.run()
+    _no_bug(at)
+    assert not [m for m in at.metric if m.label == "Your input's prediction"]  # no first value as "the" answer
+    assert "Its reconstruction" in _text(at) and at.get("image"), "the reconstruction is a picture"
+    titles = _titles(at)
+    assert "for output " in titles and "(the largest)" in titles, titles
+    maps = [t for s in _specs(at) for t in s["data"] if t.get("type") == "heatmap"]
+    assert maps and {t["z"]["shape"].replace(" ", "") for t in maps} == {"8,8"}
+
+
 def test_tokens_attention_and_rollout(runs):
     at = runs("transformer")
     assert _widget(at.multiselect, "Methods (side by side)").value == ["layer_integrated_gradients", "occlusion"]
@@ -399,6 +429,22 @@ def test_a_stopped_run_is_offered_from_its_newest_weights(workspace, probe):
     assert model.value == f"run:{res.run_id}" and "stopped after 1 ep" in model.format_func(model.value)
     _no_bug(at)
     assert "Attribution per feature" in _titles(at) and not at.error
+
+
+def test_an_mlp_autoencoder_shows_its_flattened_digits_as_pictures(runs):
+    """Issue 29: the MLP autoencoder reads the 8x8 digits as 64 values; the page described them as "tabular input
+    [64]", showed a sample as a table of x0..x63 and its attributions as bars of pixels ranked x14, x53, ..."""
+    at = runs("autoencoder")
+    text = _text(at)
+    assert "8×8 images read as 64 values (flattened)" in text and "tabular input [" not in text, text[:600]
+    assert not at.dataframe  # no table of x0..x63: the sample is its picture
+    _preview_is_a_picture(at)
+    titles = _titles(at)
+    assert "Integrated Gradients (heatmap)" in titles and "Attribution per feature" not in titles, titles
+    maps = [t for s in _specs(at) for t in s["data"] if t.get("type") == "heatmap"]
+    assert maps and {t["z"]["shape"].replace(" ", "") for t in maps} == {"8,8"}  # each map is the 8x8 picture
+    assert not [b for b in at.button if b.label.startswith("Rank over")]  # no ranking of 64 pixels as features
+    assert "explained class" not in text  # it reconstructs; no class is explained
 
 
 def test_regression_model_explains_its_output(runs):
@@ -512,7 +558,8 @@ def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace, 
     _widget(at.selectbox, "Model").set_value(f"run:{vae}").run()
     _no_bug(at)
     assert "the encoder network's outputs" in _text(at) and not at.error
-    assert "Attribution per feature" in _titles(at)
+    assert "8×8 images read as 64 values" in _text(at)  # the encoder reads the digits flattened: shown as pictures
+    assert "Integrated Gradients (heatmap)" in _titles(at)
     _widget(at.selectbox, "Model").set_value(f"run:{gan}").run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "reads the dataset's samples" in errors[0], errors

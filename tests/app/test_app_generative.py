@@ -153,6 +153,30 @@ def test_a_gan_run_view_puts_its_samples_first_and_says_no_classifier_things(gen
     vae.session_state["ll_xp_probe"].close()
 
 
+def _chart_title(at, key: str) -> str:
+    import json
+
+    spec = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if key in str(c.proto.id)))
+    return spec["layout"]["title"]["text"]
+
+
+def test_a_gan_run_says_its_summed_loss_is_no_score(gen_ws):
+    """Issue 29 (a GAN run's honest metrics): the GAN's Train view titled its summed loss "Loss", told students under
+    it that train and validation loss "both should fall" and warned of overfitting, and its test results showed
+    "Loss 1.99" as a classifier's would: its networks play against each other, so their summed loss need not fall."""
+    at = _open("gan")
+    text = " ".join(c.value for c in at.caption)
+    assert "Both should fall" not in text and "Overfitting" not in text, text
+    assert "Two networks against each other" in text
+    assert _chart_title(at, "ll_fig_loss") == "Summed loss (all terms)"
+    loss = next(m for m in at.metric if m.label.startswith("Summed loss"))
+    assert "not a score of the samples" in loss.proto.help
+    assert not [m for m in at.metric if m.label == "Loss"]
+    vae = _open("vae")  # a VAE's summed loss is its negative ELBO: it falls, and it is called Loss
+    assert "Both should fall" in " ".join(c.value for c in vae.caption)
+    assert _chart_title(vae, "ll_fig_loss") == "Loss" and [m for m in vae.metric if m.label == "Loss"]
+
+
 def test_a_gan_run_on_the_runs_page_shows_what_it_made(gen_ws):
     """Issue 29: the Runs page of a GAN run showed its status, buttons and loss curves, no sample it made; its newest
     grid comes with its details, before the buttons."""

@@ -121,6 +121,19 @@ def test_csv_adapt_and_standalone_entry(tmp_path, capsys):
     assert res["status"] == "finished" and res["test"]["n"] == 18
     assert cli.main(["runs", "list", "--json", "--workspace", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)[0]["dataset_name"] == "csv"
+    # the table and the run's page name the upload as every page does ('csv: t.csv'), never bare 'csv'
+    assert cli.main(["runs", "list", "--workspace", str(tmp_path)]) == 0
+    assert "csv: t.csv" in capsys.readouterr().out
+    assert cli.main(["runs", "show", res["run_id"], "--workspace", str(tmp_path)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("dataset"))
+    assert line.startswith("dataset     csv: t.csv {") and "'file'" not in line, line
+
+
+def test_describe_names_an_upload_as_the_pages_do():
+    from builder.data import DatasetInfo, describe
+
+    info = DatasetInfo("csv:students.csv", "binary", "tabular", (2,), sizes={"train": 84, "val": 18, "test": 18})
+    assert describe(info) == "csv: students.csv: binary, input [2] (float32), split 84/18/18"
 
 
 def test_nan_run_reports_failure(tmp_path, capsys):

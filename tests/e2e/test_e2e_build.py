@@ -156,3 +156,32 @@ def test_the_canvas_undo_brings_back_the_graph_a_data_page_template_replaced(pag
     page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
     expect(page.locator("[data-testid=node-fc1]")).to_have_count(0)
     shot(page, "undo-data-template")
+
+
+def test_the_import_popover_stays_closed_after_replace(page, tmp_path):
+    """Issue 29 (import journey): an import closes the Import popover for the question whether to replace the
+    canvas; pressing Replace opened it again over the imported graph (the browser sent the popover's last open
+    state with that click). ``torch.onnx.export``'s default pair, m.onnx and m.onnx.data, chosen together."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Linear(4 * 8 * 8, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(Net().eval(), (torch.randn(2, 1, 8, 8),), str(path))
+    files = [str(path)] + ([str(path) + ".data"] if (tmp_path / "m.onnx.data").is_file() else [])
+    open_app(page)  # the starting network is on the canvas: the import asks before replacing it
+    page.locator("[data-testid=stPopover] button", has_text="Import").first.click()
+    page.locator("[data-testid=stPopoverBody] input[type=file]").set_input_files(files)
+    replace = page.locator(".st-key-ll_confirm_replace button")
+    replace.click(timeout=60_000)
+    replace.wait_for(state="detached", timeout=30_000)
+    page.wait_for_selector("[data-testid=node-fc]", timeout=30_000)  # the imported graph is on the canvas
+    wait_idle(page)
+    shot(page, "import-replaced")
+    expect(page.locator("[data-testid=stPopoverBody]")).to_have_count(0)
