@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from builder.errors import LayerLabError, RunStoreError
+from builder.process.sandbox import env_positive
 from builder.runs.db import is_sqlite
 from builder.runs.store import RunStore
 from builder.training.callbacks import Callback
@@ -38,11 +39,7 @@ def stop_grace_s() -> float:
     >>> stop_grace_s() == STOP_GRACE_S or "LAYERLAB_STOP_GRACE_S" in os.environ
     True
     """
-    try:
-        value = float(os.environ.get("LAYERLAB_STOP_GRACE_S", ""))
-    except ValueError:
-        return STOP_GRACE_S
-    return value if value > 0 else STOP_GRACE_S
+    return env_positive("LAYERLAB_STOP_GRACE_S", STOP_GRACE_S, float)
 
 
 def busy_in(thread_id: int | None = None) -> str:

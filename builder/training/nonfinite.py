@@ -130,7 +130,7 @@ def _nodes(nodes: tuple[str, ...]) -> str:
     return f"node{'s' if len(nodes) > 1 else ''} {shown}"
 
 
-def lr_hint(lr: float, grad_clip: float | None = None, task: str | None = None) -> str:
+def _lr_hint(lr: float, grad_clip: float | None = None, task: str | None = None) -> str:
     """The learning rate's advice (weights grown by steps too large)."""
     hint = (f"the learning rate ({lr:g}) is probably too high; lower it (e.g. {lr / 10:g})"
             + ("" if grad_clip else " or set grad_clip (e.g. 1.0)"))
@@ -152,10 +152,10 @@ def nonfinite_message(lr: float, epoch: int, step: int, cause: Cause | None = No
         why = (f"{_nodes(cause.nodes)} gives NaN/Inf from finite inputs on this batch (a log or sqrt of a negative, a "
                "division by 0, an overflow): keep that node's input in its domain")
     else:
-        why = lr_hint(lr, grad_clip, task)
+        why = _lr_hint(lr, grad_clip, task)
         if cause is not None and math.isfinite(cause.largest) and cause.largest > LARGE:
             why += f" (weights have grown to {cause.largest:.3g})"
     return f"{where}: {why}. Training stopped; the last good checkpoint is kept."
 
 
-__all__ = ["Cause", "diagnose", "nonfinite_message", "lr_hint", "LARGE"]
+__all__ = ["Cause", "diagnose", "nonfinite_message", "LARGE"]
