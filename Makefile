@@ -5,19 +5,25 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.layerlab-installed
 PORT   ?= 8501
+# bash with pipefail: pip's output goes through a filter below and its exit status must still count
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: app test test-frontend fuzz install lint bench frontend screenshots docs clean
 
 # The first `make app` installs everything (~4 min, ~3 GB, mostly PyTorch); each step says what it does.
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt
+# pip repeats "Location ... is ignored" for every package when the machine's pip.conf names an index folder that is
+# not there; one such line per package hid the steps below, so those lines (only those) are dropped
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 $(STAMP): pyproject.toml constraints.txt
 	@echo "==> Setting up LayerLab in $(VENV) (first run only: about 4 minutes and 3 GB, mostly PyTorch)"
 	@echo "==> [1/3] Creating the virtual environment $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> [2/3] Installing PyTorch, the largest download (2-3 minutes)"
-	@$(PIP) torch
+	@$(PIP) torch $(QUIET_PIP)
 	@echo "==> [3/3] Installing LayerLab and the rest: Streamlit, ONNX, Captum, Optuna, MLflow, test tools"
-	@$(PIP) -e ".[dev,mlflow,mlflow-server,docs,sequences,hf,cluster]"
+	@$(PIP) -e ".[dev,mlflow,mlflow-server,docs,sequences,hf,cluster]" $(QUIET_PIP)
 	@touch $(STAMP)
 	@echo "==> Installed. Later runs start at once."
 
