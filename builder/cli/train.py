@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from builder.cli.common import (
     say_block,
     say_json,
 )
-from builder.errors import LayerLabError, TrainingError
+from builder.errors import AccessDenied, LayerLabError, TrainingError
 from builder.escape import safe_filename
 from builder.escape import terminal_line as tl
 from builder.runs.record import Run, shown_time
@@ -491,16 +492,32 @@ def export_run(args: argparse.Namespace) -> int:
         check_output_path(output)
     store = cli_store(getattr(args, "workspace", None))
     run = store.get(args.run, prefix=True)
-    folder = store.folder(run.id)
     # without -o the files go into the run's exports/: a run the local user controls, asked before any work
     into = store.folder(run.id, write=True) if output in (None, "-") else None
-    weights = folder.weights
-    if not weights.is_file():
-        ckpt = folder.checkpoint
-        if not ckpt.is_file():
-            raise TrainingError(f"run {run.id} ({run.status}) has no trained weights yet")
-        # the checkpoint's weights are kept in the run's exports/: its controller's alone (AccessDenied otherwise)
-        weights = _weights_from_checkpoint(store, run.id, folder.to_write().export(folder.CHECKPOINT_WEIGHTS))
+    with tempfile.TemporaryDirectory(prefix="layerlab-export-") as scratch:
+        return _export_run_weights(store, run, args, _run_weights(store, run, Path(scratch)), output, fmt, into)
+
+
+def _run_weights(store, run: Run, scratch: Path) -> Path:
+    """The weights file to export: the run's final weights, else its last checkpoint's as a weights file, kept in
+    the run's ``exports/`` for next time when the actor controls the run, else written into ``scratch`` (a reader,
+    e.g. in shared mode, exports without writing into a run that is not theirs)."""
+    folder = store.folder(run.id)
+    if folder.weights.is_file():
+        return folder.weights
+    if not folder.checkpoint.is_file():
+        raise TrainingError(f"run {run.id} ({run.status}) has no trained weights yet")
+    try:
+        dest = store.folder(run.id, write=True).export(folder.CHECKPOINT_WEIGHTS)
+    except AccessDenied:
+        dest = scratch / folder.CHECKPOINT_WEIGHTS
+    return _weights_from_checkpoint(store, run.id, dest)
+
+
+def _export_run_weights(store, run: Run, args: argparse.Namespace, weights: Path, output: str | None, fmt: str,
+                        into: Any) -> int:
+    """:func:`export_run` once the weights file is known."""
+    folder = store.folder(run.id)
     if getattr(args, "network", None):
         return _export_run_network(run, args, weights, output, fmt, into)
     if getattr(args, "temperature", False) and (fmt == "safetensors" or getattr(args, "quantize", None)):

@@ -244,3 +244,27 @@ def test_cli_and_jobs_resolve_the_same_settings(tmp_path, capsys, monkeypatch):
     expected = TrainConfig.resolve("binary", n_train, project.training).model_dump()
     assert by_cli == by_job == expected
     assert (expected["epochs"], expected["batch_size"], expected["lr"]) == (50, 32, 0.02)
+
+
+def test_a_reader_exports_a_checkpoint_only_run_without_writing_into_it(tmp_path, capsys, monkeypatch):
+    """A run with only a checkpoint (stopped before its final weights) was exported by turning the checkpoint into a
+    weights file inside the run's ``exports/``, so a reader (the CLI's local user in shared mode, reading another
+    owner's run) was refused even with ``-o``. The reader now gets the file; the run's folder is unchanged."""
+    from builder.runs.pipeline import run_training
+    from builder.runs.store import RunStore
+
+    ann = RunStore(tmp_path, actor=SYSTEM)
+    rid = run_training(load_template("mlp"), "moons", {"epochs": 1}, ann, owner="anon:someone-else").run_id
+    folder = ann.folder(rid)
+    folder.weights.unlink()  # as a run stopped before its final weights: the checkpoint alone
+    assert folder.checkpoint.is_file()
+    before = sorted(p.relative_to(folder.path) for p in folder.path.rglob("*"))
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    out = tmp_path / "w.safetensors"
+    assert cli.main(["export", "--run", rid, "-o", str(out), "--workspace", str(tmp_path)]) == 0, capsys.readouterr()
+    model = build_model(load_template("mlp").graph)
+    model.load_state_dict(load_file(str(out)))  # the checkpoint's weights
+    assert sorted(p.relative_to(folder.path) for p in folder.path.rglob("*")) == before
+    capsys.readouterr()
+    assert cli.main(["export", "--run", rid, "--workspace", str(tmp_path)]) == 2  # into its exports/: refused
+    assert f"no run '{rid}' of yours" in capsys.readouterr().err
