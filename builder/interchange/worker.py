@@ -87,6 +87,8 @@ _TASKS = {"_child_import": _Task(_EXCHANGE, "Nothing was imported", "check the f
           "_child_quantize": _Task(_EXCHANGE, "Nothing was quantized", _YOUR_MODEL),
           "_child_network_weights": _Task(("torch", "safetensors.torch"),
                                           "The network's weights were not taken from the run", _YOUR_MODEL),
+          "_child_decode_images": _Task(("numpy", "PIL.Image", "builder.data.images"), "The images were not decoded",
+                                        "check the images (PNG, JPEG, BMP, GIF, WebP, TIFF), or re-save them"),
           "_child_import_hf": _Task(("builder.interchange.hf_import", *_EXCHANGE, "transformers", "tokenizers"),
                                     "Nothing was imported", "check the model folder, or try a smaller model")}
 TEST_TASKS: dict[str, str] = {}
@@ -116,10 +118,12 @@ def worker_env(private: str | os.PathLike) -> dict[str, str]:
     return {**sandbox_env(private), "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | None = None, **kwargs: Any) -> Any:
+def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | None = None,
+                 limits: WorkerLimits | None = None, **kwargs: Any) -> Any:
     """Run ``fn(**kwargs)`` (a task of this module: ``_child_import``, ``_child_export``, ``_child_quantize``)
     in a sandboxed interpreter (see the module docstring). Arguments and the answer are JSON. ``owner``: the
     person it works for (:func:`builder.process.launcher.counted_owner`), whose live children are capped.
+    ``limits``: other limits than :func:`worker_limits` (a task whose output is larger than a model's).
 
     Raises:
         ModelImportError: the task's own error, or one line naming a crash (signal), a timeout, running out of
@@ -127,7 +131,7 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | Non
     """
     if fn not in _TASKS and fn not in TEST_TASKS:
         raise ModelImportError(f"no worker task {fn!r}")
-    lim = worker_limits(timeout)
+    lim = limits or worker_limits(timeout)
     private = tempfile.mkdtemp(prefix="layerlab-worker-")
     answer = Path(private) / "answer.json"
     request = json.dumps({"task": fn, "test": TEST_TASKS.get(fn), "kwargs": kwargs, "limits": asdict(lim),
@@ -293,6 +297,18 @@ def _child_import_hf(folder: str, out: str, seq_len: int | None) -> dict:
     return res.report
 
 
+def _child_decode_images(source: str, size: list[int], channels: int | None, key: str, out: str) -> dict:
+    """Decode the image set ``source`` into the cache entry ``key`` of a workspace at ``out`` (the server takes it
+    from there: :func:`builder.data.cache.adopt`)."""
+    from builder.data.cache import cached, use_cache_dir  # lazy: heavy (numpy)
+    from builder.data.images import load_image_folder  # lazy: heavy (numpy, PIL)
+
+    crash_hook_for_tests(Path(source).name)  # tests only: a file named with $LAYERLAB_TEST_CRASH_JOB dies here
+    with use_cache_dir(out):
+        load_image_folder(source, (int(size[0]), int(size[1])), channels=channels, cache=True)
+        return {"decoded": cached(key)}
+
+
 def _child_export(project_json: str, weights: str | None, out: str) -> dict:
     from builder.interchange.onnx_export import export_onnx  # lazy: heavy (torch)
 
@@ -409,6 +425,35 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
     return project, rid, report
 
 
+def decode_images_isolated(source: Path, size: tuple[int, int], channels: int | None, key: str, count: int, *,
+                           owner: str | None = None) -> None:
+    """:data:`builder.data.images.ImageDecoder` for the server: the image set ``source`` (an upload's file) is
+    decoded by Pillow in a sandboxed worker into a folder beside the dataset cache's entries, and this process
+    takes the finished uint8 entry ``key`` from there (:func:`builder.data.cache.adopt`: plain files only, their
+    sizes checked), never decoding an image itself. ``count`` images bound the worker's memory (the pixels are
+    memory-mapped); ``owner`` is whose child it is (capped per person).
+
+    Raises:
+        ModelImportError: the worker's error (an unreadable image, a limit) or its death (a decoder's crash), one line.
+        DatasetError: the worker left no usable entry.
+    """
+    from builder.data.cache import adopt, entry_dir  # lazy: heavy (numpy)
+    from builder.data.limits import MAX_DECODE_SECONDS  # lazy: light
+
+    d = entry_dir(key)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    box = Path(tempfile.mkdtemp(prefix=f"{key}.box.", dir=d.parent))  # the dataset cache's disk: a rename takes it
+    try:
+        lim = worker_limits(MAX_DECODE_SECONDS)
+        pixels_mb = count * int(size[0]) * int(size[1]) * 3 // 2**20 + 1
+        run_isolated("_child_decode_images", MAX_DECODE_SECONDS + 60, owner=owner,
+                     limits=replace(lim, memory_mb=lim.memory_mb + pixels_mb), source=str(source),
+                     size=[int(size[0]), int(size[1])], channels=channels, key=key, out=str(box / "ws"))
+        adopt(key, box / "ws" / "cache" / "images" / key, box)
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
+
+
 def export_onnx_bytes(project_json: str, weights: str | os.PathLike | None = None,
                       timeout: float = IMPORT_TIMEOUT_S) -> tuple[bytes, dict]:
     """The project as a verified ONNX file (bytes) and its export report, built in a worker process."""
@@ -443,6 +488,6 @@ def network_weights_bytes(project_json: str, network: str, weights: str | os.Pat
         return out.read_bytes()
 
 
-__all__ = ["import_upload", "import_hf_isolated", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
+__all__ = ["import_upload", "import_hf_isolated", "decode_images_isolated", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
            "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "SANDBOX_PRELOAD", "spawn_sandboxed", "warm_sandbox", "kill_group", "lock_down", "cpu_budget",
            "death_message", "env_positive"]
