@@ -293,7 +293,9 @@ def adopt(key: str, built: Path, below: Path) -> tuple[int, int, int]:
         for name in ENTRY_FILES:
             os.rename(built / name, work / name)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-        raise DatasetError(f"the decoded images were not usable ({str(e)[:80]}); received: an entry the decoder did "
+        # the reason names no path and quotes nothing of the files (an OSError's text holds its path)
+        why = (e.strerror or str(e.args[0] if e.args else "")) if isinstance(e, OSError) else type(e).__name__
+        raise DatasetError(f"the decoded images were not usable ({why[:80]}); received: an entry the decoder did "
                            "not finish. Fix: load the dataset again") from None
     opened = _publish(work, d, n, shape)
     if opened is None:

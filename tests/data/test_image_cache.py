@@ -310,9 +310,13 @@ def test_an_entry_built_by_the_decoder_is_taken_only_as_plain_files(tmp_path):
 
             shutil.rmtree(built)
             built.symlink_to(other, target_is_directory=True)
-        with pytest.raises(DatasetError, match="not usable"):
+        with pytest.raises(DatasetError, match="not usable") as e:
             cache.adopt("a" * 64, built, box)
-        assert not cache.cached("a" * 64)
+        assert not cache.cached("a" * 64) and str(tmp_path) not in str(e.value)
+    box = tmp_path / "gone"
+    with pytest.raises(DatasetError, match="No such file") as e:  # the worker left nothing: no path in the line
+        cache.adopt("a" * 64, box / "ws" / "cache" / "images" / ("a" * 64), box)
+    assert str(tmp_path) not in str(e.value)
     box = tmp_path / "fine"
     built = _built(box, "a" * 64)
     assert cache.adopt("a" * 64, built, box) == (2, 2, 1)
