@@ -16,6 +16,9 @@ case where a parser has a bug:
 - a crash (signal), timeout, memory error or limit comes back as a one-line :class:`ModelImportError`; the
   answer is JSON read with a cap, never a pickle, so the server never unpickles what the child wrote.
 
+A worker also decodes an uploaded image set for the pages (:func:`decode_images_isolated`): Pillow's decoders are
+native code, so the server only memory-maps the finished uint8 cache entry.
+
 The same sandbox (:func:`spawn_sandboxed`, :func:`lock_down`, :func:`cpu_budget`, :func:`death_message`) runs the
 Explain page's model probe, a long-lived child per page session (:mod:`builder.jobs.probe`); its limits,
 environment and lock-down live in :mod:`builder.process.sandbox`, shared with training jobs.
