@@ -440,15 +440,19 @@ def decode_images_isolated(source: Path, size: tuple[int, int], channels: int | 
         ModelImportError: the worker's error (an unreadable image, a limit) or its death (a decoder's crash), one line.
         DatasetError: the worker left no usable entry.
     """
-    from builder.data.cache import adopt, entry_dir  # lazy: heavy (numpy)
+    from builder.data.cache import adopt, check_free_disk, entry_dir  # lazy: heavy (numpy)
+    from builder.data.disk import on_full_disk  # lazy: with the cache
     from builder.data.limits import MAX_DECODE_SECONDS  # lazy: light
 
     d = entry_dir(key)
-    d.parent.mkdir(parents=True, exist_ok=True)
-    box = Path(tempfile.mkdtemp(prefix=f"{key}.box.", dir=d.parent))  # the dataset cache's disk: a rename takes it
+    nbytes = count * int(size[0]) * int(size[1]) * (channels or 3)
+    with on_full_disk(d.parent, "the decoded images in the cache", nbytes):
+        d.parent.mkdir(parents=True, exist_ok=True)
+        check_free_disk(d.parent, nbytes, "the decoded images")  # the one line, said here before a worker starts
+        box = Path(tempfile.mkdtemp(prefix=f"{key}.box.", dir=d.parent))  # the cache's disk: a rename takes it
     try:
         lim = worker_limits(MAX_DECODE_SECONDS)
-        pixels_mb = count * int(size[0]) * int(size[1]) * 3 // 2**20 + 1
+        pixels_mb = nbytes // 2**20 + 1
         run_isolated("_child_decode_images", MAX_DECODE_SECONDS + 60, owner=owner,
                      limits=replace(lim, memory_mb=lim.memory_mb + pixels_mb), source=str(source),
                      size=[int(size[0]), int(size[1])], channels=channels, key=key, out=str(box / "ws"))

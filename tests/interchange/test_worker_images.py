@@ -87,3 +87,19 @@ def test_a_decoder_crash_or_an_unreadable_image_is_one_line_and_leaves_no_entry(
     with decode_elsewhere(lambda *a: decode_images_isolated(*a)), pytest.raises(LayerLabError, match="not readable"):
         load_image_folder(bad, 8)
     assert list(cache.cache_dir().glob("images/*")) == []
+
+
+def test_a_full_disk_under_the_cache_is_one_line(tmp_path, small_disk, monkeypatch):
+    """Issue 28: a full disk is one clear line: said by the server (the worker's own refusal was a ModelImportError
+    wrapping it, cut at 500 characters)."""
+    from builder.errors import DiskFullError
+    from tests.helpers import fill_disk
+
+    src = _zip(tmp_path / "shades.zip")
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(small_disk / "ws"))
+    (small_disk / "ws").mkdir()
+    fill_disk(small_disk)
+    with decode_elsewhere(lambda *a: decode_images_isolated(*a)), pytest.raises(DiskFullError) as e:
+        load_image_folder(src, 8)  # the server's one line of a full disk, before a worker starts
+    assert str(e.value).startswith("the disk is full: the decoded images") and "\n" not in str(e.value)
+    assert list((small_disk / "ws").rglob("*.box.*")) == []
