@@ -60,7 +60,7 @@ from builder.process.sandbox import (
     lock_down,
     sandbox_env,
 )
-from builder.runs.store import RunStore, workspace_of
+from builder.runs.store import RunStore, default_workspace, workspace_of
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 IMPORT_TIMEOUT_S = 300.0
@@ -138,7 +138,7 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | Non
     private = tempfile.mkdtemp(prefix="layerlab-worker-")
     answer = Path(private) / "answer.json"
     request = json.dumps({"task": fn, "test": TEST_TASKS.get(fn), "kwargs": kwargs, "limits": asdict(lim),
-                          "answer": str(answer),
+                          "answer": str(answer), "shut": _workspaces(),
                           "crash_on": os.environ.get(TEST_CRASH_ENV) or None})  # tests only: unset in production
     try:
         with open(Path(private) / "worker.log", "wb") as log:
@@ -225,7 +225,8 @@ def _child_main() -> None:
         os.environ[TEST_CRASH_ENV] = str(req["crash_on"])
     try:
         fn = _resolve(req["task"], req.get("test"))
-        print(f"worker: {landlock.confine(_rules(req['task'], req['kwargs'], Path(answer).parent))}", file=sys.stderr)
+        rules = _rules(req["task"], req["kwargs"], Path(answer).parent, req.get("shut") or [])
+        print(f"worker: {landlock.confine(rules)}", file=sys.stderr)
         lock_down(lim, _TASKS[req["task"]].preload if req["task"] in _TASKS else ())
         out = {"status": "ok", "result": fn(**req["kwargs"])}
     except LayerLabError as e:
@@ -244,11 +245,22 @@ def _child_main() -> None:
         f.write(data)
 
 
-def _rules(task: str, kwargs: dict, private: Path) -> landlock.Confinement | str:
+def _workspaces() -> list[str]:
+    """The server's workspaces a worker's rules keep shut (its configured one, and the dataset cache's): the
+    worker's clean environment does not name them."""
+    from builder.data.cache import cache_dir  # lazy: light
+
+    return list(dict.fromkeys(str(Path(p).expanduser().absolute()) for p in (default_workspace(), cache_dir().parent)))
+
+
+def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.Confinement | str:
     """What the worker may touch on disk (:mod:`builder.process.landlock`): a quantization its run's
     (:func:`builder.process.landlock.confinement`); any other task reads the interpreter, this package and the
     files and folders its request names (a folder, or a file's folder), and writes its private folder and its
-    output's folder: never the workspace's secrets or another person's files."""
+    output's folder: never the workspace's secrets or another person's files. The workspaces ``shut`` stay shut
+    where a folder it reads or writes holds one (``/var/lib`` holding ``/var/lib/layerlab``, a checkout on
+    ``sys.path``): that folder is opened entry by entry around it (:func:`builder.process.landlock.beside`);
+    what it names inside one (an upload, the decoder's folder in the cache) stays named."""
     if task == "_child_quantize":
         store = RunStore(kwargs["workspace"], actor=SYSTEM)
         rules = landlock.confinement(store, kwargs["run_id"], owner_of(store.get(kwargs["run_id"])))
@@ -256,8 +268,10 @@ def _rules(task: str, kwargs: dict, private: Path) -> landlock.Confinement | str
     named = [Path(v) for v in kwargs.values() if isinstance(v, str) and v.startswith("/") and len(v) < 4096]
     read = [p if p.is_dir() else p.parent for p in named if p.exists()]
     out = [Path(kwargs["out"]).parent] if isinstance(kwargs.get("out"), str) else []
-    return landlock.Confinement([*landlock.system_read_paths(), launcher.package_root(), *read],
-                                [private, Path("/dev"), *out])
+    reads, writes = [*landlock.system_read_paths(), launcher.package_root(), *read], [private, Path("/dev"), *out]
+    for ws in shut:
+        reads, writes = landlock.beside(reads, ws), landlock.beside(writes, ws)
+    return landlock.Confinement(reads, writes)
 
 
 def _resolve(task: str, test: str | None):
