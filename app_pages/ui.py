@@ -182,10 +182,17 @@ def uploads():
 
 def open_spec(spec: dict):
     """Load a dataset spec without touching session state (also used from training threads): a built-in, or one
-    of this owner's uploads by its id; a path in the spec is refused (:func:`builder.data.sources.check_content`)."""
+    of this owner's uploads by its id; a path in the spec is refused (:func:`builder.data.sources.check_content`).
+    Uploaded images are decoded in a sandboxed worker, never in the server
+    (:func:`builder.interchange.worker.decode_images_isolated`): this process opens the decoded uint8 cache."""
+    from builder.data.images import decode_elsewhere  # lazy: heavy (numpy, PIL)
+    from builder.interchange.worker import decode_images_isolated  # lazy: heavy (onnx, sqlalchemy)
+    from builder.process.launcher import counted_owner  # lazy: with the worker
 
     folder = uploads()
-    return load_dataset(DatasetSource.from_spec(spec, folder), uploads=folder)
+    who = counted_owner(actor())
+    with decode_elsewhere(lambda *a: decode_images_isolated(*a, owner=who)):
+        return load_dataset(DatasetSource.from_spec(spec, folder), uploads=folder)
 
 
 def save_upload(name: str, data: bytes) -> str | None:

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -249,6 +250,61 @@ def _publish(work: Path, d: Path, n: int, shape: tuple[int, int, int]) -> tuple[
     return _open(d, n, shape)
 
 
+ENTRY_FILES = ("pixels.u8", "labels.npy", "meta.json")  # what a complete image entry holds
+_SMALL_FILE = 1 << 16  # meta.json is a few dozen bytes
+
+
+def adopt(key: str, built: Path, below: Path) -> tuple[int, int, int]:
+    """Take the image entry ``key`` that another process (the sandboxed decoder) built at ``built`` into this
+    cache, and return its (H, W, C). ``built`` lies inside ``below``, a folder of this cache's disk that only that
+    process wrote into; it is trusted for nothing: every folder from ``below`` down to ``built`` must be a real
+    folder and each of :data:`ENTRY_FILES` a regular file with one link (a link or a second name would hand this
+    cache another entry's or another person's file), the entry must open as complete (its sizes agree), and the
+    files are renamed into place (no copy; a partial move is never published).
+
+    Raises:
+        DatasetError: anything else; nothing is taken.
+    """
+    d = entry_dir(key)
+    n, shape = 0, (0, 0, 0)
+    try:
+        rel = built.relative_to(below)
+        for k in range(len(rel.parts) + 1):
+            st = os.lstat(below.joinpath(*rel.parts[:k]))
+            if not stat.S_ISDIR(st.st_mode):
+                raise OSError("not a folder")
+        sizes = {}
+        for name in ENTRY_FILES:
+            st = os.lstat(built / name)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise OSError(f"{name} is not a plain file")
+            sizes[name] = st.st_size
+        if sizes["meta.json"] > _SMALL_FILE:
+            raise OSError("meta.json too large")
+        meta = json.loads((built / "meta.json").read_text())
+        h, w, c = (int(v) for v in meta["shape"])
+        n, shape = int(meta["n"]), (h, w, c)
+        if n < 0 or sizes["labels.npy"] > _SMALL_FILE + 8 * n:
+            raise OSError("an entry of another form")
+        if _open(built, n, shape) is None:
+            raise OSError("incomplete")
+        work = d.with_name(f"{d.name}.partial.{os.getpid()}.{time.time_ns()}")
+        work.mkdir(parents=True)
+        for name in ENTRY_FILES:
+            os.rename(built / name, work / name)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        # the reason names no path and quotes nothing of the files (an OSError's text holds its path)
+        why = (e.strerror or str(e.args[0] if e.args else "")) if isinstance(e, OSError) else type(e).__name__
+        raise DatasetError(f"the decoded images were not usable ({why[:80]}); received: an entry the decoder did "
+                           "not finish. Fix: load the dataset again") from None
+    opened = _publish(work, d, n, shape)
+    if opened is None:
+        shutil.rmtree(work, ignore_errors=True)
+        raise DatasetError(f"the image cache entry {key} could not be read back after writing it. Fix: delete the "
+                           "cache folder and load again")
+    return shape
+
+
 def discard(d: Path) -> None:
     """Move a stale or half-written cache entry aside (one rename: readers never see it half-deleted) and delete
     it."""
@@ -307,6 +363,6 @@ def write_json(path: Path, obj: dict) -> None:
     write_atomic(path, json.dumps(obj), "the dataset cache's index")
 
 
-__all__ = ["build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "content_hash", "discard",
+__all__ = ["adopt", "ENTRY_FILES", "build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "content_hash", "discard",
            "entry_dir", "fingerprint",
            "use_cache_dir", "write_json", "CHUNK"]

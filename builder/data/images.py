@@ -10,9 +10,12 @@ import functools
 import io
 import os
 import stat
+import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,26 @@ from builder.data.splits import Dataset, DatasetInfo, finish_pixels
 from builder.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+ImageDecoder = Callable[[Path, tuple[int, int], "int | None", str, int], None]
+"""Decodes an image set elsewhere: ``decoder(source, size, channels, key, count)`` leaves the complete cache entry
+``key`` (:func:`builder.data.cache.entry_dir`) of ``load_image_folder(source, size, channels=channels, cache=True)``
+(``count`` images), or raises a LayerLabError; it never returns pixels."""
+_ELSEWHERE: ContextVar[ImageDecoder | None] = ContextVar("layerlab_image_decoder", default=None)
+
+
+@contextmanager
+def decode_elsewhere(decoder: ImageDecoder | None) -> Iterator[None]:
+    """Within the block, :func:`load_image_folder` decodes no image in this process: a set not in the cache is
+    handed to ``decoder`` (the server's: a sandboxed child, :func:`builder.interchange.worker.decode_images_isolated`),
+    and this process only opens the finished uint8 entry. Pillow's decoders are native code and a person's file
+    is hostile input: a file that crashes one must end a child, not the server. None: decode here (a job process,
+    the CLI)."""
+    token = _ELSEWHERE.set(decoder)
+    try:
+        yield
+    finally:
+        _ELSEWHERE.reset(token)
 
 
 def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32), *, channels: int | None = None,
@@ -86,9 +109,12 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
                            "cats/1.png, dogs/2.png")
     index = {c: k for k, c in enumerate(classes)}
     labels = [index[c] for c, _, _, _ in files]
-    use_cache = cache if cache is not None else len(files) >= limits.CACHE_MIN_IMAGES
+    elsewhere = _ELSEWHERE.get()
+    use_cache = elsewhere is not None or (cache if cache is not None else len(files) >= limits.CACHE_MIN_IMAGES)
     key = cache_mod.fingerprint("images", size, channels, _content(path, p, files)) if use_cache else None
     shape = cache_mod.cached_shape(key) if key is not None else None
+    if shape is None and elsewhere is not None and key is not None:
+        shape = _decoded_elsewhere(elsewhere, path, p, size, channels, key, len(files))
     if shape is not None:  # decoded before: no header is read, nothing is decoded
         pixels, _ = cache_mod.build_pixel_cache(key, labels, shape, None)
         ch = shape[2]
@@ -116,6 +142,24 @@ def load_image_folder(path: str | Path | bytes, size: tuple[int, int] = (32, 32)
         info.task = "binary"
     return finish_pixels(pixels, np.asarray(labels, dtype=np.int64), info, task=task, seed=seed,
                          val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize)
+
+
+def _decoded_elsewhere(decoder: ImageDecoder, path: str | Path | bytes, p: Path, size: tuple[int, int],
+                       channels: int | None, key: str, count: int) -> tuple[int, int, int]:
+    """The shape of entry ``key`` once ``decoder`` has built it (a zip given as bytes is handed over as a
+    temporary file). Raises DatasetError when no complete entry came of it."""
+    if isinstance(path, (bytes, bytearray)):
+        with tempfile.TemporaryDirectory(prefix="layerlab-images-") as tmp:
+            src = Path(tmp) / "upload.zip"
+            src.write_bytes(bytes(path))
+            decoder(src, size, channels, key, count)
+    else:
+        decoder(p, size, channels, key, count)
+    shape = cache_mod.cached_shape(key)
+    if shape is None:
+        raise DatasetError(f"{p}: the images were not decoded; received: no complete decoded set. Fix: load the "
+                           "dataset again")
+    return shape
 
 
 def _content(path: str | Path | bytes, p: Path, files: list) -> str:
@@ -350,7 +394,7 @@ def _check_image_limits(count: int, total: int, where: Path) -> None:
 
 
 
-__all__ = ["load_image_folder", "IMAGE_SUFFIXES"]
+__all__ = ["load_image_folder", "decode_elsewhere", "ImageDecoder", "IMAGE_SUFFIXES"]
 
 
 def decode_image(data: bytes, size: tuple[int, int], channels: int, name: str = "image") -> np.ndarray:

@@ -16,6 +16,9 @@ case where a parser has a bug:
 - a crash (signal), timeout, memory error or limit comes back as a one-line :class:`ModelImportError`; the
   answer is JSON read with a cap, never a pickle, so the server never unpickles what the child wrote.
 
+A worker also decodes an uploaded image set for the pages (:func:`decode_images_isolated`): Pillow's decoders are
+native code, so the server only memory-maps the finished uint8 cache entry.
+
 The same sandbox (:func:`spawn_sandboxed`, :func:`lock_down`, :func:`cpu_budget`, :func:`death_message`) runs the
 Explain page's model probe, a long-lived child per page session (:mod:`builder.jobs.probe`); its limits,
 environment and lock-down live in :mod:`builder.process.sandbox`, shared with training jobs.
@@ -57,7 +60,7 @@ from builder.process.sandbox import (
     lock_down,
     sandbox_env,
 )
-from builder.runs.store import RunStore, workspace_of
+from builder.runs.store import RunStore, default_workspace, workspace_of
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 IMPORT_TIMEOUT_S = 300.0
@@ -87,6 +90,8 @@ _TASKS = {"_child_import": _Task(_EXCHANGE, "Nothing was imported", "check the f
           "_child_quantize": _Task(_EXCHANGE, "Nothing was quantized", _YOUR_MODEL),
           "_child_network_weights": _Task(("torch", "safetensors.torch"),
                                           "The network's weights were not taken from the run", _YOUR_MODEL),
+          "_child_decode_images": _Task(("numpy", "PIL.Image", "builder.data.images"), "The images were not decoded",
+                                        "check the images (PNG, JPEG, BMP, GIF, WebP, TIFF), or re-save them"),
           "_child_import_hf": _Task(("builder.interchange.hf_import", *_EXCHANGE, "transformers", "tokenizers"),
                                     "Nothing was imported", "check the model folder, or try a smaller model")}
 TEST_TASKS: dict[str, str] = {}
@@ -116,10 +121,12 @@ def worker_env(private: str | os.PathLike) -> dict[str, str]:
     return {**sandbox_env(private), "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | None = None, **kwargs: Any) -> Any:
+def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | None = None,
+                 limits: WorkerLimits | None = None, **kwargs: Any) -> Any:
     """Run ``fn(**kwargs)`` (a task of this module: ``_child_import``, ``_child_export``, ``_child_quantize``)
     in a sandboxed interpreter (see the module docstring). Arguments and the answer are JSON. ``owner``: the
     person it works for (:func:`builder.process.launcher.counted_owner`), whose live children are capped.
+    ``limits``: other limits than :func:`worker_limits` (a task whose output is larger than a model's).
 
     Raises:
         ModelImportError: the task's own error, or one line naming a crash (signal), a timeout, running out of
@@ -127,11 +134,11 @@ def run_isolated(fn: str, timeout: float = IMPORT_TIMEOUT_S, *, owner: str | Non
     """
     if fn not in _TASKS and fn not in TEST_TASKS:
         raise ModelImportError(f"no worker task {fn!r}")
-    lim = worker_limits(timeout)
+    lim = limits or worker_limits(timeout)
     private = tempfile.mkdtemp(prefix="layerlab-worker-")
     answer = Path(private) / "answer.json"
     request = json.dumps({"task": fn, "test": TEST_TASKS.get(fn), "kwargs": kwargs, "limits": asdict(lim),
-                          "answer": str(answer),
+                          "answer": str(answer), "shut": _workspaces(),
                           "crash_on": os.environ.get(TEST_CRASH_ENV) or None})  # tests only: unset in production
     try:
         with open(Path(private) / "worker.log", "wb") as log:
@@ -218,7 +225,8 @@ def _child_main() -> None:
         os.environ[TEST_CRASH_ENV] = str(req["crash_on"])
     try:
         fn = _resolve(req["task"], req.get("test"))
-        print(f"worker: {landlock.confine(_rules(req['task'], req['kwargs'], Path(answer).parent))}", file=sys.stderr)
+        rules = _rules(req["task"], req["kwargs"], Path(answer).parent, req.get("shut") or [])
+        print(f"worker: {landlock.confine(rules)}", file=sys.stderr)
         lock_down(lim, _TASKS[req["task"]].preload if req["task"] in _TASKS else ())
         out = {"status": "ok", "result": fn(**req["kwargs"])}
     except LayerLabError as e:
@@ -237,11 +245,22 @@ def _child_main() -> None:
         f.write(data)
 
 
-def _rules(task: str, kwargs: dict, private: Path) -> landlock.Confinement | str:
+def _workspaces() -> list[str]:
+    """The server's workspaces a worker's rules keep shut (its configured one, and the dataset cache's): the
+    worker's clean environment does not name them."""
+    from builder.data.cache import cache_dir  # lazy: light
+
+    return list(dict.fromkeys(str(Path(p).expanduser().absolute()) for p in (default_workspace(), cache_dir().parent)))
+
+
+def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.Confinement | str:
     """What the worker may touch on disk (:mod:`builder.process.landlock`): a quantization its run's
     (:func:`builder.process.landlock.confinement`); any other task reads the interpreter, this package and the
     files and folders its request names (a folder, or a file's folder), and writes its private folder and its
-    output's folder: never the workspace's secrets or another person's files."""
+    output's folder: never the workspace's secrets or another person's files. The workspaces ``shut`` stay shut
+    where a folder it reads or writes holds one (``/var/lib`` holding ``/var/lib/layerlab``, a checkout on
+    ``sys.path``): that folder is opened entry by entry around it (:func:`builder.process.landlock.beside`);
+    what it names inside one (an upload, the decoder's folder in the cache) stays named."""
     if task == "_child_quantize":
         store = RunStore(kwargs["workspace"], actor=SYSTEM)
         rules = landlock.confinement(store, kwargs["run_id"], owner_of(store.get(kwargs["run_id"])))
@@ -249,8 +268,10 @@ def _rules(task: str, kwargs: dict, private: Path) -> landlock.Confinement | str
     named = [Path(v) for v in kwargs.values() if isinstance(v, str) and v.startswith("/") and len(v) < 4096]
     read = [p if p.is_dir() else p.parent for p in named if p.exists()]
     out = [Path(kwargs["out"]).parent] if isinstance(kwargs.get("out"), str) else []
-    return landlock.Confinement([*landlock.system_read_paths(), launcher.package_root(), *read],
-                                [private, Path("/dev"), *out])
+    reads, writes = [*landlock.system_read_paths(), launcher.package_root(), *read], [private, Path("/dev"), *out]
+    for ws in shut:
+        reads, writes = landlock.beside(reads, ws), landlock.beside(writes, ws)
+    return landlock.Confinement(reads, writes)
 
 
 def _resolve(task: str, test: str | None):
@@ -291,6 +312,18 @@ def _child_import_hf(folder: str, out: str, seq_len: int | None) -> dict:
                                    f"{type(e).__name__}. Fix: save it again with tokenizer.save_pretrained") from None
         shutil.copyfile(tok, Path(out).with_name(TOKENIZER))
     return res.report
+
+
+def _child_decode_images(source: str, size: list[int], channels: int | None, key: str, out: str) -> dict:
+    """Decode the image set ``source`` into the cache entry ``key`` of a workspace at ``out`` (the server takes it
+    from there: :func:`builder.data.cache.adopt`)."""
+    from builder.data.cache import cached, use_cache_dir  # lazy: heavy (numpy)
+    from builder.data.images import load_image_folder  # lazy: heavy (numpy, PIL)
+
+    crash_hook_for_tests(Path(source).name)  # tests only: a file named with $LAYERLAB_TEST_CRASH_JOB dies here
+    with use_cache_dir(out):
+        load_image_folder(source, (int(size[0]), int(size[1])), channels=channels, cache=True)
+        return {"decoded": cached(key)}
 
 
 def _child_export(project_json: str, weights: str | None, out: str) -> dict:
@@ -409,6 +442,39 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
     return project, rid, report
 
 
+def decode_images_isolated(source: Path, size: tuple[int, int], channels: int | None, key: str, count: int, *,
+                           owner: str | None = None) -> None:
+    """:data:`builder.data.images.ImageDecoder` for the server: the image set ``source`` (an upload's file) is
+    decoded by Pillow in a sandboxed worker into a folder beside the dataset cache's entries, and this process
+    takes the finished uint8 entry ``key`` from there (:func:`builder.data.cache.adopt`: plain files only, their
+    sizes checked), never decoding an image itself. ``count`` images bound the worker's memory (the pixels are
+    memory-mapped); ``owner`` is whose child it is (capped per person).
+
+    Raises:
+        ModelImportError: the worker's error (an unreadable image, a limit) or its death (a decoder's crash), one line.
+        DatasetError: the worker left no usable entry.
+    """
+    from builder.data.cache import adopt, check_free_disk, entry_dir  # lazy: heavy (numpy)
+    from builder.data.disk import on_full_disk  # lazy: with the cache
+    from builder.data.limits import MAX_DECODE_SECONDS  # lazy: light
+
+    d = entry_dir(key)
+    nbytes = count * int(size[0]) * int(size[1]) * (channels or 3)
+    with on_full_disk(d.parent, "the decoded images in the cache", nbytes):
+        d.parent.mkdir(parents=True, exist_ok=True)
+        check_free_disk(d.parent, nbytes, "the decoded images")  # the one line, said here before a worker starts
+        box = Path(tempfile.mkdtemp(prefix=f"{key}.box.", dir=d.parent))  # the cache's disk: a rename takes it
+    try:
+        lim = worker_limits(MAX_DECODE_SECONDS)
+        pixels_mb = nbytes // 2**20 + 1
+        run_isolated("_child_decode_images", MAX_DECODE_SECONDS + 60, owner=owner,
+                     limits=replace(lim, memory_mb=lim.memory_mb + pixels_mb), source=str(source),
+                     size=[int(size[0]), int(size[1])], channels=channels, key=key, out=str(box / "ws"))
+        adopt(key, box / "ws" / "cache" / "images" / key, box)
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
+
+
 def export_onnx_bytes(project_json: str, weights: str | os.PathLike | None = None,
                       timeout: float = IMPORT_TIMEOUT_S) -> tuple[bytes, dict]:
     """The project as a verified ONNX file (bytes) and its export report, built in a worker process."""
@@ -443,6 +509,6 @@ def network_weights_bytes(project_json: str, network: str, weights: str | os.Pat
         return out.read_bytes()
 
 
-__all__ = ["import_upload", "import_hf_isolated", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
+__all__ = ["import_upload", "import_hf_isolated", "decode_images_isolated", "export_onnx_bytes", "quantize_run_isolated", "network_weights_bytes", "run_isolated", "worker_limits", "worker_env",
            "WorkerLimits", "MAX_UPLOAD_BYTES", "TEST_TASKS", "SANDBOX_PRELOAD", "spawn_sandboxed", "warm_sandbox", "kill_group", "lock_down", "cpu_budget",
            "death_message", "env_positive"]

@@ -472,6 +472,14 @@ class ExplainSession:
         """Your own input ``x`` (1, ...) predicted and explained (:func:`builder.interpret.tryit.try_input`)."""
         return try_input(self, x.to(self.device), method, baseline=baseline)
 
+    def encode_image(self, data: bytes | Any, *, invert: bool = False, name: str = "image") -> Tensor:
+        """An uploaded image as this model's (1, C, H, W) input (:func:`builder.interpret.tryit.encode_image`);
+        ``data`` its bytes (a uint8 array from the probe's wire)."""
+        from builder.interpret.tryit import encode_image  # lazy: heavy (torch, PIL)
+
+        raw = data.tobytes() if hasattr(data, "tobytes") else bytes(data)
+        return encode_image(self, raw, invert=bool(invert), name=str(name)[:200])
+
     def continue_text(self, x: Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,
                       seed: int = 0) -> dict:
         """A language model's continuation of prompt ids ``x`` (:func:`builder.interpret.tryit.continue_text`)."""

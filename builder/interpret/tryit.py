@@ -302,7 +302,9 @@ def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "ima
     """An uploaded image resized, converted and scaled like the dataset's images, as a (1, C, H, W) input.
 
     ``invert`` turns dark-on-light drawings into the light-on-dark digits of the built-in set; a model that reads
-    images flattened gets the picture as its flat row.
+    images flattened gets the picture as its flat row. The bytes are a person's file, read by Pillow's native
+    decoders: a sandboxed session (:class:`builder.jobs.probe.ProbeSession`) decodes them in its child, so a file
+    that crashes a decoder ends that child, not the server.
     """
     shape = picture_shape(xs)
     if len(shape) != 3 or shape[0] not in (1, 3):
@@ -310,6 +312,8 @@ def encode_image(xs: Any, data: bytes, *, invert: bool = False, name: str = "ima
     if len(data) > MAX_TRY_IMAGE_BYTES:
         raise ExplainError(f"the image is larger than {MAX_TRY_IMAGE_BYTES // 2**20} MiB; received: {len(data):,} "
                            "bytes. Fix: shrink it first")
+    if getattr(xs, "sandboxed", False):  # a ProbeSession: the file is decoded in its child, never here
+        return xs.encode_image(bytes(data), invert=invert, name=name)
     try:
         a = decode_image(data, (shape[1], shape[2]), shape[0], name)
     except DatasetError as e:

@@ -41,6 +41,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from builder import errors
@@ -489,6 +490,11 @@ class ProbeSession:
     def try_input(self, x: torch.Tensor, method: str | None = None, *, baseline: str = "zeros") -> Any:
         """Your own input ``x`` predicted and explained (a ``TryResult``)."""
         return self._ask("try_input", x, method, baseline=baseline)
+
+    def encode_image(self, data: bytes, *, invert: bool = False, name: str = "image") -> torch.Tensor:
+        """An uploaded image (its bytes) as the model's input, decoded by Pillow in the child: a file that
+        crashes a native decoder ends the child (one error line), not the server."""
+        return self._ask("encode_image", np.frombuffer(bytes(data), dtype=np.uint8), invert=invert, name=name)
 
     def continue_text(self, x: torch.Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,
                       seed: int = 0) -> dict:

@@ -39,8 +39,11 @@ REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, MAKE_DIR, MAKE_REG, MAKE_SOCK, MAKE_FIFO, MA
     1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 8, 1 << 9, 1 << 10, 1 << 11, 1 << 12)
 REFER, TRUNCATE = 1 << 13, 1 << 14  # ABI 2, ABI 3
 READ = EXECUTE | READ_FILE | READ_DIR
-WRITE = (WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_CHAR | MAKE_DIR | MAKE_REG | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK
-         | MAKE_SYM)
+WRITE = WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_CHAR | MAKE_DIR | MAKE_REG | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK
+#: handled and granted nowhere: a confined process makes no symbolic link. The server reads what a confined process
+#: wrote (a run's weights, model card and reports for its owner, a worker's answer): a link planted there would hand
+#: it a file the process itself may not read (identity.key, another owner's run).
+NO_LINKS = MAKE_SYM
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE  # the rights a rule on a single file may carry
 
 
@@ -69,7 +72,7 @@ def abi() -> int:
 
 def handled(version: int) -> int:
     """The file rights this module handles under ABI ``version`` (what is not handled stays allowed)."""
-    rights = READ | WRITE
+    rights = READ | WRITE | NO_LINKS
     if version >= 2:
         rights |= REFER
     if version >= 3:
@@ -93,8 +96,8 @@ def system_read_paths() -> list[Path]:
 def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLike] = (),
              files: Iterable[str | os.PathLike] = ()) -> int:
     """Confine this process (and what it starts) to reading and executing beneath ``read``, reading and writing
-    beneath ``write``, and reading and writing the single ``files``; a path that does not exist is skipped.
-    Returns the ABI applied (0: this kernel has no Landlock, nothing changed).
+    beneath ``write``, and reading and writing the single ``files``; a path that does not exist is skipped. It
+    makes no symbolic link anywhere (:data:`NO_LINKS`). Returns the ABI applied (0: this kernel has no Landlock, nothing changed).
 
     Raises:
         OSError: the kernel has Landlock but refused the ruleset (nothing is confined then).
@@ -315,5 +318,5 @@ def confine(rules: Confinement | str | None) -> str:
     return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{left}"
 
 
-__all__ = ["abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "Confinement", "confinement", "db_files",
+__all__ = ["abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "NO_LINKS", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

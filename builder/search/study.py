@@ -28,8 +28,9 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from builder.data.access import LOCAL_OWNER
 from builder.errors import LayerLabError, Problem, TrainingError
 from builder.escape import shown_error
 from builder.graph.cost import node_costs, total_macs
@@ -48,6 +49,9 @@ from builder.search.storage import (
 )
 from builder.training.config import TrainConfig
 from builder.training.run_status import RunStatus, is_final, pid_alive
+
+if TYPE_CHECKING:
+    from builder.data.images import ImageDecoder
 
 
 class JobLauncher:
@@ -110,6 +114,17 @@ def _make_pruner(s: StudySettings):
     return optuna.pruners.MedianPruner(n_startup_trials=s.prune_startup, n_warmup_steps=s.prune_warmup)
 
 
+def _image_decoder(owner: str | None) -> ImageDecoder | None:
+    """Where a study runner working for ``owner`` decodes uploaded images: a sandboxed worker
+    (:func:`builder.interchange.worker.decode_images_isolated`) for an app owner, here (None) for the CLI's local
+    user."""
+    if not owner or owner == LOCAL_OWNER:
+        return None
+    from builder.interchange.worker import decode_images_isolated  # lazy: heavy (onnx, torch)
+
+    return lambda *a: decode_images_isolated(*a, owner=owner)
+
+
 class StudyRunner:
     """Runs (or resumes, or joins) one Optuna study whose trials are LayerLab jobs.
 
@@ -133,6 +148,7 @@ class StudyRunner:
                  dataset_options: dict | None = None, on_update: Callable[[dict], None] | None = None,
                  launcher: JobLauncher | None = None):
         from builder.data import load_dataset  # lazy: heavy (numpy)
+        from builder.data.images import decode_elsewhere  # lazy: heavy (numpy, PIL)
         from builder.runs.pipeline import dataset_of, owner_uploads  # lazy: heavy (torch, safetensors)
 
         self.store = store
@@ -153,8 +169,11 @@ class StudyRunner:
         if "task" in tr and "task" not in opts:
             opts["task"] = tr["task"]
         opts.setdefault("seed", int(self.config.get("seed", 0) or 0))
-        # loaded once to check every trial's graph against it; an upload resolves in the study owner's folder
-        self._ds = load_dataset(self.dataset, uploads=owner_uploads(store, self.settings.owner), **opts)
+        # loaded once to check every trial's graph against it; an upload resolves in the study owner's folder. The
+        # runner is not sandboxed (it starts its trials' jobs): an app owner's images are decoded in a sandboxed
+        # worker, never here (the CLI's local user decodes its own files)
+        with decode_elsewhere(_image_decoder(self.settings.owner)):
+            self._ds = load_dataset(self.dataset, uploads=owner_uploads(store, self.settings.owner), **opts)
         self._check_objective()
         self.on_update = on_update
         self.launcher = launcher or JobLauncher()

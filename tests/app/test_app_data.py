@@ -128,6 +128,47 @@ def test_image_zip_dataset(at, tmp_path):
     assert next(n for n in g.nodes if n.type == "Input").params["shape"] == [1 * 8 * 8]  # grey 8x8, flattened
 
 
+def test_an_image_upload_is_decoded_in_a_sandboxed_worker_never_in_the_server(at, monkeypatch):
+    """Issue 28: Pillow's decoders are native code, and an uploaded zip is a stranger's file. The Data page's preview
+    of an image upload decodes nothing in the server process (the worker fills the dataset cache; this process
+    opens its uint8 entry), and a worker that dies on a file is one error line with the page still answering."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from builder.process.sandbox import TEST_CRASH_ENV
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for cls, shade in (("dark", 20), ("light", 230)):
+            for i in range(6):
+                b = io.BytesIO()
+                Image.new("L", (10, 10), shade + i).save(b, format="PNG")
+                z.writestr(f"{cls}/{i}.png", b.getvalue())
+
+    def refuse(*a, **k):
+        raise AssertionError("a person's image was read by Pillow in the server process")
+
+    from builder.data import images
+
+    # the data stage's two readers of an image file (its header, its pixels); Streamlit itself reads the preview's
+    # PNGs, made here from the decoded uint8 arrays
+    monkeypatch.setattr(images, "_image_header", refuse)
+    monkeypatch.setattr(images, "_decode", refuse)
+    file = _upload("s.zip", buf.getvalue())
+    monkeypatch.setenv(TEST_CRASH_ENV, file.removeprefix("upload:")[:16])  # the worker dies on this file
+    at.session_state["ll_data"] = {"kind": "images", "name": "shades.zip", "file": file, "size": 8}
+    at.segmented_control(key="ll_ds_kind").set_value("images").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("SIGSEGV" in e.value for e in at.error), [e.value for e in at.error]
+    monkeypatch.delenv(TEST_CRASH_ENV)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
+    labels = {m.label: m.value for m in at.metric}
+    assert str(labels["Classes"]) == "2"
+
+
 def test_an_unreadable_upload_is_not_put_in_use(at):
     """Issue 29: an empty .zip replaced the dataset in use (the digits); Train then showed only its error, with no
     dataset to train on. The page shows the error and keeps the dataset that loads."""

@@ -340,6 +340,33 @@ def test_try_it_drawing_pad_on_an_image_model(runs):
     assert "Answered in" in _text(at) and " for " in _titles(at)
 
 
+def test_try_it_decodes_an_uploaded_image_in_the_probe_never_in_the_server(runs, monkeypatch):
+    """Issue 28: Try it's uploaded image is a stranger's file for Pillow's native decoders; the page hands its bytes
+    to the session's sandboxed probe, which decodes it (the server decoded it before asking the probe)."""
+    import io
+
+    from PIL import Image
+
+    from builder.data import images
+
+    def refuse(*a, **k):
+        raise AssertionError("a person's image was read by Pillow in the server process")
+
+    ds = _dataset(runs, "cnn")
+    at = _tab(runs("cnn"), "Try it")
+    monkeypatch.setattr(images, "_image_header", refuse)  # the data stage's two readers of an image file
+    monkeypatch.setattr(images, "_decode", refuse)
+    source = next(k for k in at.session_state._state._state.filtered_state if k.startswith("ll_try_source@"))
+    at.session_state[source] = "Upload"
+    at.run()
+    buf = io.BytesIO()
+    Image.new("L", (20, 20), 200).save(buf, format="PNG")
+    _widget(at.get("file_uploader"), "Your image").upload("mine.png", buf.getvalue()).run()
+    _no_bug(at)
+    assert not at.error, [e.value for e in at.error]
+    assert _widget(at.metric, "Your input's prediction").value in ds.info.class_names
+
+
 def test_try_it_on_an_mlp_autoencoder_draws_a_digit_and_shows_its_reconstruction(runs):
     """Issue 29: Try it on the MLP autoencoder (digits read as 64 values) showed an empty row editor and "Your
     input's prediction -0.01506" (the first of 64 reconstructed values) beside bars of x0..x63: it offers the

@@ -280,3 +280,46 @@ def test_a_half_written_or_stale_entry_is_rebuilt_never_trusted(tmp_path, counte
     stale = load_image_folder(root, size=(8, 8), cache=True)  # an entry of an older version: rebuilt
     assert counted[0] == 3 * n and torch.equal(stale.train.X, first)
     assert all((e / "meta.json").is_file() for e in cache.cache_dir().glob("images/*"))
+
+
+def _built(box: Path, key: str, value: int = 7) -> Path:
+    """An entry ``key`` built in a workspace inside ``box``, as the sandboxed decoder leaves it."""
+    with cache.use_cache_dir(box / "ws"):
+        cache.build_pixel_cache(key, [0, 1, 0], (2, 2, 1), lambda i: np.full((2, 2, 1), value + i, np.uint8))
+        return cache.entry_dir(key)
+
+
+def test_an_entry_built_by_the_decoder_is_taken_only_as_plain_files(tmp_path):
+    """The server takes the sandboxed decoder's entry by rename (builder.interchange.worker.decode_images_isolated).
+    A decoder that a hostile file took over must not hand the cache another file: a link to the workspace's secret
+    or to another owner's cache entry, a second name of one, or a folder link to another entry."""
+    other = _built(tmp_path / "other", "b" * 64, value=99)
+    secret = tmp_path / "identity.key"
+    secret.write_bytes(b"s" * 12)  # 3 x 2 x 2 x 1 bytes: the size of the entry's pixels
+    for how in ("symlink", "hardlink", "folder"):
+        box = tmp_path / how
+        built = _built(box, "a" * 64)
+        if how == "symlink":
+            (built / "pixels.u8").unlink()
+            (built / "pixels.u8").symlink_to(secret)
+        elif how == "hardlink":
+            (built / "pixels.u8").unlink()
+            (built / "pixels.u8").hardlink_to(other / "pixels.u8")
+        else:
+            import shutil
+
+            shutil.rmtree(built)
+            built.symlink_to(other, target_is_directory=True)
+        with pytest.raises(DatasetError, match="not usable") as e:
+            cache.adopt("a" * 64, built, box)
+        assert not cache.cached("a" * 64) and str(tmp_path) not in str(e.value)
+    box = tmp_path / "gone"
+    with pytest.raises(DatasetError, match="No such file") as e:  # the worker left nothing: no path in the line
+        cache.adopt("a" * 64, box / "ws" / "cache" / "images" / ("a" * 64), box)
+    assert str(tmp_path) not in str(e.value)
+    box = tmp_path / "fine"
+    built = _built(box, "a" * 64)
+    assert cache.adopt("a" * 64, built, box) == (2, 2, 1)
+    px, labels = cache.build_pixel_cache("a" * 64, [0, 1, 0], (2, 2, 1), None)
+    assert px[:, 0, 0, 0].tolist() == [7, 8, 9] and labels.tolist() == [0, 1, 0]
+    assert not (built / "pixels.u8").exists()  # moved, not copied

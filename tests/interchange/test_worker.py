@@ -233,6 +233,43 @@ def test_a_worker_reads_and_writes_only_what_its_request_names(hostile, monkeypa
     assert seen == {"key": "denied", "out": "written", "beside": "denied"}
 
 
+def test_a_worker_reads_no_workspace_inside_a_folder_it_may_read(hostile, monkeypatch, tmp_path):
+    """Landlock only adds rights: a worker reads the folders its request names and the system's (``/var/lib``, a
+    checkout on ``sys.path``), and a server's workspace inside one of them (``/var/lib/layerlab``) was opened
+    whole: a hostile file that took over a parser read ``identity.key`` and every owner's runs, and could hand them
+    back in what it imported (or, decoding images, in the pixels). The server's workspace stays shut, as for jobs
+    and probes (:func:`builder.process.landlock.beside`)."""
+    from builder.process import landlock
+
+    ws = tmp_path / "srv" / "ws"
+    ws.mkdir(parents=True)
+    (ws / "identity.key").write_text("0" * 64)
+    (tmp_path / "srv" / "data.bin").write_bytes(b"x")
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(ws))
+    monkeypatch.setitem(worker_mod().TEST_TASKS, "read", f"{__name__}:_task_read")
+    seen = hostile("read", 60, key=list((ws / "identity.key").parts), near=str(tmp_path / "srv" / "data.bin"))
+    if landlock.abi() == 0:
+        return
+    assert seen == {"key": "denied", "near": "read"}, seen
+
+
+def worker_mod():
+    from builder.interchange import worker
+
+    return worker
+
+
+def _task_read(key: list, near: str) -> dict:
+    seen = {}
+    for name, path in (("key", Path(*key)), ("near", Path(near))):
+        try:
+            path.read_bytes()
+            seen[name] = "read"
+        except PermissionError:
+            seen[name] = "denied"
+    return seen
+
+
 def _task_peek(key: list, out: str) -> dict:
     seen = {}
     for name, act in (("key", lambda: Path(*key).read_bytes()), ("out", lambda: Path(out).write_text("x")),

@@ -507,6 +507,51 @@ print(json.dumps(out))
     assert isinstance(seen["mine"], int) and seen["db"] == "still writes its run" and seen["folder"] is True
 
 
+def test_a_confined_job_makes_no_link_for_the_server_to_follow(tmp_path):
+    """A confined job cannot read identity.key or another owner's run, but it wrote its run folder, and the server
+    reads that folder for its owner (the Runs page's Weights download, the model card, reports): a symbolic link
+    planted there as ``weights.safetensors`` handed the key's (or another owner's run's) bytes to the job's owner
+    through the server. A confined process makes no symbolic link (Landlock: MAKE_SYM is handled and granted
+    nowhere); a hard link to a file outside what it may write was refused already (a link across folders)."""
+    from builder.data.access import Actor
+    from builder.process import landlock
+
+    seen = _run_python(f"""
+import json, os
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+ws = Path({str(tmp_path / 'ws')!r})
+store = RunStore(ws, actor=SYSTEM)
+a, b = "anon:" + "a" * 32, "anon:" + "b" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+theirs = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=b)
+store.folder(theirs).weights.write_bytes(b"their weights")
+line = landlock.confine(job_sandbox.confinement(store, mine, a))
+out = {{"line": line, "mine": mine}}
+for name, target, at in (("symlink", ws / "identity.key", store.folder(mine).weights),
+                         ("hardlink", store.folder(theirs).weights, store.folder(mine).model_card),
+                         ("folder", store.folder(theirs).exports.parent, store.folder(mine).exports)):
+    try:
+        (os.link if name == "hardlink" else os.symlink)(target, at)
+        out[name] = "made"
+    except OSError as e:
+        out[name] = e.errno
+print(json.dumps(out))
+""")
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    assert "made" not in (seen["symlink"], seen["hardlink"], seen["folder"]), seen
+    owner = RunStore(tmp_path / "ws", actor=Actor("anon:" + "a" * 32))
+    got = owner.folder(seen["mine"]).read_weights()  # what the Runs page's Weights download hands its owner
+    assert got is None or (tmp_path / "ws" / "identity.key").read_bytes() not in got
+
+
 def test_a_workspace_inside_a_folder_the_job_reads_stays_shut(tmp_path):
     """Landlock only adds rights: a workspace in a folder every job reads (a server's ``/var/lib/layerlab`` under
     the readable ``/var/lib``, a checkout, a tracker's folder beside it) was opened whole by that folder's rule;

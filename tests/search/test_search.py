@@ -498,3 +498,37 @@ def test_the_search_space_offers_no_parameter_the_data_fixes_or_the_wiring_needs
         assert "head.out_features" not in keys, name
         assert not params & {"start_dim", "end_dim", "groups", "bias"}, (name, sorted(params))
     assert {"fc.out_features", "conv1.out_channels", "dropout.p"} <= {p["key"] for p in searchable_params(load_template("cnn"))}
+
+
+def test_an_app_owners_study_decodes_its_uploaded_images_in_a_sandboxed_worker(tmp_path, monkeypatch):
+    """Issue 28: the study runner is not sandboxed (it starts its trials' jobs) and loads the study's dataset once
+    to check each trial's graph: an app owner's uploaded zip was decoded there by Pillow's native decoders, with
+    the server's rights to every owner's files. It is decoded in a sandboxed worker; the runner opens the cache."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from builder.data import images
+    from builder.data.uploads import UploadFolder
+    from builder.runs.owners import upload_dir
+
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for cls, shade in (("dark", 20), ("light", 230)):
+            for i in range(6):
+                b = io.BytesIO()
+                Image.new("L", (10, 10), shade + i).save(b, format="PNG")
+                z.writestr(f"{cls}/{i}.png", b.getvalue())
+    ref = UploadFolder(upload_dir(tmp_path, "anon:alice")).save("shades.zip", buf.getvalue())
+
+    def refuse(*a, **k):
+        raise AssertionError("a person's image was read by Pillow in the study runner's process")
+
+    monkeypatch.setattr(images, "_image_header", refuse)
+    monkeypatch.setattr(images, "_decode", refuse)
+    runner = StudyRunner(RunStore(tmp_path, actor=SYSTEM), load_template("cnn"), "image_folder",
+                         space=["lr=1e-3..1e-1"], dataset_options={"upload": ref, "size": 8},
+                         settings=StudySettings(owner="anon:alice"))
+    assert runner._ds.info.input_shape == (1, 8, 8) and runner._ds.info.class_names == ["dark", "light"]
