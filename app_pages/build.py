@@ -295,7 +295,9 @@ def toolbar(report) -> None:
                         help="Export a verified ONNX file"):
         export_onnx_box(snapshot)
     # layers, parameters, memory and problems are shown in the canvas's own summary bar
-    c_insp.toggle("Inspector", key="ll_show_inspector")  # hidden: the canvas gets the whole width
+    # hidden: the canvas gets the whole width. Kept for the session: its value lived in widget state only, so a visit
+    # to another page dropped it and the page's default turned an Inspector switched off on again
+    c_insp.toggle("Inspector", key="ll_show_inspector", persist_state="session")
 
 
 # ------------------------------------------------------------------------------------- shareable links

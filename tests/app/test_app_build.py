@@ -277,3 +277,18 @@ def test_an_error_banner_of_build_is_gone_after_another_page(workspace):
     at.switch_page("app_pages/train.py").run()
     at.switch_page("app_pages/build.py").run()
     assert not any("a test message" in e.value for e in at.error)
+
+
+def test_the_inspector_turned_off_stays_off_after_another_page(workspace):
+    """The Inspector toggle kept its value only while Build was shown: off, a visit to Train, and it was on again
+    (its value lived in widget state, dropped on a page switch, and the page's default put it back)."""
+    at = open_app(owner=ME, timeout=60)
+    assert at.toggle(key="ll_show_inspector").value
+    at.toggle(key="ll_show_inspector").set_value(False).run()
+    assert not any(s.value == "Inspector" for s in at.subheader)
+    at.switch_page("app_pages/train.py").run()
+    at.switch_page("app_pages/build.py").run()
+    assert at.toggle(key="ll_show_inspector").value is False
+    assert not any(s.value == "Inspector" for s in at.subheader)
+    at.toggle(key="ll_show_inspector").set_value(True).run()  # and on again
+    assert any(s.value == "Inspector" for s in at.subheader)
