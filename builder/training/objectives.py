@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder.errors import DatasetError, Problem, TrainingError
+from builder.errors import DatasetError, LayerLabError, Problem, TrainingError
 from builder.graph.layers.objective import FED_SOURCES, LOSS_TYPES
 from builder.graph.project import Edge, Graph, Node, Project, as_graph, load_project
 from builder.graph.shapes import infer_shapes
@@ -340,6 +340,21 @@ def objective_kind(graph: Any) -> str:
     return "VAE" if "Reparameterize" in types else "GAN" if "Noise" in types else "network with drawn losses"
 
 
+def is_adversarial(project: Any) -> bool:
+    """Whether a project trains several networks against each other (its objective names more than one network:
+    a GAN's generator and discriminator), so that its summed loss says nothing about learning. False for a
+    project that cannot be read.
+
+    >>> from builder.graph.templates import load_template
+    >>> is_adversarial(load_template("gan")), is_adversarial(load_template("vae")), is_adversarial(load_template("mlp"))
+    (True, False, False)
+    """
+    try:
+        return len(resolve_objective(project).networks) > 1
+    except (LayerLabError, ValueError, TypeError):
+        return False
+
+
 def objective_mismatch(graph: Any, info: Any) -> Problem:
     """The verdict for a drawn objective (a GAN, a VAE) on data whose samples do not fit its Input, when setting
     the Input would not make it train: what it learns from, what the data is, and the template whose kind of
@@ -376,4 +391,4 @@ def output_node(project: Any) -> str | None:
 
 __all__ = ["Objective", "Term", "has_objective", "training_graph", "resolve_objective", "add_distillation",
            "with_teacher", "DISTILL_TEMPERATURE", "DISTILL_ALPHA", "output_node", "objective_compat", "dataset_problems", "objective_kind",
-           "objective_mismatch", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]
+           "objective_mismatch", "is_adversarial", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]
