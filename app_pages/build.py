@@ -19,7 +19,7 @@ from builder.graph.edit import relabel_node, remove_nodes, set_param
 from builder.graph.project import Graph
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
 from builder.runs.summary import has_trained
-from builder.training.objectives import dataset_problems
+from builder.training.objectives import train_verdict
 
 CANVAS_KEY = "ll_canvas"
 CANVAS_HEIGHT = 480  # minimum; the canvas grows to the bottom of the window
@@ -385,7 +385,7 @@ def _train_this() -> str | None:
         return "Fix the network first: the bar under the canvas lists its problems."
     try:
         ds = ui.load_spec(ui.dataset_spec())
-        problems = [p.message for p in dataset_problems(g, ds, report)]
+        problems = [p.message for p in train_verdict(g, ds, report)]  # Train's words
         if problems:
             return "The dataset does not fit the network: " + problems[0] + " (the Data page offers a fix)."
         ui.start_job(ui.project(), ds, {})
