@@ -386,8 +386,9 @@ def _train_this() -> str | None:
     try:
         ds = ui.load_spec(ui.dataset_spec())
         problems = [p.message for p in train_verdict(g, ds, report)]  # Train's words
-        if problems:
-            return "The dataset does not fit the network: " + problems[0] + " (the Data page offers a fix)."
+        if problems:  # a verdict that names the Data page already says where the fix is
+            where = "" if "Data page" in problems[0] else " (the Data page offers a fix)"
+            return f"The dataset does not fit the network: {problems[0]}{where}."
         ui.start_job(ui.project(), ds, {})
     except LayerLabError as e:
         return str(e)

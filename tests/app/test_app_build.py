@@ -303,4 +303,5 @@ def test_train_this_on_data_the_network_cannot_take_names_the_network_that_can(w
     at.button(key="ll_train_this").click().run()
     said = [e.value for e in at.error]
     assert any("MLP for tabular data" in e for e in said) and not any("set shape to" in e for e in said), said
+    assert not any(e.count("Data page") > 1 for e in said), said  # where the fix is, said once
     assert at.title[0].value == "Build"  # no run started
