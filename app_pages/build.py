@@ -19,7 +19,7 @@ from builder.graph.edit import relabel_node, remove_nodes, set_param
 from builder.graph.project import Graph
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
 from builder.runs.summary import has_trained
-from builder.training.objectives import dataset_problems
+from builder.training.objectives import train_verdict
 
 CANVAS_KEY = "ll_canvas"
 CANVAS_HEIGHT = 480  # minimum; the canvas grows to the bottom of the window
@@ -295,7 +295,9 @@ def toolbar(report) -> None:
                         help="Export a verified ONNX file"):
         export_onnx_box(snapshot)
     # layers, parameters, memory and problems are shown in the canvas's own summary bar
-    c_insp.toggle("Inspector", key="ll_show_inspector")  # hidden: the canvas gets the whole width
+    # hidden: the canvas gets the whole width. Kept for the session: its value lived in widget state only, so a visit
+    # to another page dropped it and the page's default turned an Inspector switched off on again
+    c_insp.toggle("Inspector", key="ll_show_inspector", persist_state="session")
 
 
 # ------------------------------------------------------------------------------------- shareable links
@@ -383,9 +385,10 @@ def _train_this() -> str | None:
         return "Fix the network first: the bar under the canvas lists its problems."
     try:
         ds = ui.load_spec(ui.dataset_spec())
-        problems = [p.message for p in dataset_problems(g, ds, report)]
-        if problems:
-            return "The dataset does not fit the network: " + problems[0] + " (the Data page offers a fix)."
+        problems = [p.message for p in train_verdict(g, ds, report)]  # Train's words
+        if problems:  # a verdict that names the Data page already says where the fix is
+            where = "" if "Data page" in problems[0] else " (the Data page offers a fix)"
+            return f"The dataset does not fit the network: {problems[0]}{where}."
         ui.start_job(ui.project(), ds, {})
     except LayerLabError as e:
         return str(e)

@@ -3,6 +3,8 @@ starters, follows every member's runs, reads the leaderboard and stops runaway j
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 
 from app_pages import ui
@@ -34,6 +36,9 @@ def _join(key: str) -> None:
         st.session_state.ll_class_error = str(e)
         return
     st.session_state.ll_class_error = None
+    st.session_state[key] = ""  # joined: the box is empty again (the code stayed in it, as if not yet sent)
+    with contextlib.suppress(KeyError):
+        del st.query_params["join"]  # a ?join= link is used up: a reload does not fill the box again
     _open_starter(cls)
 
 

@@ -9,13 +9,13 @@ from PIL import Image, ImageOps
 import builder
 from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
-from builder.data.compat import adapt_graph, data_kind, fitting_template, network_kind, template_title
+from builder.data.compat import adapt_graph, fitting_template, template_title
 from builder.data.series import series_windows
 from builder.data.tabular import preview_csv
 from builder.data.text import TOKENIZER_KINDS, text_preview
 from builder.errors import LayerLabError, Problem
 from builder.escape import plotly_text
-from builder.training.objectives import dataset_problems
+from builder.training.objectives import dataset_problems, network_mismatch
 
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
                "balance; mismatches with the graph come with a one-click fix.")
@@ -388,10 +388,8 @@ def compat(ds) -> None:
     name = fitting_template(ds.info)
     title = template_title(name)
     kind = next((p for p in probs if p.code == "network_kind"), None)  # a GAN or VAE: builder's own verdict
-    st.info(ui.md(kind.message if kind is not None else
-                  f"The network on the canvas takes {network_kind(g)}; this data is {data_kind(ds.info)}. "
-                  f"Changing its Input and last layer is not enough: a network that fits this data is {title}."),
-            icon=":material/lightbulb:")
+    # the words Train says too (builder.training.objectives.network_mismatch)
+    st.info(ui.md((kind or network_mismatch(g, ds.info)).message), icon=":material/lightbulb:")
     st.button(f"Load the {title} template", type="primary", icon=":material/swap_horiz:", on_click=_load_fitting,
               args=(name, ds), key="ll_fit_template", help="Replace the canvas (undoable) with a network for this data")
     if kind is not None:  # the verdict above is the whole answer

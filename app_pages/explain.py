@@ -467,7 +467,7 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
     st.markdown("##### Integrated Gradients completeness")
     st.caption("IG's attributions should sum to f(x) − f(baseline) for the explained class; the difference is the "
                "convergence delta. Token models use Layer IG on the Embedding.")
-    c = st.columns([1, 1, 3], vertical_alignment="bottom")
+    c = st.columns([1, 1.4, 2.6], vertical_alignment="bottom")  # at 900 px: "Check complete…" in a fifth of the row
     steps = int(c[0].number_input("Integration steps", 4, 500, 50, step=10, key="ll_xp_ig_steps"))
     go_ = c[1].button("Check completeness", key="ll_xp_ig_go", icon=":material/functions:")
     key = ("ig", xs.split, start, n, steps, target, base["baseline"], base["pad_token"])

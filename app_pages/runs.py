@@ -19,6 +19,7 @@ from builder.runs.owners import owner_of
 from builder.runs.record import Run, shown_time
 from builder.runs.summary import (
     baseline_tags,
+    best_loss_text,
     best_metric_text,
     dataset_label,
     dataset_spec_of_run,
@@ -67,7 +68,7 @@ def _table(runs: list[dict]) -> pd.DataFrame:
             "batch": (r.get("config") or {}).get("batch_size"),
             "params": r.get("params"),
             "epochs": f"{r.get('epochs_done') or 0}/{(r.get('config') or {}).get('epochs', '?')}",
-            "best val loss": b.get("val_loss"),
+            "best val loss": best_loss_text(r.get("record") or r, b) or "—",  # a GAN's: "summed 1.86"
             "best val metric": _best_metric(r),
             "test acc / R²": test.get("accuracy", test.get("r2")),
             "duration": ui.fmt_duration(r.get("duration_s")),
@@ -75,9 +76,8 @@ def _table(runs: list[dict]) -> pd.DataFrame:
         })
     df = pd.DataFrame(rows)
     df["params"] = pd.to_numeric(df["params"], errors="coerce")
-    for c in ("best val loss", "test acc / R²"):
-        vals = pd.to_numeric(df[c], errors="coerce")
-        df[c] = ["—" if pd.isna(v) else f"{v:.4f}" for v in vals]
+    vals = pd.to_numeric(df["test acc / R²"], errors="coerce")
+    df["test acc / R²"] = ["—" if pd.isna(v) else f"{v:.4f}" for v in vals]
     return df
 
 
@@ -424,6 +424,9 @@ st.dataframe(
     column_config={
         "params": st.column_config.NumberColumn(format="compact"),
         "lr": st.column_config.NumberColumn(format="%.4g"),  # a searched rate has 17 digits
+        "best val loss": st.column_config.TextColumn(
+            help="The lowest validation loss of the run's epochs. 'summed': a GAN's, its networks' losses added; they "
+                 "play against each other, so it need not fall and is no score of the samples"),
         "best val metric": st.column_config.TextColumn(
             help="The best epoch's validation metric, named: accuracy, R², perplexity, or an error (MAE, RMSE) in "
                  "the target's own units; '(scaled)': in standard deviations of several targets"),

@@ -20,7 +20,7 @@ from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag
 from builder.training.metrics_units import metric_in_units
-from builder.training.objectives import dataset_problems, has_objective, with_teacher
+from builder.training.objectives import has_objective, train_verdict, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
     ENDED_BY_ERROR,
@@ -675,7 +675,7 @@ elif not report.ok:
     problems += [str(p) for p in report.problems[:6]]
 elif ds is not None:  # the Data page's verdict is this one (drawn losses: the Input checks only)
     try:
-        problems += [p.message for p in dataset_problems(g, ds, report)]
+        problems += [p.message for p in train_verdict(g, ds, report)]
     except LayerLabError as e:
         problems.append(str(e))
 if problems and not active:

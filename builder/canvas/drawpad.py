@@ -139,7 +139,9 @@ def _noop() -> None:
 def draw_pad(*, key: str, size: int = 240) -> list[list[list[float]]]:
     """Show the drawing pad (``size`` pixels square) and return its strokes (``[]`` before anything is drawn
     or after Clear): each a list of ``[x, y]`` in [0, 1], y downwards. Malformed state reads as no strokes."""
-    result = _mounter()(key=key, data={"size": int(size)}, default={"strokes": "[]"}, height=int(size) + 40,
+    # its height is its content's: a fixed size + 40 px cut the hint under Clear to two of its three lines in
+    # the Build page's side panel (200 px pad)
+    result = _mounter()(key=key, data={"size": int(size)}, default={"strokes": "[]"}, height="content",
                         on_strokes_change=_noop)
     raw = result.get("strokes") if hasattr(result, "get") else None
     try:

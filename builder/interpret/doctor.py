@@ -31,7 +31,7 @@ from builder.graph.edit import insert_after, set_param, set_type
 from builder.graph.project import Project, load_project
 from builder.runs.summary import current_run
 from builder.training.health import HealthLog, read_health
-from builder.training.objectives import resolve_objective
+from builder.training.objectives import is_adversarial
 
 if TYPE_CHECKING:
     from builder.runs.store import RunStore
@@ -329,21 +329,6 @@ def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] =
                                "training loss still falls; add Dropout or weight decay, or use more data",
                                by_rule("std_drift")))
     return out
-
-
-def is_adversarial(project: Any) -> bool:
-    """Whether a project trains several networks against each other (its objective names more than one network:
-    a GAN's generator and discriminator), so that its summed loss says nothing about learning. False for a
-    project that cannot be read.
-
-    >>> from builder.graph.templates import load_template
-    >>> is_adversarial(load_template("gan")), is_adversarial(load_template("vae")), is_adversarial(load_template("mlp"))
-    (True, False, False)
-    """
-    try:
-        return len(resolve_objective(project).networks) > 1
-    except (LayerLabError, ValueError, TypeError):
-        return False
 
 
 def _diverged(finite: list[float]) -> bool:

@@ -22,6 +22,7 @@ from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.store import Run, RunStore, graph_hash
 from builder.training.lineage import BASELINE_TAG, baseline_tag
 from builder.training.metrics_units import metric_in_units
+from builder.training.objectives import is_adversarial
 from builder.training.run_status import RunStatus, is_live
 
 if TYPE_CHECKING:
@@ -77,6 +78,26 @@ def best_metric_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = No
         return None
     value, scaled = metric_in_units(shown[0], shown[1], run.get("dataset_info"))
     return f"{shown[0]} {value:.{digits}f}" + (" (scaled)" if scaled else "")
+
+
+def best_loss_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = None, digits: int = 4) -> str | None:
+    """The best epoch's validation loss as a table shows it: ``0.1234``. A GAN's (networks trained against each
+    other: :func:`~builder.training.objectives.is_adversarial`) is its networks' losses added, which need not fall
+    and is no score of its samples: ``summed 1.8600`` (the Runs table called it "best val loss" like any other).
+    None without a finite one.
+
+    >>> best_loss_text({}, {"val_loss": 0.12345})
+    '0.1235'
+    >>> from builder.graph.templates import load_template
+    >>> best_loss_text({"project": load_template("gan")}, {"val_loss": 1.86})
+    'summed 1.8600'
+    """
+    v = (best if best is not None else run.get("best") or {}).get("val_loss")
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    project = run.get("project")
+    summed = project is not None and is_adversarial(project)
+    return ("summed " if summed else "") + f"{v:.{digits}f}"
 
 
 def duration_s(run: dict) -> float | None:
@@ -221,7 +242,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "best_metric", "best_metric_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run", "has_trained",
+__all__ = ["best_epoch", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run", "has_trained",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder.errors import DatasetError, Problem, TrainingError
+from builder.errors import DatasetError, LayerLabError, Problem, TrainingError
 from builder.graph.layers.objective import FED_SOURCES, LOSS_TYPES
 from builder.graph.project import Edge, Graph, Node, Project, as_graph, load_project
 from builder.graph.shapes import infer_shapes
@@ -340,6 +340,21 @@ def objective_kind(graph: Any) -> str:
     return "VAE" if "Reparameterize" in types else "GAN" if "Noise" in types else "network with drawn losses"
 
 
+def is_adversarial(project: Any) -> bool:
+    """Whether a project trains several networks against each other (its objective names more than one network:
+    a GAN's generator and discriminator), so that its summed loss says nothing about learning. False for a
+    project that cannot be read.
+
+    >>> from builder.graph.templates import load_template
+    >>> is_adversarial(load_template("gan")), is_adversarial(load_template("vae")), is_adversarial(load_template("mlp"))
+    (True, False, False)
+    """
+    try:
+        return len(resolve_objective(project).networks) > 1
+    except (LayerLabError, ValueError, TypeError):
+        return False
+
+
 def objective_mismatch(graph: Any, info: Any) -> Problem:
     """The verdict for a drawn objective (a GAN, a VAE) on data whose samples do not fit its Input, when setting
     the Input would not make it train: what it learns from, what the data is, and the template whose kind of
@@ -362,6 +377,44 @@ def objective_mismatch(graph: Any, info: Any) -> Problem:
                                    f"that fits this data ({does}){same}{digits}")
 
 
+def network_mismatch(graph: Any, info: Any) -> Problem:
+    """The verdict for a network (no drawn objective) on data it cannot take even with its Input and last layer set
+    for it: what it takes, what the data is, and the template whose kind of network fits
+    (:func:`~builder.data.compat.fitting_template`); the Data page's words, said by Train too."""
+    from builder.data.compat import data_kind, fitting_template, network_kind, template_title  # lazy: numpy
+
+    return Problem("network_kind", f"The network on the canvas takes {network_kind(graph)}; received: "
+                                   f"{data_kind(info)}. Changing its Input and last layer is not enough. Fix: load "
+                                   f"the {template_title(fitting_template(info))} template, a network that fits "
+                                   "this data (the Data page does it in one click)")
+
+
+def train_verdict(graph: Any, dataset: Any, report: Any = None) -> list[Problem]:
+    """:func:`dataset_problems` as Train tells a person what to do: a network that would not train on the data even
+    with its Input and last layer set for it (the Data page's one-click fix) gets one verdict naming the network
+    that fits (:func:`network_mismatch`), not per-layer fixes that would not do (Train said "set shape to [4]" and
+    "set out_features to 3" for the digits CNN on a table of 4 columns, which left it a CNN that cannot take one).
+
+    >>> from builder.data import load_dataset
+    >>> from builder.graph.templates import load_template
+    >>> [p.code for p in train_verdict(load_template("cnn").graph, load_dataset("iris"))]
+    ['network_kind']
+    >>> [p.code for p in train_verdict(load_template("mlp").graph, load_dataset("iris"))]  # its Input and head: fixes
+    ['input_shape_mismatch', 'output_size_mismatch']
+    """
+    from builder.data.compat import adapt_graph  # lazy: heavy (numpy)
+
+    problems = dataset_problems(graph, dataset, report)
+    if not problems or has_objective(graph) or any(p.code == "network_kind" for p in problems):
+        return problems
+    fixed = adapt_graph(as_graph(graph), dataset.info)
+    try:
+        adapts = not dataset_problems(fixed, dataset)
+    except LayerLabError:
+        adapts = False
+    return problems if adapts else [network_mismatch(graph, dataset.info)]
+
+
 def output_node(project: Any) -> str | None:
     """The node whose output is the model's prediction in a project with an objective: the input of its
     cross-entropy term (accuracy is measured on it), else None."""
@@ -376,4 +429,4 @@ def output_node(project: Any) -> str | None:
 
 __all__ = ["Objective", "Term", "has_objective", "training_graph", "resolve_objective", "add_distillation",
            "with_teacher", "DISTILL_TEMPERATURE", "DISTILL_ALPHA", "output_node", "objective_compat", "dataset_problems", "objective_kind",
-           "objective_mismatch", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]
+           "objective_mismatch", "network_mismatch", "train_verdict", "is_adversarial", "DEFAULT_NETWORK", "NETWORK_SETTINGS", "ADAM_BETAS"]

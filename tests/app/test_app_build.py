@@ -277,3 +277,31 @@ def test_an_error_banner_of_build_is_gone_after_another_page(workspace):
     at.switch_page("app_pages/train.py").run()
     at.switch_page("app_pages/build.py").run()
     assert not any("a test message" in e.value for e in at.error)
+
+
+def test_the_inspector_turned_off_stays_off_after_another_page(workspace):
+    """The Inspector toggle kept its value only while Build was shown: off, a visit to Train, and it was on again
+    (its value lived in widget state, dropped on a page switch, and the page's default put it back)."""
+    at = open_app(owner=ME, timeout=60)
+    assert at.toggle(key="ll_show_inspector").value
+    at.toggle(key="ll_show_inspector").set_value(False).run()
+    assert not any(s.value == "Inspector" for s in at.subheader)
+    at.switch_page("app_pages/train.py").run()
+    at.switch_page("app_pages/build.py").run()
+    assert at.toggle(key="ll_show_inspector").value is False
+    assert not any(s.value == "Inspector" for s in at.subheader)
+    at.toggle(key="ll_show_inspector").set_value(True).run()  # and on again
+    assert any(s.value == "Inspector" for s in at.subheader)
+
+
+def test_train_this_on_data_the_network_cannot_take_names_the_network_that_can(workspace):
+    """The guide's "Train this network" with the digits CNN on iris said "set shape to [4]" (a CNN cannot take a
+    table whatever its Input says); it says what Train and the Data page say: the network that fits."""
+    at = open_app(owner=ME, timeout=60)
+    at.session_state["ll_data"] = {"kind": "builtin", "name": "iris", "options": {}}
+    at.run()
+    at.button(key="ll_train_this").click().run()
+    said = [e.value for e in at.error]
+    assert any("MLP for tabular data" in e for e in said) and not any("set shape to" in e for e in said), said
+    assert not any(e.count("Data page") > 1 for e in said), said  # where the fix is, said once
+    assert at.title[0].value == "Build"  # no run started

@@ -88,11 +88,15 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     assert_no_exception(student)
     assert classes.get_class(workspace, cls["id"])["members"] == [ME]
     assert [n.id for n in _graph(student).nodes] == [n.id for n in builder.load_template("mlp").graph.nodes]
+    # the code is used up: the box is empty again and the link's ?join= gone (it stayed, as if not yet sent)
+    assert student.text_input(key="ll_join_code").value == ""
+    assert "join" not in student.query_params
     # a bad code is a worded error; a student sees no teacher controls
     other = open_app("app_pages/classes.py", owner=OTHER)
     other.text_input(key="ll_join_code").set_value("nope")
     other.button(key="FormSubmitter:ll_join_form-Join class").click().run()
     assert any("no class on this server has" in e.value for e in other.error)
+    assert other.text_input(key="ll_join_code").value == "nope"  # a refused code stays, to be corrected
     assert "ll_class_create" not in [b.key for b in other.button]
     # the error is the page's answer to that click: after a visit to another page it is gone (it lingered)
     other.switch_page("app_pages/build.py").run()

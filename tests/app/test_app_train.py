@@ -170,6 +170,19 @@ def test_graph_problems_block_training_with_a_clear_message(at):
     assert button(at, "Start training").disabled  # Start is disabled until fixed
 
 
+def test_a_network_that_cannot_take_the_data_is_told_which_one_can(ws):
+    """The digits CNN on iris (a table of 4 columns): Train said "set shape to [4]" and "set out_features of 'head'
+    to 3", fixes that leave a CNN that cannot take a table, while the Data page said a CNN does not fit. Train now
+    says what the Data page says: the network that fits, loaded there in one click."""
+    at = open_app("app_pages/train.py", template="cnn")
+    at.session_state["ll_data"] = {"kind": "builtin", "name": "iris", "options": {}}
+    at.run()
+    told = [w.value for w in at.warning]
+    assert any("MLP for tabular data" in w and "not enough" in w for w in told), told
+    assert not any("set shape to" in w for w in told), told
+    assert button(at, "Start training").disabled
+
+
 def test_pause_and_resume(at, ws):
     rid = _start(at, 5000)
     store = RunStore(ws, actor=SYSTEM)

@@ -24,6 +24,16 @@ IDLE_JS = """() => document.querySelector('[data-testid=stApp]')?.getAttribute('
     && document.querySelector('[data-testid=stStatusWidget]') === null"""
 
 
+# Whether an element is cut off at its bottom by an ancestor that clips (crossing shadow roots): null when whole,
+# else the clipping ancestor's class and both bottoms.
+CLIPPED_JS = """el => { const r = el.getBoundingClientRect(); let n = el;
+  while (true) { n = n.parentNode; if (n && n.nodeType === 11) n = n.host;
+    if (!n || n.nodeType !== 1) return null;
+    const q = n.getBoundingClientRect();
+    if (getComputedStyle(n).overflowY !== 'visible' && q.bottom < r.bottom - 1)
+      return {by: String(n.className).slice(0, 80), bottom: r.bottom, clip: q.bottom}; } }"""
+
+
 BROWSER_ID = "0123456789abcdef0123456789abcdef"  # the browser's anonymous owner id (cookie layerlab_owner)
 
 
@@ -103,12 +113,17 @@ def _draw(page, pad, points) -> float:
 
 def test_draw_a_digit_beside_the_canvas(page):
     """Build › Try it on the trained CNN run: draw a 7 with the mouse, see a prediction and an attribution; clear
-    and draw a 1. The latency is reported (the attribution is a picture: no plotting bundle to load first)."""
+    and draw a 1. The latency is reported (the attribution is a picture: no plotting bundle to load first). At
+    1440x900, where the side panel is narrow (the pad's hint wraps to three lines)."""
+    page.set_viewport_size({"width": 1440, "height": 900})
     page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
     page.locator(".st-key-ll_side_view button", has_text="Try it").click()
     pad = page.locator("[data-testid=ll-draw-pad]")
     pad.wait_for(timeout=60_000)
     page.wait_for_function(IDLE_JS, timeout=60_000)
+    # the hint under the pad is whole: the pad's fixed height cut it to two of its three lines in this panel
+    hint = page.locator(".ll-pad-bar span").first
+    assert hint.evaluate(CLIPPED_JS) is None, hint.evaluate(CLIPPED_JS)
     answer = page.locator(".st-key-ll_try_answer-build [data-testid=stMetricValue]")
     first = _draw(page, pad, [(0.25, 0.2), (0.5, 0.2), (0.75, 0.2), (0.65, 0.45), (0.55, 0.65), (0.45, 0.85)])
     assert answer.inner_text().strip() in [str(c) for c in range(10)]

@@ -596,7 +596,8 @@ RANK_BUTTON_JS = """() => { const b = document.querySelector('.st-key-ll_xp_glob
 
 
 def test_explains_ranking_button_shows_its_words_on_a_narrow_window(browser, app_server):
-    """At 900x900 Explain's "Rank over 12 test samples" showed as "Rank over 12 tes…" (a fifth of the row)."""
+    """At 900x900 Explain's "Rank over 12 test samples" showed as "Rank over 12 tes…" (a fifth of the row), and
+    Trust's "Check completeness" as "Check complete…"."""
     page = new_page(browser, (900, 900))
     try:
         page.goto(f"{app_server}/data")
@@ -618,6 +619,13 @@ def test_explains_ranking_button_shows_its_words_on_a_narrow_window(browser, app
         words = page.evaluate(RANK_BUTTON_JS)
         page.screenshot(path=str(ARTIFACTS / "layout-explain-ranking-900.png"))
         assert words["text"].startswith("Rank over") and words["whole"], words
+        # and Trust's "Check completeness", which read "Check complete…"
+        page.get_by_role("tab", name="Trust").click()
+        page.locator(".st-key-ll_xp_ig_go button").wait_for(timeout=60_000)
+        wait_idle(page)
+        words = page.evaluate(RANK_BUTTON_JS.replace("ll_xp_global_go", "ll_xp_ig_go"))
+        page.screenshot(path=str(ARTIFACTS / "layout-explain-trust-900.png"))
+        assert words["text"] == "Check completeness" and words["whole"], words
         assert not page.errors, page.errors
     finally:
         page.context.close()

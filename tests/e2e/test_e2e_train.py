@@ -59,6 +59,8 @@ def test_train_cnn_on_digits_stop_and_find_run(page):
     open_app(page)
     load_cnn(page)
     page.keyboard.press("Escape")  # close the templates menu
+    # the inspector is on (a toggle found off here once made the loop below fail with no word of why)
+    expect(page.locator(".st-key-ll_show_inspector input")).to_be_checked(timeout=15_000)
     for attempt in range(4):  # under load the first click can land before the canvas has settled
         page.locator("[data-testid=node-conv2] .ll-node-title").click()  # the inspector shows conv2
         try:
