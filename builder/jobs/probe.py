@@ -31,6 +31,7 @@ time is a one-line :class:`~builder.errors.ExplainError`; the next question star
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -58,7 +59,7 @@ from builder.interpret.session import ExplainSession
 from builder.jobs.job_sandbox import TEST_CRASH_ENV
 from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
 from builder.process import landlock
-from builder.process.launcher import counted_owner
+from builder.process.launcher import counted_owner, evictable
 from builder.runs.store import RunStore, workspace_of
 from builder.training.threads import ENV_TORCH_THREADS
 
@@ -280,7 +281,22 @@ class ModelProbe:
                                    "if it persists, check the server's memory") from None
             self._holder[0] = self._child
             self._files = self._child.files
+            me, child = weakref.ref(self), self._child
+            # between questions another page of the same person may end it for a child of its own (the cap)
+            evictable(child.proc, functools.partial(_end_if_idle, me, child))
         return self._child
+
+    def _end_if_idle(self, child: _Child) -> bool:
+        """End ``child`` if it is this probe's and is waiting for a question (True: it has ended); False while it
+        answers one. The next question starts a fresh child, as after an idle exit."""
+        if not self._lock.acquire(blocking=False):
+            return False  # answering a question now
+        try:
+            if self._child is child:
+                self._stop()
+            return not child.alive()
+        finally:
+            self._lock.release()
 
     def _stop(self) -> None:
         if self._child is not None:
@@ -292,6 +308,16 @@ class ModelProbe:
         """End the child now (the next question starts another)."""
         with self._lock:
             self._stop()
+
+
+def _end_if_idle(probe: Any, child: _Child) -> bool:
+    """:func:`builder.process.launcher.evictable`'s call for a probe's child: ``probe`` a weak reference (a session
+    that ended has let its probe go: its child is ended here)."""
+    owner = probe()
+    if owner is None:
+        child.close()
+        return True
+    return owner._end_if_idle(child)
 
 
 def _wire_rules(grant: landlock.ReaderRules, workspace: str) -> dict:

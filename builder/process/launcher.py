@@ -139,6 +139,17 @@ PER_OWNER_ENV = "LAYERLAB_SANDBOX_PER_OWNER"  # one person's live sandboxed chil
 DEFAULT_PER_OWNER = 4
 _live: dict[str, list[Any]] = {}  # owner -> its sandboxed children started by this process
 _live_lock = threading.Lock()
+_enders: dict[Any, Callable[[], bool]] = {}  # a counted child -> ends it now if it is idle (True: it ended)
+
+
+def evictable(proc: Any, end_if_idle: Callable[[], bool]) -> None:
+    """Let :func:`spawn_sandboxed` end ``proc`` (a counted child) to make room for another child of the same owner
+    when the owner is at :func:`per_owner`: ``end_if_idle()`` ends it and returns True when it is waiting for work
+    (a page session's model probe between questions), False when it is busy (answering). A tab closed or reloaded
+    keeps its session, and that session's probe, for two more minutes: without this its owner's next page met "at
+    most N model processes" with nothing to do but wait."""
+    with _live_lock:
+        _enders[proc] = end_if_idle
 
 
 def per_owner() -> int:
@@ -186,12 +197,21 @@ def spawn_sandboxed(entry: str, private: str | os.PathLike, make_env: Callable[[
     if owner is None:
         return _spawn_sandboxed(module, name, private, make_env, preload, stdout, stderr)
     with _live_lock:  # the count and the child it admits, as one step
+        for ended in [p for p in _enders if p.poll() is not None]:
+            del _enders[ended]
         live = [p for p in _live.get(owner, []) if p.poll() is None]
-        if len(live) >= (cap := per_owner()):
+        cap = per_owner()
+        for idle in [p for p in live if p in _enders]:  # oldest first: room made by ending an idle one
+            if len(live) < cap:
+                break
+            if _enders[idle]():
+                live.remove(idle)
+                _enders.pop(idle, None)
+        if len(live) >= cap:
             raise LayerLabError(f"one person may have at most {cap} model process(es) at once (Explain, Try it, "
-                                f"imports and exports); received: {len(live)} running. Fix: close the Explain or "
-                                "Try it page in another tab (a tab closed or reloaded counts for two more minutes), or "
-                                f"wait for an import or export to end; an admin may raise {PER_OWNER_ENV}")
+                                f"imports and exports), each busy now; received: {len(live)} running. Fix: wait "
+                                "for an answer, an import or an export to end, then try again; an admin may raise "
+                                f"{PER_OWNER_ENV}")
         proc = _spawn_sandboxed(module, name, private, make_env, preload, stdout, stderr)
         _live[owner] = [*live, proc]
         for other in [o for o, ps in _live.items() if o != owner and all(p.poll() is not None for p in ps)]:
@@ -231,7 +251,7 @@ def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, 
 
 
 __all__ = ["spawn_detached", "run_attached", "child_env", "BARE_ENV", "package_root", "ended_code", "process_token", "token_alive",
-           "spawn_sandboxed", "counted_owner", "per_owner", "PER_OWNER_ENV", "DEFAULT_PER_OWNER"]
+           "spawn_sandboxed", "evictable", "counted_owner", "per_owner", "PER_OWNER_ENV", "DEFAULT_PER_OWNER"]
 
 
 def __getattr__(name: str):  # pid_alive moved down to builder.training.run_status (builder/_moved.py)

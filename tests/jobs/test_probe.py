@@ -197,17 +197,25 @@ def test_a_frame_over_the_cap_is_refused_before_it_is_read(monkeypatch):
         os.close(w)
 
 
-def test_one_persons_probes_past_the_cap_are_refused_in_one_line(run, monkeypatch):
-    """Each page session's probe is a child allowed gigabytes: one person's further tabs past
-    LAYERLAB_SANDBOX_PER_OWNER get one line, not another child; the first one's answers go on."""
+def test_one_persons_probes_past_the_cap_take_an_idle_ones_place_and_busy_ones_are_kept(run, monkeypatch):
+    """Each page session's probe is a child allowed gigabytes: one person has at most LAYERLAB_SANDBOX_PER_OWNER
+    live at once. A further page's probe takes the place of one waiting for a question (a tab closed or reloaded
+    keeps its session, and its probe, for two minutes: its owner's next Explain page met "at most N model
+    processes" with nothing to do but wait); one answering a question is kept, and the further page gets one line."""
     store, rid = run
     monkeypatch.setenv("LAYERLAB_SANDBOX_PER_OWNER", "1")
     first, second = ModelProbe(), ModelProbe()
     first.owner = second.owner = "anon:" + "e5" * 16  # as a page session's ProbeSession sets it from its actor
     try:
         ProbeSession(first, store, rid, "test")
-        with pytest.raises(ExplainError, match=r"^one person may have at most 1 model process\(es\) at once"):
-            ProbeSession(second, store, rid, "test")
+        assert ProbeSession(second, store, rid, "test").n_samples > 0  # first was idle: its child made room
+        assert first.pid() is None and second.pid() is not None
+        assert ProbeSession(first, store, rid, "test").n_samples > 0  # and back: it starts a fresh child
+        assert second.pid() is None and first.pid() is not None
+        with first._lock:  # as while first answers a question: busy, kept
+            with pytest.raises(ExplainError, match=r"^one person may have at most 1 model process\(es\) at once "
+                                                   r"\(Explain.*each busy now"):
+                ProbeSession(second, store, rid, "test")
         assert second.pid() is None and first.pid() is not None
         first.close()
         assert ProbeSession(second, store, rid, "test").n_samples > 0  # its place is free again
