@@ -207,9 +207,11 @@ def test_one_persons_probes_past_the_cap_take_an_idle_ones_place_and_busy_ones_a
     first, second = ModelProbe(), ModelProbe()
     first.owner = second.owner = "anon:" + "e5" * 16  # as a page session's ProbeSession sets it from its actor
     try:
-        ProbeSession(first, store, rid, "test")
+        page = ProbeSession(first, store, rid, "test")
         assert ProbeSession(second, store, rid, "test").n_samples > 0  # first was idle: its child made room
         assert first.pid() is None and second.pid() is not None
+        assert page.summary(0) is not None  # the first page's next question is answered by a fresh child
+        assert second.pid() is None and first.pid() is not None
         assert ProbeSession(first, store, rid, "test").n_samples > 0  # and back: it starts a fresh child
         assert second.pid() is None and first.pid() is not None
         with first._lock:  # as while first answers a question: busy, kept
