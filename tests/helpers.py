@@ -132,3 +132,21 @@ def fill_disk(disk: Path, leave: int = 0) -> Path:
         except OSError:
             pass
     return filler
+
+
+def shades_zip(per_class: int = 6, vary: int = 256) -> bytes:
+    """A tiny image set as a zip's bytes: ``dark/`` and ``light/`` with ``per_class`` grey 10x10 PNGs each (shade 20 or
+    230 plus ``i % vary``): two classes any model tells apart."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for cls, shade in (("dark", 20), ("light", 230)):
+            for i in range(per_class):
+                b = io.BytesIO()
+                Image.new("L", (10, 10), shade + i % vary).save(b, format="PNG")
+                z.writestr(f"{cls}/{i}.png", b.getvalue())
+    return buf.getvalue()

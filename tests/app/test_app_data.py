@@ -9,7 +9,7 @@ import pytest
 import builder
 from builder.data.uploads import UploadFolder
 from builder.runs.owners import upload_dir
-from tests.helpers import ME, button, open_app
+from tests.helpers import ME, button, open_app, shades_zip
 
 
 @pytest.fixture
@@ -98,21 +98,10 @@ def test_bad_csv_shows_a_clear_error(at, tmp_path):
 
 
 def test_image_zip_dataset(at, tmp_path):
-    import io
-    import zipfile
 
-    from PIL import Image
 
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for cls, shade in (("dark", 20), ("light", 230)):
-            for i in range(12):
-                im = Image.new("L", (10, 10), shade + (i % 5))
-                b = io.BytesIO()
-                im.save(b, format="PNG")
-                z.writestr(f"{cls}/{i}.png", b.getvalue())
     path = tmp_path / "shades.zip"
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(shades_zip(12, vary=5))
     at.session_state["ll_data"] = {"kind": "images", "name": "shades.zip", "file": _upload("s.zip", path.read_bytes()),
                                    "size": 8}
     at.segmented_control(key="ll_ds_kind").set_value("images").run()
@@ -132,20 +121,10 @@ def test_an_image_upload_is_decoded_in_a_sandboxed_worker_never_in_the_server(at
     """Issue 28: Pillow's decoders are native code, and an uploaded zip is a stranger's file. The Data page's preview
     of an image upload decodes nothing in the server process (the worker fills the dataset cache; this process
     opens its uint8 entry), and a worker that dies on a file is one error line with the page still answering."""
-    import io
-    import zipfile
 
-    from PIL import Image
 
     from builder.process.sandbox import TEST_CRASH_ENV
 
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for cls, shade in (("dark", 20), ("light", 230)):
-            for i in range(6):
-                b = io.BytesIO()
-                Image.new("L", (10, 10), shade + i).save(b, format="PNG")
-                z.writestr(f"{cls}/{i}.png", b.getvalue())
 
     def refuse(*a, **k):
         raise AssertionError("a person's image was read by Pillow in the server process")
@@ -156,7 +135,7 @@ def test_an_image_upload_is_decoded_in_a_sandboxed_worker_never_in_the_server(at
     # PNGs, made here from the decoded uint8 arrays
     monkeypatch.setattr(images, "_image_header", refuse)
     monkeypatch.setattr(images, "_decode", refuse)
-    file = _upload("s.zip", buf.getvalue())
+    file = _upload("s.zip", shades_zip())
     monkeypatch.setenv(TEST_CRASH_ENV, file.removeprefix("upload:")[:16])  # the worker dies on this file
     at.session_state["ll_data"] = {"kind": "images", "name": "shades.zip", "file": file, "size": 8}
     at.segmented_control(key="ll_ds_kind").set_value("images").run()

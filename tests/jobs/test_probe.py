@@ -214,10 +214,9 @@ def test_one_persons_probes_past_the_cap_take_an_idle_ones_place_and_busy_ones_a
         assert second.pid() is None and first.pid() is not None
         assert ProbeSession(first, store, rid, "test").n_samples > 0  # and back: it starts a fresh child
         assert second.pid() is None and first.pid() is not None
-        with first._lock:  # as while first answers a question: busy, kept
-            with pytest.raises(ExplainError, match=r"^one person may have at most 1 model process\(es\) at once "
-                                                   r"\(Explain.*each busy now"):
-                ProbeSession(second, store, rid, "test")
+        busy = r"^one person may have at most 1 model process\(es\) at once \(Explain.*each busy now"
+        with first._lock, pytest.raises(ExplainError, match=busy):  # as while first answers a question: kept
+            ProbeSession(second, store, rid, "test")
         assert second.pid() is None and first.pid() is not None
         first.close()
         assert ProbeSession(second, store, rid, "test").n_samples > 0  # its place is free again

@@ -38,7 +38,7 @@ from builder.search import (
     study_owner,
     trials_table,
 )
-from tests.helpers import until
+from tests.helpers import shades_zip, until
 
 
 @pytest.fixture(autouse=True)
@@ -504,24 +504,14 @@ def test_an_app_owners_study_decodes_its_uploaded_images_in_a_sandboxed_worker(t
     """Issue 28: the study runner is not sandboxed (it starts its trials' jobs) and loads the study's dataset once
     to check each trial's graph: an app owner's uploaded zip was decoded there by Pillow's native decoders, with
     the server's rights to every owner's files. It is decoded in a sandboxed worker; the runner opens the cache."""
-    import io
-    import zipfile
 
-    from PIL import Image
 
     from builder.data import images
     from builder.data.uploads import UploadFolder
     from builder.runs.owners import upload_dir
 
     monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for cls, shade in (("dark", 20), ("light", 230)):
-            for i in range(6):
-                b = io.BytesIO()
-                Image.new("L", (10, 10), shade + i).save(b, format="PNG")
-                z.writestr(f"{cls}/{i}.png", b.getvalue())
-    ref = UploadFolder(upload_dir(tmp_path, "anon:alice")).save("shades.zip", buf.getvalue())
+    ref = UploadFolder(upload_dir(tmp_path, "anon:alice")).save("shades.zip", shades_zip())
 
     def refuse(*a, **k):
         raise AssertionError("a person's image was read by Pillow in the study runner's process")
