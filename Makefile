@@ -34,7 +34,11 @@ app: $(STAMP)
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
 # pytest's testpaths are tests/ and builder/ (the docstring examples run as doctests, see pyproject.toml)
+# Where PYTHONDONTWRITEBYTECODE is set (CI's containers set it), no process caches what it compiles, so each of the
+# suite's hundreds of cold processes (jobs, CLI runs, servers, workers) compiled LayerLab's modules again (~0.7 CPU-s
+# each): compiled once here (a few CPU-seconds; timestamps keep it current), every process reads them.
 test: $(STAMP) test-frontend
+	@$(BIN)/python -m compileall -q -j 0 builder app_pages tests app.py > /dev/null
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --timeout 900 --durations=30
 
 # Canvas reducers (vitest, a few seconds). Installs the frontend's locked deps on first use.

@@ -210,7 +210,10 @@ def test_a_study_runner_gets_its_owner_outside_its_command_line(tmp_path, mlp):
                                       max_params=1),  # its trial fails before any job starts
                         config={"epochs": 1})
     try:
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        # read once the runner's own command is in place: the launcher returns its pid as it starts, and the
+        # command line of a process in mid-exec reads as '' (once in a run of the whole suite at three workers)
+        cmdline = until(lambda: (c := Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"))
+                        and "tune" in c and c, "the runner's command line", 60)
         storage = f"sqlite:///{tmp_path / 'studies.db'}"
         until(lambda: "space" in (load_study(storage, "mine", owner="anon:" + cookie, workspace=tmp_path)
                                   .user_attrs.get("layerlab") or {}), "the runner records its study", 120)
