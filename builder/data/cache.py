@@ -49,6 +49,7 @@ CACHE_VERSION = 2  # bump when the layout or the decoding changes: old entries a
 CHUNK = 512  # images per decode task (and per progress record)
 ENV_WORKSPACE = "LAYERLAB_WORKSPACE"  # the same variable as builder.runs.store's (data sits below runs)
 _DIR: ContextVar[Path | None] = ContextVar("layerlab_cache_dir", default=None)
+_OWN: ContextVar[Path | None] = ContextVar("layerlab_own_cache", default=None)
 
 Progress = Callable[[int, int], None]
 
@@ -64,6 +65,37 @@ def use_cache_dir(workspace: str | Path | None) -> Iterator[None]:
         yield
     finally:
         _DIR.reset(token)
+
+
+@contextmanager
+def own_cache(folder: str | Path | None) -> Iterator[None]:
+    """Within the block the shared cache is only read: an entry that is not complete there is read and built in
+    ``folder`` (None: leave things as they are), which no other process reads. A confined process (a person's
+    training job, their page's model probe) runs with this and with the shared cache read-only in its rules: it
+    builds and runs that person's model, and had it written the shared cache it could have rewritten the pixels
+    or rows of an entry that another owner's job then trained on (the entries are keyed by content, so each is
+    shared by everyone with the same file).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d, use_cache_dir(d + "/ws"), own_cache(d + "/own"):
+    ...     _ = build_pixel_cache("k2", [1], (1, 1, 1), lambda i: np.zeros((1, 1, 1), np.uint8))
+    ...     (Path(d) / "own/images/k2/meta.json").is_file(), (Path(d) / "ws/cache/images/k2").exists()
+    (True, False)
+    """
+    if folder is None:
+        yield
+        return
+    token = _OWN.set(Path(folder))
+    try:
+        yield
+    finally:
+        _OWN.reset(token)
+
+
+def keep_own(folder: str | Path) -> None:
+    """:func:`own_cache` for the rest of this process's main thread: a confined job or model probe, from its
+    confinement on (its rules give it the shared cache to read only)."""
+    _OWN.set(Path(folder))
 
 
 def cache_dir() -> Path:
@@ -130,7 +162,23 @@ def entry_dir(key: str, kind: str = "images") -> Path:
                            "fingerprint(...)")
     if kind not in ("images", "tables"):
         raise DatasetError(f"a cache kind is images or tables; received: {str(kind)[:40]!r}. Fix: use one of those")
-    return cache_dir() / kind / key
+    shared, own = cache_dir() / kind / key, _OWN.get()
+    return shared if own is None or _current(shared) else own / kind / key
+
+
+def build_dir(key: str, kind: str = "images") -> Path:
+    """Where entry ``key`` is built when :func:`entry_dir`'s does not open: that folder, or within
+    :func:`own_cache` the process's own (the shared cache is never written there)."""
+    own = _OWN.get()
+    return entry_dir(key, kind) if own is None else own / kind / entry_dir(key, kind).name
+
+
+def _current(d: Path) -> bool:
+    """Whether ``d`` holds a complete entry of this :data:`CACHE_VERSION` (its ``meta.json`` says so)."""
+    try:
+        return json.loads((d / "meta.json").read_text()).get("version") == CACHE_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def cached(key: str) -> bool:
@@ -162,13 +210,13 @@ def build_pixel_cache(key: str, labels: Sequence[int], shape: tuple[int, int, in
             ``limits.MAX_DECODE_SECONDS`` (the decoded chunks are kept: run again to continue), or a decode
             error (``decode`` raising DatasetError).
     """
-    d = entry_dir(key)
     n = len(labels)
     h, w, c = (int(s) for s in shape)
-    if d.exists():
-        opened = _open(d, n, (h, w, c))
-        if opened is not None:
-            return opened
+    for d in dict.fromkeys((entry_dir(key), build_dir(key))):  # the shared entry, then (own_cache) this process's
+        if d.exists():
+            opened = _open(d, n, (h, w, c))
+            if opened is not None:
+                return opened
     if decode is None:
         raise DatasetError(f"the image cache entry {key} is missing or incomplete; received: no decoder. Fix: load "
                            "the dataset from its folder or zip")
@@ -363,6 +411,6 @@ def write_json(path: Path, obj: dict) -> None:
     write_atomic(path, json.dumps(obj), "the dataset cache's index")
 
 
-__all__ = ["adopt", "ENTRY_FILES", "build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "content_hash", "discard",
+__all__ = ["adopt", "ENTRY_FILES", "build_dir", "build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "content_hash", "discard",
            "entry_dir", "fingerprint",
-           "use_cache_dir", "write_json", "CHUNK"]
+           "keep_own", "own_cache", "use_cache_dir", "write_json", "CHUNK"]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import builder.data.limits as limits
-from builder.data.cache import CACHE_VERSION, check_free_disk, entry_dir, write_json
+from builder.data.cache import CACHE_VERSION, build_dir, check_free_disk, entry_dir, write_json
 from builder.data.table_plan import Encoding, TablePlan, plan_table
 from builder.errors import DatasetError
 
@@ -69,10 +69,10 @@ def load_table(key: str, frames: Frames | None, target: str, task: str | None, l
         DatasetError: what :class:`TablePlan` refuses, more than ``limits.MAX_CSV_ROWS`` rows, a compact form over
             ``limits.MAX_TABLE_BYTES`` or the free disk, parsing over ``limits.MAX_DECODE_SECONDS``.
     """
-    d = entry_dir(key, "tables")
-    opened = _open(d)
-    if opened is not None:
-        return opened
+    for d in dict.fromkeys((entry_dir(key, "tables"), build_dir(key, "tables"))):  # shared, then (own_cache) its own
+        opened = _open(d)
+        if opened is not None:
+            return opened
     if frames is None:
         raise DatasetError(f"the table cache entry {key} is missing or incomplete; received: no file to parse. Fix: "
                            "load the dataset from its CSV file")

@@ -52,6 +52,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from builder.data.cache import keep_own
 from builder.errors import LayerLabError
 from builder.interchange.hf_library import library_folder
 from builder.process import landlock, sandbox
@@ -178,6 +179,8 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
     Path(private).mkdir(parents=True, exist_ok=True)
     if rules is not None:
         print(f"job: {landlock.confine(rules)}", flush=True)
+    if isinstance(rules, landlock.Confinement):  # the shared dataset cache is read-only to it: it builds its own
+        keep_own(Path(private) / "cache")
     env = job_env(private, credentials=True)  # the credentials its starter passed (only for the admin's tracker)
     os.environ.clear()
     os.environ.update(env)

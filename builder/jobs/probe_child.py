@@ -26,10 +26,13 @@ import importlib
 import os
 import select
 import sys
+import tempfile
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from builder.data.access import SYSTEM
+from builder.data.cache import keep_own
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
 from builder.jobs.job_sandbox import TEST_CRASH_ENV, crash_hook_for_tests
@@ -111,6 +114,8 @@ def _confine(files: dict) -> str:
         rules = landlock.Confinement([str(p) for p in rules["read"]], [str(p) for p in rules["write"]],
                                      [str(p) for p in rules["files"]])
     line = landlock.confine(rules if isinstance(rules, landlock.Confinement) else str(rules or "no rules"))
+    if isinstance(rules, landlock.Confinement):  # the shared dataset cache is read-only to it: it builds its own
+        keep_own(Path(tempfile.gettempdir()) / "cache")  # in its private folder (its TMPDIR)
     print(f"probe: {line}", file=sys.stderr, flush=True)
     return line
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -565,6 +566,59 @@ print(json.dumps(out))
     owner = RunStore(tmp_path / "ws", actor=Actor("anon:" + "a" * 32))
     got = owner.folder(seen["mine"]).read_weights()  # what the Runs page's Weights download hands its owner
     assert got is None or (tmp_path / "ws" / "identity.key").read_bytes() not in got
+
+
+def test_a_confined_job_reads_the_shared_dataset_cache_and_writes_only_its_own(tmp_path):
+    """The decoded-image and parsed-table caches are shared by every owner (an entry per file content), and a
+    confined job could write them: one that a person's model turned against the process could rewrite the pixels
+    of an entry another owner's job then trained on. A confined job reads the shared cache; an entry it lacks is
+    built in its private folder (``cache.keep_own``, set by ``job_sandbox.enter``), which nobody else reads."""
+    from builder.process import landlock
+
+    seen = _run_python(f"""
+import json
+from pathlib import Path
+import numpy as np
+from builder.data import cache, table_cache
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.runs.store import RunStore
+ws = Path({str(tmp_path / 'ws')!r})
+store = RunStore(ws, actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+with cache.use_cache_dir(ws):  # the server's page decoded an upload: a shared entry
+    cache.build_pixel_cache("shared", [0, 1], (2, 2, 1), lambda i: np.full((2, 2, 1), 7 + i, np.uint8))
+private = store.folder(mine, write=True).tmp
+lim = job_sandbox.enter(private, rules=job_sandbox.confinement(store, mine, a))
+out = {{}}
+with cache.use_cache_dir(ws):  # as the pipeline loads a dataset
+    px, _ = cache.build_pixel_cache("shared", [0, 1], (2, 2, 1), None)  # read: nothing decoded
+    out["read"] = int(px[1, 0, 0, 0])
+    try:
+        with open(cache.entry_dir("shared") / "pixels.u8", "r+b") as f:
+            f.write(bytes(8))
+        out["rewrite"] = "written"
+    except PermissionError:
+        out["rewrite"] = "denied"
+    cache.build_pixel_cache("new", [0], (2, 2, 1), lambda i: np.full((2, 2, 1), 3, np.uint8))
+    out["new"] = str(cache.entry_dir("new"))
+    import pandas as pd
+    def frames(text=(), only=None):  # a CSV's chunks as the reader gives them (the target read as text)
+        df = pd.DataFrame({{"x": [1.0, 2.0, 3.0, 4.0], "y": ["0", "1", "0", "1"]}})
+        yield df if only is None else df[list(only)]
+    table_cache.load_table("tab", frames, "y", None, "t.csv")
+    out["table"] = str(cache.entry_dir("tab", "tables"))
+print(json.dumps(out))
+""")
+    shared = tmp_path / "ws" / "cache"
+    assert seen["read"] == 8, seen
+    assert not (shared / "images" / "new").exists() and not (shared / "tables" / "tab").exists(), seen
+    assert "/tmp/cache/images/new" in seen["new"] and "/tmp/cache/tables/tab" in seen["table"], seen
+    assert np.fromfile(shared / "images" / "shared" / "pixels.u8", np.uint8).tolist() == [7] * 4 + [8] * 4
+    if landlock.abi():
+        assert seen["rewrite"] == "denied", seen
 
 
 def test_a_workspace_inside_a_folder_the_job_reads_stays_shut(tmp_path):
