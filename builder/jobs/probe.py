@@ -324,7 +324,7 @@ def _wire_rules(grant: landlock.ReaderRules, workspace: str) -> dict:
     """The child's file rules as plain data for its start message (:func:`builder.jobs.probe_child._confine`)."""
     rules = grant.rules
     if isinstance(rules, landlock.Confinement):
-        rules = {k: [str(p) for p in getattr(rules, k)] for k in ("read", "write", "files")}
+        rules = {k: [str(p) for p in getattr(rules, k)] for k in ("read", "write", "files", "named")}
     return {"rules": rules, "owners": list(grant.owners), "workspace": workspace}
 
 

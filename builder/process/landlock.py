@@ -94,9 +94,10 @@ def system_read_paths() -> list[Path]:
 
 
 def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLike] = (),
-             files: Iterable[str | os.PathLike] = ()) -> int:
+             files: Iterable[str | os.PathLike] = (), named: Iterable[str | os.PathLike] = ()) -> int:
     """Confine this process (and what it starts) to reading and executing beneath ``read``, reading and writing
-    beneath ``write``, and reading and writing the single ``files``; a path that does not exist is skipped. It
+    beneath ``write``, reading and writing the single ``files``, and reading the files beneath ``named`` whose
+    names it knows (no folder there can be listed); a path that does not exist is skipped. It
     makes no symbolic link anywhere (:data:`NO_LINKS`). Returns the ABI applied (0: this kernel has no Landlock, nothing changed).
 
     Raises:
@@ -114,7 +115,8 @@ def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLik
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
     try:
         rw = READ | WRITE | (rights & (REFER | TRUNCATE))
-        for paths, allowed in ((read, READ), (write, rw), (files, READ_FILE | WRITE_FILE | TRUNCATE)):
+        for paths, allowed in ((read, READ), (write, rw), (files, READ_FILE | WRITE_FILE | TRUNCATE),
+                               (named, READ_FILE)):
             for p in dict.fromkeys(str(p) for p in paths):
                 _add(libc, ruleset, p, allowed & rights)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
@@ -144,11 +146,14 @@ def _add(libc: ctypes.CDLL, ruleset: int, path: str, allowed: int) -> None:
 
 @dataclass(frozen=True)
 class Confinement:
-    """The folders a confined process reads, those it also writes, and the single files it reads and writes."""
+    """The folders a confined process reads, those it also writes, the single files it reads and writes, and the
+    folders whose files it reads only by name (``named``: none can be listed; the shared dataset cache, whose
+    entries are named by their content's SHA-256, so a process opens only those of data it already has)."""
 
     read: list = field(default_factory=list)
     write: list = field(default_factory=list)
     files: list = field(default_factory=list)
+    named: list = field(default_factory=list)
 
 
 def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[Path]:
@@ -185,7 +190,7 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     """What a process working on ``owner``'s run ``run_id`` (a training job, a quantization) may touch once
     confined: read the interpreter and system (:func:`system_read_paths`), this package, the owner's own folder
     (its uploads), the folders of the runs the owner may read (``store.list_runs`` as the job's actor: an
-    ``init_from``, a teacher, a pruned parent), the dataset cache and ``read``; read and write its own run folder
+    ``init_from``, a teacher, a pruned parent), the dataset cache's entries by name and ``read``; read and write its own run folder
     (a job's private HOME is inside, where it builds the cache entries it lacks: :func:`builder.data.cache.keep_own`),
     ``/dev`` and ``write``; read and write the SQLite run database and its
     WAL files, not the workspace folder beside them (``identity.key``, ``server.json``, other owners' folders
@@ -212,17 +217,17 @@ def _refused(store, write: Iterable) -> str | None:
 
 def _rules(store, owner: str, read: list, write: list) -> Confinement:
     """The rules every confined process of ``owner`` shares, with its own ``read`` and ``write``: read the
-    interpreter and system, this package, the owner's folder and the dataset cache (shared by every owner: never
-    written by a process that runs a person's model); write ``/dev`` and the SQLite files. The workspace stays shut even where it lies inside a folder every process reads (a server's
+    interpreter and system, this package and the owner's folder; the dataset cache's files by name only (shared
+    by every owner: never written by a process that runs a person's model, nor listed, so it opens only the
+    entries of data it has, their names being their content's SHA-256); write ``/dev`` and the SQLite files. The workspace stays shut even where it lies inside a folder every process reads (a server's
     /var/lib/layerlab, a checkout, the working directory on sys.path): such a folder is opened entry by entry
     around it (:func:`beside`)."""
     ws = Path(store.workspace)
     upload_dir(ws, owner)  # created now: read-only from here on
     files = db_files(store)
-    return Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), ws / "cache",
-                               cache_dir(), *read], ws),
+    return Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read], ws),
                        beside([*write, Path("/dev")], ws),
-                       files if isinstance(files, list) else [])
+                       files if isinstance(files, list) else [], beside([ws / "cache", cache_dir()], ws))
 
 
 LOCAL_REASON = "the CLI's local user's (its paths are its own)"
@@ -280,7 +285,7 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     model probe: Explain, Try it, drift, the VAE view, held-out scores) may touch once confined: read the
     interpreter and system (:func:`system_read_paths`), this package, the actor's own owner folder (its uploads:
     drift and Try it files), the folders of the runs the actor may read now (``store.list_runs`` as that actor)
-    and the upload folders of their owners (the data those runs trained on), the dataset cache and ``read``; read
+    and the upload folders of their owners (the data those runs trained on), the dataset cache's entries by name and ``read``; read
     and write ``private`` (its home and temporary folder, where it builds the cache entries it lacks), ``/dev`` and
     ``write``; read and write the SQLite run database and its WAL files. ``identity.key``, ``server.json`` and
     other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
@@ -313,7 +318,7 @@ def confine(rules: Confinement | str | None) -> str:
     kernel without Landlock: the process runs with its other walls only)."""
     if not isinstance(rules, Confinement):
         return f"files not confined: {rules or 'no rules'}"
-    version = restrict(rules.read, rules.write, rules.files)
+    version = restrict(rules.read, rules.write, rules.files, rules.named)
     if not version:
         return "files not confined: this kernel has no Landlock (Linux 5.13+); the other limits stand"
     others = len(os.listdir("/proc/self/task")) - 1 if os.path.isdir("/proc/self/task") else 0

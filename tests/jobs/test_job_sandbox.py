@@ -572,7 +572,8 @@ def test_a_confined_job_reads_the_shared_dataset_cache_and_writes_only_its_own(t
     """The decoded-image and parsed-table caches are shared by every owner (an entry per file content), and a
     confined job could write them: one that a person's model turned against the process could rewrite the pixels
     of an entry another owner's job then trained on. A confined job reads the shared cache; an entry it lacks is
-    built in its private folder (``cache.keep_own``, set by ``job_sandbox.enter``), which nobody else reads."""
+    built in its private folder (``cache.keep_own``, set by ``job_sandbox.enter``), which nobody else reads. It
+    cannot list the shared cache either: it opens an entry by its name, the SHA-256 of data it already has."""
     from builder.process import landlock
 
     seen = _run_python(f"""
@@ -602,6 +603,10 @@ with cache.use_cache_dir(ws):  # as the pipeline loads a dataset
         out["rewrite"] = "written"
     except PermissionError:
         out["rewrite"] = "denied"
+    try:  # which entries exist, other owners' among them: not for it to list (it opens those of data it has)
+        out["listed"] = sorted(p.name for p in (ws / "cache" / "images").iterdir())
+    except PermissionError:
+        out["listed"] = "denied"
     cache.build_pixel_cache("new", [0], (2, 2, 1), lambda i: np.full((2, 2, 1), 3, np.uint8))
     out["new"] = str(cache.entry_dir("new"))
     import pandas as pd
@@ -618,7 +623,7 @@ print(json.dumps(out))
     assert "/tmp/cache/images/new" in seen["new"] and "/tmp/cache/tables/tab" in seen["table"], seen
     assert np.fromfile(shared / "images" / "shared" / "pixels.u8", np.uint8).tolist() == [7] * 4 + [8] * 4
     if landlock.abi():
-        assert seen["rewrite"] == "denied", seen
+        assert seen["rewrite"] == seen["listed"] == "denied", seen
 
 
 def test_a_workspace_inside_a_folder_the_job_reads_stays_shut(tmp_path):
