@@ -111,7 +111,8 @@ def _confine(files: dict) -> str:
         RunStore(str(files["workspace"]), actor=SYSTEM, mark_interrupted=False)  # its schema checked now (a lock file)
         for owner in files.get("owners") or ():
             owners.pin(str(files["workspace"]), str(owner))
-        rules = landlock.Confinement(*([str(p) for p in rules.get(k) or ()] for k in ("read", "write", "files", "named")))
+        rules = landlock.Confinement(*([str(p) for p in rules.get(k) or ()]
+                                       for k in ("read", "write", "files", "named")))
     line = landlock.confine(rules if isinstance(rules, landlock.Confinement) else str(rules or "no rules"))
     if isinstance(rules, landlock.Confinement):  # the shared dataset cache is read-only to it: it builds its own
         keep_own(Path(tempfile.gettempdir()) / "cache")  # in its private folder (its TMPDIR)

@@ -190,9 +190,9 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     """What a process working on ``owner``'s run ``run_id`` (a training job, a quantization) may touch once
     confined: read the interpreter and system (:func:`system_read_paths`), this package, the owner's own folder
     (its uploads), the folders of the runs the owner may read (``store.list_runs`` as the job's actor: an
-    ``init_from``, a teacher, a pruned parent), the dataset cache's entries by name and ``read``; read and write its own run folder
-    (a job's private HOME is inside, where it builds the cache entries it lacks: :func:`builder.data.cache.keep_own`),
-    ``/dev`` and ``write``; read and write the SQLite run database and its
+    ``init_from``, a teacher, a pruned parent), the dataset cache's entries by name and ``read``; read and write
+    its own run folder (a job's private HOME is inside, where it builds the cache entries it lacks:
+    :func:`builder.data.cache.keep_own`), ``/dev`` and ``write``; read and write the SQLite run database and its
     WAL files, not the workspace folder beside them (``identity.key``, ``server.json``, other owners' folders
     stay shut). The owner's folder name and the server config are read now (:func:`builder.runs.owners.pin`).
     A string says why it is left unconfined: the CLI's local user (its paths are its own), an SQLite database
@@ -219,9 +219,10 @@ def _rules(store, owner: str, read: list, write: list) -> Confinement:
     """The rules every confined process of ``owner`` shares, with its own ``read`` and ``write``: read the
     interpreter and system, this package and the owner's folder; the dataset cache's files by name only (shared
     by every owner: never written by a process that runs a person's model, nor listed, so it opens only the
-    entries of data it has, their names being their content's SHA-256); write ``/dev`` and the SQLite files. The workspace stays shut even where it lies inside a folder every process reads (a server's
-    /var/lib/layerlab, a checkout, the working directory on sys.path): such a folder is opened entry by entry
-    around it (:func:`beside`)."""
+    entries of data it has, their names being their content's SHA-256); write ``/dev`` and the SQLite files. The
+    workspace stays shut even where it lies inside a folder every process reads (a server's /var/lib/layerlab, a
+    checkout, the working directory on sys.path): such a folder is opened entry by entry around it
+    (:func:`beside`)."""
     ws = Path(store.workspace)
     upload_dir(ws, owner)  # created now: read-only from here on
     files = db_files(store)
@@ -285,9 +286,9 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     model probe: Explain, Try it, drift, the VAE view, held-out scores) may touch once confined: read the
     interpreter and system (:func:`system_read_paths`), this package, the actor's own owner folder (its uploads:
     drift and Try it files), the folders of the runs the actor may read now (``store.list_runs`` as that actor)
-    and the upload folders of their owners (the data those runs trained on), the dataset cache's entries by name and ``read``; read
-    and write ``private`` (its home and temporary folder, where it builds the cache entries it lacks), ``/dev`` and
-    ``write``; read and write the SQLite run database and its WAL files. ``identity.key``, ``server.json`` and
+    and the upload folders of their owners (the data those runs trained on), the dataset cache's entries by name
+    and ``read``; read and write ``private`` (its home and temporary folder, where it builds the cache entries it
+    lacks), ``/dev`` and ``write``; read and write the SQLite run database and its WAL files. ``identity.key``, ``server.json`` and
     other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
     (:func:`builder.process.launcher.counted_owner` is None: their paths are their own) and for an SQLite database
     without its WAL file."""
