@@ -98,8 +98,6 @@ def test_bad_csv_shows_a_clear_error(at, tmp_path):
 
 
 def test_image_zip_dataset(at, tmp_path):
-
-
     path = tmp_path / "shades.zip"
     path.write_bytes(shades_zip(12, vary=5))
     at.session_state["ll_data"] = {"kind": "images", "name": "shades.zip", "file": _upload("s.zip", path.read_bytes()),
@@ -121,10 +119,7 @@ def test_an_image_upload_is_decoded_in_a_sandboxed_worker_never_in_the_server(at
     """Issue 28: Pillow's decoders are native code, and an uploaded zip is a stranger's file. The Data page's preview
     of an image upload decodes nothing in the server process (the worker fills the dataset cache; this process
     opens its uint8 entry), and a worker that dies on a file is one error line with the page still answering."""
-
-
     from builder.process.sandbox import TEST_CRASH_ENV
-
 
     def refuse(*a, **k):
         raise AssertionError("a person's image was read by Pillow in the server process")

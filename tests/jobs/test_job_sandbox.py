@@ -221,7 +221,7 @@ def test_a_memory_limit_at_what_a_forked_job_already_holds_fails_it_at_once(stor
         monkeypatch.setenv("LAYERLAB_JOB_MEMORY_MB", str(limit))
         rid = submit(store, _spec(device="cpu"))
         if wait(store, [rid], TIMEOUT)[rid] == "finished":
-            continue  # room enough over what this job held (never a hang: wait fails on one)
+            continue  # room enough over what this job held (a run left running fails in _failed_with below)
         message = _failed_with(store, rid, prefix.format(limit))
         assert "forked by the warm launcher" in store.folder(rid).job_log.read_text(), "not a forked job"
         held = int(re.search(r"the job holds (\d+) MiB \(Python, torch\) before it loads the data", message)[1])
