@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.results import commit, conditions, spread, write_section  # noqa: E402
+from bench.suite_cpu import proc_cpu  # noqa: E402
 from tests.serving import CHROMIUM_ARGS, StreamlitServer, find_chromium  # noqa: E402
 
 SECTION = "## Browser tests: CPU per page load"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def browser_cpu(profile: str) -> float:
@@ -38,10 +38,9 @@ def browser_cpu(profile: str) -> float:
         try:
             if profile.encode() not in Path(f"/proc/{p}/cmdline").read_bytes():
                 continue
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += proc_cpu(p)
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
     return total
 
 

@@ -48,6 +48,12 @@ def kind(args: list[str]) -> str:
     return "python"
 
 
+def proc_cpu(pid: int | str) -> float:
+    """User + system CPU seconds of a live process so far (/proc/<pid>/stat). Raises OSError once it is gone."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def sample(seen: dict[int, tuple[float, str]], skip: set[int]) -> None:
     """Update ``seen`` (pid -> (CPU seconds, kind)) from /proc, leaving out the ``skip`` pids."""
     for p in os.listdir("/proc"):
@@ -55,12 +61,12 @@ def sample(seen: dict[int, tuple[float, str]], skip: set[int]) -> None:
             continue
         pid = int(p)
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu = proc_cpu(p)
             k = seen[pid][1] if pid in seen and seen[pid][1] != "?" else \
                 kind([a.decode(errors="replace") for a in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0") if a])
         except OSError:
             continue
-        seen[pid] = ((int(fields[11]) + int(fields[12])) / TICK, k)
+        seen[pid] = (cpu, k)
 
 
 def main(argv: list[str]) -> int:
@@ -83,7 +89,7 @@ def main(argv: list[str]) -> int:
     total = sum(by.values())
     print(f"wall {wall:.0f} s, CPU {total:.0f} s ({total / wall:.2f} cores), {len(seen)} processes", file=sys.stderr)
     for k, v in by.most_common(25):
-        print(f"{v:8.0f} CPU-s {v / total:6.1%} {count[k]:5d}  {k}", file=sys.stderr)
+        print(f"{v:8.0f} CPU-s {v / max(total, 1e-9):6.1%} {count[k]:5d}  {k}", file=sys.stderr)
     return proc.returncode
 
 
