@@ -221,11 +221,23 @@ def _empty_note(fig: go.Figure, sess: Curve, per_epoch: bool) -> None:
                        font=dict(size=13, color="#6b7280"))
 
 
-def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
+def _epoch_range(sess: Curve) -> list[float] | None:
+    """One epoch axis for the three charts side by side: from 0 to the furthest point of any of them, a little
+    more so that a last marker is whole. Each chart ranged over its own points: the loss chart's steps of a stopped
+    run's unfinished epoch reached past the other charts' last epoch, and plotly padded the charts with markers
+    (their axes then ran past the loss chart's). None before the first point."""
+    spe = max(1, sess.steps_per_epoch)
+    xs = [s / spe for s, _ in sess.steps[-1:]] + [e["epoch"] for e in sess.epochs if e.get("epoch") is not None]
+    return [0, round(max(xs) * 1.02, 4)] if xs else None
+
+
+def _layout(fig: go.Figure, title: str, ytitle: str, sess: Curve) -> go.Figure:
     fig.update_layout(title=dict(text=plotly_text(title), font=dict(size=14)), height=290,
                       margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
                       xaxis_title="epoch", yaxis_title=plotly_text(ytitle), uirevision="keep")
+    if (x := _epoch_range(sess)) is not None:
+        fig.update_xaxes(range=x)
     return whole_epoch_ticks(fig)
 
 
@@ -245,7 +257,7 @@ def loss_figure(sess: Curve, title: str = "Loss") -> go.Figure:
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in ep], y=[e["val_loss"] for e in ep], mode=_mode(sess),
                                  name="validation", line=dict(color=COLORS["val"], width=2)))
     _empty_note(fig, sess, per_epoch=False)
-    return _layout(fig, title, "loss")
+    return _layout(fig, title, "loss", sess)
 
 
 def metric_figure(sess: Curve) -> go.Figure:
@@ -261,7 +273,7 @@ def metric_figure(sess: Curve) -> go.Figure:
                                      line=dict(color=COLORS[split], width=2)))
     _empty_note(fig, sess, per_epoch=True)
     shown = {"r2": "R²", "mae": "MAE", "rmse": "RMSE", "mse": "MSE", "f1": "F1"}.get(name, name)  # as the results
-    fig = _layout(fig, shown[:1].upper() + shown[1:] if shown else "Metric", shown)
+    fig = _layout(fig, shown[:1].upper() + shown[1:] if shown else "Metric", shown, sess)
     return share_axis(fig) if name in ("accuracy", "f1") else fig
 
 
@@ -272,7 +284,7 @@ def lr_figure(sess: Curve) -> go.Figure:
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess), name="lr",
                                  line=dict(color=COLORS["lr"], width=2)))
     _empty_note(fig, sess, per_epoch=True)
-    fig = _layout(fig, "Learning rate", "lr")
+    fig = _layout(fig, "Learning rate", "lr", sess)
     top = max((p[1] for p in pts), default=1e-3)
     # plain numbers (0.01, 0.005, 0): ".1e" ticked a constant rate "1.0e−2, 5.0e−3, 0.0e+0"
     fig.update_layout(showlegend=False, yaxis=dict(range=[0, top * 1.15], tickformat=".3~g"))

@@ -141,6 +141,14 @@ def test_stop_keeps_a_resumable_run(at, ws):
     # is offered (issue 29)
     assert ("ll_replay" not in at.session_state or at.session_state["ll_replay"] is None)
     assert at.button(key="ll_replay_play")
+    # the three charts side by side share one epoch axis, from 0 to past the furthest point of any of them: each
+    # was ranged over its own points (the loss chart's steps of the unfinished epoch ran past the other charts'
+    # last epoch, and plotly padded the charts drawn with markers)
+    charts = [f for f in _figures(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text") == "epoch"]
+    ranges = [f["layout"]["xaxis"].get("range") for f in charts]
+    furthest = max(x for f in charts for t in f["data"] for x in t.get("x") or ())
+    assert len(charts) == 3 and ranges[0] is not None and ranges.count(ranges[0]) == 3, ranges
+    assert ranges[0][0] == 0 and furthest <= ranges[0][1] <= furthest * 1.05, (ranges[0], furthest)
     at.run()
     assert store.checkpoint_path(rid).is_file()
     # Resume is right here, not only on the Runs page (issue 29, item 5), and in the run's own controls where
