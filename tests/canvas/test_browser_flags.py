@@ -1,5 +1,5 @@
-"""The browser tests' Chromium (tests/serving.py): no address-bar popup page per tab, and Playwright's own disabled
-features kept (Chromium reads only the last ``--disable-features``, so ours must repeat Playwright's)."""
+"""The Chromium of the browser tests (tests/serving.py): no address-bar popup page per tab, and Playwright's own
+disabled features kept (Chromium reads only the last ``--disable-features``, so ours must repeat Playwright's)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow  # a browser
 def _disabled(command_line: str) -> list[set[str]]:
     """Every ``--disable-features`` list of a command line, in order.
 
-    >>> _disabled("chromium --disable-features=A,B --x --disable-features=B,C")
-    [{'A', 'B'}, {'B', 'C'}]
+    >>> [sorted(f) for f in _disabled("chromium --disable-features=B,A --x --disable-features=B,C")]
+    [['A', 'B'], ['B', 'C']]
     """
     return [set(a.split("=", 1)[1].split(",")) - {""} for a in command_line.split()
             if a.startswith("--disable-features=")]
