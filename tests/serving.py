@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Chromium 156 loads the address bar's suggestion popup (chrome://omnibox-popup.top-chrome, a WebUI page in a
-# renderer of its own) for every new tab, also headless: ~1 CPU-s per page, a fifth of what a page load of the app
-# costs the browser (3.4 CPU-s instead of 5.0 per load, measured). Chromium keeps only the last --disable-features,
-# so this one repeats the features Playwright (1.65) disables and adds the popup's three.
+# renderer of its own) for every new tab, also headless: a page load of the app cost the browser 5.4 CPU-s with it and
+# 4.0 without (bench/bench_browser.py). Chromium keeps only the last --disable-features, so this one repeats the
+# features Playwright (1.65) disables and adds the popup's three (tests/canvas/test_browser_flags.py checks both).
 PLAYWRIGHT_DISABLED_FEATURES = (
     "AimEnabled", "AvoidCorsURLLoaderRestartOnRedirect", "AvoidUnnecessaryBeforeUnloadCheckSync",
     "DestroyProfileOnBrowserClose", "HttpsFirstBalancedModeAutoEnable", "HttpsUpgrades", "LensOverlay", "MediaRouter",
