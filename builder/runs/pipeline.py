@@ -446,7 +446,11 @@ def owner_uploads(store: RunStore | None, owner: str) -> UploadFolder | None:
 
 def load_run_dataset(store: RunStore, run: Run) -> Dataset:
     """The dataset a run trained on: its saved snapshot, or its source reloaded as its owner's
-    (:func:`builder.runs.summary.run_source`: an upload inside the owner's folder, a built-in)."""
+    (:func:`builder.runs.summary.run_source`: an upload inside the owner's folder, a built-in).
+
+    Only ``run``'s id counts: the owner and the dataset are those the store holds for it, read as the store's actor
+    (a caller's copy of the record, edited or made up, names no other owner's upload and no file)."""
+    run = store.get(run.id)
     snapshot = store.folder(run.id).dataset
     if snapshot.is_file():
         return load_saved_dataset(snapshot)

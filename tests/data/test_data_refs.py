@@ -160,6 +160,31 @@ def test_a_run_recorded_with_an_upload_path_reloads_as_its_owners_and_only_their
     assert str(ws) not in json.dumps(shown) and shown["file"] == path.name  # no name was recorded: the id's
 
 
+def test_a_record_handed_in_is_read_again_as_the_stores_actor(tmp_path, secret):
+    """A caller's copy of a run record (a page's, a link's, a Python caller's) decides nothing: the owner and the
+    dataset are those the store holds for that id, read as the store's actor."""
+    from builder.data.access import LOCAL_OWNER, Actor
+    from builder.runs.record import Run
+
+    ws = tmp_path / "ws"
+    ref = UploadFolder(upload_dir(ws, ANN)).save("ann.csv", _table())
+    RunStore(ws, actor=SYSTEM).create_run(load_template("mlp"), "csv", {"upload": ref, "target": "y"},
+                                          TrainConfig(), owner=ANN)
+    bob = RunStore(ws, actor=Actor(BOB))
+    mine = bob.create_run(load_template("mlp"), "moons", {}, TrainConfig(), owner=BOB)
+    real = load_run_dataset(bob, bob.get(mine))
+    forged = [  # bob's own run id, with another owner and another dataset written into his copy
+        {"owner": ANN, "dataset_name": "csv", "dataset_options": {"upload": ref, "target": "y"}},
+        {"owner": LOCAL_OWNER, "dataset_name": "csv", "dataset_options": {"path": str(secret["file"]), "target": "y"}},
+        {"owner": BOB, "dataset_name": "csv", "dataset_options": {"upload": ref, "target": "y"}},
+    ]
+    for change in forged:
+        ds = load_run_dataset(bob, Run({**dict(bob.get(mine)), **change}))
+        assert ds.info.name == real.info.name and ds.info.options == real.info.options  # the stored run's moons
+    with pytest.raises(LayerLabError, match="no run"):  # a made-up id is refused, as any other door refuses it
+        load_run_dataset(bob, Run({**dict(bob.get(mine)), "id": "2026" + mine[4:-1] + "x", **forged[0]}))
+
+
 def test_errors_about_an_upload_name_it_as_people_know_it(tmp_path):
     mine = UploadFolder(tmp_path / "owners" / "user-ann-0123" / "uploads")
     ref = mine.save("pets.zip", b"PK\x03\x04 not really a zip")
