@@ -352,6 +352,28 @@ def _doors() -> list[Door]:
         Door("builder.runs.store.RunStore.metrics", (RUN,), lambda w, s: s.metrics(w.ann)),
         Door("builder.runs.store.RunStore.metrics_after", (RUN,), lambda w, s: s.metrics_after(w.ann)),
         Door("builder.runs.store.RunStore.delete_run", (RUN,), lambda w, s: s.delete_run(w.ann)),
+        # ---- the writers of a run's row: its owner's (the system's), a stop request also its teacher's or an admin's
+        Door("builder.runs.store.RunStore.update_run", (RUN,), lambda w, s: s.update_run(w.ann, message="x"),
+             writes=True),
+        Door("builder.runs.store.RunStore.update_run", (RUN,), lambda w, s: s.update_run(w.ann, tags={"x": "1"}),
+             writes=True),
+        Door("builder.runs.store.RunStore.update_status", (RUN,), lambda w, s: s.update_status(w.ann, "failed"),
+             writes=True),
+        Door("builder.runs.store.RunStore.finish", (RUN,), lambda w, s: s.finish(w.ann, "failed", {"loss": 9.0}),
+             writes=True),
+        Door("builder.runs.store.RunStore.set_environment", (RUN,), lambda w, s: s.set_environment(w.ann, x=1),
+             writes=True),
+        Door("builder.runs.store.RunStore.log_metrics", (RUN,), lambda w, s: s.log_metrics(
+            w.ann, {"type": "epoch", "epoch": 99, "loss": 9.0}), writes=True),
+        Door("builder.runs.store.RunStore.truncate_metrics", (RUN,), lambda w, s: s.truncate_metrics(w.ann, -1),
+             writes=True),
+        Door("builder.runs.store.RunStore.set_control", (RUN,), lambda w, s: s.set_control(w.ann, "pause"),
+             writes=True),
+        Door("builder.runs.store.RunStore.take_control", (RUN,), lambda w, s: s.take_control(w.ann), writes=True),
+        Door("builder.runs.store.RunStore.requeue", (RUN,), lambda w, s: s.requeue(w.ann), writes=True),
+        Door("builder.runs.store.RunStore.claim_slot", (RUN,), lambda w, s: s.claim_slot(w.ann, 9), writes=True),
+        Door("builder.runs.store.RunStore.beat", (RUN,), lambda w, s: s.beat([w.ann]), writes=True),
+        Door("builder.runs.store.RunStore.mark_placed", (RUN,), lambda w, s: s.mark_placed([w.ann]), writes=True),
         Door("builder.runs.store.RunStore.list_runs", (RUN,),
              lambda w, s: _absent_from([r["id"] for r in s.list_runs(owner=w.ann_owner)], w.ann)),
         Door("builder.runs.store.workspace_of", (RUN,), lambda w, s: workspace_of(s, w.ann)),
@@ -549,15 +571,14 @@ READER_MAY = {"builder.tracking.export_runs", "cli: runs export-mlflow run_ids"}
 
 # store methods the job process uses on its own run (never called by a page or a CLI verb: tests/test_access.py
 # checks), and functions that take an already-checked run row
+ROW_WRITERS = frozenset({"update_run", "update_status", "set_environment", "truncate_metrics", "finish", "log_metrics",
+                         "set_control", "take_control", "requeue", "beat", "mark_placed", "claim_slot"})
+"""The store's writers of a run's row: each checks the store's actor (its doors above); only jobs, the queue and
+the pipeline call them, never a page or a CLI verb (tests/test_access.py)."""
+
 INTERNAL = {
-    "builder.runs.store.RunStore.create_run", "builder.runs.store.RunStore.update_run",
-    "builder.runs.store.RunStore.set_control", "builder.runs.store.RunStore.take_control",
-    "builder.runs.store.RunStore.requeue", "builder.runs.store.RunStore.claim_slot", "builder.runs.store.RunStore.beat",
-    "builder.runs.store.RunStore.mark_placed",
-    "builder.runs.store.RunStore.queue_position", "builder.runs.store.RunStore.set_environment",
-    "builder.runs.store.RunStore.update_status", "builder.runs.store.RunStore.log_metrics",
-    "builder.runs.store.RunStore.truncate_metrics", "builder.runs.store.RunStore.finish",
-    "builder.runs.store.RunLogger.__init__", "builder.jobs.control.StoreControl.__init__",
+    "builder.runs.store.RunStore.create_run", "builder.runs.store.RunStore.queue_position",
+    "builder.runs.run_logger.RunLogger.__init__", "builder.jobs.control.StoreControl.__init__",
     "builder.jobs.queue.claim_gpu", "builder.jobs.queue.run_job", "builder.jobs.job_sandbox.record_death",
     "builder.tracking.MlflowCallback.__init__", "builder.search.study.JobLauncher.stop",
     "builder.tracking.attach_tracking",  # the pipeline's callbacks for the run it has just recorded
@@ -586,6 +607,6 @@ ID_PARAMS = {"run_id", "run_ids", "class_id", "cls", "new_run", "rid", "parent",
 a run to record into; ``parent``, ``init_from``: a run to learn from; ``run``: a whole run record, whose id the
 function reads or writes through; a ``teacher`` is a person here)."""
 
-__all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "SENSITIVE_CLI", "ID_PARAMS",
+__all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "ROW_WRITERS", "SENSITIVE_CLI", "ID_PARAMS",
            "READER_MAY",
            "LayerLabError"]

@@ -40,7 +40,8 @@ from builder.graph.project import Project, load_project
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.runs.classes import class_for
 from builder.runs.owners import owner_of, upload_dir
-from builder.runs.store import Run, RunLogger, RunStore
+from builder.runs.run_logger import RunLogger
+from builder.runs.store import Run, RunStore
 from builder.runs.summary import run_source
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.checkpoint import previous_path, read_checkpoint, read_resumable

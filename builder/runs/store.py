@@ -44,13 +44,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.data.access import CONTROL, DELETE, DELETE_CLASS_RUN, READ, SYSTEM, Actor, check, may, refusal
+from builder.data.access import (
+    CONTROL,
+    DELETE,
+    DELETE_CLASS_RUN,
+    READ,
+    STOP,
+    SYSTEM,
+    Actor,
+    check,
+    may,
+    refusal,
+)
 from builder.data.disk import on_full_disk, write_atomic
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import add_server_folder, hide_paths, resolves_inside
 from builder.graph.project import Project, load_project
 from builder.runs import db as _db
-from builder.runs.record import Run
+from builder.runs.record import STOPPED_BY, Run
 from builder.training.config import TrainConfig
 from builder.training.run_folder import RunFolder
 from builder.training.run_status import (
@@ -201,6 +212,7 @@ class RunStore:
         self.db_url = db_url or _db.database_url(self.workspace)
         self.db_path = self.workspace / DB_NAME if _db.is_sqlite(self.db_url) else self.workspace
         self._held = threading.local()  # a connection a thread keeps between calls (hold/release)
+        self._writable: set[tuple[str, bool]] = set()  # runs whose row the actor was found to write (_controls)
         self.filesystem = filesystem_type(self.workspace)
         self.journal = "DELETE" if self.filesystem in NETWORK_FILESYSTEMS else "WAL"  # see NETWORK_FILESYSTEMS
         self._engine = _db.engine(self.db_url, self.journal)
@@ -213,7 +225,7 @@ class RunStore:
         """The same workspace read by another actor (no reopening: the schema is ready)."""
         other = object.__new__(RunStore)
         other.__dict__.update(self.__dict__)
-        other._held, other.actor = threading.local(), actor
+        other._held, other.actor, other._writable = threading.local(), actor, set()
         return other
 
     def who(self, actor: Actor | None = None) -> Actor:
@@ -355,8 +367,28 @@ class RunStore:
             raise
         return run_id
 
+    def _controls(self, run_ids: str | Iterable[str], *, stop: bool = False) -> None:
+        """Refuse a write to a run's row that the store's actor may not make: its owner writes it (``control``);
+        with ``stop``, a stop request and its tag also come from who may stop it (the class's teacher, an admin);
+        the system writes any. AccessDenied, worded as for an unknown run; checked once per run and store."""
+        who = self.who()
+        for rid in [run_ids] if isinstance(run_ids, str) else run_ids:
+            if who.system or (rid, stop) in self._writable:
+                continue
+            row = self._row(rid)
+            if not (may(who, CONTROL, row) or (stop and may(who, STOP, row))):
+                raise refusal(rid)
+            self._writable.add((rid, stop))
+
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set columns of a run (JSON columns encoded); ``project`` also refreshes ``graph_hash``."""
+        """Set columns of a run (JSON columns encoded); ``project`` also refreshes ``graph_hash``. Its owner's (or
+        the system's); who stops another's run writes only the tag saying so (:data:`~builder.runs.record.STOPPED_BY`)."""
+        def others(tags: dict) -> dict:
+            return {k: v for k, v in tags.items() if k != STOPPED_BY}
+
+        tags = fields.get("tags")
+        self._controls(run_id, stop=set(fields) == {"tags"} and isinstance(tags, dict) and not self.who().system
+                       and others(tags) == others(self._row(run_id).tags))
         if "project" in fields:
             project = load_project(fields["project"])
             fields["project"] = project.to_json(indent=None)
@@ -378,11 +410,13 @@ class RunStore:
         """Request ``pause``, ``resume`` or ``stop`` of a job (None clears); its process polls this column."""
         if action is not None and action not in CONTROL_ACTIONS:
             raise RunStoreError(f"unknown control action {action!r}; use one of {', '.join(CONTROL_ACTIONS)}")
+        self._controls(run_id, stop=action == "stop")
         if self._write("UPDATE runs SET control = ? WHERE id = ?", (action, run_id)) == 0:
             raise RunStoreError(f"no run {run_id!r}")
 
     def take_control(self, run_id: str, *, peek: bool = False) -> str | None:
         """The pending control action of a run, cleared atomically (None when there is none; ``peek``: left)."""
+        self._controls(run_id)
         for _ in range(20):
             rows = self._read("SELECT control FROM runs WHERE id = ?", (run_id,))
             action = rows[0]["control"] if rows else None
@@ -394,6 +428,7 @@ class RunStore:
 
     def requeue(self, run_id: str, pid: int | None = None) -> None:
         """Put a run back at the end of the queue (``queued``, control cleared) for a job process ``pid``."""
+        self._controls(run_id)
         self._write("UPDATE runs SET status = 'queued', message = '', control = NULL, queued_at = ?, pid = ?,"
                     " host = ?, updated_at = ?, finished_at = NULL, beat_at = ?, placed_at = NULL WHERE id = ?",
                     (time.time(), pid or os.getpid(), host_name(), _now(), time.time(), run_id))
@@ -402,6 +437,7 @@ class RunStore:
         """Write the heartbeat of live runs (one statement for all): their process, or the server that holds them
         in its queue, is alive (:func:`builder.training.run_status.is_orphaned` reads it)."""
         ids = list(run_ids)
+        self._controls(ids)
         if ids:
             self._write(f"UPDATE runs SET beat_at = ? WHERE status IN ({_LIVE_SQL}) AND id IN "
                         f"({', '.join('?' * len(ids))})", [time.time(), *ids])
@@ -416,6 +452,7 @@ class RunStore:
         """Record that a cluster's scheduler took these queued runs (``runs.placed_at``; cleared by
         :meth:`requeue`)."""
         ids = list(run_ids)
+        self._controls(ids)
         if ids:
             self._write(f"UPDATE runs SET placed_at = ? WHERE status = 'queued' AND id IN ({', '.join('?' * len(ids))})",
                         [time.time(), *ids])
@@ -431,6 +468,7 @@ class RunStore:
     def claim_slot(self, run_id: str, limit: int) -> bool:
         """Atomically move a queued run to ``running`` when fewer than ``limit`` jobs of this host run
         and it is among the first queued; returns whether it got the slot."""
+        self._controls(run_id)
         for attempt in range(20):
             try:
                 with on_full_disk(self.db_path, DB_WHAT), self._errors(), self._conn() as c, \
@@ -461,11 +499,13 @@ class RunStore:
 
     def set_environment(self, run_id: str, **values: Any) -> None:
         """Merge values (e.g. the resolved device) into a run's environment record."""
+        self._controls(run_id)
         env = {**(self._row(run_id).get("environment") or {}), **values}
         self._write("UPDATE runs SET environment = ? WHERE id = ?", (_dumps(env), run_id))
 
     def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
         """Set a run's status (and message); ``running`` records this process's pid and start time."""
+        self._controls(run_id)
         status = _checked_status(status)
         # a run's message is shown to its owner, teachers and admins: no server folder in it (builder.escape)
         sets, args = ["status = ?", "message = ?", "updated_at = ?"], [status, hide_paths(message), _now()]
@@ -491,6 +531,7 @@ class RunStore:
 
     def log_metrics(self, run_id: str, events: dict | list[dict]) -> None:
         """Append step/epoch events (dicts with ``type``) to the metrics table."""
+        self._controls(run_id)
         events = [events] if isinstance(events, dict) else list(events)
         # epoch extras (e.g. the decision-boundary grid, builder.interpret.boundary) are stored with the epoch
         # (one transaction: a short epoch's steps, its epoch row and the run's progress cost one commit)
@@ -509,6 +550,7 @@ class RunStore:
 
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         """Drop curve points logged after ``after_step`` (used when resuming from an older checkpoint)."""
+        self._controls(run_id)
         self._write("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, after_step))
 
     def finish(self, run_id: str, status: str, final: dict | None = None, test: dict | None = None,
@@ -746,54 +788,6 @@ class _Closing:
             self.c.close()
 
 
-class RunLogger:
-    """A trainer listener writing a run's events to the store (step points batched: written every
-    ``flush_s`` seconds, 200 points or epoch, so a page reading the store sees a live curve). ``project``: the
-    project the caller recorded with the run, handed to :meth:`RunStore.finish` for the model card."""
-
-    def __init__(self, store: RunStore, run_id: str, flush_s: float = 0.5, *, project: Project | None = None):
-        self.store, self.run_id, self.flush_s, self.project = store, run_id, flush_s, project
-        self._last_flush = time.monotonic()
-        self._steps: list[dict] = []
-        self._test: dict | None = None
-        self._last_epoch: dict = {}
-        self._holder: int | None = None  # the thread that holds a store connection (RunStore.hold)
-
-    def __call__(self, ev: dict) -> None:
-        t = ev.get("type")
-        if self._holder is None:  # the trainer's thread writes its events: one connection while it trains
-            self.store.hold()
-            self._holder = threading.get_ident()
-        if t == "step":
-            self._steps.append(ev)
-            if len(self._steps) >= 200 or time.monotonic() - self._last_flush >= self.flush_s:
-                self._flush()
-        elif t == "epoch":  # with the steps not yet written, in one transaction
-            self._last_epoch = {k: v for k, v in ev.items() if k not in ("type", "extras")}
-            steps, self._steps = self._steps, []
-            self._last_flush = time.monotonic()
-            self.store.log_metrics(self.run_id, [*steps, ev])
-        elif t == "done":
-            self._test = ev.get("test")
-        elif t == "status":
-            self._flush()
-            st = ev["status"]
-            if is_final(st):
-                self.store.finish(self.run_id, st, self._last_epoch, self._test, ev.get("message", ""),
-                                  project=self.project)
-                if self._holder == threading.get_ident():
-                    self.store.release()
-                    self._holder = None
-            else:
-                self.store.update_status(self.run_id, st, ev.get("message", ""))
-
-    def _flush(self) -> None:
-        self._last_flush = time.monotonic()
-        if self._steps:
-            self.store.log_metrics(self.run_id, self._steps)
-            self._steps = []
-
-
-__all__ = ["RunStore", "Run", "RunLogger", "RunFolder", "workspace_of", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
+__all__ = ["RunStore", "Run", "RunFolder", "workspace_of", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
            "filesystem_type", "NETWORK_FILESYSTEMS",
            "graph_hash", "ENV_WORKSPACE", "CONTROL_ACTIONS"]
