@@ -14,7 +14,7 @@ in a clean environment, starting no process (:mod:`builder.jobs.job_sandbox`, en
 built); one that meets a limit or crashes ends ``failed`` with a line naming it. Example::
 
     # not a doctest (needs files or training): run by tests/jobs/test_queue.py::test_submit_runs_in_its_own_process_to_finished
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=Actor("alice"))
     rid = submit(store, JobSpec(project=load_template("mlp").model_dump(), dataset="moons",
                                 config={"epochs": 5}, owner="alice"))
     wait(store, [rid], timeout=120)

@@ -10,7 +10,7 @@ whose process dies fails its trial; the study goes on either way. Trials left ru
 this host are adopted. Example::
 
     # not a doctest (needs files or training): run by tests/search/test_search.py
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, actor=Actor.local())
     space = parse_space(["lr=1e-3..1e-1:log", "fc1.out_features={8,32}"], project)
     runner = StudyRunner(store, project, "moons", space=space,
                          settings=StudySettings(name="s1", n_trials=8))

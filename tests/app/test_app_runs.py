@@ -81,7 +81,7 @@ def test_another_owners_runs_are_neither_listed_nor_reachable(ws, monkeypatch):
 
 
 def test_shared_mode_names_each_runs_owner_by_pseudonym(workspace, monkeypatch):
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     ids = {}
     for who in (ME, OTHER):
         ids[who] = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 2}, owner=who, name="net")
@@ -161,7 +161,7 @@ def test_a_render_parses_each_shown_runs_project_once_and_analyses_its_graph_onc
     import builder.graph.shapes as shapes_module
     from tests.helpers import count_calls
 
-    store = RunStore(workspace)
+    store = RunStore(workspace, actor=SYSTEM)
     ids = []
     for name in ("first", "second"):  # recorded without training: no size in their environment
         p = builder.load_template("mlp")
