@@ -40,3 +40,18 @@ def test_runs_and_explain_refuse_another_owners_run_by_link(workspace):
         assert any("of yours" in str(e.value) for e in [*at.error, *at.markdown])
         chosen = [w.value for w in [*at.selectbox, *at.multiselect]]
         assert not any(theirs == v or (isinstance(v, list) and theirs in v) for v in chosen)
+
+
+def test_a_link_with_options_of_the_wrong_kind_is_refused_and_no_page_raises(workspace):
+    """A crafted link whose moons dataset carried ``"n_samples": null``: Build opened it, then the Data page raised
+    int(None) and the Train page scikit-learn's InvalidParameterError (a traceback each); now the link is refused
+    in one line and every page answers."""
+    from builder.graph.share import encode_project
+
+    link = encode_project(builder.load_template("mlp").model_copy(update={
+        "dataset": {"kind": "builtin", "name": "moons", "options": {"n_samples": None}}}))
+    at = open_app("app_pages/build.py", owner=OTHER, query={"p": link})
+    assert any("Cannot open the shared link" in e.value and "n_samples" in e.value for e in at.error)
+    for page in ("app_pages/data.py", "app_pages/train.py"):
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
