@@ -88,12 +88,16 @@ def database_url(workspace: str | Path) -> str:
 
 
 def _resolved(workspace: str | Path) -> tuple[str, str]:
+    from builder.tracking_destinations import absolute_uri  # lazy: it reads this module's settings
+
     url = os.environ.get(ENV_DB_URL, "").strip()
-    if url:
+    if url:  # a relative SQLite file: resolved once, here, for the processes started in other folders too
+        os.environ[ENV_DB_URL] = url = absolute_uri(url, Path.cwd()) if is_sqlite(url) else url
         return url, ENV_DB_URL
     key = str(Path(workspace).expanduser().absolute())
     if key not in _PINNED:
         configured = _configured(workspace)
+        configured = absolute_uri(configured, Path.cwd()) if configured and is_sqlite(configured) else configured
         _PINNED[key] = ((configured, "the server config") if configured else
                         (f"sqlite:///{Path(key) / 'layerlab.db'}", "the workspace's SQLite file"))
     return _PINNED[key]

@@ -108,17 +108,19 @@ def test_a_relative_workspace_is_resolved_once_at_the_door_for_a_search_with_tri
 def test_a_relative_workspace_variable_is_resolved_once_too(tmp_path, monkeypatch, capsys):
     """``LAYERLAB_WORKSPACE=ws`` (the variable, not the flag) was left relative: the trial's job, started in another
     working folder, failed with "No such file or directory: 'ws/runs/<id>/job.json'" and the launcher wrote a second
-    workspace ``ws/`` into the install folder. Now it names ``./ws`` of where the command ran, for every process."""
+    workspace ``ws/`` into the install folder; ``LAYERLAB_DB_URL=sqlite:///runs.db`` ended the trial's job and wrote
+    runs.db there. Now each names the file of where the command ran, for every process."""
     before = {p.name for p in ROOT.iterdir()}
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
     monkeypatch.setenv("LAYERLAB_WORKSPACE", "ws")
+    monkeypatch.setenv("LAYERLAB_DB_URL", "sqlite:///runs.db")  # a relative run database too: the same
     rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "1", "--epochs", "1",
                    "--search", "lr=1e-3..1e-1:log", "--study", "relenv", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["states"] == {"complete": 1}, res
-    runs = RunStore(here / "ws", actor=SYSTEM).list_runs()
+    runs = RunStore(here / "ws", actor=SYSTEM, db_url=f"sqlite:///{here / 'runs.db'}").list_runs()
     assert len(runs) == 1 and runs[0]["status"] == "finished"
     assert {p.name for p in ROOT.iterdir()} == before and not (ROOT / "ws").exists(), \
         {p.name for p in ROOT.iterdir()} - before
