@@ -344,8 +344,8 @@ def holdout_score(store: RunStore, cls: dict, run: dict, scorer: HoldoutScorer |
 def holdout_result(store: RunStore, cls: dict, run: dict,
                    scorer: HoldoutScorer | None = None) -> tuple[float | None, str | None]:
     """``(value, error)``: the class metric of a finished run on the class's held-out test split
-    (:func:`create_class`) as ``scorer`` measures it, cached per run in ``classes/<id>.scores.json`` (an error
-    too: a model that crashed the scorer's process is not run again on every page view); the run's own test
+    (:func:`create_class`) as ``scorer`` measures it, cached per run and finish in ``classes/<id>.scores.json`` (an
+    error too: a model that crashed the scorer's process is not run again on every page view); the run's own test
     metric when the class has no held-out set. ``value`` is None when the model does not fit the held-out data,
     the run has not finished, or no ``scorer`` was given and nothing is cached (nothing runs a model here)."""
     name = cls.get("metric", "accuracy")
@@ -357,7 +357,8 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
         cache = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cache = {}
-    key = f"{run['id']}:{name}:{json.dumps(ho, sort_keys=True)}"
+    # the run as it finished: a run continued with more epochs finishes again with other weights, scored anew
+    key = f"{run['id']}@{run.get('finished_at')}:{name}:{json.dumps(ho, sort_keys=True)}"
     if key not in cache:
         if scorer is None:
             return None, None

@@ -193,3 +193,28 @@ def test_a_regression_class_shows_its_errors_in_the_targets_units(tmp_path, monk
     store.finish(rid, "finished", test={"mae": 0.25})
     (row,) = classes.class_runs(store, cls)
     assert (row["best"], row["test"]) == (2.0, 1.0)  # were 0.5 and 0.25
+
+
+def test_a_run_continued_after_it_was_scored_is_scored_again(ws):
+    """The class's held-out scores were cached by run id: a student whose run was scored, then continued with more
+    epochs (its weights changed, it finished again), kept the first score on the leaderboard whatever the new
+    weights scored. The cache is keyed by the run as it finished."""
+    from builder.runs.pipeline import resume_run, run_training
+
+    store = RunStore(ws, actor=SYSTEM)
+    c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), metric="accuracy",
+                             holdout={"dataset": "moons", "options": {"seed": 777, "n_samples": 400}})
+    c = classes.join_class(ws, c["code"], STUDENTS[0])
+    student = store.as_actor(classes.actor_for(ws, STUDENTS[0]))
+    rid = run_training(classes.starter_project(c), "moons", {"epochs": 1, "seed": 0}, student,
+                       owner=STUDENTS[0]).run_id
+    calls = []
+
+    def scorer(run_id, holdout, metric):
+        calls.append(store.get(run_id)["epochs_done"])
+        return float(len(calls))  # a score that tells the two scorings apart
+
+    assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == 1.0
+    assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == 1.0 and calls == [1]  # cached
+    assert resume_run(rid, student, overrides={"epochs": 2}).status == "finished"
+    assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == 2.0 and calls == [1, 2]
