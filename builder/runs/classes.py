@@ -31,7 +31,7 @@ from pathlib import Path
 from builder._moved import moved_name
 from builder.data.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.data.disk import write_atomic
-from builder.data.sources import content_problems, project_problems, travels
+from builder.data.sources import content_problems, option_value_problems, project_problems, travels
 from builder.errors import LayerLabError
 from builder.escape import hide_paths, terminal_line
 from builder.graph.project import Project, load_project
@@ -219,6 +219,9 @@ def _holdout(holdout: dict | None) -> dict | None:
                          f"{terminal_line(str(holdout), 60) if not content_problems((str(name), {})) else 'a path'}. "
                          "Fix: name a built-in dataset")
     spec = {"name": name, "options": dict(options)}
+    if travels(spec) and (wrong := option_value_problems(spec)):  # scored for every run: refused here, once
+        raise ClassError(f"a class's held-out set takes the options of its dataset; received: {'; '.join(wrong)}. "
+                         "Fix: give each option a value of its kind, or leave it out")
     if not travels(spec):  # the leaderboard loads it with no one's uploads (builder.interpret.run_views)
         problems = content_problems(spec) or [f"dataset {terminal_line(name, 40)!r}, a file of the teacher's"]
         raise ClassError("a class's held-out set is a built-in dataset (the leaderboard loads it for every run, "

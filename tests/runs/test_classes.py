@@ -170,6 +170,15 @@ def test_a_starter_and_a_held_out_set_name_no_file(ws, tmp_path):
                              holdout={"dataset": "moons", "options": {"seed": 7}})
     with pytest.raises(ClassError, match="never a file on the server"):
         classes.post_starter(ws, c["id"], TEACHER, starters[0])
+    # options of the wrong kind (a starter every student opens, a held-out set every run is scored on): refused at
+    # the door, not met by each student's Data page (int(None)) or by the scorer of every run
+    wrong = load_template("mlp").model_copy(update={"dataset": {"kind": "builtin", "name": "moons",
+                                                                "options": {"n_samples": None}}})
+    with pytest.raises(ClassError, match="n_samples"):
+        classes.post_starter(ws, c["id"], TEACHER, wrong)
+    with pytest.raises(ClassError, match="seed is a whole number"):
+        classes.create_class(ws, TEACHER, "x", load_template("mlp"), holdout={"dataset": "moons",
+                                                                              "options": {"seed": -1}})
     assert classes.list_classes(ws) == [classes.get_class(ws, c["id"])]  # nothing else was kept
 
 
