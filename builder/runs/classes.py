@@ -347,10 +347,11 @@ def holdout_score(store: RunStore, cls: dict, run: dict, scorer: HoldoutScorer |
 def holdout_result(store: RunStore, cls: dict, run: dict,
                    scorer: HoldoutScorer | None = None) -> tuple[float | None, str | None]:
     """``(value, error)``: the class metric of a finished run on the class's held-out test split
-    (:func:`create_class`) as ``scorer`` measures it, cached per run and finish in ``classes/<id>.scores.json`` (an
-    error too: a model that crashed the scorer's process is not run again on every page view); the run's own test
-    metric when the class has no held-out set. ``value`` is None when the model does not fit the held-out data,
-    the run has not finished, or no ``scorer`` was given and nothing is cached (nothing runs a model here)."""
+    (:func:`create_class`) as ``scorer`` measures it, cached per run and finish (its epochs and end) in
+    ``classes/<id>.scores.json`` (an error too: a model that crashed the scorer's process is not run again on every
+    page view); the run's own test metric when the class has no held-out set. ``value`` is None when the model
+    does not fit the held-out data, the run has not finished, or no ``scorer`` was given and nothing is cached
+    (nothing runs a model here)."""
     name = cls.get("metric", "accuracy")
     ho = cls.get("holdout")
     if not ho or run.get("status") != "finished":
@@ -361,7 +362,7 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
     except (OSError, ValueError):
         cache = {}
     # the run as it finished: a run continued with more epochs finishes again with other weights, scored anew
-    key = f"{run['id']}@{run.get('finished_at')}:{name}:{json.dumps(ho, sort_keys=True)}"
+    key = f"{run['id']}@{run.get('epochs_done')}@{run.get('finished_at')}:{name}:{json.dumps(ho, sort_keys=True)}"
     if key not in cache:
         if scorer is None:
             return None, None
