@@ -116,6 +116,10 @@ def test_a_relative_workspace_variable_is_resolved_once_too(tmp_path, monkeypatc
     monkeypatch.chdir(here)
     monkeypatch.setenv("LAYERLAB_WORKSPACE", "ws")
     monkeypatch.setenv("LAYERLAB_DB_URL", "sqlite:///runs.db")  # a relative run database too: the same
+    # and a relative server config, whose default tracker the trial's job reads again ("'cfg.json', which is not a
+    # file" failed the trial)
+    (here / "cfg.json").write_text(json.dumps({"tracking": {"uri": f"sqlite:///{here / 'track.db'}"}}))
+    monkeypatch.setenv("LAYERLAB_SERVER_CONFIG", "cfg.json")
     rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "1", "--epochs", "1",
                    "--search", "lr=1e-3..1e-1:log", "--study", "relenv", "--json"])
     res = json.loads(capsys.readouterr().out)
@@ -124,6 +128,7 @@ def test_a_relative_workspace_variable_is_resolved_once_too(tmp_path, monkeypatc
     assert len(runs) == 1 and runs[0]["status"] == "finished"
     assert {p.name for p in ROOT.iterdir()} == before and not (ROOT / "ws").exists(), \
         {p.name for p in ROOT.iterdir()} - before
+    assert (here / "track.db").is_file()
 
 
 def test_tune_keeps_the_local_users_bare_names_beside_an_app_owners_older_study(tmp_path, capsys):
