@@ -41,7 +41,8 @@ def render(ds, spec: dict, problems: list) -> None:  # noqa: ARG001  (spec: same
                 f"{SMALL:,} samples (this one has {n:,}). From the command line: `layerlab train FILE --dataset "
                 f"NAME --folds 5`.", icon=":material/info:")
         return
-    d = TrainConfig.starting_values(ds.info.task, len(ds.train), ui.project().training)
+    d, _ = TrainConfig.form_values(ds.info.task, len(ds.train), ui.project().training,  # Train's form says what
+                                   {"epochs": (1, 1000), "seed": (0, 2**31 - 1)})  # it left out
     with st.form("ll_cv", border=True, enter_to_submit=False):
         c = st.columns(3)
         folds = c[0].number_input("Folds (K)", 2, 10, 5, key="ll_cv_folds", help="Runs to train; each tests on one fold")

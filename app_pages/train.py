@@ -89,30 +89,37 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
         st.rerun()  # show the live view (with polling) at the top
 
 
+FORM_BOUNDS = {"epochs": (1, 10_000), "batch_size": (1, 65_536), "lr": (1e-6, 10.0), "weight_decay": (0.0, 1.0),
+               "early_stopping": (0, 1000), "seed": (0, 2**31 - 1)}  # the settings form's widgets' ranges
+
+
 def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
     # the form starts where a run would: TrainConfig's defaults for the task < the project's saved settings
-    d = TrainConfig.starting_values(task, n_train, ui.project().training)
+    d, left = TrainConfig.form_values(task, n_train, ui.project().training, FORM_BOUNDS)
+    if left:  # a link's, a file's or a starter's settings of the wrong kind: the form starts from the defaults
+        st.warning("The project's " + ", ".join(left) + " cannot be shown here; the form starts from the default "
+                   "instead.", icon=":material/warning:")
     devices = ui.device_options()
     # Enter in a field never starts a run: only the Start button submits.
     with st.form("ll_hp", border=True, enter_to_submit=False):
         st.markdown("**Hyper-parameters**")
         c = st.columns(4)
-        epochs = c[0].number_input("Epochs", 1, 10_000, int(d["epochs"]), help="Passes over the training split")
-        batch = c[1].number_input("Batch size", 1, 65_536, int(d["batch_size"]), help="Samples per step")
-        lr = c[2].number_input("Learning rate", 1e-6, 10.0, float(d["lr"]), format="%g",
+        epochs = c[0].number_input("Epochs", *FORM_BOUNDS["epochs"], int(d["epochs"]), help="Passes over the training split")
+        batch = c[1].number_input("Batch size", *FORM_BOUNDS["batch_size"], int(d["batch_size"]), help="Samples per step")
+        lr = c[2].number_input("Learning rate", *FORM_BOUNDS["lr"], float(d["lr"]), format="%g",
                                help="Step size of the optimizer (peak rate for one-cycle)")
         opt = c[3].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(d["optimizer"])
                              if d["optimizer"] in OPTIMIZERS else 0)
         c = st.columns(4)
         sched = c[0].selectbox("LR schedule", list(SCHEDULERS), format_func=SCHEDULERS.get,
                                index=list(SCHEDULERS).index(d["scheduler"]) if d["scheduler"] in SCHEDULERS else 0)
-        wd = c[1].number_input("Weight decay", 0.0, 1.0, float(d["weight_decay"]), format="%g",
+        wd = c[1].number_input("Weight decay", *FORM_BOUNDS["weight_decay"], float(d["weight_decay"]), format="%g",
                                help="L2 penalty (decoupled for AdamW)")
-        es = c[2].number_input("Early stopping patience", 0, 1000, int(d.get("early_stopping") or 0),
+        es = c[2].number_input("Early stopping patience", *FORM_BOUNDS["early_stopping"], int(d.get("early_stopping") or 0),
                                key="ll_hp_patience",
                                help="On by default: stop when validation loss has not improved for this many "
                                     "epochs, keeping the best weights (0 = off)")
-        seed = c[3].number_input("Seed", 0, 2**31 - 1, int(d["seed"]), help="Makes runs reproducible")
+        seed = c[3].number_input("Seed", *FORM_BOUNDS["seed"], int(d["seed"]), help="Makes runs reproducible")
         values = [v for v, _ in devices]
         c = st.columns([2, 2])
         dev = c[0].selectbox("Device", values, format_func=dict(devices).get,

@@ -90,11 +90,10 @@ def absolute_uri(uri: str, cwd: str | Path) -> str:
     text = uri.strip()
     scheme = (_SCHEME_RE.match(text) or [None, ""])[1].lower()
     base = Path(cwd)
-    if scheme.split("+")[0] == "sqlite" and text.startswith(f"{scheme}:///"):
-        rest = text[len(scheme) + 4:]
-        if rest and not rest.startswith(("/", "file:", ":memory:")):
-            return f"{text[:len(scheme)]}:///{os.path.abspath(base / Path(rest).expanduser())}"
-        return text
+    if scheme.split("+")[0] == "sqlite":
+        from builder.runs.db import absolute_sqlite  # lazy: heavy (sqlalchemy)
+
+        return absolute_sqlite(text, base)
     if scheme == "file":
         path = urlsplit(text).path
         return text if path.startswith("/") else f"file://{os.path.abspath(base / path)}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,9 @@ def load_builtin(name: str, *, seed: int = 0, val_fraction: float = 0.15, test_f
     if unknown:
         raise DatasetError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; "
                            f"its options are: {', '.join(spec.options) or 'none'}")
+    problems = option_problems(name, {**options, "seed": seed})
+    if problems:
+        raise DatasetError(f"dataset {name!r}: {'; '.join(problems)}")
     opts = {**spec.options, **options}
     n = opts.get("n_samples")
     if n is not None and not (isinstance(n, int) and 20 <= n <= limits.MAX_SAMPLES):
@@ -169,14 +174,14 @@ def _points(X: np.ndarray, y: np.ndarray, names: list[str]):
 @register_dataset("moons", description="Two interleaving half circles (TensorFlow Playground style)",
                   modality="points2d", task="binary", options=_TOY_OPTS, help=_TOY_HELP)
 def _moons(seed: int, n_samples: int, noise: float):
-    X, y = _sk().make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    X, y = _sk().make_moons(n_samples=n_samples, noise=noise, random_state=seed % 2**32)
     return _points(X, y, ["0", "1"])
 
 
 @register_dataset("circles", description="A small circle inside a large one", modality="points2d",
                   task="binary", options={**_TOY_OPTS, "noise": 0.05}, help=_TOY_HELP)
 def _circles(seed: int, n_samples: int, noise: float):
-    X, y = _sk().make_circles(n_samples=n_samples, noise=noise, factor=0.5, random_state=seed)
+    X, y = _sk().make_circles(n_samples=n_samples, noise=noise, factor=0.5, random_state=seed % 2**32)
     return _points(X, y, ["outer", "inner"])
 
 
@@ -212,7 +217,7 @@ def _blobs(seed: int, n_samples: int, noise: float, centers: int):
     if not (isinstance(centers, int) and 2 <= centers <= 20):
         raise DatasetError(f"centers must be an integer between 2 and 20; got {centers!r}")
     X, y = _sk().make_blobs(n_samples=n_samples, centers=centers, cluster_std=max(noise, 1e-3),
-                            random_state=seed, center_box=(-8, 8))
+                            random_state=seed % 2**32, center_box=(-8, 8))
     return _points(X / 4.0, y, [str(i) for i in range(centers)])
 
 
@@ -251,6 +256,73 @@ def _sequence(seed: int, n_samples: int, length: int, markers: int):
 
 
 
+MAX_SEED = 2**63 - 1  # a training seed's range (TrainConfig); scikit-learn's generators take it modulo 2**32
+
+
+def seed_problem(seed: object) -> str | None:
+    """Why ``seed`` (from content: a project, a link, a form) is no seed, or None: a whole number from 0 to
+    :data:`MAX_SEED` (numpy and scikit-learn raise their own errors, or crash a page, for anything else).
+
+    >>> seed_problem(7), seed_problem(-1)
+    (None, 'seed is a whole number from 0 to 9223372036854775807 (received -1)')
+    """
+    if _whole(seed) and 0 <= seed <= MAX_SEED:  # type: ignore[operator]
+        return None
+    return f"seed is a whole number from 0 to {MAX_SEED} (received {str(seed)[:20]})"
+
+
+def _whole(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _finite(v: object) -> bool:
+    """A real number a float holds (not a bool, not inf or NaN, not an integer too large for a float)."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def _kind_of(default: object) -> tuple[Callable[[object], bool], str]:
+    if isinstance(default, bool):
+        return (lambda v: isinstance(v, bool)), "true or false"
+    if isinstance(default, int):
+        return _whole, "a whole number"
+    if isinstance(default, float):
+        return _finite, "a number"
+    if isinstance(default, str):
+        return (lambda v: isinstance(v, str)), "a word"
+    return (lambda v: True), ""
+
+
+def option_problems(name: str, options: dict) -> list[str]:
+    """Every option of built-in ``name`` (from content: a project, a link, a class starter) whose value is not of
+    its default's kind (a number, a whole number, true/false, a word), and a seed that is none
+    (:func:`seed_problem`); empty for a name that is not a built-in. The pages and the loaders read these values
+    as their defaults' kind, so a ``null`` or a word where a number goes would raise inside them.
+
+    >>> option_problems("moons", {"n_samples": None, "noise": "x", "seed": 3})
+    ['option n_samples of moons is a whole number (received None)', 'option noise of moons is a number (received x)']
+    """
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        return []
+    out = []
+    for key, value in options.items():
+        if key == "seed":
+            if (p := seed_problem(value)) is not None:
+                out.append(p)
+            continue
+        if key not in spec.options:
+            continue  # an unknown option: load_builtin names the known ones
+        ok, kind = _kind_of(spec.options[key])
+        if not ok(value):
+            out.append(f"option {str(key)[:40]} of {name} is {kind} (received {str(value)[:20]})")
+    return out
+
+
 def list_names() -> list[str]:
     """The registered built-in names, in registration order."""
     return list(_REGISTRY)
@@ -263,4 +335,5 @@ def is_builtin(name: str) -> bool:
 
 
 __all__ = ["DatasetSpec", "register_dataset", "list_datasets", "load_builtin", "list_names", "is_builtin", "preload",
+           "option_problems", "seed_problem", "MAX_SEED",
            "SEQ_VOCAB_SIZE", "SEQ_MARKERS"]

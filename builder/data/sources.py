@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from builder.data.builtin import is_builtin, list_names, load_builtin
+from builder.data.builtin import is_builtin, list_names, load_builtin, option_problems, seed_problem
 from builder.data.images import load_image_folder
 from builder.data.series import load_series
 from builder.data.splits import Dataset, DatasetInfo, fold_split, upload_label
@@ -176,7 +176,27 @@ def project_problems(project: Any) -> list[str]:
     name = training.get("dataset")
     if name is not None and (not isinstance(name, str) or _looks_like_path(name)):
         problems.append("training.dataset names a file on the server")
+    if dataset and not problems:
+        problems += option_value_problems(dataset)
     return problems
+
+
+def option_value_problems(source: Any) -> list[str]:
+    """Every option of a dataset description (from content) whose value is not of the kind its loader and the
+    Data page read (:func:`builder.data.builtin.option_problems`: a built-in's options by their defaults' kind; a
+    seed of any source); the problems name the option and the value received, never anything of a file.
+
+    >>> option_value_problems({"kind": "builtin", "name": "moons", "options": {"n_samples": None}})
+    ['option n_samples of moons is a whole number (received None)']
+    """
+    try:
+        src = DatasetSource.of(source)
+    except DatasetError as e:
+        return [str(e)]
+    if src.upload is None:
+        return option_problems(src.name, src.options)
+    seed = src.options.get("seed", 0)
+    return [p] if (p := seed_problem(seed)) is not None else []
 
 
 def own_spec(spec: dict | None, uploads: UploadFolder | None) -> dict | None:
@@ -201,9 +221,10 @@ def check_project(project: Any, uploads: UploadFolder | None = None) -> Any:
         project = project.model_copy(update={"dataset": spec})
     problems = project_problems(project)
     if problems:
-        raise DatasetError("a project names its data as a built-in dataset or one of your uploads, never a file on "
-                           f"the server; received: {'; '.join(problems)}. Fix: open the project, then pick the data "
-                           "on the Data page (or pass --data-path on the command line)")
+        raise DatasetError("a project names its data as a built-in dataset (with options of the kinds it takes) or "
+                           f"one of your uploads, never a file on the server; received: {'; '.join(problems)}. Fix: "
+                           "open the project, then pick the data on the Data page (or pass --data-path on the "
+                           "command line)")
     return project
 
 
@@ -580,6 +601,9 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
     """
     src = DatasetSource.of(source, options)
     check_content(src)
+    if problems := option_value_problems(src):
+        raise DatasetError(f"dataset {src.display()}: {'; '.join(problems)}. Fix: set these options on the Data "
+                           "page (or leave them out for their defaults)")
     opts = dict(src.options)
     flatten = bool(opts.pop("flatten", False))
     split = {k: opts.pop(k, default) for k, default in _SPLIT_ARGS.items()}
@@ -609,7 +633,7 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
     return ds.flattened() if flatten else ds
 
 
-__all__ = ["travels", "for_link", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
+__all__ = ["travels", "for_link", "option_value_problems", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
            "LocalFile", "source_kinds",
            "kind_for_path", "content_problems", "check_content", "project_problems", "check_project", "own_spec",
            "load_dataset"]

@@ -31,7 +31,7 @@ from pathlib import Path
 from builder._moved import moved_name
 from builder.data.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.data.disk import write_atomic
-from builder.data.sources import content_problems, project_problems, travels
+from builder.data.sources import content_problems, option_value_problems, project_problems, travels
 from builder.errors import LayerLabError
 from builder.escape import hide_paths, terminal_line
 from builder.graph.project import Project, load_project
@@ -219,6 +219,9 @@ def _holdout(holdout: dict | None) -> dict | None:
                          f"{terminal_line(str(holdout), 60) if not content_problems((str(name), {})) else 'a path'}. "
                          "Fix: name a built-in dataset")
     spec = {"name": name, "options": dict(options)}
+    if travels(spec) and (wrong := option_value_problems(spec)):  # scored for every run: refused here, once
+        raise ClassError(f"a class's held-out set takes the options of its dataset; received: {'; '.join(wrong)}. "
+                         "Fix: give each option a value of its kind, or leave it out")
     if not travels(spec):  # the leaderboard loads it with no one's uploads (builder.interpret.run_views)
         problems = content_problems(spec) or [f"dataset {terminal_line(name, 40)!r}, a file of the teacher's"]
         raise ClassError("a class's held-out set is a built-in dataset (the leaderboard loads it for every run, "
@@ -344,10 +347,11 @@ def holdout_score(store: RunStore, cls: dict, run: dict, scorer: HoldoutScorer |
 def holdout_result(store: RunStore, cls: dict, run: dict,
                    scorer: HoldoutScorer | None = None) -> tuple[float | None, str | None]:
     """``(value, error)``: the class metric of a finished run on the class's held-out test split
-    (:func:`create_class`) as ``scorer`` measures it, cached per run in ``classes/<id>.scores.json`` (an error
-    too: a model that crashed the scorer's process is not run again on every page view); the run's own test
-    metric when the class has no held-out set. ``value`` is None when the model does not fit the held-out data,
-    the run has not finished, or no ``scorer`` was given and nothing is cached (nothing runs a model here)."""
+    (:func:`create_class`) as ``scorer`` measures it, cached per run and finish (its epochs and end) in
+    ``classes/<id>.scores.json`` (an error too: a model that crashed the scorer's process is not run again on every
+    page view); the run's own test metric when the class has no held-out set. ``value`` is None when the model
+    does not fit the held-out data, the run has not finished, or no ``scorer`` was given and nothing is cached
+    (nothing runs a model here)."""
     name = cls.get("metric", "accuracy")
     ho = cls.get("holdout")
     if not ho or run.get("status") != "finished":
@@ -357,7 +361,8 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
         cache = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cache = {}
-    key = f"{run['id']}:{name}:{json.dumps(ho, sort_keys=True)}"
+    # the run as it finished: a run continued with more epochs finishes again with other weights, scored anew
+    key = f"{run['id']}@{run.get('epochs_done')}@{run.get('finished_at')}:{name}:{json.dumps(ho, sort_keys=True)}"
     if key not in cache:
         if scorer is None:
             return None, None

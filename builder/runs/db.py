@@ -87,13 +87,31 @@ def database_url(workspace: str | Path) -> str:
     return _resolved(workspace)[0]
 
 
+def absolute_sqlite(url: str, cwd: str | Path) -> str:
+    """``url`` with the relative file of an ``sqlite:///`` URL made absolute against ``cwd`` (``~`` expanded);
+    any other URL, an absolute file, ``file:`` URIs and ``:memory:`` unchanged.
+
+    >>> absolute_sqlite("sqlite:///runs/a.db", "/home/me"), absolute_sqlite("sqlite+pysqlite:////srv/a.db", "/x")
+    ('sqlite:////home/me/runs/a.db', 'sqlite+pysqlite:////srv/a.db')
+    """
+    text = url.strip()
+    scheme = text.split(":", 1)[0]
+    if is_sqlite(text) and text.startswith(f"{scheme}:///"):
+        rest = text[len(scheme) + 4:]
+        if rest and not rest.startswith(("/", "file:", ":memory:")):
+            return f"{scheme}:///{os.path.abspath(Path(cwd) / Path(rest).expanduser())}"
+    return text
+
+
 def _resolved(workspace: str | Path) -> tuple[str, str]:
     url = os.environ.get(ENV_DB_URL, "").strip()
-    if url:
+    if url:  # a relative SQLite file: resolved once, here, for the processes started in other folders too
+        os.environ[ENV_DB_URL] = url = absolute_sqlite(url, Path.cwd())
         return url, ENV_DB_URL
     key = str(Path(workspace).expanduser().absolute())
     if key not in _PINNED:
         configured = _configured(workspace)
+        configured = absolute_sqlite(configured, Path.cwd()) if configured else configured
         _PINNED[key] = ((configured, "the server config") if configured else
                         (f"sqlite:///{Path(key) / 'layerlab.db'}", "the workspace's SQLite file"))
     return _PINNED[key]
@@ -526,7 +544,7 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-__all__ = ["ENV_DB_URL", "CONFIG_KEY", "check_database_url", "set_database_url", "database_setting", "process_env", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
+__all__ = ["ENV_DB_URL", "absolute_sqlite", "CONFIG_KEY", "check_database_url", "set_database_url", "database_setting", "process_env", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
            "is_sqlite", "redact", "engine", "on_server", "workspace_lock", "save_document", "load_documents",
            "delete_document", "write", "statement", "params", "is_busy", "unreachable",
            "current_revision", "upgrade", "ensure_schema"]

@@ -54,9 +54,15 @@ MAX_CONFIG_BYTES = 256 * 1024
 
 
 def server_config_path(workspace: str | Path) -> Path:
-    """Where the server's configuration file is: ``$LAYERLAB_SERVER_CONFIG``, else ``<workspace>/server.json``."""
+    """Where the server's configuration file is: ``$LAYERLAB_SERVER_CONFIG``, else ``<workspace>/server.json``. A
+    relative variable is resolved once, against the working folder of the first process that reads it, and written
+    back, so that the processes it starts in other folders (jobs, a study's trials) read the same file."""
     env = os.environ.get(ENV_SERVER_CONFIG, "").strip()
-    return Path(env).expanduser() if env else Path(workspace) / SERVER_CONFIG
+    if not env:
+        return Path(workspace) / SERVER_CONFIG
+    path = Path(os.path.abspath(Path(env).expanduser()))
+    os.environ[ENV_SERVER_CONFIG] = str(path)
+    return path
 
 
 def set_server_config(workspace: str | Path, **values: object) -> None:

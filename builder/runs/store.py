@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from builder.data.access import (
     CONTROL,
@@ -75,9 +75,6 @@ from builder.training.run_status import (
     stale_s,
 )
 
-if TYPE_CHECKING:  # reading the store (every page) needs no torch; creating a run imports it
-    from builder.training.config import TrainConfig
-
 ENV_WORKSPACE = "LAYERLAB_WORKSPACE"
 DB_NAME = "layerlab.db"
 DB_WHAT = "the run database"  # in a full disk's message (builder.data.disk)
@@ -95,9 +92,11 @@ CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
 def default_workspace(flag: str | Path | None = None) -> Path:
-    """The workspace folder: ``flag`` if given, else ``$LAYERLAB_WORKSPACE``, else ``~/.layerlab``; named to
-    :func:`builder.escape.hide_paths` (every message hides it, even with a space in its name)."""
-    ws = Path(flag or os.environ.get(ENV_WORKSPACE) or Path.home() / ".layerlab").expanduser()
+    """The workspace folder, absolute: ``flag``, else ``$LAYERLAB_WORKSPACE`` (resolved once and written back: jobs
+    and trials started in other folders find the same), else ``~/.layerlab``; named to :func:`hide_paths`."""
+    ws = Path(os.path.abspath(Path(flag or os.environ.get(ENV_WORKSPACE) or Path.home() / ".layerlab").expanduser()))
+    if not flag and os.environ.get(ENV_WORKSPACE):
+        os.environ[ENV_WORKSPACE] = str(ws)
     add_server_folder(ws)
     return ws
 

@@ -136,6 +136,37 @@ class TrainConfig(BaseModel):
         return {**cls.defaults(task, n_train), **own}
 
     @classmethod
+    def form_values(cls, task: str | None, n_train: int | None = None, project: dict | None = None,
+                    bounds: dict[str, tuple[float, float]] | None = None) -> tuple[dict[str, Any], list[str]]:
+        """:meth:`starting_values` a form can show, and the project's settings it left out: a project's value
+        that its field refuses (``"epochs": null``, ``"lr": "x"``, a seed of -1: content from a link, a project
+        file or a class starter) or that lies outside the form's ``bounds`` (``{field: (lowest, highest)}``) is
+        replaced by the task's default, and named (``lr (received 'x')``) for the page to say so; the form's
+        widgets raise on anything else. A run still validates the project's own values (:meth:`resolve`).
+
+        >>> TrainConfig.form_values(None, None, {"epochs": None, "lr": 0.01, "seed": 9}, {"seed": (0, 5)})[1]
+        ['epochs (received None)', 'seed (received 9)']
+        """
+        values, left = cls.starting_values(task, n_train, project), []
+        defaults = cls.defaults(task, n_train)
+        for key in [k for k in (project or {}) if k in cls.model_fields]:
+            try:
+                value = getattr(cls.model_validate({key: values[key]}), key)
+            except ValidationError:
+                value = None
+                ok = False
+            else:
+                lo, hi = (bounds or {}).get(key, (None, None))
+                ok = value is None or not isinstance(value, int | float) or (
+                    (lo is None or value >= lo) and (hi is None or value <= hi))
+            if not ok:
+                left.append(f"{key} (received {str(values[key])[:20]!r})" if isinstance(values[key], str)
+                            else f"{key} (received {str(values[key])[:20]})")
+                value = defaults[key]
+            values[key] = value
+        return values, left
+
+    @classmethod
     def resolve(cls, task: str | None, n_train: int | None = None, project: dict | None = None,
                 overrides: dict | TrainConfig | None = None) -> TrainConfig:
         """The settings of a run: task defaults < ``project`` (its ``training`` dict) < ``overrides``.

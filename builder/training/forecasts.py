@@ -17,6 +17,7 @@ import numpy as np
 from builder.data.disk import write_atomic
 from builder.escape import plotly_text
 from builder.training.callbacks import Callback
+from builder.training.run_folder import read_json_file
 
 KEPT_WINDOWS = 6
 
@@ -49,10 +50,7 @@ class KeepForecasts(Callback):
 def read_forecasts(path: str | Path) -> dict:
     """A run's ``forecast.json`` (``{"columns", "windows": [{"inputs", "targets", "forecast"}]}``); empty when
     missing or damaged."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    data = read_json_file(path)  # bounded: the job's process wrote it
     ok = isinstance(data, dict) and isinstance(data.get("windows"), list) and all(
         isinstance(w, dict) and {"inputs", "targets", "forecast"} <= set(w) for w in data["windows"])
     return data if ok else {}

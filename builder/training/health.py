@@ -46,7 +46,7 @@ import torch
 from builder.data.disk import write_atomic
 from builder.training.callbacks import Callback
 from builder.training.config import HEALTH_EVERY as DEFAULT_EVERY
-from builder.training.run_folder import RunFolder
+from builder.training.run_folder import RunFolder, read_json_file
 
 if TYPE_CHECKING:
     from builder.training.trainer import Trainer, TrainResult
@@ -128,9 +128,10 @@ def read_health(run_folder: str | os.PathLike | RunFolder) -> HealthLog | None:
     read."""
     p = Path(run_folder)
     path = p if p.suffix == ".json" else RunFolder(p).health
+    data = read_json_file(path)  # bounded: the job's process wrote it
     try:
-        return HealthLog.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
+        return HealthLog.from_dict(data) if isinstance(data, dict) else None
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
 

@@ -267,11 +267,7 @@ class RunFolder:
 
     def read_job_spec(self) -> dict[str, Any] | None:
         """The job spec as a dict, or None when the run has none (a CLI run) or it cannot be read."""
-        try:
-            data = json.loads(self.job_spec.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return _read_json(self.job_spec)
 
     def read_weights(self) -> bytes | None:
         """The final weights file's bytes (what a Weights download delivers), or None before the run finished."""
@@ -284,11 +280,7 @@ class RunFolder:
     def read_calibration(self) -> dict[str, Any] | None:
         """The calibration report as a dict (``temperature``, ``ece_before``, ``ece_after``, ...), or None when
         the run was not calibrated or the file cannot be read."""
-        try:
-            data = json.loads(self.calibration.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return _read_json(self.calibration)
 
     def read_latency(self) -> dict[str, Any] | None:
         """The measured latency record (:class:`builder.graph.latency.Latency` as a dict: ``per_node`` medians in
@@ -297,7 +289,8 @@ class RunFolder:
         per = data.get("per_node") if data else None
         if not isinstance(per, dict):
             return None
-        return {**data, "per_node": {str(k): float(v) for k, v in per.items() if isinstance(v, int | float)}}
+        return {**data, "per_node": {str(k): float(v) for k, v in per.items()
+                                     if isinstance(v, int | float) and abs(v) < 1e300}}  # a float holds it
 
     def read_prune(self) -> dict[str, Any] | None:
         """The pruning report as a dict, or None when the run is not a pruned one or the file cannot be read."""
@@ -345,11 +338,26 @@ def keeping(store: Any, run_id: str | None, what: str = "report") -> RunFolder:
     return store.folder(store.get(run_id)["id"], write=True)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+MAX_REPORT_BYTES = 16 * 2**20  # a report, latency record or job spec read back (each is a few KiB)
+
+
+def read_json_file(path: str | os.PathLike) -> Any:
+    """The JSON value a run's folder holds at ``path``, or None: missing, unreadable, over
+    :data:`MAX_REPORT_BYTES`, not JSON, or nested past the parser's depth. A job's process writes into its run
+    folder, and one its model turned against it could leave a file that would stop the page of whoever reads the
+    run (its owner, the teacher of its class, everyone in shared mode): read back, it is no report. Every reader of
+    a run folder's JSON (reports, health, forecasts, text samples, the job spec) reads through this."""
+    path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    data = read_json_file(path)
     return data if isinstance(data, dict) else None
 
 
@@ -360,4 +368,4 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-__all__ = ["RunFolder", "keep_report", "keeping"]
+__all__ = ["RunFolder", "keep_report", "keeping", "read_json_file", "MAX_REPORT_BYTES"]

@@ -25,6 +25,7 @@ import torch
 from builder.data.disk import write_atomic
 from builder.errors import TrainingError
 from builder.training.callbacks import Callback
+from builder.training.run_folder import read_json_file
 
 PROMPT_TOKENS = 8  # tokens of the validation text the per-epoch samples continue
 SAMPLE_TOKENS = 40  # tokens written per epoch
@@ -103,10 +104,7 @@ class TextSamples(Callback):
 
 def read_text_samples(path: str | Path) -> list[dict]:
     """A run's ``text_samples.json`` in epoch order; empty when missing or damaged."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
+    data = read_json_file(path)  # bounded: the job's process wrote it
     if not isinstance(data, list):
         return []
     ok = [e for e in data if isinstance(e, dict) and isinstance(e.get("epoch"), int)

@@ -40,3 +40,34 @@ def test_runs_and_explain_refuse_another_owners_run_by_link(workspace):
         assert any("of yours" in str(e.value) for e in [*at.error, *at.markdown])
         chosen = [w.value for w in [*at.selectbox, *at.multiselect]]
         assert not any(theirs == v or (isinstance(v, list) and theirs in v) for v in chosen)
+
+
+def test_a_link_with_options_of_the_wrong_kind_is_refused_and_no_page_raises(workspace):
+    """A crafted link whose moons dataset carried ``"n_samples": null``: Build opened it, then the Data page raised
+    int(None) and the Train page scikit-learn's InvalidParameterError (a traceback each); now the link is refused
+    in one line and every page answers."""
+    from builder.graph.share import encode_project
+
+    link = encode_project(builder.load_template("mlp").model_copy(update={
+        "dataset": {"kind": "builtin", "name": "moons", "options": {"n_samples": None}}}))
+    at = open_app("app_pages/build.py", owner=OTHER, query={"p": link})
+    assert any("Cannot open the shared link" in e.value and "n_samples" in e.value for e in at.error)
+    for page in ("app_pages/data.py", "app_pages/train.py"):
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_link_with_training_settings_of_the_wrong_kind_leaves_the_train_page_answering(workspace):
+    """A crafted link carried ``"epochs": null`` (or ``"lr": "x"``, a seed of -1, 20,000 epochs: valid for a run,
+    past the form's widget): the Train page raised int(None) at every visit, since the visitor's canvas (and its
+    autosave) kept the settings. Now the form starts from the defaults and says which settings it left out; a
+    run of the project still refuses them (TrainConfig.resolve)."""
+    from builder.graph.share import encode_project
+
+    for i, bad in enumerate(({"epochs": None}, {"lr": "x"}, {"seed": -1}, {"epochs": 20_000})):
+        link = encode_project(builder.load_template("mlp").model_copy(update={"training": bad}))
+        at = open_app("app_pages/build.py", owner="anon:" + f"{i:032x}", query={"p": link})
+        at.switch_page("app_pages/train.py").run()
+        assert not at.exception, (bad, [e.value for e in at.exception])
+        key = next(iter(bad))
+        assert any(f"{key} (received" in w.value for w in at.warning), (bad, [w.value for w in at.warning])

@@ -105,6 +105,32 @@ def test_a_relative_workspace_is_resolved_once_at_the_door_for_a_search_with_tri
     assert not (here / "ws" / "ws").exists() and (here / "track.db").is_file()
 
 
+def test_a_relative_workspace_variable_is_resolved_once_too(tmp_path, monkeypatch, capsys):
+    """``LAYERLAB_WORKSPACE=ws`` (the variable, not the flag) was left relative: the trial's job, started in another
+    working folder, failed with "No such file or directory: 'ws/runs/<id>/job.json'" and the launcher wrote a second
+    workspace ``ws/`` into the install folder; ``LAYERLAB_DB_URL=sqlite:///runs.db`` ended the trial's job and wrote
+    runs.db there. Now each names the file of where the command ran, for every process."""
+    before = {p.name for p in ROOT.iterdir()}
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", "ws")
+    monkeypatch.setenv("LAYERLAB_DB_URL", "sqlite:///runs.db")  # a relative run database too: the same
+    # and a relative server config, whose default tracker the trial's job reads again ("'cfg.json', which is not a
+    # file" failed the trial)
+    (here / "cfg.json").write_text(json.dumps({"tracking": {"uri": f"sqlite:///{here / 'track.db'}"}}))
+    monkeypatch.setenv("LAYERLAB_SERVER_CONFIG", "cfg.json")
+    rc = cli.main(["tune", "mlp", "--dataset", "moons", "--trials", "1", "--epochs", "1",
+                   "--search", "lr=1e-3..1e-1:log", "--study", "relenv", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["states"] == {"complete": 1}, res
+    runs = RunStore(here / "ws", actor=SYSTEM, db_url=f"sqlite:///{here / 'runs.db'}").list_runs()
+    assert len(runs) == 1 and runs[0]["status"] == "finished"
+    assert {p.name for p in ROOT.iterdir()} == before and not (ROOT / "ws").exists(), \
+        {p.name for p in ROOT.iterdir()} - before
+    assert (here / "track.db").is_file()
+
+
 def test_tune_keeps_the_local_users_bare_names_beside_an_app_owners_older_study(tmp_path, capsys):
     """Issue 28: an app owner's study made before names were per owner held a bare name; `layerlab tune --study x`
     then answered "taken by another person's study". Now the local user gets its own study "x", and the owner's

@@ -133,3 +133,34 @@ def test_an_upload_without_its_label_keeps_one_id_in_its_name_however_often_it_r
         ds = load_dataset(DatasetSource.from_run({"dataset_name": "csv", "dataset_options": ds.info.options,
                                                   "dataset_info": ds.info.to_dict()}), uploads=uploads)
     assert ds.info.name == f"csv:{ref}"  # was csv:upload:upload:upload:upload:<id> (one more each time)
+
+
+HOSTILE_OPTIONS = [("moons", {"n_samples": None}), ("moons", {"noise": None}), ("moons", {"noise": "x"}),
+                   ("moons", {"noise": 10**400}), ("blobs", {"centers": 2.5}), ("moons", {"seed": -1}),
+                   ("digits", {"seed": 1.5}), ("iris", {"seed": "x"}), ("moons", {"seed": 2**80}),
+                   ("text_sentiment", {"lowercase": "no"}), ("sunspots", {"lookback": None})]
+
+
+@pytest.mark.parametrize(("name", "options"), HOSTILE_OPTIONS)
+def test_content_options_of_the_wrong_kind_are_refused_in_one_line(name, options):
+    """A link, a project file or a class starter carried built-in options of the wrong kind (``null`` for
+    n_samples, a word for noise, a negative or fractional seed): scikit-learn's and numpy's own errors came out of
+    load_dataset (InvalidParameterError, TypeError: a traceback on the Train page), and the Data page's widgets
+    raised on int(None) before anything loaded. Now the project is refused when opened and the load says which
+    option is wrong."""
+    from builder.data.sources import check_project
+    from builder.graph.templates import load_template
+
+    with pytest.raises(DatasetError, match=f"{next(iter(options))}"):
+        load_dataset(name, **options)
+    project = load_template("mlp").model_copy(update={"dataset": {"kind": "builtin", "name": name,
+                                                                  "options": options}})
+    with pytest.raises(DatasetError, match="received: .*" + next(iter(options))):
+        check_project(project)
+
+
+def test_every_seed_a_run_takes_still_loads():
+    """A training seed goes up to 2**63 - 1 (TrainConfig) and is the dataset's seed by default: scikit-learn's
+    generators take it modulo 2**32, numpy's whole."""
+    for name in ("moons", "blobs", "digits"):
+        assert len(load_dataset(name, seed=2**63 - 1).train) > 0

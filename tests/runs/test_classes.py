@@ -170,6 +170,15 @@ def test_a_starter_and_a_held_out_set_name_no_file(ws, tmp_path):
                              holdout={"dataset": "moons", "options": {"seed": 7}})
     with pytest.raises(ClassError, match="never a file on the server"):
         classes.post_starter(ws, c["id"], TEACHER, starters[0])
+    # options of the wrong kind (a starter every student opens, a held-out set every run is scored on): refused at
+    # the door, not met by each student's Data page (int(None)) or by the scorer of every run
+    wrong = load_template("mlp").model_copy(update={"dataset": {"kind": "builtin", "name": "moons",
+                                                                "options": {"n_samples": None}}})
+    with pytest.raises(ClassError, match="n_samples"):
+        classes.post_starter(ws, c["id"], TEACHER, wrong)
+    with pytest.raises(ClassError, match="seed is a whole number"):
+        classes.create_class(ws, TEACHER, "x", load_template("mlp"), holdout={"dataset": "moons",
+                                                                              "options": {"seed": -1}})
     assert classes.list_classes(ws) == [classes.get_class(ws, c["id"])]  # nothing else was kept
 
 
@@ -193,3 +202,28 @@ def test_a_regression_class_shows_its_errors_in_the_targets_units(tmp_path, monk
     store.finish(rid, "finished", test={"mae": 0.25})
     (row,) = classes.class_runs(store, cls)
     assert (row["best"], row["test"]) == (2.0, 1.0)  # were 0.5 and 0.25
+
+
+def test_a_run_continued_after_it_was_scored_is_scored_again(ws):
+    """The class's held-out scores were cached by run id: a student whose run was scored, then continued with more
+    epochs (its weights changed, it finished again), kept the first score on the leaderboard whatever the new
+    weights scored. The cache is keyed by the run as it finished."""
+    from builder.runs.pipeline import resume_run, run_training
+
+    store = RunStore(ws, actor=SYSTEM)
+    c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), metric="accuracy",
+                             holdout={"dataset": "moons", "options": {"seed": 777, "n_samples": 400}})
+    c = classes.join_class(ws, c["code"], STUDENTS[0])
+    student = store.as_actor(classes.actor_for(ws, STUDENTS[0]))
+    rid = run_training(classes.starter_project(c), "moons", {"epochs": 1, "seed": 0}, student,
+                       owner=STUDENTS[0]).run_id
+    calls = []
+
+    def scorer(run_id, holdout, metric):
+        calls.append(store.get(run_id)["epochs_done"])
+        return float(len(calls))  # a score that tells the two scorings apart
+
+    assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == 1.0
+    assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == 1.0 and calls == [1]  # cached
+    assert resume_run(rid, student, overrides={"epochs": 2}).status == "finished"
+    assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == 2.0 and calls == [1, 2]

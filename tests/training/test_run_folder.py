@@ -159,3 +159,31 @@ def test_a_report_is_kept_only_by_whoever_controls_the_run(tmp_path, monkeypatch
         stored_temperature(store, rid)
     keep_report(store.as_actor(Actor("user:ann")), Report(rid), "calibration")  # its owner keeps it
     assert stored_temperature(store, rid) == 5.0
+
+
+def test_files_a_hostile_job_leaves_in_its_run_folder_read_back_as_nothing(tmp_path, monkeypatch):
+    """A job's process writes its run folder; one its model turned against it could leave JSON nested 200,000
+    deep (json.loads: RecursionError), a number no float holds (float(): OverflowError) or a file of gigabytes, and
+    the Runs, Explain and Train pages of whoever reads the run (its owner, the teacher of its class, everyone in
+    shared mode) raised while reading it back. Each reader now answers "no report"."""
+    from builder.training import run_folder as rf
+    from builder.training.forecasts import read_forecasts
+    from builder.training.health import read_health
+    from builder.training.text_samples import read_text_samples
+
+    folder = rf.RunFolder(tmp_path)
+    deep = "[" * 200_000 + "]" * 200_000
+    for path in (folder.robustness, folder.calibration, folder.prune, folder.job_spec, folder.health,
+                 tmp_path / "forecast.json", tmp_path / "text_samples.json"):
+        path.write_text('{"windows": ' + deep + "}")
+    folder.latency.write_text('{"per_node": {"fc1": ' + "9" * 400 + ', "fc2": 0.5}}')
+    assert folder.read_robustness() is folder.read_calibration() is folder.read_prune() is None
+    assert folder.read_job_spec() is None and read_health(tmp_path) is None
+    assert read_forecasts(tmp_path / "forecast.json") == {} and read_text_samples(tmp_path / "text_samples.json") == []
+    assert folder.read_latency()["per_node"] == {"fc2": 0.5}
+    folder.health.write_text('{"events": 5, "every": "x"}')
+    assert read_health(tmp_path) is None
+    folder.robustness.write_text('{"eps": [0.1, 0.2, 0.3]}')
+    assert folder.read_robustness() == {"eps": [0.1, 0.2, 0.3]}
+    monkeypatch.setattr(rf, "MAX_REPORT_BYTES", 10)
+    assert folder.read_robustness() is None  # over the bound: not read at all

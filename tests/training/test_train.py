@@ -612,3 +612,18 @@ def test_run_record_and_model_card_state_what_ran(tmp_path, monkeypatch):
     run = store.get(r.run_id)
     card = model_card(run, store.metrics(r.run_id))
     assert "precision float32" in card and "mixed precision on" not in card
+
+
+def test_form_values_leave_out_what_a_form_cannot_show():
+    """TrainConfig.form_values: a project's setting its field refuses, or outside the form's range, is the task's
+    default and is named; valid ones are kept (validated: "5" epochs read as 5)."""
+    from builder.training.config import TrainConfig
+
+    values, left = TrainConfig.form_values("binary", 800, {"epochs": None, "lr": "x", "batch_size": 16, "seed": 7,
+                                                           "weight_decay": 10**400, "optimizer": "sgd"},
+                                           {"seed": (0, 5)})
+    defaults = TrainConfig.defaults("binary", 800)
+    assert (values["epochs"], values["lr"], values["seed"]) == (defaults["epochs"], defaults["lr"], defaults["seed"])
+    assert (values["batch_size"], values["optimizer"]) == (16, "sgd")
+    assert [k.split(" ")[0] for k in left] == ["epochs", "lr", "seed", "weight_decay"]
+    assert TrainConfig.form_values(None, None, {"epochs": "5", "early_stopping": 0})[0]["epochs"] == 5
