@@ -6,8 +6,9 @@ within the storage limit (:func:`check_storage`).
 Limits come from, lowest precedence first: the defaults (:data:`DEFAULTS`: no limit), the server config's
 ``"quotas"`` (:func:`builder.runs.owners.server_config`), the environment (``LAYERLAB_QUOTA_RUNNING``,
 ``LAYERLAB_QUOTA_QUEUED``, ``LAYERLAB_QUOTA_STORAGE_MB``, ``LAYERLAB_QUOTA_GPU_SECONDS``) and the class the owner
-belongs to (:func:`builder.runs.classes.class_quotas`). A limit of 0 or less (or none) means no limit. Teachers,
-and the CLI's ``local`` owner, are never limited.
+belongs to (:func:`builder.runs.classes.class_quotas`). A limit of 0 or less (or none) means no limit. A class's
+quotas only tighten the server's (a teacher is not an admin): each is the lower of the two, and a class's 0 leaves
+the server's limit. Teachers, and the CLI's ``local`` owner, are never limited.
 
 The check and the recording of the new run happen under one lock file in the workspace (:func:`admit`), so two
 submits at once cannot both pass a limit of one. Example::
@@ -70,7 +71,8 @@ def _number(value: object, where: str) -> float | None:
 
 
 def limits(workspace: str | Path, owner: str) -> dict[str, float | None]:
-    """The limits that apply to ``owner`` (None: no limit), from defaults < config file < environment < class."""
+    """The limits that apply to ``owner`` (None: no limit), from defaults < config file < environment, then the
+    class's where they are lower."""
     return limit_sources(workspace, owner)[0]
 
 
@@ -91,7 +93,10 @@ def limit_sources(workspace: str | Path, owner: str) -> tuple[dict[str, float | 
                              "\"gpu_seconds\": 3600}")
         for key in KEYS:
             if values.get(key) not in (None, ""):
-                out[key] = _number(values[key], where)
+                value = _number(values[key], where)
+                if where == "the class" and (value is None or (out[key] is not None and value >= out[key])):
+                    continue  # a teacher's class lowers the admin's limits, never lifts them
+                out[key] = value
                 where_of[key] = (ENV[key] if where == "the environment" else
                                  f"the class {cls['name']}" if where == "the class" and cls else where)
     return out, where_of

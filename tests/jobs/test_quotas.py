@@ -46,7 +46,12 @@ def test_limits_layer_config_env_class(ws, monkeypatch):
     assert quotas.limits(ws, ME)["queued"] == 1
     c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), quotas={"running": 1, "storage_mb": 0})
     classes.join_class(ws, c["code"], ME)
-    assert quotas.limits(ws, ME) == {"running": 1, "queued": 1, "storage_mb": None, "gpu_seconds": None}  # 0: no limit
+    # a class lowers the server's limits (running 2 -> 1) and never lifts them: its 0 ("no limit") keeps 100 MB
+    assert quotas.limits(ws, ME) == {"running": 1, "queued": 1, "storage_mb": 100, "gpu_seconds": None}
+    assert quotas.limit_sources(ws, ME)[1]["running"] == "the class ML"
+    classes.update_class(ws, c["id"], TEACHER, quotas={"running": 5, "queued": 0, "storage_mb": 1e9, "gpu_seconds": 60})
+    assert quotas.limits(ws, ME) == {"running": 2, "queued": 1, "storage_mb": 100, "gpu_seconds": 60}
+    classes.update_class(ws, c["id"], TEACHER, quotas={"running": 1, "storage_mb": 0})
     assert quotas.limits(ws, OTHER)["running"] == 2
     assert quotas.limits(ws, TEACHER) == {"running": None, "queued": None, "storage_mb": None, "gpu_seconds": None}
     monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "many")
