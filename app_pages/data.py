@@ -112,10 +112,12 @@ def images_picker(current: dict) -> dict | None:
 def _tokenizer_options(current: dict) -> dict:
     o = dict(current.get("options") or {})
     c = st.columns(4)
-    kind = c[0].selectbox("Tokenizer", TOKENIZER_KINDS, index=TOKENIZER_KINDS.index(o.get("tokenizer", "word")),
+    tok = o.get("tokenizer", "word")  # a run's "pretrained" (its own tokenizer.json) is not a choice here
+    kind = c[0].selectbox("Tokenizer", TOKENIZER_KINDS, index=TOKENIZER_KINDS.index(tok) if tok in TOKENIZER_KINDS else 0,
                           key="ll_txt_tok", help="word: words and punctuation; bpe: byte-level BPE (no unknown words)")
     vocab = int(c[1].number_input("Vocabulary size", 260 if kind == "bpe" else 4, 50_000,
-                                  max(int(o.get("vocab_size", 5000)), 260 if kind == "bpe" else 4), key="ll_txt_vocab",
+                                  min(max(int(o.get("vocab_size", 5000)), 260 if kind == "bpe" else 4), 50_000),
+                                  key="ll_txt_vocab",
                                   help="Learned from the training split only"))
     if "ll_txt_len" not in st.session_state:  # its value lives in the state ("Use max length N" sets it there)
         st.session_state.ll_txt_len = min(max(int(o.get("max_length", 64)), 2), 1024)

@@ -285,7 +285,9 @@ def _finite(v: object) -> bool:
         return False
 
 
-def _kind_of(default: object) -> tuple[Callable[[object], bool], str]:
+def option_kind(default: object) -> tuple[Callable[[object], bool], str]:
+    """A test of a value from content against the kind of an option's ``default``, and that kind in words
+    (anything passes where the default is none of a number, true/false or a word)."""
     if isinstance(default, bool):
         return (lambda v: isinstance(v, bool)), "true or false"
     if isinstance(default, int):
@@ -317,7 +319,7 @@ def option_problems(name: str, options: dict) -> list[str]:
             continue
         if key not in spec.options:
             continue  # an unknown option: load_builtin names the known ones
-        ok, kind = _kind_of(spec.options[key])
+        ok, kind = option_kind(spec.options[key])
         if not ok(value):
             out.append(f"option {str(key)[:40]} of {name} is {kind} (received {str(value)[:20]})")
     return out
@@ -335,5 +337,5 @@ def is_builtin(name: str) -> bool:
 
 
 __all__ = ["DatasetSpec", "register_dataset", "list_datasets", "load_builtin", "list_names", "is_builtin", "preload",
-           "option_problems", "seed_problem", "MAX_SEED",
+           "option_kind", "option_problems", "seed_problem", "MAX_SEED",
            "SEQ_VOCAB_SIZE", "SEQ_MARKERS"]

@@ -35,12 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from builder.data.builtin import is_builtin, list_names, load_builtin, option_problems, seed_problem
+from builder.data.builtin import (
+    is_builtin,
+    list_names,
+    load_builtin,
+    option_kind,
+    option_problems,
+    seed_problem,
+)
 from builder.data.images import load_image_folder
 from builder.data.series import load_series
 from builder.data.splits import Dataset, DatasetInfo, fold_split, upload_label
 from builder.data.tabular import load_csv
-from builder.data.text import RunTokenizer, load_text
+from builder.data.text import TOKENIZER_KINDS, RunTokenizer, load_text
 from builder.data.uploads import UploadFolder, is_upload_id, no_upload
 from builder.errors import DatasetError
 from builder.escape import terminal_line
@@ -195,8 +202,23 @@ def option_value_problems(source: Any) -> list[str]:
         return [str(e)]
     if src.upload is None:
         return option_problems(src.name, src.options)
-    seed = src.options.get("seed", 0)
-    return [p] if (p := seed_problem(seed)) is not None else []
+    out = [p] if (p := seed_problem(src.options.get("seed", 0))) is not None else []
+    defaults = _UPLOAD_DEFAULTS.get(src.name, {})
+    for key, value in src.options.items():
+        ok, kind = option_kind(defaults.get(key))
+        if key != "seed" and not ok(value):
+            out.append(f"option {str(key)[:40]} of {src.name} is {kind} (received {str(value)[:20]})")
+    if src.name == "text" and src.options.get("tokenizer", "word") not in (*TOKENIZER_KINDS, "pretrained"):
+        out.append(f"option tokenizer of text is one of {', '.join(TOKENIZER_KINDS)} "
+                   f"(received {str(src.options['tokenizer'])[:20]})")
+    return out
+
+
+_UPLOAD_DEFAULTS = {name: {k: p.default for k, p in inspect.signature(load).parameters.items()
+                           if p.default not in (inspect.Parameter.empty, None)}
+                    for name, load in (("csv", load_csv), ("image_folder", load_image_folder), ("text", load_text),
+                                       ("series", load_series))}
+"""The keyword defaults of each upload kind's loader: the kind of value each of its options takes."""
 
 
 def own_spec(spec: dict | None, uploads: UploadFolder | None) -> dict | None:

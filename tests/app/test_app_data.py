@@ -190,6 +190,19 @@ def test_a_text_upload_previews_its_tokens_lengths_and_unknown_words(at):
     assert float(labels["Unknown tokens (val + test)"].rstrip("%")) > 0
 
 
+def test_a_fine_tuned_runs_text_spec_opens_on_the_data_page(at):
+    """A run fine-tuned from a pretrained model records tokenizer "pretrained" and the model's vocabulary (50,257
+    for GPT-2): put back on the Data page (Runs › Open), the tokenizer picker raised ValueError (not one of its
+    choices) and the vocabulary box StreamlitAPIException (past its 50,000)."""
+    rows = "".join(f"the film was {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n" for i in range(40))
+    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
+                                   "task": None, "options": {"target": "label", "text_column": "text",
+                                                             "tokenizer": "pretrained", "vocab_size": 50_257}}
+    at.segmented_control(key="ll_ds_kind").set_value("text").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="ll_txt_tok").value == "word" and at.number_input(key="ll_txt_vocab").value == 50_000
+
+
 def test_a_builtin_series_previews_its_windows(at):
     at.selectbox(key="ll_ds_name").set_value("nile").run()
     assert not at.exception

@@ -159,6 +159,28 @@ def test_content_options_of_the_wrong_kind_are_refused_in_one_line(name, options
         check_project(project)
 
 
+HOSTILE_UPLOAD_OPTIONS = [("text", {"tokenizer": "zzz"}), ("text", {"vocab_size": "x"}), ("text", {"lowercase": "no"}),
+                          ("text", {"max_length": 1.5}), ("series", {"lookback": "x"}), ("series", {"horizon": 2.5})]
+
+
+@pytest.mark.parametrize(("kind", "options"), HOSTILE_UPLOAD_OPTIONS)
+def test_options_of_ones_own_upload_in_content_are_checked_by_their_loaders_kinds(tmp_path, kind, options):
+    """A project file naming one's own text upload with an unknown tokenizer made the Data page raise
+    (TOKENIZER_KINDS.index); the options of an upload are checked by the kinds of its loader's defaults as a
+    built-in's are, when the project is opened."""
+    from builder.data.sources import check_project
+    from builder.graph.templates import load_template
+
+    uploads = UploadFolder(tmp_path / "uploads")
+    ref = uploads.save("t.csv", _csv(tmp_path).read_bytes())
+    spec = {"kind": kind, "name": "t.csv", "file": ref, "options": {"target": "y", **options}}
+    project = load_template("mlp").model_copy(update={"dataset": spec})
+    with pytest.raises(DatasetError, match="received: .*" + next(iter(options))):
+        check_project(project, uploads)
+    fine = load_template("mlp").model_copy(update={"dataset": {**spec, "options": {"target": "y"}}})
+    assert check_project(fine, uploads).dataset["file"] == ref
+
+
 def test_every_seed_a_run_takes_still_loads():
     """A training seed goes up to 2**63 - 1 (TrainConfig) and is the dataset's seed by default: scikit-learn's
     generators take it modulo 2**32, numpy's whole."""
