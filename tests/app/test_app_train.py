@@ -353,3 +353,27 @@ def test_a_run_without_points_yet_says_so_in_its_charts(ws):
              for f in _figures(at)}
     assert notes["Loss"] == [] and notes["Learning rate"] == ["drawn when epoch 1 ends"], notes
     store.finish(rid, "stopped")
+
+
+def test_a_run_on_an_uploaded_csv_is_named_by_its_file(ws):
+    """Review of issue 29: a run on people.csv, started from the Train page, was named
+    'csv: upload:6272fc…csv' on the progress line, in the Runs table and in Explain's model picker, while the
+    page's header said people.csv: the job's project lacked the Data page's spec that names the upload."""
+    from builder.data.uploads import UploadFolder
+    from builder.runs.owners import upload_dir
+    from builder.runs.summary import dataset_label
+    from tests.helpers import ME
+
+    rows = "a,b,label\n" + "".join(f"{i},{i % 3},{'x' if i % 2 else 'y'}\n" for i in range(60))
+    ref = UploadFolder(upload_dir(ws, ME)).save("people.csv", rows.encode())
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")
+    at.session_state["ll_data"] = {"kind": "csv", "name": "people.csv", "file": ref, "target": "label", "task": ""}
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Dataset"] == "csv: people.csv"
+    rid = _start(at, 1)
+    store = RunStore(ws, actor=SYSTEM)
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    assert dataset_label(store.get(rid)) == "csv: people.csv"  # the Runs table's and Explain's name
+    at.run()
+    caption = next(c.value for c in at.caption if c.value.startswith("The newest run of the network on the canvas"))
+    assert "people.csv" in caption and "upload:" not in caption, caption
