@@ -377,3 +377,27 @@ def test_a_run_on_an_uploaded_csv_is_named_by_its_file(ws):
     at.run()
     caption = next(c.value for c in at.caption if c.value.startswith("The newest run of the network on the canvas"))
     assert "people.csv" in caption and "upload:" not in caption, caption
+
+
+@pytest.mark.parametrize("template", ["autoencoder", "vae"])
+def test_a_run_keeps_the_templates_settings_the_form_does_not_show(ws, template):
+    """Review of issue 29: starting a run rewrote the project's training settings keeping only a drawn objective's
+    networks: the autoencoder lost its task (reconstruction), so after its first run the Train page read
+    'Task multiclass' and refused a second run ("set out_features of 'recon' to 10", a fix that breaks it), and
+    the VAE lost its parts (its encoder), so Explain attributed the whole VAE's 64 outputs, not μ."""
+    import builder
+    from tests.helpers import ME
+
+    before = builder.load_template(template).training
+    at = open_app("app_pages/train.py", owner=ME, template=template)
+    task = {m.label: m.value for m in at.metric}["Task"]
+    rid = _start(at, 1)
+    assert wait(RunStore(ws, actor=SYSTEM), [rid], TIMEOUT) == {rid: "finished"}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    kept = {k: v for k, v in before.items() if k in ("task", "parts")}
+    assert kept and {k: at.session_state["ll_project"].training.get(k) for k in kept} == kept
+    assert {m.label: m.value for m in at.metric}["Task"] == task
+    assert not at.warning, [w.value for w in at.warning]  # a second run is not refused
+    run = RunStore(ws, actor=SYSTEM).get(rid)
+    assert {k: run["project"]["training"].get(k) for k in kept} == kept  # the run's own project too (Explain)
