@@ -441,7 +441,8 @@ def live_view() -> None:
 
         with made:
             playing = (st.session_state.get("ll_replay") or {}).get("run") == run_id
-            generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing)
+            generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing,
+                                   x_range=_epoch_range(sess))
         c1, c3 = st.columns(2)
     else:
         c1, c2, c3 = st.columns(3)
