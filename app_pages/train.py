@@ -92,8 +92,7 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
     try:
         tags = _student_alone(student, ds, config, teacher) if teacher else None
-        # the project with the Data page's spec: it names an upload by its file (people.csv), the job only by its id
-        ui.start_job(ui.project_with_data(), ds, config, live=live, tags=tags)
+        ui.start_job(ui.project(), ds, config, live=live, tags=tags)
         st.session_state.ll_polling = True
     except LayerLabError as e:
         ui.show_error(e)

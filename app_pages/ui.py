@@ -51,6 +51,7 @@ from app_pages.state import (
     show_flash,
     stale_prompt,
     undo_replace,
+    with_data,
     with_edge_ids,
     workspace,
 )
@@ -306,6 +307,8 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
         spec = JobSpec(project={}, dataset="", owner=owner(), resume_run=run["id"], callbacks=callbacks)
     else:
         name, opts = ds.info.reload_args()
+        # with the Data page's spec: it names an upload by its file (people.csv), the job's options by its id only
+        proj = with_data(proj)
         opts = child_options(proj.training, config, opts)  # a distilled or fine-tuned run: its parent's split
         spec = JobSpec(project=proj.model_dump(mode="json"), dataset=name, dataset_options=opts,
                        config=dict(config), owner=owner(),  # None is a setting too (early stopping off)

@@ -377,6 +377,12 @@ def test_a_run_on_an_uploaded_csv_is_named_by_its_file(ws):
     at.run()
     caption = next(c.value for c in at.caption if c.value.startswith("The newest run of the network on the canvas"))
     assert "people.csv" in caption and "upload:" not in caption, caption
+    # every job the page starts: a distilled run's student alone too
+    at.selectbox(key="ll_hp_teacher").set_value(rid)
+    distilled = _start(at, 1)
+    (alone,) = [r["id"] for r in store.list_runs(limit=10) if r["id"] not in (rid, distilled)]
+    assert wait(store, [distilled, alone], TIMEOUT) == {distilled: "finished", alone: "finished"}
+    assert [dataset_label(store.get(r)) for r in (distilled, alone)] == ["csv: people.csv"] * 2
 
 
 @pytest.mark.parametrize("template", ["autoencoder", "vae"])
