@@ -67,7 +67,7 @@ def _submit(ds, folds: int, config: dict) -> None:
 
     name, opts = ds.info.reload_args()
     try:
-        group, specs = crossval_job_specs(ui.project(), name, config, folds=folds, dataset_options=opts,
+        group, specs = crossval_job_specs(ui.project_with_data(), name, config, folds=folds, dataset_options=opts,
                                           owner=ui.owner())
         run_ids = submit_group(ui.store(), specs)
     except LayerLabError as e:

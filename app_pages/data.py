@@ -356,12 +356,20 @@ def _adapt(ds) -> None:
 def _load_fitting(name: str, ds) -> None:
     """Load the template ``name``, adapted to ``ds`` (Input shape, output width) when that makes it train: one
     click gives a network Train accepts (it loaded the template as is, and the page asked for a second fix)."""
+    spec, note = st.session_state.get("ll_data"), ""
+    # uploaded texts far shorter than the max length: the one click reads them at a length that fits, as the
+    # page advises ("Use max length N"); the LSTM it loaded for five-word reviews padded to 64 stayed at chance
+    if (ds.info.tokenizer and spec and spec.get("kind") == "text" and "ll_txt_len" in st.session_state
+            and (n := text_preview(ds, 1)["shorter_max_length"])):
+        note = f", read at max length {n:d} (your texts were padded to {int(ds.train.X.shape[1]):d})"
+        spec = {**spec, "options": {**dict(spec.get("options") or {}), "max_length": n}}
+        ds = ui.load_spec(spec)
+        _set_max_length(n)
     proj = builder.load_template(name)
     fixed = adapt_graph(proj.graph, ds.info)
     if not _refused(fixed, ds):
         proj = proj.model_copy(update={"graph": fixed})
-    ui.replace_project(proj, f"Loaded template “{proj.name}” for this dataset", relayout=True,
-                       data=st.session_state.get("ll_data"))
+    ui.replace_project(proj, f"Loaded template “{proj.name}” for this dataset{note}", relayout=True, data=spec)
 
 
 def compat(ds) -> None:

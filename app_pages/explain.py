@@ -197,6 +197,9 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         elif s.kind == "value":
             c[1].metric("True value", s.true)
             c[2].metric("Prediction", s.predicted)
+        elif s.kind == "output":  # a drawn objective's network: what it gives, no true value to compare with
+            c[1].metric("Output", s.predicted, help=f"What the {ui.md(xs.explained or '')} network gives for this "
+                        "sample (a VAE's encoder: μ, the sample's place in the latent space)")
         else:
             c[1].metric("Sample", f"#{i}")
         target, kind = None, xs.target_kind()

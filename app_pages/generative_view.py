@@ -49,8 +49,9 @@ def grid_figure(images: np.ndarray, title: str, cols: int = 8, height: int = 340
     return fig
 
 
-def terms_figure(epochs: list[dict]) -> go.Figure | None:
-    """Each loss term's training mean per epoch (solid) and its validation value (dotted); None without terms."""
+def terms_figure(epochs: list[dict], x_range: list[float] | None = None) -> go.Figure | None:
+    """Each loss term's training mean per epoch (solid) and its validation value (dotted); None without terms.
+    ``x_range``: the epoch axis of the page's other charts (the terms chart ran from epoch 1 above charts from 0)."""
     names = list(dict.fromkeys(k for e in epochs for k in (e.get("terms") or {})))
     if not names:
         return None
@@ -66,6 +67,8 @@ def terms_figure(epochs: list[dict]) -> go.Figure | None:
     fig.update_layout(title=dict(text="Loss terms", font=dict(size=14)), height=290,
                       margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch", yaxis_title="loss",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), uirevision="keep")
+    if x_range is not None:
+        fig.update_xaxes(range=x_range)
     return whole_epoch_ticks(fig)
 
 
@@ -93,12 +96,13 @@ def _vae_view(probe, store, run_id: str) -> dict:
 
 
 def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None = None, *,
-           last: int | None = None, playing: bool = False) -> None:
+           last: int | None = None, playing: bool = False, x_range: list[float] | None = None) -> None:
     """The parts that apply to ``run``: the sample grid, the loss terms, and for a finished VAE its
     reconstructions and (2-D latent) latent space. ``epoch``: the epoch the page's replay shows (its one slider
     and Replay drive every chart, the grid included); None: the newest grid. ``last``: the run's last epoch and
     ``playing``: whether its replay plays, so that a grid of an earlier epoch says so (under "Finished" at 900x900
-    the grid read "after epoch 2" while the replay's own bar was below the window)."""
+    the grid read "after epoch 2" while the replay's own bar was below the window). ``x_range``: the page's
+    epoch axis, for the loss terms."""
 
     cfg = {"displayModeBar": False, "staticPlot": active}
     grids = read_samples(store.folder(run["id"]).samples)
@@ -114,7 +118,7 @@ def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None 
         st.caption(f"{where}The same noise every epoch, so the grid shows how the generator changes.")
     if not active and run.status == RunStatus.FINISHED and vae_nodes(run.project) is not None:
         _vae_part(run, store, cfg)
-    fig = terms_figure(epochs)  # below what the run makes (issue 29, item 13: the grid was two screens down)
+    fig = terms_figure(epochs, x_range)  # below what the run makes (issue 29, item 13: the grid was two screens down)
     if fig is not None:
         st.plotly_chart(fig, width="stretch", config=cfg, key="ll_fig_terms")
 

@@ -130,7 +130,7 @@ def start(req: dict, ds) -> None:
     training = {k: v for k, v in (ui.project().training or {}).items() if k in ("lr", "batch_size", "optimizer",
                                                                                "weight_decay", "seed", "device")}
     try:
-        proc = launch_study(ui.workspace(), ui.project(), dataset, req["specs"], settings,
+        proc = launch_study(ui.workspace(), ui.project_with_data(), dataset, req["specs"], settings,
                             config={**training, "epochs": req["epochs"]}, dataset_options=options)
     except SearchSpaceError as e:
         lines = "\n".join(f"- {ui.md(p)}" for p in e.problems[:12])

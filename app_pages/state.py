@@ -198,14 +198,18 @@ def _sig(proj: Project) -> str:
     return hashlib.sha1(proj.to_json(indent=None).encode()).hexdigest()
 
 
-def project_with_data() -> Project:
-    """The project as saved: with the chosen dataset recorded in ``dataset``."""
-    p = project()
+def with_data(p: Project) -> Project:
+    """``p`` with the Data page's chosen dataset recorded in ``dataset`` (as it is without a choice)."""
     spec = st.session_state.get("ll_data")
     if spec:
         p = p.model_copy(update={"dataset": {k: v for k, v in spec.items()
                                              if k in ("kind", "name", "options", "file", "target", "task", "size")}})
     return p
+
+
+def project_with_data() -> Project:
+    """The project as saved: with the chosen dataset recorded in ``dataset``."""
+    return with_data(project())
 
 
 def autosave() -> None:
@@ -569,5 +573,5 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 __all__ = ["owner", "keep_identity", "keep_in_history", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
            "rebase_stale", "autosave_after_page",
            "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
-           "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "flash",
+           "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "with_data", "flash",
            "show_flash", "analyse", "annotations", "graph_key", "palette_with_blocks", "make_block", "workspace"]

@@ -14,7 +14,6 @@ from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from app_pages.fmt import curve_mode, share_axis, whole_epoch_ticks
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
-from builder.runs.classes import CLASS_KEY
 from builder.runs.record import shown_time
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
@@ -37,12 +36,25 @@ ui.page_header("Train", "Set the hyper-parameters and train in the background. T
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 SCHEDULERS = {"none": "Constant", "onecycle": "One-cycle", "cosine": "Cosine", "step": "Step decay",
               "plateau": "Reduce on plateau"}
-#: A drawn objective's settings in ``training`` that the form does not show (kept when a run starts).
-OBJECTIVE_KEYS = ("networks", "optimizers", "schedule")
-#: Settings in ``training`` the form does not show and a run started from it keeps: the drawn objective's, and
-#: the class a member trains for (:data:`builder.runs.classes.CLASS_KEY`, set by the class's starter: without it
-#: the run is not the class's and its teacher never sees it).
-KEPT_KEYS = (*OBJECTIVE_KEYS, CLASS_KEY)
+#: The settings in ``training`` the form sets (its fields, the teacher, a built-in dataset's name): a run started
+#: from it replaces these and keeps every other one. It kept a list of others (a drawn objective's networks, the
+#: class a member trains for) and dropped the rest: the autoencoder's task (its second run was refused as
+#: "multiclass"), the VAE's parts (Explain then attributed the whole VAE), a project file's own settings.
+FORM_KEYS = frozenset({"epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping",
+                       "seed", "device", "freeze", "finetune", "live_attributions", "teacher", "dataset"})
+
+
+def kept_settings(training: dict | None) -> dict:
+    """The settings of ``training`` that a run started from the form keeps: all but :data:`FORM_KEYS` (a
+    template's task and parts, a drawn objective's networks, the class a member trains for
+    (:data:`builder.runs.classes.CLASS_KEY`), a fine-tune's starting weights).
+
+    >>> kept_settings({"epochs": 3, "task": "reconstruction", "class": "c1"})
+    {'task': 'reconstruction', 'class': 'c1'}
+    """
+    return {k: v for k, v in (training or {}).items() if k not in FORM_KEYS}
+
+
 COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
 
 
@@ -52,7 +64,7 @@ def _student_alone(student, ds, config: dict, teacher: str) -> dict:
     distilled one; returns the distilled run's tags that name it (its figures are read when it finishes)."""
 
     alone = student.model_copy(update={"name": f"{student.name or 'untitled'} (student alone)", "training": {
-        **{k: v for k, v in (student.training or {}).items() if k in KEPT_KEYS}, "split_of": teacher}})
+        **kept_settings(student.training), "split_of": teacher}})
     return baseline_tag(ui.start_job(alone, ds, config, tags={"baseline_of_teacher": teacher}), None)
 
 
@@ -74,7 +86,7 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     # an imported model starts from its weights (init_from); keep transfer-learning settings the form lacks
     config = {**{k: v for k, v in (proj.training or {}).items() if k in ("init_from", "init_nodes")}, **config}
     st.session_state.ll_project = proj.model_copy(
-        update={"training": {**{k: v for k, v in (proj.training or {}).items() if k in KEPT_KEYS},
+        update={"training": {**kept_settings(proj.training),
                              **({"teacher": teacher} if teacher else {}),
                              **{k: v for k, v in config.items() if v is not None or k == "early_stopping"},
                              **({"dataset": spec["name"]} if spec.get("kind", "builtin") == "builtin" else {})}})
@@ -435,7 +447,8 @@ def live_view() -> None:
 
         with made:
             playing = (st.session_state.get("ll_replay") or {}).get("run") == run_id
-            generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing)
+            generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing,
+                                   x_range=_epoch_range(sess))
         c1, c3 = st.columns(2)
     else:
         c1, c2, c3 = st.columns(3)

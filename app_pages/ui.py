@@ -51,6 +51,7 @@ from app_pages.state import (
     show_flash,
     stale_prompt,
     undo_replace,
+    with_data,
     with_edge_ids,
     workspace,
 )
@@ -78,6 +79,20 @@ def page_header(title: str, subtitle: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------- sidebar
+#: Files people drop on "Open project" that open elsewhere, and where: Streamlit refused them itself, with
+#: "Error: files are not allowed." for an .onnx (no MIME type) and "text/csv files are not allowed." for a CSV.
+ELSEWHERE = {
+    "onnx": "a model file. Open it with **Import** on the Build page (its layers go on the canvas, its weights are "
+            "kept).",
+    "pt2": "a model file. Open it with **Import** on the Build page (its layers go on the canvas, its weights are "
+           "kept).",
+    "zip": "a .zip is an image set (the **Data** page, Image folder) or an ONNX model with its weights (**Import** "
+           "on the Build page).",
+    "csv": "a data file. Upload it on the **Data** page (CSV file, Text or Time series).",
+    "txt": "a data file. Upload it on the **Data** page (Text).",
+}
+
+
 def sidebar() -> None:
     """Project name and new / open / save / undo, shown on every page."""
 
@@ -91,9 +106,11 @@ def sidebar() -> None:
                   on_click=lambda: replace_project(new_project(), "New empty project"))
         c2.download_button("Save", data=project_json(), file_name=project_filename(), mime="application/json",
                            icon=":material/download:", width="stretch", help="Download the project file (.json)")
-        up = st.file_uploader("Open project", type=["json"], key=f"ll_open_{st.session_state.ll_upload_nonce}",
-                              help="A LayerLab project file (.json)")
-        if up is not None:
+        up = st.file_uploader("Open project", type=["json", *ELSEWHERE], key=f"ll_open_{st.session_state.ll_upload_nonce}",
+                              help="A LayerLab project file (.json). A model file: Build › Import; data: the Data page")
+        if up is not None and (where := ELSEWHERE.get(up.name.rsplit(".", 1)[-1].lower())):
+            st.error(f"{md(up.name)} is not a project file: {where}", icon=":material/info:")
+        elif up is not None:
             try:
                 opened = check_project(builder.load_project(up.getvalue()), uploads())  # no server paths
             except LayerLabError as e:
@@ -290,6 +307,8 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
         spec = JobSpec(project={}, dataset="", owner=owner(), resume_run=run["id"], callbacks=callbacks)
     else:
         name, opts = ds.info.reload_args()
+        # with the Data page's spec: it names an upload by its file (people.csv), the job's options by its id only
+        proj = with_data(proj)
         opts = child_options(proj.training, config, opts)  # a distilled or fine-tuned run: its parent's split
         spec = JobSpec(project=proj.model_dump(mode="json"), dataset=name, dataset_options=opts,
                        config=dict(config), owner=owner(),  # None is a setting too (early stopping off)

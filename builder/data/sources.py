@@ -564,7 +564,8 @@ class DatasetSource:
     def display(self) -> str:
         """The dataset as shown to people: the name, or ``csv: file.csv`` for an upload (never a server path)."""
         if self.upload is not None and (self.file_ref() or self.options.get("path")):
-            return upload_label(self.name, self.shown_file())
+            # the page's kind, as the dataset names itself ("images: pets.zip", not the loader's "image_folder")
+            return upload_label(self.upload.kind, self.shown_file())
         return self.name
 
     def shown_options(self) -> dict:

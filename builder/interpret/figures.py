@@ -243,14 +243,30 @@ def global_importance_figure(attributions: Any, feature_names: Sequence[str] | N
     return fig
 
 
+def _fold_padding(tokens: Sequence[str], a: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Trailing padding (two tokens or more) as one token, ``+59 <pad>``, with their attributions summed: a
+    five-word review padded to 64 tokens was drawn as six rows of cells, 59 of them ``<pad>``."""
+    from builder.data.text import PAD_TOKENS  # lazy: heavy (tokenizers)
+
+    end = len(tokens)
+    while end > 1 and tokens[end - 1] in PAD_TOKENS:
+        end -= 1
+    pads = len(tokens) - end
+    if pads < 2:
+        return list(tokens), a
+    return [*tokens[:end], f"+{pads} {tokens[-1]}"], np.append(a[:end], a[end:].sum())
+
+
 def token_attribution_figure(tokens: Sequence[str], attributions: Any, *, per_row: int = 12,
                              title: str | None = None) -> go.Figure:
-    """Tokens laid out in rows, each cell coloured by its (signed) attribution."""
+    """Tokens laid out in rows, each cell coloured by its (signed) attribution; trailing padding is one cell
+    (:func:`_fold_padding`)."""
     a = _np(attributions).reshape(-1)
     if len(tokens) != a.size:
         raise ExplainError(f"tokens: expected {a.size} tokens (one per attribution); received {len(tokens)}")
     if per_row < 1:
         raise ExplainError(f"per_row must be at least 1; received {per_row}")
+    tokens, a = _fold_padding(tokens, a)
     rows = max(1, math.ceil(a.size / per_row))
     z = np.full((rows, per_row), np.nan)
     text = np.full((rows, per_row), "", dtype=object)

@@ -71,7 +71,8 @@ class MethodChoices:
 @dataclass(frozen=True)
 class SampleSummary:
     """What the page shows about one sample: ``kind`` ``class`` (true/predicted class names, whether right,
-    confidence, runners-up), ``value`` (regression: true and predicted value) or ``other``."""
+    confidence, runners-up), ``value`` (regression: true and predicted value), ``output`` (a drawn objective's
+    network: its outputs, no true value) or ``other``."""
 
     kind: str
     true: str = "—"
@@ -234,6 +235,11 @@ class ExplainSession:
 
     def summary(self, i: int, runners_up: int = 2) -> SampleSummary:
         """True label, prediction, confidence and runners-up of sample ``i``."""
+        if self.explained:  # a drawn objective's network (a VAE's encoder): its outputs are no target of the
+            # dataset's; the page read "True value 5 · Prediction 0.2618", a digit's class beside μ's first value
+            outs = self.prediction.outputs[i].reshape(-1).tolist()
+            return SampleSummary("output", predicted=", ".join(f"{v:.4g}" for v in outs[:4])
+                                 + (f", … ({len(outs)} values)" if len(outs) > 4 else ""))
         if self.classification:
             labelled = self.has_class_labels
             true = self.class_name(int(self.y[i])) if labelled else "—"

@@ -270,3 +270,25 @@ def test_the_autoencoder_trains_on_its_digits_as_its_project_says(workspace):
     assert any("(the flattened input)" in w.value for w in at.warning), [w.value for w in at.warning]
     at.switch_page("app_pages/train.py").run()
     assert {m.label: m.value for m in at.metric}["Task"] == "reconstruction"
+
+
+def test_the_template_loaded_for_short_texts_reads_them_at_a_length_that_fits(at):
+    """Review of issue 29: five-word reviews uploaded as text, the CNN on the canvas: "Load the LSTM sequence
+    classifier template" gave "✓ the graph trains", but at the default max length 64 (59 tokens of padding) the
+    LSTM stayed at chance (54.9 % on its first test review, wrong), as the warning above it says. The one click
+    loads the network and the max length that fits the texts, and says so."""
+    rows = "".join(f"the film was {'great' if i % 2 else 'awful'} really,{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(80))
+    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
+                                   "task": None, "options": {"target": "label", "text_column": "text"}}
+    at.segmented_control(key="ll_ds_kind").set_value("text").run()
+    assert {m.label: m.value for m in at.metric}["Input shape"] == "64"
+    assert "Use max length 8" in [b.label for b in at.button]  # the page's own advice
+    at.button(key="ll_fit_template").click().run()
+    if any(b.key == "ll_confirm_replace" for b in at.button):
+        at.button(key="ll_confirm_replace").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert {m.label: m.value for m in at.metric}["Input shape"] == "8"
+    assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
+    assert "Use max length 8" not in [b.label for b in at.button]
+    assert any("max length 8" in t.value for t in at.toast), [t.value for t in at.toast]

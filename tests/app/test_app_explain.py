@@ -587,6 +587,8 @@ def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace, 
     assert "the encoder network's outputs" in _text(at) and not at.error
     assert "8×8 images read as 64 values" in _text(at)  # the encoder reads the digits flattened: shown as pictures
     assert "Integrated Gradients (heatmap)" in _titles(at)
+    shown = {m.label: m.value for m in at.metric}  # μ, not "True value 5 · Prediction 0.2618" (a digit's class)
+    assert "True value" not in shown and len(shown["Output"].split(", ")) == 2, shown
     _widget(at.selectbox, "Model").set_value(f"run:{gan}").run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "reads the dataset's samples" in errors[0], errors

@@ -185,3 +185,15 @@ def test_a_gan_run_on_the_runs_page_shows_what_it_made(gen_ws):
     assert _has_chart(at, f"ll_run_samples_{gan}")
     at = open_app("app_pages/runs.py", owner=ME, query={"run": mlp})
     assert not any("ll_run_samples_" in str(c.proto.id) for c in at.get("plotly_chart"))
+
+
+def test_a_drawn_objectives_loss_terms_share_the_epoch_axis_of_the_charts_below(gen_ws):
+    """Review of issue 29: a 5-epoch GAN run's Loss terms chart ran from epoch 1 to 5 above a summed-loss and a
+    learning-rate chart from 0 to 5 (dd51937 gave those one axis; the terms chart ranged over its own points)."""
+    import json
+
+    at = _open("gan")
+    axes = {c.proto.id: json.loads(c.proto.spec)["layout"]["xaxis"].get("range") for c in at.get("plotly_chart")
+            if any(k in c.proto.id for k in ("ll_fig_terms", "ll_fig_loss", "ll_fig_lr"))}
+    assert len(axes) == 3 and len({json.dumps(r) for r in axes.values()}) == 1, axes
+    assert next(iter(axes.values()))[0] == 0, axes

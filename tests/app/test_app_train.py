@@ -353,3 +353,57 @@ def test_a_run_without_points_yet_says_so_in_its_charts(ws):
              for f in _figures(at)}
     assert notes["Loss"] == [] and notes["Learning rate"] == ["drawn when epoch 1 ends"], notes
     store.finish(rid, "stopped")
+
+
+def test_a_run_on_an_uploaded_csv_is_named_by_its_file(ws):
+    """Review of issue 29: a run on people.csv, started from the Train page, was named
+    'csv: upload:6272fc…csv' on the progress line, in the Runs table and in Explain's model picker, while the
+    page's header said people.csv: the job's project lacked the Data page's spec that names the upload."""
+    from builder.data.uploads import UploadFolder
+    from builder.runs.owners import upload_dir
+    from builder.runs.summary import dataset_label
+    from tests.helpers import ME
+
+    rows = "a,b,label\n" + "".join(f"{i},{i % 3},{'x' if i % 2 else 'y'}\n" for i in range(60))
+    ref = UploadFolder(upload_dir(ws, ME)).save("people.csv", rows.encode())
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")
+    at.session_state["ll_data"] = {"kind": "csv", "name": "people.csv", "file": ref, "target": "label", "task": ""}
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Dataset"] == "csv: people.csv"
+    rid = _start(at, 1)
+    store = RunStore(ws, actor=SYSTEM)
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    assert dataset_label(store.get(rid)) == "csv: people.csv"  # the Runs table's and Explain's name
+    at.run()
+    caption = next(c.value for c in at.caption if c.value.startswith("The newest run of the network on the canvas"))
+    assert "people.csv" in caption and "upload:" not in caption, caption
+    # every job the page starts: a distilled run's student alone too
+    at.selectbox(key="ll_hp_teacher").set_value(rid)
+    distilled = _start(at, 1)
+    (alone,) = [r["id"] for r in store.list_runs(limit=10) if r["id"] not in (rid, distilled)]
+    assert wait(store, [distilled, alone], TIMEOUT) == {distilled: "finished", alone: "finished"}
+    assert [dataset_label(store.get(r)) for r in (distilled, alone)] == ["csv: people.csv"] * 2
+
+
+@pytest.mark.parametrize("template", ["autoencoder", "vae"])
+def test_a_run_keeps_the_templates_settings_the_form_does_not_show(ws, template):
+    """Review of issue 29: starting a run rewrote the project's training settings keeping only a drawn objective's
+    networks: the autoencoder lost its task (reconstruction), so after its first run the Train page read
+    'Task multiclass' and refused a second run ("set out_features of 'recon' to 10", a fix that breaks it), and
+    the VAE lost its parts (its encoder), so Explain attributed the whole VAE's 64 outputs, not μ."""
+    import builder
+    from tests.helpers import ME
+
+    before = builder.load_template(template).training
+    at = open_app("app_pages/train.py", owner=ME, template=template)
+    task = {m.label: m.value for m in at.metric}["Task"]
+    rid = _start(at, 1)
+    assert wait(RunStore(ws, actor=SYSTEM), [rid], TIMEOUT) == {rid: "finished"}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    kept = {k: v for k, v in before.items() if k in ("task", "parts")}
+    assert kept and {k: at.session_state["ll_project"].training.get(k) for k in kept} == kept
+    assert {m.label: m.value for m in at.metric}["Task"] == task
+    assert not at.warning, [w.value for w in at.warning]  # a second run is not refused
+    run = RunStore(ws, actor=SYSTEM).get(rid)
+    assert {k: run["project"]["training"].get(k) for k in kept} == kept  # the run's own project too (Explain)

@@ -186,3 +186,15 @@ def test_every_seed_a_run_takes_still_loads():
     generators take it modulo 2**32, numpy's whole."""
     for name in ("moons", "blobs", "digits"):
         assert len(load_dataset(name, seed=2**63 - 1).train) > 0
+
+
+def test_an_image_folder_run_is_named_as_its_dataset_is():
+    """Review of issue 29: a run on colors.zip read 'image_folder: colors.zip' (the Train page's progress line, the
+    Runs table, Explain's model picker) under a header that said 'images: colors.zip', the dataset's own name: a
+    run's label is the page kind's, whatever name the loader has."""
+    from builder.data.splits import DatasetInfo
+
+    run = {"dataset_name": "image_folder", "dataset_options": {"path": "/a/b/colors.zip", "size": 32}}
+    shown = DatasetInfo("images:colors.zip", "multiclass", "image", (3, 32, 32)).shown_name
+    assert dataset_label(run) == shown == "images: colors.zip"
+    assert dataset_label({**run, "dataset_name": "images"}) == shown  # the alias names it the same

@@ -185,3 +185,19 @@ def test_the_import_popover_stays_closed_after_replace(page, tmp_path):
     wait_idle(page)
     shot(page, "import-replaced")
     expect(page.locator("[data-testid=stPopoverBody]")).to_have_count(0)
+
+
+def test_a_model_or_data_file_dropped_on_open_project_says_where_it_opens(page, tmp_path):
+    """Review of issue 29: a newcomer's ONNX export dropped on the sidebar's "Open project" read "Error: files are
+    not allowed." (Streamlit's own refusal: .onnx has no MIME type), a CSV "text/csv files are not allowed.",
+    with no word of where they open. Each now says: Build › Import, the Data page."""
+    open_app(page)
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
+    for name, where in (("m.onnx", "Import"), ("people.csv", "Data")):
+        f = tmp_path / name
+        f.write_bytes(b"\x08\x07not parsed" if name.endswith(".onnx") else b"a,b\n1,2\n")
+        page.locator("[data-testid=stSidebar] input[type=file]").set_input_files(str(f))
+        err = page.locator("[data-testid=stSidebar] [data-testid=stAlertContentError]", has_text=name)
+        err.wait_for(timeout=15_000)
+        assert "is not a project file" in err.inner_text() and where in err.inner_text(), err.inner_text()
+        assert page.locator("[data-testid=node-conv1]").count() == 1  # the canvas is as it was

@@ -74,6 +74,22 @@ def test_token_view():
         token_attribution_figure(["a"], rng.normal(size=2))
 
 
+def test_a_token_views_trailing_padding_is_one_cell():
+    """Review of issue 29: a five-word review padded to 64 tokens was drawn as 5 words and 59 <pad> cells, six rows
+    of them, on Explain's Attributions and Try it tabs (the sample's text already reads "… (+59 <pad>)"). The
+    padding is one cell, "+59 <pad>", with its attributions summed: nothing the model drew on is hidden."""
+    a = rng.normal(size=64)
+    fig = _ok(token_attribution_figure(["the", "film", "was", "fine", "really", *["<pad>"] * 59], a))
+    cells = [(t, z) for row_t, row_z in zip(fig.data[0].text, fig.data[0].z) for t, z in zip(row_t, row_z) if t]
+    from builder.escape import plotly_text
+
+    assert [t for t, _ in cells] == ["the", "film", "was", "fine", "really", plotly_text("+59 <pad>")]
+    assert np.isclose(cells[-1][1], a[5:].sum()) and np.allclose([z for _, z in cells[:5]], a[:5])
+    one = _ok(token_attribution_figure(["a", "<pad>", "b", "<pad>"], a[:4]))  # a pad between words stays, one too
+    assert [t for t in np.asarray(one.data[0].text).reshape(-1) if t] == ["a", plotly_text("<pad>"), "b",
+                                                                          plotly_text("<pad>")]
+
+
 def test_attention_views():
     w = torch.softmax(torch.randn(2, 4, 5, 5), -1)
     fig = _ok(attention_heads_figure(w, ["a", "b", "a", "c", "d"], sample=1))

@@ -159,3 +159,20 @@ def test_trust_window_stays_in_the_split(n_total, data):
     start, stop = xs.window(i, n)
     assert 0 <= start <= i < n_total and stop - start == n and stop <= n_total
     assert start == i or stop == n_total  # moved back only as far as needed
+
+
+def test_a_drawn_objectives_network_shows_its_outputs_not_the_datasets_labels(tmp_path):
+    """Review of issue 29: Explain on a VAE run (its encoder, μ per latent unit) read 'True value 5 · Prediction
+    0.2618': the digit's class beside the first latent value, as if one predicted the other. The encoder's
+    outputs are no target of the dataset's: the summary gives them, and no true value."""
+    from builder.data.access import SYSTEM
+    from builder.runs.pipeline import open_run, run_training
+    from builder.runs.store import RunStore
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = run_training(builder.load_template("vae"), "digits", {"epochs": 1, "seed": 0}, store=store).run_id
+    model, ds = open_run(store, store.get(rid))
+    xs = ExplainSession(model, ds, "test", run_id=rid)
+    s = xs.summary(0)
+    mu = [f"{v:.4g}" for v in xs.prediction.outputs[0].tolist()]
+    assert len(mu) == 2 and (s.kind, s.true, s.predicted) == ("output", "—", ", ".join(mu)), s
