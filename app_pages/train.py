@@ -701,6 +701,7 @@ top[3].metric("Task", "drawn objective" if has_objective(g) else ds.info.task if
               help="The losses drawn on the canvas say what is learned" if has_objective(g) else None)
 
 problems = []
+data_fix = False  # the Data page's one click fixes mismatches between a sound graph and the data, nothing else
 if not g.nodes:
     problems.append("The canvas is empty — build a network or load a template on the Build page.")
 elif not report.ok:
@@ -708,6 +709,7 @@ elif not report.ok:
 elif ds is not None:  # the Data page's verdict is this one (drawn losses: the Input checks only)
     try:
         problems += [p.message for p in train_verdict(g, ds, report)]
+        data_fix = bool(problems)
     except LayerLabError as e:
         problems.append(str(e))
 if problems and not active:
@@ -717,7 +719,8 @@ if problems and not active:
             st.warning(ui.error_md(p), icon=":material/warning:")  # some quote an error
         c1, c2 = st.columns(2)
         c1.page_link(nav.BUILD, label="Open the Build page", icon=":material/account_tree:")
-        c2.page_link(nav.DATA, label="Open the Data page (one-click fix)", icon=":material/dataset:")
+        if data_fix:  # a graph with problems of its own (no Input, a dangling layer) is fixed on Build only
+            c2.page_link(nav.DATA, label="Open the Data page (one-click fix)", icon=":material/dataset:")
 
 if "ll_mode_next" in st.session_state:
     st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")

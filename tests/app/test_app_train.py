@@ -407,3 +407,29 @@ def test_a_run_keeps_the_templates_settings_the_form_does_not_show(ws, template)
     assert not at.warning, [w.value for w in at.warning]  # a second run is not refused
     run = RunStore(ws, actor=SYSTEM).get(rid)
     assert {k: run["project"]["training"].get(k) for k in kept} == kept  # the run's own project too (Explain)
+
+
+def test_a_graph_with_problems_of_its_own_is_sent_to_build_only(at):
+    """Review of issue 29: New, then one Linear from the palette, then Train: the page offered "Open the Data page
+    (one-click fix)" for a graph without an Input, which the Data page cannot fix. The Data page is offered for a
+    sound graph that does not fit the data (the CNN on moons), Build always."""
+    import builder
+
+    def links() -> list[str]:
+        return [p.proto.label for p in at.get("page_link")]
+
+    proj = at.session_state["ll_project"]
+    g = proj.graph
+    no_input = g.model_copy(update={"nodes": [n for n in g.nodes if n.type != "Input"],
+                                    "edges": [e for e in g.edges if e.source != "input"]})
+    at.session_state["ll_project"] = proj.model_copy(update={"graph": no_input})
+    at.session_state["ll_revision"] += 1
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Fix these before training" in m.value for m in at.markdown)
+    assert "Open the Build page" in links() and "Open the Data page (one-click fix)" not in links()
+    at.session_state["ll_project"] = builder.load_template("cnn").model_copy(update={"training": {"dataset": "moons"}})
+    at.session_state["ll_revision"] += 1
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Open the Build page" in links() and "Open the Data page (one-click fix)" in links()
