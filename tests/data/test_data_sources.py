@@ -159,15 +159,15 @@ def test_content_options_of_the_wrong_kind_are_refused_in_one_line(name, options
         check_project(project)
 
 
-HOSTILE_UPLOAD_OPTIONS = [("text", {"tokenizer": "zzz"}), ("text", {"vocab_size": "x"}), ("text", {"lowercase": "no"}),
+HOSTILE_UPLOAD_OPTIONS = [("text", {"tokenizer": 3}), ("text", {"vocab_size": "x"}), ("text", {"lowercase": "no"}),
                           ("text", {"max_length": 1.5}), ("series", {"lookback": "x"}), ("series", {"horizon": 2.5})]
 
 
 @pytest.mark.parametrize(("kind", "options"), HOSTILE_UPLOAD_OPTIONS)
 def test_options_of_ones_own_upload_in_content_are_checked_by_their_loaders_kinds(tmp_path, kind, options):
-    """A project file naming one's own text upload with an unknown tokenizer made the Data page raise
-    (TOKENIZER_KINDS.index); the options of an upload are checked by the kinds of its loader's defaults as a
-    built-in's are, when the project is opened."""
+    """The options of one's own upload in a project file are checked by the kinds of its loader's defaults, as a
+    built-in's are, when the project is opened (a word where a number goes raised in the Data page's widgets);
+    their ranges are the loader's, which names every problem at once (tests/data/test_text.py)."""
     from builder.data.sources import check_project
     from builder.graph.templates import load_template
 
