@@ -399,7 +399,8 @@ def compat(ds) -> None:
     title = template_title(name)
     kind = next((p for p in probs if p.code == "network_kind"), None)  # a GAN or VAE: builder's own verdict
     # the words Train says too (builder.training.objectives.network_mismatch)
-    st.info(ui.md((kind or network_mismatch(g, ds.info)).message), icon=":material/lightbulb:")
+    st.info(ui.md((kind or network_mismatch(g, ds.info, where="the button below does it")).message),
+            icon=":material/lightbulb:")
     st.button(f"Load the {title} template", type="primary", icon=":material/swap_horiz:", on_click=_load_fitting,
               args=(name, ds), key="ll_fit_template", help="Replace the canvas (undoable) with a network for this data")
     if kind is not None:  # the verdict above is the whole answer

@@ -377,16 +377,17 @@ def objective_mismatch(graph: Any, info: Any) -> Problem:
                                    f"that fits this data ({does}){same}{digits}")
 
 
-def network_mismatch(graph: Any, info: Any) -> Problem:
+def network_mismatch(graph: Any, info: Any, *, where: str = "the Data page does it in one click") -> Problem:
     """The verdict for a network (no drawn objective) on data it cannot take even with its Input and last layer set
     for it: what it takes, what the data is, and the template whose kind of network fits
-    (:func:`~builder.data.compat.fitting_template`); the Data page's words, said by Train too."""
+    (:func:`~builder.data.compat.fitting_template`); the Data page's words, said by Train too. ``where``: where
+    the one click is, as the reader's page says it (the Data page says "the button below does it")."""
     from builder.data.compat import data_kind, fitting_template, network_kind, template_title  # lazy: numpy
 
     return Problem("network_kind", f"The network on the canvas takes {network_kind(graph)}; received: "
                                    f"{data_kind(info)}. Changing its Input and last layer is not enough. Fix: load "
                                    f"the {template_title(fitting_template(info))} template, a network that fits "
-                                   "this data (the Data page does it in one click)")
+                                   f"this data ({where})")
 
 
 def train_verdict(graph: Any, dataset: Any, report: Any = None) -> list[Problem]:

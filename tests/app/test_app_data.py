@@ -44,6 +44,8 @@ def test_mismatch_is_shown_and_fixed_only_where_the_fix_trains(at):
     advice = " ".join(i.value for i in at.info)
     assert "takes images of 1×8×8" in advice and "table rows of 4 values with 3 classes" in advice, advice
     assert "MLP" in advice and any("set shape to" in c.value for c in at.caption)  # the details, folded
+    # the page's own button is the one click (it said "the Data page does it in one click" on the Data page)
+    assert "the button below does it" in advice and "Data page" not in advice, advice
     assert "Fix the graph for this dataset" not in [b.label for b in at.button]
     assert not any("fit this dataset" in s.value for s in at.success)
     at.button(key="ll_fit_template").click().run()
