@@ -417,10 +417,16 @@ def _guide_hidden() -> bool:
         return False
 
 
+def guide_state(g: Graph) -> tuple[bool, bool]:
+    """What the guide's Train button follows: whether the canvas is empty, and whether its network has problems
+    of its own (it cannot train: the button is off and says why, instead of saying so only when pressed)."""
+    return not g.nodes, bool(g.nodes) and not ui.analyse(g)[0].ok
+
+
 def first_visit_guide() -> None:
     """The empty state of a first visit (no run yet): pick a template → Train this network → Explain, in one
     compact row (the canvas below it takes the page) that a student can hide for good."""
-    st.session_state.ll_guide_empty = None  # not shown: the canvas needs no full rerun for it
+    st.session_state.ll_guide_state = None  # not shown: the canvas needs no full rerun for it
     if _guide_hidden():
         return
     try:
@@ -428,8 +434,8 @@ def first_visit_guide() -> None:
             return
     except LayerLabError:
         return
-    empty = not ui.graph().nodes
-    st.session_state.ll_guide_empty = empty  # canvas_area reruns the page when the canvas empties or fills
+    empty, broken = guide_state(ui.graph())
+    st.session_state.ll_guide_state = (empty, broken)  # canvas_area reruns the page when either changes
     with st.container(border=True, key="ll_first_visit"):
         c1, c2, c3, c4, c5 = st.columns([2.3, 1.45, 1.0, 1.45, 0.6], vertical_alignment="center", gap="small")
         # both texts take two lines (style.py: at most two, at least two), so the canvas below never moves
@@ -442,9 +448,11 @@ def first_visit_guide() -> None:
         else:
             c1.markdown(f"**1 ·** On the canvas:  \n**{ui.md(ui.project().name or 'untitled')}**", help=examples)
         go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this",
-                       disabled=empty, width="stretch",
-                       help="Train this network in the background with sensible settings; the live curves show "
-                            "on the Train page" if not empty else "Pick a network first")
+                       disabled=empty or broken, width="stretch",
+                       help="Pick a network first" if empty else
+                            "Fix the network first: the bar under the canvas lists its problems" if broken else
+                            "Train this network in the background with sensible settings; the live curves show "
+                            "on the Train page")
         c3.page_link(nav.EXPLAIN, label="3 · Explain", icon=":material/insights:",
                      help="When it has learned, the Explain page shows what it looks at")
         with c4.popover("How it works", icon=":material/school:", width="stretch"):
@@ -624,9 +632,10 @@ def canvas_area() -> None:
     if st.session_state.pop("ll_full_rerun", False) and st.context is not None:
         st.rerun()  # the browser's edit met another tab's save: the page above asks which version to go on with
     g = ui.graph()
-    guide_empty = st.session_state.get("ll_guide_empty")
-    if guide_empty is not None and guide_empty != (not g.nodes) and st.context is not None:
-        st.rerun()  # the first layer arrived or the last one went: the guide above says so and can Train
+    shown = st.session_state.get("ll_guide_state")
+    if shown is not None and shown != guide_state(g) and st.context is not None:
+        st.rerun()  # the first layer arrived, the last one went or the network's problems came or went: the guide
+        # above says so and can (or cannot) Train
     report, ann = ui.analyse(g)
     toolbar(report)
     if st.session_state.get("ll_canvas_error"):

@@ -236,12 +236,21 @@ def test_the_guide_tells_an_empty_canvas_apart_and_stays_hidden_after_a_reload(w
     assert "On the canvas" not in text and "Templates" in text and "drag layers" in text
     assert at.button(key="ll_train_this").disabled  # nothing to train
     # a layer dragged onto the empty canvas (a rerun of the canvas only, in a browser): the guide follows
-    one = builder.Graph(nodes=[builder.Node(id="input_1", type="Input", params={"shape": [4]})])
+    one = builder.Graph(nodes=[builder.Node(id="input_1", type="Input", params={"shape": [4]}),
+                               builder.Node(id="linear_1", type="Linear", params={"out_features": 2})],
+                        edges=[builder.Edge(source="input_1", target="linear_1")])
     at.session_state["ll_canvas"] = {"value": {"graph": one.model_dump(mode="json"), "selected": None,
                                                "revision": at.session_state["ll_revision"]}, "event": None}
     at.run()
-    assert [n.id for n in graph(at).nodes] == ["input_1"]
+    assert [n.id for n in graph(at).nodes] == ["input_1", "linear_1"]
     assert "On the canvas:" in _guide_text(at) and not at.button(key="ll_train_this").disabled
+    # a Linear alone (no Input) cannot train: the button said nothing until clicked (review of issue 29)
+    lone = builder.Graph(nodes=[builder.Node(id="linear_1", type="Linear", params={"out_features": 4})])
+    at.session_state["ll_canvas"] = {"value": {"graph": lone.model_dump(mode="json"), "selected": None,
+                                               "revision": at.session_state["ll_revision"]}, "event": None}
+    at.run()
+    button = at.button(key="ll_train_this")
+    assert button.disabled and "Fix the network first" in button.help
     at.button(key="ll_guide_hide").click().run()
     assert "ll_guide_hide" not in [b.key for b in at.button]
     again = open_app(owner=ME, timeout=60)  # a reload: a new session of the same person
