@@ -285,9 +285,7 @@ def _finite(v: object) -> bool:
         return False
 
 
-def option_kind(default: object) -> tuple[Callable[[object], bool], str]:
-    """A test of a value from content against the kind of an option's ``default``, and that kind in words
-    (anything passes where the default is none of a number, true/false or a word)."""
+def _kind_of(default: object) -> tuple[Callable[[object], bool], str]:
     if isinstance(default, bool):
         return (lambda v: isinstance(v, bool)), "true or false"
     if isinstance(default, int):
@@ -299,27 +297,30 @@ def option_kind(default: object) -> tuple[Callable[[object], bool], str]:
     return (lambda v: True), ""
 
 
-def option_problems(name: str, options: dict) -> list[str]:
+def option_problems(name: str, options: dict, defaults: dict | None = None) -> list[str]:
     """Every option of built-in ``name`` (from content: a project, a link, a class starter) whose value is not of
     its default's kind (a number, a whole number, true/false, a word), and a seed that is none
     (:func:`seed_problem`); empty for a name that is not a built-in. The pages and the loaders read these values
-    as their defaults' kind, so a ``null`` or a word where a number goes would raise inside them.
+    as their defaults' kind, so a ``null`` or a word where a number goes would raise inside them. ``defaults``:
+    the options' defaults for a source that is not a built-in (an upload kind's loader's).
 
     >>> option_problems("moons", {"n_samples": None, "noise": "x", "seed": 3})
     ['option n_samples of moons is a whole number (received None)', 'option noise of moons is a number (received x)']
     """
     spec = _REGISTRY.get(name)
-    if spec is None:
-        return []
+    if defaults is None:
+        if spec is None:
+            return []
+        defaults = spec.options
     out = []
     for key, value in options.items():
         if key == "seed":
             if (p := seed_problem(value)) is not None:
                 out.append(p)
             continue
-        if key not in spec.options:
-            continue  # an unknown option: load_builtin names the known ones
-        ok, kind = option_kind(spec.options[key])
+        if key not in defaults:
+            continue  # an unknown option: the loader names the known ones
+        ok, kind = _kind_of(defaults.get(key))
         if not ok(value):
             out.append(f"option {str(key)[:40]} of {name} is {kind} (received {str(value)[:20]})")
     return out
@@ -337,5 +338,5 @@ def is_builtin(name: str) -> bool:
 
 
 __all__ = ["DatasetSpec", "register_dataset", "list_datasets", "load_builtin", "list_names", "is_builtin", "preload",
-           "option_kind", "option_problems", "seed_problem", "MAX_SEED",
+           "option_problems", "seed_problem", "MAX_SEED",
            "SEQ_VOCAB_SIZE", "SEQ_MARKERS"]

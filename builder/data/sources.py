@@ -39,9 +39,7 @@ from builder.data.builtin import (
     is_builtin,
     list_names,
     load_builtin,
-    option_kind,
     option_problems,
-    seed_problem,
 )
 from builder.data.images import load_image_folder
 from builder.data.series import load_series
@@ -200,15 +198,9 @@ def option_value_problems(source: Any) -> list[str]:
         src = DatasetSource.of(source)
     except DatasetError as e:
         return [str(e)]
-    if src.upload is None:
-        return option_problems(src.name, src.options)
-    out = [p] if (p := seed_problem(src.options.get("seed", 0))) is not None else []
-    defaults = _UPLOAD_DEFAULTS.get(src.name, {})
-    for key, value in src.options.items():
-        ok, kind = option_kind(defaults.get(key))
-        if key != "seed" and not ok(value):
-            out.append(f"option {str(key)[:40]} of {src.name} is {kind} (received {str(value)[:20]})")
-    return out  # the values' ranges (a tokenizer's name, a length of at least 2) are the loader's, all at once
+    # an upload's values by its loader's defaults; their ranges (a tokenizer's name, a length of at least 2) are
+    # the loader's, which names every problem at once
+    return option_problems(src.name, src.options, None if src.upload is None else _UPLOAD_DEFAULTS.get(src.name, {}))
 
 
 _UPLOAD_DEFAULTS = {name: {k: p.default for k, p in inspect.signature(load).parameters.items()
