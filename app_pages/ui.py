@@ -81,11 +81,10 @@ def page_header(title: str, subtitle: str) -> None:
 # ----------------------------------------------------------------------------------------- sidebar
 #: Files people drop on "Open project" that open elsewhere, and where: Streamlit refused them itself, with
 #: "Error: files are not allowed." for an .onnx (no MIME type) and "text/csv files are not allowed." for a CSV.
+_MODEL_FILE = "a model file. Open it with **Import** on the Build page (its layers go on the canvas, its weights are kept)."
 ELSEWHERE = {
-    "onnx": "a model file. Open it with **Import** on the Build page (its layers go on the canvas, its weights are "
-            "kept).",
-    "pt2": "a model file. Open it with **Import** on the Build page (its layers go on the canvas, its weights are "
-           "kept).",
+    "onnx": _MODEL_FILE,
+    "pt2": _MODEL_FILE,
     "zip": "a .zip is an image set (the **Data** page, Image folder) or an ONNX model with its weights (**Import** "
            "on the Build page).",
     "csv": "a data file. Upload it on the **Data** page (CSV file, Text or Time series).",
