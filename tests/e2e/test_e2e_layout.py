@@ -330,8 +330,12 @@ def test_nothing_covers_or_clips_the_canvas(browser, app_server, size):
         assert min(c["width"] for c in controls) >= 28, controls  # none squeezed below its size either
         # the page's Build toolbar says what each button does, in full, on one line (at 900 px they were bare
         # icons: a puzzle for a newcomer)
+        # the three download buttons arrive a moment after the popovers (CI measured them before they came)
+        tools = ["Import", "PyTorch .py", "Weights", "Project", "Link", "ONNX"]
+        page.wait_for_function(f"(want) => JSON.stringify(({BUILD_TOOLS_JS})().map((w) => w.text)) === "
+                               "JSON.stringify(want)", arg=tools, timeout=30_000)
         words = page.evaluate(BUILD_TOOLS_JS)
-        assert [w["text"] for w in words] == ["Import", "PyTorch .py", "Weights", "Project", "Link", "ONNX"], words
+        assert [w["text"] for w in words] == tools, words
         assert all(w["whole"] and w["height"] <= 24 for w in words), words
         for name in ("transformer", "cnn"):  # a new session starts with the CNN: the transformer first
             ids = [nd.id for nd in builder.load_template(name).graph.nodes]
