@@ -36,6 +36,9 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
 /* a segmented control narrower than its buttons wraps them instead of scrolling them out of sight (Explain's
    View read "tmap | Overlay | Both" at 900 px) */
 [data-testid="stButtonGroup"] > div:has(> button) {flex-wrap: wrap; row-gap: 4px; overflow-x: visible;}
+/* toasts rise from the bottom right corner, above the canvas's summary bar: from the top right they covered the Build
+   guide's buttons (How it works, close) for their seconds on screen */
+[data-testid="stToastContainer"] {top: auto !important; bottom: 3.25rem !important;}
 /* a replacement's Replace/Cancel question, scrolled into view when asked, stops below the app's header bar */
 .st-key-ll_confirm_box {scroll-margin-top: 72px;}
 /* ... and starts with its question: the element of that scroll script took an empty row above it */

@@ -341,6 +341,10 @@ def test_nothing_covers_or_clips_the_canvas(browser, app_server, size):
             ids = [nd.id for nd in builder.load_template(name).graph.nodes]
             pick_template(page, builder.load_template(name).name)
             page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
+            # its toast ("Loaded template …") leaves the guide's buttons free (it sat on How it works and ×)
+            page.locator("[data-testid=stToast]").first.wait_for(timeout=10_000)
+            hidden = page.evaluate(TOAST_COVERS_JS)
+            assert hidden == [], (name, hidden)
             wait_idle(page)
             page.locator(f"[data-testid=node-{ids[1]}]").click()  # a layer selected: the inspector shows it
             page.locator(".st-key-ll_inspector").wait_for(timeout=30_000)
@@ -357,6 +361,11 @@ def test_nothing_covers_or_clips_the_canvas(browser, app_server, size):
         page.context.close()
 
 
+# The buttons of the page (the guide's, the toolbar's) a toast covers, by their words.
+TOAST_COVERS_JS = """() => { const ts = [...document.querySelectorAll('[data-testid=stToast]')].map((t) => t.getBoundingClientRect());
+  return [...document.querySelectorAll('.block-container button')].filter((b) => { const r = b.getBoundingClientRect();
+    return r.width > 0 && ts.some((t) => t.left < r.right && r.left < t.right && t.top < r.bottom && r.top < t.bottom); })
+    .map((b) => b.innerText.trim()); }"""
 # The Build page's toolbar buttons (Import … ONNX): their words, whether each shows whole, and its line height.
 BUILD_TOOLS_JS = """() => [...document.querySelectorAll('.st-key-ll_build_tools button')].map((b) => {
   const p = b.querySelector('[data-testid="stMarkdownContainer"]'); if (!p) return null;
