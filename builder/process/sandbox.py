@@ -167,6 +167,8 @@ def lock_down(lim: WorkerLimits, preload: tuple[str, ...] = (), *, who: str = "t
     _set_limits(lim)
     if not processes:
         _no_new_processes(who)
+    else:
+        _seccomp(processes=True)  # its compilers may start, but it reaches no process it did not start
 
 
 def cpu_budget(seconds: int, grace: int | None = None) -> None:
@@ -248,38 +250,68 @@ def _set_limits(lim: WorkerLimits) -> None:
 
 def _no_new_processes(who: str = "the import worker") -> None:
     """From here on this process starts no process: a seccomp filter (where the kernel and architecture
-    allow) refuses fork, vfork, execve and process clones in native code too; an audit hook refuses
-    Python's ways with a clear message."""
-    _seccomp_no_processes()
+    allow) refuses fork, vfork, execve and process clones in native code too, and reaching other processes
+    (:func:`_seccomp`); an audit hook refuses Python's ways with a clear message."""
+    _seccomp(processes=False)
 
     def hook(event: str, _args) -> None:
         if event in _BLOCKED_EVENTS:
             raise PermissionError(f"{who} may not start processes (it tried {event})")
 
     sys.addaudithook(hook)
-def _seccomp_no_processes() -> bool:
-    """Install a seccomp filter on every thread: ``fork``/``vfork``/``execve``/``execveat`` and ``clone``
-    without ``CLONE_THREAD`` fail with EPERM, ``clone3`` with ENOSYS (its flags cannot be inspected; libc
-    falls back to ``clone``). Returns whether it was installed (Linux on x86-64 or aarch64 only)."""
+
+
+# Syscalls by which a process reaches another: tracing it, reading or writing its memory, taking its files.
+_REACH = {"x86_64": {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438},
+          "aarch64": {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438}}
+# Signals: to itself only (a process of the server's user could otherwise end the server or another person's job).
+_SIGNAL_OTHERS = {"x86_64": {"tkill": 200, "pidfd_open": 434, "pidfd_send_signal": 424},
+                  "aarch64": {"tkill": 130, "pidfd_open": 434, "pidfd_send_signal": 424}}
+_OWN_GROUP = {"x86_64": {"tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297},
+              "aarch64": {"tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240}}
+_KILL = {"x86_64": 62, "aarch64": 129}
+
+
+def _seccomp(*, processes: bool) -> bool:
+    """Install a seccomp filter on every thread. Always: ``ptrace``, ``process_vm_readv``/``writev`` and
+    ``pidfd_getfd`` fail with EPERM (no other process of the server's user is traced, read, written or robbed of a
+    file; Landlock refuses tracing out of its domain too, where the kernel has it). Unless ``processes``:
+    ``fork``/``vfork``/``execve``/``execveat`` and ``clone`` without ``CLONE_THREAD`` fail with EPERM, ``clone3``
+    with ENOSYS (its flags cannot be inspected; libc falls back to ``clone``), and signals reach this process only
+    (``kill`` of another pid fails with EPERM unless it is signal 0, the existence probe; ``tgkill`` and the
+    queued signals of another thread group, ``tkill`` and pidfd signals likewise). Returns whether it was
+    installed (Linux on x86-64 or aarch64 only)."""
 
     arch = platform.machine()
     if sys.platform != "linux" or arch not in ("x86_64", "aarch64"):
         return False
     if arch == "x86_64":
         audit_arch, sys_seccomp = 0xC000003E, 317
-        deny = {57: 1, 58: 1, 59: 1, 322: 1, 435: 38}  # fork, vfork, execve, execveat: EPERM; clone3: ENOSYS
+        spawn = {57: 1, 58: 1, 59: 1, 322: 1, 435: 38}  # fork, vfork, execve, execveat: EPERM; clone3: ENOSYS
         clone = 56
     else:
         audit_arch, sys_seccomp = 0xC00000B7, 277
-        deny = {221: 1, 281: 1, 435: 38}  # execve, execveat: EPERM; clone3: ENOSYS
+        spawn = {221: 1, 281: 1, 435: 38}  # execve, execveat: EPERM; clone3: ENOSYS
         clone = 220
+    deny = {nr: 1 for nr in _REACH[arch].values()}
+    if not processes:
+        deny |= spawn | {nr: 1 for nr in _SIGNAL_OTHERS[arch].values()}
     ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
     allow, errno = 0x7FFF0000, 0x00050000
+    arg0, arg1, pid = 16, 24, os.getpid()  # the low 32 bits of the first two arguments (a pid_t, a signal)
     prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, allow), (ld, 0, 0, 0)]
     for nr, err in deny.items():
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]
-    prog += [(jeq, 1, 0, clone), (ret, 0, 0, allow),
-             (ld, 0, 0, 16), (jset, 1, 0, 0x00010000), (ret, 0, 0, errno | 1), (ret, 0, 0, allow)]
+    if processes:
+        prog += [(ret, 0, 0, allow)]
+    else:
+        # kill: its own pid, or signal 0 (is it alive?) to any
+        prog += [(jeq, 0, 6, _KILL[arch]), (ld, 0, 0, arg0), (jeq, 2, 0, pid), (ld, 0, 0, arg1), (jeq, 0, 1, 0),
+                 (ret, 0, 0, allow), (ret, 0, 0, errno | 1)]
+        for nr in _OWN_GROUP[arch].values():  # the first argument is the thread group: its own
+            prog += [(jeq, 0, 4, nr), (ld, 0, 0, arg0), (jeq, 0, 1, pid), (ret, 0, 0, allow), (ret, 0, 0, errno | 1)]
+        prog += [(jeq, 1, 0, clone), (ret, 0, 0, allow),
+                 (ld, 0, 0, 16), (jset, 1, 0, 0x00010000), (ret, 0, 0, errno | 1), (ret, 0, 0, allow)]
     raw = b"".join(struct.pack("<HBBI", *ins) for ins in prog)
     buf = ctypes.create_string_buffer(raw, len(raw))
 

@@ -139,6 +139,54 @@ print(json.dumps({{"env": dict(os.environ), "tmp": tempfile.gettempdir(), "tried
     assert seen["core"] == 0 and seen["fsize"] == 8 * 2**20
 
 
+@pytest.mark.skipif(not SECCOMP, reason="the seccomp filter is installed on Linux x86-64 and aarch64")
+@pytest.mark.parametrize("compiles", [False, True], ids=["job", "job that compiles"])
+def test_a_locked_down_job_reaches_no_other_process(tmp_path, compiles):
+    """A job runs a person's model with the server's user id: locked down, it may not trace another process of
+    that user (the server, another person's job), read or write its memory, or signal it (it could end the server
+    or a classmate's run); it may still ask whether a process lives (signal 0) and signal itself. A job that
+    compiles starts its compilers, and may signal them, but traces no process either."""
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        seen = _run_python(f"""
+import ctypes, json, os, signal, threading
+from builder.jobs import job_sandbox
+job_sandbox.enter({str(tmp_path / 'tmp')!r}, processes={compiles!r})
+libc = ctypes.CDLL(None, use_errno=True)
+out = {{}}
+def tried(name, call):
+    try:
+        call()
+        out[name] = "ran"
+    except OSError as e:
+        out[name] = e.errno
+def native(name, *args):
+    ctypes.set_errno(0)
+    out[name] = [libc.syscall(*args), ctypes.get_errno()]
+x86 = os.uname().machine == "x86_64"
+tried("kill", lambda: os.kill({victim.pid}, signal.SIGCONT))  # harmless, but a signal all the same
+tried("probe", lambda: os.kill({victim.pid}, 0))
+tried("self", lambda: os.kill(os.getpid(), 0))
+tried("thread", lambda: signal.pthread_kill(threading.main_thread().ident, 0))
+native("ptrace", 101 if x86 else 117, 16, {victim.pid}, 0, 0)  # PTRACE_ATTACH
+iov = (ctypes.c_char * 8)()
+vec = (ctypes.c_void_p * 2)(ctypes.addressof(iov), 8)
+native("vm_read", 310 if x86 else 270, {victim.pid}, ctypes.byref(vec), 1, ctypes.byref(vec), 1, 0)
+native("tgkill", 234 if x86 else 131, {victim.pid}, {victim.pid}, signal.SIGCONT)
+print(json.dumps(out))
+""", child_env())
+        assert victim.poll() is None, "the job ended another process"
+    finally:
+        victim.kill()
+        victim.wait()
+    assert seen["ptrace"] == [-1, 1] and seen["vm_read"] == [-1, 1], seen  # EPERM
+    assert seen["probe"] == seen["self"] == seen["thread"] == "ran", seen
+    if compiles:
+        assert seen["kill"] == "ran", seen  # its compilers are processes it may signal
+    else:
+        assert seen["kill"] == 1 and seen["tgkill"] == [-1, 1], seen
+
+
 def _failed_with(store, rid: str, prefix: str) -> str:
     """The run's message once it failed with ``prefix`` (the job names the limit just after the trainer recorded
     the failure, and a death by signal is recorded by its starter just after a reader may mark it interrupted)."""
