@@ -296,10 +296,13 @@ def _seccomp(*, processes: bool) -> bool:
     deny = {nr: 1 for nr in _REACH[arch].values()}
     if not processes:
         deny |= spawn | {nr: 1 for nr in _SIGNAL_OTHERS[arch].values()}
-    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, errno = 0x7FFF0000, 0x00050000
     arg0, arg1, pid = 16, 24, os.getpid()  # the low 32 bits of the first two arguments (a pid_t, a signal)
-    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, allow), (ld, 0, 0, 0)]
+    # another calling convention (i386's int 0x80 on x86-64) numbers its calls otherwise: refused, as are x32's
+    # (bit 30 set): a denied call must not come back in them
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, errno | 1), (ld, 0, 0, 0),
+            (jge, 0, 1, 0x40000000), (ret, 0, 0, errno | 1)]
     for nr, err in deny.items():
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]
     if processes:
