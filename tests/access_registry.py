@@ -196,6 +196,20 @@ def _absent_from(ids: list[str], rid: str) -> None:
     refused("left out")
 
 
+def _brokered(call):
+    """An attempt through a job's run store (:mod:`builder.runs.broker`): a broker forked for the store's actor
+    answers ``call(world, client)``, as it does in a confined job, the probe or a quantization."""
+    def attempt(w, s):
+        from builder.runs import broker
+
+        client = broker.start(s)
+        try:
+            return call(w, client)
+        finally:
+            client.close()
+    return attempt
+
+
 def _doors() -> list[Door]:
     from builder.admin import housekeeping
     from builder.data.access import controlled_run
@@ -544,6 +558,21 @@ def _doors() -> list[Door]:
         Door("cli: robustness run_id", (RUN,), _cli("robustness", "{ann}"), writes=True),
         Door("cli: predict run_id", (RUN,), _cli("predict", "{ann}", "--text", "1, 2, 3, 4")),
         Door("cli: tune study", (STUDY,), _cli_tune_study),
+        # ---- a confined process's store: its broker answers as the process's actor (builder.runs.broker)
+        *(Door(f"builder.runs.broker.StoreClient.{name}", (RUN,), _brokered(call), writes=writes)
+          for name, call, writes in (
+              ("get", lambda w, c: c.get(w.ann), False), ("run_dir", lambda w, c: c.run_dir(w.ann, write=True), True),
+              ("folder", lambda w, c: c.folder(w.ann, write=True).to_write(), True),
+              ("metrics", lambda w, c: c.metrics(w.ann), False), ("job_spec", lambda w, c: c.job_spec(w.ann), False),
+              ("weights_path", lambda w, c: c.weights_path(w.ann), False),
+              ("update_run", lambda w, c: c.update_run(w.ann, message="x"), True),
+              ("update_status", lambda w, c: c.update_status(w.ann, "failed"), True),
+              ("finish", lambda w, c: c.finish(w.ann, "failed", {"loss": 9.0}), True),
+              ("log_metrics", lambda w, c: c.log_metrics(w.ann, {"type": "epoch", "epoch": 99, "loss": 9.0}), True),
+              ("take_control", lambda w, c: c.take_control(w.ann), True),
+              ("beat", lambda w, c: c.beat([w.ann]), True),
+              ("list_runs", lambda w, c: _absent_from([r["id"] for r in c.list_runs(owner=w.ann_owner)], w.ann),
+               False))),
     ]
 
 

@@ -44,7 +44,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from builder.data.access import SYSTEM, owner_of
+from builder.data.access import SYSTEM, Actor, owner_of
 from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
@@ -60,6 +60,7 @@ from builder.process.sandbox import (
     lock_down,
     sandbox_env,
 )
+from builder.runs import broker
 from builder.runs.store import RunStore, default_workspace, workspace_of
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -83,6 +84,7 @@ class _Task(NamedTuple):
 
 
 _EXCHANGE = ("torch", "onnx", "onnxruntime", "safetensors.torch")
+_BROKERED: list = []  # in a quantization's worker: its run store, answered by its broker (set by _rules)
 _YOUR_MODEL = "check the model's layers, or try a smaller model"
 # the tasks a worker runs, by name: a function of this module
 _TASKS = {"_child_import": _Task(_EXCHANGE, "Nothing was imported", "check the file, or try a smaller model"),
@@ -261,9 +263,12 @@ def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.
     where a folder it reads or writes holds one (``/var/lib`` holding ``/var/lib/layerlab``, a checkout on
     ``sys.path``): that folder is opened entry by entry around it (:func:`builder.process.landlock.beside`);
     what it names inside one (an upload, the decoder's folder in the cache) stays named."""
-    if task == "_child_quantize":
+    if task == "_child_quantize":  # its run store is its broker from here on (builder.runs.broker): the
+        # database is not among its files
         store = RunStore(kwargs["workspace"], actor=SYSTEM)
-        rules = landlock.confinement(store, kwargs["run_id"], owner_of(store.get(kwargs["run_id"])))
+        owner = owner_of(store.get(kwargs["run_id"]))
+        rules = landlock.confinement(store, kwargs["run_id"], owner, database=False)
+        _BROKERED.append(broker.start(store.as_actor(Actor.of_job(owner))))
         return replace(rules, write=[*rules.write, private]) if isinstance(rules, landlock.Confinement) else rules
     named = [Path(v) for v in kwargs.values() if isinstance(v, str) and v.startswith("/") and len(v) < 4096]
     read = [p if p.is_dir() else p.parent for p in named if p.exists()]
@@ -337,9 +342,12 @@ def _child_export(project_json: str, weights: str | None, out: str) -> dict:
 def _child_quantize(workspace: str, run_id: str) -> dict:
     from builder.interchange.onnx_export import quantize_run  # lazy: heavy (torch)
 
-    store = RunStore(workspace, actor=SYSTEM)  # the run was checked by quantize_run_isolated
+    store = _BROKERED[-1]  # the run's owner's, through its broker (the run was checked by quantize_run_isolated)
     crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: a run named with $LAYERLAB_TEST_CRASH_JOB
-    return quantize_run(store, run_id)
+    try:
+        return quantize_run(store, run_id)
+    finally:
+        store.close()
 
 
 def _child_network_weights(project_json: str, network: str, weights: str, out: str) -> dict:

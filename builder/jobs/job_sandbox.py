@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import shutil
@@ -156,15 +157,49 @@ def tracking_credentials(recorded: str | None) -> bool:
 
 def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> Confinement | str:
     """What a job of ``owner`` may touch on disk once :func:`enter` confines it: the run's own
-    (:func:`builder.process.landlock.confinement`), the model library (read) and a local tracker's folder (read
-    and write)."""
+    (:func:`builder.process.landlock.confinement`) but not the run database (its store is its broker:
+    :func:`brokered`), the model library (read) and a local tracker's folder (read and write)."""
     read, write = [], []
     with contextlib.suppress(Exception):  # a malformed config: no library to read
         if (lib := library_folder(store.workspace)) is not None:
             read.append(lib)
     with contextlib.suppress(Exception):  # a network tracker: nothing on this host
         write += [p if p.is_dir() else p.parent for p in local_paths(tracking or "")]
-    return landlock.confinement(store, run_id, owner, read=read, write=write)
+    return landlock.confinement(store, run_id, owner, read=read, write=write, database=False)
+
+
+def brokered(store):
+    """A job's run store from here on, before it confines itself: its broker, forked now
+    (:func:`builder.runs.broker.start`), answers as the job's actor; this process closes its connections to the
+    database, and the files of the database a warm launcher left open in it (:func:`_shut_inherited`)."""
+    from builder.runs import broker  # lazy: heavy (sqlalchemy)
+
+    files = landlock.db_files(store)
+    client = broker.start(store)
+    _shut_inherited([Path(f) for f in files] if isinstance(files, list) else [])
+    return client
+
+
+def _shut_inherited(files: list[Path]) -> None:
+    """Close this process's descriptors of ``files`` and unmap their mappings (SQLite's WAL index): what a fork
+    inherited of its parent's connections, never used again here (:data:`builder.runs.db._FORKED`; the job ends
+    with ``os._exit``, so no finaliser closes them later)."""
+    names = {os.path.realpath(f) for f in files}
+    if not names:
+        return
+    with contextlib.suppress(OSError):
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError, ValueError):
+                if os.readlink(f"/proc/self/fd/{fd}") in names:
+                    os.close(int(fd))
+    with contextlib.suppress(OSError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5] in names:
+                start, end = (int(x, 16) for x in parts[0].split("-"))
+                libc.munmap(start, end - start)
 
 
 def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, processes: bool = False,
@@ -225,10 +260,11 @@ failed; resume it to continue from its last checkpoint; the app is unaffected. F
 
 def check_store_room(store, lim: WorkerLimits) -> None:
     """Raise :class:`JobLimitError` where ``lim``'s file size limit leaves an SQLite run database (and its WAL
-    file) no room to grow by its own size: the limit (``RLIMIT_FSIZE``) is on every file the job writes, the
-    database included, and a job whose database had passed it could write nothing, not even its failure ("run
+    file) no room to grow by its own size: the limit (``RLIMIT_FSIZE``) is on every file a study runner writes, the
+    database included, and a process whose database had passed it could write nothing, not even its failure ("run
     database error: disk I/O error"; its run stayed ``running``). Checked before the limit is set, so the refusal
-    is recorded. A database server (PostgreSQL) is not a file of the job's."""
+    is recorded. A database server (PostgreSQL) is not a file of the process's; a job's database is written by its
+    broker (:func:`brokered`), outside its limits."""
     from builder.process.landlock import db_files  # lazy: heavy (sqlalchemy)
 
     files = db_files(store) if lim.file_mb > 0 else []

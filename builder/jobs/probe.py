@@ -101,7 +101,7 @@ class _Child:
         cfg = {"limits": self.limits.__dict__, "idle_s": env_positive(IDLE_ENV, DEFAULT_IDLE_S, float),
                "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook,
                "crash_on": os.environ.get(TEST_CRASH_ENV) or None,  # tests only: unset in production
-               "files": _wire_rules(self.grant, self.workspace)}
+               "files": _wire_rules(self.grant, self.workspace, self.actor)}
         try:
             self.send(cfg)
             ready = self.receive(time.monotonic() + START_TIMEOUT_S)
@@ -320,12 +320,15 @@ def _end_if_idle(probe: Any, child: _Child) -> bool:
     return owner._end_if_idle(child)
 
 
-def _wire_rules(grant: landlock.ReaderRules, workspace: str) -> dict:
-    """The child's file rules as plain data for its start message (:func:`builder.jobs.probe_child._confine`)."""
-    rules = grant.rules
+def _wire_rules(grant: landlock.ReaderRules, workspace: str, actor: Any = None) -> dict:
+    """The child's file rules as plain data for its start message (:func:`builder.jobs.probe_child._confine`),
+    with the actor its run store's broker answers as when it is confined (:mod:`builder.runs.broker`)."""
+    rules, who = grant.rules, None
     if isinstance(rules, landlock.Confinement):
         rules = {k: [str(p) for p in getattr(rules, k)] for k in ("read", "write", "files", "named")}
-    return {"rules": rules, "owners": list(grant.owners), "workspace": workspace}
+        who = {"owner": actor.owner, "admin": actor.admin, "students": sorted(actor.students),
+               "teaching": sorted(actor.teaching), "shared": actor.shared}
+    return {"rules": rules, "owners": list(grant.owners), "workspace": workspace, "actor": who}
 
 
 def _close_box(box: list) -> None:

@@ -31,13 +31,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from builder.data.access import SYSTEM
+from builder.data.access import SYSTEM, Actor
 from builder.data.cache import keep_own
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
 from builder.jobs.job_sandbox import TEST_CRASH_ENV, crash_hook_for_tests
 from builder.process import landlock
-from builder.runs import owners
+from builder.runs import broker, owners
 from builder.runs.store import RunStore
 
 CALLS = frozenset({
@@ -108,7 +108,13 @@ def _confine(files: dict) -> str:
     without Landlock)."""
     rules = files.get("rules")
     if isinstance(rules, dict):
-        RunStore(str(files["workspace"]), actor=SYSTEM, mark_interrupted=False)  # its schema checked now (a lock file)
+        who = files.get("actor") or {}
+        store = RunStore(str(files["workspace"]), actor=SYSTEM, mark_interrupted=False)
+        # its run store: a broker, forked now, reads the runs as the page session's actor (the database is not
+        # among its files)
+        _STORES[str(files["workspace"])] = broker.start(store.as_actor(Actor(
+            str(who.get("owner")), admin=bool(who.get("admin")), students=frozenset(who.get("students") or ()),
+            teaching=frozenset(who.get("teaching") or ()), shared=bool(who.get("shared")))))
         for owner in files.get("owners") or ():
             owners.pin(str(files["workspace"]), str(owner))
         rules = landlock.Confinement(*([str(p) for p in rules.get(k) or ()]
@@ -118,6 +124,15 @@ def _confine(files: dict) -> str:
         keep_own(Path(tempfile.gettempdir()) / "cache")  # in its private folder (its TMPDIR)
     print(f"probe: {line}", file=sys.stderr, flush=True)
     return line
+
+
+_STORES: dict = {}  # workspace -> its run store's client, in a confined probe (builder.runs.broker)
+
+
+def _store(workspace: str):
+    """The run store of a request (its caller checked the actor's access): the broker's as the session's actor in
+    a confined probe; trusted code's or the CLI's local user's own, unconfined."""
+    return _STORES.get(workspace) or RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
 
 
 def _failure(e: BaseException) -> dict:
@@ -158,8 +173,7 @@ def _run_call(runs: OrderedDict, call: str, workspace: str, run_id: str, version
 
     from builder.interpret import run_views  # lazy: heavy (torch, safetensors)
 
-    store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the caller checked the actor's access
-    return getattr(run_views, _RUN_VIEWS[call])(store, run_id, *args, **kwargs)
+    return getattr(run_views, _RUN_VIEWS[call])(_store(workspace), run_id, *args, **kwargs)
 
 
 def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) -> dict:
@@ -172,7 +186,7 @@ def _entry(runs: OrderedDict, workspace: str, run_id: str, version: Any = None) 
         while len(runs) >= MAX_RUNS:
             runs.popitem(last=False)
             gc.collect()
-        store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)  # the parent checked (workspace_of)
+        store = _store(workspace)
         run = store.get(run_id)  # one record: its project parsed once for the model and the graph
         crash_hook_for_tests(run.get("name"))  # tests only: a run named with $LAYERLAB_TEST_CRASH_JOB dies here by SIGSEGV
         model, ds = open_run(store, run)

@@ -223,7 +223,7 @@ def start_local(store: RunStore, run_id: str) -> None:
     pid = launch_warm(store.workspace, run_id, folder.job_log, credentials)
     if pid is None:
         pid = _launch(store.workspace, run_id, folder.job_log, credentials).pid
-    store.update_run(run_id, pid=pid)
+    store.as_actor(SYSTEM).update_run(run_id, pid=pid)  # the process this code started: its record, not a person's
 
 
 def _record(store: RunStore, spec: JobSpec) -> str:
@@ -523,7 +523,8 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
         if sandboxed:  # files confined, limits, clean environment, no new processes, before the model is built
             rules = job_sandbox.confinement(store, run_id, spec.owner, spec.tracking)
-            job_sandbox.check_store_room(store, lim)  # before its file limit: a refusal is still recorded
+            store = job_sandbox.brokered(store)  # the database only through its broker, as its owner (which is
+            # not under the job's limits: its file size limit does not hold the database back)
             lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config), rules=rules)
             job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production
         print(f"job {run_id}: pid {os.getpid()}, {torch.get_num_threads()} torch threads"
@@ -568,17 +569,23 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
                 store.update_status(run_id, RunStatus.FAILED, limit)
         except DiskFullError as full:  # not even the failure fits: the run is marked interrupted, resumable
             print(f"job {run_id}: {full}", flush=True)
+        if hasattr(store, "close"):  # its broker ends
+            store.close()
         return 1
     finally:
         if callbacks:
             callbacks[0].close()
         if held:
             job_sandbox.leave(tmp)
-    limit = job_sandbox.limit_met()  # met where its error was swallowed (after training: the run ended anyway)
-    if limit and store.get(run_id)["status"] != RunStatus.FAILED:
-        store.update_status(run_id, RunStatus.FAILED, limit)
-        print(f"job {run_id}: {limit}", flush=True)
-        return 1
+    try:
+        limit = job_sandbox.limit_met()  # met where its error was swallowed (after training: the run ended anyway)
+        if limit and store.get(run_id)["status"] != RunStatus.FAILED:
+            store.update_status(run_id, RunStatus.FAILED, limit)
+            print(f"job {run_id}: {limit}", flush=True)
+            return 1
+    finally:
+        if hasattr(store, "close"):  # its broker ends
+            store.close()
     print(f"job {run_id}: {result if isinstance(result, str) else f'{result.status} {result.message}'}", flush=True)
     return 0
 

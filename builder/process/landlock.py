@@ -186,15 +186,16 @@ def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[
     return out
 
 
-def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: Iterable = ()) -> Confinement | str:
+def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: Iterable = (),
+                database: bool = True) -> Confinement | str:
     """What a process working on ``owner``'s run ``run_id`` (a training job, a quantization) may touch once
     confined: read the interpreter and system (:func:`system_read_paths`), this package, the owner's own folder
     (its uploads), the folders of the runs the owner may read (``store.list_runs`` as the job's actor: an
     ``init_from``, a teacher, a pruned parent), the dataset cache's entries by name and ``read``; read and write
     its own run folder (a job's private HOME is inside, where it builds the cache entries it lacks:
     :func:`builder.data.cache.keep_own`), ``/dev`` and ``write``; read and write the SQLite run database and its
-    WAL files, not the workspace folder beside them (``identity.key``, ``server.json``, other owners' folders
-    stay shut). The owner's folder name and the server config are read now (:func:`builder.runs.owners.pin`).
+    WAL files unless ``database`` is False (a job, whose run store is its broker: :mod:`builder.runs.broker`),
+    not the workspace folder beside them (``identity.key``, ``server.json``, other owners' folders stay shut). The owner's folder name and the server config are read now (:func:`builder.runs.owners.pin`).
     A string says why it is left unconfined: the CLI's local user (its paths are its own), an SQLite database
     without its WAL file (a rollback journal is a new file each write, which no rule can name)."""
     if owner == LOCAL_OWNER:
@@ -206,7 +207,7 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     pin(Path(store.workspace), owner)  # its owner's folder name and the server config, read now: identity.key and
     # server.json close
     return _rules(store, owner, [*read, *[store.folder(r["id"], actor=SYSTEM).path for r in readable]],
-                  [store.folder(run_id, actor=SYSTEM).path, *write])
+                  [store.folder(run_id, actor=SYSTEM).path, *write], database=database)
 
 
 def _refused(store, write: Iterable) -> str | None:
@@ -215,7 +216,7 @@ def _refused(store, write: Iterable) -> str | None:
     return files if isinstance(files, str) else holds_workspace(list(write), store.workspace)
 
 
-def _rules(store, owner: str, read: list, write: list) -> Confinement:
+def _rules(store, owner: str, read: list, write: list, *, database: bool = True) -> Confinement:
     """The rules every confined process of ``owner`` shares, with its own ``read`` and ``write``: read the
     interpreter and system, this package and the owner's folder; the dataset cache's files by name only (shared
     by every owner: never written by a process that runs a person's model, nor listed, so it opens only the
@@ -228,7 +229,7 @@ def _rules(store, owner: str, read: list, write: list) -> Confinement:
     files = db_files(store)
     return Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read], ws),
                        beside([*write, Path("/dev")], ws),
-                       files if isinstance(files, list) else [], beside([ws / "cache", cache_dir()], ws))
+                       files if isinstance(files, list) and database else [], beside([ws / "cache", cache_dir()], ws))
 
 
 LOCAL_REASON = "the CLI's local user's (its paths are its own)"
@@ -288,8 +289,8 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     drift and Try it files), the folders of the runs the actor may read now (``store.list_runs`` as that actor)
     and the upload folders of their owners (the data those runs trained on), the dataset cache's entries by name
     and ``read``; read and write ``private`` (its home and temporary folder, where it builds the cache entries it
-    lacks), ``/dev`` and ``write``; read and write the SQLite run database and its WAL files. ``identity.key``, ``server.json`` and
-    other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
+    lacks), ``/dev`` and ``write``; not the run database (the process reads runs through its broker as the
+    actor: :mod:`builder.runs.broker`). ``identity.key``, ``server.json`` and other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
     (:func:`builder.process.launcher.counted_owner` is None: their paths are their own) and for an SQLite database
     without its WAL file."""
     owner = counted_owner(store.actor)
@@ -310,7 +311,7 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     # the upload folders of the runs' owners (a teacher explains a student's run on the student's upload): that
     # folder of theirs only, not their autosaved canvas nor profile
     theirs = [upload_dir(ws, o) for o in owners if o not in (owner, LOCAL_OWNER)]
-    rules = _rules(store, owner, [*read, *runs.values(), *theirs], [Path(private), *write])
+    rules = _rules(store, owner, [*read, *runs.values(), *theirs], [Path(private), *write], database=False)
     return ReaderRules(rules, frozenset(runs), tuple(owners))
 
 

@@ -307,6 +307,15 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def dispose_engines() -> None:
+    """Close every pooled connection this process opened (a job whose run store is its broker from now on:
+    :mod:`builder.runs.broker`); a parent's, kept since a fork, are left to the parent."""
+    with _LOCK:
+        for eng in _ENGINES.values():
+            eng.dispose()
+        _ENGINES.clear()
+
+
 def engine(url: str, journal: str = "WAL") -> Engine:
     """The pooled engine of ``url`` in this process (SQLite: ``journal`` is ``WAL`` or ``DELETE``).
 

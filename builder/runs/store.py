@@ -88,6 +88,7 @@ _JSON_COLS = ("project", "dataset_options", "dataset_info", "config", "final_met
               "environment", "tags")
 # columns added after the first release (class_id: the class a member trained the run for); migrations add them
 _ADDED_COLUMNS = ("owner", "tags", "control", "queued_at", "graph_hash", "class_id", "beat_at", "placed_at")
+_SYSTEM_COLUMNS = {"owner", "class_id", "control", "queued_at", "graph_hash", "beat_at", "placed_at", "pid", "host"}
 CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
@@ -212,6 +213,7 @@ class RunStore:
         self.db_path = self.workspace / DB_NAME if _db.is_sqlite(self.db_url) else self.workspace
         self._held = threading.local()  # a connection a thread keeps between calls (hold/release)
         self._writable: set[tuple[str, bool]] = set()  # runs whose row the actor was found to write (_controls)
+        self.for_pid: int | None = None  # the process a row records as its own (a job's broker: the job's pid)
         self.filesystem = filesystem_type(self.workspace)
         self.journal = "DELETE" if self.filesystem in NETWORK_FILESYSTEMS else "WAL"  # see NETWORK_FILESYSTEMS
         self._engine = _db.engine(self.db_url, self.journal)
@@ -357,7 +359,7 @@ class RunStore:
             self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
                         " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
                         " graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, name or project.name, _now(precise=True), _now(), os.getpid(), host_name(),
+                        (run_id, name or project.name, _now(precise=True), _now(), self.for_pid or os.getpid(), host_name(),
                          project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
                          _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
                          str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))
@@ -388,21 +390,26 @@ class RunStore:
         tags = fields.get("tags")
         self._controls(run_id, stop=set(fields) == {"tags"} and isinstance(tags, dict) and not self.who().system
                        and others(tags) == others(self._row(run_id).tags))
+        self._columns(fields)
         if "project" in fields:
             project = load_project(fields["project"])
             fields["project"] = project.to_json(indent=None)
             fields["graph_hash"] = graph_hash(project.graph)
         if not fields:
             return
-        unknown = set(fields) - _COLUMNS
-        if unknown:
-            raise RunStoreError(f"no run column(s) {', '.join(sorted(unknown))}")
         if isinstance(fields.get("message"), str):  # as update_status: no server folder in a message
             fields["message"] = hide_paths(fields["message"])
         sets = ", ".join(f"{k} = ?" for k in fields)
         args = [_dumps(v) if k in _JSON_COLS and k != "project" else v for k, v in fields.items()]
         if self._write(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?", [*args, _now(), run_id]) == 0:
             raise RunStoreError(f"no run {run_id!r}")
+
+    def _columns(self, fields: Mapping[str, Any]) -> None:
+        """Refuse names no run column has, and (but for the system) those LayerLab sets: owner, class, process, queue."""
+        if unknown := set(fields) - _COLUMNS:
+            raise RunStoreError(f"no run column(s) {', '.join(sorted(map(str, unknown)))[:200]}")
+        if (kept := set(fields) & _SYSTEM_COLUMNS) and not self.who().system:
+            raise AccessDenied(f"a run's {', '.join(sorted(kept))} is LayerLab's to set; received: a change of it")
 
     # ---- job control and scheduling (see builder.jobs.queue)
     def set_control(self, run_id: str, action: str | None) -> None:
@@ -430,7 +437,7 @@ class RunStore:
         self._controls(run_id)
         self._write("UPDATE runs SET status = 'queued', message = '', control = NULL, queued_at = ?, pid = ?,"
                     " host = ?, updated_at = ?, finished_at = NULL, beat_at = ?, placed_at = NULL WHERE id = ?",
-                    (time.time(), pid or os.getpid(), host_name(), _now(), time.time(), run_id))
+                    (time.time(), pid or self.for_pid or os.getpid(), host_name(), _now(), time.time(), run_id))
 
     def beat(self, run_ids: Iterable[str]) -> None:
         """Write the heartbeat of live runs (one statement for all): their process, or the server that holds them
@@ -478,7 +485,7 @@ class RunStore:
                     if ok:
                         _exec(c, "UPDATE runs SET status = 'running', message = '', pid = ?, host = ?, "
                               "started_at = COALESCE(started_at, ?), updated_at = ?, beat_at = ? WHERE id = ?",
-                              (os.getpid(), host_name(), _now(), _now(), time.time(), run_id))
+                              (self.for_pid or os.getpid(), host_name(), _now(), _now(), time.time(), run_id))
                     return ok
             except RunStoreError as e:
                 if not _db.is_busy(e):
@@ -505,6 +512,7 @@ class RunStore:
     def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
         """Set a run's status (and message); ``running`` records this process's pid and start time."""
         self._controls(run_id)
+        self._columns(fields)  # names go into the statement: only columns
         status = _checked_status(status)
         # a run's message is shown to its owner, teachers and admins: no server folder in it (builder.escape)
         sets, args = ["status = ?", "message = ?", "updated_at = ?"], [status, hide_paths(message), _now()]
@@ -518,7 +526,7 @@ class RunStore:
             args.append(_dumps({**env, **clock}))
         if status == RunStatus.RUNNING:
             sets += ["pid = ?", "host = ?", "started_at = COALESCE(started_at, ?)", "beat_at = ?"]
-            args += [os.getpid(), host_name(), _now(), time.time()]
+            args += [self.for_pid or os.getpid(), host_name(), _now(), time.time()]
         if is_final(status):
             sets.append("finished_at = ?")
             args.append(_now())

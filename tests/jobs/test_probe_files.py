@@ -1,7 +1,8 @@
 """builder.jobs.probe: a page session's model probe child is confined (Landlock, where the kernel has it) to what
 its actor may read: the runs it may read, its own owner folder and the dataset cache. It ran as the server's user
 and a model exploiting torch inside it could read the workspace's ``identity.key`` (which signs every owner id),
-``server.json`` and every owner's run folder. A run made after the child started (the owner trained again) is
+``server.json``, the run database (every owner id; its runs are read through its broker now,
+:mod:`builder.runs.broker`) and every owner's run folder. A run made after the child started (the owner trained again) is
 outside its rules: the parent starts a fresh child with fresh rules before it asks.
 
 The child reads files through the test-only hook ``ModelProbe.TEST_HOOK`` (:func:`_reader`: the method
@@ -69,10 +70,11 @@ def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explai
             return xs.explain(0, "x-read", path=str(path))
 
         seen = {"key": read(ws / owners.SECRET_FILE), "config": read(ws / "server.json"),
+                "database": read(ws / "layerlab.db"),  # every owner id (a cookie): its broker reads runs for it
                 "theirs": read(store.folder(theirs).project), "mine": read(store.folder(mine_id).project),
                 "upload": read(owners.upload_dir(ws, A) / "new.csv")}
         if landlock.abi():
-            assert seen["key"] == seen["config"] == seen["theirs"] == "denied", seen
+            assert seen["key"] == seen["config"] == seen["theirs"] == seen["database"] == "denied", seen
             assert probe.files.startswith("files confined by Landlock"), probe.files
             assert "started before it" not in probe.files, probe.files  # no thread of it left unconfined
         else:

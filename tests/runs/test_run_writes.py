@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from builder.data.access import SYSTEM, Actor
-from builder.errors import AccessDenied
+from builder.errors import AccessDenied, RunStoreError
 from builder.graph.templates import load_template
 from builder.runs.store import RunStore
 
@@ -46,8 +46,9 @@ DESTINATION = {"copyfile": (1, "dst"), "copy": (1, "dst"), "copy2": (1, "dst"), 
 TRAINER_PACKAGE = "builder/training/"
 """The trainer and its callbacks write into the ``run_dir`` they are handed (by the pipeline, from the write
 accessor) and know no store: a ``RunFolder(trainer.run_dir)`` there is that folder."""
-ACCESSOR = {"builder/runs/store.py"}
-"""The store itself: the accessor, and its writers of a run it creates, finishes or deletes."""
+ACCESSOR = {"builder/runs/store.py", "builder/runs/broker.py"}
+"""The store itself: the accessor, and its writers of a run it creates, finishes or deletes; a confined process's
+store, whose folders are the path its broker's store checked (``run_dir(run_id, write=True)``)."""
 
 
 def _is_true(node: ast.AST | None) -> bool:
@@ -210,6 +211,28 @@ def test_a_stopper_writes_only_the_tag_that_says_who_stopped(tmp_path):
     ann = RunStore(ws, actor=Actor("user:ann"))
     ann.update_run(rid, tags={"k": "mine"}, message="ok")
     assert system.get(rid).tags == {"k": "mine"}
+
+
+@pytest.mark.parametrize("fields", [{"owner": "user:bob"}, {"class_id": "c2"}, {"pid": 1}, {"queued_at": 0.0},
+                                    {"message = (SELECT group_concat(owner) FROM runs), status": "x"}],
+                         ids=["owner", "class", "process", "queue", "sql in a name"])
+def test_an_owner_writes_its_runs_row_but_not_who_owns_it_nor_its_class_or_queue(tmp_path, fields):
+    """The owner controls its run's row, but who owns it, its class, its process and its place in the queue are
+    LayerLab's to set (a run given to another owner landed in their list; one moved into a class its owner never
+    joined, on that class's leaderboard), and a column name is a column's (update_status put any keyword's name
+    into its statement: a name carrying SQL read every owner id into the run's message)."""
+    ws = tmp_path / "ws"
+    system = RunStore(ws, actor=SYSTEM)
+    rid = system.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="user:ann")
+    ann = RunStore(ws, actor=Actor("user:ann"))
+    for write in (lambda: ann.update_run(rid, **fields), lambda: ann.update_status(rid, "running", "", **fields)):
+        with pytest.raises((AccessDenied, RunStoreError)):
+            write()
+    row = system.get(rid)
+    assert (row["owner"], row["class_id"], row["status"]) == ("user:ann", None, "queued")
+    assert "user:ann" not in (row["message"] or "")
+    system.update_run(rid, class_id="c2")  # the system's own bookkeeping stands
+    assert system.get(rid)["class_id"] == "c2"
 
 
 def test_the_check_finds_the_writers_it_should():

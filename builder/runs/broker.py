@@ -1,0 +1,319 @@
+"""The run store of a confined process, through a broker: a process that runs a person's model (a training job,
+the model probe, a quantization's worker) holds no connection to the run database and cannot open it; a broker it
+forks before it confines itself holds them, and answers its store calls as its actor (the job's owner, the page
+session's actor).
+
+Why: the database holds every person's runs, and their owner ids (an anonymous owner id is the browser's cookie).
+A job whose files allowed the SQLite database could read anyone's owner id and rewrite any row with plain SQL,
+whatever the store's policy said, since the policy ran inside the job. (On PostgreSQL a job still starts with the
+database's address and credentials in its environment: not closed yet.) Now the
+policy runs in the broker (:class:`~builder.runs.store.RunStore` as the job's actor: it reads and writes only what
+that owner may), and the job's Landlock rules name no database file (:func:`builder.process.landlock.confinement`
+with ``database=False``); Landlock also keeps a confined process from tracing the broker, which is not in its
+domain, and the seccomp filter from signalling it (:mod:`builder.process.sandbox`).
+
+The wire: one JSON request per call (``{"call": name, "args": [...], "kwargs": {...}}``, at most
+:data:`MAX_FRAME` bytes, length-prefixed) and one JSON answer; records travel as their rows, paths as strings, and
+an error as its :mod:`builder.errors` class and message. Only the calls of :data:`CALLS` are answered, never with
+another actor (an ``actor`` argument other than the broker's own is refused in the job, and never sent). The
+broker ends when the job closes its end or dies (``PR_SET_PDEATHSIG``). Example::
+
+    # not a doctest (forks a process): run by tests/runs/test_broker.py
+    client = start(RunStore(ws, actor=SYSTEM).as_actor(Actor.of_job("anon:...")))
+    client.get(run_id)["status"]  # answered by the broker
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import struct
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from builder import errors as _errors
+from builder.data.access import Actor
+from builder.errors import AccessDenied, LayerLabError, RunStoreError
+from builder.runs import db as _db
+from builder.runs.record import Run
+from builder.runs.store import RunStore
+from builder.training.run_folder import RunFolder
+
+MAX_FRAME = 64 * 2**20  # a request or answer (a project of thousands of layers, a curve of many steps) fits
+CALLS = frozenset({"get", "list_runs", "metrics", "metrics_after", "run_dir", "job_spec", "weights_path",
+                   "checkpoint_path", "update_run", "update_status", "set_environment", "take_control", "beat",
+                   "log_metrics", "truncate_metrics", "finish", "mark_interrupted"})
+"""What a confined process asks of its store (a job's training, prune and resume paths, their callbacks and the
+job's own end; the probe's and a quantization's reads and writes); nothing else, so none makes a run (for
+another owner, or a class it is not in), deletes one or asks for another's stop."""
+_BUILTIN_ERRORS = (ValueError, TypeError, KeyError, IndexError, LookupError, OSError)
+
+
+def _encode(obj: Any) -> bytes:
+    def default(o: Any) -> Any:
+        if isinstance(o, Run):
+            return {"__run__": dict(o.row)}
+        if isinstance(o, Path):
+            return {"__path__": str(o)}
+        if isinstance(o, (set, frozenset, tuple)):
+            return list(o)
+        if hasattr(o, "model_dump"):  # a Project
+            return o.model_dump(mode="json")
+        if hasattr(o, "tolist"):  # torch tensors, numpy arrays and scalars (a metric's value)
+            return o.tolist()
+        return str(o)
+    return json.dumps(obj, default=default, allow_nan=True).encode("utf-8")
+
+
+def _decode(data: bytes) -> Any:
+    def hook(d: dict) -> Any:
+        if "__run__" in d and len(d) == 1:
+            return Run(d["__run__"])
+        if "__path__" in d and len(d) == 1:
+            return Path(d["__path__"])
+        return d
+    return json.loads(data.decode("utf-8"), object_hook=hook)
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    if len(data) > MAX_FRAME:
+        raise RunStoreError(f"a run store message is at most {MAX_FRAME // 2**20} MiB; received: "
+                            f"{len(data) // 2**20} MiB. Fix: log fewer or smaller values at once")
+    sock.sendall(struct.pack(">I", len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv(sock: socket.socket) -> bytes | None:
+    head = _recv_exact(sock, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">I", head)
+    if n > MAX_FRAME:
+        raise RunStoreError(f"a run store message is at most {MAX_FRAME // 2**20} MiB; received: {n} bytes")
+    return _recv_exact(sock, n)
+
+
+# ------------------------------------------------------------------------------------------------ the broker
+def _answer(store: RunStore, request: Any) -> dict:
+    """One call's answer: ``{"ok": value}`` or ``{"error": [class name, message]}``."""
+    try:
+        if not isinstance(request, dict) or request.get("call") not in CALLS:
+            raise AccessDenied(f"the run store's broker answers {', '.join(sorted(CALLS))}; received: "
+                               f"{str(request.get('call') if isinstance(request, dict) else request)[:60]!r}")
+        args, kwargs = request.get("args") or [], request.get("kwargs") or {}
+        if (not isinstance(args, list) or not isinstance(kwargs, dict) or "actor" in kwargs
+                or not all(isinstance(k, str) and k.isidentifier() for k in kwargs)):
+            raise AccessDenied("a job's store calls are answered as its own actor; received: another actor or "
+                               "malformed arguments")
+        return {"ok": getattr(store, request["call"])(*args, **kwargs)}
+    except Exception as e:  # noqa: BLE001  every error goes back to the job, named by its class
+        return {"error": [type(e).__name__, str(e)]}
+
+
+def _serve(store: RunStore, sock: socket.socket) -> None:
+    """The broker's loop: answer until the job closes its end."""
+    while True:
+        try:
+            data = _recv(sock)
+        except (OSError, RunStoreError):
+            return
+        if data is None:
+            return
+        try:
+            request = _decode(data)
+        except ValueError:
+            request = None
+        _send(sock, _encode(_answer(store, request)))
+
+
+def _broker_main(store: RunStore, sock: socket.socket, job_pid: int) -> None:
+    """In the forked broker: die with the job, open its own database connections, record the job's pid where the
+    store records "this process" (a run that starts running), then serve."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != job_pid:  # the job ended before the line above
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.SIG_IGN)
+    store._engine = _db.engine(store.db_url, store.journal)  # this process's own (engines are per process)
+    store.for_pid = job_pid
+    _serve(store, sock)
+
+
+def start(store: RunStore) -> StoreClient:
+    """Fork the broker of ``store`` (its actor is the job's) and return the job's client. This process's
+    database connections are closed: from here on it reaches the database only through the broker."""
+    if not isinstance(store.actor, Actor) or store.actor.system:
+        raise AccessDenied("a broker answers for a job's owner; received: "
+                           f"{'trusted code' if isinstance(store.actor, Actor) else 'no actor'}. Fix: "
+                           "store.as_actor(Actor.of_job(owner))")
+    job_end, broker_end = socket.socketpair()
+    job_pid = os.getpid()
+    _db.dispose_engines()  # before the fork: SQLite's connections must not cross it (the broker opens its own)
+    pid = os.fork()
+    if pid == 0:  # the broker
+        code = 0
+        try:
+            job_end.close()
+            _broker_main(store, broker_end, job_pid)
+        except BaseException:  # noqa: BLE001  the job sees its end closed
+            code = 1
+        finally:
+            os._exit(code)
+    broker_end.close()
+    return StoreClient(job_end, pid, store.workspace, store.actor)
+
+
+# ------------------------------------------------------------------------------------------------ the job's side
+def _error(name: str, message: str) -> Exception:
+    cls = getattr(_errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, LayerLabError):
+        try:
+            return cls(message)
+        except TypeError:  # a class with other arguments (GraphError's problems)
+            return RunStoreError(message)
+    builtin = getattr(builtins, name, None)
+    if isinstance(builtin, type) and issubclass(builtin, _BUILTIN_ERRORS):
+        return builtin(message)
+    return RunStoreError(f"{name}: {message}")
+
+
+class StoreClient:
+    """The job's run store: the :class:`~builder.runs.store.RunStore` calls a job makes, answered by its broker
+    as its actor. Thread-safe (the heartbeat thread and the training loop share it)."""
+
+    def __init__(self, sock: socket.socket, broker_pid: int, workspace: Path, actor: Actor):
+        self._sock, self.broker_pid, self.workspace, self.actor = sock, broker_pid, Path(workspace), actor
+        self._lock = threading.Lock()
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._sock is None:
+                raise RunStoreError("the job's run store is closed")
+            try:
+                _send(self._sock, _encode({"call": name, "args": list(args), "kwargs": kwargs}))
+                data = _recv(self._sock)
+            except OSError as e:
+                data, why = None, str(e)
+            else:
+                why = "its broker ended"
+        if data is None:
+            raise RunStoreError(f"the run database cannot be reached from this job: {why}. Fix: start the run again")
+        answer = _decode(data)
+        if "error" in answer:
+            raise _error(*answer["error"])
+        return answer["ok"]
+
+    def _own(self, actor: Actor | None) -> None:
+        if actor is not None and actor != self.actor:
+            raise AccessDenied("a job reads and writes runs as its own owner; received: another actor. Fix: "
+                               "leave actor= out")
+
+    def who(self, actor: Actor | None = None) -> Actor:
+        self._own(actor)
+        return self.actor
+
+    def as_actor(self, actor: Actor) -> StoreClient:
+        self._own(actor)
+        return self
+
+    def hold(self) -> None:
+        """Nothing to hold: the broker keeps its connections."""
+
+    def release(self) -> None:
+        """Nothing to release."""
+
+    def close(self) -> None:
+        """Close the job's end: the broker ends."""
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(self.broker_pid, 0)
+
+    # ---- reads
+    def get(self, run_id: str, *, actor: Actor | None = None, prefix: bool = False) -> Run:
+        self._own(actor)
+        return self._call("get", run_id, prefix=prefix)
+
+    def list_runs(self, status: str | None = None, limit: int = 100, *, actor: Actor | None = None,
+                  **filters: Any) -> list[Run]:
+        self._own(actor)
+        return self._call("list_runs", status, limit, **filters)
+
+    def metrics(self, run_id: str, kind: str = "epoch", *, actor: Actor | None = None) -> list[dict]:
+        self._own(actor)
+        return self._call("metrics", run_id, kind)
+
+    def metrics_after(self, run_id: str, kind: str = "epoch", after: int = 0, *,
+                      actor: Actor | None = None) -> tuple[list[dict], int]:
+        self._own(actor)
+        events, last = self._call("metrics_after", run_id, kind, after)
+        return events, last
+
+    def run_dir(self, run_id: str, *, actor: Actor | None = None, write: bool = False) -> Path:
+        self._own(actor)
+        return self._call("run_dir", run_id, write=write)
+
+    def folder(self, run_id: str, *, actor: Actor | None = None, write: bool = False) -> RunFolder:
+        return RunFolder(self.run_dir(run_id, actor=actor, write=write), writable=write)
+
+    def job_spec(self, run_id: str, *, actor: Actor | None = None) -> dict | None:
+        self._own(actor)
+        return self._call("job_spec", run_id)
+
+    def weights_path(self, run_id: str, *, actor: Actor | None = None) -> Path:
+        self._own(actor)
+        return self._call("weights_path", run_id)
+
+    def checkpoint_path(self, run_id: str, *, actor: Actor | None = None) -> Path:
+        self._own(actor)
+        return self._call("checkpoint_path", run_id)
+
+    def mark_interrupted(self) -> list[str]:
+        """The store's sweep of live runs whose process is gone (a resumed run's own, first): the broker's."""
+        return self._call("mark_interrupted")
+
+    # ---- writes (the broker's store checks each: the job's owner writes its own runs' rows)
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        self._call("update_run", run_id, **fields)
+
+    def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
+        self._call("update_status", run_id, status, message, **fields)
+
+    def set_environment(self, run_id: str, **values: Any) -> None:
+        self._call("set_environment", run_id, **values)
+
+    def take_control(self, run_id: str, *, peek: bool = False) -> str | None:
+        return self._call("take_control", run_id, peek=peek)
+
+    def beat(self, run_ids: Iterable[str]) -> None:
+        self._call("beat", list(run_ids))
+
+    def log_metrics(self, run_id: str, events: Mapping | list[Mapping]) -> None:
+        self._call("log_metrics", run_id, events)
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> None:
+        self._call("truncate_metrics", run_id, after_step)
+
+    def finish(self, run_id: str, status: str, *args: Any, **kwargs: Any) -> None:
+        self._call("finish", run_id, status, *args, **kwargs)
+
+__all__ = ["start", "StoreClient", "CALLS", "MAX_FRAME"]

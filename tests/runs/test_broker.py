@@ -1,0 +1,100 @@
+"""builder.runs.broker: a job's run store through its broker. The broker answers only its calls, as the job's
+actor (never another, whatever the request says), and a job's client behaves as the store it stands for: records,
+folders, curves and errors come back as the store gives them."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from builder.data.access import SYSTEM, Actor
+from builder.errors import AccessDenied, RunStoreError
+from builder.graph.templates import load_template
+from builder.runs import broker
+from builder.runs.record import Run
+from builder.runs.store import RunStore
+
+ANN, BOB = "anon:" + "a" * 32, "anon:" + "b" * 32
+
+
+@pytest.fixture
+def runs(tmp_path):
+    store = RunStore(tmp_path, actor=SYSTEM)
+    mine = store.create_run(load_template("mlp"), "moons", {}, {}, owner=ANN)
+    theirs = store.create_run(load_template("mlp"), "moons", {}, {}, owner=BOB)
+    return store, mine, theirs
+
+
+@pytest.mark.parametrize("request_", [
+    {"call": "get", "args": ["THEIRS"], "kwargs": {"actor": {"owner": BOB, "system": True}}},
+    {"call": "_write", "args": ["UPDATE runs SET owner = 'x'"], "kwargs": {}},
+    {"call": "as_actor", "args": [], "kwargs": {}},
+    {"call": "get", "args": "THEIRS", "kwargs": {}},
+    {"call": "update_run", "args": ["THEIRS"], "kwargs": {"owner": ANN}},
+    {"call": "get", "args": ["THEIRS"], "kwargs": {}},
+    ["get", "THEIRS"],
+    {"call": "create_run", "args": [{}, "moons", {}, {}], "kwargs": {"owner": BOB}},
+    {"call": "update_status", "args": ["MINE", "running", ""],
+     "kwargs": {"message = (SELECT group_concat(owner) FROM runs), status": 1}},
+    {"call": "update_status", "args": ["MINE", "running", ""], "kwargs": {"owner": BOB}},
+    {"call": "update_run", "args": ["MINE"], "kwargs": {"class_id": "c1"}},
+], ids=["another actor", "private method", "actor switch", "malformed args", "another's row", "another's run",
+        "not a request", "a run for another", "sql in a column name", "give a run away", "join a class"])
+def test_the_broker_answers_only_its_calls_as_the_jobs_actor(runs, request_):
+    store, mine, theirs = runs
+    job = store.as_actor(Actor.of_job(ANN))
+    raw = json.loads(json.dumps(request_).replace("THEIRS", theirs).replace("MINE", mine))
+    answer = broker._answer(job, raw)
+    assert answer["error"][0] in ("AccessDenied", "RunStoreError"), answer
+    assert store.get(theirs)["owner"] == BOB and BOB not in (store.get(mine)["message"] or "")
+    assert store.get(mine)["owner"] == ANN and store.get(mine)["class_id"] is None
+    assert broker._answer(job, {"call": "get", "args": [mine], "kwargs": {}})["ok"]["id"] == mine
+
+
+def test_a_jobs_client_reads_and_writes_as_the_store_does(runs):
+    store, mine, theirs = runs
+    client = broker.start(store.as_actor(Actor.of_job(ANN)))
+    try:
+        assert client.broker_pid != os.getpid()
+        run = client.get(mine)
+        assert isinstance(run, Run) and run.owner == ANN and run.project.name == load_template("mlp").name
+        assert client.folder(mine, write=True).path == store.folder(mine).path
+        client.update_status(mine, "running", "")
+        assert store.get(mine)["pid"] == os.getpid()  # the job's pid, not its broker's
+        client.log_metrics(mine, [{"step": 1, "epoch": 1, "loss": float("nan")}, {"step": 2, "epoch": 1, "loss": 0.5}])
+        client.update_run(mine, message="from the job")
+        assert store.get(mine)["message"] == "from the job"
+        events, last = client.metrics_after(mine, "epoch")
+        assert events == store.metrics_after(mine, "epoch")[0] and last == store.metrics_after(mine, "epoch")[1]
+        assert [r.id for r in client.list_runs()] == [mine]
+        with pytest.raises(AccessDenied, match="no run"):
+            client.get(theirs)
+        with pytest.raises(AccessDenied):
+            client.update_run(theirs, message="x")
+        with pytest.raises(RunStoreError, match="no run column"):
+            client.update_run(mine, nonsense=1)
+    finally:
+        client.close()
+    with pytest.raises(RunStoreError, match="closed"):
+        client.get(mine)
+    assert store.get(theirs)["message"] != "x"
+
+
+def test_a_broker_whose_job_sends_garbage_or_too_much_answers_nothing_more(runs):
+    store, mine, _ = runs
+    client = broker.start(store.as_actor(Actor.of_job(ANN)))
+    try:
+        client._sock.sendall((broker.MAX_FRAME + 1).to_bytes(4, "big"))
+        client._sock.settimeout(30)
+        assert client._sock.recv(4) == b""  # the broker ended
+    finally:
+        client._sock.close()
+        os.waitpid(client.broker_pid, 0)
+    assert store.get(mine)["owner"] == ANN  # and nothing was written
+
+
+def test_only_a_persons_store_has_a_broker(tmp_path):
+    with pytest.raises(AccessDenied, match="job's owner"):
+        broker.start(RunStore(tmp_path, actor=SYSTEM))
