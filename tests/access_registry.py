@@ -197,10 +197,10 @@ def _absent_from(ids: list[str], rid: str) -> None:
 
 
 def _brokered(call):
-    """An attempt through a job's run store (:mod:`builder.runs.broker`): a broker forked for the store's actor
+    """An attempt through a job's run store (:mod:`builder.process.broker`): a broker forked for the store's actor
     answers ``call(world, client)``, as it does in a confined job, the probe or a quantization."""
     def attempt(w, s):
-        from builder.runs import broker
+        from builder.process import broker
 
         client = broker.start(s)
         try:
@@ -558,8 +558,8 @@ def _doors() -> list[Door]:
         Door("cli: robustness run_id", (RUN,), _cli("robustness", "{ann}"), writes=True),
         Door("cli: predict run_id", (RUN,), _cli("predict", "{ann}", "--text", "1, 2, 3, 4")),
         Door("cli: tune study", (STUDY,), _cli_tune_study),
-        # ---- a confined process's store: its broker answers as the process's actor (builder.runs.broker)
-        *(Door(f"builder.runs.broker.StoreClient.{name}", (RUN,), _brokered(call), writes=writes)
+        # ---- a confined process's store: its broker answers as the process's actor (builder.process.broker)
+        *(Door(f"builder.process.broker.StoreClient.{name}", (RUN,), _brokered(call), writes=writes)
           for name, call, writes in (
               ("get", lambda w, c: c.get(w.ann), False), ("run_dir", lambda w, c: c.run_dir(w.ann, write=True), True),
               ("folder", lambda w, c: c.folder(w.ann, write=True).to_write(), True),

@@ -49,7 +49,7 @@ from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
 from builder.interchange.hf_import import TOKENIZER, import_hf_folder, inspect_folder, offline
-from builder.process import landlock, launcher, zygote
+from builder.process import broker, landlock, launcher, zygote
 from builder.process.sandbox import (
     TEST_CRASH_ENV,
     WorkerLimits,
@@ -60,7 +60,6 @@ from builder.process.sandbox import (
     lock_down,
     sandbox_env,
 )
-from builder.runs import broker
 from builder.runs.store import RunStore, default_workspace, workspace_of
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -263,7 +262,7 @@ def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.
     where a folder it reads or writes holds one (``/var/lib`` holding ``/var/lib/layerlab``, a checkout on
     ``sys.path``): that folder is opened entry by entry around it (:func:`builder.process.landlock.beside`);
     what it names inside one (an upload, the decoder's folder in the cache) stays named."""
-    if task == "_child_quantize":  # its run store is its broker from here on (builder.runs.broker): the
+    if task == "_child_quantize":  # its run store is its broker from here on (builder.process.broker): the
         # database is not among its files
         store = RunStore(kwargs["workspace"], actor=SYSTEM)
         owner = owner_of(store.get(kwargs["run_id"]))

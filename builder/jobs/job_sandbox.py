@@ -170,9 +170,9 @@ def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> 
 
 def brokered(store):
     """A job's run store from here on, before it confines itself: its broker, forked now
-    (:func:`builder.runs.broker.start`), answers as the job's actor; this process closes its connections to the
+    (:func:`builder.process.broker.start`), answers as the job's actor; this process closes its connections to the
     database, and the files of the database a warm launcher left open in it (:func:`_shut_inherited`)."""
-    from builder.runs import broker  # lazy: heavy (sqlalchemy)
+    from builder.process import broker  # lazy: heavy (sqlalchemy)
 
     files = landlock.db_files(store)
     client = broker.start(store)

@@ -322,7 +322,7 @@ def _end_if_idle(probe: Any, child: _Child) -> bool:
 
 def _wire_rules(grant: landlock.ReaderRules, workspace: str, actor: Any = None) -> dict:
     """The child's file rules as plain data for its start message (:func:`builder.jobs.probe_child._confine`),
-    with the actor its run store's broker answers as when it is confined (:mod:`builder.runs.broker`)."""
+    with the actor its run store's broker answers as when it is confined (:mod:`builder.process.broker`)."""
     rules, who = grant.rules, None
     if isinstance(rules, landlock.Confinement):
         rules = {k: [str(p) for p in getattr(rules, k)] for k in ("read", "write", "files", "named")}

@@ -36,8 +36,8 @@ from builder.data.cache import keep_own
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
 from builder.jobs.job_sandbox import TEST_CRASH_ENV, crash_hook_for_tests
-from builder.process import landlock
-from builder.runs import broker, owners
+from builder.process import broker, landlock
+from builder.runs import owners
 from builder.runs.store import RunStore
 
 CALLS = frozenset({
@@ -126,7 +126,7 @@ def _confine(files: dict) -> str:
     return line
 
 
-_STORES: dict = {}  # workspace -> its run store's client, in a confined probe (builder.runs.broker)
+_STORES: dict = {}  # workspace -> its run store's client, in a confined probe (builder.process.broker)
 
 
 def _store(workspace: str):

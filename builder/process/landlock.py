@@ -194,7 +194,7 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     ``init_from``, a teacher, a pruned parent), the dataset cache's entries by name and ``read``; read and write
     its own run folder (a job's private HOME is inside, where it builds the cache entries it lacks:
     :func:`builder.data.cache.keep_own`), ``/dev`` and ``write``; read and write the SQLite run database and its
-    WAL files unless ``database`` is False (a job, whose run store is its broker: :mod:`builder.runs.broker`),
+    WAL files unless ``database`` is False (a job, whose run store is its broker: :mod:`builder.process.broker`),
     not the workspace folder beside them (``identity.key``, ``server.json``, other owners' folders stay shut). The owner's folder name and the server config are read now (:func:`builder.runs.owners.pin`).
     A string says why it is left unconfined: the CLI's local user (its paths are its own), an SQLite database
     without its WAL file (a rollback journal is a new file each write, which no rule can name)."""
@@ -290,7 +290,7 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     and the upload folders of their owners (the data those runs trained on), the dataset cache's entries by name
     and ``read``; read and write ``private`` (its home and temporary folder, where it builds the cache entries it
     lacks), ``/dev`` and ``write``; not the run database (the process reads runs through its broker as the
-    actor: :mod:`builder.runs.broker`). ``identity.key``, ``server.json`` and other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
+    actor: :mod:`builder.process.broker`). ``identity.key``, ``server.json`` and other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
     (:func:`builder.process.launcher.counted_owner` is None: their paths are their own) and for an SQLite database
     without its WAL file."""
     owner = counted_owner(store.actor)

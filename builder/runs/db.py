@@ -309,7 +309,7 @@ os.register_at_fork(after_in_child=_after_fork)
 
 def dispose_engines() -> None:
     """Close every pooled connection this process opened (a job whose run store is its broker from now on:
-    :mod:`builder.runs.broker`); a parent's, kept since a fork, are left to the parent."""
+    :mod:`builder.process.broker`); a parent's, kept since a fork, are left to the parent."""
     with _LOCK:
         for eng in _ENGINES.values():
             eng.dispose()

@@ -297,7 +297,7 @@ def test_a_file_size_limit_under_the_run_databases_size_holds_no_job_back(store,
     """The file size limit is on every file a job writes. The job wrote the SQLite run database itself, so a
     database past the limit refused its every write (its failure included: "run database error: disk I/O error"),
     and such a limit then failed the job before it started. Its broker writes the database now, outside its
-    limits (builder.runs.broker): the job trains under a limit smaller than the database."""
+    limits (builder.process.broker): the job trains under a limit smaller than the database."""
     store._write("CREATE TABLE IF NOT EXISTS test_padding (x BLOB)")
     store._write("INSERT INTO test_padding VALUES (?)", (b"\0" * 1_500_000,))  # a database of over 1.5 MB
     monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "1")  # under the database
@@ -531,7 +531,7 @@ def test_a_confined_job_reads_no_secret_nor_another_owners_run_but_uses_its_own(
     """Landlock (where the kernel has it): a web owner's job process reads and writes its run folder, reads its own
     owner folder and the runs it may read, and cannot read the workspace's identity.key, server.json or another
     owner's run folder (it ran as the server's user and could read them all). The run database is not among its
-    files either: its store is its broker (builder.runs.broker), which writes its own run's row and refuses
+    files either: its store is its broker (builder.process.broker), which writes its own run's row and refuses
     another owner's, while the database file itself (every owner id, an anonymous one being a browser's cookie)
     cannot be opened, read or written with plain SQL (it could, and any row could be rewritten)."""
     from builder.process import landlock

@@ -2,7 +2,7 @@
 its actor may read: the runs it may read, its own owner folder and the dataset cache. It ran as the server's user
 and a model exploiting torch inside it could read the workspace's ``identity.key`` (which signs every owner id),
 ``server.json``, the run database (every owner id; its runs are read through its broker now,
-:mod:`builder.runs.broker`) and every owner's run folder. A run made after the child started (the owner trained again) is
+:mod:`builder.process.broker`) and every owner's run folder. A run made after the child started (the owner trained again) is
 outside its rules: the parent starts a fresh child with fresh rules before it asks.
 
 The child reads files through the test-only hook ``ModelProbe.TEST_HOOK`` (:func:`_reader`: the method

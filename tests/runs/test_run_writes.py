@@ -46,7 +46,7 @@ DESTINATION = {"copyfile": (1, "dst"), "copy": (1, "dst"), "copy2": (1, "dst"), 
 TRAINER_PACKAGE = "builder/training/"
 """The trainer and its callbacks write into the ``run_dir`` they are handed (by the pipeline, from the write
 accessor) and know no store: a ``RunFolder(trainer.run_dir)`` there is that folder."""
-ACCESSOR = {"builder/runs/store.py", "builder/runs/broker.py"}
+ACCESSOR = {"builder/runs/store.py", "builder/process/broker.py"}
 """The store itself: the accessor, and its writers of a run it creates, finishes or deletes; a confined process's
 store, whose folders are the path its broker's store checked (``run_dir(run_id, write=True)``)."""
 

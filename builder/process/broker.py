@@ -18,7 +18,7 @@ an error as its :mod:`builder.errors` class and message. Only the calls of :data
 another actor (an ``actor`` argument other than the broker's own is refused in the job, and never sent). The
 broker ends when the job closes its end or dies (``PR_SET_PDEATHSIG``). Example::
 
-    # not a doctest (forks a process): run by tests/runs/test_broker.py
+    # not a doctest (forks a process): run by tests/process/test_broker.py
     client = start(RunStore(ws, actor=SYSTEM).as_actor(Actor.of_job("anon:...")))
     client.get(run_id)["status"]  # answered by the broker
 """

@@ -1,4 +1,4 @@
-"""builder.runs.broker: a job's run store through its broker. The broker answers only its calls, as the job's
+"""builder.process.broker: a job's run store through its broker. The broker answers only its calls, as the job's
 actor (never another, whatever the request says), and a job's client behaves as the store it stands for: records,
 folders, curves and errors come back as the store gives them."""
 
@@ -12,7 +12,7 @@ import pytest
 from builder.data.access import SYSTEM, Actor
 from builder.errors import AccessDenied, RunStoreError
 from builder.graph.templates import load_template
-from builder.runs import broker
+from builder.process import broker
 from builder.runs.record import Run
 from builder.runs.store import RunStore
 
