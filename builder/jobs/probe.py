@@ -58,7 +58,7 @@ from builder.interchange.worker import (
 from builder.interpret.session import ExplainSession
 from builder.jobs.job_sandbox import TEST_CRASH_ENV
 from builder.jobs.probe_wire import decode, encode, read_frame, write_frame
-from builder.process import landlock
+from builder.process import broker, landlock
 from builder.process.launcher import counted_owner, evictable
 from builder.runs.store import RunStore, workspace_of
 from builder.training.threads import ENV_TORCH_THREADS
@@ -326,8 +326,7 @@ def _wire_rules(grant: landlock.ReaderRules, workspace: str, actor: Any = None) 
     rules, who = grant.rules, None
     if isinstance(rules, landlock.Confinement):
         rules = {k: [str(p) for p in getattr(rules, k)] for k in ("read", "write", "files", "named")}
-        who = {"owner": actor.owner, "admin": actor.admin, "students": sorted(actor.students),
-               "teaching": sorted(actor.teaching), "shared": actor.shared}
+        who = broker.wire_actor(actor)
     return {"rules": rules, "owners": list(grant.owners), "workspace": workspace, "actor": who}
 
 

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from builder.data.access import SYSTEM, Actor
+from builder.data.access import SYSTEM
 from builder.data.cache import keep_own
 from builder.errors import ExplainError, LayerLabError
 from builder.interchange.worker import WorkerLimits, cpu_budget, lock_down
@@ -108,13 +108,10 @@ def _confine(files: dict) -> str:
     without Landlock)."""
     rules = files.get("rules")
     if isinstance(rules, dict):
-        who = files.get("actor") or {}
         store = RunStore(str(files["workspace"]), actor=SYSTEM, mark_interrupted=False)
         # its run store: a broker, forked now, reads the runs as the page session's actor (the database is not
         # among its files)
-        _STORES[str(files["workspace"])] = broker.start(store.as_actor(Actor(
-            str(who.get("owner")), admin=bool(who.get("admin")), students=frozenset(who.get("students") or ()),
-            teaching=frozenset(who.get("teaching") or ()), shared=bool(who.get("shared")))))
+        _STORES[str(files["workspace"])] = broker.start(store.as_actor(broker.actor_of_wire(files.get("actor") or {})))
         for owner in files.get("owners") or ():
             owners.pin(str(files["workspace"]), str(owner))
         rules = landlock.Confinement(*([str(p) for p in rules.get(k) or ()]

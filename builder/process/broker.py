@@ -156,6 +156,24 @@ def _broker_main(store: RunStore, sock: socket.socket, job_pid: int) -> None:
     _serve(store, sock)
 
 
+def wire_actor(actor: Actor) -> dict:
+    """A person's actor as plain data, for the start message of a child whose broker answers as it (the model
+    probe); :func:`actor_of_wire` reads it back. Never the system's: a broker answers for a person."""
+    return {"owner": actor.owner, "admin": actor.admin, "students": sorted(actor.students),
+            "teaching": sorted(actor.teaching), "shared": actor.shared}
+
+
+def actor_of_wire(data: Mapping[str, Any]) -> Actor:
+    """The actor :func:`wire_actor` wrote (an unnamed one owns nothing and reads nothing).
+
+    >>> a = Actor("user:tea", students=frozenset({"user:ann"}), teaching=frozenset({"c1"}))
+    >>> actor_of_wire(wire_actor(a)) == a
+    True
+    """
+    return Actor(str(data.get("owner")), admin=bool(data.get("admin")), students=frozenset(data.get("students") or ()),
+                 teaching=frozenset(data.get("teaching") or ()), shared=bool(data.get("shared")))
+
+
 def start(store: RunStore) -> StoreClient:
     """Fork the broker of ``store`` (its actor is the job's) and return the job's client. This process's
     database connections are closed: from here on it reaches the database only through the broker."""
@@ -316,4 +334,4 @@ class StoreClient:
     def finish(self, run_id: str, status: str, *args: Any, **kwargs: Any) -> None:
         self._call("finish", run_id, status, *args, **kwargs)
 
-__all__ = ["start", "StoreClient", "CALLS", "MAX_FRAME"]
+__all__ = ["start", "StoreClient", "CALLS", "MAX_FRAME", "wire_actor", "actor_of_wire"]
