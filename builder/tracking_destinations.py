@@ -150,6 +150,32 @@ def _origin(uri: str) -> tuple[str, str, int | None, str] | None:
     return u.scheme.lower(), u.hostname.lower(), port, u.path.rstrip("/")
 
 
+_DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
+
+
+def tcp_ports(uri: str | None) -> list[int]:
+    """The TCP ports a job that logs to the tracker ``uri`` connects to (what its sandbox lets it reach,
+    :func:`builder.jobs.job_sandbox.confinement`): an ``http(s)`` tracker's port as MLflow's HTTP client reads it,
+    a database store's port (or its scheme's default); none for a local store or a URI no client reads alike.
+
+    >>> tcp_ports("https://ml.school.org"), tcp_ports("http://127.0.0.1:5000/x"), tcp_ports("postgresql+psycopg://h/db")
+    ([443], [5000], [5432])
+    >>> tcp_ports("sqlite:////tmp/mlflow.db"), tcp_ports(None), tcp_ports("https://evil.com\\\\@ml.school.org")
+    ([], [], [])
+    """
+    if not uri:
+        return []
+    if (origin := _origin(uri)) is not None:
+        return [origin[2]]
+    scheme = (_SCHEME_RE.match(uri.strip()) or [None, ""])[1].lower().split("+")[0]
+    if scheme not in _DB_PORTS:
+        return []
+    try:
+        return [urlsplit(uri.strip()).port or _DB_PORTS[scheme]]
+    except ValueError:  # a port that is not a number: no client connects
+        return []
+
+
 def _dot_segments(path: str) -> bool:
     """Whether ``path`` holds a ``.`` or ``..`` segment once percent-decoded (repeatedly) with backslashes as
     slashes, as a proxy that normalises paths may read it (``/team-a/..%2f..%2fother`` leaves ``/team-a``)."""
@@ -338,7 +364,7 @@ def server_tracking_shown(workspace: str | Path) -> tuple[str | None, list[str]]
     return (shown_uri(default) if default else None), [shown_uri(a) for a in allow]
 
 
-__all__ = ["ENV_URI", "local_paths", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
+__all__ = ["ENV_URI", "local_paths", "tcp_ports", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
            "allowed_by", "server_tracking", "server_tracking_shown", "is_server_default", "SERVER_DEFAULT", "recorded_destination",
            "job_destination", "scrub_credentials", "check_destination",
            "owner_setting", "save_owner_setting", "resolve_tracking"]

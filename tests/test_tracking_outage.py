@@ -33,7 +33,8 @@ EPOCHS = 25
 
 class TrackingServer:
     """``mlflow server`` (the full ``mlflow`` package: the ``layerlab[mlflow-server]`` extra) on 127.0.0.1, one
-    port, one SQLite database and artefact folder, to kill and start again. Each start is a new process group
+    port, one SQLite database and artefact folder, to kill and start again. Its artefacts go through it (MLflow's
+    proxied artefacts, ``mlflow-artifacts:/``), as a confined job cannot write a tracker's local folder. Each start is a new process group
     (the ``mlflow`` command and its uvicorn worker), killed as a whole by its own id."""
 
     def __init__(self, tmp: Path):
@@ -41,7 +42,7 @@ class TrackingServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.tmp = tmp
         self.args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-                     "--default-artifact-root", str(tmp / "artifacts"), "--host", "127.0.0.1",
+                     "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
                      "--port", str(self.port), "--workers", "1"]
         # the tracking store only: no job runner (huey consumers for LLM evaluation jobs), no tracker of its own
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -201,3 +202,35 @@ def test_the_end_of_the_run_writes_what_an_outage_missed(server, tmp_path):
                        [Outage(server, down=3, up=EPOCHS)], tracking=tracker(server.uri))
     _check_complete(server, store, res.run_id)
     assert json.loads(store.folder(res.run_id).tracking.read_text())[server.uri]["error"] is None
+
+
+def test_a_sandboxed_job_reaches_its_http_tracker_through_its_network_rules(server, job_workspace):
+    """A web visitor's job is confined to its tracker's TCP port (builder.tracking_destinations.tcp_ports: every
+    other port of the host and its network, a database server's included, is shut where the kernel has Landlock's
+    network rules): it logs its curves and sends its artefacts to the admin-allowed ``mlflow server`` all the
+    same."""
+    from builder.jobs.queue import JobSpec, submit, wait
+    from builder.process import landlock
+    from builder.tracking_destinations import save_owner_setting
+
+    owner = "anon:" + "a" * 32
+    job_workspace.mkdir(parents=True, exist_ok=True)
+    (job_workspace / "server.json").write_text(json.dumps({"tracking": {"allow": [server.uri]}}), encoding="utf-8")
+    save_owner_setting(job_workspace, owner, server.uri)
+    store = RunStore(job_workspace, actor=SYSTEM)
+    rid = submit(store, JobSpec(project=load_template("mlp").model_dump(mode="json"), dataset="moons",
+                                config={"epochs": 2}, owner=owner))
+    assert wait(store, [rid], timeout=300) == {rid: "finished"}
+    log = store.folder(rid).job_log.read_text(errors="replace")
+    if landlock.net_abi():
+        assert f"TCP: connects to port(s) {server.port} only, listens on none" in log, log[-2000:]
+    deadline = time.monotonic() + 120  # the store says finished before the tracker has sent the artefacts
+    while time.monotonic() < deadline:
+        with contextlib.suppress(AssertionError):
+            if server.run_of(rid).info.status == "FINISHED":
+                break
+        time.sleep(0.2)
+    run = server.run_of(rid)
+    assert run.info.status == "FINISHED" and server.steps(run.info.run_id, "val_loss") == [1, 2], log[-2000:]
+    names = {f.path for f in MlflowClient(server.uri).list_artifacts(run.info.run_id)}
+    assert {"project.json", "model.safetensors"} <= names, names

@@ -59,7 +59,7 @@ from builder.interchange.hf_library import library_folder
 from builder.process import landlock, sandbox
 from builder.process.landlock import Confinement
 from builder.process.sandbox import TEST_CRASH_ENV, WorkerLimits, crash_hook_for_tests
-from builder.tracking_destinations import CREDENTIAL_ENV, SERVER_DEFAULT, local_paths
+from builder.tracking_destinations import CREDENTIAL_ENV, SERVER_DEFAULT, local_paths, tcp_ports
 from builder.training.run_status import RunStatus, is_live
 
 PREFIX = "LAYERLAB_JOB"
@@ -158,14 +158,18 @@ def tracking_credentials(recorded: str | None) -> bool:
 def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> Confinement | str:
     """What a job of ``owner`` may touch on disk once :func:`enter` confines it: the run's own
     (:func:`builder.process.landlock.confinement`) but not the run database (its store is its broker:
-    :func:`brokered`), the model library (read) and a local tracker's folder (read and write)."""
+    :func:`brokered`), the model library (read) and a local tracker's folder (read and write); over TCP, only its
+    tracker's port (:func:`builder.tracking_destinations.tcp_ports`: none for a local tracker or none at all), so
+    neither a database server's port (PostgreSQL's, whose address its starter's environment named) nor any other
+    service of the host or its network."""
     read, write = [], []
     with contextlib.suppress(Exception):  # a malformed config: no library to read
         if (lib := library_folder(store.workspace)) is not None:
             read.append(lib)
     with contextlib.suppress(Exception):  # a network tracker: nothing on this host
         write += [p if p.is_dir() else p.parent for p in local_paths(tracking or "")]
-    return landlock.confinement(store, run_id, owner, read=read, write=write, database=False)
+    rules = landlock.confinement(store, run_id, owner, read=read, write=write, database=False)
+    return replace(rules, ports=tcp_ports(tracking)) if isinstance(rules, Confinement) else rules
 
 
 def brokered(store):

@@ -8,6 +8,12 @@ may read (and execute from) and those it may also write, and the single files it
 it already holds open stays open. :func:`abi` says whether this kernel has it (0: no, the caller goes on
 unconfined and says so: the other walls, the clean environment, limits and seccomp, still stand).
 
+Where the kernel has Landlock's network rules (ABI 4, Linux 6.7+), a confined process also gives up TCP: it
+listens on no port and connects only to the ports it names (a job's MLflow tracker), so it reaches neither the
+run database's server (PostgreSQL) nor any other service of the host or its network; from ABI 6 it connects to
+no abstract UNIX socket made outside its domain either. UDP and named UNIX sockets are not covered by Landlock
+(the seccomp filter of :mod:`builder.process.sandbox` refuses new UNIX sockets).
+
 Example::
 
     >>> abi() >= 0
@@ -31,7 +37,7 @@ from builder.runs.owners import owner_path, pin, upload_dir
 
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
 _VERSION = 1  # LANDLOCK_CREATE_RULESET_VERSION
-_RULE_PATH_BENEATH = 1
+_RULE_PATH_BENEATH, _RULE_NET_PORT = 1, 2
 _PR_SET_NO_NEW_PRIVS = 38
 
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
@@ -45,10 +51,18 @@ WRITE = WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_CHAR | MAKE_DIR | MAKE_REG 
 #: it a file the process itself may not read (identity.key, another owner's run).
 NO_LINKS = MAKE_SYM
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE  # the rights a rule on a single file may carry
+NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
+SCOPE_ABSTRACT_UNIX = 1 << 0  # ABI 6
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _NetPort(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64)]
 
 
 class _PathBeneath(ctypes.Structure):
@@ -94,11 +108,14 @@ def system_read_paths() -> list[Path]:
 
 
 def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLike] = (),
-             files: Iterable[str | os.PathLike] = (), named: Iterable[str | os.PathLike] = ()) -> int:
+             files: Iterable[str | os.PathLike] = (), named: Iterable[str | os.PathLike] = (),
+             ports: Iterable[int] | None = None) -> int:
     """Confine this process (and what it starts) to reading and executing beneath ``read``, reading and writing
     beneath ``write``, reading and writing the single ``files``, and reading the files beneath ``named`` whose
     names it knows (no folder there can be listed); a path that does not exist is skipped. It
-    makes no symbolic link anywhere (:data:`NO_LINKS`). Returns the ABI applied (0: this kernel has no Landlock, nothing changed).
+    makes no symbolic link anywhere (:data:`NO_LINKS`). Unless ``ports`` is None, and where the kernel has
+    network rules (:func:`net_abi`), it binds no TCP port and connects only to ``ports`` (and, from ABI 6, to no
+    abstract UNIX socket outside its domain). Returns the ABI applied (0: this kernel has no Landlock, nothing changed).
 
     Raises:
         OSError: the kernel has Landlock but refused the ruleset (nothing is confined then).
@@ -108,9 +125,11 @@ def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLik
         return 0
     rights = handled(version)
     libc = _libc()
-    attr = _RulesetAttr(rights)
-    ruleset = libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
-                           ctypes.c_uint32(0))
+    net = ports is not None and version >= 4
+    attr = _RulesetAttr(rights, NET_BIND_TCP | NET_CONNECT_TCP if net else 0,
+                        SCOPE_ABSTRACT_UNIX if net and version >= 6 else 0)
+    size = 8 if version < 4 else 16 if version < 6 else 24  # the fields this kernel knows
+    ruleset = libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
     try:
@@ -119,6 +138,11 @@ def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLik
                                (named, READ_FILE)):
             for p in dict.fromkeys(str(p) for p in paths):
                 _add(libc, ruleset, p, allowed & rights)
+        for port in sorted({int(p) for p in ports or ()}) if net else ():
+            rule = _NetPort(NET_CONNECT_TCP, port)
+            if libc.syscall(_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_NET_PORT), ctypes.byref(rule),
+                            ctypes.c_uint32(0)) != 0:
+                raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for TCP port {port}")
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
         if libc.syscall(_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
@@ -126,6 +150,11 @@ def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLik
     finally:
         os.close(ruleset)
     return version
+
+
+def net_abi() -> bool:
+    """Whether this kernel's Landlock has network rules (ABI 4, Linux 6.7+): :func:`restrict`'s ``ports``."""
+    return abi() >= 4
 
 
 def _add(libc: ctypes.CDLL, ruleset: int, path: str, allowed: int) -> None:
@@ -148,12 +177,14 @@ def _add(libc: ctypes.CDLL, ruleset: int, path: str, allowed: int) -> None:
 class Confinement:
     """The folders a confined process reads, those it also writes, the single files it reads and writes, and the
     folders whose files it reads only by name (``named``: none can be listed; the shared dataset cache, whose
-    entries are named by their content's SHA-256, so a process opens only those of data it already has)."""
+    entries are named by their content's SHA-256, so a process opens only those of data it already has), and the
+    TCP ports it may connect to (``ports``: none by default; it listens on none: :func:`restrict`)."""
 
     read: list = field(default_factory=list)
     write: list = field(default_factory=list)
     files: list = field(default_factory=list)
     named: list = field(default_factory=list)
+    ports: list = field(default_factory=list)
 
 
 def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[Path]:
@@ -320,13 +351,16 @@ def confine(rules: Confinement | str | None) -> str:
     kernel without Landlock: the process runs with its other walls only)."""
     if not isinstance(rules, Confinement):
         return f"files not confined: {rules or 'no rules'}"
-    version = restrict(rules.read, rules.write, rules.files, rules.named)
+    version = restrict(rules.read, rules.write, rules.files, rules.named, rules.ports)
     if not version:
         return "files not confined: this kernel has no Landlock (Linux 5.13+); the other limits stand"
     others = len(os.listdir("/proc/self/task")) - 1 if os.path.isdir("/proc/self/task") else 0
     left = f"; {others} thread(s) started before it are not (Landlock confines the calling thread)" if others else ""
-    return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{left}"
+    ports = ", ".join(str(p) for p in sorted(set(rules.ports))) or "none"
+    tcp = (f"; TCP: connects to port(s) {ports} only, listens on none" if version >= 4
+           else "; TCP not confined (Landlock's network rules need Linux 6.7+)")
+    return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{tcp}{left}"
 
 
-__all__ = ["abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "NO_LINKS", "Confinement", "confinement", "db_files",
+__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "NO_LINKS", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

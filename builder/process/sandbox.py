@@ -262,8 +262,14 @@ def _no_new_processes(who: str = "the import worker") -> None:
 
 
 # Syscalls by which a process reaches another: tracing it, reading or writing its memory, taking its files.
-_REACH = {"x86_64": {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438},
-          "aarch64": {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438}}
+# io_uring: its requests (a socket, a connect) are not system calls a seccomp filter sees.
+_REACH = {"x86_64": {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438,
+                     "io_uring_setup": 425},
+          "aarch64": {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438,
+                      "io_uring_setup": 425}}
+# A new UNIX socket (socketpair's stay: a broker's was made before): a named one is a door Landlock leaves open
+# (a database server's local socket, the warm launcher's)
+_SOCKET, _AF_UNIX = {"x86_64": 41, "aarch64": 198}, 1
 # Signals: to itself only (a process of the server's user could otherwise end the server or another person's job).
 _SIGNAL_OTHERS = {"x86_64": {"tkill": 200, "pidfd_open": 434, "pidfd_send_signal": 424},
                   "aarch64": {"tkill": 130, "pidfd_open": 434, "pidfd_send_signal": 424}}
@@ -275,7 +281,9 @@ _KILL = {"x86_64": 62, "aarch64": 129}
 def _seccomp(*, processes: bool) -> bool:
     """Install a seccomp filter on every thread. Always: ``ptrace``, ``process_vm_readv``/``writev`` and
     ``pidfd_getfd`` fail with EPERM (no other process of the server's user is traced, read, written or robbed of a
-    file; Landlock refuses tracing out of its domain too, where the kernel has it). Unless ``processes``:
+    file; Landlock refuses tracing out of its domain too, where the kernel has it), as do ``io_uring_setup``
+    (its requests pass no filter) and ``socket`` for a UNIX socket (a named one, such as PostgreSQL's local
+    socket or the warm launcher's, is reached whatever Landlock says; ``socketpair`` stays). Unless ``processes``:
     ``fork``/``vfork``/``execve``/``execveat`` and ``clone`` without ``CLONE_THREAD`` fail with EPERM, ``clone3``
     with ENOSYS (its flags cannot be inspected; libc falls back to ``clone``), and signals reach this process only
     (``kill`` of another pid fails with EPERM unless it is signal 0, the existence probe; ``tgkill`` and the
@@ -302,7 +310,10 @@ def _seccomp(*, processes: bool) -> bool:
     # another calling convention (i386's int 0x80 on x86-64) numbers its calls otherwise: refused, as are x32's
     # (bit 30 set): a denied call must not come back in them
     prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, errno | 1), (ld, 0, 0, 0),
-            (jge, 0, 1, 0x40000000), (ret, 0, 0, errno | 1)]
+            (jge, 0, 1, 0x40000000), (ret, 0, 0, errno | 1),
+            # socket(AF_UNIX, ...): refused; another domain: allowed (Landlock's network rules limit TCP)
+            (jeq, 0, 4, _SOCKET[arch]), (ld, 0, 0, arg0), (jeq, 0, 1, _AF_UNIX), (ret, 0, 0, errno | 1),
+            (ret, 0, 0, allow)]
     for nr, err in deny.items():
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]
     if processes:

@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -145,11 +146,16 @@ def test_a_locked_down_job_reaches_no_other_process(tmp_path, compiles):
     """A job runs a person's model with the server's user id: locked down, it may not trace another process of
     that user (the server, another person's job), read or write its memory, or signal it (it could end the server
     or a classmate's run); it may still ask whether a process lives (signal 0) and signal itself. A job that
-    compiles starts its compilers, and may signal them, but traces no process either."""
+    compiles starts its compilers, and may signal them, but traces no process either. It makes no UNIX socket,
+    so it connects to no named one (a PostgreSQL server's local socket, the warm launcher's: Landlock does not
+    cover them), and no io_uring (whose requests pass no seccomp filter); a socket pair it still makes."""
     victim = subprocess.Popen(["sleep", "60"])
+    named = socket.socket(socket.AF_UNIX)
+    named.bind(str(tmp_path / "service.sock"))
+    named.listen(1)
     try:
         seen = _run_python(f"""
-import ctypes, json, os, signal, threading
+import ctypes, json, os, signal, socket, threading
 from builder.jobs import job_sandbox
 job_sandbox.enter({str(tmp_path / 'tmp')!r}, processes={compiles!r})
 libc = ctypes.CDLL(None, use_errno=True)
@@ -175,15 +181,21 @@ native("vm_read", 310 if x86 else 270, {victim.pid}, ctypes.byref(vec), 1, ctype
 native("tgkill", 234 if x86 else 131, {victim.pid}, {victim.pid}, signal.SIGCONT)
 if x86:  # the same call in the x32 convention (its number with bit 30 set) is no way around the filter
     native("x32_ptrace", 0x40000000 | 101, 16, {victim.pid}, 0, 0)
+tried("unix", lambda: socket.socket(socket.AF_UNIX).connect({str(tmp_path / "service.sock")!r}))
+tried("pair", lambda: [s.close() for s in socket.socketpair()])
+params = (ctypes.c_char * 120)()
+native("io_uring", 425, 8, ctypes.byref(params))
 print(json.dumps(out))
 """, child_env())
         assert victim.poll() is None, "the job ended another process"
     finally:
         victim.kill()
         victim.wait()
+        named.close()
     assert seen["ptrace"] == [-1, 1] and seen["vm_read"] == [-1, 1], seen  # EPERM
     assert seen.get("x32_ptrace", [-1, 1]) == [-1, 1], seen
-    assert seen["probe"] == seen["self"] == seen["thread"] == "ran", seen
+    assert seen["probe"] == seen["self"] == seen["thread"] == seen["pair"] == "ran", seen
+    assert seen["unix"] == 1 and seen["io_uring"] == [-1, 1], seen
     if compiles:
         assert seen["kill"] == "ran", seen  # its compilers are processes it may signal
     else:
@@ -591,6 +603,56 @@ print(json.dumps(out))
     assert seen["line"].startswith("files confined by Landlock"), seen["line"]
     assert seen["key"] == seen["config"] == seen["theirs"] == seen["database"] == "denied", seen
     assert seen["sql"] == "refused" and isinstance(seen["mine"], int), seen
+
+
+def test_a_confined_job_reaches_no_database_server_with_the_address_it_started_with_but_its_tracker(tmp_path,
+                                                                                                    pg_url):
+    """With the run database on PostgreSQL, a job starts with its address (and any password) in its environment,
+    and ``/proc/self/environ`` keeps it after the environment is cleared: a job connected to the database with it
+    and read every owner id (an anonymous one is a browser's cookie). Confined, it connects to no TCP port but its
+    MLflow tracker's (Landlock's network rules, Linux 6.7+): the database server is out of reach, while its
+    store, its broker, still writes its own row."""
+    from builder.process import landlock
+
+    with socket.socket() as tracker:
+        tracker.bind(("127.0.0.1", 0))
+        tracker.listen(1)
+        port = tracker.getsockname()[1]
+        seen = _run_python(f"""
+import json, socket
+import psycopg
+from pathlib import Path
+from builder.data.access import SYSTEM, Actor
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a, "http://127.0.0.1:{port}")
+store = job_sandbox.brokered(store.as_actor(Actor.of_job(a)))
+out = {{"line": landlock.confine(rules), "ports": rules.ports}}
+try:
+    with psycopg.connect({pg_url.replace("+psycopg", "")!r}, connect_timeout=10) as c:
+        out["sql"] = c.execute("SELECT count(owner) FROM runs").fetchall()[0][0]
+except psycopg.OperationalError as e:
+    out["sql"] = "refused" if "Permission denied" in str(e) else str(e)
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=10).close()
+    out["tracker"] = "connected"
+except PermissionError:
+    out["tracker"] = "refused"
+store.update_run(mine, message="still writes its run")
+out["db"] = store.get(mine)["message"]
+print(json.dumps(out))
+""", env={**child_env(), "LAYERLAB_DB_URL": pg_url})
+    assert seen["ports"] == [port] and seen["tracker"] == "connected", seen
+    assert seen["db"] == "still writes its run", seen
+    if not landlock.net_abi():
+        assert seen["sql"] == 1, seen  # no network rules on this kernel: the other walls stand
+        return
+    assert "TCP: connects to port(s)" in seen["line"] and seen["sql"] == "refused", seen
 
 
 def test_a_confined_job_makes_no_link_for_the_server_to_follow(tmp_path):

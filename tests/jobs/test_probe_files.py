@@ -12,6 +12,7 @@ The child reads files through the test-only hook ``ModelProbe.TEST_HOOK`` (:func
 from __future__ import annotations
 
 import shutil
+import socket
 
 import pytest
 
@@ -30,12 +31,21 @@ A, B = "anon:" + "a" * 32, "anon:" + "b" * 32
 
 
 def _reader() -> None:
-    """Inside the child: ``explain(i, "x-read", path=...)`` answers the bytes it read of ``path``, or "denied"."""
+    """Inside the child: ``explain(i, "x-read", path=...)`` answers the bytes it read of ``path``, or "denied";
+    ``explain(i, "x-connect", port=...)`` whether it connected to that TCP port of this host."""
     from builder.interpret.session import ExplainSession
 
     original = ExplainSession.explain
 
     def explain(self, i, method, *a, **k):
+        if method == "x-connect":  # a service on this host (the run database's server, say)
+            import socket
+
+            try:
+                socket.create_connection(("127.0.0.1", k["port"]), timeout=10).close()
+                return "connected"
+            except PermissionError:
+                return "denied"
         if method == "x-read":
             try:
                 with open(k["path"], "rb") as f:
@@ -73,6 +83,11 @@ def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explai
                 "database": read(ws / "layerlab.db"),  # every owner id (a cookie): its broker reads runs for it
                 "theirs": read(store.folder(theirs).project), "mine": read(store.folder(mine_id).project),
                 "upload": read(owners.upload_dir(ws, A) / "new.csv")}
+        with socket.socket() as service:  # a database server, or any other service of this host
+            service.bind(("127.0.0.1", 0))
+            service.listen(1)
+            seen["tcp"] = xs.explain(0, "x-connect", port=service.getsockname()[1])
+        assert seen["tcp"] == ("denied" if landlock.net_abi() else "connected"), seen  # it needs no network
         if landlock.abi():
             assert seen["key"] == seen["config"] == seen["theirs"] == seen["database"] == "denied", seen
             assert probe.files.startswith("files confined by Landlock"), probe.files

@@ -1,0 +1,63 @@
+"""Landlock's network rules (builder.process.landlock.restrict's ``ports``): a confined process listens on no TCP
+port and connects only to the ports it names, where the kernel has them (ABI 4, Linux 6.7+)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from builder.process import landlock
+from builder.process.launcher import child_env, package_root
+
+
+def _listening() -> socket.socket:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    return s
+
+
+@pytest.mark.parametrize("ports", [[], ["named"]])
+def test_a_confined_process_connects_only_to_the_ports_it_names_and_listens_on_none(tmp_path, ports):
+    """Two services listen on loopback (a database server, anything else of the host): the confined process
+    reaches only the one whose port its rules name, and cannot open a port of its own; unconfined, it reached
+    both and listened."""
+    with _listening() as named, _listening() as other:
+        allowed = [named.getsockname()[1]] if ports else []
+        code = f"""
+import json, socket
+from builder.process import landlock
+rules = landlock.Confinement(landlock.system_read_paths() + [{str(package_root())!r}], [{str(tmp_path)!r}],
+                             ports={allowed!r})
+out = {{"line": landlock.confine(rules)}}
+for name, port in (("named", {named.getsockname()[1]}), ("other", {other.getsockname()[1]})):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        out[name] = "connected"
+    except PermissionError:
+        out[name] = "refused"
+try:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    out["listen"] = "listening"
+except PermissionError:
+    out["listen"] = "refused"
+print(json.dumps(out))
+"""
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env=child_env())
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    if not landlock.net_abi():
+        assert "TCP not confined" in seen["line"] or "no Landlock" in seen["line"], seen
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen
+    assert f"TCP: connects to port(s) {', '.join(map(str, allowed)) or 'none'} only" in seen["line"], seen
+    assert seen["named"] == ("connected" if ports else "refused"), seen
+    assert seen["other"] == "refused" and seen["listen"] == "refused", seen
+
