@@ -360,17 +360,8 @@ def open_shared_link() -> None:
             st.session_state.ll_data = data
         ui.autosave()
         return
-    flash = f"Opened the shared network “{proj.name}” as your own copy"
-    pristine = ui.graph_key(ui.graph()) == ui.graph_key(ui.with_edge_ids(builder.load_template("cnn").graph))
-    if pristine:  # the first visit's starting template: nothing of the visitor's to confirm
-        if not ui.keep_in_history(ui.project_with_data()):
-            return
-        ui.set_project(proj, flash=flash)
-        if data is not None:
-            st.session_state.ll_data = data
-        ui.autosave()
-    else:
-        ui.replace_project(proj, flash, data=data)
+    # at once over a template as shipped (a first visit's starting network), else after a confirmation
+    ui.replace_project(proj, f"Opened the shared network “{proj.name}” as your own copy", data=data)
 
 
 # ------------------------------------------------------------------------------------------ first visit
@@ -644,7 +635,8 @@ def canvas_area() -> None:
     def _canvas() -> None:
         graph_canvas(graph=_graph_payload(g), palette=ui.palette_with_blocks(), annotations=ann,
                      revision=st.session_state.ll_revision, selected=st.session_state.get("ll_selected"),
-                     height=CANVAS_HEIGHT, key=CANVAS_KEY, covers=(INSPECTOR_PANEL,))
+                     height=CANVAS_HEIGHT, key=CANVAS_KEY, covers=(INSPECTOR_PANEL,),
+                     project=st.session_state.get("ll_project_seq", 0))
         if note := ann["summary"].get("latency"):  # the conditions of the Cost overlay's measured latency
             st.caption(note)
 

@@ -16,6 +16,7 @@ Session-state keys other pages may read:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -36,8 +37,8 @@ from builder.graph.cost import canvas_annotations
 from builder.graph.edit import rebase, with_edge_ids
 from builder.graph.layout import row_layout
 from builder.graph.project import Graph, Project
+from builder.graph.templates import TEMPLATE_NAMES, load_template
 from builder.runs import owners
-from builder.runs.store import graph_hash
 from builder.training.finetune import finetune_freeze
 
 OWNER_COOKIE = "layerlab_owner"
@@ -287,12 +288,13 @@ def stale_prompt() -> None:
 
 def replace_project(proj: Project, flash_msg: str, *, relayout: bool = False, data: dict | None = None,
                     goto: str | None = None) -> None:
-    """Replace the canvas project: at once when the canvas is empty, else after a confirmation
+    """Replace the canvas project: at once when nothing of the person's would be lost (an empty canvas, the same
+    project again, a template as shipped: the first visit's starting network), else after a confirmation
     (:func:`confirm_replace`). The replaced project is kept so the replacement can be undone."""
     ss = st.session_state
     pending = {"project": proj, "flash": flash_msg, "relayout": relayout, "data": data, "goto": goto,
                "seq": ss.get("ll_pending_seq", 0) + 1}
-    if not graph().nodes or _same_project(project(), proj):  # nothing would be lost: no question to answer
+    if not graph().nodes or _same_project(project(), proj) or _as_shipped(project()):  # nothing would be lost
         _apply_replace(pending)
     else:
         ss.ll_pending = pending
@@ -301,10 +303,32 @@ def replace_project(proj: Project, flash_msg: str, *, relayout: bool = False, da
 
 
 def _same_project(a: Project, b: Project) -> bool:
-    """Whether ``b`` is ``a`` again: the same name, training settings and network (positions aside), as when the
-    template on the canvas is picked once more (it asked "Replace Small CNN with Small CNN?")."""
-    return (a.name == b.name and (a.training or {}) == (b.training or {})
-            and graph_hash(a.graph) == graph_hash(b.graph))
+    """Whether ``b`` is ``a`` again: the same name, training settings and network (:func:`_project_key`), as when
+    the template on the canvas is picked once more (it asked "Replace Small CNN with Small CNN?")."""
+    return _project_key(a) == _project_key(b)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> frozenset:
+    """The templates as shipped, each as its name, training settings and network (:func:`_project_key`)."""
+    return frozenset(_project_key(load_template(name)) for name in TEMPLATE_NAMES)
+
+
+def _project_key(p: Project) -> tuple[str, str, str]:
+    """A project's name, training settings and network: its nodes' ids, types and parameters and which node feeds
+    which; not positions, nor the ports of edges (a template names none, and the canvas sends each edge back with
+    the ports it resolved: a click on a layer made the untouched template "changed")."""
+    nodes = sorted((n.id, n.type, json.dumps(n.params or {}, sort_keys=True, default=str)) for n in p.graph.nodes)
+    edges = sorted((e.source, e.target) for e in p.graph.edges)
+    net = hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()
+    return p.name, json.dumps(p.training or {}, sort_keys=True, default=str), net
+
+
+def _as_shipped(proj: Project) -> bool:
+    """Whether ``proj`` is a template as shipped, positions aside (the first visit's starting network, a template
+    picked and left as it was): replacing it loses nothing of the person's, so nothing is asked (a first visitor
+    was asked whether to replace a network they never made)."""
+    return _project_key(proj) in _shipped()
 
 
 def keep_in_history(proj: Project) -> bool:
@@ -401,6 +425,8 @@ def set_project(proj: Project, flash: str | None = None, relayout: bool = False)
         g = row_layout(g)
     st.session_state.ll_project = proj.model_copy(update={"graph": with_edge_ids(g)})
     st.session_state.ll_revision += 1
+    # another project: the canvas fits its view to it, whatever node ids the two share (builder.canvas's project)
+    st.session_state.ll_project_seq = st.session_state.get("ll_project_seq", 0) + 1
     st.session_state.ll_rev_bases = {}  # a replaced project: the browser's edits of the old one are not carried over
     st.session_state.ll_selected = None
     st.session_state.ll_full_rerun = True

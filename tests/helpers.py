@@ -96,6 +96,13 @@ def open_app(page: str | None = None, *, owner: str | None = None, template: str
     return app
 
 
+def own_work(app, name: str = "My network") -> None:
+    """Name the project in the sidebar, as a person does: the canvas then holds something of theirs, and replacing
+    it asks first (a template as shipped, the first visit's starter, is replaced at once)."""
+    app.sidebar.text_input(key=f"ll_name_{app.session_state['ll_revision']}").set_value(name).run()
+    assert app.session_state["ll_project"].name == name
+
+
 def button(app, label: str) -> Any:
     """The button labelled ``label`` (never ``button[-1]``: the sidebar has buttons of its own)."""
     found = [b for b in app.button if b.label == label]

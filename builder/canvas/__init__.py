@@ -119,6 +119,7 @@ def graph_canvas(
     key: str = "canvas",
     fill: bool = True,
     covers: tuple[str, ...] = (),
+    project: int = 0,
 ) -> dict | None:
     """Render the drag-and-drop network canvas and return what the user did.
 
@@ -149,8 +150,9 @@ def graph_canvas(
         file, a template, an inspector edit, undo from Python). The browser does
         not send the replaced graph back (no extra rerun). The replacement is
         undoable in the browser: Ctrl+Z brings back its previous graph and sends
-        it with the new revision. When old and new graphs share node ids the
-        view is kept; otherwise it is fitted to the new graph.
+        it with the new revision. When old and new graphs share node ids (and
+        ``project`` is unchanged) the view is kept; otherwise it is fitted to
+        the new graph.
     selected:
         Node id to select from Python (applied when this value changes).
     height:
@@ -164,6 +166,9 @@ def graph_canvas(
     covers:
         CSS selectors of page elements that may float over the canvas's right side (the inspector on a
         narrow window): a fit keeps the nodes clear of those shown over it when the fit is made.
+    project:
+        A number to change (with ``revision``) whenever another project replaces the canvas's (a template, a
+        file, a link): the view is then fitted to the new graph whatever node ids the two share.
 
     Returns
     -------
@@ -195,6 +200,7 @@ def graph_canvas(
         "key": str(key),
         "fill": bool(fill),
         "covers": _json(list(covers)),
+        "project": int(project),
     }
     result = mount(
         key=key,

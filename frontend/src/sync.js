@@ -42,8 +42,10 @@ export function payloadOf(nodes, edges, selected, revision) {
 // when new). When old and new share node ids (an inspector edit, Python-side
 // undo: at least half of the ids shared) unchanged node objects and the
 // selection are kept; `sameProject` says so (the caller then keeps the view
-// instead of fitting it).
-export function mergeFromPython(prevNodes, prevEdges, graph, paletteMap, selected) {
+// instead of fitting it). `newProject`: Python put another project on the
+// canvas (a template, a file, a link), never the same one whatever ids the two
+// share (the Sentiment LSTM and the Text encoder share tokens, embed and head).
+export function mergeFromPython(prevNodes, prevEdges, graph, paletteMap, selected, newProject = false) {
   const g = fromPy(graph, paletteMap);
   let nds = g.nodes;
   if (g.missingPositions && nds.length) {
@@ -58,7 +60,7 @@ export function mergeFromPython(prevNodes, prevEdges, graph, paletteMap, selecte
   const prevById = new Map(prevNodes.map((n) => [n.id, n]));
   // An edit (inspector, Python-side undo) keeps most ids; a template or a file shares few (e.g. "input").
   const shared = nds.filter((n) => prevById.has(n.id)).length;
-  const sameProject = shared > 0 && shared >= 0.5 * Math.max(prevNodes.length, nds.length);
+  const sameProject = !newProject && shared > 0 && shared >= 0.5 * Math.max(prevNodes.length, nds.length);
   const sel = selected ?? null;
   nds = nds.map((n) => {
     const o = prevById.get(n.id);

@@ -64,6 +64,14 @@ describe('python sync', () => {
     expect(m.sameProject).toBe(false);
   });
 
+  it('a project Python says is another is never the same project, whatever ids it shares', () => {
+    // Sentiment LSTM -> Text encoder: tokens, embed and head shared, 3 of 6 ids (the view was kept, not fitted)
+    const prev = ['tokens', 'embed', 'lstm', 'head'].map((id, i) => makeNode(id, 'Linear', null, {}, { x: i * 300, y: 0 }));
+    const next = ['tokens', 'embed', 'pos', 'encoder', 'pool', 'head'].map((id, i) => pyNode(id, i * 300, 0));
+    expect(mergeFromPython(prev, [], pyGraph(next), palette, null).sameProject).toBe(true);
+    expect(mergeFromPython(prev, [], pyGraph(next), palette, null, true).sameProject).toBe(false);
+  });
+
   it('payload is Python format with the revision', () => {
     const p = payloadOf([makeNode('a', 'Linear', 'x', { k: 1 }, { x: 1.234, y: 5.678 })], [], 'a', 4);
     expect(p).toEqual({ graph: { nodes: [{ id: 'a', type: 'Linear', label: 'x', params: { k: 1 }, position: { x: 1.2, y: 5.7 } }], edges: [] }, selected: 'a', revision: 4 });

@@ -9,6 +9,8 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
   const { nodesRef, edgesRef, revRef, primaryRef, busyRef, paletteRef } = refs;
   const lastSentRef = useRef(store.lastSent ?? null);
   const pySelRef = useRef(data.selected ?? null);
+  // which project Python last put on the canvas (data.project: a number it changes for another project)
+  const projectRef = useRef(store.project ?? (Number(data.project) || 0));
   const sentSelRef = useRef([]); // selections sent to Python and not yet echoed back (oldest first)
   const apiRef = useRef(api);
   apiRef.current = api;
@@ -39,7 +41,10 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
     if (rev <= revRef.current) return;
     revRef.current = rev;
     const prev = nodesRef.current;
-    const m = mergeFromPython(prev, edgesRef.current, data.graph, paletteRef.current, data.selected);
+    const project = Number(data.project) || 0;
+    const newProject = project !== projectRef.current;
+    projectRef.current = store.project = project;
+    const m = mergeFromPython(prev, edgesRef.current, data.graph, paletteRef.current, data.selected, newProject);
     pySelRef.current = data.selected ?? null;
     primaryRef.current = data.selected ?? null;
     // Every replacement is undoable in the browser (Ctrl+Z sends the previous graph with the new revision).

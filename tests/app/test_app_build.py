@@ -8,7 +8,7 @@ import pytest
 
 import builder
 from builder.data.access import SYSTEM
-from tests.helpers import ME, open_app
+from tests.helpers import ME, open_app, own_work
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -37,10 +37,11 @@ def test_loads_with_the_cnn_template_and_annotations(at):
 
 
 def test_template_menu_replaces_the_graph_and_bumps_the_revision(at):
+    own_work(at)
     rev = at.session_state["ll_revision"]
     at.selectbox(key="ll_tpl_pick").set_value("mlp").run()
     assert not at.exception
-    assert at.session_state["ll_revision"] == rev  # the canvas holds a project: confirm first
+    assert at.session_state["ll_revision"] == rev  # the canvas holds the person's project: confirm first
     at.button(key="ll_confirm_replace").click().run()
     assert at.session_state["ll_revision"] > rev
     assert at.session_state["ll_project"].name == builder.load_template("mlp").name
@@ -51,8 +52,7 @@ def test_template_menu_replaces_the_graph_and_bumps_the_revision(at):
 def test_template_menu_offers_the_drawn_objectives(at, name):
     """The gan and vae templates (several outputs, the GAN two networks) load from the picker with their
     objective (networks, optimizers, schedule) and dataset, and the page checks them without problems."""
-    at.selectbox(key="ll_tpl_pick").set_value(name).run()
-    at.button(key="ll_confirm_replace").click().run()
+    at.selectbox(key="ll_tpl_pick").set_value(name).run()  # over the untouched starter: at once
     assert not at.exception
     want = builder.load_template(name)
     assert at.session_state["ll_project"].training == want.training
@@ -158,8 +158,7 @@ def test_group_event_makes_a_palette_block(at):
 
 def test_empty_project_has_helpful_empty_states(at):
     at.button(key="ll_new").click()
-    at.run()
-    at.button(key="ll_confirm_replace").click().run()
+    at.run()  # the untouched starter: emptied at once
     assert graph(at).nodes == []
     assert not at.exception
 
@@ -229,8 +228,7 @@ def test_the_guide_tells_an_empty_canvas_apart_and_stays_hidden_after_a_reload(w
     its Hide lasted only until a reload (a new session of the same person)."""
     at = open_app(owner=ME, timeout=60)
     assert "On the canvas:" in _guide_text(at)
-    at.button(key="ll_new").click().run()
-    at.button(key="ll_confirm_replace").click().run()
+    at.button(key="ll_new").click().run()  # the untouched starter: emptied at once
     assert graph(at).nodes == []
     text = _guide_text(at)
     assert "On the canvas" not in text and "Templates" in text and "drag layers" in text

@@ -9,7 +9,7 @@ from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.graph.share import encode_project
 from builder.training.run_status import is_live
-from tests.helpers import ME, OTHER, assert_no_exception, open_app
+from tests.helpers import ME, OTHER, assert_no_exception, open_app, own_work
 
 
 def _graph(at) -> builder.Graph:
@@ -31,7 +31,8 @@ def test_copy_link_then_open_it_in_another_browser(workspace):
 
 def test_a_link_asks_before_replacing_work_and_refuses_a_broken_one(workspace):
     link = encode_project(builder.load_template("lstm"))
-    at = open_app("app_pages/build.py", owner=ME, template="mlp")  # the visitor has work on the canvas
+    at = open_app("app_pages/build.py", owner=ME, template="mlp")
+    own_work(at)  # the visitor has work on the canvas
     at.query_params["p"] = link
     at.run()
     mlp_ids = [n.id for n in builder.load_template("mlp").graph.nodes]
@@ -81,10 +82,11 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     assert_no_exception(teacher)
     (cls,) = classes.list_classes(workspace, teacher=TEACHER)
     assert any(m.value == cls["code"] for m in teacher.metric)
-    # a student joins through the link and gets the starter (after confirming it replaces the canvas)
+    # a student joins through the link and gets the starter (their first visit's CNN, untouched, is replaced
+    # without a question)
     student = open_app("app_pages/classes.py", owner=ME, query={"join": cls["code"].lower()})
     student.button(key="FormSubmitter:ll_join_form-Join class").click().run()
-    student.button(key="ll_confirm_replace").click().run()
+    assert "ll_pending" not in student.session_state
     assert_no_exception(student)
     assert classes.get_class(workspace, cls["id"])["members"] == [ME]
     assert [n.id for n in _graph(student).nodes] == [n.id for n in builder.load_template("mlp").graph.nodes]
@@ -237,8 +239,7 @@ def test_a_members_run_started_from_the_train_form_is_the_classs(job_workspace, 
     starter = builder.load_template("mlp").model_copy(update={"training": {"dataset": "moons", "epochs": 2}})
     cls = classes.create_class(job_workspace, TEACHER, "ML 101", starter)
     student = open_app("app_pages/classes.py", owner=ME, query={"join": cls["code"]})
-    student.button(key="FormSubmitter:ll_join_form-Join class").click().run()
-    student.button(key="ll_confirm_replace").click().run()
+    student.button(key="FormSubmitter:ll_join_form-Join class").click().run()  # the starter, at once
     student.switch_page("app_pages/train.py").run()
     button(student, "Start training").click().run()
     assert_no_exception(student)

@@ -48,8 +48,7 @@ def test_mismatch_is_shown_and_fixed_only_where_the_fix_trains(at):
     assert "the button below does it" in advice and "Data page" not in advice, advice
     assert "Fix the graph for this dataset" not in [b.label for b in at.button]
     assert not any("fit this dataset" in s.value for s in at.success)
-    at.button(key="ll_fit_template").click().run()
-    at.button(key="ll_confirm_replace").click().run()
+    at.button(key="ll_fit_template").click().run()  # over the untouched starter: at once
     assert any(n.type == "Linear" for n in at.session_state["ll_project"].graph.nodes)
     assert at.session_state["ll_data"]["name"] == "iris"  # the dataset is kept
     # the one click loaded the MLP fitted to the data: it trains, no second fix asked for (it loaded the template
@@ -68,8 +67,7 @@ def test_next_token_data_names_the_network_that_predicts_tokens(at):
     assert not at.exception
     assert "Fix the graph for this dataset" not in [b.label for b in at.button]
     assert "GPT" in at.button(key="ll_fit_template").label
-    at.button(key="ll_fit_template").click().run()
-    at.button(key="ll_confirm_replace").click().run()
+    at.button(key="ll_fit_template").click().run()  # over the untouched starter: at once
     assert not at.exception
     assert at.session_state["ll_project"].name == builder.load_template("gpt").name
     assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
@@ -213,8 +211,7 @@ def test_a_builtin_series_previews_its_windows(at):
     assert any("public domain" in c.value for c in at.caption)
     # the CNN cannot be adapted to windows: the page names the forecaster (it named "MLP for tabular data")
     assert "RNN forecaster" in at.button(key="ll_fit_template").label
-    at.button(key="ll_fit_template").click().run()
-    at.button(key="ll_confirm_replace").click().run()
+    at.button(key="ll_fit_template").click().run()  # over the untouched starter: at once
     assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
 
 

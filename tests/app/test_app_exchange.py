@@ -12,7 +12,7 @@ from builder.data.access import SYSTEM
 from builder.interchange.onnx_export import export_onnx
 from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
-from tests.helpers import open_app
+from tests.helpers import open_app, own_work
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -36,9 +36,10 @@ def test_import_onnx_puts_graph_and_weights_on_the_canvas(ws, tmp_path):
     src = tmp_path / "lstm.onnx"
     export_onnx(builder.load_template("lstm"), src)
     at = open_local()
+    own_work(at, "My CNN")
     at.file_uploader(key="ll_import_0").upload("lstm.onnx", src.read_bytes()).run()
     assert not at.exception, [e.value for e in at.exception]
-    # the canvas holds the starting CNN: the import asks before replacing it, as New and templates do (issue 29,
+    # the canvas holds the person's CNN: the import asks before replacing it, as New and templates do (issue 29,
     # item 11: it replaced the canvas at once)
     assert at.session_state["ll_project"].graph.node("conv1")
     # the Import popover is closed for the question (it stayed open over the canvas, partly over the question)

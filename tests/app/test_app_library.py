@@ -32,8 +32,7 @@ def test_library_model_goes_on_the_canvas_with_its_weights(workspace, library):
     at.session_state["ll_canvas"] = {"value": None, "event": {"type": "library", "name": "tiny-distilbert", "nonce": 1}}
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.session_state["ll_pending"]["project"].name  # the starter network on the canvas: asked first
-    at.button(key="ll_confirm_replace").click().run()
+    assert "ll_pending" not in at.session_state  # the untouched starter network on the canvas: replaced at once
     assert not at.exception, [e.value for e in at.exception]
     assert not at.session_state["ll_canvas_error"]
     proj = at.session_state["ll_project"]

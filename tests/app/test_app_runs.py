@@ -137,7 +137,8 @@ def test_resume_a_stopped_run_and_open_its_project(ws):
     at.run()
     at.multiselect(key="ll_runs_pick").set_value([rid]).run()
     at.button(key=f"ll_open_{rid}").click().run()
-    at.button(key="ll_confirm_replace").click().run()  # the canvas holds the default project: confirm first
+    # the canvas holds the untouched starting project: replaced at once, nothing asked
+    assert not [b for b in at.button if b.key == "ll_confirm_replace"]
     assert not at.exception
     assert at.session_state["ll_project"].name == builder.load_template("mlp").name
     assert at.session_state["ll_data"]["name"] == "moons"

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 import builder
 from app_pages import nav
 from builder.data.access import SYSTEM
-from tests.helpers import ME, open_app
+from tests.helpers import ME, open_app, own_work
 
 PAGES = [p.path for p in nav.PAGES]
 
@@ -30,9 +30,7 @@ def test_every_page_loads(page):
 def test_sessions_are_independent():
     a = open_app(timeout=90)
     b = open_app(timeout=90)
-    a.button(key="ll_new").click().run()
-    assert a.session_state["ll_project"].graph.nodes  # replacing a project asks first
-    a.button(key="ll_confirm_replace").click().run()
+    a.button(key="ll_new").click().run()  # the untouched starter: emptied at once
     assert a.session_state["ll_project"].graph.nodes == []
     assert b.session_state["ll_project"].graph.nodes
     assert a.session_state["ll_owner"] != b.session_state["ll_owner"]  # no cookie: two people
@@ -72,6 +70,7 @@ def test_the_project_is_autosaved_per_owner_and_restored():
 
 def test_cancel_keeps_the_project():
     a = _as("c")
+    own_work(a)
     before = a.session_state["ll_project"]
     a.button(key="ll_new").click().run()
     a.button(key="ll_cancel_replace").click().run()
@@ -82,6 +81,7 @@ def test_an_unanswered_replacement_is_dropped_on_another_page():
     """Issue 29: a Replace/Cancel question asked on one page (Data's "Load the template", the sidebar's New) and
     left unanswered showed up again at the top of every later page, long after the person moved on."""
     a = _as("d")
+    own_work(a)
     before = a.session_state["ll_project"]
     a.button(key="ll_new").click().run()
     assert a.session_state["ll_pending"]  # asked here, at the top of this page
@@ -136,3 +136,29 @@ def test_picking_the_template_already_on_the_canvas_asks_nothing():
     a.sidebar.text_input(key=f"ll_name_{a.session_state['ll_revision']}").set_value("My CNN").run()
     a.selectbox(key="ll_tpl_pick").set_value("cnn").run()
     assert a.session_state["ll_pending"] and a.session_state["ll_project"].name == "My CNN"
+
+
+def test_a_first_visitor_picks_templates_without_a_question_and_undo_brings_each_back():
+    """A first visitor picking a template was asked "Replace Small CNN for 8×8 digits on the canvas with ...?", about
+    a network they never made. A template as shipped is replaced at once (kept for Undo replace); once the
+    person changed it (here its name), replacing it asks."""
+    a = _as("f")
+    for name in ("mlp", "gan"):
+        a.selectbox(key="ll_tpl_pick").set_value(name).run()
+        assert not a.exception, [e.value for e in a.exception]
+        assert "ll_pending" not in a.session_state and not [b for b in a.button if b.key == "ll_confirm_replace"]
+        assert a.session_state["ll_project"].name == builder.load_template(name).name
+        # the canvas sends the graph back with a layer selected and each edge's ports resolved (a template names
+        # none): still the template as shipped (a click on a layer made it "changed")
+        g = a.session_state["ll_project"].graph.model_dump(mode="json")
+        for e in g["edges"]:
+            e["source_port"], e["target_port"] = e.get("source_port") or "out", e.get("target_port") or "in"
+        a.session_state["ll_canvas"] = {"value": {"graph": g, "selected": g["nodes"][0]["id"],
+                                                  "revision": a.session_state["ll_revision"]}, "event": None}
+        a.run()
+        assert a.session_state["ll_selected"] == g["nodes"][0]["id"]
+    a.button(key="ll_undo_replace").click().run()  # the replaced template comes back
+    assert a.session_state["ll_project"].name == builder.load_template("mlp").name
+    own_work(a, "My MLP")
+    a.selectbox(key="ll_tpl_pick").set_value("cnn").run()
+    assert a.session_state["ll_pending"] and a.session_state["ll_project"].name == "My MLP"

@@ -109,13 +109,44 @@ def choose_dataset(page, name: str):
     return load
 
 
-def load_fitting_template(page, name: str) -> None:
-    """On the Data page: pick ``name``, load the template that fits it and confirm the replacement."""
+def load_fitting_template(page, name: str, *, confirm: bool | None = None) -> None:
+    """On the Data page: pick ``name`` and load the template that fits it, answering Replace where the app asks
+    (``confirm``: as :func:`pick_template`'s)."""
     choose_dataset(page, name).click()
+    answer_replace(page, confirm, done=FITS_JS)
+
+
+# the canvas's revision of Python's graph (data-revision on its flow element; -1: no canvas on this page)
+CANVAS_REVISION_JS = """() => { for (const h of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+  const f = h.shadowRoot && h.shadowRoot.querySelector('.ll-flow'); if (f) return Number(f.dataset.revision); }
+  return -1; }"""
+# the Data page says the graph on the canvas fits the chosen data
+FITS_JS = """() => [...document.querySelectorAll('[data-testid=stAlert]')].some((a) =>
+  a.innerText.includes('The graph trains on this dataset'))"""
+_ASKED_JS = "!!document.querySelector('.st-key-ll_confirm_replace button')"
+
+
+def answer_replace(page, confirm: bool | None = None, *, revision: int | None = None, done: str | None = None) -> None:
+    """After a click that replaces the canvas: once the app asked or replaced (the canvas shows a revision after
+    ``revision``, or ``done``, a JS function, holds), press Replace where it asks (it asks when the canvas holds
+    something of the person's, not for a template as shipped). ``confirm`` True: it must ask; False: it must not;
+    None: either."""
     replace = page.locator(".st-key-ll_confirm_replace button")
-    replace.click(timeout=30_000)
-    replace.wait_for(state="detached", timeout=30_000)
+    if revision is not None and revision >= 0:
+        page.wait_for_function(f"(r) => {_ASKED_JS} || ({CANVAS_REVISION_JS})() > r", arg=revision, timeout=30_000)
+    elif done is not None:
+        page.wait_for_function(f"() => {_ASKED_JS} || ({done})()", timeout=30_000)
     wait_idle(page)
+    if confirm is True:
+        replace.wait_for(state="visible", timeout=30_000)
+    asked = replace.count() > 0
+    assert confirm is None or asked == confirm, f"the app {'asked' if asked else 'did not ask'} before replacing"
+    if asked:
+        replace.click(timeout=30_000)
+        # the replacement is done when its confirmation is gone (a click during a rerun is otherwise lost when
+        # the test goes on to another page at once)
+        replace.wait_for(state="detached", timeout=30_000)
+        wait_idle(page)
 
 
 def fill_field(page, label: str, value) -> None:
@@ -162,10 +193,17 @@ def collapse_sidebar(page) -> None:
         page.locator("[data-testid=stSidebar][data-collapsed=true]").wait_for(state="attached", timeout=10_000)
 
 
-def pick_template(page, title: str, *, confirm: bool = True) -> None:
-    """Choose a template in the Build page's template picker (a select box that closes after the choice).
+def pick_template(page, title: str, *, confirm: bool | None = None) -> None:
+    """Choose a template in the Build page's template picker (:func:`choose_template`), and press Replace where
+    the app asks (:func:`answer_replace`: ``confirm`` True, it must ask; False, it must not)."""
+    before = page.evaluate(CANVAS_REVISION_JS)
+    choose_template(page, title)
+    answer_replace(page, confirm, revision=before)
 
-    With ``confirm`` (the canvas holds a project, so replacing it asks first) press Replace as well."""
+
+def choose_template(page, title: str) -> None:
+    """Choose a template in the Build page's template picker (a select box that closes after the choice); a
+    question the app asks is left unanswered."""
     import time
 
     option = page.locator("[role=option]", has_text=title).first
@@ -180,13 +218,22 @@ def pick_template(page, title: str, *, confirm: bool = True) -> None:
                 raise
             page.keyboard.press("Escape")
     option.click()
-    if confirm:
-        replace = page.locator(".st-key-ll_confirm_replace button")
-        replace.click(timeout=30_000)
-        # the replacement is done when its confirmation is gone (a click during a rerun is otherwise lost when
-        # the test goes on to another page at once)
-        replace.wait_for(state="detached", timeout=30_000)
-        wait_idle(page)
+
+
+def rename_project(page, name: str) -> None:
+    """Name the project in the sidebar, as a person does (the canvas then holds something of theirs: replacing it
+    asks first); a collapsed sidebar is opened for it and collapsed again."""
+    page.wait_for_function(SIDEBAR_SETTLED_JS, timeout=30_000)
+    collapsed = page.locator("[data-testid=stSidebar][data-collapsed=true]").count() > 0
+    if collapsed:
+        page.locator("[data-testid=stExpandSidebarButton]").click()
+        page.locator("[data-testid=stSidebar][data-collapsed=false]").wait_for(state="attached", timeout=10_000)
+    box = page.locator("[data-testid=stSidebar]").get_by_label("Project name")
+    box.fill(name)
+    box.press("Enter")
+    wait_idle(page)
+    if collapsed:
+        collapse_sidebar(page)
 
 
 def pane_box(page) -> dict:

@@ -10,6 +10,7 @@ from e2e_helpers import (
     load_fitting_template,
     new_project,
     open_app,
+    rename_project,
     shot,
     wait_idle,
 )
@@ -175,7 +176,8 @@ def test_the_import_popover_stays_closed_after_replace(page, tmp_path):
     path = tmp_path / "m.onnx"
     torch.onnx.export(Net().eval(), (torch.randn(2, 1, 8, 8),), str(path))
     files = [str(path)] + ([str(path) + ".data"] if (tmp_path / "m.onnx.data").is_file() else [])
-    open_app(page)  # the starting network is on the canvas: the import asks before replacing it
+    open_app(page)
+    rename_project(page, "My CNN")  # the person's network is on the canvas: the import asks before replacing it
     page.locator("[data-testid=stPopover] button", has_text="Import").first.click()
     page.locator("[data-testid=stPopoverBody] input[type=file]").set_input_files(files)
     replace = page.locator(".st-key-ll_confirm_replace button")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from e2e_helpers import end_jobs, goto_page, open_app, person, wait_idle
+from e2e_helpers import answer_replace, end_jobs, goto_page, open_app, person, wait_idle
 from playwright.sync_api import expect
 
 from builder.data.access import SYSTEM
@@ -80,8 +80,7 @@ def test_teacher_and_three_students(browser, ws):
             ctx, page = person(browser, server.url, anon)
             open_app(page, f"classes?join={cls['code']}")
             page.locator("button", has_text="Join class").first.click()
-            page.locator(".st-key-ll_confirm_replace button").first.click()  # their first-visit CNN is replaced
-            wait_idle(page)
+            answer_replace(page, confirm=False)  # their first-visit CNN, untouched, is replaced without a question
             # the starter (marked with the class) is the student's project before they train it
             until(lambda a=anon: (p := owners.load_autosave(ws, "anon:" + a)) and p.name == starter.name
                   and (p.training or {}).get("class_id") == cls["id"], "the class's starter on the canvas",

@@ -22,11 +22,10 @@ def test_library_model_from_the_palette_onto_the_canvas(page, model_library):
     expect(size).to_contain_text("params", timeout=60_000)
     expect(size).to_contain_text("to train on")  # the training memory on this server's device, before placing
     page.locator("[data-testid=palette-library\\:tiny-distilbert]").click()
-    replace = page.locator(".st-key-ll_confirm_replace button")  # the starter network is on the canvas
-    replace.click(timeout=180_000)  # the import runs in the worker first
-    replace.wait_for(state="detached", timeout=30_000)
     node = page.locator("[data-testid=node-m_transformer_layer_0_attention_q_lin]")
-    expect(node).to_be_visible(timeout=60_000)
+    expect(node).to_be_visible(timeout=180_000)  # the import runs in the worker first
     wait_idle(page)
+    # the starter network, untouched, is replaced without a question
+    expect(page.locator(".st-key-ll_confirm_replace button")).to_have_count(0)
     expect(page.locator(".ll-node.is-frozen")).to_have_count(0)  # nothing frozen: no locks
     assert page.locator("[data-testid=stException]").count() == 0

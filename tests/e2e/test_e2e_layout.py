@@ -15,6 +15,7 @@ from e2e_helpers import (
     collapse_sidebar,
     load_fitting_template,
     pick_template,
+    rename_project,
     wait_idle,
 )
 from playwright.sync_api import expect
@@ -576,6 +577,7 @@ def test_a_replacement_asked_far_down_the_page_is_brought_into_view(browser, app
     """Issue 29: Data's "Load the ... template" (below the preview) asked its Replace/Cancel question at the top of
     the page, out of sight: the click seemed to do nothing. The question is scrolled into view when asked."""
     with visit(browser, f"{app_server}/data", "Data", size=(900, 900)) as page:
+        rename_project(page, "My CNN")  # the person's own: replacing it asks
         load = choose_dataset(page, "moons")  # tabular data, the CNN on the canvas
         load.scroll_into_view_if_needed()
         load.click()

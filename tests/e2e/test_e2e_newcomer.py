@@ -5,7 +5,7 @@ Streamlit idle), never sleeps."""
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import collapse_sidebar, goto_page, pick_template, wait_idle
+from e2e_helpers import choose_template, collapse_sidebar, goto_page, pick_template, rename_project, wait_idle
 from test_e2e_layout import FITTED_JS, FITTED_NOW_JS, NODES_ARE_JS, new_page, nodes_visible, open_build
 
 import builder
@@ -95,7 +95,8 @@ def test_the_replace_question_starts_at_the_top_of_its_box(browser, app_server):
     page = new_page(browser, SIZES[1])
     try:
         open_build(page, app_server)
-        pick_template(page, "LSTM sequence classifier", confirm=False)
+        rename_project(page, "My network")  # the person's own: replacing it asks
+        choose_template(page, "LSTM sequence classifier")
         box = page.locator(".st-key-ll_confirm_box")
         box.wait_for(timeout=30_000)
         alert = box.locator("[data-testid=stAlert]").first
