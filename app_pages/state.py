@@ -39,6 +39,7 @@ from builder.graph.layout import row_layout
 from builder.graph.project import Graph, Project
 from builder.graph.templates import TEMPLATE_NAMES, load_template
 from builder.runs import owners
+from builder.runs.store import graph_hash
 from builder.training.finetune import finetune_freeze
 
 OWNER_COOKIE = "layerlab_owner"
@@ -315,12 +316,11 @@ def _shipped() -> frozenset:
 
 
 def _project_key(p: Project) -> tuple[str, str, str]:
-    """A project's name, training settings and network: its nodes' ids, types and parameters and which node feeds
-    which; not positions, nor the ports of edges (a template names none, and the canvas sends each edge back with
-    the ports it resolved: a click on a layer made the untouched template "changed")."""
-    nodes = sorted((n.id, n.type, json.dumps(n.params or {}, sort_keys=True, default=str)) for n in p.graph.nodes)
-    edges = sorted((e.source, e.target) for e in p.graph.edges)
-    net = hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()
+    """A project's name, training settings and network (:func:`builder.runs.store.graph_hash`: nodes' ids, types
+    and parameters, and which node feeds which), without the ports of edges: a template names none, and the canvas
+    sends each edge back with the ports it resolved (a click on a layer made the untouched template "changed")."""
+    net = graph_hash({"nodes": [n.model_dump() for n in p.graph.nodes],
+                      "edges": [{"source": e.source, "target": e.target} for e in p.graph.edges]})
     return p.name, json.dumps(p.training or {}, sort_keys=True, default=str), net
 
 

@@ -325,7 +325,7 @@ def _wire_rules(grant: landlock.ReaderRules, workspace: str, actor: Any = None) 
     with the actor its run store's broker answers as when it is confined (:mod:`builder.process.broker`)."""
     rules, who = grant.rules, None
     if isinstance(rules, landlock.Confinement):
-        rules = {k: [str(p) for p in getattr(rules, k)] for k in ("read", "write", "files", "named")}
+        rules = rules.to_wire()
         who = broker.wire_actor(actor)
     return {"rules": rules, "owners": list(grant.owners), "workspace": workspace, "actor": who}
 

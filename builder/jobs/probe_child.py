@@ -114,8 +114,7 @@ def _confine(files: dict) -> str:
         _STORES[str(files["workspace"])] = broker.start(store.as_actor(broker.actor_of_wire(files.get("actor") or {})))
         for owner in files.get("owners") or ():
             owners.pin(str(files["workspace"]), str(owner))
-        rules = landlock.Confinement(*([str(p) for p in rules.get(k) or ()]
-                                       for k in ("read", "write", "files", "named")))
+        rules = landlock.Confinement.of_wire(rules)
     line = landlock.confine(rules if isinstance(rules, landlock.Confinement) else str(rules or "no rules"))
     if isinstance(rules, landlock.Confinement):  # the shared dataset cache is read-only to it: it builds its own
         keep_own(Path(tempfile.gettempdir()) / "cache")  # in its private folder (its TMPDIR)

@@ -186,6 +186,24 @@ class Confinement:
     named: list = field(default_factory=list)
     ports: list = field(default_factory=list)
 
+    def to_wire(self) -> dict:
+        """These rules as plain data, for the start message of a child that confines itself (the model probe);
+        :meth:`of_wire` reads them back.
+
+        >>> r = Confinement(["/usr"], ["/tmp/x"], ports=[443])
+        >>> Confinement.of_wire(r.to_wire()) == Confinement(["/usr"], ["/tmp/x"], ports=[443])
+        True
+        """
+        return {"read": [str(p) for p in self.read], "write": [str(p) for p in self.write],
+                "files": [str(p) for p in self.files], "named": [str(p) for p in self.named],
+                "ports": [int(p) for p in self.ports]}
+
+    @classmethod
+    def of_wire(cls, data: dict) -> Confinement:
+        """The rules :meth:`to_wire` wrote."""
+        return cls(*([str(p) for p in data.get(k) or ()] for k in ("read", "write", "files", "named")),
+                   ports=[int(p) for p in data.get("ports") or ()])
+
 
 def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[Path]:
     """``paths`` with ``shut`` left out: a path that holds ``shut`` (an ancestor, or ``shut`` itself) is replaced
