@@ -181,10 +181,12 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         i = _pick(xs, row)
         if i is None:
             return None
-        c = st.columns([0.7 if xs.shown_modality == "image" else 1.6, 0.9, 1.1, 1.4, 1.4], vertical_alignment="center")
+        s = xs.summary(i)
+        image = xs.shown_modality == "image"  # a reconstruction's picture as wide as the sample's
+        c = st.columns([0.7 if image else 1.6, 0.7 if image and s.kind == "reconstruction" else 0.9, 1.1, 1.4, 1.4],
+                       vertical_alignment="center")
         with c[0]:
             _preview(xs, i)
-        s = xs.summary(i)
         if s.kind == "class":
             c[1].metric("True label", s.true)
             # the pill stays short: "wrong · 98.8% confident" was cut at 900 px; the help says what the % is
@@ -197,6 +199,13 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         elif s.kind == "value":
             c[1].metric("True value", s.true)
             c[2].metric("Prediction", s.predicted)
+        elif s.kind == "reconstruction":  # what the model gives back, beside the sample (it showed "Sample #3")
+            at = c[1]
+            if image:
+                c[1].image(figs.picture_image(xs.picture(s.output)), caption="Its reconstruction", width="stretch")
+                at = c[2]
+            at.metric("Reconstruction error", s.predicted, help="The mean squared difference between this sample "
+                      "and what the model gives back, in the inputs' own units")
         elif s.kind == "output":  # a drawn objective's network: what it gives, no true value to compare with
             c[1].metric("Output", s.predicted, help=f"What the {ui.md(xs.explained or '')} network gives for this "
                         "sample (a VAE's encoder: μ, the sample's place in the latent space)")

@@ -1,5 +1,6 @@
 """Train page parts for drawn objectives (issue 18): each loss term's curve, a generator's sample grid per epoch
-(fixed noise, so grids compare over time; live while training), a VAE's reconstructions and 2-D latent space."""
+(fixed noise, so grids compare over time; live while training), an autoencoder's or a VAE's reconstructions and a
+VAE's 2-D latent space."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from app_pages.style import error_md
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs.record import Run
-from builder.training.generative import read_samples, vae_nodes
+from builder.training.generative import read_samples, reconstruction_nodes
 from builder.training.run_status import RunStatus
 
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316",
@@ -85,20 +86,27 @@ def latent_figure(latent: np.ndarray, labels: np.ndarray, class_names: list | No
     return fig
 
 
-def _vae_view(probe, store, run_id: str) -> dict:
-    """The VAE probe's arrays of a finished run, asked once per page session (a finished run's weights do not
-    change; the probe's child answers in ~0.1 s once warm, a few seconds when it starts)."""
-    cache = st.session_state.setdefault("ll_vae_view", {})
+def _reconstructions(probe, store, run_id: str) -> dict:
+    """The probe's reconstructions of a finished run, asked once per page session (a finished run's weights do
+    not change; the probe's child answers in ~0.1 s once warm, a few seconds when it starts)."""
+    cache = st.session_state.setdefault("ll_recon_view", {})
     if run_id not in cache:
         cache.clear()
-        cache[run_id] = probe.vae(store, run_id)
+        cache[run_id] = probe.reconstructions(store, run_id)
     return cache[run_id]
+
+
+def shows_reconstructions(run: Run) -> bool:
+    """Whether ``run`` is a finished network that gives its input back (an autoencoder, a VAE), whose
+    reconstructions the Train page shows (:func:`reconstruction_part`)."""
+    return run.status == RunStatus.FINISHED and reconstruction_nodes(run.project,
+                                                                      run.dataset_info.get("task")) is not None
 
 
 def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None = None, *,
            last: int | None = None, playing: bool = False, x_range: list[float] | None = None) -> None:
     """The parts that apply to ``run``: the sample grid, the loss terms, and for a finished VAE its
-    reconstructions and (2-D latent) latent space. ``epoch``: the epoch the page's replay shows (its one slider
+    reconstructions and (2-D latent) latent space (:func:`reconstruction_part`). ``epoch``: the epoch the page's replay shows (its one slider
     and Replay drive every chart, the grid included); None: the newest grid. ``last``: the run's last epoch and
     ``playing``: whether its replay plays, so that a grid of an earlier epoch says so (under "Finished" at 900x900
     the grid read "after epoch 2" while the replay's own bar was below the window). ``x_range``: the page's
@@ -116,8 +124,8 @@ def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None 
         where = ("Replaying the run" if playing else "An earlier epoch") + f": epoch {key} of {last} (the replay's " \
             "controls are below the samples). " if earlier else ""
         st.caption(f"{where}The same noise every epoch, so the grid shows how the generator changes.")
-    if not active and run.status == RunStatus.FINISHED and vae_nodes(run.project) is not None:
-        _vae_part(run, store, cfg)
+    if not active and shows_reconstructions(run):
+        reconstruction_part(run, store, cfg)
     fig = terms_figure(epochs, x_range)  # below what the run makes (issue 29, item 13: the grid was two screens down)
     if fig is not None:
         st.plotly_chart(fig, width="stretch", config=cfg, key="ll_fig_terms")
@@ -132,20 +140,27 @@ def newest_grid(store, run_id: str) -> None:
                         width="stretch", config={"displayModeBar": False}, key=f"ll_run_samples_{run_id}")
 
 
-def _vae_part(run: Run, store, cfg: dict) -> None:
-    """A finished VAE's test inputs with their reconstructions and its 2-D latent space."""
+def reconstruction_part(run: Run, store, cfg: dict) -> None:
+    """A finished autoencoder's or VAE's test inputs with their reconstructions, and a VAE's 2-D latent space
+    (:func:`shows_reconstructions`)."""
     from app_pages.explain_tryit import session_probe  # lazy: heavy (plotly)
 
     try:  # the model runs in the page session's sandboxed probe (builder.jobs.probe), not in this process
-        probe = _vae_view(session_probe(), store, run["id"])
+        probe = _reconstructions(session_probe(), store, run["id"])
     except LayerLabError as e:
         st.caption(error_md(e))
         return
     left, right = st.columns(2, gap="medium")
     both = np.concatenate([probe["inputs"][:8], probe["recons"][:8]])
-    left.plotly_chart(grid_figure(both, "Test inputs (top) and reconstructions (bottom)", height=220),
+    left.plotly_chart(grid_figure(both, "Test inputs (top) and the trained model's reconstructions (bottom)",
+                                  height=220),
                       width="stretch", config=cfg, key="ll_fig_recon")
-    if probe["latent"].shape[1] == 2:
+    if "latent" not in probe:  # an autoencoder: how far its reconstructions are from the inputs, in the inputs' units
+        err = float(np.mean((probe["inputs"] - probe["recons"]) ** 2))
+        right.metric("Reconstruction error of these samples", f"{err:.4g}",
+                     help="The mean squared difference between the inputs shown and their reconstructions, in the "
+                          "inputs' own units (the run's test metrics: every test sample)")
+    elif probe["latent"].shape[1] == 2:
         names = (run.get("dataset_info") or {}).get("class_names")
         right.plotly_chart(latent_figure(probe["latent"], probe["labels"], names), width="stretch", config=cfg,
                            key="ll_fig_latent")

@@ -433,18 +433,22 @@ def live_view() -> None:
     elif run.get("message") and status in ENDED_CLEANLY:
         st.caption(ui.md(run["message"]))
 
+    from app_pages import generative_view  # lazy: heavy (plotly)
+
     # static (no hover) while training: redrawing is cheaper, so the browser takes less CPU from the trainer
     cfg = {"displayModeBar": False, "staticPlot": active}
     drawn = any(e.get("terms") for e in sess.epochs)  # a drawn objective (GAN, VAE): its loss is its metric
-    made = st.container() if drawn else None  # what the run makes (samples) first, above the replay's slider
+    recon = not drawn and not active and generative_view.shows_reconstructions(run)  # an autoencoder's
+    made = st.container() if drawn or recon else None  # what the run makes first, above the replay's slider
     shown = None
     last = (_epochs(sess) or [None])[-1]
     if not active:  # an ended run replays: every chart (boundary, samples) as it stood after the chosen epoch
         shown = replay_controls(sess, run_id)
         sess = curve_upto(sess, shown)
+    if recon:
+        with made:
+            generative_view.reconstruction_part(run, rs, cfg)
     if drawn:  # what the run makes (samples, reconstructions) first, then its loss terms
-        from app_pages import generative_view  # lazy: heavy (plotly)
-
         with made:
             playing = (st.session_state.get("ll_replay") or {}).get("run") == run_id
             generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing,

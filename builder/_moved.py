@@ -107,13 +107,13 @@ def install() -> None:
 
 
 #: functions and classes moved up a stage, out of a module that may not import their new one: old module ->
-#: {name: new module}. The old module's ``__getattr__`` (:func:`moved_name`) finds them until :data:`REMOVED_IN`.
+#: {name: new module, or ``module:new name`` for one renamed on the way}. The old module's ``__getattr__`` (:func:`moved_name`) finds them until :data:`REMOVED_IN`.
 MOVED_NAMES: dict[str, dict[str, str]] = {
     "builder.training.prune": dict.fromkeys(("prune_run", "run_prune_job", "resume_pruned", "CompleteReport"),
                                             "builder.runs.prune_run") | {"prune_job_spec": "builder.jobs.specs"},
     "builder.training.multi": dict.fromkeys(("run_objective", "resume_objective"), "builder.runs.pipeline"),
     "builder.runs.crossval": {"crossval_job_specs": "builder.jobs.specs"},
-    "builder.training.generative": {"vae_probe": "builder.interpret.run_views"},
+    "builder.training.generative": {"vae_probe": "builder.interpret.run_views:reconstruction_probe"},
     "builder.data.drift": {"drift_run": "builder.interpret.run_views"},
     "builder.runs.classes": {"evaluate_holdout": "builder.interpret.run_views"},
     "builder.process.launcher": {"pid_alive": "builder.training.run_status"},
@@ -131,6 +131,7 @@ def moved_name(module: str, name: str):
     new = MOVED_NAMES.get(module, {}).get(name)
     if new is None:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
-    warnings.warn(f"{module}.{name} moved to {new}.{name}; the old path is removed in LayerLab {REMOVED_IN}",
-                  DeprecationWarning, stacklevel=3)
-    return getattr(importlib.import_module(new), name)
+    new, _, renamed = new.partition(":")
+    warnings.warn(f"{module}.{name} moved to {new}.{renamed or name}; the old path is removed in LayerLab "
+                  f"{REMOVED_IN}", DeprecationWarning, stacklevel=3)
+    return getattr(importlib.import_module(new), renamed or name)

@@ -220,7 +220,7 @@ def _doors() -> list[Door]:
     from builder.interpret.doctor import run_findings
     from builder.interpret.live import live_frames, live_playback, records_live
     from builder.interpret.robustness import robustness_run
-    from builder.interpret.run_views import drift_run, evaluate_holdout, vae_probe
+    from builder.interpret.run_views import drift_run, evaluate_holdout, reconstruction_probe
     from builder.interpret.session import run_graph
     from builder.jobs import queue as jobs
     from builder.jobs.probe import ModelProbe, ProbeSession
@@ -398,7 +398,8 @@ def _doors() -> list[Door]:
         Door("builder.jobs.probe.ModelProbe.request", (RUN,),
              lambda w, s: probe().request(s, w.ann, "test", "hello")),
         Door("builder.jobs.probe.ModelProbe.drift", (RUN,), lambda w, s: probe().drift(s, w.ann, w.ws)),
-        Door("builder.jobs.probe.ModelProbe.vae", (RUN,), lambda w, s: probe().vae(s, w.ann)),
+        Door("builder.jobs.probe.ModelProbe.reconstructions", (RUN,),
+             lambda w, s: probe().reconstructions(s, w.ann)),
         Door("builder.jobs.probe.ProbeSession.__init__", (RUN,), lambda w, s: ProbeSession(probe(), s, w.ann)),
         Door("builder.interchange.worker.quantize_run_isolated", (RUN,), lambda w, s: quantize_run_isolated(s, w.ann),
              writes=True),
@@ -419,7 +420,8 @@ def _doors() -> list[Door]:
         Door("builder.training.run_folder.keeping", (RUN,), lambda w, s: keeping(s, w.ann, "robustness"), writes=True),
         Door("builder.runs.modelcard.write_model_card", (RUN,), lambda w, s: write_model_card(s, w.ann), writes=True),
         Door("builder.runs.modelcard.read_model_card", (RUN,), lambda w, s: read_model_card(s, w.ann)),
-        Door("builder.interpret.run_views.vae_probe", (RUN,), lambda w, s: vae_probe(s, w.ann)),
+        Door("builder.interpret.run_views.reconstruction_probe", (RUN,),
+             lambda w, s: reconstruction_probe(s, w.ann)),
         Door("builder.tracking.export_runs", (RUN,),
              # the command line's destination (owner local: a server owner's is the admin's allow-list)
              lambda w, s: export_runs(s, [w.ann], f"sqlite:///{w.ws.parent / 'mlflow.db'}", owner="local"),

@@ -54,7 +54,7 @@ LOAD_CALLS = {"safe_open", "load_file", "load_weights", "load_checkpoint"}
 IN_PROCESS_MODEL_CALLS = {"compile_graph", "build_model", "run_training", "cross_validate", "prune_run",
                           "resume_run", "resume_pruned", "load_run", "open_run", "ExplainSession", "evaluate",
                           "evaluate_holdout", "network_model", "export_network", "export_onnx", "quantize_run",
-                          "node_latency", "module_latency", "check_drift", "drift_run", "vae_probe"}
+                          "node_latency", "module_latency", "check_drift", "drift_run", "reconstruction_probe"}
 
 # ---------------------------------------------------------------------------------------------------------
 # Allow-lists of known violations: each entry is (file, kind) -> why it is still there. Shrink only.

@@ -14,6 +14,7 @@ rankings, attention, activations, weights and the trust checks. The page keeps n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -72,7 +73,8 @@ class MethodChoices:
 class SampleSummary:
     """What the page shows about one sample: ``kind`` ``class`` (true/predicted class names, whether right,
     confidence, runners-up), ``value`` (regression: true and predicted value), ``output`` (a drawn objective's
-    network: its outputs, no true value) or ``other``."""
+    network: its outputs, no true value), ``reconstruction`` (a network trained to give its input back:
+    ``output`` what it gives back, ``predicted`` its mean squared error) or ``other``."""
 
     kind: str
     true: str = "—"
@@ -80,6 +82,7 @@ class SampleSummary:
     correct: bool = False
     confidence: float = 0.0
     runners_up: list[tuple[str, float]] = field(default_factory=list)
+    output: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,11 @@ class ExplainSession:
                                  .reshape(-1))
 
             return SampleSummary("value", "—" if self.y is None else own(self.y[i]), own(self.prediction.values[i]))
+        if self.info.task == "reconstruction":  # what the model gives back for the sample, and how far from it
+            out = self.prediction.outputs[i].detach().float().cpu().numpy()
+            x = self.sample_array(i)
+            err = float(np.mean((out.reshape(-1) - x.reshape(-1)) ** 2)) if out.size == x.size else float("nan")
+            return SampleSummary("reconstruction", predicted=f"{err:.4g}", output=out)
         return SampleSummary("other")
 
     # ------------------------------------------------------------------------------------------ targets
@@ -282,14 +290,26 @@ class ExplainSession:
         """How a target choice reads for sample ``i``."""
         if self.target_kind() == "class":
             return f"Predicted ({self.class_name(int(self.pred[i]))})" if t < 0 else self.class_name(t)
-        return "Largest output" if t < 0 else f"output {t}"
+        return "Largest output" if t < 0 else self.unit_name(t)
+
+    def unit_name(self, t: int) -> str:
+        """Output unit ``t`` in words: ``pixel (row, column)`` of a network that gives a picture back (a
+        reconstruction, also of a picture read flat), else ``output t``."""
+        shape = tuple(self.info.flat_from or self.info.input_shape or ())
+        if self.info.task == "reconstruction" and len(shape) in (2, 3) and math.prod(shape) == self.n_outputs:
+            h, w = shape[-2:]
+            channel, (row, col) = t // (h * w), divmod(t % (h * w), w)
+            return f"pixel ({row}, {col})" + (f" of channel {channel}" if len(shape) == 3 and shape[0] > 1 else "")
+        return f"output {t}"
 
     def about(self, exp: Explanation, target: int | None) -> str:
         """What an explanation explains, for titles: ``class 7 (the prediction)``, ``output 2``, ``the model's output``."""
         if exp.target is None:
             return "the model's output"
         t = int(exp.target[0])
-        name = self.class_name(t) if self.classification else f"output {t}"
+        if not self.classification:
+            return self.unit_name(t)
+        name = self.class_name(t)
         name = name if name.lower().startswith(("class", "output")) else f"class {name}"
         return name + (" (the prediction)" if target is None and self.classification else "")
 

@@ -1,7 +1,7 @@
 """The model probe: a trained run's model runs in a sandboxed child process, never in the server's.
 
 A user's model may crash torch (a segfault in native code), allocate without bound or loop. The Runs page's drift
-check (:meth:`ModelProbe.drift`), the Train page's VAE view (:meth:`ModelProbe.vae`) and the class leaderboard's
+check (:meth:`ModelProbe.drift`), the Train page's reconstructions (:meth:`ModelProbe.reconstructions`) and the class leaderboard's
 held-out scores (:meth:`ModelProbe.holdout`) ask the probe for their model outputs; the Explain page asks a :class:`ProbeSession` (the same questions, methods and answers as
 :class:`~builder.interpret.session.ExplainSession`) which forwards each question that reads the model to a
 :class:`ModelProbe`: one child process per page session, started on the first question, restarted on the next
@@ -226,14 +226,14 @@ class ModelProbe:
         return self.request(store, run_id, "", "drift", str(Path(new).resolve()), alpha=float(alpha),
                             version=version)
 
-    def vae(self, store: RunStore, run_id: str, count: int = 500, shown: int = 16) -> dict:
-        """:func:`builder.interpret.run_views.vae_probe` in the child: the VAE run's latent means, labels, inputs
-        and reconstructions (numpy arrays).
+    def reconstructions(self, store: RunStore, run_id: str, count: int = 500, shown: int = 16) -> dict:
+        """:func:`builder.interpret.run_views.reconstruction_probe` in the child: an autoencoder's or a VAE's
+        inputs and reconstructions, a VAE's latent means and labels (numpy arrays).
 
         Raises:
-            LayerLabError: as vae_probe (TrainingError and RunStoreError kept), or one line for a crash.
+            LayerLabError: as reconstruction_probe (TrainingError and RunStoreError kept), or one line for a crash.
         """
-        return self.request(store, run_id, "", "vae_probe", count=int(count), shown=int(shown))
+        return self.request(store, run_id, "", "reconstruction_probe", count=int(count), shown=int(shown))
 
     def holdout(self, store: RunStore, run_id: str, holdout: dict, metric: str) -> float | None:
         """:func:`builder.interpret.run_views.evaluate_holdout` in the child: the run's ``metric`` on a class's held-out
@@ -379,6 +379,7 @@ class ProbeSession:
     about = ExplainSession.about
     target_kind = ExplainSession.target_kind
     target_choices = ExplainSession.target_choices
+    unit_name = ExplainSession.unit_name
     # static ones
     method_label = staticmethod(ExplainSession.method_label)
     pick_label = staticmethod(ExplainSession.pick_label)

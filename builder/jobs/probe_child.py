@@ -46,11 +46,12 @@ CALLS = frozenset({
     "weighted_nodes", "pick", "explain", "global_ranking", "attention", "activation", "weight_histograms", "sanity",
     "completeness", "try_input", "encode_image", "continue_text", "robustness", "flip_view", "calibrate"})
 """The session methods a request may call (nothing else is looked up by name)."""
-RUN_CALLS = frozenset({"drift", "vae_probe", "holdout"})
+RUN_CALLS = frozenset({"drift", "reconstruction_probe", "holdout"})
 """Questions about a whole run (no split): ``drift`` (:func:`builder.data.drift.check_drift` of new data with the
-run's model, answered as the report's dict), ``vae_probe`` (:func:`builder.interpret.run_views.vae_probe`) and
+run's model, answered as the report's dict), ``reconstruction_probe``
+(:func:`builder.interpret.run_views.reconstruction_probe`) and
 ``holdout`` (:func:`builder.interpret.run_views.evaluate_holdout`: the run scored on a class's held-out set)."""
-_RUN_VIEWS = {"vae_probe": "vae_probe", "holdout": "evaluate_holdout"}
+_RUN_VIEWS = {"reconstruction_probe": "reconstruction_probe", "holdout": "evaluate_holdout"}
 """The :data:`RUN_CALLS` answered by a :mod:`builder.interpret.run_views` function ``(store, run_id, ...)``."""
 MAX_RUNS = 3
 PRELOAD = ("torch", "numpy", "captum.attr", "builder.interpret.session", "builder.runs.pipeline")

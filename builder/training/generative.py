@@ -1,16 +1,22 @@
-"""What a generative run shows (issue 18): a generator's samples per epoch, a VAE's reconstructions and latent codes.
+"""What a generative run shows (issue 18): a generator's samples per epoch, an autoencoder's or a VAE's
+reconstructions and a VAE's latent codes.
 
 The trainer (:mod:`builder.training.multi`) keeps a generator's samples on fixed noise per epoch in the run's
-``samples.npz``; :func:`read_samples` reads them back in epoch order. For a VAE (a graph with a
-``Reparameterize`` node) :func:`vae_probe` runs a finished run's model in eval mode (z = μ) on test samples and
-returns their latent means, labels, inputs and reconstructions (the input of the loss compared with the input,
-through a sigmoid when that loss is a BCE with logits). The Train page draws both (``app_pages/generative_view``).
+``samples.npz``; :func:`read_samples` reads them back in epoch order. :func:`reconstruction_nodes` says where a
+network gives its input back: a VAE (a graph with a ``Reparameterize`` node, :func:`vae_nodes`) through the input
+of the loss compared with the input (through a sigmoid when that loss is a BCE with logits), an autoencoder (a run
+of task ``reconstruction``) through its output. :func:`builder.interpret.run_views.reconstruction_probe` runs a
+finished run's model there; the Train page draws both (``app_pages/generative_view``).
 
 Example::
 
     >>> from builder import load_template
     >>> vae_nodes(load_template("vae"))
     ('mu', 'recon_logits', True)
+    >>> reconstruction_nodes(load_template("autoencoder"), "reconstruction")
+    (None, None, False)
+    >>> reconstruction_nodes(load_template("mlp"), "multiclass") is None
+    True
 """
 
 from __future__ import annotations
@@ -59,8 +65,18 @@ def vae_nodes(project: Any) -> tuple[str, str, bool] | None:
     return None
 
 
-__all__ = ["read_samples", "vae_nodes"]
+def reconstruction_nodes(project: Any, task: str | None) -> tuple[str | None, str | None, bool] | None:
+    """Where a network gives its input back: a VAE's :func:`vae_nodes`; ``(None, None, False)`` for a network
+    trained to give its input back (``task`` ``reconstruction``: an autoencoder), whose output is its
+    reconstruction; None for any other network."""
+    found = vae_nodes(project)
+    if found is not None:
+        return found
+    return (None, None, False) if task == "reconstruction" else None
 
 
-def __getattr__(name: str):  # vae_probe moved up to builder.interpret.run_views (builder/_moved.py)
+__all__ = ["read_samples", "reconstruction_nodes", "vae_nodes"]
+
+
+def __getattr__(name: str):  # vae_probe: builder.interpret.run_views.reconstruction_probe (builder/_moved.py)
     return moved_name(__name__, name)

@@ -474,6 +474,34 @@ def test_an_mlp_autoencoder_shows_its_flattened_digits_as_pictures(runs):
     assert "explained class" not in text  # it reconstructs; no class is explained
 
 
+def test_an_autoencoders_sample_comes_with_its_reconstruction_and_error(runs):
+    """Explain for an autoencoder showed the sample and "Sample #0": what the model gives back for it is its
+    prediction, so it comes beside the sample as a picture, with the mean squared difference between the two (the
+    in-process model's own output and error). The unit an attribution explains is a pixel of the reconstruction,
+    named by its row and column (it read "output 13")."""
+    import numpy as np
+    import torch
+
+    from builder.data import fit_dataset
+    from builder.runs.pipeline import load_run, load_run_dataset
+
+    at = runs("autoencoder")
+    imgs = at.get("imgs") or at.get("image")
+    assert len(imgs) >= 2 and any("Its reconstruction" in str(i.proto) for i in imgs), [str(i.proto)[:200] for i in imgs]
+    err = _widget(at.metric, "Reconstruction error")
+    assert not [m for m in at.metric if m.label == "Sample"]
+    run = runs.store.get(runs.ids["autoencoder"])
+    model, _ = load_run(runs.store, run)
+    x = fit_dataset(run.project.graph, load_run_dataset(runs.store, run)).test.X[:1]
+    with torch.no_grad():
+        want = float(np.mean((model(x) - x).numpy() ** 2))
+    assert float(err.value) == pytest.approx(want, rel=1e-3)
+    unit = _widget(at.selectbox, "Explain output")
+    assert unit.format_func(13) == "pixel (1, 5)" and unit.format_func(-1) == "Largest output"
+    unit.set_value(13).run()
+    assert "Attributions for pixel (1, 5)" in _titles(at), _titles(at)
+
+
 def test_regression_model_explains_its_output(runs):
     at = runs("diabetes")
     assert "Attribution per feature for the model's output" in _titles(at)

@@ -15,14 +15,16 @@ from tests.helpers import ME, assert_no_exception, open_app
 
 @pytest.fixture(scope="module")
 def gen_runs(tmp_path_factory):
-    """``(workspace, gan run, vae run, mlp run)``: the gan and vae templates trained 2 epochs in process, the mlp
-    template 1 epoch on moons (a classifier: a teacher), owner ME."""
+    """``(workspace, gan run, vae run, mlp run, autoencoder run)``: the gan and vae templates trained 2 epochs in
+    process, the mlp template 1 epoch on moons (a classifier: a teacher), the autoencoder 1 epoch, owner ME."""
     ws = tmp_path_factory.mktemp("gen_ws")
     store = RunStore(ws, actor=SYSTEM)
     gan = run_training(builder.load_template("gan"), "digits", {"epochs": 2, "seed": 0}, store, owner=ME).run_id
     vae = run_training(builder.load_template("vae"), "digits", {"epochs": 2, "seed": 0}, store, owner=ME).run_id
     mlp = run_training(builder.load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store, owner=ME).run_id
-    return ws, gan, vae, mlp
+    auto = run_training(builder.load_template("autoencoder"), "digits", {"epochs": 1, "seed": 0}, store,
+                        owner=ME).run_id
+    return ws, gan, vae, mlp, auto
 
 
 @pytest.fixture
@@ -107,6 +109,23 @@ def test_vae_run_shows_reconstructions_and_latent_space(gen_ws):
     probe.close()
 
 
+def test_an_autoencoder_run_shows_its_reconstructions_first(gen_ws):
+    """An autoencoder's finished run showed loss, metric and learning-rate curves and nothing it made (a VAE's
+    run showed its reconstructions): its test inputs and reconstructions come first, with how far they are apart,
+    computed in the session's sandboxed probe; no latent space (no Reparameterize node)."""
+    at = _open("autoencoder")
+    assert at.session_state["ll_train_run"] == gen_ws[4]
+    order = _chart_order(at)
+    recon = next(i for i, c in enumerate(order) if "ll_fig_recon" in c)
+    assert all(recon < i for i, c in enumerate(order) if "ll_fig_loss" in c or "ll_fig_metric" in c), order
+    assert not _has_chart(at, "ll_fig_latent") and not _has_chart(at, "ll_fig_samples")
+    err = next(m for m in at.metric if m.label == "Reconstruction error of these samples")
+    assert 0 < float(err.value) < 1  # digits in [0, 1]: a mean squared error of a model that learnt a little
+    probe = at.session_state["ll_xp_probe"]
+    assert probe.starts == 1
+    probe.close()
+
+
 def test_teacher_control_offers_finished_classifier_runs_only(gen_ws):
     at = _open("cnn")
     box = at.selectbox(key="ll_hp_teacher")
@@ -180,7 +199,7 @@ def test_a_gan_run_says_its_summed_loss_is_no_score(gen_ws):
 def test_a_gan_run_on_the_runs_page_shows_what_it_made(gen_ws):
     """Issue 29: the Runs page of a GAN run showed its status, buttons and loss curves, no sample it made; its newest
     grid comes with its details, before the buttons."""
-    ws, gan, _vae, mlp = gen_ws
+    ws, gan, _vae, mlp, _auto = gen_ws
     at = open_app("app_pages/runs.py", owner=ME, query={"run": gan})
     assert _has_chart(at, f"ll_run_samples_{gan}")
     at = open_app("app_pages/runs.py", owner=ME, query={"run": mlp})

@@ -78,8 +78,8 @@ def test_drift_in_the_probe_is_the_in_process_report_and_a_crash_is_one_line(moo
         with pytest.raises(ExplainError, match="segmentation fault") as e:
             probe.drift(store, rid, path, alpha=0.123)
         assert "\n" not in str(e.value) and not probe.running
-        with pytest.raises(TrainingError, match="need a VAE"):  # the next question: a fresh child, its own error
-            probe.vae(store, rid)
+        with pytest.raises(TrainingError, match="gives its input back"):  # the next question: a fresh child, its
+            probe.reconstructions(store, rid)  # own error
         assert probe.starts == 2
     finally:
         probe.close()
@@ -137,3 +137,30 @@ def test_a_leaderboard_score_that_hangs_is_one_line_after_the_probes_timeout(moo
         assert not probe.running  # the hung child was stopped
     finally:
         probe.close()
+
+
+def test_an_autoencoders_reconstructions_in_the_probe_are_its_models_output(tmp_path):
+    """An autoencoder (task reconstruction, no VAE node) gives its test inputs back through its output: the
+    probe's pictures are the model's own output for the first test samples, shaped as the 8x8 digits it reads
+    flat; no latent space (it has no Reparameterize node). Before, only a VAE had reconstructions."""
+    import torch
+
+    from builder.data import fit_dataset
+    from builder.runs.pipeline import load_run
+
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    rid = run_training(builder.load_template("autoencoder"), "digits", {"epochs": 1, "seed": 0}, store=store).run_id
+    probe = ModelProbe()
+    try:
+        got = probe.reconstructions(store, rid, shown=5)
+    finally:
+        probe.close()
+    assert set(got) == {"inputs", "recons"} and got["inputs"].shape == got["recons"].shape == (5, 1, 8, 8)
+    model, _ = load_run(store, store.get(rid))
+    ds = fit_dataset(store.get(rid).project.graph, load_run_dataset(store, store.get(rid)))
+    x = ds.test.batch(torch.arange(5))
+    with torch.no_grad():
+        want = model(x).reshape(5, 1, 8, 8).numpy()
+    assert got["inputs"] == pytest.approx(x.reshape(5, 1, 8, 8).numpy())
+    assert got["recons"] == pytest.approx(want, abs=1e-6)
+    assert abs(got["recons"] - got["inputs"]).max() > 0  # a model's answer, not its input handed back
