@@ -128,7 +128,8 @@ function Canvas({ data, api, store }) {
   const flowRef = useRef(null);
   const height = useFillHeight(rootRef, Math.max(320, Number(data.height) || 640), data.fill !== false);
   const width = useWidth(rootRef);
-  const mode = paletteMode(panels, width);
+  const [paletteAside, setPaletteAside] = useState(false); // stepped aside for the inspector (panels.js)
+  const mode = paletteMode(panels, width, paletteAside);
   const zoom = useStore((s) => s.transform[2]);
   // Fit leaves room for a palette floating over the canvas's left side.
   const leftInsetRef = useRef(0);
@@ -698,10 +699,14 @@ function Canvas({ data, api, store }) {
   const selEdgeCount = edges.reduce((a, e) => a + (e.selected ? 1 : 0), 0);
   // A layer selected alone opens the page's inspector, which floats over the canvas's right side on a narrow
   // window (data.covers): it sat on the very layer clicked. The inspector comes with Python's rerun for the
-  // selection, so watch for it a few seconds and pan that layer clear of it once (viewport.js revealDx).
+  // selection, so watch for it a few seconds and pan that layer clear of it once (viewport.js revealDx). An
+  // overlay palette steps aside meanwhile (panels.js paletteMode), and comes back when the selection ends.
   const selectedOne = selCount === 1 ? nodes.find((n) => n.selected)?.id : null;
   useEffect(() => {
-    if (!selectedOne) return undefined;
+    if (!selectedOne) {
+      setPaletteAside(false);
+      return undefined;
+    }
     let frame = 0;
     const until = performance.now() + 4000;
     const step = () => {
@@ -709,8 +714,10 @@ function Canvas({ data, api, store }) {
       const covered = el ? coveredNow(el) : 0;
       const nodeEl = el && el.querySelector(`.react-flow__node[data-id="${CSS.escape(selectedOne)}"]`);
       if (nodeEl && covered > 0) {
+        const overlay = leftInsetRef.current > 0; // an overlay palette: it steps aside, its width is free again
+        if (overlay) setPaletteAside(true);
         const f = el.getBoundingClientRect();
-        const dx = revealDx(nodeEl.getBoundingClientRect(), f, f.left + leftInsetRef.current, covered);
+        const dx = revealDx(nodeEl.getBoundingClientRect(), f, f.left + (overlay ? 0 : leftInsetRef.current), covered);
         if (dx) {
           const v = rf.getViewport();
           glide(() => rf.setViewport({ ...v, x: v.x + dx }, { duration: 200 }));
@@ -762,7 +769,10 @@ function Canvas({ data, api, store }) {
         <div className="ll-main">
           <Toolbar
             paletteOpen={mode !== 'closed'}
-            onTogglePalette={() => setPanels((p) => ({ ...p, paletteOpen: !(mode !== 'closed') }))}
+            onTogglePalette={() => {
+              setPaletteAside(false); // asked for while it stood aside: it comes back, and stays
+              setPanels((p) => ({ ...p, paletteOpen: !(mode !== 'closed') }));
+            }}
             canUndo={history.canUndo}
             canRedo={history.canRedo}
             onUndo={history.undo}

@@ -21,8 +21,12 @@ export function savePanels(storage, panels) {
   }
 }
 
-// Docked only when the user wants it and the canvas is wide enough.
-export function paletteMode(panels, width) {
+// Docked only when the user wants it and the canvas is wide enough. `aside`: an overlay palette steps aside
+// while the page's inspector floats over the canvas's other side (a narrow window with one layer selected: at
+// 900x900 the two left a third of the canvas between them); the person's own choice (`panels`) is unchanged, so
+// the palette comes back with the selection's end or the Layers button. A docked palette never steps aside.
+export function paletteMode(panels, width, aside = false) {
   if (!panels.paletteOpen) return 'closed';
-  return panels.paletteDocked && width >= NARROW ? 'docked' : 'overlay';
+  if (panels.paletteDocked && width >= NARROW) return 'docked';
+  return aside ? 'closed' : 'overlay';
 }

@@ -31,4 +31,12 @@ describe('panels', () => {
     expect(paletteMode({ ...open, paletteDocked: false }, 2000)).toBe('overlay');
     expect(paletteMode({ ...open, paletteOpen: false }, 2000)).toBe('closed');
   });
+
+  it('steps an overlay palette aside for the inspector, never a docked one', () => {
+    const open = { paletteOpen: true, paletteDocked: true };
+    expect(paletteMode(open, NARROW - 100, true)).toBe('closed'); // docked wanted, too narrow: an overlay
+    expect(paletteMode({ ...open, paletteDocked: false }, 2000, true)).toBe('closed');
+    expect(paletteMode(open, NARROW + 100, true)).toBe('docked');
+    expect(paletteMode(open, NARROW - 100, false)).toBe('overlay');
+  });
 });

@@ -456,18 +456,22 @@ def _select_conv1_narrow(page, app_server) -> None:
 def test_the_inspector_does_not_hide_the_layer_it_shows(browser, app_server):
     """At 900x900 the inspector floats over the canvas's right 340 px once a layer is selected: it opened on top of
     the layer just clicked (the CNN's conv1, x 567-750 of a canvas whose free part ended at 550). The view pans that
-    layer clear of it, and right of the palette."""
+    layer clear of it. The palette floating on the left steps aside meanwhile (with both open, a third of the
+    canvas showed between them, issue 29 item 14) and comes back when the selection ends."""
     page = new_page(browser, (900, 900))
     try:
         _select_conv1_narrow(page, app_server)
         clear = ("(id) => { const s = (" + SELECTED_CLEAR_JS + ")(id); return s.node && s.inspector && s.moving === 'false'"
-                 " && s.node.right <= s.inspector.left && (!s.palette || s.node.left >= s.palette.right); }")
+                 " && s.node.right <= s.inspector.left && !s.palette; }")
         with contextlib.suppress(Exception):
             page.wait_for_function(clear, arg="conv1", timeout=10_000, polling=100)
         seen = page.evaluate(SELECTED_CLEAR_JS, "conv1")
         page.screenshot(path=str(ARTIFACTS / "layout-inspector-reveals-900.png"))
         assert seen["node"]["right"] <= seen["inspector"]["left"], seen
-        assert seen["palette"] is None or seen["node"]["left"] >= seen["palette"]["right"], seen
+        assert seen["palette"] is None, seen  # stepped aside for the inspector
+        assert seen["node"]["left"] >= 0, seen
+        page.keyboard.press("Escape")  # the selection ends: the palette is back where the person left it
+        page.wait_for_function("(id) => !!(" + SELECTED_CLEAR_JS + ")(id).palette", arg="conv1", timeout=10_000)
         assert not page.errors, page.errors
     finally:
         page.context.close()
