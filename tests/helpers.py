@@ -6,6 +6,8 @@ Fixtures (the workspace environment) are in tests/conftest.py; browser helpers i
 from __future__ import annotations
 
 import os
+import platform
+import sys
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -15,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
+# where the sandbox installs its seccomp filter (builder.process.sandbox._seccomp)
+SECCOMP = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
 #: an anonymous owner, as the browser's cookie gives one
 ME, OTHER = "anon:" + "a" * 32, "anon:" + "b" * 32
 

@@ -228,7 +228,7 @@ def _child_main() -> None:
         fn = _resolve(req["task"], req.get("test"))
         rules = _rules(req["task"], req["kwargs"], Path(answer).parent, req.get("shut") or [])
         print(f"worker: {landlock.confine(rules)}", file=sys.stderr)
-        lock_down(lim, _TASKS[req["task"]].preload if req["task"] in _TASKS else ())
+        lock_down(lim, _TASKS[req["task"]].preload if req["task"] in _TASKS else (), network=False)
         out = {"status": "ok", "result": fn(**req["kwargs"])}
     except LayerLabError as e:
         out = {"status": "user", "message": f"{type(e).__name__}: {e}" if not isinstance(e, ModelImportError) else str(e)}

@@ -224,7 +224,9 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
     os.environ.clear()
     os.environ.update(env)
     tempfile.tempdir = str(private)
-    sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT, processes=processes)
+    # a confined job without a tracker needs no network: no socket at all (UDP too, which Landlock leaves open)
+    network = not isinstance(rules, landlock.Confinement) or bool(rules.ports)
+    sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT, processes=processes, network=network)
     if lim.memory_mb > 0 and lim.memory == "resident":
         _watch_resident(lim)
     if lim.cpu_s > 0:  # from now (a cold job's imports do not count); SIGXCPU raises, SIGKILL after the grace

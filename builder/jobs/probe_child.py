@@ -70,7 +70,7 @@ def probe_main() -> None:
     if cfg.get("crash_on"):  # tests only: the server's LAYERLAB_TEST_CRASH_JOB (the child's environment is clean)
         os.environ[TEST_CRASH_ENV] = str(cfg["crash_on"])
     files = _confine(cfg.get("files") or {})
-    lock_down(WorkerLimits(**cfg["limits"]), PRELOAD, who="the model probe")
+    lock_down(WorkerLimits(**cfg["limits"]), PRELOAD, who="the model probe", network=False)
     import torch  # lazy: heavy (torch)
 
     torch.set_num_threads(max(1, int(cfg.get("threads") or 1)))

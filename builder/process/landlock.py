@@ -12,7 +12,8 @@ Where the kernel has Landlock's network rules (ABI 4, Linux 6.7+), a confined pr
 listens on no port and connects only to the ports it names (a job's MLflow tracker), so it reaches neither the
 run database's server (PostgreSQL) nor any other service of the host or its network; from ABI 6 it connects to
 no abstract UNIX socket made outside its domain either. UDP and named UNIX sockets are not covered by Landlock
-(the seccomp filter of :mod:`builder.process.sandbox` refuses new UNIX sockets).
+(the seccomp filter of :mod:`builder.process.sandbox` refuses new UNIX sockets, and any network socket to a
+process that needs no network).
 
 Example::
 

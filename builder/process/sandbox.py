@@ -159,16 +159,16 @@ def death_message(code: int | None, lim: WorkerLimits, *, what: str = "the worke
 
 
 def lock_down(lim: WorkerLimits, preload: tuple[str, ...] = (), *, who: str = "the import worker",
-              processes: bool = False) -> None:
+              processes: bool = False, network: bool = True) -> None:
     """Inside a sandboxed process: import ``preload`` (measured into the start-up footprint), set the limits of
     ``lim`` and, unless ``processes``, forbid new processes (seccomp and an audit hook; ``who`` names the
-    process in the refusal)."""
+    process in the refusal). Without ``network`` it makes no network socket at all (:func:`_seccomp`)."""
     _preload(preload)
     _set_limits(lim)
     if not processes:
-        _no_new_processes(who)
+        _no_new_processes(who, network=network)
     else:
-        _seccomp(processes=True)  # its compilers may start, but it reaches no process it did not start
+        _seccomp(processes=True, network=network)  # its compilers may start; it reaches no process it did not start
 
 
 def cpu_budget(seconds: int, grace: int | None = None) -> None:
@@ -248,11 +248,12 @@ def _set_limits(lim: WorkerLimits) -> None:
         cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
 
 
-def _no_new_processes(who: str = "the import worker") -> None:
+def _no_new_processes(who: str = "the import worker", *, network: bool = True) -> None:
     """From here on this process starts no process: a seccomp filter (where the kernel and architecture
     allow) refuses fork, vfork, execve and process clones in native code too, and reaching other processes
-    (:func:`_seccomp`); an audit hook refuses Python's ways with a clear message."""
-    _seccomp(processes=False)
+    (and without ``network`` any network: :func:`_seccomp`); an audit hook refuses Python's ways with a clear
+    message."""
+    _seccomp(processes=False, network=network)
 
     def hook(event: str, _args) -> None:
         if event in _BLOCKED_EVENTS:
@@ -268,8 +269,8 @@ _REACH = {"x86_64": {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev"
           "aarch64": {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438,
                       "io_uring_setup": 425}}
 # A new UNIX socket (socketpair's stay: a broker's was made before): a named one is a door Landlock leaves open
-# (a database server's local socket, the warm launcher's)
-_SOCKET, _AF_UNIX = {"x86_64": 41, "aarch64": 198}, 1
+# (a database server's local socket, the warm launcher's); without network, any socket but netlink's
+_SOCKET, _AF_UNIX, _AF_NETLINK = {"x86_64": 41, "aarch64": 198}, 1, 16
 # Signals: to itself only (a process of the server's user could otherwise end the server or another person's job).
 _SIGNAL_OTHERS = {"x86_64": {"tkill": 200, "pidfd_open": 434, "pidfd_send_signal": 424},
                   "aarch64": {"tkill": 130, "pidfd_open": 434, "pidfd_send_signal": 424}}
@@ -278,12 +279,15 @@ _OWN_GROUP = {"x86_64": {"tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueuein
 _KILL = {"x86_64": 62, "aarch64": 129}
 
 
-def _seccomp(*, processes: bool) -> bool:
+def _seccomp(*, processes: bool, network: bool = True) -> bool:
     """Install a seccomp filter on every thread. Always: ``ptrace``, ``process_vm_readv``/``writev`` and
     ``pidfd_getfd`` fail with EPERM (no other process of the server's user is traced, read, written or robbed of a
     file; Landlock refuses tracing out of its domain too, where the kernel has it), as do ``io_uring_setup``
     (its requests pass no filter) and ``socket`` for a UNIX socket (a named one, such as PostgreSQL's local
-    socket or the warm launcher's, is reached whatever Landlock says; ``socketpair`` stays). Unless ``processes``:
+    socket or the warm launcher's, is reached whatever Landlock says; ``socketpair`` stays). Without
+    ``network`` (a process that needs none: the model probe, a worker, a job without a tracker), ``socket`` of any
+    domain but netlink fails too: no TCP whatever the kernel's Landlock, and no UDP, which Landlock does not
+    cover. Unless ``processes``:
     ``fork``/``vfork``/``execve``/``execveat`` and ``clone`` without ``CLONE_THREAD`` fail with EPERM, ``clone3``
     with ENOSYS (its flags cannot be inspected; libc falls back to ``clone``), and signals reach this process only
     (``kill`` of another pid fails with EPERM unless it is signal 0, the existence probe; ``tgkill`` and the
@@ -311,8 +315,11 @@ def _seccomp(*, processes: bool) -> bool:
     # (bit 30 set): a denied call must not come back in them
     prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, errno | 1), (ld, 0, 0, 0),
             (jge, 0, 1, 0x40000000), (ret, 0, 0, errno | 1),
-            # socket(AF_UNIX, ...): refused; another domain: allowed (Landlock's network rules limit TCP)
-            (jeq, 0, 4, _SOCKET[arch]), (ld, 0, 0, arg0), (jeq, 0, 1, _AF_UNIX), (ret, 0, 0, errno | 1),
+            # socket(AF_UNIX, ...): refused; another domain: allowed (Landlock's network rules limit TCP), or
+            # without network netlink alone (the C library asks it for the host's addresses)
+            (jeq, 0, 4, _SOCKET[arch]), (ld, 0, 0, arg0),
+            *([(jeq, 0, 1, _AF_UNIX), (ret, 0, 0, errno | 1)] if network else
+              [(jeq, 1, 0, _AF_NETLINK), (ret, 0, 0, errno | 1)]),
             (ret, 0, 0, allow)]
     for nr, err in deny.items():
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]

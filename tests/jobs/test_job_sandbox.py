@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -29,7 +28,7 @@ from builder.jobs.job_sandbox import host_memory_mb
 from builder.jobs.queue import JobSpec, submit, wait
 from builder.process.launcher import child_env
 from builder.runs.store import RunStore
-from tests.helpers import until
+from tests.helpers import SECCOMP, until
 
 TIMEOUT = 180
 # Long enough to still be training when a test acts on it (a crash sent, a CPU limit reached) on a fast, idle
@@ -39,7 +38,6 @@ SECRET = "hunter2-not-for-jobs"
 # the server's own secrets: none may reach a job (cold, forked from the warm launcher, a study runner's)
 SERVER_SECRETS = {"LAYERLAB_ADMINS": f"user:{SECRET}", "LAYERLAB_TEACHERS": f"anon:{SECRET}",
                   "MLFLOW_TRACKING_PASSWORD": SECRET, "MLFLOW_TRACKING_TOKEN": SECRET, "LAYERLAB_SECRET_X": SECRET}
-SECCOMP = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +198,46 @@ print(json.dumps(out))
         assert seen["kill"] == "ran", seen  # its compilers are processes it may signal
     else:
         assert seen["kill"] == 1 and seen["tgkill"] == [-1, 1], seen
+
+
+@pytest.mark.skipif(not SECCOMP, reason="the seccomp filter is installed on Linux x86-64 and aarch64")
+@pytest.mark.parametrize("ports", [[], [9]], ids=["no tracker", "a tracker"])
+def test_a_confined_job_without_a_tracker_makes_no_network_socket(tmp_path, ports):
+    """A confined job whose owner set no tracker needs no network: it makes no TCP or UDP socket. Landlock's
+    network rules cover TCP only (a job sent UDP datagrams to any service of the host, a DNS server or a
+    memcached, say), and on a kernel before 6.7 nothing covered TCP either. A job with a tracker still makes its
+    sockets (Landlock lets its TCP reach the tracker's port only)."""
+    private = tmp_path / "tmp"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as service:
+        service.bind(("127.0.0.1", 0))
+        service.setblocking(False)
+        seen = _run_python(f"""
+import json, socket
+from builder.jobs import job_sandbox
+from builder.process.landlock import Confinement, system_read_paths
+job_sandbox.enter({str(private)!r}, rules=Confinement(system_read_paths(), [{str(private)!r}], ports={ports!r}))
+out = {{}}
+def tried(name, call):
+    try:
+        call()
+        out[name] = "ran"
+    except OSError as e:
+        out[name] = e.errno
+tried("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"hi", {service.getsockname()!r}))
+tried("udp6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close())
+tried("tcp", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
+tried("pair", lambda: [s.close() for s in socket.socketpair()])
+print(json.dumps(out))
+""")
+        try:
+            got = service.recv(16)
+        except BlockingIOError:
+            got = None
+    assert seen["pair"] == "ran", seen  # the broker's kind of socket stays
+    if ports:
+        assert seen["tcp"] == seen["udp"] == "ran" and got == b"hi", seen  # its tracker's network (TCP: Landlock)
+    else:
+        assert seen["udp"] == seen["udp6"] == seen["tcp"] == 1 and got is None, (seen, got)  # EPERM
 
 
 def _failed_with(store, rid: str, prefix: str) -> str:

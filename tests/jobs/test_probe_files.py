@@ -11,6 +11,7 @@ The child reads files through the test-only hook ``ModelProbe.TEST_HOOK`` (:func
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 
@@ -24,6 +25,7 @@ from builder.process import landlock
 from builder.runs import owners
 from builder.runs.pipeline import run_training
 from builder.runs.store import RunStore
+from tests.helpers import SECCOMP
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -32,7 +34,8 @@ A, B = "anon:" + "a" * 32, "anon:" + "b" * 32
 
 def _reader() -> None:
     """Inside the child: ``explain(i, "x-read", path=...)`` answers the bytes it read of ``path``, or "denied";
-    ``explain(i, "x-connect", port=...)`` whether it connected to that TCP port of this host."""
+    ``explain(i, "x-connect", port=...)`` whether it connected to that TCP port of this host, ``"x-udp"`` whether
+    it sent a datagram to that UDP port."""
     from builder.interpret.session import ExplainSession
 
     original = ExplainSession.explain
@@ -44,6 +47,14 @@ def _reader() -> None:
             try:
                 socket.create_connection(("127.0.0.1", k["port"]), timeout=10).close()
                 return "connected"
+            except PermissionError:
+                return "denied"
+        if method == "x-udp":  # a datagram to a service on this host (a DNS server, a memcached)
+            import socket
+
+            try:
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"hi", ("127.0.0.1", k["port"]))
+                return "sent"
             except PermissionError:
                 return "denied"
         if method == "x-read":
@@ -87,7 +98,17 @@ def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explai
             service.bind(("127.0.0.1", 0))
             service.listen(1)
             seen["tcp"] = xs.explain(0, "x-connect", port=service.getsockname()[1])
-        assert seen["tcp"] == ("denied" if landlock.net_abi() else "connected"), seen  # it needs no network
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as service:  # UDP: Landlock does not cover it
+            service.bind(("127.0.0.1", 0))
+            service.setblocking(False)
+            seen["udp"] = xs.explain(0, "x-udp", port=service.getsockname()[1])
+            with contextlib.suppress(BlockingIOError):
+                seen["datagram"] = service.recv(16)
+        # it needs no network: no socket at all (seccomp), whatever the kernel's Landlock says of TCP
+        if SECCOMP:
+            assert seen["tcp"] == seen["udp"] == "denied" and "datagram" not in seen, seen
+        else:
+            assert seen["tcp"] == ("denied" if landlock.net_abi() else "connected"), seen
         if landlock.abi():
             assert seen["key"] == seen["config"] == seen["theirs"] == seen["database"] == "denied", seen
             assert probe.files.startswith("files confined by Landlock"), probe.files
