@@ -28,8 +28,10 @@ ATTR_METHODS = ("integrated_gradients", "saliency", "input_x_gradient")  # input
 
 def _refusal(xs: ExplainSession, what: str) -> str | None:
     """Why ``what`` does not apply to this model, or None."""
-    if not xs.classification:
-        return f"{what} is measured on a classifier's predictions; this model does regression."
+    if not xs.classification:  # the model's own task (a reconstruction was called "regression")
+        task = {"reconstruction": "reconstruction (it gives its input back)", "forecast": "forecasting"}.get(
+            xs.info.task, xs.info.task or "regression")
+        return f"{what} is measured on a classifier's predictions; this model does {task}."
     if xs.modality == "tokens" and what == "Robustness":
         return ("Adversarial attacks perturb float inputs by a small ε; token ids have no ε-neighbourhood, so "
                 "token models are refused. Try a model on images or tables.")

@@ -500,6 +500,10 @@ def test_an_autoencoders_sample_comes_with_its_reconstruction_and_error(runs):
     assert unit.format_func(13) == "pixel (1, 5)" and unit.format_func(-1) == "Largest output"
     unit.set_value(13).run()
     assert "Attributions for pixel (1, 5)" in _titles(at), _titles(at)
+    text = _text(_tab(at, "Trust"))  # it said "for the explained class (its prediction)" of a model with no class
+    assert "for the explained output" in text and "explained class" not in text, text[-900:]
+    text = _text(_tab(at, "Calibration"))  # it said "this model does regression"
+    assert "this model does reconstruction (it gives its input back)" in text and "regression" not in text, text
 
 
 def test_regression_model_explains_its_output(runs):
