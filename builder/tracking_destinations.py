@@ -5,6 +5,7 @@ local paths in a URI made absolute at the command line's door, and what a visito
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -174,6 +175,32 @@ def tcp_ports(uri: str | None) -> list[int]:
         return [urlsplit(uri.strip()).port or _DB_PORTS[scheme]]
     except ValueError:  # a port that is not a number: no client connects
         return []
+
+
+def names_a_host(uri: str | None) -> bool:
+    """Whether a job that logs to the tracker ``uri`` looks up a host name (over UDP, the one network use of a
+    job besides its tracker's TCP port): an ``http(s)`` tracker or a database store named by a name; not one named
+    by an IP address or ``localhost`` (the hosts file), nor a local store.
+
+    >>> names_a_host("https://ml.school.org"), names_a_host("http://127.0.0.1:5000"), names_a_host("http://[::1]:80")
+    (True, False, False)
+    >>> names_a_host("postgresql://db.school.org/ml"), names_a_host("postgresql://localhost/ml"), names_a_host(None)
+    (True, False, False)
+    """
+    if not tcp_ports(uri):
+        return False
+    origin = _origin(str(uri))
+    try:
+        host = origin[1] if origin is not None else (urlsplit(str(uri).strip()).hostname or "")
+    except ValueError:
+        return False
+    if host in ("", "localhost"):
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 def _dot_segments(path: str) -> bool:
@@ -364,7 +391,7 @@ def server_tracking_shown(workspace: str | Path) -> tuple[str | None, list[str]]
     return (shown_uri(default) if default else None), [shown_uri(a) for a in allow]
 
 
-__all__ = ["ENV_URI", "local_paths", "tcp_ports", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
+__all__ = ["ENV_URI", "local_paths", "tcp_ports", "names_a_host", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
            "allowed_by", "server_tracking", "server_tracking_shown", "is_server_default", "SERVER_DEFAULT", "recorded_destination",
            "job_destination", "scrub_credentials", "check_destination",
            "owner_setting", "save_owner_setting", "resolve_tracking"]

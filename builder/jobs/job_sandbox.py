@@ -59,7 +59,7 @@ from builder.interchange.hf_library import library_folder
 from builder.process import landlock, sandbox
 from builder.process.landlock import Confinement
 from builder.process.sandbox import TEST_CRASH_ENV, WorkerLimits, crash_hook_for_tests
-from builder.tracking_destinations import CREDENTIAL_ENV, SERVER_DEFAULT, local_paths, tcp_ports
+from builder.tracking_destinations import CREDENTIAL_ENV, SERVER_DEFAULT, local_paths, names_a_host, tcp_ports
 from builder.training.run_status import RunStatus, is_live
 
 PREFIX = "LAYERLAB_JOB"
@@ -161,7 +161,8 @@ def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> 
     :func:`brokered`), the model library (read) and a local tracker's folder (read and write); over TCP, only its
     tracker's port (:func:`builder.tracking_destinations.tcp_ports`: none for a local tracker or none at all), so
     neither a database server's port (PostgreSQL's, whose address its starter's environment named) nor any other
-    service of the host or its network."""
+    service of the host or its network; UDP only to look up a tracker's host name
+    (:func:`builder.tracking_destinations.names_a_host`)."""
     read, write = [], []
     with contextlib.suppress(Exception):  # a malformed config: no library to read
         if (lib := library_folder(store.workspace)) is not None:
@@ -169,7 +170,8 @@ def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> 
     with contextlib.suppress(Exception):  # a network tracker: nothing on this host
         write += [p if p.is_dir() else p.parent for p in local_paths(tracking or "")]
     rules = landlock.confinement(store, run_id, owner, read=read, write=write, database=False)
-    return replace(rules, ports=tcp_ports(tracking)) if isinstance(rules, Confinement) else rules
+    return (replace(rules, ports=tcp_ports(tracking), udp=names_a_host(tracking)) if isinstance(rules, Confinement)
+            else rules)
 
 
 def brokered(store):
@@ -224,9 +226,11 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
     os.environ.clear()
     os.environ.update(env)
     tempfile.tempdir = str(private)
-    # a confined job without a tracker needs no network: no socket at all (UDP too, which Landlock leaves open)
-    network = not isinstance(rules, landlock.Confinement) or bool(rules.ports)
-    sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT, processes=processes, network=network)
+    # a confined job without a tracker needs no network: no socket at all (UDP too, which Landlock leaves open);
+    # with one, UDP only to look up its tracker's host name
+    confined = isinstance(rules, landlock.Confinement)
+    sandbox.lock_down(replace(lim, cpu_s=0), who=WHAT, processes=processes,
+                      network=not confined or bool(rules.ports), udp=not confined or rules.udp)
     if lim.memory_mb > 0 and lim.memory == "resident":
         _watch_resident(lim)
     if lim.cpu_s > 0:  # from now (a cold job's imports do not count); SIGXCPU raises, SIGKILL after the grace

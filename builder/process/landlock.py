@@ -179,31 +179,34 @@ class Confinement:
     """The folders a confined process reads, those it also writes, the single files it reads and writes, and the
     folders whose files it reads only by name (``named``: none can be listed; the shared dataset cache, whose
     entries are named by their content's SHA-256, so a process opens only those of data it already has), and the
-    TCP ports it may connect to (``ports``: none by default; it listens on none: :func:`restrict`)."""
+    TCP ports it may connect to (``ports``: none by default; it listens on none: :func:`restrict`). Its network
+    beyond them is the seccomp filter's (:func:`builder.process.sandbox.lock_down`): no socket at all without
+    ``ports``, and UDP datagrams only where ``udp`` (a job that looks up its tracker's host name)."""
 
     read: list = field(default_factory=list)
     write: list = field(default_factory=list)
     files: list = field(default_factory=list)
     named: list = field(default_factory=list)
     ports: list = field(default_factory=list)
+    udp: bool = False
 
     def to_wire(self) -> dict:
         """These rules as plain data, for the start message of a child that confines itself (the model probe);
         :meth:`of_wire` reads them back.
 
-        >>> r = Confinement(["/usr"], ["/tmp/x"], ports=[443])
-        >>> Confinement.of_wire(r.to_wire()) == Confinement(["/usr"], ["/tmp/x"], ports=[443])
+        >>> r = Confinement(["/usr"], ["/tmp/x"], ports=[443], udp=True)
+        >>> Confinement.of_wire(r.to_wire()) == r
         True
         """
         return {"read": [str(p) for p in self.read], "write": [str(p) for p in self.write],
                 "files": [str(p) for p in self.files], "named": [str(p) for p in self.named],
-                "ports": [int(p) for p in self.ports]}
+                "ports": [int(p) for p in self.ports], "udp": bool(self.udp)}
 
     @classmethod
     def of_wire(cls, data: dict) -> Confinement:
         """The rules :meth:`to_wire` wrote."""
         return cls(*([str(p) for p in data.get(k) or ()] for k in ("read", "write", "files", "named")),
-                   ports=[int(p) for p in data.get("ports") or ()])
+                   ports=[int(p) for p in data.get("ports") or ()], udp=data.get("udp") is True)
 
 
 def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[Path]:

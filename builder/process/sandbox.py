@@ -159,16 +159,17 @@ def death_message(code: int | None, lim: WorkerLimits, *, what: str = "the worke
 
 
 def lock_down(lim: WorkerLimits, preload: tuple[str, ...] = (), *, who: str = "the import worker",
-              processes: bool = False, network: bool = True) -> None:
+              processes: bool = False, network: bool = True, udp: bool = True) -> None:
     """Inside a sandboxed process: import ``preload`` (measured into the start-up footprint), set the limits of
     ``lim`` and, unless ``processes``, forbid new processes (seccomp and an audit hook; ``who`` names the
-    process in the refusal). Without ``network`` it makes no network socket at all (:func:`_seccomp`)."""
+    process in the refusal). Without ``network`` it makes no network socket at all, without ``udp`` no UDP one
+    (:func:`_seccomp`)."""
     _preload(preload)
     _set_limits(lim)
     if not processes:
-        _no_new_processes(who, network=network)
-    else:
-        _seccomp(processes=True, network=network)  # its compilers may start; it reaches no process it did not start
+        _no_new_processes(who, network=network, udp=udp)
+    else:  # its compilers may start; it reaches no process it did not start
+        _seccomp(processes=True, network=network, udp=udp)
 
 
 def cpu_budget(seconds: int, grace: int | None = None) -> None:
@@ -248,12 +249,12 @@ def _set_limits(lim: WorkerLimits) -> None:
         cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
 
 
-def _no_new_processes(who: str = "the import worker", *, network: bool = True) -> None:
+def _no_new_processes(who: str = "the import worker", *, network: bool = True, udp: bool = True) -> None:
     """From here on this process starts no process: a seccomp filter (where the kernel and architecture
     allow) refuses fork, vfork, execve and process clones in native code too, and reaching other processes
     (and without ``network`` any network: :func:`_seccomp`); an audit hook refuses Python's ways with a clear
     message."""
-    _seccomp(processes=False, network=network)
+    _seccomp(processes=False, network=network, udp=udp)
 
     def hook(event: str, _args) -> None:
         if event in _BLOCKED_EVENTS:
@@ -271,6 +272,7 @@ _REACH = {"x86_64": {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev"
 # A new UNIX socket (socketpair's stay: a broker's was made before): a named one is a door Landlock leaves open
 # (a database server's local socket, the warm launcher's); without network, any socket but netlink's
 _SOCKET, _AF_UNIX, _AF_NETLINK = {"x86_64": 41, "aarch64": 198}, 1, 16
+_AF_INET, _AF_INET6, _SOCK_DGRAM = 2, 10, 2
 # Signals: to itself only (a process of the server's user could otherwise end the server or another person's job).
 _SIGNAL_OTHERS = {"x86_64": {"tkill": 200, "pidfd_open": 434, "pidfd_send_signal": 424},
                   "aarch64": {"tkill": 130, "pidfd_open": 434, "pidfd_send_signal": 424}}
@@ -279,7 +281,30 @@ _OWN_GROUP = {"x86_64": {"tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueuein
 _KILL = {"x86_64": 62, "aarch64": 129}
 
 
-def _seccomp(*, processes: bool, network: bool = True) -> bool:
+def _socket_rules(nr: int, *, network: bool, udp: bool, refuse: int, allow: int) -> list[tuple[int, int, int, int]]:
+    """The filter's instructions for ``socket`` (call number ``nr``; any other call goes past them): a UNIX socket
+    refused; without ``network`` every domain but netlink refused; without ``udp`` an IPv4 or IPv6 socket whose
+    type (its low 4 bits; the rest are flags) is a datagram's refused. Each instruction is ``(code, jump if
+    true, jump if false, value)``, jumps counted from the next instruction.
+
+    >>> len(_socket_rules(41, network=True, udp=True, refuse=1, allow=2)), _socket_rules(41, network=False,
+    ...     udp=True, refuse=1, allow=2)[0]
+    (5, (21, 0, 4, 41))
+    """
+    ld, jeq, and_k, ret = 0x20, 0x15, 0x54, 0x06
+    arg0, arg1 = 16, 24  # the socket's domain and type (seccomp_data's first two arguments, low 32 bits)
+    if not network:
+        body = [(ld, 0, 0, arg0), (jeq, 1, 0, _AF_NETLINK), (ret, 0, 0, refuse), (ret, 0, 0, allow)]
+    elif udp:
+        body = [(ld, 0, 0, arg0), (jeq, 0, 1, _AF_UNIX), (ret, 0, 0, refuse), (ret, 0, 0, allow)]
+    else:
+        body = [(ld, 0, 0, arg0), (jeq, 5, 0, _AF_UNIX), (jeq, 1, 0, _AF_INET), (jeq, 0, 4, _AF_INET6),
+                (ld, 0, 0, arg1), (and_k, 0, 0, 0xF), (jeq, 0, 1, _SOCK_DGRAM), (ret, 0, 0, refuse),
+                (ret, 0, 0, allow)]
+    return [(jeq, 0, len(body), nr), *body]
+
+
+def _seccomp(*, processes: bool, network: bool = True, udp: bool = True) -> bool:
     """Install a seccomp filter on every thread. Always: ``ptrace``, ``process_vm_readv``/``writev`` and
     ``pidfd_getfd`` fail with EPERM (no other process of the server's user is traced, read, written or robbed of a
     file; Landlock refuses tracing out of its domain too, where the kernel has it), as do ``io_uring_setup``
@@ -287,7 +312,8 @@ def _seccomp(*, processes: bool, network: bool = True) -> bool:
     socket or the warm launcher's, is reached whatever Landlock says; ``socketpair`` stays). Without
     ``network`` (a process that needs none: the model probe, a worker, a job without a tracker), ``socket`` of any
     domain but netlink fails too: no TCP whatever the kernel's Landlock, and no UDP, which Landlock does not
-    cover. Unless ``processes``:
+    cover; without ``udp`` (a job whose tracker is named by its address) a datagram socket of IPv4 or IPv6 fails.
+    Unless ``processes``:
     ``fork``/``vfork``/``execve``/``execveat`` and ``clone`` without ``CLONE_THREAD`` fail with EPERM, ``clone3``
     with ENOSYS (its flags cannot be inspected; libc falls back to ``clone``), and signals reach this process only
     (``kill`` of another pid fails with EPERM unless it is signal 0, the existence probe; ``tgkill`` and the
@@ -315,12 +341,10 @@ def _seccomp(*, processes: bool, network: bool = True) -> bool:
     # (bit 30 set): a denied call must not come back in them
     prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, errno | 1), (ld, 0, 0, 0),
             (jge, 0, 1, 0x40000000), (ret, 0, 0, errno | 1),
-            # socket(AF_UNIX, ...): refused; another domain: allowed (Landlock's network rules limit TCP), or
+            # socket(AF_UNIX, ...): refused; another domain: allowed (Landlock's network rules limit TCP) but
+            # without udp a datagram socket of IPv4 or IPv6 (the type's low 4 bits; the rest are flags), or
             # without network netlink alone (the C library asks it for the host's addresses)
-            (jeq, 0, 4, _SOCKET[arch]), (ld, 0, 0, arg0),
-            *([(jeq, 0, 1, _AF_UNIX), (ret, 0, 0, errno | 1)] if network else
-              [(jeq, 1, 0, _AF_NETLINK), (ret, 0, 0, errno | 1)]),
-            (ret, 0, 0, allow)]
+            *_socket_rules(_SOCKET[arch], network=network, udp=udp, refuse=errno | 1, allow=allow)]
     for nr, err in deny.items():
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]
     if processes:

@@ -201,12 +201,17 @@ print(json.dumps(out))
 
 
 @pytest.mark.skipif(not SECCOMP, reason="the seccomp filter is installed on Linux x86-64 and aarch64")
-@pytest.mark.parametrize("ports", [[], [9]], ids=["no tracker", "a tracker"])
-def test_a_confined_job_without_a_tracker_makes_no_network_socket(tmp_path, ports):
+@pytest.mark.parametrize("tracker", [None, "http://127.0.0.1:9", "http://ml.school.org:9"],
+                         ids=["no tracker", "a tracker by address", "a tracker by name"])
+def test_a_confined_job_without_a_tracker_makes_no_network_socket(tmp_path, tracker):
     """A confined job whose owner set no tracker needs no network: it makes no TCP or UDP socket. Landlock's
     network rules cover TCP only (a job sent UDP datagrams to any service of the host, a DNS server or a
     memcached, say), and on a kernel before 6.7 nothing covered TCP either. A job with a tracker still makes its
-    sockets (Landlock lets its TCP reach the tracker's port only)."""
+    TCP sockets (Landlock lets them reach the tracker's port only), and UDP ones only to look up a tracker's host
+    name."""
+    from builder.tracking_destinations import names_a_host, tcp_ports
+
+    ports, udp = tcp_ports(tracker), names_a_host(tracker)
     private = tmp_path / "tmp"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as service:
         service.bind(("127.0.0.1", 0))
@@ -215,7 +220,8 @@ def test_a_confined_job_without_a_tracker_makes_no_network_socket(tmp_path, port
 import json, socket
 from builder.jobs import job_sandbox
 from builder.process.landlock import Confinement, system_read_paths
-job_sandbox.enter({str(private)!r}, rules=Confinement(system_read_paths(), [{str(private)!r}], ports={ports!r}))
+job_sandbox.enter({str(private)!r}, rules=Confinement(system_read_paths(), [{str(private)!r}], ports={ports!r},
+                                                       udp={udp!r}))
 out = {{}}
 def tried(name, call):
     try:
@@ -234,8 +240,10 @@ print(json.dumps(out))
         except BlockingIOError:
             got = None
     assert seen["pair"] == "ran", seen  # the broker's kind of socket stays
-    if ports:
-        assert seen["tcp"] == seen["udp"] == "ran" and got == b"hi", seen  # its tracker's network (TCP: Landlock)
+    if udp:  # its tracker's name to look up (TCP: Landlock)
+        assert seen["tcp"] == seen["udp"] == seen["udp6"] == "ran" and got == b"hi", seen
+    elif ports:  # its tracker by address: TCP (Landlock: that port), no UDP
+        assert seen["tcp"] == "ran" and seen["udp"] == seen["udp6"] == 1 and got is None, (seen, got)
     else:
         assert seen["udp"] == seen["udp6"] == seen["tcp"] == 1 and got is None, (seen, got)  # EPERM
 
