@@ -106,8 +106,8 @@ def shows_reconstructions(run: Run) -> bool:
 def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None = None, *,
            last: int | None = None, playing: bool = False, x_range: list[float] | None = None) -> None:
     """The parts that apply to ``run``: the sample grid, the loss terms, and for a finished VAE its
-    reconstructions and (2-D latent) latent space (:func:`reconstruction_part`). ``epoch``: the epoch the page's replay shows (its one slider
-    and Replay drive every chart, the grid included); None: the newest grid. ``last``: the run's last epoch and
+    reconstructions and (2-D latent) latent space (:func:`reconstruction_part`). ``epoch``: the epoch the page's
+    replay shows (its one slider and Replay drive every chart, the grid included); None: the newest grid. ``last``: the run's last epoch and
     ``playing``: whether its replay plays, so that a grid of an earlier epoch says so (under "Finished" at 900x900
     the grid read "after epoch 2" while the replay's own bar was below the window). ``x_range``: the page's
     epoch axis, for the loss terms."""

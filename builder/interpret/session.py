@@ -311,7 +311,7 @@ class ExplainSession:
             return self.unit_name(t)
         name = self.class_name(t)
         name = name if name.lower().startswith(("class", "output")) else f"class {name}"
-        return name + (" (the prediction)" if target is None and self.classification else "")
+        return name + (" (the prediction)" if target is None else "")
 
     # ----------------------------------------------------------------------------------------- baselines
     def baselines(self) -> tuple[str, ...]:
