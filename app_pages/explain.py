@@ -455,10 +455,11 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
     run = c[3].button("Run sanity check", key="ll_xp_sanity_go", icon=":material/science:", type="primary",
                       disabled=not methods)
     start, stop = xs.window(i, n)
-    explained = ("class" + (" (its prediction)" if target is None else "")) if xs.classification else \
-        ("output" + (" (the largest)" if target is None and xs.target_kind() != "single" else ""))  # no class
-    st.caption(f"On {xs.split} samples #{start}–#{stop - 1} (from the chosen one on), each for the explained "
-               f"{explained}, with the chosen baseline.")
+    explained_unit = "class" if xs.classification else "output"  # a regression, a reconstruction: no class
+    explained = explained_unit + (" (its prediction)" if xs.classification and target is None else
+                                  " (the largest)" if target is None and xs.target_kind() != "single" else "")
+    st.caption(f"On {xs.split} samples #{int(start)}–#{int(stop - 1)} (from the chosen one on), each for the "
+               f"explained {explained}, with the chosen baseline.")
     key = ("sanity", xs.split, start, n, tuple(methods), thr, target, base["baseline"])
     items = _cache()
     if run:
@@ -479,9 +480,8 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
                                                           icon=":material/flag:" if r.flagged else ":material/check:")
 
     st.markdown("##### Integrated Gradients completeness")
-    st.caption(f"IG's attributions should sum to f(x) − f(baseline) for the explained "
-               f"{'class' if xs.classification else 'output'}; the difference is the convergence delta. Token models "
-               "use Layer IG on the Embedding.")
+    st.caption(f"IG's attributions should sum to f(x) − f(baseline) for the explained {explained_unit}; the "
+               "difference is the convergence delta. Token models use Layer IG on the Embedding.")
     c = st.columns([1, 1.4, 2.6], vertical_alignment="bottom")  # at 900 px: "Check complete…" in a fifth of the row
     steps = int(c[0].number_input("Integration steps", 4, 500, 50, step=10, key="ll_xp_ig_steps"))
     go_ = c[1].button("Check completeness", key="ll_xp_ig_go", icon=":material/functions:")

@@ -241,7 +241,7 @@ _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry n
     "j['id']", "j['status']", "where", "j['device'].replace('`', '')[:20]", "r['runs']",
     "'' if r['runs'] == 1 else 's'", "r['live']", "ICONS.get(status, ICONS[RunStatus.QUEUED])", "shown.capitalize()",
     "k", "d['samples']", "ICON.get(f['level'], ICON['warn'])", "xs.n_samples", "n - 1",
-    "dict(with_flips)[e]['count']", "lookback", "cols", "stem", "ep",
+    "dict(with_flips)[e]['count']", "lookback", "cols", "stem", "ep", "explained", "explained_unit",
 }
 
 
