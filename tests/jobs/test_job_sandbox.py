@@ -70,6 +70,16 @@ def _proc(pid: int, name: str) -> str:
     return Path(f"/proc/{pid}/{name}").read_bytes().decode(errors="replace")
 
 
+# child code: ``tried(name, call)`` records in ``out`` whether ``call`` ran or the errno it failed with
+TRIED = """out = {}
+def tried(name, call):
+    try:
+        call()
+        out[name] = "ran"
+    except OSError as e:
+        out[name] = e.errno"""
+
+
 def _run_python(code: str, env: dict | None = None) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env=env or child_env())
@@ -157,13 +167,7 @@ import ctypes, json, os, signal, socket, threading
 from builder.jobs import job_sandbox
 job_sandbox.enter({str(tmp_path / 'tmp')!r}, processes={compiles!r})
 libc = ctypes.CDLL(None, use_errno=True)
-out = {{}}
-def tried(name, call):
-    try:
-        call()
-        out[name] = "ran"
-    except OSError as e:
-        out[name] = e.errno
+{TRIED}
 def native(name, *args):
     ctypes.set_errno(0)
     out[name] = [libc.syscall(*args), ctypes.get_errno()]
@@ -222,13 +226,7 @@ from builder.jobs import job_sandbox
 from builder.process.landlock import Confinement, system_read_paths
 job_sandbox.enter({str(private)!r}, rules=Confinement(system_read_paths(), [{str(private)!r}], ports={ports!r},
                                                        udp={udp!r}))
-out = {{}}
-def tried(name, call):
-    try:
-        call()
-        out[name] = "ran"
-    except OSError as e:
-        out[name] = e.errno
+{TRIED}
 tried("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"hi", {service.getsockname()!r}))
 tried("udp6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close())
 tried("tcp", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
