@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import safe_open, save_file
 
 from builder.data.disk import on_full_disk
 from builder.errors import TrainingError
@@ -89,6 +89,20 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
         if t.numel():
             h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
+
+
+def read_tensor_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file, both read through one open handle.
+
+    A job renames a new checkpoint or weights file over the old one while pages and tests read it: reading the
+    metadata and the tensors through two opens could pair one version's checksum with the next one's tensors.
+    One handle holds one version whole, whatever is renamed over its name meanwhile.
+
+    Raises:
+        SafetensorError, OSError, ValueError, RuntimeError: the file is unreadable (callers word the message).
+    """
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118 (not iterable)
 
 
 def previous_path(path: str | Path) -> Path:
@@ -202,9 +216,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise TrainingError(f"checkpoint {path} not found")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("layerlab")
-        tensors = load_file(str(path))
+        tensors, metadata = read_tensor_file(path)
+        raw = metadata.get("layerlab")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise TrainingError(f"checkpoint {path} is unreadable ({str(e)[:200]}); it may be corrupt") from None
     if raw is None:
@@ -328,4 +341,4 @@ def check_optimizer_shapes(optimizer: torch.optim.Optimizer) -> None:
 
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_weights",
-           "model_tensors", "match_param_layout", "tensors_sha256", "previous_path", "read_resumable"]
+           "model_tensors", "match_param_layout", "tensors_sha256", "read_tensor_file", "previous_path", "read_resumable"]

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 
 from builder.data.disk import atomic_file
 from builder.errors import TrainingError
-from builder.training.checkpoint import model_tensors, tensors_sha256
+from builder.training.checkpoint import model_tensors, read_tensor_file, tensors_sha256
 
 WEIGHTS_SHA_KEY = "layerlab_sha256"
 
@@ -64,9 +64,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     if not path.is_file():
         raise TrainingError(f"weights file {path} not found")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            md = dict(f.metadata() or {})
-        sd = load_file(str(path))
+        sd, md = read_tensor_file(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise TrainingError(f"weights file {path} is unreadable ({str(e)[:200]})") from None
     if WEIGHTS_SHA_KEY in md and tensors_sha256(sd) != md[WEIGHTS_SHA_KEY]:

@@ -284,3 +284,50 @@ def test_one_weights_file_api(tmp_path):
     with pytest.raises(OSError):  # a missing folder: nothing is written
         builder.save_weights(model, tmp_path / "missing" / "w.safetensors")
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "weights"])
+def test_a_file_replaced_while_it_is_read_gives_one_whole_version(tmp_path, monkeypatch, kind):
+    """A running job renames a new checkpoint (or weights file) over the one a page or a test is reading: the
+    reader gets the version it opened, whole, and never the metadata of one with the tensors of the next (the
+    CI's test_killed_run_is_marked_interrupted_and_resumes read a checkpoint as its job replaced it)."""
+    import builder.training.checkpoint as checkpoint
+    import builder.training.weights as weights
+
+    path = tmp_path / "last.safetensors"
+
+    def write(seed):
+        if kind == "checkpoint":
+            save_checkpoint(path, _model(seed), state={"epoch": seed})
+        else:
+            save_weights(_model(seed), path, {"seed": str(seed)})
+
+    write(1)
+    real = checkpoint.safe_open
+
+    class ReplacedOnOpen:
+        """``safe_open`` whose file is replaced by the next version as soon as it is opened."""
+
+        def __init__(self, *args, **kwargs):
+            self.handle = real(*args, **kwargs)
+
+        def __enter__(self):
+            f = self.handle.__enter__()
+            monkeypatch.setattr(checkpoint, "safe_open", real)
+            monkeypatch.setattr(weights, "safe_open", real, raising=False)
+            write(2)
+            return f
+
+        def __exit__(self, *exc):
+            return self.handle.__exit__(*exc)
+
+    monkeypatch.setattr(checkpoint, "safe_open", ReplacedOnOpen)
+    monkeypatch.setattr(weights, "safe_open", ReplacedOnOpen, raising=False)
+    if kind == "checkpoint":
+        tensors, meta = read_checkpoint(path)
+        assert meta["state"]["epoch"] == 1
+    else:
+        tensors, meta = read_weights(path)
+        assert meta["seed"] == "1"
+    key = "model.0.weight" if kind == "checkpoint" else "0.weight"
+    assert torch.equal(tensors[key], _model(1)[0].weight.detach())
