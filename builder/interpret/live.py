@@ -12,6 +12,7 @@ Off by default: add ``LiveAttributions(...)`` to the trainer's callbacks. The Ex
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,23 @@ class LiveAttributions(Callback):  # type: ignore[misc,valid-type]
         return [f["epoch"] for f in self.frames]
 
 
+#: bytes per element of each safetensors dtype (an unknown one counts as the widest)
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def _nbytes(part: Any) -> int:
+    """The bytes a safetensors slice's tensor takes once read (its header's shape and dtype)."""
+    return math.prod(int(d) for d in part.get_shape()) * _DTYPE_BYTES.get(str(part.get_dtype()), 8)
+
+
+def _within_bound(size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise ExplainError(f"the live attributions of this run are too large to play back; received: "
+                           f"{size / 2**20:.0f} MiB, over {MAX_FILE_BYTES // 2**20} MiB. Fix: record them "
+                           "with fewer samples, or on a smaller input")
+
+
 def load_frames(path: str | Path) -> dict[str, Any] | None:
     """Frames written by :meth:`LiveAttributions.save` as numpy arrays (None when there is no file):
     ``method``, ``epochs`` (E,), ``attributions`` (E, n, ...), ``inputs``, ``labels``, ``indices``, ``targets``."""
@@ -204,15 +222,16 @@ def load_frames(path: str | Path) -> dict[str, Any] | None:
     path = Path(path)
     if not path.is_file():
         return None
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:  # bounded before anything is read into the server
-        raise ExplainError(f"the live attributions of this run are too large to play back; received: "
-                           f"{size / 2**20:.0f} MiB, over {MAX_FILE_BYTES // 2**20} MiB. Fix: record them "
-                           "with fewer samples, or on a smaller input")
+    _within_bound(path.stat().st_size)  # a file too large is not opened at all
     try:
         with safe_open(str(path), framework="pt") as f:
+            # and the tensors of the very file open here (the size above is another file's once the job has
+            # renamed new frames over these) are bounded before they are read into the server
+            _within_bound(sum(_nbytes(f.get_slice(k)) for k in f.keys()))  # noqa: SIM118 (not iterable)
             out: dict[str, Any] = {k: f.get_tensor(k).numpy() for k in f.keys()}  # noqa: SIM118 (not iterable)
             out["method"] = (f.metadata() or {}).get("method", "")
+    except ExplainError:
+        raise
     except Exception as e:  # a foreign or truncated file
         raise ExplainError(f"cannot read live attributions {path.name}: {e}") from None
     out["epochs"] = [int(e) for e in out["epochs"]]

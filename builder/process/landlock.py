@@ -46,11 +46,14 @@ REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, MAKE_DIR, MAKE_REG, MAKE_SOCK, MAKE_FIFO, MA
     1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 8, 1 << 9, 1 << 10, 1 << 11, 1 << 12)
 REFER, TRUNCATE = 1 << 13, 1 << 14  # ABI 2, ABI 3
 READ = EXECUTE | READ_FILE | READ_DIR
-WRITE = WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_CHAR | MAKE_DIR | MAKE_REG | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK
+WRITE = WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG
 #: handled and granted nowhere: a confined process makes no symbolic link. The server reads what a confined process
 #: wrote (a run's weights, model card and reports for its owner, a worker's answer): a link planted there would hand
 #: it a file the process itself may not read (identity.key, another owner's run).
 NO_LINKS = MAKE_SYM
+#: handled and granted nowhere either: a confined process makes no named pipe, socket or device file. Opened by a
+#: page reading a run's report (a named pipe renamed over ``report.json``), it would wait for a writer for ever.
+NO_SPECIAL_FILES = MAKE_FIFO | MAKE_SOCK | MAKE_CHAR | MAKE_BLOCK
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE  # the rights a rule on a single file may carry
 NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
 SCOPE_ABSTRACT_UNIX = 1 << 0  # ABI 6
@@ -87,7 +90,7 @@ def abi() -> int:
 
 def handled(version: int) -> int:
     """The file rights this module handles under ABI ``version`` (what is not handled stays allowed)."""
-    rights = READ | WRITE | NO_LINKS
+    rights = READ | WRITE | NO_LINKS | NO_SPECIAL_FILES
     if version >= 2:
         rights |= REFER
     if version >= 3:
@@ -113,10 +116,10 @@ def restrict(read: Iterable[str | os.PathLike], write: Iterable[str | os.PathLik
              ports: Iterable[int] | None = None) -> int:
     """Confine this process (and what it starts) to reading and executing beneath ``read``, reading and writing
     beneath ``write``, reading and writing the single ``files``, and reading the files beneath ``named`` whose
-    names it knows (no folder there can be listed); a path that does not exist is skipped. It
-    makes no symbolic link anywhere (:data:`NO_LINKS`). Unless ``ports`` is None, and where the kernel has
-    network rules (:func:`net_abi`), it binds no TCP port and connects only to ``ports`` (and, from ABI 6, to no
-    abstract UNIX socket outside its domain). Returns the ABI applied (0: this kernel has no Landlock, nothing changed).
+    names it knows (no folder there can be listed); a path that does not exist is skipped. It makes no symbolic
+    link (:data:`NO_LINKS`), named pipe, socket or device file (:data:`NO_SPECIAL_FILES`) anywhere. Unless
+    ``ports`` is None, and where the kernel has network rules (:func:`net_abi`), it binds no TCP port and connects
+    only to ``ports`` (and, from ABI 6, to no abstract UNIX socket outside its domain). Returns the ABI applied (0: this kernel has no Landlock, nothing changed).
 
     Raises:
         OSError: the kernel has Landlock but refused the ruleset (nothing is confined then).
@@ -384,5 +387,6 @@ def confine(rules: Confinement | str | None) -> str:
     return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{tcp}{left}"
 
 
-__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "NO_LINKS", "Confinement", "confinement", "db_files",
+__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "NO_LINKS",
+           "NO_SPECIAL_FILES", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

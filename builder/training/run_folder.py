@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -347,11 +348,15 @@ def read_json_file(path: str | os.PathLike) -> Any:
     folder, and one its model turned against it could leave a file that would stop the page of whoever reads the
     run (its owner, the teacher of its class, everyone in shared mode): read back, it is no report. Every reader of
     a run folder's JSON (reports, health, forecasts, text samples, the job spec) reads through this."""
-    path = Path(path)
-    try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
+    try:  # one handle, capped: a size read beforehand is another file's once the job renames a new one over it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe there is opened without waiting for a writer
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # ... and refused, as a device is
+                return None
+            data = fh.read(MAX_REPORT_BYTES + 1)
+        if len(data) > MAX_REPORT_BYTES:
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
 

@@ -144,6 +144,38 @@ def test_a_long_run_keeps_its_frames_within_the_cap_and_spans_the_run(monkeypatc
     assert len(live.epochs) >= 5 and live.every > 1
 
 
+def test_frames_renamed_over_the_file_once_its_size_was_read_are_still_bounded(tmp_path, monkeypatch):
+    """The job renames new frames over the file while a page plays it back: the size checked before opening was
+    the old file's, and a far larger file renamed in between was read whole into the server. The tensors of the
+    file actually open are bounded (from its header) before any is read."""
+    import os
+
+    import safetensors
+
+    from builder.interpret import live as live_mod
+
+    tr = _trainer()
+    live = LiveAttributions("saliency", n_samples=2)
+    live.on_train_begin(tr)
+    live.on_epoch_end(tr, 0, {"epoch": 1})
+    path = live.save(tmp_path / "live.safetensors")
+    small = path.stat().st_size
+    for e in range(1, 40):
+        live.on_epoch_end(tr, e, {"epoch": e + 1})
+    big = live.save(tmp_path / "big.safetensors")
+    assert big.stat().st_size > 4 * small
+    monkeypatch.setattr(live_mod, "MAX_FILE_BYTES", 2 * small)
+    real = safetensors.safe_open
+
+    def renamed_first(name, *args, **kwargs):  # the job's rename lands between the size check and the open
+        os.replace(big, path)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors, "safe_open", renamed_first)
+    with pytest.raises(ExplainError, match="too large to play back"):
+        live_mod.load_frames(path)
+
+
 def test_a_frames_file_over_the_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
     from builder.interpret import live as live_mod
 

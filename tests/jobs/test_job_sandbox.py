@@ -744,6 +744,48 @@ print(json.dumps(out))
     assert got is None or (tmp_path / "ws" / "identity.key").read_bytes() not in got
 
 
+def test_a_confined_job_makes_no_named_pipe_for_a_page_to_wait_on(tmp_path):
+    """The pages read what a job wrote in its run folder (its reports through ``read_json_file``, its weights and
+    checkpoints): a named pipe renamed over ``report.json`` kept whoever opened it waiting for a writer for ever,
+    and a UNIX socket or device node there is no report either. A confined process makes none of them (Landlock:
+    MAKE_FIFO, MAKE_SOCK, MAKE_CHAR and MAKE_BLOCK are handled and granted nowhere)."""
+    from builder.process import landlock
+
+    seen = _run_python(f"""
+import json, os, socket
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+ws = Path({str(tmp_path / 'ws')!r})
+store = RunStore(ws, actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+folder = Path(store.folder(mine))
+line = landlock.confine(job_sandbox.confinement(store, mine, a))
+out = {{"line": line}}
+try:
+    os.mkfifo(folder / "pipe")
+    out["fifo"] = "made"
+except OSError as e:
+    out["fifo"] = e.errno
+try:
+    (folder / "file").write_text("{{}}")
+    out["file"] = "made"
+except OSError as e:
+    out["file"] = e.errno
+print(json.dumps(out))
+""")
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    assert seen["file"] == "made", seen  # the folder is the job's to write
+    assert seen["fifo"] != "made", seen
+
+
 def test_a_confined_job_reads_the_shared_dataset_cache_and_writes_only_its_own(tmp_path):
     """The decoded-image and parsed-table caches are shared by every owner (an entry per file content), and a
     confined job could write them: one that a person's model turned against the process could rewrite the pixels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -187,3 +188,33 @@ def test_files_a_hostile_job_leaves_in_its_run_folder_read_back_as_nothing(tmp_p
     assert folder.read_robustness() == {"eps": [0.1, 0.2, 0.3]}
     monkeypatch.setattr(rf, "MAX_REPORT_BYTES", 10)
     assert folder.read_robustness() is None  # over the bound: not read at all
+
+
+def test_a_report_is_bounded_by_what_is_read_not_by_a_size_read_before(tmp_path, monkeypatch):
+    """A job renames a new report over the one a page opens: the size the page read before opening was the old
+    file's, and a large file renamed in between was read whole into the server. The bound holds on what is read
+    through the one handle (here the size read first is the old, small file's)."""
+    import builder.training.run_folder as rf
+
+    folder = rf.RunFolder(tmp_path)
+    folder.robustness.write_text(json.dumps({"eps": [0.1] * 100}))
+    real = Path.stat
+
+    def stale(self, *args, **kwargs):  # what stat said just before the big file was renamed over the small one
+        st = real(self, *args, **kwargs)
+        return os.stat_result((st.st_mode, *st[1:6], 5, *st[7:])) if self == folder.robustness else st
+
+    monkeypatch.setattr(Path, "stat", stale)
+    monkeypatch.setattr(rf, "MAX_REPORT_BYTES", 100)
+    assert folder.read_robustness() is None
+
+
+def test_a_named_pipe_as_a_report_is_no_report_and_keeps_no_page_waiting(tmp_path):
+    """A named pipe where a report should be (a confined job makes none; a job outside Landlock could): opened, it
+    waited for a writer for ever, and the page reading it with it. It is refused as soon as it is opened."""
+    import builder.training.run_folder as rf
+
+    folder = rf.RunFolder(tmp_path)
+    os.mkfifo(folder.robustness)
+    assert folder.read_robustness() is None
+    assert rf.read_json_file(folder.robustness) is None
