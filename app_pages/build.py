@@ -126,6 +126,30 @@ def _fmt_list(v) -> str:
     return "" if v is None else str(v)
 
 
+def _shown(p, cur):
+    """What the inspector's widget for parameter ``p`` shows for the value ``cur``."""
+    if p.kind == "bool":
+        return bool(cur)
+    if p.kind == "choice":
+        choices = list(p.choices or [])
+        return cur if cur in choices else next(iter(choices), None)
+    if p.kind in ("int", "float"):
+        try:
+            return (int(cur) if p.kind == "int" else float(cur)) if cur is not None else None
+        except (TypeError, ValueError):
+            return None
+    return _fmt_list(cur)
+
+
+def _follow(key: str, shown) -> None:
+    """Make the inspector's widget ``key`` show ``shown``, the graph's value, when it holds another: a rename or a
+    parameter typed on the canvas changes the graph without a new revision, and a widget with a key keeps the
+    value it holds whatever ``value=`` says (the Name box said "" beside a layer renamed on the canvas). What the
+    person typed here that did not parse (a kernel of "three") gives way to the value kept; its warning stays."""
+    if key in st.session_state and st.session_state[key] != shown:
+        del st.session_state[key]
+
+
 def inspector(report) -> None:
     sel = st.session_state.get("ll_selected")
     g = ui.graph()
@@ -148,6 +172,7 @@ def inspector(report) -> None:
     rev = st.session_state.ll_revision
     # widget keys carry the revision so a replaced graph never shows stale widget values
     k = f"ll_label_{node.id}_{rev}"
+    _follow(k, node.label or "")
     st.text_input("Name", value=node.label or "", key=k, max_chars=200, placeholder=node.id,
                   on_change=_rename, args=(node.id, k), help="A display name for this layer (its id stays "
                   f"`{node.id}`)")
@@ -164,10 +189,12 @@ def inspector(report) -> None:
     for p in spec.params:
         wk = f"ll_p_{node.id}_{p.name}_{rev}"
         cur = params.get(p.name, p.default)
+        shown = _shown(p, cur)
+        _follow(wk, shown)
         label = p.name.replace("_", " ")
         helptext = p.help or None
         if p.kind == "bool":
-            st.toggle(label, value=bool(cur), key=wk, help=helptext, on_change=_update_param,
+            st.toggle(label, value=shown, key=wk, help=helptext, on_change=_update_param,
                       args=(node.id, p.name, wk, p.kind))
         elif p.kind == "choice":
             choices = list(p.choices or [])
@@ -175,11 +202,7 @@ def inspector(report) -> None:
             st.selectbox(label, choices, index=idx, key=wk, help=helptext, on_change=_update_param,
                          args=(node.id, p.name, wk, p.kind), format_func=lambda c: str(c))
         elif p.kind in ("int", "float"):
-            is_int = p.kind == "int"
-            try:
-                val = (int(cur) if is_int else float(cur)) if cur is not None else None
-            except (TypeError, ValueError):
-                val = None
+            is_int, val = p.kind == "int", shown
             lo = None if p.min is None else (int(p.min) if is_int else float(p.min))
             hi = None if p.max is None else (int(p.max) if is_int else float(p.max))
             if val is not None and ((lo is not None and val < lo) or (hi is not None and val > hi)):
@@ -189,7 +212,7 @@ def inspector(report) -> None:
                             args=(node.id, p.name, wk, p.kind),
                             placeholder="none" if p.nullable else None)
         else:
-            st.text_input(label, value=_fmt_list(cur), key=wk, help=helptext, on_change=_update_param,
+            st.text_input(label, value=shown, key=wk, help=helptext, on_change=_update_param,
                           args=(node.id, p.name, wk, p.kind))
         err = st.session_state.get(f"ll_perr_{node.id}_{p.name}")
         if err:
@@ -197,8 +220,9 @@ def inspector(report) -> None:
     if info is not None and info.inferred:
         st.markdown("**Inferred from the input**")
         for name, v in info.inferred.items():
-            st.text_input(name.replace("_", " "), value=_fmt_list(v), disabled=True,
-                          key=f"ll_inf_{node.id}_{name}_{rev}", help="Set automatically from the incoming tensor")
+            _follow(ik := f"ll_inf_{node.id}_{name}_{rev}", _fmt_list(v))
+            st.text_input(name.replace("_", " "), value=_fmt_list(v), disabled=True, key=ik,
+                          help="Set automatically from the incoming tensor")
     if spec.doc_url:
         st.caption(f"[PyTorch docs for {spec.type}]({spec.doc_url})")
     st.button("Delete layer", icon=":material/delete:", key=f"ll_del_{node.id}_{rev}", on_click=_delete_node,

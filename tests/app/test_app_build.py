@@ -312,3 +312,29 @@ def test_train_this_on_data_the_network_cannot_take_names_the_network_that_can(w
     assert any("MLP for tabular data" in e for e in said) and not any("set shape to" in e for e in said), said
     assert not any(e.count("Data page") > 1 for e in said), said  # where the fix is, said once
     assert at.title[0].value == "Build"  # no run started
+
+
+def test_the_inspector_follows_a_rename_and_a_parameter_typed_on_the_canvas(at):
+    """A layer renamed (or a parameter typed) on the canvas changes the graph without a new revision; the
+    inspector's widgets, keyed by the revision, kept what they first held (a widget with a key ignores a new
+    ``value=``): the Name box stayed empty beside a layer the canvas showed renamed, and out features said 10 after
+    the canvas set 32. They show the graph's values."""
+    at.session_state["ll_selected"] = "fc"
+    at.run()
+    rev = at.session_state["ll_revision"]
+    assert at.text_input(key=f"ll_label_fc_{rev}").value == ""
+    g = graph(at)
+    renamed = g.model_copy(update={"nodes": [n.model_copy(update={"label": "<i>head</i>",
+                                                                  "params": {**n.params, "out_features": 32}})
+                                             if n.id == "fc" else n for n in g.nodes]})
+    at.session_state["ll_canvas"] = {"value": {"graph": renamed.model_dump(mode="json"), "selected": "fc",
+                                               "revision": rev}, "event": None}
+    at.run()
+    assert not at.exception and at.session_state["ll_revision"] == rev  # the browser's own edit: no new revision
+    assert graph(at).node("fc").label == "<i>head</i>"
+    assert at.text_input(key=f"ll_label_fc_{rev}").value == "<i>head</i>"
+    assert at.number_input(key=f"ll_p_fc_out_features_{rev}").value == 32
+    # typed here afterwards, the inspector's edit applies to the graph the canvas shows
+    at.text_input(key=f"ll_label_fc_{rev}").set_value("head").run()
+    g = graph(at)
+    assert g.node("fc").label == "head" and g.node("fc").params["out_features"] == 32
