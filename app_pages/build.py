@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from pathlib import Path
 
@@ -141,13 +142,13 @@ def _shown(p, cur):
     return _fmt_list(cur)
 
 
-def _follow(key: str, shown) -> None:
-    """Make the inspector's widget ``key`` show ``shown``, the graph's value, when it holds another: a rename or a
-    parameter typed on the canvas changes the graph without a new revision, and a widget with a key keeps the
-    value it holds whatever ``value=`` says (the Name box said "" beside a layer renamed on the canvas). What the
-    person typed here that did not parse (a kernel of "three") gives way to the value kept; its warning stays."""
-    if key in st.session_state and st.session_state[key] != shown:
-        del st.session_state[key]
+def _following(key: str, shown) -> str:
+    """The key of the inspector's widget ``key`` showing ``shown``, the graph's value: a new widget when the value
+    changed. A rename or a parameter typed on the canvas changes the graph without a new revision, and a widget
+    keeps what it holds (in the browser too) whatever ``value=`` says: the Name box stayed empty beside a layer the
+    canvas showed renamed. What the person typed here that did not parse (a kernel of "three") stays, with its
+    warning, as the graph's value did not change."""
+    return f"{key}_{hashlib.sha256(repr(shown).encode()).hexdigest()[:8]}"
 
 
 def inspector(report) -> None:
@@ -171,8 +172,7 @@ def inspector(report) -> None:
     st.caption(spec.description)
     rev = st.session_state.ll_revision
     # widget keys carry the revision so a replaced graph never shows stale widget values
-    k = f"ll_label_{node.id}_{rev}"
-    _follow(k, node.label or "")
+    k = _following(f"ll_label_{node.id}_{rev}", node.label or "")
     st.text_input("Name", value=node.label or "", key=k, max_chars=200, placeholder=node.id,
                   on_change=_rename, args=(node.id, k), help="A display name for this layer (its id stays "
                   f"`{node.id}`)")
@@ -187,10 +187,9 @@ def inspector(report) -> None:
                     "once and training keeps the two tied.", icon=":material/link:")
     params = dict(node.params)
     for p in spec.params:
-        wk = f"ll_p_{node.id}_{p.name}_{rev}"
         cur = params.get(p.name, p.default)
         shown = _shown(p, cur)
-        _follow(wk, shown)
+        wk = _following(f"ll_p_{node.id}_{p.name}_{rev}", shown)
         label = p.name.replace("_", " ")
         helptext = p.help or None
         if p.kind == "bool":
@@ -220,8 +219,8 @@ def inspector(report) -> None:
     if info is not None and info.inferred:
         st.markdown("**Inferred from the input**")
         for name, v in info.inferred.items():
-            _follow(ik := f"ll_inf_{node.id}_{name}_{rev}", _fmt_list(v))
-            st.text_input(name.replace("_", " "), value=_fmt_list(v), disabled=True, key=ik,
+            st.text_input(name.replace("_", " "), value=_fmt_list(v), disabled=True,
+                          key=_following(f"ll_inf_{node.id}_{name}_{rev}", _fmt_list(v)),
                           help="Set automatically from the incoming tensor")
     if spec.doc_url:
         st.caption(f"[PyTorch docs for {spec.type}]({spec.doc_url})")

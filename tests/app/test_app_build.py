@@ -22,6 +22,13 @@ def graph(at) -> builder.Graph:
     return at.session_state["ll_project"].graph
 
 
+def _widget(widgets, prefix: str):
+    """The inspector's widget whose key starts with ``prefix`` (its key ends in a digest of the value it shows)."""
+    found = [w for w in widgets if (w.key or "").startswith(prefix)]
+    assert len(found) == 1, [w.key for w in widgets]
+    return found[0]
+
+
 def test_loads_with_the_cnn_template_and_annotations(at):
     g = graph(at)
     assert any(n.type == "Conv2d" for n in g.nodes)
@@ -74,7 +81,7 @@ def test_a_layer_drawn_while_the_inspector_changed_the_graph_is_kept(at):
     at.run()
     rev = at.session_state["ll_revision"]
     drawn = graph(at)  # what the browser holds at this revision
-    at.number_input(key=f"ll_p_conv1_out_channels_{rev}").set_value(8).run()
+    _widget(at.number_input, f"ll_p_conv1_out_channels_{rev}_").set_value(8).run()
     assert at.session_state["ll_revision"] == rev + 1
     # meanwhile, in the browser (still on the old revision): a ReLU dropped and wired after the first ReLU's output
     local = drawn.model_copy(update={
@@ -96,14 +103,13 @@ def test_inspector_edits_params_and_renames_as_text(at):
     at.run()
     assert at.subheader[0].value == "Conv2d"
     rev = at.session_state["ll_revision"]
-    key = f"ll_p_conv1_out_channels_{rev}"
-    at.number_input(key=key).set_value(8).run()
+    _widget(at.number_input, f"ll_p_conv1_out_channels_{rev}_").set_value(8).run()
     assert graph(at).node("conv1").params["out_channels"] == 8
     assert at.session_state["ll_revision"] == rev + 1
     _, report, ann = at.session_state["ll_ann"]
     assert ann["nodes"]["conv1"]["shape"] == "(B, 8, 8, 8)"
     rev = at.session_state["ll_revision"]
-    at.text_input(key=f"ll_label_conv1_{rev}").set_value("<b>first</b>").run()
+    _widget(at.text_input, f"ll_label_conv1_{rev}_").set_value("<b>first</b>").run()
     assert graph(at).node("conv1").label == "<b>first</b>"
     assert not any("<b>" in m.value for m in at.markdown), "user text is never rendered as markdown/HTML"
 
@@ -112,10 +118,10 @@ def test_kernel_pair_parsing_and_bad_input(at):
     at.session_state["ll_selected"] = "conv1"
     at.run()
     rev = at.session_state["ll_revision"]
-    at.text_input(key=f"ll_p_conv1_kernel_size_{rev}").set_value("3, 5").run()
+    _widget(at.text_input, f"ll_p_conv1_kernel_size_{rev}_").set_value("3, 5").run()
     assert graph(at).node("conv1").params["kernel_size"] == [3, 5]
     rev = at.session_state["ll_revision"]
-    at.text_input(key=f"ll_p_conv1_kernel_size_{rev}").set_value("three").run()
+    _widget(at.text_input, f"ll_p_conv1_kernel_size_{rev}_").set_value("three").run()
     assert graph(at).node("conv1").params["kernel_size"] == [3, 5]
     assert any("whole numbers" in w.value for w in at.warning)
 
@@ -322,7 +328,7 @@ def test_the_inspector_follows_a_rename_and_a_parameter_typed_on_the_canvas(at):
     at.session_state["ll_selected"] = "fc"
     at.run()
     rev = at.session_state["ll_revision"]
-    assert at.text_input(key=f"ll_label_fc_{rev}").value == ""
+    assert _widget(at.text_input, f"ll_label_fc_{rev}_").value == ""
     g = graph(at)
     renamed = g.model_copy(update={"nodes": [n.model_copy(update={"label": "<i>head</i>",
                                                                   "params": {**n.params, "out_features": 32}})
@@ -332,9 +338,9 @@ def test_the_inspector_follows_a_rename_and_a_parameter_typed_on_the_canvas(at):
     at.run()
     assert not at.exception and at.session_state["ll_revision"] == rev  # the browser's own edit: no new revision
     assert graph(at).node("fc").label == "<i>head</i>"
-    assert at.text_input(key=f"ll_label_fc_{rev}").value == "<i>head</i>"
-    assert at.number_input(key=f"ll_p_fc_out_features_{rev}").value == 32
+    assert _widget(at.text_input, f"ll_label_fc_{rev}_").value == "<i>head</i>"
+    assert _widget(at.number_input, f"ll_p_fc_out_features_{rev}_").value == 32
     # typed here afterwards, the inspector's edit applies to the graph the canvas shows
-    at.text_input(key=f"ll_label_fc_{rev}").set_value("head").run()
+    _widget(at.text_input, f"ll_label_fc_{rev}_").set_value("head").run()
     g = graph(at)
     assert g.node("fc").label == "head" and g.node("fc").params["out_features"] == 32

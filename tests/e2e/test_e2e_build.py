@@ -85,6 +85,8 @@ def test_drag_connect_shapes_badge_and_rename(page):
     assert page.dialogs == []
     assert page.locator("img[src=x]").count() == 0
     assert node.inner_text().count("<img") == 1
+    # the inspector beside it names the layer as the canvas does (its Name box stayed empty)
+    expect(page.locator("[data-testid=stMain] input[aria-label='Name']")).to_have_value(XSS, timeout=15_000)
     shot(page, "build-renamed")
 
     # the same text as the project name is shown literally on other pages too
