@@ -99,14 +99,17 @@ def job_resources(store: RunStore, run_id: str) -> Resources:
     """A recorded job's resources from LayerLab's estimates: the graph's training memory at its batch size on
     CUDA (:func:`builder.jobs.queue.job_need`) as a share of one GPU when the job may use one, the same on CPU
     plus :data:`RAM_BASE` as host memory."""
-    data = json.loads(store.folder(run_id, actor=SYSTEM).job_spec.read_text(encoding="utf-8"))
+    data = store.folder(run_id, actor=SYSTEM).read_job_spec()  # bounded: its job wrote this folder
+    if data is None:
+        raise RunStoreError(f"run {run_id}: its job spec (job.json) is missing or unreadable. Fix: start a new run")
     origin = data.pop("origin", None)
     spec = JobSpec(**{**(origin or data), "owner": "local"})
     project = load_project(spec.project)
     batch = (spec.config or {}).get("batch_size") or (project.training or {}).get("batch_size") or 64
     with one_analysis_per_graph():  # the GPU estimate reuses the host-memory estimate's analysis
         ram = training_memory(infer_shapes(project.graph), int(batch), device="cpu").peak + RAM_BASE
-        gpu = job_need(spec) if gpu_device(JobSpec(**{**data, "owner": "local"}), origin) else 0
+        gpu = job_need(spec) if gpu_device(JobSpec(**{**data, "owner": "local"}), origin,
+                                      store.get(run_id, actor=SYSTEM).get("config")) else 0
     return Resources.for_need(gpu, gpu_bytes=gpu_bytes(), ram=ram)
 
 

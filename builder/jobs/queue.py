@@ -45,7 +45,7 @@ from builder.graph.shapes import infer_shapes, one_analysis_per_graph
 from builder.interpret.boundary import DecisionBoundary
 from builder.jobs import job_sandbox
 from builder.jobs.control import POLL_S, SHARED_POLL_S, StoreControl  # noqa: F401 (importable from here as before)
-from builder.jobs.quotas import admit, check_quota
+from builder.jobs.quotas import admit, check_quota, wants_gpu
 from builder.jobs.ray_task import ENV_PLACED
 from builder.jobs.warm import launch_warm, launcher
 from builder.process.launcher import spawn_detached
@@ -66,6 +66,7 @@ from builder.tracking_destinations import (
 from builder.training import gpus as _gpus
 from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig
+from builder.training.run_folder import read_json_file
 from builder.training.run_status import (
     RunStatus,
     beat_s,
@@ -253,14 +254,19 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     if why := resume_refusal(run, more_epochs=bool((spec.config or {}).get("epochs"))):
         raise RunStoreError(why)
     cfg = TrainConfig.from_dict(run.config, **dict(spec.config or {}))  # the changed settings, checked
-    check_quota(store, spec.owner, device=str(cfg.device))
     folder.path.mkdir(parents=True, exist_ok=True)
-    if folder.job_spec.is_file():  # keep what the run was first started with
-        old = json.loads(folder.job_spec.read_text(encoding="utf-8"))
+    # keep what the run was first started with (read bounded: its job wrote this folder and may have left a file
+    # of any size there)
+    if (old := folder.read_job_spec()) is not None:
         # its tracker is this job's (above): an older spec's resolved one is not kept
         data["origin"] = {k: v for k, v in (old.get("origin") or old).items() if k not in ("owner", "tracking")}
         if not spec.callbacks:
             data["callbacks"] = list(data["origin"].get("callbacks") or [])
+    # the quota of the device the job will take: the origin's, which the job itself could have rewritten since,
+    # decides it (_device_setting), so a GPU's time is checked whatever the run's settings say
+    origin = data.get("origin") if isinstance(data.get("origin"), dict) else None
+    devices = [str(cfg.device), _device_setting(spec, origin, run.get("config"))]
+    check_quota(store, spec.owner, device=next((d for d in devices if wants_gpu(d)), devices[0]))
     _write_json(folder.job_spec, data)
     store.requeue(run.id)  # queued at the back, pid = this process until the job process takes over
     return run.id
@@ -282,8 +288,8 @@ def _credentials(job_spec: Path) -> bool:
     """Whether the job of this ``job.json`` gets the admin's MLflow credentials: its tracker is the admin's default
     (:func:`builder.jobs.job_sandbox.tracking_credentials`); False for one that cannot be read."""
     try:
-        return job_sandbox.tracking_credentials(json.loads(job_spec.read_text(encoding="utf-8")).get("tracking"))
-    except (OSError, ValueError, AttributeError):
+        return job_sandbox.tracking_credentials((read_json_file(job_spec) or {}).get("tracking"))
+    except (ValueError, AttributeError):
         return False
 
 
@@ -447,17 +453,18 @@ def _wait_for_slot(store: RunStore, run_id: str, need: int = 0,
 GPU_SETTINGS = ("auto", "cuda")  # the device settings with which a job may be placed on a GPU of this host
 
 
-def _device_setting(spec: JobSpec, origin: dict | None) -> str:
-    """A job's device setting (``auto`` unless its config or project names one)."""
+def _device_setting(spec: JobSpec, origin: dict | None, recorded: dict | None = None) -> str:
+    """A job's device setting: its spec's, over the one its run was first started with (``origin``), over the run's
+    ``recorded`` config; else its project's; else ``auto``."""
     first = origin or {}
-    return str({**(first.get("config") or {}), **(spec.config or {})}.get("device")
+    return str({**(recorded or {}), **(first.get("config") or {}), **(spec.config or {})}.get("device")
                or ((first.get("project") or spec.project or {}).get("training") or {}).get("device") or "auto")
 
 
-def gpu_device(spec: JobSpec, origin: dict | None) -> str | None:
+def gpu_device(spec: JobSpec, origin: dict | None, recorded: dict | None = None) -> str | None:
     """The device setting of a job when it may go to a GPU (``auto`` or ``cuda``), else None (CPU, MPS, or a
     numbered GPU the user chose)."""
-    dev = _device_setting(spec, origin)
+    dev = _device_setting(spec, origin, recorded)
     return dev if dev in GPU_SETTINGS else None
 
 
@@ -494,7 +501,9 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
     callbacks: list = []
     held = False
     try:  # from here on a failure (a GPU that cannot start, a limit met while importing, too) is recorded with the run
-        data = json.loads(store.folder(run_id).job_spec.read_text(encoding="utf-8"))
+        data = store.folder(run_id).read_job_spec()
+        if data is None:
+            raise RunStoreError(f"run {run_id}: its job spec (job.json) is missing or unreadable. Fix: start a new run")
         owner = owner_of(store.get(run_id))  # job.json names no owner: the run row does
         origin = data.pop("origin", None)
         origin = {**origin, "owner": owner} if origin else None
@@ -502,7 +511,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         store = store.as_actor(Actor.of_job(spec.owner))  # ids in its project (init_from, teacher) are its owner's
         torch.set_num_threads(torch_threads())
         placed = os.environ.get(ENV_PLACED) == run_id  # a cluster's scheduler placed it (executors.py)
-        device = _device_setting(spec, origin)  # read before the project is parsed below
+        device = _device_setting(spec, origin, store.get(run_id).get("config"))  # before the project is parsed
         gpus = GPU_QUERY() if device in GPU_SETTINGS and not placed else []
         sized = JobSpec(**origin) if origin else spec
         if gpus:  # parsed once: the GPU estimate and the training read the same Project

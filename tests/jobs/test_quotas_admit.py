@@ -120,6 +120,36 @@ def test_gpu_quota_refuses_gpu_jobs_not_cpu_jobs(ws, monkeypatch):
     assert quotas.wants_gpu("cuda:1") and quotas.wants_gpu(None) and not quotas.wants_gpu("mps")
 
 
+def test_a_job_that_rewrote_its_job_file_for_a_gpu_is_held_to_the_gpu_quota_on_resume(ws, monkeypatch):
+    """A job writes its own run folder, job.json included. One on the CPU that rewrote the device its run was first
+    started with (job.json's origin, which the resumed job trains with) to ``cuda`` was resumed onto a GPU past its
+    owner's GPU-time quota: the quota was checked for the run's recorded CPU setting. It is checked for the device
+    the resumed job will take; a job file grown past any report's size is not read into the server either."""
+    import json
+
+    _no_launch(monkeypatch)
+    store = RunStore(ws, actor=SYSTEM)
+    used = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME)
+    store.update_status(used, "running")
+    store.set_environment(used, device="cuda:0")
+    past = datetime.now(timezone.utc) - timedelta(hours=2)
+    store.update_run(used, started_at=past.isoformat(timespec="seconds"), queued_at=past.timestamp() - 1)
+    store.finish(used, "finished")
+    monkeypatch.setenv("LAYERLAB_QUOTA_GPU_SECONDS", "3600")
+    rid = submit(store, _spec(ME, device="cpu"))  # a CPU job uses no GPU time: admitted
+    store.finish(rid, "stopped")
+    job = store.folder(rid).job_spec
+    first = json.loads(job.read_text())
+    jobs.submit(store, JobSpec(project={}, dataset="", owner=ME, resume_run=rid))  # untouched: admitted again
+    store.finish(rid, "stopped")
+    job.write_text(json.dumps({**first, "config": {**first["config"], "device": "cuda"}}))  # what the job wrote
+    with pytest.raises(QuotaError, match="GPU-seconds"):
+        jobs.submit(store, JobSpec(project={}, dataset="", owner=ME, resume_run=rid))
+    job.write_text(json.dumps(first) + " " * (2**20 * 17))  # past any report's size: not read, nothing carried
+    jobs.submit(store, JobSpec(project={}, dataset="", owner=ME, resume_run=rid))
+    assert "origin" not in json.loads(job.read_text())
+
+
 def test_a_refusal_names_where_its_limit_was_set(ws, monkeypatch):
     import json
 
