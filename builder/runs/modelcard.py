@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from builder.training.metrics import loss_kind
 from builder.training.metrics_units import metric_in_units
 from builder.training.objectives import has_objective, resolve_objective
 from builder.training.prune import latency_cell, latency_text
-from builder.training.run_folder import RunFolder
+from builder.training.run_folder import RunFolder, read_json_file
 
 
 def _shown_options(run: dict) -> dict:
@@ -236,7 +235,7 @@ def _quantization(run_dir: Path | None) -> list[str]:
     if path is None or not path.is_file():
         return []
     try:
-        q = json.loads(path.read_text(encoding="utf-8"))
+        q = read_json_file(path) or {}
         return ["", "## Quantization (ONNX, dynamic int8)", "",
                 f"- file size {int(q['bytes_before']):,} -> {int(q['bytes_after']):,} bytes (ratio {float(q['ratio']):.3f})",
                 f"- test {q['metric']} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta {_fmt(q['delta'])}) "

@@ -18,6 +18,7 @@ from typing import Any
 
 from builder.data.text import RunTokenizer
 from builder.errors import TrainingError
+from builder.training.run_folder import read_text_file
 
 __all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "inherit_tokenizer", "pretrained_of", "TEXT_SOURCE", "child_options", "BASELINE_TAG", "baseline_tag", "baseline_line"]
 
@@ -60,9 +61,9 @@ def inherit_tokenizer(store: Any, init_from: str | None, dataset: Any, options: 
     if not init_from or store is None or dataset != TEXT_SOURCE or opts.get("tokenizer") not in (None, "pretrained"):
         return opts
     run = store.get(init_from)  # exact id, a run the store's actor may read (else "no run X of yours")
-    path = store.folder(run["id"]).tokenizer
-    if path.is_file():
-        opts.update(tokenizer="pretrained", pretrained=RunTokenizer(path.read_text(encoding="utf-8")))
+    text = read_text_file(store.folder(run["id"]).tokenizer)  # bounded: its job wrote it
+    if text is not None:
+        opts.update(tokenizer="pretrained", pretrained=RunTokenizer(text))
     return opts
 
 
@@ -71,8 +72,8 @@ def pretrained_of(store: Any, run: Any) -> dict:
     trained with a pretrained tokenizer (``{"pretrained": text}``), else nothing."""
     if (run.get("dataset_options") or {}).get("tokenizer") != "pretrained":
         return {}
-    path = store.folder(run["id"]).tokenizer
-    return {"pretrained": RunTokenizer(path.read_text(encoding="utf-8"))} if path.is_file() else {}
+    text = read_text_file(store.folder(run["id"]).tokenizer)  # bounded: its job wrote it
+    return {"pretrained": RunTokenizer(text)} if text is not None else {}
 
 
 def child_options(training: dict | None, config: Any, options: dict) -> dict:

@@ -303,10 +303,7 @@ class RunFolder:
 
     def read_model_card(self) -> str | None:
         """The written model card, or None when there is none yet."""
-        try:
-            return self.model_card.read_text(encoding="utf-8")
-        except OSError:
-            return None
+        return read_text_file(self.model_card)
 
 
 def keep_report(store: Any, report: Any, what: str) -> Path:
@@ -342,22 +339,34 @@ def keeping(store: Any, run_id: str | None, what: str = "report") -> RunFolder:
 MAX_REPORT_BYTES = 16 * 2**20  # a report, latency record or job spec read back (each is a few KiB)
 
 
+def read_text_file(path: str | os.PathLike, limit: int | None = None) -> str | None:
+    """The UTF-8 text a run's folder holds at ``path``, or None: missing, unreadable, not a regular file, over
+    ``limit`` bytes (:data:`MAX_REPORT_BYTES` unless given) or not UTF-8. Read through one handle with a cap: a size read beforehand is another file's once
+    the job renames a new one over it, and a named pipe there is opened without waiting for a writer, then refused.
+    Every reader of a run folder's text (its JSON, model card, tokenizer) reads through this."""
+    limit = MAX_REPORT_BYTES if limit is None else limit
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = fh.read(limit + 1)
+        return data.decode("utf-8") if len(data) <= limit else None
+    except (OSError, ValueError):
+        return None
+
+
 def read_json_file(path: str | os.PathLike) -> Any:
     """The JSON value a run's folder holds at ``path``, or None: missing, unreadable, over
     :data:`MAX_REPORT_BYTES`, not JSON, or nested past the parser's depth. A job's process writes into its run
     folder, and one its model turned against it could leave a file that would stop the page of whoever reads the
     run (its owner, the teacher of its class, everyone in shared mode): read back, it is no report. Every reader of
-    a run folder's JSON (reports, health, forecasts, text samples, the job spec) reads through this."""
-    try:  # one handle, capped: a size read beforehand is another file's once the job renames a new one over it
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe there is opened without waiting for a writer
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # ... and refused, as a device is
-                return None
-            data = fh.read(MAX_REPORT_BYTES + 1)
-        if len(data) > MAX_REPORT_BYTES:
-            return None
-        return json.loads(data.decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
+    a run folder's JSON (reports, health, forecasts, text samples, the job spec) reads through this
+    (:func:`read_text_file`)."""
+    text = read_text_file(path)
+    try:
+        return None if text is None else json.loads(text)
+    except (ValueError, RecursionError):
         return None
 
 
@@ -373,4 +382,4 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-__all__ = ["RunFolder", "keep_report", "keeping", "read_json_file", "MAX_REPORT_BYTES"]
+__all__ = ["RunFolder", "keep_report", "keeping", "read_json_file", "read_text_file", "MAX_REPORT_BYTES"]

@@ -218,3 +218,15 @@ def test_a_named_pipe_as_a_report_is_no_report_and_keeps_no_page_waiting(tmp_pat
     os.mkfifo(folder.robustness)
     assert folder.read_robustness() is None
     assert rf.read_json_file(folder.robustness) is None
+
+
+def test_a_model_card_or_tokenizer_past_the_bound_is_not_read(tmp_path, monkeypatch):
+    """The model card and a run's tokenizer are text its job wrote: read bounded too (they were read whole)."""
+    import builder.training.run_folder as rf
+
+    folder = rf.RunFolder(tmp_path)
+    folder.model_card.write_text("# card\n" + "x" * 200)
+    assert folder.read_model_card().startswith("# card")
+    monkeypatch.setattr(rf, "MAX_REPORT_BYTES", 100)
+    assert folder.read_model_card() is None
+    assert rf.read_text_file(folder.model_card, limit=1000).startswith("# card")
