@@ -99,9 +99,7 @@ def job_resources(store: RunStore, run_id: str) -> Resources:
     """A recorded job's resources from LayerLab's estimates: the graph's training memory at its batch size on
     CUDA (:func:`builder.jobs.queue.job_need`) as a share of one GPU when the job may use one, the same on CPU
     plus :data:`RAM_BASE` as host memory."""
-    data = store.folder(run_id, actor=SYSTEM).read_job_spec()  # bounded: its job wrote this folder
-    if data is None:
-        raise RunStoreError(f"run {run_id}: its job spec (job.json) is missing or unreadable. Fix: start a new run")
+    data = store.folder(run_id, actor=SYSTEM).job_spec_to_run()
     origin = data.pop("origin", None)
     spec = JobSpec(**{**(origin or data), "owner": "local"})
     project = load_project(spec.project)

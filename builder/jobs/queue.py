@@ -501,9 +501,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
     callbacks: list = []
     held = False
     try:  # from here on a failure (a GPU that cannot start, a limit met while importing, too) is recorded with the run
-        data = store.folder(run_id).read_job_spec()
-        if data is None:
-            raise RunStoreError(f"run {run_id}: its job spec (job.json) is missing or unreadable. Fix: start a new run")
+        data = store.folder(run_id).job_spec_to_run()
         owner = owner_of(store.get(run_id))  # job.json names no owner: the run row does
         origin = data.pop("origin", None)
         origin = {**origin, "owner": owner} if origin else None

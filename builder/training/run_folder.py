@@ -270,6 +270,18 @@ class RunFolder:
         """The job spec as a dict, or None when the run has none (a CLI run) or it cannot be read."""
         return _read_json(self.job_spec)
 
+    def job_spec_to_run(self) -> dict[str, Any]:
+        """The job spec a job is about to run with (:meth:`read_job_spec`, bounded: its job wrote this folder).
+
+        Raises:
+            RunStoreError: it is missing, unreadable, too large or not a JSON object.
+        """
+        data = self.read_job_spec()
+        if data is None:
+            raise RunStoreError(f"run {self.run_id}: its job spec ({self.job_spec.name}) is missing or unreadable. "
+                                "Fix: start a new run")
+        return data
+
     def read_weights(self) -> bytes | None:
         """The final weights file's bytes (what a Weights download delivers), or None before the run finished."""
         return _read_bytes(self.weights)

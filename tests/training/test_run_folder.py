@@ -230,3 +230,20 @@ def test_a_model_card_or_tokenizer_past_the_bound_is_not_read(tmp_path, monkeypa
     monkeypatch.setattr(rf, "MAX_REPORT_BYTES", 100)
     assert folder.read_model_card() is None
     assert rf.read_text_file(folder.model_card, limit=1000).startswith("# card")
+
+
+def test_a_job_spec_to_run_that_cannot_be_read_is_refused_with_its_fix(tmp_path):
+    """A job starts from its job.json, which its earlier process could have replaced: read bounded, and a missing,
+    oversized or non-object file stops the job with one line, not a traceback or an allocation of its size."""
+    import builder.training.run_folder as rf
+
+    folder = rf.RunFolder(tmp_path / "20261127-120000-abcdef")
+    folder.path.mkdir()
+    for text in (None, "[1, 2]", '{"project": {}}' + " " * (rf.MAX_REPORT_BYTES + 1)):
+        if text is not None:
+            folder.job_spec.write_text(text)
+        with pytest.raises(RunStoreError, match=r"run 20261127-120000-abcdef: its job spec \(job.json\) is missing "
+                                                r"or unreadable\. Fix: start a new run"):
+            folder.job_spec_to_run()
+    folder.job_spec.write_text('{"project": {}, "dataset": "moons"}')
+    assert folder.job_spec_to_run() == {"project": {}, "dataset": "moons"}
