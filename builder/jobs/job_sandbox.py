@@ -169,7 +169,7 @@ def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> 
             read.append(lib)
     with contextlib.suppress(Exception):  # a network tracker: nothing on this host
         write += [p if p.is_dir() else p.parent for p in local_paths(tracking or "")]
-    rules = landlock.confinement(store, run_id, owner, read=read, write=write, database=False)
+    rules = landlock.confinement(store, run_id, owner, read=read, write=write, database=False, tracker=tracking)
     return (replace(rules, ports=tcp_ports(tracking), udp=names_a_host(tracking)) if isinstance(rules, Confinement)
             else rules)
 

@@ -243,7 +243,7 @@ def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[
 
 
 def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: Iterable = (),
-                database: bool = True) -> Confinement | str:
+                database: bool = True, tracker: str | None = None) -> Confinement | str:
     """What a process working on ``owner``'s run ``run_id`` (a training job, a quantization) may touch once
     confined: read the interpreter and system (:func:`system_read_paths`), this package, the owner's own folder
     (its uploads), the folders of the runs the owner may read (``store.list_runs`` as the job's actor: an
@@ -260,8 +260,9 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     if refused is not None:
         return refused
     readable = store.as_actor(Actor.of_job(owner)).list_runs(limit=100_000)
-    pin(Path(store.workspace), owner)  # its owner's folder name and the server config, read now: identity.key and
-    # server.json close
+    # its owner's folder name and the server config (without its secrets, but for its own ``tracker``'s URI),
+    # read now: identity.key and server.json close
+    pin(Path(store.workspace), owner, [tracker] if tracker else [])
     return _rules(store, owner, [*read, *[store.folder(r["id"], actor=SYSTEM).path for r in readable]],
                   [store.folder(run_id, actor=SYSTEM).path, *write], database=database)
 

@@ -38,6 +38,7 @@ from typing import Any
 from builder.data.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
 from builder.data.disk import write_atomic
 from builder.errors import LayerLabError, StaleProjectError
+from builder.escape import shown_uri
 from builder.graph.project import Project, load_project
 
 ANON_PREFIX = "anon:"
@@ -243,14 +244,44 @@ def _owner_hash(workspace: str | Path, owner: str) -> str:
 _PINNED: dict[tuple[str, str, str], Any] = {}  # a confined job's answers, read before its files were shut
 
 
-def pin(workspace: str | Path, owner: str) -> None:
+#: the server config's settings that hold secrets: the run database's URL (its password; a confined process's store
+#: is its broker, it never opens the database) and the trackers' URIs (the admin's MLflow password or token)
+DATABASE_KEY, TRACKING_KEY = "database_url", "tracking"
+
+
+def confined_config(cfg: dict, keep: Iterable[str] = ()) -> dict:
+    """The server config as a confined process keeps it (:func:`pin`): without the database's URL, and each
+    tracker URI without its credentials (:func:`builder.escape.shown_uri`) but those in ``keep`` (the process's own
+    tracker, which it holds anyway). Code a person's model turned against its process reads what the process holds:
+    the whole config gave every job the database's password and the admin's MLflow credentials, to write into its
+    run's outputs or send to its own tracker.
+
+    >>> confined_config({"database_url": "postgresql://u:pw@db/x", "teachers": ["t"],
+    ...                  "tracking": {"uri": "https://a:pw@ml.org", "allow": ["https://ml.org/x?token=T"]}})
+    {'teachers': ['t'], 'tracking': {'uri': 'https://a:***@ml.org', 'allow': ['https://ml.org/x?token=***']}}
+    """
+    kept = set(keep)
+    out = {k: v for k, v in cfg.items() if k != DATABASE_KEY}
+    tracking = out.get(TRACKING_KEY)
+    if isinstance(tracking, dict):
+        shown = {**tracking}
+        if isinstance(tracking.get("uri"), str) and tracking["uri"] not in kept:
+            shown["uri"] = shown_uri(tracking["uri"])
+        if isinstance(tracking.get("allow"), list):
+            shown["allow"] = [a if not isinstance(a, str) or a in kept else shown_uri(a) for a in tracking["allow"]]
+        out[TRACKING_KEY] = shown
+    return out
+
+
+def pin(workspace: str | Path, owner: str, keep: Iterable[str] = ()) -> None:
     """In a job about to confine its files (:func:`builder.jobs.job_sandbox.confine`: ``identity.key`` and
     ``server.json`` unreadable from then on): keep this process's answers that read them, its owner's folder name
-    and the server config, so the job goes on finding its owner's uploads and settings (the key itself is not
-    kept)."""
+    and the server config without its secrets (:func:`confined_config`; ``keep``: its own tracker's URI), so the
+    job goes on finding its owner's uploads and settings (the key itself is not kept)."""
     ws = str(Path(workspace))
     _PINNED[("hash", ws, owner)] = _owner_hash(workspace, owner)
-    _PINNED[("config", ws, "")] = server_config(workspace)
+    _PINNED.pop(("config", ws, ""), None)  # the file's settings, not an earlier pin's
+    _PINNED[("config", ws, "")] = confined_config(server_config(workspace), keep)
 
 
 def _kind(owner: str) -> str:
@@ -619,7 +650,7 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
     return d
 
 
-__all__ = ["pin", "LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
+__all__ = ["pin", "confined_config", "DATABASE_KEY", "TRACKING_KEY", "LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
            "PSEUDONYM_RE", "workspace_secret", "safe_id", "owned_name", "pseudonym", "owner_path", "owner_dir", "owner_folders", "STUDIES_DIR",

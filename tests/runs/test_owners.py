@@ -246,3 +246,33 @@ def test_ids_are_whole_strings_with_nothing_after_them(tmp_path, suffix, monkeyp
     cls = classes.create_class(tmp_path, "user:t@school.org", "ML", load_template("mlp"))
     with pytest.raises(ClassError):
         classes.get_class(tmp_path, cls["id"] + suffix)
+
+
+def test_a_confined_process_keeps_no_secret_of_the_server_config(tmp_path, monkeypatch):
+    """A job pins the server config before ``server.json`` closes to it, and code its model turned against it reads
+    whatever the process holds: the whole config gave every job the run database's password and the admin's MLflow
+    credentials, which it could write into its run's outputs or send to its own tracker. The pinned copy has no
+    database URL and no tracker credentials, but the job's own tracker's URI (it holds it anyway), and the job
+    still finds its tracker allowed."""
+    from builder import tracking_destinations as td
+    from builder.runs import db
+
+    assert (owners.DATABASE_KEY, owners.TRACKING_KEY) == (db.CONFIG_KEY, td.CONFIG_KEY)
+    monkeypatch.delenv("LAYERLAB_SERVER_CONFIG", raising=False)
+    monkeypatch.setattr(owners, "_PINNED", {})
+    ws, me = tmp_path / "ws", "anon:" + "c" * 32
+    ws.mkdir()
+    default, team = "https://admin:S3CRET-PW@ml.example.org", "https://ml.example.org/team?token=S3CRET-TOKEN"
+    (ws / "server.json").write_text(json.dumps({"database_url": "postgresql://u:S3CRET-DB@db.example.org/x",
+                                                "teachers": ["t@example.org"],
+                                                "tracking": {"uri": default, "allow": [team]}}))
+    owners.pin(ws, me)  # a probe or a worker, or a job logging to the team's tracker
+    pinned = json.dumps(owners.server_config(ws))
+    assert "S3CRET" not in pinned and "t@example.org" in pinned and "ml.example.org" in pinned
+    assert td.check_destination("https://ml.example.org/team/a", ws, me) == "https://ml.example.org/team/a"
+    assert not td.is_server_default("https://ml.example.org/team/a", ws)
+    owners.pin(ws, me, [default])  # a job logging to the admin's tracker keeps that URI (it holds it anyway)
+    pinned = owners.server_config(ws)
+    assert pinned["tracking"]["uri"] == default and "S3CRET-DB" not in json.dumps(pinned)
+    assert "S3CRET-TOKEN" not in json.dumps(pinned)
+    assert td.is_server_default(default, ws) and td.check_destination(default, ws, me) == default
