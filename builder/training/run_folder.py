@@ -351,20 +351,29 @@ def keeping(store: Any, run_id: str | None, what: str = "report") -> RunFolder:
 MAX_REPORT_BYTES = 16 * 2**20  # a report, latency record or job spec read back (each is a few KiB)
 
 
-def read_text_file(path: str | os.PathLike, limit: int | None = None) -> str | None:
-    """The UTF-8 text a run's folder holds at ``path``, or None: missing, unreadable, not a regular file, over
-    ``limit`` bytes (:data:`MAX_REPORT_BYTES` unless given) or not UTF-8. Read through one handle with a cap: a size read beforehand is another file's once
-    the job renames a new one over it, and a named pipe there is opened without waiting for a writer, then refused.
-    Every reader of a run folder's text (its JSON, model card, tokenizer) reads through this."""
-    limit = MAX_REPORT_BYTES if limit is None else limit
+def read_file(path: str | os.PathLike, limit: int | None = None) -> bytes | None:
+    """The bytes a run's folder holds at ``path``, or None: missing, unreadable, not a regular file or over
+    ``limit`` bytes (no limit when None). Read through one handle: a size read beforehand is another file's once
+    the job renames a new one over it, and a named pipe there is opened without waiting for a writer, then
+    refused. Every reader of a run folder's files (its JSON, model card, tokenizer, weights) reads through this."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            data = fh.read(limit + 1)
-        return data.decode("utf-8") if len(data) <= limit else None
-    except (OSError, ValueError):
+            data = fh.read() if limit is None else fh.read(limit + 1)
+        return data if limit is None or len(data) <= limit else None
+    except OSError:
+        return None
+
+
+def read_text_file(path: str | os.PathLike, limit: int | None = None) -> str | None:
+    """The UTF-8 text a run's folder holds at ``path`` (:func:`read_file`, at most ``limit`` bytes:
+    :data:`MAX_REPORT_BYTES` unless given), or None, also for text that is not UTF-8."""
+    data = read_file(path, MAX_REPORT_BYTES if limit is None else limit)
+    try:
+        return None if data is None else data.decode("utf-8")
+    except ValueError:
         return None
 
 
@@ -388,10 +397,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
+    return read_file(path)  # a file of the run's own, whose size its owner's storage quota bounds
 
 
-__all__ = ["RunFolder", "keep_report", "keeping", "read_json_file", "read_text_file", "MAX_REPORT_BYTES"]
+__all__ = ["RunFolder", "keep_report", "keeping", "read_json_file", "read_text_file", "read_file", "MAX_REPORT_BYTES"]

@@ -247,3 +247,13 @@ def test_a_job_spec_to_run_that_cannot_be_read_is_refused_with_its_fix(tmp_path)
             folder.job_spec_to_run()
     folder.job_spec.write_text('{"project": {}, "dataset": "moons"}')
     assert folder.job_spec_to_run() == {"project": {}, "dataset": "moons"}
+
+
+def test_a_named_pipe_as_weights_keeps_no_download_waiting(tmp_path):
+    """The Runs page's Weights download reads the run's weights file: a named pipe there (a job outside Landlock)
+    kept it waiting for a writer for ever. It reads as no weights yet."""
+    import builder.training.run_folder as rf
+
+    folder = rf.RunFolder(tmp_path)
+    os.mkfifo(folder.weights)
+    assert folder.read_weights() is None
