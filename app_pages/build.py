@@ -197,7 +197,7 @@ def inspector(report) -> None:
                       args=(node.id, p.name, wk, p.kind))
         elif p.kind == "choice":
             choices = list(p.choices or [])
-            idx = choices.index(cur) if cur in choices else 0
+            idx = choices.index(shown) if shown in choices else 0
             st.selectbox(label, choices, index=idx, key=wk, help=helptext, on_change=_update_param,
                          args=(node.id, p.name, wk, p.kind), format_func=lambda c: str(c))
         elif p.kind in ("int", "float"):

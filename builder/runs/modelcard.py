@@ -27,7 +27,7 @@ from builder.training.metrics import loss_kind
 from builder.training.metrics_units import metric_in_units
 from builder.training.objectives import has_objective, resolve_objective
 from builder.training.prune import latency_cell, latency_text
-from builder.training.run_folder import RunFolder, read_json_file
+from builder.training.run_folder import RunFolder
 
 
 def _shown_options(run: dict) -> dict:
@@ -231,11 +231,10 @@ def _objective(run: Run, cfg: dict, info: dict) -> list[str]:
 
 def _quantization(run_dir: Path | None) -> list[str]:
     """The int8 section, when ``layerlab export --run ID --format onnx --quantize int8`` measured one."""
-    path = RunFolder(run_dir).quantization if run_dir is not None else None
-    if path is None or not path.is_file():
+    q = RunFolder(run_dir).read_quantization() if run_dir is not None else None
+    if q is None:
         return []
     try:
-        q = read_json_file(path) or {}
         return ["", "## Quantization (ONNX, dynamic int8)", "",
                 f"- file size {int(q['bytes_before']):,} -> {int(q['bytes_after']):,} bytes (ratio {float(q['ratio']):.3f})",
                 f"- test {q['metric']} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta {_fmt(q['delta'])}) "

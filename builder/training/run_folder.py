@@ -284,11 +284,11 @@ class RunFolder:
 
     def read_weights(self) -> bytes | None:
         """The final weights file's bytes (what a Weights download delivers), or None before the run finished."""
-        return _read_bytes(self.weights)
+        return read_file(self.weights)  # its size: its owner's storage quota bounds it
 
     def read_onnx_int8(self) -> bytes | None:
         """The int8 ONNX file's bytes (written by ``quantize_run``), or None when the run was not quantized."""
-        return _read_bytes(self.onnx_int8)
+        return read_file(self.onnx_int8)
 
     def read_calibration(self) -> dict[str, Any] | None:
         """The calibration report as a dict (``temperature``, ``ece_before``, ``ece_after``, ...), or None when
@@ -308,6 +308,11 @@ class RunFolder:
     def read_prune(self) -> dict[str, Any] | None:
         """The pruning report as a dict, or None when the run is not a pruned one or the file cannot be read."""
         return _read_json(self.prune)
+
+    def read_quantization(self) -> dict[str, Any] | None:
+        """The int8 quantization report as a dict (``bytes_before``, ``ratio``, ``test_after``, ...), or None when
+        the run was not quantized or the file cannot be read."""
+        return _read_json(self.quantization)
 
     def read_robustness(self) -> dict[str, Any] | None:
         """The robustness report as a dict, or None when none was measured or the file cannot be read."""
@@ -394,10 +399,6 @@ def read_json_file(path: str | os.PathLike) -> Any:
 def _read_json(path: Path) -> dict[str, Any] | None:
     data = read_json_file(path)
     return data if isinstance(data, dict) else None
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    return read_file(path)  # a file of the run's own, whose size its owner's storage quota bounds
 
 
 __all__ = ["RunFolder", "keep_report", "keeping", "read_json_file", "read_text_file", "read_file", "MAX_REPORT_BYTES"]
