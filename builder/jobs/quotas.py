@@ -28,7 +28,7 @@ submits at once cannot both pass a limit of one. Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +38,7 @@ from builder.errors import RunStoreError
 from builder.runs import db as _db
 from builder.runs.classes import class_quotas, list_classes
 from builder.runs.owners import LOCAL_OWNER, is_teacher, owner_folders, server_config
+from builder.runs.run_time import WINDOW_S, gpu_seconds, on_gpu, stamp
 from builder.runs.store import RunStore
 from builder.training.run_status import STARTED, RunStatus, is_live
 
@@ -45,7 +46,7 @@ KEYS = ("running", "queued", "storage_mb", "gpu_seconds")
 DEFAULTS: dict[str, float | None] = {k: None for k in KEYS}
 ENV = {"running": "LAYERLAB_QUOTA_RUNNING", "queued": "LAYERLAB_QUOTA_QUEUED", "storage_mb": "LAYERLAB_QUOTA_STORAGE_MB",
        "gpu_seconds": "LAYERLAB_QUOTA_GPU_SECONDS"}
-GPU_WINDOW_S = 24 * 3600.0  # the GPU-time quota counts the last day (a rolling window, no midnight rush)
+GPU_WINDOW_S = WINDOW_S  # the GPU-time quota counts the last day (a rolling window, no midnight rush)
 QUOTA_LOCK = "quota.lock"  # in the workspace: a quota check and the run it admits are recorded as one step
 CPU_DEVICES = ("cpu", "mps")  # a job set to one of these never uses GPU time
 
@@ -115,55 +116,12 @@ def folder_bytes(path: Path) -> int:
     return total
 
 
-def _stamp(value: object) -> float | None:
-    try:
-        d = datetime.fromisoformat(str(value))
-    except (TypeError, ValueError):
-        return None
-    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def on_gpu(run: Mapping) -> bool:
-    """Whether a run's record says it trained on a CUDA device (``environment.device`` ``cuda...``, or the GPU
-    the job packing placed it on)."""
-    env = run.get("environment") or {}
-    return str(env.get("device") or "").startswith("cuda") or (isinstance(env.get("gpu"), int)
-                                                              and not isinstance(env.get("gpu"), bool))
-
-
-def gpu_seconds(runs: Iterable[Mapping], now: float | None = None, window_s: float = GPU_WINDOW_S) -> float:
-    """GPU-seconds that ``runs`` (full store records: ``environment``, ``status``, timestamps) used within the
-    last ``window_s`` seconds: each run on CUDA (:func:`on_gpu`) from its start (a resumed run: from when it
-    was queued again) to its end, or to ``now`` while it runs or is paused, times its processes
-    (``environment.world_size``). Queued runs hold no GPU and count nothing."""
-    now = datetime.now(timezone.utc).timestamp() if now is None else float(now)
-    total = 0.0
-    for r in runs:
-        if not on_gpu(r) or r.get("status") == RunStatus.QUEUED:
-            continue
-        start = _stamp(r.get("started_at"))
-        if start is None:
-            continue
-        queued = r.get("queued_at")
-        if isinstance(queued, (int, float)) and queued > start:  # resumed: this segment began when re-queued
-            start = float(queued)
-        end = now if is_live(str(r.get("status"))) else _stamp(r.get("finished_at") or r.get("updated_at"))
-        if end is None:
-            continue
-        lo, hi = max(start, now - window_s), min(end, now)
-        procs = (r.get("environment") or {}).get("world_size")
-        procs = int(procs) if isinstance(procs, int) and not isinstance(procs, bool) and procs > 0 else 1
-        total += max(0.0, hi - lo) * procs
-    return total
-
-
 def _gpu_records(store: RunStore, runs: list[dict], now: float) -> list[dict]:
-    """The full records of the runs that may have used a GPU in the window (ended in it, or still live)."""
+    """The full records of the runs that may have used a GPU in the window (ended in it, or still live: a queued
+    run too, whose earlier jobs' GPU time its ledger keeps, :mod:`builder.runs.run_time`)."""
     out = []
     for r in runs:
-        if r["status"] == RunStatus.QUEUED:
-            continue
-        end = _stamp(r.get("finished_at") or r.get("updated_at"))
+        end = stamp(r.get("finished_at") or r.get("updated_at"))
         if is_live(r["status"]) or end is None or end >= now - GPU_WINDOW_S:
             try:
                 out.append(store.get(r["id"], actor=SYSTEM))

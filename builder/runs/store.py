@@ -61,6 +61,7 @@ from builder.errors import AccessDenied, RunStoreError
 from builder.escape import add_server_folder, hide_paths, resolves_inside
 from builder.graph.project import Project, load_project
 from builder.runs import db as _db
+from builder.runs import run_time as _run_time
 from builder.runs.record import STOPPED_BY, Run
 from builder.training.config import TrainConfig
 from builder.training.run_folder import RunFolder
@@ -88,7 +89,8 @@ _JSON_COLS = ("project", "dataset_options", "dataset_info", "config", "final_met
               "environment", "tags")
 # columns added after the first release (class_id: the class a member trained the run for); migrations add them
 _ADDED_COLUMNS = ("owner", "tags", "control", "queued_at", "graph_hash", "class_id", "beat_at", "placed_at")
-_SYSTEM_COLUMNS = {"owner", "class_id", "control", "queued_at", "graph_hash", "beat_at", "placed_at", "pid", "host"}
+_SYSTEM_COLUMNS = {"owner", "class_id", "control", "queued_at", "graph_hash", "beat_at", "placed_at", "pid", "host",
+                   "id", "created_at", "started_at", "updated_at", "finished_at"}  # times: what GPU time counts
 CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
@@ -142,28 +144,6 @@ def _now(precise: bool = False) -> str:
     """Now in UTC as ISO text, to the second; ``precise``: to the microsecond (a run's ``created_at``, which lists
     runs newest first, so that two runs made in one second keep their order)."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds" if precise else "seconds")
-
-
-def running_clock(env: dict, status: str, now: datetime | None = None) -> dict | None:
-    """The environment fields that keep a run's running time as its status changes: ``running_since`` (set when it
-    starts running) and ``run_s`` (seconds it ran before, added to when it stops running); None when nothing changes.
-
-    >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    >>> on = running_clock({}, "running", t0)
-    >>> running_clock(on, "paused", t0.replace(second=30))
-    {'run_s': 30.0, 'running_since': None}
-    """
-    now = now or datetime.now(timezone.utc)
-    since = env.get("running_since")
-    if status == RunStatus.RUNNING:
-        return None if since else {"running_since": now.isoformat()}
-    if not since:
-        return None
-    try:
-        ran = max(0.0, (now - datetime.fromisoformat(since)).total_seconds())
-    except (TypeError, ValueError):
-        ran = 0.0
-    return {"run_s": float(env.get("run_s") or 0.0) + ran, "running_since": None}
 
 
 def _new_id() -> str:
@@ -391,6 +371,8 @@ class RunStore:
         self._controls(run_id, stop=set(fields) == {"tags"} and isinstance(tags, dict) and not self.who().system
                        and others(tags) == others(self._row(run_id).tags))
         self._columns(fields)
+        if "environment" in fields:
+            fields["environment"] = self._environment(self._row(run_id).get("environment") or {}, fields["environment"])
         if "project" in fields:
             project = load_project(fields["project"])
             fields["project"] = project.to_json(indent=None)
@@ -433,11 +415,16 @@ class RunStore:
         return None
 
     def requeue(self, run_id: str, pid: int | None = None) -> None:
-        """Put a run back at the end of the queue (``queued``, control cleared) for a job process ``pid``."""
+        """Put a run back at the end of the queue (``queued``, control cleared) for a job process ``pid``; the GPU
+        time its last job used goes into its ledger (:func:`builder.runs.run_time.closed`), which the resumed run
+        keeps counting."""
         self._controls(run_id)
+        now = time.time()
+        env = _run_time.closed(self._row(run_id), now)
         self._write("UPDATE runs SET status = 'queued', message = '', control = NULL, queued_at = ?, pid = ?,"
-                    " host = ?, updated_at = ?, finished_at = NULL, beat_at = ?, placed_at = NULL WHERE id = ?",
-                    (time.time(), pid or self.for_pid or os.getpid(), host_name(), _now(), time.time(), run_id))
+                    " host = ?, updated_at = ?, finished_at = NULL, beat_at = ?, placed_at = NULL, environment = ?"
+                    " WHERE id = ?", (now, pid or self.for_pid or os.getpid(), host_name(), _now(), now, _dumps(env),
+                                      run_id))
 
     def beat(self, run_ids: Iterable[str]) -> None:
         """Write the heartbeat of live runs (one statement for all): their process, or the server that holds them
@@ -504,10 +491,16 @@ class RunStore:
         return ids.index(run_id) + 1 if run_id in ids else None
 
     def set_environment(self, run_id: str, **values: Any) -> None:
-        """Merge values (e.g. the resolved device) into a run's environment record."""
+        """Merge values (e.g. the resolved device) into a run's environment record (but for the system, what the GPU
+        quota counts is kept: :func:`builder.runs.run_time.guarded`)."""
         self._controls(run_id)
-        env = {**(self._row(run_id).get("environment") or {}), **values}
-        self._write("UPDATE runs SET environment = ? WHERE id = ?", (_dumps(env), run_id))
+        old = self._row(run_id).get("environment") or {}
+        self._write("UPDATE runs SET environment = ? WHERE id = ?", (_dumps(self._environment(old, {**old, **values})),
+                                                                     run_id))
+
+    def _environment(self, old: Mapping[str, Any], new: Any) -> Any:
+        """``new`` as the store's actor may write it over ``old`` (:func:`builder.runs.run_time.guarded`)."""
+        return new if self.who().system else _run_time.guarded(old, new if isinstance(new, Mapping) else {})
 
     def update_status(self, run_id: str, status: str, message: str = "", **fields: Any) -> None:
         """Set a run's status (and message); ``running`` records this process's pid and start time."""
@@ -520,7 +513,9 @@ class RunStore:
             env = self._row(run_id).get("environment") or {}
         except (AccessDenied, RunStoreError):
             env = None  # an unknown run: refused below
-        clock = running_clock(env, status) if env is not None and "environment" not in fields else None
+        if env is not None and "environment" in fields:
+            fields["environment"] = self._environment(env, fields["environment"])
+        clock = _run_time.running_clock(env, status) if env is not None and "environment" not in fields else None
         if clock is not None:  # the time it ran, without the time it was paused, stopped or queued
             sets.append("environment = ?")
             args.append(_dumps({**env, **clock}))

@@ -101,7 +101,7 @@ def best_loss_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = None
 
 
 def duration_s(run: dict) -> float | None:
-    """Seconds the run spent running (not paused, stopped or queued: :func:`builder.runs.store.running_clock`); for a
+    """Seconds the run spent running (not paused, stopped or queued: :func:`builder.runs.run_time.running_clock`); for a
     run recorded before that clock, from start (or creation) to finish (or last update); None when unknown."""
     env = run.get("environment") or {}
     if isinstance(env, dict) and ("run_s" in env or env.get("running_since")):

@@ -18,9 +18,10 @@ import torch
 
 from builder.data.access import SYSTEM, Actor
 from builder.graph.templates import load_template
-from builder.jobs import warm
+from builder.jobs import quotas, warm
 from builder.jobs.probe import ModelProbe, ProbeSession
-from builder.jobs.queue import JobSpec, submit, wait
+from builder.jobs.queue import JobSpec, request, submit, wait
+from builder.jobs.quotas import QuotaError
 from builder.process import landlock
 from builder.runs.store import RunStore
 from tests.helpers import until
@@ -97,6 +98,36 @@ def test_a_confined_job_with_torch_compile_compiles_for_the_gpu(store):
     log = _finished(store, submit(store, spec))
     _confined(log)
     assert "forked by the warm launcher" in log and ", GPU 0 (estimate" in log, log[-2000:]
+
+
+def test_a_stopped_gpu_job_resumes_on_the_gpu_within_its_owners_gpu_quota(store, monkeypatch):
+    """A web owner's GPU job stopped after a checkpoint (written from CUDA tensors by the confined job, read whole
+    through one handle by the resume) resumes on the GPU: the resume takes its device from the job's own
+    ``job.json`` and is admitted against the GPU-seconds the owner really used, refused past them."""
+    spec = JobSpec(project=load_template("mlp").model_dump(), dataset="moons", dataset_options={"n_samples": 2000},
+                   owner=OWNER, config={"epochs": 60, "batch_size": 8, "device": "cuda", "early_stopping": None,
+                                        "checkpoint_every": 1, "seed": 3})
+    rid = submit(store, spec)
+    until(lambda: (store.get(rid)["epochs_done"] or 0) >= 2, "two epochs on the GPU", TIMEOUT)
+    request(store, rid, "stop")
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+    first = store.folder(rid).job_log.read_text(errors="replace")
+    _confined(first)
+    assert ", GPU 0 (estimate" in first, first[-2000:]
+    done = store.get(rid)["epochs_done"]
+    used = quotas.usage(store, OWNER)["gpu_seconds"]
+    assert used > 0  # the stopped run's GPU time counts
+
+    resume = JobSpec(project={}, dataset="", owner=OWNER, resume_run=rid, config={"epochs": done + 2})
+    monkeypatch.setenv("LAYERLAB_QUOTA_GPU_SECONDS", str(max(int(used) - 1, 0)))
+    with pytest.raises(QuotaError, match="GPU-seconds"):
+        submit(store, resume)
+    monkeypatch.setenv("LAYERLAB_QUOTA_GPU_SECONDS", str(int(used) + 3600))
+    assert submit(store, resume) == rid
+    log = _finished(store, rid)
+    assert log.count(", GPU 0 (estimate") >= 2, log[-3000:]  # the resumed job is placed on the GPU again
+    assert [e["epoch"] for e in store.metrics(rid)] == list(range(1, done + 3))
+    assert quotas.usage(store, OWNER)["gpu_seconds"] > used
 
 
 @pytest.mark.parametrize("layer", ["LSTM", "GRU"])
