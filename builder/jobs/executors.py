@@ -144,7 +144,9 @@ class RayExecutor:
         """Queue the job in front of Ray (it goes to Ray when the cluster has room: :meth:`dispatch`)."""
         run = store.get(run_id, actor=SYSTEM)
         job = _Job(run_id, str(run.get("owner")), job_resources(store, run_id), float(run.get("queued_at") or time.time()))
-        store.set_environment(run_id, executor="ray", ray_address=self.address, resources=job.res.__dict__)
+        # LayerLab's record of where the job runs (run_time.SYSTEM_KEYS), whoever submitted it
+        store.as_actor(SYSTEM).set_environment(run_id, executor="ray", ray_address=self.address,
+                                               resources=job.res.__dict__)
         with self._lock:
             self._pending.append(job)
         self._wake.set()

@@ -417,7 +417,8 @@ def claim_gpu(store: RunStore, run_id: str, need: int, gpus: list[_gpus.Gpu], li
             gpu = _gpus.place(need, gpus, _placements(store), per_gpu)
             if gpu is None or not store.claim_slot(run_id, limit):
                 return None
-            store.set_environment(run_id, gpu=gpu, gpu_need=need)
+            # LayerLab's record, not the job's (run_time.SYSTEM_KEYS): written before anything of the person's runs
+            store.as_actor(SYSTEM).set_environment(run_id, gpu=gpu, gpu_need=need)
             return gpu
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

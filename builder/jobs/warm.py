@@ -177,10 +177,13 @@ def _launcher_starting(workspace: Path) -> bool:
 
 
 def _launcher_up(workspace: Path) -> bool:
-    """Whether the workspace's launcher is being started, or runs (its pid file names a live process and its
-    socket exists)."""
-    if _launcher_starting(workspace):
-        return True
+    """Whether the workspace's launcher is being started, or runs (:func:`_launcher_running`)."""
+    return _launcher_starting(workspace) or _launcher_running(workspace)
+
+
+def _launcher_running(workspace: Path) -> bool:
+    """Whether the workspace's launcher runs and takes jobs: its pid file names a live process and its socket
+    exists."""
     try:
         pid = int((workspace / LAUNCHER_PID).read_text().strip())
     except (OSError, ValueError):

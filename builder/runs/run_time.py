@@ -32,6 +32,10 @@ WINDOW_S = 24 * 3600.0  # the GPU-time quota counts the last day (a rolling wind
 LEDGER = "gpu_used"  # environment key: the run's closed GPU segments, [start, end, processes] (epoch seconds)
 MAX_SEGMENTS = 256  # a ledger longer than this folds its oldest segments together (never counting less)
 PLACEMENT = ("device", "gpu", "gpu_need")  # environment keys of where a job runs: on_gpu reads the first two
+SYSTEM_KEYS = (LEDGER, "gpu", "gpu_need", "executor", "ray_address", "resources")
+"""Environment keys only the system writes: the ledger, and what the schedulers read of a live job (its GPU slot
+and estimate, :func:`builder.jobs.queue.claim_gpu`; its cluster executor and resources,
+:func:`builder.jobs.executors.place_jobs`): a job that set them could hold every GPU slot or a cluster's room."""
 
 
 def running_clock(env: dict, status: str, now: datetime | None = None) -> dict | None:
@@ -77,8 +81,7 @@ def on_gpu(run: Mapping) -> bool:
     (True, False)
     """
     env = run.get("environment") or {}
-    return str(env.get("device") or "").startswith("cuda") or (isinstance(env.get("gpu"), int)
-                                                              and not isinstance(env.get("gpu"), bool))
+    return _cuda(env) or (isinstance(env.get("gpu"), int) and not isinstance(env.get("gpu"), bool))
 
 
 def _processes(run: Mapping) -> int:
@@ -149,14 +152,18 @@ def closed(run: Mapping, now: float) -> dict[str, Any]:
 
 def guarded(old: Mapping, new: Mapping) -> dict[str, Any]:
     """``new``, an environment a person's process (not the system) writes over ``old``, with what the GPU quota
-    counts kept: the ledger as it was, and a run placed on a GPU still on it.
+    and the schedulers read kept: :data:`SYSTEM_KEYS` as they were, and a run on a GPU still on it.
 
-    >>> guarded({"device": "cuda:0", "gpu_used": [[0, 9, 1]]}, {"device": "cpu", "gpu_used": [], "precision": "fp32"})
-    {'device': 'cuda:0', 'precision': 'fp32', 'gpu_used': [[0, 9, 1]]}
+    >>> guarded({"device": "cuda:0", "gpu": 0, "gpu_used": [[0, 9, 1]]},
+    ...         {"device": "cpu", "gpu": None, "gpu_need": 2**60, "gpu_used": [], "precision": "fp32"})
+    {'device': 'cuda:0', 'precision': 'fp32', 'gpu_used': [[0, 9, 1]], 'gpu': 0}
     """
-    out = {k: v for k, v in new.items() if k != LEDGER}
-    if LEDGER in old:
-        out[LEDGER] = old[LEDGER]
-    if on_gpu({"environment": old}) and not on_gpu({"environment": out}):
-        out.update({k: old[k] for k in PLACEMENT if k in old})
+    out = {k: v for k, v in new.items() if k not in SYSTEM_KEYS}
+    out.update({k: old[k] for k in SYSTEM_KEYS if k in old})
+    if _cuda(old) and not _cuda(out):  # a GPU's time is charged once its device is recorded
+        out["device"] = old["device"]
     return out
+
+
+def _cuda(env: Mapping) -> bool:
+    return str(env.get("device") or "").startswith("cuda")

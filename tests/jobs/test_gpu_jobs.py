@@ -91,7 +91,9 @@ def test_a_confined_job_with_torch_compile_compiles_for_the_gpu(store):
     spec = JobSpec(project=project, dataset="moons", dataset_options={"n_samples": 256}, owner=OWNER,
                    config={"epochs": 1, "batch_size": 128, "device": "cpu", "early_stopping": None})
     _finished(store, submit(store, spec))  # starts the warm launcher if no earlier test did
-    until(lambda: warm._launcher_up(store.workspace), "the warm launcher", TIMEOUT)
+    # running, not only starting: a job submitted while it imports torch is launched cold (it was, once, on a
+    # lent H200 with this file's tests spread over eight workers, each with its own workspace and launcher)
+    until(lambda: warm._launcher_running(store.workspace), "the warm launcher", TIMEOUT)
     spec = JobSpec(project=project, dataset="moons", dataset_options={"n_samples": 256}, owner=OWNER,
                    config={"epochs": 2, "batch_size": 128, "device": "cuda", "early_stopping": None,
                            "torch_compile": True})

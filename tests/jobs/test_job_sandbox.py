@@ -272,7 +272,7 @@ def test_jobs_cold_and_forked_are_locked_down_and_a_crash_is_a_failed_run(store,
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("LAYERLAB_JOB_FILE_MB", "64")
     cold = submit(store, _spec(**LONG))  # no launcher yet: launched, and the launcher started for later
-    until(lambda: warm._launcher_up(store.workspace) and not warm._launcher_starting(store.workspace), "launcher", TIMEOUT)
+    until(lambda: warm._launcher_running(store.workspace), "launcher", TIMEOUT)
     launcher = int((store.workspace / warm.LAUNCHER_PID).read_text())
     forked_rid = submit(store, _spec(**LONG))
     for rid, forked in ((cold, False), (forked_rid, True)):

@@ -485,7 +485,7 @@ def test_a_workspaces_launcher_forks_no_other_workspaces_job_and_a_shared_folder
     """A launcher without ``--shared`` answers a request for another workspace with an error (the job is then
     launched the ordinary way); a shared folder others may write to is refused with the fix, and jobs still run."""
     assert warm.warm_launcher(store.workspace) is True
-    until(lambda: warm._launcher_up(store.workspace) and not warm._launcher_starting(store.workspace), "the launcher",
+    until(lambda: warm._launcher_running(store.workspace), "the launcher",
           TIMEOUT)
     other = tmp_path / "other"
     reply, _ = warm._ask_launcher(store.workspace / warm.LAUNCHER_SOCK, {"protocol": warm.LAUNCHER_PROTOCOL, "job": {
@@ -509,7 +509,7 @@ def test_an_idle_launcher_stays_while_its_jobs_run_and_records_how_they_end(stor
     orphaned it, and that job's crash was then only 'interrupted' (the e2e crash journey under load)."""
     monkeypatch.setenv("LAYERLAB_LAUNCHER_IDLE_S", "1")
     assert warm.warm_launcher(store.workspace) is True
-    until(lambda: warm._launcher_up(store.workspace) and not warm._launcher_starting(store.workspace), "the launcher",
+    until(lambda: warm._launcher_running(store.workspace), "the launcher",
           TIMEOUT)
     launcher = int((store.workspace / warm.LAUNCHER_PID).read_text())
     rid = submit(store, _spec(config={"epochs": UNENDING, "early_stopping": None}))

@@ -134,3 +134,27 @@ def test_closing_a_segment_never_counts_less_nor_more_than_the_run_used(parts):
     assert len(after["environment"][run_time.LEDGER]) <= run_time.MAX_SEGMENTS
     total = sum((e - s) * p for s, e, p in ledger)
     assert before - 1.0 <= run_time.run_gpu_seconds(after, now) <= total + 1e-6
+
+
+def test_a_job_cannot_make_itself_hold_a_gpu_slot_or_a_clusters_room(store, monkeypatch):
+    """The GPU packing reads each running job's GPU and estimate, a cluster's admission its executor and resources,
+    from the run's environment: a job that wrote them (its owner's actor, through the broker) held every GPU slot
+    of its host, or a cluster's room, from other people. Only LayerLab writes them; the job's own slot claim (made
+    before anything of the person's runs) still lands."""
+    from builder.jobs import queue as jobs
+    from builder.training import gpus as G
+
+    monkeypatch.setattr(jobs, "GPU_USED", lambda: {})
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME)
+    other = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="anon:" + "b" * 32)
+    job = store.as_actor(Actor.of_job(ME))
+    job.update_status(rid, "running")
+    job.set_environment(rid, device="cpu", gpu=0, gpu_need=2**60, executor="ray", resources={"num_gpus": 1000})
+    env = store.get(rid)["environment"]
+    assert not {"gpu", "gpu_need", "executor", "resources"} & set(env) and env["device"] == "cpu"
+    job.update_run(rid, environment={"gpu": 0, "gpu_need": 2**60})
+    assert not {"gpu", "gpu_need"} & set(store.get(rid)["environment"])
+    assert jobs._placements(store) == []
+    fake = [G.Gpu(0, free=16 * 2**30, total=16 * 2**30)]
+    assert jobs.claim_gpu(store.as_actor(Actor.of_job("anon:" + "b" * 32)), other, 2**30, fake, limit=4) == 0
+    assert store.get(other)["environment"]["gpu"] == 0  # claimed as LayerLab's record
