@@ -8,9 +8,10 @@ has several such segments: :meth:`~builder.runs.store.RunStore.requeue` closes t
 (``environment.gpu_used``, :func:`closed`) before it queues the run again, so a resume never forgets what the run
 used before (it did: stop and resume reset a run's GPU time to nothing).
 
-What decides the quota is LayerLab's to write: a person's job (whose model may be turned against it) reads and
-writes its own run, so :func:`guarded` keeps the ledger, and a device the run was placed on, from being changed by
-anyone but the system (:meth:`~builder.runs.store.RunStore.set_environment`), and the run's times are system columns.
+What decides the quota, and what the schedulers read, is LayerLab's to write: a person's job (whose model may be
+turned against it) reads and writes its own run, so :func:`guarded` keeps :data:`SYSTEM_KEYS` (the ledger, a job's
+GPU slot, a cluster's record) and a CUDA device once recorded from being changed by anyone but the system
+(:meth:`~builder.runs.store.RunStore.set_environment`), and the run's times are system columns.
 
 >>> run = {"status": "finished", "environment": {"device": "cuda:0", "gpu_used": [[0.0, 100.0, 1]]},
 ...        "started_at": "1970-01-01T00:00:00+00:00", "queued_at": 200.0, "finished_at": "1970-01-01T00:05:00+00:00"}
@@ -135,8 +136,8 @@ def gpu_seconds(runs: Iterable[Mapping], now: float | None = None, window_s: flo
 def closed(run: Mapping, now: float) -> dict[str, Any]:
     """The environment of ``run`` with its current GPU segment moved into its ledger (segments that ended before
     the window are dropped; past :data:`MAX_SEGMENTS` the oldest two fold into one of their processes together
-    that ends where the later ended, so the fold never counts less within the window) and its placement cleared (the next job records
-    its own: a resume on the CPU holds no GPU): what :meth:`RunStore.requeue` writes."""
+    that ends where the later ended, so the fold never counts less within the window) and its placement cleared
+    (the next job records its own: a resume on the CPU holds no GPU): what :meth:`RunStore.requeue` writes."""
     env = {k: v for k, v in (run.get("environment") or {}).items() if k not in PLACEMENT}
     parts = [p for p in ledger(env) if p[1] >= now - WINDOW_S]
     if (seg := segment(run, now)) is not None and seg[1] > seg[0]:
