@@ -12,6 +12,10 @@ that owner may), and the job's Landlock rules name no database file (:func:`buil
 with ``database=False``); Landlock also keeps a confined process from tracing the broker, which is not in its
 domain, and the seccomp filter from signalling it (:mod:`builder.process.sandbox`).
 
+A job's end is LayerLab's to record, not the job's word: a final status the job writes (and what it writes to that
+run after it) is held by the broker until the job's process has ended (:class:`_Ends`), so a job that says it
+finished and runs on still counts as running, keeps its GPU slot and uses GPU time.
+
 The wire: one JSON request per call (``{"call": name, "args": [...], "kwargs": {...}}``, at most
 :data:`MAX_FRAME` bytes, length-prefixed) and one JSON answer; records travel as their rows, paths as strings, and
 an error as its :mod:`builder.errors` class and message. Only the calls of :data:`CALLS` are answered, never with
@@ -30,10 +34,13 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import socket
 import struct
+import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ from builder.runs import db as _db
 from builder.runs.record import Run
 from builder.runs.store import RunStore
 from builder.training.run_folder import RunFolder
+from builder.training.run_status import is_final
 
 MAX_FRAME = 64 * 2**20  # a request or answer (a project of thousands of layers, a curve of many steps) fits
 CALLS = frozenset({"get", "list_runs", "metrics", "metrics_after", "run_dir", "job_spec", "weights_path",
@@ -110,25 +118,96 @@ def _recv(sock: socket.socket) -> bytes | None:
 
 
 # ------------------------------------------------------------------------------------------------ the broker
-def _answer(store: RunStore, request: Any) -> dict:
-    """One call's answer: ``{"ok": value}`` or ``{"error": [class name, message]}``."""
+def _checked(request: Any) -> tuple[str, list, dict]:
+    """``(call, args, kwargs)`` of a request the broker answers; AccessDenied for any other."""
+    if not isinstance(request, dict) or request.get("call") not in CALLS:
+        raise AccessDenied(f"the run store's broker answers {', '.join(sorted(CALLS))}; received: "
+                           f"{str(request.get('call') if isinstance(request, dict) else request)[:60]!r}")
+    args, kwargs = request.get("args") or [], request.get("kwargs") or {}
+    if (not isinstance(args, list) or not isinstance(kwargs, dict) or "actor" in kwargs
+            or not all(isinstance(k, str) and k.isidentifier() for k in kwargs)):
+        raise AccessDenied("a job's store calls are answered as its own actor; received: another actor or "
+                           "malformed arguments")
+    return request["call"], args, kwargs
+
+
+def _answer(store: RunStore, request: Any, ends: _Ends | None = None) -> dict:
+    """One call's answer: ``{"ok": value}`` or ``{"error": [class name, message]}``; with ``ends``, an end the job
+    records (and what it writes to that run after it) is held (``{"ok": None, "held": True}``, :class:`_Ends`) and
+    reads show it."""
     try:
-        if not isinstance(request, dict) or request.get("call") not in CALLS:
-            raise AccessDenied(f"the run store's broker answers {', '.join(sorted(CALLS))}; received: "
-                               f"{str(request.get('call') if isinstance(request, dict) else request)[:60]!r}")
-        args, kwargs = request.get("args") or [], request.get("kwargs") or {}
-        if (not isinstance(args, list) or not isinstance(kwargs, dict) or "actor" in kwargs
-                or not all(isinstance(k, str) and k.isidentifier() for k in kwargs)):
-            raise AccessDenied("a job's store calls are answered as its own actor; received: another actor or "
-                               "malformed arguments")
-        return {"ok": getattr(store, request["call"])(*args, **kwargs)}
+        call, args, kwargs = _checked(request)
+        if ends is not None and (run_id := ends.holds(call, args, kwargs)) is not None:
+            store.folder(run_id, write=True)  # refused now as the write would be: a run of the job's owner
+            ends.add(run_id, call, args, kwargs)
+            return {"ok": None, "held": True}
+        value = getattr(store, call)(*args, **kwargs)
+        return {"ok": ends.shown(value) if ends is not None and call in ("get", "list_runs") else value}
     except Exception as e:  # noqa: BLE001  every error goes back to the job, named by its class
         return {"error": [type(e).__name__, str(e)]}
 
 
-def _serve(store: RunStore, sock: socket.socket) -> None:
-    """The broker's loop: answer until the job closes its end."""
+_ENDING = frozenset({"update_run", "update_status", "set_environment", "log_metrics", "truncate_metrics", "finish"})
+
+
+class _Ends:
+    """The ends a job recorded, held until its process has exited.
+
+    A job's run counts as live (its owner's running jobs, its GPU slot, its GPU time) until its status is final. A
+    job that recorded its end and ran on (its model turned against it, or closing its store first) freed all three
+    while it still held the host. So a final status a job writes, and every write to that run after it, is held by
+    its broker and written, in order, once the job's process has ended; meanwhile the job reads its run as if
+    written (:meth:`shown`), so its own code sees the end it recorded.
+
+    >>> ends = _Ends()
+    >>> ends.holds("update_status", ["r1", "running"], {}), ends.holds("finish", ["r1", "finished"], {})
+    (None, 'r1')
+    >>> ends.add("r1", "finish", ["r1", "finished"], {}); ends.holds("update_run", ["r1"], {"message": "x"})
+    'r1'
+    >>> ends.shown([{"id": "r1", "status": "running"}, {"id": "r2", "status": "running"}])
+    [{'id': 'r1', 'status': 'finished'}, {'id': 'r2', 'status': 'running'}]
+    """
+
+    def __init__(self) -> None:
+        self.held: list[tuple[str, list, dict]] = []
+        self.status: dict[str, str] = {}
+
+    def holds(self, call: str, args: list, kwargs: dict) -> str | None:
+        """The run id when this call is held: a final status, or a write to a run that has one; else None."""
+        if call not in _ENDING:
+            return None
+        run_id = args[0] if args else kwargs.get("run_id")
+        status = (args[1] if len(args) > 1 else kwargs.get("status")) if call in ("finish", "update_status") else None
+        if not isinstance(run_id, str):
+            return None
+        return run_id if run_id in self.status or (isinstance(status, str) and is_final(status)) else None
+
+    def add(self, run_id: str, call: str, args: list, kwargs: dict) -> None:
+        status = (args[1] if len(args) > 1 else kwargs.get("status")) if call in ("finish", "update_status") else None
+        if isinstance(status, str):
+            self.status[run_id] = status
+        self.held.append((call, args, kwargs))
+        _no_death_signal()  # the held ends are written after the job, which must not take the broker along
+
+    def shown(self, answer: Any) -> Any:
+        """A read's answer with the statuses held for its runs."""
+        def one(run: Any) -> Any:
+            rid = run.get("id") if isinstance(run, (Run, dict)) else None
+            if rid not in self.status:
+                return run
+            row = {**(run.row if isinstance(run, Run) else run), "status": self.status[rid]}
+            return Run(row) if isinstance(run, Run) else row
+        return [one(r) for r in answer] if isinstance(answer, list) else one(answer)
+
+
+def _serve(store: RunStore, sock: socket.socket, job_pid: int, ends: _Ends) -> None:
+    """The broker's loop: answer until the job closes its end or its process ends."""
     while True:
+        with contextlib.suppress(OSError, ValueError):
+            if not select.select([sock], [], [], 1.0)[0]:  # nothing to read: the job may have ended
+                if os.getppid() != job_pid:
+                    return
+                continue
         try:
             data = _recv(sock)
         except (OSError, RunStoreError):
@@ -139,12 +218,32 @@ def _serve(store: RunStore, sock: socket.socket) -> None:
             request = _decode(data)
         except ValueError:
             request = None
-        _send(sock, _encode(_answer(store, request)))
+        _send(sock, _encode(_answer(store, request, ends)))
+
+
+def _no_death_signal() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: none
+
+
+def _write_ends(store: RunStore, job_pid: int, ends: _Ends) -> None:
+    """Once the job's process has ended (its broker is then another's child), write the ends it held."""
+    if not ends.held:
+        return
+    while os.getppid() == job_pid:
+        time.sleep(0.02)
+    for call, args, kwargs in ends.held:
+        try:
+            getattr(store, call)(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001  the job has ended: its log says what was not written
+            print(f"job: its {call} after it recorded its end was not written: {type(e).__name__}: {e}",
+                  file=sys.stderr, flush=True)
 
 
 def _broker_main(store: RunStore, sock: socket.socket, job_pid: int) -> None:
-    """In the forked broker: die with the job, open its own database connections, record the job's pid where the
-    store records "this process" (a run that starts running), then serve."""
+    """In the forked broker: die with the job (until it holds the job's end: :class:`_Ends`), open its own database
+    connections, record the job's pid where the store records "this process" (a run that starts running), then
+    serve, and write the held ends once the job has ended."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() != job_pid:  # the job ended before the line above
@@ -153,7 +252,9 @@ def _broker_main(store: RunStore, sock: socket.socket, job_pid: int) -> None:
         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.SIG_IGN)
     store._engine = _db.engine(store.db_url, store.journal)  # this process's own (engines are per process)
     store.for_pid = job_pid
-    _serve(store, sock)
+    ends = _Ends()
+    _serve(store, sock, job_pid, ends)
+    _write_ends(store, job_pid, ends)
 
 
 def wire_actor(actor: Actor) -> dict:
@@ -219,6 +320,7 @@ class StoreClient:
     def __init__(self, sock: socket.socket, broker_pid: int, workspace: Path, actor: Actor):
         self._sock, self.broker_pid, self.workspace, self.actor = sock, broker_pid, Path(workspace), actor
         self._lock = threading.Lock()
+        self._held = False  # the broker holds an end this job recorded: it outlives this process (_Ends)
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
@@ -236,6 +338,7 @@ class StoreClient:
         answer = _decode(data)
         if "error" in answer:
             raise _error(*answer["error"])
+        self._held = self._held or bool(answer.get("held"))
         return answer["ok"]
 
     def _own(self, actor: Actor | None) -> None:
@@ -258,13 +361,14 @@ class StoreClient:
         """Nothing to release."""
 
     def close(self) -> None:
-        """Close the job's end: the broker ends."""
+        """Close the job's end: the broker ends (one that holds this job's end writes it once this process has
+        ended, so it is not waited for)."""
         with self._lock:
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
         with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(self.broker_pid, 0)
+            os.waitpid(self.broker_pid, os.WNOHANG if self._held else 0)
 
     # ---- reads
     def get(self, run_id: str, *, actor: Actor | None = None, prefix: bool = False) -> Run:

@@ -98,3 +98,45 @@ def test_a_broker_whose_job_sends_garbage_or_too_much_answers_nothing_more(runs)
 def test_only_a_persons_store_has_a_broker(tmp_path):
     with pytest.raises(AccessDenied, match="job's owner"):
         broker.start(RunStore(tmp_path, actor=SYSTEM))
+
+
+_JOB = """
+import sys
+from builder.data.access import Actor
+from builder.process import broker
+from builder.runs.store import RunStore
+
+ws, run_id, owner = sys.argv[1:4]
+client = broker.start(RunStore(ws, actor=Actor.of_job(owner), mark_interrupted=False))
+client.update_status(run_id, "running")
+client.finish(run_id, "finished", message="done")
+client.update_run(run_id, message="done, said the job")
+print(client.get(run_id)["status"], [r["status"] for r in client.list_runs()], flush=True)
+client.close()
+print("closed", flush=True)
+sys.stdin.readline()  # runs on, its store closed, until the test lets it end
+"""
+
+
+def test_a_job_that_recorded_its_end_and_runs_on_is_still_live(runs):
+    """A job's run counted as ended (its owner's running jobs, its GPU slot and time free) once the job wrote a
+    final status, though its process ran on. The broker holds that end, and what the job writes to the run after
+    it, until the job's process has ended; the job reads its run as it recorded it."""
+    import subprocess
+    import sys
+
+    from tests.helpers import until
+
+    store, mine, _ = runs
+    job = subprocess.Popen([sys.executable, "-c", _JOB, str(store.workspace), mine, ANN], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().split() == ["finished", "['finished']"]  # as the job recorded it
+        assert job.stdout.readline().strip() == "closed"
+        run = store.get(mine)
+        assert run["status"] == "running" and run["pid"] == job.pid and run["message"] == ""
+        assert store.mark_interrupted() == []  # its process lives: not orphaned either
+    finally:
+        job.communicate("\n", timeout=60)
+    until(lambda: store.get(mine)["status"] == "finished", "the held end written", 30)
+    assert store.get(mine)["message"] == "done, said the job"  # in the order the job wrote them
