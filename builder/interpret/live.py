@@ -217,19 +217,19 @@ def _within_bound(size: int) -> None:
 def load_frames(path: str | Path) -> dict[str, Any] | None:
     """Frames written by :meth:`LiveAttributions.save` as numpy arrays (None when there is no file):
     ``method``, ``epochs`` (E,), ``attributions`` (E, n, ...), ``inputs``, ``labels``, ``indices``, ``targets``."""
-    from safetensors import safe_open  # lazy: heavy (safetensors)
+    from builder.training.checkpoint import read_tensor_file  # lazy: heavy (safetensors)
 
     path = Path(path)
     if not path.is_file():
         return None
     _within_bound(path.stat().st_size)  # a file too large is not opened at all
     try:
-        with safe_open(str(path), framework="pt") as f:
-            # and the tensors of the very file open here (the size above is another file's once the job has
-            # renamed new frames over these) are bounded before they are read into the server
-            _within_bound(sum(_nbytes(f.get_slice(k)) for k in f.keys()))  # noqa: SIM118 (not iterable)
-            out: dict[str, Any] = {k: f.get_tensor(k).numpy() for k in f.keys()}  # noqa: SIM118 (not iterable)
-            out["method"] = (f.metadata() or {}).get("method", "")
+        # and the tensors of the very file opened (the size above is another file's once the job has renamed new
+        # frames over these) are bounded before they are read into the server
+        tensors, meta = read_tensor_file(path, lambda f: _within_bound(sum(_nbytes(f.get_slice(k))
+                                                                           for k in f.keys())))  # noqa: SIM118
+        out: dict[str, Any] = {k: t.numpy() for k, t in tensors.items()}
+        out["method"] = meta.get("method", "")
     except ExplainError:
         raise
     except Exception as e:  # a foreign or truncated file

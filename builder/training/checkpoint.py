@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +92,23 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def read_tensor_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` of a safetensors file, both read through one open handle.
+def read_tensor_file(path: Path, check: Callable[[Any], None] | None = None) -> tuple[dict[str, torch.Tensor],
+                                                                                    dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file, both read through one open handle; ``check`` (given the
+    handle, before any tensor is read: its ``keys()`` and ``get_slice(k)`` shapes and dtypes) may refuse it.
 
     A job renames a new checkpoint or weights file over the old one while pages and tests read it: reading the
-    metadata and the tensors through two opens could pair one version's checksum with the next one's tensors.
-    One handle holds one version whole, whatever is renamed over its name meanwhile.
+    metadata and the tensors through two opens could pair one version's checksum with the next one's tensors,
+    and a size checked before opening belongs to another file. One handle holds one version whole, whatever is
+    renamed over its name meanwhile.
 
     Raises:
-        SafetensorError, OSError, ValueError, RuntimeError: the file is unreadable (callers word the message).
+        SafetensorError, OSError, ValueError, RuntimeError: the file is unreadable (callers word the message);
+        whatever ``check`` raises.
     """
     with safe_open(str(path), framework="pt") as f:
+        if check is not None:
+            check(f)
         return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118 (not iterable)
 
 

@@ -150,9 +150,8 @@ def test_frames_renamed_over_the_file_once_its_size_was_read_are_still_bounded(t
     file actually open are bounded (from its header) before any is read."""
     import os
 
-    import safetensors
-
     from builder.interpret import live as live_mod
+    from builder.training import checkpoint
 
     tr = _trainer()
     live = LiveAttributions("saliency", n_samples=2)
@@ -165,13 +164,13 @@ def test_frames_renamed_over_the_file_once_its_size_was_read_are_still_bounded(t
     big = live.save(tmp_path / "big.safetensors")
     assert big.stat().st_size > 4 * small
     monkeypatch.setattr(live_mod, "MAX_FILE_BYTES", 2 * small)
-    real = safetensors.safe_open
+    real = checkpoint.safe_open  # the one reader of tensor files (checkpoint.read_tensor_file) opens through it
 
     def renamed_first(name, *args, **kwargs):  # the job's rename lands between the size check and the open
         os.replace(big, path)
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(safetensors, "safe_open", renamed_first)
+    monkeypatch.setattr(checkpoint, "safe_open", renamed_first)
     with pytest.raises(ExplainError, match="too large to play back"):
         live_mod.load_frames(path)
 
