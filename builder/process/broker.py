@@ -172,18 +172,22 @@ class _Ends:
         self.held: list[tuple[str, list, dict]] = []
         self.status: dict[str, str] = {}
 
+    @staticmethod
+    def _status(call: str, args: list, kwargs: dict) -> Any:
+        """The status a ``finish`` or ``update_status`` call sets (None for other calls)."""
+        return (args[1] if len(args) > 1 else kwargs.get("status")) if call in ("finish", "update_status") else None
+
     def holds(self, call: str, args: list, kwargs: dict) -> str | None:
         """The run id when this call is held: a final status, or a write to a run that has one; else None."""
-        if call not in _ENDING:
-            return None
-        run_id = args[0] if args else kwargs.get("run_id")
-        status = (args[1] if len(args) > 1 else kwargs.get("status")) if call in ("finish", "update_status") else None
+        run_id = (args[0] if args else kwargs.get("run_id")) if call in _ENDING else None
         if not isinstance(run_id, str):
             return None
+        status = self._status(call, args, kwargs)
         return run_id if run_id in self.status or (isinstance(status, str) and is_final(status)) else None
 
     def add(self, run_id: str, call: str, args: list, kwargs: dict) -> None:
-        status = (args[1] if len(args) > 1 else kwargs.get("status")) if call in ("finish", "update_status") else None
+        """Hold the call (:meth:`holds` said so); from now on this broker outlives its job."""
+        status = self._status(call, args, kwargs)
         if isinstance(status, str):
             self.status[run_id] = status
         self.held.append((call, args, kwargs))
