@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import errors as _errors
-from builder.data.access import Actor
+from builder.data.access import SYSTEM, Actor
 from builder.errors import AccessDenied, LayerLabError, RunStoreError
 from builder.runs import db as _db
 from builder.runs.record import Run
@@ -139,6 +139,9 @@ def _answer(store: RunStore, request: Any, ends: _Ends | None = None) -> dict:
         call, args, kwargs = _checked(request)
         if ends is not None and (run_id := ends.holds(call, args, kwargs)) is not None:
             store.folder(run_id, write=True)  # refused now as the write would be: a run of the job's owner
+            if run_id not in ends.status:  # from now on the broker is the run's process: a reader that finds the
+                # job gone before its end is written leaves the run to it (is_orphaned), never marks it interrupted
+                store.as_actor(SYSTEM).update_run(run_id, pid=os.getpid())
             ends.add(run_id, call, args, kwargs)
             return {"ok": None, "held": True}
         value = getattr(store, call)(*args, **kwargs)

@@ -122,21 +122,37 @@ def test_a_job_that_recorded_its_end_and_runs_on_is_still_live(runs):
     """A job's run counted as ended (its owner's running jobs, its GPU slot and time free) once the job wrote a
     final status, though its process ran on. The broker holds that end, and what the job writes to the run after
     it, until the job's process has ended; the job reads its run as it recorded it."""
+    import signal
     import subprocess
     import sys
 
+    from builder.training.run_status import pid_alive
     from tests.helpers import until
 
     store, mine, _ = runs
     job = subprocess.Popen([sys.executable, "-c", _JOB, str(store.workspace), mine, ANN], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    held = None
     try:
         assert job.stdout.readline().split() == ["finished", "['finished']"]  # as the job recorded it
         assert job.stdout.readline().strip() == "closed"
         run = store.get(mine)
-        assert run["status"] == "running" and run["pid"] == job.pid and run["message"] == ""
+        assert run["status"] == "running" and run["message"] == ""
+        held = run["pid"]  # the broker that holds the end answers for the run now
+        assert held not in (job.pid, os.getpid()) and pid_alive(held)
         assert store.mark_interrupted() == []  # its process lives: not orphaned either
+        os.kill(held, signal.SIGSTOP)  # the moment between the job's end and the held end's write, made long
+        job.stdin.write("\n")
+        job.stdin.close()
+        job.wait(timeout=60)  # the job has ended and is reaped (its broker holds its output pipes: no communicate)
+        # a reader then saw a dead pid and marked the run interrupted, and a waiter took that for its end
+        assert store.mark_interrupted() == [] and store.get(mine)["status"] == "running"
     finally:
-        job.communicate("\n", timeout=60)
-    until(lambda: store.get(mine)["status"] == "finished", "the held end written", 30)
-    assert store.get(mine)["message"] == "done, said the job"  # in the order the job wrote them
+        if held:
+            os.kill(held, signal.SIGCONT)
+        if job.poll() is None:
+            job.kill()
+            job.wait(timeout=60)
+    # both writes, in the order the job wrote them (the end, then its message)
+    until(lambda: (store.get(mine)["status"], store.get(mine)["message"]) == ("finished", "done, said the job"),
+          "the held end written", 30, state=lambda: dict(store.get(mine)))
