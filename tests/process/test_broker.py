@@ -154,5 +154,5 @@ def test_a_job_that_recorded_its_end_and_runs_on_is_still_live(runs):
             job.kill()
             job.wait(timeout=60)
     # both writes, in the order the job wrote them (the end, then its message)
-    until(lambda: (store.get(mine)["status"], store.get(mine)["message"]) == ("finished", "done, said the job"),
-          "the held end written", 30, state=lambda: dict(store.get(mine)))
+    until(lambda: (store.get(mine)["status"], store.get(mine)["message"], store.get(mine)["pid"])
+          == ("finished", "done, said the job", job.pid), "the held end written", 30, state=lambda: dict(store.get(mine)))
