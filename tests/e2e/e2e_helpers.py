@@ -101,8 +101,7 @@ def goto_page(page, title: str, tries: int = 4) -> None:
 def choose_dataset(page, name: str):
     """On the Data page: pick the built-in dataset ``name``; returns its "Load the ... template" button (the data
     does not fit the canvas's network), once shown and the page idle."""
-    page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first.click()
-    page.locator("[role=option]", has_text=name).first.click()
+    pick_option(page, page.locator("[data-testid=stSelectbox]", has_text="Dataset").locator("input").first, name)
     load = page.locator(".st-key-ll_fit_template button").first
     load.wait_for(timeout=60_000)
     wait_idle(page)
@@ -204,12 +203,19 @@ def pick_template(page, title: str, *, confirm: bool | None = None) -> None:
 def choose_template(page, title: str) -> None:
     """Choose a template in the Build page's template picker (a select box that closes after the choice); a
     question the app asks is left unanswered."""
+    pick_option(page, page.locator(".st-key-ll_tpl_pick [data-testid=stSelectbox] input").first, title)
+
+
+def pick_option(page, box, text: str) -> None:
+    """Open the select box whose input is ``box`` and click its option containing ``text``. A click that lands
+    during a rerun leaves the list closed (seen for templates, and for Data's dataset box in CI): the box is
+    opened again until the option shows."""
     import time
 
-    option = page.locator("[role=option]", has_text=title).first
+    option = page.locator("[role=option]", has_text=text).first
     deadline = time.monotonic() + 30
-    while True:  # a click that lands during a rerun leaves the list closed: open it until the option shows
-        page.locator(".st-key-ll_tpl_pick [data-testid=stSelectbox] input").first.click()
+    while True:
+        box.click()
         try:
             option.wait_for(state="visible", timeout=3_000)
             break

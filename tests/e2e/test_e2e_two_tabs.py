@@ -5,7 +5,7 @@ silently dropped tab B's edits). Waits are for states, never sleeps."""
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import fill_field, identity_cookie, open_app, wait_idle
+from e2e_helpers import fill_field, identity_cookie, open_app, pick_option, wait_idle
 from playwright.sync_api import expect
 
 from tests.serving import ARTIFACTS
@@ -96,8 +96,7 @@ def test_a_stale_tab_is_told_when_its_edit_is_a_dataset(browser, app_server):
     ctx = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
         a = stale_tab(ctx, app_server, "data")
-        a.locator(".st-key-ll_ds_name input").first.click()
-        a.locator("[role=option]", has_text="iris").first.click()
+        pick_option(a, a.locator(".st-key-ll_ds_name input").first, "iris")
         expect(a.locator(".st-key-ll_stale_box")).to_contain_text("changed in another tab", timeout=30_000)
     finally:
         ctx.close()
