@@ -86,7 +86,8 @@ def _run_bytes(store: RunStore, run_id: str) -> int:
 
 
 def owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> dict[str, int]:
-    """Bytes ``owner`` keeps: ``runs`` (its run folders), ``projects`` (its autosave, undo history and uploads:
+    """Bytes ``owner`` keeps: ``runs`` (its run folders and ``records``, their rows and curves in the run
+    database, :meth:`~builder.runs.store.RunStore.record_bytes`: what the storage quota counts), ``projects`` (its autosave, undo history and uploads:
     ``owners/<safe id>/``), ``total``, and ``n_runs``; for the owner itself or an admin (those who may delete
     it, ``delete_data``).
 
@@ -101,12 +102,13 @@ def owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> 
 def _owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> dict[str, int]:
     """:func:`owner_usage` for a caller that checked its actor (a class's teacher, an admin's sums)."""
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM) if runs is None else runs
-    run_b = sum(_run_bytes(store, r["id"]) for r in runs)
+    records = store.record_bytes(owner)  # its curves and records in the run database: the storage quota counts them
+    run_b = sum(_run_bytes(store, r["id"]) for r in runs) + records
     try:
         proj_b = _bytes(_owner_folder(store.workspace, owner))
     except HousekeepingError:
         proj_b = 0
-    return {"runs": run_b, "projects": proj_b, "total": run_b + proj_b, "n_runs": len(runs)}
+    return {"runs": run_b, "projects": proj_b, "total": run_b + proj_b, "n_runs": len(runs), "records": records}
 
 
 def class_usage(store: RunStore, cls: dict) -> dict[str, Any]:
@@ -132,9 +134,10 @@ def known_owners(store: RunStore) -> list[str]:
 
 
 def workspace_usage(store: RunStore) -> dict[str, Any]:
-    """Bytes of the whole workspace: ``owners`` (:func:`owner_usage` per known owner), ``cache`` (decoded
-    datasets, shared by everyone), ``studies``, ``database`` (the run store), ``other`` (owner folders of no
-    known owner, launcher files, ...) and ``total`` (every file under the workspace)."""
+    """Bytes of the whole workspace: ``owners`` (:func:`owner_usage` per known owner; their ``records`` are
+    within ``database``), ``cache`` (decoded datasets, shared by everyone), ``studies``, ``database`` (the run
+    store), ``other`` (owner folders of no known owner, launcher files, ...) and ``total`` (every file under the
+    workspace)."""
     check(store.who(), OVERSEE, SERVER)  # an admin's view (builder.data.access), whoever calls it
     ws = Path(store.workspace)
     by_run_owner: dict[str, list[dict]] = {}
@@ -145,7 +148,7 @@ def workspace_usage(store: RunStore) -> dict[str, Any]:
     cache = _bytes(ws / CACHE_DIR)
     studies = sum(_bytes(ws / name) for name in STUDIES)
     database = sum(_bytes(ws / (DB_NAME + suffix)) for suffix in ("", "-wal", "-shm"))
-    known = sum(u["total"] for u in owners.values())
+    known = sum(u["total"] - u["records"] for u in owners.values())  # their records are in the database's files
     return {"owners": owners, "cache": cache, "studies": studies, "database": database,
             "other": max(0, total - known - cache - studies - database), "total": total}
 

@@ -174,14 +174,20 @@ def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> 
             else rules)
 
 
-def brokered(store):
+def brokered(store, run_id: str | None = None):
     """A job's run store from here on, before it confines itself: its broker, forked now
     (:func:`builder.process.broker.start`), answers as the job's actor; this process closes its connections to the
-    database, and the files of the database a warm launcher left open in it (:func:`_shut_inherited`)."""
+    database, and the files of the database a warm launcher left open in it (:func:`_shut_inherited`). With
+    ``run_id`` (the job's run) the broker holds the job to what its owner could still store when it was admitted
+    (:class:`builder.process.broker.Room`; recorded by the system, :func:`builder.jobs.quotas.room_of`)."""
+    from builder.jobs.quotas import room_refusal  # lazy: heavy (sqlalchemy)
     from builder.process import broker  # lazy: heavy (sqlalchemy)
 
     files = landlock.db_files(store)
-    client = broker.start(store)
+    room = (store.get(run_id).get("environment") or {}).get("storage_room") if run_id is not None else None
+    left = room.get("left") if isinstance(room, dict) else None
+    client = broker.start(store, room=broker.Room(run_id, store.folder(run_id).path, int(left), room_refusal(room))
+                          if isinstance(left, int) and run_id is not None else None)
     _shut_inherited([Path(f) for f in files] if isinstance(files, list) else [])
     return client
 

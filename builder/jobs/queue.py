@@ -241,11 +241,12 @@ def _record(store: RunStore, spec: JobSpec) -> str:
         # resolved again in the job once its dataset is loaded (task and training-split size known)
         cfg = TrainConfig.resolve((project.training or {}).get("task"), None, project.training, spec.config)
         class_id = class_for(store.workspace, store.actor, project)  # AccessDenied for a class not the owner's
-        check_quota(store, spec.owner, device=str(cfg.device))
+        room = check_quota(store, spec.owner, device=str(cfg.device))
         run_id = store.create_run(project, spec.dataset, spec.dataset_options, cfg, name=spec.name,
                                   owner=spec.owner, tags=spec.tags, class_id=class_id, job_spec=data,
                                   parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
         store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
+        store.as_actor(SYSTEM).set_environment(run_id, storage_room=room)  # what its broker holds it to
         return run_id
     store.mark_interrupted()
     run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
@@ -266,9 +267,10 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     # decides it (_device_setting), so a GPU's time is checked whatever the run's settings say
     origin = data.get("origin") if isinstance(data.get("origin"), dict) else None
     devices = [str(cfg.device), _device_setting(spec, origin, run.get("config"))]
-    check_quota(store, spec.owner, device=next((d for d in devices if wants_gpu(d)), devices[0]))
+    room = check_quota(store, spec.owner, device=next((d for d in devices if wants_gpu(d)), devices[0]))
     _write_json(folder.job_spec, data)
     store.requeue(run.id)  # queued at the back, pid = this process until the job process takes over
+    store.as_actor(SYSTEM).set_environment(run.id, storage_room=room)  # what its owner has left now
     return run.id
 
 
@@ -531,7 +533,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         scrub_credentials(workspace, spec.tracking)  # the admin's MLflow credentials go to the admin's tracker only
         if sandboxed:  # files confined, limits, clean environment, no new processes, before the model is built
             rules = job_sandbox.confinement(store, run_id, spec.owner, spec.tracking)
-            store = job_sandbox.brokered(store)  # the database only through its broker, as its owner (which is
+            store = job_sandbox.brokered(store, run_id)  # the database only through its broker, as its owner (which is
             # not under the job's limits: its file size limit does not hold the database back)
             lim = job_sandbox.enter(tmp, lim, processes=job_sandbox.compiles(config), rules=rules)
             job_sandbox.crash_hook_for_tests(store.get(run_id).get("name"))  # tests only: unset in production

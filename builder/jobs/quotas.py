@@ -28,10 +28,11 @@ submits at once cannot both pass a limit of one. Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
@@ -40,6 +41,7 @@ from builder.runs.classes import class_quotas, list_classes
 from builder.runs.owners import LOCAL_OWNER, is_teacher, owner_folders, server_config
 from builder.runs.run_time import WINDOW_S, gpu_seconds, on_gpu, stamp
 from builder.runs.store import RunStore
+from builder.training.run_folder import folder_bytes
 from builder.training.run_status import STARTED, RunStatus, is_live
 
 KEYS = ("running", "queued", "storage_mb", "gpu_seconds")
@@ -103,19 +105,6 @@ def limit_sources(workspace: str | Path, owner: str) -> tuple[dict[str, float | 
     return out, where_of
 
 
-def folder_bytes(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (links are not followed)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            total += st.st_size
-    return total
-
-
 def _gpu_records(store: RunStore, runs: list[dict], now: float) -> list[dict]:
     """The full records of the runs that may have used a GPU in the window (ended in it, or still live: a queued
     run too, whose earlier jobs' GPU time its ledger keeps, :mod:`builder.runs.run_time`)."""
@@ -132,13 +121,14 @@ def _gpu_records(store: RunStore, runs: list[dict], now: float) -> list[dict]:
 
 def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
     """What ``owner`` uses now: ``running`` (running or paused jobs), ``queued`` jobs, ``storage_mb`` (MiB of
-    its run folders and of its other stored files, :func:`builder.runs.owners.owner_folders`: uploads, projects,
-    studies) and ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with ``gpu=False``)."""
+    its run folders, of its runs' records in the run database (:meth:`~builder.runs.store.RunStore.record_bytes`)
+    and of its other stored files, :func:`builder.runs.owners.owner_folders`: uploads, projects, studies) and ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with ``gpu=False``)."""
     store.mark_interrupted()
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)  # counted whoever asks (a number)
     running = sum(r["status"] in STARTED for r in runs)
     queued = sum(r["status"] == RunStatus.QUEUED for r in runs)
     size = sum(folder_bytes(f) for f in owner_folders(store.workspace, owner) if f.is_dir() and not f.is_symlink())
+    size += store.record_bytes(owner)  # its runs' rows and curves in the run database (a job writes them)
     for r in runs:
         try:
             size += folder_bytes(store.run_dir(r["id"], actor=SYSTEM))
@@ -193,16 +183,19 @@ def wants_gpu(device: object) -> bool:
     return str(device or "auto").split(":", 1)[0] not in CPU_DEVICES
 
 
-def check_quota(store: RunStore, owner: str, *, device: str = "auto", jobs: int = 1) -> None:
+def check_quota(store: RunStore, owner: str, *, device: str = "auto", jobs: int = 1) -> dict | None:
     """Refuse ``jobs`` new jobs (default one) of ``owner`` over its quotas (:class:`QuotaError`, worded rule;
     received; Fix); the GPU-time quota only for a job whose ``device`` may be a GPU (:func:`wants_gpu`). Called
     by :func:`builder.jobs.queue.submit` (and for a whole group by :func:`~builder.jobs.queue.submit_group`) under
-    :func:`admit` before anything is recorded."""
+    :func:`admit` before anything is recorded. Returns the job's room (:func:`room_of`: what its owner may still
+    store, which its broker holds it to while it runs; None: no storage limit)."""
     limit, where = limit_sources(store.workspace, owner)
     if all(v is None for v in limit.values()):
-        return
+        return None
     gpu = wants_gpu(device) and limit.get("gpu_seconds") is not None
-    check_usage(usage(store, owner, gpu=gpu), limit, gpu=gpu, where=where, jobs=jobs)
+    used = usage(store, owner, gpu=gpu)
+    check_usage(used, limit, gpu=gpu, where=where, jobs=jobs)
+    return room_of(used, limit, where)
 
 
 def check_storage(store: RunStore, owner: str) -> None:
@@ -236,6 +229,39 @@ def check_upload(store: RunStore, owner: str, nbytes: int) -> None:
                          + (f" (limit set by {src})" if src else ""))
 
 
+def room_of(used: Mapping[str, float], limit: Mapping[str, float | None],
+            where: Mapping[str, str] | None = None) -> dict | None:
+    """What an owner who uses ``used`` may still store under its ``storage_mb`` limit (None: no limit), as the
+    record a job's room is made of (:func:`room_refusal`): ``left`` bytes, the cap, the MiB in use, where the limit
+    was set.
+
+    >>> room_of({"storage_mb": 2.5}, {"storage_mb": 3})["left"]
+    524288
+    """
+    cap = limit.get("storage_mb")
+    if cap is None:
+        return None
+    return {"left": max(0, int((cap - used["storage_mb"]) * 2**20)), "cap_mb": cap,
+            "used_mb": round(float(used["storage_mb"]), 3), "where": (where or {}).get("storage_mb")}
+
+
+def room_refusal(room: Mapping[str, Any]) -> Callable[[int], str]:
+    """The line that stops a job which took more than its ``room`` (:func:`room_of`), given the bytes it took.
+
+    >>> room_refusal({"left": 0, "cap_mb": 3, "used_mb": 2.5, "where": None})(2**20).split("(")[1].split(")")[0]
+    "one person's runs, uploads and studies may take at most 3 MiB; received: 2.5 MiB in use when it started and 1.0 MiB more written by it"
+    """
+    cap, used, src = room.get("cap_mb"), float(room.get("used_mb") or 0), room.get("where")
+
+    def refusal(taken: int) -> str:
+        return (f"the training job stopped: it outgrew its owner's storage ({STORED} may take at most {cap:g} MiB; "
+                f"received: {used:.1f} MiB in use when it started and {taken / 2**20:.1f} MiB more written by it"
+                + (f"; limit set by {src}" if src else "") + "). The run failed; resume it once there is room; the "
+                f"app is unaffected. Fix: {FREE_UP}")
+
+    return refusal
+
+
 def check_study(store: RunStore, owner: str, *, studies: int, device: str = "auto") -> None:
     """Refuse a new study runner of ``owner`` (:class:`QuotaError`): its live study runners (``studies``, counted
     by the caller: :func:`builder.search.runner.live_runners`) already as many as its ``running`` limit, or no
@@ -263,4 +289,4 @@ def admit(store: RunStore) -> Iterator[None]:
 
 
 __all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "limit_sources", "usage", "check_usage", "check_quota",
-           "check_study", "check_storage", "check_upload", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]
+           "check_study", "check_storage", "room_of", "room_refusal", "check_upload", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]

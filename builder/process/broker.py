@@ -41,7 +41,8 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from builder.errors import AccessDenied, LayerLabError, RunStoreError
 from builder.runs import db as _db
 from builder.runs.record import Run
 from builder.runs.store import RunStore
-from builder.training.run_folder import RunFolder
+from builder.training.run_folder import RunFolder, folder_bytes
 from builder.training.run_status import is_final
 
 MAX_FRAME = 64 * 2**20  # a request or answer (a project of thousands of layers, a curve of many steps) fits
@@ -138,16 +139,21 @@ def _answer(store: RunStore, request: Any, ends: _Ends | None = None) -> dict:
     try:
         call, args, kwargs = _checked(request)
         if ends is not None and (run_id := ends.holds(call, args, kwargs)) is not None:
-            store.folder(run_id, write=True)  # refused now as the write would be: a run of the job's owner
-            if run_id not in ends.status:  # from now on the broker is the run's process: a reader that finds the
-                # job gone before its end is written leaves the run to it (is_orphaned), never marks it interrupted
-                store.as_actor(SYSTEM).update_run(run_id, pid=os.getpid())
-            ends.add(run_id, call, args, kwargs)
+            _hold(store, ends, run_id, call, args, kwargs)
             return {"ok": None, "held": True}
         value = getattr(store, call)(*args, **kwargs)
         return {"ok": ends.shown(value) if ends is not None and call in ("get", "list_runs") else value}
     except Exception as e:  # noqa: BLE001  every error goes back to the job, named by its class
         return {"error": [type(e).__name__, str(e)]}
+
+
+def _hold(store: RunStore, ends: _Ends, run_id: str, call: str, args: list, kwargs: dict) -> None:
+    """Hold a write to ``run_id`` until the job has ended (:class:`_Ends`)."""
+    store.folder(run_id, write=True)  # refused now as the write would be: a run of the job's owner
+    if run_id not in ends.status:  # from now on the broker is the run's process: a reader that finds the job gone
+        # before its end is written leaves the run to it (is_orphaned), never marks it interrupted
+        store.as_actor(SYSTEM).update_run(run_id, pid=os.getpid())
+    ends.add(run_id, call, args, kwargs)
 
 
 _ENDING = frozenset({"update_run", "update_status", "set_environment", "log_metrics", "truncate_metrics", "finish"})
@@ -174,6 +180,7 @@ class _Ends:
     def __init__(self) -> None:
         self.held: list[tuple[str, list, dict]] = []
         self.status: dict[str, str] = {}
+        self.over: set[str] = set()  # runs whose job took more than its room (:class:`Room`)
 
     @staticmethod
     def _status(call: str, args: list, kwargs: dict) -> Any:
@@ -207,12 +214,64 @@ class _Ends:
         return [one(r) for r in answer] if isinstance(answer, list) else one(answer)
 
 
-def _serve(store: RunStore, sock: socket.socket, job_pid: int, ends: _Ends) -> None:
-    """The broker's loop: answer until the job closes its end or its process ends."""
+@dataclass
+class Room:
+    """The storage a job may still take (its owner's ``storage_mb`` quota, :func:`builder.jobs.quotas.storage_room`):
+    ``left`` bytes, counted by its broker as the bytes of its store writes (its curves and records in the run
+    database) and the growth of its run's folder (checkpoints, logs, its private ``tmp/``) since the job started.
+    A job past it is stopped (SIGKILL: its model may be the one writing) and its run failed with ``refusal(taken)``.
+    The quota's other checks are made before a job starts; this one while it runs, where the job cannot reach it."""
+
+    run_id: str
+    folder: Path
+    left: int
+    refusal: Callable[[int], str]
+    every_s: float = 0.25  # how often its folder is measured (a walk of its files): what a job writes in that time
+    # is how far past its room it may get (its files, each at most its file size limit; its store writes are
+    # counted before they are made)
+
+
+class _Meter:
+    """What a job took of its :class:`Room` so far."""
+
+    def __init__(self, room: Room) -> None:
+        self.room, self.written, self.grown, self.next = room, 0, 0, 0.0
+        self.base = folder_bytes(room.folder)  # what the run's folder held when the job started (a resume's)
+
+    def taken(self, written: int = 0) -> int:
+        """The bytes taken, with ``written`` more written to the store; the folder measured at most every
+        ``every_s``."""
+        self.written += written
+        now = time.monotonic()
+        if now >= self.next:
+            self.grown, self.next = max(0, folder_bytes(self.room.folder) - self.base), now + self.room.every_s
+        return self.written + self.grown
+
+
+def _stop_over_room(store: RunStore, ends: _Ends, meter: _Meter | None, job_pid: int, written: int = 0) -> bool:
+    """Stop the job once it took more than its room: its run's failure is held (written once it has ended, after
+    any end it recorded) and its process killed. Returns whether it was stopped."""
+    if meter is None or meter.room.run_id in ends.over:
+        return False
+    taken = meter.taken(written)
+    if taken <= meter.room.left:
+        return False
+    run_id = meter.room.run_id
+    with contextlib.suppress(LayerLabError):
+        _hold(store, ends, run_id, "update_status", [run_id, "failed", meter.room.refusal(taken)], {})
+    ends.over.add(run_id)
+    if os.getppid() == job_pid:  # still running (else it has ended: its end is overwritten by this one)
+        with contextlib.suppress(OSError):
+            os.kill(job_pid, signal.SIGKILL)
+    return True
+
+
+def _serve(store: RunStore, sock: socket.socket, job_pid: int, ends: _Ends, meter: _Meter | None = None) -> None:
+    """The broker's loop: answer until the job closes its end or its process ends (or took more than its room)."""
     while True:
         with contextlib.suppress(OSError, ValueError):
-            if not select.select([sock], [], [], 1.0)[0]:  # nothing to read: the job may have ended
-                if os.getppid() != job_pid:
+            if not select.select([sock], [], [], meter.room.every_s if meter else 1.0)[0]:  # the job may have ended
+                if os.getppid() != job_pid or _stop_over_room(store, ends, meter, job_pid):
                     return
                 continue
         try:
@@ -225,6 +284,9 @@ def _serve(store: RunStore, sock: socket.socket, job_pid: int, ends: _Ends) -> N
             request = _decode(data)
         except ValueError:
             request = None
+        writes = isinstance(request, dict) and request.get("call") in _ENDING
+        if _stop_over_room(store, ends, meter, job_pid, len(data) if writes else 0):
+            return  # the write that took it past its room is not made
         _send(sock, _encode(_answer(store, request, ends)))
 
 
@@ -250,7 +312,7 @@ def _write_ends(store: RunStore, job_pid: int, ends: _Ends) -> None:
             store.as_actor(SYSTEM).update_run(run_id, pid=job_pid)
 
 
-def _broker_main(store: RunStore, sock: socket.socket, job_pid: int) -> None:
+def _broker_main(store: RunStore, sock: socket.socket, job_pid: int, room: Room | None = None) -> None:
     """In the forked broker: die with the job (until it holds the job's end: :class:`_Ends`), open its own database
     connections, record the job's pid where the store records "this process" (a run that starts running), then
     serve, and write the held ends once the job has ended."""
@@ -262,8 +324,11 @@ def _broker_main(store: RunStore, sock: socket.socket, job_pid: int) -> None:
         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.SIG_IGN)
     store._engine = _db.engine(store.db_url, store.journal)  # this process's own (engines are per process)
     store.for_pid = job_pid
-    ends = _Ends()
-    _serve(store, sock, job_pid, ends)
+    ends, meter = _Ends(), (_Meter(room) if room is not None else None)
+    _serve(store, sock, job_pid, ends, meter)
+    if meter is not None:  # what it wrote since the last measurement counts too (a short job's whole run)
+        meter.next = 0.0
+        _stop_over_room(store, ends, meter, job_pid)
     _write_ends(store, job_pid, ends)
 
 
@@ -285,9 +350,10 @@ def actor_of_wire(data: Mapping[str, Any]) -> Actor:
                  teaching=frozenset(data.get("teaching") or ()), shared=bool(data.get("shared")))
 
 
-def start(store: RunStore) -> StoreClient:
+def start(store: RunStore, room: Room | None = None) -> StoreClient:
     """Fork the broker of ``store`` (its actor is the job's) and return the job's client. This process's
-    database connections are closed: from here on it reaches the database only through the broker."""
+    database connections are closed: from here on it reaches the database only through the broker. With ``room``
+    the broker stops the job once it took more storage than that (:class:`Room`)."""
     if not isinstance(store.actor, Actor) or store.actor.system:
         raise AccessDenied("a broker answers for a job's owner; received: "
                            f"{'trusted code' if isinstance(store.actor, Actor) else 'no actor'}. Fix: "
@@ -300,7 +366,7 @@ def start(store: RunStore) -> StoreClient:
         code = 0
         try:
             job_end.close()
-            _broker_main(store, broker_end, job_pid)
+            _broker_main(store, broker_end, job_pid, room)
         except BaseException:  # noqa: BLE001  the job sees its end closed
             code = 1
         finally:
@@ -448,4 +514,4 @@ class StoreClient:
     def finish(self, run_id: str, status: str, *args: Any, **kwargs: Any) -> None:
         self._call("finish", run_id, status, *args, **kwargs)
 
-__all__ = ["start", "StoreClient", "CALLS", "MAX_FRAME", "wire_actor", "actor_of_wire"]
+__all__ = ["start", "Room", "StoreClient", "CALLS", "MAX_FRAME", "wire_actor", "actor_of_wire"]

@@ -553,7 +553,22 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-__all__ = ["ENV_DB_URL", "absolute_sqlite", "CONFIG_KEY", "check_database_url", "set_database_url", "database_setting", "process_env", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
+class Closing:
+    """A pooled connection as a context manager that gives it back; a held one
+    (:meth:`builder.runs.store.RunStore.hold`) stays."""
+
+    def __init__(self, c: Connection, close: bool = True):
+        self.c, self.close = c, close
+
+    def __enter__(self) -> Connection:
+        return self.c
+
+    def __exit__(self, *exc) -> None:
+        if self.close:
+            self.c.close()
+
+
+__all__ = ["Closing", "ENV_DB_URL", "absolute_sqlite", "CONFIG_KEY", "check_database_url", "set_database_url", "database_setting", "process_env", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
            "is_sqlite", "redact", "engine", "on_server", "workspace_lock", "save_document", "load_documents",
            "delete_document", "write", "statement", "params", "is_busy", "unreachable",
            "current_revision", "upgrade", "ensure_schema"]

@@ -218,17 +218,17 @@ class RunStore:
         return who
 
     # ---- plumbing
-    def _conn(self) -> _Closing:
+    def _conn(self) -> _db.Closing:
         held = getattr(self._held, "conn", None)
         if held is not None and self._held.pid == os.getpid():
-            return _Closing(held, close=False)
+            return _db.Closing(held, close=False)
         with on_full_disk(self.db_path, DB_WHAT):  # on a full disk a WAL database cannot even be opened
             try:
                 c = self._engine.connect()
             except _db.sa.exc.DBAPIError as e:
                 raise (_db.unreachable(e, self.db_url)
                        or RunStoreError(f"cannot open run database {_db.redact(self.db_url)}: {e.orig}")) from None
-        return _Closing(c)
+        return _db.Closing(c)
 
     def _errors(self) -> Iterator[None]:
         """Database errors as RunStoreError (a server that cannot be reached says so; a full disk passes)."""
@@ -648,6 +648,15 @@ class RunStore:
                           (run_id, kind, int(after)))
         return [json.loads(r["data"]) for r in rows], (rows[-1]["rowid"] if rows else int(after))
 
+    def record_bytes(self, owner: str) -> int:
+        """About the bytes ``owner``'s runs take in the run database (their rows' texts and their curves, in
+        characters): what the storage quota counts beside their folders (:func:`builder.jobs.quotas.usage`)."""
+        cols = " + ".join(f"COALESCE(LENGTH({c}), 0)" for c in (*_JSON_COLS, "name", "message"))
+        rows = self._read(f"SELECT (SELECT COALESCE(SUM({cols}), 0) FROM runs WHERE owner = ?) + (SELECT "
+                          "COALESCE(SUM(LENGTH(m.data)), 0) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE "
+                          "r.owner = ?) AS n", (owner, owner))
+        return int(rows[0]["n"] or 0)
+
     def _check_read(self, run_id: str, actor: Actor | None) -> None:
         who = self.who(actor)
         if not who.system:
@@ -774,20 +783,6 @@ def _db_errors(url: str) -> Iterator[None]:
         if _db.is_busy(e):
             raise RunStoreError(f"run database is busy: {e.orig}") from e
         raise (_db.unreachable(e, url) or RunStoreError(f"run database error: {e.orig}")) from e
-
-
-class _Closing:
-    """A pooled connection as a context manager that gives it back; a held one (:meth:`RunStore.hold`) stays."""
-
-    def __init__(self, c: _db.Connection, close: bool = True):
-        self.c, self.close = c, close
-
-    def __enter__(self) -> _db.Connection:
-        return self.c
-
-    def __exit__(self, *exc) -> None:
-        if self.close:
-            self.c.close()
 
 
 __all__ = ["RunStore", "Run", "RunFolder", "workspace_of", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",

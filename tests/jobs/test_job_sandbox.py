@@ -349,6 +349,24 @@ def test_a_job_over_its_file_size_limit_fails_writing_its_checkpoint(store, monk
     assert "run database" not in message
 
 
+def test_a_job_that_outgrows_its_owners_storage_quota_is_stopped_and_its_run_says_why(store, monkeypatch, tmp_path):
+    """The storage quota was checked when a job was admitted only: a job then wrote checkpoints, curves and logs
+    without bound. Its broker now holds it to what its owner may still store (builder.process.broker.Room)."""
+    small = RunStore(tmp_path / "ws", actor=SYSTEM)
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "3")
+    rid = submit(small, _spec(width=1000))  # 1 M parameters: a 4 MB checkpoint, on top of its data
+    message = _failed_with(small, rid, "the training job stopped: it outgrew its owner's storage (one person's "
+                           "runs, uploads and studies may take at most 3 MiB; received: 0.")
+    taken = float(re.search(r"and ([\d.]+) MiB more written by it; limit set by LAYERLAB_QUOTA_STORAGE_MB\)",
+                            message)[1])
+    assert taken > 2.9, message  # past its room (how far: what it writes between two measurements, test_broker)
+    env = small.get(rid)["environment"]
+    assert env["storage_room"]["cap_mb"] == 3 and 0 < env["storage_room"]["left"] <= 3 * 2**20  # its admission's
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "50")  # the same job within its room trains to its end
+    ok = submit(small, _spec(width=1000))
+    assert wait(small, [ok], TIMEOUT) == {ok: "finished"}, small.get(ok)["message"]
+
+
 def test_a_file_size_limit_under_the_run_databases_size_holds_no_job_back(store, monkeypatch):
     """The file size limit is on every file a job writes. The job wrote the SQLite run database itself, so a
     database past the limit refused its every write (its failure included: "run database error: disk I/O error"),

@@ -102,6 +102,22 @@ def test_storage_quota_counts_the_owners_run_folders(ws, monkeypatch):
     quotas.check_quota(store, OTHER)
 
 
+def test_storage_quota_counts_a_runs_records_in_the_run_database(ws, monkeypatch):
+    """A job's curve and records live in the run database, not its folder: a person whose jobs logged gigabytes
+    there stayed under ``storage_mb`` for ever. Their bytes count now, for their owner only."""
+    store = RunStore(ws, actor=SYSTEM)
+    (rid,) = _runs(store, ME, ["finished"])
+    before = quotas.usage(store, ME)["storage_mb"]
+    store.log_metrics(rid, [{"type": "step", "step": i, "note": "x" * 2**18} for i in range(8)])
+    assert quotas.usage(store, ME)["storage_mb"] - before >= 2.0
+    assert quotas.usage(store, OTHER)["storage_mb"] == 0.0
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "1")
+    with pytest.raises(QuotaError, match="at most 1 MiB; received: 2.0 MiB in use. Fix: delete runs"):
+        quotas.check_quota(store, ME)
+    store.delete_run(rid)  # deleting the run frees them
+    quotas.check_quota(store, ME)
+
+
 def test_storage_quota_counts_uploads_and_studies_and_refuses_an_upload_past_it(ws, monkeypatch):
     """Uploads and study files were outside the quota: a visitor under ``storage_mb`` could fill the disk with
     uploads (each within the uploader's size limit) or with a study's private folder."""

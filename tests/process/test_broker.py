@@ -156,3 +156,72 @@ def test_a_job_that_recorded_its_end_and_runs_on_is_still_live(runs):
     # both writes, in the order the job wrote them (the end, then its message)
     until(lambda: (store.get(mine)["status"], store.get(mine)["message"], store.get(mine)["pid"])
           == ("finished", "done, said the job", job.pid), "the held end written", 30, state=lambda: dict(store.get(mine)))
+
+
+_GROWING_JOB = """
+import sys, time
+from pathlib import Path
+from builder.data.access import Actor
+from builder.process import broker
+from builder.runs.store import RunStore
+
+ws, run_id, owner, how = sys.argv[1:5]
+store = RunStore(ws, actor=Actor.of_job(owner), mark_interrupted=False)
+room = broker.Room(run_id, store.folder(run_id).path, 2**20, lambda taken: f"over its room: {taken} bytes",
+                   every_s=0.05)
+client = broker.start(store, room=room)
+client.update_status(run_id, "running")
+print("started", flush=True)
+if how == "small":  # well within its room: nothing stops it
+    client.log_metrics(run_id, [{"type": "step", "step": i, "loss": 0.5} for i in range(100)])
+    (Path(client.run_dir(run_id)) / "small.bin").write_bytes(b"\\0" * 2**16)
+    time.sleep(0.5)
+    client.finish(run_id, "finished", message="done")
+    client.close()
+    print("ended", flush=True)
+elif how == "curve":  # a curve of 4 MiB, 256 KiB a call, in the run database
+    for i in range(16):
+        client.log_metrics(run_id, {"type": "step", "step": i, "blob": "x" * 2**18})
+elif how == "folder":  # 4 MiB of files in its run's folder, and no store call at all
+    for i in range(16):
+        (Path(client.run_dir(run_id)) / f"blob{i}.bin").write_bytes(b"\\0" * 2**18)
+        time.sleep(0.2)  # the broker measures its folder every 0.05 s here: what a job writes in that time is over
+    time.sleep(60)
+if how != "small":
+    print("not stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["curve", "folder"])
+def test_a_job_that_writes_past_its_owners_storage_is_stopped_and_its_run_says_why(runs, how):
+    """The storage quota was checked before a job started: a running job (its model turned against it, or just a
+    long curve and big checkpoints) could write without end into the run database and its run's folder. Its
+    broker now counts both against what its owner may still store (broker.Room) and stops it past that."""
+    import subprocess
+    import sys
+
+    from tests.helpers import until
+
+    store, mine, _ = runs
+    job = subprocess.Popen([sys.executable, "-c", _GROWING_JOB, str(store.workspace), mine, ANN, how],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == -9 and out.split() == ["started"], err  # killed before its end
+    until(lambda: store.get(mine)["status"] == "failed", "the run failed", 30, state=lambda: dict(store.get(mine)))
+    run = store.get(mine)
+    assert run["message"].startswith("over its room: ") and run["pid"] == job.pid
+    taken = int(run["message"].split()[3])
+    assert 2**20 < taken < 2**20 + 2**19  # stopped at its room (a call or a measurement later), not at the end
+    if how == "curve":
+        assert store.record_bytes(ANN) < 2 * 2**20  # the write that took it past its room was not made
+
+
+def test_a_job_within_its_owners_storage_runs_to_its_end(runs):
+    import subprocess
+    import sys
+
+    store, mine, _ = runs
+    job = subprocess.run([sys.executable, "-c", _GROWING_JOB, str(store.workspace), mine, ANN, "small"],
+                         capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0 and job.stdout.split() == ["started", "ended"], job.stderr
+    assert (store.get(mine)["status"], store.get(mine)["message"]) == ("finished", "done")

@@ -158,3 +158,8 @@ def test_a_job_cannot_make_itself_hold_a_gpu_slot_or_a_clusters_room(store, monk
     fake = [G.Gpu(0, free=16 * 2**30, total=16 * 2**30)]
     assert jobs.claim_gpu(store.as_actor(Actor.of_job("anon:" + "b" * 32)), other, 2**30, fake, limit=4) == 0
     assert store.get(other)["environment"]["gpu"] == 0  # claimed as LayerLab's record
+    # nor the storage its broker holds it to (builder.jobs.quotas.room_of), recorded when it was admitted
+    store.set_environment(rid, storage_room={"left": 2**20})
+    job.set_environment(rid, storage_room={"left": 2**60})
+    job.update_run(rid, environment={"storage_room": None})
+    assert store.get(rid)["environment"]["storage_room"] == {"left": 2**20}

@@ -58,6 +58,9 @@ def test_rows_curves_control_and_access(backend, tmp_path):
     more, _ = ann.metrics_after(rid, "step", cursor)
     assert [p["step"] for p in more] == [4] and store.get(rid)["epochs_done"] == 1
     assert ann.metrics(rid) == [{"epoch": 1, "step": 4, "val_loss": 0.5}]
+    before = store.record_bytes("user:ann")  # what the storage quota counts of its records, on either database
+    store.log_metrics(rid, {"type": "step", "step": 5, "epoch": 1, "note": "x" * 10_000})
+    assert 10_000 < store.record_bytes("user:ann") - before < 10_100 and store.record_bytes("user:cyd") == 0
     store.set_control(rid, "pause")
     assert store.take_control(rid) == "pause" and store.take_control(rid) is None
     assert store.queue_position(rid) == 1 and store.queue_position(other) == 2
