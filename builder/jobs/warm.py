@@ -7,6 +7,7 @@ its body (``python -m builder.jobs.queue launcher``)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -235,6 +236,7 @@ def launcher(workspace: str | Path, run: Callable[..., int], shared: bool = Fals
     ws = Path(workspace)
     path = ws / LAUNCHER_SOCK
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # retired or killed: clean up (finally below)
+    _subreap()
     with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as srv:
         path.unlink(missing_ok=True)
         srv.bind(str(path))
@@ -285,6 +287,14 @@ def _job_request(req: Any) -> dict:
         raise ValueError(f"this launcher speaks protocol {LAUNCHER_PROTOCOL}; received: protocol {version!r}. "
                          "Fix: launch the job the ordinary way")
     return req["job"]
+
+
+def _subreap() -> None:
+    """Make the launcher the reaper of its jobs' orphans: a job's broker outlives it to write the end it held
+    (:class:`builder.process.broker._Ends`), and an orphan went to PID 1, which in a container or a micro-VM whose
+    init does not reap left a zombie per job. They are reaped with the jobs (:func:`_reap_jobs`)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
 def _reap_jobs() -> None:

@@ -196,6 +196,39 @@ def test_later_jobs_fork_from_the_warm_launcher(store):
     assert os.getsid(launcher) == launcher  # the launcher is a session of its own, detached from us
 
 
+def _stat(pid: int) -> list[str]:
+    """Fields of ``/proc/PID/stat`` after the name: state, ppid, pgrp, session, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def test_a_forked_jobs_broker_that_outlives_it_is_the_launchers_to_reap(store):
+    """A job's broker outlives the job to write the end it held (builder.process.broker), and was then an orphan
+    of PID 1: in a container whose init reaps nothing (the app as PID 1), a zombie per job. The launcher is the
+    reaper of its jobs' orphans now, and reaps them with its jobs."""
+    import signal
+
+    assert warm.warm_launcher(store.workspace) is True
+    until(lambda: (store.workspace / warm.LAUNCHER_SOCK).exists() and (store.workspace / warm.LAUNCHER_PID).is_file(),
+          "the launcher", TIMEOUT)
+    launcher = int((store.workspace / warm.LAUNCHER_PID).read_text())
+    rid = submit(store, _spec(config={"epochs": UNENDING, "early_stopping": None}))
+    until(lambda: store.get(rid)["status"] == "running", "the job running", TIMEOUT)
+    job = store.get(rid)["pid"]
+    kids = Path(f"/proc/{job}/task/{job}/children")
+    until(lambda: kids.read_text().split(), "its broker (forked once it holds its slot)", TIMEOUT)
+    (broker,) = map(int, kids.read_text().split())
+    os.kill(broker, signal.SIGSTOP)  # held past the job's end
+    try:
+        os.kill(job, signal.SIGKILL)  # (a stop would wait for the stopped broker)
+        until(lambda: not Path(f"/proc/{job}").exists() or _stat(job)[0] == "Z", "the job to end", TIMEOUT)
+        until(lambda: int(_stat(broker)[1]) != job, "the broker to be an orphan", TIMEOUT)
+        assert int(_stat(broker)[1]) == launcher
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    assert wait(store, [rid], TIMEOUT) == {rid: "interrupted"}
+    until(lambda: not Path(f"/proc/{broker}").exists(), "the broker reaped", TIMEOUT)
+
+
 def test_idle_zero_starts_no_launcher_and_every_job_is_launched_the_ordinary_way(store, monkeypatch):
     """``LAYERLAB_LAUNCHER_IDLE_S=0``: no warm launcher (the test suite's default: a one-job workspace pays one
     import of torch, not two); jobs still run, each a process of its own started the ordinary way."""
