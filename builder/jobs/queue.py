@@ -47,7 +47,7 @@ from builder.jobs import job_sandbox
 from builder.jobs.control import POLL_S, SHARED_POLL_S, StoreControl  # noqa: F401 (importable from here as before)
 from builder.jobs.quotas import admit, check_quota, wants_gpu
 from builder.jobs.ray_task import ENV_PLACED
-from builder.jobs.warm import launch_warm, launcher
+from builder.jobs.warm import kept, launch_warm, launcher
 from builder.process.launcher import spawn_detached
 from builder.runs.classes import class_for
 from builder.runs.db import process_env
@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "launcher":
         return launcher(args.workspace, run_job, shared=args.shared)
-    return run_job(args.workspace, args.run_id, sandboxed=True)
+    return kept(args.workspace, args.run_id, run_job)  # forked, and reaped with its broker
 
 
 if __name__ == "__main__":

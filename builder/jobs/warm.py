@@ -297,6 +297,44 @@ def _subreap() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
+def kept(workspace: str | Path, run_id: str, run: Callable[..., int]) -> int:
+    """A job started the ordinary way (cold, or by a Ray task) as a launcher of one: this process forks the job
+    (``run(workspace, run_id, sandboxed=True)``, killed if this process dies) and reaps it and its orphans (its
+    broker, which outlives it to write the end it held) as the warm launcher reaps its own; a job killed by a
+    signal is recorded as there (:func:`builder.jobs.job_sandbox.record_death`). Returns the job's exit code
+    (128 + the signal that killed it)."""
+    _subreap()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            code = run(workspace, run_id, sandboxed=True)
+        finally:
+            os._exit(code)
+    code = 1
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # the job and its broker have ended
+            return code if code >= 0 else 128 - code
+        except InterruptedError:
+            continue
+        if info is not None and info.si_pid == pid:
+            code = ended_code(info)
+            try:  # recorded before it is reaped (until then readers see it dying, and leave it to us); a job that
+                # died before it took its run over leaves it naming this process, which its starter recorded
+                store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
+                _ = job_sandbox.record_death(store, run_id, pid, code) or job_sandbox.record_death(
+                    store, run_id, os.getpid(), code)
+            except Exception:  # noqa: BLE001  the log says why an end went unrecorded
+                traceback.print_exc()
+        if info is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(info.si_pid, 0)
+
+
 def _reap_jobs() -> None:
     """In the launcher, between requests: record how every ended child ended, then reap it (until then readers
     see it dying, :func:`~builder.training.run_status.reaping`, and leave it to us); a job killed by a signal is
@@ -357,5 +395,5 @@ def _fork_job(ws: Path, run_id: str, log: Path, env: dict, close: tuple[int, ...
         os._exit(code)
 
 
-__all__ = ["launch_warm", "warm_launcher", "launcher", "launcher_home", "launcher_idle_s", "ENV_LAUNCHER_DIR",
+__all__ = ["launch_warm", "warm_launcher", "launcher", "kept", "launcher_home", "launcher_idle_s", "ENV_LAUNCHER_DIR",
            "LAUNCHER_SOCK", "LAUNCHER_PID", "LAUNCHER_LOG", "LAUNCHER_IDLE_S", "LAUNCHER_PROTOCOL", "REAP_S"]

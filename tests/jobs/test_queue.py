@@ -203,8 +203,8 @@ def _stat(pid: int) -> list[str]:
 
 def test_a_forked_jobs_broker_that_outlives_it_is_the_launchers_to_reap(store):
     """A job's broker outlives the job to write the end it held (builder.process.broker), and was then an orphan
-    of PID 1: in a container whose init reaps nothing (the app as PID 1), a zombie per job. The launcher is the
-    reaper of its jobs' orphans now, and reaps them with its jobs."""
+    of PID 1: in a container whose init reaps nothing (the app as PID 1), a zombie per job. The warm launcher is
+    the reaper of its jobs' orphans now (a job started cold is kept by a launcher of one: the test below)."""
     import signal
 
     assert warm.warm_launcher(store.workspace) is True
@@ -227,6 +227,35 @@ def test_a_forked_jobs_broker_that_outlives_it_is_the_launchers_to_reap(store):
         os.kill(broker, signal.SIGCONT)
     assert wait(store, [rid], TIMEOUT) == {rid: "interrupted"}
     until(lambda: not Path(f"/proc/{broker}").exists(), "the broker reaped", TIMEOUT)
+
+
+_KEPT = """
+import os, sys, time
+from builder.jobs import warm
+
+def run(workspace, run_id, sandboxed):  # a job whose broker outlives it
+    if os.fork() == 0:
+        time.sleep(1.0)
+        print("broker", os.getpid(), os.getppid(), flush=True)  # its parent once its job has ended
+        os._exit(0)
+    return 3
+
+print("code", warm.kept(sys.argv[1], "20261127-000000-abcdef", run), os.getpid(), flush=True)
+"""
+
+
+def test_a_cold_jobs_broker_that_outlives_it_is_its_keepers_to_reap(tmp_path):
+    """A job started the ordinary way (cold, or by a Ray task) is kept by a launcher of one (warm.kept): the job
+    is its fork, and the broker it leaves is the keeper's to reap, not PID 1's; the keeper ends after both, with
+    the job's exit code."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _KEPT, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert out.returncode == 0 and set(lines) == {"broker", "code"}, out.stderr
+    code, keeper = lines["code"].split()
+    assert code == "3" and lines["broker"].split()[1] == keeper  # reparented to the keeper, which waited for it
 
 
 def test_idle_zero_starts_no_launcher_and_every_job_is_launched_the_ordinary_way(store, monkeypatch):
