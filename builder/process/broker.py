@@ -200,8 +200,9 @@ class _Ends:
         status = self._status(call, args, kwargs)
         if isinstance(status, str):
             self.status[run_id] = status
+        if not self.held:  # the held ends are written after the job, which must not take the broker along
+            _no_death_signal()
         self.held.append((call, args, kwargs))
-        _no_death_signal()  # the held ends are written after the job, which must not take the broker along
 
     def shown(self, answer: Any) -> Any:
         """A read's answer with the statuses held for its runs."""
