@@ -245,19 +245,26 @@ def room_of(used: Mapping[str, float], limit: Mapping[str, float | None],
             "used_mb": round(float(used["storage_mb"]), 3), "where": (where or {}).get("storage_mb")}
 
 
-def room_refusal(room: Mapping[str, Any]) -> Callable[[int], str]:
-    """The line that stops a job which took more than its ``room`` (:func:`room_of`), given the bytes it took.
+def room_refusal(room: Mapping[str, Any]) -> Callable[[int, bool], str]:
+    """The line for a job which took more than its ``room`` (:func:`room_of`), given the bytes it took and whether
+    it had recorded its end by then (it is then not stopped: its results are kept, and new jobs wait for room).
 
-    >>> room_refusal({"left": 0, "cap_mb": 3, "used_mb": 2.5, "where": None})(2**20).split("(")[1].split(")")[0]
+    >>> line = room_refusal({"left": 0, "cap_mb": 3, "used_mb": 2.5, "where": None})
+    >>> line(2**20, False).split("(")[1].split(")")[0]
     "one person's runs, uploads and studies may take at most 3 MiB; received: 2.5 MiB in use when it started and 1.0 MiB more written by it"
+    >>> line(2**20, True)[:44]
+    "the run ended past its owner's storage (one "
     """
     cap, used, src = room.get("cap_mb"), float(room.get("used_mb") or 0), room.get("where")
 
-    def refusal(taken: int) -> str:
-        return (f"the training job stopped: it outgrew its owner's storage ({STORED} may take at most {cap:g} MiB; "
-                f"received: {used:.1f} MiB in use when it started and {taken / 2**20:.1f} MiB more written by it"
-                + (f"; limit set by {src}" if src else "") + "). The run failed; resume it once there is room; the "
-                f"app is unaffected. Fix: {FREE_UP}")
+    def refusal(taken: int, ended: bool) -> str:
+        why = (f"({STORED} may take at most {cap:g} MiB; received: {used:.1f} MiB in use when it started and "
+               f"{taken / 2**20:.1f} MiB more written by it" + (f"; limit set by {src}" if src else "") + ")")
+        if ended:
+            return (f"the run ended past its owner's storage {why}: its results are kept, and new jobs wait until "
+                    f"there is room. Fix: {FREE_UP}")
+        return (f"the training job stopped: it outgrew its owner's storage {why}. The run failed; resume it once "
+                f"there is room; the app is unaffected. Fix: {FREE_UP}")
 
     return refusal
 

@@ -220,13 +220,15 @@ class Room:
     """The storage a job may still take (its owner's ``storage_mb`` quota, :func:`builder.jobs.quotas.storage_room`):
     ``left`` bytes, counted by its broker as the bytes of its store writes (its curves and records in the run
     database) and the growth of its run's folder (checkpoints, logs, its private ``tmp/``) since the job started.
-    A job past it is stopped (SIGKILL: its model may be the one writing) and its run failed with ``refusal(taken)``.
+    A job past it is stopped (SIGKILL: its model may be the one writing) and its run failed with
+    ``refusal(taken, False)``; one found past it once it has recorded its end keeps that end, with the line
+    ``refusal(taken, True)`` as its message (its results are there; the quota holds its owner's next jobs back).
     The quota's other checks are made before a job starts; this one while it runs, where the job cannot reach it."""
 
     run_id: str
     folder: Path
     left: int
-    refusal: Callable[[int], str]
+    refusal: Callable[[int, bool], str]
     every_s: float = 0.25  # how often its folder is measured (a walk of its files): what a job writes in that time
     # is how far past its room it may get (its files, each at most its file size limit; its store writes are
     # counted before they are made)
@@ -258,8 +260,10 @@ def _stop_over_room(store: RunStore, ends: _Ends, meter: _Meter | None, job_pid:
     if taken <= meter.room.left:
         return False
     run_id = meter.room.run_id
+    ended = run_id in ends.status  # its end recorded: kept, and the line says why its owner's next jobs wait
     with contextlib.suppress(LayerLabError):
-        _hold(store, ends, run_id, "update_status", [run_id, "failed", meter.room.refusal(taken)], {})
+        _hold(store, ends, run_id, *(("update_run", [run_id], {"message": meter.room.refusal(taken, True)}) if ended
+                                     else ("update_status", [run_id, "failed", meter.room.refusal(taken, False)], {})))
     ends.over.add(run_id)
     if os.getppid() == job_pid:  # still running (else it has ended: its end is overwritten by this one)
         with contextlib.suppress(OSError):
@@ -327,7 +331,10 @@ def _broker_main(store: RunStore, sock: socket.socket, job_pid: int, room: Room 
     store.for_pid = job_pid
     ends, meter = _Ends(), (_Meter(room) if room is not None else None)
     _serve(store, sock, job_pid, ends, meter)
-    if meter is not None:  # what it wrote since the last measurement counts too (a short job's whole run)
+    if meter is not None:  # a job that closed its store and runs on is measured until it has gone, and once more
+        _no_death_signal()  # then (a short job's whole run: its last files)
+        while os.getppid() == job_pid and not _stop_over_room(store, ends, meter, job_pid):
+            time.sleep(0.02)
         meter.next = 0.0
         _stop_over_room(store, ends, meter, job_pid)
     _write_ends(store, job_pid, ends)

@@ -167,7 +167,8 @@ from builder.runs.store import RunStore
 
 ws, run_id, owner, how = sys.argv[1:5]
 store = RunStore(ws, actor=Actor.of_job(owner), mark_interrupted=False)
-room = broker.Room(run_id, store.folder(run_id).path, 2**20, lambda taken: f"over its room: {taken} bytes",
+room = broker.Room(run_id, store.folder(run_id).path, 2**20,
+                   lambda taken, ended: f"over its room{' after its end' if ended else ''}: {taken} bytes",
                    every_s=0.05)
 client = broker.start(store, room=room)
 client.update_status(run_id, "running")
@@ -179,6 +180,11 @@ if how == "small":  # well within its room: nothing stops it
     client.finish(run_id, "finished", message="done")
     client.close()
     print("ended", flush=True)
+elif how == "late":  # its end recorded, then 4 MiB written at once, and gone before the broker looks again
+    client.finish(run_id, "finished", message="done")
+    (Path(client.run_dir(run_id)) / "late.bin").write_bytes(b"\\0" * 2**22)
+    client.close()
+    print("ended", flush=True)
 elif how == "curve":  # a curve of 4 MiB, 256 KiB a call, in the run database
     for i in range(16):
         client.log_metrics(run_id, {"type": "step", "step": i, "blob": "x" * 2**18})
@@ -187,7 +193,7 @@ elif how == "folder":  # 4 MiB of files in its run's folder, and no store call a
         (Path(client.run_dir(run_id)) / f"blob{i}.bin").write_bytes(b"\\0" * 2**18)
         time.sleep(0.2)  # the broker measures its folder every 0.05 s here: what a job writes in that time is over
     time.sleep(60)
-if how != "small":
+if how not in ("small", "late"):
     print("not stopped", flush=True)
 """
 
@@ -214,6 +220,24 @@ def test_a_job_that_writes_past_its_owners_storage_is_stopped_and_its_run_says_w
     assert 2**20 < taken < 2**20 + 2**19  # stopped at its room (a call or a measurement later), not at the end
     if how == "curve":
         assert store.record_bytes(ANN) < 2 * 2**20  # the write that took it past its room was not made
+
+
+def test_a_job_found_past_its_owners_storage_after_its_end_keeps_its_end_and_says_why(runs):
+    """Past its room only once it had recorded its end (its last files, measured when it has gone): its results
+    are there, so it is not failed; its message says why its owner's next jobs wait."""
+    import subprocess
+    import sys
+
+    from tests.helpers import until
+
+    store, mine, _ = runs
+    job = subprocess.run([sys.executable, "-c", _GROWING_JOB, str(store.workspace), mine, ANN, "late"],
+                         capture_output=True, text=True, timeout=120)
+    # (still exiting when measured, it is stopped: a job that records its end and writes on is stopped so)
+    assert job.returncode in (0, -9) and job.stdout.split() == ["started", "ended"], job.stderr
+    until(lambda: store.get(mine)["message"] != "", "the end written", 30, state=lambda: dict(store.get(mine)))
+    run = store.get(mine)
+    assert run["status"] == "finished" and run["message"].startswith("over its room after its end: 4"), dict(run)
 
 
 def test_a_job_within_its_owners_storage_runs_to_its_end(runs):
