@@ -217,7 +217,7 @@ class _Ends:
 
 @dataclass
 class Room:
-    """The storage a job may still take (its owner's ``storage_mb`` quota, :func:`builder.jobs.quotas.storage_room`):
+    """The storage a job may still take (its owner's ``storage_mb`` quota, :func:`builder.jobs.quotas.room_of`):
     ``left`` bytes, counted by its broker as the bytes of its store writes (its curves and records in the run
     database) and the growth of its run's folder (checkpoints, logs, its private ``tmp/``) since the job started.
     A job past it is stopped (SIGKILL: its model may be the one writing) and its run failed with
