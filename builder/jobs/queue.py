@@ -173,7 +173,7 @@ def submit_group(store: RunStore, specs: list[JobSpec]) -> list[str]:
                  or ((specs[0].project or {}).get("training") or {}).get("device") or "auto")
     with admit(store):
         check_quota(store, specs[0].owner, device=device, jobs=len(specs))
-        run_ids = [_record(store, spec) for spec in specs]
+        run_ids = [_record(store, spec, share=len(specs)) for spec in specs]  # the storage left, shared
     for run_id in run_ids:
         _start(store, run_id)
     return run_ids
@@ -227,9 +227,10 @@ def start_local(store: RunStore, run_id: str) -> None:
     store.as_actor(SYSTEM).update_run(run_id, pid=pid)  # the process this code started: its record, not a person's
 
 
-def _record(store: RunStore, spec: JobSpec) -> str:
+def _record(store: RunStore, spec: JobSpec, share: int = 1) -> str:
     """Check the owner's quotas (QuotaError over a limit; nothing recorded), then record the run as queued with
-    its job spec; its id. :func:`submit` calls it under :func:`builder.jobs.quotas.admit`. A new run's row, folder
+    its job spec, and its room (the storage its owner has left, divided among the ``share`` jobs admitted together:
+    :func:`_room`); its id. :func:`submit` calls it under :func:`builder.jobs.quotas.admit`. A new run's row, folder
     and job spec are written all or none (a full disk: one line, nothing recorded); a resumed run's new spec is
     written before it is queued again (a full disk: it keeps its status)."""
     tracking = _tracking(store, spec)  # a destination the owner may not use is refused before anything is recorded
@@ -246,7 +247,7 @@ def _record(store: RunStore, spec: JobSpec) -> str:
                                   owner=spec.owner, tags=spec.tags, class_id=class_id, job_spec=data,
                                   parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
         store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
-        store.as_actor(SYSTEM).set_environment(run_id, storage_room=room)  # what its broker holds it to
+        store.as_actor(SYSTEM).set_environment(run_id, storage_room=_room(room, share))  # its broker holds it to it
         return run_id
     store.mark_interrupted()
     run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
@@ -270,8 +271,17 @@ def _record(store: RunStore, spec: JobSpec) -> str:
     room = check_quota(store, spec.owner, device=next((d for d in devices if wants_gpu(d)), devices[0]))
     _write_json(folder.job_spec, data)
     store.requeue(run.id)  # queued at the back, pid = this process until the job process takes over
-    store.as_actor(SYSTEM).set_environment(run.id, storage_room=room)  # what its owner has left now
+    store.as_actor(SYSTEM).set_environment(run.id, storage_room=_room(room, share))  # what its owner has left now
     return run.id
+
+
+def _room(room: dict | None, share: int) -> dict | None:
+    """A job's room of its owner's storage when ``share`` jobs are admitted together (a cross-validation's folds).
+
+    >>> _room({"left": 10, "cap_mb": 1}, 3)
+    {'left': 3, 'cap_mb': 1}
+    """
+    return {**room, "left": room["left"] // max(1, share)} if room else None
 
 
 def _tracking(store: RunStore, spec: JobSpec) -> str | None:

@@ -168,3 +168,22 @@ def test_a_refusal_names_where_its_limit_was_set(ws, monkeypatch):
     with pytest.raises(QuotaError, match=r"received: 61 GPU-seconds .* \(limit set by the class ML 101\)$"):
         quotas.check_usage(used, got, where=where)
     quotas.check_usage(used, got, gpu=False, where=where)  # a CPU job
+
+
+def test_each_admitted_job_records_the_storage_its_owner_has_left_shared_among_a_group(ws, monkeypatch):
+    """A job's broker holds it to the storage its owner had left when it was admitted (builder.process.broker.Room,
+    recorded by the system); a group admitted together (a cross-validation's folds) shares it, so the folds
+    together stay within the quota, not each of them."""
+    from builder.jobs.specs import crossval_job_specs
+
+    _no_launch(monkeypatch)
+    owner = "anon:" + "c" * 32
+    store = RunStore(ws, actor=SYSTEM)
+    assert store.get(submit(store, _spec(owner)))["environment"]["storage_room"] is None  # no storage limit
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "10")
+    monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "8")
+    alone = store.get(submit(store, _spec(owner)))["environment"]["storage_room"]
+    assert alone["cap_mb"] == 10 and 9.9 * 2**20 < alone["left"] <= 10 * 2**20
+    _, specs = crossval_job_specs(load_template("mlp"), "moons", {"epochs": 1}, folds=4, owner=owner)
+    rooms = [store.get(r)["environment"]["storage_room"]["left"] for r in jobs.submit_group(store, specs)]
+    assert all(alone["left"] // 4 - 2**16 < left <= alone["left"] // 4 for left in rooms)
