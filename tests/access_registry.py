@@ -629,6 +629,7 @@ INTERNAL = {
     # actor to ask here: the check was the caller's get; an upload resolves inside the record's owner's folder)
     "builder.runs.summary.run_source", "builder.runs.summary.dataset_spec_of_run",
     "builder.jobs.warm.launcher",  # ``run`` is the job body it forks, not a run
+    "builder.jobs.warm.kept",  # a cold job's process: forks the job body (``run``) for the run submit recorded
 }
 
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",
