@@ -87,9 +87,9 @@ def _run_bytes(store: RunStore, run_id: str) -> int:
 
 def owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> dict[str, int]:
     """Bytes ``owner`` keeps: ``runs`` (its run folders and ``records``, their rows and curves in the run
-    database, :meth:`~builder.runs.store.RunStore.record_bytes`: what the storage quota counts), ``projects`` (its autosave, undo history and uploads:
-    ``owners/<safe id>/``), ``total``, and ``n_runs``; for the owner itself or an admin (those who may delete
-    it, ``delete_data``).
+    database, :meth:`~builder.runs.store.RunStore.record_bytes`: what the storage quota counts), ``projects`` (its
+    autosave, undo history and uploads: ``owners/<safe id>/``), ``total``, and ``n_runs``; for the owner itself or
+    an admin (those who may delete it, ``delete_data``).
 
     Raises:
         AccessDenied: the store's actor is neither.

@@ -122,7 +122,8 @@ def _gpu_records(store: RunStore, runs: list[dict], now: float) -> list[dict]:
 def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
     """What ``owner`` uses now: ``running`` (running or paused jobs), ``queued`` jobs, ``storage_mb`` (MiB of
     its run folders, of its runs' records in the run database (:meth:`~builder.runs.store.RunStore.record_bytes`)
-    and of its other stored files, :func:`builder.runs.owners.owner_folders`: uploads, projects, studies) and ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with ``gpu=False``)."""
+    and of its other stored files, :func:`builder.runs.owners.owner_folders`: uploads, projects, studies) and
+    ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with ``gpu=False``)."""
     store.mark_interrupted()
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)  # counted whoever asks (a number)
     running = sum(r["status"] in STARTED for r in runs)
