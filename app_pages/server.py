@@ -11,6 +11,7 @@ import streamlit as st
 from app_pages import ui
 from builder.admin import housekeeping
 from builder.errors import LayerLabError
+from builder.jobs import quotas
 from builder.runs import owners
 from builder.runs.record import shown_time
 
@@ -88,10 +89,39 @@ def my_data() -> None:
     c[1].metric("Run files", ui.human_bytes(use["runs"]), help="Checkpoints, weights, curves and logs")
     c[2].metric("Projects and uploads", ui.human_bytes(use["projects"]),
                 help="Your autosaved canvas, its undo history and the data files you uploaded")
+    _my_limits(store)
     with st.popover("Delete all my data", icon=":material/delete_forever:"):
         st.markdown("Deletes **every run** of yours, your saved canvas, its undo history and your uploads. "
                     "A job that is still running is kept: stop it first.")
         st.button("Delete permanently", type="primary", key="ll_server_delete_mine", on_click=_delete_mine)
+
+
+def _my_limits(store) -> None:
+    """This person's quotas where any is set (builder.jobs.quotas): storage in use of its limit as a bar, then
+    jobs and GPU time, each with what is in use now and who set it."""
+    limit, where = quotas.limit_sources(ui.workspace(), ui.owner())
+    if all(v is None for v in limit.values()):
+        return
+    used = quotas.usage(store, ui.owner(), gpu=limit.get("gpu_seconds") is not None)
+
+    def by(key: str) -> str:
+        return f" (set by {where[key]})" if key in where else ""
+
+    if (cap := limit.get("storage_mb")) is not None:
+        st.progress(min(1.0, used["storage_mb"] / cap), text=f"Storage: {used['storage_mb']:.1f} of {cap:g} MiB "
+                    f"in use{by('storage_mb')}. Runs, their curves, uploads, projects and searches count")
+    lines = []
+    run_cap, queue_cap = limit.get("running"), limit.get("queued")
+    if run_cap is not None or queue_cap is not None:
+        caps = [f"{run_cap:g} running" if run_cap is not None else "", f"{queue_cap:g} waiting"
+                if queue_cap is not None else ""]
+        lines.append(f"Jobs: at most {' and '.join(c for c in caps if c)}{by('running') or by('queued')}; now "
+                     f"{used['running']:g} running, {used['queued']:g} waiting")
+    if (gpu := limit.get("gpu_seconds")) is not None:
+        lines.append(f"GPU time: {used['gpu_seconds']:.0f} of {gpu:g} GPU-seconds used in the last 24 hours"
+                     f"{by('gpu_seconds')}")
+    if lines:
+        st.caption("  \n".join(lines))
 
 
 def _set_library() -> None:

@@ -171,3 +171,24 @@ def test_an_admin_sees_every_study_by_its_owners_label_and_nobody_else_does(work
     assert_no_exception(me)
     assert not [d for d in me.dataframe if "Study" in d.value.columns]
     assert "Studies" not in [h.value for h in me.subheader]
+
+
+def test_the_server_page_shows_a_persons_quotas_and_what_is_in_use(workspace, monkeypatch):
+    """The page says it shows one's quota, and showed none: a student found out their storage limit only when a
+    job was stopped for it. Each limit that is set shows with what is in use and who set it; none set, nothing."""
+    store = RunStore(workspace, actor=SYSTEM)
+    rid = _run(store, ME)
+    store.log_metrics(rid, [{"type": "step", "step": i, "note": "x" * 2**17} for i in range(8)])  # 1 MiB of curve
+    plain = open_app("app_pages/server.py", owner=ME)
+    assert not plain.get("progress") and not any("GPU time" in c.value for c in plain.caption)
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "4")
+    monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "2")
+    monkeypatch.setenv("LAYERLAB_QUOTA_GPU_SECONDS", "3600")
+    me = open_app("app_pages/server.py", owner=ME)
+    assert_no_exception(me)
+    (bar,) = me.get("progress")
+    assert bar.proto.text.startswith("Storage: 1.0 of 4 MiB in use (set by LAYERLAB_QUOTA_STORAGE_MB)")
+    assert 0.25 <= bar.proto.value / 100 < 0.3
+    text = " ".join(c.value for c in me.caption)
+    assert "Jobs: at most 2 running (set by LAYERLAB_QUOTA_RUNNING); now 0 running, 0 waiting" in text
+    assert "GPU time: 0 of 3600 GPU-seconds used in the last 24 hours" in text
