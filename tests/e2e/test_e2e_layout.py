@@ -5,6 +5,7 @@ in a hyper-parameter field starts no run. Waits are for states (DOM, Streamlit i
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from pathlib import Path
 
@@ -209,15 +210,19 @@ def nodes_visible(page) -> dict:
     return page.evaluate(NODES_VISIBLE_JS)
 
 
-def wait_all_visible(page, n: int, timeout: float = 15.0, at_least: int | None = None) -> dict:
-    """Wait until the canvas shows its ``n`` nodes, ``at_least`` of them (default: all) on screen, and the view
-    is still (see NODES_VISIBLE_JS); return what is seen then, or at the timeout (the caller asserts on it)."""
+def wait_all_visible(page, n: int, timeout: float = 15.0, at_least: int | None = None,
+                     including: str | None = None) -> dict:
+    """Wait until the canvas shows its ``n`` nodes, ``at_least`` of them (default: all) on screen, ``including``
+    that node where given, and the view is still (see NODES_VISIBLE_JS); return what is seen then, or at the
+    timeout (the caller asserts on it). A still view of fewer nodes, or without ``including``, is not the state
+    waited for: between a page's return and the canvas's fit at its real size the old view shows, still."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+    must = f" && s.ids.includes({json.dumps(including)})" if including else ""
     js = f"""() => {{ const s = ({NODES_VISIBLE_JS})(); const f = [...document.querySelectorAll(
       '[data-testid="stBidiComponentIsolated"]')].map((h) => h.shadowRoot && h.shadowRoot.querySelector('.ll-flow'))
       .find(Boolean); return !!s && !!f && f.dataset.moving === 'false' && s.total === {n}
-      && s.visible >= {n if at_least is None else at_least}; }}"""
+      && s.visible >= {n if at_least is None else at_least}{must}; }}"""
     with contextlib.suppress(PlaywrightTimeoutError):
         page.wait_for_function(js, timeout=timeout * 1000, polling=100)
     return nodes_visible(page)
@@ -251,7 +256,7 @@ def test_a_returning_user_sees_their_graph(browser, app_server):
                 page.locator("[data-testid=stSidebarNav] a", has_text="Build").first.click()
                 page.wait_for_function(NODES_ARE_JS, arg=ids, timeout=30_000)
             wait_idle(page)
-            seen = wait_all_visible(page, len(ids), at_least=(len(ids) + 1) // 2)
+            seen = wait_all_visible(page, len(ids), at_least=(len(ids) + 1) // 2, including="tokens")
             page.screenshot(path=str(ARTIFACTS / f"layout-return-{other.lower() or 'resized'}.png"))
             # the first view is a readable fit from the input side: the input and most of the graph are on screen
             assert seen["visible"] * 2 >= len(ids) and "tokens" in seen["ids"], (other or "resized", seen)
