@@ -7,7 +7,6 @@ its body (``python -m builder.jobs.queue launcher``)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ from builder.data import builtin
 from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.jobs import job_sandbox
-from builder.process.launcher import ended_code, spawn_detached
+from builder.process.launcher import death_signal, ended_code, reap_orphans, spawn_detached
 from builder.process.sandbox import passes
 from builder.runs.db import ENV_DB_URL, process_env
 from builder.runs.store import RunStore
@@ -236,7 +235,7 @@ def launcher(workspace: str | Path, run: Callable[..., int], shared: bool = Fals
     ws = Path(workspace)
     path = ws / LAUNCHER_SOCK
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # retired or killed: clean up (finally below)
-    _subreap()
+    reap_orphans()  # its jobs' brokers that outlive them (:class:`builder.process.broker._Ends`)
     with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as srv:
         path.unlink(missing_ok=True)
         srv.bind(str(path))
@@ -289,27 +288,18 @@ def _job_request(req: Any) -> dict:
     return req["job"]
 
 
-def _subreap() -> None:
-    """Make the launcher the reaper of its jobs' orphans: a job's broker outlives it to write the end it held
-    (:class:`builder.process.broker._Ends`), and an orphan went to PID 1, which in a container or a micro-VM whose
-    init does not reap left a zombie per job. They are reaped with the jobs (:func:`_reap_jobs`)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
 def kept(workspace: str | Path, run_id: str, run: Callable[..., int]) -> int:
     """A job started the ordinary way (cold, or by a Ray task) as a launcher of one: this process forks the job
     (``run(workspace, run_id, sandboxed=True)``, killed if this process dies) and reaps it and its orphans (its
     broker, which outlives it to write the end it held) as the warm launcher reaps its own; a job killed by a
     signal is recorded as there (:func:`builder.jobs.job_sandbox.record_death`). Returns the job's exit code
     (128 + the signal that killed it)."""
-    _subreap()
+    reap_orphans()  # its jobs' brokers that outlive them (:class:`builder.process.broker._Ends`)
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            with contextlib.suppress(OSError, AttributeError):
-                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            death_signal()
             code = run(workspace, run_id, sandboxed=True)
         finally:
             os._exit(code)

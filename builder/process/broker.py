@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -49,6 +48,7 @@ from typing import Any
 from builder import errors as _errors
 from builder.data.access import SYSTEM, Actor
 from builder.errors import AccessDenied, LayerLabError, RunStoreError
+from builder.process.launcher import death_signal
 from builder.runs import db as _db
 from builder.runs.record import Run
 from builder.runs.store import RunStore
@@ -201,7 +201,7 @@ class _Ends:
         if isinstance(status, str):
             self.status[run_id] = status
         if not self.held:  # the held ends are written after the job, which must not take the broker along
-            _no_death_signal()
+            death_signal(0)
         self.held.append((call, args, kwargs))
 
     def shown(self, answer: Any) -> Any:
@@ -295,11 +295,6 @@ def _serve(store: RunStore, sock: socket.socket, job_pid: int, ends: _Ends, mete
         _send(sock, _encode(_answer(store, request, ends)))
 
 
-def _no_death_signal() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: none
-
-
 def _write_ends(store: RunStore, job_pid: int, ends: _Ends) -> None:
     """Once the job's process has ended (its broker is then another's child), write the ends it held."""
     if not ends.held:
@@ -321,8 +316,7 @@ def _broker_main(store: RunStore, sock: socket.socket, job_pid: int, room: Room 
     """In the forked broker: die with the job (until it holds the job's end: :class:`_Ends`), open its own database
     connections, record the job's pid where the store records "this process" (a run that starts running), then
     serve, and write the held ends once the job has ended."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    death_signal(signal.SIGKILL)
     if os.getppid() != job_pid:  # the job ended before the line above
         return
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
@@ -332,7 +326,7 @@ def _broker_main(store: RunStore, sock: socket.socket, job_pid: int, room: Room 
     ends, meter = _Ends(), (_Meter(room) if room is not None else None)
     _serve(store, sock, job_pid, ends, meter)
     if meter is not None:  # a job that closed its store and runs on is measured until it has gone, and once more
-        _no_death_signal()  # then (a short job's whole run: its last files)
+        death_signal(0)  # then (a short job's whole run: its last files)
         while os.getppid() == job_pid and not _stop_over_room(store, ends, meter, job_pid):
             time.sleep(0.02)
         meter.next = 0.0

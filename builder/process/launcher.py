@@ -20,6 +20,7 @@ very code that started it), and a daemon thread that waits for it (no zombies). 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -126,13 +127,27 @@ def run_attached(args: Sequence[str], log: str | Path, *, env: Mapping[str, str]
     >>> run_attached(["-c", "raise SystemExit(3)"], Path(tempfile.mkdtemp()) / "x.log")[1]
     3
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def die_with_parent() -> None:
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-    proc = _start(args, log, env, cwd, preexec_fn=die_with_parent)
+    proc = _start(args, log, env, cwd, preexec_fn=death_signal)
     return proc.pid, proc.wait()
+
+
+def death_signal(sig: int = signal.SIGKILL) -> None:
+    """The signal this process gets when the thread that started it dies (``PR_SET_PDEATHSIG``; 0: none). The one
+    place LayerLab sets it: a Ray task's job process, a kept job (:func:`builder.jobs.warm.kept`), a job's broker
+    (until it holds the job's end)."""
+    with contextlib.suppress(OSError, AttributeError):
+        _LIBC.prctl(1, int(sig), 0, 0, 0)
+
+
+def reap_orphans() -> None:
+    """Make this process the reaper of its descendants' orphans (``PR_SET_CHILD_SUBREAPER``): a job's broker that
+    outlives it to write its end is then this process's to reap, not a PID 1 that may reap nothing (the warm
+    launcher, a kept job)."""
+    with contextlib.suppress(OSError, AttributeError):
+        _LIBC.prctl(36, 1, 0, 0, 0)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # opened before any fork: a preexec function only calls it
 
 
 PER_OWNER_ENV = "LAYERLAB_SANDBOX_PER_OWNER"  # one person's live sandboxed children at most (default 4)
@@ -250,7 +265,7 @@ def _start(args: Sequence[str], log: str | Path, env: Mapping[str, str] | None, 
                                 close_fds=True, **popen)
 
 
-__all__ = ["spawn_detached", "run_attached", "child_env", "BARE_ENV", "package_root", "ended_code", "process_token", "token_alive",
+__all__ = ["spawn_detached", "run_attached", "death_signal", "reap_orphans", "child_env", "BARE_ENV", "package_root", "ended_code", "process_token", "token_alive",
            "spawn_sandboxed", "evictable", "counted_owner", "per_owner", "PER_OWNER_ENV", "DEFAULT_PER_OWNER"]
 
 
